@@ -1,0 +1,78 @@
+//! AAuth layer 1: HTTP Message Signatures (RFC 9421) under the AAuth profile of
+//! draft-hardt-oauth-aauth-protocol-11, with keys named by `Signature-Key`
+//! (draft-hardt-httpbis-signature-key-09).
+//!
+//! **Signing** ([`sign`]) adds `Content-Digest` when there is a body, then the complete
+//! `Signature-Key`, then `Signature-Input` and `Signature` for each label. It always covers
+//! `@method @authority @path signature-key`, adds `content-type content-digest` on bodies
+//! and `authorization` when a session token is sent, takes `created` from the caller's
+//! clock, and never sends the `alg` parameter.
+//!
+//! **Verifying** ([`Verifier`], or [`prepare`] then [`Prepared::finish`] without I/O) takes
+//! `@authority` from `Host` / `:authority` (never the URI's absent authority on a server, never
+//! `X-Forwarded-*`), enforces the required components (`invalid_input` with
+//! `required_input`), the `created` window (too old: `invalid_signature`; ahead:
+//! `clock_skew`), the accepted schemes and algorithms, and every `Content-Digest` member,
+//! and returns the verified key, scheme identity and label, or a [`VerifyError`] whose
+//! [`code`](VerifyError::code), [`status`](VerifyError::status) and
+//! [`response_headers`](VerifyError::response_headers) are what the draft says to answer.
+//!
+//! Keys come from a [`KeyResolver`] the caller supplies. [`SchemeResolver`] resolves `hwk`,
+//! `jkt-jwt` and `jwt` (AAuth tokens, through `aauth-tokens`) itself; the fetching schemes
+//! are registered on it by the metadata crate.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aauth_headers::Scheme;
+//! use aauth_keys::{PrivateKey, Signer, rand::OsRandom, time::UnixTime};
+//! use aauth_signing::{JwtResolver, SchemeResolver, Verifier, VerifyPolicy, sign_request};
+//! use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
+//!
+//! let now = UnixTime(1_800_000_000);
+//! let provider_key = PrivateKey::ed25519_from_seed(&[1; 32]);
+//! let provider = ServerId::parse("https://agent.example")?;
+//! let agent_key = PrivateKey::ed25519_from_seed(&[2; 32]);
+//! let agent_token = AgentTokenBuilder::new(provider.clone(),
+//!         AgentId::parse("aauth:assistant@agent.example")?, agent_key.public_key())
+//!     .sign(&provider_key, "key-1", now, &mut OsRandom)?;
+//!
+//! // The agent signs.
+//! let mut request = http::Request::get("https://resource.example/api/documents").body(Vec::new())?;
+//! sign_request(&mut request, &agent_key, &Scheme::jwt(agent_token.token), now)?;
+//!
+//! // The resource sees an origin-form URI and a Host header, and verifies.
+//! let (mut parts, body) = request.into_parts();
+//! parts.uri = "/api/documents".parse()?;
+//! parts.headers.insert("host", "resource.example".parse()?);
+//! let issuers = StaticIssuerKeys::new()
+//!     .with(&provider, "aauth-agent.json", "key-1", provider_key.public_key().clone());
+//! let resolver = SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers), &[TokenType::Agent]));
+//! let verifier = Verifier::new(VerifyPolicy::default(), Arc::new(resolver));
+//! let verified = futures_executor::block_on(verifier.verify(&parts, &body, now))?;
+//! assert_eq!(&verified.key, agent_key.public_key());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod base;
+mod components;
+mod digest;
+mod error;
+mod resolve;
+mod sign;
+mod verify;
+
+pub use base::{View, signature_base};
+pub use components::{AuthoritySource, UriScheme};
+pub use digest::content_digest;
+pub use error::{ComponentError, SignError, VerifyError};
+pub use resolve::{
+    JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList,
+    SchemeResolver, resolve_hwk, resolve_jkt_jwt,
+};
+pub use sign::{DigestMode, SignOptions, SigningKey, sign, sign_message, sign_request};
+pub use verify::{
+    BodyCoverage, LabelSelection, Prepared, REQUIRED_COMPONENTS, VerifiedRequest, Verifier,
+    VerifyPolicy, prepare,
+};

@@ -1,0 +1,518 @@
+//! Verifying a signed request (draft -11 §11.3.4), as a sans-IO pair ([`prepare`], then
+//! [`Prepared::finish`] with the resolved key) or in one call ([`Verifier::verify`]).
+
+use std::sync::Arc;
+
+use aauth_headers::{
+    ErrorCode, MemberError, Scheme, SignatureInput, SignatureKey, SignatureParams, Signatures,
+    combined_value, names,
+};
+use aauth_keys::time::UnixTime;
+use aauth_keys::{Algorithm, PublicKey};
+use http::request::Parts;
+use sha2::{Digest as _, Sha256};
+
+use crate::base;
+use crate::components::{AuthoritySource, Message};
+use crate::resolve::{KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList};
+use crate::{VerifyError, digest};
+
+/// The components every AAuth request signature covers (draft -11 §11.3.3).
+pub const REQUIRED_COMPONENTS: [&str; 4] = ["@method", "@authority", "@path", "signature-key"];
+
+/// Whether requests with a body must cover `content-digest` and `content-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyCoverage {
+    /// Required on any request with a non-empty body (every Person Server and Access Server
+    /// endpoint, draft -11 §11.3.3; the default).
+    Required,
+    /// Not required (a resource that does not list them in
+    /// `additional_signature_components`). A `Content-Digest` that is present is still
+    /// checked against the body.
+    Optional,
+}
+
+/// How the label to verify is chosen when a request carries several signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LabelSelection {
+    /// The only label; with several, the only one whose `Signature-Key` scheme is accepted.
+    /// Never "whichever verifies".
+    Auto,
+    /// Exactly this label.
+    Named(String),
+}
+
+/// What a verifier requires. The defaults are the AAuth profile: the four mandatory
+/// components, body coverage, a 60-second window, the `jwt` scheme, `Ed25519` and `ES256`,
+/// at most four labels, `@authority` from the request under `https`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifyPolicy {
+    /// Components every signature must cover (the four mandatory ones plus extras, such as
+    /// a resource's `additional_signature_components`).
+    pub required_components: Vec<String>,
+    /// Body coverage.
+    pub body_coverage: BodyCoverage,
+    /// The `created` window in seconds, both ways.
+    pub window: u64,
+    /// Accepted `Signature-Key` schemes, in preference order (sent in
+    /// `Accept-Signature-Scheme`).
+    pub accepted_schemes: Vec<String>,
+    /// Accepted algorithms, exactly (sent in `Accept-Signature-Alg`).
+    pub accepted_algorithms: Vec<Algorithm>,
+    /// Label choice.
+    pub label: LabelSelection,
+    /// The most labels a request may carry.
+    pub max_labels: usize,
+    /// Where `@authority` comes from.
+    pub authority: AuthoritySource,
+    /// The size limit for each signature field.
+    pub max_field_bytes: usize,
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        Self {
+            required_components: REQUIRED_COMPONENTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            body_coverage: BodyCoverage::Required,
+            window: 60,
+            accepted_schemes: vec!["jwt".to_owned()],
+            accepted_algorithms: Algorithm::ALL.to_vec(),
+            label: LabelSelection::Auto,
+            max_labels: 4,
+            authority: AuthoritySource::default(),
+            max_field_bytes: aauth_headers::DEFAULT_MAX_FIELD_BYTES,
+        }
+    }
+}
+
+impl VerifyPolicy {
+    /// Also requires `component` to be covered.
+    #[must_use]
+    pub fn require(mut self, component: &str) -> Self {
+        if !self.required_components.iter().any(|c| c == component) {
+            self.required_components.push(component.to_owned());
+        }
+        self
+    }
+
+    /// Sets body coverage.
+    #[must_use]
+    pub fn body_coverage(mut self, coverage: BodyCoverage) -> Self {
+        self.body_coverage = coverage;
+        self
+    }
+
+    /// Sets the `created` window.
+    #[must_use]
+    pub fn window(mut self, secs: u64) -> Self {
+        self.window = secs;
+        self
+    }
+
+    /// Sets the accepted schemes.
+    #[must_use]
+    pub fn accept_schemes(mut self, schemes: &[&str]) -> Self {
+        self.accepted_schemes = schemes.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Sets the accepted algorithms.
+    #[must_use]
+    pub fn accept_algorithms(mut self, algs: &[Algorithm]) -> Self {
+        self.accepted_algorithms = algs.to_vec();
+        self
+    }
+
+    /// Sets the label choice.
+    #[must_use]
+    pub fn label(mut self, label: LabelSelection) -> Self {
+        self.label = label;
+        self
+    }
+
+    /// Sets where `@authority` comes from.
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        self.authority = source;
+        self
+    }
+
+    fn required_for(&self, has_body: bool) -> Vec<String> {
+        let mut req = self.required_components.clone();
+        if has_body && self.body_coverage == BodyCoverage::Required {
+            for c in ["content-digest", "content-type"] {
+                if !req.iter().any(|r| r == c) {
+                    req.push(c.to_owned());
+                }
+            }
+        }
+        req
+    }
+}
+
+/// A request whose signature verified.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedRequest {
+    /// The label verified.
+    pub label: String,
+    /// The key that verified it.
+    pub key: PublicKey,
+    /// Who the key belongs to (for the `jwt` scheme, the verified token).
+    pub identity: KeyIdentity,
+    /// The signature parameters.
+    pub params: SignatureParams,
+    /// The signature base that verified.
+    pub signature_base: String,
+}
+
+impl VerifiedRequest {
+    /// SHA-256 over the key's thumbprint and the signature base: the key for a replay
+    /// cache. Never the signature bytes, which ES256 (r, n−s) and lenient base64 let an
+    /// attacker re-encode (security catalogue R3, R4). Computed on demand, so requests that
+    /// need no replay check do not pay for it.
+    #[must_use]
+    pub fn replay_key(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key.thumbprint().as_str().as_bytes());
+        h.update(b"\n");
+        h.update(self.signature_base.as_bytes());
+        h.finalize().into()
+    }
+}
+
+/// A request checked up to key resolution (headers, label, coverage, `created`, scheme,
+/// signature base), waiting for the key.
+#[derive(Debug)]
+pub struct Prepared<'r> {
+    label: String,
+    params: SignatureParams,
+    signature: Vec<u8>,
+    scheme: Scheme,
+    base: String,
+    digest: Option<String>,
+    body: &'r [u8],
+    required: Vec<String>,
+    accepted_algorithms: Vec<Algorithm>,
+}
+
+fn field<'a>(
+    parts: &'a Parts,
+    name: &'static str,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, str>, VerifyError> {
+    combined_value(&parts.headers, name, limit)
+        .map_err(VerifyError::Header)?
+        .ok_or(VerifyError::MissingHeader { name })
+}
+
+/// Checks everything that needs no key, in the draft's order: the three headers present,
+/// a label chosen, the required components covered, `created` in the window, the scheme
+/// accepted; then builds the signature base.
+///
+/// # Errors
+///
+/// The first failing check as a [`VerifyError`].
+pub fn prepare<'r>(
+    parts: &'r Parts,
+    body: &'r [u8],
+    policy: &VerifyPolicy,
+    now: UnixTime,
+) -> Result<Prepared<'r>, VerifyError> {
+    let limit = policy.max_field_bytes;
+    let input = field(parts, "signature-input", limit)?;
+    let sigs = field(parts, "signature", limit)?;
+    let keys = field(parts, "signature-key", limit)?;
+    let input = SignatureInput::parse_with_limit(&input, limit).map_err(VerifyError::Header)?;
+    let sigs = Signatures::parse_with_limit(&sigs, limit).map_err(VerifyError::Header)?;
+    let keys = SignatureKey::parse_with_limit(&keys, limit).map_err(VerifyError::Header)?;
+
+    let count = input.members().len();
+    if count > policy.max_labels {
+        return Err(VerifyError::TooManyLabels {
+            count,
+            max: policy.max_labels,
+        });
+    }
+    let index = select_label(&input, &keys, policy)?;
+    let member = input.into_members().swap_remove(index);
+    let label = member.label;
+    let params = member.params.map_err(|reason| VerifyError::BadMember {
+        field: "Signature-Input",
+        label: label.clone(),
+        reason,
+    })?;
+    let signature = match sigs.get(&label) {
+        None => {
+            return Err(VerifyError::NoLabel {
+                reason: "Signature has no member for the label",
+            });
+        }
+        Some(Err(reason)) => {
+            return Err(VerifyError::BadMember {
+                field: "Signature",
+                label,
+                reason: reason.clone(),
+            });
+        }
+        Some(Ok(bytes)) => bytes.to_vec(),
+    };
+
+    // Step 2: coverage.
+    let required = policy.required_for(!body.is_empty());
+    if required.iter().any(|r| !params.covers(r)) {
+        return Err(VerifyError::MissingComponents { required });
+    }
+
+    // Step 3: created (and expires).
+    let created = params.created().ok_or(VerifyError::CreatedMissing)?;
+    let now_i = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let window = i64::try_from(policy.window).unwrap_or(i64::MAX);
+    if created < now_i.saturating_sub(window) {
+        return Err(VerifyError::CreatedTooOld {
+            created,
+            now: now.as_secs(),
+            window: policy.window,
+        });
+    }
+    if created > now_i.saturating_add(window) {
+        return Err(VerifyError::CreatedInFuture {
+            created,
+            now: now.as_secs(),
+            window: policy.window,
+        });
+    }
+    if let Some(expires) = params.expires()
+        && (expires <= now_i || expires < created)
+    {
+        return Err(VerifyError::Expired { expires });
+    }
+
+    // Step 4: the scheme.
+    let Some(km) = keys.into_members().into_iter().find(|m| m.label == label) else {
+        return Err(VerifyError::NoKeyMember { label });
+    };
+    let Some(scheme_name) = km.scheme_name.as_deref() else {
+        return Err(VerifyError::BadKeyMember {
+            label,
+            reason: km.scheme.err().unwrap_or(MemberError::WrongType {
+                expected: "Token",
+                found: "other",
+            }),
+            code: ErrorCode::InvalidSignature,
+        });
+    };
+    if !policy.accepted_schemes.iter().any(|s| s == scheme_name) {
+        return Err(VerifyError::UnsupportedScheme {
+            scheme: Some(scheme_name.to_owned()),
+        });
+    }
+    let scheme = km.scheme.map_err(|reason| VerifyError::BadKeyMember {
+        label: label.clone(),
+        reason,
+        code: match scheme_name {
+            "hwk" | "jwks_uri" | "jwks" | "x509" => ErrorCode::InvalidKey,
+            _ => ErrorCode::InvalidSignature,
+        },
+    })?;
+
+    // The signature base, from the server's view of the request.
+    let msg = Message::server(&parts.method, &parts.uri, &parts.headers, &policy.authority)?;
+    let base = base::build(&msg, &params)?;
+    let digest = match parts.headers.get(names::CONTENT_DIGEST) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    VerifyError::Header(aauth_headers::ParseError::NotAscii {
+                        field: "Content-Digest",
+                    })
+                })?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(Prepared {
+        label,
+        params,
+        signature,
+        scheme,
+        base,
+        digest,
+        body,
+        required,
+        accepted_algorithms: policy.accepted_algorithms.clone(),
+    })
+}
+
+/// The index in `Signature-Input` of the label to verify.
+fn select_label(
+    input: &SignatureInput,
+    keys: &SignatureKey,
+    policy: &VerifyPolicy,
+) -> Result<usize, VerifyError> {
+    match &policy.label {
+        LabelSelection::Named(l) => {
+            input
+                .members()
+                .iter()
+                .position(|m| &m.label == l)
+                .ok_or(VerifyError::NoLabel {
+                    reason: "the required label is absent",
+                })
+        }
+        LabelSelection::Auto => match input.members() {
+            [] => Err(VerifyError::NoLabel {
+                reason: "Signature-Input is empty",
+            }),
+            [_] => Ok(0),
+            many => {
+                let mut acceptable = many.iter().enumerate().filter(|(_, m)| {
+                    keys.get(&m.label)
+                        .and_then(|k| k.scheme_name.as_deref())
+                        .is_some_and(|s| policy.accepted_schemes.iter().any(|a| a == s))
+                });
+                match (acceptable.next(), acceptable.next()) {
+                    (Some((i, _)), None) => Ok(i),
+                    (None, _) => Err(VerifyError::NoLabel {
+                        reason: "no signature uses an accepted scheme",
+                    }),
+                    (Some(_), Some(_)) => Err(VerifyError::NoLabel {
+                        reason: "several signatures use accepted schemes; name the label",
+                    }),
+                }
+            }
+        },
+    }
+}
+
+impl Prepared<'_> {
+    /// The label being verified.
+    #[must_use]
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The selected `Signature-Key` scheme, to resolve.
+    #[must_use]
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// The signature base that will be verified.
+    #[must_use]
+    pub fn signature_base(&self) -> &str {
+        &self.base
+    }
+
+    /// Verifies the signature with the resolved key: algorithm accepted, `keyid`
+    /// consistent, signature valid, then `Content-Digest` (if present) equal to the body.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::AlgorithmNotAccepted`], [`VerifyError::KeyIdMismatch`],
+    /// [`VerifyError::BadSignature`], [`VerifyError::DigestMismatch`],
+    /// [`VerifyError::DigestUnsupported`].
+    pub fn finish(self, resolved: ResolvedKey) -> Result<VerifiedRequest, VerifyError> {
+        let alg = resolved.key.algorithm();
+        if !self.accepted_algorithms.contains(&alg) {
+            return Err(VerifyError::AlgorithmNotAccepted {
+                alg: alg.as_str().to_owned(),
+            });
+        }
+        if let Some(keyid) = self.params.keyid()
+            && keyid != resolved.key.thumbprint().as_str()
+            && resolved.kid.as_deref() != Some(keyid)
+        {
+            return Err(VerifyError::KeyIdMismatch);
+        }
+        resolved
+            .key
+            .verify(self.base.as_bytes(), &self.signature)
+            .map_err(|_| VerifyError::BadSignature)?;
+        if let Some(d) = &self.digest {
+            digest::check(d, self.body, &self.required)?;
+        }
+        Ok(VerifiedRequest {
+            label: self.label,
+            key: resolved.key,
+            identity: resolved.identity,
+            params: self.params,
+            signature_base: self.base,
+        })
+    }
+}
+
+/// A verifier: a policy, a key resolver, and optionally a revocation list.
+#[derive(Clone)]
+pub struct Verifier {
+    policy: VerifyPolicy,
+    resolver: Arc<dyn KeyResolver>,
+    revocations: Option<Arc<dyn RevocationList>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("policy", &self.policy)
+            .field("revocations", &self.revocations.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier with `policy`, resolving keys through `resolver`.
+    #[must_use]
+    pub fn new(policy: VerifyPolicy, resolver: Arc<dyn KeyResolver>) -> Self {
+        Self {
+            policy,
+            resolver,
+            revocations: None,
+        }
+    }
+
+    /// Refuses tokens in `Signature-Key` that `list` says are revoked (`revoked_jwt`).
+    #[must_use]
+    pub fn revocations(mut self, list: Arc<dyn RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
+    /// The policy (for the response headers of an error).
+    #[must_use]
+    pub fn policy(&self) -> &VerifyPolicy {
+        &self.policy
+    }
+
+    /// Verifies a request: [`prepare`], resolve the key, [`Prepared::finish`], then the
+    /// revocation check.
+    ///
+    /// # Errors
+    ///
+    /// The first failing check as a [`VerifyError`].
+    pub async fn verify(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<VerifiedRequest, VerifyError> {
+        let prepared = prepare(parts, body, &self.policy, now)?;
+        let ctx = ResolveContext::new(now, prepared.label());
+        let resolved = self.resolver.resolve(prepared.scheme(), &ctx).await?;
+        let verified = prepared.finish(resolved)?;
+        if let (Some(list), KeyIdentity::Token(token)) = (&self.revocations, &verified.identity) {
+            let (iss, jti) = token.iss_jti();
+            match list.is_revoked(iss, jti).await {
+                Ok(false) => {}
+                Ok(true) => return Err(VerifyError::Revoked),
+                Err(reason) => return Err(VerifyError::Unavailable { reason }),
+            }
+        }
+        Ok(verified)
+    }
+}
