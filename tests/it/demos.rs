@@ -1,0 +1,69 @@
+//! Each ready demo runs and its transcript shows what the draft requires.
+
+use aauth_demos::{DEMOS, Status};
+
+fn run(n: u8) -> aauth_demos::Transcript {
+    let d = DEMOS.iter().find(|d| d.number == n).unwrap();
+    match d.status {
+        Status::Ready(f) => f().unwrap_or_else(|e| panic!("demo {n}: {e}")),
+        _ => panic!("demo {n} is not ready"),
+    }
+}
+
+#[test]
+fn d00_core() {
+    let t = run(0);
+    let text = t.render();
+    assert_eq!(t.steps.len(), 12, "{text}");
+    assert!(
+        text.contains("verifies the signature and the agent token: aauth:assistant@agent.example")
+    );
+    assert!(text.contains(r#"signature-input: sig=("@method" "@authority" "@path" "signature-key");created=1800000000"#), "{text}");
+    assert!(
+        text.contains(r#""content-type" "content-digest" "signature-key""#),
+        "{text}"
+    );
+    // The six refusals, with the draft's codes and headers.
+    let refusals: Vec<&aauth_demos::Step> = t
+        .steps
+        .iter()
+        .filter(|s| {
+            s.detail
+                .first()
+                .is_some_and(|d| d.starts_with("HTTP/1.1 401"))
+        })
+        .collect();
+    assert_eq!(refusals.len(), 6, "{text}");
+    let codes: Vec<&str> = refusals.iter().map(|s| s.detail[1].as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "signature-error: error=invalid_signature",
+            "signature-error: error=invalid_signature",
+            "signature-error: error=clock_skew",
+            "signature-error: error=invalid_signature",
+            r#"signature-error: error=invalid_input, required_input=("@method" "@authority" "@path" "signature-key" "content-digest" "content-type")"#,
+            "signature-error: error=unsupported_scheme",
+        ],
+        "{text}"
+    );
+    assert_eq!(refusals[5].detail[2], "accept-signature-scheme: jwt");
+    assert!(
+        refusals[3].detail[2].contains("Content-Digest sha-256 does not match"),
+        "{text}"
+    );
+}
+
+#[test]
+fn registry_numbers_run_0_to_12() {
+    let numbers: Vec<u8> = DEMOS.iter().map(|d| d.number).collect();
+    assert_eq!(numbers, (0..=12).collect::<Vec<_>>());
+    // Each phase demo not yet implemented says what it waits for.
+    for d in &DEMOS[1..] {
+        match d.status {
+            Status::Pending { needs } => assert!(!needs.is_empty()),
+            Status::Ready(_) => {}
+            _ => panic!("unknown status"),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the demos, and interop tests against other implementations and
+//! independent oracles.
+
+#![allow(
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "a test binary: fixtures are shared between modules and may fail loudly"
+)]
+
+mod demos;
+mod interop;

@@ -1,0 +1,1 @@
+//! Independent oracles for the AAuth workspace: see `tests/oracles.rs`.

@@ -1,0 +1,71 @@
+//! `cargo run -p aauth-demos -- [N|all|--list]` (or `cargo xtask demo`).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool"
+)]
+
+use std::process::ExitCode;
+
+use aauth_demos::{DEMOS, Status};
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    if arg == "--list" {
+        for d in DEMOS {
+            let state = match d.status {
+                Status::Ready(_) => "ready".to_owned(),
+                Status::Pending { needs } => format!("pending: needs {needs}"),
+                _ => "unknown".to_owned(),
+            };
+            println!("{:>2}  {:<22} {}  [{state}]", d.number, d.slug, d.title);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let selected: Vec<_> = match arg.as_str() {
+        "all" => DEMOS.iter().collect(),
+        n => match n.parse::<u8>() {
+            Ok(n) if DEMOS.iter().any(|d| d.number == n) => {
+                DEMOS.iter().filter(|d| d.number == n).collect()
+            }
+            _ => {
+                eprintln!("unknown demo {n:?}; try --list");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let (mut ran, mut pending, mut failed) = (0, 0, 0);
+    for d in selected {
+        match d.status {
+            Status::Ready(run) => {
+                println!("=== Demo {}: {} ===", d.number, d.title);
+                match run() {
+                    Ok(t) => {
+                        print!("{}", t.render());
+                        ran += 1;
+                    }
+                    Err(e) => {
+                        eprintln!("demo {} FAILED: {e}", d.number);
+                        failed += 1;
+                    }
+                }
+                println!();
+            }
+            Status::Pending { needs } => {
+                println!(
+                    "=== Demo {}: {} ===\n  NOT YET IMPLEMENTED: needs {needs}\n",
+                    d.number, d.title
+                );
+                pending += 1;
+            }
+            _ => {}
+        }
+    }
+    println!("{ran} demo(s) ran, {failed} failed, {pending} not yet implemented");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,117 @@
+//! `cargo xtask ci`: the jobs CI runs, cheapest first. `.ci/run` calls exactly this.
+
+use crate::{cargo, cargo_env, have, root, run_in};
+
+const JOBS: [&str; 8] = [
+    "fmt",
+    "tidy",
+    "clippy",
+    "interop-deps",
+    "test",
+    "oracles",
+    "doc",
+    "deny",
+];
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let jobs: Vec<&str> = match args.first() {
+        Some(j) => vec![j.as_str()],
+        None => JOBS.to_vec(),
+    };
+    for job in jobs {
+        eprintln!("\n==> ci {job}");
+        match job {
+            "fmt" => cargo(&["fmt", "--all", "--", "--check"])?,
+            "tidy" => cargo(&["test", "--quiet", "--package", "xtask", "--", "tidy"])?,
+            "clippy" => cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ])?,
+            "interop-deps" => interop_deps()?,
+            "test" => {
+                cargo(&["test", "--workspace", "--all-targets", "--locked"])?;
+                cargo(&["test", "--workspace", "--doc", "--locked"])?;
+            }
+            "oracles" => {
+                // Outside the workspace (see tests/oracles/Cargo.toml); share the target dir.
+                let target = root().join("target");
+                let target = target.to_string_lossy();
+                cargo_env(
+                    &[
+                        "test",
+                        "--locked",
+                        "--manifest-path",
+                        "tests/oracles/Cargo.toml",
+                    ],
+                    &[("CARGO_TARGET_DIR", &target)],
+                )?;
+                cargo_env(
+                    &[
+                        "clippy",
+                        "--locked",
+                        "--all-targets",
+                        "--manifest-path",
+                        "tests/oracles/Cargo.toml",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                    &[("CARGO_TARGET_DIR", &target)],
+                )?;
+            }
+            "doc" => cargo_env(
+                &["doc", "--workspace", "--no-deps", "--locked"],
+                &[("RUSTDOCFLAGS", "-D warnings")],
+            )?,
+            "deny" => {
+                if have("cargo-deny", &["--version"]) {
+                    cargo(&[
+                        "deny",
+                        "--all-features",
+                        "check",
+                        "licenses",
+                        "bans",
+                        "sources",
+                    ])?;
+                } else {
+                    eprintln!(
+                        "!! SKIPPED: cargo-deny is not installed (cargo install --locked cargo-deny).\n\
+                         !! The licence, ban and source checks did NOT run. .ci/run installs it."
+                    );
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown ci job {other:?}; jobs: {}",
+                    JOBS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Installs the interop peer (`@hellocoop/httpsig`) from its lock file, so the interop
+/// test can run it. Without npm the test skips loudly (or fails under
+/// `AAUTH_REQUIRE_INTEROP=1`, as in CI).
+fn interop_deps() -> Result<(), String> {
+    let dir = root().join("tests/interop/hellocoop");
+    if !dir.join("package-lock.json").exists() {
+        return Err("tests/interop/hellocoop/package-lock.json is missing".to_owned());
+    }
+    if !have("npm", &["--version"]) {
+        eprintln!("!! npm is not installed: the TypeScript interop test will be skipped.");
+        return Ok(());
+    }
+    run_in(
+        &dir,
+        "npm",
+        &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        &[],
+    )
+}
