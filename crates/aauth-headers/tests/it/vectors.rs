@@ -73,7 +73,7 @@ fn signature_key_cases() {
                 Ok(Scheme::Unknown { name }) => assert_eq!(name, scheme),
                 Ok(Scheme::Jwt { jwt, .. }) => assert_eq!(jwt, params["jwt"].as_str().unwrap()),
                 Err(MemberError::MissingParameter { name: "jwt" }) => {
-                    assert!(params.is_empty(), "{header}")
+                    assert!(params.is_empty(), "{header}");
                 }
                 other => panic!("{header}: {other:?}"),
             }
