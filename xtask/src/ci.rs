@@ -2,16 +2,20 @@
 
 use crate::{cargo, cargo_env, have, root, run_in};
 
-const JOBS: [&str; 8] = [
+const JOBS: [&str; 9] = [
     "fmt",
     "tidy",
     "clippy",
     "interop-deps",
     "test",
     "oracles",
+    "fuzz-check",
     "doc",
     "deny",
 ];
+
+/// Crates outside the workspace (own `[workspace]`), checked by the same rules.
+const OUTSIDE: [&str; 2] = ["tests/oracles/Cargo.toml", "fuzz/Cargo.toml"];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let jobs: Vec<&str> = match args.first() {
@@ -21,7 +25,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     for job in jobs {
         eprintln!("\n==> ci {job}");
         match job {
-            "fmt" => cargo(&["fmt", "--all", "--", "--check"])?,
+            "fmt" => {
+                cargo(&["fmt", "--all", "--", "--check"])?;
+                for manifest in OUTSIDE {
+                    cargo(&["fmt", "--manifest-path", manifest, "--all", "--", "--check"])?;
+                }
+            }
             "tidy" => cargo(&["test", "--quiet", "--package", "xtask", "--", "tidy"])?,
             "clippy" => cargo(&[
                 "clippy",
@@ -57,6 +66,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                         "--all-targets",
                         "--manifest-path",
                         "tests/oracles/Cargo.toml",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                    &[("CARGO_TARGET_DIR", &target)],
+                )?;
+            }
+            "fuzz-check" => {
+                // The fuzz targets must keep compiling against the crates' APIs; running
+                // them needs cargo-fuzz (`cargo xtask fuzz --smoke`), not part of CI.
+                let target = root().join("target");
+                let target = target.to_string_lossy();
+                cargo_env(
+                    &[
+                        "clippy",
+                        "--locked",
+                        "--bins",
+                        "--manifest-path",
+                        "fuzz/Cargo.toml",
                         "--",
                         "-D",
                         "warnings",

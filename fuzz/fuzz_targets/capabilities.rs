@@ -1,0 +1,7 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = aauth_headers::AAuthCapabilities::parse(s);
+        let _ = aauth_headers::Prefer::parse(s);
+    }
+});

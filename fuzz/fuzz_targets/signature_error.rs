@@ -1,0 +1,8 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = aauth_headers::SignatureErrorHeader::parse(s);
+        let _ = aauth_headers::AcceptSignatureScheme::parse(s);
+        let _ = aauth_headers::AcceptSignatureAlg::parse(s);
+    }
+});
