@@ -66,10 +66,14 @@ impl TokenType {
     /// ```
     #[must_use]
     pub fn matches_typ(self, typ: &str) -> bool {
-        let bare = if typ.len() > 12 && typ[..12].eq_ignore_ascii_case("application/") {
-            &typ[12..]
-        } else {
-            typ
+        // `get` rather than indexing: byte 12 may fall inside a multi-byte character.
+        let bare = match (typ.get(..12), typ.get(12..)) {
+            (Some(prefix), Some(rest))
+                if !rest.is_empty() && prefix.eq_ignore_ascii_case("application/") =>
+            {
+                rest
+            }
+            _ => typ,
         };
         bare.eq_ignore_ascii_case(self.typ())
     }

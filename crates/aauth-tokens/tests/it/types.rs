@@ -476,3 +476,24 @@ fn tokens_expire_exactly_at_exp() {
     ))
     .unwrap();
 }
+
+/// Found by the `agent_token` fuzz target: a `typ` whose 12th byte falls inside a
+/// multi-byte character made the `application/` prefix check slice mid-character and
+/// panic. Every such value must simply not name a token type.
+#[test]
+fn typ_with_multibyte_character_at_the_prefix_boundary_is_not_a_panic() {
+    use aauth_tokens::TokenType;
+    for typ in [
+        "aa-resource\u{62a}wt", // the fuzzer's input: U+062A spans bytes 11..13
+        "applicatio\u{e9}/aa-agent+jwt",
+        "\u{1f600}\u{1f600}\u{1f600}x",
+        "application/",
+        "application/\u{e9}",
+    ] {
+        for t in [TokenType::Agent, TokenType::Person, TokenType::Resource, TokenType::Auth] {
+            assert!(!t.matches_typ(typ), "{typ:?}");
+        }
+        assert_eq!(TokenType::from_typ(typ), None, "{typ:?}");
+    }
+    assert!(TokenType::Resource.matches_typ("APPLICATION/aa-resource+jwt"));
+}
