@@ -76,6 +76,12 @@ impl Jwk {
     ///
     /// [`KeyError::MalformedJwk`] when the JSON is not an object of the right shape.
     pub fn from_json(json: &str) -> Result<Self, KeyError> {
+        // serde's derive would also read a JSON array positionally; a JWK is an object.
+        if !json.trim_start().starts_with('{') {
+            return Err(KeyError::MalformedJwk {
+                reason: "a JWK must be a JSON object".to_owned(),
+            });
+        }
         serde_json::from_str(json).map_err(|e| KeyError::MalformedJwk {
             reason: e.to_string(),
         })

@@ -119,6 +119,27 @@ impl JwkSet {
         Jwk::from_json(raw.get())
     }
 
+    /// The distinct `kid` values of the members that can be selected (objects whose `kid`
+    /// is a string), in document order.
+    ///
+    /// ```
+    /// use aauth_keys::JwkSet;
+    /// let set = JwkSet::from_json(br#"{"keys":[{"kid":"a"},{"kid":7},"x",{"kid":"b"},{"kid":"a"}]}"#).unwrap();
+    /// assert_eq!(set.kids(), ["a", "b"]);
+    /// ```
+    #[must_use]
+    pub fn kids(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for raw in &self.keys {
+            if let Ok(KidProbe { kid: Some(kid) }) = serde_json::from_str::<KidProbe<'_>>(raw.get())
+                && !out.iter().any(|k| *k == kid)
+            {
+                out.push(kid.into_owned());
+            }
+        }
+        out
+    }
+
     /// The validated public key whose `kid` equals `kid`.
     ///
     /// # Errors

@@ -29,6 +29,14 @@ pub struct KeyRequest<'a> {
     pub kid: &'a str,
 }
 
+impl<'a> KeyRequest<'a> {
+    /// A request for the key `kid` of `iss`, discovered through the document `dwk`.
+    #[must_use]
+    pub fn new(iss: &'a ServerId, dwk: &'a str, kid: &'a str) -> Self {
+        Self { iss, dwk, kid }
+    }
+}
+
 /// Why the issuer's key could not be obtained.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

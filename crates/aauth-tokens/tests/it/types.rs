@@ -490,7 +490,12 @@ fn typ_with_multibyte_character_at_the_prefix_boundary_is_not_a_panic() {
         "application/",
         "application/\u{e9}",
     ] {
-        for t in [TokenType::Agent, TokenType::Person, TokenType::Resource, TokenType::Auth] {
+        for t in [
+            TokenType::Agent,
+            TokenType::Person,
+            TokenType::Resource,
+            TokenType::Auth,
+        ] {
             assert!(!t.matches_typ(typ), "{typ:?}");
         }
         assert_eq!(TokenType::from_typ(typ), None, "{typ:?}");
