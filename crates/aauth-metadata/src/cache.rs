@@ -1,0 +1,789 @@
+//! The key cache: issuer metadata → `jwks_uri` → JWKS → key by `kid`, per key source.
+//!
+//! Rules (draft -11 §JWKS Discovery, Signature-Key -09 §7.2):
+//! - each source's keys live for the response's `max-age`/`Expires`, clamped to
+//!   [`CacheConfig::min_ttl`]..=[`CacheConfig::max_ttl`] (never beyond 24 h);
+//! - after [`CacheConfig::refresh_ahead_percent`] of that lifetime a hit starts a refresh in
+//!   the background and is served at once;
+//! - past expiry, keys are served stale while a refresh runs or the endpoint fails, up to
+//!   [`CacheConfig::max_stale`] (and never beyond 24 h after the fetch);
+//! - no source is fetched more than once per [`CacheConfig::refetch_floor`] (one minute): an
+//!   unknown `kid` refetches only when the floor allows, otherwise it is `unknown_key` at once;
+//! - concurrent misses on a source share one fetch;
+//! - a failed fetch backs off exponentially (negative caching): until the backoff ends,
+//!   callers without usable keys get the last error without a fetch;
+//! - the number of sources is bounded; the least recently used is evicted;
+//! - the map lock is never held across a fetch or an `.await`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use aauth_keys::time::{Clock, UnixTime};
+use aauth_keys::{JwkSet, KeyError, PublicKey};
+use aauth_tokens::{IssuerKeyResolver, KeyRequest, ResolveError, ServerId};
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::Shared;
+
+use crate::freshness::{Freshness, freshness};
+use crate::{Fetch, FetchError, Fetched, HttpsUrl, KeyDiscovery, MetadataError};
+
+/// Tuning for [`KeyCache`]. Every bound has a default a verifier can run with.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Lifetime when the response gives none (default 5 min).
+    pub default_ttl: u64,
+    /// Shortest lifetime, whatever the response says (default 60 s, the fetch floor).
+    pub min_ttl: u64,
+    /// Longest lifetime (default and ceiling 24 h).
+    pub max_ttl: u64,
+    /// How long past expiry keys are still served while revalidating or while the
+    /// endpoint fails (default 1 h; never beyond 24 h after the fetch).
+    pub max_stale: u64,
+    /// The share of the lifetime after which a hit refreshes in the background
+    /// (default 80 %).
+    pub refresh_ahead_percent: u64,
+    /// Minimum time between two fetches of one source (default and floor 60 s).
+    pub refetch_floor: u64,
+    /// Longest backoff after repeated failures (default 15 min).
+    pub max_backoff: u64,
+    /// Most sources kept (default 1024).
+    pub max_entries: usize,
+    /// Most keys accepted in one JWKS (default 64).
+    pub max_keys: usize,
+    /// Total deadline for one source's fetch, metadata and JWKS together (default 10 s).
+    pub fetch_timeout: Duration,
+    /// `(issuer, jwks origin)` pairs admitted although the `jwks_uri` is on another origin.
+    pub cross_origin_jwks: Vec<(String, String)>,
+}
+
+/// The 24-hour ceiling on any cached key set's age.
+pub const MAX_AGE_CEILING: u64 = 24 * 3600;
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: 300,
+            min_ttl: 60,
+            max_ttl: MAX_AGE_CEILING,
+            max_stale: 3600,
+            refresh_ahead_percent: 80,
+            refetch_floor: 60,
+            max_backoff: 900,
+            max_entries: 1024,
+            max_keys: 64,
+            fetch_timeout: Duration::from_secs(10),
+            cross_origin_jwks: Vec::new(),
+        }
+    }
+}
+
+/// Why no key came out of discovery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// Fetching a document failed.
+    #[error("fetching {url}: {error}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// What failed.
+        error: FetchError,
+    },
+    /// The metadata document is refused (`issuer_missing`, `issuer_mismatch`, …).
+    #[error("metadata of {url}: {error}")]
+    Metadata {
+        /// The document URL.
+        url: String,
+        /// What is wrong with it.
+        error: MetadataError,
+    },
+    /// `jwks_uri` is on another origin than the issuer and not admitted.
+    #[error("jwks_uri {jwks_uri} is not on the origin of {issuer}")]
+    CrossOriginJwks {
+        /// The issuer.
+        issuer: String,
+        /// Its `jwks_uri`.
+        jwks_uri: String,
+    },
+    /// The JWKS document is refused.
+    #[error("JWKS at {url}: {reason}")]
+    Jwks {
+        /// The JWKS URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source publishes no key with this `kid` (after the refetch the floor allowed).
+    #[error("no key {kid:?} published")]
+    UnknownKey {
+        /// The `kid`.
+        kid: String,
+    },
+    /// The key with this `kid` is refused by the key policy.
+    #[error("key {kid:?}: {error}")]
+    Key {
+        /// The `kid`.
+        kid: String,
+        /// The policy failure.
+        error: KeyError,
+    },
+    /// The fetch failed before and the source is backing off.
+    #[error("backing off until {until} after: {last}")]
+    BackingOff {
+        /// When the next fetch may happen.
+        until: UnixTime,
+        /// The failure that started the backoff.
+        last: Box<Self>,
+    },
+    /// The cache needs a Tokio runtime (with time enabled) for its deadlines and
+    /// background refreshes.
+    #[error("no Tokio runtime to run the fetch on")]
+    NoRuntime,
+}
+
+impl From<DiscoveryError> for ResolveError {
+    fn from(e: DiscoveryError) -> Self {
+        match e {
+            DiscoveryError::Metadata {
+                error: MetadataError::IssuerMissing,
+                ..
+            } => Self::IssuerMissing,
+            DiscoveryError::Metadata {
+                error: MetadataError::IssuerMismatch { found, .. },
+                ..
+            } => Self::IssuerMismatch { found },
+            DiscoveryError::UnknownKey { kid } => Self::UnknownKey { kid },
+            DiscoveryError::Key { error, .. } => Self::Key(error),
+            DiscoveryError::BackingOff { last, .. } => match Self::from(*last) {
+                Self::Unavailable { reason } => Self::Unavailable {
+                    reason: format!("{reason} (backing off)"),
+                },
+                other => other,
+            },
+            other => Self::Unavailable {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Where a set of keys comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// `{iss}/.well-known/{dwk}` → `issuer` check → `jwks_uri` (the `jwt` and
+    /// `jwks_uri` schemes).
+    Issuer {
+        /// The issuer.
+        iss: ServerId,
+        /// The metadata document name.
+        dwk: String,
+    },
+    /// A JWKS URL fetched directly (the `jwks` scheme).
+    Jwks(HttpsUrl),
+}
+
+/// A fetched, indexed key set.
+#[derive(Debug)]
+struct KeySet {
+    keys: BTreeMap<String, Result<PublicKey, KeyError>>,
+}
+
+/// Counters, monotonically increasing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered from fresh keys.
+    pub hits: u64,
+    /// Lookups answered from keys past their lifetime (stale-while-revalidate/-if-error).
+    pub stale_hits: u64,
+    /// Lookups that had to wait for a fetch.
+    pub misses: u64,
+    /// Lookups that joined a fetch another caller started.
+    pub coalesced: u64,
+    /// Fetches started (foreground and background).
+    pub fetches: u64,
+    /// Background refreshes started.
+    pub refreshes: u64,
+    /// Fetches that failed.
+    pub failures: u64,
+    /// Unknown-`kid` lookups refused without a fetch because of the floor.
+    pub floor_refusals: u64,
+    /// Sources evicted to stay within the bound.
+    pub evictions: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    stale_hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    fetches: AtomicU64,
+    refreshes: AtomicU64,
+    failures: AtomicU64,
+    floor_refusals: AtomicU64,
+    evictions: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+type FetchFuture =
+    Shared<Pin<Box<dyn Future<Output = Result<Arc<KeySet>, DiscoveryError>> + Send>>>;
+
+#[derive(Default)]
+struct Entry {
+    keys: Option<Arc<KeySet>>,
+    refresh_at: u64,
+    fresh_until: u64,
+    stale_until: u64,
+    last_fetch: Option<u64>,
+    failures: u32,
+    retry_at: u64,
+    last_error: Option<DiscoveryError>,
+    inflight: Option<FetchFuture>,
+    last_used: u64,
+}
+
+type Map = Mutex<BTreeMap<KeySource, Entry>>;
+
+/// Everything but the entries. An in-flight fetch holds this and only a weak reference to
+/// the entries, so an entry holding its fetch is not a reference cycle.
+struct Inner<F> {
+    fetcher: Arc<F>,
+    clock: Arc<dyn Clock>,
+    config: CacheConfig,
+    tick: AtomicU64,
+    counters: Counters,
+}
+
+/// The key cache. Cheap to clone (shared state); see the module docs for its rules.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use aauth_keys::{PrivateKey, JwkSet, time::{FixedClock, UnixTime}};
+/// # use aauth_metadata::{CacheConfig, Fetch, FetchError, Fetched, HttpsUrl, KeyCache};
+/// # use aauth_tokens::ServerId;
+/// struct Docs(String);
+/// #[async_trait::async_trait]
+/// impl Fetch for Docs {
+///     async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
+///         Ok(Fetched::ok(match url.path_and_query() {
+///             "/.well-known/aauth-agent.json" => {
+///                 r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json"}"#.to_owned()
+///             }
+///             _ => self.0.clone(),
+///         }))
+///     }
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let key = PrivateKey::ed25519_from_seed(&[7; 32]);
+/// let mut jwk = key.public_key().to_jwk();
+/// jwk.kid = Some("k1".to_owned());
+/// let cache = KeyCache::new(
+///     Arc::new(Docs(JwkSet::from_jwks(&[jwk]).to_json())),
+///     Arc::new(FixedClock::new(UnixTime(1_800_000_000))),
+///     CacheConfig::default(),
+/// );
+/// let iss = ServerId::parse("https://agent.example").unwrap();
+/// let found = cache.issuer_key(&iss, "aauth-agent.json", "k1").await.unwrap();
+/// assert_eq!(&found, key.public_key());
+/// assert_eq!(cache.stats().fetches, 1);
+/// cache.issuer_key(&iss, "aauth-agent.json", "k1").await.unwrap();
+/// assert_eq!(cache.stats().hits, 1);
+/// # });
+/// ```
+pub struct KeyCache<F> {
+    inner: Arc<Inner<F>>,
+    entries: Arc<Map>,
+}
+
+impl<F> Clone for KeyCache<F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            entries: Arc::clone(&self.entries),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for KeyCache<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a lookup decided under the lock.
+enum Step {
+    Done(Result<PublicKey, DiscoveryError>),
+    Wait(FetchFuture),
+}
+
+impl<F> KeyCache<F> {
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            hits: get(&c.hits),
+            stale_hits: get(&c.stale_hits),
+            misses: get(&c.misses),
+            coalesced: get(&c.coalesced),
+            fetches: get(&c.fetches),
+            refreshes: get(&c.refreshes),
+            failures: get(&c.failures),
+            floor_refusals: get(&c.floor_refusals),
+            evictions: get(&c.evictions),
+        }
+    }
+
+    /// How many sources are cached.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    /// Whether nothing is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<F: Fetch> KeyCache<F> {
+    /// A cache fetching through `fetcher`, timed by `clock`. Bounds in `config` beyond the
+    /// 24-hour ceiling and below the one-minute floor are clamped.
+    #[must_use]
+    pub fn new(fetcher: Arc<F>, clock: Arc<dyn Clock>, mut config: CacheConfig) -> Self {
+        config.max_ttl = config.max_ttl.clamp(1, MAX_AGE_CEILING);
+        config.refetch_floor = config.refetch_floor.max(60);
+        config.min_ttl = config.min_ttl.clamp(config.refetch_floor, config.max_ttl);
+        config.default_ttl = config.default_ttl.clamp(config.min_ttl, config.max_ttl);
+        config.refresh_ahead_percent = config.refresh_ahead_percent.clamp(1, 100);
+        config.max_entries = config.max_entries.max(1);
+        config.max_backoff = config.max_backoff.max(config.refetch_floor);
+        Self {
+            inner: Arc::new(Inner {
+                fetcher,
+                clock,
+                config,
+                tick: AtomicU64::new(0),
+                counters: Counters::default(),
+            }),
+            entries: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// The issuer key `kid` from `{iss}/.well-known/{dwk}`.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError`].
+    pub async fn issuer_key(
+        &self,
+        iss: &ServerId,
+        dwk: &str,
+        kid: &str,
+    ) -> Result<PublicKey, DiscoveryError> {
+        let source = KeySource::Issuer {
+            iss: iss.clone(),
+            dwk: dwk.to_owned(),
+        };
+        self.key(&source, kid).await
+    }
+
+    /// The key `kid` from the JWKS at `url`.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError`].
+    pub async fn jwks_key(&self, url: &HttpsUrl, kid: &str) -> Result<PublicKey, DiscoveryError> {
+        self.key(&KeySource::Jwks(url.clone()), kid).await
+    }
+
+    /// The key `kid` from `source`.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError`].
+    pub async fn key(&self, source: &KeySource, kid: &str) -> Result<PublicKey, DiscoveryError> {
+        let mut waited = false;
+        loop {
+            match self.step(source, kid, waited, false) {
+                Step::Done(r) => return r,
+                Step::Wait(fut) => {
+                    // The fetch updates the entry itself; look again, without fetching.
+                    fut.await?;
+                    waited = true;
+                }
+            }
+        }
+    }
+
+    /// After the key for `kid` failed to verify a signature: refetch `source` once, if the
+    /// floor allows, and return the key now published under `kid` if it changed.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError`].
+    pub async fn refetch_after_failure(
+        &self,
+        source: &KeySource,
+        kid: &str,
+        failed: &PublicKey,
+    ) -> Result<Option<PublicKey>, DiscoveryError> {
+        match self.step(source, kid, false, true) {
+            Step::Done(_) => Ok(None),
+            Step::Wait(fut) => {
+                fut.await?;
+                match self.step(source, kid, true, false) {
+                    Step::Done(Ok(k)) if &k != failed => Ok(Some(k)),
+                    Step::Done(Ok(_)) => Ok(None),
+                    Step::Done(Err(e)) => Err(e),
+                    Step::Wait(_) => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// One decision under the lock. `waited`: a fetch for this lookup has completed, so
+    /// never start another. `force`: the caller wants a refetch (failed verification).
+    fn step(&self, source: &KeySource, kid: &str, waited: bool, force: bool) -> Step {
+        let inner = &self.inner;
+        let cfg = &inner.config;
+        let now = inner.clock.now().as_secs();
+        let mut map = lock(&self.entries);
+        if !map.contains_key(source) {
+            if map.len() >= cfg.max_entries {
+                evict(&mut map, &inner.counters);
+            }
+            map.insert(source.clone(), Entry::default());
+        }
+        let Some(entry) = map.get_mut(source) else {
+            // Not reached: inserted just above, under the same lock.
+            return Step::Done(Err(DiscoveryError::UnknownKey {
+                kid: kid.to_owned(),
+            }));
+        };
+        entry.last_used = inner.tick.fetch_add(1, Ordering::Relaxed);
+        let may_fetch = !waited
+            && entry
+                .last_fetch
+                .is_none_or(|t| now >= t.saturating_add(cfg.refetch_floor))
+            && now >= entry.retry_at;
+
+        if force {
+            return match (&entry.inflight, may_fetch) {
+                (Some(f), _) => Step::Wait(f.clone()),
+                (None, true) => Step::Wait(self.start(source, entry, now)),
+                (None, false) => {
+                    bump(&inner.counters.floor_refusals);
+                    Step::Done(Err(DiscoveryError::UnknownKey {
+                        kid: kid.to_owned(),
+                    }))
+                }
+            };
+        }
+
+        if let Some(set) = entry.keys.clone()
+            && now < entry.stale_until
+        {
+            match set.keys.get(kid) {
+                Some(Ok(key)) => {
+                    // A lookup that waited for a fetch was counted as a miss.
+                    if waited {
+                    } else if now < entry.fresh_until {
+                        bump(&inner.counters.hits);
+                    } else {
+                        bump(&inner.counters.stale_hits);
+                    }
+                    if now >= entry.refresh_at
+                        && entry.inflight.is_none()
+                        && may_fetch
+                        && let Ok(rt) = tokio::runtime::Handle::try_current()
+                    {
+                        bump(&inner.counters.refreshes);
+                        drop(rt.spawn(self.start(source, entry, now)));
+                    }
+                    return Step::Done(Ok(key.clone()));
+                }
+                Some(Err(error)) => {
+                    return Step::Done(Err(DiscoveryError::Key {
+                        kid: kid.to_owned(),
+                        error: error.clone(),
+                    }));
+                }
+                None => {}
+            }
+            // Unknown kid with usable keys: refetch only if the floor allows.
+            if let Some(f) = &entry.inflight
+                && !waited
+            {
+                bump(&inner.counters.coalesced);
+                return Step::Wait(f.clone());
+            }
+            if may_fetch {
+                bump(&inner.counters.misses);
+                return Step::Wait(self.start(source, entry, now));
+            }
+            if !waited {
+                bump(&inner.counters.floor_refusals);
+            }
+            return Step::Done(Err(DiscoveryError::UnknownKey {
+                kid: kid.to_owned(),
+            }));
+        }
+
+        // No usable keys.
+        if let Some(f) = &entry.inflight
+            && !waited
+        {
+            bump(&inner.counters.coalesced);
+            return Step::Wait(f.clone());
+        }
+        if may_fetch {
+            bump(&inner.counters.misses);
+            return Step::Wait(self.start(source, entry, now));
+        }
+        let last = entry
+            .last_error
+            .clone()
+            .unwrap_or_else(|| DiscoveryError::UnknownKey {
+                kid: kid.to_owned(),
+            });
+        if now < entry.retry_at && !waited {
+            return Step::Done(Err(DiscoveryError::BackingOff {
+                until: UnixTime(entry.retry_at),
+                last: Box::new(last),
+            }));
+        }
+        Step::Done(Err(last))
+    }
+
+    /// Starts a fetch of `source` and records it as in flight. Called under the lock.
+    fn start(&self, source: &KeySource, entry: &mut Entry, now: u64) -> FetchFuture {
+        bump(&self.inner.counters.fetches);
+        entry.last_fetch = Some(now);
+        let inner = Arc::clone(&self.inner);
+        let entries = Arc::downgrade(&self.entries);
+        let source = source.clone();
+        let fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+            let result = match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::time::timeout(inner.config.fetch_timeout, fetch(&inner, &source))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DiscoveryError::Fetch {
+                            url: source_url(&source),
+                            error: FetchError::Timeout(inner.config.fetch_timeout),
+                        })
+                    }),
+                Err(_) => Err(DiscoveryError::NoRuntime),
+            };
+            settle(&inner, &entries, &source, result)
+        });
+        let shared = fut.shared();
+        entry.inflight = Some(shared.clone());
+        shared
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code path panics while holding the lock; if one ever did, the map is still
+    // consistent (every update is a single assignment), so carry on.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn evict(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) {
+    let victim = map
+        .iter()
+        .filter(|(_, e)| e.inflight.is_none())
+        .min_by_key(|(_, e)| e.last_used)
+        .map(|(k, _)| k.clone());
+    if let Some(k) = victim {
+        map.remove(&k);
+        bump(&counters.evictions);
+    }
+}
+
+fn source_url(source: &KeySource) -> String {
+    match source {
+        KeySource::Issuer { iss, dwk } => iss.well_known(dwk),
+        KeySource::Jwks(u) => u.as_str().to_owned(),
+    }
+}
+
+/// Records a fetch's outcome in its entry (if the entry is still there).
+fn settle<F>(
+    inner: &Inner<F>,
+    entries: &std::sync::Weak<Map>,
+    source: &KeySource,
+    result: Result<(Arc<KeySet>, Freshness), DiscoveryError>,
+) -> Result<Arc<KeySet>, DiscoveryError> {
+    let cfg = &inner.config;
+    let now = inner.clock.now().as_secs();
+    let entries = entries.upgrade();
+    let mut map = entries.as_deref().map(lock);
+    let entry = map.as_mut().and_then(|m| m.get_mut(source));
+    match result {
+        Ok((set, fresh)) => {
+            if let Some(e) = entry {
+                let ttl = match fresh {
+                    Freshness::MaxAge(s) => s.clamp(cfg.min_ttl, cfg.max_ttl),
+                    Freshness::NoStore => cfg.min_ttl,
+                    Freshness::Unspecified => cfg.default_ttl,
+                };
+                e.keys = Some(Arc::clone(&set));
+                e.refresh_at = now + ttl * cfg.refresh_ahead_percent / 100;
+                e.fresh_until = now + ttl;
+                e.stale_until = (now + ttl + cfg.max_stale).min(now + MAX_AGE_CEILING);
+                e.failures = 0;
+                e.retry_at = 0;
+                e.last_error = None;
+                e.inflight = None;
+            }
+            Ok(set)
+        }
+        Err(err) => {
+            bump(&inner.counters.failures);
+            if let Some(e) = entry {
+                e.failures = e.failures.saturating_add(1);
+                let backoff = cfg
+                    .refetch_floor
+                    .saturating_mul(1 << (e.failures - 1).min(16))
+                    .min(cfg.max_backoff);
+                e.retry_at = now + backoff;
+                e.last_error = Some(err.clone());
+                e.inflight = None;
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn get_doc<F: Fetch>(inner: &Inner<F>, url: &HttpsUrl) -> Result<Fetched, DiscoveryError> {
+    let fail = |error| DiscoveryError::Fetch {
+        url: url.as_str().to_owned(),
+        error,
+    };
+    let doc = inner.fetcher.get(url).await.map_err(fail)?;
+    if doc.status != 200 {
+        return Err(fail(FetchError::Status {
+            status: doc.status,
+            retry_after: None,
+        }));
+    }
+    Ok(doc)
+}
+
+fn shorter(a: Freshness, b: Freshness) -> Freshness {
+    match (a, b) {
+        (Freshness::NoStore, _) | (_, Freshness::NoStore) => Freshness::NoStore,
+        (Freshness::MaxAge(x), Freshness::MaxAge(y)) => Freshness::MaxAge(x.min(y)),
+        (Freshness::MaxAge(x), Freshness::Unspecified)
+        | (Freshness::Unspecified, Freshness::MaxAge(x)) => Freshness::MaxAge(x),
+        (Freshness::Unspecified, Freshness::Unspecified) => Freshness::Unspecified,
+    }
+}
+
+/// Fetches a source: metadata (checked) then JWKS, or the JWKS directly.
+async fn fetch<F: Fetch>(
+    inner: &Inner<F>,
+    source: &KeySource,
+) -> Result<(Arc<KeySet>, Freshness), DiscoveryError> {
+    let now = inner.clock.now();
+    let (jwks_uri, meta_fresh) = match source {
+        KeySource::Jwks(url) => (url.clone(), Freshness::Unspecified),
+        KeySource::Issuer { iss, dwk } => {
+            let url = HttpsUrl::well_known(iss, dwk).map_err(|e| DiscoveryError::Metadata {
+                url: iss.well_known(dwk),
+                error: MetadataError::Invalid {
+                    member: "dwk",
+                    reason: e.reason.to_owned(),
+                },
+            })?;
+            let doc = get_doc(inner, &url).await?;
+            let found = KeyDiscovery::parse_for(dwk, &doc.body, iss).map_err(|error| {
+                DiscoveryError::Metadata {
+                    url: url.as_str().to_owned(),
+                    error,
+                }
+            })?;
+            let admitted = (found.jwks_uri.host() == iss.host() && found.jwks_uri.port() == 443)
+                || inner
+                    .config
+                    .cross_origin_jwks
+                    .iter()
+                    .any(|(i, o)| i == iss.as_str() && o == found.jwks_uri.origin());
+            if !admitted {
+                return Err(DiscoveryError::CrossOriginJwks {
+                    issuer: iss.as_str().to_owned(),
+                    jwks_uri: found.jwks_uri.as_str().to_owned(),
+                });
+            }
+            let f = freshness(doc.cache_control.as_deref(), doc.expires.as_deref(), now);
+            (found.jwks_uri, f)
+        }
+    };
+    let doc = get_doc(inner, &jwks_uri).await?;
+    let fresh = shorter(
+        meta_fresh,
+        freshness(doc.cache_control.as_deref(), doc.expires.as_deref(), now),
+    );
+    let set = index(&doc.body, inner.config.max_keys).map_err(|reason| DiscoveryError::Jwks {
+        url: jwks_uri.as_str().to_owned(),
+        reason,
+    })?;
+    Ok((Arc::new(set), fresh))
+}
+
+/// Parses every member with a `kid` once, so hits are a map lookup. Members without a
+/// `kid`, or whose `kid` is not a string, cannot be selected and are skipped; a `kid`
+/// published twice is refused as ambiguous.
+fn index(body: &[u8], max_keys: usize) -> Result<KeySet, String> {
+    let set = JwkSet::from_json(body).map_err(|e| e.to_string())?;
+    if set.len() > max_keys {
+        return Err(format!(
+            "{} keys, more than the {max_keys} accepted",
+            set.len()
+        ));
+    }
+    let mut keys = BTreeMap::new();
+    for kid in set.kids() {
+        let key = set.find(&kid);
+        keys.insert(kid, key);
+    }
+    Ok(KeySet { keys })
+}
+
+#[async_trait]
+impl<F: Fetch> IssuerKeyResolver for KeyCache<F> {
+    async fn resolve(&self, req: &KeyRequest<'_>) -> Result<PublicKey, ResolveError> {
+        Ok(self.issuer_key(req.iss, req.dwk, req.kid).await?)
+    }
+
+    async fn refresh(&self, req: &KeyRequest<'_>) -> Result<Option<PublicKey>, ResolveError> {
+        let source = KeySource::Issuer {
+            iss: req.iss.clone(),
+            dwk: req.dwk.to_owned(),
+        };
+        // What the cache holds now is the key that failed.
+        let Ok(failed) = self.key(&source, req.kid).await else {
+            return Ok(None);
+        };
+        Ok(self
+            .refetch_after_failure(&source, req.kid, &failed)
+            .await?)
+    }
+}

@@ -1,0 +1,33 @@
+//! AAuth layer 2: metadata documents, key discovery with a JWKS cache, and the egress
+//! guard every discovery fetch passes.
+//!
+//! - [`AgentProviderMetadata`], [`PersonServerMetadata`], [`AccessServerMetadata`],
+//!   [`ResourceMetadata`]: the four documents of draft -11, validated on parse and
+//!   serialized for serving; [`MetadataDocument::parse_for`] checks `issuer` first
+//!   (`issuer_missing`, `issuer_mismatch`).
+//! - [`KeyCache`]: `{iss}/.well-known/{dwk}` → `issuer` → `jwks_uri` → JWKS → `kid`, with
+//!   refresh-ahead, stale-while-revalidate, stale-if-error, a one-minute refetch floor,
+//!   single-flight fetches, backoff, a size bound and counters. It implements
+//!   [`aauth_tokens::IssuerKeyResolver`], so a token verifier uses it directly.
+//! - [`Fetch`]: the boundary to the network, so tests and embedders can supply their own.
+//! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
+//!   addresses, same-origin redirects only).
+
+mod cache;
+mod document;
+pub mod egress;
+mod fetch;
+pub mod freshness;
+mod guard;
+mod url;
+
+pub use cache::{CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING};
+pub use document::{
+    AccessMode, AccessServerMetadata, AgentProviderMetadata, CommonMetadata,
+    DEFAULT_SIGNATURE_WINDOW, KeyDiscovery, MAX_DOCUMENT_LEN, MetadataDocument, MetadataError,
+    PersonServerMetadata, ResourceMetadata,
+};
+pub use egress::{Admitted, EgressError, EgressPolicy, Resolve};
+pub use fetch::{Fetch, FetchError, Fetched};
+pub use guard::{FetchLimits, GuardedFetch, Transport};
+pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};

@@ -1,0 +1,306 @@
+use aauth_metadata::{
+    AccessMode, AccessServerMetadata, AgentProviderMetadata, HttpsUrl, KeyDiscovery,
+    MAX_DOCUMENT_LEN, MetadataDocument, MetadataError, PersonServerMetadata, ResourceMetadata,
+};
+use aauth_tokens::ServerId;
+use proptest::prelude::*;
+
+fn id(s: &str) -> ServerId {
+    ServerId::parse(s).unwrap()
+}
+
+/// The Person Server example of draft -11 §Metadata Documents.
+const PS_EXAMPLE: &str = r#"{"issuer":"https://ps.example","auth_token_endpoint":"https://ps.example/token",
+ "person_token_endpoint":"https://ps.example/person","mission_endpoint":"https://ps.example/mission",
+ "permission_endpoint":"https://ps.example/permission","audit_endpoint":"https://ps.example/audit",
+ "interaction_endpoint":"https://ps.example/interaction","mission_control_endpoint":"https://ps.example/mission-control",
+ "jwks_uri":"https://ps.example/.well-known/jwks.json"}"#;
+
+#[test]
+fn the_drafts_person_server_example_parses_and_round_trips() {
+    let ps =
+        PersonServerMetadata::parse_for(PS_EXAMPLE.as_bytes(), &id("https://ps.example")).unwrap();
+    assert_eq!(ps.auth_token_endpoint.as_str(), "https://ps.example/token");
+    assert_eq!(
+        ps.person_token_endpoint.as_str(),
+        "https://ps.example/person"
+    );
+    assert_eq!(
+        ps.mission_control_endpoint.as_ref().map(HttpsUrl::as_str),
+        Some("https://ps.example/mission-control")
+    );
+    assert_eq!(ps.revocation_endpoint, None);
+    let again = PersonServerMetadata::parse(ps.to_json().as_bytes()).unwrap();
+    assert_eq!(again, ps);
+    assert_eq!(PersonServerMetadata::DWK, "aauth-person.json");
+}
+
+#[test]
+fn every_document_round_trips_through_its_json() {
+    let mut ap = AgentProviderMetadata::new(
+        id("https://agent.example"),
+        HttpsUrl::parse("https://agent.example/jwks.json").unwrap(),
+    );
+    ap.callback_endpoint = Some(HttpsUrl::endpoint("https://agent.example/callback").unwrap());
+    ap.localhost_callback_allowed = true;
+    ap.common.name = Some("Agent".to_owned());
+    assert_eq!(
+        AgentProviderMetadata::parse(ap.to_json().as_bytes()).unwrap(),
+        ap
+    );
+
+    let mut asm = AccessServerMetadata::new(
+        id("https://as.example"),
+        HttpsUrl::parse("https://as.example/jwks.json").unwrap(),
+        HttpsUrl::endpoint("https://as.example/token").unwrap(),
+    );
+    asm.revocation_endpoint = Some(HttpsUrl::endpoint("https://as.example/revoke").unwrap());
+    assert_eq!(
+        AccessServerMetadata::parse(asm.to_json().as_bytes()).unwrap(),
+        asm
+    );
+
+    let mut rs = ResourceMetadata::new(id("https://resource.example"));
+    rs.access_mode = Some(AccessMode::AuthToken);
+    rs.signature_window = 30;
+    rs.additional_signature_components = vec!["content-type".to_owned(), "@query".to_owned()];
+    rs.scope_descriptions = Some([("read".to_owned(), "Read *documents*".to_owned())].into());
+    assert_eq!(
+        ResourceMetadata::parse(rs.to_json().as_bytes()).unwrap(),
+        rs
+    );
+    assert!(rs.to_json().contains(r#""access_mode":"auth-token""#));
+}
+
+#[test]
+fn issuer_is_checked_first_and_byte_for_byte() {
+    let expected = id("https://ps.example");
+    // Missing issuer, even in an otherwise broken document.
+    let err = PersonServerMetadata::parse_for(br#"{"jwks_uri":"x"}"#, &expected).unwrap_err();
+    assert_eq!(err, MetadataError::IssuerMissing);
+    assert_eq!(err.code(), "issuer_missing");
+    for found in [
+        "https://ps.example/",
+        "https://PS.example",
+        "https://ps.example:443",
+        "http://ps.example",
+        "https://evil.example",
+        "https://ps.example.evil.example",
+    ] {
+        let doc = PS_EXAMPLE.replacen("https://ps.example\"", &format!("{found}\""), 1);
+        let err = PersonServerMetadata::parse_for(doc.as_bytes(), &expected).unwrap_err();
+        assert_eq!(
+            err,
+            MetadataError::IssuerMismatch {
+                expected: "https://ps.example".to_owned(),
+                found: found.to_owned()
+            },
+            "{found}"
+        );
+        assert_eq!(err.code(), "issuer_mismatch");
+    }
+}
+
+#[test]
+fn required_members_are_enforced_per_document() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("ap", r#"{"issuer":"https://agent.example"}"#, "jwks_uri"),
+        (
+            "ps",
+            r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/j","auth_token_endpoint":"https://ps.example/t"}"#,
+            "person_token_endpoint",
+        ),
+        (
+            "ps",
+            r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/j","person_token_endpoint":"https://ps.example/p"}"#,
+            "auth_token_endpoint",
+        ),
+        (
+            "as",
+            r#"{"issuer":"https://as.example","jwks_uri":"https://as.example/j"}"#,
+            "auth_token_endpoint",
+        ),
+    ];
+    for &(kind, json, member) in cases {
+        let err = match kind {
+            "ap" => AgentProviderMetadata::parse(json.as_bytes()).unwrap_err(),
+            "ps" => PersonServerMetadata::parse(json.as_bytes()).unwrap_err(),
+            _ => AccessServerMetadata::parse(json.as_bytes()).unwrap_err(),
+        };
+        assert_eq!(err, MetadataError::Missing { member }, "{json}");
+    }
+    // A resource need not publish keys.
+    assert!(ResourceMetadata::parse(br#"{"issuer":"https://resource.example"}"#).is_ok());
+}
+
+#[test]
+fn bad_members_are_refused_with_their_name() {
+    let base = r#""issuer":"https://resource.example""#;
+    let cases: &[(&str, &str)] = &[
+        (
+            r#""authorization_endpoint":"https://resource.example/authorize?x=1""#,
+            "authorization_endpoint",
+        ),
+        (
+            r#""authorization_endpoint":"http://resource.example/authorize""#,
+            "authorization_endpoint",
+        ),
+        (
+            r#""revocation_endpoint":"https://resource.example/r#f""#,
+            "revocation_endpoint",
+        ),
+        (
+            r#""jwks_uri":"http://resource.example/jwks.json""#,
+            "jwks_uri",
+        ),
+        (r#""logo_uri":"javascript:alert(1)""#, "logo_uri"),
+        (r#""signature_window":0"#, "signature_window"),
+        (r#""signature_window":86400"#, "signature_window"),
+        (
+            r#""additional_signature_components":["Content-Type"]"#,
+            "additional_signature_components",
+        ),
+        (r#""accept_signature_algs":[]"#, "accept_signature_algs"),
+        (r#""issuer":"https://resource.example/""#, "issuer"),
+    ];
+    for &(member_json, member) in cases {
+        let json = if member == "issuer" {
+            format!("{{{member_json}}}")
+        } else {
+            format!("{{{base},{member_json}}}")
+        };
+        match ResourceMetadata::parse(json.as_bytes()) {
+            Err(MetadataError::Invalid { member: m, .. }) => assert_eq!(m, member, "{json}"),
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn json_shape_errors_are_malformed() {
+    for json in [
+        // A duplicated member, known to this version.
+        r#"{"issuer":"https://resource.example","issuer":"https://evil.example"}"#,
+        // Typed members: a string where a number or boolean belongs.
+        r#"{"issuer":"https://resource.example","signature_window":"60"}"#,
+        r#"{"issuer":"https://resource.example","localhost_callback_allowed":"true"}"#,
+        r#"{"issuer":"https://resource.example","signature_window":-1}"#,
+        r#"{"issuer":"https://resource.example","signature_window":1.5}"#,
+        r#"["https://resource.example"]"#,
+        "",
+        "{",
+    ] {
+        let err = ResourceMetadata::parse(json.as_bytes()).expect_err(json);
+        assert!(
+            matches!(err, MetadataError::Malformed { .. }),
+            "{json}: {err:?}"
+        );
+        assert_eq!(err.code(), "invalid_metadata");
+    }
+    let big = format!(
+        r#"{{"issuer":"https://resource.example","description":"{}"}}"#,
+        "x".repeat(MAX_DOCUMENT_LEN)
+    );
+    assert_eq!(
+        ResourceMetadata::parse(big.as_bytes()).unwrap_err(),
+        MetadataError::TooLarge {
+            limit: MAX_DOCUMENT_LEN
+        }
+    );
+}
+
+#[test]
+fn unknown_members_and_removed_ones_are_ignored() {
+    let json = r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/j",
+        "login_endpoint":"https://agent.example/login","future_member":{"a":[1,2]},"x":"x","x":"y"}"#;
+    let ap = AgentProviderMetadata::parse(json.as_bytes()).unwrap();
+    assert!(!ap.to_json().contains("login_endpoint"));
+}
+
+#[test]
+fn access_modes_known_and_unknown() {
+    for (v, m) in [
+        ("agent-token", Some(AccessMode::AgentToken)),
+        ("person-token", Some(AccessMode::PersonToken)),
+        ("session-token", Some(AccessMode::SessionToken)),
+        ("auth-token", Some(AccessMode::AuthToken)),
+        ("aauth-access-token", None),
+        ("per-call", None),
+        ("", None),
+    ] {
+        let json = format!(r#"{{"issuer":"https://resource.example","access_mode":"{v}"}}"#);
+        assert_eq!(
+            ResourceMetadata::parse(json.as_bytes())
+                .unwrap()
+                .access_mode,
+            m,
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn key_discovery_reads_any_document() {
+    let iss = id("https://as.example");
+    let d = KeyDiscovery::parse_for(
+        "custom-signer.json",
+        br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/k"}"#,
+        &iss,
+    )
+    .unwrap();
+    assert_eq!(d.jwks_uri.as_str(), "https://as.example/k");
+    // A known document is fully validated: the AS document needs auth_token_endpoint.
+    let err = KeyDiscovery::parse_for(
+        "aauth-access.json",
+        br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/k"}"#,
+        &iss,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        MetadataError::Missing {
+            member: "auth_token_endpoint"
+        }
+    );
+    let err =
+        KeyDiscovery::parse_for("x.json", br#"{"issuer":"https://as.example"}"#, &iss).unwrap_err();
+    assert_eq!(err, MetadataError::Missing { member: "jwks_uri" });
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let iss = id("https://ps.example");
+        let _ = PersonServerMetadata::parse_for(&bytes, &iss);
+        let _ = AgentProviderMetadata::parse(&bytes);
+        let _ = AccessServerMetadata::parse(&bytes);
+        let _ = ResourceMetadata::parse(&bytes);
+        let _ = KeyDiscovery::parse_for("x.json", &bytes, &iss);
+    }
+
+    #[test]
+    fn mutated_examples_never_panic(at in 0usize..PS_EXAMPLE.len(), byte in any::<u8>()) {
+        let mut doc = PS_EXAMPLE.as_bytes().to_vec();
+        doc[at] = byte;
+        let _ = PersonServerMetadata::parse_for(&doc, &id("https://ps.example"));
+    }
+
+    #[test]
+    fn generated_resource_documents_round_trip(
+        host in "[a-z]{1,10}\\.example",
+        window in 1u64..=3600,
+        mode in proptest::option::of(0usize..4),
+        components in proptest::collection::vec("@?[a-z][a-z0-9-]{0,12}", 0..4),
+        name in proptest::option::of("\\PC{0,20}"),
+    ) {
+        let mut rs = ResourceMetadata::new(id(&format!("https://{host}")));
+        rs.signature_window = window;
+        rs.access_mode = mode.map(|i| [AccessMode::AgentToken, AccessMode::PersonToken,
+            AccessMode::SessionToken, AccessMode::AuthToken][i]);
+        rs.additional_signature_components = components;
+        rs.common.name = name;
+        rs.authorization_endpoint = Some(HttpsUrl::endpoint(&format!("https://{host}/authorize")).unwrap());
+        let back = ResourceMetadata::parse_for(rs.to_json().as_bytes(), &rs.common.issuer).unwrap();
+        prop_assert_eq!(back, rs);
+    }
+}

@@ -1,0 +1,79 @@
+//! Shared fixtures: a programmable fetcher, keys and documents.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aauth_keys::{Jwk, JwkSet, PrivateKey};
+use aauth_metadata::{Fetch, FetchError, Fetched, HttpsUrl};
+use async_trait::async_trait;
+
+/// How the fake server answers one URL.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    Answer(Fetched),
+    Fail(FetchError),
+    /// Never answers.
+    Hang,
+    /// Answers after a (Tokio) delay.
+    Slow(Duration, Fetched),
+}
+
+/// A fetcher answering from a table, counting calls per URL.
+#[derive(Debug, Default)]
+pub struct FakeFetch {
+    table: Mutex<BTreeMap<String, Behaviour>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeFetch {
+    pub fn set(&self, url: &str, b: Behaviour) {
+        self.table.lock().unwrap().insert(url.to_owned(), b);
+    }
+
+    pub fn calls(&self, url: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|u| *u == url)
+            .count()
+    }
+}
+
+#[async_trait]
+impl Fetch for FakeFetch {
+    async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
+        self.calls.lock().unwrap().push(url.as_str().to_owned());
+        let b = self.table.lock().unwrap().get(url.as_str()).cloned();
+        match b {
+            None => Ok(Fetched::status(404)),
+            Some(Behaviour::Answer(f)) => Ok(f),
+            Some(Behaviour::Fail(e)) => Err(e),
+            Some(Behaviour::Hang) => std::future::pending().await,
+            Some(Behaviour::Slow(d, f)) => {
+                tokio::time::sleep(d).await;
+                Ok(f)
+            }
+        }
+    }
+}
+
+pub fn key(seed: u8) -> PrivateKey {
+    PrivateKey::ed25519_from_seed(&[seed; 32])
+}
+
+pub fn jwk(seed: u8, kid: &str) -> Jwk {
+    let mut j = key(seed).public_key().to_jwk();
+    j.kid = Some(kid.to_owned());
+    j
+}
+
+pub fn jwks(keys: &[(u8, &str)]) -> String {
+    let jwks: Vec<Jwk> = keys.iter().map(|&(s, k)| jwk(s, k)).collect();
+    JwkSet::from_jwks(&jwks).to_json()
+}
+
+pub fn agent_metadata(issuer: &str, jwks_uri: &str) -> String {
+    format!(r#"{{"issuer":"{issuer}","jwks_uri":"{jwks_uri}"}}"#)
+}
