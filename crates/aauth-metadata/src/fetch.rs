@@ -136,3 +136,10 @@ pub trait Fetch: Send + Sync + 'static {
     /// [`FetchError`].
     async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError>;
 }
+
+#[async_trait]
+impl<F: Fetch + ?Sized> Fetch for std::sync::Arc<F> {
+    async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
+        (**self).get(url).await
+    }
+}

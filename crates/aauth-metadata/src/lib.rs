@@ -10,6 +10,8 @@
 //!   single-flight fetches, backoff, a size bound and counters. It implements
 //!   [`aauth_tokens::IssuerKeyResolver`], so a token verifier uses it directly.
 //! - [`Fetch`]: the boundary to the network, so tests and embedders can supply their own.
+//! - [`ResilientFetch`]: retries with backoff and jitter honouring `Retry-After`, and a
+//!   per-host [`CircuitBreaker`], around any [`Fetch`].
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses, same-origin redirects only).
 
@@ -19,6 +21,7 @@ pub mod egress;
 mod fetch;
 pub mod freshness;
 mod guard;
+mod resilience;
 mod url;
 
 pub use cache::{CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING};
@@ -30,4 +33,5 @@ pub use document::{
 pub use egress::{Admitted, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};
 pub use guard::{FetchLimits, GuardedFetch, Transport};
+pub use resilience::{BreakerConfig, BreakerState, CircuitBreaker, ResilientFetch, RetryPolicy};
 pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};

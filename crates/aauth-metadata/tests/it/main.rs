@@ -12,5 +12,6 @@
 mod cache;
 mod documents;
 mod egress;
+mod resilience;
 mod support;
 mod urls;

@@ -22,13 +22,18 @@ pub enum Behaviour {
 /// A fetcher answering from a table, counting calls per URL.
 #[derive(Debug, Default)]
 pub struct FakeFetch {
-    table: Mutex<BTreeMap<String, Behaviour>>,
+    table: Mutex<BTreeMap<String, Vec<Behaviour>>>,
     calls: Mutex<Vec<String>>,
 }
 
 impl FakeFetch {
     pub fn set(&self, url: &str, b: Behaviour) {
-        self.table.lock().unwrap().insert(url.to_owned(), b);
+        self.table.lock().unwrap().insert(url.to_owned(), vec![b]);
+    }
+
+    /// Answers with each behaviour in turn; the last one repeats.
+    pub fn set_sequence(&self, url: &str, seq: Vec<Behaviour>) {
+        self.table.lock().unwrap().insert(url.to_owned(), seq);
     }
 
     pub fn calls(&self, url: &str) -> usize {
@@ -45,7 +50,18 @@ impl FakeFetch {
 impl Fetch for FakeFetch {
     async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
         self.calls.lock().unwrap().push(url.as_str().to_owned());
-        let b = self.table.lock().unwrap().get(url.as_str()).cloned();
+        let b = self
+            .table
+            .lock()
+            .unwrap()
+            .get_mut(url.as_str())
+            .and_then(|seq| {
+                if seq.len() > 1 {
+                    Some(seq.remove(0))
+                } else {
+                    seq.first().cloned()
+                }
+            });
         match b {
             None => Ok(Fetched::status(404)),
             Some(Behaviour::Answer(f)) => Ok(f),

@@ -115,7 +115,7 @@ proptest! {
     fn generated_urls_parse_to_their_parts(
         host in "[a-z][a-z0-9-]{0,10}[a-z0-9](\\.[a-z]{2,6}){1,2}",
         port in proptest::option::of(1u16..),
-        path in "(/[a-zA-Z0-9._~-]{1,8}){0,3}",
+        path in "(/[a-zA-Z0-9_~-][a-zA-Z0-9._~-]{0,7}){0,3}",
     ) {
         let authority = port.map_or_else(|| host.clone(), |p| format!("{host}:{p}"));
         let s = format!("https://{authority}{path}");
