@@ -120,15 +120,16 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
     Some(range)
 }
 
-/// Resolves host names. The HTTPS client uses the system resolver; tests use a stub.
+/// Resolves a host and port to socket addresses. The HTTPS client uses the system
+/// resolver; tests use a stub, and the demo world maps its names to loopback sockets.
 #[async_trait]
 pub trait Resolve: Send + Sync + 'static {
-    /// The addresses of `host`.
+    /// The socket addresses of `host` at `port`.
     ///
     /// # Errors
     ///
     /// [`EgressError::Resolve`].
-    async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, EgressError>;
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError>;
 }
 
 /// Which destinations are admitted. By default every public address, and no
@@ -144,7 +145,7 @@ pub struct EgressPolicy {
 pub struct Admitted {
     /// The host (for SNI and `Host`).
     pub host: String,
-    /// The addresses checked, with the URL's port.
+    /// The addresses checked.
     pub addrs: Vec<SocketAddr>,
 }
 
@@ -175,7 +176,11 @@ impl EgressPolicy {
     ///
     /// [`EgressError::NoAddress`] or [`EgressError::SpecialAddress`] (for the first
     /// special address: one is enough to refuse the host).
-    pub fn admit_addrs(&self, url: &HttpsUrl, addrs: &[IpAddr]) -> Result<Admitted, EgressError> {
+    pub fn admit_addrs(
+        &self,
+        url: &HttpsUrl,
+        addrs: &[SocketAddr],
+    ) -> Result<Admitted, EgressError> {
         let host = url.host();
         if addrs.is_empty() {
             return Err(EgressError::NoAddress {
@@ -183,11 +188,11 @@ impl EgressPolicy {
             });
         }
         if !self.is_allowed_host(host) {
-            for &addr in addrs {
-                if let Some(range) = special_range(addr) {
+            for addr in addrs {
+                if let Some(range) = special_range(addr.ip()) {
                     return Err(EgressError::SpecialAddress {
                         host: host.to_owned(),
-                        addr,
+                        addr: addr.ip(),
                         range,
                     });
                 }
@@ -195,10 +200,7 @@ impl EgressPolicy {
         }
         Ok(Admitted {
             host: host.to_owned(),
-            addrs: addrs
-                .iter()
-                .map(|&ip| SocketAddr::new(ip, url.port()))
-                .collect(),
+            addrs: addrs.to_vec(),
         })
     }
 
@@ -214,8 +216,8 @@ impl EgressPolicy {
         resolver: &dyn Resolve,
     ) -> Result<Admitted, EgressError> {
         let addrs = match url.host().parse::<Ipv4Addr>() {
-            Ok(v4) => vec![IpAddr::V4(v4)],
-            Err(_) => resolver.resolve(url.host()).await?,
+            Ok(v4) => vec![SocketAddr::new(IpAddr::V4(v4), url.port())],
+            Err(_) => resolver.resolve(url.host(), url.port()).await?,
         };
         self.admit_addrs(url, &addrs)
     }

@@ -16,6 +16,7 @@
 //!   addresses, same-origin redirects only).
 
 mod cache;
+mod client;
 mod document;
 pub mod egress;
 mod fetch;
@@ -25,6 +26,7 @@ mod resilience;
 mod url;
 
 pub use cache::{CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING};
+pub use client::{HttpsTransport, SystemResolver, USER_AGENT};
 pub use document::{
     AccessMode, AccessServerMetadata, AgentProviderMetadata, CommonMetadata,
     DEFAULT_SIGNATURE_WINDOW, KeyDiscovery, MAX_DOCUMENT_LEN, MetadataDocument, MetadataError,

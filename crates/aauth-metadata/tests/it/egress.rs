@@ -34,9 +34,12 @@ impl StubResolver {
 
 #[async_trait]
 impl Resolve for StubResolver {
-    async fn resolve(&self, _host: &str) -> Result<Vec<IpAddr>, EgressError> {
+    async fn resolve(&self, _host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
         let i = self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(self.answers[i.min(self.answers.len() - 1)].clone())
+        Ok(self.answers[i.min(self.answers.len() - 1)]
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, port))
+            .collect())
     }
 }
 

@@ -10,8 +10,10 @@
 )]
 
 mod cache;
+mod client;
 mod documents;
 mod egress;
 mod resilience;
+mod server;
 mod support;
 mod urls;

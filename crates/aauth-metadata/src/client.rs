@@ -1,0 +1,221 @@
+//! The HTTPS transport: hyper (HTTP/1.1) over rustls (aws-lc-rs), connecting only to the
+//! addresses the egress guard admitted, with connect and per-read timeouts, a streaming
+//! body cap, and no redirects. One connection per fetch: discovery fetches a source at
+//! most once a minute, so pooling would only hold sockets open.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::egress::{Admitted, EgressError, Resolve};
+use crate::guard::{FetchLimits, Transport};
+use crate::{FetchError, Fetched, HttpsUrl};
+
+/// The `User-Agent` sent on every fetch.
+pub const USER_AGENT: &str = concat!("aauth-rs/", env!("CARGO_PKG_VERSION"));
+
+/// Resolves with the operating system (through Tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+#[async_trait]
+impl Resolve for SystemResolver {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
+        let addrs =
+            tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| EgressError::Resolve {
+                    host: host.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for a in addrs {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// HTTPS over rustls with the given trust roots.
+///
+/// ```
+/// let t = aauth_metadata::HttpsTransport::with_webpki_roots();
+/// # drop(t);
+/// ```
+#[derive(Clone)]
+pub struct HttpsTransport {
+    tls: TlsConnector,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsTransport")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpsTransport {
+    /// Trusts the Mozilla root program (`webpki-roots`).
+    #[must_use]
+    pub fn with_webpki_roots() -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self::with_roots(roots)
+    }
+
+    /// Trusts exactly `roots` (a deployment's private CA, the demo world's CA).
+    #[must_use]
+    pub fn with_roots(roots: rustls::RootCertStore) -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_or_else(
+                // The aws-lc-rs provider supports the default versions; keep a config that
+                // can only fail to connect rather than panic if that ever changes.
+                |_| {
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                },
+                |b| b.with_root_certificates(roots),
+            )
+            .with_no_client_auth();
+        Self::with_config(config)
+    }
+
+    /// Uses a complete rustls configuration. ALPN is set to HTTP/1.1.
+    #[must_use]
+    pub fn with_config(mut config: rustls::ClientConfig) -> Self {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            tls: TlsConnector::from(Arc::new(config)),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// The timeout for each TCP connect plus TLS handshake (default 3 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    async fn connect(
+        &self,
+        dest: &Admitted,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, FetchError> {
+        let name = ServerName::try_from(dest.host.clone())
+            .map_err(|e| FetchError::Transport(format!("server name {}: {e}", dest.host)))?;
+        let mut last = FetchError::Transport(format!("{} has no admitted address", dest.host));
+        for addr in &dest.addrs {
+            match tokio::time::timeout(self.connect_timeout, self.connect_one(*addr, name.clone()))
+                .await
+            {
+                Ok(Ok(tls)) => return Ok(tls),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = FetchError::Timeout(self.connect_timeout),
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect_one(
+        &self,
+        addr: SocketAddr,
+        name: ServerName<'static>,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, FetchError> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| FetchError::Transport(format!("connect {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        self.tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| FetchError::Transport(format!("TLS with {addr}: {e}")))
+    }
+}
+
+fn header(resp: &hyper::Response<hyper::body::Incoming>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[async_trait]
+impl Transport for HttpsTransport {
+    async fn get(
+        &self,
+        url: &HttpsUrl,
+        dest: &Admitted,
+        limits: &FetchLimits,
+    ) -> Result<Fetched, FetchError> {
+        let tls = self.connect(dest).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| FetchError::Transport(format!("HTTP handshake: {e}")))?;
+        // The connection task ends when the exchange does (or when the caller's deadline
+        // drops this future, which drops the sender and so the connection).
+        let driver = tokio::spawn(conn);
+        let authority = match url.port() {
+            443 => url.host().to_owned(),
+            p => format!("{}:{p}", url.host()),
+        };
+        let req = http::Request::get(url.path_and_query())
+            .header(http::header::HOST, authority)
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| FetchError::Transport(format!("request: {e}")))?;
+        let result = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| FetchError::Transport(format!("request: {e}")))?;
+            let declared = resp
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limits.max_body as u64) {
+                return Err(FetchError::TooLarge {
+                    limit: limits.max_body,
+                });
+            }
+            let mut fetched = Fetched::status(resp.status().as_u16());
+            fetched.cache_control = header(&resp, "cache-control");
+            fetched.expires = header(&resp, "expires");
+            fetched.location = header(&resp, "location");
+            fetched.retry_after = header(&resp, "retry-after");
+            let mut body = resp.into_body();
+            let mut out = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| FetchError::Transport(format!("body: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limits.max_body {
+                        return Err(FetchError::TooLarge {
+                            limit: limits.max_body,
+                        });
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+            fetched.body = out;
+            Ok(fetched)
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
