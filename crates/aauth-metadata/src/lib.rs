@@ -9,6 +9,8 @@
 //!   refresh-ahead, stale-while-revalidate, stale-if-error, a one-minute refetch floor,
 //!   single-flight fetches, backoff, a size bound and counters. It implements
 //!   [`aauth_tokens::IssuerKeyResolver`], so a token verifier uses it directly.
+//! - [`DiscoveryResolver`]: the `jwks_uri` and `jwks` `Signature-Key` schemes for
+//!   `aauth-signing`'s verifier, through the cache.
 //! - [`Fetch`]: the boundary to the network, so tests and embedders can supply their own.
 //! - [`ResilientFetch`]: retries with backoff and jitter honouring `Retry-After`, and a
 //!   per-host [`CircuitBreaker`], around any [`Fetch`].
@@ -23,6 +25,7 @@ mod fetch;
 pub mod freshness;
 mod guard;
 mod resilience;
+mod resolvers;
 mod url;
 
 pub use cache::{CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING};
@@ -36,4 +39,5 @@ pub use egress::{Admitted, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};
 pub use guard::{FetchLimits, GuardedFetch, Transport};
 pub use resilience::{BreakerConfig, BreakerState, CircuitBreaker, ResilientFetch, RetryPolicy};
+pub use resolvers::DiscoveryResolver;
 pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};

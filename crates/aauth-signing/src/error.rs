@@ -228,6 +228,11 @@ pub enum VerifyError {
         /// What failed.
         reason: String,
     },
+    /// Discovering the key of a `jwks_uri` or `jwks` member failed: `issuer_missing`,
+    /// `issuer_mismatch`, `unknown_key`, `invalid_key`/`unsupported_algorithm`, or a `503`
+    /// when the signer's keys cannot be fetched now.
+    #[error("key discovery: {0}")]
+    KeyDiscovery(#[source] ResolveError),
 }
 
 fn key_error_code(e: &KeyError) -> ErrorCode {
@@ -271,6 +276,14 @@ impl VerifyError {
             Self::Token(e) => return token_error_code(e),
             Self::Revoked => ErrorCode::RevokedJwt,
             Self::Unavailable { .. } => return None,
+            Self::KeyDiscovery(e) => match e {
+                ResolveError::IssuerMissing => ErrorCode::IssuerMissing,
+                ResolveError::IssuerMismatch { .. } => ErrorCode::IssuerMismatch,
+                ResolveError::UnknownKey { .. } => ErrorCode::UnknownKey,
+                ResolveError::Key(k) => key_error_code(k),
+                ResolveError::Unavailable { .. } => return None,
+                _ => ErrorCode::InvalidKey,
+            },
             _ => ErrorCode::InvalidSignature,
         })
     }

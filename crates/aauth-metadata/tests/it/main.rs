@@ -14,6 +14,7 @@ mod client;
 mod documents;
 mod egress;
 mod resilience;
+mod resolvers;
 mod server;
 mod support;
 mod urls;

@@ -36,6 +36,10 @@ impl FakeFetch {
         self.table.lock().unwrap().insert(url.to_owned(), seq);
     }
 
+    pub fn total(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
     pub fn calls(&self, url: &str) -> usize {
         self.calls
             .lock()

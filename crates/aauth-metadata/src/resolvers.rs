@@ -1,0 +1,142 @@
+//! Key resolvers for the `Signature-Key` schemes that fetch: `jwks_uri` (signer identifier
+//! → metadata → JWKS) and `jwks` (a JWKS URL). The `jwt` scheme uses [`KeyCache`] as its
+//! [`aauth_tokens::IssuerKeyResolver`] through [`aauth_signing::JwtResolver`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aauth_headers::Scheme;
+use aauth_signing::{
+    KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver, VerifyError,
+};
+use aauth_tokens::{ResolveError, ServerId};
+use async_trait::async_trait;
+
+use crate::{Fetch, HttpsUrl, KeyCache, KeySource};
+
+/// Resolves `jwks_uri` and `jwks` members through a [`KeyCache`], optionally only for
+/// named signers.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use aauth_keys::time::SystemClock;
+/// # use aauth_metadata::{CacheConfig, DiscoveryResolver, GuardedFetch, EgressPolicy, FetchLimits,
+/// #     HttpsTransport, KeyCache, SystemResolver};
+/// # use aauth_signing::SchemeResolver;
+/// let fetch = GuardedFetch::new(
+///     EgressPolicy::new(),
+///     Arc::new(SystemResolver),
+///     Arc::new(HttpsTransport::with_webpki_roots()),
+///     FetchLimits::default(),
+/// );
+/// let cache = KeyCache::new(Arc::new(fetch), Arc::new(SystemClock), CacheConfig::default());
+/// let resolver = DiscoveryResolver::new(cache)
+///     .allow_signers(["https://ps.example"])
+///     .register(SchemeResolver::new().hwk());
+/// # drop(resolver);
+/// ```
+pub struct DiscoveryResolver<F> {
+    cache: KeyCache<F>,
+    signers: Option<BTreeSet<String>>,
+}
+
+impl<F> std::fmt::Debug for DiscoveryResolver<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscoveryResolver")
+            .field("signers", &self.signers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fetch> DiscoveryResolver<F> {
+    /// Resolves through `cache`, for any signer.
+    #[must_use]
+    pub fn new(cache: KeyCache<F>) -> Self {
+        Self {
+            cache,
+            signers: None,
+        }
+    }
+
+    /// Accepts only these signers: server identifiers for `jwks_uri`, JWKS URLs for
+    /// `jwks`. Others are refused (`invalid_key`) without a fetch.
+    #[must_use]
+    pub fn allow_signers<'a>(mut self, signers: impl IntoIterator<Item = &'a str>) -> Self {
+        self.signers = Some(signers.into_iter().map(str::to_owned).collect());
+        self
+    }
+
+    /// Registers this resolver for `jwks_uri` and `jwks` on `schemes`.
+    #[must_use]
+    pub fn register(self, schemes: SchemeResolver) -> SchemeResolver {
+        let me: Arc<dyn KeyResolver> = Arc::new(self);
+        schemes
+            .scheme("jwks_uri", Arc::clone(&me))
+            .scheme("jwks", me)
+    }
+
+    fn admitted(&self, signer: &str) -> Result<(), VerifyError> {
+        match &self.signers {
+            Some(set) if !set.contains(signer) => {
+                Err(VerifyError::KeyDiscovery(ResolveError::Untrusted {
+                    iss: signer.to_owned(),
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn untrusted(signer: &str) -> VerifyError {
+    VerifyError::KeyDiscovery(ResolveError::Untrusted {
+        iss: signer.chars().take(200).collect(),
+    })
+}
+
+#[async_trait]
+impl<F: Fetch> KeyResolver for DiscoveryResolver<F> {
+    async fn resolve(
+        &self,
+        scheme: &Scheme,
+        _ctx: &ResolveContext<'_>,
+    ) -> Result<ResolvedKey, VerifyError> {
+        let (source, kid, identity) = match scheme {
+            Scheme::JwksUri { id, dwk, kid } => {
+                let iss = ServerId::parse(id).map_err(|_| untrusted(id))?;
+                self.admitted(id)?;
+                let source = KeySource::Issuer {
+                    iss,
+                    dwk: dwk.clone(),
+                };
+                let identity = KeyIdentity::JwksUri {
+                    id: id.clone(),
+                    dwk: dwk.clone(),
+                    kid: kid.clone(),
+                };
+                (source, kid, identity)
+            }
+            Scheme::Jwks { url, kid } => {
+                let parsed = HttpsUrl::parse(url).map_err(|_| untrusted(url))?;
+                self.admitted(url)?;
+                let identity = KeyIdentity::Jwks {
+                    url: url.clone(),
+                    kid: kid.clone(),
+                };
+                (KeySource::Jwks(parsed), kid, identity)
+            }
+            other => {
+                return Err(VerifyError::UnsupportedScheme {
+                    scheme: Some(other.name().to_owned()),
+                });
+            }
+        };
+        let key = self
+            .cache
+            .key(&source, kid)
+            .await
+            .map_err(|e| VerifyError::KeyDiscovery(e.into()))?;
+        let mut resolved = ResolvedKey::new(key, identity);
+        resolved.kid = Some(kid.clone());
+        Ok(resolved)
+    }
+}
