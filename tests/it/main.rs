@@ -13,3 +13,4 @@
 
 mod demos;
 mod interop;
+mod world;

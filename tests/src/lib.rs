@@ -10,6 +10,7 @@
 //! [`DEMOS`] lists each with its status.
 
 mod d00_core;
+pub mod world;
 
 use std::fmt::Write as _;
 

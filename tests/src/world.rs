@@ -1,0 +1,254 @@
+//! The demo world: every party is a real HTTPS server on loopback under its spec-valid
+//! identifier (`https://agent.example`, `https://ps.example`, …).
+//!
+//! A certificate authority is generated when the world starts; each server gets a
+//! certificate for its name signed by it and listens on `127.0.0.1:0`. Clients reach the
+//! servers through [`World::resolver`], which maps exactly the world's names to their
+//! sockets, under [`World::egress_policy`], which allow-lists exactly those names (they
+//! resolve to loopback, which the default policy refuses). Nothing else is relaxed: the
+//! identifiers are real server identifiers (no ports), TLS names are verified against the
+//! world's CA, and any other name is refused before a connection is made.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_metadata::{
+    EgressError, EgressPolicy, FetchLimits, GuardedFetch, HttpsTransport, Resolve,
+};
+use aauth_tokens::ServerId;
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// A request as a world server's handler sees it: head and whole body.
+pub type Request = http::Request<Vec<u8>>;
+/// What a handler answers.
+pub type Response = http::Response<Vec<u8>>;
+
+/// A server's request handler.
+pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+
+/// Why the world could not start a server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorldError {
+    /// Certificate generation failed.
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The listener could not be bound.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// The name is already served.
+    #[error("{0} is already served in this world")]
+    Duplicate(String),
+}
+
+type Names = Arc<Mutex<BTreeMap<String, SocketAddr>>>;
+
+/// The world: a CA, the servers, and the name → socket map.
+pub struct World {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    names: Names,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+impl World {
+    /// A world with a fresh CA and no servers.
+    ///
+    /// # Errors
+    ///
+    /// [`WorldError::Certificate`].
+    pub fn new() -> Result<Self, WorldError> {
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "AAuth demo world CA");
+        Ok(Self {
+            ca: CertifiedIssuer::self_signed(p, KeyPair::generate()?)?,
+            names: Arc::default(),
+            tasks: Mutex::default(),
+        })
+    }
+
+    /// Serves `id` with `handler` over HTTPS on a fresh loopback socket, and returns the
+    /// socket. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`WorldError`].
+    pub async fn serve(&self, id: &ServerId, handler: Handler) -> Result<SocketAddr, WorldError> {
+        let host = id.host().to_owned();
+        if self.lock_names().contains_key(&host) {
+            return Err(WorldError::Duplicate(host));
+        }
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec![host.clone()])?.signed_by(&key, &self.ca)?;
+        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone(), self.ca.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        self.lock_names().insert(host, addr);
+        let task = tokio::spawn(accept_loop(listener, acceptor, handler));
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+        Ok(addr)
+    }
+
+    fn lock_names(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SocketAddr>> {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The world's names, each with its socket.
+    #[must_use]
+    pub fn names(&self) -> BTreeMap<String, SocketAddr> {
+        self.lock_names().clone()
+    }
+
+    /// The CA as a trust root store.
+    #[must_use]
+    pub fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        // Our own freshly generated certificate; `add` only fails on an unparseable one.
+        let _ = roots.add(self.ca.der().clone());
+        roots
+    }
+
+    /// Resolves exactly the world's names (including servers started later) to their
+    /// sockets; any other name has no address.
+    #[must_use]
+    pub fn resolver(&self) -> Arc<WorldResolver> {
+        Arc::new(WorldResolver(Arc::clone(&self.names)))
+    }
+
+    /// The default egress policy with exactly the world's current names allow-listed.
+    #[must_use]
+    pub fn egress_policy(&self) -> EgressPolicy {
+        self.lock_names()
+            .keys()
+            .fold(EgressPolicy::new(), |p, host| p.allow_host(host))
+    }
+
+    /// An HTTPS transport trusting the world's CA only.
+    #[must_use]
+    pub fn transport(&self) -> Arc<HttpsTransport> {
+        Arc::new(HttpsTransport::with_roots(self.roots()))
+    }
+
+    /// A guarded fetcher into the world, for discovery.
+    #[must_use]
+    pub fn fetcher(&self) -> GuardedFetch<WorldResolver, HttpsTransport> {
+        GuardedFetch::new(
+            self.egress_policy(),
+            self.resolver(),
+            self.transport(),
+            FetchLimits::default(),
+        )
+    }
+}
+
+/// The world's name → socket map as a [`Resolve`].
+#[derive(Debug, Clone)]
+pub struct WorldResolver(Names);
+
+#[async_trait]
+impl Resolve for WorldResolver {
+    async fn resolve(&self, host: &str, _port: u16) -> Result<Vec<SocketAddr>, EgressError> {
+        let names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(names.get(host).into_iter().copied().collect())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: Handler) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let (acceptor, handler) = (acceptor.clone(), Arc::clone(&handler));
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let handler = Arc::clone(&handler);
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = match body.collect().await {
+                            Ok(b) => b.to_bytes().to_vec(),
+                            Err(_) => Vec::new(),
+                        };
+                        let resp = handler(http::Request::from_parts(parts, body));
+                        let (parts, body) = resp.into_parts();
+                        Ok::<_, Infallible>(http::Response::from_parts(
+                            parts,
+                            Full::new(Bytes::from(body)),
+                        ))
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+/// A handler serving fixed JSON documents by path (`404` for others).
+#[must_use]
+pub fn documents(docs: BTreeMap<String, String>) -> Handler {
+    Arc::new(move |req: Request| {
+        let mut resp = match docs.get(req.uri().path()) {
+            Some(body) => http::Response::new(body.clone().into_bytes()),
+            None => http::Response::new(Vec::new()),
+        };
+        if docs.contains_key(req.uri().path()) {
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+        } else {
+            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+        }
+        resp
+    })
+}
