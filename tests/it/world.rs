@@ -105,6 +105,28 @@ async fn every_party_is_reachable_by_its_identifier_over_verified_tls() {
         let issuer: serde_json::Value = serde_json::from_slice(&doc.body).unwrap();
         assert_eq!(issuer["issuer"], party);
     }
+    // Typed discovery: the Person Server's endpoints, checked against its identifier.
+    let ps: PersonServerMetadata = aauth_metadata::discover(&fetch, &id("https://ps.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ps.person_token_endpoint.as_str(),
+        "https://ps.example/person"
+    );
+    // Asking ps.example for the Access Server document: not served there.
+    let err = aauth_metadata::discover::<AccessServerMetadata>(&fetch, &id("https://ps.example"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            aauth_metadata::DiscoveryError::Fetch {
+                error: FetchError::Status { status: 404, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // Each server answers only for its own name: its certificate names it alone.
     let names = w.names();
     assert_eq!(names.len(), 4);

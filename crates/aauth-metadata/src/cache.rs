@@ -787,3 +787,39 @@ impl<F: Fetch> IssuerKeyResolver for KeyCache<F> {
             .await?)
     }
 }
+
+/// Fetches the document `D` of `id` (`{id}/.well-known/{D::DWK}`) and parses it for `id`:
+/// `issuer` checked first, then every member. Not cached: agents and servers call this
+/// when they meet a party, and keep what they need.
+///
+/// # Errors
+///
+/// [`DiscoveryError::Fetch`] (including a status other than 200) or
+/// [`DiscoveryError::Metadata`].
+pub async fn discover<D: crate::MetadataDocument>(
+    fetch: &dyn Fetch,
+    id: &ServerId,
+) -> Result<D, DiscoveryError> {
+    let url = HttpsUrl::well_known(id, D::DWK).map_err(|e| DiscoveryError::Metadata {
+        url: id.well_known(D::DWK),
+        error: MetadataError::Invalid {
+            member: "dwk",
+            reason: e.reason.to_owned(),
+        },
+    })?;
+    let fail = |error| DiscoveryError::Fetch {
+        url: url.as_str().to_owned(),
+        error,
+    };
+    let doc = fetch.get(&url).await.map_err(fail)?;
+    if doc.status != 200 {
+        return Err(fail(FetchError::Status {
+            status: doc.status,
+            retry_after: None,
+        }));
+    }
+    D::parse_for(&doc.body, id).map_err(|error| DiscoveryError::Metadata {
+        url: url.as_str().to_owned(),
+        error,
+    })
+}

@@ -28,7 +28,9 @@ mod resilience;
 mod resolvers;
 mod url;
 
-pub use cache::{CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING};
+pub use cache::{
+    CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING, discover,
+};
 pub use client::{HttpsTransport, SystemResolver, USER_AGENT};
 pub use document::{
     AccessMode, AccessServerMetadata, AgentProviderMetadata, CommonMetadata,

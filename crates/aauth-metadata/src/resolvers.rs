@@ -1,15 +1,20 @@
 //! Key resolvers for the `Signature-Key` schemes that fetch: `jwks_uri` (signer identifier
-//! → metadata → JWKS) and `jwks` (a JWKS URL). The `jwt` scheme uses [`KeyCache`] as its
-//! [`aauth_tokens::IssuerKeyResolver`] through [`aauth_signing::JwtResolver`].
+//! → metadata → JWKS), `jwks` (a JWKS URL) and `self-jwt` (a JWT signed by the key that
+//! signs the request, found through its `iss` and `dwk`). The `jwt` scheme uses
+//! [`KeyCache`] as its [`aauth_tokens::IssuerKeyResolver`] through
+//! [`aauth_signing::JwtResolver`]. `x509` is not resolved: it stays `unsupported_scheme`
+//! (decision 0003).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use aauth_headers::Scheme;
+use aauth_keys::time::UnixTime;
 use aauth_signing::{
     KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver, VerifyError,
 };
-use aauth_tokens::{ResolveError, ServerId};
+use aauth_tokens::jws::CompactJws;
+use aauth_tokens::{ResolveError, ServerId, TokenError};
 use async_trait::async_trait;
 
 use crate::{Fetch, HttpsUrl, KeyCache, KeySource};
@@ -66,13 +71,14 @@ impl<F: Fetch> DiscoveryResolver<F> {
         self
     }
 
-    /// Registers this resolver for `jwks_uri` and `jwks` on `schemes`.
+    /// Registers this resolver for `jwks_uri`, `jwks` and `self-jwt` on `schemes`.
     #[must_use]
     pub fn register(self, schemes: SchemeResolver) -> SchemeResolver {
         let me: Arc<dyn KeyResolver> = Arc::new(self);
         schemes
             .scheme("jwks_uri", Arc::clone(&me))
-            .scheme("jwks", me)
+            .scheme("jwks", Arc::clone(&me))
+            .scheme("self-jwt", me)
     }
 
     fn admitted(&self, signer: &str) -> Result<(), VerifyError> {
@@ -98,9 +104,10 @@ impl<F: Fetch> KeyResolver for DiscoveryResolver<F> {
     async fn resolve(
         &self,
         scheme: &Scheme,
-        _ctx: &ResolveContext<'_>,
+        ctx: &ResolveContext<'_>,
     ) -> Result<ResolvedKey, VerifyError> {
         let (source, kid, identity) = match scheme {
+            Scheme::SelfJwt { jwt } => return self.self_jwt(jwt, ctx.now).await,
             Scheme::JwksUri { id, dwk, kid } => {
                 let iss = ServerId::parse(id).map_err(|_| untrusted(id))?;
                 self.admitted(id)?;
@@ -137,6 +144,81 @@ impl<F: Fetch> KeyResolver for DiscoveryResolver<F> {
             .map_err(|e| VerifyError::KeyDiscovery(e.into()))?;
         let mut resolved = ResolvedKey::new(key, identity);
         resolved.kid = Some(kid.clone());
+        Ok(resolved)
+    }
+}
+
+/// The claims a `self-jwt` must carry (Signature-Key -09 §3.9): `iss`, `dwk`, `exp`; and
+/// never `cnf` (the JWT's own signer is the request's signer).
+#[derive(serde::Deserialize)]
+struct SelfJwtClaims {
+    iss: String,
+    dwk: String,
+    exp: u64,
+    #[serde(default)]
+    cnf: Option<serde::de::IgnoredAny>,
+}
+
+fn jwt_error(e: TokenError) -> VerifyError {
+    VerifyError::Token(e)
+}
+
+impl<F: Fetch> DiscoveryResolver<F> {
+    /// `self-jwt`: reads `iss`, `dwk` and the header `kid`, discovers that key, and
+    /// verifies the JWT with it; the same key then verifies the request. Not cached
+    /// beyond the key set.
+    async fn self_jwt(&self, jwt: &str, now: UnixTime) -> Result<ResolvedKey, VerifyError> {
+        let jws = CompactJws::parse(jwt).map_err(jwt_error)?;
+        let kid = jws
+            .header
+            .kid
+            .clone()
+            .ok_or(VerifyError::Token(TokenError::MissingKid))?;
+        if jws.payload.trim_ascii_start().first() != Some(&b'{') {
+            return Err(jwt_error(TokenError::ClaimSet {
+                reason: "the claim set is not a JSON object".to_owned(),
+            }));
+        }
+        let claims: SelfJwtClaims = serde_json::from_slice(&jws.payload).map_err(|e| {
+            jwt_error(TokenError::ClaimSet {
+                reason: e.to_string(),
+            })
+        })?;
+        if claims.cnf.is_some() {
+            return Err(jwt_error(TokenError::ForbiddenClaim { claim: "cnf" }));
+        }
+        if claims.exp <= now.as_secs() {
+            return Err(jwt_error(TokenError::Expired {
+                exp: claims.exp,
+                now: now.as_secs(),
+            }));
+        }
+        let iss = ServerId::parse(&claims.iss).map_err(|e| {
+            jwt_error(TokenError::Claim {
+                claim: "iss",
+                reason: e.to_string(),
+            })
+        })?;
+        self.admitted(iss.as_str())?;
+        let source = KeySource::Issuer {
+            iss: iss.clone(),
+            dwk: claims.dwk.clone(),
+        };
+        let key = self
+            .cache
+            .key(&source, &kid)
+            .await
+            .map_err(|e| VerifyError::KeyDiscovery(e.into()))?;
+        jws.verify(&key).map_err(jwt_error)?;
+        let mut resolved = ResolvedKey::new(
+            key,
+            KeyIdentity::JwksUri {
+                id: iss.as_str().to_owned(),
+                dwk: claims.dwk,
+                kid: kid.clone(),
+            },
+        );
+        resolved.kid = Some(kid);
         Ok(resolved)
     }
 }

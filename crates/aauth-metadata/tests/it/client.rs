@@ -296,3 +296,122 @@ async fn without_allow_listing_loopback_is_refused_before_connecting() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(server.requests.lock().unwrap().is_empty());
 }
+
+const META_PATH: &str = "/.well-known/aauth-agent.json";
+
+async fn cache_rig() -> (
+    Rig,
+    FixedClock,
+    KeyCache<GuardedFetch<Names, HttpsTransport>>,
+    ServerId,
+) {
+    let r = rig().await;
+    r.server.route(
+        META_PATH,
+        json(&agent_metadata(
+            "https://agent.example",
+            "https://agent.example/jwks.json",
+        )),
+    );
+    r.server.route("/jwks.json", json(&jwks(&[(1, "k1")])));
+    let clock = FixedClock::new(UnixTime(1_800_000_000));
+    let cache = KeyCache::new(
+        Arc::clone(&r.fetch),
+        Arc::new(clock.clone()),
+        CacheConfig::default(),
+    );
+    (
+        r,
+        clock,
+        cache,
+        ServerId::parse("https://agent.example").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn against_the_server_cold_outage_rotation_flood_and_concurrency() {
+    // Cold cache, server gone: a clear transport error naming the URL, then backoff.
+    let (r, _clock, cache, iss) = cache_rig().await;
+    r.server.stop();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    match cache
+        .issuer_key(&iss, "aauth-agent.json", "k1")
+        .await
+        .unwrap_err()
+    {
+        DiscoveryError::Fetch {
+            url,
+            error: FetchError::Transport(m),
+        } => {
+            assert_eq!(url, "https://agent.example/.well-known/aauth-agent.json");
+            assert!(m.contains("connect"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        cache.issuer_key(&iss, "aauth-agent.json", "k1").await,
+        Err(DiscoveryError::BackingOff { .. })
+    ));
+
+    // Rotation and a flood of unknown kids, counted at the server.
+    let (r, clock, cache, iss) = cache_rig().await;
+    assert!(
+        cache
+            .issuer_key(&iss, "aauth-agent.json", "k1")
+            .await
+            .is_ok()
+    );
+    r.server
+        .route("/jwks.json", json(&jwks(&[(1, "k1"), (2, "k2")])));
+    for i in 0..200 {
+        let _ = cache
+            .issuer_key(&iss, "aauth-agent.json", &format!("junk-{i}"))
+            .await;
+    }
+    assert_eq!(
+        r.server.hits("/jwks.json"),
+        1,
+        "no refetch inside the first minute"
+    );
+    clock.advance(60);
+    assert_eq!(
+        &cache
+            .issuer_key(&iss, "aauth-agent.json", "k2")
+            .await
+            .unwrap(),
+        key(2).public_key()
+    );
+    for i in 0..200 {
+        let _ = cache
+            .issuer_key(&iss, "aauth-agent.json", &format!("junk-{i}"))
+            .await;
+    }
+    assert_eq!(
+        r.server.hits("/jwks.json"),
+        2,
+        "one refetch for the new kid, none for the flood"
+    );
+    assert!(
+        cache
+            .issuer_key(&iss, "aauth-agent.json", "k1")
+            .await
+            .is_ok(),
+        "k1 is still published"
+    );
+
+    // Concurrent misses on a cold cache: one request reaches the server.
+    let (r, _clock, cache, iss) = cache_rig().await;
+    let lookups: Vec<_> = (0..20)
+        .map(|_| {
+            let (cache, iss) = (cache.clone(), iss.clone());
+            tokio::spawn(async move { cache.issuer_key(&iss, "aauth-agent.json", "k1").await })
+        })
+        .collect();
+    for l in lookups {
+        assert!(l.await.unwrap().is_ok());
+    }
+    assert_eq!(
+        (r.server.hits(META_PATH), r.server.hits("/jwks.json")),
+        (1, 1)
+    );
+}

@@ -44,7 +44,7 @@ fn verifier(fetch: &Arc<FakeFetch>, allow: Option<&[&str]>) -> Verifier {
         r = r.allow_signers(a.iter().copied());
     }
     Verifier::new(
-        VerifyPolicy::default().accept_schemes(&["jwks_uri", "jwks"]),
+        VerifyPolicy::default().accept_schemes(&["jwks_uri", "jwks", "self-jwt"]),
         Arc::new(r.register(SchemeResolver::new())),
     )
 }
@@ -194,4 +194,102 @@ async fn the_jwks_scheme_fetches_the_url_directly() {
         check(&v, 1, &bad).await.unwrap_err().code(),
         Some(ErrorCode::InvalidKey)
     );
+}
+
+fn self_jwt(signer_seed: u8, claims: &str) -> Scheme {
+    Scheme::SelfJwt {
+        jwt: aauth_tokens::jws::sign(&key(signer_seed), "k1", "aa-event+jwt", claims.as_bytes())
+            .unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn self_jwt_binds_the_request_to_the_issuers_published_key() {
+    let f = fake();
+    let v = verifier(&f, None);
+    let exp = T0 + 300;
+    let good = format!(
+        r#"{{"iss":"https://as.example","dwk":"aauth-access.json","exp":{exp},"event":"x"}}"#
+    );
+    let ok = check(&v, 1, &self_jwt(1, &good)).await.unwrap();
+    assert_eq!(&ok.key, key(1).public_key());
+    assert!(
+        matches!(ok.identity, KeyIdentity::JwksUri { ref id, .. } if id == "https://as.example")
+    );
+
+    // The JWT signed by a key the issuer does not publish under k1.
+    let err = check(&v, 2, &self_jwt(2, &good)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidJwt));
+    // cnf is forbidden: the JWT's signer is the request's signer.
+    let with_cnf = format!(
+        r#"{{"iss":"https://as.example","dwk":"aauth-access.json","exp":{exp},"cnf":{{}}}}"#
+    );
+    assert_eq!(
+        check(&v, 1, &self_jwt(1, &with_cnf))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::InvalidJwt)
+    );
+    // exp has no tolerance.
+    let expired = format!(r#"{{"iss":"https://as.example","dwk":"aauth-access.json","exp":{T0}}}"#);
+    assert_eq!(
+        check(&v, 1, &self_jwt(1, &expired))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::ExpiredJwt)
+    );
+    // Required claims, typed.
+    for bad in [
+        format!(r#"{{"dwk":"aauth-access.json","exp":{exp}}}"#),
+        format!(r#"{{"iss":"https://as.example","exp":{exp}}}"#),
+        r#"{"iss":"https://as.example","dwk":"aauth-access.json"}"#.to_owned(),
+        format!(r#"{{"iss":"https://as.example","dwk":"aauth-access.json","exp":"{exp}"}}"#),
+        format!(
+            r#"{{"iss":"https://as.example","iss":"https://evil.example","dwk":"aauth-access.json","exp":{exp}}}"#
+        ),
+        format!(r#"["https://as.example","aauth-access.json",{exp}]"#),
+    ] {
+        assert_eq!(
+            check(&v, 1, &self_jwt(1, &bad)).await.unwrap_err().code(),
+            Some(ErrorCode::InvalidJwt),
+            "{bad}"
+        );
+    }
+    // An issuer whose metadata names someone else.
+    f.set(
+        META,
+        Behaviour::Answer(Fetched::ok(access_metadata("https://evil.example"))),
+    );
+    let v = verifier(&f, None);
+    assert_eq!(
+        check(&v, 1, &self_jwt(1, &good)).await.unwrap_err().code(),
+        Some(ErrorCode::IssuerMismatch)
+    );
+}
+
+#[tokio::test]
+async fn x509_stays_unsupported() {
+    let f = fake();
+    let v = verifier_accepting(&f, &["x509"]);
+    let scheme = Scheme::X509 {
+        x5u: "https://as.example/chain.pem".to_owned(),
+        x5t: vec![0; 32],
+    };
+    let err = check(&v, 1, &scheme).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnsupportedScheme));
+    assert_eq!(f.total(), 0);
+}
+
+fn verifier_accepting(fetch: &Arc<FakeFetch>, schemes: &[&str]) -> Verifier {
+    let cache = KeyCache::new(
+        Arc::clone(fetch),
+        Arc::new(FixedClock::new(UnixTime(T0))),
+        CacheConfig::default(),
+    );
+    Verifier::new(
+        VerifyPolicy::default().accept_schemes(schemes),
+        Arc::new(DiscoveryResolver::new(cache).register(SchemeResolver::new())),
+    )
 }
