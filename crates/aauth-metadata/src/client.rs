@@ -219,3 +219,34 @@ impl Transport for HttpsTransport {
         result
     }
 }
+
+/// The fetcher a verifier normally wants: the egress guard (default limits, the system
+/// resolver) in front of `transport`, wrapped in retries and a per-host circuit breaker
+/// with their defaults.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use aauth_keys::time::SystemClock;
+/// use aauth_metadata::{CacheConfig, EgressPolicy, HttpsTransport, KeyCache, https_fetcher};
+/// let fetch = https_fetcher(EgressPolicy::new(), HttpsTransport::with_webpki_roots(), Arc::new(SystemClock));
+/// let keys = KeyCache::new(Arc::new(fetch), Arc::new(SystemClock), CacheConfig::default());
+/// # drop(keys);
+/// ```
+#[must_use]
+pub fn https_fetcher(
+    policy: crate::EgressPolicy,
+    transport: HttpsTransport,
+    clock: Arc<dyn aauth_keys::time::Clock>,
+) -> crate::ResilientFetch<crate::GuardedFetch<SystemResolver, HttpsTransport>> {
+    crate::ResilientFetch::new(
+        crate::GuardedFetch::new(
+            policy,
+            Arc::new(SystemResolver),
+            Arc::new(transport),
+            FetchLimits::default(),
+        ),
+        crate::RetryPolicy::default(),
+        crate::BreakerConfig::default(),
+        clock,
+    )
+}

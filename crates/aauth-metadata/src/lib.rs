@@ -31,7 +31,7 @@ mod url;
 pub use cache::{
     CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING, discover,
 };
-pub use client::{HttpsTransport, SystemResolver, USER_AGENT};
+pub use client::{HttpsTransport, SystemResolver, USER_AGENT, https_fetcher};
 pub use document::{
     AccessMode, AccessServerMetadata, AgentProviderMetadata, CommonMetadata,
     DEFAULT_SIGNATURE_WINDOW, KeyDiscovery, MAX_DOCUMENT_LEN, MetadataDocument, MetadataError,
