@@ -528,15 +528,8 @@ impl<F: Fetch> KeyCache<F> {
                 None => {}
             }
             // Unknown kid with usable keys: refetch only if the floor allows.
-            if let Some(f) = &entry.inflight
-                && !waited
-            {
-                bump(&inner.counters.coalesced);
-                return Step::Wait(f.clone());
-            }
-            if may_fetch {
-                bump(&inner.counters.misses);
-                return Step::Wait(self.start(source, entry, now));
+            if let Some(wait) = self.join_or_fetch(source, entry, now, waited, may_fetch) {
+                return wait;
             }
             if !waited {
                 bump(&inner.counters.floor_refusals);
@@ -547,15 +540,8 @@ impl<F: Fetch> KeyCache<F> {
         }
 
         // No usable keys.
-        if let Some(f) = &entry.inflight
-            && !waited
-        {
-            bump(&inner.counters.coalesced);
-            return Step::Wait(f.clone());
-        }
-        if may_fetch {
-            bump(&inner.counters.misses);
-            return Step::Wait(self.start(source, entry, now));
+        if let Some(wait) = self.join_or_fetch(source, entry, now, waited, may_fetch) {
+            return wait;
         }
         let last = entry
             .last_error
@@ -570,6 +556,29 @@ impl<F: Fetch> KeyCache<F> {
             }));
         }
         Step::Done(Err(last))
+    }
+
+    /// Joins the fetch in flight, or starts one if the floor and backoff allow; `None`
+    /// when neither is possible. Called under the lock.
+    fn join_or_fetch(
+        &self,
+        source: &KeySource,
+        entry: &mut Entry,
+        now: u64,
+        waited: bool,
+        may_fetch: bool,
+    ) -> Option<Step> {
+        if let Some(f) = &entry.inflight
+            && !waited
+        {
+            bump(&self.inner.counters.coalesced);
+            return Some(Step::Wait(f.clone()));
+        }
+        if may_fetch {
+            bump(&self.inner.counters.misses);
+            return Some(Step::Wait(self.start(source, entry, now)));
+        }
+        None
     }
 
     /// Starts a fetch of `source` and records it as in flight. Called under the lock.

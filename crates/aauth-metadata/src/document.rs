@@ -188,6 +188,10 @@ fn endpoint(member: &'static str, v: Option<&String>) -> Result<Option<HttpsUrl>
         })
 }
 
+fn required_endpoint(member: &'static str, v: Option<&String>) -> Result<HttpsUrl, MetadataError> {
+    required(member, endpoint(member, v)?)
+}
+
 fn required<T>(member: &'static str, v: Option<T>) -> Result<T, MetadataError> {
     v.ok_or(MetadataError::Missing { member })
 }
@@ -260,6 +264,13 @@ impl CommonMetadata {
             tos_uri: None,
             policy_uri: None,
         }
+    }
+
+    /// As [`Self::take`], for the documents whose `jwks_uri` is required.
+    fn take_with_keys(w: &mut Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
+        let common = Self::take(w, expected)?;
+        required("jwks_uri", common.jwks_uri.as_ref())?;
+        Ok(common)
     }
 
     fn take(w: &mut Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
@@ -401,8 +412,7 @@ impl AgentProviderMetadata {
     }
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
-        let common = CommonMetadata::take(&mut w, expected)?;
-        required("jwks_uri", common.jwks_uri.as_ref())?;
+        let common = CommonMetadata::take_with_keys(&mut w, expected)?;
         Ok(Self {
             callback_endpoint: endpoint("callback_endpoint", w.callback_endpoint.as_ref())?,
             event_endpoint: endpoint("event_endpoint", w.event_endpoint.as_ref())?,
@@ -472,16 +482,15 @@ impl PersonServerMetadata {
     }
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
-        let common = CommonMetadata::take(&mut w, expected)?;
-        required("jwks_uri", common.jwks_uri.as_ref())?;
+        let common = CommonMetadata::take_with_keys(&mut w, expected)?;
         Ok(Self {
-            auth_token_endpoint: required(
+            auth_token_endpoint: required_endpoint(
                 "auth_token_endpoint",
-                endpoint("auth_token_endpoint", w.auth_token_endpoint.as_ref())?,
+                w.auth_token_endpoint.as_ref(),
             )?,
-            person_token_endpoint: required(
+            person_token_endpoint: required_endpoint(
                 "person_token_endpoint",
-                endpoint("person_token_endpoint", w.person_token_endpoint.as_ref())?,
+                w.person_token_endpoint.as_ref(),
             )?,
             mission_endpoint: endpoint("mission_endpoint", w.mission_endpoint.as_ref())?,
             permission_endpoint: endpoint("permission_endpoint", w.permission_endpoint.as_ref())?,
@@ -540,12 +549,11 @@ impl AccessServerMetadata {
     }
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
-        let common = CommonMetadata::take(&mut w, expected)?;
-        required("jwks_uri", common.jwks_uri.as_ref())?;
+        let common = CommonMetadata::take_with_keys(&mut w, expected)?;
         Ok(Self {
-            auth_token_endpoint: required(
+            auth_token_endpoint: required_endpoint(
                 "auth_token_endpoint",
-                endpoint("auth_token_endpoint", w.auth_token_endpoint.as_ref())?,
+                w.auth_token_endpoint.as_ref(),
             )?,
             revocation_endpoint: endpoint("revocation_endpoint", w.revocation_endpoint.as_ref())?,
             common,

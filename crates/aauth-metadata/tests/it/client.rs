@@ -211,22 +211,7 @@ async fn tls_names_and_roots_are_verified() {
 
 #[tokio::test]
 async fn the_key_cache_over_real_https_keeps_serving_when_the_server_goes_away() {
-    let r = rig().await;
-    r.server.route(
-        "/.well-known/aauth-agent.json",
-        json(&agent_metadata(
-            "https://agent.example",
-            "https://agent.example/jwks.json",
-        )),
-    );
-    r.server.route("/jwks.json", json(&jwks(&[(1, "k1")])));
-    let clock = FixedClock::new(UnixTime(1_800_000_000));
-    let cache = KeyCache::new(
-        Arc::clone(&r.fetch),
-        Arc::new(clock.clone()),
-        CacheConfig::default(),
-    );
-    let iss = ServerId::parse("https://agent.example").unwrap();
+    let (r, clock, cache, iss) = cache_rig().await;
     assert_eq!(
         &cache
             .issuer_key(&iss, "aauth-agent.json", "k1")
@@ -328,6 +313,15 @@ async fn cache_rig() -> (
     )
 }
 
+/// 200 lookups of kids the issuer never published.
+async fn flood(cache: &KeyCache<GuardedFetch<Names, HttpsTransport>>, iss: &ServerId) {
+    for i in 0..200 {
+        let _ = cache
+            .issuer_key(iss, "aauth-agent.json", &format!("junk-{i}"))
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn against_the_server_cold_outage_rotation_flood_and_concurrency() {
     // Cold cache, server gone: a clear transport error naming the URL, then backoff.
@@ -363,11 +357,7 @@ async fn against_the_server_cold_outage_rotation_flood_and_concurrency() {
     );
     r.server
         .route("/jwks.json", json(&jwks(&[(1, "k1"), (2, "k2")])));
-    for i in 0..200 {
-        let _ = cache
-            .issuer_key(&iss, "aauth-agent.json", &format!("junk-{i}"))
-            .await;
-    }
+    flood(&cache, &iss).await;
     assert_eq!(
         r.server.hits("/jwks.json"),
         1,
@@ -381,11 +371,7 @@ async fn against_the_server_cold_outage_rotation_flood_and_concurrency() {
             .unwrap(),
         key(2).public_key()
     );
-    for i in 0..200 {
-        let _ = cache
-            .issuer_key(&iss, "aauth-agent.json", &format!("junk-{i}"))
-            .await;
-    }
+    flood(&cache, &iss).await;
     assert_eq!(
         r.server.hits("/jwks.json"),
         2,
