@@ -29,9 +29,11 @@
 //!
 //! # Backends
 //!
-//! Ed25519 uses `ed25519-dalek` with `verify_strict` (small-order and non-canonical keys
-//! and signatures refused); ES256 uses `aws-lc-rs` (points validated on import). The
-//! choice and its measurements are in `docs/decisions/0002-crypto-backend.md`.
+//! Ed25519 uses `ed25519-dalek` with the acceptance set of its `verify_strict`
+//! (small-order and non-canonical keys and signatures refused; decision 0004 says how it is
+//! checked without a second point decompression); ES256 uses `aws-lc-rs` (points
+//! validated on import). The choice and its measurements are in
+//! `docs/decisions/0002-crypto-backend.md`.
 
 mod alg;
 pub mod base64url;
@@ -48,4 +50,4 @@ pub use error::{KeyError, SignError, SignatureError};
 pub use jwk::Jwk;
 pub use jwks::JwkSet;
 pub use private::{PrivateKey, Signer};
-pub use public::{PublicKey, Thumbprint, ThumbprintHash};
+pub use public::{PublicKey, Thumbprint, ThumbprintHash, is_small_order_encoding};

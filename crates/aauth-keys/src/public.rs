@@ -7,6 +7,62 @@ use sha2::{Digest, Sha256, Sha512};
 
 use crate::{AlgClass, Algorithm, Jwk, KeyError, SignatureError, base64url};
 
+/// The canonical encodings of the eight points of small order on edwards25519 (the
+/// 8-torsion subgroup), as `EdwardsPoint::compress` produces them. Checked against
+/// `curve25519_dalek::constants::EIGHT_TORSION` by the test suite.
+pub(crate) const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
+    // identity (0, 1)
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    // order 8
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    // order 4 (x = sqrt(-1) with sign bit 0)
+    [0; 32],
+    // order 8
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    // order 2 (0, -1)
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    // order 8
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x85,
+    ],
+    // order 4 (sign bit 1)
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0x80,
+    ],
+    // order 8
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0xfa,
+    ],
+];
+
+/// Whether `encoding` is the canonical encoding of a small-order point (exposed for the
+/// test suite's check of [`SMALL_ORDER_ENCODINGS`]).
+#[doc(hidden)]
+#[must_use]
+pub fn is_small_order_encoding(encoding: &[u8; 32]) -> bool {
+    SMALL_ORDER_ENCODINGS.contains(encoding)
+}
+
 /// A public key that passed every import check: fully-specified `alg`, consistent
 /// `kty`/`crv`, canonical encoding, a valid point, and (Ed25519) not of small order.
 ///
@@ -202,7 +258,8 @@ impl PublicKey {
         }
     }
 
-    /// Verifies `signature` over `message`: Ed25519 with `verify_strict`, ES256 with a
+    /// Verifies `signature` over `message`: Ed25519 accepting exactly what
+    /// `verify_strict` accepts, ES256 with a
     /// 64-byte `r ‖ s` signature (DER is refused).
     ///
     /// # Errors
@@ -213,7 +270,17 @@ impl PublicKey {
             Inner::Ed25519(key) => {
                 let sig =
                     ed25519_dalek::Signature::from_slice(signature).map_err(|_| SignatureError)?;
-                key.verify_strict(message, &sig).map_err(|_| SignatureError)
+                // The acceptance set of `verify_strict`, without its decompression of R
+                // (docs/decisions/0004): the equation check below compares the canonical
+                // encoding of [s]B - [k]A with R's bytes (so R is canonical and on the curve
+                // whenever it passes), s is checked canonical, and A is not small-order
+                // (refused at import). What remains of `verify_strict` is "R is not
+                // small-order", which for a canonical encoding is membership in the eight
+                // encodings below.
+                if SMALL_ORDER_ENCODINGS.contains(sig.r_bytes()) {
+                    return Err(SignatureError);
+                }
+                ed25519_dalek::Verifier::verify(key, message, &sig).map_err(|_| SignatureError)
             }
             Inner::Es256 { parsed, .. } => {
                 if signature.len() != 64 {

@@ -15,6 +15,7 @@ mod generate;
 mod jwk_policy;
 mod jwks;
 mod prop;
+mod strict;
 mod thumbprint;
 mod weak_keys;
 mod wycheproof;
