@@ -55,6 +55,20 @@ pub(crate) const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
     ],
 ];
 
+/// The small-order points with x = 0 (the identity and the point of order 2), with the
+/// sign bit set: non-canonical encodings that still decode.
+const NONCANONICAL_SMALL_ORDER: [[u8; 32]; 2] = [
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0x80,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff,
+    ],
+];
+
 /// Whether `encoding` is the canonical encoding of a small-order point (exposed for the
 /// test suite's check of [`SMALL_ORDER_ENCODINGS`]).
 #[doc(hidden)]
@@ -209,7 +223,10 @@ impl PublicKey {
         }
         let key =
             ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
-        if key.is_weak() {
+        // `key.is_weak()` by table: a decodable encoding with y < p is a small-order point
+        // iff it is one of the eight canonical encodings or one of the two with x = 0 and
+        // the sign bit set (tested against `is_weak` in tests/it/strict.rs).
+        if is_small_order_encoding(bytes) || NONCANONICAL_SMALL_ORDER.contains(bytes) {
             return Err(KeyError::WeakKey);
         }
         Ok(Self {

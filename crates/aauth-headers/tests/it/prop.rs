@@ -173,3 +173,31 @@ proptest! {
         prop_assert_eq!(parsed.secret(), t.as_str());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The `label=jwt;jwt="…"` fast path of `SignatureKey::parse` gives what the general
+    /// structured-field parser gives, on inputs near that form (other labels, characters,
+    /// quotes, parameters, spaces) and on the exact form.
+    #[test]
+    fn signature_key_fast_path_agrees_with_the_general_parser(
+        label in "[a-z*][a-z0-9_.*-]{0,6}|[A-Z0-9][a-z]{0,3}|",
+        scheme in "jwt|JWT|jwt |hwk|jwt;cache|jwt;jwt",
+        jwt in "[A-Za-z0-9_.-]{0,40}|[A-Za-z0-9_.\\\\\" ;=-]{0,12}",
+        tail in "|\"|;cache|;cache=?1|, a=b| |\\t",
+    ) {
+        for v in [
+            format!("{label}={scheme};jwt=\"{jwt}\"{tail}"),
+            format!("{label}=jwt;jwt=\"{jwt}\""),
+            format!(" {label}=jwt;jwt=\"{jwt}\""),
+        ] {
+            let fast = SignatureKey::parse(&v);
+            let general = SignatureKey::parse_general(&v);
+            prop_assert_eq!(fast.is_ok(), general.is_ok(), "{}", v);
+            if let (Ok(a), Ok(b)) = (fast, general) {
+                prop_assert_eq!(a, b, "{}", v);
+            }
+        }
+    }
+}

@@ -171,3 +171,60 @@ proptest! {
         let _ = agree(&key, b"message", &full);
     }
 }
+
+/// The import's small-order test by table agrees with ed25519-dalek's `is_weak` on every
+/// encoding that decodes (and y < p, which import checks first).
+#[test]
+fn weak_key_table_agrees_with_is_weak_on_torsion_and_sign_flips() {
+    for t in EIGHT_TORSION {
+        for flip in [0u8, 0x80] {
+            let mut enc = t.compress().to_bytes();
+            enc[31] ^= flip;
+            let dalek_weak = VerifyingKey::from_bytes(&enc).map(|k| k.is_weak());
+            let ours = PublicKey::ed25519_from_bytes(&enc);
+            match dalek_weak {
+                Ok(true) => assert_eq!(
+                    ours.unwrap_err(),
+                    aauth_keys::KeyError::WeakKey,
+                    "{enc:02x?}"
+                ),
+                Ok(false) => assert!(ours.is_ok(), "{enc:02x?}"),
+                Err(_) => assert!(ours.is_err(), "{enc:02x?}"),
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn weak_key_table_agrees_with_is_weak(mut enc in any::<[u8; 32]>(), t in 0usize..8, shift in any::<bool>()) {
+        // Half the cases: the point plus a torsion point (mixed order, or small order when
+        // the point itself is).
+        if shift && let Some(p) = CompressedEdwardsY(enc).decompress() {
+            enc = (p + EIGHT_TORSION[t]).compress().to_bytes();
+        }
+        let dalek = VerifyingKey::from_bytes(&enc).map(|k| k.is_weak());
+        match (dalek, PublicKey::ed25519_from_bytes(&enc)) {
+            (Ok(true), Err(e)) => prop_assert_eq!(e, aauth_keys::KeyError::WeakKey),
+            (Ok(false), r) => prop_assert!(r.is_ok() || y_at_least_p(&enc), "{:02x?}", enc),
+            (Err(_), r) => prop_assert!(r.is_err()),
+            (Ok(true), Ok(_)) => prop_assert!(false, "weak key imported: {:02x?}", enc),
+        }
+    }
+}
+
+/// y ≥ p = 2^255 - 19 (a non-canonical encoding, refused at import before anything else).
+fn y_at_least_p(enc: &[u8; 32]) -> bool {
+    let mut y = *enc;
+    y[31] &= 0x7f;
+    // Compare little-endian y with p from the top byte down.
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    for i in (0..32).rev() {
+        if y[i] != p[i] {
+            return y[i] > p[i];
+        }
+    }
+    true
+}
