@@ -289,6 +289,18 @@ impl ParamReader<'_, '_> {
     }
 }
 
+/// The characters of a compact JWS: base64url and `.`.
+const JWS_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+        c += 1;
+    }
+    t
+};
+
 impl SignatureKey {
     /// Parses a `Signature-Key` value with the default size limit.
     ///
@@ -372,12 +384,9 @@ impl SignatureKey {
     fn parse_single_jwt(value: &str) -> Option<Self> {
         let (label, rest) = value.split_once('=')?;
         let jwt = rest.strip_prefix("jwt;jwt=\"")?.strip_suffix('"')?;
-        if !sf::is_key(label)
-            || jwt.is_empty()
-            || !jwt
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        // A table, not `is_ascii_alphanumeric() || …`: the range tests branch per byte and
+        // base64url text defeats the predictor (measured with cachegrind).
+        if !sf::is_key(label) || jwt.is_empty() || !jwt.bytes().all(|b| JWS_CHARS[usize::from(b)]) {
             return None;
         }
         Some(Self {
