@@ -7,12 +7,13 @@ mod tests {
     use std::process::Command;
 
     /// Layer of each workspace library crate.
-    const LAYERS: [(&str, u8); 5] = [
+    const LAYERS: [(&str, u8); 6] = [
         ("aauth-keys", 0),
         ("aauth-headers", 0),
         ("aauth-tokens", 1),
         ("aauth-signing", 1),
         ("aauth-metadata", 2),
+        ("aauth-resource", 3),
     ];
 
     /// Crates that do I/O or pick a runtime: never below layer 2.

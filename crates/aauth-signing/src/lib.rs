@@ -69,7 +69,7 @@ pub use digest::content_digest;
 pub use error::{ComponentError, SignError, VerifyError};
 pub use resolve::{
     JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList,
-    SchemeResolver, resolve_hwk, resolve_jkt_jwt,
+    SchemeResolver, hwk_scheme, resolve_hwk, resolve_jkt_jwt,
 };
 pub use sign::{DigestMode, SignOptions, SigningKey, sign, sign_message, sign_request};
 pub use verify::{

@@ -127,6 +127,26 @@ pub trait KeyResolver: Send + Sync {
     ) -> Result<ResolvedKey, VerifyError>;
 }
 
+/// The `hwk` member that conveys `key` inline (with its `alg`, as -09 requires).
+///
+/// ```
+/// use aauth_keys::PrivateKey;
+/// let key = PrivateKey::ed25519_from_seed(&[1; 32]);
+/// let scheme = aauth_signing::hwk_scheme(key.public_key());
+/// assert_eq!(scheme.name(), "hwk");
+/// ```
+#[must_use]
+pub fn hwk_scheme(key: &PublicKey) -> Scheme {
+    let jwk = key.to_jwk();
+    let mut h = Hwk::default();
+    h.kty = Some(jwk.kty.clone());
+    h.crv.clone_from(&jwk.crv);
+    h.x.clone_from(&jwk.x);
+    h.y.clone_from(&jwk.y);
+    h.alg.clone_from(&jwk.alg);
+    Scheme::Hwk(h)
+}
+
 /// Resolves `hwk`: the inline key, held to the algorithm policy and the weak-key checks.
 ///
 /// # Errors

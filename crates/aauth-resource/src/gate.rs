@@ -1,0 +1,310 @@
+//! The sans-IO core: a request's head and body in, an admission or the exact refusal the
+//! draft names out.
+
+use std::sync::Arc;
+
+use aauth_headers::{AAuthRequirement, Requirement, names};
+use aauth_keys::Thumbprint;
+use aauth_keys::time::UnixTime;
+use aauth_signing::{
+    JwtResolver, KeyIdentity, KeyResolver, SchemeResolver, VerifiedRequest, Verifier, VerifyError,
+    VerifyPolicy,
+};
+use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, request::Parts};
+
+/// What a route requires of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// A pseudonymous key (`hwk`, Signature-Key -09 §3.4): proof of possession, no
+    /// identity. AAuth agents do not use it; an endpoint may accept it.
+    Pseudonymous,
+    /// An agent token (`jwt` scheme, `aa-agent+jwt`): the agent-token access mode.
+    AgentToken,
+}
+
+/// A route's verification policy: what it requires and how strictly it checks.
+///
+/// ```
+/// use aauth_resource::{Access, RoutePolicy};
+/// let p = RoutePolicy::new(Access::AgentToken).require_component("@query").window(30);
+/// assert_eq!(p.access(), Access::AgentToken);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RoutePolicy {
+    access: Access,
+    verify: VerifyPolicy,
+}
+
+impl RoutePolicy {
+    /// The default policy for `access`: the mandatory components, body coverage on
+    /// requests with a body, a 60 s `created` window, the schemes `access` implies.
+    #[must_use]
+    pub fn new(access: Access) -> Self {
+        let schemes: &[&str] = match access {
+            Access::Pseudonymous => &["hwk"],
+            Access::AgentToken => &["jwt"],
+        };
+        Self {
+            access,
+            verify: VerifyPolicy::default().accept_schemes(schemes),
+        }
+    }
+
+    /// What the route requires.
+    #[must_use]
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Requires an extra covered component (`@query`, `authorization`, a header).
+    #[must_use]
+    pub fn require_component(mut self, component: &str) -> Self {
+        self.verify = self.verify.require(component);
+        self
+    }
+
+    /// The `created` window in seconds (default 60).
+    #[must_use]
+    pub fn window(mut self, secs: u64) -> Self {
+        self.verify = self.verify.window(secs);
+        self
+    }
+
+    /// The underlying verification policy.
+    #[must_use]
+    pub fn verify_policy(&self) -> &VerifyPolicy {
+        &self.verify
+    }
+}
+
+/// Who was admitted, as the verified request says.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Admitted {
+    /// The verified request: label, key, identity, covered components.
+    pub request: VerifiedRequest,
+}
+
+impl Admitted {
+    /// The agent identifier, when an agent token was verified.
+    #[must_use]
+    pub fn agent(&self) -> Option<&AgentId> {
+        match &self.request.identity {
+            KeyIdentity::Token(t) => match t.as_ref() {
+                BoundToken::Agent(a) => Some(&a.claims.sub),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The key's RFC 7638 thumbprint, when a pseudonymous key was verified.
+    #[must_use]
+    pub fn pseudonym(&self) -> Option<&Thumbprint> {
+        match &self.request.identity {
+            KeyIdentity::Pseudonym { thumbprint } => Some(thumbprint),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request was not admitted, with the response the draft names for it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No signature at all: `401` with `AAuth-Requirement` saying what to present.
+    Unsigned {
+        /// The requirement.
+        requirement: Requirement,
+    },
+    /// A signature failure: `401` with `Signature-Error` (and `Accept-Signature-*`), or
+    /// `503` when the signer's keys cannot be obtained now.
+    Signature {
+        /// The failure.
+        error: VerifyError,
+        /// The headers to send.
+        headers: Vec<(http::HeaderName, HeaderValue)>,
+    },
+    /// Authenticated but not allowed: `403`, without signature headers.
+    Forbidden {
+        /// Why, for the problem body.
+        detail: String,
+    },
+    /// The body exceeded the route's limit: `413`.
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read: `400`.
+    UnreadableBody {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Refusal {
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unsigned { .. } => StatusCode::UNAUTHORIZED,
+            Self::Signature { error, .. } => error.status(),
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The response: status, AAuth headers, and an RFC 9457 problem body.
+    #[must_use]
+    pub fn into_response(self) -> http::Response<Bytes> {
+        let status = self.status();
+        let mut headers = Vec::new();
+        let body = match self {
+            Self::Unsigned { requirement } => {
+                if let Some(v) = AAuthRequirement::new(requirement)
+                    .serialize()
+                    .ok()
+                    .and_then(|s| HeaderValue::from_str(&s).ok())
+                {
+                    headers.push((names::AAUTH_REQUIREMENT, v));
+                }
+                problem(
+                    status,
+                    "Signature required",
+                    "the request carries no HTTP message signature",
+                )
+            }
+            Self::Signature { error, headers: h } => {
+                headers = h;
+                error.problem_json()
+            }
+            Self::Forbidden { detail } => problem(status, "Forbidden", &detail),
+            Self::TooLarge { limit } => problem(
+                status,
+                "Request body too large",
+                &format!("the body exceeds {limit} bytes"),
+            ),
+            Self::UnreadableBody { reason } => problem(status, "Unreadable request body", &reason),
+        };
+        let mut resp = http::Response::new(Bytes::from(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        for (name, value) in headers {
+            h.append(name, value);
+        }
+        resp
+    }
+}
+
+fn problem(status: StatusCode, title: &str, detail: &str) -> String {
+    serde_json::json!({ "type": "about:blank", "status": status.as_u16(), "title": title, "detail": detail })
+        .to_string()
+}
+
+/// A resource: its identifier and how it resolves keys. Cheap to clone.
+#[derive(Clone)]
+pub struct Resource {
+    id: ServerId,
+    resolver: Arc<dyn KeyResolver>,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resource {
+    /// A resource `id` verifying agent tokens with issuer keys from `issuer_keys` (the
+    /// metadata crate's `KeyCache` in production) and pseudonymous `hwk` keys.
+    #[must_use]
+    pub fn new(id: ServerId, issuer_keys: Arc<dyn IssuerKeyResolver>) -> Self {
+        let schemes = SchemeResolver::new()
+            .hwk()
+            .jwt(JwtResolver::new(issuer_keys, &[TokenType::Agent]).audience(id.clone()));
+        Self {
+            id,
+            resolver: Arc::new(schemes),
+        }
+    }
+
+    /// The resource's identifier.
+    #[must_use]
+    pub fn id(&self) -> &ServerId {
+        &self.id
+    }
+
+    /// A route of this resource under `policy`: the verifier is built once.
+    #[must_use]
+    pub fn route(&self, policy: RoutePolicy) -> Route {
+        Route {
+            verifier: Verifier::new(policy.verify.clone(), Arc::clone(&self.resolver)),
+            policy,
+        }
+    }
+}
+
+/// A resource route: its policy and the verifier built for it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Route {
+    policy: RoutePolicy,
+    verifier: Verifier,
+}
+
+impl Route {
+    /// The route's policy.
+    #[must_use]
+    pub fn policy(&self) -> &RoutePolicy {
+        &self.policy
+    }
+
+    /// Verifies a request at `now`: a request with no signature header at all is
+    /// answered with what the route requires; anything else goes through the verifier.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] to answer with.
+    pub async fn check(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Admitted, Refusal> {
+        let signed = [
+            names::SIGNATURE_INPUT,
+            names::SIGNATURE,
+            names::SIGNATURE_KEY,
+        ]
+        .iter()
+        .any(|n| parts.headers.contains_key(n));
+        if !signed {
+            match self.policy.access {
+                Access::AgentToken => {
+                    return Err(Refusal::Unsigned {
+                        requirement: Requirement::AgentToken,
+                    });
+                }
+                // A pseudonymous endpoint has no token to ask for: it answers
+                // `invalid_signature` and the schemes it accepts.
+                Access::Pseudonymous => {}
+            }
+        }
+        match self.verifier.verify(parts, body, now).await {
+            Ok(request) => Ok(Admitted { request }),
+            Err(error) => {
+                let headers = error.response_headers(&self.policy.verify);
+                Err(Refusal::Signature { error, headers })
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! AAuth layer 3: the resource role.
+//!
+//! A [`Resource`] has an identifier and resolves keys (agent tokens through the issuer's
+//! published keys; pseudonymous `hwk` keys inline). Each [`Route`] says what it requires
+//! ([`Access`]) and how strictly it checks ([`RoutePolicy`]); [`Route::check`] admits a
+//! request or returns the [`Refusal`] the draft names, as a response: `401` with
+//! `AAuth-Requirement` for an unsigned request, `401` with `Signature-Error` (and
+//! `Accept-Signature-*`) for a signature failure, `503` when keys cannot be fetched,
+//! `403` for an authenticated caller that is not allowed, each with an RFC 9457 body.
+//! [`AAuthLayer`] does the same in front of any tower service (axum, hyper).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aauth_keys::time::{FixedClock, UnixTime};
+//! use aauth_resource::{AAuthLayer, Access, Resource, RoutePolicy};
+//! use aauth_tokens::{ServerId, StaticIssuerKeys};
+//! let resource = Resource::new(
+//!     ServerId::parse("https://resource.example")?,
+//!     Arc::new(StaticIssuerKeys::new()),
+//! );
+//! let layer = AAuthLayer::new(
+//!     resource.route(RoutePolicy::new(Access::AgentToken)),
+//!     Arc::new(FixedClock::new(UnixTime(1_800_000_000))),
+//! );
+//! # drop(layer);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod gate;
+mod layer;
+
+pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
+pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};

@@ -1,0 +1,403 @@
+//! The resource layer end to end in process: each refusal with its exact status, headers
+//! and code, and the handler never run for a refused request.
+#![allow(
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use aauth_headers::Scheme;
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::{FixedClock, UnixTime};
+use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
+use aauth_signing::{hwk_scheme, sign_request};
+use aauth_tokens::{AgentId, AgentTokenBuilder, PersonTokenBuilder, ServerId, StaticIssuerKeys};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower_layer::Layer;
+use tower_service::Service;
+
+const NOW: UnixTime = UnixTime(1_800_000_000);
+
+/// The protected handler: counts its calls and names who it served.
+#[derive(Clone, Default)]
+struct Handler(Arc<AtomicUsize>);
+
+impl Service<Request<Full<Bytes>>> for Handler {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let who = req.extensions().get::<Admitted>().map(|a| {
+            a.agent()
+                .map(|id| id.as_str().to_owned())
+                .or_else(|| a.pseudonym().map(|t| format!("pseudonym {}", t.as_str())))
+                .unwrap_or_default()
+        });
+        Box::pin(async move {
+            Ok(Response::new(Full::new(Bytes::from(
+                who.unwrap_or_default(),
+            ))))
+        })
+    }
+}
+
+struct World {
+    provider: PrivateKey,
+    agent: PrivateKey,
+    resource: Resource,
+}
+
+fn world() -> World {
+    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
+    let iss = ServerId::parse("https://agent.example").unwrap();
+    let keys = StaticIssuerKeys::new().with(
+        &iss,
+        "aauth-agent.json",
+        "key-1",
+        provider.public_key().clone(),
+    );
+    World {
+        provider,
+        agent: PrivateKey::ed25519_from_seed(&[2; 32]),
+        resource: Resource::new(
+            ServerId::parse("https://resource.example").unwrap(),
+            Arc::new(keys),
+        ),
+    }
+}
+
+impl World {
+    fn agent_token(&self, lifetime: u64) -> String {
+        AgentTokenBuilder::new(
+            ServerId::parse("https://agent.example").unwrap(),
+            AgentId::parse("aauth:assistant@agent.example").unwrap(),
+            self.agent.public_key(),
+        )
+        .lifetime(lifetime)
+        .sign(&self.provider, "key-1", NOW.minus(10), &mut OsRandom)
+        .unwrap()
+        .token
+    }
+
+    fn service(&self, access: Access, calls: &Handler) -> aauth_resource::AAuthService<Handler> {
+        let layer = AAuthLayer::new(
+            self.resource.route(RoutePolicy::new(access)),
+            Arc::new(FixedClock::new(NOW)),
+        )
+        .max_body(1024);
+        layer.layer(calls.clone())
+    }
+}
+
+/// A request as the server receives it: origin-form URI and a Host header.
+fn signed(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    signer: &PrivateKey,
+    scheme: &Scheme,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("https://resource.example{path}"));
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
+    let mut req = req.body(body.to_vec()).unwrap();
+    sign_request(&mut req, signer, scheme, NOW).unwrap();
+    to_server(req)
+}
+
+fn to_server(req: Request<Vec<u8>>) -> Request<Full<Bytes>> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .unwrap();
+    parts
+        .headers
+        .insert("host", "resource.example".parse().unwrap());
+    Request::from_parts(parts, Full::new(Bytes::from(body)))
+}
+
+async fn send(
+    svc: &mut aauth_resource::AAuthService<Handler>,
+    req: Request<Full<Bytes>>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let resp = svc.call(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn header(h: &http::HeaderMap, name: &str) -> String {
+    h.get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_unsigned_request_is_told_to_present_an_agent_token() {
+    let w = world();
+    let calls = Handler::default();
+    let mut svc = w.service(Access::AgentToken, &calls);
+    let req = to_server(
+        Request::get("https://resource.example/data")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    let (status, h, body) = send(&mut svc, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "aauth-requirement"), "requirement=agent-token");
+    assert_eq!(header(&h, "content-type"), "application/problem+json");
+    assert!(h.get("signature-error").is_none());
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 401);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_agent_with_its_token_is_admitted_and_named() {
+    let w = world();
+    let calls = Handler::default();
+    let mut svc = w.service(Access::AgentToken, &calls);
+    let req = signed(
+        "GET",
+        "/data",
+        b"",
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    let (status, _, body) = send(&mut svc, req).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "aauth:assistant@agent.example")
+    );
+    // With a body: content-digest and content-type are covered by default.
+    let req = signed(
+        "POST",
+        "/data",
+        br#"{"a":1}"#,
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    assert_eq!(send(&mut svc, req).await.0, StatusCode::OK);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn pseudonymous_keys_only_where_the_route_accepts_them() {
+    let w = world();
+    let calls = Handler::default();
+    let key = PrivateKey::ed25519_from_seed(&[5; 32]);
+    let mut open = w.service(Access::Pseudonymous, &calls);
+    let (status, _, body) = send(
+        &mut open,
+        signed("GET", "/data", b"", &key, &hwk_scheme(key.public_key())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        format!("pseudonym {}", key.public_key().thumbprint().as_str())
+    );
+    // Unsigned at a pseudonymous endpoint: invalid_signature, nothing to ask for.
+    let req = to_server(
+        Request::get("https://resource.example/data")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    let (status, h, _) = send(&mut open, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "signature-error"), "error=invalid_signature");
+    // hwk where an agent token is required: unsupported_scheme, and what is accepted.
+    let mut agents_only = w.service(Access::AgentToken, &calls);
+    let (status, h, _) = send(
+        &mut agents_only,
+        signed("GET", "/data", b"", &key, &hwk_scheme(key.public_key())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "signature-error"), "error=unsupported_scheme");
+    assert_eq!(header(&h, "accept-signature-scheme"), "jwt");
+    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
+    let w = world();
+    let calls = Handler::default();
+    let mut svc = w.service(Access::AgentToken, &calls);
+    let token = w.agent_token(3600);
+
+    // Tampered @path.
+    let mut req = signed("GET", "/data", b"", &w.agent, &Scheme::jwt(token.clone()));
+    *req.uri_mut() = "/admin".parse().unwrap();
+    let (s, h, _) = send(&mut svc, req).await;
+    assert_eq!(
+        (s, header(&h, "signature-error")),
+        (
+            StatusCode::UNAUTHORIZED,
+            "error=invalid_signature".to_owned()
+        )
+    );
+
+    // Swapped Signature-Key: another agent's token on this agent's signature.
+    let other = PrivateKey::ed25519_from_seed(&[3; 32]);
+    let other_token = AgentTokenBuilder::new(
+        ServerId::parse("https://agent.example").unwrap(),
+        AgentId::parse("aauth:other@agent.example").unwrap(),
+        other.public_key(),
+    )
+    .sign(&w.provider, "key-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let mut req = signed("GET", "/data", b"", &w.agent, &Scheme::jwt(token.clone()));
+    let swapped = signed("GET", "/data", b"", &other, &Scheme::jwt(other_token));
+    req.headers_mut()
+        .insert("signature-key", swapped.headers()["signature-key"].clone());
+    let (s, h, _) = send(&mut svc, req).await;
+    assert_eq!(
+        (s, header(&h, "signature-error")),
+        (
+            StatusCode::UNAUTHORIZED,
+            "error=invalid_signature".to_owned()
+        )
+    );
+
+    // Expired token (issued 10 s before now with a 5 s lifetime).
+    let (s, h, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/data",
+            b"",
+            &w.agent,
+            &Scheme::jwt(w.agent_token(5)),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, header(&h, "signature-error")),
+        (StatusCode::UNAUTHORIZED, "error=expired_jwt".to_owned())
+    );
+
+    // Wrong typ: a person token where an agent token is required.
+    let person = PersonTokenBuilder::new(
+        ServerId::parse("https://agent.example").unwrap(),
+        ServerId::parse("https://resource.example").unwrap(),
+        "user-1",
+        w.agent.public_key(),
+    )
+    .sign(&w.provider, "key-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, h, _) = send(
+        &mut svc,
+        signed("GET", "/data", b"", &w.agent, &Scheme::jwt(person)),
+    )
+    .await;
+    assert_eq!(
+        (s, header(&h, "signature-error")),
+        (StatusCode::UNAUTHORIZED, "error=invalid_jwt".to_owned())
+    );
+
+    // A body without content-digest: invalid_input naming what must be covered.
+    let mut req = Request::post("https://resource.example/data")
+        .header("content-type", "application/json")
+        .body(Vec::new())
+        .unwrap();
+    sign_request(&mut req, &w.agent, &Scheme::jwt(token.clone()), NOW).unwrap();
+    let mut req = to_server(req);
+    *req.body_mut() = Full::new(Bytes::from_static(br#"{"transfer":100}"#));
+    let (s, h, _) = send(&mut svc, req).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        header(&h, "signature-error").starts_with("error=invalid_input"),
+        "{h:?}"
+    );
+
+    // A body over the route's cap.
+    let big = vec![b'x'; 2000];
+    let (s, _, _) = send(
+        &mut svc,
+        signed("POST", "/data", &big, &w.agent, &Scheme::jwt(token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+
+    assert_eq!(
+        calls.0.load(Ordering::SeqCst),
+        0,
+        "the handler ran for a refused request"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
+    let w = world();
+    // An issuer the resource has no keys for: StaticIssuerKeys answers Untrusted (401);
+    // a resolver that cannot reach the issuer answers Unavailable (503).
+    struct Down;
+    #[async_trait::async_trait]
+    impl aauth_tokens::IssuerKeyResolver for Down {
+        async fn resolve(
+            &self,
+            _: &aauth_tokens::KeyRequest<'_>,
+        ) -> Result<aauth_keys::PublicKey, aauth_tokens::ResolveError> {
+            Err(aauth_tokens::ResolveError::Unavailable {
+                reason: "connection refused".to_owned(),
+            })
+        }
+    }
+    let resource = Resource::new(
+        ServerId::parse("https://resource.example").unwrap(),
+        Arc::new(Down),
+    );
+    let calls = Handler::default();
+    let mut svc = AAuthLayer::new(
+        resource.route(RoutePolicy::new(Access::AgentToken)),
+        Arc::new(FixedClock::new(NOW)),
+    )
+    .layer(calls.clone());
+    let (s, h, body) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/data",
+            b"",
+            &w.agent,
+            &Scheme::jwt(w.agent_token(3600)),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(h.get("signature-error").is_none());
+    assert!(body.contains("unavailable"), "{body}");
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+}
