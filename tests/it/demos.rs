@@ -67,3 +67,44 @@ fn registry_numbers_run_0_to_12() {
         }
     }
 }
+
+#[test]
+fn d01_pseudonymous() {
+    let t = run(1);
+    let text = t.render();
+    assert_eq!(t.steps.len(), 7, "{text}");
+    // The unsigned request to an agent-token route, as -11 names it.
+    assert!(
+        text.contains("GET https://resource.example/agents\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "HTTP/1.1 401 Unauthorized\n      aauth-requirement: requirement=agent-token"
+        ),
+        "{text}"
+    );
+    // Pseudonymous access names the key's thumbprint, GET and POST.
+    assert!(
+        text.contains(r#"signature-key: sig=hwk;kty="OKP";crv="Ed25519";x=""#),
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert!(
+        text.contains(r#""scheme":"hwk""#) && text.contains(r#""method":"POST""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"("@method" "@authority" "@path" "content-type" "content-digest" "signature-key")"#
+        ),
+        "{text}"
+    );
+    // hwk where an agent token is required.
+    assert!(
+        text.contains(
+            "signature-error: error=unsupported_scheme\n      accept-signature-scheme: jwt"
+        ),
+        "{text}"
+    );
+}

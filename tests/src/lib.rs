@@ -10,6 +10,7 @@
 //! [`DEMOS`] lists each with its status.
 
 mod d00_core;
+mod d01_pseudonymous;
 pub mod world;
 
 use std::fmt::Write as _;
@@ -98,16 +99,14 @@ pub const DEMOS: [Demo; 13] = [
     },
     Demo {
         number: 1,
-        slug: "agent-identity",
-        title: "Phase 1: agent identity (agent token to a resource)",
-        status: Status::Pending {
-            needs: AGENT_RESOURCE,
-        },
+        slug: "pseudonymous",
+        title: "Phase 1: pseudonymous access (hwk) and the answer to an unsigned request",
+        status: Status::Ready(d01_pseudonymous::run),
     },
     Demo {
         number: 2,
-        slug: "two-party",
-        title: "Phase 2: resource-managed two-party access (session token)",
+        slug: "agent-identity",
+        title: "Phase 2: agent identity (an agent token from its provider, admitted and named)",
         status: Status::Pending {
             needs: AGENT_RESOURCE,
         },

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -34,6 +35,10 @@ pub type Response = http::Response<Vec<u8>>;
 
 /// A server's request handler.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+
+/// An asynchronous request handler (a resource that verifies, a server that fetches).
+pub type AsyncHandler =
+    Arc<dyn Fn(Request) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
 
 /// Why the world could not start a server.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +117,23 @@ impl World {
     ///
     /// [`WorldError`].
     pub async fn serve(&self, id: &ServerId, handler: Handler) -> Result<SocketAddr, WorldError> {
+        let handler: AsyncHandler = Arc::new(move |req| {
+            let resp = handler(req);
+            Box::pin(async move { resp })
+        });
+        self.serve_async(id, handler).await
+    }
+
+    /// As [`World::serve`], with an asynchronous handler.
+    ///
+    /// # Errors
+    ///
+    /// [`WorldError`].
+    pub async fn serve_async(
+        &self,
+        id: &ServerId,
+        handler: AsyncHandler,
+    ) -> Result<SocketAddr, WorldError> {
         let host = id.host().to_owned();
         if self.lock_names().contains_key(&host) {
             return Err(WorldError::Duplicate(host));
@@ -190,6 +212,70 @@ impl World {
     }
 }
 
+impl World {
+    /// Sends `req` (an absolute `https://` URI naming a world server) over TLS verified
+    /// against the world's CA, and returns the whole response. The demos' HTTP client.
+    ///
+    /// # Errors
+    ///
+    /// A description of what failed: unknown name, connection, TLS, HTTP.
+    pub async fn send(&self, req: Request) -> Result<Response, String> {
+        let host = req.uri().host().ok_or("the URI has no host")?.to_owned();
+        let addr = *self
+            .lock_names()
+            .get(&host)
+            .ok_or_else(|| format!("{host} is not in the world"))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(self.roots())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(conn);
+        let (mut parts, body) = req.into_parts();
+        parts.headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(&host).map_err(|e| e.to_string())?,
+        );
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let resp = sender
+            .send_request(http::Request::from_parts(
+                parts,
+                Full::new(Bytes::from(body)),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        driver.abort();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
 /// The world's name → socket map as a [`Resolve`].
 #[derive(Debug, Clone)]
 pub struct WorldResolver(Names);
@@ -202,7 +288,7 @@ impl Resolve for WorldResolver {
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: Handler) {
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: AsyncHandler) {
     while let Ok((tcp, _)) = listener.accept().await {
         let (acceptor, handler) = (acceptor.clone(), Arc::clone(&handler));
         tokio::spawn(async move {
@@ -218,7 +304,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: Hand
                             Ok(b) => b.to_bytes().to_vec(),
                             Err(_) => Vec::new(),
                         };
-                        let resp = handler(http::Request::from_parts(parts, body));
+                        let resp = handler(http::Request::from_parts(parts, body)).await;
                         let (parts, body) = resp.into_parts();
                         Ok::<_, Infallible>(http::Response::from_parts(
                             parts,
