@@ -304,3 +304,44 @@ proptest! {
         prop_assert_eq!(back, rs);
     }
 }
+
+/// aauth-go's metadata vectors (MIT; `tests/data/README.md`): the agent provider and
+/// resource documents parse for their issuer and serialize back to the same members. The
+/// Person Server case predates -11 (`token_endpoint`, no `person_token_endpoint`) and is
+/// refused for the member -11 requires.
+#[test]
+fn aauth_go_metadata_vectors() {
+    let text = include_str!("../data/aauth-go-metadata.json");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let doc = case["document"].as_str().unwrap();
+        let json = case["json"].to_string();
+        let issuer = id(case["json"]["issuer"].as_str().unwrap());
+        let back: serde_json::Value = match doc {
+            "aauth-agent.json" => serde_json::from_str(
+                &AgentProviderMetadata::parse_for(json.as_bytes(), &issuer)
+                    .unwrap()
+                    .to_json(),
+            )
+            .unwrap(),
+            "aauth-resource.json" => {
+                let rs = ResourceMetadata::parse_for(json.as_bytes(), &issuer).unwrap();
+                assert_eq!(rs.access_mode, Some(AccessMode::AuthToken));
+                serde_json::from_str(&rs.to_json()).unwrap()
+            }
+            "aauth-person.json" => {
+                assert_eq!(
+                    PersonServerMetadata::parse_for(json.as_bytes(), &issuer).unwrap_err(),
+                    MetadataError::Missing {
+                        member: "auth_token_endpoint"
+                    }
+                );
+                continue;
+            }
+            other => panic!("unexpected document {other}"),
+        };
+        assert_eq!(back, case["json"], "{doc}");
+    }
+}
