@@ -108,3 +108,50 @@ fn d01_pseudonymous() {
         "{text}"
     );
 }
+
+#[test]
+fn d02_agent_identity() {
+    let t = run(2);
+    let text = t.render();
+    assert_eq!(t.steps.len(), 7, "{text}");
+    // The provider's document and the token's decoded claims are shown.
+    assert!(
+        text.contains(
+            r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"header: {"alg":"Ed25519","kid":"key-1","typ":"aa-agent+jwt"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""sub":"aauth:assistant@agent.example""#)
+            && text.contains(r#""cnf":{"jwk":"#),
+        "{text}"
+    );
+    // Unsigned → agent-token requirement; signed → admitted and named, one discovery fetch.
+    assert!(
+        text.contains("aauth-requirement: requirement=agent-token"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"body: {"agent":"aauth:assistant@agent.example","message":"Access granted"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("(the resource fetched metadata and JWKS once: 1 fetch)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("issuer key from the cache (1 hit, still 1 fetch)"),
+        "{text}"
+    );
+    // An unpublished key: unknown_key.
+    assert!(
+        text.contains("signature-error: error=unknown_key"),
+        "{text}"
+    );
+}

@@ -26,7 +26,7 @@ fn e<E: std::fmt::Display>(e: E) -> String {
 
 /// The protected handler: says who it served.
 #[derive(Clone)]
-struct Hello;
+pub(crate) struct Hello;
 
 impl Service<http::Request<Full<Bytes>>> for Hello {
     type Response = http::Response<Full<Bytes>>;
@@ -58,25 +58,16 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
     }
 }
 
-/// The resource as a world handler: `/open` and `/agents`, each behind its own layer.
-fn resource_handler(clock: Arc<dyn Clock>) -> Result<AsyncHandler, String> {
-    let resource = Resource::new(
-        ServerId::parse("https://resource.example").map_err(e)?,
-        Arc::new(StaticIssuerKeys::new()),
-    );
-    let open = AAuthLayer::new(
-        resource.route(RoutePolicy::new(Access::Pseudonymous)),
-        Arc::clone(&clock),
-    )
-    .layer(Hello);
-    let agents =
-        AAuthLayer::new(resource.route(RoutePolicy::new(Access::AgentToken)), clock).layer(Hello);
-    Ok(Arc::new(move |req: Request| {
-        let mut svc: AAuthService<Hello> = if req.uri().path() == "/open" {
-            open.clone()
-        } else {
-            agents.clone()
-        };
+/// A world handler serving every path through `layer` in front of `inner`.
+pub(crate) fn layered(layer: AAuthLayer, inner: Hello) -> AsyncHandler {
+    let svc = layer.layer(inner);
+    routed(move |_| svc.clone())
+}
+
+/// A world handler dispatching on the path to one of several layered services.
+fn routed(pick: impl Fn(&str) -> AAuthService<Hello> + Send + Sync + 'static) -> AsyncHandler {
+    Arc::new(move |req: Request| {
+        let mut svc = pick(req.uri().path());
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let resp = match svc
@@ -96,10 +87,46 @@ fn resource_handler(clock: Arc<dyn Clock>) -> Result<AsyncHandler, String> {
             };
             Response::from_parts(parts, body)
         })
+    })
+}
+
+/// The resource as a world handler: `/open` and `/agents`, each behind its own layer.
+fn resource_handler(clock: Arc<dyn Clock>) -> Result<AsyncHandler, String> {
+    let resource = Resource::new(
+        ServerId::parse("https://resource.example").map_err(e)?,
+        Arc::new(StaticIssuerKeys::new()),
+    );
+    let open = AAuthLayer::new(
+        resource.route(RoutePolicy::new(Access::Pseudonymous)),
+        Arc::clone(&clock),
+    )
+    .layer(Hello);
+    let agents =
+        AAuthLayer::new(resource.route(RoutePolicy::new(Access::AgentToken)), clock).layer(Hello);
+    Ok(routed(move |path| {
+        if path == "/open" {
+            open.clone()
+        } else {
+            agents.clone()
+        }
     }))
 }
 
-fn show_request(req: &Request) -> Vec<String> {
+/// Records one exchange: the request as sent, then the response.
+pub(crate) fn exchange(
+    t: &mut Transcript,
+    actor: &'static str,
+    summary: &str,
+    req: Request,
+    resp: &Response,
+) {
+    let mut d = show_request(&req);
+    d.push("→".to_owned());
+    d.extend(show_response(resp));
+    t.step(actor, summary.to_owned(), d);
+}
+
+pub(crate) fn show_request(req: &Request) -> Vec<String> {
     let mut out = vec![format!("{} {}", req.method(), req.uri())];
     for (k, v) in req.headers() {
         let v = v.to_str().unwrap_or("<binary>");
@@ -116,7 +143,7 @@ fn show_request(req: &Request) -> Vec<String> {
     out
 }
 
-fn show_response(resp: &Response) -> Vec<String> {
+pub(crate) fn show_response(resp: &Response) -> Vec<String> {
     let mut out = vec![format!("HTTP/1.1 {}", resp.status())];
     for name in [
         "aauth-requirement",
@@ -132,7 +159,7 @@ fn show_response(resp: &Response) -> Vec<String> {
     out
 }
 
-fn unsigned(method: &str, url: &str) -> Result<Request, String> {
+pub(crate) fn unsigned(method: &str, url: &str) -> Result<Request, String> {
     http::Request::builder()
         .method(method)
         .uri(url)
@@ -164,24 +191,18 @@ pub(crate) fn run() -> Result<Transcript, String> {
         let scheme = hwk_scheme(key.public_key());
         t.step("agent", format!("holds only a key pair; its pseudonym is the key's thumbprint {}", key.public_key().thumbprint().as_str()), vec![]);
 
-        let mut exchange = |actor: &'static str, summary: &str, req: Request, resp: &Response| {
-            let mut d = show_request(&req);
-            d.push("→".to_owned());
-            d.extend(show_response(resp));
-            t.step(actor, summary.to_owned(), d);
-        };
 
         // 1. Unsigned, where an agent token is required.
         let req = unsigned("GET", "https://resource.example/agents")?;
         let resp = world.send(req.clone()).await?;
         expect(&resp, 401, "aauth-requirement", "requirement=agent-token")?;
-        exchange("agent", "asks /agents without a signature: told to present an agent token", req, &resp);
+        exchange(&mut t, "agent", "asks /agents without a signature: told to present an agent token", req, &resp);
 
         // 2. Unsigned, at the pseudonymous endpoint.
         let req = unsigned("GET", "https://resource.example/open")?;
         let resp = world.send(req.clone()).await?;
         expect(&resp, 401, "signature-error", "error=invalid_signature")?;
-        exchange("agent", "asks /open without a signature: invalid_signature", req, &resp);
+        exchange(&mut t, "agent", "asks /open without a signature: invalid_signature", req, &resp);
 
         // 3. Signed with the pseudonymous key.
         let mut req = unsigned("GET", "https://resource.example/open")?;
@@ -192,7 +213,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         if body["pseudonym"] != key.public_key().thumbprint().as_str() {
             return Err(format!("the resource did not name the pseudonym: {body}"));
         }
-        exchange("agent", "signs GET /open with sig=hwk: admitted under its pseudonym", req, &resp);
+        exchange(&mut t, "agent", "signs GET /open with sig=hwk: admitted under its pseudonym", req, &resp);
 
         // 4. A POST with a body: content-digest and content-type are covered.
         let mut req = http::Request::post("https://resource.example/open")
@@ -202,7 +223,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         sign_request(&mut req, &key, &scheme, clock.now()).map_err(e)?;
         let resp = world.send(req.clone()).await?;
         expect(&resp, 200, "content-type", "application/json")?;
-        exchange("agent", "signs POST /open with a body: content-digest and content-type covered", req, &resp);
+        exchange(&mut t, "agent", "signs POST /open with a body: content-digest and content-type covered", req, &resp);
 
         // 5. The pseudonymous key where an agent token is required.
         let mut req = unsigned("GET", "https://resource.example/agents")?;
@@ -210,12 +231,17 @@ pub(crate) fn run() -> Result<Transcript, String> {
         let resp = world.send(req.clone()).await?;
         expect(&resp, 401, "signature-error", "error=unsupported_scheme")?;
         expect(&resp, 401, "accept-signature-scheme", "jwt")?;
-        exchange("agent", "signs GET /agents with sig=hwk: unsupported_scheme, jwt accepted", req, &resp);
+        exchange(&mut t, "agent", "signs GET /agents with sig=hwk: unsupported_scheme, jwt accepted", req, &resp);
         Ok(t)
     })
 }
 
-fn expect(resp: &Response, status: u16, header: &str, value: &str) -> Result<(), String> {
+pub(crate) fn expect(
+    resp: &Response,
+    status: u16,
+    header: &str,
+    value: &str,
+) -> Result<(), String> {
     let got = resp
         .headers()
         .get(header)

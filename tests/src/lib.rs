@@ -11,6 +11,7 @@
 
 mod d00_core;
 mod d01_pseudonymous;
+mod d02_agent_identity;
 pub mod world;
 
 use std::fmt::Write as _;
@@ -85,7 +86,6 @@ pub struct Demo {
     pub status: Status,
 }
 
-const AGENT_RESOURCE: &str = "the agent and resource roles (issue: agent and resource roles)";
 const PERSON_SERVER: &str = "the Person Server (issue: Person Server)";
 const ACCESS_SERVER: &str = "the Access Server and federation (issue: Access Server)";
 
@@ -107,9 +107,7 @@ pub const DEMOS: [Demo; 13] = [
         number: 2,
         slug: "agent-identity",
         title: "Phase 2: agent identity (an agent token from its provider, admitted and named)",
-        status: Status::Pending {
-            needs: AGENT_RESOURCE,
-        },
+        status: Status::Ready(d02_agent_identity::run),
     },
     Demo {
         number: 3,
