@@ -14,6 +14,8 @@ use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, request::Parts};
 
+use crate::ReplayStore;
+
 /// What a route requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -143,6 +145,14 @@ pub enum Refusal {
         /// What failed.
         reason: String,
     },
+    /// The exact signed request was already accepted within its window: `401`
+    /// `invalid_signature`.
+    Replayed,
+    /// The replay store could not answer: `503` with `Retry-After` (fail closed).
+    ReplayStoreUnavailable {
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -155,6 +165,8 @@ impl Refusal {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
+            Self::Replayed => StatusCode::UNAUTHORIZED,
+            Self::ReplayStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -189,6 +201,21 @@ impl Refusal {
                 &format!("the body exceeds {limit} bytes"),
             ),
             Self::UnreadableBody { reason } => problem(status, "Unreadable request body", &reason),
+            Self::Replayed => {
+                headers.push((
+                    names::SIGNATURE_ERROR,
+                    HeaderValue::from_static("error=invalid_signature"),
+                ));
+                problem(
+                    status,
+                    "Signature verification failed",
+                    "this signed request was already accepted (replay)",
+                )
+            }
+            Self::ReplayStoreUnavailable { reason } => {
+                headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
+                problem(status, "Replay check unavailable", &reason)
+            }
         };
         let mut resp = http::Response::new(Bytes::from(body));
         *resp.status_mut() = status;
@@ -250,18 +277,37 @@ impl Resource {
         Route {
             verifier: Verifier::new(policy.verify.clone(), Arc::clone(&self.resolver)),
             policy,
+            replay: None,
         }
     }
 }
 
 /// A resource route: its policy and the verifier built for it. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Route {
     policy: RoutePolicy,
     verifier: Verifier,
+    replay: Option<Arc<dyn ReplayStore>>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("policy", &self.policy)
+            .field("replay_check", &self.replay.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Route {
+    /// Checks state-changing requests (every method but GET, HEAD, OPTIONS and TRACE)
+    /// against `store`: the same signed request is accepted once within its window.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = Some(store);
+        self
+    }
+
     /// The route's policy.
     #[must_use]
     pub fn policy(&self) -> &RoutePolicy {
@@ -299,12 +345,29 @@ impl Route {
                 Access::Pseudonymous => {}
             }
         }
-        match self.verifier.verify(parts, body, now).await {
-            Ok(request) => Ok(Admitted { request }),
+        let request = match self.verifier.verify(parts, body, now).await {
+            Ok(request) => request,
             Err(error) => {
                 let headers = error.response_headers(&self.policy.verify);
-                Err(Refusal::Signature { error, headers })
+                return Err(Refusal::Signature { error, headers });
+            }
+        };
+        // Recorded only now, after the signature verified (no pre-burning, R6).
+        if let Some(store) = &self.replay
+            && !parts.method.is_safe()
+        {
+            let created = request
+                .params
+                .created()
+                .and_then(|c| u64::try_from(c).ok())
+                .unwrap_or(now.as_secs());
+            let until = UnixTime(created.max(now.as_secs())).plus(self.policy.verify.window);
+            match store.first_use(request.replay_key(), until, now).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Refusal::Replayed),
+                Err(e) => return Err(Refusal::ReplayStoreUnavailable { reason: e.reason }),
             }
         }
+        Ok(Admitted { request })
     }
 }

@@ -28,6 +28,8 @@
 
 mod gate;
 mod layer;
+mod replay;
 
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
+pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};

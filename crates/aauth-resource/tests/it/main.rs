@@ -401,3 +401,206 @@ async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
     assert!(body.contains("unavailable"), "{body}");
     assert_eq!(calls.0.load(Ordering::SeqCst), 0);
 }
+
+mod replay {
+    use super::*;
+    use aauth_resource::{MemoryReplayStore, ReplayStore, ReplayStoreError};
+
+    fn service(
+        w: &World,
+        store: Arc<dyn ReplayStore>,
+        clock: &FixedClock,
+        calls: &Handler,
+    ) -> aauth_resource::AAuthService<Handler> {
+        let route = w
+            .resource
+            .route(RoutePolicy::new(Access::AgentToken))
+            .replay_store(store);
+        AAuthLayer::new(route, Arc::new(clock.clone())).layer(calls.clone())
+    }
+
+    fn post(w: &World, token: &str, body: &[u8]) -> Request<Vec<u8>> {
+        let mut req = Request::post("https://resource.example/transfer")
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .unwrap();
+        sign_request(&mut req, &w.agent, &Scheme::jwt(token.to_owned()), NOW).unwrap();
+        req
+    }
+
+    fn copy(req: &Request<Vec<u8>>) -> Request<Full<Bytes>> {
+        let mut b = Request::builder().method(req.method()).uri(req.uri());
+        for (k, v) in req.headers() {
+            b = b.header(k, v);
+        }
+        to_server(b.body(req.body().clone()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_same_signed_post_is_accepted_once() {
+        let w = world();
+        let calls = Handler::default();
+        let clock = FixedClock::new(NOW);
+        let mut svc = service(&w, Arc::new(MemoryReplayStore::new(100)), &clock, &calls);
+        let token = w.agent_token(3600);
+        let req = post(&w, &token, br#"{"amount":100}"#);
+        assert_eq!(send(&mut svc, copy(&req)).await.0, StatusCode::OK);
+        // R1: the exact bytes again, within the window.
+        clock.advance(30);
+        let (s, h, body) = send(&mut svc, copy(&req)).await;
+        assert_eq!(
+            (s, header(&h, "signature-error")),
+            (
+                StatusCode::UNAUTHORIZED,
+                "error=invalid_signature".to_owned()
+            )
+        );
+        assert!(body.contains("replay"), "{body}");
+        // R5: a different body under the same created is a different request.
+        assert_eq!(
+            send(&mut svc, copy(&post(&w, &token, br#"{"amount":5}"#)))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        // Safe methods are not checked: the same signed GET twice.
+        let get = signed(
+            "GET",
+            "/balance",
+            b"",
+            &w.agent,
+            &Scheme::jwt(token.clone()),
+        );
+        let (parts, body) = get.into_parts();
+        let again = Request::from_parts(parts.clone(), body.clone());
+        assert_eq!(
+            send(&mut svc, Request::from_parts(parts, body)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(send(&mut svc, again).await.0, StatusCode::OK);
+        // After the window the replay is refused by the window itself, not the cache.
+        clock.advance(31);
+        let (s, h, _) = send(&mut svc, copy(&req)).await;
+        assert_eq!(
+            (s, header(&h, "signature-error")),
+            (
+                StatusCode::UNAUTHORIZED,
+                "error=invalid_signature".to_owned()
+            )
+        );
+        assert_eq!(calls.0.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn forgeries_do_not_burn_the_victims_request() {
+        // R6: bad-signature copies of the victim's request arrive first.
+        let w = world();
+        let calls = Handler::default();
+        let clock = FixedClock::new(NOW);
+        let store = Arc::new(MemoryReplayStore::new(100));
+        let mut svc = service(&w, store.clone(), &clock, &calls);
+        let req = post(&w, &w.agent_token(3600), br#"{"amount":100}"#);
+        for _ in 0..20 {
+            let mut forged = copy(&req);
+            forged
+                .headers_mut()
+                .insert("signature", "sig=:AAAA:".parse().unwrap());
+            assert_eq!(send(&mut svc, forged).await.0, StatusCode::UNAUTHORIZED);
+        }
+        assert!(store.is_empty(), "a failed verification recorded a key");
+        assert_eq!(send(&mut svc, copy(&req)).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_or_full_store_fails_closed() {
+        // R10: the store cannot answer.
+        struct Down;
+        #[async_trait::async_trait]
+        impl ReplayStore for Down {
+            async fn first_use(
+                &self,
+                _: [u8; 32],
+                _: UnixTime,
+                _: UnixTime,
+            ) -> Result<bool, ReplayStoreError> {
+                Err(ReplayStoreError {
+                    reason: "connection refused".to_owned(),
+                })
+            }
+        }
+        let w = world();
+        let calls = Handler::default();
+        let clock = FixedClock::new(NOW);
+        let token = w.agent_token(3600);
+        let mut svc = service(&w, Arc::new(Down), &clock, &calls);
+        let (s, h, _) = send(&mut svc, copy(&post(&w, &token, b"{}"))).await;
+        assert_eq!(
+            (s, header(&h, "retry-after")),
+            (StatusCode::SERVICE_UNAVAILABLE, "1".to_owned())
+        );
+        // Reads are not held hostage by the replay store.
+        assert_eq!(
+            send(
+                &mut svc,
+                signed(
+                    "GET",
+                    "/balance",
+                    b"",
+                    &w.agent,
+                    &Scheme::jwt(token.clone())
+                )
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+
+        // A full store refuses rather than forget a live key; once keys expire, it accepts.
+        let calls = Handler::default();
+        let mut svc = service(&w, Arc::new(MemoryReplayStore::new(2)), &clock, &calls);
+        for body in [&b"{\"n\":1}"[..], b"{\"n\":2}"] {
+            assert_eq!(
+                send(&mut svc, copy(&post(&w, &token, body))).await.0,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            send(&mut svc, copy(&post(&w, &token, b"{\"n\":3}")))
+                .await
+                .0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(calls.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_clock_moving_backwards_does_not_readmit() {
+        // C8: entries expire on absolute time.
+        let store = MemoryReplayStore::new(10);
+        assert!(
+            store
+                .first_use([7; 32], UnixTime(1_060), UnixTime(1_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .first_use([7; 32], UnixTime(1_060), UnixTime(400))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .first_use([7; 32], UnixTime(1_060), UnixTime(1_059))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .first_use([7; 32], UnixTime(1_120), UnixTime(1_060))
+                .await
+                .unwrap()
+        );
+    }
+}
