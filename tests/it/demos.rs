@@ -146,7 +146,9 @@ fn d02_agent_identity() {
         "{text}"
     );
     assert!(
-        text.contains("issuer key from the cache (1 hit, still 1 fetch)"),
+        text.contains(
+            "verified the token once and checks only this request's signature now (still 1 fetch)"
+        ),
         "{text}"
     );
     // An unpublished key: unknown_key.

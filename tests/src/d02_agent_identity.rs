@@ -131,10 +131,17 @@ pub(crate) fn run() -> Result<Transcript, String> {
         let resp = world.send(req.clone()).await?;
         expect(&resp, 200, "content-type", "application/json")?;
         let s2 = keys.stats();
-        if s2.fetches != s.fetches || s2.hits == 0 {
-            return Err(format!("the second request should be a cache hit: {s2:?}"));
+        if s2.fetches != s.fetches {
+            return Err(format!("the second request fetched keys again: {s2:?}"));
         }
-        t.step("agent", format!("signs again: admitted; issuer key from the cache ({} hit, still {} fetch)", s2.hits, s2.fetches), vec![]);
+        t.step(
+            "agent",
+            format!(
+                "signs again with the same token: admitted; the resource verified the token once and checks only this request's signature now (still {} fetch)",
+                s2.fetches
+            ),
+            vec![],
+        );
 
         // A token signed by a key the provider never published.
         let rogue = PrivateKey::generate(Algorithm::Ed25519, &mut OsRandom).map_err(e)?;

@@ -14,7 +14,7 @@ use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, request::Parts};
 
-use crate::ReplayStore;
+use crate::{ReplayStore, TokenCacheConfig, VerifiedTokenCache};
 
 /// What a route requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,16 +253,25 @@ impl std::fmt::Debug for Resource {
 
 impl Resource {
     /// A resource `id` verifying agent tokens with issuer keys from `issuer_keys` (the
-    /// metadata crate's `KeyCache` in production) and pseudonymous `hwk` keys.
+    /// metadata crate's `KeyCache` in production) and pseudonymous `hwk` keys, with a
+    /// [`VerifiedTokenCache`] (default bounds) in front: a token is verified once, then each
+    /// request it signs costs one signature check.
     #[must_use]
     pub fn new(id: ServerId, issuer_keys: Arc<dyn IssuerKeyResolver>) -> Self {
         let schemes = SchemeResolver::new()
             .hwk()
             .jwt(JwtResolver::new(issuer_keys, &[TokenType::Agent]).audience(id.clone()));
+        let cache = VerifiedTokenCache::new(Arc::new(schemes), TokenCacheConfig::default());
         Self {
             id,
-            resolver: Arc::new(schemes),
+            resolver: Arc::new(cache),
         }
+    }
+
+    /// A resource resolving keys with `resolver` exactly as given (no token cache added).
+    #[must_use]
+    pub fn with_resolver(id: ServerId, resolver: Arc<dyn KeyResolver>) -> Self {
+        Self { id, resolver }
     }
 
     /// The resource's identifier.

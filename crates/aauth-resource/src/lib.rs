@@ -29,7 +29,9 @@
 mod gate;
 mod layer;
 mod replay;
+mod token_cache;
 
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};
+pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};

@@ -604,3 +604,220 @@ mod replay {
         );
     }
 }
+
+mod token_cache {
+    use super::*;
+    use aauth_resource::{TokenCacheConfig, VerifiedTokenCache};
+    use aauth_signing::{JwtResolver, SchemeResolver};
+    use aauth_tokens::{IssuerKeyResolver, KeyRequest, ResolveError, TokenType};
+
+    /// Issuer keys that count lookups: one lookup per token verification.
+    struct Counting(StaticIssuerKeys, AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl IssuerKeyResolver for Counting {
+        async fn resolve(
+            &self,
+            req: &KeyRequest<'_>,
+        ) -> Result<aauth_keys::PublicKey, ResolveError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.resolve(req).await
+        }
+    }
+
+    fn setup(max_entries: usize) -> (World, Arc<Counting>, Arc<VerifiedTokenCache>) {
+        let w = world();
+        let iss = ServerId::parse("https://agent.example").unwrap();
+        let keys = Arc::new(Counting(
+            StaticIssuerKeys::new().with(
+                &iss,
+                "aauth-agent.json",
+                "key-1",
+                w.provider.public_key().clone(),
+            ),
+            AtomicUsize::new(0),
+        ));
+        let mut config = TokenCacheConfig::default();
+        config.max_entries = max_entries;
+        let schemes =
+            SchemeResolver::new().jwt(JwtResolver::new(keys.clone(), &[TokenType::Agent]));
+        let cache = Arc::new(VerifiedTokenCache::new(Arc::new(schemes), config));
+        (w, keys, cache)
+    }
+
+    fn svc(
+        cache: &Arc<VerifiedTokenCache>,
+        clock: &FixedClock,
+        calls: &Handler,
+    ) -> aauth_resource::AAuthService<Handler> {
+        let resource = Resource::with_resolver(
+            ServerId::parse("https://resource.example").unwrap(),
+            cache.clone(),
+        );
+        AAuthLayer::new(
+            resource.route(RoutePolicy::new(Access::AgentToken)),
+            Arc::new(clock.clone()),
+        )
+        .layer(calls.clone())
+    }
+
+    #[tokio::test]
+    async fn a_token_is_verified_once_and_each_request_still_checked() {
+        let (w, keys, cache) = setup(100);
+        let calls = Handler::default();
+        let clock = FixedClock::new(NOW);
+        let mut s = svc(&cache, &clock, &calls);
+        let token = w.agent_token(3600);
+        for path in ["/a", "/b", "/c"] {
+            assert_eq!(
+                send(
+                    &mut s,
+                    signed("GET", path, b"", &w.agent, &Scheme::jwt(token.clone()))
+                )
+                .await
+                .0,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            keys.1.load(Ordering::SeqCst),
+            1,
+            "the token was verified more than once"
+        );
+        assert_eq!(cache.counts(), (2, 1));
+        // The request signature is still checked on a cache hit: another key, same token.
+        let other = PrivateKey::ed25519_from_seed(&[9; 32]);
+        let (st, h, _) = send(
+            &mut s,
+            signed("GET", "/d", b"", &other, &Scheme::jwt(token.clone())),
+        )
+        .await;
+        assert_eq!(
+            (st, header(&h, "signature-error")),
+            (
+                StatusCode::UNAUTHORIZED,
+                "error=invalid_signature".to_owned()
+            )
+        );
+        assert_eq!(keys.1.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn entries_end_at_exp_and_at_max_age() {
+        let (w, keys, cache) = setup(100);
+        let calls = Handler::default();
+        let clock = FixedClock::new(NOW);
+        let mut s = svc(&cache, &clock, &calls);
+        // max_age (300 s): the token is verified again after it.
+        let long = w.agent_token(3600);
+        let req = |t: &str, now: UnixTime| {
+            let mut r = Request::get("https://resource.example/x")
+                .body(Vec::new())
+                .unwrap();
+            sign_request(&mut r, &w.agent, &Scheme::jwt(t.to_owned()), now).unwrap();
+            to_server(r)
+        };
+        assert_eq!(send(&mut s, req(&long, NOW)).await.0, StatusCode::OK);
+        clock.advance(299);
+        assert_eq!(
+            send(&mut s, req(&long, NOW.plus(299))).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(keys.1.load(Ordering::SeqCst), 1);
+        clock.advance(1);
+        assert_eq!(
+            send(&mut s, req(&long, NOW.plus(300))).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(keys.1.load(Ordering::SeqCst), 2);
+        // exp, without tolerance: a token issued at NOW-10 for 100 s ends at NOW+90.
+        let short = w.agent_token(100);
+        clock.set(NOW.plus(89));
+        assert_eq!(
+            send(&mut s, req(&short, NOW.plus(89))).await.0,
+            StatusCode::OK
+        );
+        clock.set(NOW.plus(90));
+        let (st, h, _) = send(&mut s, req(&short, NOW.plus(90))).await;
+        assert_eq!(
+            (st, header(&h, "signature-error")),
+            (StatusCode::UNAUTHORIZED, "error=expired_jwt".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_cached_and_the_size_is_bounded() {
+        let (w, keys, cache) = setup(2);
+        let calls = Handler::default();
+        let clock = FixedClock::new(NOW);
+        let mut s = svc(&cache, &clock, &calls);
+        // A token the issuer never signed: verified (and refused) each time.
+        let rogue = AgentTokenBuilder::new(
+            ServerId::parse("https://agent.example").unwrap(),
+            AgentId::parse("aauth:assistant@agent.example").unwrap(),
+            w.agent.public_key(),
+        )
+        .sign(
+            &PrivateKey::ed25519_from_seed(&[8; 32]),
+            "key-1",
+            NOW,
+            &mut OsRandom,
+        )
+        .unwrap()
+        .token;
+        for _ in 0..2 {
+            assert_eq!(
+                send(
+                    &mut s,
+                    signed("GET", "/x", b"", &w.agent, &Scheme::jwt(rogue.clone()))
+                )
+                .await
+                .0,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(cache.counts(), (0, 2));
+        // Three distinct tokens through a cache of two: the least recently used goes.
+        let tokens: Vec<String> = (0..3).map(|_| w.agent_token(3600)).collect();
+        for t in &tokens {
+            assert_eq!(
+                send(
+                    &mut s,
+                    signed("GET", "/x", b"", &w.agent, &Scheme::jwt(t.clone()))
+                )
+                .await
+                .0,
+                StatusCode::OK
+            );
+        }
+        let before = keys.1.load(Ordering::SeqCst);
+        assert_eq!(
+            send(
+                &mut s,
+                signed("GET", "/x", b"", &w.agent, &Scheme::jwt(tokens[2].clone()))
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            keys.1.load(Ordering::SeqCst),
+            before,
+            "the newest token was evicted"
+        );
+        assert_eq!(
+            send(
+                &mut s,
+                signed("GET", "/x", b"", &w.agent, &Scheme::jwt(tokens[0].clone()))
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            keys.1.load(Ordering::SeqCst),
+            before + 1,
+            "the oldest token was kept"
+        );
+    }
+}
