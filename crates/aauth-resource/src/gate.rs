@@ -172,7 +172,7 @@ impl Refusal {
 
     /// The response: status, AAuth headers, and an RFC 9457 problem body.
     #[must_use]
-    pub fn into_response(self) -> http::Response<Bytes> {
+    pub fn into_http_response(self) -> http::Response<Bytes> {
         let status = self.status();
         let mut headers = Vec::new();
         let body = match self {

@@ -125,7 +125,7 @@ where
                             reason: e.to_string(),
                         }
                     };
-                    return Ok(refusal.into_response().map(ResB::from));
+                    return Ok(refusal.into_http_response().map(ResB::from));
                 }
             };
             match layer.route.check(&parts, &bytes, layer.clock.now()).await {
@@ -135,7 +135,7 @@ where
                         .call(Request::from_parts(parts, Full::new(bytes)))
                         .await
                 }
-                Err(refusal) => Ok(refusal.into_response().map(ResB::from)),
+                Err(refusal) => Ok(refusal.into_http_response().map(ResB::from)),
             }
         })
     }

@@ -7,7 +7,8 @@
 //! `AAuth-Requirement` for an unsigned request, `401` with `Signature-Error` (and
 //! `Accept-Signature-*`) for a signature failure, `503` when keys cannot be fetched,
 //! `403` for an authenticated caller that is not allowed, each with an RFC 9457 body.
-//! [`AAuthLayer`] does the same in front of any tower service (axum, hyper).
+//! [`AAuthLayer`] does the same in front of any tower service (axum, hyper); with the
+//! `axum` feature (on by default), [`Admitted`] and [`Agent`] are extractors.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,11 +27,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "axum")]
+mod axum;
 mod gate;
 mod layer;
 mod replay;
 mod token_cache;
 
+#[cfg(feature = "axum")]
+pub use axum::{Agent, NotAdmitted};
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};

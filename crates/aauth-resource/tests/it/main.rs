@@ -821,3 +821,99 @@ mod token_cache {
         );
     }
 }
+
+mod axum_router {
+    use super::*;
+    use aauth_resource::Agent;
+
+    async fn data(Agent(agent): Agent) -> String {
+        format!("hello {agent}")
+    }
+
+    async fn whoever(admitted: Admitted) -> String {
+        admitted
+            .pseudonym()
+            .map_or_else(String::new, |t| t.as_str().to_owned())
+    }
+
+    async fn unprotected(Agent(agent): Agent) -> String {
+        agent.to_string()
+    }
+
+    async fn call(router: &mut axum::Router, req: Request<Full<Bytes>>) -> (StatusCode, String) {
+        let resp = Service::call(router, req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_layer_and_extractors_on_an_axum_router() {
+        let w = world();
+        let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+        let agents = AAuthLayer::new(
+            w.resource.route(RoutePolicy::new(Access::AgentToken)),
+            Arc::clone(&clock),
+        );
+        let open = AAuthLayer::new(
+            w.resource.route(RoutePolicy::new(Access::Pseudonymous)),
+            clock,
+        );
+        let mut app = axum::Router::new()
+            .route("/data", axum::routing::get(data).layer(agents))
+            .route(
+                "/open",
+                axum::routing::get(whoever).route_layer(open.clone()),
+            )
+            .route("/open-agent", axum::routing::get(data).route_layer(open))
+            .route("/misconfigured", axum::routing::get(unprotected));
+
+        let token = Scheme::jwt(w.agent_token(3600));
+        let (s, body) = call(&mut app, signed("GET", "/data", b"", &w.agent, &token)).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (StatusCode::OK, "hello aauth:assistant@agent.example")
+        );
+
+        let unsigned = to_server(
+            Request::get("https://resource.example/data")
+                .body(Vec::new())
+                .unwrap(),
+        );
+        assert_eq!(call(&mut app, unsigned).await.0, StatusCode::UNAUTHORIZED);
+
+        let key = PrivateKey::ed25519_from_seed(&[5; 32]);
+        let (s, body) = call(
+            &mut app,
+            signed("GET", "/open", b"", &key, &hwk_scheme(key.public_key())),
+        )
+        .await;
+        assert_eq!(
+            (s, body),
+            (
+                StatusCode::OK,
+                key.public_key().thumbprint().as_str().to_owned()
+            )
+        );
+        // A pseudonymous caller where the handler wants an agent: 403.
+        let (s, body) = call(
+            &mut app,
+            signed(
+                "GET",
+                "/open-agent",
+                b"",
+                &key,
+                &hwk_scheme(key.public_key()),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+        // A handler asking for the caller on a route without the layer: 500, not a pass.
+        let (s, body) = call(
+            &mut app,
+            signed("GET", "/misconfigured", b"", &w.agent, &token),
+        )
+        .await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    }
+}
