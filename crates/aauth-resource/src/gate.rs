@@ -7,8 +7,8 @@ use aauth_headers::{AAuthRequirement, Requirement, names};
 use aauth_keys::Thumbprint;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
-    JwtResolver, KeyIdentity, KeyResolver, SchemeResolver, VerifiedRequest, Verifier, VerifyError,
-    VerifyPolicy,
+    JwtResolver, KeyIdentity, KeyResolver, RevocationList, SchemeResolver, VerifiedRequest,
+    Verifier, VerifyError, VerifyPolicy,
 };
 use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
@@ -241,6 +241,7 @@ fn problem(status: StatusCode, title: &str, detail: &str) -> String {
 pub struct Resource {
     id: ServerId,
     resolver: Arc<dyn KeyResolver>,
+    revocations: Option<Arc<dyn RevocationList>>,
 }
 
 impl std::fmt::Debug for Resource {
@@ -265,13 +266,27 @@ impl Resource {
         Self {
             id,
             resolver: Arc::new(cache),
+            revocations: None,
         }
     }
 
     /// A resource resolving keys with `resolver` exactly as given (no token cache added).
     #[must_use]
     pub fn with_resolver(id: ServerId, resolver: Arc<dyn KeyResolver>) -> Self {
-        Self { id, resolver }
+        Self {
+            id,
+            resolver,
+            revocations: None,
+        }
+    }
+
+    /// Refuses tokens that `list` says are revoked (`401 revoked_jwt`), on every route made
+    /// after this call. Checked after the cached token resolution, so a revocation takes
+    /// effect at once.
+    #[must_use]
+    pub fn revocations(mut self, list: Arc<dyn RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
     }
 
     /// The resource's identifier.
@@ -283,8 +298,12 @@ impl Resource {
     /// A route of this resource under `policy`: the verifier is built once.
     #[must_use]
     pub fn route(&self, policy: RoutePolicy) -> Route {
+        let mut verifier = Verifier::new(policy.verify.clone(), Arc::clone(&self.resolver));
+        if let Some(list) = &self.revocations {
+            verifier = verifier.revocations(Arc::clone(list));
+        }
         Route {
-            verifier: Verifier::new(policy.verify.clone(), Arc::clone(&self.resolver)),
+            verifier,
             policy,
             replay: None,
         }

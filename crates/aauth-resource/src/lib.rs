@@ -32,6 +32,7 @@ mod axum;
 mod gate;
 mod layer;
 mod replay;
+mod revocation;
 mod token_cache;
 
 #[cfg(feature = "axum")]
@@ -39,4 +40,5 @@ pub use axum::{Agent, NotAdmitted};
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};
+pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};

@@ -917,3 +917,228 @@ mod axum_router {
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     }
 }
+
+mod revocation {
+    use super::*;
+    use aauth_resource::{MemoryRevocationList, RevocationEndpoint};
+    use aauth_signing::{KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, VerifyError};
+
+    /// `jwks_uri` resolution for the test: known signers and their keys (the metadata
+    /// crate's DiscoveryResolver does this over HTTPS).
+    struct Signers(Vec<(String, aauth_keys::PublicKey)>);
+
+    #[async_trait::async_trait]
+    impl KeyResolver for Signers {
+        async fn resolve(
+            &self,
+            scheme: &Scheme,
+            _: &ResolveContext<'_>,
+        ) -> Result<ResolvedKey, VerifyError> {
+            match scheme {
+                Scheme::JwksUri { id, dwk, kid } => self
+                    .0
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, k)| {
+                        ResolvedKey::new(
+                            k.clone(),
+                            KeyIdentity::JwksUri {
+                                id: id.clone(),
+                                dwk: dwk.clone(),
+                                kid: kid.clone(),
+                            },
+                        )
+                    })
+                    .ok_or(VerifyError::UnsupportedScheme { scheme: None }),
+                other => Err(VerifyError::UnsupportedScheme {
+                    scheme: Some(other.name().to_owned()),
+                }),
+            }
+        }
+    }
+
+    fn jwks_uri(id: &str) -> Scheme {
+        Scheme::JwksUri {
+            id: id.to_owned(),
+            dwk: "aauth-agent.json".to_owned(),
+            kid: "key-1".to_owned(),
+        }
+    }
+
+    fn revoke_request(
+        signer: &PrivateKey,
+        scheme: &Scheme,
+        body: &str,
+    ) -> (http::request::Parts, Vec<u8>) {
+        let mut req = Request::post("https://resource.example/revoke")
+            .header("content-type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .unwrap();
+        sign_request(&mut req, signer, scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = "/revoke".parse().unwrap();
+        parts
+            .headers
+            .insert("host", "resource.example".parse().unwrap());
+        (parts, body)
+    }
+
+    #[tokio::test]
+    async fn a_trusted_issuer_revokes_and_the_token_is_refused_at_once() {
+        let w = world();
+        let list = Arc::new(MemoryRevocationList::new(60, 1000));
+        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let endpoint = RevocationEndpoint::new(
+            Arc::new(Signers(vec![
+                (
+                    "https://agent.example".to_owned(),
+                    w.provider.public_key().clone(),
+                ),
+                (
+                    "https://other.example".to_owned(),
+                    PrivateKey::ed25519_from_seed(&[6; 32]).public_key().clone(),
+                ),
+            ])),
+            [&agent_iss],
+            list.clone(),
+        );
+        let resource = w.resource.clone().revocations(list.clone());
+        let calls = Handler::default();
+        let mut svc = AAuthLayer::new(
+            resource.route(RoutePolicy::new(Access::AgentToken)),
+            Arc::new(FixedClock::new(NOW)),
+        )
+        .layer(calls.clone());
+
+        let minted = AgentTokenBuilder::new(
+            agent_iss.clone(),
+            AgentId::parse("aauth:assistant@agent.example").unwrap(),
+            w.agent.public_key(),
+        )
+        .sign(&w.provider, "key-1", NOW, &mut OsRandom)
+        .unwrap();
+        let token = Scheme::jwt(minted.token.clone());
+        // Admitted (and now in the verified-token cache).
+        assert_eq!(
+            send(&mut svc, signed("GET", "/data", b"", &w.agent, &token))
+                .await
+                .0,
+            StatusCode::OK
+        );
+
+        let body = format!(r#"{{"jti":"{}","exp":{}}}"#, minted.jti, minted.exp);
+        let (parts, b) = revoke_request(&w.provider, &jwks_uri("https://agent.example"), &body);
+        let resp = endpoint.handle(&parts, &b, NOW).await;
+        assert_eq!((resp.status(), resp.body().len()), (StatusCode::OK, 0));
+        // Idempotent, and a token never seen is recorded too.
+        assert_eq!(
+            endpoint.handle(&parts, &b, NOW).await.status(),
+            StatusCode::OK
+        );
+        let (p2, b2) = revoke_request(
+            &w.provider,
+            &jwks_uri("https://agent.example"),
+            r#"{"jti":"never-seen","exp":1800000600}"#,
+        );
+        assert_eq!(
+            endpoint.handle(&p2, &b2, NOW).await.status(),
+            StatusCode::OK
+        );
+
+        // The revoked token is refused although its verification was cached.
+        let (s, h, _) = send(&mut svc, signed("GET", "/data", b"", &w.agent, &token)).await;
+        assert_eq!(
+            (s, header(&h, "signature-error")),
+            (StatusCode::UNAUTHORIZED, "error=revoked_jwt".to_owned())
+        );
+        assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn refusals_of_the_revocation_endpoint() {
+        let w = world();
+        let other = PrivateKey::ed25519_from_seed(&[6; 32]);
+        let list = Arc::new(MemoryRevocationList::new(60, 1000));
+        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let endpoint = RevocationEndpoint::new(
+            Arc::new(Signers(vec![
+                (
+                    "https://agent.example".to_owned(),
+                    w.provider.public_key().clone(),
+                ),
+                (
+                    "https://other.example".to_owned(),
+                    other.public_key().clone(),
+                ),
+            ])),
+            [&agent_iss],
+            list,
+        );
+        let status_and_error = |resp: Response<Bytes>| {
+            let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+            (
+                resp.status(),
+                v["error"].as_str().unwrap_or_default().to_owned(),
+                resp.headers()
+                    .get("signature-error")
+                    .map(|h| h.to_str().unwrap().to_owned()),
+            )
+        };
+        // An issuer this resource does not trust.
+        let (p, b) = revoke_request(
+            &other,
+            &jwks_uri("https://other.example"),
+            r#"{"jti":"x","exp":1800000600}"#,
+        );
+        assert_eq!(
+            status_and_error(endpoint.handle(&p, &b, NOW).await),
+            (StatusCode::FORBIDDEN, "unsupported_iss".to_owned(), None)
+        );
+        // Bad bodies.
+        for body in [
+            r#"{"jti":"x"}"#,
+            r#"{"jti":"","exp":1}"#,
+            r#"{"jti":"x","exp":"1"}"#,
+            r#"["x",1]"#,
+            r#"{"jti":"x","exp":1,"extra":1}"#,
+        ] {
+            let (p, b) = revoke_request(&w.provider, &jwks_uri("https://agent.example"), body);
+            assert_eq!(
+                status_and_error(endpoint.handle(&p, &b, NOW).await).0,
+                StatusCode::BAD_REQUEST,
+                "{body}"
+            );
+        }
+        // Signed with an agent token instead of as the issuer: unsupported_scheme.
+        let (p, b) = revoke_request(
+            &w.agent,
+            &Scheme::jwt(w.agent_token(3600)),
+            r#"{"jti":"x","exp":1800000600}"#,
+        );
+        let (s, _, se) = status_and_error(endpoint.handle(&p, &b, NOW).await);
+        assert_eq!(
+            (s, se.as_deref()),
+            (StatusCode::UNAUTHORIZED, Some("error=unsupported_scheme"))
+        );
+        // The body must be covered.
+        let mut req = Request::post("https://resource.example/revoke")
+            .header("content-type", "application/json")
+            .body(Vec::new())
+            .unwrap();
+        sign_request(
+            &mut req,
+            &w.provider,
+            &jwks_uri("https://agent.example"),
+            NOW,
+        )
+        .unwrap();
+        let (p, _) = to_server(req).into_parts();
+        let (s, _, se) = status_and_error(
+            endpoint
+                .handle(&p, br#"{"jti":"x","exp":1800000600}"#, NOW)
+                .await,
+        );
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(se.unwrap_or_default().starts_with("error=invalid_input"));
+    }
+}

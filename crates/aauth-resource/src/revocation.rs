@@ -1,0 +1,220 @@
+//! Token revocation at a resource (draft -11 §Token Revocation): a Person Server or Access
+//! Server, authenticated under the `jwks_uri` scheme as the token's issuer, posts
+//! `{"jti", "exp"}`; the resource keys the record by `(iss, jti)`, keeps it until `exp` plus
+//! the clock-skew allowance, and refuses later use of that token with `revoked_jwt`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+use aauth_signing::{
+    BodyCoverage, KeyIdentity, KeyResolver, RevocationList, Verifier, VerifyPolicy,
+};
+use aauth_tokens::ServerId;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, request::Parts};
+
+/// The longest `jti` recorded (longer ones are `invalid_request`): records hold the value.
+pub const MAX_JTI_LEN: usize = 256;
+
+/// Revoked tokens by `(iss, jti)`, in memory, bounded. One process; a deployment with
+/// several instances needs a shared list behind [`RevocationList`].
+#[derive(Debug)]
+pub struct MemoryRevocationList {
+    records: Mutex<BTreeMap<(String, String), u64>>,
+    skew: u64,
+    max: usize,
+}
+
+/// Why a revocation could not be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The list holds `max` live records.
+    Full,
+}
+
+impl MemoryRevocationList {
+    /// A list keeping each record until `exp + skew`, holding at most `max` live records.
+    #[must_use]
+    pub fn new(skew: u64, max: usize) -> Self {
+        Self {
+            records: Mutex::new(BTreeMap::new()),
+            skew,
+            max: max.max(1),
+        }
+    }
+
+    /// Records `(iss, jti)` until `exp + skew`. Idempotent; a later `exp` extends.
+    ///
+    /// # Errors
+    ///
+    /// [`RecordError::Full`] when every slot holds a live record.
+    pub fn revoke(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<(), RecordError> {
+        let mut r = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (iss.as_str().to_owned(), jti.to_owned());
+        let until = exp.saturating_add(self.skew);
+        if !r.contains_key(&key) && r.len() >= self.max {
+            r.retain(|_, &mut u| u > now.as_secs());
+            if r.len() >= self.max {
+                return Err(RecordError::Full);
+            }
+        }
+        let entry = r.entry(key).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RevocationList for MemoryRevocationList {
+    async fn is_revoked(&self, iss: &ServerId, jti: &str) -> Result<bool, String> {
+        let r = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        // An expired record may linger until pruned; the token it names has expired too, so
+        // answering "revoked" for it changes nothing.
+        Ok(r.contains_key(&(iss.as_str().to_owned(), jti.to_owned())))
+    }
+}
+
+/// The resource's revocation endpoint: verifies the caller under `jwks_uri` (through the
+/// supplied resolver, normally the metadata crate's `DiscoveryResolver`), requires body
+/// coverage, accepts only the issuers this resource trusts, and records the revocation.
+#[derive(Clone)]
+pub struct RevocationEndpoint {
+    verifier: Verifier,
+    trusted: BTreeSet<String>,
+    list: Arc<MemoryRevocationList>,
+}
+
+impl std::fmt::Debug for RevocationEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationEndpoint")
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    jti: String,
+    exp: u64,
+}
+
+fn reply(status: StatusCode, error: Option<&str>, description: &str) -> http::Response<Bytes> {
+    let body = error.map_or_else(Bytes::new, |e| {
+        Bytes::from(serde_json::json!({ "error": e, "error_description": description }).to_string())
+    });
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    if error.is_some() {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    resp
+}
+
+impl RevocationEndpoint {
+    /// An endpoint accepting revocations from the issuers in `trusted` (Person and Access
+    /// Servers), resolving their keys with `resolver`, recording into `list`.
+    #[must_use]
+    pub fn new<'a>(
+        resolver: Arc<dyn KeyResolver>,
+        trusted: impl IntoIterator<Item = &'a ServerId>,
+        list: Arc<MemoryRevocationList>,
+    ) -> Self {
+        let policy = VerifyPolicy::default()
+            .accept_schemes(&["jwks_uri"])
+            .body_coverage(BodyCoverage::Required);
+        Self {
+            verifier: Verifier::new(policy, resolver),
+            trusted: trusted.into_iter().map(|i| i.as_str().to_owned()).collect(),
+            list,
+        }
+    }
+
+    /// Handles `POST {revocation_endpoint}`: `200` with an empty body once recorded
+    /// (also for a token never seen), `401` for a signature failure, `403 unsupported_iss`
+    /// for an issuer this resource does not trust, `400 invalid_request` for a bad body,
+    /// `503` when the list is full (fail closed).
+    pub async fn handle(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
+        if parts.method != http::Method::POST {
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Some("invalid_request"),
+                "use POST",
+            );
+        }
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(e) => {
+                let mut resp = http::Response::new(Bytes::from(e.problem_json()));
+                *resp.status_mut() = e.status();
+                for (k, v) in e.response_headers(self.verifier.policy()) {
+                    resp.headers_mut().append(k, v);
+                }
+                return resp;
+            }
+        };
+        let KeyIdentity::JwksUri { id, .. } = &verified.identity else {
+            return reply(
+                StatusCode::FORBIDDEN,
+                Some("unsupported_iss"),
+                "the caller is not identified by jwks_uri",
+            );
+        };
+        if !self.trusted.contains(id) {
+            return reply(
+                StatusCode::FORBIDDEN,
+                Some("unsupported_iss"),
+                "this resource does not accept tokens from that issuer",
+            );
+        }
+        let Ok(iss) = ServerId::parse(id) else {
+            return reply(
+                StatusCode::FORBIDDEN,
+                Some("unsupported_iss"),
+                "the caller is not a server identifier",
+            );
+        };
+        let req: Body = match serde_json::from_slice(body) {
+            Ok(b) if body.trim_ascii_start().first() == Some(&b'{') => b,
+            _ => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalid_request"),
+                    "the body must be {\"jti\": string, \"exp\": NumericDate}",
+                );
+            }
+        };
+        if req.jti.is_empty() || req.jti.len() > MAX_JTI_LEN {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                "jti must be 1 to 256 bytes",
+            );
+        }
+        match self.list.revoke(&iss, &req.jti, req.exp, now) {
+            Ok(()) => reply(StatusCode::OK, None, ""),
+            Err(RecordError::Full) => {
+                let mut resp = reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("server_error"),
+                    "revocation store full",
+                );
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+                resp
+            }
+        }
+    }
+}
