@@ -12,6 +12,7 @@
 mod ci;
 mod demo;
 mod fuzz;
+mod load;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ cargo xtask <command>
   fuzz [--smoke | <target> [--seconds N]]
                                        run the cargo-fuzz targets in fuzz/ (needs cargo-fuzz)
   bench                                run the criterion benchmarks (cargo bench)
+  load [--seconds N] [--connections C] [--max N]
+                                       the resource under load on loopback (pinned with taskset)
   help                                 this text
 ";
 
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => cargo(&["bench", "--workspace"]),
+        Some("load") => load::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -26,7 +26,8 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// `Content-Digest` must be checked before the handler runs.
 #[derive(Clone)]
 pub struct AAuthLayer {
-    route: Route,
+    /// Shared: a layer (and its service) is cloned per request.
+    route: Arc<Route>,
     clock: Arc<dyn Clock>,
     max_body: usize,
 }
@@ -45,7 +46,7 @@ impl AAuthLayer {
     #[must_use]
     pub fn new(route: Route, clock: Arc<dyn Clock>) -> Self {
         Self {
-            route,
+            route: Arc::new(route),
             clock,
             max_body: DEFAULT_MAX_BODY,
         }

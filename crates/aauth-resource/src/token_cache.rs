@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aauth_headers::Scheme;
 use aauth_signing::{KeyResolver, ResolveContext, ResolvedKey, VerifyError};
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 /// Bounds of the [`VerifiedTokenCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +38,15 @@ struct Entry {
     last_used: u64,
 }
 
-/// Caches what `inner` resolved for `jwt` members, keyed by SHA-256 of the token, until
+/// Caches what `inner` resolved for `jwt` members, keyed by the token itself, until
 /// the token's `exp` (no tolerance) or `max_age`, whichever comes first. Failures are never
 /// cached. Other schemes pass through.
 pub struct VerifiedTokenCache {
     inner: Arc<dyn KeyResolver>,
     config: TokenCacheConfig,
-    entries: Mutex<BTreeMap<[u8; 32], Entry>>,
+    /// Keyed by the compact token: an exact match, and cheaper than hashing it (a
+    /// software SHA-256 over a 500-byte token cost more than the lookup it keyed).
+    entries: Mutex<BTreeMap<Box<str>, Entry>>,
     tick: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -87,7 +88,7 @@ impl VerifiedTokenCache {
         )
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<[u8; 32], Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Box<str>, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -102,17 +103,16 @@ impl KeyResolver for VerifiedTokenCache {
         let Scheme::Jwt { jwt, .. } = scheme else {
             return self.inner.resolve(scheme, ctx).await;
         };
-        let key: [u8; 32] = Sha256::digest(jwt.as_bytes()).into();
         let now = ctx.now.as_secs();
         {
             let mut entries = self.lock();
-            if let Some(e) = entries.get_mut(&key) {
+            if let Some(e) = entries.get_mut(jwt.as_str()) {
                 if now < e.until {
                     e.last_used = self.tick.fetch_add(1, Ordering::Relaxed);
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(e.resolved.clone());
                 }
-                entries.remove(&key);
+                entries.remove(jwt.as_str());
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
@@ -127,13 +127,13 @@ impl KeyResolver for VerifiedTokenCache {
                         && let Some(oldest) = entries
                             .iter()
                             .min_by_key(|(_, e)| e.last_used)
-                            .map(|(k, _)| *k)
+                            .map(|(k, _)| k.clone())
                     {
                         entries.remove(&oldest);
                     }
                 }
                 entries.insert(
-                    key,
+                    jwt.as_str().into(),
                     Entry {
                         resolved: resolved.clone(),
                         until,
