@@ -502,12 +502,13 @@ impl<F: Fetch> KeyCache<F> {
         {
             match set.keys.get(kid) {
                 Some(Ok(key)) => {
-                    // A lookup that waited for a fetch was counted as a miss.
-                    if waited {
-                    } else if now < entry.fresh_until {
-                        bump(&inner.counters.hits);
-                    } else {
-                        bump(&inner.counters.stale_hits);
+                    // A lookup that waited for a fetch was counted as a miss already.
+                    if !waited {
+                        bump(if now < entry.fresh_until {
+                            &inner.counters.hits
+                        } else {
+                            &inner.counters.stale_hits
+                        });
                     }
                     if now >= entry.refresh_at
                         && entry.inflight.is_none()
