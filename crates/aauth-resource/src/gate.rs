@@ -342,6 +342,28 @@ impl Route {
         &self.policy
     }
 
+    /// What can be decided from the head alone, before the body is read: a request with
+    /// no signature header at all to a route that requires a token is answered with what
+    /// to present.
+    #[must_use]
+    pub fn precheck(&self, parts: &Parts) -> Option<Refusal> {
+        let signed = [
+            names::SIGNATURE_INPUT,
+            names::SIGNATURE,
+            names::SIGNATURE_KEY,
+        ]
+        .iter()
+        .any(|n| parts.headers.contains_key(n));
+        match (signed, self.policy.access) {
+            (false, Access::AgentToken) => Some(Refusal::Unsigned {
+                requirement: Requirement::AgentToken,
+            }),
+            // A pseudonymous endpoint has no token to ask for: the verifier answers
+            // `invalid_signature` and the schemes it accepts.
+            _ => None,
+        }
+    }
+
     /// Verifies a request at `now`: a request with no signature header at all is
     /// answered with what the route requires; anything else goes through the verifier.
     ///
@@ -354,24 +376,8 @@ impl Route {
         body: &[u8],
         now: UnixTime,
     ) -> Result<Admitted, Refusal> {
-        let signed = [
-            names::SIGNATURE_INPUT,
-            names::SIGNATURE,
-            names::SIGNATURE_KEY,
-        ]
-        .iter()
-        .any(|n| parts.headers.contains_key(n));
-        if !signed {
-            match self.policy.access {
-                Access::AgentToken => {
-                    return Err(Refusal::Unsigned {
-                        requirement: Requirement::AgentToken,
-                    });
-                }
-                // A pseudonymous endpoint has no token to ask for: it answers
-                // `invalid_signature` and the schemes it accepts.
-                Access::Pseudonymous => {}
-            }
+        if let Some(refusal) = self.precheck(parts) {
+            return Err(refusal);
         }
         let request = match self.verifier.verify(parts, body, now).await {
             Ok(request) => request,

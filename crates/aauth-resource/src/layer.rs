@@ -111,6 +111,10 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
+            // An unsigned request is answered without reading its body.
+            if let Some(refusal) = layer.route.precheck(&parts) {
+                return Ok(refusal.into_http_response().map(ResB::from));
+            }
             let bytes = match Limited::new(body, layer.max_body).collect().await {
                 Ok(c) => c.to_bytes(),
                 Err(e) => {

@@ -1142,3 +1142,50 @@ mod revocation {
         assert!(se.unwrap_or_default().starts_with("error=invalid_input"));
     }
 }
+
+/// A body that fails if anything reads it.
+struct Untouchable;
+
+impl http_body::Body for Untouchable {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(Some(Err(std::io::Error::other("the body was read"))))
+    }
+}
+
+#[tokio::test]
+async fn an_unsigned_request_is_refused_before_its_body_is_read() {
+    let w = world();
+    let calls = Handler::default();
+    let mut svc = w.service(Access::AgentToken, &calls);
+    let req = Request::post("/upload")
+        .header("host", "resource.example")
+        .body(Untouchable)
+        .unwrap();
+    let resp = svc.call(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(resp.headers(), "aauth-requirement"),
+        "requirement=agent-token"
+    );
+    // A signed request's body is read (and here it fails: 400, not a pass).
+    let signed_head = signed(
+        "GET",
+        "/upload",
+        b"",
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    let (parts, _) = signed_head.into_parts();
+    let resp = svc
+        .call(Request::from_parts(parts, Untouchable))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+}
