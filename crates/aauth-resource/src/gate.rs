@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use aauth_headers::{AAuthRequirement, Requirement, names};
+use aauth_headers::{AAuthRequirement, AuthorizationAAuth, Requirement, SessionToken, names};
 use aauth_keys::Thumbprint;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
@@ -14,7 +14,9 @@ use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, request::Parts};
 
-use crate::{ReplayStore, TokenCacheConfig, VerifiedTokenCache};
+use crate::{
+    ReplayStore, Session, SessionStore, SessionStoreError, TokenCacheConfig, VerifiedTokenCache,
+};
 
 /// What a route requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub enum Access {
     Pseudonymous,
     /// An agent token (`jwt` scheme, `aa-agent+jwt`): the agent-token access mode.
     AgentToken,
+    /// An agent token and a session token (`Authorization: AAuth`, covered by the
+    /// signature) the resource issued: the session-token (two-party) access mode.
+    SessionToken,
 }
 
 /// A route's verification policy: what it requires and how strictly it checks.
@@ -47,12 +52,13 @@ impl RoutePolicy {
     pub fn new(access: Access) -> Self {
         let schemes: &[&str] = match access {
             Access::Pseudonymous => &["hwk"],
-            Access::AgentToken => &["jwt"],
+            Access::AgentToken | Access::SessionToken => &["jwt"],
         };
-        Self {
-            access,
-            verify: VerifyPolicy::default().accept_schemes(schemes),
-        }
+        // A session route checks that `authorization` is covered whenever the request
+        // carries one (see `Route::session`), so an agent without a session is told so
+        // (403) after it authenticates rather than asked to cover a header it lacks.
+        let verify = VerifyPolicy::default().accept_schemes(schemes);
+        Self { access, verify }
     }
 
     /// What the route requires.
@@ -88,6 +94,11 @@ impl RoutePolicy {
 pub struct Admitted {
     /// The verified request: label, key, identity, covered components.
     pub request: VerifiedRequest,
+    /// The session, on a session-token route.
+    pub session: Option<Session>,
+    /// The session's new token when the route rolls tokens; the layer sends it as
+    /// `AAuth-Access`.
+    pub rolled: Option<SessionToken>,
 }
 
 impl Admitted {
@@ -153,6 +164,16 @@ pub enum Refusal {
         /// What failed.
         reason: String,
     },
+    /// `Authorization` is not exactly one `AAuth` credential: `400`.
+    BadCredential {
+        /// Why.
+        reason: String,
+    },
+    /// The session store could not answer: `503` with `Retry-After` (fail closed).
+    SessionStoreUnavailable {
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -166,7 +187,10 @@ impl Refusal {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
             Self::Replayed => StatusCode::UNAUTHORIZED,
-            Self::ReplayStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ReplayStoreUnavailable { .. } | Self::SessionStoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BadCredential { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -216,6 +240,11 @@ impl Refusal {
                 headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
                 problem(status, "Replay check unavailable", &reason)
             }
+            Self::SessionStoreUnavailable { reason } => {
+                headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
+                problem(status, "Session check unavailable", &reason)
+            }
+            Self::BadCredential { reason } => problem(status, "Invalid AAuth credential", &reason),
         };
         let mut resp = http::Response::new(Bytes::from(body));
         *resp.status_mut() = status;
@@ -306,6 +335,8 @@ impl Resource {
             verifier,
             policy,
             replay: None,
+            sessions: None,
+            roll: false,
         }
     }
 }
@@ -316,6 +347,8 @@ pub struct Route {
     policy: RoutePolicy,
     verifier: Verifier,
     replay: Option<Arc<dyn ReplayStore>>,
+    sessions: Option<Arc<dyn SessionStore>>,
+    roll: bool,
 }
 
 impl std::fmt::Debug for Route {
@@ -334,6 +367,123 @@ impl Route {
     pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
         self.replay = Some(store);
         self
+    }
+
+    /// Keeps sessions in `store`: a session-token route looks them up there, and
+    /// [`Route::issue_session`] creates them. With `roll`, every admitted session request
+    /// gets a new token (sent as `AAuth-Access`); the old one ends after [`crate::ROLL_GRACE`].
+    #[must_use]
+    pub fn sessions(mut self, store: Arc<dyn SessionStore>, roll: bool) -> Self {
+        self.sessions = Some(store);
+        self.roll = roll;
+        self
+    }
+
+    /// Issues a session for the agent `admitted` names, bound to the key that signed, for
+    /// `lifetime` seconds: the value for `AAuth-Access` (what an authorization endpoint in
+    /// the resource's own flow answers).
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::Forbidden`] for a caller that is not an agent or a route without a
+    /// store; [`Refusal::SessionStoreUnavailable`].
+    pub async fn issue_session(
+        &self,
+        admitted: &Admitted,
+        scope: Option<String>,
+        lifetime: u64,
+        now: UnixTime,
+    ) -> Result<SessionToken, Refusal> {
+        let (Some(store), Some(agent)) = (&self.sessions, admitted.agent()) else {
+            return Err(Refusal::Forbidden {
+                detail: "sessions are issued to agents on routes with a session store".to_owned(),
+            });
+        };
+        let session = Session::new(
+            agent.clone(),
+            admitted.request.key.thumbprint(),
+            scope,
+            now.plus(lifetime),
+        );
+        store
+            .issue(session, now)
+            .await
+            .map_err(|e| Refusal::SessionStoreUnavailable { reason: e.reason })
+    }
+
+    /// The session a verified request presents, checked against its signer.
+    async fn session(
+        &self,
+        parts: &Parts,
+        request: &VerifiedRequest,
+        now: UnixTime,
+    ) -> Result<(Session, Option<SessionToken>), Refusal> {
+        let forbidden = |detail: &str| Refusal::Forbidden {
+            detail: detail.to_owned(),
+        };
+        let Some(store) = &self.sessions else {
+            return Err(forbidden("this route has no session store"));
+        };
+        let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+        let (first, second) = (values.next(), values.next());
+        if first.is_some()
+            && !request
+                .params
+                .components
+                .iter()
+                .any(|c| c.name == "authorization")
+        {
+            // A credential the signature does not cover could have been added by anyone.
+            let mut required: Vec<String> = self.policy.verify.required_components.clone();
+            required.push("authorization".to_owned());
+            let error = VerifyError::MissingComponents { required };
+            let headers = error.response_headers(&self.policy.verify);
+            return Err(Refusal::Signature { error, headers });
+        }
+        let value = match (first, second) {
+            (Some(v), None) => v,
+            (Some(_), Some(_)) => {
+                return Err(Refusal::BadCredential {
+                    reason: "more than one Authorization field".to_owned(),
+                });
+            }
+            _ => {
+                return Err(forbidden(
+                    "a session token is required (Authorization: AAuth); obtain one from the resource",
+                ));
+            }
+        };
+        let credential = value
+            .to_str()
+            .map_err(|_| "Authorization is not visible ASCII".to_owned())
+            .and_then(|v| AuthorizationAAuth::parse(v).map_err(|e| e.to_string()))
+            .map_err(|reason| Refusal::BadCredential { reason })?;
+        let token = credential.0.secret();
+        let unavailable =
+            |e: SessionStoreError| Refusal::SessionStoreUnavailable { reason: e.reason };
+        let session = store
+            .lookup(token, now)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| forbidden("unknown or expired session token"))?;
+        let agent = match &request.identity {
+            KeyIdentity::Token(t) => match t.as_ref() {
+                BoundToken::Agent(a) => Some(&a.claims.sub),
+                _ => None,
+            },
+            _ => None,
+        };
+        if agent != Some(&session.agent) || request.key.thumbprint() != session.key {
+            return Err(forbidden(
+                "the session token was issued to another agent or key",
+            ));
+        }
+        let rolled = if self.roll {
+            store.roll(token, now).await.map_err(unavailable)?
+        } else {
+            None
+        };
+        Ok((session, rolled))
     }
 
     /// The route's policy.
@@ -355,7 +505,7 @@ impl Route {
         .iter()
         .any(|n| parts.headers.contains_key(n));
         match (signed, self.policy.access) {
-            (false, Access::AgentToken) => Some(Refusal::Unsigned {
+            (false, Access::AgentToken | Access::SessionToken) => Some(Refusal::Unsigned {
                 requirement: Requirement::AgentToken,
             }),
             // A pseudonymous endpoint has no token to ask for: the verifier answers
@@ -402,6 +552,16 @@ impl Route {
                 Err(e) => return Err(Refusal::ReplayStoreUnavailable { reason: e.reason }),
             }
         }
-        Ok(Admitted { request })
+        let (session, rolled) = if self.policy.access == Access::SessionToken {
+            let (s, r) = self.session(parts, &request, now).await?;
+            (Some(s), r)
+        } else {
+            (None, None)
+        };
+        Ok(Admitted {
+            request,
+            session,
+            rolled,
+        })
     }
 }

@@ -135,10 +135,19 @@ where
             };
             match layer.route.check(&parts, &bytes, layer.clock.now()).await {
                 Ok(admitted) => {
+                    let rolled = admitted.rolled.clone();
                     parts.extensions.insert(admitted);
-                    inner
+                    let mut resp = inner
                         .call(Request::from_parts(parts, Full::new(bytes)))
-                        .await
+                        .await?;
+                    if let Some(token) = rolled
+                        && let Ok(mut v) = http::HeaderValue::from_str(token.secret())
+                    {
+                        v.set_sensitive(true);
+                        resp.headers_mut()
+                            .insert(aauth_headers::names::AAUTH_ACCESS, v);
+                    }
+                    Ok(resp)
                 }
                 Err(refusal) => Ok(refusal.into_http_response().map(ResB::from)),
             }

@@ -33,6 +33,7 @@ mod gate;
 mod layer;
 mod replay;
 mod revocation;
+mod session;
 mod token_cache;
 
 #[cfg(feature = "axum")]
@@ -41,4 +42,5 @@ pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};
 pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
+pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};

@@ -1189,3 +1189,209 @@ async fn an_unsigned_request_is_refused_before_its_body_is_read() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(calls.0.load(Ordering::SeqCst), 0);
 }
+
+mod two_party {
+    use super::*;
+    use aauth_resource::{MemorySessionStore, Route, SessionStore};
+    use aauth_signing::{SignOptions, SigningKey, sign};
+
+    struct Rig {
+        w: World,
+        clock: FixedClock,
+        authorize: Route,
+        data: aauth_resource::AAuthService<Handler>,
+        calls: Handler,
+    }
+
+    fn rig() -> Rig {
+        let w = world();
+        let clock = FixedClock::new(NOW);
+        let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new(100));
+        // The resource's own authorization step: an agent-token route that issues sessions.
+        let authorize = w
+            .resource
+            .route(RoutePolicy::new(Access::AgentToken))
+            .sessions(Arc::clone(&store), false);
+        let calls = Handler::default();
+        let data = AAuthLayer::new(
+            w.resource
+                .route(RoutePolicy::new(Access::SessionToken))
+                .sessions(store, true),
+            Arc::new(clock.clone()),
+        )
+        .layer(calls.clone());
+        Rig {
+            w,
+            clock,
+            authorize,
+            data,
+            calls,
+        }
+    }
+
+    /// A request carrying `Authorization: AAuth <token>`, covered by the signature (the
+    /// signer covers `authorization` when present) unless `cover` is false, in which case
+    /// the header is added after signing.
+    fn with_session(
+        signer: &PrivateKey,
+        token: &str,
+        session: &str,
+        cover: bool,
+        now: UnixTime,
+    ) -> Request<Full<Bytes>> {
+        let mut req = Request::get("https://resource.example/data")
+            .body(())
+            .unwrap();
+        let credential = http::HeaderValue::from_str(&format!("AAuth {session}")).unwrap();
+        if cover {
+            req.headers_mut()
+                .insert("authorization", credential.clone());
+        }
+        let (mut parts, ()) = req.into_parts();
+        let scheme = Scheme::jwt(token.to_owned());
+        sign(
+            &mut parts,
+            b"",
+            &[SigningKey::new("sig", signer, &scheme)],
+            &SignOptions::default(),
+            now,
+        )
+        .unwrap();
+        if !cover {
+            parts.headers.insert("authorization", credential);
+        }
+        to_server(Request::from_parts(parts, Vec::new()))
+    }
+
+    async fn issue(r: &Rig, token: &str) -> String {
+        let (parts, _) = signed(
+            "POST",
+            "/authorize",
+            b"{}",
+            &r.w.agent,
+            &Scheme::jwt(token.to_owned()),
+        )
+        .into_parts();
+        let admitted = r.authorize.check(&parts, b"{}", NOW).await.unwrap();
+        r.authorize
+            .issue_session(&admitted, Some("data.read".to_owned()), 3600, NOW)
+            .await
+            .unwrap()
+            .secret()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_session_is_issued_presented_covered_and_rolled() {
+        let mut r = rig();
+        let token = r.w.agent_token(3600);
+        let session = issue(&r, &token).await;
+        assert!(session.len() >= 43, "{session}");
+
+        let req = with_session(&r.w.agent, &token, &session, true, NOW);
+        let (s, h, body) = send(&mut r.data, req).await;
+        assert_eq!(
+            (s, body.as_str()),
+            (StatusCode::OK, "aauth:assistant@agent.example")
+        );
+        let rolled = header(&h, "aauth-access");
+        assert!(
+            !rolled.is_empty() && rolled != session,
+            "no new token: {rolled:?}"
+        );
+
+        // The new token works; the old one for the grace period only.
+        r.clock.advance(10);
+        let later = NOW.plus(10);
+        assert_eq!(
+            send(
+                &mut r.data,
+                with_session(&r.w.agent, &token, &rolled, true, later)
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(
+                &mut r.data,
+                with_session(&r.w.agent, &token, &session, true, later)
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        r.clock.advance(aauth_resource::ROLL_GRACE);
+        let after = NOW.plus(10 + aauth_resource::ROLL_GRACE);
+        assert_eq!(
+            send(
+                &mut r.data,
+                with_session(&r.w.agent, &token, &session, true, after)
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(r.calls.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_credential_must_be_covered_bound_and_well_formed() {
+        let mut r = rig();
+        let token = r.w.agent_token(3600);
+        let session = issue(&r, &token).await;
+
+        // Not covered by the signature: invalid_input naming authorization.
+        let (s, h, _) = send(
+            &mut r.data,
+            with_session(&r.w.agent, &token, &session, false, NOW),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(
+            header(&h, "signature-error").contains("authorization"),
+            "{h:?}"
+        );
+
+        // Another agent (its own valid token and key) presenting the stolen session token.
+        let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
+        let thief_token = AgentTokenBuilder::new(
+            ServerId::parse("https://agent.example").unwrap(),
+            AgentId::parse("aauth:thief@agent.example").unwrap(),
+            thief.public_key(),
+        )
+        .sign(&r.w.provider, "key-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
+        let (s, _, body) = send(
+            &mut r.data,
+            with_session(&thief, &thief_token, &session, true, NOW),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+
+        // No credential: authenticated, but no session (403); a made-up one; malformed ones.
+        let no_session = signed("GET", "/data", b"", &r.w.agent, &Scheme::jwt(token.clone()));
+        let (s, _, body) = send(&mut r.data, no_session).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert!(body.contains("session token is required"), "{body}");
+        assert_eq!(
+            send(
+                &mut r.data,
+                with_session(&r.w.agent, &token, "bm90LWEtc2Vzc2lvbg", true, NOW)
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        for bad in ["a b", "x,y", ""] {
+            let req = with_session(&r.w.agent, &token, bad, true, NOW);
+            assert_eq!(
+                send(&mut r.data, req).await.0,
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(r.calls.0.load(Ordering::SeqCst), 0);
+    }
+}

@@ -1,0 +1,168 @@
+//! Session tokens (draft -11 §AAuth-Access): the resource-managed, two-party access mode.
+//! The resource answers `AAuth-Access: <token68>`; the agent presents
+//! `Authorization: AAuth <token68>`, covered by its signature, still signing with its
+//! agent token. Each session is bound to the agent and to the key that signed when it was
+//! issued, so a token copied to another agent (or key) is worthless.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use aauth_headers::SessionToken;
+use aauth_keys::Thumbprint;
+use aauth_keys::rand::{OsRandom, random_id};
+use aauth_keys::time::UnixTime;
+use aauth_tokens::AgentId;
+use async_trait::async_trait;
+
+/// What a session token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Session {
+    /// The agent it was issued to.
+    pub agent: AgentId,
+    /// The thumbprint of the key that signed the request it was issued on.
+    pub key: Thumbprint,
+    /// What the resource granted, in its own terms.
+    pub scope: Option<String>,
+    /// When it ends.
+    pub expires: UnixTime,
+}
+
+impl Session {
+    /// A session for `agent` signing with `key`, ending at `expires`.
+    #[must_use]
+    pub fn new(agent: AgentId, key: Thumbprint, scope: Option<String>, expires: UnixTime) -> Self {
+        Self {
+            agent,
+            key,
+            scope,
+            expires,
+        }
+    }
+}
+
+/// The session store could not answer: the request is refused (`503`), never admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session store unavailable: {reason}")]
+pub struct SessionStoreError {
+    /// What failed.
+    pub reason: String,
+}
+
+/// Where sessions live. The memory store covers one process.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores `session` under a new random token and returns the token.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionStoreError`].
+    async fn issue(
+        &self,
+        session: Session,
+        now: UnixTime,
+    ) -> Result<SessionToken, SessionStoreError>;
+
+    /// The live session for `token`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionStoreError`].
+    async fn lookup(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<Session>, SessionStoreError>;
+
+    /// Replaces `token` by a new one for the same session; the old token keeps working for
+    /// a short grace (requests already in flight) and then ends. `None` if `token` is not
+    /// live.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionStoreError`].
+    async fn roll(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<SessionToken>, SessionStoreError>;
+}
+
+/// How long a rolled-over token keeps working (30 s).
+pub const ROLL_GRACE: u64 = 30;
+
+/// Sessions in memory, bounded: expired sessions are dropped when the bound is reached,
+/// and if every session is live, issuing fails (`503`) rather than end someone's session.
+#[derive(Debug)]
+pub struct MemorySessionStore {
+    sessions: Mutex<BTreeMap<String, Session>>,
+    max: usize,
+}
+
+impl MemorySessionStore {
+    /// A store holding at most `max` live sessions.
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self {
+            sessions: Mutex::new(BTreeMap::new()),
+            max: max.max(1),
+        }
+    }
+
+    fn insert(&self, session: Session, now: UnixTime) -> Result<SessionToken, SessionStoreError> {
+        let token = random_id(&mut OsRandom, 32).map_err(|e| SessionStoreError {
+            reason: e.to_string(),
+        })?;
+        let token = SessionToken::new(token).map_err(|e| SessionStoreError {
+            reason: e.to_string(),
+        })?;
+        let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.len() >= self.max {
+            s.retain(|_, v| v.expires > now);
+            if s.len() >= self.max {
+                return Err(SessionStoreError {
+                    reason: format!("{} live sessions, the store's bound", self.max),
+                });
+            }
+        }
+        s.insert(token.secret().to_owned(), session);
+        Ok(token)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySessionStore {
+    async fn issue(
+        &self,
+        session: Session,
+        now: UnixTime,
+    ) -> Result<SessionToken, SessionStoreError> {
+        self.insert(session, now)
+    }
+
+    async fn lookup(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<Session>, SessionStoreError> {
+        let s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(s.get(token).filter(|v| v.expires > now).cloned())
+    }
+
+    async fn roll(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<SessionToken>, SessionStoreError> {
+        let session = {
+            let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(old) = s.get_mut(token).filter(|v| v.expires > now) else {
+                return Ok(None);
+            };
+            let session = old.clone();
+            old.expires = old.expires.min(now.plus(ROLL_GRACE));
+            session
+        };
+        self.insert(session, now).map(Some)
+    }
+}
