@@ -241,3 +241,159 @@ async fn a_resource_verifies_an_agent_with_keys_discovered_in_the_world() {
     let stats = cache.stats();
     assert_eq!((stats.fetches, stats.failures), (1, 0));
 }
+
+/// The two-party (session-token) flow over real TLS: the agent authenticates with its agent
+/// token at the resource's own authorization step, gets `AAuth-Access`, presents it as
+/// `Authorization: AAuth` (covered by its signature), and follows each rolled token.
+#[tokio::test]
+async fn two_party_session_flow_over_tls() {
+    use aauth_resource::{
+        AAuthLayer, Access, Admitted, MemorySessionStore, Resource, RoutePolicy, SessionStore,
+    };
+    use aauth_tokens::StaticIssuerKeys;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    #[derive(Clone)]
+    struct Data;
+    impl Service<http::Request<Full<Bytes>>> for Data {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+            let a = req.extensions().get::<Admitted>().cloned();
+            let scope = a
+                .as_ref()
+                .and_then(|a| a.session.as_ref())
+                .and_then(|s| s.scope.clone())
+                .unwrap_or_default();
+            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(format!(
+                "data for scope {scope}"
+            ))))))
+        }
+    }
+
+    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
+    let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
+    let clock = aauth_keys::time::SystemClock;
+    let now = aauth_keys::time::Clock::now(&clock);
+    let iss = id("https://agent.example");
+    let keys = StaticIssuerKeys::new().with(
+        &iss,
+        "aauth-agent.json",
+        "key-1",
+        provider.public_key().clone(),
+    );
+    let resource = Resource::new(id("https://resource.example"), Arc::new(keys));
+    let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new(100));
+    let authorize = resource
+        .route(RoutePolicy::new(Access::AgentToken))
+        .sessions(Arc::clone(&store), false);
+    let data = AAuthLayer::new(
+        resource
+            .route(RoutePolicy::new(Access::SessionToken))
+            .sessions(store, true),
+        Arc::new(clock),
+    )
+    .layer(Data);
+
+    let w = World::new().unwrap();
+    let handler: aauth_demos::world::AsyncHandler =
+        Arc::new(move |req: aauth_demos::world::Request| {
+            let (authorize, mut data) = (authorize.clone(), data.clone());
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
+                if parts.uri.path() == "/authorize" {
+                    let resp = match authorize.check(&parts, &body, now).await {
+                        Ok(admitted) => match authorize
+                            .issue_session(&admitted, Some("data.read".to_owned()), 3600, now)
+                            .await
+                        {
+                            Ok(token) => http::Response::builder()
+                                .header("aauth-access", token.secret())
+                                .body(br#"{"status":"authorized","scope":"data.read"}"#.to_vec())
+                                .unwrap(),
+                            Err(r) => r.into_http_response().map(|b| b.to_vec()),
+                        },
+                        Err(r) => r.into_http_response().map(|b| b.to_vec()),
+                    };
+                    return resp;
+                }
+                let resp = data
+                    .call(http::Request::from_parts(
+                        parts,
+                        Full::new(Bytes::from(body)),
+                    ))
+                    .await
+                    .unwrap();
+                let (parts, body) = resp.into_parts();
+                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+            })
+        });
+    w.serve_async(&id("https://resource.example"), handler)
+        .await
+        .unwrap();
+
+    let token = AgentTokenBuilder::new(
+        iss,
+        AgentId::parse("aauth:assistant@agent.example").unwrap(),
+        agent.public_key(),
+    )
+    .sign(&provider, "key-1", now, &mut OsRandom)
+    .unwrap()
+    .token;
+    // 1. Authorize: POST with a body (digest covered), agent token.
+    let mut req = http::Request::post("https://resource.example/authorize")
+        .header("content-type", "application/json")
+        .body(br#"{"scope":"data.read"}"#.to_vec())
+        .unwrap();
+    sign_request(&mut req, &agent, &Scheme::jwt(token.clone()), now).unwrap();
+    let resp = w.send(req).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
+    let mut session = resp.headers()["aauth-access"].to_str().unwrap().to_owned();
+    // 2–4. Use the session; each answer rolls it, and the agent follows.
+    for _ in 0..3 {
+        let mut req = http::Request::get("https://resource.example/data")
+            .header("authorization", format!("AAuth {session}"))
+            .body(Vec::new())
+            .unwrap();
+        sign_request(
+            &mut req,
+            &agent,
+            &Scheme::jwt(token.clone()),
+            aauth_keys::time::Clock::now(&clock),
+        )
+        .unwrap();
+        assert!(
+            req.headers()["signature-input"]
+                .to_str()
+                .unwrap()
+                .contains("\"authorization\"")
+        );
+        let resp = w.send(req).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{}",
+            String::from_utf8_lossy(resp.body())
+        );
+        assert_eq!(resp.body().as_slice(), b"data for scope data.read");
+        let next = resp.headers()["aauth-access"].to_str().unwrap().to_owned();
+        assert_ne!(next, session);
+        session = next;
+    }
+}
