@@ -155,6 +155,13 @@ async fn send(
     )
 }
 
+/// A 401 with `Signature-Error: error=<code>`.
+#[track_caller]
+fn assert_sig_error(status: StatusCode, h: &http::HeaderMap, code: &str) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
+    assert_eq!(header(h, "signature-error"), format!("error={code}"));
+}
+
 fn header(h: &http::HeaderMap, name: &str) -> String {
     h.get(name)
         .map(|v| v.to_str().unwrap().to_owned())
@@ -259,13 +266,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     let mut req = signed("GET", "/data", b"", &w.agent, &Scheme::jwt(token.clone()));
     *req.uri_mut() = "/admin".parse().unwrap();
     let (s, h, _) = send(&mut svc, req).await;
-    assert_eq!(
-        (s, header(&h, "signature-error")),
-        (
-            StatusCode::UNAUTHORIZED,
-            "error=invalid_signature".to_owned()
-        )
-    );
+    assert_sig_error(s, &h, "invalid_signature");
 
     // Swapped Signature-Key: another agent's token on this agent's signature.
     let other = PrivateKey::ed25519_from_seed(&[3; 32]);
@@ -282,13 +283,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     req.headers_mut()
         .insert("signature-key", swapped.headers()["signature-key"].clone());
     let (s, h, _) = send(&mut svc, req).await;
-    assert_eq!(
-        (s, header(&h, "signature-error")),
-        (
-            StatusCode::UNAUTHORIZED,
-            "error=invalid_signature".to_owned()
-        )
-    );
+    assert_sig_error(s, &h, "invalid_signature");
 
     // Expired token (issued 10 s before now with a 5 s lifetime).
     let (s, h, _) = send(
@@ -302,10 +297,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
         ),
     )
     .await;
-    assert_eq!(
-        (s, header(&h, "signature-error")),
-        (StatusCode::UNAUTHORIZED, "error=expired_jwt".to_owned())
-    );
+    assert_sig_error(s, &h, "expired_jwt");
 
     // Wrong typ: a person token where an agent token is required.
     let person = PersonTokenBuilder::new(
@@ -322,10 +314,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
         signed("GET", "/data", b"", &w.agent, &Scheme::jwt(person)),
     )
     .await;
-    assert_eq!(
-        (s, header(&h, "signature-error")),
-        (StatusCode::UNAUTHORIZED, "error=invalid_jwt".to_owned())
-    );
+    assert_sig_error(s, &h, "invalid_jwt");
 
     // A body without content-digest: invalid_input naming what must be covered.
     let mut req = Request::post("https://resource.example/data")
@@ -448,13 +437,7 @@ mod replay {
         // R1: the exact bytes again, within the window.
         clock.advance(30);
         let (s, h, body) = send(&mut svc, copy(&req)).await;
-        assert_eq!(
-            (s, header(&h, "signature-error")),
-            (
-                StatusCode::UNAUTHORIZED,
-                "error=invalid_signature".to_owned()
-            )
-        );
+        assert_sig_error(s, &h, "invalid_signature");
         assert!(body.contains("replay"), "{body}");
         // R5: a different body under the same created is a different request.
         assert_eq!(
@@ -481,13 +464,7 @@ mod replay {
         // After the window the replay is refused by the window itself, not the cache.
         clock.advance(31);
         let (s, h, _) = send(&mut svc, copy(&req)).await;
-        assert_eq!(
-            (s, header(&h, "signature-error")),
-            (
-                StatusCode::UNAUTHORIZED,
-                "error=invalid_signature".to_owned()
-            )
-        );
+        assert_sig_error(s, &h, "invalid_signature");
         assert_eq!(calls.0.load(Ordering::SeqCst), 4);
     }
 
@@ -692,13 +669,7 @@ mod token_cache {
             signed("GET", "/d", b"", &other, &Scheme::jwt(token.clone())),
         )
         .await;
-        assert_eq!(
-            (st, header(&h, "signature-error")),
-            (
-                StatusCode::UNAUTHORIZED,
-                "error=invalid_signature".to_owned()
-            )
-        );
+        assert_sig_error(st, &h, "invalid_signature");
         assert_eq!(keys.1.load(Ordering::SeqCst), 1);
     }
 
@@ -739,10 +710,7 @@ mod token_cache {
         );
         clock.set(NOW.plus(90));
         let (st, h, _) = send(&mut s, req(&short, NOW.plus(90))).await;
-        assert_eq!(
-            (st, header(&h, "signature-error")),
-            (StatusCode::UNAUTHORIZED, "error=expired_jwt".to_owned())
-        );
+        assert_sig_error(st, &h, "expired_jwt");
     }
 
     #[tokio::test]
@@ -1047,10 +1015,7 @@ mod revocation {
 
         // The revoked token is refused although its verification was cached.
         let (s, h, _) = send(&mut svc, signed("GET", "/data", b"", &w.agent, &token)).await;
-        assert_eq!(
-            (s, header(&h, "signature-error")),
-            (StatusCode::UNAUTHORIZED, "error=revoked_jwt".to_owned())
-        );
+        assert_sig_error(s, &h, "revoked_jwt");
         assert_eq!(calls.0.load(Ordering::SeqCst), 1);
     }
 
