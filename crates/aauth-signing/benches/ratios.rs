@@ -22,17 +22,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aauth_headers::Scheme;
-use aauth_keys::PrivateKey;
-use aauth_keys::rand::OsRandom;
-use aauth_keys::time::UnixTime;
 use aauth_signing::{
     JwtResolver, KeyResolver, ResolveContext, SchemeResolver, SignOptions, SigningKey,
     VerifyPolicy, prepare, sign,
 };
-use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
+use aauth_tokens::TokenType;
 use ed25519_dalek::Signer as _;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
+mod common;
+
+use common::NOW;
 const ROUNDS: usize = 31;
 
 fn time(n: usize, f: &mut dyn FnMut()) -> f64 {
@@ -78,32 +77,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
-    let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
-    let iss = ServerId::parse("https://agent.example").unwrap();
-    let token = AgentTokenBuilder::new(
-        iss.clone(),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        agent.public_key(),
-    )
-    .person_server(ServerId::parse("https://ps.example").unwrap())
-    .sign(&provider, "key-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
-    let keys = StaticIssuerKeys::new().with(
-        &iss,
-        "aauth-agent.json",
-        "key-1",
-        provider.public_key().clone(),
-    );
+    let (_provider, agent, token, keys) = common::setup();
     let scheme = Scheme::jwt(token);
-    let request = || {
-        http::Request::get("https://resource.example/api/documents")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0
-    };
+    let request = common::client_request;
     let mut signed = request();
     sign(
         &mut signed,
@@ -113,10 +89,7 @@ fn main() {
         NOW,
     )
     .unwrap();
-    signed.uri = "/api/documents".parse().unwrap();
-    signed
-        .headers
-        .insert("host", "resource.example".parse().unwrap());
+    let signed = common::server_view(signed);
     let policy = VerifyPolicy::default();
     let base = prepare(&signed, b"", &policy, NOW)
         .unwrap()

@@ -17,59 +17,21 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use aauth_headers::{Scheme, SignatureInput, SignatureKey, Signatures};
+use aauth_keys::Signer;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::UnixTime;
-use aauth_keys::{PrivateKey, Signer};
 use aauth_signing::{
     JwtResolver, KeyResolver, ResolveContext, SchemeResolver, SignOptions, SigningKey,
     VerifyPolicy, prepare, sign,
 };
 use aauth_tokens::{
-    AgentClaims, AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType, Validation,
-    verify,
+    AgentClaims, AgentId, AgentTokenBuilder, ServerId, TokenType, Validation, verify,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
-use http::request::Parts;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
+mod common;
 
-fn setup() -> (PrivateKey, PrivateKey, String, StaticIssuerKeys) {
-    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
-    let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
-    let iss = ServerId::parse("https://agent.example").unwrap();
-    let token = AgentTokenBuilder::new(
-        iss.clone(),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        agent.public_key(),
-    )
-    .person_server(ServerId::parse("https://ps.example").unwrap())
-    .sign(&provider, "key-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
-    let keys = StaticIssuerKeys::new().with(
-        &iss,
-        "aauth-agent.json",
-        "key-1",
-        provider.public_key().clone(),
-    );
-    (provider, agent, token, keys)
-}
-
-fn client_request() -> Parts {
-    http::Request::get("https://resource.example/api/documents")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0
-}
-
-fn server_view(mut p: Parts) -> Parts {
-    p.uri = "/api/documents".parse().unwrap();
-    p.headers
-        .insert("host", "resource.example".parse().unwrap());
-    p
-}
+use common::{NOW, client_request, server_view, setup};
 
 fn bench(c: &mut Criterion) {
     let (provider, agent, token, keys) = setup();
