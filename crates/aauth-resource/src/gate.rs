@@ -174,6 +174,12 @@ pub enum Refusal {
         /// What failed.
         reason: String,
     },
+    /// The route is configured inconsistently (a session-token route without a session
+    /// store): `500`, never an admission.
+    Misconfigured {
+        /// What is missing.
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -191,6 +197,7 @@ impl Refusal {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::BadCredential { .. } => StatusCode::BAD_REQUEST,
+            Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -245,6 +252,7 @@ impl Refusal {
                 problem(status, "Session check unavailable", &reason)
             }
             Self::BadCredential { reason } => problem(status, "Invalid AAuth credential", &reason),
+            Self::Misconfigured { detail } => problem(status, "Route misconfigured", &detail),
         };
         let mut resp = http::Response::new(Bytes::from(body));
         *resp.status_mut() = status;
@@ -385,8 +393,9 @@ impl Route {
     ///
     /// # Errors
     ///
-    /// [`Refusal::Forbidden`] for a caller that is not an agent or a route without a
-    /// store; [`Refusal::SessionStoreUnavailable`].
+    /// [`Refusal::Forbidden`] for a caller that is not an agent,
+    /// [`Refusal::Misconfigured`] for a route without a store,
+    /// [`Refusal::SessionStoreUnavailable`].
     pub async fn issue_session(
         &self,
         admitted: &Admitted,
@@ -394,9 +403,14 @@ impl Route {
         lifetime: u64,
         now: UnixTime,
     ) -> Result<SessionToken, Refusal> {
-        let (Some(store), Some(agent)) = (&self.sessions, admitted.agent()) else {
+        let Some(store) = &self.sessions else {
+            return Err(Refusal::Misconfigured {
+                detail: "sessions are issued on routes with a session store".to_owned(),
+            });
+        };
+        let Some(agent) = admitted.agent() else {
             return Err(Refusal::Forbidden {
-                detail: "sessions are issued to agents on routes with a session store".to_owned(),
+                detail: "sessions are issued to agents".to_owned(),
             });
         };
         let session = Session::new(
@@ -422,7 +436,9 @@ impl Route {
             detail: detail.to_owned(),
         };
         let Some(store) = &self.sessions else {
-            return Err(forbidden("this route has no session store"));
+            return Err(Refusal::Misconfigured {
+                detail: "a session-token route needs a session store".to_owned(),
+            });
         };
         let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
         let (first, second) = (values.next(), values.next());

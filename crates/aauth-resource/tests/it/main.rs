@@ -1360,3 +1360,22 @@ mod two_party {
         assert_eq!(r.calls.0.load(Ordering::SeqCst), 0);
     }
 }
+
+#[tokio::test]
+async fn a_session_route_without_a_store_is_a_500_not_an_admission() {
+    let w = world();
+    let calls = Handler::default();
+    let mut svc = w.service(Access::SessionToken, &calls);
+    let req = signed(
+        "GET",
+        "/data",
+        b"",
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    assert_eq!(
+        send(&mut svc, req).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+}
