@@ -145,7 +145,101 @@ impl HttpsTransport {
     }
 }
 
-fn header(resp: &hyper::Response<hyper::body::Incoming>, name: &str) -> Option<String> {
+impl HttpsTransport {
+    /// Sends `req` (its URI in origin form or absolute; `Host` is set from `dest`) to the
+    /// admitted addresses of `dest` and reads the whole response, within
+    /// `limits.deadline` and `limits.max_body` (checked as the body streams). No
+    /// redirect is followed. The agent's HTTPS client uses this.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::Transport`], [`FetchError::Timeout`], [`FetchError::TooLarge`].
+    pub async fn request(
+        &self,
+        dest: &Admitted,
+        port: u16,
+        req: http::Request<Bytes>,
+        limits: &FetchLimits,
+    ) -> Result<http::Response<Bytes>, FetchError> {
+        tokio::time::timeout(
+            limits.deadline,
+            self.exchange(dest, port, req, limits.max_body),
+        )
+        .await
+        .map_err(|_| FetchError::Timeout(limits.deadline))?
+    }
+
+    async fn exchange(
+        &self,
+        dest: &Admitted,
+        port: u16,
+        req: http::Request<Bytes>,
+        max_body: usize,
+    ) -> Result<http::Response<Bytes>, FetchError> {
+        let tls = self.connect(dest).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| FetchError::Transport(format!("HTTP handshake: {e}")))?;
+        // The connection task ends when the exchange does (or when the caller's deadline
+        // drops this future, which drops the sender and so the connection).
+        let driver = tokio::spawn(conn);
+        let authority = match port {
+            443 => dest.host.clone(),
+            p => format!("{}:{p}", dest.host),
+        };
+        let (mut parts, body) = req.into_parts();
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| FetchError::Transport(format!("request: {e}")))?;
+        parts.headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(&authority)
+                .map_err(|e| FetchError::Transport(format!("request: {e}")))?,
+        );
+        if !parts.headers.contains_key(http::header::USER_AGENT) {
+            parts.headers.insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(USER_AGENT),
+            );
+        }
+        let req = http::Request::from_parts(parts, http_body_util::Full::new(body));
+        let result = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| FetchError::Transport(format!("request: {e}")))?;
+            let declared = resp
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_body as u64) {
+                return Err(FetchError::TooLarge { limit: max_body });
+            }
+            let (parts, mut body) = resp.into_parts();
+            let mut out = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| FetchError::Transport(format!("body: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > max_body {
+                        return Err(FetchError::TooLarge { limit: max_body });
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+            Ok(http::Response::from_parts(parts, Bytes::from(out)))
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
+
+fn header(resp: &http::Response<Bytes>, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -160,63 +254,21 @@ impl Transport for HttpsTransport {
         dest: &Admitted,
         limits: &FetchLimits,
     ) -> Result<Fetched, FetchError> {
-        let tls = self.connect(dest).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| FetchError::Transport(format!("HTTP handshake: {e}")))?;
-        // The connection task ends when the exchange does (or when the caller's deadline
-        // drops this future, which drops the sender and so the connection).
-        let driver = tokio::spawn(conn);
-        let authority = match url.port() {
-            443 => url.host().to_owned(),
-            p => format!("{}:{p}", url.host()),
-        };
         let req = http::Request::get(url.path_and_query())
-            .header(http::header::HOST, authority)
             .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, USER_AGENT)
-            .body(http_body_util::Empty::<Bytes>::new())
+            .body(Bytes::new())
             .map_err(|e| FetchError::Transport(format!("request: {e}")))?;
-        let result = async {
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| FetchError::Transport(format!("request: {e}")))?;
-            let declared = resp
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limits.max_body as u64) {
-                return Err(FetchError::TooLarge {
-                    limit: limits.max_body,
-                });
-            }
-            let mut fetched = Fetched::status(resp.status().as_u16());
-            fetched.cache_control = header(&resp, "cache-control");
-            fetched.expires = header(&resp, "expires");
-            fetched.location = header(&resp, "location");
-            fetched.retry_after = header(&resp, "retry-after");
-            let mut body = resp.into_body();
-            let mut out = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| FetchError::Transport(format!("body: {e}")))?;
-                if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > limits.max_body {
-                        return Err(FetchError::TooLarge {
-                            limit: limits.max_body,
-                        });
-                    }
-                    out.extend_from_slice(&data);
-                }
-            }
-            fetched.body = out;
-            Ok(fetched)
-        }
-        .await;
-        driver.abort();
-        result
+        // The caller (the guard) holds the deadline.
+        let resp = self
+            .exchange(dest, url.port(), req, limits.max_body)
+            .await?;
+        let mut fetched = Fetched::status(resp.status().as_u16());
+        fetched.cache_control = header(&resp, "cache-control");
+        fetched.expires = header(&resp, "expires");
+        fetched.location = header(&resp, "location");
+        fetched.retry_after = header(&resp, "retry-after");
+        fetched.body = resp.into_body().to_vec();
+        Ok(fetched)
     }
 }
 

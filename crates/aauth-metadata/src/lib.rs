@@ -24,6 +24,7 @@ pub mod egress;
 mod fetch;
 pub mod freshness;
 mod guard;
+mod publish;
 mod resilience;
 mod resolvers;
 mod url;
@@ -40,6 +41,7 @@ pub use document::{
 pub use egress::{Admitted, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};
 pub use guard::{FetchLimits, GuardedFetch, Transport};
+pub use publish::{PUBLISHED_CACHE_CONTROL, Published};
 pub use resilience::{BreakerConfig, BreakerState, CircuitBreaker, ResilientFetch, RetryPolicy};
 pub use resolvers::DiscoveryResolver;
 pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};

@@ -351,6 +351,23 @@ impl VerifyError {
         out
     }
 
+    /// The whole answer to a request that failed verification under `policy`: the
+    /// status, `Signature-Error` (and the `Accept-Signature-*` fields where they apply),
+    /// and the RFC 9457 body.
+    #[must_use]
+    pub fn to_response(&self, policy: &VerifyPolicy) -> http::Response<String> {
+        let mut r = http::Response::new(self.problem_json());
+        *r.status_mut() = self.status();
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        for (name, value) in self.response_headers(policy) {
+            r.headers_mut().append(name, value);
+        }
+        r
+    }
+
     /// An RFC 9457 problem body with `type` `urn:ietf:params:sig-error:<code>` (-09 §5.2).
     #[must_use]
     pub fn problem_json(&self) -> String {

@@ -68,8 +68,8 @@ pub use components::{AuthoritySource, UriScheme};
 pub use digest::content_digest;
 pub use error::{ComponentError, SignError, VerifyError};
 pub use resolve::{
-    JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList,
-    SchemeResolver, hwk_scheme, resolve_hwk, resolve_jkt_jwt,
+    IssuerJwksUriResolver, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
+    RevocationList, SchemeResolver, hwk_scheme, resolve_hwk, resolve_jkt_jwt,
 };
 pub use sign::{DigestMode, SignOptions, SigningKey, sign, sign_message, sign_request};
 pub use verify::{

@@ -365,3 +365,64 @@ pub trait RevocationList: Send + Sync {
     /// closed with [`VerifyError::Unavailable`].
     async fn is_revoked(&self, iss: &ServerId, jti: &str) -> Result<bool, String>;
 }
+
+/// Resolves `Signature-Key: sig=jwks_uri;id;dwk;kid` through an issuer-key resolver (the
+/// metadata crate's key cache in production, a static set in tests): the signer is `id`,
+/// its key the one its `{id}/.well-known/{dwk}` → `jwks_uri` publishes under `kid`. What
+/// a server uses to verify another server (a Person Server calling an Access Server, a
+/// revocation).
+#[derive(Clone)]
+pub struct IssuerJwksUriResolver {
+    keys: Arc<dyn IssuerKeyResolver>,
+}
+
+impl std::fmt::Debug for IssuerJwksUriResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerJwksUriResolver")
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerJwksUriResolver {
+    /// Resolves through `keys`.
+    #[must_use]
+    pub fn new(keys: Arc<dyn IssuerKeyResolver>) -> Self {
+        Self { keys }
+    }
+}
+
+#[async_trait]
+impl KeyResolver for IssuerJwksUriResolver {
+    async fn resolve(
+        &self,
+        scheme: &Scheme,
+        _ctx: &ResolveContext<'_>,
+    ) -> Result<ResolvedKey, VerifyError> {
+        let Scheme::JwksUri { id, dwk, kid } = scheme else {
+            return Err(VerifyError::UnsupportedScheme {
+                scheme: Some(scheme.name().to_owned()),
+            });
+        };
+        let iss = ServerId::parse(id).map_err(|_| {
+            VerifyError::KeyDiscovery(aauth_tokens::ResolveError::Untrusted { iss: id.clone() })
+        })?;
+        let key = self
+            .keys
+            .resolve(&aauth_tokens::KeyRequest::new(&iss, dwk, kid))
+            .await
+            .map_err(|e| match e {
+                aauth_tokens::ResolveError::Unavailable { reason } => {
+                    VerifyError::Unavailable { reason }
+                }
+                other => VerifyError::KeyDiscovery(other),
+            })?;
+        Ok(ResolvedKey::new(
+            key,
+            KeyIdentity::JwksUri {
+                id: id.clone(),
+                dwk: dwk.clone(),
+                kid: kid.clone(),
+            },
+        ))
+    }
+}

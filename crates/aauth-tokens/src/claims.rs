@@ -221,6 +221,13 @@ pub struct ResourceClaims {
     /// The resource's own interaction, when it needs one first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interaction: Option<InteractionClaim>,
+    /// The most the resource will have granted (draft-hardt-aauth-budgets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::Budget>,
+    /// What recent grants actually consumed, most recent first (at most 20), in
+    /// `budget`'s denomination; only with `budget`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_consumed: Option<Vec<crate::Consumption>>,
 }
 
 /// Claims of an auth token (`aa-auth+jwt`, draft -11 §9.4.1).
@@ -257,6 +264,10 @@ pub struct AuthClaims {
     /// Organization context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The granted budget (draft-hardt-aauth-budgets): authoritative, never more than
+    /// the resource token offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::Budget>,
 }
 
 /// The claims every verification step needs, whatever the token type.
@@ -297,6 +308,18 @@ impl<'a> RawClaims<'a> {
         self.0
             .opt(claim)
             .map_err(|reason| TokenError::Claim { claim, reason })
+    }
+
+    /// The `budget` claim, checked.
+    fn budget(&self) -> Result<Option<crate::Budget>, TokenError> {
+        let b: Option<crate::Budget> = self.opt("budget")?;
+        if let Some(b) = &b {
+            b.check().map_err(|e| TokenError::Claim {
+                claim: "budget",
+                reason: e.0.to_owned(),
+            })?;
+        }
+        Ok(b)
     }
 
     fn req<T: Deserialize<'a>>(&self, claim: &'static str) -> Result<T, TokenError> {
@@ -593,6 +616,25 @@ impl TokenClaims for ResourceClaims {
             tenant: raw.text("tenant", TEXT_MAX)?,
             login_hint: raw.text("login_hint", TEXT_MAX)?,
             interaction: raw.opt("interaction")?,
+            budget: raw.budget()?,
+            budget_consumed: {
+                let records: Option<Vec<crate::Consumption>> = raw.opt("budget_consumed")?;
+                if records.as_ref().is_some_and(|r| {
+                    r.len() > 20 || r.iter().any(|c| c.jti.is_empty() || c.jti.len() > JTI_MAX)
+                }) {
+                    return Err(TokenError::Claim {
+                        claim: "budget_consumed",
+                        reason: "at most 20 records, each naming a jti".to_owned(),
+                    });
+                }
+                if records.is_some() && raw.budget()?.is_none() {
+                    return Err(TokenError::Claim {
+                        claim: "budget_consumed",
+                        reason: "is only allowed with budget".to_owned(),
+                    });
+                }
+                records
+            },
         })
     }
 
@@ -626,6 +668,7 @@ impl TokenClaims for AuthClaims {
             account: raw.text("account", TEXT_MAX)?,
             mission_s256: raw.s256("mission_s256")?,
             tenant: raw.text("tenant", TEXT_MAX)?,
+            budget: raw.budget()?,
         })
     }
 

@@ -42,6 +42,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod budget;
 mod claims;
 mod error;
 mod ids;
@@ -51,6 +52,7 @@ pub mod jws;
 mod mint;
 mod verify;
 
+pub use budget::{BUDGET_AMOUNT_MAX, Budget, BudgetError, Consumption};
 pub use claims::{
     AgentClaims, AuthClaims, Common, Confirmation, InteractionClaim, PersonClaims, RawClaims,
     ResourceClaims, TokenClaims, TokenType,

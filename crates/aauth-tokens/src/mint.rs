@@ -39,6 +39,13 @@ pub struct Minted {
 }
 
 impl Minted {
+    /// A token minted elsewhere (an Access Server's, verified by the caller), with its
+    /// `jti` and `exp`.
+    #[must_use]
+    pub fn from_parts(token: String, jti: String, exp: u64) -> Self {
+        Self { token, jti, exp }
+    }
+
     /// Seconds from `now` until expiry, for `expires_in`.
     #[must_use]
     pub fn expires_in(&self, now: UnixTime) -> u64 {
@@ -370,6 +377,8 @@ impl ResourceTokenBuilder {
                 tenant: None,
                 login_hint: None,
                 interaction: None,
+                budget: None,
+                budget_consumed: None,
             },
             timing: Timing::new(RESOURCE_TOKEN_MAX_LIFETIME),
         }
@@ -386,6 +395,15 @@ impl ResourceTokenBuilder {
     #[must_use]
     pub fn mission_s256(mut self, s256: impl Into<String>) -> Self {
         self.claims.mission_s256 = Some(s256.into());
+        self
+    }
+
+    /// The most the resource will have granted, and what recent grants consumed (at
+    /// most 20 records, most recent first; in `budget`'s denomination).
+    #[must_use]
+    pub fn budget(mut self, budget: crate::Budget, consumed: Vec<crate::Consumption>) -> Self {
+        self.claims.budget = Some(budget);
+        self.claims.budget_consumed = (!consumed.is_empty()).then_some(consumed);
         self
     }
 
@@ -493,6 +511,7 @@ impl AuthTokenBuilder {
                 account: None,
                 mission_s256: None,
                 tenant: None,
+                budget: None,
             },
             timing: Timing::new(AUTH_TOKEN_MAX_LIFETIME),
         }
@@ -516,6 +535,13 @@ impl AuthTokenBuilder {
     #[must_use]
     pub fn mission_s256(mut self, s256: impl Into<String>) -> Self {
         self.claims.mission_s256 = Some(s256.into());
+        self
+    }
+
+    /// The granted budget (never more than the resource token offered).
+    #[must_use]
+    pub fn budget(mut self, budget: crate::Budget) -> Self {
+        self.claims.budget = Some(budget);
         self
     }
 

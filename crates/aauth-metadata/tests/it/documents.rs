@@ -345,3 +345,55 @@ fn aauth_go_metadata_vectors() {
         assert_eq!(back, case["json"], "{doc}");
     }
 }
+
+#[test]
+fn published_documents_round_trip_through_discovery() {
+    use aauth_metadata::{KeyDiscovery, PUBLISHED_CACHE_CONTROL, Published, ResourceMetadata};
+    let issuer = ServerId::parse("https://resource.example").unwrap();
+    let mut doc = ResourceMetadata::new(issuer.clone());
+    doc.common.jwks_uri = Some(HttpsUrl::parse("https://resource.example/jwks.json").unwrap());
+    doc.access_mode = Some(AccessMode::AuthToken);
+    let key = aauth_keys::PrivateKey::ed25519_from_seed(&[4; 32]);
+    let mut jwk = key.public_key().to_jwk();
+    jwk.kid = Some("rs-1".to_owned());
+    let published = Published::new(&doc).jwks("/jwks.json", &aauth_keys::JwkSet::from_jwks(&[jwk]));
+    assert_eq!(
+        published.paths().collect::<Vec<_>>(),
+        ["/.well-known/aauth-resource.json", "/jwks.json"]
+    );
+
+    let get = published
+        .respond(&http::Method::GET, "/.well-known/aauth-resource.json")
+        .unwrap();
+    assert_eq!(get.headers()["content-type"], "application/json");
+    assert_eq!(get.headers()["cache-control"], PUBLISHED_CACHE_CONTROL);
+    // What is served is what a verifier's discovery accepts for that issuer.
+    let parsed = ResourceMetadata::parse_for(get.body(), &issuer).unwrap();
+    assert_eq!(parsed, doc);
+    let d = KeyDiscovery::parse_for("aauth-resource.json", get.body(), &issuer).unwrap();
+    assert_eq!(d.jwks_uri.as_str(), "https://resource.example/jwks.json");
+    let jwks = published.respond(&http::Method::GET, "/jwks.json").unwrap();
+    assert_eq!(
+        aauth_keys::JwkSet::from_json(jwks.body()).unwrap().kids(),
+        ["rs-1"]
+    );
+
+    let head = published
+        .respond(&http::Method::HEAD, "/jwks.json")
+        .unwrap();
+    assert!(head.body().is_empty());
+    assert_eq!(
+        head.headers()["content-length"],
+        jwks.body().len().to_string()
+    );
+    let post = published
+        .respond(&http::Method::POST, "/jwks.json")
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    assert!(
+        published
+            .respond(&http::Method::GET, "/jwks.json/")
+            .is_none()
+    );
+}

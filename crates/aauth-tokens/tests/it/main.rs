@@ -10,6 +10,7 @@
     reason = "a test binary: fixtures are shared between modules and may fail loudly"
 )]
 
+mod budget;
 mod common;
 mod ids;
 mod jkt;
