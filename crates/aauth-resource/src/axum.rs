@@ -9,12 +9,20 @@
 //! async fn open(admitted: Admitted) -> String {
 //!     format!("{:?}", admitted.pseudonym())
 //! }
+//! async fn me(person: aauth_resource::Person) -> String {
+//!     format!("{} at {}", person.sub, person.iss.as_str())
+//! }
+//! async fn doc(aauth_resource::Authorization(auth): aauth_resource::Authorization) -> String {
+//!     format!("scope {:?}", auth.scope)
+//! }
 //! let _app: axum::Router = axum::Router::new()
 //!     .route("/data", axum::routing::get(data))
-//!     .route("/open", axum::routing::get(open));
+//!     .route("/open", axum::routing::get(open))
+//!     .route("/me", axum::routing::get(me))
+//!     .route("/doc", axum::routing::get(doc));
 //! ```
 
-use aauth_tokens::AgentId;
+use aauth_tokens::{AgentId, AuthClaims, BoundToken, ServerId};
 use axum_core::body::Body;
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
@@ -26,6 +34,23 @@ use crate::{Admitted, Refusal};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent(pub AgentId);
 
+/// The verified person of a person-token or auth-token route: the pair `(iss, sub)` of
+/// the person or auth token (never compare `sub` across issuers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Person {
+    /// The token's issuer (a Person Server, or the resource's Access Server).
+    pub iss: ServerId,
+    /// The person's directed identifier at this resource.
+    pub sub: String,
+    /// The mission the token was issued under.
+    pub mission_s256: Option<String>,
+}
+
+/// The verified authorization of an auth-token route: the auth token's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization(pub AuthClaims);
+
 /// Why an extractor found no admitted caller.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -35,6 +60,10 @@ pub enum NotAdmitted {
     /// The caller was admitted but is not an agent (for example a pseudonymous key):
     /// `403`.
     NotAnAgent,
+    /// The caller was admitted without a person or auth token: `403`.
+    NoPerson,
+    /// The caller was admitted without an auth token: `403`.
+    NoAuthorization,
 }
 
 impl IntoResponse for NotAdmitted {
@@ -58,6 +87,15 @@ impl IntoResponse for NotAdmitted {
             }
             Self::NotAnAgent => Refusal::Forbidden {
                 detail: "this resource serves agents identified by an agent token".to_owned(),
+            }
+            .into_response(),
+            Self::NoPerson => Refusal::Forbidden {
+                detail: "this resource serves a person identified by a person or auth token"
+                    .to_owned(),
+            }
+            .into_response(),
+            Self::NoAuthorization => Refusal::Forbidden {
+                detail: "this resource requires an auth token".to_owned(),
             }
             .into_response(),
         }
@@ -95,5 +133,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Agent {
             .cloned()
             .map(Self)
             .ok_or(NotAdmitted::NotAnAgent)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Person {
+    type Rejection = NotAdmitted;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, NotAdmitted> {
+        let admitted = parts
+            .extensions
+            .get::<Admitted>()
+            .ok_or(NotAdmitted::NoLayer)?;
+        let (iss, sub) = admitted.person().ok_or(NotAdmitted::NoPerson)?;
+        Ok(Self {
+            iss: iss.clone(),
+            sub: sub.to_owned(),
+            mission_s256: admitted.mission_s256().map(str::to_owned),
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authorization {
+    type Rejection = NotAdmitted;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, NotAdmitted> {
+        let admitted = parts
+            .extensions
+            .get::<Admitted>()
+            .ok_or(NotAdmitted::NoLayer)?;
+        match admitted.token() {
+            Some(BoundToken::Auth(a)) => Ok(Self(a.claims.clone())),
+            _ => Err(NotAdmitted::NoAuthorization),
+        }
     }
 }

@@ -14,6 +14,7 @@ use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, request::Parts};
 
+use crate::tokens::{AuthorizationRequest, Basis, ResourceTokens, scope_covers};
 use crate::{
     ReplayStore, Session, SessionStore, SessionStoreError, TokenCacheConfig, VerifiedTokenCache,
 };
@@ -30,6 +31,16 @@ pub enum Access {
     /// An agent token and a session token (`Authorization: AAuth`, covered by the
     /// signature) the resource issued: the session-token (two-party) access mode.
     SessionToken,
+    /// A person token for this resource (`aa-person+jwt`), or an auth token for it: the
+    /// person-token access mode. An agent token alone is answered with
+    /// `requirement=person-token`.
+    PersonToken,
+    /// An auth token for this resource granting the route's scope (`aa-auth+jwt`): the
+    /// auth-token access mode (three- or four-party). A person token is answered with
+    /// `requirement=auth-token` and a resource token minted from it; an auth token that
+    /// lacks the scope, with a step-up resource token minted from that auth token; an
+    /// agent token alone, with `requirement=person-token`.
+    AuthToken,
 }
 
 /// A route's verification policy: what it requires and how strictly it checks.
@@ -43,6 +54,7 @@ pub enum Access {
 pub struct RoutePolicy {
     access: Access,
     verify: VerifyPolicy,
+    scope: Option<String>,
 }
 
 impl RoutePolicy {
@@ -52,13 +64,33 @@ impl RoutePolicy {
     pub fn new(access: Access) -> Self {
         let schemes: &[&str] = match access {
             Access::Pseudonymous => &["hwk"],
-            Access::AgentToken | Access::SessionToken => &["jwt"],
+            Access::AgentToken | Access::SessionToken | Access::PersonToken | Access::AuthToken => {
+                &["jwt"]
+            }
         };
         // A session route checks that `authorization` is covered whenever the request
         // carries one (see `Route::session`), so an agent without a session is told so
         // (403) after it authenticates rather than asked to cover a header it lacks.
         let verify = VerifyPolicy::default().accept_schemes(schemes);
-        Self { access, verify }
+        Self {
+            access,
+            verify,
+            scope: None,
+        }
+    }
+
+    /// The scope an auth-token route requires (space-separated; every value must be
+    /// granted) and puts in the resource tokens it mints.
+    #[must_use]
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.scope = Some(scope.to_owned());
+        self
+    }
+
+    /// The scope the route requires, if any.
+    #[must_use]
+    pub fn required_scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 
     /// What the route requires.
@@ -71,6 +103,15 @@ impl RoutePolicy {
     #[must_use]
     pub fn require_component(mut self, component: &str) -> Self {
         self.verify = self.verify.require(component);
+        self
+    }
+
+    /// Accepts exactly the `Signature-Key` schemes `schemes` (by default `hwk` for a
+    /// pseudonymous route, `jwt` for the others). A route that needs a token still refuses
+    /// a request without one.
+    #[must_use]
+    pub fn accept_schemes(mut self, schemes: &[&str]) -> Self {
+        self.verify = self.verify.accept_schemes(schemes);
         self
     }
 
@@ -114,6 +155,49 @@ impl Admitted {
         }
     }
 
+    /// The verified token that bound the signing key, for the `jwt` scheme.
+    #[must_use]
+    pub fn token(&self) -> Option<&BoundToken> {
+        match &self.request.identity {
+            KeyIdentity::Token(t) => Some(t.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The person, as their Person Server and directed identifier: `(iss, sub)` of a
+    /// person token, `(ps, sub)` of an auth token (the same pair whether the Person
+    /// Server or the resource's Access Server issued it). `sub` is never compared across
+    /// Person Servers.
+    #[must_use]
+    pub fn person(&self) -> Option<(&ServerId, &str)> {
+        match self.token()? {
+            BoundToken::Person(p) => Some((&p.claims.iss, p.claims.sub.as_str())),
+            // The person's Person Server is `ps` (an Access Server's token has its own
+            // `iss`): (ps, sub) is the same person in three- and four-party access.
+            BoundToken::Auth(a) => Some((&a.claims.ps, a.claims.sub.as_str())),
+            _ => None,
+        }
+    }
+
+    /// The scope granted by the verified auth token.
+    #[must_use]
+    pub fn scope(&self) -> Option<&str> {
+        match self.token()? {
+            BoundToken::Auth(a) => a.claims.scope.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The mission of the verified person or auth token.
+    #[must_use]
+    pub fn mission_s256(&self) -> Option<&str> {
+        match self.token()? {
+            BoundToken::Person(p) => p.claims.mission_s256.as_deref(),
+            BoundToken::Auth(a) => a.claims.mission_s256.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The key's RFC 7638 thumbprint, when a pseudonymous key was verified.
     #[must_use]
     pub fn pseudonym(&self) -> Option<&Thumbprint> {
@@ -136,10 +220,24 @@ pub enum Refusal {
     /// A signature failure: `401` with `Signature-Error` (and `Accept-Signature-*`), or
     /// `503` when the signer's keys cannot be obtained now.
     Signature {
-        /// The failure.
-        error: VerifyError,
+        /// The failure (boxed: it is large and refusals are returned by value).
+        error: Box<VerifyError>,
         /// The headers to send.
         headers: Vec<(http::HeaderName, HeaderValue)>,
+    },
+    /// Signed, but with a token that cannot serve here: `401` with `AAuth-Requirement`
+    /// saying what to obtain (`person-token`, or `auth-token` with a resource token).
+    Challenge {
+        /// The requirement.
+        requirement: Requirement,
+    },
+    /// A request the endpoint cannot act on: `400` with the draft's `error` code
+    /// (`invalid_request`, `invalid_scope`, `invalid_account`).
+    Invalid {
+        /// The error code.
+        error: &'static str,
+        /// Why.
+        detail: String,
     },
     /// Authenticated but not allowed: `403`, without signature headers.
     Forbidden {
@@ -187,7 +285,8 @@ impl Refusal {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unsigned { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unsigned { .. } | Self::Challenge { .. } => StatusCode::UNAUTHORIZED,
+            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Signature { error, .. } => error.status(),
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -208,18 +307,29 @@ impl Refusal {
         let mut headers = Vec::new();
         let body = match self {
             Self::Unsigned { requirement } => {
-                if let Some(v) = AAuthRequirement::new(requirement)
-                    .serialize()
-                    .ok()
-                    .and_then(|s| HeaderValue::from_str(&s).ok())
-                {
-                    headers.push((names::AAUTH_REQUIREMENT, v));
-                }
+                headers.extend(requirement_header(requirement));
                 problem(
                     status,
                     "Signature required",
                     "the request carries no HTTP message signature",
                 )
+            }
+            Self::Challenge { requirement } => {
+                let detail = match &requirement {
+                    Requirement::PersonToken => {
+                        "obtain a person token for this resource from your Person Server"
+                    }
+                    Requirement::AuthToken { .. } => {
+                        "take the resource token to your Person Server for an auth token"
+                    }
+                    _ => "present the required token",
+                };
+                headers.extend(requirement_header(requirement));
+                problem(status, "Token required", detail)
+            }
+            Self::Invalid { error, detail } => {
+                serde_json::json!({ "type": "about:blank", "status": 400, "title": "Invalid request", "error": error, "detail": detail })
+                    .to_string()
             }
             Self::Signature { error, headers: h } => {
                 headers = h;
@@ -268,9 +378,40 @@ impl Refusal {
     }
 }
 
+fn requirement_header(requirement: Requirement) -> Option<(http::HeaderName, HeaderValue)> {
+    AAuthRequirement::new(requirement)
+        .serialize()
+        .ok()
+        .and_then(|s| HeaderValue::from_str(&s).ok())
+        .map(|v| (names::AAUTH_REQUIREMENT, v))
+}
+
 fn problem(status: StatusCode, title: &str, detail: &str) -> String {
     serde_json::json!({ "type": "about:blank", "status": status.as_u16(), "title": title, "detail": detail })
         .to_string()
+}
+
+/// What a route decided about a request.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Admitted.
+    Admit(Box<Admitted>),
+    /// `401 requirement=auth-token` with this resource token, minted for `request`.
+    AuthChallenge {
+        resource_token: String,
+        request: Box<VerifiedRequest>,
+    },
+    /// Refused.
+    Refuse(Refusal),
+}
+
+/// Why a verified request's token cannot serve on a route.
+#[derive(Debug)]
+pub(crate) enum Gated {
+    /// `401 requirement=auth-token` with this resource token.
+    AuthChallenge(String),
+    /// Refused.
+    Refuse(Refusal),
 }
 
 /// A resource: its identifier and how it resolves keys. Cheap to clone.
@@ -279,6 +420,7 @@ pub struct Resource {
     id: ServerId,
     resolver: Arc<dyn KeyResolver>,
     revocations: Option<Arc<dyn RevocationList>>,
+    tokens: Option<Arc<ResourceTokens>>,
 }
 
 impl std::fmt::Debug for Resource {
@@ -290,20 +432,27 @@ impl std::fmt::Debug for Resource {
 }
 
 impl Resource {
-    /// A resource `id` verifying agent tokens with issuer keys from `issuer_keys` (the
-    /// metadata crate's `KeyCache` in production) and pseudonymous `hwk` keys, with a
-    /// [`VerifiedTokenCache`] (default bounds) in front: a token is verified once, then each
-    /// request it signs costs one signature check.
+    /// A resource `id` verifying agent, person and auth tokens with issuer keys from
+    /// `issuer_keys` (the metadata crate's `KeyCache` in production) and pseudonymous `hwk`
+    /// keys, with a [`VerifiedTokenCache`] (default bounds) in front: a token is verified
+    /// once, then each request it signs costs one signature check. Person and auth tokens
+    /// must name `id` in `aud`; each route then accepts only the types its [`Access`]
+    /// names.
     #[must_use]
     pub fn new(id: ServerId, issuer_keys: Arc<dyn IssuerKeyResolver>) -> Self {
-        let schemes = SchemeResolver::new()
-            .hwk()
-            .jwt(JwtResolver::new(issuer_keys, &[TokenType::Agent]).audience(id.clone()));
+        let schemes = SchemeResolver::new().hwk().jwt(
+            JwtResolver::new(
+                issuer_keys,
+                &[TokenType::Agent, TokenType::Person, TokenType::Auth],
+            )
+            .audience(id.clone()),
+        );
         let cache = VerifiedTokenCache::new(Arc::new(schemes), TokenCacheConfig::default());
         Self {
             id,
             resolver: Arc::new(cache),
             revocations: None,
+            tokens: None,
         }
     }
 
@@ -314,6 +463,7 @@ impl Resource {
             id,
             resolver,
             revocations: None,
+            tokens: None,
         }
     }
 
@@ -323,6 +473,14 @@ impl Resource {
     #[must_use]
     pub fn revocations(mut self, list: Arc<dyn RevocationList>) -> Self {
         self.revocations = Some(list);
+        self
+    }
+
+    /// Mints resource tokens with `tokens` on every route made after this call: what
+    /// auth-token routes and the authorization endpoint need.
+    #[must_use]
+    pub fn resource_tokens(mut self, tokens: ResourceTokens) -> Self {
+        self.tokens = Some(Arc::new(tokens));
         self
     }
 
@@ -340,11 +498,13 @@ impl Resource {
             verifier = verifier.revocations(Arc::clone(list));
         }
         Route {
+            id: self.id.clone(),
             verifier,
             policy,
             replay: None,
             sessions: None,
             roll: false,
+            tokens: self.tokens.clone(),
         }
     }
 }
@@ -352,6 +512,8 @@ impl Resource {
 /// A resource route: its policy and the verifier built for it. Cheap to clone.
 #[derive(Clone)]
 pub struct Route {
+    id: ServerId,
+    tokens: Option<Arc<ResourceTokens>>,
     policy: RoutePolicy,
     verifier: Verifier,
     replay: Option<Arc<dyn ReplayStore>>,
@@ -454,7 +616,10 @@ impl Route {
             required.push("authorization".to_owned());
             let error = VerifyError::MissingComponents { required };
             let headers = error.response_headers(&self.policy.verify);
-            return Err(Refusal::Signature { error, headers });
+            return Err(Refusal::Signature {
+                error: Box::new(error),
+                headers,
+            });
         }
         let value = match (first, second) {
             (Some(v), None) => v,
@@ -502,6 +667,193 @@ impl Route {
         Ok((session, rolled))
     }
 
+    /// Whether the verified token may serve on this route: the type the access mode
+    /// names, an auth token from an issuer this resource trusts with the scope the route
+    /// requires. Otherwise the refusal, with a freshly minted resource token where the
+    /// draft asks for one (RS-30: only after a person or auth token verified).
+    fn token_gate(&self, request: &VerifiedRequest, now: UnixTime) -> Result<(), Refusal> {
+        let token = match &request.identity {
+            KeyIdentity::Token(t) => Some(t.as_ref()),
+            _ => None,
+        };
+        let wrong = |t: &BoundToken, expected: TokenType| {
+            let error = VerifyError::Token(aauth_tokens::TokenError::WrongType {
+                expected: expected.typ(),
+                found: Some(t.token_type().typ().to_owned()),
+            });
+            let headers = error.response_headers(&self.policy.verify);
+            Refusal::Signature {
+                error: Box::new(error),
+                headers,
+            }
+        };
+        let person_token = || Refusal::Challenge {
+            requirement: Requirement::PersonToken,
+        };
+        match (self.policy.access, token) {
+            (Access::Pseudonymous, _) => Ok(()),
+            // Another scheme the route was told to accept (`hwk`, `jwks_uri`, …): signed,
+            // but no agent token.
+            (Access::AgentToken | Access::SessionToken, None) => Err(Refusal::Challenge {
+                requirement: Requirement::AgentToken,
+            }),
+            (Access::PersonToken | Access::AuthToken, None) => Err(person_token()),
+            (Access::AgentToken | Access::SessionToken, Some(t)) => match t {
+                BoundToken::Agent(_) => Ok(()),
+                other => Err(wrong(other, TokenType::Agent)),
+            },
+            (Access::PersonToken, Some(t)) => match t {
+                BoundToken::Person(_) => Ok(()),
+                BoundToken::Auth(a) => self.trusted_auth(a),
+                _ => Err(person_token()),
+            },
+            (Access::AuthToken, Some(t)) => {
+                let Some(scope) = self.policy.scope.as_deref() else {
+                    return Err(Refusal::Misconfigured {
+                        detail: "an auth-token route needs a scope".to_owned(),
+                    });
+                };
+                match t {
+                    BoundToken::Person(p) => {
+                        Err(self.auth_challenge(Basis::person(&p.claims), scope, request, now)?)
+                    }
+                    BoundToken::Auth(a) => {
+                        self.trusted_auth(a)?;
+                        if scope_covers(a.claims.scope.as_deref().unwrap_or(""), scope) {
+                            Ok(())
+                        } else {
+                            // Step-up: the resource token derives from the auth token
+                            // presented (ps, sub, presented_jti from it).
+                            Err(self.auth_challenge(Basis::auth(&a.claims), scope, request, now)?)
+                        }
+                    }
+                    _ => Err(person_token()),
+                }
+            }
+        }
+    }
+
+    /// An auth token is honoured only from the issuer the resource's configuration names:
+    /// its Access Server (four-party) or, without one, the person's Person Server itself
+    /// (`iss` = `ps`, three-party).
+    fn trusted_auth(
+        &self,
+        a: &aauth_tokens::Verified<aauth_tokens::AuthClaims>,
+    ) -> Result<(), Refusal> {
+        let access_server = self.tokens.as_ref().and_then(|t| t.access_server.as_ref());
+        let trusted = match access_server {
+            Some(as_id) => a.claims.iss == *as_id && a.claims.dwk == "aauth-access.json",
+            None => a.claims.iss == a.claims.ps && a.claims.dwk == "aauth-person.json",
+        };
+        if trusted {
+            Ok(())
+        } else {
+            Err(Refusal::Forbidden {
+                detail: format!(
+                    "auth tokens from {} are not accepted here",
+                    a.claims.iss.as_str()
+                ),
+            })
+        }
+    }
+
+    /// `401 requirement=auth-token` with a resource token for `scope` derived from `basis`.
+    fn auth_challenge(
+        &self,
+        basis: Basis<'_>,
+        scope: &str,
+        request: &VerifiedRequest,
+        now: UnixTime,
+    ) -> Result<Refusal, Refusal> {
+        let tokens = self.tokens.as_ref().ok_or_else(|| Refusal::Misconfigured {
+            detail: "an auth-token route needs resource tokens (Resource::resource_tokens)"
+                .to_owned(),
+        })?;
+        let resource_token = tokens.mint(&self.id, &basis, scope, None, &request.key, now)?;
+        Ok(Refusal::Challenge {
+            requirement: Requirement::AuthToken { resource_token },
+        })
+    }
+
+    /// The authorization endpoint (draft -11 §8.1) on a person-token route: verifies the
+    /// request, reads `{"scope": "...", "account": "..."}` and answers
+    /// `200 {"resource_token": "..."}`, or the refusal. The resource token's `aud` is the
+    /// resource's Access Server, or the person token's Person Server.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] to answer with: as [`Route::check`]; `401 requirement=person-token`
+    /// when the request is not signed with a person token; `400` `invalid_request`,
+    /// `invalid_scope` or `invalid_account`; `500` when the route is not a person-token
+    /// route or the resource mints no resource tokens.
+    pub async fn authorize(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<String, Refusal> {
+        if self.policy.access != Access::PersonToken {
+            return Err(Refusal::Misconfigured {
+                detail: "the authorization endpoint is a person-token route".to_owned(),
+            });
+        }
+        let admitted = self.check(parts, body, now).await?;
+        let Some(BoundToken::Person(p)) = admitted.token() else {
+            return Err(Refusal::Challenge {
+                requirement: Requirement::PersonToken,
+            });
+        };
+        let tokens = self.tokens.as_ref().ok_or_else(|| Refusal::Misconfigured {
+            detail: "the authorization endpoint needs resource tokens".to_owned(),
+        })?;
+        let req = AuthorizationRequest::parse(body)?;
+        tokens.check_scope(&req.scope)?;
+        if let Some(account) = &req.account
+            && !tokens.holds_account(&p.claims.iss, &p.claims.sub, account)
+        {
+            return Err(Refusal::Invalid {
+                error: "invalid_account",
+                detail: "the account is not held by the person the person token identifies"
+                    .to_owned(),
+            });
+        }
+        tokens.mint(
+            &self.id,
+            &Basis::person(&p.claims),
+            &req.scope,
+            req.account.as_deref(),
+            &admitted.request.key,
+            now,
+        )
+    }
+
+    /// [`Route::authorize`] as a response: `200 {"resource_token": "..."}` with
+    /// `Cache-Control: no-store`, or the refusal's response.
+    pub async fn authorization_response(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        match self.authorize(parts, body, now).await {
+            Ok(token) => {
+                let body = serde_json::json!({ "resource_token": token }).to_string();
+                let mut resp = http::Response::new(Bytes::from(body));
+                let h = resp.headers_mut();
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                resp
+            }
+            Err(refusal) => refusal.into_http_response(),
+        }
+    }
+
     /// The route's policy.
     #[must_use]
     pub fn policy(&self) -> &RoutePolicy {
@@ -524,6 +876,9 @@ impl Route {
             (false, Access::AgentToken | Access::SessionToken) => Some(Refusal::Unsigned {
                 requirement: Requirement::AgentToken,
             }),
+            (false, Access::PersonToken | Access::AuthToken) => Some(Refusal::Unsigned {
+                requirement: Requirement::PersonToken,
+            }),
             // A pseudonymous endpoint has no token to ask for: the verifier answers
             // `invalid_signature` and the schemes it accepts.
             _ => None,
@@ -542,16 +897,66 @@ impl Route {
         body: &[u8],
         now: UnixTime,
     ) -> Result<Admitted, Refusal> {
+        match self.decide(parts, body, now).await {
+            Outcome::Admit(a) => Ok(*a),
+            Outcome::AuthChallenge { resource_token, .. } => Err(Refusal::Challenge {
+                requirement: Requirement::AuthToken { resource_token },
+            }),
+            Outcome::Refuse(r) => Err(r),
+        }
+    }
+
+    /// The signature check alone (no token-type gate, no replay record): what a poll of a
+    /// pending URL needs before it looks at the token.
+    pub(crate) async fn verify_only(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<VerifiedRequest, Refusal> {
         if let Some(refusal) = self.precheck(parts) {
             return Err(refusal);
         }
-        let request = match self.verifier.verify(parts, body, now).await {
-            Ok(request) => request,
-            Err(error) => {
+        self.verifier
+            .verify(parts, body, now)
+            .await
+            .map_err(|error| {
                 let headers = error.response_headers(&self.policy.verify);
-                return Err(Refusal::Signature { error, headers });
-            }
+                Refusal::Signature {
+                    error: Box::new(error),
+                    headers,
+                }
+            })
+    }
+
+    /// Whether a verified request's token may serve here; an auth-token challenge comes
+    /// back separately so that a deferring layer can hold the request instead.
+    pub(crate) fn gate(&self, request: &VerifiedRequest, now: UnixTime) -> Result<(), Gated> {
+        match self.token_gate(request, now) {
+            Ok(()) => Ok(()),
+            Err(Refusal::Challenge {
+                requirement: Requirement::AuthToken { resource_token },
+            }) => Err(Gated::AuthChallenge(resource_token)),
+            Err(r) => Err(Gated::Refuse(r)),
+        }
+    }
+
+    /// The whole check, with the auth-token challenge kept apart.
+    pub(crate) async fn decide(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Outcome {
+        let request = match self.verify_only(parts, body, now).await {
+            Ok(r) => r,
+            Err(r) => return Outcome::Refuse(r),
         };
+        match self.gate(&request, now) {
+            Ok(()) => {}
+            Err(Gated::AuthChallenge(resource_token)) => {
+                return Outcome::AuthChallenge {
+                    resource_token,
+                    request: Box::new(request),
+                };
+            }
+            Err(Gated::Refuse(r)) => return Outcome::Refuse(r),
+        }
         // Recorded only now, after the signature verified (no pre-burning, R6).
         if let Some(store) = &self.replay
             && !parts.method.is_safe()
@@ -564,20 +969,24 @@ impl Route {
             let until = UnixTime(created.max(now.as_secs())).plus(self.policy.verify.window);
             match store.first_use(request.replay_key(), until, now).await {
                 Ok(true) => {}
-                Ok(false) => return Err(Refusal::Replayed),
-                Err(e) => return Err(Refusal::ReplayStoreUnavailable { reason: e.reason }),
+                Ok(false) => return Outcome::Refuse(Refusal::Replayed),
+                Err(e) => {
+                    return Outcome::Refuse(Refusal::ReplayStoreUnavailable { reason: e.reason });
+                }
             }
         }
         let (session, rolled) = if self.policy.access == Access::SessionToken {
-            let (s, r) = self.session(parts, &request, now).await?;
-            (Some(s), r)
+            match self.session(parts, &request, now).await {
+                Ok((s, r)) => (Some(s), r),
+                Err(r) => return Outcome::Refuse(r),
+            }
         } else {
             (None, None)
         };
-        Ok(Admitted {
+        Outcome::Admit(Box::new(Admitted {
             request,
             session,
             rolled,
-        })
+        }))
     }
 }

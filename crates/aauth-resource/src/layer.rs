@@ -7,13 +7,21 @@ use std::task::{Context, Poll};
 
 use aauth_keys::time::Clock;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Refusal, Route};
+use aauth_keys::time::UnixTime;
+use aauth_signing::{KeyIdentity, VerifiedRequest};
+use aauth_tokens::BoundToken;
+
+use crate::deferred::{
+    Claim, DeferredAuth, Held, HeldState, StoredResponse, pending_response, problem,
+};
+use crate::gate::{Gated, Outcome};
+use crate::{Admitted, Refusal, Route};
 
 /// The default cap on a request body the layer buffers for the digest check (1 MiB).
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -30,6 +38,7 @@ pub struct AAuthLayer {
     route: Arc<Route>,
     clock: Arc<dyn Clock>,
     max_body: usize,
+    deferred: Option<Arc<DeferredAuth>>,
 }
 
 impl std::fmt::Debug for AAuthLayer {
@@ -49,7 +58,18 @@ impl AAuthLayer {
             route: Arc::new(route),
             clock,
             max_body: DEFAULT_MAX_BODY,
+            deferred: None,
         }
+    }
+
+    /// Delivers `requirement=auth-token` as a `202` that holds the invocation (draft -11
+    /// §8.2): the first poll of the pending URL presenting a valid auth token runs it,
+    /// and its result is replayed to that auth token until it expires. The layer must
+    /// also see the requests to `deferred`'s pending URLs.
+    #[must_use]
+    pub fn defer_auth_token(mut self, deferred: DeferredAuth) -> Self {
+        self.deferred = Some(Arc::new(deferred));
+        self
     }
 
     /// The largest body accepted, in bytes.
@@ -92,9 +112,11 @@ impl<S, B, ResB> Service<Request<B>> for AAuthService<S>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send,
+    S::Error: Send,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    ResB: From<Bytes>,
+    ResB: From<Bytes> + Body<Data = Bytes> + Send + 'static,
+    ResB::Error: std::fmt::Display,
 {
     type Response = Response<ResB>;
     type Error = S::Error;
@@ -133,10 +155,17 @@ where
                     return Ok(refusal.into_http_response().map(ResB::from));
                 }
             };
-            match layer.route.check(&parts, &bytes, layer.clock.now()).await {
-                Ok(admitted) => {
+            let now = layer.clock.now();
+            if let Some(d) = &layer.deferred
+                && let Some(id) = d.id_of(parts.uri.path())
+            {
+                let id = id.to_owned();
+                return poll_pending(&layer.route, d, &id, parts, bytes, now, inner).await;
+            }
+            match layer.route.decide(&parts, &bytes, now).await {
+                Outcome::Admit(admitted) => {
                     let rolled = admitted.rolled.clone();
-                    parts.extensions.insert(admitted);
+                    parts.extensions.insert(*admitted);
                     let mut resp = inner
                         .call(Request::from_parts(parts, Full::new(bytes)))
                         .await?;
@@ -149,8 +178,253 @@ where
                     }
                     Ok(resp)
                 }
-                Err(refusal) => Ok(refusal.into_http_response().map(ResB::from)),
+                Outcome::AuthChallenge {
+                    resource_token,
+                    request,
+                } => Ok(match &layer.deferred {
+                    Some(d) => hold(d, parts, bytes, &resource_token, &request, now).await,
+                    None => Refusal::Challenge {
+                        requirement: aauth_headers::Requirement::AuthToken { resource_token },
+                    }
+                    .into_http_response(),
+                }
+                .map(ResB::from)),
+                Outcome::Refuse(refusal) => Ok(refusal.into_http_response().map(ResB::from)),
             }
         })
     }
+}
+
+fn requirement_value(resource_token: String) -> Option<http::HeaderValue> {
+    aauth_headers::AAuthRequirement::new(aauth_headers::Requirement::AuthToken { resource_token })
+        .serialize()
+        .ok()
+        .and_then(|v| http::HeaderValue::from_str(&v).ok())
+}
+
+/// The person a verified person or auth token names: `(ps, sub)`.
+fn person_of(request: &VerifiedRequest) -> Option<(String, String)> {
+    match &request.identity {
+        KeyIdentity::Token(t) => match t.as_ref() {
+            BoundToken::Person(p) => Some((p.claims.iss.as_str().to_owned(), p.claims.sub.clone())),
+            BoundToken::Auth(a) => Some((a.claims.ps.as_str().to_owned(), a.claims.sub.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Holds the invocation and answers `202` with its pending URL.
+async fn hold(
+    d: &DeferredAuth,
+    parts: http::request::Parts,
+    body: Bytes,
+    resource_token: &str,
+    request: &VerifiedRequest,
+    now: UnixTime,
+) -> Response<Bytes> {
+    let Some((ps, sub)) = person_of(request) else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "no person to hold for",
+        );
+    };
+    let id = match DeferredAuth::new_id() {
+        Ok(id) => id,
+        Err(e) => return unavailable(&e.reason),
+    };
+    let held = Held {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+        jkt: request.key.thumbprint().as_str().to_owned(),
+        ps,
+        sub,
+        expires: now.plus(d.ttl),
+    };
+    match d.store.hold(&id, held, now).await {
+        Ok(()) => pending_response(
+            &format!("{}{id}", d.prefix),
+            requirement_value(resource_token.to_owned()),
+            0,
+        ),
+        Err(e) => unavailable(&e.reason),
+    }
+}
+
+fn unavailable(reason: &str) -> Response<Bytes> {
+    let mut r = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        reason,
+    );
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    r
+}
+
+fn replay<ResB: From<Bytes>>(stored: StoredResponse) -> Response<ResB> {
+    let mut r = Response::new(ResB::from(stored.body));
+    *r.status_mut() = stored.status;
+    *r.headers_mut() = stored.headers;
+    r
+}
+
+/// A poll (or cancel) of a pending URL.
+async fn poll_pending<S, ResB>(
+    route: &Route,
+    d: &DeferredAuth,
+    id: &str,
+    parts: http::request::Parts,
+    body: Bytes,
+    now: UnixTime,
+    mut inner: S,
+) -> Result<Response<ResB>, S::Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    ResB: From<Bytes> + Body<Data = Bytes>,
+    ResB::Error: std::fmt::Display,
+{
+    let answer = |r: Response<Bytes>| Ok(r.map(ResB::from));
+    let request = match route.verify_only(&parts, &body, now).await {
+        Ok(r) => r,
+        Err(refusal) => return answer(refusal.into_http_response()),
+    };
+    let (held, state) = match d.store.get(id, now).await {
+        // Only the agent key that made the request may see it; anyone else learns nothing.
+        Ok(Some((h, s))) if h.jkt == request.key.thumbprint().as_str() => (h, s),
+        Ok(_) => {
+            return answer(problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such pending request",
+            ));
+        }
+        Err(e) => return answer(unavailable(&e.reason)),
+    };
+    let gone = || problem(StatusCode::GONE, "gone", "this pending request has ended");
+    if parts.method == Method::DELETE {
+        return answer(match d.store.cancel(id, now).await {
+            Ok(()) => {
+                let mut r = Response::new(Bytes::new());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            Err(e) => unavailable(&e.reason),
+        });
+    }
+    if parts.method != Method::GET {
+        let mut r = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "GET or DELETE",
+        );
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, DELETE"),
+        );
+        return answer(r);
+    }
+    if matches!(state, HeldState::Cancelled) {
+        return answer(gone());
+    }
+    match route.gate(&request, now) {
+        Ok(()) => {}
+        // Still no (sufficient) auth token: still pending, with a fresh resource token.
+        Err(Gated::AuthChallenge(resource_token)) => {
+            return answer(pending_response(
+                &format!("{}{id}", d.prefix),
+                requirement_value(resource_token),
+                5,
+            ));
+        }
+        Err(Gated::Refuse(r)) => return answer(r.into_http_response()),
+    }
+    let token = match &request.identity {
+        KeyIdentity::Token(t) => Some(t.as_ref()),
+        _ => None,
+    };
+    let Some(BoundToken::Auth(auth)) = token else {
+        return answer(problem(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "an auth token is required",
+        ));
+    };
+    if auth.claims.ps.as_str() != held.ps || auth.claims.sub != held.sub {
+        return answer(
+            Refusal::Forbidden {
+                detail: "the auth token is for another person than the held request".to_owned(),
+            }
+            .into_http_response(),
+        );
+    }
+    let (jti, exp) = (auth.claims.jti.clone(), auth.claims.exp);
+    let settled = match state {
+        HeldState::Done { .. } => Claim::Settled(state),
+        _ => match d.store.claim(id, &jti, now).await {
+            Ok(c) => c,
+            Err(e) => return answer(unavailable(&e.reason)),
+        },
+    };
+    match settled {
+        Claim::Run => {}
+        Claim::Busy => return answer(pending_response(&format!("{}{id}", d.prefix), None, 1)),
+        Claim::Settled(HeldState::Done {
+            jti: done,
+            response,
+        }) if done == jti => {
+            return Ok(replay(response));
+        }
+        Claim::Settled(_) => return answer(gone()),
+    }
+    // Run the held invocation as the auth token's holder.
+    let mut req = Request::new(Full::new(held.body.clone()));
+    *req.method_mut() = held.method.clone();
+    *req.uri_mut() = held.uri.clone();
+    *req.version_mut() = held.version;
+    *req.headers_mut() = held.headers.clone();
+    req.extensions_mut().insert(Admitted {
+        request,
+        session: None,
+        rolled: None,
+    });
+    let resp = match inner.call(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _released = d.store.finish(id, &jti, None, now).await;
+            return Err(e);
+        }
+    };
+    let (rparts, rbody) = resp.into_parts();
+    let collected = rbody.collect().await.map_err(|e| e.to_string());
+    let bytes = match collected {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let _released = d.store.finish(id, &jti, None, now).await;
+            return answer(problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                &format!("the held invocation's response could not be read: {e}"),
+            ));
+        }
+    };
+    let stored = StoredResponse {
+        status: rparts.status,
+        headers: rparts.headers,
+        body: bytes,
+    };
+    if let Err(e) = d
+        .store
+        .finish(id, &jti, Some(stored.clone()), UnixTime(exp))
+        .await
+    {
+        return answer(unavailable(&e.reason));
+    }
+    Ok(replay(stored))
 }

@@ -29,18 +29,25 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+mod deferred;
 mod gate;
 mod layer;
 mod replay;
 mod revocation;
 mod session;
 mod token_cache;
+mod tokens;
 
 #[cfg(feature = "axum")]
-pub use axum::{Agent, NotAdmitted};
+pub use axum::{Agent, Authorization, NotAdmitted, Person};
+pub use deferred::{
+    Claim, DeferredAuth, Held, HeldState, HeldStore, HeldStoreError, MemoryHeldStore,
+    StoredResponse,
+};
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};
 pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
 pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};
+pub use tokens::{AccountCheck, ResourceTokens};

@@ -29,6 +29,9 @@ use http_body_util::{BodyExt, Full};
 use tower_layer::Layer;
 use tower_service::Service;
 
+mod deferred;
+mod modes;
+
 const NOW: UnixTime = UnixTime(1_800_000_000);
 
 /// The protected handler: counts its calls and names who it served.
@@ -49,6 +52,10 @@ impl Service<Request<Full<Bytes>>> for Handler {
         let who = req.extensions().get::<Admitted>().map(|a| {
             a.agent()
                 .map(|id| id.as_str().to_owned())
+                .or_else(|| {
+                    a.person()
+                        .map(|(iss, sub)| format!("person {} {sub}", iss.as_str()))
+                })
                 .or_else(|| a.pseudonym().map(|t| format!("pseudonym {}", t.as_str())))
                 .unwrap_or_default()
         });
@@ -69,12 +76,21 @@ struct World {
 fn world() -> World {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let iss = ServerId::parse("https://agent.example").unwrap();
-    let keys = StaticIssuerKeys::new().with(
-        &iss,
-        "aauth-agent.json",
-        "key-1",
-        provider.public_key().clone(),
-    );
+    let keys = StaticIssuerKeys::new()
+        .with(
+            &iss,
+            "aauth-agent.json",
+            "key-1",
+            provider.public_key().clone(),
+        )
+        // The same issuer as a Person Server, so that a person token verifies and is then
+        // refused for its type where an agent token is required.
+        .with(
+            &iss,
+            "aauth-person.json",
+            "key-1",
+            provider.public_key().clone(),
+        );
     World {
         provider,
         agent: PrivateKey::ed25519_from_seed(&[2; 32]),

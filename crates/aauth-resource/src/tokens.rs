@@ -1,0 +1,230 @@
+//! Resource tokens (`aa-resource+jwt`, draft -11 §6.7): minted only from a person or auth
+//! token verified on the same request, never from an agent token alone (RS-30).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::UnixTime;
+use aauth_keys::{PublicKey, Signer};
+use aauth_tokens::{AuthClaims, PersonClaims, ResourceTokenBuilder, ServerId};
+use serde::Deserialize;
+
+use crate::Refusal;
+
+/// Decides whether the person `(iss, sub)` holds `account` (the authorization endpoint's
+/// `account` parameter).
+pub type AccountCheck = dyn Fn(&ServerId, &str, &str) -> bool + Send + Sync;
+
+/// How a resource mints resource tokens: its signing key (published in its JWKS under
+/// `kid`), its Access Server if it has one (four-party: the tokens' `aud`), the scopes it
+/// knows, and the lifetime (five minutes by default, the draft's cap).
+///
+/// ```
+/// use std::sync::Arc;
+/// use aauth_keys::PrivateKey;
+/// use aauth_resource::ResourceTokens;
+/// let tokens = ResourceTokens::new(Arc::new(PrivateKey::ed25519_from_seed(&[3; 32])), "key-1")
+///     .scopes(["calendar.read", "calendar.write"])
+///     .lifetime(120);
+/// # drop(tokens);
+/// ```
+#[derive(Clone)]
+pub struct ResourceTokens {
+    signer: Arc<dyn Signer>,
+    kid: String,
+    pub(crate) access_server: Option<ServerId>,
+    scopes: Option<BTreeSet<String>>,
+    accounts: Option<Arc<AccountCheck>>,
+    lifetime: u64,
+}
+
+impl std::fmt::Debug for ResourceTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceTokens")
+            .field("kid", &self.kid)
+            .field("access_server", &self.access_server)
+            .field("scopes", &self.scopes)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceTokens {
+    /// Signs with `signer` under `kid`; three-party (`aud` = the person's Person Server);
+    /// any scope; five-minute tokens.
+    #[must_use]
+    pub fn new(signer: Arc<dyn Signer>, kid: &str) -> Self {
+        Self {
+            signer,
+            kid: kid.to_owned(),
+            access_server: None,
+            scopes: None,
+            accounts: None,
+            lifetime: aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME,
+        }
+    }
+
+    /// Four-party: the resource's Access Server, the `aud` of its resource tokens and the
+    /// only issuer whose auth tokens it honours.
+    #[must_use]
+    pub fn access_server(mut self, id: ServerId) -> Self {
+        self.access_server = Some(id);
+        self
+    }
+
+    /// The scope values the authorization endpoint accepts (`invalid_scope` otherwise).
+    #[must_use]
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How the authorization endpoint checks an `account` (`invalid_account` when `check`
+    /// says no). Without one, any `account` is refused: a resource that has no accounts
+    /// cannot honour one.
+    #[must_use]
+    pub fn accounts(mut self, check: Arc<AccountCheck>) -> Self {
+        self.accounts = Some(check);
+        self
+    }
+
+    /// The lifetime in seconds (at most 300).
+    #[must_use]
+    pub fn lifetime(mut self, secs: u64) -> Self {
+        self.lifetime = secs.min(aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME);
+        self
+    }
+
+    pub(crate) fn check_scope(&self, scope: &str) -> Result<(), Refusal> {
+        let mut values = scope.split(' ').peekable();
+        if values.peek().is_none() || scope.split(' ').any(str::is_empty) {
+            return Err(Refusal::Invalid {
+                error: "invalid_scope",
+                detail: "scope must be space-separated values".to_owned(),
+            });
+        }
+        if let Some(known) = &self.scopes
+            && let Some(unknown) = values.find(|v| !known.contains(*v))
+        {
+            return Err(Refusal::Invalid {
+                error: "invalid_scope",
+                detail: format!(
+                    "unknown scope {:?}",
+                    unknown.chars().take(64).collect::<String>()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn holds_account(&self, iss: &ServerId, sub: &str, account: &str) -> bool {
+        self.accounts.as_ref().is_some_and(|c| c(iss, sub, account))
+    }
+
+    /// Mints a resource token for `scope` from the verified token `basis`, bound to the
+    /// agent `key` that signed the request.
+    pub(crate) fn mint(
+        &self,
+        resource: &ServerId,
+        basis: &Basis<'_>,
+        scope: &str,
+        account: Option<&str>,
+        key: &PublicKey,
+        now: UnixTime,
+    ) -> Result<String, Refusal> {
+        let aud = self
+            .access_server
+            .clone()
+            .unwrap_or_else(|| basis.ps.clone());
+        let mut b = ResourceTokenBuilder::new(
+            resource.clone(),
+            aud,
+            basis.ps.clone(),
+            basis.sub,
+            basis.jti,
+            key,
+            scope,
+        )
+        .lifetime(self.lifetime)
+        // Never outlive the token it derives from: the Person Server would refuse it.
+        .not_after(basis.exp);
+        if let Some(m) = basis.mission_s256 {
+            b = b.mission_s256(m);
+        }
+        if let Some(t) = basis.tenant {
+            b = b.tenant(t);
+        }
+        if let Some(a) = account {
+            b = b.account(a);
+        }
+        b.sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .map(|m| m.token)
+            .map_err(|e| Refusal::Misconfigured {
+                detail: format!("cannot mint a resource token: {e}"),
+            })
+    }
+}
+
+/// The verified token a resource token derives from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Basis<'a> {
+    ps: &'a ServerId,
+    sub: &'a str,
+    jti: &'a str,
+    exp: u64,
+    mission_s256: Option<&'a str>,
+    tenant: Option<&'a str>,
+}
+
+impl<'a> Basis<'a> {
+    /// A person token: `ps` is its issuer.
+    pub(crate) fn person(c: &'a PersonClaims) -> Self {
+        Self {
+            ps: &c.iss,
+            sub: &c.sub,
+            jti: &c.jti,
+            exp: c.exp,
+            mission_s256: c.mission_s256.as_deref(),
+            tenant: c.tenant.as_deref(),
+        }
+    }
+
+    /// An auth token (step-up): `ps` is its `ps` claim.
+    pub(crate) fn auth(c: &'a AuthClaims) -> Self {
+        Self {
+            ps: &c.ps,
+            sub: &c.sub,
+            jti: &c.jti,
+            exp: c.exp,
+            mission_s256: c.mission_s256.as_deref(),
+            tenant: c.tenant.as_deref(),
+        }
+    }
+}
+
+/// Whether `granted` (space-separated) includes every value of `required`.
+pub(crate) fn scope_covers(granted: &str, required: &str) -> bool {
+    let granted: BTreeSet<&str> = granted.split(' ').filter(|v| !v.is_empty()).collect();
+    required
+        .split(' ')
+        .filter(|v| !v.is_empty())
+        .all(|v| granted.contains(v))
+}
+
+/// The authorization endpoint's body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuthorizationRequest {
+    pub(crate) scope: String,
+    #[serde(default)]
+    pub(crate) account: Option<String>,
+}
+
+impl AuthorizationRequest {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, Refusal> {
+        serde_json::from_slice(body).map_err(|e| Refusal::Invalid {
+            error: "invalid_request",
+            detail: format!("the body is not {{\"scope\", \"account\"?}}: {e}"),
+        })
+    }
+}

@@ -1,0 +1,527 @@
+//! Person-token and auth-token access modes, resource tokens and the authorization
+//! endpoint: every challenge carries exactly what the draft names, every resource token
+//! derives from the token verified on that request, and the handler never runs for a
+//! challenge.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use aauth_headers::{AAuthRequirement, Requirement, Scheme};
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::FixedClock;
+use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
+use aauth_tokens::{
+    AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId,
+    StaticIssuerKeys, Unverified, Validation,
+};
+use http::StatusCode;
+use tower_layer::Layer;
+
+use crate::{Handler, NOW, World, header, send, signed};
+
+const MISSION: &str = "m1ss10n-s256-value-000000000000000000000000";
+
+pub(crate) struct Modes {
+    pub(crate) w: World,
+    ps: PrivateKey,
+    as_key: PrivateKey,
+    rs_key: Arc<PrivateKey>,
+}
+
+fn id(s: &str) -> ServerId {
+    ServerId::parse(s).unwrap()
+}
+
+pub(crate) fn modes() -> Modes {
+    let w = crate::world();
+    let ps = PrivateKey::ed25519_from_seed(&[7; 32]);
+    let as_key = PrivateKey::ed25519_from_seed(&[8; 32]);
+    let keys = StaticIssuerKeys::new()
+        .with(
+            &id("https://agent.example"),
+            "aauth-agent.json",
+            "key-1",
+            w.provider.public_key().clone(),
+        )
+        .with(
+            &id("https://ps.example"),
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key().clone(),
+        )
+        .with(
+            &id("https://as.example"),
+            "aauth-access.json",
+            "as-1",
+            as_key.public_key().clone(),
+        );
+    let w = World {
+        resource: Resource::new(id("https://resource.example"), Arc::new(keys)),
+        ..w
+    };
+    Modes {
+        w,
+        ps,
+        as_key,
+        rs_key: Arc::new(PrivateKey::ed25519_from_seed(&[9; 32])),
+    }
+}
+
+impl Modes {
+    pub(crate) fn ps_key(&self) -> &PrivateKey {
+        &self.ps
+    }
+
+    pub(crate) fn tokens(&self) -> ResourceTokens {
+        ResourceTokens::new(self.rs_key.clone(), "rs-1").scopes(["read", "write"])
+    }
+
+    fn service(
+        &self,
+        resource: &Resource,
+        policy: RoutePolicy,
+        calls: &Handler,
+    ) -> aauth_resource::AAuthService<Handler> {
+        AAuthLayer::new(resource.route(policy), Arc::new(FixedClock::new(NOW))).layer(calls.clone())
+    }
+
+    pub(crate) fn person_token(&self) -> Minted {
+        PersonTokenBuilder::new(
+            id("https://ps.example"),
+            id("https://resource.example"),
+            "person-42",
+            self.w.agent.public_key(),
+        )
+        .mission_s256(MISSION)
+        .tenant("acme")
+        .lifetime(1800)
+        .sign(&self.ps, "ps-1", NOW.minus(5), &mut OsRandom)
+        .unwrap()
+    }
+
+    pub(crate) fn auth_token(&self, scope: &str) -> Minted {
+        AuthTokenBuilder::new(
+            AuthIssuer::PersonServer,
+            id("https://ps.example"),
+            id("https://resource.example"),
+            id("https://ps.example"),
+            "person-42",
+            self.w.agent.public_key(),
+        )
+        .scope(scope)
+        .mission_s256(MISSION)
+        .sign(&self.ps, "ps-1", NOW.minus(5), &mut OsRandom)
+        .unwrap()
+    }
+
+    /// The resource token of a `401 requirement=auth-token`, verified under the
+    /// resource's key.
+    fn resource_token(&self, h: &http::HeaderMap) -> ResourceClaims {
+        let req = AAuthRequirement::parse(&header(h, "aauth-requirement")).unwrap();
+        let Requirement::AuthToken { resource_token } = req.requirement else {
+            panic!("expected requirement=auth-token, got {req:?}");
+        };
+        self.verify_resource_token(&resource_token)
+    }
+
+    /// A resource token verified under the resource's key, for the audience it names
+    /// (asserted separately).
+    fn verify_resource_token(&self, token: &str) -> ResourceClaims {
+        let u = Unverified::<ResourceClaims>::decode(token, &Validation::new(NOW)).unwrap();
+        let aud = u.unverified_claims().aud.clone();
+        u.finish(
+            self.rs_key.public_key(),
+            &Validation::new(NOW).audience(&aud),
+        )
+        .unwrap()
+        .claims
+    }
+}
+
+#[tokio::test]
+async fn a_person_token_route_admits_the_person_and_challenges_an_agent_token() {
+    let m = modes();
+    let calls = Handler::default();
+    let mut svc = m.service(&m.w.resource, RoutePolicy::new(Access::PersonToken), &calls);
+
+    // Unsigned and agent-token requests: `requirement=person-token`, no parameters.
+    let unsigned = crate::to_server(
+        http::Request::get("https://resource.example/me")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    let (s, h, _) = send(&mut svc, unsigned).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "aauth-requirement"), "requirement=person-token");
+    let agent = Scheme::jwt(m.w.agent_token(3600));
+    let (s, h, _) = send(&mut svc, signed("GET", "/me", b"", &m.w.agent, &agent)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "aauth-requirement"), "requirement=person-token");
+    assert!(
+        h.get("signature-error").is_none(),
+        "a challenge, not a signature failure"
+    );
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+
+    // A person token for this resource is admitted; the handler learns (iss, sub).
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, _, body) = send(&mut svc, signed("GET", "/me", b"", &m.w.agent, &person)).await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::OK, "person https://ps.example person-42")
+    );
+
+    // A person token for another resource is refused by its `aud`.
+    let elsewhere = PersonTokenBuilder::new(
+        id("https://ps.example"),
+        id("https://other.example"),
+        "person-42",
+        m.w.agent.public_key(),
+    )
+    .sign(&m.ps, "ps-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, h, _) = send(
+        &mut svc,
+        signed("GET", "/me", b"", &m.w.agent, &Scheme::jwt(elsewhere)),
+    )
+    .await;
+    crate::assert_sig_error(s, &h, "invalid_jwt");
+    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_auth_token_route_mints_a_resource_token_from_the_verified_person_token() {
+    let m = modes();
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    let calls = Handler::default();
+    let mut svc = m.service(
+        &resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+
+    // The agent token alone cannot yield a resource token (RS-30).
+    let agent = Scheme::jwt(m.w.agent_token(3600));
+    let (s, h, _) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &agent)).await;
+    assert_eq!(
+        (s, header(&h, "aauth-requirement").as_str()),
+        (StatusCode::UNAUTHORIZED, "requirement=person-token")
+    );
+
+    let person = m.person_token();
+    let (s, h, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/doc",
+            b"",
+            &m.w.agent,
+            &Scheme::jwt(person.token.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let rt = m.resource_token(&h);
+    assert_eq!(rt.iss, id("https://resource.example"));
+    assert_eq!(
+        rt.aud,
+        id("https://ps.example"),
+        "three-party: aud is the person token's iss"
+    );
+    assert_eq!(rt.ps, id("https://ps.example"));
+    assert_eq!(rt.sub, "person-42");
+    assert_eq!(rt.presented_jti, person.jti);
+    assert_eq!(rt.agent_jkt, m.w.agent.public_key().thumbprint().as_str());
+    assert_eq!(rt.scope.as_deref(), Some("read"));
+    assert_eq!(
+        rt.mission_s256.as_deref(),
+        Some(MISSION),
+        "mission_s256 is never dropped"
+    );
+    assert_eq!(rt.tenant.as_deref(), Some("acme"));
+    assert!(rt.exp - rt.iat <= 300 && rt.exp <= person.exp);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+
+    // The auth token granting the scope is admitted.
+    let auth = Scheme::jwt(m.auth_token("read write").token);
+    let (s, _, body) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &auth)).await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::OK, "person https://ps.example person-42")
+    );
+
+    // One lacking it gets a step-up resource token derived from that auth token.
+    let narrow = m.auth_token("write");
+    let (s, h, _) = send(
+        &mut svc,
+        signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(narrow.token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let rt = m.resource_token(&h);
+    assert_eq!(
+        (rt.presented_jti.as_str(), rt.sub.as_str()),
+        (narrow.jti.as_str(), "person-42")
+    );
+    assert_eq!(rt.mission_s256.as_deref(), Some(MISSION));
+    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn auth_tokens_are_honoured_only_from_the_issuer_the_resource_trusts() {
+    let m = modes();
+    let calls = Handler::default();
+    // Three-party: a Person Server's auth token must have iss = ps.
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    let mut svc = m.service(
+        &resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let from_as = AuthTokenBuilder::new(
+        AuthIssuer::AccessServer,
+        id("https://as.example"),
+        id("https://resource.example"),
+        id("https://ps.example"),
+        "person-42",
+        m.w.agent.public_key(),
+    )
+    .scope("read")
+    .sign(&m.as_key, "as-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, h, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/doc",
+            b"",
+            &m.w.agent,
+            &Scheme::jwt(from_as.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(h.get("signature-error").is_none());
+
+    // Four-party: only the resource's Access Server; resource tokens are for it.
+    let resource =
+        m.w.resource
+            .clone()
+            .resource_tokens(m.tokens().access_server(id("https://as.example")));
+    let mut svc = m.service(
+        &resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let (s, _, _) = send(
+        &mut svc,
+        signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(from_as)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/doc",
+            b"",
+            &m.w.agent,
+            &Scheme::jwt(m.auth_token("read").token),
+        ),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "a PS-issued auth token where the AS decides"
+    );
+    let (_, h, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/doc",
+            b"",
+            &m.w.agent,
+            &Scheme::jwt(m.person_token().token),
+        ),
+    )
+    .await;
+    assert_eq!(m.resource_token(&h).aud, id("https://as.example"));
+    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_auth_token_route_without_resource_tokens_or_scope_is_a_500() {
+    let m = modes();
+    let calls = Handler::default();
+    let person = Scheme::jwt(m.person_token().token);
+    let mut svc = m.service(
+        &m.w.resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let (s, _, _) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &person)).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    let mut svc = m.service(&resource, RoutePolicy::new(Access::AuthToken), &calls);
+    let (s, _, _) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &person)).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn the_authorization_endpoint_answers_a_resource_token_or_the_exact_error() {
+    let m = modes();
+    let resource = m
+        .w
+        .resource
+        .clone()
+        .resource_tokens(m.tokens().accounts(Arc::new(
+            |iss: &ServerId, sub: &str, account: &str| {
+                iss.as_str() == "https://ps.example" && sub == "person-42" && account == "acct-7"
+            },
+        )));
+    let route = resource.route(RoutePolicy::new(Access::PersonToken));
+    let person = m.person_token();
+    let post = |body: &str, scheme: &Scheme| {
+        let req = signed("POST", "/authorize", body.as_bytes(), &m.w.agent, scheme);
+        let (parts, _) = req.into_parts();
+        (parts, body.as_bytes().to_vec())
+    };
+    let answer = |resp: http::Response<bytes::Bytes>| {
+        let status = resp.status();
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        (status, resp.headers().clone(), body)
+    };
+    let scheme = Scheme::jwt(person.token.clone());
+
+    let (parts, body) = post(r#"{"scope":"read write","account":"acct-7"}"#, &scheme);
+    let (s, h, json) = answer(route.authorization_response(&parts, &body, NOW).await);
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(header(&h, "cache-control"), "no-store");
+    let token = json["resource_token"].as_str().unwrap();
+    let rt = m.verify_resource_token(token);
+    assert_eq!(rt.scope.as_deref(), Some("read write"));
+    assert_eq!(rt.account.as_deref(), Some("acct-7"));
+    assert_eq!(rt.presented_jti, person.jti);
+
+    for (body, code) in [
+        (r#"{"account":"acct-7"}"#, "invalid_request"),
+        (r#"not json"#, "invalid_request"),
+        (r#"{"scope":"admin"}"#, "invalid_scope"),
+        (r#"{"scope":"read  write"}"#, "invalid_scope"),
+        (r#"{"scope":""}"#, "invalid_scope"),
+        (r#"{"scope":"read","account":"acct-8"}"#, "invalid_account"),
+    ] {
+        let (parts, b) = post(body, &scheme);
+        let (s, _, json) = answer(route.authorization_response(&parts, &b, NOW).await);
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}"
+        );
+    }
+
+    // An agent token is not enough: requirement=person-token.
+    let (parts, b) = post(r#"{"scope":"read"}"#, &Scheme::jwt(m.w.agent_token(3600)));
+    let (s, h, _) = answer(route.authorization_response(&parts, &b, NOW).await);
+    assert_eq!(
+        (s, header(&h, "aauth-requirement").as_str()),
+        (StatusCode::UNAUTHORIZED, "requirement=person-token")
+    );
+
+    // Without an account check, any account is refused.
+    let plain =
+        m.w.resource
+            .clone()
+            .resource_tokens(m.tokens())
+            .route(RoutePolicy::new(Access::PersonToken));
+    let (parts, b) = post(r#"{"scope":"read","account":"acct-7"}"#, &scheme);
+    let (s, _, json) = answer(plain.authorization_response(&parts, &b, NOW).await);
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_account"))
+    );
+}
+
+mod axum_extractors {
+    use aauth_resource::{Authorization, Person};
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower_service::Service;
+
+    use super::*;
+
+    async fn me(person: Person) -> String {
+        format!(
+            "{} {} {:?}",
+            person.iss.as_str(),
+            person.sub,
+            person.mission_s256
+        )
+    }
+
+    async fn doc(Authorization(auth): Authorization) -> String {
+        format!("scope {}", auth.scope.unwrap_or_default())
+    }
+
+    async fn call(app: &mut axum::Router, req: http::Request<Full<Bytes>>) -> (StatusCode, String) {
+        let resp = Service::call(app, req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn person_and_authorization_extractors() {
+        let m = modes();
+        let resource = m.w.resource.clone().resource_tokens(m.tokens());
+        let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+        let layer = |p: RoutePolicy| AAuthLayer::new(resource.route(p), Arc::clone(&clock));
+        let mut app = axum::Router::new()
+            .route("/me", axum::routing::get(me).layer(layer(RoutePolicy::new(Access::PersonToken))))
+            .route(
+                "/doc",
+                axum::routing::get(doc).layer(layer(RoutePolicy::new(Access::AuthToken).scope("read"))),
+            )
+            .route("/agent-me", axum::routing::get(me).layer(layer(RoutePolicy::new(Access::AgentToken))))
+            // An agent-token route told to accept hwk as well: a bare key is still no agent.
+            .route(
+                "/agent-hwk",
+                axum::routing::get(me).layer(layer(
+                    RoutePolicy::new(Access::AgentToken).accept_schemes(&["jwt", "hwk"]),
+                )),
+            );
+        let person = Scheme::jwt(m.person_token().token);
+        assert_eq!(
+            call(&mut app, signed("GET", "/me", b"", &m.w.agent, &person)).await,
+            (
+                StatusCode::OK,
+                format!("https://ps.example person-42 Some({MISSION:?})")
+            )
+        );
+        let auth = Scheme::jwt(m.auth_token("read").token);
+        assert_eq!(
+            call(&mut app, signed("GET", "/doc", b"", &m.w.agent, &auth)).await,
+            (StatusCode::OK, "scope read".to_owned())
+        );
+        // An agent on a Person handler gets 403 from the extractor; a bare key on an
+        // agent-token route that accepts hwk is still asked for an agent token (401).
+        let agent = Scheme::jwt(m.w.agent_token(3600));
+        assert_eq!(
+            call(
+                &mut app,
+                signed("GET", "/agent-me", b"", &m.w.agent, &agent)
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        let hwk = aauth_signing::hwk_scheme(m.w.agent.public_key());
+        let (s, _) = call(&mut app, signed("GET", "/agent-hwk", b"", &m.w.agent, &hwk)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+}
