@@ -1,0 +1,1252 @@
+//! The signing client: signs every request with the right token for its resource and
+//! answers challenges by itself (draft -11 §8.2, §9, AG-20…26, AG-60/61).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aauth_headers::{
+    AAuthCapabilities, AAuthRequirement, AuthorizationAAuth, Capability, ErrorCode, Prefer,
+    Requirement, Scheme, SessionToken, SignatureErrorHeader, names,
+};
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_keys::{PublicKey, Signer};
+use aauth_signing::{SignOptions, SigningKey, sign};
+use aauth_tokens::{
+    AuthClaims, IssuerKeyResolver, PersonClaims, ResourceClaims, ServerId, TokenClaims, Unverified,
+    Validation, verify,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, request::Parts};
+use serde::Deserialize;
+
+use crate::agent::problem_error;
+use crate::cache::{CachedToken, TokenCache, TokenKind};
+use crate::{Agent, AgentError, Transport};
+
+/// What the agent asks its Person Server for a person token (draft -11 §7.1).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PersonTokenRequest<'a> {
+    /// The resource the token is for (its `aud`).
+    pub resource: &'a ServerId,
+    /// The mission the agent acts under.
+    pub mission_s256: Option<&'a str>,
+}
+
+impl<'a> PersonTokenRequest<'a> {
+    /// A request for `resource`, under `mission_s256` if any.
+    #[must_use]
+    pub fn new(resource: &'a ServerId, mission_s256: Option<&'a str>) -> Self {
+        Self {
+            resource,
+            mission_s256,
+        }
+    }
+}
+
+/// What the agent asks its Person Server for an auth token (draft -11 §7.2).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AuthTokenRequest<'a> {
+    /// The resource token from the challenge, already checked (AG-22).
+    pub resource_token: &'a str,
+    /// The token whose `jti` the resource token names (AG-21): the person token on a
+    /// first challenge, the auth token presented on a step-up.
+    pub presented_token: &'a str,
+    /// The resource token's `login_hint`, passed through unchanged (AG-24).
+    pub login_hint: Option<&'a str>,
+}
+
+/// The agent's Person Server, as the client needs it. The HTTP implementation (with its
+/// own deferred responses and consent) belongs to the Person Server crate; anything that
+/// returns the tokens can stand in.
+#[async_trait]
+pub trait PersonServerClient: Send + Sync {
+    /// A person token for a resource.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::PersonServer`] or [`AgentError::Transport`].
+    async fn person_token(
+        &self,
+        agent: &Agent,
+        request: PersonTokenRequest<'_>,
+    ) -> Result<String, AgentError>;
+
+    /// An auth token for a resource token.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::PersonServer`] or [`AgentError::Transport`].
+    async fn auth_token(
+        &self,
+        agent: &Agent,
+        request: AuthTokenRequest<'_>,
+    ) -> Result<String, AgentError>;
+}
+
+/// What the person must do for a deferred request: open `{url}?code={code}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Interaction {
+    /// The interaction URL.
+    pub url: String,
+    /// The code.
+    pub code: String,
+}
+
+/// How deferred (`202`) responses are polled.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PollPolicy {
+    /// The interval when `Retry-After` is absent (the draft's 5 s).
+    pub default_interval: u64,
+    /// The largest interval honoured, whatever `Retry-After` says.
+    pub max_interval: u64,
+    /// How long to keep polling before cancelling (`DELETE`) and giving up.
+    pub deadline: u64,
+    /// `Prefer: wait=N` on each poll, for servers that long-poll.
+    pub prefer_wait: Option<u64>,
+}
+
+impl PollPolicy {
+    /// The interval when `Retry-After` is absent.
+    #[must_use]
+    pub fn default_interval(mut self, secs: u64) -> Self {
+        self.default_interval = secs;
+        self
+    }
+
+    /// The largest interval honoured.
+    #[must_use]
+    pub fn max_interval(mut self, secs: u64) -> Self {
+        self.max_interval = secs;
+        self
+    }
+
+    /// How long to poll before cancelling.
+    #[must_use]
+    pub fn deadline(mut self, secs: u64) -> Self {
+        self.deadline = secs;
+        self
+    }
+
+    /// Sends `Prefer: wait=secs` on each poll.
+    #[must_use]
+    pub fn prefer_wait(mut self, secs: u64) -> Self {
+        self.prefer_wait = Some(secs);
+        self
+    }
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            default_interval: 5,
+            max_interval: 60,
+            deadline: 600,
+            prefer_wait: None,
+        }
+    }
+}
+
+pub(crate) type InteractionHook = dyn Fn(&Interaction) + Send + Sync;
+pub(crate) type ClarificationHook = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+struct Config {
+    agent: Arc<Agent>,
+    clock: Arc<dyn Clock>,
+    person_server: Option<Arc<dyn PersonServerClient>>,
+    keys: Option<Arc<dyn IssuerKeyResolver>>,
+    mission: Option<String>,
+    capabilities: Option<AAuthCapabilities>,
+    on_interaction: Option<Arc<InteractionHook>>,
+    on_clarification: Option<Arc<ClarificationHook>>,
+    poll: PollPolicy,
+    max_rounds: usize,
+    cache: TokenCache,
+    /// Seconds this agent's clock was found ahead of the servers' (from `Date`).
+    ahead_by: AtomicU64,
+}
+
+/// Builds an [`AAuthClient`] or a [`SigningLayer`].
+#[must_use]
+pub struct ClientBuilder {
+    config: Config,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("agent", &self.config.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Person and auth tokens come from `person_server`; the resource tokens of
+    /// challenges and the auth tokens received are verified with issuer keys from `keys`
+    /// (the metadata crate's `KeyCache`).
+    pub fn person_server(
+        mut self,
+        person_server: Arc<dyn PersonServerClient>,
+        keys: Arc<dyn IssuerKeyResolver>,
+    ) -> Self {
+        self.config.person_server = Some(person_server);
+        self.config.keys = Some(keys);
+        self
+    }
+
+    /// Acts under the mission `s256`: person and auth tokens are cached per mission.
+    pub fn mission(mut self, s256: &str) -> Self {
+        self.config.mission = Some(s256.to_owned());
+        self
+    }
+
+    /// The clock for `created` and token lifetimes (the system clock by default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Sends exactly `caps` as `AAuth-Capabilities` (by default: `interaction` when an
+    /// interaction hook is set, `clarification` when a clarification hook is).
+    pub fn capabilities(mut self, caps: &[Capability]) -> Self {
+        self.config.capabilities = Some(AAuthCapabilities(caps.to_vec()));
+        self
+    }
+
+    /// Called once per interaction a deferred response asks for.
+    pub fn on_interaction(mut self, hook: impl Fn(&Interaction) + Send + Sync + 'static) -> Self {
+        self.config.on_interaction = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with the question of a `requirement=clarification`; its answer is posted
+    /// to the pending URL, `None` gives up.
+    pub fn on_clarification(
+        mut self,
+        hook: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.on_clarification = Some(Arc::new(hook));
+        self
+    }
+
+    /// How deferred responses are polled.
+    pub fn poll_policy(mut self, poll: PollPolicy) -> Self {
+        self.config.poll = poll;
+        self
+    }
+
+    /// The client over `transport`.
+    pub fn build(self, transport: Arc<dyn Transport>) -> AAuthClient {
+        AAuthClient {
+            config: Arc::new(self.config),
+            transport,
+        }
+    }
+
+    /// A tower layer that turns an HTTP service into a signing client.
+    pub fn layer(self) -> SigningLayer {
+        SigningLayer {
+            config: Arc::new(self.config),
+        }
+    }
+}
+
+/// The agent's HTTP client: signs, sends, and answers challenges by itself. Cheap to
+/// clone; clones share the token cache.
+///
+/// Credentials for a resource, best first: a cached auth token, a cached person token,
+/// the agent token, each with more than five minutes left. Answers: `401
+/// requirement=agent-token | person-token | auth-token` (the resource token checked per
+/// AG-22, the auth token per AG-23), `Signature-Error` `revoked_jwt`/`expired_jwt`
+/// (the credential refreshed once) and `clock_skew` (corrected once from `Date`), and
+/// `202` deferred responses (polled per [`PollPolicy`]).
+#[derive(Clone)]
+pub struct AAuthClient {
+    config: Arc<Config>,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for AAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AAuthClient")
+            .field("agent", &self.config.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The token a request is signed under.
+#[derive(Debug, Clone)]
+struct Credential {
+    kind: TokenKind,
+    token: Arc<str>,
+    /// For person and auth tokens: what a resource token derived from it must name.
+    held: Option<CachedToken>,
+}
+
+impl AAuthClient {
+    /// A builder for `agent`.
+    pub fn builder(agent: Arc<Agent>) -> ClientBuilder {
+        ClientBuilder {
+            config: Config {
+                agent,
+                clock: Arc::new(SystemClock),
+                person_server: None,
+                keys: None,
+                mission: None,
+                capabilities: None,
+                on_interaction: None,
+                on_clarification: None,
+                poll: PollPolicy::default(),
+                max_rounds: 6,
+                cache: TokenCache::default(),
+                ahead_by: AtomicU64::new(0),
+            },
+        }
+    }
+
+    /// The agent.
+    #[must_use]
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.config.agent
+    }
+
+    /// The token cache.
+    #[must_use]
+    pub fn cache(&self) -> &TokenCache {
+        &self.config.cache
+    }
+
+    /// Rotates the agent's key: its agent token and every cached person, auth and
+    /// session token are dropped (they bind or belong to the old key).
+    pub fn rotate(&self, signer: Arc<dyn Signer>) {
+        self.config.agent.rotate(signer);
+        self.config.cache.clear();
+    }
+
+    fn now(&self) -> UnixTime {
+        self.config.clock.now()
+    }
+
+    fn mission(&self) -> Option<&str> {
+        self.config.mission.as_deref()
+    }
+
+    fn jkt(&self) -> String {
+        self.config
+            .agent
+            .signer()
+            .public_key()
+            .thumbprint()
+            .as_str()
+            .to_owned()
+    }
+
+    /// Sends `req`, signed, answering challenges; returns the final response.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError`] naming the step that failed.
+    pub async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, AgentError> {
+        let resource = resource_of(req.uri())?;
+        let (parts, body) = req.into_parts();
+        let mut answered: BTreeSet<&'static str> = BTreeSet::new();
+        for _ in 0..self.config.max_rounds {
+            let now = self.now();
+            let cred = self.credential(&resource, now).await?;
+            let resp = self.send_signed(&parts, &body, &cred, &resource).await?;
+            match resp.status() {
+                StatusCode::ACCEPTED => {
+                    return self.deferred(&parts, &resource, resp).await;
+                }
+                StatusCode::UNAUTHORIZED => {
+                    if !self
+                        .answer_401(&resp, &resource, &cred, &mut answered)
+                        .await?
+                    {
+                        return Ok(resp);
+                    }
+                }
+                _ => return Ok(resp),
+            }
+        }
+        Err(AgentError::TooManyRounds {
+            rounds: self.config.max_rounds,
+        })
+    }
+
+    /// Asks `resource` for access up front (draft -11 §8.1, phase 10): discovers its
+    /// `authorization_endpoint`, posts `{"scope", "account"?}` signed with a person token
+    /// (obtained from the Person Server if none is cached), checks the resource token it
+    /// answers (AG-22), exchanges it for an auth token and caches that, so the calls that
+    /// follow go out with it at once.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::Refused`] with the resource's error (`invalid_scope`,
+    /// `invalid_account`, …), [`AgentError::NotAServer`] when the resource declares no
+    /// authorization endpoint, or as the steps it takes.
+    pub async fn authorize(
+        &self,
+        resource: &ServerId,
+        scope: &str,
+        account: Option<&str>,
+    ) -> Result<(), AgentError> {
+        let endpoint = self.authorization_endpoint(resource).await?;
+        let mut body = serde_json::json!({ "scope": scope });
+        if let Some(a) = account {
+            body["account"] = a.into();
+        }
+        let body = Bytes::from(body.to_string());
+        let (parts, ()) = http::Request::post(endpoint.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(())
+            .map_err(AgentError::transport)?
+            .into_parts();
+        let mut refreshed = false;
+        loop {
+            let jkt = self.jkt();
+            let now = self.now();
+            let person =
+                match self
+                    .config
+                    .cache
+                    .get(resource, self.mission(), TokenKind::Person, &jkt, now)
+                {
+                    Some(t) => t,
+                    None => {
+                        self.obtain_person(resource).await?;
+                        self.config
+                            .cache
+                            .get(resource, self.mission(), TokenKind::Person, &jkt, now)
+                            .ok_or_else(|| {
+                                AgentError::check(
+                                    "person",
+                                    "exp",
+                                    "the new person token is already inside the refresh margin",
+                                )
+                            })?
+                    }
+                };
+            let cred = Credential {
+                kind: TokenKind::Person,
+                token: Arc::clone(&person.token),
+                held: Some(person),
+            };
+            let resp = self.send_signed(&parts, &body, &cred, resource).await?;
+            match resp.status() {
+                StatusCode::OK => {
+                    #[derive(Deserialize)]
+                    struct Answer {
+                        resource_token: String,
+                    }
+                    let answer: Answer =
+                        serde_json::from_slice(resp.body()).map_err(|e| AgentError::Refused {
+                            status: resp.status(),
+                            error: format!("unreadable answer: {e}"),
+                        })?;
+                    return self
+                        .obtain_auth(resource, &cred, &answer.resource_token)
+                        .await;
+                }
+                // The person token was refused (revoked, expired): one fresh one.
+                StatusCode::UNAUTHORIZED if !refreshed => {
+                    refreshed = true;
+                    self.config
+                        .cache
+                        .forget(resource, self.mission(), TokenKind::Person);
+                }
+                s => {
+                    return Err(AgentError::Refused {
+                        status: s,
+                        error: problem_error(resp.body()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The resource's `authorization_endpoint`, from its metadata document.
+    async fn authorization_endpoint(&self, resource: &ServerId) -> Result<String, AgentError> {
+        use aauth_metadata::MetadataDocument;
+        let url = format!(
+            "{}/.well-known/{}",
+            resource.as_str(),
+            aauth_metadata::ResourceMetadata::DWK
+        );
+        let req = http::Request::get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Bytes::new())
+            .map_err(AgentError::transport)?;
+        let resp = self.transport.send(req).await?;
+        let not_declared = |reason: String| AgentError::NotAServer {
+            uri: resource.as_str().to_owned(),
+            reason,
+        };
+        if resp.status() != StatusCode::OK {
+            return Err(not_declared(format!(
+                "its metadata answered {}",
+                resp.status()
+            )));
+        }
+        let doc = aauth_metadata::ResourceMetadata::parse_for(resp.body(), resource)
+            .map_err(|e| not_declared(format!("metadata: {e}")))?;
+        doc.authorization_endpoint
+            .map(|u| u.as_str().to_owned())
+            .ok_or_else(|| not_declared("it declares no authorization_endpoint".to_owned()))
+    }
+
+    /// Acts on a `401`: `true` when it was answered and the request should be retried,
+    /// `false` when it carries neither a requirement nor a signature error.
+    async fn answer_401(
+        &self,
+        resp: &http::Response<Bytes>,
+        resource: &ServerId,
+        cred: &Credential,
+        answered: &mut BTreeSet<&'static str>,
+    ) -> Result<bool, AgentError> {
+        let once = |answered: &mut BTreeSet<&'static str>, what: &'static str| {
+            if answered.insert(what) {
+                Ok(())
+            } else {
+                Err(AgentError::Unsatisfiable {
+                    requirement: what.to_owned(),
+                    reason: "asked again after it was answered".to_owned(),
+                })
+            }
+        };
+        if let Some(requirement) = requirement(resp)? {
+            match requirement {
+                Requirement::AgentToken => {
+                    once(answered, "agent-token")?;
+                    if cred.kind == TokenKind::Agent {
+                        return Err(AgentError::Unsatisfiable {
+                            requirement: "agent-token".to_owned(),
+                            reason: "the agent token was presented".to_owned(),
+                        });
+                    }
+                    self.config
+                        .cache
+                        .forget(resource, self.mission(), cred.kind);
+                }
+                Requirement::PersonToken => {
+                    once(answered, "person-token")?;
+                    // A refused auth token (revoked, or the resource wants the person
+                    // first) is not presented again.
+                    self.config
+                        .cache
+                        .forget(resource, self.mission(), TokenKind::Auth);
+                    self.obtain_person(resource).await?;
+                }
+                Requirement::AuthToken { resource_token } => {
+                    once(answered, "auth-token")?;
+                    self.obtain_auth(resource, cred, &resource_token).await?;
+                }
+                other => {
+                    return Err(AgentError::Unsatisfiable {
+                        requirement: format!("{other:?}"),
+                        reason: "not a requirement a 401 carries".to_owned(),
+                    });
+                }
+            }
+            return Ok(true);
+        }
+        let Some(code) = signature_error(resp) else {
+            return Ok(false);
+        };
+        match code {
+            ErrorCode::RevokedJwt | ErrorCode::ExpiredJwt => {
+                once(answered, "refresh")?;
+                match cred.kind {
+                    TokenKind::Auth => {
+                        // AG-60: a revoked auth token calls for a fresh person token.
+                        self.config
+                            .cache
+                            .forget(resource, self.mission(), TokenKind::Auth);
+                        self.config
+                            .cache
+                            .forget(resource, self.mission(), TokenKind::Person);
+                    }
+                    TokenKind::Person => {
+                        self.config
+                            .cache
+                            .forget(resource, self.mission(), TokenKind::Person);
+                    }
+                    _ => {
+                        self.config.agent.refresh(self.now(), &cred.token).await?;
+                    }
+                }
+                Ok(true)
+            }
+            ErrorCode::ClockSkew => {
+                once(answered, "clock_skew")?;
+                if self.correct_skew(resp) {
+                    Ok(true)
+                } else {
+                    Err(AgentError::ClockSkew)
+                }
+            }
+            other => Err(AgentError::SignatureRefused {
+                code: other.as_str().to_owned(),
+            }),
+        }
+    }
+
+    /// AG-60 `clock_skew`: when the response's `Date` shows this agent's clock ahead,
+    /// later requests are dated by the server's clock. A token whose `iat` is ahead
+    /// cannot be corrected this way (a fresh one has the same skew).
+    fn correct_skew(&self, resp: &http::Response<Bytes>) -> bool {
+        let Some(server) = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        else {
+            return false;
+        };
+        let ours = self.config.clock.now().as_secs();
+        let ahead = ours.saturating_sub(server.as_secs());
+        if ahead == 0 || ahead <= self.config.ahead_by.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.config.ahead_by.store(ahead, Ordering::Relaxed);
+        true
+    }
+
+    fn created(&self) -> UnixTime {
+        self.now()
+            .minus(self.config.ahead_by.load(Ordering::Relaxed))
+    }
+
+    /// The best credential for `resource`.
+    async fn credential(
+        &self,
+        resource: &ServerId,
+        now: UnixTime,
+    ) -> Result<Credential, AgentError> {
+        let jkt = self.jkt();
+        for kind in [TokenKind::Auth, TokenKind::Person] {
+            if let Some(t) = self
+                .config
+                .cache
+                .get(resource, self.mission(), kind, &jkt, now)
+            {
+                return Ok(Credential {
+                    kind,
+                    token: Arc::clone(&t.token),
+                    held: Some(t),
+                });
+            }
+        }
+        let agent = self.config.agent.token(now).await?;
+        Ok(Credential {
+            kind: TokenKind::Agent,
+            token: Arc::from(agent.token.as_str()),
+            held: None,
+        })
+    }
+
+    fn capabilities(&self) -> AAuthCapabilities {
+        self.config.capabilities.clone().unwrap_or_else(|| {
+            let mut caps = Vec::new();
+            if self.config.on_interaction.is_some() {
+                caps.push(Capability::Interaction);
+            }
+            if self.config.on_clarification.is_some() {
+                caps.push(Capability::Clarification);
+            }
+            AAuthCapabilities(caps)
+        })
+    }
+
+    /// Signs a copy of `parts` under `cred` and sends it.
+    async fn send_signed(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        cred: &Credential,
+        resource: &ServerId,
+    ) -> Result<http::Response<Bytes>, AgentError> {
+        let mut parts = clone_parts(parts);
+        let caps = self.capabilities();
+        if !caps.0.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&caps.serialize())
+        {
+            parts.headers.insert(names::AAUTH_CAPABILITIES, v);
+        }
+        if !parts.headers.contains_key(http::header::AUTHORIZATION)
+            && let Some(session) = self.config.cache.session(resource)
+            && let Ok(v) = HeaderValue::from_str(&AuthorizationAAuth(session).serialize())
+        {
+            parts.headers.insert(http::header::AUTHORIZATION, v);
+        }
+        let signer = self.config.agent.signer();
+        let scheme = Scheme::jwt(cred.token.as_ref());
+        let mut options = SignOptions::default();
+        if parts.uri.query().is_some() {
+            options = options.with_query();
+        }
+        sign(
+            &mut parts,
+            body,
+            &[SigningKey::new("sig", signer.as_ref(), &scheme)],
+            &options,
+            self.created(),
+        )?;
+        let resp = self
+            .transport
+            .send(http::Request::from_parts(parts, body.clone()))
+            .await?;
+        if let Some(token) = resp
+            .headers()
+            .get(names::AAUTH_ACCESS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| SessionToken::parse_aauth_access(v).ok())
+        {
+            self.config.cache.put_session(resource, token);
+        }
+        Ok(resp)
+    }
+
+    /// A person token for `resource` from the Person Server, checked and cached.
+    async fn obtain_person(&self, resource: &ServerId) -> Result<(), AgentError> {
+        let ps = self
+            .config
+            .person_server
+            .as_ref()
+            .ok_or(AgentError::NoPersonServer {
+                requirement: "person-token",
+            })?;
+        let token = ps
+            .person_token(
+                &self.config.agent,
+                PersonTokenRequest {
+                    resource,
+                    mission_s256: self.mission(),
+                },
+            )
+            .await?;
+        let now = self.now();
+        let signer = self.config.agent.signer();
+        let claims: PersonClaims = self
+            .verify_received("person", &token, resource, now)
+            .await?;
+        bound_to("person", &claims.cnf.jwk, signer.public_key())?;
+        if claims.mission_s256.as_deref() != self.mission() {
+            return Err(AgentError::check(
+                "person",
+                "mission_s256",
+                "is not the mission asked for",
+            ));
+        }
+        self.config.cache.put(
+            resource,
+            self.mission(),
+            CachedToken {
+                token: Arc::from(token.as_str()),
+                kind: TokenKind::Person,
+                exp: claims.exp,
+                jkt: self.jkt(),
+                sub: claims.sub,
+                jti: claims.jti,
+                ps: claims.iss,
+            },
+        );
+        Ok(())
+    }
+
+    /// Checks the challenge's resource token (AG-22), gets an auth token for it, checks
+    /// that (AG-23) and caches it.
+    async fn obtain_auth(
+        &self,
+        resource: &ServerId,
+        presented: &Credential,
+        resource_token: &str,
+    ) -> Result<(), AgentError> {
+        let (Some(ps), Some(keys)) = (&self.config.person_server, &self.config.keys) else {
+            return Err(AgentError::NoPersonServer {
+                requirement: "auth-token",
+            });
+        };
+        let Some(held) = &presented.held else {
+            return Err(AgentError::Unsatisfiable {
+                requirement: "auth-token".to_owned(),
+                reason: "a resource token derives from a person or auth token, and the \
+                         request presented the agent token"
+                    .to_owned(),
+            });
+        };
+        let now = self.now();
+        let jkt = self.jkt();
+        // AG-22: the resource token's signature under the resource's keys, then its claims.
+        let fail = |check, reason: String| AgentError::check("resource", check, reason);
+        let unverified =
+            Unverified::<ResourceClaims>::decode(resource_token, &Validation::new(now))
+                .map_err(|e| fail("format", e.to_string()))?;
+        let aud = unverified.unverified_claims().aud.clone();
+        let rt = verify::<ResourceClaims>(
+            resource_token,
+            &Validation::new(now).audience(&aud),
+            keys.as_ref(),
+        )
+        .await
+        .map_err(|e| fail("signature", e.to_string()))?
+        .claims;
+        if rt.iss != *resource {
+            return Err(fail(
+                "iss",
+                format!("names {}, not the resource called", rt.iss),
+            ));
+        }
+        if rt.agent_jkt != jkt {
+            return Err(fail("agent_jkt", "is not this agent's key".to_owned()));
+        }
+        if rt.ps != held.ps {
+            return Err(fail(
+                "ps",
+                format!("names {}, not this person's Person Server", rt.ps),
+            ));
+        }
+        if rt.sub != held.sub {
+            return Err(fail(
+                "sub",
+                "is not the person of the token presented".to_owned(),
+            ));
+        }
+        if rt.presented_jti != held.jti {
+            return Err(fail(
+                "presented_jti",
+                "is not the token presented".to_owned(),
+            ));
+        }
+        let token = ps
+            .auth_token(
+                &self.config.agent,
+                AuthTokenRequest {
+                    resource_token,
+                    presented_token: &held.token,
+                    login_hint: rt.login_hint.as_deref(),
+                },
+            )
+            .await?;
+        // AG-23.
+        let at: AuthClaims = self.verify_received("auth", &token, resource, now).await?;
+        if at.iss != rt.aud {
+            return Err(AgentError::check(
+                "auth",
+                "iss",
+                format!("names {}, not the resource token's aud", at.iss),
+            ));
+        }
+        bound_to("auth", &at.cnf.jwk, self.config.agent.signer().public_key())?;
+        if at.sub != held.sub {
+            return Err(AgentError::check(
+                "auth",
+                "sub",
+                "is not the person of the token presented",
+            ));
+        }
+        self.config.cache.put(
+            resource,
+            self.mission(),
+            CachedToken {
+                token: Arc::from(token.as_str()),
+                kind: TokenKind::Auth,
+                exp: at.exp,
+                jkt,
+                sub: at.sub,
+                jti: at.jti,
+                ps: at.ps,
+            },
+        );
+        Ok(())
+    }
+
+    /// Verifies a person or auth token received for `resource` (its `aud`) under its
+    /// issuer's keys, when the client has them; otherwise reads it.
+    async fn verify_received<C: TokenClaims + Clone>(
+        &self,
+        what: &'static str,
+        token: &str,
+        resource: &ServerId,
+        now: UnixTime,
+    ) -> Result<C, AgentError> {
+        let v = Validation::new(now).audience(resource);
+        let claims = match &self.config.keys {
+            Some(keys) => verify::<C>(token, &v, keys.as_ref())
+                .await
+                .map(|t| t.claims),
+            None => Unverified::<C>::decode(token, &v).map(|u| u.unverified_claims().clone()),
+        };
+        claims.map_err(|e| AgentError::check(what, "verification", e.to_string()))
+    }
+
+    /// Polls a deferred response (draft -11 §9) until it completes.
+    async fn deferred(
+        &self,
+        parts: &Parts,
+        resource: &ServerId,
+        first: http::Response<Bytes>,
+    ) -> Result<http::Response<Bytes>, AgentError> {
+        let location = pending_url(&first, &parts.uri)?;
+        let started = tokio::time::Instant::now();
+        let poll = self.config.poll;
+        let mut resp = first;
+        let mut slow_down = 0;
+        let mut prompted: BTreeSet<String> = BTreeSet::new();
+        let mut answered: BTreeSet<&'static str> = BTreeSet::new();
+        loop {
+            let status = resp.status();
+            let wait = match status {
+                StatusCode::ACCEPTED => {
+                    self.on_pending(&resp, resource, &location, &mut prompted)
+                        .await?;
+                    retry_after(&resp).unwrap_or(poll.default_interval)
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    slow_down += 5;
+                    retry_after(&resp).unwrap_or(poll.default_interval)
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    retry_after(&resp).unwrap_or(poll.default_interval)
+                }
+                StatusCode::UNAUTHORIZED => {
+                    let cred = self.credential(resource, self.now()).await?;
+                    if !self
+                        .answer_401(&resp, resource, &cred, &mut answered)
+                        .await?
+                    {
+                        return Err(AgentError::Deferred {
+                            status,
+                            error: problem_error(resp.body()),
+                        });
+                    }
+                    0
+                }
+                s if s.is_success() => return Ok(resp),
+                s => {
+                    let error = match s {
+                        StatusCode::FORBIDDEN => "denied",
+                        StatusCode::REQUEST_TIMEOUT => "expired",
+                        StatusCode::GONE => "invalid_code",
+                        _ => "server_error",
+                    };
+                    let body_error = problem_error(resp.body());
+                    return Err(AgentError::Deferred {
+                        status: s,
+                        error: if body_error.is_empty() {
+                            error.to_owned()
+                        } else {
+                            body_error
+                        },
+                    });
+                }
+            };
+            let wait = (wait + slow_down).min(poll.max_interval);
+            if started.elapsed().as_secs() + wait > poll.deadline {
+                // Best effort: tell the server to stop holding the request.
+                let _cancelled = self.cancel(resource, &location).await;
+                return Err(AgentError::PollTimeout {
+                    secs: poll.deadline,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            resp = self
+                .poll_once(resource, &location, Method::GET, Bytes::new())
+                .await?;
+        }
+    }
+
+    /// Acts on a `202`: an interaction for the person, a clarification to answer, or the
+    /// deferred `requirement=auth-token` (AG-26), after which polls present the auth token.
+    async fn on_pending(
+        &self,
+        resp: &http::Response<Bytes>,
+        resource: &ServerId,
+        location: &http::Uri,
+        prompted: &mut BTreeSet<String>,
+    ) -> Result<(), AgentError> {
+        let Some(requirement) = requirement(resp)? else {
+            return Ok(());
+        };
+        match requirement {
+            Requirement::Interaction { url, code } => {
+                if !prompted.insert(format!("{url}?{code}"))
+                    || pending_status(resp) == "interacting"
+                {
+                    return Ok(());
+                }
+                let hook = self.config.on_interaction.as_ref().ok_or_else(|| {
+                    AgentError::Unsatisfiable {
+                        requirement: "interaction".to_owned(),
+                        reason: "no interaction hook is configured".to_owned(),
+                    }
+                })?;
+                hook(&Interaction { url, code });
+            }
+            Requirement::AuthToken { resource_token }
+                if prompted.insert(resource_token.clone()) =>
+            {
+                let cred = self.credential(resource, self.now()).await?;
+                self.obtain_auth(resource, &cred, &resource_token).await?;
+            }
+            Requirement::Clarification => {
+                #[derive(Deserialize)]
+                struct Question {
+                    clarification: String,
+                }
+                let q: Question =
+                    serde_json::from_slice(resp.body()).map_err(|e| AgentError::BadDeferred {
+                        reason: format!("clarification without a question: {e}"),
+                    })?;
+                if !prompted.insert(q.clarification.clone()) {
+                    return Ok(());
+                }
+                let answer = self
+                    .config
+                    .on_clarification
+                    .as_ref()
+                    .and_then(|hook| hook(&q.clarification))
+                    .ok_or_else(|| AgentError::Unsatisfiable {
+                        requirement: "clarification".to_owned(),
+                        reason: "no answer".to_owned(),
+                    })?;
+                let body = serde_json::json!({
+                    "action": "clarification_response",
+                    "clarification_response": answer,
+                })
+                .to_string();
+                let r = self
+                    .poll_once(resource, location, Method::POST, Bytes::from(body))
+                    .await?;
+                if !(r.status().is_success()) {
+                    return Err(AgentError::Deferred {
+                        status: r.status(),
+                        error: problem_error(r.body()),
+                    });
+                }
+            }
+            // `approval`, and values this agent does not know: keep polling (§7.1).
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// One signed request to the pending URL.
+    async fn poll_once(
+        &self,
+        resource: &ServerId,
+        location: &http::Uri,
+        method: Method,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, AgentError> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(location.clone());
+        if !body.is_empty() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(wait) = self
+            .config
+            .poll
+            .prefer_wait
+            .and_then(|w| Prefer::wait(w).serialize())
+        {
+            req = req.header("prefer", wait);
+        }
+        let (parts, ()) = req.body(()).map_err(AgentError::transport)?.into_parts();
+        let cred = self.credential(resource, self.now()).await?;
+        self.send_signed(&parts, &body, &cred, resource).await
+    }
+
+    /// Cancels a pending request (`DELETE` on its URL).
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::Transport`], or [`AgentError::Deferred`] for an answer other than
+    /// `2xx`, `404` or `410`.
+    pub async fn cancel(
+        &self,
+        resource: &ServerId,
+        location: &http::Uri,
+    ) -> Result<(), AgentError> {
+        let resp = self
+            .poll_once(resource, location, Method::DELETE, Bytes::new())
+            .await?;
+        match resp.status() {
+            s if s.is_success() || s == StatusCode::GONE || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(AgentError::Deferred {
+                status: s,
+                error: problem_error(resp.body()),
+            }),
+        }
+    }
+}
+
+fn bound_to(what: &'static str, jwk: &aauth_keys::Jwk, key: &PublicKey) -> Result<(), AgentError> {
+    let bound =
+        PublicKey::from_jwk(jwk).map_err(|e| AgentError::check(what, "cnf", e.to_string()))?;
+    if bound.thumbprint() == key.thumbprint() {
+        Ok(())
+    } else {
+        Err(AgentError::check(what, "cnf", "binds another key"))
+    }
+}
+
+/// The resource a request URI names: `https://host`.
+fn resource_of(uri: &http::Uri) -> Result<ServerId, AgentError> {
+    let fail = |reason: &str| AgentError::NotAServer {
+        uri: uri.to_string(),
+        reason: reason.to_owned(),
+    };
+    if uri.scheme_str() != Some("https") {
+        return Err(fail("not https"));
+    }
+    let host = uri.host().ok_or_else(|| fail("no host"))?;
+    if uri.port().is_some() {
+        return Err(fail("server identifiers carry no port"));
+    }
+    ServerId::parse(&format!("https://{host}")).map_err(|e| fail(&e.to_string()))
+}
+
+fn requirement(resp: &http::Response<Bytes>) -> Result<Option<Requirement>, AgentError> {
+    let Some(v) = resp.headers().get(names::AAUTH_REQUIREMENT) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| AgentError::Unsatisfiable {
+        requirement: "?".to_owned(),
+        reason: "AAuth-Requirement is not visible ASCII".to_owned(),
+    })?;
+    AAuthRequirement::parse(v)
+        .map(|r| Some(r.requirement))
+        .map_err(|e| AgentError::Unsatisfiable {
+            requirement: "?".to_owned(),
+            reason: format!("malformed AAuth-Requirement: {e}"),
+        })
+}
+
+fn signature_error(resp: &http::Response<Bytes>) -> Option<ErrorCode> {
+    resp.headers()
+        .get(names::SIGNATURE_ERROR)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| SignatureErrorHeader::parse(v).ok())
+        .map(|h| h.code)
+}
+
+/// `Retry-After` in seconds (delta-seconds only; a date counts as absent).
+fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
+    resp.headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn pending_status(resp: &http::Response<Bytes>) -> String {
+    #[derive(Deserialize)]
+    struct Status {
+        status: String,
+    }
+    serde_json::from_slice::<Status>(resp.body()).map_or_else(|_| String::new(), |s| s.status)
+}
+
+/// The `Location` of a `202`, resolved against the request and required to be on the
+/// same origin (draft -11 §9: pending URLs are same-origin).
+fn pending_url(resp: &http::Response<Bytes>, request: &http::Uri) -> Result<http::Uri, AgentError> {
+    let bad = |reason: &str| AgentError::BadDeferred {
+        reason: reason.to_owned(),
+    };
+    let location = resp
+        .headers()
+        .get(http::header::LOCATION)
+        .ok_or_else(|| bad("202 without Location"))?
+        .to_str()
+        .map_err(|_| bad("Location is not visible ASCII"))?;
+    let uri: http::Uri = location.parse().map_err(|_| bad("Location is not a URI"))?;
+    let resolved = if uri.scheme().is_some() {
+        uri
+    } else if location.starts_with('/') && !location.starts_with("//") {
+        let mut p = request.clone().into_parts();
+        p.path_and_query = uri.path_and_query().cloned();
+        http::Uri::from_parts(p).map_err(|_| bad("cannot resolve Location"))?
+    } else {
+        return Err(bad("Location must be absolute or an absolute path"));
+    };
+    if resolved.scheme() != request.scheme() || resolved.authority() != request.authority() {
+        return Err(bad("Location is on another origin"));
+    }
+    Ok(resolved)
+}
+
+fn clone_parts(parts: &Parts) -> Parts {
+    let mut req = http::Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
+/// A tower layer making an HTTP service (requests and responses with `Bytes` bodies)
+/// into an AAuth signing client. Services made by one layer share its token cache.
+#[derive(Clone)]
+pub struct SigningLayer {
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for SigningLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> tower_layer::Layer<S> for SigningLayer
+where
+    S: tower_service::Service<http::Request<Bytes>, Response = http::Response<Bytes>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Display,
+{
+    type Service = AAuthClient;
+
+    fn layer(&self, inner: S) -> AAuthClient {
+        AAuthClient {
+            config: Arc::clone(&self.config),
+            transport: Arc::new(crate::ServiceTransport(inner)),
+        }
+    }
+}
+
+impl tower_service::Service<http::Request<Bytes>> for AAuthClient {
+    type Response = http::Response<Bytes>;
+    type Error = AgentError;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, AgentError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), AgentError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let client = self.clone();
+        Box::pin(async move { client.send(req).await })
+    }
+}

@@ -1,0 +1,497 @@
+//! The agent provider: issues agent tokens to the agents it has enrolled, and sub-agent
+//! tokens to their sub-agents; publishes its metadata and JWKS. Nothing is minted for an
+//! unauthenticated caller: an agent token is issued only to a request signed by a key
+//! enrolled for that agent, a sub-agent token only to a request signed under the parent's
+//! own agent token from this provider.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::UnixTime;
+use aauth_keys::{Jwk, JwkSet, PublicKey, Signer};
+use aauth_metadata::{AgentProviderMetadata, HttpsUrl, Published};
+use aauth_signing::{
+    JwtResolver, KeyIdentity, SchemeResolver, VerifiedRequest, Verifier, VerifyPolicy,
+};
+use aauth_tokens::{
+    AgentClaims, AgentId, AgentTokenBuilder, BoundToken, Minted, ServerId, StaticIssuerKeys,
+    TokenType, Verified,
+};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, request::Parts};
+use serde::Deserialize;
+
+/// Where an enrolled agent asks for its agent token: `POST`, signed with the enrolled key
+/// (`Signature-Key: sig=hwk`), body `{"agent": "aauth:…"}`.
+pub const AGENT_TOKEN_PATH: &str = "/agent-token";
+/// Where an agent asks for a sub-agent token: `POST`, signed under its own agent token,
+/// body `{"agent": "aauth:parent+name@domain", "jwk": {…}}`.
+pub const SUBAGENT_TOKEN_PATH: &str = "/subagent-token";
+/// The JWKS path named by the provider's `jwks_uri`.
+pub const JWKS_PATH: &str = "/jwks.json";
+/// The default agent-token lifetime: one hour (the draft's cap is 24 h; an agent
+/// refreshes five minutes before expiry, so a short lifetime costs little).
+pub const DEFAULT_AGENT_TOKEN_LIFETIME: u64 = 3600;
+
+/// Why the provider refused to issue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The agent identifier is not in this provider's domain.
+    #[error("{agent} is not an agent of {provider}")]
+    ForeignAgent {
+        /// The agent.
+        agent: String,
+        /// The provider.
+        provider: String,
+    },
+    /// The agent is not enrolled, or not with this key.
+    #[error("{agent} is not enrolled with this key")]
+    NotEnrolled {
+        /// The agent.
+        agent: String,
+    },
+    /// A sub-agent token was asked for by a sub-agent (one level only), by a token of
+    /// another provider, or for an identifier not named under the parent.
+    #[error("sub-agent token refused: {reason}")]
+    Subagent {
+        /// Why.
+        reason: String,
+    },
+    /// The request body is not what the endpoint takes.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// Why.
+        reason: String,
+    },
+    /// The provider could not mint (its key failed, or a bound is already past).
+    #[error("cannot mint: {reason}")]
+    Mint {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ProviderError {
+    /// The HTTP status the endpoints answer with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::ForeignAgent { .. } | Self::NotEnrolled { .. } | Self::Subagent { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Mint { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error` code of the problem body.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ForeignAgent { .. } | Self::NotEnrolled { .. } => "unauthorized_agent",
+            Self::Subagent { .. } => "invalid_subagent_token",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::Mint { .. } => "server_error",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Enrollment {
+    keys: BTreeSet<String>,
+    person_server: Option<ServerId>,
+}
+
+/// An agent provider. Cheap to share behind an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use aauth_agent::AgentProvider;
+/// use aauth_keys::{PrivateKey, time::UnixTime};
+/// use aauth_tokens::{AgentId, ServerId};
+///
+/// let provider = AgentProvider::new(
+///     ServerId::parse("https://agent.example")?,
+///     Arc::new(PrivateKey::ed25519_from_seed(&[1; 32])),
+///     "key-1",
+/// )?;
+/// let agent = AgentId::parse("aauth:assistant@agent.example")?;
+/// let agent_key = PrivateKey::ed25519_from_seed(&[2; 32]);
+/// // Not enrolled: nothing is minted.
+/// assert!(provider.issue(&agent, agent_key.public_key(), UnixTime(1_800_000_000)).is_err());
+/// provider.enroll(&agent, agent_key.public_key(), None)?;
+/// let token = provider.issue(&agent, agent_key.public_key(), UnixTime(1_800_000_000))?;
+/// assert_eq!(token.exp, 1_800_000_000 + 3600);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct AgentProvider {
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: String,
+    lifetime: u64,
+    enrolled: RwLock<BTreeMap<AgentId, Enrollment>>,
+    published: Published,
+    enrolled_keys: Verifier,
+    own_tokens: Verifier,
+}
+
+impl std::fmt::Debug for AgentProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentProvider")
+            .field("id", &self.id)
+            .field("kid", &self.kid)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentProvider {
+    /// A provider `id` signing agent tokens with `signer` under `kid`, publishing
+    /// `/.well-known/aauth-agent.json` with `jwks_uri` `{id}/jwks.json`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::Mint`] when the JWKS URL cannot be formed.
+    pub fn new(id: ServerId, signer: Arc<dyn Signer>, kid: &str) -> Result<Self, ProviderError> {
+        let jwks_uri = HttpsUrl::parse(&format!("{}{JWKS_PATH}", id.as_str())).map_err(|e| {
+            ProviderError::Mint {
+                reason: e.to_string(),
+            }
+        })?;
+        let mut jwk = signer.public_key().to_jwk();
+        jwk.kid = Some(kid.to_owned());
+        let published = Published::new(&AgentProviderMetadata::new(id.clone(), jwks_uri))
+            .jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        let enrolled_keys = Verifier::new(
+            VerifyPolicy::default().accept_schemes(&["hwk"]),
+            Arc::new(SchemeResolver::new().hwk()),
+        );
+        let own =
+            StaticIssuerKeys::new().with(&id, "aauth-agent.json", kid, signer.public_key().clone());
+        let own_tokens = Verifier::new(
+            VerifyPolicy::default().accept_schemes(&["jwt"]),
+            Arc::new(
+                SchemeResolver::new().jwt(JwtResolver::new(Arc::new(own), &[TokenType::Agent])),
+            ),
+        );
+        Ok(Self {
+            id,
+            signer,
+            kid: kid.to_owned(),
+            lifetime: DEFAULT_AGENT_TOKEN_LIFETIME,
+            enrolled: RwLock::new(BTreeMap::new()),
+            published,
+            enrolled_keys,
+            own_tokens,
+        })
+    }
+
+    /// Agent tokens last `secs` (at most 24 h).
+    #[must_use]
+    pub fn lifetime(mut self, secs: u64) -> Self {
+        self.lifetime = secs.min(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME);
+        self
+    }
+
+    /// The provider's identifier.
+    #[must_use]
+    pub fn id(&self) -> &ServerId {
+        &self.id
+    }
+
+    /// The provider's metadata document and JWKS, for serving.
+    #[must_use]
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// Enrolls `key` for `agent` (an agent may have several keys, for rotation), with the
+    /// agent's Person Server if it has one (the tokens' `ps` claim).
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::ForeignAgent`] for an identifier outside this provider's domain.
+    pub fn enroll(
+        &self,
+        agent: &AgentId,
+        key: &PublicKey,
+        person_server: Option<&ServerId>,
+    ) -> Result<(), ProviderError> {
+        self.own_domain(agent)?;
+        let mut map = self
+            .enrolled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let e = map.entry(agent.clone()).or_default();
+        e.keys.insert(key.thumbprint().as_str().to_owned());
+        if let Some(ps) = person_server {
+            e.person_server = Some(ps.clone());
+        }
+        Ok(())
+    }
+
+    /// Removes `key` from `agent`'s enrolled keys: no further token binds it.
+    pub fn unenroll(&self, agent: &AgentId, key: &PublicKey) {
+        let mut map = self
+            .enrolled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = map.get_mut(agent) {
+            e.keys.remove(key.thumbprint().as_str());
+        }
+    }
+
+    fn own_domain(&self, agent: &AgentId) -> Result<(), ProviderError> {
+        if agent.domain() == self.id.host() {
+            Ok(())
+        } else {
+            Err(ProviderError::ForeignAgent {
+                agent: agent.as_str().to_owned(),
+                provider: self.id.as_str().to_owned(),
+            })
+        }
+    }
+
+    /// Issues `agent` a token bound to `key`, which must be enrolled for it.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::ForeignAgent`], [`ProviderError::NotEnrolled`],
+    /// [`ProviderError::Mint`].
+    pub fn issue(
+        &self,
+        agent: &AgentId,
+        key: &PublicKey,
+        now: UnixTime,
+    ) -> Result<Minted, ProviderError> {
+        self.own_domain(agent)?;
+        let ps = {
+            let map = self.enrolled.read().unwrap_or_else(PoisonError::into_inner);
+            match map.get(agent) {
+                Some(e) if e.keys.contains(key.thumbprint().as_str()) => e.person_server.clone(),
+                _ => {
+                    return Err(ProviderError::NotEnrolled {
+                        agent: agent.as_str().to_owned(),
+                    });
+                }
+            }
+        };
+        let mut b =
+            AgentTokenBuilder::new(self.id.clone(), agent.clone(), key).lifetime(self.lifetime);
+        if let Some(ps) = ps {
+            b = b.person_server(ps);
+        }
+        b.sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .map_err(|e| ProviderError::Mint {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Issues a sub-agent token for `sub` bound to `key`, to the agent whose verified
+    /// token is `parent`: same `iss` (this provider), `parent_agent` = the parent, `ps`
+    /// copied, no later `exp` than the parent's. One level only: a sub-agent has none.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::Subagent`] when `parent` is not this provider's, is itself a
+    /// sub-agent, or `sub` is not `parent-local+name@domain`; [`ProviderError::Mint`].
+    pub fn issue_subagent(
+        &self,
+        parent: &Verified<AgentClaims>,
+        sub: &AgentId,
+        key: &PublicKey,
+        now: UnixTime,
+    ) -> Result<Minted, ProviderError> {
+        let refuse = |reason: &str| ProviderError::Subagent {
+            reason: reason.to_owned(),
+        };
+        let p = &parent.claims;
+        if p.iss != self.id {
+            return Err(refuse("the parent's token is from another provider"));
+        }
+        if p.parent_agent.is_some() {
+            return Err(refuse("a sub-agent cannot delegate further (one level)"));
+        }
+        if !sub.is_named_subagent_of(&p.sub) {
+            return Err(refuse(
+                "the sub-agent must be named <parent local>+<name>@<domain>",
+            ));
+        }
+        let mut b = AgentTokenBuilder::new(self.id.clone(), sub.clone(), key)
+            .parent_agent(p.sub.clone())
+            .lifetime(self.lifetime)
+            .not_after(p.exp);
+        if let Some(ps) = &p.ps {
+            b = b.person_server(ps.clone());
+        }
+        b.sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .map_err(|e| ProviderError::Mint {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Answers a request to the provider: its published documents, [`AGENT_TOKEN_PATH`]
+    /// and [`SUBAGENT_TOKEN_PATH`]; `None` for any other path.
+    pub async fn handle(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<Response<Bytes>> {
+        let path = parts.uri.path();
+        if let Some(resp) = self.published.respond(&parts.method, path) {
+            return Some(resp);
+        }
+        if path != AGENT_TOKEN_PATH && path != SUBAGENT_TOKEN_PATH {
+            return None;
+        }
+        if parts.method != Method::POST {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            return Some(r);
+        }
+        let verifier = if path == AGENT_TOKEN_PATH {
+            &self.enrolled_keys
+        } else {
+            &self.own_tokens
+        };
+        let verified = match verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(error) => {
+                let mut r = Response::new(Bytes::from(error.problem_json()));
+                *r.status_mut() = error.status();
+                for (name, value) in error.response_headers(verifier.policy()) {
+                    r.headers_mut().append(name, value);
+                }
+                return Some(r);
+            }
+        };
+        let result = if path == AGENT_TOKEN_PATH {
+            self.token_request(&verified, body, now)
+        } else {
+            self.subagent_request(&verified, body, now)
+        };
+        Some(match result {
+            Ok(minted) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "agent_token": minted.token,
+                    "expires_in": minted.expires_in(now),
+                }),
+            ),
+            Err(e) => json_response(
+                e.status(),
+                &serde_json::json!({
+                    "type": "about:blank",
+                    "status": e.status().as_u16(),
+                    "error": e.code(),
+                    "detail": e.to_string(),
+                }),
+            ),
+        })
+    }
+
+    fn token_request(
+        &self,
+        verified: &VerifiedRequest,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Minted, ProviderError> {
+        #[derive(Deserialize)]
+        struct Body {
+            agent: String,
+        }
+        let b: Body = parse(body)?;
+        let agent = AgentId::parse(&b.agent).map_err(|e| ProviderError::InvalidRequest {
+            reason: e.to_string(),
+        })?;
+        self.issue(&agent, &verified.key, now)
+    }
+
+    fn subagent_request(
+        &self,
+        verified: &VerifiedRequest,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Minted, ProviderError> {
+        #[derive(Deserialize)]
+        struct Body {
+            agent: String,
+            jwk: serde_json::Value,
+        }
+        let b: Body = parse(body)?;
+        let invalid = |e: &dyn std::fmt::Display| ProviderError::InvalidRequest {
+            reason: e.to_string(),
+        };
+        let sub = AgentId::parse(&b.agent).map_err(|e| invalid(&e))?;
+        let jwk = Jwk::from_value(&b.jwk).map_err(|e| invalid(&e))?;
+        if jwk.is_private() {
+            return Err(ProviderError::InvalidRequest {
+                reason: "jwk must be a public key".to_owned(),
+            });
+        }
+        let key = PublicKey::from_jwk(&jwk).map_err(|e| invalid(&e))?;
+        let KeyIdentity::Token(token) = &verified.identity else {
+            return Err(ProviderError::Subagent {
+                reason: "the request is not signed under an agent token".to_owned(),
+            });
+        };
+        let BoundToken::Agent(parent) = token.as_ref() else {
+            return Err(ProviderError::Subagent {
+                reason: "the request is not signed under an agent token".to_owned(),
+            });
+        };
+        self.issue_subagent(parent, &sub, &key, now)
+    }
+}
+
+fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::InvalidRequest {
+        reason: e.to_string(),
+    })
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(value.to_string()));
+    *r.status_mut() = status;
+    let ct = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// Agent tokens straight from a provider in the same process: for a server that is its
+/// own agent provider (an intermediary in call chaining), whose agents need no HTTP
+/// round trip to their provider.
+#[derive(Debug, Clone)]
+pub struct LocalTokenSource(pub Arc<AgentProvider>);
+
+#[async_trait::async_trait]
+impl crate::TokenSource for LocalTokenSource {
+    async fn agent_token(
+        &self,
+        agent: &AgentId,
+        signer: &dyn Signer,
+        now: UnixTime,
+    ) -> Result<String, crate::AgentError> {
+        self.0
+            .issue(agent, &signer.public_key().clone(), now)
+            .map(|m| m.token)
+            .map_err(|e| crate::AgentError::Provider {
+                status: e.status(),
+                error: e.code().to_owned(),
+            })
+    }
+}

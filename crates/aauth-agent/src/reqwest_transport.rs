@@ -1,0 +1,93 @@
+//! The adapter for reqwest users (feature `reqwest`): a `reqwest::Client` as the agent's
+//! [`Transport`]. The client is built here, from the caller's builder, with redirects
+//! off: a followed redirect would carry the request's `Signature-Key` (and with it the
+//! agent's token) to wherever the redirect points.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{AgentError, Transport};
+
+/// The default response cap: 4 MiB.
+pub const REQWEST_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A `reqwest::Client` as the agent's transport: no redirects, a response cap.
+///
+/// TLS is the application's choice, made in its own reqwest dependency (with reqwest's
+/// `rustls-no-provider`, pass a configured `rustls::ClientConfig` with
+/// `tls_backend_preconfigured`, as the demo world's test does).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use aauth_agent::ReqwestTransport;
+/// // TLS, proxies, timeouts: whatever the builder says; redirects are turned off here.
+/// let transport = ReqwestTransport::new(reqwest::Client::builder())?;
+/// # drop(transport);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+    max_body: usize,
+}
+
+impl ReqwestTransport {
+    /// Builds the client from `builder` with redirects disabled.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::Transport`] when reqwest cannot build the client.
+    pub fn new(builder: reqwest::ClientBuilder) -> Result<Self, AgentError> {
+        let client = builder
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(AgentError::transport)?;
+        Ok(Self {
+            client,
+            max_body: REQWEST_MAX_BODY,
+        })
+    }
+
+    /// The largest response body read, in bytes.
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+        let req = reqwest::Request::try_from(req).map_err(AgentError::transport)?;
+        let mut resp = self
+            .client
+            .execute(req)
+            .await
+            .map_err(AgentError::transport)?;
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(AgentError::Transport {
+                reason: format!("response body larger than {} bytes", self.max_body),
+            });
+        }
+        let mut out = http::Response::new(Bytes::new());
+        *out.status_mut() = resp.status();
+        *out.version_mut() = resp.version();
+        *out.headers_mut() = resp.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(AgentError::transport)? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(AgentError::Transport {
+                    reason: format!("response body larger than {} bytes", self.max_body),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        *out.body_mut() = Bytes::from(body);
+        Ok(out)
+    }
+}

@@ -1,0 +1,382 @@
+//! The signing client against real resource routes: each challenge answered by itself,
+//! each token checked before it is used.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use aauth_agent::{AgentError, TokenKind};
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_resource::{Access, RoutePolicy};
+use aauth_tokens::ResourceTokenBuilder;
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::support::{Fault, NOW, auth_route, get, id, parties, response, scripted};
+
+#[tokio::test]
+async fn agent_token_mode_signs_with_the_agent_token_and_declares_capabilities() {
+    let w = parties();
+    let who = w.serve(RoutePolicy::new(Access::AgentToken));
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .on_interaction(|_| {})
+        .build(w.net.clone());
+    let resp = client.send(get("/data?page=2")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.body(), "agent aauth:assistant@agent.example");
+    let seen = w.net.seen();
+    assert_eq!(w.net.typs(), ["aa-agent+jwt"]);
+    assert_eq!(seen[0].header("aauth-capabilities"), "interaction");
+    assert!(
+        seen[0].header("signature-input").contains("\"@query\""),
+        "the query is covered"
+    );
+    assert_eq!(who.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_three_party_flow_completes_by_itself_and_is_cached() {
+    let w = parties();
+    let who = w.serve(auth_route("read"));
+    let ps = w.ps();
+    let client = w.client(Some(ps.clone()));
+
+    let resp = client.send(get("/doc")).await.unwrap();
+    assert_eq!(
+        (resp.status(), resp.body().as_ref()),
+        (
+            StatusCode::OK,
+            b"person https://ps.example person-1".as_ref()
+        )
+    );
+    // agent token → 401 person-token; person token → 401 auth-token; auth token → 200.
+    assert_eq!(
+        w.net.typs(),
+        ["aa-agent+jwt", "aa-person+jwt", "aa-auth+jwt"]
+    );
+    assert_eq!(
+        w.net.seen()[0].header("aauth-capabilities"),
+        "",
+        "no hooks, no capabilities"
+    );
+    assert_eq!(
+        (
+            ps.person_calls.load(Ordering::SeqCst),
+            ps.auth_calls.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    // AG-21: the presented token is the person token the resource token names.
+    let (_, presented, _) = ps.last_auth_request.lock().unwrap().clone().unwrap();
+    let person = client
+        .cache()
+        .get(
+            &id("https://resource.example"),
+            None,
+            TokenKind::Person,
+            w.agent_key.public_key().thumbprint().as_str(),
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(presented, person.token.as_ref());
+
+    // The next request goes straight out with the cached auth token.
+    let resp = client.send(get("/doc")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(w.net.typs().len(), 4);
+    assert_eq!(w.net.typs()[3], "aa-auth+jwt");
+    assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(who.0.load(Ordering::SeqCst), 2);
+
+    // Rotating the key drops every token bound to the old one.
+    client.rotate(Arc::new(PrivateKey::ed25519_from_seed(&[20; 32])));
+    w.provider
+        .enroll(
+            &w.agent_id,
+            PrivateKey::ed25519_from_seed(&[20; 32]).public_key(),
+            Some(&id("https://ps.example")),
+        )
+        .unwrap();
+    let resp = client.send(get("/doc")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        &w.net.typs()[4..],
+        ["aa-agent+jwt", "aa-person+jwt", "aa-auth+jwt"]
+    );
+    assert_eq!(ps.person_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn without_a_person_server_a_person_token_challenge_is_a_typed_error() {
+    let w = parties();
+    let who = w.serve(RoutePolicy::new(Access::PersonToken));
+    let client = w.client(None);
+    match client.send(get("/me")).await {
+        Err(AgentError::NoPersonServer { requirement }) => assert_eq!(requirement, "person-token"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(who.0.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn tokens_that_fail_the_agents_checks_are_never_used() {
+    for (fault, token, check) in [
+        (Fault::AuthForeignKey, "auth", "cnf"),
+        (Fault::AuthOtherSub, "auth", "sub"),
+        (Fault::PersonWrongAud, "person", "verification"),
+    ] {
+        let w = parties();
+        let who = w.serve(auth_route("read"));
+        let ps = w.ps();
+        *ps.fault.lock().unwrap() = Some(fault);
+        let client = w.client(Some(ps.clone()));
+        match client.send(get("/doc")).await {
+            Err(AgentError::TokenCheck {
+                token: t, check: c, ..
+            }) => {
+                assert_eq!((t, c), (token, check), "{fault:?}");
+            }
+            other => panic!("{fault:?}: {other:?}"),
+        }
+        assert_eq!(who.0.load(Ordering::SeqCst), 0);
+        assert!(
+            !w.net.typs().contains(&"aa-auth+jwt".to_owned()),
+            "{fault:?}: a bad token went out"
+        );
+    }
+}
+
+/// AG-22: a resource token that does not match the request is not taken to the PS.
+#[tokio::test]
+async fn a_resource_token_failing_ag22_is_not_taken_to_the_person_server() {
+    #[derive(Clone, Copy, Debug)]
+    enum Bad {
+        PresentedJti,
+        AgentJkt,
+        Signature,
+        Issuer,
+    }
+    let w = parties();
+    let ps = w.ps();
+    let client = w.client(Some(ps.clone()));
+    for (bad, check) in [
+        (Bad::PresentedJti, "presented_jti"),
+        (Bad::AgentJkt, "agent_jkt"),
+        (Bad::Signature, "signature"),
+        (Bad::Issuer, "signature"),
+    ] {
+        let rs_key = w.rs_key.clone();
+        let agent_key = w.agent_key.public_key().clone();
+        // The resource answers the agent token with person-token, and the person token
+        // with a resource token spoiled by `bad`.
+        w.net.host(
+            "resource.example",
+            Arc::new(move |req: http::Request<Bytes>| {
+                let rs_key = rs_key.clone();
+                let agent_key = agent_key.clone();
+                Box::pin(async move {
+                    let sk = req.headers()["signature-key"].to_str().unwrap().to_owned();
+                    let token = sk
+                        .split("jwt=\"")
+                        .nth(1)
+                        .unwrap()
+                        .split('"')
+                        .next()
+                        .unwrap()
+                        .to_owned();
+                    let claims: serde_json::Value = serde_json::from_slice(
+                        &aauth_keys::base64url::decode(token.split('.').nth(1).unwrap()).unwrap(),
+                    )
+                    .unwrap();
+                    if claims["dwk"] == "aauth-agent.json" {
+                        return response(
+                            401,
+                            &[("aauth-requirement", "requirement=person-token")],
+                            "",
+                        );
+                    }
+                    let stranger = PrivateKey::ed25519_from_seed(&[90; 32]);
+                    let jti = match bad {
+                        Bad::PresentedJti => "not-the-jti",
+                        _ => claims["jti"].as_str().unwrap(),
+                    };
+                    let key = match bad {
+                        Bad::AgentJkt => stranger.public_key(),
+                        _ => &agent_key,
+                    };
+                    let iss = match bad {
+                        // Signed by the resource's key but claiming another issuer: its
+                        // keys are not the resource's, so the signature check fails.
+                        Bad::Issuer => "https://other.example",
+                        _ => "https://resource.example",
+                    };
+                    let signer: &PrivateKey = match bad {
+                        Bad::Signature => &stranger,
+                        _ => &rs_key,
+                    };
+                    let rt = ResourceTokenBuilder::new(
+                        id(iss),
+                        id("https://ps.example"),
+                        id("https://ps.example"),
+                        "person-1",
+                        jti,
+                        key,
+                        "read",
+                    )
+                    .sign(signer, "rs-1", NOW, &mut OsRandom)
+                    .unwrap()
+                    .token;
+                    response(
+                        401,
+                        &[(
+                            "aauth-requirement",
+                            &format!("requirement=auth-token; resource-token=\"{rt}\""),
+                        )],
+                        "",
+                    )
+                })
+            }),
+        );
+        match client.send(get("/doc")).await {
+            Err(AgentError::TokenCheck {
+                token: "resource",
+                check: c,
+                ..
+            }) => assert_eq!(c, check, "{bad:?}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+        client.cache().clear();
+    }
+    assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn signature_errors_refresh_once_or_correct_the_clock_once() {
+    let w = parties();
+    // revoked_jwt on the agent token: a new agent token, then success.
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            response(401, &[("signature-error", "error=revoked_jwt")], ""),
+            response(200, &[], "ok"),
+        ]),
+    );
+    let client = w.client(None);
+    assert_eq!(
+        client.send(get("/x")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(client.agent().refreshes(), 2);
+    let typs = w.net.typs();
+    let seen = w.net.seen();
+    assert_eq!(typs, ["aa-agent+jwt", "aa-agent+jwt"]);
+    assert_ne!(
+        seen[0].header("signature-key"),
+        seen[1].header("signature-key"),
+        "a new token"
+    );
+
+    // Refused again: surfaced, not looped.
+    w.net.host(
+        "resource.example",
+        scripted(vec![response(
+            401,
+            &[("signature-error", "error=revoked_jwt")],
+            "",
+        )]),
+    );
+    assert!(matches!(
+        client.send(get("/x")).await,
+        Err(AgentError::Unsatisfiable { .. })
+    ));
+
+    // clock_skew with a Date 30 s behind: the retry is dated by the server's clock.
+    let behind =
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW.0 - 30));
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            response(
+                401,
+                &[("signature-error", "error=clock_skew"), ("date", &behind)],
+                "",
+            ),
+            response(200, &[], "ok"),
+        ]),
+    );
+    let n = w.net.seen().len();
+    assert_eq!(
+        client.send(get("/x")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let retry = &w.net.seen()[n + 1];
+    assert!(
+        retry
+            .header("signature-input")
+            .ends_with(&format!("created={}", NOW.0 - 30))
+    );
+    // Without a usable Date it is surfaced.
+    w.net.host(
+        "resource.example",
+        scripted(vec![response(
+            401,
+            &[("signature-error", "error=clock_skew")],
+            "",
+        )]),
+    );
+    assert!(matches!(
+        client.send(get("/x")).await,
+        Err(AgentError::ClockSkew)
+    ));
+    // Codes the agent cannot repair are surfaced with the code.
+    w.net.host(
+        "resource.example",
+        scripted(vec![response(
+            401,
+            &[("signature-error", "error=unknown_key")],
+            "",
+        )]),
+    );
+    match client.send(get("/x")).await {
+        Err(AgentError::SignatureRefused { code }) => assert_eq!(code, "unknown_key"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_token_is_kept_and_presented_covered_by_the_signature() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![response(200, &[("aauth-access", "c2Vzc2lvbi0x")], "")]),
+    );
+    let client = w.client(None);
+    client.send(get("/login")).await.unwrap();
+    client.send(get("/data")).await.unwrap();
+    let seen = w.net.seen();
+    assert_eq!(seen[0].header("authorization"), "");
+    assert_eq!(seen[1].header("authorization"), "AAuth c2Vzc2lvbi0x");
+    assert!(
+        seen[1]
+            .header("signature-input")
+            .contains("\"authorization\"")
+    );
+}
+
+#[tokio::test]
+async fn requests_to_non_server_uris_are_refused_before_sending() {
+    let w = parties();
+    let client = w.client(None);
+    for uri in [
+        "http://resource.example/x",
+        "https://resource.example:8443/x",
+    ] {
+        let req = http::Request::get(uri).body(Bytes::new()).unwrap();
+        assert!(
+            matches!(client.send(req).await, Err(AgentError::NotAServer { .. })),
+            "{uri}"
+        );
+    }
+    assert!(w.net.seen().is_empty());
+}

@@ -1,0 +1,290 @@
+//! Deferred (`202`) responses: polling, slow-down, interaction, clarification, the
+//! deferred auth-token requirement, terminal errors, give-up with `DELETE`.
+
+use std::sync::{Arc, Mutex};
+
+use aauth_agent::{AgentError, Interaction, PollPolicy};
+use bytes::Bytes;
+
+use crate::support::{get, parties, response, scripted};
+
+fn pending(headers: &[(&str, &str)], body: &str) -> http::Response<Bytes> {
+    let mut h = vec![("location", "/pending/abc"), ("cache-control", "no-store")];
+    h.extend_from_slice(headers);
+    response(202, &h, body)
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_with_retry_after_slows_down_on_429_and_prompts_once() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            pending(
+                &[("retry-after", "0"), ("aauth-requirement", "requirement=interaction; url=\"https://resource.example/interact\"; code=\"ABCD-1234\"")],
+                r#"{"status":"pending"}"#,
+            ),
+            pending(
+                &[("retry-after", "2"), ("aauth-requirement", "requirement=interaction; url=\"https://resource.example/interact\"; code=\"ABCD-1234\"")],
+                r#"{"status":"interacting"}"#,
+            ),
+            response(429, &[], ""),
+            pending(&[], r#"{"status":"pending"}"#),
+            response(200, &[], "done"),
+        ]),
+    );
+    let prompts: Arc<Mutex<Vec<Interaction>>> = Arc::default();
+    let p = prompts.clone();
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .on_interaction(move |i| p.lock().unwrap().push(i.clone()))
+        .poll_policy(PollPolicy::default().prefer_wait(20))
+        .build(w.net.clone());
+    let started = tokio::time::Instant::now();
+    let resp = client.send(get("/job")).await.unwrap();
+    assert_eq!(resp.body(), "done");
+    let prompts = prompts.lock().unwrap().clone();
+    assert_eq!(prompts.len(), 1, "one prompt per interaction");
+    assert_eq!(prompts[0].code, "ABCD-1234");
+    let seen = w.net.seen();
+    assert_eq!(seen.len(), 5);
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|s| s.method == http::Method::GET && s.path == "/pending/abc")
+    );
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|s| s.header("signature-key").starts_with("sig=jwt"))
+    );
+    assert!(seen[1..].iter().all(|s| s.header("prefer") == "wait=20"));
+    assert_eq!(seen[0].header("prefer"), "", "only polls long-poll");
+    // 0 s, then 2 s, then 5 + 5 s after the 429 (default 5 s plus the slow-down), then
+    // 5 + 5 s again (the slow-down stays).
+    assert_eq!(started.elapsed().as_secs(), 22);
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_answers_end_polling_with_their_code() {
+    for (status, body, code) in [
+        (403, r#"{"error":"denied"}"#, "denied"),
+        (
+            403,
+            r#"{"error":"revoked","detail":"auth token revoked"}"#,
+            "revoked",
+        ),
+        (408, "", "expired"),
+        (410, "", "invalid_code"),
+    ] {
+        let w = parties();
+        w.net.host(
+            "resource.example",
+            scripted(vec![pending(&[], "{}"), response(status, &[], body)]),
+        );
+        match w.client(None).send(get("/job")).await {
+            Err(AgentError::Deferred { status: s, error }) => {
+                assert_eq!((s.as_u16(), error.as_str()), (status, code));
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_deadline_the_request_is_cancelled() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![pending(&[("retry-after", "30")], "{}")]),
+    );
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .poll_policy(PollPolicy::default().deadline(100))
+        .build(w.net.clone());
+    assert!(matches!(
+        client.send(get("/job")).await,
+        Err(AgentError::PollTimeout { secs: 100 })
+    ));
+    let last = w.net.seen().pop().unwrap();
+    assert_eq!(
+        (last.method, last.path.as_str()),
+        (http::Method::DELETE, "/pending/abc")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_url_on_another_origin_or_missing_is_refused() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![response(
+            202,
+            &[("location", "https://evil.example/pending/1")],
+            "{}",
+        )]),
+    );
+    assert!(matches!(
+        w.client(None).send(get("/job")).await,
+        Err(AgentError::BadDeferred { .. })
+    ));
+    w.net
+        .host("resource.example", scripted(vec![response(202, &[], "{}")]));
+    assert!(matches!(
+        w.client(None).send(get("/job")).await,
+        Err(AgentError::BadDeferred { .. })
+    ));
+    assert_eq!(
+        w.net.seen().len(),
+        2,
+        "nothing was sent to the other origin"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clarification_is_answered_at_the_pending_url() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            pending(
+                &[
+                    ("retry-after", "0"),
+                    ("aauth-requirement", "requirement=clarification"),
+                ],
+                r#"{"status":"pending","clarification":"Which calendar?"}"#,
+            ),
+            response(202, &[], "{}"),
+            response(200, &[], "done"),
+        ]),
+    );
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .on_clarification(|q| (q == "Which calendar?").then(|| "Work".to_owned()))
+        .build(w.net.clone());
+    assert_eq!(client.send(get("/job")).await.unwrap().body(), "done");
+    let seen = w.net.seen();
+    assert_eq!(seen[1].method, http::Method::POST);
+    assert!(seen[1].header("signature-input").contains("content-digest"));
+    assert_eq!(seen[0].header("aauth-capabilities"), "clarification");
+}
+
+/// AG-26: `requirement=auth-token` delivered as a `202` from a real resource route: the
+/// agent gets the auth token and polls with it; the held call runs once.
+#[tokio::test(start_paused = true)]
+async fn a_deferred_auth_token_requirement_completes_at_the_pending_url() {
+    let w = parties();
+    let who = w.serve_deferred(crate::support::auth_route("write"));
+    let ps = w.ps();
+    let client = w.client(Some(ps.clone()));
+    let req = http::Request::post("https://resource.example/doc")
+        .header("content-type", "application/json")
+        .body(Bytes::from_static(br#"{"title":"q3"}"#))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(resp.body(), "person https://ps.example person-1");
+    assert_eq!(who.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let seen = w.net.seen();
+    let steps: Vec<(String, String)> = seen
+        .iter()
+        .map(|s| {
+            (
+                format!(
+                    "{} {}",
+                    s.method,
+                    s.path.split('/').take(3).collect::<Vec<_>>().join("/")
+                ),
+                s.token_typ().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("POST /doc".to_owned(), "aa-agent+jwt".to_owned()),
+            ("POST /doc".to_owned(), "aa-person+jwt".to_owned()),
+            ("GET /aauth/pending".to_owned(), "aa-auth+jwt".to_owned()),
+        ]
+    );
+    assert_eq!(ps.auth_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The Person Server client: a deferred person token prompts the person once and ends
+/// with the Person Server's polling error.
+#[tokio::test(start_paused = true)]
+async fn a_person_servers_deferred_answer_prompts_once_and_ends_with_its_error() {
+    use aauth_agent::{HttpPersonServer, PersonServerClient};
+    let w = parties();
+    let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","auth_token_endpoint":"https://ps.example/auth-token","person_token_endpoint":"https://ps.example/person-token"}"#;
+    let interaction = (
+        "aauth-requirement",
+        "requirement=interaction; url=\"https://ps.example/interact\"; code=\"ABCD-EFGH\"",
+    );
+    w.net.host(
+        "ps.example",
+        scripted(vec![
+            response(200, &[], metadata),
+            response(
+                202,
+                &[
+                    ("location", "/pending/p1"),
+                    ("retry-after", "0"),
+                    interaction,
+                ],
+                r#"{"status":"pending"}"#,
+            ),
+            response(
+                202,
+                &[
+                    ("location", "/pending/p1"),
+                    ("retry-after", "1"),
+                    interaction,
+                ],
+                r#"{"status":"interacting"}"#,
+            ),
+            response(403, &[], r#"{"error":"denied"}"#),
+        ]),
+    );
+    let prompts: Arc<Mutex<Vec<Interaction>>> = Arc::default();
+    let p = prompts.clone();
+    let ps = HttpPersonServer::new(crate::support::id("https://ps.example"), w.net.clone())
+        .clock(w.clock.clone())
+        .on_interaction(move |i| p.lock().unwrap().push(i.clone()));
+    let agent = w.agent();
+    let resource = crate::support::id("https://resource.example");
+    let got = ps
+        .person_token(
+            &agent,
+            aauth_agent::PersonTokenRequest::new(&resource, None),
+        )
+        .await;
+    match got {
+        Err(AgentError::Deferred { status, error }) => {
+            assert_eq!((status.as_u16(), error.as_str()), (403, "denied"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(prompts.lock().unwrap().len(), 1);
+    let seen = w.net.seen();
+    let ps_calls: Vec<String> = seen
+        .iter()
+        .filter(|s| s.header("host") == "ps.example")
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert_eq!(
+        ps_calls,
+        [
+            "GET /.well-known/aauth-person.json",
+            "POST /person-token",
+            "GET /pending/p1",
+            "GET /pending/p1"
+        ]
+    );
+    let post = seen
+        .iter()
+        .find(|s| s.method == http::Method::POST)
+        .unwrap();
+    assert!(post.header("signature-input").contains("content-digest"));
+    assert_eq!(post.token_typ().as_deref(), Some("aa-agent+jwt"));
+}
