@@ -1,0 +1,237 @@
+//! Auth tokens issued per second on the three-party path (issue 5's performance item):
+//! `auth_token_endpoint` end to end (request signature, agent token, resource token,
+//! presented token, record lookups, minting, the record written) with the memory store and
+//! the SQLite store, beside the cost of the signatures involved: four Ed25519
+//! verifications and one signature.
+//!
+//! `cargo bench -p aauth-person-server --bench issue` runs criterion, then paired ratios
+//! (baseline, subject, baseline per round; median of rounds). Under `cargo test` it does
+//! nothing.
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    reason = "a benchmark that prints its report"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aauth_headers::Scheme;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::UnixTime;
+use aauth_keys::{PrivateKey, Signer};
+use aauth_person_server::{
+    AUTH_TOKEN_PATH, MemoryStore, PERSON_TOKEN_PATH, PersonServer, PsStore, SqliteStore,
+};
+use aauth_signing::sign_request;
+use aauth_tokens::{
+    AgentId, AgentTokenBuilder, PersonClaims, ResourceTokenBuilder, ServerId, StaticIssuerKeys,
+    Unverified, Validation,
+};
+use criterion::Criterion;
+
+const NOW: UnixTime = UnixTime(1_800_000_000);
+
+fn id(s: &str) -> ServerId {
+    ServerId::parse(s).unwrap()
+}
+
+struct Fixture {
+    ps: PersonServer,
+    parts: http::request::Parts,
+    body: Vec<u8>,
+}
+
+fn signed(
+    path: &str,
+    body: &serde_json::Value,
+    agent: &PrivateKey,
+    token: &str,
+) -> (http::request::Parts, Vec<u8>) {
+    let mut req = http::Request::post(format!("https://ps.example{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .unwrap();
+    sign_request(&mut req, agent, &Scheme::jwt(token.to_owned()), NOW).unwrap();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = path.parse().unwrap();
+    parts.headers.insert("host", "ps.example".parse().unwrap());
+    (parts, body)
+}
+
+fn fixture(rt: &tokio::runtime::Runtime, store: Arc<dyn PsStore>) -> Fixture {
+    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
+    let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
+    let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
+    let keys = StaticIssuerKeys::new()
+        .with(
+            &id("https://agent.example"),
+            "aauth-agent.json",
+            "key-1",
+            provider.public_key().clone(),
+        )
+        .with(
+            &id("https://resource.example"),
+            "aauth-resource.json",
+            "rs-1",
+            rs.public_key().clone(),
+        );
+    let ps = PersonServer::new(
+        id("https://ps.example"),
+        Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
+        "ps-1",
+        Arc::new(keys),
+        store,
+        [9; 32],
+    )
+    .unwrap();
+    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let token = AgentTokenBuilder::new(
+        id("https://agent.example"),
+        agent_id.clone(),
+        agent.public_key(),
+    )
+    .sign(&provider, "key-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    rt.block_on(
+        ps.store()
+            .bind(&id("https://agent.example"), &agent_id, "alice"),
+    )
+    .unwrap();
+    let (parts, body) = signed(
+        PERSON_TOKEN_PATH,
+        &serde_json::json!({"resource": "https://resource.example"}),
+        &agent,
+        &token,
+    );
+    let resp = rt.block_on(ps.handle(&parts, &body, NOW)).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    let person = json["person_token"].as_str().unwrap().to_owned();
+    let aud = id("https://resource.example");
+    let v = Validation::new(NOW).audience(&aud);
+    let pc: PersonClaims = Unverified::<PersonClaims>::decode(&person, &v)
+        .unwrap()
+        .unverified_claims()
+        .clone();
+    let rt_token = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub,
+        pc.jti,
+        agent.public_key(),
+        "read",
+    )
+    .sign(&rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (parts, body) = signed(
+        AUTH_TOKEN_PATH,
+        &serde_json::json!({"resource_token": rt_token, "presented_token": person}),
+        &agent,
+        &token,
+    );
+    Fixture { ps, parts, body }
+}
+
+fn issue(rt: &tokio::runtime::Runtime, f: &Fixture) {
+    let resp = rt.block_on(f.ps.handle(&f.parts, &f.body, NOW)).unwrap();
+    assert_eq!(resp.status(), 200);
+    black_box(resp);
+}
+
+/// The signatures the path cannot avoid: four verifications, one signature.
+struct Crypto {
+    key: PrivateKey,
+    msg: Vec<u8>,
+    sig: Vec<u8>,
+}
+
+impl Crypto {
+    fn new() -> Self {
+        let key = PrivateKey::ed25519_from_seed(&[5; 32]);
+        let msg = vec![7u8; 600];
+        let sig = key.sign(&msg).unwrap();
+        Self { key, msg, sig }
+    }
+
+    fn run(&self) {
+        for _ in 0..4 {
+            self.key
+                .public_key()
+                .verify(black_box(&self.msg), &self.sig)
+                .unwrap();
+        }
+        black_box(self.key.sign(black_box(&self.msg)).unwrap());
+    }
+}
+
+fn time(n: usize, f: &mut dyn FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() / n as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("aauth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let memory = fixture(&rt, Arc::new(MemoryStore::default()));
+    let sqlite = fixture(
+        &rt,
+        Arc::new(SqliteStore::open(&dir.join("ps.sqlite")).unwrap()),
+    );
+    let crypto = Crypto::new();
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    c.bench_function("auth_token/memory_store", |b| {
+        b.iter(|| issue(&rt, &memory));
+    });
+    c.bench_function("auth_token/sqlite_store", |b| {
+        b.iter(|| issue(&rt, &sqlite));
+    });
+    c.bench_function("crypto/4_verify_1_sign", |b| b.iter(|| crypto.run()));
+    c.final_summary();
+
+    for (name, f) in [("memory", &memory), ("sqlite", &sqlite)] {
+        let n = 300;
+        let mut ratios = Vec::new();
+        let mut per = Vec::new();
+        for _ in 0..15 {
+            let b1 = time(n, &mut || crypto.run());
+            let s = time(n, &mut || issue(&rt, f));
+            let b2 = time(n, &mut || crypto.run());
+            ratios.push(s / ((b1 + b2) / 2.0));
+            per.push(s);
+        }
+        let s = median(&mut per);
+        println!(
+            "\n{name} store: {:.0} auth tokens/s ({:.1} µs each) = {:.2} × the signatures involved (median of 15 paired rounds)",
+            1.0 / s,
+            s * 1e6,
+            median(&mut ratios)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,77 @@
+//! Interaction codes (draft -11 §Interaction Code Format): Crockford base32, eight symbols
+//! (40 bits) from the operating system's CSPRNG, shown as `XXXX-XXXX`, compared after
+//! normalization (case folded, hyphens stripped, `I`/`L` read as `1`, `O` as `0`).
+
+use aauth_keys::rand::{OsRandom, RandomSource};
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A new code, normalized (eight symbols, no hyphen).
+///
+/// # Errors
+///
+/// When the operating system has no random bytes.
+pub(crate) fn new_code() -> Result<String, String> {
+    let mut b = [0u8; 5];
+    OsRandom.fill(&mut b).map_err(|e| e.to_string())?;
+    let mut v: u64 = 0;
+    for x in b {
+        v = (v << 8) | u64::from(x);
+    }
+    Ok((0..8)
+        .rev()
+        .map(|i| char::from(ALPHABET[((v >> (i * 5)) & 31) as usize]))
+        .collect())
+}
+
+/// The code as shown to a person: `XXXX-XXXX`.
+pub(crate) fn display(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => code.to_owned(),
+    }
+}
+
+/// The normalized form of what a person typed, or `None` if it cannot be a code.
+///
+/// ```text
+/// "abcd-1234" → "ABCD1234"; "o1lI" → "0111"; "ABCU1234" → None (U is not in the alphabet)
+/// ```
+pub(crate) fn normalize(input: &str) -> Option<String> {
+    let mut out = String::with_capacity(8);
+    for c in input.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | ' ' => continue,
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        };
+        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) {
+            return None;
+        }
+        out.push(c);
+        if out.len() > 8 {
+            return None;
+        }
+    }
+    (out.len() == 8).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_eight_crockford_symbols_and_normalize() {
+        let c = new_code().unwrap_or_default();
+        assert_eq!(c.len(), 8);
+        assert_eq!(normalize(&display(&c)).as_deref(), Some(c.as_str()));
+        assert_eq!(normalize("abcd-1234").as_deref(), Some("ABCD1234"));
+        assert_eq!(normalize("oiLl-0000").as_deref(), Some("01110000"));
+        assert_eq!(normalize("ABCU1234"), None, "U is not Crockford");
+        assert_eq!(normalize("ABCD123"), None);
+        assert_eq!(normalize("ABCD12345"), None);
+        assert_eq!(normalize("ÄBCD1234"), None);
+        assert_ne!(new_code().ok(), new_code().ok());
+    }
+}

@@ -1,0 +1,212 @@
+//! The token endpoints' errors (draft -11 §13, published -11's codes), as problem bodies.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+
+/// Why a token endpoint refused, with the draft's `error` code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PsError {
+    /// The body or a parameter is not what the endpoint takes: `invalid_request` (400).
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// The resource token failed a check or does not match the presented token:
+    /// `invalid_resource_token` (400).
+    #[error("invalid_resource_token: {0}")]
+    InvalidResourceToken(String),
+    /// The resource token expired: `expired_resource_token` (400).
+    #[error("expired_resource_token")]
+    ExpiredResourceToken,
+    /// The resource token names a person token this Person Server has no record of:
+    /// `unknown_person_token` (400).
+    #[error("unknown_person_token")]
+    UnknownPersonToken,
+    /// The presented token failed a check: `invalid_presented_token` (400).
+    #[error("invalid_presented_token: {0}")]
+    InvalidPresentedToken(String),
+    /// The presented token expired: `expired_presented_token` (400).
+    #[error("expired_presented_token")]
+    ExpiredPresentedToken,
+    /// The presented token was revoked: `revoked_presented_token` (403).
+    #[error("revoked_presented_token")]
+    RevokedPresentedToken,
+    /// The upstream token (call chaining) failed a check: `invalid_upstream_token` (400).
+    #[error("invalid_upstream_token: {0}")]
+    InvalidUpstreamToken(String),
+    /// The upstream token expired: `expired_upstream_token` (400).
+    #[error("expired_upstream_token")]
+    ExpiredUpstreamToken,
+    /// The upstream token was revoked: `revoked_upstream_token` (403).
+    #[error("revoked_upstream_token")]
+    RevokedUpstreamToken,
+    /// The resource's Access Server could not give a verifiable auth token (unreachable,
+    /// slow, malformed, or failing PS-53): `as_unreachable` (502).
+    #[error("as_unreachable: {0}")]
+    AsUnreachable(String),
+    /// The resource's Access Server refused; its `error` and status are relayed (PS-54).
+    #[error("{error}: the Access Server refused: {detail}")]
+    AsRefused {
+        /// The Access Server's status (a 4xx).
+        status: u16,
+        /// Its `error` value.
+        error: String,
+        /// Its `detail`, if any.
+        detail: String,
+    },
+    /// The resource's Access Server needs the person (`requirement=interaction`: the
+    /// agent is given its link) or an approval (`requirement=approval`) first; the
+    /// request waits at `location` (handled by the server: the agent sees a `202`).
+    #[error("the Access Server needs the person first")]
+    AsInteraction {
+        /// The Access Server's pending URL.
+        location: String,
+        /// Its `AAuth-Requirement` value, passed to the agent unchanged.
+        requirement: String,
+    },
+    /// The Access Server is still waiting for the person (the agent sees a `202`).
+    #[error("the Access Server is still waiting for the person")]
+    AsPending,
+    /// The resource revoked the resource token: `revoked_resource_token` (403).
+    #[error("revoked_resource_token")]
+    RevokedResourceToken,
+    /// Too many requests of this kind from this agent: `rate_limited` (429, with
+    /// `Retry-After` in seconds).
+    #[error("rate_limited: {reason}")]
+    RateLimited {
+        /// What was limited.
+        reason: String,
+        /// Seconds until a request may succeed.
+        retry_after: u64,
+    },
+    /// A sub-agent signed where only its parent may, or a `subagent_token` failed:
+    /// `invalid_subagent_token` (400).
+    #[error("invalid_subagent_token: {0}")]
+    InvalidSubagentToken(String),
+    /// The `subagent_token` expired: `expired_subagent_token` (400).
+    #[error("expired_subagent_token")]
+    ExpiredSubagentToken,
+    /// The person must be asked and cannot be reached (no interaction channel, or the agent
+    /// declared no `interaction` capability): `user_unreachable` (403, terminal).
+    #[error("user_unreachable: {0}")]
+    UserUnreachable(String),
+    /// The person's policy denies the request: `denied` (403).
+    #[error("denied: {0}")]
+    Denied(String),
+    /// No such mission, or not this agent's (identical answers): `mission_not_found`
+    /// (404).
+    #[error("mission_not_found")]
+    MissionNotFound,
+    /// The mission has ended: `mission_terminated` (403) with `mission_status` and
+    /// `termination_reason`.
+    #[error("mission_terminated: {0}")]
+    MissionTerminated(&'static str),
+    /// A mission's power-of-attorney constraint refused the request: `denied` (403) with
+    /// the stable `violation` code.
+    #[error("denied by the mission's constraints: {0}")]
+    Violation(&'static str),
+    /// The store could not answer: `server_error` (500 here; the caller may retry).
+    #[error("server_error: {0}")]
+    Server(String),
+}
+
+impl PsError {
+    /// The `error` code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidResourceToken(_) => "invalid_resource_token",
+            Self::ExpiredResourceToken => "expired_resource_token",
+            Self::UnknownPersonToken => "unknown_person_token",
+            Self::InvalidPresentedToken(_) => "invalid_presented_token",
+            Self::ExpiredPresentedToken => "expired_presented_token",
+            Self::RevokedPresentedToken => "revoked_presented_token",
+            Self::RevokedResourceToken => "revoked_resource_token",
+            Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
+            Self::ExpiredUpstreamToken => "expired_upstream_token",
+            Self::RevokedUpstreamToken => "revoked_upstream_token",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::AsUnreachable(_) | Self::AsInteraction { .. } | Self::AsPending => {
+                "as_unreachable"
+            }
+            // The relayed value is in the body; this is its family.
+            Self::AsRefused { .. } => "as_refused",
+            Self::InvalidSubagentToken(_) => "invalid_subagent_token",
+            Self::ExpiredSubagentToken => "expired_subagent_token",
+            Self::UserUnreachable(_) => "user_unreachable",
+            Self::Denied(_) => "denied",
+            Self::MissionNotFound => "mission_not_found",
+            Self::MissionTerminated(_) => "mission_terminated",
+            Self::Violation(_) => "denied",
+            Self::Server(_) => "server_error",
+        }
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::RevokedPresentedToken
+            | Self::RevokedResourceToken
+            | Self::RevokedUpstreamToken
+            | Self::UserUnreachable(_)
+            | Self::Denied(_)
+            | Self::MissionTerminated(_)
+            | Self::Violation(_) => StatusCode::FORBIDDEN,
+            Self::MissionNotFound => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AsUnreachable(_) | Self::AsInteraction { .. } | Self::AsPending => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::AsRefused { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            Self::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The RFC 9457 response.
+    #[must_use]
+    pub fn into_response(self) -> http::Response<Bytes> {
+        let status = self.status();
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "status": status.as_u16(),
+            "error": self.code(),
+        });
+        match &self {
+            // Identical for an absent mission and another agent's: no detail at all.
+            Self::MissionNotFound => {}
+            Self::MissionTerminated(reason) => {
+                body["mission_status"] = "terminated".into();
+                body["termination_reason"] = (*reason).into();
+            }
+            Self::Violation(code) => {
+                body["violation"] = (*code).into();
+                body["detail"] = self.to_string().into();
+            }
+            Self::AsRefused { error, detail, .. } => {
+                body["error"] = error.clone().into();
+                body["detail"] = format!("the Access Server refused: {detail}").into();
+            }
+            _ => body["detail"] = self.to_string().into(),
+        }
+        let body = body.to_string();
+        let mut r = http::Response::new(Bytes::from(body));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        if let Self::RateLimited { retry_after, .. } = &self {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        r
+    }
+}

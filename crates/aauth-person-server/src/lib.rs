@@ -1,0 +1,59 @@
+//! AAuth layer 4: the Person Server (the design card's "mission manager").
+//!
+//! It represents the person: it binds agents to a person, issues person tokens
+//! (`person_token_endpoint`) and three-party auth tokens (`auth_token_endpoint`), each only
+//! after checking everything draft -11 names (PS-10…35): the agent's signature under its
+//! agent token, the resource token under the resource's published keys and bound to the
+//! signing key, the presented token as one this Person Server issued for that resource,
+//! person, mission and tenant. Directed identifiers (`sub`) are stable per person and
+//! resource and unlinkable across resources. Consent goes through a [`ConsentPolicy`].
+//!
+//! When the person must be asked (an agent not yet bound to them, or a policy that asks),
+//! and the server has its consent pages ([`PersonServer::with_consent_pages`]), the agent
+//! gets a `202` with a pending URL and an interaction code (Crockford base32, 40 bits from
+//! the OS CSPRNG, single use, attempt-limited, expiring with the request); the person signs
+//! in (argon2id password hashes, a `__Host-` session cookie, CSRF tokens on every form),
+//! sees what the resource asks apart from what the agent says, and grants or denies; the
+//! agent's signed polls (`Prefer: wait` long-polls) get the token once, then `410`.
+//!
+//! Beyond that: missions with power-of-attorney constraints and a budget ledger,
+//! clarification chat and updated requests, the governance endpoints, sub-agents, call
+//! chaining (`upstream_token`), four-party federation with Access Servers
+//! ([`PersonServer::federate`]), revocation received and sent, interaction callbacks, and
+//! the embedded SQLite store (the default).
+
+mod code;
+mod error;
+mod mission;
+mod pending;
+mod policy;
+mod revocation;
+mod server;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+mod web;
+
+pub use error::PsError;
+pub use mission::{
+    Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, Proposal, TerminationReason,
+    Tool, iso8601, s256, violation,
+};
+pub use pending::{
+    ChatTurn, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState, WebSession,
+};
+pub use policy::{
+    AlwaysAsk, AutoApprove, ClaimsSource, ConsentKind, ConsentPolicy, ConsentRequest, Decision,
+};
+pub use revocation::{HttpRevocationNotifier, RevocationNotifier};
+pub use server::{
+    AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH,
+    JWKS_PATH, LOGIN_PATH, MISSION_PATH, MissionTerms, PENDING_PATH, PERMISSION_PATH,
+    PERSON_TOKEN_PATH, PersonServer, REVOCATION_PATH,
+};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use store::{
+    AuthTokenRecord, MemoryStore, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+};
+pub use web::callback_allowed;

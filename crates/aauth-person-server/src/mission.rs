@@ -1,0 +1,468 @@
+//! Missions (draft -11 §Mission, §0.1 F): what a person approved an agent to do, pinned
+//! by the SHA-256 of the exact bytes the Person Server persists, with the power-of-attorney
+//! constraints of GAuth (`ecosystem.md` §1.10) as a namespaced member of the blob so that
+//! `s256` pins them too, enforced at token time by a deterministic policy engine.
+
+use aauth_keys::base64url;
+use aauth_tokens::{AgentId, ServerId};
+use serde::{Deserialize, Serialize};
+
+/// The blob member holding the power-of-attorney constraints.
+pub const CONSTRAINTS_MEMBER: &str = "aauth-rs:constraints";
+
+/// What an agent proposes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct Proposal {
+    /// What the agent will do (Markdown; shown escaped).
+    pub description: String,
+    /// Tools it expects to use.
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    /// Resources it expects to call (server identifiers).
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+/// A tool named in a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tool {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Power-of-attorney constraints (GAuth's terms, AAuth's mechanics): each is checked when
+/// a token is requested under the mission; absent means unconstrained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Constraints {
+    /// Not before (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_from: Option<u64>,
+    /// Not after (Unix seconds); also the mission's `expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_until: Option<u64>,
+    /// The only resources tokens may be issued for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resources: Option<Vec<String>>,
+    /// The only scope values (tools) an auth token may grant.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tools: Option<Vec<String>>,
+    /// The most auth tokens the mission may obtain (a grant budget, kept in a ledger).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_grants: Option<u32>,
+    /// Whether sub-agents may act under the mission (delegation depth 0 or 1).
+    #[serde(default)]
+    pub allow_subagents: bool,
+    /// The most the mission may spend in all (draft-hardt-aauth-budgets: the PS's
+    /// ceiling). Each auth token for a resource that offers a budget in this denomination
+    /// is granted at most what remains; the ledger counts what each grant consumed once
+    /// the resource reports it, what was granted until then.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub budget: Option<aauth_tokens::Budget>,
+}
+
+/// One budget grant in a mission's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Allocation {
+    /// The auth token's `jti`.
+    pub jti: String,
+    /// What it was granted.
+    pub granted: u64,
+    /// What the resource reported it consumed (at most `granted`), once it has.
+    pub consumed: Option<u64>,
+}
+
+/// Why a mission has ended (stored outside the blob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TerminationReason {
+    /// The person accepted the agent's completion.
+    Completed,
+    /// The person (or an administrator) revoked it.
+    Revoked,
+    /// It passed `expires_at`.
+    Expired,
+    /// A new mission replaced it.
+    Superseded,
+}
+
+impl TerminationReason {
+    /// The draft's value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    /// Reads a stored value.
+    #[must_use]
+    pub fn from_value(v: &str) -> Option<Self> {
+        Some(match v {
+            "completed" => Self::Completed,
+            "revoked" => Self::Revoked,
+            "expired" => Self::Expired,
+            "superseded" => Self::Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the mission log: what was asked and what was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LogEntry {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// What happened: `person_token`, `auth_token`, `update`, `completion`, `terminated`.
+    pub event: String,
+    /// The resource, when a token was asked for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resource: Option<String>,
+    /// `permit` or `deny`.
+    pub decision: String,
+    /// The violation code of a denial, the text of an update or a summary.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+}
+
+/// A mission as the Person Server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mission {
+    /// `base64url(SHA-256(blob))`.
+    pub s256: String,
+    /// The exact bytes approved.
+    pub blob: Vec<u8>,
+    /// The agent (provider, identifier) that owns it.
+    pub agent: (ServerId, AgentId),
+    /// The person's account.
+    pub account: String,
+    /// The constraints read back from the blob.
+    pub constraints: Constraints,
+    /// `None` while active; the reason once terminated (never active again).
+    pub terminated: Option<TerminationReason>,
+    /// Auth tokens obtained (the grant ledger).
+    pub grants: u32,
+    /// Budget grants (the spending ledger), oldest first.
+    pub ledger: Vec<Allocation>,
+    /// The mission log.
+    pub log: Vec<LogEntry>,
+}
+
+impl Mission {
+    /// A new, active mission over `blob` (its `s256` computed here).
+    #[must_use]
+    pub fn new(
+        blob: Vec<u8>,
+        agent: (ServerId, AgentId),
+        account: impl Into<String>,
+        constraints: Constraints,
+    ) -> Self {
+        Self {
+            s256: s256(&blob),
+            blob,
+            agent,
+            account: account.into(),
+            constraints,
+            terminated: None,
+            grants: 0,
+            ledger: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// A mission read back from a store.
+    #[allow(clippy::too_many_arguments, reason = "every stored field, once")]
+    pub(crate) fn restore(
+        s256: String,
+        blob: Vec<u8>,
+        agent: (ServerId, AgentId),
+        account: String,
+        constraints: Constraints,
+        terminated: Option<TerminationReason>,
+        grants: u32,
+        ledger: Vec<Allocation>,
+        log: Vec<LogEntry>,
+    ) -> Self {
+        Self {
+            s256,
+            blob,
+            agent,
+            account,
+            constraints,
+            terminated,
+            grants,
+            ledger,
+            log,
+        }
+    }
+
+    /// What the mission has spent: each grant's reported consumption, or the grant
+    /// itself until the resource reports it.
+    #[must_use]
+    pub fn spent(&self) -> u64 {
+        self.spent_with(&[])
+    }
+
+    /// [`Mission::spent`] with consumption `records` taken into account (not recorded).
+    fn spent_with(&self, records: &[aauth_tokens::Consumption]) -> u64 {
+        self.ledger
+            .iter()
+            .map(|a| {
+                records
+                    .iter()
+                    .find(|r| r.jti == a.jti)
+                    .map(|r| r.consumed.min(a.granted))
+                    .or(a.consumed)
+                    .unwrap_or(a.granted)
+            })
+            .fold(0, u64::saturating_add)
+    }
+
+    /// The budget an auth token may be granted now against `offer` (the resource
+    /// token's `budget`, with its consumption `records`, which count only when in the
+    /// ceiling's denomination): the offer itself when the mission sets no ceiling;
+    /// nothing when the resource meters nothing; otherwise the offer lowered to what
+    /// remains.
+    ///
+    /// # Errors
+    ///
+    /// [`violation::BUDGET_UNIT_MISMATCH`] when the resource denominates otherwise than
+    /// the ceiling, [`violation::BUDGET_EXHAUSTED`] when nothing remains.
+    pub fn allocate(
+        &self,
+        offer: Option<&aauth_tokens::Budget>,
+        records: &[aauth_tokens::Consumption],
+    ) -> Result<Option<aauth_tokens::Budget>, &'static str> {
+        let (Some(ceiling), Some(offer)) = (&self.constraints.budget, offer) else {
+            return Ok(offer.cloned());
+        };
+        if !ceiling.same_denomination(offer) {
+            return Err(violation::BUDGET_UNIT_MISMATCH);
+        }
+        let remaining = ceiling.amount.saturating_sub(self.spent_with(records));
+        if remaining == 0 {
+            return Err(violation::BUDGET_EXHAUSTED);
+        }
+        Ok(Some(offer.with_amount(offer.amount.min(remaining))))
+    }
+
+    /// Records a grant of `granted` to auth token `jti` (when the mission sets a
+    /// ceiling).
+    pub fn record_allocation(&mut self, jti: &str, granted: u64) {
+        if self.constraints.budget.is_some() {
+            self.ledger.push(Allocation {
+                jti: jti.to_owned(),
+                granted,
+                consumed: None,
+            });
+        }
+    }
+
+    /// Takes a resource's consumption records (from a resource token, in `offer`'s
+    /// denomination) for grants in the ledger; other records are ignored. Consumption
+    /// above a grant counts as the grant (the budget is a hard cap).
+    pub fn record_consumption(
+        &mut self,
+        offer: Option<&aauth_tokens::Budget>,
+        records: &[aauth_tokens::Consumption],
+    ) {
+        let same = match (&self.constraints.budget, offer) {
+            (Some(c), Some(o)) => c.same_denomination(o),
+            _ => false,
+        };
+        if !same {
+            return;
+        }
+        for r in records {
+            if let Some(a) = self.ledger.iter_mut().find(|a| a.jti == r.jti) {
+                a.consumed = Some(r.consumed.min(a.granted));
+            }
+        }
+    }
+
+    /// Appends to the mission log.
+    pub fn log(
+        &mut self,
+        at: u64,
+        event: &str,
+        resource: Option<&ServerId>,
+        decision: &str,
+        detail: Option<String>,
+    ) {
+        self.log.push(LogEntry {
+            at,
+            event: event.to_owned(),
+            resource: resource.map(|r| r.as_str().to_owned()),
+            decision: decision.to_owned(),
+            detail,
+        });
+    }
+}
+
+/// The violation codes of the policy engine, stable across versions.
+pub mod violation {
+    /// The mission has ended.
+    pub const TERMINATED: &str = "mission_terminated";
+    /// Before `valid_from`.
+    pub const NOT_YET_VALID: &str = "not_yet_valid";
+    /// After `valid_until`.
+    pub const EXPIRED: &str = "mission_expired";
+    /// The resource is not among the approved ones.
+    pub const RESOURCE_NOT_APPROVED: &str = "resource_not_approved";
+    /// A scope value is not among the approved tools.
+    pub const TOOL_NOT_APPROVED: &str = "tool_not_approved";
+    /// The grant budget, or the mission's spending budget, is spent.
+    pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
+    /// The resource's budget is in another unit or scale than the mission's.
+    pub const BUDGET_UNIT_MISMATCH: &str = "budget_unit_mismatch";
+    /// A sub-agent acted and the mission does not allow delegation.
+    pub const DELEGATION_NOT_ALLOWED: &str = "delegation_not_allowed";
+}
+
+/// What the engine is asked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Check<'a> {
+    pub(crate) now: u64,
+    pub(crate) resource: &'a ServerId,
+    /// The scope asked for (auth tokens); `None` for a person token.
+    pub(crate) scope: Option<&'a str>,
+    /// Whether a sub-agent is acting.
+    pub(crate) subagent: bool,
+    /// The budget the resource offers (auth tokens).
+    pub(crate) offer: Option<&'a aauth_tokens::Budget>,
+    /// The resource's consumption reports alongside it.
+    pub(crate) consumed: &'a [aauth_tokens::Consumption],
+}
+
+impl Mission {
+    /// The policy engine: the checks in a fixed order, the first failure's stable code.
+    pub(crate) fn check(&self, c: &Check<'_>) -> Result<(), &'static str> {
+        let k = &self.constraints;
+        if self.terminated.is_some() {
+            return Err(violation::TERMINATED);
+        }
+        if k.valid_from.is_some_and(|f| c.now < f) {
+            return Err(violation::NOT_YET_VALID);
+        }
+        if k.valid_until.is_some_and(|u| c.now >= u) {
+            return Err(violation::EXPIRED);
+        }
+        if k.resources
+            .as_ref()
+            .is_some_and(|rs| !rs.iter().any(|r| r == c.resource.as_str()))
+        {
+            return Err(violation::RESOURCE_NOT_APPROVED);
+        }
+        if let (Some(tools), Some(scope)) = (&k.tools, c.scope)
+            && scope
+                .split(' ')
+                .filter(|v| !v.is_empty())
+                .any(|v| !tools.iter().any(|t| t == v))
+        {
+            return Err(violation::TOOL_NOT_APPROVED);
+        }
+        if c.scope.is_some() && k.max_grants.is_some_and(|m| self.grants >= m) {
+            return Err(violation::BUDGET_EXHAUSTED);
+        }
+        if c.subagent && !k.allow_subagents {
+            return Err(violation::DELEGATION_NOT_ALLOWED);
+        }
+        if c.scope.is_some() {
+            self.allocate(c.offer, c.consumed)?;
+        }
+        Ok(())
+    }
+
+    /// The latest a token under this mission may expire.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<u64> {
+        self.constraints.valid_until
+    }
+}
+
+/// `base64url(SHA-256(bytes))`.
+#[must_use]
+pub fn s256(bytes: &[u8]) -> String {
+    base64url::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+}
+
+/// An ISO 8601 UTC timestamp (`YYYY-MM-DDTHH:MM:SSZ`) for Unix seconds `t`.
+#[must_use]
+pub fn iso8601(t: u64) -> String {
+    let days = t / 86_400;
+    let secs = t % 86_400;
+    // Civil from days (Howard Hinnant's algorithm), for 1970 onwards.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// The approved blob for `proposal` by `agent`: the draft's members, the approved tools and
+/// resources, `expires_at`, and the constraints under [`CONSTRAINTS_MEMBER`]. Serialized
+/// once; the bytes are what `s256` covers.
+pub(crate) fn blob(
+    agent: &AgentId,
+    proposal: &Proposal,
+    constraints: &Constraints,
+    now: u64,
+) -> Vec<u8> {
+    let mut m = serde_json::Map::new();
+    m.insert("agent".to_owned(), agent.as_str().into());
+    m.insert("approved_at".to_owned(), iso8601(now).into());
+    m.insert(
+        "description".to_owned(),
+        proposal.description.clone().into(),
+    );
+    if let Some(u) = constraints.valid_until {
+        m.insert("expires_at".to_owned(), iso8601(u).into());
+    }
+    if !proposal.tools.is_empty() {
+        m.insert(
+            "approved_tools".to_owned(),
+            serde_json::to_value(&proposal.tools).unwrap_or_default(),
+        );
+    }
+    if let Some(rs) = &constraints.resources {
+        m.insert("approved_resources".to_owned(), rs.clone().into());
+    }
+    m.insert(
+        CONSTRAINTS_MEMBER.to_owned(),
+        serde_json::to_value(constraints).unwrap_or_default(),
+    );
+    serde_json::Value::Object(m).to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_matches_known_instants() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

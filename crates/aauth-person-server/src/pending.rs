@@ -1,0 +1,281 @@
+//! Deferred token requests (draft -11 §9): what the Person Server holds while it asks the
+//! person.
+
+use aauth_keys::Jwk;
+use aauth_tokens::{AgentId, ServerId};
+
+/// What the agent asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingRequest {
+    /// A person token for `resource`.
+    PersonToken {
+        /// The resource.
+        resource: ServerId,
+        /// The mission it is asked under.
+        mission_s256: Option<String>,
+    },
+    /// An auth token, from a verified resource token and presented token.
+    AuthToken {
+        /// The resource (the resource token's `iss`).
+        resource: ServerId,
+        /// The person's directed identifier there.
+        sub: String,
+        /// The scope the resource token asks for.
+        scope: Option<String>,
+        /// The account the resource token names.
+        account_claim: Option<String>,
+        /// The mission.
+        mission_s256: Option<String>,
+        /// The tenant.
+        tenant: Option<String>,
+        /// The presented token's `jti`.
+        presented_jti: String,
+        /// The presented token's `exp` (the auth token's cap).
+        presented_exp: u64,
+        /// The budget the resource offers (draft-hardt-aauth-budgets).
+        budget: Option<aauth_tokens::Budget>,
+        /// What the resource reports recent grants consumed.
+        budget_consumed: Vec<aauth_tokens::Consumption>,
+        /// Four-party: what the resource's Access Server is asked with.
+        four_party: Option<Box<FourParty>>,
+    },
+    /// A mission proposal (its JSON as received).
+    Mission {
+        /// The proposal body.
+        proposal: String,
+    },
+    /// A mission's completion, for the person to accept.
+    Completion {
+        /// The mission.
+        s256: String,
+        /// The agent's summary.
+        summary: String,
+    },
+    /// Permission for an action outside any resource (a tool call).
+    Permission {
+        /// The action (a tool name).
+        action: String,
+        /// What it will do (agent-asserted).
+        description: Option<String>,
+        /// The mission, if any.
+        mission_s256: Option<String>,
+    },
+    /// A question for the person.
+    Question {
+        /// The question (agent-asserted).
+        question: String,
+        /// The mission, if any.
+        mission_s256: Option<String>,
+    },
+}
+
+/// A four-party request as the Access Server will be asked (draft -11 §9.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FourParty {
+    /// The resource's Access Server (the resource token's `aud`).
+    pub access_server: ServerId,
+    /// The resource token, as received.
+    pub resource_token: String,
+    /// The agent's (or, for a sub-agent, its parent's) agent token.
+    pub agent_token: String,
+    /// The presented token.
+    pub presented_token: String,
+    /// The sub-agent's token, when a parent asks for it.
+    pub subagent_token: Option<String>,
+    /// The upstream token (call chaining).
+    pub upstream_token: Option<String>,
+    /// Where the Access Server keeps the request while the person is with it.
+    pub as_pending: Option<String>,
+}
+
+impl FourParty {
+    /// A four-party request to `access_server` without sub-agent or upstream tokens.
+    #[must_use]
+    pub fn new(
+        access_server: ServerId,
+        resource_token: String,
+        agent_token: String,
+        presented_token: String,
+    ) -> Self {
+        Self {
+            access_server,
+            resource_token,
+            agent_token,
+            presented_token,
+            subagent_token: None,
+            upstream_token: None,
+            as_pending: None,
+        }
+    }
+}
+
+/// Where a deferred request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingState {
+    /// Waiting for the person.
+    Pending,
+    /// The person opened the consent page.
+    Interacting,
+    /// The person approved, as `account`; the next poll gets the token.
+    Approved {
+        /// The approving person's account.
+        account: String,
+    },
+    /// The person answered a question.
+    Answered {
+        /// The answer.
+        answer: String,
+    },
+    /// The person denied.
+    Denied,
+    /// The token was delivered, or the agent cancelled: later polls get `410`.
+    Done,
+}
+
+/// A deferred token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pending {
+    /// The unguessable id in the pending URL.
+    pub id: String,
+    /// The interaction code, normalized (eight Crockford symbols).
+    pub code: String,
+    /// The agent (provider, identifier).
+    pub agent: (ServerId, AgentId),
+    /// The key that signed the request (its JWK): polls must be signed by it, and the
+    /// token will bind it.
+    pub key: Jwk,
+    /// The thumbprint of `key`.
+    pub jkt: String,
+    /// The agent token's `exp` (the token's cap).
+    pub agent_exp: u64,
+    /// The person, when known before consent (an agent already bound).
+    pub account: Option<String>,
+    /// What was asked.
+    pub request: PendingRequest,
+    /// Where it stands.
+    pub state: PendingState,
+    /// When it expires (`408 expired` after).
+    pub expires: u64,
+    /// Wrong codes entered against it (it fails terminally past the limit).
+    pub attempts: u32,
+    /// Whether the agent declared the `clarification` capability.
+    pub clarification: bool,
+    /// The clarification chat: the person's questions and the agent's answers.
+    pub chat: Vec<ChatTurn>,
+    /// How many times the agent updated the request (`action: updated_request`): an
+    /// approval is of the revision the person saw.
+    pub revision: u32,
+    /// The agent's justification of its request, or of its latest update
+    /// (agent-asserted Markdown, shown escaped).
+    pub justification: Option<String>,
+    /// The runtime platform the agent says it runs on (agent-asserted, shown escaped).
+    pub platform: Option<String>,
+    /// The device the agent says it runs on (agent-asserted, at most 64 characters).
+    pub device: Option<String>,
+}
+
+/// The most questions a person may ask about one request (draft -11 recommends 5).
+pub const MAX_CLARIFICATIONS: usize = 5;
+
+/// One round of clarification chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChatTurn {
+    /// The person's question (plain text; shown escaped).
+    pub question: String,
+    /// The agent's answer (agent-asserted; shown escaped, apart from the resource's
+    /// content).
+    pub answer: Option<String>,
+}
+
+impl ChatTurn {
+    /// A question not yet answered.
+    #[must_use]
+    pub fn new(question: impl Into<String>) -> Self {
+        Self {
+            question: question.into(),
+            answer: None,
+        }
+    }
+}
+
+impl Pending {
+    /// The question waiting for the agent's answer, if any.
+    #[must_use]
+    pub fn open_question(&self) -> Option<&str> {
+        self.chat
+            .last()
+            .filter(|t| t.answer.is_none())
+            .map(|t| t.question.as_str())
+    }
+}
+
+impl Pending {
+    /// A new deferred request, pending, with no account known and no wrong attempts;
+    /// `key` is the JWK of the key that signed the request.
+    #[must_use]
+    pub fn new(
+        id: String,
+        code: String,
+        agent: (ServerId, AgentId),
+        key: Jwk,
+        agent_exp: u64,
+        request: PendingRequest,
+        expires: u64,
+    ) -> Self {
+        let jkt = aauth_keys::PublicKey::from_jwk(&key)
+            .map(|k| k.thumbprint().as_str().to_owned())
+            .unwrap_or_default();
+        Self {
+            id,
+            code,
+            agent,
+            key,
+            jkt,
+            agent_exp,
+            account: None,
+            request,
+            state: PendingState::Pending,
+            expires,
+            attempts: 0,
+            clarification: false,
+            chat: Vec::new(),
+            revision: 0,
+            justification: None,
+            platform: None,
+            device: None,
+        }
+    }
+}
+
+/// A person's signed-in session on the consent pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebSession {
+    /// The account.
+    pub account: String,
+    /// The CSRF token the session's forms must carry.
+    pub csrf: String,
+    /// When it ends.
+    pub expires: u64,
+    /// Codes entered in this session that matched nothing (the session is refused past
+    /// the limit).
+    pub bad_codes: u32,
+}
+
+impl WebSession {
+    /// A session for `account` until `expires`.
+    #[must_use]
+    pub fn new(account: impl Into<String>, csrf: impl Into<String>, expires: u64) -> Self {
+        Self {
+            account: account.into(),
+            csrf: csrf.into(),
+            expires,
+            bad_codes: 0,
+        }
+    }
+}

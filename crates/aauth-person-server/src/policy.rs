@@ -1,0 +1,85 @@
+//! Whether the person approves: a policy consulted for every person token and auth token.
+
+use aauth_tokens::{AgentId, ServerId};
+
+/// What the policy is asked about.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConsentRequest<'a> {
+    /// The person's account.
+    pub account: &'a str,
+    /// The agent's provider.
+    pub provider: &'a ServerId,
+    /// The agent.
+    pub agent: &'a AgentId,
+    /// The resource.
+    pub resource: &'a ServerId,
+    /// The scope asked for (auth tokens), if any.
+    pub scope: Option<&'a str>,
+    /// Whether this is a person token (identity only) or an auth token (access).
+    pub kind: ConsentKind,
+}
+
+/// Which token consent is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsentKind {
+    /// A person token.
+    PersonToken,
+    /// An auth token.
+    AuthToken,
+    /// A mission proposal (`resource` is the Person Server itself).
+    Mission,
+    /// A mission's completion, for the person to accept.
+    Completion,
+    /// Permission for an action outside any resource (`scope` is the action).
+    Permission,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Issue.
+    Approve,
+    /// Ask the person first.
+    AskPerson,
+    /// Refuse, with a reason for the problem body.
+    Deny(String),
+}
+
+/// Decides consent. Deterministic: the same request gets the same answer.
+pub trait ConsentPolicy: Send + Sync {
+    /// The decision for `request`.
+    fn decide(&self, request: &ConsentRequest<'_>) -> Decision;
+}
+
+/// Approves everything an agent bound to a person asks (autonomous agents, demos).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AutoApprove;
+
+impl ConsentPolicy for AutoApprove {
+    fn decide(&self, _: &ConsentRequest<'_>) -> Decision {
+        Decision::Approve
+    }
+}
+
+/// Asks the person about everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysAsk;
+
+impl ConsentPolicy for AlwaysAsk {
+    fn decide(&self, _: &ConsentRequest<'_>) -> Decision {
+        Decision::AskPerson
+    }
+}
+
+/// The identity claims this Person Server gives an Access Server that asks for them
+/// (`requirement=claims`, draft -11 §9.2): the values of `names` for the person
+/// `account` that the person's policy lets out. `sub` is never given (PS-55: the person is
+/// `ps` and `sub` of the tokens already); names it does not know are left out.
+pub trait ClaimsSource: Send + Sync {
+    /// The claims to send.
+    fn claims(&self, account: &str, names: &[String])
+    -> serde_json::Map<String, serde_json::Value>;
+}

@@ -1,0 +1,1027 @@
+//! The embedded SQLite store (feature `sqlite`, on by default): what a single Person
+//! Server deployment keeps across restarts: bindings, issuance records, revocations,
+//! deferred requests, accounts and consent sessions. One connection behind a mutex,
+//! used from Tokio's blocking pool; WAL journaling with `synchronous = NORMAL` (a commit
+//! survives the process crashing; the last commits may be lost if the machine loses
+//! power, which costs a person at most a repeated consent).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_keys::Jwk;
+use aauth_keys::time::UnixTime;
+use aauth_tokens::{AgentId, ServerId};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::mission::{Constraints, LogEntry, Mission, TerminationReason};
+use crate::pending::{ChatTurn, Pending, PendingRequest, PendingState, WebSession};
+use crate::store::{AuthTokenRecord, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError};
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS bindings (
+  provider TEXT NOT NULL, agent TEXT NOT NULL, account TEXT NOT NULL,
+  PRIMARY KEY (provider, agent));
+CREATE TABLE IF NOT EXISTS person_tokens (
+  jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
+  provider TEXT NOT NULL, agent TEXT NOT NULL, mission TEXT, exp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_tokens (
+  jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
+  presented_jti TEXT NOT NULL, exp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+  id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agent_tokens (
+  iss TEXT NOT NULL, jti TEXT NOT NULL, agent TEXT NOT NULL, exp INTEGER NOT NULL,
+  PRIMARY KEY (iss, jti));
+CREATE INDEX IF NOT EXISTS person_tokens_agent ON person_tokens (provider, agent);
+CREATE INDEX IF NOT EXISTS auth_tokens_presented ON auth_tokens (presented_jti);
+CREATE TABLE IF NOT EXISTS missions (s256 TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS person_tokens_exp ON person_tokens (exp);
+CREATE INDEX IF NOT EXISTS auth_tokens_exp ON auth_tokens (exp);
+CREATE INDEX IF NOT EXISTS pending_expires ON pending (expires);
+CREATE TABLE IF NOT EXISTS presentations (
+  jti TEXT NOT NULL, access_server TEXT NOT NULL, exp INTEGER NOT NULL,
+  PRIMARY KEY (jti, access_server));
+CREATE TABLE IF NOT EXISTS sessions (
+  key TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,
+  expires INTEGER NOT NULL, bad_codes INTEGER NOT NULL);
+";
+
+/// A [`PsStore`] in an SQLite database file.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use aauth_person_server::{PsStore, SqliteStore};
+/// use aauth_tokens::{AgentId, ServerId};
+/// let dir = std::env::temp_dir().join(format!("aauth-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("ps.sqlite");
+/// let (provider, agent) = (ServerId::parse("https://agent.example")?, AgentId::parse("aauth:a@agent.example")?);
+/// SqliteStore::open(&path)?.bind(&provider, &agent, "alice").await?;
+/// // Reopened (a restart): the binding is still there.
+/// assert_eq!(SqliteStore::open(&path)?.binding(&provider, &agent).await?.as_deref(), Some("alice"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    inserts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        reason: e.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the file cannot be opened or the schema created.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            inserts: Arc::default(),
+        })
+    }
+
+    /// An in-memory database (tests).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            inserts: Arc::default(),
+        })
+    }
+
+    /// Whether this insert also sweeps expired rows (every 512 inserts: a sweep per
+    /// insert doubles the write transactions).
+    fn sweep(&self) -> bool {
+        self.inserts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(512)
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&conn)
+        })
+        .await
+        .map_err(err)?
+    }
+}
+
+/// A deferred request as stored (identifiers as strings, parsed back on read).
+#[derive(Serialize, Deserialize)]
+struct PendingRow {
+    id: String,
+    code: String,
+    provider: String,
+    agent: String,
+    key: Jwk,
+    jkt: String,
+    agent_exp: u64,
+    account: Option<String>,
+    request: RequestRow,
+    state: StateRow,
+    expires: u64,
+    attempts: u32,
+    #[serde(default)]
+    clarification: bool,
+    #[serde(default)]
+    chat: Vec<(String, Option<String>)>,
+    #[serde(default)]
+    revision: u32,
+    #[serde(default)]
+    justification: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// A four-party request as stored.
+#[derive(Serialize, Deserialize)]
+struct FourPartyRow {
+    access_server: String,
+    resource_token: String,
+    agent_token: String,
+    presented_token: String,
+    subagent_token: Option<String>,
+    upstream_token: Option<String>,
+    #[serde(default)]
+    as_pending: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind")]
+enum RequestRow {
+    PersonToken {
+        resource: String,
+        #[serde(default)]
+        mission_s256: Option<String>,
+    },
+    AuthToken {
+        resource: String,
+        sub: String,
+        scope: Option<String>,
+        account_claim: Option<String>,
+        mission_s256: Option<String>,
+        tenant: Option<String>,
+        presented_jti: String,
+        presented_exp: u64,
+        #[serde(default)]
+        budget: Option<aauth_tokens::Budget>,
+        #[serde(default)]
+        budget_consumed: Vec<aauth_tokens::Consumption>,
+        #[serde(default)]
+        four_party: Option<Box<FourPartyRow>>,
+    },
+    Mission {
+        proposal: String,
+    },
+    Completion {
+        s256: String,
+        summary: String,
+    },
+    Permission {
+        action: String,
+        description: Option<String>,
+        mission_s256: Option<String>,
+    },
+    Question {
+        question: String,
+        mission_s256: Option<String>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state")]
+enum StateRow {
+    Pending,
+    Interacting,
+    Approved { account: String },
+    Answered { answer: String },
+    Denied,
+    Done,
+}
+
+fn server(s: &str) -> Result<ServerId, StoreError> {
+    ServerId::parse(s).map_err(err)
+}
+
+impl PendingRow {
+    fn from(p: &Pending) -> Self {
+        Self {
+            id: p.id.clone(),
+            code: p.code.clone(),
+            provider: p.agent.0.as_str().to_owned(),
+            agent: p.agent.1.as_str().to_owned(),
+            key: p.key.clone(),
+            jkt: p.jkt.clone(),
+            agent_exp: p.agent_exp,
+            account: p.account.clone(),
+            request: match &p.request {
+                PendingRequest::PersonToken {
+                    resource,
+                    mission_s256,
+                } => RequestRow::PersonToken {
+                    resource: resource.as_str().to_owned(),
+                    mission_s256: mission_s256.clone(),
+                },
+                PendingRequest::AuthToken {
+                    resource,
+                    sub,
+                    scope,
+                    account_claim,
+                    mission_s256,
+                    tenant,
+                    presented_jti,
+                    presented_exp,
+                    budget,
+                    budget_consumed,
+                    four_party,
+                } => RequestRow::AuthToken {
+                    resource: resource.as_str().to_owned(),
+                    sub: sub.clone(),
+                    scope: scope.clone(),
+                    account_claim: account_claim.clone(),
+                    mission_s256: mission_s256.clone(),
+                    tenant: tenant.clone(),
+                    presented_jti: presented_jti.clone(),
+                    presented_exp: *presented_exp,
+                    budget: budget.clone(),
+                    budget_consumed: budget_consumed.clone(),
+                    four_party: four_party.as_ref().map(|f| {
+                        Box::new(FourPartyRow {
+                            access_server: f.access_server.as_str().to_owned(),
+                            resource_token: f.resource_token.clone(),
+                            agent_token: f.agent_token.clone(),
+                            presented_token: f.presented_token.clone(),
+                            subagent_token: f.subagent_token.clone(),
+                            upstream_token: f.upstream_token.clone(),
+                            as_pending: f.as_pending.clone(),
+                        })
+                    }),
+                },
+                PendingRequest::Mission { proposal } => RequestRow::Mission {
+                    proposal: proposal.clone(),
+                },
+                PendingRequest::Completion { s256, summary } => RequestRow::Completion {
+                    s256: s256.clone(),
+                    summary: summary.clone(),
+                },
+                PendingRequest::Permission {
+                    action,
+                    description,
+                    mission_s256,
+                } => RequestRow::Permission {
+                    action: action.clone(),
+                    description: description.clone(),
+                    mission_s256: mission_s256.clone(),
+                },
+                PendingRequest::Question {
+                    question,
+                    mission_s256,
+                } => RequestRow::Question {
+                    question: question.clone(),
+                    mission_s256: mission_s256.clone(),
+                },
+            },
+            state: match &p.state {
+                PendingState::Pending => StateRow::Pending,
+                PendingState::Interacting => StateRow::Interacting,
+                PendingState::Approved { account } => StateRow::Approved {
+                    account: account.clone(),
+                },
+                PendingState::Answered { answer } => StateRow::Answered {
+                    answer: answer.clone(),
+                },
+                PendingState::Denied => StateRow::Denied,
+                PendingState::Done => StateRow::Done,
+            },
+            expires: p.expires,
+            attempts: p.attempts,
+            clarification: p.clarification,
+            chat: p
+                .chat
+                .iter()
+                .map(|t| (t.question.clone(), t.answer.clone()))
+                .collect(),
+            revision: p.revision,
+            justification: p.justification.clone(),
+            platform: p.platform.clone(),
+            device: p.device.clone(),
+        }
+    }
+
+    fn into_pending(self) -> Result<Pending, StoreError> {
+        Ok(Pending {
+            id: self.id,
+            code: self.code,
+            agent: (
+                server(&self.provider)?,
+                AgentId::parse(&self.agent).map_err(err)?,
+            ),
+            key: self.key,
+            jkt: self.jkt,
+            agent_exp: self.agent_exp,
+            account: self.account,
+            request: match self.request {
+                RequestRow::PersonToken {
+                    resource,
+                    mission_s256,
+                } => PendingRequest::PersonToken {
+                    resource: server(&resource)?,
+                    mission_s256,
+                },
+                RequestRow::AuthToken {
+                    resource,
+                    sub,
+                    scope,
+                    account_claim,
+                    mission_s256,
+                    tenant,
+                    presented_jti,
+                    presented_exp,
+                    budget,
+                    budget_consumed,
+                    four_party,
+                } => PendingRequest::AuthToken {
+                    resource: server(&resource)?,
+                    sub,
+                    scope,
+                    account_claim,
+                    mission_s256,
+                    tenant,
+                    presented_jti,
+                    presented_exp,
+                    budget,
+                    budget_consumed,
+                    four_party: four_party
+                        .map(|f| {
+                            Ok::<_, StoreError>(Box::new(crate::pending::FourParty {
+                                access_server: server(&f.access_server)?,
+                                resource_token: f.resource_token,
+                                agent_token: f.agent_token,
+                                presented_token: f.presented_token,
+                                subagent_token: f.subagent_token,
+                                upstream_token: f.upstream_token,
+                                as_pending: f.as_pending,
+                            }))
+                        })
+                        .transpose()?,
+                },
+                RequestRow::Mission { proposal } => PendingRequest::Mission { proposal },
+                RequestRow::Completion { s256, summary } => {
+                    PendingRequest::Completion { s256, summary }
+                }
+                RequestRow::Permission {
+                    action,
+                    description,
+                    mission_s256,
+                } => PendingRequest::Permission {
+                    action,
+                    description,
+                    mission_s256,
+                },
+                RequestRow::Question {
+                    question,
+                    mission_s256,
+                } => PendingRequest::Question {
+                    question,
+                    mission_s256,
+                },
+            },
+            state: match self.state {
+                StateRow::Pending => PendingState::Pending,
+                StateRow::Interacting => PendingState::Interacting,
+                StateRow::Approved { account } => PendingState::Approved { account },
+                StateRow::Answered { answer } => PendingState::Answered { answer },
+                StateRow::Denied => PendingState::Denied,
+                StateRow::Done => PendingState::Done,
+            },
+            expires: self.expires,
+            attempts: self.attempts,
+            clarification: self.clarification,
+            chat: self
+                .chat
+                .into_iter()
+                .map(|(q, a)| {
+                    let mut t = ChatTurn::new(q);
+                    t.answer = a;
+                    t
+                })
+                .collect(),
+            revision: self.revision,
+            justification: self.justification,
+            platform: self.platform,
+            device: self.device,
+        })
+    }
+}
+
+/// A mission as stored: the blob as base64url, identifiers as strings.
+#[derive(Serialize, Deserialize)]
+struct MissionRow {
+    s256: String,
+    blob: String,
+    provider: String,
+    agent: String,
+    account: String,
+    constraints: Constraints,
+    terminated: Option<String>,
+    grants: u32,
+    #[serde(default)]
+    ledger: Vec<crate::mission::Allocation>,
+    log: Vec<LogEntry>,
+}
+
+impl MissionRow {
+    fn from(m: &Mission) -> Self {
+        Self {
+            s256: m.s256.clone(),
+            blob: aauth_keys::base64url::encode(&m.blob),
+            provider: m.agent.0.as_str().to_owned(),
+            agent: m.agent.1.as_str().to_owned(),
+            account: m.account.clone(),
+            constraints: m.constraints.clone(),
+            terminated: m.terminated.map(|r| r.as_str().to_owned()),
+            grants: m.grants,
+            ledger: m.ledger.clone(),
+            log: m.log.clone(),
+        }
+    }
+
+    fn into_mission(self) -> Result<Mission, StoreError> {
+        let blob = aauth_keys::base64url::decode(&self.blob).map_err(err)?;
+        // The stored bytes must still be the ones the digest names.
+        if crate::mission::s256(&blob) != self.s256 {
+            return Err(err("a stored mission blob does not match its s256"));
+        }
+        Ok(Mission::restore(
+            self.s256,
+            blob,
+            (
+                server(&self.provider)?,
+                AgentId::parse(&self.agent).map_err(err)?,
+            ),
+            self.account,
+            self.constraints,
+            self.terminated
+                .as_deref()
+                .map(|r| {
+                    TerminationReason::from_value(r)
+                        .ok_or_else(|| err("unknown termination reason"))
+                })
+                .transpose()?,
+            self.grants,
+            self.ledger,
+            self.log,
+        ))
+    }
+}
+
+fn pending_from_json(data: &str) -> Result<Pending, StoreError> {
+    serde_json::from_str::<PendingRow>(data)
+        .map_err(err)?
+        .into_pending()
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[async_trait]
+impl PsStore for SqliteStore {
+    async fn bind(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        let (p, a, acc) = (
+            provider.as_str().to_owned(),
+            agent.as_str().to_owned(),
+            account.to_owned(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO bindings (provider, agent, account) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (provider, agent) DO UPDATE SET account = excluded.account",
+                params![p, a, acc],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn binding(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Option<String>, StoreError> {
+        let (p, a) = (provider.as_str().to_owned(), agent.as_str().to_owned());
+        self.with(move |c| {
+            c.query_row(
+                "SELECT account FROM bindings WHERE provider = ?1 AND agent = ?2",
+                params![p, a],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn record_person_token(&self, r: PersonTokenRecord) -> Result<(), StoreError> {
+        let sweep = self.sweep();
+        self.with(move |c| {
+            if sweep {
+            c.execute(
+                "DELETE FROM person_tokens WHERE exp + ?1 < ?2",
+                params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
+            )
+            .map_err(err)?;
+            c.execute(
+                "DELETE FROM presentations WHERE exp + ?1 < ?2",
+                params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
+            )
+            .map_err(err)?;
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.jti,
+                    r.aud.as_str(),
+                    r.sub,
+                    r.account,
+                    r.agent.0.as_str(),
+                    r.agent.1.as_str(),
+                    r.mission_s256,
+                    i(r.exp)
+                ],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn person_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<PersonTokenRecord>, StoreError> {
+        let jti = jti.to_owned();
+        let row = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT jti, aud, sub, account, provider, agent, mission, exp FROM person_tokens
+                     WHERE jti = ?1 AND exp + ?2 > ?3",
+                    params![jti, i(RECORD_GRACE), i(now.as_secs())],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, i64>(7)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        row.map(|(jti, aud, sub, account, provider, agent, mission, exp)| {
+            Ok(PersonTokenRecord {
+                jti,
+                aud: server(&aud)?,
+                sub,
+                account,
+                agent: (server(&provider)?, AgentId::parse(&agent).map_err(err)?),
+                mission_s256: mission,
+                exp: u(exp),
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError> {
+        let sweep = self.sweep();
+        self.with(move |c| {
+            if sweep {
+                c.execute(
+                    "DELETE FROM auth_tokens WHERE exp + ?1 < ?2",
+                    params![
+                        i(RECORD_GRACE),
+                        i(r.exp.saturating_sub(aauth_tokens::AUTH_TOKEN_MAX_LIFETIME))
+                    ],
+                )
+                .map_err(err)?;
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO auth_tokens (jti, aud, sub, account, presented_jti, exp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    r.jti,
+                    r.aud.as_str(),
+                    r.sub,
+                    r.account,
+                    r.presented_jti,
+                    i(r.exp)
+                ],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn auth_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthTokenRecord>, StoreError> {
+        let jti = jti.to_owned();
+        let row = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT jti, aud, sub, account, presented_jti, exp FROM auth_tokens
+                     WHERE jti = ?1 AND exp + ?2 > ?3",
+                    params![jti, i(RECORD_GRACE), i(now.as_secs())],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        row.map(|(jti, aud, sub, account, presented_jti, exp)| {
+            Ok(AuthTokenRecord {
+                jti,
+                aud: server(&aud)?,
+                sub,
+                account,
+                presented_jti,
+                exp: u(exp),
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
+        let jti = jti.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO revoked (jti, exp) VALUES (?1, ?2)",
+                params![jti, i(exp)],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let jti = jti.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT 1 FROM revoked WHERE jti = ?1 AND exp + ?2 > ?3",
+                params![jti, i(RECORD_GRACE), i(now.as_secs())],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn put_pending(&self, p: Pending) -> Result<(), StoreError> {
+        let data = serde_json::to_string(&PendingRow::from(&p)).map_err(err)?;
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM pending WHERE expires < ?1",
+                params![i(p.expires.saturating_sub(2 * 3600))],
+            )
+            .map_err(err)?;
+            c.execute(
+                "INSERT OR REPLACE INTO pending (id, code, expires, data) VALUES (?1, ?2, ?3, ?4)",
+                params![p.id, p.code, i(p.expires), data],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
+        let id = id.to_owned();
+        let data: Option<String> = self
+            .with(move |c| {
+                c.query_row("SELECT data FROM pending WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        data.as_deref().map(pending_from_json).transpose()
+    }
+
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
+        let code = code.to_owned();
+        let data: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT data FROM pending WHERE code = ?1",
+                    params![code],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        data.as_deref().map(pending_from_json).transpose()
+    }
+
+    async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
+        let (a, h) = (account.to_owned(), phc.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO passwords (account, phc) VALUES (?1, ?2)",
+                params![a, h],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn password_hash(&self, account: &str) -> Result<Option<String>, StoreError> {
+        let a = account.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT phc FROM passwords WHERE account = ?1",
+                params![a],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn put_session(&self, key: &str, s: WebSession) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.with(move |c| {
+            c.execute("DELETE FROM sessions WHERE expires < ?1", params![i(s.expires.saturating_sub(24 * 3600))])
+                .map_err(err)?;
+            c.execute(
+                "INSERT OR REPLACE INTO sessions (key, account, csrf, expires, bad_codes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, s.account, s.csrf, i(s.expires), s.bad_codes],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
+        let key = key.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT account, csrf, expires, bad_codes FROM sessions WHERE key = ?1 AND expires > ?2",
+                params![key, i(now.as_secs())],
+                |r| {
+                    Ok(WebSession {
+                        account: r.get(0)?,
+                        csrf: r.get(1)?,
+                        expires: u(r.get(2)?),
+                        bad_codes: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn record_agent_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        agent: &AgentId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        let (iss, jti, agent) = (
+            iss.as_str().to_owned(),
+            jti.to_owned(),
+            agent.as_str().to_owned(),
+        );
+        let sweep = self.sweep();
+        self.with(move |c| {
+            if sweep {
+                c.execute(
+                    "DELETE FROM agent_tokens WHERE exp + ?1 < ?2",
+                    params![i(RECORD_GRACE), i(exp.saturating_sub(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME))],
+                )
+                .map_err(err)?;
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO agent_tokens (iss, jti, agent, exp) VALUES (?1, ?2, ?3, ?4)",
+                params![iss, jti, agent, i(exp)],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn agent_of_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+    ) -> Result<Option<AgentId>, StoreError> {
+        let (iss, jti) = (iss.as_str().to_owned(), jti.to_owned());
+        let agent: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT agent FROM agent_tokens WHERE iss = ?1 AND jti = ?2",
+                    params![iss, jti],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        agent.map(|a| AgentId::parse(&a).map_err(err)).transpose()
+    }
+
+    async fn record_presentation(
+        &self,
+        jti: &str,
+        access_server: &ServerId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        let (jti, access_server) = (jti.to_owned(), access_server.as_str().to_owned());
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO presentations (jti, access_server, exp) VALUES (?1, ?2, ?3)",
+                params![jti, access_server, i(exp)],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        let jti = jti.to_owned();
+        let rows = self
+            .with(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT access_server FROM presentations WHERE jti = ?1")
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![jti], |r| r.get::<_, String>(0))
+                    .map_err(err)?;
+                rows.collect::<Result<Vec<String>, _>>().map_err(err)
+            })
+            .await?;
+        rows.iter().map(|s| server(s)).collect()
+    }
+
+    async fn tokens_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
+        let (p, a) = (provider.as_str().to_owned(), agent.as_str().to_owned());
+        let rows = self
+            .with(move |c| {
+                let mut out: Vec<(String, String, u64)> = Vec::new();
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT jti, aud, exp FROM person_tokens WHERE provider = ?1 AND agent = ?2",
+                    )
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![p, a], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, u(r.get(2)?)))
+                    })
+                    .map_err(err)?;
+                for row in rows {
+                    out.push(row.map_err(err)?);
+                }
+                let mut frontier: Vec<String> = out.iter().map(|(j, _, _)| j.clone()).collect();
+                let mut stmt = c
+                    .prepare_cached("SELECT jti, aud, exp FROM auth_tokens WHERE presented_jti = ?1")
+                    .map_err(err)?;
+                while let Some(presented) = frontier.pop() {
+                    let rows = stmt
+                        .query_map(params![presented], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, u(r.get(2)?)))
+                        })
+                        .map_err(err)?;
+                    for row in rows {
+                        let (jti, aud, exp) = row.map_err(err)?;
+                        if !out.iter().any(|(j, _, _)| *j == jti) {
+                            frontier.push(jti.clone());
+                            out.push((jti, aud, exp));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(j, aud, exp)| Ok((j, server(&aud)?, exp)))
+            .collect()
+    }
+
+    async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
+        let s256 = m.s256.clone();
+        let data = serde_json::to_string(&MissionRow::from(&m)).map_err(err)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO missions (s256, data) VALUES (?1, ?2)",
+                params![s256, data],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
+        let s256 = s256.to_owned();
+        let data: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT data FROM missions WHERE s256 = ?1",
+                    params![s256],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        data.map(|d| {
+            serde_json::from_str::<MissionRow>(&d)
+                .map_err(err)?
+                .into_mission()
+        })
+        .transpose()
+    }
+}

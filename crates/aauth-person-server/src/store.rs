@@ -1,0 +1,592 @@
+//! What a Person Server keeps: agent–person bindings and issuance records, behind a trait
+//! (memory here; the embedded SQLite store comes with the rest of the Person Server).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+
+use crate::mission::Mission;
+use crate::pending::{Pending, WebSession};
+use aauth_tokens::{AgentId, ServerId};
+use async_trait::async_trait;
+
+/// An issued person token, kept until `exp` plus skew (PS-13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PersonTokenRecord {
+    /// Its `jti`.
+    pub jti: String,
+    /// The resource (`aud`).
+    pub aud: ServerId,
+    /// The directed `sub`.
+    pub sub: String,
+    /// The person's account at this Person Server.
+    pub account: String,
+    /// The agent it was issued to: (provider, agent).
+    pub agent: (ServerId, AgentId),
+    /// The mission, if any.
+    pub mission_s256: Option<String>,
+    /// Expiry.
+    pub exp: u64,
+}
+
+impl PersonTokenRecord {
+    /// A record of a person token (no mission).
+    #[must_use]
+    pub fn new(
+        jti: impl Into<String>,
+        aud: ServerId,
+        sub: impl Into<String>,
+        account: impl Into<String>,
+        agent: (ServerId, AgentId),
+        exp: u64,
+    ) -> Self {
+        Self {
+            jti: jti.into(),
+            aud,
+            sub: sub.into(),
+            account: account.into(),
+            agent,
+            mission_s256: None,
+            exp,
+        }
+    }
+}
+
+/// An issued auth token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthTokenRecord {
+    /// Its `jti`.
+    pub jti: String,
+    /// The resource (`aud`).
+    pub aud: ServerId,
+    /// The directed `sub`.
+    pub sub: String,
+    /// The person's account.
+    pub account: String,
+    /// The `jti` of the token presented to obtain it.
+    pub presented_jti: String,
+    /// Expiry.
+    pub exp: u64,
+}
+
+impl AuthTokenRecord {
+    /// A record of an auth token.
+    #[must_use]
+    pub fn new(
+        jti: impl Into<String>,
+        aud: ServerId,
+        sub: impl Into<String>,
+        account: impl Into<String>,
+        presented_jti: impl Into<String>,
+        exp: u64,
+    ) -> Self {
+        Self {
+            jti: jti.into(),
+            aud,
+            sub: sub.into(),
+            account: account.into(),
+            presented_jti: presented_jti.into(),
+            exp,
+        }
+    }
+}
+
+/// Why the store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("person-server store: {reason}")]
+pub struct StoreError {
+    /// What failed.
+    pub reason: String,
+}
+
+/// Everything the Person Server keeps. Implementations must be safe to share.
+#[async_trait]
+pub trait PsStore: Send + Sync {
+    /// Binds an agent (its provider and identifier) to a person's account.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn bind(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The account an agent is bound to.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn binding(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records an issued person token.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_person_token(&self, r: PersonTokenRecord) -> Result<(), StoreError>;
+
+    /// The person-token record for `jti`, while kept.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn person_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<PersonTokenRecord>, StoreError>;
+
+    /// Records an issued auth token.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError>;
+
+    /// The auth-token record for `jti`, while kept.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn auth_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthTokenRecord>, StoreError>;
+
+    /// Marks the token `jti` revoked until `exp`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError>;
+
+    /// Whether `jti` was revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
+
+    /// Stores or replaces the deferred request `p.id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn put_pending(&self, p: Pending) -> Result<(), StoreError>;
+
+    /// The deferred request `id` (expired ones included: the caller answers `408`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError>;
+
+    /// The deferred request whose interaction code is `code` (normalized).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError>;
+
+    /// Sets `account`'s password hash (PHC string).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError>;
+
+    /// `account`'s password hash.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn password_hash(&self, account: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a consent-page session under the hash of its cookie.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn put_session(&self, key: &str, s: WebSession) -> Result<(), StoreError>;
+
+    /// The session stored under `key`, while it lasts.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError>;
+
+    /// Records an agent token this server accepted: `(iss, jti)` → the agent, until `exp`
+    /// plus skew (PS-115), so that a revocation by `jti` names the agent to cascade to.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_agent_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        agent: &AgentId,
+        exp: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The agent an accepted agent token `(iss, jti)` named.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn agent_of_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+    ) -> Result<Option<AgentId>, StoreError>;
+
+    /// Records that person token `jti` (expiring at `exp`) was presented to Access Server
+    /// `access_server` (PS-13: revoking it later means revoking it there too).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_presentation(
+        &self,
+        jti: &str,
+        access_server: &ServerId,
+        exp: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The Access Servers person token `jti` was presented to.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError>;
+
+    /// Every person token issued to the agent `(provider, agent)`, and every auth token
+    /// obtained by presenting one of them (or an auth token so obtained): `(jti, aud, exp)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn tokens_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<(String, ServerId, u64)>, StoreError>;
+
+    /// Stores or replaces the mission `m.s256`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn put_mission(&self, m: Mission) -> Result<(), StoreError>;
+
+    /// The mission `s256`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError>;
+}
+
+/// How long records outlive their token's `exp` (clock skew, PS-13).
+pub const RECORD_GRACE: u64 = 300;
+
+/// Expired records are dropped every this many inserts (amortized: a sweep per insert
+/// would make issuance quadratic in the records held).
+const SWEEP_EVERY: u32 = 512;
+
+#[derive(Debug, Default)]
+struct Inner {
+    inserts: u32,
+    bindings: BTreeMap<(ServerId, AgentId), String>,
+    person_tokens: BTreeMap<String, PersonTokenRecord>,
+    auth_tokens: BTreeMap<String, AuthTokenRecord>,
+    revoked: BTreeMap<String, u64>,
+    pending: BTreeMap<String, Pending>,
+    passwords: BTreeMap<String, String>,
+    sessions: BTreeMap<String, WebSession>,
+    missions: BTreeMap<String, Mission>,
+    agent_tokens: BTreeMap<(String, String), (AgentId, u64)>,
+    /// Person token `jti` → the Access Servers it was presented to, with its `exp`.
+    presentations: BTreeMap<String, (BTreeSet<ServerId>, u64)>,
+}
+
+impl Inner {
+    /// Whether this insert sweeps expired records.
+    fn sweep(&mut self) -> bool {
+        self.inserts = self.inserts.wrapping_add(1);
+        self.inserts.is_multiple_of(SWEEP_EVERY)
+    }
+}
+
+/// An in-memory [`PsStore`] (tests, demos, a single process).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl PsStore for MemoryStore {
+    async fn bind(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .bindings
+            .insert((provider.clone(), agent.clone()), account.to_owned());
+        Ok(())
+    }
+
+    async fn binding(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .bindings
+            .get(&(provider.clone(), agent.clone()))
+            .cloned())
+    }
+
+    async fn record_person_token(&self, r: PersonTokenRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let now_floor = r
+            .exp
+            .saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME);
+        if inner.sweep() {
+            inner
+                .person_tokens
+                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+            inner
+                .auth_tokens
+                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+        }
+        inner.person_tokens.insert(r.jti.clone(), r);
+        Ok(())
+    }
+
+    async fn person_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<PersonTokenRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .person_tokens
+            .get(jti)
+            .filter(|t| t.exp + RECORD_GRACE > now.as_secs())
+            .cloned())
+    }
+
+    async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let now_floor = r.exp.saturating_sub(aauth_tokens::AUTH_TOKEN_MAX_LIFETIME);
+        if inner.sweep() {
+            inner
+                .person_tokens
+                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+            inner
+                .auth_tokens
+                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+        }
+        inner.auth_tokens.insert(r.jti.clone(), r);
+        Ok(())
+    }
+
+    async fn auth_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthTokenRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .auth_tokens
+            .get(jti)
+            .filter(|t| t.exp + RECORD_GRACE > now.as_secs())
+            .cloned())
+    }
+
+    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
+        self.lock().revoked.insert(jti.to_owned(), exp);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .revoked
+            .get(jti)
+            .is_some_and(|exp| exp + RECORD_GRACE > now.as_secs()))
+    }
+
+    async fn put_pending(&self, p: Pending) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        // Drop what ended long ago (kept a while so that late polls get 408/410).
+        let floor = p.expires.saturating_sub(2 * 3600);
+        inner.pending.retain(|_, q| q.expires > floor);
+        inner.pending.insert(p.id.clone(), p);
+        Ok(())
+    }
+
+    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
+        Ok(self.lock().pending.get(id).cloned())
+    }
+
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
+        Ok(self
+            .lock()
+            .pending
+            .values()
+            .find(|p| p.code == code)
+            .cloned())
+    }
+
+    async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
+        self.lock()
+            .passwords
+            .insert(account.to_owned(), phc.to_owned());
+        Ok(())
+    }
+
+    async fn password_hash(&self, account: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().passwords.get(account).cloned())
+    }
+
+    async fn put_session(&self, key: &str, s: WebSession) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let floor = s.expires.saturating_sub(24 * 3600);
+        inner.sessions.retain(|_, t| t.expires > floor);
+        inner.sessions.insert(key.to_owned(), s);
+        Ok(())
+    }
+
+    async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(key)
+            .filter(|s| s.expires > now.as_secs())
+            .cloned())
+    }
+
+    async fn record_agent_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        agent: &AgentId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.sweep() {
+            let floor = exp.saturating_sub(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME);
+            inner
+                .agent_tokens
+                .retain(|_, (_, e)| *e + RECORD_GRACE > floor);
+        }
+        inner.agent_tokens.insert(
+            (iss.as_str().to_owned(), jti.to_owned()),
+            (agent.clone(), exp),
+        );
+        Ok(())
+    }
+
+    async fn agent_of_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+    ) -> Result<Option<AgentId>, StoreError> {
+        Ok(self
+            .lock()
+            .agent_tokens
+            .get(&(iss.as_str().to_owned(), jti.to_owned()))
+            .map(|(a, _)| a.clone()))
+    }
+
+    async fn record_presentation(
+        &self,
+        jti: &str,
+        access_server: &ServerId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.sweep() {
+            let floor = exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME);
+            inner
+                .presentations
+                .retain(|_, (_, e)| *e + RECORD_GRACE > floor);
+        }
+        let entry = inner
+            .presentations
+            .entry(jti.to_owned())
+            .or_insert_with(|| (BTreeSet::new(), exp));
+        entry.0.insert(access_server.clone());
+        Ok(())
+    }
+
+    async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        Ok(self
+            .lock()
+            .presentations
+            .get(jti)
+            .map(|(s, _)| s.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn tokens_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<(String, ServerId, u64)> = inner
+            .person_tokens
+            .values()
+            .filter(|t| t.agent.0 == *provider && t.agent.1 == *agent)
+            .map(|t| (t.jti.clone(), t.aud.clone(), t.exp))
+            .collect();
+        // Auth tokens chain through presented_jti (step-ups present auth tokens).
+        let mut frontier: Vec<String> = out.iter().map(|(j, _, _)| j.clone()).collect();
+        while !frontier.is_empty() {
+            let next: Vec<(String, ServerId, u64)> = inner
+                .auth_tokens
+                .values()
+                .filter(|a| {
+                    frontier.contains(&a.presented_jti) && !out.iter().any(|(j, _, _)| *j == a.jti)
+                })
+                .map(|a| (a.jti.clone(), a.aud.clone(), a.exp))
+                .collect();
+            frontier = next.iter().map(|(j, _, _)| j.clone()).collect();
+            out.extend(next);
+        }
+        Ok(out)
+    }
+
+    async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
+        self.lock().missions.insert(m.s256.clone(), m);
+        Ok(())
+    }
+
+    async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
+        Ok(self.lock().missions.get(s256).cloned())
+    }
+}

@@ -1,0 +1,329 @@
+//! The consent pages: a person signs in (argon2 password hashes, a session cookie, CSRF
+//! tokens on every form), sees what the resource asserts (its identifier, the scope the
+//! resource token asks for) apart from what the agent asserts (its identifier), and grants
+//! or denies. Everything shown is escaped: nothing the agent or resource sends is markup.
+
+use aauth_keys::base64url;
+use aauth_keys::rand::{OsRandom, RandomSource};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+
+/// The session cookie (`__Host-`: Secure, Path=/, no Domain).
+pub(crate) const SESSION_COOKIE: &str = "__Host-aauth-session";
+/// The login form's double-submit CSRF cookie.
+pub(crate) const CSRF_COOKIE: &str = "__Host-aauth-csrf";
+/// Wrong codes a session may enter before it is refused.
+pub(crate) const MAX_BAD_CODES: u32 = 5;
+/// Wrong codes one request may see before it fails terminally.
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
+
+/// 32 random bytes, base64url.
+pub(crate) fn random_token() -> Result<String, String> {
+    let mut b = [0u8; 32];
+    OsRandom.fill(&mut b).map_err(|e| e.to_string())?;
+    Ok(base64url::encode(&b))
+}
+
+/// The store key of a session cookie: its SHA-256 (a leaked store holds no cookies).
+pub(crate) fn session_key(cookie: &str) -> String {
+    base64url::encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cookie.as_bytes()).as_ref(),
+    )
+}
+
+/// HTML-escapes `s`.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Decodes `application/x-www-form-urlencoded` (also a query string) into pairs;
+/// undecodable pairs are dropped.
+pub(crate) fn form(input: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &[u8]) -> Option<String> {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = s.get(i + 1..i + 3)?;
+                    let hex = std::str::from_utf8(hex).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    input
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = decode(it.next()?)?;
+            let v = decode(it.next().unwrap_or_default())?;
+            Some((k, v))
+        })
+        .collect()
+}
+
+/// The first value of `name` in `pairs`.
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The value of cookie `name` in the request's `Cookie` fields.
+pub(crate) fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value for a `__Host-` cookie.
+pub(crate) fn set_cookie(name: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .ok()
+}
+
+/// An HTML page with the headers every consent page carries.
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> http::Response<Bytes> {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>body{{font:16px system-ui;max-width:36em;margin:2em auto}}\
+         section{{border:1px solid #ccc;padding:.5em 1em;margin:1em 0}}\
+         .agent{{background:#fff8e6}}</style></head><body><h1>{}</h1>{body}</body></html>",
+        esc(title),
+        esc(title)
+    );
+    let mut r = http::Response::new(Bytes::from(html));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        http::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// A `303 See Other` to `location`.
+pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
+    let mut r = http::Response::new(Bytes::new());
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// The sign-in form.
+pub(crate) fn login_form(
+    code: &str,
+    csrf: &str,
+    callback: Option<&str>,
+    error: Option<&str>,
+) -> String {
+    format!(
+        "{}<form method=\"post\" action=\"/interact/login\">\
+         <input type=\"hidden\" name=\"code\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
+         <p><label>Account <input name=\"username\" autocomplete=\"username\"></label></p>\
+         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label></p>\
+         <p><button type=\"submit\">Sign in</button></p></form>",
+        error.map_or_else(String::new, |e| format!("<p role=\"alert\">{}</p>", esc(e))),
+        esc(code),
+        esc(csrf),
+        hidden_callback(callback),
+    )
+}
+
+/// The hidden `callback` input of a form, if there is a callback to carry.
+pub(crate) fn hidden_callback(callback: Option<&str>) -> String {
+    callback
+        .filter(|c| !c.is_empty())
+        .map_or_else(String::new, |c| {
+            format!(
+                "<input type=\"hidden\" name=\"callback\" value=\"{}\">",
+                esc(c)
+            )
+        })
+}
+
+/// `s` percent-encoded as a query value (RFC 3986 unreserved characters kept).
+pub(crate) fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `callback` with `error={code}` added to its query (draft -11, Interaction Callback
+/// Errors).
+pub(crate) fn with_error(callback: &str, code: &str) -> String {
+    let sep = if callback.contains('?') { '&' } else { '?' };
+    format!("{callback}{sep}error={code}")
+}
+
+/// Whether the person's browser may be sent to `callback` for an agent whose provider
+/// publishes `doc` (draft -11 §User Interaction): the provider's `callback_endpoint`
+/// (same origin and path; the agent may add a query), or, when the provider sets
+/// `localhost_callback_allowed`, an `http` URL on a loopback host. Never a URL with a
+/// fragment, user information, whitespace or control characters.
+///
+/// ```
+/// use aauth_metadata::{AgentProviderMetadata, MetadataDocument};
+/// use aauth_person_server::callback_allowed;
+/// use aauth_tokens::ServerId;
+///
+/// let id = ServerId::parse("https://agent.example").unwrap();
+/// let doc = AgentProviderMetadata::parse_for(
+///     br#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json",
+///          "callback_endpoint":"https://agent.example/callback"}"#,
+///     &id,
+/// ).unwrap();
+/// assert!(callback_allowed(&doc, "https://agent.example/callback?flow=7"));
+/// assert!(!callback_allowed(&doc, "https://agent.example/elsewhere"));
+/// assert!(!callback_allowed(&doc, "https://evil.example/callback"));
+/// assert!(!callback_allowed(&doc, "http://localhost:8080/cb"));
+/// ```
+#[must_use]
+pub fn callback_allowed(doc: &aauth_metadata::AgentProviderMetadata, callback: &str) -> bool {
+    if !callback.is_ascii()
+        || callback.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '#' | '"' | '<' | '>' | '\\')
+        })
+    {
+        return false;
+    }
+    if let Some(rest) = callback.strip_prefix("http://") {
+        if !doc.localhost_callback_allowed {
+            return false;
+        }
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && !h.is_empty() && h != "[" => (h, Some(p)),
+            _ => (authority, None),
+        };
+        return matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+            && port.is_none_or(|p| {
+                !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+            });
+    }
+    let (Some(endpoint), Ok(url)) = (
+        doc.callback_endpoint.as_ref(),
+        aauth_metadata::HttpsUrl::parse(callback),
+    ) else {
+        return false;
+    };
+    let path = url.path_and_query().split('?').next().unwrap_or_default();
+    url.same_origin(endpoint) && !url.origin().contains('@') && path == endpoint.path_and_query()
+}
+
+/// Hashes `password` with argon2id (the crate's default parameters) and a random salt.
+pub(crate) fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    OsRandom.fill(&mut salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`.
+pub(crate) fn check_password(phc: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A hash to check against when the account does not exist, so that a wrong account
+/// costs the same time as a wrong password.
+pub(crate) fn dummy_hash() -> &'static str {
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3S7LtpBvmD+WQi2VF6ztfPuJrCZ8xkMoMsaWWCd2BN0"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_and_html_escapes() {
+        let f = form(b"code=ABCD-1234&csrf=a%2Fb&username=al+ice&bad=%zz&empty=");
+        assert_eq!(field(&f, "code"), Some("ABCD-1234"));
+        assert_eq!(field(&f, "csrf"), Some("a/b"));
+        assert_eq!(field(&f, "username"), Some("al ice"));
+        assert_eq!(field(&f, "bad"), None);
+        assert_eq!(field(&f, "empty"), Some(""));
+        assert_eq!(
+            esc("<script>\"x\"&'y'</script>\u{7}"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn passwords_hash_and_check() {
+        let h = hash_password("correct horse").unwrap_or_default();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(check_password(&h, "correct horse"));
+        assert!(!check_password(&h, "wrong"));
+        assert!(!check_password("not a hash", "x"));
+        assert!(!check_password(dummy_hash(), "anything"));
+    }
+}

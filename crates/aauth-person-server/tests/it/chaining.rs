@@ -1,0 +1,276 @@
+//! Call chaining at the Person Server (PS-60…63): an intermediary, a resource that is its
+//! own agent provider, asks for the person its upstream token names; downstream tokens
+//! never outlive the upstream one; no binding is used or made; every failed check has its
+//! code and changes nothing.
+
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::UnixTime;
+use aauth_person_server::{AUTH_TOKEN_PATH, PERSON_TOKEN_PATH};
+use aauth_tokens::{AgentId, AgentTokenBuilder, AuthClaims, PersonClaims, ResourceTokenBuilder};
+use http::StatusCode;
+
+use crate::{NOW, World, id, world};
+
+/// The intermediary's key and its agent token (issued by resource.example itself).
+fn intermediary(w: &World, at: UnixTime) -> (PrivateKey, String) {
+    let key = PrivateKey::ed25519_from_seed(&[88; 32]);
+    let token = AgentTokenBuilder::new(
+        id("https://resource.example"),
+        AgentId::parse("aauth:calendar@resource.example").unwrap(),
+        key.public_key(),
+    )
+    .lifetime(3600)
+    .sign(&w.rs, "rs-agents", at.minus(5), &mut OsRandom)
+    .unwrap()
+    .token;
+    (key, token)
+}
+
+/// alice's auth token at resource.example (the upstream), and its claims.
+async fn upstream(w: &World) -> (String, AuthClaims) {
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let rt = w.resource_token(&pc.jti, &pc.sub, |b| b);
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": person}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let token = json["auth_token"].as_str().unwrap().to_owned();
+    let claims = w.read(&token, "https://resource.example");
+    (token, claims)
+}
+
+#[tokio::test]
+async fn an_intermediary_gets_tokens_for_the_upstream_person_capped_by_the_upstream() {
+    let w = world();
+    let (up, uc) = upstream(&w).await;
+    let (ikey, itoken) = intermediary(&w, NOW);
+
+    // A person token for the downstream resource, for alice, no later than upstream.
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://other.example", "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let person = json["person_token"].as_str().unwrap().to_owned();
+    let pc: PersonClaims = w.read(&person, "https://other.example");
+    assert_eq!(
+        pc.sub,
+        w.ps.directed_sub("alice", &id("https://other.example"))
+    );
+    assert_ne!(
+        pc.sub, uc.sub,
+        "the downstream sub is its own, never the upstream's"
+    );
+    assert!(pc.exp <= uc.exp);
+    assert_eq!(pc.cnf.jwk, ikey.public_key().to_jwk());
+    // PS-63: the intermediary is not bound to alice by this.
+    assert_eq!(
+        w.ps.store()
+            .binding(
+                &id("https://resource.example"),
+                &AgentId::parse("aauth:calendar@resource.example").unwrap()
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The downstream auth token, same person, capped by the upstream.
+    let rt = ResourceTokenBuilder::new(
+        id("https://other.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        ikey.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, json) = w
+        .post_as(
+            AUTH_TOKEN_PATH,
+            &serde_json::json!({"resource_token": rt, "presented_token": person, "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let ac: AuthClaims = w.read(
+        json["auth_token"].as_str().unwrap(),
+        "https://other.example",
+    );
+    assert_eq!(ac.sub, pc.sub);
+    assert!(ac.exp <= uc.exp);
+}
+
+#[tokio::test]
+async fn each_failed_upstream_check_has_its_code_and_changes_nothing() {
+    let w = world();
+    let (up, uc) = upstream(&w).await;
+    let (ikey, itoken) = intermediary(&w, NOW);
+    // A person token for other.example: not for the intermediary.
+    let elsewhere = w.person_token("https://other.example").await;
+    let rt_as_upstream = w.resource_token("x", "y", |b| b);
+    // The intermediary's first request records its agent token.
+    let _ = w
+        .post_as(PERSON_TOKEN_PATH, &serde_json::json!({}), &ikey, &itoken)
+        .await;
+    let before = w.state();
+    let ask = |upstream: &str| serde_json::json!({"resource": "https://other.example", "upstream_token": upstream});
+    for (what, body, status, code) in [
+        (
+            "not for this intermediary",
+            ask(&elsewhere),
+            StatusCode::BAD_REQUEST,
+            "invalid_upstream_token",
+        ),
+        (
+            "not a person or auth token",
+            ask(&rt_as_upstream),
+            StatusCode::BAD_REQUEST,
+            "invalid_upstream_token",
+        ),
+        (
+            "garbage",
+            ask("a.b.c"),
+            StatusCode::BAD_REQUEST,
+            "invalid_upstream_token",
+        ),
+        (
+            "a mission of its own",
+            serde_json::json!({"resource": "https://other.example", "upstream_token": up, "mission_s256": "abc"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ] {
+        let (s, json) = w.post_as(PERSON_TOKEN_PATH, &body, &ikey, &itoken).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (status, Some(code)),
+            "{what}: {json}"
+        );
+        assert_eq!(w.state(), before, "{what}: nothing changed");
+    }
+
+    // Past the upstream's exp.
+    let late = UnixTime(uc.exp + 1);
+    let (lkey, ltoken) = intermediary(&w, late);
+    let (s, json) = w
+        .post_at(PERSON_TOKEN_PATH, &ask(&up), &lkey, &ltoken, late)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_upstream_token")),
+        "{json}"
+    );
+
+    // Revoked.
+    w.ps.store().revoke(&uc.jti, uc.exp).await.unwrap();
+    let before = w.state();
+    let (s, json) = w
+        .post_as(PERSON_TOKEN_PATH, &ask(&up), &ikey, &itoken)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_upstream_token"))
+    );
+    assert_eq!(w.state(), before);
+}
+
+#[tokio::test]
+async fn an_upstream_token_of_another_person_is_refused_and_issues_nothing() {
+    let w = world();
+    // alice's upstream, through her assistant.
+    let (alice_up, _) = upstream(&w).await;
+    // bob's upstream, through his own agent.
+    let helper_key = PrivateKey::ed25519_from_seed(&[91; 32]);
+    let helper = crate::agent_token(&w.provider, "aauth:helper@agent.example", &helper_key, 1800);
+    w.bind("aauth:helper@agent.example", "bob").await;
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://resource.example"}),
+            &helper_key,
+            &helper,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let bob_person = json["person_token"].as_str().unwrap().to_owned();
+    let bpc: PersonClaims = w.read(&bob_person, "https://resource.example");
+    let bob_rt = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        bpc.sub.clone(),
+        bpc.jti.clone(),
+        helper_key.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, json) = w
+        .post_as(
+            AUTH_TOKEN_PATH,
+            &serde_json::json!({"resource_token": bob_rt, "presented_token": bob_person}),
+            &helper_key,
+            &helper,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let bob_up = json["auth_token"].as_str().unwrap().to_owned();
+
+    // The intermediary gets bob's downstream person token with bob's upstream…
+    let (ikey, itoken) = intermediary(&w, NOW);
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://other.example", "upstream_token": bob_up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let bob_down = json["person_token"].as_str().unwrap().to_owned();
+    let dpc: PersonClaims = w.read(&bob_down, "https://other.example");
+    let rt = ResourceTokenBuilder::new(
+        id("https://other.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        dpc.sub.clone(),
+        dpc.jti.clone(),
+        ikey.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    // …and may not mix it with alice's upstream token.
+    let before = w.state();
+    let (s, json) = w
+        .post_as(
+            AUTH_TOKEN_PATH,
+            &serde_json::json!({"resource_token": rt, "presented_token": bob_down, "upstream_token": alice_up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_upstream_token")),
+        "{json}"
+    );
+    assert_eq!(w.state(), before, "nothing issued");
+}

@@ -1,0 +1,1105 @@
+//! Deferred token requests and the consent pages, driven as a person would: sign in,
+//! read, approve or deny; the agent polls its pending URL.
+
+use std::sync::Arc;
+
+use aauth_keys::PrivateKey;
+use aauth_person_server::{
+    ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH, LOGIN_PATH,
+    PERSON_TOKEN_PATH,
+};
+use aauth_signing::sign_request;
+use aauth_tokens::{PersonClaims, ResourceTokenBuilder};
+use http::StatusCode;
+
+use crate::{AUTH_TOKEN_PATH, NOW, World, id, world_with};
+
+/// Asks the person for auth tokens, approves person tokens.
+struct AskForAccess;
+impl ConsentPolicy for AskForAccess {
+    fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
+        match r.kind {
+            ConsentKind::AuthToken => Decision::AskPerson,
+            _ => Decision::Approve,
+        }
+    }
+}
+
+/// A browser: cookies kept between pages.
+#[derive(Default)]
+pub(crate) struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) html: String,
+}
+
+impl Page {
+    /// The value of the hidden input `name`.
+    pub(crate) fn hidden(&self, name: &str) -> String {
+        let needle = format!("name=\"{name}\" value=\"");
+        self.html
+            .split(&needle)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Browser {
+    pub(crate) async fn go(
+        &mut self,
+        w: &World,
+        method: &str,
+        target: &str,
+        form: &[(&str, &str)],
+    ) -> Page {
+        self.go_at(w, method, target, form, NOW).await
+    }
+
+    /// `go` at another time.
+    pub(crate) async fn go_at(
+        &mut self,
+        w: &World,
+        method: &str,
+        target: &str,
+        form: &[(&str, &str)],
+        at: aauth_keys::time::UnixTime,
+    ) -> Page {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.replace('%', "%25")
+                        .replace('&', "%26")
+                        .replace('=', "%3D")
+                        .replace(' ', "+")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", "ps.example");
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            b = b.header("cookie", c.join("; "));
+        }
+        if method == "POST" {
+            b = b.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let (parts, body) = b.body(body.into_bytes()).unwrap().into_parts();
+        let resp = w.ps.handle(&parts, &body, at).await.unwrap();
+        for v in resp.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            assert!(
+                v.contains("Secure") && v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+                "{v}"
+            );
+            let (k, rest) = v.split_once('=').unwrap();
+            let value = rest.split(';').next().unwrap().to_owned();
+            self.cookies.retain(|(n, _)| n != k);
+            self.cookies.push((k.to_owned(), value));
+        }
+        Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            html: String::from_utf8_lossy(resp.body()).into_owned(),
+        }
+    }
+
+    /// Signs in as `account` from the page the code opens.
+    pub(crate) async fn sign_in(
+        &mut self,
+        w: &World,
+        code: &str,
+        account: &str,
+        password: &str,
+    ) -> Page {
+        let login = self
+            .go(w, "GET", &format!("{INTERACT_PATH}?code={code}"), &[])
+            .await;
+        assert_eq!(login.status, StatusCode::OK);
+        assert!(login.html.contains("Sign in"), "{}", login.html);
+        let csrf = login.hidden("csrf");
+        self.go(
+            w,
+            "POST",
+            LOGIN_PATH,
+            &[
+                ("code", code),
+                ("csrf", &csrf),
+                ("username", account),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+}
+
+/// A signed poll (or cancel) of the pending URL `path` by `key` under `token`.
+pub(crate) async fn poll(
+    w: &World,
+    method: &str,
+    path: &str,
+    key: &PrivateKey,
+    token: &str,
+    prefer: Option<&str>,
+    at: aauth_keys::time::UnixTime,
+) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("https://ps.example{path}"));
+    if let Some(p) = prefer {
+        b = b.header("prefer", p);
+    }
+    let mut req = b.body(Vec::new()).unwrap();
+    sign_request(
+        &mut req,
+        key,
+        &aauth_headers::Scheme::jwt(token.to_owned()),
+        at,
+    )
+    .unwrap();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = path.parse().unwrap();
+    parts.headers.insert("host", "ps.example".parse().unwrap());
+    let resp = w.ps.handle(&parts, &body, at).await.unwrap();
+    let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
+    (resp.status(), resp.headers().clone(), json)
+}
+
+fn header(h: &http::HeaderMap, name: &str) -> String {
+    h.get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// The code of an `AAuth-Requirement: requirement=interaction; url=…; code=…`.
+pub(crate) fn code_of(h: &http::HeaderMap) -> String {
+    let r = header(h, "aauth-requirement");
+    assert!(r.starts_with("requirement=interaction"), "{r}");
+    assert!(r.contains("url=\"https://ps.example/interact\""), "{r}");
+    r.split("code=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn consenting_world(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
+    let mut w = world_with(policy);
+    w.ps = w.ps.with_consent_pages(600);
+    w.ps.set_password("alice", "correct horse battery")
+        .await
+        .unwrap();
+    w.ps.set_password("mallory", "mallory's password")
+        .await
+        .unwrap();
+    w
+}
+
+#[tokio::test]
+async fn an_unbound_agent_is_bound_by_the_person_on_the_consent_page() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    // Without the interaction capability the person cannot be reached.
+    let (s, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example"}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("user_unreachable"))
+    );
+
+    let (status, headers, json) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(json, serde_json::json!({"status": "pending"}));
+    assert_eq!(header(&headers, "cache-control"), "no-store");
+    assert_eq!(header(&headers, "retry-after"), "0");
+    let location = header(&headers, "location");
+    assert!(
+        location.starts_with("/pending/") && location.len() > 40,
+        "{location}"
+    );
+    let code = code_of(&headers);
+    assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "{code}");
+
+    // Polls: the agent's own key only; pending until the person acts.
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending"))
+    );
+    let other = PrivateKey::ed25519_from_seed(&[44; 32]);
+    let other_token = crate::agent_token(&w.provider, "aauth:assistant@agent.example", &other, 600);
+    assert_eq!(
+        poll(&w, "GET", &location, &other, &other_token, None, NOW)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        poll(&w, "DELETE", &location, &other, &other_token, None, NOW)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The person: a wrong password, then the right one; the code typed in lower case.
+    let mut browser = Browser::default();
+    let denied = browser
+        .sign_in(&w, &code.to_lowercase(), "alice", "wrong")
+        .await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    let signed_in = browser
+        .sign_in(&w, &code.to_lowercase(), "alice", "correct horse battery")
+        .await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let target = header(&signed_in.headers, "location");
+    let consent = browser.go(&w, "GET", &target, &[]).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+    assert!(
+        consent.html.contains("aauth:assistant@agent.example")
+            && consent.html.contains("https://resource.example")
+    );
+    assert!(consent.html.contains("not yet linked to your account"));
+    assert_eq!(header(&consent.headers, "x-frame-options"), "DENY");
+    assert!(header(&consent.headers, "content-security-policy").contains("frame-ancestors 'none'"));
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting"))
+    );
+
+    // A forged form (no CSRF token) changes nothing.
+    let forged = browser
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", &code), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let (s, _, _) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+
+    let csrf = consent.hidden("csrf");
+    let done = browser
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(done.html.contains("Approved"));
+
+    // The next poll delivers the token, once.
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let c: PersonClaims = w.read(
+        json["person_token"].as_str().unwrap(),
+        "https://resource.example",
+    );
+    assert_eq!(
+        c.sub,
+        w.ps.directed_sub("alice", &id("https://resource.example"))
+    );
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code"))
+    );
+    // The code is spent; the agent is now bound: the next person token needs nobody.
+    let again = browser
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::GONE);
+    let (s, _) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://other.example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_auth_token_the_person_denies_and_another_persons_code() {
+    let w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    // A scope written to attack the consent page is shown as text.
+    let rt = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        "read <script>alert(1)</script>",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
+    .unwrap()
+    .token;
+    let (s, headers, _) = w
+        .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": rt, "presented_token": person, "capabilities": ["interaction"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+
+    // Another person signed in with this code sees nothing of it.
+    let mut mallory = Browser::default();
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    let page = mallory
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(!page.html.contains("resource.example"));
+
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, &code, "alice", "correct horse battery")
+        .await;
+    let consent = alice
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    assert!(
+        consent
+            .html
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        consent.html
+    );
+    assert!(!consent.html.contains("<script>"));
+    let csrf = consent.hidden("csrf");
+    alice
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", &code), ("csrf", &csrf), ("decision", "deny")],
+        )
+        .await;
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    assert_eq!(
+        poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW)
+            .await
+            .0,
+        StatusCode::GONE
+    );
+}
+
+#[tokio::test]
+async fn pending_requests_expire_cancel_and_refuse_unknown_actions() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    let location = header(&headers, "location");
+    // Past its lifetime: 408 expired, then 410.
+    let late = NOW.plus(601);
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("expired"))
+    );
+    assert_eq!(
+        poll(&w, "GET", &location, &w.agent, &late_token, None, late)
+            .await
+            .0,
+        StatusCode::GONE
+    );
+
+    // Cancelled by the agent: 204, then 410; its code is dead on the consent page.
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+    assert_eq!(
+        poll(&w, "DELETE", &location, &w.agent, &w.agent_token, None, NOW)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW)
+            .await
+            .0,
+        StatusCode::GONE
+    );
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    assert_eq!(
+        b.go(&w, "GET", &header(&page.headers, "location"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // POST needs a known action.
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let location = header(&headers, "location");
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({"action": "dance"}),
+    ] {
+        let (s, json) = w.post_path(&location, body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request"))
+        );
+    }
+    // A session that keeps guessing codes is refused.
+    for _ in 0..5 {
+        b.go(&w, "GET", &format!("{INTERACT_PATH}?code=ZZZZ-ZZZZ"), &[])
+            .await;
+    }
+    assert_eq!(
+        b.go(&w, "GET", &format!("{INTERACT_PATH}?code=ZZZZ-ZZZZ"), &[])
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefer_wait_long_polls_until_the_person_answers() {
+    let w = Arc::new(consenting_world(None).await);
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+    let started = tokio::time::Instant::now();
+    // Nobody answers: the poll returns after the wait (capped at 30 s), still pending.
+    let (s, _, _) = poll(
+        &w,
+        "GET",
+        &location,
+        &w.agent,
+        &w.agent_token,
+        Some("wait=60"),
+        NOW,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(started.elapsed().as_secs(), 30);
+
+    // The person answers during a long poll: it returns at once with the token.
+    let w2 = Arc::clone(&w);
+    let waiter = tokio::spawn(async move {
+        let t0 = tokio::time::Instant::now();
+        let r = poll(
+            &w2,
+            "GET",
+            &location,
+            &w2.agent,
+            &w2.agent_token,
+            Some("wait=20"),
+            NOW,
+        )
+        .await;
+        (r.0, t0.elapsed().as_secs())
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let consent = b
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    let csrf = consent.hidden("csrf");
+    b.go(
+        &w,
+        "POST",
+        INTERACT_PATH,
+        &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+    )
+    .await;
+    let (status, secs) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(secs < 5, "returned after {secs} s");
+}
+
+/// A person signs in and approves the request behind `code`.
+pub(crate) async fn approve(w: &World, code: &str, account: &str, password: &str) {
+    let mut b = Browser::default();
+    let page = b.sign_in(w, code, account, password).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let consent = b
+        .go(w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+    let csrf = consent.hidden("csrf");
+    let done = b
+        .go(
+            w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_person_asks_the_agent_answers_at_most_five_rounds() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction", "clarification"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+    // Nothing to answer yet.
+    let (s, json) = w
+        .post_path(&location, serde_json::json!({"action": "clarification_response", "clarification_response": "unasked"}))
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let target = header(&page.headers, "location");
+    for round in 0..5 {
+        let consent = b.go(&w, "GET", &target, &[]).await;
+        assert!(
+            consent
+                .html
+                .contains(&format!("{} of 5 questions left", 5 - round)),
+            "{}",
+            consent.html
+        );
+        let csrf = consent.hidden("csrf");
+        let q = format!("Why <b>{round}</b>?");
+        let sent = b
+            .go(
+                &w,
+                "POST",
+                INTERACT_PATH,
+                &[
+                    ("code", &code),
+                    ("csrf", &csrf),
+                    ("decision", "ask"),
+                    ("question", &q),
+                ],
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.html);
+        // The agent's poll carries the question.
+        let (s, h, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(header(&h, "aauth-requirement"), "requirement=clarification");
+        assert_eq!(json["clarification"], q);
+        let (s, _) = w
+            .post_path(&location, serde_json::json!({"action": "clarification_response", "clarification_response": format!("Because <i>{round}</i>.")}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let consent = b.go(&w, "GET", &target, &[]).await;
+    assert!(
+        consent
+            .html
+            .contains("The agent answered:</strong> Because &lt;i&gt;4&lt;/i&gt;."),
+        "{}",
+        consent.html
+    );
+    assert!(consent.html.contains("Why &lt;b&gt;0&lt;/b&gt;?"));
+    assert!(
+        !consent.html.contains("questions left"),
+        "the sixth question is not offered"
+    );
+    let csrf = consent.hidden("csrf");
+    let sixth = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &csrf),
+                ("decision", "ask"),
+                ("question", "again?"),
+            ],
+        )
+        .await;
+    assert_eq!(sixth.status, StatusCode::BAD_REQUEST);
+    b.go(
+        &w,
+        "POST",
+        INTERACT_PATH,
+        &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+    )
+    .await;
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+}
+
+#[tokio::test]
+async fn no_questions_to_an_agent_without_the_clarification_capability() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let code = code_of(&headers);
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let consent = b
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    assert!(!consent.html.contains("Ask the agent"));
+    let csrf = consent.hidden("csrf");
+    let forced = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &csrf),
+                ("decision", "ask"),
+                ("question", "why?"),
+            ],
+        )
+        .await;
+    assert_eq!(forced.status, StatusCode::BAD_REQUEST);
+}
+
+/// A header's value, or empty.
+pub(crate) fn header_of(h: &http::HeaderMap, name: &str) -> String {
+    header(h, name)
+}
+
+#[tokio::test]
+async fn an_updated_request_replaces_what_the_person_is_asked_and_a_stale_approval_is_refused() {
+    let w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let scoped = |scope: &str| {
+        ResourceTokenBuilder::new(
+            id("https://resource.example"),
+            id("https://ps.example"),
+            id("https://ps.example"),
+            pc.sub.clone(),
+            pc.jti.clone(),
+            w.agent.public_key(),
+            scope,
+        )
+        .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
+        .unwrap()
+        .token
+    };
+    let (s, headers, _) = w
+        .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": scoped("read write"), "presented_token": person, "capabilities": ["interaction"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+
+    // alice opens the request as first asked.
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, &code, "alice", "correct horse battery")
+        .await;
+    let first = alice
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    assert!(first.html.contains("scope: read write"), "{}", first.html);
+    assert_eq!(first.hidden("revision"), "0");
+
+    // Refused updates change nothing.
+    let before = w.state();
+    let other_resource = ResourceTokenBuilder::new(
+        id("https://other.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
+    .unwrap()
+    .token;
+    for (what, body, code) in [
+        (
+            "no resource token",
+            serde_json::json!({"action": "updated_request", "presented_token": person}),
+            "invalid_request",
+        ),
+        (
+            "no presented token (PS-30)",
+            serde_json::json!({"action": "updated_request", "resource_token": scoped("read")}),
+            "invalid_request",
+        ),
+        (
+            "another resource",
+            serde_json::json!({"action": "updated_request", "resource_token": other_resource, "presented_token": person}),
+            "invalid_resource_token",
+        ),
+        (
+            "another person",
+            serde_json::json!({"action": "updated_request", "resource_token": w.resource_token(&pc.jti, "someone-else", |b| b), "presented_token": person}),
+            "invalid_resource_token",
+        ),
+    ] {
+        let (s, json) = w.post_path(&location, body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{what}: {json}"
+        );
+        assert_eq!(w.state(), before, "{what}: nothing changed");
+    }
+
+    // The agent narrows its request.
+    let (s, json) = w
+        .post_path(&location, serde_json::json!({"action": "updated_request", "resource_token": scoped("read"), "presented_token": person, "justification": "Only <b>read</b> access is needed."}))
+        .await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting")),
+        "{json}"
+    );
+
+    // Approving the page alice read before the change is refused; nothing is approved.
+    let stale = alice
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &first.hidden("csrf")),
+                ("revision", "0"),
+                ("decision", "grant"),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting"))
+    );
+
+    // She reads the new request, with the agent's words apart and escaped, and approves.
+    let page = alice
+        .go(&w, "GET", &format!("{INTERACT_PATH}?code={code}"), &[])
+        .await;
+    assert!(page.html.contains("scope: read</p>"), "{}", page.html);
+    assert!(page.html.contains("changed this request"));
+    assert!(
+        page.html
+            .contains("Only &lt;b&gt;read&lt;/b&gt; access is needed.")
+    );
+    assert_eq!(page.hidden("revision"), "1");
+    let done = alice
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &page.hidden("csrf")),
+                ("revision", "1"),
+                ("decision", "grant"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let ac: aauth_tokens::AuthClaims = w.read(
+        json["auth_token"].as_str().unwrap(),
+        "https://resource.example",
+    );
+    assert_eq!(ac.scope.as_deref(), Some("read"));
+
+    // Once answered, there is nothing to update.
+    let (s, json) = w
+        .post_path(&location, serde_json::json!({"action": "updated_request", "resource_token": scoped("read"), "presented_token": person}))
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code"))
+    );
+}
+
+/// The agent provider's metadata, as a fetcher would return it.
+struct ProviderMetadata;
+#[async_trait::async_trait]
+impl aauth_metadata::Fetch for ProviderMetadata {
+    async fn get(
+        &self,
+        url: &aauth_metadata::HttpsUrl,
+    ) -> Result<aauth_metadata::Fetched, aauth_metadata::FetchError> {
+        assert_eq!(
+            url.as_str(),
+            "https://agent.example/.well-known/aauth-agent.json"
+        );
+        Ok(aauth_metadata::Fetched::ok(
+            r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json","callback_endpoint":"https://agent.example/callback"}"#,
+        ))
+    }
+}
+
+/// A deferred auth token; the person opens its link with `callback` and signs in.
+/// Returns the consent page, the browser, and the code.
+async fn open_with_callback(
+    w: &World,
+    callback: &str,
+    at: aauth_keys::time::UnixTime,
+) -> (Page, Browser, String) {
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let rt = w.resource_token(&pc.jti, &pc.sub, |b| b);
+    let (s, headers, _) = w
+        .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": rt, "presented_token": person, "capabilities": ["interaction"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let code = code_of(&headers);
+    let mut b = Browser::default();
+    let escaped: String = callback
+        .bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                char::from(c).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect();
+    let login = b
+        .go_at(
+            w,
+            "GET",
+            &format!("{INTERACT_PATH}?code={code}&callback={escaped}"),
+            &[],
+            at,
+        )
+        .await;
+    assert!(login.html.contains("Sign in"));
+    let signed_in = b
+        .go_at(
+            w,
+            "POST",
+            LOGIN_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &login.hidden("csrf")),
+                ("callback", &login.hidden("callback")),
+                ("username", "alice"),
+                ("password", "correct horse battery"),
+            ],
+            at,
+        )
+        .await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let back = header(&signed_in.headers, "location");
+    assert!(
+        back.contains("&callback="),
+        "the callback survives sign-in: {back}"
+    );
+    let page = b.go_at(w, "GET", &back, &[], at).await;
+    (page, b, code)
+}
+
+async fn callback_world() -> World {
+    let mut w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    w.ps = w.ps.callbacks(Arc::new(ProviderMetadata));
+    w
+}
+
+#[tokio::test]
+async fn the_browser_goes_back_to_the_agents_callback_with_the_drafts_error_values() {
+    let cb = "https://agent.example/callback?flow=7";
+    // Approved: back to the callback as given.
+    let w = callback_world().await;
+    let (page, mut b, code) = open_with_callback(&w, cb, NOW).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert_eq!(page.hidden("callback"), cb);
+    let done = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &page.hidden("csrf")),
+                ("callback", cb),
+                ("decision", "grant"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (done.status, header(&done.headers, "location").as_str()),
+        (StatusCode::SEE_OTHER, cb)
+    );
+
+    // Denied: error=access_denied.
+    let w = callback_world().await;
+    let (page, mut b, code) = open_with_callback(&w, cb, NOW).await;
+    let done = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &page.hidden("csrf")),
+                ("callback", cb),
+                ("decision", "deny"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (done.status, header(&done.headers, "location").as_str()),
+        (
+            StatusCode::SEE_OTHER,
+            "https://agent.example/callback?flow=7&error=access_denied"
+        )
+    );
+
+    // Too late: error=interaction_expired.
+    let w = callback_world().await;
+    let (page, _, _) =
+        open_with_callback(&w, "https://agent.example/callback", NOW.plus(601)).await;
+    assert_eq!(
+        (page.status, header(&page.headers, "location").as_str()),
+        (
+            StatusCode::SEE_OTHER,
+            "https://agent.example/callback?error=interaction_expired"
+        )
+    );
+
+    // A URL the provider does not publish is never a redirect target.
+    for evil in [
+        "https://evil.example/callback",
+        "https://agent.example/callback/../evil",
+        "http://localhost:8080/cb",
+    ] {
+        let w = callback_world().await;
+        let (page, mut b, code) = open_with_callback(&w, evil, NOW).await;
+        assert_eq!(page.status, StatusCode::OK, "{evil}");
+        assert!(page.hidden("callback").is_empty(), "{evil}");
+        let done = b
+            .go(
+                &w,
+                "POST",
+                INTERACT_PATH,
+                &[
+                    ("code", &code),
+                    ("csrf", &page.hidden("csrf")),
+                    ("callback", evil),
+                    ("decision", "deny"),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{evil}");
+        assert!(done.headers.get("location").is_none(), "{evil}");
+    }
+}
+
+mod callback_urls {
+    use aauth_metadata::{AgentProviderMetadata, MetadataDocument};
+    use aauth_person_server::callback_allowed;
+    use proptest::prelude::*;
+
+    fn doc(localhost: bool) -> AgentProviderMetadata {
+        let json = format!(
+            r#"{{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json","callback_endpoint":"https://agent.example/callback","localhost_callback_allowed":{localhost}}}"#
+        );
+        AgentProviderMetadata::parse_for(
+            json.as_bytes(),
+            &aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// What an admitted callback must look like: the endpoint (a query at most added), or
+    /// a loopback http URL; never a fragment, user information or a character a
+    /// `Location` field could not carry.
+    fn shape_ok(cb: &str, localhost: bool) -> bool {
+        let safe =
+            cb.bytes().all(|b| b.is_ascii_graphic()) && !cb.contains(['#', '"', '<', '>', '\\']);
+        let endpoint = cb == "https://agent.example/callback"
+            || cb.starts_with("https://agent.example/callback?");
+        let loopback = localhost
+            && ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+                .iter()
+                .any(|h| {
+                    cb.strip_prefix(h)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/', '?']))
+                });
+        safe && (endpoint || loopback)
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_published_endpoint_or_loopback_is_admitted(
+            localhost in any::<bool>(),
+            cb in prop_oneof![
+                any::<String>(),
+                "(https|http)://(agent\\.example|localhost|127\\.0\\.0\\.1|\\[::1\\]|evil\\.example|agent\\.example@evil\\.example)(:[0-9]{0,6})?(/callback|/callbackx|/|/callback/\\.\\.)?(\\?[a-z=&#@/]{0,8})?(#x)?",
+            ],
+        ) {
+            let d = doc(localhost);
+            if callback_allowed(&d, &cb) {
+                prop_assert!(shape_ok(&cb, localhost), "admitted {cb:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_loopback_forms() {
+        let (on, off) = (doc(true), doc(false));
+        for ok in [
+            "http://localhost:8080/cb",
+            "http://127.0.0.1/cb?x=1",
+            "http://[::1]:9/",
+        ] {
+            assert!(callback_allowed(&on, ok), "{ok}");
+            assert!(!callback_allowed(&off, ok), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/",
+            "http://localhost@evil.example/",
+            "http://localhost:/",
+            "http://localhost:123456/",
+            "http://[::1]x/",
+        ] {
+            assert!(!callback_allowed(&on, bad), "{bad}");
+        }
+    }
+}

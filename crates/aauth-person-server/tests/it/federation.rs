@@ -1,0 +1,654 @@
+//! Four-party federation from the Person Server's side (PS-50…54), against a scripted
+//! Access Server: its token is checked before the agent gets it; a down, failing or
+//! lying Access Server is `502 as_unreachable` with nothing issued; its refusals are
+//! relayed with their status and `error`.
+
+use std::sync::{Arc, Mutex};
+
+use aauth_agent::{AgentError, Transport};
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_person_server::AUTH_TOKEN_PATH;
+use aauth_tokens::{
+    AuthIssuer, AuthTokenBuilder, PersonClaims, ResourceTokenBuilder, StaticIssuerKeys,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::{NOW, World, id, world};
+
+/// What the scripted Access Server answers the token request with.
+type Answer =
+    Box<dyn Fn(&serde_json::Value) -> Result<http::Response<Bytes>, AgentError> + Send + Sync>;
+
+struct ScriptedAs {
+    answer: Answer,
+    /// The token requests it received, and whether each was signed as the PS.
+    seen: Mutex<Vec<(serde_json::Value, bool)>>,
+}
+
+#[async_trait]
+impl Transport for ScriptedAs {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+        if req.method() == http::Method::GET {
+            assert_eq!(
+                req.uri(),
+                "https://as.example/.well-known/aauth-access.json"
+            );
+            return Ok(http::Response::new(Bytes::from_static(
+                br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
+            )));
+        }
+        assert_eq!(req.uri(), "https://as.example/auth-token");
+        let signed_as_ps = req
+            .headers()
+            .get("signature-key")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.contains(r#"jwks_uri;id="https://ps.example";dwk="aauth-person.json""#)
+            })
+            && req
+                .headers()
+                .get("signature-input")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("\"content-digest\""));
+        let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+        self.seen.lock().unwrap().push((body.clone(), signed_as_ps));
+        (self.answer)(&body)
+    }
+}
+
+fn ok(json: &serde_json::Value) -> Result<http::Response<Bytes>, AgentError> {
+    Ok(http::Response::new(Bytes::from(json.to_string())))
+}
+
+/// The AS's key, and a world whose PS federates through `transport` and knows the AS's key.
+fn federated_world(transport: Arc<ScriptedAs>) -> World {
+    let mut w = world();
+    let as_key = PrivateKey::ed25519_from_seed(&[55; 32]);
+    // The PS must know the AS's published key: rebuild it with the AS in its key set.
+    let keys = StaticIssuerKeys::new()
+        .with(
+            &id("https://agent.example"),
+            "aauth-agent.json",
+            "key-1",
+            w.provider.public_key().clone(),
+        )
+        .with(
+            &id("https://resource.example"),
+            "aauth-resource.json",
+            "rs-1",
+            w.rs.public_key().clone(),
+        )
+        .with(
+            &id("https://as.example"),
+            "aauth-access.json",
+            "as-1",
+            as_key.public_key().clone(),
+        );
+    let mem = Arc::new(aauth_person_server::MemoryStore::default());
+    w.ps = aauth_person_server::PersonServer::new(
+        id("https://ps.example"),
+        Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
+        "ps-1",
+        Arc::new(keys),
+        Arc::clone(&mem) as Arc<dyn aauth_person_server::PsStore>,
+        [9; 32],
+    )
+    .unwrap()
+    .federate(transport);
+    w.mem = Some(mem);
+    w
+}
+
+fn as_key() -> PrivateKey {
+    PrivateKey::ed25519_from_seed(&[55; 32])
+}
+
+/// An auth token as the AS would issue it for the request `body`, spoiled by `tweak`.
+fn as_token(
+    w: &World,
+    pc: &PersonClaims,
+    tweak: impl FnOnce(AuthTokenBuilder) -> AuthTokenBuilder,
+) -> String {
+    tweak(
+        AuthTokenBuilder::new(
+            AuthIssuer::AccessServer,
+            id("https://as.example"),
+            id("https://resource.example"),
+            id("https://ps.example"),
+            pc.sub.clone(),
+            w.agent.public_key(),
+        )
+        .scope("read")
+        .not_after(pc.exp),
+    )
+    .sign(&as_key(), "as-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token
+}
+
+/// alice's person token and a four-party resource token (aud: the AS) derived from it.
+async fn request(w: &World) -> (serde_json::Value, PersonClaims) {
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let rt = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    (
+        serde_json::json!({"resource_token": rt, "presented_token": person}),
+        pc,
+    )
+}
+
+fn scripted(answer: Answer) -> Arc<ScriptedAs> {
+    Arc::new(ScriptedAs {
+        answer,
+        seen: Mutex::new(Vec::new()),
+    })
+}
+
+#[tokio::test]
+async fn the_access_servers_token_is_checked_and_handed_on() {
+    // The AS answers with a good token (minted when asked, for the request's person).
+    let holder: Arc<Mutex<Option<String>>> = Arc::default();
+    let h = Arc::clone(&holder);
+    let transport = scripted(Box::new(move |_| {
+        ok(
+            &serde_json::json!({"auth_token": h.lock().unwrap().clone().unwrap(), "expires_in": 3600}),
+        )
+    }));
+    let w = federated_world(Arc::clone(&transport));
+    let (body, pc) = request(&w).await;
+    *holder.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["auth_token"].as_str(),
+        holder.lock().unwrap().as_deref()
+    );
+    let seen = transport.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (sent, signed) = &seen[0];
+    assert!(signed, "signed as the PS, body covered");
+    for member in ["resource_token", "agent_token", "presented_token"] {
+        assert!(sent[member].is_string(), "{member} sent: {sent}");
+    }
+    let recorded = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
+        json["auth_token"].as_str().unwrap(),
+        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+    assert!(
+        w.ps.store()
+            .auth_token(&recorded, NOW)
+            .await
+            .unwrap()
+            .is_some(),
+        "recorded for revocation"
+    );
+}
+
+#[tokio::test]
+async fn a_down_failing_or_lying_access_server_is_as_unreachable_and_nothing_is_issued() {
+    // Each: what the AS does.
+    let cases: Vec<(String, Answer)> = vec![
+        (
+            "down".to_owned(),
+            Box::new(|_| {
+                Err(AgentError::Transport {
+                    reason: "connection refused".to_owned(),
+                })
+            }),
+        ),
+        (
+            "a 500".to_owned(),
+            Box::new(|_| {
+                let mut r = http::Response::new(Bytes::new());
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                Ok(r)
+            }),
+        ),
+        (
+            "a malformed answer".to_owned(),
+            Box::new(|_| ok(&serde_json::json!({"auth_token": "not.a.jwt"}))),
+        ),
+        (
+            "no token".to_owned(),
+            Box::new(|_| ok(&serde_json::json!({}))),
+        ),
+    ];
+    for (what, answer) in cases {
+        let transport = scripted(answer);
+        let w = federated_world(Arc::clone(&transport));
+        let (body, _) = request(&w).await;
+        let before = w.state();
+        let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("as_unreachable")),
+            "{what}: {json}"
+        );
+        assert_eq!(w.state(), before, "{what}: nothing issued or recorded");
+    }
+
+    // Tokens that fail PS-53, minted for the actual request.
+    type Mint = Box<dyn Fn(&World, &PersonClaims) -> String>;
+    let spoils: Vec<(&str, Mint)> = vec![
+        (
+            "a broader scope",
+            Box::new(|w, pc| as_token(w, pc, |b| b.scope("read write"))),
+        ),
+        (
+            "another person",
+            Box::new(|w, pc| {
+                let mut other = pc.clone();
+                other.sub = "someone-else".to_owned();
+                as_token(w, &other, |b| b)
+            }),
+        ),
+        (
+            "a later exp",
+            Box::new(|w, pc| {
+                AuthTokenBuilder::new(
+                    AuthIssuer::AccessServer,
+                    id("https://as.example"),
+                    id("https://resource.example"),
+                    id("https://ps.example"),
+                    pc.sub.clone(),
+                    w.agent.public_key(),
+                )
+                .scope("read")
+                .lifetime(3600)
+                .sign(&as_key(), "as-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token
+            }),
+        ),
+        (
+            "another key",
+            Box::new(|_, pc| {
+                AuthTokenBuilder::new(
+                    AuthIssuer::AccessServer,
+                    id("https://as.example"),
+                    id("https://resource.example"),
+                    id("https://ps.example"),
+                    pc.sub.clone(),
+                    PrivateKey::ed25519_from_seed(&[77; 32]).public_key(),
+                )
+                .scope("read")
+                .sign(&as_key(), "as-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token
+            }),
+        ),
+        (
+            "another issuer's signature",
+            Box::new(|w, pc| {
+                AuthTokenBuilder::new(
+                    AuthIssuer::AccessServer,
+                    id("https://as.example"),
+                    id("https://resource.example"),
+                    id("https://ps.example"),
+                    pc.sub.clone(),
+                    w.agent.public_key(),
+                )
+                .scope("read")
+                .sign(
+                    &PrivateKey::ed25519_from_seed(&[78; 32]),
+                    "as-1",
+                    NOW,
+                    &mut OsRandom,
+                )
+                .unwrap()
+                .token
+            }),
+        ),
+    ];
+    for (what, mint) in spoils {
+        let holder: Arc<Mutex<Option<String>>> = Arc::default();
+        let h = Arc::clone(&holder);
+        let transport = scripted(Box::new(move |_| {
+            ok(&serde_json::json!({"auth_token": h.lock().unwrap().clone()}))
+        }));
+        let w = federated_world(transport);
+        let (body, pc) = request(&w).await;
+        *holder.lock().unwrap() = Some(mint(&w, &pc));
+        let before = w.state();
+        let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("as_unreachable")),
+            "{what}: {json}"
+        );
+        assert_eq!(w.state(), before, "{what}: nothing issued or recorded");
+    }
+}
+
+#[tokio::test]
+async fn the_access_servers_refusal_is_relayed() {
+    let transport = scripted(Box::new(|_| {
+        let mut r = http::Response::new(Bytes::from_static(
+            br#"{"error":"denied","detail":"no access for agents on weekends"}"#,
+        ));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        Ok(r)
+    }));
+    let w = federated_world(transport);
+    let (body, _) = request(&w).await;
+    let before = w.state();
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "{json}"
+    );
+    assert!(json["detail"].as_str().unwrap().contains("weekends"));
+    assert_eq!(w.state(), before);
+}
+
+#[tokio::test]
+async fn without_federation_a_resource_token_for_an_access_server_is_invalid() {
+    let w = world();
+    let (body, _) = request(&w).await;
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_resource_token")),
+        "{json}"
+    );
+}
+
+/// An Access Server that never answers the token request.
+struct SilentAs;
+#[async_trait]
+impl Transport for SilentAs {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+        if req.method() == http::Method::GET {
+            return Ok(http::Response::new(Bytes::from_static(
+                br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
+            )));
+        }
+        std::future::pending::<()>().await;
+        unreachable!("never answers")
+    }
+}
+
+#[tokio::test]
+async fn a_slow_access_server_is_as_unreachable_within_the_deadline() {
+    let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
+    w.ps =
+        w.ps.federate(Arc::new(SilentAs))
+            .federation_timeout(std::time::Duration::from_millis(200));
+    let (body, _) = request(&w).await;
+    let before = w.state();
+    let started = std::time::Instant::now();
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("as_unreachable")),
+        "{json}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(w.state(), before, "nothing issued");
+}
+
+/// An Access Server that wants the person's email first.
+struct ClaimsAs {
+    token: Mutex<Option<String>>,
+    /// The claims it was sent, and whether they were signed as the PS.
+    got: Mutex<Vec<(serde_json::Value, bool)>>,
+}
+
+#[async_trait]
+impl Transport for ClaimsAs {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+        if req.method() == http::Method::GET {
+            return Ok(http::Response::new(Bytes::from_static(
+                br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
+            )));
+        }
+        if req.uri() == "https://as.example/auth-token" {
+            let mut r = http::Response::new(Bytes::from_static(
+                br#"{"status":"pending","required_claims":["email","sub"]}"#,
+            ));
+            *r.status_mut() = StatusCode::ACCEPTED;
+            r.headers_mut()
+                .insert("location", "/pending/p1".parse().unwrap());
+            r.headers_mut()
+                .insert("aauth-requirement", "requirement=claims".parse().unwrap());
+            return Ok(r);
+        }
+        assert_eq!(req.uri(), "https://as.example/pending/p1");
+        let signed = req
+            .headers()
+            .get("signature-key")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(r#"id="https://ps.example""#));
+        self.got
+            .lock()
+            .unwrap()
+            .push((serde_json::from_slice(req.body()).unwrap(), signed));
+        ok(&serde_json::json!({"auth_token": self.token.lock().unwrap().clone()}))
+    }
+}
+
+struct Directory;
+impl aauth_person_server::ClaimsSource for Directory {
+    fn claims(
+        &self,
+        account: &str,
+        names: &[String],
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        for n in names {
+            match n.as_str() {
+                "email" => {
+                    m.insert(n.clone(), format!("{account}@example.com").into());
+                }
+                // A directory that would hand out an identifier: never sent.
+                "sub" => {
+                    m.insert(n.clone(), "directory-id-7".into());
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+#[tokio::test]
+async fn the_person_server_answers_an_access_servers_claims_itself_never_with_sub() {
+    let access = Arc::new(ClaimsAs {
+        token: Mutex::new(None),
+        got: Mutex::new(Vec::new()),
+    });
+    let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
+    w.ps =
+        w.ps.federate(access.clone())
+            .claims_from(Arc::new(Directory));
+    let (body, pc) = request(&w).await;
+    *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let got = access.got.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![(serde_json::json!({"email": "alice@example.com"}), true)]
+    );
+}
+
+/// Records what the Person Server revokes where.
+#[derive(Default)]
+struct Notified {
+    at_resources: Mutex<Vec<(String, String)>>,
+    at_access_servers: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl aauth_person_server::RevocationNotifier for Notified {
+    async fn notify(
+        &self,
+        resource: &aauth_tokens::ServerId,
+        jti: &str,
+        _: u64,
+    ) -> Result<(), String> {
+        self.at_resources
+            .lock()
+            .unwrap()
+            .push((resource.as_str().to_owned(), jti.to_owned()));
+        Ok(())
+    }
+
+    async fn notify_access_server(
+        &self,
+        access_server: &aauth_tokens::ServerId,
+        jti: &str,
+        _: u64,
+    ) -> Result<(), String> {
+        self.at_access_servers
+            .lock()
+            .unwrap()
+            .push((access_server.as_str().to_owned(), jti.to_owned()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_agent_revokes_its_person_token_at_the_access_server_it_was_presented_to() {
+    let holder: Arc<Mutex<Option<String>>> = Arc::default();
+    let h = Arc::clone(&holder);
+    let notified = Arc::new(Notified::default());
+    let mut w = federated_world(scripted(Box::new(move |_| {
+        ok(&serde_json::json!({"auth_token": h.lock().unwrap().clone()}))
+    })));
+    w.ps =
+        w.ps.accept_revocations_from([id("https://agent.example")])
+            .notify_revocations(notified.clone());
+    let (body, pc) = request(&w).await;
+    *holder.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+
+    let (s, _) = crate::revocation::revoke(
+        &w,
+        &serde_json::json!({"jti": crate::revocation::jti_of(&w.agent_token), "exp": NOW.as_secs() + 1800}),
+        &w.provider,
+        "https://agent.example",
+        "aauth-agent.json",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        *notified.at_access_servers.lock().unwrap(),
+        vec![("https://as.example".to_owned(), pc.jti.clone())],
+        "the person token, at the Access Server it was presented to"
+    );
+    assert!(
+        notified
+            .at_resources
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(r, j)| r == "https://resource.example" && *j == pc.jti),
+        "and at the resource it was for"
+    );
+}
+
+/// An Access Server that has someone approve out of band: `202 approval`, then the token
+/// on the second poll.
+struct ApprovingAs {
+    token: Mutex<Option<String>>,
+    polls: Mutex<u32>,
+}
+
+#[async_trait]
+impl Transport for ApprovingAs {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+        if req.uri() == "https://as.example/.well-known/aauth-access.json" {
+            return Ok(http::Response::new(Bytes::from_static(
+                br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
+            )));
+        }
+        if req.method() == http::Method::POST {
+            let mut r = http::Response::new(Bytes::from_static(br#"{"status":"pending"}"#));
+            *r.status_mut() = StatusCode::ACCEPTED;
+            r.headers_mut()
+                .insert("location", "/pending/a1".parse().unwrap());
+            r.headers_mut()
+                .insert("aauth-requirement", "requirement=approval".parse().unwrap());
+            return Ok(r);
+        }
+        assert_eq!(req.uri(), "https://as.example/pending/a1");
+        assert!(
+            req.headers()
+                .get("signature-key")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(r#"id="https://ps.example""#)),
+            "the PS polls signed as itself"
+        );
+        let mut polls = self.polls.lock().unwrap();
+        *polls += 1;
+        if *polls == 1 {
+            let mut r = http::Response::new(Bytes::from_static(br#"{"status":"pending"}"#));
+            *r.status_mut() = StatusCode::ACCEPTED;
+            return Ok(r);
+        }
+        ok(&serde_json::json!({"auth_token": self.token.lock().unwrap().clone()}))
+    }
+}
+
+#[tokio::test]
+async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_approval() {
+    let access = Arc::new(ApprovingAs {
+        token: Mutex::new(None),
+        polls: Mutex::new(0),
+    });
+    let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
+    w.ps = w.ps.federate(access.clone());
+    let (body, pc) = request(&w).await;
+    *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    // No interaction capability is needed: nobody is sent anywhere.
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(
+        crate::consent::header_of(&headers, "aauth-requirement"),
+        "requirement=approval"
+    );
+    let location = crate::consent::header_of(&headers, "location");
+    assert!(
+        location.starts_with("/pending/"),
+        "the Person Server's own pending URL"
+    );
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting"))
+    );
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["auth_token"].as_str(),
+        access.token.lock().unwrap().as_deref()
+    );
+    // Delivered once.
+    let (s, _, _) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::GONE);
+}

@@ -1,0 +1,474 @@
+//! Missions: proposal and approval (s256 over the exact bytes), mission_s256 through the
+//! token chain, the power-of-attorney constraints with their stable violation codes,
+//! update, completion, termination, and the identical not-found answer.
+
+use std::sync::Arc;
+
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_person_server::{
+    ConsentKind, ConsentPolicy, ConsentRequest, Constraints, Decision, MISSION_PATH,
+    PERSON_TOKEN_PATH, Proposal, TerminationReason, s256,
+};
+use aauth_tokens::{AuthClaims, PersonClaims, ResourceTokenBuilder};
+use http::StatusCode;
+
+use crate::{AUTH_TOKEN_PATH, NOW, World, id, world};
+
+fn terms(max_grants: Option<u32>, valid_for: u64) -> Arc<aauth_person_server::MissionTerms> {
+    Arc::new(move |p: &Proposal, now: u64| {
+        let mut c = Constraints::default();
+        c.valid_until = Some(now + valid_for);
+        c.resources = Some(p.resources.clone());
+        c.tools = Some(p.tools.iter().map(|t| t.name.clone()).collect());
+        c.max_grants = max_grants;
+        c
+    })
+}
+
+async fn mission_world(max_grants: Option<u32>, valid_for: u64) -> World {
+    let mut w = world();
+    w.ps = w.ps.mission_terms(terms(max_grants, valid_for));
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    w
+}
+
+fn proposal() -> serde_json::Value {
+    serde_json::json!({
+        "description": "Book the team offsite: <b>flights</b> and a venue.",
+        "tools": [{"name": "read", "description": "read availability"}],
+        "resources": ["https://resource.example"],
+    })
+}
+
+/// Proposes and returns (s256, the decoded blob, the approval JSON).
+async fn approve(w: &World) -> (String, serde_json::Value, serde_json::Value) {
+    let (s, json) = w.post(MISSION_PATH, proposal()).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let blob = aauth_keys::base64url::decode(json["mission"].as_str().unwrap()).unwrap();
+    let digest = json["s256"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s256(&blob),
+        digest,
+        "s256 covers exactly the bytes returned"
+    );
+    (digest, serde_json::from_slice(&blob).unwrap(), json)
+}
+
+fn resource_token(w: &World, pc: &PersonClaims, scope: &str) -> String {
+    ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        scope,
+    )
+    .mission_s256(pc.mission_s256.clone().unwrap())
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token
+}
+
+#[tokio::test]
+async fn an_approved_mission_pins_its_bytes_and_carries_through_the_tokens() {
+    let w = mission_world(None, 3600).await;
+    let (digest, blob, approval) = approve(&w).await;
+    assert_eq!(blob["agent"], "aauth:assistant@agent.example");
+    assert_eq!(
+        blob["description"],
+        "Book the team offsite: <b>flights</b> and a venue."
+    );
+    assert_eq!(
+        blob["approved_resources"],
+        serde_json::json!(["https://resource.example"])
+    );
+    assert!(blob["approved_at"].as_str().unwrap().ends_with('Z'));
+    assert!(blob["expires_at"].is_string());
+    assert_eq!(
+        blob["aauth-rs:constraints"]["tools"],
+        serde_json::json!(["read"])
+    );
+    assert!(
+        blob.get("approver").is_none(),
+        "published -11 removed approver"
+    );
+
+    // A person token per approved resource, under the mission, capped by it.
+    let pt = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap();
+    let pc: PersonClaims = w.read(pt, "https://resource.example");
+    assert_eq!(pc.mission_s256.as_deref(), Some(digest.as_str()));
+    assert!(pc.exp <= NOW.as_secs() + 3600);
+
+    // The chain: resource token → auth token keep mission_s256.
+    let rt = resource_token(&w, &pc, "read");
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": pt}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let ac: AuthClaims = w.read(
+        json["auth_token"].as_str().unwrap(),
+        "https://resource.example",
+    );
+    assert_eq!(ac.mission_s256.as_deref(), Some(digest.as_str()));
+
+    // The mission URL serves the approved bytes to its agent.
+    let (s, headers, body) = w
+        .get_path(
+            &format!("{MISSION_PATH}/{digest}"),
+            &w.agent,
+            &w.agent_token,
+        )
+        .await;
+    assert_eq!(
+        (
+            s,
+            crate::consent::header_of(&headers, "content-type").as_str()
+        ),
+        (StatusCode::OK, "application/json")
+    );
+    assert_eq!(s256(&body), digest);
+}
+
+#[tokio::test]
+async fn constraints_deny_with_stable_codes_and_every_decision_is_logged() {
+    let w = mission_world(Some(1), 3600).await;
+    let (digest, _, approval) = approve(&w).await;
+    // A resource outside the mission.
+    let (s, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://other.example", "mission_s256": digest}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str(), json["violation"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("denied"),
+            Some("resource_not_approved")
+        )
+    );
+    let pt = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap();
+    let pc: PersonClaims = w.read(pt, "https://resource.example");
+    // A scope beyond the approved tools.
+    let (s, json) = w
+        .post(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": resource_token(&w, &pc, "read write"), "presented_token": pt}))
+        .await;
+    assert_eq!(
+        (s, json["violation"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tool_not_approved"))
+    );
+    // The grant budget: one auth token, then exhausted.
+    let (s, _) = w
+        .post(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": resource_token(&w, &pc, "read"), "presented_token": pt}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, json) = w
+        .post(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": resource_token(&w, &pc, "read"), "presented_token": pt}))
+        .await;
+    assert_eq!(
+        (s, json["violation"].as_str()),
+        (StatusCode::FORBIDDEN, Some("budget_exhausted"))
+    );
+    // The log, in order, with each decision.
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    let log: Vec<(String, String, Option<String>)> = m
+        .log
+        .iter()
+        .map(|e| (e.event.clone(), e.decision.clone(), e.detail.clone()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("proposal".to_owned(), "permit".to_owned(), None),
+            (
+                "person_token".to_owned(),
+                "deny".to_owned(),
+                Some("resource_not_approved".to_owned())
+            ),
+            (
+                "auth_token".to_owned(),
+                "deny".to_owned(),
+                Some("tool_not_approved".to_owned())
+            ),
+            ("auth_token".to_owned(), "permit".to_owned(), None),
+            (
+                "auth_token".to_owned(),
+                "deny".to_owned(),
+                Some("budget_exhausted".to_owned())
+            ),
+        ]
+    );
+    assert_eq!(m.grants, 1);
+}
+
+#[tokio::test]
+async fn update_completion_and_termination_are_final() {
+    let w = mission_world(None, 3600).await;
+    let (digest, _, _) = approve(&w).await;
+    let url = format!("{MISSION_PATH}/{digest}");
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({"action": "dance"}),
+    ] {
+        let (s, json) = w.post_path(&url, body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request"))
+        );
+    }
+    let (s, json) = w
+        .post_path(
+            &url,
+            serde_json::json!({"action": "update", "description": "Also a dinner."}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["s256"].as_str()),
+        (StatusCode::OK, Some(s256(b"Also a dinner.").as_str()))
+    );
+    let (s, json) = w
+        .post_path(
+            &url,
+            serde_json::json!({"action": "completion", "summary": "Booked."}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::OK, Some("completed"))
+    );
+    // Terminated is final, and every token request under it says why.
+    let (s, json) = w
+        .post_path(
+            &url,
+            serde_json::json!({"action": "update", "description": "more"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            s,
+            json["error"].as_str(),
+            json["termination_reason"].as_str()
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            Some("mission_terminated"),
+            Some("completed")
+        )
+    );
+    let (s, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example", "mission_s256": digest}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str(), json["mission_status"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("mission_terminated"),
+            Some("terminated")
+        )
+    );
+
+    // A revoked mission (the person's decision, through the API).
+    let (other, _, _) = approve(&w).await;
+    w.ps.terminate_mission(&other, TerminationReason::Revoked, NOW)
+        .await
+        .unwrap();
+    let (_, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example", "mission_s256": other}),
+        )
+        .await;
+    assert_eq!(json["termination_reason"], "revoked");
+}
+
+#[tokio::test]
+async fn an_expired_mission_and_one_that_is_not_yours_look_like_what_they_are() {
+    let w = mission_world(None, 100).await;
+    let (digest, _, _) = approve(&w).await;
+    // Another agent of the same provider: the mission is not found, exactly as an unknown one.
+    let other_key = PrivateKey::ed25519_from_seed(&[45; 32]);
+    let other = crate::agent_token(&w.provider, "aauth:helper@agent.example", &other_key, 600);
+    let theirs = w
+        .get_path(&format!("{MISSION_PATH}/{digest}"), &other_key, &other)
+        .await;
+    let unknown = w
+        .get_path(
+            &format!("{MISSION_PATH}/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            &other_key,
+            &other,
+        )
+        .await;
+    assert_eq!(theirs.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (theirs.0, &theirs.2),
+        (unknown.0, &unknown.2),
+        "identical answers"
+    );
+    assert_eq!(theirs.1, unknown.1);
+
+    // Past expires_at: terminated, expired.
+    let late = aauth_keys::time::UnixTime(NOW.as_secs() + 200);
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let body = serde_json::json!({"resource": "https://resource.example", "mission_s256": digest});
+    let (s, json) = w
+        .post_at(PERSON_TOKEN_PATH, &body, &w.agent, &late_token, late)
+        .await;
+    assert_eq!(
+        (s, json["termination_reason"].as_str()),
+        (StatusCode::FORBIDDEN, Some("expired"))
+    );
+}
+
+/// Completion the person must accept.
+struct ReviewCompletion;
+impl ConsentPolicy for ReviewCompletion {
+    fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
+        match r.kind {
+            ConsentKind::Completion => Decision::AskPerson,
+            _ => Decision::Approve,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_person_accepts_a_completion_on_the_consent_page() {
+    let mut w = mission_world(None, 3600).await;
+    w.ps =
+        w.ps.policy(Arc::new(ReviewCompletion))
+            .with_consent_pages(600);
+    w.ps.set_password("alice", "pw").await.unwrap();
+    let (digest, _, _) = approve(&w).await;
+    let (s, headers, _) = w
+        .post_full(&format!("{MISSION_PATH}/{digest}"), serde_json::json!({"action": "completion", "summary": "All <i>booked</i>.", "capabilities": ["interaction"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = crate::consent::header_of(&headers, "location");
+    let code = crate::consent::code_of(&headers);
+    crate::consent::approve(&w, &code, "alice", "pw").await;
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::OK, Some("completed")),
+        "{json}"
+    );
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    assert_eq!(m.terminated, Some(TerminationReason::Completed));
+}
+
+#[tokio::test]
+async fn a_mission_budget_is_a_ledger_granted_down_to_what_remains() {
+    let mut w = world();
+    w.ps = w.ps.mission_terms(Arc::new(|p: &Proposal, now: u64| {
+        let mut c = Constraints::default();
+        c.valid_until = Some(now + 3600);
+        c.resources = Some(p.resources.clone());
+        c.budget = Some(aauth_tokens::Budget::new(1000, "USD", 2).unwrap());
+        c
+    }));
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (digest, blob, approval) = approve(&w).await;
+    assert_eq!(
+        blob["aauth-rs:constraints"]["budget"],
+        serde_json::json!({"amount": 1000, "unit": "USD", "decimals": 2}),
+        "the ceiling is pinned by the mission's s256"
+    );
+    let pt = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pc: PersonClaims = w.read(&pt, "https://resource.example");
+    let usd = |amount| aauth_tokens::Budget::new(amount, "USD", 2).unwrap();
+    let ask = |offer: aauth_tokens::Budget, consumed: Vec<aauth_tokens::Consumption>| {
+        let rt = ResourceTokenBuilder::new(
+            id("https://resource.example"),
+            id("https://ps.example"),
+            id("https://ps.example"),
+            pc.sub.clone(),
+            pc.jti.clone(),
+            w.agent.public_key(),
+            "read",
+        )
+        .mission_s256(digest.clone())
+        .budget(offer, consumed)
+        .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
+        serde_json::json!({"resource_token": rt, "presented_token": pt})
+    };
+    let granted = |json: &serde_json::Value| {
+        let ac: AuthClaims = w.read(
+            json["auth_token"].as_str().unwrap(),
+            "https://resource.example",
+        );
+        (ac.jti, ac.budget)
+    };
+
+    // The whole offer fits: granted as offered.
+    let (s, json) = w.post(AUTH_TOKEN_PATH, ask(usd(600), vec![])).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let (first, b) = granted(&json);
+    assert_eq!(b, Some(usd(600)));
+    // Only 4.00 remain: the offer is lowered.
+    let (s, json) = w.post(AUTH_TOKEN_PATH, ask(usd(600), vec![])).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(granted(&json).1, Some(usd(400)));
+    // The resource reports the first grant consumed 1.00: 5.00 are free again.
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            ask(usd(600), vec![aauth_tokens::Consumption::new(&first, 100)]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(granted(&json).1, Some(usd(500)));
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    assert_eq!(m.spent(), 1000);
+    assert_eq!(m.ledger.len(), 3);
+
+    // Spent: refused with a stable code, and no grant is counted or recorded.
+    let grants = m.grants;
+    let (s, json) = w.post(AUTH_TOKEN_PATH, ask(usd(1), vec![])).await;
+    assert_eq!(
+        (s, json["violation"].as_str()),
+        (StatusCode::FORBIDDEN, Some("budget_exhausted")),
+        "{json}"
+    );
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    assert_eq!((m.grants, m.ledger.len()), (grants, 3));
+    // Another denomination is not this budget.
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            ask(aauth_tokens::Budget::new(1, "EUR", 2).unwrap(), vec![]),
+        )
+        .await;
+    assert_eq!(
+        (s, json["violation"].as_str()),
+        (StatusCode::FORBIDDEN, Some("budget_unit_mismatch"))
+    );
+    // A resource that meters nothing gets no budget claim (only the resource
+    // denominates).
+    let rt = resource_token(&w, &pc, "read");
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": pt}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(granted(&json).1, None);
+}

@@ -1,0 +1,311 @@
+//! The store contract, run against the memory store and the SQLite store alike, and a
+//! Person Server restart in the middle of a deferred request.
+
+use std::sync::Arc;
+
+use aauth_keys::PrivateKey;
+use aauth_person_server::{
+    AuthTokenRecord, ChatTurn, Constraints, MemoryStore, Mission, Pending, PendingRequest,
+    PendingState, PersonServer, PersonTokenRecord, PsStore, SqliteStore, TerminationReason,
+    WebSession,
+};
+use aauth_tokens::{AgentId, StaticIssuerKeys};
+use http::StatusCode;
+
+use crate::{NOW, id};
+
+fn pending(id_: &str, code: &str, state: PendingState, request: PendingRequest) -> Pending {
+    let mut p = Pending::new(
+        id_.to_owned(),
+        code.to_owned(),
+        (
+            id("https://agent.example"),
+            AgentId::parse("aauth:assistant@agent.example").unwrap(),
+        ),
+        PrivateKey::ed25519_from_seed(&[2; 32])
+            .public_key()
+            .to_jwk(),
+        NOW.as_secs() + 1800,
+        request,
+        NOW.as_secs() + 600,
+    );
+    p.state = state;
+    p
+}
+
+async fn contract(store: Arc<dyn PsStore>) {
+    let provider = id("https://agent.example");
+    let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    assert_eq!(store.binding(&provider, &agent).await.unwrap(), None);
+    store.bind(&provider, &agent, "alice").await.unwrap();
+    store.bind(&provider, &agent, "bob").await.unwrap();
+    assert_eq!(
+        store.binding(&provider, &agent).await.unwrap().as_deref(),
+        Some("bob")
+    );
+
+    let rec = PersonTokenRecord::new(
+        "jti-1",
+        id("https://resource.example"),
+        "sub-1",
+        "bob",
+        (provider.clone(), agent.clone()),
+        NOW.as_secs() + 60,
+    );
+    store.record_person_token(rec.clone()).await.unwrap();
+    assert_eq!(store.person_token("jti-1", NOW).await.unwrap(), Some(rec));
+    assert_eq!(
+        store
+            .person_token("jti-1", NOW.plus(60 + 301))
+            .await
+            .unwrap(),
+        None,
+        "kept until exp + grace only"
+    );
+    assert_eq!(store.person_token("nope", NOW).await.unwrap(), None);
+
+    let auth = AuthTokenRecord::new(
+        "jti-2",
+        id("https://resource.example"),
+        "sub-1",
+        "bob",
+        "jti-1",
+        NOW.as_secs() + 60,
+    );
+    store.record_auth_token(auth.clone()).await.unwrap();
+    assert_eq!(store.auth_token("jti-2", NOW).await.unwrap(), Some(auth));
+
+    // Accepted agent tokens, and the tokens issued to an agent (a chain through
+    // presented_jti: person token jti-1 → auth token jti-2 → step-up auth token jti-3).
+    store
+        .record_agent_token(&provider, "agent-jti", &agent, NOW.as_secs() + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.agent_of_token(&provider, "agent-jti").await.unwrap(),
+        Some(agent.clone())
+    );
+    assert_eq!(
+        store
+            .agent_of_token(&id("https://other.example"), "agent-jti")
+            .await
+            .unwrap(),
+        None
+    );
+    let step_up = AuthTokenRecord::new(
+        "jti-3",
+        id("https://resource.example"),
+        "sub-1",
+        "bob",
+        "jti-2",
+        NOW.as_secs() + 60,
+    );
+    store.record_auth_token(step_up).await.unwrap();
+    let mut of_agent = store.tokens_of_agent(&provider, &agent).await.unwrap();
+    of_agent.sort();
+    let jtis: Vec<&str> = of_agent.iter().map(|(j, _, _)| j.as_str()).collect();
+    assert!(
+        of_agent
+            .iter()
+            .all(|(_, aud, _)| aud.as_str() == "https://resource.example")
+    );
+    assert_eq!(jtis, ["jti-1", "jti-2", "jti-3"]);
+
+    assert!(!store.is_revoked("jti-1", NOW).await.unwrap());
+    store.revoke("jti-1", NOW.as_secs() + 60).await.unwrap();
+    // Where person tokens were presented (four-party).
+    assert!(store.presentations("pt-9").await.unwrap().is_empty());
+    store
+        .record_presentation("pt-9", &id("https://as.example"), NOW.as_secs() + 60)
+        .await
+        .unwrap();
+    store
+        .record_presentation("pt-9", &id("https://as.example"), NOW.as_secs() + 60)
+        .await
+        .unwrap();
+    store
+        .record_presentation("pt-9", &id("https://as2.example"), NOW.as_secs() + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.presentations("pt-9").await.unwrap(),
+        vec![id("https://as.example"), id("https://as2.example")]
+    );
+    assert!(store.is_revoked("jti-1", NOW).await.unwrap());
+
+    let request = PendingRequest::AuthToken {
+        resource: id("https://resource.example"),
+        sub: "sub-1".to_owned(),
+        scope: Some("read write".to_owned()),
+        account_claim: Some("acct".to_owned()),
+        mission_s256: Some("m".to_owned()),
+        tenant: None,
+        presented_jti: "jti-1".to_owned(),
+        presented_exp: NOW.as_secs() + 60,
+        budget: Some(aauth_tokens::Budget::new(5_000_000, "USD", 6).unwrap()),
+        budget_consumed: vec![aauth_tokens::Consumption::new("at-0", 1)],
+        four_party: Some(Box::new({
+            let mut f = aauth_person_server::FourParty::new(
+                id("https://as.example"),
+                "rt".to_owned(),
+                "at".to_owned(),
+                "pt".to_owned(),
+            );
+            f.upstream_token = Some("up".to_owned());
+            f
+        })),
+    };
+    let mut p = pending(
+        "p1",
+        "ABCD1234",
+        PendingState::Approved {
+            account: "bob".to_owned(),
+        },
+        request,
+    );
+    p.account = Some("bob".to_owned());
+    p.attempts = 2;
+    p.clarification = true;
+    let mut answered = ChatTurn::new("why?");
+    answered.answer = Some("because".to_owned());
+    p.chat = vec![answered, ChatTurn::new("and then?")];
+    p.revision = 2;
+    p.justification = Some("narrower".to_owned());
+    store.put_pending(p.clone()).await.unwrap();
+    assert_eq!(store.pending("p1").await.unwrap(), Some(p.clone()));
+    assert_eq!(
+        store.pending_by_code("ABCD1234").await.unwrap(),
+        Some(p.clone())
+    );
+    p.state = PendingState::Done;
+    store.put_pending(p.clone()).await.unwrap();
+    assert_eq!(
+        store.pending("p1").await.unwrap().map(|q| q.state),
+        Some(PendingState::Done)
+    );
+    assert_eq!(store.pending_by_code("ZZZZ9999").await.unwrap(), None);
+
+    let mut m = Mission::new(
+        br#"{"agent":"aauth:assistant@agent.example","description":"d"}"#.to_vec(),
+        (provider.clone(), agent.clone()),
+        "bob",
+        Constraints::default(),
+    );
+    m.log(NOW.as_secs(), "proposal", None, "permit", None);
+    store.put_mission(m.clone()).await.unwrap();
+    assert_eq!(store.mission(&m.s256).await.unwrap(), Some(m.clone()));
+    m.terminated = Some(TerminationReason::Completed);
+    m.grants = 3;
+    // The spending ledger survives too (the constraints carry the ceiling).
+    let mut c = Constraints::default();
+    c.budget = Some(aauth_tokens::Budget::new(10, "EUR", 2).unwrap());
+    m.constraints = c;
+    m.record_allocation("at-1", 4);
+    m.record_consumption(
+        Some(&aauth_tokens::Budget::new(10, "EUR", 2).unwrap()),
+        &[aauth_tokens::Consumption::new("at-1", 3)],
+    );
+    assert_eq!(m.spent(), 3);
+    store.put_mission(m.clone()).await.unwrap();
+    assert_eq!(store.mission(&m.s256).await.unwrap(), Some(m));
+    assert_eq!(store.mission("nope").await.unwrap(), None);
+
+    store.set_password_hash("bob", "$argon2id$x").await.unwrap();
+    assert_eq!(
+        store.password_hash("bob").await.unwrap().as_deref(),
+        Some("$argon2id$x")
+    );
+    let s = WebSession::new("bob", "csrf-1", NOW.as_secs() + 3600);
+    store.put_session("k1", s.clone()).await.unwrap();
+    assert_eq!(store.session("k1", NOW).await.unwrap(), Some(s));
+    assert_eq!(store.session("k1", NOW.plus(3600)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    contract(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_contract() {
+    contract(Arc::new(SqliteStore::in_memory().unwrap())).await;
+}
+
+/// A deferred request survives the Person Server's restart: the person approves on the
+/// new process, the agent's poll there gets the token.
+#[tokio::test]
+async fn a_pending_request_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "aauth-ps-restart-{}-{}",
+        std::process::id(),
+        line!()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ps.sqlite");
+    let w = crate::world();
+    let start = |keys: StaticIssuerKeys| {
+        PersonServer::new(
+            id("https://ps.example"),
+            Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
+            "ps-1",
+            Arc::new(keys),
+            Arc::new(SqliteStore::open(&path).unwrap()),
+            [9; 32],
+        )
+        .unwrap()
+        .with_consent_pages(600)
+    };
+    let keys = || {
+        StaticIssuerKeys::new().with(
+            &id("https://agent.example"),
+            "aauth-agent.json",
+            "key-1",
+            PrivateKey::ed25519_from_seed(&[1; 32]).public_key().clone(),
+        )
+    };
+    let before = crate::World {
+        ps: start(keys()),
+        mem: None,
+        ..w
+    };
+    before.ps.set_password("alice", "pw").await.unwrap();
+    let (s, headers, _) = before
+        .post_full(aauth_person_server::PERSON_TOKEN_PATH, serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let code = crate::consent::code_of(&headers);
+
+    // Restart: a new process over the same file.
+    let after = crate::World {
+        ps: start(keys()),
+        ..before
+    };
+    crate::consent::approve(&after, &code, "alice", "pw").await;
+    let (s, _, json) = crate::consent::poll(
+        &after,
+        "GET",
+        &location,
+        &after.agent,
+        &after.agent_token,
+        None,
+        NOW,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(json["person_token"].is_string());
+    // And the binding made by the approval persists too.
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        reopened
+            .binding(
+                &id("https://agent.example"),
+                &AgentId::parse("aauth:assistant@agent.example").unwrap()
+            )
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
