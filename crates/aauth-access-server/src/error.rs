@@ -1,0 +1,106 @@
+//! The Access Server's refusals, each with the draft's `error` code and status.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+
+/// Why the Access Server refused a token request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AsError {
+    /// A malformed body or a missing parameter: `invalid_request` (400).
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// The caller is not a Person Server this Access Server trusts: `denied` (403).
+    #[error("denied: {0}")]
+    Untrusted(String),
+    /// The resource token failed a check: `invalid_resource_token` (400).
+    #[error("invalid_resource_token: {0}")]
+    InvalidResourceToken(String),
+    /// The resource token expired: `expired_resource_token` (400).
+    #[error("expired_resource_token")]
+    ExpiredResourceToken,
+    /// The presented token failed a check: `invalid_presented_token` (400).
+    #[error("invalid_presented_token: {0}")]
+    InvalidPresentedToken(String),
+    /// The presented token expired: `expired_presented_token` (400).
+    #[error("expired_presented_token")]
+    ExpiredPresentedToken,
+    /// The presented token was revoked here: `revoked_presented_token` (403).
+    #[error("revoked_presented_token")]
+    RevokedPresentedToken,
+    /// The resource revoked the resource token: `revoked_resource_token` (403).
+    #[error("revoked_resource_token")]
+    RevokedResourceToken,
+    /// The agent token in the body failed a check: `invalid_request` (400; -11 removed
+    /// `invalid_agent_token`).
+    #[error("invalid_request: agent_token: {0}")]
+    InvalidAgentToken(String),
+    /// The sub-agent token failed a check: `invalid_subagent_token` (400).
+    #[error("invalid_subagent_token: {0}")]
+    InvalidSubagentToken(String),
+    /// The upstream token failed a check: `invalid_upstream_token` (400).
+    #[error("invalid_upstream_token: {0}")]
+    InvalidUpstreamToken(String),
+    /// The policy refused: `denied` (403).
+    #[error("denied: {0}")]
+    Denied(String),
+    /// Something on this side failed: `server_error` (500).
+    #[error("server_error: {0}")]
+    Server(String),
+}
+
+impl AsError {
+    /// The draft's `error` value.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::InvalidAgentToken(_) => "invalid_request",
+            Self::Untrusted(_) | Self::Denied(_) => "denied",
+            Self::InvalidResourceToken(_) => "invalid_resource_token",
+            Self::ExpiredResourceToken => "expired_resource_token",
+            Self::InvalidPresentedToken(_) => "invalid_presented_token",
+            Self::ExpiredPresentedToken => "expired_presented_token",
+            Self::RevokedPresentedToken => "revoked_presented_token",
+            Self::RevokedResourceToken => "revoked_resource_token",
+            Self::InvalidSubagentToken(_) => "invalid_subagent_token",
+            Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
+            Self::Server(_) => "server_error",
+        }
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Untrusted(_)
+            | Self::Denied(_)
+            | Self::RevokedPresentedToken
+            | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
+            Self::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The RFC 9457 response.
+    #[must_use]
+    pub fn into_response(self) -> http::Response<Bytes> {
+        let status = self.status();
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "status": status.as_u16(),
+            "error": self.code(),
+            "detail": self.to_string(),
+        });
+        let mut r = http::Response::new(Bytes::from(body.to_string()));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r
+    }
+}

@@ -1,0 +1,44 @@
+//! AAuth layer 4: the Access Server (the design card's "auth-server role").
+//!
+//! A resource with its own policy server names it as the `aud` of its resource tokens;
+//! the person's Person Server, never the agent, asks it for the auth token (four-party
+//! access, draft -11 §9.1). The Access Server accepts requests only from the Person
+//! Servers it trusts, each signed by the Person Server as itself (`sig=jwks_uri;id;
+//! dwk="aauth-person.json";kid`, covering the body), checks the agent token, the
+//! resource token (for it, bound to the agent's or sub-agent's key, naming the calling
+//! Person Server), the presented token (that Person Server's person or auth token for the
+//! resource, bound to the same key, for the same person, mission and tenant) and any
+//! upstream token, asks its [`AccessPolicy`], and issues an auth token
+//! (`dwk: aauth-access.json`) capped by every token it came from.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aauth_access_server::AccessServer;
+//! use aauth_keys::PrivateKey;
+//! use aauth_tokens::{ServerId, StaticIssuerKeys};
+//!
+//! let id = ServerId::parse("https://as.example").unwrap();
+//! let server = AccessServer::new(
+//!     id,
+//!     Arc::new(PrivateKey::ed25519_from_seed(&[7; 32])),
+//!     "as-1",
+//!     Arc::new(StaticIssuerKeys::new()),
+//! )
+//! .unwrap()
+//! .trust([ServerId::parse("https://ps.example").unwrap()]);
+//! let doc = server
+//!     .published()
+//!     .respond(&http::Method::GET, "/.well-known/aauth-access.json")
+//!     .unwrap();
+//! assert!(std::str::from_utf8(doc.body()).unwrap().contains("auth_token_endpoint"));
+//! ```
+
+mod error;
+mod policy;
+mod server;
+
+pub use error::AsError;
+pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll};
+pub use server::{
+    AUTH_TOKEN_PATH, AccessServer, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH,
+};

@@ -1,0 +1,75 @@
+//! The Access Server's decision: its own policy for its resources, after every check of
+//! the request has passed.
+
+use aauth_tokens::{AgentId, ServerId};
+
+/// What the policy sees: the verified request.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AccessRequest<'a> {
+    /// The Person Server asking (verified, trusted).
+    pub ps: &'a ServerId,
+    /// The resource (the resource token's `iss`).
+    pub resource: &'a ServerId,
+    /// The person's directed identifier at the resource.
+    pub sub: &'a str,
+    /// The scope the resource token asks for.
+    pub scope: Option<&'a str>,
+    /// The agent (its agent token's provider and identifier).
+    pub agent: (&'a ServerId, &'a AgentId),
+    /// The mission, if any.
+    pub mission_s256: Option<&'a str>,
+    /// The claims the Person Server provided after a [`AccessDecision::RequireClaims`]
+    /// (never `sub`: the person is `ps` and `sub` already).
+    pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// Whether the person has approved this Person Server here, for this resource, on
+    /// this Access Server's interaction page (the one-time binding of draft -11
+    /// §PS-AS Trust Establishment).
+    pub bound: bool,
+    /// Whether this request was approved out of band after a
+    /// [`AccessDecision::RequireApproval`].
+    pub approved: bool,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessDecision {
+    /// Issue, with the resource token's scope.
+    Grant,
+    /// Issue with this scope instead (space-separated; must be within the resource
+    /// token's, or the request is refused as a server error: a policy bug must not
+    /// widen a grant).
+    GrantScope(String),
+    /// Refuse (`403 denied`), with a reason for the problem body.
+    Deny(String),
+    /// Ask the Person Server for these identity claims first (`202`,
+    /// `requirement=claims`); the policy decides again with them. `sub` is never asked
+    /// for (AS-17) and is dropped from the list. Asked again once claims were given, it
+    /// is a refusal.
+    RequireClaims(Vec<String>),
+    /// The person must come to this Access Server first (`202`,
+    /// `requirement=interaction`): its interaction page binds their Person Server here
+    /// for this resource, and the request is then decided again with `bound`.
+    RequireInteraction,
+    /// Someone other than the person must approve first (`202`,
+    /// `requirement=approval`; out of band: [`crate::AccessServer::decide_approval`]);
+    /// the request is decided again with `approved`.
+    RequireApproval,
+}
+
+/// Decides access. Deterministic: the same request gets the same answer.
+pub trait AccessPolicy: Send + Sync {
+    /// The decision for `request`.
+    fn decide(&self, request: &AccessRequest<'_>) -> AccessDecision;
+}
+
+/// Grants every verified request from a trusted Person Server (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrantAll;
+
+impl AccessPolicy for GrantAll {
+    fn decide(&self, _: &AccessRequest<'_>) -> AccessDecision {
+        AccessDecision::Grant
+    }
+}

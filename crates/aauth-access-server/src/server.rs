@@ -1,0 +1,1153 @@
+//! The Access Server's endpoints (sans-IO: a request's head and body in, a response out).
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+use aauth_keys::{JwkSet, PublicKey, Signer};
+use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
+use aauth_signing::{IssuerJwksUriResolver, KeyIdentity, Verifier, VerifyPolicy};
+use aauth_tokens::{
+    AgentClaims, AuthClaims, AuthIssuer, AuthTokenBuilder, IssuerKeyResolver, PersonClaims,
+    ResourceClaims, ServerId, TokenError, TokenType, Unverified, Validation, Verified, verify,
+};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode};
+use serde::Deserialize;
+
+use crate::{AccessDecision, AccessPolicy, AccessRequest, AsError, GrantAll};
+
+/// Where the Access Server takes token requests from Person Servers.
+pub const AUTH_TOKEN_PATH: &str = "/auth-token";
+/// Where it publishes its keys.
+pub const JWKS_PATH: &str = "/jwks.json";
+/// Where Person Servers revoke person tokens and resources revoke resource tokens.
+pub const REVOCATION_PATH: &str = "/revocation";
+
+/// Where the Person Server answers this server's deferred requirements.
+pub const PENDING_PATH: &str = "/pending/";
+/// The interaction page the person is sent to (`{url}?code={code}`).
+pub const INTERACT_PATH: &str = "/interact";
+
+/// A token request waiting for the Person Server's claims.
+#[derive(Debug, Clone)]
+struct Waiting {
+    /// The Person Server that asked (only it may answer).
+    ps: ServerId,
+    /// The request, as it came.
+    body: Vec<u8>,
+    /// Until when the answer is taken.
+    expires: u64,
+    /// For an interaction: its code, the binding it makes, and whether the person
+    /// approved.
+    interaction: Option<(String, (ServerId, ServerId, String), bool)>,
+    /// For an approval: `None` while undecided, then the decision.
+    approval: Option<Option<bool>>,
+}
+
+/// What a token request comes to.
+enum Outcome {
+    /// The auth token (`200`).
+    Issued(serde_json::Value),
+    /// Claims are needed first (`202`).
+    Claims(Vec<String>),
+    /// The person must approve here first (`202`): the binding it would make.
+    Interaction((ServerId, ServerId, String)),
+    /// An approval out of band first (`202`).
+    Approval,
+}
+
+/// The `Location`, `Retry-After` and `AAuth-Requirement` of a `202`.
+fn pending_headers(
+    r: &mut http::Response<Bytes>,
+    id: &str,
+    retry: &'static str,
+    requirement: HeaderValue,
+) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("{PENDING_PATH}{id}")) {
+        h.insert(http::header::LOCATION, v);
+    }
+    h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(retry));
+    h.insert("aauth-requirement", requirement);
+}
+
+/// A single-use interaction code: eight symbols from the OS CSPRNG.
+fn random_code() -> Option<String> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut b = [0u8; 8];
+    aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut b).ok()?;
+    Some(
+        b.iter()
+            .map(|x| char::from(ALPHABET[usize::from(x & 31)]))
+            .collect(),
+    )
+}
+
+/// An issued auth token's record (AS-44).
+#[derive(Debug, Clone)]
+struct Issued {
+    /// The token it was issued against.
+    presented_jti: String,
+    /// Its resource.
+    aud: ServerId,
+    /// Its expiry.
+    exp: u64,
+}
+
+/// An Access Server: issues auth tokens (`dwk: aauth-access.json`) for the resources
+/// that name it as their `aud`, only to the Person Servers it trusts, each request
+/// signed by the Person Server under `sig=jwks_uri;id;dwk="aauth-person.json";kid`
+/// covering its body, after every check of AS-10…21.
+pub struct AccessServer {
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: String,
+    issuer_keys: Arc<dyn IssuerKeyResolver>,
+    published: Published,
+    verifier: Verifier,
+    trusted: BTreeSet<ServerId>,
+    policy: Arc<dyn AccessPolicy>,
+    auth_lifetime: u64,
+    /// Issued auth tokens by `jti` (AS-44).
+    issued: Mutex<BTreeMap<String, Issued>>,
+    /// Revocations received, by `(issuer, jti)`, with their `exp`.
+    revoked: Mutex<BTreeMap<(String, String), u64>>,
+    /// Sends revocations to resources (AS-41, AS-43).
+    notifier: Option<Arc<dyn aauth_agent::Transport>>,
+    /// Requests waiting for claims or the person, by pending id.
+    waiting: Mutex<BTreeMap<String, Waiting>>,
+    /// (Person Server, resource, `sub`): people who approved their Person Server here.
+    bindings: Mutex<BTreeSet<(ServerId, ServerId, String)>>,
+}
+
+impl std::fmt::Debug for AccessServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessServer")
+            .field("id", &self.id)
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of a token request (AS-11).
+#[derive(Deserialize)]
+struct Body {
+    resource_token: Option<String>,
+    agent_token: Option<String>,
+    presented_token: Option<String>,
+    #[serde(default)]
+    subagent_token: Option<String>,
+    #[serde(default)]
+    upstream_token: Option<String>,
+    #[serde(default)]
+    budget: Option<aauth_tokens::Budget>,
+}
+
+fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response<Bytes> {
+    let mut r = http::Response::new(Bytes::from(json.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+impl AccessServer {
+    /// An Access Server `id` signing with `signer` under `kid`, finding the keys of
+    /// Person Servers, resources and agent providers through `issuer_keys`. It trusts no
+    /// Person Server until told ([`AccessServer::trust`]) and grants every verified
+    /// request by default ([`AccessServer::policy`]).
+    ///
+    /// # Errors
+    ///
+    /// [`AsError::Server`] when the endpoint URLs cannot be formed from `id`.
+    pub fn new(
+        id: ServerId,
+        signer: Arc<dyn Signer>,
+        kid: &str,
+        issuer_keys: Arc<dyn IssuerKeyResolver>,
+    ) -> Result<Self, AsError> {
+        let url = |path: &str| {
+            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
+                .map_err(|e| AsError::Server(e.to_string()))
+        };
+        let mut doc = AccessServerMetadata::new(id.clone(), url(JWKS_PATH)?, url(AUTH_TOKEN_PATH)?);
+        doc.revocation_endpoint = Some(url(REVOCATION_PATH)?);
+        let mut jwk = signer.public_key().to_jwk();
+        jwk.kid = Some(kid.to_owned());
+        let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        let verifier = Verifier::new(
+            VerifyPolicy::default()
+                .accept_schemes(&["jwks_uri"])
+                .body_coverage(aauth_signing::BodyCoverage::Required),
+            Arc::new(IssuerJwksUriResolver::new(Arc::clone(&issuer_keys))),
+        );
+        Ok(Self {
+            id,
+            signer,
+            kid: kid.to_owned(),
+            issuer_keys,
+            published,
+            verifier,
+            trusted: BTreeSet::new(),
+            policy: Arc::new(GrantAll),
+            auth_lifetime: 3600,
+            issued: Mutex::default(),
+            revoked: Mutex::default(),
+            notifier: None,
+            waiting: Mutex::default(),
+            bindings: Mutex::default(),
+        })
+    }
+
+    /// Trusts these Person Servers (pre-established trust); every other caller is
+    /// refused with `403 denied`.
+    #[must_use]
+    pub fn trust(mut self, person_servers: impl IntoIterator<Item = ServerId>) -> Self {
+        self.trusted.extend(person_servers);
+        self
+    }
+
+    /// Decides with `policy`.
+    #[must_use]
+    pub fn policy(mut self, policy: Arc<dyn AccessPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The lifetime of the auth tokens it issues (at most and by default one hour).
+    #[must_use]
+    pub fn auth_lifetime(mut self, secs: u64) -> Self {
+        self.auth_lifetime = secs.min(3600);
+        self
+    }
+
+    /// Revokes the auth tokens a revocation cascades to at their resources, through
+    /// `transport` (each resource's `revocation_endpoint`, signed as this Access Server).
+    /// Without it, those outcomes are reported as `revocation_unsupported`.
+    #[must_use]
+    pub fn notify_revocations(mut self, transport: Arc<dyn aauth_agent::Transport>) -> Self {
+        self.notifier = Some(transport);
+        self
+    }
+
+    fn is_revoked(&self, issuer: &ServerId, jti: &str, now: UnixTime) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(issuer.as_str().to_owned(), jti.to_owned()))
+            .is_some_and(|exp| now.as_secs() <= exp.saturating_add(60))
+    }
+
+    /// The Access Server's identifier.
+    #[must_use]
+    pub fn id(&self) -> &ServerId {
+        &self.id
+    }
+
+    /// Its metadata document and JWKS.
+    #[must_use]
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// How many auth tokens it has issued (and holds records of).
+    #[must_use]
+    pub fn issued(&self) -> usize {
+        self.issued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
+        if let Some(doc) = self.published.respond(&parts.method, parts.uri.path()) {
+            return doc;
+        }
+        match (&parts.method, parts.uri.path()) {
+            (&Method::POST, AUTH_TOKEN_PATH) => match self.auth_token(parts, body, now).await {
+                Ok(resp) => resp,
+                Err(resp) => resp,
+            },
+            (&Method::GET | &Method::POST, INTERACT_PATH) => self.interaction_page(parts, body),
+            (&Method::GET, path) if path.starts_with(PENDING_PATH) => {
+                let id = path.trim_start_matches(PENDING_PATH).to_owned();
+                match self.poll_waiting(&id, parts, now).await {
+                    Ok(resp) | Err(resp) => resp,
+                }
+            }
+            (&Method::POST, path) if path.starts_with(PENDING_PATH) => {
+                let id = path.trim_start_matches(PENDING_PATH).to_owned();
+                match self.answer_claims(&id, parts, body, now).await {
+                    Ok(resp) | Err(resp) => resp,
+                }
+            }
+            (&Method::POST, REVOCATION_PATH) => self.revocation(parts, body, now).await,
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({ "error": "not_found" }),
+            ),
+        }
+    }
+
+    /// `auth_token_endpoint` (AS-10…21).
+    async fn auth_token(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
+        let ps = self.calling_ps(parts, body, now).await?;
+        let outcome = self
+            .issue(&ps, body, None, false, now)
+            .await
+            .map_err(AsError::into_response)?;
+        Ok(self.respond(outcome, &ps, body, now))
+    }
+
+    /// The answer to a token request: the token, or a `202` asking for claims at a
+    /// pending URL kept for ten minutes.
+    fn respond(
+        &self,
+        outcome: Outcome,
+        ps: &ServerId,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        match outcome {
+            Outcome::Issued(json) => json_response(StatusCode::OK, &json),
+            Outcome::Claims(names) => {
+                let Some(id) = self.wait(ps, body, None, None, now) else {
+                    return AsError::Server("no randomness".to_owned()).into_response();
+                };
+                let mut r = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "status": "pending", "required_claims": names }),
+                );
+                pending_headers(
+                    &mut r,
+                    &id,
+                    "0",
+                    HeaderValue::from_static("requirement=claims"),
+                );
+                r
+            }
+            Outcome::Interaction(binding) => {
+                let Some(code) = random_code() else {
+                    return AsError::Server("no randomness".to_owned()).into_response();
+                };
+                let Some(id) = self.wait(ps, body, Some((code.clone(), binding, false)), None, now)
+                else {
+                    return AsError::Server("no randomness".to_owned()).into_response();
+                };
+                let mut r = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "status": "pending" }),
+                );
+                let requirement = HeaderValue::from_str(&format!(
+                    "requirement=interaction;url=\"{}{INTERACT_PATH}\";code=\"{code}\"",
+                    self.id.as_str()
+                ));
+                match requirement {
+                    Ok(v) => pending_headers(&mut r, &id, "1", v),
+                    Err(e) => return AsError::Server(e.to_string()).into_response(),
+                }
+                r
+            }
+            Outcome::Approval => {
+                let Some(id) = self.wait(ps, body, None, Some(None), now) else {
+                    return AsError::Server("no randomness".to_owned()).into_response();
+                };
+                let mut r = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "status": "pending" }),
+                );
+                pending_headers(
+                    &mut r,
+                    &id,
+                    "1",
+                    HeaderValue::from_static("requirement=approval"),
+                );
+                r
+            }
+        }
+    }
+
+    /// The requests waiting for an approval out of band (their pending ids).
+    #[must_use]
+    pub fn awaiting_approval(&self) -> Vec<String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, w)| w.approval == Some(None))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Approves (or refuses) the waiting request `id`; `false` when there is none
+    /// awaiting approval.
+    pub fn decide_approval(&self, id: &str, approve: bool) -> bool {
+        match self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(id)
+        {
+            Some(w) if w.approval == Some(None) => {
+                w.approval = Some(Some(approve));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps a request waiting for ten minutes; its pending id.
+    fn wait(
+        &self,
+        ps: &ServerId,
+        body: &[u8],
+        interaction: Option<(String, (ServerId, ServerId, String), bool)>,
+        approval: Option<Option<bool>>,
+        now: UnixTime,
+    ) -> Option<String> {
+        let mut id = [0u8; 16];
+        aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut id).ok()?;
+        let id = aauth_keys::base64url::encode(&id);
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.retain(|_, w| w.expires > now.as_secs());
+        waiting.insert(
+            id.clone(),
+            Waiting {
+                ps: ps.clone(),
+                body: body.to_vec(),
+                expires: now.as_secs() + 600,
+                interaction,
+                approval,
+            },
+        );
+        Some(id)
+    }
+
+    /// The Person Server polls a request waiting for the person (`GET` on its pending
+    /// URL, signed by the Person Server that asked; anyone else gets `404`): `202` until
+    /// the person approved here, then the request is decided again.
+    async fn poll_waiting(
+        &self,
+        id: &str,
+        parts: &Parts,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
+        let ps = self.calling_ps(parts, &[], now).await?;
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .filter(|w| w.ps == ps && w.expires > now.as_secs())
+            .cloned()
+            .ok_or_else(|| {
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({ "error": "not_found" }),
+                )
+            })?;
+        let mut approved = false;
+        match (&waiting.interaction, waiting.approval) {
+            (Some((_, _, true)), _) => {}
+            (_, Some(Some(true))) => approved = true,
+            (_, Some(Some(false))) => {
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(id);
+                return Err(AsError::Denied("the approver refused".to_owned()).into_response());
+            }
+            (Some(_), _) | (_, Some(None)) => {
+                let mut r = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "status": "interacting" }),
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Ok(r);
+            }
+            (None, None) => {
+                return Err(AsError::InvalidRequest(
+                    "this request waits for claims: POST them".to_owned(),
+                )
+                .into_response());
+            }
+        }
+        let outcome = self
+            .issue(&ps, &waiting.body, None, approved, now)
+            .await
+            .map_err(AsError::into_response)?;
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        Ok(self.respond(outcome, &ps, &waiting.body, now))
+    }
+
+    /// The person's page: what their Person Server asks for, and an Approve button that
+    /// binds it here (`GET`), and the approval (`POST`, the code in the form). This demo
+    /// Access Server has no accounts of its own: the single-use code (from the Person
+    /// Server's or agent's link) is what admits the person.
+    fn interaction_page(&self, parts: &Parts, body: &[u8]) -> http::Response<Bytes> {
+        let field = |src: &str, name: &str| {
+            src.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+        };
+        let page = |status: StatusCode, html: String| {
+            let mut r = http::Response::new(Bytes::from(format!(
+                "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access Server</title></head><body>{html}</body></html>"
+            )));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            r
+        };
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let (code, approve) = if parts.method == Method::POST {
+            let form = String::from_utf8_lossy(body);
+            (
+                field(&form, "code"),
+                field(&form, "decision").as_deref() == Some("grant"),
+            )
+        } else {
+            (field(parts.uri.query().unwrap_or_default(), "code"), false)
+        };
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = code.and_then(|c| {
+            waiting.values_mut().find(|w| {
+                w.interaction
+                    .as_ref()
+                    .is_some_and(|(k, _, done)| *k == c && !done)
+            })
+        });
+        let Some(w) = found else {
+            return page(
+                StatusCode::NOT_FOUND,
+                "<p>This code matches no open request.</p>".to_owned(),
+            );
+        };
+        let Some((code, (ps, resource, _), _)) = w.interaction.clone() else {
+            return page(StatusCode::NOT_FOUND, String::new());
+        };
+        if approve {
+            if let Some((_, binding, done)) = w.interaction.as_mut() {
+                *done = true;
+                self.bindings
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(binding.clone());
+            }
+            return page(
+                StatusCode::OK,
+                "<p>Approved. You can return to your agent.</p>".to_owned(),
+            );
+        }
+        page(
+            StatusCode::OK,
+            format!(
+                "<h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
+                 <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
+                 <button name=\"decision\" value=\"grant\">Approve</button></form>",
+                esc(ps.as_str()),
+                esc(resource.as_str()),
+                esc(&code)
+            ),
+        )
+    }
+
+    /// The Person Server's claims for a waiting request (`POST` to its pending URL, signed
+    /// by the Person Server that asked; anyone else gets `404`).
+    async fn answer_claims(
+        &self,
+        id: &str,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
+        let ps = self.calling_ps(parts, body, now).await?;
+        let not_found = || {
+            json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({ "error": "not_found" }),
+            )
+        };
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .filter(|w| w.ps == ps && w.expires > now.as_secs())
+            .cloned()
+            .ok_or_else(not_found)?;
+        let mut claims = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| match v {
+                serde_json::Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                AsError::InvalidRequest("the claims are a JSON object".to_owned()).into_response()
+            })?;
+        // The person is `ps` and `sub` of the tokens: a `sub` here is not theirs to set.
+        claims.remove("sub");
+        let outcome = self
+            .issue(&ps, &waiting.body, Some(&claims), false, now)
+            .await
+            .map_err(AsError::into_response)?;
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        Ok(self.respond(outcome, &ps, &waiting.body, now))
+    }
+
+    /// The trusted Person Server that signed this request (AS-10), or the refusal.
+    async fn calling_ps(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerId, http::Response<Bytes>> {
+        // AS-10: a Person Server's signature, covering the body.
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(error) => {
+                return Err(error.to_response(self.verifier.policy()).map(Bytes::from));
+            }
+        };
+        let ps = match &verified.identity {
+            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-person.json" => {
+                ServerId::parse(id).ok()
+            }
+            _ => None,
+        };
+        ps.filter(|p| self.trusted.contains(p)).ok_or_else(|| {
+            AsError::Untrusted(
+                "this Access Server takes requests only from the Person Servers it trusts"
+                    .to_owned(),
+            )
+            .into_response()
+        })
+    }
+
+    async fn issue(
+        &self,
+        ps: &ServerId,
+        body: &[u8],
+        claims: Option<&serde_json::Map<String, serde_json::Value>>,
+        approved: bool,
+        now: UnixTime,
+    ) -> Result<Outcome, AsError> {
+        let b: Body = serde_json::from_slice(body)
+            .map_err(|e| AsError::InvalidRequest(format!("body: {e}")))?;
+        let missing = |what: &str| AsError::InvalidRequest(format!("{what} is required"));
+        let resource_token = b.resource_token.ok_or_else(|| missing("resource_token"))?;
+        let agent_token = b.agent_token.ok_or_else(|| missing("agent_token"))?;
+        let presented = b
+            .presented_token
+            .ok_or_else(|| missing("presented_token"))?;
+
+        // The agent (AS-11), or the sub-agent it asks for (AS-13).
+        let agent: Verified<AgentClaims> = verify(
+            &agent_token,
+            &Validation::new(now),
+            self.issuer_keys.as_ref(),
+        )
+        .await
+        .map_err(|e| AsError::InvalidAgentToken(e.to_string()))?;
+        if agent.claims.parent_agent.is_some() {
+            return Err(AsError::InvalidAgentToken(
+                "agent_token is the parent's for a sub-agent, never a sub-agent's".to_owned(),
+            ));
+        }
+        let mut cap = agent.claims.exp;
+        let bound: PublicKey = match &b.subagent_token {
+            Some(t) => {
+                let sub: Verified<AgentClaims> =
+                    verify(t, &Validation::new(now), self.issuer_keys.as_ref())
+                        .await
+                        .map_err(|e| AsError::InvalidSubagentToken(e.to_string()))?;
+                if sub.claims.parent_agent.as_ref() != Some(&agent.claims.sub)
+                    || sub.claims.iss != agent.claims.iss
+                {
+                    return Err(AsError::InvalidSubagentToken(
+                        "its parent_agent and iss must be the agent's".to_owned(),
+                    ));
+                }
+                cap = cap.min(sub.claims.exp);
+                sub.cnf_key
+                    .ok_or_else(|| AsError::InvalidSubagentToken("no cnf".to_owned()))?
+            }
+            None => agent
+                .cnf_key
+                .clone()
+                .ok_or_else(|| AsError::InvalidAgentToken("no cnf".to_owned()))?,
+        };
+
+        // AS-12: the resource token, for this Access Server, from the calling PS's person.
+        let rt = verify::<ResourceClaims>(
+            &resource_token,
+            &Validation::new(now).audience(&self.id),
+            self.issuer_keys.as_ref(),
+        )
+        .await
+        .map_err(|e| match e {
+            TokenError::Expired { .. } => AsError::ExpiredResourceToken,
+            other => AsError::InvalidResourceToken(other.to_string()),
+        })?
+        .claims;
+        if rt.agent_jkt != bound.thumbprint().as_str() {
+            return Err(AsError::InvalidResourceToken(
+                "agent_jkt is not the agent's (or sub-agent's) key".to_owned(),
+            ));
+        }
+        if rt.ps != *ps {
+            return Err(AsError::InvalidResourceToken(
+                "ps is not the Person Server asking".to_owned(),
+            ));
+        }
+        // AS-42: a resource token its resource revoked.
+        if self.is_revoked(&rt.iss, &rt.jti, now) {
+            return Err(AsError::RevokedResourceToken);
+        }
+        cap = cap.min(self.presented(&presented, &rt, ps, now).await?);
+
+        // AS-14: an upstream token (call chaining), for the intermediary, from this PS.
+        if let Some(u) = &b.upstream_token {
+            cap = cap.min(self.upstream(u, &agent.claims.iss, ps, now).await?);
+        }
+
+        // (Computed apart: a guard in the match's scrutinee would live through its arms.)
+        let is_bound = self
+            .bindings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(ps.clone(), rt.iss.clone(), rt.sub.clone()));
+        let scope = match self.policy.decide(&AccessRequest {
+            ps,
+            resource: &rt.iss,
+            sub: &rt.sub,
+            scope: rt.scope.as_deref(),
+            agent: (&agent.claims.iss, &agent.claims.sub),
+            mission_s256: rt.mission_s256.as_deref(),
+            claims,
+            bound: is_bound,
+            approved,
+        }) {
+            AccessDecision::Grant => rt.scope.clone(),
+            AccessDecision::GrantScope(s) => {
+                let offered: BTreeSet<&str> =
+                    rt.scope.as_deref().unwrap_or_default().split(' ').collect();
+                if s.split(' ').any(|v| !offered.contains(v)) {
+                    return Err(AsError::Server(
+                        "the policy granted a scope the resource token does not name".to_owned(),
+                    ));
+                }
+                Some(s)
+            }
+            AccessDecision::Deny(reason) => return Err(AsError::Denied(reason)),
+            AccessDecision::RequireClaims(_) if claims.is_some() => {
+                return Err(AsError::Denied(
+                    "the claims provided do not satisfy this Access Server's policy".to_owned(),
+                ));
+            }
+            AccessDecision::RequireApproval if approved => {
+                return Err(AsError::Denied(
+                    "the policy still asks for approval after it was given".to_owned(),
+                ));
+            }
+            AccessDecision::RequireApproval => return Ok(Outcome::Approval),
+            AccessDecision::RequireInteraction => {
+                let binding = (ps.clone(), rt.iss.clone(), rt.sub.clone());
+                if is_bound {
+                    // Asked again once the person approved: a refusal, not a loop.
+                    return Err(AsError::Denied(
+                        "the policy still asks for the person after their approval".to_owned(),
+                    ));
+                }
+                return Ok(Outcome::Interaction(binding));
+            }
+            AccessDecision::RequireClaims(names) => {
+                // AS-17: never `sub`.
+                let names: Vec<String> = names.into_iter().filter(|n| n != "sub").collect();
+                return Ok(Outcome::Claims(names));
+            }
+        };
+
+        // AS-20, AS-21: the auth token.
+        let mut builder = AuthTokenBuilder::new(
+            AuthIssuer::AccessServer,
+            self.id.clone(),
+            rt.iss.clone(),
+            ps.clone(),
+            rt.sub.clone(),
+            &bound,
+        )
+        .lifetime(self.auth_lifetime)
+        .not_after(cap);
+        if let Some(s) = scope {
+            builder = builder.scope(s);
+        }
+        if let Some(a) = &rt.account {
+            builder = builder.account(a.clone());
+        }
+        if let Some(m) = &rt.mission_s256 {
+            builder = builder.mission_s256(m.clone());
+        }
+        if let Some(t) = &rt.tenant {
+            builder = builder.tenant(t.clone());
+        }
+        // The resource denominates; the PS and then this server may only lower.
+        if let Some(offer) = &rt.budget {
+            let ceiling = b
+                .budget
+                .as_ref()
+                .filter(|c| c.same_denomination(offer))
+                .map_or(offer.amount, |c| c.amount.min(offer.amount));
+            builder = builder.budget(offer.with_amount(ceiling));
+        }
+        let minted = builder
+            .sign(
+                self.signer.as_ref(),
+                &self.kid,
+                now,
+                &mut aauth_keys::rand::OsRandom,
+            )
+            .map_err(|e| AsError::Server(e.to_string()))?;
+        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        // Records are kept until `exp` plus skew (AS-44); expired ones are dropped every
+        // 256 issuances (amortized).
+        if issued.len() % 256 == 255 {
+            issued.retain(|_, i| i.exp.saturating_add(60) >= now.as_secs());
+        }
+        issued.insert(
+            minted.jti.clone(),
+            Issued {
+                presented_jti: rt.presented_jti.clone(),
+                aud: rt.iss.clone(),
+                exp: minted.exp,
+            },
+        );
+        Ok(Outcome::Issued(
+            serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
+        ))
+    }
+
+    /// Verifies an auth token with the key its issuer publishes, or with this server's
+    /// own key for the auth tokens it issued (a four-party step-up presents one).
+    async fn verify_auth(
+        &self,
+        token: &str,
+        v: &Validation<'_>,
+    ) -> Result<Verified<AuthClaims>, TokenError> {
+        let u = Unverified::<AuthClaims>::decode(token, v)?;
+        if u.unverified_claims().iss == self.id {
+            u.finish(self.signer.public_key(), v)
+        } else {
+            verify(token, v, self.issuer_keys.as_ref()).await
+        }
+    }
+
+    /// The presented token (AS-12): a person or auth token for the resource, bound to
+    /// `agent_jkt`, named by `presented_jti`, from the calling PS, for the same person,
+    /// mission and tenant. Returns its `exp`.
+    async fn presented(
+        &self,
+        token: &str,
+        rt: &ResourceClaims,
+        ps: &ServerId,
+        now: UnixTime,
+    ) -> Result<u64, AsError> {
+        let v = Validation::new(now).audience(&rt.iss);
+        let map = |e: TokenError| match e {
+            TokenError::Expired { .. } => AsError::ExpiredPresentedToken,
+            other => AsError::InvalidPresentedToken(other.to_string()),
+        };
+        let typ = aauth_tokens::jws::CompactJws::parse(token)
+            .ok()
+            .and_then(|j| j.header.typ);
+        let (issuer_ok, jti, sub, mission, tenant, key, exp) = match typ {
+            Some(t) if TokenType::Person.matches_typ(&t) => {
+                let p = verify::<PersonClaims>(token, &v, self.issuer_keys.as_ref())
+                    .await
+                    .map_err(map)?;
+                let c = p.claims;
+                (
+                    c.iss == *ps,
+                    c.jti,
+                    c.sub,
+                    c.mission_s256,
+                    c.tenant,
+                    p.cnf_key,
+                    c.exp,
+                )
+            }
+            Some(t) if TokenType::Auth.matches_typ(&t) => {
+                let a = self.verify_auth(token, &v).await.map_err(map)?;
+                let c = a.claims;
+                (
+                    c.ps == *ps && (c.iss == *ps || c.iss == self.id),
+                    c.jti,
+                    c.sub,
+                    c.mission_s256,
+                    c.tenant,
+                    a.cnf_key,
+                    c.exp,
+                )
+            }
+            _ => {
+                return Err(AsError::InvalidPresentedToken(
+                    "presented_token must be a person token or an auth token".to_owned(),
+                ));
+            }
+        };
+        if !issuer_ok {
+            return Err(AsError::InvalidPresentedToken(
+                "not issued by (or for) the Person Server asking".to_owned(),
+            ));
+        }
+        // AS-41: never again against a person token its Person Server revoked here.
+        if self.is_revoked(ps, &jti, now) {
+            return Err(AsError::RevokedPresentedToken);
+        }
+        if key.is_none_or(|k| k.thumbprint().as_str() != rt.agent_jkt) {
+            return Err(AsError::InvalidPresentedToken(
+                "cnf.jwk is not the key the resource token names".to_owned(),
+            ));
+        }
+        let mismatch = |what: &str| {
+            AsError::InvalidResourceToken(format!("{what} differs from the presented token's"))
+        };
+        if jti != rt.presented_jti {
+            return Err(mismatch("presented_jti"));
+        }
+        if sub != rt.sub {
+            return Err(mismatch("sub"));
+        }
+        if mission != rt.mission_s256 {
+            return Err(mismatch("mission_s256"));
+        }
+        if tenant != rt.tenant {
+            return Err(mismatch("tenant"));
+        }
+        Ok(exp)
+    }
+
+    /// An upstream token (AS-14): a person or auth token for the intermediary (`aud` is
+    /// the `iss` of its agent token), from the calling PS. Returns its `exp`.
+    async fn upstream(
+        &self,
+        token: &str,
+        intermediary: &ServerId,
+        ps: &ServerId,
+        now: UnixTime,
+    ) -> Result<u64, AsError> {
+        let v = Validation::new(now).audience(intermediary);
+        let map = |e: TokenError| AsError::InvalidUpstreamToken(e.to_string());
+        let typ = aauth_tokens::jws::CompactJws::parse(token)
+            .ok()
+            .and_then(|j| j.header.typ);
+        let (from_ps, exp) = match typ {
+            Some(t) if TokenType::Person.matches_typ(&t) => {
+                let c = verify::<PersonClaims>(token, &v, self.issuer_keys.as_ref())
+                    .await
+                    .map_err(map)?
+                    .claims;
+                (c.iss == *ps, c.exp)
+            }
+            Some(t) if TokenType::Auth.matches_typ(&t) => {
+                let c = self.verify_auth(token, &v).await.map_err(map)?.claims;
+                (c.ps == *ps, c.exp)
+            }
+            _ => {
+                return Err(AsError::InvalidUpstreamToken(
+                    "upstream_token must be a person token or an auth token".to_owned(),
+                ));
+            }
+        };
+        if !from_ps {
+            return Err(AsError::InvalidUpstreamToken(
+                "not from the Person Server asking".to_owned(),
+            ));
+        }
+        Ok(exp)
+    }
+
+    /// `revocation_endpoint` (AS-40…43): a trusted Person Server revokes a person token it
+    /// presented here, and every auth token issued against it is revoked at its resource
+    /// (`200` with a `downstream` outcome per resource); a resource revokes a resource token
+    /// naming this server. Records are kept by `(issuer, jti)` until `exp` plus skew.
+    async fn revocation(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
+        #[derive(Deserialize)]
+        struct Revoke {
+            jti: String,
+            exp: u64,
+        }
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(error) => {
+                return error.to_response(self.verifier.policy()).map(Bytes::from);
+            }
+        };
+        let unsupported = || {
+            json_response(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({ "error": "unsupported_iss", "detail": "this Access Server takes revocations from the Person Servers it trusts and from resources" }),
+            )
+        };
+        let (caller, person_server) = match &verified.identity {
+            KeyIdentity::JwksUri { id, dwk, .. } => match (ServerId::parse(id), dwk.as_str()) {
+                (Ok(ps), "aauth-person.json") if self.trusted.contains(&ps) => (ps, true),
+                (Ok(rs), "aauth-resource.json") => (rs, false),
+                _ => return unsupported(),
+            },
+            _ => return unsupported(),
+        };
+        let r = match serde_json::from_slice::<Revoke>(body) {
+            Ok(r) if !r.jti.is_empty() && r.jti.len() <= 256 => r,
+            _ => {
+                return AsError::InvalidRequest(
+                    "the body is {\"jti\": \"…\", \"exp\": N}".to_owned(),
+                )
+                .into_response();
+            }
+        };
+        {
+            let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+            if revoked.len() % 256 == 255 {
+                revoked.retain(|_, exp| exp.saturating_add(60) >= now.as_secs());
+            }
+            revoked.insert((caller.as_str().to_owned(), r.jti.clone()), r.exp);
+        }
+        if !person_server {
+            return json_response(StatusCode::OK, &serde_json::json!({}));
+        }
+        // The cascade: every auth token issued against that person token, at its resource.
+        let cascade: Vec<(String, Issued)> = self
+            .issued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, i)| i.presented_jti == r.jti)
+            .map(|(jti, i)| (jti.clone(), i.clone()))
+            .collect();
+        let mut outcomes: BTreeMap<String, Option<&'static str>> = BTreeMap::new();
+        for (jti, issued) in cascade {
+            let outcome = self.revoke_at(&issued.aud, &jti, issued.exp, now).await;
+            let entry = outcomes
+                .entry(issued.aud.as_str().to_owned())
+                .or_insert(None);
+            if outcome.is_some() {
+                *entry = outcome;
+            }
+        }
+        let downstream: Vec<serde_json::Value> = outcomes
+            .into_iter()
+            .map(|(recipient, error)| match error {
+                Some(e) => serde_json::json!({ "recipient": recipient, "error": e }),
+                None => serde_json::json!({ "recipient": recipient }),
+            })
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "downstream": downstream }),
+        )
+    }
+
+    /// Revokes auth token `jti` at `resource`; `None` when done, else the draft's error.
+    async fn revoke_at(
+        &self,
+        resource: &ServerId,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Option<&'static str> {
+        let Some(transport) = &self.notifier else {
+            return Some("revocation_unsupported");
+        };
+        let url = format!("{}/.well-known/aauth-resource.json", resource.as_str());
+        let Ok(req) = http::Request::get(url).body(Bytes::new()) else {
+            return Some("revocation_unavailable");
+        };
+        let doc = match transport.send(req).await {
+            Ok(r) if r.status() == StatusCode::OK => r,
+            _ => return Some("revocation_unavailable"),
+        };
+        let Ok(doc) =
+            <aauth_metadata::ResourceMetadata as aauth_metadata::MetadataDocument>::parse_for(
+                doc.body(),
+                resource,
+            )
+        else {
+            return Some("revocation_unavailable");
+        };
+        let Some(endpoint) = doc.revocation_endpoint else {
+            return Some("revocation_unsupported");
+        };
+        let body = serde_json::json!({ "jti": jti, "exp": exp })
+            .to_string()
+            .into_bytes();
+        let Ok(req) = http::Request::post(endpoint.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(())
+        else {
+            return Some("revocation_unavailable");
+        };
+        let (mut head, ()) = req.into_parts();
+        let scheme = aauth_headers::Scheme::JwksUri {
+            id: self.id.as_str().to_owned(),
+            dwk: "aauth-access.json".to_owned(),
+            kid: self.kid.clone(),
+        };
+        if aauth_signing::sign(
+            &mut head,
+            &body,
+            &[aauth_signing::SigningKey::new(
+                "sig",
+                self.signer.as_ref(),
+                &scheme,
+            )],
+            &aauth_signing::SignOptions::default(),
+            now,
+        )
+        .is_err()
+        {
+            return Some("revocation_unavailable");
+        }
+        match transport
+            .send(http::Request::from_parts(head, Bytes::from(body)))
+            .await
+        {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) if r.status() == StatusCode::FORBIDDEN => Some("revocation_unsupported"),
+            _ => Some("revocation_unavailable"),
+        }
+    }
+}

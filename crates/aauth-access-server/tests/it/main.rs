@@ -1,0 +1,1094 @@
+//! The Access Server's token endpoint: a trusted Person Server's signed request gets an
+//! auth token capped by every token it came from; each failed check of AS-10…21 has its
+//! code.
+#![allow(
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+use std::sync::Arc;
+
+use aauth_access_server::{
+    AUTH_TOKEN_PATH, AccessDecision, AccessPolicy, AccessRequest, AccessServer,
+};
+use aauth_headers::Scheme;
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::UnixTime;
+use aauth_signing::sign_request;
+use aauth_tokens::{
+    AgentId, AgentTokenBuilder, AuthClaims, PersonTokenBuilder, ResourceTokenBuilder, ServerId,
+    StaticIssuerKeys, Unverified, Validation,
+};
+use http::StatusCode;
+
+const NOW: UnixTime = UnixTime(1_800_000_000);
+
+fn id(s: &str) -> ServerId {
+    ServerId::parse(s).unwrap()
+}
+
+struct World {
+    server: AccessServer,
+    as_key: PrivateKey,
+    ps: PrivateKey,
+    rs: PrivateKey,
+    provider: PrivateKey,
+    agent: PrivateKey,
+}
+
+fn world() -> World {
+    let (ps, rs, provider, agent, as_key) = (
+        PrivateKey::ed25519_from_seed(&[1; 32]),
+        PrivateKey::ed25519_from_seed(&[2; 32]),
+        PrivateKey::ed25519_from_seed(&[3; 32]),
+        PrivateKey::ed25519_from_seed(&[4; 32]),
+        PrivateKey::ed25519_from_seed(&[5; 32]),
+    );
+    let keys = StaticIssuerKeys::new()
+        .with(
+            &id("https://ps.example"),
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key().clone(),
+        )
+        .with(
+            &id("https://ps2.example"),
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key().clone(),
+        )
+        .with(
+            &id("https://resource.example"),
+            "aauth-resource.json",
+            "rs-1",
+            rs.public_key().clone(),
+        )
+        .with(
+            &id("https://agent.example"),
+            "aauth-agent.json",
+            "key-1",
+            provider.public_key().clone(),
+        );
+    let server = AccessServer::new(
+        id("https://as.example"),
+        Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),
+        "as-1",
+        Arc::new(keys),
+    )
+    .unwrap()
+    .trust([id("https://ps.example")]);
+    World {
+        server,
+        as_key,
+        ps,
+        rs,
+        provider,
+        agent,
+    }
+}
+
+/// The tokens of a four-party request: agent token, person token (for the resource),
+/// resource token (for the AS).
+struct Tokens {
+    agent: String,
+    person: String,
+    person_jti: String,
+    person_exp: u64,
+}
+
+impl World {
+    fn tokens(&self, person_lifetime: u64) -> Tokens {
+        let agent = AgentTokenBuilder::new(
+            id("https://agent.example"),
+            AgentId::parse("aauth:assistant@agent.example").unwrap(),
+            self.agent.public_key(),
+        )
+        .sign(&self.provider, "key-1", NOW.minus(5), &mut OsRandom)
+        .unwrap()
+        .token;
+        let p = PersonTokenBuilder::new(
+            id("https://ps.example"),
+            id("https://resource.example"),
+            "alice-at-resource",
+            self.agent.public_key(),
+        )
+        .lifetime(person_lifetime)
+        .sign(&self.ps, "ps-1", NOW, &mut OsRandom)
+        .unwrap();
+        Tokens {
+            agent,
+            person: p.token,
+            person_jti: p.jti,
+            person_exp: p.exp,
+        }
+    }
+
+    fn resource_token(
+        &self,
+        t: &Tokens,
+        tweak: impl FnOnce(ResourceTokenBuilder) -> ResourceTokenBuilder,
+    ) -> String {
+        tweak(ResourceTokenBuilder::new(
+            id("https://resource.example"),
+            id("https://as.example"),
+            id("https://ps.example"),
+            "alice-at-resource",
+            t.person_jti.clone(),
+            self.agent.public_key(),
+            "calendar.read calendar.write",
+        ))
+        .sign(&self.rs, "rs-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token
+    }
+
+    /// A token request signed as Person Server `ps_id` with `key`.
+    async fn ask_as(
+        &self,
+        body: &serde_json::Value,
+        ps_id: &str,
+        key: &PrivateKey,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = http::Request::post(format!("https://as.example{AUTH_TOKEN_PATH}"))
+            .header("content-type", "application/json")
+            .body(body.to_string().into_bytes())
+            .unwrap();
+        let scheme = Scheme::JwksUri {
+            id: ps_id.to_owned(),
+            dwk: "aauth-person.json".to_owned(),
+            kid: "ps-1".to_owned(),
+        };
+        sign_request(&mut req, key, &scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = AUTH_TOKEN_PATH.parse().unwrap();
+        parts.headers.insert("host", "as.example".parse().unwrap());
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    async fn ask(&self, body: &serde_json::Value) -> (StatusCode, serde_json::Value) {
+        self.ask_as(body, "https://ps.example", &self.ps).await
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from() {
+    let w = world();
+    let t = w.tokens(600);
+    // A person token under a mission and tenant, and the resource token derived from it.
+    let p = PersonTokenBuilder::new(
+        id("https://ps.example"),
+        id("https://resource.example"),
+        "alice-at-resource",
+        w.agent.public_key(),
+    )
+    .mission_s256("A".repeat(43))
+    .tenant("acme")
+    .lifetime(600)
+    .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let rt_matching = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps.example"),
+        "alice-at-resource",
+        p.jti.clone(),
+        w.agent.public_key(),
+        "calendar.read calendar.write",
+    )
+    .mission_s256("A".repeat(43))
+    .tenant("acme")
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, json) = w
+        .ask(&serde_json::json!({"resource_token": rt_matching, "agent_token": t.agent, "presented_token": p.token}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let resource = id("https://resource.example");
+    let v = Validation::new(NOW).audience(&resource);
+    let c = Unverified::<AuthClaims>::decode(json["auth_token"].as_str().unwrap(), &v)
+        .unwrap()
+        .finish(w.as_key.public_key(), &v)
+        .unwrap()
+        .claims;
+    assert_eq!(c.iss.as_str(), "https://as.example");
+    assert_eq!(c.dwk, "aauth-access.json");
+    assert_eq!(c.ps.as_str(), "https://ps.example");
+    assert_eq!(c.sub, "alice-at-resource");
+    assert_eq!(c.scope.as_deref(), Some("calendar.read calendar.write"));
+    assert_eq!(c.mission_s256, Some("A".repeat(43)));
+    assert_eq!(c.tenant.as_deref(), Some("acme"));
+    assert_eq!(c.cnf.jwk, w.agent.public_key().to_jwk());
+    assert_eq!(c.exp, p.exp, "capped by the presented token");
+    assert_eq!(w.server.issued(), 1);
+}
+
+struct ReadOnly;
+impl AccessPolicy for ReadOnly {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.agent.1.as_str().starts_with("aauth:intruder") {
+            AccessDecision::Deny("not this agent".to_owned())
+        } else {
+            AccessDecision::GrantScope("calendar.read".to_owned())
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_policy_narrows_or_denies() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(ReadOnly));
+    let t = w.tokens(600);
+    let rt = w.resource_token(&t, |b| b);
+    let (s, json) = w
+        .ask(&serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let c = Unverified::<AuthClaims>::decode(
+        json["auth_token"].as_str().unwrap(),
+        &Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .clone();
+    assert_eq!(c.scope.as_deref(), Some("calendar.read"));
+}
+
+#[tokio::test]
+async fn each_failed_check_has_its_code_and_issues_nothing() {
+    let w = world();
+    let t = w.tokens(600);
+    let stranger = PrivateKey::ed25519_from_seed(&[66; 32]);
+    let other_person = PersonTokenBuilder::new(
+        id("https://ps.example"),
+        id("https://other.example"),
+        "alice-at-resource",
+        w.agent.public_key(),
+    )
+    .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let forged_person = PersonTokenBuilder::new(
+        id("https://ps.example"),
+        id("https://resource.example"),
+        "alice-at-resource",
+        w.agent.public_key(),
+    )
+    .sign(&stranger, "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let good = |rt: String| serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let cases: Vec<(&str, serde_json::Value, StatusCode, &str)> = vec![
+        (
+            "no presented_token",
+            serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "no agent_token",
+            serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "presented_token": t.person}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a forged agent token",
+            serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": "a.b.c", "presented_token": t.person}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a resource token for another AS",
+            good(
+                ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://as2.example"),
+                    id("https://ps.example"),
+                    "alice-at-resource",
+                    t.person_jti.clone(),
+                    w.agent.public_key(),
+                    "calendar.read",
+                )
+                .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_resource_token",
+        ),
+        (
+            "a resource token naming another key",
+            good(
+                ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://as.example"),
+                    id("https://ps.example"),
+                    "alice-at-resource",
+                    t.person_jti.clone(),
+                    stranger.public_key(),
+                    "calendar.read",
+                )
+                .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_resource_token",
+        ),
+        (
+            "a resource token naming another PS",
+            good(
+                ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://as.example"),
+                    id("https://ps2.example"),
+                    "alice-at-resource",
+                    t.person_jti.clone(),
+                    w.agent.public_key(),
+                    "calendar.read",
+                )
+                .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_resource_token",
+        ),
+        (
+            "a presented token for another resource",
+            serde_json::json!({"resource_token": ResourceTokenBuilder::new(id("https://resource.example"), id("https://as.example"), id("https://ps.example"), "alice-at-resource", other_person.jti.clone(), w.agent.public_key(), "calendar.read").sign(&w.rs, "rs-1", NOW, &mut OsRandom).unwrap().token, "agent_token": t.agent, "presented_token": other_person.token}),
+            StatusCode::BAD_REQUEST,
+            "invalid_presented_token",
+        ),
+        (
+            "a presented token not signed by the PS",
+            serde_json::json!({"resource_token": ResourceTokenBuilder::new(id("https://resource.example"), id("https://as.example"), id("https://ps.example"), "alice-at-resource", forged_person.jti.clone(), w.agent.public_key(), "calendar.read").sign(&w.rs, "rs-1", NOW, &mut OsRandom).unwrap().token, "agent_token": t.agent, "presented_token": forged_person.token}),
+            StatusCode::BAD_REQUEST,
+            "invalid_presented_token",
+        ),
+        (
+            "presented_jti of another token",
+            good(
+                ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://as.example"),
+                    id("https://ps.example"),
+                    "alice-at-resource",
+                    "pt-other",
+                    w.agent.public_key(),
+                    "calendar.read",
+                )
+                .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_resource_token",
+        ),
+        (
+            "sub of another person",
+            good(
+                ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://as.example"),
+                    id("https://ps.example"),
+                    "bob-at-resource",
+                    t.person_jti.clone(),
+                    w.agent.public_key(),
+                    "calendar.read",
+                )
+                .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_resource_token",
+        ),
+        (
+            "a mission the presented token does not carry",
+            good(w.resource_token(&t, |b| b.mission_s256("A".repeat(43)))),
+            StatusCode::BAD_REQUEST,
+            "invalid_resource_token",
+        ),
+    ];
+    for (what, body, status, code) in cases {
+        let (s, json) = w.ask(&body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (status, Some(code)),
+            "{what}: {json}"
+        );
+        assert_eq!(w.server.issued(), 0, "{what}: nothing issued");
+    }
+
+    // An untrusted Person Server, properly signed: refused.
+    let (s, json) = w
+        .ask_as(
+            &good(w.resource_token(&t, |b| b)),
+            "https://ps2.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    // A signature by a key that is not the PS's: 401 with Signature-Error.
+    let (s, _) = w
+        .ask_as(
+            &good(w.resource_token(&t, |b| b)),
+            "https://ps.example",
+            &stranger,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.server.issued(), 0);
+
+    // And the well-formed request is granted (the cases above were refused for their
+    // one defect).
+    let (s, json) = w.ask(&good(w.resource_token(&t, |b| b))).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(w.server.issued(), 1);
+    let _ = t.person_exp;
+}
+
+#[tokio::test]
+async fn upstream_tokens_are_for_the_intermediary_from_the_ps_and_cap_the_grant() {
+    let w = world();
+    // The intermediary: resource.example is also its own agent provider here; its agent
+    // token's iss is what the upstream token must be addressed to.
+    let t = w.tokens(3000);
+    let rt = w.resource_token(&t, |b| b);
+    let upstream = |aud: &str, ps: &PrivateKey, lifetime: u64| {
+        PersonTokenBuilder::new(
+            id("https://ps.example"),
+            id(aud),
+            "alice-at-intermediary",
+            &PrivateKey::ed25519_from_seed(&[9; 32]).public_key().clone(),
+        )
+        .lifetime(lifetime)
+        .sign(ps, "ps-1", NOW, &mut OsRandom)
+        .unwrap()
+    };
+    let ask = |up: &str| serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person, "upstream_token": up});
+    // The agent token's iss is agent.example: an upstream token for it caps the grant.
+    let good = upstream("https://agent.example", &w.ps, 600);
+    let (s, json) = w.ask(&ask(&good.token)).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let c = Unverified::<AuthClaims>::decode(
+        json["auth_token"].as_str().unwrap(),
+        &Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .clone();
+    assert_eq!(c.exp, good.exp, "never outlives the upstream token");
+    let raw = serde_json::to_value(&c).unwrap();
+    assert!(raw.get("act").is_none(), "no act claim: {raw}");
+
+    for (what, up) in [
+        (
+            "for another audience",
+            upstream("https://elsewhere.example", &w.ps, 600).token,
+        ),
+        (
+            "not from the PS asking",
+            upstream(
+                "https://agent.example",
+                &PrivateKey::ed25519_from_seed(&[66; 32]),
+                600,
+            )
+            .token,
+        ),
+        ("not a person or auth token", t.agent.clone()),
+    ] {
+        let before = w.server.issued();
+        let (s, json) = w.ask(&ask(&up)).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_upstream_token")),
+            "{what}: {json}"
+        );
+        assert_eq!(w.server.issued(), before, "{what}: nothing issued");
+    }
+}
+
+/// A resource's revocation endpoint as seen through the Access Server's transport.
+#[derive(Default)]
+struct Resources {
+    /// The revocations it received: (`jti`, whether signed as the AS).
+    got: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+#[async_trait::async_trait]
+impl aauth_agent::Transport for Resources {
+    async fn send(
+        &self,
+        req: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, aauth_agent::AgentError> {
+        if req.method() == http::Method::GET {
+            assert_eq!(
+                req.uri(),
+                "https://resource.example/.well-known/aauth-resource.json"
+            );
+            return Ok(http::Response::new(bytes::Bytes::from_static(
+                br#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","revocation_endpoint":"https://resource.example/revocation"}"#,
+            )));
+        }
+        assert_eq!(req.uri(), "https://resource.example/revocation");
+        let signed = req
+            .headers()
+            .get("signature-key")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(r#"id="https://as.example";dwk="aauth-access.json""#));
+        let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+        self.got
+            .lock()
+            .unwrap()
+            .push((body["jti"].as_str().unwrap().to_owned(), signed));
+        Ok(http::Response::new(bytes::Bytes::new()))
+    }
+}
+
+impl World {
+    /// A revocation of `jti` signed as `signer` (`dwk`, `kid`) with `key`.
+    async fn revoke(
+        &self,
+        jti: &str,
+        signer: &str,
+        dwk: &str,
+        kid: &str,
+        key: &PrivateKey,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = http::Request::post("https://as.example/revocation")
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"jti": jti, "exp": NOW.0 + 3600})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .unwrap();
+        let scheme = Scheme::JwksUri {
+            id: signer.to_owned(),
+            dwk: dwk.to_owned(),
+            kid: kid.to_owned(),
+        };
+        sign_request(&mut req, key, &scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = "/revocation".parse().unwrap();
+        parts.headers.insert("host", "as.example".parse().unwrap());
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_person_token_cascades_to_the_resources_and_is_never_honoured_again() {
+    let resources = Arc::new(Resources::default());
+    let mut w = world();
+    w.server = w.server.notify_revocations(resources.clone());
+    let t = w.tokens(600);
+    let body = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, json) = w.ask(&body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let auth_jti = Unverified::<AuthClaims>::decode(
+        json["auth_token"].as_str().unwrap(),
+        &Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+
+    // Only a trusted Person Server (or a resource) revokes here.
+    let stranger = PrivateKey::ed25519_from_seed(&[66; 32]);
+    let (s, json) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps2.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("unsupported_iss"))
+    );
+    let (s, _) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            &stranger,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(resources.got.lock().unwrap().is_empty());
+
+    // The PS revokes the person token: the auth token is revoked at its resource, signed
+    // as the Access Server, and the outcome reported.
+    let (s, json) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json,
+        serde_json::json!({"downstream": [{"recipient": "https://resource.example"}]})
+    );
+    assert_eq!(*resources.got.lock().unwrap(), vec![(auth_jti, true)]);
+    // Never again against that person token.
+    let (s, json) = w.ask(&body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_presented_token"))
+    );
+    assert_eq!(w.server.issued(), 1);
+}
+
+#[tokio::test]
+async fn without_a_way_to_resources_the_cascade_says_so_and_resources_revoke_their_tokens() {
+    let w = world();
+    let t = w.tokens(600);
+    let body = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    assert_eq!(w.ask(&body).await.0, StatusCode::OK);
+    let (s, json) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        json,
+        serde_json::json!({"downstream": [{"recipient": "https://resource.example", "error": "revocation_unsupported"}]})
+    );
+
+    // A resource revokes a resource token naming this server (AS-42).
+    let w = world();
+    let t = w.tokens(600);
+    let rt = w.resource_token(&t, |b| b);
+    let rt_jti = Unverified::<aauth_tokens::ResourceClaims>::decode(
+        &rt,
+        &Validation::new(NOW).audience(&id("https://as.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+    let (s, _) = w
+        .revoke(
+            &rt_jti,
+            "https://resource.example",
+            "aauth-resource.json",
+            "rs-1",
+            &w.rs,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, json) = w
+        .ask(&serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person}))
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_resource_token"))
+    );
+    let (s, json) = w
+        .ask(&serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "another resource token is not revoked: {json}"
+    );
+}
+
+/// Wants the person's email first; grants read access to example.com people.
+struct WantsEmail;
+impl AccessPolicy for WantsEmail {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        match r.claims {
+            None => AccessDecision::RequireClaims(vec!["email".to_owned(), "sub".to_owned()]),
+            Some(c)
+                if c.get("email")
+                    .and_then(|e| e.as_str())
+                    .is_some_and(|e| e.ends_with("@example.com")) =>
+            {
+                AccessDecision::GrantScope("calendar.read".to_owned())
+            }
+            Some(_) => AccessDecision::Deny("only example.com people".to_owned()),
+        }
+    }
+}
+
+impl World {
+    /// A signed `POST` of `body` to `path`, as `ps_id` with `key`.
+    async fn post_path(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        ps_id: &str,
+        key: &PrivateKey,
+    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let mut req = http::Request::post(format!("https://as.example{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string().into_bytes())
+            .unwrap();
+        let scheme = Scheme::JwksUri {
+            id: ps_id.to_owned(),
+            dwk: "aauth-person.json".to_owned(),
+            kid: "ps-1".to_owned(),
+        };
+        sign_request(&mut req, key, &scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap();
+        parts.headers.insert("host", "as.example".parse().unwrap());
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            resp.headers().clone(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(WantsEmail));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let ask = || async {
+        let (s, h, json) = w
+            .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+        assert_eq!(h["aauth-requirement"], "requirement=claims");
+        assert_eq!(
+            json["required_claims"],
+            serde_json::json!(["email"]),
+            "never sub"
+        );
+        h["location"].to_str().unwrap().to_owned()
+    };
+    let location = ask().await;
+    assert!(location.starts_with(aauth_access_server::PENDING_PATH));
+    assert_eq!(w.server.issued(), 0);
+
+    // Only the Person Server that asked may answer; an object of claims.
+    let (s, _, _) = w
+        .post_path(
+            &location,
+            &serde_json::json!({"email": "alice@example.com"}),
+            "https://ps.example",
+            &PrivateKey::ed25519_from_seed(&[66; 32]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, json) = w
+        .post_path(
+            &location,
+            &serde_json::json!(["email"]),
+            "https://ps.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let (s, _, _) = w
+        .post_path(
+            "/pending/unknown",
+            &serde_json::json!({"email": "alice@example.com"}),
+            "https://ps.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The claims decide: a sub sent along is ignored (the person is ps and sub already).
+    let (s, _, json) = w
+        .post_path(
+            &location,
+            &serde_json::json!({"email": "alice@example.com", "sub": "someone-else"}),
+            "https://ps.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let c = Unverified::<AuthClaims>::decode(
+        json["auth_token"].as_str().unwrap(),
+        &Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .clone();
+    assert_eq!(
+        (c.sub.as_str(), c.scope.as_deref()),
+        ("alice-at-resource", Some("calendar.read"))
+    );
+    // Answered once: the pending URL is gone.
+    let (s, _, _) = w
+        .post_path(
+            &location,
+            &serde_json::json!({"email": "alice@example.com"}),
+            "https://ps.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Claims that do not satisfy the policy: refused, nothing issued.
+    let location = ask().await;
+    let (s, _, json) = w
+        .post_path(
+            &location,
+            &serde_json::json!({"email": "mallory@elsewhere.example"}),
+            "https://ps.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    assert_eq!(w.server.issued(), 1);
+}
+
+/// Wants the person to approve their Person Server here once.
+struct BindFirst;
+impl AccessPolicy for BindFirst {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.bound {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::RequireInteraction
+        }
+    }
+}
+
+impl World {
+    /// A signed `GET` of `path` as `ps_id` with `key`.
+    async fn get_path(
+        &self,
+        path: &str,
+        ps_id: &str,
+        key: &PrivateKey,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = http::Request::get(format!("https://as.example{path}"))
+            .body(Vec::new())
+            .unwrap();
+        let scheme = Scheme::JwksUri {
+            id: ps_id.to_owned(),
+            dwk: "aauth-person.json".to_owned(),
+            kid: "ps-1".to_owned(),
+        };
+        sign_request(&mut req, key, &scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap();
+        parts.headers.insert("host", "as.example".parse().unwrap());
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// The person's browser at the Access Server: `method` on `target` with `form`.
+    async fn page(&self, method: &str, target: &str, form: &str) -> (StatusCode, String) {
+        let (mut parts, body) = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", "as.example")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.as_bytes().to_vec())
+            .unwrap()
+            .into_parts();
+        parts.uri = target.parse().unwrap();
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            String::from_utf8_lossy(resp.body()).into_owned(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_person_binds_their_person_server_here_once_and_the_request_completes() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, json) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
+    assert!(
+        requirement
+            .starts_with(r#"requirement=interaction;url="https://as.example/interact";code=""#),
+        "{requirement}"
+    );
+    let code = requirement
+        .split("code=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let location = h["location"].to_str().unwrap().to_owned();
+
+    // Until the person approves, the Person Server's poll waits; nobody else may poll.
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting"))
+    );
+    let (s, _) = w
+        .get_path(
+            &location,
+            "https://ps.example",
+            &PrivateKey::ed25519_from_seed(&[66; 32]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.server.issued(), 0);
+
+    // The person's page names their Person Server and the resource; a wrong code opens nothing.
+    let (s, html) = w.page("GET", &format!("/interact?code={code}"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("https://ps.example") && html.contains("https://resource.example"),
+        "{html}"
+    );
+    let (s, _) = w.page("GET", "/interact?code=ZZZZZZZZ", "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, html) = w
+        .page("POST", "/interact", &format!("code={code}&decision=grant"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    // Single use.
+    let (s, _) = w
+        .page("POST", "/interact", &format!("code={code}&decision=grant"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Now the poll gets the token, once.
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(json["auth_token"].is_string());
+    let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // And the binding holds: the next request is granted at once.
+    let (s, _, json) = w
+        .post_path(AUTH_TOKEN_PATH, &serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}), "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(w.server.issued(), 2);
+}
+
+/// Asks for the person whatever happens: a policy bug.
+struct AlwaysInteract;
+impl AccessPolicy for AlwaysInteract {
+    fn decide(&self, _: &AccessRequest<'_>) -> AccessDecision {
+        AccessDecision::RequireInteraction
+    }
+}
+
+#[tokio::test]
+async fn a_policy_that_asks_again_after_the_approval_is_a_refusal_not_a_loop() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(AlwaysInteract));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
+    let code = requirement
+        .split("code=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let (s, _) = w
+        .page("POST", "/interact", &format!("code={code}&decision=grant"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, json) = w
+        .get_path(h["location"].to_str().unwrap(), "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    assert_eq!(w.server.issued(), 0);
+}
+
+/// Someone other than the person approves each request.
+struct ApproverFirst;
+impl AccessPolicy for ApproverFirst {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.approved {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::RequireApproval
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_approval_out_of_band_decides_the_waiting_request() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(ApproverFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    for approve in [true, false] {
+        let (s, h, _) = w
+            .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert_eq!(h["aauth-requirement"], "requirement=approval");
+        let location = h["location"].to_str().unwrap().to_owned();
+        let id = location
+            .trim_start_matches(aauth_access_server::PENDING_PATH)
+            .to_owned();
+        assert_eq!(w.server.awaiting_approval(), vec![id.clone()]);
+        let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert!(w.server.decide_approval(&id, approve));
+        assert!(!w.server.decide_approval(&id, approve), "decided once");
+        let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+        if approve {
+            assert_eq!(s, StatusCode::OK, "{json}");
+        } else {
+            assert_eq!(
+                (s, json["error"].as_str()),
+                (StatusCode::FORBIDDEN, Some("denied"))
+            );
+        }
+        assert!(w.server.awaiting_approval().is_empty());
+    }
+    assert_eq!(w.server.issued(), 1);
+}
