@@ -113,7 +113,18 @@ fn d01_pseudonymous() {
 fn d02_agent_identity() {
     let t = run(2);
     let text = t.render();
-    assert_eq!(t.steps.len(), 7, "{text}");
+    assert_eq!(t.steps.len(), 9, "{text}");
+    // The agent's client fetched its token from the provider, signed with its enrolled
+    // key, and an unenrolled key got nothing.
+    assert!(
+        text.contains("POST https://agent.example/agent-token")
+            && text.contains("signature-key: sig=hwk;kty=\"OKP\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""error":"unauthorized_agent""#) && text.contains("HTTP/1.1 403 Forbidden"),
+        "{text}"
+    );
     // The provider's document and the token's decoded claims are shown.
     assert!(
         text.contains(
@@ -154,6 +165,583 @@ fn d02_agent_identity() {
     // An unpublished key: unknown_key.
     assert!(
         text.contains("signature-error: error=unknown_key"),
+        "{text}"
+    );
+}
+
+#[test]
+fn d03_autonomous_three_party() {
+    let t = run(3);
+    let text = t.render();
+    assert_eq!(t.steps.len(), 12, "{text}");
+    // The order the draft prescribes: agent token → person-token challenge → person token
+    // → auth-token challenge with a resource token → auth token → admitted.
+    let agent_steps: Vec<&str> = t
+        .steps
+        .iter()
+        .filter(|s| s.actor == "agent")
+        .map(|s| s.detail.first().map_or("", String::as_str))
+        .collect();
+    assert_eq!(
+        agent_steps,
+        [
+            "POST https://agent.example/agent-token",
+            "GET https://resource.example/files/report",
+            "GET https://ps.example/.well-known/aauth-person.json",
+            "POST https://ps.example/person-token",
+            "GET https://resource.example/files/report",
+            "POST https://ps.example/auth-token",
+            "GET https://resource.example/files/report",
+            "GET https://resource.example/files/report",
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("aauth-requirement: requirement=person-token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aauth-requirement: requirement=auth-token;resource-token=\""),
+        "{text}"
+    );
+    // The tokens: typ and the claims that chain them.
+    assert!(
+        text.contains(r#"header: {"alg":"Ed25519","kid":"ps-1","typ":"aa-person+jwt"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"header: {"alg":"Ed25519","kid":"rs-1","typ":"aa-resource+jwt"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"header: {"alg":"Ed25519","kid":"ps-1","typ":"aa-auth+jwt"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""aud":"https://ps.example","#) && text.contains(r#""presented_jti":"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""scope":"files.read""#), "{text}");
+    // Admitted as the person (the directed sub at this resource), twice, the second time
+    // with nothing but the cached auth token.
+    let admitted = text
+        .matches(r#""person":{"iss":"https://ps.example","sub":"#)
+        .count();
+    assert_eq!(admitted, 2, "{text}");
+}
+
+#[test]
+fn d04_consent() {
+    let t = run(4);
+    let text = t.render();
+    // The 202 carries a pending URL, Retry-After, and a Crockford code in the requirement.
+    assert!(
+        text.contains("HTTP/1.1 202 Accepted\n      location: /pending/"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "aauth-requirement: requirement=interaction;url=\"https://ps.example/interact\";code=\""
+        ),
+        "{text}"
+    );
+    // The person signs in (cookies are __Host-, Secure, HttpOnly, SameSite=Strict),
+    // sees the request, approves; secrets never appear in the transcript.
+    assert!(
+        text.contains(
+            "set-cookie: __Host-aauth-session=…; Path=/; Secure; HttpOnly; SameSite=Strict"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "page: An agent asks for your approval The resource https://resource.example"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("page: Person Server Approved."), "{text}");
+    assert!(
+        !text.contains("correct horse"),
+        "the password leaked into the transcript"
+    );
+    // The long poll returns the person token; the flow completes as alice.
+    assert!(text.contains("prefer: wait=20"), "{text}");
+    assert!(text.contains(r#""person_token":"#), "{text}");
+    assert!(
+        text.contains(r#""scope":"calendar.read""#)
+            && text.contains(
+                "HTTP/1.1 200 OK\n      body: {\"message\":\"Access granted\",\"person\""
+            ),
+        "{text}"
+    );
+    let person_steps = t.steps.iter().filter(|s| s.actor == "person").count();
+    assert_eq!(person_steps, 4, "{text}");
+}
+
+/// The claims of a compact JWT, unverified (the demo verified it on the wire).
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn d07_call_chaining() {
+    let t = run(7);
+    let text = t.render();
+    let firsts = |actor: &str| -> Vec<&str> {
+        t.steps
+            .iter()
+            .filter(|s| s.actor == actor)
+            .map(|s| s.detail.first().map_or("", String::as_str))
+            .collect()
+    };
+    assert_eq!(
+        firsts("agent"),
+        [
+            "POST https://agent.example/agent-token",
+            "GET https://travel.example/trips/next",
+            "GET https://ps.example/.well-known/aauth-person.json",
+            "POST https://ps.example/person-token",
+            "GET https://travel.example/trips/next",
+            "POST https://ps.example/auth-token",
+            "GET https://travel.example/trips/next",
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        firsts("travel.example"),
+        [
+            "GET https://resource.example/calendar/today",
+            "GET https://ps.example/.well-known/aauth-person.json",
+            "POST https://ps.example/person-token",
+            "GET https://resource.example/calendar/today",
+            "POST https://ps.example/auth-token",
+            "GET https://resource.example/calendar/today",
+        ],
+        "{text}"
+    );
+    // Both of the intermediary's Person Server requests carry the upstream token: the
+    // agent's auth token for travel.example.
+    let step = |actor: &str, n: usize| -> &aauth_demos::Step {
+        t.steps.iter().filter(|s| s.actor == actor).nth(n).unwrap()
+    };
+    // The request's body (0) or the response's (1).
+    let body_of = |s: &aauth_demos::Step, which: usize| -> serde_json::Value {
+        let line = s
+            .detail
+            .iter()
+            .filter(|l| l.starts_with("body: "))
+            .nth(which)
+            .unwrap();
+        serde_json::from_str(line.trim_start_matches("body: ")).unwrap()
+    };
+    let upstream = body_of(step("agent", 5), 1)["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in [2, 4] {
+        let sent = body_of(step("travel.example", n), 0);
+        assert_eq!(
+            sent["upstream_token"].as_str(),
+            Some(upstream.as_str()),
+            "{text}"
+        );
+    }
+    let person = claims_of(
+        body_of(step("travel.example", 2), 1)["person_token"]
+            .as_str()
+            .unwrap(),
+    );
+    let down = claims_of(
+        body_of(step("travel.example", 4), 1)["auth_token"]
+            .as_str()
+            .unwrap(),
+    );
+    let up = claims_of(&upstream);
+    // Issued for the person the upstream names, with a sub of their own at the calendar,
+    // bound to the planner's key, never outliving the upstream token, and no `act`.
+    assert_eq!(up["aud"], "https://travel.example");
+    assert_eq!(down["aud"], "https://resource.example");
+    assert_eq!(person["sub"], down["sub"]);
+    assert_ne!(
+        down["sub"], up["sub"],
+        "directed: another sub at another resource"
+    );
+    assert_ne!(
+        down["cnf"], up["cnf"],
+        "bound to the planner's key, not the agent's"
+    );
+    assert!(person["exp"].as_u64() <= up["exp"].as_u64());
+    assert!(down["exp"].as_u64() <= up["exp"].as_u64());
+    assert!(down.get("act").is_none() && person.get("act").is_none());
+    // The trip came back with alice's calendar, read as her sub at the calendar.
+    assert!(
+        text.contains(r#""message":"Trip planned around your calendar""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#""person":{{"iss":"https://ps.example","sub":"{}"}}"#,
+            down["sub"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn d09_interaction_chaining() {
+    let t = run(9);
+    let text = t.render();
+    let of = |actor: &str| -> Vec<&aauth_demos::Step> {
+        t.steps.iter().filter(|s| s.actor == actor).collect()
+    };
+    // travel.example answers the agent with its own 202 and code, not the Person Server's.
+    let agent = of("agent");
+    let deferred = agent[6];
+    assert!(
+        deferred.detail.iter().any(|l| l == "HTTP/1.1 202 Accepted")
+            && deferred.detail.iter().any(|l| l.starts_with(
+                r#"aauth-requirement: requirement=interaction;url="https://travel.example/interact";code=""#
+            )),
+        "{text}"
+    );
+    assert!(
+        agent[7]
+            .summary
+            .starts_with("tells alice: open https://travel.example/interact?code="),
+        "{text}"
+    );
+    // The person goes through travel.example to the Person Server, signs in, approves
+    // what the planner asks.
+    let person = of("person");
+    assert!(
+        person[0]
+            .detail
+            .iter()
+            .any(|l| l.starts_with("location: https://ps.example/interact?code=")),
+        "{text}"
+    );
+    let consent = person[3].detail.join("\n");
+    assert!(
+        consent.contains("https://resource.example")
+            && consent.contains("aauth:planner@travel.example"),
+        "{text}"
+    );
+    // Downstream: the planner's person-token request carried the upstream token and was
+    // deferred for alice; once she approved, its poll got the token, and the calendar
+    // was read with tokens from the same chain.
+    let planner = of("travel.example");
+    let asked = planner
+        .iter()
+        .find(|s| s.summary.contains("deferred (202)"))
+        .expect("the planner's request was deferred");
+    assert!(
+        asked
+            .detail
+            .iter()
+            .any(|l| l.contains("\"upstream_token\":\"")),
+        "{text}"
+    );
+    assert!(
+        planner
+            .iter()
+            .any(|s| s.detail.iter().any(|l| l.contains("\"person_token\":\""))),
+        "{text}"
+    );
+    assert_eq!(
+        planner.last().map(|s| s.detail.first().map(String::as_str)),
+        Some(Some("GET https://resource.example/calendar/today")),
+        "{text}"
+    );
+    // The agent's poll of travel.example's pending URL returns the trip.
+    let last = agent.last().unwrap();
+    assert!(
+        last.detail
+            .iter()
+            .any(|l| l.contains("Trip planned around your calendar")),
+        "{text}"
+    );
+}
+
+#[test]
+fn d11_four_party() {
+    let t = run(11);
+    let text = t.render();
+    let by = |actor: &str| -> Vec<&str> {
+        t.steps
+            .iter()
+            .filter(|s| s.actor == actor)
+            .map(|s| s.detail.first().map_or("", String::as_str))
+            .collect()
+    };
+    // The agent's client does exactly what it does in three-party access.
+    assert_eq!(
+        by("agent"),
+        [
+            "POST https://agent.example/agent-token",
+            "GET https://resource.example/files/report",
+            "GET https://ps.example/.well-known/aauth-person.json",
+            "POST https://ps.example/person-token",
+            "GET https://resource.example/files/report",
+            "POST https://ps.example/auth-token",
+            "GET https://resource.example/files/report",
+            "GET https://resource.example/files/report",
+        ],
+        "{text}"
+    );
+    // The Person Server asks the resource's Access Server, signed as itself.
+    assert_eq!(
+        by("person server"),
+        [
+            "GET https://as.example/.well-known/aauth-access.json",
+            "POST https://as.example/auth-token",
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"signature-key: sig=jwks_uri;id="https://ps.example";dwk="aauth-person.json";kid="ps-1""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""aud":"https://as.example""#),
+        "the resource token is for the AS: {text}"
+    );
+    assert!(
+        text.contains(r#"header: {"alg":"Ed25519","kid":"as-1","typ":"aa-auth+jwt"}"#)
+            && text.contains(r#""iss":"https://as.example","dwk":"aauth-access.json","aud":"https://resource.example""#)
+            && text.contains(r#""ps":"https://ps.example""#),
+        "{text}"
+    );
+    // Admitted twice, the second time with the cached token only.
+    assert_eq!(
+        text.matches(r#""message":"Access granted""#).count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn d10_authorization_endpoint() {
+    let t = run(10);
+    let text = t.render();
+    let requests: Vec<&str> = t
+        .steps
+        .iter()
+        .filter(|s| s.actor == "agent")
+        .map(|s| s.detail.first().map_or("", String::as_str))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "GET https://resource.example/.well-known/aauth-resource.json",
+            "GET https://ps.example/.well-known/aauth-person.json",
+            "POST https://agent.example/agent-token",
+            "POST https://ps.example/person-token",
+            "POST https://resource.example/authorize",
+            "POST https://ps.example/auth-token",
+            "GET https://resource.example/calendar/today",
+            "GET https://resource.example/.well-known/aauth-resource.json",
+            "POST https://resource.example/authorize",
+        ],
+        "{text}"
+    );
+    // The authorization request is signed with the person token and covers its body.
+    let authorize = t
+        .steps
+        .iter()
+        .find(|s| {
+            s.detail
+                .first()
+                .is_some_and(|l| l == "POST https://resource.example/authorize")
+        })
+        .unwrap();
+    let lines = authorize.detail.join("\n");
+    assert!(
+        lines.contains(r#"body: {"scope":"calendar.read"}"#),
+        "{lines}"
+    );
+    assert!(lines.contains("\"content-digest\""), "{lines}");
+    assert!(lines.contains(r#"body: {"resource_token":"#), "{lines}");
+    // The first call needs no challenge; an unknown scope is refused by name.
+    assert!(
+        !text.contains("requirement=person-token") && !text.contains("requirement=auth-token"),
+        "{text}"
+    );
+    assert!(text.contains(r#""error":"invalid_scope""#), "{text}");
+}
+
+#[test]
+fn d06_subagents() {
+    let t = run(6);
+    let text = t.render();
+    assert!(
+        text.contains(r#""sub":"aauth:assistant+search@agent.example""#)
+            && text.contains(r#""parent_agent":"aauth:assistant@agent.example""#),
+        "{text}"
+    );
+    // The parent signs every Person Server request and carries the sub-agent's token.
+    let ps_posts: Vec<&aauth_demos::Step> = t
+        .steps
+        .iter()
+        .filter(|s| {
+            s.detail
+                .first()
+                .is_some_and(|l| l.starts_with("POST https://ps.example/"))
+        })
+        .collect();
+    assert_eq!(ps_posts.len(), 3, "{text}");
+    for step in &ps_posts[..2] {
+        let lines = step.detail.join("\n");
+        assert!(lines.contains(r#""subagent_token":""#), "{lines}");
+        assert!(lines.contains("HTTP/1.1 200 OK"), "{lines}");
+    }
+    // The sub-agent's own request (the third) is refused.
+    assert!(
+        ps_posts[2]
+            .detail
+            .join("\n")
+            .contains("HTTP/1.1 400 Bad Request"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""error":"invalid_subagent_token""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""person":{"iss":"https://ps.example""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn d05_missions() {
+    let t = run(5);
+    let text = t.render();
+    // The blob: the draft's members, no approver, the constraints pinned inside.
+    assert!(
+        text.contains(r#""agent":"aauth:assistant@agent.example""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""aauth-rs:constraints":{"#), "{text}");
+    assert!(!text.contains(r#""approver""#), "{text}");
+    assert!(
+        text.contains(r#""person_tokens":{"https://resource.example":"#),
+        "{text}"
+    );
+    // mission_s256 through the chain: two tokens shown, both carrying it.
+    let under = t
+        .steps
+        .iter()
+        .filter(|s| s.summary == "a token under the mission")
+        .filter(|s| s.detail.iter().any(|l| l.contains(r#""mission_s256":"#)))
+        .count();
+    assert_eq!(under, 2, "{text}");
+    assert!(
+        text.contains(r#""violation":"resource_not_approved""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn d12_mission_lifecycle() {
+    let t = run(12);
+    let text = t.render();
+    assert!(text.contains("page: An agent asks for your approval Your Person Server https://ps.example asks for your approval of a mission"), "{text}");
+    assert!(
+        text.contains("The agent says: Plan the team offsite"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""action":"update""#) && text.contains(r#""action":"completion""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("The agent says: Friday the 12th works for everyone"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""error":"mission_terminated","mission_status":"terminated""#)
+            && text.contains(r#""termination_reason":"completed""#),
+        "{text}"
+    );
+    assert_eq!(
+        t.steps.iter().filter(|s| s.actor == "person").count(),
+        4,
+        "{text}"
+    );
+}
+
+#[test]
+fn d11_trust_established_by_interaction_at_the_access_server() {
+    let t = aauth_demos::demo11_trust_by_interaction().unwrap_or_else(|e| panic!("{e}"));
+    let text = t.render();
+    // The agent is sent to the Access Server's own page (passed through unchanged).
+    assert!(
+        t.steps.iter().any(|s| s.actor == "agent"
+            && s.summary
+                .contains("send alice to https://as.example/interact?code=")),
+        "{text}"
+    );
+    // Its first auth-token request was deferred by its Person Server with the Access
+    // Server's requirement; its poll of the Person Server returned the token.
+    let agent: Vec<&str> = t
+        .steps
+        .iter()
+        .filter(|s| s.actor == "agent")
+        .map(|s| s.summary.as_str())
+        .collect();
+    assert!(
+        agent
+            .iter()
+            .any(|s| s.starts_with("POST https://ps.example/auth-token → 202")),
+        "{text}"
+    );
+    assert!(
+        agent
+            .iter()
+            .any(|s| s.starts_with("GET https://ps.example/pending/") && s.ends_with("→ 200 OK")),
+        "{text}"
+    );
+    assert_eq!(
+        agent.last().copied(),
+        Some("GET https://resource.example/files/report → 200 OK"),
+        "{text}"
+    );
+    // The Person Server asked, then polled the Access Server's pending URL, signed as itself.
+    let ps: Vec<&str> = t
+        .steps
+        .iter()
+        .filter(|s| s.actor == "person server")
+        .map(|s| s.summary.as_str())
+        .collect();
+    assert!(
+        ps.iter()
+            .any(|s| s.starts_with("POST https://as.example/auth-token → 202")),
+        "{text}"
+    );
+    assert!(
+        ps.iter()
+            .any(|s| s.starts_with("GET https://as.example/pending/") && s.ends_with("→ 200 OK")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "aauth-requirement: requirement=interaction;url=\"https://as.example/interact\""
+        ),
+        "{text}"
+    );
+    // The person saw her Person Server and the resource named at the Access Server.
+    assert!(
+        t.steps.iter().any(|s| s.actor == "person"
+            && s.detail.iter().any(
+                |l| l.contains("https://ps.example") && l.contains("https://resource.example")
+            )),
         "{text}"
     );
 }

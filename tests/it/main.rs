@@ -11,6 +11,7 @@
     reason = "a test binary: fixtures are shared between modules and may fail loudly"
 )]
 
+mod browser;
 mod demos;
 mod interop;
 mod world;

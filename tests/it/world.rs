@@ -397,3 +397,794 @@ async fn two_party_session_flow_over_tls() {
         session = next;
     }
 }
+
+/// The three-party flow over TLS with every key discovered from what each party
+/// publishes: the agent's client gets its token from the provider, meets
+/// `requirement=person-token` and then `requirement=auth-token`, verifies the resource
+/// token under the resource's published JWKS (AG-22) before the Person Server sees it,
+/// and the resource verifies the auth token under the Person Server's published JWKS.
+#[tokio::test]
+async fn three_party_flow_over_tls_with_published_keys() {
+    use aauth_agent::{
+        AAuthClient, Agent, AgentError, AgentProvider, AuthTokenRequest, HttpTokenSource,
+        PersonServerClient, PersonTokenRequest,
+    };
+    use aauth_metadata::Published;
+    use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
+    use aauth_tokens::{
+        AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, Unverified, Validation,
+    };
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    #[derive(Clone)]
+    struct Doc;
+    impl Service<http::Request<Full<Bytes>>> for Doc {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+            let who = req
+                .extensions()
+                .get::<Admitted>()
+                .and_then(|a| {
+                    a.person()
+                        .map(|(iss, sub)| format!("{} {sub} {:?}", iss.as_str(), a.scope()))
+                })
+                .unwrap_or_default();
+            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
+        }
+    }
+
+    /// Issues person and auth tokens as a Person Server would (its HTTP side is the
+    /// Person Server issue's).
+    struct StandIn {
+        key: PrivateKey,
+        rs_public: aauth_keys::PublicKey,
+    }
+    #[async_trait::async_trait]
+    impl PersonServerClient for StandIn {
+        async fn person_token(
+            &self,
+            agent: &Agent,
+            req: PersonTokenRequest<'_>,
+        ) -> Result<String, AgentError> {
+            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
+            Ok(PersonTokenBuilder::new(
+                id("https://ps.example"),
+                req.resource.clone(),
+                "person-1",
+                agent.signer().public_key(),
+            )
+            .sign(&self.key, "ps-1", now, &mut OsRandom)
+            .unwrap()
+            .token)
+        }
+        async fn auth_token(
+            &self,
+            agent: &Agent,
+            req: AuthTokenRequest<'_>,
+        ) -> Result<String, AgentError> {
+            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
+            let me = id("https://ps.example");
+            let v = Validation::new(now).audience(&me);
+            let rt = Unverified::<ResourceClaims>::decode(req.resource_token, &v)
+                .unwrap()
+                .finish(&self.rs_public, &v)
+                .unwrap()
+                .claims;
+            Ok(AuthTokenBuilder::new(
+                AuthIssuer::PersonServer,
+                me.clone(),
+                rt.iss,
+                me,
+                rt.sub,
+                agent.signer().public_key(),
+            )
+            .scope(rt.scope.unwrap_or_default())
+            .sign(&self.key, "ps-1", now, &mut OsRandom)
+            .unwrap()
+            .token)
+        }
+    }
+
+    let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
+    let w = World::new().unwrap();
+    let published = |key: &PrivateKey, kid: &str, doc: Published| {
+        let mut jwk = key.public_key().to_jwk();
+        jwk.kid = Some(kid.to_owned());
+        doc.jwks("/jwks.json", &JwkSet::from_jwks(&[jwk]))
+    };
+    let serve_published = |p: Published| -> aauth_demos::world::AsyncHandler {
+        Arc::new(move |req: aauth_demos::world::Request| {
+            let resp = p.respond(req.method(), req.uri().path()).map_or_else(
+                || {
+                    http::Response::builder()
+                        .status(404)
+                        .body(Vec::new())
+                        .unwrap()
+                },
+                |r| r.map(|b| b.to_vec()),
+            );
+            Box::pin(async move { resp })
+        })
+    };
+
+    // The Person Server publishes its document and keys.
+    let ps_key = PrivateKey::ed25519_from_seed(&[11; 32]);
+    let ps_doc = PersonServerMetadata::new(
+        id("https://ps.example"),
+        url("https://ps.example/jwks.json"),
+        HttpsUrl::endpoint("https://ps.example/token").unwrap(),
+        HttpsUrl::endpoint("https://ps.example/person").unwrap(),
+    );
+    w.serve_async(
+        &id("https://ps.example"),
+        serve_published(published(&ps_key, "ps-1", Published::new(&ps_doc))),
+    )
+    .await
+    .unwrap();
+
+    // The agent provider.
+    let provider = Arc::new(
+        AgentProvider::new(
+            id("https://agent.example"),
+            Arc::new(PrivateKey::ed25519_from_seed(&[12; 32])),
+            "key-1",
+        )
+        .unwrap(),
+    );
+    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[13; 32]));
+    provider
+        .enroll(
+            &agent_id,
+            agent_key.public_key(),
+            Some(&id("https://ps.example")),
+        )
+        .unwrap();
+    let p = Arc::clone(&provider);
+    let c = Arc::clone(&clock);
+    w.serve_async(
+        &id("https://agent.example"),
+        aauth_demos::world::provider_handler(p, c),
+    )
+    .await
+    .unwrap();
+
+    // The resource: metadata and JWKS published, an auth-token route, keys discovered.
+    let rs_key = Arc::new(PrivateKey::ed25519_from_seed(&[14; 32]));
+    let mut rs_doc = ResourceMetadata::new(id("https://resource.example"));
+    rs_doc.common.jwks_uri = Some(url("https://resource.example/jwks.json"));
+    rs_doc.access_mode = Some(aauth_metadata::AccessMode::AuthToken);
+    let rs_published = published(&rs_key, "rs-1", Published::new(&rs_doc));
+    let resource_keys = Arc::new(KeyCache::new(
+        Arc::new(w.fetcher()),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let resource = Resource::new(id("https://resource.example"), resource_keys.clone())
+        .resource_tokens(ResourceTokens::new(rs_key.clone(), "rs-1"));
+    let svc = AAuthLayer::new(
+        resource.route(RoutePolicy::new(Access::AuthToken).scope("docs.read")),
+        Arc::clone(&clock),
+    )
+    .layer(Doc);
+    w.serve_async(
+        &id("https://resource.example"),
+        Arc::new(move |req: aauth_demos::world::Request| {
+            let mut svc = svc.clone();
+            let doc = rs_published.respond(req.method(), req.uri().path());
+            Box::pin(async move {
+                if let Some(doc) = doc {
+                    return doc.map(|b| b.to_vec());
+                }
+                let (parts, body) = req.into_parts();
+                let resp = svc
+                    .call(http::Request::from_parts(
+                        parts,
+                        Full::new(Bytes::from(body)),
+                    ))
+                    .await
+                    .unwrap();
+                let (parts, body) = resp.into_parts();
+                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+            })
+        }),
+    )
+    .await
+    .unwrap();
+
+    // The agent: its HTTPS client into the world, a key cache for what it must verify.
+    let transport = w.agent_transport();
+    let agent_keys = Arc::new(KeyCache::new(
+        Arc::new(w.fetcher()),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let agent = Arc::new(Agent::new(
+        agent_id,
+        agent_key,
+        Arc::new(HttpTokenSource::new(
+            id("https://agent.example"),
+            transport.clone(),
+        )),
+    ));
+    let stand_in = Arc::new(StandIn {
+        key: ps_key,
+        rs_public: rs_key.public_key().clone(),
+    });
+    let client = AAuthClient::builder(agent)
+        .clock(Arc::clone(&clock))
+        .person_server(stand_in, agent_keys.clone())
+        .build(transport.clone());
+
+    let resp = client
+        .send(
+            http::Request::get("https://resource.example/docs/1")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.body().as_ref()),
+        (
+            200,
+            br#"https://ps.example person-1 Some("docs.read")"#.as_ref()
+        )
+    );
+    let steps: Vec<String> = transport
+        .take()
+        .iter()
+        .map(|(q, r)| format!("{} {} {}", q.method(), q.uri().path(), r.status().as_u16()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "POST /agent-token 200",
+            "GET /docs/1 401",
+            "GET /docs/1 401",
+            "GET /docs/1 200"
+        ]
+    );
+    // The agent discovered the resource's keys (AG-22) and the Person Server's (the
+    // tokens it received); the resource discovered the provider's and the PS's.
+    assert_eq!(agent_keys.stats().fetches, 2, "{:?}", agent_keys.stats());
+    assert_eq!(
+        resource_keys.stats().fetches,
+        2,
+        "{:?}",
+        resource_keys.stats()
+    );
+}
+
+/// The reqwest adapter carries the agent over real TLS, and never follows a redirect
+/// (which would take the request's `Signature-Key`, and the agent token in it, along).
+#[tokio::test]
+async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aauth_agent::{AAuthClient, Agent, AgentProvider, ReqwestTransport};
+    use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
+    use aauth_tokens::StaticIssuerKeys;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    #[derive(Clone)]
+    struct Named;
+    impl Service<http::Request<Full<Bytes>>> for Named {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+            let who = req
+                .extensions()
+                .get::<Admitted>()
+                .and_then(|a| a.agent().map(|i| i.as_str().to_owned()))
+                .unwrap_or_default();
+            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
+        }
+    }
+
+    let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
+    let provider_key = PrivateKey::ed25519_from_seed(&[21; 32]);
+    let provider = Arc::new(
+        AgentProvider::new(
+            id("https://agent.example"),
+            Arc::new(PrivateKey::ed25519_from_seed(&[21; 32])),
+            "key-1",
+        )
+        .unwrap(),
+    );
+    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[22; 32]));
+    provider
+        .enroll(&agent_id, agent_key.public_key(), None)
+        .unwrap();
+    let keys = StaticIssuerKeys::new().with(
+        &id("https://agent.example"),
+        "aauth-agent.json",
+        "key-1",
+        provider_key.public_key().clone(),
+    );
+    let svc = AAuthLayer::new(
+        Resource::new(id("https://resource.example"), Arc::new(keys))
+            .route(RoutePolicy::new(Access::AgentToken)),
+        Arc::clone(&clock),
+    )
+    .layer(Named);
+
+    let w = World::new().unwrap();
+    w.serve_async(
+        &id("https://resource.example"),
+        Arc::new(move |req: aauth_demos::world::Request| {
+            let mut svc = svc.clone();
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let resp = svc
+                    .call(http::Request::from_parts(
+                        parts,
+                        Full::new(Bytes::from(body)),
+                    ))
+                    .await
+                    .unwrap();
+                let (parts, body) = resp.into_parts();
+                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+            })
+        }),
+    )
+    .await
+    .unwrap();
+    w.serve(
+        &id("https://redirector.example"),
+        Arc::new(|_| {
+            http::Response::builder()
+                .status(302)
+                .header("location", "https://evil.example/steal")
+                .body(Vec::new())
+                .unwrap()
+        }),
+    )
+    .await
+    .unwrap();
+    let stolen = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&stolen);
+    w.serve(
+        &id("https://evil.example"),
+        Arc::new(move |_| {
+            s.fetch_add(1, Ordering::SeqCst);
+            http::Response::new(Vec::new())
+        }),
+    )
+    .await
+    .unwrap();
+
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(w.roots())
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut builder = reqwest::Client::builder().tls_backend_preconfigured(config);
+    for (host, addr) in w.names() {
+        builder = builder.resolve(&host, addr);
+    }
+    let transport = Arc::new(ReqwestTransport::new(builder).unwrap());
+    let client = AAuthClient::builder(Arc::new(Agent::new(agent_id, agent_key, provider)))
+        .clock(clock)
+        .build(transport);
+
+    let resp = client
+        .send(
+            http::Request::get("https://resource.example/data")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.body().as_ref()),
+        (200, b"aauth:assistant@agent.example".as_ref())
+    );
+    let resp = client
+        .send(
+            http::Request::get("https://redirector.example/x")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 302, "handed back, not followed");
+    assert_eq!(stolen.load(Ordering::SeqCst), 0);
+}
+
+/// The agent's governance calls over TLS: a mission, a permission, an audit record, and a
+/// question a Person Server without a channel to the person cannot ask.
+#[tokio::test]
+async fn governance_calls_over_tls() {
+    use aauth_agent::{
+        Agent, AgentError, AgentProvider, HttpPersonServer, HttpTokenSource, Permission,
+    };
+    use aauth_person_server::{MemoryStore, PersonServer};
+
+    let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
+    let w = World::new().unwrap();
+    let provider = Arc::new(
+        AgentProvider::new(
+            id("https://agent.example"),
+            Arc::new(PrivateKey::ed25519_from_seed(&[41; 32])),
+            "key-1",
+        )
+        .unwrap(),
+    );
+    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[42; 32]));
+    provider
+        .enroll(&agent_id, agent_key.public_key(), None)
+        .unwrap();
+    let p = Arc::clone(&provider);
+    let c = Arc::clone(&clock);
+    w.serve_async(
+        &id("https://agent.example"),
+        aauth_demos::world::provider_handler(p, c),
+    )
+    .await
+    .unwrap();
+    let keys = Arc::new(KeyCache::new(
+        Arc::new(w.fetcher_allowing(&["agent.example"])),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let ps = Arc::new(
+        PersonServer::new(
+            id("https://ps.example"),
+            Arc::new(PrivateKey::ed25519_from_seed(&[43; 32])),
+            "ps-1",
+            keys,
+            Arc::new(MemoryStore::default()),
+            [1; 32],
+        )
+        .unwrap(),
+    );
+    ps.store()
+        .bind(&id("https://agent.example"), &agent_id, "alice")
+        .await
+        .unwrap();
+    let ps2 = Arc::clone(&ps);
+    let c = Arc::clone(&clock);
+    w.serve_async(
+        &id("https://ps.example"),
+        aauth_demos::world::ps_handler(ps2, c),
+    )
+    .await
+    .unwrap();
+    let transport = w.agent_transport();
+    let agent = Agent::new(
+        agent_id,
+        agent_key,
+        Arc::new(HttpTokenSource::new(
+            id("https://agent.example"),
+            transport.clone(),
+        )),
+    );
+    let client = HttpPersonServer::new(id("https://ps.example"), transport.clone()).clock(clock);
+    let mission = client
+        .propose_mission(
+            &agent,
+            serde_json::json!({"description": "tidy files", "tools": [{"name": "MoveFile"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .permission(&agent, "MoveFile", None, Some(&mission.s256))
+            .await
+            .unwrap(),
+        Permission::Granted
+    );
+    client
+        .audit(&agent, &mission.s256, "MoveFile", Some("moved 3 files"))
+        .await
+        .unwrap();
+    let log = ps
+        .store()
+        .mission(&mission.s256)
+        .await
+        .unwrap()
+        .unwrap()
+        .log;
+    assert_eq!(log.last().map(|e| e.event.as_str()), Some("audit"));
+    match client.ask(&agent, "Keep the duplicates?").await {
+        Err(AgentError::PersonServer { status, error }) => {
+            assert_eq!((status.as_u16(), error.as_str()), (403, "user_unreachable"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A terminated mission refuses audit records.
+    ps.terminate_mission(
+        &mission.s256,
+        aauth_person_server::TerminationReason::Revoked,
+        aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock),
+    )
+    .await
+    .unwrap();
+    match client.audit(&agent, &mission.s256, "MoveFile", None).await {
+        Err(AgentError::PersonServer { status, error }) => assert_eq!(
+            (status.as_u16(), error.as_str()),
+            (403, "mission_terminated")
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Revocation end to end over TLS: the provider revokes the agent token at the Person
+/// Server, which revokes the person and auth tokens it issued to that agent and tells the
+/// resource; the agent's cached auth token is refused there at once with `revoked_jwt`.
+#[tokio::test]
+async fn an_agent_token_revocation_reaches_the_resource() {
+    use aauth_agent::{AAuthClient, Agent, AgentProvider, HttpPersonServer, HttpTokenSource};
+    use aauth_metadata::{DiscoveryResolver, Published};
+    use aauth_person_server::{HttpRevocationNotifier, MemoryStore, PersonServer};
+    use aauth_resource::{
+        AAuthLayer, Access, MemoryRevocationList, Resource, ResourceTokens, RevocationEndpoint,
+        RoutePolicy,
+    };
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    #[derive(Clone)]
+    struct Ok200;
+    impl Service<http::Request<Full<Bytes>>> for Ok200 {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<Full<Bytes>>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+                b"ok",
+            )))))
+        }
+    }
+
+    let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
+    let w = World::new().unwrap();
+    let provider_key = Arc::new(PrivateKey::ed25519_from_seed(&[51; 32]));
+    let provider = Arc::new(
+        AgentProvider::new(id("https://agent.example"), provider_key.clone(), "key-1").unwrap(),
+    );
+    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[52; 32]));
+    provider
+        .enroll(
+            &agent_id,
+            agent_key.public_key(),
+            Some(&id("https://ps.example")),
+        )
+        .unwrap();
+    w.serve_async(
+        &id("https://agent.example"),
+        aauth_demos::world::provider_handler(Arc::clone(&provider), Arc::clone(&clock)),
+    )
+    .await
+    .unwrap();
+
+    // The Person Server: takes revocations from the provider, tells resources.
+    let ps_key = Arc::new(PrivateKey::ed25519_from_seed(&[53; 32]));
+    let ps_keys = Arc::new(KeyCache::new(
+        Arc::new(w.fetcher_allowing(&["agent.example", "resource.example"])),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let ps_out = w.agent_transport_allowing(&["resource.example"]);
+    let notifier = HttpRevocationNotifier::new(
+        id("https://ps.example"),
+        ps_key.clone(),
+        "ps-1",
+        ps_out.clone(),
+        Arc::clone(&clock),
+    );
+    let ps = Arc::new(
+        PersonServer::new(
+            id("https://ps.example"),
+            ps_key,
+            "ps-1",
+            ps_keys,
+            Arc::new(MemoryStore::default()),
+            [5; 32],
+        )
+        .unwrap()
+        .accept_revocations_from([id("https://agent.example")])
+        .notify_revocations(Arc::new(notifier)),
+    );
+    ps.store()
+        .bind(&id("https://agent.example"), &agent_id, "alice")
+        .await
+        .unwrap();
+    w.serve_async(
+        &id("https://ps.example"),
+        aauth_demos::world::ps_handler(Arc::clone(&ps), Arc::clone(&clock)),
+    )
+    .await
+    .unwrap();
+
+    // The resource: auth-token API, a revocation endpoint trusting the Person Server.
+    let rs_key = Arc::new(PrivateKey::ed25519_from_seed(&[54; 32]));
+    let mut doc = ResourceMetadata::new(id("https://resource.example"));
+    doc.common.jwks_uri = Some(url("https://resource.example/jwks.json"));
+    doc.revocation_endpoint = Some(HttpsUrl::endpoint("https://resource.example/revoke").unwrap());
+    let mut jwk = rs_key.public_key().to_jwk();
+    jwk.kid = Some("rs-1".to_owned());
+    let published = Published::new(&doc).jwks("/jwks.json", &JwkSet::from_jwks(&[jwk]));
+    let rs_keys = Arc::new(KeyCache::new(
+        Arc::new(w.fetcher_allowing(&["agent.example", "ps.example"])),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let list = Arc::new(MemoryRevocationList::new(60, 10_000));
+    let revoke_at = Arc::new(RevocationEndpoint::new(
+        Arc::new(DiscoveryResolver::new(KeyCache::new(
+            Arc::new(w.fetcher_allowing(&["ps.example"])),
+            Arc::clone(&clock),
+            CacheConfig::default(),
+        ))),
+        [&id("https://ps.example")],
+        Arc::clone(&list),
+    ));
+    let resource = Resource::new(id("https://resource.example"), rs_keys)
+        .resource_tokens(ResourceTokens::new(rs_key, "rs-1"))
+        .revocations(list);
+    let api = AAuthLayer::new(
+        resource.route(RoutePolicy::new(Access::AuthToken).scope("read")),
+        Arc::clone(&clock),
+    )
+    .layer(Ok200);
+    let c = Arc::clone(&clock);
+    w.serve_async(
+        &id("https://resource.example"),
+        Arc::new(move |req: aauth_demos::world::Request| {
+            let (mut api, revoke_at, c) = (api.clone(), Arc::clone(&revoke_at), Arc::clone(&c));
+            let doc = published.respond(req.method(), req.uri().path());
+            Box::pin(async move {
+                if let Some(d) = doc {
+                    return d.map(|b| b.to_vec());
+                }
+                let (parts, body) = req.into_parts();
+                if parts.uri.path() == "/revoke" {
+                    return revoke_at
+                        .handle(&parts, &body, c.now())
+                        .await
+                        .map(|b| b.to_vec());
+                }
+                let resp = api
+                    .call(http::Request::from_parts(
+                        parts,
+                        Full::new(Bytes::from(body)),
+                    ))
+                    .await
+                    .unwrap();
+                let (parts, body) = resp.into_parts();
+                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+            })
+        }),
+    )
+    .await
+    .unwrap();
+
+    let transport = w.agent_transport();
+    let agent = Arc::new(Agent::new(
+        agent_id,
+        agent_key,
+        Arc::new(HttpTokenSource::new(
+            id("https://agent.example"),
+            transport.clone(),
+        )),
+    ));
+    let agent_keys = Arc::new(KeyCache::new(
+        Arc::new(w.fetcher()),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let client = AAuthClient::builder(Arc::clone(&agent))
+        .clock(Arc::clone(&clock))
+        .person_server(
+            Arc::new(
+                HttpPersonServer::new(id("https://ps.example"), transport.clone())
+                    .clock(Arc::clone(&clock)),
+            ),
+            agent_keys,
+        )
+        .build(transport.clone());
+    let get = || {
+        http::Request::get("https://resource.example/doc")
+            .body(Bytes::new())
+            .unwrap()
+    };
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    drop(transport.take());
+
+    // The provider revokes the agent token at the Person Server.
+    let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
+    let agent_token = agent.token(now).await.unwrap();
+    let jti = aauth_tokens::Unverified::<aauth_tokens::AgentClaims>::decode(
+        &agent_token.token,
+        &aauth_tokens::Validation::new(now),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+    let mut req = http::Request::post("https://ps.example/revocation")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"jti": jti, "exp": agent_token.exp})
+                .to_string()
+                .into_bytes(),
+        )
+        .unwrap();
+    let scheme = Scheme::JwksUri {
+        id: "https://agent.example".to_owned(),
+        dwk: "aauth-agent.json".to_owned(),
+        kid: "key-1".to_owned(),
+    };
+    sign_request(&mut req, provider_key.as_ref(), &scheme, now).unwrap();
+    assert_eq!(w.send(req).await.unwrap().status(), 200);
+
+    // The cached auth token is refused at the resource now (revoked_jwt); the client gets
+    // a fresh person token, which the revoked agent token cannot: it gets a fresh agent
+    // token from the provider (AG-60) and completes the flow again with new tokens.
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    let seen: Vec<String> = transport
+        .take()
+        .iter()
+        .map(|(q, r)| format!("{} {} {}", q.method(), q.uri(), r.status().as_u16()))
+        .collect();
+    let told: Vec<String> = ps_out
+        .take()
+        .iter()
+        .map(|(q, r)| format!("{} {} {}", q.method(), q.uri(), r.status().as_u16()))
+        .collect();
+    assert!(
+        told.contains(&"POST https://resource.example/revoke 200".to_owned()),
+        "the Person Server told the resource: {told:?}"
+    );
+    assert_eq!(
+        seen,
+        [
+            "GET https://resource.example/doc 401",
+            "GET https://resource.example/doc 401",
+            "POST https://ps.example/person-token 401",
+            "POST https://agent.example/agent-token 200",
+            "POST https://ps.example/person-token 200",
+            "GET https://resource.example/doc 401",
+            "POST https://ps.example/auth-token 200",
+            "GET https://resource.example/doc 200",
+        ],
+        "{seen:?}"
+    );
+}

@@ -43,9 +43,10 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
         let who = req.extensions().get::<Admitted>().map_or_else(
             || serde_json::json!({}),
-            |a| match (a.agent(), a.pseudonym()) {
-                (Some(agent), _) => serde_json::json!({ "message": "Access granted", "agent": agent.as_str() }),
-                (_, Some(t)) => serde_json::json!({ "message": "Access granted", "scheme": "hwk", "pseudonym": t.as_str(), "method": req.method().as_str() }),
+            |a| match (a.agent(), a.pseudonym(), a.person()) {
+                (Some(agent), _, _) => serde_json::json!({ "message": "Access granted", "agent": agent.as_str() }),
+                (_, _, Some((iss, sub))) => serde_json::json!({ "message": "Access granted", "person": { "iss": iss.as_str(), "sub": sub }, "scope": a.scope() }),
+                (_, Some(t), _) => serde_json::json!({ "message": "Access granted", "scheme": "hwk", "pseudonym": t.as_str(), "method": req.method().as_str() }),
                 _ => serde_json::json!({ "message": "Access granted" }),
             },
         );
@@ -146,6 +147,8 @@ pub(crate) fn show_request(req: &Request) -> Vec<String> {
 pub(crate) fn show_response(resp: &Response) -> Vec<String> {
     let mut out = vec![format!("HTTP/1.1 {}", resp.status())];
     for name in [
+        "location",
+        "retry-after",
         "aauth-requirement",
         "signature-error",
         "accept-signature-scheme",

@@ -9,9 +9,23 @@
 //! Person Server, Access Server) and the demo world of real TLS servers on loopback;
 //! [`DEMOS`] lists each with its status.
 
+pub mod browser;
 mod d00_core;
 mod d01_pseudonymous;
 mod d02_agent_identity;
+mod d03_three_party;
+mod d04_consent;
+pub use d04_consent::run_live as demo4_live;
+mod d05_missions;
+mod d06_subagents;
+mod d07_call_chaining;
+mod d08_clarification;
+mod d09_interaction_chaining;
+mod d10_authorization_endpoint;
+mod d11_four_party;
+pub use d11_four_party::run_binding as demo11_trust_by_interaction;
+mod intermediary;
+mod parties;
 pub mod world;
 
 use std::fmt::Write as _;
@@ -86,9 +100,6 @@ pub struct Demo {
     pub status: Status,
 }
 
-const PERSON_SERVER: &str = "the Person Server (issue: Person Server)";
-const ACCESS_SERVER: &str = "the Access Server and federation (issue: Access Server)";
-
 /// Every demo, in order.
 pub const DEMOS: [Demo; 13] = [
     Demo {
@@ -111,83 +122,63 @@ pub const DEMOS: [Demo; 13] = [
     },
     Demo {
         number: 3,
-        slug: "person-identity",
-        title: "Phase 3: person identity (person token)",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "autonomous",
+        title: "Phase 3: autonomous three-party authorization (person token, resource token, auth token from the PS)",
+        status: Status::Ready(d03_three_party::run),
     },
     Demo {
         number: 4,
-        slug: "three-party",
-        title: "Phase 4: three-party authorization (auth token from the PS)",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "consent",
+        title: "Phase 4: user delegation (deferred 202, interaction code, consent page)",
+        status: Status::Ready(d04_consent::run),
     },
     Demo {
         number: 5,
-        slug: "consent",
-        title: "Phase 5: consent and deferred responses",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "missions",
+        title: "Phase 5: missions",
+        status: Status::Ready(d05_missions::run),
     },
     Demo {
         number: 6,
-        slug: "clarification",
-        title: "Phase 6: clarification chat",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "sub-agents",
+        title: "Phase 6: agent delegation (sub-agents)",
+        status: Status::Ready(d06_subagents::run),
     },
     Demo {
         number: 7,
         slug: "call-chaining",
         title: "Phase 7: call chaining",
-        status: Status::Pending {
-            needs: ACCESS_SERVER,
-        },
+        status: Status::Ready(d07_call_chaining::run),
     },
     Demo {
         number: 8,
-        slug: "missions",
-        title: "Phase 8: missions",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "clarification",
+        title: "Phase 8: clarification chat",
+        status: Status::Ready(d08_clarification::run),
     },
     Demo {
         number: 9,
         slug: "interaction-chaining",
         title: "Phase 9: interaction chaining",
-        status: Status::Pending {
-            needs: ACCESS_SERVER,
-        },
+        status: Status::Ready(d09_interaction_chaining::run),
     },
     Demo {
         number: 10,
-        slug: "sub-agents",
-        title: "Phase 10: sub-agents",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "authorization-endpoint",
+        title: "Phase 10: the resource's authorization endpoint (proactive resource token)",
+        status: Status::Ready(d10_authorization_endpoint::run),
     },
     Demo {
         number: 11,
         slug: "four-party",
-        title: "Phase 11: PS–AS federation (four-party)",
-        status: Status::Pending {
-            needs: ACCESS_SERVER,
-        },
+        title: "Phase 11: PS–AS trust (federated four-party path)",
+        status: Status::Ready(d11_four_party::run),
     },
     Demo {
         number: 12,
-        slug: "governance",
-        title: "Phase 12: governance (permission, audit, revocation)",
-        status: Status::Pending {
-            needs: PERSON_SERVER,
-        },
+        slug: "mission-lifecycle",
+        title: "Phase 12: mission lifecycle end to end",
+        status: Status::Ready(d05_missions::run_lifecycle),
     },
 ];
 

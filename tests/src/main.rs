@@ -1,4 +1,5 @@
-//! `cargo run -p aauth-demos -- [N|all|--list]` (or `cargo xtask demo`).
+//! `cargo run -p aauth-demos -- [N|all|--list]` (or `cargo xtask demo`); `4 --live` for
+//! demo 4 with a person at a real browser.
 
 #![allow(
     clippy::print_stdout,
@@ -11,7 +12,27 @@ use std::process::ExitCode;
 use aauth_demos::{DEMOS, Status};
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--live") {
+        if args.iter().any(|a| a != "--live" && a != "4") {
+            eprintln!(
+                "--live is for demo 4 (a person at a real browser): cargo xtask demo 4 --live"
+            );
+            return ExitCode::FAILURE;
+        }
+        println!("=== Demo 4 (live): a person consents in a real browser ===");
+        return match aauth_demos::demo4_live(&|s| println!("{s}")) {
+            Ok(t) => {
+                print!("{}", t.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("demo 4 FAILED: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let arg = args.first().cloned().unwrap_or_else(|| "all".to_owned());
     if arg == "--list" {
         for d in DEMOS {
             let state = match d.status {

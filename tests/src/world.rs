@@ -20,6 +20,7 @@ use aauth_metadata::{
 };
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
+use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
@@ -65,6 +66,8 @@ pub struct World {
     ca: CertifiedIssuer<'static, KeyPair>,
     names: Names,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// base64(SHA-256(SubjectPublicKeyInfo)) of each server's key, for a browser.
+    spki: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for World {
@@ -107,6 +110,7 @@ impl World {
             ca: CertifiedIssuer::self_signed(p, KeyPair::generate()?)?,
             names: Arc::default(),
             tasks: Mutex::default(),
+            spki: Mutex::default(),
         })
     }
 
@@ -140,6 +144,14 @@ impl World {
         }
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(vec![host.clone()])?.signed_by(&key, &self.ca)?;
+        self.spki
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(base64::engine::general_purpose::STANDARD.encode(
+                <sha2::Sha256 as sha2::Digest>::digest(
+                    rcgen::PublicKeyData::subject_public_key_info(&key),
+                ),
+            ));
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone(), self.ca.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -162,6 +174,16 @@ impl World {
 
     fn lock_names(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SocketAddr>> {
         self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// base64(SHA-256(SubjectPublicKeyInfo)) of every server's key: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes to trust exactly these servers.
+    #[must_use]
+    pub fn spki_hashes(&self) -> Vec<String> {
+        self.spki
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The world's names, each with its socket.
@@ -200,6 +222,21 @@ impl World {
         Arc::new(HttpsTransport::with_roots(self.roots()))
     }
 
+    /// A guarded fetcher into the world allowing exactly `hosts`, whether or not they
+    /// are served yet (names resolve when a fetch happens): for parties created before
+    /// the servers they will fetch from.
+    #[must_use]
+    pub fn fetcher_allowing(&self, hosts: &[&str]) -> GuardedFetch<WorldResolver, HttpsTransport> {
+        GuardedFetch::new(
+            hosts
+                .iter()
+                .fold(EgressPolicy::new(), |p, host| p.allow_host(host)),
+            self.resolver(),
+            self.transport(),
+            FetchLimits::default(),
+        )
+    }
+
     /// A guarded fetcher into the world, for discovery.
     #[must_use]
     pub fn fetcher(&self) -> GuardedFetch<WorldResolver, HttpsTransport> {
@@ -212,7 +249,82 @@ impl World {
     }
 }
 
+/// The agent's HTTPS client into the world (the `aauth-agent` client over real TLS,
+/// resolving world names, egress limited to them), recording each exchange for the
+/// transcript.
+pub struct Recorder {
+    inner: aauth_agent::HttpsClient<WorldResolver>,
+    log: Mutex<Vec<(Request, Response)>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// The exchanges since the last call.
+    pub fn take(&self) -> Vec<(Request, Response)> {
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[async_trait]
+impl aauth_agent::Transport for Recorder {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, aauth_agent::AgentError> {
+        let mut seen = http::Request::new(req.body().to_vec());
+        *seen.method_mut() = req.method().clone();
+        *seen.uri_mut() = req.uri().clone();
+        *seen.headers_mut() = req.headers().clone();
+        let resp = self.inner.send(req).await?;
+        let mut shown = http::Response::new(resp.body().to_vec());
+        *shown.status_mut() = resp.status();
+        *shown.headers_mut() = resp.headers().clone();
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((seen, shown));
+        Ok(resp)
+    }
+}
+
 impl World {
+    /// The agent's HTTPS client into the world as it is now (create it after the
+    /// servers it must reach).
+    #[must_use]
+    pub fn agent_transport(&self) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            inner: aauth_agent::HttpsClient::with_resolver(
+                self.resolver(),
+                HttpsTransport::with_roots(self.roots()),
+            )
+            .egress(self.egress_policy()),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// As [`World::agent_transport`], allowing exactly `hosts` (served yet or not): for a
+    /// party created before the servers it will call.
+    #[must_use]
+    pub fn agent_transport_allowing(&self, hosts: &[&str]) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            inner: aauth_agent::HttpsClient::with_resolver(
+                self.resolver(),
+                HttpsTransport::with_roots(self.roots()),
+            )
+            .egress(
+                hosts
+                    .iter()
+                    .fold(EgressPolicy::new(), |p, host| p.allow_host(host)),
+            ),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
     /// Sends `req` (an absolute `https://` URI naming a world server) over TLS verified
     /// against the world's CA, and returns the whole response. The demos' HTTP client.
     ///
@@ -275,6 +387,48 @@ impl World {
         Ok(http::Response::from_parts(parts, body))
     }
 }
+
+fn not_found() -> Response {
+    let mut r = Response::new(Vec::new());
+    *r.status_mut() = http::StatusCode::NOT_FOUND;
+    r
+}
+
+/// A world handler serving an agent provider: its documents and token endpoints.
+pub fn provider_handler(
+    provider: Arc<aauth_agent::AgentProvider>,
+    clock: Arc<dyn aauth_keys::time::Clock>,
+) -> AsyncHandler {
+    Arc::new(move |req: Request| {
+        let (provider, clock) = (Arc::clone(&provider), Arc::clone(&clock));
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            provider
+                .handle(&parts, &body, clock.now())
+                .await
+                .map_or_else(not_found, |r| r.map(|b| b.to_vec()))
+        })
+    })
+}
+
+/// A world handler serving a Person Server: its documents, endpoints and pages.
+pub fn ps_handler(
+    ps: Arc<aauth_person_server::PersonServer>,
+    clock: Arc<dyn aauth_keys::time::Clock>,
+) -> AsyncHandler {
+    Arc::new(move |req: Request| {
+        let (ps, clock) = (Arc::clone(&ps), Arc::clone(&clock));
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            ps.handle(&parts, &body, clock.now())
+                .await
+                .map_or_else(not_found, |r| r.map(|b| b.to_vec()))
+        })
+    })
+}
+
+/// The guarded fetcher into the world ([`World::fetcher`]).
+pub type GuardedWorldFetch = GuardedFetch<WorldResolver, HttpsTransport>;
 
 /// The world's name → socket map as a [`Resolve`].
 #[derive(Debug, Clone)]

@@ -27,10 +27,53 @@ fn pinned(core: &str, taskset: bool, bin: &str) -> Command {
     }
 }
 
+fn warm(taskset: bool, bin: &str) -> Result<f64, String> {
+    let out = pinned("0", taskset, bin)
+        .arg("warm")
+        .output()
+        .map_err(|e| format!("load warm: {e}"))?;
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    field(&line, "warm_us").ok_or_else(|| format!("load warm printed {line:?}"))
+}
+
+/// One server (pinned to core 0) driven by one client (core 1); the client's line.
+fn one_run(taskset: bool, bin: &str, mode: &str, drive: &[&str]) -> Result<String, String> {
+    let mut server = pinned("0", taskset, bin)
+        .args(["serve", mode])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("load serve: {e}"))?;
+    let mut first = String::new();
+    if let Some(stdout) = server.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut first);
+    }
+    let port = field(&first, "port").ok_or_else(|| format!("load serve printed {first:?}"));
+    let outcome = port.and_then(|port| {
+        let port = format!("{port}");
+        let mut args = vec!["drive", mode, &port];
+        args.extend_from_slice(drive);
+        pinned("1", taskset, bin)
+            .args(&args)
+            .output()
+            .map_err(|e| format!("load drive: {e}"))
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = outcome?;
+    if !out.status.success() {
+        return Err(format!(
+            "load drive {mode} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds = "5".to_owned();
     let mut connections = "16".to_owned();
     let mut max = "100000".to_owned();
+    let mut pipeline = "16".to_owned();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let v = it
@@ -41,9 +84,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--seconds" => seconds = v,
             "--connections" => connections = v,
             "--max" => max = v,
+            "--pipeline" => pipeline = v,
             other => {
                 return Err(format!(
-                    "unknown option {other}; options: --seconds --connections --max"
+                    "unknown option {other}; options: --seconds --connections --max --pipeline"
                 ));
             }
         }
@@ -63,54 +107,31 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if !taskset {
         eprintln!("!! taskset not found: server and client are not pinned to separate cores");
     }
-    let out = pinned("0", taskset, &bin)
-        .arg("warm")
-        .output()
-        .map_err(|e| format!("load warm: {e}"))?;
-    let warm_line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let warm_us =
-        field(&warm_line, "warm_us").ok_or_else(|| format!("load warm printed {warm_line:?}"))?;
-
-    let mut results = Vec::new();
-    for mode in ["aauth", "plain"] {
-        let mut server = pinned("0", taskset, &bin)
-            .args(["serve", mode])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("load serve: {e}"))?;
-        let mut first = String::new();
-        if let Some(stdout) = server.stdout.take() {
-            let _ = BufReader::new(stdout).read_line(&mut first);
+    // The warm verification is timed before and after the runs (this VM's speed drifts
+    // over seconds); the ratio uses their mean.
+    let before = warm(taskset, &bin)?;
+    let mut lines = Vec::new();
+    for depth in ["1", pipeline.as_str()] {
+        for mode in ["aauth", "plain"] {
+            let line = one_run(taskset, &bin, mode, &[&seconds, &connections, &max, depth])?;
+            eprintln!("{mode:>5}, {depth:>2} in flight per connection: {line}");
+            lines.push((depth.to_owned(), mode, line));
         }
-        let port = field(&first, "port").ok_or_else(|| format!("load serve printed {first:?}"));
-        let outcome = port.and_then(|port| {
-            let port = format!("{port}");
-            pinned("1", taskset, &bin)
-                .args(["drive", mode, &port, &seconds, &connections, &max])
-                .output()
-                .map_err(|e| format!("load drive: {e}"))
-        });
-        let _ = server.kill();
-        let _ = server.wait();
-        let out = outcome?;
-        let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() {
-            return Err(format!(
-                "load drive {mode} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        eprintln!("{mode:>5}: {line}");
-        results.push(line);
     }
-    let rps = field(&results[0], "rps").unwrap_or(0.0);
-    let plain = field(&results[1], "rps").unwrap_or(0.0);
-    let share = rps * warm_us / 1e6;
-    eprintln!(
-        "warm verification {warm_us:.2} µs; verified rps × warm time = {share:.3} (target ≥ 0.8: {}); \
-         AAuth rps / plain rps = {:.3}",
-        if share >= 0.8 { "met" } else { "NOT met" },
-        if plain > 0.0 { rps / plain } else { 0.0 }
-    );
+    let after = warm(taskset, &bin)?;
+    let warm_us = f64::midpoint(before, after);
+    eprintln!("warm verification {before:.2} µs before, {after:.2} µs after (mean {warm_us:.2})");
+    for pair in lines.chunks(2) {
+        let rps = field(&pair[0].2, "rps").unwrap_or(0.0);
+        let plain = field(&pair[1].2, "rps").unwrap_or(0.0);
+        let share = rps * warm_us / 1e6;
+        eprintln!(
+            "{:>2} in flight: verified rps × warm time = {share:.3} (target ≥ 0.8: {}); \
+             AAuth rps / plain rps = {:.3}",
+            pair[0].0,
+            if share >= 0.8 { "met" } else { "NOT met" },
+            if plain > 0.0 { rps / plain } else { 0.0 }
+        );
+    }
     Ok(())
 }

@@ -23,6 +23,7 @@ cargo xtask <command>
 
   ci [fmt|clippy|test|doc|deny|tidy]   run every CI job (or one), cheapest first
   demo [N|all|--list]                  run the demos and print their transcripts
+  demo 4 --live                        demo 4 with you as the person, in your own browser
   fuzz [--smoke | <target> [--seconds N]]
                                        run the cargo-fuzz targets in fuzz/ (needs cargo-fuzz)
   bench                                run the criterion benchmarks (cargo bench)

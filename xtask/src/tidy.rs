@@ -7,13 +7,16 @@ mod tests {
     use std::process::Command;
 
     /// Layer of each workspace library crate.
-    const LAYERS: [(&str, u8); 6] = [
+    const LAYERS: [(&str, u8); 9] = [
         ("aauth-keys", 0),
         ("aauth-headers", 0),
         ("aauth-tokens", 1),
         ("aauth-signing", 1),
         ("aauth-metadata", 2),
         ("aauth-resource", 3),
+        ("aauth-agent", 3),
+        ("aauth-person-server", 4),
+        ("aauth-access-server", 4),
     ];
 
     /// Crates that do I/O or pick a runtime: never below layer 2.

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! load serve aauth|plain          serve on 127.0.0.1:0, print "port=N", run until killed
-//! load drive aauth|plain PORT S C N
+//! load drive aauth|plain PORT S C N [P]
 //!                                 send at most N requests over C connections for S seconds,
+//!                                 P at a time per connection (HTTP/1.1 pipelining; default 1),
 //!                                 print "rps=… p50_us=… p90_us=… p99_us=… sent=… failed=…"
 //! load warm                       time the warm verification in process, print "warm_us=…"
 //! ```
@@ -129,6 +130,7 @@ async fn serve(aauth: bool) -> Result<(), String> {
                         async move { svc.call(req).await }
                     });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .pipeline_flush(true)
                     .serve_connection(io, svc)
                     .await;
             });
@@ -143,6 +145,7 @@ async fn serve(aauth: bool) -> Result<(), String> {
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .pipeline_flush(true)
                     .serve_connection(io, svc)
                     .await;
             });
@@ -163,6 +166,7 @@ async fn drive(
     seconds: u64,
     connections: usize,
     max: usize,
+    pipeline: usize,
 ) -> Result<(), String> {
     // Fresh signed requests, made before the clock starts: one signature each.
     let clock = SystemClock;
@@ -186,6 +190,10 @@ async fn drive(
             parts,
             Full::new(Bytes::from(body)),
         ));
+    }
+    if pipeline > 1 {
+        let raw: Vec<Vec<u8>> = requests.iter().map(serialize).collect();
+        return drive_pipelined(raw, port, seconds, connections, pipeline).await;
     }
     let requests = Arc::new(std::sync::Mutex::new(requests.into_iter()));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -218,6 +226,135 @@ async fn drive(
                     _ => {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(e)?);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    println!(
+        "rps={:.0} p50_us={} p90_us={} p99_us={} sent={} failed={}",
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99),
+        all.len(),
+        failed.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+/// A request as HTTP/1.1 bytes on the wire.
+fn serialize(req: &http::Request<Full<Bytes>>) -> Vec<u8> {
+    let mut out = format!("{} {} HTTP/1.1\r\n", req.method(), req.uri()).into_bytes();
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// How many complete responses `buf` holds from `at` on, and where the next begins;
+/// `Err` for a response that is not a 2xx with a `content-length`.
+fn parse_responses(buf: &[u8], mut at: usize, want: usize) -> Result<(usize, usize), String> {
+    let mut done = 0;
+    while done < want {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[at..]) {
+            Ok(httparse::Status::Complete(head)) => {
+                if !resp.code.is_some_and(|c| (200..300).contains(&c)) {
+                    return Err(format!("status {:?}", resp.code));
+                }
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or("no content-length")?;
+                if buf.len() < at + head + len {
+                    break;
+                }
+                at += head + len;
+                done += 1;
+            }
+            Ok(httparse::Status::Partial) => break,
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    Ok((done, at))
+}
+
+/// Each connection writes `pipeline` requests at once, then reads their responses.
+async fn drive_pipelined(
+    raw: Vec<Vec<u8>>,
+    port: u16,
+    seconds: u64,
+    connections: usize,
+    pipeline: usize,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let raw = Arc::new(raw);
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (raw, next, failed) = (Arc::clone(&raw), Arc::clone(&next), Arc::clone(&failed));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return lat;
+            };
+            let _ = tcp.set_nodelay(true);
+            let mut out = Vec::new();
+            let mut buf = Vec::with_capacity(64 * 1024);
+            let mut chunk = vec![0u8; 64 * 1024];
+            while Instant::now() < deadline {
+                let first = next.fetch_add(pipeline, Ordering::Relaxed);
+                if first >= raw.len() {
+                    break;
+                }
+                let batch = &raw[first..raw.len().min(first + pipeline)];
+                out.clear();
+                for r in batch {
+                    out.extend_from_slice(r);
+                }
+                let t0 = Instant::now();
+                if tcp.write_all(&out).await.is_err() {
+                    failed.fetch_add(batch.len(), Ordering::Relaxed);
+                    break;
+                }
+                buf.clear();
+                let (mut got, mut at) = (0, 0);
+                while got < batch.len() {
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    match parse_responses(&buf, at, batch.len() - got) {
+                        Ok((n, next_at)) => {
+                            got += n;
+                            at = next_at;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let us = t0.elapsed().as_micros() as u64;
+                lat.extend(std::iter::repeat_n(us, got));
+                if got < batch.len() {
+                    failed.fetch_add(batch.len() - got, Ordering::Relaxed);
+                    break;
                 }
             }
             lat
@@ -301,9 +438,10 @@ fn main() -> ExitCode {
             num(3, 5),
             num(4, 8) as usize,
             num(5, 50_000) as usize,
+            num(6, 1) as usize,
         )),
         Some("warm") => rt.block_on(warm()),
-        _ => Err("usage: load serve aauth|plain | load drive aauth|plain PORT SECONDS CONNECTIONS MAX | load warm".to_owned()),
+        _ => Err("usage: load serve aauth|plain | load drive aauth|plain PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,464 @@
+//! A real browser on the consent page: headless Chromium driven over W3C WebDriver
+//! (`chromedriver`), reaching the demo world's servers under their own names.
+//!
+//! Chromium is told where the world's names live (`--host-resolver-rules`, every other
+//! name unresolvable) and to accept exactly the world's server keys
+//! (`--ignore-certificate-errors-spki-list`, the SHA-256 of each server's
+//! SubjectPublicKeyInfo); nothing else about TLS is relaxed.
+//!
+//! The WebDriver client here is the handful of commands the test needs, over HTTP/1.1 to
+//! `chromedriver` on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aauth_agent::{AAuthClient, Agent, HttpPersonServer, HttpTokenSource, Interaction, PollPolicy};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use crate::parties::{Options, PASSWORD, parties};
+use crate::world::World;
+
+fn e<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Where `name` is on `PATH`, if it is.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// The browser and its driver: `AAUTH_CHROMIUM` and `AAUTH_CHROMEDRIVER` if set, else
+/// `chromium` and `chromedriver` on `PATH`.
+///
+/// # Errors
+///
+/// Which of the two is missing.
+pub fn find_browser() -> Result<(PathBuf, PathBuf), String> {
+    let browser = std::env::var_os("AAUTH_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| on_path("chromium"))
+        .ok_or("no chromium on PATH (Debian: apt-get install chromium; or set AAUTH_CHROMIUM)")?;
+    let driver = std::env::var_os("AAUTH_CHROMEDRIVER")
+        .map(PathBuf::from)
+        .or_else(|| on_path("chromedriver"))
+        .ok_or(
+            "no chromedriver on PATH (Debian: apt-get install chromium-driver; or set AAUTH_CHROMEDRIVER)",
+        )?;
+    Ok((browser, driver))
+}
+
+/// The Chromium flags that put a browser in `world`: its names resolve to its sockets
+/// (and no other name resolves), its servers' keys are accepted.
+#[must_use]
+pub fn chromium_flags(world: &World) -> Vec<String> {
+    let mut rules: Vec<String> = world
+        .names()
+        .iter()
+        .map(|(host, addr)| format!("MAP {host} {addr}"))
+        .collect();
+    rules.push("MAP * ~NOTFOUND".to_owned());
+    vec![
+        format!("--host-resolver-rules={}", rules.join(", ")),
+        format!(
+            "--ignore-certificate-errors-spki-list={}",
+            world.spki_hashes().join(",")
+        ),
+    ]
+}
+
+/// A `chromedriver` process and one browser session in it; both end on drop.
+#[derive(Debug)]
+pub struct WebDriver {
+    child: Child,
+    port: u16,
+    session: String,
+    profile: PathBuf,
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        // Killing the driver does not end the browser it started: a browser still
+        // running with this profile (a session not quit) is ended too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl WebDriver {
+    /// Starts `driver` on a free loopback port and opens a headless `browser` session
+    /// with `flags`.
+    ///
+    /// # Errors
+    ///
+    /// What did not start.
+    pub async fn start(browser: &Path, driver: &Path, flags: &[String]) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(e)?
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("{}: {err}", driver.display()))?;
+        // The driver's port is ours alone while it runs: a fresh profile directory.
+        let profile =
+            std::env::temp_dir().join(format!("aauth-chromium-{}-{port}", std::process::id()));
+        let mut wd = Self {
+            child,
+            port,
+            session: String::new(),
+            profile,
+        };
+        // The driver answers /status once it listens.
+        let mut ready = false;
+        for _ in 0..100 {
+            if wd.call("GET", "/status", None).await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !ready {
+            return Err("chromedriver did not answer within 10 s".to_owned());
+        }
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            // Root in a container has no user namespace for the sandbox.
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1000,900".to_owned(),
+            format!("--user-data-dir={}", wd.profile.display()),
+        ];
+        args.extend_from_slice(flags);
+        let caps = json!({
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": { "binary": browser.display().to_string(), "args": args },
+                }
+            }
+        });
+        let v = wd.call("POST", "/session", Some(caps)).await?;
+        wd.session = v
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("no session: {v}"))?
+            .to_owned();
+        Ok(wd)
+    }
+
+    /// One WebDriver command; the `value` of its answer.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(e)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(e)?;
+        let conn = tokio::spawn(conn);
+        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("127.0.0.1:{}", self.port))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(e)?;
+        let resp = sender.send_request(req).await.map_err(e)?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(e)?.to_bytes();
+        conn.abort();
+        let v: Value = serde_json::from_slice(&bytes).map_err(e)?;
+        let value = v.get("value").cloned().unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(format!("WebDriver {method} {path}: {status}: {value}"))
+        }
+    }
+
+    fn at(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    /// Ends the session (the browser quits), then the driver.
+    pub async fn quit(self) {
+        let _ended = self.call("DELETE", &self.at(""), None).await;
+    }
+
+    /// Opens `url`.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn goto(&self, url: &str) -> Result<(), String> {
+        self.call("POST", &self.at("/url"), Some(json!({ "url": url })))
+            .await
+            .map(drop)
+    }
+
+    /// The first element matching CSS `selector`, waiting up to 20 s for it.
+    ///
+    /// # Errors
+    ///
+    /// None matched in time.
+    pub async fn find(&self, selector: &str) -> Result<String, String> {
+        let mut last = String::new();
+        for _ in 0..200 {
+            match self
+                .call(
+                    "POST",
+                    &self.at("/element"),
+                    Some(json!({ "using": "css selector", "value": selector })),
+                )
+                .await
+            {
+                Ok(v) => {
+                    return v
+                        .get(ELEMENT)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("no element reference: {v}"));
+                }
+                Err(err) => last = err,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("no {selector} on the page: {last}"))
+    }
+
+    /// The text of the first element matching `selector` once it contains `needle`,
+    /// waiting up to 20 s (across a navigation: a stale element is looked up again).
+    ///
+    /// # Errors
+    ///
+    /// The text last seen, if it never contained `needle`.
+    pub async fn wait_for_text(&self, selector: &str, needle: &str) -> Result<String, String> {
+        let mut last = String::new();
+        for _ in 0..200 {
+            if let Ok(el) = self.find(selector).await {
+                match self.text(&el).await {
+                    Ok(t) if t.contains(needle) => return Ok(t),
+                    Ok(t) => last = t,
+                    Err(err) => last = err,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("{selector} never said {needle:?}; last: {last}"))
+    }
+
+    /// Types `text` into element `el`.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn type_into(&self, el: &str, text: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            &self.at(&format!("/element/{el}/value")),
+            Some(json!({ "text": text })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Clicks element `el`.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn click(&self, el: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            &self.at(&format!("/element/{el}/click")),
+            Some(json!({})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The rendered text of element `el`.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn text(&self, el: &str) -> Result<String, String> {
+        self.call("GET", &self.at(&format!("/element/{el}/text")), None)
+            .await?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no text".to_owned())
+    }
+
+    /// The address the browser shows.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn url(&self) -> Result<String, String> {
+        self.call("GET", &self.at("/url"), None)
+            .await?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no URL".to_owned())
+    }
+
+    /// A PNG of the viewport.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn screenshot(&self) -> Result<Vec<u8>, String> {
+        let b64 = self.call("GET", &self.at("/screenshot"), None).await?;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().ok_or("no screenshot")?)
+            .map_err(e)
+    }
+}
+
+/// What the browser saw and what the agent got.
+#[derive(Debug)]
+pub struct ConsentInBrowser {
+    /// The text of the consent page's part the resource asserts.
+    pub resource_section: String,
+    /// The text of the part the agent asserts about itself.
+    pub agent_section: String,
+    /// The text of the page after approving.
+    pub done_page: String,
+    /// The screenshot of the consent page, where it was saved.
+    pub screenshot: PathBuf,
+    /// The resource's answer to the agent's call once the person approved.
+    pub status: http::StatusCode,
+    /// Its body.
+    pub body: Value,
+}
+
+/// Demo 4 with a real browser as the person: the agent's call is deferred for consent,
+/// Chromium opens the interaction link, signs in as alice, reads the request, approves;
+/// the agent's poll yields the person token and the call goes through with an auth
+/// token. Saves a screenshot of the consent page in `shots`.
+///
+/// # Errors
+///
+/// The first step that failed.
+pub async fn consent_in_browser(
+    browser: &Path,
+    driver: &Path,
+    shots: &Path,
+) -> Result<ConsentInBrowser, String> {
+    let p = parties(Options {
+        policy: None,
+        consent_pages: true,
+        bound: false,
+        scope: "calendar.read",
+        authorization_endpoint: false,
+        access_server: false,
+        as_policy: None,
+    })
+    .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
+    let transport = p.world.agent_transport();
+    let agent_key: Arc<dyn aauth_keys::Signer> = p.agent_key.clone();
+    let agent = Arc::new(Agent::new(
+        p.agent_id.clone(),
+        agent_key,
+        Arc::new(HttpTokenSource::new(
+            p.provider.id().clone(),
+            transport.clone(),
+        )),
+    ));
+    let ps_client = HttpPersonServer::new(p.ps.id().clone(), transport.clone())
+        .clock(Arc::clone(&p.clock))
+        .poll_policy(PollPolicy::default().prefer_wait(20).deadline(90))
+        .on_interaction(move |i| {
+            let _sent = tx.send(i.clone());
+        });
+    let client = AAuthClient::builder(agent)
+        .clock(Arc::clone(&p.clock))
+        .person_server(Arc::new(ps_client), p.agent_keys())
+        .build(transport);
+    let call = tokio::spawn(async move {
+        let req = http::Request::get("https://resource.example/calendar/today")
+            .body(Bytes::new())
+            .map_err(e)?;
+        client.send(req).await.map_err(e)
+    });
+    let interaction = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .map_err(|_| "the agent never asked its person")?
+        .ok_or("the agent never asked its person")?;
+
+    let wd = WebDriver::start(browser, driver, &chromium_flags(&p.world)).await?;
+    let seen = person_in_browser(&wd, &interaction, shots).await;
+    wd.quit().await;
+    let (resource_section, agent_section, done_page, screenshot) = seen?;
+
+    let resp = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .map_err(|_| "the agent's call did not finish after the approval")?
+        .map_err(e)??;
+    let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    Ok(ConsentInBrowser {
+        resource_section,
+        agent_section,
+        done_page,
+        screenshot,
+        status: resp.status(),
+        body,
+    })
+}
+
+/// The person at the browser: opens the link, signs in, reads, approves. What they saw.
+async fn person_in_browser(
+    wd: &WebDriver,
+    interaction: &Interaction,
+    shots: &Path,
+) -> Result<(String, String, String, PathBuf), String> {
+    wd.goto(&format!("{}?code={}", interaction.url, interaction.code))
+        .await?;
+    let user = wd.find("input[name=username]").await?;
+    wd.type_into(&user, "alice").await?;
+    let pass = wd.find("input[name=password]").await?;
+    wd.type_into(&pass, PASSWORD).await?;
+    let sign_in = wd.find("button[type=submit]").await?;
+    wd.click(&sign_in).await?;
+
+    let grant = wd.find("button[value=grant]").await?;
+    let resource_section = wd.text(&wd.find("section.resource").await?).await?;
+    let agent_section = wd.text(&wd.find("section.agent").await?).await?;
+    std::fs::create_dir_all(shots).map_err(e)?;
+    let screenshot = shots.join("consent-page.png");
+    std::fs::write(&screenshot, wd.screenshot().await?).map_err(e)?;
+    let consent_url = wd.url().await?;
+    if !consent_url.starts_with("https://ps.example/") {
+        return Err(format!(
+            "the consent page is not the Person Server's: {consent_url}"
+        ));
+    }
+    wd.click(&grant).await?;
+    let done_page = wd.wait_for_text("body", "Approved").await?;
+    Ok((resource_section, agent_section, done_page, screenshot))
+}

@@ -1,0 +1,292 @@
+//! The parties most demos share, served in one demo world: the agent provider (with the
+//! assistant enrolled), the Person Server, and a resource in auth-token mode that publishes
+//! its metadata and JWKS (and, when asked, an authorization endpoint).
+
+use std::sync::Arc;
+
+use aauth_access_server::AccessServer;
+use aauth_agent::{Agent, AgentProvider, HttpTokenSource};
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::{Clock, SystemClock};
+use aauth_keys::{Algorithm, JwkSet, PrivateKey};
+use aauth_metadata::{AccessMode, CacheConfig, HttpsUrl, KeyCache, Published, ResourceMetadata};
+use aauth_person_server::{ConsentPolicy, MemoryStore, PersonServer};
+use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
+use aauth_tokens::{AgentId, ServerId};
+
+use crate::d01_pseudonymous::{Hello, layered};
+use crate::world::{
+    AsyncHandler, GuardedWorldFetch, Recorder, Request, World, provider_handler, ps_handler,
+};
+
+fn e<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// How the shared parties are set up.
+pub(crate) struct Options {
+    /// The Person Server's consent policy (auto-approve when `None`).
+    pub(crate) policy: Option<Arc<dyn ConsentPolicy>>,
+    /// Whether the Person Server serves its consent pages (alice's password is
+    /// [`PASSWORD`]).
+    pub(crate) consent_pages: bool,
+    /// Whether alice has bound the assistant already.
+    pub(crate) bound: bool,
+    /// The scope the resource's API requires.
+    pub(crate) scope: &'static str,
+    /// Whether the resource serves an authorization endpoint at `/authorize`.
+    pub(crate) authorization_endpoint: bool,
+    /// Four-party: the resource has an Access Server (`as.example`, trusting
+    /// `ps.example`), and the Person Server federates with it.
+    pub(crate) access_server: bool,
+    /// The Access Server's policy (grant everything when `None`).
+    pub(crate) as_policy: Option<Arc<dyn aauth_access_server::AccessPolicy>>,
+}
+
+/// alice's password on the consent pages.
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+/// The parties, served.
+pub(crate) struct Parties {
+    pub(crate) world: World,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) provider: Arc<AgentProvider>,
+    pub(crate) ps: Arc<PersonServer>,
+    pub(crate) agent_id: AgentId,
+    pub(crate) agent_key: Arc<PrivateKey>,
+    pub(crate) rs_id: ServerId,
+    /// What the Person Server sent its Access Server (four-party).
+    pub(crate) federation: Option<Arc<Recorder>>,
+}
+
+fn key() -> Result<Arc<PrivateKey>, String> {
+    PrivateKey::generate(Algorithm::Ed25519, &mut OsRandom)
+        .map(Arc::new)
+        .map_err(e)
+}
+
+fn id(s: &str) -> Result<ServerId, String> {
+    ServerId::parse(s).map_err(e)
+}
+
+/// Serves a resource: its documents, and everything else through `route`.
+pub(crate) fn resource_handler(published: Published, route: AsyncHandler) -> AsyncHandler {
+    Arc::new(
+        move |req: Request| match published.respond(req.method(), req.uri().path()) {
+            Some(doc) => {
+                let doc = doc.map(|b| b.to_vec());
+                Box::pin(async move { doc })
+            }
+            None => route(req),
+        },
+    )
+}
+
+/// Builds and serves the parties.
+///
+/// # Errors
+///
+/// What could not be set up.
+pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let world = World::new().map_err(e)?;
+
+    let provider =
+        Arc::new(AgentProvider::new(id("https://agent.example")?, key()?, "key-1").map_err(e)?);
+    let agent_id = AgentId::parse("aauth:assistant@agent.example").map_err(e)?;
+    let agent_key = key()?;
+    provider
+        .enroll(
+            &agent_id,
+            agent_key.public_key(),
+            Some(&id("https://ps.example")?),
+        )
+        .map_err(e)?;
+    world
+        .serve_async(
+            provider.id(),
+            provider_handler(Arc::clone(&provider), Arc::clone(&clock)),
+        )
+        .await
+        .map_err(e)?;
+
+    // Four-party: the resource's Access Server, trusting ps.example, discovering every
+    // key it checks over HTTPS.
+    let as_id = id("https://as.example")?;
+    if o.access_server {
+        let as_keys = Arc::new(KeyCache::new(
+            Arc::new(world.fetcher_allowing(&["agent.example", "ps.example", "resource.example"])),
+            Arc::clone(&clock),
+            CacheConfig::default(),
+        ));
+        let mut access = AccessServer::new(as_id.clone(), key()?, "as-1", as_keys)
+            .map_err(e)?
+            .trust([id("https://ps.example")?]);
+        if let Some(policy) = o.as_policy.clone() {
+            access = access.policy(policy);
+        }
+        let access = Arc::new(access);
+        let c = Arc::clone(&clock);
+        world
+            .serve_async(
+                &as_id,
+                Arc::new(move |req: Request| {
+                    let (access, c) = (Arc::clone(&access), Arc::clone(&c));
+                    Box::pin(async move {
+                        let (parts, body) = req.into_parts();
+                        access
+                            .handle(&parts, &body, c.now())
+                            .await
+                            .map(|b| b.to_vec())
+                    })
+                }),
+            )
+            .await
+            .map_err(e)?;
+    }
+
+    // The Person Server discovers providers', resources' (and the Access Server's) keys
+    // over HTTPS.
+    let ps_keys = Arc::new(KeyCache::new(
+        Arc::new(world.fetcher_allowing(&[
+            "agent.example",
+            "resource.example",
+            "as.example",
+            "travel.example",
+        ])),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let mut secret = [0u8; 32];
+    aauth_keys::rand::RandomSource::fill(&mut OsRandom, &mut secret).map_err(e)?;
+    let mut ps = PersonServer::new(
+        id("https://ps.example")?,
+        key()?,
+        "ps-1",
+        ps_keys,
+        Arc::new(MemoryStore::default()),
+        secret,
+    )
+    .map_err(e)?;
+    if let Some(p) = o.policy {
+        ps = ps.policy(p);
+    }
+    if o.consent_pages {
+        ps = ps.with_consent_pages(600);
+    }
+    let federation = o
+        .access_server
+        .then(|| world.agent_transport_allowing(&["as.example"]));
+    if let Some(f) = &federation {
+        ps = ps.federate(f.clone());
+    }
+    let ps = Arc::new(ps);
+    ps.set_password("alice", PASSWORD).await.map_err(e)?;
+    if o.bound {
+        ps.store()
+            .bind(provider.id(), &agent_id, "alice")
+            .await
+            .map_err(e)?;
+    }
+    world
+        .serve_async(ps.id(), ps_handler(Arc::clone(&ps), Arc::clone(&clock)))
+        .await
+        .map_err(e)?;
+
+    // The resource: auth-token mode, its metadata and JWKS published.
+    let rs_id = id("https://resource.example")?;
+    let rs_key = key()?;
+    let mut doc = ResourceMetadata::new(rs_id.clone());
+    doc.common.jwks_uri = Some(HttpsUrl::parse("https://resource.example/jwks.json").map_err(e)?);
+    doc.access_mode = Some(AccessMode::AuthToken);
+    if o.authorization_endpoint {
+        doc.authorization_endpoint =
+            Some(HttpsUrl::endpoint("https://resource.example/authorize").map_err(e)?);
+    }
+    let mut jwk = rs_key.public_key().to_jwk();
+    jwk.kid = Some("rs-1".to_owned());
+    let published = Published::new(&doc).jwks("/jwks.json", &JwkSet::from_jwks(&[jwk]));
+    // (travel.example is an intermediary's agent provider in demo 7.)
+    let rs_keys = Arc::new(KeyCache::new(
+        Arc::new(world.fetcher_allowing(&[
+            "agent.example",
+            "ps.example",
+            "as.example",
+            "travel.example",
+        ])),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    let mut tokens = ResourceTokens::new(rs_key, "rs-1");
+    if o.access_server {
+        tokens = tokens.access_server(as_id.clone());
+    }
+    if o.authorization_endpoint {
+        tokens = tokens.scopes([o.scope, "calendar.write"]);
+    }
+    let resource = Resource::new(rs_id.clone(), rs_keys).resource_tokens(tokens);
+    let api = layered(
+        AAuthLayer::new(
+            resource.route(RoutePolicy::new(Access::AuthToken).scope(o.scope)),
+            Arc::clone(&clock),
+        ),
+        Hello,
+    );
+    let routes: AsyncHandler = if o.authorization_endpoint {
+        let authorize = resource.route(RoutePolicy::new(Access::PersonToken));
+        let c = Arc::clone(&clock);
+        Arc::new(move |req: Request| {
+            if req.uri().path() == "/authorize" {
+                let (authorize, c) = (authorize.clone(), Arc::clone(&c));
+                Box::pin(async move {
+                    let (parts, body) = req.into_parts();
+                    authorize
+                        .authorization_response(&parts, &body, c.now())
+                        .await
+                        .map(|b| b.to_vec())
+                })
+            } else {
+                api(req)
+            }
+        })
+    } else {
+        api
+    };
+    world
+        .serve_async(&rs_id, resource_handler(published, routes))
+        .await
+        .map_err(e)?;
+    Ok(Parties {
+        world,
+        clock,
+        provider,
+        ps,
+        agent_id,
+        agent_key,
+        rs_id,
+        federation,
+    })
+}
+
+impl Parties {
+    /// The assistant, its token fetched from the provider through `recorder`.
+    pub(crate) fn agent(&self, recorder: &Arc<Recorder>) -> Arc<Agent> {
+        Arc::new(Agent::new(
+            self.agent_id.clone(),
+            Arc::clone(&self.agent_key) as Arc<dyn aauth_keys::Signer>,
+            Arc::new(HttpTokenSource::new(
+                self.provider.id().clone(),
+                recorder.clone(),
+            )),
+        ))
+    }
+
+    /// A key cache for what the agent verifies (resource tokens, tokens it receives).
+    pub(crate) fn agent_keys(&self) -> Arc<KeyCache<GuardedWorldFetch>> {
+        Arc::new(KeyCache::new(
+            Arc::new(self.world.fetcher()),
+            Arc::clone(&self.clock),
+            CacheConfig::default(),
+        ))
+    }
+}
