@@ -11,6 +11,9 @@
 //! upstream token, asks its [`AccessPolicy`], and issues an auth token
 //! (`dwk: aauth-access.json`) capped by every token it came from.
 //!
+//! Like the Person Server it is sans-IO ([`AccessServer::handle`]) and mounts on axum or
+//! hyper as an [`aauth_metadata::serve::EndpointService`].
+//!
 //! ```
 //! use std::sync::Arc;
 //! use aauth_access_server::AccessServer;

@@ -1151,3 +1151,15 @@ impl AccessServer {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl aauth_metadata::serve::Endpoint for AccessServer {
+    async fn respond(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<http::Response<Bytes>> {
+        Some(self.handle(parts, body, now).await)
+    }
+}

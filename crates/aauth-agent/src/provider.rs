@@ -495,3 +495,10 @@ impl crate::TokenSource for LocalTokenSource {
             })
     }
 }
+
+#[async_trait::async_trait]
+impl aauth_metadata::serve::Endpoint for AgentProvider {
+    async fn respond(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Option<Response<Bytes>> {
+        self.handle(parts, body, now).await
+    }
+}

@@ -14,6 +14,8 @@
 //! - [`Fetch`]: the boundary to the network, so tests and embedders can supply their own.
 //! - [`ResilientFetch`]: retries with backoff and jitter honouring `Retry-After`, and a
 //!   per-host [`CircuitBreaker`], around any [`Fetch`].
+//! - [`serve`]: [`serve::EndpointService`], the one adapter from a role (agent provider,
+//!   Person Server, Access Server) to a tower service, so it mounts on axum or hyper.
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses, same-origin redirects only).
 
@@ -27,6 +29,7 @@ mod guard;
 mod publish;
 mod resilience;
 mod resolvers;
+pub mod serve;
 mod url;
 
 pub use cache::{

@@ -21,6 +21,10 @@
 //! chaining (`upstream_token`), four-party federation with Access Servers
 //! ([`PersonServer::federate`]), revocation received and sent, interaction callbacks, and
 //! the embedded SQLite store (the default).
+//!
+//! The server is sans-IO ([`PersonServer::handle`]); it mounts on an axum `Router` or plain
+//! hyper as an [`aauth_metadata::serve::EndpointService`]:
+//! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
 mod code;
 mod error;

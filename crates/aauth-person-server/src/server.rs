@@ -3567,3 +3567,15 @@ struct Held {
     account: String,
     exp: u64,
 }
+
+#[async_trait::async_trait]
+impl aauth_metadata::serve::Endpoint for PersonServer {
+    async fn respond(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<http::Response<Bytes>> {
+        self.handle(parts, body, now).await
+    }
+}

@@ -17,6 +17,7 @@ mod governance;
 mod hints;
 mod missions;
 mod revocation;
+mod served;
 mod stores;
 
 use std::sync::Arc;

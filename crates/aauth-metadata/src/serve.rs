@@ -1,0 +1,170 @@
+//! Serving a role (agent provider, Person Server, Access Server) over any tower stack.
+//!
+//! Each role is a sans-IO [`Endpoint`]: a request's head and whole body in, a response
+//! out, with the time passed in. [`EndpointService`] is the one adapter from that to a
+//! [`tower_service::Service`], so a role mounts on an axum `Router` (as its
+//! `fallback_service`, or `nest_service` under a prefix the role's URLs already name), on
+//! plain hyper through `hyper-util`'s `TowerToHyperService`, or behind any tower layer.
+//! It reads the body up to a bound ([`DEFAULT_BODY_LIMIT`]) and answers a larger one with
+//! `413` before the role sees it.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aauth_keys::time::{Clock, UnixTime};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+
+/// The largest request body an [`EndpointService`] reads by default: 64 KiB, well above
+/// any AAuth token request, form or mission proposal.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// A role answering whole requests: sans-IO, the clock passed in.
+#[async_trait::async_trait]
+pub trait Endpoint: Send + Sync {
+    /// The response to one request, or `None` when `parts` names none of the role's
+    /// paths (the service then answers `404`).
+    async fn respond(&self, parts: &Parts, body: &[u8], now: UnixTime)
+    -> Option<Response<Bytes>>;
+}
+
+/// An [`Endpoint`] as a tower service (cheap to clone: two `Arc`s).
+///
+/// ```
+/// use std::sync::Arc;
+/// use aauth_keys::time::{FixedClock, UnixTime};
+/// use aauth_metadata::serve::{Endpoint, EndpointService};
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower_service::Service;
+///
+/// struct Hello;
+///
+/// #[async_trait::async_trait]
+/// impl Endpoint for Hello {
+///     async fn respond(
+///         &self,
+///         parts: &http::request::Parts,
+///         body: &[u8],
+///         _now: UnixTime,
+///     ) -> Option<http::Response<Bytes>> {
+///         (parts.uri.path() == "/hello")
+///             .then(|| http::Response::new(Bytes::from(format!("{} bytes", body.len()))))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let mut svc = EndpointService::new(Arc::new(Hello), Arc::new(FixedClock::new(UnixTime(0))));
+/// let req = http::Request::post("/hello").body(Full::new(Bytes::from_static(b"abc"))).unwrap();
+/// let resp = svc.call(req).await.unwrap();
+/// assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "3 bytes");
+/// let req = http::Request::get("/other").body(Full::new(Bytes::new())).unwrap();
+/// assert_eq!(svc.call(req).await.unwrap().status(), 404);
+/// # });
+/// ```
+pub struct EndpointService<E: ?Sized> {
+    endpoint: Arc<E>,
+    clock: Arc<dyn Clock>,
+    body_limit: usize,
+}
+
+impl<E: ?Sized> Clone for EndpointService<E> {
+    fn clone(&self) -> Self {
+        Self {
+            endpoint: Arc::clone(&self.endpoint),
+            clock: Arc::clone(&self.clock),
+            body_limit: self.body_limit,
+        }
+    }
+}
+
+impl<E: ?Sized> fmt::Debug for EndpointService<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointService")
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Endpoint + ?Sized> EndpointService<E> {
+    /// Serves `endpoint`, reading the time from `clock`.
+    #[must_use]
+    pub fn new(endpoint: Arc<E>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            endpoint,
+            clock,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Reads bodies up to `bytes` ([`DEFAULT_BODY_LIMIT`] by default); a larger one is
+    /// answered `413` without reaching the endpoint.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+/// An RFC 9457 problem response from the adapter itself.
+fn problem(status: StatusCode, error: &str, detail: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "type": "about:blank", "error": error, "detail": detail });
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+impl<E, B> tower_service::Service<http::Request<B>> for EndpointService<E>
+where
+    E: Endpoint + ?Sized + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = match Limited::new(body, this.body_limit).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Ok(problem(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request",
+                        "the request body is larger than this server reads",
+                    ));
+                }
+                Err(_) => {
+                    return Ok(problem(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "the request body could not be read",
+                    ));
+                }
+            };
+            let now = this.clock.now();
+            Ok(match this.endpoint.respond(&parts, &body, now).await {
+                Some(resp) => resp.map(Full::new),
+                None => problem(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            })
+        })
+    }
+}
