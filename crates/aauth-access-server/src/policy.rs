@@ -29,6 +29,13 @@ pub struct AccessRequest<'a> {
     /// Whether this request was approved out of band after a
     /// [`AccessDecision::RequireApproval`].
     pub approved: bool,
+    /// The answer to this request's last [`AccessDecision::RequireClarification`], from
+    /// the Person Server (which triaged it: itself, the person, or the agent).
+    pub clarification: Option<&'a str>,
+    /// Whether this Person Server has a billing relationship here (a payment was
+    /// confirmed after a [`AccessDecision::RequirePayment`]: draft -11 §PS-AS Trust
+    /// Establishment, "the AS trusts future requests from that PS").
+    pub billed: bool,
 }
 
 /// The policy's answer.
@@ -56,6 +63,22 @@ pub enum AccessDecision {
     /// `requirement=approval`; out of band: [`crate::AccessServer::decide_approval`]);
     /// the request is decided again with `approved`.
     RequireApproval,
+    /// A question first (`202`, `requirement=clarification`, body `clarification`
+    /// (Markdown) and `options`): the Person Server answers at the pending URL with
+    /// `action: clarification_response` (or sends an `updated_request`, AS-16) and the
+    /// request is decided again with `clarification`. At most five rounds, then a refusal.
+    RequireClarification {
+        /// The question (Markdown).
+        question: String,
+        /// Suggested answers, if any.
+        options: Vec<String>,
+    },
+    /// A billing relationship first (`402 Payment Required`, `Location` for the Person
+    /// Server to poll after settling, `WWW-Authenticate` carrying this challenge, e.g.
+    /// `Payment id="…", method="…", request="…"`). Once the payment is confirmed
+    /// ([`crate::AccessServer::confirm_payment`]) the Person Server is billed here and the
+    /// request is decided again with `billed`.
+    RequirePayment(String),
 }
 
 /// Decides access. Deterministic: the same request gets the same answer.

@@ -31,33 +31,66 @@ pub const PENDING_PATH: &str = "/pending/";
 /// The interaction page the person is sent to (`{url}?code={code}`).
 pub const INTERACT_PATH: &str = "/interact";
 
-/// A token request waiting for the Person Server's claims.
+/// What a waiting request waits for.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The Person Server's claims (`POST` to the pending URL).
+    Claims(Vec<String>),
+    /// The person, on the interaction page: its code, the binding it makes, and whether
+    /// the person approved.
+    Interaction {
+        code: String,
+        binding: (ServerId, ServerId, String),
+        done: bool,
+    },
+    /// An approval out of band: `None` while undecided, then the decision.
+    Approval(Option<bool>),
+    /// An answer to a question (`POST` with `action`).
+    Clarification {
+        question: String,
+        options: Vec<String>,
+    },
+    /// A payment (`402`), confirmed out of band.
+    Payment { challenge: String },
+    /// Its resource token was revoked (AS-42): the next poll ends it.
+    Revoked,
+}
+
+/// What earlier steps of a request gave, carried to the next decision.
+#[derive(Debug, Clone, Default)]
+struct Given {
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+    clarification: Option<String>,
+    rounds: u8,
+    approved: bool,
+}
+
+/// A token request waiting for the Person Server, the person, an approver or a payment;
+/// every step of one request keeps the same pending URL.
 #[derive(Debug, Clone)]
 struct Waiting {
-    /// The Person Server that asked (only it may answer).
+    /// The Person Server that asked (only it may poll or answer).
     ps: ServerId,
-    /// The request, as it came.
+    /// The request, as it came (or as an `updated_request` replaced it).
     body: Vec<u8>,
     /// Until when the answer is taken.
     expires: u64,
-    /// For an interaction: its code, the binding it makes, and whether the person
-    /// approved.
-    interaction: Option<(String, (ServerId, ServerId, String), bool)>,
-    /// For an approval: `None` while undecided, then the decision.
-    approval: Option<Option<bool>>,
+    step: Step,
+    /// The resource token's `(iss, jti)`, so that its revocation ends the request.
+    rt: (String, String),
+    given: Given,
 }
 
 /// What a token request comes to.
 enum Outcome {
     /// The auth token (`200`).
     Issued(serde_json::Value),
-    /// Claims are needed first (`202`).
-    Claims(Vec<String>),
-    /// The person must approve here first (`202`): the binding it would make.
-    Interaction((ServerId, ServerId, String)),
-    /// An approval out of band first (`202`).
-    Approval,
+    /// A step first, for the resource token `(iss, jti)`.
+    Deferred(Step, (String, String)),
 }
+
+/// The most clarification rounds one request may take.
+const MAX_CLARIFICATION_ROUNDS: u8 = 5;
 
 /// The `Location`, `Retry-After` and `AAuth-Requirement` of a `202`.
 fn pending_headers(
@@ -121,6 +154,8 @@ pub struct AccessServer {
     waiting: Mutex<BTreeMap<String, Waiting>>,
     /// (Person Server, resource, `sub`): people who approved their Person Server here.
     bindings: Mutex<BTreeSet<(ServerId, ServerId, String)>>,
+    /// Person Servers with a billing relationship here (a confirmed payment).
+    billed: Mutex<BTreeSet<ServerId>>,
 }
 
 impl std::fmt::Debug for AccessServer {
@@ -144,6 +179,13 @@ struct Body {
     upstream_token: Option<String>,
     #[serde(default)]
     budget: Option<aauth_tokens::Budget>,
+}
+
+fn not_found() -> http::Response<Bytes> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "error": "not_found" }),
+    )
 }
 
 fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response<Bytes> {
@@ -205,6 +247,7 @@ impl AccessServer {
             notifier: None,
             waiting: Mutex::default(),
             bindings: Mutex::default(),
+            billed: Mutex::default(),
         })
     }
 
@@ -287,15 +330,12 @@ impl AccessServer {
             }
             (&Method::POST, path) if path.starts_with(PENDING_PATH) => {
                 let id = path.trim_start_matches(PENDING_PATH).to_owned();
-                match self.answer_claims(&id, parts, body, now).await {
+                match self.answer(&id, parts, body, now).await {
                     Ok(resp) | Err(resp) => resp,
                 }
             }
             (&Method::POST, REVOCATION_PATH) => self.revocation(parts, body, now).await,
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({ "error": "not_found" }),
-            ),
+            _ => not_found(),
         }
     }
 
@@ -307,89 +347,138 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
         let ps = self.calling_ps(parts, body, now).await?;
+        let given = Given::default();
         let outcome = self
-            .issue(&ps, body, None, false, now)
+            .issue(&ps, body, &given, now)
             .await
             .map_err(AsError::into_response)?;
-        Ok(self.respond(outcome, &ps, body, now))
+        Ok(self.respond(outcome, &ps, body, given, None, now))
     }
 
-    /// The answer to a token request: the token, or a `202` asking for claims at a
-    /// pending URL kept for ten minutes.
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Waiting>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The answer to a token request: the token, or the step it waits for at its pending
+    /// URL (kept for ten minutes; `reuse`, a request's later steps keep its URL).
     fn respond(
         &self,
         outcome: Outcome,
         ps: &ServerId,
         body: &[u8],
+        given: Given,
+        reuse: Option<&str>,
         now: UnixTime,
     ) -> http::Response<Bytes> {
         match outcome {
-            Outcome::Issued(json) => json_response(StatusCode::OK, &json),
-            Outcome::Claims(names) => {
-                let Some(id) = self.wait(ps, body, None, None, now) else {
-                    return AsError::Server("no randomness".to_owned()).into_response();
-                };
-                let mut r = json_response(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "status": "pending", "required_claims": names }),
-                );
-                pending_headers(
-                    &mut r,
-                    &id,
-                    "0",
-                    HeaderValue::from_static("requirement=claims"),
-                );
-                r
+            Outcome::Issued(json) => {
+                if let Some(id) = reuse {
+                    self.lock_waiting().remove(id);
+                }
+                json_response(StatusCode::OK, &json)
             }
-            Outcome::Interaction(binding) => {
-                let Some(code) = random_code() else {
-                    return AsError::Server("no randomness".to_owned()).into_response();
+            Outcome::Deferred(step, rt) => {
+                let id = match reuse {
+                    Some(id) => id.to_owned(),
+                    None => {
+                        let mut raw = [0u8; 16];
+                        if aauth_keys::rand::RandomSource::fill(
+                            &mut aauth_keys::rand::OsRandom,
+                            &mut raw,
+                        )
+                        .is_err()
+                        {
+                            return AsError::Server("no randomness".to_owned()).into_response();
+                        }
+                        aauth_keys::base64url::encode(&raw)
+                    }
                 };
-                let Some(id) = self.wait(ps, body, Some((code.clone(), binding, false)), None, now)
-                else {
-                    return AsError::Server("no randomness".to_owned()).into_response();
-                };
-                let mut r = json_response(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "status": "pending" }),
+                let resp = self.step_response(&id, &step);
+                let mut waiting = self.lock_waiting();
+                waiting.retain(|_, w| w.expires > now.as_secs());
+                waiting.insert(
+                    id,
+                    Waiting {
+                        ps: ps.clone(),
+                        body: body.to_vec(),
+                        expires: now.as_secs() + 600,
+                        step,
+                        rt,
+                        given,
+                    },
                 );
-                let requirement = HeaderValue::from_str(&format!(
+                resp
+            }
+        }
+    }
+
+    /// What the Person Server is told while a request waits for `step`.
+    fn step_response(&self, id: &str, step: &Step) -> http::Response<Bytes> {
+        let pending = serde_json::json!({ "status": "pending" });
+        let (status, json, retry, requirement) = match step {
+            Step::Claims(names) => (
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "status": "pending", "required_claims": names }),
+                "0",
+                HeaderValue::from_static("requirement=claims"),
+            ),
+            Step::Interaction { code, done, .. } => {
+                let v = HeaderValue::from_str(&format!(
                     "requirement=interaction;url=\"{}{INTERACT_PATH}\";code=\"{code}\"",
                     self.id.as_str()
                 ));
-                match requirement {
-                    Ok(v) => pending_headers(&mut r, &id, "1", v),
+                match v {
+                    Ok(v) if !done => (StatusCode::ACCEPTED, pending, "1", v),
+                    Ok(_) => (
+                        StatusCode::ACCEPTED,
+                        serde_json::json!({ "status": "interacting" }),
+                        "1",
+                        HeaderValue::from_static("requirement=interaction"),
+                    ),
                     Err(e) => return AsError::Server(e.to_string()).into_response(),
                 }
-                r
             }
-            Outcome::Approval => {
-                let Some(id) = self.wait(ps, body, None, Some(None), now) else {
-                    return AsError::Server("no randomness".to_owned()).into_response();
-                };
+            Step::Approval(_) => (
+                StatusCode::ACCEPTED,
+                pending,
+                "1",
+                HeaderValue::from_static("requirement=approval"),
+            ),
+            Step::Clarification { question, options } => (
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "status": "pending", "clarification": question, "options": options }),
+                "0",
+                HeaderValue::from_static("requirement=clarification"),
+            ),
+            Step::Payment { challenge } => {
                 let mut r = json_response(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "status": "pending" }),
+                    StatusCode::PAYMENT_REQUIRED,
+                    &serde_json::json!({ "status": "pending", "error": "payment_required" }),
                 );
-                pending_headers(
-                    &mut r,
-                    &id,
-                    "1",
-                    HeaderValue::from_static("requirement=approval"),
-                );
-                r
+                if let Ok(v) = HeaderValue::from_str(&format!("{PENDING_PATH}{id}")) {
+                    r.headers_mut().insert(http::header::LOCATION, v);
+                }
+                match HeaderValue::from_str(challenge) {
+                    Ok(v) => {
+                        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                    }
+                    Err(e) => return AsError::Server(e.to_string()).into_response(),
+                }
+                return r;
             }
-        }
+            Step::Revoked => return AsError::RevokedResourceToken.into_response(),
+        };
+        let mut r = json_response(status, &json);
+        pending_headers(&mut r, id, retry, requirement);
+        r
     }
 
     /// The requests waiting for an approval out of band (their pending ids).
     #[must_use]
     pub fn awaiting_approval(&self) -> Vec<String> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.lock_waiting()
             .iter()
-            .filter(|(_, w)| w.approval == Some(None))
+            .filter(|(_, w)| matches!(w.step, Step::Approval(None)))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -397,50 +486,70 @@ impl AccessServer {
     /// Approves (or refuses) the waiting request `id`; `false` when there is none
     /// awaiting approval.
     pub fn decide_approval(&self, id: &str, approve: bool) -> bool {
-        match self
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(id)
-        {
-            Some(w) if w.approval == Some(None) => {
-                w.approval = Some(Some(approve));
+        match self.lock_waiting().get_mut(id) {
+            Some(w) if matches!(w.step, Step::Approval(None)) => {
+                w.step = Step::Approval(Some(approve));
                 true
             }
             _ => false,
         }
     }
 
-    /// Keeps a request waiting for ten minutes; its pending id.
-    fn wait(
-        &self,
-        ps: &ServerId,
-        body: &[u8],
-        interaction: Option<(String, (ServerId, ServerId, String), bool)>,
-        approval: Option<Option<bool>>,
-        now: UnixTime,
-    ) -> Option<String> {
-        let mut id = [0u8; 16];
-        aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut id).ok()?;
-        let id = aauth_keys::base64url::encode(&id);
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        waiting.retain(|_, w| w.expires > now.as_secs());
-        waiting.insert(
-            id.clone(),
-            Waiting {
-                ps: ps.clone(),
-                body: body.to_vec(),
-                expires: now.as_secs() + 600,
-                interaction,
-                approval,
-            },
-        );
-        Some(id)
+    /// The requests waiting for a payment: their pending ids and Person Servers.
+    #[must_use]
+    pub fn awaiting_payment(&self) -> Vec<(String, ServerId)> {
+        self.lock_waiting()
+            .iter()
+            .filter(|(_, w)| matches!(w.step, Step::Payment { .. }))
+            .map(|(id, w)| (id.clone(), w.ps.clone()))
+            .collect()
     }
 
-    /// The Person Server polls a request waiting for the person (`GET` on its pending
-    /// URL, signed by the Person Server that asked; anyone else gets `404`): `202` until
-    /// the person approved here, then the request is decided again.
+    /// Confirms the payment the waiting request `id` asked for (say, on the payment
+    /// processor's notice): its Person Server is billed here from now on, and the
+    /// request is decided again at its next poll. `false` when `id` awaits no payment.
+    pub fn confirm_payment(&self, id: &str) -> bool {
+        let ps = match self.lock_waiting().get(id) {
+            Some(w) if matches!(w.step, Step::Payment { .. }) => w.ps.clone(),
+            _ => return false,
+        };
+        self.billed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ps);
+        true
+    }
+
+    /// The waiting request `id`, if `ps` asked for it and it has not expired.
+    fn waiting_for(&self, id: &str, ps: &ServerId, now: UnixTime) -> Option<Waiting> {
+        self.lock_waiting()
+            .get(id)
+            .filter(|w| w.ps == *ps && w.expires > now.as_secs())
+            .cloned()
+    }
+
+    /// Decides waiting request `id` again with what its steps gave; ends it on a refusal.
+    async fn decide_again(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        body: &[u8],
+        given: Given,
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        match self.issue(ps, body, &given, now).await {
+            Ok(outcome) => self.respond(outcome, ps, body, given, Some(id), now),
+            Err(e) => {
+                self.lock_waiting().remove(id);
+                e.into_response()
+            }
+        }
+    }
+
+    /// The Person Server polls a waiting request (`GET` on its pending URL, signed by the
+    /// Person Server that asked; anyone else gets `404`): the same answer until its step
+    /// is done, then the request is decided again (and may take a further step at the
+    /// same URL).
     async fn poll_waiting(
         &self,
         id: &str,
@@ -448,31 +557,24 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
         let ps = self.calling_ps(parts, &[], now).await?;
-        let waiting = self
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .filter(|w| w.ps == ps && w.expires > now.as_secs())
-            .cloned()
-            .ok_or_else(|| {
-                json_response(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::json!({ "error": "not_found" }),
+        let w = self.waiting_for(id, &ps, now).ok_or_else(not_found)?;
+        let mut given = w.given.clone();
+        match &w.step {
+            Step::Claims(_) => {
+                return Err(AsError::InvalidRequest(
+                    "this request waits for claims: POST them".to_owned(),
                 )
-            })?;
-        let mut approved = false;
-        match (&waiting.interaction, waiting.approval) {
-            (Some((_, _, true)), _) => {}
-            (_, Some(Some(true))) => approved = true,
-            (_, Some(Some(false))) => {
-                self.waiting
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(id);
-                return Err(AsError::Denied("the approver refused".to_owned()).into_response());
+                .into_response());
             }
-            (Some(_), _) | (_, Some(None)) => {
+            Step::Revoked | Step::Approval(Some(false)) => {
+                self.lock_waiting().remove(id);
+                return Err(match w.step {
+                    Step::Revoked => AsError::RevokedResourceToken,
+                    _ => AsError::Denied("the approver refused".to_owned()),
+                }
+                .into_response());
+            }
+            Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "status": "interacting" }),
@@ -481,22 +583,21 @@ impl AccessServer {
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return Ok(r);
             }
-            (None, None) => {
-                return Err(AsError::InvalidRequest(
-                    "this request waits for claims: POST them".to_owned(),
-                )
-                .into_response());
+            Step::Payment { .. } if !self.is_billed(&ps) => {
+                return Ok(self.step_response(id, &w.step));
             }
+            Step::Clarification { .. } => return Ok(self.step_response(id, &w.step)),
+            Step::Approval(Some(true)) => given.approved = true,
+            Step::Interaction { done: true, .. } | Step::Payment { .. } => {}
         }
-        let outcome = self
-            .issue(&ps, &waiting.body, None, approved, now)
-            .await
-            .map_err(AsError::into_response)?;
-        self.waiting
+        Ok(self.decide_again(id, &ps, &w.body, given, now).await)
+    }
+
+    fn is_billed(&self, ps: &ServerId) -> bool {
+        self.billed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
-        Ok(self.respond(outcome, &ps, &waiting.body, now))
+            .contains(ps)
     }
 
     /// The person's page: what their Person Server asks for, and an Approve button that
@@ -539,31 +640,33 @@ impl AccessServer {
         } else {
             (field(parts.uri.query().unwrap_or_default(), "code"), false)
         };
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiting = self.lock_waiting();
         let found = code.and_then(|c| {
-            waiting.values_mut().find(|w| {
-                w.interaction
-                    .as_ref()
-                    .is_some_and(|(k, _, done)| *k == c && !done)
-            })
+            waiting.values_mut().find(
+                |w| matches!(&w.step, Step::Interaction { code, done: false, .. } if *code == c),
+            )
         });
-        let Some(w) = found else {
+        let Some(Waiting {
+            step:
+                Step::Interaction {
+                    code,
+                    binding,
+                    done,
+                },
+            ..
+        }) = found
+        else {
             return page(
                 StatusCode::NOT_FOUND,
                 "<p>This code matches no open request.</p>".to_owned(),
             );
         };
-        let Some((code, (ps, resource, _), _)) = w.interaction.clone() else {
-            return page(StatusCode::NOT_FOUND, String::new());
-        };
         if approve {
-            if let Some((_, binding, done)) = w.interaction.as_mut() {
-                *done = true;
-                self.bindings
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(binding.clone());
-            }
+            *done = true;
+            self.bindings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(binding.clone());
             return page(
                 StatusCode::OK,
                 "<p>Approved. You can return to your agent.</p>".to_owned(),
@@ -575,16 +678,18 @@ impl AccessServer {
                 "<h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
                  <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
                  <button name=\"decision\" value=\"grant\">Approve</button></form>",
-                esc(ps.as_str()),
-                esc(resource.as_str()),
-                esc(&code)
+                esc(binding.0.as_str()),
+                esc(binding.1.as_str()),
+                esc(code)
             ),
         )
     }
 
-    /// The Person Server's claims for a waiting request (`POST` to its pending URL, signed
-    /// by the Person Server that asked; anyone else gets `404`).
-    async fn answer_claims(
+    /// The Person Server answers a waiting request (`POST` to its pending URL, signed by
+    /// the Person Server that asked; anyone else gets `404`): the claims asked for, or,
+    /// for a clarification, `action` = `clarification_response` | `updated_request`
+    /// (AS-16). The request is decided again at once.
+    async fn answer(
         &self,
         id: &str,
         parts: &Parts,
@@ -592,40 +697,96 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
         let ps = self.calling_ps(parts, body, now).await?;
-        let not_found = || {
-            json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({ "error": "not_found" }),
-            )
+        let w = self.waiting_for(id, &ps, now).ok_or_else(not_found)?;
+        let invalid = |why: &str| AsError::InvalidRequest(why.to_owned()).into_response();
+        let mut given = w.given.clone();
+        let mut request = w.body.clone();
+        match &w.step {
+            Step::Claims(_) => {
+                let mut claims = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| match v {
+                        serde_json::Value::Object(m) => Some(m),
+                        _ => None,
+                    })
+                    .ok_or_else(|| invalid("the claims are a JSON object"))?;
+                // The person is `ps` and `sub` of the tokens: a `sub` here is not theirs
+                // to set.
+                claims.remove("sub");
+                given.claims = Some(claims);
+            }
+            Step::Clarification { .. } => {
+                #[derive(Deserialize)]
+                struct Action {
+                    action: Option<String>,
+                    clarification_response: Option<String>,
+                    resource_token: Option<String>,
+                    presented_token: Option<String>,
+                }
+                let a = serde_json::from_slice::<Action>(body)
+                    .map_err(|_| invalid("the body is a JSON object with an action"))?;
+                match a.action.as_deref() {
+                    Some("clarification_response") => {
+                        let answer = a
+                            .clarification_response
+                            .filter(|t| !t.trim().is_empty() && t.len() <= 4000)
+                            .ok_or_else(|| {
+                                invalid("clarification_response must be a non-empty string of at most 4000 bytes")
+                            })?;
+                        given.clarification = Some(answer);
+                    }
+                    Some("updated_request") => {
+                        let (Some(rt), Some(pt)) = (a.resource_token, a.presented_token) else {
+                            return Err(invalid(
+                                "updated_request carries resource_token and presented_token",
+                            ));
+                        };
+                        request =
+                            Self::updated(&w.body, &rt, &pt).map_err(AsError::into_response)?;
+                        given.clarification = None;
+                    }
+                    Some(_) => return Err(invalid("unknown action")),
+                    None => return Err(invalid("the body must name an action")),
+                }
+                given.rounds = given.rounds.saturating_add(1);
+            }
+            Step::Revoked => {
+                self.lock_waiting().remove(id);
+                return Err(AsError::RevokedResourceToken.into_response());
+            }
+            _ => return Err(invalid("this request takes polls, not answers")),
+        }
+        Ok(self.decide_again(id, &ps, &request, given, now).await)
+    }
+
+    /// AS-16: the request with an updated resource token and presented token, whose
+    /// resource token matches the original's `iss`, `ps`, `sub`, `agent_jkt`,
+    /// `mission_s256` and `tenant` (the pair is then verified as any request's).
+    fn updated(original: &[u8], rt: &str, pt: &str) -> Result<Vec<u8>, AsError> {
+        let claims = |t: &str| {
+            aauth_tokens::jws::CompactJws::parse(t)
+                .ok()
+                .and_then(|j| serde_json::from_slice::<serde_json::Value>(&j.payload).ok())
         };
-        let waiting = self
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .filter(|w| w.ps == ps && w.expires > now.as_secs())
-            .cloned()
-            .ok_or_else(not_found)?;
-        let mut claims = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| match v {
-                serde_json::Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                AsError::InvalidRequest("the claims are a JSON object".to_owned()).into_response()
-            })?;
-        // The person is `ps` and `sub` of the tokens: a `sub` here is not theirs to set.
-        claims.remove("sub");
-        let outcome = self
-            .issue(&ps, &waiting.body, Some(&claims), false, now)
-            .await
-            .map_err(AsError::into_response)?;
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
-        Ok(self.respond(outcome, &ps, &waiting.body, now))
+        let mut body: serde_json::Value = serde_json::from_slice(original)
+            .map_err(|e| AsError::Server(format!("the waiting request: {e}")))?;
+        let old = body["resource_token"]
+            .as_str()
+            .and_then(claims)
+            .ok_or_else(|| AsError::Server("the waiting request's resource token".to_owned()))?;
+        let new = claims(rt).ok_or_else(|| {
+            AsError::InvalidResourceToken("the updated resource token is not a JWS".to_owned())
+        })?;
+        for claim in ["iss", "ps", "sub", "agent_jkt", "mission_s256", "tenant"] {
+            if old.get(claim) != new.get(claim) {
+                return Err(AsError::InvalidResourceToken(format!(
+                    "the updated resource token's {claim} differs from the original's"
+                )));
+            }
+        }
+        body["resource_token"] = rt.into();
+        body["presented_token"] = pt.into();
+        Ok(body.to_string().into_bytes())
     }
 
     /// The trusted Person Server that signed this request (AS-10), or the refusal.
@@ -661,10 +822,10 @@ impl AccessServer {
         &self,
         ps: &ServerId,
         body: &[u8],
-        claims: Option<&serde_json::Map<String, serde_json::Value>>,
-        approved: bool,
+        given: &Given,
         now: UnixTime,
     ) -> Result<Outcome, AsError> {
+        let claims = given.claims.as_ref();
         let b: Body = serde_json::from_slice(body)
             .map_err(|e| AsError::InvalidRequest(format!("body: {e}")))?;
         let missing = |what: &str| AsError::InvalidRequest(format!("{what} is required"));
@@ -750,6 +911,9 @@ impl AccessServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&(ps.clone(), rt.iss.clone(), rt.sub.clone()));
+        let rt_key = (rt.iss.as_str().to_owned(), rt.jti.clone());
+        let deferred = |step: Step| Ok(Outcome::Deferred(step, rt_key.clone()));
+        let billed = self.is_billed(ps);
         let scope = match self.policy.decide(&AccessRequest {
             ps,
             resource: &rt.iss,
@@ -759,7 +923,9 @@ impl AccessServer {
             mission_s256: rt.mission_s256.as_deref(),
             claims,
             bound: is_bound,
-            approved,
+            approved: given.approved,
+            clarification: given.clarification.as_deref(),
+            billed,
         }) {
             AccessDecision::Grant => rt.scope.clone(),
             AccessDecision::GrantScope(s) => {
@@ -773,31 +939,60 @@ impl AccessServer {
                 Some(s)
             }
             AccessDecision::Deny(reason) => return Err(AsError::Denied(reason)),
+            // Asked again for what was given: a refusal, not a loop.
             AccessDecision::RequireClaims(_) if claims.is_some() => {
                 return Err(AsError::Denied(
                     "the claims provided do not satisfy this Access Server's policy".to_owned(),
                 ));
             }
-            AccessDecision::RequireApproval if approved => {
+            AccessDecision::RequireApproval if given.approved => {
                 return Err(AsError::Denied(
                     "the policy still asks for approval after it was given".to_owned(),
                 ));
             }
-            AccessDecision::RequireApproval => return Ok(Outcome::Approval),
+            AccessDecision::RequireInteraction if is_bound => {
+                return Err(AsError::Denied(
+                    "the policy still asks for the person after their approval".to_owned(),
+                ));
+            }
+            AccessDecision::RequirePayment(_) if billed => {
+                return Err(AsError::Denied(
+                    "the policy still asks for payment from a billed Person Server".to_owned(),
+                ));
+            }
+            AccessDecision::RequireClarification { .. }
+                if given.rounds >= MAX_CLARIFICATION_ROUNDS =>
+            {
+                return Err(AsError::Denied(format!(
+                    "no decision after {MAX_CLARIFICATION_ROUNDS} clarification rounds"
+                )));
+            }
+            AccessDecision::RequireApproval => return deferred(Step::Approval(None)),
             AccessDecision::RequireInteraction => {
+                let code =
+                    random_code().ok_or_else(|| AsError::Server("no randomness".to_owned()))?;
                 let binding = (ps.clone(), rt.iss.clone(), rt.sub.clone());
-                if is_bound {
-                    // Asked again once the person approved: a refusal, not a loop.
-                    return Err(AsError::Denied(
-                        "the policy still asks for the person after their approval".to_owned(),
-                    ));
-                }
-                return Ok(Outcome::Interaction(binding));
+                return deferred(Step::Interaction {
+                    code,
+                    binding,
+                    done: false,
+                });
             }
             AccessDecision::RequireClaims(names) => {
                 // AS-17: never `sub`.
                 let names: Vec<String> = names.into_iter().filter(|n| n != "sub").collect();
-                return Ok(Outcome::Claims(names));
+                return deferred(Step::Claims(names));
+            }
+            AccessDecision::RequireClarification { question, options } => {
+                return deferred(Step::Clarification { question, options });
+            }
+            AccessDecision::RequirePayment(challenge) => {
+                if HeaderValue::from_str(&challenge).is_err() {
+                    return Err(AsError::Server(
+                        "the policy's payment challenge is not a header value".to_owned(),
+                    ));
+                }
+                return deferred(Step::Payment { challenge });
             }
         };
 
@@ -1047,6 +1242,13 @@ impl AccessServer {
             revoked.insert((caller.as_str().to_owned(), r.jti.clone()), r.exp);
         }
         if !person_server {
+            // AS-42: a pending request started for that resource token ends (its next
+            // poll is answered `revoked_resource_token`).
+            for w in self.lock_waiting().values_mut() {
+                if w.rt == (caller.as_str().to_owned(), r.jti.clone()) {
+                    w.step = Step::Revoked;
+                }
+            }
             return json_response(StatusCode::OK, &serde_json::json!({}));
         }
         // The cascade: every auth token issued against that person token, at its resource.

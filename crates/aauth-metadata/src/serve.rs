@@ -30,8 +30,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 pub trait Endpoint: Send + Sync {
     /// The response to one request, or `None` when `parts` names none of the role's
     /// paths (the service then answers `404`).
-    async fn respond(&self, parts: &Parts, body: &[u8], now: UnixTime)
-    -> Option<Response<Bytes>>;
+    async fn respond(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Option<Response<Bytes>>;
 }
 
 /// An [`Endpoint`] as a tower service (cheap to clone: two `Arc`s).

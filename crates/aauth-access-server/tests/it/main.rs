@@ -10,6 +10,8 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod steps;
+
 use std::sync::Arc;
 
 use aauth_access_server::{

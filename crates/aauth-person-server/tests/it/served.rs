@@ -66,14 +66,21 @@ async fn the_person_server_serves_from_an_axum_router() {
     let (s, body) = call(&mut app, arriving(req)).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert!(json["person_token"].as_str().is_some_and(|t| t.contains('.')));
+    assert!(
+        json["person_token"]
+            .as_str()
+            .is_some_and(|t| t.contains('.'))
+    );
 
     // The same request unsigned: the server's own 401.
     let req = http::Request::post(format!("https://ps.example{PERSON_TOKEN_PATH}"))
         .header("content-type", "application/json")
         .body(b"{}".to_vec())
         .unwrap();
-    assert_eq!(call(&mut app, arriving(req)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&mut app, arriving(req)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // A body over the bound never reaches the server: 413 with a problem body.
     let req = http::Request::post(format!("https://ps.example{PERSON_TOKEN_PATH}"))
@@ -92,7 +99,10 @@ async fn the_person_server_serves_from_an_axum_router() {
                 .unwrap(),
         )
     };
-    assert_eq!(call(&mut app, get("/nowhere")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&mut app, get("/nowhere")).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         call(&mut app, get("/health")).await,
         (StatusCode::OK, b"ok".to_vec())

@@ -1,0 +1,380 @@
+//! The Access Server's other deferred steps: clarification (answered, re-asked, capped,
+//! or met by an updated request, AS-16), payment (`402`, confirmed out of band, then the
+//! Person Server is billed) composed with claims on one pending URL, and a pending
+//! request ended by its resource token's revocation (AS-42).
+
+use super::*;
+
+const CHALLENGE: &str =
+    r#"Payment id="x7Tg2pLq", method="stripe", request="eyJhbW91bnQiOiIxMDAwIn0""#;
+
+impl World {
+    /// A signed `GET` of `path` with the response headers.
+    async fn get_full(&self, path: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let mut req = http::Request::get(format!("https://as.example{path}"))
+            .body(Vec::new())
+            .unwrap();
+        let scheme = Scheme::JwksUri {
+            id: "https://ps.example".to_owned(),
+            dwk: "aauth-person.json".to_owned(),
+            kid: "ps-1".to_owned(),
+        };
+        sign_request(&mut req, &self.ps, &scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap();
+        parts.headers.insert("host", "as.example".parse().unwrap());
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            resp.headers().clone(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    async fn post_ps(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        self.post_path(path, body, "https://ps.example", &self.ps)
+            .await
+    }
+
+    /// A resource token with `scope` for `sub`.
+    fn resource_token_for(&self, t: &Tokens, sub: &str, scope: &str) -> String {
+        ResourceTokenBuilder::new(
+            id("https://resource.example"),
+            id("https://as.example"),
+            id("https://ps.example"),
+            sub,
+            t.person_jti.clone(),
+            self.agent.public_key(),
+            scope,
+        )
+        .sign(&self.rs, "rs-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token
+    }
+}
+
+fn scope_of(token: &str) -> Option<String> {
+    Unverified::<AuthClaims>::decode(
+        token,
+        &Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .scope
+    .clone()
+}
+
+/// Asks what the access is for; grants read access for travel, asks again otherwise.
+struct AskPurpose;
+impl AccessPolicy for AskPurpose {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        match r.clarification {
+            Some("travel") => AccessDecision::GrantScope("calendar.read".to_owned()),
+            _ => AccessDecision::RequireClarification {
+                question: "What is the **purpose** of this access?".to_owned(),
+                options: vec!["travel".to_owned(), "other".to_owned()],
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(AskPurpose));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, json) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(h["aauth-requirement"], "requirement=clarification");
+    assert_eq!(
+        (json["clarification"].as_str(), &json["options"]),
+        (
+            Some("What is the **purpose** of this access?"),
+            &serde_json::json!(["travel", "other"])
+        )
+    );
+    let location = h["location"].to_str().unwrap().to_owned();
+
+    // A poll before the answer: the same question.
+    let (s, h2, json) = w.get_full(&location).await;
+    assert_eq!(
+        (s, &h2["aauth-requirement"]),
+        (StatusCode::ACCEPTED, &h["aauth-requirement"])
+    );
+    assert!(json["clarification"].is_string());
+
+    // Malformed answers change nothing.
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({"action": "nope"}),
+        serde_json::json!({"action": "clarification_response", "clarification_response": "  "}),
+        serde_json::json!({"action": "clarification_response"}),
+        serde_json::json!({"action": "updated_request", "resource_token": "x"}),
+    ] {
+        let (s, _, json) = w.post_ps(&location, &bad).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{bad}"
+        );
+    }
+
+    // An answer the policy cannot use: asked again, at the same URL.
+    let (s, h2, _) = w
+        .post_ps(&location, &serde_json::json!({"action": "clarification_response", "clarification_response": "other"}))
+        .await;
+    assert_eq!((s, &h2["location"]), (StatusCode::ACCEPTED, &h["location"]));
+    assert_eq!(w.server.issued(), 0);
+
+    let (s, _, json) = w
+        .post_ps(&location, &serde_json::json!({"action": "clarification_response", "clarification_response": "travel"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        scope_of(json["auth_token"].as_str().unwrap()).as_deref(),
+        Some("calendar.read")
+    );
+    let (s, _, _) = w.get_full(&location).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "answered once");
+
+    // Five rounds without a decision end the request.
+    let (_, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    let location = h["location"].to_str().unwrap().to_owned();
+    for round in 1..=5 {
+        let (s, _, json) = w
+            .post_ps(&location, &serde_json::json!({"action": "clarification_response", "clarification_response": "other"}))
+            .await;
+        if round < 5 {
+            assert_eq!(s, StatusCode::ACCEPTED, "round {round}: {json}");
+        } else {
+            assert_eq!(
+                (s, json["error"].as_str()),
+                (StatusCode::FORBIDDEN, Some("denied")),
+                "{json}"
+            );
+        }
+    }
+    assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.server.issued(), 1);
+}
+
+/// Offers read access only: a request for more is asked to narrow.
+struct ReadOnly;
+impl AccessPolicy for ReadOnly {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.scope.is_some_and(|s| s.contains("calendar.write")) {
+            AccessDecision::RequireClarification {
+                question: "Write access is not offered here. Ask for `calendar.read`?".to_owned(),
+                options: Vec::new(),
+            }
+        } else {
+            AccessDecision::Grant
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_updated_request_replaces_the_resource_token_only_for_the_same_person() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(ReadOnly));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = h["location"].to_str().unwrap().to_owned();
+
+    // AS-16: a resource token for another person (or another Person Server) is refused,
+    // and the request still waits.
+    let other = w.resource_token_for(&t, "bob-at-resource", "calendar.read");
+    let (s, _, json) = w
+        .post_ps(&location, &serde_json::json!({"action": "updated_request", "resource_token": other, "presented_token": t.person}))
+        .await;
+    assert_eq!(json["error"], "invalid_resource_token", "{s} {json}");
+    assert!(json["detail"].as_str().unwrap().contains("sub"), "{json}");
+    let (s, _, json) = w.get_full(&location).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(w.server.issued(), 0);
+
+    // The same person, narrower: verified as any request and granted.
+    let narrower = w.resource_token_for(&t, "alice-at-resource", "calendar.read");
+    let (s, _, json) = w
+        .post_ps(&location, &serde_json::json!({"action": "updated_request", "resource_token": narrower, "presented_token": t.person}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        scope_of(json["auth_token"].as_str().unwrap()).as_deref(),
+        Some("calendar.read")
+    );
+}
+
+/// Bills each Person Server once, then wants the person's email.
+struct PayThenEmail;
+impl AccessPolicy for PayThenEmail {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if !r.billed {
+            AccessDecision::RequirePayment(CHALLENGE.to_owned())
+        } else if r.claims.is_none() {
+            AccessDecision::RequireClaims(vec!["email".to_owned()])
+        } else {
+            AccessDecision::Grant
+        }
+    }
+}
+
+#[tokio::test]
+async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_billed() {
+    let mut w = world();
+    w.server = w
+        .server
+        .trust([id("https://ps2.example")])
+        .policy(Arc::new(PayThenEmail));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, json) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{json}");
+    assert_eq!(h[http::header::WWW_AUTHENTICATE], CHALLENGE);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let id = location
+        .trim_start_matches(aauth_access_server::PENDING_PATH)
+        .to_owned();
+    assert_eq!(
+        w.server.awaiting_payment(),
+        vec![(id.clone(), super::id("https://ps.example"))]
+    );
+
+    // Not settled yet: the poll answers 402 again; claims cannot be posted.
+    let (s, h2, _) = w.get_full(&location).await;
+    assert_eq!(
+        (s, &h2["location"]),
+        (StatusCode::PAYMENT_REQUIRED, &h["location"])
+    );
+    let (s, _, _) = w
+        .post_ps(
+            &location,
+            &serde_json::json!({"email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    assert!(!w.server.confirm_payment("unknown"));
+    assert!(w.server.confirm_payment(&id));
+    // Paid: the same URL now asks for claims, then issues.
+    let (s, h2, json) = w.get_full(&location).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(
+        (&h2["aauth-requirement"], &h2["location"]),
+        (
+            &http::HeaderValue::from_static("requirement=claims"),
+            &h["location"]
+        )
+    );
+    let (s, _, json) = w
+        .post_ps(
+            &location,
+            &serde_json::json!({"email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(w.server.awaiting_payment().is_empty());
+
+    // Billed from now on: the next request goes straight to claims; another Person
+    // Server is billed on its own.
+    let (s, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(
+        (s, &h["aauth-requirement"]),
+        (
+            StatusCode::ACCEPTED,
+            &http::HeaderValue::from_static("requirement=claims")
+        )
+    );
+    let p2 = PersonTokenBuilder::new(
+        super::id("https://ps2.example"),
+        super::id("https://resource.example"),
+        "alice-at-resource",
+        w.agent.public_key(),
+    )
+    .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let rt2 = ResourceTokenBuilder::new(
+        super::id("https://resource.example"),
+        super::id("https://as.example"),
+        super::id("https://ps2.example"),
+        "alice-at-resource",
+        p2.jti.clone(),
+        w.agent.public_key(),
+        "calendar.read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, _, json) = w
+        .post_path(
+            AUTH_TOKEN_PATH,
+            &serde_json::json!({"resource_token": rt2, "agent_token": t.agent, "presented_token": p2.token}),
+            "https://ps2.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{json}");
+    assert_eq!(w.server.issued(), 1);
+}
+
+/// Someone other than the person approves each request.
+struct Approver;
+impl AccessPolicy for Approver {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.approved {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::RequireApproval
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(Approver));
+    let t = w.tokens(600);
+    let rt = w.resource_token(&t, |b| b);
+    let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let pending = location
+        .trim_start_matches(aauth_access_server::PENDING_PATH)
+        .to_owned();
+
+    let rt_jti = Unverified::<aauth_tokens::ResourceClaims>::decode(
+        &rt,
+        &Validation::new(NOW).audience(&id("https://as.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+    let (s, _) = w
+        .revoke(
+            &rt_jti,
+            "https://resource.example",
+            "aauth-resource.json",
+            "rs-1",
+            &w.rs,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // The approver can no longer approve it; the Person Server's poll ends it.
+    assert!(!w.server.decide_approval(&pending, true));
+    let (s, _, json) = w.get_full(&location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_resource_token"))
+    );
+    assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.server.issued(), 0);
+}
