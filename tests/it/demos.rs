@@ -745,3 +745,58 @@ fn d11_trust_established_by_interaction_at_the_access_server() {
         "{text}"
     );
 }
+
+#[test]
+fn d11_payment_then_a_question_from_the_access_server_on_one_pending_url() {
+    let t = aauth_demos::demo11_billing_and_question().unwrap_or_else(|e| panic!("{e}"));
+    let text = t.render();
+    let of = |actor: &str| -> Vec<String> {
+        t.steps
+            .iter()
+            .filter(|s| s.actor == actor)
+            .map(|s| s.summary.clone())
+            .collect()
+    };
+    // The Person Server paid once, with the Access Server's challenge.
+    assert!(
+        of("person server").iter().any(|s| s
+            == &format!(
+                "settled the Access Server's payment challenge: {}",
+                aauth_demos::DEMO11_BILLING_CHALLENGE
+            )),
+        "{text}"
+    );
+    // The agent answered the Access Server's question, relayed by its Person Server.
+    assert!(
+        of("agent").iter().any(|s| s
+            == &format!(
+                "was asked, through its Person Server: {}",
+                aauth_demos::DEMO11_AS_QUESTION
+            )),
+        "{text}"
+    );
+    let ps = of("person server");
+    let position = |pred: &dyn Fn(&str) -> bool| ps.iter().position(|s| pred(s));
+    let asked = position(&|s| s.starts_with("POST https://as.example/auth-token → 402"))
+        .unwrap_or_else(|| panic!("no 402 from the Access Server: {text}"));
+    let clarified =
+        position(&|s| s.starts_with("POST https://as.example/pending/") && s.ends_with("→ 200 OK"))
+            .unwrap_or_else(|| panic!("the answer was not forwarded to the Access Server: {text}"));
+    assert!(asked < clarified, "{text}");
+    assert!(
+        text.contains("aauth-requirement: requirement=clarification"),
+        "{text}"
+    );
+    // Every step of the Access Server kept one pending URL.
+    let pendings: std::collections::BTreeSet<&str> = ps
+        .iter()
+        .filter_map(|s| s.split_whitespace().nth(1))
+        .filter(|u| u.starts_with("https://as.example/pending/"))
+        .collect();
+    assert_eq!(pendings.len(), 1, "{text}");
+    assert_eq!(
+        of("agent").last().map(String::as_str),
+        Some("GET https://resource.example/files/report → 200 OK"),
+        "{text}"
+    );
+}

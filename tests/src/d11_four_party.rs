@@ -220,3 +220,95 @@ pub fn run_binding() -> Result<Transcript, String> {
         Ok(t)
     })
 }
+
+/// The payment challenge of the billing run (a Payment HTTP authentication scheme
+/// challenge, as in draft -11 §AS Response).
+pub const BILLING_CHALLENGE: &str =
+    r#"Payment id="x7Tg2pLq", method="demo", request="eyJhbW91bnQiOiIxMDAifQ""#;
+
+/// The question the Access Server asks in the billing run.
+pub const AS_QUESTION: &str = "What will the agent do with **the report**?";
+
+/// The Access Server's policy in the billing run: a Person Server is billed once (`402`),
+/// and each request must say what the access is for (`requirement=clarification`).
+struct BillThenAsk;
+impl aauth_access_server::AccessPolicy for BillThenAsk {
+    fn decide(
+        &self,
+        r: &aauth_access_server::AccessRequest<'_>,
+    ) -> aauth_access_server::AccessDecision {
+        use aauth_access_server::AccessDecision;
+        if !r.billed {
+            AccessDecision::RequirePayment(BILLING_CHALLENGE.to_owned())
+        } else if r.clarification.is_none_or(|a| a.trim().is_empty()) {
+            AccessDecision::RequireClarification {
+                question: AS_QUESTION.to_owned(),
+                options: Vec::new(),
+            }
+        } else {
+            AccessDecision::Grant
+        }
+    }
+}
+
+/// Demo 11 with the Access Server's other steps composed on one pending URL: it answers
+/// the Person Server's first request with `402 Payment Required`; the Person Server pays
+/// (the demo world's processor confirms at once) and polls; the Access Server then asks
+/// what the access is for; the Person Server passes the question to the agent as its own
+/// `requirement=clarification`, forwards the agent's answer, and hands on the token.
+///
+/// # Errors
+///
+/// The first step that did not behave as the drafts require.
+pub fn run_billing() -> Result<Transcript, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(e)?;
+    rt.block_on(async {
+        let mut t = Transcript::default();
+        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "files.read", authorization_endpoint: false, access_server: true, as_policy: Some(Arc::new(BillThenAsk)) }).await?;
+        t.step("world", "as demo 11, but as.example bills each Person Server once and asks what each access is for", vec![]);
+        let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = Arc::clone(&asked);
+        let recorder = p.world.agent_transport();
+        let client = AAuthClient::builder(p.agent(&recorder))
+            .clock(Arc::clone(&p.clock))
+            .person_server(
+                Arc::new(
+                    HttpPersonServer::new(p.ps.id().clone(), recorder.clone())
+                        .clock(Arc::clone(&p.clock))
+                        .poll_policy(aauth_agent::PollPolicy::default().deadline(60))
+                        .on_clarification(move |q| {
+                            seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(q.to_owned());
+                            Some("To summarize it for alice's weekly review.".to_owned())
+                        }),
+                ),
+                p.agent_keys(),
+            )
+            .build(recorder.clone());
+        let req = http::Request::get("https://resource.example/files/report")
+            .body(Bytes::new())
+            .map_err(e)?;
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), client.send(req))
+            .await
+            .map_err(|_| "the agent's call did not finish")?
+            .map_err(e)?;
+        if resp.status() != 200 {
+            return Err(format!("the call did not go through: {} {}", resp.status(), String::from_utf8_lossy(resp.body())));
+        }
+        let settled = p.payments.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        t.step("person server", format!("settled the Access Server's payment challenge: {}", settled.join(" | ")), vec![]);
+        let asked = asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        t.step("agent", format!("was asked, through its Person Server: {}", asked.join(" | ")), vec![]);
+        for (req, resp) in recorder.take() {
+            let summary = format!("{} {} → {}", req.method(), req.uri(), resp.status());
+            exchange(&mut t, "agent", &summary, req, &resp);
+        }
+        for (req, resp) in p.federation.as_ref().ok_or("no federation recorder")?.take() {
+            let summary = format!("{} {} → {}", req.method(), req.uri(), resp.status());
+            exchange(&mut t, "person server", &summary, req, &resp);
+        }
+        Ok(t)
+    })
+}

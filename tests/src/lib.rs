@@ -23,7 +23,11 @@ mod d08_clarification;
 mod d09_interaction_chaining;
 mod d10_authorization_endpoint;
 mod d11_four_party;
+pub use d11_four_party::run_billing as demo11_billing_and_question;
 pub use d11_four_party::run_binding as demo11_trust_by_interaction;
+pub use d11_four_party::{
+    AS_QUESTION as DEMO11_AS_QUESTION, BILLING_CHALLENGE as DEMO11_BILLING_CHALLENGE,
+};
 mod intermediary;
 mod parties;
 pub mod world;

@@ -57,6 +57,38 @@ pub(crate) struct Parties {
     pub(crate) rs_id: ServerId,
     /// What the Person Server sent its Access Server (four-party).
     pub(crate) federation: Option<Arc<Recorder>>,
+    /// The challenges of the payments the Person Server settled (four-party).
+    pub(crate) payments: Arc<InstantPayments>,
+}
+
+/// The demo world's payment processor: settling a `402` from `as.example` pays at once,
+/// and the processor's notice confirms every payment the Access Server awaits from
+/// `ps.example` (in a real deployment, a webhook from the processor to the Access Server).
+pub(crate) struct InstantPayments {
+    access: Option<Arc<AccessServer>>,
+    /// The challenges settled, in order.
+    pub(crate) settled: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl aauth_person_server::PaymentSettler for InstantPayments {
+    async fn settle(&self, access_server: &ServerId, challenge: &str) -> Result<(), String> {
+        let access = self
+            .access
+            .as_ref()
+            .filter(|a| a.id() == access_server)
+            .ok_or_else(|| format!("no billing account at {access_server}"))?;
+        self.settled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(challenge.to_owned());
+        for (pending, ps) in access.awaiting_payment() {
+            if ps.as_str() == "https://ps.example" {
+                access.confirm_payment(&pending);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn key() -> Result<Arc<PrivateKey>, String> {
@@ -113,6 +145,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     // Four-party: the resource's Access Server, trusting ps.example, discovering every
     // key it checks over HTTPS.
     let as_id = id("https://as.example")?;
+    let mut access_server = None;
     if o.access_server {
         let as_keys = Arc::new(KeyCache::new(
             Arc::new(world.fetcher_allowing(&["agent.example", "ps.example", "resource.example"])),
@@ -126,6 +159,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
             access = access.policy(policy);
         }
         let access = Arc::new(access);
+        access_server = Some(Arc::clone(&access));
         let c = Arc::clone(&clock);
         world
             .serve_async(
@@ -177,8 +211,14 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     let federation = o
         .access_server
         .then(|| world.agent_transport_allowing(&["as.example"]));
+    let payments = Arc::new(InstantPayments {
+        access: access_server,
+        settled: std::sync::Mutex::default(),
+    });
     if let Some(f) = &federation {
-        ps = ps.federate(f.clone());
+        ps = ps
+            .federate(f.clone())
+            .settle_payments(Arc::clone(&payments) as Arc<dyn aauth_person_server::PaymentSettler>);
     }
     let ps = Arc::new(ps);
     ps.set_password("alice", PASSWORD).await.map_err(e)?;
@@ -265,6 +305,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         agent_key,
         rs_id,
         federation,
+        payments,
     })
 }
 

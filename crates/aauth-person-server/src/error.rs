@@ -60,8 +60,12 @@ pub enum PsError {
     AsInteraction {
         /// The Access Server's pending URL.
         location: String,
-        /// Its `AAuth-Requirement` value, passed to the agent unchanged.
+        /// Its `AAuth-Requirement` value, passed to the agent unchanged (empty when there
+        /// is nothing for the agent to do but wait, e.g. a payment being confirmed).
         requirement: String,
+        /// For `requirement=clarification`: the Access Server's question, passed to the
+        /// agent (which answers at this server's pending URL; the answer is forwarded).
+        question: Option<String>,
     },
     /// The Access Server is still waiting for the person (the agent sees a `202`).
     #[error("the Access Server is still waiting for the person")]

@@ -48,6 +48,7 @@ pub use pending::{
 };
 pub use policy::{
     AlwaysAsk, AutoApprove, ClaimsSource, ConsentKind, ConsentPolicy, ConsentRequest, Decision,
+    PaymentSettler,
 };
 pub use revocation::{HttpRevocationNotifier, RevocationNotifier};
 pub use server::{

@@ -88,6 +88,9 @@ pub struct FourParty {
     pub upstream_token: Option<String>,
     /// Where the Access Server keeps the request while the person is with it.
     pub as_pending: Option<String>,
+    /// The Access Server's question (`requirement=clarification`), passed to the agent,
+    /// and the agent's answer once given and not yet forwarded.
+    pub as_question: Option<(String, Option<String>)>,
 }
 
 impl FourParty {
@@ -107,6 +110,7 @@ impl FourParty {
             subagent_token: None,
             upstream_token: None,
             as_pending: None,
+            as_question: None,
         }
     }
 }

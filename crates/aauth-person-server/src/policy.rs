@@ -83,3 +83,18 @@ pub trait ClaimsSource: Send + Sync {
     fn claims(&self, account: &str, names: &[String])
     -> serde_json::Map<String, serde_json::Value>;
 }
+
+/// Settles an Access Server's `402 Payment Required` (draft -11 §AS Response): the payment
+/// protocol (x402, the Payment HTTP authentication scheme, …) and the billing terms are
+/// outside the draft, so the Person Server hands the challenge here, once per `402`, and
+/// then polls the Access Server's pending URL until the payment is confirmed there.
+#[async_trait::async_trait]
+pub trait PaymentSettler: Send + Sync {
+    /// Pays `access_server` per `challenge` (its `WWW-Authenticate` value, empty when it
+    /// sent none). An `Err` ends the request with the Access Server's `402` relayed.
+    ///
+    /// # Errors
+    ///
+    /// Why the payment could not be made.
+    async fn settle(&self, access_server: &ServerId, challenge: &str) -> Result<(), String>;
+}

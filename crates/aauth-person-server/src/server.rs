@@ -100,6 +100,8 @@ pub struct PersonServer {
     federation_timeout: std::time::Duration,
     /// What it tells an Access Server that asks for claims.
     claims: Option<Arc<dyn crate::ClaimsSource>>,
+    /// Pays an Access Server that answers `402`.
+    payments: Option<Arc<dyn crate::PaymentSettler>>,
     /// Serializes a mission ledger's read-allocate-write in this process (two concurrent
     /// grants must not both spend the same remainder).
     ledger_lock: tokio::sync::Mutex<()>,
@@ -363,6 +365,7 @@ impl PersonServer {
             ledger_lock: tokio::sync::Mutex::new(()),
             federation: None,
             federation_timeout: std::time::Duration::from_secs(10),
+            payments: None,
             claims: None,
         })
     }
@@ -522,6 +525,16 @@ impl PersonServer {
     #[must_use]
     pub fn claims_from(mut self, source: Arc<dyn crate::ClaimsSource>) -> Self {
         self.claims = Some(source);
+        self
+    }
+
+    /// Pays an Access Server that asks for a billing relationship (`402 Payment
+    /// Required`) through `settler`, then polls its pending URL (the agent waits at this
+    /// server's). Without it, the `402` is relayed to the agent as a refusal
+    /// (`payment_required`).
+    #[must_use]
+    pub fn settle_payments(mut self, settler: Arc<dyn crate::PaymentSettler>) -> Self {
+        self.payments = Some(settler);
         self
     }
 
@@ -809,17 +822,19 @@ impl PersonServer {
         Ok(Outcome::Respond(resp))
     }
 
-    /// Four-party, when the Access Server needs the person (`requirement=interaction`):
-    /// the agent gets the Access Server's link unchanged and this server's pending URL,
-    /// whose polls poll the Access Server's.
+    /// Four-party, when the Access Server needs the person (`requirement=interaction`:
+    /// the agent gets the Access Server's link unchanged), an approval, a payment's
+    /// confirmation, or an answer to its question (passed to the agent as this server's
+    /// `requirement=clarification`): the agent polls this server's pending URL, whose
+    /// polls poll (or answer) the Access Server's.
     #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
     async fn defer_to_access_server(
         &self,
         r: &AgentRequest,
         acting: &Acting,
         account: String,
-        mut request: PendingRequest,
-        (location, requirement): (String, String),
+        request: PendingRequest,
+        (location, requirement, question): (String, String, Option<String>),
         capabilities: &[String],
         now: UnixTime,
     ) -> Result<Outcome, PsError> {
@@ -831,14 +846,7 @@ impl PersonServer {
                     .to_owned(),
             ));
         }
-        if let PendingRequest::AuthToken {
-            four_party: Some(f),
-            ..
-        } = &mut request
-        {
-            f.as_pending = Some(location);
-        }
-        let p = Self::pending_for(
+        let mut p = Self::pending_for(
             r,
             acting,
             Some(account),
@@ -848,7 +856,7 @@ impl PersonServer {
             now,
             self.pending_ttl,
         )?;
-        let resp = Self::as_pending_response(&p, &requirement);
+        let resp = self.park_at_access_server(&mut p, location, &requirement, question)?;
         self.store
             .put_pending(p)
             .await
@@ -856,7 +864,40 @@ impl PersonServer {
         Ok(Outcome::Respond(resp))
     }
 
-    /// The `202` while the Access Server has the person: its requirement, our URL.
+    /// Marks `p` as waiting at the Access Server's `location` (with its question for the
+    /// agent, if any) and gives the agent's `202`; not stored.
+    fn park_at_access_server(
+        &self,
+        p: &mut Pending,
+        location: String,
+        requirement: &str,
+        question: Option<String>,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        if question.is_some() && !p.clarification {
+            return Err(PsError::UserUnreachable(
+                "the Access Server asks a question and the agent declared no clarification capability"
+                    .to_owned(),
+            ));
+        }
+        if let PendingRequest::AuthToken {
+            four_party: Some(f),
+            ..
+        } = &mut p.request
+        {
+            f.as_pending = Some(location);
+            f.as_question = question.clone().map(|q| (q, None));
+        }
+        Ok(match question {
+            Some(q) => {
+                p.chat.push(crate::pending::ChatTurn::new(q));
+                self.pending_response(p, StatusCode::ACCEPTED, "pending", 0)
+            }
+            None => Self::as_pending_response(p, requirement),
+        })
+    }
+
+    /// The `202` while the Access Server has the request: its requirement (if the agent
+    /// has anything to do), our URL.
     fn as_pending_response(p: &Pending, requirement: &str) -> http::Response<Bytes> {
         let mut r = json_response(
             StatusCode::ACCEPTED,
@@ -867,7 +908,9 @@ impl PersonServer {
             h.insert(http::header::LOCATION, v);
         }
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        if let Ok(v) = HeaderValue::from_str(requirement) {
+        if let Ok(v) = HeaderValue::from_str(requirement)
+            && !requirement.is_empty()
+        {
             h.insert("aauth-requirement", v);
         }
         r
@@ -1345,6 +1388,7 @@ impl PersonServer {
                     subagent_token: b.subagent_token.clone(),
                     upstream_token: b.upstream_token.clone(),
                     as_pending: None,
+                    as_question: None,
                 })
             }),
         };
@@ -1368,13 +1412,14 @@ impl PersonServer {
                     Err(PsError::AsInteraction {
                         location,
                         requirement,
+                        question,
                     }) => {
                         self.defer_to_access_server(
                             r,
                             &acting,
                             held.account,
                             request,
-                            (location, requirement),
+                            (location, requirement, question),
                             &b.capabilities,
                             now,
                         )
@@ -1672,21 +1717,42 @@ impl PersonServer {
             .as_ref()
             .ok_or_else(|| PsError::AsUnreachable("no federation configured".to_owned()))?;
         let unreachable = |what: String| PsError::AsUnreachable(what);
+        let sign = (self.signer.as_ref(), self.kid.as_str());
+        // Already waiting at the Access Server: forward the agent's answer to its
+        // question, or poll.
         if let Some(location) = &fp.as_pending {
-            // Waiting at the Access Server for the person: poll its pending URL.
-            let resp = crate::revocation::signed_get(
-                transport.as_ref(),
-                &self.id,
-                self.signer.as_ref(),
-                &self.kid,
-                now,
-                location,
-            )
-            .await
-            .map_err(unreachable)?;
-            if resp.status() == StatusCode::ACCEPTED {
-                return Err(PsError::AsPending);
+            let resp = match fp.as_question.as_ref().and_then(|(_, a)| a.as_ref()) {
+                Some(answer) => {
+                    crate::revocation::signed_post(
+                        transport.as_ref(),
+                        &self.id,
+                        sign.0,
+                        sign.1,
+                        now,
+                        location,
+                        &serde_json::json!({
+                            "action": "clarification_response",
+                            "clarification_response": answer,
+                        }),
+                    )
+                    .await
+                }
+                None => {
+                    crate::revocation::signed_get(
+                        transport.as_ref(),
+                        &self.id,
+                        sign.0,
+                        sign.1,
+                        now,
+                        location,
+                    )
+                    .await
+                }
             }
+            .map_err(unreachable)?;
+            let resp = self
+                .follow(resp, fp, account, Some(location.clone()), now)
+                .await?;
             return self
                 .as_answer(resp, fp, (resource, sub), scope, key, cap, allowed, now)
                 .await;
@@ -1730,42 +1796,121 @@ impl PersonServer {
         let resp = crate::revocation::signed_post(
             transport.as_ref(),
             &self.id,
-            self.signer.as_ref(),
-            &self.kid,
+            sign.0,
+            sign.1,
             now,
             doc.auth_token_endpoint.as_str(),
             &body,
         )
         .await
         .map_err(unreachable)?;
-        // The Access Server's deferred requirements: claims this server answers itself
-        // (at most three rounds); others are not relayed yet.
-        let mut resp = resp;
-        for _ in 0..3 {
-            if resp.status() != StatusCode::ACCEPTED {
-                break;
+        let resp = self.follow(resp, fp, account, None, now).await?;
+        self.as_answer(resp, fp, (resource, sub), scope, key, cap, allowed, now)
+            .await
+    }
+
+    /// Follows the Access Server's deferred answers (draft -11 §AS Response) until one
+    /// is final: claims this server answers itself; a `402` paid through the
+    /// [`crate::PaymentSettler`] (or relayed as a refusal without one) and then polled;
+    /// a clarification passed to the agent, and an interaction or approval the agent
+    /// waits for, as [`PsError::AsInteraction`] (this server's pending URL then polls
+    /// the Access Server's). `waiting` is the Access Server's pending URL when this is a
+    /// poll of it: a `202` or `402` without anything new is then [`PsError::AsPending`].
+    async fn follow(
+        &self,
+        mut resp: http::Response<Bytes>,
+        fp: &crate::pending::FourParty,
+        account: &str,
+        waiting: Option<String>,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let unreachable = |what: String| PsError::AsUnreachable(what);
+        let Some(transport) = self.federation.as_ref() else {
+            return Err(unreachable("no federation configured".to_owned()));
+        };
+        let mut polling = waiting.is_some();
+        // Steps compose (payment, then interaction, then claims…): a few per exchange.
+        for _ in 0..4 {
+            let status = resp.status();
+            if status != StatusCode::ACCEPTED && status != StatusCode::PAYMENT_REQUIRED {
+                return Ok(resp);
             }
-            let requirement = resp
-                .headers()
-                .get("aauth-requirement")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let location = resp
-                .headers()
-                .get(http::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            // On the Access Server's own origin only.
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            // On the Access Server's own origin only; a poll may omit it.
+            let location = header("location");
             let target = if location.starts_with('/') && !location.starts_with("//") {
                 format!("{}{location}", fp.access_server.as_str())
             } else if location.starts_with(&format!("{}/", fp.access_server.as_str())) {
-                location.to_owned()
+                location
+            } else if let Some(w) = waiting.as_ref().filter(|_| location.is_empty()) {
+                w.clone()
             } else {
                 return Err(unreachable(
                     "a deferred answer without a Location on the Access Server".to_owned(),
                 ));
             };
+            let json: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+            if status == StatusCode::PAYMENT_REQUIRED {
+                if polling {
+                    // Paid; the Access Server has not confirmed it yet.
+                    return Err(if waiting.is_some() {
+                        PsError::AsPending
+                    } else {
+                        PsError::AsInteraction {
+                            location: target,
+                            requirement: String::new(),
+                            question: None,
+                        }
+                    });
+                }
+                let Some(settler) = self.payments.as_ref() else {
+                    return Err(PsError::AsRefused {
+                        status: 402,
+                        error: "payment_required".to_owned(),
+                        detail:
+                            "the Access Server requires payment and this Person Server settles none"
+                                .to_owned(),
+                    });
+                };
+                settler
+                    .settle(&fp.access_server, &header("www-authenticate"))
+                    .await
+                    .map_err(|why| PsError::AsRefused {
+                        status: 402,
+                        error: "payment_required".to_owned(),
+                        detail: why.chars().take(500).collect(),
+                    })?;
+                polling = true;
+                resp = crate::revocation::signed_get(
+                    transport.as_ref(),
+                    &self.id,
+                    self.signer.as_ref(),
+                    &self.kid,
+                    now,
+                    &target,
+                )
+                .await
+                .map_err(unreachable)?;
+                continue;
+            }
+            let requirement = header("aauth-requirement");
+            if requirement.starts_with("requirement=clarification") {
+                let question = json["clarification"]
+                    .as_str()
+                    .filter(|q| !q.trim().is_empty() && q.len() <= 4000)
+                    .ok_or_else(|| unreachable("a clarification without a question".to_owned()))?;
+                return Err(PsError::AsInteraction {
+                    location: target,
+                    requirement,
+                    question: Some(question.to_owned()),
+                });
+            }
             if requirement.starts_with("requirement=interaction")
                 || requirement.starts_with("requirement=approval")
             {
@@ -1775,15 +1920,19 @@ impl PersonServer {
                 return Err(PsError::AsInteraction {
                     location: target,
                     requirement,
+                    question: None,
                 });
             }
             if !requirement.starts_with("requirement=claims") {
+                if waiting.is_some() {
+                    // Still with the person or the approver.
+                    return Err(PsError::AsPending);
+                }
                 return Err(unreachable(format!(
                     "the Access Server's {requirement:?} is not relayed by this Person Server"
                 )));
             }
-            let asked: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
-            let names: Vec<String> = asked["required_claims"]
+            let names: Vec<String> = json["required_claims"]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -1810,8 +1959,9 @@ impl PersonServer {
             .await
             .map_err(unreachable)?;
         }
-        self.as_answer(resp, fp, (resource, sub), scope, key, cap, allowed, now)
-            .await
+        Err(unreachable(
+            "the Access Server asked for more steps than this Person Server follows".to_owned(),
+        ))
     }
 
     /// The Access Server's final answer: relayed refusal, or its token checked (PS-53).
@@ -2309,7 +2459,11 @@ impl PersonServer {
                     Err(PsError::AsInteraction {
                         location,
                         requirement,
-                    }) => self.wait_for_access_server(p, location, &requirement).await,
+                        question,
+                    }) => {
+                        self.wait_for_access_server(p, location, &requirement, question)
+                            .await
+                    }
                     Err(e) => e.into_response(),
                 }
             }
@@ -2330,22 +2484,25 @@ impl PersonServer {
     }
 
     /// Switches an approved four-party request to waiting for the Access Server, and
-    /// tells the agent where the person goes.
+    /// tells the agent what it needs (a link for the person, a question, or nothing).
     async fn wait_for_access_server(
         &self,
         mut p: Pending,
         location: String,
         requirement: &str,
+        question: Option<String>,
     ) -> http::Response<Bytes> {
-        if let PendingRequest::AuthToken {
-            four_party: Some(f),
-            ..
-        } = &mut p.request
-        {
-            f.as_pending = Some(location);
-        }
+        let resp = match self.park_at_access_server(&mut p, location, requirement, question) {
+            Ok(r) => r,
+            Err(e) => {
+                p.state = PendingState::Done;
+                return match self.store.put_pending(p).await {
+                    Ok(()) => e.into_response(),
+                    Err(se) => PsError::Server(se.reason).into_response(),
+                };
+            }
+        };
         p.state = PendingState::Pending;
-        let resp = Self::as_pending_response(&p, requirement);
         match self.store.put_pending(p).await {
             Ok(()) => resp,
             Err(e) => PsError::Server(e.reason).into_response(),
@@ -2375,10 +2532,35 @@ impl PersonServer {
             return PsError::Server("a four-party request without its person".to_owned())
                 .into_response();
         };
-        match self
-            .mint_auth(&p.request, &account, &key, p.agent_exp, now)
-            .await
+        // The Access Server's question: forwarded once the agent answered it here.
+        let answer = p.chat.last().and_then(|t| t.answer.clone());
+        let mut forwarding = false;
+        if let PendingRequest::AuthToken {
+            four_party: Some(f),
+            ..
+        } = &mut p.request
+            && let Some((_, forwarded)) = f.as_question.as_mut()
         {
+            match answer {
+                Some(a) => {
+                    *forwarded = Some(a);
+                    forwarding = true;
+                }
+                None => return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1),
+            }
+        }
+        let outcome = self
+            .mint_auth(&p.request, &account, &key, p.agent_exp, now)
+            .await;
+        if forwarding
+            && let PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } = &mut p.request
+        {
+            f.as_question = None;
+        }
+        match outcome {
             Ok(json) => {
                 p.state = PendingState::Done;
                 match self.store.put_pending(p).await {
@@ -2386,7 +2568,19 @@ impl PersonServer {
                     Err(e) => PsError::Server(e.reason).into_response(),
                 }
             }
+            // Something new for the agent (a link, a question): tell it.
+            Err(PsError::AsInteraction {
+                location,
+                requirement,
+                question,
+            }) if question.is_some() || !requirement.is_empty() => {
+                self.wait_for_access_server(p, location, &requirement, question)
+                    .await
+            }
             Err(PsError::AsPending | PsError::AsInteraction { .. }) => {
+                if forwarding && let Err(e) = self.store.put_pending(p.clone()).await {
+                    return PsError::Server(e.reason).into_response();
+                }
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "status": "interacting" }),

@@ -181,6 +181,8 @@ struct FourPartyRow {
     upstream_token: Option<String>,
     #[serde(default)]
     as_pending: Option<String>,
+    #[serde(default)]
+    as_question: Option<(String, Option<String>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -291,6 +293,7 @@ impl PendingRow {
                             subagent_token: f.subagent_token.clone(),
                             upstream_token: f.upstream_token.clone(),
                             as_pending: f.as_pending.clone(),
+                            as_question: f.as_question.clone(),
                         })
                     }),
                 },
@@ -398,6 +401,7 @@ impl PendingRow {
                                 subagent_token: f.subagent_token,
                                 upstream_token: f.upstream_token,
                                 as_pending: f.as_pending,
+                                as_question: f.as_question,
                             }))
                         })
                         .transpose()?,

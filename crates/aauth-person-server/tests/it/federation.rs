@@ -652,3 +652,91 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
         crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
     assert_eq!(s, StatusCode::GONE);
 }
+
+/// A deferred answer from the scripted Access Server.
+fn deferred(status: StatusCode, headers: &[(&str, &str)], body: &'static [u8]) -> Answer {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Box::new(move |_| {
+        let mut r = http::Response::new(Bytes::from_static(body));
+        *r.status_mut() = status;
+        for (k, v) in &headers {
+            r.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Ok(r)
+    })
+}
+
+#[tokio::test]
+async fn a_payment_nobody_settles_is_relayed_and_changes_nothing() {
+    let transport = scripted(deferred(
+        StatusCode::PAYMENT_REQUIRED,
+        &[
+            ("location", "/pending/abc"),
+            ("www-authenticate", r#"Payment id="1", method="demo""#),
+        ],
+        br#"{"status":"pending"}"#,
+    ));
+    let w = federated_world(transport);
+    let (body, _) = request(&w).await;
+    let before = w.state();
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("payment_required")),
+        "{json}"
+    );
+    assert_eq!(w.state(), before);
+}
+
+#[tokio::test]
+async fn an_access_servers_question_goes_to_an_agent_that_can_answer_it() {
+    let question = deferred(
+        StatusCode::ACCEPTED,
+        &[
+            ("location", "/pending/q1"),
+            ("aauth-requirement", "requirement=clarification"),
+        ],
+        br#"{"status":"pending","clarification":"What is the report for?"}"#,
+    );
+    let transport = scripted(question);
+    let w = federated_world(transport);
+    let (body, _) = request(&w).await;
+    // An agent that declared no clarification capability cannot be asked.
+    let before = w.state();
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body.clone()).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("user_unreachable")),
+        "{json}"
+    );
+    assert_eq!(w.state(), before);
+
+    // One that did gets the question as this Person Server's clarification.
+    let mut body = body;
+    body["capabilities"] = serde_json::json!(["clarification"]);
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(headers["aauth-requirement"], "requirement=clarification");
+    assert_eq!(json["clarification"], "What is the report for?");
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(aauth_person_server::PENDING_PATH),
+        "the agent polls its Person Server, never the Access Server"
+    );
+    // Without an answer, a poll asks again (the Access Server is not polled).
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let (s, _, poll) = w.get_path(&location, &w.agent, &w.agent_token).await;
+    let poll: serde_json::Value = serde_json::from_slice(&poll).unwrap();
+    assert_eq!(
+        (s, poll["clarification"].as_str()),
+        (StatusCode::ACCEPTED, Some("What is the report for?"))
+    );
+}
