@@ -66,6 +66,7 @@ pub(crate) struct Parties {
 /// `ps.example` (in a real deployment, a webhook from the processor to the Access Server).
 pub(crate) struct InstantPayments {
     access: Option<Arc<AccessServer>>,
+    clock: Arc<dyn Clock>,
     /// The challenges settled, in order.
     pub(crate) settled: std::sync::Mutex<Vec<String>>,
 }
@@ -82,9 +83,10 @@ impl aauth_person_server::PaymentSettler for InstantPayments {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(challenge.to_owned());
-        for (pending, ps) in access.awaiting_payment() {
+        let now = self.clock.now();
+        for (pending, ps) in access.awaiting_payment(now).await.map_err(e)? {
             if ps.as_str() == "https://ps.example" {
-                access.confirm_payment(&pending);
+                access.confirm_payment(&pending, now).await.map_err(e)?;
             }
         }
         Ok(())
@@ -213,6 +215,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         .then(|| world.agent_transport_allowing(&["as.example"]));
     let payments = Arc::new(InstantPayments {
         access: access_server,
+        clock: Arc::clone(&clock),
         settled: std::sync::Mutex::default(),
     });
     if let Some(f) = &federation {

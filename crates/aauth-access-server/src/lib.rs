@@ -39,9 +39,17 @@
 mod error;
 mod policy;
 mod server;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
 
 pub use error::AsError;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll};
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH,
+};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use store::{
+    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, StoreError, WaitingRecord,
 };

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PublicKey, Signer};
@@ -15,8 +15,9 @@ use aauth_tokens::{
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::store::{AsStore, Awaiting, IssuedRecord, MemoryStore, StoreError, WaitingRecord};
 use crate::{AccessDecision, AccessPolicy, AccessRequest, AsError, GrantAll};
 
 /// Where the Access Server takes token requests from Person Servers.
@@ -32,7 +33,7 @@ pub const PENDING_PATH: &str = "/pending/";
 pub const INTERACT_PATH: &str = "/interact";
 
 /// What a waiting request waits for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Step {
     /// The Person Server's claims (`POST` to the pending URL).
     Claims(Vec<String>),
@@ -40,7 +41,9 @@ enum Step {
     /// the person approved.
     Interaction {
         code: String,
-        binding: (ServerId, ServerId, String),
+        /// The binding it makes: (resource, `sub`) for the request's Person Server.
+        resource: String,
+        sub: String,
         done: bool,
     },
     /// An approval out of band: `None` while undecided, then the decision.
@@ -57,7 +60,7 @@ enum Step {
 }
 
 /// What earlier steps of a request gave, carried to the next decision.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Given {
     claims: Option<serde_json::Map<String, serde_json::Value>>,
     clarification: Option<String>,
@@ -79,6 +82,73 @@ struct Waiting {
     /// The resource token's `(iss, jti)`, so that its revocation ends the request.
     rt: (String, String),
     given: Given,
+}
+
+impl Step {
+    fn awaiting(&self) -> Awaiting {
+        match self {
+            Self::Claims(_) => Awaiting::Claims,
+            Self::Interaction { .. } => Awaiting::Interaction,
+            Self::Approval(_) => Awaiting::Approval,
+            Self::Clarification { .. } => Awaiting::Clarification,
+            Self::Payment { .. } => Awaiting::Payment,
+            Self::Revoked => Awaiting::Ended,
+        }
+    }
+}
+
+/// The server's state for a waiting request, as the store keeps it (`data`).
+#[derive(Serialize, Deserialize)]
+struct WaitingData {
+    body: String,
+    step: Step,
+    given: Given,
+}
+
+impl Waiting {
+    fn into_record(self, id: String) -> Result<WaitingRecord, AsError> {
+        let code = match &self.step {
+            Step::Interaction {
+                code, done: false, ..
+            } => Some(code.clone()),
+            _ => None,
+        };
+        let awaiting = self.step.awaiting();
+        let body = String::from_utf8(self.body)
+            .map_err(|_| AsError::Server("a request body that is not UTF-8".to_owned()))?;
+        let data = serde_json::to_string(&WaitingData {
+            body,
+            step: self.step,
+            given: self.given,
+        })
+        .map_err(|e| AsError::Server(e.to_string()))?;
+        Ok(WaitingRecord {
+            id,
+            ps: self.ps,
+            expires: self.expires,
+            resource_token: self.rt,
+            code,
+            awaiting,
+            data,
+        })
+    }
+
+    fn from_record(r: WaitingRecord) -> Result<Self, AsError> {
+        let d: WaitingData = serde_json::from_str(&r.data)
+            .map_err(|e| AsError::Server(format!("a stored waiting request: {e}")))?;
+        Ok(Self {
+            ps: r.ps,
+            body: d.body.into_bytes(),
+            expires: r.expires,
+            step: d.step,
+            rt: r.resource_token,
+            given: d.given,
+        })
+    }
+}
+
+fn store_error(e: StoreError) -> AsError {
+    AsError::Server(e.to_string())
 }
 
 /// What a token request comes to.
@@ -119,17 +189,6 @@ fn random_code() -> Option<String> {
     )
 }
 
-/// An issued auth token's record (AS-44).
-#[derive(Debug, Clone)]
-struct Issued {
-    /// The token it was issued against.
-    presented_jti: String,
-    /// Its resource.
-    aud: ServerId,
-    /// Its expiry.
-    exp: u64,
-}
-
 /// An Access Server: issues auth tokens (`dwk: aauth-access.json`) for the resources
 /// that name it as their `aud`, only to the Person Servers it trusts, each request
 /// signed by the Person Server under `sig=jwks_uri;id;dwk="aauth-person.json";kid`
@@ -144,18 +203,10 @@ pub struct AccessServer {
     trusted: BTreeSet<ServerId>,
     policy: Arc<dyn AccessPolicy>,
     auth_lifetime: u64,
-    /// Issued auth tokens by `jti` (AS-44).
-    issued: Mutex<BTreeMap<String, Issued>>,
-    /// Revocations received, by `(issuer, jti)`, with their `exp`.
-    revoked: Mutex<BTreeMap<(String, String), u64>>,
+    /// Issuance records, revocations, waiting requests, bindings, billing.
+    store: Arc<dyn AsStore>,
     /// Sends revocations to resources (AS-41, AS-43).
     notifier: Option<Arc<dyn aauth_agent::Transport>>,
-    /// Requests waiting for claims or the person, by pending id.
-    waiting: Mutex<BTreeMap<String, Waiting>>,
-    /// (Person Server, resource, `sub`): people who approved their Person Server here.
-    bindings: Mutex<BTreeSet<(ServerId, ServerId, String)>>,
-    /// Person Servers with a billing relationship here (a confirmed payment).
-    billed: Mutex<BTreeSet<ServerId>>,
 }
 
 impl std::fmt::Debug for AccessServer {
@@ -242,12 +293,8 @@ impl AccessServer {
             trusted: BTreeSet::new(),
             policy: Arc::new(GrantAll),
             auth_lifetime: 3600,
-            issued: Mutex::default(),
-            revoked: Mutex::default(),
+            store: Arc::new(MemoryStore::default()),
             notifier: None,
-            waiting: Mutex::default(),
-            bindings: Mutex::default(),
-            billed: Mutex::default(),
         })
     }
 
@@ -256,6 +303,15 @@ impl AccessServer {
     #[must_use]
     pub fn trust(mut self, person_servers: impl IntoIterator<Item = ServerId>) -> Self {
         self.trusted.extend(person_servers);
+        self
+    }
+
+    /// Keeps its records, waiting requests, bindings and billing relationships in
+    /// `store` (in memory by default: use the SQLite store, or your own, for a server
+    /// whose waiting requests and records survive a restart).
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn AsStore>) -> Self {
+        self.store = store;
         self
     }
 
@@ -282,12 +338,16 @@ impl AccessServer {
         self
     }
 
-    fn is_revoked(&self, issuer: &ServerId, jti: &str, now: UnixTime) -> bool {
-        self.revoked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(issuer.as_str().to_owned(), jti.to_owned()))
-            .is_some_and(|exp| now.as_secs() <= exp.saturating_add(60))
+    async fn is_revoked(
+        &self,
+        issuer: &ServerId,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<bool, AsError> {
+        self.store
+            .is_revoked(issuer.as_str(), jti, now)
+            .await
+            .map_err(store_error)
     }
 
     /// The Access Server's identifier.
@@ -302,13 +362,13 @@ impl AccessServer {
         &self.published
     }
 
-    /// How many auth tokens it has issued (and holds records of).
-    #[must_use]
-    pub fn issued(&self) -> usize {
-        self.issued
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+    /// How many auth tokens it holds issuance records of.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn issued(&self) -> Result<usize, StoreError> {
+        self.store.issued_count().await
     }
 
     /// Answers one request.
@@ -321,7 +381,9 @@ impl AccessServer {
                 Ok(resp) => resp,
                 Err(resp) => resp,
             },
-            (&Method::GET | &Method::POST, INTERACT_PATH) => self.interaction_page(parts, body),
+            (&Method::GET | &Method::POST, INTERACT_PATH) => {
+                self.interaction_page(parts, body, now).await
+            }
             (&Method::GET, path) if path.starts_with(PENDING_PATH) => {
                 let id = path.trim_start_matches(PENDING_PATH).to_owned();
                 match self.poll_waiting(&id, parts, now).await {
@@ -352,16 +414,12 @@ impl AccessServer {
             .issue(&ps, body, &given, now)
             .await
             .map_err(AsError::into_response)?;
-        Ok(self.respond(outcome, &ps, body, given, None, now))
-    }
-
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Waiting>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+        Ok(self.respond(outcome, &ps, body, given, None, now).await)
     }
 
     /// The answer to a token request: the token, or the step it waits for at its pending
     /// URL (kept for ten minutes; `reuse`, a request's later steps keep its URL).
-    fn respond(
+    async fn respond(
         &self,
         outcome: Outcome,
         ps: &ServerId,
@@ -372,8 +430,10 @@ impl AccessServer {
     ) -> http::Response<Bytes> {
         match outcome {
             Outcome::Issued(json) => {
-                if let Some(id) = reuse {
-                    self.lock_waiting().remove(id);
+                if let Some(id) = reuse
+                    && let Err(e) = self.store.remove_waiting(id).await
+                {
+                    return store_error(e).into_response();
                 }
                 json_response(StatusCode::OK, &json)
             }
@@ -394,22 +454,27 @@ impl AccessServer {
                     }
                 };
                 let resp = self.step_response(&id, &step);
-                let mut waiting = self.lock_waiting();
-                waiting.retain(|_, w| w.expires > now.as_secs());
-                waiting.insert(
-                    id,
-                    Waiting {
-                        ps: ps.clone(),
-                        body: body.to_vec(),
-                        expires: now.as_secs() + 600,
-                        step,
-                        rt,
-                        given,
-                    },
-                );
+                let waiting = Waiting {
+                    ps: ps.clone(),
+                    body: body.to_vec(),
+                    expires: now.as_secs() + 600,
+                    step,
+                    rt,
+                    given,
+                };
+                if let Err(e) = self.put_waiting(id, waiting, now).await {
+                    return e.into_response();
+                }
                 resp
             }
         }
+    }
+
+    async fn put_waiting(&self, id: String, w: Waiting, now: UnixTime) -> Result<(), AsError> {
+        self.store
+            .put_waiting(w.into_record(id)?, now)
+            .await
+            .map_err(store_error)
     }
 
     /// What the Person Server is told while a request waits for `step`.
@@ -474,58 +539,104 @@ impl AccessServer {
     }
 
     /// The requests waiting for an approval out of band (their pending ids).
-    #[must_use]
-    pub fn awaiting_approval(&self) -> Vec<String> {
-        self.lock_waiting()
-            .iter()
-            .filter(|(_, w)| matches!(w.step, Step::Approval(None)))
-            .map(|(id, _)| id.clone())
-            .collect()
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn awaiting_approval(&self, now: UnixTime) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .waiting_on(Awaiting::Approval, now)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                Waiting::from_record(r.clone())
+                    .is_ok_and(|w| matches!(w.step, Step::Approval(None)))
+            })
+            .map(|r| r.id)
+            .collect())
     }
 
-    /// Approves (or refuses) the waiting request `id`; `false` when there is none
+    /// Approves (or refuses) the waiting request `id`; `Ok(false)` when there is none
     /// awaiting approval.
-    pub fn decide_approval(&self, id: &str, approve: bool) -> bool {
-        match self.lock_waiting().get_mut(id) {
-            Some(w) if matches!(w.step, Step::Approval(None)) => {
-                w.step = Step::Approval(Some(approve));
-                true
-            }
-            _ => false,
+    ///
+    /// # Errors
+    ///
+    /// [`AsError::Server`] when the store fails.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        now: UnixTime,
+    ) -> Result<bool, AsError> {
+        let Some(record) = self.store.waiting(id, now).await.map_err(store_error)? else {
+            return Ok(false);
+        };
+        let mut w = Waiting::from_record(record)?;
+        if !matches!(w.step, Step::Approval(None)) {
+            return Ok(false);
         }
+        w.step = Step::Approval(Some(approve));
+        self.put_waiting(id.to_owned(), w, now).await?;
+        Ok(true)
     }
 
     /// The requests waiting for a payment: their pending ids and Person Servers.
-    #[must_use]
-    pub fn awaiting_payment(&self) -> Vec<(String, ServerId)> {
-        self.lock_waiting()
-            .iter()
-            .filter(|(_, w)| matches!(w.step, Step::Payment { .. }))
-            .map(|(id, w)| (id.clone(), w.ps.clone()))
-            .collect()
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn awaiting_payment(
+        &self,
+        now: UnixTime,
+    ) -> Result<Vec<(String, ServerId)>, StoreError> {
+        Ok(self
+            .store
+            .waiting_on(Awaiting::Payment, now)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.ps))
+            .collect())
     }
 
     /// Confirms the payment the waiting request `id` asked for (say, on the payment
     /// processor's notice): its Person Server is billed here from now on, and the
-    /// request is decided again at its next poll. `false` when `id` awaits no payment.
-    pub fn confirm_payment(&self, id: &str) -> bool {
-        let ps = match self.lock_waiting().get(id) {
-            Some(w) if matches!(w.step, Step::Payment { .. }) => w.ps.clone(),
-            _ => return false,
-        };
-        self.billed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(ps);
-        true
+    /// request is decided again at its next poll. `Ok(false)` when `id` awaits no payment.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn confirm_payment(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        match self.store.waiting(id, now).await? {
+            Some(r) if r.awaiting == Awaiting::Payment => {
+                self.store.bill(&r.ps).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
-    /// The waiting request `id`, if `ps` asked for it and it has not expired.
-    fn waiting_for(&self, id: &str, ps: &ServerId, now: UnixTime) -> Option<Waiting> {
-        self.lock_waiting()
-            .get(id)
-            .filter(|w| w.ps == *ps && w.expires > now.as_secs())
-            .cloned()
+    /// The waiting request `id`, if `ps` asked for it and it has not expired (`404`
+    /// otherwise, the same for both).
+    async fn waiting_for(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        now: UnixTime,
+    ) -> Result<Waiting, http::Response<Bytes>> {
+        match self.store.waiting(id, now).await {
+            Ok(Some(r)) if r.ps == *ps => Waiting::from_record(r).map_err(AsError::into_response),
+            Ok(_) => Err(not_found()),
+            Err(e) => Err(store_error(e).into_response()),
+        }
+    }
+
+    /// Forgets waiting request `id`, answering `then` (or the store's failure).
+    async fn end_waiting(&self, id: &str, then: AsError) -> http::Response<Bytes> {
+        match self.store.remove_waiting(id).await {
+            Ok(()) => then.into_response(),
+            Err(e) => store_error(e).into_response(),
+        }
     }
 
     /// Decides waiting request `id` again with what its steps gave; ends it on a refusal.
@@ -538,11 +649,9 @@ impl AccessServer {
         now: UnixTime,
     ) -> http::Response<Bytes> {
         match self.issue(ps, body, &given, now).await {
-            Ok(outcome) => self.respond(outcome, ps, body, given, Some(id), now),
-            Err(e) => {
-                self.lock_waiting().remove(id);
-                e.into_response()
-            }
+            Ok(outcome) => self.respond(outcome, ps, body, given, Some(id), now).await,
+            Err(AsError::Server(why)) => AsError::Server(why).into_response(),
+            Err(e) => self.end_waiting(id, e).await,
         }
     }
 
@@ -557,7 +666,7 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
         let ps = self.calling_ps(parts, &[], now).await?;
-        let w = self.waiting_for(id, &ps, now).ok_or_else(not_found)?;
+        let w = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
         match &w.step {
             Step::Claims(_) => {
@@ -566,13 +675,13 @@ impl AccessServer {
                 )
                 .into_response());
             }
-            Step::Revoked | Step::Approval(Some(false)) => {
-                self.lock_waiting().remove(id);
-                return Err(match w.step {
-                    Step::Revoked => AsError::RevokedResourceToken,
-                    _ => AsError::Denied("the approver refused".to_owned()),
-                }
-                .into_response());
+            Step::Revoked => {
+                return Err(self.end_waiting(id, AsError::RevokedResourceToken).await);
+            }
+            Step::Approval(Some(false)) => {
+                return Err(self
+                    .end_waiting(id, AsError::Denied("the approver refused".to_owned()))
+                    .await);
             }
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
@@ -583,28 +692,33 @@ impl AccessServer {
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return Ok(r);
             }
-            Step::Payment { .. } if !self.is_billed(&ps) => {
-                return Ok(self.step_response(id, &w.step));
+            Step::Payment { .. } => {
+                if !self
+                    .store
+                    .is_billed(&ps)
+                    .await
+                    .map_err(|e| store_error(e).into_response())?
+                {
+                    return Ok(self.step_response(id, &w.step));
+                }
             }
             Step::Clarification { .. } => return Ok(self.step_response(id, &w.step)),
             Step::Approval(Some(true)) => given.approved = true,
-            Step::Interaction { done: true, .. } | Step::Payment { .. } => {}
+            Step::Interaction { done: true, .. } => {}
         }
         Ok(self.decide_again(id, &ps, &w.body, given, now).await)
-    }
-
-    fn is_billed(&self, ps: &ServerId) -> bool {
-        self.billed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(ps)
     }
 
     /// The person's page: what their Person Server asks for, and an Approve button that
     /// binds it here (`GET`), and the approval (`POST`, the code in the form). This demo
     /// Access Server has no accounts of its own: the single-use code (from the Person
     /// Server's or agent's link) is what admits the person.
-    fn interaction_page(&self, parts: &Parts, body: &[u8]) -> http::Response<Bytes> {
+    async fn interaction_page(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
         let field = |src: &str, name: &str| {
             src.split('&')
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
@@ -640,33 +754,49 @@ impl AccessServer {
         } else {
             (field(parts.uri.query().unwrap_or_default(), "code"), false)
         };
-        let mut waiting = self.lock_waiting();
-        let found = code.and_then(|c| {
-            waiting.values_mut().find(
-                |w| matches!(&w.step, Step::Interaction { code, done: false, .. } if *code == c),
-            )
-        });
-        let Some(Waiting {
-            step:
-                Step::Interaction {
-                    code,
-                    binding,
-                    done,
-                },
-            ..
-        }) = found
-        else {
-            return page(
+        let no_request = || {
+            page(
                 StatusCode::NOT_FOUND,
                 "<p>This code matches no open request.</p>".to_owned(),
-            );
+            )
         };
+        let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 16) else {
+            return no_request();
+        };
+        let record = match self.store.waiting_by_code(&code, now).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return no_request(),
+            Err(e) => return store_error(e).into_response(),
+        };
+        let id = record.id.clone();
+        let mut w = match Waiting::from_record(record) {
+            Ok(w) => w,
+            Err(e) => return e.into_response(),
+        };
+        let Step::Interaction {
+            resource,
+            sub,
+            done,
+            ..
+        } = &mut w.step
+        else {
+            return no_request();
+        };
+        if *done {
+            return no_request();
+        }
+        let (resource_id, sub) = (resource.clone(), sub.clone());
         if approve {
             *done = true;
-            self.bindings
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(binding.clone());
+            let Ok(resource) = ServerId::parse(&resource_id) else {
+                return AsError::Server("a stored resource identifier".to_owned()).into_response();
+            };
+            if let Err(e) = self.store.bind(&w.ps, &resource, &sub).await {
+                return store_error(e).into_response();
+            }
+            if let Err(e) = self.put_waiting(id, w, now).await {
+                return e.into_response();
+            }
             return page(
                 StatusCode::OK,
                 "<p>Approved. You can return to your agent.</p>".to_owned(),
@@ -678,9 +808,9 @@ impl AccessServer {
                 "<h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
                  <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
                  <button name=\"decision\" value=\"grant\">Approve</button></form>",
-                esc(binding.0.as_str()),
-                esc(binding.1.as_str()),
-                esc(code)
+                esc(w.ps.as_str()),
+                esc(&resource_id),
+                esc(&code)
             ),
         )
     }
@@ -697,7 +827,7 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, http::Response<Bytes>> {
         let ps = self.calling_ps(parts, body, now).await?;
-        let w = self.waiting_for(id, &ps, now).ok_or_else(not_found)?;
+        let w = self.waiting_for(id, &ps, now).await?;
         let invalid = |why: &str| AsError::InvalidRequest(why.to_owned()).into_response();
         let mut given = w.given.clone();
         let mut request = w.body.clone();
@@ -750,10 +880,7 @@ impl AccessServer {
                 }
                 given.rounds = given.rounds.saturating_add(1);
             }
-            Step::Revoked => {
-                self.lock_waiting().remove(id);
-                return Err(AsError::RevokedResourceToken.into_response());
-            }
+            Step::Revoked => return Err(self.end_waiting(id, AsError::RevokedResourceToken).await),
             _ => return Err(invalid("this request takes polls, not answers")),
         }
         Ok(self.decide_again(id, &ps, &request, given, now).await)
@@ -895,7 +1022,7 @@ impl AccessServer {
             ));
         }
         // AS-42: a resource token its resource revoked.
-        if self.is_revoked(&rt.iss, &rt.jti, now) {
+        if self.is_revoked(&rt.iss, &rt.jti, now).await? {
             return Err(AsError::RevokedResourceToken);
         }
         cap = cap.min(self.presented(&presented, &rt, ps, now).await?);
@@ -907,13 +1034,13 @@ impl AccessServer {
 
         // (Computed apart: a guard in the match's scrutinee would live through its arms.)
         let is_bound = self
-            .bindings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&(ps.clone(), rt.iss.clone(), rt.sub.clone()));
+            .store
+            .is_bound(ps, &rt.iss, &rt.sub)
+            .await
+            .map_err(store_error)?;
         let rt_key = (rt.iss.as_str().to_owned(), rt.jti.clone());
         let deferred = |step: Step| Ok(Outcome::Deferred(step, rt_key.clone()));
-        let billed = self.is_billed(ps);
+        let billed = self.store.is_billed(ps).await.map_err(store_error)?;
         let scope = match self.policy.decide(&AccessRequest {
             ps,
             resource: &rt.iss,
@@ -971,10 +1098,10 @@ impl AccessServer {
             AccessDecision::RequireInteraction => {
                 let code =
                     random_code().ok_or_else(|| AsError::Server("no randomness".to_owned()))?;
-                let binding = (ps.clone(), rt.iss.clone(), rt.sub.clone());
                 return deferred(Step::Interaction {
                     code,
-                    binding,
+                    resource: rt.iss.as_str().to_owned(),
+                    sub: rt.sub.clone(),
                     done: false,
                 });
             }
@@ -1036,20 +1163,19 @@ impl AccessServer {
                 &mut aauth_keys::rand::OsRandom,
             )
             .map_err(|e| AsError::Server(e.to_string()))?;
-        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
-        // Records are kept until `exp` plus skew (AS-44); expired ones are dropped every
-        // 256 issuances (amortized).
-        if issued.len() % 256 == 255 {
-            issued.retain(|_, i| i.exp.saturating_add(60) >= now.as_secs());
-        }
-        issued.insert(
-            minted.jti.clone(),
-            Issued {
-                presented_jti: rt.presented_jti.clone(),
-                aud: rt.iss.clone(),
-                exp: minted.exp,
-            },
-        );
+        // AS-44: kept until `exp` plus skew, for the revocation cascade.
+        self.store
+            .record_issued(
+                IssuedRecord::new(
+                    minted.jti.clone(),
+                    rt.presented_jti.clone(),
+                    rt.iss.clone(),
+                    minted.exp,
+                ),
+                now,
+            )
+            .await
+            .map_err(store_error)?;
         Ok(Outcome::Issued(
             serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
         ))
@@ -1129,7 +1255,7 @@ impl AccessServer {
             ));
         }
         // AS-41: never again against a person token its Person Server revoked here.
-        if self.is_revoked(ps, &jti, now) {
+        if self.is_revoked(ps, &jti, now).await? {
             return Err(AsError::RevokedPresentedToken);
         }
         if key.is_none_or(|k| k.thumbprint().as_str() != rt.agent_jkt) {
@@ -1234,35 +1360,41 @@ impl AccessServer {
                 .into_response();
             }
         };
-        {
-            let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-            if revoked.len() % 256 == 255 {
-                revoked.retain(|_, exp| exp.saturating_add(60) >= now.as_secs());
-            }
-            revoked.insert((caller.as_str().to_owned(), r.jti.clone()), r.exp);
+        if let Err(e) = self.store.revoke(caller.as_str(), &r.jti, r.exp, now).await {
+            return store_error(e).into_response();
         }
         if !person_server {
             // AS-42: a pending request started for that resource token ends (its next
             // poll is answered `revoked_resource_token`).
-            for w in self.lock_waiting().values_mut() {
-                if w.rt == (caller.as_str().to_owned(), r.jti.clone()) {
-                    w.step = Step::Revoked;
+            let waiting = match self.store.waiting_with(caller.as_str(), &r.jti).await {
+                Ok(w) => w,
+                Err(e) => return store_error(e).into_response(),
+            };
+            for record in waiting {
+                let id = record.id.clone();
+                let ended = match Waiting::from_record(record) {
+                    Ok(mut w) => {
+                        w.step = Step::Revoked;
+                        self.put_waiting(id, w, now).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = ended {
+                    return e.into_response();
                 }
             }
             return json_response(StatusCode::OK, &serde_json::json!({}));
         }
         // The cascade: every auth token issued against that person token, at its resource.
-        let cascade: Vec<(String, Issued)> = self
-            .issued
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(_, i)| i.presented_jti == r.jti)
-            .map(|(jti, i)| (jti.clone(), i.clone()))
-            .collect();
+        let cascade = match self.store.issued_against(&r.jti, now).await {
+            Ok(c) => c,
+            Err(e) => return store_error(e).into_response(),
+        };
         let mut outcomes: BTreeMap<String, Option<&'static str>> = BTreeMap::new();
-        for (jti, issued) in cascade {
-            let outcome = self.revoke_at(&issued.aud, &jti, issued.exp, now).await;
+        for issued in cascade {
+            let outcome = self
+                .revoke_at(&issued.aud, &issued.jti, issued.exp, now)
+                .await;
             let entry = outcomes
                 .entry(issued.aud.as_str().to_owned())
                 .or_insert(None);

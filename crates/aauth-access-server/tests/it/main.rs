@@ -11,6 +11,7 @@
 )]
 
 mod steps;
+mod stores;
 
 use std::sync::Arc;
 
@@ -231,7 +232,7 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
     assert_eq!(c.tenant.as_deref(), Some("acme"));
     assert_eq!(c.cnf.jwk, w.agent.public_key().to_jwk());
     assert_eq!(c.exp, p.exp, "capped by the presented token");
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
 struct ReadOnly;
@@ -427,7 +428,11 @@ async fn each_failed_check_has_its_code_and_issues_nothing() {
             (status, Some(code)),
             "{what}: {json}"
         );
-        assert_eq!(w.server.issued(), 0, "{what}: nothing issued");
+        assert_eq!(
+            w.server.issued().await.unwrap(),
+            0,
+            "{what}: nothing issued"
+        );
     }
 
     // An untrusted Person Server, properly signed: refused.
@@ -451,13 +456,13 @@ async fn each_failed_check_has_its_code_and_issues_nothing() {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 
     // And the well-formed request is granted (the cases above were refused for their
     // one defect).
     let (s, json) = w.ask(&good(w.resource_token(&t, |b| b))).await;
     assert_eq!(s, StatusCode::OK, "{json}");
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
     let _ = t.person_exp;
 }
 
@@ -511,14 +516,18 @@ async fn upstream_tokens_are_for_the_intermediary_from_the_ps_and_cap_the_grant(
         ),
         ("not a person or auth token", t.agent.clone()),
     ] {
-        let before = w.server.issued();
+        let before = w.server.issued().await.unwrap();
         let (s, json) = w.ask(&ask(&up)).await;
         assert_eq!(
             (s, json["error"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_upstream_token")),
             "{what}: {json}"
         );
-        assert_eq!(w.server.issued(), before, "{what}: nothing issued");
+        assert_eq!(
+            w.server.issued().await.unwrap(),
+            before,
+            "{what}: nothing issued"
+        );
     }
 }
 
@@ -662,7 +671,7 @@ async fn a_revoked_person_token_cascades_to_the_resources_and_is_never_honoured_
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("revoked_presented_token"))
     );
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -795,7 +804,7 @@ async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() 
     };
     let location = ask().await;
     assert!(location.starts_with(aauth_access_server::PENDING_PATH));
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 
     // Only the Person Server that asked may answer; an object of claims.
     let (s, _, _) = w
@@ -875,7 +884,7 @@ async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() 
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("denied"))
     );
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
 /// Wants the person to approve their Person Server here once.
@@ -974,7 +983,7 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 
     // The person's page names their Person Server and the resource; a wrong code opens nothing.
     let (s, html) = w.page("GET", &format!("/interact?code={code}"), "").await;
@@ -1006,7 +1015,7 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
         .post_path(AUTH_TOKEN_PATH, &serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}), "https://ps.example", &w.ps)
         .await;
     assert_eq!(s, StatusCode::OK, "{json}");
-    assert_eq!(w.server.issued(), 2);
+    assert_eq!(w.server.issued().await.unwrap(), 2);
 }
 
 /// Asks for the person whatever happens: a policy bug.
@@ -1045,7 +1054,7 @@ async fn a_policy_that_asks_again_after_the_approval_is_a_refusal_not_a_loop() {
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("denied"))
     );
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 }
 
 /// Someone other than the person approves each request.
@@ -1076,11 +1085,17 @@ async fn an_approval_out_of_band_decides_the_waiting_request() {
         let id = location
             .trim_start_matches(aauth_access_server::PENDING_PATH)
             .to_owned();
-        assert_eq!(w.server.awaiting_approval(), vec![id.clone()]);
+        assert_eq!(
+            w.server.awaiting_approval(NOW).await.unwrap(),
+            vec![id.clone()]
+        );
         let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
         assert_eq!(s, StatusCode::ACCEPTED);
-        assert!(w.server.decide_approval(&id, approve));
-        assert!(!w.server.decide_approval(&id, approve), "decided once");
+        assert!(w.server.decide_approval(&id, approve, NOW).await.unwrap());
+        assert!(
+            !w.server.decide_approval(&id, approve, NOW).await.unwrap(),
+            "decided once"
+        );
         let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
         if approve {
             assert_eq!(s, StatusCode::OK, "{json}");
@@ -1090,7 +1105,7 @@ async fn an_approval_out_of_band_decides_the_waiting_request() {
                 (StatusCode::FORBIDDEN, Some("denied"))
             );
         }
-        assert!(w.server.awaiting_approval().is_empty());
+        assert!(w.server.awaiting_approval(NOW).await.unwrap().is_empty());
     }
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
 }

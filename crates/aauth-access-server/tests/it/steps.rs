@@ -129,7 +129,7 @@ async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() 
         .post_ps(&location, &serde_json::json!({"action": "clarification_response", "clarification_response": "other"}))
         .await;
     assert_eq!((s, &h2["location"]), (StatusCode::ACCEPTED, &h["location"]));
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 
     let (s, _, json) = w
         .post_ps(&location, &serde_json::json!({"action": "clarification_response", "clarification_response": "travel"}))
@@ -160,7 +160,7 @@ async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() 
         }
     }
     assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
 /// Offers read access only: a request for more is asked to narrow.
@@ -198,7 +198,7 @@ async fn an_updated_request_replaces_the_resource_token_only_for_the_same_person
     assert!(json["detail"].as_str().unwrap().contains("sub"), "{json}");
     let (s, _, json) = w.get_full(&location).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 
     // The same person, narrower: verified as any request and granted.
     let narrower = w.resource_token_for(&t, "alice-at-resource", "calendar.read");
@@ -243,7 +243,7 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
         .trim_start_matches(aauth_access_server::PENDING_PATH)
         .to_owned();
     assert_eq!(
-        w.server.awaiting_payment(),
+        w.server.awaiting_payment(NOW).await.unwrap(),
         vec![(id.clone(), super::id("https://ps.example"))]
     );
 
@@ -261,8 +261,8 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
-    assert!(!w.server.confirm_payment("unknown"));
-    assert!(w.server.confirm_payment(&id));
+    assert!(!w.server.confirm_payment("unknown", NOW).await.unwrap());
+    assert!(w.server.confirm_payment(&id, NOW).await.unwrap());
     // Paid: the same URL now asks for claims, then issues.
     let (s, h2, json) = w.get_full(&location).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
@@ -280,7 +280,7 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{json}");
-    assert!(w.server.awaiting_payment().is_empty());
+    assert!(w.server.awaiting_payment(NOW).await.unwrap().is_empty());
 
     // Billed from now on: the next request goes straight to claims; another Person
     // Server is billed on its own.
@@ -321,7 +321,7 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
         )
         .await;
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{json}");
-    assert_eq!(w.server.issued(), 1);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
 /// Someone other than the person approves each request.
@@ -369,12 +369,12 @@ async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
         .await;
     assert_eq!(s, StatusCode::OK);
     // The approver can no longer approve it; the Person Server's poll ends it.
-    assert!(!w.server.decide_approval(&pending, true));
+    assert!(!w.server.decide_approval(&pending, true, NOW).await.unwrap());
     let (s, _, json) = w.get_full(&location).await;
     assert_eq!(
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("revoked_resource_token"))
     );
     assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(w.server.issued(), 0);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 }

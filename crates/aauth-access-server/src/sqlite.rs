@@ -1,0 +1,443 @@
+//! The embedded SQLite store (feature `sqlite`, on by default): what an Access Server
+//! keeps across restarts. One connection behind a mutex, used from Tokio's blocking
+//! pool; WAL journaling with `synchronous = NORMAL` (a commit survives the process
+//! crashing).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+use aauth_tokens::ServerId;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::{AsStore, Awaiting, IssuedRecord, RECORD_GRACE, StoreError, WaitingRecord};
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS issued (
+  jti TEXT PRIMARY KEY, presented_jti TEXT NOT NULL, aud TEXT NOT NULL, exp INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS issued_presented ON issued (presented_jti);
+CREATE INDEX IF NOT EXISTS issued_exp ON issued (exp);
+CREATE TABLE IF NOT EXISTS revoked (
+  iss TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL, PRIMARY KEY (iss, jti));
+CREATE INDEX IF NOT EXISTS revoked_exp ON revoked (exp);
+CREATE TABLE IF NOT EXISTS waiting (
+  id TEXT PRIMARY KEY, ps TEXT NOT NULL, expires INTEGER NOT NULL,
+  rt_iss TEXT NOT NULL, rt_jti TEXT NOT NULL, code TEXT UNIQUE, awaiting TEXT NOT NULL,
+  data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS waiting_rt ON waiting (rt_iss, rt_jti);
+CREATE INDEX IF NOT EXISTS waiting_expires ON waiting (expires);
+CREATE TABLE IF NOT EXISTS bindings (
+  ps TEXT NOT NULL, resource TEXT NOT NULL, sub TEXT NOT NULL, PRIMARY KEY (ps, resource, sub));
+CREATE TABLE IF NOT EXISTS billed (ps TEXT PRIMARY KEY);
+";
+
+/// An [`AsStore`] in an SQLite database file.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use aauth_access_server::{AsStore, SqliteStore};
+/// use aauth_tokens::ServerId;
+/// let dir = std::env::temp_dir().join(format!("aauth-as-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("as.sqlite");
+/// let ps = ServerId::parse("https://ps.example")?;
+/// SqliteStore::open(&path)?.bill(&ps).await?;
+/// // Reopened (a restart): the billing relationship is still there.
+/// assert!(SqliteStore::open(&path)?.is_billed(&ps).await?);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        reason: e.to_string(),
+    }
+}
+
+/// Seconds as SQLite's signed integer (saturating: no time here is past 2^63).
+fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn server_id(s: &str) -> Result<ServerId, StoreError> {
+    ServerId::parse(s).map_err(|e| err(format!("a stored server identifier: {e}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the file cannot be opened or the schema created.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open(path).map_err(err)?)
+    }
+
+    /// An in-memory database (tests).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open_in_memory().map_err(err)?)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection in the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&conn)
+        })
+        .await
+        .map_err(err)?
+    }
+}
+
+type WaitingRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+);
+
+fn waiting_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WaitingRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn waiting_record(
+    (id, ps, expires, rt_iss, rt_jti, code, awaiting, data): WaitingRow,
+) -> Result<WaitingRecord, StoreError> {
+    Ok(WaitingRecord {
+        id,
+        ps: server_id(&ps)?,
+        expires: u64::try_from(expires).unwrap_or_default(),
+        resource_token: (rt_iss, rt_jti),
+        code,
+        awaiting: Awaiting::parse(&awaiting)
+            .ok_or_else(|| err(format!("a stored step {awaiting:?}")))?,
+        data,
+    })
+}
+
+const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
+
+fn waiting_query(
+    conn: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<WaitingRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {WAITING_COLUMNS} FROM waiting WHERE {condition}"
+        ))
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params, waiting_row)
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    rows.into_iter().map(waiting_record).collect()
+}
+
+#[async_trait]
+impl AsStore for SqliteStore {
+    async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO issued (jti, presented_jti, aud, exp) VALUES (?1, ?2, ?3, ?4)",
+                params![record.jti, record.presented_jti, record.aud.as_str(), secs(record.exp)],
+            )
+            .map_err(err)?;
+            c.execute(
+                "DELETE FROM issued WHERE exp + ?2 < ?1",
+                params![secs(now.as_secs()), secs(RECORD_GRACE)],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn issued_against(
+        &self,
+        presented_jti: &str,
+        now: UnixTime,
+    ) -> Result<Vec<IssuedRecord>, StoreError> {
+        let presented_jti = presented_jti.to_owned();
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT jti, presented_jti, aud, exp FROM issued WHERE presented_jti = ?1 AND exp + ?3 >= ?2",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(
+                    params![presented_jti, secs(now.as_secs()), secs(RECORD_GRACE)],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            rows.into_iter()
+                .map(|(jti, presented, aud, exp)| {
+                    Ok(IssuedRecord::new(
+                        jti,
+                        presented,
+                        server_id(&aud)?,
+                        u64::try_from(exp).unwrap_or_default(),
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn issued_count(&self) -> Result<usize, StoreError> {
+        self.run(|c| {
+            let n: i64 = c
+                .query_row("SELECT COUNT(*) FROM issued", [], |r| r.get(0))
+                .map_err(err)?;
+            Ok(usize::try_from(n).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn revoke(
+        &self,
+        iss: &str,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (iss, jti) = (iss.to_owned(), jti.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO revoked (iss, jti, exp) VALUES (?1, ?2, ?3)",
+                params![iss, jti, secs(exp)],
+            )
+            .map_err(err)?;
+            c.execute(
+                "DELETE FROM revoked WHERE exp + ?2 < ?1",
+                params![secs(now.as_secs()), secs(RECORD_GRACE)],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let (iss, jti) = (iss.to_owned(), jti.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT 1 FROM revoked WHERE iss = ?1 AND jti = ?2 AND exp + ?4 >= ?3",
+                params![iss, jti, secs(now.as_secs()), secs(RECORD_GRACE)],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM waiting WHERE expires <= ?1",
+                params![secs(now.as_secs())],
+            )
+            .map_err(err)?;
+            c.execute(
+                "INSERT OR REPLACE INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    record.id,
+                    record.ps.as_str(),
+                    secs(record.expires),
+                    record.resource_token.0,
+                    record.resource_token.1,
+                    record.code,
+                    record.awaiting.as_str(),
+                    record.data
+                ],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            Ok(waiting_query(
+                c,
+                "id = ?1 AND expires > ?2",
+                params![id, secs(now.as_secs())],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn waiting_by_code(
+        &self,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        let code = code.to_owned();
+        self.run(move |c| {
+            Ok(waiting_query(
+                c,
+                "code = ?1 AND expires > ?2",
+                params![code, secs(now.as_secs())],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn waiting_on(
+        &self,
+        awaiting: Awaiting,
+        now: UnixTime,
+    ) -> Result<Vec<WaitingRecord>, StoreError> {
+        self.run(move |c| {
+            waiting_query(
+                c,
+                "awaiting = ?1 AND expires > ?2 ORDER BY id",
+                params![awaiting.as_str(), secs(now.as_secs())],
+            )
+        })
+        .await
+    }
+
+    async fn waiting_with(&self, iss: &str, jti: &str) -> Result<Vec<WaitingRecord>, StoreError> {
+        let (iss, jti) = (iss.to_owned(), jti.to_owned());
+        self.run(move |c| waiting_query(c, "rt_iss = ?1 AND rt_jti = ?2", params![iss, jti]))
+            .await
+    }
+
+    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.execute("DELETE FROM waiting WHERE id = ?1", params![id])
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bind(&self, ps: &ServerId, resource: &ServerId, sub: &str) -> Result<(), StoreError> {
+        let row = (
+            ps.as_str().to_owned(),
+            resource.as_str().to_owned(),
+            sub.to_owned(),
+        );
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO bindings (ps, resource, sub) VALUES (?1, ?2, ?3)",
+                params![row.0, row.1, row.2],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_bound(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+    ) -> Result<bool, StoreError> {
+        let row = (
+            ps.as_str().to_owned(),
+            resource.as_str().to_owned(),
+            sub.to_owned(),
+        );
+        self.run(move |c| {
+            c.query_row(
+                "SELECT 1 FROM bindings WHERE ps = ?1 AND resource = ?2 AND sub = ?3",
+                params![row.0, row.1, row.2],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn bill(&self, ps: &ServerId) -> Result<(), StoreError> {
+        let ps = ps.as_str().to_owned();
+        self.run(move |c| {
+            c.execute("INSERT OR IGNORE INTO billed (ps) VALUES (?1)", params![ps])
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError> {
+        let ps = ps.as_str().to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT 1 FROM billed WHERE ps = ?1",
+                params![ps],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(err)
+        })
+        .await
+    }
+}

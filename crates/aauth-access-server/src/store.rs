@@ -1,0 +1,447 @@
+//! Everything the Access Server keeps, behind one trait: issuance records (AS-44),
+//! revocations received, token requests waiting at pending URLs, people's bindings of
+//! their Person Server, and Person Servers' billing relationships. [`MemoryStore`] for a
+//! single process and tests; `SqliteStore` (feature `sqlite`, the default) for a
+//! deployment whose waiting requests, bindings and records survive a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+use aauth_tokens::ServerId;
+use async_trait::async_trait;
+
+/// Why the store could not answer (the request is answered `500`, nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("access-server store: {reason}")]
+pub struct StoreError {
+    /// What failed.
+    pub reason: String,
+}
+
+/// How long records are kept past their `exp` (the clock skew a verifier allows).
+pub const RECORD_GRACE: u64 = 60;
+
+/// An issued auth token's record (AS-44): kept until `exp` plus [`RECORD_GRACE`], so that
+/// revoking the person token it was issued against reaches it at its resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuedRecord {
+    /// The auth token's `jti`.
+    pub jti: String,
+    /// The `jti` of the token it was issued against (the resource token's `presented_jti`).
+    pub presented_jti: String,
+    /// Its resource (`aud`).
+    pub aud: ServerId,
+    /// Its `exp`.
+    pub exp: u64,
+}
+
+impl IssuedRecord {
+    /// A record of auth token `jti` for `aud`, issued against `presented_jti`.
+    #[must_use]
+    pub fn new(jti: String, presented_jti: String, aud: ServerId, exp: u64) -> Self {
+        Self {
+            jti,
+            presented_jti,
+            aud,
+            exp,
+        }
+    }
+}
+
+/// What a waiting request waits for (how a store lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Awaiting {
+    /// The Person Server's claims.
+    Claims,
+    /// The person at the interaction page.
+    Interaction,
+    /// An approval out of band.
+    Approval,
+    /// An answer to a question.
+    Clarification,
+    /// A payment's confirmation.
+    Payment,
+    /// Nothing any more: ended (its resource token was revoked), answered at the next poll.
+    Ended,
+}
+
+impl Awaiting {
+    /// Its stored name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claims => "claims",
+            Self::Interaction => "interaction",
+            Self::Approval => "approval",
+            Self::Clarification => "clarification",
+            Self::Payment => "payment",
+            Self::Ended => "ended",
+        }
+    }
+
+    /// The value stored as `name`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Claims,
+            Self::Interaction,
+            Self::Approval,
+            Self::Clarification,
+            Self::Payment,
+            Self::Ended,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
+    }
+}
+
+/// A token request waiting at a pending URL. The fields a store looks requests up by
+/// are explicit; the rest of the server's state for it is `data` (JSON the server writes
+/// and reads, opaque to stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WaitingRecord {
+    /// The unguessable id in its pending URL.
+    pub id: String,
+    /// The Person Server that asked (only it may poll or answer).
+    pub ps: ServerId,
+    /// Until when it is kept (seconds since the epoch).
+    pub expires: u64,
+    /// The `(iss, jti)` of its resource token (its revocation ends the request).
+    pub resource_token: (String, String),
+    /// Its interaction code, while the person is awaited at the interaction page.
+    pub code: Option<String>,
+    /// What it waits for.
+    pub awaiting: Awaiting,
+    /// The server's state for it.
+    pub data: String,
+}
+
+impl WaitingRecord {
+    /// A record (what a store reads back from its own rows).
+    #[must_use]
+    #[allow(clippy::too_many_arguments, reason = "a record's fields, each once")]
+    pub fn new(
+        id: String,
+        ps: ServerId,
+        expires: u64,
+        resource_token: (String, String),
+        code: Option<String>,
+        awaiting: Awaiting,
+        data: String,
+    ) -> Self {
+        Self {
+            id,
+            ps,
+            expires,
+            resource_token,
+            code,
+            awaiting,
+            data,
+        }
+    }
+}
+
+/// Everything the Access Server keeps. Implementations must be safe to share; each
+/// method is one atomic step.
+#[async_trait]
+pub trait AsStore: Send + Sync {
+    /// Records an issued auth token (AS-44); records past `exp` plus [`RECORD_GRACE`] at
+    /// `now` may be dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError>;
+
+    /// The unexpired auth tokens issued against `presented_jti`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn issued_against(
+        &self,
+        presented_jti: &str,
+        now: UnixTime,
+    ) -> Result<Vec<IssuedRecord>, StoreError>;
+
+    /// How many issuance records it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn issued_count(&self) -> Result<usize, StoreError>;
+
+    /// Records the revocation of token `jti` from issuer `iss` (kept until `exp` plus
+    /// [`RECORD_GRACE`]; records past that at `now` may be dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn revoke(&self, iss: &str, jti: &str, exp: u64, now: UnixTime)
+    -> Result<(), StoreError>;
+
+    /// Whether token `jti` from `iss` was revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
+
+    /// Stores (or replaces) a waiting request; requests expired at `now` may be dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError>;
+
+    /// The waiting request `id`, unless expired.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError>;
+
+    /// The unexpired waiting request whose interaction code is `code`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn waiting_by_code(
+        &self,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError>;
+
+    /// The unexpired waiting requests waiting for `awaiting`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn waiting_on(
+        &self,
+        awaiting: Awaiting,
+        now: UnixTime,
+    ) -> Result<Vec<WaitingRecord>, StoreError>;
+
+    /// The waiting requests started with resource token `(iss, jti)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn waiting_with(&self, iss: &str, jti: &str) -> Result<Vec<WaitingRecord>, StoreError>;
+
+    /// Forgets waiting request `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Records that the person `sub` at `resource` approved their Person Server `ps` here.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn bind(&self, ps: &ServerId, resource: &ServerId, sub: &str) -> Result<(), StoreError>;
+
+    /// Whether that binding exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn is_bound(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a billing relationship with Person Server `ps`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn bill(&self, ps: &ServerId) -> Result<(), StoreError>;
+
+    /// Whether Person Server `ps` is billed here.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError>;
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    issued: BTreeMap<String, IssuedRecord>,
+    revoked: BTreeMap<(String, String), u64>,
+    waiting: BTreeMap<String, WaitingRecord>,
+    bindings: BTreeSet<(ServerId, ServerId, String)>,
+    billed: BTreeSet<ServerId>,
+}
+
+/// An [`AsStore`] in memory (one process; lost on restart). Expired records are dropped
+/// as new ones arrive. Its `Debug` output is its whole state (for "nothing changed"
+/// assertions in tests).
+#[derive(Debug, Default)]
+pub struct MemoryStore(Mutex<Memory>);
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[async_trait]
+impl AsStore for MemoryStore {
+    async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError> {
+        self.with(|m| {
+            // Amortized sweep: records are needed until `exp` plus the grace only.
+            if m.issued.len() % 256 == 255 {
+                m.issued
+                    .retain(|_, r| r.exp.saturating_add(RECORD_GRACE) >= now.as_secs());
+            }
+            m.issued.insert(record.jti.clone(), record);
+        });
+        Ok(())
+    }
+
+    async fn issued_against(
+        &self,
+        presented_jti: &str,
+        now: UnixTime,
+    ) -> Result<Vec<IssuedRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.issued
+                .values()
+                .filter(|r| {
+                    r.presented_jti == presented_jti
+                        && r.exp.saturating_add(RECORD_GRACE) >= now.as_secs()
+                })
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn issued_count(&self) -> Result<usize, StoreError> {
+        Ok(self.with(|m| m.issued.len()))
+    }
+
+    async fn revoke(
+        &self,
+        iss: &str,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.with(|m| {
+            if m.revoked.len() % 256 == 255 {
+                // Amortized: a revocation record outlives its token by the grace only.
+                m.revoked
+                    .retain(|_, e| e.saturating_add(RECORD_GRACE) >= now.as_secs());
+            }
+            m.revoked.insert((iss.to_owned(), jti.to_owned()), exp);
+        });
+        Ok(())
+    }
+
+    async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        Ok(self.with(|m| {
+            m.revoked
+                .get(&(iss.to_owned(), jti.to_owned()))
+                .is_some_and(|exp| now.as_secs() <= exp.saturating_add(RECORD_GRACE))
+        }))
+    }
+
+    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
+        self.with(|m| {
+            m.waiting.retain(|_, w| w.expires > now.as_secs());
+            m.waiting.insert(record.id.clone(), record);
+        });
+        Ok(())
+    }
+
+    async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.waiting
+                .get(id)
+                .filter(|w| w.expires > now.as_secs())
+                .cloned()
+        }))
+    }
+
+    async fn waiting_by_code(
+        &self,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.waiting
+                .values()
+                .find(|w| w.code.as_deref() == Some(code) && w.expires > now.as_secs())
+                .cloned()
+        }))
+    }
+
+    async fn waiting_on(
+        &self,
+        awaiting: Awaiting,
+        now: UnixTime,
+    ) -> Result<Vec<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.waiting
+                .values()
+                .filter(|w| w.awaiting == awaiting && w.expires > now.as_secs())
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn waiting_with(&self, iss: &str, jti: &str) -> Result<Vec<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.waiting
+                .values()
+                .filter(|w| w.resource_token.0 == iss && w.resource_token.1 == jti)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
+        self.with(|m| m.waiting.remove(id));
+        Ok(())
+    }
+
+    async fn bind(&self, ps: &ServerId, resource: &ServerId, sub: &str) -> Result<(), StoreError> {
+        self.with(|m| {
+            m.bindings
+                .insert((ps.clone(), resource.clone(), sub.to_owned()))
+        });
+        Ok(())
+    }
+
+    async fn is_bound(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|m| {
+            m.bindings
+                .contains(&(ps.clone(), resource.clone(), sub.to_owned()))
+        }))
+    }
+
+    async fn bill(&self, ps: &ServerId) -> Result<(), StoreError> {
+        self.with(|m| m.billed.insert(ps.clone()));
+        Ok(())
+    }
+
+    async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError> {
+        Ok(self.with(|m| m.billed.contains(ps)))
+    }
+}

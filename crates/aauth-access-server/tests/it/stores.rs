@@ -1,0 +1,298 @@
+//! The Access Server's stores: one contract, checked against the in-memory store and
+//! SQLite; and a server restarted over the same SQLite file carries on with its waiting
+//! requests, its bindings and billing, and its issuance records (the revocation cascade
+//! still reaches tokens issued before the restart).
+
+use aauth_access_server::{
+    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, SqliteStore, WaitingRecord,
+};
+
+use super::*;
+
+fn record(
+    id: &str,
+    expires: u64,
+    code: Option<&str>,
+    awaiting: Awaiting,
+    rt: &str,
+) -> WaitingRecord {
+    WaitingRecord::new(
+        id.to_owned(),
+        id_of("https://ps.example"),
+        expires,
+        ("https://resource.example".to_owned(), rt.to_owned()),
+        code.map(str::to_owned),
+        awaiting,
+        format!("{{\"n\":\"{id}\"}}"),
+    )
+}
+
+fn id_of(s: &str) -> ServerId {
+    ServerId::parse(s).unwrap()
+}
+
+/// The contract every store keeps.
+async fn contract(s: &dyn AsStore) {
+    let now = NOW.as_secs();
+    let (rs, other) = (
+        id_of("https://resource.example"),
+        id_of("https://other.example"),
+    );
+
+    // Issuance records: found by the token they were issued against, until exp + grace.
+    s.record_issued(
+        IssuedRecord::new("a1".into(), "p1".into(), rs.clone(), now + 100),
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.record_issued(
+        IssuedRecord::new("a2".into(), "p1".into(), other.clone(), now + 10),
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.record_issued(
+        IssuedRecord::new("a3".into(), "p2".into(), rs.clone(), now + 100),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let mut against: Vec<String> = s
+        .issued_against("p1", NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.jti)
+        .collect();
+    against.sort();
+    assert_eq!(against, ["a1", "a2"]);
+    let later = NOW.plus(10 + RECORD_GRACE + 1);
+    let against: Vec<String> = s
+        .issued_against("p1", later)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.jti)
+        .collect();
+    assert_eq!(against, ["a1"], "a2 is past exp + grace");
+    assert_eq!(s.issued_count().await.unwrap(), 3);
+
+    // Revocations: by (issuer, jti), until exp + grace.
+    s.revoke("https://ps.example", "p1", now + 5, NOW)
+        .await
+        .unwrap();
+    assert!(s.is_revoked("https://ps.example", "p1", NOW).await.unwrap());
+    assert!(
+        !s.is_revoked("https://ps2.example", "p1", NOW)
+            .await
+            .unwrap(),
+        "another issuer"
+    );
+    assert!(!s.is_revoked("https://ps.example", "p2", NOW).await.unwrap());
+    assert!(
+        !s.is_revoked("https://ps.example", "p1", NOW.plus(5 + RECORD_GRACE + 1))
+            .await
+            .unwrap()
+    );
+
+    // Waiting requests: by id, by code, by what they wait for, by resource token.
+    s.put_waiting(
+        record(
+            "w1",
+            now + 600,
+            Some("ABCD2345"),
+            Awaiting::Interaction,
+            "rt1",
+        ),
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.put_waiting(record("w2", now + 600, None, Awaiting::Payment, "rt1"), NOW)
+        .await
+        .unwrap();
+    s.put_waiting(record("w3", now + 5, None, Awaiting::Payment, "rt2"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.waiting("w1", NOW).await.unwrap(),
+        Some(record(
+            "w1",
+            now + 600,
+            Some("ABCD2345"),
+            Awaiting::Interaction,
+            "rt1"
+        ))
+    );
+    assert_eq!(s.waiting("nope", NOW).await.unwrap(), None);
+    assert_eq!(
+        s.waiting_by_code("ABCD2345", NOW)
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some("w1".to_owned())
+    );
+    assert_eq!(s.waiting_by_code("ZZZZZZZZ", NOW).await.unwrap(), None);
+    let on: Vec<String> = s
+        .waiting_on(Awaiting::Payment, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(on, ["w2", "w3"]);
+    let mut with: Vec<String> = s
+        .waiting_with("https://resource.example", "rt1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    with.sort();
+    assert_eq!(with, ["w1", "w2"]);
+    // Expired: gone for every lookup.
+    let later = NOW.plus(6);
+    assert_eq!(s.waiting("w3", later).await.unwrap(), None);
+    assert_eq!(
+        s.waiting_on(Awaiting::Payment, later).await.unwrap().len(),
+        1
+    );
+    // Replaced in place (a later step), then removed.
+    s.put_waiting(record("w1", now + 600, None, Awaiting::Claims, "rt1"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.waiting_by_code("ABCD2345", NOW).await.unwrap(),
+        None,
+        "the code is spent"
+    );
+    assert_eq!(
+        s.waiting("w1", NOW).await.unwrap().map(|r| r.awaiting),
+        Some(Awaiting::Claims)
+    );
+    s.remove_waiting("w1").await.unwrap();
+    assert_eq!(s.waiting("w1", NOW).await.unwrap(), None);
+
+    // Bindings and billing.
+    let ps = id_of("https://ps.example");
+    assert!(!s.is_bound(&ps, &rs, "alice").await.unwrap());
+    s.bind(&ps, &rs, "alice").await.unwrap();
+    s.bind(&ps, &rs, "alice").await.unwrap();
+    assert!(s.is_bound(&ps, &rs, "alice").await.unwrap());
+    assert!(!s.is_bound(&ps, &rs, "bob").await.unwrap());
+    assert!(!s.is_bound(&ps, &other, "alice").await.unwrap());
+    assert!(!s.is_billed(&ps).await.unwrap());
+    s.bill(&ps).await.unwrap();
+    assert!(s.is_billed(&ps).await.unwrap());
+    assert!(!s.is_billed(&id_of("https://ps2.example")).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_in_memory_store_keeps_the_contract() {
+    contract(&MemoryStore::default()).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_contract() {
+    contract(&SqliteStore::in_memory().unwrap()).await;
+}
+
+/// Approves each request out of band; wants the person's Person Server bound first.
+struct BoundThenApproved;
+impl AccessPolicy for BoundThenApproved {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if !r.bound {
+            AccessDecision::RequireInteraction
+        } else if !r.approved {
+            AccessDecision::RequireApproval
+        } else {
+            AccessDecision::Grant
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_access_server_carries_on_from_its_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "aauth-as-restart-{}-{}",
+        std::process::id(),
+        NOW.as_secs()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("as.sqlite");
+    let restart = |w: &mut World| {
+        let fresh = world();
+        w.server = fresh
+            .server
+            .policy(Arc::new(BoundThenApproved))
+            .store(Arc::new(SqliteStore::open(&path).unwrap()));
+    };
+    let mut w = world();
+    restart(&mut w);
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
+    let code = requirement
+        .split("code=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+
+    // Restarted: the person's code still opens the page, and the approval binds.
+    restart(&mut w);
+    let (s, _) = w
+        .page("POST", "/interact", &format!("code={code}&decision=grant"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Restarted: the poll moves the request on to the approval, at the same URL.
+    restart(&mut w);
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let pending = location
+        .trim_start_matches(aauth_access_server::PENDING_PATH)
+        .to_owned();
+    restart(&mut w);
+    assert_eq!(
+        w.server.awaiting_approval(NOW).await.unwrap(),
+        vec![pending.clone()]
+    );
+    assert!(w.server.decide_approval(&pending, true, NOW).await.unwrap());
+    restart(&mut w);
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(w.server.issued().await.unwrap(), 1);
+
+    // Restarted: the binding holds (the next request goes straight to the approval),
+    // and revoking the person token still cascades to the token issued before.
+    restart(&mut w);
+    let (s, h, _) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(
+        (s, h["aauth-requirement"].to_str().unwrap()),
+        (StatusCode::ACCEPTED, "requirement=approval")
+    );
+    let (s, json) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        json,
+        serde_json::json!({"downstream": [{"recipient": "https://resource.example", "error": "revocation_unsupported"}]})
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
