@@ -280,6 +280,9 @@ struct Acting {
     agent: (ServerId, aauth_tokens::AgentId),
     /// The latest the token may expire: the agent token's, and the sub-agent token's.
     exp: u64,
+    /// Call chaining: the upstream token's `exp`. A request deferred for the person
+    /// ends (`expired`) when it passes (PS-64).
+    ends: Option<u64>,
 }
 
 /// A request verified as coming from an agent (not a sub-agent), with its token.
@@ -939,7 +942,8 @@ impl PersonServer {
             account,
             request,
             state: PendingState::Pending,
-            expires: now.as_secs() + ttl,
+            // PS-64: a chained request ends with its upstream token.
+            expires: (now.as_secs() + ttl).min(acting.ends.unwrap_or(u64::MAX)),
             attempts: 0,
             clarification: capabilities.iter().any(|c| c == "clarification"),
             chat: Vec::new(),
@@ -1001,6 +1005,7 @@ impl PersonServer {
                 key: r.key.clone(),
                 agent: (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
                 exp: r.agent.claims.exp,
+                ends: None,
             });
         };
         let st = verify::<AgentClaims>(token, &Validation::new(now), self.issuer_keys.as_ref())
@@ -1029,6 +1034,7 @@ impl PersonServer {
             key,
             agent: (st.claims.iss, st.claims.sub),
             exp: st.claims.exp.min(r.agent.claims.exp),
+            ends: None,
         })
     }
 
@@ -1207,6 +1213,7 @@ impl PersonServer {
         let account = match &upstream {
             Some(u) => {
                 acting.exp = acting.exp.min(u.exp);
+                acting.ends = Some(u.exp);
                 Some(u.account.clone())
             }
             None => self.binding_of(r).await?,
@@ -1341,6 +1348,7 @@ impl PersonServer {
                     ));
                 }
                 acting.exp = acting.exp.min(u.exp);
+                acting.ends = Some(u.exp);
                 Some(u)
             }
             None => None,
@@ -1484,6 +1492,7 @@ impl PersonServer {
             key: PublicKey::from_jwk(&p.key).map_err(|e| PsError::Server(e.to_string()))?,
             agent: p.agent.clone(),
             exp: p.agent_exp,
+            ends: None,
         };
         let rt = self.resource_token(&token, &acting, now).await?;
         if rt.iss != *resource
@@ -2386,6 +2395,17 @@ impl PersonServer {
                     StatusCode::FORBIDDEN,
                     "denied",
                     "the person denied the request",
+                )
+                .response(),
+                Err(e) => PsError::Server(e.reason).into_response(),
+            },
+            // Approved, but what the token would be capped by (the agent token, or the
+            // upstream token of a chained request: PS-64) has expired: nothing to issue.
+            PendingState::Approved { .. } if now.as_secs() >= p.agent_exp => match ended(p).await {
+                Ok(()) => PollError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "expired",
+                    "the token this request depends on has expired",
                 )
                 .response(),
                 Err(e) => PsError::Server(e.reason).into_response(),

@@ -10,7 +10,7 @@ use aauth_person_server::{AUTH_TOKEN_PATH, PERSON_TOKEN_PATH};
 use aauth_tokens::{AgentId, AgentTokenBuilder, AuthClaims, PersonClaims, ResourceTokenBuilder};
 use http::StatusCode;
 
-use crate::{NOW, World, id, world};
+use crate::{NOW, World, id, world, world_with};
 
 /// The intermediary's key and its agent token (issued by resource.example itself).
 fn intermediary(w: &World, at: UnixTime) -> (PrivateKey, String) {
@@ -273,4 +273,108 @@ async fn an_upstream_token_of_another_person_is_refused_and_issues_nothing() {
         "{json}"
     );
     assert_eq!(w.state(), before, "nothing issued");
+}
+
+/// Approves everything but asks the person about the downstream resource.
+struct AskDownstream;
+impl aauth_person_server::ConsentPolicy for AskDownstream {
+    fn decide(&self, r: &aauth_person_server::ConsentRequest<'_>) -> aauth_person_server::Decision {
+        if r.resource.as_str() == "https://other.example" {
+            aauth_person_server::Decision::AskPerson
+        } else {
+            aauth_person_server::Decision::Approve
+        }
+    }
+}
+
+impl World {
+    /// A signed request at time `at`: status, `Location`, body.
+    async fn call_at(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        (key, token): (&PrivateKey, &str),
+        at: UnixTime,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://ps.example{path}"));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
+            .unwrap();
+        aauth_signing::sign_request(
+            &mut req,
+            key,
+            &aauth_headers::Scheme::jwt(token.to_owned()),
+            at,
+        )
+        .unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap();
+        parts.headers.insert("host", "ps.example".parse().unwrap());
+        let resp = self.ps.handle(&parts, &body, at).await.unwrap();
+        (
+            resp.status(),
+            resp.headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_token() {
+    let mut w = world_with(Some(std::sync::Arc::new(AskDownstream)));
+    w.ps = w.ps.with_consent_pages(600);
+    let (up, uc) = upstream(&w).await;
+    let (ikey, itoken) = intermediary(&w, NOW);
+    let as_intermediary = (&ikey, itoken.as_str());
+    // PS-64: asked 100 s before the upstream token expires (well within the pending
+    // request's own lifetime), the request waits for the person...
+    let asked_at = UnixTime(uc.exp - 100);
+    let (s, location, json) = w
+        .call_at(
+            "POST",
+            PERSON_TOKEN_PATH,
+            Some(&serde_json::json!({"resource": "https://other.example", "upstream_token": up, "capabilities": ["interaction"]})),
+            as_intermediary,
+            asked_at,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = location.unwrap();
+    let (s, _, json) = w
+        .call_at(
+            "GET",
+            &location,
+            None,
+            as_intermediary,
+            UnixTime(uc.exp - 1),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    // ...and ends, `expired`, when the upstream token does.
+    let (s, _, json) = w
+        .call_at("GET", &location, None, as_intermediary, UnixTime(uc.exp))
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("expired")),
+        "{json}"
+    );
+    let (s, _, _) = w
+        .call_at(
+            "GET",
+            &location,
+            None,
+            as_intermediary,
+            UnixTime(uc.exp + 1),
+        )
+        .await;
+    assert_eq!(s, StatusCode::GONE, "ended once");
 }
