@@ -800,3 +800,50 @@ fn d11_payment_then_a_question_from_the_access_server_on_one_pending_url() {
         "{text}"
     );
 }
+
+#[test]
+fn d09_interaction_chaining_when_the_access_server_needs_the_person() {
+    let t = aauth_demos::demo9_via_access_server().unwrap_or_else(|e| panic!("{e}"));
+    let text = t.render();
+    let of = |actor: &str| -> Vec<String> {
+        t.steps
+            .iter()
+            .filter(|s| s.actor == actor)
+            .map(|s| s.summary.clone())
+            .collect()
+    };
+    // The agent only ever sees travel.example's own link.
+    assert!(
+        of("agent")
+            .iter()
+            .any(|s| s.starts_with("tells alice: open https://travel.example/interact?code=")),
+        "{text}"
+    );
+    // The planner was deferred by the Person Server with the Access Server's link.
+    assert!(
+        text.contains(
+            "aauth-requirement: requirement=interaction;url=\"https://as.example/interact\""
+        ),
+        "{text}"
+    );
+    // The Person Server asked the Access Server, then polled its pending URL to the token.
+    let ps = of("person server");
+    assert!(
+        ps.iter()
+            .any(|s| s.starts_with("POST https://as.example/auth-token → 202")),
+        "{text}"
+    );
+    assert!(
+        ps.iter()
+            .any(|s| s.starts_with("GET https://as.example/pending/") && s.ends_with("→ 200 OK")),
+        "{text}"
+    );
+    // The planner's upstream token went to the Access Server with the downstream request.
+    assert!(text.contains("upstream_token"), "{text}");
+    assert!(
+        of("agent").iter().any(
+            |s| s.starts_with("GET https://travel.example/pending/") && s.ends_with("→ 200 OK")
+        ),
+        "{text}"
+    );
+}

@@ -183,3 +183,118 @@ pub(crate) fn run() -> Result<Transcript, String> {
         Ok(t)
     })
 }
+
+/// Demo 9 with the person needed by the downstream resource's Access Server instead of
+/// the Person Server: resource.example's Access Server asks each person to approve their
+/// Person Server there once. The Person Server passes the Access Server's link to the
+/// planner; travel.example answers the agent with its own `202` and code; alice, sent on
+/// from travel.example's link, approves at the Access Server; the planner's downstream
+/// request completes and the agent's poll returns the trip.
+///
+/// # Errors
+///
+/// The first step that did not behave as the drafts require.
+pub fn run_via_access_server() -> Result<Transcript, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(e)?;
+    rt.block_on(async {
+        let mut t = Transcript::default();
+        let p = parties(Options {
+            policy: None,
+            consent_pages: false,
+            bound: true,
+            scope: "calendar.read",
+            authorization_endpoint: false,
+            access_server: true,
+            as_policy: Some(Arc::new(crate::d11_four_party::BindFirst)),
+        })
+        .await?;
+        let downstream = crate::intermediary::serve(&p).await?.downstream;
+        t.step(
+            "world",
+            "as demo 9, but alice's Person Server approves by itself and resource.example's Access Server (as.example) asks each person to approve their Person Server there once",
+            vec![],
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
+        let recorder = p.world.agent_transport();
+        let client = AAuthClient::builder(p.agent(&recorder))
+            .clock(Arc::clone(&p.clock))
+            .person_server(
+                Arc::new(HttpPersonServer::new(p.ps.id().clone(), recorder.clone()).clock(Arc::clone(&p.clock))),
+                p.agent_keys(),
+            )
+            .poll_policy(PollPolicy::default().deadline(60))
+            .on_interaction(move |i| {
+                let _sent = tx.send(i.clone());
+            })
+            .build(recorder.clone());
+        let call = tokio::spawn(async move {
+            let req = http::Request::get("https://travel.example/trips/next")
+                .body(Bytes::new())
+                .map_err(e)?;
+            client.send(req).await.map_err(e)
+        });
+        let asked = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+            .await
+            .map_err(|_| "the agent was never asked to involve its person")?;
+        let Some(interaction) = asked else {
+            let outcome = match call.await.map_err(e)? {
+                Ok(r) => format!("{} {}", r.status(), String::from_utf8_lossy(r.body())),
+                Err(why) => why,
+            };
+            let planner: Vec<String> = downstream
+                .take()
+                .into_iter()
+                .map(|(q, r)| format!("{} {} → {} {}", q.method(), q.uri(), r.status(), String::from_utf8_lossy(r.body())))
+                .collect();
+            return Err(format!(
+                "the agent was never asked to involve its person; its call ended: {outcome}; the planner's calls: {planner:?}"
+            ));
+        };
+        if interaction.url != "https://travel.example/interact" {
+            return Err(format!("the interaction is not travel.example's own: {}", interaction.url));
+        }
+        t.step("agent", format!("tells alice: open {}?code={}", interaction.url, interaction.code), vec![]);
+        let mut browser = Browser { world: &p.world, cookies: Vec::new() };
+        let (req, hop) = browser
+            .go("GET", &format!("{}?code={}", interaction.url, interaction.code), &[])
+            .await?;
+        t.step("person", "opens travel.example's link: sent on to the Access Server, with its code", page_lines(&req, &hop));
+        let next = hop
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .filter(|l| l.starts_with("https://as.example/interact?code="))
+            .ok_or("travel.example did not send the person to the Access Server")?
+            .to_owned();
+        let code = next.split("code=").nth(1).unwrap_or_default().to_owned();
+        let (req, page) = browser.go("GET", &next, &[]).await?;
+        t.step("person", "reads the Access Server's page: her Person Server asks for resource.example", page_lines(&req, &page));
+        let (req, done) = browser
+            .go("POST", "https://as.example/interact", &[("code", &code), ("decision", "grant")])
+            .await?;
+        t.step("person", "approves: as.example now trusts ps.example for her", page_lines(&req, &done));
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+            .await
+            .map_err(|_| "the agent's call did not finish")?
+            .map_err(e)??;
+        if resp.status() != 200 {
+            return Err(format!("the trip was not planned: {} {}", resp.status(), String::from_utf8_lossy(resp.body())));
+        }
+        for (req, resp) in downstream.take() {
+            let summary = format!("(travel.example's planner) {} {} → {}", req.method(), req.uri(), resp.status());
+            exchange(&mut t, "travel.example", &summary, req, &resp);
+        }
+        for (req, resp) in p.federation.as_ref().ok_or("no federation recorder")?.take() {
+            let summary = format!("{} {} → {}", req.method(), req.uri(), resp.status());
+            exchange(&mut t, "person server", &summary, req, &resp);
+        }
+        for (req, resp) in recorder.take() {
+            let summary = format!("{} {} → {}", req.method(), req.uri(), resp.status());
+            exchange(&mut t, "agent", &summary, req, &resp);
+        }
+        Ok(t)
+    })
+}

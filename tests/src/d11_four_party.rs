@@ -128,7 +128,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
 
 /// The Access Server's policy in the trust-establishment run: the person must approve
 /// their Person Server here once (draft -11 §PS-AS Trust Establishment, interaction).
-struct BindFirst;
+pub(crate) struct BindFirst;
 impl aauth_access_server::AccessPolicy for BindFirst {
     fn decide(
         &self,

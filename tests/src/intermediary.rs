@@ -264,10 +264,12 @@ pub(crate) async fn serve(p: &Parties) -> Result<Intermediary, String> {
         .world
         .agent_transport_allowing(&["ps.example", "resource.example"]);
     let keys = Arc::new(KeyCache::new(
-        Arc::new(
-            p.world
-                .fetcher_allowing(&["agent.example", "ps.example", "resource.example"]),
-        ),
+        Arc::new(p.world.fetcher_allowing(&[
+            "agent.example",
+            "ps.example",
+            "resource.example",
+            "as.example",
+        ])),
         Arc::clone(&p.clock),
         CacheConfig::default(),
     ));

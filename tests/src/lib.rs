@@ -21,6 +21,7 @@ mod d06_subagents;
 mod d07_call_chaining;
 mod d08_clarification;
 mod d09_interaction_chaining;
+pub use d09_interaction_chaining::run_via_access_server as demo9_via_access_server;
 mod d10_authorization_endpoint;
 mod d11_four_party;
 pub use d11_four_party::run_billing as demo11_billing_and_question;

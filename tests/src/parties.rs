@@ -150,7 +150,13 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     let mut access_server = None;
     if o.access_server {
         let as_keys = Arc::new(KeyCache::new(
-            Arc::new(world.fetcher_allowing(&["agent.example", "ps.example", "resource.example"])),
+            // (travel.example: an intermediary's agent provider, demo 9's variant.)
+            Arc::new(world.fetcher_allowing(&[
+                "agent.example",
+                "ps.example",
+                "resource.example",
+                "travel.example",
+            ])),
             Arc::clone(&clock),
             CacheConfig::default(),
         ));

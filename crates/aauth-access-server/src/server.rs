@@ -147,6 +147,18 @@ impl Waiting {
     }
 }
 
+/// A token that could not be checked because its issuer's keys are unavailable is this
+/// server's failure (`500`, the Person Server reports `as_unreachable`), never the
+/// caller's `invalid_*`.
+fn unavailable(e: &TokenError) -> Option<AsError> {
+    match e {
+        TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => Some(
+            AsError::Server(format!("an issuer's keys are unavailable: {reason}")),
+        ),
+        _ => None,
+    }
+}
+
 fn store_error(e: StoreError) -> AsError {
     AsError::Server(e.to_string())
 }
@@ -969,7 +981,9 @@ impl AccessServer {
             self.issuer_keys.as_ref(),
         )
         .await
-        .map_err(|e| AsError::InvalidAgentToken(e.to_string()))?;
+        .map_err(|e| {
+            unavailable(&e).unwrap_or_else(|| AsError::InvalidAgentToken(e.to_string()))
+        })?;
         if agent.claims.parent_agent.is_some() {
             return Err(AsError::InvalidAgentToken(
                 "agent_token is the parent's for a sub-agent, never a sub-agent's".to_owned(),
@@ -981,7 +995,10 @@ impl AccessServer {
                 let sub: Verified<AgentClaims> =
                     verify(t, &Validation::new(now), self.issuer_keys.as_ref())
                         .await
-                        .map_err(|e| AsError::InvalidSubagentToken(e.to_string()))?;
+                        .map_err(|e| {
+                            unavailable(&e)
+                                .unwrap_or_else(|| AsError::InvalidSubagentToken(e.to_string()))
+                        })?;
                 if sub.claims.parent_agent.as_ref() != Some(&agent.claims.sub)
                     || sub.claims.iss != agent.claims.iss
                 {
@@ -1008,7 +1025,8 @@ impl AccessServer {
         .await
         .map_err(|e| match e {
             TokenError::Expired { .. } => AsError::ExpiredResourceToken,
-            other => AsError::InvalidResourceToken(other.to_string()),
+            other => unavailable(&other)
+                .unwrap_or_else(|| AsError::InvalidResourceToken(other.to_string())),
         })?
         .claims;
         if rt.agent_jkt != bound.thumbprint().as_str() {
@@ -1209,7 +1227,8 @@ impl AccessServer {
         let v = Validation::new(now).audience(&rt.iss);
         let map = |e: TokenError| match e {
             TokenError::Expired { .. } => AsError::ExpiredPresentedToken,
-            other => AsError::InvalidPresentedToken(other.to_string()),
+            other => unavailable(&other)
+                .unwrap_or_else(|| AsError::InvalidPresentedToken(other.to_string())),
         };
         let typ = aauth_tokens::jws::CompactJws::parse(token)
             .ok()
@@ -1291,7 +1310,9 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<u64, AsError> {
         let v = Validation::new(now).audience(intermediary);
-        let map = |e: TokenError| AsError::InvalidUpstreamToken(e.to_string());
+        let map = |e: TokenError| {
+            unavailable(&e).unwrap_or_else(|| AsError::InvalidUpstreamToken(e.to_string()))
+        };
         let typ = aauth_tokens::jws::CompactJws::parse(token)
             .ok()
             .and_then(|j| j.header.typ);

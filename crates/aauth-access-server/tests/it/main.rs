@@ -45,6 +45,15 @@ struct World {
 }
 
 fn world() -> World {
+    world_with_keys(|k| k)
+}
+
+/// The world, its Access Server's key resolver wrapped by `wrap`.
+fn world_with_keys(
+    wrap: impl FnOnce(
+        Arc<dyn aauth_tokens::IssuerKeyResolver>,
+    ) -> Arc<dyn aauth_tokens::IssuerKeyResolver>,
+) -> World {
     let (ps, rs, provider, agent, as_key) = (
         PrivateKey::ed25519_from_seed(&[1; 32]),
         PrivateKey::ed25519_from_seed(&[2; 32]),
@@ -81,7 +90,7 @@ fn world() -> World {
         id("https://as.example"),
         Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),
         "as-1",
-        Arc::new(keys),
+        wrap(Arc::new(keys)),
     )
     .unwrap()
     .trust([id("https://ps.example")]);

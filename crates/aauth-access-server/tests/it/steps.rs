@@ -378,3 +378,49 @@ async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
     assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
     assert_eq!(w.server.issued().await.unwrap(), 0);
 }
+
+/// Issuer keys that cannot be fetched for one issuer (its metadata host is down).
+struct Down {
+    inner: Arc<dyn aauth_tokens::IssuerKeyResolver>,
+    issuer: &'static str,
+}
+
+#[async_trait::async_trait]
+impl aauth_tokens::IssuerKeyResolver for Down {
+    async fn resolve(
+        &self,
+        req: &aauth_tokens::KeyRequest<'_>,
+    ) -> Result<aauth_keys::PublicKey, aauth_tokens::ResolveError> {
+        if req.iss.as_str() == self.issuer {
+            return Err(aauth_tokens::ResolveError::Unavailable {
+                reason: "connection refused".to_owned(),
+            });
+        }
+        self.inner.resolve(req).await
+    }
+}
+
+#[tokio::test]
+async fn unavailable_issuer_keys_are_this_servers_failure_not_the_callers() {
+    for issuer in [
+        "https://agent.example",
+        "https://resource.example",
+        "https://ps.example",
+    ] {
+        let w = world_with_keys(|inner| Arc::new(Down { inner, issuer }));
+        let t = w.tokens(600);
+        let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+        let (s, json) = w.ask(&request).await;
+        if issuer == "https://ps.example" {
+            // The Person Server's own signature cannot be checked: the verifier's 503.
+            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{issuer}: {json}");
+        } else {
+            assert_eq!(
+                (s, json["error"].as_str()),
+                (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error")),
+                "{issuer}: {json}"
+            );
+        }
+        assert_eq!(w.server.issued().await.unwrap(), 0);
+    }
+}
