@@ -1186,6 +1186,7 @@ impl AccessServer {
             .record_issued(
                 IssuedRecord::new(
                     minted.jti.clone(),
+                    ps.clone(),
                     rt.presented_jti.clone(),
                     rt.iss.clone(),
                     minted.exp,
@@ -1407,7 +1408,7 @@ impl AccessServer {
             return json_response(StatusCode::OK, &serde_json::json!({}));
         }
         // The cascade: every auth token issued against that person token, at its resource.
-        let cascade = match self.store.issued_against(&r.jti, now).await {
+        let cascade = match self.store.issued_against(&caller, &r.jti, now).await {
             Ok(c) => c,
             Err(e) => return store_error(e).into_response(),
         };

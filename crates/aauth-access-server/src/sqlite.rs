@@ -17,8 +17,9 @@ const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS issued (
-  jti TEXT PRIMARY KEY, presented_jti TEXT NOT NULL, aud TEXT NOT NULL, exp INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS issued_presented ON issued (presented_jti);
+  jti TEXT PRIMARY KEY, ps TEXT NOT NULL, presented_jti TEXT NOT NULL, aud TEXT NOT NULL,
+  exp INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS issued_presented ON issued (ps, presented_jti);
 CREATE INDEX IF NOT EXISTS issued_exp ON issued (exp);
 CREATE TABLE IF NOT EXISTS revoked (
   iss TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL, PRIMARY KEY (iss, jti));
@@ -183,8 +184,14 @@ impl AsStore for SqliteStore {
     async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO issued (jti, presented_jti, aud, exp) VALUES (?1, ?2, ?3, ?4)",
-                params![record.jti, record.presented_jti, record.aud.as_str(), secs(record.exp)],
+                "INSERT OR REPLACE INTO issued (jti, ps, presented_jti, aud, exp) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    record.jti,
+                    record.ps.as_str(),
+                    record.presented_jti,
+                    record.aud.as_str(),
+                    secs(record.exp)
+                ],
             )
             .map_err(err)?;
             c.execute(
@@ -199,19 +206,26 @@ impl AsStore for SqliteStore {
 
     async fn issued_against(
         &self,
+        ps: &ServerId,
         presented_jti: &str,
         now: UnixTime,
     ) -> Result<Vec<IssuedRecord>, StoreError> {
-        let presented_jti = presented_jti.to_owned();
+        let (ps, presented_jti) = (ps.clone(), presented_jti.to_owned());
         self.run(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT jti, presented_jti, aud, exp FROM issued WHERE presented_jti = ?1 AND exp + ?3 >= ?2",
+                    "SELECT jti, presented_jti, aud, exp FROM issued \
+                     WHERE ps = ?1 AND presented_jti = ?2 AND exp + ?4 >= ?3",
                 )
                 .map_err(err)?;
             let rows = stmt
                 .query_map(
-                    params![presented_jti, secs(now.as_secs()), secs(RECORD_GRACE)],
+                    params![
+                        ps.as_str(),
+                        presented_jti,
+                        secs(now.as_secs()),
+                        secs(RECORD_GRACE)
+                    ],
                     |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -228,6 +242,7 @@ impl AsStore for SqliteStore {
                 .map(|(jti, presented, aud, exp)| {
                     Ok(IssuedRecord::new(
                         jti,
+                        ps.clone(),
                         presented,
                         server_id(&aud)?,
                         u64::try_from(exp).unwrap_or_default(),

@@ -29,6 +29,9 @@ pub const RECORD_GRACE: u64 = 60;
 pub struct IssuedRecord {
     /// The auth token's `jti`.
     pub jti: String,
+    /// The Person Server it was issued to (only it may revoke what it was issued
+    /// against).
+    pub ps: ServerId,
     /// The `jti` of the token it was issued against (the resource token's `presented_jti`).
     pub presented_jti: String,
     /// Its resource (`aud`).
@@ -38,11 +41,12 @@ pub struct IssuedRecord {
 }
 
 impl IssuedRecord {
-    /// A record of auth token `jti` for `aud`, issued against `presented_jti`.
+    /// A record of auth token `jti` for `aud`, issued to `ps` against `presented_jti`.
     #[must_use]
-    pub fn new(jti: String, presented_jti: String, aud: ServerId, exp: u64) -> Self {
+    pub fn new(jti: String, ps: ServerId, presented_jti: String, aud: ServerId, exp: u64) -> Self {
         Self {
             jti,
+            ps,
             presented_jti,
             aud,
             exp,
@@ -157,13 +161,14 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError>;
 
-    /// The unexpired auth tokens issued against `presented_jti`.
+    /// The unexpired auth tokens issued to Person Server `ps` against `presented_jti`.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
     async fn issued_against(
         &self,
+        ps: &ServerId,
         presented_jti: &str,
         now: UnixTime,
     ) -> Result<Vec<IssuedRecord>, StoreError>;
@@ -312,6 +317,7 @@ impl AsStore for MemoryStore {
 
     async fn issued_against(
         &self,
+        ps: &ServerId,
         presented_jti: &str,
         now: UnixTime,
     ) -> Result<Vec<IssuedRecord>, StoreError> {
@@ -319,7 +325,8 @@ impl AsStore for MemoryStore {
             m.issued
                 .values()
                 .filter(|r| {
-                    r.presented_jti == presented_jti
+                    r.ps == *ps
+                        && r.presented_jti == presented_jti
                         && r.exp.saturating_add(RECORD_GRACE) >= now.as_secs()
                 })
                 .cloned()

@@ -424,3 +424,29 @@ async fn unavailable_issuer_keys_are_this_servers_failure_not_the_callers() {
         assert_eq!(w.server.issued().await.unwrap(), 0);
     }
 }
+
+#[tokio::test]
+async fn a_person_server_cascades_only_what_was_issued_to_it() {
+    let mut w = world();
+    w.server = w.server.trust([id("https://ps2.example")]);
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    assert_eq!(w.ask(&request).await.0, StatusCode::OK);
+    // Another trusted Person Server names the same jti: it revokes its own token of that
+    // name (if any), and reaches nothing issued to ps.example.
+    let (s, json) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps2.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(
+        (s, json),
+        (StatusCode::OK, serde_json::json!({"downstream": []}))
+    );
+    // ps.example's own token is still honoured.
+    assert_eq!(w.ask(&request).await.0, StatusCode::OK);
+}

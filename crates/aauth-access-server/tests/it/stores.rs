@@ -41,25 +41,43 @@ async fn contract(s: &dyn AsStore) {
 
     // Issuance records: found by the token they were issued against, until exp + grace.
     s.record_issued(
-        IssuedRecord::new("a1".into(), "p1".into(), rs.clone(), now + 100),
+        IssuedRecord::new(
+            "a1".into(),
+            id_of("https://ps.example"),
+            "p1".into(),
+            rs.clone(),
+            now + 100,
+        ),
         NOW,
     )
     .await
     .unwrap();
     s.record_issued(
-        IssuedRecord::new("a2".into(), "p1".into(), other.clone(), now + 10),
+        IssuedRecord::new(
+            "a2".into(),
+            id_of("https://ps.example"),
+            "p1".into(),
+            other.clone(),
+            now + 10,
+        ),
         NOW,
     )
     .await
     .unwrap();
     s.record_issued(
-        IssuedRecord::new("a3".into(), "p2".into(), rs.clone(), now + 100),
+        IssuedRecord::new(
+            "a3".into(),
+            id_of("https://ps.example"),
+            "p2".into(),
+            rs.clone(),
+            now + 100,
+        ),
         NOW,
     )
     .await
     .unwrap();
     let mut against: Vec<String> = s
-        .issued_against("p1", NOW)
+        .issued_against(&id_of("https://ps.example"), "p1", NOW)
         .await
         .unwrap()
         .into_iter()
@@ -69,13 +87,20 @@ async fn contract(s: &dyn AsStore) {
     assert_eq!(against, ["a1", "a2"]);
     let later = NOW.plus(10 + RECORD_GRACE + 1);
     let against: Vec<String> = s
-        .issued_against("p1", later)
+        .issued_against(&id_of("https://ps.example"), "p1", later)
         .await
         .unwrap()
         .into_iter()
         .map(|r| r.jti)
         .collect();
     assert_eq!(against, ["a1"], "a2 is past exp + grace");
+    // Another Person Server's revocation of the same jti reaches nothing.
+    assert!(
+        s.issued_against(&id_of("https://ps2.example"), "p1", NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.issued_count().await.unwrap(), 3);
 
     // Revocations: by (issuer, jti), until exp + grace.
