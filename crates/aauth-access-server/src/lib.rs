@@ -44,7 +44,7 @@ mod sqlite;
 mod store;
 
 pub use error::AsError;
-pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll};
+pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll, TrustByInteraction};
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH,
 };

@@ -22,6 +22,10 @@ pub struct AccessRequest<'a> {
     /// The claims the Person Server provided after a [`AccessDecision::RequireClaims`]
     /// (never `sub`: the person is `ps` and `sub` already).
     pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// Whether this Person Server is one this Access Server trusts by configuration
+    /// ([`crate::AccessServer::trust`]); `false` only when it admits unknown Person
+    /// Servers ([`crate::AccessServer::admit_unknown_person_servers`]).
+    pub pre_established: bool,
     /// Whether the person has approved this Person Server here, for this resource, on
     /// this Access Server's interaction page (the one-time binding of draft -11
     /// §PS-AS Trust Establishment).
@@ -87,12 +91,34 @@ pub trait AccessPolicy: Send + Sync {
     fn decide(&self, request: &AccessRequest<'_>) -> AccessDecision;
 }
 
-/// Grants every verified request from a trusted Person Server (the default).
+/// Grants every verified request from a Person Server with pre-established trust, and
+/// refuses the others (the default).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrantAll;
 
 impl AccessPolicy for GrantAll {
-    fn decide(&self, _: &AccessRequest<'_>) -> AccessDecision {
-        AccessDecision::Grant
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.pre_established {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::Deny("no trust is established with this Person Server".to_owned())
+        }
+    }
+}
+
+/// Trust established by interaction (draft -11 §PS-AS Trust Establishment): a Person
+/// Server with pre-established trust is granted; another is granted for a person once
+/// that person has approved it on this Access Server's interaction page (asked for with
+/// `requirement=interaction` the first time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrustByInteraction;
+
+impl AccessPolicy for TrustByInteraction {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.pre_established || r.bound {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::RequireInteraction
+        }
     }
 }

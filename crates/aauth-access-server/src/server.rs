@@ -213,6 +213,8 @@ pub struct AccessServer {
     published: Published,
     verifier: Verifier,
     trusted: BTreeSet<ServerId>,
+    /// Whether Person Servers without pre-established trust reach the policy.
+    admit_unknown: bool,
     policy: Arc<dyn AccessPolicy>,
     auth_lifetime: u64,
     /// Issuance records, revocations, waiting requests, bindings, billing.
@@ -303,6 +305,7 @@ impl AccessServer {
             published,
             verifier,
             trusted: BTreeSet::new(),
+            admit_unknown: false,
             policy: Arc::new(GrantAll),
             auth_lifetime: 3600,
             store: Arc::new(MemoryStore::default()),
@@ -325,6 +328,25 @@ impl AccessServer {
     pub fn store(mut self, store: Arc<dyn AsStore>) -> Self {
         self.store = store;
         self
+    }
+
+    /// Lets Person Servers it has no pre-established trust with reach its policy (draft
+    /// -11 §PS-AS Trust Establishment: trust may "emerge dynamically from the AS's
+    /// response"): any Person Server whose signature verifies under its published keys,
+    /// seen by the policy with `pre_established: false`, so that the policy can establish
+    /// trust by interaction ([`crate::TrustByInteraction`]), by payment, or by claims.
+    /// Such a Person Server may also revoke the person tokens it presented here. Off by
+    /// default: only [`AccessServer::trust`]ed Person Servers are answered. (This server
+    /// then fetches the keys of any Person Server that asks, through the egress guard of
+    /// its key resolver.)
+    #[must_use]
+    pub fn admit_unknown_person_servers(mut self) -> Self {
+        self.admit_unknown = true;
+        self
+    }
+
+    fn admits(&self, ps: &ServerId) -> bool {
+        self.admit_unknown || self.trusted.contains(ps)
     }
 
     /// Decides with `policy`.
@@ -948,7 +970,7 @@ impl AccessServer {
             }
             _ => None,
         };
-        ps.filter(|p| self.trusted.contains(p)).ok_or_else(|| {
+        ps.filter(|p| self.admits(p)).ok_or_else(|| {
             AsError::Untrusted(
                 "this Access Server takes requests only from the Person Servers it trusts"
                     .to_owned(),
@@ -1067,6 +1089,7 @@ impl AccessServer {
             agent: (&agent.claims.iss, &agent.claims.sub),
             mission_s256: rt.mission_s256.as_deref(),
             claims,
+            pre_established: self.trusted.contains(ps),
             bound: is_bound,
             approved: given.approved,
             clarification: given.clarification.as_deref(),
@@ -1367,7 +1390,7 @@ impl AccessServer {
         };
         let (caller, person_server) = match &verified.identity {
             KeyIdentity::JwksUri { id, dwk, .. } => match (ServerId::parse(id), dwk.as_str()) {
-                (Ok(ps), "aauth-person.json") if self.trusted.contains(&ps) => (ps, true),
+                (Ok(ps), "aauth-person.json") if self.admits(&ps) => (ps, true),
                 (Ok(rs), "aauth-resource.json") => (rs, false),
                 _ => return unsupported(),
             },

@@ -292,30 +292,10 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
             &http::HeaderValue::from_static("requirement=claims")
         )
     );
-    let p2 = PersonTokenBuilder::new(
-        super::id("https://ps2.example"),
-        super::id("https://resource.example"),
-        "alice-at-resource",
-        w.agent.public_key(),
-    )
-    .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
-    .unwrap();
-    let rt2 = ResourceTokenBuilder::new(
-        super::id("https://resource.example"),
-        super::id("https://as.example"),
-        super::id("https://ps2.example"),
-        "alice-at-resource",
-        p2.jti.clone(),
-        w.agent.public_key(),
-        "calendar.read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
     let (s, _, json) = w
         .post_path(
             AUTH_TOKEN_PATH,
-            &serde_json::json!({"resource_token": rt2, "agent_token": t.agent, "presented_token": p2.token}),
+            &ps2_request(&w, &t),
             "https://ps2.example",
             &w.ps,
         )
@@ -449,4 +429,107 @@ async fn a_person_server_cascades_only_what_was_issued_to_it() {
     );
     // ps.example's own token is still honoured.
     assert_eq!(w.ask(&request).await.0, StatusCode::OK);
+}
+
+/// A request as Person Server ps2.example would send it: its person token for alice and
+/// a resource token naming it.
+fn ps2_request(w: &World, t: &Tokens) -> serde_json::Value {
+    let p2 = PersonTokenBuilder::new(
+        super::id("https://ps2.example"),
+        super::id("https://resource.example"),
+        "alice-at-resource",
+        w.agent.public_key(),
+    )
+    .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let rt2 = ResourceTokenBuilder::new(
+        super::id("https://resource.example"),
+        super::id("https://as.example"),
+        super::id("https://ps2.example"),
+        "alice-at-resource",
+        p2.jti.clone(),
+        w.agent.public_key(),
+        "calendar.read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    serde_json::json!({"resource_token": rt2, "agent_token": t.agent, "presented_token": p2.token})
+}
+
+#[tokio::test]
+async fn an_unknown_person_server_is_trusted_once_the_person_binds_it_here() {
+    // Only ps.example is trusted by configuration; ps2.example signs verifiably.
+    let w = world();
+    let t = w.tokens(600);
+    let body = ps2_request(&w, &t);
+    let (s, _, json) = w
+        .post_path(AUTH_TOKEN_PATH, &body, "https://ps2.example", &w.ps)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "refused unless unknown Person Servers are admitted: {json}"
+    );
+
+    // Admitted, the default policy still refuses what has no trust established.
+    let mut w = world();
+    w.server = w.server.admit_unknown_person_servers();
+    let (s, _, json) = w
+        .post_path(AUTH_TOKEN_PATH, &body, "https://ps2.example", &w.ps)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    assert!(
+        json["detail"].as_str().unwrap().contains("no trust"),
+        "{json}"
+    );
+
+    // Trust by interaction: the person approves ps2.example here once.
+    w.server = w
+        .server
+        .policy(Arc::new(aauth_access_server::TrustByInteraction));
+    let (s, h, json) = w
+        .post_path(AUTH_TOKEN_PATH, &body, "https://ps2.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
+    let code = requirement
+        .split("code=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let (s, html) = w.page("GET", &format!("/interact?code={code}"), "").await;
+    assert!(
+        s == StatusCode::OK && html.contains("https://ps2.example"),
+        "{html}"
+    );
+    let (s, _) = w
+        .page("POST", "/interact", &format!("code={code}&decision=grant"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, json) = w
+        .get_path(
+            h["location"].to_str().unwrap(),
+            "https://ps2.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    // From now on, for alice at this resource, at once; the trusted one never asked.
+    let (s, _, _) = w
+        .post_path(
+            AUTH_TOKEN_PATH,
+            &ps2_request(&w, &t),
+            "https://ps2.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    assert_eq!(w.ask(&request).await.0, StatusCode::OK);
+    assert_eq!(w.server.issued().await.unwrap(), 3);
 }
