@@ -435,17 +435,17 @@ async fn a_person_server_cascades_only_what_was_issued_to_it() {
 /// a resource token naming it.
 fn ps2_request(w: &World, t: &Tokens) -> serde_json::Value {
     let p2 = PersonTokenBuilder::new(
-        super::id("https://ps2.example"),
-        super::id("https://resource.example"),
+        id("https://ps2.example"),
+        id("https://resource.example"),
         "alice-at-resource",
         w.agent.public_key(),
     )
     .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
     .unwrap();
     let rt2 = ResourceTokenBuilder::new(
-        super::id("https://resource.example"),
-        super::id("https://as.example"),
-        super::id("https://ps2.example"),
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps2.example"),
         "alice-at-resource",
         p2.jti.clone(),
         w.agent.public_key(),
