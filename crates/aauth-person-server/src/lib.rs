@@ -47,8 +47,8 @@ pub use pending::{
     ChatTurn, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState, WebSession,
 };
 pub use policy::{
-    AlwaysAsk, AutoApprove, ClaimsSource, ConsentKind, ConsentPolicy, ConsentRequest, Decision,
-    PaymentSettler,
+    AlwaysAsk, AsQuestions, AutoApprove, ClaimsSource, ConsentKind, ConsentPolicy, ConsentRequest,
+    Decision, PaymentSettler,
 };
 pub use revocation::{HttpRevocationNotifier, RevocationNotifier};
 pub use server::{

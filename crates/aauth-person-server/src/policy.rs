@@ -98,3 +98,12 @@ pub trait PaymentSettler: Send + Sync {
     /// Why the payment could not be made.
     async fn settle(&self, access_server: &ServerId, challenge: &str) -> Result<(), String>;
 }
+
+/// Answers an Access Server's question (`requirement=clarification`) on the person's
+/// behalf when the Person Server knows the answer (draft -11 §AS Response: the Person
+/// Server triages who answers: itself, the person, or the agent). `None` passes the
+/// question on to the agent.
+pub trait AsQuestions: Send + Sync {
+    /// The answer for the person `account`, if this Person Server gives one.
+    fn answer(&self, account: &str, access_server: &ServerId, question: &str) -> Option<String>;
+}

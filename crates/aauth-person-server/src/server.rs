@@ -102,6 +102,8 @@ pub struct PersonServer {
     claims: Option<Arc<dyn crate::ClaimsSource>>,
     /// Pays an Access Server that answers `402`.
     payments: Option<Arc<dyn crate::PaymentSettler>>,
+    /// Answers an Access Server's questions itself, when it can.
+    as_questions: Option<Arc<dyn crate::AsQuestions>>,
     /// Serializes a mission ledger's read-allocate-write in this process (two concurrent
     /// grants must not both spend the same remainder).
     ledger_lock: tokio::sync::Mutex<()>,
@@ -369,6 +371,7 @@ impl PersonServer {
             federation: None,
             federation_timeout: std::time::Duration::from_secs(10),
             payments: None,
+            as_questions: None,
             claims: None,
         })
     }
@@ -538,6 +541,14 @@ impl PersonServer {
     #[must_use]
     pub fn settle_payments(mut self, settler: Arc<dyn crate::PaymentSettler>) -> Self {
         self.payments = Some(settler);
+        self
+    }
+
+    /// Answers an Access Server's questions through `answers` when it gives an answer;
+    /// otherwise they go to the agent (if it declared the `clarification` capability).
+    #[must_use]
+    pub fn answer_as_questions(mut self, answers: Arc<dyn crate::AsQuestions>) -> Self {
+        self.as_questions = Some(answers);
         self
     }
 
@@ -1914,6 +1925,29 @@ impl PersonServer {
                     .as_str()
                     .filter(|q| !q.trim().is_empty() && q.len() <= 4000)
                     .ok_or_else(|| unreachable("a clarification without a question".to_owned()))?;
+                // This server answers what it knows; the rest goes to the agent.
+                if let Some(answer) = self
+                    .as_questions
+                    .as_ref()
+                    .and_then(|q| q.answer(account, &fp.access_server, question))
+                    .filter(|a| !a.trim().is_empty())
+                {
+                    resp = crate::revocation::signed_post(
+                        transport.as_ref(),
+                        &self.id,
+                        self.signer.as_ref(),
+                        &self.kid,
+                        now,
+                        &target,
+                        &serde_json::json!({
+                            "action": "clarification_response",
+                            "clarification_response": answer,
+                        }),
+                    )
+                    .await
+                    .map_err(unreachable)?;
+                    continue;
+                }
                 return Err(PsError::AsInteraction {
                     location: target,
                     requirement,

@@ -740,3 +740,75 @@ async fn an_access_servers_question_goes_to_an_agent_that_can_answer_it() {
         (StatusCode::ACCEPTED, Some("What is the report for?"))
     );
 }
+
+/// An Access Server that asks what the access is for, then issues.
+struct AskingAs {
+    token: Mutex<Option<String>>,
+    answers: Mutex<Vec<serde_json::Value>>,
+}
+
+#[async_trait]
+impl Transport for AskingAs {
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+        match (req.method().as_str(), req.uri().path()) {
+            ("GET", "/.well-known/aauth-access.json") => Ok(http::Response::new(Bytes::from_static(
+                br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
+            ))),
+            ("POST", "/auth-token") => deferred(
+                StatusCode::ACCEPTED,
+                &[
+                    ("location", "/pending/q1"),
+                    ("aauth-requirement", "requirement=clarification"),
+                ],
+                br#"{"status":"pending","clarification":"Which project is this for?"}"#,
+            )(&serde_json::Value::Null),
+            ("POST", "/pending/q1") => {
+                self.answers
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(req.body()).unwrap());
+                ok(&serde_json::json!({"auth_token": self.token.lock().unwrap().clone().unwrap(), "expires_in": 600}))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Knows which project alice's requests are for.
+struct Projects;
+impl aauth_person_server::AsQuestions for Projects {
+    fn answer(
+        &self,
+        account: &str,
+        access_server: &aauth_tokens::ServerId,
+        question: &str,
+    ) -> Option<String> {
+        (account == "alice"
+            && access_server.as_str() == "https://as.example"
+            && question.contains("project"))
+        .then(|| "Apollo".to_owned())
+    }
+}
+
+#[tokio::test]
+async fn the_person_server_answers_an_access_servers_question_it_knows() {
+    let transport = Arc::new(AskingAs {
+        token: Mutex::new(None),
+        answers: Mutex::new(Vec::new()),
+    });
+    let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
+    w.ps =
+        w.ps.federate(Arc::clone(&transport) as Arc<dyn Transport>)
+            .answer_as_questions(Arc::new(Projects));
+    let (body, pc) = request(&w).await;
+    *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    // No clarification capability needed: the agent is never asked.
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        transport.answers.lock().unwrap().clone(),
+        vec![
+            serde_json::json!({"action": "clarification_response", "clarification_response": "Apollo"})
+        ]
+    );
+}
