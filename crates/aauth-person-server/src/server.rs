@@ -860,6 +860,16 @@ impl PersonServer {
                     .to_owned(),
             ));
         }
+        if question.is_some()
+            && !capabilities
+                .iter()
+                .any(|c| c == "clarification" || c == "interaction")
+        {
+            return Err(PsError::UserUnreachable(
+                "the Access Server asks a question and the agent declared neither the clarification nor the interaction capability"
+                    .to_owned(),
+            ));
+        }
         let mut p = Self::pending_for(
             r,
             acting,
@@ -887,9 +897,12 @@ impl PersonServer {
         requirement: &str,
         question: Option<String>,
     ) -> Result<http::Response<Bytes>, PsError> {
-        if question.is_some() && !p.clarification {
+        // Who answers the Access Server's question: the agent, if it can (its answer
+        // comes back through the chat); else the person, on the consent page (the agent
+        // is given this server's interaction link and code).
+        if question.is_some() && !p.clarification && !self.interaction {
             return Err(PsError::UserUnreachable(
-                "the Access Server asks a question and the agent declared no clarification capability"
+                "the Access Server asks a question and neither the agent (no clarification capability) nor the person (no consent pages) can answer it"
                     .to_owned(),
             ));
         }
@@ -903,7 +916,9 @@ impl PersonServer {
         }
         Ok(match question {
             Some(q) => {
-                p.chat.push(crate::pending::ChatTurn::new(q));
+                if p.clarification {
+                    p.chat.push(crate::pending::ChatTurn::new(q));
+                }
                 self.pending_response(p, StatusCode::ACCEPTED, "pending", 0)
             }
             None => Self::as_pending_response(p, requirement),
@@ -2586,22 +2601,25 @@ impl PersonServer {
             return PsError::Server("a four-party request without its person".to_owned())
                 .into_response();
         };
-        // The Access Server's question: forwarded once the agent answered it here.
-        let answer = p.chat.last().and_then(|t| t.answer.clone());
+        // The Access Server's question: forwarded once the agent (in the chat) or the
+        // person (on the consent page) answered it here.
+        let last = p.chat.last().cloned();
         let mut forwarding = false;
         if let PendingRequest::AuthToken {
             four_party: Some(f),
             ..
         } = &mut p.request
-            && let Some((_, forwarded)) = f.as_question.as_mut()
+            && let Some((question, answer)) = f.as_question.as_mut()
         {
-            match answer {
-                Some(a) => {
-                    *forwarded = Some(a);
-                    forwarding = true;
-                }
-                None => return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1),
+            if answer.is_none() {
+                *answer = last
+                    .filter(|t| t.question == *question)
+                    .and_then(|t| t.answer);
             }
+            if answer.is_none() {
+                return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1);
+            }
+            forwarding = true;
         }
         let outcome = self
             .mint_auth(&p.request, &account, &key, p.agent_exp, now)
@@ -2883,6 +2901,26 @@ impl PersonServer {
                         ),
                     );
                 }
+                if web::field(&posted, "decision") == Some("answer")
+                    && let PendingRequest::AuthToken {
+                        four_party: Some(f),
+                        ..
+                    } = &mut p.request
+                    && let Some((_, answer @ None)) = f.as_question.as_mut()
+                {
+                    let given = web::field(&posted, "answer").unwrap_or_default().trim();
+                    if given.is_empty() {
+                        return error_page(StatusCode::BAD_REQUEST, "Write an answer first.");
+                    }
+                    *answer = Some(given.chars().take(4000).collect());
+                    if let Err(e) = self.store.put_pending(p).await {
+                        return PsError::Server(e.reason).into_response();
+                    }
+                    return error_page(
+                        StatusCode::OK,
+                        "Answered. Your Person Server passes it on to the resource's Access Server.",
+                    );
+                }
                 if web::field(&posted, "decision") == Some("answer") {
                     let answer = web::field(&posted, "answer").unwrap_or_default().trim();
                     if !matches!(p.request, PendingRequest::Question { .. }) || answer.is_empty() {
@@ -3052,7 +3090,25 @@ impl PersonServer {
         } else {
             String::new()
         };
-        let ask = if matches!(p.request, PendingRequest::Question { .. }) {
+        let as_question = match &p.request {
+            PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } => f
+                .as_question
+                .as_ref()
+                .filter(|(_, a)| a.is_none() && !p.clarification)
+                .map(|(q, _)| q.as_str()),
+            _ => None,
+        };
+        let ask = if let Some(q) = as_question {
+            format!(
+                "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
+                 <p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
+                 <button name=\"decision\" value=\"answer\">Answer</button></p>",
+                esc(q)
+            )
+        } else if matches!(p.request, PendingRequest::Question { .. }) {
             "<p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
              <button name=\"decision\" value=\"answer\">Answer</button></p>"
                 .to_owned()

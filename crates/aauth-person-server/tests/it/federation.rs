@@ -812,3 +812,69 @@ async fn the_person_server_answers_an_access_servers_question_it_knows() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
+    let transport = Arc::new(AskingAs {
+        token: Mutex::new(None),
+        answers: Mutex::new(Vec::new()),
+    });
+    let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
+    w.ps =
+        w.ps.federate(Arc::clone(&transport) as Arc<dyn Transport>)
+            .with_consent_pages(600);
+    w.ps.set_password("alice", "correct horse battery")
+        .await
+        .unwrap();
+    let (mut body, pc) = request(&w).await;
+    *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    // The agent can involve its person but not answer questions itself.
+    body["capabilities"] = serde_json::json!(["interaction"]);
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let code = crate::consent::code_of(&headers);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    // Until the person answers, the agent's poll waits (the Access Server is not asked).
+    let (s, _, _) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(transport.answers.lock().unwrap().is_empty());
+
+    let mut b = crate::consent::Browser::default();
+    let signed_in = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let target = signed_in.headers["location"].to_str().unwrap().to_owned();
+    let page = b.go(&w, "GET", &target, &[]).await;
+    assert!(
+        page.html
+            .contains("The resource's Access Server asks you:</strong> Which project is this for?"),
+        "{}",
+        page.html
+    );
+    let csrf = page.hidden("csrf");
+    let answered = b
+        .go(
+            &w,
+            "POST",
+            aauth_person_server::INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &csrf),
+                ("decision", "answer"),
+                ("answer", "Apollo <b>"),
+            ],
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.html);
+
+    // The agent's next poll: the answer goes to the Access Server, its token comes back.
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(json["auth_token"].is_string());
+    assert_eq!(
+        transport.answers.lock().unwrap().clone(),
+        vec![
+            serde_json::json!({"action": "clarification_response", "clarification_response": "Apollo <b>"})
+        ]
+    );
+}
