@@ -159,6 +159,42 @@ impl World {
         .token
     }
 
+    /// A request to the Access Server signed under `jwks_uri` as `signer` (its `dwk`
+    /// and `kid`) with `key`: status, headers, JSON body.
+    async fn send_signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        (signer, dwk, kid): (&str, &str, &str),
+        key: &PrivateKey,
+    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://as.example{path}"));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let mut req = req
+            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
+            .unwrap();
+        let scheme = Scheme::JwksUri {
+            id: signer.to_owned(),
+            dwk: dwk.to_owned(),
+            kid: kid.to_owned(),
+        };
+        sign_request(&mut req, key, &scheme, NOW).unwrap();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap();
+        parts.headers.insert("host", "as.example".parse().unwrap());
+        let resp = self.server.handle(&parts, &body, NOW).await;
+        (
+            resp.status(),
+            resp.headers().clone(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// A token request signed as Person Server `ps_id` with `key`.
     async fn ask_as(
         &self,
@@ -166,24 +202,8 @@ impl World {
         ps_id: &str,
         key: &PrivateKey,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = http::Request::post(format!("https://as.example{AUTH_TOKEN_PATH}"))
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        let scheme = Scheme::JwksUri {
-            id: ps_id.to_owned(),
-            dwk: "aauth-person.json".to_owned(),
-            kid: "ps-1".to_owned(),
-        };
-        sign_request(&mut req, key, &scheme, NOW).unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = AUTH_TOKEN_PATH.parse().unwrap();
-        parts.headers.insert("host", "as.example".parse().unwrap());
-        let resp = self.server.handle(&parts, &body, NOW).await;
-        (
-            resp.status(),
-            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
-        )
+        let (s, _, json) = self.post_path(AUTH_TOKEN_PATH, body, ps_id, key).await;
+        (s, json)
     }
 
     async fn ask(&self, body: &serde_json::Value) -> (StatusCode, serde_json::Value) {
@@ -587,28 +607,11 @@ impl World {
         kid: &str,
         key: &PrivateKey,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = http::Request::post("https://as.example/revocation")
-            .header("content-type", "application/json")
-            .body(
-                serde_json::json!({"jti": jti, "exp": NOW.0 + 3600})
-                    .to_string()
-                    .into_bytes(),
-            )
-            .unwrap();
-        let scheme = Scheme::JwksUri {
-            id: signer.to_owned(),
-            dwk: dwk.to_owned(),
-            kid: kid.to_owned(),
-        };
-        sign_request(&mut req, key, &scheme, NOW).unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = "/revocation".parse().unwrap();
-        parts.headers.insert("host", "as.example".parse().unwrap());
-        let resp = self.server.handle(&parts, &body, NOW).await;
-        (
-            resp.status(),
-            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
-        )
+        let body = serde_json::json!({"jti": jti, "exp": NOW.0 + 3600});
+        let (s, _, json) = self
+            .send_signed("POST", "/revocation", Some(&body), (signer, dwk, kid), key)
+            .await;
+        (s, json)
     }
 }
 
@@ -770,25 +773,14 @@ impl World {
         ps_id: &str,
         key: &PrivateKey,
     ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        let mut req = http::Request::post(format!("https://as.example{path}"))
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        let scheme = Scheme::JwksUri {
-            id: ps_id.to_owned(),
-            dwk: "aauth-person.json".to_owned(),
-            kid: "ps-1".to_owned(),
-        };
-        sign_request(&mut req, key, &scheme, NOW).unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "as.example".parse().unwrap());
-        let resp = self.server.handle(&parts, &body, NOW).await;
-        (
-            resp.status(),
-            resp.headers().clone(),
-            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        self.send_signed(
+            "POST",
+            path,
+            Some(body),
+            (ps_id, "aauth-person.json", "ps-1"),
+            key,
         )
+        .await
     }
 }
 
@@ -916,23 +908,10 @@ impl World {
         ps_id: &str,
         key: &PrivateKey,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = http::Request::get(format!("https://as.example{path}"))
-            .body(Vec::new())
-            .unwrap();
-        let scheme = Scheme::JwksUri {
-            id: ps_id.to_owned(),
-            dwk: "aauth-person.json".to_owned(),
-            kid: "ps-1".to_owned(),
-        };
-        sign_request(&mut req, key, &scheme, NOW).unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "as.example".parse().unwrap());
-        let resp = self.server.handle(&parts, &body, NOW).await;
-        (
-            resp.status(),
-            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
-        )
+        let (s, _, json) = self
+            .send_signed("GET", path, None, (ps_id, "aauth-person.json", "ps-1"), key)
+            .await;
+        (s, json)
     }
 
     /// The person's browser at the Access Server: `method` on `target` with `form`.

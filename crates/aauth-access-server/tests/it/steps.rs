@@ -9,26 +9,16 @@ const CHALLENGE: &str =
     r#"Payment id="x7Tg2pLq", method="stripe", request="eyJhbW91bnQiOiIxMDAwIn0""#;
 
 impl World {
-    /// A signed `GET` of `path` with the response headers.
+    /// A `GET` of `path` signed as ps.example, with the response headers.
     async fn get_full(&self, path: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        let mut req = http::Request::get(format!("https://as.example{path}"))
-            .body(Vec::new())
-            .unwrap();
-        let scheme = Scheme::JwksUri {
-            id: "https://ps.example".to_owned(),
-            dwk: "aauth-person.json".to_owned(),
-            kid: "ps-1".to_owned(),
-        };
-        sign_request(&mut req, &self.ps, &scheme, NOW).unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "as.example".parse().unwrap());
-        let resp = self.server.handle(&parts, &body, NOW).await;
-        (
-            resp.status(),
-            resp.headers().clone(),
-            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        self.send_signed(
+            "GET",
+            path,
+            None,
+            ("https://ps.example", "aauth-person.json", "ps-1"),
+            &self.ps,
         )
+        .await
     }
 
     async fn post_ps(
@@ -304,22 +294,10 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
     assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
-/// Someone other than the person approves each request.
-struct Approver;
-impl AccessPolicy for Approver {
-    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
-        if r.approved {
-            AccessDecision::Grant
-        } else {
-            AccessDecision::RequireApproval
-        }
-    }
-}
-
 #[tokio::test]
 async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
     let mut w = world();
-    w.server = w.server.policy(Arc::new(Approver));
+    w.server = w.server.policy(Arc::new(ApproverFirst));
     let t = w.tokens(600);
     let rt = w.resource_token(&t, |b| b);
     let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
