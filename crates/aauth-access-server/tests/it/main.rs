@@ -598,6 +598,27 @@ impl aauth_agent::Transport for Resources {
 }
 
 impl World {
+    /// resource.example revokes resource token `rt` (AS-42).
+    async fn revoke_resource_token(&self, rt: &str) -> StatusCode {
+        let jti = Unverified::<aauth_tokens::ResourceClaims>::decode(
+            rt,
+            &Validation::new(NOW).audience(&id("https://as.example")),
+        )
+        .unwrap()
+        .unverified_claims()
+        .jti
+        .clone();
+        self.revoke(
+            &jti,
+            "https://resource.example",
+            "aauth-resource.json",
+            "rs-1",
+            &self.rs,
+        )
+        .await
+        .0
+    }
+
     /// A revocation of `jti` signed as `signer` (`dwk`, `kid`) with `key`.
     async fn revoke(
         &self,
@@ -711,24 +732,7 @@ async fn without_a_way_to_resources_the_cascade_says_so_and_resources_revoke_the
     let w = world();
     let t = w.tokens(600);
     let rt = w.resource_token(&t, |b| b);
-    let rt_jti = Unverified::<aauth_tokens::ResourceClaims>::decode(
-        &rt,
-        &Validation::new(NOW).audience(&id("https://as.example")),
-    )
-    .unwrap()
-    .unverified_claims()
-    .jti
-    .clone();
-    let (s, _) = w
-        .revoke(
-            &rt_jti,
-            "https://resource.example",
-            "aauth-resource.json",
-            "rs-1",
-            &w.rs,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::OK);
     let (s, json) = w
         .ask(&serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person}))
         .await;

@@ -308,24 +308,7 @@ async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
         .trim_start_matches(aauth_access_server::PENDING_PATH)
         .to_owned();
 
-    let rt_jti = Unverified::<aauth_tokens::ResourceClaims>::decode(
-        &rt,
-        &Validation::new(NOW).audience(&id("https://as.example")),
-    )
-    .unwrap()
-    .unverified_claims()
-    .jti
-    .clone();
-    let (s, _) = w
-        .revoke(
-            &rt_jti,
-            "https://resource.example",
-            "aauth-resource.json",
-            "rs-1",
-            &w.rs,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::OK);
     // The approver can no longer approve it; the Person Server's poll ends it.
     assert!(!w.server.decide_approval(&pending, true, NOW).await.unwrap());
     let (s, _, json) = w.get_full(&location).await;
