@@ -14,6 +14,9 @@ pub enum PendingRequest {
         resource: ServerId,
         /// The mission it is asked under.
         mission_s256: Option<String>,
+        /// Call chaining: the intermediaries the request came through, first to last
+        /// (recorded with the token it yields).
+        chain: Vec<ServerId>,
     },
     /// An auth token, from a verified resource token and presented token.
     AuthToken {
@@ -39,6 +42,8 @@ pub enum PendingRequest {
         budget_consumed: Vec<aauth_tokens::Consumption>,
         /// Four-party: what the resource's Access Server is asked with.
         four_party: Option<Box<FourParty>>,
+        /// Call chaining: the intermediaries the request came through, first to last.
+        chain: Vec<ServerId>,
     },
     /// A mission proposal (its JSON as received).
     Mission {

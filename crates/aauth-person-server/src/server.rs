@@ -104,6 +104,8 @@ pub struct PersonServer {
     payments: Option<Arc<dyn crate::PaymentSettler>>,
     /// Answers an Access Server's questions itself, when it can.
     as_questions: Option<Arc<dyn crate::AsQuestions>>,
+    /// The most intermediaries a call chain may pass through (M8).
+    max_chain: usize,
     /// Serializes a mission ledger's read-allocate-write in this process (two concurrent
     /// grants must not both spend the same remainder).
     ledger_lock: tokio::sync::Mutex<()>,
@@ -124,7 +126,13 @@ struct Upstream {
     exp: u64,
     /// Its mission, carried downstream.
     mission_s256: Option<String>,
+    /// The intermediaries of the call chain so far, first to last (the last is the one
+    /// asking now).
+    chain: Vec<ServerId>,
 }
+
+/// The default of [`PersonServer::max_chain_depth`]: three intermediaries.
+pub const DEFAULT_MAX_CHAIN: usize = 3;
 
 /// The default of [`PersonServer::distinct_resources_per_agent`]: 50 resources an hour.
 pub const DEFAULT_RESOURCE_LIMIT: (usize, u64) = (50, 3600);
@@ -372,6 +380,7 @@ impl PersonServer {
             federation_timeout: std::time::Duration::from_secs(10),
             payments: None,
             as_questions: None,
+            max_chain: DEFAULT_MAX_CHAIN,
             claims: None,
         })
     }
@@ -541,6 +550,15 @@ impl PersonServer {
     #[must_use]
     pub fn settle_payments(mut self, settler: Arc<dyn crate::PaymentSettler>) -> Self {
         self.payments = Some(settler);
+        self
+    }
+
+    /// The most intermediaries one call chain may pass through ([`DEFAULT_MAX_CHAIN`] by
+    /// default): a request whose `upstream_token` would make the chain deeper is
+    /// `invalid_upstream_token`, as is one whose chain returns to a resource it passed.
+    #[must_use]
+    pub fn max_chain_depth(mut self, intermediaries: usize) -> Self {
+        self.max_chain = intermediaries.max(1);
         self
     }
 
@@ -1136,11 +1154,40 @@ impl PersonServer {
                 "the token differs from this Person Server's record of it".to_owned(),
             ));
         }
+        // M8: the chain so far, this intermediary last; never deeper than allowed.
+        let mut chain = self
+            .store
+            .chain(&jti)
+            .await
+            .map_err(|e| PsError::Server(e.reason))?;
+        chain.push(intermediary.clone());
+        if chain.len() > self.max_chain {
+            return Err(PsError::InvalidUpstreamToken(format!(
+                "the call chain would be deeper than {} intermediaries",
+                self.max_chain
+            )));
+        }
         Ok(Upstream {
             account,
             exp,
             mission_s256,
+            chain,
         })
+    }
+
+    /// The call chain a downstream request for `resource` continues: `upstream`'s, unless
+    /// `resource` is already in it (a cycle, M8).
+    fn chain_to(
+        upstream: Option<&Upstream>,
+        resource: &ServerId,
+    ) -> Result<Vec<ServerId>, PsError> {
+        let chain = upstream.map(|u| u.chain.clone()).unwrap_or_default();
+        if chain.contains(resource) {
+            return Err(PsError::InvalidUpstreamToken(format!(
+                "the call chain returns to {resource}"
+            )));
+        }
+        Ok(chain)
     }
 
     /// The mission `s256` names, if any, active (call chaining: the upstream's mission,
@@ -1255,10 +1302,12 @@ impl PersonServer {
             },
             account.is_some(),
         ))?;
+        let chain = Self::chain_to(upstream.as_ref(), &resource)?;
         self.admit_resource(&acting.agent, &resource, now.as_secs())?;
         match (decision, account) {
             (Decision::Approve, Some(account)) => self
                 .mint_person_in(
+                    &chain,
                     &resource,
                     &account,
                     &acting.key,
@@ -1278,6 +1327,7 @@ impl PersonServer {
                     PendingRequest::PersonToken {
                         resource,
                         mission_s256,
+                        chain,
                     },
                     &b.capabilities,
                     &b.hints,
@@ -1293,6 +1343,7 @@ impl PersonServer {
     #[allow(clippy::too_many_arguments, reason = "the token's inputs, each once")]
     async fn mint_person_in(
         &self,
+        chain: &[ServerId],
         resource: &ServerId,
         account: &str,
         key: &PublicKey,
@@ -1324,6 +1375,12 @@ impl PersonServer {
             })
             .await
             .map_err(|e| PsError::Server(e.reason))?;
+        if !chain.is_empty() {
+            self.store
+                .record_chain(&minted.jti, chain, minted.exp)
+                .await
+                .map_err(|e| PsError::Server(e.reason))?;
+        }
         Ok(
             serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
         )
@@ -1402,7 +1459,9 @@ impl PersonServer {
         if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
             acting.exp = acting.exp.min(e);
         }
+        let chain = Self::chain_to(upstream.as_ref(), &rt.iss)?;
         let request = PendingRequest::AuthToken {
+            chain,
             resource: rt.iss.clone(),
             sub: rt.sub.clone(),
             scope: rt.scope.clone(),
@@ -1553,7 +1612,12 @@ impl PersonServer {
             now,
         )
         .await?;
+        let chain = match &p.request {
+            PendingRequest::AuthToken { chain, .. } => chain.clone(),
+            _ => Vec::new(),
+        };
         p.request = PendingRequest::AuthToken {
+            chain,
             resource: rt.iss,
             sub: rt.sub,
             scope: rt.scope,
@@ -1604,6 +1668,7 @@ impl PersonServer {
             budget,
             budget_consumed,
             four_party,
+            chain,
         } = request
         else {
             return Err(PsError::Server("not an auth-token request".to_owned()));
@@ -1704,6 +1769,12 @@ impl PersonServer {
             })
             .await
             .map_err(|e| PsError::Server(e.reason))?;
+        if !chain.is_empty() {
+            self.store
+                .record_chain(&minted.jti, chain, minted.exp)
+                .await
+                .map_err(|e| PsError::Server(e.reason))?;
+        }
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
 
@@ -2468,9 +2539,11 @@ impl PersonServer {
                     PendingRequest::PersonToken {
                         resource,
                         mission_s256,
+                        chain,
                     } => {
                         let agent = (p.agent.0.clone(), p.agent.1.clone());
                         self.mint_person_in(
+                            chain,
                             resource,
                             &account,
                             &key,
@@ -3255,7 +3328,7 @@ impl PersonServer {
             let resource = ServerId::parse(&res).map_err(|e| PsError::Server(e.to_string()))?;
             let cap = expires_at.map_or(agent_exp, |e| e.min(agent_exp));
             let json = self
-                .mint_person_in(&resource, account, key, agent, cap, Some(&s256), now)
+                .mint_person_in(&[], &resource, account, key, agent, cap, Some(&s256), now)
                 .await?;
             if let Some(t) = json.get("person_token") {
                 person_tokens.insert(res, t.clone());

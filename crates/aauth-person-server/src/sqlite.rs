@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS passwords (account TEXT PRIMARY KEY, phc TEXT NOT NUL
 CREATE INDEX IF NOT EXISTS person_tokens_exp ON person_tokens (exp);
 CREATE INDEX IF NOT EXISTS auth_tokens_exp ON auth_tokens (exp);
 CREATE INDEX IF NOT EXISTS pending_expires ON pending (expires);
+CREATE TABLE IF NOT EXISTS chains (
+  jti TEXT PRIMARY KEY, chain TEXT NOT NULL, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS presentations (
   jti TEXT NOT NULL, access_server TEXT NOT NULL, exp INTEGER NOT NULL,
   PRIMARY KEY (jti, access_server));
@@ -192,6 +194,8 @@ enum RequestRow {
         resource: String,
         #[serde(default)]
         mission_s256: Option<String>,
+        #[serde(default)]
+        chain: Vec<String>,
     },
     AuthToken {
         resource: String,
@@ -208,6 +212,8 @@ enum RequestRow {
         budget_consumed: Vec<aauth_tokens::Consumption>,
         #[serde(default)]
         four_party: Option<Box<FourPartyRow>>,
+        #[serde(default)]
+        chain: Vec<String>,
     },
     Mission {
         proposal: String,
@@ -257,9 +263,11 @@ impl PendingRow {
                 PendingRequest::PersonToken {
                     resource,
                     mission_s256,
+                    chain,
                 } => RequestRow::PersonToken {
                     resource: resource.as_str().to_owned(),
                     mission_s256: mission_s256.clone(),
+                    chain: chain.iter().map(|s| s.as_str().to_owned()).collect(),
                 },
                 PendingRequest::AuthToken {
                     resource,
@@ -273,7 +281,9 @@ impl PendingRow {
                     budget,
                     budget_consumed,
                     four_party,
+                    chain,
                 } => RequestRow::AuthToken {
+                    chain: chain.iter().map(|s| s.as_str().to_owned()).collect(),
                     resource: resource.as_str().to_owned(),
                     sub: sub.clone(),
                     scope: scope.clone(),
@@ -364,9 +374,11 @@ impl PendingRow {
                 RequestRow::PersonToken {
                     resource,
                     mission_s256,
+                    chain,
                 } => PendingRequest::PersonToken {
                     resource: server(&resource)?,
                     mission_s256,
+                    chain: chain.iter().map(|s| server(s)).collect::<Result<_, _>>()?,
                 },
                 RequestRow::AuthToken {
                     resource,
@@ -380,7 +392,9 @@ impl PendingRow {
                     budget,
                     budget_consumed,
                     four_party,
+                    chain,
                 } => PendingRequest::AuthToken {
+                    chain: chain.iter().map(|s| server(s)).collect::<Result<_, _>>()?,
                     resource: server(&resource)?,
                     sub,
                     scope,
@@ -584,6 +598,11 @@ impl PsStore for SqliteStore {
             .map_err(err)?;
             c.execute(
                 "DELETE FROM presentations WHERE exp + ?1 < ?2",
+                params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
+            )
+            .map_err(err)?;
+            c.execute(
+                "DELETE FROM chains WHERE exp + ?1 < ?2",
                 params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
             )
             .map_err(err)?;
@@ -944,6 +963,52 @@ impl PsStore for SqliteStore {
             })
             .await?;
         rows.iter().map(|s| server(s)).collect()
+    }
+
+    async fn record_chain(
+        &self,
+        jti: &str,
+        chain: &[ServerId],
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        // Server identifiers hold no spaces: the chain is one space-separated column.
+        let (jti, chain) = (
+            jti.to_owned(),
+            chain
+                .iter()
+                .map(ServerId::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO chains (jti, chain, exp) VALUES (?1, ?2, ?3)",
+                params![jti, chain, i(exp)],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        let jti = jti.to_owned();
+        let row: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT chain FROM chains WHERE jti = ?1",
+                    params![jti],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        row.unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(server)
+            .collect()
     }
 
     async fn tokens_of_agent(

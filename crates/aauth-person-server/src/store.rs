@@ -272,6 +272,23 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError>;
 
+    /// Records the call chain token `jti` (expiring at `exp`) was issued through: the
+    /// intermediaries, first to last (M8: depth and cycles are checked against it when
+    /// the token comes back as an `upstream_token`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_chain(&self, jti: &str, chain: &[ServerId], exp: u64)
+    -> Result<(), StoreError>;
+
+    /// The call chain token `jti` was issued through (empty when it was not chained).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError>;
+
     /// Every person token issued to the agent `(provider, agent)`, and every auth token
     /// obtained by presenting one of them (or an auth token so obtained): `(jti, aud, exp)`.
     ///
@@ -320,6 +337,8 @@ struct Inner {
     agent_tokens: BTreeMap<(String, String), (AgentId, u64)>,
     /// Person token `jti` → the Access Servers it was presented to, with its `exp`.
     presentations: BTreeMap<String, (BTreeSet<ServerId>, u64)>,
+    /// Token `jti` → the call chain it was issued through, with its `exp`.
+    chains: BTreeMap<String, (Vec<ServerId>, u64)>,
 }
 
 impl Inner {
@@ -549,6 +568,30 @@ impl PsStore for MemoryStore {
             .presentations
             .get(jti)
             .map(|(s, _)| s.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn record_chain(
+        &self,
+        jti: &str,
+        chain: &[ServerId],
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.sweep() {
+            let floor = exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME);
+            inner.chains.retain(|_, (_, e)| *e + RECORD_GRACE > floor);
+        }
+        inner.chains.insert(jti.to_owned(), (chain.to_vec(), exp));
+        Ok(())
+    }
+
+    async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        Ok(self
+            .lock()
+            .chains
+            .get(jti)
+            .map(|(c, _)| c.clone())
             .unwrap_or_default())
     }
 

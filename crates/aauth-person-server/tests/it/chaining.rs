@@ -378,3 +378,147 @@ async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_toke
         .await;
     assert_eq!(s, StatusCode::GONE, "ended once");
 }
+
+/// other.example's own agent (a second intermediary), its token issued by other.example.
+fn second_intermediary(w: &World) -> (PrivateKey, String) {
+    let key = PrivateKey::ed25519_from_seed(&[89; 32]);
+    let token = AgentTokenBuilder::new(
+        id("https://other.example"),
+        AgentId::parse("aauth:planner@other.example").unwrap(),
+        key.public_key(),
+    )
+    .lifetime(3600)
+    .sign(&w.rs, "rs-agents", NOW.minus(5), &mut OsRandom)
+    .unwrap()
+    .token;
+    (key, token)
+}
+
+/// Hop 1: resource.example's agent gets alice's auth token at other.example, with
+/// `up` as its upstream token.
+async fn first_hop(w: &World, up: &str) -> String {
+    let (ikey, itoken) = intermediary(w, NOW);
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://other.example", "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let person = json["person_token"].as_str().unwrap().to_owned();
+    let pc: PersonClaims = w.read(&person, "https://other.example");
+    let rt = ResourceTokenBuilder::new(
+        id("https://other.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        ikey.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, json) = w
+        .post_as(
+            AUTH_TOKEN_PATH,
+            &serde_json::json!({"resource_token": rt, "presented_token": person, "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    json["auth_token"].as_str().unwrap().to_owned()
+}
+
+impl World {
+    /// A request by `key`/`token` that records its agent token and nothing else (an
+    /// unbound agent asking without an upstream token is refused), so that the state
+    /// compared around a refusal is the same whether or not the agent was seen before.
+    async fn seen(&self, key: &PrivateKey, token: &str) {
+        let (s, _) = self
+            .post_as(
+                PERSON_TOKEN_PATH,
+                &serde_json::json!({"resource": "https://third.example"}),
+                key,
+                token,
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn call_chains_never_return_to_a_resource_they_passed_and_stay_shallow() {
+    let w = world();
+    let (up, _) = upstream(&w).await;
+    let (ikey, itoken) = intermediary(&w, NOW);
+    let refused = |json: &serde_json::Value, why: &str| {
+        assert_eq!(json["error"], "invalid_upstream_token", "{json}");
+        assert!(json["detail"].as_str().unwrap().contains(why), "{json}");
+    };
+
+    // A -> A: resource.example asking for itself with its own upstream token.
+    w.seen(&ikey, &itoken).await;
+    let before = w.state();
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://resource.example", "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    refused(&json, "returns to https://resource.example");
+    assert_eq!(w.state(), before, "nothing issued or recorded");
+
+    // A -> B -> A: other.example's agent, upstream from hop 1, back to resource.example.
+    let hop1 = first_hop(&w, &up).await;
+    let (okey, otoken) = second_intermediary(&w);
+    w.seen(&okey, &otoken).await;
+    let before = w.state();
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://resource.example", "upstream_token": hop1}),
+            &okey,
+            &otoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    refused(&json, "returns to https://resource.example");
+    assert_eq!(w.state(), before);
+
+    // A -> B -> C is two intermediaries: within the default depth...
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://third.example", "upstream_token": hop1}),
+            &okey,
+            &otoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+
+    // ...and past a limit of one.
+    let mut w = world();
+    w.ps = w.ps.max_chain_depth(1);
+    let (up, _) = upstream(&w).await;
+    let hop1 = first_hop(&w, &up).await;
+    w.seen(&okey, &otoken).await;
+    let before = w.state();
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://third.example", "upstream_token": hop1}),
+            &okey,
+            &otoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    refused(&json, "deeper than 1");
+    assert_eq!(w.state(), before);
+}

@@ -84,6 +84,13 @@ fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
             "aauth-agent.json",
             "rs-agents",
             rs.public_key().clone(),
+        )
+        // ...and so is other.example (a second hop).
+        .with(
+            &id("https://other.example"),
+            "aauth-agent.json",
+            "rs-agents",
+            rs.public_key().clone(),
         );
     let mem = Arc::new(MemoryStore::default());
     let mut ps = PersonServer::new(

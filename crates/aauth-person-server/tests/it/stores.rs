@@ -132,6 +132,14 @@ async fn contract(store: Arc<dyn PsStore>) {
         vec![id("https://as.example"), id("https://as2.example")]
     );
     assert!(store.is_revoked("jti-1", NOW).await.unwrap());
+    // Call chains, by the jti of the token issued through them.
+    assert!(store.chain("at-9").await.unwrap().is_empty());
+    let chain = [id("https://travel.example"), id("https://other.example")];
+    store
+        .record_chain("at-9", &chain, NOW.as_secs() + 60)
+        .await
+        .unwrap();
+    assert_eq!(store.chain("at-9").await.unwrap(), chain.to_vec());
 
     let request = PendingRequest::AuthToken {
         resource: id("https://resource.example"),
@@ -144,6 +152,7 @@ async fn contract(store: Arc<dyn PsStore>) {
         presented_exp: NOW.as_secs() + 60,
         budget: Some(aauth_tokens::Budget::new(5_000_000, "USD", 6).unwrap()),
         budget_consumed: vec![aauth_tokens::Consumption::new("at-0", 1)],
+        chain: vec![id("https://travel.example")],
         four_party: Some(Box::new({
             let mut f = aauth_person_server::FourParty::new(
                 id("https://as.example"),
