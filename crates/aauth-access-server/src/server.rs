@@ -596,22 +596,26 @@ impl AccessServer {
     ///
     /// # Errors
     ///
-    /// [`AsError::Server`] when the store fails.
+    /// [`StoreError`] when the store fails (or holds a record it cannot read).
     pub async fn decide_approval(
         &self,
         id: &str,
         approve: bool,
         now: UnixTime,
-    ) -> Result<bool, AsError> {
-        let Some(record) = self.store.waiting(id, now).await.map_err(store_error)? else {
+    ) -> Result<bool, StoreError> {
+        let unreadable = |e: AsError| StoreError {
+            reason: e.to_string(),
+        };
+        let Some(record) = self.store.waiting(id, now).await? else {
             return Ok(false);
         };
-        let mut w = Waiting::from_record(record)?;
+        let mut w = Waiting::from_record(record).map_err(unreadable)?;
         if !matches!(w.step, Step::Approval(None)) {
             return Ok(false);
         }
         w.step = Step::Approval(Some(approve));
-        self.put_waiting(id.to_owned(), w, now).await?;
+        let record = w.into_record(id.to_owned()).map_err(unreadable)?;
+        self.store.put_waiting(record, now).await?;
         Ok(true)
     }
 
