@@ -61,6 +61,13 @@ impl<'w> Browser<'w> {
         }
         if method == "POST" {
             b = b.header("content-type", "application/x-www-form-urlencoded");
+            // A form on a page of the same site (as the demos' pages are).
+            if let Some(origin) = url
+                .strip_prefix("https://")
+                .and_then(|rest| rest.split('/').next())
+            {
+                b = b.header("origin", format!("https://{origin}"));
+            }
         }
         let req = b.body(body.into_bytes()).map_err(e)?;
         let resp = self.world.send(req.clone()).await?;

@@ -269,13 +269,7 @@ pub fn run_via_access_server() -> Result<Transcript, String> {
             .filter(|l| l.starts_with("https://as.example/interact?code="))
             .ok_or("travel.example did not send the person to the Access Server")?
             .to_owned();
-        let code = next.split("code=").nth(1).unwrap_or_default().to_owned();
-        let (req, page) = browser.go("GET", &next, &[]).await?;
-        t.step("person", "reads the Access Server's page: her Person Server asks for resource.example", page_lines(&req, &page));
-        let (req, done) = browser
-            .go("POST", "https://as.example/interact", &[("code", &code), ("decision", "grant")])
-            .await?;
-        t.step("person", "approves: as.example now trusts ps.example for her", page_lines(&req, &done));
+        crate::d11_four_party::approve_at_access_server(&mut t, &mut browser, &next).await?;
         let resp = tokio::time::timeout(std::time::Duration::from_secs(60), call)
             .await
             .map_err(|_| "the agent's call did not finish")?

@@ -194,14 +194,7 @@ pub fn run_binding() -> Result<Transcript, String> {
         );
         // alice at the Access Server.
         let mut browser = crate::d04_consent::Browser { world: &p.world, cookies: Vec::new() };
-        let (req, page) = browser
-            .go("GET", &format!("{}?code={}", interaction.url, interaction.code), &[])
-            .await?;
-        t.step("person", "opens the Access Server's page: it names her Person Server and the resource", crate::d04_consent::page_lines(&req, &page));
-        let (req, done) = browser
-            .go("POST", &interaction.url, &[("code", &interaction.code), ("decision", "grant")])
-            .await?;
-        t.step("person", "approves: as.example now trusts ps.example for her", crate::d04_consent::page_lines(&req, &done));
+        approve_at_access_server(&mut t, &mut browser, &format!("{}?code={}", interaction.url, interaction.code)).await?;
         let resp = tokio::time::timeout(std::time::Duration::from_secs(60), call)
             .await
             .map_err(|_| "the agent's call did not finish")?
@@ -311,4 +304,74 @@ pub fn run_billing() -> Result<Transcript, String> {
         }
         Ok(t)
     })
+}
+
+/// alice at the Access Server, from `link` (its interaction page with a code): it sends
+/// her to its own login first (the code, which her agent also holds, approves nothing);
+/// signed in, she reads which Person Server asks for which resource, and approves.
+///
+/// # Errors
+///
+/// The first step that did not behave as it should.
+pub(crate) async fn approve_at_access_server(
+    t: &mut Transcript,
+    browser: &mut crate::d04_consent::Browser<'_>,
+    link: &str,
+) -> Result<(), String> {
+    use crate::d04_consent::{hidden, page_lines};
+    let location = |r: &crate::world::Response| {
+        r.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (req, hop) = browser.go("GET", link, &[]).await?;
+    let login = location(&hop)
+        .filter(|l| l.starts_with("https://as.example/login?return_to="))
+        .ok_or("the Access Server did not ask alice to sign in")?;
+    t.step(
+        "person",
+        "opens the Access Server's link: asked to sign in there first",
+        page_lines(&req, &hop),
+    );
+    let (_, form) = browser.go("GET", &login, &[]).await?;
+    let return_to = hidden(&form, "return_to");
+    let (req, back) = browser
+        .go(
+            "POST",
+            "https://as.example/login",
+            &[
+                ("return_to", &return_to),
+                ("username", "alice"),
+                ("password", crate::parties::PASSWORD),
+            ],
+        )
+        .await?;
+    t.step("person", "signs in at as.example", page_lines(&req, &back));
+    let back = location(&back).ok_or("no way back to the Access Server's page")?;
+    let (req, page) = browser
+        .go("GET", &format!("https://as.example{back}"), &[])
+        .await?;
+    t.step(
+        "person",
+        "reads the Access Server's page: her Person Server asks for the resource",
+        page_lines(&req, &page),
+    );
+    let code = back.split("code=").nth(1).unwrap_or_default().to_owned();
+    let (req, done) = browser
+        .go(
+            "POST",
+            "https://as.example/interact",
+            &[("code", &code), ("decision", "grant")],
+        )
+        .await?;
+    if done.status() != 200 {
+        return Err(format!("the approval was refused: {}", done.status()));
+    }
+    t.step(
+        "person",
+        "approves: as.example now trusts ps.example for her",
+        page_lines(&req, &done),
+    );
+    Ok(())
 }

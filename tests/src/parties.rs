@@ -61,6 +61,134 @@ pub(crate) struct Parties {
     pub(crate) payments: Arc<InstantPayments>,
 }
 
+/// as.example's own login (the demo's stand-in for an Access Server's accounts): alice
+/// signs in at `/login` with [`PASSWORD`] and gets an `as-session` cookie.
+#[derive(Default)]
+pub(crate) struct DemoLogin {
+    sessions: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+#[async_trait::async_trait]
+impl aauth_access_server::PeopleAuthenticator for DemoLogin {
+    async fn account(
+        &self,
+        parts: &http::request::Parts,
+        _now: aauth_keys::time::UnixTime,
+    ) -> Option<String> {
+        let cookie = parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split("; "))
+            .find_map(|c| c.strip_prefix("as-session="))?;
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(cookie)
+            .cloned()
+    }
+
+    fn login_url(&self, return_to: &str) -> String {
+        format!(
+            "https://as.example/login?return_to={}",
+            return_to
+                .replace('%', "%25")
+                .replace('&', "%26")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+        )
+    }
+}
+
+impl DemoLogin {
+    /// The login page (`GET`) and the sign-in (`POST`): a session cookie, then back to
+    /// `return_to` (a path on as.example's interaction page only).
+    fn serve(&self, req: &Request) -> Option<crate::world::Response> {
+        if req.uri().path() != "/login" {
+            return None;
+        }
+        let decode = |v: &str| {
+            let bytes = v.replace('+', " ").into_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'%'
+                    && i + 2 < bytes.len()
+                    && let Ok(b) =
+                        u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16)
+                {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                out.push(bytes[i]);
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        let field = |src: &str, name: &str| {
+            src.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(decode)
+        };
+        let html = |status: u16, body: String| {
+            let mut r = http::Response::new(
+                format!("<!DOCTYPE html><html><body>{body}</body></html>").into_bytes(),
+            );
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        };
+        if req.method() == http::Method::GET {
+            let return_to =
+                field(req.uri().query().unwrap_or_default(), "return_to").unwrap_or_default();
+            return Some(html(
+                200,
+                format!(
+                    "<h1>Sign in to as.example</h1><form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"return_to\" value=\"{}\"><input name=\"username\"><input name=\"password\" type=\"password\"><button>Sign in</button></form>",
+                    return_to
+                        .replace('&', "&amp;")
+                        .replace('"', "&quot;")
+                        .replace('<', "&lt;")
+                ),
+            ));
+        }
+        let form = String::from_utf8_lossy(req.body()).into_owned();
+        let return_to = field(&form, "return_to")
+            .filter(|r| r.starts_with("/interact?"))
+            .unwrap_or_else(|| "/interact".to_owned());
+        if field(&form, "username").as_deref() != Some("alice")
+            || field(&form, "password").as_deref() != Some(PASSWORD)
+        {
+            return Some(html(401, "<p>Wrong name or password.</p>".to_owned()));
+        }
+        let mut raw = [0u8; 16];
+        if aauth_keys::rand::RandomSource::fill(&mut OsRandom, &mut raw).is_err() {
+            return Some(html(500, String::new()));
+        }
+        let token = aauth_keys::base64url::encode(&raw);
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(token.clone(), "alice".to_owned());
+        let mut r = html(303, String::new());
+        if let (Ok(location), Ok(cookie)) = (
+            http::HeaderValue::from_str(&return_to),
+            http::HeaderValue::from_str(&format!(
+                "as-session={token}; Path=/; Secure; HttpOnly; SameSite=Lax"
+            )),
+        ) {
+            r.headers_mut().insert(http::header::LOCATION, location);
+            r.headers_mut().insert(http::header::SET_COOKIE, cookie);
+        }
+        Some(r)
+    }
+}
+
 /// The demo world's payment processor: settling a `402` from `as.example` pays at once,
 /// and the processor's notice confirms every payment the Access Server awaits from
 /// `ps.example` (in a real deployment, a webhook from the processor to the Access Server).
@@ -166,15 +294,22 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         if let Some(policy) = o.as_policy.clone() {
             access = access.policy(policy);
         }
-        let access = Arc::new(access);
+        let login = Arc::new(DemoLogin::default());
+        let access = Arc::new(access.authenticate_people(
+            Arc::clone(&login) as Arc<dyn aauth_access_server::PeopleAuthenticator>
+        ));
         access_server = Some(Arc::clone(&access));
         let c = Arc::clone(&clock);
         world
             .serve_async(
                 &as_id,
                 Arc::new(move |req: Request| {
-                    let (access, c) = (Arc::clone(&access), Arc::clone(&c));
+                    let (access, c, login) =
+                        (Arc::clone(&access), Arc::clone(&c), Arc::clone(&login));
                     Box::pin(async move {
+                        if let Some(page) = login.serve(&req) {
+                            return page;
+                        }
                         let (parts, body) = req.into_parts();
                         access
                             .handle(&parts, &body, c.now())

@@ -37,6 +37,7 @@
 //! ```
 
 mod error;
+mod people;
 mod policy;
 mod server;
 #[cfg(feature = "sqlite")]
@@ -44,6 +45,7 @@ mod sqlite;
 mod store;
 
 pub use error::AsError;
+pub use people::PeopleAuthenticator;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll, TrustByInteraction};
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH,

@@ -215,6 +215,8 @@ pub struct AccessServer {
     trusted: BTreeSet<ServerId>,
     /// Whether Person Servers without pre-established trust reach the policy.
     admit_unknown: bool,
+    /// Signs people in on the interaction page (none: no interaction binding).
+    people: Option<Arc<dyn crate::PeopleAuthenticator>>,
     policy: Arc<dyn AccessPolicy>,
     auth_lifetime: u64,
     /// Issuance records, revocations, waiting requests, bindings, billing.
@@ -306,6 +308,7 @@ impl AccessServer {
             verifier,
             trusted: BTreeSet::new(),
             admit_unknown: false,
+            people: None,
             policy: Arc::new(GrantAll),
             auth_lifetime: 3600,
             store: Arc::new(MemoryStore::default()),
@@ -342,6 +345,19 @@ impl AccessServer {
     #[must_use]
     pub fn admit_unknown_person_servers(mut self) -> Self {
         self.admit_unknown = true;
+        self
+    }
+
+    /// Signs people in on the interaction page through `authenticator`: the binding of a
+    /// person's Person Server here ([`AccessDecision::RequireInteraction`]) is made only by
+    /// a person signed in here, on a same-origin form, and records their account. Without
+    /// one, a policy asking for the person is a server error.
+    #[must_use]
+    pub fn authenticate_people(
+        mut self,
+        authenticator: Arc<dyn crate::PeopleAuthenticator>,
+    ) -> Self {
+        self.people = Some(authenticator);
         self
     }
 
@@ -747,10 +763,11 @@ impl AccessServer {
         Ok(self.decide_again(id, &ps, &w.body, given, now).await)
     }
 
-    /// The person's page: what their Person Server asks for, and an Approve button that
-    /// binds it here (`GET`), and the approval (`POST`, the code in the form). This demo
-    /// Access Server has no accounts of its own: the single-use code (from the Person
-    /// Server's or agent's link) is what admits the person.
+    /// The person's page (`GET`, `{url}?code={code}`): what their Person Server asks for,
+    /// and an Approve button; the approval (`POST`, a same-origin form) binds that Person
+    /// Server here for them. The person must be signed in here
+    /// ([`AccessServer::authenticate_people`]; otherwise they are sent to its login first):
+    /// the code alone, which the agent also holds, approves nothing.
     async fn interaction_page(
         &self,
         parts: &Parts,
@@ -767,13 +784,21 @@ impl AccessServer {
                 "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access Server</title></head><body>{html}</body></html>"
             )));
             *r.status_mut() = status;
-            r.headers_mut().insert(
+            let h = r.headers_mut();
+            h.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
-            r.headers_mut().insert(
+            h.insert(
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
+            );
+            h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+            h.insert(
+                "content-security-policy",
+                HeaderValue::from_static(
+                    "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+                ),
             );
             r
         };
@@ -783,7 +808,8 @@ impl AccessServer {
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
         };
-        let (code, approve) = if parts.method == Method::POST {
+        let post = parts.method == Method::POST;
+        let (code, approve) = if post {
             let form = String::from_utf8_lossy(body);
             (
                 field(&form, "code"),
@@ -798,8 +824,32 @@ impl AccessServer {
                 "<p>This code matches no open request.</p>".to_owned(),
             )
         };
-        let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 16) else {
+        let Some(code) = code.filter(|c| {
+            !c.is_empty() && c.len() <= 16 && c.bytes().all(|b| b.is_ascii_alphanumeric())
+        }) else {
             return no_request();
+        };
+        let Some(people) = self.people.as_ref() else {
+            return no_request();
+        };
+        // A form posted from another site is not the person's decision (CSRF): browsers
+        // say where a form came from.
+        if post && !self.same_origin(parts) {
+            return page(
+                StatusCode::FORBIDDEN,
+                "<p>This form must be sent from this Access Server's own page.</p>".to_owned(),
+            );
+        }
+        let Some(account) = people.account(parts, now).await else {
+            let mut r = page(StatusCode::SEE_OTHER, "<p>Sign in first.</p>".to_owned());
+            match HeaderValue::from_str(&people.login_url(&format!("{INTERACT_PATH}?code={code}")))
+            {
+                Ok(v) => {
+                    r.headers_mut().insert(http::header::LOCATION, v);
+                }
+                Err(e) => return AsError::Server(e.to_string()).into_response(),
+            }
+            return r;
         };
         let record = match self.store.waiting_by_code(&code, now).await {
             Ok(Some(r)) => r,
@@ -829,7 +879,7 @@ impl AccessServer {
             let Ok(resource) = ServerId::parse(&resource_id) else {
                 return AsError::Server("a stored resource identifier".to_owned()).into_response();
             };
-            if let Err(e) = self.store.bind(&w.ps, &resource, &sub).await {
+            if let Err(e) = self.store.bind(&w.ps, &resource, &sub, &account).await {
                 return store_error(e).into_response();
             }
             if let Err(e) = self.put_waiting(id, w, now).await {
@@ -843,14 +893,23 @@ impl AccessServer {
         page(
             StatusCode::OK,
             format!(
-                "<h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
+                "<p>Signed in as {}.</p><h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
                  <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
                  <button name=\"decision\" value=\"grant\">Approve</button></form>",
+                esc(&account),
                 esc(w.ps.as_str()),
                 esc(&resource_id),
                 esc(&code)
             ),
         )
+    }
+
+    /// Whether a form was posted from this server's own pages: `Sec-Fetch-Site:
+    /// same-origin`, or an `Origin` that is this server's.
+    fn same_origin(&self, parts: &Parts) -> bool {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        header("sec-fetch-site") == Some("same-origin")
+            || header("origin").is_some_and(|o| o.trim_end_matches('/') == self.id.as_str())
     }
 
     /// The Person Server answers a waiting request (`POST` to its pending URL, signed by
@@ -1140,6 +1199,12 @@ impl AccessServer {
                 )));
             }
             AccessDecision::RequireApproval => return deferred(Step::Approval(None)),
+            AccessDecision::RequireInteraction if self.people.is_none() => {
+                return Err(AsError::Server(
+                    "the policy asks for the person, and this Access Server has no way to sign people in (authenticate_people)"
+                        .to_owned(),
+                ));
+            }
             AccessDecision::RequireInteraction => {
                 let code =
                     random_code().ok_or_else(|| AsError::Server("no randomness".to_owned()))?;

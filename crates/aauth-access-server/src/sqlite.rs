@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS waiting (
 CREATE INDEX IF NOT EXISTS waiting_rt ON waiting (rt_iss, rt_jti);
 CREATE INDEX IF NOT EXISTS waiting_expires ON waiting (expires);
 CREATE TABLE IF NOT EXISTS bindings (
-  ps TEXT NOT NULL, resource TEXT NOT NULL, sub TEXT NOT NULL, PRIMARY KEY (ps, resource, sub));
+  ps TEXT NOT NULL, resource TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
+  PRIMARY KEY (ps, resource, sub));
 CREATE TABLE IF NOT EXISTS billed (ps TEXT PRIMARY KEY);
 ";
 
@@ -390,16 +391,23 @@ impl AsStore for SqliteStore {
         .await
     }
 
-    async fn bind(&self, ps: &ServerId, resource: &ServerId, sub: &str) -> Result<(), StoreError> {
+    async fn bind(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<(), StoreError> {
         let row = (
             ps.as_str().to_owned(),
             resource.as_str().to_owned(),
             sub.to_owned(),
+            account.to_owned(),
         );
         self.run(move |c| {
             c.execute(
-                "INSERT OR IGNORE INTO bindings (ps, resource, sub) VALUES (?1, ?2, ?3)",
-                params![row.0, row.1, row.2],
+                "INSERT OR REPLACE INTO bindings (ps, resource, sub, account) VALUES (?1, ?2, ?3, ?4)",
+                params![row.0, row.1, row.2, row.3],
             )
             .map_err(err)?;
             Ok(())

@@ -246,12 +246,19 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn remove_waiting(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Records that the person `sub` at `resource` approved their Person Server `ps` here.
+    /// Records that the person `sub` at `resource`, signed in here as `account`, approved
+    /// their Person Server `ps` here.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn bind(&self, ps: &ServerId, resource: &ServerId, sub: &str) -> Result<(), StoreError>;
+    async fn bind(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<(), StoreError>;
 
     /// Whether that binding exists.
     ///
@@ -285,7 +292,8 @@ struct Memory {
     issued: BTreeMap<String, IssuedRecord>,
     revoked: BTreeMap<(String, String), u64>,
     waiting: BTreeMap<String, WaitingRecord>,
-    bindings: BTreeSet<(ServerId, ServerId, String)>,
+    /// (Person Server, resource, `sub`) → the account here that approved it.
+    bindings: BTreeMap<(ServerId, ServerId, String), String>,
     billed: BTreeSet<ServerId>,
 }
 
@@ -423,10 +431,18 @@ impl AsStore for MemoryStore {
         Ok(())
     }
 
-    async fn bind(&self, ps: &ServerId, resource: &ServerId, sub: &str) -> Result<(), StoreError> {
+    async fn bind(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<(), StoreError> {
         self.with(|m| {
-            m.bindings
-                .insert((ps.clone(), resource.clone(), sub.to_owned()))
+            m.bindings.insert(
+                (ps.clone(), resource.clone(), sub.to_owned()),
+                account.to_owned(),
+            )
         });
         Ok(())
     }
@@ -439,7 +455,7 @@ impl AsStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         Ok(self.with(|m| {
             m.bindings
-                .contains(&(ps.clone(), resource.clone(), sub.to_owned()))
+                .contains_key(&(ps.clone(), resource.clone(), sub.to_owned()))
         }))
     }
 

@@ -49,12 +49,25 @@ fn world() -> World {
     world_with_keys(|k| k)
 }
 
+/// A wrapper around the Access Server's key resolver.
+type WrapKeys = Box<
+    dyn FnOnce(
+        Arc<dyn aauth_tokens::IssuerKeyResolver>,
+    ) -> Arc<dyn aauth_tokens::IssuerKeyResolver>,
+>;
+
 /// The world, its Access Server's key resolver wrapped by `wrap`.
 fn world_with_keys(
     wrap: impl FnOnce(
         Arc<dyn aauth_tokens::IssuerKeyResolver>,
-    ) -> Arc<dyn aauth_tokens::IssuerKeyResolver>,
+    ) -> Arc<dyn aauth_tokens::IssuerKeyResolver>
+    + 'static,
 ) -> World {
+    build_world(Box::new(wrap), true)
+}
+
+/// The world; `login`: whether its Access Server can sign people in.
+fn build_world(wrap: WrapKeys, login: bool) -> World {
     let (ps, rs, provider, agent, as_key) = (
         PrivateKey::ed25519_from_seed(&[1; 32]),
         PrivateKey::ed25519_from_seed(&[2; 32]),
@@ -95,6 +108,11 @@ fn world_with_keys(
     )
     .unwrap()
     .trust([id("https://ps.example")]);
+    let server = if login {
+        server.authenticate_people(Arc::new(TestLogin))
+    } else {
+        server
+    };
     World {
         server,
         as_key,
@@ -102,6 +120,27 @@ fn world_with_keys(
         rs,
         provider,
         agent,
+    }
+}
+
+/// The Access Server's login, as a test sees it: `as-session=<account>` is signed in.
+struct TestLogin;
+
+#[async_trait::async_trait]
+impl aauth_access_server::PeopleAuthenticator for TestLogin {
+    async fn account(&self, parts: &http::request::Parts, _now: UnixTime) -> Option<String> {
+        parts
+            .headers
+            .get("cookie")?
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix("as-session="))
+            .map(str::to_owned)
+    }
+
+    fn login_url(&self, return_to: &str) -> String {
+        format!("https://login.as.example/?return_to={return_to}")
     }
 }
 
@@ -920,19 +959,44 @@ impl World {
     }
 
     /// The person's browser at the Access Server: `method` on `target` with `form`.
+    /// alice's browser, signed in here, on this server's own page.
     async fn page(&self, method: &str, target: &str, form: &str) -> (StatusCode, String) {
-        let (mut parts, body) = http::Request::builder()
+        let (s, _, html) = self
+            .page_with(
+                method,
+                target,
+                form,
+                &[
+                    ("cookie", "as-session=alice"),
+                    ("origin", "https://as.example"),
+                ],
+            )
+            .await;
+        (s, html)
+    }
+
+    /// A browser (or anyone) at the Access Server with these headers.
+    async fn page_with(
+        &self,
+        method: &str,
+        target: &str,
+        form: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let mut b = http::Request::builder()
             .method(method)
             .uri(target)
             .header("host", "as.example")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form.as_bytes().to_vec())
-            .unwrap()
-            .into_parts();
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let (mut parts, body) = b.body(form.as_bytes().to_vec()).unwrap().into_parts();
         parts.uri = target.parse().unwrap();
         let resp = self.server.handle(&parts, &body, NOW).await;
         (
             resp.status(),
+            resp.headers().clone(),
             String::from_utf8_lossy(resp.body()).into_owned(),
         )
     }
@@ -1101,4 +1165,96 @@ async fn an_approval_out_of_band_decides_the_waiting_request() {
         assert!(w.server.awaiting_approval(NOW).await.unwrap().is_empty());
     }
     assert_eq!(w.server.issued().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn only_a_person_signed_in_here_binds_and_only_from_this_servers_page() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
+    let code = requirement
+        .split("code=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let form = format!("code={code}&decision=grant");
+
+    // The agent holds the code too: not signed in, it is sent to the login, and its
+    // approval binds nothing.
+    let (s, headers, _) = w
+        .page_with("GET", &format!("/interact?code={code}"), "", &[])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers["location"],
+        format!("https://login.as.example/?return_to=/interact?code={code}").as_str()
+    );
+    let (s, _, _) = w
+        .page_with(
+            "POST",
+            "/interact",
+            &form,
+            &[("origin", "https://as.example")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    // A signed-in person's browser, made to post from another site: refused (CSRF).
+    for cross in [
+        vec![
+            ("cookie", "as-session=alice"),
+            ("origin", "https://evil.example"),
+        ],
+        vec![
+            ("cookie", "as-session=alice"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        vec![("cookie", "as-session=alice")],
+    ] {
+        let (s, _, _) = w.page_with("POST", "/interact", &form, &cross).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{cross:?}");
+    }
+    let (s, _) = w
+        .get_path(h["location"].to_str().unwrap(), "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "still waiting for the person");
+
+    // alice, signed in, on the page: named, and her approval binds.
+    let (s, html) = w.page("GET", &format!("/interact?code={code}"), "").await;
+    assert!(
+        s == StatusCode::OK && html.contains("Signed in as alice"),
+        "{html}"
+    );
+    assert_eq!(w.page("POST", "/interact", &form).await.0, StatusCode::OK);
+    let (s, _) = w
+        .get_path(h["location"].to_str().unwrap(), "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_a_login_the_person_cannot_be_asked_here() {
+    let mut w = build_world(Box::new(|k| k), false);
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, json) = w.ask(&request).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error")),
+        "{json}"
+    );
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("authenticate_people")
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
 }

@@ -202,8 +202,8 @@ async fn contract(s: &dyn AsStore) {
     // Bindings and billing.
     let ps = id_of("https://ps.example");
     assert!(!s.is_bound(&ps, &rs, "alice").await.unwrap());
-    s.bind(&ps, &rs, "alice").await.unwrap();
-    s.bind(&ps, &rs, "alice").await.unwrap();
+    s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
+    s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
     assert!(s.is_bound(&ps, &rs, "alice").await.unwrap());
     assert!(!s.is_bound(&ps, &rs, "bob").await.unwrap());
     assert!(!s.is_bound(&ps, &other, "alice").await.unwrap());
