@@ -213,6 +213,22 @@ impl ChatTurn {
 }
 
 impl Pending {
+    /// The resource's Access Server's question (four-party), not yet answered here.
+    #[must_use]
+    pub fn open_as_question(&self) -> Option<&str> {
+        match &self.request {
+            PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } => f
+                .as_question
+                .as_ref()
+                .filter(|(_, a)| a.is_none())
+                .map(|(q, _)| q.as_str()),
+            _ => None,
+        }
+    }
+
     /// The question waiting for the agent's answer, if any.
     #[must_use]
     pub fn open_question(&self) -> Option<&str> {

@@ -933,12 +933,7 @@ impl PersonServer {
             f.as_question = question.clone().map(|q| (q, None));
         }
         Ok(match question {
-            Some(q) => {
-                if p.clarification {
-                    p.chat.push(crate::pending::ChatTurn::new(q));
-                }
-                self.pending_response(p, StatusCode::ACCEPTED, "pending", 0)
-            }
+            Some(_) => self.pending_response(p, StatusCode::ACCEPTED, "pending", 0),
             None => Self::as_pending_response(p, requirement),
         })
     }
@@ -1007,7 +1002,10 @@ impl PersonServer {
         state: &str,
         retry_after: u64,
     ) -> http::Response<Bytes> {
-        let question = p.open_question().filter(|_| p.clarification);
+        let question = p
+            .open_as_question()
+            .or_else(|| p.open_question())
+            .filter(|_| p.clarification);
         let mut body = serde_json::json!({ "status": state });
         if let Some(q) = question {
             body["clarification"] = q.into();
@@ -2417,6 +2415,29 @@ impl PersonServer {
                         let answer = action
                             .and_then(|a| a.clarification_response)
                             .filter(|a| !a.trim().is_empty());
+                        // The Access Server's question, passed to this agent: its answer is
+                        // forwarded at the next poll.
+                        if p.clarification
+                            && let PendingRequest::AuthToken {
+                                four_party: Some(f),
+                                ..
+                            } = &mut p.request
+                            && let Some((_, slot @ None)) = f.as_question.as_mut()
+                        {
+                            let Some(answer) = answer else {
+                                return PsError::InvalidRequest(
+                                    "clarification_response must be a non-empty string".to_owned(),
+                                )
+                                .into_response();
+                            };
+                            *slot = Some(answer.chars().take(4000).collect());
+                            return match self.store.put_pending(p.clone()).await {
+                                Ok(()) => {
+                                    self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0)
+                                }
+                                Err(e) => PsError::Server(e.reason).into_response(),
+                            };
+                        }
                         match (answer, p.chat.last_mut()) {
                             (Some(answer), Some(turn)) if turn.answer.is_none() => {
                                 turn.answer = Some(answer.chars().take(4000).collect());
@@ -2674,21 +2695,15 @@ impl PersonServer {
             return PsError::Server("a four-party request without its person".to_owned())
                 .into_response();
         };
-        // The Access Server's question: forwarded once the agent (in the chat) or the
-        // person (on the consent page) answered it here.
-        let last = p.chat.last().cloned();
+        // The Access Server's question: forwarded once the agent (at this pending URL) or
+        // the person (on the consent page) answered it here.
         let mut forwarding = false;
         if let PendingRequest::AuthToken {
             four_party: Some(f),
             ..
-        } = &mut p.request
-            && let Some((question, answer)) = f.as_question.as_mut()
+        } = &p.request
+            && let Some((_, answer)) = &f.as_question
         {
-            if answer.is_none() {
-                *answer = last
-                    .filter(|t| t.question == *question)
-                    .and_then(|t| t.answer);
-            }
             if answer.is_none() {
                 return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1);
             }
@@ -3163,17 +3178,8 @@ impl PersonServer {
         } else {
             String::new()
         };
-        let as_question = match &p.request {
-            PendingRequest::AuthToken {
-                four_party: Some(f),
-                ..
-            } => f
-                .as_question
-                .as_ref()
-                .filter(|(_, a)| a.is_none() && !p.clarification)
-                .map(|(q, _)| q.as_str()),
-            _ => None,
-        };
+        // The person answers the Access Server's question when the agent cannot.
+        let as_question = p.open_as_question().filter(|_| !p.clarification);
         let ask = if let Some(q) = as_question {
             format!(
                 "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
