@@ -53,6 +53,42 @@ fn describe(req: &Request, resp: &Response) -> String {
     }
 }
 
+/// The assistant asks travel.example for the next trip (in a task: it may wait for the
+/// person); its exchanges go through the returned recorder, and the interactions it is
+/// asked to hand its person come out of the receiver.
+#[allow(clippy::type_complexity, reason = "the three handles a run uses, once")]
+fn plan_trip(
+    p: &crate::parties::Parties,
+) -> (
+    Arc<crate::world::Recorder>,
+    tokio::task::JoinHandle<Result<http::Response<Bytes>, String>>,
+    tokio::sync::mpsc::UnboundedReceiver<Interaction>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
+    let recorder = p.world.agent_transport();
+    let client = AAuthClient::builder(p.agent(&recorder))
+        .clock(Arc::clone(&p.clock))
+        .person_server(
+            Arc::new(
+                HttpPersonServer::new(p.ps.id().clone(), recorder.clone())
+                    .clock(Arc::clone(&p.clock)),
+            ),
+            p.agent_keys(),
+        )
+        .poll_policy(PollPolicy::default().deadline(60))
+        .on_interaction(move |i| {
+            let _sent = tx.send(i.clone());
+        })
+        .build(recorder.clone());
+    let call = tokio::spawn(async move {
+        let req = http::Request::get("https://travel.example/trips/next")
+            .body(Bytes::new())
+            .map_err(e)?;
+        client.send(req).await.map_err(e)
+    });
+    (recorder, call, rx)
+}
+
 /// Runs the demo.
 ///
 /// # Errors
@@ -82,25 +118,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
             vec![],
         );
 
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
-        let recorder = p.world.agent_transport();
-        let client = AAuthClient::builder(p.agent(&recorder))
-            .clock(Arc::clone(&p.clock))
-            .person_server(
-                Arc::new(HttpPersonServer::new(p.ps.id().clone(), recorder.clone()).clock(Arc::clone(&p.clock))),
-                p.agent_keys(),
-            )
-            .poll_policy(PollPolicy::default().deadline(60))
-            .on_interaction(move |i| {
-                let _sent = tx.send(i.clone());
-            })
-            .build(recorder.clone());
-        let call = tokio::spawn(async move {
-            let req = http::Request::get("https://travel.example/trips/next")
-                .body(Bytes::new())
-                .map_err(e)?;
-            client.send(req).await.map_err(e)
-        });
+        let (recorder, call, mut rx) = plan_trip(&p);
 
         // The agent is told to involve its person, by travel.example.
         let interaction = rx.recv().await.ok_or("the agent never asked its person")?;
@@ -217,25 +235,7 @@ pub fn run_via_access_server() -> Result<Transcript, String> {
             "as demo 9, but alice's Person Server approves by itself and resource.example's Access Server (as.example) asks each person to approve their Person Server there once",
             vec![],
         );
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
-        let recorder = p.world.agent_transport();
-        let client = AAuthClient::builder(p.agent(&recorder))
-            .clock(Arc::clone(&p.clock))
-            .person_server(
-                Arc::new(HttpPersonServer::new(p.ps.id().clone(), recorder.clone()).clock(Arc::clone(&p.clock))),
-                p.agent_keys(),
-            )
-            .poll_policy(PollPolicy::default().deadline(60))
-            .on_interaction(move |i| {
-                let _sent = tx.send(i.clone());
-            })
-            .build(recorder.clone());
-        let call = tokio::spawn(async move {
-            let req = http::Request::get("https://travel.example/trips/next")
-                .body(Bytes::new())
-                .map_err(e)?;
-            client.send(req).await.map_err(e)
-        });
+        let (recorder, call, mut rx) = plan_trip(&p);
         let asked = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
             .await
             .map_err(|_| "the agent was never asked to involve its person")?;

@@ -198,39 +198,9 @@ async fn an_upstream_token_of_another_person_is_refused_and_issues_nothing() {
     let helper_key = PrivateKey::ed25519_from_seed(&[91; 32]);
     let helper = crate::agent_token(&w.provider, "aauth:helper@agent.example", &helper_key, 1800);
     w.bind("aauth:helper@agent.example", "bob").await;
-    let (s, json) = w
-        .post_as(
-            PERSON_TOKEN_PATH,
-            &serde_json::json!({"resource": "https://resource.example"}),
-            &helper_key,
-            &helper,
-        )
+    let bob_up = w
+        .person_then_auth("https://resource.example", (&helper_key, &helper), None)
         .await;
-    assert_eq!(s, StatusCode::OK, "{json}");
-    let bob_person = json["person_token"].as_str().unwrap().to_owned();
-    let bpc: PersonClaims = w.read(&bob_person, "https://resource.example");
-    let bob_rt = ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        bpc.sub.clone(),
-        bpc.jti.clone(),
-        helper_key.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
-    let (s, json) = w
-        .post_as(
-            AUTH_TOKEN_PATH,
-            &serde_json::json!({"resource_token": bob_rt, "presented_token": bob_person}),
-            &helper_key,
-            &helper,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{json}");
-    let bob_up = json["auth_token"].as_str().unwrap().to_owned();
 
     // The intermediary gets bob's downstream person token with bob's upstream…
     let (ikey, itoken) = intermediary(&w, NOW);
@@ -394,43 +364,51 @@ fn second_intermediary(w: &World) -> (PrivateKey, String) {
     (key, token)
 }
 
+impl World {
+    /// A person token for `resource` and then an auth token there, asked by `key` under
+    /// `token` (with `upstream` in call chaining): the auth token.
+    async fn person_then_auth(
+        &self,
+        resource: &str,
+        (key, token): (&PrivateKey, &str),
+        upstream: Option<&str>,
+    ) -> String {
+        let mut ask = serde_json::json!({ "resource": resource });
+        if let Some(up) = upstream {
+            ask["upstream_token"] = up.into();
+        }
+        let (s, json) = self.post_as(PERSON_TOKEN_PATH, &ask, key, token).await;
+        assert_eq!(s, StatusCode::OK, "{json}");
+        let person = json["person_token"].as_str().unwrap().to_owned();
+        let pc: PersonClaims = self.read(&person, resource);
+        let rt = ResourceTokenBuilder::new(
+            id(resource),
+            id("https://ps.example"),
+            id("https://ps.example"),
+            pc.sub.clone(),
+            pc.jti.clone(),
+            key.public_key(),
+            "read",
+        )
+        .sign(&self.rs, "rs-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
+        let mut ask = serde_json::json!({ "resource_token": rt, "presented_token": person });
+        if let Some(up) = upstream {
+            ask["upstream_token"] = up.into();
+        }
+        let (s, json) = self.post_as(AUTH_TOKEN_PATH, &ask, key, token).await;
+        assert_eq!(s, StatusCode::OK, "{json}");
+        json["auth_token"].as_str().unwrap().to_owned()
+    }
+}
+
 /// Hop 1: resource.example's agent gets alice's auth token at other.example, with
 /// `up` as its upstream token.
 async fn first_hop(w: &World, up: &str) -> String {
     let (ikey, itoken) = intermediary(w, NOW);
-    let (s, json) = w
-        .post_as(
-            PERSON_TOKEN_PATH,
-            &serde_json::json!({"resource": "https://other.example", "upstream_token": up}),
-            &ikey,
-            &itoken,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{json}");
-    let person = json["person_token"].as_str().unwrap().to_owned();
-    let pc: PersonClaims = w.read(&person, "https://other.example");
-    let rt = ResourceTokenBuilder::new(
-        id("https://other.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        ikey.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
-    let (s, json) = w
-        .post_as(
-            AUTH_TOKEN_PATH,
-            &serde_json::json!({"resource_token": rt, "presented_token": person, "upstream_token": up}),
-            &ikey,
-            &itoken,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{json}");
-    json["auth_token"].as_str().unwrap().to_owned()
+    w.person_then_auth("https://other.example", (&ikey, &itoken), Some(up))
+        .await
 }
 
 impl World {
