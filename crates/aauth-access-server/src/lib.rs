@@ -53,5 +53,6 @@ pub use server::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, StoreError, WaitingRecord,
+    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
+    StoreError, WaitingRecord,
 };

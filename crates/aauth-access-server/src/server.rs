@@ -388,18 +388,6 @@ impl AccessServer {
         self
     }
 
-    async fn is_revoked(
-        &self,
-        issuer: &ServerId,
-        jti: &str,
-        now: UnixTime,
-    ) -> Result<bool, AsError> {
-        self.store
-            .is_revoked(issuer.as_str(), jti, now)
-            .await
-            .map_err(store_error)
-    }
-
     /// The Access Server's identifier.
     #[must_use]
     pub fn id(&self) -> &ServerId {
@@ -1124,26 +1112,40 @@ impl AccessServer {
                 "ps is not the Person Server asking".to_owned(),
             ));
         }
+        // What the store knows of this request, asked at once.
+        let standing = self
+            .store
+            .standing(
+                &crate::StandingQuery {
+                    ps,
+                    resource: &rt.iss,
+                    sub: &rt.sub,
+                    resource_token_jti: &rt.jti,
+                    presented_jti: &rt.presented_jti,
+                },
+                now,
+            )
+            .await
+            .map_err(store_error)?;
         // AS-42: a resource token its resource revoked.
-        if self.is_revoked(&rt.iss, &rt.jti, now).await? {
+        if standing.resource_token_revoked {
             return Err(AsError::RevokedResourceToken);
         }
         cap = cap.min(self.presented(&presented, &rt, ps, now).await?);
+        // AS-41: never again against a person token its Person Server revoked here (the
+        // presented token's `jti` is the resource token's `presented_jti`, checked above).
+        if standing.presented_token_revoked {
+            return Err(AsError::RevokedPresentedToken);
+        }
 
         // AS-14: an upstream token (call chaining), for the intermediary, from this PS.
         if let Some(u) = &b.upstream_token {
             cap = cap.min(self.upstream(u, &agent.claims.iss, ps, now).await?);
         }
 
-        // (Computed apart: a guard in the match's scrutinee would live through its arms.)
-        let is_bound = self
-            .store
-            .is_bound(ps, &rt.iss, &rt.sub)
-            .await
-            .map_err(store_error)?;
+        let (is_bound, billed) = (standing.bound, standing.billed);
         let rt_key = (rt.iss.as_str().to_owned(), rt.jti.clone());
         let deferred = |step: Step| Ok(Outcome::Deferred(step, rt_key.clone()));
-        let billed = self.store.is_billed(ps).await.map_err(store_error)?;
         let scope = match self.policy.decide(&AccessRequest {
             ps,
             resource: &rt.iss,
@@ -1365,10 +1367,6 @@ impl AccessServer {
             return Err(AsError::InvalidPresentedToken(
                 "not issued by (or for) the Person Server asking".to_owned(),
             ));
-        }
-        // AS-41: never again against a person token its Person Server revoked here.
-        if self.is_revoked(ps, &jti, now).await? {
-            return Err(AsError::RevokedPresentedToken);
         }
         if key.is_none_or(|k| k.thumbprint().as_str() != rt.agent_jkt) {
             return Err(AsError::InvalidPresentedToken(

@@ -11,7 +11,10 @@ use aauth_tokens::ServerId;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{AsStore, Awaiting, IssuedRecord, RECORD_GRACE, StoreError, WaitingRecord};
+use crate::store::{
+    AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
+    WaitingRecord,
+};
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -57,7 +60,12 @@ CREATE TABLE IF NOT EXISTS billed (ps TEXT PRIMARY KEY);
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Writes so far: expired rows are swept every [`SWEEP_EVERY`] writes, not on each.
+    writes: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// How many writes pass between two sweeps of expired rows.
+const SWEEP_EVERY: u32 = 256;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,7 +111,15 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            writes: Arc::default(),
         })
+    }
+
+    /// Whether this write should also sweep expired rows.
+    fn sweep(&self) -> bool {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
     }
 
     /// Runs `f` on the connection in the blocking pool.
@@ -183,6 +199,7 @@ fn waiting_query(
 #[async_trait]
 impl AsStore for SqliteStore {
     async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError> {
+        let sweep = self.sweep();
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO issued (jti, ps, presented_jti, aud, exp) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -195,11 +212,13 @@ impl AsStore for SqliteStore {
                 ],
             )
             .map_err(err)?;
-            c.execute(
-                "DELETE FROM issued WHERE exp + ?2 < ?1",
-                params![secs(now.as_secs()), secs(RECORD_GRACE)],
-            )
-            .map_err(err)?;
+            if sweep {
+                c.execute(
+                    "DELETE FROM issued WHERE exp + ?2 < ?1",
+                    params![secs(now.as_secs()), secs(RECORD_GRACE)],
+                )
+                .map_err(err)?;
+            }
             Ok(())
         })
         .await
@@ -272,17 +291,20 @@ impl AsStore for SqliteStore {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let (iss, jti) = (iss.to_owned(), jti.to_owned());
+        let sweep = self.sweep();
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO revoked (iss, jti, exp) VALUES (?1, ?2, ?3)",
                 params![iss, jti, secs(exp)],
             )
             .map_err(err)?;
-            c.execute(
-                "DELETE FROM revoked WHERE exp + ?2 < ?1",
-                params![secs(now.as_secs()), secs(RECORD_GRACE)],
-            )
-            .map_err(err)?;
+            if sweep {
+                c.execute(
+                    "DELETE FROM revoked WHERE exp + ?2 < ?1",
+                    params![secs(now.as_secs()), secs(RECORD_GRACE)],
+                )
+                .map_err(err)?;
+            }
             Ok(())
         })
         .await
@@ -304,12 +326,15 @@ impl AsStore for SqliteStore {
     }
 
     async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
+        let sweep = self.sweep();
         self.run(move |c| {
-            c.execute(
-                "DELETE FROM waiting WHERE expires <= ?1",
-                params![secs(now.as_secs())],
-            )
-            .map_err(err)?;
+            if sweep {
+                c.execute(
+                    "DELETE FROM waiting WHERE expires <= ?1",
+                    params![secs(now.as_secs())],
+                )
+                .map_err(err)?;
+            }
             c.execute(
                 "INSERT OR REPLACE INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -445,6 +470,34 @@ impl AsStore for SqliteStore {
             c.execute("INSERT OR IGNORE INTO billed (ps) VALUES (?1)", params![ps])
                 .map_err(err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn standing(&self, q: &StandingQuery<'_>, now: UnixTime) -> Result<Standing, StoreError> {
+        let (ps, resource, sub) = (
+            q.ps.as_str().to_owned(),
+            q.resource.as_str().to_owned(),
+            q.sub.to_owned(),
+        );
+        let (rt_jti, presented_jti) = (q.resource_token_jti.to_owned(), q.presented_jti.to_owned());
+        self.run(move |c| {
+            let exists = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+                c.prepare_cached(sql)
+                    .and_then(|mut s| s.exists(p))
+                    .map_err(err)
+            };
+            let (now, grace) = (secs(now.as_secs()), secs(RECORD_GRACE));
+            let revoked = "SELECT 1 FROM revoked WHERE iss = ?1 AND jti = ?2 AND exp + ?4 >= ?3";
+            Ok(Standing {
+                resource_token_revoked: exists(revoked, &[&resource, &rt_jti, &now, &grace])?,
+                presented_token_revoked: exists(revoked, &[&ps, &presented_jti, &now, &grace])?,
+                bound: exists(
+                    "SELECT 1 FROM bindings WHERE ps = ?1 AND resource = ?2 AND sub = ?3",
+                    &[&ps, &resource, &sub],
+                )?,
+                billed: exists("SELECT 1 FROM billed WHERE ps = ?1", &[&ps])?,
+            })
         })
         .await
     }

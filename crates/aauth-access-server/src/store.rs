@@ -149,6 +149,36 @@ impl WaitingRecord {
     }
 }
 
+/// What one token request needs from the store, asked at once (see
+/// [`AsStore::standing`]): the resource token `(resource, resource_token_jti)`, the
+/// presented token `(ps, presented_jti)`, and the person `(ps, resource, sub)`.
+#[derive(Debug, Clone, Copy)]
+pub struct StandingQuery<'a> {
+    /// The Person Server asking.
+    pub ps: &'a ServerId,
+    /// The resource (the resource token's `iss`).
+    pub resource: &'a ServerId,
+    /// The person's directed identifier at the resource.
+    pub sub: &'a str,
+    /// The resource token's `jti`.
+    pub resource_token_jti: &'a str,
+    /// The presented token's `jti` (the resource token's `presented_jti`).
+    pub presented_jti: &'a str,
+}
+
+/// The answers to a [`StandingQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Standing {
+    /// The resource revoked its resource token (AS-42).
+    pub resource_token_revoked: bool,
+    /// The Person Server revoked the presented token (AS-41).
+    pub presented_token_revoked: bool,
+    /// The person bound this Person Server here for this resource.
+    pub bound: bool,
+    /// The Person Server is billed here.
+    pub billed: bool,
+}
+
 /// Everything the Access Server keeps. Implementations must be safe to share; each
 /// method is one atomic step.
 #[async_trait]
@@ -285,6 +315,24 @@ pub trait AsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError>;
+
+    /// Everything one token request looks up, in one call: the default asks the four
+    /// questions one by one; a store with a round trip per call (a database) should
+    /// answer them in one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn standing(&self, q: &StandingQuery<'_>, now: UnixTime) -> Result<Standing, StoreError> {
+        Ok(Standing {
+            resource_token_revoked: self
+                .is_revoked(q.resource.as_str(), q.resource_token_jti, now)
+                .await?,
+            presented_token_revoked: self.is_revoked(q.ps.as_str(), q.presented_jti, now).await?,
+            bound: self.is_bound(q.ps, q.resource, q.sub).await?,
+            billed: self.is_billed(q.ps).await?,
+        })
+    }
 }
 
 #[derive(Debug, Default)]

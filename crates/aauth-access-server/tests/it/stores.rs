@@ -211,6 +211,35 @@ async fn contract(s: &dyn AsStore) {
     s.bill(&ps).await.unwrap();
     assert!(s.is_billed(&ps).await.unwrap());
     assert!(!s.is_billed(&id_of("https://ps2.example")).await.unwrap());
+
+    // All of one request's questions at once, the same answers.
+    s.revoke("https://resource.example", "rt-x", now + 100, NOW)
+        .await
+        .unwrap();
+    let ps2 = id_of("https://ps2.example");
+    let query = |who, presented| aauth_access_server::StandingQuery {
+        ps: who,
+        resource: &rs,
+        sub: "alice",
+        resource_token_jti: "rt-x",
+        presented_jti: presented,
+    };
+    assert_eq!(
+        s.standing(&query(&ps, "p1"), NOW).await.unwrap(),
+        aauth_access_server::Standing {
+            resource_token_revoked: true,
+            presented_token_revoked: true,
+            bound: true,
+            billed: true,
+        }
+    );
+    assert_eq!(
+        s.standing(&query(&ps2, "p2"), NOW).await.unwrap(),
+        aauth_access_server::Standing {
+            resource_token_revoked: true,
+            ..aauth_access_server::Standing::default()
+        }
+    );
 }
 
 #[tokio::test]

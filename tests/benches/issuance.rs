@@ -1,10 +1,15 @@
-//! Auth tokens issued per second on the three-party path (issue 5's performance item):
-//! `auth_token_endpoint` end to end (request signature, agent token, resource token,
-//! presented token, record lookups, minting, the record written) with the memory store and
-//! the SQLite store, beside the cost of the signatures involved: four Ed25519
-//! verifications and one signature.
+//! Auth tokens issued per second by the two servers, each with the memory store and the
+//! SQLite store, beside the cost of the signatures involved (four Ed25519 verifications
+//! and one signature on both paths):
 //!
-//! `cargo bench -p aauth-person-server --bench issue` runs criterion, then paired ratios
+//! - the Person Server's three-party `auth_token_endpoint` (the agent's request signature,
+//!   agent token, resource token, presented token, record lookups, minting, the record
+//!   written);
+//! - the Access Server's `auth_token_endpoint` (the Person Server's request signature, the
+//!   agent, resource and presented tokens, the revocation and binding lookups, minting,
+//!   the issuance record written).
+//!
+//! `cargo bench -p aauth-demos --bench issuance` runs criterion, then paired ratios
 //! (baseline, subject, baseline per round; median of rounds). Under `cargo test` it does
 //! nothing.
 
@@ -20,6 +25,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aauth_access_server::{AccessServer, AsStore};
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
@@ -29,8 +35,8 @@ use aauth_person_server::{
 };
 use aauth_signing::sign_request;
 use aauth_tokens::{
-    AgentId, AgentTokenBuilder, PersonClaims, ResourceTokenBuilder, ServerId, StaticIssuerKeys,
-    Unverified, Validation,
+    AgentId, AgentTokenBuilder, PersonClaims, PersonTokenBuilder, ResourceTokenBuilder, ServerId,
+    StaticIssuerKeys, Unverified, Validation,
 };
 use criterion::Criterion;
 
@@ -145,6 +151,107 @@ fn issue(rt: &tokio::runtime::Runtime, f: &Fixture) {
     black_box(resp);
 }
 
+/// The Access Server and a Person Server's signed four-party token request.
+struct AsFixture {
+    server: AccessServer,
+    parts: http::request::Parts,
+    body: Vec<u8>,
+}
+
+fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
+    let (ps, rs, provider, agent) = (
+        PrivateKey::ed25519_from_seed(&[4; 32]),
+        PrivateKey::ed25519_from_seed(&[3; 32]),
+        PrivateKey::ed25519_from_seed(&[1; 32]),
+        PrivateKey::ed25519_from_seed(&[2; 32]),
+    );
+    let keys = StaticIssuerKeys::new()
+        .with(
+            &id("https://ps.example"),
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key().clone(),
+        )
+        .with(
+            &id("https://resource.example"),
+            "aauth-resource.json",
+            "rs-1",
+            rs.public_key().clone(),
+        )
+        .with(
+            &id("https://agent.example"),
+            "aauth-agent.json",
+            "key-1",
+            provider.public_key().clone(),
+        );
+    let server = AccessServer::new(
+        id("https://as.example"),
+        Arc::new(PrivateKey::ed25519_from_seed(&[6; 32])),
+        "as-1",
+        Arc::new(keys),
+    )
+    .unwrap()
+    .trust([id("https://ps.example")])
+    .store(store);
+    let agent_token = AgentTokenBuilder::new(
+        id("https://agent.example"),
+        AgentId::parse("aauth:assistant@agent.example").unwrap(),
+        agent.public_key(),
+    )
+    .sign(&provider, "key-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let person = PersonTokenBuilder::new(
+        id("https://ps.example"),
+        id("https://resource.example"),
+        "alice-at-resource",
+        agent.public_key(),
+    )
+    .sign(&ps, "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let resource_token = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps.example"),
+        "alice-at-resource",
+        person.jti.clone(),
+        agent.public_key(),
+        "read",
+    )
+    .sign(&rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let body = serde_json::json!({
+        "resource_token": resource_token,
+        "agent_token": agent_token,
+        "presented_token": person.token,
+    });
+    let mut req = http::Request::post("https://as.example/auth-token")
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .unwrap();
+    let scheme = Scheme::JwksUri {
+        id: "https://ps.example".to_owned(),
+        dwk: "aauth-person.json".to_owned(),
+        kid: "ps-1".to_owned(),
+    };
+    sign_request(&mut req, &ps, &scheme, NOW).unwrap();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = "/auth-token".parse().unwrap();
+    parts.headers.insert("host", "as.example".parse().unwrap());
+    AsFixture {
+        server,
+        parts,
+        body,
+    }
+}
+
+fn issue_as(rt: &tokio::runtime::Runtime, f: &AsFixture) {
+    let resp = rt.block_on(f.server.handle(&f.parts, &f.body, NOW));
+    assert_eq!(resp.status(), 200);
+    black_box(resp);
+}
+
 /// The signatures the path cannot avoid: four verifications, one signature.
 struct Crypto {
     key: PrivateKey,
@@ -199,35 +306,55 @@ fn main() {
         &rt,
         Arc::new(SqliteStore::open(&dir.join("ps.sqlite")).unwrap()),
     );
+    let as_memory = as_fixture(Arc::new(aauth_access_server::MemoryStore::default()));
+    let as_sqlite = as_fixture(Arc::new(
+        aauth_access_server::SqliteStore::open(&dir.join("as.sqlite")).unwrap(),
+    ));
     let crypto = Crypto::new();
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    c.bench_function("auth_token/memory_store", |b| {
+    c.bench_function("person_server/memory_store", |b| {
         b.iter(|| issue(&rt, &memory));
     });
-    c.bench_function("auth_token/sqlite_store", |b| {
+    c.bench_function("person_server/sqlite_store", |b| {
         b.iter(|| issue(&rt, &sqlite));
+    });
+    c.bench_function("access_server/memory_store", |b| {
+        b.iter(|| issue_as(&rt, &as_memory));
+    });
+    c.bench_function("access_server/sqlite_store", |b| {
+        b.iter(|| issue_as(&rt, &as_sqlite));
     });
     c.bench_function("crypto/4_verify_1_sign", |b| b.iter(|| crypto.run()));
     c.final_summary();
 
-    for (name, f) in [("memory", &memory), ("sqlite", &sqlite)] {
+    let subjects: [(&str, &mut dyn FnMut()); 4] = [
+        ("Person Server, memory store", &mut || issue(&rt, &memory)),
+        ("Person Server, SQLite store", &mut || issue(&rt, &sqlite)),
+        ("Access Server, memory store", &mut || {
+            issue_as(&rt, &as_memory);
+        }),
+        ("Access Server, SQLite store", &mut || {
+            issue_as(&rt, &as_sqlite);
+        }),
+    ];
+    for (name, subject) in subjects {
         let n = 300;
         let mut ratios = Vec::new();
         let mut per = Vec::new();
         for _ in 0..15 {
             let b1 = time(n, &mut || crypto.run());
-            let s = time(n, &mut || issue(&rt, f));
+            let s = time(n, subject);
             let b2 = time(n, &mut || crypto.run());
             ratios.push(s / ((b1 + b2) / 2.0));
             per.push(s);
         }
         let s = median(&mut per);
         println!(
-            "\n{name} store: {:.0} auth tokens/s ({:.1} µs each) = {:.2} × the signatures involved (median of 15 paired rounds)",
+            "\n{name}: {:.0} auth tokens/s ({:.1} µs each) = {:.2} × the signatures involved (median of 15 paired rounds)",
             1.0 / s,
             s * 1e6,
             median(&mut ratios)
