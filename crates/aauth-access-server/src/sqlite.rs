@@ -213,9 +213,10 @@ impl AsStore for SqliteStore {
             )
             .map_err(err)?;
             if sweep {
+                // `exp < cutoff`, so that the index on `exp` serves it.
                 c.execute(
-                    "DELETE FROM issued WHERE exp + ?2 < ?1",
-                    params![secs(now.as_secs()), secs(RECORD_GRACE)],
+                    "DELETE FROM issued WHERE exp < ?1",
+                    params![secs(now.as_secs().saturating_sub(RECORD_GRACE))],
                 )
                 .map_err(err)?;
             }
@@ -299,9 +300,10 @@ impl AsStore for SqliteStore {
             )
             .map_err(err)?;
             if sweep {
+                // `exp < cutoff`, so that the index on `exp` serves it.
                 c.execute(
-                    "DELETE FROM revoked WHERE exp + ?2 < ?1",
-                    params![secs(now.as_secs()), secs(RECORD_GRACE)],
+                    "DELETE FROM revoked WHERE exp < ?1",
+                    params![secs(now.as_secs().saturating_sub(RECORD_GRACE))],
                 )
                 .map_err(err)?;
             }
