@@ -59,6 +59,6 @@ pub use server::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AuthTokenRecord, MemoryStore, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+    AuthTokenRecord, IssuedToken, MemoryStore, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
 };
 pub use web::callback_allowed;

@@ -746,35 +746,24 @@ impl PersonServer {
                 );
             }
         };
+        // Revoked by its provider? If not, its agent is recorded (for a later cascade).
         let revoked_key = format!("agent {} {}", agent.claims.iss.as_str(), agent.claims.jti);
-        match self.store.is_revoked(&revoked_key, now).await {
+        match self
+            .store
+            .see_agent_token(
+                (&agent.claims.iss, &agent.claims.jti),
+                &agent.claims.sub,
+                agent.claims.exp,
+                &revoked_key,
+                now,
+            )
+            .await
+        {
             Ok(false) => {}
             Ok(true) => {
                 return Err(VerifyError::Revoked
                     .to_response(self.agents.policy())
                     .map(Bytes::from));
-            }
-            Err(e) => return Err(PsError::Server(e.reason).into_response()),
-        }
-        match self
-            .store
-            .agent_of_token(&agent.claims.iss, &agent.claims.jti)
-            .await
-        {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if let Err(e) = self
-                    .store
-                    .record_agent_token(
-                        &agent.claims.iss,
-                        &agent.claims.jti,
-                        &agent.claims.sub,
-                        agent.claims.exp,
-                    )
-                    .await
-                {
-                    return Err(PsError::Server(e.reason).into_response());
-                }
             }
             Err(e) => return Err(PsError::Server(e.reason).into_response()),
         }
@@ -2337,23 +2326,16 @@ impl PersonServer {
         person: bool,
         now: UnixTime,
     ) -> Result<Result<Option<(ServerId, String, String)>, ()>, PsError> {
-        let server = |e: crate::StoreError| PsError::Server(e.reason);
-        if self.store.is_revoked(jti, now).await.map_err(server)? {
-            return Ok(Err(()));
+        match self
+            .store
+            .issued(jti, person, now)
+            .await
+            .map_err(|e| PsError::Server(e.reason))?
+        {
+            crate::IssuedToken::Revoked => Ok(Err(())),
+            crate::IssuedToken::Known { aud, sub, account } => Ok(Ok(Some((aud, sub, account)))),
+            _ => Ok(Ok(None)),
         }
-        Ok(Ok(if person {
-            self.store
-                .person_token(jti, now)
-                .await
-                .map_err(server)?
-                .map(|r| (r.aud, r.sub, r.account))
-        } else {
-            self.store
-                .auth_token(jti, now)
-                .await
-                .map_err(server)?
-                .map(|r| (r.aud, r.sub, r.account))
-        }))
     }
 }
 

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::mission::{Constraints, LogEntry, Mission, TerminationReason};
 use crate::pending::{ChatTurn, Pending, PendingRequest, PendingState, WebSession};
-use crate::store::{AuthTokenRecord, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError};
+use crate::store::{
+    AuthTokenRecord, IssuedToken, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+};
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -909,6 +911,89 @@ impl PsStore for SqliteStore {
             .map_err(err)
         })
         .await
+    }
+
+    async fn see_agent_token(
+        &self,
+        (iss, jti): (&ServerId, &str),
+        agent: &AgentId,
+        exp: u64,
+        revoked_key: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (iss, jti, agent, key) = (
+            iss.as_str().to_owned(),
+            jti.to_owned(),
+            agent.as_str().to_owned(),
+            revoked_key.to_owned(),
+        );
+        let sweep = self.sweep();
+        self.with(move |c| {
+            if sweep {
+                c.execute(
+                    "DELETE FROM agent_tokens WHERE exp + ?1 < ?2",
+                    params![i(RECORD_GRACE), i(exp.saturating_sub(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME))],
+                )
+                .map_err(err)?;
+            }
+            let revoked = c
+                .prepare_cached("SELECT 1 FROM revoked WHERE jti = ?1 AND exp + ?2 > ?3")
+                .and_then(|mut s| s.exists(params![key, i(RECORD_GRACE), i(now.as_secs())]))
+                .map_err(err)?;
+            if !revoked {
+                // Recorded once: an existing row (and its agent) is kept.
+                c.prepare_cached(
+                    "INSERT OR IGNORE INTO agent_tokens (iss, jti, agent, exp) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![iss, jti, agent, i(exp)]))
+                .map_err(err)?;
+            }
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn issued(
+        &self,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<IssuedToken, StoreError> {
+        let jti = jti.to_owned();
+        let row: Option<Option<(String, String, String)>> = self
+            .with(move |c| {
+                let (grace, now) = (i(RECORD_GRACE), i(now.as_secs()));
+                if c.prepare_cached("SELECT 1 FROM revoked WHERE jti = ?1 AND exp + ?2 > ?3")
+                    .and_then(|mut s| s.exists(params![jti, grace, now]))
+                    .map_err(err)?
+                {
+                    return Ok(None);
+                }
+                let sql = if person {
+                    "SELECT aud, sub, account FROM person_tokens WHERE jti = ?1 AND exp + ?2 > ?3"
+                } else {
+                    "SELECT aud, sub, account FROM auth_tokens WHERE jti = ?1 AND exp + ?2 > ?3"
+                };
+                c.prepare_cached(sql)
+                    .and_then(|mut s| {
+                        s.query_row(params![jti, grace, now], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .optional()
+                    })
+                    .map(Some)
+                    .map_err(err)
+            })
+            .await?;
+        Ok(match row {
+            None => IssuedToken::Revoked,
+            Some(None) => IssuedToken::Unknown,
+            Some(Some((aud, sub, account))) => IssuedToken::Known {
+                aud: server(&aud)?,
+                sub,
+                account,
+            },
+        })
     }
 
     async fn agent_of_token(

@@ -94,6 +94,25 @@ impl AuthTokenRecord {
     }
 }
 
+/// What this Person Server knows of a person or auth token it issued ([`PsStore::issued`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssuedToken {
+    /// Revoked.
+    Revoked,
+    /// Not on record (never issued here, or its record expired).
+    Unknown,
+    /// On record: its resource, directed `sub` and the person's account.
+    Known {
+        /// Its `aud`.
+        aud: ServerId,
+        /// Its `sub`.
+        sub: String,
+        /// The person's account.
+        account: String,
+    },
+}
+
 /// Why the store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("person-server store: {reason}")]
@@ -288,6 +307,61 @@ pub trait PsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError>;
+
+    /// A request's agent token `(iss, jti)`: whether it is revoked (`revoked_key` in the
+    /// revocations), and, when not, recorded as `agent`'s if it was not yet. One call per
+    /// request: the default asks and records step by step; a database should do it in one
+    /// round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn see_agent_token(
+        &self,
+        (iss, jti): (&ServerId, &str),
+        agent: &AgentId,
+        exp: u64,
+        revoked_key: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        if self.is_revoked(revoked_key, now).await? {
+            return Ok(true);
+        }
+        if self.agent_of_token(iss, jti).await?.is_none() {
+            self.record_agent_token(iss, jti, agent, exp).await?;
+        }
+        Ok(false)
+    }
+
+    /// The person token (`person`) or auth token `jti` this server issued: revoked,
+    /// unknown, or what its record says. The default asks step by step; a database should
+    /// answer in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn issued(
+        &self,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<IssuedToken, StoreError> {
+        if self.is_revoked(jti, now).await? {
+            return Ok(IssuedToken::Revoked);
+        }
+        let known = if person {
+            self.person_token(jti, now)
+                .await?
+                .map(|r| (r.aud, r.sub, r.account))
+        } else {
+            self.auth_token(jti, now)
+                .await?
+                .map(|r| (r.aud, r.sub, r.account))
+        };
+        Ok(known.map_or(IssuedToken::Unknown, |(aud, sub, account)| {
+            IssuedToken::Known { aud, sub, account }
+        }))
+    }
 
     /// Every person token issued to the agent `(provider, agent)`, and every auth token
     /// obtained by presenting one of them (or an auth token so obtained): `(jti, aud, exp)`.

@@ -112,7 +112,79 @@ async fn contract(store: Arc<dyn PsStore>) {
     assert_eq!(jtis, ["jti-1", "jti-2", "jti-3"]);
 
     assert!(!store.is_revoked("jti-1", NOW).await.unwrap());
+    // What a token request asks of an issued token, in one call.
+    let known = |account: &str| aauth_person_server::IssuedToken::Known {
+        aud: id("https://resource.example"),
+        sub: "sub-1".to_owned(),
+        account: account.to_owned(),
+    };
+    assert_eq!(
+        store.issued("jti-1", true, NOW).await.unwrap(),
+        known("bob")
+    );
+    assert_eq!(
+        store.issued("jti-2", false, NOW).await.unwrap(),
+        known("bob")
+    );
+    assert_eq!(
+        store.issued("jti-2", true, NOW).await.unwrap(),
+        aauth_person_server::IssuedToken::Unknown,
+        "an auth token is not a person token"
+    );
     store.revoke("jti-1", NOW.as_secs() + 60).await.unwrap();
+    assert_eq!(
+        store.issued("jti-1", true, NOW).await.unwrap(),
+        aauth_person_server::IssuedToken::Revoked
+    );
+    // A request's agent token: recorded once if not revoked; revoked refuses.
+    let other = AgentId::parse("aauth:other@agent.example").unwrap();
+    assert!(
+        !store
+            .see_agent_token(
+                (&provider, "seen-jti"),
+                &agent,
+                NOW.as_secs() + 600,
+                "agent k1",
+                NOW
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .see_agent_token(
+                (&provider, "seen-jti"),
+                &other,
+                NOW.as_secs() + 600,
+                "agent k1",
+                NOW
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.agent_of_token(&provider, "seen-jti").await.unwrap(),
+        Some(agent.clone()),
+        "the first record is kept"
+    );
+    store.revoke("agent k2", NOW.as_secs() + 600).await.unwrap();
+    assert!(
+        store
+            .see_agent_token(
+                (&provider, "late-jti"),
+                &agent,
+                NOW.as_secs() + 600,
+                "agent k2",
+                NOW
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.agent_of_token(&provider, "late-jti").await.unwrap(),
+        None,
+        "a revoked token is not recorded"
+    );
     // Where person tokens were presented (four-party).
     assert!(store.presentations("pt-9").await.unwrap().is_empty());
     store
