@@ -959,6 +959,32 @@ impl World {
     }
 
     /// The person's browser at the Access Server: `method` on `target` with `form`.
+    /// A token request the policy defers for the person (asked as `ps_id`): its pending
+    /// URL and the interaction code of its `requirement=interaction`.
+    async fn deferred_for_the_person(
+        &self,
+        request: &serde_json::Value,
+        ps_id: &str,
+    ) -> (String, String) {
+        let (s, h, json) = self
+            .post_path(AUTH_TOKEN_PATH, request, ps_id, &self.ps)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+        let requirement = h["aauth-requirement"].to_str().unwrap();
+        assert!(
+            requirement
+                .starts_with(r#"requirement=interaction;url="https://as.example/interact";code=""#),
+            "{requirement}"
+        );
+        let code = requirement
+            .split("code=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('"')
+            .to_owned();
+        (h["location"].to_str().unwrap().to_owned(), code)
+    }
+
     /// alice's browser, signed in here, on this server's own page.
     async fn page(&self, method: &str, target: &str, form: &str) -> (StatusCode, String) {
         let (s, _, html) = self
@@ -1008,23 +1034,9 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
     w.server = w.server.policy(Arc::new(BindFirst));
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
-    let (s, h, json) = w
-        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
-    assert!(
-        requirement
-            .starts_with(r#"requirement=interaction;url="https://as.example/interact";code=""#),
-        "{requirement}"
-    );
-    let code = requirement
-        .split("code=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"')
-        .to_owned();
-    let location = h["location"].to_str().unwrap().to_owned();
 
     // Until the person approves, the Person Server's poll waits; nobody else may poll.
     let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
@@ -1089,24 +1101,14 @@ async fn a_policy_that_asks_again_after_the_approval_is_a_refusal_not_a_loop() {
     w.server = w.server.policy(Arc::new(AlwaysInteract));
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
-    let (s, h, _) = w
-        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
-    let code = requirement
-        .split("code=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"')
-        .to_owned();
     let (s, _) = w
         .page("POST", "/interact", &format!("code={code}&decision=grant"))
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, json) = w
-        .get_path(h["location"].to_str().unwrap(), "https://ps.example", &w.ps)
-        .await;
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("denied"))
@@ -1173,17 +1175,9 @@ async fn only_a_person_signed_in_here_binds_and_only_from_this_servers_page() {
     w.server = w.server.policy(Arc::new(BindFirst));
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
-    let (s, h, _) = w
-        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
-    let code = requirement
-        .split("code=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"')
-        .to_owned();
     let form = format!("code={code}&decision=grant");
 
     // The agent holds the code too: not signed in, it is sent to the login, and its
@@ -1220,9 +1214,7 @@ async fn only_a_person_signed_in_here_binds_and_only_from_this_servers_page() {
         let (s, _, _) = w.page_with("POST", "/interact", &form, &cross).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{cross:?}");
     }
-    let (s, _) = w
-        .get_path(h["location"].to_str().unwrap(), "https://ps.example", &w.ps)
-        .await;
+    let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::ACCEPTED, "still waiting for the person");
 
     // alice, signed in, on the page: named, and her approval binds.
@@ -1232,9 +1224,7 @@ async fn only_a_person_signed_in_here_binds_and_only_from_this_servers_page() {
         "{html}"
     );
     assert_eq!(w.page("POST", "/interact", &form).await.0, StatusCode::OK);
-    let (s, _) = w
-        .get_path(h["location"].to_str().unwrap(), "https://ps.example", &w.ps)
-        .await;
+    let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::OK);
 }
 

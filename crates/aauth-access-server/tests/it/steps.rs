@@ -452,17 +452,9 @@ async fn an_unknown_person_server_is_trusted_once_the_person_binds_it_here() {
     w.server = w
         .server
         .policy(Arc::new(aauth_access_server::TrustByInteraction));
-    let (s, h, json) = w
-        .post_path(AUTH_TOKEN_PATH, &body, "https://ps2.example", &w.ps)
+    let (location, code) = w
+        .deferred_for_the_person(&body, "https://ps2.example")
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
-    let code = requirement
-        .split("code=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"')
-        .to_owned();
     let (s, html) = w.page("GET", &format!("/interact?code={code}"), "").await;
     assert!(
         s == StatusCode::OK && html.contains("https://ps2.example"),
@@ -472,13 +464,7 @@ async fn an_unknown_person_server_is_trusted_once_the_person_binds_it_here() {
         .page("POST", "/interact", &format!("code={code}&decision=grant"))
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, json) = w
-        .get_path(
-            h["location"].to_str().unwrap(),
-            "https://ps2.example",
-            &w.ps,
-        )
-        .await;
+    let (s, json) = w.get_path(&location, "https://ps2.example", &w.ps).await;
     assert_eq!(s, StatusCode::OK, "{json}");
     // From now on, for alice at this resource, at once; the trusted one never asked.
     let (s, _, _) = w

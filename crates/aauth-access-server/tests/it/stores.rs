@@ -286,18 +286,9 @@ async fn a_restarted_access_server_carries_on_from_its_sqlite_file() {
     restart(&mut w);
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
-    let (s, h, _) = w
-        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let location = h["location"].to_str().unwrap().to_owned();
-    let requirement = h["aauth-requirement"].to_str().unwrap().to_owned();
-    let code = requirement
-        .split("code=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"')
-        .to_owned();
 
     // Restarted: the person's code still opens the page, and the approval binds.
     restart(&mut w);
