@@ -525,22 +525,15 @@ impl AccessServer {
                 "0",
                 HeaderValue::from_static("requirement=claims"),
             ),
-            Step::Interaction { code, done, .. } => {
-                let v = HeaderValue::from_str(&format!(
-                    "requirement=interaction;url=\"{}{INTERACT_PATH}\";code=\"{code}\"",
-                    self.id.as_str()
-                ));
-                match v {
-                    Ok(v) if !done => (StatusCode::ACCEPTED, pending, "1", v),
-                    Ok(_) => (
-                        StatusCode::ACCEPTED,
-                        serde_json::json!({ "status": "interacting" }),
-                        "1",
-                        HeaderValue::from_static("requirement=interaction"),
-                    ),
-                    Err(e) => return AsError::Server(e.to_string()).into_response(),
-                }
-            }
+            // (A step is answered here only as it starts; a poll of an interaction the
+            // person has not finished gets `interacting` from `poll_waiting`.)
+            Step::Interaction { code, .. } => match HeaderValue::from_str(&format!(
+                "requirement=interaction;url=\"{}{INTERACT_PATH}\";code=\"{code}\"",
+                self.id.as_str()
+            )) {
+                Ok(v) => (StatusCode::ACCEPTED, pending, "1", v),
+                Err(e) => return AsError::Server(e.to_string()).into_response(),
+            },
             Step::Approval(_) => (
                 StatusCode::ACCEPTED,
                 pending,

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, request::Parts};
 use serde::Deserialize;
 
+use crate::IssuedToken;
 use crate::mission::{Check, Constraints, Mission, Proposal, TerminationReason};
 use crate::pending::{Pending, PendingRequest, PendingState};
 use crate::policy::{ConsentKind, ConsentPolicy, ConsentRequest, Decision};
@@ -1127,14 +1128,14 @@ impl PersonServer {
                 ));
             }
         };
-        let Some((aud, rec_sub, account)) = self
-            .issued_record(&jti, person, now)
-            .await?
-            .map_err(|()| PsError::RevokedUpstreamToken)?
-        else {
-            return Err(PsError::InvalidUpstreamToken(
-                "no record of this token".to_owned(),
-            ));
+        let (aud, rec_sub, account) = match self.issued(&jti, person, now).await? {
+            IssuedToken::Known { aud, sub, account } => (aud, sub, account),
+            IssuedToken::Revoked => return Err(PsError::RevokedUpstreamToken),
+            _ => {
+                return Err(PsError::InvalidUpstreamToken(
+                    "no record of this token".to_owned(),
+                ));
+            }
         };
         if aud != *intermediary || rec_sub != sub {
             return Err(PsError::InvalidUpstreamToken(
@@ -2302,14 +2303,11 @@ impl PersonServer {
         if tenant != rt.tenant {
             return mismatch("tenant");
         }
-        let account = match self
-            .issued_record(&jti, is_person, now)
-            .await?
-            .map_err(|()| PsError::RevokedPresentedToken)?
-        {
-            Some((_, _, account)) => account,
-            None if is_person => return Err(PsError::UnknownPersonToken),
-            None => {
+        let account = match self.issued(&jti, is_person, now).await? {
+            IssuedToken::Known { account, .. } => account,
+            IssuedToken::Revoked => return Err(PsError::RevokedPresentedToken),
+            _ if is_person => return Err(PsError::UnknownPersonToken),
+            _ => {
                 return Err(PsError::InvalidPresentedToken(
                     "no record of this auth token".to_owned(),
                 ));
@@ -2318,24 +2316,12 @@ impl PersonServer {
         Ok(Held { account, exp })
     }
 
-    /// This server's record of a person (`person`) or auth token it issued: its `aud`,
-    /// `sub` and account; `Err(())` inside when the token is revoked.
-    async fn issued_record(
-        &self,
-        jti: &str,
-        person: bool,
-        now: UnixTime,
-    ) -> Result<Result<Option<(ServerId, String, String)>, ()>, PsError> {
-        match self
-            .store
+    /// What the store knows of a person (`person`) or auth token this server issued.
+    async fn issued(&self, jti: &str, person: bool, now: UnixTime) -> Result<IssuedToken, PsError> {
+        self.store
             .issued(jti, person, now)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
-        {
-            crate::IssuedToken::Revoked => Ok(Err(())),
-            crate::IssuedToken::Known { aud, sub, account } => Ok(Ok(Some((aud, sub, account)))),
-            _ => Ok(Ok(None)),
-        }
+            .map_err(|e| PsError::Server(e.reason))
     }
 }
 
