@@ -21,6 +21,33 @@ use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, TokenType};
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
 
+/// A world request through a tower service (a resource's layered API): its answer with
+/// the body collected.
+async fn through<S, B>(
+    svc: &mut S,
+    parts: http::request::Parts,
+    body: Vec<u8>,
+) -> aauth_demos::world::Response
+where
+    S: tower_service::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<B>,
+        >,
+    S::Error: std::fmt::Debug,
+    B: http_body_util::BodyExt,
+    B::Error: std::fmt::Debug,
+{
+    let resp = svc
+        .call(http::Request::from_parts(
+            parts,
+            http_body_util::Full::new(bytes::Bytes::from(body)),
+        ))
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+}
+
 fn id(s: &str) -> ServerId {
     ServerId::parse(s).unwrap()
 }
@@ -252,7 +279,7 @@ async fn two_party_session_flow_over_tls() {
     };
     use aauth_tokens::StaticIssuerKeys;
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use tower_layer::Layer;
     use tower_service::Service;
 
@@ -328,15 +355,7 @@ async fn two_party_session_flow_over_tls() {
                     };
                     return resp;
                 }
-                let resp = data
-                    .call(http::Request::from_parts(
-                        parts,
-                        Full::new(Bytes::from(body)),
-                    ))
-                    .await
-                    .unwrap();
-                let (parts, body) = resp.into_parts();
-                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+                through(&mut data, parts, body).await
             })
         });
     w.serve_async(&id("https://resource.example"), handler)
@@ -415,7 +434,7 @@ async fn three_party_flow_over_tls_with_published_keys() {
         AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, Unverified, Validation,
     };
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use tower_layer::Layer;
     use tower_service::Service;
 
@@ -588,15 +607,7 @@ async fn three_party_flow_over_tls_with_published_keys() {
                     return doc.map(|b| b.to_vec());
                 }
                 let (parts, body) = req.into_parts();
-                let resp = svc
-                    .call(http::Request::from_parts(
-                        parts,
-                        Full::new(Bytes::from(body)),
-                    ))
-                    .await
-                    .unwrap();
-                let (parts, body) = resp.into_parts();
-                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+                through(&mut svc, parts, body).await
             })
         }),
     )
@@ -677,7 +688,7 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
     use aauth_tokens::StaticIssuerKeys;
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use tower_layer::Layer;
     use tower_service::Service;
 
@@ -738,15 +749,7 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
             let mut svc = svc.clone();
             Box::pin(async move {
                 let (parts, body) = req.into_parts();
-                let resp = svc
-                    .call(http::Request::from_parts(
-                        parts,
-                        Full::new(Bytes::from(body)),
-                    ))
-                    .await
-                    .unwrap();
-                let (parts, body) = resp.into_parts();
-                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+                through(&mut svc, parts, body).await
             })
         }),
     )
@@ -949,7 +952,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
         RoutePolicy,
     };
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use tower_layer::Layer;
     use tower_service::Service;
 
@@ -1081,15 +1084,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
                         .await
                         .map(|b| b.to_vec());
                 }
-                let resp = api
-                    .call(http::Request::from_parts(
-                        parts,
-                        Full::new(Bytes::from(body)),
-                    ))
-                    .await
-                    .unwrap();
-                let (parts, body) = resp.into_parts();
-                http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
+                through(&mut api, parts, body).await
             })
         }),
     )
