@@ -87,13 +87,23 @@ impl TokenType {
     }
 
     /// The lifetime cap `exp - iat` a verifier enforces: one hour for person and auth
-    /// tokens (draft -11 §11.5.2, a MUST); none for the others, whose caps (24 h, 5 min)
-    /// are SHOULDs that issuers enforce when minting.
+    /// tokens (draft -11, "Person Token Structure" and "Auth Token Structure": a MUST);
+    /// 24 hours for agent tokens ("Agent Token Structure": they SHOULD NOT live longer,
+    /// and a token that claims ten years is refused rather than trusted for ten years);
+    /// one hour for resource tokens, twelve times the five minutes "Resource Token
+    /// Structure" recommends, so that a Person Server's retention of person-token records
+    /// (beyond `exp` by the longest resource-token lifetime it accepts) is bounded.
+    ///
+    /// ```
+    /// use aauth_tokens::TokenType;
+    /// assert_eq!(TokenType::Agent.verify_lifetime_cap(), 24 * 3600);
+    /// assert_eq!(TokenType::Auth.verify_lifetime_cap(), 3600);
+    /// ```
     #[must_use]
-    pub const fn verify_lifetime_cap(self) -> Option<u64> {
+    pub const fn verify_lifetime_cap(self) -> u64 {
         match self {
-            Self::Person | Self::Auth => Some(3600),
-            Self::Agent | Self::Resource => None,
+            Self::Person | Self::Auth | Self::Resource => 3600,
+            Self::Agent => 24 * 3600,
         }
     }
 }
@@ -532,19 +542,41 @@ impl TokenClaims for AgentClaims {
     const TYPE: TokenType = TokenType::Agent;
 
     fn read(raw: &RawClaims<'_>) -> Result<Self, TokenError> {
-        Ok(Self {
-            iss: raw.req_server_id("iss")?,
-            dwk: raw.dwk(Self::TYPE)?,
-            sub: raw.agent_id("sub")?.ok_or(TokenError::Claim {
+        let iss = raw.req_server_id("iss")?;
+        // The identifier's domain is its provider's (draft -11, "Agent Identifiers"): a provider that
+        // names another provider's agent (or parent agent) speaks for no one.
+        let of_issuer = |claim: &'static str, agent: AgentId| {
+            if agent.domain() == iss.host() {
+                Ok(agent)
+            } else {
+                Err(TokenError::AgentOfAnotherIssuer {
+                    claim,
+                    agent: agent.as_str().to_owned(),
+                    iss: iss.as_str().to_owned(),
+                })
+            }
+        };
+        let sub = of_issuer(
+            "sub",
+            raw.agent_id("sub")?.ok_or(TokenError::Claim {
                 claim: "sub",
                 reason: "is missing".to_owned(),
             })?,
+        )?;
+        let parent_agent = match raw.agent_id("parent_agent")? {
+            Some(parent) => Some(of_issuer("parent_agent", parent)?),
+            None => None,
+        };
+        Ok(Self {
+            dwk: raw.dwk(Self::TYPE)?,
+            sub,
             jti: raw.req_text("jti", JTI_MAX)?,
             cnf: raw.cnf()?,
             iat: raw.time("iat")?,
             exp: raw.time("exp")?,
             ps: raw.server_id("ps")?,
-            parent_agent: raw.agent_id("parent_agent")?,
+            parent_agent,
+            iss,
         })
     }
 

@@ -58,6 +58,18 @@ pub enum TokenError {
         /// The claim.
         claim: &'static str,
     },
+    /// An agent identifier (`sub`, or a sub-agent token's `parent_agent`) names another
+    /// domain than the issuer's host: a provider speaks only for its own agents (draft -11,
+    /// "Agent Identifiers": "`domain` is the agent provider's domain").
+    #[error("{claim} {agent} is not an agent of the issuer {iss}")]
+    AgentOfAnotherIssuer {
+        /// `sub` or `parent_agent`.
+        claim: &'static str,
+        /// The identifier found.
+        agent: String,
+        /// The token's `iss`.
+        iss: String,
+    },
     /// `dwk` is not the metadata document of this token type's issuer.
     #[error("dwk is {found:?}, expected {expected}")]
     WrongDwk {

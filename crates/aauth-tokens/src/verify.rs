@@ -161,6 +161,9 @@ pub struct Validation<'a> {
     /// How far `iat` may be ahead of `now` before `clock_skew` (default 60 s, the signature
     /// window, as Signature-Key -09 §5.4.14 recommends).
     pub max_iat_skew: u64,
+    /// The longest agent-token lifetime (`exp - iat`) accepted: by default
+    /// [`TokenType::verify_lifetime_cap`] (24 hours), the draft's bound for issuers.
+    pub max_agent_lifetime: u64,
 }
 
 impl<'a> Validation<'a> {
@@ -171,7 +174,17 @@ impl<'a> Validation<'a> {
             now,
             audience: None,
             max_iat_skew: 60,
+            max_agent_lifetime: TokenType::Agent.verify_lifetime_cap(),
         }
+    }
+
+    /// Accepts agent tokens living up to `secs` (default 24 hours). Raise it only for
+    /// issuers known to mint longer-lived tokens (test vectors built never to expire);
+    /// the person- and auth-token caps are the draft's MUSTs and cannot be raised.
+    #[must_use]
+    pub fn max_agent_lifetime(mut self, secs: u64) -> Self {
+        self.max_agent_lifetime = secs;
+        self
     }
 
     /// Sets the verifier's identifier.
@@ -286,13 +299,14 @@ impl<'a, C: TokenClaims> Unverified<'a, C> {
         if c.exp < c.iat {
             return Err(TokenError::ExpBeforeIat);
         }
-        if let Some(cap) = C::TYPE.verify_lifetime_cap()
-            && c.exp - c.iat > cap
-        {
-            return Err(TokenError::LifetimeTooLong {
-                lifetime: c.exp - c.iat,
-                cap,
-            });
+        // `exp >= iat` was checked just above, so the subtraction cannot wrap.
+        let lifetime = c.exp.saturating_sub(c.iat);
+        let cap = match C::TYPE {
+            TokenType::Agent => v.max_agent_lifetime,
+            other => other.verify_lifetime_cap(),
+        };
+        if lifetime > cap {
+            return Err(TokenError::LifetimeTooLong { lifetime, cap });
         }
         if let Some(aud) = c.aud {
             let expected = v.audience.ok_or_else(|| TokenError::WrongAudience {

@@ -57,3 +57,31 @@ proptest! {
         prop_assert_eq!(v.claims.sub, sub);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any `iat`/`exp` a token may carry (0, `u64::MAX`, anything between, in any order)
+    /// and any verifier clock give an answer, never a panic or a wrapped comparison: a
+    /// token verifies exactly when it is unexpired, not issued in the future, and within
+    /// its type's cap.
+    #[test]
+    fn arbitrary_times_never_panic_and_decide_exactly(
+        iat in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>(), (NOW.0 - 100_000)..(NOW.0 + 100_000)],
+        exp in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>(), (NOW.0 - 100_000)..(NOW.0 + 100_000)],
+        now in prop_oneof![Just(0u64), Just(u64::MAX), Just(NOW.0), any::<u64>()],
+        skew in prop_oneof![Just(0u64), Just(60u64), Just(u64::MAX)],
+    ) {
+        let mut p = crate::common::agent_payload();
+        p["iat"] = iat.into();
+        p["exp"] = exp.into();
+        let t = crate::common::forge(crate::common::AGENT_HEADER, &p.to_string(), &provider_key());
+        let v = Validation::new(aauth_keys::time::UnixTime(now)).max_iat_skew(skew);
+        let got = block(verify::<AgentClaims>(&t, &v, &issuers()));
+        let valid = now < exp
+            && u128::from(iat) <= u128::from(now) + u128::from(skew)
+            && iat <= exp
+            && exp - iat <= 86_400;
+        prop_assert_eq!(got.is_ok(), valid, "{:?}", got.err());
+    }
+}

@@ -502,3 +502,151 @@ fn typ_with_multibyte_character_at_the_prefix_boundary_is_not_a_panic() {
     }
     assert!(TokenType::Resource.matches_typ("APPLICATION/aa-resource+jwt"));
 }
+
+/// A provider once signed, under its own key, a token naming another provider's agent,
+/// and a resource admitted it as that agent (catalogue A-series: identity spoofing). The identifier's domain is its provider's.
+#[test]
+fn a_provider_speaks_only_for_its_own_agents() {
+    let travel = PrivateKey::ed25519_from_seed(&[9; 32]);
+    let keys = issuers().with(
+        &sid("https://travel.example"),
+        "aauth-agent.json",
+        "k1",
+        travel.public_key().clone(),
+    );
+    let forged = |claims: serde_json::Value| {
+        forge(crate::common::AGENT_HEADER, &claims.to_string(), &travel)
+    };
+    let mut p = crate::common::agent_payload();
+    p["iss"] = "https://travel.example".into();
+    // The issue's token: travel.example names agent.example's assistant.
+    let counting = crate::common::Counting::new(keys.clone());
+    let e = block(verify::<AgentClaims>(
+        &forged(p.clone()),
+        &Validation::new(NOW),
+        &counting,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e,
+        TokenError::AgentOfAnotherIssuer {
+            claim: "sub",
+            agent: "aauth:assistant@agent.example".to_owned(),
+            iss: "https://travel.example".to_owned(),
+        }
+    );
+    assert_eq!(counting.resolves(), 0, "refused before any key lookup");
+    // A subdomain is another domain.
+    p["sub"] = "aauth:assistant@eu.travel.example".into();
+    assert!(matches!(
+        block(verify::<AgentClaims>(
+            &forged(p.clone()),
+            &Validation::new(NOW),
+            &keys
+        )),
+        Err(TokenError::AgentOfAnotherIssuer { claim: "sub", .. })
+    ));
+    // A sub-agent token may not name another provider's agent as its parent.
+    p["sub"] = "aauth:assistant+s1@travel.example".into();
+    p["parent_agent"] = "aauth:assistant@agent.example".into();
+    assert!(matches!(
+        block(verify::<AgentClaims>(
+            &forged(p.clone()),
+            &Validation::new(NOW),
+            &keys
+        )),
+        Err(TokenError::AgentOfAnotherIssuer {
+            claim: "parent_agent",
+            ..
+        })
+    ));
+    // Its own agents verify, sub-agents included.
+    p["parent_agent"] = "aauth:assistant@travel.example".into();
+    let v = block(verify::<AgentClaims>(
+        &forged(p),
+        &Validation::new(NOW),
+        &keys,
+    ))
+    .unwrap();
+    assert_eq!(v.claims.sub.as_str(), "aauth:assistant+s1@travel.example");
+    // And through verify_bound, which a resource's `jwt` scheme uses.
+    let mut p = crate::common::agent_payload();
+    p["iss"] = "https://travel.example".into();
+    assert!(matches!(
+        block(verify_bound(
+            &forged(p),
+            &[TokenType::Agent],
+            &Validation::new(NOW),
+            &keys
+        )),
+        Err(TokenError::AgentOfAnotherIssuer { .. })
+    ));
+}
+
+/// An agent token with a ten-year lifetime was once accepted (catalogue C7). Verifiers cap agent
+/// tokens at 24 hours and resource tokens at one hour.
+#[test]
+fn c7_verifiers_cap_agent_and_resource_token_lifetimes() {
+    let with_life = |life: u64| {
+        let mut p = crate::common::agent_payload();
+        p["exp"] = (NOW.0 + life).into();
+        forge(crate::common::AGENT_HEADER, &p.to_string(), &provider_key())
+    };
+    block(verify::<AgentClaims>(
+        &with_life(86_400),
+        &Validation::new(NOW),
+        &issuers(),
+    ))
+    .unwrap();
+    let ten_years = 10 * 365 * 86_400;
+    assert_eq!(
+        block(verify::<AgentClaims>(
+            &with_life(ten_years),
+            &Validation::new(NOW),
+            &issuers()
+        ))
+        .unwrap_err(),
+        TokenError::LifetimeTooLong {
+            lifetime: ten_years,
+            cap: 86_400
+        }
+    );
+    assert_eq!(
+        block(verify::<AgentClaims>(
+            &with_life(86_401),
+            &Validation::new(NOW),
+            &issuers()
+        ))
+        .unwrap_err(),
+        TokenError::LifetimeTooLong {
+            lifetime: 86_401,
+            cap: 86_400
+        }
+    );
+    let resource = |life: u64| {
+        serde_json::json!({
+            "iss": "https://resource.example", "dwk": "aauth-resource.json",
+            "aud": "https://ps.example", "jti": "r1", "ps": "https://ps.example", "sub": "p",
+            "presented_jti": "j1", "agent_jkt": agent_key().public_key().thumbprint().as_str(),
+            "iat": NOW.0, "exp": NOW.0 + life,
+        })
+        .to_string()
+    };
+    let header = r#"{"alg":"Ed25519","kid":"k1","typ":"aa-resource+jwt"}"#;
+    let ps = sid("https://ps.example");
+    let v = Validation::new(NOW).audience(&ps);
+    block(verify::<ResourceClaims>(
+        &forge(header, &resource(3600), &ps_key()),
+        &v,
+        &issuers(),
+    ))
+    .unwrap();
+    assert!(matches!(
+        block(verify::<ResourceClaims>(
+            &forge(header, &resource(3601), &ps_key()),
+            &v,
+            &issuers()
+        )),
+        Err(TokenError::LifetimeTooLong { cap: 3600, .. })
+    ));
+}
