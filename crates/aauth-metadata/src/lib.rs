@@ -16,6 +16,8 @@
 //!   per-host [`CircuitBreaker`], around any [`Fetch`].
 //! - [`serve`]: [`serve::EndpointService`], the one adapter from a role (agent provider,
 //!   Person Server, Access Server) to a tower service, so it mounts on axum or hyper.
+//! - [`throttle`]: one throttle for every guessable secret a server checks (interaction
+//!   codes, passwords): exponential back-off per key, bounded, `O(1)` to check.
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses, same-origin redirects only).
 
@@ -30,6 +32,7 @@ mod publish;
 mod resilience;
 mod resolvers;
 pub mod serve;
+pub mod throttle;
 mod url;
 
 pub use cache::{

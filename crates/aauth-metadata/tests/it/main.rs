@@ -17,4 +17,5 @@ mod resilience;
 mod resolvers;
 mod server;
 mod support;
+mod throttle;
 mod urls;

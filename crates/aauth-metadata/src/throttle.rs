@@ -1,0 +1,353 @@
+//! One throttle for every guessable secret a server checks: interaction codes (per
+//! pending request, per account, per client) and passwords (per account, per client).
+//!
+//! Each failure is counted against every key it concerns. A key's first
+//! [`ThrottlePolicy::free_failures`] failures cost nothing; after that each failure blocks
+//! the key for twice as long as the one before, from [`ThrottlePolicy::base_delay`] up to
+//! [`ThrottlePolicy::max_delay`]. While a key is blocked its requests are refused before
+//! the secret is even looked at (no hash computed, no store read), and a refused request
+//! is not another failure, so an attacker gets a handful of guesses per `max_delay`
+//! window, not more. A key with no failure for [`ThrottlePolicy::forget_after`] starts
+//! afresh, and a success clears the keys it names.
+//!
+//! A lockout never lasts longer than `max_delay` after the attacker's last try, and a
+//! caller can keep a person's own way in open by leaving the per-account key out for a
+//! client that proved itself before (the Person Server does this for a browser that
+//! signed in to that account: see its sign-in).
+//!
+//! [`MemoryThrottle`] keeps the counters of one process, bounded; checking a key is
+//! `O(1)` (a hash lookup) and counting a failure amortized `O(log n)`. Several instances
+//! share a store behind [`Throttle`].
+
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+use async_trait::async_trait;
+use sha2::{Digest as _, Sha256};
+
+/// What a failure is counted against: a scope (`"password/account"`, `"code/client"`, …)
+/// and a value, hashed, so that attacker-chosen values (account names, codes) cost a
+/// fixed 32 bytes each.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThrottleKey([u8; 32]);
+
+impl std::fmt::Debug for ThrottleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ThrottleKey({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+impl ThrottleKey {
+    /// The key for `value` within `scope`.
+    ///
+    /// ```
+    /// use aauth_metadata::throttle::ThrottleKey;
+    /// assert_eq!(ThrottleKey::new("password/account", "alice"), ThrottleKey::new("password/account", "alice"));
+    /// assert_ne!(ThrottleKey::new("password/account", "alice"), ThrottleKey::new("code/account", "alice"));
+    /// ```
+    #[must_use]
+    pub fn new(scope: &str, value: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(scope.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        Self(h.finalize().into())
+    }
+
+    /// The key of a client address within `scope` (an IPv6 client by its /64, since one
+    /// host usually holds the whole prefix).
+    #[must_use]
+    pub fn client(scope: &str, addr: ClientAddr) -> Self {
+        let value = match addr.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
+        Self::new(scope, &value)
+    }
+}
+
+/// The address a request came from, as the server's adapter saw it (an `http::Extensions`
+/// entry). Whoever accepts connections inserts it (from axum's `ConnectInfo`, or at
+/// `accept`); behind a reverse proxy, the proxy's word for the client, set only by a
+/// layer that trusts that proxy. Without it, a role throttles per account and per
+/// request only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// How failures turn into waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThrottlePolicy {
+    /// Failures a key may have before the first block (default 5).
+    pub free_failures: u32,
+    /// The first block, in seconds (default 1); each further failure doubles it.
+    pub base_delay: u64,
+    /// The longest block, in seconds (default 900: 15 minutes).
+    pub max_delay: u64,
+    /// A key whose last failure is this old starts afresh, in seconds (default 3600).
+    pub forget_after: u64,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        Self {
+            free_failures: 5,
+            base_delay: 1,
+            max_delay: 900,
+            forget_after: 3600,
+        }
+    }
+}
+
+impl ThrottlePolicy {
+    /// A policy allowing `free_failures` before blocking for `base_delay` seconds,
+    /// doubling up to `max_delay`, forgetting after `forget_after`.
+    #[must_use]
+    pub fn new(free_failures: u32, base_delay: u64, max_delay: u64, forget_after: u64) -> Self {
+        Self {
+            free_failures,
+            base_delay: base_delay.max(1),
+            max_delay: max_delay.max(base_delay.max(1)),
+            forget_after,
+        }
+    }
+
+    /// How long a key with `failures` failures is blocked after the last one.
+    ///
+    /// ```
+    /// use aauth_metadata::throttle::ThrottlePolicy;
+    /// let p = ThrottlePolicy::default();
+    /// assert_eq!((p.delay(5), p.delay(6), p.delay(7), p.delay(9)), (0, 1, 2, 8));
+    /// assert_eq!(p.delay(u32::MAX), 900);
+    /// ```
+    #[must_use]
+    pub fn delay(&self, failures: u32) -> u64 {
+        let Some(over) = failures.checked_sub(self.free_failures) else {
+            return 0;
+        };
+        if over == 0 {
+            return 0;
+        }
+        let doublings = (over - 1).min(63);
+        self.base_delay
+            .checked_shl(doublings)
+            .filter(|d| *d >> doublings == self.base_delay)
+            .unwrap_or(u64::MAX)
+            .min(self.max_delay)
+    }
+}
+
+/// The throttle could not answer (a shared store is down): the guess is refused, never
+/// checked unthrottled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("throttle unavailable: {reason}")]
+pub struct ThrottleError {
+    /// What failed.
+    pub reason: String,
+}
+
+/// Counts failed guesses and says when a key must wait.
+#[async_trait]
+pub trait Throttle: Send + Sync {
+    /// `Some(seconds)` when any of `keys` is blocked at `now`: the longest remaining wait.
+    ///
+    /// # Errors
+    ///
+    /// [`ThrottleError`].
+    async fn blocked(
+        &self,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<Option<u64>, ThrottleError>;
+
+    /// Counts one failure against each of `keys`.
+    ///
+    /// # Errors
+    ///
+    /// [`ThrottleError`].
+    async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), ThrottleError>;
+
+    /// Clears `keys` (a correct password clears its account's and client's counts).
+    ///
+    /// # Errors
+    ///
+    /// [`ThrottleError`].
+    async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), ThrottleError>;
+}
+
+/// The default bound of a [`MemoryThrottle`]: keys with failures in the last
+/// `forget_after` seconds.
+pub const DEFAULT_THROTTLE_KEYS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    failures: u32,
+    last: u64,
+    blocked_until: u64,
+}
+
+impl Count {
+    /// When the entry may be forgotten.
+    fn expiry(&self, policy: &ThrottlePolicy) -> u64 {
+        self.last
+            .saturating_add(policy.forget_after)
+            .max(self.blocked_until)
+    }
+}
+
+#[derive(Debug, Default)]
+#[allow(
+    clippy::disallowed_types,
+    reason = "a lookup table, never iterated into anything signed or serialized; O(1)"
+)]
+struct Counts {
+    by_key: std::collections::HashMap<ThrottleKey, Count>,
+    /// The same keys by expiry, to forget them without a scan.
+    by_expiry: std::collections::BTreeSet<(u64, ThrottleKey)>,
+}
+
+impl Counts {
+    fn sweep(&mut self, now: u64) {
+        while let Some(&(at, key)) = self.by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.by_key.remove(&key);
+        }
+    }
+
+    fn forget_earliest(&mut self) {
+        if let Some((_, key)) = self.by_expiry.pop_first() {
+            self.by_key.remove(&key);
+        }
+    }
+}
+
+/// The counters of one process, at most `max` keys: past that, the key closest to being
+/// forgotten goes first (so a flood of new keys costs memory once, not forever).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use aauth_keys::time::UnixTime;
+/// use aauth_metadata::throttle::{MemoryThrottle, Throttle, ThrottleKey, ThrottlePolicy};
+/// let t = MemoryThrottle::new(ThrottlePolicy::new(2, 10, 60, 3600));
+/// let alice = [ThrottleKey::new("password/account", "alice")];
+/// t.failed(&alice, UnixTime(100)).await?;
+/// t.failed(&alice, UnixTime(101)).await?;
+/// assert_eq!(t.blocked(&alice, UnixTime(101)).await?, None); // two are free
+/// t.failed(&alice, UnixTime(102)).await?;
+/// assert_eq!(t.blocked(&alice, UnixTime(103)).await?, Some(9)); // blocked until 112
+/// assert_eq!(t.blocked(&alice, UnixTime(112)).await?, None);
+/// t.succeeded(&alice).await?;
+/// # Ok::<(), aauth_metadata::throttle::ThrottleError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct MemoryThrottle {
+    counts: Mutex<Counts>,
+    policy: ThrottlePolicy,
+    max: usize,
+}
+
+impl MemoryThrottle {
+    /// Counters under `policy`, at most [`DEFAULT_THROTTLE_KEYS`] keys.
+    #[must_use]
+    pub fn new(policy: ThrottlePolicy) -> Self {
+        Self {
+            counts: Mutex::new(Counts::default()),
+            policy,
+            max: DEFAULT_THROTTLE_KEYS,
+        }
+    }
+
+    /// At most `max` keys (at least 1).
+    #[must_use]
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max = max.max(1);
+        self
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> &ThrottlePolicy {
+        &self.policy
+    }
+
+    /// How many keys are held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().by_key.len()
+    }
+
+    /// Whether no key is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryThrottle {
+    fn default() -> Self {
+        Self::new(ThrottlePolicy::default())
+    }
+}
+
+#[async_trait]
+impl Throttle for MemoryThrottle {
+    async fn blocked(
+        &self,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<Option<u64>, ThrottleError> {
+        let counts = self.lock();
+        let now = now.as_secs();
+        Ok(keys
+            .iter()
+            .filter_map(|k| counts.by_key.get(k))
+            .filter(|c| c.blocked_until > now)
+            .map(|c| c.blocked_until - now)
+            .max())
+    }
+
+    async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), ThrottleError> {
+        let mut counts = self.lock();
+        let now = now.as_secs();
+        counts.sweep(now);
+        for key in keys {
+            let previous = counts.by_key.get(key).copied();
+            if let Some(c) = previous {
+                counts.by_expiry.remove(&(c.expiry(&self.policy), *key));
+            } else if counts.by_key.len() >= self.max {
+                counts.forget_earliest();
+            }
+            let failures = previous.map_or(0, |c| c.failures).saturating_add(1);
+            let c = Count {
+                failures,
+                last: now,
+                blocked_until: now.saturating_add(self.policy.delay(failures)),
+            };
+            counts.by_expiry.insert((c.expiry(&self.policy), *key));
+            counts.by_key.insert(*key, c);
+        }
+        Ok(())
+    }
+
+    async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), ThrottleError> {
+        let mut counts = self.lock();
+        for key in keys {
+            if let Some(c) = counts.by_key.remove(key) {
+                counts.by_expiry.remove(&(c.expiry(&self.policy), *key));
+            }
+        }
+        Ok(())
+    }
+}
