@@ -1,7 +1,7 @@
 #![no_main]
 // Arbitrary signature headers on a request, through the verifier's sans-IO first step.
 use aauth_keys::time::UnixTime;
-use aauth_signing::{VerifyPolicy, prepare};
+use aauth_signing::{AuthoritySource, VerifyPolicy, prepare};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
@@ -18,6 +18,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = req.body(()) {
         let (p, ()) = r.into_parts();
-        let _ = prepare(&p, b"", &VerifyPolicy::default(), UnixTime(1_800_000_000));
+        let policy = VerifyPolicy::new(
+            AuthoritySource::names(["resource.example"]).unwrap_or_else(|_| unreachable!()),
+        );
+        let _ = prepare(&p, b"", &policy, UnixTime(1_800_000_000));
     }
 });

@@ -14,7 +14,7 @@ fn run(n: u8) -> aauth_demos::Transcript {
 fn d00_core() {
     let t = run(0);
     let text = t.render();
-    assert_eq!(t.steps.len(), 12, "{text}");
+    assert_eq!(t.steps.len(), 14, "{text}");
     assert!(
         text.contains("verifies the signature and the agent token: aauth:assistant@agent.example")
     );
@@ -23,7 +23,7 @@ fn d00_core() {
         text.contains(r#""content-type" "content-digest" "signature-key""#),
         "{text}"
     );
-    // The six refusals, with the draft's codes and headers.
+    // The eight refusals, with the draft's codes and headers.
     let refusals: Vec<&aauth_demos::Step> = t
         .steps
         .iter()
@@ -33,11 +33,13 @@ fn d00_core() {
                 .is_some_and(|d| d.starts_with("HTTP/1.1 401"))
         })
         .collect();
-    assert_eq!(refusals.len(), 6, "{text}");
+    assert_eq!(refusals.len(), 8, "{text}");
     let codes: Vec<&str> = refusals.iter().map(|s| s.detail[1].as_str()).collect();
     assert_eq!(
         codes,
         [
+            "signature-error: error=invalid_signature",
+            "signature-error: error=invalid_signature",
             "signature-error: error=invalid_signature",
             "signature-error: error=invalid_signature",
             "signature-error: error=clock_skew",
@@ -47,9 +49,15 @@ fn d00_core() {
         ],
         "{text}"
     );
-    assert_eq!(refusals[5].detail[2], "accept-signature-scheme: jwt");
+    assert_eq!(refusals[7].detail[2], "accept-signature-scheme: jwt");
+    // The captured POST sent again, and relayed to another host: both refused.
+    assert!(refusals[1].detail[2].contains("replay"), "{text}");
     assert!(
-        refusals[3].detail[2].contains("Content-Digest sha-256 does not match"),
+        refusals[2].detail[2].contains("addressed to ps.example, not to this server"),
+        "{text}"
+    );
+    assert!(
+        refusals[5].detail[2].contains("Content-Digest sha-256 does not match"),
         "{text}"
     );
 }

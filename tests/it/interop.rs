@@ -19,7 +19,8 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_keys::{Algorithm, PrivateKey};
 use aauth_signing::{
-    JwtResolver, SchemeResolver, SignOptions, SigningKey, Verifier, VerifyError, VerifyPolicy, sign,
+    AuthoritySource, JwtResolver, SchemeResolver, SignOptions, SigningKey, Verifier, VerifyError,
+    VerifyPolicy, sign,
 };
 use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
 use serde_json::{Value, json};
@@ -326,13 +327,15 @@ fn we_verify_what_the_reference_signs() {
         let mut b = http::Request::builder()
             .method(c.method)
             .uri(target)
-            .header("host", authority);
+            .header("host", authority.as_str());
         for (k, v) in s["headers"].as_object().unwrap() {
             b = b.header(k.as_str(), v.as_str().unwrap());
         }
         let (parts, ()) = b.body(()).unwrap().into_parts();
         let body = c.body.unwrap_or_default().as_bytes();
-        let verifier = w.verifier(VerifyPolicy::default());
+        let verifier = w.verifier(VerifyPolicy::new(
+            AuthoritySource::names([authority.as_str()]).unwrap(),
+        ));
         let result = futures_executor::block_on(verifier.verify(&parts, body, w.now));
         if c.agrees {
             let v = result.unwrap_or_else(|e| panic!("{}: {e} ({s})", c.name));

@@ -251,7 +251,7 @@ async fn a_resource_verifies_an_agent_with_keys_discovered_in_the_world() {
         CacheConfig::default(),
     ));
     let verifier = Verifier::new(
-        VerifyPolicy::default(),
+        VerifyPolicy::for_server(&ServerId::parse("https://resource.example").unwrap()),
         Arc::new(SchemeResolver::new().jwt(JwtResolver::new(cache.clone(), &[TokenType::Agent]))),
     );
     let verified = verifier.verify(&parts, &body, NOW).await.unwrap();
@@ -1051,6 +1051,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
     ));
     let list = Arc::new(MemoryRevocationList::new(60, 10_000));
     let revoke_at = Arc::new(RevocationEndpoint::new(
+        &id("https://resource.example"),
         Arc::new(DiscoveryResolver::new(KeyCache::new(
             Arc::new(w.fetcher_allowing(&["ps.example"])),
             Arc::clone(&clock),

@@ -12,8 +12,8 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PrivateKey};
 use aauth_signing::{
-    JwtResolver, KeyIdentity, SchemeResolver, SignOptions, SigningKey, Verifier, VerifyError,
-    VerifyPolicy, sign,
+    JwtResolver, KeyIdentity, ReplayGuard, SchemeResolver, SignOptions, SigningKey, Verifier,
+    VerifyError, VerifyPolicy, sign,
 };
 use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
 use http::request::Parts;
@@ -119,10 +119,14 @@ pub(crate) fn run() -> Result<Transcript, String> {
         "key-1",
         provider_key.public_key().clone(),
     );
-    let resolver =
-        SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers), &[TokenType::Agent]));
-    let policy = VerifyPolicy::default();
-    let verifier = Verifier::new(policy.clone(), Arc::new(resolver));
+    let resolver: Arc<SchemeResolver> = Arc::new(
+        SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers), &[TokenType::Agent])),
+    );
+    // Each server answers only to its own name and accepts a state-changing request once.
+    let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example").map_err(e)?);
+    let verifier = Verifier::new(policy.clone(), resolver.clone()).replay(ReplayGuard::in_memory());
+    let ps_policy = VerifyPolicy::for_server(&ServerId::parse("https://ps.example").map_err(e)?);
+    let ps_verifier = Verifier::new(ps_policy.clone(), resolver).replay(ReplayGuard::in_memory());
     let scheme = Scheme::jwt(minted.token);
     let key = SigningKey::new("sig", &agent_key, &scheme);
 
@@ -163,10 +167,10 @@ pub(crate) fn run() -> Result<Transcript, String> {
         wire(&post),
     );
     let server_post = at_server(post)?;
-    futures_executor::block_on(verifier.verify(&server_post, body, T0)).map_err(e)?;
+    futures_executor::block_on(ps_verifier.verify(&server_post, body, T0)).map_err(e)?;
     t.step(
         "person server",
-        "verifies signature and body digest",
+        "verifies signature and body digest, and records the request",
         vec!["HTTP/1.1 200 OK".into()],
     );
 
@@ -179,6 +183,24 @@ pub(crate) fn run() -> Result<Transcript, String> {
     t.step(
         "attacker",
         "replays the signed GET as DELETE",
+        refusal(&err, &policy),
+    );
+
+    let err = futures_executor::block_on(ps_verifier.verify(&server_post, body, T0.plus(5)))
+        .err()
+        .ok_or("a replayed POST must fail")?;
+    t.step(
+        "attacker",
+        "sends the captured POST /mission again",
+        refusal(&err, &ps_policy),
+    );
+
+    let err = futures_executor::block_on(verifier.verify(&server_post, body, T0))
+        .err()
+        .ok_or("a POST relayed to another host must fail")?;
+    t.step(
+        "attacker",
+        "relays the POST signed for ps.example to resource.example",
         refusal(&err, &policy),
     );
 
@@ -203,10 +225,14 @@ pub(crate) fn run() -> Result<Transcript, String> {
     );
 
     let swapped = br#"{"description":"Send my files to evil.example"}"#;
-    let err = futures_executor::block_on(verifier.verify(&server_post, swapped, T0))
+    let err = futures_executor::block_on(ps_verifier.verify(&server_post, swapped, T0))
         .err()
         .ok_or("a changed body must fail")?;
-    t.step("attacker", "swaps the mission body", refusal(&err, &policy));
+    t.step(
+        "attacker",
+        "swaps the mission body",
+        refusal(&err, &ps_policy),
+    );
 
     let mut uncovered = request(
         "POST",
@@ -221,13 +247,13 @@ pub(crate) fn run() -> Result<Transcript, String> {
         "signature-key",
     ]);
     sign(&mut uncovered, body, &[key], &only_digest, T0).map_err(e)?;
-    let err = futures_executor::block_on(verifier.verify(&at_server(uncovered)?, body, T0))
+    let err = futures_executor::block_on(ps_verifier.verify(&at_server(uncovered)?, body, T0))
         .err()
         .ok_or("uncovered content-type must fail")?;
     t.step(
         "agent",
         "posts a body without covering content-type",
-        refusal(&err, &policy),
+        refusal(&err, &ps_policy),
     );
 
     let hwk = Scheme::Hwk({

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PublicKey, Signer};
 use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
-use aauth_signing::{IssuerJwksUriResolver, KeyIdentity, Verifier, VerifyPolicy};
+use aauth_signing::{
+    AuthoritySource, IssuerJwksUriResolver, KeyIdentity, ReplayGuard, Verifier, VerifyPolicy,
+};
 use aauth_tokens::{
     AgentClaims, AuthClaims, AuthIssuer, AuthTokenBuilder, IssuerKeyResolver, PersonClaims,
     ResourceClaims, ServerId, TokenError, TokenType, Unverified, Validation, Verified, verify,
@@ -293,12 +295,15 @@ impl AccessServer {
         let mut jwk = signer.public_key().to_jwk();
         jwk.kid = Some(kid.to_owned());
         let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        // Requests must be addressed to this server, and each state-changing one is
+        // accepted once: a replayed token request would yield a second auth token.
         let verifier = Verifier::new(
-            VerifyPolicy::default()
+            VerifyPolicy::for_server(&id)
                 .accept_schemes(&["jwks_uri"])
                 .body_coverage(aauth_signing::BodyCoverage::Required),
             Arc::new(IssuerJwksUriResolver::new(Arc::clone(&issuer_keys))),
-        );
+        )
+        .replay(ReplayGuard::in_memory());
         Ok(Self {
             id,
             signer,
@@ -314,6 +319,32 @@ impl AccessServer {
             store: Arc::new(MemoryStore::default()),
             notifier: None,
         })
+    }
+
+    /// The authorities this server's endpoints answer to (by default its identifier's
+    /// host): several names, or the external authority behind a proxy that rewrites
+    /// `Host`.
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        let policy = self.verifier.policy().clone().authority(source);
+        self.verifier = self.verifier.with_policy(policy);
+        self
+    }
+
+    /// Records accepted state-changing requests in `store` (shared by several instances)
+    /// instead of this server's own memory.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn aauth_signing::ReplayStore>) -> Self {
+        self.verifier = self.verifier.replay(ReplayGuard::new(store));
+        self
+    }
+
+    /// Turns the replay check off. Without it, a replayed token request yields a second
+    /// auth token for one resource token.
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.verifier = self.verifier.without_replay();
+        self
     }
 
     /// Trusts these Person Servers (pre-established trust); every other caller is
@@ -1565,6 +1596,11 @@ impl AccessServer {
             dwk: "aauth-access.json".to_owned(),
             kid: self.kid.clone(),
         };
+        let Ok(options) = aauth_signing::SignOptions::default()
+            .unique_for(&head.method, &mut aauth_keys::rand::OsRandom)
+        else {
+            return Some("revocation_unavailable");
+        };
         if aauth_signing::sign(
             &mut head,
             &body,
@@ -1573,7 +1609,7 @@ impl AccessServer {
                 self.signer.as_ref(),
                 &scheme,
             )],
-            &aauth_signing::SignOptions::default(),
+            &options,
             now,
         )
         .is_err()

@@ -4,6 +4,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aauth_headers::Scheme;
+use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{PublicKey, Signer};
 use aauth_signing::{SignOptions, SigningKey, hwk_scheme, sign};
@@ -147,11 +148,12 @@ impl TokenSource for HttpTokenSource {
                 .map_err(AgentError::transport)?
                 .into_parts();
         let scheme = hwk_scheme(signer.public_key());
+        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
         sign(
             &mut parts,
             &body,
             &[SigningKey::new("sig", signer, &scheme)],
-            &SignOptions::default(),
+            &options,
             now,
         )?;
         let resp = self
@@ -231,11 +233,12 @@ impl TokenSource for SubagentTokenSource {
         .into_parts();
         let parent_signer = self.parent.signer();
         let scheme = Scheme::jwt(parent_token.token.as_str());
+        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
         sign(
             &mut parts,
             &body,
             &[SigningKey::new("sig", parent_signer.as_ref(), &scheme)],
-            &SignOptions::default(),
+            &options,
             now,
         )?;
         let resp = self

@@ -11,6 +11,7 @@ use aauth_headers::{
     AAuthCapabilities, AAuthRequirement, AuthorizationAAuth, Capability, ErrorCode, Prefer,
     Requirement, Scheme, SessionToken, SignatureErrorHeader, names,
 };
+use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_keys::{PublicKey, Signer};
 use aauth_signing::{SignOptions, SigningKey, sign};
@@ -692,7 +693,7 @@ impl AAuthClient {
         }
         let signer = self.config.agent.signer();
         let scheme = Scheme::jwt(cred.token.as_ref());
-        let mut options = SignOptions::default();
+        let mut options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
         if parts.uri.query().is_some() {
             options = options.with_query();
         }

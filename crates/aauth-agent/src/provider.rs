@@ -12,7 +12,8 @@ use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, JwkSet, PublicKey, Signer};
 use aauth_metadata::{AgentProviderMetadata, HttpsUrl, Published};
 use aauth_signing::{
-    JwtResolver, KeyIdentity, SchemeResolver, VerifiedRequest, Verifier, VerifyPolicy,
+    AuthoritySource, JwtResolver, KeyIdentity, ReplayGuard, ReplayStore, SchemeResolver,
+    VerifiedRequest, Verifier, VerifyPolicy,
 };
 use aauth_tokens::{
     AgentClaims, AgentId, AgentTokenBuilder, BoundToken, Minted, ServerId, StaticIssuerKeys,
@@ -164,18 +165,23 @@ impl AgentProvider {
         jwk.kid = Some(kid.to_owned());
         let published = Published::new(&AgentProviderMetadata::new(id.clone(), jwks_uri))
             .jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        // Requests must be addressed to this provider, and each is accepted once (one
+        // replay store for both endpoints: a replayed token request would mint again).
+        let replay = ReplayGuard::in_memory();
         let enrolled_keys = Verifier::new(
-            VerifyPolicy::default().accept_schemes(&["hwk"]),
+            VerifyPolicy::for_server(&id).accept_schemes(&["hwk"]),
             Arc::new(SchemeResolver::new().hwk()),
-        );
+        )
+        .replay(replay.clone());
         let own =
             StaticIssuerKeys::new().with(&id, "aauth-agent.json", kid, signer.public_key().clone());
         let own_tokens = Verifier::new(
-            VerifyPolicy::default().accept_schemes(&["jwt"]),
+            VerifyPolicy::for_server(&id).accept_schemes(&["jwt"]),
             Arc::new(
                 SchemeResolver::new().jwt(JwtResolver::new(Arc::new(own), &[TokenType::Agent])),
             ),
-        );
+        )
+        .replay(replay);
         Ok(Self {
             id,
             signer,
@@ -186,6 +192,37 @@ impl AgentProvider {
             enrolled_keys,
             own_tokens,
         })
+    }
+
+    /// The authorities the provider's endpoints answer to (by default its identifier's
+    /// host): several names, or the external authority behind a proxy.
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        let with = |v: Verifier| {
+            let policy = v.policy().clone().authority(source.clone());
+            v.with_policy(policy)
+        };
+        self.enrolled_keys = with(self.enrolled_keys);
+        self.own_tokens = with(self.own_tokens);
+        self
+    }
+
+    /// Records accepted requests in `store` (shared across instances) instead of this
+    /// provider's own memory.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        let guard = ReplayGuard::new(store);
+        self.enrolled_keys = self.enrolled_keys.replay(guard.clone());
+        self.own_tokens = self.own_tokens.replay(guard);
+        self
+    }
+
+    /// Turns the replay check off (only where a replayed token request is harmless).
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.enrolled_keys = self.enrolled_keys.without_replay();
+        self.own_tokens = self.own_tokens.without_replay();
+        self
     }
 
     /// Agent tokens last `secs` (at most 24 h).

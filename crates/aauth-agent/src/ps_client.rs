@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aauth_headers::{AAuthRequirement, Prefer, Requirement, Scheme};
+use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_metadata::{MetadataDocument, PersonServerMetadata};
 use aauth_signing::{SignOptions, SigningKey, sign};
@@ -167,11 +168,12 @@ impl HttpPersonServer {
         let (mut parts, ()) = b.body(()).map_err(AgentError::transport)?.into_parts();
         let signer = agent.signer();
         let scheme = Scheme::jwt(token.token.as_str());
+        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
         sign(
             &mut parts,
             &body,
             &[SigningKey::new("sig", signer.as_ref(), &scheme)],
-            &SignOptions::default(),
+            &options,
             now,
         )?;
         self.transport
@@ -295,11 +297,12 @@ impl HttpPersonServer {
         let (mut parts, ()) = b.body(()).map_err(AgentError::transport)?.into_parts();
         let signer = agent.signer();
         let scheme = Scheme::jwt(token.token.as_str());
+        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
         sign(
             &mut parts,
             &[],
             &[SigningKey::new("sig", signer.as_ref(), &scheme)],
-            &SignOptions::default(),
+            &options,
             now,
         )?;
         self.transport

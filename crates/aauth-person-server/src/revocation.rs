@@ -216,11 +216,16 @@ async fn signed(
         dwk: "aauth-person.json".to_owned(),
         kid: kid.to_owned(),
     };
+    // A nonce on every state-changing request: two that are meant as two are never
+    // mistaken for a replay of one.
+    let options = aauth_signing::SignOptions::default()
+        .unique_for(&parts.method, &mut aauth_keys::rand::OsRandom)
+        .map_err(|e| e.to_string())?;
     aauth_signing::sign(
         &mut parts,
         &body,
         &[aauth_signing::SigningKey::new("sig", signer, &scheme)],
-        &aauth_signing::SignOptions::default(),
+        &options,
         now,
     )
     .map_err(|e| e.to_string())?;

@@ -8,7 +8,8 @@ use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PublicKey, Signer, base64url};
 use aauth_metadata::{HttpsUrl, PersonServerMetadata, Published};
 use aauth_signing::{
-    JwtResolver, KeyIdentity, SchemeResolver, Verifier, VerifyError, VerifyPolicy,
+    AuthoritySource, JwtResolver, KeyIdentity, ReplayGuard, SchemeResolver, Verifier, VerifyError,
+    VerifyPolicy,
 };
 use aauth_tokens::{
     AgentClaims, AuthClaims, AuthIssuer, AuthTokenBuilder, BoundToken, IssuerKeyResolver,
@@ -341,13 +342,26 @@ impl PersonServer {
         jwk.kid = Some(kid.to_owned());
         let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
         let revocation_keys = Arc::clone(&issuer_keys);
+        // Every endpoint answers only requests addressed to this server, and accepts each
+        // state-changing request once (one replay store for all of them).
+        let replay = ReplayGuard::in_memory();
         let agents = Verifier::new(
-            VerifyPolicy::default().accept_schemes(&["jwt"]),
+            VerifyPolicy::for_server(&id).accept_schemes(&["jwt"]),
             Arc::new(SchemeResolver::new().jwt(JwtResolver::new(
                 Arc::clone(&issuer_keys),
                 &[TokenType::Agent],
             ))),
-        );
+        )
+        .replay(replay.clone());
+        let revocation_verifier = Verifier::new(
+            VerifyPolicy::for_server(&id)
+                .accept_schemes(&["jwks_uri"])
+                .body_coverage(aauth_signing::BodyCoverage::Required),
+            Arc::new(aauth_signing::IssuerJwksUriResolver::new(Arc::clone(
+                &revocation_keys,
+            ))),
+        )
+        .replay(replay);
         Ok(Self {
             id,
             signer,
@@ -363,14 +377,7 @@ impl PersonServer {
             auth_lifetime: aauth_tokens::AUTH_TOKEN_MAX_LIFETIME,
             interaction: false,
             pending_ttl: 600,
-            revocation_verifier: Verifier::new(
-                VerifyPolicy::default()
-                    .accept_schemes(&["jwks_uri"])
-                    .body_coverage(aauth_signing::BodyCoverage::Required),
-                Arc::new(aauth_signing::IssuerJwksUriResolver::new(Arc::clone(
-                    &revocation_keys,
-                ))),
-            ),
+            revocation_verifier,
             revoking_providers: std::collections::BTreeSet::new(),
             notifier: None,
             callbacks: None,
@@ -384,6 +391,40 @@ impl PersonServer {
             max_chain: DEFAULT_MAX_CHAIN,
             claims: None,
         })
+    }
+
+    /// The authorities this server's endpoints answer to (by default its identifier's
+    /// host): several names, or the external authority behind a proxy that rewrites
+    /// `Host`. A request signed for any other authority is refused `401
+    /// invalid_signature`.
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        let with = |v: Verifier| {
+            let policy = v.policy().clone().authority(source.clone());
+            v.with_policy(policy)
+        };
+        self.agents = with(self.agents);
+        self.revocation_verifier = with(self.revocation_verifier);
+        self
+    }
+
+    /// Records accepted state-changing requests in `store` (shared by several instances)
+    /// instead of this server's own memory.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn aauth_signing::ReplayStore>) -> Self {
+        let guard = ReplayGuard::new(store);
+        self.agents = self.agents.replay(guard.clone());
+        self.revocation_verifier = self.revocation_verifier.replay(guard);
+        self
+    }
+
+    /// Turns the replay check off. Without it, anyone who sees a signed request within
+    /// its window can send it again: a second person token, a second audit record.
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.agents = self.agents.without_replay();
+        self.revocation_verifier = self.revocation_verifier.without_replay();
+        self
     }
 
     /// Serves the consent pages ([`INTERACT_PATH`]): when the policy asks the person (or

@@ -7,17 +7,15 @@ use aauth_headers::{AAuthRequirement, AuthorizationAAuth, Requirement, SessionTo
 use aauth_keys::Thumbprint;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
-    JwtResolver, KeyIdentity, KeyResolver, RevocationList, SchemeResolver, VerifiedRequest,
-    Verifier, VerifyError, VerifyPolicy,
+    AuthoritySource, JwtResolver, KeyIdentity, KeyResolver, ReplayGuard, ReplayStore,
+    RevocationList, SchemeResolver, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
 };
 use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, request::Parts};
 
 use crate::tokens::{AuthorizationRequest, Basis, ResourceTokens, scope_covers};
-use crate::{
-    ReplayStore, Session, SessionStore, SessionStoreError, TokenCacheConfig, VerifiedTokenCache,
-};
+use crate::{Session, SessionStore, SessionStoreError, TokenCacheConfig, VerifiedTokenCache};
 
 /// What a route requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +52,8 @@ pub enum Access {
 pub struct RoutePolicy {
     access: Access,
     verify: VerifyPolicy,
+    /// Set by [`RoutePolicy::authority`]; otherwise the resource's own names apply.
+    own_authority: bool,
     scope: Option<String>,
 }
 
@@ -71,12 +71,28 @@ impl RoutePolicy {
         // A session route checks that `authorization` is covered whenever the request
         // carries one (see `Route::session`), so an agent without a session is told so
         // (403) after it authenticates rather than asked to cover a header it lacks.
-        let verify = VerifyPolicy::default().accept_schemes(schemes);
+        // The resource's names replace this placeholder (which accepts no authority) when
+        // the route is made (`Resource::route`).
+        let nobody = AuthoritySource::Server {
+            names: Vec::new(),
+            scheme: aauth_signing::UriScheme::Https,
+        };
+        let verify = VerifyPolicy::new(nobody).accept_schemes(schemes);
         Self {
             access,
             verify,
+            own_authority: false,
             scope: None,
         }
+    }
+
+    /// The authorities this route answers to, instead of the resource's (see
+    /// [`Resource::authority`]).
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        self.verify = self.verify.authority(source);
+        self.own_authority = true;
+        self
     }
 
     /// The scope an auth-token route requires (space-separated; every value must be
@@ -254,14 +270,6 @@ pub enum Refusal {
         /// What failed.
         reason: String,
     },
-    /// The exact signed request was already accepted within its window: `401`
-    /// `invalid_signature`.
-    Replayed,
-    /// The replay store could not answer: `503` with `Retry-After` (fail closed).
-    ReplayStoreUnavailable {
-        /// What failed.
-        reason: String,
-    },
     /// `Authorization` is not exactly one `AAuth` credential: `400`.
     BadCredential {
         /// Why.
@@ -281,6 +289,21 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The answer to a request that failed verification under `policy`: the
+    /// `Signature-Error` and `Accept-Signature-*` fields, and `Retry-After` when the
+    /// failure is no verdict on the signature (a store down, a signer past its share).
+    #[must_use]
+    pub fn signature(error: VerifyError, policy: &VerifyPolicy) -> Self {
+        let mut headers = error.response_headers(policy);
+        if let Some(secs) = error.retry_after(policy) {
+            headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        Self::Signature {
+            error: Box::new(error),
+            headers,
+        }
+    }
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
@@ -291,10 +314,7 @@ impl Refusal {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
-            Self::Replayed => StatusCode::UNAUTHORIZED,
-            Self::ReplayStoreUnavailable { .. } | Self::SessionStoreUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::SessionStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadCredential { .. } => StatusCode::BAD_REQUEST,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -342,21 +362,6 @@ impl Refusal {
                 &format!("the body exceeds {limit} bytes"),
             ),
             Self::UnreadableBody { reason } => problem(status, "Unreadable request body", &reason),
-            Self::Replayed => {
-                headers.push((
-                    names::SIGNATURE_ERROR,
-                    HeaderValue::from_static("error=invalid_signature"),
-                ));
-                problem(
-                    status,
-                    "Signature verification failed",
-                    "this signed request was already accepted (replay)",
-                )
-            }
-            Self::ReplayStoreUnavailable { reason } => {
-                headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
-                problem(status, "Replay check unavailable", &reason)
-            }
             Self::SessionStoreUnavailable { reason } => {
                 headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
                 problem(status, "Session check unavailable", &reason)
@@ -418,8 +423,10 @@ pub(crate) enum Gated {
 #[derive(Clone)]
 pub struct Resource {
     id: ServerId,
+    authority: AuthoritySource,
     resolver: Arc<dyn KeyResolver>,
     revocations: Option<Arc<dyn RevocationList>>,
+    replay: Option<ReplayGuard>,
     tokens: Option<Arc<ResourceTokens>>,
 }
 
@@ -427,6 +434,8 @@ impl std::fmt::Debug for Resource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resource")
             .field("id", &self.id)
+            .field("authority", &self.authority)
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -438,6 +447,12 @@ impl Resource {
     /// once, then each request it signs costs one signature check. Person and auth tokens
     /// must name `id` in `aud`; each route then accepts only the types its [`Access`]
     /// names.
+    ///
+    /// Secure by default: requests must be addressed to `id`'s host
+    /// ([`Resource::authority`] for other names or a proxy), and a state-changing request
+    /// is accepted once: every route shares one in-memory replay store
+    /// ([`Resource::replay_store`] for a shared one, [`Resource::without_replay_check`] to
+    /// turn it off).
     #[must_use]
     pub fn new(id: ServerId, issuer_keys: Arc<dyn IssuerKeyResolver>) -> Self {
         let schemes = SchemeResolver::new().hwk().jwt(
@@ -448,23 +463,57 @@ impl Resource {
             .audience(id.clone()),
         );
         let cache = VerifiedTokenCache::new(Arc::new(schemes), TokenCacheConfig::default());
+        Self::with_resolver(id, Arc::new(cache))
+    }
+
+    /// A resource resolving keys with `resolver` exactly as given (no token cache added),
+    /// with the same secure defaults as [`Resource::new`].
+    #[must_use]
+    pub fn with_resolver(id: ServerId, resolver: Arc<dyn KeyResolver>) -> Self {
         Self {
+            authority: AuthoritySource::server(&id),
             id,
-            resolver: Arc::new(cache),
+            resolver,
             revocations: None,
+            replay: Some(ReplayGuard::in_memory()),
             tokens: None,
         }
     }
 
-    /// A resource resolving keys with `resolver` exactly as given (no token cache added).
+    /// The authorities every route made after this call answers to (by default the host of
+    /// the resource's identifier): several names, or the external authority behind a proxy
+    /// that rewrites `Host`. A request addressed elsewhere is refused `401
+    /// invalid_signature`.
     #[must_use]
-    pub fn with_resolver(id: ServerId, resolver: Arc<dyn KeyResolver>) -> Self {
-        Self {
-            id,
-            resolver,
-            revocations: None,
-            tokens: None,
-        }
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        self.authority = source;
+        self
+    }
+
+    /// Records accepted state-changing requests in `store` (shared by every route made
+    /// after this call, and by every instance that shares the store) instead of this
+    /// resource's own memory.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = Some(ReplayGuard::new(store));
+        self
+    }
+
+    /// Records accepted requests under `guard` (a store and which methods it covers).
+    #[must_use]
+    pub fn replay_guard(mut self, guard: ReplayGuard) -> Self {
+        self.replay = Some(guard);
+        self
+    }
+
+    /// Turns the replay check off for routes made after this call. Only for a resource
+    /// whose state-changing requests are harmless to repeat, or that refuses replays
+    /// itself: otherwise anyone who sees a signed request can send it again within its
+    /// window.
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.replay = None;
+        self
     }
 
     /// Refuses tokens that `list` says are revoked (`401 revoked_jwt`), on every route made
@@ -492,16 +541,21 @@ impl Resource {
 
     /// A route of this resource under `policy`: the verifier is built once.
     #[must_use]
-    pub fn route(&self, policy: RoutePolicy) -> Route {
+    pub fn route(&self, mut policy: RoutePolicy) -> Route {
+        if !policy.own_authority {
+            policy.verify = policy.verify.authority(self.authority.clone());
+        }
         let mut verifier = Verifier::new(policy.verify.clone(), Arc::clone(&self.resolver));
         if let Some(list) = &self.revocations {
             verifier = verifier.revocations(Arc::clone(list));
+        }
+        if let Some(guard) = &self.replay {
+            verifier = verifier.replay(guard.clone());
         }
         Route {
             id: self.id.clone(),
             verifier,
             policy,
-            replay: None,
             sessions: None,
             roll: false,
             tokens: self.tokens.clone(),
@@ -516,7 +570,6 @@ pub struct Route {
     tokens: Option<Arc<ResourceTokens>>,
     policy: RoutePolicy,
     verifier: Verifier,
-    replay: Option<Arc<dyn ReplayStore>>,
     sessions: Option<Arc<dyn SessionStore>>,
     roll: bool,
 }
@@ -525,17 +578,25 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
             .field("policy", &self.policy)
-            .field("replay_check", &self.replay.is_some())
+            .field("replay_check", &self.verifier.checks_replay())
             .finish_non_exhaustive()
     }
 }
 
 impl Route {
     /// Checks state-changing requests (every method but GET, HEAD, OPTIONS and TRACE)
-    /// against `store`: the same signed request is accepted once within its window.
+    /// against `store` instead of the resource's: the same signed request is accepted
+    /// once within its window.
     #[must_use]
     pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
-        self.replay = Some(store);
+        self.verifier = self.verifier.replay(ReplayGuard::new(store));
+        self
+    }
+
+    /// Turns this route's replay check off (see [`Resource::without_replay_check`]).
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.verifier = self.verifier.without_replay();
         self
     }
 
@@ -615,11 +676,7 @@ impl Route {
             let mut required: Vec<String> = self.policy.verify.required_components.clone();
             required.push("authorization".to_owned());
             let error = VerifyError::MissingComponents { required };
-            let headers = error.response_headers(&self.policy.verify);
-            return Err(Refusal::Signature {
-                error: Box::new(error),
-                headers,
-            });
+            return Err(Refusal::signature(error, &self.policy.verify));
         }
         let value = match (first, second) {
             (Some(v), None) => v,
@@ -681,11 +738,7 @@ impl Route {
                 expected: expected.typ(),
                 found: Some(t.token_type().typ().to_owned()),
             });
-            let headers = error.response_headers(&self.policy.verify);
-            Refusal::Signature {
-                error: Box::new(error),
-                headers,
-            }
+            Refusal::signature(error, &self.policy.verify)
         };
         let person_token = || Refusal::Challenge {
             requirement: Requirement::PersonToken,
@@ -906,8 +959,9 @@ impl Route {
         }
     }
 
-    /// The signature check alone (no token-type gate, no replay record): what a poll of a
-    /// pending URL needs before it looks at the token.
+    /// The signature check (and, for a state-changing request, the replay record) without
+    /// the token-type gate: what a poll of a pending URL needs before it looks at the
+    /// token.
     pub(crate) async fn verify_only(
         &self,
         parts: &Parts,
@@ -920,13 +974,7 @@ impl Route {
         self.verifier
             .verify(parts, body, now)
             .await
-            .map_err(|error| {
-                let headers = error.response_headers(&self.policy.verify);
-                Refusal::Signature {
-                    error: Box::new(error),
-                    headers,
-                }
-            })
+            .map_err(|error| Refusal::signature(error, &self.policy.verify))
     }
 
     /// Whether a verified request's token may serve here; an auth-token challenge comes
@@ -956,24 +1004,6 @@ impl Route {
                 };
             }
             Err(Gated::Refuse(r)) => return Outcome::Refuse(r),
-        }
-        // Recorded only now, after the signature verified (no pre-burning, R6).
-        if let Some(store) = &self.replay
-            && !parts.method.is_safe()
-        {
-            let created = request
-                .params
-                .created()
-                .and_then(|c| u64::try_from(c).ok())
-                .unwrap_or(now.as_secs());
-            let until = UnixTime(created.max(now.as_secs())).plus(self.policy.verify.window);
-            match store.first_use(request.replay_key(), until, now).await {
-                Ok(true) => {}
-                Ok(false) => return Outcome::Refuse(Refusal::Replayed),
-                Err(e) => {
-                    return Outcome::Refuse(Refusal::ReplayStoreUnavailable { reason: e.reason });
-                }
-            }
         }
         let (session, rolled) = if self.policy.access == Access::SessionToken {
             match self.session(parts, &request, now).await {

@@ -32,12 +32,16 @@ mod axum;
 mod deferred;
 mod gate;
 mod layer;
-mod replay;
 mod revocation;
 mod session;
 mod token_cache;
 mod tokens;
 
+/// The replay check every route applies by default (one mechanism for every role, in
+/// `aauth-signing`).
+pub use aauth_signing::{
+    MemoryReplayStore, ReplayGuard, ReplayScope, ReplayStore, ReplayStoreError,
+};
 #[cfg(feature = "axum")]
 pub use axum::{Agent, Authorization, NotAdmitted, Person};
 pub use deferred::{
@@ -46,7 +50,6 @@ pub use deferred::{
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
-pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};
 pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
 pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
-    BodyCoverage, KeyIdentity, KeyResolver, RevocationList, Verifier, VerifyPolicy,
+    AuthoritySource, BodyCoverage, KeyIdentity, KeyResolver, ReplayGuard, RevocationList, Verifier,
+    VerifyPolicy,
 };
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
@@ -124,22 +125,42 @@ fn reply(status: StatusCode, error: Option<&str>, description: &str) -> http::Re
 }
 
 impl RevocationEndpoint {
-    /// An endpoint accepting revocations from the issuers in `trusted` (Person and Access
-    /// Servers), resolving their keys with `resolver`, recording into `list`.
+    /// The revocation endpoint of the resource `resource` (requests must be addressed to
+    /// its host; [`RevocationEndpoint::authority`] for other names), accepting revocations
+    /// from the issuers in `trusted` (Person and Access Servers), resolving their keys with
+    /// `resolver`, recording into `list`. A replayed revocation request is refused, like
+    /// every state-changing request ([`RevocationEndpoint::replay_guard`]).
     #[must_use]
     pub fn new<'a>(
+        resource: &ServerId,
         resolver: Arc<dyn KeyResolver>,
         trusted: impl IntoIterator<Item = &'a ServerId>,
         list: Arc<MemoryRevocationList>,
     ) -> Self {
-        let policy = VerifyPolicy::default()
+        let policy = VerifyPolicy::for_server(resource)
             .accept_schemes(&["jwks_uri"])
             .body_coverage(BodyCoverage::Required);
         Self {
-            verifier: Verifier::new(policy, resolver),
+            verifier: Verifier::new(policy, resolver).replay(ReplayGuard::in_memory()),
             trusted: trusted.into_iter().map(|i| i.as_str().to_owned()).collect(),
             list,
         }
+    }
+
+    /// The authorities the endpoint answers to (several names, or behind a proxy).
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        let policy = self.verifier.policy().clone().authority(source);
+        self.verifier = self.verifier.with_policy(policy);
+        self
+    }
+
+    /// Records accepted revocation requests under `guard` (a store shared with the
+    /// resource's routes, or across instances).
+    #[must_use]
+    pub fn replay_guard(mut self, guard: ReplayGuard) -> Self {
+        self.verifier = self.verifier.replay(guard);
+        self
     }
 
     /// Handles `POST {revocation_endpoint}`: `200` with an empty body once recorded

@@ -26,7 +26,7 @@ use aauth_signing::{
     JwtResolver, KeyResolver, ResolveContext, SchemeResolver, SignOptions, SigningKey,
     VerifyPolicy, prepare, sign,
 };
-use aauth_tokens::TokenType;
+use aauth_tokens::{ServerId, TokenType};
 use ed25519_dalek::Signer as _;
 
 mod common;
@@ -90,7 +90,7 @@ fn main() {
     )
     .unwrap();
     let signed = common::server_view(signed);
-    let policy = VerifyPolicy::default();
+    let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example").unwrap());
     let base = prepare(&signed, b"", &policy, NOW)
         .unwrap()
         .signature_base()

@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let server = server_view(signed);
-    let policy = VerifyPolicy::default();
+    let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example").unwrap());
     let base = prepare(&server, b"", &policy, NOW)
         .unwrap()
         .signature_base()

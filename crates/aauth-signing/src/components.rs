@@ -7,18 +7,41 @@ use aauth_headers::Component;
 
 use crate::error::ComponentError;
 
-/// Where `@authority` (and `@scheme`) come from.
+/// Where `@authority` (and `@scheme`) come from, and which authorities a server answers
+/// to.
+///
+/// There is no default: a verifier must say whose requests it accepts. `@authority` is a
+/// required component so that a request signed for one host cannot be replayed at another
+/// (draft -11, "Covered Components"); a verifier that took whatever `Host` a request
+/// carries would accept a request signed for `ps2.example`, relayed `Host` and all, at
+/// `ps.example`.
+///
+/// ```
+/// use aauth_signing::AuthoritySource;
+/// use aauth_tokens::ServerId;
+/// let own = AuthoritySource::server(&ServerId::parse("https://ps.example")?);
+/// let aliases = AuthoritySource::names(["ps.example", "PS.example:443", "ps.internal:8443"])?;
+/// assert!(own.accepts("ps.example") && !own.accepts("ps2.example"));
+/// assert!(aliases.accepts("ps.internal:8443"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthoritySource {
-    /// From the request: the `Host` header or the HTTP/2 `:authority` (the URI's
-    /// authority), which must agree when both are present. A default port for `scheme` is
-    /// dropped and the host lowercased (RFC 9421 §2.2.3). `X-Forwarded-*` is never read.
-    Request {
+    /// The server's own names. `@authority` is read from the request (the `Host` header
+    /// or the HTTP/2 `:authority`, i.e. the URI's authority, which must agree when both
+    /// are present; lowercased, the default port for `scheme` dropped, RFC 9421 §2.2.3;
+    /// `X-Forwarded-*` never read) and must be one of `names`, or the request is refused
+    /// with [`ComponentError::WrongAuthority`] before any key is looked up.
+    Server {
+        /// The accepted authorities, normalized (lowercase, no default port).
+        names: Vec<String>,
         /// The scheme the service is reached by, for the default port and `@scheme`.
         scheme: UriScheme,
     },
-    /// A configured external authority (behind a proxy, RFC 9421 §7.4.3), with its scheme.
+    /// A configured external authority (behind a proxy that rewrites `Host`, RFC 9421
+    /// §7.4.3): the signature base uses it whatever the request says, so a request signed
+    /// for another authority fails the signature check.
     Fixed {
         /// The authority, already normalized (lowercase, no default port).
         authority: String,
@@ -27,10 +50,77 @@ pub enum AuthoritySource {
     },
 }
 
-impl Default for AuthoritySource {
-    fn default() -> Self {
-        Self::Request {
+impl AuthoritySource {
+    /// The host of `id`, under `https`: what every AAuth server (resource, Person Server,
+    /// Access Server, agent provider) answers to by default.
+    #[must_use]
+    pub fn server(id: &aauth_tokens::ServerId) -> Self {
+        Self::Server {
+            names: vec![id.host().to_owned()],
             scheme: UriScheme::Https,
+        }
+    }
+
+    /// Several names (virtual hosts, an internal name beside the public one), under
+    /// `https`.
+    ///
+    /// # Errors
+    ///
+    /// [`ComponentError::BadAuthority`] for a name that is not a host with an optional
+    /// numeric port.
+    pub fn names<I, S>(names: I) -> Result<Self, ComponentError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::names_with_scheme(names, UriScheme::Https)
+    }
+
+    /// Several names reached by `scheme`.
+    ///
+    /// # Errors
+    ///
+    /// As [`AuthoritySource::names`].
+    pub fn names_with_scheme<I, S>(names: I, scheme: UriScheme) -> Result<Self, ComponentError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let names = names
+            .into_iter()
+            .map(|n| normalize_authority(n.as_ref(), scheme))
+            .collect::<Result<Vec<_>, _>>()?;
+        if names.is_empty() {
+            return Err(ComponentError::BadAuthority);
+        }
+        Ok(Self::Server { names, scheme })
+    }
+
+    /// A fixed external authority (behind a proxy), normalized.
+    ///
+    /// # Errors
+    ///
+    /// [`ComponentError::BadAuthority`].
+    pub fn fixed(authority: &str, scheme: UriScheme) -> Result<Self, ComponentError> {
+        Ok(Self::Fixed {
+            authority: normalize_authority(authority, scheme)?,
+            scheme,
+        })
+    }
+
+    /// Whether a request addressed to `authority` (as written in `Host`) is for this
+    /// server.
+    #[must_use]
+    pub fn accepts(&self, authority: &str) -> bool {
+        let scheme = match self {
+            Self::Server { scheme, .. } | Self::Fixed { scheme, .. } => *scheme,
+        };
+        let Ok(a) = normalize_authority(authority, scheme) else {
+            return false;
+        };
+        match self {
+            Self::Server { names, .. } => names.contains(&a),
+            Self::Fixed { authority, .. } => *authority == a,
         }
     }
 }
@@ -99,7 +189,8 @@ pub(crate) struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// The server's view: `@authority` from `Host` / `:authority` per `source`.
+    /// The server's view: `@authority` from `Host` / `:authority`, which must name this
+    /// server (see [`AuthoritySource`]).
     pub(crate) fn server(
         method: &'a Method,
         uri: &'a Uri,
@@ -108,7 +199,7 @@ impl<'a> Message<'a> {
     ) -> Result<Self, ComponentError> {
         let (authority, scheme) = match source {
             AuthoritySource::Fixed { authority, scheme } => (authority.clone(), *scheme),
-            AuthoritySource::Request { scheme } => {
+            AuthoritySource::Server { names, scheme } => {
                 let mut hosts = headers.get_all(http::header::HOST).iter();
                 let host = match (hosts.next(), hosts.next()) {
                     (Some(h), None) => Some(normalize_authority(
@@ -128,6 +219,9 @@ impl<'a> Message<'a> {
                     (None, Some(u)) => u,
                     (None, None) => return Err(ComponentError::NoAuthority),
                 };
+                if !names.contains(&authority) {
+                    return Err(ComponentError::WrongAuthority { found: authority });
+                }
                 (authority, *scheme)
             }
         };

@@ -50,6 +50,13 @@ pub enum ComponentError {
     /// The authority is not a host with an optional numeric port.
     #[error("the authority is malformed")]
     BadAuthority,
+    /// The request is addressed to another server than this one: signed for `found`,
+    /// it was sent (or relayed) here (`invalid_signature`).
+    #[error("the request is addressed to {found}, not to this server")]
+    WrongAuthority {
+        /// The authority the request names (normalized).
+        found: String,
+    },
 }
 
 /// Why a request could not be signed.
@@ -80,6 +87,9 @@ pub enum SignError {
     /// The key could not sign.
     #[error(transparent)]
     Key(#[from] KeySignError),
+    /// No randomness for a `nonce`.
+    #[error("no randomness for a nonce: {0}")]
+    Random(#[from] aauth_keys::rand::RandomError),
 }
 
 /// Why a request's signature was refused.
@@ -220,6 +230,17 @@ pub enum VerifyError {
     /// The signature does not verify.
     #[error("the signature does not verify")]
     BadSignature,
+    /// This exact signed request was already accepted within its window
+    /// (`invalid_signature`, `401`).
+    #[error("this signed request was already accepted (replay)")]
+    Replayed,
+    /// The signer already has its whole share of the replay store live: its
+    /// state-changing requests are refused (`429`) until the oldest leave the window.
+    #[error("too many state-changing requests from this key ({share} within the window)")]
+    ReplayShareExceeded {
+        /// The share.
+        share: usize,
+    },
     /// A dependency of verification is unavailable right now (issuer keys unreachable with
     /// nothing cached, revocation store down): a server condition answered with `503`, not
     /// a verdict on the request. Verification fails closed.
@@ -261,10 +282,13 @@ fn token_error_code(e: &TokenError) -> Option<ErrorCode> {
 }
 
 impl VerifyError {
-    /// The `Signature-Error` code, or `None` for [`VerifyError::Unavailable`] (a `503`).
+    /// The `Signature-Error` code, or `None` for [`VerifyError::Unavailable`] (a `503`)
+    /// and [`VerifyError::ReplayShareExceeded`] (a `429`), which are no verdict on the
+    /// signature.
     #[must_use]
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
+            Self::ReplayShareExceeded { .. } => return None,
             Self::MissingComponents { .. } | Self::DigestUnsupported { .. } => {
                 ErrorCode::InvalidInput
             }
@@ -288,13 +312,15 @@ impl VerifyError {
         })
     }
 
-    /// The HTTP status: `401` for every signature failure (draft -11 §11.3.4), `503` when
-    /// the key is unavailable.
+    /// The HTTP status: `401` for every signature failure (draft -11, "Verification (Server)"),
+    /// `503` when a dependency (the key, the revocation or replay store) is unavailable,
+    /// `429` for a signer past its share of the replay store.
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        match self.code() {
-            Some(_) => StatusCode::UNAUTHORIZED,
-            None => StatusCode::SERVICE_UNAVAILABLE,
+        match (self, self.code()) {
+            (Self::ReplayShareExceeded { .. }, _) => StatusCode::TOO_MANY_REQUESTS,
+            (_, Some(_)) => StatusCode::UNAUTHORIZED,
+            (_, None) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -351,6 +377,18 @@ impl VerifyError {
         out
     }
 
+    /// The `Retry-After` seconds for an answer that is no verdict on the signature: a
+    /// store or issuer that is down is tried again soon (`503`); a signer past its replay
+    /// share waits for its oldest entries to leave the window (`429`).
+    #[must_use]
+    pub fn retry_after(&self, policy: &VerifyPolicy) -> Option<u64> {
+        match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            StatusCode::TOO_MANY_REQUESTS => Some(policy.window.max(1)),
+            _ => None,
+        }
+    }
+
     /// The whole answer to a request that failed verification under `policy`: the
     /// status, `Signature-Error` (and the `Accept-Signature-*` fields where they apply),
     /// and the RFC 9457 body.
@@ -364,6 +402,10 @@ impl VerifyError {
         );
         for (name, value) in self.response_headers(policy) {
             r.headers_mut().append(name, value);
+        }
+        if let Some(secs) = self.retry_after(policy) {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -380,6 +422,8 @@ impl VerifyError {
             body["type"] = format!("urn:ietf:params:sig-error:{}", code.as_str()).into();
             body["title"] = "Signature verification failed".into();
             body["error"] = code.as_str().into();
+        } else if matches!(self, Self::ReplayShareExceeded { .. }) {
+            body["title"] = "Too many requests from this key".into();
         } else {
             body["title"] = "Verification temporarily unavailable".into();
         }

@@ -10,10 +10,13 @@
 //!
 //! **Verifying** ([`Verifier`], or [`prepare`] then [`Prepared::finish`] without I/O) takes
 //! `@authority` from `Host` / `:authority` (never the URI's absent authority on a server, never
-//! `X-Forwarded-*`), enforces the required components (`invalid_input` with
+//! `X-Forwarded-*`) and refuses a request addressed to any host but the server's own
+//! ([`AuthoritySource`]: there is no default), enforces the required components (`invalid_input` with
 //! `required_input`), the `created` window (too old: `invalid_signature`; ahead:
 //! `clock_skew`), the accepted schemes and algorithms, and every `Content-Digest` member,
-//! and returns the verified key, scheme identity and label, or a [`VerifyError`] whose
+//! and, once all of that verified, refuses a state-changing request it already accepted
+//! ([`ReplayGuard`]); it returns the verified key, scheme identity and label, or a
+//! [`VerifyError`] whose
 //! [`code`](VerifyError::code), [`status`](VerifyError::status) and
 //! [`response_headers`](VerifyError::response_headers) are what the draft says to answer.
 //!
@@ -27,7 +30,7 @@
 //! use std::sync::Arc;
 //! use aauth_headers::Scheme;
 //! use aauth_keys::{PrivateKey, Signer, rand::OsRandom, time::UnixTime};
-//! use aauth_signing::{JwtResolver, SchemeResolver, Verifier, VerifyPolicy, sign_request};
+//! use aauth_signing::{JwtResolver, ReplayGuard, SchemeResolver, Verifier, VerifyPolicy, sign_request};
 //! use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
 //!
 //! let now = UnixTime(1_800_000_000);
@@ -49,9 +52,16 @@
 //! let issuers = StaticIssuerKeys::new()
 //!     .with(&provider, "aauth-agent.json", "key-1", provider_key.public_key().clone());
 //! let resolver = SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers), &[TokenType::Agent]));
-//! let verifier = Verifier::new(VerifyPolicy::default(), Arc::new(resolver));
+//! let resource = ServerId::parse("https://resource.example")?;
+//! let verifier = Verifier::new(VerifyPolicy::for_server(&resource), Arc::new(resolver))
+//!     .replay(ReplayGuard::in_memory());
 //! let verified = futures_executor::block_on(verifier.verify(&parts, &body, now))?;
 //! assert_eq!(&verified.key, agent_key.public_key());
+//!
+//! // The same request relayed to another server is refused before any key is fetched.
+//! parts.headers.insert("host", "other.example".parse()?);
+//! let other = futures_executor::block_on(verifier.verify(&parts, &body, now));
+//! assert!(other.is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -59,6 +69,7 @@ mod base;
 mod components;
 mod digest;
 mod error;
+mod replay;
 mod resolve;
 mod sign;
 mod verify;
@@ -67,11 +78,18 @@ pub use base::{View, signature_base};
 pub use components::{AuthoritySource, UriScheme};
 pub use digest::content_digest;
 pub use error::{ComponentError, SignError, VerifyError};
+pub use replay::{
+    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, MemoryReplayStore, ReplayGuard, ReplayScope,
+    ReplayStore, ReplayStoreError, ReplayUse,
+};
 pub use resolve::{
     IssuerJwksUriResolver, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
     RevocationList, SchemeResolver, hwk_scheme, resolve_hwk, resolve_jkt_jwt,
 };
-pub use sign::{DigestMode, SignOptions, SigningKey, sign, sign_message, sign_request};
+pub use sign::{
+    DigestMode, SignOptions, SigningKey, sign, sign_message, sign_request, sign_request_unique,
+    sign_request_with,
+};
 pub use verify::{
     BodyCoverage, LabelSelection, Prepared, REQUIRED_COMPONENTS, VerifiedRequest, Verifier,
     VerifyPolicy, prepare,

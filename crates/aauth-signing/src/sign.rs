@@ -4,6 +4,7 @@ use aauth_headers::{
     Component, Scheme, SigParam, SignatureInput, SignatureKey, SignatureParams, Signatures, names,
 };
 use aauth_keys::Signer;
+use aauth_keys::rand::{RandomSource, random_id};
 use aauth_keys::time::UnixTime;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -70,6 +71,8 @@ pub struct SignOptions {
     pub expires_in: Option<u64>,
     /// A `tag` parameter.
     pub tag: Option<String>,
+    /// A `nonce` parameter (RFC 9421 §2.3): set by [`SignOptions::unique_for`].
+    pub nonce: Option<String>,
 }
 
 impl SignOptions {
@@ -99,6 +102,42 @@ impl SignOptions {
     pub fn digest(mut self, mode: DigestMode) -> Self {
         self.digest = mode;
         self
+    }
+
+    /// Sends `nonce` as the signature's `nonce` parameter.
+    #[must_use]
+    pub fn nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.nonce = Some(nonce.into());
+        self
+    }
+
+    /// A random `nonce` when `method` changes state. Verifiers refuse a state-changing
+    /// request whose signature base they already accepted (a replay); two requests a
+    /// client means as two (the same body posted twice within one second) then differ in
+    /// their nonce, and neither is mistaken for the other's replay. The AAuth profile
+    /// defines no nonce check: the parameter only makes the base unique.
+    ///
+    /// # Errors
+    ///
+    /// [`SignError::Random`] when `rng` fails.
+    ///
+    /// ```
+    /// use aauth_keys::rand::OsRandom;
+    /// use aauth_signing::SignOptions;
+    /// let post = SignOptions::default().unique_for(&http::Method::POST, &mut OsRandom)?;
+    /// let get = SignOptions::default().unique_for(&http::Method::GET, &mut OsRandom)?;
+    /// assert!(post.nonce.is_some() && get.nonce.is_none());
+    /// # Ok::<(), aauth_signing::SignError>(())
+    /// ```
+    pub fn unique_for(
+        mut self,
+        method: &Method,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Self, SignError> {
+        if !method.is_safe() {
+            self.nonce = Some(random_id(rng, 16)?);
+        }
+        Ok(self)
     }
 }
 
@@ -228,6 +267,9 @@ pub fn sign_message(
             if let Some(tag) = &options.tag {
                 params.params.push(SigParam::Tag(tag.clone()));
             }
+            if let Some(nonce) = &options.nonce {
+                params.params.push(SigParam::Nonce(nonce.clone()));
+            }
             let base = base::build(&msg, &params)?;
             all_sigs.push(k.signer.sign(base.as_bytes())?);
             all_params.push(params);
@@ -288,6 +330,10 @@ fn default_components(
 
 /// Signs `request` with one key under label `sig` and the default options.
 ///
+/// The result is deterministic (with Ed25519): the same request signed twice in one
+/// second is the same bytes, which a verifier's replay check refuses the second time.
+/// A client sending a state-changing request uses [`sign_request_unique`].
+///
 /// # Errors
 ///
 /// As [`sign`].
@@ -295,6 +341,39 @@ pub fn sign_request<B: AsRef<[u8]>>(
     request: &mut http::Request<B>,
     signer: &dyn Signer,
     scheme: &Scheme,
+    created: UnixTime,
+) -> Result<(), SignError> {
+    sign_request_with(request, signer, scheme, &SignOptions::default(), created)
+}
+
+/// As [`sign_request`], with a random `nonce` when the method changes state
+/// ([`SignOptions::unique_for`]): what a client sends, so that two requests it means as
+/// two are never refused as one replayed.
+///
+/// # Errors
+///
+/// As [`sign`], and [`SignError::Random`].
+pub fn sign_request_unique<B: AsRef<[u8]>>(
+    request: &mut http::Request<B>,
+    signer: &dyn Signer,
+    scheme: &Scheme,
+    created: UnixTime,
+    rng: &mut dyn RandomSource,
+) -> Result<(), SignError> {
+    let options = SignOptions::default().unique_for(request.method(), rng)?;
+    sign_request_with(request, signer, scheme, &options, created)
+}
+
+/// Signs `request` with one key under label `sig` and `options`.
+///
+/// # Errors
+///
+/// As [`sign`].
+pub fn sign_request_with<B: AsRef<[u8]>>(
+    request: &mut http::Request<B>,
+    signer: &dyn Signer,
+    scheme: &Scheme,
+    options: &SignOptions,
     created: UnixTime,
 ) -> Result<(), SignError> {
     let method = request.method().clone();
@@ -306,7 +385,7 @@ pub fn sign_request<B: AsRef<[u8]>>(
         request.headers_mut(),
         &body,
         &[SigningKey::new("sig", signer, scheme)],
-        &SignOptions::default(),
+        options,
         created,
     )
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aauth_headers::{
     ErrorCode, MemberError, Scheme, SignatureInput, SignatureKey, SignatureParams, Signatures,
-    combined_value, names,
+    combined_value,
 };
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Algorithm, PublicKey};
@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::base;
 use crate::components::{AuthoritySource, Message};
+use crate::replay::ReplayGuard;
 use crate::resolve::{KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList};
 use crate::{VerifyError, digest};
 
@@ -44,9 +45,21 @@ pub enum LabelSelection {
     Named(String),
 }
 
-/// What a verifier requires. The defaults are the AAuth profile: the four mandatory
-/// components, body coverage, a 60-second window, the `jwt` scheme, `Ed25519` and `ES256`,
-/// at most four labels, `@authority` from the request under `https`.
+/// What a verifier requires. [`VerifyPolicy::new`] gives the AAuth profile for a server
+/// that answers to `authority`: the four mandatory components, body coverage, a 60-second
+/// window, the `jwt` scheme, `Ed25519` and `ES256`, at most four labels. There is no
+/// `Default`: whose requests a verifier accepts is never left to the request's `Host`.
+///
+/// ```
+/// use aauth_signing::{AuthoritySource, VerifyPolicy};
+/// use aauth_tokens::ServerId;
+/// let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example")?)
+///     .window(30)
+///     .require("@query");
+/// assert_eq!(policy.window, 30);
+/// assert!(policy.authority.accepts("resource.example"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VerifyPolicy {
@@ -66,14 +79,16 @@ pub struct VerifyPolicy {
     pub label: LabelSelection,
     /// The most labels a request may carry.
     pub max_labels: usize,
-    /// Where `@authority` comes from.
+    /// Where `@authority` comes from and which authorities are this server's.
     pub authority: AuthoritySource,
     /// The size limit for each signature field.
     pub max_field_bytes: usize,
 }
 
-impl Default for VerifyPolicy {
-    fn default() -> Self {
+impl VerifyPolicy {
+    /// The AAuth profile for a server that answers to `authority`.
+    #[must_use]
+    pub fn new(authority: AuthoritySource) -> Self {
         Self {
             required_components: REQUIRED_COMPONENTS
                 .iter()
@@ -85,13 +100,17 @@ impl Default for VerifyPolicy {
             accepted_algorithms: Algorithm::ALL.to_vec(),
             label: LabelSelection::Auto,
             max_labels: 4,
-            authority: AuthoritySource::default(),
+            authority,
             max_field_bytes: aauth_headers::DEFAULT_MAX_FIELD_BYTES,
         }
     }
-}
 
-impl VerifyPolicy {
+    /// The AAuth profile for the server `id` (its host, under `https`).
+    #[must_use]
+    pub fn for_server(id: &aauth_tokens::ServerId) -> Self {
+        Self::new(AuthoritySource::server(id))
+    }
+
     /// Also requires `component` to be covered.
     #[must_use]
     pub fn require(mut self, component: &str) -> Self {
@@ -325,18 +344,12 @@ pub fn prepare<'r>(
     // The signature base, from the server's view of the request.
     let msg = Message::server(&parts.method, &parts.uri, &parts.headers, &policy.authority)?;
     let base = base::build(&msg, &params)?;
-    let digest = match parts.headers.get(names::CONTENT_DIGEST) {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| {
-                    VerifyError::Header(aauth_headers::ParseError::NotAscii {
-                        field: "Content-Digest",
-                    })
-                })?
-                .to_owned(),
-        ),
-        None => None,
-    };
+    // Every field line, joined as the signature base joins them: a second line is read
+    // (and its members checked), never skipped. A member repeated across lines is a
+    // duplicate key and refused.
+    let digest = combined_value(&parts.headers, "content-digest", limit)
+        .map_err(VerifyError::Header)?
+        .map(std::borrow::Cow::into_owned);
     Ok(Prepared {
         label,
         params,
@@ -448,12 +461,14 @@ impl Prepared<'_> {
     }
 }
 
-/// A verifier: a policy, a key resolver, and optionally a revocation list.
+/// A verifier: a policy, a key resolver, and optionally a revocation list and a replay
+/// check.
 #[derive(Clone)]
 pub struct Verifier {
     policy: VerifyPolicy,
     resolver: Arc<dyn KeyResolver>,
     revocations: Option<Arc<dyn RevocationList>>,
+    replay: Option<ReplayGuard>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -461,6 +476,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("policy", &self.policy)
             .field("revocations", &self.revocations.is_some())
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -473,13 +489,43 @@ impl Verifier {
             policy,
             resolver,
             revocations: None,
+            replay: None,
         }
+    }
+
+    /// Refuses a request it already accepted ([`ReplayGuard`]): checked last, after the
+    /// signature, the token and its revocation verified. Every role's verifier has one
+    /// by default; a bare `Verifier` has none until given one.
+    #[must_use]
+    pub fn replay(mut self, guard: ReplayGuard) -> Self {
+        self.replay = Some(guard);
+        self
+    }
+
+    /// Drops the replay check.
+    #[must_use]
+    pub fn without_replay(mut self) -> Self {
+        self.replay = None;
+        self
+    }
+
+    /// Whether a replay check is configured.
+    #[must_use]
+    pub fn checks_replay(&self) -> bool {
+        self.replay.is_some()
     }
 
     /// Refuses tokens in `Signature-Key` that `list` says are revoked (`revoked_jwt`).
     #[must_use]
     pub fn revocations(mut self, list: Arc<dyn RevocationList>) -> Self {
         self.revocations = Some(list);
+        self
+    }
+
+    /// The same verifier under `policy`.
+    #[must_use]
+    pub fn with_policy(mut self, policy: VerifyPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -490,7 +536,7 @@ impl Verifier {
     }
 
     /// Verifies a request: [`prepare`], resolve the key, [`Prepared::finish`], then the
-    /// revocation check.
+    /// revocation check, then the replay check.
     ///
     /// # Errors
     ///
@@ -512,6 +558,11 @@ impl Verifier {
                 Ok(true) => return Err(VerifyError::Revoked),
                 Err(reason) => return Err(VerifyError::Unavailable { reason }),
             }
+        }
+        if let Some(guard) = &self.replay {
+            guard
+                .record(&parts.method, &verified, self.policy.window, now)
+                .await?;
         }
         Ok(verified)
     }

@@ -23,7 +23,7 @@ use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
-use aauth_signing::sign_request;
+use aauth_signing::sign_request_unique;
 use aauth_tokens::{
     AgentId, AgentTokenBuilder, AuthClaims, PersonTokenBuilder, ResourceTokenBuilder, ServerId,
     StaticIssuerKeys, Unverified, Validation,
@@ -223,7 +223,7 @@ impl World {
             dwk: dwk.to_owned(),
             kid: kid.to_owned(),
         };
-        sign_request(&mut req, key, &scheme, NOW).unwrap();
+        sign_request_unique(&mut req, key, &scheme, NOW, &mut OsRandom).unwrap();
         let (mut parts, body) = req.into_parts();
         parts.uri = path.parse().unwrap();
         parts.headers.insert("host", "as.example".parse().unwrap());

@@ -73,7 +73,7 @@ proptest! {
                 kid: "ps-1".to_owned(),
             };
             // Some paths are not valid request targets: those are refused before here.
-            if sign_request(&mut req, &w.ps, &scheme, NOW).is_err() {
+            if aauth_signing::sign_request(&mut req, &w.ps, &scheme, NOW).is_err() {
                 return Ok(());
             }
             let (mut parts, body) = req.into_parts();

@@ -121,13 +121,30 @@ async fn an_agent_token_only_for_an_enrolled_key_of_an_own_agent() {
     assert_eq!(claims.ps, Some(id("https://ps.example")));
     assert_eq!(claims.cnf.jwk.x, w.agent_key.public_key().to_jwk().x);
 
-    // After unenrolment, nothing more.
+    // The same signed request again is a replay: refused, nothing minted.
+    let (s, json) = call(
+        p,
+        post(
+            AGENT_TOKEN_PATH,
+            body,
+            &w.agent_key,
+            &hwk_scheme(w.agent_key.public_key()),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{json}");
+    assert!(
+        json["detail"].as_str().unwrap().contains("replay"),
+        "{json}"
+    );
+
+    // After unenrolment, nothing more (a new request: another body, another signature).
     p.unenroll(&w.agent_id, w.agent_key.public_key());
     let (s, _) = call(
         p,
         post(
             AGENT_TOKEN_PATH,
-            body,
+            &format!("{body} "),
             &w.agent_key,
             &hwk_scheme(w.agent_key.public_key()),
         ),

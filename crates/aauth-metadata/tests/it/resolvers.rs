@@ -9,6 +9,7 @@ use aauth_metadata::{CacheConfig, DiscoveryResolver, FetchError, Fetched, KeyCac
 use aauth_signing::{
     KeyIdentity, SchemeResolver, Verifier, VerifyError, VerifyPolicy, sign_request,
 };
+use aauth_tokens::ServerId;
 use http::StatusCode;
 
 use crate::support::{Behaviour, FakeFetch, jwks, key};
@@ -44,7 +45,8 @@ fn verifier(fetch: &Arc<FakeFetch>, allow: Option<&[&str]>) -> Verifier {
         r = r.allow_signers(a.iter().copied());
     }
     Verifier::new(
-        VerifyPolicy::default().accept_schemes(&["jwks_uri", "jwks", "self-jwt"]),
+        VerifyPolicy::for_server(&ServerId::parse("https://ps.example").unwrap())
+            .accept_schemes(&["jwks_uri", "jwks", "self-jwt"]),
         Arc::new(r.register(SchemeResolver::new())),
     )
 }
@@ -289,7 +291,8 @@ fn verifier_accepting(fetch: &Arc<FakeFetch>, schemes: &[&str]) -> Verifier {
         CacheConfig::default(),
     );
     Verifier::new(
-        VerifyPolicy::default().accept_schemes(schemes),
+        VerifyPolicy::for_server(&ServerId::parse("https://ps.example").unwrap())
+            .accept_schemes(schemes),
         Arc::new(DiscoveryResolver::new(cache).register(SchemeResolver::new())),
     )
 }

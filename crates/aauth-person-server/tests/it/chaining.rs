@@ -276,11 +276,12 @@ impl World {
         let mut req = req
             .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
             .unwrap();
-        aauth_signing::sign_request(
+        aauth_signing::sign_request_unique(
             &mut req,
             key,
             &aauth_headers::Scheme::jwt(token.to_owned()),
             at,
+            &mut OsRandom,
         )
         .unwrap();
         let (mut parts, body) = req.into_parts();

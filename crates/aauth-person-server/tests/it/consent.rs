@@ -8,7 +8,7 @@ use aauth_person_server::{
     ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH, LOGIN_PATH,
     PERSON_TOKEN_PATH,
 };
-use aauth_signing::sign_request;
+use aauth_signing::sign_request_unique;
 use aauth_tokens::{PersonClaims, ResourceTokenBuilder};
 use http::StatusCode;
 
@@ -164,11 +164,12 @@ pub(crate) async fn poll(
         b = b.header("prefer", p);
     }
     let mut req = b.body(Vec::new()).unwrap();
-    sign_request(
+    sign_request_unique(
         &mut req,
         key,
         &aauth_headers::Scheme::jwt(token.to_owned()),
         at,
+        &mut aauth_keys::rand::OsRandom,
     )
     .unwrap();
     let (mut parts, body) = req.into_parts();

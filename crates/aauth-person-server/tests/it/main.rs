@@ -30,7 +30,7 @@ use aauth_person_server::{
     AUTH_TOKEN_PATH, AlwaysAsk, ConsentPolicy, ConsentRequest, Decision, MemoryStore,
     PERSON_TOKEN_PATH, PersonServer,
 };
-use aauth_signing::sign_request;
+use aauth_signing::sign_request_unique;
 use aauth_tokens::{
     AgentId, AgentTokenBuilder, AuthClaims, AuthIssuer, AuthTokenBuilder, PersonClaims,
     PersonTokenBuilder, ResourceTokenBuilder, ServerId, StaticIssuerKeys, TokenClaims, Unverified,
@@ -175,7 +175,14 @@ impl World {
             .header("content-type", "application/json")
             .body(body.to_string().into_bytes())
             .unwrap();
-        sign_request(&mut req, key, &Scheme::jwt(token.to_owned()), NOW).unwrap();
+        sign_request_unique(
+            &mut req,
+            key,
+            &Scheme::jwt(token.to_owned()),
+            NOW,
+            &mut OsRandom,
+        )
+        .unwrap();
         let (mut parts, body) = req.into_parts();
         parts.uri = path.parse().unwrap();
         parts.headers.insert("host", "ps.example".parse().unwrap());
@@ -199,7 +206,14 @@ impl World {
         let mut req = http::Request::get(format!("https://ps.example{path}"))
             .body(Vec::new())
             .unwrap();
-        sign_request(&mut req, key, &Scheme::jwt(token.to_owned()), NOW).unwrap();
+        sign_request_unique(
+            &mut req,
+            key,
+            &Scheme::jwt(token.to_owned()),
+            NOW,
+            &mut OsRandom,
+        )
+        .unwrap();
         let (mut parts, body) = req.into_parts();
         parts.uri = path.parse().unwrap();
         parts.headers.insert("host", "ps.example".parse().unwrap());
@@ -222,7 +236,14 @@ impl World {
             .header("content-type", "application/json")
             .body(body.to_string().into_bytes())
             .unwrap();
-        sign_request(&mut req, key, &Scheme::jwt(token.to_owned()), at).unwrap();
+        sign_request_unique(
+            &mut req,
+            key,
+            &Scheme::jwt(token.to_owned()),
+            at,
+            &mut OsRandom,
+        )
+        .unwrap();
         let (mut parts, body) = req.into_parts();
         parts.uri = path.parse().unwrap();
         parts.headers.insert("host", "ps.example".parse().unwrap());
@@ -251,11 +272,12 @@ impl World {
             .header("content-type", "application/json")
             .body(body.to_string().into_bytes())
             .unwrap();
-        sign_request(
+        sign_request_unique(
             &mut req,
             &self.agent,
             &Scheme::jwt(self.agent_token.clone()),
             NOW,
+            &mut OsRandom,
         )
         .unwrap();
         let (mut parts, body) = req.into_parts();

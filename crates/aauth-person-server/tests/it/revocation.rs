@@ -5,7 +5,7 @@ use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_person_server::{AUTH_TOKEN_PATH, PERSON_TOKEN_PATH, REVOCATION_PATH};
-use aauth_signing::sign_request;
+use aauth_signing::sign_request_unique;
 use aauth_tokens::{AgentClaims, PersonClaims, ResourceTokenBuilder, Unverified, Validation};
 use http::StatusCode;
 
@@ -40,7 +40,7 @@ async fn revoke_kid(
         dwk: dwk.to_owned(),
         kid: kid.to_owned(),
     };
-    sign_request(&mut req, key, &scheme, NOW).unwrap();
+    sign_request_unique(&mut req, key, &scheme, NOW, &mut OsRandom).unwrap();
     let (mut parts, body) = req.into_parts();
     parts.uri = REVOCATION_PATH.parse().unwrap();
     parts.headers.insert("host", "ps.example".parse().unwrap());

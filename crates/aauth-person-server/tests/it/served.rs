@@ -62,7 +62,14 @@ async fn the_person_server_serves_from_an_axum_router() {
                 .into_bytes(),
         )
         .unwrap();
-    sign_request(&mut req, &agent, &Scheme::jwt(agent_token.clone()), NOW).unwrap();
+    sign_request_unique(
+        &mut req,
+        &agent,
+        &Scheme::jwt(agent_token.clone()),
+        NOW,
+        &mut OsRandom,
+    )
+    .unwrap();
     let (s, body) = call(&mut app, arriving(req)).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();

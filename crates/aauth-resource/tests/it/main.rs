@@ -410,6 +410,7 @@ async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
 mod replay {
     use super::*;
     use aauth_resource::{MemoryReplayStore, ReplayStore, ReplayStoreError};
+    use aauth_signing::ReplayUse;
 
     fn service(
         w: &World,
@@ -512,11 +513,10 @@ mod replay {
         impl ReplayStore for Down {
             async fn first_use(
                 &self,
-                _: [u8; 32],
-                _: UnixTime,
+                _: &ReplayUse<'_>,
                 _: UnixTime,
             ) -> Result<bool, ReplayStoreError> {
-                Err(ReplayStoreError {
+                Err(ReplayStoreError::Unavailable {
                     reason: "connection refused".to_owned(),
                 })
             }
@@ -573,25 +573,37 @@ mod replay {
         let store = MemoryReplayStore::new(10);
         assert!(
             store
-                .first_use([7; 32], UnixTime(1_060), UnixTime(1_000))
+                .first_use(
+                    &ReplayUse::new("k", [7; 32], UnixTime(1_060)),
+                    UnixTime(1_000)
+                )
                 .await
                 .unwrap()
         );
         assert!(
             !store
-                .first_use([7; 32], UnixTime(1_060), UnixTime(400))
+                .first_use(
+                    &ReplayUse::new("k", [7; 32], UnixTime(1_060)),
+                    UnixTime(400)
+                )
                 .await
                 .unwrap()
         );
         assert!(
             !store
-                .first_use([7; 32], UnixTime(1_060), UnixTime(1_059))
+                .first_use(
+                    &ReplayUse::new("k", [7; 32], UnixTime(1_060)),
+                    UnixTime(1_059)
+                )
                 .await
                 .unwrap()
         );
         assert!(
             store
-                .first_use([7; 32], UnixTime(1_120), UnixTime(1_060))
+                .first_use(
+                    &ReplayUse::new("k", [7; 32], UnixTime(1_120)),
+                    UnixTime(1_060)
+                )
                 .await
                 .unwrap()
         );
@@ -973,6 +985,7 @@ mod revocation {
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
         let agent_iss = ServerId::parse("https://agent.example").unwrap();
         let endpoint = RevocationEndpoint::new(
+            w.resource.id(),
             Arc::new(Signers(vec![
                 (
                     "https://agent.example".to_owned(),
@@ -1014,9 +1027,19 @@ mod revocation {
         let (parts, b) = revoke_request(&w.provider, &jwks_uri("https://agent.example"), &body);
         let resp = endpoint.handle(&parts, &b, NOW).await;
         assert_eq!((resp.status(), resp.body().len()), (StatusCode::OK, 0));
-        // Idempotent, and a token never seen is recorded too.
+        // The same signed request again is a replay, refused like any other...
+        let replayed = endpoint.handle(&parts, &b, NOW).await;
+        assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
-            endpoint.handle(&parts, &b, NOW).await.status(),
+            replayed.headers()["signature-error"],
+            "error=invalid_signature"
+        );
+        // ...while a new request revoking the same token again is idempotent, and a token
+        // never seen is recorded too.
+        let again = format!(r#"{{"jti": "{}", "exp": {}}}"#, minted.jti, minted.exp);
+        let (p1, b1) = revoke_request(&w.provider, &jwks_uri("https://agent.example"), &again);
+        assert_eq!(
+            endpoint.handle(&p1, &b1, NOW).await.status(),
             StatusCode::OK
         );
         let (p2, b2) = revoke_request(
@@ -1042,6 +1065,7 @@ mod revocation {
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
         let agent_iss = ServerId::parse("https://agent.example").unwrap();
         let endpoint = RevocationEndpoint::new(
+            w.resource.id(),
             Arc::new(Signers(vec![
                 (
                     "https://agent.example".to_owned(),

@@ -76,7 +76,7 @@ fn s1_each_missing_signature_header_is_invalid_signature() {
         );
         assert_eq!(code(&e), ErrorCode::InvalidSignature);
         assert_eq!(e.status(), 401);
-        let h = e.response_headers(&VerifyPolicy::default());
+        let h = e.response_headers(&policy());
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].1, "error=invalid_signature");
     }
@@ -94,7 +94,7 @@ fn s2_k8_each_mandatory_component_is_required() {
             other => panic!("{skip}: {other:?}"),
         }
         assert_eq!(code(&e), ErrorCode::InvalidInput);
-        let h = e.response_headers(&VerifyPolicy::default());
+        let h = e.response_headers(&policy());
         assert_eq!(
             h[0].1,
             r#"error=invalid_input, required_input=("@method" "@authority" "@path" "signature-key")"#
@@ -155,9 +155,15 @@ fn s4_s6_s7_substituted_components_fail() {
             "{path}"
         );
     }
+    // Another host: refused as not this server's, before any key is looked up.
     let mut m = p;
     set(&mut m, "host", "api2.example");
-    assert!(matches!(verify(&m, &b), Err(VerifyError::BadSignature)));
+    assert_eq!(
+        verify(&m, &b).unwrap_err(),
+        VerifyError::Component(aauth_signing::ComponentError::WrongAuthority {
+            found: "api2.example".into()
+        })
+    );
 }
 
 #[test]
@@ -287,8 +293,7 @@ fn s12_labels_are_chosen_by_policy_never_by_which_verifies() {
     let e = verify(&m, &b).unwrap_err();
     assert!(matches!(e, VerifyError::NoLabel { .. }), "{e:?}");
     // Named: the good label verifies, the bad one does not.
-    let pick =
-        |l: &str| VerifyPolicy::default().label(aauth_signing::LabelSelection::Named(l.into()));
+    let pick = |l: &str| policy().label(aauth_signing::LabelSelection::Named(l.into()));
     verify_with(pick("sig"), &m, &b).unwrap();
     assert!(matches!(
         verify_with(pick("sig2"), &m, &b),
@@ -479,7 +484,7 @@ fn k7_k10_k11_schemes_other_than_jwt() {
         k[0] = 1;
         k
     });
-    let policy = VerifyPolicy::default().accept_schemes(&["hwk"]);
+    let policy = policy().accept_schemes(&["hwk"]);
     let v = aauth_signing::Verifier::new(
         policy,
         std::sync::Arc::new(aauth_signing::SchemeResolver::new().hwk()),
@@ -580,12 +585,7 @@ fn c5_c6_created_window_and_expires() {
     assert!(matches!(e, VerifyError::CreatedInFuture { .. }), "{e:?}");
     assert_eq!(code(&e), ErrorCode::ClockSkew);
     // A custom window.
-    verify_with(
-        VerifyPolicy::default().window(120),
-        &at(NOW.0 - 100, &d),
-        b"",
-    )
-    .unwrap();
+    verify_with(policy().window(120), &at(NOW.0 - 100, &d), b"").unwrap();
     // expires in the past; a far-future expires does not widen the window.
     let mut o = SignOptions::default();
     o.expires_in = Some(10);
@@ -625,7 +625,83 @@ fn s20_a_403_after_verification_is_the_callers_and_every_401_names_one_code() {
     let mut m = p;
     m.uri = "/x".parse().unwrap();
     let e = verify(&m, &b).unwrap_err();
-    let h = e.response_headers(&VerifyPolicy::default());
+    let h = e.response_headers(&policy());
     assert_eq!(h.iter().filter(|(n, _)| n == "signature-error").count(), 1);
     assert_eq!(e.status(), 401);
+}
+
+/// Cross-host replay (catalogue S5): a request signed for `ps2.example`, relayed to
+/// `ps.example` with its own `Host` (or as an absolute-form target), was once accepted. A
+/// server answers only to its own names.
+#[test]
+fn s5_a_request_signed_for_another_host_is_refused_however_it_is_relayed() {
+    let ps = VerifyPolicy::for_server(&sid("https://ps.example"));
+    let (p, b) = signed(
+        "POST",
+        "https://ps2.example/person-token",
+        br#"{"resource":"https://r.example"}"#,
+        &SignOptions::default(),
+    );
+    let wrong = |found: &str| {
+        VerifyError::Component(aauth_signing::ComponentError::WrongAuthority {
+            found: found.to_owned(),
+        })
+    };
+    // Relayed with its Host header.
+    let relayed = as_server(p.clone());
+    let e = verify_with(ps.clone(), &relayed, &b).unwrap_err();
+    assert_eq!(e, wrong("ps2.example"));
+    assert_eq!(e.code(), Some(ErrorCode::InvalidSignature));
+    assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED);
+    // As an absolute-form target (HTTP/1.1 lets a client send one), Host absent.
+    let mut absolute = p;
+    absolute.headers.remove("host");
+    assert_eq!(
+        verify_with(ps.clone(), &absolute, &b).unwrap_err(),
+        wrong("ps2.example")
+    );
+    // Host rewritten to ours: the base no longer matches what was signed.
+    let mut rewritten = relayed;
+    set(&mut rewritten, "host", "ps.example");
+    assert_eq!(
+        verify_with(ps.clone(), &rewritten, &b).unwrap_err(),
+        VerifyError::BadSignature
+    );
+    // Signed for us, it verifies; under an alias list too.
+    let (own, b) = signed(
+        "POST",
+        "https://ps.example/person-token",
+        br#"{"resource":"https://r.example"}"#,
+        &SignOptions::default(),
+    );
+    verify_with(ps, &as_server(own.clone()), &b).unwrap();
+    let aliases = VerifyPolicy::new(
+        aauth_signing::AuthoritySource::names(["ps.internal:8443", "ps.example"]).unwrap(),
+    );
+    verify_with(aliases, &as_server(own), &b).unwrap();
+}
+
+#[test]
+fn s5_authority_names_are_validated_when_configured() {
+    use aauth_signing::{AuthoritySource, ComponentError};
+    for bad in [
+        "",
+        "ps.example/x",
+        "user@ps.example",
+        "ps.example:http",
+        "a b",
+    ] {
+        assert_eq!(
+            AuthoritySource::names([bad]).unwrap_err(),
+            ComponentError::BadAuthority,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        AuthoritySource::names(Vec::<&str>::new()).unwrap_err(),
+        ComponentError::BadAuthority
+    );
+    let s = AuthoritySource::names(["PS.Example:443"]).unwrap();
+    assert!(s.accepts("ps.example") && s.accepts("ps.example:443"));
+    assert!(!s.accepts("ps.example:8443") && !s.accepts("ps.example.evil"));
 }

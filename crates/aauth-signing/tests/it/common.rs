@@ -7,8 +7,9 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, PrivateKey, PublicKey, base64url};
 use aauth_signing::{
-    JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver,
-    SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy, sign,
+    AuthoritySource, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
+    SchemeResolver, SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
+    sign,
 };
 use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
 use async_trait::async_trait;
@@ -114,8 +115,24 @@ pub fn as_server(mut parts: Parts) -> Parts {
     parts
 }
 
+/// The hosts these tests sign for, as one server's names (the authority tests use their
+/// own policies).
+pub const HOSTS: [&str; 6] = [
+    "api.example",
+    "api.example:8443",
+    "resource.example",
+    "ps.example",
+    "r.example",
+    "agent.example",
+];
+
+/// The AAuth profile for a server answering to [`HOSTS`].
+pub fn policy() -> VerifyPolicy {
+    VerifyPolicy::new(AuthoritySource::names(HOSTS).unwrap())
+}
+
 pub fn verify(parts: &Parts, body: &[u8]) -> Result<VerifiedRequest, VerifyError> {
-    verify_with(VerifyPolicy::default(), parts, body)
+    verify_with(policy(), parts, body)
 }
 
 pub fn verify_with(

@@ -119,3 +119,57 @@ fn d4_empty_and_non_empty_bodies_do_not_swap() {
         Err(VerifyError::MissingComponents { .. }) | Err(VerifyError::DigestMismatch { .. })
     ));
 }
+
+/// Catalogue D3: with two covered `Content-Digest` field lines only the first was once checked,
+/// while the signature covered both. Every line is read; a member repeated across lines
+/// is a duplicate and refused.
+#[test]
+fn d3_every_content_digest_field_line_is_checked() {
+    let body = br#"{"a":1}"#;
+    let good = aauth_signing::content_digest(body);
+    let sign_lines = |lines: &[&str]| {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(lines.iter().map(|l| ("content-digest", *l)));
+        let (p, b) = signed_with(
+            "POST",
+            "https://ps.example/token",
+            &headers,
+            body,
+            &SignOptions::default()
+                .digest(aauth_signing::DigestMode::Never)
+                .with("content-digest")
+                .with("content-type"),
+        );
+        (as_server(p), b)
+    };
+    // A correct sha-256 line, then a sha-512 line that matches nothing.
+    let wrong_512 = format!("sha-512=:{}:", base64_std(&[0u8; 64]));
+    let (p, b) = sign_lines(&[&good, &wrong_512]);
+    assert_eq!(p.headers.get_all("content-digest").iter().count(), 2);
+    assert_eq!(
+        verify(&p, &b).unwrap_err(),
+        VerifyError::DigestMismatch { alg: "sha-512" }
+    );
+    // The wrong line first: refused as well.
+    let (p, b) = sign_lines(&[&wrong_512, &good]);
+    assert!(matches!(
+        verify(&p, &b),
+        Err(VerifyError::DigestMismatch { .. })
+    ));
+    // sha-256 on both lines, one of them wrong: a duplicate member, refused.
+    let wrong_256 = format!("sha-256=:{}:", base64_std(&[0u8; 32]));
+    let (p, b) = sign_lines(&[&good, &wrong_256]);
+    assert!(matches!(verify(&p, &b), Err(VerifyError::Header(_))));
+    // Two lines that both match: accepted.
+    let right_512 = {
+        use sha2::Digest as _;
+        format!("sha-512=:{}:", base64_std(&sha2::Sha512::digest(body)))
+    };
+    let (p, b) = sign_lines(&[&good, &right_512]);
+    verify(&p, &b).unwrap();
+}
+
+fn base64_std(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

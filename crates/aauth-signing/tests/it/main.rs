@@ -14,5 +14,6 @@ mod adversarial;
 mod common;
 mod digest;
 mod prop;
+mod replay;
 mod roundtrip;
 mod vectors;

@@ -1,7 +1,7 @@
 //! Property tests: sign → verify holds for any request; any change to a covered part or
 //! the body breaks it; verification never panics on arbitrary signature headers.
 
-use aauth_signing::{SignOptions, VerifyPolicy, prepare};
+use aauth_signing::{SignOptions, prepare};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -31,6 +31,6 @@ proptest! {
                 p.headers.insert(n, v);
             }
         }
-        let _ = prepare(&p, b"", &VerifyPolicy::default(), NOW);
+        let _ = prepare(&p, b"", &policy(), NOW);
     }
 }

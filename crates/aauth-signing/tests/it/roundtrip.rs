@@ -9,7 +9,7 @@ use aauth_keys::{Algorithm, PrivateKey, Signer};
 use aauth_signing::{
     AuthoritySource, BodyCoverage, DigestMode, JwtResolver, KeyIdentity, LabelSelection,
     RevocationList, SchemeResolver, SignOptions, SigningKey, UriScheme, Verifier, VerifyError,
-    VerifyPolicy, prepare, sign, sign_request,
+    prepare, sign, sign_request,
 };
 use aauth_tokens::{
     AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ServerId, StaticIssuerKeys, TokenType,
@@ -84,7 +84,7 @@ fn es256_agent_keys_sign_and_verify() {
     let v = verify(&as_server(parts.clone()), b"").unwrap();
     assert_eq!(v.key.algorithm(), Algorithm::Es256);
     // A verifier that accepts only Ed25519 refuses, naming what it accepts.
-    let policy = VerifyPolicy::default().accept_algorithms(&[Algorithm::Ed25519]);
+    let policy = policy().accept_algorithms(&[Algorithm::Ed25519]);
     let e = verify_with(policy.clone(), &as_server(parts), b"").unwrap_err();
     assert!(
         matches!(e, VerifyError::AlgorithmNotAccepted { .. }),
@@ -129,10 +129,7 @@ fn person_and_auth_tokens_with_audience() {
         if let Some(a) = aud {
             r = r.audience(a);
         }
-        Verifier::new(
-            VerifyPolicy::default(),
-            Arc::new(SchemeResolver::new().jwt(r)),
-        )
+        Verifier::new(policy(), Arc::new(SchemeResolver::new().jwt(r)))
     };
     for token in [&person.token, &auth.token] {
         let (mut parts, ()) = http::Request::get("https://resource.example/data")
@@ -211,13 +208,13 @@ fn several_labels_are_signed_over_the_complete_signature_key() {
     assert_eq!(v.label, "sig");
     // Accepting both schemes, Auto refuses to guess; a named label decides.
     let both = Verifier::new(
-        VerifyPolicy::default().accept_schemes(&["jwt", "hwk"]),
+        policy().accept_schemes(&["jwt", "hwk"]),
         Arc::new(resolver().hwk()),
     );
     let e = block(both.verify(&parts, b"", NOW)).unwrap_err();
     assert!(matches!(e, VerifyError::NoLabel { .. }), "{e:?}");
     let named = Verifier::new(
-        VerifyPolicy::default()
+        policy()
             .accept_schemes(&["jwt", "hwk"])
             .label(LabelSelection::Named("pseudo".into())),
         Arc::new(resolver().hwk()),
@@ -264,14 +261,14 @@ fn jkt_jwt_scheme_when_accepted() {
     // Default AAuth policy: unsupported_scheme, with Accept-Signature-Scheme: jwt.
     let e = verify(&parts, b"").unwrap_err();
     assert!(matches!(e, VerifyError::UnsupportedScheme { .. }), "{e:?}");
-    let h = e.response_headers(&VerifyPolicy::default());
+    let h = e.response_headers(&policy());
     assert!(
         h.iter()
             .any(|(n, v)| n == "accept-signature-scheme" && v == "jwt"),
         "{h:?}"
     );
     let v = Verifier::new(
-        VerifyPolicy::default().accept_schemes(&["jkt-jwt"]),
+        policy().accept_schemes(&["jkt-jwt"]),
         Arc::new(SchemeResolver::new().jkt_jwt()),
     );
     let out = block(v.verify(&parts, b"", NOW)).unwrap();
@@ -288,7 +285,7 @@ fn authorization_is_covered_when_a_session_token_is_sent() {
         &SignOptions::default(),
     );
     assert!(header(&p, "signature-input").contains("\"authorization\""));
-    let policy = VerifyPolicy::default().require("authorization");
+    let policy = policy().require("authorization");
     let mut server = as_server(p);
     verify_with(policy.clone(), &server, &b).unwrap();
     set(&mut server, "authorization", "AAuth b3RoZXI");
@@ -308,7 +305,7 @@ fn query_is_covered_on_request() {
     );
     assert!(header(&p, "signature-input").contains("\"@query\""));
     let mut server = as_server(p);
-    verify_with(VerifyPolicy::default().require("@query"), &server, &b).unwrap();
+    verify_with(policy().require("@query"), &server, &b).unwrap();
     server.uri = "/data?a=2".parse().unwrap();
     assert!(matches!(
         verify(&server, &b),
@@ -329,13 +326,13 @@ fn configured_authority_and_http_scheme() {
     set(&mut server, "host", "internal:8080");
     assert!(matches!(
         verify(&server, &b),
-        Err(VerifyError::BadSignature)
+        Err(VerifyError::Component(
+            aauth_signing::ComponentError::WrongAuthority { .. }
+        ))
     ));
-    let policy = VerifyPolicy::default().authority(AuthoritySource::Fixed {
-        authority: "api.example".into(),
-        scheme: UriScheme::Https,
-    });
-    verify_with(policy, &server, &b).unwrap();
+    let fixed =
+        policy().authority(AuthoritySource::fixed("api.example", UriScheme::Https).unwrap());
+    verify_with(fixed, &server, &b).unwrap();
     // Plain http on port 80 normalizes like https on 443.
     let (p, b) = signed(
         "GET",
@@ -345,9 +342,8 @@ fn configured_authority_and_http_scheme() {
     );
     let mut server = as_server(p);
     set(&mut server, "host", "api.example");
-    let http_policy = VerifyPolicy::default().authority(AuthoritySource::Request {
-        scheme: UriScheme::Http,
-    });
+    let http_policy = policy()
+        .authority(AuthoritySource::names_with_scheme(["api.example"], UriScheme::Http).unwrap());
     verify_with(http_policy, &server, &b).unwrap();
 }
 
@@ -371,17 +367,16 @@ fn revoked_tokens_and_an_unavailable_store() {
         &SignOptions::default(),
     );
     let server = as_server(p);
-    let v = verifier(VerifyPolicy::default()).revocations(Arc::new(Revoked(Ok(true))));
+    let v = verifier(policy()).revocations(Arc::new(Revoked(Ok(true))));
     let e = block(v.verify(&server, &b, NOW)).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::RevokedJwt));
     assert_eq!(e.status(), 401);
-    let v =
-        verifier(VerifyPolicy::default()).revocations(Arc::new(Revoked(Err("redis down".into()))));
+    let v = verifier(policy()).revocations(Arc::new(Revoked(Err("redis down".into()))));
     let e = block(v.verify(&server, &b, NOW)).unwrap_err();
     assert_eq!(e.code(), None);
     assert_eq!(e.status(), 503);
-    assert!(e.response_headers(&VerifyPolicy::default()).is_empty());
-    let v = verifier(VerifyPolicy::default()).revocations(Arc::new(Revoked(Ok(false))));
+    assert!(e.response_headers(&policy()).is_empty());
+    let v = verifier(policy()).revocations(Arc::new(Revoked(Ok(false))));
     block(v.verify(&server, &b, NOW)).unwrap();
 }
 
@@ -413,7 +408,7 @@ fn token_failures_map_to_their_signature_error_codes() {
     )
     .unwrap();
     parts.headers = as_server(client).headers;
-    let e = block(verifier(VerifyPolicy::default()).verify(&parts, &b, later)).unwrap_err();
+    let e = block(verifier(policy()).verify(&parts, &b, later)).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::ExpiredJwt), "{e:?}");
     // Unknown kid: unknown_key; untrusted issuer: invalid_jwt.
     let other_issuers = StaticIssuerKeys::new().with(
@@ -423,7 +418,7 @@ fn token_failures_map_to_their_signature_error_codes() {
         provider_key().public_key().clone(),
     );
     let v = Verifier::new(
-        VerifyPolicy::default(),
+        policy(),
         Arc::new(SchemeResolver::new().jwt(JwtResolver::new(
             Arc::new(other_issuers),
             &[TokenType::Agent],
@@ -432,7 +427,7 @@ fn token_failures_map_to_their_signature_error_codes() {
     let e = block(v.verify(&server, &b, NOW)).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnknownKey), "{e:?}");
     let v = Verifier::new(
-        VerifyPolicy::default(),
+        policy(),
         Arc::new(SchemeResolver::new().jwt(JwtResolver::new(
             Arc::new(StaticIssuerKeys::new()),
             &[TokenType::Agent],
@@ -455,7 +450,7 @@ fn sans_io_prepare_then_finish() {
         &SignOptions::default(),
     );
     let server = as_server(p);
-    let prepared = prepare(&server, &b, &VerifyPolicy::default(), NOW).unwrap();
+    let prepared = prepare(&server, &b, &policy(), NOW).unwrap();
     assert_eq!(prepared.label(), "sig");
     assert!(matches!(prepared.scheme(), Scheme::Jwt { .. }));
     assert!(
@@ -495,7 +490,7 @@ fn digest_modes_and_sign_errors() {
     );
     assert!(!p.headers.contains_key("content-digest"));
     verify_with(
-        VerifyPolicy::default().body_coverage(BodyCoverage::Optional),
+        policy().body_coverage(BodyCoverage::Optional),
         &as_server(p),
         &b,
     )

@@ -1,0 +1,329 @@
+//! The replay check every role applies to state-changing requests (draft -11, "Freshness
+//! and Replay": a verifier keeps a short-lived cache of what it accepted within the
+//! signature window and refuses duplicates).
+//!
+//! One mechanism for the resource, the agent provider, the Person Server and the Access
+//! Server:
+//!
+//! - the key is SHA-256 over the signer's key thumbprint and the signature base
+//!   ([`VerifiedRequest::replay_key`]), never the signature bytes, which ES256's `(r, n−s)`
+//!   and lenient base64 let an attacker re-encode;
+//! - it is recorded only after the signature (and the token, and its revocation) verified,
+//!   so a forged copy cannot burn a genuine request's entry first;
+//! - it is kept until the `created` window closes, after which the signature itself is
+//!   refused as too old;
+//! - a store that cannot answer refuses the request (`503`), never admits it unchecked;
+//! - each signer has a share of the store, so one agent (or one key) cannot fill it and
+//!   lock every other signer out: past its share, only that signer is refused (`429`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_keys::time::UnixTime;
+use async_trait::async_trait;
+use http::Method;
+
+use crate::VerifiedRequest;
+
+/// Why a replay store did not record a use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayStoreError {
+    /// The store cannot answer (down, timed out): the request is refused with `503`.
+    #[error("replay store unavailable: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+    /// Every slot holds a live entry: the request is refused with `503` rather than an
+    /// entry forgotten early.
+    #[error("replay store full: {live} live entries")]
+    Full {
+        /// The bound.
+        live: usize,
+    },
+    /// This signer already holds its whole share of live entries: only its request is
+    /// refused (`429`), other signers are unaffected.
+    #[error("this signer holds {share} live replay entries, its share")]
+    SignerOverShare {
+        /// The share.
+        share: usize,
+    },
+}
+
+/// One accepted use of a signed request, to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayUse<'a> {
+    /// The signer: the thumbprint of the key that verified.
+    pub signer: &'a str,
+    /// SHA-256 over the thumbprint and the signature base.
+    pub key: [u8; 32],
+    /// When the entry may be forgotten: the close of the `created` window.
+    pub until: UnixTime,
+}
+
+impl<'a> ReplayUse<'a> {
+    /// A use by `signer` with replay `key`, kept until `until`.
+    #[must_use]
+    pub fn new(signer: &'a str, key: [u8; 32], until: UnixTime) -> Self {
+        Self { signer, key, until }
+    }
+}
+
+/// Where accepted uses are recorded. [`MemoryReplayStore`] covers one process; a
+/// deployment with several instances shares a store behind this trait.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records `entry`; `Ok(false)` when its key is already recorded and live, that is,
+    /// a replay. Nothing is recorded on `Ok(false)` or on an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayStoreError`].
+    async fn first_use(
+        &self,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ReplayStoreError>;
+}
+
+/// The default bound of a [`MemoryReplayStore`]: live entries in all.
+pub const DEFAULT_REPLAY_ENTRIES: usize = 100_000;
+/// The default share of one signer: with the 60-second window an entry lives at most two
+/// minutes, so this is about 80 state-changing requests a second from one key.
+pub const DEFAULT_REPLAY_SHARE: usize = 10_000;
+
+/// An in-memory replay store, bounded in all and per signer. Expired entries are dropped
+/// in expiry order as new ones arrive (amortized `O(log n)` a request, never a scan).
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use aauth_keys::time::UnixTime;
+/// use aauth_signing::{MemoryReplayStore, ReplayStore, ReplayStoreError, ReplayUse};
+/// let store = MemoryReplayStore::new(1000).share(2);
+/// let at = |k: u8| ReplayUse::new("agent-key", [k; 32], UnixTime(160));
+/// assert!(store.first_use(&at(1), UnixTime(100)).await.unwrap());
+/// assert!(!store.first_use(&at(1), UnixTime(120)).await.unwrap()); // a replay
+/// assert!(store.first_use(&at(2), UnixTime(120)).await.unwrap());
+/// assert_eq!(
+///     store.first_use(&at(3), UnixTime(120)).await,
+///     Err(ReplayStoreError::SignerOverShare { share: 2 })
+/// );
+/// // Another signer is unaffected; and once the window closes, the share is free again.
+/// assert!(store.first_use(&ReplayUse::new("other", [3; 32], UnixTime(160)), UnixTime(120)).await.unwrap());
+/// assert!(store.first_use(&at(3), UnixTime(160)).await.unwrap());
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct MemoryReplayStore {
+    inner: Mutex<Inner>,
+    max: usize,
+    share: usize,
+}
+
+#[derive(Debug, Default)]
+#[allow(
+    clippy::disallowed_types,
+    reason = "lookup tables, never iterated into anything signed or serialized; O(1)"
+)]
+struct Inner {
+    /// Live keys, with their expiry and signer.
+    seen: std::collections::HashMap<[u8; 32], (u64, Arc<str>)>,
+    /// The same keys in expiry order, to drop them without a scan.
+    by_expiry: std::collections::BTreeSet<(u64, [u8; 32])>,
+    /// Live entries per signer.
+    per_signer: std::collections::HashMap<Arc<str>, usize>,
+}
+
+impl Inner {
+    fn sweep(&mut self, now: u64) {
+        while let Some(&(until, key)) = self.by_expiry.first() {
+            if until > now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            if let Some((_, signer)) = self.seen.remove(&key)
+                && let Some(n) = self.per_signer.get_mut(&signer)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_signer.remove(&signer);
+                }
+            }
+        }
+    }
+}
+
+impl MemoryReplayStore {
+    /// A store holding at most `max` live entries (at least 1), each signer at most
+    /// [`DEFAULT_REPLAY_SHARE`] (or `max`, if smaller).
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max,
+            share: DEFAULT_REPLAY_SHARE.min(max),
+        }
+    }
+
+    /// Sets one signer's share (at least 1, at most the whole store).
+    #[must_use]
+    pub fn share(mut self, share: usize) -> Self {
+        self.share = share.clamp(1, self.max);
+        self
+    }
+
+    /// How many entries are held (live or not yet dropped).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().seen.len()
+    }
+
+    /// Whether no entry is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryReplayStore {
+    /// [`DEFAULT_REPLAY_ENTRIES`] entries, [`DEFAULT_REPLAY_SHARE`] per signer.
+    fn default() -> Self {
+        Self::new(DEFAULT_REPLAY_ENTRIES)
+    }
+}
+
+#[async_trait]
+impl ReplayStore for MemoryReplayStore {
+    async fn first_use(
+        &self,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ReplayStoreError> {
+        let mut inner = self.lock();
+        inner.sweep(now.as_secs());
+        if inner.seen.contains_key(&entry.key) {
+            return Ok(false);
+        }
+        if inner.seen.len() >= self.max {
+            return Err(ReplayStoreError::Full { live: self.max });
+        }
+        let held = inner.per_signer.get(entry.signer).copied().unwrap_or(0);
+        if held >= self.share {
+            return Err(ReplayStoreError::SignerOverShare { share: self.share });
+        }
+        let signer: Arc<str> = match inner.per_signer.get_key_value(entry.signer) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(entry.signer),
+        };
+        let until = entry.until.as_secs();
+        inner.per_signer.insert(Arc::clone(&signer), held + 1);
+        inner.by_expiry.insert((until, entry.key));
+        inner.seen.insert(entry.key, (until, signer));
+        Ok(true)
+    }
+}
+
+/// Which requests a [`ReplayGuard`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayScope {
+    /// Every method but the safe ones (`GET`, `HEAD`, `OPTIONS`, `TRACE`): the default.
+    StateChanging,
+    /// Every request.
+    All,
+}
+
+/// The replay check a [`crate::Verifier`] runs after everything else verified.
+#[derive(Clone)]
+pub struct ReplayGuard {
+    store: Arc<dyn ReplayStore>,
+    scope: ReplayScope,
+}
+
+impl std::fmt::Debug for ReplayGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayGuard")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplayGuard {
+    /// Checks state-changing requests against `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn ReplayStore>) -> Self {
+        Self {
+            store,
+            scope: ReplayScope::StateChanging,
+        }
+    }
+
+    /// A guard over a fresh [`MemoryReplayStore`] with the default bounds: what every
+    /// role uses unless it is given a shared store.
+    #[must_use]
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(MemoryReplayStore::default()))
+    }
+
+    /// Sets which requests are checked.
+    #[must_use]
+    pub fn scope(mut self, scope: ReplayScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Whether a request with `method` is checked.
+    #[must_use]
+    pub fn applies_to(&self, method: &Method) -> bool {
+        match self.scope {
+            ReplayScope::All => true,
+            ReplayScope::StateChanging => !method.is_safe(),
+        }
+    }
+
+    /// Records the first use of `request` (verified at `now` under a `window`-second
+    /// `created` window).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::VerifyError::Replayed`] for a request already accepted,
+    /// [`crate::VerifyError::ReplayShareExceeded`] for a signer past its share,
+    /// [`crate::VerifyError::Unavailable`] when the store cannot answer or is full.
+    pub async fn record(
+        &self,
+        method: &Method,
+        request: &VerifiedRequest,
+        window: u64,
+        now: UnixTime,
+    ) -> Result<(), crate::VerifyError> {
+        if !self.applies_to(method) {
+            return Ok(());
+        }
+        // Kept until the window of the later of `created` and now closes: after that the
+        // signature is refused as too old, so the entry has nothing left to stop.
+        let created = request
+            .params
+            .created()
+            .and_then(|c| u64::try_from(c).ok())
+            .unwrap_or(0);
+        let until = UnixTime(created.max(now.as_secs())).plus(window);
+        let thumbprint = request.key.thumbprint();
+        let entry = ReplayUse::new(thumbprint.as_str(), request.replay_key(), until);
+        match self.store.first_use(&entry, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(crate::VerifyError::Replayed),
+            Err(ReplayStoreError::SignerOverShare { share }) => {
+                Err(crate::VerifyError::ReplayShareExceeded { share })
+            }
+            Err(e) => Err(crate::VerifyError::Unavailable {
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
