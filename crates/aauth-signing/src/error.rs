@@ -230,6 +230,14 @@ pub enum VerifyError {
     /// The signature does not verify.
     #[error("the signature does not verify")]
     BadSignature,
+    /// The signer is not one this server takes requests from, decided before any key was
+    /// looked up ([`crate::SignerGate`]): `403`, no `Signature-Error` (the signature was
+    /// never examined).
+    #[error("{signer} is not a signer this server takes requests from")]
+    SignerNotAdmitted {
+        /// The signer as the `Signature-Key` member names it.
+        signer: String,
+    },
     /// This exact signed request was already accepted within its window
     /// (`invalid_signature`, `401`).
     #[error("this signed request was already accepted (replay)")]
@@ -282,13 +290,14 @@ fn token_error_code(e: &TokenError) -> Option<ErrorCode> {
 }
 
 impl VerifyError {
-    /// The `Signature-Error` code, or `None` for [`VerifyError::Unavailable`] (a `503`)
-    /// and [`VerifyError::ReplayShareExceeded`] (a `429`), which are no verdict on the
+    /// The `Signature-Error` code, or `None` for [`VerifyError::Unavailable`] (a `503`),
+    /// [`VerifyError::ReplayShareExceeded`] (a `429`) and
+    /// [`VerifyError::SignerNotAdmitted`] (a `403`), which are no verdict on the
     /// signature.
     #[must_use]
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
-            Self::ReplayShareExceeded { .. } => return None,
+            Self::ReplayShareExceeded { .. } | Self::SignerNotAdmitted { .. } => return None,
             Self::MissingComponents { .. } | Self::DigestUnsupported { .. } => {
                 ErrorCode::InvalidInput
             }
@@ -319,6 +328,7 @@ impl VerifyError {
     pub fn status(&self) -> StatusCode {
         match (self, self.code()) {
             (Self::ReplayShareExceeded { .. }, _) => StatusCode::TOO_MANY_REQUESTS,
+            (Self::SignerNotAdmitted { .. }, _) => StatusCode::FORBIDDEN,
             (_, Some(_)) => StatusCode::UNAUTHORIZED,
             (_, None) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -424,6 +434,8 @@ impl VerifyError {
             body["error"] = code.as_str().into();
         } else if matches!(self, Self::ReplayShareExceeded { .. }) {
             body["title"] = "Too many requests from this key".into();
+        } else if matches!(self, Self::SignerNotAdmitted { .. }) {
+            body["title"] = "Signer not accepted here".into();
         } else {
             body["title"] = "Verification temporarily unavailable".into();
         }

@@ -91,6 +91,6 @@ pub use sign::{
     sign_request_with,
 };
 pub use verify::{
-    BodyCoverage, LabelSelection, Prepared, REQUIRED_COMPONENTS, VerifiedRequest, Verifier,
-    VerifyPolicy, prepare,
+    BodyCoverage, LabelSelection, Prepared, REQUIRED_COMPONENTS, SignerGate, VerifiedRequest,
+    Verifier, VerifyPolicy, prepare,
 };

@@ -461,12 +461,47 @@ impl Prepared<'_> {
     }
 }
 
-/// A verifier: a policy, a key resolver, and optionally a revocation list and a replay
-/// check.
+/// Decides, from the `Signature-Key` member alone and before any key is looked up,
+/// whether a verifier resolves that signer at all: a server that takes requests only from
+/// the parties it trusts says so here, so that a stranger's request costs no fetch of the
+/// stranger's keys.
+///
+/// ```
+/// use aauth_headers::Scheme;
+/// use aauth_signing::{SignerGate, VerifyError};
+/// let only_ps = |s: &Scheme| match s {
+///     Scheme::JwksUri { id, .. } if id == "https://ps.example" => Ok(()),
+///     other => Err(VerifyError::SignerNotAdmitted { signer: other.name().to_owned() }),
+/// };
+/// let jwks_uri = |id: &str| Scheme::JwksUri { id: id.into(), dwk: "aauth-person.json".into(), kid: "k".into() };
+/// assert!(only_ps.check(&jwks_uri("https://ps.example")).is_ok());
+/// assert!(only_ps.check(&jwks_uri("https://evil.example")).is_err());
+/// ```
+pub trait SignerGate: Send + Sync {
+    /// `Ok` to go on and resolve the key; an error refuses the request as it stands.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, usually [`VerifyError::SignerNotAdmitted`].
+    fn check(&self, scheme: &Scheme) -> Result<(), VerifyError>;
+}
+
+impl<F> SignerGate for F
+where
+    F: Fn(&Scheme) -> Result<(), VerifyError> + Send + Sync,
+{
+    fn check(&self, scheme: &Scheme) -> Result<(), VerifyError> {
+        self(scheme)
+    }
+}
+
+/// A verifier: a policy, a key resolver, and optionally a gate on signers, a revocation
+/// list and a replay check.
 #[derive(Clone)]
 pub struct Verifier {
     policy: VerifyPolicy,
     resolver: Arc<dyn KeyResolver>,
+    gate: Option<Arc<dyn SignerGate>>,
     revocations: Option<Arc<dyn RevocationList>>,
     replay: Option<ReplayGuard>,
 }
@@ -488,9 +523,17 @@ impl Verifier {
         Self {
             policy,
             resolver,
+            gate: None,
             revocations: None,
             replay: None,
         }
+    }
+
+    /// Resolves only the signers `gate` admits, checked before any key is looked up.
+    #[must_use]
+    pub fn gate(mut self, gate: Arc<dyn SignerGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Refuses a request it already accepted ([`ReplayGuard`]): checked last, after the
@@ -535,8 +578,8 @@ impl Verifier {
         &self.policy
     }
 
-    /// Verifies a request: [`prepare`], resolve the key, [`Prepared::finish`], then the
-    /// revocation check, then the replay check.
+    /// Verifies a request: [`prepare`], the signer gate, resolve the key,
+    /// [`Prepared::finish`], then the revocation check, then the replay check.
     ///
     /// # Errors
     ///
@@ -548,6 +591,9 @@ impl Verifier {
         now: UnixTime,
     ) -> Result<VerifiedRequest, VerifyError> {
         let prepared = prepare(parts, body, &self.policy, now)?;
+        if let Some(gate) = &self.gate {
+            gate.check(prepared.scheme())?;
+        }
         let ctx = ResolveContext::new(now, prepared.label());
         let resolved = self.resolver.resolve(prepared.scheme(), &ctx).await?;
         let verified = prepared.finish(resolved)?;

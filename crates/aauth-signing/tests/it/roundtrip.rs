@@ -524,3 +524,50 @@ fn digest_modes_and_sign_errors() {
     .unwrap_err();
     assert!(matches!(e, aauth_signing::SignError::Component(_)), "{e:?}");
 }
+
+/// A signer gate decides before any key is resolved: a refused signer costs no lookup.
+#[test]
+fn a_signer_gate_refuses_before_any_key_is_resolved() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counting(AtomicUsize, SchemeResolver);
+    #[async_trait]
+    impl aauth_signing::KeyResolver for Counting {
+        async fn resolve(
+            &self,
+            scheme: &Scheme,
+            ctx: &aauth_signing::ResolveContext<'_>,
+        ) -> Result<aauth_signing::ResolvedKey, VerifyError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.resolve(scheme, ctx).await
+        }
+    }
+    let (p, b) = signed(
+        "GET",
+        "https://api.example/data",
+        b"",
+        &SignOptions::default(),
+    );
+    let p = as_server(p);
+    let resolver = Arc::new(Counting(AtomicUsize::new(0), resolver()));
+    let refuse = |s: &Scheme| {
+        Err(VerifyError::SignerNotAdmitted {
+            signer: s.name().to_owned(),
+        })
+    };
+    let v = Verifier::new(policy(), resolver.clone()).gate(Arc::new(refuse));
+    let e = block(v.verify(&p, &b, NOW)).unwrap_err();
+    assert_eq!(
+        e,
+        VerifyError::SignerNotAdmitted {
+            signer: "jwt".into()
+        }
+    );
+    assert_eq!(e.status(), http::StatusCode::FORBIDDEN);
+    assert_eq!(e.code(), None);
+    assert!(e.response_headers(&policy()).is_empty());
+    assert_eq!(resolver.0.load(Ordering::SeqCst), 0);
+    let admit = |_: &Scheme| Ok(());
+    let v = Verifier::new(policy(), resolver.clone()).gate(Arc::new(admit));
+    block(v.verify(&p, &b, NOW)).unwrap();
+    assert_eq!(resolver.0.load(Ordering::SeqCst), 1);
+}
