@@ -89,6 +89,9 @@ pub enum PsError {
     /// The `subagent_token` expired: `expired_subagent_token` (400).
     #[error("expired_subagent_token")]
     ExpiredSubagentToken,
+    /// The `subagent_token` was revoked by its provider: `revoked_subagent_token` (403).
+    #[error("revoked_subagent_token")]
+    RevokedSubagentToken,
     /// The person must be asked and cannot be reached (no interaction channel, or the agent
     /// declared no `interaction` capability): `user_unreachable` (403, terminal).
     #[error("user_unreachable: {0}")]
@@ -108,6 +111,11 @@ pub enum PsError {
     /// the stable `violation` code.
     #[error("denied by the mission's constraints: {0}")]
     Violation(&'static str),
+    /// The pending request changed while this request was answered (another poll, the
+    /// person's decision): `409` with `invalid_request`, nothing written; the caller reads
+    /// it again.
+    #[error("invalid_request: {0}")]
+    Conflict(&'static str),
     /// The store could not answer: `server_error` (500 here; the caller may retry).
     #[error("server_error: {0}")]
     Server(String),
@@ -118,7 +126,7 @@ impl PsError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidRequest(_) | Self::Conflict(_) => "invalid_request",
             Self::InvalidResourceToken(_) => "invalid_resource_token",
             Self::ExpiredResourceToken => "expired_resource_token",
             Self::UnknownPersonToken => "unknown_person_token",
@@ -137,6 +145,7 @@ impl PsError {
             Self::AsRefused { .. } => "as_refused",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::ExpiredSubagentToken => "expired_subagent_token",
+            Self::RevokedSubagentToken => "revoked_subagent_token",
             Self::UserUnreachable(_) => "user_unreachable",
             Self::Denied(_) => "denied",
             Self::MissionNotFound => "mission_not_found",
@@ -151,6 +160,7 @@ impl PsError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::RevokedPresentedToken
+            | Self::RevokedSubagentToken
             | Self::RevokedResourceToken
             | Self::RevokedUpstreamToken
             | Self::UserUnreachable(_)
@@ -158,6 +168,7 @@ impl PsError {
             | Self::MissionTerminated(_)
             | Self::Violation(_) => StatusCode::FORBIDDEN,
             Self::MissionNotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AsUnreachable(_) | Self::AsInteraction { .. } | Self::AsPending => {
                 StatusCode::BAD_GATEWAY

@@ -44,7 +44,8 @@ pub use mission::{
     Tool, iso8601, s256, violation,
 };
 pub use pending::{
-    ChatTurn, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState, WebSession,
+    ChatTurn, DELIVERY_LEASE, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState,
+    WebSession,
 };
 pub use policy::{
     AlwaysAsk, AsQuestions, AutoApprove, ClaimsSource, ConsentKind, ConsentPolicy, ConsentRequest,
@@ -52,13 +53,14 @@ pub use policy::{
 };
 pub use revocation::{HttpRevocationNotifier, RevocationNotifier};
 pub use server::{
-    AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_MAX_CHAIN, DEFAULT_RESOURCE_LIMIT, INTERACT_PATH,
-    INTERACTION_PATH, JWKS_PATH, LOGIN_PATH, MISSION_PATH, MissionTerms, PENDING_PATH,
-    PERMISSION_PATH, PERSON_TOKEN_PATH, PersonServer, REVOCATION_PATH,
+    AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_CONCURRENT_HASHES, DEFAULT_MAX_CHAIN, DEFAULT_MAX_PENDING,
+    DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH, JWKS_PATH, LOGIN_PATH, MISSION_PATH,
+    MissionTerms, PENDING_PATH, PERMISSION_PATH, PERSON_TOKEN_PATH, PersonServer, REVOCATION_PATH,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AuthTokenRecord, IssuedToken, MemoryStore, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+    AuthTokenRecord, IssuedToken, MemoryStore, PENDING_KEPT, PersonTokenRecord, PsStore,
+    RECORD_GRACE, StoreError,
 };
 pub use web::callback_allowed;

@@ -140,9 +140,22 @@ pub enum PendingState {
     },
     /// The person denied.
     Denied,
+    /// One poll claimed the approved request and is minting its token: other polls wait
+    /// (`202`) until it is `Done`, so one approval delivers one token. A claim older than
+    /// [`DELIVERY_LEASE`] (its server stopped mid-way) may be taken over.
+    Delivering {
+        /// The approving person's account.
+        account: String,
+        /// When the claim was made (seconds since the epoch).
+        since: u64,
+    },
     /// The token was delivered, or the agent cancelled: later polls get `410`.
     Done,
 }
+
+/// How long a delivery claim ([`PendingState::Delivering`]) holds before another poll may
+/// take it over.
+pub const DELIVERY_LEASE: u64 = 30;
 
 /// A deferred token request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +198,9 @@ pub struct Pending {
     pub platform: Option<String>,
     /// The device the agent says it runs on (agent-asserted, at most 64 characters).
     pub device: Option<String>,
+    /// The stored version, kept by the store: [`crate::PsStore::update_pending`] writes
+    /// only over the version it was read at, so two writers never both win.
+    pub version: u64,
 }
 
 /// The most questions a person may ask about one request (draft -11 recommends 5).
@@ -273,6 +289,7 @@ impl Pending {
             justification: None,
             platform: None,
             device: None,
+            version: 0,
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::pending::{Pending, PendingRequest, PendingState};
 use crate::policy::{ConsentKind, ConsentPolicy, ConsentRequest, Decision};
 use crate::store::{AuthTokenRecord, PersonTokenRecord, PsStore};
 use crate::{AutoApprove, PsError};
+use aauth_metadata::throttle::{ClientAddr, MemoryThrottle, Throttle, ThrottleKey};
 
 /// The consent pages' sign-in form target.
 pub const LOGIN_PATH: &str = "/interact/login";
@@ -44,6 +45,13 @@ fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response
     );
     r
 }
+
+/// The most deferred requests one agent may have open at once, by default.
+pub const DEFAULT_MAX_PENDING: usize = 16;
+
+/// How many password checks (argon2id) may run at once, by default: each takes tens of
+/// milliseconds of a core and 19 MiB; more attempts wait (a little) or are refused.
+pub const DEFAULT_CONCURRENT_HASHES: usize = 2;
 
 /// The person-token endpoint's path.
 pub const PERSON_TOKEN_PATH: &str = "/person-token";
@@ -86,6 +94,12 @@ pub struct PersonServer {
     /// Whether the consent pages are served (the channel to the person).
     interaction: bool,
     pending_ttl: u64,
+    /// The most deferred requests one agent may have open at once.
+    max_pending: usize,
+    /// Wrong interaction codes and passwords, counted per account, client and request.
+    throttle: Arc<dyn Throttle>,
+    /// Bounds concurrent password hashing (argon2id: memory and CPU per attempt).
+    hashing: Arc<tokio::sync::Semaphore>,
     /// Verifies revocation requests (`jwks_uri` scheme, body covered).
     revocation_verifier: Verifier,
     /// The agent providers whose revocations are accepted.
@@ -361,7 +375,10 @@ impl PersonServer {
                 &revocation_keys,
             ))),
         )
-        .replay(replay);
+        .replay(replay)
+        .gate(Arc::new(|scheme: &aauth_headers::Scheme| {
+            revoker_admitted(&std::collections::BTreeSet::new(), scheme)
+        }));
         Ok(Self {
             id,
             signer,
@@ -377,6 +394,9 @@ impl PersonServer {
             auth_lifetime: aauth_tokens::AUTH_TOKEN_MAX_LIFETIME,
             interaction: false,
             pending_ttl: 600,
+            max_pending: DEFAULT_MAX_PENDING,
+            throttle: Arc::new(MemoryThrottle::default()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
             revocation_verifier,
             revoking_providers: std::collections::BTreeSet::new(),
             notifier: None,
@@ -424,6 +444,23 @@ impl PersonServer {
     pub fn without_replay_check(mut self) -> Self {
         self.agents = self.agents.without_replay();
         self.revocation_verifier = self.revocation_verifier.without_replay();
+        self
+    }
+
+    /// At most `max` deferred requests open at once per agent (default
+    /// [`DEFAULT_MAX_PENDING`]); past it, a request that would be deferred is answered
+    /// `429 rate_limited`.
+    #[must_use]
+    pub fn max_pending_per_agent(mut self, max: usize) -> Self {
+        self.max_pending = max.max(1);
+        self
+    }
+
+    /// Counts wrong interaction codes and passwords in `throttle` (shared by several
+    /// instances) instead of this server's memory ([`aauth_metadata::throttle`]).
+    #[must_use]
+    pub fn throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = throttle;
         self
     }
 
@@ -501,6 +538,18 @@ impl PersonServer {
         providers: impl IntoIterator<Item = ServerId>,
     ) -> Self {
         self.revoking_providers.extend(providers);
+        // Decided from the Signature-Key member, before any key is fetched: an agent
+        // provider not on the list (or a document no revoker publishes) costs nothing.
+        let providers: std::collections::BTreeSet<String> = self
+            .revoking_providers
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        self.revocation_verifier =
+            self.revocation_verifier
+                .gate(Arc::new(move |scheme: &aauth_headers::Scheme| {
+                    revoker_admitted(&providers, scheme)
+                }));
         self
     }
 
@@ -833,6 +882,59 @@ impl PersonServer {
         })
     }
 
+    /// A device cookie for `account`: a random id and its MAC under this server's secret
+    /// (nothing stored; it proves only that this browser once signed in to `account`).
+    fn new_device(&self, account: &str) -> Option<String> {
+        let id = crate::web::random_token().ok()?;
+        let tag = self.device_tag(account, &id);
+        Some(format!("{id}.{tag}"))
+    }
+
+    fn device_tag(&self, account: &str, id: &str) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.directed);
+        for part in ["aauth-device", account, id] {
+            ctx.update(part.as_bytes());
+            ctx.update(&[0]);
+        }
+        base64url::encode(ctx.sign().as_ref())
+    }
+
+    /// Whether `cookie` is a device cookie this server issued for `account`.
+    fn device_is_known(&self, account: &str, cookie: &str) -> bool {
+        cookie.split_once('.').is_some_and(|(id, tag)| {
+            bool::from(subtle_eq(
+                self.device_tag(account, id).as_bytes(),
+                tag.as_bytes(),
+            ))
+        })
+    }
+
+    /// Stores a new deferred request, within the agent's share of open ones.
+    async fn create_pending(&self, p: Pending, now: UnixTime) -> Result<(), PsError> {
+        match self.store.create_pending(p, self.max_pending, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PsError::RateLimited {
+                reason: format!(
+                    "this agent already has {} requests waiting for the person",
+                    self.max_pending
+                ),
+                retry_after: self.pending_ttl,
+            }),
+            Err(e) => Err(PsError::Server(e.reason)),
+        }
+    }
+
+    /// Writes a change of `p`, unless another writer changed it first.
+    async fn save(&self, p: &mut Pending) -> Result<(), PsError> {
+        match self.store.update_pending(p).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PsError::Conflict(
+                "the pending request changed while this was answered: read it again",
+            )),
+            Err(e) => Err(PsError::Server(e.reason)),
+        }
+    }
+
     /// Asks the policy; an unbound agent always needs the person (to bind it).
     fn decide(&self, request: &ConsentRequest<'_>, bound: bool) -> Decision {
         if bound {
@@ -878,10 +980,7 @@ impl PersonServer {
             self.pending_ttl,
         )?;
         let resp = self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0);
-        self.store
-            .put_pending(p)
-            .await
-            .map_err(|e| PsError::Server(e.reason))?;
+        self.create_pending(p, now).await?;
         Ok(Outcome::Respond(resp))
     }
 
@@ -930,10 +1029,7 @@ impl PersonServer {
             self.pending_ttl,
         )?;
         let resp = self.park_at_access_server(&mut p, location, &requirement, question)?;
-        self.store
-            .put_pending(p)
-            .await
-            .map_err(|e| PsError::Server(e.reason))?;
+        self.create_pending(p, now).await?;
         Ok(Outcome::Respond(resp))
     }
 
@@ -1021,6 +1117,7 @@ impl PersonServer {
             justification: hints.justification.clone(),
             platform: hints.platform.clone(),
             device: hints.device.clone(),
+            version: 0,
         })
     }
 
@@ -1099,6 +1196,24 @@ impl PersonServer {
             return Err(PsError::InvalidSubagentToken(
                 "its parent_agent is not the agent that signed this request".to_owned(),
             ));
+        }
+        // Revoked by its provider? A sub-agent token is checked (and recorded, for a later
+        // cascade) exactly as the signer's own agent token is.
+        let revoked_key = format!("agent {} {}", st.claims.iss.as_str(), st.claims.jti);
+        match self
+            .store
+            .see_agent_token(
+                (&st.claims.iss, &st.claims.jti),
+                &st.claims.sub,
+                st.claims.exp,
+                &revoked_key,
+                now,
+            )
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => return Err(PsError::RevokedSubagentToken),
+            Err(e) => return Err(PsError::Server(e.reason)),
         }
         let key = st
             .cnf_key
@@ -2402,13 +2517,13 @@ impl PersonServer {
         match parts.method {
             Method::DELETE => {
                 p.state = PendingState::Done;
-                return match self.store.put_pending(p).await {
+                return match self.save(&mut p).await {
                     Ok(()) => {
                         let mut r = http::Response::new(Bytes::new());
                         *r.status_mut() = StatusCode::NO_CONTENT;
                         r
                     }
-                    Err(e) => PsError::Server(e.reason).into_response(),
+                    Err(e) => e.into_response(),
                 };
             }
             Method::POST => {
@@ -2440,24 +2555,24 @@ impl PersonServer {
                                 .into_response();
                             };
                             *slot = Some(answer.chars().take(4000).collect());
-                            return match self.store.put_pending(p.clone()).await {
+                            return match self.save(&mut p).await {
                                 Ok(()) => {
                                     self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0)
                                 }
-                                Err(e) => PsError::Server(e.reason).into_response(),
+                                Err(e) => e.into_response(),
                             };
                         }
                         match (answer, p.chat.last_mut()) {
                             (Some(answer), Some(turn)) if turn.answer.is_none() => {
                                 turn.answer = Some(answer.chars().take(4000).collect());
-                                return match self.store.put_pending(p.clone()).await {
+                                return match self.save(&mut p).await {
                                     Ok(()) => self.pending_response(
                                         &p,
                                         StatusCode::ACCEPTED,
                                         "interacting",
                                         0,
                                     ),
-                                    Err(e) => PsError::Server(e.reason).into_response(),
+                                    Err(e) => e.into_response(),
                                 };
                             }
                             (None, _) => "clarification_response must be a non-empty string",
@@ -2469,7 +2584,7 @@ impl PersonServer {
                             return gone();
                         }
                         return match self.update_request(&mut p, body, now).await {
-                            Ok(()) => match self.store.put_pending(p.clone()).await {
+                            Ok(()) => match self.save(&mut p).await {
                                 Ok(()) => {
                                     let state = if p.state == PendingState::Interacting {
                                         "interacting"
@@ -2478,7 +2593,7 @@ impl PersonServer {
                                     };
                                     self.pending_response(&p, StatusCode::ACCEPTED, state, 0)
                                 }
-                                Err(e) => PsError::Server(e.reason).into_response(),
+                                Err(e) => e.into_response(),
                             },
                             Err(e) => e.into_response(),
                         };
@@ -2521,9 +2636,11 @@ impl PersonServer {
                 Err(e) => return PsError::Server(e.reason).into_response(),
             }
         }
+        // Every ending is a compare-and-set: of two concurrent polls one ends the request
+        // and answers; the other is told it changed (`409`), and its next poll gets `410`.
         let ended = |mut p: Pending| async move {
             p.state = PendingState::Done;
-            self.store.put_pending(p).await
+            self.save(&mut p).await
         };
         match p.state.clone() {
             PendingState::Done => gone(),
@@ -2533,12 +2650,12 @@ impl PersonServer {
                         StatusCode::OK,
                         &serde_json::json!({ "permission": "denied", "reason": "The person denied it." }),
                     ),
-                    Err(e) => PsError::Server(e.reason).into_response(),
+                    Err(e) => e.into_response(),
                 }
             }
             PendingState::Answered { answer } => match ended(p).await {
                 Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "answer": answer })),
-                Err(e) => PsError::Server(e.reason).into_response(),
+                Err(e) => e.into_response(),
             },
             PendingState::Denied => match ended(p).await {
                 Ok(()) => PollError::new(
@@ -2547,20 +2664,45 @@ impl PersonServer {
                     "the person denied the request",
                 )
                 .response(),
-                Err(e) => PsError::Server(e.reason).into_response(),
+                Err(e) => e.into_response(),
             },
             // Approved, but what the token would be capped by (the agent token, or the
             // upstream token of a chained request: PS-64) has expired: nothing to issue.
-            PendingState::Approved { .. } if now.as_secs() >= p.agent_exp => match ended(p).await {
-                Ok(()) => PollError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "expired",
-                    "the token this request depends on has expired",
-                )
-                .response(),
-                Err(e) => PsError::Server(e.reason).into_response(),
-            },
-            PendingState::Approved { account } => {
+            PendingState::Approved { .. } | PendingState::Delivering { .. }
+                if now.as_secs() >= p.agent_exp =>
+            {
+                match ended(p).await {
+                    Ok(()) => PollError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "expired",
+                        "the token this request depends on has expired",
+                    )
+                    .response(),
+                    Err(e) => e.into_response(),
+                }
+            }
+            // Another poll holds the delivery: wait for it (it ends the request, or gives
+            // the approval back if minting failed).
+            PendingState::Delivering { since, .. }
+                if now.as_secs() < since.saturating_add(crate::pending::DELIVERY_LEASE) =>
+            {
+                self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1)
+            }
+            PendingState::Approved { account } | PendingState::Delivering { account, .. } => {
+                // One approval, one token: claim the delivery first (compare-and-set), so
+                // that of concurrent polls exactly one mints; a claim whose server stopped
+                // mid-way is taken over once its lease has run out.
+                p.state = PendingState::Delivering {
+                    account: account.clone(),
+                    since: now.as_secs(),
+                };
+                match self.store.update_pending(&mut p).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1);
+                    }
+                    Err(e) => return PsError::Server(e.reason).into_response(),
+                }
                 let key = match PublicKey::from_jwk(&p.key) {
                     Ok(k) => k,
                     Err(e) => return PsError::Server(e.to_string()).into_response(),
@@ -2623,9 +2765,12 @@ impl PersonServer {
                     }
                 };
                 match minted {
+                    // Delivered only once the request is recorded as ended: if that cannot
+                    // be written, the token is withheld (the claim's lease runs out and a
+                    // later poll mints anew), never delivered twice.
                     Ok(json) => match ended(p).await {
                         Ok(()) => json_response(StatusCode::OK, &json),
-                        Err(e) => PsError::Server(e.reason).into_response(),
+                        Err(e) => e.into_response(),
                     },
                     // Approved here; the Access Server needs the person too.
                     Err(PsError::AsInteraction {
@@ -2636,7 +2781,14 @@ impl PersonServer {
                         self.wait_for_access_server(p, location, &requirement, question)
                             .await
                     }
-                    Err(e) => e.into_response(),
+                    // Nothing was delivered: the approval stands for the next poll.
+                    Err(e) => {
+                        p.state = PendingState::Approved { account };
+                        match self.save(&mut p).await {
+                            Ok(()) => e.into_response(),
+                            Err(se) => se.into_response(),
+                        }
+                    }
                 }
             }
             _ if now.as_secs() >= p.expires => match ended(p).await {
@@ -2646,7 +2798,7 @@ impl PersonServer {
                     "the person did not answer in time",
                 )
                 .response(),
-                Err(e) => PsError::Server(e.reason).into_response(),
+                Err(e) => e.into_response(),
             },
             PendingState::Interacting => {
                 self.pending_response(&p, StatusCode::ACCEPTED, "interacting", 5)
@@ -2668,16 +2820,16 @@ impl PersonServer {
             Ok(r) => r,
             Err(e) => {
                 p.state = PendingState::Done;
-                return match self.store.put_pending(p).await {
+                return match self.save(&mut p).await {
                     Ok(()) => e.into_response(),
-                    Err(se) => PsError::Server(se.reason).into_response(),
+                    Err(se) => se.into_response(),
                 };
             }
         };
         p.state = PendingState::Pending;
-        match self.store.put_pending(p).await {
+        match self.save(&mut p).await {
             Ok(()) => resp,
-            Err(e) => PsError::Server(e.reason).into_response(),
+            Err(e) => e.into_response(),
         }
     }
 
@@ -2686,14 +2838,14 @@ impl PersonServer {
     async fn poll_access_server(&self, mut p: Pending, now: UnixTime) -> http::Response<Bytes> {
         if now.as_secs() >= p.expires {
             p.state = PendingState::Done;
-            return match self.store.put_pending(p).await {
+            return match self.save(&mut p).await {
                 Ok(()) => PollError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "expired",
                     "the person did not answer in time",
                 )
                 .response(),
-                Err(e) => PsError::Server(e.reason).into_response(),
+                Err(e) => e.into_response(),
             };
         }
         let key = match PublicKey::from_jwk(&p.key) {
@@ -2732,9 +2884,9 @@ impl PersonServer {
         match outcome {
             Ok(json) => {
                 p.state = PendingState::Done;
-                match self.store.put_pending(p).await {
+                match self.save(&mut p).await {
                     Ok(()) => json_response(StatusCode::OK, &json),
-                    Err(e) => PsError::Server(e.reason).into_response(),
+                    Err(e) => e.into_response(),
                 }
             }
             // Something new for the agent (a link, a question): tell it.
@@ -2747,8 +2899,8 @@ impl PersonServer {
                     .await
             }
             Err(PsError::AsPending | PsError::AsInteraction { .. }) => {
-                if forwarding && let Err(e) = self.store.put_pending(p.clone()).await {
-                    return PsError::Server(e.reason).into_response();
+                if forwarding && let Err(e) = self.save(&mut p).await {
+                    return e.into_response();
                 }
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
@@ -2763,9 +2915,9 @@ impl PersonServer {
             }
             Err(e) => {
                 p.state = PendingState::Done;
-                match self.store.put_pending(p).await {
+                match self.save(&mut p).await {
                     Ok(()) => e.into_response(),
-                    Err(se) => PsError::Server(se.reason).into_response(),
+                    Err(se) => se.into_response(),
                 }
             }
         }
@@ -2790,6 +2942,33 @@ impl PersonServer {
                 "Person Server",
                 &format!("<p>{}</p>", web::esc(msg)),
             )
+        };
+        // A pending request another writer changed first (the agent updated it, another
+        // tab answered): nothing written, the person looks again.
+        let failed = |e: PsError| match e {
+            PsError::Conflict(_) => error_page(
+                StatusCode::CONFLICT,
+                "This request changed while you were answering it. Open the link again.",
+            ),
+            e => e.into_response(),
+        };
+        let client = parts.extensions.get::<ClientAddr>().copied();
+        // Guessing a code is throttled per account and per client (each wrong code counts
+        // against both, and a blocked one is refused before any lookup); guessing a
+        // request's code from another account also ends that request (`attempts`).
+        let code_keys = |account: &str| {
+            let mut keys = vec![ThrottleKey::new("code/account", account)];
+            keys.extend(client.map(|c| ThrottleKey::client("code/client", c)));
+            keys
+        };
+        let too_many = |wait: u64, what: &str| {
+            let mut r = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many {what}. Try again in {wait} seconds."),
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+            r
         };
         match (parts.method.clone(), parts.uri.path()) {
             (Method::GET, INTERACT_PATH) => {
@@ -2816,6 +2995,12 @@ impl PersonServer {
                         "Too many wrong codes. Sign in again later.",
                     );
                 }
+                let keys = code_keys(&s.account);
+                match self.throttle.blocked(&keys, now).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return too_many(wait, "wrong codes"),
+                    Err(e) => return PsError::Server(e.reason).into_response(),
+                }
                 let found = match crate::code::normalize(&code) {
                     Some(c) => match self.store.pending_by_code(&c).await {
                         Ok(p) => p,
@@ -2838,7 +3023,10 @@ impl PersonServer {
                         && now.as_secs() < p.expires
                         && p.attempts < web::MAX_ATTEMPTS
                 }) else {
-                    s.bad_codes += 1;
+                    s.bad_codes = s.bad_codes.saturating_add(1);
+                    if let Err(e) = self.throttle.failed(&keys, now).await {
+                        return PsError::Server(e.reason).into_response();
+                    }
                     if let Some(c) = &session_cookie
                         && let Err(e) = self.store.put_session(&web::session_key(c), s).await
                     {
@@ -2854,12 +3042,15 @@ impl PersonServer {
                     // tries the request ends, and the agent's next poll gets 410
                     // invalid_code (a wrong code names no request; those are limited per
                     // session above).
-                    p.attempts += 1;
+                    p.attempts = p.attempts.saturating_add(1);
                     if p.attempts >= web::MAX_ATTEMPTS {
                         p.state = PendingState::Done;
                     }
-                    if let Err(e) = self.store.put_pending(p).await {
+                    if let Err(e) = self.throttle.failed(&keys, now).await {
                         return PsError::Server(e.reason).into_response();
+                    }
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
                     }
                     return error_page(
                         StatusCode::NOT_FOUND,
@@ -2869,8 +3060,8 @@ impl PersonServer {
                 p.state = PendingState::Interacting;
                 let callback = self.callback_for(&p.agent.0, callback).await;
                 let body = self.consent_page(&p, &s.csrf, callback.as_deref());
-                if let Err(e) = self.store.put_pending(p).await {
-                    return PsError::Server(e.reason).into_response();
+                if let Err(e) = self.save(&mut p).await {
+                    return failed(e);
                 }
                 page(StatusCode::OK, "An agent asks for your approval", &body)
             }
@@ -2892,13 +3083,68 @@ impl PersonServer {
                 let code = web::field(&posted, "code").unwrap_or_default();
                 let account = web::field(&posted, "username").unwrap_or_default();
                 let password = web::field(&posted, "password").unwrap_or_default();
+                if account.len() > web::MAX_ACCOUNT_LEN || password.len() > web::MAX_PASSWORD_LEN {
+                    return error_page(
+                        StatusCode::BAD_REQUEST,
+                        "That account or password is too long.",
+                    );
+                }
+                // Guesses are throttled per client and per account, refused before any hash
+                // is computed. A browser that signed in to this account before (its device
+                // cookie) is exempt from the account's count, so guessing from elsewhere
+                // never locks the person out of their own browser.
+                let known_device = web::cookie(&parts.headers, web::DEVICE_COOKIE)
+                    .is_some_and(|d| self.device_is_known(account, &d));
+                let mut keys: Vec<ThrottleKey> = client
+                    .map(|c| ThrottleKey::client("password/client", c))
+                    .into_iter()
+                    .collect();
+                if !known_device {
+                    keys.push(ThrottleKey::new("password/account", account));
+                }
+                match self.throttle.blocked(&keys, now).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return too_many(wait, "failed sign-ins"),
+                    Err(e) => return PsError::Server(e.reason).into_response(),
+                }
                 let phc = match self.store.password_hash(account).await {
                     Ok(h) => h,
                     Err(e) => return PsError::Server(e.reason).into_response(),
                 };
-                // The same work whether or not the account exists.
-                let ok = web::check_password(phc.as_deref().unwrap_or(web::dummy_hash()), password)
-                    && phc.is_some();
+                // The same work whether or not the account exists, a bounded number at a
+                // time, off the threads that answer requests.
+                let Ok(Ok(permit)) = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    Arc::clone(&self.hashing).acquire_owned(),
+                )
+                .await
+                else {
+                    let mut r = error_page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Too many sign-ins at once. Try again in a moment.",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return r;
+                };
+                let (stored, given) = (
+                    phc.clone().unwrap_or_else(|| web::dummy_hash().to_owned()),
+                    password.to_owned(),
+                );
+                let checked = tokio::task::spawn_blocking(move || {
+                    let ok = web::check_password(&stored, &given);
+                    drop(permit);
+                    ok
+                })
+                .await;
+                let ok = matches!(checked, Ok(true)) && phc.is_some();
+                if ok {
+                    if let Err(e) = self.throttle.succeeded(&keys).await {
+                        return PsError::Server(e.reason).into_response();
+                    }
+                } else if let Err(e) = self.throttle.failed(&keys, now).await {
+                    return PsError::Server(e.reason).into_response();
+                }
                 if !ok {
                     return page(
                         StatusCode::UNAUTHORIZED,
@@ -2939,6 +3185,13 @@ impl PersonServer {
                 if let Some(v) = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600) {
                     r.headers_mut().append(http::header::SET_COOKIE, v);
                 }
+                // This browser is now known for this account (see the throttle above).
+                if let Some(v) = self
+                    .new_device(account)
+                    .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE))
+                {
+                    r.headers_mut().append(http::header::SET_COOKIE, v);
+                }
                 r
             }
             (Method::POST, INTERACT_PATH) => {
@@ -2952,6 +3205,15 @@ impl PersonServer {
                         "The form expired. Open the link again.",
                     );
                 }
+                // The form names its request by code: a decision is a guess like any other
+                // (a matching code would approve someone else's request and bind its
+                // agent here), throttled the same way.
+                let keys = code_keys(&s.account);
+                match self.throttle.blocked(&keys, now).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return too_many(wait, "wrong codes"),
+                    Err(e) => return PsError::Server(e.reason).into_response(),
+                }
                 let found =
                     match crate::code::normalize(web::field(&posted, "code").unwrap_or_default()) {
                         Some(c) => match self.store.pending_by_code(&c).await {
@@ -2960,6 +3222,11 @@ impl PersonServer {
                         },
                         None => None,
                     };
+                if found.is_none()
+                    && let Err(e) = self.throttle.failed(&keys, now).await
+                {
+                    return PsError::Server(e.reason).into_response();
+                }
                 let Some(mut p) = found.filter(|p| {
                     matches!(p.state, PendingState::Pending | PendingState::Interacting)
                         && now.as_secs() < p.expires
@@ -2986,8 +3253,8 @@ impl PersonServer {
                         question.chars().take(2000).collect::<String>(),
                     ));
                     let code = crate::code::display(&p.code);
-                    if let Err(e) = self.store.put_pending(p).await {
-                        return PsError::Server(e.reason).into_response();
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
                     }
                     return page(
                         StatusCode::OK,
@@ -3010,8 +3277,8 @@ impl PersonServer {
                         return error_page(StatusCode::BAD_REQUEST, "Write an answer first.");
                     }
                     *answer = Some(given.chars().take(4000).collect());
-                    if let Err(e) = self.store.put_pending(p).await {
-                        return PsError::Server(e.reason).into_response();
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
                     }
                     return error_page(
                         StatusCode::OK,
@@ -3030,8 +3297,8 @@ impl PersonServer {
                         answer: answer.chars().take(4000).collect(),
                     };
                     let provider = p.agent.0.clone();
-                    if let Err(e) = self.store.put_pending(p).await {
-                        return PsError::Server(e.reason).into_response();
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
                     }
                     if let Some(cb) = self
                         .callback_for(&provider, web::field(&posted, "callback"))
@@ -3065,8 +3332,8 @@ impl PersonServer {
                     p.state = PendingState::Denied;
                 }
                 let provider = p.agent.0.clone();
-                if let Err(e) = self.store.put_pending(p).await {
-                    return PsError::Server(e.reason).into_response();
+                if let Err(e) = self.save(&mut p).await {
+                    return failed(e);
                 }
                 // Back to the agent, if it asked (draft -11: access_denied on a denial).
                 if let Some(cb) = self
@@ -3808,8 +4075,20 @@ impl PersonServer {
         if parts.method != Method::POST {
             return PsError::InvalidRequest("POST".to_owned()).into_response();
         }
+        let unsupported = || {
+            let mut r = json_response(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({ "error": "unsupported_iss", "detail": "this Person Server takes revocations from the agent providers it knows" }),
+            );
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            r
+        };
         let verified = match self.revocation_verifier.verify(parts, body, now).await {
             Ok(v) => v,
+            Err(VerifyError::SignerNotAdmitted { .. }) => return unsupported(),
             Err(error) => {
                 return error
                     .to_response(self.revocation_verifier.policy())
@@ -3835,7 +4114,11 @@ impl PersonServer {
                 Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => {
                     match self
                         .store
-                        .revoke(&resource_revocation_key(&resource, &b.jti), b.exp)
+                        .revoke(
+                            &resource_revocation_key(&resource, &b.jti),
+                            revocation_exp(b.exp, TokenType::Resource, now),
+                            now,
+                        )
                         .await
                     {
                         Ok(()) => {
@@ -3854,15 +4137,7 @@ impl PersonServer {
             };
         }
         let Some(provider) = provider else {
-            let mut r = json_response(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({ "error": "unsupported_iss", "detail": "this Person Server takes revocations from the agent providers it knows" }),
-            );
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            return r;
+            return unsupported();
         };
         let b = match serde_json::from_slice::<Body>(body) {
             Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => b,
@@ -3875,10 +4150,12 @@ impl PersonServer {
         };
         let result = async {
             let key = format!("agent {} {}", provider.as_str(), b.jti);
-            self.store.revoke(&key, b.exp).await?;
+            self.store
+                .revoke(&key, revocation_exp(b.exp, TokenType::Agent, now), now)
+                .await?;
             if let Some(agent) = self.store.agent_of_token(&provider, &b.jti).await? {
                 for (jti, aud, exp) in self.store.tokens_of_agent(&provider, &agent).await? {
-                    self.store.revoke(&jti, exp).await?;
+                    self.store.revoke(&jti, exp, now).await?;
                     // The resource's outcome is not reported to the provider (§11.12.4); a
                     // failed leg is the resource's to catch up on (tokens expire within the
                     // hour).
@@ -3907,6 +4184,37 @@ impl PersonServer {
             Err(e) => PsError::Server(e.reason).into_response(),
         }
     }
+}
+
+/// Who may send this server a revocation: a listed agent provider (for its agent
+/// tokens), or any resource (for resource tokens it issued: keyed by its own identifier,
+/// so it can revoke nothing else).
+fn revoker_admitted(
+    providers: &std::collections::BTreeSet<String>,
+    scheme: &aauth_headers::Scheme,
+) -> Result<(), VerifyError> {
+    match scheme {
+        aauth_headers::Scheme::JwksUri { id, dwk, .. }
+            if (dwk == "aauth-agent.json" && providers.contains(id))
+                || dwk == "aauth-resource.json" =>
+        {
+            Ok(())
+        }
+        other => Err(VerifyError::SignerNotAdmitted {
+            signer: match other {
+                aauth_headers::Scheme::JwksUri { id, .. } => id.clone(),
+                o => o.name().to_owned(),
+            },
+        }),
+    }
+}
+
+/// How long a revocation received for a token of type `ty` is kept: until its `exp`, but
+/// never past the longest lifetime such a token can have from `now` (a verifier refuses
+/// longer ones), so an `exp` far in the future (or `u64::MAX`) neither overflows nor
+/// keeps a record forever.
+fn revocation_exp(exp: u64, ty: TokenType, now: UnixTime) -> u64 {
+    exp.min(now.as_secs().saturating_add(ty.verify_lifetime_cap()))
 }
 
 /// The revocation record of resource token `jti` issued by `resource` (keyed by

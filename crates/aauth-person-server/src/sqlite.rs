@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS auth_tokens (
   presented_jti TEXT NOT NULL, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
-  id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL, data TEXT NOT NULL);
+  id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL, data TEXT NOT NULL,
+  version INTEGER NOT NULL DEFAULT 0, agent TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS agent_tokens (
   iss TEXT NOT NULL, jti TEXT NOT NULL, agent TEXT NOT NULL, exp INTEGER NOT NULL,
   PRIMARY KEY (iss, jti));
@@ -102,6 +103,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             inserts: Arc::default(),
@@ -116,6 +118,7 @@ impl SqliteStore {
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             inserts: Arc::default(),
@@ -243,6 +246,7 @@ enum StateRow {
     Approved { account: String },
     Answered { answer: String },
     Denied,
+    Delivering { account: String, since: u64 },
     Done,
 }
 
@@ -343,7 +347,12 @@ impl PendingRow {
                     answer: answer.clone(),
                 },
                 PendingState::Denied => StateRow::Denied,
-                PendingState::Done => StateRow::Done,
+                PendingState::Delivering { account, since } => StateRow::Delivering {
+                    account: account.clone(),
+                    since: *since,
+                },
+                // A state a later version adds is kept as ended, never as approved.
+                _ => StateRow::Done,
             },
             expires: p.expires,
             attempts: p.attempts,
@@ -449,6 +458,9 @@ impl PendingRow {
                 StateRow::Approved { account } => PendingState::Approved { account },
                 StateRow::Answered { answer } => PendingState::Answered { answer },
                 StateRow::Denied => PendingState::Denied,
+                StateRow::Delivering { account, since } => {
+                    PendingState::Delivering { account, since }
+                }
                 StateRow::Done => PendingState::Done,
             },
             expires: self.expires,
@@ -467,6 +479,8 @@ impl PendingRow {
             justification: self.justification,
             platform: self.platform,
             device: self.device,
+            // The row's column, set by the reader.
+            version: 0,
         })
     }
 }
@@ -532,10 +546,36 @@ impl MissionRow {
     }
 }
 
-fn pending_from_json(data: &str) -> Result<Pending, StoreError> {
-    serde_json::from_str::<PendingRow>(data)
+fn pending_from_json(data: &str, version: i64) -> Result<Pending, StoreError> {
+    let mut p = serde_json::from_str::<PendingRow>(data)
         .map_err(err)?
-        .into_pending()
+        .into_pending()?;
+    p.version = u(version);
+    Ok(p)
+}
+
+/// Adds what later versions keep to a database an earlier version created.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has = |table: &str, column: &str| -> Result<bool, StoreError> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .map_err(err)?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    if !has("pending", "version")? {
+        conn.execute_batch(
+            "ALTER TABLE pending ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE pending ADD COLUMN agent TEXT NOT NULL DEFAULT '';",
+        )
+        .map_err(err)?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);")
+        .map_err(err)
 }
 
 fn i(v: u64) -> i64 {
@@ -743,11 +783,21 @@ impl PsStore for SqliteStore {
         .transpose()
     }
 
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
+    async fn revoke(&self, jti: &str, exp: u64, now: UnixTime) -> Result<(), StoreError> {
         let jti = jti.to_owned();
+        let sweep = self.sweep();
         self.with(move |c| {
+            if sweep {
+                c.execute(
+                    "DELETE FROM revoked WHERE exp < ?1",
+                    params![i(now.as_secs().saturating_sub(RECORD_GRACE))],
+                )
+                .map_err(err)?;
+            }
+            // A later `exp` extends a record; an earlier one never shortens it.
             c.execute(
-                "INSERT OR REPLACE INTO revoked (jti, exp) VALUES (?1, ?2)",
+                "INSERT INTO revoked (jti, exp) VALUES (?1, ?2) \
+                 ON CONFLICT (jti) DO UPDATE SET exp = MAX(exp, excluded.exp)",
                 params![jti, i(exp)],
             )
             .map(drop)
@@ -771,52 +821,98 @@ impl PsStore for SqliteStore {
         .await
     }
 
-    async fn put_pending(&self, p: Pending) -> Result<(), StoreError> {
+    async fn create_pending(
+        &self,
+        p: Pending,
+        max_open: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         let data = serde_json::to_string(&PendingRow::from(&p)).map_err(err)?;
+        let agent = format!("{} {}", p.agent.0.as_str(), p.agent.1.as_str());
+        let sweep = self.sweep();
         self.with(move |c| {
-            c.execute(
-                "DELETE FROM pending WHERE expires < ?1",
-                params![i(p.expires.saturating_sub(2 * 3600))],
-            )
-            .map_err(err)?;
-            c.execute(
-                "INSERT OR REPLACE INTO pending (id, code, expires, data) VALUES (?1, ?2, ?3, ?4)",
-                params![p.id, p.code, i(p.expires), data],
-            )
-            .map(drop)
-            .map_err(err)
+            // One transaction: the count and the insert are one decision.
+            let tx = c.unchecked_transaction().map_err(err)?;
+            if sweep {
+                // Kept a while past expiry so that late polls get 408/410.
+                tx.execute(
+                    "DELETE FROM pending WHERE expires < ?1",
+                    params![i(now.as_secs().saturating_sub(crate::store::PENDING_KEPT))],
+                )
+                .map_err(err)?;
+            }
+            let open: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM pending WHERE agent = ?1 AND expires > ?2")
+                .map_err(err)?
+                .query_row(params![agent, i(now.as_secs())], |r| r.get(0))
+                .map_err(err)?;
+            if usize::try_from(open).unwrap_or(usize::MAX) >= max_open {
+                return Ok(false);
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO pending (id, code, expires, data, version, agent) \
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                    params![p.id, p.code, i(p.expires), data, agent],
+                )
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(inserted == 1)
         })
         .await
     }
 
-    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
-        let id = id.to_owned();
-        let data: Option<String> = self
+    async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
+        let data = serde_json::to_string(&PendingRow::from(p)).map_err(err)?;
+        let (id, version) = (p.id.clone(), p.version);
+        let written = self
             .with(move |c| {
-                c.query_row("SELECT data FROM pending WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()
+                // The version compare-and-set is the database's: one writer wins.
+                c.prepare_cached(
+                    "UPDATE pending SET data = ?1, version = version + 1 \
+                     WHERE id = ?2 AND version = ?3",
+                )
+                .map_err(err)?
+                .execute(params![data, id, i(version)])
                 .map_err(err)
             })
             .await?;
-        data.as_deref().map(pending_from_json).transpose()
+        if written == 1 {
+            p.version = version.wrapping_add(1);
+        }
+        Ok(written == 1)
     }
 
-    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
-        let code = code.to_owned();
-        let data: Option<String> = self
+    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
+        let id = id.to_owned();
+        let row: Option<(String, i64)> = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT data FROM pending WHERE code = ?1",
-                    params![code],
-                    |r| r.get(0),
+                    "SELECT data, version FROM pending WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(err)
             })
             .await?;
-        data.as_deref().map(pending_from_json).transpose()
+        row.map(|(d, v)| pending_from_json(&d, v)).transpose()
+    }
+
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
+        let code = code.to_owned();
+        let row: Option<(String, i64)> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT data, version FROM pending WHERE code = ?1",
+                    params![code],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        row.map(|(d, v)| pending_from_json(&d, v)).transpose()
     }
 
     async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {

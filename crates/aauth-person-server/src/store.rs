@@ -183,12 +183,14 @@ pub trait PsStore: Send + Sync {
         now: UnixTime,
     ) -> Result<Option<AuthTokenRecord>, StoreError>;
 
-    /// Marks the token `jti` revoked until `exp`.
+    /// Marks the token `jti` revoked until `exp` (kept [`RECORD_GRACE`] longer), at `now`:
+    /// records that ended before `now` may be dropped (the table is bounded by time, as
+    /// every `exp` is capped by the caller).
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError>;
+    async fn revoke(&self, jti: &str, exp: u64, now: UnixTime) -> Result<(), StoreError>;
 
     /// Whether `jti` was revoked.
     ///
@@ -197,12 +199,29 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Stores or replaces the deferred request `p.id`.
+    /// Stores the new deferred request `p` (its `version` 0), unless its agent
+    /// (`p.agent`) already has `max_open` requests that have not expired at `now`:
+    /// `Ok(false)` then, and nothing is stored. Checked and stored atomically.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn put_pending(&self, p: Pending) -> Result<(), StoreError>;
+    async fn create_pending(
+        &self,
+        p: Pending,
+        max_open: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Replaces the deferred request `p.id` if it is still at `p.version`, and advances
+    /// `p.version`; `Ok(false)` when another writer changed it first (nothing written).
+    /// Every change of a pending request goes through here, so that two writers (two
+    /// polls, a poll and the person's approval) never both win.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError>;
 
     /// The deferred request `id` (expired ones included: the caller answers `408`).
     ///
@@ -405,6 +424,12 @@ struct Inner {
     auth_tokens: BTreeMap<String, AuthTokenRecord>,
     revoked: BTreeMap<String, u64>,
     pending: BTreeMap<String, Pending>,
+    /// Interaction code → pending id.
+    codes: BTreeMap<String, String>,
+    /// Pending ids by expiry, to drop old ones without a scan.
+    pending_by_expiry: BTreeSet<(u64, String)>,
+    /// Each agent's pending requests by expiry, to count the open ones.
+    pending_of_agent: BTreeMap<(ServerId, AgentId), BTreeSet<(u64, String)>>,
     passwords: BTreeMap<String, String>,
     sessions: BTreeMap<String, WebSession>,
     missions: BTreeMap<String, Mission>,
@@ -415,7 +440,29 @@ struct Inner {
     chains: BTreeMap<String, (Vec<ServerId>, u64)>,
 }
 
+/// How long a pending request is kept past its expiry (late polls get `408`/`410`).
+pub const PENDING_KEPT: u64 = 2 * 3600;
+
 impl Inner {
+    /// Drops pending requests that expired before `floor`, in expiry order.
+    fn drop_pending_before(&mut self, floor: u64) {
+        while let Some((expires, id)) = self.pending_by_expiry.first().cloned() {
+            if expires >= floor {
+                break;
+            }
+            self.pending_by_expiry.pop_first();
+            if let Some(p) = self.pending.remove(&id) {
+                self.codes.remove(&p.code);
+                if let Some(set) = self.pending_of_agent.get_mut(&p.agent) {
+                    set.remove(&(expires, id));
+                    if set.is_empty() {
+                        self.pending_of_agent.remove(&p.agent);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether this insert sweeps expired records.
     fn sweep(&mut self) -> bool {
         self.inserts = self.inserts.wrapping_add(1);
@@ -469,10 +516,10 @@ impl PsStore for MemoryStore {
         if inner.sweep() {
             inner
                 .person_tokens
-                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
             inner
                 .auth_tokens
-                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
         }
         inner.person_tokens.insert(r.jti.clone(), r);
         Ok(())
@@ -487,7 +534,7 @@ impl PsStore for MemoryStore {
             .lock()
             .person_tokens
             .get(jti)
-            .filter(|t| t.exp + RECORD_GRACE > now.as_secs())
+            .filter(|t| t.exp.saturating_add(RECORD_GRACE) > now.as_secs())
             .cloned())
     }
 
@@ -497,10 +544,10 @@ impl PsStore for MemoryStore {
         if inner.sweep() {
             inner
                 .person_tokens
-                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
             inner
                 .auth_tokens
-                .retain(|_, t| t.exp + RECORD_GRACE > now_floor);
+                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
         }
         inner.auth_tokens.insert(r.jti.clone(), r);
         Ok(())
@@ -515,12 +562,20 @@ impl PsStore for MemoryStore {
             .lock()
             .auth_tokens
             .get(jti)
-            .filter(|t| t.exp + RECORD_GRACE > now.as_secs())
+            .filter(|t| t.exp.saturating_add(RECORD_GRACE) > now.as_secs())
             .cloned())
     }
 
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
-        self.lock().revoked.insert(jti.to_owned(), exp);
+    async fn revoke(&self, jti: &str, exp: u64, now: UnixTime) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.sweep() {
+            let now = now.as_secs();
+            inner
+                .revoked
+                .retain(|_, e| e.saturating_add(RECORD_GRACE) > now);
+        }
+        let entry = inner.revoked.entry(jti.to_owned()).or_insert(exp);
+        *entry = (*entry).max(exp);
         Ok(())
     }
 
@@ -529,16 +584,52 @@ impl PsStore for MemoryStore {
             .lock()
             .revoked
             .get(jti)
-            .is_some_and(|exp| exp + RECORD_GRACE > now.as_secs()))
+            .is_some_and(|exp| exp.saturating_add(RECORD_GRACE) > now.as_secs()))
     }
 
-    async fn put_pending(&self, p: Pending) -> Result<(), StoreError> {
+    async fn create_pending(
+        &self,
+        mut p: Pending,
+        max_open: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        // Drop what ended long ago (kept a while so that late polls get 408/410).
-        let floor = p.expires.saturating_sub(2 * 3600);
-        inner.pending.retain(|_, q| q.expires > floor);
+        inner.drop_pending_before(now.as_secs().saturating_sub(PENDING_KEPT));
+        let agent = p.agent.clone();
+        let open = inner.pending_of_agent.get(&agent).map_or(0, |set| {
+            set.range((now.as_secs().saturating_add(1), String::new())..)
+                .count()
+        });
+        if open >= max_open
+            || inner.pending.contains_key(&p.id)
+            || inner.codes.contains_key(&p.code)
+        {
+            return Ok(false);
+        }
+        p.version = 0;
+        inner.codes.insert(p.code.clone(), p.id.clone());
+        inner.pending_by_expiry.insert((p.expires, p.id.clone()));
+        inner
+            .pending_of_agent
+            .entry(agent)
+            .or_default()
+            .insert((p.expires, p.id.clone()));
         inner.pending.insert(p.id.clone(), p);
-        Ok(())
+        Ok(true)
+    }
+
+    async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.pending.get_mut(&p.id) else {
+            return Ok(false);
+        };
+        if stored.version != p.version || stored.code != p.code || stored.expires != p.expires {
+            // Another writer was first (or the caller changed what indexes it: refused).
+            return Ok(false);
+        }
+        p.version = p.version.wrapping_add(1);
+        *stored = p.clone();
+        Ok(true)
     }
 
     async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
@@ -546,11 +637,11 @@ impl PsStore for MemoryStore {
     }
 
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
-        Ok(self
-            .lock()
-            .pending
-            .values()
-            .find(|p| p.code == code)
+        let inner = self.lock();
+        Ok(inner
+            .codes
+            .get(code)
+            .and_then(|id| inner.pending.get(id))
             .cloned())
     }
 
@@ -594,7 +685,7 @@ impl PsStore for MemoryStore {
             let floor = exp.saturating_sub(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME);
             inner
                 .agent_tokens
-                .retain(|_, (_, e)| *e + RECORD_GRACE > floor);
+                .retain(|_, (_, e)| e.saturating_add(RECORD_GRACE) > floor);
         }
         inner.agent_tokens.insert(
             (iss.as_str().to_owned(), jti.to_owned()),
@@ -626,7 +717,7 @@ impl PsStore for MemoryStore {
             let floor = exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME);
             inner
                 .presentations
-                .retain(|_, (_, e)| *e + RECORD_GRACE > floor);
+                .retain(|_, (_, e)| e.saturating_add(RECORD_GRACE) > floor);
         }
         let entry = inner
             .presentations
@@ -654,7 +745,9 @@ impl PsStore for MemoryStore {
         let mut inner = self.lock();
         if inner.sweep() {
             let floor = exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME);
-            inner.chains.retain(|_, (_, e)| *e + RECORD_GRACE > floor);
+            inner
+                .chains
+                .retain(|_, (_, e)| e.saturating_add(RECORD_GRACE) > floor);
         }
         inner.chains.insert(jti.to_owned(), (chain.to_vec(), exp));
         Ok(())

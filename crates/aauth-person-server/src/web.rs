@@ -14,6 +14,15 @@ pub(crate) const SESSION_COOKIE: &str = "__Host-aauth-session";
 pub(crate) const CSRF_COOKIE: &str = "__Host-aauth-csrf";
 /// Wrong codes a session may enter before it is refused.
 pub(crate) const MAX_BAD_CODES: u32 = 5;
+/// The cookie that marks a browser that signed in to an account before (exempt from the
+/// account's sign-in throttle).
+pub(crate) const DEVICE_COOKIE: &str = "__Host-aauth-device";
+/// How long a device cookie is kept: 90 days.
+pub(crate) const DEVICE_COOKIE_AGE: u64 = 90 * 24 * 3600;
+/// The longest account name and password a sign-in form may carry.
+pub(crate) const MAX_ACCOUNT_LEN: usize = 256;
+/// See [`MAX_ACCOUNT_LEN`]: 1 KiB (argon2 hashes any length, but nobody types more).
+pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 /// Wrong codes one request may see before it fails terminally.
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
 

@@ -36,6 +36,7 @@ async fn with_pages(mut w: World) -> World {
     w.ps.set_password("mallory", "mallory's password")
         .await
         .unwrap();
+    w.ps.set_password("eve", "eve's password").await.unwrap();
     w
 }
 
@@ -151,14 +152,35 @@ async fn p7_wrong_codes_are_limited_per_session_and_another_persons_tries_end_th
     assert!(!page.html.contains("resource.example"));
     assert_eq!(w.ps.store().pending(&id).await.unwrap(), pending);
 
-    // Another person holding the right code: five tries end the request.
-    let mut mallory = Browser::default();
-    let page = mallory
+    // A new session does not start the count afresh (before, each session had its
+    // own): the account's sixth wrong code blocks it, and then the right code opens
+    // nothing for it.
+    let mut again = Browser::default();
+    let page = again
         .sign_in(&w, &code, "mallory", "mallory's password")
         .await;
+    let right = header_of(&page.headers, "location");
+    let page = again
+        .go(&w, "GET", &format!("{INTERACT_PATH}?code=ZZZZ-ZZZT"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let page = again.go(&w, "GET", &right, &[]).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        header_of(&page.headers, "retry-after")
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert!(!page.html.contains("resource.example"));
+    assert_eq!(w.ps.store().pending(&id).await.unwrap(), pending);
+
+    // Another person holding the right code: five tries end the request.
+    let mut eve = Browser::default();
+    let page = eve.sign_in(&w, &code, "eve", "eve's password").await;
     let back = header_of(&page.headers, "location");
     for _ in 0..5 {
-        let page = mallory.go(&w, "GET", &back, &[]).await;
+        let page = eve.go(&w, "GET", &back, &[]).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND);
         assert!(!page.html.contains("resource.example"));
     }

@@ -177,7 +177,7 @@ async fn each_failed_upstream_check_has_its_code_and_changes_nothing() {
     );
 
     // Revoked.
-    w.ps.store().revoke(&uc.jti, uc.exp).await.unwrap();
+    w.ps.store().revoke(&uc.jti, uc.exp, NOW).await.unwrap();
     let before = w.state();
     let (s, json) = w
         .post_as(PERSON_TOKEN_PATH, &ask(&up), &ikey, &itoken)

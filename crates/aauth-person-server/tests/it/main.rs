@@ -639,7 +639,7 @@ async fn each_failed_check_has_its_code() {
     }
 
     // Revoked.
-    w.ps.store().revoke(&pc.jti, pc.exp).await.unwrap();
+    w.ps.store().revoke(&pc.jti, pc.exp, NOW).await.unwrap();
     let (s, json) = w
         .post(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": w.resource_token(&pc.jti, &pc.sub, |b| b), "presented_token": person}))
         .await;

@@ -120,8 +120,8 @@ async fn a_revoked_agent_token_is_refused_and_its_person_and_auth_tokens_with_it
     .await;
     assert_eq!(
         (s, json["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("unknown_key")),
-        "no key under that document"
+        (StatusCode::FORBIDDEN, Some("unsupported_iss")),
+        "a document no revoker publishes: refused before any key is fetched"
     );
     let (s, json) = revoke(
         &w,

@@ -131,7 +131,10 @@ async fn contract(store: Arc<dyn PsStore>) {
         aauth_person_server::IssuedToken::Unknown,
         "an auth token is not a person token"
     );
-    store.revoke("jti-1", NOW.as_secs() + 60).await.unwrap();
+    store
+        .revoke("jti-1", NOW.as_secs() + 60, NOW)
+        .await
+        .unwrap();
     assert_eq!(
         store.issued("jti-1", true, NOW).await.unwrap(),
         aauth_person_server::IssuedToken::Revoked
@@ -167,7 +170,10 @@ async fn contract(store: Arc<dyn PsStore>) {
         Some(agent.clone()),
         "the first record is kept"
     );
-    store.revoke("agent k2", NOW.as_secs() + 600).await.unwrap();
+    store
+        .revoke("agent k2", NOW.as_secs() + 600, NOW)
+        .await
+        .unwrap();
     assert!(
         store
             .see_agent_token(
@@ -252,19 +258,77 @@ async fn contract(store: Arc<dyn PsStore>) {
     p.chat = vec![answered, ChatTurn::new("and then?")];
     p.revision = 2;
     p.justification = Some("narrower".to_owned());
-    store.put_pending(p.clone()).await.unwrap();
+    assert!(store.create_pending(p.clone(), 16, NOW).await.unwrap());
     assert_eq!(store.pending("p1").await.unwrap(), Some(p.clone()));
     assert_eq!(
         store.pending_by_code("ABCD1234").await.unwrap(),
         Some(p.clone())
     );
-    p.state = PendingState::Done;
-    store.put_pending(p.clone()).await.unwrap();
+    // An id or code already taken is not stored again.
+    assert!(!store.create_pending(p.clone(), 16, NOW).await.unwrap());
+    // Every change is a compare-and-set on the version read: of two writers holding
+    // the same version, exactly one wins; the loser writes nothing.
+    let mut first = store.pending("p1").await.unwrap().unwrap();
+    let mut second = first.clone();
+    first.state = PendingState::Delivering {
+        account: "bob".to_owned(),
+        since: NOW.as_secs(),
+    };
+    second.state = PendingState::Denied;
+    assert!(store.update_pending(&mut first).await.unwrap());
+    assert_eq!(first.version, p.version + 1);
+    assert!(!store.update_pending(&mut second).await.unwrap());
     assert_eq!(
-        store.pending("p1").await.unwrap().map(|q| q.state),
-        Some(PendingState::Done)
+        second.version, p.version,
+        "the loser's version is unchanged"
+    );
+    assert_eq!(store.pending("p1").await.unwrap(), Some(first.clone()));
+    first.state = PendingState::Done;
+    assert!(store.update_pending(&mut first).await.unwrap());
+    assert_eq!(
+        store
+            .pending("p1")
+            .await
+            .unwrap()
+            .map(|q| (q.state, q.version)),
+        Some((PendingState::Done, p.version + 2))
     );
     assert_eq!(store.pending_by_code("ZZZZ9999").await.unwrap(), None);
+    // A pending request never stored cannot be updated.
+    let mut ghost = pending(
+        "p-ghost",
+        "GGGG1111",
+        PendingState::Pending,
+        PendingRequest::Question {
+            question: "q".to_owned(),
+            mission_s256: None,
+        },
+    );
+    assert!(!store.update_pending(&mut ghost).await.unwrap());
+
+    // Each agent has a bounded number of open requests: past `max_open`, nothing is
+    // stored; another agent is unaffected; once they expire, there is room again.
+    let question = || PendingRequest::Question {
+        question: "q".to_owned(),
+        mission_s256: None,
+    };
+    for n in 0..3 {
+        let q = pending(
+            &format!("q{n}"),
+            &format!("QQQQ000{n}"),
+            PendingState::Pending,
+            question(),
+        );
+        assert!(store.create_pending(q, 4, NOW).await.unwrap(), "q{n}");
+    }
+    // p1 (same agent, not expired) is the fourth.
+    let q = pending("q3", "QQQQ0003", PendingState::Pending, question());
+    assert!(!store.create_pending(q.clone(), 4, NOW).await.unwrap());
+    assert_eq!(store.pending("q3").await.unwrap(), None);
+    let mut other = pending("o1", "OOOO0001", PendingState::Pending, question());
+    other.agent.1 = AgentId::parse("aauth:other@agent.example").unwrap();
+    assert!(store.create_pending(other, 4, NOW).await.unwrap());
+    assert!(store.create_pending(q, 4, NOW.plus(601)).await.unwrap());
 
     let mut m = Mission::new(
         br#"{"agent":"aauth:assistant@agent.example","description":"d"}"#.to_vec(),
