@@ -47,6 +47,15 @@ pub enum AsError {
     /// Something on this side failed: `server_error` (500).
     #[error("server_error: {0}")]
     Server(String),
+    /// Too many requests of this kind from this Person Server: `rate_limited` (429, with
+    /// `Retry-After` in seconds).
+    #[error("rate_limited: {reason}")]
+    RateLimited {
+        /// What was limited.
+        reason: String,
+        /// Seconds until a request may succeed.
+        retry_after: u64,
+    },
 }
 
 impl AsError {
@@ -65,6 +74,7 @@ impl AsError {
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
             Self::Server(_) => "server_error",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -77,6 +87,7 @@ impl AsError {
             | Self::RevokedPresentedToken
             | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
             Self::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -101,6 +112,10 @@ impl AsError {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
+        if let Self::RateLimited { retry_after, .. } = &self {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         r
     }
 }

@@ -48,7 +48,8 @@ pub use error::AsError;
 pub use people::PeopleAuthenticator;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll, TrustByInteraction};
 pub use server::{
-    AUTH_TOKEN_PATH, AccessServer, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH,
+    AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, INTERACT_PATH, JWKS_PATH, PENDING_PATH,
+    REVOCATION_PATH,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PublicKey, Signer};
+use aauth_metadata::throttle::{ClientAddr, MemoryThrottle, Throttle, ThrottleKey};
 use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
 use aauth_signing::{
     AuthoritySource, IssuerJwksUriResolver, KeyIdentity, ReplayGuard, Verifier, VerifyPolicy,
@@ -203,6 +204,10 @@ fn random_code() -> Option<String> {
     )
 }
 
+/// The most requests one Person Server may have waiting at an Access Server at once, by
+/// default.
+pub const DEFAULT_MAX_WAITING: usize = 64;
+
 /// An Access Server: issues auth tokens (`dwk: aauth-access.json`) for the resources
 /// that name it as their `aud`, only to the Person Servers it trusts, each request
 /// signed by the Person Server under `sig=jwks_uri;id;dwk="aauth-person.json";kid`
@@ -225,6 +230,12 @@ pub struct AccessServer {
     store: Arc<dyn AsStore>,
     /// Sends revocations to resources (AS-41, AS-43).
     notifier: Option<Arc<dyn aauth_agent::Transport>>,
+    /// The most requests one Person Server may have waiting here at once.
+    max_waiting: usize,
+    /// Wrong interaction codes, counted per account and per client.
+    throttle: Arc<dyn Throttle>,
+    /// The resources this server issues for (`None`: any whose resource token names it).
+    governs: Option<BTreeSet<ServerId>>,
 }
 
 impl std::fmt::Debug for AccessServer {
@@ -318,7 +329,11 @@ impl AccessServer {
             auth_lifetime: 3600,
             store: Arc::new(MemoryStore::default()),
             notifier: None,
-        })
+            max_waiting: DEFAULT_MAX_WAITING,
+            throttle: Arc::new(MemoryThrottle::default()),
+            governs: None,
+        }
+        .gated())
     }
 
     /// The authorities this server's endpoints answer to (by default its identifier's
@@ -347,11 +362,66 @@ impl AccessServer {
         self
     }
 
+    /// At most `max` requests waiting at once per Person Server (default
+    /// [`DEFAULT_MAX_WAITING`]); past it a request that would wait is refused `429`.
+    #[must_use]
+    pub fn max_waiting_per_person_server(mut self, max: usize) -> Self {
+        self.max_waiting = max.max(1);
+        self
+    }
+
+    /// Counts wrong interaction codes in `throttle` (shared by several instances)
+    /// instead of this server's memory.
+    #[must_use]
+    pub fn throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Issues auth tokens only for these resources: a resource token from any other is
+    /// refused `invalid_resource_token`, whoever it names as its `aud` (by default every
+    /// resource whose resource token names this server is served).
+    #[must_use]
+    pub fn governs(mut self, resources: impl IntoIterator<Item = ServerId>) -> Self {
+        self.governs
+            .get_or_insert_with(BTreeSet::new)
+            .extend(resources);
+        self
+    }
+
     /// Trusts these Person Servers (pre-established trust); every other caller is
     /// refused with `403 denied`.
     #[must_use]
     pub fn trust(mut self, person_servers: impl IntoIterator<Item = ServerId>) -> Self {
         self.trusted.extend(person_servers);
+        self.gated()
+    }
+
+    /// Refuses, before any key is fetched, a signer this server would refuse after
+    /// verifying: a Person Server it does not admit, or a document no caller of it
+    /// publishes (resources may always sign, for their revocations).
+    fn gated(mut self) -> Self {
+        let (trusted, any_ps): (BTreeSet<String>, bool) = (
+            self.trusted.iter().map(|p| p.as_str().to_owned()).collect(),
+            self.admit_unknown,
+        );
+        self.verifier =
+            self.verifier.gate(Arc::new(
+                move |scheme: &aauth_headers::Scheme| match scheme {
+                    aauth_headers::Scheme::JwksUri { id, dwk, .. }
+                        if (dwk == "aauth-person.json" && (any_ps || trusted.contains(id)))
+                            || dwk == "aauth-resource.json" =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(aauth_signing::VerifyError::SignerNotAdmitted {
+                        signer: match other {
+                            aauth_headers::Scheme::JwksUri { id, .. } => id.clone(),
+                            o => o.name().to_owned(),
+                        },
+                    }),
+                },
+            ));
         self
     }
 
@@ -376,7 +446,7 @@ impl AccessServer {
     #[must_use]
     pub fn admit_unknown_person_servers(mut self) -> Self {
         self.admit_unknown = true;
-        self
+        self.gated()
     }
 
     /// Signs people in on the interaction page through `authenticator`: the binding of a
@@ -526,16 +596,41 @@ impl AccessServer {
                 let waiting = Waiting {
                     ps: ps.clone(),
                     body: body.to_vec(),
-                    expires: now.as_secs() + 600,
+                    expires: now.as_secs().saturating_add(600),
                     step,
                     rt,
                     given,
                 };
-                if let Err(e) = self.put_waiting(id, waiting, now).await {
+                let stored = if reuse.is_some() {
+                    // Taken to be decided again: put back for its next step.
+                    self.put_waiting(id, waiting, now).await
+                } else {
+                    self.create_waiting(id, waiting, now).await
+                };
+                if let Err(e) = stored {
                     return e.into_response();
                 }
                 resp
             }
+        }
+    }
+
+    /// Stores a new waiting request within its Person Server's share.
+    async fn create_waiting(&self, id: String, w: Waiting, now: UnixTime) -> Result<(), AsError> {
+        match self
+            .store
+            .create_waiting(w.into_record(id)?, self.max_waiting, now)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AsError::RateLimited {
+                reason: format!(
+                    "this Person Server already has {} requests waiting here",
+                    self.max_waiting
+                ),
+                retry_after: 600,
+            }),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -706,6 +801,9 @@ impl AccessServer {
     }
 
     /// Decides waiting request `id` again with what its steps gave; ends it on a refusal.
+    /// The request is taken from the store first (one step: of two concurrent polls, one
+    /// decides it and the other finds nothing), so one completed step issues one token;
+    /// it goes back for a further step, or on a failure of this server's.
     async fn decide_again(
         &self,
         id: &str,
@@ -714,10 +812,25 @@ impl AccessServer {
         given: Given,
         now: UnixTime,
     ) -> http::Response<Bytes> {
+        let taken = match self.store.take_waiting(id, now).await {
+            Ok(Some(r)) if r.ps == *ps => r,
+            Ok(Some(r)) => {
+                // Not this caller's (checked before; a race with nothing): put it back.
+                return match self.store.put_waiting(r, now).await {
+                    Ok(()) => not_found(),
+                    Err(e) => store_error(e).into_response(),
+                };
+            }
+            Ok(None) => return not_found(),
+            Err(e) => return store_error(e).into_response(),
+        };
         match self.issue(ps, body, &given, now).await {
             Ok(outcome) => self.respond(outcome, ps, body, given, Some(id), now).await,
-            Err(AsError::Server(why)) => AsError::Server(why).into_response(),
-            Err(e) => self.end_waiting(id, e).await,
+            Err(AsError::Server(why)) => match self.store.put_waiting(taken, now).await {
+                Ok(()) => AsError::Server(why).into_response(),
+                Err(e) => store_error(e).into_response(),
+            },
+            Err(e) => e.into_response(),
         }
     }
 
@@ -863,9 +976,38 @@ impl AccessServer {
             }
             return r;
         };
+        // Codes are guessed one request at a time: throttled per account and per client
+        // (each code that opens nothing counts against both; a blocked one is refused
+        // before any lookup).
+        let mut keys = vec![ThrottleKey::new("code/account", &account)];
+        keys.extend(
+            parts
+                .extensions
+                .get::<ClientAddr>()
+                .map(|c| ThrottleKey::client("code/client", *c)),
+        );
+        match self.throttle.blocked(&keys, now).await {
+            Ok(None) => {}
+            Ok(Some(wait)) => {
+                let mut r = page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("<p>Too many wrong codes. Try again in {wait} seconds.</p>"),
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+                return r;
+            }
+            Err(e) => return AsError::Server(e.reason).into_response(),
+        }
+        let wrong = || async {
+            match self.throttle.failed(&keys, now).await {
+                Ok(()) => no_request(),
+                Err(e) => AsError::Server(e.reason).into_response(),
+            }
+        };
         let record = match self.store.waiting_by_code(&code, now).await {
             Ok(Some(r)) => r,
-            Ok(None) => return no_request(),
+            Ok(None) => return wrong().await,
             Err(e) => return store_error(e).into_response(),
         };
         let id = record.id.clone();
@@ -880,10 +1022,10 @@ impl AccessServer {
             ..
         } = &mut w.step
         else {
-            return no_request();
+            return wrong().await;
         };
         if *done {
-            return no_request();
+            return wrong().await;
         }
         let (resource_id, sub) = (resource.clone(), sub.clone());
         if approve {
@@ -1033,8 +1175,16 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<ServerId, http::Response<Bytes>> {
         // AS-10: a Person Server's signature, covering the body.
+        let untrusted = || {
+            AsError::Untrusted(
+                "this Access Server takes requests only from the Person Servers it trusts"
+                    .to_owned(),
+            )
+            .into_response()
+        };
         let verified = match self.verifier.verify(parts, body, now).await {
             Ok(v) => v,
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(untrusted()),
             Err(error) => {
                 return Err(error.to_response(self.verifier.policy()).map(Bytes::from));
             }
@@ -1045,13 +1195,7 @@ impl AccessServer {
             }
             _ => None,
         };
-        ps.filter(|p| self.admits(p)).ok_or_else(|| {
-            AsError::Untrusted(
-                "this Access Server takes requests only from the Person Servers it trusts"
-                    .to_owned(),
-            )
-            .into_response()
-        })
+        ps.filter(|p| self.admits(p)).ok_or_else(untrusted)
     }
 
     async fn issue(
@@ -1070,6 +1214,23 @@ impl AccessServer {
         let presented = b
             .presented_token
             .ok_or_else(|| missing("presented_token"))?;
+
+        // Only the resources this server governs (when it says which), decided before any
+        // key is fetched for anyone: the resource token's issuer, unverified, only chooses
+        // whether to go on (the token is verified below).
+        if let Some(governed) = &self.governs {
+            let iss = Unverified::<ResourceClaims>::decode(&resource_token, &Validation::new(now))
+                .map(|u| u.unverified_claims().iss.clone())
+                .map_err(|e| match e {
+                    TokenError::Expired { .. } => AsError::ExpiredResourceToken,
+                    other => AsError::InvalidResourceToken(other.to_string()),
+                })?;
+            if !governed.contains(&iss) {
+                return Err(AsError::InvalidResourceToken(
+                    "this Access Server does not serve that resource".to_owned(),
+                ));
+            }
+        }
 
         // The agent (AS-11), or the sub-agent it asks for (AS-13).
         let agent: Verified<AgentClaims> = verify(
@@ -1354,6 +1515,13 @@ impl AccessServer {
             .and_then(|j| j.header.typ);
         let (issuer_ok, jti, sub, mission, tenant, key, exp) = match typ {
             Some(t) if TokenType::Person.matches_typ(&t) => {
+                // Its issuer must be the caller: checked before its keys are fetched.
+                let unverified = Unverified::<PersonClaims>::decode(token, &v).map_err(map)?;
+                if unverified.unverified_claims().iss != *ps {
+                    return Err(AsError::InvalidPresentedToken(
+                        "not issued by the Person Server asking".to_owned(),
+                    ));
+                }
                 let p = verify::<PersonClaims>(token, &v, self.issuer_keys.as_ref())
                     .await
                     .map_err(map)?;
@@ -1467,17 +1635,18 @@ impl AccessServer {
             jti: String,
             exp: u64,
         }
-        let verified = match self.verifier.verify(parts, body, now).await {
-            Ok(v) => v,
-            Err(error) => {
-                return error.to_response(self.verifier.policy()).map(Bytes::from);
-            }
-        };
         let unsupported = || {
             json_response(
                 StatusCode::FORBIDDEN,
                 &serde_json::json!({ "error": "unsupported_iss", "detail": "this Access Server takes revocations from the Person Servers it trusts and from resources" }),
             )
+        };
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return unsupported(),
+            Err(error) => {
+                return error.to_response(self.verifier.policy()).map(Bytes::from);
+            }
         };
         let (caller, person_server) = match &verified.identity {
             KeyIdentity::JwksUri { id, dwk, .. } => match (ServerId::parse(id), dwk.as_str()) {
@@ -1496,7 +1665,10 @@ impl AccessServer {
                 .into_response();
             }
         };
-        if let Err(e) = self.store.revoke(caller.as_str(), &r.jti, r.exp, now).await {
+        // Person and resource tokens live at most an hour: a record need not outlive
+        // that, whatever `exp` says (u64::MAX included).
+        let exp = r.exp.min(now.as_secs().saturating_add(3600));
+        if let Err(e) = self.store.revoke(caller.as_str(), &r.jti, exp, now).await {
             return store_error(e).into_response();
         }
         if !person_server {

@@ -418,6 +418,70 @@ impl AsStore for SqliteStore {
         .await
     }
 
+    async fn create_waiting(
+        &self,
+        record: WaitingRecord,
+        max_per_ps: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let tx = c.unchecked_transaction().map_err(err)?;
+            let open: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM waiting WHERE ps = ?1 AND expires > ?2",
+                    params![record.ps.as_str(), secs(now.as_secs())],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if usize::try_from(open).unwrap_or(usize::MAX) >= max_per_ps {
+                return Ok(false);
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        record.id,
+                        record.ps.as_str(),
+                        secs(record.expires),
+                        record.resource_token.0,
+                        record.resource_token.1,
+                        record.code,
+                        record.awaiting.as_str(),
+                        record.data
+                    ],
+                )
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn take_waiting(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            // Read and delete in one transaction: one caller takes it.
+            let tx = c.unchecked_transaction().map_err(err)?;
+            let found = waiting_query(
+                &tx,
+                "id = ?1 AND expires > ?2",
+                params![id, secs(now.as_secs())],
+            )?
+            .pop();
+            let deleted = tx
+                .execute("DELETE FROM waiting WHERE id = ?1", params![id])
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(found.filter(|_| deleted == 1))
+        })
+        .await
+    }
+
     async fn bind(
         &self,
         ps: &ServerId,

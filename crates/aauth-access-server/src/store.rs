@@ -276,6 +276,33 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn remove_waiting(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Stores a new waiting request unless its Person Server already has `max_per_ps`
+    /// unexpired ones at `now` (`Ok(false)`, nothing stored). Counted and stored as one
+    /// step.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn create_waiting(
+        &self,
+        record: WaitingRecord,
+        max_per_ps: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes and returns the unexpired waiting request `id`, as one step: of two
+    /// callers taking the same request, one gets it and the other `None`. What a request
+    /// is decided again from, so that one step's completion issues one token.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn take_waiting(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError>;
+
     /// Records that the person `sub` at `resource`, signed in here as `account`, approved
     /// their Person Server `ps` here.
     ///
@@ -477,6 +504,33 @@ impl AsStore for MemoryStore {
     async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
         self.with(|m| m.waiting.remove(id));
         Ok(())
+    }
+
+    async fn create_waiting(
+        &self,
+        record: WaitingRecord,
+        max_per_ps: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|m| {
+            m.waiting.retain(|_, w| w.expires > now.as_secs());
+            let open = m.waiting.values().filter(|w| w.ps == record.ps).count();
+            let taken = m.waiting.contains_key(&record.id)
+                || record.code.is_some() && m.waiting.values().any(|w| w.code == record.code);
+            if open >= max_per_ps || taken {
+                return false;
+            }
+            m.waiting.insert(record.id.clone(), record);
+            true
+        }))
+    }
+
+    async fn take_waiting(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| m.waiting.remove(id).filter(|w| w.expires > now.as_secs())))
     }
 
     async fn bind(

@@ -25,10 +25,12 @@ impl ConsentPolicy for AskForAccess {
     }
 }
 
-/// A browser: cookies kept between pages.
+/// A browser: cookies kept between pages, and the address it connects from (what the
+/// server's adapter would put in the request, when it knows it).
 #[derive(Default)]
 pub(crate) struct Browser {
     cookies: Vec<(String, String)>,
+    pub(crate) client: Option<aauth_metadata::throttle::ClientAddr>,
 }
 
 pub(crate) struct Page {
@@ -51,6 +53,19 @@ impl Page {
 }
 
 impl Browser {
+    /// A browser connecting from `addr`.
+    pub(crate) fn from(addr: std::net::IpAddr) -> Self {
+        Self {
+            cookies: Vec::new(),
+            client: Some(aauth_metadata::throttle::ClientAddr(addr)),
+        }
+    }
+
+    /// The session cookie gone (it lasts an hour), the rest kept.
+    pub(crate) fn forget_session(&mut self) {
+        self.cookies.retain(|(k, _)| k != "__Host-aauth-session");
+    }
+
     pub(crate) async fn go(
         &mut self,
         w: &World,
@@ -98,7 +113,10 @@ impl Browser {
         if method == "POST" {
             b = b.header("content-type", "application/x-www-form-urlencoded");
         }
-        let (parts, body) = b.body(body.into_bytes()).unwrap().into_parts();
+        let (mut parts, body) = b.body(body.into_bytes()).unwrap().into_parts();
+        if let Some(c) = self.client {
+            parts.extensions.insert(c);
+        }
         let resp = w.ps.handle(&parts, &body, at).await.unwrap();
         for v in resp.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();

@@ -14,6 +14,7 @@ mod chaining;
 mod consent;
 mod federation;
 mod governance;
+mod hardening;
 mod hints;
 mod missions;
 mod revocation;
@@ -55,10 +56,12 @@ struct World {
     rs: PrivateKey,
 }
 
-fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
+/// The issuer keys every world's Person Server knows: agent.example (provider),
+/// resource.example and other.example (resources, and their own agent providers).
+fn issuer_keys() -> StaticIssuerKeys {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
-    let keys = StaticIssuerKeys::new()
+    StaticIssuerKeys::new()
         .with(
             &id("https://agent.example"),
             "aauth-agent.json",
@@ -91,7 +94,13 @@ fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
             "aauth-agent.json",
             "rs-agents",
             rs.public_key().clone(),
-        );
+        )
+}
+
+fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
+    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
+    let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
+    let keys = issuer_keys();
     let mem = Arc::new(MemoryStore::default());
     let mut ps = PersonServer::new(
         id("https://ps.example"),

@@ -1,0 +1,435 @@
+//! Hardening: one approval delivers one token however many polls race for it; guessing
+//! codes and passwords is throttled (per account, across sessions, per client) without
+//! locking a person out of their own browser; an agent's open requests are bounded; a
+//! revoked sub-agent token is refused; replayed requests issue nothing.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use aauth_person_server::{AlwaysAsk, PersonServer, SqliteStore};
+use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims};
+use http::StatusCode;
+
+use crate::consent::{Browser, approve, code_of, header_of, poll};
+use crate::{AUTH_TOKEN_PATH, NOW, PERSON_TOKEN_PATH, World, id, world_with};
+use aauth_keys::PrivateKey;
+use aauth_keys::rand::OsRandom;
+
+async fn with_pages(mut w: World, sqlite: bool) -> World {
+    if sqlite {
+        w.ps = rebuild_on_sqlite(w.ps);
+        w.mem = None;
+    }
+    w.ps = w.ps.with_consent_pages(600);
+    for (account, password) in [
+        ("alice", "alice's password"),
+        ("mallory", "mallory's password"),
+    ] {
+        w.ps.set_password(account, password).await.unwrap();
+    }
+    w
+}
+
+/// The same Person Server, keeping its records in SQLite.
+fn rebuild_on_sqlite(ps: PersonServer) -> PersonServer {
+    let keys = crate::issuer_keys();
+    drop(ps);
+    PersonServer::new(
+        id("https://ps.example"),
+        Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
+        "ps-1",
+        Arc::new(keys),
+        Arc::new(SqliteStore::in_memory().unwrap()),
+        [9; 32],
+    )
+    .unwrap()
+    .policy(Arc::new(AlwaysAsk))
+}
+
+/// A deferred person token for the (unbound) assistant: its pending URL and code.
+async fn deferred(w: &World) -> (String, String) {
+    let (s, headers, json) = w
+        .post_full(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    (header_of(&headers, "location"), code_of(&headers))
+}
+
+/// Catalogue S10 (deliver once): eight polls race for one approved request, many rounds,
+/// with both stores; exactly one person token each round, and the request then ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_approval_delivers_one_token_however_many_polls_race() {
+    for sqlite in [false, true] {
+        let w = Arc::new(with_pages(world_with(Some(Arc::new(AlwaysAsk))), sqlite).await);
+        for round in 0..12 {
+            let (location, code) = deferred(&w).await;
+            approve(&w, &code, "alice", "alice's password").await;
+            let polls: Vec<_> = (0..8)
+                .map(|_| {
+                    let (w, location) = (Arc::clone(&w), location.clone());
+                    tokio::spawn(async move {
+                        poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await
+                    })
+                })
+                .collect();
+            let mut tokens = Vec::new();
+            for p in polls {
+                let (s, _, json) = p.await.unwrap();
+                match s {
+                    StatusCode::OK => {
+                        tokens.push(json["person_token"].as_str().unwrap().to_owned());
+                    }
+                    // Another poll holds or has made the delivery.
+                    StatusCode::ACCEPTED | StatusCode::CONFLICT | StatusCode::GONE => {}
+                    other => panic!("round {round}: {other} {json}"),
+                }
+            }
+            assert_eq!(tokens.len(), 1, "round {round} (sqlite: {sqlite})");
+            let (s, _, json) =
+                poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+            assert_eq!(
+                (s, json["error"].as_str()),
+                (StatusCode::GONE, Some("invalid_code"))
+            );
+        }
+    }
+}
+
+/// A signed-in person posting decisions with guessed codes: throttled like the page's
+/// lookups, so a guess that finally matches approves nothing.
+#[tokio::test]
+async fn guessed_codes_in_decisions_are_throttled_and_approve_nothing() {
+    let w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
+    let (location, code) = deferred(&w).await;
+    // Mallory's own agent asks her something, so that she has a consent page (and its
+    // form token) of her own.
+    let her_key = PrivateKey::ed25519_from_seed(&[71; 32]);
+    let her_token = crate::agent_token(&w.provider, "aauth:mallorys@agent.example", &her_key, 1800);
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]}),
+            &her_key,
+            &her_token,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let her_code = mallory_code(&w, &her_key, &her_token).await;
+    let mut mallory = Browser::default();
+    let page = mallory
+        .sign_in(&w, &her_code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let consent = mallory
+        .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+        .await;
+    assert_eq!(consent.status, StatusCode::OK);
+    let csrf = mallory_csrf(&consent.html);
+    assert!(!csrf.is_empty());
+    for guess in [
+        "ZZZZ-ZZZY",
+        "ZZZZ-ZZZX",
+        "ZZZZ-ZZZW",
+        "ZZZZ-ZZZV",
+        "ZZZZ-ZZZT",
+        "ZZZZ-ZZZS",
+    ] {
+        let page = mallory
+            .go(
+                &w,
+                "POST",
+                "/interact",
+                &[("code", guess), ("csrf", &csrf), ("decision", "grant")],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::GONE, "{guess}");
+    }
+    let before = w.state();
+    let page = mallory
+        .go(
+            &w,
+            "POST",
+            "/interact",
+            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.html);
+    assert_eq!(w.state(), before, "nothing changed");
+    let (s, _, _) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "still waiting for the person");
+    // The person it belongs to is not affected.
+    approve(&w, &code, "alice", "alice's password").await;
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+}
+
+/// The code of a new deferred request of the agent with `key` and `token`.
+async fn mallory_code(w: &World, key: &PrivateKey, token: &str) -> String {
+    let mut req = http::Request::post("https://ps.example/person-token")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"resource": "https://other.example", "capabilities": ["interaction"]})
+                .to_string()
+                .into_bytes(),
+        )
+        .unwrap();
+    aauth_signing::sign_request_unique(
+        &mut req,
+        key,
+        &aauth_headers::Scheme::jwt(token.to_owned()),
+        NOW,
+        &mut OsRandom,
+    )
+    .unwrap();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = "/person-token".parse().unwrap();
+    parts.headers.insert("host", "ps.example".parse().unwrap());
+    let resp = w.ps.handle(&parts, &body, NOW).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    code_of(resp.headers())
+}
+
+/// The consent page's CSRF token (only a signed-in session has one; the sign-in form's
+/// is a cookie's).
+fn mallory_csrf(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Passwords: wrong ones count per account and per client; past the free tries even the
+/// right password is refused before any hash, from any new browser; alice's own browser
+/// (which signed in before) still gets in; the lockout ends.
+#[tokio::test]
+async fn password_guessing_is_throttled_without_locking_the_person_out() {
+    let w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
+    let (_, code) = deferred(&w).await;
+    // alice signed in from her browser yesterday: it is known.
+    let mut alice = Browser::default();
+    let page = alice.sign_in(&w, &code, "alice", "alice's password").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    // Mallory guesses alice's password from several addresses.
+    for n in 0..6u8 {
+        let mut guesser = Browser::from(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)));
+        let page = guesser.sign_in(&w, &code, "alice", "hunter2").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "try {n}");
+    }
+    // Now the account is blocked for every new browser, even with the right password.
+    let mut fresh = Browser::default();
+    let page = fresh.sign_in(&w, &code, "alice", "alice's password").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.html);
+    assert!(
+        header_of(&page.headers, "retry-after")
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // alice's own browser is exempt from the account's count (its session has ended;
+    // its device cookie is still there).
+    alice.forget_session();
+    let page = alice.sign_in(&w, &code, "alice", "alice's password").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    // A device cookie is for one account only, and forged ones count for nothing.
+    let mut forger = Browser::default();
+    let page = forger
+        .go(&w, "GET", &format!("/interact?code={code}"), &[])
+        .await;
+    let csrf = page.hidden("csrf");
+    let cookie_page = forger
+        .go(
+            &w,
+            "POST",
+            "/interact/login",
+            &[
+                ("code", &code),
+                ("csrf", &csrf),
+                ("username", "mallory"),
+                ("password", "mallory's password"),
+            ],
+        )
+        .await;
+    assert_eq!(cookie_page.status, StatusCode::SEE_OTHER);
+    forger.forget_session();
+    let page = forger.sign_in(&w, &code, "alice", "alice's password").await;
+    assert_eq!(
+        page.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "mallory's device is not alice's"
+    );
+    // One client guessing across accounts is throttled by its address too.
+    let mut roamer = Browser::from(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)));
+    for account in ["a1", "a2", "a3", "a4", "a5", "a6"] {
+        let page = roamer.sign_in(&w, &code, account, "guess").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{account}");
+    }
+    let page = roamer
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    // The lockout ends (the back-off is seconds at this count).
+    let later = NOW.plus(120);
+    let mut next_day = Browser::default();
+    let login = next_day
+        .go_at(&w, "GET", &format!("/interact?code={code}"), &[], later)
+        .await;
+    let csrf = login.hidden("csrf");
+    let page = next_day
+        .go_at(
+            &w,
+            "POST",
+            "/interact/login",
+            &[
+                ("code", &code),
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", "alice's password"),
+            ],
+            later,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+}
+
+/// Catalogue P8: an agent cannot open requests for the person without bound.
+#[tokio::test]
+async fn an_agents_open_requests_are_bounded() {
+    let mut w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
+    w.ps = w.ps.max_pending_per_agent(4);
+    for n in 0..4 {
+        let (s, _, json) = w
+            .post_full(
+                PERSON_TOKEN_PATH,
+                serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"], "justification": "x".repeat(1000)}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{n}: {json}");
+    }
+    let before = w.state();
+    let (s, headers, json) = w
+        .post_full(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{json}"
+    );
+    assert_eq!(header_of(&headers, "retry-after"), "600");
+    // Nothing stored but the record of the agent token seen (already there).
+    assert_eq!(w.state(), before);
+}
+
+/// A sub-agent token its provider revoked is refused (`revoked_subagent_token`), like the
+/// signer's own agent token.
+#[tokio::test]
+async fn a_revoked_sub_agent_token_is_refused() {
+    let w = world_with(None);
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let sub_key = PrivateKey::ed25519_from_seed(&[33; 32]);
+    let minted = AgentTokenBuilder::new(
+        id("https://agent.example"),
+        AgentId::parse("aauth:assistant+search@agent.example").unwrap(),
+        sub_key.public_key(),
+    )
+    .parent_agent(AgentId::parse("aauth:assistant@agent.example").unwrap())
+    .lifetime(600)
+    .sign(&w.provider, "key-1", NOW.minus(5), &mut OsRandom)
+    .unwrap();
+    let ask =
+        serde_json::json!({"resource": "https://resource.example", "subagent_token": minted.token});
+    let (s, json) = w.post(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let person = json["person_token"].as_str().unwrap().to_owned();
+    // Its provider revokes it (what the revocation endpoint records).
+    w.ps.store()
+        .revoke(
+            &format!("agent https://agent.example {}", minted.jti),
+            minted.exp,
+            NOW,
+        )
+        .await
+        .unwrap();
+    let (s, json) = w.post(PERSON_TOKEN_PATH, ask).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_subagent_token")),
+        "{json}"
+    );
+    // Nor is an auth token issued for it with a person token it got before.
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let rt = w.resource_token(&pc.jti, &pc.sub, |b| b);
+    let rt = {
+        // The resource token names the sub-agent's key.
+        let _ = rt;
+        aauth_tokens::ResourceTokenBuilder::new(
+            id("https://resource.example"),
+            id("https://ps.example"),
+            id("https://ps.example"),
+            pc.sub.clone(),
+            pc.jti.clone(),
+            sub_key.public_key(),
+            "read",
+        )
+        .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token
+    };
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": person, "subagent_token": minted.token}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_subagent_token")),
+        "{json}"
+    );
+}
+
+/// Catalogue R1 at the Person Server: the same signed token request twice issues one
+/// token; the second is refused as a replay and changes nothing.
+#[tokio::test]
+async fn a_replayed_token_request_issues_nothing() {
+    let w = world_with(None);
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let body = serde_json::json!({"resource": "https://resource.example"}).to_string();
+    let mut req = http::Request::post("https://ps.example/person-token")
+        .header("content-type", "application/json")
+        .body(body.into_bytes())
+        .unwrap();
+    aauth_signing::sign_request(
+        &mut req,
+        &w.agent,
+        &aauth_headers::Scheme::jwt(w.agent_token.clone()),
+        NOW,
+    )
+    .unwrap();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = "/person-token".parse().unwrap();
+    parts.headers.insert("host", "ps.example".parse().unwrap());
+    let first = w.ps.handle(&parts, &body, NOW).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let before = w.state();
+    let again = w.ps.handle(&parts, &body, NOW.plus(3)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        again.headers()["signature-error"],
+        "error=invalid_signature"
+    );
+    assert_eq!(w.state(), before, "no second token recorded");
+    // Relayed to another Person Server's name: refused too.
+    let mut relayed = parts.clone();
+    relayed
+        .headers
+        .insert("host", "ps2.example".parse().unwrap());
+    let r = w.ps.handle(&relayed, &body, NOW).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
