@@ -14,4 +14,5 @@
 mod browser;
 mod demos;
 mod interop;
+mod security;
 mod world;

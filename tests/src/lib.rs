@@ -9,6 +9,7 @@
 //! Person Server, Access Server) and the demo world of real TLS servers on loopback;
 //! [`DEMOS`] lists each with its status.
 
+pub mod attacks;
 pub mod browser;
 mod d00_core;
 mod d01_pseudonymous;

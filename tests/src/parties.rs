@@ -59,6 +59,11 @@ pub(crate) struct Parties {
     pub(crate) federation: Option<Arc<Recorder>>,
     /// The challenges of the payments the Person Server settled (four-party).
     pub(crate) payments: Arc<InstantPayments>,
+    /// agent.example's signing key (what an attacker who stole it, or a provider that
+    /// mints badly, signs with).
+    pub(crate) provider_key: Arc<PrivateKey>,
+    /// resource.example's signing key.
+    pub(crate) rs_key: Arc<PrivateKey>,
 }
 
 /// as.example's own login (the demo's stand-in for an Access Server's accounts): alice
@@ -253,8 +258,11 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let world = World::new().map_err(e)?;
 
-    let provider =
-        Arc::new(AgentProvider::new(id("https://agent.example")?, key()?, "key-1").map_err(e)?);
+    let provider_key = key()?;
+    let provider = Arc::new(
+        AgentProvider::new(id("https://agent.example")?, provider_key.clone(), "key-1")
+            .map_err(e)?,
+    );
     let agent_id = AgentId::parse("aauth:assistant@agent.example").map_err(e)?;
     let agent_key = key()?;
     provider
@@ -401,7 +409,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         Arc::clone(&clock),
         CacheConfig::default(),
     ));
-    let mut tokens = ResourceTokens::new(rs_key, "rs-1");
+    let mut tokens = ResourceTokens::new(rs_key.clone(), "rs-1");
     if o.access_server {
         tokens = tokens.access_server(as_id.clone());
     }
@@ -450,6 +458,8 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         rs_id,
         federation,
         payments,
+        provider_key,
+        rs_key,
     })
 }
 

@@ -333,6 +333,26 @@ impl World {
     /// A description of what failed: unknown name, connection, TLS, HTTP.
     pub async fn send(&self, req: Request) -> Result<Response, String> {
         let host = req.uri().host().ok_or("the URI has no host")?.to_owned();
+        self.send_inner(&host, req, true).await
+    }
+
+    /// Sends `req` to the server named `to`, keeping the request's own `Host` (and target)
+    /// as they are: what a relay does with a request it was given (the attacks).
+    ///
+    /// # Errors
+    ///
+    /// As [`Recorder::send`].
+    pub async fn send_to(&self, to: &str, req: Request) -> Result<Response, String> {
+        self.send_inner(to, req, false).await
+    }
+
+    async fn send_inner(
+        &self,
+        host: &str,
+        req: Request,
+        set_host: bool,
+    ) -> Result<Response, String> {
+        let host = host.to_owned();
         let addr = *self
             .lock_names()
             .get(&host)
@@ -359,16 +379,18 @@ impl World {
                 .map_err(|e| e.to_string())?;
         let driver = tokio::spawn(conn);
         let (mut parts, body) = req.into_parts();
-        parts.headers.insert(
-            http::header::HOST,
-            http::HeaderValue::from_str(&host).map_err(|e| e.to_string())?,
-        );
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        if set_host {
+            parts.headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_str(&host).map_err(|e| e.to_string())?,
+            );
+            parts.uri = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        }
         let resp = sender
             .send_request(http::Request::from_parts(
                 parts,
@@ -443,7 +465,7 @@ impl Resolve for WorldResolver {
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: AsyncHandler) {
-    while let Ok((tcp, _)) = listener.accept().await {
+    while let Ok((tcp, peer)) = listener.accept().await {
         let (acceptor, handler) = (acceptor.clone(), Arc::clone(&handler));
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
@@ -453,7 +475,12 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: Asyn
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let handler = Arc::clone(&handler);
                     async move {
-                        let (parts, body) = req.into_parts();
+                        let (mut parts, body) = req.into_parts();
+                        // What a deployment's server adapter does: the client's address,
+                        // for the roles' per-client throttles.
+                        parts
+                            .extensions
+                            .insert(aauth_metadata::throttle::ClientAddr(peer.ip()));
                         let body = match body.collect().await {
                             Ok(b) => b.to_bytes().to_vec(),
                             Err(_) => Vec::new(),
