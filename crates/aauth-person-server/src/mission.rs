@@ -1,7 +1,8 @@
-//! Missions (draft -11 §Mission, §0.1 F): what a person approved an agent to do, pinned
-//! by the SHA-256 of the exact bytes the Person Server persists, with the power-of-attorney
-//! constraints of GAuth (`ecosystem.md` §1.10) as a namespaced member of the blob so that
-//! `s256` pins them too, enforced at token time by a deterministic policy engine.
+//! Missions (draft -11, "Missions"): what a person approved an agent to do, pinned by the
+//! SHA-256 of the exact bytes the Person Server persists, with power-of-attorney
+//! constraints (the model of GAuth, a Python authorization SDK) as a namespaced member of
+//! the blob so that `s256` pins them too, enforced at token time by a deterministic
+//! policy engine.
 
 use aauth_keys::base64url;
 use aauth_tokens::{AgentId, ServerId};
@@ -76,6 +77,11 @@ pub struct Allocation {
     pub granted: u64,
     /// What the resource reported it consumed (at most `granted`), once it has.
     pub consumed: Option<u64>,
+    /// The resource it was granted for: only that resource's reports count for it (a
+    /// report names grants by `jti`, which the agent knows, so another resource could
+    /// otherwise "report" someone else's grants unspent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// Why a mission has ended (stored outside the blob).
@@ -211,22 +217,38 @@ impl Mission {
     /// itself until the resource reports it.
     #[must_use]
     pub fn spent(&self) -> u64 {
-        self.spent_with(&[])
-    }
-
-    /// [`Mission::spent`] with consumption `records` taken into account (not recorded).
-    fn spent_with(&self, records: &[aauth_tokens::Consumption]) -> u64 {
         self.ledger
             .iter()
-            .map(|a| {
-                records
-                    .iter()
-                    .find(|r| r.jti == a.jti)
-                    .map(|r| r.consumed.min(a.granted))
-                    .or(a.consumed)
-                    .unwrap_or(a.granted)
-            })
+            .map(|a| a.consumed.unwrap_or(a.granted))
             .fold(0, u64::saturating_add)
+    }
+
+    /// [`Mission::spent`] with `resource`'s consumption `records` taken into account
+    /// (not recorded).
+    fn spent_with(&self, records: &[aauth_tokens::Consumption], resource: &ServerId) -> u64 {
+        self.ledger
+            .iter()
+            .map(|a| Self::reported(a, records, resource).unwrap_or(a.granted))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// What grant `a` consumed, with `resource`'s `records`: a report counts only from the
+    /// resource the grant was for, never above the grant, and never below what that
+    /// resource reported before (consumption does not shrink).
+    fn reported(
+        a: &Allocation,
+        records: &[aauth_tokens::Consumption],
+        resource: &ServerId,
+    ) -> Option<u64> {
+        let fresh = records
+            .iter()
+            .filter(|_| a.resource.as_deref() == Some(resource.as_str()))
+            .find(|r| r.jti == a.jti)
+            .map(|r| r.consumed.min(a.granted));
+        match (a.consumed, fresh) {
+            (Some(before), Some(now)) => Some(before.max(now)),
+            (before, now) => now.or(before),
+        }
     }
 
     /// The budget an auth token may be granted now against `offer` (the resource
@@ -243,6 +265,7 @@ impl Mission {
         &self,
         offer: Option<&aauth_tokens::Budget>,
         records: &[aauth_tokens::Consumption],
+        resource: &ServerId,
     ) -> Result<Option<aauth_tokens::Budget>, &'static str> {
         let (Some(ceiling), Some(offer)) = (&self.constraints.budget, offer) else {
             return Ok(offer.cloned());
@@ -250,32 +273,37 @@ impl Mission {
         if !ceiling.same_denomination(offer) {
             return Err(violation::BUDGET_UNIT_MISMATCH);
         }
-        let remaining = ceiling.amount.saturating_sub(self.spent_with(records));
+        let remaining = ceiling
+            .amount
+            .saturating_sub(self.spent_with(records, resource));
         if remaining == 0 {
             return Err(violation::BUDGET_EXHAUSTED);
         }
         Ok(Some(offer.with_amount(offer.amount.min(remaining))))
     }
 
-    /// Records a grant of `granted` to auth token `jti` (when the mission sets a
-    /// ceiling).
-    pub fn record_allocation(&mut self, jti: &str, granted: u64) {
+    /// Records a grant of `granted` to auth token `jti` for `resource` (when the mission
+    /// sets a ceiling).
+    pub fn record_allocation(&mut self, jti: &str, granted: u64, resource: &ServerId) {
         if self.constraints.budget.is_some() {
             self.ledger.push(Allocation {
                 jti: jti.to_owned(),
                 granted,
                 consumed: None,
+                resource: Some(resource.as_str().to_owned()),
             });
         }
     }
 
-    /// Takes a resource's consumption records (from a resource token, in `offer`'s
-    /// denomination) for grants in the ledger; other records are ignored. Consumption
-    /// above a grant counts as the grant (the budget is a hard cap).
+    /// Takes `resource`'s consumption records (from its resource token, in `offer`'s
+    /// denomination) for the grants it was given; records of other resources' grants,
+    /// and of grants not in the ledger, are ignored. Consumption above a grant counts as
+    /// the grant (the budget is a hard cap); a report never lowers an earlier one.
     pub fn record_consumption(
         &mut self,
         offer: Option<&aauth_tokens::Budget>,
         records: &[aauth_tokens::Consumption],
+        resource: &ServerId,
     ) {
         let same = match (&self.constraints.budget, offer) {
             (Some(c), Some(o)) => c.same_denomination(o),
@@ -284,10 +312,8 @@ impl Mission {
         if !same {
             return;
         }
-        for r in records {
-            if let Some(a) = self.ledger.iter_mut().find(|a| a.jti == r.jti) {
-                a.consumed = Some(r.consumed.min(a.granted));
-            }
+        for a in &mut self.ledger {
+            a.consumed = Self::reported(a, records, resource);
         }
     }
 
@@ -379,7 +405,7 @@ impl Mission {
             return Err(violation::DELEGATION_NOT_ALLOWED);
         }
         if c.scope.is_some() {
-            self.allocate(c.offer, c.consumed)?;
+            self.allocate(c.offer, c.consumed, c.resource)?;
         }
         Ok(())
     }

@@ -46,6 +46,21 @@ fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response
     r
 }
 
+/// The most resources a mission proposal may name.
+pub const MAX_PROPOSAL_RESOURCES: usize = 32;
+/// The most tools a mission proposal may name.
+pub const MAX_PROPOSAL_TOOLS: usize = 64;
+/// The longest description (of the mission, or of a tool) a proposal may carry.
+pub const MAX_PROPOSAL_TEXT: usize = 8 * 1024;
+/// The most agents whose recent resources are tracked for the distinct-resource limit.
+const MAX_TRACKED_AGENTS: usize = 10_000;
+
+/// The most entries a mission's log takes from the agent's audit records.
+pub const MAX_MISSION_LOG: usize = 10_000;
+
+/// The most long polls (`Prefer: wait`) held at once; more are answered at once.
+pub const DEFAULT_LONG_POLLS: usize = 256;
+
 /// The most deferred requests one agent may have open at once, by default.
 pub const DEFAULT_MAX_PENDING: usize = 16;
 
@@ -100,6 +115,8 @@ pub struct PersonServer {
     throttle: Arc<dyn Throttle>,
     /// Bounds concurrent password hashing (argon2id: memory and CPU per attempt).
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Bounds the long polls held at once.
+    long_polls: Arc<tokio::sync::Semaphore>,
     /// Verifies revocation requests (`jwks_uri` scheme, body covered).
     revocation_verifier: Verifier,
     /// The agent providers whose revocations are accepted.
@@ -397,6 +414,7 @@ impl PersonServer {
             max_pending: DEFAULT_MAX_PENDING,
             throttle: Arc::new(MemoryThrottle::default()),
             hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
+            long_polls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_LONG_POLLS)),
             revocation_verifier,
             revoking_providers: std::collections::BTreeSet::new(),
             notifier: None,
@@ -595,10 +613,17 @@ impl PersonServer {
             .asked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Agents gone quiet are forgotten, so the map stays as large as the window's
-        // active agents.
-        if asked.len() >= 10_000 {
-            asked.retain(|_, seen| seen.values().any(|t| t.saturating_add(window) > now));
+        // Bounded: past the bound, the agent asked least recently is forgotten first
+        // (one at a time, never a scan of the whole map).
+        if asked.len() >= MAX_TRACKED_AGENTS && !asked.contains_key(agent) {
+            let quietest = asked
+                .iter()
+                .take(64)
+                .min_by_key(|(_, seen)| seen.values().max().copied().unwrap_or(0))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = quietest {
+                asked.remove(&k);
+            }
         }
         let seen = asked.entry(agent.clone()).or_default();
         seen.retain(|_, t| t.saturating_add(window) > now);
@@ -1447,7 +1472,13 @@ impl PersonServer {
             account.is_some(),
         ))?;
         let chain = Self::chain_to(upstream.as_ref(), &resource)?;
-        self.admit_resource(&acting.agent, &resource, now.as_secs())?;
+        // Counted against the agent that signs (a parent's sub-agents share its count:
+        // minting sub-agents buys no more resources).
+        self.admit_resource(
+            &(r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
+            &resource,
+            now.as_secs(),
+        )?;
         match (decision, account) {
             (Decision::Approve, Some(account)) => self
                 .mint_person_in(
@@ -1724,13 +1755,23 @@ impl PersonServer {
             ends: None,
         };
         let rt = self.resource_token(&token, &acting, now).await?;
+        // Who issues stays who it was: this server (three-party) or the same Access Server
+        // (four-party); an update cannot switch the request to another issuer.
+        let issuer = match &p.request {
+            PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } => &f.access_server,
+            _ => &self.id,
+        };
         if rt.iss != *resource
+            || rt.aud != *issuer
             || rt.sub != *sub
             || rt.mission_s256 != *mission_s256
             || rt.tenant != *tenant
         {
             return Err(PsError::InvalidResourceToken(
-                "an updated request keeps the original's resource, person, mission and tenant"
+                "an updated request keeps the original's resource, audience, person, mission and tenant"
                     .to_owned(),
             ));
         }
@@ -1830,8 +1871,8 @@ impl PersonServer {
         };
         let granted = match &mut ledger {
             Some(m) => {
-                m.record_consumption(budget.as_ref(), budget_consumed);
-                m.allocate(budget.as_ref(), &[])
+                m.record_consumption(budget.as_ref(), budget_consumed, resource);
+                m.allocate(budget.as_ref(), &[], resource)
                     .map_err(PsError::Violation)?
             }
             None => budget.clone(),
@@ -1888,7 +1929,7 @@ impl PersonServer {
         };
         if let Some(mut m) = ledger {
             if let Some(b) = &granted {
-                m.record_allocation(&minted.jti, b.amount);
+                m.record_allocation(&minted.jti, b.amount, resource);
                 m.log(
                     now.as_secs(),
                     "budget",
@@ -2288,7 +2329,9 @@ impl PersonServer {
             granted.is_none_or(|g| g.split(' ').all(|v| offered.contains(v)))
         };
         let bad =
-            if c.iss != fp.access_server {
+            if c.dwk != "aauth-access.json" {
+                Some("dwk is not an Access Server's document")
+            } else if c.iss != fp.access_server {
                 Some("iss is not the Access Server")
             } else if c.ps != self.id {
                 Some("ps is not this Person Server")
@@ -2623,13 +2666,24 @@ impl PersonServer {
             .and_then(|v| aauth_headers::Prefer::parse(v).ok())
             .and_then(|p| p.wait)
             .map_or(0, |w| w.min(30));
+        // Bounded: at most `DEFAULT_LONG_POLLS` held at once (past that a poll is answered
+        // at once), each re-reading the store less often the longer it waits.
+        let held = if wait > 0 {
+            Arc::clone(&self.long_polls).try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let wait = if held.is_some() { wait } else { 0 };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        let mut pause = std::time::Duration::from_millis(200);
         while matches!(p.state, PendingState::Pending | PendingState::Interacting)
             && !(p.clarification && p.open_question().is_some())
             && now.as_secs() < p.expires
             && tokio::time::Instant::now() < deadline
         {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
             match self.store.pending(id).await {
                 Ok(Some(q)) => p = q,
                 Ok(None) => return not_found(),
@@ -3531,6 +3585,21 @@ impl PersonServer {
                 "description is required".to_owned(),
             ));
         }
+        // Bounded: an approval mints a person token per resource and keeps the
+        // proposal's bytes (the blob) for the mission's life.
+        if proposal.resources.len() > MAX_PROPOSAL_RESOURCES
+            || proposal.tools.len() > MAX_PROPOSAL_TOOLS
+            || proposal.description.len() > MAX_PROPOSAL_TEXT
+            || proposal
+                .tools
+                .iter()
+                .any(|t| t.name.len() > 256 || t.description.len() > MAX_PROPOSAL_TEXT)
+        {
+            return Err(PsError::InvalidRequest(format!(
+                "a proposal names at most {MAX_PROPOSAL_RESOURCES} resources and \
+                 {MAX_PROPOSAL_TOOLS} tools, with texts of at most {MAX_PROPOSAL_TEXT} bytes"
+            )));
+        }
         for res in &proposal.resources {
             ServerId::parse(res).map_err(|e| PsError::InvalidRequest(format!("resources: {e}")))?;
         }
@@ -3608,6 +3677,12 @@ impl PersonServer {
             .map_err(|e| PsError::Server(e.reason))?;
         for res in resources {
             let resource = ServerId::parse(&res).map_err(|e| PsError::Server(e.to_string()))?;
+            // The same limit on distinct resources as a person-token request's.
+            self.admit_resource(
+                &(agent.0.clone(), agent.1.clone()),
+                &resource,
+                now.as_secs(),
+            )?;
             let cap = expires_at.map_or(agent_exp, |e| e.min(agent_exp));
             let json = self
                 .mint_person_in(&[], &resource, account, key, agent, cap, Some(&s256), now)
@@ -3955,9 +4030,22 @@ impl PersonServer {
                 "mission_s256 and action are required".to_owned(),
             ));
         };
+        if action.len() > 256 {
+            return Err(PsError::InvalidRequest(
+                "action is at most 256 bytes".to_owned(),
+            ));
+        }
         let mut m = self
             .active_mission(&s256, (&r.agent.claims.iss, &r.agent.claims.sub), now)
             .await?;
+        // The log is the mission's record, rewritten with it: bounded, and the agent's
+        // own entries stop first.
+        if m.log.len() >= MAX_MISSION_LOG {
+            return Err(PsError::RateLimited {
+                reason: format!("this mission's log holds {MAX_MISSION_LOG} entries"),
+                retry_after: 3600,
+            });
+        }
         let detail = match b.description {
             Some(d) => format!("{action}: {}", d.chars().take(2000).collect::<String>()),
             None => action,

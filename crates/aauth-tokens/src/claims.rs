@@ -487,6 +487,15 @@ impl<'a> RawClaims<'a> {
         self.time(claim)
     }
 
+    /// `nbf`, when present: a NumericDate like `exp` (RFC 7519 §4.1.5: a token must not
+    /// be accepted before it). No AAuth token needs it; one that carries it is held to it.
+    pub(crate) fn not_before(&self) -> Result<Option<u64>, TokenError> {
+        self.0.u64("nbf").map_err(|reason| TokenError::Claim {
+            claim: "nbf",
+            reason,
+        })
+    }
+
     pub(crate) fn cnf_claim(&self) -> Result<Confirmation, TokenError> {
         self.cnf()
     }

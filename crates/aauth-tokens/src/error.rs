@@ -86,6 +86,15 @@ pub enum TokenError {
         /// The verifier's time.
         now: u64,
     },
+    /// `nbf` is ahead of the verifier's clock by more than the allowed skew: the token is
+    /// not valid yet (RFC 7519 §4.1.5).
+    #[error("not valid before {nbf} (now {now})")]
+    NotYetValid {
+        /// The `nbf` claim.
+        nbf: u64,
+        /// The verifier's time.
+        now: u64,
+    },
     /// `iat` is ahead of the verifier's clock by more than the allowed skew: `clock_skew`.
     #[error("iat {iat} is ahead of the verifier clock {now}")]
     IssuedInFuture {

@@ -250,6 +250,14 @@ impl<'a, C: TokenClaims> Unverified<'a, C> {
                 now: v.now.as_secs(),
             });
         }
+        if let Some(nbf) = raw.not_before()?
+            && nbf > v.now.as_secs().saturating_add(v.max_iat_skew)
+        {
+            return Err(TokenError::NotYetValid {
+                nbf,
+                now: v.now.as_secs(),
+            });
+        }
         let kid = jws.header.kid.clone().ok_or(TokenError::MissingKid)?;
         Ok(Self { jws, claims, kid })
     }

@@ -433,3 +433,59 @@ async fn a_replayed_token_request_issues_nothing() {
     let r = w.ps.handle(&relayed, &body, NOW).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Catalogue P8: the limit on distinct resources counts the signing agent, so a parent
+/// cannot buy more resources by minting sub-agents; and a mission proposal is bounded
+/// (its approval mints a person token per resource it names).
+#[tokio::test]
+async fn sub_agents_share_their_parents_resource_count_and_proposals_are_bounded() {
+    let mut w = world_with(None);
+    w.ps = w.ps.distinct_resources_per_agent(1, 3600);
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (s, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let sub_key = PrivateKey::ed25519_from_seed(&[34; 32]);
+    let sub = AgentTokenBuilder::new(
+        id("https://agent.example"),
+        AgentId::parse("aauth:assistant+fresh@agent.example").unwrap(),
+        sub_key.public_key(),
+    )
+    .parent_agent(AgentId::parse("aauth:assistant@agent.example").unwrap())
+    .lifetime(600)
+    .sign(&w.provider, "key-1", NOW.minus(5), &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://other.example", "subagent_token": sub}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{json}"
+    );
+    // A proposal naming more resources than a mission may: refused before anything.
+    let resources: Vec<String> = (0..=aauth_person_server::MAX_PROPOSAL_RESOURCES)
+        .map(|n| format!("https://r{n}.example"))
+        .collect();
+    let before = w.state();
+    let (s, json) = w
+        .post(
+            "/mission",
+            serde_json::json!({"description": "plan", "resources": resources}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{json}"
+    );
+    assert_eq!(w.state(), before);
+}

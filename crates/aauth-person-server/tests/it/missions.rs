@@ -472,3 +472,47 @@ async fn a_mission_budget_is_a_ledger_granted_down_to_what_remains() {
     assert_eq!(s, StatusCode::OK, "{json}");
     assert_eq!(granted(&json).1, None);
 }
+
+/// A consumption report counts only from the resource its grant was for, and never
+/// lowers an earlier report: a resource an agent controls cannot "report" another
+/// resource's grants unspent and free the mission's budget again.
+#[test]
+fn only_the_granting_resource_reports_consumption_and_reports_never_shrink() {
+    let usd = |amount| aauth_tokens::Budget::new(amount, "USD", 2).unwrap();
+    let mut c = Constraints::default();
+    c.budget = Some(usd(1000));
+    let mut m = aauth_person_server::Mission::new(
+        br#"{"agent":"aauth:assistant@agent.example","description":"d"}"#.to_vec(),
+        (
+            id("https://agent.example"),
+            aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
+        ),
+        "alice",
+        c,
+    );
+    let (shop, evil) = (id("https://resource.example"), id("https://other.example"));
+    m.record_allocation("at-shop", 1000, &shop);
+    assert_eq!(m.spent(), 1000);
+    let zero = [aauth_tokens::Consumption::new("at-shop", 0)];
+    // Another resource reports the shop's grant as unspent: ignored, nothing freed.
+    m.record_consumption(Some(&usd(1)), &zero, &evil);
+    assert_eq!(m.spent(), 1000);
+    assert_eq!(
+        m.allocate(Some(&usd(1)), &zero, &evil),
+        Err(aauth_person_server::violation::BUDGET_EXHAUSTED)
+    );
+    // The shop itself reports 3.00 consumed: 7.00 are free.
+    m.record_consumption(
+        Some(&usd(1)),
+        &[aauth_tokens::Consumption::new("at-shop", 300)],
+        &shop,
+    );
+    assert_eq!(m.spent(), 300);
+    // A later, lower report of the same grant does not shrink it.
+    m.record_consumption(Some(&usd(1)), &zero, &shop);
+    assert_eq!(m.spent(), 300);
+    assert_eq!(
+        m.allocate(Some(&usd(900)), &zero, &shop),
+        Ok(Some(usd(700)))
+    );
+}

@@ -345,10 +345,11 @@ async fn contract(store: Arc<dyn PsStore>) {
     let mut c = Constraints::default();
     c.budget = Some(aauth_tokens::Budget::new(10, "EUR", 2).unwrap());
     m.constraints = c;
-    m.record_allocation("at-1", 4);
+    m.record_allocation("at-1", 4, &id("https://resource.example"));
     m.record_consumption(
         Some(&aauth_tokens::Budget::new(10, "EUR", 2).unwrap()),
         &[aauth_tokens::Consumption::new("at-1", 3)],
+        &id("https://resource.example"),
     );
     assert_eq!(m.spent(), 3);
     store.put_mission(m.clone()).await.unwrap();

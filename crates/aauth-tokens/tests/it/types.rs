@@ -650,3 +650,46 @@ fn c7_verifiers_cap_agent_and_resource_token_lifetimes() {
         Err(TokenError::LifetimeTooLong { cap: 3600, .. })
     ));
 }
+
+/// RFC 7519 §4.1.5: a token carrying `nbf` is not accepted before it (within the skew);
+/// checked before any key lookup; a malformed `nbf` is refused.
+#[test]
+fn nbf_is_honoured_when_present() {
+    let with = |nbf: serde_json::Value| {
+        let mut p = crate::common::agent_payload();
+        p["nbf"] = nbf;
+        forge(crate::common::AGENT_HEADER, &p.to_string(), &provider_key())
+    };
+    let counting = crate::common::Counting::new(issuers());
+    let e = block(verify::<AgentClaims>(
+        &with((NOW.0 + 600).into()),
+        &Validation::new(NOW),
+        &counting,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e,
+        TokenError::NotYetValid {
+            nbf: NOW.0 + 600,
+            now: NOW.0
+        }
+    );
+    assert_eq!(counting.resolves(), 0);
+    // Within the skew, and in the past: accepted.
+    for nbf in [NOW.0 + 60, NOW.0, NOW.0 - 3600] {
+        block(verify::<AgentClaims>(
+            &with(nbf.into()),
+            &Validation::new(NOW),
+            &issuers(),
+        ))
+        .unwrap();
+    }
+    assert!(matches!(
+        block(verify::<AgentClaims>(
+            &with("soon".into()),
+            &Validation::new(NOW),
+            &issuers()
+        )),
+        Err(TokenError::Claim { claim: "nbf", .. })
+    ));
+}
