@@ -48,8 +48,8 @@ pub use pending::{
     WebSession,
 };
 pub use policy::{
-    AlwaysAsk, AsQuestions, AutoApprove, ClaimsSource, ConsentKind, ConsentPolicy, ConsentRequest,
-    Decision, PaymentSettler,
+    AlwaysAsk, AsQuestions, AutoApprove, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
+    ConsentRequest, Decision, PaymentSettler,
 };
 pub use revocation::{HttpRevocationNotifier, RevocationNotifier};
 pub use server::{

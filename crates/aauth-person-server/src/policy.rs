@@ -74,14 +74,40 @@ impl ConsentPolicy for AlwaysAsk {
     }
 }
 
+/// What an Access Server asks a Person Server's [`ClaimsSource`] for: the person, the
+/// claim names, and who is asking (the Access Server a resource token named as its
+/// `aud`: a resource chooses it, so a policy decides per Access Server what it lets out).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ClaimsRequest<'a> {
+    /// The person's account here.
+    pub account: &'a str,
+    /// The claims asked for (never `sub`).
+    pub names: &'a [String],
+    /// The Access Server asking.
+    pub access_server: &'a ServerId,
+}
+
+impl<'a> ClaimsRequest<'a> {
+    /// A request for `names` of `account`, by `access_server`.
+    #[must_use]
+    pub fn new(account: &'a str, names: &'a [String], access_server: &'a ServerId) -> Self {
+        Self {
+            account,
+            names,
+            access_server,
+        }
+    }
+}
+
 /// The identity claims this Person Server gives an Access Server that asks for them
-/// (`requirement=claims`, draft -11 §9.2): the values of `names` for the person
-/// `account` that the person's policy lets out. `sub` is never given (PS-55: the person is
-/// `ps` and `sub` of the tokens already); names it does not know are left out.
+/// (`requirement=claims`, draft -11 §9.2): the values of the names asked for, for the
+/// person, that the person's policy lets out to that Access Server. `sub` is never given
+/// (PS-55: the person is `ps` and `sub` of the tokens already); names it does not know are
+/// left out.
 pub trait ClaimsSource: Send + Sync {
-    /// The claims to send.
-    fn claims(&self, account: &str, names: &[String])
-    -> serde_json::Map<String, serde_json::Value>;
+    /// The claims to send to `request.access_server`.
+    fn claims(&self, request: &ClaimsRequest<'_>) -> serde_json::Map<String, serde_json::Value>;
 }
 
 /// Settles an Access Server's `402 Payment Required` (draft -11 §AS Response): the payment

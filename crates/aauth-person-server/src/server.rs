@@ -2258,7 +2258,13 @@ impl PersonServer {
             let mut claims = self
                 .claims
                 .as_ref()
-                .map(|c| c.claims(account, &names))
+                .map(|c| {
+                    c.claims(&crate::ClaimsRequest::new(
+                        account,
+                        &names,
+                        &fp.access_server,
+                    ))
+                })
                 .unwrap_or_default();
             claims.remove("sub");
             resp = crate::revocation::signed_post(

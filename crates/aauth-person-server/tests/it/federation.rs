@@ -451,11 +451,15 @@ struct Directory;
 impl aauth_person_server::ClaimsSource for Directory {
     fn claims(
         &self,
-        account: &str,
-        names: &[String],
+        request: &aauth_person_server::ClaimsRequest<'_>,
     ) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
-        for n in names {
+        // This directory lets claims out to the one Access Server it knows.
+        if request.access_server.as_str() != "https://as.example" {
+            return m;
+        }
+        let account = request.account;
+        for n in request.names {
             match n.as_str() {
                 "email" => {
                     m.insert(n.clone(), format!("{account}@example.com").into());
