@@ -45,8 +45,8 @@ pub use aauth_signing::{
 #[cfg(feature = "axum")]
 pub use axum::{Agent, Authorization, NotAdmitted, Person};
 pub use deferred::{
-    Claim, DeferredAuth, Held, HeldState, HeldStore, HeldStoreError, MemoryHeldStore,
-    StoredResponse,
+    Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DeferredAuth, Held,
+    HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore, Presenter, StoredResponse,
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};

@@ -30,6 +30,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 mod deferred;
+mod held;
 mod modes;
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
