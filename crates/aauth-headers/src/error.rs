@@ -113,6 +113,15 @@ pub enum MemberError {
         /// The type found.
         found: &'static str,
     },
+    /// A parameter's value is well-formed but not one the verifier accepts (a `jwks_uri`
+    /// `dwk` that names no AAuth metadata document).
+    #[error("parameter {name} {reason}")]
+    ParameterValue {
+        /// The parameter name.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: &'static str,
+    },
     /// A parameter the member may not carry (unknown signature parameter, `kid` on `hwk`, …).
     #[error("parameter {name} is not allowed here")]
     UnexpectedParameter {

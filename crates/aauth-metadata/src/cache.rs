@@ -12,7 +12,18 @@
 //! - concurrent misses on a source share one fetch;
 //! - a failed fetch backs off exponentially (negative caching): until the backoff ends,
 //!   callers without usable keys get the last error without a fetch;
-//! - the number of sources is bounded; the least recently used is evicted;
+//! - sources that have keys are bounded by [`CacheConfig::max_entries`], the least recently
+//!   used evicted; sources that have none yet (never fetched successfully, with their
+//!   backoff) live in their own table, bounded by [`CacheConfig::max_negative_entries`],
+//!   so that a flood of sources that never answer cannot evict an issuer's keys (and their
+//!   stale-if-error protection); the negative entry whose backoff ends soonest goes first;
+//! - at most [`CacheConfig::max_inflight`] fetches run at once, across sources: past it a
+//!   lookup that needs a fetch fails at once ([`DiscoveryError::Overloaded`], a `503`)
+//!   rather than queueing, and a refresh-ahead waits for a later hit; an entry being
+//!   fetched is never evicted from the negative table, and a new source that finds it full
+//!   of them is refused the same way, so neither table grows past its bound;
+//! - every fetch runs as its own task to its deadline, so a caller that goes away neither
+//!   cancels it nor leaves its source marked in flight;
 //! - the map lock is never held across a fetch or an `.await`.
 
 use std::collections::BTreeMap;
@@ -52,8 +63,14 @@ pub struct CacheConfig {
     pub refetch_floor: u64,
     /// Longest backoff after repeated failures (default 15 min).
     pub max_backoff: u64,
-    /// Most sources kept (default 1024).
+    /// Most sources with keys kept (default 1024); the least recently used is evicted.
     pub max_entries: usize,
+    /// Most sources without keys kept (default 1024): sources never fetched successfully,
+    /// each with its backoff. A table of their own, so they never evict a source with keys.
+    pub max_negative_entries: usize,
+    /// Most fetches running at once, across sources (default 32). Past it a lookup that
+    /// needs a fetch fails at once with [`DiscoveryError::Overloaded`] (a `503`).
+    pub max_inflight: usize,
     /// Most keys accepted in one JWKS (default 64).
     pub max_keys: usize,
     /// Total deadline for one source's fetch, metadata and JWKS together (default 10 s).
@@ -76,6 +93,8 @@ impl Default for CacheConfig {
             refetch_floor: 60,
             max_backoff: 900,
             max_entries: 1024,
+            max_negative_entries: 1024,
+            max_inflight: 32,
             max_keys: 64,
             fetch_timeout: Duration::from_secs(10),
             cross_origin_jwks: Vec::new(),
@@ -145,6 +164,18 @@ pub enum DiscoveryError {
     /// background refreshes.
     #[error("no Tokio runtime to run the fetch on")]
     NoRuntime,
+    /// A fetch was needed but [`CacheConfig::max_inflight`] fetches are running, or the
+    /// table of sources without keys is full of sources being fetched: refused at once (a
+    /// `503`), not queued.
+    #[error("{limit} key fetches are already running")]
+    Overloaded {
+        /// The limit on fetches running at once.
+        limit: usize,
+    },
+    /// The fetch task ended without an answer (the fetcher panicked, or the runtime is
+    /// shutting down).
+    #[error("the key fetch ended without an answer")]
+    Aborted,
 }
 
 impl From<DiscoveryError> for ResolveError {
@@ -215,8 +246,13 @@ pub struct CacheStats {
     pub failures: u64,
     /// Unknown-`kid` lookups refused without a fetch because of the floor.
     pub floor_refusals: u64,
-    /// Sources evicted to stay within the bound.
+    /// Sources with keys evicted to stay within [`CacheConfig::max_entries`].
     pub evictions: u64,
+    /// Sources without keys evicted to stay within [`CacheConfig::max_negative_entries`].
+    pub negative_evictions: u64,
+    /// Lookups refused without a fetch because [`CacheConfig::max_inflight`] fetches were
+    /// running (or the negative table was full of them), and refreshes skipped for it.
+    pub overloaded: u64,
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +266,8 @@ struct Counters {
     failures: AtomicU64,
     floor_refusals: AtomicU64,
     evictions: AtomicU64,
+    negative_evictions: AtomicU64,
+    overloaded: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -250,10 +288,32 @@ struct Entry {
     retry_at: u64,
     last_error: Option<DiscoveryError>,
     inflight: Option<FetchFuture>,
+    /// Which fetch `inflight` is (0: none), so that only that fetch clears it.
+    flight: u64,
     last_used: u64,
 }
 
-type Map = Mutex<BTreeMap<KeySource, Entry>>;
+/// The sources, in two bounded tables, and the fetches running.
+#[derive(Default)]
+struct Tables {
+    /// Sources whose keys were fetched at least once (`max_entries`, LRU).
+    positive: BTreeMap<KeySource, Entry>,
+    /// Sources with no keys yet, with their backoff (`max_negative_entries`).
+    negative: BTreeMap<KeySource, Entry>,
+    /// Fetches running (`max_inflight`).
+    inflight: usize,
+}
+
+impl Tables {
+    fn get_mut(&mut self, source: &KeySource) -> Option<&mut Entry> {
+        match self.positive.get_mut(source) {
+            Some(e) => Some(e),
+            None => self.negative.get_mut(source),
+        }
+    }
+}
+
+type Map = Mutex<Tables>;
 
 /// Everything but the entries. An in-flight fetch holds this and only a weak reference to
 /// the entries, so an entry holding its fetch is not a reference cycle.
@@ -346,13 +406,28 @@ impl<F> KeyCache<F> {
             failures: get(&c.failures),
             floor_refusals: get(&c.floor_refusals),
             evictions: get(&c.evictions),
+            negative_evictions: get(&c.negative_evictions),
+            overloaded: get(&c.overloaded),
         }
     }
 
-    /// How many sources are cached.
+    /// How many sources are cached, with keys or without.
     #[must_use]
     pub fn len(&self) -> usize {
-        lock(&self.entries).len()
+        let t = lock(&self.entries);
+        t.positive.len() + t.negative.len()
+    }
+
+    /// How many of the cached sources have no keys (never fetched successfully).
+    #[must_use]
+    pub fn negative_len(&self) -> usize {
+        lock(&self.entries).negative.len()
+    }
+
+    /// How many fetches are running now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        lock(&self.entries).inflight
     }
 
     /// Whether nothing is cached.
@@ -373,6 +448,8 @@ impl<F: Fetch> KeyCache<F> {
         config.default_ttl = config.default_ttl.clamp(config.min_ttl, config.max_ttl);
         config.refresh_ahead_percent = config.refresh_ahead_percent.clamp(1, 100);
         config.max_entries = config.max_entries.max(1);
+        config.max_negative_entries = config.max_negative_entries.max(1);
+        config.max_inflight = config.max_inflight.max(1);
         config.max_backoff = config.max_backoff.max(config.refetch_floor);
         Self {
             inner: Arc::new(Inner {
@@ -382,7 +459,7 @@ impl<F: Fetch> KeyCache<F> {
                 tick: AtomicU64::new(0),
                 counters: Counters::default(),
             }),
-            entries: Arc::new(Mutex::new(BTreeMap::new())),
+            entries: Arc::new(Mutex::new(Tables::default())),
         }
     }
 
@@ -419,16 +496,10 @@ impl<F: Fetch> KeyCache<F> {
     ///
     /// [`DiscoveryError`].
     pub async fn key(&self, source: &KeySource, kid: &str) -> Result<PublicKey, DiscoveryError> {
-        let mut waited = false;
-        loop {
-            match self.step(source, kid, waited, false) {
-                Step::Done(r) => return r,
-                Step::Wait(fut) => {
-                    // The fetch updates the entry itself; look again, without fetching.
-                    fut.await?;
-                    waited = true;
-                }
-            }
+        match self.step(source, kid, false) {
+            Step::Done(r) => r,
+            // The set the fetch produced (it also updated the entry).
+            Step::Wait(fut) => lookup(&*fut.await?, kid),
         }
     }
 
@@ -444,50 +515,59 @@ impl<F: Fetch> KeyCache<F> {
         kid: &str,
         failed: &PublicKey,
     ) -> Result<Option<PublicKey>, DiscoveryError> {
-        match self.step(source, kid, false, true) {
+        match self.step(source, kid, true) {
             Step::Done(_) => Ok(None),
             Step::Wait(fut) => {
-                fut.await?;
-                match self.step(source, kid, true, false) {
-                    Step::Done(Ok(k)) if &k != failed => Ok(Some(k)),
-                    Step::Done(Ok(_)) => Ok(None),
-                    Step::Done(Err(e)) => Err(e),
-                    Step::Wait(_) => Ok(None),
-                }
+                let key = lookup(&*fut.await?, kid)?;
+                Ok((&key != failed).then_some(key))
             }
         }
     }
 
-    /// One decision under the lock. `waited`: a fetch for this lookup has completed, so
-    /// never start another. `force`: the caller wants a refetch (failed verification).
-    fn step(&self, source: &KeySource, kid: &str, waited: bool, force: bool) -> Step {
+    /// One decision under the lock. `force`: the caller wants a refetch (failed
+    /// verification).
+    fn step(&self, source: &KeySource, kid: &str, force: bool) -> Step {
         let inner = &self.inner;
         let cfg = &inner.config;
         let now = inner.clock.now().as_secs();
-        let mut map = lock(&self.entries);
-        if !map.contains_key(source) {
-            if map.len() >= cfg.max_entries {
-                evict(&mut map, &inner.counters);
+        let mut guard = lock(&self.entries);
+        let Tables {
+            positive,
+            negative,
+            inflight,
+        } = &mut *guard;
+        let known = positive.contains_key(source);
+        if !known && !negative.contains_key(source) {
+            // A new source needs a fetch: refused at once if none can start, and never by
+            // evicting a source that has keys.
+            if *inflight >= cfg.max_inflight
+                || (negative.len() >= cfg.max_negative_entries
+                    && !evict_negative(negative, &inner.counters))
+            {
+                bump(&inner.counters.overloaded);
+                return Step::Done(Err(DiscoveryError::Overloaded {
+                    limit: cfg.max_inflight,
+                }));
             }
-            map.insert(source.clone(), Entry::default());
+            negative.insert(source.clone(), Entry::default());
         }
-        let Some(entry) = map.get_mut(source) else {
-            // Not reached: inserted just above, under the same lock.
+        let table = if known { positive } else { negative };
+        let Some(entry) = table.get_mut(source) else {
+            // Not reached: present or inserted just above, under the same lock.
             return Step::Done(Err(DiscoveryError::UnknownKey {
                 kid: kid.to_owned(),
             }));
         };
         entry.last_used = inner.tick.fetch_add(1, Ordering::Relaxed);
-        let may_fetch = !waited
-            && entry
-                .last_fetch
-                .is_none_or(|t| now >= t.saturating_add(cfg.refetch_floor))
+        let may_fetch = entry
+            .last_fetch
+            .is_none_or(|t| now >= t.saturating_add(cfg.refetch_floor))
             && now >= entry.retry_at;
 
         if force {
             return match (&entry.inflight, may_fetch) {
                 (Some(f), _) => Step::Wait(f.clone()),
-                (None, true) => Step::Wait(self.start(source, entry, now)),
+                (None, true) => self.start(source, entry, inflight, now),
                 (None, false) => {
                     bump(&inner.counters.floor_refusals);
                     Step::Done(Err(DiscoveryError::UnknownKey {
@@ -502,21 +582,18 @@ impl<F: Fetch> KeyCache<F> {
         {
             match set.keys.get(kid) {
                 Some(Ok(key)) => {
-                    // A lookup that waited for a fetch was counted as a miss already.
-                    if !waited {
-                        bump(if now < entry.fresh_until {
-                            &inner.counters.hits
-                        } else {
-                            &inner.counters.stale_hits
-                        });
-                    }
+                    bump(if now < entry.fresh_until {
+                        &inner.counters.hits
+                    } else {
+                        &inner.counters.stale_hits
+                    });
                     if now >= entry.refresh_at
                         && entry.inflight.is_none()
                         && may_fetch
-                        && let Ok(rt) = tokio::runtime::Handle::try_current()
+                        && let Step::Wait(_) = self.start(source, entry, inflight, now)
                     {
+                        // Runs on its own task; this hit is served at once.
                         bump(&inner.counters.refreshes);
-                        drop(rt.spawn(self.start(source, entry, now)));
                     }
                     return Step::Done(Ok(key.clone()));
                 }
@@ -529,19 +606,17 @@ impl<F: Fetch> KeyCache<F> {
                 None => {}
             }
             // Unknown kid with usable keys: refetch only if the floor allows.
-            if let Some(wait) = self.join_or_fetch(source, entry, now, waited, may_fetch) {
+            if let Some(wait) = self.join_or_fetch(source, entry, inflight, now, may_fetch) {
                 return wait;
             }
-            if !waited {
-                bump(&inner.counters.floor_refusals);
-            }
+            bump(&inner.counters.floor_refusals);
             return Step::Done(Err(DiscoveryError::UnknownKey {
                 kid: kid.to_owned(),
             }));
         }
 
         // No usable keys.
-        if let Some(wait) = self.join_or_fetch(source, entry, now, waited, may_fetch) {
+        if let Some(wait) = self.join_or_fetch(source, entry, inflight, now, may_fetch) {
             return wait;
         }
         let last = entry
@@ -550,7 +625,7 @@ impl<F: Fetch> KeyCache<F> {
             .unwrap_or_else(|| DiscoveryError::UnknownKey {
                 kid: kid.to_owned(),
             });
-        if now < entry.retry_at && !waited {
+        if now < entry.retry_at {
             return Step::Done(Err(DiscoveryError::BackingOff {
                 until: UnixTime(entry.retry_at),
                 last: Box::new(last),
@@ -565,47 +640,81 @@ impl<F: Fetch> KeyCache<F> {
         &self,
         source: &KeySource,
         entry: &mut Entry,
+        inflight: &mut usize,
         now: u64,
-        waited: bool,
         may_fetch: bool,
     ) -> Option<Step> {
-        if let Some(f) = &entry.inflight
-            && !waited
-        {
+        if let Some(f) = &entry.inflight {
             bump(&self.inner.counters.coalesced);
             return Some(Step::Wait(f.clone()));
         }
         if may_fetch {
             bump(&self.inner.counters.misses);
-            return Some(Step::Wait(self.start(source, entry, now)));
+            return Some(self.start(source, entry, inflight, now));
         }
         None
     }
 
-    /// Starts a fetch of `source` and records it as in flight. Called under the lock.
-    fn start(&self, source: &KeySource, entry: &mut Entry, now: u64) -> FetchFuture {
+    /// Starts a fetch of `source` on its own task and records it as in flight, unless
+    /// `max_inflight` fetches are running (or there is no runtime). Called under the lock.
+    fn start(&self, source: &KeySource, entry: &mut Entry, inflight: &mut usize, now: u64) -> Step {
+        let limit = self.inner.config.max_inflight;
+        if *inflight >= limit {
+            bump(&self.inner.counters.overloaded);
+            return Step::Done(Err(DiscoveryError::Overloaded { limit }));
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Step::Done(Err(DiscoveryError::NoRuntime));
+        };
         bump(&self.inner.counters.fetches);
         entry.last_fetch = Some(now);
+        // Never 0, which means "none".
+        let id = self
+            .inner
+            .tick
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            .max(1);
+        entry.flight = id;
+        *inflight += 1;
+        let mut flight = Flight {
+            entries: Arc::downgrade(&self.entries),
+            source: source.clone(),
+            id,
+            open: true,
+        };
         let inner = Arc::clone(&self.inner);
-        let entries = Arc::downgrade(&self.entries);
-        let source = source.clone();
-        let fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
-            let result = match tokio::runtime::Handle::try_current() {
-                Ok(_) => tokio::time::timeout(inner.config.fetch_timeout, fetch(&inner, &source))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(DiscoveryError::Fetch {
-                            url: source_url(&source),
-                            error: FetchError::Timeout(inner.config.fetch_timeout),
-                        })
-                    }),
-                Err(_) => Err(DiscoveryError::NoRuntime),
-            };
-            settle(&inner, &entries, &source, result)
+        let task = rt.spawn(async move {
+            let source = flight.source.clone();
+            let result = tokio::time::timeout(inner.config.fetch_timeout, fetch(&inner, &source))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DiscoveryError::Fetch {
+                        url: source_url(&source),
+                        error: FetchError::Timeout(inner.config.fetch_timeout),
+                    })
+                });
+            settle(&inner, &mut flight, result)
         });
+        let fut: Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(async move { task.await.unwrap_or(Err(DiscoveryError::Aborted)) });
         let shared = fut.shared();
         entry.inflight = Some(shared.clone());
-        shared
+        Step::Wait(shared)
+    }
+}
+
+/// The key `kid` in a fetched set.
+fn lookup(set: &KeySet, kid: &str) -> Result<PublicKey, DiscoveryError> {
+    match set.keys.get(kid) {
+        Some(Ok(key)) => Ok(key.clone()),
+        Some(Err(error)) => Err(DiscoveryError::Key {
+            kid: kid.to_owned(),
+            error: error.clone(),
+        }),
+        None => Err(DiscoveryError::UnknownKey {
+            kid: kid.to_owned(),
+        }),
     }
 }
 
@@ -615,15 +724,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn evict(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) {
+/// Makes room among sources with keys: the least recently used goes, one not being
+/// fetched if there is one. Called only when a source's first fetch succeeds.
+fn evict_positive(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) {
     let victim = map
         .iter()
-        .filter(|(_, e)| e.inflight.is_none())
-        .min_by_key(|(_, e)| e.last_used)
+        .min_by_key(|(_, e)| (e.inflight.is_some(), e.last_used))
         .map(|(k, _)| k.clone());
     if let Some(k) = victim {
         map.remove(&k);
         bump(&counters.evictions);
+    }
+}
+
+/// Makes room among sources without keys: the one whose backoff ends soonest (forgetting
+/// it loses the least), never one being fetched. `false` when every one is being fetched.
+fn evict_negative(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) -> bool {
+    let victim = map
+        .iter()
+        .filter(|(_, e)| e.inflight.is_none())
+        .min_by_key(|(_, e)| (e.retry_at, e.last_used))
+        .map(|(k, _)| k.clone());
+    match victim {
+        Some(k) => {
+            map.remove(&k);
+            bump(&counters.negative_evictions);
+            true
+        }
+        None => false,
     }
 }
 
@@ -634,21 +762,70 @@ fn source_url(source: &KeySource) -> String {
     }
 }
 
-/// Records a fetch's outcome in its entry (if the entry is still there).
+/// A running fetch's slot. The fetch settles it; if the fetch never does (the fetcher
+/// panicked, the runtime is shutting down), dropping it releases the slot and the
+/// source's in-flight mark, so neither is ever leaked.
+struct Flight {
+    entries: std::sync::Weak<Map>,
+    source: KeySource,
+    id: u64,
+    open: bool,
+}
+
+impl Flight {
+    /// Releases the slot, and the entry's in-flight mark if it is still this fetch's.
+    fn release(&mut self, t: &mut Tables) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        t.inflight = t.inflight.saturating_sub(1);
+        if let Some(e) = t.get_mut(&self.source)
+            && e.flight == self.id
+        {
+            e.inflight = None;
+            e.flight = 0;
+        }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if self.open
+            && let Some(map) = self.entries.upgrade()
+        {
+            self.release(&mut lock(&map));
+        }
+    }
+}
+
+/// Records a fetch's outcome in its entry (if the entry is still there), promoting a
+/// source's first keys to the table of sources with keys, and releases the fetch's slot.
 fn settle<F>(
     inner: &Inner<F>,
-    entries: &std::sync::Weak<Map>,
-    source: &KeySource,
+    flight: &mut Flight,
     result: Result<(Arc<KeySet>, Freshness), DiscoveryError>,
 ) -> Result<Arc<KeySet>, DiscoveryError> {
     let cfg = &inner.config;
     let now = inner.clock.now().as_secs();
-    let entries = entries.upgrade();
-    let mut map = entries.as_deref().map(lock);
-    let entry = map.as_mut().and_then(|m| m.get_mut(source));
+    let Some(map) = flight.entries.upgrade() else {
+        flight.open = false;
+        return result.map(|(set, _)| set);
+    };
+    let mut guard = lock(&map);
+    let t = &mut *guard;
+    flight.release(t);
+    let source = &flight.source;
     match result {
         Ok((set, fresh)) => {
-            if let Some(e) = entry {
+            // A source's first keys move it out of the negative table.
+            if let Some(e) = t.negative.remove(source) {
+                if t.positive.len() >= cfg.max_entries {
+                    evict_positive(&mut t.positive, &inner.counters);
+                }
+                t.positive.insert(source.clone(), e);
+            }
+            if let Some(e) = t.positive.get_mut(source) {
                 let ttl = match fresh {
                     Freshness::MaxAge(s) => s.clamp(cfg.min_ttl, cfg.max_ttl),
                     Freshness::NoStore => cfg.min_ttl,
@@ -661,13 +838,12 @@ fn settle<F>(
                 e.failures = 0;
                 e.retry_at = 0;
                 e.last_error = None;
-                e.inflight = None;
             }
             Ok(set)
         }
         Err(err) => {
             bump(&inner.counters.failures);
-            if let Some(e) = entry {
+            if let Some(e) = t.get_mut(source) {
                 e.failures = e.failures.saturating_add(1);
                 let backoff = cfg
                     .refetch_floor
@@ -675,7 +851,6 @@ fn settle<F>(
                     .min(cfg.max_backoff);
                 e.retry_at = now + backoff;
                 e.last_error = Some(err.clone());
-                e.inflight = None;
             }
             Err(err)
         }

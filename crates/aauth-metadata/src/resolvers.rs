@@ -11,7 +11,8 @@ use std::sync::Arc;
 use aauth_headers::Scheme;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
-    KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver, VerifyError,
+    AAUTH_DOCUMENTS, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver,
+    VerifyError, check_jwks_uri_dwk,
 };
 use aauth_tokens::jws::CompactJws;
 use aauth_tokens::{ResolveError, ServerId, TokenError};
@@ -20,7 +21,9 @@ use async_trait::async_trait;
 use crate::{Fetch, HttpsUrl, KeyCache, KeySource};
 
 /// Resolves `jwks_uri` and `jwks` members through a [`KeyCache`], optionally only for
-/// named signers.
+/// named signers. A `jwks_uri` member (and a `self-jwt`'s `dwk` claim) must name one of the
+/// four AAuth metadata documents ([`aauth_signing::AAUTH_DOCUMENTS`]); any other is
+/// refused before anything is fetched.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -110,6 +113,9 @@ impl<F: Fetch> KeyResolver for DiscoveryResolver<F> {
             Scheme::SelfJwt { jwt } => return self.self_jwt(jwt, ctx.now).await,
             Scheme::JwksUri { id, dwk, kid } => {
                 let iss = ServerId::parse(id).map_err(|_| untrusted(id))?;
+                // Only the four AAuth documents: the caller names `dwk`, and the fetch of
+                // `{id}/.well-known/{dwk}` is ours.
+                check_jwks_uri_dwk(dwk, ctx)?;
                 self.admitted(id)?;
                 let source = KeySource::Issuer {
                     iss,
@@ -199,6 +205,12 @@ impl<F: Fetch> DiscoveryResolver<F> {
                 reason: e.to_string(),
             })
         })?;
+        if !AAUTH_DOCUMENTS.contains(&claims.dwk.as_str()) {
+            return Err(jwt_error(TokenError::WrongDwk {
+                expected: "an AAuth metadata document",
+                found: claims.dwk.chars().take(200).collect(),
+            }));
+        }
         self.admitted(iss.as_str())?;
         let source = KeySource::Issuer {
             iss: iss.clone(),

@@ -2,9 +2,16 @@
 //! resource answers `202` with a pending URL and holds the invocation; the first poll
 //! presenting a valid auth token runs it, and its result is kept, keyed by that auth
 //! token's `jti` until the token's `exp`, and replayed to repeated presentations.
+//!
+//! Anyone who runs a Person Server can mint person tokens for a resource, so what is held
+//! is bounded: a body larger than [`DeferredAuth::max_held_body`] (64 KiB) is not held
+//! (the plain `401` is answered and the agent retries with its auth token);
+//! [`MemoryHeldStore`] keeps at most a count of records and a byte budget (64 MiB),
+//! refusing past them with `503`; and each person `(ps, sub)` and each agent key has at
+//! most [`DEFAULT_HOLD_QUOTA`] open holds, refused past it with `429` and `Retry-After`.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aauth_keys::base64url;
 use aauth_keys::rand::{OsRandom, RandomSource};
@@ -12,6 +19,35 @@ use aauth_keys::time::UnixTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+
+/// The default byte budget of a [`MemoryHeldStore`] (64 MiB): held bodies and header
+/// fields, and kept results, as [`Held::size`] and [`StoredResponse::size`] count them.
+pub const DEFAULT_HELD_BYTES: usize = 64 * 1024 * 1024;
+
+/// The default number of open (pending or running) holds one person `(ps, sub)`, and one
+/// agent key, may have in a [`MemoryHeldStore`]: 16 each.
+pub const DEFAULT_HOLD_QUOTA: usize = 16;
+
+/// The default largest body a [`DeferredAuth`] holds (64 KiB): a larger request is
+/// answered with the plain `401 requirement=auth-token`, and the agent sends it again
+/// with its auth token.
+pub const DEFAULT_MAX_HELD_BODY: usize = 64 * 1024;
+
+/// What a record costs beyond the bytes it carries (map nodes, its id, its state), so that
+/// many small holds cost something too.
+const RECORD_OVERHEAD: usize = 256;
+
+/// What each header field costs beyond its name and value (as RFC 9113 §6.5.2 counts a
+/// header list).
+const FIELD_OVERHEAD: usize = 32;
+
+fn headers_size(headers: &HeaderMap) -> usize {
+    headers.iter().fold(0, |n: usize, (name, value)| {
+        n.saturating_add(name.as_str().len())
+            .saturating_add(value.len())
+            .saturating_add(FIELD_OVERHEAD)
+    })
+}
 
 /// A held invocation: the request as it arrived, and whose it is.
 #[derive(Debug, Clone)]
@@ -38,6 +74,66 @@ pub struct Held {
     pub expires: UnixTime,
 }
 
+impl Held {
+    /// The request `parts` and `body`, signed by the agent key whose thumbprint is `jkt`
+    /// for the person `(ps, sub)`, held until `expires`.
+    ///
+    /// ```
+    /// use aauth_keys::time::UnixTime;
+    /// use aauth_resource::Held;
+    /// let (parts, ()) = http::Request::post("/doc")
+    ///     .header("content-type", "application/json")
+    ///     .body(())?
+    ///     .into_parts();
+    /// let body = bytes::Bytes::from_static(br#"{"title":"q3"}"#);
+    /// let held = Held::new(parts, body, "jkt", "https://ps.example", "person-1", UnixTime(1_800_000_600));
+    /// assert!(held.size() > 14 + "content-type".len() + "application/json".len());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn new(
+        parts: http::request::Parts,
+        body: Bytes,
+        jkt: &str,
+        ps: &str,
+        sub: &str,
+        expires: UnixTime,
+    ) -> Self {
+        Self {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+            jkt: jkt.to_owned(),
+            ps: ps.to_owned(),
+            sub: sub.to_owned(),
+            expires,
+        }
+    }
+
+    /// The bytes this record keeps, as a store's budget counts them: the body, each header
+    /// field's name and value plus 32, the target, the owner, and 256 for the record
+    /// itself. Never overflows.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        [
+            self.body.len(),
+            headers_size(&self.headers),
+            self.uri.scheme_str().map_or(0, str::len),
+            self.uri.authority().map_or(0, |a| a.as_str().len()),
+            self.uri.path_and_query().map_or(0, |p| p.as_str().len()),
+            self.method.as_str().len(),
+            self.jkt.len(),
+            self.ps.len(),
+            self.sub.len(),
+            RECORD_OVERHEAD,
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
+    }
+}
+
 /// A response kept for replay.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -48,6 +144,24 @@ pub struct StoredResponse {
     pub headers: HeaderMap,
     /// The body.
     pub body: Bytes,
+}
+
+impl StoredResponse {
+    /// A response with `status`, `headers` and `body`.
+    #[must_use]
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The bytes it keeps: the body and each header field's name and value plus 32.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.body.len().saturating_add(headers_size(&self.headers))
+    }
 }
 
 /// Where a held invocation stands.
@@ -72,6 +186,15 @@ pub enum HeldState {
     Cancelled,
 }
 
+impl HeldState {
+    /// Whether the invocation is still open: pending or running (what a presenter's quota
+    /// counts).
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        matches!(self, Self::Pending | Self::Running { .. })
+    }
+}
+
 /// What [`HeldStore::claim`] found.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -92,18 +215,101 @@ pub struct HeldStoreError {
     pub reason: String,
 }
 
+/// Whose quota of open holds a request exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Presenter {
+    /// The person `(ps, sub)` the presented person or auth token names.
+    Person,
+    /// The agent key that signed the request.
+    AgentKey,
+}
+
+impl std::fmt::Display for Presenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Person => "person",
+            Self::AgentKey => "agent key",
+        })
+    }
+}
+
+/// Why an invocation was not held. The layer answers `429` with `Retry-After` for a
+/// presenter past its quota, `503` with `Retry-After: 1` otherwise: a request that is not
+/// held is never run unchecked (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HoldError {
+    /// The store keeps as many records as it may; none is evicted to make room.
+    #[error("held-request store full ({max} records)")]
+    Full {
+        /// The record limit.
+        max: usize,
+    },
+    /// Keeping this request would take the store past its byte budget.
+    #[error("held-request store: {size} more bytes would pass its budget of {budget}")]
+    OverBudget {
+        /// What the request would cost ([`Held::size`]).
+        size: usize,
+        /// The budget.
+        budget: usize,
+    },
+    /// The presenter already has its quota of open holds.
+    #[error("this {presenter} already has {quota} open held requests")]
+    QuotaExceeded {
+        /// Whose quota.
+        presenter: Presenter,
+        /// The quota.
+        quota: usize,
+        /// Seconds until the presenter's oldest open hold expires (a slot is free by then
+        /// at the latest).
+        retry_after: u64,
+    },
+    /// The store cannot answer.
+    #[error(transparent)]
+    Store(#[from] HeldStoreError),
+}
+
+impl HoldError {
+    /// `429` for [`HoldError::QuotaExceeded`], `503` for the others.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `Retry-After` seconds: until the presenter's oldest open hold expires for a
+    /// quota, one second otherwise.
+    #[must_use]
+    pub fn retry_after(&self) -> u64 {
+        match self {
+            Self::QuotaExceeded { retry_after, .. } => (*retry_after).max(1),
+            _ => 1,
+        }
+    }
+}
+
 /// Storage for held invocations, behind a trait so that several resource instances can
 /// share one (memory here).
+///
+/// A store keeps what anyone with a person token for the resource sends, so it must bound
+/// it: a count, a byte budget, and a quota of open holds per presenter (person and agent
+/// key), refusing past them rather than evicting a pending hold.
 #[async_trait]
 pub trait HeldStore: Send + Sync {
     /// Holds `held` under `id`.
     ///
     /// # Errors
     ///
-    /// [`HeldStoreError`] when it cannot be kept (full, unavailable).
-    async fn hold(&self, id: &str, held: Held, now: UnixTime) -> Result<(), HeldStoreError>;
+    /// [`HoldError`] when it is not kept: the store is full or past its budget, the
+    /// presenter is past its quota, or the store is unavailable.
+    async fn hold(&self, id: &str, held: Held, now: UnixTime) -> Result<(), HoldError>;
 
-    /// The held invocation `id` and its state, if it exists and has not expired.
+    /// The held invocation `id` and its state, if it exists and has not expired. Once
+    /// settled (done or cancelled) a store may drop the request's header fields and body:
+    /// only its owner is needed then.
     ///
     /// # Errors
     ///
@@ -148,24 +354,166 @@ struct Entry {
     held: Held,
     state: HeldState,
     until: UnixTime,
+    /// What it costs now (counted in `State::bytes`).
+    size: usize,
 }
 
-/// An in-memory [`HeldStore`], bounded: when full, new holds are refused (`503`), never
-/// evicting a pending one.
+impl Entry {
+    fn cost(&self) -> usize {
+        let kept = match &self.state {
+            HeldState::Done { response, .. } => response.size(),
+            _ => 0,
+        };
+        self.held.size().saturating_add(kept)
+    }
+}
+
+/// `(expires, id)`: ordered by expiry, so the oldest is first.
+type Slot = (UnixTime, String);
+
+#[derive(Debug, Default)]
+struct State {
+    entries: BTreeMap<String, Entry>,
+    /// Every record by `(until, id)`: the sweep takes expired ones from the front, so
+    /// nothing ever scans the whole map.
+    expiry: BTreeSet<Slot>,
+    /// The open holds of each person `(ps, sub)`.
+    by_person: BTreeMap<(String, String), BTreeSet<Slot>>,
+    /// The open holds of each agent key (thumbprint).
+    by_key: BTreeMap<String, BTreeSet<Slot>>,
+    /// The sum of every record's `size`.
+    bytes: usize,
+}
+
+impl State {
+    /// Drops every record whose time is up: each is removed once, in `O(log n)`.
+    fn sweep(&mut self, now: UnixTime) {
+        while self.expiry.first().is_some_and(|(until, _)| *until <= now) {
+            let Some((_, id)) = self.expiry.pop_first() else {
+                break;
+            };
+            if let Some(e) = self.entries.remove(&id) {
+                self.bytes = self.bytes.saturating_sub(e.size);
+                if e.state.is_open() {
+                    close(&mut self.by_person, &mut self.by_key, &id, &e.held);
+                }
+            }
+        }
+    }
+}
+
+/// Removes the open hold `id` from its presenters' quotas.
+fn close(
+    by_person: &mut BTreeMap<(String, String), BTreeSet<Slot>>,
+    by_key: &mut BTreeMap<String, BTreeSet<Slot>>,
+    id: &str,
+    held: &Held,
+) {
+    let slot = (held.expires, id.to_owned());
+    let person = (held.ps.clone(), held.sub.clone());
+    if let Some(open) = by_person.get_mut(&person) {
+        open.remove(&slot);
+        if open.is_empty() {
+            by_person.remove(&person);
+        }
+    }
+    if let Some(open) = by_key.get_mut(&held.jkt) {
+        open.remove(&slot);
+        if open.is_empty() {
+            by_key.remove(&held.jkt);
+        }
+    }
+}
+
+/// Settles an open hold: it leaves its presenters' quotas, and the request it carried is
+/// dropped (a settled hold needs only its owner).
+fn settle(
+    by_person: &mut BTreeMap<(String, String), BTreeSet<Slot>>,
+    by_key: &mut BTreeMap<String, BTreeSet<Slot>>,
+    id: &str,
+    e: &mut Entry,
+) {
+    if e.state.is_open() {
+        close(by_person, by_key, id, &e.held);
+        e.held.headers = HeaderMap::new();
+        e.held.body = Bytes::new();
+    }
+}
+
+/// Recounts `e` in `bytes` after a change.
+fn recount(bytes: &mut usize, e: &mut Entry) {
+    let size = e.cost();
+    *bytes = bytes.saturating_sub(e.size).saturating_add(size);
+    e.size = size;
+}
+
+/// An in-memory [`HeldStore`], bounded four ways, each refusing a new hold rather than
+/// evicting a pending one: at most `max` records and [`DEFAULT_HELD_BYTES`] bytes
+/// (`503`), and at most [`DEFAULT_HOLD_QUOTA`] open holds per person and per agent key
+/// (`429`). Expired records are swept through an expiry index, so a hold costs
+/// `O(log n)` amortized, never a scan of the store.
+///
+/// ```
+/// use aauth_resource::MemoryHeldStore;
+/// let store = MemoryHeldStore::new(1_000).byte_budget(8 * 1024 * 1024).quota(4);
+/// assert!(store.is_empty());
+/// assert_eq!(store.bytes(), 0);
+/// ```
 #[derive(Debug)]
 pub struct MemoryHeldStore {
-    entries: Mutex<BTreeMap<String, Entry>>,
+    state: Mutex<State>,
     max: usize,
+    budget: usize,
+    quota: usize,
 }
 
 impl MemoryHeldStore {
-    /// A store holding at most `max` invocations.
+    /// A store keeping at most `max` records, within [`DEFAULT_HELD_BYTES`], with
+    /// [`DEFAULT_HOLD_QUOTA`] open holds per presenter.
     #[must_use]
     pub fn new(max: usize) -> Self {
         Self {
-            entries: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(State::default()),
             max,
+            budget: DEFAULT_HELD_BYTES,
+            quota: DEFAULT_HOLD_QUOTA,
         }
+    }
+
+    /// The most bytes kept: held requests and kept results, as [`Held::size`] and
+    /// [`StoredResponse::size`] count them. A result is never refused (its invocation has
+    /// run), so results can take the store past the budget; new holds are then refused
+    /// until they expire.
+    #[must_use]
+    pub fn byte_budget(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// The most open (pending or running) holds one person `(ps, sub)`, and one agent
+    /// key, may have.
+    #[must_use]
+    pub fn quota(mut self, open: usize) -> Self {
+        self.quota = open;
+        self
+    }
+
+    /// How many records are kept (expired ones until the next sweep).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        lock(&self.state).entries.len()
+    }
+
+    /// Whether nothing is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes kept, as the budget counts them.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        lock(&self.state).bytes
     }
 }
 
@@ -175,23 +523,61 @@ impl Default for MemoryHeldStore {
     }
 }
 
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every update leaves the state consistent before anything can fail, so a poisoned
+    // lock is still a usable state.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[async_trait]
 impl HeldStore for MemoryHeldStore {
-    async fn hold(&self, id: &str, held: Held, now: UnixTime) -> Result<(), HeldStoreError> {
-        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, e| e.until > now);
-        if map.len() >= self.max {
-            return Err(HeldStoreError {
-                reason: "full".to_owned(),
+    async fn hold(&self, id: &str, held: Held, now: UnixTime) -> Result<(), HoldError> {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        st.sweep(now);
+        let person = (held.ps.clone(), held.sub.clone());
+        let quotas = [
+            (Presenter::Person, st.by_person.get(&person)),
+            (Presenter::AgentKey, st.by_key.get(&held.jkt)),
+        ];
+        for (presenter, open) in quotas {
+            let open_now = open.map_or(0, BTreeSet::len);
+            if open_now >= self.quota {
+                let oldest = open.and_then(BTreeSet::first).map_or(now, |(t, _)| *t);
+                return Err(HoldError::QuotaExceeded {
+                    presenter,
+                    quota: self.quota,
+                    retry_after: oldest.as_secs().saturating_sub(now.as_secs()).max(1),
+                });
+            }
+        }
+        if st.entries.len() >= self.max {
+            return Err(HoldError::Full { max: self.max });
+        }
+        let size = held.size();
+        if st.bytes.saturating_add(size) > self.budget {
+            return Err(HoldError::OverBudget {
+                size,
+                budget: self.budget,
             });
         }
-        let until = held.expires;
-        map.insert(
+        if st.entries.contains_key(id) {
+            return Err(HoldError::Store(HeldStoreError {
+                reason: "the id is in use".to_owned(),
+            }));
+        }
+        let slot = (held.expires, id.to_owned());
+        st.expiry.insert(slot.clone());
+        st.by_person.entry(person).or_default().insert(slot.clone());
+        st.by_key.entry(held.jkt.clone()).or_default().insert(slot);
+        st.bytes = st.bytes.saturating_add(size);
+        st.entries.insert(
             id.to_owned(),
             Entry {
+                until: held.expires,
                 held,
                 state: HeldState::Pending,
-                until,
+                size,
             },
         );
         Ok(())
@@ -202,16 +588,19 @@ impl HeldStore for MemoryHeldStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<(Held, HeldState)>, HeldStoreError> {
-        let map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(map
+        let mut st = lock(&self.state);
+        st.sweep(now);
+        Ok(st
+            .entries
             .get(id)
             .filter(|e| e.until > now)
             .map(|e| (e.held.clone(), e.state.clone())))
     }
 
     async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError> {
-        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(e) = map.get_mut(id).filter(|e| e.until > now) else {
+        let mut st = lock(&self.state);
+        st.sweep(now);
+        let Some(e) = st.entries.get_mut(id).filter(|e| e.until > now) else {
             return Ok(Claim::Settled(HeldState::Cancelled));
         };
         Ok(match &e.state {
@@ -233,38 +622,67 @@ impl HeldStore for MemoryHeldStore {
         response: Option<StoredResponse>,
         keep_until: UnixTime,
     ) -> Result<(), HeldStoreError> {
-        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = map.get_mut(id) {
-            match response {
-                Some(response) => {
-                    e.state = HeldState::Done {
-                        jti: jti.to_owned(),
-                        response,
-                    };
-                    e.until = keep_until;
+        let mut guard = lock(&self.state);
+        let State {
+            entries,
+            expiry,
+            by_person,
+            by_key,
+            bytes,
+        } = &mut *guard;
+        let Some(e) = entries.get_mut(id) else {
+            return Ok(());
+        };
+        match response {
+            Some(response) => {
+                settle(by_person, by_key, id, e);
+                e.state = HeldState::Done {
+                    jti: jti.to_owned(),
+                    response,
+                };
+                expiry.remove(&(e.until, id.to_owned()));
+                e.until = keep_until;
+                expiry.insert((keep_until, id.to_owned()));
+            }
+            // Only a running invocation is released; a settled one stays settled.
+            None => {
+                if matches!(e.state, HeldState::Running { .. }) {
+                    e.state = HeldState::Pending;
                 }
-                None => e.state = HeldState::Pending,
             }
         }
+        recount(bytes, e);
         Ok(())
     }
 
-    async fn cancel(&self, id: &str, _now: UnixTime) -> Result<(), HeldStoreError> {
-        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = map.get_mut(id) {
+    async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError> {
+        let mut guard = lock(&self.state);
+        guard.sweep(now);
+        let State {
+            entries,
+            by_person,
+            by_key,
+            bytes,
+            ..
+        } = &mut *guard;
+        if let Some(e) = entries.get_mut(id) {
+            settle(by_person, by_key, id, e);
             e.state = HeldState::Cancelled;
+            recount(bytes, e);
         }
         Ok(())
     }
 }
 
 /// The deferral settings of an [`crate::AAuthLayer`]: where held invocations are kept,
-/// the path prefix of pending URLs, and how long an unanswered hold lasts.
+/// the path prefix of pending URLs, how long an unanswered hold lasts, and the largest
+/// body held.
 #[derive(Clone)]
 pub struct DeferredAuth {
     pub(crate) store: std::sync::Arc<dyn HeldStore>,
     pub(crate) prefix: String,
     pub(crate) ttl: u64,
+    pub(crate) max_held_body: usize,
 }
 
 impl std::fmt::Debug for DeferredAuth {
@@ -272,19 +690,31 @@ impl std::fmt::Debug for DeferredAuth {
         f.debug_struct("DeferredAuth")
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
+            .field("max_held_body", &self.max_held_body)
             .finish_non_exhaustive()
     }
 }
 
 impl DeferredAuth {
     /// Holds invocations in `store` under pending URLs `{prefix}{id}` (the prefix must
-    /// start and end with `/`, and the layer must see requests to it), for ten minutes.
+    /// start and end with `/`, and the layer must see requests to it), for ten minutes,
+    /// with bodies up to [`DEFAULT_MAX_HELD_BODY`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use aauth_resource::{DeferredAuth, MemoryHeldStore};
+    /// let deferred = DeferredAuth::new(Arc::new(MemoryHeldStore::default()), "/aauth/pending/")
+    ///     .ttl(300)
+    ///     .max_held_body(16 * 1024);
+    /// # drop(deferred);
+    /// ```
     #[must_use]
     pub fn new(store: std::sync::Arc<dyn HeldStore>, prefix: &str) -> Self {
         Self {
             store,
             prefix: prefix.to_owned(),
             ttl: 600,
+            max_held_body: DEFAULT_MAX_HELD_BODY,
         }
     }
 
@@ -292,6 +722,15 @@ impl DeferredAuth {
     #[must_use]
     pub fn ttl(mut self, secs: u64) -> Self {
         self.ttl = secs;
+        self
+    }
+
+    /// The largest body held, in bytes (default [`DEFAULT_MAX_HELD_BODY`]; the layer's
+    /// [`crate::AAuthLayer::max_body`] still bounds what is read). A request with a larger
+    /// body is not held: it is answered with the plain `401 requirement=auth-token`.
+    #[must_use]
+    pub fn max_held_body(mut self, bytes: usize) -> Self {
+        self.max_held_body = bytes;
         self
     }
 

@@ -18,7 +18,7 @@ use aauth_signing::{KeyIdentity, VerifiedRequest};
 use aauth_tokens::BoundToken;
 
 use crate::deferred::{
-    Claim, DeferredAuth, Held, HeldState, StoredResponse, pending_response, problem,
+    Claim, DeferredAuth, Held, HeldState, HoldError, StoredResponse, pending_response, problem,
 };
 use crate::gate::{Gated, Outcome};
 use crate::{Admitted, Refusal, Route};
@@ -223,6 +223,16 @@ async fn hold(
     request: &VerifiedRequest,
     now: UnixTime,
 ) -> Response<Bytes> {
+    // Only what is cheap to keep is held: a larger request is told to come back with an
+    // auth token, which is what the deferral would have waited for anyway.
+    if body.len() > d.max_held_body {
+        return Refusal::Challenge {
+            requirement: aauth_headers::Requirement::AuthToken {
+                resource_token: resource_token.to_owned(),
+            },
+        }
+        .into_http_response();
+    }
     let Some((ps, sub)) = person_of(request) else {
         return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -234,25 +244,39 @@ async fn hold(
         Ok(id) => id,
         Err(e) => return unavailable(&e.reason),
     };
-    let held = Held {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
+    let held = Held::new(
+        parts,
         body,
-        jkt: request.key.thumbprint().as_str().to_owned(),
-        ps,
-        sub,
-        expires: now.plus(d.ttl),
-    };
+        request.key.thumbprint().as_str(),
+        &ps,
+        &sub,
+        now.plus(d.ttl),
+    );
     match d.store.hold(&id, held, now).await {
         Ok(()) => pending_response(
             &format!("{}{id}", d.prefix),
             requirement_value(resource_token.to_owned()),
             0,
         ),
-        Err(e) => unavailable(&e.reason),
+        Err(e) => not_held(&e),
     }
+}
+
+/// The answer to a request the store would not hold: `429` for a presenter past its
+/// quota, `503` otherwise, each with `Retry-After`.
+fn not_held(e: &HoldError) -> Response<Bytes> {
+    let status = e.status();
+    let error = if status == StatusCode::TOO_MANY_REQUESTS {
+        "rate_limited"
+    } else {
+        "temporarily_unavailable"
+    };
+    let mut r = problem(status, error, &e.to_string());
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(e.retry_after()),
+    );
+    r
 }
 
 fn unavailable(reason: &str) -> Response<Bytes> {

@@ -45,12 +45,12 @@ pub use aauth_signing::{
 #[cfg(feature = "axum")]
 pub use axum::{Agent, Authorization, NotAdmitted, Person};
 pub use deferred::{
-    Claim, DeferredAuth, Held, HeldState, HeldStore, HeldStoreError, MemoryHeldStore,
-    StoredResponse,
+    Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DeferredAuth, Held,
+    HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore, Presenter, StoredResponse,
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
 pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};
-pub use tokens::{AccountCheck, ResourceTokens};
+pub use tokens::{AccountCheck, MAX_AUTHORIZATION_PARAM, ResourceTokens};

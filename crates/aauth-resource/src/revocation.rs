@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aauth_headers::Scheme;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
     AuthoritySource, BodyCoverage, KeyIdentity, KeyResolver, ReplayGuard, RevocationList, Verifier,
-    VerifyPolicy,
+    VerifyError, VerifyPolicy,
 };
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
@@ -84,13 +85,14 @@ impl RevocationList for MemoryRevocationList {
     }
 }
 
-/// The resource's revocation endpoint: verifies the caller under `jwks_uri` (through the
-/// supplied resolver, normally the metadata crate's `DiscoveryResolver`), requires body
-/// coverage, accepts only the issuers this resource trusts, and records the revocation.
+/// The resource's revocation endpoint: accepts only the issuers this resource trusts,
+/// decided from the `jwks_uri` member before any key is fetched, verifies the caller under
+/// `jwks_uri` (through the supplied resolver, normally the metadata crate's
+/// `DiscoveryResolver`), requires body coverage, and records the revocation.
 #[derive(Clone)]
 pub struct RevocationEndpoint {
     verifier: Verifier,
-    trusted: BTreeSet<String>,
+    trusted: Arc<BTreeSet<String>>,
     list: Arc<MemoryRevocationList>,
 }
 
@@ -140,9 +142,27 @@ impl RevocationEndpoint {
         let policy = VerifyPolicy::for_server(resource)
             .accept_schemes(&["jwks_uri"])
             .body_coverage(BodyCoverage::Required);
+        let trusted: Arc<BTreeSet<String>> =
+            Arc::new(trusted.into_iter().map(|i| i.as_str().to_owned()).collect());
+        // A stranger's request costs no fetch of the stranger's keys: the signer is checked
+        // against the trusted issuers before its key is resolved.
+        let gate = {
+            let trusted = Arc::clone(&trusted);
+            move |scheme: &Scheme| match scheme {
+                Scheme::JwksUri { id, .. } if trusted.contains(id) => Ok(()),
+                other => Err(VerifyError::SignerNotAdmitted {
+                    signer: match other {
+                        Scheme::JwksUri { id, .. } => id.chars().take(200).collect(),
+                        _ => other.name().to_owned(),
+                    },
+                }),
+            }
+        };
         Self {
-            verifier: Verifier::new(policy, resolver).replay(ReplayGuard::in_memory()),
-            trusted: trusted.into_iter().map(|i| i.as_str().to_owned()).collect(),
+            verifier: Verifier::new(policy, resolver)
+                .gate(Arc::new(gate))
+                .replay(ReplayGuard::in_memory()),
+            trusted,
             list,
         }
     }
@@ -165,7 +185,8 @@ impl RevocationEndpoint {
 
     /// Handles `POST {revocation_endpoint}`: `200` with an empty body once recorded
     /// (also for a token never seen), `401` for a signature failure, `403 unsupported_iss`
-    /// for an issuer this resource does not trust, `400 invalid_request` for a bad body,
+    /// for an issuer this resource does not trust (answered before its keys are looked
+    /// up), `400 invalid_request` for a bad body,
     /// `503` when the list is full (fail closed).
     pub async fn handle(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
         if parts.method != http::Method::POST {
@@ -177,6 +198,13 @@ impl RevocationEndpoint {
         }
         let verified = match self.verifier.verify(parts, body, now).await {
             Ok(v) => v,
+            Err(VerifyError::SignerNotAdmitted { .. }) => {
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    Some("unsupported_iss"),
+                    "this resource does not accept tokens from that issuer",
+                );
+            }
             Err(e) => {
                 let mut resp = http::Response::new(Bytes::from(e.problem_json()));
                 *resp.status_mut() = e.status();

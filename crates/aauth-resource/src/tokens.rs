@@ -220,11 +220,28 @@ pub(crate) struct AuthorizationRequest {
     pub(crate) account: Option<String>,
 }
 
+/// The longest `scope` and `account` the authorization endpoint reads, in bytes: what a
+/// token's claims may carry (the tokens crate refuses longer text claims), so a resource
+/// token the endpoint mints is one its Person Server or Access Server can read.
+pub const MAX_AUTHORIZATION_PARAM: usize = 1024;
+
 impl AuthorizationRequest {
     pub(crate) fn parse(body: &[u8]) -> Result<Self, Refusal> {
-        serde_json::from_slice(body).map_err(|e| Refusal::Invalid {
+        let req: Self = serde_json::from_slice(body).map_err(|e| Refusal::Invalid {
             error: "invalid_request",
             detail: format!("the body is not {{\"scope\", \"account\"?}}: {e}"),
-        })
+        })?;
+        for (name, value) in [
+            ("scope", Some(&req.scope)),
+            ("account", req.account.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.len() > MAX_AUTHORIZATION_PARAM) {
+                return Err(Refusal::Invalid {
+                    error: "invalid_request",
+                    detail: format!("{name} is longer than {MAX_AUTHORIZATION_PARAM} bytes"),
+                });
+            }
+        }
+        Ok(req)
     }
 }

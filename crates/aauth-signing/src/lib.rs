@@ -83,8 +83,9 @@ pub use replay::{
     ReplayStore, ReplayStoreError, ReplayUse,
 };
 pub use resolve::{
-    IssuerJwksUriResolver, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
-    RevocationList, SchemeResolver, hwk_scheme, resolve_hwk, resolve_jkt_jwt,
+    AAUTH_DOCUMENTS, IssuerJwksUriResolver, JwtResolver, KeyIdentity, KeyResolver, ResolveContext,
+    ResolvedKey, RevocationList, SchemeResolver, check_jwks_uri_dwk, hwk_scheme, resolve_hwk,
+    resolve_jkt_jwt,
 };
 pub use sign::{
     DigestMode, SignOptions, SigningKey, sign, sign_message, sign_request, sign_request_unique,

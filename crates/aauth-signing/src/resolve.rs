@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aauth_headers::{Hwk, Scheme};
+use aauth_headers::{ErrorCode, Hwk, MemberError, Scheme};
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, PublicKey, Thumbprint};
 use aauth_tokens::{
@@ -366,10 +366,51 @@ pub trait RevocationList: Send + Sync {
     async fn is_revoked(&self, iss: &ServerId, jti: &str) -> Result<bool, String>;
 }
 
+/// The metadata documents through which AAuth parties publish their keys (draft -11): the
+/// only `dwk` values a `jwks_uri` member may name here.
+pub const AAUTH_DOCUMENTS: [&str; 4] = [
+    "aauth-agent.json",
+    "aauth-person.json",
+    "aauth-access.json",
+    "aauth-resource.json",
+];
+
+/// Admits a `jwks_uri` member's `dwk` only if it names one of the [`AAUTH_DOCUMENTS`], so
+/// that a caller cannot make a verifier fetch `{id}/.well-known/{anything}`: refused as an
+/// unusable member (`invalid_key`) before anything is fetched.
+///
+/// ```
+/// use aauth_keys::time::UnixTime;
+/// use aauth_signing::{ResolveContext, check_jwks_uri_dwk};
+/// let ctx = ResolveContext::new(UnixTime(1_800_000_000), "sig");
+/// assert!(check_jwks_uri_dwk("aauth-person.json", &ctx).is_ok());
+/// let e = check_jwks_uri_dwk("openid-configuration", &ctx).unwrap_err();
+/// assert_eq!(e.code(), Some(aauth_headers::ErrorCode::InvalidKey));
+/// ```
+///
+/// # Errors
+///
+/// [`VerifyError::BadKeyMember`] with [`MemberError::ParameterValue`] and `invalid_key`.
+pub fn check_jwks_uri_dwk(dwk: &str, ctx: &ResolveContext<'_>) -> Result<(), VerifyError> {
+    if AAUTH_DOCUMENTS.contains(&dwk) {
+        Ok(())
+    } else {
+        Err(VerifyError::BadKeyMember {
+            label: ctx.label.to_owned(),
+            reason: MemberError::ParameterValue {
+                name: "dwk",
+                reason: "names no AAuth metadata document",
+            },
+            code: ErrorCode::InvalidKey,
+        })
+    }
+}
+
 /// Resolves `Signature-Key: sig=jwks_uri;id;dwk;kid` through an issuer-key resolver (the
 /// metadata crate's key cache in production, a static set in tests): the signer is `id`,
-/// its key the one its `{id}/.well-known/{dwk}` → `jwks_uri` publishes under `kid`. What
-/// a server uses to verify another server (a Person Server calling an Access Server, a
+/// its key the one its `{id}/.well-known/{dwk}` → `jwks_uri` publishes under `kid`, where
+/// `dwk` must be one of the [`AAUTH_DOCUMENTS`] ([`check_jwks_uri_dwk`]). What a server
+/// uses to verify another server (a Person Server calling an Access Server, a
 /// revocation).
 #[derive(Clone)]
 pub struct IssuerJwksUriResolver {
@@ -396,13 +437,14 @@ impl KeyResolver for IssuerJwksUriResolver {
     async fn resolve(
         &self,
         scheme: &Scheme,
-        _ctx: &ResolveContext<'_>,
+        ctx: &ResolveContext<'_>,
     ) -> Result<ResolvedKey, VerifyError> {
         let Scheme::JwksUri { id, dwk, kid } = scheme else {
             return Err(VerifyError::UnsupportedScheme {
                 scheme: Some(scheme.name().to_owned()),
             });
         };
+        check_jwks_uri_dwk(dwk, ctx)?;
         let iss = ServerId::parse(id).map_err(|_| {
             VerifyError::KeyDiscovery(aauth_tokens::ResolveError::Untrusted { iss: id.clone() })
         })?;

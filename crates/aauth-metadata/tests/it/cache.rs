@@ -474,6 +474,187 @@ async fn the_number_of_sources_is_bounded() {
     assert_eq!(w.fetch.calls(a.as_str()), 2);
 }
 
+/// A JWKS URL on a host of the attacker's, which never answers with keys (404).
+fn never_answers(i: usize) -> HttpsUrl {
+    HttpsUrl::parse(&format!("https://n{i}.attacker.example/jwks.json")).unwrap()
+}
+
+#[tokio::test]
+async fn a_flood_of_sources_that_never_answer_does_not_evict_an_issuers_keys() {
+    let w = world(); // default bounds: 1024 sources with keys, 1024 without
+    w.get("k1").await.unwrap();
+    // More fresh sources than both bounds together: each is fetched once and fails.
+    for i in 0..2100 {
+        assert!(w.cache.jwks_key(&never_answers(i), "k1").await.is_err());
+        assert!(w.cache.negative_len() <= 1024);
+    }
+    let s = w.cache.stats();
+    assert_eq!(
+        (s.failures, s.evictions, s.negative_evictions),
+        (2100, 0, 2100 - 1024)
+    );
+    assert_eq!(w.cache.len(), 1 + 1024);
+    // The issuer's keys are still held: a hit, no fetch...
+    assert_eq!(&w.get("k1").await.unwrap(), key(1).public_key());
+    assert_eq!(w.jwks_calls(), 1);
+    // ...and so is their stale-if-error protection: the issuer goes down, its keys expire,
+    // and they are still served.
+    w.fetch.set(
+        JWKS,
+        Behaviour::Fail(FetchError::Transport("connection refused".to_owned())),
+    );
+    w.clock.set(UnixTime(T0 + 301));
+    assert_eq!(&w.get("k1").await.unwrap(), key(1).public_key());
+    settle().await;
+    assert_eq!(w.cache.stats().stale_hits, 1);
+    assert_eq!(&w.get("k1").await.unwrap(), key(1).public_key());
+}
+
+#[tokio::test]
+async fn a_source_that_never_answered_keeps_its_backoff_longest() {
+    // The negative entry whose backoff ends soonest is the one evicted: a source that has
+    // failed several times (a long backoff) outlives a flood of first failures.
+    let w = world_with(config(|c| c.max_negative_entries = 4));
+    let down = never_answers(9999);
+    for round in 0..3u64 {
+        w.clock.set(UnixTime(T0 + [0, 60, 180][round as usize]));
+        assert!(w.cache.jwks_key(&down, "k1").await.is_err());
+    }
+    assert_eq!(w.fetch.calls(down.as_str()), 3); // backoff now 240 s, until T0 + 420
+    for i in 0..20 {
+        assert!(w.cache.jwks_key(&never_answers(i), "k1").await.is_err());
+    }
+    assert_eq!(w.cache.negative_len(), 4);
+    // Still backing off: no fetch.
+    assert!(matches!(
+        w.cache.jwks_key(&down, "k1").await,
+        Err(DiscoveryError::BackingOff { .. })
+    ));
+    assert_eq!(w.fetch.calls(down.as_str()), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fetches_running_at_once_are_bounded_and_never_leaked() {
+    let w = world_with(config(|c| {
+        c.max_inflight = 2;
+        c.fetch_timeout = Duration::from_secs(5);
+    }));
+    w.get("k1").await.unwrap();
+    for i in 0..3 {
+        w.fetch.set(never_answers(i).as_str(), Behaviour::Hang);
+    }
+    // Two lookups of hanging sources take both slots; their callers go away (aborted),
+    // which must neither cancel the fetch nor leak its slot.
+    let pending: Vec<_> = (0..2)
+        .map(|i| {
+            let cache = w.cache.clone();
+            tokio::spawn(async move { cache.jwks_key(&never_answers(i), "k1").await })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(w.cache.in_flight(), 2);
+    for p in &pending {
+        p.abort();
+    }
+    // A third source is refused at once, unfetched, and not remembered.
+    let before = w.cache.len();
+    assert_eq!(
+        w.cache.jwks_key(&never_answers(2), "k1").await.unwrap_err(),
+        DiscoveryError::Overloaded { limit: 2 }
+    );
+    assert!(matches!(
+        ResolveError::from(DiscoveryError::Overloaded { limit: 2 }),
+        ResolveError::Unavailable { .. }
+    ));
+    assert_eq!(w.fetch.calls(never_answers(2).as_str()), 0);
+    assert_eq!(w.cache.len(), before);
+    assert_eq!(w.cache.stats().overloaded, 1);
+    // A source being fetched is joined, not fetched again; cached keys need no slot.
+    let joined = {
+        let cache = w.cache.clone();
+        tokio::spawn(async move { cache.jwks_key(&never_answers(0), "k1").await })
+    };
+    settle().await;
+    assert_eq!(w.cache.stats().coalesced, 1);
+    assert_eq!(&w.get("k1").await.unwrap(), key(1).public_key());
+    // At their deadline both fetches end, and their slots are free again.
+    assert!(matches!(
+        joined.await.unwrap(),
+        Err(DiscoveryError::Fetch {
+            error: FetchError::Timeout(_),
+            ..
+        })
+    ));
+    settle().await;
+    assert_eq!(w.cache.in_flight(), 0);
+    w.fetch.set(
+        never_answers(2).as_str(),
+        Behaviour::Answer(Fetched::ok(jwks(&[(2, "k1")]))),
+    );
+    assert_eq!(
+        &w.cache.jwks_key(&never_answers(2), "k1").await.unwrap(),
+        key(2).public_key()
+    );
+}
+
+#[tokio::test]
+async fn the_tables_stay_within_their_bounds_while_fetches_run() {
+    let w = world_with(config(|c| {
+        c.max_entries = 2;
+        c.max_negative_entries = 2;
+        c.max_inflight = 8;
+    }));
+    // Two sources whose first fetch is running fill the negative table: a third new
+    // source is refused rather than growing it or evicting a fetch in flight.
+    for i in 0..2 {
+        w.fetch.set(
+            never_answers(i).as_str(),
+            Behaviour::Slow(Duration::from_millis(50), Fetched::status(404)),
+        );
+    }
+    let running: Vec<_> = (0..2)
+        .map(|i| {
+            let cache = w.cache.clone();
+            tokio::spawn(async move { cache.jwks_key(&never_answers(i), "k1").await })
+        })
+        .collect();
+    settle().await;
+    assert_eq!((w.cache.in_flight(), w.cache.negative_len()), (2, 2));
+    assert_eq!(
+        w.cache.jwks_key(&never_answers(2), "k1").await.unwrap_err(),
+        DiscoveryError::Overloaded { limit: 8 }
+    );
+    assert_eq!(w.cache.negative_len(), 2);
+    for r in running {
+        assert!(r.await.unwrap().is_err());
+    }
+    // Sources that answer move to the other table, within its own bound.
+    for i in 10..15 {
+        let url = never_answers(i);
+        w.fetch.set(
+            url.as_str(),
+            Behaviour::Answer(Fetched::ok(jwks(&[(1, "k1")]))),
+        );
+        w.cache.jwks_key(&url, "k1").await.unwrap();
+        assert!(w.cache.len() <= 4);
+        assert!(w.cache.negative_len() <= 2);
+    }
+    assert_eq!(w.cache.len() - w.cache.negative_len(), 2);
+    assert_eq!(w.cache.stats().evictions, 3);
+}
+
+#[tokio::test]
+async fn a_fetcher_that_panics_leaves_no_slot_taken() {
+    let w = world();
+    w.fetch.set(JWKS, Behaviour::Panic);
+    assert_eq!(w.get("k1").await.unwrap_err(), DiscoveryError::Aborted);
+    assert_eq!(w.cache.in_flight(), 0);
+    // The source is not stuck "in flight": after the floor it is fetched again.
+    w.set_jwks(&[(1, "k1")], None);
+    w.clock.advance(60);
+    assert_eq!(&w.get("k1").await.unwrap(), key(1).public_key());
+}
+
 #[tokio::test]
 async fn cross_origin_jwks_uri_needs_admission() {
     let other = "https://keys.cdn.example/agent.json";

@@ -177,6 +177,60 @@ async fn signers_outside_the_allow_list_are_refused_without_a_fetch() {
     assert_eq!(f.total(), 0);
 }
 
+/// `dwk` is the caller's: without a check, any signer could make the verifier fetch
+/// `{id}/.well-known/{anything}` from any host. Only the four AAuth documents are
+/// fetched; anything else is `invalid_key` (for `jwks_uri`) or `invalid_jwt` (a
+/// `self-jwt` claim), with nothing fetched.
+#[tokio::test]
+async fn only_the_aauth_documents_are_fetched_for_a_caller_chosen_dwk() {
+    let f = fake();
+    let v = verifier(&f, None);
+    for dwk in [
+        "openid-configuration",
+        "oauth-authorization-server",
+        "security.txt",
+        "aauth-access.json/../../admin",
+        "aauth-access.jsonx",
+    ] {
+        let scheme = Scheme::JwksUri {
+            id: "https://victim.example".to_owned(),
+            dwk: dwk.to_owned(),
+            kid: "k1".to_owned(),
+        };
+        let err = check(&v, 1, &scheme).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                VerifyError::BadKeyMember {
+                    reason: aauth_headers::MemberError::ParameterValue { name: "dwk", .. },
+                    ..
+                }
+            ),
+            "{dwk}: {err:?}"
+        );
+        assert_eq!(err.code(), Some(ErrorCode::InvalidKey), "{dwk}");
+        let claims = format!(
+            r#"{{"iss":"https://victim.example","dwk":"{dwk}","exp":{}}}"#,
+            T0 + 300
+        );
+        let err = check(&v, 1, &self_jwt(1, &claims)).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                VerifyError::Token(aauth_tokens::TokenError::WrongDwk { found, .. }) if found == dwk
+            ),
+            "{dwk}: {err:?}"
+        );
+        assert_eq!(err.code(), Some(ErrorCode::InvalidJwt), "{dwk}");
+    }
+    assert_eq!(f.total(), 0, "a document was fetched");
+    // The AAuth documents are fetched (here, the Access Server's).
+    check(&v, 1, &jwks_uri("https://as.example", "k1"))
+        .await
+        .unwrap();
+    assert_eq!((f.calls(META), f.calls(JWKS)), (1, 1));
+}
+
 #[tokio::test]
 async fn the_jwks_scheme_fetches_the_url_directly() {
     let f = fake();

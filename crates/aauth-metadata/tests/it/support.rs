@@ -17,6 +17,8 @@ pub enum Behaviour {
     Hang,
     /// Answers after a (Tokio) delay.
     Slow(Duration, Fetched),
+    /// The fetcher panics (a bug in a `Fetch` implementation).
+    Panic,
 }
 
 /// A fetcher answering from a table, counting calls per URL.
@@ -75,6 +77,7 @@ impl Fetch for FakeFetch {
                 tokio::time::sleep(d).await;
                 Ok(f)
             }
+            Some(Behaviour::Panic) => panic!("the fetcher panicked"),
         }
     }
 }

@@ -246,3 +246,212 @@ async fn a_cancelled_hold_is_gone_and_a_full_store_fails_closed() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(echo.0.load(Ordering::SeqCst), 0);
 }
+
+/// A deferring service over `store`, with `tune` applied to the deferral settings.
+fn service_with(
+    m: &Modes,
+    store: Arc<MemoryHeldStore>,
+    echo: &Echo,
+    tune: impl FnOnce(DeferredAuth) -> DeferredAuth,
+) -> Svc {
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    AAuthLayer::new(
+        resource.route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        Arc::new(FixedClock::new(NOW)),
+    )
+    .defer_auth_token(tune(DeferredAuth::new(store, "/aauth/pending/")))
+    .layer(echo.clone())
+}
+
+/// A person token for `sub` at the test Person Server, bound to `key`: what anyone who
+/// runs a Person Server can mint for the resource.
+fn person(m: &Modes, sub: &str, key: &PrivateKey) -> Scheme {
+    Scheme::jwt(
+        PersonTokenBuilder::new(
+            ServerId::parse("https://ps.example").unwrap(),
+            ServerId::parse("https://resource.example").unwrap(),
+            sub,
+            key.public_key(),
+        )
+        .sign(m.ps_key(), "ps-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token,
+    )
+}
+
+fn problem_error(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn one_presenter_cannot_fill_the_store_and_others_still_get_holds() {
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(MemoryHeldStore::default().quota(3));
+    let mut svc = service_with(&m, Arc::clone(&store), &echo, |d| d);
+    let key_a = &m.w.agent;
+    let key_b = PrivateKey::ed25519_from_seed(&[34; 32]);
+
+    // The flood: one person, one key, as many requests as it likes.
+    let flood = person(&m, "person-42", key_a);
+    let mut held = Vec::new();
+    for i in 0..10 {
+        let (s, h, body) = send(
+            &mut svc,
+            signed("POST", &format!("/doc/{i}"), b"{}", key_a, &flood),
+        )
+        .await;
+        if i < 3 {
+            assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+            held.push(header(&h, "location"));
+        } else {
+            // Past the quota: 429, told to come back when its oldest hold expires.
+            assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+            assert_eq!(header(&h, "retry-after"), "600");
+            assert_eq!(problem_error(&body), "rate_limited");
+            assert!(body.contains("person"), "{body}");
+        }
+    }
+    assert_eq!(store.len(), 3);
+
+    // The same key for another person it minted: the key's quota is spent.
+    let (s, _, body) = send(
+        &mut svc,
+        signed(
+            "POST",
+            "/doc/x",
+            b"{}",
+            key_a,
+            &person(&m, "person-43", key_a),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("agent key"), "{body}");
+    // The same person through another key: the person's quota is spent.
+    let (s, _, _) = send(
+        &mut svc,
+        signed(
+            "POST",
+            "/doc/y",
+            b"{}",
+            &key_b,
+            &person(&m, "person-42", &key_b),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+
+    // Anyone else is still held.
+    let (s, _, _) = send(
+        &mut svc,
+        signed(
+            "POST",
+            "/doc/z",
+            b"{}",
+            &key_b,
+            &person(&m, "person-44", &key_b),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+
+    // A settled hold frees its slot: cancelled, the flooder may hold one more.
+    let (s, _, _) = send(&mut svc, signed("DELETE", &held[0], b"", key_a, &flood)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = send(&mut svc, signed("POST", "/doc/again", b"{}", key_a, &flood)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(echo.0.load(Ordering::SeqCst), 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn past_the_byte_budget_holds_fail_closed() {
+    let m = modes();
+    let echo = Echo::default();
+    // Room for two holds of 4 KiB bodies (with their header fields), not three.
+    let store = Arc::new(MemoryHeldStore::default().byte_budget(2 * 4096 + 4096));
+    let mut svc = service_with(&m, Arc::clone(&store), &echo, |d| d);
+    let body = vec![b'x'; 4096];
+    let mut statuses = Vec::new();
+    for i in 0..4u8 {
+        // A fresh person and key each time: quotas do not help, the budget does.
+        let key = PrivateKey::ed25519_from_seed(&[40 + i; 32]);
+        let scheme = person(&m, &format!("person-{i}"), &key);
+        let (s, h, b) = send(
+            &mut svc,
+            signed("POST", &format!("/doc/{i}"), &body, &key, &scheme),
+        )
+        .await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(header(&h, "retry-after"), "1");
+            assert_eq!(problem_error(&b), "temporarily_unavailable");
+            assert!(b.contains("budget"), "{b}");
+        }
+        statuses.push(s);
+        assert!(store.bytes() <= 3 * 4096, "{} bytes held", store.bytes());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+    );
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        echo.0.load(Ordering::SeqCst),
+        0,
+        "a refused hold never runs"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_held_cap_gets_the_plain_challenge() {
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(MemoryHeldStore::default());
+    let mut svc = service_with(&m, Arc::clone(&store), &echo, |d| d);
+    let scheme = person(&m, "person-42", &m.w.agent);
+
+    // One byte over the default cap (and well under the layer's 1 MiB): not held, the
+    // plain 401 with a resource token, so the agent comes back with its auth token.
+    let big = vec![b'x'; aauth_resource::DEFAULT_MAX_HELD_BODY + 1];
+    let (s, h, _) = send(&mut svc, signed("POST", "/big", &big, &m.w.agent, &scheme)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.get("location").is_none());
+    let req = AAuthRequirement::parse(&header(&h, "aauth-requirement")).unwrap();
+    assert!(matches!(req.requirement, Requirement::AuthToken { .. }));
+    assert!(store.is_empty());
+    // At the cap, it is held.
+    let fits = vec![b'x'; aauth_resource::DEFAULT_MAX_HELD_BODY];
+    let (s, _, _) = send(
+        &mut svc,
+        signed("POST", "/fits", &fits, &m.w.agent, &scheme),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(store.len(), 1);
+
+    // The cap is configurable, separately from the layer's.
+    let mut small = service_with(&m, Arc::new(MemoryHeldStore::default()), &echo, |d| {
+        d.max_held_body(10)
+    });
+    let (s, _, _) = send(
+        &mut small,
+        signed("POST", "/eleven", b"{\"a\":12345}", &m.w.agent, &scheme),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = send(
+        &mut small,
+        signed("POST", "/ten", b"{\"a\":1234}", &m.w.agent, &scheme),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(echo.0.load(Ordering::SeqCst), 0);
+}

@@ -30,6 +30,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 mod deferred;
+mod held;
 mod modes;
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
@@ -1145,6 +1146,74 @@ mod revocation {
         );
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert!(se.unwrap_or_default().starts_with("error=invalid_input"));
+    }
+
+    /// Counts the key lookups it passes on.
+    struct Counting(AtomicUsize, Signers);
+
+    #[async_trait::async_trait]
+    impl KeyResolver for Counting {
+        async fn resolve(
+            &self,
+            scheme: &Scheme,
+            ctx: &ResolveContext<'_>,
+        ) -> Result<ResolvedKey, VerifyError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.resolve(scheme, ctx).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_issuer_is_refused_before_its_keys_are_looked_up() {
+        let w = world();
+        let stranger = PrivateKey::ed25519_from_seed(&[6; 32]);
+        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let resolver = Arc::new(Counting(
+            AtomicUsize::new(0),
+            Signers(vec![
+                (
+                    "https://agent.example".to_owned(),
+                    w.provider.public_key().clone(),
+                ),
+                (
+                    "https://stranger.example".to_owned(),
+                    stranger.public_key().clone(),
+                ),
+            ]),
+        ));
+        let endpoint = RevocationEndpoint::new(
+            w.resource.id(),
+            resolver.clone(),
+            [&agent_iss],
+            Arc::new(MemoryRevocationList::new(60, 1000)),
+        );
+        // Anyone can name any jwks_uri id: each would be a metadata and JWKS fetch to a
+        // host of their choosing. Refused as an untrusted issuer, with no lookup.
+        for id in [
+            "https://stranger.example",
+            "https://victim.example",
+            "https://agent.example.evil.example",
+        ] {
+            let (p, b) =
+                revoke_request(&stranger, &jwks_uri(id), r#"{"jti":"x","exp":1800000600}"#);
+            let resp = endpoint.handle(&p, &b, NOW).await;
+            let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+            assert_eq!(
+                (resp.status(), v["error"].as_str()),
+                (StatusCode::FORBIDDEN, Some("unsupported_iss")),
+                "{id}"
+            );
+            assert!(resp.headers().get("signature-error").is_none());
+        }
+        assert_eq!(resolver.0.load(Ordering::SeqCst), 0, "a key was looked up");
+        // A trusted issuer is resolved, once.
+        let (p, b) = revoke_request(
+            &w.provider,
+            &jwks_uri("https://agent.example"),
+            r#"{"jti":"x","exp":1800000600}"#,
+        );
+        assert_eq!(endpoint.handle(&p, &b, NOW).await.status(), StatusCode::OK);
+        assert_eq!(resolver.0.load(Ordering::SeqCst), 1);
     }
 }
 

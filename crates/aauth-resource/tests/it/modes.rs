@@ -425,6 +425,31 @@ async fn the_authorization_endpoint_answers_a_resource_token_or_the_exact_error(
         );
     }
 
+    // scope and account are read up to what a token's claims may carry (1024 bytes):
+    // at the limit a scope of known values is granted, past it the request is invalid
+    // before any scope or account check.
+    let at_limit = format!("read{}", " read".repeat(204));
+    assert_eq!(at_limit.len(), aauth_resource::MAX_AUTHORIZATION_PARAM);
+    let (parts, b) = post(&format!(r#"{{"scope":"{at_limit}"}}"#), &scheme);
+    let (s, _, json) = answer(route.authorization_response(&parts, &b, NOW).await);
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let over_scope = format!(r#"{{"scope":"{at_limit} read"}}"#);
+    let over_account = format!(r#"{{"scope":"read","account":"{}"}}"#, "a".repeat(1025));
+    let account_at_limit = format!(r#"{{"scope":"read","account":"{}"}}"#, "a".repeat(1024));
+    for (body, code) in [
+        (&over_scope, "invalid_request"),
+        (&over_account, "invalid_request"),
+        (&account_at_limit, "invalid_account"),
+    ] {
+        let (parts, b) = post(body, &scheme);
+        let (s, _, json) = answer(route.authorization_response(&parts, &b, NOW).await);
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{json}"
+        );
+    }
+
     // An agent token is not enough: requirement=person-token.
     let (parts, b) = post(r#"{"scope":"read"}"#, &Scheme::jwt(m.w.agent_token(3600)));
     let (s, h, _) = answer(route.authorization_response(&parts, &b, NOW).await);

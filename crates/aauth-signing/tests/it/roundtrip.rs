@@ -571,3 +571,90 @@ fn a_signer_gate_refuses_before_any_key_is_resolved() {
     block(v.verify(&p, &b, NOW)).unwrap();
     assert_eq!(resolver.0.load(Ordering::SeqCst), 1);
 }
+
+/// `jwks_uri`'s `dwk` is the caller's choice: a server that resolves it through
+/// `IssuerJwksUriResolver` fetches only the four AAuth documents, never
+/// `{id}/.well-known/{anything}`. Any other `dwk` is `invalid_key` with no lookup.
+#[test]
+fn jwks_uri_resolves_only_aauth_documents() {
+    use std::sync::Mutex;
+    /// Records every issuer-key lookup (what would be a metadata and JWKS fetch).
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<String>>);
+    #[async_trait]
+    impl aauth_tokens::IssuerKeyResolver for Recording {
+        async fn resolve(
+            &self,
+            req: &aauth_tokens::KeyRequest<'_>,
+        ) -> Result<aauth_keys::PublicKey, aauth_tokens::ResolveError> {
+            self.0.lock().unwrap().push(req.iss.well_known(req.dwk));
+            Ok(provider_key().public_key().clone())
+        }
+    }
+    let keys = Arc::new(Recording::default());
+    let resolver = SchemeResolver::new().scheme(
+        "jwks_uri",
+        Arc::new(aauth_signing::IssuerJwksUriResolver::new(keys.clone())),
+    );
+    let v = Verifier::new(policy().accept_schemes(&["jwks_uri"]), Arc::new(resolver));
+    let request = |dwk: &str| {
+        let scheme = Scheme::JwksUri {
+            id: "https://ps.example".into(),
+            dwk: dwk.into(),
+            kid: "k1".into(),
+        };
+        let (mut parts, ()) = http::Request::get("https://api.example/data")
+            .body(())
+            .unwrap()
+            .into_parts();
+        sign(
+            &mut parts,
+            b"",
+            &[SigningKey::new("sig", &provider_key(), &scheme)],
+            &SignOptions::default(),
+            NOW,
+        )
+        .unwrap();
+        as_server(parts)
+    };
+    for dwk in [
+        "openid-configuration",
+        "oauth-authorization-server",
+        "aauth-person.json/../../admin",
+        "aauth-person.jsonx",
+        "AAUTH-PERSON.JSON",
+        "",
+    ] {
+        let e = block(v.verify(&request(dwk), b"", NOW)).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                VerifyError::BadKeyMember {
+                    label,
+                    reason: aauth_headers::MemberError::ParameterValue { name: "dwk", .. },
+                    ..
+                } if label == "sig"
+            ),
+            "{dwk:?}: {e:?}"
+        );
+        assert_eq!(e.code(), Some(ErrorCode::InvalidKey), "{dwk:?}");
+        assert_eq!(
+            e.response_headers(&policy())[0].1,
+            "error=invalid_key",
+            "{dwk:?}"
+        );
+    }
+    assert!(keys.0.lock().unwrap().is_empty(), "a lookup happened");
+    for dwk in aauth_signing::AAUTH_DOCUMENTS {
+        block(v.verify(&request(dwk), b"", NOW)).unwrap();
+    }
+    assert_eq!(
+        keys.0.lock().unwrap().as_slice(),
+        [
+            "https://ps.example/.well-known/aauth-agent.json",
+            "https://ps.example/.well-known/aauth-person.json",
+            "https://ps.example/.well-known/aauth-access.json",
+            "https://ps.example/.well-known/aauth-resource.json",
+        ]
+    );
+}

@@ -1,0 +1,263 @@
+//! The in-memory held-request store on its own: expiry, the byte budget and the quotas,
+//! against a model, for any sizes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aauth_keys::time::UnixTime;
+use aauth_resource::{
+    Claim, Held, HeldState, HeldStore, HoldError, MemoryHeldStore, Presenter, StoredResponse,
+};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use proptest::prelude::*;
+
+use crate::NOW;
+
+fn held(body: usize, fields: usize, jkt: &str, sub: &str, expires: UnixTime) -> Held {
+    let mut req = http::Request::post("/doc");
+    for i in 0..fields {
+        req = req.header(format!("x-field-{i}"), "v".repeat(i % 50));
+    }
+    let (parts, ()) = req.body(()).unwrap().into_parts();
+    Held::new(
+        parts,
+        Bytes::from(vec![b'x'; body]),
+        jkt,
+        "https://ps.example",
+        sub,
+        expires,
+    )
+}
+
+fn block<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[tokio::test]
+async fn expired_holds_are_swept_and_their_bytes_and_slots_return() {
+    let store = MemoryHeldStore::new(3).quota(2);
+    for (i, ttl) in [(0, 10), (1, 20), (2, 30)] {
+        let h = held(1000, 2, &format!("k{i}"), "p", NOW.plus(ttl));
+        // Two for person p, then the third is over its quota.
+        let r = store.hold(&format!("id{i}"), h, NOW).await;
+        if i < 2 {
+            r.unwrap();
+        } else {
+            assert_eq!(
+                r.unwrap_err(),
+                HoldError::QuotaExceeded {
+                    presenter: Presenter::Person,
+                    quota: 2,
+                    retry_after: 10
+                }
+            );
+        }
+    }
+    let full = store.bytes();
+    assert!(full > 2000, "{full}");
+    // At the first hold's expiry it is gone (any operation sweeps), and so are its bytes
+    // and its quota slot.
+    assert!(store.get("id0", NOW.plus(10)).await.unwrap().is_none());
+    assert_eq!(store.len(), 1);
+    assert!(store.bytes() < full && store.bytes() > 1000);
+    store
+        .hold("id3", held(10, 0, "k3", "p", NOW.plus(100)), NOW.plus(10))
+        .await
+        .unwrap();
+    // A hold sweeps by itself: at id1's expiry a new hold of p fits its quota of two
+    // only because id1 is gone.
+    store
+        .hold("id4", held(10, 0, "k4", "p", NOW.plus(100)), NOW.plus(20))
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 2);
+    // Past every expiry the store is empty.
+    assert!(store.get("id3", NOW.plus(100)).await.unwrap().is_none());
+    assert!(store.is_empty());
+    assert_eq!(store.bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_settled_hold_keeps_its_owner_and_result_not_its_request() {
+    let store = MemoryHeldStore::default();
+    store
+        .hold("a", held(10_000, 3, "k", "p", NOW.plus(600)), NOW)
+        .await
+        .unwrap();
+    let before = store.bytes();
+    assert!(matches!(
+        store.claim("a", "jti-1", NOW).await.unwrap(),
+        Claim::Run
+    ));
+    let result = StoredResponse::new(StatusCode::CREATED, HeaderMap::new(), Bytes::from("ok"));
+    store
+        .finish("a", "jti-1", Some(result), NOW.plus(3600))
+        .await
+        .unwrap();
+    // The request's body and fields are dropped; the result is counted instead.
+    assert!(store.bytes() < before - 10_000 + 100, "{}", store.bytes());
+    let (h, state) = store.get("a", NOW.plus(1000)).await.unwrap().unwrap();
+    assert!(h.body.is_empty());
+    assert!(h.headers.is_empty());
+    assert_eq!((h.jkt.as_str(), h.sub.as_str()), ("k", "p"));
+    assert!(matches!(state, HeldState::Done { .. }));
+    // Kept until the auth token's expiry, then swept.
+    assert!(store.get("a", NOW.plus(3600)).await.unwrap().is_none());
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_record_count_still_bounds_the_store() {
+    let store = MemoryHeldStore::new(2);
+    for i in 0..2 {
+        store
+            .hold(
+                &format!("{i}"),
+                held(0, 0, &format!("k{i}"), &format!("p{i}"), NOW.plus(9)),
+                NOW,
+            )
+            .await
+            .unwrap();
+    }
+    let e = store
+        .hold("2", held(0, 0, "k2", "p2", NOW.plus(9)), NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(e, HoldError::Full { max: 2 });
+    assert_eq!(
+        (e.status(), e.retry_after()),
+        (StatusCode::SERVICE_UNAVAILABLE, 1)
+    );
+    // A pending hold is never evicted to make room.
+    assert!(store.get("0", NOW).await.unwrap().is_some());
+}
+
+/// One step of a client of the store.
+#[derive(Debug, Clone)]
+enum Op {
+    Hold {
+        body: usize,
+        fields: usize,
+        key: u8,
+        sub: u8,
+        ttl: u64,
+    },
+    Cancel(usize),
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (
+            prop_oneof![0..2_000usize, 0..300_000usize],
+            0..40usize,
+            0..4u8,
+            0..4u8,
+            0..1_000u64
+        )
+            .prop_map(|(body, fields, key, sub, ttl)| Op::Hold {
+                body,
+                fields,
+                key,
+                sub,
+                ttl
+            }),
+        1 => (0..64usize).prop_map(Op::Cancel),
+        2 => (0..400u64).prop_map(Op::Advance),
+    ]
+}
+
+/// What the model remembers of a record.
+struct Rec {
+    id: String,
+    key: u8,
+    sub: u8,
+    until: UnixTime,
+    open: bool,
+    size: usize,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever arrives, the store answers as the model says, never holds more than its
+    /// count, budget or quotas allow, and never panics.
+    #[test]
+    fn the_store_follows_the_model_for_any_sizes(
+        max in prop_oneof![0..8usize, Just(usize::MAX)],
+        budget in prop_oneof![0..1_000_000usize, Just(usize::MAX)],
+        quota in prop_oneof![0..5usize, Just(usize::MAX)],
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        let store = Arc::new(MemoryHeldStore::new(max).byte_budget(budget).quota(quota));
+        let mut model: Vec<Rec> = Vec::new();
+        let mut now = NOW;
+        let mut ids = 0usize;
+        for op in ops {
+            // Every operation sweeps what has expired at its `now`.
+            model.retain(|r| r.until > now);
+            match op {
+                Op::Hold { body, fields, key, sub, ttl } => {
+                    let h = held(body, fields, &format!("k{key}"), &format!("p{sub}"), now.plus(ttl));
+                    let size = h.size();
+                    let id = format!("id{ids}");
+                    ids += 1;
+                    let open = |f: &dyn Fn(&Rec) -> bool| model.iter().filter(|r| r.open && f(r)).count();
+                    let expected = if open(&|r| r.sub == sub) >= quota {
+                        Some(Presenter::Person)
+                    } else if open(&|r| r.key == key) >= quota {
+                        Some(Presenter::AgentKey)
+                    } else {
+                        None
+                    };
+                    let used: usize = model.iter().map(|r| r.size).sum();
+                    let r = block(store.hold(&id, h.clone(), now));
+                    match (expected, r) {
+                        (Some(p), Err(HoldError::QuotaExceeded { presenter, retry_after, .. })) => {
+                            prop_assert_eq!(p, presenter);
+                            prop_assert!((1..=1_000).contains(&retry_after));
+                        }
+                        (None, Err(HoldError::Full { .. })) => prop_assert!(model.len() >= max),
+                        (None, Err(HoldError::OverBudget { .. })) => {
+                            prop_assert!(model.len() < max);
+                            prop_assert!(used.saturating_add(size) > budget);
+                        }
+                        (None, Ok(())) => {
+                            prop_assert!(model.len() < max);
+                            prop_assert!(used + size <= budget);
+                            model.push(Rec { id, key, sub, until: now.plus(ttl), open: true, size });
+                        }
+                        (e, r) => prop_assert!(false, "expected {e:?}, got {r:?}"),
+                    }
+                }
+                Op::Cancel(i) => {
+                    if i >= model.len() {
+                        block(store.cancel("none", now)).unwrap();
+                    }
+                    if let Some(r) = model.get_mut(i) {
+                        block(store.cancel(&r.id, now)).unwrap();
+                        if r.open {
+                            r.open = false;
+                            let mut stripped = held(0, 0, &format!("k{}", r.key), &format!("p{}", r.sub), r.until);
+                            stripped.headers.clear();
+                            r.size = stripped.size();
+                        }
+                    }
+                }
+                // Time passes with no call: the next operation must sweep by itself.
+                Op::Advance(secs) => {
+                    now = now.plus(secs);
+                    continue;
+                }
+            }
+            prop_assert_eq!(store.len(), model.len());
+            prop_assert_eq!(store.bytes(), model.iter().map(|r| r.size).sum::<usize>());
+            prop_assert!(store.bytes() <= budget);
+            prop_assert!(store.len() <= max);
+        }
+    }
+}
