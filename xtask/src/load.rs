@@ -6,6 +6,11 @@
 //! present) over loopback, bounded in time and request count. Reports requests per second,
 //! latency percentiles, and verified rps × warm verification time (target ≥ 0.8: at least
 //! 80 % of the server's time is the one signature check it cannot avoid).
+//!
+//! `--replay` measures what the replay check (on by default for state-changing requests)
+//! costs: signed POSTs with it and without it, in process (the warm check, alternating
+//! rounds) and over loopback (alternating runs), as ratios from the same run (target: at
+//! most 5 % of a warm request).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -69,13 +74,69 @@ fn one_run(taskset: bool, bin: &str, mode: &str, drive: &[&str]) -> Result<Strin
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The replay check's cost: in process, then over loopback (three alternating pairs).
+fn replay_cost(
+    taskset: bool,
+    bin: &str,
+    seconds: &str,
+    connections: &str,
+    max: &str,
+    pipeline: &str,
+) -> Result<(), String> {
+    let out = pinned("0", taskset, bin)
+        .arg("warm-replay")
+        .output()
+        .map_err(|e| format!("load warm-replay: {e}"))?;
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("in process, the warm check of a POST: {line}");
+    let mut ratios = Vec::new();
+    for round in 0..3 {
+        let mut rps = [0.0_f64; 2];
+        let order: [(usize, &str); 2] = if round % 2 == 0 {
+            [(0, "post"), (1, "post-noreplay")]
+        } else {
+            [(1, "post-noreplay"), (0, "post")]
+        };
+        for (slot, mode) in order {
+            let line = one_run(taskset, bin, mode, &[seconds, connections, max, pipeline])?;
+            eprintln!("{mode:>13}: {line}");
+            if field(&line, "failed").unwrap_or(0.0) > 0.0 {
+                return Err(format!("{mode}: requests failed: {line}"));
+            }
+            rps[slot] = field(&line, "rps").unwrap_or(0.0);
+        }
+        if rps[1] > 0.0 {
+            ratios.push(rps[0] / rps[1]);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
+    eprintln!(
+        "over loopback: POST rps with the replay check / without = {median:.3} (median of {}; \
+         cost {:.1} % of a request, target ≤ 5 %: {})",
+        ratios.len(),
+        (1.0 / median - 1.0) * 100.0,
+        if median > 0.0 && 1.0 / median - 1.0 <= 0.05 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    Ok(())
+}
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds = "5".to_owned();
     let mut connections = "16".to_owned();
     let mut max = "100000".to_owned();
     let mut pipeline = "16".to_owned();
+    let mut replay = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--replay" {
+            replay = true;
+            continue;
+        }
         let v = it
             .next()
             .ok_or_else(|| format!("{a} needs a value"))?
@@ -87,7 +148,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--pipeline" => pipeline = v,
             other => {
                 return Err(format!(
-                    "unknown option {other}; options: --seconds --connections --max --pipeline"
+                    "unknown option {other}; options: --seconds --connections --max --pipeline --replay"
                 ));
             }
         }
@@ -106,6 +167,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let taskset = have("taskset", &["--version"]);
     if !taskset {
         eprintln!("!! taskset not found: server and client are not pinned to separate cores");
+    }
+    if replay {
+        return replay_cost(taskset, &bin, &seconds, &connections, &max, &pipeline);
     }
     // The warm verification is timed before and after the runs (this VM's speed drifts
     // over seconds); the ratio uses their mean.

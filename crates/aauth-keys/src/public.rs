@@ -85,6 +85,9 @@ pub fn is_small_order_encoding(encoding: &[u8; 32]) -> bool {
 #[derive(Clone)]
 pub struct PublicKey {
     inner: Inner,
+    /// The SHA-256 thumbprint, computed once (a key checked on every request, a cached
+    /// token's `cnf.jwk`, is asked for it on every request).
+    sha256: std::sync::OnceLock<Thumbprint>,
 }
 
 #[derive(Clone)]
@@ -231,6 +234,7 @@ impl PublicKey {
         }
         Ok(Self {
             inner: Inner::Ed25519(key),
+            sha256: std::sync::OnceLock::new(),
         })
     }
 
@@ -248,12 +252,14 @@ impl PublicKey {
             .map_err(|_| KeyError::InvalidPoint)?;
         Ok(Self {
             inner: Inner::Es256 { parsed, sec1 },
+            sha256: std::sync::OnceLock::new(),
         })
     }
 
     pub(crate) fn from_dalek(key: ed25519_dalek::VerifyingKey) -> Self {
         Self {
             inner: Inner::Ed25519(key),
+            sha256: std::sync::OnceLock::new(),
         }
     }
 
@@ -330,7 +336,9 @@ impl PublicKey {
     /// The RFC 7638 SHA-256 thumbprint, as used for `agent_jkt`.
     #[must_use]
     pub fn thumbprint(&self) -> Thumbprint {
-        self.thumbprint_with(ThumbprintHash::Sha256)
+        self.sha256
+            .get_or_init(|| self.thumbprint_with(ThumbprintHash::Sha256))
+            .clone()
     }
 
     /// The RFC 7638 thumbprint with the given hash.

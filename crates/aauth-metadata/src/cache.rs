@@ -385,6 +385,10 @@ impl<F> std::fmt::Debug for KeyCache<F> {
 }
 
 /// What a lookup decided under the lock.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made and matched at once in one lookup, never stored or moved around"
+)]
 enum Step {
     Done(Result<PublicKey, DiscoveryError>),
     Wait(FetchFuture),

@@ -198,8 +198,13 @@ impl VerifiedRequest {
     /// need no replay check do not pay for it.
     #[must_use]
     pub fn replay_key(&self) -> [u8; 32] {
+        self.replay_key_of(self.key.thumbprint().as_str())
+    }
+
+    /// [`VerifiedRequest::replay_key`] with the key's thumbprint already at hand.
+    pub(crate) fn replay_key_of(&self, thumbprint: &str) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update(self.key.thumbprint().as_str().as_bytes());
+        h.update(thumbprint.as_bytes());
         h.update(b"\n");
         h.update(self.signature_base.as_bytes());
         h.finalize().into()

@@ -3,13 +3,16 @@
 //! with fresh signed requests.
 //!
 //! ```text
-//! load serve aauth|plain          serve on 127.0.0.1:0, print "port=N", run until killed
-//! load drive aauth|plain PORT S C N [P]
-//!                                 send at most N requests over C connections for S seconds,
+//! load serve MODE                 serve on 127.0.0.1:0, print "port=N", run until killed
+//! load drive MODE PORT S C N [P]  send at most N requests over C connections for S seconds,
 //!                                 P at a time per connection (HTTP/1.1 pipelining; default 1),
 //!                                 print "rps=… p50_us=… p90_us=… p99_us=… sent=… failed=…"
 //! load warm                       time the warm verification in process, print "warm_us=…"
+//! load warm-replay                time the warm check of POSTs with and without the replay
+//!                                 check, interleaved, print "replay_us=… noreplay_us=…"
 //! ```
+//! MODE: `aauth` (signed GETs), `plain` (the handler without AAuth), `post` (signed POSTs,
+//! the replay check on, as by default), `post-noreplay` (the same without it).
 //! The xtask pins `serve` to one core and `drive` to another with `taskset` when it can.
 
 #![allow(
@@ -31,7 +34,7 @@ use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock};
-use aauth_resource::{AAuthLayer, Access, Resource, Route, RoutePolicy};
+use aauth_resource::{AAuthLayer, Access, MemoryReplayStore, Resource, Route, RoutePolicy};
 use aauth_signing::sign_request;
 use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys};
 use bytes::Bytes;
@@ -46,7 +49,42 @@ fn e<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-fn route() -> Result<Route, String> {
+/// What a run serves and sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Signed GETs (the replay check does not apply to safe methods).
+    Aauth,
+    /// The handler without AAuth.
+    Plain,
+    /// Signed POSTs, each one new, the replay check on (the default).
+    Post,
+    /// The same POSTs with the replay check off.
+    PostNoReplay,
+}
+
+impl Mode {
+    fn parse(s: Option<&str>) -> Result<Self, String> {
+        Ok(match s {
+            Some("aauth") => Self::Aauth,
+            Some("plain") => Self::Plain,
+            Some("post") => Self::Post,
+            Some("post-noreplay") => Self::PostNoReplay,
+            other => return Err(format!("unknown mode {other:?}")),
+        })
+    }
+
+    fn method(self) -> http::Method {
+        match self {
+            Self::Post | Self::PostNoReplay => http::Method::POST,
+            _ => http::Method::GET,
+        }
+    }
+}
+
+/// The resource's route. Its replay store is sized for a load test's rate from one key
+/// (a deployment expecting that rate configures its store so); `replay: false` turns the
+/// check off, for the comparison.
+fn route(replay: bool) -> Result<Route, String> {
     let provider = PrivateKey::ed25519_from_seed(&PROVIDER_SEED);
     let iss = ServerId::parse("https://agent.example").map_err(e)?;
     let keys = StaticIssuerKeys::new().with(
@@ -59,6 +97,11 @@ fn route() -> Result<Route, String> {
         ServerId::parse("https://resource.example").map_err(e)?,
         Arc::new(keys),
     );
+    let resource = if replay {
+        resource.replay_store(Arc::new(MemoryReplayStore::new(2_000_000).share(2_000_000)))
+    } else {
+        resource.without_replay_check()
+    };
     Ok(resource.route(RoutePolicy::new(Access::AgentToken)))
 }
 
@@ -76,14 +119,22 @@ fn agent_token(now: aauth_keys::time::UnixTime) -> Result<String, String> {
 }
 
 fn signed_request(
+    method: &http::Method,
     path: &str,
     token: &str,
     now: aauth_keys::time::UnixTime,
 ) -> Result<http::Request<Vec<u8>>, String> {
     let agent = PrivateKey::ed25519_from_seed(&AGENT_SEED);
-    let mut req = http::Request::get(format!("https://resource.example{path}"))
-        .body(Vec::new())
-        .map_err(e)?;
+    let mut b = http::Request::builder()
+        .method(method.clone())
+        .uri(format!("https://resource.example{path}"));
+    let body = if *method == http::Method::POST {
+        b = b.header("content-type", "application/json");
+        br#"{"event":"load"}"#.to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut req = b.body(body).map_err(e)?;
     sign_request(&mut req, &agent, &Scheme::jwt(token.to_owned()), now).map_err(e)?;
     Ok(req)
 }
@@ -111,12 +162,13 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
     }
 }
 
-async fn serve(aauth: bool) -> Result<(), String> {
+async fn serve(mode: Mode) -> Result<(), String> {
+    let aauth = mode != Mode::Plain;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(e)?;
     println!("port={}", listener.local_addr().map_err(e)?.port());
-    let layer = AAuthLayer::new(route()?, Arc::new(SystemClock));
+    let layer = AAuthLayer::new(route(mode != Mode::PostNoReplay)?, Arc::new(SystemClock));
     loop {
         let (tcp, _) = listener.accept().await.map_err(e)?;
         let _ = tcp.set_nodelay(true);
@@ -161,7 +213,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 async fn drive(
-    aauth: bool,
+    mode: Mode,
     port: u16,
     seconds: u64,
     connections: usize,
@@ -173,8 +225,8 @@ async fn drive(
     let token = agent_token(clock.now())?;
     let mut requests = Vec::with_capacity(max);
     for i in 0..max {
-        let req = if aauth {
-            signed_request(&format!("/data/{i}"), &token, clock.now())?
+        let req = if mode != Mode::Plain {
+            signed_request(&mode.method(), &format!("/data/{i}"), &token, clock.now())?
         } else {
             http::Request::get(format!("https://resource.example/data/{i}"))
                 .body(Vec::new())
@@ -186,15 +238,16 @@ async fn drive(
             http::header::HOST,
             http::HeaderValue::from_static("resource.example"),
         );
-        requests.push(http::Request::from_parts(
-            parts,
-            Full::new(Bytes::from(body)),
-        ));
+        requests.push((parts, body));
     }
     if pipeline > 1 {
-        let raw: Vec<Vec<u8>> = requests.iter().map(serialize).collect();
+        let raw: Vec<Vec<u8>> = requests.iter().map(|(p, b)| serialize(p, b)).collect();
         return drive_pipelined(raw, port, seconds, connections, pipeline).await;
     }
+    let requests: Vec<http::Request<Full<Bytes>>> = requests
+        .into_iter()
+        .map(|(parts, body)| http::Request::from_parts(parts, Full::new(Bytes::from(body))))
+        .collect();
     let requests = Arc::new(std::sync::Mutex::new(requests.into_iter()));
     let failed = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -250,15 +303,19 @@ async fn drive(
 }
 
 /// A request as HTTP/1.1 bytes on the wire.
-fn serialize(req: &http::Request<Full<Bytes>>) -> Vec<u8> {
-    let mut out = format!("{} {} HTTP/1.1\r\n", req.method(), req.uri()).into_bytes();
-    for (name, value) in req.headers() {
+fn serialize(parts: &http::request::Parts, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{} {} HTTP/1.1\r\n", parts.method, parts.uri).into_bytes();
+    for (name, value) in &parts.headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if !body.is_empty() {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
     out
 }
 
@@ -379,13 +436,18 @@ async fn drive_pipelined(
 }
 
 async fn warm() -> Result<(), String> {
-    let route = route()?;
+    let route = route(true)?;
     let clock = SystemClock;
     let token = agent_token(clock.now())?;
     let mut reqs = Vec::new();
     for i in 0..2000 {
-        let (mut parts, _) =
-            signed_request(&format!("/data/{i}"), &token, clock.now())?.into_parts();
+        let (mut parts, _) = signed_request(
+            &http::Method::GET,
+            &format!("/data/{i}"),
+            &token,
+            clock.now(),
+        )?
+        .into_parts();
         parts.uri = format!("/data/{i}").parse().map_err(e)?;
         parts.headers.insert(
             http::header::HOST,
@@ -413,6 +475,72 @@ async fn warm() -> Result<(), String> {
     Ok(())
 }
 
+/// The warm check of POSTs with the replay check and without, in alternating rounds over
+/// fresh requests (this VM's speed drifts over seconds, so each pair is measured close
+/// together); prints the median of each.
+async fn warm_replay() -> Result<(), String> {
+    let clock = SystemClock;
+    let token = agent_token(clock.now())?;
+    let (with, without) = (route(true)?, route(false)?);
+    let batch = |n: usize, from: usize| -> Result<Vec<(http::request::Parts, Vec<u8>)>, String> {
+        (from..from + n)
+            .map(|i| {
+                let (mut parts, body) = signed_request(
+                    &http::Method::POST,
+                    &format!("/data/{i}"),
+                    &token,
+                    clock.now(),
+                )?
+                .into_parts();
+                parts.uri = format!("/data/{i}").parse().map_err(e)?;
+                parts.headers.insert(
+                    http::header::HOST,
+                    http::HeaderValue::from_static("resource.example"),
+                );
+                Ok((parts, body))
+            })
+            .collect()
+    };
+    let time = |route: &Route, reqs: &[(http::request::Parts, Vec<u8>)]| {
+        let now = clock.now();
+        let route = route.clone();
+        let reqs = reqs.to_vec();
+        async move {
+            let start = Instant::now();
+            for (parts, body) in &reqs {
+                route
+                    .check(parts, body, now)
+                    .await
+                    .map_err(|r| format!("{r:?}"))?;
+            }
+            Ok::<f64, String>(start.elapsed().as_secs_f64() * 1e6 / reqs.len() as f64)
+        }
+    };
+    // Warm both (the token verified once each).
+    let first = batch(1, 0)?;
+    time(&with, &first).await?;
+    time(&without, &first).await?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..15 {
+        let reqs = batch(1000, 1 + round * 1000)?;
+        if round % 2 == 0 {
+            a.push(time(&with, &reqs).await?);
+            b.push(time(&without, &reqs).await?);
+        } else {
+            b.push(time(&without, &reqs).await?);
+            a.push(time(&with, &reqs).await?);
+        }
+    }
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (m_a, m_b) = (a[a.len() / 2], b[b.len() / 2]);
+    println!(
+        "replay_us={m_a:.2} noreplay_us={m_b:.2} ratio={:.3}",
+        m_a / m_b
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -430,18 +558,22 @@ fn main() -> ExitCode {
             .and_then(|a| a.parse::<u64>().ok())
             .unwrap_or(default)
     };
+    let mode = || Mode::parse(args.get(1).map(String::as_str));
     let result = match args.first().map(String::as_str) {
-        Some("serve") => rt.block_on(serve(args.get(1).map(String::as_str) != Some("plain"))),
-        Some("drive") => rt.block_on(drive(
-            args.get(1).map(String::as_str) != Some("plain"),
-            num(2, 0) as u16,
-            num(3, 5),
-            num(4, 8) as usize,
-            num(5, 50_000) as usize,
-            num(6, 1) as usize,
-        )),
+        Some("serve") => mode().and_then(|m| rt.block_on(serve(m))),
+        Some("drive") => mode().and_then(|m| {
+            rt.block_on(drive(
+                m,
+                num(2, 0) as u16,
+                num(3, 5),
+                num(4, 8) as usize,
+                num(5, 50_000) as usize,
+                num(6, 1) as usize,
+            ))
+        }),
         Some("warm") => rt.block_on(warm()),
-        _ => Err("usage: load serve aauth|plain | load drive aauth|plain PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm".to_owned()),
+        Some("warm-replay") => rt.block_on(warm_replay()),
+        _ => Err("usage: load serve MODE | load drive MODE PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm | load warm-replay (MODE: aauth, plain, post, post-noreplay)".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
