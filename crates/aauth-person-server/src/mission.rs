@@ -188,6 +188,7 @@ impl Mission {
     }
 
     /// A mission read back from a store.
+    #[cfg(feature = "sqlite")]
     #[allow(clippy::too_many_arguments, reason = "every stored field, once")]
     pub(crate) fn restore(
         s256: String,

@@ -20,7 +20,7 @@ impl IssuerKeyResolver for Counting {
     }
 }
 
-/// Catalogue S10 (deliver once): eight polls race for one approved request, many rounds
+/// Catalogue P9 (one terminal state, one token): eight polls race for one approved request, many rounds
 /// over both stores; exactly one auth token each round, the other polls get nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_approved_request_issues_one_token_however_many_polls_race() {

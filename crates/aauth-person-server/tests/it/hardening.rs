@@ -58,7 +58,7 @@ async fn deferred(w: &World) -> (String, String) {
     (header_of(&headers, "location"), code_of(&headers))
 }
 
-/// Catalogue S10 (deliver once): eight polls race for one approved request, many rounds,
+/// Catalogue P9 (one terminal state, one token): eight polls race for one approved request, many rounds,
 /// with both stores; exactly one person token each round, and the request then ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_approval_delivers_one_token_however_many_polls_race() {
@@ -295,7 +295,7 @@ async fn password_guessing_is_throttled_without_locking_the_person_out() {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
 }
 
-/// Catalogue P8: an agent cannot open requests for the person without bound.
+/// Catalogue Z7: an agent cannot open requests for the person without bound.
 #[tokio::test]
 async fn an_agents_open_requests_are_bounded() {
     let mut w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
@@ -434,7 +434,7 @@ async fn a_replayed_token_request_issues_nothing() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// Catalogue P8: the limit on distinct resources counts the signing agent, so a parent
+/// PS-13: the limit on distinct resources counts the signing agent, so a parent
 /// cannot buy more resources by minting sub-agents; and a mission proposal is bounded
 /// (its approval mints a person token per resource it names).
 #[tokio::test]

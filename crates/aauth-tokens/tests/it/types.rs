@@ -651,7 +651,7 @@ fn c7_verifiers_cap_agent_and_resource_token_lifetimes() {
     ));
 }
 
-/// RFC 7519 §4.1.5: a token carrying `nbf` is not accepted before it (within the skew);
+/// Catalogue C4, RFC 7519 §4.1.5: a token carrying `nbf` is not accepted before it (within the skew);
 /// checked before any key lookup; a malformed `nbf` is refused.
 #[test]
 fn nbf_is_honoured_when_present() {
