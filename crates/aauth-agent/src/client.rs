@@ -903,7 +903,7 @@ impl AAuthClient {
         let started = tokio::time::Instant::now();
         let poll = self.config.poll;
         let mut resp = first;
-        let mut slow_down = 0;
+        let mut slow_down: u64 = 0;
         let mut prompted: BTreeSet<String> = BTreeSet::new();
         let mut answered: BTreeSet<&'static str> = BTreeSet::new();
         loop {
@@ -915,7 +915,7 @@ impl AAuthClient {
                     retry_after(&resp).unwrap_or(poll.default_interval)
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
-                    slow_down += 5;
+                    slow_down = slow_down.saturating_add(5);
                     retry_after(&resp).unwrap_or(poll.default_interval)
                 }
                 StatusCode::SERVICE_UNAVAILABLE => {
@@ -953,7 +953,8 @@ impl AAuthClient {
                     });
                 }
             };
-            let wait = (wait + slow_down).min(poll.max_interval);
+            // `wait` is the server's Retry-After: it saturates, then is capped.
+            let wait = wait.saturating_add(slow_down).min(poll.max_interval);
             if started.elapsed().as_secs() + wait > poll.deadline {
                 // Best effort: tell the server to stop holding the request.
                 let _cancelled = self.cancel(resource, &location).await;

@@ -211,7 +211,7 @@ impl HttpPersonServer {
             resp = self.signed(agent, Method::POST, url, body).await?;
         }
         let started = tokio::time::Instant::now();
-        let mut slow_down = 0;
+        let mut slow_down: u64 = 0;
         let mut location: Option<String> = None;
         let mut prompted: Vec<String> = Vec::new();
         loop {
@@ -239,7 +239,7 @@ impl HttpPersonServer {
                     }
                 }
                 StatusCode::TOO_MANY_REQUESTS if location.is_some() => {
-                    slow_down += 5;
+                    slow_down = slow_down.saturating_add(5);
                     retry_after(&resp).unwrap_or(self.poll.default_interval)
                 }
                 s @ (StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT | StatusCode::GONE)
@@ -262,7 +262,8 @@ impl HttpPersonServer {
                     reason: "202 without Location".to_owned(),
                 });
             };
-            let wait = (wait + slow_down).min(self.poll.max_interval);
+            // `wait` is the server's Retry-After: it saturates, then is capped.
+            let wait = wait.saturating_add(slow_down).min(self.poll.max_interval);
             if started.elapsed().as_secs() + wait > self.poll.deadline {
                 let _cancelled = self
                     .signed(agent, Method::DELETE, pending, Bytes::new())

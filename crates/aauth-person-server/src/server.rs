@@ -1134,7 +1134,10 @@ impl PersonServer {
             request,
             state: PendingState::Pending,
             // PS-64: a chained request ends with its upstream token.
-            expires: (now.as_secs() + ttl).min(acting.ends.unwrap_or(u64::MAX)),
+            expires: now
+                .as_secs()
+                .saturating_add(ttl)
+                .min(acting.ends.unwrap_or(u64::MAX)),
             attempts: 0,
             clarification: capabilities.iter().any(|c| c == "clarification"),
             chat: Vec::new(),
@@ -3224,7 +3227,7 @@ impl PersonServer {
                 let session = crate::pending::WebSession {
                     account: account.to_owned(),
                     csrf,
-                    expires: now.as_secs() + 3600,
+                    expires: now.as_secs().saturating_add(3600),
                     bad_codes: 0,
                 };
                 if let Err(e) = self

@@ -288,3 +288,27 @@ async fn a_person_servers_deferred_answer_prompts_once_and_ends_with_its_error()
     assert!(post.header("signature-input").contains("content-digest"));
     assert_eq!(post.token_typ().as_deref(), Some("aa-agent+jwt"));
 }
+
+/// Catalogue C9: a `Retry-After` of `u64::MAX` (and a slow_down on top of it) is capped,
+/// never added up into an overflow.
+#[tokio::test(start_paused = true)]
+async fn the_largest_retry_after_is_capped_not_overflowed() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            pending(&[("retry-after", "0")], "{}"),
+            // A slow_down first, so that the next wait is the largest Retry-After plus it.
+            response(429, &[], ""),
+            pending(&[("retry-after", "18446744073709551615")], "{}"),
+        ]),
+    );
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .poll_policy(PollPolicy::default().deadline(100))
+        .build(w.net.clone());
+    assert!(matches!(
+        client.send(get("/job")).await,
+        Err(AgentError::PollTimeout { secs: 100 })
+    ));
+}
