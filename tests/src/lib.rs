@@ -5,8 +5,8 @@
 //! the integration tests in `it/` run them and assert on the transcripts.
 //!
 //! Demo 0 shows the protocol core (keys, tokens, request signing and verification). The
-//! twelve phase demos of `docs/phases.md` arrive with the role crates (agent and resource,
-//! Person Server, Access Server) and the demo world of real TLS servers on loopback;
+//! twelve phase demos (one per phase of the protocol, from pseudonymous access to
+//! interaction chaining) run over the demo world of real TLS servers on loopback;
 //! [`DEMOS`] lists each with its status.
 
 pub mod attacks;

@@ -1,5 +1,6 @@
 //! The egress guard: which destinations metadata and JWKS fetches may reach (draft -11
-//! §JWKS Discovery, Signature-Key -09 §7.3; `security-catalogue.md` SSRF cases).
+//! §JWKS Discovery, Signature-Key -09 §7.3; the SSRF cases of the security catalogue's
+//! family F, `docs/conformance.md`).
 //!
 //! A fetch is admitted in two steps: the URL (HTTPS, and an IP-literal host checked at
 //! once), then every address the host resolves to. If any resolved address is in a

@@ -1,4 +1,4 @@
-//! SSRF cases (`security-catalogue.md`): a stub resolver supplies the addresses, and a
+//! SSRF cases (catalogue family F, `docs/conformance.md`): a stub resolver supplies the addresses, and a
 //! transport that records every call proves no connection was attempted to a refused
 //! destination.
 
