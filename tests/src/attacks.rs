@@ -16,13 +16,12 @@ use aauth_resource::{AAuthLayer, Access, Resource, RoutePolicy};
 use aauth_signing::{SignOptions, SigningKey, sign, sign_request, sign_request_unique};
 use aauth_tokens::ServerId;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use tower_layer::Layer;
+use http_body_util::Full;
 use tower_service::Service;
 
 use crate::d04_consent::{Browser, hidden};
 use crate::parties::{Options, PASSWORD, Parties, parties, resource_handler};
-use crate::world::{AsyncHandler, Request, Response, World};
+use crate::world::{Request, Response, World};
 
 fn e<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
@@ -81,32 +80,6 @@ impl Service<http::Request<Full<Bytes>>> for Counter {
     }
 }
 
-fn counted(layer: AAuthLayer, calls: &Arc<AtomicUsize>) -> AsyncHandler {
-    let svc = layer.layer(Counter(Arc::clone(calls)));
-    Arc::new(move |req: Request| {
-        let mut svc = svc.clone();
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let resp = match svc
-                .call(http::Request::from_parts(
-                    parts,
-                    Full::new(Bytes::from(body)),
-                ))
-                .await
-            {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            let (parts, body) = resp.into_parts();
-            let body = match body.collect().await {
-                Ok(c) => c.to_bytes().to_vec(),
-                Err(never) => match never {},
-            };
-            Response::from_parts(parts, body)
-        })
-    })
-}
-
 /// The parties plus `api.example`: a resource in agent-token mode with the defaults a
 /// deployment gets, discovering agent providers' keys over HTTPS, and a second agent
 /// provider `travel.example` (someone else's, with its own key).
@@ -144,9 +117,9 @@ async fn range(o: Options) -> Result<Range, String> {
     ));
     let api = Resource::new(id("https://api.example")?, keys);
     let calls = Arc::new(AtomicUsize::new(0));
-    let handler = counted(
+    let handler = crate::d01_pseudonymous::layered(
         AAuthLayer::new(api.route(RoutePolicy::new(Access::AgentToken)), clock),
-        &calls,
+        Counter(Arc::clone(&calls)),
     );
     p.world
         .serve_async(
@@ -206,6 +179,34 @@ impl Range {
         Ok(req)
     }
 
+    /// `GET /data` at api.example signed by the assistant's key under `token`: it must be
+    /// refused with `Signature-Error: error=<code>` and reach no handler.
+    async fn refused_with_token(
+        &self,
+        token: String,
+        code: &str,
+        what: &str,
+    ) -> Result<(), String> {
+        let mut req = http::Request::get("https://api.example/data")
+            .body(Vec::new())
+            .map_err(e)?;
+        sign_request(
+            &mut req,
+            self.p.agent_key.as_ref(),
+            &Scheme::jwt(token),
+            self.now(),
+        )
+        .map_err(e)?;
+        let resp = self.p.world.send(req).await?;
+        let got = status_and_error(&resp);
+        check(got == (401, format!("error={code}")), || {
+            format!("{what} was answered {got:?}")
+        })?;
+        check(self.calls.load(Ordering::SeqCst) == 0, || {
+            format!("{what} reached the handler")
+        })
+    }
+
     /// A compact JWS over `claims` signed by `key` (an attacker's hand-made token).
     fn forge(key: &PrivateKey, kid: &str, claims: &serde_json::Value) -> Result<String, String> {
         let header = format!(r#"{{"alg":"Ed25519","kid":"{kid}","typ":"aa-agent+jwt"}}"#);
@@ -239,29 +240,8 @@ pub fn a_provider_cannot_speak_for_another_providers_agents() -> Result<(), Stri
                 "iat": now, "exp": now + 600,
             }),
         )?;
-        let mut req = http::Request::get("https://api.example/data")
-            .body(Vec::new())
-            .map_err(e)?;
-        sign_request(
-            &mut req,
-            r.p.agent_key.as_ref(),
-            &Scheme::jwt(forged),
-            r.now(),
-        )
-        .map_err(e)?;
-        let resp = r.p.world.send(req).await?;
-        check(
-            status_and_error(&resp) == (401, "error=invalid_jwt".to_owned()),
-            || {
-                format!(
-                    "a foreign provider's token was answered {:?}",
-                    status_and_error(&resp)
-                )
-            },
-        )?;
-        check(r.calls.load(Ordering::SeqCst) == 0, || {
-            "the handler ran".to_owned()
-        })
+        r.refused_with_token(forged, "invalid_jwt", "a foreign provider's token")
+            .await
     })
 }
 
@@ -285,29 +265,8 @@ pub fn a_ten_year_agent_token_is_refused() -> Result<(), String> {
                 "iat": now, "exp": now + 10 * 365 * 86_400,
             }),
         )?;
-        let mut req = http::Request::get("https://api.example/data")
-            .body(Vec::new())
-            .map_err(e)?;
-        sign_request(
-            &mut req,
-            r.p.agent_key.as_ref(),
-            &Scheme::jwt(long),
-            r.now(),
-        )
-        .map_err(e)?;
-        let resp = r.p.world.send(req).await?;
-        check(
-            status_and_error(&resp) == (401, "error=invalid_jwt".to_owned()),
-            || {
-                format!(
-                    "a ten-year token was answered {:?}",
-                    status_and_error(&resp)
-                )
-            },
-        )?;
-        check(r.calls.load(Ordering::SeqCst) == 0, || {
-            "the handler ran".to_owned()
-        })
+        r.refused_with_token(long, "invalid_jwt", "a ten-year token")
+            .await
     })
 }
 
@@ -410,19 +369,14 @@ pub fn a_captured_request_is_accepted_once() -> Result<(), String> {
             },
         )?;
         // The same request made anew by a client (a nonce) is a new request.
-        let mut req = http::Request::post("https://ps.example/person-token")
-            .header("content-type", "application/json")
-            .body(body.into_bytes())
-            .map_err(e)?;
-        sign_request_unique(
-            &mut req,
-            r.p.agent_key.as_ref(),
-            &Scheme::jwt(r.token.clone()),
-            r.now(),
-            &mut OsRandom,
+        let fresh = as_agent(
+            &r.p,
+            &r.token,
+            http::Method::POST,
+            "https://ps.example/person-token",
+            Some(&serde_json::json!({"resource": "https://resource.example"})),
         )
-        .map_err(e)?;
-        let fresh = r.p.world.send(req).await?;
+        .await?;
         check(fresh.status() == 200, || {
             format!("a new request was refused: {}", fresh.status())
         })
@@ -485,12 +439,21 @@ fn base64_std(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The assistant (not yet bound) asks for a person token; the Person Server defers.
-async fn deferred(p: &Parties, token: &str) -> Result<(String, String), String> {
-    let body = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
-    let mut req = http::Request::post("https://ps.example/person-token")
-        .header("content-type", "application/json")
-        .body(body.to_string().into_bytes())
+/// A request the assistant makes as its client does (under `token`, with a nonce on a
+/// state-changing one).
+async fn as_agent(
+    p: &Parties,
+    token: &str,
+    method: http::Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Response, String> {
+    let mut b = http::Request::builder().method(method).uri(url);
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    let mut req = b
+        .body(body.map(|v| v.to_string().into_bytes()).unwrap_or_default())
         .map_err(e)?;
     sign_request_unique(
         &mut req,
@@ -500,7 +463,20 @@ async fn deferred(p: &Parties, token: &str) -> Result<(String, String), String> 
         &mut OsRandom,
     )
     .map_err(e)?;
-    let resp = p.world.send(req).await?;
+    p.world.send(req).await
+}
+
+/// The assistant (not yet bound) asks for a person token; the Person Server defers.
+async fn deferred(p: &Parties, token: &str) -> Result<(String, String), String> {
+    let body = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let resp = as_agent(
+        p,
+        token,
+        http::Method::POST,
+        "https://ps.example/person-token",
+        Some(&body),
+    )
+    .await?;
     if resp.status() != 202 {
         return Err(format!("not deferred: {}", resp.status()));
     }
@@ -620,18 +596,8 @@ pub fn interaction_codes_cannot_be_guessed() -> Result<(), String> {
             )
         })?;
         // And the request still waits for its person.
-        let mut req = http::Request::get(format!("https://ps.example{location}"))
-            .body(Vec::new())
-            .map_err(e)?;
-        sign_request_unique(
-            &mut req,
-            r.p.agent_key.as_ref(),
-            &Scheme::jwt(r.token.clone()),
-            r.now(),
-            &mut OsRandom,
-        )
-        .map_err(e)?;
-        let poll = r.p.world.send(req).await?;
+        let url = format!("https://ps.example{location}");
+        let poll = as_agent(&r.p, &r.token, http::Method::GET, &url, None).await?;
         check(poll.status() == 202, || {
             format!("the request was decided: {}", poll.status())
         })
@@ -709,18 +675,8 @@ pub fn one_approval_delivers_one_token() -> Result<(), String> {
                 .map(|_| {
                     let (r, location) = (Arc::clone(&r), location.clone());
                     tokio::spawn(async move {
-                        let mut req = http::Request::get(format!("https://ps.example{location}"))
-                            .body(Vec::new())
-                            .map_err(e)?;
-                        sign_request_unique(
-                            &mut req,
-                            r.p.agent_key.as_ref(),
-                            &Scheme::jwt(r.token.clone()),
-                            r.now(),
-                            &mut OsRandom,
-                        )
-                        .map_err(e)?;
-                        r.p.world.send(req).await
+                        let url = format!("https://ps.example{location}");
+                        as_agent(&r.p, &r.token, http::Method::GET, &url, None).await
                     })
                 })
                 .collect();

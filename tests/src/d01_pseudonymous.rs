@@ -60,13 +60,35 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
 }
 
 /// A world handler serving every path through `layer` in front of `inner`.
-pub(crate) fn layered(layer: AAuthLayer, inner: Hello) -> AsyncHandler {
+pub(crate) fn layered<S>(layer: AAuthLayer, inner: S) -> AsyncHandler
+where
+    S: Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<Full<Bytes>>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
     let svc = layer.layer(inner);
     routed(move |_| svc.clone())
 }
 
 /// A world handler dispatching on the path to one of several layered services.
-fn routed(pick: impl Fn(&str) -> AAuthService<Hello> + Send + Sync + 'static) -> AsyncHandler {
+fn routed<S>(pick: impl Fn(&str) -> AAuthService<S> + Send + Sync + 'static) -> AsyncHandler
+where
+    S: Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<Full<Bytes>>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
     Arc::new(move |req: Request| {
         let mut svc = pick(req.uri().path());
         Box::pin(async move {

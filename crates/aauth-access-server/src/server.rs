@@ -341,8 +341,7 @@ impl AccessServer {
     /// `Host`.
     #[must_use]
     pub fn authority(mut self, source: AuthoritySource) -> Self {
-        let policy = self.verifier.policy().clone().authority(source);
-        self.verifier = self.verifier.with_policy(policy);
+        self.verifier = self.verifier.authority(source);
         self
     }
 
@@ -405,23 +404,12 @@ impl AccessServer {
             self.trusted.iter().map(|p| p.as_str().to_owned()).collect(),
             self.admit_unknown,
         );
-        self.verifier =
-            self.verifier.gate(Arc::new(
-                move |scheme: &aauth_headers::Scheme| match scheme {
-                    aauth_headers::Scheme::JwksUri { id, dwk, .. }
-                        if (dwk == "aauth-person.json" && (any_ps || trusted.contains(id)))
-                            || dwk == "aauth-resource.json" =>
-                    {
-                        Ok(())
-                    }
-                    other => Err(aauth_signing::VerifyError::SignerNotAdmitted {
-                        signer: match other {
-                            aauth_headers::Scheme::JwksUri { id, .. } => id.clone(),
-                            o => o.name().to_owned(),
-                        },
-                    }),
-                },
-            ));
+        self.verifier = self
+            .verifier
+            .gate(aauth_signing::jwks_uri_signers(move |id, dwk| {
+                (dwk == "aauth-person.json" && (any_ps || trusted.contains(id)))
+                    || dwk == "aauth-resource.json"
+            }));
         self
     }
 

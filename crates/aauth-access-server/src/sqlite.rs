@@ -178,6 +178,31 @@ fn waiting_record(
 
 const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
 
+/// Writes `record` (`conflict`: `REPLACE` an existing one, or `IGNORE` it); the rows
+/// written.
+fn insert_waiting(
+    conn: &Connection,
+    record: &WaitingRecord,
+    conflict: &'static str,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT OR {conflict} INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))
+    .map_err(err)?
+    .execute(params![
+        record.id,
+        record.ps.as_str(),
+        secs(record.expires),
+        record.resource_token.0,
+        record.resource_token.1,
+        record.code,
+        record.awaiting.as_str(),
+        record.data
+    ])
+    .map_err(err)
+}
+
 fn waiting_query(
     conn: &Connection,
     condition: &str,
@@ -337,21 +362,7 @@ impl AsStore for SqliteStore {
                 )
                 .map_err(err)?;
             }
-            c.execute(
-                "INSERT OR REPLACE INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    record.id,
-                    record.ps.as_str(),
-                    secs(record.expires),
-                    record.resource_token.0,
-                    record.resource_token.1,
-                    record.code,
-                    record.awaiting.as_str(),
-                    record.data
-                ],
-            )
-            .map_err(err)?;
+            insert_waiting(c, &record, "REPLACE")?;
             Ok(())
         })
         .await
@@ -436,22 +447,7 @@ impl AsStore for SqliteStore {
             if usize::try_from(open).unwrap_or(usize::MAX) >= max_per_ps {
                 return Ok(false);
             }
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        record.id,
-                        record.ps.as_str(),
-                        secs(record.expires),
-                        record.resource_token.0,
-                        record.resource_token.1,
-                        record.code,
-                        record.awaiting.as_str(),
-                        record.data
-                    ],
-                )
-                .map_err(err)?;
+            let inserted = insert_waiting(&tx, &record, "IGNORE")?;
             tx.commit().map_err(err)?;
             Ok(inserted == 1)
         })

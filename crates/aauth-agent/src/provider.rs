@@ -198,12 +198,8 @@ impl AgentProvider {
     /// host): several names, or the external authority behind a proxy.
     #[must_use]
     pub fn authority(mut self, source: AuthoritySource) -> Self {
-        let with = |v: Verifier| {
-            let policy = v.policy().clone().authority(source.clone());
-            v.with_policy(policy)
-        };
-        self.enrolled_keys = with(self.enrolled_keys);
-        self.own_tokens = with(self.own_tokens);
+        self.enrolled_keys = self.enrolled_keys.authority(source.clone());
+        self.own_tokens = self.own_tokens.authority(source);
         self
     }
 

@@ -393,9 +393,7 @@ impl PersonServer {
             ))),
         )
         .replay(replay)
-        .gate(Arc::new(|scheme: &aauth_headers::Scheme| {
-            revoker_admitted(&std::collections::BTreeSet::new(), scheme)
-        }));
+        .gate(revokers(std::collections::BTreeSet::new()));
         Ok(Self {
             id,
             signer,
@@ -437,12 +435,8 @@ impl PersonServer {
     /// invalid_signature`.
     #[must_use]
     pub fn authority(mut self, source: AuthoritySource) -> Self {
-        let with = |v: Verifier| {
-            let policy = v.policy().clone().authority(source.clone());
-            v.with_policy(policy)
-        };
-        self.agents = with(self.agents);
-        self.revocation_verifier = with(self.revocation_verifier);
+        self.agents = self.agents.authority(source.clone());
+        self.revocation_verifier = self.revocation_verifier.authority(source);
         self
     }
 
@@ -563,11 +557,7 @@ impl PersonServer {
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect();
-        self.revocation_verifier =
-            self.revocation_verifier
-                .gate(Arc::new(move |scheme: &aauth_headers::Scheme| {
-                    revoker_admitted(&providers, scheme)
-                }));
+        self.revocation_verifier = self.revocation_verifier.gate(revokers(providers));
         self
     }
 
@@ -4286,24 +4276,10 @@ impl PersonServer {
 /// Who may send this server a revocation: a listed agent provider (for its agent
 /// tokens), or any resource (for resource tokens it issued: keyed by its own identifier,
 /// so it can revoke nothing else).
-fn revoker_admitted(
-    providers: &std::collections::BTreeSet<String>,
-    scheme: &aauth_headers::Scheme,
-) -> Result<(), VerifyError> {
-    match scheme {
-        aauth_headers::Scheme::JwksUri { id, dwk, .. }
-            if (dwk == "aauth-agent.json" && providers.contains(id))
-                || dwk == "aauth-resource.json" =>
-        {
-            Ok(())
-        }
-        other => Err(VerifyError::SignerNotAdmitted {
-            signer: match other {
-                aauth_headers::Scheme::JwksUri { id, .. } => id.clone(),
-                o => o.name().to_owned(),
-            },
-        }),
-    }
+fn revokers(providers: std::collections::BTreeSet<String>) -> Arc<dyn aauth_signing::SignerGate> {
+    aauth_signing::jwks_uri_signers(move |id, dwk| {
+        (dwk == "aauth-agent.json" && providers.contains(id)) || dwk == "aauth-resource.json"
+    })
 }
 
 /// How long a revocation received for a token of type `ty` is kept: until its `exp`, but

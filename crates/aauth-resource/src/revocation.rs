@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aauth_headers::Scheme;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
     AuthoritySource, BodyCoverage, KeyIdentity, KeyResolver, ReplayGuard, RevocationList, Verifier,
-    VerifyError, VerifyPolicy,
+    VerifyError, VerifyPolicy, jwks_uri_signers,
 };
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
@@ -148,19 +147,11 @@ impl RevocationEndpoint {
         // against the trusted issuers before its key is resolved.
         let gate = {
             let trusted = Arc::clone(&trusted);
-            move |scheme: &Scheme| match scheme {
-                Scheme::JwksUri { id, .. } if trusted.contains(id) => Ok(()),
-                other => Err(VerifyError::SignerNotAdmitted {
-                    signer: match other {
-                        Scheme::JwksUri { id, .. } => id.chars().take(200).collect(),
-                        _ => other.name().to_owned(),
-                    },
-                }),
-            }
+            jwks_uri_signers(move |id, _| trusted.contains(id))
         };
         Self {
             verifier: Verifier::new(policy, resolver)
-                .gate(Arc::new(gate))
+                .gate(gate)
                 .replay(ReplayGuard::in_memory()),
             trusted,
             list,
@@ -170,8 +161,7 @@ impl RevocationEndpoint {
     /// The authorities the endpoint answers to (several names, or behind a proxy).
     #[must_use]
     pub fn authority(mut self, source: AuthoritySource) -> Self {
-        let policy = self.verifier.policy().clone().authority(source);
-        self.verifier = self.verifier.with_policy(policy);
+        self.verifier = self.verifier.authority(source);
         self
     }
 

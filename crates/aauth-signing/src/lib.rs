@@ -93,5 +93,5 @@ pub use sign::{
 };
 pub use verify::{
     BodyCoverage, LabelSelection, Prepared, REQUIRED_COMPONENTS, SignerGate, VerifiedRequest,
-    Verifier, VerifyPolicy, prepare,
+    Verifier, VerifyPolicy, jwks_uri_signers, prepare,
 };

@@ -500,6 +500,32 @@ where
     }
 }
 
+/// A [`SignerGate`] for servers whose callers sign under the `jwks_uri` scheme: a signer
+/// is admitted when `admit(id, dwk)` says so; any other scheme, and any other signer, is
+/// [`VerifyError::SignerNotAdmitted`] (naming the signer, cut to 200 characters).
+///
+/// ```
+/// use aauth_headers::Scheme;
+/// use aauth_signing::{SignerGate, jwks_uri_signers};
+/// let gate = jwks_uri_signers(|id, dwk| id == "https://ps.example" && dwk == "aauth-person.json");
+/// let jwks_uri = |id: &str| Scheme::JwksUri { id: id.into(), dwk: "aauth-person.json".into(), kid: "k".into() };
+/// assert!(gate.check(&jwks_uri("https://ps.example")).is_ok());
+/// assert!(gate.check(&jwks_uri("https://evil.example")).is_err());
+/// ```
+pub fn jwks_uri_signers(
+    admit: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+) -> Arc<dyn SignerGate> {
+    Arc::new(move |scheme: &Scheme| match scheme {
+        Scheme::JwksUri { id, dwk, .. } if admit(id, dwk) => Ok(()),
+        Scheme::JwksUri { id, .. } => Err(VerifyError::SignerNotAdmitted {
+            signer: id.chars().take(200).collect(),
+        }),
+        other => Err(VerifyError::SignerNotAdmitted {
+            signer: other.name().to_owned(),
+        }),
+    })
+}
+
 /// A verifier: a policy, a key resolver, and optionally a gate on signers, a revocation
 /// list and a replay check.
 #[derive(Clone)]
@@ -574,6 +600,13 @@ impl Verifier {
     #[must_use]
     pub fn with_policy(mut self, policy: VerifyPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The same verifier answering to `source` (other names, or behind a proxy).
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        self.policy = self.policy.authority(source);
         self
     }
 
