@@ -341,7 +341,7 @@ impl World {
     ///
     /// # Errors
     ///
-    /// As [`Recorder::send`].
+    /// As [`send`](Self::send).
     pub async fn send_to(&self, to: &str, req: Request) -> Result<Response, String> {
         self.send_inner(to, req, false).await
     }
