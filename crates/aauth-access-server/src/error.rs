@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 /// Why the Access Server refused a token request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AsError {
     /// A malformed body or a missing parameter: `invalid_request` (400).
@@ -47,6 +47,10 @@ pub enum AsError {
     /// Something on this side failed: `server_error` (500).
     #[error("server_error: {0}")]
     Server(String),
+    /// The store could not answer: `server_error` (500; the caller may retry). The
+    /// response says only that the store failed; the backend's error is the source.
+    #[error("server_error: the store could not answer")]
+    Store(#[from] aauth_metadata::store::StoreError),
     /// Too many requests of this kind from this Person Server: `rate_limited` (429, with
     /// `Retry-After` in seconds).
     #[error("rate_limited: {reason}")]
@@ -73,7 +77,7 @@ impl AsError {
             Self::RevokedResourceToken => "revoked_resource_token",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
-            Self::Server(_) => "server_error",
+            Self::Server(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
         }
     }
@@ -86,7 +90,7 @@ impl AsError {
             | Self::Denied(_)
             | Self::RevokedPresentedToken
             | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
-            Self::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Server(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -102,16 +106,7 @@ impl AsError {
             "error": self.code(),
             "detail": self.to_string(),
         });
-        let mut r = http::Response::new(Bytes::from(body.to_string()));
-        *r.status_mut() = status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        r.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        let mut r = aauth_metadata::serve::problem_response(status, &body);
         if let Self::RateLimited { retry_after, .. } = &self {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PublicKey, Signer};
+use aauth_metadata::serve::json_response;
 use aauth_metadata::throttle::{ClientAddr, MemoryThrottle, Throttle, ThrottleKey};
 use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
 use aauth_signing::{
@@ -162,10 +163,6 @@ fn unavailable(e: &TokenError) -> Option<AsError> {
     }
 }
 
-fn store_error(e: StoreError) -> AsError {
-    AsError::Server(e.to_string())
-}
-
 /// What a token request comes to.
 enum Outcome {
     /// The auth token (`200`).
@@ -266,20 +263,6 @@ fn not_found() -> http::Response<Bytes> {
         StatusCode::NOT_FOUND,
         &serde_json::json!({ "error": "not_found" }),
     )
-}
-
-fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response<Bytes> {
-    let mut r = http::Response::new(Bytes::from(json.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    r
 }
 
 impl AccessServer {
@@ -560,7 +543,7 @@ impl AccessServer {
                 if let Some(id) = reuse
                     && let Err(e) = self.store.remove_waiting(id).await
                 {
-                    return store_error(e).into_response();
+                    return AsError::from(e).into_response();
                 }
                 json_response(StatusCode::OK, &json)
             }
@@ -618,7 +601,7 @@ impl AccessServer {
                 ),
                 retry_after: 600,
             }),
-            Err(e) => Err(store_error(e)),
+            Err(e) => Err(AsError::from(e)),
         }
     }
 
@@ -626,7 +609,7 @@ impl AccessServer {
         self.store
             .put_waiting(w.into_record(id)?, now)
             .await
-            .map_err(store_error)
+            .map_err(AsError::from)
     }
 
     /// What the Person Server is told while a request waits for `step`.
@@ -714,9 +697,7 @@ impl AccessServer {
         approve: bool,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let unreadable = |e: AsError| StoreError {
-            reason: e.to_string(),
-        };
+        let unreadable = |e: AsError| StoreError::unreadable("access-server", "waiting request", e);
         let Some(record) = self.store.waiting(id, now).await? else {
             return Ok(false);
         };
@@ -776,7 +757,7 @@ impl AccessServer {
         match self.store.waiting(id, now).await {
             Ok(Some(r)) if r.ps == *ps => Waiting::from_record(r).map_err(AsError::into_response),
             Ok(_) => Err(not_found()),
-            Err(e) => Err(store_error(e).into_response()),
+            Err(e) => Err(AsError::from(e).into_response()),
         }
     }
 
@@ -784,7 +765,7 @@ impl AccessServer {
     async fn end_waiting(&self, id: &str, then: AsError) -> http::Response<Bytes> {
         match self.store.remove_waiting(id).await {
             Ok(()) => then.into_response(),
-            Err(e) => store_error(e).into_response(),
+            Err(e) => AsError::from(e).into_response(),
         }
     }
 
@@ -806,17 +787,17 @@ impl AccessServer {
                 // Not this caller's (checked before; a race with nothing): put it back.
                 return match self.store.put_waiting(r, now).await {
                     Ok(()) => not_found(),
-                    Err(e) => store_error(e).into_response(),
+                    Err(e) => AsError::from(e).into_response(),
                 };
             }
             Ok(None) => return not_found(),
-            Err(e) => return store_error(e).into_response(),
+            Err(e) => return AsError::from(e).into_response(),
         };
         match self.issue(ps, body, &given, now).await {
             Ok(outcome) => self.respond(outcome, ps, body, given, Some(id), now).await,
             Err(AsError::Server(why)) => match self.store.put_waiting(taken, now).await {
                 Ok(()) => AsError::Server(why).into_response(),
-                Err(e) => store_error(e).into_response(),
+                Err(e) => AsError::from(e).into_response(),
             },
             Err(e) => e.into_response(),
         }
@@ -864,7 +845,7 @@ impl AccessServer {
                     .store
                     .is_billed(&ps)
                     .await
-                    .map_err(|e| store_error(e).into_response())?
+                    .map_err(|e| AsError::from(e).into_response())?
                 {
                     return Ok(self.step_response(id, &w.step));
                 }
@@ -985,18 +966,18 @@ impl AccessServer {
                     .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
                 return r;
             }
-            Err(e) => return AsError::Server(e.reason).into_response(),
+            Err(e) => return AsError::from(e).into_response(),
         }
         let wrong = || async {
             match self.throttle.failed(&keys, now).await {
                 Ok(()) => no_request(),
-                Err(e) => AsError::Server(e.reason).into_response(),
+                Err(e) => AsError::from(e).into_response(),
             }
         };
         let record = match self.store.waiting_by_code(&code, now).await {
             Ok(Some(r)) => r,
             Ok(None) => return wrong().await,
-            Err(e) => return store_error(e).into_response(),
+            Err(e) => return AsError::from(e).into_response(),
         };
         let id = record.id.clone();
         let mut w = match Waiting::from_record(record) {
@@ -1022,7 +1003,7 @@ impl AccessServer {
                 return AsError::Server("a stored resource identifier".to_owned()).into_response();
             };
             if let Err(e) = self.store.bind(&w.ps, &resource, &sub, &account).await {
-                return store_error(e).into_response();
+                return AsError::from(e).into_response();
             }
             if let Err(e) = self.put_waiting(id, w, now).await {
                 return e.into_response();
@@ -1299,7 +1280,7 @@ impl AccessServer {
                 now,
             )
             .await
-            .map_err(store_error)?;
+            .map_err(AsError::from)?;
         // AS-42: a resource token its resource revoked.
         if standing.resource_token_revoked {
             return Err(AsError::RevokedResourceToken);
@@ -1461,7 +1442,7 @@ impl AccessServer {
                 now,
             )
             .await
-            .map_err(store_error)?;
+            .map_err(AsError::from)?;
         Ok(Outcome::Issued(
             serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
         ))
@@ -1657,14 +1638,14 @@ impl AccessServer {
         // that, whatever `exp` says (u64::MAX included).
         let exp = r.exp.min(now.as_secs().saturating_add(3600));
         if let Err(e) = self.store.revoke(caller.as_str(), &r.jti, exp, now).await {
-            return store_error(e).into_response();
+            return AsError::from(e).into_response();
         }
         if !person_server {
             // AS-42: a pending request started for that resource token ends (its next
             // poll is answered `revoked_resource_token`).
             let waiting = match self.store.waiting_with(caller.as_str(), &r.jti).await {
                 Ok(w) => w,
-                Err(e) => return store_error(e).into_response(),
+                Err(e) => return AsError::from(e).into_response(),
             };
             for record in waiting {
                 let id = record.id.clone();
@@ -1684,7 +1665,7 @@ impl AccessServer {
         // The cascade: every auth token issued against that person token, at its resource.
         let cascade = match self.store.issued_against(&caller, &r.jti, now).await {
             Ok(c) => c,
-            Err(e) => return store_error(e).into_response(),
+            Err(e) => return AsError::from(e).into_response(),
         };
         let mut outcomes: BTreeMap<String, Option<&'static str>> = BTreeMap::new();
         for issued in cascade {

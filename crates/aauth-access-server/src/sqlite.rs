@@ -73,10 +73,19 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError {
-        reason: e.to_string(),
-    }
+/// Which store a [`StoreError`] names.
+const STORE: &str = "access-server sqlite";
+
+/// A failure of the database itself.
+fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::backend(STORE, e)
+}
+
+/// A stored `record` that does not read back.
+fn unreadable<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    record: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::unreadable(STORE, record, e)
 }
 
 /// Seconds as SQLite's signed integer (saturating: no time here is past 2^63).
@@ -85,7 +94,7 @@ fn secs(t: u64) -> i64 {
 }
 
 fn server_id(s: &str) -> Result<ServerId, StoreError> {
-    ServerId::parse(s).map_err(|e| err(format!("a stored server identifier: {e}")))
+    ServerId::parse(s).map_err(unreadable("server identifier"))
 }
 
 impl SqliteStore {
@@ -128,12 +137,11 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        aauth_metadata::store::blocking(STORE, move || {
             let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             f(&conn)
         })
         .await
-        .map_err(err)?
     }
 }
 
@@ -167,11 +175,12 @@ fn waiting_record(
     Ok(WaitingRecord {
         id,
         ps: server_id(&ps)?,
-        expires: u64::try_from(expires).unwrap_or_default(),
+        expires: u64::try_from(expires).map_err(unreadable("waiting request"))?,
         resource_token: (rt_iss, rt_jti),
         code,
-        awaiting: Awaiting::parse(&awaiting)
-            .ok_or_else(|| err(format!("a stored step {awaiting:?}")))?,
+        awaiting: Awaiting::parse(&awaiting).ok_or_else(|| {
+            StoreError::unreadable(STORE, "waiting request", format!("the step {awaiting:?}"))
+        })?,
         data,
     })
 }
@@ -291,7 +300,7 @@ impl AsStore for SqliteStore {
                         ps.clone(),
                         presented,
                         server_id(&aud)?,
-                        u64::try_from(exp).unwrap_or_default(),
+                        u64::try_from(exp).map_err(unreadable("issuance record"))?,
                     ))
                 })
                 .collect()
@@ -304,7 +313,7 @@ impl AsStore for SqliteStore {
             let n: i64 = c
                 .query_row("SELECT COUNT(*) FROM issued", [], |r| r.get(0))
                 .map_err(err)?;
-            Ok(usize::try_from(n).unwrap_or_default())
+            Ok(usize::try_from(n).unwrap_or_default()) // default: COUNT(*) is never negative
         })
         .await
     }

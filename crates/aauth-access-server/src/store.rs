@@ -11,13 +11,7 @@ use aauth_keys::time::UnixTime;
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
 
-/// Why the store could not answer (the request is answered `500`, nothing changed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("access-server store: {reason}")]
-pub struct StoreError {
-    /// What failed.
-    pub reason: String,
-}
+pub use aauth_metadata::store::StoreError;
 
 /// How long records are kept past their `exp` (the clock skew a verifier allows).
 pub const RECORD_GRACE: u64 = 60;

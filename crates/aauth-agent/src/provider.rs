@@ -489,20 +489,11 @@ fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ProviderError> 
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Bytes> {
-    let mut r = Response::new(Bytes::from(value.to_string()));
-    *r.status_mut() = status;
-    let ct = if status.is_success() {
-        "application/json"
+    if status.is_success() {
+        aauth_metadata::serve::json_response(status, value)
     } else {
-        "application/problem+json"
-    };
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    r
+        aauth_metadata::serve::problem_response(status, value)
+    }
 }
 
 /// Agent tokens straight from a provider in the same process: for a server that is its

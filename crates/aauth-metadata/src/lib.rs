@@ -16,6 +16,8 @@
 //!   per-host [`CircuitBreaker`], around any [`Fetch`].
 //! - [`serve`]: [`serve::EndpointService`], the one adapter from a role (agent provider,
 //!   Person Server, Access Server) to a tower service, so it mounts on axum or hyper.
+//! - [`store`]: the [`store::StoreError`] every server's store answers with (the
+//!   backend's error kept as its source), and [`store::blocking`] for embedded databases.
 //! - [`throttle`]: one throttle for every guessable secret a server checks (interaction
 //!   codes, passwords): exponential back-off per key, bounded, `O(1)` to check.
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
@@ -32,6 +34,7 @@ mod publish;
 mod resilience;
 mod resolvers;
 pub mod serve;
+pub mod store;
 pub mod throttle;
 mod url;
 

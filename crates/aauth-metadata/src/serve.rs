@@ -25,6 +25,42 @@ use http_body_util::{BodyExt, Full, Limited};
 /// any AAuth token request, form or mission proposal.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
+/// A JSON response (`application/json`) with `Cache-Control: no-store`: every answer
+/// of a role carries a token, a pending URL or a person's state, none of it cacheable.
+///
+/// ```
+/// use aauth_metadata::serve::json_response;
+///
+/// let r = json_response(http::StatusCode::OK, &serde_json::json!({ "ok": true }));
+/// assert_eq!(r.headers()["content-type"], "application/json");
+/// assert_eq!(r.headers()["cache-control"], "no-store");
+/// assert_eq!(r.body().as_ref(), br#"{"ok":true}"#);
+/// ```
+#[must_use]
+pub fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<Bytes> {
+    typed_json_response(status, json, "application/json")
+}
+
+/// An RFC 9457 problem (`application/problem+json`) with `Cache-Control: no-store`.
+#[must_use]
+pub fn problem_response(status: StatusCode, json: &serde_json::Value) -> Response<Bytes> {
+    typed_json_response(status, json, "application/problem+json")
+}
+
+fn typed_json_response(
+    status: StatusCode,
+    json: &serde_json::Value,
+    content_type: &'static str,
+) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(json.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// A role answering whole requests: sans-IO, the clock passed in.
 #[async_trait::async_trait]
 pub trait Endpoint: Send + Sync {

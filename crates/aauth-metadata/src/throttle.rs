@@ -22,6 +22,7 @@
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
+use crate::store::StoreError;
 use aauth_keys::time::UnixTime;
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
@@ -141,42 +142,31 @@ impl ThrottlePolicy {
     }
 }
 
-/// The throttle could not answer (a shared store is down): the guess is refused, never
-/// checked unthrottled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("throttle unavailable: {reason}")]
-pub struct ThrottleError {
-    /// What failed.
-    pub reason: String,
-}
-
-/// Counts failed guesses and says when a key must wait.
+/// Counts failed guesses and says when a key must wait. When it cannot answer (a shared
+/// store is down, [`StoreError`]) the guess is refused, never checked unthrottled.
 #[async_trait]
 pub trait Throttle: Send + Sync {
     /// `Some(seconds)` when any of `keys` is blocked at `now`: the longest remaining wait.
     ///
     /// # Errors
     ///
-    /// [`ThrottleError`].
-    async fn blocked(
-        &self,
-        keys: &[ThrottleKey],
-        now: UnixTime,
-    ) -> Result<Option<u64>, ThrottleError>;
+    /// [`StoreError`].
+    async fn blocked(&self, keys: &[ThrottleKey], now: UnixTime)
+    -> Result<Option<u64>, StoreError>;
 
     /// Counts one failure against each of `keys`.
     ///
     /// # Errors
     ///
-    /// [`ThrottleError`].
-    async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), ThrottleError>;
+    /// [`StoreError`].
+    async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError>;
 
     /// Clears `keys` (a correct password clears its account's and client's counts).
     ///
     /// # Errors
     ///
-    /// [`ThrottleError`].
-    async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), ThrottleError>;
+    /// [`StoreError`].
+    async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError>;
 }
 
 /// The default bound of a [`MemoryThrottle`]: keys with failures in the last
@@ -244,7 +234,7 @@ impl Counts {
 /// assert_eq!(t.blocked(&alice, UnixTime(103)).await?, Some(9)); // blocked until 112
 /// assert_eq!(t.blocked(&alice, UnixTime(112)).await?, None);
 /// t.succeeded(&alice).await?;
-/// # Ok::<(), aauth_metadata::throttle::ThrottleError>(())
+/// # Ok::<(), aauth_metadata::store::StoreError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug)]
@@ -307,7 +297,7 @@ impl Throttle for MemoryThrottle {
         &self,
         keys: &[ThrottleKey],
         now: UnixTime,
-    ) -> Result<Option<u64>, ThrottleError> {
+    ) -> Result<Option<u64>, StoreError> {
         let counts = self.lock();
         let now = now.as_secs();
         Ok(keys
@@ -318,7 +308,7 @@ impl Throttle for MemoryThrottle {
             .max())
     }
 
-    async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), ThrottleError> {
+    async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError> {
         let mut counts = self.lock();
         let now = now.as_secs();
         counts.sweep(now);
@@ -341,7 +331,7 @@ impl Throttle for MemoryThrottle {
         Ok(())
     }
 
-    async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), ThrottleError> {
+    async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {
         let mut counts = self.lock();
         for key in keys {
             if let Some(c) = counts.by_key.remove(key) {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 /// Why a token endpoint refused, with the draft's `error` code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PsError {
     /// The body or a parameter is not what the endpoint takes: `invalid_request` (400).
@@ -116,7 +116,12 @@ pub enum PsError {
     /// it again.
     #[error("invalid_request: {0}")]
     Conflict(&'static str),
-    /// The store could not answer: `server_error` (500 here; the caller may retry).
+    /// The store could not answer: `server_error` (500; the caller may retry). The
+    /// response says only that the store failed; the backend's error is the source.
+    #[error("server_error: the store could not answer")]
+    Store(#[from] aauth_metadata::store::StoreError),
+    /// Something this server needed failed (a key it could not use, a record it could
+    /// not encode): `server_error` (500).
     #[error("server_error: {0}")]
     Server(String),
 }
@@ -151,7 +156,7 @@ impl PsError {
             Self::MissionNotFound => "mission_not_found",
             Self::MissionTerminated(_) => "mission_terminated",
             Self::Violation(_) => "denied",
-            Self::Server(_) => "server_error",
+            Self::Server(_) | Self::Store(_) => "server_error",
         }
     }
 
@@ -176,7 +181,7 @@ impl PsError {
             Self::AsRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
-            Self::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Server(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -207,17 +212,7 @@ impl PsError {
             }
             _ => body["detail"] = self.to_string().into(),
         }
-        let body = body.to_string();
-        let mut r = http::Response::new(Bytes::from(body));
-        *r.status_mut() = status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        r.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        let mut r = aauth_metadata::serve::problem_response(status, &body);
         if let Self::RateLimited { retry_after, .. } = &self {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -26,25 +26,11 @@ use crate::pending::{Pending, PendingRequest, PendingState};
 use crate::policy::{ConsentKind, ConsentPolicy, ConsentRequest, Decision};
 use crate::store::{AuthTokenRecord, PersonTokenRecord, PsStore};
 use crate::{AutoApprove, PsError};
+use aauth_metadata::serve::json_response;
 use aauth_metadata::throttle::{ClientAddr, MemoryThrottle, Throttle, ThrottleKey};
 
 /// The consent pages' sign-in form target.
 pub const LOGIN_PATH: &str = "/interact/login";
-
-/// A JSON response with `Cache-Control: no-store`.
-fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response<Bytes> {
-    let mut r = http::Response::new(Bytes::from(json.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    r
-}
 
 /// The most resources a mission proposal may name.
 pub const MAX_PROPOSAL_RESOURCES: usize = 32;
@@ -497,7 +483,7 @@ impl PersonServer {
         self.store
             .set_password_hash(account, &phc)
             .await
-            .map_err(|e| PsError::Server(e.reason))
+            .map_err(PsError::from)
     }
 
     /// Decides the constraints missions are approved with (default: what was proposed,
@@ -523,7 +509,7 @@ impl PersonServer {
             .store
             .mission(s256)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
             .ok_or(PsError::MissionNotFound)?;
         if m.terminated.is_none() {
             m.terminated = Some(reason);
@@ -534,10 +520,7 @@ impl PersonServer {
                 "permit",
                 Some(reason.as_str().to_owned()),
             );
-            self.store
-                .put_mission(m)
-                .await
-                .map_err(|e| PsError::Server(e.reason))?;
+            self.store.put_mission(m).await.map_err(PsError::from)?;
         }
         Ok(())
     }
@@ -871,7 +854,7 @@ impl PersonServer {
                     .to_response(self.agents.policy())
                     .map(Bytes::from));
             }
-            Err(e) => return Err(PsError::Server(e.reason).into_response()),
+            Err(e) => return Err(PsError::from(e).into_response()),
         }
         if agent.claims.parent_agent.is_some() {
             return Err(PsError::InvalidSubagentToken(
@@ -935,7 +918,7 @@ impl PersonServer {
                 ),
                 retry_after: self.pending_ttl,
             }),
-            Err(e) => Err(PsError::Server(e.reason)),
+            Err(e) => Err(PsError::from(e)),
         }
     }
 
@@ -946,7 +929,7 @@ impl PersonServer {
             Ok(false) => Err(PsError::Conflict(
                 "the pending request changed while this was answered: read it again",
             )),
-            Err(e) => Err(PsError::Server(e.reason)),
+            Err(e) => Err(PsError::from(e)),
         }
     }
 
@@ -1231,7 +1214,7 @@ impl PersonServer {
         {
             Ok(false) => {}
             Ok(true) => return Err(PsError::RevokedSubagentToken),
-            Err(e) => return Err(PsError::Server(e.reason)),
+            Err(e) => return Err(PsError::from(e)),
         }
         let key = st
             .cnf_key
@@ -1248,7 +1231,7 @@ impl PersonServer {
         self.store
             .binding(&r.agent.claims.iss, &r.agent.claims.sub)
             .await
-            .map_err(|e| PsError::Server(e.reason))
+            .map_err(PsError::from)
     }
 
     /// An `upstream_token` (call chaining, PS-61): a person or auth token this Person
@@ -1317,11 +1300,7 @@ impl PersonServer {
             ));
         }
         // M8: the chain so far, this intermediary last; never deeper than allowed.
-        let mut chain = self
-            .store
-            .chain(&jti)
-            .await
-            .map_err(|e| PsError::Server(e.reason))?;
+        let mut chain = self.store.chain(&jti).await.map_err(PsError::from)?;
         chain.push(intermediary.clone());
         if chain.len() > self.max_chain {
             return Err(PsError::InvalidUpstreamToken(format!(
@@ -1366,7 +1345,7 @@ impl PersonServer {
             .store
             .mission(s256)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
             .ok_or_else(|| {
                 PsError::InvalidUpstreamToken("its mission is not on record".to_owned())
             })?;
@@ -1542,12 +1521,12 @@ impl PersonServer {
                 exp: minted.exp,
             })
             .await
-            .map_err(|e| PsError::Server(e.reason))?;
+            .map_err(PsError::from)?;
         if !chain.is_empty() {
             self.store
                 .record_chain(&minted.jti, chain, minted.exp)
                 .await
-                .map_err(|e| PsError::Server(e.reason))?;
+                .map_err(PsError::from)?;
         }
         Ok(
             serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
@@ -1855,11 +1834,7 @@ impl PersonServer {
         // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
         let _ledger = self.ledger_lock.lock().await;
         let mut ledger = match mission_s256 {
-            Some(s) => self
-                .store
-                .mission(s)
-                .await
-                .map_err(|e| PsError::Server(e.reason))?,
+            Some(s) => self.store.mission(s).await.map_err(PsError::from)?,
             None => None,
         };
         let granted = match &mut ledger {
@@ -1887,7 +1862,7 @@ impl PersonServer {
             self.store
                 .record_presentation(presented_jti, &fp.access_server, *presented_exp)
                 .await
-                .map_err(|e| PsError::Server(e.reason))?;
+                .map_err(PsError::from)?;
             (f.0, f.1)
         } else {
             let mut builder = AuthTokenBuilder::new(
@@ -1931,10 +1906,7 @@ impl PersonServer {
                     Some(format!("granted {b}; spent {} so far", m.spent())),
                 );
             }
-            self.store
-                .put_mission(m)
-                .await
-                .map_err(|e| PsError::Server(e.reason))?;
+            self.store.put_mission(m).await.map_err(PsError::from)?;
         }
         self.store
             .record_auth_token(AuthTokenRecord {
@@ -1946,12 +1918,12 @@ impl PersonServer {
                 exp: minted.exp,
             })
             .await
-            .map_err(|e| PsError::Server(e.reason))?;
+            .map_err(PsError::from)?;
         if !chain.is_empty() {
             self.store
                 .record_chain(&minted.jti, chain, minted.exp)
                 .await
-                .map_err(|e| PsError::Server(e.reason))?;
+                .map_err(PsError::from)?;
         }
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
@@ -2418,7 +2390,7 @@ impl PersonServer {
             .store
             .is_revoked(&resource_revocation_key(&rt.iss, &rt.jti), now)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
         {
             return Err(PsError::RevokedResourceToken);
         }
@@ -2519,7 +2491,7 @@ impl PersonServer {
         self.store
             .issued(jti, person, now)
             .await
-            .map_err(|e| PsError::Server(e.reason))
+            .map_err(PsError::from)
     }
 }
 
@@ -2551,7 +2523,7 @@ impl PersonServer {
                 p
             }
             Ok(_) => return not_found(),
-            Err(e) => return PsError::Server(e.reason).into_response(),
+            Err(e) => return PsError::from(e).into_response(),
         };
         let gone = || {
             PollError::new(StatusCode::GONE, "invalid_code", "this request has ended").response()
@@ -2686,7 +2658,7 @@ impl PersonServer {
             match self.store.pending(id).await {
                 Ok(Some(q)) => p = q,
                 Ok(None) => return not_found(),
-                Err(e) => return PsError::Server(e.reason).into_response(),
+                Err(e) => return PsError::from(e).into_response(),
             }
         }
         // Every ending is a compare-and-set: of two concurrent polls one ends the request
@@ -2754,7 +2726,7 @@ impl PersonServer {
                     Ok(false) => {
                         return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1);
                     }
-                    Err(e) => return PsError::Server(e.reason).into_response(),
+                    Err(e) => return PsError::from(e).into_response(),
                 }
                 let key = match PublicKey::from_jwk(&p.key) {
                     Ok(k) => k,
@@ -2809,7 +2781,7 @@ impl PersonServer {
                                 .await
                                 .map(|()| serde_json::json!({ "status": "completed" })),
                             Ok(None) => Err(PsError::MissionNotFound),
-                            Err(e) => Err(PsError::Server(e.reason)),
+                            Err(e) => Err(PsError::from(e)),
                         }
                     }
                     other => {
@@ -2985,7 +2957,7 @@ impl PersonServer {
         let session = match &session_cookie {
             Some(c) => match self.store.session(&web::session_key(c), now).await {
                 Ok(s) => s,
-                Err(e) => return PsError::Server(e.reason).into_response(),
+                Err(e) => return PsError::from(e).into_response(),
             },
             None => None,
         };
@@ -3052,12 +3024,12 @@ impl PersonServer {
                 match self.throttle.blocked(&keys, now).await {
                     Ok(None) => {}
                     Ok(Some(wait)) => return too_many(wait, "wrong codes"),
-                    Err(e) => return PsError::Server(e.reason).into_response(),
+                    Err(e) => return PsError::from(e).into_response(),
                 }
                 let found = match crate::code::normalize(&code) {
                     Some(c) => match self.store.pending_by_code(&c).await {
                         Ok(p) => p,
-                        Err(e) => return PsError::Server(e.reason).into_response(),
+                        Err(e) => return PsError::from(e).into_response(),
                     },
                     None => None,
                 };
@@ -3078,12 +3050,12 @@ impl PersonServer {
                 }) else {
                     s.bad_codes = s.bad_codes.saturating_add(1);
                     if let Err(e) = self.throttle.failed(&keys, now).await {
-                        return PsError::Server(e.reason).into_response();
+                        return PsError::from(e).into_response();
                     }
                     if let Some(c) = &session_cookie
                         && let Err(e) = self.store.put_session(&web::session_key(c), s).await
                     {
-                        return PsError::Server(e.reason).into_response();
+                        return PsError::from(e).into_response();
                     }
                     return error_page(
                         StatusCode::NOT_FOUND,
@@ -3100,7 +3072,7 @@ impl PersonServer {
                         p.state = PendingState::Done;
                     }
                     if let Err(e) = self.throttle.failed(&keys, now).await {
-                        return PsError::Server(e.reason).into_response();
+                        return PsError::from(e).into_response();
                     }
                     if let Err(e) = self.save(&mut p).await {
                         return failed(e);
@@ -3158,11 +3130,11 @@ impl PersonServer {
                 match self.throttle.blocked(&keys, now).await {
                     Ok(None) => {}
                     Ok(Some(wait)) => return too_many(wait, "failed sign-ins"),
-                    Err(e) => return PsError::Server(e.reason).into_response(),
+                    Err(e) => return PsError::from(e).into_response(),
                 }
                 let phc = match self.store.password_hash(account).await {
                     Ok(h) => h,
-                    Err(e) => return PsError::Server(e.reason).into_response(),
+                    Err(e) => return PsError::from(e).into_response(),
                 };
                 // The same work whether or not the account exists, a bounded number at a
                 // time, off the threads that answer requests.
@@ -3193,10 +3165,10 @@ impl PersonServer {
                 let ok = matches!(checked, Ok(true)) && phc.is_some();
                 if ok {
                     if let Err(e) = self.throttle.succeeded(&keys).await {
-                        return PsError::Server(e.reason).into_response();
+                        return PsError::from(e).into_response();
                     }
                 } else if let Err(e) = self.throttle.failed(&keys, now).await {
-                    return PsError::Server(e.reason).into_response();
+                    return PsError::from(e).into_response();
                 }
                 if !ok {
                     return page(
@@ -3225,7 +3197,7 @@ impl PersonServer {
                     .put_session(&web::session_key(&cookie), session)
                     .await
                 {
-                    return PsError::Server(e.reason).into_response();
+                    return PsError::from(e).into_response();
                 }
                 let mut target = String::from(INTERACT_PATH);
                 target.push_str("?code=");
@@ -3265,20 +3237,20 @@ impl PersonServer {
                 match self.throttle.blocked(&keys, now).await {
                     Ok(None) => {}
                     Ok(Some(wait)) => return too_many(wait, "wrong codes"),
-                    Err(e) => return PsError::Server(e.reason).into_response(),
+                    Err(e) => return PsError::from(e).into_response(),
                 }
                 let found =
                     match crate::code::normalize(web::field(&posted, "code").unwrap_or_default()) {
                         Some(c) => match self.store.pending_by_code(&c).await {
                             Ok(p) => p,
-                            Err(e) => return PsError::Server(e.reason).into_response(),
+                            Err(e) => return PsError::from(e).into_response(),
                         },
                         None => None,
                     };
                 if found.is_none()
                     && let Err(e) = self.throttle.failed(&keys, now).await
                 {
-                    return PsError::Server(e.reason).into_response();
+                    return PsError::from(e).into_response();
                 }
                 let Some(mut p) = found.filter(|p| {
                     matches!(p.state, PendingState::Pending | PendingState::Interacting)
@@ -3376,7 +3348,7 @@ impl PersonServer {
                     if p.account.is_none()
                         && let Err(e) = self.store.bind(&p.agent.0, &p.agent.1, &s.account).await
                     {
-                        return PsError::Server(e.reason).into_response();
+                        return PsError::from(e).into_response();
                     }
                     p.state = PendingState::Approved {
                         account: s.account.clone(),
@@ -3670,10 +3642,7 @@ impl PersonServer {
         let mut person_tokens = serde_json::Map::new();
         let resources: Vec<String> = m.constraints.resources.clone().unwrap_or_default();
         let expires_at = m.expires_at();
-        self.store
-            .put_mission(m)
-            .await
-            .map_err(|e| PsError::Server(e.reason))?;
+        self.store.put_mission(m).await.map_err(PsError::from)?;
         for res in resources {
             let resource = ServerId::parse(&res).map_err(|e| PsError::Server(e.to_string()))?;
             // The same limit on distinct resources as a person-token request's.
@@ -3694,7 +3663,7 @@ impl PersonServer {
             .store
             .mission(&s256)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
             .ok_or_else(|| PsError::Server("the mission vanished".to_owned()))?;
         let mut capabilities = Vec::new();
         if self.interaction {
@@ -3720,7 +3689,7 @@ impl PersonServer {
             .store
             .mission(s256)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
             .filter(|m| m.agent == (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()))
             .ok_or(PsError::MissionNotFound)?;
         self.expire(m, now).await
@@ -3740,7 +3709,7 @@ impl PersonServer {
             self.store
                 .put_mission(m.clone())
                 .await
-                .map_err(|e| PsError::Server(e.reason))?;
+                .map_err(PsError::from)?;
         }
         Ok(m)
     }
@@ -3793,10 +3762,7 @@ impl PersonServer {
                     })?;
                 let digest = crate::mission::s256(text.as_bytes());
                 m.log(now.as_secs(), "update", None, "permit", Some(text));
-                self.store
-                    .put_mission(m)
-                    .await
-                    .map_err(|e| PsError::Server(e.reason))?;
+                self.store.put_mission(m).await.map_err(PsError::from)?;
                 Ok(Outcome::Issued(serde_json::json!({ "s256": digest })))
             }
             Some("completion") => {
@@ -3852,10 +3818,7 @@ impl PersonServer {
             Some(summary.to_owned()),
         );
         m.terminated = Some(TerminationReason::Completed);
-        self.store
-            .put_mission(m)
-            .await
-            .map_err(|e| PsError::Server(e.reason))
+        self.store.put_mission(m).await.map_err(PsError::from)
     }
 
     /// The mission named by a token request, checked by the policy engine; the decision
@@ -3876,7 +3839,7 @@ impl PersonServer {
             .store
             .mission(s256)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
             .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
             // At a token endpoint an unknown mission is a bad parameter (draft -11 §7.1).
             .ok_or_else(|| {
@@ -3898,7 +3861,7 @@ impl PersonServer {
         self.store
             .put_mission(m.clone())
             .await
-            .map_err(|e| PsError::Server(e.reason))?;
+            .map_err(PsError::from)?;
         match verdict {
             Ok(()) => Ok(Some(m)),
             Err(crate::mission::violation::TERMINATED) => Err(PsError::MissionTerminated(
@@ -3975,10 +3938,7 @@ impl PersonServer {
                 verdict,
                 Some(b.action.clone()),
             );
-            self.store
-                .put_mission(m)
-                .await
-                .map_err(|e| PsError::Server(e.reason))?;
+            self.store.put_mission(m).await.map_err(PsError::from)?;
         }
         match decision {
             Decision::Approve => Ok(Outcome::Issued(
@@ -4050,10 +4010,7 @@ impl PersonServer {
             None => action,
         };
         m.log(now.as_secs(), "audit", None, "record", Some(detail));
-        self.store
-            .put_mission(m)
-            .await
-            .map_err(|e| PsError::Server(e.reason))?;
+        self.store.put_mission(m).await.map_err(PsError::from)?;
         let mut resp = http::Response::new(Bytes::new());
         *resp.status_mut() = StatusCode::CREATED;
         Ok(Outcome::Respond(resp))
@@ -4136,7 +4093,7 @@ impl PersonServer {
             .store
             .mission(s256)
             .await
-            .map_err(|e| PsError::Server(e.reason))?
+            .map_err(PsError::from)?
             .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
             .ok_or_else(|| {
                 PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())
@@ -4216,7 +4173,7 @@ impl PersonServer {
                             );
                             r
                         }
-                        Err(e) => PsError::Server(e.reason).into_response(),
+                        Err(e) => PsError::from(e).into_response(),
                     }
                 }
                 _ => PsError::InvalidRequest("the body is {\"jti\": \"…\", \"exp\": N}".to_owned())
@@ -4268,7 +4225,7 @@ impl PersonServer {
                 );
                 r
             }
-            Err(e) => PsError::Server(e.reason).into_response(),
+            Err(e) => PsError::from(e).into_response(),
         }
     }
 }

@@ -88,10 +88,19 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError {
-        reason: e.to_string(),
-    }
+/// Which store a [`StoreError`] names.
+const STORE: &str = "person-server sqlite";
+
+/// A failure of the database itself.
+fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::backend(STORE, e)
+}
+
+/// A stored `record` that does not read back.
+fn unreadable<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    record: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::unreadable(STORE, record, e)
 }
 
 impl SqliteStore {
@@ -139,12 +148,11 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        aauth_metadata::store::blocking(STORE, move || {
             let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             f(&conn)
         })
         .await
-        .map_err(err)?
     }
 }
 
@@ -251,7 +259,7 @@ enum StateRow {
 }
 
 fn server(s: &str) -> Result<ServerId, StoreError> {
-    ServerId::parse(s).map_err(err)
+    ServerId::parse(s).map_err(unreadable("server identifier"))
 }
 
 impl PendingRow {
@@ -375,7 +383,7 @@ impl PendingRow {
             code: self.code,
             agent: (
                 server(&self.provider)?,
-                AgentId::parse(&self.agent).map_err(err)?,
+                AgentId::parse(&self.agent).map_err(unreadable("agent identifier"))?,
             ),
             key: self.key,
             jkt: self.jkt,
@@ -518,7 +526,7 @@ impl MissionRow {
     }
 
     fn into_mission(self) -> Result<Mission, StoreError> {
-        let blob = aauth_keys::base64url::decode(&self.blob).map_err(err)?;
+        let blob = aauth_keys::base64url::decode(&self.blob).map_err(unreadable("mission"))?;
         // The stored bytes must still be the ones the digest names.
         if crate::mission::s256(&blob) != self.s256 {
             return Err(err("a stored mission blob does not match its s256"));
@@ -528,15 +536,16 @@ impl MissionRow {
             blob,
             (
                 server(&self.provider)?,
-                AgentId::parse(&self.agent).map_err(err)?,
+                AgentId::parse(&self.agent).map_err(unreadable("agent identifier"))?,
             ),
             self.account,
             self.constraints,
             self.terminated
                 .as_deref()
                 .map(|r| {
-                    TerminationReason::from_value(r)
-                        .ok_or_else(|| err("unknown termination reason"))
+                    TerminationReason::from_value(r).ok_or_else(|| {
+                        StoreError::unreadable(STORE, "mission", "unknown termination reason")
+                    })
                 })
                 .transpose()?,
             self.grants,
@@ -548,7 +557,7 @@ impl MissionRow {
 
 fn pending_from_json(data: &str, version: i64) -> Result<Pending, StoreError> {
     let mut p = serde_json::from_str::<PendingRow>(data)
-        .map_err(err)?
+        .map_err(unreadable("pending request"))?
         .into_pending()?;
     p.version = u(version);
     Ok(p)
@@ -704,7 +713,10 @@ impl PsStore for SqliteStore {
                 aud: server(&aud)?,
                 sub,
                 account,
-                agent: (server(&provider)?, AgentId::parse(&agent).map_err(err)?),
+                agent: (
+                    server(&provider)?,
+                    AgentId::parse(&agent).map_err(unreadable("agent identifier"))?,
+                ),
                 mission_s256: mission,
                 exp: u(exp),
             })
@@ -1109,7 +1121,9 @@ impl PsStore for SqliteStore {
                 .map_err(err)
             })
             .await?;
-        agent.map(|a| AgentId::parse(&a).map_err(err)).transpose()
+        agent
+            .map(|a| AgentId::parse(&a).map_err(unreadable("agent identifier")))
+            .transpose()
     }
 
     async fn record_presentation(
@@ -1185,7 +1199,7 @@ impl PsStore for SqliteStore {
                 .map_err(err)
             })
             .await?;
-        row.unwrap_or_default()
+        row.unwrap_or_default() // default: no row is a token issued without a chain
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(server)
@@ -1269,7 +1283,7 @@ impl PsStore for SqliteStore {
             .await?;
         data.map(|d| {
             serde_json::from_str::<MissionRow>(&d)
-                .map_err(err)?
+                .map_err(unreadable("mission"))?
                 .into_mission()
         })
         .transpose()

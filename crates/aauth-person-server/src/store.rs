@@ -113,13 +113,7 @@ pub enum IssuedToken {
     },
 }
 
-/// Why the store could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("person-server store: {reason}")]
-pub struct StoreError {
-    /// What failed.
-    pub reason: String,
-}
+pub use aauth_metadata::store::StoreError;
 
 /// Everything the Person Server keeps. Implementations must be safe to share.
 #[async_trait]

@@ -1,0 +1,119 @@
+//! What every server's store shares: one error type, which keeps the backend's own error
+//! as its [`source`](std::error::Error::source), and one way to run blocking store work
+//! (an embedded database) off the request threads.
+//!
+//! The Person Server and the Access Server map a [`StoreError`] to `500 server_error`
+//! through `From<StoreError>` for their own error types; the response never carries the
+//! backend's message (it can name tables and files), while the error chain keeps it for
+//! the operator's log.
+//!
+//! ```
+//! use aauth_metadata::store::{StoreError, blocking};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let n = blocking("example", || Ok::<_, StoreError>(6 * 7)).await;
+//! assert_eq!(n.ok(), Some(42));
+//!
+//! let bad = blocking("example", || {
+//!     "x".parse::<u8>().map_err(|e| StoreError::unreadable("example", "a counter", e))
+//! })
+//! .await;
+//! let e = bad.err().expect("the parse fails");
+//! assert_eq!(e.to_string(), "example store: a stored a counter could not be read back");
+//! // The cause is kept for the operator's log.
+//! let cause = std::error::Error::source(&e).map(ToString::to_string);
+//! assert_eq!(cause.as_deref(), Some("invalid digit found in string"));
+//! # }
+//! ```
+
+use std::error::Error;
+use std::sync::Arc;
+
+/// The source of a [`StoreError`]: the backend's own error, shared so the error stays
+/// cheap to clone.
+pub type StoreSource = Arc<dyn Error + Send + Sync + 'static>;
+
+/// Why a store could not answer. Nothing was changed by the call that failed (every
+/// multi-step change runs in one transaction or under one lock).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed: I/O, a constraint, a lost connection.
+    #[error("{store} store: the backend failed")]
+    Backend {
+        /// Which store (e.g. `person-server sqlite`).
+        store: &'static str,
+        /// The backend's error.
+        #[source]
+        source: StoreSource,
+    },
+    /// A stored record could not be read back (corrupt, or written by an incompatible
+    /// version).
+    #[error("{store} store: a stored {record} could not be read back")]
+    Unreadable {
+        /// Which store.
+        store: &'static str,
+        /// What kind of record.
+        record: &'static str,
+        /// Why it did not parse.
+        #[source]
+        source: StoreSource,
+    },
+    /// The task running the store's blocking work was lost (it panicked, or the runtime
+    /// is shutting down).
+    #[error("{store} store: its worker stopped")]
+    WorkerStopped {
+        /// Which store.
+        store: &'static str,
+    },
+}
+
+impl StoreError {
+    /// A backend failure of `store`.
+    pub fn backend(store: &'static str, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Backend {
+            store,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// A `record` of `store` that could not be read back.
+    pub fn unreadable(
+        store: &'static str,
+        record: &'static str,
+        source: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        Self::Unreadable {
+            store,
+            record,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// Which store failed.
+    #[must_use]
+    pub fn store(&self) -> &'static str {
+        match self {
+            Self::Backend { store, .. }
+            | Self::Unreadable { store, .. }
+            | Self::WorkerStopped { store } => store,
+        }
+    }
+}
+
+/// Runs `f` on the runtime's blocking pool (an embedded database's calls block), and
+/// answers [`StoreError::WorkerStopped`] if the task is lost.
+///
+/// # Errors
+///
+/// What `f` returns, or [`StoreError::WorkerStopped`].
+pub async fn blocking<T, F>(store: &'static str, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| StoreError::WorkerStopped { store })?
+}
