@@ -1,0 +1,666 @@
+//! The person's pages: `GET`/`POST /interact` (the interaction code, the consent page, approve and deny, clarification) and sign-in (`/interact/login`), with their sessions, CSRF tokens, throttles and device cookies.
+
+use std::sync::Arc;
+
+use aauth_keys::base64url;
+use aauth_keys::time::UnixTime;
+use aauth_tokens::ServerId;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, request::Parts};
+
+use crate::PsError;
+use crate::mission::Proposal;
+use crate::pending::{Pending, PendingRequest, PendingState};
+use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
+
+use super::{INTERACT_PATH, LOGIN_PATH, PersonServer, subtle_eq};
+
+impl PersonServer {
+    /// Sets `account`'s password (hashed with argon2id; the hash is what is stored).
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::Server`] when hashing or the store fails.
+    pub async fn set_password(&self, account: &str, password: &str) -> Result<(), PsError> {
+        let phc = crate::web::hash_password(password).map_err(PsError::Server)?;
+        self.store
+            .set_password_hash(account, &phc)
+            .await
+            .map_err(PsError::from)
+    }
+
+    /// `callback`, if the agent provider `provider` publishes it as its agents'.
+    pub(super) async fn callback_for(
+        &self,
+        provider: &ServerId,
+        callback: Option<&str>,
+    ) -> Option<String> {
+        let fetch = self.callbacks.as_ref()?;
+        let callback = callback.filter(|c| !c.is_empty())?;
+        let doc = aauth_metadata::discover::<aauth_metadata::AgentProviderMetadata>(
+            fetch.as_ref(),
+            provider,
+        )
+        .await
+        .ok()?;
+        crate::web::callback_allowed(&doc, callback).then(|| callback.to_owned())
+    }
+
+    /// A device cookie for `account`: a random id and its MAC under this server's secret
+    /// (nothing stored; it proves only that this browser once signed in to `account`).
+    pub(super) fn new_device(&self, account: &str) -> Option<String> {
+        let id = crate::web::random_token().ok()?;
+        let tag = self.device_tag(account, &id);
+        Some(format!("{id}.{tag}"))
+    }
+
+    pub(super) fn device_tag(&self, account: &str, id: &str) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.directed);
+        for part in ["aauth-device", account, id] {
+            ctx.update(part.as_bytes());
+            ctx.update(&[0]);
+        }
+        base64url::encode(ctx.sign().as_ref())
+    }
+
+    /// Whether `cookie` is a device cookie this server issued for `account`.
+    pub(super) fn device_is_known(&self, account: &str, cookie: &str) -> bool {
+        cookie.split_once('.').is_some_and(|(id, tag)| {
+            bool::from(subtle_eq(
+                self.device_tag(account, id).as_bytes(),
+                tag.as_bytes(),
+            ))
+        })
+    }
+
+    /// The consent pages.
+    pub(super) async fn web(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        use crate::web::{self, page};
+        let query = web::form(parts.uri.query().unwrap_or_default().as_bytes());
+        let posted = web::form(body);
+        let session_cookie = web::cookie(&parts.headers, web::SESSION_COOKIE);
+        let session = match &session_cookie {
+            Some(c) => match self.store.session(&web::session_key(c), now).await {
+                Ok(s) => s,
+                Err(e) => return PsError::from(e).into_response(),
+            },
+            None => None,
+        };
+        let error_page = |status, msg: &str| {
+            page(
+                status,
+                "Person Server",
+                &format!("<p>{}</p>", web::esc(msg)),
+            )
+        };
+        // A pending request another writer changed first (the agent updated it, another
+        // tab answered): nothing written, the person looks again.
+        let failed = |e: PsError| match e {
+            PsError::Conflict(_) => error_page(
+                StatusCode::CONFLICT,
+                "This request changed while you were answering it. Open the link again.",
+            ),
+            e => e.into_response(),
+        };
+        let client = parts.extensions.get::<ClientAddr>().copied();
+        // Guessing a code is throttled per account and per client (each wrong code counts
+        // against both, and a blocked one is refused before any lookup); guessing a
+        // request's code from another account also ends that request (`attempts`).
+        let code_keys = |account: &str| {
+            let mut keys = vec![ThrottleKey::new("code/account", account)];
+            keys.extend(client.map(|c| ThrottleKey::client("code/client", c)));
+            keys
+        };
+        let too_many = |wait: u64, what: &str| {
+            let mut r = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many {what}. Try again in {wait} seconds."),
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+            r
+        };
+        match (parts.method.clone(), parts.uri.path()) {
+            (Method::GET, INTERACT_PATH) => {
+                let code = web::field(&query, "code").unwrap_or_default().to_owned();
+                let Some(mut s) = session else {
+                    // Sign in first; the login form is protected by a double-submit token.
+                    let csrf = match web::random_token() {
+                        Ok(t) => t,
+                        Err(e) => return PsError::Server(e).into_response(),
+                    };
+                    let mut r = page(
+                        StatusCode::OK,
+                        "Sign in to approve an agent's request",
+                        &web::login_form(&code, &csrf, web::field(&query, "callback"), None),
+                    );
+                    if let Some(v) = web::set_cookie(web::CSRF_COOKIE, &csrf, 600) {
+                        r.headers_mut().append(http::header::SET_COOKIE, v);
+                    }
+                    return r;
+                };
+                if s.bad_codes >= web::MAX_BAD_CODES {
+                    return error_page(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many wrong codes. Sign in again later.",
+                    );
+                }
+                let keys = code_keys(&s.account);
+                match self.throttle.blocked(&keys, now).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return too_many(wait, "wrong codes"),
+                    Err(e) => return PsError::from(e).into_response(),
+                }
+                let found = match crate::code::normalize(&code) {
+                    Some(c) => match self.store.pending_by_code(&c).await {
+                        Ok(p) => p,
+                        Err(e) => return PsError::from(e).into_response(),
+                    },
+                    None => None,
+                };
+                // The person came too late: back to the agent, if it gave a callback.
+                let callback = web::field(&query, "callback");
+                if let Some(p) = found.as_ref().filter(|p| {
+                    matches!(p.state, PendingState::Pending | PendingState::Interacting)
+                        && now.as_secs() >= p.expires
+                        && p.account.as_ref().is_none_or(|a| *a == s.account)
+                }) && let Some(cb) = self.callback_for(&p.agent.0, callback).await
+                {
+                    return web::see_other(&web::with_error(&cb, "interaction_expired"));
+                }
+                let Some(mut p) = found.filter(|p| {
+                    matches!(p.state, PendingState::Pending | PendingState::Interacting)
+                        && now.as_secs() < p.expires
+                        && p.attempts < web::MAX_ATTEMPTS
+                }) else {
+                    s.bad_codes = s.bad_codes.saturating_add(1);
+                    if let Err(e) = self.throttle.failed(&keys, now).await {
+                        return PsError::from(e).into_response();
+                    }
+                    if let Some(c) = &session_cookie
+                        && let Err(e) = self.store.put_session(&web::session_key(c), s).await
+                    {
+                        return PsError::from(e).into_response();
+                    }
+                    return error_page(
+                        StatusCode::NOT_FOUND,
+                        "This code matches no open request. It may have expired or been used.",
+                    );
+                };
+                if p.account.as_ref().is_some_and(|a| *a != s.account) {
+                    // Someone else holds this request's code: after MAX_ATTEMPTS such
+                    // tries the request ends, and the agent's next poll gets 410
+                    // invalid_code (a wrong code names no request; those are limited per
+                    // session above).
+                    p.attempts = p.attempts.saturating_add(1);
+                    if p.attempts >= web::MAX_ATTEMPTS {
+                        p.state = PendingState::Done;
+                    }
+                    if let Err(e) = self.throttle.failed(&keys, now).await {
+                        return PsError::from(e).into_response();
+                    }
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
+                    }
+                    return error_page(
+                        StatusCode::NOT_FOUND,
+                        "This code matches no open request. It may have expired or been used.",
+                    );
+                }
+                p.state = PendingState::Interacting;
+                let callback = self.callback_for(&p.agent.0, callback).await;
+                let body = self.consent_page(&p, &s.csrf, callback.as_deref());
+                if let Err(e) = self.save(&mut p).await {
+                    return failed(e);
+                }
+                page(StatusCode::OK, "An agent asks for your approval", &body)
+            }
+            (Method::POST, LOGIN_PATH) => {
+                let csrf_cookie = web::cookie(&parts.headers, web::CSRF_COOKIE);
+                let (Some(csrf), Some(form_csrf)) = (csrf_cookie, web::field(&posted, "csrf"))
+                else {
+                    return error_page(
+                        StatusCode::FORBIDDEN,
+                        "The form expired. Open the link again.",
+                    );
+                };
+                if !bool::from(subtle_eq(csrf.as_bytes(), form_csrf.as_bytes())) {
+                    return error_page(
+                        StatusCode::FORBIDDEN,
+                        "The form expired. Open the link again.",
+                    );
+                }
+                let code = web::field(&posted, "code").unwrap_or_default();
+                let account = web::field(&posted, "username").unwrap_or_default();
+                let password = web::field(&posted, "password").unwrap_or_default();
+                if account.len() > web::MAX_ACCOUNT_LEN || password.len() > web::MAX_PASSWORD_LEN {
+                    return error_page(
+                        StatusCode::BAD_REQUEST,
+                        "That account or password is too long.",
+                    );
+                }
+                // Guesses are throttled per client and per account, refused before any hash
+                // is computed. A browser that signed in to this account before (its device
+                // cookie) is exempt from the account's count, so guessing from elsewhere
+                // never locks the person out of their own browser.
+                let known_device = web::cookie(&parts.headers, web::DEVICE_COOKIE)
+                    .is_some_and(|d| self.device_is_known(account, &d));
+                let mut keys: Vec<ThrottleKey> = client
+                    .map(|c| ThrottleKey::client("password/client", c))
+                    .into_iter()
+                    .collect();
+                if !known_device {
+                    keys.push(ThrottleKey::new("password/account", account));
+                }
+                match self.throttle.blocked(&keys, now).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return too_many(wait, "failed sign-ins"),
+                    Err(e) => return PsError::from(e).into_response(),
+                }
+                let phc = match self.store.password_hash(account).await {
+                    Ok(h) => h,
+                    Err(e) => return PsError::from(e).into_response(),
+                };
+                // The same work whether or not the account exists, a bounded number at a
+                // time, off the threads that answer requests.
+                let Ok(Ok(permit)) = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    Arc::clone(&self.hashing).acquire_owned(),
+                )
+                .await
+                else {
+                    let mut r = error_page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Too many sign-ins at once. Try again in a moment.",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return r;
+                };
+                let (stored, given) = (
+                    phc.clone().unwrap_or_else(|| web::dummy_hash().to_owned()),
+                    password.to_owned(),
+                );
+                let checked = tokio::task::spawn_blocking(move || {
+                    let ok = web::check_password(&stored, &given);
+                    drop(permit);
+                    ok
+                })
+                .await;
+                let ok = matches!(checked, Ok(true)) && phc.is_some();
+                if ok {
+                    if let Err(e) = self.throttle.succeeded(&keys).await {
+                        return PsError::from(e).into_response();
+                    }
+                } else if let Err(e) = self.throttle.failed(&keys, now).await {
+                    return PsError::from(e).into_response();
+                }
+                if !ok {
+                    return page(
+                        StatusCode::UNAUTHORIZED,
+                        "Sign in to approve an agent's request",
+                        &web::login_form(
+                            code,
+                            &csrf,
+                            web::field(&posted, "callback"),
+                            Some("Wrong account or password."),
+                        ),
+                    );
+                }
+                let (cookie, csrf) = match (web::random_token(), web::random_token()) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) | (_, Err(e)) => return PsError::Server(e).into_response(),
+                };
+                let session = crate::pending::WebSession {
+                    account: account.to_owned(),
+                    csrf,
+                    expires: now.as_secs().saturating_add(3600),
+                    bad_codes: 0,
+                };
+                if let Err(e) = self
+                    .store
+                    .put_session(&web::session_key(&cookie), session)
+                    .await
+                {
+                    return PsError::from(e).into_response();
+                }
+                let mut target = String::from(INTERACT_PATH);
+                target.push_str("?code=");
+                target.extend(code.chars().filter(char::is_ascii_alphanumeric).take(9));
+                if let Some(cb) = web::field(&posted, "callback").filter(|c| !c.is_empty()) {
+                    target.push_str("&callback=");
+                    target.push_str(&web::query_escape(cb));
+                }
+                let mut r = web::see_other(&target);
+                if let Some(v) = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600) {
+                    r.headers_mut().append(http::header::SET_COOKIE, v);
+                }
+                // This browser is now known for this account (see the throttle above).
+                if let Some(v) = self
+                    .new_device(account)
+                    .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE))
+                {
+                    r.headers_mut().append(http::header::SET_COOKIE, v);
+                }
+                r
+            }
+            (Method::POST, INTERACT_PATH) => {
+                let Some(s) = session else {
+                    return error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
+                };
+                let form_csrf = web::field(&posted, "csrf").unwrap_or_default();
+                if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
+                    return error_page(
+                        StatusCode::FORBIDDEN,
+                        "The form expired. Open the link again.",
+                    );
+                }
+                // The form names its request by code: a decision is a guess like any other
+                // (a matching code would approve someone else's request and bind its
+                // agent here), throttled the same way.
+                let keys = code_keys(&s.account);
+                match self.throttle.blocked(&keys, now).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return too_many(wait, "wrong codes"),
+                    Err(e) => return PsError::from(e).into_response(),
+                }
+                let found =
+                    match crate::code::normalize(web::field(&posted, "code").unwrap_or_default()) {
+                        Some(c) => match self.store.pending_by_code(&c).await {
+                            Ok(p) => p,
+                            Err(e) => return PsError::from(e).into_response(),
+                        },
+                        None => None,
+                    };
+                if found.is_none()
+                    && let Err(e) = self.throttle.failed(&keys, now).await
+                {
+                    return PsError::from(e).into_response();
+                }
+                let Some(mut p) = found.filter(|p| {
+                    matches!(p.state, PendingState::Pending | PendingState::Interacting)
+                        && now.as_secs() < p.expires
+                        && p.account.as_ref().is_none_or(|a| *a == s.account)
+                }) else {
+                    return error_page(
+                        StatusCode::GONE,
+                        "This request has already been answered or has expired.",
+                    );
+                };
+                if web::field(&posted, "decision") == Some("ask") {
+                    let question = web::field(&posted, "question").unwrap_or_default().trim();
+                    if !p.clarification
+                        || p.open_question().is_some()
+                        || p.chat.len() >= crate::pending::MAX_CLARIFICATIONS
+                        || question.is_empty()
+                    {
+                        return error_page(
+                            StatusCode::BAD_REQUEST,
+                            "You cannot ask the agent a question now.",
+                        );
+                    }
+                    p.chat.push(crate::pending::ChatTurn::new(
+                        question.chars().take(2000).collect::<String>(),
+                    ));
+                    let code = crate::code::display(&p.code);
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
+                    }
+                    return page(
+                        StatusCode::OK,
+                        "Question sent",
+                        &format!(
+                            "<p>The agent will answer. <a href=\"{INTERACT_PATH}?code={}\">Reload the request</a> to read its answer.</p>",
+                            web::esc(&code)
+                        ),
+                    );
+                }
+                if web::field(&posted, "decision") == Some("answer")
+                    && let PendingRequest::AuthToken {
+                        four_party: Some(f),
+                        ..
+                    } = &mut p.request
+                    && let Some((_, answer @ None)) = f.as_question.as_mut()
+                {
+                    let given = web::field(&posted, "answer").unwrap_or_default().trim();
+                    if given.is_empty() {
+                        return error_page(StatusCode::BAD_REQUEST, "Write an answer first.");
+                    }
+                    *answer = Some(given.chars().take(4000).collect());
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
+                    }
+                    return error_page(
+                        StatusCode::OK,
+                        "Answered. Your Person Server passes it on to the resource's Access Server.",
+                    );
+                }
+                if web::field(&posted, "decision") == Some("answer") {
+                    let answer = web::field(&posted, "answer").unwrap_or_default().trim();
+                    if !matches!(p.request, PendingRequest::Question { .. }) || answer.is_empty() {
+                        return error_page(
+                            StatusCode::BAD_REQUEST,
+                            "There is nothing to answer here.",
+                        );
+                    }
+                    p.state = PendingState::Answered {
+                        answer: answer.chars().take(4000).collect(),
+                    };
+                    let provider = p.agent.0.clone();
+                    if let Err(e) = self.save(&mut p).await {
+                        return failed(e);
+                    }
+                    if let Some(cb) = self
+                        .callback_for(&provider, web::field(&posted, "callback"))
+                        .await
+                    {
+                        return web::see_other(&cb);
+                    }
+                    return error_page(StatusCode::OK, "Answered. You can return to your agent.");
+                }
+                let grant = web::field(&posted, "decision") == Some("grant");
+                if grant
+                    // A form without a revision is of the request as first asked.
+                    && web::field(&posted, "revision").map_or(Some(0), |r| r.parse::<u32>().ok())
+                        != Some(p.revision)
+                {
+                    return error_page(
+                        StatusCode::CONFLICT,
+                        "The agent changed its request while you were reading it. Open the link again to see what it asks now.",
+                    );
+                }
+                if grant {
+                    if p.account.is_none()
+                        && let Err(e) = self.store.bind(&p.agent.0, &p.agent.1, &s.account).await
+                    {
+                        return PsError::from(e).into_response();
+                    }
+                    p.state = PendingState::Approved {
+                        account: s.account.clone(),
+                    };
+                } else {
+                    p.state = PendingState::Denied;
+                }
+                let provider = p.agent.0.clone();
+                if let Err(e) = self.save(&mut p).await {
+                    return failed(e);
+                }
+                // Back to the agent, if it asked (draft -11: access_denied on a denial).
+                if let Some(cb) = self
+                    .callback_for(&provider, web::field(&posted, "callback"))
+                    .await
+                {
+                    return web::see_other(&if grant {
+                        cb
+                    } else {
+                        web::with_error(&cb, "access_denied")
+                    });
+                }
+                error_page(
+                    StatusCode::OK,
+                    if grant {
+                        "Approved. You can return to your agent."
+                    } else {
+                        "Denied. The agent has been told."
+                    },
+                )
+            }
+            _ => error_page(StatusCode::METHOD_NOT_ALLOWED, "Not here."),
+        }
+    }
+
+    /// The consent page's body: what the resource asserts, apart from what the agent does.
+    pub(super) fn consent_page(&self, p: &Pending, csrf: &str, callback: Option<&str>) -> String {
+        use crate::web::esc;
+        let (resource, asked, says) = match &p.request {
+            PendingRequest::PersonToken { resource, .. } => (
+                resource.as_str(),
+                "to know who you are at this resource (a person token: no access is granted)"
+                    .to_owned(),
+                p.justification.clone(),
+            ),
+            PendingRequest::AuthToken {
+                resource,
+                scope,
+                budget,
+                ..
+            } => (
+                resource.as_str(),
+                format!(
+                    "for access with scope: {}{}",
+                    scope.as_deref().unwrap_or("(none)"),
+                    budget
+                        .as_ref()
+                        .map_or_else(String::new, |b| format!(", spending up to {b}"))
+                ),
+                p.justification.clone(),
+            ),
+            PendingRequest::Mission { proposal } => {
+                let prop = serde_json::from_str::<Proposal>(proposal).ok();
+                let resources = prop
+                    .as_ref()
+                    .map(|p| p.resources.join(", "))
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "(none named)".to_owned());
+                (
+                    self.id.as_str(),
+                    format!("for your approval of a mission, for the resources: {resources}"),
+                    prop.map(|p| p.description),
+                )
+            }
+            PendingRequest::Completion { s256, summary } => (
+                self.id.as_str(),
+                format!("for your acceptance that mission {s256} is complete"),
+                Some(summary.clone()),
+            ),
+            PendingRequest::Permission {
+                action,
+                description,
+                ..
+            } => (
+                self.id.as_str(),
+                format!("for your permission for the action: {action}"),
+                description.clone(),
+            ),
+            PendingRequest::Question { question, .. } => (
+                self.id.as_str(),
+                "for your answer to the agent's question".to_owned(),
+                Some(question.clone()),
+            ),
+        };
+        let heading = match &p.request {
+            PendingRequest::Mission { .. }
+            | PendingRequest::Completion { .. }
+            | PendingRequest::Permission { .. }
+            | PendingRequest::Question { .. } => "Your Person Server",
+            _ => "The resource",
+        };
+        let says = says.map_or_else(String::new, |t| {
+            format!("<p><strong>The agent says:</strong> {}</p>", esc(&t))
+        });
+        let chat: String = p
+            .chat
+            .iter()
+            .map(|t| {
+                format!(
+                    "<p><strong>You asked:</strong> {}</p><p><strong>The agent answered:</strong> {}</p>",
+                    esc(&t.question),
+                    t.answer
+                        .as_deref()
+                        .map_or_else(|| "(waiting for the agent)".to_owned(), esc)
+                )
+            })
+            .collect();
+        let ask = if p.clarification
+            && p.open_question().is_none()
+            && p.chat.len() < crate::pending::MAX_CLARIFICATIONS
+        {
+            format!(
+                "<p><label>Ask the agent <input name=\"question\" maxlength=\"2000\"></label> \
+                 <button name=\"decision\" value=\"ask\">Ask</button> ({} of {} questions left)</p>",
+                crate::pending::MAX_CLARIFICATIONS - p.chat.len(),
+                crate::pending::MAX_CLARIFICATIONS
+            )
+        } else {
+            String::new()
+        };
+        // The person answers the Access Server's question when the agent cannot.
+        let as_question = p.open_as_question().filter(|_| !p.clarification);
+        let ask = if let Some(q) = as_question {
+            format!(
+                "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
+                 <p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
+                 <button name=\"decision\" value=\"answer\">Answer</button></p>",
+                esc(q)
+            )
+        } else if matches!(p.request, PendingRequest::Question { .. }) {
+            "<p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
+             <button name=\"decision\" value=\"answer\">Answer</button></p>"
+                .to_owned()
+        } else {
+            ask
+        };
+        let updated = if p.revision > 0 {
+            "<p><em>The agent changed this request since it first asked.</em></p>"
+        } else {
+            ""
+        };
+        let runs_on = [p.platform.as_deref(), p.device.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(esc)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let runs_on = if runs_on.is_empty() {
+            String::new()
+        } else {
+            format!("<p>runs on {runs_on}</p>")
+        };
+        let binding = if p.account.is_none() {
+            "<p><strong>This agent is not yet linked to your account.</strong> Approving links it.</p>"
+        } else {
+            ""
+        };
+        format!(
+            "<section class=\"resource\"><h2>{heading}</h2><p>{}</p><p>asks {}</p>{updated}</section>\
+             <section class=\"agent\"><h2>The agent (as it describes itself)</h2><p>{}</p><p>from {}</p>{runs_on}{says}{binding}{chat}</section>\
+             <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"revision\" value=\"{}\">{}{ask}\
+             <button name=\"decision\" value=\"grant\">Approve</button> <button name=\"decision\" value=\"deny\">Deny</button></form>",
+            esc(resource),
+            esc(&asked),
+            esc(p.agent.1.as_str()),
+            esc(p.agent.0.as_str()),
+            esc(&crate::code::display(&p.code)),
+            esc(csrf),
+            p.revision,
+            crate::web::hidden_callback(callback),
+        )
+    }
+}

@@ -1,0 +1,266 @@
+//! Deferring a request to the person: the pending request and its interaction code, the agent's hints (`prompt`, `login_hint`, …), and the `202` that names the pending URL.
+
+use aauth_keys::time::UnixTime;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use crate::PsError;
+use crate::pending::{Pending, PendingRequest, PendingState};
+use crate::policy::{ConsentRequest, Decision};
+use aauth_metadata::serve::json_response;
+
+use super::verify::{Acting, AgentRequest};
+use super::{INTERACT_PATH, Outcome, PENDING_PATH, PersonServer};
+
+/// The optional parameters both token endpoints accept (draft -11 §7.2, PS-10), all
+/// agent-asserted: `justification`, `platform` and `device` are shown to the person
+/// (escaped); `prompt` is honoured; `login_hint`, `tenant` and `domain_hint` are checked
+/// for size and otherwise not used by this Person Server (it MAY ignore them).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Hints {
+    #[serde(default)]
+    pub(super) justification: Option<String>,
+    #[serde(default)]
+    pub(super) login_hint: Option<String>,
+    #[serde(default)]
+    pub(super) tenant: Option<String>,
+    #[serde(default)]
+    pub(super) domain_hint: Option<String>,
+    #[serde(default)]
+    pub(super) prompt: Option<String>,
+    #[serde(default)]
+    pub(super) platform: Option<String>,
+    #[serde(default)]
+    pub(super) device: Option<String>,
+}
+
+/// What `prompt` asks of the consent decision.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Prompt {
+    /// `none`: never ask the person (`user_unreachable` if they would be).
+    pub(super) none: bool,
+    /// `consent` (or `login`, `select_account`: the person must act): always ask.
+    pub(super) ask: bool,
+}
+
+impl Prompt {
+    pub(super) fn apply(self, d: Decision) -> Result<Decision, PsError> {
+        match d {
+            Decision::AskPerson if self.none => Err(PsError::UserUnreachable(
+                "the person must be asked and the request says prompt=none".to_owned(),
+            )),
+            Decision::Approve if self.ask => Ok(Decision::AskPerson),
+            other => Ok(other),
+        }
+    }
+}
+
+impl Hints {
+    /// Sizes and forms (`invalid_request` otherwise); the `prompt` asked for.
+    pub(super) fn check(&self) -> Result<Prompt, PsError> {
+        let bad = |what: &str| Err(PsError::InvalidRequest(what.to_owned()));
+        let printable =
+            |s: &str, max: usize| s.chars().count() <= max && !s.chars().any(char::is_control);
+        if self.device.as_deref().is_some_and(|d| !printable(d, 64)) {
+            return bad("device: at most 64 printable characters");
+        }
+        if self.platform.as_deref().is_some_and(|p| !printable(p, 64)) {
+            return bad("platform: at most 64 printable characters");
+        }
+        for (name, v) in [
+            ("login_hint", &self.login_hint),
+            ("tenant", &self.tenant),
+            ("domain_hint", &self.domain_hint),
+        ] {
+            if v.as_deref().is_some_and(|v| !printable(v, 256)) {
+                return Err(PsError::InvalidRequest(format!(
+                    "{name}: at most 256 printable characters"
+                )));
+            }
+        }
+        if self
+            .justification
+            .as_deref()
+            .is_some_and(|j| j.len() > 16 * 1024)
+        {
+            return bad("justification: at most 16 KiB");
+        }
+        let mut p = Prompt::default();
+        if let Some(values) = &self.prompt {
+            let values: Vec<&str> = values.split(' ').collect();
+            for v in &values {
+                match *v {
+                    "none" => p.none = true,
+                    "login" | "consent" | "select_account" => p.ask = true,
+                    other => {
+                        return Err(PsError::InvalidRequest(format!(
+                            "prompt: {other:?} is not none, login, consent or select_account"
+                        )));
+                    }
+                }
+            }
+            if p.none && values.len() > 1 {
+                return bad("prompt: none cannot be combined with other values");
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl PersonServer {
+    /// Stores a new deferred request, within the agent's share of open ones.
+    pub(super) async fn create_pending(&self, p: Pending, now: UnixTime) -> Result<(), PsError> {
+        match self.store.create_pending(p, self.max_pending, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PsError::RateLimited {
+                reason: format!(
+                    "this agent already has {} requests waiting for the person",
+                    self.max_pending
+                ),
+                retry_after: self.pending_ttl,
+            }),
+            Err(e) => Err(PsError::from(e)),
+        }
+    }
+
+    /// Writes a change of `p`, unless another writer changed it first.
+    pub(super) async fn save(&self, p: &mut Pending) -> Result<(), PsError> {
+        match self.store.update_pending(p).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PsError::Conflict(
+                "the pending request changed while this was answered: read it again",
+            )),
+            Err(e) => Err(PsError::from(e)),
+        }
+    }
+
+    /// Asks the policy; an unbound agent always needs the person (to bind it).
+    pub(super) fn decide(&self, request: &ConsentRequest<'_>, bound: bool) -> Decision {
+        if bound {
+            self.policy.decide(request)
+        } else {
+            Decision::AskPerson
+        }
+    }
+
+    /// Defers `request` until the person answers: `202` with the pending URL and an
+    /// interaction code, when this server can reach the person and the agent can relay an
+    /// interaction; `user_unreachable` otherwise.
+    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
+    pub(super) async fn defer(
+        &self,
+        r: &AgentRequest,
+        acting: &Acting,
+        account: Option<String>,
+        request: PendingRequest,
+        capabilities: &[String],
+        hints: &Hints,
+        now: UnixTime,
+    ) -> Result<Outcome, PsError> {
+        if !self.interaction {
+            return Err(PsError::UserUnreachable(
+                "this Person Server has no interaction channel to the person".to_owned(),
+            ));
+        }
+        if !capabilities.iter().any(|c| c == "interaction") {
+            return Err(PsError::UserUnreachable(
+                "the person must be asked and the agent declared no interaction capability"
+                    .to_owned(),
+            ));
+        }
+        let p = Self::pending_for(
+            r,
+            acting,
+            account,
+            request,
+            capabilities,
+            hints,
+            now,
+            self.pending_ttl,
+        )?;
+        let resp = self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0);
+        self.create_pending(p, now).await?;
+        Ok(Outcome::Respond(resp))
+    }
+
+    /// A new pending request (not stored).
+    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
+    pub(super) fn pending_for(
+        r: &AgentRequest,
+        acting: &Acting,
+        account: Option<String>,
+        request: PendingRequest,
+        capabilities: &[String],
+        hints: &Hints,
+        now: UnixTime,
+        ttl: u64,
+    ) -> Result<Pending, PsError> {
+        Ok(Pending {
+            id: crate::web::random_token().map_err(PsError::Server)?,
+            code: crate::code::new_code().map_err(PsError::Server)?,
+            // Polls come from the signer; the token will bind the acting party's key.
+            agent: (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
+            key: acting.key.to_jwk(),
+            jkt: r.key.thumbprint().as_str().to_owned(),
+            agent_exp: acting.exp,
+            account,
+            request,
+            state: PendingState::Pending,
+            // PS-64: a chained request ends with its upstream token.
+            expires: now
+                .as_secs()
+                .saturating_add(ttl)
+                .min(acting.ends.unwrap_or(u64::MAX)),
+            attempts: 0,
+            clarification: capabilities.iter().any(|c| c == "clarification"),
+            chat: Vec::new(),
+            revision: 0,
+            justification: hints.justification.clone(),
+            platform: hints.platform.clone(),
+            device: hints.device.clone(),
+            version: 0,
+        })
+    }
+
+    /// A `202` for `p` (or its status while pending): `Location`, `Retry-After`,
+    /// `Cache-Control: no-store`, the interaction requirement, `{"status": …}`.
+    pub(super) fn pending_response(
+        &self,
+        p: &Pending,
+        status: StatusCode,
+        state: &str,
+        retry_after: u64,
+    ) -> http::Response<Bytes> {
+        let question = p
+            .open_as_question()
+            .or_else(|| p.open_question())
+            .filter(|_| p.clarification);
+        let mut body = serde_json::json!({ "status": state });
+        if let Some(q) = question {
+            body["clarification"] = q.into();
+        }
+        let mut r = json_response(status, &body);
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&format!("{PENDING_PATH}{}", p.id)) {
+            h.insert(http::header::LOCATION, v);
+        }
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+        let requirement = aauth_headers::AAuthRequirement::new(if question.is_some() {
+            aauth_headers::Requirement::Clarification
+        } else {
+            aauth_headers::Requirement::Interaction {
+                url: format!("{}{INTERACT_PATH}", self.id.as_str()),
+                code: crate::code::display(&p.code),
+            }
+        });
+        if let Some(v) = requirement
+            .serialize()
+            .ok()
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            h.insert(aauth_headers::names::AAUTH_REQUIREMENT, v);
+        }
+        r
+    }
+}

@@ -1,0 +1,492 @@
+//! Missions: `POST /mission` (a proposal), the mission URL (status, completion, the log), the person's approval and termination, and the checks every token request against a mission passes.
+
+use aauth_keys::time::UnixTime;
+use aauth_keys::{PublicKey, base64url};
+use aauth_tokens::ServerId;
+use bytes::Bytes;
+use http::{HeaderValue, Method};
+use serde::Deserialize;
+
+use crate::PsError;
+use crate::mission::{Check, Constraints, Mission, Proposal, TerminationReason};
+use crate::pending::PendingRequest;
+use crate::policy::{ConsentKind, ConsentRequest, Decision};
+
+use super::defer::Hints;
+use super::verify::AgentRequest;
+use super::{
+    MAX_PROPOSAL_RESOURCES, MAX_PROPOSAL_TEXT, MAX_PROPOSAL_TOOLS, MAX_TRACKED_AGENTS, Outcome,
+    PersonServer,
+};
+
+/// Decides the constraints a mission is approved with, from the proposal and the time.
+pub type MissionTerms = dyn Fn(&Proposal, u64) -> Constraints + Send + Sync;
+
+/// The default terms: what was proposed (its resources and tools, when it names any), for
+/// a day, no sub-agents, no grant budget.
+pub(super) fn default_terms(p: &Proposal, now: u64) -> Constraints {
+    Constraints {
+        valid_until: Some(now + 86_400),
+        resources: (!p.resources.is_empty()).then(|| p.resources.clone()),
+        tools: (!p.tools.is_empty()).then(|| p.tools.iter().map(|t| t.name.clone()).collect()),
+        ..Constraints::default()
+    }
+}
+
+impl PersonServer {
+    /// Ends mission `s256` (a person or administrator's decision; there is no way back).
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::MissionNotFound`], [`PsError::Server`].
+    pub async fn terminate_mission(
+        &self,
+        s256: &str,
+        reason: TerminationReason,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        let mut m = self
+            .store
+            .mission(s256)
+            .await
+            .map_err(PsError::from)?
+            .ok_or(PsError::MissionNotFound)?;
+        if m.terminated.is_none() {
+            m.terminated = Some(reason);
+            m.log(
+                now.as_secs(),
+                "terminated",
+                None,
+                "permit",
+                Some(reason.as_str().to_owned()),
+            );
+            self.store.put_mission(m).await.map_err(PsError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Admits (and notes) `resource` for `agent` under the PS-13 limit.
+    pub(super) fn admit_resource(
+        &self,
+        agent: &(ServerId, aauth_tokens::AgentId),
+        resource: &ServerId,
+        now: u64,
+    ) -> Result<(), PsError> {
+        let (max, window) = self.resource_limit;
+        let mut asked = self
+            .asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: past the bound, the agent asked least recently is forgotten first
+        // (one at a time, never a scan of the whole map).
+        if asked.len() >= MAX_TRACKED_AGENTS && !asked.contains_key(agent) {
+            let quietest = asked
+                .iter()
+                .take(64)
+                .min_by_key(|(_, seen)| seen.values().max().copied().unwrap_or(0))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = quietest {
+                asked.remove(&k);
+            }
+        }
+        let seen = asked.entry(agent.clone()).or_default();
+        seen.retain(|_, t| t.saturating_add(window) > now);
+        if !seen.contains_key(resource.as_str()) && seen.len() >= max {
+            let oldest = seen.values().min().copied().unwrap_or(now);
+            return Err(PsError::RateLimited {
+                reason: format!("this agent asked for {max} distinct resources within {window} s"),
+                retry_after: oldest.saturating_add(window).saturating_sub(now).max(1),
+            });
+        }
+        seen.insert(resource.as_str().to_owned(), now);
+        Ok(())
+    }
+
+    /// The mission `s256` names, if any, active (call chaining: the upstream's mission,
+    /// whose agent is not the intermediary): `mission_terminated` once it ended.
+    pub(super) async fn mission_active(
+        &self,
+        s256: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Option<Mission>, PsError> {
+        let Some(s256) = s256 else {
+            return Ok(None);
+        };
+        let m = self
+            .store
+            .mission(s256)
+            .await
+            .map_err(PsError::from)?
+            .ok_or_else(|| {
+                PsError::InvalidUpstreamToken("its mission is not on record".to_owned())
+            })?;
+        let m = self.expire(m, now).await?;
+        match m.terminated {
+            Some(reason) => Err(PsError::MissionTerminated(reason.as_str())),
+            None => Ok(Some(m)),
+        }
+    }
+
+    /// `POST {mission_endpoint}`: a proposal, approved at once or after the person
+    /// reviews it.
+    pub(super) async fn propose(
+        &self,
+        r: &AgentRequest,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Outcome, PsError> {
+        #[derive(Deserialize)]
+        struct Caps {
+            #[serde(default)]
+            capabilities: Vec<String>,
+        }
+        let proposal: Proposal = serde_json::from_slice(body)
+            .map_err(|e| PsError::InvalidRequest(format!("proposal: {e}")))?;
+        if proposal.description.trim().is_empty() {
+            return Err(PsError::InvalidRequest(
+                "description is required".to_owned(),
+            ));
+        }
+        // Bounded: an approval mints a person token per resource and keeps the
+        // proposal's bytes (the blob) for the mission's life.
+        if proposal.resources.len() > MAX_PROPOSAL_RESOURCES
+            || proposal.tools.len() > MAX_PROPOSAL_TOOLS
+            || proposal.description.len() > MAX_PROPOSAL_TEXT
+            || proposal
+                .tools
+                .iter()
+                .any(|t| t.name.len() > 256 || t.description.len() > MAX_PROPOSAL_TEXT)
+        {
+            return Err(PsError::InvalidRequest(format!(
+                "a proposal names at most {MAX_PROPOSAL_RESOURCES} resources and \
+                 {MAX_PROPOSAL_TOOLS} tools, with texts of at most {MAX_PROPOSAL_TEXT} bytes"
+            )));
+        }
+        for res in &proposal.resources {
+            ServerId::parse(res).map_err(|e| PsError::InvalidRequest(format!("resources: {e}")))?;
+        }
+        let caps = serde_json::from_slice::<Caps>(body)
+            .map(|c| c.capabilities)
+            .unwrap_or_default();
+        let account = self.binding_of(r).await?;
+        let decision = self.decide(
+            &ConsentRequest {
+                account: account.as_deref().unwrap_or_default(),
+                provider: &r.agent.claims.iss,
+                agent: &r.agent.claims.sub,
+                resource: &self.id,
+                scope: None,
+                kind: ConsentKind::Mission,
+            },
+            account.is_some(),
+        );
+        match (decision, account) {
+            (Decision::Approve, Some(account)) => self
+                .approve_mission(
+                    &proposal,
+                    &account,
+                    &r.key,
+                    (&r.agent.claims.iss, &r.agent.claims.sub),
+                    r.agent.claims.exp,
+                    now,
+                )
+                .await
+                .map(Outcome::Issued),
+            (Decision::Deny(reason), _) => Err(PsError::Denied(reason)),
+            (_, account) => {
+                let acting = self.acting(r, None, now).await?;
+                let body = String::from_utf8_lossy(body).into_owned();
+                self.defer(
+                    r,
+                    &acting,
+                    account,
+                    PendingRequest::Mission { proposal: body },
+                    &caps,
+                    &Hints::default(),
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Creates the mission and answers `{s256, mission, capabilities, person_tokens}`.
+    pub(super) async fn approve_mission(
+        &self,
+        proposal: &Proposal,
+        account: &str,
+        key: &PublicKey,
+        agent: (&ServerId, &aauth_tokens::AgentId),
+        agent_exp: u64,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, PsError> {
+        let constraints = (self.terms)(proposal, now.as_secs());
+        let blob = crate::mission::blob(agent.1, proposal, &constraints, now.as_secs());
+        let mut m = Mission::new(
+            blob,
+            (agent.0.clone(), agent.1.clone()),
+            account,
+            constraints,
+        );
+        m.log(now.as_secs(), "proposal", None, "permit", None);
+        let s256 = m.s256.clone();
+        let mut person_tokens = serde_json::Map::new();
+        let resources: Vec<String> = m.constraints.resources.clone().unwrap_or_default();
+        let expires_at = m.expires_at();
+        self.store.put_mission(m).await.map_err(PsError::from)?;
+        for res in resources {
+            let resource = ServerId::parse(&res).map_err(|e| PsError::Server(e.to_string()))?;
+            // The same limit on distinct resources as a person-token request's.
+            self.admit_resource(
+                &(agent.0.clone(), agent.1.clone()),
+                &resource,
+                now.as_secs(),
+            )?;
+            let cap = expires_at.map_or(agent_exp, |e| e.min(agent_exp));
+            let json = self
+                .mint_person_in(&[], &resource, account, key, agent, cap, Some(&s256), now)
+                .await?;
+            if let Some(t) = json.get("person_token") {
+                person_tokens.insert(res, t.clone());
+            }
+        }
+        let stored = self
+            .store
+            .mission(&s256)
+            .await
+            .map_err(PsError::from)?
+            .ok_or_else(|| PsError::Server("the mission vanished".to_owned()))?;
+        let mut capabilities = Vec::new();
+        if self.interaction {
+            capabilities.push("interaction");
+        }
+        Ok(serde_json::json!({
+            "s256": s256,
+            "mission": base64url::encode(&stored.blob),
+            "capabilities": capabilities,
+            "person_tokens": person_tokens,
+        }))
+    }
+
+    /// The mission `s256` if it exists and belongs to the signer; otherwise the one
+    /// answer for both cases.
+    pub(super) async fn owned_mission(
+        &self,
+        r: &AgentRequest,
+        s256: &str,
+        now: UnixTime,
+    ) -> Result<Mission, PsError> {
+        let m = self
+            .store
+            .mission(s256)
+            .await
+            .map_err(PsError::from)?
+            .filter(|m| m.agent == (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()))
+            .ok_or(PsError::MissionNotFound)?;
+        self.expire(m, now).await
+    }
+
+    /// Marks a mission past its `expires_at` terminated (`expired`).
+    pub(super) async fn expire(&self, mut m: Mission, now: UnixTime) -> Result<Mission, PsError> {
+        if m.terminated.is_none() && m.expires_at().is_some_and(|e| now.as_secs() >= e) {
+            m.terminated = Some(TerminationReason::Expired);
+            m.log(
+                now.as_secs(),
+                "terminated",
+                None,
+                "permit",
+                Some("expired".to_owned()),
+            );
+            self.store
+                .put_mission(m.clone())
+                .await
+                .map_err(PsError::from)?;
+        }
+        Ok(m)
+    }
+
+    /// `{mission_endpoint}/{s256}`: `GET` the approved bytes; `POST` an `update` or a
+    /// `completion`.
+    pub(super) async fn mission_url(
+        &self,
+        r: &AgentRequest,
+        s256: &str,
+        method: &Method,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Outcome, PsError> {
+        if s256.is_empty() || s256.len() > 64 || s256.contains('/') {
+            return Err(PsError::InvalidRequest("not a mission URL".to_owned()));
+        }
+        let mut m = self.owned_mission(r, s256, now).await?;
+        if *method == Method::GET {
+            let mut resp = http::Response::new(Bytes::from(m.blob.clone()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(Outcome::Respond(resp));
+        }
+        if *method != Method::POST {
+            return Err(PsError::InvalidRequest("GET or POST".to_owned()));
+        }
+        #[derive(Deserialize)]
+        struct Action {
+            action: Option<String>,
+            description: Option<String>,
+            summary: Option<String>,
+            #[serde(default)]
+            capabilities: Vec<String>,
+        }
+        let a: Action = serde_json::from_slice(body)
+            .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
+        if let Some(reason) = m.terminated {
+            return Err(PsError::MissionTerminated(reason.as_str()));
+        }
+        match a.action.as_deref() {
+            Some("update") => {
+                let text = a
+                    .description
+                    .filter(|d| !d.trim().is_empty())
+                    .ok_or_else(|| {
+                        PsError::InvalidRequest("update needs a description".to_owned())
+                    })?;
+                let digest = crate::mission::s256(text.as_bytes());
+                m.log(now.as_secs(), "update", None, "permit", Some(text));
+                self.store.put_mission(m).await.map_err(PsError::from)?;
+                Ok(Outcome::Issued(serde_json::json!({ "s256": digest })))
+            }
+            Some("completion") => {
+                let summary = a.summary.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
+                    PsError::InvalidRequest("completion needs a summary".to_owned())
+                })?;
+                let account = m.account.clone();
+                match self.policy.decide(&ConsentRequest {
+                    account: &account,
+                    provider: &r.agent.claims.iss,
+                    agent: &r.agent.claims.sub,
+                    resource: &self.id,
+                    scope: None,
+                    kind: ConsentKind::Completion,
+                }) {
+                    Decision::Approve => {
+                        self.complete(m, &summary, now).await?;
+                        Ok(Outcome::Issued(
+                            serde_json::json!({ "status": "completed" }),
+                        ))
+                    }
+                    Decision::Deny(reason) => Err(PsError::Denied(reason)),
+                    Decision::AskPerson => {
+                        let acting = self.acting(r, None, now).await?;
+                        self.defer(
+                            r,
+                            &acting,
+                            Some(account),
+                            PendingRequest::Completion {
+                                s256: m.s256.clone(),
+                                summary,
+                            },
+                            &a.capabilities,
+                            &Hints::default(),
+                            now,
+                        )
+                        .await
+                    }
+                }
+            }
+            _ => Err(PsError::InvalidRequest(
+                "action must be update or completion".to_owned(),
+            )),
+        }
+    }
+
+    pub(super) async fn complete(
+        &self,
+        mut m: Mission,
+        summary: &str,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        m.log(
+            now.as_secs(),
+            "completion",
+            None,
+            "permit",
+            Some(summary.to_owned()),
+        );
+        m.terminated = Some(TerminationReason::Completed);
+        self.store.put_mission(m).await.map_err(PsError::from)
+    }
+
+    /// The mission named by a token request, checked by the policy engine; the decision
+    /// is logged. `Ok(None)` without a mission.
+    pub(super) async fn mission_check(
+        &self,
+        s256: Option<&str>,
+        owner: (&ServerId, &aauth_tokens::AgentId),
+        event: &str,
+        check: Check<'_>,
+        grant: bool,
+        now: UnixTime,
+    ) -> Result<Option<Mission>, PsError> {
+        let Some(s256) = s256 else {
+            return Ok(None);
+        };
+        let m = self
+            .store
+            .mission(s256)
+            .await
+            .map_err(PsError::from)?
+            .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
+            // At a token endpoint an unknown mission is a bad parameter (draft -11 §7.1).
+            .ok_or_else(|| {
+                PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())
+            })?;
+        let mut m = self.expire(m, now).await?;
+        let verdict = m.check(&check);
+        m.log(
+            now.as_secs(),
+            event,
+            Some(check.resource),
+            if verdict.is_ok() { "permit" } else { "deny" },
+            verdict.err().map(str::to_owned),
+        );
+        if verdict.is_ok() && grant {
+            m.grants += 1;
+        }
+        let terminated = m.terminated;
+        self.store
+            .put_mission(m.clone())
+            .await
+            .map_err(PsError::from)?;
+        match verdict {
+            Ok(()) => Ok(Some(m)),
+            Err(crate::mission::violation::TERMINATED) => Err(PsError::MissionTerminated(
+                terminated.map_or("revoked", TerminationReason::as_str),
+            )),
+            Err(code) => Err(PsError::Violation(code)),
+        }
+    }
+
+    /// The agent's mission `s256`, active: `mission_terminated` once ended.
+    pub(super) async fn active_mission(
+        &self,
+        s256: &str,
+        owner: (&ServerId, &aauth_tokens::AgentId),
+        now: UnixTime,
+    ) -> Result<Mission, PsError> {
+        let m = self
+            .store
+            .mission(s256)
+            .await
+            .map_err(PsError::from)?
+            .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
+            .ok_or_else(|| {
+                PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())
+            })?;
+        let m = self.expire(m, now).await?;
+        match m.terminated {
+            Some(reason) => Err(PsError::MissionTerminated(reason.as_str())),
+            None => Ok(m),
+        }
+    }
+}

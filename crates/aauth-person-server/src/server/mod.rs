@@ -1,0 +1,602 @@
+//! The Person Server's token endpoints, sans-IO: a request's head and body in, the
+//! response out.
+
+mod consent;
+mod defer;
+mod federation;
+mod governance;
+mod missions;
+mod poll;
+mod revocation;
+mod tokens;
+mod verify;
+
+use std::sync::Arc;
+
+use aauth_keys::time::UnixTime;
+use aauth_keys::{JwkSet, Signer, base64url};
+use aauth_metadata::{HttpsUrl, PersonServerMetadata, Published};
+use aauth_signing::{
+    AuthoritySource, JwtResolver, ReplayGuard, SchemeResolver, Verifier, VerifyPolicy,
+};
+use aauth_tokens::{IssuerKeyResolver, ServerId, TokenType};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, request::Parts};
+
+use crate::policy::ConsentPolicy;
+use crate::store::PsStore;
+use crate::{AutoApprove, PsError};
+use aauth_metadata::serve::json_response;
+use aauth_metadata::throttle::{MemoryThrottle, Throttle};
+
+pub use missions::MissionTerms;
+use missions::default_terms;
+use revocation::revokers;
+
+/// The consent pages' sign-in form target.
+pub const LOGIN_PATH: &str = "/interact/login";
+
+/// The most resources a mission proposal may name.
+pub const MAX_PROPOSAL_RESOURCES: usize = 32;
+
+/// The most tools a mission proposal may name.
+pub const MAX_PROPOSAL_TOOLS: usize = 64;
+
+/// The longest description (of the mission, or of a tool) a proposal may carry.
+pub const MAX_PROPOSAL_TEXT: usize = 8 * 1024;
+
+/// The most agents whose recent resources are tracked for the distinct-resource limit.
+const MAX_TRACKED_AGENTS: usize = 10_000;
+
+/// The most entries a mission's log takes from the agent's audit records.
+pub const MAX_MISSION_LOG: usize = 10_000;
+
+/// The most long polls (`Prefer: wait`) held at once; more are answered at once.
+pub const DEFAULT_LONG_POLLS: usize = 256;
+
+/// The most deferred requests one agent may have open at once, by default.
+pub const DEFAULT_MAX_PENDING: usize = 16;
+
+/// How many password checks (argon2id) may run at once, by default: each takes tens of
+/// milliseconds of a core and 19 MiB; more attempts wait (a little) or are refused.
+pub const DEFAULT_CONCURRENT_HASHES: usize = 2;
+
+/// The person-token endpoint's path.
+pub const PERSON_TOKEN_PATH: &str = "/person-token";
+
+/// The auth-token endpoint's path.
+pub const AUTH_TOKEN_PATH: &str = "/auth-token";
+
+/// The JWKS path.
+pub const JWKS_PATH: &str = "/jwks.json";
+
+/// A Person Server. Share it behind an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use aauth_keys::PrivateKey;
+/// use aauth_person_server::{MemoryStore, PersonServer};
+/// use aauth_tokens::{ServerId, StaticIssuerKeys};
+/// let ps = PersonServer::new(
+///     ServerId::parse("https://ps.example")?,
+///     Arc::new(PrivateKey::ed25519_from_seed(&[1; 32])),
+///     "ps-1",
+///     Arc::new(StaticIssuerKeys::new()), // a KeyCache in production
+///     Arc::new(MemoryStore::default()),
+///     [7; 32],                           // the secret behind directed identifiers
+/// )?;
+/// assert!(ps.published().respond(&http::Method::GET, "/.well-known/aauth-person.json").is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PersonServer {
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: String,
+    issuer_keys: Arc<dyn IssuerKeyResolver>,
+    store: Arc<dyn PsStore>,
+    policy: Arc<dyn ConsentPolicy>,
+    terms: Arc<MissionTerms>,
+    directed: aws_lc_rs::hmac::Key,
+    published: Published,
+    agents: Verifier,
+    person_lifetime: u64,
+    auth_lifetime: u64,
+    /// Whether the consent pages are served (the channel to the person).
+    interaction: bool,
+    pending_ttl: u64,
+    /// The most deferred requests one agent may have open at once.
+    max_pending: usize,
+    /// Wrong interaction codes and passwords, counted per account, client and request.
+    throttle: Arc<dyn Throttle>,
+    /// Bounds concurrent password hashing (argon2id: memory and CPU per attempt).
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Bounds the long polls held at once.
+    long_polls: Arc<tokio::sync::Semaphore>,
+    /// Verifies revocation requests (`jwks_uri` scheme, body covered).
+    revocation_verifier: Verifier,
+    /// The agent providers whose revocations are accepted.
+    revoking_providers: std::collections::BTreeSet<ServerId>,
+    /// Tells resources about the person and auth tokens a cascade revoked.
+    notifier: Option<Arc<dyn crate::RevocationNotifier>>,
+    /// Reads agent providers' metadata to admit interaction callbacks.
+    callbacks: Option<Arc<dyn aauth_metadata::Fetch>>,
+    /// PS-13: at most `.0` distinct resources per agent within `.1` seconds.
+    resource_limit: (usize, u64),
+    /// Sends four-party token requests to resources' Access Servers (PS-50…54).
+    federation: Option<Arc<dyn aauth_agent::Transport>>,
+    /// The most a federation exchange may take before it is `as_unreachable`.
+    federation_timeout: std::time::Duration,
+    /// What it tells an Access Server that asks for claims.
+    claims: Option<Arc<dyn crate::ClaimsSource>>,
+    /// Pays an Access Server that answers `402`.
+    payments: Option<Arc<dyn crate::PaymentSettler>>,
+    /// Answers an Access Server's questions itself, when it can.
+    as_questions: Option<Arc<dyn crate::AsQuestions>>,
+    /// The most intermediaries a call chain may pass through (M8).
+    max_chain: usize,
+    /// Serializes a mission ledger's read-allocate-write in this process (two concurrent
+    /// grants must not both spend the same remainder).
+    ledger_lock: tokio::sync::Mutex<()>,
+    /// The resources each agent asked person tokens for, with when it last did.
+    asked: std::sync::Mutex<
+        std::collections::BTreeMap<
+            (ServerId, aauth_tokens::AgentId),
+            std::collections::BTreeMap<String, u64>,
+        >,
+    >,
+}
+
+/// The default of [`PersonServer::max_chain_depth`]: three intermediaries.
+pub const DEFAULT_MAX_CHAIN: usize = 3;
+
+/// The default of [`PersonServer::distinct_resources_per_agent`]: 50 resources an hour.
+pub const DEFAULT_RESOURCE_LIMIT: (usize, u64) = (50, 3600);
+
+/// The revocation endpoint (agent providers revoke agent tokens here).
+pub const REVOCATION_PATH: &str = "/revocation";
+
+/// The permission endpoint (governance of actions outside any resource).
+pub const PERMISSION_PATH: &str = "/permission";
+
+/// The audit endpoint.
+pub const AUDIT_PATH: &str = "/audit";
+
+/// The interaction endpoint (reaching the person through the Person Server).
+pub const INTERACTION_PATH: &str = "/interaction";
+
+/// The mission endpoint (`{mission_endpoint}/{s256}` is a mission's own URL).
+pub const MISSION_PATH: &str = "/mission";
+
+/// The pending-URL prefix.
+pub const PENDING_PATH: &str = "/pending/";
+
+/// The consent page (`{url}?code={code}`).
+pub const INTERACT_PATH: &str = "/interact";
+
+/// What a token endpoint answers.
+enum Outcome {
+    /// `200` with this JSON.
+    Issued(serde_json::Value),
+    /// A response made already (`202`).
+    Respond(http::Response<Bytes>),
+}
+
+impl std::fmt::Debug for PersonServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonServer")
+            .field("id", &self.id)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Constant-time equality of two byte strings (CSRF tokens).
+fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeEq;
+    if a.len() == b.len() {
+        a.ct_eq(b)
+    } else {
+        subtle::Choice::from(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl aauth_metadata::serve::Endpoint for PersonServer {
+    async fn respond(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<http::Response<Bytes>> {
+        self.handle(parts, body, now).await
+    }
+}
+
+impl PersonServer {
+    /// A Person Server `id` signing with `signer` under `kid`; agent providers' and
+    /// resources' keys from `issuer_keys`; records in `store`; directed identifiers
+    /// derived with the 32-byte `directed_secret` (keep it stable: it is the persons'
+    /// identifiers at every resource). Approves everything by default
+    /// ([`PersonServer::policy`]).
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::Server`] when the endpoint URLs cannot be formed.
+    pub fn new(
+        id: ServerId,
+        signer: Arc<dyn Signer>,
+        kid: &str,
+        issuer_keys: Arc<dyn IssuerKeyResolver>,
+        store: Arc<dyn PsStore>,
+        directed_secret: [u8; 32],
+    ) -> Result<Self, PsError> {
+        let url = |path: &str| {
+            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
+                .map_err(|e| PsError::Server(e.to_string()))
+        };
+        let mut doc = PersonServerMetadata::new(
+            id.clone(),
+            url(JWKS_PATH)?,
+            url(AUTH_TOKEN_PATH)?,
+            url(PERSON_TOKEN_PATH)?,
+        );
+        doc.mission_endpoint = Some(url(MISSION_PATH)?);
+        doc.revocation_endpoint = Some(url(REVOCATION_PATH)?);
+        doc.permission_endpoint = Some(url(PERMISSION_PATH)?);
+        doc.audit_endpoint = Some(url(AUDIT_PATH)?);
+        doc.interaction_endpoint = Some(url(INTERACTION_PATH)?);
+        let mut jwk = signer.public_key().to_jwk();
+        jwk.kid = Some(kid.to_owned());
+        let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        let revocation_keys = Arc::clone(&issuer_keys);
+        // Every endpoint answers only requests addressed to this server, and accepts each
+        // state-changing request once (one replay store for all of them).
+        let replay = ReplayGuard::in_memory();
+        let agents = Verifier::new(
+            VerifyPolicy::for_server(&id).accept_schemes(&["jwt"]),
+            Arc::new(SchemeResolver::new().jwt(JwtResolver::new(
+                Arc::clone(&issuer_keys),
+                &[TokenType::Agent],
+            ))),
+        )
+        .replay(replay.clone());
+        let revocation_verifier = Verifier::new(
+            VerifyPolicy::for_server(&id)
+                .accept_schemes(&["jwks_uri"])
+                .body_coverage(aauth_signing::BodyCoverage::Required),
+            Arc::new(aauth_signing::IssuerJwksUriResolver::new(Arc::clone(
+                &revocation_keys,
+            ))),
+        )
+        .replay(replay)
+        .gate(revokers(std::collections::BTreeSet::new()));
+        Ok(Self {
+            id,
+            signer,
+            kid: kid.to_owned(),
+            issuer_keys,
+            store,
+            policy: Arc::new(AutoApprove),
+            terms: Arc::new(default_terms),
+            directed: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &directed_secret),
+            published,
+            agents,
+            person_lifetime: aauth_tokens::PERSON_TOKEN_MAX_LIFETIME,
+            auth_lifetime: aauth_tokens::AUTH_TOKEN_MAX_LIFETIME,
+            interaction: false,
+            pending_ttl: 600,
+            max_pending: DEFAULT_MAX_PENDING,
+            throttle: Arc::new(MemoryThrottle::default()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
+            long_polls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_LONG_POLLS)),
+            revocation_verifier,
+            revoking_providers: std::collections::BTreeSet::new(),
+            notifier: None,
+            callbacks: None,
+            resource_limit: DEFAULT_RESOURCE_LIMIT,
+            asked: std::sync::Mutex::default(),
+            ledger_lock: tokio::sync::Mutex::new(()),
+            federation: None,
+            federation_timeout: std::time::Duration::from_secs(10),
+            payments: None,
+            as_questions: None,
+            max_chain: DEFAULT_MAX_CHAIN,
+            claims: None,
+        })
+    }
+
+    /// The authorities this server's endpoints answer to (by default its identifier's
+    /// host): several names, or the external authority behind a proxy that rewrites
+    /// `Host`. A request signed for any other authority is refused `401
+    /// invalid_signature`.
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        self.agents = self.agents.authority(source.clone());
+        self.revocation_verifier = self.revocation_verifier.authority(source);
+        self
+    }
+
+    /// Records accepted state-changing requests in `store` (shared by several instances)
+    /// instead of this server's own memory.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn aauth_signing::ReplayStore>) -> Self {
+        let guard = ReplayGuard::new(store);
+        self.agents = self.agents.replay(guard.clone());
+        self.revocation_verifier = self.revocation_verifier.replay(guard);
+        self
+    }
+
+    /// Turns the replay check off. Without it, anyone who sees a signed request within
+    /// its window can send it again: a second person token, a second audit record.
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.agents = self.agents.without_replay();
+        self.revocation_verifier = self.revocation_verifier.without_replay();
+        self
+    }
+
+    /// At most `max` deferred requests open at once per agent (default
+    /// [`DEFAULT_MAX_PENDING`]); past it, a request that would be deferred is answered
+    /// `429 rate_limited`.
+    #[must_use]
+    pub fn max_pending_per_agent(mut self, max: usize) -> Self {
+        self.max_pending = max.max(1);
+        self
+    }
+
+    /// Counts wrong interaction codes and passwords in `throttle` (shared by several
+    /// instances) instead of this server's memory ([`aauth_metadata::throttle`]).
+    #[must_use]
+    pub fn throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Serves the consent pages ([`INTERACT_PATH`]): when the policy asks the person (or
+    /// an unbound agent asks), an agent that declared the `interaction` capability gets a
+    /// `202` with a pending URL and an interaction code, and the person signs in, sees the
+    /// request, and grants or denies. Deferred requests last `ttl` seconds.
+    #[must_use]
+    pub fn with_consent_pages(mut self, ttl: u64) -> Self {
+        self.interaction = true;
+        self.pending_ttl = ttl;
+        self
+    }
+
+    /// Decides the constraints missions are approved with (default: what was proposed,
+    /// for a day, no sub-agents).
+    #[must_use]
+    pub fn mission_terms(mut self, terms: Arc<MissionTerms>) -> Self {
+        self.terms = terms;
+        self
+    }
+
+    /// Accepts agent-token revocations from `providers` (signed by them under the
+    /// `jwks_uri` scheme); others get `403 unsupported_iss`.
+    #[must_use]
+    pub fn accept_revocations_from(
+        mut self,
+        providers: impl IntoIterator<Item = ServerId>,
+    ) -> Self {
+        self.revoking_providers.extend(providers);
+        // Decided from the Signature-Key member, before any key is fetched: an agent
+        // provider not on the list (or a document no revoker publishes) costs nothing.
+        let providers: std::collections::BTreeSet<String> = self
+            .revoking_providers
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        self.revocation_verifier = self.revocation_verifier.gate(revokers(providers));
+        self
+    }
+
+    /// Tells resources (through `notifier`) which of the tokens this server issued for
+    /// them a cascade revoked (draft -11 §11.12.4: PS → resource).
+    #[must_use]
+    pub fn notify_revocations(mut self, notifier: Arc<dyn crate::RevocationNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Honours the `callback` an agent adds to its interaction link: the consent pages
+    /// send the person's browser there when they are done (with `?error=access_denied` or
+    /// `interaction_expired` when it did not succeed), if the agent's provider publishes
+    /// it as its `callback_endpoint` (or allows localhost); its metadata is read through
+    /// `fetch`. Without this, or for any other URL, the pages end with their own
+    /// completion page and the agent learns the outcome by polling, as always.
+    #[must_use]
+    pub fn callbacks(mut self, fetch: Arc<dyn aauth_metadata::Fetch>) -> Self {
+        self.callbacks = Some(fetch);
+        self
+    }
+
+    /// PS-13: refuses person tokens for more than `max` distinct resources per agent
+    /// within `window` seconds (`429 rate_limited` with `Retry-After`); resources already
+    /// asked for in the window are always admitted. Default [`DEFAULT_RESOURCE_LIMIT`].
+    /// Counted in this process.
+    #[must_use]
+    pub fn distinct_resources_per_agent(mut self, max: usize, window: u64) -> Self {
+        self.resource_limit = (max, window);
+        self
+    }
+
+    /// Four-party access (draft -11 §9.1): a resource token whose `aud` is the resource's
+    /// Access Server is honoured by asking that Access Server, through `transport`, once
+    /// the person's policy approves: signed as this Person Server, with the resource,
+    /// agent and presented tokens; the auth token it returns is verified (PS-53) before
+    /// the agent gets it. An unreachable or failing Access Server is `502 as_unreachable`;
+    /// its refusals are relayed with their status and `error`. Without this, such a
+    /// resource token is `invalid_resource_token`.
+    #[must_use]
+    pub fn federate(mut self, transport: Arc<dyn aauth_agent::Transport>) -> Self {
+        self.federation = Some(transport);
+        self
+    }
+
+    /// Answers an Access Server's `requirement=claims` with what `source` gives for the
+    /// person (never `sub`). Without it, the Access Server gets an empty set of claims.
+    #[must_use]
+    pub fn claims_from(mut self, source: Arc<dyn crate::ClaimsSource>) -> Self {
+        self.claims = Some(source);
+        self
+    }
+
+    /// Pays an Access Server that asks for a billing relationship (`402 Payment
+    /// Required`) through `settler`, then polls its pending URL (the agent waits at this
+    /// server's). Without it, the `402` is relayed to the agent as a refusal
+    /// (`payment_required`).
+    #[must_use]
+    pub fn settle_payments(mut self, settler: Arc<dyn crate::PaymentSettler>) -> Self {
+        self.payments = Some(settler);
+        self
+    }
+
+    /// The most intermediaries one call chain may pass through ([`DEFAULT_MAX_CHAIN`] by
+    /// default): a request whose `upstream_token` would make the chain deeper is
+    /// `invalid_upstream_token`, as is one whose chain returns to a resource it passed.
+    #[must_use]
+    pub fn max_chain_depth(mut self, intermediaries: usize) -> Self {
+        self.max_chain = intermediaries.max(1);
+        self
+    }
+
+    /// Answers an Access Server's questions through `answers` when it gives an answer;
+    /// otherwise they go to the agent (if it declared the `clarification` capability).
+    #[must_use]
+    pub fn answer_as_questions(mut self, answers: Arc<dyn crate::AsQuestions>) -> Self {
+        self.as_questions = Some(answers);
+        self
+    }
+
+    /// How long a federation exchange (the Access Server's metadata and its token) may
+    /// take before the agent gets `502 as_unreachable` (default 10 s).
+    #[must_use]
+    pub fn federation_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.federation_timeout = timeout;
+        self
+    }
+
+    /// Decides consent with `policy`.
+    #[must_use]
+    pub fn policy(mut self, policy: Arc<dyn ConsentPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The Person Server's identifier.
+    #[must_use]
+    pub fn id(&self) -> &ServerId {
+        &self.id
+    }
+
+    /// The metadata document and JWKS.
+    #[must_use]
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn PsStore> {
+        &self.store
+    }
+
+    /// The person's directed identifier at `resource` (PS-20): the same for every agent
+    /// and key, different at every resource, unlinkable without the secret.
+    #[must_use]
+    pub fn directed_sub(&self, account: &str, resource: &ServerId) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.directed);
+        ctx.update(&(account.len() as u64).to_be_bytes());
+        ctx.update(account.as_bytes());
+        ctx.update(resource.as_str().as_bytes());
+        let tag = ctx.sign();
+        base64url::encode(&tag.as_ref()[..16])
+    }
+
+    /// Answers a request: the published documents, the two token endpoints, pending URLs
+    /// and (when enabled) the consent pages; `None` for another path.
+    pub async fn handle(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<http::Response<Bytes>> {
+        let path = parts.uri.path();
+        if let Some(resp) = self.published.respond(&parts.method, path) {
+            return Some(resp);
+        }
+        if self.interaction && (path == INTERACT_PATH || path == LOGIN_PATH) {
+            return Some(self.web(parts, body, now).await);
+        }
+        if path == REVOCATION_PATH {
+            return Some(self.revocation(parts, body, now).await);
+        }
+        if [PERMISSION_PATH, AUDIT_PATH, INTERACTION_PATH].contains(&path) {
+            if parts.method != Method::POST {
+                return Some(PsError::InvalidRequest("POST".to_owned()).into_response());
+            }
+            let request = match self.verify_agent(parts, body, now).await {
+                Ok(r) => r,
+                Err(resp) => return Some(resp),
+            };
+            let result = match path {
+                PERMISSION_PATH => self.permission(&request, body, now).await,
+                AUDIT_PATH => self.audit(&request, body, now).await,
+                _ => self.interaction_request(&request, body, now).await,
+            };
+            return Some(match result {
+                Ok(Outcome::Issued(json)) => json_response(StatusCode::OK, &json),
+                Ok(Outcome::Respond(r)) => r,
+                Err(e) => e.into_response(),
+            });
+        }
+        if path == MISSION_PATH || path.starts_with("/mission/") {
+            let request = match self.verify_agent(parts, body, now).await {
+                Ok(r) => r,
+                Err(resp) => return Some(resp),
+            };
+            let result = if path == MISSION_PATH && parts.method == Method::POST {
+                self.propose(&request, body, now).await
+            } else if let Some(s256) = path.strip_prefix("/mission/") {
+                self.mission_url(&request, s256, &parts.method, body, now)
+                    .await
+            } else {
+                Err(PsError::InvalidRequest(
+                    "POST a proposal to the mission endpoint".to_owned(),
+                ))
+            };
+            return Some(match result {
+                Ok(Outcome::Issued(json)) => json_response(StatusCode::OK, &json),
+                Ok(Outcome::Respond(r)) => r,
+                Err(e) => e.into_response(),
+            });
+        }
+        if let Some(id) = path.strip_prefix(PENDING_PATH) {
+            return Some(self.poll(id, parts, body, now).await);
+        }
+        if path != PERSON_TOKEN_PATH && path != AUTH_TOKEN_PATH {
+            return None;
+        }
+        if parts.method != Method::POST {
+            let mut r = http::Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            return Some(r);
+        }
+        let request = match self.verify_agent(parts, body, now).await {
+            Ok(r) => r,
+            Err(resp) => return Some(resp),
+        };
+        let result = if path == PERSON_TOKEN_PATH {
+            self.person_token(&request, body, now).await
+        } else {
+            self.auth_token(&request, body, now).await
+        };
+        Some(match result {
+            Ok(Outcome::Issued(json)) => json_response(StatusCode::OK, &json),
+            Ok(Outcome::Respond(r)) => r,
+            Err(e) => e.into_response(),
+        })
+    }
+}

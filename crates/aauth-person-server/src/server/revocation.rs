@@ -1,0 +1,169 @@
+//! `POST /revocation`: revocations received from agent providers and resources, checked against who may revoke what, recorded until the longest lifetime such a token can have.
+
+use std::sync::Arc;
+
+use aauth_keys::time::UnixTime;
+use aauth_signing::{KeyIdentity, VerifyError};
+use aauth_tokens::{ServerId, TokenType};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, request::Parts};
+use serde::Deserialize;
+
+use crate::PsError;
+use aauth_metadata::serve::json_response;
+
+use super::PersonServer;
+
+/// Who may send this server a revocation: a listed agent provider (for its agent
+/// tokens), or any resource (for resource tokens it issued: keyed by its own identifier,
+/// so it can revoke nothing else).
+pub(super) fn revokers(
+    providers: std::collections::BTreeSet<String>,
+) -> Arc<dyn aauth_signing::SignerGate> {
+    aauth_signing::jwks_uri_signers(move |id, dwk| {
+        (dwk == "aauth-agent.json" && providers.contains(id)) || dwk == "aauth-resource.json"
+    })
+}
+
+/// How long a revocation received for a token of type `ty` is kept: until its `exp`, but
+/// never past the longest lifetime such a token can have from `now` (a verifier refuses
+/// longer ones), so an `exp` far in the future (or `u64::MAX`) neither overflows nor
+/// keeps a record forever.
+pub(super) fn revocation_exp(exp: u64, ty: TokenType, now: UnixTime) -> u64 {
+    exp.min(now.as_secs().saturating_add(ty.verify_lifetime_cap()))
+}
+
+/// The revocation record of resource token `jti` issued by `resource` (keyed by
+/// `(iss, jti)`, apart from agent tokens and this server's own tokens).
+pub(super) fn resource_revocation_key(resource: &ServerId, jti: &str) -> String {
+    format!("resource {} {jti}", resource.as_str())
+}
+
+impl PersonServer {
+    /// `revocation_endpoint`: an agent provider revokes one of its agent tokens; the
+    /// token is refused from now on, and every person and auth token issued to that agent
+    /// is revoked with it. `200` once done (idempotent; unknown tokens are recorded too).
+    pub(super) async fn revocation(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        #[derive(Deserialize)]
+        struct Body {
+            jti: String,
+            exp: u64,
+        }
+        if parts.method != Method::POST {
+            return PsError::InvalidRequest("POST".to_owned()).into_response();
+        }
+        let unsupported = || {
+            let mut r = json_response(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({ "error": "unsupported_iss", "detail": "this Person Server takes revocations from the agent providers it knows" }),
+            );
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            r
+        };
+        let verified = match self.revocation_verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(VerifyError::SignerNotAdmitted { .. }) => return unsupported(),
+            Err(error) => {
+                return error
+                    .to_response(self.revocation_verifier.policy())
+                    .map(Bytes::from);
+            }
+        };
+        let (provider, resource) = match &verified.identity {
+            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-agent.json" => (
+                ServerId::parse(id)
+                    .ok()
+                    .filter(|p| self.revoking_providers.contains(p)),
+                None,
+            ),
+            // A resource revokes a resource token it issued for this Person Server
+            // (PS-112): recorded even if never seen here.
+            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-resource.json" => {
+                (None, ServerId::parse(id).ok())
+            }
+            _ => (None, None),
+        };
+        if let Some(resource) = resource {
+            return match serde_json::from_slice::<Body>(body) {
+                Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => {
+                    match self
+                        .store
+                        .revoke(
+                            &resource_revocation_key(&resource, &b.jti),
+                            revocation_exp(b.exp, TokenType::Resource, now),
+                            now,
+                        )
+                        .await
+                    {
+                        Ok(()) => {
+                            let mut r = http::Response::new(Bytes::new());
+                            r.headers_mut().insert(
+                                http::header::CACHE_CONTROL,
+                                HeaderValue::from_static("no-store"),
+                            );
+                            r
+                        }
+                        Err(e) => PsError::from(e).into_response(),
+                    }
+                }
+                _ => PsError::InvalidRequest("the body is {\"jti\": \"…\", \"exp\": N}".to_owned())
+                    .into_response(),
+            };
+        }
+        let Some(provider) = provider else {
+            return unsupported();
+        };
+        let b = match serde_json::from_slice::<Body>(body) {
+            Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => b,
+            _ => {
+                return PsError::InvalidRequest(
+                    "the body is {\"jti\": \"…\", \"exp\": N}".to_owned(),
+                )
+                .into_response();
+            }
+        };
+        let result = async {
+            let key = format!("agent {} {}", provider.as_str(), b.jti);
+            self.store
+                .revoke(&key, revocation_exp(b.exp, TokenType::Agent, now), now)
+                .await?;
+            if let Some(agent) = self.store.agent_of_token(&provider, &b.jti).await? {
+                for (jti, aud, exp) in self.store.tokens_of_agent(&provider, &agent).await? {
+                    self.store.revoke(&jti, exp, now).await?;
+                    // The resource's outcome is not reported to the provider (§11.12.4); a
+                    // failed leg is the resource's to catch up on (tokens expire within the
+                    // hour).
+                    if let Some(n) = &self.notifier {
+                        let _outcome = n.notify(&aud, &jti, exp).await;
+                        // Four-party: where it was presented, the Access Server revokes
+                        // what it issued against it (PS-113).
+                        for access in self.store.presentations(&jti).await? {
+                            let _outcome = n.notify_access_server(&access, &jti, exp).await;
+                        }
+                    }
+                }
+            }
+            Ok::<(), crate::StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let mut r = http::Response::new(Bytes::new());
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+                r
+            }
+            Err(e) => PsError::from(e).into_response(),
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The token endpoints: `POST /person-token` and `POST /auth-token` (three-party and, through [`federation`](super::federation), four-party), an updated request on a pending URL, and minting.
+
+use aauth_keys::PublicKey;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::UnixTime;
+use aauth_tokens::{AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ServerId};
+use serde::Deserialize;
+
+use crate::PsError;
+use crate::mission::{Check, Mission};
+use crate::pending::{Pending, PendingRequest};
+use crate::policy::{ConsentKind, ConsentRequest, Decision};
+use crate::store::{AuthTokenRecord, PersonTokenRecord};
+
+use super::defer::Hints;
+use super::verify::{Acting, AgentRequest};
+use super::{Outcome, PersonServer};
+
+impl PersonServer {
+    /// `person_token_endpoint` (draft -11 §7.1, PS-10…13).
+    pub(super) async fn person_token(
+        &self,
+        r: &AgentRequest,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Outcome, PsError> {
+        #[derive(Deserialize)]
+        struct Body {
+            resource: String,
+            #[serde(default)]
+            mission_s256: Option<String>,
+            #[serde(default)]
+            capabilities: Vec<String>,
+            #[serde(default)]
+            subagent_token: Option<String>,
+            #[serde(default)]
+            upstream_token: Option<String>,
+            #[serde(flatten)]
+            hints: Hints,
+        }
+        let b: Body = serde_json::from_slice(body)
+            .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
+        let prompt = b.hints.check()?;
+        let resource = ServerId::parse(&b.resource)
+            .map_err(|e| PsError::InvalidRequest(format!("resource: {e}")))?;
+        let mut acting = self.acting(r, b.subagent_token.as_deref(), now).await?;
+        // Call chaining (PS-60, PS-63): an intermediary asks for the person its upstream
+        // token names; the mission is the upstream's; no binding is used or made.
+        let upstream = match &b.upstream_token {
+            Some(t) => {
+                if b.mission_s256.is_some() {
+                    return Err(PsError::InvalidRequest(
+                        "with upstream_token the mission is the upstream token's".to_owned(),
+                    ));
+                }
+                Some(self.upstream(t, &r.agent.claims.iss, now).await?)
+            }
+            None => None,
+        };
+        let mission_s256 = match &upstream {
+            Some(u) => u.mission_s256.clone(),
+            None => b.mission_s256.clone(),
+        };
+        let mission = match &upstream {
+            Some(u) => self.mission_active(u.mission_s256.as_deref(), now).await?,
+            None => {
+                self.mission_check(
+                    b.mission_s256.as_deref(),
+                    (&r.agent.claims.iss, &r.agent.claims.sub),
+                    "person_token",
+                    Check {
+                        now: now.as_secs(),
+                        resource: &resource,
+                        scope: None,
+                        subagent: b.subagent_token.is_some(),
+                        offer: None,
+                        consumed: &[],
+                    },
+                    false,
+                    now,
+                )
+                .await?
+            }
+        };
+        if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
+            acting.exp = acting.exp.min(e);
+        }
+        let account = match &upstream {
+            Some(u) => {
+                acting.exp = acting.exp.min(u.exp);
+                acting.ends = Some(u.exp);
+                Some(u.account.clone())
+            }
+            None => self.binding_of(r).await?,
+        };
+        let decision = prompt.apply(self.decide(
+            &ConsentRequest {
+                account: account.as_deref().unwrap_or_default(),
+                provider: &acting.agent.0,
+                agent: &acting.agent.1,
+                resource: &resource,
+                scope: None,
+                kind: ConsentKind::PersonToken,
+            },
+            account.is_some(),
+        ))?;
+        let chain = Self::chain_to(upstream.as_ref(), &resource)?;
+        // Counted against the agent that signs (a parent's sub-agents share its count:
+        // minting sub-agents buys no more resources).
+        self.admit_resource(
+            &(r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
+            &resource,
+            now.as_secs(),
+        )?;
+        match (decision, account) {
+            (Decision::Approve, Some(account)) => self
+                .mint_person_in(
+                    &chain,
+                    &resource,
+                    &account,
+                    &acting.key,
+                    (&acting.agent.0, &acting.agent.1),
+                    acting.exp,
+                    mission_s256.as_deref(),
+                    now,
+                )
+                .await
+                .map(Outcome::Issued),
+            (Decision::Deny(reason), _) => Err(PsError::Denied(reason)),
+            (_, account) => {
+                self.defer(
+                    r,
+                    &acting,
+                    account,
+                    PendingRequest::PersonToken {
+                        resource,
+                        mission_s256,
+                        chain,
+                    },
+                    &b.capabilities,
+                    &b.hints,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Mints and records a person token (under `mission` when given), expiring no later
+    /// than `cap`.
+    #[allow(clippy::too_many_arguments, reason = "the token's inputs, each once")]
+    pub(super) async fn mint_person_in(
+        &self,
+        chain: &[ServerId],
+        resource: &ServerId,
+        account: &str,
+        key: &PublicKey,
+        agent: (&ServerId, &aauth_tokens::AgentId),
+        cap: u64,
+        mission: Option<&str>,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, PsError> {
+        let sub = self.directed_sub(account, resource);
+        let mut builder =
+            PersonTokenBuilder::new(self.id.clone(), resource.clone(), sub.clone(), key)
+                .lifetime(self.person_lifetime)
+                .not_after(cap);
+        if let Some(m) = mission {
+            builder = builder.mission_s256(m);
+        }
+        let minted = builder
+            .sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .map_err(|e| PsError::Server(e.to_string()))?;
+        self.store
+            .record_person_token(PersonTokenRecord {
+                jti: minted.jti.clone(),
+                aud: resource.clone(),
+                sub,
+                account: account.to_owned(),
+                agent: (agent.0.clone(), agent.1.clone()),
+                mission_s256: mission.map(str::to_owned),
+                exp: minted.exp,
+            })
+            .await
+            .map_err(PsError::from)?;
+        if !chain.is_empty() {
+            self.store
+                .record_chain(&minted.jti, chain, minted.exp)
+                .await
+                .map_err(PsError::from)?;
+        }
+        Ok(
+            serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
+        )
+    }
+
+    /// `auth_token_endpoint`, three-party (draft -11 §7.2, PS-30…35).
+    pub(super) async fn auth_token(
+        &self,
+        r: &AgentRequest,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<Outcome, PsError> {
+        #[derive(Deserialize)]
+        struct Body {
+            resource_token: String,
+            presented_token: Option<String>,
+            #[serde(default)]
+            capabilities: Vec<String>,
+            #[serde(default)]
+            subagent_token: Option<String>,
+            #[serde(default)]
+            upstream_token: Option<String>,
+            #[serde(flatten)]
+            hints: Hints,
+        }
+        let b: Body = serde_json::from_slice(body)
+            .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
+        let prompt = b.hints.check()?;
+        let presented = b.presented_token.ok_or_else(|| {
+            PsError::InvalidRequest("presented_token is required (PS-30)".to_owned())
+        })?;
+        let mut acting = self.acting(r, b.subagent_token.as_deref(), now).await?;
+        let rt = self.resource_token(&b.resource_token, &acting, now).await?;
+        let held = self.presented(&presented, &rt, now).await?;
+        // Call chaining: the same person as upstream, the upstream's mission, and
+        // nothing that outlives the upstream token.
+        let upstream = match &b.upstream_token {
+            Some(t) => {
+                let u = self.upstream(t, &r.agent.claims.iss, now).await?;
+                if u.account != held.account {
+                    return Err(PsError::InvalidUpstreamToken(
+                        "the upstream token is another person's".to_owned(),
+                    ));
+                }
+                if u.mission_s256 != rt.mission_s256 {
+                    return Err(PsError::InvalidResourceToken(
+                        "mission_s256 differs from the upstream token's".to_owned(),
+                    ));
+                }
+                acting.exp = acting.exp.min(u.exp);
+                acting.ends = Some(u.exp);
+                Some(u)
+            }
+            None => None,
+        };
+        let mission = if upstream.is_some() {
+            self.mission_active(rt.mission_s256.as_deref(), now).await?
+        } else {
+            self.mission_check(
+                rt.mission_s256.as_deref(),
+                (&r.agent.claims.iss, &r.agent.claims.sub),
+                "auth_token",
+                Check {
+                    now: now.as_secs(),
+                    resource: &rt.iss,
+                    scope: Some(rt.scope.as_deref().unwrap_or_default()),
+                    subagent: b.subagent_token.is_some(),
+                    offer: rt.budget.as_ref(),
+                    consumed: rt.budget_consumed.as_deref().unwrap_or_default(),
+                },
+                true,
+                now,
+            )
+            .await?
+        };
+        if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
+            acting.exp = acting.exp.min(e);
+        }
+        let chain = Self::chain_to(upstream.as_ref(), &rt.iss)?;
+        let request = PendingRequest::AuthToken {
+            chain,
+            resource: rt.iss.clone(),
+            sub: rt.sub.clone(),
+            scope: rt.scope.clone(),
+            account_claim: rt.account.clone(),
+            mission_s256: rt.mission_s256.clone(),
+            tenant: rt.tenant.clone(),
+            presented_jti: rt.presented_jti.clone(),
+            presented_exp: held.exp,
+            budget: rt.budget.clone(),
+            budget_consumed: rt.budget_consumed.clone().unwrap_or_default(),
+            four_party: (rt.aud != self.id).then(|| {
+                Box::new(crate::pending::FourParty {
+                    access_server: rt.aud.clone(),
+                    resource_token: b.resource_token.clone(),
+                    agent_token: r.token.clone(),
+                    presented_token: presented.clone(),
+                    subagent_token: b.subagent_token.clone(),
+                    upstream_token: b.upstream_token.clone(),
+                    as_pending: None,
+                    as_question: None,
+                })
+            }),
+        };
+        match prompt.apply(self.decide(
+            &ConsentRequest {
+                account: &held.account,
+                provider: &acting.agent.0,
+                agent: &acting.agent.1,
+                resource: &rt.iss,
+                scope: rt.scope.as_deref(),
+                kind: ConsentKind::AuthToken,
+            },
+            true,
+        ))? {
+            Decision::Approve => {
+                match self
+                    .mint_auth(&request, &held.account, &acting.key, acting.exp, now)
+                    .await
+                {
+                    Ok(json) => Ok(Outcome::Issued(json)),
+                    Err(PsError::AsInteraction {
+                        location,
+                        requirement,
+                        question,
+                    }) => {
+                        self.defer_to_access_server(
+                            r,
+                            &acting,
+                            held.account,
+                            request,
+                            (location, requirement, question),
+                            &b.capabilities,
+                            now,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Decision::Deny(reason) => Err(PsError::Denied(reason)),
+            Decision::AskPerson => {
+                self.defer(
+                    r,
+                    &acting,
+                    Some(held.account),
+                    request,
+                    &b.capabilities,
+                    &b.hints,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    /// `action: updated_request` at a pending auth-token request (draft -11 §7.5.2.2,
+    /// PS-30): a new resource token for the same resource, person, key, mission and
+    /// tenant, with the presented token it was obtained with; the person is shown the
+    /// new request (a revision: approving what they saw before is refused).
+    pub(super) async fn update_request(
+        &self,
+        p: &mut Pending,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        #[derive(Deserialize)]
+        struct Update {
+            resource_token: Option<String>,
+            presented_token: Option<String>,
+            justification: Option<String>,
+        }
+        let u: Update = serde_json::from_slice(body)
+            .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
+        let token = u.resource_token.ok_or_else(|| {
+            PsError::InvalidRequest("an updated request carries a resource_token".to_owned())
+        })?;
+        let presented = u.presented_token.ok_or_else(|| {
+            PsError::InvalidRequest("presented_token is required (PS-30)".to_owned())
+        })?;
+        let PendingRequest::AuthToken {
+            resource,
+            sub,
+            mission_s256,
+            tenant,
+            ..
+        } = &p.request
+        else {
+            return Err(PsError::InvalidRequest(
+                "only an auth-token request can be updated".to_owned(),
+            ));
+        };
+        let acting = Acting {
+            key: PublicKey::from_jwk(&p.key).map_err(|e| PsError::Server(e.to_string()))?,
+            agent: p.agent.clone(),
+            exp: p.agent_exp,
+            ends: None,
+        };
+        let rt = self.resource_token(&token, &acting, now).await?;
+        // Who issues stays who it was: this server (three-party) or the same Access Server
+        // (four-party); an update cannot switch the request to another issuer.
+        let issuer = match &p.request {
+            PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } => &f.access_server,
+            _ => &self.id,
+        };
+        if rt.iss != *resource
+            || rt.aud != *issuer
+            || rt.sub != *sub
+            || rt.mission_s256 != *mission_s256
+            || rt.tenant != *tenant
+        {
+            return Err(PsError::InvalidResourceToken(
+                "an updated request keeps the original's resource, audience, person, mission and tenant"
+                    .to_owned(),
+            ));
+        }
+        let held = self.presented(&presented, &rt, now).await?;
+        if p.account.as_ref().is_some_and(|a| *a != held.account) {
+            return Err(PsError::InvalidPresentedToken(
+                "the presented token is another person's".to_owned(),
+            ));
+        }
+        self.mission_check(
+            rt.mission_s256.as_deref(),
+            (&p.agent.0, &p.agent.1),
+            "updated_request",
+            Check {
+                now: now.as_secs(),
+                resource: &rt.iss,
+                scope: Some(rt.scope.as_deref().unwrap_or_default()),
+                subagent: acting.key.thumbprint().as_str() != p.jkt,
+                offer: rt.budget.as_ref(),
+                consumed: rt.budget_consumed.as_deref().unwrap_or_default(),
+            },
+            false,
+            now,
+        )
+        .await?;
+        let chain = match &p.request {
+            PendingRequest::AuthToken { chain, .. } => chain.clone(),
+            _ => Vec::new(),
+        };
+        p.request = PendingRequest::AuthToken {
+            chain,
+            resource: rt.iss,
+            sub: rt.sub,
+            scope: rt.scope,
+            account_claim: rt.account,
+            mission_s256: rt.mission_s256,
+            tenant: rt.tenant,
+            presented_jti: rt.presented_jti,
+            presented_exp: held.exp,
+            four_party: match &p.request {
+                PendingRequest::AuthToken {
+                    four_party: Some(f),
+                    ..
+                } => Some(Box::new(crate::pending::FourParty {
+                    resource_token: token.clone(),
+                    presented_token: presented.clone(),
+                    ..(**f).clone()
+                })),
+                _ => None,
+            },
+            budget: rt.budget,
+            budget_consumed: rt.budget_consumed.unwrap_or_default(),
+        };
+        p.justification = u
+            .justification
+            .map(|j| j.chars().take(4000).collect::<String>())
+            .filter(|j| !j.trim().is_empty());
+        p.revision += 1;
+        Ok(())
+    }
+
+    pub(super) async fn mint_auth(
+        &self,
+        request: &PendingRequest,
+        account: &str,
+        key: &PublicKey,
+        agent_exp: u64,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, PsError> {
+        let PendingRequest::AuthToken {
+            resource,
+            sub,
+            scope,
+            account_claim,
+            mission_s256,
+            tenant,
+            presented_jti,
+            presented_exp,
+            budget,
+            budget_consumed,
+            four_party,
+            chain,
+        } = request
+        else {
+            return Err(PsError::Server("not an auth-token request".to_owned()));
+        };
+        // The mission's spending ledger: take the resource's consumption reports, then
+        // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
+        let _ledger = self.ledger_lock.lock().await;
+        let mut ledger = match mission_s256 {
+            Some(s) => self.store.mission(s).await.map_err(PsError::from)?,
+            None => None,
+        };
+        let granted = match &mut ledger {
+            Some(m) => {
+                m.record_consumption(budget.as_ref(), budget_consumed, resource);
+                m.allocate(budget.as_ref(), &[], resource)
+                    .map_err(PsError::Violation)?
+            }
+            None => budget.clone(),
+        };
+        let cap = agent_exp.min(*presented_exp);
+        let (minted, granted) = if let Some(fp) = four_party {
+            // Four-party: the resource's Access Server issues, within what the PS allows.
+            let f = self
+                .federated(
+                    fp,
+                    (resource, sub, account),
+                    scope.as_deref(),
+                    key,
+                    cap,
+                    granted.as_ref(),
+                    now,
+                )
+                .await?;
+            self.store
+                .record_presentation(presented_jti, &fp.access_server, *presented_exp)
+                .await
+                .map_err(PsError::from)?;
+            (f.0, f.1)
+        } else {
+            let mut builder = AuthTokenBuilder::new(
+                AuthIssuer::PersonServer,
+                self.id.clone(),
+                resource.clone(),
+                self.id.clone(),
+                sub.clone(),
+                key,
+            )
+            .lifetime(self.auth_lifetime)
+            .not_after(cap);
+            if let Some(s) = scope {
+                builder = builder.scope(s.clone());
+            }
+            if let Some(a) = account_claim {
+                builder = builder.account(a.clone());
+            }
+            if let Some(m) = mission_s256 {
+                builder = builder.mission_s256(m.clone());
+            }
+            if let Some(t) = tenant {
+                builder = builder.tenant(t.clone());
+            }
+            if let Some(b) = &granted {
+                builder = builder.budget(b.clone());
+            }
+            let minted = builder
+                .sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+                .map_err(|e| PsError::Server(e.to_string()))?;
+            (minted, granted)
+        };
+        if let Some(mut m) = ledger {
+            if let Some(b) = &granted {
+                m.record_allocation(&minted.jti, b.amount, resource);
+                m.log(
+                    now.as_secs(),
+                    "budget",
+                    Some(resource),
+                    "permit",
+                    Some(format!("granted {b}; spent {} so far", m.spent())),
+                );
+            }
+            self.store.put_mission(m).await.map_err(PsError::from)?;
+        }
+        self.store
+            .record_auth_token(AuthTokenRecord {
+                jti: minted.jti.clone(),
+                aud: resource.clone(),
+                sub: sub.clone(),
+                account: account.to_owned(),
+                presented_jti: presented_jti.clone(),
+                exp: minted.exp,
+            })
+            .await
+            .map_err(PsError::from)?;
+        if !chain.is_empty() {
+            self.store
+                .record_chain(&minted.jti, chain, minted.exp)
+                .await
+                .map_err(PsError::from)?;
+        }
+        Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
+    }
+}

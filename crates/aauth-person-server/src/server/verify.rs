@@ -1,0 +1,468 @@
+//! Who is asking: the agent's signature under its agent token (or a sub-agent's under its parent's), the upstream token of call chaining, and the tokens an agent presents (resource tokens, this server's own person and auth tokens).
+
+use aauth_keys::PublicKey;
+use aauth_keys::time::UnixTime;
+use aauth_signing::{KeyIdentity, VerifyError};
+use aauth_tokens::{
+    AgentClaims, AuthClaims, BoundToken, PersonClaims, ResourceClaims, ServerId, TokenError,
+    TokenType, Unverified, Validation, Verified, verify,
+};
+use bytes::Bytes;
+use http::request::Parts;
+
+use crate::IssuedToken;
+use crate::PsError;
+
+use super::PersonServer;
+use super::revocation::resource_revocation_key;
+
+/// What a verified upstream token (call chaining) establishes.
+pub(super) struct Upstream {
+    /// The person it names (from this server's record).
+    pub(super) account: String,
+    /// Its expiry: nothing issued from it outlives it.
+    pub(super) exp: u64,
+    /// Its mission, carried downstream.
+    pub(super) mission_s256: Option<String>,
+    /// The intermediaries of the call chain so far, first to last (the last is the one
+    /// asking now).
+    pub(super) chain: Vec<ServerId>,
+}
+
+/// Who a token is issued to: the signing agent, or the sub-agent its `subagent_token`
+/// names (draft -11 §10.2: the parent asks on the sub-agent's behalf).
+pub(super) struct Acting {
+    /// The key the token binds.
+    pub(super) key: PublicKey,
+    /// The agent (provider, identifier).
+    pub(super) agent: (ServerId, aauth_tokens::AgentId),
+    /// The latest the token may expire: the agent token's, and the sub-agent token's.
+    pub(super) exp: u64,
+    /// Call chaining: the upstream token's `exp`. A request deferred for the person
+    /// ends (`expired`) when it passes (PS-64).
+    pub(super) ends: Option<u64>,
+}
+
+/// A request verified as coming from an agent (not a sub-agent), with its token.
+pub(super) struct AgentRequest {
+    pub(super) key: PublicKey,
+    pub(super) agent: Verified<AgentClaims>,
+    /// The agent token as sent (forwarded to an Access Server in four-party access).
+    pub(super) token: String,
+}
+
+/// What the presented token establishes.
+pub(super) struct Held {
+    pub(super) account: String,
+    pub(super) exp: u64,
+}
+
+impl PersonServer {
+    /// The request's signature under its agent token (`401` + `Signature-Error`
+    /// otherwise); a sub-agent may not sign here (its parent asks on its behalf).
+    pub(super) async fn verify_agent(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<AgentRequest, http::Response<Bytes>> {
+        let verified = match self.agents.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(error) => {
+                return Err(error.to_response(self.agents.policy()).map(Bytes::from));
+            }
+        };
+        let agent = match verified.identity {
+            KeyIdentity::Token(t) => match *t {
+                BoundToken::Agent(a) => a,
+                _ => {
+                    return Err(
+                        PsError::InvalidRequest("sign with your agent token".to_owned())
+                            .into_response(),
+                    );
+                }
+            },
+            _ => {
+                return Err(
+                    PsError::InvalidRequest("sign with your agent token".to_owned())
+                        .into_response(),
+                );
+            }
+        };
+        // Revoked by its provider? If not, its agent is recorded (for a later cascade).
+        let revoked_key = format!("agent {} {}", agent.claims.iss.as_str(), agent.claims.jti);
+        match self
+            .store
+            .see_agent_token(
+                (&agent.claims.iss, &agent.claims.jti),
+                &agent.claims.sub,
+                agent.claims.exp,
+                &revoked_key,
+                now,
+            )
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(VerifyError::Revoked
+                    .to_response(self.agents.policy())
+                    .map(Bytes::from));
+            }
+            Err(e) => return Err(PsError::from(e).into_response()),
+        }
+        if agent.claims.parent_agent.is_some() {
+            return Err(PsError::InvalidSubagentToken(
+                "a sub-agent's request is made by its parent, with subagent_token".to_owned(),
+            )
+            .into_response());
+        }
+        // The token the signature verified under, as sent.
+        let token = parts
+            .headers
+            .get(aauth_headers::names::SIGNATURE_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| aauth_headers::SignatureKey::parse(v).ok())
+            .and_then(|k| match k.get(&verified.label).map(|m| &m.scheme) {
+                Some(Ok(aauth_headers::Scheme::Jwt { jwt, .. })) => Some(jwt.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(AgentRequest {
+            key: verified.key,
+            agent,
+            token,
+        })
+    }
+
+    /// The acting party: the signer, or the sub-agent of a `subagent_token` whose
+    /// `parent_agent` is the signer and whose `iss` is the signer's provider.
+    pub(super) async fn acting(
+        &self,
+        r: &AgentRequest,
+        subagent_token: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Acting, PsError> {
+        let Some(token) = subagent_token else {
+            return Ok(Acting {
+                key: r.key.clone(),
+                agent: (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
+                exp: r.agent.claims.exp,
+                ends: None,
+            });
+        };
+        let st = verify::<AgentClaims>(token, &Validation::new(now), self.issuer_keys.as_ref())
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired { .. } => PsError::ExpiredSubagentToken,
+                TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => {
+                    PsError::Server(format!("the provider's keys are unavailable: {reason}"))
+                }
+                other => PsError::InvalidSubagentToken(other.to_string()),
+            })?;
+        if st.claims.iss != r.agent.claims.iss {
+            return Err(PsError::InvalidSubagentToken(
+                "its iss is not the signer's agent provider".to_owned(),
+            ));
+        }
+        if st.claims.parent_agent.as_ref() != Some(&r.agent.claims.sub) {
+            return Err(PsError::InvalidSubagentToken(
+                "its parent_agent is not the agent that signed this request".to_owned(),
+            ));
+        }
+        // Revoked by its provider? A sub-agent token is checked (and recorded, for a later
+        // cascade) exactly as the signer's own agent token is.
+        let revoked_key = format!("agent {} {}", st.claims.iss.as_str(), st.claims.jti);
+        match self
+            .store
+            .see_agent_token(
+                (&st.claims.iss, &st.claims.jti),
+                &st.claims.sub,
+                st.claims.exp,
+                &revoked_key,
+                now,
+            )
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => return Err(PsError::RevokedSubagentToken),
+            Err(e) => return Err(PsError::from(e)),
+        }
+        let key = st
+            .cnf_key
+            .ok_or_else(|| PsError::InvalidSubagentToken("it binds no key".to_owned()))?;
+        Ok(Acting {
+            key,
+            agent: (st.claims.iss, st.claims.sub),
+            exp: st.claims.exp.min(r.agent.claims.exp),
+            ends: None,
+        })
+    }
+
+    pub(super) async fn binding_of(&self, r: &AgentRequest) -> Result<Option<String>, PsError> {
+        self.store
+            .binding(&r.agent.claims.iss, &r.agent.claims.sub)
+            .await
+            .map_err(PsError::from)
+    }
+
+    /// An `upstream_token` (call chaining, PS-61): a person or auth token this Person
+    /// Server issued, for the intermediary `intermediary` (its `aud` is the `iss` of the
+    /// intermediary's agent token), unexpired, unrevoked, on record; `cnf` is not compared
+    /// with the signing key. Auth tokens from an Access Server come with four-party
+    /// federation and are refused here.
+    pub(super) async fn upstream(
+        &self,
+        token: &str,
+        intermediary: &ServerId,
+        now: UnixTime,
+    ) -> Result<Upstream, PsError> {
+        let v = Validation::new(now).audience(intermediary);
+        let own = self.signer.public_key();
+        let map = |e: TokenError| match e {
+            TokenError::Expired { .. } => PsError::ExpiredUpstreamToken,
+            other => PsError::InvalidUpstreamToken(other.to_string()),
+        };
+        let typ = aauth_tokens::jws::CompactJws::parse(token)
+            .ok()
+            .and_then(|j| j.header.typ);
+        let (jti, sub, mission_s256, exp, person) = match typ {
+            Some(t) if TokenType::Person.matches_typ(&t) => {
+                let c = Unverified::<PersonClaims>::decode(token, &v)
+                    .and_then(|u| u.finish(own, &v))
+                    .map_err(map)?
+                    .claims;
+                if c.iss != self.id {
+                    return Err(PsError::InvalidUpstreamToken(
+                        "a person token from another Person Server".to_owned(),
+                    ));
+                }
+                (c.jti, c.sub, c.mission_s256, c.exp, true)
+            }
+            Some(t) if TokenType::Auth.matches_typ(&t) => {
+                let c = Unverified::<AuthClaims>::decode(token, &v)
+                    .and_then(|u| u.finish(own, &v))
+                    .map_err(map)?
+                    .claims;
+                if c.iss != self.id || c.ps != self.id {
+                    return Err(PsError::InvalidUpstreamToken(
+                        "an auth token this Person Server did not issue".to_owned(),
+                    ));
+                }
+                (c.jti, c.sub, c.mission_s256, c.exp, false)
+            }
+            _ => {
+                return Err(PsError::InvalidUpstreamToken(
+                    "upstream_token must be a person token or an auth token".to_owned(),
+                ));
+            }
+        };
+        let (aud, rec_sub, account) = match self.issued(&jti, person, now).await? {
+            IssuedToken::Known { aud, sub, account } => (aud, sub, account),
+            IssuedToken::Revoked => return Err(PsError::RevokedUpstreamToken),
+            _ => {
+                return Err(PsError::InvalidUpstreamToken(
+                    "no record of this token".to_owned(),
+                ));
+            }
+        };
+        if aud != *intermediary || rec_sub != sub {
+            return Err(PsError::InvalidUpstreamToken(
+                "the token differs from this Person Server's record of it".to_owned(),
+            ));
+        }
+        // M8: the chain so far, this intermediary last; never deeper than allowed.
+        let mut chain = self.store.chain(&jti).await.map_err(PsError::from)?;
+        chain.push(intermediary.clone());
+        if chain.len() > self.max_chain {
+            return Err(PsError::InvalidUpstreamToken(format!(
+                "the call chain would be deeper than {} intermediaries",
+                self.max_chain
+            )));
+        }
+        Ok(Upstream {
+            account,
+            exp,
+            mission_s256,
+            chain,
+        })
+    }
+
+    /// The call chain a downstream request for `resource` continues: `upstream`'s, unless
+    /// `resource` is already in it (a cycle, M8).
+    pub(super) fn chain_to(
+        upstream: Option<&Upstream>,
+        resource: &ServerId,
+    ) -> Result<Vec<ServerId>, PsError> {
+        let chain = upstream.map(|u| u.chain.clone()).unwrap_or_default();
+        if chain.contains(resource) {
+            return Err(PsError::InvalidUpstreamToken(format!(
+                "the call chain returns to {resource}"
+            )));
+        }
+        Ok(chain)
+    }
+
+    /// The resource token (PS-31): verified under its resource's published key, `aud` is
+    /// this Person Server (three-party), `agent_jkt` is the signing key (or the
+    /// sub-agent's), `ps` is this Person Server.
+    pub(super) async fn resource_token(
+        &self,
+        token: &str,
+        acting: &Acting,
+        now: UnixTime,
+    ) -> Result<ResourceClaims, PsError> {
+        let v = Validation::new(now).audience(&self.id);
+        let first = verify::<ResourceClaims>(token, &v, self.issuer_keys.as_ref()).await;
+        // Four-party: the resource names its Access Server as `aud` (with `ps` = us).
+        let first = match first {
+            Err(TokenError::WrongAudience { found, .. }) if self.federation.is_some() => {
+                match ServerId::parse(&found) {
+                    Ok(access) => {
+                        verify::<ResourceClaims>(
+                            token,
+                            &Validation::new(now).audience(&access),
+                            self.issuer_keys.as_ref(),
+                        )
+                        .await
+                    }
+                    Err(e) => Err(TokenError::Claim {
+                        claim: "aud",
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            other => other,
+        };
+        let rt = first
+            .map_err(|e| match e {
+                TokenError::Expired { .. } => PsError::ExpiredResourceToken,
+                TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => {
+                    PsError::Server(format!("the resource's keys are unavailable: {reason}"))
+                }
+                other => PsError::InvalidResourceToken(other.to_string()),
+            })?
+            .claims;
+        if rt.agent_jkt != acting.key.thumbprint().as_str() {
+            return Err(PsError::InvalidResourceToken(
+                "agent_jkt is not the key of the agent (or sub-agent) asking".to_owned(),
+            ));
+        }
+        if rt.ps != self.id {
+            return Err(PsError::InvalidResourceToken(format!(
+                "ps names {}, not this Person Server",
+                rt.ps
+            )));
+        }
+        if self
+            .store
+            .is_revoked(&resource_revocation_key(&rt.iss, &rt.jti), now)
+            .await
+            .map_err(PsError::from)?
+        {
+            return Err(PsError::RevokedResourceToken);
+        }
+        Ok(rt)
+    }
+
+    /// The presented token (PS-31, PS-32): a person or auth token this Person Server
+    /// issued, for the resource that issued the resource token (`aud` = its `iss`), bound
+    /// to `agent_jkt`, named by `presented_jti`, for the same person, mission and tenant;
+    /// recorded, unrevoked, unexpired.
+    pub(super) async fn presented(
+        &self,
+        token: &str,
+        rt: &ResourceClaims,
+        now: UnixTime,
+    ) -> Result<Held, PsError> {
+        let v = Validation::new(now).audience(&rt.iss);
+        let own = self.signer.public_key();
+        let map = |e: TokenError| match e {
+            TokenError::Expired { .. } => PsError::ExpiredPresentedToken,
+            other => PsError::InvalidPresentedToken(other.to_string()),
+        };
+        let is_person = aauth_tokens::jws::CompactJws::parse(token)
+            .ok()
+            .and_then(|j| j.header.typ)
+            .is_some_and(|t| TokenType::Person.matches_typ(&t));
+        let (iss_or_ps, sub, jti, mission, tenant, cnf, exp) = if is_person {
+            let p: Verified<PersonClaims> = Unverified::decode(token, &v)
+                .and_then(|u| u.finish(own, &v))
+                .map_err(map)?;
+            let c = p.claims;
+            (
+                c.iss,
+                c.sub,
+                c.jti,
+                c.mission_s256,
+                c.tenant,
+                c.cnf.jwk,
+                c.exp,
+            )
+        } else {
+            let a: Verified<AuthClaims> = Unverified::decode(token, &v)
+                .and_then(|u| u.finish(own, &v))
+                .map_err(map)?;
+            let c = a.claims;
+            (
+                c.ps,
+                c.sub,
+                c.jti,
+                c.mission_s256,
+                c.tenant,
+                c.cnf.jwk,
+                c.exp,
+            )
+        };
+        let bound = PublicKey::from_jwk(&cnf)
+            .map_err(|e| PsError::InvalidPresentedToken(format!("cnf: {e}")))?;
+        if bound.thumbprint().as_str() != rt.agent_jkt {
+            return Err(PsError::InvalidPresentedToken(
+                "cnf.jwk is not the key the resource token names".to_owned(),
+            ));
+        }
+        let mismatch = |what: &str| {
+            Err(PsError::InvalidResourceToken(format!(
+                "{what} differs from the presented token's"
+            )))
+        };
+        if jti != rt.presented_jti {
+            return mismatch("presented_jti");
+        }
+        if iss_or_ps != rt.ps {
+            return mismatch("ps");
+        }
+        if sub != rt.sub {
+            return mismatch("sub");
+        }
+        if mission != rt.mission_s256 {
+            return mismatch("mission_s256");
+        }
+        if tenant != rt.tenant {
+            return mismatch("tenant");
+        }
+        let account = match self.issued(&jti, is_person, now).await? {
+            IssuedToken::Known { account, .. } => account,
+            IssuedToken::Revoked => return Err(PsError::RevokedPresentedToken),
+            _ if is_person => return Err(PsError::UnknownPersonToken),
+            _ => {
+                return Err(PsError::InvalidPresentedToken(
+                    "no record of this auth token".to_owned(),
+                ));
+            }
+        };
+        Ok(Held { account, exp })
+    }
+
+    /// What the store knows of a person (`person`) or auth token this server issued.
+    pub(super) async fn issued(
+        &self,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<IssuedToken, PsError> {
+        self.store
+            .issued(jti, person, now)
+            .await
+            .map_err(PsError::from)
+    }
+}
