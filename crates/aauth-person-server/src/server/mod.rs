@@ -8,6 +8,7 @@ mod governance;
 mod missions;
 mod poll;
 mod revocation;
+mod router;
 mod tokens;
 mod verify;
 
@@ -21,12 +22,11 @@ use aauth_signing::{
 };
 use aauth_tokens::{IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, request::Parts};
+use http::request::Parts;
 
 use crate::policy::ConsentPolicy;
 use crate::store::PsStore;
 use crate::{AutoApprove, PsError};
-use aauth_metadata::serve::json_response;
 use aauth_metadata::throttle::{MemoryThrottle, Throttle};
 
 pub use missions::MissionTerms;
@@ -511,92 +511,5 @@ impl PersonServer {
         ctx.update(resource.as_str().as_bytes());
         let tag = ctx.sign();
         base64url::encode(&tag.as_ref()[..16])
-    }
-
-    /// Answers a request: the published documents, the two token endpoints, pending URLs
-    /// and (when enabled) the consent pages; `None` for another path.
-    pub async fn handle(
-        &self,
-        parts: &Parts,
-        body: &[u8],
-        now: UnixTime,
-    ) -> Option<http::Response<Bytes>> {
-        let path = parts.uri.path();
-        if let Some(resp) = self.published.respond(&parts.method, path) {
-            return Some(resp);
-        }
-        if self.interaction && (path == INTERACT_PATH || path == LOGIN_PATH) {
-            return Some(self.web(parts, body, now).await);
-        }
-        if path == REVOCATION_PATH {
-            return Some(self.revocation(parts, body, now).await);
-        }
-        if [PERMISSION_PATH, AUDIT_PATH, INTERACTION_PATH].contains(&path) {
-            if parts.method != Method::POST {
-                return Some(PsError::InvalidRequest("POST".to_owned()).into_response());
-            }
-            let request = match self.verify_agent(parts, body, now).await {
-                Ok(r) => r,
-                Err(resp) => return Some(resp),
-            };
-            let result = match path {
-                PERMISSION_PATH => self.permission(&request, body, now).await,
-                AUDIT_PATH => self.audit(&request, body, now).await,
-                _ => self.interaction_request(&request, body, now).await,
-            };
-            return Some(match result {
-                Ok(Outcome::Issued(json)) => json_response(StatusCode::OK, &json),
-                Ok(Outcome::Respond(r)) => r,
-                Err(e) => e.into_response(),
-            });
-        }
-        if path == MISSION_PATH || path.starts_with("/mission/") {
-            let request = match self.verify_agent(parts, body, now).await {
-                Ok(r) => r,
-                Err(resp) => return Some(resp),
-            };
-            let result = if path == MISSION_PATH && parts.method == Method::POST {
-                self.propose(&request, body, now).await
-            } else if let Some(s256) = path.strip_prefix("/mission/") {
-                self.mission_url(&request, s256, &parts.method, body, now)
-                    .await
-            } else {
-                Err(PsError::InvalidRequest(
-                    "POST a proposal to the mission endpoint".to_owned(),
-                ))
-            };
-            return Some(match result {
-                Ok(Outcome::Issued(json)) => json_response(StatusCode::OK, &json),
-                Ok(Outcome::Respond(r)) => r,
-                Err(e) => e.into_response(),
-            });
-        }
-        if let Some(id) = path.strip_prefix(PENDING_PATH) {
-            return Some(self.poll(id, parts, body, now).await);
-        }
-        if path != PERSON_TOKEN_PATH && path != AUTH_TOKEN_PATH {
-            return None;
-        }
-        if parts.method != Method::POST {
-            let mut r = http::Response::new(Bytes::new());
-            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r.headers_mut()
-                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
-            return Some(r);
-        }
-        let request = match self.verify_agent(parts, body, now).await {
-            Ok(r) => r,
-            Err(resp) => return Some(resp),
-        };
-        let result = if path == PERSON_TOKEN_PATH {
-            self.person_token(&request, body, now).await
-        } else {
-            self.auth_token(&request, body, now).await
-        };
-        Some(match result {
-            Ok(Outcome::Issued(json)) => json_response(StatusCode::OK, &json),
-            Ok(Outcome::Respond(r)) => r,
-            Err(e) => e.into_response(),
-        })
     }
 }
