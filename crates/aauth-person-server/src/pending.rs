@@ -245,6 +245,16 @@ impl Pending {
         }
     }
 
+    /// Whether the person may still answer it (waiting for them, or shown to them),
+    /// whatever its expiry.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.state,
+            PendingState::Pending | PendingState::Interacting
+        )
+    }
+
     /// The question waiting for the agent's answer, if any.
     #[must_use]
     pub fn open_question(&self) -> Option<&str> {

@@ -14,6 +14,7 @@ use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 
 use super::{INTERACT_PATH, LOGIN_PATH, PersonServer, subtle_eq};
+use crate::web;
 
 impl PersonServer {
     /// Sets `account`'s password (hashed with argon2id; the hash is what is stored).
@@ -22,7 +23,7 @@ impl PersonServer {
     ///
     /// [`PsError::Server`] when hashing or the store fails.
     pub async fn set_password(&self, account: &str, password: &str) -> Result<(), PsError> {
-        let phc = crate::web::hash_password(password).map_err(PsError::Server)?;
+        let phc = web::hash_password(password).map_err(PsError::Server)?;
         self.store
             .set_password_hash(account, &phc)
             .await
@@ -43,13 +44,13 @@ impl PersonServer {
         )
         .await
         .ok()?;
-        crate::web::callback_allowed(&doc, callback).then(|| callback.to_owned())
+        web::callback_allowed(&doc, callback).then(|| callback.to_owned())
     }
 
     /// A device cookie for `account`: a random id and its MAC under this server's secret
     /// (nothing stored; it proves only that this browser once signed in to `account`).
     pub(super) fn new_device(&self, account: &str) -> Option<String> {
-        let id = crate::web::random_token().ok()?;
+        let id = web::random_token().ok()?;
         let tag = self.device_tag(account, &id);
         Some(format!("{id}.{tag}"))
     }
@@ -73,445 +74,445 @@ impl PersonServer {
         })
     }
 
-    /// The consent pages.
+    /// The person's pages: `GET /interact` (a request by its code), `POST /interact`
+    /// (the person's decision) and `POST /interact/login` (sign-in).
     pub(super) async fn web(
         &self,
         parts: &Parts,
         body: &[u8],
         now: UnixTime,
     ) -> http::Response<Bytes> {
-        use crate::web::{self, page};
+        let page = match self.page_request(parts, body, now).await {
+            Ok(page) => page,
+            Err(e) => return failed(e),
+        };
+        let answered = match (parts.method.clone(), parts.uri.path()) {
+            (Method::GET, INTERACT_PATH) => self.show_request(page).await,
+            (Method::POST, LOGIN_PATH) => self.sign_in(page).await,
+            (Method::POST, INTERACT_PATH) => self.decide_request(page).await,
+            _ => Ok(error_page(StatusCode::METHOD_NOT_ALLOWED, "Not here.")),
+        };
+        answered.unwrap_or_else(failed)
+    }
+
+    /// What every page reads first: the query, the form, the session.
+    async fn page_request<'a>(
+        &self,
+        parts: &'a Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<PageRequest<'a>, PsError> {
+        // default: a request without a query reads as one with an empty query
         let query = web::form(parts.uri.query().unwrap_or_default().as_bytes());
-        let posted = web::form(body);
         let session_cookie = web::cookie(&parts.headers, web::SESSION_COOKIE);
         let session = match &session_cookie {
-            Some(c) => match self.store.session(&web::session_key(c), now).await {
-                Ok(s) => s,
-                Err(e) => return PsError::from(e).into_response(),
-            },
+            Some(c) => self.store.session(&web::session_key(c), now).await?,
             None => None,
         };
-        let error_page = |status, msg: &str| {
-            page(
-                status,
-                "Person Server",
-                &format!("<p>{}</p>", web::esc(msg)),
-            )
+        Ok(PageRequest {
+            parts,
+            query,
+            posted: web::form(body),
+            session_cookie,
+            session,
+            client: parts.extensions.get::<ClientAddr>().copied(),
+            now,
+        })
+    }
+
+    /// `GET /interact?code=…`: the sign-in form, or the request the code names.
+    async fn show_request(&self, page: PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
+        // default: no code is a code that matches nothing
+        let code = web::field(&page.query, "code")
+            .unwrap_or_default()
+            .to_owned();
+        let Some(mut s) = page.session.clone() else {
+            // Sign in first; the login form is protected by a double-submit token.
+            let csrf = web::random_token().map_err(PsError::Server)?;
+            let mut r = web::page(
+                StatusCode::OK,
+                "Sign in to approve an agent's request",
+                &web::login_form(&code, &csrf, web::field(&page.query, "callback"), None),
+            );
+            if let Some(v) = web::set_cookie(web::CSRF_COOKIE, &csrf, 600) {
+                r.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+            return Ok(r);
         };
-        // A pending request another writer changed first (the agent updated it, another
-        // tab answered): nothing written, the person looks again.
-        let failed = |e: PsError| match e {
-            PsError::Conflict(_) => error_page(
-                StatusCode::CONFLICT,
-                "This request changed while you were answering it. Open the link again.",
-            ),
-            e => e.into_response(),
-        };
-        let client = parts.extensions.get::<ClientAddr>().copied();
-        // Guessing a code is throttled per account and per client (each wrong code counts
-        // against both, and a blocked one is refused before any lookup); guessing a
-        // request's code from another account also ends that request (`attempts`).
-        let code_keys = |account: &str| {
-            let mut keys = vec![ThrottleKey::new("code/account", account)];
-            keys.extend(client.map(|c| ThrottleKey::client("code/client", c)));
-            keys
-        };
-        let too_many = |wait: u64, what: &str| {
-            let mut r = error_page(
+        if s.bad_codes >= web::MAX_BAD_CODES {
+            return Ok(error_page(
                 StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many {what}. Try again in {wait} seconds."),
+                "Too many wrong codes. Sign in again later.",
+            ));
+        }
+        let keys = page.code_keys(&s.account);
+        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
+            return Ok(too_many(wait, "wrong codes"));
+        }
+        let found = self.pending_by_code(&code).await?;
+        let now = page.now.as_secs();
+        // The person came too late: back to the agent, if it gave a callback.
+        let callback = web::field(&page.query, "callback");
+        if let Some(p) = found.as_ref().filter(|p| {
+            p.is_open() && now >= p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
+        }) && let Some(cb) = self.callback_for(&p.agent.0, callback).await
+        {
+            return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
+        }
+        let Some(mut p) =
+            found.filter(|p| p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS)
+        else {
+            s.bad_codes = s.bad_codes.saturating_add(1);
+            self.throttle.failed(&keys, page.now).await?;
+            if let Some(c) = &page.session_cookie {
+                self.store.put_session(&web::session_key(c), s).await?;
+            }
+            return Ok(no_such_code());
+        };
+        if p.account.as_ref().is_some_and(|a| *a != s.account) {
+            // Someone else holds this request's code: after MAX_ATTEMPTS such tries the
+            // request ends, and the agent's next poll gets 410 invalid_code (a wrong code
+            // names no request; those are limited per session above).
+            p.attempts = p.attempts.saturating_add(1);
+            if p.attempts >= web::MAX_ATTEMPTS {
+                p.state = PendingState::Done;
+            }
+            self.throttle.failed(&keys, page.now).await?;
+            self.save(&mut p).await?;
+            return Ok(no_such_code());
+        }
+        p.state = PendingState::Interacting;
+        let callback = self.callback_for(&p.agent.0, callback).await;
+        let body = self.consent_page(&p, &s.csrf, callback.as_deref());
+        self.save(&mut p).await?;
+        Ok(web::page(
+            StatusCode::OK,
+            "An agent asks for your approval",
+            &body,
+        ))
+    }
+
+    /// `POST /interact/login`: checks the password (throttled, hashed off the request
+    /// threads) and starts a session.
+    async fn sign_in(&self, page: PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
+        let csrf_cookie = web::cookie(&page.parts.headers, web::CSRF_COOKIE);
+        let (Some(csrf), Some(form_csrf)) = (csrf_cookie, web::field(&page.posted, "csrf")) else {
+            return Ok(form_expired());
+        };
+        if !bool::from(subtle_eq(csrf.as_bytes(), form_csrf.as_bytes())) {
+            return Ok(form_expired());
+        }
+        // default: a missing field is an empty one (no account is named "", and the
+        // password check below fails for it)
+        let field = |name| web::field(&page.posted, name).unwrap_or_default();
+        let (code, account, password) = (field("code"), field("username"), field("password"));
+        if account.len() > web::MAX_ACCOUNT_LEN || password.len() > web::MAX_PASSWORD_LEN {
+            return Ok(error_page(
+                StatusCode::BAD_REQUEST,
+                "That account or password is too long.",
+            ));
+        }
+        // Guesses are throttled per client and per account, refused before any hash is
+        // computed. A browser that signed in to this account before (its device cookie)
+        // is exempt from the account's count, so guessing from elsewhere never locks the
+        // person out of their own browser.
+        let known_device = web::cookie(&page.parts.headers, web::DEVICE_COOKIE)
+            .is_some_and(|d| self.device_is_known(account, &d));
+        let mut keys: Vec<ThrottleKey> = page
+            .client
+            .map(|c| ThrottleKey::client("password/client", c))
+            .into_iter()
+            .collect();
+        if !known_device {
+            keys.push(ThrottleKey::new("password/account", account));
+        }
+        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
+            return Ok(too_many(wait, "failed sign-ins"));
+        }
+        let Some(ok) = self.password_matches(account, password).await? else {
+            let mut r = error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins at once. Try again in a moment.",
             );
             r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
-            r
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(r);
         };
-        match (parts.method.clone(), parts.uri.path()) {
-            (Method::GET, INTERACT_PATH) => {
-                let code = web::field(&query, "code").unwrap_or_default().to_owned();
-                let Some(mut s) = session else {
-                    // Sign in first; the login form is protected by a double-submit token.
-                    let csrf = match web::random_token() {
-                        Ok(t) => t,
-                        Err(e) => return PsError::Server(e).into_response(),
-                    };
-                    let mut r = page(
-                        StatusCode::OK,
-                        "Sign in to approve an agent's request",
-                        &web::login_form(&code, &csrf, web::field(&query, "callback"), None),
-                    );
-                    if let Some(v) = web::set_cookie(web::CSRF_COOKIE, &csrf, 600) {
-                        r.headers_mut().append(http::header::SET_COOKIE, v);
-                    }
-                    return r;
-                };
-                if s.bad_codes >= web::MAX_BAD_CODES {
-                    return error_page(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "Too many wrong codes. Sign in again later.",
-                    );
-                }
-                let keys = code_keys(&s.account);
-                match self.throttle.blocked(&keys, now).await {
-                    Ok(None) => {}
-                    Ok(Some(wait)) => return too_many(wait, "wrong codes"),
-                    Err(e) => return PsError::from(e).into_response(),
-                }
-                let found = match crate::code::normalize(&code) {
-                    Some(c) => match self.store.pending_by_code(&c).await {
-                        Ok(p) => p,
-                        Err(e) => return PsError::from(e).into_response(),
-                    },
-                    None => None,
-                };
-                // The person came too late: back to the agent, if it gave a callback.
-                let callback = web::field(&query, "callback");
-                if let Some(p) = found.as_ref().filter(|p| {
-                    matches!(p.state, PendingState::Pending | PendingState::Interacting)
-                        && now.as_secs() >= p.expires
-                        && p.account.as_ref().is_none_or(|a| *a == s.account)
-                }) && let Some(cb) = self.callback_for(&p.agent.0, callback).await
-                {
-                    return web::see_other(&web::with_error(&cb, "interaction_expired"));
-                }
-                let Some(mut p) = found.filter(|p| {
-                    matches!(p.state, PendingState::Pending | PendingState::Interacting)
-                        && now.as_secs() < p.expires
-                        && p.attempts < web::MAX_ATTEMPTS
-                }) else {
-                    s.bad_codes = s.bad_codes.saturating_add(1);
-                    if let Err(e) = self.throttle.failed(&keys, now).await {
-                        return PsError::from(e).into_response();
-                    }
-                    if let Some(c) = &session_cookie
-                        && let Err(e) = self.store.put_session(&web::session_key(c), s).await
-                    {
-                        return PsError::from(e).into_response();
-                    }
-                    return error_page(
-                        StatusCode::NOT_FOUND,
-                        "This code matches no open request. It may have expired or been used.",
-                    );
-                };
-                if p.account.as_ref().is_some_and(|a| *a != s.account) {
-                    // Someone else holds this request's code: after MAX_ATTEMPTS such
-                    // tries the request ends, and the agent's next poll gets 410
-                    // invalid_code (a wrong code names no request; those are limited per
-                    // session above).
-                    p.attempts = p.attempts.saturating_add(1);
-                    if p.attempts >= web::MAX_ATTEMPTS {
-                        p.state = PendingState::Done;
-                    }
-                    if let Err(e) = self.throttle.failed(&keys, now).await {
-                        return PsError::from(e).into_response();
-                    }
-                    if let Err(e) = self.save(&mut p).await {
-                        return failed(e);
-                    }
-                    return error_page(
-                        StatusCode::NOT_FOUND,
-                        "This code matches no open request. It may have expired or been used.",
-                    );
-                }
-                p.state = PendingState::Interacting;
-                let callback = self.callback_for(&p.agent.0, callback).await;
-                let body = self.consent_page(&p, &s.csrf, callback.as_deref());
-                if let Err(e) = self.save(&mut p).await {
-                    return failed(e);
-                }
-                page(StatusCode::OK, "An agent asks for your approval", &body)
-            }
-            (Method::POST, LOGIN_PATH) => {
-                let csrf_cookie = web::cookie(&parts.headers, web::CSRF_COOKIE);
-                let (Some(csrf), Some(form_csrf)) = (csrf_cookie, web::field(&posted, "csrf"))
-                else {
-                    return error_page(
-                        StatusCode::FORBIDDEN,
-                        "The form expired. Open the link again.",
-                    );
-                };
-                if !bool::from(subtle_eq(csrf.as_bytes(), form_csrf.as_bytes())) {
-                    return error_page(
-                        StatusCode::FORBIDDEN,
-                        "The form expired. Open the link again.",
-                    );
-                }
-                let code = web::field(&posted, "code").unwrap_or_default();
-                let account = web::field(&posted, "username").unwrap_or_default();
-                let password = web::field(&posted, "password").unwrap_or_default();
-                if account.len() > web::MAX_ACCOUNT_LEN || password.len() > web::MAX_PASSWORD_LEN {
-                    return error_page(
-                        StatusCode::BAD_REQUEST,
-                        "That account or password is too long.",
-                    );
-                }
-                // Guesses are throttled per client and per account, refused before any hash
-                // is computed. A browser that signed in to this account before (its device
-                // cookie) is exempt from the account's count, so guessing from elsewhere
-                // never locks the person out of their own browser.
-                let known_device = web::cookie(&parts.headers, web::DEVICE_COOKIE)
-                    .is_some_and(|d| self.device_is_known(account, &d));
-                let mut keys: Vec<ThrottleKey> = client
-                    .map(|c| ThrottleKey::client("password/client", c))
-                    .into_iter()
-                    .collect();
-                if !known_device {
-                    keys.push(ThrottleKey::new("password/account", account));
-                }
-                match self.throttle.blocked(&keys, now).await {
-                    Ok(None) => {}
-                    Ok(Some(wait)) => return too_many(wait, "failed sign-ins"),
-                    Err(e) => return PsError::from(e).into_response(),
-                }
-                let phc = match self.store.password_hash(account).await {
-                    Ok(h) => h,
-                    Err(e) => return PsError::from(e).into_response(),
-                };
-                // The same work whether or not the account exists, a bounded number at a
-                // time, off the threads that answer requests.
-                let Ok(Ok(permit)) = tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
-                    Arc::clone(&self.hashing).acquire_owned(),
-                )
-                .await
-                else {
-                    let mut r = error_page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Too many sign-ins at once. Try again in a moment.",
-                    );
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    return r;
-                };
-                let (stored, given) = (
-                    phc.clone().unwrap_or_else(|| web::dummy_hash().to_owned()),
-                    password.to_owned(),
-                );
-                let checked = tokio::task::spawn_blocking(move || {
-                    let ok = web::check_password(&stored, &given);
-                    drop(permit);
-                    ok
-                })
-                .await;
-                let ok = matches!(checked, Ok(true)) && phc.is_some();
-                if ok {
-                    if let Err(e) = self.throttle.succeeded(&keys).await {
-                        return PsError::from(e).into_response();
-                    }
-                } else if let Err(e) = self.throttle.failed(&keys, now).await {
-                    return PsError::from(e).into_response();
-                }
-                if !ok {
-                    return page(
-                        StatusCode::UNAUTHORIZED,
-                        "Sign in to approve an agent's request",
-                        &web::login_form(
-                            code,
-                            &csrf,
-                            web::field(&posted, "callback"),
-                            Some("Wrong account or password."),
-                        ),
-                    );
-                }
-                let (cookie, csrf) = match (web::random_token(), web::random_token()) {
-                    (Ok(a), Ok(b)) => (a, b),
-                    (Err(e), _) | (_, Err(e)) => return PsError::Server(e).into_response(),
-                };
-                let session = crate::pending::WebSession {
-                    account: account.to_owned(),
-                    csrf,
-                    expires: now.as_secs().saturating_add(3600),
-                    bad_codes: 0,
-                };
-                if let Err(e) = self
-                    .store
-                    .put_session(&web::session_key(&cookie), session)
-                    .await
-                {
-                    return PsError::from(e).into_response();
-                }
-                let mut target = String::from(INTERACT_PATH);
-                target.push_str("?code=");
-                target.extend(code.chars().filter(char::is_ascii_alphanumeric).take(9));
-                if let Some(cb) = web::field(&posted, "callback").filter(|c| !c.is_empty()) {
-                    target.push_str("&callback=");
-                    target.push_str(&web::query_escape(cb));
-                }
-                let mut r = web::see_other(&target);
-                if let Some(v) = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600) {
-                    r.headers_mut().append(http::header::SET_COOKIE, v);
-                }
-                // This browser is now known for this account (see the throttle above).
-                if let Some(v) = self
-                    .new_device(account)
-                    .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE))
-                {
-                    r.headers_mut().append(http::header::SET_COOKIE, v);
-                }
-                r
-            }
-            (Method::POST, INTERACT_PATH) => {
-                let Some(s) = session else {
-                    return error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
-                };
-                let form_csrf = web::field(&posted, "csrf").unwrap_or_default();
-                if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
-                    return error_page(
-                        StatusCode::FORBIDDEN,
-                        "The form expired. Open the link again.",
-                    );
-                }
-                // The form names its request by code: a decision is a guess like any other
-                // (a matching code would approve someone else's request and bind its
-                // agent here), throttled the same way.
-                let keys = code_keys(&s.account);
-                match self.throttle.blocked(&keys, now).await {
-                    Ok(None) => {}
-                    Ok(Some(wait)) => return too_many(wait, "wrong codes"),
-                    Err(e) => return PsError::from(e).into_response(),
-                }
-                let found =
-                    match crate::code::normalize(web::field(&posted, "code").unwrap_or_default()) {
-                        Some(c) => match self.store.pending_by_code(&c).await {
-                            Ok(p) => p,
-                            Err(e) => return PsError::from(e).into_response(),
-                        },
-                        None => None,
-                    };
-                if found.is_none()
-                    && let Err(e) = self.throttle.failed(&keys, now).await
-                {
-                    return PsError::from(e).into_response();
-                }
-                let Some(mut p) = found.filter(|p| {
-                    matches!(p.state, PendingState::Pending | PendingState::Interacting)
-                        && now.as_secs() < p.expires
-                        && p.account.as_ref().is_none_or(|a| *a == s.account)
-                }) else {
-                    return error_page(
-                        StatusCode::GONE,
-                        "This request has already been answered or has expired.",
-                    );
-                };
-                if web::field(&posted, "decision") == Some("ask") {
-                    let question = web::field(&posted, "question").unwrap_or_default().trim();
-                    if !p.clarification
-                        || p.open_question().is_some()
-                        || p.chat.len() >= crate::pending::MAX_CLARIFICATIONS
-                        || question.is_empty()
-                    {
-                        return error_page(
-                            StatusCode::BAD_REQUEST,
-                            "You cannot ask the agent a question now.",
-                        );
-                    }
-                    p.chat.push(crate::pending::ChatTurn::new(
-                        question.chars().take(2000).collect::<String>(),
-                    ));
-                    let code = crate::code::display(&p.code);
-                    if let Err(e) = self.save(&mut p).await {
-                        return failed(e);
-                    }
-                    return page(
-                        StatusCode::OK,
-                        "Question sent",
-                        &format!(
-                            "<p>The agent will answer. <a href=\"{INTERACT_PATH}?code={}\">Reload the request</a> to read its answer.</p>",
-                            web::esc(&code)
-                        ),
-                    );
-                }
-                if web::field(&posted, "decision") == Some("answer")
-                    && let PendingRequest::AuthToken {
-                        four_party: Some(f),
-                        ..
-                    } = &mut p.request
-                    && let Some((_, answer @ None)) = f.as_question.as_mut()
-                {
-                    let given = web::field(&posted, "answer").unwrap_or_default().trim();
-                    if given.is_empty() {
-                        return error_page(StatusCode::BAD_REQUEST, "Write an answer first.");
-                    }
-                    *answer = Some(given.chars().take(4000).collect());
-                    if let Err(e) = self.save(&mut p).await {
-                        return failed(e);
-                    }
-                    return error_page(
-                        StatusCode::OK,
-                        "Answered. Your Person Server passes it on to the resource's Access Server.",
-                    );
-                }
-                if web::field(&posted, "decision") == Some("answer") {
-                    let answer = web::field(&posted, "answer").unwrap_or_default().trim();
-                    if !matches!(p.request, PendingRequest::Question { .. }) || answer.is_empty() {
-                        return error_page(
-                            StatusCode::BAD_REQUEST,
-                            "There is nothing to answer here.",
-                        );
-                    }
-                    p.state = PendingState::Answered {
-                        answer: answer.chars().take(4000).collect(),
-                    };
-                    let provider = p.agent.0.clone();
-                    if let Err(e) = self.save(&mut p).await {
-                        return failed(e);
-                    }
-                    if let Some(cb) = self
-                        .callback_for(&provider, web::field(&posted, "callback"))
-                        .await
-                    {
-                        return web::see_other(&cb);
-                    }
-                    return error_page(StatusCode::OK, "Answered. You can return to your agent.");
-                }
-                let grant = web::field(&posted, "decision") == Some("grant");
-                if grant
-                    // A form without a revision is of the request as first asked.
-                    && web::field(&posted, "revision").map_or(Some(0), |r| r.parse::<u32>().ok())
-                        != Some(p.revision)
-                {
-                    return error_page(
-                        StatusCode::CONFLICT,
-                        "The agent changed its request while you were reading it. Open the link again to see what it asks now.",
-                    );
-                }
-                if grant {
-                    if p.account.is_none()
-                        && let Err(e) = self.store.bind(&p.agent.0, &p.agent.1, &s.account).await
-                    {
-                        return PsError::from(e).into_response();
-                    }
-                    p.state = PendingState::Approved {
-                        account: s.account.clone(),
-                    };
-                } else {
-                    p.state = PendingState::Denied;
-                }
-                let provider = p.agent.0.clone();
-                if let Err(e) = self.save(&mut p).await {
-                    return failed(e);
-                }
-                // Back to the agent, if it asked (draft -11: access_denied on a denial).
-                if let Some(cb) = self
-                    .callback_for(&provider, web::field(&posted, "callback"))
-                    .await
-                {
-                    return web::see_other(&if grant {
-                        cb
-                    } else {
-                        web::with_error(&cb, "access_denied")
-                    });
-                }
-                error_page(
-                    StatusCode::OK,
-                    if grant {
-                        "Approved. You can return to your agent."
-                    } else {
-                        "Denied. The agent has been told."
-                    },
-                )
-            }
-            _ => error_page(StatusCode::METHOD_NOT_ALLOWED, "Not here."),
+        if !ok {
+            self.throttle.failed(&keys, page.now).await?;
+            return Ok(web::page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in to approve an agent's request",
+                &web::login_form(
+                    code,
+                    &csrf,
+                    web::field(&page.posted, "callback"),
+                    Some("Wrong account or password."),
+                ),
+            ));
         }
+        self.throttle.succeeded(&keys).await?;
+        self.start_session(&page, account, code).await
+    }
+
+    /// Whether `password` is `account`'s: the same work whether or not the account
+    /// exists, a bounded number at a time, off the threads that answer requests. `None`
+    /// when no hashing slot frees up within two seconds.
+    async fn password_matches(
+        &self,
+        account: &str,
+        password: &str,
+    ) -> Result<Option<bool>, PsError> {
+        let phc = self.store.password_hash(account).await?;
+        let Ok(Ok(permit)) = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            Arc::clone(&self.hashing).acquire_owned(),
+        )
+        .await
+        else {
+            return Ok(None);
+        };
+        let exists = phc.is_some();
+        let (stored, given) = (
+            phc.unwrap_or_else(|| web::dummy_hash().to_owned()),
+            password.to_owned(),
+        );
+        let checked = tokio::task::spawn_blocking(move || {
+            let ok = web::check_password(&stored, &given);
+            drop(permit);
+            ok
+        })
+        .await;
+        Ok(Some(matches!(checked, Ok(true)) && exists))
+    }
+
+    /// A new session for `account`, and the way back to the request `code` names.
+    async fn start_session(
+        &self,
+        page: &PageRequest<'_>,
+        account: &str,
+        code: &str,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let cookie = web::random_token().map_err(PsError::Server)?;
+        let csrf = web::random_token().map_err(PsError::Server)?;
+        let session = crate::pending::WebSession {
+            account: account.to_owned(),
+            csrf,
+            expires: page.now.as_secs().saturating_add(3600),
+            bad_codes: 0,
+        };
+        self.store
+            .put_session(&web::session_key(&cookie), session)
+            .await?;
+        let mut target = String::from(INTERACT_PATH);
+        target.push_str("?code=");
+        target.extend(code.chars().filter(char::is_ascii_alphanumeric).take(9));
+        if let Some(cb) = web::field(&page.posted, "callback").filter(|c| !c.is_empty()) {
+            target.push_str("&callback=");
+            target.push_str(&web::query_escape(cb));
+        }
+        let mut r = web::see_other(&target);
+        if let Some(v) = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600) {
+            r.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+        // This browser is now known for this account (see the throttle in `sign_in`).
+        if let Some(v) = self
+            .new_device(account)
+            .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE))
+        {
+            r.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+        Ok(r)
+    }
+
+    /// The pending request an interaction code names, if the code is well-formed.
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, PsError> {
+        match crate::code::normalize(code) {
+            Some(c) => Ok(self.store.pending_by_code(&c).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// `POST /interact`: the person's decision on the request the form's code names.
+    async fn decide_request(
+        &self,
+        page: PageRequest<'_>,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let Some(s) = page.session.as_ref() else {
+            return Ok(error_page(StatusCode::UNAUTHORIZED, "Sign in first."));
+        };
+        // default: a form without its CSRF token fails the comparison below
+        let form_csrf = web::field(&page.posted, "csrf").unwrap_or_default();
+        if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
+            return Ok(form_expired());
+        }
+        // The form names its request by code: a decision is a guess like any other (a
+        // matching code would approve someone else's request and bind its agent here),
+        // throttled the same way.
+        let keys = page.code_keys(&s.account);
+        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
+            return Ok(too_many(wait, "wrong codes"));
+        }
+        // default: no code is a code that matches nothing
+        let code = web::field(&page.posted, "code").unwrap_or_default();
+        let found = self.pending_by_code(code).await?;
+        if found.is_none() {
+            self.throttle.failed(&keys, page.now).await?;
+        }
+        let now = page.now.as_secs();
+        let Some(mut p) = found.filter(|p| {
+            p.is_open() && now < p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
+        }) else {
+            return Ok(error_page(
+                StatusCode::GONE,
+                "This request has already been answered or has expired.",
+            ));
+        };
+        match web::field(&page.posted, "decision") {
+            Some("ask") => self.ask_agent(&page, &mut p).await,
+            Some("answer") => self.answer_question(&page, &mut p).await,
+            decision => {
+                let grant = decision == Some("grant");
+                self.grant_or_deny(&page, &mut p, grant, &s.account).await
+            }
+        }
+    }
+
+    /// The person asks the agent a clarification question.
+    async fn ask_agent(
+        &self,
+        page: &PageRequest<'_>,
+        p: &mut Pending,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        // default: no question is an empty one, refused below
+        let question = web::field(&page.posted, "question")
+            .unwrap_or_default()
+            .trim();
+        if !p.clarification
+            || p.open_question().is_some()
+            || p.chat.len() >= crate::pending::MAX_CLARIFICATIONS
+            || question.is_empty()
+        {
+            return Ok(error_page(
+                StatusCode::BAD_REQUEST,
+                "You cannot ask the agent a question now.",
+            ));
+        }
+        p.chat.push(crate::pending::ChatTurn::new(
+            question.chars().take(2000).collect::<String>(),
+        ));
+        let code = crate::code::display(&p.code);
+        self.save(p).await?;
+        Ok(web::page(
+            StatusCode::OK,
+            "Question sent",
+            &format!(
+                "<p>The agent will answer. <a href=\"{INTERACT_PATH}?code={}\">Reload the request</a> to read its answer.</p>",
+                web::esc(&code)
+            ),
+        ))
+    }
+
+    /// The person answers a question: an Access Server's (four-party), or an agent's
+    /// (`POST /interaction`).
+    async fn answer_question(
+        &self,
+        page: &PageRequest<'_>,
+        p: &mut Pending,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        // default: no answer is an empty one, refused below
+        let given = web::field(&page.posted, "answer")
+            .unwrap_or_default()
+            .trim();
+        if let PendingRequest::AuthToken {
+            four_party: Some(f),
+            ..
+        } = &mut p.request
+            && let Some((_, answer @ None)) = f.as_question.as_mut()
+        {
+            if given.is_empty() {
+                return Ok(error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Write an answer first.",
+                ));
+            }
+            *answer = Some(given.chars().take(4000).collect());
+            self.save(p).await?;
+            return Ok(error_page(
+                StatusCode::OK,
+                "Answered. Your Person Server passes it on to the resource's Access Server.",
+            ));
+        }
+        if !matches!(p.request, PendingRequest::Question { .. }) || given.is_empty() {
+            return Ok(error_page(
+                StatusCode::BAD_REQUEST,
+                "There is nothing to answer here.",
+            ));
+        }
+        p.state = PendingState::Answered {
+            answer: given.chars().take(4000).collect(),
+        };
+        let provider = p.agent.0.clone();
+        self.save(p).await?;
+        if let Some(cb) = self
+            .callback_for(&provider, web::field(&page.posted, "callback"))
+            .await
+        {
+            return Ok(web::see_other(&cb));
+        }
+        Ok(error_page(
+            StatusCode::OK,
+            "Answered. You can return to your agent.",
+        ))
+    }
+
+    /// The person grants (binding the agent to them if it was not) or denies.
+    async fn grant_or_deny(
+        &self,
+        page: &PageRequest<'_>,
+        p: &mut Pending,
+        grant: bool,
+        account: &str,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        // A form without a revision is of the request as first asked.
+        let revision = web::field(&page.posted, "revision").map_or(Some(0), |r| r.parse().ok());
+        if grant && revision != Some(p.revision) {
+            return Ok(error_page(
+                StatusCode::CONFLICT,
+                "The agent changed its request while you were reading it. Open the link again to see what it asks now.",
+            ));
+        }
+        if grant {
+            if p.account.is_none() {
+                self.store.bind(&p.agent.0, &p.agent.1, account).await?;
+            }
+            p.state = PendingState::Approved {
+                account: account.to_owned(),
+            };
+        } else {
+            p.state = PendingState::Denied;
+        }
+        let provider = p.agent.0.clone();
+        self.save(p).await?;
+        // Back to the agent, if it asked (draft -11: access_denied on a denial).
+        if let Some(cb) = self
+            .callback_for(&provider, web::field(&page.posted, "callback"))
+            .await
+        {
+            return Ok(web::see_other(&if grant {
+                cb
+            } else {
+                web::with_error(&cb, "access_denied")
+            }));
+        }
+        Ok(error_page(
+            StatusCode::OK,
+            if grant {
+                "Approved. You can return to your agent."
+            } else {
+                "Denied. The agent has been told."
+            },
+        ))
     }
 
     /// The consent page's body: what the resource asserts, apart from what the agent does.
@@ -660,7 +661,78 @@ impl PersonServer {
             esc(&crate::code::display(&p.code)),
             esc(csrf),
             p.revision,
-            crate::web::hidden_callback(callback),
+            web::hidden_callback(callback),
         )
     }
+}
+
+/// What a page request carries, read once.
+struct PageRequest<'a> {
+    parts: &'a Parts,
+    query: Vec<(String, String)>,
+    posted: Vec<(String, String)>,
+    session_cookie: Option<String>,
+    session: Option<crate::pending::WebSession>,
+    client: Option<ClientAddr>,
+    now: UnixTime,
+}
+
+impl PageRequest<'_> {
+    /// Guessing a code is throttled per account and per client (each wrong code counts
+    /// against both, and a blocked one is refused before any lookup); guessing a
+    /// request's code from another account also ends that request (`attempts`).
+    fn code_keys(&self, account: &str) -> Vec<ThrottleKey> {
+        let mut keys = vec![ThrottleKey::new("code/account", account)];
+        keys.extend(self.client.map(|c| ThrottleKey::client("code/client", c)));
+        keys
+    }
+}
+
+/// A page with one message.
+fn error_page(status: StatusCode, msg: &str) -> http::Response<Bytes> {
+    web::page(
+        status,
+        "Person Server",
+        &format!("<p>{}</p>", web::esc(msg)),
+    )
+}
+
+/// A page's error: a pending request another writer changed first (the agent updated
+/// it, another tab answered) tells the person to look again, nothing written; any other
+/// is the error's own response.
+fn failed(e: PsError) -> http::Response<Bytes> {
+    match e {
+        PsError::Conflict(_) => error_page(
+            StatusCode::CONFLICT,
+            "This request changed while you were answering it. Open the link again.",
+        ),
+        e => e.into_response(),
+    }
+}
+
+/// `429` with `Retry-After`.
+fn too_many(wait: u64, what: &str) -> http::Response<Bytes> {
+    let mut r = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many {what}. Try again in {wait} seconds."),
+    );
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+    r
+}
+
+/// The same answer for a wrong code and for another person's request.
+fn no_such_code() -> http::Response<Bytes> {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "This code matches no open request. It may have expired or been used.",
+    )
+}
+
+/// A form whose CSRF token does not match.
+fn form_expired() -> http::Response<Bytes> {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "The form expired. Open the link again.",
+    )
 }
