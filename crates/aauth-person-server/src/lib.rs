@@ -26,6 +26,7 @@
 //! hyper as an [`aauth_metadata::serve::EndpointService`]:
 //! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
+mod changes;
 mod code;
 mod error;
 mod mission;
@@ -38,6 +39,7 @@ mod sqlite;
 mod store;
 mod web;
 
+pub use changes::{ChangeHub, POLLING_FALLBACK, PendingChanges};
 pub use error::PsError;
 pub use mission::{
     Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, Proposal, TerminationReason,

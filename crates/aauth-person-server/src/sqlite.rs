@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     inserts: Arc<std::sync::atomic::AtomicU32>,
+    /// Waiters on pending requests, in this process (one process owns the file).
+    changes: Arc<crate::changes::ChangeHub>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -116,6 +118,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             inserts: Arc::default(),
+            changes: Arc::default(),
         })
     }
 
@@ -131,6 +134,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             inserts: Arc::default(),
+            changes: Arc::default(),
         })
     }
 
@@ -891,8 +895,13 @@ impl PsStore for SqliteStore {
             .await?;
         if written == 1 {
             p.version = version.wrapping_add(1);
+            self.changes.notify(&p.id);
         }
         Ok(written == 1)
+    }
+
+    fn pending_changes(&self, id: &str) -> crate::changes::PendingChanges {
+        self.changes.subscribe(id)
     }
 
     async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {

@@ -1,6 +1,7 @@
 //! What a Person Server keeps: agent–person bindings and issuance records, behind a trait
 //! (memory here; the embedded SQLite store comes with the rest of the Person Server).
 
+use crate::changes::{ChangeHub, PendingChanges};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
@@ -223,6 +224,16 @@ pub trait PsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError>;
+
+    /// A subscription to the changes of the deferred request `id`: a long poll subscribes,
+    /// reads the request, and waits on it until the request changes. Stores that notify
+    /// do so after every successful [`update_pending`](Self::update_pending) of `id`, on
+    /// every instance that shares the store. The default cannot notify: its waiters
+    /// re-read once a second ([`PendingChanges::polling`]).
+    fn pending_changes(&self, id: &str) -> PendingChanges {
+        let _ = id;
+        PendingChanges::polling()
+    }
 
     /// The deferred request whose interaction code is `code` (normalized).
     ///
@@ -468,6 +479,7 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    changes: ChangeHub,
 }
 
 impl MemoryStore {
@@ -623,7 +635,13 @@ impl PsStore for MemoryStore {
         }
         p.version = p.version.wrapping_add(1);
         *stored = p.clone();
+        drop(inner);
+        self.changes.notify(&p.id);
         Ok(true)
+    }
+
+    fn pending_changes(&self, id: &str) -> PendingChanges {
+        self.changes.subscribe(id)
     }
 
     async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {

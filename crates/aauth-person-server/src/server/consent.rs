@@ -515,10 +515,10 @@ impl PersonServer {
         ))
     }
 
-    /// The consent page's body: what the resource asserts, apart from what the agent does.
-    pub(super) fn consent_page(&self, p: &Pending, csrf: &str, callback: Option<&str>) -> String {
-        use crate::web::esc;
-        let (resource, asked, says) = match &p.request {
+    /// What the page says is asked: of which party (the resource, or this server), what,
+    /// and what the agent says about it.
+    fn what_is_asked<'a>(&'a self, p: &'a Pending) -> (&'a str, String, Option<String>) {
+        match &p.request {
             PendingRequest::PersonToken { resource, .. } => (
                 resource.as_str(),
                 "to know who you are at this resource (a person token: no access is granted)"
@@ -573,7 +573,13 @@ impl PersonServer {
                 "for your answer to the agent's question".to_owned(),
                 Some(question.clone()),
             ),
-        };
+        }
+    }
+
+    /// The consent page's body: what the resource asserts, apart from what the agent does.
+    pub(super) fn consent_page(&self, p: &Pending, csrf: &str, callback: Option<&str>) -> String {
+        use crate::web::esc;
+        let (resource, asked, says) = self.what_is_asked(p);
         let heading = match &p.request {
             PendingRequest::Mission { .. }
             | PendingRequest::Completion { .. }
@@ -584,48 +590,7 @@ impl PersonServer {
         let says = says.map_or_else(String::new, |t| {
             format!("<p><strong>The agent says:</strong> {}</p>", esc(&t))
         });
-        let chat: String = p
-            .chat
-            .iter()
-            .map(|t| {
-                format!(
-                    "<p><strong>You asked:</strong> {}</p><p><strong>The agent answered:</strong> {}</p>",
-                    esc(&t.question),
-                    t.answer
-                        .as_deref()
-                        .map_or_else(|| "(waiting for the agent)".to_owned(), esc)
-                )
-            })
-            .collect();
-        let ask = if p.clarification
-            && p.open_question().is_none()
-            && p.chat.len() < crate::pending::MAX_CLARIFICATIONS
-        {
-            format!(
-                "<p><label>Ask the agent <input name=\"question\" maxlength=\"2000\"></label> \
-                 <button name=\"decision\" value=\"ask\">Ask</button> ({} of {} questions left)</p>",
-                crate::pending::MAX_CLARIFICATIONS - p.chat.len(),
-                crate::pending::MAX_CLARIFICATIONS
-            )
-        } else {
-            String::new()
-        };
-        // The person answers the Access Server's question when the agent cannot.
-        let as_question = p.open_as_question().filter(|_| !p.clarification);
-        let ask = if let Some(q) = as_question {
-            format!(
-                "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
-                 <p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
-                 <button name=\"decision\" value=\"answer\">Answer</button></p>",
-                esc(q)
-            )
-        } else if matches!(p.request, PendingRequest::Question { .. }) {
-            "<p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
-             <button name=\"decision\" value=\"answer\">Answer</button></p>"
-                .to_owned()
-        } else {
-            ask
-        };
+        let (chat, ask) = conversation(p);
         let updated = if p.revision > 0 {
             "<p><em>The agent changed this request since it first asked.</em></p>"
         } else {
@@ -735,4 +700,54 @@ fn form_expired() -> http::Response<Bytes> {
         StatusCode::FORBIDDEN,
         "The form expired. Open the link again.",
     )
+}
+
+/// The clarification so far, and the form's question or answer field: the person asks
+/// the agent, answers the agent's question, or answers the Access Server's when the agent
+/// cannot.
+fn conversation(p: &Pending) -> (String, String) {
+    use crate::web::esc;
+    let chat: String = p
+            .chat
+            .iter()
+            .map(|t| {
+                format!(
+                    "<p><strong>You asked:</strong> {}</p><p><strong>The agent answered:</strong> {}</p>",
+                    esc(&t.question),
+                    t.answer
+                        .as_deref()
+                        .map_or_else(|| "(waiting for the agent)".to_owned(), esc)
+                )
+            })
+            .collect();
+    let ask = if p.clarification
+        && p.open_question().is_none()
+        && p.chat.len() < crate::pending::MAX_CLARIFICATIONS
+    {
+        format!(
+            "<p><label>Ask the agent <input name=\"question\" maxlength=\"2000\"></label> \
+                 <button name=\"decision\" value=\"ask\">Ask</button> ({} of {} questions left)</p>",
+            crate::pending::MAX_CLARIFICATIONS - p.chat.len(),
+            crate::pending::MAX_CLARIFICATIONS
+        )
+    } else {
+        String::new()
+    };
+    // The person answers the Access Server's question when the agent cannot.
+    let as_question = p.open_as_question().filter(|_| !p.clarification);
+    let ask = if let Some(q) = as_question {
+        format!(
+            "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
+                 <p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
+                 <button name=\"decision\" value=\"answer\">Answer</button></p>",
+            esc(q)
+        )
+    } else if matches!(p.request, PendingRequest::Question { .. }) {
+        "<p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
+             <button name=\"decision\" value=\"answer\">Answer</button></p>"
+            .to_owned()
+    } else {
+        ask
+    };
+    (chat, ask)
 }

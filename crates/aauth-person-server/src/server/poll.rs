@@ -1,6 +1,7 @@
 //! `GET`/`POST /pending/{id}`: the agent's polls (long-polled with `Prefer: wait`), clarification answers and updated requests, and delivering the token once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
@@ -9,6 +10,7 @@ use http::{HeaderValue, Method, StatusCode, request::Parts};
 use serde::Deserialize;
 
 use crate::PsError;
+use crate::changes::PendingChanges;
 use crate::mission::Proposal;
 use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::serve::json_response;
@@ -58,13 +60,9 @@ impl PersonServer {
             Ok(r) => r,
             Err(resp) => return resp,
         };
-        let not_found = || {
-            json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({ "error": "not_found", "detail": "no such pending request" }),
-            )
-        };
-        let mut p = match self.store.pending(id).await {
+        // A poll subscribes before the read, so that no change after it is missed.
+        let changes = (parts.method == Method::GET).then(|| self.store.pending_changes(id));
+        let p = match self.store.pending(id).await {
             Ok(Some(p))
                 if p.jkt == r.key.thumbprint().as_str()
                     && p.agent == (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()) =>
@@ -74,111 +72,127 @@ impl PersonServer {
             Ok(_) => return not_found(),
             Err(e) => return PsError::from(e).into_response(),
         };
-        let gone = || {
-            PollError::new(StatusCode::GONE, "invalid_code", "this request has ended").response()
-        };
-        match parts.method {
-            Method::DELETE => {
-                p.state = PendingState::Done;
-                return match self.save(&mut p).await {
-                    Ok(()) => {
-                        let mut r = http::Response::new(Bytes::new());
-                        *r.status_mut() = StatusCode::NO_CONTENT;
-                        r
-                    }
-                    Err(e) => e.into_response(),
-                };
-            }
-            Method::POST => {
-                #[derive(Deserialize)]
-                struct Action {
-                    action: Option<String>,
-                    clarification_response: Option<String>,
+        let answered = match parts.method {
+            Method::DELETE => self.cancel(p).await,
+            Method::POST => self.pending_action(p, body, now).await,
+            Method::GET => {
+                // Four-party, the Access Server has the person: its answer is ours.
+                if let PendingRequest::AuthToken {
+                    four_party: Some(f),
+                    ..
+                } = &p.request
+                    && f.as_pending.is_some()
+                    && p.is_open()
+                {
+                    return self.poll_access_server(p, now).await;
                 }
-                let action = serde_json::from_slice::<Action>(body).ok();
-                let detail = match action.as_ref().and_then(|a| a.action.as_deref()) {
-                    None => "the body must name an action",
-                    Some("clarification_response") => {
-                        let answer = action
-                            .and_then(|a| a.clarification_response)
-                            .filter(|a| !a.trim().is_empty());
-                        // The Access Server's question, passed to this agent: its answer is
-                        // forwarded at the next poll.
-                        if p.clarification
-                            && let PendingRequest::AuthToken {
-                                four_party: Some(f),
-                                ..
-                            } = &mut p.request
-                            && let Some((_, slot @ None)) = f.as_question.as_mut()
-                        {
-                            let Some(answer) = answer else {
-                                return PsError::InvalidRequest(
-                                    "clarification_response must be a non-empty string".to_owned(),
-                                )
-                                .into_response();
-                            };
-                            *slot = Some(answer.chars().take(4000).collect());
-                            return match self.save(&mut p).await {
-                                Ok(()) => {
-                                    self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0)
-                                }
-                                Err(e) => e.into_response(),
-                            };
-                        }
-                        match (answer, p.chat.last_mut()) {
-                            (Some(answer), Some(turn)) if turn.answer.is_none() => {
-                                turn.answer = Some(answer.chars().take(4000).collect());
-                                return match self.save(&mut p).await {
-                                    Ok(()) => self.pending_response(
-                                        &p,
-                                        StatusCode::ACCEPTED,
-                                        "interacting",
-                                        0,
-                                    ),
-                                    Err(e) => e.into_response(),
-                                };
-                            }
-                            (None, _) => "clarification_response must be a non-empty string",
-                            _ => "no clarification is waiting for an answer",
-                        }
-                    }
-                    Some("updated_request") => {
-                        if !matches!(p.state, PendingState::Pending | PendingState::Interacting) {
-                            return gone();
-                        }
-                        return match self.update_request(&mut p, body, now).await {
-                            Ok(()) => match self.save(&mut p).await {
-                                Ok(()) => {
-                                    let state = if p.state == PendingState::Interacting {
-                                        "interacting"
-                                    } else {
-                                        "pending"
-                                    };
-                                    self.pending_response(&p, StatusCode::ACCEPTED, state, 0)
-                                }
-                                Err(e) => e.into_response(),
-                            },
-                            Err(e) => e.into_response(),
-                        };
-                    }
-                    Some(_) => "unknown action",
-                };
-                return PsError::InvalidRequest(detail.to_owned()).into_response();
+                match self.long_poll(p, parts, now, changes).await {
+                    Ok(Some((p, now))) => self.poll_answer(p, now).await,
+                    Ok(None) => Ok(not_found()),
+                    Err(e) => Err(e),
+                }
             }
-            Method::GET => {}
-            _ => return not_found(),
+            _ => Ok(not_found()),
+        };
+        answered.unwrap_or_else(PsError::into_response)
+    }
+
+    /// `DELETE`: the agent withdraws its request.
+    async fn cancel(&self, mut p: Pending) -> Result<http::Response<Bytes>, PsError> {
+        p.state = PendingState::Done;
+        self.save(&mut p).await?;
+        let mut r = http::Response::new(Bytes::new());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        Ok(r)
+    }
+
+    /// `POST` with an `action`: a clarification response, or an updated request.
+    async fn pending_action(
+        &self,
+        mut p: Pending,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        #[derive(Deserialize)]
+        struct Action {
+            action: Option<String>,
+            clarification_response: Option<String>,
         }
-        // Four-party, the Access Server has the person: its answer is ours.
-        if let PendingRequest::AuthToken {
-            four_party: Some(f),
-            ..
-        } = &p.request
-            && f.as_pending.is_some()
-            && matches!(p.state, PendingState::Pending | PendingState::Interacting)
+        // A body that is not an action object names no action (refused below).
+        let action = serde_json::from_slice::<Action>(body).ok();
+        let detail = match action.as_ref().and_then(|a| a.action.as_deref()) {
+            None => "the body must name an action",
+            Some("clarification_response") => {
+                let answer = action
+                    .and_then(|a| a.clarification_response)
+                    .filter(|a| !a.trim().is_empty());
+                return self.clarification_response(p, answer).await;
+            }
+            Some("updated_request") => {
+                if !p.is_open() {
+                    return Ok(gone());
+                }
+                self.update_request(&mut p, body, now).await?;
+                self.save(&mut p).await?;
+                let state = if p.state == PendingState::Interacting {
+                    "interacting"
+                } else {
+                    "pending"
+                };
+                return Ok(self.pending_response(&p, StatusCode::ACCEPTED, state, 0));
+            }
+            Some(_) => "unknown action",
+        };
+        Err(PsError::InvalidRequest(detail.to_owned()))
+    }
+
+    /// The agent's answer to a question: the Access Server's (four-party, forwarded at
+    /// the next poll), or the person's.
+    async fn clarification_response(
+        &self,
+        mut p: Pending,
+        answer: Option<String>,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        if p.clarification
+            && let PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } = &mut p.request
+            && let Some((_, slot @ None)) = f.as_question.as_mut()
         {
-            return self.poll_access_server(p, now).await;
+            let Some(answer) = answer else {
+                return Err(PsError::InvalidRequest(
+                    "clarification_response must be a non-empty string".to_owned(),
+                ));
+            };
+            *slot = Some(answer.chars().take(4000).collect());
+            self.save(&mut p).await?;
+            return Ok(self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0));
         }
-        // Long-poll (`Prefer: wait=N`, at most 30 s) while nothing changes.
+        let detail = match (answer, p.chat.last_mut()) {
+            (Some(answer), Some(turn)) if turn.answer.is_none() => {
+                turn.answer = Some(answer.chars().take(4000).collect());
+                self.save(&mut p).await?;
+                return Ok(self.pending_response(&p, StatusCode::ACCEPTED, "interacting", 0));
+            }
+            (None, _) => "clarification_response must be a non-empty string",
+            _ => "no clarification is waiting for an answer",
+        };
+        Err(PsError::InvalidRequest(detail.to_owned()))
+    }
+
+    /// Long-polls (`Prefer: wait=N`, at most 30 s) while the request is waiting for the
+    /// person: woken by the store's notification of a change, it re-reads the request and
+    /// judges its expiry at the time it woke. Answers the request as it stands and that
+    /// time; `None` when the request has gone.
+    async fn long_poll(
+        &self,
+        mut p: Pending,
+        parts: &Parts,
+        started: UnixTime,
+        changes: Option<PendingChanges>,
+    ) -> Result<Option<(Pending, UnixTime)>, PsError> {
+        let mut changes = changes.unwrap_or_else(PendingChanges::polling);
         let wait = parts
             .headers
             .get("prefer")
@@ -187,73 +201,82 @@ impl PersonServer {
             .and_then(|p| p.wait)
             .map_or(0, |w| w.min(30));
         // Bounded: at most `DEFAULT_LONG_POLLS` held at once (past that a poll is answered
-        // at once), each re-reading the store less often the longer it waits.
+        // at once).
         let held = if wait > 0 {
             Arc::clone(&self.long_polls).try_acquire_owned().ok()
         } else {
             None
         };
         let wait = if held.is_some() { wait } else { 0 };
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-        let mut pause = std::time::Duration::from_millis(200);
-        while matches!(p.state, PendingState::Pending | PendingState::Interacting)
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_secs(wait);
+        // The time now: the request's time plus what the wait has taken so far.
+        let now = || UnixTime(started.as_secs().saturating_add(start.elapsed().as_secs()));
+        while p.is_open()
             && !(p.clarification && p.open_question().is_some())
-            && now.as_secs() < p.expires
+            && now().as_secs() < p.expires
             && tokio::time::Instant::now() < deadline
         {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            tokio::time::sleep(pause.min(left)).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            match self.store.pending(id).await {
-                Ok(Some(q)) => p = q,
-                Ok(None) => return not_found(),
-                Err(e) => return PsError::from(e).into_response(),
+            // Wakes on a change, or at the deadline, or at the request's expiry.
+            let expiry = start
+                + Duration::from_secs(p.expires.saturating_sub(started.as_secs()))
+                    .min(Duration::from_secs(wait));
+            let until = deadline.min(expiry);
+            let _ = tokio::time::timeout_at(until, changes.changed()).await;
+            match self.store.pending(&p.id).await? {
+                Some(q) => p = q,
+                None => return Ok(None),
             }
         }
-        // Every ending is a compare-and-set: of two concurrent polls one ends the request
-        // and answers; the other is told it changed (`409`), and its next poll gets `410`.
-        let ended = |mut p: Pending| async move {
-            p.state = PendingState::Done;
-            self.save(&mut p).await
-        };
-        match p.state.clone() {
+        Ok(Some((p, now())))
+    }
+
+    /// Ends the request (a compare-and-set: of two concurrent polls one ends the request
+    /// and answers; the other is told it changed, `409`, and its next poll gets `410`).
+    async fn end(&self, mut p: Pending) -> Result<(), PsError> {
+        p.state = PendingState::Done;
+        self.save(&mut p).await
+    }
+
+    /// The answer to a poll, from the request's state at `now`.
+    async fn poll_answer(
+        &self,
+        p: Pending,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let ended = |status, error, detail| PollError::new(status, error, detail).response();
+        Ok(match p.state.clone() {
             PendingState::Done => gone(),
             PendingState::Denied if matches!(p.request, PendingRequest::Permission { .. }) => {
-                match ended(p).await {
-                    Ok(()) => json_response(
-                        StatusCode::OK,
-                        &serde_json::json!({ "permission": "denied", "reason": "The person denied it." }),
-                    ),
-                    Err(e) => e.into_response(),
-                }
+                self.end(p).await?;
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "permission": "denied", "reason": "The person denied it." }),
+                )
             }
-            PendingState::Answered { answer } => match ended(p).await {
-                Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "answer": answer })),
-                Err(e) => e.into_response(),
-            },
-            PendingState::Denied => match ended(p).await {
-                Ok(()) => PollError::new(
+            PendingState::Answered { answer } => {
+                self.end(p).await?;
+                json_response(StatusCode::OK, &serde_json::json!({ "answer": answer }))
+            }
+            PendingState::Denied => {
+                self.end(p).await?;
+                ended(
                     StatusCode::FORBIDDEN,
                     "denied",
                     "the person denied the request",
                 )
-                .response(),
-                Err(e) => e.into_response(),
-            },
+            }
             // Approved, but what the token would be capped by (the agent token, or the
             // upstream token of a chained request: PS-64) has expired: nothing to issue.
             PendingState::Approved { .. } | PendingState::Delivering { .. }
                 if now.as_secs() >= p.agent_exp =>
             {
-                match ended(p).await {
-                    Ok(()) => PollError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "expired",
-                        "the token this request depends on has expired",
-                    )
-                    .response(),
-                    Err(e) => e.into_response(),
-                }
+                self.end(p).await?;
+                ended(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "expired",
+                    "the token this request depends on has expired",
+                )
             }
             // Another poll holds the delivery: wait for it (it ends the request, or gives
             // the approval back if minting failed).
@@ -263,121 +286,125 @@ impl PersonServer {
                 self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1)
             }
             PendingState::Approved { account } | PendingState::Delivering { account, .. } => {
-                // One approval, one token: claim the delivery first (compare-and-set), so
-                // that of concurrent polls exactly one mints; a claim whose server stopped
-                // mid-way is taken over once its lease has run out.
-                p.state = PendingState::Delivering {
-                    account: account.clone(),
-                    since: now.as_secs(),
-                };
-                match self.store.update_pending(&mut p).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1);
-                    }
-                    Err(e) => return PsError::from(e).into_response(),
-                }
-                let key = match PublicKey::from_jwk(&p.key) {
-                    Ok(k) => k,
-                    Err(e) => return PsError::Server(e.to_string()).into_response(),
-                };
-                let minted = match &p.request {
-                    PendingRequest::PersonToken {
-                        resource,
-                        mission_s256,
-                        chain,
-                    } => {
-                        let agent = (p.agent.0.clone(), p.agent.1.clone());
-                        self.mint_person_in(
-                            chain,
-                            resource,
-                            &account,
-                            &key,
-                            (&agent.0, &agent.1),
-                            p.agent_exp,
-                            mission_s256.as_deref(),
-                            now,
-                        )
-                        .await
-                    }
-                    PendingRequest::Mission { proposal } => {
-                        match serde_json::from_slice::<Proposal>(proposal.as_bytes()) {
-                            Ok(prop) => {
-                                let agent = (p.agent.0.clone(), p.agent.1.clone());
-                                self.approve_mission(
-                                    &prop,
-                                    &account,
-                                    &key,
-                                    (&agent.0, &agent.1),
-                                    p.agent_exp,
-                                    now,
-                                )
-                                .await
-                            }
-                            Err(e) => Err(PsError::Server(e.to_string())),
-                        }
-                    }
-                    PendingRequest::Permission { .. } => {
-                        Ok(serde_json::json!({ "permission": "granted" }))
-                    }
-                    PendingRequest::Question { .. } => Err(PsError::Server(
-                        "a question is answered, not approved".to_owned(),
-                    )),
-                    PendingRequest::Completion { s256, summary } => {
-                        match self.store.mission(s256).await {
-                            Ok(Some(m)) => self
-                                .complete(m, summary, now)
-                                .await
-                                .map(|()| serde_json::json!({ "status": "completed" })),
-                            Ok(None) => Err(PsError::MissionNotFound),
-                            Err(e) => Err(PsError::from(e)),
-                        }
-                    }
-                    other => {
-                        self.mint_auth(other, &account, &key, p.agent_exp, now)
-                            .await
-                    }
-                };
-                match minted {
-                    // Delivered only once the request is recorded as ended: if that cannot
-                    // be written, the token is withheld (the claim's lease runs out and a
-                    // later poll mints anew), never delivered twice.
-                    Ok(json) => match ended(p).await {
-                        Ok(()) => json_response(StatusCode::OK, &json),
-                        Err(e) => e.into_response(),
-                    },
-                    // Approved here; the Access Server needs the person too.
-                    Err(PsError::AsInteraction {
-                        location,
-                        requirement,
-                        question,
-                    }) => {
-                        self.wait_for_access_server(p, location, &requirement, question)
-                            .await
-                    }
-                    // Nothing was delivered: the approval stands for the next poll.
-                    Err(e) => {
-                        p.state = PendingState::Approved { account };
-                        match self.save(&mut p).await {
-                            Ok(()) => e.into_response(),
-                            Err(se) => se.into_response(),
-                        }
-                    }
-                }
+                return self.deliver(p, account, now).await;
             }
-            _ if now.as_secs() >= p.expires => match ended(p).await {
-                Ok(()) => PollError::new(
+            _ if now.as_secs() >= p.expires => {
+                self.end(p).await?;
+                ended(
                     StatusCode::REQUEST_TIMEOUT,
                     "expired",
                     "the person did not answer in time",
                 )
-                .response(),
-                Err(e) => e.into_response(),
-            },
+            }
             PendingState::Interacting => {
                 self.pending_response(&p, StatusCode::ACCEPTED, "interacting", 5)
             }
             _ => self.pending_response(&p, StatusCode::ACCEPTED, "pending", 5),
+        })
+    }
+
+    /// One approval, one token: claims the delivery first (compare-and-set), so that of
+    /// concurrent polls exactly one mints; a claim whose server stopped mid-way is taken
+    /// over once its lease has run out.
+    async fn deliver(
+        &self,
+        mut p: Pending,
+        account: String,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        p.state = PendingState::Delivering {
+            account: account.clone(),
+            since: now.as_secs(),
+        };
+        if !self.store.update_pending(&mut p).await? {
+            return Ok(self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1));
+        }
+        match self.approved(&p, &account, now).await {
+            // Delivered only once the request is recorded as ended: if that cannot be
+            // written, the token is withheld (the claim's lease runs out and a later poll
+            // mints anew), never delivered twice.
+            Ok(json) => {
+                self.end(p).await?;
+                Ok(json_response(StatusCode::OK, &json))
+            }
+            // Approved here; the Access Server needs the person too.
+            Err(PsError::AsInteraction {
+                location,
+                requirement,
+                question,
+            }) => Ok(self
+                .wait_for_access_server(p, location, &requirement, question)
+                .await),
+            // Nothing was delivered: the approval stands for the next poll.
+            Err(e) => {
+                p.state = PendingState::Approved { account };
+                self.save(&mut p).await?;
+                Err(e)
+            }
         }
     }
+
+    /// What the person approved, made: the token, the mission, the permission, the
+    /// completion.
+    async fn approved(
+        &self,
+        p: &Pending,
+        account: &str,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, PsError> {
+        let key = PublicKey::from_jwk(&p.key).map_err(|e| PsError::Server(e.to_string()))?;
+        let agent = (&p.agent.0, &p.agent.1);
+        match &p.request {
+            PendingRequest::PersonToken {
+                resource,
+                mission_s256,
+                chain,
+            } => {
+                self.mint_person_in(
+                    chain,
+                    resource,
+                    account,
+                    &key,
+                    agent,
+                    p.agent_exp,
+                    mission_s256.as_deref(),
+                    now,
+                )
+                .await
+            }
+            PendingRequest::Mission { proposal } => {
+                let prop = serde_json::from_slice::<Proposal>(proposal.as_bytes())
+                    .map_err(|e| PsError::Server(e.to_string()))?;
+                self.approve_mission(&prop, account, &key, agent, p.agent_exp, now)
+                    .await
+            }
+            PendingRequest::Permission { .. } => Ok(serde_json::json!({ "permission": "granted" })),
+            PendingRequest::Question { .. } => Err(PsError::Server(
+                "a question is answered, not approved".to_owned(),
+            )),
+            PendingRequest::Completion { s256, summary } => {
+                let m = self
+                    .store
+                    .mission(s256)
+                    .await?
+                    .ok_or(PsError::MissionNotFound)?;
+                self.complete(m, summary, now).await?;
+                Ok(serde_json::json!({ "status": "completed" }))
+            }
+            other => self.mint_auth(other, account, &key, p.agent_exp, now).await,
+        }
+    }
+}
+
+/// `404` for a pending URL that is not the caller's (or not at all).
+fn not_found() -> http::Response<Bytes> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "error": "not_found", "detail": "no such pending request" }),
+    )
+}
+
+/// `410 invalid_code`: the request has ended.
+fn gone() -> http::Response<Bytes> {
+    PollError::new(StatusCode::GONE, "invalid_code", "this request has ended").response()
 }

@@ -569,6 +569,54 @@ async fn prefer_wait_long_polls_until_the_person_answers() {
     assert!(secs < 5, "returned after {secs} s");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_long_poll_answers_within_5_ms_of_the_approval() {
+    // With the clock paused, time moves only when every task sleeps: a poll woken by the
+    // store's notification answers with no time passing, one that re-read on a timer
+    // would answer a timer's period (at least 200 ms) after the approval.
+    let w = Arc::new(consenting_world(None).await);
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+    let w2 = Arc::clone(&w);
+    let waiter = tokio::spawn(async move {
+        let r = poll(
+            &w2,
+            "GET",
+            &location,
+            &w2.agent,
+            &w2.agent_token,
+            Some("wait=30"),
+            NOW,
+        )
+        .await;
+        (r.0, tokio::time::Instant::now())
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let consent = b
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    let csrf = consent.hidden("csrf");
+    let approving = tokio::time::Instant::now();
+    b.go(
+        &w,
+        "POST",
+        INTERACT_PATH,
+        &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+    )
+    .await;
+    let (status, answered) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let after = answered.saturating_duration_since(approving);
+    assert!(
+        answered >= approving && after < std::time::Duration::from_millis(5),
+        "answered {after:?} after the approval"
+    );
+}
+
 /// A person signs in and approves the request behind `code`.
 pub(crate) async fn approve(w: &World, code: &str, account: &str, password: &str) {
     let mut b = Browser::default();
