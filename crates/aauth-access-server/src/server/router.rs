@@ -70,3 +70,36 @@ fn pending_id(path: &str) -> Option<&str> {
         .then(|| path.trim_start_matches(PENDING_PATH))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_endpoint_takes_its_methods_only() {
+        let get = &Method::GET;
+        let post = &Method::POST;
+        assert_eq!(of(post, "/auth-token"), Some(Route::AuthToken));
+        assert_eq!(of(get, "/auth-token"), None);
+        assert_eq!(of(get, "/interact"), Some(Route::InteractionPage));
+        assert_eq!(of(post, "/interact"), Some(Route::InteractionAnswer));
+        assert_eq!(of(&Method::PUT, "/interact"), None);
+        assert_eq!(of(get, "/pending/abc"), Some(Route::Poll { id: "abc" }));
+        assert_eq!(of(post, "/pending/abc"), Some(Route::Answer { id: "abc" }));
+        assert_eq!(of(&Method::DELETE, "/pending/abc"), None);
+        assert_eq!(of(post, "/revocation"), Some(Route::Revocation));
+        assert_eq!(of(get, "/revocation"), None);
+        assert_eq!(of(get, "/other"), None);
+    }
+
+    #[test]
+    fn the_published_documents_take_every_method() {
+        for m in [Method::GET, Method::HEAD, Method::POST] {
+            assert_eq!(
+                of(&m, "/.well-known/aauth-access.json"),
+                Some(Route::Published)
+            );
+            assert_eq!(of(&m, "/jwks.json"), Some(Route::Published));
+        }
+        assert_eq!(of(&Method::GET, "/.well-known/aauth-person.json"), None);
+    }
+}
