@@ -1,0 +1,265 @@
+//! `GET`/`POST /interact`: the person's page. A policy that asks for the person
+//! ([`crate::AccessDecision::RequireInteraction`]) sends them here with a single-use code;
+//! signed in here ([`AccessServer::authenticate_people`]), they see what their Person
+//! Server asks for and may approve it, which binds that Person Server here for them.
+//! Wrong codes are throttled per account and per client.
+
+use aauth_keys::time::UnixTime;
+use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
+use aauth_tokens::ServerId;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+
+use super::waiting::{Step, Waiting};
+use super::{AccessServer, Answer, INTERACT_PATH, Refusal};
+use crate::AsError;
+
+/// The longest interaction code taken (longer ones open nothing, unlooked-up).
+const MAX_CODE_LEN: usize = 16;
+
+/// A single-use interaction code: eight symbols from the OS CSPRNG.
+pub(super) fn random_code() -> Option<String> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut b = [0u8; 8];
+    aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut b).ok()?;
+    Some(
+        b.iter()
+            .map(|x| char::from(ALPHABET[usize::from(x & 31)]))
+            .collect(),
+    )
+}
+
+/// What the person sent: the code (from the query of a `GET`, the form of a `POST`) and,
+/// for a `POST`, whether they approved.
+struct Form {
+    code: Option<String>,
+    approve: bool,
+}
+
+impl Form {
+    /// Reads the code and decision of a `GET` (`post` false) or a `POST`.
+    fn read(post: bool, parts: &Parts, body: &[u8]) -> Self {
+        if post {
+            let form = String::from_utf8_lossy(body);
+            Self {
+                code: field(&form, "code"),
+                approve: field(&form, "decision").as_deref() == Some("grant"),
+            }
+        } else {
+            Self {
+                code: parts.uri.query().and_then(|q| field(q, "code")),
+                approve: false,
+            }
+        }
+    }
+}
+
+/// An open interaction: a waiting request whose person has not yet approved.
+struct Open {
+    /// Its pending id.
+    id: String,
+    waiting: Waiting,
+    /// The binding it makes: the resource and the person's `sub` there.
+    resource: String,
+    sub: String,
+}
+
+/// The value of `name` in a `name=value&…` string, as sent.
+fn field(src: &str, name: &str) -> Option<String> {
+    src.split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// `s` escaped for HTML text and attribute values.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An HTML page of this server's: never cached, never framed, its forms posted only
+/// here.
+fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
+    let mut r = http::Response::new(Bytes::from(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access Server</title></head><body>{html}</body></html>"
+    )));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    r
+}
+
+/// The page for a code that opens nothing (`404`): wrong, used, expired or malformed.
+fn no_request() -> http::Response<Bytes> {
+    page(
+        StatusCode::NOT_FOUND,
+        "<p>This code matches no open request.</p>".to_owned(),
+    )
+}
+
+/// Whether `code` can be an interaction code at all (checked before any lookup).
+fn well_formed(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_CODE_LEN
+        && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The throttle's keys for wrong codes: the account, and the client when known.
+fn throttle_keys(account: &str, parts: &Parts) -> Vec<ThrottleKey> {
+    let mut keys = vec![ThrottleKey::new("code/account", account)];
+    keys.extend(
+        parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|c| ThrottleKey::client("code/client", *c)),
+    );
+    keys
+}
+
+impl AccessServer {
+    /// The person's page (`GET`, `{url}?code={code}`): what their Person Server asks for,
+    /// and an Approve button; the approval (`POST`, a same-origin form) binds that Person
+    /// Server here for them. The person must be signed in here
+    /// ([`AccessServer::authenticate_people`]; otherwise they are sent to its login first):
+    /// the code alone, which the agent also holds, approves nothing.
+    pub(super) async fn interaction(
+        &self,
+        post: bool,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Answer {
+        let form = Form::read(post, parts, body);
+        let Some(code) = form.code.filter(|c| well_formed(c)) else {
+            return Ok(no_request());
+        };
+        let Some(people) = self.people.as_ref() else {
+            return Ok(no_request());
+        };
+        // A form posted from another site is not the person's decision (CSRF): browsers
+        // say where a form came from.
+        if post && !self.same_origin(parts) {
+            return Ok(page(
+                StatusCode::FORBIDDEN,
+                "<p>This form must be sent from this Access Server's own page.</p>".to_owned(),
+            ));
+        }
+        let Some(account) = people.account(parts, now).await else {
+            let mut r = page(StatusCode::SEE_OTHER, "<p>Sign in first.</p>".to_owned());
+            let login = people.login_url(&format!("{INTERACT_PATH}?code={code}"));
+            let v = HeaderValue::from_str(&login).map_err(|e| AsError::Server(e.to_string()))?;
+            r.headers_mut().insert(http::header::LOCATION, v);
+            return Ok(r);
+        };
+        // Codes are guessed one request at a time: throttled per account and per client
+        // (each code that opens nothing counts against both; a blocked one is refused
+        // before any lookup).
+        let keys = throttle_keys(&account, parts);
+        if let Some(wait) = self.throttle.blocked(&keys, now).await? {
+            let mut r = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("<p>Too many wrong codes. Try again in {wait} seconds.</p>"),
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+            return Ok(r);
+        }
+        let Some(open) = self.open_interaction(&code, now).await? else {
+            self.throttle.failed(&keys, now).await?;
+            return Ok(no_request());
+        };
+        if form.approve {
+            return self.approve(open, &account, now).await;
+        }
+        Ok(consent_page(&account, &open, &code))
+    }
+
+    /// The interaction `code` opens: a waiting request whose step is the person, not yet
+    /// done (`None` for any other code).
+    async fn open_interaction(&self, code: &str, now: UnixTime) -> Result<Option<Open>, Refusal> {
+        let Some(record) = self.store.waiting_by_code(code, now).await? else {
+            return Ok(None);
+        };
+        let id = record.id.clone();
+        let waiting = Waiting::from_record(record)?;
+        let (resource, sub) = match &waiting.step {
+            Step::Interaction {
+                resource,
+                sub,
+                done: false,
+                ..
+            } => (resource.clone(), sub.clone()),
+            _ => return Ok(None),
+        };
+        Ok(Some(Open {
+            id,
+            waiting,
+            resource,
+            sub,
+        }))
+    }
+
+    /// The person approves: their Person Server is bound here for the resource and their
+    /// `sub` there, under their `account`, and the request is decided again at its next
+    /// poll.
+    async fn approve(&self, open: Open, account: &str, now: UnixTime) -> Answer {
+        let Open {
+            id,
+            mut waiting,
+            resource,
+            sub,
+        } = open;
+        if let Step::Interaction { done, .. } = &mut waiting.step {
+            *done = true;
+        }
+        let resource = ServerId::parse(&resource)
+            .map_err(|_| AsError::Server("a stored resource identifier".to_owned()))?;
+        self.store
+            .bind(&waiting.ps, &resource, &sub, account)
+            .await?;
+        self.put_waiting(id, waiting, now).await?;
+        Ok(page(
+            StatusCode::OK,
+            "<p>Approved. You can return to your agent.</p>".to_owned(),
+        ))
+    }
+
+    /// Whether a form was posted from this server's own pages: `Sec-Fetch-Site:
+    /// same-origin`, or an `Origin` that is this server's.
+    fn same_origin(&self, parts: &Parts) -> bool {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        header("sec-fetch-site") == Some("same-origin")
+            || header("origin").is_some_and(|o| o.trim_end_matches('/') == self.id.as_str())
+    }
+}
+
+/// The page that asks the person signed in as `account` to approve their Person Server.
+fn consent_page(account: &str, open: &Open, code: &str) -> http::Response<Bytes> {
+    page(
+        StatusCode::OK,
+        format!(
+            "<p>Signed in as {}.</p><h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
+             <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
+             <button name=\"decision\" value=\"grant\">Approve</button></form>",
+            esc(account),
+            esc(open.waiting.ps.as_str()),
+            esc(&open.resource),
+            esc(code)
+        ),
+    )
+}

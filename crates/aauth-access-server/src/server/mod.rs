@@ -1,0 +1,465 @@
+//! The Access Server's endpoints (sans-IO: a request's head and body in, a response out).
+//!
+//! This module owns the [`AccessServer`] itself (its configuration, the builder setters
+//! and getters), the request pipeline ([`AccessServer::handle`]: route, then dispatch),
+//! and the one check every Person Server request passes first ([`AccessServer::calling_ps`],
+//! AS-10). Each endpoint lives in its own module:
+//!
+//! | Module | Owns |
+//! |---|---|
+//! | [`router`] | the route table: which method and path reach which endpoint |
+//! | [`token`] | `POST /auth-token`: the token request, from checks to the issued token |
+//! | [`checks`] | the checks of the tokens in a request (AS-11…14) |
+//! | [`decide`] | the policy's decision: a scope to issue, a step to wait for, or a refusal |
+//! | [`waiting`] | the waiting request (`Waiting`, `Step`, `Given`) and the `202`/`402` answers |
+//! | [`pending`] | `GET`/`POST /pending/{id}`: the Person Server polls and answers |
+//! | [`admin`] | the approval and payment API, out of band |
+//! | [`interaction`] | `GET`/`POST /interact`: the person's page and their approval |
+//! | [`revocation`] | `POST /revocation`: revocations received, and sent on to resources |
+//!
+//! The metadata document and JWKS are answered by [`Published`].
+
+mod admin;
+mod checks;
+mod decide;
+mod interaction;
+mod pending;
+mod revocation;
+mod router;
+mod token;
+mod waiting;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aauth_keys::time::UnixTime;
+use aauth_keys::{JwkSet, Signer};
+use aauth_metadata::serve::json_response;
+use aauth_metadata::throttle::{MemoryThrottle, Throttle};
+use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
+use aauth_signing::{
+    AuthoritySource, IssuerJwksUriResolver, KeyIdentity, ReplayGuard, Verifier, VerifyPolicy,
+};
+use aauth_tokens::{IssuerKeyResolver, ServerId};
+use bytes::Bytes;
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::store::{AsStore, MemoryStore, StoreError};
+use crate::{AccessPolicy, AsError, GrantAll};
+
+use router::Route;
+
+/// Where the Access Server takes token requests from Person Servers.
+pub const AUTH_TOKEN_PATH: &str = "/auth-token";
+/// Where it publishes its keys.
+pub const JWKS_PATH: &str = "/jwks.json";
+/// Where Person Servers revoke person tokens and resources revoke resource tokens.
+pub const REVOCATION_PATH: &str = "/revocation";
+
+/// Where the Person Server answers this server's deferred requirements.
+pub const PENDING_PATH: &str = "/pending/";
+/// The interaction page the person is sent to (`{url}?code={code}`).
+pub const INTERACT_PATH: &str = "/interact";
+
+/// The most requests one Person Server may have waiting at an Access Server at once, by
+/// default.
+pub const DEFAULT_MAX_WAITING: usize = 64;
+
+/// An Access Server: issues auth tokens (`dwk: aauth-access.json`) for the resources
+/// that name it as their `aud`, only to the Person Servers it trusts, each request
+/// signed by the Person Server under `sig=jwks_uri;id;dwk="aauth-person.json";kid`
+/// covering its body, after every check of AS-10…21.
+pub struct AccessServer {
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: String,
+    issuer_keys: Arc<dyn IssuerKeyResolver>,
+    published: Published,
+    verifier: Verifier,
+    trusted: BTreeSet<ServerId>,
+    /// Whether Person Servers without pre-established trust reach the policy.
+    admit_unknown: bool,
+    /// Signs people in on the interaction page (none: no interaction binding).
+    people: Option<Arc<dyn crate::PeopleAuthenticator>>,
+    policy: Arc<dyn AccessPolicy>,
+    auth_lifetime: u64,
+    /// Issuance records, revocations, waiting requests, bindings, billing.
+    store: Arc<dyn AsStore>,
+    /// Sends revocations to resources (AS-41, AS-43).
+    notifier: Option<Arc<dyn aauth_agent::Transport>>,
+    /// The most requests one Person Server may have waiting here at once.
+    max_waiting: usize,
+    /// Wrong interaction codes, counted per account and per client.
+    throttle: Arc<dyn Throttle>,
+    /// The resources this server issues for (`None`: any whose resource token names it).
+    governs: Option<BTreeSet<ServerId>>,
+}
+
+impl std::fmt::Debug for AccessServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessServer")
+            .field("id", &self.id)
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an endpoint answers with something other than its result. Every endpoint step
+/// returns [`Answer`], so a store's failure or a refused check is passed on with `?`;
+/// [`Refusal::into_response`] turns it into the response at the end of the pipeline.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// The request names nothing here (`404`): no such path, no such waiting request, or
+    /// one that is not the caller's (the same answer for all three).
+    NotFound,
+    /// One of the Access Server's refusals (its `error` code and status).
+    Error(AsError),
+    /// An answer already formed: the signature check's own response, or a page for the
+    /// person.
+    Answered(Box<http::Response<Bytes>>),
+}
+
+impl From<AsError> for Refusal {
+    fn from(e: AsError) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Error(AsError::from(e))
+    }
+}
+
+impl Refusal {
+    /// Answers with `response`, already formed.
+    pub(super) fn answered(response: http::Response<Bytes>) -> Self {
+        Self::Answered(Box::new(response))
+    }
+
+    /// The response it comes to ([`AsError::into_response`] for the Access Server's own
+    /// refusals).
+    pub(super) fn into_response(self) -> http::Response<Bytes> {
+        match self {
+            Self::NotFound => not_found(),
+            Self::Error(e) => e.into_response(),
+            Self::Answered(r) => *r,
+        }
+    }
+}
+
+/// What an endpoint (or one of its steps) answers.
+pub(super) type Answer = Result<http::Response<Bytes>, Refusal>;
+
+/// The `404` of a path or a waiting request that is not here.
+fn not_found() -> http::Response<Bytes> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "error": "not_found" }),
+    )
+}
+
+/// A fresh random identifier (a pending URL's id): 16 bytes from the OS CSPRNG.
+pub(super) fn random_id() -> Result<String, AsError> {
+    let mut raw = [0u8; 16];
+    aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut raw)
+        .map_err(|_| AsError::Server("no randomness".to_owned()))?;
+    Ok(aauth_keys::base64url::encode(&raw))
+}
+
+impl AccessServer {
+    /// An Access Server `id` signing with `signer` under `kid`, finding the keys of
+    /// Person Servers, resources and agent providers through `issuer_keys`. It trusts no
+    /// Person Server until told ([`AccessServer::trust`]) and grants every verified
+    /// request by default ([`AccessServer::policy`]).
+    ///
+    /// # Errors
+    ///
+    /// [`AsError::Server`] when the endpoint URLs cannot be formed from `id`.
+    pub fn new(
+        id: ServerId,
+        signer: Arc<dyn Signer>,
+        kid: &str,
+        issuer_keys: Arc<dyn IssuerKeyResolver>,
+    ) -> Result<Self, AsError> {
+        let url = |path: &str| {
+            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
+                .map_err(|e| AsError::Server(e.to_string()))
+        };
+        let mut doc = AccessServerMetadata::new(id.clone(), url(JWKS_PATH)?, url(AUTH_TOKEN_PATH)?);
+        doc.revocation_endpoint = Some(url(REVOCATION_PATH)?);
+        let mut jwk = signer.public_key().to_jwk();
+        jwk.kid = Some(kid.to_owned());
+        let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        // Requests must be addressed to this server, and each state-changing one is
+        // accepted once: a replayed token request would yield a second auth token.
+        let verifier = Verifier::new(
+            VerifyPolicy::for_server(&id)
+                .accept_schemes(&["jwks_uri"])
+                .body_coverage(aauth_signing::BodyCoverage::Required),
+            Arc::new(IssuerJwksUriResolver::new(Arc::clone(&issuer_keys))),
+        )
+        .replay(ReplayGuard::in_memory());
+        Ok(Self {
+            id,
+            signer,
+            kid: kid.to_owned(),
+            issuer_keys,
+            published,
+            verifier,
+            trusted: BTreeSet::new(),
+            admit_unknown: false,
+            people: None,
+            policy: Arc::new(GrantAll),
+            auth_lifetime: 3600,
+            store: Arc::new(MemoryStore::default()),
+            notifier: None,
+            max_waiting: DEFAULT_MAX_WAITING,
+            throttle: Arc::new(MemoryThrottle::default()),
+            governs: None,
+        }
+        .gated())
+    }
+
+    /// The authorities this server's endpoints answer to (by default its identifier's
+    /// host): several names, or the external authority behind a proxy that rewrites
+    /// `Host`.
+    #[must_use]
+    pub fn authority(mut self, source: AuthoritySource) -> Self {
+        self.verifier = self.verifier.authority(source);
+        self
+    }
+
+    /// Records accepted state-changing requests in `store` (shared by several instances)
+    /// instead of this server's own memory.
+    #[must_use]
+    pub fn replay_store(mut self, store: Arc<dyn aauth_signing::ReplayStore>) -> Self {
+        self.verifier = self.verifier.replay(ReplayGuard::new(store));
+        self
+    }
+
+    /// Turns the replay check off. Without it, a replayed token request yields a second
+    /// auth token for one resource token.
+    #[must_use]
+    pub fn without_replay_check(mut self) -> Self {
+        self.verifier = self.verifier.without_replay();
+        self
+    }
+
+    /// At most `max` requests waiting at once per Person Server (default
+    /// [`DEFAULT_MAX_WAITING`]); past it a request that would wait is refused `429`.
+    #[must_use]
+    pub fn max_waiting_per_person_server(mut self, max: usize) -> Self {
+        self.max_waiting = max.max(1);
+        self
+    }
+
+    /// Counts wrong interaction codes in `throttle` (shared by several instances)
+    /// instead of this server's memory.
+    #[must_use]
+    pub fn throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Issues auth tokens only for these resources: a resource token from any other is
+    /// refused `invalid_resource_token`, whoever it names as its `aud` (by default every
+    /// resource whose resource token names this server is served).
+    #[must_use]
+    pub fn governs(mut self, resources: impl IntoIterator<Item = ServerId>) -> Self {
+        self.governs
+            .get_or_insert_with(BTreeSet::new)
+            .extend(resources);
+        self
+    }
+
+    /// Trusts these Person Servers (pre-established trust); every other caller is
+    /// refused with `403 denied`.
+    #[must_use]
+    pub fn trust(mut self, person_servers: impl IntoIterator<Item = ServerId>) -> Self {
+        self.trusted.extend(person_servers);
+        self.gated()
+    }
+
+    /// Refuses, before any key is fetched, a signer this server would refuse after
+    /// verifying: a Person Server it does not admit, or a document no caller of it
+    /// publishes (resources may always sign, for their revocations).
+    fn gated(mut self) -> Self {
+        let (trusted, any_ps): (BTreeSet<String>, bool) = (
+            self.trusted.iter().map(|p| p.as_str().to_owned()).collect(),
+            self.admit_unknown,
+        );
+        self.verifier = self
+            .verifier
+            .gate(aauth_signing::jwks_uri_signers(move |id, dwk| {
+                (dwk == "aauth-person.json" && (any_ps || trusted.contains(id)))
+                    || dwk == "aauth-resource.json"
+            }));
+        self
+    }
+
+    /// Keeps its records, waiting requests, bindings and billing relationships in
+    /// `store` (in memory by default: use the SQLite store, or your own, for a server
+    /// whose waiting requests and records survive a restart).
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn AsStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Lets Person Servers it has no pre-established trust with reach its policy (draft
+    /// -11 §PS-AS Trust Establishment: trust may "emerge dynamically from the AS's
+    /// response"): any Person Server whose signature verifies under its published keys,
+    /// seen by the policy with `pre_established: false`, so that the policy can establish
+    /// trust by interaction ([`crate::TrustByInteraction`]), by payment, or by claims.
+    /// Such a Person Server may also revoke the person tokens it presented here. Off by
+    /// default: only [`AccessServer::trust`]ed Person Servers are answered. (This server
+    /// then fetches the keys of any Person Server that asks, through the egress guard of
+    /// its key resolver.)
+    #[must_use]
+    pub fn admit_unknown_person_servers(mut self) -> Self {
+        self.admit_unknown = true;
+        self.gated()
+    }
+
+    /// Signs people in on the interaction page through `authenticator`: the binding of a
+    /// person's Person Server here ([`crate::AccessDecision::RequireInteraction`]) is made
+    /// only by a person signed in here, on a same-origin form, and records their account.
+    /// Without one, a policy asking for the person is a server error.
+    #[must_use]
+    pub fn authenticate_people(
+        mut self,
+        authenticator: Arc<dyn crate::PeopleAuthenticator>,
+    ) -> Self {
+        self.people = Some(authenticator);
+        self
+    }
+
+    /// Whether this server answers Person Server `ps` at all: trusted, or any when
+    /// unknown Person Servers are admitted.
+    fn admits(&self, ps: &ServerId) -> bool {
+        self.admit_unknown || self.trusted.contains(ps)
+    }
+
+    /// Decides with `policy`.
+    #[must_use]
+    pub fn policy(mut self, policy: Arc<dyn AccessPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The lifetime of the auth tokens it issues (at most and by default one hour).
+    #[must_use]
+    pub fn auth_lifetime(mut self, secs: u64) -> Self {
+        self.auth_lifetime = secs.min(3600);
+        self
+    }
+
+    /// Revokes the auth tokens a revocation cascades to at their resources, through
+    /// `transport` (each resource's `revocation_endpoint`, signed as this Access Server).
+    /// Without it, those outcomes are reported as `revocation_unsupported`.
+    #[must_use]
+    pub fn notify_revocations(mut self, transport: Arc<dyn aauth_agent::Transport>) -> Self {
+        self.notifier = Some(transport);
+        self
+    }
+
+    /// The Access Server's identifier.
+    #[must_use]
+    pub fn id(&self) -> &ServerId {
+        &self.id
+    }
+
+    /// Its metadata document and JWKS.
+    #[must_use]
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// How many auth tokens it holds issuance records of.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn issued(&self) -> Result<usize, StoreError> {
+        self.store.issued_count().await
+    }
+
+    /// Answers one request: finds its endpoint in the route table, then runs it; a path
+    /// (or a method on it) that is not in the table is `404`.
+    pub async fn handle(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
+        let answer = match router::of(&parts.method, parts.uri.path()) {
+            Some(route) => self.dispatch(route, parts, body, now).await,
+            None => Err(Refusal::NotFound),
+        };
+        answer.unwrap_or_else(Refusal::into_response)
+    }
+
+    /// Runs the endpoint `route` names.
+    async fn dispatch(
+        &self,
+        route: Route<'_>,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Answer {
+        match route {
+            Route::Published => self
+                .published
+                .respond(&parts.method, parts.uri.path())
+                .ok_or(Refusal::NotFound),
+            Route::AuthToken => self.auth_token(parts, body, now).await,
+            Route::InteractionPage => self.interaction(false, parts, body, now).await,
+            Route::InteractionAnswer => self.interaction(true, parts, body, now).await,
+            Route::Poll { id } => self.poll_waiting(id, parts, now).await,
+            Route::Answer { id } => self.answer(id, parts, body, now).await,
+            Route::Revocation => self.revocation(parts, body, now).await,
+        }
+    }
+
+    /// AS-10: the admitted Person Server that signed this request (a signature covering
+    /// `body`), or the refusal: the signature check's own answer, or `403 denied` for a
+    /// signer that is not a Person Server this server admits.
+    async fn calling_ps(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerId, Refusal> {
+        let untrusted = || {
+            Refusal::Error(AsError::Untrusted(
+                "this Access Server takes requests only from the Person Servers it trusts"
+                    .to_owned(),
+            ))
+        };
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(untrusted()),
+            Err(error) => {
+                return Err(Refusal::answered(
+                    error.to_response(self.verifier.policy()).map(Bytes::from),
+                ));
+            }
+        };
+        let ps = match &verified.identity {
+            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-person.json" => {
+                ServerId::parse(id).ok()
+            }
+            _ => None,
+        };
+        ps.filter(|p| self.admits(p)).ok_or_else(untrusted)
+    }
+}
+
+#[async_trait::async_trait]
+impl aauth_metadata::serve::Endpoint for AccessServer {
+    async fn respond(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<http::Response<Bytes>> {
+        Some(self.handle(parts, body, now).await)
+    }
+}

@@ -1,0 +1,231 @@
+//! `GET`/`POST /pending/{id}`: the Person Server that asked polls its waiting request,
+//! or answers it (the claims asked for, a clarification, an updated request, AS-16).
+//! Only that Person Server sees it (anyone else gets `404`, as for no request at all).
+//! Once its step is done the request is decided again ([`AccessServer::decide_again`]):
+//! the auth token, a refusal, or a further step at the same URL.
+
+use aauth_keys::time::UnixTime;
+use aauth_metadata::serve::json_response;
+use aauth_tokens::ServerId;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use super::waiting::{Asked, Given, Step, Waiting};
+use super::{AccessServer, Answer, Refusal};
+use crate::AsError;
+
+/// The longest `clarification_response` taken, in bytes.
+const MAX_CLARIFICATION_LEN: usize = 4000;
+
+/// The Person Server's answer to a clarification (AS-16).
+#[derive(Deserialize)]
+struct Action {
+    action: Option<String>,
+    clarification_response: Option<String>,
+    resource_token: Option<String>,
+    presented_token: Option<String>,
+}
+
+/// A refusal of the Person Server's answer (or poll) as malformed (`invalid_request`),
+/// naming what was expected.
+fn invalid(why: &str) -> AsError {
+    AsError::InvalidRequest(why.to_owned())
+}
+
+impl AccessServer {
+    /// The Person Server polls a waiting request (`GET` on its pending URL, signed by the
+    /// Person Server that asked; anyone else gets `404`): the same answer until its step
+    /// is done, then the request is decided again (and may take a further step at the
+    /// same URL).
+    pub(super) async fn poll_waiting(&self, id: &str, parts: &Parts, now: UnixTime) -> Answer {
+        let ps = self.calling_ps(parts, &[], now).await?;
+        let w = self.waiting_for(id, &ps, now).await?;
+        let mut given = w.given.clone();
+        match &w.step {
+            Step::Claims(_) => {
+                return Err(invalid("this request waits for claims: POST them").into());
+            }
+            Step::Revoked => return self.end_waiting(id, AsError::RevokedResourceToken).await,
+            Step::Approval(Some(false)) => {
+                return self
+                    .end_waiting(id, AsError::Denied("the approver refused".to_owned()))
+                    .await;
+            }
+            Step::Interaction { done: false, .. } | Step::Approval(None) => {
+                let mut r = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "status": "interacting" }),
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Ok(r);
+            }
+            Step::Payment { .. } => {
+                if !self.store.is_billed(&ps).await? {
+                    return Ok(self.step_response(id, &w.step));
+                }
+            }
+            Step::Clarification { .. } => return Ok(self.step_response(id, &w.step)),
+            Step::Approval(Some(true)) => given.approved = true,
+            Step::Interaction { done: true, .. } => {}
+        }
+        self.decide_again(id, &ps, &w.body, given, now).await
+    }
+
+    /// The Person Server answers a waiting request (`POST` to its pending URL, signed by
+    /// the Person Server that asked; anyone else gets `404`): the claims asked for, or,
+    /// for a clarification, `action` = `clarification_response` | `updated_request`
+    /// (AS-16). The request is decided again at once.
+    pub(super) async fn answer(
+        &self,
+        id: &str,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Answer {
+        let ps = self.calling_ps(parts, body, now).await?;
+        let w = self.waiting_for(id, &ps, now).await?;
+        let mut given = w.given.clone();
+        let request = match &w.step {
+            Step::Claims(_) => {
+                given.claims = Some(claims_given(body)?);
+                w.body.clone()
+            }
+            Step::Clarification { .. } => {
+                let request = clarified(&w.body, body, &mut given)?;
+                given.rounds = given.rounds.saturating_add(1);
+                request
+            }
+            Step::Revoked => return self.end_waiting(id, AsError::RevokedResourceToken).await,
+            _ => return Err(invalid("this request takes polls, not answers").into()),
+        };
+        self.decide_again(id, &ps, &request, given, now).await
+    }
+
+    /// The waiting request `id`, if `ps` asked for it and it has not expired (`404`
+    /// otherwise, the same for both).
+    async fn waiting_for(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        now: UnixTime,
+    ) -> Result<Waiting, Refusal> {
+        match self.store.waiting(id, now).await? {
+            Some(r) if r.ps == *ps => Ok(Waiting::from_record(r)?),
+            _ => Err(Refusal::NotFound),
+        }
+    }
+
+    /// Forgets waiting request `id`, answering `then` (or the store's failure).
+    async fn end_waiting(&self, id: &str, then: AsError) -> Answer {
+        self.store.remove_waiting(id).await?;
+        Err(Refusal::Error(then))
+    }
+
+    /// Decides waiting request `id` again with what its steps gave; ends it on a refusal.
+    /// The request is taken from the store first (one step: of two concurrent polls, one
+    /// decides it and the other finds nothing), so one completed step issues one token;
+    /// it goes back for a further step, or on a failure of this server's.
+    async fn decide_again(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        body: &[u8],
+        given: Given,
+        now: UnixTime,
+    ) -> Answer {
+        let taken = match self.store.take_waiting(id, now).await? {
+            Some(r) if r.ps == *ps => r,
+            Some(r) => {
+                // Not this caller's (checked before; a race with nothing): put it back.
+                self.store.put_waiting(r, now).await?;
+                return Err(Refusal::NotFound);
+            }
+            None => return Err(Refusal::NotFound),
+        };
+        let asked = Asked { ps, body, given };
+        match self.issue(&asked, now).await {
+            Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
+            Err(AsError::Server(why)) => {
+                self.store.put_waiting(taken, now).await?;
+                Err(Refusal::Error(AsError::Server(why)))
+            }
+            Err(e) => Err(Refusal::Error(e)),
+        }
+    }
+}
+
+/// The claims the Person Server sent: a JSON object, without `sub` (the person is `ps`
+/// and `sub` of the tokens: a `sub` here is not theirs to set).
+fn claims_given(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, AsError> {
+    let Ok(serde_json::Value::Object(mut claims)) = serde_json::from_slice(body) else {
+        return Err(invalid("the claims are a JSON object"));
+    };
+    claims.remove("sub");
+    Ok(claims)
+}
+
+/// The Person Server's answer to a clarification: its answer (kept in `given`), or an
+/// updated request (AS-16, which clears an earlier answer). Returns the request to
+/// decide again.
+fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Vec<u8>, AsError> {
+    let a = serde_json::from_slice::<Action>(body)
+        .map_err(|_| invalid("the body is a JSON object with an action"))?;
+    match a.action.as_deref() {
+        Some("clarification_response") => {
+            let answer = a
+                .clarification_response
+                .filter(|t| !t.trim().is_empty() && t.len() <= MAX_CLARIFICATION_LEN)
+                .ok_or_else(|| {
+                    invalid(
+                        "clarification_response must be a non-empty string of at most 4000 bytes",
+                    )
+                })?;
+            given.clarification = Some(answer);
+            Ok(original.to_vec())
+        }
+        Some("updated_request") => {
+            let (Some(rt), Some(pt)) = (a.resource_token, a.presented_token) else {
+                return Err(invalid(
+                    "updated_request carries resource_token and presented_token",
+                ));
+            };
+            let request = updated(original, &rt, &pt)?;
+            given.clarification = None;
+            Ok(request)
+        }
+        Some(_) => Err(invalid("unknown action")),
+        None => Err(invalid("the body must name an action")),
+    }
+}
+
+/// AS-16: the request with an updated resource token and presented token, whose
+/// resource token matches the original's `iss`, `ps`, `sub`, `agent_jkt`,
+/// `mission_s256` and `tenant` (the pair is then verified as any request's).
+fn updated(original: &[u8], rt: &str, pt: &str) -> Result<Vec<u8>, AsError> {
+    let claims = |t: &str| {
+        aauth_tokens::jws::CompactJws::parse(t)
+            .ok()
+            .and_then(|j| serde_json::from_slice::<serde_json::Value>(&j.payload).ok())
+    };
+    let mut body: serde_json::Value = serde_json::from_slice(original)
+        .map_err(|e| AsError::Server(format!("the waiting request: {e}")))?;
+    let old = body["resource_token"]
+        .as_str()
+        .and_then(claims)
+        .ok_or_else(|| AsError::Server("the waiting request's resource token".to_owned()))?;
+    let new = claims(rt).ok_or_else(|| {
+        AsError::InvalidResourceToken("the updated resource token is not a JWS".to_owned())
+    })?;
+    for claim in ["iss", "ps", "sub", "agent_jkt", "mission_s256", "tenant"] {
+        if old.get(claim) != new.get(claim) {
+            return Err(AsError::InvalidResourceToken(format!(
+                "the updated resource token's {claim} differs from the original's"
+            )));
+        }
+    }
+    body["resource_token"] = rt.into();
+    body["presented_token"] = pt.into();
+    Ok(body.to_string().into_bytes())
+}

@@ -1,0 +1,254 @@
+//! `POST /revocation` (AS-40…43): revocations received, and the cascade sent on. A
+//! Person Server revokes a person token it presented here: nothing more is issued
+//! against it, and every auth token issued against it is revoked at its resource
+//! ([`AccessServer::revoke_at`], signed as this Access Server). A resource revokes a
+//! resource token naming this server: it is refused from then on, and a request waiting
+//! on it ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aauth_keys::time::UnixTime;
+use aauth_metadata::serve::json_response;
+use aauth_metadata::{HttpsUrl, MetadataDocument, ResourceMetadata};
+use aauth_signing::KeyIdentity;
+use aauth_tokens::ServerId;
+use bytes::Bytes;
+use http::StatusCode;
+use http::request::Parts;
+use serde::Deserialize;
+
+use super::waiting::{Step, Waiting};
+use super::{AccessServer, Answer, Refusal};
+use crate::AsError;
+
+/// The longest `jti` taken in a revocation.
+const MAX_JTI_LEN: usize = 256;
+
+/// How long a revocation record need live at most: person and resource tokens live at
+/// most an hour.
+const MAX_REVOKED_TOKEN_LIFETIME: u64 = 3600;
+
+/// A revocation request's body.
+#[derive(Deserialize)]
+struct Revoke {
+    jti: String,
+    exp: u64,
+}
+
+/// Who revoked: the verified signer, by the document it signs under.
+enum Revoker {
+    /// A Person Server this server admits (`dwk: aauth-person.json`), revoking a person
+    /// token.
+    PersonServer(ServerId),
+    /// A resource (`dwk: aauth-resource.json`), revoking a resource token.
+    Resource(ServerId),
+}
+
+/// Why a revocation is delivered to a resource, or not: the draft's `error` of the
+/// `downstream` entry.
+type Delivery = Result<(), &'static str>;
+
+/// The `403 unsupported_iss` of a signer this server takes no revocations from.
+fn unsupported() -> Refusal {
+    Refusal::answered(json_response(
+        StatusCode::FORBIDDEN,
+        &serde_json::json!({ "error": "unsupported_iss", "detail": "this Access Server takes revocations from the Person Servers it trusts and from resources" }),
+    ))
+}
+
+impl AccessServer {
+    /// `revocation_endpoint` (AS-40…43): a trusted Person Server revokes a person token it
+    /// presented here, and every auth token issued against it is revoked at its resource
+    /// (`200` with a `downstream` outcome per resource); a resource revokes a resource token
+    /// naming this server. Records are kept by `(issuer, jti)` until `exp` plus skew.
+    pub(super) async fn revocation(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Answer {
+        let revoker = self.revoker(parts, body, now).await?;
+        let r = match serde_json::from_slice::<Revoke>(body) {
+            Ok(r) if !r.jti.is_empty() && r.jti.len() <= MAX_JTI_LEN => r,
+            _ => {
+                return Err(Refusal::Error(AsError::InvalidRequest(
+                    "the body is {\"jti\": \"…\", \"exp\": N}".to_owned(),
+                )));
+            }
+        };
+        // Person and resource tokens live at most an hour: a record need not outlive
+        // that, whatever `exp` says (u64::MAX included).
+        let exp = r
+            .exp
+            .min(now.as_secs().saturating_add(MAX_REVOKED_TOKEN_LIFETIME));
+        let issuer = match &revoker {
+            Revoker::PersonServer(id) | Revoker::Resource(id) => id,
+        };
+        self.store.revoke(issuer.as_str(), &r.jti, exp, now).await?;
+        match revoker {
+            Revoker::Resource(resource) => {
+                self.end_waiting_on(&resource, &r.jti, now).await?;
+                Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+            }
+            Revoker::PersonServer(ps) => self.cascade(&ps, &r.jti, now).await,
+        }
+    }
+
+    /// AS-40: the verified signer of a revocation (a signature covering `body`), if it
+    /// is one this server takes revocations from (`403 unsupported_iss` otherwise).
+    async fn revoker(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Result<Revoker, Refusal> {
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(unsupported()),
+            Err(error) => {
+                return Err(Refusal::answered(
+                    error.to_response(self.verifier.policy()).map(Bytes::from),
+                ));
+            }
+        };
+        match &verified.identity {
+            KeyIdentity::JwksUri { id, dwk, .. } => match (ServerId::parse(id), dwk.as_str()) {
+                (Ok(ps), "aauth-person.json") if self.admits(&ps) => Ok(Revoker::PersonServer(ps)),
+                (Ok(rs), "aauth-resource.json") => Ok(Revoker::Resource(rs)),
+                _ => Err(unsupported()),
+            },
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// AS-42: a pending request started for resource token `jti` of `resource` ends (its
+    /// next poll is answered `revoked_resource_token`).
+    async fn end_waiting_on(
+        &self,
+        resource: &ServerId,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<(), AsError> {
+        for record in self.store.waiting_with(resource.as_str(), jti).await? {
+            let id = record.id.clone();
+            let mut w = Waiting::from_record(record)?;
+            w.step = Step::Revoked;
+            self.put_waiting(id, w, now).await?;
+        }
+        Ok(())
+    }
+
+    /// AS-41: the cascade of `ps`'s revocation of person token `jti`: every auth token
+    /// issued against it, revoked at its resource; `200` with one `downstream` entry per
+    /// resource (its `error` when any of its revocations failed).
+    async fn cascade(&self, ps: &ServerId, jti: &str, now: UnixTime) -> Answer {
+        let cascade = self.store.issued_against(ps, jti, now).await?;
+        let mut outcomes: BTreeMap<String, Option<&'static str>> = BTreeMap::new();
+        for issued in cascade {
+            let outcome = self
+                .revoke_at(&issued.aud, &issued.jti, issued.exp, now)
+                .await;
+            let entry = outcomes
+                .entry(issued.aud.as_str().to_owned())
+                .or_insert(None);
+            if outcome.is_some() {
+                *entry = outcome;
+            }
+        }
+        let downstream: Vec<serde_json::Value> = outcomes
+            .into_iter()
+            .map(|(recipient, error)| match error {
+                Some(e) => serde_json::json!({ "recipient": recipient, "error": e }),
+                None => serde_json::json!({ "recipient": recipient }),
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "downstream": downstream }),
+        ))
+    }
+
+    /// Revokes auth token `jti` at `resource`; `None` when done, else the draft's error.
+    async fn revoke_at(
+        &self,
+        resource: &ServerId,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Option<&'static str> {
+        let Some(transport) = &self.notifier else {
+            return Some("revocation_unsupported");
+        };
+        self.deliver(transport, resource, jti, exp, now).await.err()
+    }
+
+    /// Sends the signed revocation of `jti` to `resource`'s `revocation_endpoint`
+    /// through `transport`.
+    async fn deliver(
+        &self,
+        transport: &Arc<dyn aauth_agent::Transport>,
+        resource: &ServerId,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Delivery {
+        let endpoint = revocation_endpoint(transport, resource).await?;
+        let request = self.signed_revocation(&endpoint, jti, exp, now)?;
+        match transport.send(request).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) if r.status() == StatusCode::FORBIDDEN => Err("revocation_unsupported"),
+            _ => Err("revocation_unavailable"),
+        }
+    }
+
+    /// AS-43: the revocation `{jti, exp}` for `endpoint`, signed as this Access Server
+    /// (`jwks_uri`, `dwk: aauth-access.json`), covering the body.
+    fn signed_revocation(
+        &self,
+        endpoint: &HttpsUrl,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<http::Request<Bytes>, &'static str> {
+        let unavailable = "revocation_unavailable";
+        let body = serde_json::json!({ "jti": jti, "exp": exp })
+            .to_string()
+            .into_bytes();
+        let (mut head, ()) = http::Request::post(endpoint.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(())
+            .map_err(|_| unavailable)?
+            .into_parts();
+        let scheme = aauth_headers::Scheme::JwksUri {
+            id: self.id.as_str().to_owned(),
+            dwk: "aauth-access.json".to_owned(),
+            kid: self.kid.clone(),
+        };
+        let options = aauth_signing::SignOptions::default()
+            .unique_for(&head.method, &mut aauth_keys::rand::OsRandom)
+            .map_err(|_| unavailable)?;
+        aauth_signing::sign(
+            &mut head,
+            &body,
+            &[aauth_signing::SigningKey::new(
+                "sig",
+                self.signer.as_ref(),
+                &scheme,
+            )],
+            &options,
+            now,
+        )
+        .map_err(|_| unavailable)?;
+        Ok(http::Request::from_parts(head, Bytes::from(body)))
+    }
+}
+
+/// `resource`'s `revocation_endpoint`, from its metadata document fetched through
+/// `transport`.
+async fn revocation_endpoint(
+    transport: &Arc<dyn aauth_agent::Transport>,
+    resource: &ServerId,
+) -> Result<HttpsUrl, &'static str> {
+    let unavailable = "revocation_unavailable";
+    let url = format!("{}/.well-known/aauth-resource.json", resource.as_str());
+    let req = http::Request::get(url)
+        .body(Bytes::new())
+        .map_err(|_| unavailable)?;
+    let doc = match transport.send(req).await {
+        Ok(r) if r.status() == StatusCode::OK => r,
+        _ => return Err(unavailable),
+    };
+    let doc = ResourceMetadata::parse_for(doc.body(), resource).map_err(|_| unavailable)?;
+    doc.revocation_endpoint.ok_or("revocation_unsupported")
+}

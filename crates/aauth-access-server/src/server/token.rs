@@ -1,0 +1,199 @@
+//! `POST /auth-token` (AS-10…21): a Person Server's token request, from its signature to
+//! the auth token. [`AccessServer::issue`] runs the steps in order: read the request,
+//! check its tokens ([`super::checks`]), ask the store what it knows, ask the policy
+//! ([`super::decide`]), then mint and record the auth token. A request the policy defers
+//! waits at a pending URL ([`super::waiting`]).
+
+use aauth_keys::PublicKey;
+use aauth_keys::time::UnixTime;
+use aauth_tokens::{AuthIssuer, AuthTokenBuilder, Budget, Minted, ResourceClaims, ServerId};
+use http::request::Parts;
+
+use super::checks::TokenRequest;
+use super::decide::Decided;
+use super::waiting::{Asked, Given, Outcome};
+use super::{AccessServer, Answer};
+use crate::store::{IssuedRecord, Standing, StandingQuery};
+use crate::{AccessRequest, AsError};
+
+/// What an auth token is minted from, once every check and the policy have passed.
+struct Grant<'a> {
+    /// The Person Server that asked.
+    ps: &'a ServerId,
+    /// The verified resource token.
+    rt: &'a ResourceClaims,
+    /// The key the token is bound to (the agent's or the sub-agent's).
+    key: &'a PublicKey,
+    /// The scope granted.
+    scope: Option<String>,
+    /// The Person Server's budget ceiling, if it sent one.
+    budget: Option<&'a Budget>,
+    /// The earliest `exp` of every token the request came with (AS-21).
+    not_after: u64,
+}
+
+impl AccessServer {
+    /// `auth_token_endpoint` (AS-10…21): the calling Person Server's request, answered
+    /// with the auth token or the step it waits for.
+    pub(super) async fn auth_token(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Answer {
+        let ps = self.calling_ps(parts, body, now).await?;
+        let asked = Asked {
+            ps: &ps,
+            body,
+            given: Given::default(),
+        };
+        let outcome = self.issue(&asked, now).await?;
+        self.respond(outcome, asked, None, now).await
+    }
+
+    /// Decides the token request `asked` (a first request, or one decided again with
+    /// what its steps gave): every check of AS-11…14, the policy, then the auth token
+    /// (AS-20, AS-21), or the step the policy asks for first.
+    pub(super) async fn issue(&self, asked: &Asked<'_>, now: UnixTime) -> Result<Outcome, AsError> {
+        let ps = asked.ps;
+        let request = TokenRequest::parse(asked.body)?;
+        self.check_governed(&request.resource_token, now)?;
+        let agent = self.check_agent(&request, now).await?;
+        let rt = self
+            .check_resource_token(&request.resource_token, &agent.key, ps, now)
+            .await?;
+        let standing = self.standing(ps, &rt, now).await?;
+        // AS-42: a resource token its resource revoked.
+        if standing.resource_token_revoked {
+            return Err(AsError::RevokedResourceToken);
+        }
+        let mut not_after = agent.not_after.min(
+            self.presented(&request.presented_token, &rt, ps, now)
+                .await?,
+        );
+        // AS-41: never again against a person token its Person Server revoked here (the
+        // presented token's `jti` is the resource token's `presented_jti`, checked above).
+        if standing.presented_token_revoked {
+            return Err(AsError::RevokedPresentedToken);
+        }
+        // AS-14: an upstream token (call chaining), for the intermediary, from this PS.
+        if let Some(u) = &request.upstream_token {
+            not_after = not_after.min(self.upstream(u, &agent.claims.iss, ps, now).await?);
+        }
+        let given = &asked.given;
+        let decided = self.decide(
+            &AccessRequest {
+                ps,
+                resource: &rt.iss,
+                sub: &rt.sub,
+                scope: rt.scope.as_deref(),
+                agent: (&agent.claims.iss, &agent.claims.sub),
+                mission_s256: rt.mission_s256.as_deref(),
+                claims: given.claims.as_ref(),
+                pre_established: self.trusted.contains(ps),
+                bound: standing.bound,
+                approved: given.approved,
+                clarification: given.clarification.as_deref(),
+                billed: standing.billed,
+            },
+            given.rounds,
+        )?;
+        let scope = match decided {
+            Decided::Issue(scope) => scope,
+            Decided::Wait(step) => {
+                return Ok(Outcome::Deferred(
+                    step,
+                    (rt.iss.as_str().to_owned(), rt.jti.clone()),
+                ));
+            }
+        };
+        let grant = Grant {
+            ps,
+            rt: &rt,
+            key: &agent.key,
+            scope,
+            budget: request.budget.as_ref(),
+            not_after,
+        };
+        let minted = self.mint(&grant, now)?;
+        self.record(&grant, &minted, now).await?;
+        Ok(Outcome::Issued(
+            serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
+        ))
+    }
+
+    /// What the store knows of this request, asked at once: revocations of its tokens,
+    /// the person's binding, the Person Server's billing.
+    async fn standing(
+        &self,
+        ps: &ServerId,
+        rt: &ResourceClaims,
+        now: UnixTime,
+    ) -> Result<Standing, AsError> {
+        let query = StandingQuery {
+            ps,
+            resource: &rt.iss,
+            sub: &rt.sub,
+            resource_token_jti: &rt.jti,
+            presented_jti: &rt.presented_jti,
+        };
+        Ok(self.store.standing(&query, now).await?)
+    }
+
+    /// AS-20, AS-21: the auth token, capped by every token the request came with, its
+    /// budget at most the resource's offer and the Person Server's ceiling.
+    fn mint(&self, grant: &Grant<'_>, now: UnixTime) -> Result<Minted, AsError> {
+        let rt = grant.rt;
+        let mut builder = AuthTokenBuilder::new(
+            AuthIssuer::AccessServer,
+            self.id.clone(),
+            rt.iss.clone(),
+            grant.ps.clone(),
+            rt.sub.clone(),
+            grant.key,
+        )
+        .lifetime(self.auth_lifetime)
+        .not_after(grant.not_after);
+        if let Some(s) = &grant.scope {
+            builder = builder.scope(s.clone());
+        }
+        if let Some(a) = &rt.account {
+            builder = builder.account(a.clone());
+        }
+        if let Some(m) = &rt.mission_s256 {
+            builder = builder.mission_s256(m.clone());
+        }
+        if let Some(t) = &rt.tenant {
+            builder = builder.tenant(t.clone());
+        }
+        // The resource denominates; the PS and then this server may only lower.
+        if let Some(offer) = &rt.budget {
+            let ceiling = grant
+                .budget
+                .filter(|c| c.same_denomination(offer))
+                .map_or(offer.amount, |c| c.amount.min(offer.amount));
+            builder = builder.budget(offer.with_amount(ceiling));
+        }
+        builder
+            .sign(
+                self.signer.as_ref(),
+                &self.kid,
+                now,
+                &mut aauth_keys::rand::OsRandom,
+            )
+            .map_err(|e| AsError::Server(e.to_string()))
+    }
+
+    /// AS-44: the issuance record, kept until `exp` plus skew, for the revocation
+    /// cascade.
+    async fn record(
+        &self,
+        grant: &Grant<'_>,
+        minted: &Minted,
+        now: UnixTime,
+    ) -> Result<(), AsError> {
+        let record = IssuedRecord::new(
+            minted.jti.clone(),
+            grant.ps.clone(),
+            grant.rt.presented_jti.clone(),
+            grant.rt.iss.clone(),
+            minted.exp,
+        );
+        Ok(self.store.record_issued(record, now).await?)
+    }
+}

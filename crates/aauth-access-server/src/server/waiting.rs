@@ -1,0 +1,301 @@
+//! The waiting request: a token request the policy deferred to a step (the Person
+//! Server's claims, the person, an approver, an answer, a payment), kept in the store at
+//! its pending URL until the step is done; and what the Person Server is told while it
+//! waits (`202` with `AAuth-Requirement`, or `402`).
+
+use aauth_keys::time::UnixTime;
+use aauth_metadata::serve::json_response;
+use aauth_tokens::ServerId;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, random_id};
+use crate::AsError;
+use crate::store::{Awaiting, WaitingRecord};
+
+/// How long a waiting request is kept for its next step, in seconds.
+const WAITING_LIFETIME: u64 = 600;
+
+/// What a waiting request waits for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) enum Step {
+    /// The Person Server's claims (`POST` to the pending URL).
+    Claims(Vec<String>),
+    /// The person, on the interaction page: its code, the binding it makes, and whether
+    /// the person approved.
+    Interaction {
+        code: String,
+        /// The binding it makes: (resource, `sub`) for the request's Person Server.
+        resource: String,
+        sub: String,
+        done: bool,
+    },
+    /// An approval out of band: `None` while undecided, then the decision.
+    Approval(Option<bool>),
+    /// An answer to a question (`POST` with `action`).
+    Clarification {
+        question: String,
+        options: Vec<String>,
+    },
+    /// A payment (`402`), confirmed out of band.
+    Payment { challenge: String },
+    /// Its resource token was revoked (AS-42): the next poll ends it.
+    Revoked,
+}
+
+/// What earlier steps of a request gave, carried to the next decision.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Given {
+    pub(super) claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(super) clarification: Option<String>,
+    pub(super) rounds: u8,
+    pub(super) approved: bool,
+}
+
+/// A token request waiting for the Person Server, the person, an approver or a payment;
+/// every step of one request keeps the same pending URL.
+#[derive(Debug, Clone)]
+pub(super) struct Waiting {
+    /// The Person Server that asked (only it may poll or answer).
+    pub(super) ps: ServerId,
+    /// The request, as it came (or as an `updated_request` replaced it).
+    pub(super) body: Vec<u8>,
+    /// Until when the answer is taken.
+    pub(super) expires: u64,
+    pub(super) step: Step,
+    /// The resource token's `(iss, jti)`, so that its revocation ends the request.
+    pub(super) rt: (String, String),
+    pub(super) given: Given,
+}
+
+impl Step {
+    /// What the store indexes the request under.
+    fn awaiting(&self) -> Awaiting {
+        match self {
+            Self::Claims(_) => Awaiting::Claims,
+            Self::Interaction { .. } => Awaiting::Interaction,
+            Self::Approval(_) => Awaiting::Approval,
+            Self::Clarification { .. } => Awaiting::Clarification,
+            Self::Payment { .. } => Awaiting::Payment,
+            Self::Revoked => Awaiting::Ended,
+        }
+    }
+}
+
+/// The server's state for a waiting request, as the store keeps it (`data`).
+#[derive(Serialize, Deserialize)]
+struct WaitingData {
+    body: String,
+    step: Step,
+    given: Given,
+}
+
+impl Waiting {
+    /// The store's record of it, at pending id `id`.
+    pub(super) fn into_record(self, id: String) -> Result<WaitingRecord, AsError> {
+        let code = match &self.step {
+            Step::Interaction {
+                code, done: false, ..
+            } => Some(code.clone()),
+            _ => None,
+        };
+        let awaiting = self.step.awaiting();
+        let body = String::from_utf8(self.body)
+            .map_err(|_| AsError::Server("a request body that is not UTF-8".to_owned()))?;
+        let data = serde_json::to_string(&WaitingData {
+            body,
+            step: self.step,
+            given: self.given,
+        })
+        .map_err(|e| AsError::Server(e.to_string()))?;
+        Ok(WaitingRecord {
+            id,
+            ps: self.ps,
+            expires: self.expires,
+            resource_token: self.rt,
+            code,
+            awaiting,
+            data,
+        })
+    }
+
+    /// The waiting request a store's record holds.
+    pub(super) fn from_record(r: WaitingRecord) -> Result<Self, AsError> {
+        let d: WaitingData = serde_json::from_str(&r.data)
+            .map_err(|e| AsError::Server(format!("a stored waiting request: {e}")))?;
+        Ok(Self {
+            ps: r.ps,
+            body: d.body.into_bytes(),
+            expires: r.expires,
+            step: d.step,
+            rt: r.resource_token,
+            given: d.given,
+        })
+    }
+}
+
+/// What a token request comes to.
+pub(super) enum Outcome {
+    /// The auth token (`200`).
+    Issued(serde_json::Value),
+    /// A step first, for the resource token `(iss, jti)`.
+    Deferred(Step, (String, String)),
+}
+
+/// A token request being answered: who asked, what they sent, and what its earlier
+/// steps gave.
+pub(super) struct Asked<'a> {
+    /// The Person Server that asked.
+    pub(super) ps: &'a ServerId,
+    /// The request's body (as an `updated_request` may have replaced it).
+    pub(super) body: &'a [u8],
+    /// What earlier steps gave.
+    pub(super) given: Given,
+}
+
+/// The `Location`, `Retry-After` and `AAuth-Requirement` of a `202`.
+fn pending_headers(
+    r: &mut http::Response<Bytes>,
+    id: &str,
+    retry: &'static str,
+    requirement: HeaderValue,
+) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("{PENDING_PATH}{id}")) {
+        h.insert(http::header::LOCATION, v);
+    }
+    h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(retry));
+    h.insert("aauth-requirement", requirement);
+}
+
+impl AccessServer {
+    /// The answer to a token request: the token, or the step it waits for at its pending
+    /// URL (kept for ten minutes; `reuse`, a request's later steps keep its URL).
+    pub(super) async fn respond(
+        &self,
+        outcome: Outcome,
+        asked: Asked<'_>,
+        reuse: Option<&str>,
+        now: UnixTime,
+    ) -> Answer {
+        match outcome {
+            Outcome::Issued(json) => {
+                if let Some(id) = reuse {
+                    self.store.remove_waiting(id).await?;
+                }
+                Ok(json_response(StatusCode::OK, &json))
+            }
+            Outcome::Deferred(step, rt) => {
+                let id = match reuse {
+                    Some(id) => id.to_owned(),
+                    None => random_id()?,
+                };
+                let resp = self.step_response(&id, &step);
+                let waiting = Waiting {
+                    ps: asked.ps.clone(),
+                    body: asked.body.to_vec(),
+                    expires: now.as_secs().saturating_add(WAITING_LIFETIME),
+                    step,
+                    rt,
+                    given: asked.given,
+                };
+                if reuse.is_some() {
+                    // Taken to be decided again: put back for its next step.
+                    self.put_waiting(id, waiting, now).await?;
+                } else {
+                    self.create_waiting(id, waiting, now).await?;
+                }
+                Ok(resp)
+            }
+        }
+    }
+
+    /// Stores a new waiting request within its Person Server's share.
+    async fn create_waiting(&self, id: String, w: Waiting, now: UnixTime) -> Result<(), AsError> {
+        if self
+            .store
+            .create_waiting(w.into_record(id)?, self.max_waiting, now)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AsError::RateLimited {
+                reason: format!(
+                    "this Person Server already has {} requests waiting here",
+                    self.max_waiting
+                ),
+                // A share frees up at the latest when its oldest request expires.
+                retry_after: WAITING_LIFETIME,
+            })
+        }
+    }
+
+    /// Stores waiting request `id` again (its next step, or as it was).
+    pub(super) async fn put_waiting(
+        &self,
+        id: String,
+        w: Waiting,
+        now: UnixTime,
+    ) -> Result<(), AsError> {
+        Ok(self.store.put_waiting(w.into_record(id)?, now).await?)
+    }
+
+    /// What the Person Server is told while a request waits for `step`.
+    pub(super) fn step_response(&self, id: &str, step: &Step) -> http::Response<Bytes> {
+        let pending = serde_json::json!({ "status": "pending" });
+        let (status, json, retry, requirement) = match step {
+            Step::Claims(names) => (
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "status": "pending", "required_claims": names }),
+                "0",
+                HeaderValue::from_static("requirement=claims"),
+            ),
+            // (A step is answered here only as it starts; a poll of an interaction the
+            // person has not finished gets `interacting` from `poll_waiting`.)
+            Step::Interaction { code, .. } => match HeaderValue::from_str(&format!(
+                "requirement=interaction;url=\"{}{INTERACT_PATH}\";code=\"{code}\"",
+                self.id.as_str()
+            )) {
+                Ok(v) => (StatusCode::ACCEPTED, pending, "1", v),
+                Err(e) => return AsError::Server(e.to_string()).into_response(),
+            },
+            Step::Approval(_) => (
+                StatusCode::ACCEPTED,
+                pending,
+                "1",
+                HeaderValue::from_static("requirement=approval"),
+            ),
+            Step::Clarification { question, options } => (
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "status": "pending", "clarification": question, "options": options }),
+                "0",
+                HeaderValue::from_static("requirement=clarification"),
+            ),
+            Step::Payment { challenge } => return payment_required(id, challenge),
+            Step::Revoked => return AsError::RevokedResourceToken.into_response(),
+        };
+        let mut r = json_response(status, &json);
+        pending_headers(&mut r, id, retry, requirement);
+        r
+    }
+}
+
+/// The `402` of a request waiting for payment: its pending URL and the policy's
+/// `WWW-Authenticate` challenge.
+fn payment_required(id: &str, challenge: &str) -> http::Response<Bytes> {
+    let mut r = json_response(
+        StatusCode::PAYMENT_REQUIRED,
+        &serde_json::json!({ "status": "pending", "error": "payment_required" }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{PENDING_PATH}{id}")) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    match HeaderValue::from_str(challenge) {
+        Ok(v) => {
+            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        Err(e) => return AsError::Server(e.to_string()).into_response(),
+    }
+    r
+}
