@@ -39,6 +39,61 @@ impl<R: RandomSource + ?Sized> RandomSource for &mut R {
     }
 }
 
+/// A random source a long-lived, shared value (a server, a client) holds: cheap to
+/// clone, safe to share between threads, the operating system's CSPRNG by default.
+/// Servers take one so that tests can make their identifiers and codes reproducible.
+///
+/// ```
+/// use aauth_keys::rand::{RandomError, RandomSource, SharedRandom, random_id};
+///
+/// /// Not random at all: for a test that wants known identifiers.
+/// struct Counting(u8);
+/// impl RandomSource for Counting {
+///     fn fill(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+///         dest.fill(self.0);
+///         self.0 = self.0.wrapping_add(1);
+///         Ok(())
+///     }
+/// }
+///
+/// let random = SharedRandom::new(Counting(0));
+/// assert_eq!(random_id(&mut random.clone(), 3)?, "AAAA");
+/// assert_eq!(random_id(&mut random.clone(), 3)?, "AQEB");
+/// assert_eq!(random_id(&mut SharedRandom::default(), 16)?.len(), 22);
+/// # Ok::<(), RandomError>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedRandom(std::sync::Arc<std::sync::Mutex<dyn RandomSource + Send>>);
+
+impl SharedRandom {
+    /// Shares `source`.
+    pub fn new(source: impl RandomSource + Send + 'static) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(source)))
+    }
+}
+
+impl Default for SharedRandom {
+    /// The operating system's CSPRNG.
+    fn default() -> Self {
+        Self::new(OsRandom)
+    }
+}
+
+impl std::fmt::Debug for SharedRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRandom").finish_non_exhaustive()
+    }
+}
+
+impl RandomSource for SharedRandom {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fill(dest)
+    }
+}
+
 /// Draws `n` random bytes and returns them as unpadded base64url, for identifiers such as
 /// `jti` values and pending-request ids.
 ///
