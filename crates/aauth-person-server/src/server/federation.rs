@@ -6,10 +6,14 @@ use aauth_tokens::{AuthClaims, ServerId, Validation, verify};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
+use aauth_headers::Requirement;
+use aauth_metadata::HttpsUrl;
+
 use crate::PsError;
 use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::serve::json_response;
 
+use super::access_reply::AccessReply;
 use super::defer::Hints;
 use super::poll::PollError;
 use super::verify::{Acting, AgentRequest};
@@ -121,91 +125,71 @@ impl PersonServer {
     /// it returns: `iss` the Access Server, `aud` the resource, `cnf` the agent's key,
     /// `sub` the directed identifier, `scope` within the resource token's, `exp` within
     /// `cap`, a budget within what the PS allowed. Returns the token and its budget.
-    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
     pub(super) async fn federated(
         &self,
-        fp: &crate::pending::FourParty,
-        person: (&ServerId, &str, &str),
-        scope: Option<&str>,
-        key: &PublicKey,
-        cap: u64,
-        allowed: Option<&aauth_tokens::Budget>,
+        f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
-        tokio::time::timeout(
-            self.federation_timeout,
-            self.federated_exchange(fp, person, scope, key, cap, allowed, now),
-        )
-        .await
-        .map_err(|_| {
-            PsError::AsUnreachable(format!(
-                "no answer within {} ms",
-                self.federation_timeout.as_millis()
-            ))
-        })?
+        tokio::time::timeout(self.federation_timeout, self.federated_exchange(f, now))
+            .await
+            .map_err(|_| {
+                PsError::AsUnreachable(format!(
+                    "no answer within {} ms",
+                    self.federation_timeout.as_millis()
+                ))
+            })?
     }
 
     /// [`PersonServer::federated`] without its deadline.
-    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
-    pub(super) async fn federated_exchange(
+    async fn federated_exchange(
         &self,
-        fp: &crate::pending::FourParty,
-        (resource, sub, account): (&ServerId, &str, &str),
-        scope: Option<&str>,
-        key: &PublicKey,
-        cap: u64,
-        allowed: Option<&aauth_tokens::Budget>,
+        f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
-        let transport = self
-            .federation
-            .as_ref()
-            .ok_or_else(|| PsError::AsUnreachable("no federation configured".to_owned()))?;
-        let unreachable = |what: String| PsError::AsUnreachable(what);
-        let sign = (self.signer.as_ref(), self.kid.as_str());
+        let transport = self.federation()?;
         // Already waiting at the Access Server: forward the agent's answer to its
         // question, or poll.
-        if let Some(location) = &fp.as_pending {
-            let resp = match fp.as_question.as_ref().and_then(|(_, a)| a.as_ref()) {
-                Some(answer) => {
-                    crate::revocation::signed_post(
-                        transport.as_ref(),
-                        &self.id,
-                        sign.0,
-                        sign.1,
-                        now,
-                        location,
-                        &serde_json::json!({
-                            "action": "clarification_response",
-                            "clarification_response": answer,
-                        }),
-                    )
-                    .await
-                }
-                None => {
-                    crate::revocation::signed_get(
-                        transport.as_ref(),
-                        &self.id,
-                        sign.0,
-                        sign.1,
-                        now,
-                        location,
-                    )
-                    .await
-                }
+        let (resp, waiting) = match &f.fp.as_pending {
+            Some(location) => {
+                let url = HttpsUrl::parse(location)
+                    .map_err(|e| PsError::AsUnreachable(format!("the stored pending URL: {e}")))?;
+                let resp = match f.fp.as_question.as_ref().and_then(|(_, a)| a.as_ref()) {
+                    Some(answer) => {
+                        self.post_to_access_server(transport, &url, &clarification(answer), now)
+                            .await?
+                    }
+                    None => self.get_from_access_server(transport, &url, now).await?,
+                };
+                (resp, Some(url))
             }
-            .map_err(unreachable)?;
-            let resp = self
-                .follow(resp, fp, account, Some(location.clone()), now)
-                .await?;
-            return self
-                .as_answer(resp, fp, (resource, sub), scope, key, cap, allowed, now)
-                .await;
-        }
+            None => (self.ask_access_server(transport, f, now).await?, None),
+        };
+        let token = self
+            .follow(resp, f.fp, f.account, waiting.as_ref(), now)
+            .await?;
+        self.check_access_server_token(&token, f, now).await
+    }
+
+    /// The transport to Access Servers.
+    fn federation(&self) -> Result<&dyn aauth_agent::Transport, PsError> {
+        self.federation
+            .as_deref()
+            .ok_or_else(|| PsError::AsUnreachable("no federation configured".to_owned()))
+    }
+
+    /// The first request: the Access Server's metadata, then a signed `POST` of the
+    /// tokens to its `auth_token_endpoint`.
+    async fn ask_access_server(
+        &self,
+        transport: &dyn aauth_agent::Transport,
+        f: &Federated<'_>,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let unreachable = |what: String| PsError::AsUnreachable(what);
         let doc: aauth_metadata::AccessServerMetadata = {
             let url = format!(
                 "{}/.well-known/{}",
-                fp.access_server.as_str(),
+                f.fp.access_server.as_str(),
                 <aauth_metadata::AccessServerMetadata as aauth_metadata::MetadataDocument>::DWK
             );
             let req = http::Request::get(url)
@@ -220,10 +204,11 @@ impl PersonServer {
             }
             <aauth_metadata::AccessServerMetadata as aauth_metadata::MetadataDocument>::parse_for(
                 resp.body(),
-                &fp.access_server,
+                &f.fp.access_server,
             )
             .map_err(|e| unreachable(format!("metadata: {e}")))?
         };
+        let fp = f.fp;
         let mut body = serde_json::json!({
             "resource_token": fp.resource_token,
             "agent_token": fp.agent_token,
@@ -235,248 +220,229 @@ impl PersonServer {
         if let Some(t) = &fp.upstream_token {
             body["upstream_token"] = t.clone().into();
         }
-        if let Some(b) = allowed {
+        if let Some(b) = f.allowed {
             body["budget"] = serde_json::to_value(b).map_err(|e| PsError::Server(e.to_string()))?;
         }
-        let resp = crate::revocation::signed_post(
-            transport.as_ref(),
-            &self.id,
-            sign.0,
-            sign.1,
-            now,
-            doc.auth_token_endpoint.as_str(),
-            &body,
-        )
-        .await
-        .map_err(unreachable)?;
-        let resp = self.follow(resp, fp, account, None, now).await?;
-        self.as_answer(resp, fp, (resource, sub), scope, key, cap, allowed, now)
+        self.post_to_access_server(transport, &doc.auth_token_endpoint, &body, now)
             .await
     }
 
-    /// Follows the Access Server's deferred answers (draft -11 §AS Response) until one
-    /// is final: claims this server answers itself; a `402` paid through the
-    /// [`crate::PaymentSettler`] (or relayed as a refusal without one) and then polled;
-    /// a clarification passed to the agent, and an interaction or approval the agent
-    /// waits for, as [`PsError::AsInteraction`] (this server's pending URL then polls
-    /// the Access Server's). `waiting` is the Access Server's pending URL when this is a
-    /// poll of it: a `202` or `402` without anything new is then [`PsError::AsPending`].
+    /// A signed `POST` of `body` to the Access Server.
+    async fn post_to_access_server(
+        &self,
+        transport: &dyn aauth_agent::Transport,
+        url: &HttpsUrl,
+        body: &serde_json::Value,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        crate::revocation::signed_post(
+            transport,
+            &self.id,
+            self.signer.as_ref(),
+            &self.kid,
+            now,
+            url.as_str(),
+            body,
+        )
+        .await
+        .map_err(PsError::AsUnreachable)
+    }
+
+    /// A signed `GET` of the Access Server's pending URL.
+    async fn get_from_access_server(
+        &self,
+        transport: &dyn aauth_agent::Transport,
+        url: &HttpsUrl,
+        now: UnixTime,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        crate::revocation::signed_get(
+            transport,
+            &self.id,
+            self.signer.as_ref(),
+            &self.kid,
+            now,
+            url.as_str(),
+        )
+        .await
+        .map_err(PsError::AsUnreachable)
+    }
+
+    /// Follows the Access Server's deferred answers (draft -11, "Deferred Responses")
+    /// until one is final, and returns its auth token (unchecked): claims this server
+    /// answers itself; a `402` paid through the [`crate::PaymentSettler`] (or relayed as
+    /// a refusal without one) and then polled; a clarification this server cannot answer
+    /// passed to the agent, and an interaction or approval the agent waits for, as
+    /// [`PsError::AsInteraction`] (this server's pending URL then polls the Access
+    /// Server's). `waiting` is the Access Server's pending URL when this is a poll of it.
     pub(super) async fn follow(
         &self,
         mut resp: http::Response<Bytes>,
         fp: &crate::pending::FourParty,
         account: &str,
-        waiting: Option<String>,
+        waiting: Option<&HttpsUrl>,
         now: UnixTime,
-    ) -> Result<http::Response<Bytes>, PsError> {
-        let unreachable = |what: String| PsError::AsUnreachable(what);
-        let Some(transport) = self.federation.as_ref() else {
-            return Err(unreachable("no federation configured".to_owned()));
-        };
+    ) -> Result<String, PsError> {
+        let transport = self.federation()?;
         let mut polling = waiting.is_some();
         // Steps compose (payment, then interaction, then claims…): a few per exchange.
         for _ in 0..4 {
-            let status = resp.status();
-            if status != StatusCode::ACCEPTED && status != StatusCode::PAYMENT_REQUIRED {
-                return Ok(resp);
-            }
-            let header = |name: &str| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            // On the Access Server's own origin only; a poll may omit it.
-            let location = header("location");
-            let target = if location.starts_with('/') && !location.starts_with("//") {
-                format!("{}{location}", fp.access_server.as_str())
-            } else if location.starts_with(&format!("{}/", fp.access_server.as_str())) {
-                location
-            } else if let Some(w) = waiting.as_ref().filter(|_| location.is_empty()) {
-                w.clone()
-            } else {
-                return Err(unreachable(
-                    "a deferred answer without a Location on the Access Server".to_owned(),
-                ));
-            };
-            let json: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
-            if status == StatusCode::PAYMENT_REQUIRED {
-                if polling {
-                    // Paid; the Access Server has not confirmed it yet.
-                    return Err(if waiting.is_some() {
-                        PsError::AsPending
-                    } else {
-                        PsError::AsInteraction {
-                            location: target,
-                            requirement: String::new(),
-                            question: None,
+            let (pending, raw, requirement, body) =
+                match AccessReply::read(&resp, &fp.access_server, waiting)? {
+                    AccessReply::Token { auth_token } => return Ok(auth_token),
+                    AccessReply::Refused {
+                        status,
+                        error,
+                        detail,
+                    } => {
+                        // PS-54: the Access Server's terminal refusal, relayed.
+                        return Err(PsError::AsRefused {
+                            status,
+                            error,
+                            detail,
+                        });
+                    }
+                    AccessReply::Unexpected(status) => {
+                        return Err(PsError::AsUnreachable(format!(
+                            "the Access Server answered {status}"
+                        )));
+                    }
+                    AccessReply::Payment { pending, challenge } => {
+                        if polling {
+                            // Paid; the Access Server has not confirmed it yet.
+                            return Err(if waiting.is_some() {
+                                PsError::AsPending
+                            } else {
+                                PsError::AsInteraction {
+                                    location: pending.to_string(),
+                                    requirement: String::new(),
+                                    question: None,
+                                }
+                            });
                         }
-                    });
-                }
-                let Some(settler) = self.payments.as_ref() else {
-                    return Err(PsError::AsRefused {
-                        status: 402,
-                        error: "payment_required".to_owned(),
-                        detail:
-                            "the Access Server requires payment and this Person Server settles none"
-                                .to_owned(),
-                    });
+                        self.settle(fp, &challenge).await?;
+                        polling = true;
+                        resp = self
+                            .get_from_access_server(transport, &pending, now)
+                            .await?;
+                        continue;
+                    }
+                    AccessReply::Deferred {
+                        pending,
+                        raw_requirement,
+                        requirement,
+                        body,
+                    } => (pending, raw_requirement, requirement, body),
                 };
-                settler
-                    .settle(&fp.access_server, &header("www-authenticate"))
-                    .await
-                    .map_err(|why| PsError::AsRefused {
-                        status: 402,
-                        error: "payment_required".to_owned(),
-                        detail: why.chars().take(500).collect(),
-                    })?;
-                polling = true;
-                resp = crate::revocation::signed_get(
-                    transport.as_ref(),
-                    &self.id,
-                    self.signer.as_ref(),
-                    &self.kid,
-                    now,
-                    &target,
-                )
-                .await
-                .map_err(unreachable)?;
-                continue;
-            }
-            let requirement = header("aauth-requirement");
-            if requirement.starts_with("requirement=clarification") {
-                let question = json["clarification"]
-                    .as_str()
-                    .filter(|q| !q.trim().is_empty() && q.len() <= 4000)
-                    .ok_or_else(|| unreachable("a clarification without a question".to_owned()))?;
-                // This server answers what it knows; the rest goes to the agent.
-                if let Some(answer) = self
-                    .as_questions
-                    .as_ref()
-                    .and_then(|q| q.answer(account, &fp.access_server, question))
-                    .filter(|a| !a.trim().is_empty())
-                {
-                    resp = crate::revocation::signed_post(
-                        transport.as_ref(),
-                        &self.id,
-                        self.signer.as_ref(),
-                        &self.kid,
-                        now,
-                        &target,
-                        &serde_json::json!({
-                            "action": "clarification_response",
-                            "clarification_response": answer,
-                        }),
-                    )
-                    .await
-                    .map_err(unreachable)?;
-                    continue;
+            let body = match requirement {
+                Some(Requirement::Clarification) => {
+                    // default: read() refused a clarification without its question
+                    let question = body.clarification.unwrap_or_default();
+                    // This server answers what it knows; the rest goes to the agent.
+                    match self.answer_for_person(account, fp, &question) {
+                        Some(answer) => clarification(&answer),
+                        None => {
+                            return Err(PsError::AsInteraction {
+                                location: pending.to_string(),
+                                requirement: raw,
+                                question: Some(question),
+                            });
+                        }
+                    }
                 }
-                return Err(PsError::AsInteraction {
-                    location: target,
-                    requirement,
-                    question: Some(question.to_owned()),
-                });
-            }
-            if requirement.starts_with("requirement=interaction")
-                || requirement.starts_with("requirement=approval")
-            {
                 // The person must go to the Access Server (the agent is given its link),
-                // or someone approves out of band (the agent waits): either way the
-                // agent polls this server, which polls the Access Server.
-                return Err(PsError::AsInteraction {
-                    location: target,
-                    requirement,
-                    question: None,
-                });
-            }
-            if !requirement.starts_with("requirement=claims") {
-                if waiting.is_some() {
-                    // Still with the person or the approver.
-                    return Err(PsError::AsPending);
+                // or someone approves out of band (the agent waits): either way the agent
+                // polls this server, which polls the Access Server.
+                Some(Requirement::Interaction { .. } | Requirement::Approval) => {
+                    return Err(PsError::AsInteraction {
+                        location: pending.to_string(),
+                        requirement: raw,
+                        question: None,
+                    });
                 }
-                return Err(unreachable(format!(
-                    "the Access Server's {requirement:?} is not relayed by this Person Server"
-                )));
-            }
-            let names: Vec<String> = json["required_claims"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .filter(|n| n != "sub")
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut claims = self
-                .claims
-                .as_ref()
-                .map(|c| {
-                    c.claims(&crate::ClaimsRequest::new(
-                        account,
-                        &names,
-                        &fp.access_server,
-                    ))
-                })
-                .unwrap_or_default();
-            claims.remove("sub");
-            resp = crate::revocation::signed_post(
-                transport.as_ref(),
-                &self.id,
-                self.signer.as_ref(),
-                &self.kid,
-                now,
-                &target,
-                &serde_json::Value::Object(claims),
-            )
-            .await
-            .map_err(unreachable)?;
+                Some(Requirement::Claims) => self.claims_for(account, fp, &body.required_claims),
+                // Still with the person or the approver.
+                _ if waiting.is_some() => return Err(PsError::AsPending),
+                _ => {
+                    return Err(PsError::AsUnreachable(format!(
+                        "the Access Server's {raw:?} is not relayed by this Person Server"
+                    )));
+                }
+            };
+            resp = self
+                .post_to_access_server(transport, &pending, &body, now)
+                .await?;
         }
-        Err(unreachable(
+        Err(PsError::AsUnreachable(
             "the Access Server asked for more steps than this Person Server follows".to_owned(),
         ))
     }
 
-    /// The Access Server's final answer: relayed refusal, or its token checked (PS-53).
-    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
-    pub(super) async fn as_answer(
+    /// Pays what the Access Server's `402` asks, through the payment settler.
+    async fn settle(&self, fp: &crate::pending::FourParty, challenge: &str) -> Result<(), PsError> {
+        let refused = |detail: String| PsError::AsRefused {
+            status: 402,
+            error: "payment_required".to_owned(),
+            detail,
+        };
+        let Some(settler) = self.payments.as_ref() else {
+            return Err(refused(
+                "the Access Server requires payment and this Person Server settles none".to_owned(),
+            ));
+        };
+        settler
+            .settle(&fp.access_server, challenge)
+            .await
+            .map_err(|why| refused(why.chars().take(500).collect()))
+    }
+
+    /// This server's answer to the Access Server's question about the person, if it has
+    /// one.
+    fn answer_for_person(
         &self,
-        resp: http::Response<Bytes>,
+        account: &str,
         fp: &crate::pending::FourParty,
-        (resource, sub): (&ServerId, &str),
-        scope: Option<&str>,
-        key: &PublicKey,
-        cap: u64,
-        allowed: Option<&aauth_tokens::Budget>,
+        question: &str,
+    ) -> Option<String> {
+        self.as_questions
+            .as_ref()
+            .and_then(|q| q.answer(account, &fp.access_server, question))
+            .filter(|a| !a.trim().is_empty())
+    }
+
+    /// The claims the Access Server asks for, as far as this server releases them (never
+    /// `sub`: the Access Server has the directed one).
+    fn claims_for(
+        &self,
+        account: &str,
+        fp: &crate::pending::FourParty,
+        required: &[String],
+    ) -> serde_json::Value {
+        let names: Vec<String> = required.iter().filter(|n| *n != "sub").cloned().collect();
+        let mut claims = self
+            .claims
+            .as_ref()
+            .map(|c| {
+                c.claims(&crate::ClaimsRequest::new(
+                    account,
+                    &names,
+                    &fp.access_server,
+                ))
+            })
+            .unwrap_or_default(); // default: without a claims source, no claims are released
+        claims.remove("sub");
+        serde_json::Value::Object(claims)
+    }
+
+    /// The Access Server's auth token, checked before the agent sees it (PS-53).
+    async fn check_access_server_token(
+        &self,
+        token: &str,
+        f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
         let unreachable = |what: String| PsError::AsUnreachable(what);
-        let status = resp.status();
-        let json: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
-        if status.is_client_error() {
-            // PS-54: the Access Server's terminal refusal, relayed.
-            return Err(PsError::AsRefused {
-                status: status.as_u16(),
-                error: json["error"]
-                    .as_str()
-                    .filter(|e| !e.is_empty() && e.len() <= 64)
-                    .unwrap_or("denied")
-                    .to_owned(),
-                detail: json["detail"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(500)
-                    .collect(),
-            });
-        }
-        if status != StatusCode::OK {
-            return Err(unreachable(format!("the Access Server answered {status}")));
-        }
-        let token = json["auth_token"]
-            .as_str()
-            .ok_or_else(|| unreachable("no auth_token in the answer".to_owned()))?;
+        let (fp, resource, sub, scope, key, cap, allowed) =
+            (f.fp, f.resource, f.sub, f.scope, f.key, f.cap, f.allowed);
         // PS-53: never hand the agent a token that fails these.
         let v = Validation::new(now).audience(resource);
         let t = verify::<AuthClaims>(token, &v, self.issuer_keys.as_ref())
@@ -643,4 +609,33 @@ impl PersonServer {
             }
         }
     }
+}
+
+/// What a four-party token request asks the Access Server for, and what its answer must
+/// satisfy.
+pub(super) struct Federated<'a> {
+    /// The request's four-party state.
+    pub(super) fp: &'a crate::pending::FourParty,
+    /// The resource (`aud`).
+    pub(super) resource: &'a ServerId,
+    /// The person's directed identifier at the resource.
+    pub(super) sub: &'a str,
+    /// The person's account here.
+    pub(super) account: &'a str,
+    /// The resource token's scope.
+    pub(super) scope: Option<&'a str>,
+    /// The agent's key (`cnf.jwk`).
+    pub(super) key: &'a PublicKey,
+    /// The latest `exp` the token may have.
+    pub(super) cap: u64,
+    /// The budget this server allows.
+    pub(super) allowed: Option<&'a aauth_tokens::Budget>,
+}
+
+/// The body that answers a clarification.
+fn clarification(answer: &str) -> serde_json::Value {
+    serde_json::json!({
+        "action": "clarification_response",
+        "clarification_response": answer,
+    })
 }

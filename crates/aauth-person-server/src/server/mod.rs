@@ -1,6 +1,7 @@
 //! The Person Server's token endpoints, sans-IO: a request's head and body in, the
 //! response out.
 
+mod access_reply;
 mod consent;
 mod defer;
 mod federation;

@@ -13,6 +13,7 @@ use crate::policy::{ConsentKind, ConsentRequest, Decision};
 use crate::store::{AuthTokenRecord, PersonTokenRecord};
 
 use super::defer::Hints;
+use super::federation::Federated;
 use super::verify::{Acting, AgentRequest};
 use super::{Outcome, PersonServer};
 
@@ -509,17 +510,17 @@ impl PersonServer {
         let cap = agent_exp.min(*presented_exp);
         let (minted, granted) = if let Some(fp) = four_party {
             // Four-party: the resource's Access Server issues, within what the PS allows.
-            let f = self
-                .federated(
-                    fp,
-                    (resource, sub, account),
-                    scope.as_deref(),
-                    key,
-                    cap,
-                    granted.as_ref(),
-                    now,
-                )
-                .await?;
+            let request = Federated {
+                fp,
+                resource,
+                sub,
+                account,
+                scope: scope.as_deref(),
+                key,
+                cap,
+                allowed: granted.as_ref(),
+            };
+            let f = self.federated(&request, now).await?;
             self.store
                 .record_presentation(presented_jti, &fp.access_server, *presented_exp)
                 .await
