@@ -147,55 +147,38 @@ impl PersonServer {
     /// Defers `request` until the person answers: `202` with the pending URL and an
     /// interaction code, when this server can reach the person and the agent can relay an
     /// interaction; `user_unreachable` otherwise.
-    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
-    pub(super) async fn defer(
-        &self,
-        r: &AgentRequest,
-        acting: &Acting,
-        account: Option<String>,
-        request: PendingRequest,
-        capabilities: &[String],
-        hints: &Hints,
-        now: UnixTime,
-    ) -> Result<Outcome, PsError> {
+    pub(super) async fn defer(&self, d: Deferral<'_>, now: UnixTime) -> Result<Outcome, PsError> {
         if !self.interaction {
             return Err(PsError::UserUnreachable(
                 "this Person Server has no interaction channel to the person".to_owned(),
             ));
         }
-        if !capabilities.iter().any(|c| c == "interaction") {
+        if !d.capabilities.iter().any(|c| c == "interaction") {
             return Err(PsError::UserUnreachable(
                 "the person must be asked and the agent declared no interaction capability"
                     .to_owned(),
             ));
         }
-        let p = Self::pending_for(
-            r,
-            acting,
-            account,
-            request,
-            capabilities,
-            hints,
-            now,
-            self.pending_ttl,
-        )?;
+        let p = Self::pending_for(d, now, self.pending_ttl)?;
         let resp = self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0);
         self.create_pending(p, now).await?;
         Ok(Outcome::Respond(resp))
     }
 
     /// A new pending request (not stored).
-    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
     pub(super) fn pending_for(
-        r: &AgentRequest,
-        acting: &Acting,
-        account: Option<String>,
-        request: PendingRequest,
-        capabilities: &[String],
-        hints: &Hints,
+        d: Deferral<'_>,
         now: UnixTime,
         ttl: u64,
     ) -> Result<Pending, PsError> {
+        let Deferral {
+            agent: r,
+            acting,
+            account,
+            request,
+            capabilities,
+            hints,
+        } = d;
         Ok(Pending {
             id: crate::web::random_token().map_err(PsError::Server)?,
             code: crate::code::new_code().map_err(PsError::Server)?,
@@ -263,4 +246,21 @@ impl PersonServer {
         }
         r
     }
+}
+
+/// A request to be deferred to the person: who asks, for whom, what, and what the agent
+/// can relay.
+pub(super) struct Deferral<'a> {
+    /// The verified request of the signing agent.
+    pub(super) agent: &'a AgentRequest,
+    /// Who the token would be issued to.
+    pub(super) acting: &'a Acting,
+    /// The person's account, when the agent is bound to one already.
+    pub(super) account: Option<String>,
+    /// What is asked.
+    pub(super) request: PendingRequest,
+    /// The agent's declared capabilities.
+    pub(super) capabilities: &'a [String],
+    /// The agent's hints about the person.
+    pub(super) hints: &'a Hints,
 }

@@ -14,9 +14,8 @@ use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::serve::json_response;
 
 use super::access_reply::AccessReply;
-use super::defer::Hints;
+use super::defer::Deferral;
 use super::poll::PollError;
-use super::verify::{Acting, AgentRequest};
 use super::{Outcome, PENDING_PATH, PersonServer};
 
 impl PersonServer {
@@ -25,17 +24,13 @@ impl PersonServer {
     /// confirmation, or an answer to its question (passed to the agent as this server's
     /// `requirement=clarification`): the agent polls this server's pending URL, whose
     /// polls poll (or answer) the Access Server's.
-    #[allow(clippy::too_many_arguments, reason = "the request's parts, each once")]
     pub(super) async fn defer_to_access_server(
         &self,
-        r: &AgentRequest,
-        acting: &Acting,
-        account: String,
-        request: PendingRequest,
+        d: Deferral<'_>,
         (location, requirement, question): (String, String, Option<String>),
-        capabilities: &[String],
         now: UnixTime,
     ) -> Result<Outcome, PsError> {
+        let capabilities = d.capabilities;
         if requirement.starts_with("requirement=interaction")
             && !capabilities.iter().any(|c| c == "interaction")
         {
@@ -54,16 +49,7 @@ impl PersonServer {
                     .to_owned(),
             ));
         }
-        let mut p = Self::pending_for(
-            r,
-            acting,
-            Some(account),
-            request,
-            capabilities,
-            &Hints::default(),
-            now,
-            self.pending_ttl,
-        )?;
+        let mut p = Self::pending_for(d, now, self.pending_ttl)?;
         let resp = self.park_at_access_server(&mut p, location, &requirement, question)?;
         self.create_pending(p, now).await?;
         Ok(Outcome::Respond(resp))

@@ -10,6 +10,7 @@ use crate::pending::PendingRequest;
 use crate::policy::{ConsentKind, ConsentRequest, Decision};
 use aauth_metadata::serve::json_response;
 
+use super::defer::Deferral;
 use super::defer::Hints;
 use super::verify::AgentRequest;
 use super::{MAX_MISSION_LOG, Outcome, PersonServer};
@@ -92,16 +93,18 @@ impl PersonServer {
             Decision::AskPerson => {
                 let acting = self.acting(r, None, now).await?;
                 self.defer(
-                    r,
-                    &acting,
-                    account,
-                    PendingRequest::Permission {
-                        action: b.action,
-                        description: b.description,
-                        mission_s256: b.mission_s256,
+                    Deferral {
+                        agent: r,
+                        acting: &acting,
+                        account,
+                        request: PendingRequest::Permission {
+                            action: b.action,
+                            description: b.description,
+                            mission_s256: b.mission_s256,
+                        },
+                        capabilities: &b.capabilities,
+                        hints: &Hints::default(),
                     },
-                    &b.capabilities,
-                    &Hints::default(),
                     now,
                 )
                 .await
@@ -191,15 +194,17 @@ impl PersonServer {
                 let account = self.binding_of(r).await?;
                 let acting = self.acting(r, None, now).await?;
                 self.defer(
-                    r,
-                    &acting,
-                    account,
-                    PendingRequest::Question {
-                        question,
-                        mission_s256: b.mission_s256,
+                    Deferral {
+                        agent: r,
+                        acting: &acting,
+                        account,
+                        request: PendingRequest::Question {
+                            question,
+                            mission_s256: b.mission_s256,
+                        },
+                        capabilities: &b.capabilities,
+                        hints: &Hints::default(),
                     },
-                    &b.capabilities,
-                    &Hints::default(),
                     now,
                 )
                 .await

@@ -12,7 +12,9 @@ use crate::mission::{Check, Constraints, Mission, Proposal, TerminationReason};
 use crate::pending::PendingRequest;
 use crate::policy::{ConsentKind, ConsentRequest, Decision};
 
+use super::defer::Deferral;
 use super::defer::Hints;
+use super::tokens::PersonTokenGrant;
 use super::verify::AgentRequest;
 use super::{
     MAX_PROPOSAL_RESOURCES, MAX_PROPOSAL_TEXT, MAX_PROPOSAL_TOOLS, MAX_TRACKED_AGENTS, Outcome,
@@ -197,12 +199,14 @@ impl PersonServer {
                 let acting = self.acting(r, None, now).await?;
                 let body = String::from_utf8_lossy(body).into_owned();
                 self.defer(
-                    r,
-                    &acting,
-                    account,
-                    PendingRequest::Mission { proposal: body },
-                    &caps,
-                    &Hints::default(),
+                    Deferral {
+                        agent: r,
+                        acting: &acting,
+                        account,
+                        request: PendingRequest::Mission { proposal: body },
+                        capabilities: &caps,
+                        hints: &Hints::default(),
+                    },
                     now,
                 )
                 .await
@@ -244,7 +248,18 @@ impl PersonServer {
             )?;
             let cap = expires_at.map_or(agent_exp, |e| e.min(agent_exp));
             let json = self
-                .mint_person_in(&[], &resource, account, key, agent, cap, Some(&s256), now)
+                .mint_person_in(
+                    PersonTokenGrant {
+                        chain: &[],
+                        resource: &resource,
+                        account,
+                        key,
+                        agent,
+                        cap,
+                        mission: Some(&s256),
+                    },
+                    now,
+                )
                 .await?;
             if let Some(t) = json.get("person_token") {
                 person_tokens.insert(res, t.clone());
@@ -379,15 +394,17 @@ impl PersonServer {
                     Decision::AskPerson => {
                         let acting = self.acting(r, None, now).await?;
                         self.defer(
-                            r,
-                            &acting,
-                            Some(account),
-                            PendingRequest::Completion {
-                                s256: m.s256.clone(),
-                                summary,
+                            Deferral {
+                                agent: r,
+                                acting: &acting,
+                                account: Some(account),
+                                request: PendingRequest::Completion {
+                                    s256: m.s256.clone(),
+                                    summary,
+                                },
+                                capabilities: &a.capabilities,
+                                hints: &Hints::default(),
                             },
-                            &a.capabilities,
-                            &Hints::default(),
                             now,
                         )
                         .await

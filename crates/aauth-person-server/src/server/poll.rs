@@ -16,6 +16,7 @@ use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::serve::json_response;
 
 use super::PersonServer;
+use super::tokens::PersonTokenGrant;
 
 /// A polling error (draft -11 §9): `denied`, `expired`, `invalid_code`.
 pub(super) struct PollError {
@@ -361,13 +362,15 @@ impl PersonServer {
                 chain,
             } => {
                 self.mint_person_in(
-                    chain,
-                    resource,
-                    account,
-                    &key,
-                    agent,
-                    p.agent_exp,
-                    mission_s256.as_deref(),
+                    PersonTokenGrant {
+                        chain,
+                        resource,
+                        account,
+                        key: &key,
+                        agent,
+                        cap: p.agent_exp,
+                        mission: mission_s256.as_deref(),
+                    },
                     now,
                 )
                 .await

@@ -12,6 +12,7 @@ use crate::pending::{Pending, PendingRequest};
 use crate::policy::{ConsentKind, ConsentRequest, Decision};
 use crate::store::{AuthTokenRecord, PersonTokenRecord};
 
+use super::defer::Deferral;
 use super::defer::Hints;
 use super::federation::Federated;
 use super::verify::{Acting, AgentRequest};
@@ -116,13 +117,15 @@ impl PersonServer {
         match (decision, account) {
             (Decision::Approve, Some(account)) => self
                 .mint_person_in(
-                    &chain,
-                    &resource,
-                    &account,
-                    &acting.key,
-                    (&acting.agent.0, &acting.agent.1),
-                    acting.exp,
-                    mission_s256.as_deref(),
+                    PersonTokenGrant {
+                        chain: &chain,
+                        resource: &resource,
+                        account: &account,
+                        key: &acting.key,
+                        agent: (&acting.agent.0, &acting.agent.1),
+                        cap: acting.exp,
+                        mission: mission_s256.as_deref(),
+                    },
                     now,
                 )
                 .await
@@ -130,16 +133,18 @@ impl PersonServer {
             (Decision::Deny(reason), _) => Err(PsError::Denied(reason)),
             (_, account) => {
                 self.defer(
-                    r,
-                    &acting,
-                    account,
-                    PendingRequest::PersonToken {
-                        resource,
-                        mission_s256,
-                        chain,
+                    Deferral {
+                        agent: r,
+                        acting: &acting,
+                        account,
+                        request: PendingRequest::PersonToken {
+                            resource,
+                            mission_s256,
+                            chain,
+                        },
+                        capabilities: &b.capabilities,
+                        hints: &b.hints,
                     },
-                    &b.capabilities,
-                    &b.hints,
                     now,
                 )
                 .await
@@ -149,18 +154,20 @@ impl PersonServer {
 
     /// Mints and records a person token (under `mission` when given), expiring no later
     /// than `cap`.
-    #[allow(clippy::too_many_arguments, reason = "the token's inputs, each once")]
     pub(super) async fn mint_person_in(
         &self,
-        chain: &[ServerId],
-        resource: &ServerId,
-        account: &str,
-        key: &PublicKey,
-        agent: (&ServerId, &aauth_tokens::AgentId),
-        cap: u64,
-        mission: Option<&str>,
+        grant: PersonTokenGrant<'_>,
         now: UnixTime,
     ) -> Result<serde_json::Value, PsError> {
+        let PersonTokenGrant {
+            chain,
+            resource,
+            account,
+            key,
+            agent,
+            cap,
+            mission,
+        } = grant;
         let sub = self.directed_sub(account, resource);
         let mut builder =
             PersonTokenBuilder::new(self.id.clone(), resource.clone(), sub.clone(), key)
@@ -317,12 +324,15 @@ impl PersonServer {
                         question,
                     }) => {
                         self.defer_to_access_server(
-                            r,
-                            &acting,
-                            held.account,
-                            request,
+                            Deferral {
+                                agent: r,
+                                acting: &acting,
+                                account: Some(held.account),
+                                request,
+                                capabilities: &b.capabilities,
+                                hints: &Hints::default(),
+                            },
                             (location, requirement, question),
-                            &b.capabilities,
                             now,
                         )
                         .await
@@ -333,12 +343,14 @@ impl PersonServer {
             Decision::Deny(reason) => Err(PsError::Denied(reason)),
             Decision::AskPerson => {
                 self.defer(
-                    r,
-                    &acting,
-                    Some(held.account),
-                    request,
-                    &b.capabilities,
-                    &b.hints,
+                    Deferral {
+                        agent: r,
+                        acting: &acting,
+                        account: Some(held.account),
+                        request,
+                        capabilities: &b.capabilities,
+                        hints: &b.hints,
+                    },
                     now,
                 )
                 .await
@@ -589,4 +601,22 @@ impl PersonServer {
         }
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
+}
+
+/// What a person token is minted from.
+pub(super) struct PersonTokenGrant<'a> {
+    /// Call chaining: the resources upstream of this request (recorded with the token).
+    pub(super) chain: &'a [ServerId],
+    /// The resource (`aud`).
+    pub(super) resource: &'a ServerId,
+    /// The person's account.
+    pub(super) account: &'a str,
+    /// The key the token binds (`cnf.jwk`).
+    pub(super) key: &'a PublicKey,
+    /// The agent (provider, identifier) it is issued to.
+    pub(super) agent: (&'a ServerId, &'a aauth_tokens::AgentId),
+    /// The latest `exp` it may have.
+    pub(super) cap: u64,
+    /// The mission it is issued under.
+    pub(super) mission: Option<&'a str>,
 }
