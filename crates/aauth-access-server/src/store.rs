@@ -121,7 +121,6 @@ pub struct WaitingRecord {
 impl WaitingRecord {
     /// A record (what a store reads back from its own rows).
     #[must_use]
-    #[allow(clippy::too_many_arguments, reason = "a record's fields, each once")]
     pub fn new(
         id: String,
         ps: ServerId,

@@ -165,6 +165,19 @@ pub struct Mission {
     pub log: Vec<LogEntry>,
 }
 
+/// What a mission has done so far, as a store keeps it.
+#[cfg(feature = "sqlite")]
+pub(crate) struct Progress {
+    /// Why it ended, once it has.
+    pub(crate) terminated: Option<TerminationReason>,
+    /// How many tokens it has granted.
+    pub(crate) grants: u32,
+    /// Its budget ledger.
+    pub(crate) ledger: Vec<Allocation>,
+    /// Its log.
+    pub(crate) log: Vec<LogEntry>,
+}
+
 impl Mission {
     /// A new, active mission over `blob` (its `s256` computed here).
     #[must_use]
@@ -189,18 +202,20 @@ impl Mission {
 
     /// A mission read back from a store.
     #[cfg(feature = "sqlite")]
-    #[allow(clippy::too_many_arguments, reason = "every stored field, once")]
     pub(crate) fn restore(
         s256: String,
         blob: Vec<u8>,
         agent: (ServerId, AgentId),
         account: String,
         constraints: Constraints,
-        terminated: Option<TerminationReason>,
-        grants: u32,
-        ledger: Vec<Allocation>,
-        log: Vec<LogEntry>,
+        progress: Progress,
     ) -> Self {
+        let Progress {
+            terminated,
+            grants,
+            ledger,
+            log,
+        } = progress;
         Self {
             s256,
             blob,

@@ -533,7 +533,11 @@ impl MissionRow {
         let blob = aauth_keys::base64url::decode(&self.blob).map_err(unreadable("mission"))?;
         // The stored bytes must still be the ones the digest names.
         if crate::mission::s256(&blob) != self.s256 {
-            return Err(err("a stored mission blob does not match its s256"));
+            return Err(StoreError::unreadable(
+                STORE,
+                "mission",
+                "its blob does not match its s256",
+            ));
         }
         Ok(Mission::restore(
             self.s256,
@@ -544,17 +548,20 @@ impl MissionRow {
             ),
             self.account,
             self.constraints,
-            self.terminated
-                .as_deref()
-                .map(|r| {
-                    TerminationReason::from_value(r).ok_or_else(|| {
-                        StoreError::unreadable(STORE, "mission", "unknown termination reason")
+            crate::mission::Progress {
+                terminated: self
+                    .terminated
+                    .as_deref()
+                    .map(|r| {
+                        TerminationReason::from_value(r).ok_or_else(|| {
+                            StoreError::unreadable(STORE, "mission", "unknown termination reason")
+                        })
                     })
-                })
-                .transpose()?,
-            self.grants,
-            self.ledger,
-            self.log,
+                    .transpose()?,
+                grants: self.grants,
+                ledger: self.ledger,
+                log: self.log,
+            },
         ))
     }
 }
