@@ -18,6 +18,37 @@ use super::federation::Federated;
 use super::verify::{Acting, AgentRequest};
 use super::{Outcome, PersonServer};
 
+/// The body of `POST /person-token`.
+#[derive(Deserialize)]
+struct PersonTokenBody {
+    resource: String,
+    #[serde(default)]
+    mission_s256: Option<String>,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    subagent_token: Option<String>,
+    #[serde(default)]
+    upstream_token: Option<String>,
+    #[serde(flatten)]
+    hints: Hints,
+}
+
+/// The body of `POST /auth-token`.
+#[derive(Deserialize)]
+struct AuthTokenBody {
+    resource_token: String,
+    presented_token: Option<String>,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    subagent_token: Option<String>,
+    #[serde(default)]
+    upstream_token: Option<String>,
+    #[serde(flatten)]
+    hints: Hints,
+}
+
 impl PersonServer {
     /// `person_token_endpoint` (draft -11 §7.1, PS-10…13).
     pub(super) async fn person_token(
@@ -26,75 +57,14 @@ impl PersonServer {
         body: &[u8],
         now: UnixTime,
     ) -> Result<Outcome, PsError> {
-        #[derive(Deserialize)]
-        struct Body {
-            resource: String,
-            #[serde(default)]
-            mission_s256: Option<String>,
-            #[serde(default)]
-            capabilities: Vec<String>,
-            #[serde(default)]
-            subagent_token: Option<String>,
-            #[serde(default)]
-            upstream_token: Option<String>,
-            #[serde(flatten)]
-            hints: Hints,
-        }
-        let b: Body = serde_json::from_slice(body)
+        let b: PersonTokenBody = serde_json::from_slice(body)
             .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
         let prompt = b.hints.check()?;
         let resource = ServerId::parse(&b.resource)
             .map_err(|e| PsError::InvalidRequest(format!("resource: {e}")))?;
         let mut acting = self.acting(r, b.subagent_token.as_deref(), now).await?;
-        // Call chaining (PS-60, PS-63): an intermediary asks for the person its upstream
-        // token names; the mission is the upstream's; no binding is used or made.
-        let upstream = match &b.upstream_token {
-            Some(t) => {
-                if b.mission_s256.is_some() {
-                    return Err(PsError::InvalidRequest(
-                        "with upstream_token the mission is the upstream token's".to_owned(),
-                    ));
-                }
-                Some(self.upstream(t, &r.agent.claims.iss, now).await?)
-            }
-            None => None,
-        };
-        let mission_s256 = match &upstream {
-            Some(u) => u.mission_s256.clone(),
-            None => b.mission_s256.clone(),
-        };
-        let mission = match &upstream {
-            Some(u) => self.mission_active(u.mission_s256.as_deref(), now).await?,
-            None => {
-                self.mission_check(
-                    b.mission_s256.as_deref(),
-                    (&r.agent.claims.iss, &r.agent.claims.sub),
-                    "person_token",
-                    Check {
-                        now: now.as_secs(),
-                        resource: &resource,
-                        scope: None,
-                        subagent: b.subagent_token.is_some(),
-                        offer: None,
-                        consumed: &[],
-                    },
-                    false,
-                    now,
-                )
-                .await?
-            }
-        };
-        if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
-            acting.exp = acting.exp.min(e);
-        }
-        let account = match &upstream {
-            Some(u) => {
-                acting.exp = acting.exp.min(u.exp);
-                acting.ends = Some(u.exp);
-                Some(u.account.clone())
-            }
-            None => self.binding_of(r).await?,
-        };
+        let (upstream, mission_s256, account) =
+            self.person_for(r, &b, &resource, &mut acting, now).await?;
         let decision = prompt.apply(self.decide(
             &ConsentRequest {
                 account: account.as_deref().unwrap_or_default(),
@@ -149,6 +119,169 @@ impl PersonServer {
                 )
                 .await
             }
+        }
+    }
+
+    /// Whom a person token is for: the person an upstream token names (call chaining,
+    /// PS-60, PS-63: the mission is the upstream's; no binding is used or made), or the
+    /// person the agent is bound to, under the mission asked for. Caps `acting`'s `exp`
+    /// by the mission's and the upstream token's.
+    async fn person_for(
+        &self,
+        r: &AgentRequest,
+        b: &PersonTokenBody,
+        resource: &ServerId,
+        acting: &mut Acting,
+        now: UnixTime,
+    ) -> Result<
+        (
+            Option<super::verify::Upstream>,
+            Option<String>,
+            Option<String>,
+        ),
+        PsError,
+    > {
+        let upstream = match &b.upstream_token {
+            Some(t) => {
+                if b.mission_s256.is_some() {
+                    return Err(PsError::InvalidRequest(
+                        "with upstream_token the mission is the upstream token's".to_owned(),
+                    ));
+                }
+                Some(self.upstream(t, &r.agent.claims.iss, now).await?)
+            }
+            None => None,
+        };
+        let mission_s256 = match &upstream {
+            Some(u) => u.mission_s256.clone(),
+            None => b.mission_s256.clone(),
+        };
+        let mission = match &upstream {
+            Some(u) => self.mission_active(u.mission_s256.as_deref(), now).await?,
+            None => {
+                self.mission_check(
+                    b.mission_s256.as_deref(),
+                    (&r.agent.claims.iss, &r.agent.claims.sub),
+                    "person_token",
+                    Check {
+                        now: now.as_secs(),
+                        resource,
+                        scope: None,
+                        subagent: b.subagent_token.is_some(),
+                        offer: None,
+                        consumed: &[],
+                    },
+                    false,
+                    now,
+                )
+                .await?
+            }
+        };
+        if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
+            acting.exp = acting.exp.min(e);
+        }
+        let account = match &upstream {
+            Some(u) => {
+                acting.exp = acting.exp.min(u.exp);
+                acting.ends = Some(u.exp);
+                Some(u.account.clone())
+            }
+            None => self.binding_of(r).await?,
+        };
+        Ok((upstream, mission_s256, account))
+    }
+
+    /// Call chaining (the same person as upstream, the upstream's mission, and nothing
+    /// that outlives the upstream token) or the mission's checks; caps `acting`'s `exp`
+    /// by the mission's. The upstream token, if any.
+    async fn auth_context(
+        &self,
+        r: &AgentRequest,
+        b: &AuthTokenBody,
+        rt: &aauth_tokens::ResourceClaims,
+        held: &super::verify::Held,
+        acting: &mut Acting,
+        now: UnixTime,
+    ) -> Result<Option<super::verify::Upstream>, PsError> {
+        let upstream = match &b.upstream_token {
+            Some(t) => {
+                let u = self.upstream(t, &r.agent.claims.iss, now).await?;
+                if u.account != held.account {
+                    return Err(PsError::InvalidUpstreamToken(
+                        "the upstream token is another person's".to_owned(),
+                    ));
+                }
+                if u.mission_s256 != rt.mission_s256 {
+                    return Err(PsError::InvalidResourceToken(
+                        "mission_s256 differs from the upstream token's".to_owned(),
+                    ));
+                }
+                acting.exp = acting.exp.min(u.exp);
+                acting.ends = Some(u.exp);
+                Some(u)
+            }
+            None => None,
+        };
+        let mission = if upstream.is_some() {
+            self.mission_active(rt.mission_s256.as_deref(), now).await?
+        } else {
+            self.mission_check(
+                rt.mission_s256.as_deref(),
+                (&r.agent.claims.iss, &r.agent.claims.sub),
+                "auth_token",
+                Check {
+                    now: now.as_secs(),
+                    resource: &rt.iss,
+                    scope: Some(rt.scope.as_deref().unwrap_or_default()),
+                    subagent: b.subagent_token.is_some(),
+                    offer: rt.budget.as_ref(),
+                    consumed: rt.budget_consumed.as_deref().unwrap_or_default(),
+                },
+                true,
+                now,
+            )
+            .await?
+        };
+        if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
+            acting.exp = acting.exp.min(e);
+        }
+        Ok(upstream)
+    }
+
+    /// What an auth-token request asks, as a pending request would keep it.
+    fn auth_request(
+        &self,
+        r: &AgentRequest,
+        b: &AuthTokenBody,
+        rt: &aauth_tokens::ResourceClaims,
+        held: &super::verify::Held,
+        presented: String,
+        chain: Vec<ServerId>,
+    ) -> PendingRequest {
+        PendingRequest::AuthToken {
+            chain,
+            resource: rt.iss.clone(),
+            sub: rt.sub.clone(),
+            scope: rt.scope.clone(),
+            account_claim: rt.account.clone(),
+            mission_s256: rt.mission_s256.clone(),
+            tenant: rt.tenant.clone(),
+            presented_jti: rt.presented_jti.clone(),
+            presented_exp: held.exp,
+            budget: rt.budget.clone(),
+            budget_consumed: rt.budget_consumed.clone().unwrap_or_default(),
+            four_party: (rt.aud != self.id).then(|| {
+                Box::new(crate::pending::FourParty {
+                    access_server: rt.aud.clone(),
+                    resource_token: b.resource_token.clone(),
+                    agent_token: r.token.clone(),
+                    presented_token: presented.clone(),
+                    subagent_token: b.subagent_token.clone(),
+                    upstream_token: b.upstream_token.clone(),
+                    as_pending: None,
+                    as_question: None,
+                })
+            }),
         }
     }
 
@@ -209,98 +342,20 @@ impl PersonServer {
         body: &[u8],
         now: UnixTime,
     ) -> Result<Outcome, PsError> {
-        #[derive(Deserialize)]
-        struct Body {
-            resource_token: String,
-            presented_token: Option<String>,
-            #[serde(default)]
-            capabilities: Vec<String>,
-            #[serde(default)]
-            subagent_token: Option<String>,
-            #[serde(default)]
-            upstream_token: Option<String>,
-            #[serde(flatten)]
-            hints: Hints,
-        }
-        let b: Body = serde_json::from_slice(body)
+        let b: AuthTokenBody = serde_json::from_slice(body)
             .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
         let prompt = b.hints.check()?;
-        let presented = b.presented_token.ok_or_else(|| {
+        let presented = b.presented_token.clone().ok_or_else(|| {
             PsError::InvalidRequest("presented_token is required (PS-30)".to_owned())
         })?;
         let mut acting = self.acting(r, b.subagent_token.as_deref(), now).await?;
         let rt = self.resource_token(&b.resource_token, &acting, now).await?;
         let held = self.presented(&presented, &rt, now).await?;
-        // Call chaining: the same person as upstream, the upstream's mission, and
-        // nothing that outlives the upstream token.
-        let upstream = match &b.upstream_token {
-            Some(t) => {
-                let u = self.upstream(t, &r.agent.claims.iss, now).await?;
-                if u.account != held.account {
-                    return Err(PsError::InvalidUpstreamToken(
-                        "the upstream token is another person's".to_owned(),
-                    ));
-                }
-                if u.mission_s256 != rt.mission_s256 {
-                    return Err(PsError::InvalidResourceToken(
-                        "mission_s256 differs from the upstream token's".to_owned(),
-                    ));
-                }
-                acting.exp = acting.exp.min(u.exp);
-                acting.ends = Some(u.exp);
-                Some(u)
-            }
-            None => None,
-        };
-        let mission = if upstream.is_some() {
-            self.mission_active(rt.mission_s256.as_deref(), now).await?
-        } else {
-            self.mission_check(
-                rt.mission_s256.as_deref(),
-                (&r.agent.claims.iss, &r.agent.claims.sub),
-                "auth_token",
-                Check {
-                    now: now.as_secs(),
-                    resource: &rt.iss,
-                    scope: Some(rt.scope.as_deref().unwrap_or_default()),
-                    subagent: b.subagent_token.is_some(),
-                    offer: rt.budget.as_ref(),
-                    consumed: rt.budget_consumed.as_deref().unwrap_or_default(),
-                },
-                true,
-                now,
-            )
-            .await?
-        };
-        if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
-            acting.exp = acting.exp.min(e);
-        }
+        let upstream = self
+            .auth_context(r, &b, &rt, &held, &mut acting, now)
+            .await?;
         let chain = Self::chain_to(upstream.as_ref(), &rt.iss)?;
-        let request = PendingRequest::AuthToken {
-            chain,
-            resource: rt.iss.clone(),
-            sub: rt.sub.clone(),
-            scope: rt.scope.clone(),
-            account_claim: rt.account.clone(),
-            mission_s256: rt.mission_s256.clone(),
-            tenant: rt.tenant.clone(),
-            presented_jti: rt.presented_jti.clone(),
-            presented_exp: held.exp,
-            budget: rt.budget.clone(),
-            budget_consumed: rt.budget_consumed.clone().unwrap_or_default(),
-            four_party: (rt.aud != self.id).then(|| {
-                Box::new(crate::pending::FourParty {
-                    access_server: rt.aud.clone(),
-                    resource_token: b.resource_token.clone(),
-                    agent_token: r.token.clone(),
-                    presented_token: presented.clone(),
-                    subagent_token: b.subagent_token.clone(),
-                    upstream_token: b.upstream_token.clone(),
-                    as_pending: None,
-                    as_question: None,
-                })
-            }),
-        };
+        let request = self.auth_request(r, &b, &rt, &held, presented, chain);
         match prompt.apply(self.decide(
             &ConsentRequest {
                 account: &held.account,
