@@ -546,15 +546,14 @@ impl PersonServer {
             resource,
             sub,
             scope,
-            account_claim,
             mission_s256,
-            tenant,
             presented_jti,
             presented_exp,
             budget,
             budget_consumed,
             four_party,
             chain,
+            ..
         } = request
         else {
             return Err(PsError::Server("not an auth-token request".to_owned()));
@@ -594,34 +593,7 @@ impl PersonServer {
                 .map_err(PsError::from)?;
             (f.0, f.1)
         } else {
-            let mut builder = AuthTokenBuilder::new(
-                AuthIssuer::PersonServer,
-                self.id.clone(),
-                resource.clone(),
-                self.id.clone(),
-                sub.clone(),
-                key,
-            )
-            .lifetime(self.auth_lifetime)
-            .not_after(cap);
-            if let Some(s) = scope {
-                builder = builder.scope(s.clone());
-            }
-            if let Some(a) = account_claim {
-                builder = builder.account(a.clone());
-            }
-            if let Some(m) = mission_s256 {
-                builder = builder.mission_s256(m.clone());
-            }
-            if let Some(t) = tenant {
-                builder = builder.tenant(t.clone());
-            }
-            if let Some(b) = &granted {
-                builder = builder.budget(b.clone());
-            }
-            let minted = builder
-                .sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
-                .map_err(|e| PsError::Server(e.to_string()))?;
+            let minted = self.sign_auth(request, key, cap, granted.as_ref(), now)?;
             (minted, granted)
         };
         if let Some(mut m) = ledger {
@@ -655,6 +627,59 @@ impl PersonServer {
                 .map_err(PsError::from)?;
         }
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
+    }
+
+    /// Signs a three-party auth token for `request`, expiring by `cap`, with the budget
+    /// `granted`.
+    fn sign_auth(
+        &self,
+        request: &PendingRequest,
+        key: &PublicKey,
+        cap: u64,
+        granted: Option<&aauth_tokens::Budget>,
+        now: UnixTime,
+    ) -> Result<aauth_tokens::Minted, PsError> {
+        let PendingRequest::AuthToken {
+            resource,
+            sub,
+            scope,
+            account_claim,
+            mission_s256,
+            tenant,
+            ..
+        } = request
+        else {
+            return Err(PsError::Server("not an auth-token request".to_owned()));
+        };
+        let mut builder = AuthTokenBuilder::new(
+            AuthIssuer::PersonServer,
+            self.id.clone(),
+            resource.clone(),
+            self.id.clone(),
+            sub.clone(),
+            key,
+        )
+        .lifetime(self.auth_lifetime)
+        .not_after(cap);
+        if let Some(s) = scope {
+            builder = builder.scope(s.clone());
+        }
+        if let Some(a) = account_claim {
+            builder = builder.account(a.clone());
+        }
+        if let Some(m) = mission_s256 {
+            builder = builder.mission_s256(m.clone());
+        }
+        if let Some(t) = tenant {
+            builder = builder.tenant(t.clone());
+        }
+        if let Some(b) = granted {
+            builder = builder.budget(b.clone());
+        }
+        let minted = builder
+            .sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .map_err(|e| PsError::Server(e.to_string()))?;
+        Ok(minted)
     }
 }
 
