@@ -6,14 +6,14 @@ use std::time::Duration;
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, request::Parts};
+use http::{Method, StatusCode, request::Parts};
 use serde::Deserialize;
 
 use crate::PsError;
 use crate::changes::PendingChanges;
 use crate::mission::Proposal;
 use crate::pending::{Pending, PendingRequest, PendingState};
-use aauth_metadata::serve::json_response;
+use aauth_metadata::serve::{json_response, problem_response};
 
 use super::PersonServer;
 use super::tokens::PersonTokenGrant;
@@ -35,15 +35,10 @@ impl PollError {
     }
 
     pub(super) fn response(self) -> http::Response<Bytes> {
-        let mut r = json_response(
+        problem_response(
             self.status,
             &serde_json::json!({ "error": self.error, "detail": self.detail }),
-        );
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        r
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, StatusCode, request::Parts};
 use serde::Deserialize;
 
 use crate::PsError;
-use aauth_metadata::serve::json_response;
+use aauth_metadata::serve::problem_response;
 
 use super::PersonServer;
 
@@ -39,35 +39,45 @@ pub(super) fn resource_revocation_key(resource: &ServerId, jti: &str) -> String 
     format!("resource {} {jti}", resource.as_str())
 }
 
+/// The body of a revocation: `{"jti": "…", "exp": N}`.
+#[derive(Deserialize)]
+struct RevocationBody {
+    jti: String,
+    exp: u64,
+}
+
+impl RevocationBody {
+    /// Reads `body`; a `jti` must be 1 to 256 bytes.
+    fn read(body: &[u8]) -> Result<Self, PsError> {
+        match serde_json::from_slice::<Self>(body) {
+            Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => Ok(b),
+            _ => Err(PsError::InvalidRequest(
+                "the body is {\"jti\": \"…\", \"exp\": N}".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Who revokes: an agent provider this server takes revocations from, or a resource.
+enum Revoker {
+    Provider(ServerId),
+    Resource(ServerId),
+}
+
 impl PersonServer {
     /// `revocation_endpoint`: an agent provider revokes one of its agent tokens; the
     /// token is refused from now on, and every person and auth token issued to that agent
-    /// is revoked with it. `200` once done (idempotent; unknown tokens are recorded too).
+    /// is revoked with it. A resource revokes a resource token it issued. `200` once
+    /// done (idempotent; unknown tokens are recorded too).
     pub(super) async fn revocation(
         &self,
         parts: &Parts,
         body: &[u8],
         now: UnixTime,
     ) -> http::Response<Bytes> {
-        #[derive(Deserialize)]
-        struct Body {
-            jti: String,
-            exp: u64,
-        }
         if parts.method != Method::POST {
             return PsError::InvalidRequest("POST".to_owned()).into_response();
         }
-        let unsupported = || {
-            let mut r = json_response(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({ "error": "unsupported_iss", "detail": "this Person Server takes revocations from the agent providers it knows" }),
-            );
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            r
-        };
         let verified = match self.revocation_verifier.verify(parts, body, now).await {
             Ok(v) => v,
             Err(VerifyError::SignerNotAdmitted { .. }) => return unsupported(),
@@ -77,84 +87,17 @@ impl PersonServer {
                     .map(Bytes::from);
             }
         };
-        let (provider, resource) = match &verified.identity {
-            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-agent.json" => (
-                ServerId::parse(id)
-                    .ok()
-                    .filter(|p| self.revoking_providers.contains(p)),
-                None,
-            ),
-            // A resource revokes a resource token it issued for this Person Server
-            // (PS-112): recorded even if never seen here.
-            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-resource.json" => {
-                (None, ServerId::parse(id).ok())
-            }
-            _ => (None, None),
-        };
-        if let Some(resource) = resource {
-            return match serde_json::from_slice::<Body>(body) {
-                Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => {
-                    match self
-                        .store
-                        .revoke(
-                            &resource_revocation_key(&resource, &b.jti),
-                            revocation_exp(b.exp, TokenType::Resource, now),
-                            now,
-                        )
-                        .await
-                    {
-                        Ok(()) => {
-                            let mut r = http::Response::new(Bytes::new());
-                            r.headers_mut().insert(
-                                http::header::CACHE_CONTROL,
-                                HeaderValue::from_static("no-store"),
-                            );
-                            r
-                        }
-                        Err(e) => PsError::from(e).into_response(),
-                    }
-                }
-                _ => PsError::InvalidRequest("the body is {\"jti\": \"…\", \"exp\": N}".to_owned())
-                    .into_response(),
-            };
-        }
-        let Some(provider) = provider else {
+        let Some(revoker) = self.revoker(&verified.identity) else {
             return unsupported();
         };
-        let b = match serde_json::from_slice::<Body>(body) {
-            Ok(b) if !b.jti.is_empty() && b.jti.len() <= 256 => b,
-            _ => {
-                return PsError::InvalidRequest(
-                    "the body is {\"jti\": \"…\", \"exp\": N}".to_owned(),
-                )
-                .into_response();
-            }
+        let done = match RevocationBody::read(body) {
+            Ok(b) => match revoker {
+                Revoker::Resource(resource) => self.revoke_resource_token(&resource, &b, now).await,
+                Revoker::Provider(provider) => self.revoke_agent_token(&provider, &b, now).await,
+            },
+            Err(e) => Err(e),
         };
-        let result = async {
-            let key = format!("agent {} {}", provider.as_str(), b.jti);
-            self.store
-                .revoke(&key, revocation_exp(b.exp, TokenType::Agent, now), now)
-                .await?;
-            if let Some(agent) = self.store.agent_of_token(&provider, &b.jti).await? {
-                for (jti, aud, exp) in self.store.tokens_of_agent(&provider, &agent).await? {
-                    self.store.revoke(&jti, exp, now).await?;
-                    // The resource's outcome is not reported to the provider (§11.12.4); a
-                    // failed leg is the resource's to catch up on (tokens expire within the
-                    // hour).
-                    if let Some(n) = &self.notifier {
-                        let _outcome = n.notify(&aud, &jti, exp).await;
-                        // Four-party: where it was presented, the Access Server revokes
-                        // what it issued against it (PS-113).
-                        for access in self.store.presentations(&jti).await? {
-                            let _outcome = n.notify_access_server(&access, &jti, exp).await;
-                        }
-                    }
-                }
-            }
-            Ok::<(), crate::StoreError>(())
-        }
-        .await;
-        match result {
+        match done {
             Ok(()) => {
                 let mut r = http::Response::new(Bytes::new());
                 r.headers_mut().insert(
@@ -163,7 +106,83 @@ impl PersonServer {
                 );
                 r
             }
-            Err(e) => PsError::from(e).into_response(),
+            Err(e) => e.into_response(),
         }
     }
+
+    /// Who signed: a provider this server takes revocations from, or any resource.
+    fn revoker(&self, identity: &KeyIdentity) -> Option<Revoker> {
+        match identity {
+            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-agent.json" => {
+                ServerId::parse(id)
+                    .ok()
+                    .filter(|p| self.revoking_providers.contains(p))
+                    .map(Revoker::Provider)
+            }
+            // A resource revokes a resource token it issued for this Person Server
+            // (PS-112): recorded even if never seen here.
+            KeyIdentity::JwksUri { id, dwk, .. } if dwk == "aauth-resource.json" => {
+                ServerId::parse(id).ok().map(Revoker::Resource)
+            }
+            _ => None,
+        }
+    }
+
+    /// Records the revocation of `resource`'s resource token.
+    async fn revoke_resource_token(
+        &self,
+        resource: &ServerId,
+        b: &RevocationBody,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        Ok(self
+            .store
+            .revoke(
+                &resource_revocation_key(resource, &b.jti),
+                revocation_exp(b.exp, TokenType::Resource, now),
+                now,
+            )
+            .await?)
+    }
+
+    /// Records the revocation of `provider`'s agent token and cascades: every person and
+    /// auth token issued to that agent is revoked, here and (through the notifier) at
+    /// their resources and the Access Servers they were presented to.
+    async fn revoke_agent_token(
+        &self,
+        provider: &ServerId,
+        b: &RevocationBody,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        let key = format!("agent {} {}", provider.as_str(), b.jti);
+        self.store
+            .revoke(&key, revocation_exp(b.exp, TokenType::Agent, now), now)
+            .await?;
+        let Some(agent) = self.store.agent_of_token(provider, &b.jti).await? else {
+            return Ok(());
+        };
+        for (jti, aud, exp) in self.store.tokens_of_agent(provider, &agent).await? {
+            self.store.revoke(&jti, exp, now).await?;
+            // The resource's outcome is not reported to the provider (draft -11,
+            // "Revocation"); a failed leg is the resource's to catch up on (tokens expire
+            // within the hour).
+            if let Some(n) = &self.notifier {
+                let _outcome = n.notify(&aud, &jti, exp).await;
+                // Four-party: where it was presented, the Access Server revokes what it
+                // issued against it (PS-113).
+                for access in self.store.presentations(&jti).await? {
+                    let _outcome = n.notify_access_server(&access, &jti, exp).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `403 unsupported_iss`: a signer this server takes no revocations from.
+fn unsupported() -> http::Response<Bytes> {
+    problem_response(
+        StatusCode::FORBIDDEN,
+        &serde_json::json!({ "error": "unsupported_iss", "detail": "this Person Server takes revocations from the agent providers it knows" }),
+    )
 }
