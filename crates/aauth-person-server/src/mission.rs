@@ -484,7 +484,7 @@ pub(crate) fn blob(
     if !proposal.tools.is_empty() {
         m.insert(
             "approved_tools".to_owned(),
-            serde_json::to_value(&proposal.tools).unwrap_or_default(),
+            serde_json::to_value(&proposal.tools).unwrap_or_default(), // default: plain data always serializes
         );
     }
     if let Some(rs) = &constraints.resources {
@@ -492,7 +492,7 @@ pub(crate) fn blob(
     }
     m.insert(
         CONSTRAINTS_MEMBER.to_owned(),
-        serde_json::to_value(constraints).unwrap_or_default(),
+        serde_json::to_value(constraints).unwrap_or_default(), // default: plain data always serializes
     );
     serde_json::Value::Object(m).to_string().into_bytes()
 }

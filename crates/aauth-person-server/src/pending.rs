@@ -280,7 +280,7 @@ impl Pending {
     ) -> Self {
         let jkt = aauth_keys::PublicKey::from_jwk(&key)
             .map(|k| k.thumbprint().as_str().to_owned())
-            .unwrap_or_default();
+            .unwrap_or_default(); // default: a key that does not import matches no signer: nobody can poll
         Self {
             id,
             code,

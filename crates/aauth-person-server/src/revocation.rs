@@ -209,7 +209,7 @@ async fn signed(
     if body.is_some() {
         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
     }
-    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default(); // default: a request without a body sends an empty one
     let (mut parts, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
     let scheme = Scheme::JwksUri {
         id: ps.as_str().to_owned(),

@@ -745,7 +745,7 @@ impl PsStore for MemoryStore {
             .presentations
             .get(jti)
             .map(|(s, _)| s.iter().cloned().collect())
-            .unwrap_or_default())
+            .unwrap_or_default()) // default: never presented to an Access Server
     }
 
     async fn record_chain(
@@ -771,7 +771,7 @@ impl PsStore for MemoryStore {
             .chains
             .get(jti)
             .map(|(c, _)| c.clone())
-            .unwrap_or_default())
+            .unwrap_or_default()) // default: a token issued without a chain
     }
 
     async fn tokens_of_agent(

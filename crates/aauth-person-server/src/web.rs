@@ -84,7 +84,7 @@ pub(crate) fn form(input: &[u8]) -> Vec<(String, String)> {
         .filter_map(|pair| {
             let mut it = pair.splitn(2, |b| *b == b'=');
             let k = decode(it.next()?)?;
-            let v = decode(it.next().unwrap_or_default())?;
+            let v = decode(it.next().unwrap_or_default())?; // default: a name without `=` has an empty value
             Some((k, v))
         })
         .collect()
@@ -260,7 +260,7 @@ pub fn callback_allowed(doc: &aauth_metadata::AgentProviderMetadata, callback: &
         if !doc.localhost_callback_allowed {
             return false;
         }
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let authority = rest.split(['/', '?']).next().unwrap_or_default(); // default: split always yields a first item
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(':') && !h.is_empty() && h != "[" => (h, Some(p)),
             _ => (authority, None),
@@ -276,7 +276,7 @@ pub fn callback_allowed(doc: &aauth_metadata::AgentProviderMetadata, callback: &
     ) else {
         return false;
     };
-    let path = url.path_and_query().split('?').next().unwrap_or_default();
+    let path = url.path_and_query().split('?').next().unwrap_or_default(); // default: split always yields a first item
     url.same_origin(endpoint) && !url.origin().contains('@') && path == endpoint.path_and_query()
 }
 
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn passwords_hash_and_check() {
-        let h = hash_password("correct horse").unwrap_or_default();
+        let h = hash_password("correct horse").expect("hashing works");
         assert!(h.starts_with("$argon2id$"));
         assert!(check_password(&h, "correct horse"));
         assert!(!check_password(&h, "wrong"));

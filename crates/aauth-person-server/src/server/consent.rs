@@ -102,8 +102,7 @@ impl PersonServer {
         body: &[u8],
         now: UnixTime,
     ) -> Result<PageRequest<'a>, PsError> {
-        // default: a request without a query reads as one with an empty query
-        let query = web::form(parts.uri.query().unwrap_or_default().as_bytes());
+        let query = web::form(parts.uri.query().unwrap_or_default().as_bytes()); // default: no query is an empty one
         let session_cookie = web::cookie(&parts.headers, web::SESSION_COOKIE);
         let session = match &session_cookie {
             Some(c) => self.store.session(&web::session_key(c), now).await?,
@@ -122,10 +121,8 @@ impl PersonServer {
 
     /// `GET /interact?code=…`: the sign-in form, or the request the code names.
     async fn show_request(&self, page: PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
-        // default: no code is a code that matches nothing
-        let code = web::field(&page.query, "code")
-            .unwrap_or_default()
-            .to_owned();
+        let code = web::field(&page.query, "code").unwrap_or_default(); // default: no code matches nothing
+        let code = code.to_owned();
         let Some(mut s) = page.session.clone() else {
             // Sign in first; the login form is protected by a double-submit token.
             let csrf = web::random_token().map_err(PsError::Server)?;
@@ -202,9 +199,9 @@ impl PersonServer {
         if !bool::from(subtle_eq(csrf.as_bytes(), form_csrf.as_bytes())) {
             return Ok(form_expired());
         }
-        // default: a missing field is an empty one (no account is named "", and the
-        // password check below fails for it)
-        let field = |name| web::field(&page.posted, name).unwrap_or_default();
+        // A missing field is an empty one: no account is named "", and the password
+        // check fails for it.
+        let field = |name| web::field(&page.posted, name).unwrap_or_default(); // default: see above
         let (code, account, password) = (field("code"), field("username"), field("password"));
         if account.len() > web::MAX_ACCOUNT_LEN || password.len() > web::MAX_PASSWORD_LEN {
             return Ok(error_page(
@@ -341,8 +338,7 @@ impl PersonServer {
         let Some(s) = page.session.as_ref() else {
             return Ok(error_page(StatusCode::UNAUTHORIZED, "Sign in first."));
         };
-        // default: a form without its CSRF token fails the comparison below
-        let form_csrf = web::field(&page.posted, "csrf").unwrap_or_default();
+        let form_csrf = web::field(&page.posted, "csrf").unwrap_or_default(); // default: no token fails the comparison
         if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
             return Ok(form_expired());
         }
@@ -353,8 +349,7 @@ impl PersonServer {
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(too_many(wait, "wrong codes"));
         }
-        // default: no code is a code that matches nothing
-        let code = web::field(&page.posted, "code").unwrap_or_default();
+        let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
         let found = self.pending_by_code(code).await?;
         if found.is_none() {
             self.throttle.failed(&keys, page.now).await?;
@@ -384,10 +379,8 @@ impl PersonServer {
         page: &PageRequest<'_>,
         p: &mut Pending,
     ) -> Result<http::Response<Bytes>, PsError> {
-        // default: no question is an empty one, refused below
-        let question = web::field(&page.posted, "question")
-            .unwrap_or_default()
-            .trim();
+        let question = web::field(&page.posted, "question").unwrap_or_default(); // default: no question is an empty one, refused below
+        let question = question.trim();
         if !p.clarification
             || p.open_question().is_some()
             || p.chat.len() >= crate::pending::MAX_CLARIFICATIONS
@@ -420,10 +413,8 @@ impl PersonServer {
         page: &PageRequest<'_>,
         p: &mut Pending,
     ) -> Result<http::Response<Bytes>, PsError> {
-        // default: no answer is an empty one, refused below
-        let given = web::field(&page.posted, "answer")
-            .unwrap_or_default()
-            .trim();
+        let given = web::field(&page.posted, "answer").unwrap_or_default(); // default: no answer is an empty one, refused below
+        let given = given.trim();
         if let PendingRequest::AuthToken {
             four_party: Some(f),
             ..

@@ -322,7 +322,7 @@ impl PersonServer {
             let body = match requirement {
                 Some(Requirement::Clarification) => {
                     // default: read() refused a clarification without its question
-                    let question = body.clarification.unwrap_or_default();
+                    let question = body.clarification.unwrap_or_default(); // default: AccessReply::read refused a clarification without its question
                     // This server answers what it knows; the rest goes to the agent.
                     match self.answer_for_person(account, fp, &question) {
                         Some(answer) => clarification(&answer),
@@ -437,7 +437,7 @@ impl PersonServer {
         let c = &t.claims;
         let within = |granted: Option<&str>| {
             let offered: std::collections::BTreeSet<&str> =
-                scope.unwrap_or_default().split(' ').collect();
+                scope.unwrap_or_default().split(' ').collect(); // default: no scope offered is the empty scope
             granted.is_none_or(|g| g.split(' ').all(|v| offered.contains(v)))
         };
         let bad =

@@ -58,7 +58,7 @@ impl PersonServer {
         } else {
             self.decide(
                 &ConsentRequest {
-                    account: account.as_deref().unwrap_or_default(),
+                    account: account.as_deref().unwrap_or_default(), // default: an unbound agent has no account yet; the policy is told it is unbound
                     provider: owner.0,
                     agent: owner.1,
                     resource: &self.id,

@@ -169,11 +169,11 @@ impl PersonServer {
         }
         let caps = serde_json::from_slice::<Caps>(body)
             .map(|c| c.capabilities)
-            .unwrap_or_default();
+            .unwrap_or_default(); // default: the proposal parsed; a capabilities member that does not is none declared
         let account = self.binding_of(r).await?;
         let decision = self.decide(
             &ConsentRequest {
-                account: account.as_deref().unwrap_or_default(),
+                account: account.as_deref().unwrap_or_default(), // default: an unbound agent has no account yet; the policy is told it is unbound
                 provider: &r.agent.claims.iss,
                 agent: &r.agent.claims.sub,
                 resource: &self.id,
@@ -235,7 +235,7 @@ impl PersonServer {
         m.log(now.as_secs(), "proposal", None, "permit", None);
         let s256 = m.s256.clone();
         let mut person_tokens = serde_json::Map::new();
-        let resources: Vec<String> = m.constraints.resources.clone().unwrap_or_default();
+        let resources: Vec<String> = m.constraints.resources.clone().unwrap_or_default(); // default: no resource list approves none
         let expires_at = m.expires_at();
         self.store.put_mission(m).await.map_err(PsError::from)?;
         for res in resources {

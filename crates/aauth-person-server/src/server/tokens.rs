@@ -67,7 +67,7 @@ impl PersonServer {
             self.person_for(r, &b, &resource, &mut acting, now).await?;
         let decision = prompt.apply(self.decide(
             &ConsentRequest {
-                account: account.as_deref().unwrap_or_default(),
+                account: account.as_deref().unwrap_or_default(), // default: an unbound agent has no account yet; the policy is told it is unbound
                 provider: &acting.agent.0,
                 agent: &acting.agent.1,
                 resource: &resource,
@@ -232,10 +232,10 @@ impl PersonServer {
                 Check {
                     now: now.as_secs(),
                     resource: &rt.iss,
-                    scope: Some(rt.scope.as_deref().unwrap_or_default()),
+                    scope: Some(rt.scope.as_deref().unwrap_or_default()), // default: no scope is the empty scope
                     subagent: b.subagent_token.is_some(),
                     offer: rt.budget.as_ref(),
-                    consumed: rt.budget_consumed.as_deref().unwrap_or_default(),
+                    consumed: rt.budget_consumed.as_deref().unwrap_or_default(), // default: no consumption reported
                 },
                 true,
                 now,
@@ -269,7 +269,7 @@ impl PersonServer {
             presented_jti: rt.presented_jti.clone(),
             presented_exp: held.exp,
             budget: rt.budget.clone(),
-            budget_consumed: rt.budget_consumed.clone().unwrap_or_default(),
+            budget_consumed: rt.budget_consumed.clone().unwrap_or_default(), // default: no consumption reported
             four_party: (rt.aud != self.id).then(|| {
                 Box::new(crate::pending::FourParty {
                     access_server: rt.aud.clone(),
@@ -489,10 +489,10 @@ impl PersonServer {
             Check {
                 now: now.as_secs(),
                 resource: &rt.iss,
-                scope: Some(rt.scope.as_deref().unwrap_or_default()),
+                scope: Some(rt.scope.as_deref().unwrap_or_default()), // default: no scope is the empty scope
                 subagent: acting.key.thumbprint().as_str() != p.jkt,
                 offer: rt.budget.as_ref(),
-                consumed: rt.budget_consumed.as_deref().unwrap_or_default(),
+                consumed: rt.budget_consumed.as_deref().unwrap_or_default(), // default: no consumption reported
             },
             false,
             now,
@@ -524,7 +524,7 @@ impl PersonServer {
                 _ => None,
             },
             budget: rt.budget,
-            budget_consumed: rt.budget_consumed.unwrap_or_default(),
+            budget_consumed: rt.budget_consumed.unwrap_or_default(), // default: no consumption reported
         };
         p.justification = u
             .justification

@@ -126,7 +126,10 @@ impl PersonServer {
                 Some(Ok(aauth_headers::Scheme::Jwt { jwt, .. })) => Some(jwt.clone()),
                 _ => None,
             })
-            .unwrap_or_default();
+            .ok_or_else(|| {
+                PsError::Server("the verified agent token is not in Signature-Key".to_owned())
+                    .into_response()
+            })?;
         Ok(AgentRequest {
             key: verified.key,
             agent,
@@ -293,7 +296,7 @@ impl PersonServer {
         upstream: Option<&Upstream>,
         resource: &ServerId,
     ) -> Result<Vec<ServerId>, PsError> {
-        let chain = upstream.map(|u| u.chain.clone()).unwrap_or_default();
+        let chain = upstream.map(|u| u.chain.clone()).unwrap_or_default(); // default: no upstream, no chain
         if chain.contains(resource) {
             return Err(PsError::InvalidUpstreamToken(format!(
                 "the call chain returns to {resource}"
