@@ -1,0 +1,59 @@
+//! Test support for the AAuth workspace: the fixtures and helpers that the crates'
+//! integration tests, the benches and the demos' tests share, written once.
+//!
+//! This is test code. It is a dev-dependency of integration tests (`crates/*/tests`),
+//! benches and the demo harness's tests, never a normal dependency of a library
+//! (`cargo test -p xtask` checks it), and never used by unit tests inside a crate's
+//! `src/`: those would link a second copy of that crate.
+//!
+//! A fixture that cannot be built is a broken test, so the helpers panic on bad fixture
+//! input rather than return errors; each says when in its `# Panics` section.
+//!
+//! # Features
+//!
+//! The default set needs only layers 0 and 1 (keys, headers, tokens, signing), so the
+//! lowest crates' tests pull in nothing more:
+//!
+//! - `metadata`: [`url`], the metadata layer's HTTPS URLs;
+//! - `agent`: [`net`], an in-memory network of sans-IO handlers for the agent's
+//!   `Transport`, and [`provider`], an agent provider with an enrolled agent.
+//!
+//! # Example
+//!
+//! ```
+//! use aauth_headers::Scheme;
+//! use aauth_test_support::{NOW, id, key, request, tokens};
+//!
+//! let agent = key(2);
+//! let token = tokens::assistant(agent.public_key())
+//!     .sign(&key(1), "key-1", NOW, &mut aauth_keys::rand::OsRandom)
+//!     .expect("signs")
+//!     .token;
+//! let req = request::json("POST", "https://ps.example/person", Some(&serde_json::json!({})));
+//! let req = request::signed_unique(req, &agent, &Scheme::jwt(token), NOW);
+//! assert_eq!(req.uri(), "/person");
+//! assert_eq!(req.headers()["host"], "ps.example");
+//! assert_eq!(id("https://ps.example").as_str(), "https://ps.example");
+//! ```
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a fixture that cannot be built is a failed test"
+)]
+
+mod ids;
+pub mod keys;
+pub mod request;
+pub mod time;
+pub mod tokens;
+
+#[cfg(feature = "agent")]
+pub mod net;
+#[cfg(feature = "agent")]
+pub mod provider;
+
+pub use ids::{agent_id, id};
+#[cfg(feature = "metadata")]
+pub use ids::url;
+pub use keys::key;
+pub use time::NOW;
