@@ -4,29 +4,25 @@ use std::sync::Arc;
 
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, PrivateKey, PublicKey, base64url};
 use aauth_signing::{
     AuthoritySource, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
     SchemeResolver, SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
     sign,
 };
-use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
+use aauth_tokens::{StaticIssuerKeys, TokenType};
 use async_trait::async_trait;
 use http::request::Parts;
 
-pub const NOW: UnixTime = UnixTime(1_800_000_000);
-
-pub fn sid(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
+pub use aauth_test_support::request::as_server;
+pub use aauth_test_support::{NOW, id as sid};
 
 pub fn provider_key() -> PrivateKey {
-    PrivateKey::ed25519_from_seed(&[1; 32])
+    aauth_test_support::key(1)
 }
 
 pub fn agent_key() -> PrivateKey {
-    PrivateKey::ed25519_from_seed(&[2; 32])
+    aauth_test_support::key(2)
 }
 
 pub fn issuers() -> StaticIssuerKeys {
@@ -39,14 +35,10 @@ pub fn issuers() -> StaticIssuerKeys {
 }
 
 pub fn agent_token_for(key: &PublicKey) -> String {
-    AgentTokenBuilder::new(
-        sid("https://agent.example"),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        key,
-    )
-    .sign(&provider_key(), "k1", NOW, &mut OsRandom)
-    .unwrap()
-    .token
+    aauth_test_support::tokens::assistant(key)
+        .sign(&provider_key(), "k1", NOW, &mut OsRandom)
+        .unwrap()
+        .token
 }
 
 pub fn agent_token() -> String {
@@ -99,20 +91,6 @@ pub fn signed_with(
     )
     .unwrap();
     (parts, body.to_vec())
-}
-
-/// What a server sees: an origin-form URI and a `Host` header.
-pub fn as_server(mut parts: Parts) -> Parts {
-    let authority = parts.uri.authority().unwrap().as_str().to_owned();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
-    parts.uri = pq.parse().unwrap();
-    parts
-        .headers
-        .insert(http::header::HOST, authority.parse().unwrap());
-    parts
 }
 
 /// The hosts these tests sign for, as one server's names (the authority tests use their
