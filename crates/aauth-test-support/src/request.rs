@@ -9,6 +9,20 @@ use aauth_signing::{sign_request, sign_request_unique};
 use http::request::Parts;
 use http::{HeaderMap, Request};
 
+/// A request to the absolute `url` with `body`, typed `application/json` unless empty.
+///
+/// # Panics
+///
+/// If `method` or `url` is not valid HTTP.
+#[must_use]
+pub fn build(method: &str, url: &str, body: &[u8]) -> Request<Vec<u8>> {
+    let mut req = Request::builder().method(method).uri(url);
+    if !body.is_empty() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    req.body(body.to_vec()).expect("a valid request")
+}
+
 /// A request to the absolute `url`, with `body` as JSON (and its content type) if any.
 ///
 /// # Panics
@@ -16,12 +30,11 @@ use http::{HeaderMap, Request};
 /// If `method` or `url` is not valid HTTP.
 #[must_use]
 pub fn json(method: &str, url: &str, body: Option<&serde_json::Value>) -> Request<Vec<u8>> {
-    let mut req = Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header(http::header::CONTENT_TYPE, "application/json");
-    }
-    req.body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
-        .expect("a valid request")
+    build(
+        method,
+        url,
+        &body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+    )
 }
 
 /// What a server sees of the client's `parts`: the URI in origin form, the authority in

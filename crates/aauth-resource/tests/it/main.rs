@@ -22,7 +22,9 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
 use aauth_signing::{hwk_scheme, sign_request};
-use aauth_tokens::{AgentId, AgentTokenBuilder, PersonTokenBuilder, ServerId, StaticIssuerKeys};
+use aauth_test_support::request::{self, header};
+use aauth_test_support::{NOW, id, tokens};
+use aauth_tokens::{AgentId, AgentTokenBuilder, PersonTokenBuilder, StaticIssuerKeys};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -32,8 +34,6 @@ use tower_service::Service;
 mod deferred;
 mod held;
 mod modes;
-
-const NOW: UnixTime = UnixTime(1_800_000_000);
 
 /// The protected handler: counts its calls and names who it served.
 #[derive(Clone, Default)]
@@ -76,7 +76,7 @@ struct World {
 
 fn world() -> World {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
-    let iss = ServerId::parse("https://agent.example").unwrap();
+    let iss = id("https://agent.example");
     let keys = StaticIssuerKeys::new()
         .with(
             &iss,
@@ -95,24 +95,17 @@ fn world() -> World {
     World {
         provider,
         agent: PrivateKey::ed25519_from_seed(&[2; 32]),
-        resource: Resource::new(
-            ServerId::parse("https://resource.example").unwrap(),
-            Arc::new(keys),
-        ),
+        resource: Resource::new(id("https://resource.example"), Arc::new(keys)),
     }
 }
 
 impl World {
     fn agent_token(&self, lifetime: u64) -> String {
-        AgentTokenBuilder::new(
-            ServerId::parse("https://agent.example").unwrap(),
-            AgentId::parse("aauth:assistant@agent.example").unwrap(),
-            self.agent.public_key(),
-        )
-        .lifetime(lifetime)
-        .sign(&self.provider, "key-1", NOW.minus(10), &mut OsRandom)
-        .unwrap()
-        .token
+        tokens::assistant(self.agent.public_key())
+            .lifetime(lifetime)
+            .sign(&self.provider, "key-1", NOW.minus(10), &mut OsRandom)
+            .unwrap()
+            .token
     }
 
     fn service(&self, access: Access, calls: &Handler) -> aauth_resource::AAuthService<Handler> {
@@ -133,29 +126,16 @@ fn signed(
     signer: &PrivateKey,
     scheme: &Scheme,
 ) -> Request<Full<Bytes>> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("https://resource.example{path}"));
-    if !body.is_empty() {
-        req = req.header("content-type", "application/json");
-    }
-    let mut req = req.body(body.to_vec()).unwrap();
-    sign_request(&mut req, signer, scheme, NOW).unwrap();
-    to_server(req)
+    let req = request::build(method, &format!("https://resource.example{path}"), body);
+    full(request::signed(req, signer, scheme, NOW))
 }
 
 fn to_server(req: Request<Vec<u8>>) -> Request<Full<Bytes>> {
-    let (mut parts, body) = req.into_parts();
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .parse()
-        .unwrap();
-    parts
-        .headers
-        .insert("host", "resource.example".parse().unwrap());
-    Request::from_parts(parts, Full::new(Bytes::from(body)))
+    full(request::to_server(req))
+}
+
+fn full(req: Request<Vec<u8>>) -> Request<Full<Bytes>> {
+    req.map(|b| Full::new(Bytes::from(b)))
 }
 
 async fn send(
@@ -177,12 +157,6 @@ async fn send(
 fn assert_sig_error(status: StatusCode, h: &http::HeaderMap, code: &str) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
     assert_eq!(header(h, "signature-error"), format!("error={code}"));
-}
-
-fn header(h: &http::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -288,7 +262,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     // Swapped Signature-Key: another agent's token on this agent's signature.
     let other = PrivateKey::ed25519_from_seed(&[3; 32]);
     let other_token = AgentTokenBuilder::new(
-        ServerId::parse("https://agent.example").unwrap(),
+        id("https://agent.example"),
         AgentId::parse("aauth:other@agent.example").unwrap(),
         other.public_key(),
     )
@@ -318,8 +292,8 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
 
     // Wrong typ: a person token where an agent token is required.
     let person = PersonTokenBuilder::new(
-        ServerId::parse("https://agent.example").unwrap(),
-        ServerId::parse("https://resource.example").unwrap(),
+        id("https://agent.example"),
+        id("https://resource.example"),
         "user-1",
         w.agent.public_key(),
     )
@@ -381,10 +355,7 @@ async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
             })
         }
     }
-    let resource = Resource::new(
-        ServerId::parse("https://resource.example").unwrap(),
-        Arc::new(Down),
-    );
+    let resource = Resource::new(id("https://resource.example"), Arc::new(Down));
     let calls = Handler::default();
     let mut svc = AAuthLayer::new(
         resource.route(RoutePolicy::new(Access::AgentToken)),
@@ -633,7 +604,7 @@ mod token_cache {
 
     fn setup(max_entries: usize) -> (World, Arc<Counting>, Arc<VerifiedTokenCache>) {
         let w = world();
-        let iss = ServerId::parse("https://agent.example").unwrap();
+        let iss = id("https://agent.example");
         let keys = Arc::new(Counting(
             StaticIssuerKeys::new().with(
                 &iss,
@@ -656,10 +627,7 @@ mod token_cache {
         clock: &FixedClock,
         calls: &Handler,
     ) -> aauth_resource::AAuthService<Handler> {
-        let resource = Resource::with_resolver(
-            ServerId::parse("https://resource.example").unwrap(),
-            cache.clone(),
-        );
+        let resource = Resource::with_resolver(id("https://resource.example"), cache.clone());
         AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AgentToken)),
             Arc::new(clock.clone()),
@@ -750,7 +718,7 @@ mod token_cache {
         let mut s = svc(&cache, &clock, &calls);
         // A token the issuer never signed: verified (and refused) each time.
         let rogue = AgentTokenBuilder::new(
-            ServerId::parse("https://agent.example").unwrap(),
+            id("https://agent.example"),
             AgentId::parse("aauth:assistant@agent.example").unwrap(),
             w.agent.public_key(),
         )
@@ -984,7 +952,7 @@ mod revocation {
     async fn a_trusted_issuer_revokes_and_the_token_is_refused_at_once() {
         let w = world();
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
-        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let agent_iss = id("https://agent.example");
         let endpoint = RevocationEndpoint::new(
             w.resource.id(),
             Arc::new(Signers(vec![
@@ -1064,7 +1032,7 @@ mod revocation {
         let w = world();
         let other = PrivateKey::ed25519_from_seed(&[6; 32]);
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
-        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let agent_iss = id("https://agent.example");
         let endpoint = RevocationEndpoint::new(
             w.resource.id(),
             Arc::new(Signers(vec![
@@ -1167,7 +1135,7 @@ mod revocation {
     async fn an_untrusted_issuer_is_refused_before_its_keys_are_looked_up() {
         let w = world();
         let stranger = PrivateKey::ed25519_from_seed(&[6; 32]);
-        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let agent_iss = id("https://agent.example");
         let resolver = Arc::new(Counting(
             AtomicUsize::new(0),
             Signers(vec![
@@ -1430,7 +1398,7 @@ mod two_party {
         // Another agent (its own valid token and key) presenting the stolen session token.
         let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
         let thief_token = AgentTokenBuilder::new(
-            ServerId::parse("https://agent.example").unwrap(),
+            id("https://agent.example"),
             AgentId::parse("aauth:thief@agent.example").unwrap(),
             thief.public_key(),
         )

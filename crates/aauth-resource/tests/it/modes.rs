@@ -19,6 +19,7 @@ use http::StatusCode;
 use tower_layer::Layer;
 
 use crate::{Handler, NOW, World, header, send, signed};
+use aauth_test_support::id;
 
 const MISSION: &str = "m1ss10n-s256-value-000000000000000000000000";
 
@@ -27,10 +28,6 @@ pub(crate) struct Modes {
     ps: PrivateKey,
     as_key: PrivateKey,
     rs_key: Arc<PrivateKey>,
-}
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
 }
 
 pub(crate) fn modes() -> Modes {
