@@ -42,11 +42,7 @@ fn post(path: &str, body: &str, signer: &PrivateKey, scheme: &Scheme) -> http::R
 }
 
 async fn call(p: &AgentProvider, req: http::Request<Vec<u8>>) -> (StatusCode, serde_json::Value) {
-    let (mut parts, body) = req.into_parts();
-    parts.uri = parts.uri.path().parse().unwrap();
-    parts
-        .headers
-        .insert("host", "agent.example".parse().unwrap());
+    let (parts, body) = aauth_test_support::request::to_server(req).into_parts();
     let resp = p.handle(&parts, &body, NOW).await.unwrap();
     let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
     (resp.status(), json)

@@ -1,6 +1,5 @@
 //! A recorded in-process network, a resource, a stand-in Person Server.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,15 +9,18 @@ use std::task::{Context, Poll};
 
 use aauth_agent::{
     AAuthClient, Agent, AgentError, AgentProvider, AuthTokenRequest, PersonServerClient,
-    PersonTokenRequest, Transport,
+    PersonTokenRequest,
 };
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::{Clock, FixedClock, UnixTime};
+use aauth_keys::time::{Clock, FixedClock};
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
+use aauth_test_support::key;
+use aauth_test_support::provider::Enrolled;
+use aauth_test_support::time::fixed_clock;
 use aauth_tokens::{
-    AgentId, AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, ServerId,
-    StaticIssuerKeys, Unverified, Validation,
+    AgentId, AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, StaticIssuerKeys,
+    Unverified, Validation,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,96 +29,8 @@ use http_body_util::Full;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub const NOW: UnixTime = UnixTime(1_800_000_000);
-
-pub fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
-
-pub type Handler = Arc<
-    dyn Fn(Request<Bytes>) -> Pin<Box<dyn Future<Output = Response<Bytes>> + Send>> + Send + Sync,
->;
-
-/// One request as it went on the wire.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: http::Method,
-    pub path: String,
-    pub headers: http::HeaderMap,
-}
-
-impl Seen {
-    /// The `typ` of the token in `Signature-Key: sig=jwt;jwt="…"`, if any.
-    pub fn token_typ(&self) -> Option<String> {
-        let sk = self.headers.get("signature-key")?.to_str().ok()?;
-        let jwt = sk.split("jwt=\"").nth(1)?.split('"').next()?;
-        let header = aauth_keys::base64url::decode(jwt.split('.').next()?).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&header).ok()?;
-        v["typ"].as_str().map(str::to_owned)
-    }
-
-    pub fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    }
-}
-
-/// Hosts → handlers; every request recorded, delivered in origin form with `Host`.
-#[derive(Default)]
-pub struct Net {
-    hosts: Mutex<BTreeMap<String, Handler>>,
-    pub log: Mutex<Vec<Seen>>,
-}
-
-impl Net {
-    pub fn host(&self, host: &str, h: Handler) {
-        self.hosts.lock().unwrap().insert(host.to_owned(), h);
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.log.lock().unwrap().clone()
-    }
-
-    pub fn typs(&self) -> Vec<String> {
-        self.seen()
-            .iter()
-            .map(|s| s.token_typ().unwrap_or_else(|| "-".to_owned()))
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Transport for Net {
-    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, AgentError> {
-        let host = req.uri().host().unwrap().to_owned();
-        let handler = self
-            .hosts
-            .lock()
-            .unwrap()
-            .get(&host)
-            .cloned()
-            .ok_or_else(|| AgentError::Transport {
-                reason: format!("no host {host}"),
-            })?;
-        let (mut parts, body) = req.into_parts();
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
-        parts.headers.insert("host", host.parse().unwrap());
-        self.log.lock().unwrap().push(Seen {
-            method: parts.method.clone(),
-            path: parts.uri.to_string(),
-            headers: parts.headers.clone(),
-        });
-        Ok(handler(Request::from_parts(parts, body)).await)
-    }
-}
+pub use aauth_test_support::net::{Handler, Net, response, scripted};
+pub use aauth_test_support::{NOW, id};
 
 /// The protected handler: names who it served and counts calls.
 #[derive(Clone, Default)]
@@ -152,18 +66,7 @@ impl Service<Request<Full<Bytes>>> for Who {
 
 /// A resource route served as a [`Handler`].
 pub fn route_handler(svc: aauth_resource::AAuthService<Who>) -> Handler {
-    Arc::new(move |req: Request<Bytes>| {
-        let mut svc = svc.clone();
-        Box::pin(async move {
-            let resp = svc.call(req.map(Full::new)).await.unwrap();
-            let (parts, body) = resp.into_parts();
-            let body = http_body_util::BodyExt::collect(body)
-                .await
-                .unwrap()
-                .to_bytes();
-            Response::from_parts(parts, body)
-        })
-    })
+    aauth_test_support::net::service_handler(svc)
 }
 
 /// The demo parties' keys and identities.
@@ -178,30 +81,14 @@ pub struct Parties {
 }
 
 pub fn parties() -> Parties {
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[1; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[2; 32]));
-    provider
-        .enroll(
-            &agent_id,
-            agent_key.public_key(),
-            Some(&id("https://ps.example")),
-        )
-        .unwrap();
+    let enrolled = Enrolled::new(1, 2, Some("https://ps.example"));
     Parties {
-        provider,
-        agent_id,
-        agent_key,
-        ps_key: Arc::new(PrivateKey::ed25519_from_seed(&[3; 32])),
-        rs_key: Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
-        clock: Arc::new(FixedClock::new(NOW)),
+        provider: enrolled.provider,
+        agent_id: enrolled.agent_id,
+        agent_key: enrolled.agent_key,
+        ps_key: Arc::new(key(3)),
+        rs_key: Arc::new(key(4)),
+        clock: fixed_clock(),
         net: Arc::new(Net::default()),
     }
 }
@@ -215,7 +102,7 @@ impl Parties {
                     &id("https://agent.example"),
                     "aauth-agent.json",
                     "key-1",
-                    PrivateKey::ed25519_from_seed(&[1; 32]).public_key().clone(),
+                    key(1).public_key().clone(),
                 )
                 .with(
                     &id("https://ps.example"),
@@ -398,34 +285,6 @@ pub fn get(path: &str) -> Request<Bytes> {
     Request::get(format!("https://resource.example{path}"))
         .body(Bytes::new())
         .unwrap()
-}
-
-pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response<Bytes> {
-    let mut r = Response::new(Bytes::from(body.to_owned()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    for (k, v) in headers {
-        r.headers_mut().append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    r
-}
-
-/// A handler answering from a script, one response per request, the last one repeated.
-pub fn scripted(script: Vec<Response<Bytes>>) -> Handler {
-    let script = Arc::new(Mutex::new(script));
-    Arc::new(move |_req| {
-        let script = script.clone();
-        Box::pin(async move {
-            let mut s = script.lock().unwrap();
-            if s.len() > 1 {
-                s.remove(0)
-            } else {
-                s[0].clone()
-            }
-        })
-    })
 }
 
 /// The policy of an auth-token route for `scope`.
