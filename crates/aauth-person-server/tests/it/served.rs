@@ -5,6 +5,7 @@
 use super::*;
 use aauth_keys::time::FixedClock;
 use aauth_metadata::serve::EndpointService;
+use aauth_signing::sign_request_unique;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
@@ -18,11 +19,7 @@ async fn call(app: &mut axum::Router, req: http::Request<Full<Bytes>>) -> (Statu
 
 /// A request as it arrives at the server: origin-form path, `Host` header.
 fn arriving(req: http::Request<Vec<u8>>) -> http::Request<Full<Bytes>> {
-    let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    parts.uri = path.parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
-    http::Request::from_parts(parts, Full::new(Bytes::from(body)))
+    request::to_server(req).map(|b| Full::new(Bytes::from(b)))
 }
 
 #[tokio::test]
