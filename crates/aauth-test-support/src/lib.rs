@@ -46,14 +46,15 @@ pub mod keys;
 pub mod request;
 pub mod time;
 pub mod tokens;
+pub mod verify;
 
 #[cfg(feature = "agent")]
 pub mod net;
 #[cfg(feature = "agent")]
 pub mod provider;
 
-pub use ids::{agent_id, id};
 #[cfg(feature = "metadata")]
 pub use ids::url;
+pub use ids::{agent_id, id};
 pub use keys::key;
 pub use time::NOW;

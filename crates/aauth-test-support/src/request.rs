@@ -57,10 +57,9 @@ pub fn as_server(mut parts: Parts) -> Parts {
         .map_or("/", |p| p.as_str())
         .parse()
         .expect("an origin-form URI");
-    parts.headers.insert(
-        http::header::HOST,
-        authority.parse().expect("a valid Host"),
-    );
+    parts
+        .headers
+        .insert(http::header::HOST, authority.parse().expect("a valid Host"));
     parts
 }
 

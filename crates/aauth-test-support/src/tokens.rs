@@ -16,5 +16,15 @@ pub const ASSISTANT: &str = "aauth:assistant@agent.example";
 /// what else it needs and signs it.
 #[must_use]
 pub fn assistant(key: &PublicKey) -> AgentTokenBuilder {
-    AgentTokenBuilder::new(id(PROVIDER), agent_id(ASSISTANT), key)
+    agent(ASSISTANT, key)
+}
+
+/// An agent token for `agent` (at [`PROVIDER`]) from [`PROVIDER`], bound to `key`.
+///
+/// # Panics
+///
+/// If `agent` is not a valid agent identifier.
+#[must_use]
+pub fn agent(agent: &str, key: &PublicKey) -> AgentTokenBuilder {
+    AgentTokenBuilder::new(id(PROVIDER), agent_id(agent), key)
 }

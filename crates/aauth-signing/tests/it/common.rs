@@ -6,15 +6,15 @@ use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::{Jwk, PrivateKey, PublicKey, base64url};
 use aauth_signing::{
-    AuthoritySource, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
-    SchemeResolver, SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
-    sign,
+    AuthoritySource, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver,
+    SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy, sign,
 };
-use aauth_tokens::{StaticIssuerKeys, TokenType};
+use aauth_tokens::StaticIssuerKeys;
 use async_trait::async_trait;
 use http::request::Parts;
 
 pub use aauth_test_support::request::as_server;
+use aauth_test_support::verify::{agent_token_resolver, agent_verifier, provider_keys};
 pub use aauth_test_support::{NOW, id as sid};
 
 pub fn provider_key() -> PrivateKey {
@@ -26,12 +26,7 @@ pub fn agent_key() -> PrivateKey {
 }
 
 pub fn issuers() -> StaticIssuerKeys {
-    StaticIssuerKeys::new().with(
-        &sid("https://agent.example"),
-        "aauth-agent.json",
-        "k1",
-        provider_key().public_key().clone(),
-    )
+    provider_keys(provider_key().public_key(), "k1")
 }
 
 pub fn agent_token_for(key: &PublicKey) -> String {
@@ -46,11 +41,11 @@ pub fn agent_token() -> String {
 }
 
 pub fn resolver() -> SchemeResolver {
-    SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers()), &[TokenType::Agent]))
+    agent_token_resolver(Arc::new(issuers()))
 }
 
 pub fn verifier(policy: VerifyPolicy) -> Verifier {
-    Verifier::new(policy, Arc::new(resolver()))
+    agent_verifier(policy, Arc::new(issuers()))
 }
 
 pub fn block<F: Future>(f: F) -> F::Output {
