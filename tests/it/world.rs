@@ -7,19 +7,18 @@ use std::sync::Arc;
 use aauth_demos::world::{World, documents};
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_keys::{JwkSet, PrivateKey};
 use aauth_metadata::{
     AccessServerMetadata, AgentProviderMetadata, CacheConfig, EgressError, Fetch, FetchError,
     FetchLimits, GuardedFetch, HttpsTransport, HttpsUrl, KeyCache, MetadataDocument,
     PersonServerMetadata, ResourceMetadata,
 };
-use aauth_signing::{
-    JwtResolver, KeyIdentity, SchemeResolver, Verifier, VerifyPolicy, sign_request,
-};
-use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, TokenType};
-
-const NOW: UnixTime = UnixTime(1_800_000_000);
+use aauth_signing::{KeyIdentity, VerifyPolicy, sign_request};
+use aauth_test_support::provider::Enrolled;
+use aauth_test_support::time::fixed_clock;
+use aauth_test_support::verify::agent_verifier;
+use aauth_test_support::{NOW, id, tokens, url};
+use aauth_tokens::{AgentId, AgentTokenBuilder};
 
 /// A world request through a tower service (a resource's layered API): its answer with
 /// the body collected.
@@ -46,14 +45,6 @@ where
         .unwrap();
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
-}
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
-
-fn url(s: &str) -> HttpsUrl {
-    HttpsUrl::parse(s).unwrap()
 }
 
 /// The four parties, each serving its metadata document (and the provider its JWKS).
@@ -227,14 +218,10 @@ async fn a_resource_verifies_an_agent_with_keys_discovered_in_the_world() {
     let provider_key = PrivateKey::ed25519_from_seed(&[1; 32]);
     let w = world(&provider_key).await;
     let agent_key = PrivateKey::ed25519_from_seed(&[2; 32]);
-    let token = AgentTokenBuilder::new(
-        id("https://agent.example"),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        agent_key.public_key(),
-    )
-    .person_server(id("https://ps.example"))
-    .sign(&provider_key, "key-1", NOW, &mut OsRandom)
-    .unwrap();
+    let token = tokens::assistant(agent_key.public_key())
+        .person_server(id("https://ps.example"))
+        .sign(&provider_key, "key-1", NOW, &mut OsRandom)
+        .unwrap();
     let mut req = http::Request::get("https://resource.example/api/documents")
         .body(Vec::new())
         .unwrap();
@@ -247,12 +234,12 @@ async fn a_resource_verifies_an_agent_with_keys_discovered_in_the_world() {
 
     let cache = Arc::new(KeyCache::new(
         Arc::new(w.fetcher()),
-        Arc::new(FixedClock::new(NOW)),
+        fixed_clock(),
         CacheConfig::default(),
     ));
-    let verifier = Verifier::new(
-        VerifyPolicy::for_server(&ServerId::parse("https://resource.example").unwrap()),
-        Arc::new(SchemeResolver::new().jwt(JwtResolver::new(cache.clone(), &[TokenType::Agent]))),
+    let verifier = agent_verifier(
+        VerifyPolicy::for_server(&id("https://resource.example")),
+        cache.clone(),
     );
     let verified = verifier.verify(&parts, &body, NOW).await.unwrap();
     assert_eq!(&verified.key, agent_key.public_key());
@@ -425,8 +412,8 @@ async fn two_party_session_flow_over_tls() {
 #[tokio::test]
 async fn three_party_flow_over_tls_with_published_keys() {
     use aauth_agent::{
-        AAuthClient, Agent, AgentError, AgentProvider, AuthTokenRequest, HttpTokenSource,
-        PersonServerClient, PersonTokenRequest,
+        AAuthClient, Agent, AgentError, AuthTokenRequest, HttpTokenSource, PersonServerClient,
+        PersonTokenRequest,
     };
     use aauth_metadata::Published;
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
@@ -553,23 +540,12 @@ async fn three_party_flow_over_tls_with_published_keys() {
     .unwrap();
 
     // The agent provider.
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[12; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[13; 32]));
-    provider
-        .enroll(
-            &agent_id,
-            agent_key.public_key(),
-            Some(&id("https://ps.example")),
-        )
-        .unwrap();
+    let Enrolled {
+        provider,
+        agent_id,
+        agent_key,
+        ..
+    } = Enrolled::new(12, 13, Some("https://ps.example"));
     let p = Arc::clone(&provider);
     let c = Arc::clone(&clock);
     w.serve_async(
@@ -684,7 +660,7 @@ async fn three_party_flow_over_tls_with_published_keys() {
 async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use aauth_agent::{AAuthClient, Agent, AgentProvider, ReqwestTransport};
+    use aauth_agent::{AAuthClient, Agent, ReqwestTransport};
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
     use aauth_tokens::StaticIssuerKeys;
     use bytes::Bytes;
@@ -715,20 +691,12 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
     }
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
-    let provider_key = PrivateKey::ed25519_from_seed(&[21; 32]);
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[21; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[22; 32]));
-    provider
-        .enroll(&agent_id, agent_key.public_key(), None)
-        .unwrap();
+    let Enrolled {
+        provider,
+        provider_key,
+        agent_id,
+        agent_key,
+    } = Enrolled::new(21, 22, None);
     let keys = StaticIssuerKeys::new().with(
         &id("https://agent.example"),
         "aauth-agent.json",
@@ -824,26 +792,17 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
 /// question a Person Server without a channel to the person cannot ask.
 #[tokio::test]
 async fn governance_calls_over_tls() {
-    use aauth_agent::{
-        Agent, AgentError, AgentProvider, HttpPersonServer, HttpTokenSource, Permission,
-    };
+    use aauth_agent::{Agent, AgentError, HttpPersonServer, HttpTokenSource, Permission};
     use aauth_person_server::{MemoryStore, PersonServer};
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[41; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[42; 32]));
-    provider
-        .enroll(&agent_id, agent_key.public_key(), None)
-        .unwrap();
+    let Enrolled {
+        provider,
+        agent_id,
+        agent_key,
+        ..
+    } = Enrolled::new(41, 42, None);
     let p = Arc::clone(&provider);
     let c = Arc::clone(&clock);
     w.serve_async(
@@ -944,7 +903,7 @@ async fn governance_calls_over_tls() {
 /// resource; the agent's cached auth token is refused there at once with `revoked_jwt`.
 #[tokio::test]
 async fn an_agent_token_revocation_reaches_the_resource() {
-    use aauth_agent::{AAuthClient, Agent, AgentProvider, HttpPersonServer, HttpTokenSource};
+    use aauth_agent::{AAuthClient, Agent, HttpPersonServer, HttpTokenSource};
     use aauth_metadata::{DiscoveryResolver, Published};
     use aauth_person_server::{HttpRevocationNotifier, MemoryStore, PersonServer};
     use aauth_resource::{
@@ -977,19 +936,12 @@ async fn an_agent_token_revocation_reaches_the_resource() {
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
-    let provider_key = Arc::new(PrivateKey::ed25519_from_seed(&[51; 32]));
-    let provider = Arc::new(
-        AgentProvider::new(id("https://agent.example"), provider_key.clone(), "key-1").unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[52; 32]));
-    provider
-        .enroll(
-            &agent_id,
-            agent_key.public_key(),
-            Some(&id("https://ps.example")),
-        )
-        .unwrap();
+    let Enrolled {
+        provider,
+        provider_key,
+        agent_id,
+        agent_key,
+    } = Enrolled::new(51, 52, Some("https://ps.example"));
     w.serve_async(
         &id("https://agent.example"),
         aauth_demos::world::provider_handler(Arc::clone(&provider), Arc::clone(&clock)),

@@ -139,7 +139,11 @@ mod tests {
     #[test]
     fn tidy_no_library_links_test_support() {
         let g = metadata();
-        for krate in g.workspace.iter().filter(|k| !TEST_SUPPORT.contains(&k.as_str())) {
+        for krate in g
+            .workspace
+            .iter()
+            .filter(|k| !TEST_SUPPORT.contains(&k.as_str()))
+        {
             for support in TEST_SUPPORT {
                 assert!(
                     !g.normal[krate].contains(support),
