@@ -33,12 +33,13 @@ use aauth_person_server::{
     AUTH_TOKEN_PATH, MemoryStore, PERSON_TOKEN_PATH, PersonServer, PsStore, SqliteStore,
 };
 use aauth_tokens::{
-    AgentId, AgentTokenBuilder, PersonClaims, PersonTokenBuilder, ResourceTokenBuilder,
-    StaticIssuerKeys, Unverified, Validation,
+    AgentId, AgentTokenBuilder, PersonClaims, PersonTokenBuilder, ResourceTokenBuilder, Unverified,
+    Validation,
 };
 use criterion::Criterion;
 
 use aauth_test_support::request;
+use aauth_test_support::verify::issuer_keys;
 use aauth_test_support::{NOW, id, key, tokens};
 
 struct Fixture {
@@ -63,19 +64,20 @@ fn fixture(rt: &tokio::runtime::Runtime, store: Arc<dyn PsStore>) -> Fixture {
     let provider = key(1);
     let rs = key(3);
     let agent = key(2);
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            provider.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        );
+            rs.public_key(),
+        ),
+    ]);
     let ps = PersonServer::new(
         id("https://ps.example"),
         Arc::new(key(4)),
@@ -150,25 +152,26 @@ struct AsFixture {
 
 fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
     let (ps, rs, provider, agent) = (key(4), key(3), key(1), key(2));
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://ps.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://ps.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
-        .with(
-            &id("https://agent.example"),
+            rs.public_key(),
+        ),
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        );
+            provider.public_key(),
+        ),
+    ]);
     let server = AccessServer::new(
         id("https://as.example"),
         Arc::new(key(6)),

@@ -16,7 +16,7 @@ use aauth_metadata::{
 use aauth_signing::{KeyIdentity, VerifyPolicy, sign_request};
 use aauth_test_support::provider::Enrolled;
 use aauth_test_support::time::fixed_clock;
-use aauth_test_support::verify::agent_verifier;
+use aauth_test_support::verify::{agent_verifier, issuer_keys};
 use aauth_test_support::{NOW, id, tokens, url};
 use aauth_tokens::{AgentId, AgentTokenBuilder};
 
@@ -662,7 +662,6 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
 
     use aauth_agent::{AAuthClient, Agent, ReqwestTransport};
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
-    use aauth_tokens::StaticIssuerKeys;
     use bytes::Bytes;
     use http_body_util::Full;
     use tower_layer::Layer;
@@ -697,12 +696,12 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
         agent_id,
         agent_key,
     } = Enrolled::new(21, 22, None);
-    let keys = StaticIssuerKeys::new().with(
-        &id("https://agent.example"),
+    let keys = issuer_keys(&[(
+        "https://agent.example",
         "aauth-agent.json",
         "key-1",
-        provider_key.public_key().clone(),
-    );
+        provider_key.public_key(),
+    )]);
     let svc = AAuthLayer::new(
         Resource::new(id("https://resource.example"), Arc::new(keys))
             .route(RoutePolicy::new(Access::AgentToken)),

@@ -28,3 +28,17 @@ pub fn agent_token_resolver(issuers: Arc<dyn IssuerKeyResolver>) -> SchemeResolv
 pub fn agent_verifier(policy: VerifyPolicy, issuers: Arc<dyn IssuerKeyResolver>) -> Verifier {
     Verifier::new(policy, Arc::new(agent_token_resolver(issuers)))
 }
+
+/// Issuer keys from rows of `(issuer, dwk, kid, key)`: each issuer's `dwk` document
+/// publishes `key` as `kid`.
+///
+/// # Panics
+///
+/// If an issuer is not a valid server identifier.
+#[must_use]
+pub fn issuer_keys(rows: &[(&str, &str, &str, &PublicKey)]) -> StaticIssuerKeys {
+    rows.iter()
+        .fold(StaticIssuerKeys::new(), |keys, &(iss, dwk, kid, key)| {
+            keys.with(&id(iss), dwk, kid, key.clone())
+        })
+}

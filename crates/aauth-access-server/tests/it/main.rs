@@ -24,12 +24,11 @@ use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
-use aauth_tokens::{
-    AuthClaims, PersonTokenBuilder, ResourceTokenBuilder, StaticIssuerKeys, Unverified, Validation,
-};
+use aauth_tokens::{AuthClaims, PersonTokenBuilder, ResourceTokenBuilder, Unverified, Validation};
 use http::StatusCode;
 
 use aauth_test_support::request;
+use aauth_test_support::verify::issuer_keys;
 use aauth_test_support::{NOW, id};
 
 struct World {
@@ -71,31 +70,32 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         PrivateKey::ed25519_from_seed(&[4; 32]),
         PrivateKey::ed25519_from_seed(&[5; 32]),
     );
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://ps.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://ps.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://ps2.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://ps2.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
-        .with(
-            &id("https://agent.example"),
+            rs.public_key(),
+        ),
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        );
+            provider.public_key(),
+        ),
+    ]);
     let server = AccessServer::new(
         id("https://as.example"),
         Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),

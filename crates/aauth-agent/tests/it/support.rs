@@ -18,6 +18,7 @@ use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, Rou
 use aauth_test_support::key;
 use aauth_test_support::provider::Enrolled;
 use aauth_test_support::time::fixed_clock;
+use aauth_test_support::verify::issuer_keys;
 use aauth_tokens::{
     AgentId, AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, StaticIssuerKeys,
     Unverified, Validation,
@@ -96,27 +97,26 @@ pub fn parties() -> Parties {
 impl Parties {
     /// Every issuer key, as both the resource and the agent resolve them.
     pub fn keys(&self) -> Arc<StaticIssuerKeys> {
-        Arc::new(
-            StaticIssuerKeys::new()
-                .with(
-                    &id("https://agent.example"),
-                    "aauth-agent.json",
-                    "key-1",
-                    key(1).public_key().clone(),
-                )
-                .with(
-                    &id("https://ps.example"),
-                    "aauth-person.json",
-                    "ps-1",
-                    self.ps_key.public_key().clone(),
-                )
-                .with(
-                    &id("https://resource.example"),
-                    "aauth-resource.json",
-                    "rs-1",
-                    self.rs_key.public_key().clone(),
-                ),
-        )
+        Arc::new(issuer_keys(&[
+            (
+                "https://agent.example",
+                "aauth-agent.json",
+                "key-1",
+                key(1).public_key(),
+            ),
+            (
+                "https://ps.example",
+                "aauth-person.json",
+                "ps-1",
+                self.ps_key.public_key(),
+            ),
+            (
+                "https://resource.example",
+                "aauth-resource.json",
+                "rs-1",
+                self.rs_key.public_key(),
+            ),
+        ]))
     }
 
     pub fn resource(&self) -> Resource {

@@ -57,40 +57,41 @@ struct World {
 fn issuer_keys() -> StaticIssuerKeys {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
-    StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    aauth_test_support::verify::issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            provider.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
-        .with(
-            &id("https://other.example"),
+            rs.public_key(),
+        ),
+        (
+            "https://other.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
+            rs.public_key(),
+        ),
         // resource.example is also its own agent provider (an intermediary in call
         // chaining).
-        .with(
-            &id("https://resource.example"),
+        (
+            "https://resource.example",
             "aauth-agent.json",
             "rs-agents",
-            rs.public_key().clone(),
-        )
+            rs.public_key(),
+        ),
         // ...and so is other.example (a second hop).
-        .with(
-            &id("https://other.example"),
+        (
+            "https://other.example",
             "aauth-agent.json",
             "rs-agents",
-            rs.public_key().clone(),
-        )
+            rs.public_key(),
+        ),
+    ])
 }
 
 fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {

@@ -12,14 +12,15 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{
-    AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId,
-    StaticIssuerKeys, Unverified, Validation,
+    AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId, Unverified,
+    Validation,
 };
 use http::StatusCode;
 use tower_layer::Layer;
 
 use crate::{Handler, NOW, World, header, send, signed};
 use aauth_test_support::id;
+use aauth_test_support::verify::issuer_keys;
 
 const MISSION: &str = "m1ss10n-s256-value-000000000000000000000000";
 
@@ -34,25 +35,26 @@ pub(crate) fn modes() -> Modes {
     let w = crate::world();
     let ps = PrivateKey::ed25519_from_seed(&[7; 32]);
     let as_key = PrivateKey::ed25519_from_seed(&[8; 32]);
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            w.provider.public_key().clone(),
-        )
-        .with(
-            &id("https://ps.example"),
+            w.provider.public_key(),
+        ),
+        (
+            "https://ps.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://as.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://as.example",
             "aauth-access.json",
             "as-1",
-            as_key.public_key().clone(),
-        );
+            as_key.public_key(),
+        ),
+    ]);
     let w = World {
         resource: Resource::new(id("https://resource.example"), Arc::new(keys)),
         ..w
