@@ -3,9 +3,9 @@
 //! application's own routes left alone.
 
 use super::*;
-use aauth_keys::time::FixedClock;
 use aauth_metadata::serve::EndpointService;
 use aauth_signing::sign_request_unique;
+use aauth_test_support::time::fixed_clock;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
@@ -32,7 +32,7 @@ async fn the_person_server_serves_from_an_axum_router() {
         agent_token,
         ..
     } = w;
-    let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+    let clock: Arc<dyn aauth_keys::time::Clock> = fixed_clock();
     let mut app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .fallback_service(EndpointService::new(Arc::new(ps), clock).body_limit(4096));

@@ -23,6 +23,7 @@ use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
 use aauth_signing::{hwk_scheme, sign_request};
 use aauth_test_support::request::{self, header};
+use aauth_test_support::time::fixed_clock;
 use aauth_test_support::{NOW, id, tokens};
 use aauth_tokens::{AgentId, AgentTokenBuilder, PersonTokenBuilder, StaticIssuerKeys};
 use bytes::Bytes;
@@ -109,11 +110,8 @@ impl World {
     }
 
     fn service(&self, access: Access, calls: &Handler) -> aauth_resource::AAuthService<Handler> {
-        let layer = AAuthLayer::new(
-            self.resource.route(RoutePolicy::new(access)),
-            Arc::new(FixedClock::new(NOW)),
-        )
-        .max_body(1024);
+        let layer = AAuthLayer::new(self.resource.route(RoutePolicy::new(access)), fixed_clock())
+            .max_body(1024);
         layer.layer(calls.clone())
     }
 }
@@ -359,7 +357,7 @@ async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
     let calls = Handler::default();
     let mut svc = AAuthLayer::new(
         resource.route(RoutePolicy::new(Access::AgentToken)),
-        Arc::new(FixedClock::new(NOW)),
+        fixed_clock(),
     )
     .layer(calls.clone());
     let (s, h, body) = send(
@@ -815,7 +813,7 @@ mod axum_router {
     #[tokio::test]
     async fn the_layer_and_extractors_on_an_axum_router() {
         let w = world();
-        let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+        let clock: Arc<dyn aauth_keys::time::Clock> = fixed_clock();
         let agents = AAuthLayer::new(
             w.resource.route(RoutePolicy::new(Access::AgentToken)),
             Arc::clone(&clock),
@@ -972,7 +970,7 @@ mod revocation {
         let calls = Handler::default();
         let mut svc = AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AgentToken)),
-            Arc::new(FixedClock::new(NOW)),
+            fixed_clock(),
         )
         .layer(calls.clone());
 

@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{
     AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId, Unverified,
@@ -20,6 +19,7 @@ use tower_layer::Layer;
 
 use crate::{Handler, NOW, World, header, send, signed};
 use aauth_test_support::id;
+use aauth_test_support::time::fixed_clock;
 use aauth_test_support::verify::issuer_keys;
 
 const MISSION: &str = "m1ss10n-s256-value-000000000000000000000000";
@@ -82,7 +82,7 @@ impl Modes {
         policy: RoutePolicy,
         calls: &Handler,
     ) -> aauth_resource::AAuthService<Handler> {
-        AAuthLayer::new(resource.route(policy), Arc::new(FixedClock::new(NOW))).layer(calls.clone())
+        AAuthLayer::new(resource.route(policy), fixed_clock()).layer(calls.clone())
     }
 
     pub(crate) fn person_token(&self) -> Minted {
@@ -503,7 +503,7 @@ mod axum_extractors {
     async fn person_and_authorization_extractors() {
         let m = modes();
         let resource = m.w.resource.clone().resource_tokens(m.tokens());
-        let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+        let clock: Arc<dyn aauth_keys::time::Clock> = fixed_clock();
         let layer = |p: RoutePolicy| AAuthLayer::new(resource.route(p), Arc::clone(&clock));
         let mut app = axum::Router::new()
             .route("/me", axum::routing::get(me).layer(layer(RoutePolicy::new(Access::PersonToken))))
