@@ -15,6 +15,7 @@ use aauth_metadata::{
 };
 use aauth_signing::{KeyIdentity, VerifyPolicy, sign_request};
 use aauth_test_support::provider::Enrolled;
+use aauth_test_support::stand_in::StandInPs;
 use aauth_test_support::time::fixed_clock;
 use aauth_test_support::verify::{agent_verifier, issuer_keys};
 use aauth_test_support::{NOW, id, tokens, url};
@@ -411,15 +412,9 @@ async fn two_party_session_flow_over_tls() {
 /// and the resource verifies the auth token under the Person Server's published JWKS.
 #[tokio::test]
 async fn three_party_flow_over_tls_with_published_keys() {
-    use aauth_agent::{
-        AAuthClient, Agent, AgentError, AuthTokenRequest, HttpTokenSource, PersonServerClient,
-        PersonTokenRequest,
-    };
+    use aauth_agent::{AAuthClient, Agent, HttpTokenSource};
     use aauth_metadata::Published;
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
-    use aauth_tokens::{
-        AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, Unverified, Validation,
-    };
     use bytes::Bytes;
     use http_body_util::Full;
     use tower_layer::Layer;
@@ -447,58 +442,6 @@ async fn three_party_flow_over_tls_with_published_keys() {
                 })
                 .unwrap_or_default();
             std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
-        }
-    }
-
-    /// Issues person and auth tokens as a Person Server would (its HTTP side is the
-    /// Person Server issue's).
-    struct StandIn {
-        key: PrivateKey,
-        rs_public: aauth_keys::PublicKey,
-    }
-    #[async_trait::async_trait]
-    impl PersonServerClient for StandIn {
-        async fn person_token(
-            &self,
-            agent: &Agent,
-            req: PersonTokenRequest<'_>,
-        ) -> Result<String, AgentError> {
-            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
-            Ok(PersonTokenBuilder::new(
-                id("https://ps.example"),
-                req.resource.clone(),
-                "person-1",
-                agent.signer().public_key(),
-            )
-            .sign(&self.key, "ps-1", now, &mut OsRandom)
-            .unwrap()
-            .token)
-        }
-        async fn auth_token(
-            &self,
-            agent: &Agent,
-            req: AuthTokenRequest<'_>,
-        ) -> Result<String, AgentError> {
-            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
-            let me = id("https://ps.example");
-            let v = Validation::new(now).audience(&me);
-            let rt = Unverified::<ResourceClaims>::decode(req.resource_token, &v)
-                .unwrap()
-                .finish(&self.rs_public, &v)
-                .unwrap()
-                .claims;
-            Ok(AuthTokenBuilder::new(
-                AuthIssuer::PersonServer,
-                me.clone(),
-                rt.iss,
-                me,
-                rt.sub,
-                agent.signer().public_key(),
-            )
-            .scope(rt.scope.unwrap_or_default())
-            .sign(&self.key, "ps-1", now, &mut OsRandom)
-            .unwrap()
-            .token)
         }
     }
 
@@ -605,10 +548,13 @@ async fn three_party_flow_over_tls_with_published_keys() {
             transport.clone(),
         )),
     ));
-    let stand_in = Arc::new(StandIn {
-        key: ps_key,
-        rs_public: rs_key.public_key().clone(),
-    });
+    // Issues person and auth tokens as a Person Server would (its HTTP side is the
+    // Person Server issue's).
+    let stand_in = Arc::new(StandInPs::new(
+        Arc::new(ps_key),
+        rs_key.public_key().clone(),
+        Arc::clone(&clock),
+    ));
     let client = AAuthClient::builder(agent)
         .clock(Arc::clone(&clock))
         .person_server(stand_in, agent_keys.clone())

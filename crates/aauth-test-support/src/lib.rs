@@ -16,7 +16,8 @@
 //!
 //! - `metadata`: [`url`], the metadata layer's HTTPS URLs;
 //! - `agent`: [`net`], an in-memory network of sans-IO handlers for the agent's
-//!   `Transport`, and [`provider`], an agent provider with an enrolled agent.
+//!   `Transport`, [`provider`], an agent provider with an enrolled agent, and
+//!   [`stand_in`], a Person Server the agent's client can ask for tokens in process.
 //!
 //! # Example
 //!
@@ -52,6 +53,8 @@ pub mod verify;
 pub mod net;
 #[cfg(feature = "agent")]
 pub mod provider;
+#[cfg(feature = "agent")]
+pub mod stand_in;
 
 #[cfg(feature = "metadata")]
 pub use ids::url;

@@ -3,27 +3,19 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use aauth_agent::{
-    AAuthClient, Agent, AgentError, AgentProvider, AuthTokenRequest, PersonServerClient,
-    PersonTokenRequest,
-};
+use aauth_agent::{AAuthClient, Agent, AgentProvider};
 use aauth_keys::PrivateKey;
-use aauth_keys::rand::OsRandom;
-use aauth_keys::time::{Clock, FixedClock};
+use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
 use aauth_test_support::key;
 use aauth_test_support::provider::Enrolled;
 use aauth_test_support::time::fixed_clock;
 use aauth_test_support::verify::issuer_keys;
-use aauth_tokens::{
-    AgentId, AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, StaticIssuerKeys,
-    Unverified, Validation,
-};
-use async_trait::async_trait;
+use aauth_tokens::{AgentId, StaticIssuerKeys};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
@@ -31,6 +23,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use aauth_test_support::net::{Handler, Net, response, scripted};
+pub use aauth_test_support::stand_in::{Fault, StandInPs};
 pub use aauth_test_support::{NOW, id};
 
 /// The protected handler: names who it served and counts calls.
@@ -163,121 +156,11 @@ impl Parties {
     }
 
     pub fn ps(&self) -> Arc<StandInPs> {
-        Arc::new(StandInPs {
-            key: self.ps_key.clone(),
-            rs_key: self.rs_key.clone(),
-            clock: self.clock.clone(),
-            person_calls: AtomicUsize::new(0),
-            auth_calls: AtomicUsize::new(0),
-            fault: Mutex::new(None),
-            last_auth_request: Mutex::new(None),
-        })
-    }
-}
-
-/// What the stand-in Person Server gets wrong, for the agent's checks to catch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Auth tokens bound to another key.
-    AuthForeignKey,
-    /// Auth tokens for another person.
-    AuthOtherSub,
-    /// Person tokens for another resource.
-    PersonWrongAud,
-}
-
-/// Issues person tokens and three-party auth tokens as a Person Server would.
-pub struct StandInPs {
-    key: Arc<PrivateKey>,
-    rs_key: Arc<PrivateKey>,
-    clock: Arc<FixedClock>,
-    pub person_calls: AtomicUsize,
-    pub auth_calls: AtomicUsize,
-    pub fault: Mutex<Option<Fault>>,
-    pub last_auth_request: Mutex<Option<(String, String, Option<String>)>>,
-}
-
-impl StandInPs {
-    fn fault(&self) -> Option<Fault> {
-        *self.fault.lock().unwrap()
-    }
-}
-
-#[async_trait]
-impl PersonServerClient for StandInPs {
-    async fn person_token(
-        &self,
-        agent: &Agent,
-        req: PersonTokenRequest<'_>,
-    ) -> Result<String, AgentError> {
-        self.person_calls.fetch_add(1, Ordering::SeqCst);
-        let aud = if self.fault() == Some(Fault::PersonWrongAud) {
-            id("https://elsewhere.example")
-        } else {
-            req.resource.clone()
-        };
-        let mut b = PersonTokenBuilder::new(
-            id("https://ps.example"),
-            aud,
-            "person-1",
-            agent.signer().public_key(),
-        );
-        if let Some(m) = req.mission_s256 {
-            b = b.mission_s256(m);
-        }
-        Ok(
-            b.sign(self.key.as_ref(), "ps-1", self.clock.now(), &mut OsRandom)
-                .unwrap()
-                .token,
-        )
-    }
-
-    async fn auth_token(
-        &self,
-        agent: &Agent,
-        req: AuthTokenRequest<'_>,
-    ) -> Result<String, AgentError> {
-        self.auth_calls.fetch_add(1, Ordering::SeqCst);
-        *self.last_auth_request.lock().unwrap() = Some((
-            req.resource_token.to_owned(),
-            req.presented_token.to_owned(),
-            req.login_hint.map(str::to_owned),
-        ));
-        let me = id("https://ps.example");
-        let v = Validation::new(self.clock.now()).audience(&me);
-        let rt = Unverified::<ResourceClaims>::decode(req.resource_token, &v)
-            .unwrap()
-            .finish(self.rs_key.public_key(), &v)
-            .unwrap()
-            .claims;
-        let other = PrivateKey::ed25519_from_seed(&[99; 32]);
-        let key = if self.fault() == Some(Fault::AuthForeignKey) {
-            other.public_key().clone()
-        } else {
-            agent.signer().public_key().clone()
-        };
-        let sub = if self.fault() == Some(Fault::AuthOtherSub) {
-            "person-2".to_owned()
-        } else {
-            rt.sub.clone()
-        };
-        let mut b = AuthTokenBuilder::new(
-            AuthIssuer::PersonServer,
-            id("https://ps.example"),
-            rt.iss.clone(),
-            id("https://ps.example"),
-            sub,
-            &key,
-        )
-        .scope(rt.scope.clone().unwrap_or_default());
-        if let Some(m) = &rt.mission_s256 {
-            b = b.mission_s256(m.clone());
-        }
-        Ok(
-            b.sign(self.key.as_ref(), "ps-1", self.clock.now(), &mut OsRandom)
-                .unwrap()
-                .token,
-        )
+        Arc::new(StandInPs::new(
+            self.ps_key.clone(),
+            self.rs_key.public_key().clone(),
+            self.clock.clone(),
+        ))
     }
 }
 
