@@ -14,7 +14,8 @@
 //! The default set needs only layers 0 and 1 (keys, headers, tokens, signing), so the
 //! lowest crates' tests pull in nothing more:
 //!
-//! - `metadata`: [`url`], the metadata layer's HTTPS URLs;
+//! - `metadata`: [`url`], the metadata layer's HTTPS URLs, and [`published`], what a
+//!   server publishes read back;
 //! - `agent`: [`net`], an in-memory network of sans-IO handlers for the agent's
 //!   `Transport`, [`provider`], an agent provider with an enrolled agent, and
 //!   [`stand_in`], a Person Server the agent's client can ask for tokens in process.
@@ -53,6 +54,8 @@ pub mod verify;
 pub mod net;
 #[cfg(feature = "agent")]
 pub mod provider;
+#[cfg(feature = "metadata")]
+pub mod published;
 #[cfg(feature = "agent")]
 pub mod stand_in;
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
-use aauth_keys::{JwkSet, PrivateKey, PublicKey};
+use aauth_keys::{PrivateKey, PublicKey};
 use aauth_person_server::{
     AUTH_TOKEN_PATH, AlwaysAsk, ConsentPolicy, ConsentRequest, Decision, MemoryStore,
     PERSON_TOKEN_PATH, PersonServer,
@@ -283,15 +283,7 @@ impl World {
     }
 
     fn ps_key(&self) -> PublicKey {
-        let jwks = self
-            .ps
-            .published()
-            .respond(&http::Method::GET, "/jwks.json")
-            .unwrap();
-        JwkSet::from_json(jwks.body())
-            .unwrap()
-            .find("ps-1")
-            .unwrap()
+        aauth_test_support::published::published_key(self.ps.published(), "ps-1")
     }
 
     fn read<C: TokenClaims>(&self, token: &str, aud: &str) -> C {
