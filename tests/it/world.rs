@@ -15,6 +15,7 @@ use aauth_metadata::{
 };
 use aauth_signing::{KeyIdentity, VerifyPolicy, sign_request};
 use aauth_test_support::provider::Enrolled;
+use aauth_test_support::service::Answering;
 use aauth_test_support::stand_in::StandInPs;
 use aauth_test_support::time::fixed_clock;
 use aauth_test_support::verify::{agent_verifier, issuer_keys};
@@ -266,35 +267,17 @@ async fn two_party_session_flow_over_tls() {
         AAuthLayer, Access, Admitted, MemorySessionStore, Resource, RoutePolicy, SessionStore,
     };
     use aauth_tokens::StaticIssuerKeys;
-    use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Data;
-    impl Service<http::Request<Full<Bytes>>> for Data {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-            let a = req.extensions().get::<Admitted>().cloned();
-            let scope = a
-                .as_ref()
-                .and_then(|a| a.session.as_ref())
-                .and_then(|s| s.scope.clone())
-                .unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(format!(
-                "data for scope {scope}"
-            ))))))
-        }
-    }
+    let data = Answering::new(|req| {
+        let scope = req
+            .extensions()
+            .get::<Admitted>()
+            .and_then(|a| a.session.as_ref())
+            .and_then(|s| s.scope.clone())
+            .unwrap_or_default();
+        format!("data for scope {scope}")
+    });
 
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
@@ -318,7 +301,7 @@ async fn two_party_session_flow_over_tls() {
             .sessions(store, true),
         Arc::new(clock),
     )
-    .layer(Data);
+    .layer(data);
 
     let w = World::new().unwrap();
     let handler: aauth_demos::world::AsyncHandler =
@@ -416,34 +399,17 @@ async fn three_party_flow_over_tls_with_published_keys() {
     use aauth_metadata::Published;
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
     use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Doc;
-    impl Service<http::Request<Full<Bytes>>> for Doc {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-            let who = req
-                .extensions()
-                .get::<Admitted>()
-                .and_then(|a| {
-                    a.person()
-                        .map(|(iss, sub)| format!("{} {sub} {:?}", iss.as_str(), a.scope()))
-                })
-                .unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
-        }
-    }
+    let doc = Answering::new(|req| {
+        req.extensions()
+            .get::<Admitted>()
+            .and_then(|a| {
+                a.person()
+                    .map(|(iss, sub)| format!("{} {sub} {:?}", iss.as_str(), a.scope()))
+            })
+            .unwrap_or_default()
+    });
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
@@ -515,7 +481,7 @@ async fn three_party_flow_over_tls_with_published_keys() {
         resource.route(RoutePolicy::new(Access::AuthToken).scope("docs.read")),
         Arc::clone(&clock),
     )
-    .layer(Doc);
+    .layer(doc);
     w.serve_async(
         &id("https://resource.example"),
         Arc::new(move |req: aauth_demos::world::Request| {
@@ -609,31 +575,14 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
     use aauth_agent::{AAuthClient, Agent, ReqwestTransport};
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
     use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Named;
-    impl Service<http::Request<Full<Bytes>>> for Named {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-            let who = req
-                .extensions()
-                .get::<Admitted>()
-                .and_then(|a| a.agent().map(|i| i.as_str().to_owned()))
-                .unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
-        }
-    }
+    let named = Answering::new(|req| {
+        req.extensions()
+            .get::<Admitted>()
+            .and_then(|a| a.agent().map(|i| i.as_str().to_owned()))
+            .unwrap_or_default()
+    });
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let Enrolled {
@@ -653,7 +602,7 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
             .route(RoutePolicy::new(Access::AgentToken)),
         Arc::clone(&clock),
     )
-    .layer(Named);
+    .layer(named);
 
     let w = World::new().unwrap();
     w.serve_async(
@@ -856,28 +805,9 @@ async fn an_agent_token_revocation_reaches_the_resource() {
         RoutePolicy,
     };
     use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Ok200;
-    impl Service<http::Request<Full<Bytes>>> for Ok200 {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: http::Request<Full<Bytes>>) -> Self::Future {
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
-                b"ok",
-            )))))
-        }
-    }
+    let ok = Answering::new(|_| "ok".to_owned());
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
@@ -964,7 +894,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
         resource.route(RoutePolicy::new(Access::AuthToken).scope("read")),
         Arc::clone(&clock),
     )
-    .layer(Ok200);
+    .layer(ok);
     let c = Arc::clone(&clock);
     w.serve_async(
         &id("https://resource.example"),

@@ -16,6 +16,7 @@
 //!
 //! - `metadata`: [`url`], the metadata layer's HTTPS URLs, and [`published`], what a
 //!   server publishes read back;
+//! - `service`: [`service`], a protected handler for a resource's layer;
 //! - `agent`: [`net`], an in-memory network of sans-IO handlers for the agent's
 //!   `Transport`, [`provider`], an agent provider with an enrolled agent, and
 //!   [`stand_in`], a Person Server the agent's client can ask for tokens in process.
@@ -56,6 +57,8 @@ pub mod net;
 pub mod provider;
 #[cfg(feature = "metadata")]
 pub mod published;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "agent")]
 pub mod stand_in;
 

@@ -1,11 +1,6 @@
 //! A recorded in-process network, a resource, a stand-in Person Server.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
 use aauth_agent::{AAuthClient, Agent, AgentProvider};
 use aauth_keys::PrivateKey;
@@ -13,36 +8,24 @@ use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
 use aauth_test_support::key;
 use aauth_test_support::provider::Enrolled;
+use aauth_test_support::service::Answering;
 use aauth_test_support::time::fixed_clock;
 use aauth_test_support::verify::issuer_keys;
 use aauth_tokens::{AgentId, StaticIssuerKeys};
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
+use http::Request;
 use tower_layer::Layer;
-use tower_service::Service;
 
 pub use aauth_test_support::net::{Handler, Net, response, scripted};
 pub use aauth_test_support::stand_in::{Fault, StandInPs};
 pub use aauth_test_support::{NOW, id};
 
 /// The protected handler: names who it served and counts calls.
-#[derive(Clone, Default)]
-pub struct Who(pub Arc<AtomicUsize>);
+pub type Who = Answering;
 
-impl Service<Request<Full<Bytes>>> for Who {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        let who = req
-            .extensions()
+fn who() -> Who {
+    Answering::new(|req| {
+        req.extensions()
             .get::<Admitted>()
             .map(|a| {
                 a.agent()
@@ -53,9 +36,8 @@ impl Service<Request<Full<Bytes>>> for Who {
                     })
                     .unwrap_or_default()
             })
-            .unwrap_or_default();
-        Box::pin(async move { Ok(Response::new(Full::new(Bytes::from(who)))) })
-    }
+            .unwrap_or_default()
+    })
 }
 
 /// A resource route served as a [`Handler`].
@@ -119,7 +101,7 @@ impl Parties {
 
     /// Serves `policy` at resource.example; returns the handler's call counter.
     pub fn serve(&self, policy: RoutePolicy) -> Who {
-        let who = Who::default();
+        let who = who();
         let svc =
             AAuthLayer::new(self.resource().route(policy), self.clock.clone()).layer(who.clone());
         self.net.host("resource.example", route_handler(svc));
@@ -128,7 +110,7 @@ impl Parties {
 
     /// As [`Parties::serve`], delivering `requirement=auth-token` as a held `202`.
     pub fn serve_deferred(&self, policy: RoutePolicy) -> Who {
-        let who = Who::default();
+        let who = who();
         let svc = AAuthLayer::new(self.resource().route(policy), self.clock.clone())
             .defer_auth_token(aauth_resource::DeferredAuth::new(
                 Arc::new(aauth_resource::MemoryHeldStore::default()),
