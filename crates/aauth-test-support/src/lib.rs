@@ -12,14 +12,15 @@
 //! # Features
 //!
 //! The default set needs only layers 0 and 1 (keys, headers, tokens, signing), so the
-//! lowest crates' tests pull in nothing more:
+//! lowest crates' tests pull in nothing more. The others (their modules exist only when
+//! enabled):
 //!
-//! - `metadata`: [`url`], the metadata layer's HTTPS URLs, and [`published`], what a
+//! - `metadata`: `url`, the metadata layer's HTTPS URLs, and `published`, what a
 //!   server publishes read back;
-//! - `service`: [`service`], a protected handler for a resource's layer;
-//! - `agent`: [`net`], an in-memory network of sans-IO handlers for the agent's
-//!   `Transport`, [`provider`], an agent provider with an enrolled agent, and
-//!   [`stand_in`], a Person Server the agent's client can ask for tokens in process.
+//! - `service`: `service`, a protected handler for a resource's layer;
+//! - `agent` (with `service`): `net`, an in-memory network of sans-IO handlers for the
+//!   agent's `Transport`, `provider`, an agent provider with an enrolled agent, and
+//!   `stand_in`, a Person Server the agent's client can ask for tokens in process.
 //!
 //! # Example
 //!
@@ -40,7 +41,6 @@
 //! ```
 #![allow(
     clippy::expect_used,
-    clippy::panic,
     reason = "test support: a fixture that cannot be built is a failed test"
 )]
 
