@@ -28,23 +28,19 @@ use std::time::{Duration, Instant};
 use aauth_access_server::{AccessServer, AsStore};
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::UnixTime;
 use aauth_keys::{PrivateKey, Signer};
 use aauth_person_server::{
     AUTH_TOKEN_PATH, MemoryStore, PERSON_TOKEN_PATH, PersonServer, PsStore, SqliteStore,
 };
-use aauth_signing::sign_request;
 use aauth_tokens::{
-    AgentId, AgentTokenBuilder, PersonClaims, PersonTokenBuilder, ResourceTokenBuilder, ServerId,
-    StaticIssuerKeys, Unverified, Validation,
+    AgentId, AgentTokenBuilder, PersonClaims, PersonTokenBuilder, ResourceTokenBuilder, Unverified,
+    Validation,
 };
 use criterion::Criterion;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
+use aauth_test_support::request;
+use aauth_test_support::verify::issuer_keys;
+use aauth_test_support::{NOW, id, key, tokens};
 
 struct Fixture {
     ps: PersonServer,
@@ -58,37 +54,33 @@ fn signed(
     agent: &PrivateKey,
     token: &str,
 ) -> (http::request::Parts, Vec<u8>) {
-    let mut req = http::Request::post(format!("https://ps.example{path}"))
-        .header("content-type", "application/json")
-        .body(body.to_string().into_bytes())
-        .unwrap();
-    sign_request(&mut req, agent, &Scheme::jwt(token.to_owned()), NOW).unwrap();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = path.parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
+    let req = request::json("POST", &format!("https://ps.example{path}"), Some(body));
+    let (parts, body) =
+        request::signed(req, agent, &Scheme::jwt(token.to_owned()), NOW).into_parts();
     (parts, body)
 }
 
 fn fixture(rt: &tokio::runtime::Runtime, store: Arc<dyn PsStore>) -> Fixture {
-    let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
-    let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
-    let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    let provider = key(1);
+    let rs = key(3);
+    let agent = key(2);
+    let keys = issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            provider.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        );
+            rs.public_key(),
+        ),
+    ]);
     let ps = PersonServer::new(
         id("https://ps.example"),
-        Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
+        Arc::new(key(4)),
         "ps-1",
         Arc::new(keys),
         store,
@@ -159,48 +151,40 @@ struct AsFixture {
 }
 
 fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
-    let (ps, rs, provider, agent) = (
-        PrivateKey::ed25519_from_seed(&[4; 32]),
-        PrivateKey::ed25519_from_seed(&[3; 32]),
-        PrivateKey::ed25519_from_seed(&[1; 32]),
-        PrivateKey::ed25519_from_seed(&[2; 32]),
-    );
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://ps.example"),
+    let (ps, rs, provider, agent) = (key(4), key(3), key(1), key(2));
+    let keys = issuer_keys(&[
+        (
+            "https://ps.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
-        .with(
-            &id("https://agent.example"),
+            rs.public_key(),
+        ),
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        );
+            provider.public_key(),
+        ),
+    ]);
     let server = AccessServer::new(
         id("https://as.example"),
-        Arc::new(PrivateKey::ed25519_from_seed(&[6; 32])),
+        Arc::new(key(6)),
         "as-1",
         Arc::new(keys),
     )
     .unwrap()
     .trust([id("https://ps.example")])
     .store(store);
-    let agent_token = AgentTokenBuilder::new(
-        id("https://agent.example"),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        agent.public_key(),
-    )
-    .sign(&provider, "key-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let agent_token = tokens::assistant(agent.public_key())
+        .sign(&provider, "key-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
     let person = PersonTokenBuilder::new(
         id("https://ps.example"),
         id("https://resource.example"),
@@ -226,19 +210,13 @@ fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
         "agent_token": agent_token,
         "presented_token": person.token,
     });
-    let mut req = http::Request::post("https://as.example/auth-token")
-        .header("content-type", "application/json")
-        .body(body.to_string().into_bytes())
-        .unwrap();
+    let req = request::json("POST", "https://as.example/auth-token", Some(&body));
     let scheme = Scheme::JwksUri {
         id: "https://ps.example".to_owned(),
         dwk: "aauth-person.json".to_owned(),
         kid: "ps-1".to_owned(),
     };
-    sign_request(&mut req, &ps, &scheme, NOW).unwrap();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = "/auth-token".parse().unwrap();
-    parts.headers.insert("host", "as.example".parse().unwrap());
+    let (parts, body) = request::signed(req, &ps, &scheme, NOW).into_parts();
     AsFixture {
         server,
         parts,
@@ -261,7 +239,7 @@ struct Crypto {
 
 impl Crypto {
     fn new() -> Self {
-        let key = PrivateKey::ed25519_from_seed(&[5; 32]);
+        let key = key(5);
         let msg = vec![7u8; 600];
         let sig = key.sign(&msg).unwrap();
         Self { key, msg, sig }

@@ -19,10 +19,9 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_keys::{Algorithm, PrivateKey};
 use aauth_signing::{
-    AuthoritySource, JwtResolver, SchemeResolver, SignOptions, SigningKey, Verifier, VerifyError,
-    VerifyPolicy, sign,
+    AuthoritySource, SignOptions, SigningKey, Verifier, VerifyError, VerifyPolicy, sign,
 };
-use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
+use aauth_test_support::verify::{agent_verifier, provider_keys};
 use serde_json::{Value, json};
 
 fn peer_dir() -> PathBuf {
@@ -81,46 +80,23 @@ fn run_peer(mode: &str, input: &Value) -> Value {
     serde_json::from_slice(&out.stdout).expect("node prints JSON")
 }
 
-struct World {
-    now: UnixTime,
-    provider: ServerId,
-    provider_key: PrivateKey,
+/// The provider of the interop agent's tokens: its key, signing as `k1`.
+fn provider_key() -> PrivateKey {
+    aauth_test_support::key(0x31)
 }
 
-impl World {
-    fn new() -> Self {
-        Self {
-            now: SystemClock.now(),
-            provider: ServerId::parse("https://agent.example").unwrap(),
-            provider_key: PrivateKey::ed25519_from_seed(&[0x31; 32]),
-        }
-    }
-
-    fn token_for(&self, key: &PrivateKey) -> String {
-        AgentTokenBuilder::new(
-            self.provider.clone(),
-            AgentId::parse("aauth:interop@agent.example").unwrap(),
-            key.public_key(),
-        )
-        .sign(&self.provider_key, "k1", self.now, &mut OsRandom)
+/// The interop agent's token, bound to `key`, issued at `now`.
+fn token_for(key: &PrivateKey, now: UnixTime) -> String {
+    aauth_test_support::tokens::agent("aauth:interop@agent.example", key.public_key())
+        .sign(&provider_key(), "k1", now, &mut OsRandom)
         .unwrap()
         .token
-    }
+}
 
-    fn verifier(&self, policy: VerifyPolicy) -> Verifier {
-        let issuers = StaticIssuerKeys::new().with(
-            &self.provider,
-            "aauth-agent.json",
-            "k1",
-            self.provider_key.public_key().clone(),
-        );
-        Verifier::new(
-            policy,
-            Arc::new(
-                SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers), &[TokenType::Agent])),
-            ),
-        )
-    }
+/// A verifier under `policy` that trusts the provider's key for agent tokens.
+fn verifier(policy: VerifyPolicy) -> Verifier {
+    let issuers = provider_keys(provider_key().public_key(), "k1");
+    agent_verifier(policy, Arc::new(issuers))
 }
 
 /// One request, described once for both directions.
@@ -222,11 +198,11 @@ fn the_reference_verifies_what_we_sign() {
     if !peer_available() {
         return;
     }
-    let w = World::new();
+    let now = SystemClock.now();
     let mut cases = Vec::new();
     for c in &CASES {
         let key = key_for(c.key);
-        let scheme = Scheme::jwt(w.token_for(&key));
+        let scheme = Scheme::jwt(token_for(&key, now));
         let mut b = http::Request::builder().method(c.method).uri(c.url);
         if let Some(ct) = c.content_type {
             b = b.header("content-type", ct);
@@ -242,7 +218,7 @@ fn the_reference_verifies_what_we_sign() {
             body.as_bytes(),
             &[SigningKey::new("sig", &key, &scheme)],
             &opts,
-            w.now,
+            now,
         )
         .unwrap();
         let headers: serde_json::Map<String, Value> = parts
@@ -292,7 +268,7 @@ fn we_verify_what_the_reference_signs() {
     if !peer_available() {
         return;
     }
-    let w = World::new();
+    let now = SystemClock.now();
     let mut cases = Vec::new();
     for c in &CASES {
         let key = key_for(c.key);
@@ -303,7 +279,7 @@ fn we_verify_what_the_reference_signs() {
         cases.push(json!({
             "name": c.name, "method": c.method, "url": c.url, "headers": headers, "body": c.body,
             "private_jwk": serde_json::from_str::<Value>(&key.to_private_jwk().to_json()).unwrap(),
-            "jwt": w.token_for(&key), "components": c.components,
+            "jwt": token_for(&key, now), "components": c.components,
         }));
     }
     let out = run_peer("sign", &json!({ "cases": cases }));
@@ -333,10 +309,10 @@ fn we_verify_what_the_reference_signs() {
         }
         let (parts, ()) = b.body(()).unwrap().into_parts();
         let body = c.body.unwrap_or_default().as_bytes();
-        let verifier = w.verifier(VerifyPolicy::new(
+        let verifier = verifier(VerifyPolicy::new(
             AuthoritySource::names([authority.as_str()]).unwrap(),
         ));
-        let result = futures_executor::block_on(verifier.verify(&parts, body, w.now));
+        let result = futures_executor::block_on(verifier.verify(&parts, body, now));
         if c.agrees {
             let v = result.unwrap_or_else(|e| panic!("{}: {e} ({s})", c.name));
             assert_eq!(&v.key, key_for(c.key).public_key(), "{}", c.name);
@@ -351,7 +327,7 @@ fn we_verify_what_the_reference_signs() {
         let mut moved = parts.clone();
         moved.uri = "/tampered".parse().unwrap();
         assert!(
-            futures_executor::block_on(verifier.verify(&moved, body, w.now)).is_err(),
+            futures_executor::block_on(verifier.verify(&moved, body, now)).is_err(),
             "{}",
             c.name
         );

@@ -7,19 +7,20 @@ use std::sync::Arc;
 use aauth_demos::world::{World, documents};
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_keys::{JwkSet, PrivateKey};
 use aauth_metadata::{
     AccessServerMetadata, AgentProviderMetadata, CacheConfig, EgressError, Fetch, FetchError,
     FetchLimits, GuardedFetch, HttpsTransport, HttpsUrl, KeyCache, MetadataDocument,
     PersonServerMetadata, ResourceMetadata,
 };
-use aauth_signing::{
-    JwtResolver, KeyIdentity, SchemeResolver, Verifier, VerifyPolicy, sign_request,
-};
-use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, TokenType};
-
-const NOW: UnixTime = UnixTime(1_800_000_000);
+use aauth_signing::{KeyIdentity, VerifyPolicy, sign_request};
+use aauth_test_support::provider::Enrolled;
+use aauth_test_support::service::Answering;
+use aauth_test_support::stand_in::StandInPs;
+use aauth_test_support::time::fixed_clock;
+use aauth_test_support::verify::{agent_verifier, issuer_keys};
+use aauth_test_support::{NOW, id, tokens, url};
+use aauth_tokens::{AgentId, AgentTokenBuilder};
 
 /// A world request through a tower service (a resource's layered API): its answer with
 /// the body collected.
@@ -46,14 +47,6 @@ where
         .unwrap();
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes().to_vec())
-}
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
-
-fn url(s: &str) -> HttpsUrl {
-    HttpsUrl::parse(s).unwrap()
 }
 
 /// The four parties, each serving its metadata document (and the provider its JWKS).
@@ -227,14 +220,10 @@ async fn a_resource_verifies_an_agent_with_keys_discovered_in_the_world() {
     let provider_key = PrivateKey::ed25519_from_seed(&[1; 32]);
     let w = world(&provider_key).await;
     let agent_key = PrivateKey::ed25519_from_seed(&[2; 32]);
-    let token = AgentTokenBuilder::new(
-        id("https://agent.example"),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        agent_key.public_key(),
-    )
-    .person_server(id("https://ps.example"))
-    .sign(&provider_key, "key-1", NOW, &mut OsRandom)
-    .unwrap();
+    let token = tokens::assistant(agent_key.public_key())
+        .person_server(id("https://ps.example"))
+        .sign(&provider_key, "key-1", NOW, &mut OsRandom)
+        .unwrap();
     let mut req = http::Request::get("https://resource.example/api/documents")
         .body(Vec::new())
         .unwrap();
@@ -247,12 +236,12 @@ async fn a_resource_verifies_an_agent_with_keys_discovered_in_the_world() {
 
     let cache = Arc::new(KeyCache::new(
         Arc::new(w.fetcher()),
-        Arc::new(FixedClock::new(NOW)),
+        fixed_clock(),
         CacheConfig::default(),
     ));
-    let verifier = Verifier::new(
-        VerifyPolicy::for_server(&ServerId::parse("https://resource.example").unwrap()),
-        Arc::new(SchemeResolver::new().jwt(JwtResolver::new(cache.clone(), &[TokenType::Agent]))),
+    let verifier = agent_verifier(
+        VerifyPolicy::for_server(&id("https://resource.example")),
+        cache.clone(),
     );
     let verified = verifier.verify(&parts, &body, NOW).await.unwrap();
     assert_eq!(&verified.key, agent_key.public_key());
@@ -278,35 +267,17 @@ async fn two_party_session_flow_over_tls() {
         AAuthLayer, Access, Admitted, MemorySessionStore, Resource, RoutePolicy, SessionStore,
     };
     use aauth_tokens::StaticIssuerKeys;
-    use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Data;
-    impl Service<http::Request<Full<Bytes>>> for Data {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-            let a = req.extensions().get::<Admitted>().cloned();
-            let scope = a
-                .as_ref()
-                .and_then(|a| a.session.as_ref())
-                .and_then(|s| s.scope.clone())
-                .unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(format!(
-                "data for scope {scope}"
-            ))))))
-        }
-    }
+    let data = Answering::new(|req| {
+        let scope = req
+            .extensions()
+            .get::<Admitted>()
+            .and_then(|a| a.session.as_ref())
+            .and_then(|s| s.scope.clone())
+            .unwrap_or_default();
+        format!("data for scope {scope}")
+    });
 
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let agent = PrivateKey::ed25519_from_seed(&[2; 32]);
@@ -330,7 +301,7 @@ async fn two_party_session_flow_over_tls() {
             .sessions(store, true),
         Arc::new(clock),
     )
-    .layer(Data);
+    .layer(data);
 
     let w = World::new().unwrap();
     let handler: aauth_demos::world::AsyncHandler =
@@ -424,96 +395,21 @@ async fn two_party_session_flow_over_tls() {
 /// and the resource verifies the auth token under the Person Server's published JWKS.
 #[tokio::test]
 async fn three_party_flow_over_tls_with_published_keys() {
-    use aauth_agent::{
-        AAuthClient, Agent, AgentError, AgentProvider, AuthTokenRequest, HttpTokenSource,
-        PersonServerClient, PersonTokenRequest,
-    };
+    use aauth_agent::{AAuthClient, Agent, HttpTokenSource};
     use aauth_metadata::Published;
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
-    use aauth_tokens::{
-        AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ResourceClaims, Unverified, Validation,
-    };
     use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Doc;
-    impl Service<http::Request<Full<Bytes>>> for Doc {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-            let who = req
-                .extensions()
-                .get::<Admitted>()
-                .and_then(|a| {
-                    a.person()
-                        .map(|(iss, sub)| format!("{} {sub} {:?}", iss.as_str(), a.scope()))
-                })
-                .unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
-        }
-    }
-
-    /// Issues person and auth tokens as a Person Server would (its HTTP side is the
-    /// Person Server issue's).
-    struct StandIn {
-        key: PrivateKey,
-        rs_public: aauth_keys::PublicKey,
-    }
-    #[async_trait::async_trait]
-    impl PersonServerClient for StandIn {
-        async fn person_token(
-            &self,
-            agent: &Agent,
-            req: PersonTokenRequest<'_>,
-        ) -> Result<String, AgentError> {
-            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
-            Ok(PersonTokenBuilder::new(
-                id("https://ps.example"),
-                req.resource.clone(),
-                "person-1",
-                agent.signer().public_key(),
-            )
-            .sign(&self.key, "ps-1", now, &mut OsRandom)
-            .unwrap()
-            .token)
-        }
-        async fn auth_token(
-            &self,
-            agent: &Agent,
-            req: AuthTokenRequest<'_>,
-        ) -> Result<String, AgentError> {
-            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
-            let me = id("https://ps.example");
-            let v = Validation::new(now).audience(&me);
-            let rt = Unverified::<ResourceClaims>::decode(req.resource_token, &v)
-                .unwrap()
-                .finish(&self.rs_public, &v)
-                .unwrap()
-                .claims;
-            Ok(AuthTokenBuilder::new(
-                AuthIssuer::PersonServer,
-                me.clone(),
-                rt.iss,
-                me,
-                rt.sub,
-                agent.signer().public_key(),
-            )
-            .scope(rt.scope.unwrap_or_default())
-            .sign(&self.key, "ps-1", now, &mut OsRandom)
-            .unwrap()
-            .token)
-        }
-    }
+    let doc = Answering::new(|req| {
+        req.extensions()
+            .get::<Admitted>()
+            .and_then(|a| {
+                a.person()
+                    .map(|(iss, sub)| format!("{} {sub} {:?}", iss.as_str(), a.scope()))
+            })
+            .unwrap_or_default()
+    });
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
@@ -553,23 +449,12 @@ async fn three_party_flow_over_tls_with_published_keys() {
     .unwrap();
 
     // The agent provider.
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[12; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[13; 32]));
-    provider
-        .enroll(
-            &agent_id,
-            agent_key.public_key(),
-            Some(&id("https://ps.example")),
-        )
-        .unwrap();
+    let Enrolled {
+        provider,
+        agent_id,
+        agent_key,
+        ..
+    } = Enrolled::new(12, 13, Some("https://ps.example"));
     let p = Arc::clone(&provider);
     let c = Arc::clone(&clock);
     w.serve_async(
@@ -596,7 +481,7 @@ async fn three_party_flow_over_tls_with_published_keys() {
         resource.route(RoutePolicy::new(Access::AuthToken).scope("docs.read")),
         Arc::clone(&clock),
     )
-    .layer(Doc);
+    .layer(doc);
     w.serve_async(
         &id("https://resource.example"),
         Arc::new(move |req: aauth_demos::world::Request| {
@@ -629,10 +514,13 @@ async fn three_party_flow_over_tls_with_published_keys() {
             transport.clone(),
         )),
     ));
-    let stand_in = Arc::new(StandIn {
-        key: ps_key,
-        rs_public: rs_key.public_key().clone(),
-    });
+    // Issues person and auth tokens as a Person Server would (its HTTP side is the
+    // Person Server issue's).
+    let stand_in = Arc::new(StandInPs::new(
+        Arc::new(ps_key),
+        rs_key.public_key().clone(),
+        Arc::clone(&clock),
+    ));
     let client = AAuthClient::builder(agent)
         .clock(Arc::clone(&clock))
         .person_server(stand_in, agent_keys.clone())
@@ -684,63 +572,37 @@ async fn three_party_flow_over_tls_with_published_keys() {
 async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use aauth_agent::{AAuthClient, Agent, AgentProvider, ReqwestTransport};
+    use aauth_agent::{AAuthClient, Agent, ReqwestTransport};
     use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
-    use aauth_tokens::StaticIssuerKeys;
     use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Named;
-    impl Service<http::Request<Full<Bytes>>> for Named {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-            let who = req
-                .extensions()
-                .get::<Admitted>()
-                .and_then(|a| a.agent().map(|i| i.as_str().to_owned()))
-                .unwrap_or_default();
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(who)))))
-        }
-    }
+    let named = Answering::new(|req| {
+        req.extensions()
+            .get::<Admitted>()
+            .and_then(|a| a.agent().map(|i| i.as_str().to_owned()))
+            .unwrap_or_default()
+    });
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
-    let provider_key = PrivateKey::ed25519_from_seed(&[21; 32]);
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[21; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[22; 32]));
-    provider
-        .enroll(&agent_id, agent_key.public_key(), None)
-        .unwrap();
-    let keys = StaticIssuerKeys::new().with(
-        &id("https://agent.example"),
+    let Enrolled {
+        provider,
+        provider_key,
+        agent_id,
+        agent_key,
+    } = Enrolled::new(21, 22, None);
+    let keys = issuer_keys(&[(
+        "https://agent.example",
         "aauth-agent.json",
         "key-1",
-        provider_key.public_key().clone(),
-    );
+        provider_key.public_key(),
+    )]);
     let svc = AAuthLayer::new(
         Resource::new(id("https://resource.example"), Arc::new(keys))
             .route(RoutePolicy::new(Access::AgentToken)),
         Arc::clone(&clock),
     )
-    .layer(Named);
+    .layer(named);
 
     let w = World::new().unwrap();
     w.serve_async(
@@ -824,26 +686,17 @@ async fn the_reqwest_adapter_signs_over_tls_and_follows_no_redirect() {
 /// question a Person Server without a channel to the person cannot ask.
 #[tokio::test]
 async fn governance_calls_over_tls() {
-    use aauth_agent::{
-        Agent, AgentError, AgentProvider, HttpPersonServer, HttpTokenSource, Permission,
-    };
+    use aauth_agent::{Agent, AgentError, HttpPersonServer, HttpTokenSource, Permission};
     use aauth_person_server::{MemoryStore, PersonServer};
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
-    let provider = Arc::new(
-        AgentProvider::new(
-            id("https://agent.example"),
-            Arc::new(PrivateKey::ed25519_from_seed(&[41; 32])),
-            "key-1",
-        )
-        .unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[42; 32]));
-    provider
-        .enroll(&agent_id, agent_key.public_key(), None)
-        .unwrap();
+    let Enrolled {
+        provider,
+        agent_id,
+        agent_key,
+        ..
+    } = Enrolled::new(41, 42, None);
     let p = Arc::clone(&provider);
     let c = Arc::clone(&clock);
     w.serve_async(
@@ -944,7 +797,7 @@ async fn governance_calls_over_tls() {
 /// resource; the agent's cached auth token is refused there at once with `revoked_jwt`.
 #[tokio::test]
 async fn an_agent_token_revocation_reaches_the_resource() {
-    use aauth_agent::{AAuthClient, Agent, AgentProvider, HttpPersonServer, HttpTokenSource};
+    use aauth_agent::{AAuthClient, Agent, HttpPersonServer, HttpTokenSource};
     use aauth_metadata::{DiscoveryResolver, Published};
     use aauth_person_server::{HttpRevocationNotifier, MemoryStore, PersonServer};
     use aauth_resource::{
@@ -952,44 +805,18 @@ async fn an_agent_token_revocation_reaches_the_resource() {
         RoutePolicy,
     };
     use bytes::Bytes;
-    use http_body_util::Full;
     use tower_layer::Layer;
-    use tower_service::Service;
 
-    #[derive(Clone)]
-    struct Ok200;
-    impl Service<http::Request<Full<Bytes>>> for Ok200 {
-        type Response = http::Response<Full<Bytes>>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: http::Request<Full<Bytes>>) -> Self::Future {
-            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
-                b"ok",
-            )))))
-        }
-    }
+    let ok = Answering::new(|_| "ok".to_owned());
 
     let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(aauth_keys::time::SystemClock);
     let w = World::new().unwrap();
-    let provider_key = Arc::new(PrivateKey::ed25519_from_seed(&[51; 32]));
-    let provider = Arc::new(
-        AgentProvider::new(id("https://agent.example"), provider_key.clone(), "key-1").unwrap(),
-    );
-    let agent_id = AgentId::parse("aauth:assistant@agent.example").unwrap();
-    let agent_key = Arc::new(PrivateKey::ed25519_from_seed(&[52; 32]));
-    provider
-        .enroll(
-            &agent_id,
-            agent_key.public_key(),
-            Some(&id("https://ps.example")),
-        )
-        .unwrap();
+    let Enrolled {
+        provider,
+        provider_key,
+        agent_id,
+        agent_key,
+    } = Enrolled::new(51, 52, Some("https://ps.example"));
     w.serve_async(
         &id("https://agent.example"),
         aauth_demos::world::provider_handler(Arc::clone(&provider), Arc::clone(&clock)),
@@ -1067,7 +894,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
         resource.route(RoutePolicy::new(Access::AuthToken).scope("read")),
         Arc::clone(&clock),
     )
-    .layer(Ok200);
+    .layer(ok);
     let c = Arc::clone(&clock);
     w.serve_async(
         &id("https://resource.example"),

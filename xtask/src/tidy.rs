@@ -19,6 +19,11 @@ mod tests {
         ("aauth-access-server", 4),
     ];
 
+    /// Test-only crates: they may depend on any library (their fixtures build whole
+    /// servers), but no library may have one as a normal dependency; integration tests,
+    /// benches and the demo harness take them as dev-dependencies.
+    const TEST_SUPPORT: [&str; 1] = ["aauth-test-support"];
+
     /// Crates that do I/O or pick a runtime: never below layer 2.
     const IO_CRATES: [&str; 6] = ["tokio", "hyper", "hyper-util", "axum", "reqwest", "mio"];
 
@@ -132,6 +137,23 @@ mod tests {
     }
 
     #[test]
+    fn tidy_no_library_links_test_support() {
+        let g = metadata();
+        for krate in g
+            .workspace
+            .iter()
+            .filter(|k| !TEST_SUPPORT.contains(&k.as_str()))
+        {
+            for support in TEST_SUPPORT {
+                assert!(
+                    !g.normal[krate].contains(support),
+                    "{krate} must not depend on {support} (test-only: a dev-dependency)"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn tidy_every_crate_has_a_layer() {
         for dir in std::fs::read_dir(crate::root().join("crates")).expect("crates/") {
             let name = dir
@@ -140,7 +162,7 @@ mod tests {
                 .to_string_lossy()
                 .into_owned();
             assert!(
-                LAYERS.iter().any(|&(k, _)| k == name),
+                LAYERS.iter().any(|&(k, _)| k == name) || TEST_SUPPORT.contains(&name.as_str()),
                 "crates/{name} has no layer in xtask/src/tidy.rs (see docs/ARCHITECTURE.md)"
             );
         }

@@ -24,18 +24,12 @@ use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
-use aauth_signing::sign_request_unique;
-use aauth_tokens::{
-    AgentId, AgentTokenBuilder, AuthClaims, PersonTokenBuilder, ResourceTokenBuilder, ServerId,
-    StaticIssuerKeys, Unverified, Validation,
-};
+use aauth_tokens::{AuthClaims, PersonTokenBuilder, ResourceTokenBuilder, Unverified, Validation};
 use http::StatusCode;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
+use aauth_test_support::request;
+use aauth_test_support::verify::issuer_keys;
+use aauth_test_support::{NOW, id};
 
 struct World {
     server: AccessServer,
@@ -76,31 +70,32 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         PrivateKey::ed25519_from_seed(&[4; 32]),
         PrivateKey::ed25519_from_seed(&[5; 32]),
     );
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://ps.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://ps.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://ps2.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://ps2.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
-        .with(
-            &id("https://agent.example"),
+            rs.public_key(),
+        ),
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        );
+            provider.public_key(),
+        ),
+    ]);
     let server = AccessServer::new(
         id("https://as.example"),
         Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),
@@ -156,14 +151,10 @@ struct Tokens {
 
 impl World {
     fn tokens(&self, person_lifetime: u64) -> Tokens {
-        let agent = AgentTokenBuilder::new(
-            id("https://agent.example"),
-            AgentId::parse("aauth:assistant@agent.example").unwrap(),
-            self.agent.public_key(),
-        )
-        .sign(&self.provider, "key-1", NOW.minus(5), &mut OsRandom)
-        .unwrap()
-        .token;
+        let agent = aauth_test_support::tokens::assistant(self.agent.public_key())
+            .sign(&self.provider, "key-1", NOW.minus(5), &mut OsRandom)
+            .unwrap()
+            .token;
         let p = PersonTokenBuilder::new(
             id("https://ps.example"),
             id("https://resource.example"),
@@ -210,24 +201,13 @@ impl World {
         (signer, dwk, kid): (&str, &str, &str),
         key: &PrivateKey,
     ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("https://as.example{path}"));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let mut req = req
-            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
-            .unwrap();
+        let req = request::json(method, &format!("https://as.example{path}"), body);
         let scheme = Scheme::JwksUri {
             id: signer.to_owned(),
             dwk: dwk.to_owned(),
             kid: kid.to_owned(),
         };
-        sign_request_unique(&mut req, key, &scheme, NOW, &mut OsRandom).unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "as.example".parse().unwrap());
+        let (parts, body) = request::signed_unique(req, key, &scheme, NOW).into_parts();
         let resp = self.server.handle(&parts, &body, NOW).await;
         (
             resp.status(),

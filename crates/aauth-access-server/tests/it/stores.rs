@@ -27,9 +27,7 @@ fn record(
     )
 }
 
-fn id_of(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
+use aauth_test_support::id as id_of;
 
 /// The contract every store keeps.
 async fn contract(s: &dyn AsStore) {

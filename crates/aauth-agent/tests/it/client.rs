@@ -32,7 +32,7 @@ async fn agent_token_mode_signs_with_the_agent_token_and_declares_capabilities()
         seen[0].header("signature-input").contains("\"@query\""),
         "the query is covered"
     );
-    assert_eq!(who.0.load(Ordering::SeqCst), 1);
+    assert_eq!(who.calls(), 1);
 }
 
 #[tokio::test]
@@ -87,7 +87,7 @@ async fn the_three_party_flow_completes_by_itself_and_is_cached() {
     assert_eq!(w.net.typs().len(), 4);
     assert_eq!(w.net.typs()[3], "aa-auth+jwt");
     assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 1);
-    assert_eq!(who.0.load(Ordering::SeqCst), 2);
+    assert_eq!(who.calls(), 2);
 
     // Rotating the key drops every token bound to the old one.
     client.rotate(Arc::new(PrivateKey::ed25519_from_seed(&[20; 32])));
@@ -116,7 +116,7 @@ async fn without_a_person_server_a_person_token_challenge_is_a_typed_error() {
         Err(AgentError::NoPersonServer { requirement }) => assert_eq!(requirement, "person-token"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(who.0.load(Ordering::SeqCst), 0);
+    assert_eq!(who.calls(), 0);
 }
 
 #[tokio::test]
@@ -139,7 +139,7 @@ async fn tokens_that_fail_the_agents_checks_are_never_used() {
             }
             other => panic!("{fault:?}: {other:?}"),
         }
-        assert_eq!(who.0.load(Ordering::SeqCst), 0);
+        assert_eq!(who.calls(), 0);
         assert!(
             !w.net.typs().contains(&"aa-auth+jwt".to_owned()),
             "{fault:?}: a bad token went out"

@@ -184,7 +184,7 @@ async fn a_deferred_auth_token_requirement_completes_at_the_pending_url() {
     let resp = client.send(req).await.unwrap();
     assert_eq!(resp.status(), http::StatusCode::OK);
     assert_eq!(resp.body(), "person https://ps.example person-1");
-    assert_eq!(who.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(who.calls(), 1);
     let seen = w.net.seen();
     let steps: Vec<(String, String)> = seen
         .iter()

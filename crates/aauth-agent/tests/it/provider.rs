@@ -9,7 +9,7 @@ use aauth_agent::{
 };
 use aauth_headers::Scheme;
 use aauth_keys::time::UnixTime;
-use aauth_keys::{JwkSet, PrivateKey, Signer};
+use aauth_keys::{PrivateKey, Signer};
 use aauth_signing::{hwk_scheme, sign_request};
 use aauth_tokens::{AgentClaims, AgentId, Unverified, Validation};
 use async_trait::async_trait;
@@ -42,11 +42,7 @@ fn post(path: &str, body: &str, signer: &PrivateKey, scheme: &Scheme) -> http::R
 }
 
 async fn call(p: &AgentProvider, req: http::Request<Vec<u8>>) -> (StatusCode, serde_json::Value) {
-    let (mut parts, body) = req.into_parts();
-    parts.uri = parts.uri.path().parse().unwrap();
-    parts
-        .headers
-        .insert("host", "agent.example".parse().unwrap());
+    let (parts, body) = aauth_test_support::request::to_server(req).into_parts();
     let resp = p.handle(&parts, &body, NOW).await.unwrap();
     let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
     (resp.status(), json)
@@ -54,12 +50,7 @@ async fn call(p: &AgentProvider, req: http::Request<Vec<u8>>) -> (StatusCode, se
 
 /// The token's claims, verified under the provider's published JWKS.
 fn verified(p: &AgentProvider, token: &str) -> AgentClaims {
-    let jwks = p
-        .published()
-        .respond(&http::Method::GET, "/jwks.json")
-        .unwrap();
-    let set = JwkSet::from_json(jwks.body()).unwrap();
-    let key = set.find("key-1").unwrap();
+    let key = aauth_test_support::published::published_key(p.published(), "key-1");
     let v = Validation::new(NOW);
     Unverified::<AgentClaims>::decode(token, &v)
         .unwrap()

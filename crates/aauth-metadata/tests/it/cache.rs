@@ -42,7 +42,7 @@ fn world_with(config: CacheConfig) -> World {
         fetch,
         clock,
         cache,
-        iss: ServerId::parse("https://agent.example").unwrap(),
+        iss: aauth_test_support::id("https://agent.example"),
     }
 }
 

@@ -2,12 +2,9 @@ use aauth_metadata::{
     AccessMode, AccessServerMetadata, AgentProviderMetadata, HttpsUrl, KeyDiscovery,
     MAX_DOCUMENT_LEN, MetadataDocument, MetadataError, PersonServerMetadata, ResourceMetadata,
 };
+use aauth_test_support::id;
 use aauth_tokens::ServerId;
 use proptest::prelude::*;
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
 
 /// The Person Server example of draft -11 §Metadata Documents.
 const PS_EXAMPLE: &str = r#"{"issuer":"https://ps.example","auth_token_endpoint":"https://ps.example/token",

@@ -12,6 +12,7 @@ use aauth_metadata::{
     Admitted, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, Fetched, GuardedFetch,
     HttpsUrl, Resolve, Transport,
 };
+use aauth_test_support::url;
 use async_trait::async_trait;
 
 /// Answers each call with the next list (the last one repeats): a rebinding resolver.
@@ -91,10 +92,6 @@ impl Transport for RecordingTransport {
             .clone()
             .unwrap_or_else(|| Fetched::status(500)))
     }
-}
-
-fn url(s: &str) -> HttpsUrl {
-    HttpsUrl::parse(s).unwrap()
 }
 
 fn guarded(

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aauth_keys::{Jwk, JwkSet, PrivateKey};
 use aauth_metadata::{Fetch, FetchError, Fetched, HttpsUrl};
 use async_trait::async_trait;
 
@@ -82,20 +81,8 @@ impl Fetch for FakeFetch {
     }
 }
 
-pub fn key(seed: u8) -> PrivateKey {
-    PrivateKey::ed25519_from_seed(&[seed; 32])
-}
-
-pub fn jwk(seed: u8, kid: &str) -> Jwk {
-    let mut j = key(seed).public_key().to_jwk();
-    j.kid = Some(kid.to_owned());
-    j
-}
-
-pub fn jwks(keys: &[(u8, &str)]) -> String {
-    let jwks: Vec<Jwk> = keys.iter().map(|&(s, k)| jwk(s, k)).collect();
-    JwkSet::from_jwks(&jwks).to_json()
-}
+pub use aauth_test_support::key;
+pub use aauth_test_support::keys::{jwk, jwks};
 
 pub fn agent_metadata(issuer: &str, jwks_uri: &str) -> String {
     format!(r#"{{"issuer":"{issuer}","jwks_uri":"{jwks_uri}"}}"#)

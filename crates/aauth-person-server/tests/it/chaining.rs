@@ -267,27 +267,7 @@ impl World {
         (key, token): (&PrivateKey, &str),
         at: UnixTime,
     ) -> (StatusCode, Option<String>, serde_json::Value) {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("https://ps.example{path}"));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let mut req = req
-            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
-            .unwrap();
-        aauth_signing::sign_request_unique(
-            &mut req,
-            key,
-            &aauth_headers::Scheme::jwt(token.to_owned()),
-            at,
-            &mut OsRandom,
-        )
-        .unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "ps.example".parse().unwrap());
-        let resp = self.ps.handle(&parts, &body, at).await.unwrap();
+        let resp = self.respond(method, path, body, (key, token), at).await;
         (
             resp.status(),
             resp.headers()

@@ -8,7 +8,7 @@ use aauth_person_server::{
     ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH, LOGIN_PATH,
     PERSON_TOKEN_PATH,
 };
-use aauth_signing::sign_request_unique;
+use aauth_test_support::request::{self, header};
 use aauth_tokens::{PersonClaims, ResourceTokenBuilder};
 use http::StatusCode;
 
@@ -181,27 +181,13 @@ pub(crate) async fn poll(
     if let Some(p) = prefer {
         b = b.header("prefer", p);
     }
-    let mut req = b.body(Vec::new()).unwrap();
-    sign_request_unique(
-        &mut req,
-        key,
-        &aauth_headers::Scheme::jwt(token.to_owned()),
-        at,
-        &mut aauth_keys::rand::OsRandom,
-    )
-    .unwrap();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = path.parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
+    let req = b.body(Vec::new()).unwrap();
+    let (parts, body) =
+        request::signed_unique(req, key, &aauth_headers::Scheme::jwt(token.to_owned()), at)
+            .into_parts();
     let resp = w.ps.handle(&parts, &body, at).await.unwrap();
     let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
     (resp.status(), resp.headers().clone(), json)
-}
-
-fn header(h: &http::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 /// The code of an `AAuth-Requirement: requirement=interaction; url=…; code=…`.

@@ -9,14 +9,13 @@ use aauth_agent::{AgentError, Transport};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_person_server::AUTH_TOKEN_PATH;
-use aauth_tokens::{
-    AuthIssuer, AuthTokenBuilder, PersonClaims, ResourceTokenBuilder, StaticIssuerKeys,
-};
+use aauth_tokens::{AuthIssuer, AuthTokenBuilder, PersonClaims, ResourceTokenBuilder};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
 
 use crate::{NOW, World, id, world};
+use aauth_test_support::verify::issuer_keys;
 
 /// What the scripted Access Server answers the token request with.
 type Answer =
@@ -68,25 +67,26 @@ fn federated_world(transport: Arc<ScriptedAs>) -> World {
     let mut w = world();
     let as_key = PrivateKey::ed25519_from_seed(&[55; 32]);
     // The PS must know the AS's published key: rebuild it with the AS in its key set.
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            w.provider.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            w.provider.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            w.rs.public_key().clone(),
-        )
-        .with(
-            &id("https://as.example"),
+            w.rs.public_key(),
+        ),
+        (
+            "https://as.example",
             "aauth-access.json",
             "as-1",
-            as_key.public_key().clone(),
-        );
+            as_key.public_key(),
+        ),
+    ]);
     let mem = Arc::new(aauth_person_server::MemoryStore::default());
     w.ps = aauth_person_server::PersonServer::new(
         id("https://ps.example"),

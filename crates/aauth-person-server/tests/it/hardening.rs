@@ -168,26 +168,15 @@ async fn guessed_codes_in_decisions_are_throttled_and_approve_nothing() {
 
 /// The code of a new deferred request of the agent with `key` and `token`.
 async fn mallory_code(w: &World, key: &PrivateKey, token: &str) -> String {
-    let mut req = http::Request::post("https://ps.example/person-token")
-        .header("content-type", "application/json")
-        .body(
-            serde_json::json!({"resource": "https://other.example", "capabilities": ["interaction"]})
-                .to_string()
-                .into_bytes(),
+    let resp = w
+        .respond(
+            "POST",
+            "/person-token",
+            Some(&serde_json::json!({"resource": "https://other.example", "capabilities": ["interaction"]})),
+            (key, token),
+            NOW,
         )
-        .unwrap();
-    aauth_signing::sign_request_unique(
-        &mut req,
-        key,
-        &aauth_headers::Scheme::jwt(token.to_owned()),
-        NOW,
-        &mut OsRandom,
-    )
-    .unwrap();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = "/person-token".parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
-    let resp = w.ps.handle(&parts, &body, NOW).await.unwrap();
+        .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     code_of(resp.headers())
 }
@@ -400,21 +389,18 @@ async fn a_revoked_sub_agent_token_is_refused() {
 async fn a_replayed_token_request_issues_nothing() {
     let w = world_with(None);
     w.bind("aauth:assistant@agent.example", "alice").await;
-    let body = serde_json::json!({"resource": "https://resource.example"}).to_string();
-    let mut req = http::Request::post("https://ps.example/person-token")
-        .header("content-type", "application/json")
-        .body(body.into_bytes())
-        .unwrap();
-    aauth_signing::sign_request(
-        &mut req,
+    let req = aauth_test_support::request::json(
+        "POST",
+        "https://ps.example/person-token",
+        Some(&serde_json::json!({"resource": "https://resource.example"})),
+    );
+    let (parts, body) = aauth_test_support::request::signed(
+        req,
         &w.agent,
         &aauth_headers::Scheme::jwt(w.agent_token.clone()),
         NOW,
     )
-    .unwrap();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = "/person-token".parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
+    .into_parts();
     let first = w.ps.handle(&parts, &body, NOW).await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let before = w.state();

@@ -26,24 +26,20 @@ use std::sync::Arc;
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
-use aauth_keys::{JwkSet, PrivateKey, PublicKey};
+use aauth_keys::{PrivateKey, PublicKey};
 use aauth_person_server::{
     AUTH_TOKEN_PATH, AlwaysAsk, ConsentPolicy, ConsentRequest, Decision, MemoryStore,
     PERSON_TOKEN_PATH, PersonServer,
 };
-use aauth_signing::sign_request_unique;
 use aauth_tokens::{
     AgentId, AgentTokenBuilder, AuthClaims, AuthIssuer, AuthTokenBuilder, PersonClaims,
-    PersonTokenBuilder, ResourceTokenBuilder, ServerId, StaticIssuerKeys, TokenClaims, Unverified,
+    PersonTokenBuilder, ResourceTokenBuilder, StaticIssuerKeys, TokenClaims, Unverified,
     Validation,
 };
 use http::StatusCode;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
-
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
+use aauth_test_support::request;
+use aauth_test_support::{NOW, id};
 
 struct World {
     ps: PersonServer,
@@ -61,40 +57,41 @@ struct World {
 fn issuer_keys() -> StaticIssuerKeys {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
-    StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    aauth_test_support::verify::issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            provider.public_key().clone(),
-        )
-        .with(
-            &id("https://resource.example"),
+            provider.public_key(),
+        ),
+        (
+            "https://resource.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
-        .with(
-            &id("https://other.example"),
+            rs.public_key(),
+        ),
+        (
+            "https://other.example",
             "aauth-resource.json",
             "rs-1",
-            rs.public_key().clone(),
-        )
+            rs.public_key(),
+        ),
         // resource.example is also its own agent provider (an intermediary in call
         // chaining).
-        .with(
-            &id("https://resource.example"),
+        (
+            "https://resource.example",
             "aauth-agent.json",
             "rs-agents",
-            rs.public_key().clone(),
-        )
+            rs.public_key(),
+        ),
         // ...and so is other.example (a second hop).
-        .with(
-            &id("https://other.example"),
+        (
+            "https://other.example",
             "aauth-agent.json",
             "rs-agents",
-            rs.public_key().clone(),
-        )
+            rs.public_key(),
+        ),
+    ])
 }
 
 fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
@@ -132,14 +129,10 @@ fn world() -> World {
 
 /// The assistant's agent token issued at `at` (for requests at a later time).
 fn agent_token_at(provider: &PrivateKey, key: &PrivateKey, at: UnixTime) -> String {
-    AgentTokenBuilder::new(
-        id("https://agent.example"),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        key.public_key(),
-    )
-    .sign(provider, "key-1", at, &mut OsRandom)
-    .unwrap()
-    .token
+    aauth_test_support::tokens::assistant(key.public_key())
+        .sign(provider, "key-1", at, &mut OsRandom)
+        .unwrap()
+        .token
 }
 
 fn agent_token(provider: &PrivateKey, agent: &str, key: &PrivateKey, lifetime: u64) -> String {
@@ -153,6 +146,25 @@ fn agent_token(provider: &PrivateKey, agent: &str, key: &PrivateKey, lifetime: u
     .sign(provider, "key-1", NOW.minus(5), &mut OsRandom)
     .unwrap()
     .token
+}
+
+/// A request to the Person Server (`path` on ps.example) as it arrives: `body` as JSON,
+/// signed by `key` under `scheme` at `at` with a nonce.
+fn arriving(
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    key: &PrivateKey,
+    scheme: &Scheme,
+    at: UnixTime,
+) -> (http::request::Parts, Vec<u8>) {
+    let req = request::json(method, &format!("https://ps.example{path}"), body);
+    request::signed_unique(req, key, scheme, at).into_parts()
+}
+
+/// A response's JSON body; `null` if it is not JSON.
+fn json_of(resp: &http::Response<bytes::Bytes>) -> serde_json::Value {
+    serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null)
 }
 
 impl World {
@@ -173,6 +185,20 @@ impl World {
             .unwrap();
     }
 
+    /// A request to the Person Server signed by `key` under agent token `token` at `at`
+    /// (with a nonce): its response.
+    async fn respond(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        (key, token): (&PrivateKey, &str),
+        at: UnixTime,
+    ) -> http::Response<bytes::Bytes> {
+        let (parts, body) = arriving(method, path, body, key, &Scheme::jwt(token.to_owned()), at);
+        self.ps.handle(&parts, &body, at).await.unwrap()
+    }
+
     async fn post_as(
         &self,
         path: &str,
@@ -180,24 +206,7 @@ impl World {
         key: &PrivateKey,
         token: &str,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = http::Request::post(format!("https://ps.example{path}"))
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        sign_request_unique(
-            &mut req,
-            key,
-            &Scheme::jwt(token.to_owned()),
-            NOW,
-            &mut OsRandom,
-        )
-        .unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "ps.example".parse().unwrap());
-        let resp = self.ps.handle(&parts, &body, NOW).await.unwrap();
-        let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
-        (resp.status(), json)
+        self.post_at(path, body, key, token, NOW).await
     }
 
     async fn post(&self, path: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
@@ -212,21 +221,7 @@ impl World {
         key: &PrivateKey,
         token: &str,
     ) -> (StatusCode, http::HeaderMap, Vec<u8>) {
-        let mut req = http::Request::get(format!("https://ps.example{path}"))
-            .body(Vec::new())
-            .unwrap();
-        sign_request_unique(
-            &mut req,
-            key,
-            &Scheme::jwt(token.to_owned()),
-            NOW,
-            &mut OsRandom,
-        )
-        .unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "ps.example".parse().unwrap());
-        let resp = self.ps.handle(&parts, &body, NOW).await.unwrap();
+        let resp = self.respond("GET", path, None, (key, token), NOW).await;
         let mut headers = resp.headers().clone();
         headers.remove("date");
         (resp.status(), headers, resp.body().to_vec())
@@ -241,24 +236,10 @@ impl World {
         token: &str,
         at: UnixTime,
     ) -> (StatusCode, serde_json::Value) {
-        let mut req = http::Request::post(format!("https://ps.example{path}"))
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        sign_request_unique(
-            &mut req,
-            key,
-            &Scheme::jwt(token.to_owned()),
-            at,
-            &mut OsRandom,
-        )
-        .unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "ps.example".parse().unwrap());
-        let resp = self.ps.handle(&parts, &body, at).await.unwrap();
-        let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
-        (resp.status(), json)
+        let resp = self
+            .respond("POST", path, Some(body), (key, token), at)
+            .await;
+        (resp.status(), json_of(&resp))
     }
 
     /// `post` to any path.
@@ -277,24 +258,16 @@ impl World {
         path: &str,
         body: serde_json::Value,
     ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        let mut req = http::Request::post(format!("https://ps.example{path}"))
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        sign_request_unique(
-            &mut req,
-            &self.agent,
-            &Scheme::jwt(self.agent_token.clone()),
-            NOW,
-            &mut OsRandom,
-        )
-        .unwrap();
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        parts.headers.insert("host", "ps.example".parse().unwrap());
-        let resp = self.ps.handle(&parts, &body, NOW).await.unwrap();
-        let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
-        (resp.status(), resp.headers().clone(), json)
+        let resp = self
+            .respond(
+                "POST",
+                path,
+                Some(&body),
+                (&self.agent, &self.agent_token),
+                NOW,
+            )
+            .await;
+        (resp.status(), resp.headers().clone(), json_of(&resp))
     }
 
     /// A person token for `resource` from the endpoint.
@@ -310,15 +283,7 @@ impl World {
     }
 
     fn ps_key(&self) -> PublicKey {
-        let jwks = self
-            .ps
-            .published()
-            .respond(&http::Method::GET, "/jwks.json")
-            .unwrap();
-        JwkSet::from_json(jwks.body())
-            .unwrap()
-            .find("ps-1")
-            .unwrap()
+        aauth_test_support::published::published_key(self.ps.published(), "ps-1")
     }
 
     fn read<C: TokenClaims>(&self, token: &str, aud: &str) -> C {

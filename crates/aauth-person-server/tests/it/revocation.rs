@@ -5,7 +5,6 @@ use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_person_server::{AUTH_TOKEN_PATH, PERSON_TOKEN_PATH, REVOCATION_PATH};
-use aauth_signing::sign_request_unique;
 use aauth_tokens::{AgentClaims, PersonClaims, ResourceTokenBuilder, Unverified, Validation};
 use http::StatusCode;
 
@@ -31,19 +30,12 @@ async fn revoke_kid(
     dwk: &str,
     kid: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let mut req = http::Request::post(format!("https://ps.example{REVOCATION_PATH}"))
-        .header("content-type", "application/json")
-        .body(body.to_string().into_bytes())
-        .unwrap();
     let scheme = Scheme::JwksUri {
         id: signer_id.to_owned(),
         dwk: dwk.to_owned(),
         kid: kid.to_owned(),
     };
-    sign_request_unique(&mut req, key, &scheme, NOW, &mut OsRandom).unwrap();
-    let (mut parts, body) = req.into_parts();
-    parts.uri = REVOCATION_PATH.parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
+    let (parts, body) = crate::arriving("POST", REVOCATION_PATH, Some(body), key, &scheme, NOW);
     let resp = w.ps.handle(&parts, &body, NOW).await.unwrap();
     (
         resp.status(),

@@ -3,8 +3,9 @@
 //! application's own routes left alone.
 
 use super::*;
-use aauth_keys::time::FixedClock;
 use aauth_metadata::serve::EndpointService;
+use aauth_signing::sign_request_unique;
+use aauth_test_support::time::fixed_clock;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
@@ -18,11 +19,7 @@ async fn call(app: &mut axum::Router, req: http::Request<Full<Bytes>>) -> (Statu
 
 /// A request as it arrives at the server: origin-form path, `Host` header.
 fn arriving(req: http::Request<Vec<u8>>) -> http::Request<Full<Bytes>> {
-    let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    parts.uri = path.parse().unwrap();
-    parts.headers.insert("host", "ps.example".parse().unwrap());
-    http::Request::from_parts(parts, Full::new(Bytes::from(body)))
+    request::to_server(req).map(|b| Full::new(Bytes::from(b)))
 }
 
 #[tokio::test]
@@ -35,7 +32,7 @@ async fn the_person_server_serves_from_an_axum_router() {
         agent_token,
         ..
     } = w;
-    let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+    let clock: Arc<dyn aauth_keys::time::Clock> = fixed_clock();
     let mut app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .fallback_service(EndpointService::new(Arc::new(ps), clock).body_limit(4096));

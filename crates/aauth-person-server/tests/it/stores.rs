@@ -13,6 +13,7 @@ use aauth_tokens::{AgentId, StaticIssuerKeys};
 use http::StatusCode;
 
 use crate::{NOW, id};
+use aauth_test_support::verify::issuer_keys;
 
 fn pending(id_: &str, code: &str, state: PendingState, request: PendingRequest) -> Pending {
     let mut p = Pending::new(
@@ -402,12 +403,12 @@ async fn a_pending_request_survives_a_restart() {
         .with_consent_pages(600)
     };
     let keys = || {
-        StaticIssuerKeys::new().with(
-            &id("https://agent.example"),
+        issuer_keys(&[(
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            PrivateKey::ed25519_from_seed(&[1; 32]).public_key().clone(),
-        )
+            aauth_test_support::key(1).public_key(),
+        )])
     };
     let before = crate::World {
         ps: start(keys()),

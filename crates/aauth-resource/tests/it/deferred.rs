@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Admitted, DeferredAuth, MemoryHeldStore};
 use aauth_tokens::{AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ServerId};
 use bytes::Bytes;
@@ -22,6 +21,7 @@ use tower_service::Service;
 
 use crate::modes::{Modes, modes};
 use crate::{NOW, header, signed};
+use aauth_test_support::time::fixed_clock;
 
 /// Echoes what it ran: method, path, body, and the person.
 #[derive(Clone, Default)]
@@ -63,7 +63,7 @@ fn service(m: &Modes, store: Arc<MemoryHeldStore>, echo: &Echo) -> Svc {
         resource.route(
             aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
         ),
-        Arc::new(FixedClock::new(NOW)),
+        fixed_clock(),
     )
     .defer_auth_token(DeferredAuth::new(store, "/aauth/pending/"))
     .layer(echo.clone())
@@ -259,7 +259,7 @@ fn service_with(
         resource.route(
             aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
         ),
-        Arc::new(FixedClock::new(NOW)),
+        fixed_clock(),
     )
     .defer_auth_token(tune(DeferredAuth::new(store, "/aauth/pending/")))
     .layer(echo.clone())

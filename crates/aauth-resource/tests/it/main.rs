@@ -9,8 +9,6 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +20,11 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, RoutePolicy};
 use aauth_signing::{hwk_scheme, sign_request};
-use aauth_tokens::{AgentId, AgentTokenBuilder, PersonTokenBuilder, ServerId, StaticIssuerKeys};
+use aauth_test_support::request::{self, header};
+use aauth_test_support::service::Answering;
+use aauth_test_support::time::fixed_clock;
+use aauth_test_support::{NOW, id, tokens};
+use aauth_tokens::{AgentId, AgentTokenBuilder, PersonTokenBuilder, StaticIssuerKeys};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -33,39 +35,25 @@ mod deferred;
 mod held;
 mod modes;
 
-const NOW: UnixTime = UnixTime(1_800_000_000);
-
 /// The protected handler: counts its calls and names who it served.
-#[derive(Clone, Default)]
-struct Handler(Arc<AtomicUsize>);
+type Handler = Answering;
 
-impl Service<Request<Full<Bytes>>> for Handler {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        let who = req.extensions().get::<Admitted>().map(|a| {
-            a.agent()
-                .map(|id| id.as_str().to_owned())
-                .or_else(|| {
-                    a.person()
-                        .map(|(iss, sub)| format!("person {} {sub}", iss.as_str()))
-                })
-                .or_else(|| a.pseudonym().map(|t| format!("pseudonym {}", t.as_str())))
-                .unwrap_or_default()
-        });
-        Box::pin(async move {
-            Ok(Response::new(Full::new(Bytes::from(
-                who.unwrap_or_default(),
-            ))))
-        })
-    }
+fn handler() -> Handler {
+    Answering::new(|req| {
+        req.extensions()
+            .get::<Admitted>()
+            .map(|a| {
+                a.agent()
+                    .map(|id| id.as_str().to_owned())
+                    .or_else(|| {
+                        a.person()
+                            .map(|(iss, sub)| format!("person {} {sub}", iss.as_str()))
+                    })
+                    .or_else(|| a.pseudonym().map(|t| format!("pseudonym {}", t.as_str())))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    })
 }
 
 struct World {
@@ -76,7 +64,7 @@ struct World {
 
 fn world() -> World {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
-    let iss = ServerId::parse("https://agent.example").unwrap();
+    let iss = id("https://agent.example");
     let keys = StaticIssuerKeys::new()
         .with(
             &iss,
@@ -95,32 +83,22 @@ fn world() -> World {
     World {
         provider,
         agent: PrivateKey::ed25519_from_seed(&[2; 32]),
-        resource: Resource::new(
-            ServerId::parse("https://resource.example").unwrap(),
-            Arc::new(keys),
-        ),
+        resource: Resource::new(id("https://resource.example"), Arc::new(keys)),
     }
 }
 
 impl World {
     fn agent_token(&self, lifetime: u64) -> String {
-        AgentTokenBuilder::new(
-            ServerId::parse("https://agent.example").unwrap(),
-            AgentId::parse("aauth:assistant@agent.example").unwrap(),
-            self.agent.public_key(),
-        )
-        .lifetime(lifetime)
-        .sign(&self.provider, "key-1", NOW.minus(10), &mut OsRandom)
-        .unwrap()
-        .token
+        tokens::assistant(self.agent.public_key())
+            .lifetime(lifetime)
+            .sign(&self.provider, "key-1", NOW.minus(10), &mut OsRandom)
+            .unwrap()
+            .token
     }
 
     fn service(&self, access: Access, calls: &Handler) -> aauth_resource::AAuthService<Handler> {
-        let layer = AAuthLayer::new(
-            self.resource.route(RoutePolicy::new(access)),
-            Arc::new(FixedClock::new(NOW)),
-        )
-        .max_body(1024);
+        let layer = AAuthLayer::new(self.resource.route(RoutePolicy::new(access)), fixed_clock())
+            .max_body(1024);
         layer.layer(calls.clone())
     }
 }
@@ -133,29 +111,16 @@ fn signed(
     signer: &PrivateKey,
     scheme: &Scheme,
 ) -> Request<Full<Bytes>> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("https://resource.example{path}"));
-    if !body.is_empty() {
-        req = req.header("content-type", "application/json");
-    }
-    let mut req = req.body(body.to_vec()).unwrap();
-    sign_request(&mut req, signer, scheme, NOW).unwrap();
-    to_server(req)
+    let req = request::build(method, &format!("https://resource.example{path}"), body);
+    full(request::signed(req, signer, scheme, NOW))
 }
 
 fn to_server(req: Request<Vec<u8>>) -> Request<Full<Bytes>> {
-    let (mut parts, body) = req.into_parts();
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .parse()
-        .unwrap();
-    parts
-        .headers
-        .insert("host", "resource.example".parse().unwrap());
-    Request::from_parts(parts, Full::new(Bytes::from(body)))
+    full(request::to_server(req))
+}
+
+fn full(req: Request<Vec<u8>>) -> Request<Full<Bytes>> {
+    req.map(|b| Full::new(Bytes::from(b)))
 }
 
 async fn send(
@@ -179,16 +144,10 @@ fn assert_sig_error(status: StatusCode, h: &http::HeaderMap, code: &str) {
     assert_eq!(header(h, "signature-error"), format!("error={code}"));
 }
 
-fn header(h: &http::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn an_unsigned_request_is_told_to_present_an_agent_token() {
     let w = world();
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = w.service(Access::AgentToken, &calls);
     let req = to_server(
         Request::get("https://resource.example/data")
@@ -202,13 +161,13 @@ async fn an_unsigned_request_is_told_to_present_an_agent_token() {
     assert!(h.get("signature-error").is_none());
     let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["status"], 401);
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 }
 
 #[tokio::test]
 async fn an_agent_with_its_token_is_admitted_and_named() {
     let w = world();
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = w.service(Access::AgentToken, &calls);
     let req = signed(
         "GET",
@@ -231,13 +190,13 @@ async fn an_agent_with_its_token_is_admitted_and_named() {
         &Scheme::jwt(w.agent_token(3600)),
     );
     assert_eq!(send(&mut svc, req).await.0, StatusCode::OK);
-    assert_eq!(calls.0.load(Ordering::SeqCst), 2);
+    assert_eq!(calls.calls(), 2);
 }
 
 #[tokio::test]
 async fn pseudonymous_keys_only_where_the_route_accepts_them() {
     let w = world();
-    let calls = Handler::default();
+    let calls = handler();
     let key = PrivateKey::ed25519_from_seed(&[5; 32]);
     let mut open = w.service(Access::Pseudonymous, &calls);
     let (status, _, body) = send(
@@ -269,13 +228,13 @@ async fn pseudonymous_keys_only_where_the_route_accepts_them() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(header(&h, "signature-error"), "error=unsupported_scheme");
     assert_eq!(header(&h, "accept-signature-scheme"), "jwt");
-    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.calls(), 1);
 }
 
 #[tokio::test]
 async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     let w = world();
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = w.service(Access::AgentToken, &calls);
     let token = w.agent_token(3600);
 
@@ -288,7 +247,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     // Swapped Signature-Key: another agent's token on this agent's signature.
     let other = PrivateKey::ed25519_from_seed(&[3; 32]);
     let other_token = AgentTokenBuilder::new(
-        ServerId::parse("https://agent.example").unwrap(),
+        id("https://agent.example"),
         AgentId::parse("aauth:other@agent.example").unwrap(),
         other.public_key(),
     )
@@ -318,8 +277,8 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
 
     // Wrong typ: a person token where an agent token is required.
     let person = PersonTokenBuilder::new(
-        ServerId::parse("https://agent.example").unwrap(),
-        ServerId::parse("https://resource.example").unwrap(),
+        id("https://agent.example"),
+        id("https://resource.example"),
         "user-1",
         w.agent.public_key(),
     )
@@ -357,11 +316,7 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 
-    assert_eq!(
-        calls.0.load(Ordering::SeqCst),
-        0,
-        "the handler ran for a refused request"
-    );
+    assert_eq!(calls.calls(), 0, "the handler ran for a refused request");
 }
 
 #[tokio::test]
@@ -381,14 +336,11 @@ async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
             })
         }
     }
-    let resource = Resource::new(
-        ServerId::parse("https://resource.example").unwrap(),
-        Arc::new(Down),
-    );
-    let calls = Handler::default();
+    let resource = Resource::new(id("https://resource.example"), Arc::new(Down));
+    let calls = handler();
     let mut svc = AAuthLayer::new(
         resource.route(RoutePolicy::new(Access::AgentToken)),
-        Arc::new(FixedClock::new(NOW)),
+        fixed_clock(),
     )
     .layer(calls.clone());
     let (s, h, body) = send(
@@ -405,7 +357,7 @@ async fn unreachable_issuer_keys_are_a_503_not_a_verdict() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(h.get("signature-error").is_none());
     assert!(body.contains("unavailable"), "{body}");
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 }
 
 mod replay {
@@ -446,7 +398,7 @@ mod replay {
     #[tokio::test]
     async fn the_same_signed_post_is_accepted_once() {
         let w = world();
-        let calls = Handler::default();
+        let calls = handler();
         let clock = FixedClock::new(NOW);
         let mut svc = service(&w, Arc::new(MemoryReplayStore::new(100)), &clock, &calls);
         let token = w.agent_token(3600);
@@ -483,14 +435,14 @@ mod replay {
         clock.advance(31);
         let (s, h, _) = send(&mut svc, copy(&req)).await;
         assert_sig_error(s, &h, "invalid_signature");
-        assert_eq!(calls.0.load(Ordering::SeqCst), 4);
+        assert_eq!(calls.calls(), 4);
     }
 
     #[tokio::test]
     async fn forgeries_do_not_burn_the_victims_request() {
         // R6: bad-signature copies of the victim's request arrive first.
         let w = world();
-        let calls = Handler::default();
+        let calls = handler();
         let clock = FixedClock::new(NOW);
         let store = Arc::new(MemoryReplayStore::new(100));
         let mut svc = service(&w, store.clone(), &clock, &calls);
@@ -523,7 +475,7 @@ mod replay {
             }
         }
         let w = world();
-        let calls = Handler::default();
+        let calls = handler();
         let clock = FixedClock::new(NOW);
         let token = w.agent_token(3600);
         let mut svc = service(&w, Arc::new(Down), &clock, &calls);
@@ -548,10 +500,10 @@ mod replay {
             .0,
             StatusCode::OK
         );
-        assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.calls(), 1);
 
         // A full store refuses rather than forget a live key; once keys expire, it accepts.
-        let calls = Handler::default();
+        let calls = handler();
         let mut svc = service(&w, Arc::new(MemoryReplayStore::new(2)), &clock, &calls);
         for body in [&b"{\"n\":1}"[..], b"{\"n\":2}"] {
             assert_eq!(
@@ -565,7 +517,7 @@ mod replay {
                 .0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        assert_eq!(calls.0.load(Ordering::SeqCst), 2);
+        assert_eq!(calls.calls(), 2);
     }
 
     #[tokio::test]
@@ -633,7 +585,7 @@ mod token_cache {
 
     fn setup(max_entries: usize) -> (World, Arc<Counting>, Arc<VerifiedTokenCache>) {
         let w = world();
-        let iss = ServerId::parse("https://agent.example").unwrap();
+        let iss = id("https://agent.example");
         let keys = Arc::new(Counting(
             StaticIssuerKeys::new().with(
                 &iss,
@@ -656,10 +608,7 @@ mod token_cache {
         clock: &FixedClock,
         calls: &Handler,
     ) -> aauth_resource::AAuthService<Handler> {
-        let resource = Resource::with_resolver(
-            ServerId::parse("https://resource.example").unwrap(),
-            cache.clone(),
-        );
+        let resource = Resource::with_resolver(id("https://resource.example"), cache.clone());
         AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AgentToken)),
             Arc::new(clock.clone()),
@@ -670,7 +619,7 @@ mod token_cache {
     #[tokio::test]
     async fn a_token_is_verified_once_and_each_request_still_checked() {
         let (w, keys, cache) = setup(100);
-        let calls = Handler::default();
+        let calls = handler();
         let clock = FixedClock::new(NOW);
         let mut s = svc(&cache, &clock, &calls);
         let token = w.agent_token(3600);
@@ -705,7 +654,7 @@ mod token_cache {
     #[tokio::test]
     async fn entries_end_at_exp_and_at_max_age() {
         let (w, keys, cache) = setup(100);
-        let calls = Handler::default();
+        let calls = handler();
         let clock = FixedClock::new(NOW);
         let mut s = svc(&cache, &clock, &calls);
         // max_age (300 s): the token is verified again after it.
@@ -745,12 +694,12 @@ mod token_cache {
     #[tokio::test]
     async fn failures_are_not_cached_and_the_size_is_bounded() {
         let (w, keys, cache) = setup(2);
-        let calls = Handler::default();
+        let calls = handler();
         let clock = FixedClock::new(NOW);
         let mut s = svc(&cache, &clock, &calls);
         // A token the issuer never signed: verified (and refused) each time.
         let rogue = AgentTokenBuilder::new(
-            ServerId::parse("https://agent.example").unwrap(),
+            id("https://agent.example"),
             AgentId::parse("aauth:assistant@agent.example").unwrap(),
             w.agent.public_key(),
         )
@@ -847,7 +796,7 @@ mod axum_router {
     #[tokio::test]
     async fn the_layer_and_extractors_on_an_axum_router() {
         let w = world();
-        let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+        let clock: Arc<dyn aauth_keys::time::Clock> = fixed_clock();
         let agents = AAuthLayer::new(
             w.resource.route(RoutePolicy::new(Access::AgentToken)),
             Arc::clone(&clock),
@@ -984,7 +933,7 @@ mod revocation {
     async fn a_trusted_issuer_revokes_and_the_token_is_refused_at_once() {
         let w = world();
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
-        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let agent_iss = id("https://agent.example");
         let endpoint = RevocationEndpoint::new(
             w.resource.id(),
             Arc::new(Signers(vec![
@@ -1001,10 +950,10 @@ mod revocation {
             list.clone(),
         );
         let resource = w.resource.clone().revocations(list.clone());
-        let calls = Handler::default();
+        let calls = handler();
         let mut svc = AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AgentToken)),
-            Arc::new(FixedClock::new(NOW)),
+            fixed_clock(),
         )
         .layer(calls.clone());
 
@@ -1056,7 +1005,7 @@ mod revocation {
         // The revoked token is refused although its verification was cached.
         let (s, h, _) = send(&mut svc, signed("GET", "/data", b"", &w.agent, &token)).await;
         assert_sig_error(s, &h, "revoked_jwt");
-        assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.calls(), 1);
     }
 
     #[tokio::test]
@@ -1064,7 +1013,7 @@ mod revocation {
         let w = world();
         let other = PrivateKey::ed25519_from_seed(&[6; 32]);
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
-        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let agent_iss = id("https://agent.example");
         let endpoint = RevocationEndpoint::new(
             w.resource.id(),
             Arc::new(Signers(vec![
@@ -1167,7 +1116,7 @@ mod revocation {
     async fn an_untrusted_issuer_is_refused_before_its_keys_are_looked_up() {
         let w = world();
         let stranger = PrivateKey::ed25519_from_seed(&[6; 32]);
-        let agent_iss = ServerId::parse("https://agent.example").unwrap();
+        let agent_iss = id("https://agent.example");
         let resolver = Arc::new(Counting(
             AtomicUsize::new(0),
             Signers(vec![
@@ -1235,7 +1184,7 @@ impl http_body::Body for Untouchable {
 #[tokio::test]
 async fn an_unsigned_request_is_refused_before_its_body_is_read() {
     let w = world();
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = w.service(Access::AgentToken, &calls);
     let req = Request::post("/upload")
         .header("host", "resource.example")
@@ -1261,7 +1210,7 @@ async fn an_unsigned_request_is_refused_before_its_body_is_read() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 }
 
 mod two_party {
@@ -1286,7 +1235,7 @@ mod two_party {
             .resource
             .route(RoutePolicy::new(Access::AgentToken))
             .sessions(Arc::clone(&store), false);
-        let calls = Handler::default();
+        let calls = handler();
         let data = AAuthLayer::new(
             w.resource
                 .route(RoutePolicy::new(Access::SessionToken))
@@ -1406,7 +1355,7 @@ mod two_party {
             .0,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(r.calls.0.load(Ordering::SeqCst), 3);
+        assert_eq!(r.calls.calls(), 3);
     }
 
     #[tokio::test]
@@ -1430,7 +1379,7 @@ mod two_party {
         // Another agent (its own valid token and key) presenting the stolen session token.
         let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
         let thief_token = AgentTokenBuilder::new(
-            ServerId::parse("https://agent.example").unwrap(),
+            id("https://agent.example"),
             AgentId::parse("aauth:thief@agent.example").unwrap(),
             thief.public_key(),
         )
@@ -1466,14 +1415,14 @@ mod two_party {
                 "{bad:?}"
             );
         }
-        assert_eq!(r.calls.0.load(Ordering::SeqCst), 0);
+        assert_eq!(r.calls.calls(), 0);
     }
 }
 
 #[tokio::test]
 async fn a_session_route_without_a_store_is_a_500_not_an_admission() {
     let w = world();
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = w.service(Access::SessionToken, &calls);
     let req = signed(
         "GET",
@@ -1486,5 +1435,5 @@ async fn a_session_route_without_a_store_is_a_500_not_an_admission() {
         send(&mut svc, req).await.0,
         StatusCode::INTERNAL_SERVER_ERROR
     );
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 }

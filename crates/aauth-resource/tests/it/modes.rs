@@ -4,21 +4,22 @@
 //! challenge.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{
-    AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId,
-    StaticIssuerKeys, Unverified, Validation,
+    AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId, Unverified,
+    Validation,
 };
 use http::StatusCode;
 use tower_layer::Layer;
 
-use crate::{Handler, NOW, World, header, send, signed};
+use crate::{Handler, NOW, World, handler, header, send, signed};
+use aauth_test_support::id;
+use aauth_test_support::time::fixed_clock;
+use aauth_test_support::verify::issuer_keys;
 
 const MISSION: &str = "m1ss10n-s256-value-000000000000000000000000";
 
@@ -29,33 +30,30 @@ pub(crate) struct Modes {
     rs_key: Arc<PrivateKey>,
 }
 
-fn id(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
-
 pub(crate) fn modes() -> Modes {
     let w = crate::world();
     let ps = PrivateKey::ed25519_from_seed(&[7; 32]);
     let as_key = PrivateKey::ed25519_from_seed(&[8; 32]);
-    let keys = StaticIssuerKeys::new()
-        .with(
-            &id("https://agent.example"),
+    let keys = issuer_keys(&[
+        (
+            "https://agent.example",
             "aauth-agent.json",
             "key-1",
-            w.provider.public_key().clone(),
-        )
-        .with(
-            &id("https://ps.example"),
+            w.provider.public_key(),
+        ),
+        (
+            "https://ps.example",
             "aauth-person.json",
             "ps-1",
-            ps.public_key().clone(),
-        )
-        .with(
-            &id("https://as.example"),
+            ps.public_key(),
+        ),
+        (
+            "https://as.example",
             "aauth-access.json",
             "as-1",
-            as_key.public_key().clone(),
-        );
+            as_key.public_key(),
+        ),
+    ]);
     let w = World {
         resource: Resource::new(id("https://resource.example"), Arc::new(keys)),
         ..w
@@ -83,7 +81,7 @@ impl Modes {
         policy: RoutePolicy,
         calls: &Handler,
     ) -> aauth_resource::AAuthService<Handler> {
-        AAuthLayer::new(resource.route(policy), Arc::new(FixedClock::new(NOW))).layer(calls.clone())
+        AAuthLayer::new(resource.route(policy), fixed_clock()).layer(calls.clone())
     }
 
     pub(crate) fn person_token(&self) -> Minted {
@@ -142,7 +140,7 @@ impl Modes {
 #[tokio::test]
 async fn a_person_token_route_admits_the_person_and_challenges_an_agent_token() {
     let m = modes();
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = m.service(&m.w.resource, RoutePolicy::new(Access::PersonToken), &calls);
 
     // Unsigned and agent-token requests: `requirement=person-token`, no parameters.
@@ -162,7 +160,7 @@ async fn a_person_token_route_admits_the_person_and_challenges_an_agent_token() 
         h.get("signature-error").is_none(),
         "a challenge, not a signature failure"
     );
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 
     // A person token for this resource is admitted; the handler learns (iss, sub).
     let person = Scheme::jwt(m.person_token().token);
@@ -188,14 +186,14 @@ async fn a_person_token_route_admits_the_person_and_challenges_an_agent_token() 
     )
     .await;
     crate::assert_sig_error(s, &h, "invalid_jwt");
-    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.calls(), 1);
 }
 
 #[tokio::test]
 async fn an_auth_token_route_mints_a_resource_token_from_the_verified_person_token() {
     let m = modes();
     let resource = m.w.resource.clone().resource_tokens(m.tokens());
-    let calls = Handler::default();
+    let calls = handler();
     let mut svc = m.service(
         &resource,
         RoutePolicy::new(Access::AuthToken).scope("read"),
@@ -242,7 +240,7 @@ async fn an_auth_token_route_mints_a_resource_token_from_the_verified_person_tok
     );
     assert_eq!(rt.tenant.as_deref(), Some("acme"));
     assert!(rt.exp - rt.iat <= 300 && rt.exp <= person.exp);
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 
     // The auth token granting the scope is admitted.
     let auth = Scheme::jwt(m.auth_token("read write").token);
@@ -266,13 +264,13 @@ async fn an_auth_token_route_mints_a_resource_token_from_the_verified_person_tok
         (narrow.jti.as_str(), "person-42")
     );
     assert_eq!(rt.mission_s256.as_deref(), Some(MISSION));
-    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.calls(), 1);
 }
 
 #[tokio::test]
 async fn auth_tokens_are_honoured_only_from_the_issuer_the_resource_trusts() {
     let m = modes();
-    let calls = Handler::default();
+    let calls = handler();
     // Three-party: a Person Server's auth token must have iss = ps.
     let resource = m.w.resource.clone().resource_tokens(m.tokens());
     let mut svc = m.service(
@@ -350,13 +348,13 @@ async fn auth_tokens_are_honoured_only_from_the_issuer_the_resource_trusts() {
     )
     .await;
     assert_eq!(m.resource_token(&h).aud, id("https://as.example"));
-    assert_eq!(calls.0.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.calls(), 1);
 }
 
 #[tokio::test]
 async fn an_auth_token_route_without_resource_tokens_or_scope_is_a_500() {
     let m = modes();
-    let calls = Handler::default();
+    let calls = handler();
     let person = Scheme::jwt(m.person_token().token);
     let mut svc = m.service(
         &m.w.resource,
@@ -369,7 +367,7 @@ async fn an_auth_token_route_without_resource_tokens_or_scope_is_a_500() {
     let mut svc = m.service(&resource, RoutePolicy::new(Access::AuthToken), &calls);
     let (s, _, _) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &person)).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.calls(), 0);
 }
 
 #[tokio::test]
@@ -504,7 +502,7 @@ mod axum_extractors {
     async fn person_and_authorization_extractors() {
         let m = modes();
         let resource = m.w.resource.clone().resource_tokens(m.tokens());
-        let clock: Arc<dyn aauth_keys::time::Clock> = Arc::new(FixedClock::new(NOW));
+        let clock: Arc<dyn aauth_keys::time::Clock> = fixed_clock();
         let layer = |p: RoutePolicy| AAuthLayer::new(resource.route(p), Arc::clone(&clock));
         let mut app = axum::Router::new()
             .route("/me", axum::routing::get(me).layer(layer(RoutePolicy::new(Access::PersonToken))))

@@ -4,49 +4,36 @@ use std::sync::Arc;
 
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
-use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, PrivateKey, PublicKey, base64url};
 use aauth_signing::{
-    AuthoritySource, JwtResolver, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey,
-    SchemeResolver, SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
-    sign,
+    AuthoritySource, KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, SchemeResolver,
+    SignOptions, SigningKey, VerifiedRequest, Verifier, VerifyError, VerifyPolicy, sign,
 };
-use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId, StaticIssuerKeys, TokenType};
+use aauth_tokens::StaticIssuerKeys;
 use async_trait::async_trait;
 use http::request::Parts;
 
-pub const NOW: UnixTime = UnixTime(1_800_000_000);
-
-pub fn sid(s: &str) -> ServerId {
-    ServerId::parse(s).unwrap()
-}
+pub use aauth_test_support::request::as_server;
+use aauth_test_support::verify::{agent_token_resolver, agent_verifier, provider_keys};
+pub use aauth_test_support::{NOW, id as sid};
 
 pub fn provider_key() -> PrivateKey {
-    PrivateKey::ed25519_from_seed(&[1; 32])
+    aauth_test_support::key(1)
 }
 
 pub fn agent_key() -> PrivateKey {
-    PrivateKey::ed25519_from_seed(&[2; 32])
+    aauth_test_support::key(2)
 }
 
 pub fn issuers() -> StaticIssuerKeys {
-    StaticIssuerKeys::new().with(
-        &sid("https://agent.example"),
-        "aauth-agent.json",
-        "k1",
-        provider_key().public_key().clone(),
-    )
+    provider_keys(provider_key().public_key(), "k1")
 }
 
 pub fn agent_token_for(key: &PublicKey) -> String {
-    AgentTokenBuilder::new(
-        sid("https://agent.example"),
-        AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        key,
-    )
-    .sign(&provider_key(), "k1", NOW, &mut OsRandom)
-    .unwrap()
-    .token
+    aauth_test_support::tokens::assistant(key)
+        .sign(&provider_key(), "k1", NOW, &mut OsRandom)
+        .unwrap()
+        .token
 }
 
 pub fn agent_token() -> String {
@@ -54,11 +41,11 @@ pub fn agent_token() -> String {
 }
 
 pub fn resolver() -> SchemeResolver {
-    SchemeResolver::new().jwt(JwtResolver::new(Arc::new(issuers()), &[TokenType::Agent]))
+    agent_token_resolver(Arc::new(issuers()))
 }
 
 pub fn verifier(policy: VerifyPolicy) -> Verifier {
-    Verifier::new(policy, Arc::new(resolver()))
+    agent_verifier(policy, Arc::new(issuers()))
 }
 
 pub fn block<F: Future>(f: F) -> F::Output {
@@ -99,20 +86,6 @@ pub fn signed_with(
     )
     .unwrap();
     (parts, body.to_vec())
-}
-
-/// What a server sees: an origin-form URI and a `Host` header.
-pub fn as_server(mut parts: Parts) -> Parts {
-    let authority = parts.uri.authority().unwrap().as_str().to_owned();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
-    parts.uri = pq.parse().unwrap();
-    parts
-        .headers
-        .insert(http::header::HOST, authority.parse().unwrap());
-    parts
 }
 
 /// The hosts these tests sign for, as one server's names (the authority tests use their
