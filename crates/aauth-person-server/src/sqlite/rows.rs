@@ -1,0 +1,426 @@
+//! The rows the SQLite store keeps: pending requests and missions as JSON documents
+//! (identifiers as strings, parsed back on read, each failure a named
+//! [`StoreError::Unreadable`]).
+
+use crate::mission::{Constraints, LogEntry, Mission, TerminationReason};
+use crate::pending::{ChatTurn, Pending, PendingRequest, PendingState};
+use crate::store::StoreError;
+use aauth_keys::Jwk;
+use aauth_tokens::{AgentId, ServerId};
+use serde::{Deserialize, Serialize};
+
+use super::{STORE, u, unreadable};
+
+/// A deferred request as stored (identifiers as strings, parsed back on read).
+#[derive(Serialize, Deserialize)]
+pub(super) struct PendingRow {
+    id: String,
+    code: String,
+    provider: String,
+    agent: String,
+    key: Jwk,
+    jkt: String,
+    agent_exp: u64,
+    account: Option<String>,
+    request: RequestRow,
+    state: StateRow,
+    expires: u64,
+    attempts: u32,
+    #[serde(default)]
+    clarification: bool,
+    #[serde(default)]
+    chat: Vec<(String, Option<String>)>,
+    #[serde(default)]
+    revision: u32,
+    #[serde(default)]
+    justification: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// A four-party request as stored.
+#[derive(Serialize, Deserialize)]
+pub(super) struct FourPartyRow {
+    access_server: String,
+    resource_token: String,
+    agent_token: String,
+    presented_token: String,
+    subagent_token: Option<String>,
+    upstream_token: Option<String>,
+    #[serde(default)]
+    as_pending: Option<String>,
+    #[serde(default)]
+    as_question: Option<(String, Option<String>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub(super) enum RequestRow {
+    PersonToken {
+        resource: String,
+        #[serde(default)]
+        mission_s256: Option<String>,
+        #[serde(default)]
+        chain: Vec<String>,
+    },
+    AuthToken {
+        resource: String,
+        sub: String,
+        scope: Option<String>,
+        account_claim: Option<String>,
+        mission_s256: Option<String>,
+        tenant: Option<String>,
+        presented_jti: String,
+        presented_exp: u64,
+        #[serde(default)]
+        budget: Option<aauth_tokens::Budget>,
+        #[serde(default)]
+        budget_consumed: Vec<aauth_tokens::Consumption>,
+        #[serde(default)]
+        four_party: Option<Box<FourPartyRow>>,
+        #[serde(default)]
+        chain: Vec<String>,
+    },
+    Mission {
+        proposal: String,
+    },
+    Completion {
+        s256: String,
+        summary: String,
+    },
+    Permission {
+        action: String,
+        description: Option<String>,
+        mission_s256: Option<String>,
+    },
+    Question {
+        question: String,
+        mission_s256: Option<String>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state")]
+pub(super) enum StateRow {
+    Pending,
+    Interacting,
+    Approved { account: String },
+    Answered { answer: String },
+    Denied,
+    Delivering { account: String, since: u64 },
+    Done,
+}
+
+pub(super) fn server(s: &str) -> Result<ServerId, StoreError> {
+    ServerId::parse(s).map_err(unreadable("server identifier"))
+}
+
+impl PendingRow {
+    pub(super) fn from(p: &Pending) -> Self {
+        Self {
+            id: p.id.clone(),
+            code: p.code.clone(),
+            provider: p.agent.0.as_str().to_owned(),
+            agent: p.agent.1.as_str().to_owned(),
+            key: p.key.clone(),
+            jkt: p.jkt.clone(),
+            agent_exp: p.agent_exp,
+            account: p.account.clone(),
+            request: match &p.request {
+                PendingRequest::PersonToken {
+                    resource,
+                    mission_s256,
+                    chain,
+                } => RequestRow::PersonToken {
+                    resource: resource.as_str().to_owned(),
+                    mission_s256: mission_s256.clone(),
+                    chain: chain.iter().map(|s| s.as_str().to_owned()).collect(),
+                },
+                PendingRequest::AuthToken {
+                    resource,
+                    sub,
+                    scope,
+                    account_claim,
+                    mission_s256,
+                    tenant,
+                    presented_jti,
+                    presented_exp,
+                    budget,
+                    budget_consumed,
+                    four_party,
+                    chain,
+                } => RequestRow::AuthToken {
+                    chain: chain.iter().map(|s| s.as_str().to_owned()).collect(),
+                    resource: resource.as_str().to_owned(),
+                    sub: sub.clone(),
+                    scope: scope.clone(),
+                    account_claim: account_claim.clone(),
+                    mission_s256: mission_s256.clone(),
+                    tenant: tenant.clone(),
+                    presented_jti: presented_jti.clone(),
+                    presented_exp: *presented_exp,
+                    budget: budget.clone(),
+                    budget_consumed: budget_consumed.clone(),
+                    four_party: four_party.as_ref().map(|f| {
+                        Box::new(FourPartyRow {
+                            access_server: f.access_server.as_str().to_owned(),
+                            resource_token: f.resource_token.clone(),
+                            agent_token: f.agent_token.clone(),
+                            presented_token: f.presented_token.clone(),
+                            subagent_token: f.subagent_token.clone(),
+                            upstream_token: f.upstream_token.clone(),
+                            as_pending: f.as_pending.clone(),
+                            as_question: f.as_question.clone(),
+                        })
+                    }),
+                },
+                PendingRequest::Mission { proposal } => RequestRow::Mission {
+                    proposal: proposal.clone(),
+                },
+                PendingRequest::Completion { s256, summary } => RequestRow::Completion {
+                    s256: s256.clone(),
+                    summary: summary.clone(),
+                },
+                PendingRequest::Permission {
+                    action,
+                    description,
+                    mission_s256,
+                } => RequestRow::Permission {
+                    action: action.clone(),
+                    description: description.clone(),
+                    mission_s256: mission_s256.clone(),
+                },
+                PendingRequest::Question {
+                    question,
+                    mission_s256,
+                } => RequestRow::Question {
+                    question: question.clone(),
+                    mission_s256: mission_s256.clone(),
+                },
+            },
+            state: match &p.state {
+                PendingState::Pending => StateRow::Pending,
+                PendingState::Interacting => StateRow::Interacting,
+                PendingState::Approved { account } => StateRow::Approved {
+                    account: account.clone(),
+                },
+                PendingState::Answered { answer } => StateRow::Answered {
+                    answer: answer.clone(),
+                },
+                PendingState::Denied => StateRow::Denied,
+                PendingState::Delivering { account, since } => StateRow::Delivering {
+                    account: account.clone(),
+                    since: *since,
+                },
+                // A state a later version adds is kept as ended, never as approved.
+                _ => StateRow::Done,
+            },
+            expires: p.expires,
+            attempts: p.attempts,
+            clarification: p.clarification,
+            chat: p
+                .chat
+                .iter()
+                .map(|t| (t.question.clone(), t.answer.clone()))
+                .collect(),
+            revision: p.revision,
+            justification: p.justification.clone(),
+            platform: p.platform.clone(),
+            device: p.device.clone(),
+        }
+    }
+
+    pub(super) fn into_pending(self) -> Result<Pending, StoreError> {
+        Ok(Pending {
+            id: self.id,
+            code: self.code,
+            agent: (
+                server(&self.provider)?,
+                AgentId::parse(&self.agent).map_err(unreadable("agent identifier"))?,
+            ),
+            key: self.key,
+            jkt: self.jkt,
+            agent_exp: self.agent_exp,
+            account: self.account,
+            request: match self.request {
+                RequestRow::PersonToken {
+                    resource,
+                    mission_s256,
+                    chain,
+                } => PendingRequest::PersonToken {
+                    resource: server(&resource)?,
+                    mission_s256,
+                    chain: chain.iter().map(|s| server(s)).collect::<Result<_, _>>()?,
+                },
+                RequestRow::AuthToken {
+                    resource,
+                    sub,
+                    scope,
+                    account_claim,
+                    mission_s256,
+                    tenant,
+                    presented_jti,
+                    presented_exp,
+                    budget,
+                    budget_consumed,
+                    four_party,
+                    chain,
+                } => PendingRequest::AuthToken {
+                    chain: chain.iter().map(|s| server(s)).collect::<Result<_, _>>()?,
+                    resource: server(&resource)?,
+                    sub,
+                    scope,
+                    account_claim,
+                    mission_s256,
+                    tenant,
+                    presented_jti,
+                    presented_exp,
+                    budget,
+                    budget_consumed,
+                    four_party: four_party
+                        .map(|f| {
+                            Ok::<_, StoreError>(Box::new(crate::pending::FourParty {
+                                access_server: server(&f.access_server)?,
+                                resource_token: f.resource_token,
+                                agent_token: f.agent_token,
+                                presented_token: f.presented_token,
+                                subagent_token: f.subagent_token,
+                                upstream_token: f.upstream_token,
+                                as_pending: f.as_pending,
+                                as_question: f.as_question,
+                            }))
+                        })
+                        .transpose()?,
+                },
+                RequestRow::Mission { proposal } => PendingRequest::Mission { proposal },
+                RequestRow::Completion { s256, summary } => {
+                    PendingRequest::Completion { s256, summary }
+                }
+                RequestRow::Permission {
+                    action,
+                    description,
+                    mission_s256,
+                } => PendingRequest::Permission {
+                    action,
+                    description,
+                    mission_s256,
+                },
+                RequestRow::Question {
+                    question,
+                    mission_s256,
+                } => PendingRequest::Question {
+                    question,
+                    mission_s256,
+                },
+            },
+            state: match self.state {
+                StateRow::Pending => PendingState::Pending,
+                StateRow::Interacting => PendingState::Interacting,
+                StateRow::Approved { account } => PendingState::Approved { account },
+                StateRow::Answered { answer } => PendingState::Answered { answer },
+                StateRow::Denied => PendingState::Denied,
+                StateRow::Delivering { account, since } => {
+                    PendingState::Delivering { account, since }
+                }
+                StateRow::Done => PendingState::Done,
+            },
+            expires: self.expires,
+            attempts: self.attempts,
+            clarification: self.clarification,
+            chat: self
+                .chat
+                .into_iter()
+                .map(|(q, a)| {
+                    let mut t = ChatTurn::new(q);
+                    t.answer = a;
+                    t
+                })
+                .collect(),
+            revision: self.revision,
+            justification: self.justification,
+            platform: self.platform,
+            device: self.device,
+            // The row's column, set by the reader.
+            version: 0,
+        })
+    }
+}
+
+/// A mission as stored: the blob as base64url, identifiers as strings.
+#[derive(Serialize, Deserialize)]
+pub(super) struct MissionRow {
+    s256: String,
+    blob: String,
+    provider: String,
+    agent: String,
+    account: String,
+    constraints: Constraints,
+    terminated: Option<String>,
+    grants: u32,
+    #[serde(default)]
+    ledger: Vec<crate::mission::Allocation>,
+    log: Vec<LogEntry>,
+}
+
+impl MissionRow {
+    pub(super) fn from(m: &Mission) -> Self {
+        Self {
+            s256: m.s256.clone(),
+            blob: aauth_keys::base64url::encode(&m.blob),
+            provider: m.agent.0.as_str().to_owned(),
+            agent: m.agent.1.as_str().to_owned(),
+            account: m.account.clone(),
+            constraints: m.constraints.clone(),
+            terminated: m.terminated.map(|r| r.as_str().to_owned()),
+            grants: m.grants,
+            ledger: m.ledger.clone(),
+            log: m.log.clone(),
+        }
+    }
+
+    pub(super) fn into_mission(self) -> Result<Mission, StoreError> {
+        let blob = aauth_keys::base64url::decode(&self.blob).map_err(unreadable("mission"))?;
+        // The stored bytes must still be the ones the digest names.
+        if crate::mission::s256(&blob) != self.s256 {
+            return Err(StoreError::unreadable(
+                STORE,
+                "mission",
+                "its blob does not match its s256",
+            ));
+        }
+        Ok(Mission::restore(
+            self.s256,
+            blob,
+            (
+                server(&self.provider)?,
+                AgentId::parse(&self.agent).map_err(unreadable("agent identifier"))?,
+            ),
+            self.account,
+            self.constraints,
+            crate::mission::Progress {
+                terminated: self
+                    .terminated
+                    .as_deref()
+                    .map(|r| {
+                        TerminationReason::from_value(r).ok_or_else(|| {
+                            StoreError::unreadable(STORE, "mission", "unknown termination reason")
+                        })
+                    })
+                    .transpose()?,
+                grants: self.grants,
+                ledger: self.ledger,
+                log: self.log,
+            },
+        ))
+    }
+}
+
+pub(super) fn pending_from_json(data: &str, version: i64) -> Result<Pending, StoreError> {
+    let mut p = serde_json::from_str::<PendingRow>(data)
+        .map_err(unreadable("pending request"))?
+        .into_pending()?;
+    p.version = u(version);
+    Ok(p)
+}
