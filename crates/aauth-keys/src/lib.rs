@@ -37,6 +37,7 @@
 
 mod alg;
 pub mod base64url;
+pub mod digest;
 mod error;
 mod jwk;
 mod jwks;

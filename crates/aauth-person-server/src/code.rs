@@ -1,8 +1,8 @@
 //! Interaction codes (draft -11 §Interaction Code Format): Crockford base32, eight symbols
-//! (40 bits) from the operating system's CSPRNG, shown as `XXXX-XXXX`, compared after
+//! (40 bits) from the server's random source (the OS CSPRNG by default), shown as `XXXX-XXXX`, compared after
 //! normalization (case folded, hyphens stripped, `I`/`L` read as `1`, `O` as `0`).
 
-use aauth_keys::rand::{OsRandom, RandomSource};
+use aauth_keys::rand::{RandomError, RandomSource};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -10,10 +10,10 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 ///
 /// # Errors
 ///
-/// When the operating system has no random bytes.
-pub(crate) fn new_code() -> Result<String, String> {
+/// When `random` has no random bytes.
+pub(crate) fn new_code(random: &mut dyn RandomSource) -> Result<String, RandomError> {
     let mut b = [0u8; 5];
-    OsRandom.fill(&mut b).map_err(|e| e.to_string())?;
+    random.fill(&mut b)?;
     let mut v: u64 = 0;
     for x in b {
         v = (v << 8) | u64::from(x);
@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn codes_are_eight_crockford_symbols_and_normalize() {
-        let c = new_code().expect("the OS random source works");
+        let c = new_code(&mut aauth_keys::rand::OsRandom).expect("the OS random source works");
         assert_eq!(c.len(), 8);
         assert_eq!(normalize(&display(&c)).as_deref(), Some(c.as_str()));
         assert_eq!(normalize("abcd-1234").as_deref(), Some("ABCD1234"));
@@ -72,6 +72,9 @@ mod tests {
         assert_eq!(normalize("ABCD123"), None);
         assert_eq!(normalize("ABCD12345"), None);
         assert_eq!(normalize("ÄBCD1234"), None);
-        assert_ne!(new_code().ok(), new_code().ok());
+        assert_ne!(
+            new_code(&mut aauth_keys::rand::OsRandom).ok(),
+            new_code(&mut aauth_keys::rand::OsRandom).ok()
+        );
     }
 }

@@ -30,9 +30,9 @@ mod changes;
 mod code;
 mod error;
 mod mission;
+mod outbound;
 mod pending;
 mod policy;
-mod revocation;
 mod server;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -45,6 +45,7 @@ pub use mission::{
     Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, Proposal, TerminationReason,
     Tool, iso8601, s256, violation,
 };
+pub use outbound::{HttpRevocationNotifier, RevocationNotifier};
 pub use pending::{
     ChatTurn, DELIVERY_LEASE, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState,
     WebSession,
@@ -53,7 +54,6 @@ pub use policy::{
     AlwaysAsk, AsQuestions, AutoApprove, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
     ConsentRequest, Decision, PaymentSettler,
 };
-pub use revocation::{HttpRevocationNotifier, RevocationNotifier};
 pub use server::{
     AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_CONCURRENT_HASHES, DEFAULT_LONG_POLLS, DEFAULT_MAX_CHAIN,
     DEFAULT_MAX_PENDING, DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH, JWKS_PATH,

@@ -4,7 +4,6 @@
 //! the blob so that `s256` pins them too, enforced at token time by a deterministic
 //! policy engine.
 
-use aauth_keys::base64url;
 use aauth_tokens::{AgentId, ServerId};
 use serde::{Deserialize, Serialize};
 
@@ -436,7 +435,7 @@ impl Mission {
 /// `base64url(SHA-256(bytes))`.
 #[must_use]
 pub fn s256(bytes: &[u8]) -> String {
-    base64url::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+    aauth_keys::digest::s256(bytes)
 }
 
 /// An ISO 8601 UTC timestamp (`YYYY-MM-DDTHH:MM:SSZ`) for Unix seconds `t`.

@@ -3,8 +3,7 @@
 //! resource token asks for) apart from what the agent asserts (its identifier), and grants
 //! or denies. Everything shown is escaped: nothing the agent or resource sends is markup.
 
-use aauth_keys::base64url;
-use aauth_keys::rand::{OsRandom, RandomSource};
+use aauth_keys::rand::RandomSource;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
@@ -26,18 +25,9 @@ pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 /// Wrong codes one request may see before it fails terminally.
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
-/// 32 random bytes, base64url.
-pub(crate) fn random_token() -> Result<String, String> {
-    let mut b = [0u8; 32];
-    OsRandom.fill(&mut b).map_err(|e| e.to_string())?;
-    Ok(base64url::encode(&b))
-}
-
 /// The store key of a session cookie: its SHA-256 (a leaked store holds no cookies).
 pub(crate) fn session_key(cookie: &str) -> String {
-    base64url::encode(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cookie.as_bytes()).as_ref(),
-    )
+    aauth_keys::digest::s256(cookie.as_bytes())
 }
 
 /// HTML-escapes `s`.
@@ -281,10 +271,13 @@ pub fn callback_allowed(doc: &aauth_metadata::AgentProviderMetadata, callback: &
 }
 
 /// Hashes `password` with argon2id (the crate's default parameters) and a random salt.
-pub(crate) fn hash_password(password: &str) -> Result<String, String> {
+pub(crate) fn hash_password(
+    password: &str,
+    random: &mut dyn RandomSource,
+) -> Result<String, String> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
-    OsRandom.fill(&mut salt).map_err(|e| e.to_string())?;
+    random.fill(&mut salt).map_err(|e| e.to_string())?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -328,7 +321,8 @@ mod tests {
 
     #[test]
     fn passwords_hash_and_check() {
-        let h = hash_password("correct horse").expect("hashing works");
+        let h =
+            hash_password("correct horse", &mut aauth_keys::rand::OsRandom).expect("hashing works");
         assert!(h.starts_with("$argon2id$"));
         assert!(check_password(&h, "correct horse"));
         assert!(!check_password(&h, "wrong"));

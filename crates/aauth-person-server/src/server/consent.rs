@@ -23,7 +23,8 @@ impl PersonServer {
     ///
     /// [`PsError::Server`] when hashing or the store fails.
     pub async fn set_password(&self, account: &str, password: &str) -> Result<(), PsError> {
-        let phc = web::hash_password(password).map_err(PsError::Server)?;
+        let phc =
+            web::hash_password(password, &mut self.random.clone()).map_err(PsError::Server)?;
         self.store
             .set_password_hash(account, &phc)
             .await
@@ -50,7 +51,7 @@ impl PersonServer {
     /// A device cookie for `account`: a random id and its MAC under this server's secret
     /// (nothing stored; it proves only that this browser once signed in to `account`).
     pub(super) fn new_device(&self, account: &str) -> Option<String> {
-        let id = web::random_token().ok()?;
+        let id = self.random_token().ok()?;
         let tag = self.device_tag(account, &id);
         Some(format!("{id}.{tag}"))
     }
@@ -125,7 +126,7 @@ impl PersonServer {
         let code = code.to_owned();
         let Some(mut s) = page.session.clone() else {
             // Sign in first; the login form is protected by a double-submit token.
-            let csrf = web::random_token().map_err(PsError::Server)?;
+            let csrf = self.random_token()?;
             let mut r = web::page(
                 StatusCode::OK,
                 "Sign in to approve an agent's request",
@@ -290,8 +291,8 @@ impl PersonServer {
         account: &str,
         code: &str,
     ) -> Result<http::Response<Bytes>, PsError> {
-        let cookie = web::random_token().map_err(PsError::Server)?;
-        let csrf = web::random_token().map_err(PsError::Server)?;
+        let cookie = self.random_token()?;
+        let csrf = self.random_token()?;
         let session = crate::pending::WebSession {
             account: account.to_owned(),
             csrf,

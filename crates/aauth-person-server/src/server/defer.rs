@@ -159,18 +159,15 @@ impl PersonServer {
                     .to_owned(),
             ));
         }
-        let p = Self::pending_for(d, now, self.pending_ttl)?;
+        let p = self.pending_for(d, now)?;
         let resp = self.pending_response(&p, StatusCode::ACCEPTED, "pending", 0);
         self.create_pending(p, now).await?;
         Ok(Outcome::Respond(resp))
     }
 
     /// A new pending request (not stored).
-    pub(super) fn pending_for(
-        d: Deferral<'_>,
-        now: UnixTime,
-        ttl: u64,
-    ) -> Result<Pending, PsError> {
+    pub(super) fn pending_for(&self, d: Deferral<'_>, now: UnixTime) -> Result<Pending, PsError> {
+        let ttl = self.pending_ttl;
         let Deferral {
             agent: r,
             acting,
@@ -180,8 +177,9 @@ impl PersonServer {
             hints,
         } = d;
         Ok(Pending {
-            id: crate::web::random_token().map_err(PsError::Server)?,
-            code: crate::code::new_code().map_err(PsError::Server)?,
+            id: self.random_token()?,
+            code: crate::code::new_code(&mut self.random.clone())
+                .map_err(|e| PsError::Server(e.to_string()))?,
             // Polls come from the signer; the token will bind the acting party's key.
             agent: (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
             key: acting.key.to_jwk(),

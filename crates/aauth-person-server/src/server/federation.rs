@@ -49,7 +49,7 @@ impl PersonServer {
                     .to_owned(),
             ));
         }
-        let mut p = Self::pending_for(d, now, self.pending_ttl)?;
+        let mut p = self.pending_for(d, now)?;
         let resp = self.park_at_access_server(&mut p, location, &requirement, question)?;
         self.create_pending(p, now).await?;
         Ok(Outcome::Respond(resp))
@@ -221,17 +221,9 @@ impl PersonServer {
         body: &serde_json::Value,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
-        crate::revocation::signed_post(
-            transport,
-            &self.id,
-            self.signer.as_ref(),
-            &self.kid,
-            now,
-            url.as_str(),
-            body,
-        )
-        .await
-        .map_err(PsError::AsUnreachable)
+        crate::outbound::signed_post(transport, &self.server_signer(), now, url.as_str(), body)
+            .await
+            .map_err(PsError::AsUnreachable)
     }
 
     /// A signed `GET` of the Access Server's pending URL.
@@ -241,16 +233,9 @@ impl PersonServer {
         url: &HttpsUrl,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
-        crate::revocation::signed_get(
-            transport,
-            &self.id,
-            self.signer.as_ref(),
-            &self.kid,
-            now,
-            url.as_str(),
-        )
-        .await
-        .map_err(PsError::AsUnreachable)
+        crate::outbound::signed_get(transport, &self.server_signer(), now, url.as_str())
+            .await
+            .map_err(PsError::AsUnreachable)
     }
 
     /// Follows the Access Server's deferred answers (draft -11, "Deferred Responses")

@@ -15,6 +15,7 @@ mod verify;
 
 use std::sync::Arc;
 
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, Signer, base64url};
 use aauth_metadata::{HttpsUrl, PersonServerMetadata, Published};
@@ -145,6 +146,8 @@ pub struct PersonServer {
             std::collections::BTreeMap<String, u64>,
         >,
     >,
+    /// Where identifiers, codes, nonces and salts come from.
+    random: SharedRandom,
 }
 
 /// The default of [`PersonServer::max_chain_depth`]: three intermediaries.
@@ -286,6 +289,7 @@ impl PersonServer {
             auth_lifetime: aauth_tokens::AUTH_TOKEN_MAX_LIFETIME,
             interaction: false,
             pending_ttl: 600,
+            random: SharedRandom::default(),
             max_pending: DEFAULT_MAX_PENDING,
             throttle: Arc::new(MemoryThrottle::default()),
             hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
@@ -342,6 +346,14 @@ impl PersonServer {
     #[must_use]
     pub fn max_pending_per_agent(mut self, max: usize) -> Self {
         self.max_pending = max.max(1);
+        self
+    }
+
+    /// Draws identifiers, interaction codes, session and CSRF tokens, nonces and password
+    /// salts from `random` (the OS CSPRNG by default; a test makes them reproducible).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
         self
     }
 
@@ -512,5 +524,23 @@ impl PersonServer {
         ctx.update(resource.as_str().as_bytes());
         let tag = ctx.sign();
         base64url::encode(&tag.as_ref()[..16])
+    }
+}
+
+impl PersonServer {
+    /// 32 random bytes, base64url: pending ids, session and CSRF tokens, device ids.
+    pub(super) fn random_token(&self) -> Result<String, PsError> {
+        aauth_keys::rand::random_id(&mut self.random.clone(), 32)
+            .map_err(|e| PsError::Server(e.to_string()))
+    }
+
+    /// This server as the signer of its server-to-server requests.
+    pub(super) fn server_signer(&self) -> crate::outbound::ServerSigner<'_> {
+        crate::outbound::ServerSigner {
+            ps: &self.id,
+            signer: self.signer.as_ref(),
+            kid: &self.kid,
+            random: &self.random,
+        }
     }
 }

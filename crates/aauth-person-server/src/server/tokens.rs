@@ -1,7 +1,6 @@
 //! The token endpoints: `POST /person-token` and `POST /auth-token` (three-party and, through [`federation`](super::federation), four-party), an updated request on a pending URL, and minting.
 
 use aauth_keys::PublicKey;
-use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
 use aauth_tokens::{AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ServerId};
 use serde::Deserialize;
@@ -310,7 +309,12 @@ impl PersonServer {
             builder = builder.mission_s256(m);
         }
         let minted = builder
-            .sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .sign(
+                self.signer.as_ref(),
+                &self.kid,
+                now,
+                &mut self.random.clone(),
+            )
             .map_err(|e| PsError::Server(e.to_string()))?;
         self.store
             .record_person_token(PersonTokenRecord {
@@ -677,7 +681,12 @@ impl PersonServer {
             builder = builder.budget(b.clone());
         }
         let minted = builder
-            .sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
+            .sign(
+                self.signer.as_ref(),
+                &self.kid,
+                now,
+                &mut self.random.clone(),
+            )
             .map_err(|e| PsError::Server(e.to_string()))?;
         Ok(minted)
     }

@@ -216,6 +216,34 @@ async fn consenting_world(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
     w
 }
 
+/// Not random at all: every byte `0x00`, then `0x01`, …
+struct Counting(u8);
+
+impl aauth_keys::rand::RandomSource for Counting {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0);
+        self.0 = self.0.wrapping_add(1);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn identifiers_and_codes_come_from_the_servers_random_source() {
+    let mut w = consenting_world(None).await;
+    w.ps =
+        w.ps.random(aauth_keys::rand::SharedRandom::new(Counting(0)));
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (status, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The pending id is the first draw (32 bytes of 0x00), the code the second (five
+    // bytes of 0x01: forty bits, eight Crockford symbols).
+    assert_eq!(
+        header(&headers, "location"),
+        format!("/pending/{}", aauth_keys::base64url::encode(&[0; 32]))
+    );
+    assert_eq!(code_of(&headers), "040G-2081");
+}
+
 #[tokio::test]
 async fn an_unbound_agent_is_bound_by_the_person_on_the_consent_page() {
     let w = consenting_world(None).await;

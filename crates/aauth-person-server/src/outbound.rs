@@ -1,13 +1,13 @@
-//! Revocations the Person Server receives (draft -11 §11.12, PS-110/111/115): an agent
-//! provider, authenticated under the `jwks_uri` scheme as itself (`dwk`
-//! `aauth-agent.json`), revokes an agent token by `{jti, exp}`. The Person Server refuses
-//! that agent token from then on and cascades by the agent: every person and auth token it
-//! issued to that agent is revoked too (it keeps `(iss, jti) → sub` for each agent token it
-//! accepted). The agent–person binding is unchanged.
+//! What the Person Server sends to other servers, signed as itself under the `jwks_uri`
+//! scheme (`dwk="aauth-person.json"`): revocation notices to resources and Access Servers
+//! ([`RevocationNotifier`], [`HttpRevocationNotifier`]), and the requests of four-party
+//! federation (`signed_post`, `signed_get`). Revocations this server *receives* are
+//! `server/revocation.rs`.
 
 use std::sync::Arc;
 
 use aauth_headers::Scheme;
+use aauth_keys::rand::SharedRandom;
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
 
@@ -49,6 +49,7 @@ pub struct HttpRevocationNotifier {
     kid: String,
     transport: Arc<dyn aauth_agent::Transport>,
     clock: Arc<dyn aauth_keys::time::Clock>,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for HttpRevocationNotifier {
@@ -75,7 +76,15 @@ impl HttpRevocationNotifier {
             kid: kid.to_owned(),
             transport,
             clock,
+            random: SharedRandom::default(),
         }
+    }
+
+    /// Draws request nonces from `random` (the OS CSPRNG by default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
     }
 }
 
@@ -133,11 +142,15 @@ impl HttpRevocationNotifier {
         jti: &str,
         exp: u64,
     ) -> Result<(), String> {
+        let signer = ServerSigner {
+            ps: &self.ps,
+            signer: self.signer.as_ref(),
+            kid: &self.kid,
+            random: &self.random,
+        };
         let resp = signed_post(
             self.transport.as_ref(),
-            &self.ps,
-            self.signer.as_ref(),
-            &self.kid,
+            &signer,
             self.clock.now(),
             endpoint.as_str(),
             &serde_json::json!({ "jti": jti, "exp": exp }),
@@ -152,54 +165,47 @@ impl HttpRevocationNotifier {
     }
 }
 
-/// A `POST` of `body` as JSON to `url`, signed by Person Server `ps` as a server
+/// Who signs a server-to-server request: this Person Server, under `kid`, drawing its
+/// nonces from `random`.
+pub(crate) struct ServerSigner<'a> {
+    /// This Person Server.
+    pub(crate) ps: &'a ServerId,
+    /// Its signing key.
+    pub(crate) signer: &'a dyn aauth_keys::Signer,
+    /// The key's `kid`.
+    pub(crate) kid: &'a str,
+    /// Where nonces come from.
+    pub(crate) random: &'a SharedRandom,
+}
+
+/// A `POST` of `body` as JSON to `url`, signed by the Person Server as a server
 /// (`sig=jwks_uri;id;dwk="aauth-person.json";kid`), covering `content-type` and
 /// `content-digest` (PS-51), sent through `transport`.
 pub(crate) async fn signed_post(
     transport: &dyn aauth_agent::Transport,
-    ps: &ServerId,
-    signer: &dyn aauth_keys::Signer,
-    kid: &str,
+    signer: &ServerSigner<'_>,
     now: aauth_keys::time::UnixTime,
     url: &str,
     body: &serde_json::Value,
 ) -> Result<http::Response<bytes::Bytes>, String> {
-    signed(
-        transport,
-        (ps, signer, kid),
-        now,
-        http::Method::POST,
-        url,
-        Some(body),
-    )
-    .await
+    signed(transport, signer, now, http::Method::POST, url, Some(body)).await
 }
 
-/// A `GET` of `url` signed by Person Server `ps` as a server (a poll of an Access
+/// A `GET` of `url` signed by the Person Server as a server (a poll of an Access
 /// Server's pending URL), sent through `transport`.
 pub(crate) async fn signed_get(
     transport: &dyn aauth_agent::Transport,
-    ps: &ServerId,
-    signer: &dyn aauth_keys::Signer,
-    kid: &str,
+    signer: &ServerSigner<'_>,
     now: aauth_keys::time::UnixTime,
     url: &str,
 ) -> Result<http::Response<bytes::Bytes>, String> {
-    signed(
-        transport,
-        (ps, signer, kid),
-        now,
-        http::Method::GET,
-        url,
-        None,
-    )
-    .await
+    signed(transport, signer, now, http::Method::GET, url, None).await
 }
 
-/// A request signed by Person Server `ps` as a server, its JSON body (if any) covered.
+/// A request signed by the Person Server as a server, its JSON body (if any) covered.
 async fn signed(
     transport: &dyn aauth_agent::Transport,
-    (ps, signer, kid): (&ServerId, &dyn aauth_keys::Signer, &str),
+    signer: &ServerSigner<'_>,
     now: aauth_keys::time::UnixTime,
     method: http::Method,
     url: &str,
@@ -212,19 +218,23 @@ async fn signed(
     let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default(); // default: a request without a body sends an empty one
     let (mut parts, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
     let scheme = Scheme::JwksUri {
-        id: ps.as_str().to_owned(),
+        id: signer.ps.as_str().to_owned(),
         dwk: "aauth-person.json".to_owned(),
-        kid: kid.to_owned(),
+        kid: signer.kid.to_owned(),
     };
     // A nonce on every state-changing request: two that are meant as two are never
     // mistaken for a replay of one.
     let options = aauth_signing::SignOptions::default()
-        .unique_for(&parts.method, &mut aauth_keys::rand::OsRandom)
+        .unique_for(&parts.method, &mut signer.random.clone())
         .map_err(|e| e.to_string())?;
     aauth_signing::sign(
         &mut parts,
         &body,
-        &[aauth_signing::SigningKey::new("sig", signer, &scheme)],
+        &[aauth_signing::SigningKey::new(
+            "sig",
+            signer.signer,
+            &scheme,
+        )],
         &options,
         now,
     )
