@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use http::HeaderValue;
 
 use super::AccessServer;
-use super::interaction::random_code;
 use super::waiting::Step;
 use crate::{AccessDecision, AccessRequest, AsError};
 
@@ -64,7 +63,7 @@ impl AccessServer {
                     .to_owned(),
             ));
         }
-        let code = random_code().ok_or_else(|| AsError::Server("no randomness".to_owned()))?;
+        let code = self.random_code()?;
         Ok(Step::Interaction {
             code,
             resource: request.resource.as_str().to_owned(),

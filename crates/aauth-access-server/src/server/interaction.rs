@@ -18,16 +18,17 @@ use crate::AsError;
 /// The longest interaction code taken (longer ones open nothing, unlooked-up).
 const MAX_CODE_LEN: usize = 16;
 
-/// A single-use interaction code: eight symbols from the OS CSPRNG.
-pub(super) fn random_code() -> Option<String> {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut b = [0u8; 8];
-    aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut b).ok()?;
-    Some(
-        b.iter()
+impl AccessServer {
+    /// A single-use interaction code: eight symbols from the server's random source.
+    pub(super) fn random_code(&self) -> Result<String, AsError> {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let mut b = [0u8; 8];
+        aauth_keys::rand::RandomSource::fill(&mut self.random.clone(), &mut b)
+            .map_err(|e| AsError::Server(e.to_string()))?;
+        Ok(b.iter()
             .map(|x| char::from(ALPHABET[usize::from(x & 31)]))
-            .collect(),
-    )
+            .collect())
+    }
 }
 
 /// What the person sent: the code (from the query of a `GET`, the form of a `POST`) and,

@@ -32,6 +32,7 @@ mod waiting;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, Signer};
 use aauth_metadata::serve::json_response;
@@ -94,6 +95,8 @@ pub struct AccessServer {
     throttle: Arc<dyn Throttle>,
     /// The resources this server issues for (`None`: any whose resource token names it).
     governs: Option<BTreeSet<ServerId>>,
+    /// Where pending ids, interaction codes, `jti`s and nonces come from.
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for AccessServer {
@@ -160,12 +163,13 @@ fn not_found() -> http::Response<Bytes> {
     )
 }
 
-/// A fresh random identifier (a pending URL's id): 16 bytes from the OS CSPRNG.
-pub(super) fn random_id() -> Result<String, AsError> {
-    let mut raw = [0u8; 16];
-    aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut raw)
-        .map_err(|_| AsError::Server("no randomness".to_owned()))?;
-    Ok(aauth_keys::base64url::encode(&raw))
+impl AccessServer {
+    /// A fresh random identifier (a pending URL's id): 16 bytes from the server's random
+    /// source.
+    pub(super) fn random_id(&self) -> Result<String, AsError> {
+        aauth_keys::rand::random_id(&mut self.random.clone(), 16)
+            .map_err(|e| AsError::Server(e.to_string()))
+    }
 }
 
 impl AccessServer {
@@ -218,6 +222,7 @@ impl AccessServer {
             max_waiting: DEFAULT_MAX_WAITING,
             throttle: Arc::new(MemoryThrottle::default()),
             governs: None,
+            random: SharedRandom::default(),
         }
         .gated())
     }
@@ -252,6 +257,14 @@ impl AccessServer {
     #[must_use]
     pub fn max_waiting_per_person_server(mut self, max: usize) -> Self {
         self.max_waiting = max.max(1);
+        self
+    }
+
+    /// Draws pending ids, interaction codes, token `jti`s and request nonces from
+    /// `random` (the OS CSPRNG by default; a test makes them reproducible).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
         self
     }
 

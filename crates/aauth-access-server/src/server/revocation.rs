@@ -216,7 +216,7 @@ impl AccessServer {
             kid: self.kid.clone(),
         };
         let options = aauth_signing::SignOptions::default()
-            .unique_for(&head.method, &mut aauth_keys::rand::OsRandom)
+            .unique_for(&head.method, &mut self.random.clone())
             .map_err(|_| unavailable)?;
         aauth_signing::sign(
             &mut head,

@@ -174,7 +174,7 @@ impl AccessServer {
                 self.signer.as_ref(),
                 &self.kid,
                 now,
-                &mut aauth_keys::rand::OsRandom,
+                &mut self.random.clone(),
             )
             .map_err(|e| AsError::Server(e.to_string()))
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, random_id};
+use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH};
 use crate::AsError;
 use crate::store::{Awaiting, WaitingRecord};
 
@@ -189,7 +189,7 @@ impl AccessServer {
             Outcome::Deferred(step, rt) => {
                 let id = match reuse {
                     Some(id) => id.to_owned(),
-                    None => random_id()?,
+                    None => self.random_id()?,
                 };
                 let resp = self.step_response(&id, &step);
                 let waiting = Waiting {

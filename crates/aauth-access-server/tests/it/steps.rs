@@ -72,6 +72,38 @@ impl AccessPolicy for AskPurpose {
     }
 }
 
+/// Every byte the same value: a random source a test can predict.
+struct Constant(u8);
+
+impl aauth_keys::rand::RandomSource for Constant {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_pending_url_comes_from_the_servers_random_source() {
+    let mut w = world();
+    w.server = w
+        .server
+        .policy(Arc::new(AskPurpose))
+        .random(aauth_keys::rand::SharedRandom::new(Constant(7)));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let id = aauth_keys::base64url::encode(&[7; 16]);
+    assert!(
+        h["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("/pending/{id}")),
+        "{:?}",
+        h["location"]
+    );
+}
+
 #[tokio::test]
 async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() {
     let mut w = world();
