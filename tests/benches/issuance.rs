@@ -90,6 +90,7 @@ fn fixture(rt: &tokio::runtime::Runtime, store: Arc<dyn PsStore>) -> Fixture {
         [9; 32],
     )
     .unwrap()
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
     // The same signed request is issued against on every iteration: measured without
     // the replay check, whose cost `cargo xtask load --replay` measures on its own.
     .without_replay_check();

@@ -719,7 +719,8 @@ async fn governance_calls_over_tls() {
             Arc::new(MemoryStore::default()),
             [1; 32],
         )
-        .unwrap(),
+        .unwrap()
+        .policy(Arc::new(aauth_person_server::dangerous::AutoApprove)),
     );
     ps.store()
         .bind(&id("https://agent.example"), &agent_id, "alice")
@@ -849,6 +850,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
             [5; 32],
         )
         .unwrap()
+        .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
         .accept_revocations_from([id("https://agent.example")])
         .notify_revocations(Arc::new(notifier)),
     );

@@ -15,7 +15,8 @@ use aauth_agent::{
 };
 use aauth_keys::time::Clock;
 use aauth_metadata::{CacheConfig, KeyCache};
-use aauth_person_server::{AutoApprove, ConsentKind, ConsentPolicy, ConsentRequest, Decision};
+use aauth_person_server::dangerous::AutoApprove;
+use aauth_person_server::{ConsentKind, ConsentPolicy, ConsentRequest, Decision};
 use aauth_tokens::ServerId;
 use bytes::Bytes;
 

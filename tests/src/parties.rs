@@ -352,7 +352,8 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         Arc::new(MemoryStore::default()),
         secret,
     )
-    .map_err(e)?;
+    .map_err(e)?
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove));
     if let Some(p) = o.policy {
         ps = ps.policy(p);
     }

@@ -46,7 +46,7 @@ mod store;
 
 pub use error::AsError;
 pub use people::PeopleAuthenticator;
-pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantAll, TrustByInteraction};
+pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantTrusted, TrustByInteraction};
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, INTERACT_PATH, JWKS_PATH, PENDING_PATH,
     REVOCATION_PATH,

@@ -91,12 +91,13 @@ pub trait AccessPolicy: Send + Sync {
     fn decide(&self, request: &AccessRequest<'_>) -> AccessDecision;
 }
 
-/// Grants every verified request from a Person Server with pre-established trust, and
-/// refuses the others (the default).
+/// Grants every verified request from a Person Server this Access Server trusts
+/// ([`AccessServer::trust`](crate::AccessServer::trust)), and refuses the others (the
+/// default: a deployment grants nothing until it names whom it trusts).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GrantAll;
+pub struct GrantTrusted;
 
-impl AccessPolicy for GrantAll {
+impl AccessPolicy for GrantTrusted {
     fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
         if r.pre_established {
             AccessDecision::Grant

@@ -50,8 +50,9 @@ pub use pending::{
     ChatTurn, DELIVERY_LEASE, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState,
     WebSession,
 };
+pub use policy::dangerous;
 pub use policy::{
-    AlwaysAsk, AsQuestions, AutoApprove, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
+    AlwaysAsk, AsQuestions, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
     ConsentRequest, Decision, PaymentSettler,
 };
 pub use server::{

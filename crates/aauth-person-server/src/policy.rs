@@ -54,17 +54,25 @@ pub trait ConsentPolicy: Send + Sync {
     fn decide(&self, request: &ConsentRequest<'_>) -> Decision;
 }
 
-/// Approves everything an agent bound to a person asks (autonomous agents, demos).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AutoApprove;
+/// Policies that give tokens away without asking anyone: for demos, tests and agents a
+/// person has chosen to let act alone. The module's name is the warning.
+pub mod dangerous {
+    use super::{ConsentPolicy, ConsentRequest, Decision};
 
-impl ConsentPolicy for AutoApprove {
-    fn decide(&self, _: &ConsentRequest<'_>) -> Decision {
-        Decision::Approve
+    /// Approves everything an agent bound to a person asks, for any resource and any
+    /// scope, without asking the person again (an unbound agent's request still goes to
+    /// the person, who binds it). For autonomous agents and demos.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct AutoApprove;
+
+    impl ConsentPolicy for AutoApprove {
+        fn decide(&self, _: &ConsentRequest<'_>) -> Decision {
+            Decision::Approve
+        }
     }
 }
 
-/// Asks the person about everything.
+/// Asks the person about everything (the default).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AlwaysAsk;
 

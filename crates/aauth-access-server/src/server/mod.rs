@@ -47,7 +47,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::store::{AsStore, MemoryStore, StoreError};
-use crate::{AccessPolicy, AsError, GrantAll};
+use crate::{AccessPolicy, AsError, GrantTrusted};
 
 use router::Route;
 
@@ -215,7 +215,7 @@ impl AccessServer {
             trusted: BTreeSet::new(),
             admit_unknown: false,
             people: None,
-            policy: Arc::new(GrantAll),
+            policy: Arc::new(GrantTrusted),
             auth_lifetime: 3600,
             store: Arc::new(MemoryStore::default()),
             notifier: None,

@@ -28,7 +28,7 @@ use http::request::Parts;
 
 use crate::policy::ConsentPolicy;
 use crate::store::PsStore;
-use crate::{AutoApprove, PsError};
+use crate::{AlwaysAsk, PsError};
 use aauth_metadata::throttle::{MemoryThrottle, Throttle};
 
 pub use missions::MissionTerms;
@@ -220,8 +220,10 @@ impl PersonServer {
     /// A Person Server `id` signing with `signer` under `kid`; agent providers' and
     /// resources' keys from `issuer_keys`; records in `store`; directed identifiers
     /// derived with the 32-byte `directed_secret` (keep it stable: it is the persons'
-    /// identifiers at every resource). Approves everything by default
-    /// ([`PersonServer::policy`]).
+    /// identifiers at every resource). Asks the person about everything by default
+    /// ([`AlwaysAsk`](crate::AlwaysAsk); set another with [`PersonServer::policy`], e.g.
+    /// [`dangerous::AutoApprove`](crate::dangerous::AutoApprove) for agents the person
+    /// lets act alone).
     ///
     /// # Errors
     ///
@@ -280,7 +282,7 @@ impl PersonServer {
             kid: kid.to_owned(),
             issuer_keys,
             store,
-            policy: Arc::new(AutoApprove),
+            policy: Arc::new(AlwaysAsk),
             terms: Arc::new(default_terms),
             directed: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &directed_secret),
             published,
@@ -489,7 +491,7 @@ impl PersonServer {
         self
     }
 
-    /// Decides consent with `policy`.
+    /// Decides consent with `policy` (default: [`AlwaysAsk`](crate::AlwaysAsk)).
     #[must_use]
     pub fn policy(mut self, policy: Arc<dyn ConsentPolicy>) -> Self {
         self.policy = policy;

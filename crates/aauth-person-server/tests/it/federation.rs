@@ -97,6 +97,7 @@ fn federated_world(transport: Arc<ScriptedAs>) -> World {
         [9; 32],
     )
     .unwrap()
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
     .federate(transport);
     w.mem = Some(mem);
     w

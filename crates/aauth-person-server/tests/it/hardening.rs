@@ -43,6 +43,7 @@ fn rebuild_on_sqlite(ps: PersonServer) -> PersonServer {
         [9; 32],
     )
     .unwrap()
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
     .policy(Arc::new(AlwaysAsk))
 }
 

@@ -107,7 +107,8 @@ fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
         Arc::clone(&mem) as Arc<dyn aauth_person_server::PsStore>,
         [9; 32],
     )
-    .unwrap();
+    .unwrap()
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove));
     if let Some(p) = policy {
         ps = ps.policy(p);
     }

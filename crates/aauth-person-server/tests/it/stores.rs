@@ -400,6 +400,7 @@ async fn a_pending_request_survives_a_restart() {
             [9; 32],
         )
         .unwrap()
+        .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
         .with_consent_pages(600)
     };
     let keys = || {
