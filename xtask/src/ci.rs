@@ -32,15 +32,29 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 }
             }
             "tidy" => cargo(&["test", "--quiet", "--package", "xtask", "--", "tidy"])?,
-            "clippy" => cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ])?,
+            "clippy" => {
+                cargo(&[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])?;
+                // aauth-metadata's documents stand without a runtime or a TLS stack
+                // (decision 0009): both cuts keep compiling, warning-free.
+                for features in [
+                    &["--no-default-features"][..],
+                    &["--no-default-features", "--features", "runtime"],
+                ] {
+                    let mut args =
+                        vec!["clippy", "--package", "aauth-metadata", "--lib", "--locked"];
+                    args.extend_from_slice(features);
+                    args.extend_from_slice(&["--", "-D", "warnings"]);
+                    cargo(&args)?;
+                }
+            }
             "interop-deps" => interop_deps()?,
             "test" => {
                 cargo(&["test", "--workspace", "--all-targets", "--locked"])?;

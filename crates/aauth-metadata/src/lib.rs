@@ -1,6 +1,12 @@
 //! AAuth layer 2: metadata documents, key discovery with a JWKS cache, and the egress
 //! guard every discovery fetch passes.
 //!
+//! Features (both on by default): `runtime` (the key cache, retries, the guarded fetcher,
+//! serving a role, stores' blocking helper: Tokio) and `client` (the HTTPS client: hyper
+//! and rustls; implies `runtime`). Without them the crate is the documents, URLs, the
+//! egress policy, publishing and the throttle, with no runtime, socket or TLS stack
+//! (decision 0009).
+//!
 //! - [`AgentProviderMetadata`], [`PersonServerMetadata`], [`AccessServerMetadata`],
 //!   [`ResourceMetadata`]: the four documents of draft -11, validated on parse and
 //!   serialized for serving; [`MetadataDocument::parse_for`] checks `issuer` first
@@ -23,24 +29,32 @@
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses, same-origin redirects only).
 
+#[cfg(feature = "runtime")]
 mod cache;
+#[cfg(feature = "client")]
 mod client;
 mod document;
 pub mod egress;
 mod fetch;
 pub mod freshness;
+#[cfg(feature = "runtime")]
 mod guard;
 mod publish;
+#[cfg(feature = "runtime")]
 mod resilience;
+#[cfg(feature = "runtime")]
 mod resolvers;
+#[cfg(feature = "runtime")]
 pub mod serve;
 pub mod store;
 pub mod throttle;
 mod url;
 
+#[cfg(feature = "runtime")]
 pub use cache::{
     CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING, discover,
 };
+#[cfg(feature = "client")]
 pub use client::{HttpsTransport, SystemResolver, USER_AGENT, https_fetcher};
 pub use document::{
     AccessMode, AccessServerMetadata, AgentProviderMetadata, CommonMetadata,
@@ -49,8 +63,11 @@ pub use document::{
 };
 pub use egress::{Admitted, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};
+#[cfg(feature = "runtime")]
 pub use guard::{FetchLimits, GuardedFetch, Transport};
 pub use publish::{PUBLISHED_CACHE_CONTROL, Published};
+#[cfg(feature = "runtime")]
 pub use resilience::{BreakerConfig, BreakerState, CircuitBreaker, ResilientFetch, RetryPolicy};
+#[cfg(feature = "runtime")]
 pub use resolvers::DiscoveryResolver;
 pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};

@@ -108,6 +108,7 @@ impl StoreError {
 /// # Errors
 ///
 /// What `f` returns, or [`StoreError::WorkerStopped`].
+#[cfg(feature = "runtime")]
 pub async fn blocking<T, F>(store: &'static str, f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
