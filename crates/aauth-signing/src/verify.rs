@@ -295,6 +295,40 @@ pub fn prepare<'r>(
     }
 
     // Step 3: created (and expires).
+    check_created(&params, policy, now)?;
+
+    // Step 4: the scheme.
+    let scheme = accepted_scheme(keys, &label, policy)?;
+
+    // The signature base, from the server's view of the request.
+    let msg = Message::server(&parts.method, &parts.uri, &parts.headers, &policy.authority)?;
+    let base = base::build(&msg, &params)?;
+    // Every field line, joined as the signature base joins them: a second line is read
+    // (and its members checked), never skipped. A member repeated across lines is a
+    // duplicate key and refused.
+    let digest = combined_value(&parts.headers, "content-digest", limit)
+        .map_err(VerifyError::Header)?
+        .map(std::borrow::Cow::into_owned);
+    Ok(Prepared {
+        label,
+        params,
+        signature,
+        scheme,
+        base,
+        digest,
+        body,
+        required,
+        accepted_algorithms: policy.accepted_algorithms.clone(),
+    })
+}
+
+/// Step 3: `created` within the policy's window of `now`, and `expires` (if any) not
+/// passed.
+fn check_created(
+    params: &SignatureParams,
+    policy: &VerifyPolicy,
+    now: UnixTime,
+) -> Result<(), VerifyError> {
     let created = params.created().ok_or(VerifyError::CreatedMissing)?;
     let now_i = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
     let window = i64::try_from(policy.window).unwrap_or(i64::MAX);
@@ -318,13 +352,23 @@ pub fn prepare<'r>(
         return Err(VerifyError::Expired { expires });
     }
 
-    // Step 4: the scheme.
+    Ok(())
+}
+
+/// Step 4: the `Signature-Key` member of `label`, its scheme one the policy accepts.
+fn accepted_scheme(
+    keys: SignatureKey,
+    label: &str,
+    policy: &VerifyPolicy,
+) -> Result<Scheme, VerifyError> {
     let Some(km) = keys.into_members().into_iter().find(|m| m.label == label) else {
-        return Err(VerifyError::NoKeyMember { label });
+        return Err(VerifyError::NoKeyMember {
+            label: label.to_owned(),
+        });
     };
     let Some(scheme_name) = km.scheme_name.as_deref() else {
         return Err(VerifyError::BadKeyMember {
-            label,
+            label: label.to_owned(),
             reason: km.scheme.err().unwrap_or(MemberError::WrongType {
                 expected: "Token",
                 found: "other",
@@ -337,34 +381,13 @@ pub fn prepare<'r>(
             scheme: Some(scheme_name.to_owned()),
         });
     }
-    let scheme = km.scheme.map_err(|reason| VerifyError::BadKeyMember {
-        label: label.clone(),
+    km.scheme.map_err(|reason| VerifyError::BadKeyMember {
+        label: label.to_owned(),
         reason,
         code: match scheme_name {
             "hwk" | "jwks_uri" | "jwks" | "x509" => ErrorCode::InvalidKey,
             _ => ErrorCode::InvalidSignature,
         },
-    })?;
-
-    // The signature base, from the server's view of the request.
-    let msg = Message::server(&parts.method, &parts.uri, &parts.headers, &policy.authority)?;
-    let base = base::build(&msg, &params)?;
-    // Every field line, joined as the signature base joins them: a second line is read
-    // (and its members checked), never skipped. A member repeated across lines is a
-    // duplicate key and refused.
-    let digest = combined_value(&parts.headers, "content-digest", limit)
-        .map_err(VerifyError::Header)?
-        .map(std::borrow::Cow::into_owned);
-    Ok(Prepared {
-        label,
-        params,
-        signature,
-        scheme,
-        base,
-        digest,
-        body,
-        required,
-        accepted_algorithms: policy.accepted_algorithms.clone(),
     })
 }
 
