@@ -299,41 +299,37 @@ fn replay<ResB: From<Bytes>>(stored: StoredResponse) -> Response<ResB> {
     r
 }
 
-/// A poll (or cancel) of a pending URL.
-async fn poll_pending<S, ResB>(
+/// The pending request `id` as its agent may poll it: the poll verified, the request
+/// its own, the method `GET` (a `DELETE` cancels it here). `Err` is the answer when
+/// there is nothing more to do.
+async fn pollable(
     route: &Route,
     d: &DeferredAuth,
     id: &str,
-    parts: http::request::Parts,
-    body: Bytes,
+    parts: &http::request::Parts,
+    body: &Bytes,
     now: UnixTime,
-    mut inner: S,
-) -> Result<Response<ResB>, S::Error>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
-    ResB: From<Bytes> + Body<Data = Bytes>,
-    ResB::Error: std::fmt::Display,
-{
-    let answer = |r: Response<Bytes>| Ok(r.map(ResB::from));
-    let request = match route.verify_only(&parts, &body, now).await {
+) -> Result<(VerifiedRequest, Held, HeldState), Response<Bytes>> {
+    let request = match route.verify_only(parts, body, now).await {
         Ok(r) => r,
-        Err(refusal) => return answer(refusal.into_http_response()),
+        Err(refusal) => return Err(refusal.into_http_response()),
     };
     let (held, state) = match d.store.get(id, now).await {
         // Only the agent key that made the request may see it; anyone else learns nothing.
         Ok(Some((h, s))) if h.jkt == request.key.thumbprint().as_str() => (h, s),
         Ok(_) => {
-            return answer(problem(
+            return Err(problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such pending request",
             ));
         }
-        Err(e) => return answer(unavailable(&e.reason)),
+        Err(e) => return Err(unavailable(&e.reason)),
     };
     let gone = || problem(StatusCode::GONE, "gone", "this pending request has ended");
     if parts.method == Method::DELETE {
-        return answer(match d.store.cancel(id, now).await {
+        // Answered here, an `Err` only in the sense of "nothing more to do".
+        return Err(match d.store.cancel(id, now).await {
             Ok(()) => {
                 let mut r = Response::new(Bytes::new());
                 *r.status_mut() = StatusCode::NO_CONTENT;
@@ -352,43 +348,84 @@ where
             http::header::ALLOW,
             http::HeaderValue::from_static("GET, DELETE"),
         );
-        return answer(r);
+        return Err(r);
     }
     if matches!(state, HeldState::Cancelled) {
-        return answer(gone());
+        return Err(gone());
     }
-    match route.gate(&request, now) {
+    Ok((request, held, state))
+}
+
+/// The `(jti, exp)` of the auth token a poll presents for the held request: the route
+/// admits it and it is for the person the request was held for. `Err` is the answer
+/// otherwise (still pending, with a fresh resource token, or refused).
+fn holder(
+    route: &Route,
+    d: &DeferredAuth,
+    id: &str,
+    request: &VerifiedRequest,
+    held: &Held,
+    now: UnixTime,
+) -> Result<(String, u64), Box<Response<Bytes>>> {
+    match route.gate(request, now) {
         Ok(()) => {}
         // Still no (sufficient) auth token: still pending, with a fresh resource token.
         Err(Gated::AuthChallenge(resource_token)) => {
-            return answer(pending_response(
+            return Err(Box::new(pending_response(
                 &format!("{}{id}", d.prefix),
                 requirement_value(resource_token),
                 5,
-            ));
+            )));
         }
-        Err(Gated::Refuse(r)) => return answer(r.into_http_response()),
+        Err(Gated::Refuse(r)) => return Err(Box::new(r.into_http_response())),
     }
     let token = match &request.identity {
         KeyIdentity::Token(t) => Some(t.as_ref()),
         _ => None,
     };
     let Some(BoundToken::Auth(auth)) = token else {
-        return answer(problem(
+        return Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "invalid_request",
             "an auth token is required",
-        ));
+        )));
     };
     if auth.claims.ps.as_str() != held.ps || auth.claims.sub != held.sub {
-        return answer(
+        return Err(Box::new(
             Refusal::Forbidden {
                 detail: "the auth token is for another person than the held request".to_owned(),
             }
             .into_http_response(),
-        );
+        ));
     }
-    let (jti, exp) = (auth.claims.jti.clone(), auth.claims.exp);
+    Ok((auth.claims.jti.clone(), auth.claims.exp))
+}
+
+/// A poll (or cancel) of a pending URL.
+async fn poll_pending<S, ResB>(
+    route: &Route,
+    d: &DeferredAuth,
+    id: &str,
+    parts: http::request::Parts,
+    body: Bytes,
+    now: UnixTime,
+    mut inner: S,
+) -> Result<Response<ResB>, S::Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    ResB: From<Bytes> + Body<Data = Bytes>,
+    ResB::Error: std::fmt::Display,
+{
+    let answer = |r: Response<Bytes>| Ok(r.map(ResB::from));
+    let (request, held, state) = match pollable(route, d, id, &parts, &body, now).await {
+        Ok(found) => found,
+        Err(r) => return answer(r),
+    };
+    let gone = || problem(StatusCode::GONE, "gone", "this pending request has ended");
+    let (jti, exp) = match holder(route, d, id, &request, &held, now) {
+        Ok(t) => t,
+        Err(r) => return answer(*r),
+    };
     let settled = match state {
         HeldState::Done { .. } => Claim::Settled(state),
         _ => match d.store.claim(id, &jti, now).await {
