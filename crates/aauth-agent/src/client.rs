@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use aauth_headers::{
     AAuthCapabilities, AAuthRequirement, AuthorizationAAuth, Capability, ErrorCode, Prefer,
@@ -26,7 +25,8 @@ use serde::Deserialize;
 
 use crate::agent::problem_error;
 use crate::cache::{CachedToken, TokenCache, TokenKind};
-use crate::{Agent, AgentError, Transport};
+use crate::deferred_poll::pending_url;
+use crate::{Agent, AgentError, PollPolicy, Transport};
 
 /// What the agent asks its Person Server for a person token (draft -11 §7.1).
 #[derive(Debug, Clone, Copy)]
@@ -98,61 +98,6 @@ pub struct Interaction {
     pub url: String,
     /// The code.
     pub code: String,
-}
-
-/// How deferred (`202`) responses are polled.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct PollPolicy {
-    /// The interval when `Retry-After` is absent (the draft's 5 s).
-    pub default_interval: u64,
-    /// The largest interval honoured, whatever `Retry-After` says.
-    pub max_interval: u64,
-    /// How long to keep polling before cancelling (`DELETE`) and giving up.
-    pub deadline: u64,
-    /// `Prefer: wait=N` on each poll, for servers that long-poll.
-    pub prefer_wait: Option<u64>,
-}
-
-impl PollPolicy {
-    /// The interval when `Retry-After` is absent.
-    #[must_use]
-    pub fn default_interval(mut self, secs: u64) -> Self {
-        self.default_interval = secs;
-        self
-    }
-
-    /// The largest interval honoured.
-    #[must_use]
-    pub fn max_interval(mut self, secs: u64) -> Self {
-        self.max_interval = secs;
-        self
-    }
-
-    /// How long to poll before cancelling.
-    #[must_use]
-    pub fn deadline(mut self, secs: u64) -> Self {
-        self.deadline = secs;
-        self
-    }
-
-    /// Sends `Prefer: wait=secs` on each poll.
-    #[must_use]
-    pub fn prefer_wait(mut self, secs: u64) -> Self {
-        self.prefer_wait = Some(secs);
-        self
-    }
-}
-
-impl Default for PollPolicy {
-    fn default() -> Self {
-        Self {
-            default_interval: 5,
-            max_interval: 60,
-            deadline: 600,
-            prefer_wait: None,
-        }
-    }
 }
 
 pub(crate) type InteractionHook = dyn Fn(&Interaction) + Send + Sync;
@@ -892,81 +837,22 @@ impl AAuthClient {
         claims.map_err(|e| AgentError::check(what, "verification", e.to_string()))
     }
 
-    /// Polls a deferred response (draft -11 §9) until it completes.
+    /// Polls a deferred response until it completes (the shared loop of
+    /// [`deferred_poll`](crate::deferred_poll)).
     async fn deferred(
         &self,
         parts: &Parts,
         resource: &ServerId,
         first: http::Response<Bytes>,
     ) -> Result<http::Response<Bytes>, AgentError> {
-        let location = pending_url(&first, &parts.uri)?;
-        let started = tokio::time::Instant::now();
-        let poll = self.config.poll;
-        let mut resp = first;
-        let mut slow_down: u64 = 0;
-        let mut prompted: BTreeSet<String> = BTreeSet::new();
-        let mut answered: BTreeSet<&'static str> = BTreeSet::new();
-        loop {
-            let status = resp.status();
-            let wait = match status {
-                StatusCode::ACCEPTED => {
-                    self.on_pending(&resp, resource, &location, &mut prompted)
-                        .await?;
-                    retry_after(&resp).unwrap_or(poll.default_interval)
-                }
-                StatusCode::TOO_MANY_REQUESTS => {
-                    slow_down = slow_down.saturating_add(5);
-                    retry_after(&resp).unwrap_or(poll.default_interval)
-                }
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    retry_after(&resp).unwrap_or(poll.default_interval)
-                }
-                StatusCode::UNAUTHORIZED => {
-                    let cred = self.credential(resource, self.now()).await?;
-                    if !self
-                        .answer_401(&resp, resource, &cred, &mut answered)
-                        .await?
-                    {
-                        return Err(AgentError::Deferred {
-                            status,
-                            error: problem_error(resp.body()),
-                        });
-                    }
-                    0
-                }
-                s if s.is_success() => return Ok(resp),
-                s => {
-                    let error = match s {
-                        StatusCode::FORBIDDEN => "denied",
-                        StatusCode::REQUEST_TIMEOUT => "expired",
-                        StatusCode::GONE => "invalid_code",
-                        _ => "server_error",
-                    };
-                    let body_error = problem_error(resp.body());
-                    return Err(AgentError::Deferred {
-                        status: s,
-                        error: if body_error.is_empty() {
-                            error.to_owned()
-                        } else {
-                            body_error
-                        },
-                    });
-                }
-            };
-            // `wait` is the server's Retry-After: it saturates, then is capped.
-            let wait = wait.saturating_add(slow_down).min(poll.max_interval);
-            if started.elapsed().as_secs() + wait > poll.deadline {
-                // Best effort: tell the server to stop holding the request.
-                let _cancelled = self.cancel(resource, &location).await;
-                return Err(AgentError::PollTimeout {
-                    secs: poll.deadline,
-                });
-            }
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-            resp = self
-                .poll_once(resource, &location, Method::GET, Bytes::new())
-                .await?;
-        }
+        let mut pending = ResourcePending {
+            client: self,
+            resource,
+            location: pending_url(&first, &parts.uri)?,
+            prompted: BTreeSet::new(),
+            answered: BTreeSet::new(),
+        };
+        crate::deferred_poll::until_done(&mut pending, &self.config.poll, first).await
     }
 
     /// Acts on a `202`: an interaction for the person, a clarification to answer, or the
@@ -1145,51 +1031,12 @@ fn signature_error(resp: &http::Response<Bytes>) -> Option<ErrorCode> {
         .map(|h| h.code)
 }
 
-/// `Retry-After` in seconds (delta-seconds only; a date counts as absent).
-fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
-    resp.headers()
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn pending_status(resp: &http::Response<Bytes>) -> String {
     #[derive(Deserialize)]
     struct Status {
         status: String,
     }
     serde_json::from_slice::<Status>(resp.body()).map_or_else(|_| String::new(), |s| s.status)
-}
-
-/// The `Location` of a `202`, resolved against the request and required to be on the
-/// same origin (draft -11 §9: pending URLs are same-origin).
-fn pending_url(resp: &http::Response<Bytes>, request: &http::Uri) -> Result<http::Uri, AgentError> {
-    let bad = |reason: &str| AgentError::BadDeferred {
-        reason: reason.to_owned(),
-    };
-    let location = resp
-        .headers()
-        .get(http::header::LOCATION)
-        .ok_or_else(|| bad("202 without Location"))?
-        .to_str()
-        .map_err(|_| bad("Location is not visible ASCII"))?;
-    let uri: http::Uri = location.parse().map_err(|_| bad("Location is not a URI"))?;
-    let resolved = if uri.scheme().is_some() {
-        uri
-    } else if location.starts_with('/') && !location.starts_with("//") {
-        let mut p = request.clone().into_parts();
-        p.path_and_query = uri.path_and_query().cloned();
-        http::Uri::from_parts(p).map_err(|_| bad("cannot resolve Location"))?
-    } else {
-        return Err(bad("Location must be absolute or an absolute path"));
-    };
-    if resolved.scheme() != request.scheme() || resolved.authority() != request.authority() {
-        return Err(bad("Location is on another origin"));
-    }
-    Ok(resolved)
 }
 
 fn clone_parts(parts: &Parts) -> Parts {
@@ -1250,5 +1097,47 @@ impl tower_service::Service<http::Request<Bytes>> for AAuthClient {
     fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
         let client = self.clone();
         Box::pin(async move { client.send(req).await })
+    }
+}
+
+/// A resource's pending request, as the shared polling loop drives it.
+struct ResourcePending<'a> {
+    client: &'a AAuthClient,
+    resource: &'a ServerId,
+    location: http::Uri,
+    /// Interactions, questions and resource tokens already acted on.
+    prompted: BTreeSet<String>,
+    /// `401` challenges already answered.
+    answered: BTreeSet<&'static str>,
+}
+
+#[async_trait]
+impl crate::deferred_poll::PendingRequest for ResourcePending<'_> {
+    async fn pending(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
+        self.client
+            .on_pending(resp, self.resource, &self.location, &mut self.prompted)
+            .await?;
+        Ok(false)
+    }
+
+    async fn unauthorized(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
+        let cred = self
+            .client
+            .credential(self.resource, self.client.now())
+            .await?;
+        self.client
+            .answer_401(resp, self.resource, &cred, &mut self.answered)
+            .await
+    }
+
+    async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
+        self.client
+            .poll_once(self.resource, &self.location, Method::GET, Bytes::new())
+            .await
+    }
+
+    async fn cancel(&mut self) {
+        // Best effort: tell the server to stop holding the request.
+        let _cancelled = self.client.cancel(self.resource, &self.location).await;
     }
 }

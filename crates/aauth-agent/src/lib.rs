@@ -39,6 +39,7 @@
 mod agent;
 mod cache;
 mod client;
+mod deferred_poll;
 mod error;
 mod https;
 mod provider;
@@ -53,8 +54,9 @@ pub use agent::{
 pub use cache::{CachedToken, TokenCache, TokenKind};
 pub use client::{
     AAuthClient, AuthTokenRequest, ClientBuilder, Interaction, PersonServerClient,
-    PersonTokenRequest, PollPolicy, SigningLayer,
+    PersonTokenRequest, SigningLayer,
 };
+pub use deferred_poll::PollPolicy;
 pub use error::AgentError;
 pub use https::HttpsClient;
 pub use provider::{

@@ -2,7 +2,6 @@
 //! auth tokens, requested with the agent token, the body covered by the signature.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use aauth_headers::{AAuthRequirement, Prefer, Requirement, Scheme};
 use aauth_keys::rand::OsRandom;
@@ -17,6 +16,7 @@ use serde::Deserialize;
 use sha2::Digest as _;
 
 use crate::agent::problem_error;
+use crate::deferred_poll::pending_url;
 use crate::{
     Agent, AgentError, AuthTokenRequest, Interaction, PersonServerClient, PersonTokenRequest,
     PollPolicy, Transport,
@@ -210,71 +210,31 @@ impl HttpPersonServer {
             agent.refresh(now, &stale.token).await?;
             resp = self.signed(agent, Method::POST, url, body).await?;
         }
-        let started = tokio::time::Instant::now();
-        let mut slow_down: u64 = 0;
-        let mut location: Option<String> = None;
-        let mut prompted: Vec<String> = Vec::new();
-        loop {
-            let status = resp.status();
-            let wait = match status {
-                StatusCode::OK => {
-                    return serde_json::from_slice(resp.body()).map_err(|e| {
-                        AgentError::PersonServer {
-                            status,
-                            error: format!("unreadable answer: {e}"),
-                        }
-                    });
-                }
-                StatusCode::ACCEPTED => {
-                    if location.is_none() {
-                        location = Some(same_origin(&resp, url)?);
-                    }
-                    self.prompt(&resp, &mut prompted)?;
-                    if let Some(pending) = &location
-                        && self.clarify(agent, &resp, pending).await?
-                    {
-                        0
-                    } else {
-                        retry_after(&resp).unwrap_or(self.poll.default_interval)
-                    }
-                }
-                StatusCode::TOO_MANY_REQUESTS if location.is_some() => {
-                    slow_down = slow_down.saturating_add(5);
-                    retry_after(&resp).unwrap_or(self.poll.default_interval)
-                }
-                s @ (StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT | StatusCode::GONE)
-                    if location.is_some() =>
-                {
-                    return Err(AgentError::Deferred {
-                        status: s,
-                        error: problem_error(resp.body()),
-                    });
-                }
-                s => {
-                    return Err(AgentError::PersonServer {
-                        status: s,
-                        error: problem_error(resp.body()),
-                    });
-                }
-            };
-            let Some(pending) = &location else {
-                return Err(AgentError::BadDeferred {
-                    reason: "202 without Location".to_owned(),
-                });
-            };
-            // `wait` is the server's Retry-After: it saturates, then is capped.
-            let wait = wait.saturating_add(slow_down).min(self.poll.max_interval);
-            if started.elapsed().as_secs() + wait > self.poll.deadline {
-                let _cancelled = self
-                    .signed(agent, Method::DELETE, pending, Bytes::new())
-                    .await;
-                return Err(AgentError::PollTimeout {
-                    secs: self.poll.deadline,
+        let resp = match resp.status() {
+            StatusCode::OK => resp,
+            StatusCode::ACCEPTED => {
+                let request: http::Uri = url.parse().map_err(|_| AgentError::BadDeferred {
+                    reason: "the request URL is not a URI".to_owned(),
+                })?;
+                let mut pending = PsPending {
+                    client: self,
+                    agent,
+                    location: pending_url(&resp, &request)?.to_string(),
+                    prompted: Vec::new(),
+                };
+                crate::deferred_poll::until_done(&mut pending, &self.poll, resp).await?
+            }
+            s => {
+                return Err(AgentError::PersonServer {
+                    status: s,
+                    error: problem_error(resp.body()),
                 });
             }
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-            resp = self.poll_once(agent, pending).await?;
-        }
+        };
+        serde_json::from_slice(resp.body()).map_err(|e| AgentError::PersonServer {
+            status: resp.status(),
+            error: format!("unreadable answer: {e}"),
+        })
     }
 }
 
@@ -660,45 +620,6 @@ impl HttpPersonServer {
     }
 }
 
-fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
-    resp.headers()
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The pending URL of a `202`, absolute, on the request's origin.
-fn same_origin(resp: &http::Response<Bytes>, request: &str) -> Result<String, AgentError> {
-    let bad = |reason: &str| AgentError::BadDeferred {
-        reason: reason.to_owned(),
-    };
-    let location = resp
-        .headers()
-        .get(http::header::LOCATION)
-        .ok_or_else(|| bad("202 without Location"))?
-        .to_str()
-        .map_err(|_| bad("Location is not visible ASCII"))?;
-    let req: http::Uri = request.parse().map_err(|_| bad("request URL"))?;
-    let origin = format!(
-        "{}://{}",
-        req.scheme_str().unwrap_or("https"),
-        req.authority().map_or("", http::uri::Authority::as_str)
-    );
-    let absolute = if location.starts_with('/') && !location.starts_with("//") {
-        format!("{origin}{location}")
-    } else {
-        location.to_owned()
-    };
-    if absolute == origin || absolute.starts_with(&format!("{origin}/")) {
-        Ok(absolute)
-    } else {
-        Err(bad("Location is on another origin"))
-    }
-}
-
 #[derive(Deserialize)]
 struct PersonAnswer {
     person_token: String,
@@ -880,5 +801,33 @@ impl PersonServerClient for UpstreamRelay {
         self.ps
             .auth_token_as(agent, request, None, Some(&self.upstream_token))
             .await
+    }
+}
+
+/// A Person Server's pending request, as the shared polling loop drives it.
+struct PsPending<'a> {
+    client: &'a HttpPersonServer,
+    agent: &'a Agent,
+    location: String,
+    /// Interactions already shown to the person.
+    prompted: Vec<String>,
+}
+
+#[async_trait]
+impl crate::deferred_poll::PendingRequest for PsPending<'_> {
+    async fn pending(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
+        self.client.prompt(resp, &mut self.prompted)?;
+        self.client.clarify(self.agent, resp, &self.location).await
+    }
+
+    async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
+        self.client.poll_once(self.agent, &self.location).await
+    }
+
+    async fn cancel(&mut self) {
+        let _cancelled = self
+            .client
+            .signed(self.agent, Method::DELETE, &self.location, Bytes::new())
+            .await;
     }
 }

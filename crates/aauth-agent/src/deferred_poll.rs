@@ -1,0 +1,314 @@
+//! The one polling loop behind every deferred answer the agent follows: a resource's, a
+//! Person Server's (draft -11, "Deferred Responses": "Pending Response", "Polling with
+//! GET", "Deferred Response State Machine").
+//!
+//! Once a `202` has named a pending URL, each answer to a poll means one thing, whoever
+//! sent it:
+//!
+//! | Status | What the loop does |
+//! |---|---|
+//! | `2xx` | done: the answer is returned |
+//! | `202` | still pending: the client acts on it (prompts the person, answers a clarification, obtains an auth token); polls again after `Retry-After` (default 5 s), at once when it posted an answer |
+//! | `429` | slow down: every later wait grows by 5 s, then `Retry-After` |
+//! | `503` | temporarily unavailable: back off per `Retry-After` and poll again |
+//! | `401` | the client may answer it (fresh credentials, an auth token) and poll at once; otherwise terminal |
+//! | `403`, `408`, `410` | terminal: `denied`, `expired`, `invalid_code` (the body's `error` when it has one) |
+//! | anything else | terminal (`server_error` unless the body names the error) |
+//!
+//! Every wait is capped by the client's `PollPolicy::max_interval`, and a request that
+//! would outlast its `deadline` is cancelled (`DELETE`, best effort) and ends in
+//! [`AgentError::PollTimeout`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::AgentError;
+use crate::agent::problem_error;
+
+/// What a client does between polls of one pending URL.
+#[async_trait]
+pub(crate) trait PendingRequest: Send {
+    /// Acts on a `202` (prompt the person, answer a question, obtain a token); `true`
+    /// when it posted something and the next poll should come at once.
+    async fn pending(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError>;
+
+    /// Answers a `401` to a poll; `true` when answered and the poll should be repeated at
+    /// once. By default a `401` is terminal.
+    async fn unauthorized(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
+        let _ = resp;
+        Ok(false)
+    }
+
+    /// One `GET` of the pending URL.
+    async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError>;
+
+    /// Withdraws the request (`DELETE`), best effort.
+    async fn cancel(&mut self);
+}
+
+/// Follows `first` (a `202`) to its end under `policy`.
+///
+/// # Errors
+///
+/// [`AgentError::Deferred`] for a terminal refusal, [`AgentError::PollTimeout`] past the
+/// deadline, and whatever the client's steps fail with.
+pub(crate) async fn until_done(
+    request: &mut impl PendingRequest,
+    policy: &PollPolicy,
+    first: http::Response<Bytes>,
+) -> Result<http::Response<Bytes>, AgentError> {
+    let started = tokio::time::Instant::now();
+    let mut resp = first;
+    let mut slow_down: u64 = 0;
+    loop {
+        let status = resp.status();
+        let wait = match status {
+            StatusCode::ACCEPTED => {
+                if request.pending(&resp).await? {
+                    0
+                } else {
+                    retry_after(&resp).unwrap_or(policy.default_interval)
+                }
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                slow_down = slow_down.saturating_add(5);
+                retry_after(&resp).unwrap_or(policy.default_interval)
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                retry_after(&resp).unwrap_or(policy.default_interval)
+            }
+            StatusCode::UNAUTHORIZED if request.unauthorized(&resp).await? => 0,
+            s if s.is_success() => return Ok(resp),
+            s => return Err(terminal(s, &resp)),
+        };
+        // `wait` is the server's Retry-After: it saturates, then is capped.
+        let wait = wait.saturating_add(slow_down).min(policy.max_interval);
+        if started.elapsed().as_secs().saturating_add(wait) > policy.deadline {
+            request.cancel().await;
+            return Err(AgentError::PollTimeout {
+                secs: policy.deadline,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        resp = request.poll().await?;
+    }
+}
+
+/// The terminal error for `status`: the body's `error`, or the draft's polling error
+/// code for the status.
+fn terminal(status: StatusCode, resp: &http::Response<Bytes>) -> AgentError {
+    let named = problem_error(resp.body());
+    let error = if named.is_empty() {
+        match status {
+            StatusCode::FORBIDDEN => "denied",
+            StatusCode::REQUEST_TIMEOUT => "expired",
+            StatusCode::GONE => "invalid_code",
+            _ => "server_error",
+        }
+        .to_owned()
+    } else {
+        named
+    };
+    AgentError::Deferred { status, error }
+}
+
+/// `Retry-After` in seconds (delta-seconds only; a date counts as absent).
+pub(crate) fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
+    resp.headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The `Location` of a `202`, resolved against the request and required to be on the
+/// same origin (draft -11, "Pending Response": the pending URL is on the responding
+/// server's origin).
+pub(crate) fn pending_url(
+    resp: &http::Response<Bytes>,
+    request: &http::Uri,
+) -> Result<http::Uri, AgentError> {
+    let bad = |reason: &str| AgentError::BadDeferred {
+        reason: reason.to_owned(),
+    };
+    let location = resp
+        .headers()
+        .get(http::header::LOCATION)
+        .ok_or_else(|| bad("202 without Location"))?
+        .to_str()
+        .map_err(|_| bad("Location is not visible ASCII"))?;
+    let uri: http::Uri = location.parse().map_err(|_| bad("Location is not a URI"))?;
+    let resolved = if uri.scheme().is_some() {
+        uri
+    } else if location.starts_with('/') && !location.starts_with("//") {
+        let mut p = request.clone().into_parts();
+        p.path_and_query = uri.path_and_query().cloned();
+        http::Uri::from_parts(p).map_err(|_| bad("cannot resolve Location"))?
+    } else {
+        return Err(bad("Location must be absolute or an absolute path"));
+    };
+    if resolved.scheme() != request.scheme() || resolved.authority() != request.authority() {
+        return Err(bad("Location is on another origin"));
+    }
+    Ok(resolved)
+}
+
+/// How deferred (`202`) responses are polled.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PollPolicy {
+    /// The interval when `Retry-After` is absent (the draft's 5 s).
+    pub default_interval: u64,
+    /// The largest interval honoured, whatever `Retry-After` says.
+    pub max_interval: u64,
+    /// How long to keep polling before cancelling (`DELETE`) and giving up.
+    pub deadline: u64,
+    /// `Prefer: wait=N` on each poll, for servers that long-poll.
+    pub prefer_wait: Option<u64>,
+}
+
+impl PollPolicy {
+    /// The interval when `Retry-After` is absent.
+    #[must_use]
+    pub fn default_interval(mut self, secs: u64) -> Self {
+        self.default_interval = secs;
+        self
+    }
+
+    /// The largest interval honoured.
+    #[must_use]
+    pub fn max_interval(mut self, secs: u64) -> Self {
+        self.max_interval = secs;
+        self
+    }
+
+    /// How long to poll before cancelling.
+    #[must_use]
+    pub fn deadline(mut self, secs: u64) -> Self {
+        self.deadline = secs;
+        self
+    }
+
+    /// Sends `Prefer: wait=secs` on each poll.
+    #[must_use]
+    pub fn prefer_wait(mut self, secs: u64) -> Self {
+        self.prefer_wait = Some(secs);
+        self
+    }
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            default_interval: 5,
+            max_interval: 60,
+            deadline: 600,
+            prefer_wait: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::{PendingRequest, PollPolicy, until_done};
+    use crate::AgentError;
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    /// Answers polls from a script and records what the loop asked of it.
+    struct Scripted {
+        answers: VecDeque<http::Response<Bytes>>,
+        polls: usize,
+        cancelled: bool,
+    }
+
+    fn answer(status: u16, retry_after: Option<&str>, body: &str) -> http::Response<Bytes> {
+        let mut b = http::Response::builder().status(status);
+        if let Some(r) = retry_after {
+            b = b.header("retry-after", r);
+        }
+        b.body(Bytes::from(body.to_owned())).expect("a response")
+    }
+
+    #[async_trait]
+    impl PendingRequest for Scripted {
+        async fn pending(&mut self, _: &http::Response<Bytes>) -> Result<bool, AgentError> {
+            Ok(false)
+        }
+
+        async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
+            self.polls += 1;
+            Ok(self
+                .answers
+                .pop_front()
+                .unwrap_or_else(|| answer(202, Some("1"), "")))
+        }
+
+        async fn cancel(&mut self) {
+            self.cancelled = true;
+        }
+    }
+
+    fn scripted(answers: Vec<http::Response<Bytes>>) -> Scripted {
+        Scripted {
+            answers: answers.into(),
+            polls: 0,
+            cancelled: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_and_slow_down_are_waited_out_then_the_answer_returns() {
+        let mut s = scripted(vec![
+            answer(503, Some("2"), ""),
+            answer(429, Some("1"), ""),
+            answer(202, Some("1"), ""),
+            answer(200, None, "{}"),
+        ]);
+        let start = tokio::time::Instant::now();
+        let done = until_done(&mut s, &PollPolicy::default(), answer(202, Some("1"), "")).await;
+        assert_eq!(done.map(|r| r.status()).ok(), Some(StatusCode::OK));
+        assert_eq!(s.polls, 4);
+        // 1 (first 202) + 2 (503) + 1+5 (429 slows every later wait by 5 s) + 1+5 (202).
+        assert_eq!(start.elapsed().as_secs(), 15);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terminal_answers_carry_the_drafts_polling_codes() {
+        for (status, body, code) in [
+            (403, "", "denied"),
+            (408, "", "expired"),
+            (410, "", "invalid_code"),
+            (500, "", "server_error"),
+            (403, r#"{"error":"abandoned"}"#, "abandoned"),
+        ] {
+            let mut s = scripted(vec![answer(status, None, body)]);
+            match until_done(&mut s, &PollPolicy::default(), answer(202, Some("0"), "")).await {
+                Err(AgentError::Deferred { status: got, error }) => {
+                    assert_eq!((got.as_u16(), error.as_str()), (status, code));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_deadline_the_request_is_cancelled() {
+        let mut s = scripted(Vec::new());
+        let policy = PollPolicy::default().deadline(10);
+        let r = until_done(&mut s, &policy, answer(202, Some("3"), "")).await;
+        assert!(
+            matches!(r, Err(AgentError::PollTimeout { secs: 10 })),
+            "{r:?}"
+        );
+        assert!(s.cancelled);
+    }
+}
