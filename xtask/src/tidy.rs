@@ -180,4 +180,183 @@ mod tests {
             );
         }
     }
+    /// Every `.rs` file under `crates/*/src`, with its path relative to the root.
+    fn library_sources() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir)
+                .expect("a source directory")
+                .flatten()
+            {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = crate::root();
+        let mut files = Vec::new();
+        for krate in std::fs::read_dir(root.join("crates"))
+            .expect("crates/")
+            .flatten()
+        {
+            let src = krate.path().join("src");
+            if src.is_dir() {
+                walk(&src, &mut files);
+            }
+        }
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).expect("a readable source file");
+                let rel = path
+                    .strip_prefix(&root)
+                    .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
+                (rel, text)
+            })
+            .collect()
+    }
+
+    /// The longest a source file in `crates/*/src` may be.
+    const MAX_FILE_LINES: usize = 1200;
+    /// The longest a function in `crates/*/src` may be, from `fn` to its closing brace.
+    const MAX_FN_LINES: usize = 120;
+
+    #[test]
+    fn tidy_no_source_file_over_1200_lines() {
+        for (path, text) in library_sources() {
+            let n = text.lines().count();
+            assert!(
+                n <= MAX_FILE_LINES,
+                "{path} has {n} lines (at most {MAX_FILE_LINES}: cut it into modules)"
+            );
+        }
+    }
+
+    /// `(name, first line, length)` of every function in `text` (a `fn` item whose body
+    /// closes at its own indentation, as rustfmt writes it).
+    fn functions(text: &str) -> Vec<(String, usize, usize)> {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut found = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            let rest = [
+                "pub(crate) ",
+                "pub(super) ",
+                "pub ",
+                "const ",
+                "async ",
+                "unsafe ",
+            ]
+            .iter()
+            .fold(trimmed, |t, p| t.strip_prefix(p).unwrap_or(t));
+            let rest = ["const ", "async ", "unsafe "]
+                .iter()
+                .fold(rest, |t, p| t.strip_prefix(p).unwrap_or(t));
+            let Some(name) = rest.strip_prefix("fn ") else {
+                continue;
+            };
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // The signature ends with `{` (a body) or `;` (a declaration).
+            let Some(open) = (i..lines.len()).find(|&j| {
+                let l = lines[j].trim_end();
+                l.ends_with('{') || l.ends_with(';')
+            }) else {
+                continue;
+            };
+            if lines[open].trim_end().ends_with(';') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            if let Some(end) = (open + 1..lines.len()).find(|&j| lines[j] == close) {
+                found.push((name, i + 1, end - i + 1));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn tidy_no_function_over_120_lines() {
+        let mut long = Vec::new();
+        for (path, text) in library_sources() {
+            for (name, line, n) in functions(&text) {
+                if n > MAX_FN_LINES {
+                    long.push(format!("{path}:{line} `{name}` is {n} lines"));
+                }
+            }
+        }
+        assert!(
+            long.is_empty(),
+            "functions over {MAX_FN_LINES} lines (cut them into named steps):\n{}",
+            long.join("\n")
+        );
+    }
+
+    #[test]
+    fn tidy_the_function_scanner_sees_functions() {
+        let text = "fn a() {\n    x();\n}\n\nimpl S {\n    pub(super) async fn b(\n        &self,\n    ) -> u8 {\n        1\n    }\n\n    fn c(&self);\n}\n";
+        assert_eq!(
+            functions(text),
+            vec![("a".to_owned(), 1, 3), ("b".to_owned(), 6, 5)]
+        );
+    }
+
+    #[test]
+    fn tidy_no_too_many_arguments_allowance() {
+        for (path, text) in library_sources() {
+            assert!(
+                !text.contains("too_many_arguments"),
+                "{path} allows too_many_arguments: give the arguments a struct"
+            );
+        }
+    }
+
+    #[test]
+    fn tidy_servers_say_why_a_default_is_right() {
+        for (path, text) in library_sources().into_iter().filter(|(p, _)| {
+            p.starts_with("crates/aauth-person-server/")
+                || p.starts_with("crates/aauth-access-server/")
+        }) {
+            for (i, line) in text.lines().enumerate() {
+                assert!(
+                    !line.contains("unwrap_or_default()") || line.contains("// default:"),
+                    "{path}:{}: unwrap_or_default without a `// default:` reason on its line",
+                    i + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tidy_no_reference_outside_the_repository() {
+        let out = Command::new("git")
+            .args(["ls-files", "-z"])
+            .current_dir(crate::root())
+            .output()
+            .expect("git ls-files runs");
+        // Spelled in pieces so that this file does not match itself.
+        let outside = [
+            ["..", "/shared/"].concat(),
+            ["/work", "/"].concat(),
+            ["security-", "catalogue"].concat(),
+            ["shared/", "design"].concat(),
+        ];
+        for path in String::from_utf8_lossy(&out.stdout).split('\0') {
+            let Ok(text) = std::fs::read_to_string(crate::root().join(path)) else {
+                continue; // binary or gone
+            };
+            for needle in &outside {
+                assert!(
+                    !text.contains(needle.as_str()),
+                    "{path} refers to `{needle}`, outside the repository"
+                );
+            }
+        }
+    }
 }
