@@ -275,7 +275,7 @@ impl aauth_agent::Transport for Recorder {
     async fn send(
         &self,
         req: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, aauth_agent::AgentError> {
+    ) -> Result<http::Response<Bytes>, aauth_agent::TransportError> {
         let mut seen = http::Request::new(req.body().to_vec());
         *seen.method_mut() = req.method().clone();
         *seen.uri_mut() = req.uri().clone();

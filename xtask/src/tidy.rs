@@ -115,6 +115,24 @@ mod tests {
     }
 
     #[test]
+    fn tidy_roles_never_depend_on_roles() {
+        let g = metadata();
+        let roles: Vec<&str> = LAYERS
+            .into_iter()
+            .filter(|&(_, l)| l >= 3)
+            .map(|(k, _)| k)
+            .collect();
+        for krate in &roles {
+            for dep in &g.normal[*krate] {
+                assert!(
+                    !roles.contains(&dep.as_str()),
+                    "{krate} must not depend on the role {dep}: share through layer 2"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn tidy_core_layers_do_no_io() {
         let g = metadata();
         for (krate, _) in LAYERS.into_iter().filter(|&(_, l)| l < 2) {

@@ -116,6 +116,12 @@ pub enum AgentError {
     },
 }
 
+impl From<aauth_metadata::TransportError> for AgentError {
+    fn from(e: aauth_metadata::TransportError) -> Self {
+        Self::Transport { reason: e.reason }
+    }
+}
+
 impl AgentError {
     pub(crate) fn transport(e: impl std::fmt::Display) -> Self {
         Self::Transport {

@@ -10,7 +10,7 @@ use aauth_metadata::{
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{AgentError, Transport};
+use crate::{Transport, TransportError};
 
 /// An HTTPS [`Transport`]: each request resolved with `R`, its addresses checked by the
 /// egress policy, sent over TLS to exactly those addresses; no redirects followed; a
@@ -72,19 +72,20 @@ impl<R: Resolve> HttpsClient<R> {
 
 #[async_trait]
 impl<R: Resolve> Transport for HttpsClient<R> {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
-        let url = HttpsUrl::parse(&req.uri().to_string()).map_err(|e| AgentError::NotAServer {
-            uri: req.uri().to_string(),
-            reason: e.to_string(),
-        })?;
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        let url = HttpsUrl::parse(&req.uri().to_string())
+            .map_err(|e| TransportError::new(format!("{}: {e}", req.uri())))?;
         let dest = self
             .policy
             .admit(&url, self.resolver.as_ref())
             .await
-            .map_err(AgentError::transport)?;
+            .map_err(TransportError::new)?;
         self.transport
             .request(&dest, url.port(), req, &self.limits)
             .await
-            .map_err(AgentError::transport)
+            .map_err(TransportError::new)
     }
 }

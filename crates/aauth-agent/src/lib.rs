@@ -46,8 +46,8 @@ mod provider;
 mod ps_client;
 #[cfg(feature = "reqwest")]
 mod reqwest_transport;
-mod transport;
 
+pub use aauth_metadata::{ServiceTransport, Transport, TransportError};
 pub use agent::{
     Agent, AgentToken, HttpTokenSource, REFRESH_MARGIN, SubagentTokenSource, TokenSource,
 };
@@ -66,4 +66,3 @@ pub use provider::{
 pub use ps_client::{ApprovedMission, HttpPersonServer, Permission, SubagentRelay, UpstreamRelay};
 #[cfg(feature = "reqwest")]
 pub use reqwest_transport::{REQWEST_MAX_BODY, ReqwestTransport};
-pub use transport::{ServiceTransport, Transport};

@@ -176,9 +176,10 @@ impl HttpPersonServer {
             &options,
             now,
         )?;
-        self.transport
+        Ok(self
+            .transport
             .send(http::Request::from_parts(parts, body))
-            .await
+            .await?)
     }
 
     /// POSTs `body` and returns the `200` JSON, polling a `202` until it completes.
@@ -266,9 +267,10 @@ impl HttpPersonServer {
             &options,
             now,
         )?;
-        self.transport
+        Ok(self
+            .transport
             .send(http::Request::from_parts(parts, Bytes::new()))
-            .await
+            .await?)
     }
 
     /// Answers a `requirement=clarification`: `true` when an answer was posted.

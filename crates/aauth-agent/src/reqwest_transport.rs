@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{AgentError, Transport};
+use crate::{AgentError, Transport, TransportError};
 
 /// The default response cap: 4 MiB.
 pub const REQWEST_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -42,7 +42,7 @@ impl ReqwestTransport {
         let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(AgentError::transport)?;
+            .map_err(TransportError::new)?;
         Ok(Self {
             client,
             max_body: REQWEST_MAX_BODY,
@@ -59,31 +59,36 @@ impl ReqwestTransport {
 
 #[async_trait]
 impl Transport for ReqwestTransport {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
-        let req = reqwest::Request::try_from(req).map_err(AgentError::transport)?;
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        let req = reqwest::Request::try_from(req).map_err(TransportError::new)?;
         let mut resp = self
             .client
             .execute(req)
             .await
-            .map_err(AgentError::transport)?;
+            .map_err(TransportError::new)?;
         if resp
             .content_length()
             .is_some_and(|n| n > self.max_body as u64)
         {
-            return Err(AgentError::Transport {
-                reason: format!("response body larger than {} bytes", self.max_body),
-            });
+            return Err(TransportError::new(format!(
+                "response body larger than {} bytes",
+                self.max_body
+            )));
         }
         let mut out = http::Response::new(Bytes::new());
         *out.status_mut() = resp.status();
         *out.version_mut() = resp.version();
         *out.headers_mut() = resp.headers().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(AgentError::transport)? {
+        while let Some(chunk) = resp.chunk().await.map_err(TransportError::new)? {
             if body.len() + chunk.len() > self.max_body {
-                return Err(AgentError::Transport {
-                    reason: format!("response body larger than {} bytes", self.max_body),
-                });
+                return Err(TransportError::new(format!(
+                    "response body larger than {} bytes",
+                    self.max_body
+                )));
             }
             body.extend_from_slice(&chunk);
         }

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::egress::{Admitted, EgressError, Resolve};
-use crate::guard::{FetchLimits, Transport};
+use crate::guard::{FetchLimits, FetchTransport};
 use crate::{FetchError, Fetched, HttpsUrl};
 
 /// The `User-Agent` sent on every fetch.
@@ -247,7 +247,7 @@ fn header(resp: &http::Response<Bytes>, name: &str) -> Option<String> {
 }
 
 #[async_trait]
-impl Transport for HttpsTransport {
+impl FetchTransport for HttpsTransport {
     async fn get(
         &self,
         url: &HttpsUrl,

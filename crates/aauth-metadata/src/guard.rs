@@ -33,7 +33,7 @@ impl Default for FetchLimits {
 /// `dest.host`. It must stop reading the body past `limits.max_body` and must not follow
 /// redirects. The HTTPS client implements it; tests substitute one that records calls.
 #[async_trait]
-pub trait Transport: Send + Sync + 'static {
+pub trait FetchTransport: Send + Sync + 'static {
     /// `GET url` via `dest`.
     ///
     /// # Errors
@@ -56,7 +56,7 @@ pub struct GuardedFetch<R, T> {
     limits: FetchLimits,
 }
 
-impl<R: Resolve, T: Transport> GuardedFetch<R, T> {
+impl<R: Resolve, T: FetchTransport> GuardedFetch<R, T> {
     /// A guarded fetcher.
     #[must_use]
     pub fn new(
@@ -104,7 +104,7 @@ impl<R: Resolve, T: Transport> GuardedFetch<R, T> {
 }
 
 #[async_trait]
-impl<R: Resolve, T: Transport> Fetch for GuardedFetch<R, T> {
+impl<R: Resolve, T: FetchTransport> Fetch for GuardedFetch<R, T> {
     async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(FetchError::Transport("no Tokio runtime".to_owned()));

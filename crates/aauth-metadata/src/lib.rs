@@ -48,6 +48,7 @@ mod resolvers;
 pub mod serve;
 pub mod store;
 pub mod throttle;
+mod transport;
 mod url;
 
 #[cfg(feature = "runtime")]
@@ -64,10 +65,13 @@ pub use document::{
 pub use egress::{Admitted, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};
 #[cfg(feature = "runtime")]
-pub use guard::{FetchLimits, GuardedFetch, Transport};
+pub use guard::{FetchLimits, FetchTransport, GuardedFetch};
 pub use publish::{PUBLISHED_CACHE_CONTROL, Published};
 #[cfg(feature = "runtime")]
 pub use resilience::{BreakerConfig, BreakerState, CircuitBreaker, ResilientFetch, RetryPolicy};
 #[cfg(feature = "runtime")]
 pub use resolvers::DiscoveryResolver;
+#[cfg(feature = "runtime")]
+pub use transport::ServiceTransport;
+pub use transport::{Transport, TransportError};
 pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};

@@ -47,7 +47,7 @@ pub struct HttpRevocationNotifier {
     ps: ServerId,
     signer: Arc<dyn aauth_keys::Signer>,
     kid: String,
-    transport: Arc<dyn aauth_agent::Transport>,
+    transport: Arc<dyn aauth_metadata::Transport>,
     clock: Arc<dyn aauth_keys::time::Clock>,
     random: SharedRandom,
 }
@@ -67,7 +67,7 @@ impl HttpRevocationNotifier {
         ps: ServerId,
         signer: Arc<dyn aauth_keys::Signer>,
         kid: &str,
-        transport: Arc<dyn aauth_agent::Transport>,
+        transport: Arc<dyn aauth_metadata::Transport>,
         clock: Arc<dyn aauth_keys::time::Clock>,
     ) -> Self {
         Self {
@@ -182,7 +182,7 @@ pub(crate) struct ServerSigner<'a> {
 /// (`sig=jwks_uri;id;dwk="aauth-person.json";kid`), covering `content-type` and
 /// `content-digest` (PS-51), sent through `transport`.
 pub(crate) async fn signed_post(
-    transport: &dyn aauth_agent::Transport,
+    transport: &dyn aauth_metadata::Transport,
     signer: &ServerSigner<'_>,
     now: aauth_keys::time::UnixTime,
     url: &str,
@@ -194,7 +194,7 @@ pub(crate) async fn signed_post(
 /// A `GET` of `url` signed by the Person Server as a server (a poll of an Access
 /// Server's pending URL), sent through `transport`.
 pub(crate) async fn signed_get(
-    transport: &dyn aauth_agent::Transport,
+    transport: &dyn aauth_metadata::Transport,
     signer: &ServerSigner<'_>,
     now: aauth_keys::time::UnixTime,
     url: &str,
@@ -204,7 +204,7 @@ pub(crate) async fn signed_get(
 
 /// A request signed by the Person Server as a server, its JSON body (if any) covered.
 async fn signed(
-    transport: &dyn aauth_agent::Transport,
+    transport: &dyn aauth_metadata::Transport,
     signer: &ServerSigner<'_>,
     now: aauth_keys::time::UnixTime,
     method: http::Method,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aauth_agent::{AgentError, Transport};
+use aauth_agent::{Transport, TransportError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -100,15 +100,12 @@ impl Transport for Net {
     /// # Panics
     ///
     /// If the request's URI has no host or path.
-    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, AgentError> {
+    async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
         let host = req.uri().host().expect("an absolute URI").to_owned();
-        let handler =
-            lock(&self.hosts)
-                .get(&host)
-                .cloned()
-                .ok_or_else(|| AgentError::Transport {
-                    reason: format!("no host {host}"),
-                })?;
+        let handler = lock(&self.hosts)
+            .get(&host)
+            .cloned()
+            .ok_or_else(|| TransportError::new(format!("no host {host}")))?;
         let (mut parts, body) = req.into_parts();
         parts.uri = parts
             .uri

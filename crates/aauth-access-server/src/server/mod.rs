@@ -88,7 +88,7 @@ pub struct AccessServer {
     /// Issuance records, revocations, waiting requests, bindings, billing.
     store: Arc<dyn AsStore>,
     /// Sends revocations to resources (AS-41, AS-43).
-    notifier: Option<Arc<dyn aauth_agent::Transport>>,
+    notifier: Option<Arc<dyn aauth_metadata::Transport>>,
     /// The most requests one Person Server may have waiting here at once.
     max_waiting: usize,
     /// Wrong interaction codes, counted per account and per client.
@@ -373,7 +373,7 @@ impl AccessServer {
     /// `transport` (each resource's `revocation_endpoint`, signed as this Access Server).
     /// Without it, those outcomes are reported as `revocation_unsupported`.
     #[must_use]
-    pub fn notify_revocations(mut self, transport: Arc<dyn aauth_agent::Transport>) -> Self {
+    pub fn notify_revocations(mut self, transport: Arc<dyn aauth_metadata::Transport>) -> Self {
         self.notifier = Some(transport);
         self
     }

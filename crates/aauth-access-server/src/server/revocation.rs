@@ -177,7 +177,7 @@ impl AccessServer {
     /// through `transport`.
     async fn deliver(
         &self,
-        transport: &Arc<dyn aauth_agent::Transport>,
+        transport: &Arc<dyn aauth_metadata::Transport>,
         resource: &ServerId,
         jti: &str,
         exp: u64,
@@ -237,7 +237,7 @@ impl AccessServer {
 /// `resource`'s `revocation_endpoint`, from its metadata document fetched through
 /// `transport`.
 async fn revocation_endpoint(
-    transport: &Arc<dyn aauth_agent::Transport>,
+    transport: &Arc<dyn aauth_metadata::Transport>,
     resource: &ServerId,
 ) -> Result<HttpsUrl, &'static str> {
     let unavailable = "revocation_unavailable";

@@ -589,11 +589,11 @@ struct Resources {
 }
 
 #[async_trait::async_trait]
-impl aauth_agent::Transport for Resources {
+impl aauth_metadata::Transport for Resources {
     async fn send(
         &self,
         req: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, aauth_agent::AgentError> {
+    ) -> Result<http::Response<bytes::Bytes>, aauth_metadata::TransportError> {
         if req.method() == http::Method::GET {
             assert_eq!(
                 req.uri(),

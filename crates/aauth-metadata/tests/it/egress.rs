@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aauth_metadata::egress::special_range;
 use aauth_metadata::{
-    Admitted, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, Fetched, GuardedFetch,
-    HttpsUrl, Resolve, Transport,
+    Admitted, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, FetchTransport, Fetched,
+    GuardedFetch, HttpsUrl, Resolve,
 };
 use aauth_test_support::url;
 use async_trait::async_trait;
@@ -74,7 +74,7 @@ impl RecordingTransport {
 }
 
 #[async_trait]
-impl Transport for RecordingTransport {
+impl FetchTransport for RecordingTransport {
     async fn get(
         &self,
         _url: &HttpsUrl,

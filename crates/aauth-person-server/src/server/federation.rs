@@ -157,7 +157,7 @@ impl PersonServer {
     }
 
     /// The transport to Access Servers.
-    fn federation(&self) -> Result<&dyn aauth_agent::Transport, PsError> {
+    fn federation(&self) -> Result<&dyn aauth_metadata::Transport, PsError> {
         self.federation
             .as_deref()
             .ok_or_else(|| PsError::AsUnreachable("no federation configured".to_owned()))
@@ -167,7 +167,7 @@ impl PersonServer {
     /// tokens to its `auth_token_endpoint`.
     async fn ask_access_server(
         &self,
-        transport: &dyn aauth_agent::Transport,
+        transport: &dyn aauth_metadata::Transport,
         f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
@@ -216,7 +216,7 @@ impl PersonServer {
     /// A signed `POST` of `body` to the Access Server.
     async fn post_to_access_server(
         &self,
-        transport: &dyn aauth_agent::Transport,
+        transport: &dyn aauth_metadata::Transport,
         url: &HttpsUrl,
         body: &serde_json::Value,
         now: UnixTime,
@@ -229,7 +229,7 @@ impl PersonServer {
     /// A signed `GET` of the Access Server's pending URL.
     async fn get_from_access_server(
         &self,
-        transport: &dyn aauth_agent::Transport,
+        transport: &dyn aauth_metadata::Transport,
         url: &HttpsUrl,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {

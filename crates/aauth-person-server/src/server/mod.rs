@@ -125,7 +125,7 @@ pub struct PersonServer {
     /// PS-13: at most `.0` distinct resources per agent within `.1` seconds.
     resource_limit: (usize, u64),
     /// Sends four-party token requests to resources' Access Servers (PS-50…54).
-    federation: Option<Arc<dyn aauth_agent::Transport>>,
+    federation: Option<Arc<dyn aauth_metadata::Transport>>,
     /// The most a federation exchange may take before it is `as_unreachable`.
     federation_timeout: std::time::Duration,
     /// What it tells an Access Server that asks for claims.
@@ -443,7 +443,7 @@ impl PersonServer {
     /// its refusals are relayed with their status and `error`. Without this, such a
     /// resource token is `invalid_resource_token`.
     #[must_use]
-    pub fn federate(mut self, transport: Arc<dyn aauth_agent::Transport>) -> Self {
+    pub fn federate(mut self, transport: Arc<dyn aauth_metadata::Transport>) -> Self {
         self.federation = Some(transport);
         self
     }

@@ -5,9 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use aauth_agent::{AgentError, Transport};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
+use aauth_metadata::{Transport, TransportError};
 use aauth_person_server::AUTH_TOKEN_PATH;
 use aauth_tokens::{AuthIssuer, AuthTokenBuilder, PersonClaims, ResourceTokenBuilder};
 use async_trait::async_trait;
@@ -19,7 +19,7 @@ use aauth_test_support::verify::issuer_keys;
 
 /// What the scripted Access Server answers the token request with.
 type Answer =
-    Box<dyn Fn(&serde_json::Value) -> Result<http::Response<Bytes>, AgentError> + Send + Sync>;
+    Box<dyn Fn(&serde_json::Value) -> Result<http::Response<Bytes>, TransportError> + Send + Sync>;
 
 struct ScriptedAs {
     answer: Answer,
@@ -29,7 +29,10 @@ struct ScriptedAs {
 
 #[async_trait]
 impl Transport for ScriptedAs {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
         if req.method() == http::Method::GET {
             assert_eq!(
                 req.uri(),
@@ -58,7 +61,7 @@ impl Transport for ScriptedAs {
     }
 }
 
-fn ok(json: &serde_json::Value) -> Result<http::Response<Bytes>, AgentError> {
+fn ok(json: &serde_json::Value) -> Result<http::Response<Bytes>, TransportError> {
     Ok(http::Response::new(Bytes::from(json.to_string())))
 }
 
@@ -210,11 +213,7 @@ async fn a_down_failing_or_lying_access_server_is_as_unreachable_and_nothing_is_
     let cases: Vec<(String, Answer)> = vec![
         (
             "down".to_owned(),
-            Box::new(|_| {
-                Err(AgentError::Transport {
-                    reason: "connection refused".to_owned(),
-                })
-            }),
+            Box::new(|_| Err(TransportError::new("connection refused"))),
         ),
         (
             "a 500".to_owned(),
@@ -378,7 +377,10 @@ async fn without_federation_a_resource_token_for_an_access_server_is_invalid() {
 struct SilentAs;
 #[async_trait]
 impl Transport for SilentAs {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
         if req.method() == http::Method::GET {
             return Ok(http::Response::new(Bytes::from_static(
                 br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
@@ -417,7 +419,10 @@ struct ClaimsAs {
 
 #[async_trait]
 impl Transport for ClaimsAs {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
         if req.method() == http::Method::GET {
             return Ok(http::Response::new(Bytes::from_static(
                 br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
@@ -583,7 +588,10 @@ struct ApprovingAs {
 
 #[async_trait]
 impl Transport for ApprovingAs {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
         if req.uri() == "https://as.example/.well-known/aauth-access.json" {
             return Ok(http::Response::new(Bytes::from_static(
                 br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
@@ -754,7 +762,10 @@ struct AskingAs {
 
 #[async_trait]
 impl Transport for AskingAs {
-    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, AgentError> {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
         match (req.method().as_str(), req.uri().path()) {
             ("GET", "/.well-known/aauth-access.json") => Ok(http::Response::new(Bytes::from_static(
                 br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
