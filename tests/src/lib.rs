@@ -79,19 +79,6 @@ impl Transcript {
     }
 }
 
-/// Whether a demo runs yet.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub enum Status {
-    /// Implemented: run it.
-    Ready(fn() -> Result<Transcript, String>),
-    /// Waiting for the issue that brings its roles.
-    Pending {
-        /// What it needs.
-        needs: &'static str,
-    },
-}
-
 /// A demo in the registry.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -102,8 +89,8 @@ pub struct Demo {
     pub slug: &'static str,
     /// Its title.
     pub title: &'static str,
-    /// Whether it runs.
-    pub status: Status,
+    /// Runs it over the demo world's TLS and returns its transcript.
+    pub run: fn() -> Result<Transcript, String>,
 }
 
 /// Every demo, in order.
@@ -112,79 +99,79 @@ pub const DEMOS: [Demo; 13] = [
         number: 0,
         slug: "core",
         title: "The protocol core: agent token, signed requests, verification",
-        status: Status::Ready(d00_core::run),
+        run: d00_core::run,
     },
     Demo {
         number: 1,
         slug: "pseudonymous",
         title: "Phase 1: pseudonymous access (hwk) and the answer to an unsigned request",
-        status: Status::Ready(d01_pseudonymous::run),
+        run: d01_pseudonymous::run,
     },
     Demo {
         number: 2,
         slug: "agent-identity",
         title: "Phase 2: agent identity (an agent token from its provider, admitted and named)",
-        status: Status::Ready(d02_agent_identity::run),
+        run: d02_agent_identity::run,
     },
     Demo {
         number: 3,
         slug: "autonomous",
         title: "Phase 3: autonomous three-party authorization (person token, resource token, auth token from the PS)",
-        status: Status::Ready(d03_three_party::run),
+        run: d03_three_party::run,
     },
     Demo {
         number: 4,
         slug: "consent",
         title: "Phase 4: user delegation (deferred 202, interaction code, consent page)",
-        status: Status::Ready(d04_consent::run),
+        run: d04_consent::run,
     },
     Demo {
         number: 5,
         slug: "missions",
         title: "Phase 5: missions",
-        status: Status::Ready(d05_missions::run),
+        run: d05_missions::run,
     },
     Demo {
         number: 6,
         slug: "sub-agents",
         title: "Phase 6: agent delegation (sub-agents)",
-        status: Status::Ready(d06_subagents::run),
+        run: d06_subagents::run,
     },
     Demo {
         number: 7,
         slug: "call-chaining",
         title: "Phase 7: call chaining",
-        status: Status::Ready(d07_call_chaining::run),
+        run: d07_call_chaining::run,
     },
     Demo {
         number: 8,
         slug: "clarification",
         title: "Phase 8: clarification chat",
-        status: Status::Ready(d08_clarification::run),
+        run: d08_clarification::run,
     },
     Demo {
         number: 9,
         slug: "interaction-chaining",
         title: "Phase 9: interaction chaining",
-        status: Status::Ready(d09_interaction_chaining::run),
+        run: d09_interaction_chaining::run,
     },
     Demo {
         number: 10,
         slug: "authorization-endpoint",
         title: "Phase 10: the resource's authorization endpoint (proactive resource token)",
-        status: Status::Ready(d10_authorization_endpoint::run),
+        run: d10_authorization_endpoint::run,
     },
     Demo {
         number: 11,
         slug: "four-party",
         title: "Phase 11: PS–AS trust (federated four-party path)",
-        status: Status::Ready(d11_four_party::run),
+        run: d11_four_party::run,
     },
     Demo {
         number: 12,
         slug: "mission-lifecycle",
         title: "Phase 12: mission lifecycle end to end",
-        status: Status::Ready(d05_missions::run_lifecycle),
+        run: d05_missions::run_lifecycle,
     },
 ];
 

@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use aauth_demos::{DEMOS, Status};
+use aauth_demos::DEMOS;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,12 +35,7 @@ fn main() -> ExitCode {
     let arg = args.first().cloned().unwrap_or_else(|| "all".to_owned());
     if arg == "--list" {
         for d in DEMOS {
-            let state = match d.status {
-                Status::Ready(_) => "ready".to_owned(),
-                Status::Pending { needs } => format!("pending: needs {needs}"),
-                _ => "unknown".to_owned(),
-            };
-            println!("{:>2}  {:<22} {}  [{state}]", d.number, d.slug, d.title);
+            println!("{:>2}  {:<22} {}", d.number, d.slug, d.title);
         }
         return ExitCode::SUCCESS;
     }
@@ -56,34 +51,22 @@ fn main() -> ExitCode {
             }
         },
     };
-    let (mut ran, mut pending, mut failed) = (0, 0, 0);
+    let (mut ran, mut failed) = (0, 0);
     for d in selected {
-        match d.status {
-            Status::Ready(run) => {
-                println!("=== Demo {}: {} ===", d.number, d.title);
-                match run() {
-                    Ok(t) => {
-                        print!("{}", t.render());
-                        ran += 1;
-                    }
-                    Err(e) => {
-                        eprintln!("demo {} FAILED: {e}", d.number);
-                        failed += 1;
-                    }
-                }
-                println!();
+        println!("=== Demo {}: {} ===", d.number, d.title);
+        match (d.run)() {
+            Ok(t) => {
+                print!("{}", t.render());
+                ran += 1;
             }
-            Status::Pending { needs } => {
-                println!(
-                    "=== Demo {}: {} ===\n  NOT YET IMPLEMENTED: needs {needs}\n",
-                    d.number, d.title
-                );
-                pending += 1;
+            Err(e) => {
+                eprintln!("demo {} FAILED: {e}", d.number);
+                failed += 1;
             }
-            _ => {}
         }
+        println!();
     }
-    println!("{ran} demo(s) ran, {failed} failed, {pending} not yet implemented");
+    println!("{ran} demo(s) ran, {failed} failed");
     if failed > 0 {
         ExitCode::FAILURE
     } else {

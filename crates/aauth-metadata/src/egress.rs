@@ -223,8 +223,9 @@ impl EgressPolicy {
         self.admit_addrs(url, &addrs)
     }
 
-    /// Whether a redirect from `from` to `location` may be followed: only to the same
-    /// origin. Discovery itself follows none.
+    /// Classifies a redirect that a fetch of `from` was answered with: to another origin
+    /// (or not an `https` URL) it is an egress refusal; to the same origin it is returned,
+    /// for the caller's own error. Discovery follows neither.
     ///
     /// # Errors
     ///

@@ -27,7 +27,7 @@
 //! - [`throttle`]: one throttle for every guessable secret a server checks (interaction
 //!   codes, passwords): exponential back-off per key, bounded, `O(1)` to check.
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
-//!   addresses, same-origin redirects only).
+//!   addresses; no redirect is followed).
 
 #[cfg(feature = "runtime")]
 mod cache;

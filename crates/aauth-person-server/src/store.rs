@@ -1,5 +1,8 @@
-//! What a Person Server keeps: agent–person bindings and issuance records, behind a trait
-//! (memory here; the embedded SQLite store comes with the rest of the Person Server).
+//! What a Person Server keeps, behind one trait ([`PsStore`]): agent–person bindings,
+//! issuance records and revocations, pending requests (with their change notifications),
+//! sessions and password hashes, missions, call chains. [`MemoryStore`] here for a single
+//! process and tests; the embedded SQLite store (`SqliteStore`, feature `sqlite`) in
+//! `sqlite/`.
 
 use crate::changes::{ChangeHub, PendingChanges};
 use std::collections::{BTreeMap, BTreeSet};
