@@ -42,10 +42,10 @@ pub enum PsError {
     /// The resource's Access Server could not give a verifiable auth token (unreachable,
     /// slow, malformed, or failing PS-53): `as_unreachable` (502).
     #[error("as_unreachable: {0}")]
-    AsUnreachable(String),
+    AccessServerUnreachable(String),
     /// The resource's Access Server refused; its `error` and status are relayed (PS-54).
     #[error("{error}: the Access Server refused: {detail}")]
-    AsRefused {
+    AccessServerRefused {
         /// The Access Server's status (a 4xx).
         status: u16,
         /// Its `error` value.
@@ -57,7 +57,7 @@ pub enum PsError {
     /// agent is given its link) or an approval (`requirement=approval`) first; the
     /// request waits at `location` (handled by the server: the agent sees a `202`).
     #[error("the Access Server needs the person first")]
-    AsInteraction {
+    AccessServerInteraction {
         /// The Access Server's pending URL.
         location: String,
         /// Its `AAuth-Requirement` value, passed to the agent unchanged (empty when there
@@ -69,7 +69,7 @@ pub enum PsError {
     },
     /// The Access Server is still waiting for the person (the agent sees a `202`).
     #[error("the Access Server is still waiting for the person")]
-    AsPending,
+    AccessServerPending,
     /// The resource revoked the resource token: `revoked_resource_token` (403).
     #[error("revoked_resource_token")]
     RevokedResourceToken,
@@ -143,11 +143,11 @@ impl PsError {
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::RevokedUpstreamToken => "revoked_upstream_token",
             Self::RateLimited { .. } => "rate_limited",
-            Self::AsUnreachable(_) | Self::AsInteraction { .. } | Self::AsPending => {
-                "as_unreachable"
-            }
+            Self::AccessServerUnreachable(_)
+            | Self::AccessServerInteraction { .. }
+            | Self::AccessServerPending => "as_unreachable",
             // The relayed value is in the body; this is its family.
-            Self::AsRefused { .. } => "as_refused",
+            Self::AccessServerRefused { .. } => "as_refused",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::RevokedSubagentToken => "revoked_subagent_token",
@@ -175,10 +175,10 @@ impl PsError {
             Self::MissionNotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::AsUnreachable(_) | Self::AsInteraction { .. } | Self::AsPending => {
-                StatusCode::BAD_GATEWAY
-            }
-            Self::AsRefused { status, .. } => {
+            Self::AccessServerUnreachable(_)
+            | Self::AccessServerInteraction { .. }
+            | Self::AccessServerPending => StatusCode::BAD_GATEWAY,
+            Self::AccessServerRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
             Self::Server(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -206,7 +206,7 @@ impl PsError {
                 body["violation"] = (*code).into();
                 body["detail"] = self.to_string().into();
             }
-            Self::AsRefused { error, detail, .. } => {
+            Self::AccessServerRefused { error, detail, .. } => {
                 body["error"] = error.clone().into();
                 body["detail"] = format!("the Access Server refused: {detail}").into();
             }

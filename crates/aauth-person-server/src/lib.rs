@@ -52,7 +52,7 @@ pub use pending::{
 };
 pub use policy::dangerous;
 pub use policy::{
-    AlwaysAsk, AsQuestions, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
+    AccessServerQuestions, AlwaysAsk, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
     ConsentRequest, Decision, PaymentSettler,
 };
 pub use server::{

@@ -92,10 +92,10 @@ pub struct FourParty {
     /// The upstream token (call chaining).
     pub upstream_token: Option<String>,
     /// Where the Access Server keeps the request while the person is with it.
-    pub as_pending: Option<String>,
+    pub access_server_pending: Option<String>,
     /// The Access Server's question (`requirement=clarification`), passed to the agent,
     /// and the agent's answer once given and not yet forwarded.
-    pub as_question: Option<(String, Option<String>)>,
+    pub access_server_question: Option<(String, Option<String>)>,
 }
 
 impl FourParty {
@@ -114,8 +114,8 @@ impl FourParty {
             presented_token,
             subagent_token: None,
             upstream_token: None,
-            as_pending: None,
-            as_question: None,
+            access_server_pending: None,
+            access_server_question: None,
         }
     }
 }
@@ -231,13 +231,13 @@ impl ChatTurn {
 impl Pending {
     /// The resource's Access Server's question (four-party), not yet answered here.
     #[must_use]
-    pub fn open_as_question(&self) -> Option<&str> {
+    pub fn open_access_server_question(&self) -> Option<&str> {
         match &self.request {
             PendingRequest::AuthToken {
                 four_party: Some(f),
                 ..
             } => f
-                .as_question
+                .access_server_question
                 .as_ref()
                 .filter(|(_, a)| a.is_none())
                 .map(|(q, _)| q.as_str()),

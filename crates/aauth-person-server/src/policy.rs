@@ -137,7 +137,7 @@ pub trait PaymentSettler: Send + Sync {
 /// behalf when the Person Server knows the answer (draft -11 §AS Response: the Person
 /// Server triages who answers: itself, the person, or the agent). `None` passes the
 /// question on to the agent.
-pub trait AsQuestions: Send + Sync {
+pub trait AccessServerQuestions: Send + Sync {
     /// The answer for the person `account`, if this Person Server gives one.
     fn answer(&self, account: &str, access_server: &ServerId, question: &str) -> Option<String>;
 }

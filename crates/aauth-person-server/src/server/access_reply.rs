@@ -1,7 +1,7 @@
 //! What an Access Server answers this Person Server, read once (draft -11, "Access
 //! Server" and "Deferred Responses"): a typed reply whose pending URL is parsed and
 //! compared as a URL, whose `AAuth-Requirement` is parsed as the structured field it is,
-//! and whose body is read by serde, each failure a named [`PsError::AsUnreachable`].
+//! and whose body is read by serde, each failure a named [`PsError::AccessServerUnreachable`].
 
 use aauth_headers::{AAuthRequirement, Requirement};
 use aauth_metadata::HttpsUrl;
@@ -79,7 +79,7 @@ struct FinalBody {
 }
 
 fn unreachable(what: impl Into<String>) -> PsError {
-    PsError::AsUnreachable(what.into())
+    PsError::AccessServerUnreachable(what.into())
 }
 
 impl AccessReply {
@@ -88,7 +88,7 @@ impl AccessReply {
     ///
     /// # Errors
     ///
-    /// [`PsError::AsUnreachable`] naming what was wrong: a pending URL on another origin
+    /// [`PsError::AccessServerUnreachable`] naming what was wrong: a pending URL on another origin
     /// or missing, a body that is not the JSON the status calls for, an
     /// `AAuth-Requirement` that does not parse, a clarification without a question.
     pub(super) fn read(

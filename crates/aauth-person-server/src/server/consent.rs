@@ -420,7 +420,7 @@ impl PersonServer {
             four_party: Some(f),
             ..
         } = &mut p.request
-            && let Some((_, answer @ None)) = f.as_question.as_mut()
+            && let Some((_, answer @ None)) = f.access_server_question.as_mut()
         {
             if given.is_empty() {
                 return Ok(error_page(
@@ -726,8 +726,8 @@ fn conversation(p: &Pending) -> (String, String) {
         String::new()
     };
     // The person answers the Access Server's question when the agent cannot.
-    let as_question = p.open_as_question().filter(|_| !p.clarification);
-    let ask = if let Some(q) = as_question {
+    let access_server_question = p.open_access_server_question().filter(|_| !p.clarification);
+    let ask = if let Some(q) = access_server_question {
         format!(
             "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
                  <p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \

@@ -214,7 +214,7 @@ impl PersonServer {
         retry_after: u64,
     ) -> http::Response<Bytes> {
         let question = p
-            .open_as_question()
+            .open_access_server_question()
             .or_else(|| p.open_question())
             .filter(|_| p.clarification);
         let mut body = serde_json::json!({ "status": state });

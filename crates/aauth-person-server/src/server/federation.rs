@@ -78,18 +78,21 @@ impl PersonServer {
             ..
         } = &mut p.request
         {
-            f.as_pending = Some(location);
-            f.as_question = question.clone().map(|q| (q, None));
+            f.access_server_pending = Some(location);
+            f.access_server_question = question.clone().map(|q| (q, None));
         }
         Ok(match question {
             Some(_) => self.pending_response(p, StatusCode::ACCEPTED, "pending", 0),
-            None => Self::as_pending_response(p, requirement),
+            None => Self::access_server_pending_response(p, requirement),
         })
     }
 
     /// The `202` while the Access Server has the request: its requirement (if the agent
     /// has anything to do), our URL.
-    pub(super) fn as_pending_response(p: &Pending, requirement: &str) -> http::Response<Bytes> {
+    pub(super) fn access_server_pending_response(
+        p: &Pending,
+        requirement: &str,
+    ) -> http::Response<Bytes> {
         let mut r = json_response(
             StatusCode::ACCEPTED,
             &serde_json::json!({ "status": "pending" }),
@@ -119,7 +122,7 @@ impl PersonServer {
         tokio::time::timeout(self.federation_timeout, self.federated_exchange(f, now))
             .await
             .map_err(|_| {
-                PsError::AsUnreachable(format!(
+                PsError::AccessServerUnreachable(format!(
                     "no answer within {} ms",
                     self.federation_timeout.as_millis()
                 ))
@@ -135,11 +138,17 @@ impl PersonServer {
         let transport = self.federation()?;
         // Already waiting at the Access Server: forward the agent's answer to its
         // question, or poll.
-        let (resp, waiting) = match &f.fp.as_pending {
+        let (resp, waiting) = match &f.fp.access_server_pending {
             Some(location) => {
-                let url = HttpsUrl::parse(location)
-                    .map_err(|e| PsError::AsUnreachable(format!("the stored pending URL: {e}")))?;
-                let resp = match f.fp.as_question.as_ref().and_then(|(_, a)| a.as_ref()) {
+                let url = HttpsUrl::parse(location).map_err(|e| {
+                    PsError::AccessServerUnreachable(format!("the stored pending URL: {e}"))
+                })?;
+                let resp = match f
+                    .fp
+                    .access_server_question
+                    .as_ref()
+                    .and_then(|(_, a)| a.as_ref())
+                {
                     Some(answer) => {
                         self.post_to_access_server(transport, &url, &clarification(answer), now)
                             .await?
@@ -160,7 +169,7 @@ impl PersonServer {
     fn federation(&self) -> Result<&dyn aauth_metadata::Transport, PsError> {
         self.federation
             .as_deref()
-            .ok_or_else(|| PsError::AsUnreachable("no federation configured".to_owned()))
+            .ok_or_else(|| PsError::AccessServerUnreachable("no federation configured".to_owned()))
     }
 
     /// The first request: the Access Server's metadata, then a signed `POST` of the
@@ -171,7 +180,7 @@ impl PersonServer {
         f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
-        let unreachable = |what: String| PsError::AsUnreachable(what);
+        let unreachable = |what: String| PsError::AccessServerUnreachable(what);
         let doc: aauth_metadata::AccessServerMetadata = {
             let url = format!(
                 "{}/.well-known/{}",
@@ -223,7 +232,7 @@ impl PersonServer {
     ) -> Result<http::Response<Bytes>, PsError> {
         crate::outbound::signed_post(transport, &self.server_signer(), now, url.as_str(), body)
             .await
-            .map_err(PsError::AsUnreachable)
+            .map_err(PsError::AccessServerUnreachable)
     }
 
     /// A signed `GET` of the Access Server's pending URL.
@@ -235,7 +244,7 @@ impl PersonServer {
     ) -> Result<http::Response<Bytes>, PsError> {
         crate::outbound::signed_get(transport, &self.server_signer(), now, url.as_str())
             .await
-            .map_err(PsError::AsUnreachable)
+            .map_err(PsError::AccessServerUnreachable)
     }
 
     /// Follows the Access Server's deferred answers (draft -11, "Deferred Responses")
@@ -243,7 +252,7 @@ impl PersonServer {
     /// answers itself; a `402` paid through the [`crate::PaymentSettler`] (or relayed as
     /// a refusal without one) and then polled; a clarification this server cannot answer
     /// passed to the agent, and an interaction or approval the agent waits for, as
-    /// [`PsError::AsInteraction`] (this server's pending URL then polls the Access
+    /// [`PsError::AccessServerInteraction`] (this server's pending URL then polls the Access
     /// Server's). `waiting` is the Access Server's pending URL when this is a poll of it.
     pub(super) async fn follow(
         &self,
@@ -266,14 +275,14 @@ impl PersonServer {
                         detail,
                     } => {
                         // PS-54: the Access Server's terminal refusal, relayed.
-                        return Err(PsError::AsRefused {
+                        return Err(PsError::AccessServerRefused {
                             status,
                             error,
                             detail,
                         });
                     }
                     AccessReply::Unexpected(status) => {
-                        return Err(PsError::AsUnreachable(format!(
+                        return Err(PsError::AccessServerUnreachable(format!(
                             "the Access Server answered {status}"
                         )));
                     }
@@ -281,9 +290,9 @@ impl PersonServer {
                         if polling {
                             // Paid; the Access Server has not confirmed it yet.
                             return Err(if waiting.is_some() {
-                                PsError::AsPending
+                                PsError::AccessServerPending
                             } else {
-                                PsError::AsInteraction {
+                                PsError::AccessServerInteraction {
                                     location: pending.to_string(),
                                     requirement: String::new(),
                                     question: None,
@@ -312,7 +321,7 @@ impl PersonServer {
                     match self.answer_for_person(account, fp, &question) {
                         Some(answer) => clarification(&answer),
                         None => {
-                            return Err(PsError::AsInteraction {
+                            return Err(PsError::AccessServerInteraction {
                                 location: pending.to_string(),
                                 requirement: raw,
                                 question: Some(question),
@@ -324,7 +333,7 @@ impl PersonServer {
                 // or someone approves out of band (the agent waits): either way the agent
                 // polls this server, which polls the Access Server.
                 Some(Requirement::Interaction { .. } | Requirement::Approval) => {
-                    return Err(PsError::AsInteraction {
+                    return Err(PsError::AccessServerInteraction {
                         location: pending.to_string(),
                         requirement: raw,
                         question: None,
@@ -332,9 +341,9 @@ impl PersonServer {
                 }
                 Some(Requirement::Claims) => self.claims_for(account, fp, &body.required_claims),
                 // Still with the person or the approver.
-                _ if waiting.is_some() => return Err(PsError::AsPending),
+                _ if waiting.is_some() => return Err(PsError::AccessServerPending),
                 _ => {
-                    return Err(PsError::AsUnreachable(format!(
+                    return Err(PsError::AccessServerUnreachable(format!(
                         "the Access Server's {raw:?} is not relayed by this Person Server"
                     )));
                 }
@@ -343,14 +352,14 @@ impl PersonServer {
                 .post_to_access_server(transport, &pending, &body, now)
                 .await?;
         }
-        Err(PsError::AsUnreachable(
+        Err(PsError::AccessServerUnreachable(
             "the Access Server asked for more steps than this Person Server follows".to_owned(),
         ))
     }
 
     /// Pays what the Access Server's `402` asks, through the payment settler.
     async fn settle(&self, fp: &crate::pending::FourParty, challenge: &str) -> Result<(), PsError> {
-        let refused = |detail: String| PsError::AsRefused {
+        let refused = |detail: String| PsError::AccessServerRefused {
             status: 402,
             error: "payment_required".to_owned(),
             detail,
@@ -374,7 +383,7 @@ impl PersonServer {
         fp: &crate::pending::FourParty,
         question: &str,
     ) -> Option<String> {
-        self.as_questions
+        self.access_server_questions
             .as_ref()
             .and_then(|q| q.answer(account, &fp.access_server, question))
             .filter(|a| !a.trim().is_empty())
@@ -411,7 +420,7 @@ impl PersonServer {
         f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
-        let unreachable = |what: String| PsError::AsUnreachable(what);
+        let unreachable = |what: String| PsError::AccessServerUnreachable(what);
         let (fp, resource, sub, scope, key, cap, allowed) =
             (f.fp, f.resource, f.sub, f.scope, f.key, f.cap, f.allowed);
         // PS-53: never hand the agent a token that fails these.
@@ -521,7 +530,7 @@ impl PersonServer {
             four_party: Some(f),
             ..
         } = &p.request
-            && let Some((_, answer)) = &f.as_question
+            && let Some((_, answer)) = &f.access_server_question
         {
             if answer.is_none() {
                 return self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1);
@@ -537,7 +546,7 @@ impl PersonServer {
                 ..
             } = &mut p.request
         {
-            f.as_question = None;
+            f.access_server_question = None;
         }
         match outcome {
             Ok(json) => {
@@ -548,7 +557,7 @@ impl PersonServer {
                 }
             }
             // Something new for the agent (a link, a question): tell it.
-            Err(PsError::AsInteraction {
+            Err(PsError::AccessServerInteraction {
                 location,
                 requirement,
                 question,
@@ -556,7 +565,7 @@ impl PersonServer {
                 self.wait_for_access_server(p, location, &requirement, question)
                     .await
             }
-            Err(PsError::AsPending | PsError::AsInteraction { .. }) => {
+            Err(PsError::AccessServerPending | PsError::AccessServerInteraction { .. }) => {
                 if forwarding && let Err(e) = self.save(&mut p).await {
                     return e.into_response();
                 }

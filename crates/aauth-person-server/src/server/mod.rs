@@ -133,7 +133,7 @@ pub struct PersonServer {
     /// Pays an Access Server that answers `402`.
     payments: Option<Arc<dyn crate::PaymentSettler>>,
     /// Answers an Access Server's questions itself, when it can.
-    as_questions: Option<Arc<dyn crate::AsQuestions>>,
+    access_server_questions: Option<Arc<dyn crate::AccessServerQuestions>>,
     /// The most intermediaries a call chain may pass through (M8).
     max_chain: usize,
     /// Serializes a mission ledger's read-allocate-write in this process (two concurrent
@@ -306,7 +306,7 @@ impl PersonServer {
             federation: None,
             federation_timeout: std::time::Duration::from_secs(10),
             payments: None,
-            as_questions: None,
+            access_server_questions: None,
             max_chain: DEFAULT_MAX_CHAIN,
             claims: None,
         })
@@ -478,8 +478,11 @@ impl PersonServer {
     /// Answers an Access Server's questions through `answers` when it gives an answer;
     /// otherwise they go to the agent (if it declared the `clarification` capability).
     #[must_use]
-    pub fn answer_as_questions(mut self, answers: Arc<dyn crate::AsQuestions>) -> Self {
-        self.as_questions = Some(answers);
+    pub fn answer_access_server_questions(
+        mut self,
+        answers: Arc<dyn crate::AccessServerQuestions>,
+    ) -> Self {
+        self.access_server_questions = Some(answers);
         self
     }
 

@@ -77,7 +77,7 @@ impl PersonServer {
                     four_party: Some(f),
                     ..
                 } = &p.request
-                    && f.as_pending.is_some()
+                    && f.access_server_pending.is_some()
                     && p.is_open()
                 {
                     return self.poll_access_server(p, now).await;
@@ -154,7 +154,7 @@ impl PersonServer {
                 four_party: Some(f),
                 ..
             } = &mut p.request
-            && let Some((_, slot @ None)) = f.as_question.as_mut()
+            && let Some((_, slot @ None)) = f.access_server_question.as_mut()
         {
             let Some(answer) = answer else {
                 return Err(PsError::InvalidRequest(
@@ -324,7 +324,7 @@ impl PersonServer {
                 Ok(json_response(StatusCode::OK, &json))
             }
             // Approved here; the Access Server needs the person too.
-            Err(PsError::AsInteraction {
+            Err(PsError::AccessServerInteraction {
                 location,
                 requirement,
                 question,

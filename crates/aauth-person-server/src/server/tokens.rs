@@ -277,8 +277,8 @@ impl PersonServer {
                     presented_token: presented.clone(),
                     subagent_token: b.subagent_token.clone(),
                     upstream_token: b.upstream_token.clone(),
-                    as_pending: None,
-                    as_question: None,
+                    access_server_pending: None,
+                    access_server_question: None,
                 })
             }),
         }
@@ -377,7 +377,7 @@ impl PersonServer {
                     .await
                 {
                     Ok(json) => Ok(Outcome::Issued(json)),
-                    Err(PsError::AsInteraction {
+                    Err(PsError::AccessServerInteraction {
                         location,
                         requirement,
                         question,

@@ -49,10 +49,11 @@ pub(super) struct FourPartyRow {
     presented_token: String,
     subagent_token: Option<String>,
     upstream_token: Option<String>,
-    #[serde(default)]
-    as_pending: Option<String>,
-    #[serde(default)]
-    as_question: Option<(String, Option<String>)>,
+    // Stored under their first names: rows written before the rename read back.
+    #[serde(default, rename = "as_pending")]
+    access_server_pending: Option<String>,
+    #[serde(default, rename = "as_question")]
+    access_server_question: Option<(String, Option<String>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,8 +172,8 @@ impl PendingRow {
                             presented_token: f.presented_token.clone(),
                             subagent_token: f.subagent_token.clone(),
                             upstream_token: f.upstream_token.clone(),
-                            as_pending: f.as_pending.clone(),
-                            as_question: f.as_question.clone(),
+                            access_server_pending: f.access_server_pending.clone(),
+                            access_server_question: f.access_server_question.clone(),
                         })
                     }),
                 },
@@ -288,8 +289,8 @@ impl PendingRow {
                                 presented_token: f.presented_token,
                                 subagent_token: f.subagent_token,
                                 upstream_token: f.upstream_token,
-                                as_pending: f.as_pending,
-                                as_question: f.as_question,
+                                access_server_pending: f.access_server_pending,
+                                access_server_question: f.access_server_question,
                             }))
                         })
                         .transpose()?,

@@ -792,7 +792,7 @@ impl Transport for AskingAs {
 
 /// Knows which project alice's requests are for.
 struct Projects;
-impl aauth_person_server::AsQuestions for Projects {
+impl aauth_person_server::AccessServerQuestions for Projects {
     fn answer(
         &self,
         account: &str,
@@ -815,7 +815,7 @@ async fn the_person_server_answers_an_access_servers_question_it_knows() {
     let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
     w.ps =
         w.ps.federate(Arc::clone(&transport) as Arc<dyn Transport>)
-            .answer_as_questions(Arc::new(Projects));
+            .answer_access_server_questions(Arc::new(Projects));
     let (body, pc) = request(&w).await;
     *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     // No clarification capability needed: the agent is never asked.
