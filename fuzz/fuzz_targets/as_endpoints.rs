@@ -36,7 +36,7 @@ fn fixture() -> Option<&'static Fixture> {
             Arc::new(keys),
         )
         .ok()?
-        .trust([ps_id]);
+        .trusted([ps_id]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

@@ -186,7 +186,7 @@ fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
         Arc::new(keys),
     )
     .unwrap()
-    .trust([id("https://ps.example")])
+    .trusted([id("https://ps.example")])
     .store(store)
     // As the Person Server's fixture: the replay check is measured by the load harness.
     .without_replay_check();

@@ -851,8 +851,8 @@ async fn an_agent_token_revocation_reaches_the_resource() {
         )
         .unwrap()
         .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
-        .accept_revocations_from([id("https://agent.example")])
-        .notify_revocations(Arc::new(notifier)),
+        .revoking_providers([id("https://agent.example")])
+        .revocation_notifier(Arc::new(notifier)),
     );
     ps.store()
         .bind(&id("https://agent.example"), &agent_id, "alice")

@@ -298,12 +298,12 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         ));
         let mut access = AccessServer::new(as_id.clone(), key()?, "as-1", as_keys)
             .map_err(e)?
-            .trust([id("https://ps.example")?]);
+            .trusted([id("https://ps.example")?]);
         if let Some(policy) = o.as_policy.clone() {
             access = access.policy(policy);
         }
         let login = Arc::new(DemoLogin::default());
-        let access = Arc::new(access.authenticate_people(
+        let access = Arc::new(access.people_authenticator(
             Arc::clone(&login) as Arc<dyn aauth_access_server::PeopleAuthenticator>
         ));
         access_server = Some(Arc::clone(&access));
@@ -358,7 +358,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         ps = ps.policy(p);
     }
     if o.consent_pages {
-        ps = ps.with_consent_pages(600);
+        ps = ps.consent_pages(600);
     }
     let federation = o
         .access_server
@@ -370,8 +370,8 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     });
     if let Some(f) = &federation {
         ps = ps
-            .federate(f.clone())
-            .settle_payments(Arc::clone(&payments) as Arc<dyn aauth_person_server::PaymentSettler>);
+            .federation(f.clone())
+            .payment_settler(Arc::clone(&payments) as Arc<dyn aauth_person_server::PaymentSettler>);
     }
     let ps = Arc::new(ps);
     ps.set_password("alice", PASSWORD).await.map_err(e)?;

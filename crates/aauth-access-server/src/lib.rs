@@ -28,7 +28,7 @@
 //!     Arc::new(StaticIssuerKeys::new()),
 //! )
 //! .unwrap()
-//! .trust([ServerId::parse("https://ps.example").unwrap()]);
+//! .trusted([ServerId::parse("https://ps.example").unwrap()]);
 //! let doc = server
 //!     .published()
 //!     .respond(&http::Method::GET, "/.well-known/aauth-access.json")

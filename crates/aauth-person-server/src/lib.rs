@@ -9,7 +9,7 @@
 //! resource and unlinkable across resources. Consent goes through a [`ConsentPolicy`].
 //!
 //! When the person must be asked (an agent not yet bound to them, or a policy that asks),
-//! and the server has its consent pages ([`PersonServer::with_consent_pages`]), the agent
+//! and the server has its consent pages ([`PersonServer::consent_pages`]), the agent
 //! gets a `202` with a pending URL and an interaction code (Crockford base32, 40 bits from
 //! the OS CSPRNG, single use, attempt-limited, expiring with the request); the person signs
 //! in (argon2id password hashes, a `__Host-` session cookie, CSRF tokens on every form),

@@ -59,7 +59,7 @@ impl AccessServer {
     fn interaction_step(&self, request: &AccessRequest<'_>) -> Result<Step, AsError> {
         if self.people.is_none() {
             return Err(AsError::Server(
-                "the policy asks for the person, and this Access Server has no way to sign people in (authenticate_people)"
+                "the policy asks for the person, and this Access Server has no way to sign people in (people_authenticator)"
                     .to_owned(),
             ));
         }

@@ -1,6 +1,6 @@
 //! `GET`/`POST /interact`: the person's page. A policy that asks for the person
 //! ([`crate::AccessDecision::RequireInteraction`]) sends them here with a single-use code;
-//! signed in here ([`AccessServer::authenticate_people`]), they see what their Person
+//! signed in here ([`AccessServer::people_authenticator`]), they see what their Person
 //! Server asks for and may approve it, which binds that Person Server here for them.
 //! Wrong codes are throttled per account and per client.
 
@@ -136,7 +136,7 @@ impl AccessServer {
     /// The person's page (`GET`, `{url}?code={code}`): what their Person Server asks for,
     /// and an Approve button; the approval (`POST`, a same-origin form) binds that Person
     /// Server here for them. The person must be signed in here
-    /// ([`AccessServer::authenticate_people`]; otherwise they are sent to its login first):
+    /// ([`AccessServer::people_authenticator`]; otherwise they are sent to its login first):
     /// the code alone, which the agent also holds, approves nothing.
     pub(super) async fn interaction(
         &self,

@@ -175,7 +175,7 @@ impl AccessServer {
 impl AccessServer {
     /// An Access Server `id` signing with `signer` under `kid`, finding the keys of
     /// Person Servers, resources and agent providers through `issuer_keys`. It trusts no
-    /// Person Server until told ([`AccessServer::trust`]) and grants every verified
+    /// Person Server until told ([`AccessServer::trusted`]) and grants every verified
     /// request by default ([`AccessServer::policy`]).
     ///
     /// # Errors
@@ -280,7 +280,7 @@ impl AccessServer {
     /// refused `invalid_resource_token`, whoever it names as its `aud` (by default every
     /// resource whose resource token names this server is served).
     #[must_use]
-    pub fn governs(mut self, resources: impl IntoIterator<Item = ServerId>) -> Self {
+    pub fn governed(mut self, resources: impl IntoIterator<Item = ServerId>) -> Self {
         self.governs
             .get_or_insert_with(BTreeSet::new)
             .extend(resources);
@@ -290,7 +290,7 @@ impl AccessServer {
     /// Trusts these Person Servers (pre-established trust); every other caller is
     /// refused with `403 denied`.
     #[must_use]
-    pub fn trust(mut self, person_servers: impl IntoIterator<Item = ServerId>) -> Self {
+    pub fn trusted(mut self, person_servers: impl IntoIterator<Item = ServerId>) -> Self {
         self.trusted.extend(person_servers);
         self.gated()
     }
@@ -327,7 +327,7 @@ impl AccessServer {
     /// seen by the policy with `pre_established: false`, so that the policy can establish
     /// trust by interaction ([`crate::TrustByInteraction`]), by payment, or by claims.
     /// Such a Person Server may also revoke the person tokens it presented here. Off by
-    /// default: only [`AccessServer::trust`]ed Person Servers are answered. (This server
+    /// default: only [`AccessServer::trusted`]ed Person Servers are answered. (This server
     /// then fetches the keys of any Person Server that asks, through the egress guard of
     /// its key resolver.)
     #[must_use]
@@ -341,7 +341,7 @@ impl AccessServer {
     /// only by a person signed in here, on a same-origin form, and records their account.
     /// Without one, a policy asking for the person is a server error.
     #[must_use]
-    pub fn authenticate_people(
+    pub fn people_authenticator(
         mut self,
         authenticator: Arc<dyn crate::PeopleAuthenticator>,
     ) -> Self {
@@ -373,7 +373,7 @@ impl AccessServer {
     /// `transport` (each resource's `revocation_endpoint`, signed as this Access Server).
     /// Without it, those outcomes are reported as `revocation_unsupported`.
     #[must_use]
-    pub fn notify_revocations(mut self, transport: Arc<dyn aauth_metadata::Transport>) -> Self {
+    pub fn revocation_transport(mut self, transport: Arc<dyn aauth_metadata::Transport>) -> Self {
         self.notifier = Some(transport);
         self
     }

@@ -186,7 +186,7 @@ async fn an_access_server_can_name_the_resources_it_serves() {
     let lookups = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&lookups);
     let mut w = world_with_keys(move |k| Arc::new(Counting(k, counter)));
-    w.server = w.server.governs([id("https://calendar.example")]);
+    w.server = w.server.governed([id("https://calendar.example")]);
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
     let (s, json) = w.ask(&request).await;
@@ -197,7 +197,7 @@ async fn an_access_server_can_name_the_resources_it_serves() {
     );
     // Decided before any token was verified: only the caller's key was looked up.
     assert_eq!(lookups.load(Ordering::SeqCst), 1);
-    w.server = w.server.governs([id("https://resource.example")]);
+    w.server = w.server.governed([id("https://resource.example")]);
     let (s, json) = w.ask(&request).await;
     assert_eq!(s, StatusCode::OK, "{json}");
 }

@@ -103,9 +103,9 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         wrap(Arc::new(keys)),
     )
     .unwrap()
-    .trust([id("https://ps.example")]);
+    .trusted([id("https://ps.example")]);
     let server = if login {
-        server.authenticate_people(Arc::new(TestLogin))
+        server.people_authenticator(Arc::new(TestLogin))
     } else {
         server
     };
@@ -661,7 +661,7 @@ impl World {
 async fn a_revoked_person_token_cascades_to_the_resources_and_is_never_honoured_again() {
     let resources = Arc::new(Resources::default());
     let mut w = world();
-    w.server = w.server.notify_revocations(resources.clone());
+    w.server = w.server.revocation_transport(resources.clone());
     let t = w.tokens(600);
     let body = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
     let (s, json) = w.ask(&body).await;
@@ -1225,7 +1225,7 @@ async fn without_a_login_the_person_cannot_be_asked_here() {
         json["detail"]
             .as_str()
             .unwrap()
-            .contains("authenticate_people")
+            .contains("people_authenticator")
     );
     assert_eq!(w.server.issued().await.unwrap(), 0);
 }

@@ -253,7 +253,7 @@ async fn payment_then_claims_on_one_pending_url_and_the_person_server_stays_bill
     let mut w = world();
     w.server = w
         .server
-        .trust([id("https://ps2.example")])
+        .trusted([id("https://ps2.example")])
         .policy(Arc::new(PayThenEmail));
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
@@ -401,7 +401,7 @@ async fn unavailable_issuer_keys_are_this_servers_failure_not_the_callers() {
 #[tokio::test]
 async fn a_person_server_cascades_only_what_was_issued_to_it() {
     let mut w = world();
-    w.server = w.server.trust([id("https://ps2.example")]);
+    w.server = w.server.trusted([id("https://ps2.example")]);
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
     assert_eq!(w.ask(&request).await.0, StatusCode::OK);

@@ -135,7 +135,7 @@ impl PersonServer {
         f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
-        let transport = self.federation()?;
+        let transport = self.federation_transport()?;
         // Already waiting at the Access Server: forward the agent's answer to its
         // question, or poll.
         let (resp, waiting) = match &f.fp.access_server_pending {
@@ -166,7 +166,7 @@ impl PersonServer {
     }
 
     /// The transport to Access Servers.
-    fn federation(&self) -> Result<&dyn aauth_metadata::Transport, PsError> {
+    fn federation_transport(&self) -> Result<&dyn aauth_metadata::Transport, PsError> {
         self.federation
             .as_deref()
             .ok_or_else(|| PsError::AccessServerUnreachable("no federation configured".to_owned()))
@@ -262,7 +262,7 @@ impl PersonServer {
         waiting: Option<&HttpsUrl>,
         now: UnixTime,
     ) -> Result<String, PsError> {
-        let transport = self.federation()?;
+        let transport = self.federation_transport()?;
         let mut polling = waiting.is_some();
         // Steps compose (payment, then interaction, then claims…): a few per exchange.
         for _ in 0..4 {

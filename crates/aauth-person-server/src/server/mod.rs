@@ -372,7 +372,7 @@ impl PersonServer {
     /// `202` with a pending URL and an interaction code, and the person signs in, sees the
     /// request, and grants or denies. Deferred requests last `ttl` seconds.
     #[must_use]
-    pub fn with_consent_pages(mut self, ttl: u64) -> Self {
+    pub fn consent_pages(mut self, ttl: u64) -> Self {
         self.interaction = true;
         self.pending_ttl = ttl;
         self
@@ -389,10 +389,7 @@ impl PersonServer {
     /// Accepts agent-token revocations from `providers` (signed by them under the
     /// `jwks_uri` scheme); others get `403 unsupported_iss`.
     #[must_use]
-    pub fn accept_revocations_from(
-        mut self,
-        providers: impl IntoIterator<Item = ServerId>,
-    ) -> Self {
+    pub fn revoking_providers(mut self, providers: impl IntoIterator<Item = ServerId>) -> Self {
         self.revoking_providers.extend(providers);
         // Decided from the Signature-Key member, before any key is fetched: an agent
         // provider not on the list (or a document no revoker publishes) costs nothing.
@@ -408,7 +405,7 @@ impl PersonServer {
     /// Tells resources (through `notifier`) which of the tokens this server issued for
     /// them a cascade revoked (draft -11 §11.12.4: PS → resource).
     #[must_use]
-    pub fn notify_revocations(mut self, notifier: Arc<dyn crate::RevocationNotifier>) -> Self {
+    pub fn revocation_notifier(mut self, notifier: Arc<dyn crate::RevocationNotifier>) -> Self {
         self.notifier = Some(notifier);
         self
     }
@@ -443,7 +440,7 @@ impl PersonServer {
     /// its refusals are relayed with their status and `error`. Without this, such a
     /// resource token is `invalid_resource_token`.
     #[must_use]
-    pub fn federate(mut self, transport: Arc<dyn aauth_metadata::Transport>) -> Self {
+    pub fn federation(mut self, transport: Arc<dyn aauth_metadata::Transport>) -> Self {
         self.federation = Some(transport);
         self
     }
@@ -451,7 +448,7 @@ impl PersonServer {
     /// Answers an Access Server's `requirement=claims` with what `source` gives for the
     /// person (never `sub`). Without it, the Access Server gets an empty set of claims.
     #[must_use]
-    pub fn claims_from(mut self, source: Arc<dyn crate::ClaimsSource>) -> Self {
+    pub fn claims_source(mut self, source: Arc<dyn crate::ClaimsSource>) -> Self {
         self.claims = Some(source);
         self
     }
@@ -461,7 +458,7 @@ impl PersonServer {
     /// server's). Without it, the `402` is relayed to the agent as a refusal
     /// (`payment_required`).
     #[must_use]
-    pub fn settle_payments(mut self, settler: Arc<dyn crate::PaymentSettler>) -> Self {
+    pub fn payment_settler(mut self, settler: Arc<dyn crate::PaymentSettler>) -> Self {
         self.payments = Some(settler);
         self
     }
@@ -478,10 +475,7 @@ impl PersonServer {
     /// Answers an Access Server's questions through `answers` when it gives an answer;
     /// otherwise they go to the agent (if it declared the `clarification` capability).
     #[must_use]
-    pub fn answer_access_server_questions(
-        mut self,
-        answers: Arc<dyn crate::AccessServerQuestions>,
-    ) -> Self {
+    pub fn access_server_answers(mut self, answers: Arc<dyn crate::AccessServerQuestions>) -> Self {
         self.access_server_questions = Some(answers);
         self
     }

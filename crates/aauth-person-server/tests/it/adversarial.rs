@@ -29,7 +29,7 @@ impl ConsentPolicy for AskForAccess {
 }
 
 async fn with_pages(mut w: World) -> World {
-    w.ps = w.ps.with_consent_pages(600);
+    w.ps = w.ps.consent_pages(600);
     w.ps.set_password("alice", "alice's password")
         .await
         .unwrap();

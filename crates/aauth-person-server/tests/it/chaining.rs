@@ -281,7 +281,7 @@ impl World {
 #[tokio::test]
 async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_token() {
     let mut w = world_with(Some(std::sync::Arc::new(AskDownstream)));
-    w.ps = w.ps.with_consent_pages(600);
+    w.ps = w.ps.consent_pages(600);
     let (up, uc) = upstream(&w).await;
     let (ikey, itoken) = intermediary(&w, NOW);
     let as_intermediary = (&ikey, itoken.as_str());

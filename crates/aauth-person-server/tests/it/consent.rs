@@ -206,7 +206,7 @@ pub(crate) fn code_of(h: &http::HeaderMap) -> String {
 
 async fn consenting_world(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
     let mut w = world_with(policy);
-    w.ps = w.ps.with_consent_pages(600);
+    w.ps = w.ps.consent_pages(600);
     w.ps.set_password("alice", "correct horse battery")
         .await
         .unwrap();

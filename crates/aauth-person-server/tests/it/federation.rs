@@ -101,7 +101,7 @@ fn federated_world(transport: Arc<ScriptedAs>) -> World {
     )
     .unwrap()
     .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
-    .federate(transport);
+    .federation(transport);
     w.mem = Some(mem);
     w
 }
@@ -395,7 +395,7 @@ impl Transport for SilentAs {
 async fn a_slow_access_server_is_as_unreachable_within_the_deadline() {
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
     w.ps =
-        w.ps.federate(Arc::new(SilentAs))
+        w.ps.federation(Arc::new(SilentAs))
             .federation_timeout(std::time::Duration::from_millis(200));
     let (body, _) = request(&w).await;
     let before = w.state();
@@ -489,8 +489,8 @@ async fn the_person_server_answers_an_access_servers_claims_itself_never_with_su
     });
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
     w.ps =
-        w.ps.federate(access.clone())
-            .claims_from(Arc::new(Directory));
+        w.ps.federation(access.clone())
+            .claims_source(Arc::new(Directory));
     let (body, pc) = request(&w).await;
     *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
@@ -547,8 +547,8 @@ async fn revoking_the_agent_revokes_its_person_token_at_the_access_server_it_was
         ok(&serde_json::json!({"auth_token": h.lock().unwrap().clone()}))
     })));
     w.ps =
-        w.ps.accept_revocations_from([id("https://agent.example")])
-            .notify_revocations(notified.clone());
+        w.ps.revoking_providers([id("https://agent.example")])
+            .revocation_notifier(notified.clone());
     let (body, pc) = request(&w).await;
     *holder.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
@@ -632,7 +632,7 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
         polls: Mutex::new(0),
     });
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
-    w.ps = w.ps.federate(access.clone());
+    w.ps = w.ps.federation(access.clone());
     let (body, pc) = request(&w).await;
     *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     // No interaction capability is needed: nobody is sent anywhere.
@@ -814,8 +814,8 @@ async fn the_person_server_answers_an_access_servers_question_it_knows() {
     });
     let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
     w.ps =
-        w.ps.federate(Arc::clone(&transport) as Arc<dyn Transport>)
-            .answer_access_server_questions(Arc::new(Projects));
+        w.ps.federation(Arc::clone(&transport) as Arc<dyn Transport>)
+            .access_server_answers(Arc::new(Projects));
     let (body, pc) = request(&w).await;
     *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     // No clarification capability needed: the agent is never asked.
@@ -837,8 +837,8 @@ async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
     });
     let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
     w.ps =
-        w.ps.federate(Arc::clone(&transport) as Arc<dyn Transport>)
-            .with_consent_pages(600);
+        w.ps.federation(Arc::clone(&transport) as Arc<dyn Transport>)
+            .consent_pages(600);
     w.ps.set_password("alice", "correct horse battery")
         .await
         .unwrap();

@@ -30,7 +30,7 @@ impl ConsentPolicy for Actions {
 
 async fn governed() -> crate::World {
     let mut w = world();
-    w.ps = w.ps.policy(Arc::new(Actions)).with_consent_pages(600);
+    w.ps = w.ps.policy(Arc::new(Actions)).consent_pages(600);
     w.ps.set_password("alice", "pw").await.unwrap();
     w.bind("aauth:assistant@agent.example", "alice").await;
     w

@@ -20,7 +20,7 @@ async fn with_pages(mut w: World, sqlite: bool) -> World {
         w.ps = rebuild_on_sqlite(w.ps);
         w.mem = None;
     }
-    w.ps = w.ps.with_consent_pages(600);
+    w.ps = w.ps.consent_pages(600);
     for (account, password) in [
         ("alice", "alice's password"),
         ("mallory", "mallory's password"),

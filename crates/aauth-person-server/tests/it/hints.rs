@@ -13,7 +13,7 @@ use crate::{NOW, world, world_with};
 #[tokio::test]
 async fn prompt_consent_asks_even_an_approving_policy_and_prompt_none_never_asks() {
     let mut w = world();
-    w.ps = w.ps.with_consent_pages(600);
+    w.ps = w.ps.consent_pages(600);
     w.ps.set_password("alice", "alice's password")
         .await
         .unwrap();

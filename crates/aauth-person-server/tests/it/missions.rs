@@ -346,9 +346,7 @@ impl ConsentPolicy for ReviewCompletion {
 #[tokio::test]
 async fn the_person_accepts_a_completion_on_the_consent_page() {
     let mut w = mission_world(None, 3600).await;
-    w.ps =
-        w.ps.policy(Arc::new(ReviewCompletion))
-            .with_consent_pages(600);
+    w.ps = w.ps.policy(Arc::new(ReviewCompletion)).consent_pages(600);
     w.ps.set_password("alice", "pw").await.unwrap();
     let (digest, _, _) = approve(&w).await;
     let (s, headers, _) = w

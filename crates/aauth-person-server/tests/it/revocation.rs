@@ -54,7 +54,7 @@ pub(crate) fn jti_of(agent_token: &str) -> String {
 #[tokio::test]
 async fn a_revoked_agent_token_is_refused_and_its_person_and_auth_tokens_with_it() {
     let mut w = world();
-    w.ps = w.ps.accept_revocations_from([id("https://agent.example")]);
+    w.ps = w.ps.revoking_providers([id("https://agent.example")]);
     w.bind("aauth:assistant@agent.example", "alice").await;
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");

@@ -401,7 +401,7 @@ async fn a_pending_request_survives_a_restart() {
         )
         .unwrap()
         .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
-        .with_consent_pages(600)
+        .consent_pages(600)
     };
     let keys = || {
         issuer_keys(&[(
