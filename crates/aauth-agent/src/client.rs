@@ -10,7 +10,7 @@ use aauth_headers::{
     AAuthCapabilities, AAuthRequirement, AuthorizationAAuth, Capability, ErrorCode, Prefer,
     Requirement, Scheme, SessionToken, SignatureErrorHeader, names,
 };
-use aauth_keys::rand::OsRandom;
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_keys::{PublicKey, Signer};
 use aauth_signing::{SignOptions, SigningKey, sign};
@@ -117,6 +117,8 @@ struct Config {
     cache: TokenCache,
     /// Seconds this agent's clock was found ahead of the servers' (from `Date`).
     ahead_by: AtomicU64,
+    /// Where signatures' `nonce` values come from.
+    random: SharedRandom,
 }
 
 /// Builds an [`AAuthClient`] or a [`SigningLayer`].
@@ -188,6 +190,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Where the signatures' `nonce` values come from (the operating system's CSPRNG by
+    /// default).
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.config.random = random;
+        self
+    }
+
     /// The client over `transport`.
     pub fn build(self, transport: Arc<dyn Transport>) -> AAuthClient {
         AAuthClient {
@@ -253,6 +262,7 @@ impl AAuthClient {
                 max_rounds: 6,
                 cache: TokenCache::default(),
                 ahead_by: AtomicU64::new(0),
+                random: SharedRandom::default(),
             },
         }
     }
@@ -638,7 +648,8 @@ impl AAuthClient {
         }
         let signer = self.config.agent.signer();
         let scheme = Scheme::jwt(cred.token.as_ref());
-        let mut options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
+        let mut options =
+            SignOptions::default().unique_for(&parts.method, &mut self.config.random.clone())?;
         if parts.uri.query().is_some() {
             options = options.with_query();
         }
