@@ -4,7 +4,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aauth_headers::Scheme;
-use aauth_keys::rand::OsRandom;
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{PublicKey, Signer};
 use aauth_signing::{SignOptions, SigningKey, hwk_scheme, sign};
@@ -105,6 +105,7 @@ impl TokenSource for AgentProvider {
 pub struct HttpTokenSource {
     provider: ServerId,
     transport: Arc<dyn Transport>,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for HttpTokenSource {
@@ -122,7 +123,16 @@ impl HttpTokenSource {
         Self {
             provider,
             transport,
+            random: SharedRandom::default(),
         }
+    }
+
+    /// Where the signatures' `nonce` values come from (the operating system's CSPRNG by
+    /// default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
     }
 }
 
@@ -148,7 +158,7 @@ impl TokenSource for HttpTokenSource {
                 .map_err(AgentError::transport)?
                 .into_parts();
         let scheme = hwk_scheme(signer.public_key());
-        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
+        let options = SignOptions::default().unique_for(&parts.method, &mut self.random.clone())?;
         sign(
             &mut parts,
             &body,
@@ -183,6 +193,7 @@ pub struct SubagentTokenSource {
     provider: ServerId,
     parent: Arc<Agent>,
     transport: Arc<dyn Transport>,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for SubagentTokenSource {
@@ -202,7 +213,16 @@ impl SubagentTokenSource {
             provider,
             parent,
             transport,
+            random: SharedRandom::default(),
         }
+    }
+
+    /// Where the signatures' `nonce` values come from (the operating system's CSPRNG by
+    /// default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
     }
 }
 
@@ -233,7 +253,7 @@ impl TokenSource for SubagentTokenSource {
         .into_parts();
         let parent_signer = self.parent.signer();
         let scheme = Scheme::jwt(parent_token.token.as_str());
-        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
+        let options = SignOptions::default().unique_for(&parts.method, &mut self.random.clone())?;
         sign(
             &mut parts,
             &body,

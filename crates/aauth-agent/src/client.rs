@@ -10,7 +10,7 @@ use aauth_headers::{
     AAuthCapabilities, AAuthRequirement, AuthorizationAAuth, Capability, ErrorCode, Prefer,
     Requirement, Scheme, SessionToken, SignatureErrorHeader, names,
 };
-use aauth_keys::rand::OsRandom;
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_keys::{PublicKey, Signer};
 use aauth_signing::{SignOptions, SigningKey, sign};
@@ -117,6 +117,8 @@ struct Config {
     cache: TokenCache,
     /// Seconds this agent's clock was found ahead of the servers' (from `Date`).
     ahead_by: AtomicU64,
+    /// Where signatures' `nonce` values come from.
+    random: SharedRandom,
 }
 
 /// Builds an [`AAuthClient`] or a [`SigningLayer`].
@@ -188,6 +190,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Where the signatures' `nonce` values come from (the operating system's CSPRNG by
+    /// default).
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.config.random = random;
+        self
+    }
+
     /// The client over `transport`.
     pub fn build(self, transport: Arc<dyn Transport>) -> AAuthClient {
         AAuthClient {
@@ -253,6 +262,7 @@ impl AAuthClient {
                 max_rounds: 6,
                 cache: TokenCache::default(),
                 ahead_by: AtomicU64::new(0),
+                random: SharedRandom::default(),
             },
         }
     }
@@ -638,7 +648,8 @@ impl AAuthClient {
         }
         let signer = self.config.agent.signer();
         let scheme = Scheme::jwt(cred.token.as_ref());
-        let mut options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
+        let mut options =
+            SignOptions::default().unique_for(&parts.method, &mut self.config.random.clone())?;
         if parts.uri.query().is_some() {
             options = options.with_query();
         }
@@ -733,28 +744,69 @@ impl AAuthClient {
             });
         };
         let now = self.now();
+        // The key the resource token is checked against is the key the auth token is
+        // cached for.
         let jkt = self.jkt();
-        // AG-22: the resource token's signature under the resource's keys, then its claims.
+        let rt = self
+            .check_resource_token(resource, held, resource_token, keys.as_ref(), now)
+            .await?;
+        let token = ps
+            .auth_token(
+                &self.config.agent,
+                AuthTokenRequest {
+                    resource_token,
+                    presented_token: &held.token,
+                    login_hint: rt.login_hint.as_deref(),
+                },
+            )
+            .await?;
+        let at = self
+            .check_auth_token(&token, resource, &rt, held, now)
+            .await?;
+        self.config.cache.put(
+            resource,
+            self.mission(),
+            CachedToken {
+                token: Arc::from(token.as_str()),
+                kind: TokenKind::Auth,
+                exp: at.exp,
+                jkt,
+                sub: at.sub,
+                jti: at.jti,
+                ps: at.ps,
+            },
+        );
+        Ok(())
+    }
+
+    /// AG-22: the resource token's signature under the resource's keys, then its claims:
+    /// issued by the resource called, for this agent's key, and derived from the token
+    /// `held` (its Person Server, its person, its `jti`).
+    async fn check_resource_token(
+        &self,
+        resource: &ServerId,
+        held: &CachedToken,
+        resource_token: &str,
+        keys: &dyn IssuerKeyResolver,
+        now: UnixTime,
+    ) -> Result<ResourceClaims, AgentError> {
         let fail = |check, reason: String| AgentError::check("resource", check, reason);
         let unverified =
             Unverified::<ResourceClaims>::decode(resource_token, &Validation::new(now))
                 .map_err(|e| fail("format", e.to_string()))?;
         let aud = unverified.unverified_claims().aud.clone();
-        let rt = verify::<ResourceClaims>(
-            resource_token,
-            &Validation::new(now).audience(&aud),
-            keys.as_ref(),
-        )
-        .await
-        .map_err(|e| fail("signature", e.to_string()))?
-        .claims;
+        let rt =
+            verify::<ResourceClaims>(resource_token, &Validation::new(now).audience(&aud), keys)
+                .await
+                .map_err(|e| fail("signature", e.to_string()))?
+                .claims;
         if rt.iss != *resource {
             return Err(fail(
                 "iss",
                 format!("names {}, not the resource called", rt.iss),
             ));
         }
-        if rt.agent_jkt != jkt {
+        if rt.agent_jkt != self.jkt() {
             return Err(fail("agent_jkt", "is not this agent's key".to_owned()));
         }
         if rt.ps != held.ps {
@@ -775,18 +827,20 @@ impl AAuthClient {
                 "is not the token presented".to_owned(),
             ));
         }
-        let token = ps
-            .auth_token(
-                &self.config.agent,
-                AuthTokenRequest {
-                    resource_token,
-                    presented_token: &held.token,
-                    login_hint: rt.login_hint.as_deref(),
-                },
-            )
-            .await?;
-        // AG-23.
-        let at: AuthClaims = self.verify_received("auth", &token, resource, now).await?;
+        Ok(rt)
+    }
+
+    /// AG-23: the auth token received for `rt` is issued by the resource token's `aud`,
+    /// bound to this agent's key, and for the person of the token `held`.
+    async fn check_auth_token(
+        &self,
+        token: &str,
+        resource: &ServerId,
+        rt: &ResourceClaims,
+        held: &CachedToken,
+        now: UnixTime,
+    ) -> Result<AuthClaims, AgentError> {
+        let at: AuthClaims = self.verify_received("auth", token, resource, now).await?;
         if at.iss != rt.aud {
             return Err(AgentError::check(
                 "auth",
@@ -802,20 +856,7 @@ impl AAuthClient {
                 "is not the person of the token presented",
             ));
         }
-        self.config.cache.put(
-            resource,
-            self.mission(),
-            CachedToken {
-                token: Arc::from(token.as_str()),
-                kind: TokenKind::Auth,
-                exp: at.exp,
-                jkt,
-                sub: at.sub,
-                jti: at.jti,
-                ps: at.ps,
-            },
-        );
-        Ok(())
+        Ok(at)
     }
 
     /// Verifies a person or auth token received for `resource` (its `aud`) under its

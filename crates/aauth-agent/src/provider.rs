@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use aauth_keys::rand::OsRandom;
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, JwkSet, PublicKey, Signer};
 use aauth_metadata::{AgentProviderMetadata, HttpsUrl, Published};
@@ -136,6 +136,7 @@ pub struct AgentProvider {
     published: Published,
     enrolled_keys: Verifier,
     own_tokens: Verifier,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for AgentProvider {
@@ -191,6 +192,7 @@ impl AgentProvider {
             published,
             enrolled_keys,
             own_tokens,
+            random: SharedRandom::default(),
         })
     }
 
@@ -225,6 +227,14 @@ impl AgentProvider {
     #[must_use]
     pub fn lifetime(mut self, secs: u64) -> Self {
         self.lifetime = secs.min(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME);
+        self
+    }
+
+    /// Where agent tokens' `jti` values come from (the operating system's CSPRNG by
+    /// default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
         self
     }
 
@@ -316,10 +326,15 @@ impl AgentProvider {
         if let Some(ps) = ps {
             b = b.person_server(ps);
         }
-        b.sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
-            .map_err(|e| ProviderError::Mint {
-                reason: e.to_string(),
-            })
+        b.sign(
+            self.signer.as_ref(),
+            &self.kid,
+            now,
+            &mut self.random.clone(),
+        )
+        .map_err(|e| ProviderError::Mint {
+            reason: e.to_string(),
+        })
     }
 
     /// Issues a sub-agent token for `sub` bound to `key`, to the agent whose verified
@@ -359,10 +374,15 @@ impl AgentProvider {
         if let Some(ps) = &p.ps {
             b = b.person_server(ps.clone());
         }
-        b.sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
-            .map_err(|e| ProviderError::Mint {
-                reason: e.to_string(),
-            })
+        b.sign(
+            self.signer.as_ref(),
+            &self.kid,
+            now,
+            &mut self.random.clone(),
+        )
+        .map_err(|e| ProviderError::Mint {
+            reason: e.to_string(),
+        })
     }
 
     /// Answers a request to the provider: its published documents, [`AGENT_TOKEN_PATH`]

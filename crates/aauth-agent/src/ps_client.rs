@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aauth_headers::{AAuthRequirement, Prefer, Requirement, Scheme};
-use aauth_keys::rand::OsRandom;
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_metadata::{MetadataDocument, PersonServerMetadata};
 use aauth_signing::{SignOptions, SigningKey, sign};
@@ -34,6 +34,7 @@ pub struct HttpPersonServer {
     endpoints: Mutex<Option<Endpoints>>,
     on_interaction: Option<Arc<crate::client::InteractionHook>>,
     on_clarification: Option<Arc<crate::client::ClarificationHook>>,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for HttpPersonServer {
@@ -57,6 +58,7 @@ impl HttpPersonServer {
             endpoints: Mutex::new(None),
             on_interaction: None,
             on_clarification: None,
+            random: SharedRandom::default(),
         }
     }
 
@@ -104,6 +106,14 @@ impl HttpPersonServer {
     #[must_use]
     pub fn poll_policy(mut self, poll: PollPolicy) -> Self {
         self.poll = poll;
+        self
+    }
+
+    /// Where the signatures' `nonce` values come from (the operating system's CSPRNG by
+    /// default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
         self
     }
 
@@ -168,7 +178,7 @@ impl HttpPersonServer {
         let (mut parts, ()) = b.body(()).map_err(AgentError::transport)?.into_parts();
         let signer = agent.signer();
         let scheme = Scheme::jwt(token.token.as_str());
-        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
+        let options = SignOptions::default().unique_for(&parts.method, &mut self.random.clone())?;
         sign(
             &mut parts,
             &body,
@@ -259,7 +269,7 @@ impl HttpPersonServer {
         let (mut parts, ()) = b.body(()).map_err(AgentError::transport)?.into_parts();
         let signer = agent.signer();
         let scheme = Scheme::jwt(token.token.as_str());
-        let options = SignOptions::default().unique_for(&parts.method, &mut OsRandom)?;
+        let options = SignOptions::default().unique_for(&parts.method, &mut self.random.clone())?;
         sign(
             &mut parts,
             &[],

@@ -535,26 +535,15 @@ impl<F: Fetch> KeyCache<F> {
         let cfg = &inner.config;
         let now = inner.clock.now().as_secs();
         let mut guard = lock(&self.entries);
+        if let Err(overloaded) = self.admit(source, &mut guard) {
+            return Step::Done(Err(overloaded));
+        }
         let Tables {
             positive,
             negative,
             inflight,
         } = &mut *guard;
         let known = positive.contains_key(source);
-        if !known && !negative.contains_key(source) {
-            // A new source needs a fetch: refused at once if none can start, and never by
-            // evicting a source that has keys.
-            if *inflight >= cfg.max_inflight
-                || (negative.len() >= cfg.max_negative_entries
-                    && !evict_negative(negative, &inner.counters))
-            {
-                bump(&inner.counters.overloaded);
-                return Step::Done(Err(DiscoveryError::Overloaded {
-                    limit: cfg.max_inflight,
-                }));
-            }
-            negative.insert(source.clone(), Entry::default());
-        }
         let table = if known { positive } else { negative };
         let Some(entry) = table.get_mut(source) else {
             // Not reached: present or inserted just above, under the same lock.
@@ -636,6 +625,28 @@ impl<F: Fetch> KeyCache<F> {
             }));
         }
         Step::Done(Err(last))
+    }
+
+    /// Gives a source never seen a (negative) entry. A new source needs a fetch: it is
+    /// refused at once if none can start, and room is never made by evicting a source
+    /// that has keys. Called under the lock.
+    fn admit(&self, source: &KeySource, tables: &mut Tables) -> Result<(), DiscoveryError> {
+        let inner = &self.inner;
+        let cfg = &inner.config;
+        if tables.positive.contains_key(source) || tables.negative.contains_key(source) {
+            return Ok(());
+        }
+        if tables.inflight >= cfg.max_inflight
+            || (tables.negative.len() >= cfg.max_negative_entries
+                && !evict_negative(&mut tables.negative, &inner.counters))
+        {
+            bump(&inner.counters.overloaded);
+            return Err(DiscoveryError::Overloaded {
+                limit: cfg.max_inflight,
+            });
+        }
+        tables.negative.insert(source.clone(), Entry::default());
+        Ok(())
     }
 
     /// Joins the fetch in flight, or starts one if the floor and backoff allow; `None`

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use aauth_keys::rand::{OsRandom, RandomSource};
+use aauth_keys::rand::{RandomSource, SharedRandom};
 use aauth_keys::time::{Clock, UnixTime};
 use async_trait::async_trait;
 
@@ -205,6 +205,7 @@ pub struct ResilientFetch<F> {
     clock: Arc<dyn Clock>,
     breakers: Mutex<BTreeMap<String, CircuitBreaker>>,
     max_hosts: usize,
+    random: SharedRandom,
 }
 
 impl<F> std::fmt::Debug for ResilientFetch<F> {
@@ -233,7 +234,15 @@ impl<F: Fetch> ResilientFetch<F> {
             clock,
             breakers: Mutex::new(BTreeMap::new()),
             max_hosts: 1024,
+            random: SharedRandom::default(),
         }
+    }
+
+    /// Where the backoff's jitter comes from (the operating system's CSPRNG by default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
     }
 
     /// The breaker state for `host` (closed if never seen).
@@ -260,9 +269,11 @@ impl<F: Fetch> ResilientFetch<F> {
     }
 }
 
-fn jitter() -> f64 {
+/// A jitter in `[0, 1]` drawn from `rng`; the middle of the range when it fails (the
+/// jitter only spreads retries, so a failed draw costs no security).
+fn jitter(rng: &mut dyn RandomSource) -> f64 {
     let mut b = [0u8; 2];
-    match OsRandom.fill(&mut b) {
+    match rng.fill(&mut b) {
         Ok(()) => f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX),
         Err(_) => 0.5,
     }
@@ -295,7 +306,10 @@ impl<F: Fetch> Fetch for ResilientFetch<F> {
             let Err(err) = &result else {
                 return result;
             };
-            match self.retry.delay(attempt, err, jitter()) {
+            match self
+                .retry
+                .delay(attempt, err, jitter(&mut self.random.clone()))
+            {
                 Some(wait) if tokio::runtime::Handle::try_current().is_ok() => {
                     tokio::time::sleep(wait).await;
                     attempt += 1;

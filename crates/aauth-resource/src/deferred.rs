@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aauth_keys::base64url;
-use aauth_keys::rand::{OsRandom, RandomSource};
+use aauth_keys::rand::{RandomSource, SharedRandom};
 use aauth_keys::time::UnixTime;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -683,6 +683,7 @@ pub struct DeferredAuth {
     pub(crate) prefix: String,
     pub(crate) ttl: u64,
     pub(crate) max_held_body: usize,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for DeferredAuth {
@@ -715,7 +716,15 @@ impl DeferredAuth {
             prefix: prefix.to_owned(),
             ttl: 600,
             max_held_body: DEFAULT_MAX_HELD_BODY,
+            random: SharedRandom::default(),
         }
+    }
+
+    /// Where pending ids come from (the operating system's CSPRNG by default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
     }
 
     /// How long an unanswered hold lasts, in seconds.
@@ -740,12 +749,15 @@ impl DeferredAuth {
             .filter(|id| !id.is_empty() && !id.contains('/'))
     }
 
-    /// A new unguessable id (128 bits from the OS).
-    pub(crate) fn new_id() -> Result<String, HeldStoreError> {
+    /// A new unguessable id (128 bits from the random source).
+    pub(crate) fn new_id(&self) -> Result<String, HeldStoreError> {
         let mut b = [0u8; 16];
-        OsRandom.fill(&mut b).map_err(|e| HeldStoreError {
-            reason: e.to_string(),
-        })?;
+        self.random
+            .clone()
+            .fill(&mut b)
+            .map_err(|e| HeldStoreError {
+                reason: e.to_string(),
+            })?;
         Ok(base64url::encode(&b))
     }
 }

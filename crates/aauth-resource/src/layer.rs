@@ -240,7 +240,7 @@ async fn hold(
             "no person to hold for",
         );
     };
-    let id = match DeferredAuth::new_id() {
+    let id = match d.new_id() {
         Ok(id) => id,
         Err(e) => return unavailable(&e.reason),
     };

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use aauth_headers::SessionToken;
 use aauth_keys::Thumbprint;
-use aauth_keys::rand::{OsRandom, random_id};
+use aauth_keys::rand::{SharedRandom, random_id};
 use aauth_keys::time::UnixTime;
 use aauth_tokens::AgentId;
 use async_trait::async_trait;
@@ -97,6 +97,7 @@ pub const ROLL_GRACE: u64 = 30;
 pub struct MemorySessionStore {
     sessions: Mutex<BTreeMap<String, Session>>,
     max: usize,
+    random: SharedRandom,
 }
 
 impl MemorySessionStore {
@@ -106,11 +107,19 @@ impl MemorySessionStore {
         Self {
             sessions: Mutex::new(BTreeMap::new()),
             max: max.max(1),
+            random: SharedRandom::default(),
         }
     }
 
+    /// Where session tokens come from (the operating system's CSPRNG by default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
+    }
+
     fn insert(&self, session: Session, now: UnixTime) -> Result<SessionToken, SessionStoreError> {
-        let token = random_id(&mut OsRandom, 32).map_err(|e| SessionStoreError {
+        let token = random_id(&mut self.random.clone(), 32).map_err(|e| SessionStoreError {
             reason: e.to_string(),
         })?;
         let token = SessionToken::new(token).map_err(|e| SessionStoreError {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use aauth_keys::rand::OsRandom;
+use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{PublicKey, Signer};
 use aauth_tokens::{AuthClaims, PersonClaims, ResourceTokenBuilder, ServerId};
@@ -37,6 +37,7 @@ pub struct ResourceTokens {
     scopes: Option<BTreeSet<String>>,
     accounts: Option<Arc<AccountCheck>>,
     lifetime: u64,
+    random: SharedRandom,
 }
 
 impl std::fmt::Debug for ResourceTokens {
@@ -62,6 +63,7 @@ impl ResourceTokens {
             scopes: None,
             accounts: None,
             lifetime: aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME,
+            random: SharedRandom::default(),
         }
     }
 
@@ -93,6 +95,14 @@ impl ResourceTokens {
     #[must_use]
     pub fn lifetime(mut self, secs: u64) -> Self {
         self.lifetime = secs.min(aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME);
+        self
+    }
+
+    /// Where the tokens' `jti` values come from (the operating system's CSPRNG by
+    /// default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
         self
     }
 
@@ -158,11 +168,16 @@ impl ResourceTokens {
         if let Some(a) = account {
             b = b.account(a);
         }
-        b.sign(self.signer.as_ref(), &self.kid, now, &mut OsRandom)
-            .map(|m| m.token)
-            .map_err(|e| Refusal::Misconfigured {
-                detail: format!("cannot mint a resource token: {e}"),
-            })
+        b.sign(
+            self.signer.as_ref(),
+            &self.kid,
+            now,
+            &mut self.random.clone(),
+        )
+        .map(|m| m.token)
+        .map_err(|e| Refusal::Misconfigured {
+            detail: format!("cannot mint a resource token: {e}"),
+        })
     }
 }
 

@@ -380,3 +380,36 @@ async fn requests_to_non_server_uris_are_refused_before_sending() {
     }
     assert!(w.net.seen().is_empty());
 }
+
+/// A "random" source that fills every buffer with one byte.
+struct Constant(u8);
+
+impl aauth_keys::rand::RandomSource for Constant {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_state_changing_requests_nonce_comes_from_the_injected_source() {
+    let w = parties();
+    w.serve(RoutePolicy::new(Access::AgentToken));
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .random(aauth_keys::rand::SharedRandom::new(Constant(5)))
+        .build(w.net.clone());
+    let post = http::Request::post("https://resource.example/data")
+        .header("content-type", "application/json")
+        .body(Bytes::from_static(b"{}"))
+        .unwrap();
+    assert_eq!(client.send(post).await.unwrap().status(), StatusCode::OK);
+    // 16 bytes of 0x05, base64url.
+    assert!(
+        w.net.seen()[0]
+            .header("signature-input")
+            .contains(r#"nonce="BQUFBQUFBQUFBQUFBQUFBQ""#),
+        "{}",
+        w.net.seen()[0].header("signature-input")
+    );
+}

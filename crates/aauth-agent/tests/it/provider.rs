@@ -353,3 +353,30 @@ async fn the_http_token_source_signs_with_the_enrolled_key() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A "random" source that fills every buffer with one byte.
+struct Constant(u8);
+
+impl aauth_keys::rand::RandomSource for Constant {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+
+#[test]
+fn agent_token_jtis_come_from_the_injected_source() {
+    let p = AgentProvider::new(
+        id("https://agent.example"),
+        Arc::new(PrivateKey::ed25519_from_seed(&[1; 32])),
+        "key-1",
+    )
+    .unwrap()
+    .random(aauth_keys::rand::SharedRandom::new(Constant(6)));
+    let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let key = PrivateKey::ed25519_from_seed(&[2; 32]);
+    p.enroll(&agent, key.public_key(), None).unwrap();
+    let token = p.issue(&agent, key.public_key(), NOW).unwrap();
+    // 16 bytes of 0x06, base64url.
+    assert_eq!(token.jti, "BgYGBgYGBgYGBgYGBgYGBg");
+}

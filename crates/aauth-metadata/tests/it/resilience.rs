@@ -210,3 +210,35 @@ async fn definite_answers_are_not_retried() {
     );
     assert_eq!(fetch.calls(URL), 1);
 }
+
+/// A "random" source that fills every buffer with one byte.
+struct Constant(u8);
+
+impl aauth_keys::rand::RandomSource for Constant {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backoffs_jitter_comes_from_the_injected_source() {
+    for (byte, expected_ms) in [(0x00, 100 + 200), (0xff, 200 + 400)] {
+        let fetch = Arc::new(FakeFetch::default());
+        fetch.set_sequence(
+            URL,
+            vec![
+                Behaviour::Fail(FetchError::Timeout(Duration::from_secs(5))),
+                Behaviour::Fail(FetchError::Transport("reset".to_owned())),
+                Behaviour::Answer(Fetched::ok("{}")),
+            ],
+        );
+        let clock = FixedClock::new(UnixTime(1000));
+        let f =
+            resilient(&fetch, &clock).random(aauth_keys::rand::SharedRandom::new(Constant(byte)));
+        let started = tokio::time::Instant::now();
+        assert!(f.get(&HttpsUrl::parse(URL).unwrap()).await.is_ok());
+        // Equal jitter: half the backoff at 0.0, all of it at 1.0 (200 ms, then 400 ms).
+        assert_eq!(started.elapsed(), Duration::from_millis(expected_ms));
+    }
+}

@@ -455,3 +455,50 @@ async fn a_body_over_the_held_cap_gets_the_plain_challenge() {
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(echo.0.load(Ordering::SeqCst), 0);
 }
+
+/// A "random" source that fills every buffer with one byte.
+struct Constant(u8);
+
+impl aauth_keys::rand::RandomSource for Constant {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn pending_ids_and_resource_token_jtis_come_from_the_injected_sources() {
+    use aauth_keys::rand::SharedRandom;
+    let m = modes();
+    let tokens = m.tokens().random(SharedRandom::new(Constant(1)));
+    let mut svc = AAuthLayer::new(
+        m.w.resource.clone().resource_tokens(tokens).route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        fixed_clock(),
+    )
+    .defer_auth_token(
+        DeferredAuth::new(Arc::new(MemoryHeldStore::default()), "/aauth/pending/")
+            .random(SharedRandom::new(Constant(2))),
+    )
+    .layer(Echo::default());
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, h, _) = send(&mut svc, signed("POST", "/doc", b"{}", &m.w.agent, &person)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // 16 bytes of 0x02, base64url: the pending id.
+    assert_eq!(
+        header(&h, "location"),
+        format!("/aauth/pending/{}", "AgICAgICAgICAgICAgICAg")
+    );
+    // 16 bytes of 0x01: the resource token's jti.
+    let req = AAuthRequirement::parse(&header(&h, "aauth-requirement")).unwrap();
+    let Requirement::AuthToken { resource_token } = req.requirement else {
+        panic!("expected requirement=auth-token, got {req:?}");
+    };
+    let claims = aauth_tokens::Unverified::<aauth_tokens::ResourceClaims>::decode(
+        &resource_token,
+        &aauth_tokens::Validation::new(NOW),
+    )
+    .unwrap();
+    assert_eq!(claims.unverified_claims().jti, "AQEBAQEBAQEBAQEBAQEBAQ");
+}
