@@ -23,7 +23,7 @@ pub struct AccessRequest<'a> {
     /// (never `sub`: the person is `ps` and `sub` already).
     pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// Whether this Person Server is one this Access Server trusts by configuration
-    /// ([`crate::AccessServer::trust`]); `false` only when it admits unknown Person
+    /// ([`crate::AccessServer::trusted`]); `false` only when it admits unknown Person
     /// Servers ([`crate::AccessServer::admit_unknown_person_servers`]).
     pub pre_established: bool,
     /// Whether the person has approved this Person Server here, for this resource, on
@@ -92,7 +92,7 @@ pub trait AccessPolicy: Send + Sync {
 }
 
 /// Grants every verified request from a Person Server this Access Server trusts
-/// ([`AccessServer::trust`](crate::AccessServer::trust)), and refuses the others (the
+/// ([`AccessServer::trusted`](crate::AccessServer::trusted)), and refuses the others (the
 /// default: a deployment grants nothing until it names whom it trusts).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrantTrusted;

@@ -19,7 +19,7 @@
 //! Beyond that: missions with power-of-attorney constraints and a budget ledger,
 //! clarification chat and updated requests, the governance endpoints, sub-agents, call
 //! chaining (`upstream_token`), four-party federation with Access Servers
-//! ([`PersonServer::federate`]), revocation received and sent, interaction callbacks, and
+//! ([`PersonServer::federation`]), revocation received and sent, interaction callbacks, and
 //! the embedded SQLite store (the default).
 //!
 //! The server is sans-IO ([`PersonServer::handle`]); it mounts on an axum `Router` or plain
