@@ -81,7 +81,7 @@ impl PersonServer {
                 verdict,
                 Some(b.action.clone()),
             );
-            self.store.put_mission(m).await.map_err(PsError::from)?;
+            self.store.put_mission(m).await?;
         }
         match decision {
             Decision::Approve => Ok(Outcome::Issued(
@@ -155,7 +155,7 @@ impl PersonServer {
             None => action,
         };
         m.log(now.as_secs(), "audit", None, "record", Some(detail));
-        self.store.put_mission(m).await.map_err(PsError::from)?;
+        self.store.put_mission(m).await?;
         let mut resp = http::Response::new(Bytes::new());
         *resp.status_mut() = StatusCode::CREATED;
         Ok(Outcome::Respond(resp))

@@ -50,8 +50,7 @@ impl PersonServer {
         let mut m = self
             .store
             .mission(s256)
-            .await
-            .map_err(PsError::from)?
+            .await?
             .ok_or(PsError::MissionNotFound)?;
         if m.terminated.is_none() {
             m.terminated = Some(reason);
@@ -62,7 +61,7 @@ impl PersonServer {
                 "permit",
                 Some(reason.as_str().to_owned()),
             );
-            self.store.put_mission(m).await.map_err(PsError::from)?;
+            self.store.put_mission(m).await?;
         }
         Ok(())
     }
@@ -114,14 +113,9 @@ impl PersonServer {
         let Some(s256) = s256 else {
             return Ok(None);
         };
-        let m = self
-            .store
-            .mission(s256)
-            .await
-            .map_err(PsError::from)?
-            .ok_or_else(|| {
-                PsError::InvalidUpstreamToken("its mission is not on record".to_owned())
-            })?;
+        let m = self.store.mission(s256).await?.ok_or_else(|| {
+            PsError::InvalidUpstreamToken("its mission is not on record".to_owned())
+        })?;
         let m = self.expire(m, now).await?;
         match m.terminated {
             Some(reason) => Err(PsError::MissionTerminated(reason.as_str())),
@@ -237,7 +231,7 @@ impl PersonServer {
         let mut person_tokens = serde_json::Map::new();
         let resources: Vec<String> = m.constraints.resources.clone().unwrap_or_default(); // default: no resource list approves none
         let expires_at = m.expires_at();
-        self.store.put_mission(m).await.map_err(PsError::from)?;
+        self.store.put_mission(m).await?;
         for res in resources {
             let resource = ServerId::parse(&res).map_err(|e| PsError::Server(e.to_string()))?;
             // The same limit on distinct resources as a person-token request's.
@@ -268,8 +262,7 @@ impl PersonServer {
         let stored = self
             .store
             .mission(&s256)
-            .await
-            .map_err(PsError::from)?
+            .await?
             .ok_or_else(|| PsError::Server("the mission vanished".to_owned()))?;
         let mut capabilities = Vec::new();
         if self.interaction {
@@ -294,8 +287,7 @@ impl PersonServer {
         let m = self
             .store
             .mission(s256)
-            .await
-            .map_err(PsError::from)?
+            .await?
             .filter(|m| m.agent == (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()))
             .ok_or(PsError::MissionNotFound)?;
         self.expire(m, now).await
@@ -312,10 +304,7 @@ impl PersonServer {
                 "permit",
                 Some("expired".to_owned()),
             );
-            self.store
-                .put_mission(m.clone())
-                .await
-                .map_err(PsError::from)?;
+            self.store.put_mission(m.clone()).await?;
         }
         Ok(m)
     }
@@ -368,7 +357,7 @@ impl PersonServer {
                     })?;
                 let digest = crate::mission::s256(text.as_bytes());
                 m.log(now.as_secs(), "update", None, "permit", Some(text));
-                self.store.put_mission(m).await.map_err(PsError::from)?;
+                self.store.put_mission(m).await?;
                 Ok(Outcome::Issued(serde_json::json!({ "s256": digest })))
             }
             Some("completion") => {
@@ -451,8 +440,7 @@ impl PersonServer {
         let m = self
             .store
             .mission(s256)
-            .await
-            .map_err(PsError::from)?
+            .await?
             .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
             // At a token endpoint an unknown mission is a bad parameter (draft -11 §7.1).
             .ok_or_else(|| {
@@ -471,10 +459,7 @@ impl PersonServer {
             m.grants += 1;
         }
         let terminated = m.terminated;
-        self.store
-            .put_mission(m.clone())
-            .await
-            .map_err(PsError::from)?;
+        self.store.put_mission(m.clone()).await?;
         match verdict {
             Ok(()) => Ok(Some(m)),
             Err(crate::mission::violation::TERMINATED) => Err(PsError::MissionTerminated(
@@ -494,8 +479,7 @@ impl PersonServer {
         let m = self
             .store
             .mission(s256)
-            .await
-            .map_err(PsError::from)?
+            .await?
             .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
             .ok_or_else(|| {
                 PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())

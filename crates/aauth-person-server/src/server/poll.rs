@@ -213,12 +213,10 @@ impl PersonServer {
             && now().as_secs() < p.expires
             && tokio::time::Instant::now() < deadline
         {
-            // Wakes on a change, or at the deadline, or at the request's expiry.
-            let expiry = start
-                + Duration::from_secs(p.expires.saturating_sub(started.as_secs()))
-                    .min(Duration::from_secs(wait));
-            let until = deadline.min(expiry);
-            let _ = tokio::time::timeout_at(until, changes.changed()).await;
+            // Wakes on a change, or at the deadline or the request's expiry, whichever
+            // comes first.
+            let expiry = start + Duration::from_secs(p.expires.saturating_sub(started.as_secs()));
+            let _ = tokio::time::timeout_at(deadline.min(expiry), changes.changed()).await;
             match self.store.pending(&p.id).await? {
                 Some(q) => p = q,
                 None => return Ok(None),

@@ -326,13 +326,11 @@ impl PersonServer {
                 mission_s256: mission.map(str::to_owned),
                 exp: minted.exp,
             })
-            .await
-            .map_err(PsError::from)?;
+            .await?;
         if !chain.is_empty() {
             self.store
                 .record_chain(&minted.jti, chain, minted.exp)
-                .await
-                .map_err(PsError::from)?;
+                .await?;
         }
         Ok(
             serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
@@ -566,7 +564,7 @@ impl PersonServer {
         // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
         let _ledger = self.ledger_lock.lock().await;
         let mut ledger = match mission_s256 {
-            Some(s) => self.store.mission(s).await.map_err(PsError::from)?,
+            Some(s) => self.store.mission(s).await?,
             None => None,
         };
         let granted = match &mut ledger {
@@ -593,8 +591,7 @@ impl PersonServer {
             let f = self.federated(&request, now).await?;
             self.store
                 .record_presentation(presented_jti, &fp.access_server, *presented_exp)
-                .await
-                .map_err(PsError::from)?;
+                .await?;
             (f.0, f.1)
         } else {
             let minted = self.sign_auth(request, key, cap, granted.as_ref(), now)?;
@@ -611,7 +608,7 @@ impl PersonServer {
                     Some(format!("granted {b}; spent {} so far", m.spent())),
                 );
             }
-            self.store.put_mission(m).await.map_err(PsError::from)?;
+            self.store.put_mission(m).await?;
         }
         self.store
             .record_auth_token(AuthTokenRecord {
@@ -622,13 +619,11 @@ impl PersonServer {
                 presented_jti: presented_jti.clone(),
                 exp: minted.exp,
             })
-            .await
-            .map_err(PsError::from)?;
+            .await?;
         if !chain.is_empty() {
             self.store
                 .record_chain(&minted.jti, chain, minted.exp)
-                .await
-                .map_err(PsError::from)?;
+                .await?;
         }
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }

@@ -274,7 +274,7 @@ impl PersonServer {
             ));
         }
         // M8: the chain so far, this intermediary last; never deeper than allowed.
-        let mut chain = self.store.chain(&jti).await.map_err(PsError::from)?;
+        let mut chain = self.store.chain(&jti).await?;
         chain.push(intermediary.clone());
         if chain.len() > self.max_chain {
             return Err(PsError::InvalidUpstreamToken(format!(
@@ -359,8 +359,7 @@ impl PersonServer {
         if self
             .store
             .is_revoked(&resource_revocation_key(&rt.iss, &rt.jti), now)
-            .await
-            .map_err(PsError::from)?
+            .await?
         {
             return Err(PsError::RevokedResourceToken);
         }
