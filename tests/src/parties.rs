@@ -322,7 +322,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
                         access
                             .handle(&parts, &body, c.now())
                             .await
-                            .map(|b| b.to_vec())
+                            .map_or_else(crate::world::not_found, |r| r.map(|b| b.to_vec()))
                     })
                 }),
             )

@@ -410,7 +410,7 @@ impl World {
     }
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     let mut r = Response::new(Vec::new());
     *r.status_mut() = http::StatusCode::NOT_FOUND;
     r

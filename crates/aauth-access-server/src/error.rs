@@ -98,7 +98,7 @@ impl AsError {
 
     /// The RFC 9457 response.
     #[must_use]
-    pub fn into_response(self) -> http::Response<Bytes> {
+    pub fn into_http_response(self) -> http::Response<Bytes> {
         let status = self.status();
         let body = serde_json::json!({
             "type": "about:blank",

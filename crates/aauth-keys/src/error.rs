@@ -150,7 +150,7 @@ pub struct SignatureError;
 /// Signing failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SignError {
+pub enum KeySignError {
     /// The backend (software, HSM or enclave) could not produce a signature.
     #[error("signing backend failed: {reason}")]
     Backend {

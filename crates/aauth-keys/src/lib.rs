@@ -47,7 +47,7 @@ pub mod rand;
 pub mod time;
 
 pub use alg::{AlgClass, Algorithm};
-pub use error::{KeyError, SignError, SignatureError};
+pub use error::{KeyError, KeySignError, SignatureError};
 pub use jwk::Jwk;
 pub use jwks::JwkSet;
 pub use private::{PrivateKey, Signer};

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::public::check_policy;
 use crate::rand::{RandomError, RandomSource};
-use crate::{Algorithm, Jwk, KeyError, PublicKey, SignError, base64url};
+use crate::{Algorithm, Jwk, KeyError, PublicKey, KeySignError, base64url};
 
 /// Something that signs with one key: software keys in this crate, or a key in an HSM or
 /// a secure enclave behind the same trait.
@@ -28,8 +28,8 @@ pub trait Signer: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     ///
-    /// [`SignError`] when the backend cannot sign.
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
+    /// [`KeySignError`] when the backend cannot sign.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeySignError>;
 }
 
 /// A private key held in memory. Its secret is zeroized on drop and never printed.
@@ -220,14 +220,14 @@ impl Signer for PrivateKey {
         &self.public
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeySignError> {
         match &self.inner {
             Inner::Ed25519(k) => Ok(k.sign(message).to_bytes().to_vec()),
             Inner::Es256(k) => {
                 let rng = aws_lc_rs::rand::SystemRandom::new();
                 k.sign(&rng, message)
                     .map(|s| s.as_ref().to_vec())
-                    .map_err(|_| SignError::Backend {
+                    .map_err(|_| KeySignError::Backend {
                         reason: "ECDSA signing failed".to_owned(),
                     })
             }

@@ -14,7 +14,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::egress::{Admitted, EgressError, Resolve};
+use crate::egress::{AdmittedDestination, EgressError, Resolve};
 use crate::guard::{FetchLimits, FetchTransport};
 use crate::{FetchError, Fetched, HttpsUrl};
 
@@ -112,7 +112,7 @@ impl HttpsTransport {
 
     async fn connect(
         &self,
-        dest: &Admitted,
+        dest: &AdmittedDestination,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, FetchError> {
         let name = ServerName::try_from(dest.host.clone())
             .map_err(|e| FetchError::Transport(format!("server name {}: {e}", dest.host)))?;
@@ -156,7 +156,7 @@ impl HttpsTransport {
     /// [`FetchError::Transport`], [`FetchError::Timeout`], [`FetchError::TooLarge`].
     pub async fn request(
         &self,
-        dest: &Admitted,
+        dest: &AdmittedDestination,
         port: u16,
         req: http::Request<Bytes>,
         limits: &FetchLimits,
@@ -171,7 +171,7 @@ impl HttpsTransport {
 
     async fn exchange(
         &self,
-        dest: &Admitted,
+        dest: &AdmittedDestination,
         port: u16,
         req: http::Request<Bytes>,
         max_body: usize,
@@ -251,7 +251,7 @@ impl FetchTransport for HttpsTransport {
     async fn get(
         &self,
         url: &HttpsUrl,
-        dest: &Admitted,
+        dest: &AdmittedDestination,
         limits: &FetchLimits,
     ) -> Result<Fetched, FetchError> {
         let req = http::Request::get(url.path_and_query())

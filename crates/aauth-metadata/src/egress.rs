@@ -5,7 +5,7 @@
 //! A fetch is admitted in two steps: the URL (HTTPS, and an IP-literal host checked at
 //! once), then every address the host resolves to. If any resolved address is in a
 //! special-purpose range the whole destination is refused, and the connection must go to
-//! exactly the addresses admitted ([`Admitted::addrs`]), never to a second resolution,
+//! exactly the addresses admitted ([`AdmittedDestination::addrs`]), never to a second resolution,
 //! so DNS rebinding cannot swap them.
 
 use std::collections::BTreeSet;
@@ -143,7 +143,7 @@ pub struct EgressPolicy {
 /// An admitted destination: connect to these addresses and no others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Admitted {
+pub struct AdmittedDestination {
     /// The host (for SNI and `Host`).
     pub host: String,
     /// The addresses checked.
@@ -181,7 +181,7 @@ impl EgressPolicy {
         &self,
         url: &HttpsUrl,
         addrs: &[SocketAddr],
-    ) -> Result<Admitted, EgressError> {
+    ) -> Result<AdmittedDestination, EgressError> {
         let host = url.host();
         if addrs.is_empty() {
             return Err(EgressError::NoAddress {
@@ -199,7 +199,7 @@ impl EgressPolicy {
                 }
             }
         }
-        Ok(Admitted {
+        Ok(AdmittedDestination {
             host: host.to_owned(),
             addrs: addrs.to_vec(),
         })
@@ -215,7 +215,7 @@ impl EgressPolicy {
         &self,
         url: &HttpsUrl,
         resolver: &dyn Resolve,
-    ) -> Result<Admitted, EgressError> {
+    ) -> Result<AdmittedDestination, EgressError> {
         let addrs = match url.host().parse::<Ipv4Addr>() {
             Ok(v4) => vec![SocketAddr::new(IpAddr::V4(v4), url.port())],
             Err(_) => resolver.resolve(url.host(), url.port()).await?,

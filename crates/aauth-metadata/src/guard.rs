@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::egress::{Admitted, EgressPolicy, Resolve};
+use crate::egress::{AdmittedDestination, EgressPolicy, Resolve};
 use crate::{Fetch, FetchError, Fetched, HttpsUrl};
 
 /// Limits on one fetch.
@@ -42,7 +42,7 @@ pub trait FetchTransport: Send + Sync + 'static {
     async fn get(
         &self,
         url: &HttpsUrl,
-        dest: &Admitted,
+        dest: &AdmittedDestination,
         limits: &FetchLimits,
     ) -> Result<Fetched, FetchError>;
 }

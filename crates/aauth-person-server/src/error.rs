@@ -188,7 +188,7 @@ impl PsError {
 
     /// The RFC 9457 response.
     #[must_use]
-    pub fn into_response(self) -> http::Response<Bytes> {
+    pub fn into_http_response(self) -> http::Response<Bytes> {
         let status = self.status();
         let mut body = serde_json::json!({
             "type": "about:blank",

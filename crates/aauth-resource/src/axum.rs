@@ -2,8 +2,8 @@
 //! handler's arguments. The route must sit behind [`crate::AAuthLayer`].
 //!
 //! ```
-//! use aauth_resource::{Admitted, Agent};
-//! async fn data(Agent(agent): Agent) -> String {
+//! use aauth_resource::{Admitted, CallingAgent};
+//! async fn data(CallingAgent(agent): CallingAgent) -> String {
 //!     format!("hello {agent}")
 //! }
 //! async fn open(admitted: Admitted) -> String {
@@ -32,7 +32,7 @@ use crate::{Admitted, Refusal};
 
 /// The verified agent of an agent-token route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Agent(pub AgentId);
+pub struct CallingAgent(pub AgentId);
 
 /// The verified person of a person-token or auth-token route: the pair `(iss, sub)` of
 /// the person or auth token (never compare `sub` across issuers).
@@ -120,7 +120,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admitted {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Agent {
+impl<S: Send + Sync> FromRequestParts<S> for CallingAgent {
     type Rejection = NotAdmitted;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, NotAdmitted> {

@@ -8,7 +8,7 @@
 //! `Accept-Signature-*`) for a signature failure, `503` when keys cannot be fetched,
 //! `403` for an authenticated caller that is not allowed, each with an RFC 9457 body.
 //! [`AAuthLayer`] does the same in front of any tower service (axum, hyper); with the
-//! `axum` feature (on by default), [`Admitted`] and [`Agent`] are extractors.
+//! `axum` feature (on by default), [`Admitted`] and [`CallingAgent`] are extractors.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -43,7 +43,7 @@ pub use aauth_signing::{
     MemoryReplayStore, ReplayGuard, ReplayScope, ReplayStore, ReplayStoreError,
 };
 #[cfg(feature = "axum")]
-pub use axum::{Agent, Authorization, NotAdmitted, Person};
+pub use axum::{Authorization, CallingAgent, NotAdmitted, Person};
 pub use deferred::{
     Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DeferredAuth, Held,
     HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore, Presenter, StoredResponse,

@@ -5,7 +5,7 @@ use aauth_headers::{
     AcceptSignatureAlg, AcceptSignatureScheme, ErrorCode, MemberError, ParseError,
     SignatureErrorHeader, names,
 };
-use aauth_keys::{KeyError, SignError as KeySignError};
+use aauth_keys::{KeyError, KeySignError};
 use aauth_tokens::{ResolveError, TokenError};
 use http::{HeaderName, HeaderValue, StatusCode};
 
@@ -403,7 +403,7 @@ impl VerifyError {
     /// status, `Signature-Error` (and the `Accept-Signature-*` fields where they apply),
     /// and the RFC 9457 body.
     #[must_use]
-    pub fn to_response(&self, policy: &VerifyPolicy) -> http::Response<String> {
+    pub fn into_http_response(self, policy: &VerifyPolicy) -> http::Response<String> {
         let mut r = http::Response::new(self.problem_json());
         *r.status_mut() = self.status();
         r.headers_mut().insert(

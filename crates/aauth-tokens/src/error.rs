@@ -1,6 +1,6 @@
 //! Errors of token verification and minting.
 
-use aauth_keys::{Algorithm, KeyError, SignError};
+use aauth_keys::{Algorithm, KeyError, KeySignError};
 
 use crate::ResolveError;
 
@@ -144,7 +144,7 @@ pub enum TokenError {
     Confirmation(#[source] KeyError),
     /// Minting only: the signer failed.
     #[error("signing failed: {0}")]
-    Sign(#[source] SignError),
+    Sign(#[source] KeySignError),
     /// Minting only: the requested token breaks a rule of its type.
     #[error("cannot mint: {reason}")]
     Mint {

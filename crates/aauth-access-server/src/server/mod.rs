@@ -110,7 +110,7 @@ impl std::fmt::Debug for AccessServer {
 
 /// Why an endpoint answers with something other than its result. Every endpoint step
 /// returns [`Answer`], so a store's failure or a refused check is passed on with `?`;
-/// [`Refusal::into_response`] turns it into the response at the end of the pipeline.
+/// [`Refusal::into_http_response`] turns it into the response at the end of the pipeline.
 #[derive(Debug)]
 pub(super) enum Refusal {
     /// The request names nothing here (`404`): no such path, no such waiting request, or
@@ -141,12 +141,12 @@ impl Refusal {
         Self::Answered(Box::new(response))
     }
 
-    /// The response it comes to ([`AsError::into_response`] for the Access Server's own
+    /// The response it comes to ([`AsError::into_http_response`] for the Access Server's own
     /// refusals).
-    pub(super) fn into_response(self) -> http::Response<Bytes> {
+    pub(super) fn into_http_response(self) -> http::Response<Bytes> {
         match self {
             Self::NotFound => not_found(),
-            Self::Error(e) => e.into_response(),
+            Self::Error(e) => e.into_http_response(),
             Self::Answered(r) => *r,
         }
     }
@@ -399,14 +399,19 @@ impl AccessServer {
         self.store.issued_count().await
     }
 
-    /// Answers one request: finds its endpoint in the route table, then runs it; a path
-    /// (or a method on it) that is not in the table is `404`.
-    pub async fn handle(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
-        let answer = match router::of(&parts.method, parts.uri.path()) {
-            Some(route) => self.dispatch(route, parts, body, now).await,
-            None => Err(Refusal::NotFound),
-        };
-        answer.unwrap_or_else(Refusal::into_response)
+    /// Answers one request: finds its endpoint in the route table, then runs it; `None`
+    /// for a path (or a method on it) that is not in the table, so that the server can
+    /// share a listener with other routes (the [`Endpoint`](aauth_metadata::serve::Endpoint)
+    /// service answers `404`).
+    pub async fn handle(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<http::Response<Bytes>> {
+        let route = router::of(&parts.method, parts.uri.path())?;
+        let answer = self.dispatch(route, parts, body, now).await;
+        Some(answer.unwrap_or_else(Refusal::into_http_response))
     }
 
     /// Runs the endpoint `route` names.
@@ -451,7 +456,7 @@ impl AccessServer {
             Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(untrusted()),
             Err(error) => {
                 return Err(Refusal::answered(
-                    error.to_response(self.verifier.policy()).map(Bytes::from),
+                    error.into_http_response(self.verifier.policy()).map(Bytes::from),
                 ));
             }
         };
@@ -473,6 +478,6 @@ impl aauth_metadata::serve::Endpoint for AccessServer {
         body: &[u8],
         now: UnixTime,
     ) -> Option<http::Response<Bytes>> {
-        Some(self.handle(parts, body, now).await)
+        self.handle(parts, body, now).await
     }
 }

@@ -98,7 +98,7 @@ impl AccessServer {
             Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(unsupported()),
             Err(error) => {
                 return Err(Refusal::answered(
-                    error.to_response(self.verifier.policy()).map(Bytes::from),
+                    error.into_http_response(self.verifier.policy()).map(Bytes::from),
                 ));
             }
         };

@@ -258,7 +258,7 @@ impl AccessServer {
                 self.id.as_str()
             )) {
                 Ok(v) => (StatusCode::ACCEPTED, pending, "1", v),
-                Err(e) => return AsError::Server(e.to_string()).into_response(),
+                Err(e) => return AsError::Server(e.to_string()).into_http_response(),
             },
             Step::Approval(_) => (
                 StatusCode::ACCEPTED,
@@ -273,7 +273,7 @@ impl AccessServer {
                 HeaderValue::from_static("requirement=clarification"),
             ),
             Step::Payment { challenge } => return payment_required(id, challenge),
-            Step::Revoked => return AsError::RevokedResourceToken.into_response(),
+            Step::Revoked => return AsError::RevokedResourceToken.into_http_response(),
         };
         let mut r = json_response(status, &json);
         pending_headers(&mut r, id, retry, requirement);
@@ -295,7 +295,7 @@ fn payment_required(id: &str, challenge: &str) -> http::Response<Bytes> {
         Ok(v) => {
             r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
         }
-        Err(e) => return AsError::Server(e.to_string()).into_response(),
+        Err(e) => return AsError::Server(e.to_string()).into_http_response(),
     }
     r
 }

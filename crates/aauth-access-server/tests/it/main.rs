@@ -208,7 +208,7 @@ impl World {
             kid: kid.to_owned(),
         };
         let (parts, body) = request::signed_unique(req, key, &scheme, NOW).into_parts();
-        let resp = self.server.handle(&parts, &body, NOW).await;
+        let resp = served(self.server.handle(&parts, &body, NOW).await);
         (
             resp.status(),
             resp.headers().clone(),
@@ -1000,7 +1000,7 @@ impl World {
         }
         let (mut parts, body) = b.body(form.as_bytes().to_vec()).unwrap().into_parts();
         parts.uri = target.parse().unwrap();
-        let resp = self.server.handle(&parts, &body, NOW).await;
+        let resp = served(self.server.handle(&parts, &body, NOW).await);
         (
             resp.status(),
             resp.headers().clone(),
@@ -1228,4 +1228,14 @@ async fn without_a_login_the_person_cannot_be_asked_here() {
             .contains("people_authenticator")
     );
     assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+/// What the server's service answers: the response, or `404` for a path that is not the
+/// server's (`handle` says `None`).
+pub(crate) fn served(resp: Option<http::Response<bytes::Bytes>>) -> http::Response<bytes::Bytes> {
+    resp.unwrap_or_else(|| {
+        let mut r = http::Response::new(bytes::Bytes::new());
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r
+    })
 }

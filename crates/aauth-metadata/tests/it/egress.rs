@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aauth_metadata::egress::special_range;
 use aauth_metadata::{
-    Admitted, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, FetchTransport, Fetched,
+    AdmittedDestination, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, FetchTransport, Fetched,
     GuardedFetch, HttpsUrl, Resolve,
 };
 use aauth_test_support::url;
@@ -78,7 +78,7 @@ impl FetchTransport for RecordingTransport {
     async fn get(
         &self,
         _url: &HttpsUrl,
-        dest: &Admitted,
+        dest: &AdmittedDestination,
         _limits: &FetchLimits,
     ) -> Result<Fetched, FetchError> {
         self.connects.lock().unwrap().push(dest.addrs.clone());

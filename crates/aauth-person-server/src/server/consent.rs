@@ -663,7 +663,7 @@ fn failed(e: PsError) -> http::Response<Bytes> {
             StatusCode::CONFLICT,
             "This request changed while you were answering it. Open the link again.",
         ),
-        e => e.into_response(),
+        e => e.into_http_response(),
     }
 }
 

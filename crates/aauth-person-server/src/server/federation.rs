@@ -484,15 +484,15 @@ impl PersonServer {
             Err(e) => {
                 p.state = PendingState::Done;
                 return match self.save(&mut p).await {
-                    Ok(()) => e.into_response(),
-                    Err(se) => se.into_response(),
+                    Ok(()) => e.into_http_response(),
+                    Err(se) => se.into_http_response(),
                 };
             }
         };
         p.state = PendingState::Pending;
         match self.save(&mut p).await {
             Ok(()) => resp,
-            Err(e) => e.into_response(),
+            Err(e) => e.into_http_response(),
         }
     }
 
@@ -512,16 +512,16 @@ impl PersonServer {
                     "the person did not answer in time",
                 )
                 .response(),
-                Err(e) => e.into_response(),
+                Err(e) => e.into_http_response(),
             };
         }
         let key = match PublicKey::from_jwk(&p.key) {
             Ok(k) => k,
-            Err(e) => return PsError::Server(e.to_string()).into_response(),
+            Err(e) => return PsError::Server(e.to_string()).into_http_response(),
         };
         let Some(account) = p.account.clone() else {
             return PsError::Server("a four-party request without its person".to_owned())
-                .into_response();
+                .into_http_response();
         };
         // The Access Server's question: forwarded once the agent (at this pending URL) or
         // the person (on the consent page) answered it here.
@@ -553,7 +553,7 @@ impl PersonServer {
                 p.state = PendingState::Done;
                 match self.save(&mut p).await {
                     Ok(()) => json_response(StatusCode::OK, &json),
-                    Err(e) => e.into_response(),
+                    Err(e) => e.into_http_response(),
                 }
             }
             // Something new for the agent (a link, a question): tell it.
@@ -567,7 +567,7 @@ impl PersonServer {
             }
             Err(PsError::AccessServerPending | PsError::AccessServerInteraction { .. }) => {
                 if forwarding && let Err(e) = self.save(&mut p).await {
-                    return e.into_response();
+                    return e.into_http_response();
                 }
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
@@ -583,8 +583,8 @@ impl PersonServer {
             Err(e) => {
                 p.state = PendingState::Done;
                 match self.save(&mut p).await {
-                    Ok(()) => e.into_response(),
-                    Err(se) => se.into_response(),
+                    Ok(()) => e.into_http_response(),
+                    Err(se) => se.into_http_response(),
                 }
             }
         }

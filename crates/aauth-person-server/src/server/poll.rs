@@ -66,7 +66,7 @@ impl PersonServer {
                 p
             }
             Ok(_) => return not_found(),
-            Err(e) => return PsError::from(e).into_response(),
+            Err(e) => return PsError::from(e).into_http_response(),
         };
         let answered = match parts.method {
             Method::DELETE => self.cancel(p).await,
@@ -90,7 +90,7 @@ impl PersonServer {
             }
             _ => Ok(not_found()),
         };
-        answered.unwrap_or_else(PsError::into_response)
+        answered.unwrap_or_else(PsError::into_http_response)
     }
 
     /// `DELETE`: the agent withdraws its request.

@@ -76,14 +76,14 @@ impl PersonServer {
         now: UnixTime,
     ) -> http::Response<Bytes> {
         if parts.method != Method::POST {
-            return PsError::InvalidRequest("POST".to_owned()).into_response();
+            return PsError::InvalidRequest("POST".to_owned()).into_http_response();
         }
         let verified = match self.revocation_verifier.verify(parts, body, now).await {
             Ok(v) => v,
             Err(VerifyError::SignerNotAdmitted { .. }) => return unsupported(),
             Err(error) => {
                 return error
-                    .to_response(self.revocation_verifier.policy())
+                    .into_http_response(self.revocation_verifier.policy())
                     .map(Bytes::from);
             }
         };
@@ -106,7 +106,7 @@ impl PersonServer {
                 );
                 r
             }
-            Err(e) => e.into_response(),
+            Err(e) => e.into_http_response(),
         }
     }
 

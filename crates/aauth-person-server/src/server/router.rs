@@ -86,7 +86,7 @@ impl Outcome {
         match result {
             Ok(Self::Issued(json)) => json_response(StatusCode::OK, &json),
             Ok(Self::Respond(r)) => r,
-            Err(e) => e.into_response(),
+            Err(e) => e.into_http_response(),
         }
     }
 }
@@ -145,7 +145,7 @@ impl PersonServer {
         match endpoint {
             Signed::PersonToken | Signed::AuthToken if !post => return post_only(),
             Signed::Permission | Signed::Audit | Signed::Interaction if !post => {
-                return PsError::InvalidRequest("POST".to_owned()).into_response();
+                return PsError::InvalidRequest("POST".to_owned()).into_http_response();
             }
             _ => {}
         }

@@ -198,7 +198,7 @@ impl PersonServer {
         r: &AgentRequest,
         b: &AuthTokenBody,
         rt: &aauth_tokens::ResourceClaims,
-        held: &super::verify::Held,
+        held: &super::verify::PresentedGrant,
         acting: &mut Acting,
         now: UnixTime,
     ) -> Result<Option<super::verify::Upstream>, PsError> {
@@ -253,7 +253,7 @@ impl PersonServer {
         r: &AgentRequest,
         b: &AuthTokenBody,
         rt: &aauth_tokens::ResourceClaims,
-        held: &super::verify::Held,
+        held: &super::verify::PresentedGrant,
         presented: String,
         chain: Vec<ServerId>,
     ) -> PendingRequest {

@@ -52,7 +52,7 @@ pub(super) struct AgentRequest {
 }
 
 /// What the presented token establishes.
-pub(super) struct Held {
+pub(super) struct PresentedGrant {
     pub(super) account: String,
     pub(super) exp: u64,
 }
@@ -69,7 +69,7 @@ impl PersonServer {
         let verified = match self.agents.verify(parts, body, now).await {
             Ok(v) => v,
             Err(error) => {
-                return Err(error.to_response(self.agents.policy()).map(Bytes::from));
+                return Err(error.into_http_response(self.agents.policy()).map(Bytes::from));
             }
         };
         let agent = match verified.identity {
@@ -78,14 +78,14 @@ impl PersonServer {
                 _ => {
                     return Err(
                         PsError::InvalidRequest("sign with your agent token".to_owned())
-                            .into_response(),
+                            .into_http_response(),
                     );
                 }
             },
             _ => {
                 return Err(
                     PsError::InvalidRequest("sign with your agent token".to_owned())
-                        .into_response(),
+                        .into_http_response(),
                 );
             }
         };
@@ -105,16 +105,16 @@ impl PersonServer {
             Ok(false) => {}
             Ok(true) => {
                 return Err(VerifyError::Revoked
-                    .to_response(self.agents.policy())
+                    .into_http_response(self.agents.policy())
                     .map(Bytes::from));
             }
-            Err(e) => return Err(PsError::from(e).into_response()),
+            Err(e) => return Err(PsError::from(e).into_http_response()),
         }
         if agent.claims.parent_agent.is_some() {
             return Err(PsError::InvalidSubagentToken(
                 "a sub-agent's request is made by its parent, with subagent_token".to_owned(),
             )
-            .into_response());
+            .into_http_response());
         }
         // The token the signature verified under, as sent.
         let token = parts
@@ -128,7 +128,7 @@ impl PersonServer {
             })
             .ok_or_else(|| {
                 PsError::Server("the verified agent token is not in Signature-Key".to_owned())
-                    .into_response()
+                    .into_http_response()
             })?;
         Ok(AgentRequest {
             key: verified.key,
@@ -375,7 +375,7 @@ impl PersonServer {
         token: &str,
         rt: &ResourceClaims,
         now: UnixTime,
-    ) -> Result<Held, PsError> {
+    ) -> Result<PresentedGrant, PsError> {
         let v = Validation::new(now).audience(&rt.iss);
         let own = self.signer.public_key();
         let map = |e: TokenError| match e {
@@ -452,7 +452,7 @@ impl PersonServer {
                 ));
             }
         };
-        Ok(Held { account, exp })
+        Ok(PresentedGrant { account, exp })
     }
 
     /// What the store knows of a person (`person`) or auth token this server issued.

@@ -770,9 +770,9 @@ mod token_cache {
 
 mod axum_router {
     use super::*;
-    use aauth_resource::Agent;
+    use aauth_resource::CallingAgent;
 
-    async fn data(Agent(agent): Agent) -> String {
+    async fn data(CallingAgent(agent): CallingAgent) -> String {
         format!("hello {agent}")
     }
 
@@ -782,7 +782,7 @@ mod axum_router {
             .map_or_else(String::new, |t| t.as_str().to_owned())
     }
 
-    async fn unprotected(Agent(agent): Agent) -> String {
+    async fn unprotected(CallingAgent(agent): CallingAgent) -> String {
         agent.to_string()
     }
 

@@ -158,7 +158,7 @@ fn r10_a_store_that_cannot_answer_or_is_full_refuses_with_503() {
     let e = block(guarded(Arc::new(Down)).verify(&p, &b, NOW)).unwrap_err();
     assert!(matches!(e, VerifyError::Unavailable { .. }), "{e:?}");
     assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
-    let r = e.to_response(&policy());
+    let r = e.into_http_response(&policy());
     assert_eq!(r.headers()["retry-after"], "1");
     assert!(r.headers().get("signature-error").is_none());
     // Full: two distinct signers fill a store of two; a third is refused, not admitted.
@@ -188,7 +188,7 @@ fn r9_one_signer_cannot_fill_the_store() {
     assert_eq!(e, VerifyError::ReplayShareExceeded { share: 3 });
     assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(e.code(), None, "not a verdict on the signature");
-    let r = e.to_response(&policy());
+    let r = e.into_http_response(&policy());
     assert_eq!(r.status(), http::StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "60");
     // Everyone else is unaffected.
