@@ -150,6 +150,22 @@ pub struct AdmittedDestination {
     pub addrs: Vec<SocketAddr>,
 }
 
+/// The settings of an [`EgressPolicy`] that open it, reached by
+/// [`EgressPolicy::dangerous`].
+#[derive(Debug)]
+pub struct DangerousEgressPolicy<'a>(&'a mut EgressPolicy);
+
+impl DangerousEgressPolicy<'_> {
+    /// Admits `host` whatever its addresses (for example a deployment's own services on
+    /// a private network, or the demo world's names on loopback). Exact host match. A
+    /// name that an attacker can point at an internal address (by DNS) becomes a way in:
+    /// admit only names the deployment controls.
+    pub fn allow_host(&mut self, host: &str) -> &mut Self {
+        self.0.allowed_hosts.insert(host.to_owned());
+        self
+    }
+}
+
 impl EgressPolicy {
     /// The default policy: public addresses only.
     #[must_use]
@@ -157,12 +173,17 @@ impl EgressPolicy {
         Self::default()
     }
 
-    /// Admits `host` whatever its addresses (for example a deployment's own services on
-    /// a private network, or the demo world's names on loopback). Exact host match.
-    #[must_use]
-    pub fn allow_host(mut self, host: &str) -> Self {
-        self.allowed_hosts.insert(host.to_owned());
-        self
+    /// The settings that open the guard, behind a name that says so (as rustls's
+    /// `dangerous()`).
+    ///
+    /// ```
+    /// use aauth_metadata::EgressPolicy;
+    /// let mut policy = EgressPolicy::new();
+    /// policy.dangerous().allow_host("ps.internal");
+    /// assert!(policy.is_allowed_host("ps.internal"));
+    /// ```
+    pub fn dangerous(&mut self) -> DangerousEgressPolicy<'_> {
+        DangerousEgressPolicy(self)
     }
 
     /// Whether `host` is allow-listed.

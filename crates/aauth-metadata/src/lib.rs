@@ -62,7 +62,7 @@ pub use document::{
     DEFAULT_SIGNATURE_WINDOW, KeyDiscovery, MAX_DOCUMENT_LEN, MetadataDocument, MetadataError,
     PersonServerMetadata, ResourceMetadata,
 };
-pub use egress::{AdmittedDestination, EgressError, EgressPolicy, Resolve};
+pub use egress::{AdmittedDestination, DangerousEgressPolicy, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};
 #[cfg(feature = "runtime")]
 pub use guard::{FetchLimits, FetchTransport, GuardedFetch};

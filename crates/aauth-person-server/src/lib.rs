@@ -20,7 +20,8 @@
 //! clarification chat and updated requests, the governance endpoints, sub-agents, call
 //! chaining (`upstream_token`), four-party federation with Access Servers
 //! ([`PersonServer::federation`]), revocation received and sent, interaction callbacks, and
-//! the embedded SQLite store (the default).
+//! the embedded SQLite store (the `sqlite` feature, off by default: it builds SQLite from
+//! source).
 //!
 //! The server is sans-IO ([`PersonServer::handle`]); it mounts on an axum `Router` or plain
 //! hyper as an [`aauth_metadata::serve::EndpointService`]:

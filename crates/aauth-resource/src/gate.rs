@@ -2,6 +2,7 @@
 //! draft names out.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_headers::{AAuthRequirement, AuthorizationAAuth, Requirement, SessionToken, names};
 use aauth_keys::Thumbprint;
@@ -45,8 +46,12 @@ pub enum Access {
 ///
 /// ```
 /// use aauth_resource::{Access, RoutePolicy};
-/// let p = RoutePolicy::new(Access::AgentToken).require_component("@query").window(30);
+/// use std::time::Duration;
+/// let p = RoutePolicy::new(Access::AgentToken)
+///     .require_component("@query")
+///     .narrow_window(Duration::from_secs(30));
 /// assert_eq!(p.access(), Access::AgentToken);
+/// assert_eq!(p.verify_policy().window(), Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone)]
 pub struct RoutePolicy {
@@ -73,11 +78,7 @@ impl RoutePolicy {
         // (403) after it authenticates rather than asked to cover a header it lacks.
         // The resource's names replace this placeholder (which accepts no authority) when
         // the route is made (`Resource::route`).
-        let nobody = AuthoritySource::Server {
-            names: Vec::new(),
-            scheme: aauth_signing::UriScheme::Https,
-        };
-        let verify = VerifyPolicy::new(nobody).accept_schemes(schemes);
+        let verify = VerifyPolicy::new(AuthoritySource::nobody()).accept_schemes(schemes);
         Self {
             access,
             verify,
@@ -131,11 +132,19 @@ impl RoutePolicy {
         self
     }
 
-    /// The `created` window in seconds (default 60).
+    /// Narrows the `created` window (default 60 s; never widens, see
+    /// [`VerifyPolicy::narrow_window`]). A wider window is
+    /// `policy.dangerous().widen_window(..)`.
     #[must_use]
-    pub fn window(mut self, secs: u64) -> Self {
-        self.verify = self.verify.window(secs);
+    pub fn narrow_window(mut self, window: Duration) -> Self {
+        self.verify = self.verify.narrow_window(window);
         self
+    }
+
+    /// The settings that weaken the route's verification (a wider `created` window),
+    /// behind a name that says so.
+    pub fn dangerous(&mut self) -> aauth_signing::DangerousVerifyPolicy<'_> {
+        self.verify.dangerous()
     }
 
     /// The underlying verification policy.

@@ -8,7 +8,7 @@
 //! `Accept-Signature-*`) for a signature failure, `503` when keys cannot be fetched,
 //! `403` for an authenticated caller that is not allowed, each with an RFC 9457 body.
 //! [`AAuthLayer`] does the same in front of any tower service (axum, hyper); with the
-//! `axum` feature (on by default), [`Admitted`] and [`CallingAgent`] are extractors.
+//! `axum` feature (off by default: `features = ["axum"]`), [`Admitted`] and [`CallingAgent`] are extractors.
 //!
 //! ```
 //! use std::sync::Arc;

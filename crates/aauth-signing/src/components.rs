@@ -32,7 +32,9 @@ pub enum AuthoritySource {
     /// or the HTTP/2 `:authority`, i.e. the URI's authority, which must agree when both
     /// are present; lowercased, the default port for `scheme` dropped, RFC 9421 §2.2.3;
     /// `X-Forwarded-*` never read) and must be one of `names`, or the request is refused
-    /// with [`ComponentError::WrongAuthority`] before any key is looked up.
+    /// with [`ComponentError::WrongAuthority`] before any key is looked up. Made by
+    /// [`AuthoritySource::server`] or [`AuthoritySource::names`], which normalize.
+    #[non_exhaustive]
     Server {
         /// The accepted authorities, normalized (lowercase, no default port).
         names: Vec<String>,
@@ -41,7 +43,11 @@ pub enum AuthoritySource {
     },
     /// A configured external authority (behind a proxy that rewrites `Host`, RFC 9421
     /// §7.4.3): the signature base uses it whatever the request says, so a request signed
-    /// for another authority fails the signature check.
+    /// for another authority fails the signature check. Made only through
+    /// [`crate::dangerous::fixed_authority`]: the `Host` the request names is then not
+    /// what is checked, so a misconfigured value accepts requests meant for another
+    /// authority behind the same proxy.
+    #[non_exhaustive]
     Fixed {
         /// The authority, already normalized (lowercase, no default port).
         authority: String,
@@ -57,6 +63,17 @@ impl AuthoritySource {
     pub fn server(id: &aauth_tokens::ServerId) -> Self {
         Self::Server {
             names: vec![id.host().to_owned()],
+            scheme: UriScheme::Https,
+        }
+    }
+
+    /// No name at all: every request is refused with [`ComponentError::WrongAuthority`].
+    /// A placeholder for a policy whose names are filled in later (a resource's routes
+    /// take the resource's names when they are made).
+    #[must_use]
+    pub fn nobody() -> Self {
+        Self::Server {
+            names: Vec::new(),
             scheme: UriScheme::Https,
         }
     }
@@ -96,12 +113,9 @@ impl AuthoritySource {
         Ok(Self::Server { names, scheme })
     }
 
-    /// A fixed external authority (behind a proxy), normalized.
-    ///
-    /// # Errors
-    ///
-    /// [`ComponentError::BadAuthority`].
-    pub fn fixed(authority: &str, scheme: UriScheme) -> Result<Self, ComponentError> {
+    /// A fixed external authority (behind a proxy), normalized. Public as
+    /// [`crate::dangerous::fixed_authority`].
+    pub(crate) fn fixed(authority: &str, scheme: UriScheme) -> Result<Self, ComponentError> {
         Ok(Self::Fixed {
             authority: normalize_authority(authority, scheme)?,
             scheme,

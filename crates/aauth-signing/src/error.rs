@@ -394,7 +394,7 @@ impl VerifyError {
     pub fn retry_after(&self, policy: &VerifyPolicy) -> Option<u64> {
         match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => Some(1),
-            StatusCode::TOO_MANY_REQUESTS => Some(policy.window.max(1)),
+            StatusCode::TOO_MANY_REQUESTS => Some(policy.window().as_secs().max(1)),
             _ => None,
         }
     }

@@ -74,6 +74,36 @@ mod resolve;
 mod sign;
 mod verify;
 
+/// What weakens a verifier, behind a name that says so: a fixed `@authority` that ignores
+/// the request's `Host`. (A wider `created` window is [`VerifyPolicy::dangerous`].)
+pub mod dangerous {
+    use crate::{AuthoritySource, ComponentError, UriScheme};
+
+    /// The authority the signature base uses whatever the request says: for a server
+    /// behind a proxy that rewrites `Host` (RFC 9421 §7.4.3). A request signed for
+    /// another authority then fails the signature check; but every request that reaches
+    /// this server is judged as if addressed to `authority`, so a proxy that forwards
+    /// several public names to it must not be configured this way.
+    ///
+    /// ```
+    /// use aauth_signing::{UriScheme, dangerous};
+    /// let src = dangerous::fixed_authority("API.example:443", UriScheme::Https)?;
+    /// assert!(src.accepts("api.example") && !src.accepts("other.example"));
+    /// # Ok::<(), aauth_signing::ComponentError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ComponentError::BadAuthority`] for a value that is not a host with an optional
+    /// numeric port.
+    pub fn fixed_authority(
+        authority: &str,
+        scheme: UriScheme,
+    ) -> Result<AuthoritySource, ComponentError> {
+        AuthoritySource::fixed(authority, scheme)
+    }
+}
+
 pub use base::{View, signature_base};
 pub use components::{AuthoritySource, UriScheme};
 pub use digest::content_digest;
@@ -92,6 +122,6 @@ pub use sign::{
     sign_request_with,
 };
 pub use verify::{
-    BodyCoverage, LabelSelection, Prepared, REQUIRED_COMPONENTS, SignerGate, VerifiedRequest,
+    BodyCoverage, DEFAULT_WINDOW, DangerousVerifyPolicy, LabelSelection, Prepared, REQUIRED_COMPONENTS, SignerGate, VerifiedRequest,
     Verifier, VerifyPolicy, jwks_uri_signers, prepare,
 };

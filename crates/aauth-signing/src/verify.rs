@@ -2,6 +2,7 @@
 //! [`Prepared::finish`] with the resolved key) or in one call ([`Verifier::verify`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_headers::{
     ErrorCode, MemberError, Scheme, SignatureInput, SignatureKey, SignatureParams, Signatures,
@@ -17,6 +18,26 @@ use crate::components::{AuthoritySource, Message};
 use crate::replay::ReplayGuard;
 use crate::resolve::{KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList};
 use crate::{VerifyError, digest};
+
+/// The `created` window a verifier allows unless told otherwise: 60 seconds either way
+/// (draft -11 §Verifying a Request: "The default window is 60 seconds").
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// The settings of a [`VerifyPolicy`] that weaken it, reached by
+/// [`VerifyPolicy::dangerous`].
+#[derive(Debug)]
+pub struct DangerousVerifyPolicy<'a>(&'a mut VerifyPolicy);
+
+impl DangerousVerifyPolicy<'_> {
+    /// Sets the `created` window to `window` (whole seconds), wider than the default if
+    /// asked: for agents with poor clocks (draft -11 §Resource Metadata says such a
+    /// resource MAY advertise a larger `signature_window`). Replayed requests stay
+    /// acceptable for as long; the replay guard keeps entries as long.
+    pub fn widen_window(&mut self, window: Duration) -> &mut Self {
+        self.0.window = window.as_secs();
+        self
+    }
+}
 
 /// The components every AAuth request signature covers (draft -11 §11.3.3).
 pub const REQUIRED_COMPONENTS: [&str; 4] = ["@method", "@authority", "@path", "signature-key"];
@@ -53,11 +74,18 @@ pub enum LabelSelection {
 /// ```
 /// use aauth_signing::{AuthoritySource, VerifyPolicy};
 /// use aauth_tokens::ServerId;
+/// use std::time::Duration;
 /// let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example")?)
-///     .window(30)
+///     .narrow_window(Duration::from_secs(30))
 ///     .require("@query");
-/// assert_eq!(policy.window, 30);
-/// assert!(policy.authority.accepts("resource.example"));
+/// assert_eq!(policy.window(), Duration::from_secs(30));
+/// assert!(policy.authority_source().accepts("resource.example"));
+///
+/// // Wider than the default only through the door that says so.
+/// let mut lenient = policy.clone().narrow_window(Duration::from_secs(600));
+/// assert_eq!(lenient.window(), Duration::from_secs(30));
+/// lenient.dangerous().widen_window(Duration::from_secs(600));
+/// assert_eq!(lenient.window(), Duration::from_secs(600));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -68,8 +96,9 @@ pub struct VerifyPolicy {
     pub required_components: Vec<String>,
     /// Body coverage.
     pub body_coverage: BodyCoverage,
-    /// The `created` window in seconds, both ways.
-    pub window: u64,
+    /// The `created` window in seconds, both ways ([`VerifyPolicy::window`]; narrowed by
+    /// [`VerifyPolicy::narrow_window`], widened only through [`VerifyPolicy::dangerous`]).
+    pub(crate) window: u64,
     /// Accepted `Signature-Key` schemes, in preference order (sent in
     /// `Accept-Signature-Scheme`).
     pub accepted_schemes: Vec<String>,
@@ -79,8 +108,9 @@ pub struct VerifyPolicy {
     pub label: LabelSelection,
     /// The most labels a request may carry.
     pub max_labels: usize,
-    /// Where `@authority` comes from and which authorities are this server's.
-    pub authority: AuthoritySource,
+    /// Where `@authority` comes from and which authorities are this server's
+    /// ([`VerifyPolicy::authority_source`]).
+    pub(crate) authority: AuthoritySource,
     /// The size limit for each signature field.
     pub max_field_bytes: usize,
 }
@@ -95,7 +125,7 @@ impl VerifyPolicy {
                 .map(|s| (*s).to_owned())
                 .collect(),
             body_coverage: BodyCoverage::Required,
-            window: 60,
+            window: DEFAULT_WINDOW.as_secs(),
             accepted_schemes: vec!["jwt".to_owned()],
             accepted_algorithms: Algorithm::ALL.to_vec(),
             label: LabelSelection::Auto,
@@ -127,11 +157,32 @@ impl VerifyPolicy {
         self
     }
 
-    /// Sets the `created` window.
+    /// Narrows the `created` window to `window` (whole seconds; a high-security server's
+    /// choice, draft -11 §Resource Metadata `signature_window`). It never widens: a value
+    /// above the current window leaves it as it is. A wider window lets a captured request
+    /// be replayed for longer, and is set through [`VerifyPolicy::dangerous`].
     #[must_use]
-    pub fn window(mut self, secs: u64) -> Self {
-        self.window = secs;
+    pub fn narrow_window(mut self, window: Duration) -> Self {
+        self.window = self.window.min(window.as_secs());
         self
+    }
+
+    /// The `created` window, both ways (default [`DEFAULT_WINDOW`]).
+    #[must_use]
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window)
+    }
+
+    /// Where `@authority` comes from and which authorities are this server's.
+    #[must_use]
+    pub fn authority_source(&self) -> &AuthoritySource {
+        &self.authority
+    }
+
+    /// The settings that weaken the profile, behind a name that says so (as rustls's
+    /// `dangerous()`).
+    pub fn dangerous(&mut self) -> DangerousVerifyPolicy<'_> {
+        DangerousVerifyPolicy(self)
     }
 
     /// Sets the accepted schemes.

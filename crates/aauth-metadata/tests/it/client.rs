@@ -43,7 +43,8 @@ async fn rig_with(cert_names: &[&str], limits: FetchLimits, trust_test_ca: bool)
     } else {
         HttpsTransport::with_webpki_roots()
     };
-    let policy = EgressPolicy::new().allow_host("agent.example");
+    let mut policy = EgressPolicy::new();
+    policy.dangerous().allow_host("agent.example");
     let fetch = Arc::new(GuardedFetch::new(
         policy,
         Arc::new(names),

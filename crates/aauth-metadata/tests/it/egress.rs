@@ -287,7 +287,8 @@ fn plain_http_cannot_be_requested() {
 async fn allow_listed_names_may_be_private() {
     let resolver = StubResolver::new(&[&["127.0.0.1"]]);
     let transport = RecordingTransport::answering(Fetched::ok("{}"));
-    let policy = EgressPolicy::new().allow_host("ps.example");
+    let mut policy = EgressPolicy::new();
+    policy.dangerous().allow_host("ps.example");
     let f = guarded(policy, &resolver, &transport);
     f.get(&url("https://ps.example/.well-known/aauth-person.json"))
         .await

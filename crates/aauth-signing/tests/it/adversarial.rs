@@ -584,8 +584,25 @@ fn c5_c6_created_window_and_expires() {
     let e = verify(&at(NOW.0 + 61, &d), b"").unwrap_err();
     assert!(matches!(e, VerifyError::CreatedInFuture { .. }), "{e:?}");
     assert_eq!(code(&e), ErrorCode::ClockSkew);
-    // A custom window.
-    verify_with(policy().window(120), &at(NOW.0 - 100, &d), b"").unwrap();
+    // A custom window: narrowing never widens; widening only through the door.
+    let e = verify_with(
+        policy().narrow_window(std::time::Duration::from_secs(120)),
+        &at(NOW.0 - 100, &d),
+        b"",
+    )
+    .unwrap_err();
+    assert!(matches!(e, VerifyError::CreatedTooOld { window: 60, .. }), "{e:?}");
+    let e = verify_with(
+        policy().narrow_window(std::time::Duration::from_secs(30)),
+        &at(NOW.0 - 40, &d),
+        b"",
+    )
+    .unwrap_err();
+    assert!(matches!(e, VerifyError::CreatedTooOld { window: 30, .. }), "{e:?}");
+    let mut wide = policy();
+    wide.dangerous()
+        .widen_window(std::time::Duration::from_secs(120));
+    verify_with(wide, &at(NOW.0 - 100, &d), b"").unwrap();
     // expires in the past; a far-future expires does not widen the window.
     let mut o = SignOptions::default();
     o.expires_in = Some(10);

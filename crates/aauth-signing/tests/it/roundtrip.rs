@@ -331,7 +331,7 @@ fn configured_authority_and_http_scheme() {
         ))
     ));
     let fixed =
-        policy().authority(AuthoritySource::fixed("api.example", UriScheme::Https).unwrap());
+        policy().authority(aauth_signing::dangerous::fixed_authority("api.example", UriScheme::Https).unwrap());
     verify_with(fixed, &server, &b).unwrap();
     // Plain http on port 80 normalizes like https on 443.
     let (p, b) = signed(
