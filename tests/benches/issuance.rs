@@ -234,7 +234,9 @@ fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
 }
 
 fn issue_as(rt: &tokio::runtime::Runtime, f: &AsFixture) {
-    let resp = rt.block_on(f.server.handle(&f.parts, &f.body, NOW)).unwrap();
+    let resp = rt
+        .block_on(f.server.handle(&f.parts, &f.body, NOW))
+        .unwrap();
     assert_eq!(resp.status(), 200);
     black_box(resp);
 }

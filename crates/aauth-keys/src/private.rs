@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::public::check_policy;
 use crate::rand::{RandomError, RandomSource};
-use crate::{Algorithm, Jwk, KeyError, PublicKey, KeySignError, base64url};
+use crate::{Algorithm, Jwk, KeyError, KeySignError, PublicKey, base64url};
 
 /// Something that signs with one key: software keys in this crate, or a key in an HSM or
 /// a secure enclave behind the same trait.

@@ -122,6 +122,7 @@ pub use sign::{
     sign_request_with,
 };
 pub use verify::{
-    BodyCoverage, DEFAULT_WINDOW, DangerousVerifyPolicy, LabelSelection, Prepared, REQUIRED_COMPONENTS, SignerGate, VerifiedRequest,
-    Verifier, VerifyPolicy, jwks_uri_signers, prepare,
+    BodyCoverage, DEFAULT_WINDOW, DangerousVerifyPolicy, LabelSelection, Prepared,
+    REQUIRED_COMPONENTS, SignerGate, VerifiedRequest, Verifier, VerifyPolicy, jwks_uri_signers,
+    prepare,
 };

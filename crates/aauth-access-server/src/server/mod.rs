@@ -456,7 +456,9 @@ impl AccessServer {
             Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(untrusted()),
             Err(error) => {
                 return Err(Refusal::answered(
-                    error.into_http_response(self.verifier.policy()).map(Bytes::from),
+                    error
+                        .into_http_response(self.verifier.policy())
+                        .map(Bytes::from),
                 ));
             }
         };

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aauth_metadata::egress::special_range;
 use aauth_metadata::{
-    AdmittedDestination, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, FetchTransport, Fetched,
-    GuardedFetch, HttpsUrl, Resolve,
+    AdmittedDestination, EgressError, EgressPolicy, Fetch, FetchError, FetchLimits, FetchTransport,
+    Fetched, GuardedFetch, HttpsUrl, Resolve,
 };
 use aauth_test_support::url;
 use async_trait::async_trait;

@@ -69,7 +69,9 @@ impl PersonServer {
         let verified = match self.agents.verify(parts, body, now).await {
             Ok(v) => v,
             Err(error) => {
-                return Err(error.into_http_response(self.agents.policy()).map(Bytes::from));
+                return Err(error
+                    .into_http_response(self.agents.policy())
+                    .map(Bytes::from));
             }
         };
         let agent = match verified.identity {

@@ -591,14 +591,20 @@ fn c5_c6_created_window_and_expires() {
         b"",
     )
     .unwrap_err();
-    assert!(matches!(e, VerifyError::CreatedTooOld { window: 60, .. }), "{e:?}");
+    assert!(
+        matches!(e, VerifyError::CreatedTooOld { window: 60, .. }),
+        "{e:?}"
+    );
     let e = verify_with(
         policy().narrow_window(std::time::Duration::from_secs(30)),
         &at(NOW.0 - 40, &d),
         b"",
     )
     .unwrap_err();
-    assert!(matches!(e, VerifyError::CreatedTooOld { window: 30, .. }), "{e:?}");
+    assert!(
+        matches!(e, VerifyError::CreatedTooOld { window: 30, .. }),
+        "{e:?}"
+    );
     let mut wide = policy();
     wide.dangerous()
         .widen_window(std::time::Duration::from_secs(120));

@@ -330,8 +330,9 @@ fn configured_authority_and_http_scheme() {
             aauth_signing::ComponentError::WrongAuthority { .. }
         ))
     ));
-    let fixed =
-        policy().authority(aauth_signing::dangerous::fixed_authority("api.example", UriScheme::Https).unwrap());
+    let fixed = policy().authority(
+        aauth_signing::dangerous::fixed_authority("api.example", UriScheme::Https).unwrap(),
+    );
     verify_with(fixed, &server, &b).unwrap();
     // Plain http on port 80 normalizes like https on 443.
     let (p, b) = signed(
