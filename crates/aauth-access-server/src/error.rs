@@ -44,9 +44,11 @@ pub enum AsError {
     /// The policy refused: `denied` (403).
     #[error("denied: {0}")]
     Denied(String),
-    /// Something on this side failed: `server_error` (500).
+    /// Something this server needed failed (a record it wrote that does not read back,
+    /// a token it could not mint, keys it could not fetch): `server_error` (500), with
+    /// only the kind of failure in the body.
     #[error("server_error: {0}")]
-    Server(String),
+    Internal(#[from] aauth_metadata::serve::InternalError),
     /// The store could not answer: `server_error` (500; the caller may retry). The
     /// response says only that the store failed; the backend's error is the source.
     #[error("server_error: the store could not answer")]
@@ -77,7 +79,7 @@ impl AsError {
             Self::RevokedResourceToken => "revoked_resource_token",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
-            Self::Server(_) | Self::Store(_) => "server_error",
+            Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
         }
     }
@@ -90,7 +92,7 @@ impl AsError {
             | Self::Denied(_)
             | Self::RevokedPresentedToken
             | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
-            Self::Server(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }

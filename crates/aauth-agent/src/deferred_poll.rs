@@ -223,6 +223,38 @@ mod tests {
     use bytes::Bytes;
     use http::StatusCode;
 
+    #[test]
+    fn a_pending_url_is_on_the_answering_origin() {
+        // The same cases as the Person Server's `access_reply::pending_url` (decision 0010).
+        let request: http::Uri = "https://as.example/token".parse().expect("a URI");
+        let ok = |l: &str| {
+            let resp = http::Response::builder()
+                .status(202)
+                .header("location", l)
+                .body(Bytes::new())
+                .expect("a response");
+            super::pending_url(&resp, &request).map(|u| u.to_string())
+        };
+        assert_eq!(
+            ok("/pending/1").ok().as_deref(),
+            Some("https://as.example/pending/1")
+        );
+        assert_eq!(
+            ok("https://as.example/pending/1").ok().as_deref(),
+            Some("https://as.example/pending/1")
+        );
+        assert!(ok("https://as.example.evil/pending/1").is_err());
+        assert!(ok("https://as.example@evil.example/p").is_err());
+        assert!(ok("//evil.example/p").is_err());
+        assert!(ok("https://as.example:8443/p").is_err());
+        assert!(ok("pending/1").is_err());
+        let none = http::Response::builder()
+            .status(202)
+            .body(Bytes::new())
+            .expect("a response");
+        assert!(super::pending_url(&none, &request).is_err());
+    }
+
     /// Answers polls from a script and records what the loop asked of it.
     struct Scripted {
         answers: VecDeque<http::Response<Bytes>>,

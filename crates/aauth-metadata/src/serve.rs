@@ -21,6 +21,79 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 
+/// What failed inside a server (not the caller's fault): `500 server_error`. The
+/// response says only which kind of failure it was; the cause stays in this error (its
+/// `source`, for the server's logs), never on the wire.
+///
+/// ```
+/// use aauth_metadata::serve::InternalError;
+/// let e = InternalError::unreadable("stored agent key", "not a JWK");
+/// assert_eq!(e.to_string(), "a stored agent key could not be read");
+/// assert!(std::error::Error::source(&e).is_some());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum InternalError {
+    /// Something this server wrote (a stored key, a proposal, a waiting request) does
+    /// not read back.
+    #[error("a {what} could not be read")]
+    Unreadable {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: crate::store::StoreSource,
+    },
+    /// A token, a signature or a document could not be produced.
+    #[error("could not produce {what}")]
+    Produce {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: crate::store::StoreSource,
+    },
+    /// Keys another party publishes could not be fetched now (the caller may retry).
+    #[error("the {whose} keys are unavailable")]
+    KeysUnavailable {
+        /// Whose keys (`agent provider's`, `resource's`, `issuer's`).
+        whose: &'static str,
+        /// What the fetch reported (for logs).
+        reason: String,
+    },
+    /// The server is configured in a way that cannot answer this request (a policy
+    /// asking for a step the server cannot take, a grant wider than the offer).
+    #[error("misconfigured: {0}")]
+    Misconfigured(&'static str),
+    /// A rule of the server's own code did not hold (a bug): which one.
+    #[error("internal invariant: {0}")]
+    Invariant(&'static str),
+}
+
+impl InternalError {
+    /// `what` did not read back, because of `source`.
+    pub fn unreadable(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Unreadable {
+            what,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// `what` could not be produced, because of `source`.
+    pub fn produce(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Produce {
+            what,
+            source: Arc::from(source.into()),
+        }
+    }
+}
+
 /// The largest request body an [`EndpointService`] reads by default: 64 KiB, well above
 /// any AAuth token request, form or mission proposal.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

@@ -120,10 +120,11 @@ pub enum PsError {
     /// response says only that the store failed; the backend's error is the source.
     #[error("server_error: the store could not answer")]
     Store(#[from] aauth_metadata::store::StoreError),
-    /// Something this server needed failed (a key it could not use, a record it could
-    /// not encode): `server_error` (500).
+    /// Something this server needed failed (a record it wrote that does not read back,
+    /// a token it could not mint, keys it could not fetch): `server_error` (500), with
+    /// only the kind of failure in the body.
     #[error("server_error: {0}")]
-    Server(String),
+    Internal(#[from] aauth_metadata::serve::InternalError),
 }
 
 impl PsError {
@@ -156,7 +157,7 @@ impl PsError {
             Self::MissionNotFound => "mission_not_found",
             Self::MissionTerminated(_) => "mission_terminated",
             Self::Violation(_) => "denied",
-            Self::Server(_) | Self::Store(_) => "server_error",
+            Self::Internal(_) | Self::Store(_) => "server_error",
         }
     }
 
@@ -181,7 +182,7 @@ impl PsError {
             Self::AccessServerRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
-            Self::Server(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }

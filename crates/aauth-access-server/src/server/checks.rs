@@ -89,7 +89,11 @@ struct PresentedClaims {
 fn unavailable(e: &TokenError) -> Option<AsError> {
     match e {
         TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => Some(
-            AsError::Server(format!("an issuer's keys are unavailable: {reason}")),
+            aauth_metadata::serve::InternalError::KeysUnavailable {
+                whose: "issuer's",
+                reason: reason.clone(),
+            }
+            .into(),
         ),
         _ => None,
     }

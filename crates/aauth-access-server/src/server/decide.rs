@@ -58,10 +58,10 @@ impl AccessServer {
     /// resource and `sub`, only with a way to sign people in.
     fn interaction_step(&self, request: &AccessRequest<'_>) -> Result<Step, AsError> {
         if self.people.is_none() {
-            return Err(AsError::Server(
-                "the policy asks for the person, and this Access Server has no way to sign people in (people_authenticator)"
-                    .to_owned(),
-            ));
+            return Err(aauth_metadata::serve::InternalError::Misconfigured(
+                "the policy asks for the person, and this Access Server has no way to sign people in (people_authenticator)",
+            )
+            .into());
         }
         let code = self.random_code()?;
         Ok(Step::Interaction {
@@ -77,9 +77,10 @@ impl AccessServer {
 /// `WWW-Authenticate`).
 fn payment_step(challenge: String) -> Result<Step, AsError> {
     if HeaderValue::from_str(&challenge).is_err() {
-        return Err(AsError::Server(
-            "the policy's payment challenge is not a header value".to_owned(),
-        ));
+        return Err(aauth_metadata::serve::InternalError::Misconfigured(
+            "the policy's payment challenge is not a header value",
+        )
+        .into());
     }
     Ok(Step::Payment { challenge })
 }
@@ -89,9 +90,10 @@ fn payment_step(challenge: String) -> Result<Step, AsError> {
 fn within_offer(granted: String, offered: Option<&str>) -> Result<Option<String>, AsError> {
     let offered: BTreeSet<&str> = offered.unwrap_or_default().split(' ').collect(); // default: no scope offered is the empty scope
     if granted.split(' ').any(|v| !offered.contains(v)) {
-        return Err(AsError::Server(
-            "the policy granted a scope the resource token does not name".to_owned(),
-        ));
+        return Err(aauth_metadata::serve::InternalError::Misconfigured(
+            "the policy granted a scope the resource token does not name",
+        )
+        .into());
     }
     Ok(Some(granted))
 }

@@ -24,7 +24,7 @@ impl AccessServer {
         const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         let mut b = [0u8; 8];
         aauth_keys::rand::RandomSource::fill(&mut self.random.clone(), &mut b)
-            .map_err(|e| AsError::Server(e.to_string()))?;
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("interaction code", e))?;
         Ok(b.iter()
             .map(|x| char::from(ALPHABET[usize::from(x & 31)]))
             .collect())
@@ -163,7 +163,9 @@ impl AccessServer {
         let Some(account) = people.account(parts, now).await else {
             let mut r = page(StatusCode::SEE_OTHER, "<p>Sign in first.</p>".to_owned());
             let login = people.login_url(&format!("{INTERACT_PATH}?code={code}"));
-            let v = HeaderValue::from_str(&login).map_err(|e| AsError::Server(e.to_string()))?;
+            let v = HeaderValue::from_str(&login).map_err(|e| {
+                aauth_metadata::serve::InternalError::produce("sign-in redirect", e)
+            })?;
             r.headers_mut().insert(http::header::LOCATION, v);
             return Ok(r);
         };
@@ -228,8 +230,9 @@ impl AccessServer {
         if let Step::Interaction { done, .. } = &mut waiting.step {
             *done = true;
         }
-        let resource = ServerId::parse(&resource)
-            .map_err(|_| AsError::Server("a stored resource identifier".to_owned()))?;
+        let resource = ServerId::parse(&resource).map_err(|e| {
+            aauth_metadata::serve::InternalError::unreadable("stored resource identifier", e)
+        })?;
         self.store
             .bind(&waiting.ps, &resource, &sub, account)
             .await?;

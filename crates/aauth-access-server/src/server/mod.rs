@@ -129,6 +129,12 @@ impl From<AsError> for Refusal {
     }
 }
 
+impl From<aauth_metadata::serve::InternalError> for Refusal {
+    fn from(e: aauth_metadata::serve::InternalError) -> Self {
+        Self::Error(AsError::from(e))
+    }
+}
+
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         Self::Error(AsError::from(e))
@@ -168,7 +174,7 @@ impl AccessServer {
     /// source.
     pub(super) fn random_id(&self) -> Result<String, AsError> {
         aauth_keys::rand::random_id(&mut self.random.clone(), 16)
-            .map_err(|e| AsError::Server(e.to_string()))
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("random id", e).into())
     }
 }
 
@@ -180,7 +186,7 @@ impl AccessServer {
     ///
     /// # Errors
     ///
-    /// [`AsError::Server`] when the endpoint URLs cannot be formed from `id`.
+    /// [`AsError::Internal`] when the endpoint URLs cannot be formed from `id`.
     pub fn new(
         id: ServerId,
         signer: Arc<dyn Signer>,
@@ -188,8 +194,9 @@ impl AccessServer {
         issuer_keys: Arc<dyn IssuerKeyResolver>,
     ) -> Result<Self, AsError> {
         let url = |path: &str| {
-            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
-                .map_err(|e| AsError::Server(e.to_string()))
+            HttpsUrl::parse(&format!("{}{path}", id.as_str())).map_err(|e| {
+                aauth_metadata::serve::InternalError::produce("endpoint URL", e)
+            })
         };
         let mut doc = AccessServerMetadata::new(id.clone(), url(JWKS_PATH)?, url(AUTH_TOKEN_PATH)?);
         doc.revocation_endpoint = Some(url(REVOCATION_PATH)?);

@@ -147,9 +147,9 @@ impl AccessServer {
         let asked = Asked { ps, body, given };
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
-            Err(AsError::Server(why)) => {
+            Err(AsError::Internal(why)) => {
                 self.store.put_waiting(taken, now).await?;
-                Err(Refusal::Error(AsError::Server(why)))
+                Err(Refusal::Error(AsError::Internal(why)))
             }
             Err(e) => Err(Refusal::Error(e)),
         }
@@ -210,11 +210,16 @@ fn updated(original: &[u8], rt: &str, pt: &str) -> Result<Vec<u8>, AsError> {
             .and_then(|j| serde_json::from_slice::<serde_json::Value>(&j.payload).ok())
     };
     let mut body: serde_json::Value = serde_json::from_slice(original)
-        .map_err(|e| AsError::Server(format!("the waiting request: {e}")))?;
+        .map_err(|e| aauth_metadata::serve::InternalError::unreadable("waiting request", e))?;
     let old = body["resource_token"]
         .as_str()
         .and_then(claims)
-        .ok_or_else(|| AsError::Server("the waiting request's resource token".to_owned()))?;
+        .ok_or_else(|| {
+            aauth_metadata::serve::InternalError::unreadable(
+                "waiting request's resource token",
+                "not a JWS",
+            )
+        })?;
     let new = claims(rt).ok_or_else(|| {
         AsError::InvalidResourceToken("the updated resource token is not a JWS".to_owned())
     })?;

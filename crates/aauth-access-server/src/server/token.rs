@@ -176,7 +176,7 @@ impl AccessServer {
                 now,
                 &mut self.random.clone(),
             )
-            .map_err(|e| AsError::Server(e.to_string()))
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("auth token", e).into())
     }
 
     /// AS-44: the issuance record, kept until `exp` plus skew, for the revocation

@@ -101,14 +101,18 @@ impl Waiting {
             _ => None,
         };
         let awaiting = self.step.awaiting();
-        let body = String::from_utf8(self.body)
-            .map_err(|_| AsError::Server("a request body that is not UTF-8".to_owned()))?;
+        let body = String::from_utf8(self.body).map_err(|e| {
+            aauth_metadata::serve::InternalError::produce(
+                "waiting record (the body is not UTF-8)",
+                e,
+            )
+        })?;
         let data = serde_json::to_string(&WaitingData {
             body,
             step: self.step,
             given: self.given,
         })
-        .map_err(|e| AsError::Server(e.to_string()))?;
+        .map_err(|e| aauth_metadata::serve::InternalError::produce("waiting record", e))?;
         Ok(WaitingRecord {
             id,
             ps: self.ps,
@@ -122,8 +126,9 @@ impl Waiting {
 
     /// The waiting request a store's record holds.
     pub(super) fn from_record(r: WaitingRecord) -> Result<Self, AsError> {
-        let d: WaitingData = serde_json::from_str(&r.data)
-            .map_err(|e| AsError::Server(format!("a stored waiting request: {e}")))?;
+        let d: WaitingData = serde_json::from_str(&r.data).map_err(|e| {
+            aauth_metadata::serve::InternalError::unreadable("stored waiting request", e)
+        })?;
         Ok(Self {
             ps: r.ps,
             body: d.body.into_bytes(),
@@ -258,7 +263,13 @@ impl AccessServer {
                 self.id.as_str()
             )) {
                 Ok(v) => (StatusCode::ACCEPTED, pending, "1", v),
-                Err(e) => return AsError::Server(e.to_string()).into_http_response(),
+                Err(e) => {
+                    return AsError::from(aauth_metadata::serve::InternalError::produce(
+                        "interaction requirement",
+                        e,
+                    ))
+                    .into_http_response();
+                }
             },
             Step::Approval(_) => (
                 StatusCode::ACCEPTED,
@@ -295,7 +306,13 @@ fn payment_required(id: &str, challenge: &str) -> http::Response<Bytes> {
         Ok(v) => {
             r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
         }
-        Err(e) => return AsError::Server(e.to_string()).into_http_response(),
+        Err(e) => {
+            return AsError::from(aauth_metadata::serve::InternalError::produce(
+                "payment challenge",
+                e,
+            ))
+            .into_http_response();
+        }
     }
     r
 }

@@ -21,10 +21,10 @@ impl PersonServer {
     ///
     /// # Errors
     ///
-    /// [`PsError::Server`] when hashing or the store fails.
+    /// [`PsError::Internal`] when hashing fails, [`PsError::Store`] when the store does.
     pub async fn set_password(&self, account: &str, password: &str) -> Result<(), PsError> {
-        let phc =
-            web::hash_password(password, &mut self.random.clone()).map_err(PsError::Server)?;
+        let phc = web::hash_password(password, &mut self.random.clone())
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("password hash", e))?;
         self.store
             .set_password_hash(account, &phc)
             .await

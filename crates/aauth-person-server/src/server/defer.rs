@@ -178,8 +178,9 @@ impl PersonServer {
         } = d;
         Ok(Pending {
             id: self.random_token()?,
-            code: crate::code::new_code(&mut self.random.clone())
-                .map_err(|e| PsError::Server(e.to_string()))?,
+            code: crate::code::new_code(&mut self.random.clone()).map_err(|e| {
+                aauth_metadata::serve::InternalError::produce("interaction code", e)
+            })?,
             // Polls come from the signer; the token will bind the acting party's key.
             agent: (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
             key: acting.key.to_jwk(),

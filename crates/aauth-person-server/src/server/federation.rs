@@ -216,7 +216,8 @@ impl PersonServer {
             body["upstream_token"] = t.clone().into();
         }
         if let Some(b) = f.allowed {
-            body["budget"] = serde_json::to_value(b).map_err(|e| PsError::Server(e.to_string()))?;
+            body["budget"] = serde_json::to_value(b)
+                .map_err(|e| aauth_metadata::serve::InternalError::produce("budget member", e))?;
         }
         self.post_to_access_server(transport, &doc.auth_token_endpoint, &body, now)
             .await
@@ -517,11 +518,19 @@ impl PersonServer {
         }
         let key = match PublicKey::from_jwk(&p.key) {
             Ok(k) => k,
-            Err(e) => return PsError::Server(e.to_string()).into_http_response(),
+            Err(e) => {
+                return PsError::from(aauth_metadata::serve::InternalError::unreadable(
+                    "stored agent key",
+                    e,
+                ))
+                .into_http_response();
+            }
         };
         let Some(account) = p.account.clone() else {
-            return PsError::Server("a four-party request without its person".to_owned())
-                .into_http_response();
+            return PsError::from(aauth_metadata::serve::InternalError::Invariant(
+                "a four-party request has its person",
+            ))
+            .into_http_response();
         };
         // The Access Server's question: forwarded once the agent (at this pending URL) or
         // the person (on the consent page) answered it here.

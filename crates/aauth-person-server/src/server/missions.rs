@@ -40,7 +40,7 @@ impl PersonServer {
     ///
     /// # Errors
     ///
-    /// [`PsError::MissionNotFound`], [`PsError::Server`].
+    /// [`PsError::MissionNotFound`], [`PsError::Store`].
     pub async fn terminate_mission(
         &self,
         s256: &str,
@@ -233,7 +233,9 @@ impl PersonServer {
         let expires_at = m.expires_at();
         self.store.put_mission(m).await?;
         for res in resources {
-            let resource = ServerId::parse(&res).map_err(|e| PsError::Server(e.to_string()))?;
+            let resource = ServerId::parse(&res).map_err(|e| {
+                aauth_metadata::serve::InternalError::unreadable("mission resource", e)
+            })?;
             // The same limit on distinct resources as a person-token request's.
             self.admit_resource(
                 &(agent.0.clone(), agent.1.clone()),
@@ -259,11 +261,9 @@ impl PersonServer {
                 person_tokens.insert(res, t.clone());
             }
         }
-        let stored = self
-            .store
-            .mission(&s256)
-            .await?
-            .ok_or_else(|| PsError::Server("the mission vanished".to_owned()))?;
+        let stored = self.store.mission(&s256).await?.ok_or(
+            aauth_metadata::serve::InternalError::Invariant("a mission just stored reads back"),
+        )?;
         let mut capabilities = Vec::new();
         if self.interaction {
             capabilities.push("interaction");

@@ -227,7 +227,7 @@ impl PersonServer {
     ///
     /// # Errors
     ///
-    /// [`PsError::Server`] when the endpoint URLs cannot be formed.
+    /// [`PsError::Internal`] when the endpoint URLs cannot be formed.
     pub fn new(
         id: ServerId,
         signer: Arc<dyn Signer>,
@@ -237,8 +237,9 @@ impl PersonServer {
         directed_secret: [u8; 32],
     ) -> Result<Self, PsError> {
         let url = |path: &str| {
-            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
-                .map_err(|e| PsError::Server(e.to_string()))
+            HttpsUrl::parse(&format!("{}{path}", id.as_str())).map_err(|e| {
+                aauth_metadata::serve::InternalError::produce("endpoint URL", e)
+            })
         };
         let mut doc = PersonServerMetadata::new(
             id.clone(),
@@ -530,7 +531,7 @@ impl PersonServer {
     /// 32 random bytes, base64url: pending ids, session and CSRF tokens, device ids.
     pub(super) fn random_token(&self) -> Result<String, PsError> {
         aauth_keys::rand::random_id(&mut self.random.clone(), 32)
-            .map_err(|e| PsError::Server(e.to_string()))
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("random token", e).into())
     }
 
     /// This server as the signer of its server-to-server requests.

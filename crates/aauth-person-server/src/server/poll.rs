@@ -346,7 +346,8 @@ impl PersonServer {
         account: &str,
         now: UnixTime,
     ) -> Result<serde_json::Value, PsError> {
-        let key = PublicKey::from_jwk(&p.key).map_err(|e| PsError::Server(e.to_string()))?;
+        let key = PublicKey::from_jwk(&p.key)
+            .map_err(|e| aauth_metadata::serve::InternalError::unreadable("stored agent key", e))?;
         let agent = (&p.agent.0, &p.agent.1);
         match &p.request {
             PendingRequest::PersonToken {
@@ -369,15 +370,23 @@ impl PersonServer {
                 .await
             }
             PendingRequest::Mission { proposal } => {
-                let prop = serde_json::from_slice::<Proposal>(proposal.as_bytes())
-                    .map_err(|e| PsError::Server(e.to_string()))?;
+                let prop =
+                    serde_json::from_slice::<Proposal>(proposal.as_bytes()).map_err(|e| {
+                        aauth_metadata::serve::InternalError::unreadable(
+                            "stored mission proposal",
+                            e,
+                        )
+                    })?;
                 self.approve_mission(&prop, account, &key, agent, p.agent_exp, now)
                     .await
             }
             PendingRequest::Permission { .. } => Ok(serde_json::json!({ "permission": "granted" })),
-            PendingRequest::Question { .. } => Err(PsError::Server(
-                "a question is answered, not approved".to_owned(),
-            )),
+            PendingRequest::Question { .. } => {
+                Err(aauth_metadata::serve::InternalError::Invariant(
+                    "a question is answered, not approved",
+                )
+                .into())
+            }
             PendingRequest::Completion { s256, summary } => {
                 let m = self
                     .store

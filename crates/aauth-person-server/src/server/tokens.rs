@@ -315,7 +315,7 @@ impl PersonServer {
                 now,
                 &mut self.random.clone(),
             )
-            .map_err(|e| PsError::Server(e.to_string()))?;
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("person token", e))?;
         self.store
             .record_person_token(PersonTokenRecord {
                 jti: minted.jti.clone(),
@@ -452,7 +452,9 @@ impl PersonServer {
             ));
         };
         let acting = Acting {
-            key: PublicKey::from_jwk(&p.key).map_err(|e| PsError::Server(e.to_string()))?,
+            key: PublicKey::from_jwk(&p.key).map_err(|e| {
+                aauth_metadata::serve::InternalError::unreadable("stored agent key", e)
+            })?,
             agent: p.agent.clone(),
             exp: p.agent_exp,
             ends: None,
@@ -558,7 +560,9 @@ impl PersonServer {
             ..
         } = request
         else {
-            return Err(PsError::Server("not an auth-token request".to_owned()));
+            return Err(
+                aauth_metadata::serve::InternalError::Invariant("an auth-token request").into(),
+            );
         };
         // The mission's spending ledger: take the resource's consumption reports, then
         // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
@@ -648,7 +652,9 @@ impl PersonServer {
             ..
         } = request
         else {
-            return Err(PsError::Server("not an auth-token request".to_owned()));
+            return Err(
+                aauth_metadata::serve::InternalError::Invariant("an auth-token request").into(),
+            );
         };
         let mut builder = AuthTokenBuilder::new(
             AuthIssuer::PersonServer,
@@ -682,7 +688,7 @@ impl PersonServer {
                 now,
                 &mut self.random.clone(),
             )
-            .map_err(|e| PsError::Server(e.to_string()))?;
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("auth token", e))?;
         Ok(minted)
     }
 }

@@ -129,8 +129,10 @@ impl PersonServer {
                 _ => None,
             })
             .ok_or_else(|| {
-                PsError::Server("the verified agent token is not in Signature-Key".to_owned())
-                    .into_http_response()
+                PsError::from(aauth_metadata::serve::InternalError::Invariant(
+                    "the verified agent token is in Signature-Key",
+                ))
+                .into_http_response()
             })?;
         Ok(AgentRequest {
             key: verified.key,
@@ -160,7 +162,11 @@ impl PersonServer {
             .map_err(|e| match e {
                 TokenError::Expired { .. } => PsError::ExpiredSubagentToken,
                 TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => {
-                    PsError::Server(format!("the provider's keys are unavailable: {reason}"))
+                    aauth_metadata::serve::InternalError::KeysUnavailable {
+                        whose: "agent provider's",
+                        reason,
+                    }
+                    .into()
                 }
                 other => PsError::InvalidSubagentToken(other.to_string()),
             })?;
@@ -342,7 +348,11 @@ impl PersonServer {
             .map_err(|e| match e {
                 TokenError::Expired { .. } => PsError::ExpiredResourceToken,
                 TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => {
-                    PsError::Server(format!("the resource's keys are unavailable: {reason}"))
+                    aauth_metadata::serve::InternalError::KeysUnavailable {
+                        whose: "resource's",
+                        reason,
+                    }
+                    .into()
                 }
                 other => PsError::InvalidResourceToken(other.to_string()),
             })?
