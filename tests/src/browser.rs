@@ -392,7 +392,11 @@ pub async fn consent_in_browser(
     ));
     let ps_client = HttpPersonServer::new(p.ps.id().clone(), transport.clone())
         .clock(Arc::clone(&p.clock))
-        .poll_policy(PollPolicy::default().prefer_wait(20).deadline(90))
+        .poll_policy(
+            PollPolicy::default()
+                .prefer_wait(Duration::from_secs(20))
+                .deadline(Duration::from_secs(90)),
+        )
         .on_interaction(move |i| {
             let _sent = tx.send(i.clone());
         });

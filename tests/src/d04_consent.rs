@@ -7,6 +7,7 @@
 //! demo world; the person is driven by a small browser (cookies, forms).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_agent::{AAuthClient, Agent, HttpPersonServer, HttpTokenSource, Interaction, PollPolicy};
 use bytes::Bytes;
@@ -206,7 +207,11 @@ fn run_with(live: Option<&(dyn Fn(&str) + Sync)>) -> Result<Transcript, String> 
         let agent_keys = p.agent_keys();
         let ps_client = HttpPersonServer::new(ps.id().clone(), recorder.clone())
             .clock(Arc::clone(&clock))
-            .poll_policy(PollPolicy::default().prefer_wait(20).deadline(if live.is_some() { 600 } else { 60 }))
+            .poll_policy(
+                PollPolicy::default()
+                    .prefer_wait(Duration::from_secs(20))
+                    .deadline(Duration::from_secs(if live.is_some() { 600 } else { 60 })),
+            )
             .on_interaction(move |i| {
                 let _sent = tx.send(i.clone());
             });

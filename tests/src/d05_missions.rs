@@ -8,6 +8,7 @@
 //! accepts, and the ended mission refuses further tokens. Over real TLS in the demo world.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_agent::{
     AAuthClient, Agent, AgentError, HttpPersonServer, Interaction, PersonServerClient,
@@ -68,7 +69,11 @@ async fn setup(policy: Arc<dyn ConsentPolicy>) -> Result<Setup, String> {
     let ps_client = Arc::new(
         HttpPersonServer::new(p.ps.id().clone(), recorder.clone())
             .clock(Arc::clone(&p.clock))
-            .poll_policy(PollPolicy::default().prefer_wait(20).deadline(60))
+            .poll_policy(
+                PollPolicy::default()
+                    .prefer_wait(Duration::from_secs(20))
+                    .deadline(Duration::from_secs(60)),
+            )
             .on_interaction(move |i| {
                 let _sent = tx.send(i.clone());
             }),

@@ -6,6 +6,7 @@
 //! agent asserts) and approves. Over real TLS in the demo world.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aauth_agent::{AAuthClient, Agent, HttpPersonServer, HttpTokenSource, Interaction, PollPolicy};
 use bytes::Bytes;
@@ -54,7 +55,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         ));
         let ps_client = HttpPersonServer::new(ps.id().clone(), recorder.clone())
             .clock(Arc::clone(&clock))
-            .poll_policy(PollPolicy::default().prefer_wait(20).deadline(60))
+            .poll_policy(PollPolicy::default().prefer_wait(Duration::from_secs(20)).deadline(Duration::from_secs(60)))
             .on_interaction(move |i| {
                 let _sent = tx.send(i.clone());
             })
@@ -113,7 +114,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
                 answered = Some((req, page));
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let (req, page) = answered.ok_or("the agent's answer never reached the consent page")?;
         t.step("person", "reloads: the agent's answer, shown as what the agent asserts", page_lines(&req, &page));

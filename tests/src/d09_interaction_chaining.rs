@@ -8,6 +8,7 @@
 //! travel.example's pending URL returns the trip. Over real TLS in the demo world.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_agent::{AAuthClient, HttpPersonServer, Interaction, PollPolicy};
 use aauth_person_server::{ConsentKind, ConsentPolicy, ConsentRequest, Decision};
@@ -75,7 +76,7 @@ fn plan_trip(
             ),
             p.agent_keys(),
         )
-        .poll_policy(PollPolicy::default().deadline(60))
+        .poll_policy(PollPolicy::default().deadline(Duration::from_secs(60)))
         .on_interaction(move |i| {
             let _sent = tx.send(i.clone());
         })
@@ -236,7 +237,7 @@ pub fn run_via_access_server() -> Result<Transcript, String> {
             vec![],
         );
         let (recorder, call, mut rx) = plan_trip(&p);
-        let asked = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        let asked = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .map_err(|_| "the agent was never asked to involve its person")?;
         let Some(interaction) = asked else {
@@ -270,7 +271,7 @@ pub fn run_via_access_server() -> Result<Transcript, String> {
             .ok_or("travel.example did not send the person to the Access Server")?
             .to_owned();
         crate::d11_four_party::approve_at_access_server(&mut t, &mut browser, &next).await?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+        let resp = tokio::time::timeout(Duration::from_secs(60), call)
             .await
             .map_err(|_| "the agent's call did not finish")?
             .map_err(e)??;

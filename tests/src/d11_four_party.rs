@@ -10,6 +10,7 @@
 //! world, every key discovered from what each party publishes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_agent::{AAuthClient, HttpPersonServer};
 use bytes::Bytes;
@@ -169,7 +170,7 @@ pub fn run_binding() -> Result<Transcript, String> {
                 Arc::new(
                     HttpPersonServer::new(p.ps.id().clone(), recorder.clone())
                         .clock(Arc::clone(&p.clock))
-                        .poll_policy(aauth_agent::PollPolicy::default().deadline(60))
+                        .poll_policy(aauth_agent::PollPolicy::default().deadline(Duration::from_secs(60)))
                         .on_interaction(move |i| {
                             let _sent = tx.send(i.clone());
                         }),
@@ -183,7 +184,7 @@ pub fn run_binding() -> Result<Transcript, String> {
                 .map_err(e)?;
             client.send(req).await.map_err(e)
         });
-        let interaction = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        let interaction = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .map_err(|_| "the agent was never asked to involve its person")?
             .ok_or("the agent was never asked to involve its person")?;
@@ -195,7 +196,7 @@ pub fn run_binding() -> Result<Transcript, String> {
         // alice at the Access Server.
         let mut browser = crate::d04_consent::Browser { world: &p.world, cookies: Vec::new() };
         approve_at_access_server(&mut t, &mut browser, &format!("{}?code={}", interaction.url, interaction.code)).await?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+        let resp = tokio::time::timeout(Duration::from_secs(60), call)
             .await
             .map_err(|_| "the agent's call did not finish")?
             .map_err(e)??;
@@ -271,7 +272,7 @@ pub fn run_billing() -> Result<Transcript, String> {
                 Arc::new(
                     HttpPersonServer::new(p.ps.id().clone(), recorder.clone())
                         .clock(Arc::clone(&p.clock))
-                        .poll_policy(aauth_agent::PollPolicy::default().deadline(60))
+                        .poll_policy(aauth_agent::PollPolicy::default().deadline(Duration::from_secs(60)))
                         .on_clarification(move |q| {
                             seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(q.to_owned());
                             Some("To summarize it for alice's weekly review.".to_owned())
@@ -283,7 +284,7 @@ pub fn run_billing() -> Result<Transcript, String> {
         let req = http::Request::get("https://resource.example/files/report")
             .body(Bytes::new())
             .map_err(e)?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), client.send(req))
+        let resp = tokio::time::timeout(Duration::from_secs(60), client.send(req))
             .await
             .map_err(|_| "the agent's call did not finish")?
             .map_err(e)?;

@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use aauth_agent::{
     AAuthClient, Agent, AgentProvider, HttpPersonServer, Interaction, LocalTokenSource, PollPolicy,
@@ -96,7 +97,11 @@ impl Planner {
     ) -> (u16, serde_json::Value) {
         let ps = HttpPersonServer::new(self.ps.clone(), self.transport.clone())
             .clock(Arc::clone(&self.clock))
-            .poll_policy(PollPolicy::default().prefer_wait(10).deadline(120))
+            .poll_policy(
+                PollPolicy::default()
+                    .prefer_wait(Duration::from_secs(10))
+                    .deadline(Duration::from_secs(120)),
+            )
             .on_interaction(on_interaction);
         let client = AAuthClient::builder(Arc::clone(&self.agent))
             .clock(Arc::clone(&self.clock))

@@ -3,6 +3,7 @@
 //! its metadata and JWKS (and, when asked, an authorization endpoint).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_access_server::AccessServer;
 use aauth_agent::{Agent, AgentProvider, HttpTokenSource};
@@ -358,7 +359,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         ps = ps.policy(p);
     }
     if o.consent_pages {
-        ps = ps.consent_pages(600);
+        ps = ps.consent_pages(Duration::from_secs(600));
     }
     let federation = o
         .access_server

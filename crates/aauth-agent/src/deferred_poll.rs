@@ -158,46 +158,57 @@ pub(crate) fn pending_url(
     Ok(resolved)
 }
 
-/// How deferred (`202`) responses are polled.
+/// How deferred (`202`) responses are polled. The defaults: 5 s between polls when
+/// `Retry-After` is absent (the draft's), at most 60 s whatever it says, 600 s before
+/// cancelling, no `Prefer: wait`.
+///
+/// ```
+/// use std::time::Duration;
+/// use aauth_agent::PollPolicy;
+/// let p = PollPolicy::default()
+///     .deadline(Duration::from_secs(120))
+///     .prefer_wait(Duration::from_secs(25));
+/// assert_eq!(p.deadline, 120);
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct PollPolicy {
-    /// The interval when `Retry-After` is absent (the draft's 5 s).
+    /// The interval when `Retry-After` is absent, in seconds (the draft's 5 s).
     pub default_interval: u64,
-    /// The largest interval honoured, whatever `Retry-After` says.
+    /// The largest interval honoured, whatever `Retry-After` says, in seconds.
     pub max_interval: u64,
-    /// How long to keep polling before cancelling (`DELETE`) and giving up.
+    /// How long to keep polling before cancelling (`DELETE`) and giving up, in seconds.
     pub deadline: u64,
     /// `Prefer: wait=N` on each poll, for servers that long-poll.
     pub prefer_wait: Option<u64>,
 }
 
 impl PollPolicy {
-    /// The interval when `Retry-After` is absent.
+    /// The interval when `Retry-After` is absent (whole seconds).
     #[must_use]
-    pub fn default_interval(mut self, secs: u64) -> Self {
-        self.default_interval = secs;
+    pub fn default_interval(mut self, interval: Duration) -> Self {
+        self.default_interval = interval.as_secs();
         self
     }
 
-    /// The largest interval honoured.
+    /// The largest interval honoured (whole seconds).
     #[must_use]
-    pub fn max_interval(mut self, secs: u64) -> Self {
-        self.max_interval = secs;
+    pub fn max_interval(mut self, interval: Duration) -> Self {
+        self.max_interval = interval.as_secs();
         self
     }
 
-    /// How long to poll before cancelling.
+    /// How long to poll before cancelling (whole seconds).
     #[must_use]
-    pub fn deadline(mut self, secs: u64) -> Self {
-        self.deadline = secs;
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline.as_secs();
         self
     }
 
-    /// Sends `Prefer: wait=secs` on each poll.
+    /// Sends `Prefer: wait=N` on each poll (whole seconds).
     #[must_use]
-    pub fn prefer_wait(mut self, secs: u64) -> Self {
-        self.prefer_wait = Some(secs);
+    pub fn prefer_wait(mut self, wait: Duration) -> Self {
+        self.prefer_wait = Some(wait.as_secs());
         self
     }
 }
@@ -216,6 +227,7 @@ impl Default for PollPolicy {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::time::Duration;
 
     use super::{PendingRequest, PollPolicy, until_done};
     use crate::AgentError;
@@ -335,7 +347,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn past_the_deadline_the_request_is_cancelled() {
         let mut s = scripted(Vec::new());
-        let policy = PollPolicy::default().deadline(10);
+        let policy = PollPolicy::default().deadline(Duration::from_secs(10));
         let r = until_done(&mut s, &policy, answer(202, Some("3"), "")).await;
         assert!(
             matches!(r, Err(AgentError::PollTimeout { secs: 10 })),

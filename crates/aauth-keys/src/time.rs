@@ -80,9 +80,9 @@ impl FixedClock {
         self.0.store(at.0, Ordering::SeqCst);
     }
 
-    /// Moves the clock forward by `secs`.
-    pub fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+    /// Moves the clock forward by `by` (whole seconds).
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
     }
 }
 

@@ -727,10 +727,10 @@ impl DeferredAuth {
         self
     }
 
-    /// How long an unanswered hold lasts, in seconds.
+    /// How long an unanswered hold lasts (whole seconds).
     #[must_use]
-    pub fn ttl(mut self, secs: u64) -> Self {
-        self.ttl = secs;
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl = ttl.as_secs();
         self
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
@@ -91,10 +92,12 @@ impl ResourceTokens {
         self
     }
 
-    /// The lifetime in seconds (at most 300).
+    /// The lifetime (whole seconds, at most 300).
     #[must_use]
-    pub fn lifetime(mut self, secs: u64) -> Self {
-        self.lifetime = secs.min(aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME);
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime
+            .as_secs()
+            .min(aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME);
         self
     }
 
@@ -156,9 +159,9 @@ impl ResourceTokens {
             key,
             scope,
         )
-        .lifetime(self.lifetime)
+        .lifetime(Duration::from_secs(self.lifetime))
         // Never outlive the token it derives from: the Person Server would refuse it.
-        .not_after(basis.exp);
+        .not_after(UnixTime(basis.exp));
         if let Some(m) = basis.mission_s256 {
             b = b.mission_s256(m);
         }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_headers::{ErrorCode, Hwk, MemberError, Scheme};
 use aauth_keys::time::UnixTime;
@@ -226,8 +227,8 @@ impl JwtResolver {
 
     /// The allowed future skew of `iat` (default 60 s).
     #[must_use]
-    pub fn max_iat_skew(mut self, secs: u64) -> Self {
-        self.max_iat_skew = secs;
+    pub fn max_iat_skew(mut self, skew: Duration) -> Self {
+        self.max_iat_skew = skew.as_secs();
         self
     }
 
@@ -237,7 +238,7 @@ impl JwtResolver {
     ///
     /// [`VerifyError::Token`].
     pub async fn resolve_jwt(&self, jwt: &str, now: UnixTime) -> Result<ResolvedKey, VerifyError> {
-        let mut v = Validation::new(now).max_iat_skew(self.max_iat_skew);
+        let mut v = Validation::new(now).max_iat_skew(Duration::from_secs(self.max_iat_skew));
         if let Some(a) = &self.audience {
             v = v.audience(a);
         }

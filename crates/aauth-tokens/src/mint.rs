@@ -131,17 +131,17 @@ fn sign_claims<C: Serialize>(
 
 macro_rules! timing_methods {
     () => {
-        /// Sets the lifetime in seconds (capped by the token type).
+        /// Sets the lifetime (whole seconds; capped by the token type).
         #[must_use]
-        pub fn lifetime(mut self, secs: u64) -> Self {
-            self.timing.lifetime = secs;
+        pub fn lifetime(mut self, lifetime: std::time::Duration) -> Self {
+            self.timing.lifetime = lifetime.as_secs();
             self
         }
 
         /// Bounds `exp` at `at` (an agent token's, a mission's or an upstream token's expiry).
         #[must_use]
-        pub fn not_after(mut self, at: u64) -> Self {
-            self.timing.bound(at);
+        pub fn not_after(mut self, at: aauth_keys::time::UnixTime) -> Self {
+            self.timing.bound(at.as_secs());
             self
         }
 

@@ -178,12 +178,12 @@ impl<'a> Validation<'a> {
         }
     }
 
-    /// Accepts agent tokens living up to `secs` (default 24 hours). Raise it only for
+    /// Accepts agent tokens living up to `lifetime` (whole seconds; default 24 hours). Raise it only for
     /// issuers known to mint longer-lived tokens (test vectors built never to expire);
     /// the person- and auth-token caps are the draft's MUSTs and cannot be raised.
     #[must_use]
-    pub fn max_agent_lifetime(mut self, secs: u64) -> Self {
-        self.max_agent_lifetime = secs;
+    pub fn max_agent_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.max_agent_lifetime = lifetime.as_secs();
         self
     }
 
@@ -194,10 +194,10 @@ impl<'a> Validation<'a> {
         self
     }
 
-    /// Sets the allowed `iat` skew.
+    /// Sets the allowed `iat` skew (whole seconds).
     #[must_use]
-    pub fn max_iat_skew(mut self, secs: u64) -> Self {
-        self.max_iat_skew = secs;
+    pub fn max_iat_skew(mut self, skew: std::time::Duration) -> Self {
+        self.max_iat_skew = skew.as_secs();
         self
     }
 }

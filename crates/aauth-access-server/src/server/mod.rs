@@ -194,9 +194,8 @@ impl AccessServer {
         issuer_keys: Arc<dyn IssuerKeyResolver>,
     ) -> Result<Self, AsError> {
         let url = |path: &str| {
-            HttpsUrl::parse(&format!("{}{path}", id.as_str())).map_err(|e| {
-                aauth_metadata::serve::InternalError::produce("endpoint URL", e)
-            })
+            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
+                .map_err(|e| aauth_metadata::serve::InternalError::produce("endpoint URL", e))
         };
         let mut doc = AccessServerMetadata::new(id.clone(), url(JWKS_PATH)?, url(AUTH_TOKEN_PATH)?);
         doc.revocation_endpoint = Some(url(REVOCATION_PATH)?);
@@ -371,8 +370,8 @@ impl AccessServer {
 
     /// The lifetime of the auth tokens it issues (at most and by default one hour).
     #[must_use]
-    pub fn auth_lifetime(mut self, secs: u64) -> Self {
-        self.auth_lifetime = secs.min(3600);
+    pub fn auth_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.auth_lifetime = lifetime.as_secs().min(3600);
         self
     }
 

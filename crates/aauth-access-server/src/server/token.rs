@@ -4,6 +4,8 @@
 //! ([`super::decide`]), then mint and record the auth token. A request the policy defers
 //! waits at a pending URL ([`super::waiting`]).
 
+use std::time::Duration;
+
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
 use aauth_tokens::{AuthIssuer, AuthTokenBuilder, Budget, Minted, ResourceClaims, ServerId};
@@ -147,8 +149,8 @@ impl AccessServer {
             rt.sub.clone(),
             grant.key,
         )
-        .lifetime(self.auth_lifetime)
-        .not_after(grant.not_after);
+        .lifetime(Duration::from_secs(self.auth_lifetime))
+        .not_after(UnixTime(grant.not_after));
         if let Some(s) = &grant.scope {
             builder = builder.scope(s.clone());
         }

@@ -16,6 +16,7 @@ mod steps;
 mod stores;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_access_server::{
     AUTH_TOKEN_PATH, AccessDecision, AccessPolicy, AccessRequest, AccessServer,
@@ -161,7 +162,7 @@ impl World {
             "alice-at-resource",
             self.agent.public_key(),
         )
-        .lifetime(person_lifetime)
+        .lifetime(Duration::from_secs(person_lifetime))
         .sign(&self.ps, "ps-1", NOW, &mut OsRandom)
         .unwrap();
         Tokens {
@@ -245,7 +246,7 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
     )
     .mission_s256("A".repeat(43))
     .tenant("acme")
-    .lifetime(600)
+    .lifetime(Duration::from_secs(600))
     .sign(&w.ps, "ps-1", NOW, &mut OsRandom)
     .unwrap();
     let rt_matching = ResourceTokenBuilder::new(
@@ -530,7 +531,7 @@ async fn upstream_tokens_are_for_the_intermediary_from_the_ps_and_cap_the_grant(
             "alice-at-intermediary",
             &PrivateKey::ed25519_from_seed(&[9; 32]).public_key().clone(),
         )
-        .lifetime(lifetime)
+        .lifetime(Duration::from_secs(lifetime))
         .sign(ps, "ps-1", NOW, &mut OsRandom)
         .unwrap()
     };

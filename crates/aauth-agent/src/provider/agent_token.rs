@@ -2,6 +2,7 @@
 //! enrolled key (`Signature-Key: sig=hwk`), body `{"agent": "aauth:…"}`.
 
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
@@ -36,8 +37,8 @@ impl AgentProvider {
                 }
             }
         };
-        let mut b =
-            AgentTokenBuilder::new(self.id.clone(), agent.clone(), key).lifetime(self.lifetime);
+        let mut b = AgentTokenBuilder::new(self.id.clone(), agent.clone(), key)
+            .lifetime(Duration::from_secs(self.lifetime));
         if let Some(ps) = ps {
             b = b.person_server(ps);
         }

@@ -162,10 +162,12 @@ impl AgentProvider {
         self
     }
 
-    /// Agent tokens last `secs` (at most 24 h).
+    /// Agent tokens last `lifetime` (whole seconds, at most 24 h).
     #[must_use]
-    pub fn lifetime(mut self, secs: u64) -> Self {
-        self.lifetime = secs.min(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME);
+    pub fn lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.lifetime = lifetime
+            .as_secs()
+            .min(aauth_tokens::AGENT_TOKEN_MAX_LIFETIME);
         self
     }
 

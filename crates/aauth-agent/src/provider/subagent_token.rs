@@ -1,6 +1,8 @@
 //! `POST /subagent-token`: an agent asks for a sub-agent token, signing under its own
 //! agent token from this provider, body `{"agent": "aauth:parent+name@domain", "jwk": {…}}`.
 
+use std::time::Duration;
+
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, PublicKey};
 use aauth_signing::{KeyIdentity, VerifiedRequest};
@@ -42,8 +44,8 @@ impl AgentProvider {
         }
         let mut b = AgentTokenBuilder::new(self.id.clone(), sub.clone(), key)
             .parent_agent(p.sub.clone())
-            .lifetime(self.lifetime)
-            .not_after(p.exp);
+            .lifetime(Duration::from_secs(self.lifetime))
+            .not_after(UnixTime(p.exp));
         if let Some(ps) = &p.ps {
             b = b.person_server(ps.clone());
         }

@@ -2,6 +2,7 @@
 //! deferred auth-token requirement, terminal errors, give-up with `DELETE`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aauth_agent::{AgentError, Interaction, PollPolicy};
 use bytes::Bytes;
@@ -38,7 +39,7 @@ async fn polls_with_retry_after_slows_down_on_429_and_prompts_once() {
     let client = aauth_agent::AAuthClient::builder(w.agent())
         .clock(w.clock.clone())
         .on_interaction(move |i| p.lock().unwrap().push(i.clone()))
-        .poll_policy(PollPolicy::default().prefer_wait(20))
+        .poll_policy(PollPolicy::default().prefer_wait(Duration::from_secs(20)))
         .build(w.net.clone());
     let started = tokio::time::Instant::now();
     let resp = client.send(get("/job")).await.unwrap();
@@ -100,7 +101,7 @@ async fn past_the_deadline_the_request_is_cancelled() {
     );
     let client = aauth_agent::AAuthClient::builder(w.agent())
         .clock(w.clock.clone())
-        .poll_policy(PollPolicy::default().deadline(100))
+        .poll_policy(PollPolicy::default().deadline(Duration::from_secs(100)))
         .build(w.net.clone());
     assert!(matches!(
         client.send(get("/job")).await,
@@ -305,7 +306,7 @@ async fn the_largest_retry_after_is_capped_not_overflowed() {
     );
     let client = aauth_agent::AAuthClient::builder(w.agent())
         .clock(w.clock.clone())
-        .poll_policy(PollPolicy::default().deadline(100))
+        .poll_policy(PollPolicy::default().deadline(Duration::from_secs(100)))
         .build(w.net.clone());
     assert!(matches!(
         client.send(get("/job")).await,

@@ -196,7 +196,7 @@ async fn a_hanging_server_meets_the_deadline() {
         JWKS,
         Behaviour::Slow(Duration::from_secs(2), Fetched::ok(jwks(&[(1, "k1")]))),
     );
-    w.clock.advance(60);
+    w.clock.advance(Duration::from_secs(60));
     assert!(w.get("k1").await.is_ok());
 }
 
@@ -651,7 +651,7 @@ async fn a_fetcher_that_panics_leaves_no_slot_taken() {
     assert_eq!(w.cache.in_flight(), 0);
     // The source is not stuck "in flight": after the floor it is fetched again.
     w.set_jwks(&[(1, "k1")], None);
-    w.clock.advance(60);
+    w.clock.advance(Duration::from_secs(60));
     assert_eq!(&w.get("k1").await.unwrap(), key(1).public_key());
 }
 
@@ -733,7 +733,7 @@ async fn jwks_members_are_held_to_the_key_policy() {
         DiscoveryError::Jwks { .. }
     ));
     w.fetch.set(JWKS, Behaviour::Answer(Fetched::status(500)));
-    w.clock.advance(61);
+    w.clock.advance(Duration::from_secs(61));
     assert!(matches!(
         w.get("a").await.unwrap_err(),
         DiscoveryError::Fetch {

@@ -222,7 +222,7 @@ async fn the_key_cache_over_real_https_keeps_serving_when_the_server_goes_away()
     );
     // The server goes away; past expiry the cache still answers (stale-if-error).
     r.server.stop();
-    clock.advance(400);
+    clock.advance(Duration::from_secs(400));
     assert_eq!(
         &cache
             .issuer_key(&iss, "aauth-agent.json", "k1")
@@ -364,7 +364,7 @@ async fn against_the_server_cold_outage_rotation_flood_and_concurrency() {
         1,
         "no refetch inside the first minute"
     );
-    clock.advance(60);
+    clock.advance(Duration::from_secs(60));
     assert_eq!(
         &cache
             .issuer_key(&iss, "aauth-agent.json", "k2")

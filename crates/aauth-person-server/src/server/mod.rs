@@ -14,6 +14,7 @@ mod tokens;
 mod verify;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
@@ -127,7 +128,7 @@ pub struct PersonServer {
     /// Sends four-party token requests to resources' Access Servers (PS-50…54).
     federation: Option<Arc<dyn aauth_metadata::Transport>>,
     /// The most a federation exchange may take before it is `as_unreachable`.
-    federation_timeout: std::time::Duration,
+    federation_timeout: Duration,
     /// What it tells an Access Server that asks for claims.
     claims: Option<Arc<dyn crate::ClaimsSource>>,
     /// Pays an Access Server that answers `402`.
@@ -237,9 +238,8 @@ impl PersonServer {
         directed_secret: [u8; 32],
     ) -> Result<Self, PsError> {
         let url = |path: &str| {
-            HttpsUrl::parse(&format!("{}{path}", id.as_str())).map_err(|e| {
-                aauth_metadata::serve::InternalError::produce("endpoint URL", e)
-            })
+            HttpsUrl::parse(&format!("{}{path}", id.as_str()))
+                .map_err(|e| aauth_metadata::serve::InternalError::produce("endpoint URL", e))
         };
         let mut doc = PersonServerMetadata::new(
             id.clone(),
@@ -305,7 +305,7 @@ impl PersonServer {
             asked: std::sync::Mutex::default(),
             ledger_lock: tokio::sync::Mutex::new(()),
             federation: None,
-            federation_timeout: std::time::Duration::from_secs(10),
+            federation_timeout: Duration::from_secs(10),
             payments: None,
             access_server_questions: None,
             max_chain: DEFAULT_MAX_CHAIN,
@@ -371,11 +371,11 @@ impl PersonServer {
     /// Serves the consent pages ([`INTERACT_PATH`]): when the policy asks the person (or
     /// an unbound agent asks), an agent that declared the `interaction` capability gets a
     /// `202` with a pending URL and an interaction code, and the person signs in, sees the
-    /// request, and grants or denies. Deferred requests last `ttl` seconds.
+    /// request, and grants or denies. Deferred requests last `ttl` (whole seconds).
     #[must_use]
-    pub fn consent_pages(mut self, ttl: u64) -> Self {
+    pub fn consent_pages(mut self, ttl: Duration) -> Self {
         self.interaction = true;
-        self.pending_ttl = ttl;
+        self.pending_ttl = ttl.as_secs();
         self
     }
 
@@ -484,7 +484,7 @@ impl PersonServer {
     /// How long a federation exchange (the Access Server's metadata and its token) may
     /// take before the agent gets `502 as_unreachable` (default 10 s).
     #[must_use]
-    pub fn federation_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn federation_timeout(mut self, timeout: Duration) -> Self {
         self.federation_timeout = timeout;
         self
     }

@@ -1,5 +1,7 @@
 //! The token endpoints: `POST /person-token` and `POST /auth-token` (three-party and, through [`federation`](super::federation), four-party), an updated request on a pending URL, and minting.
 
+use std::time::Duration;
+
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
 use aauth_tokens::{AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ServerId};
@@ -303,8 +305,8 @@ impl PersonServer {
         let sub = self.directed_sub(account, resource);
         let mut builder =
             PersonTokenBuilder::new(self.id.clone(), resource.clone(), sub.clone(), key)
-                .lifetime(self.person_lifetime)
-                .not_after(cap);
+                .lifetime(Duration::from_secs(self.person_lifetime))
+                .not_after(UnixTime(cap));
         if let Some(m) = mission {
             builder = builder.mission_s256(m);
         }
@@ -664,8 +666,8 @@ impl PersonServer {
             sub.clone(),
             key,
         )
-        .lifetime(self.auth_lifetime)
-        .not_after(cap);
+        .lifetime(Duration::from_secs(self.auth_lifetime))
+        .not_after(UnixTime(cap));
         if let Some(s) = scope {
             builder = builder.scope(s.clone());
         }

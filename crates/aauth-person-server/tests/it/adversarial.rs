@@ -4,6 +4,7 @@
 //! before and after).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
@@ -29,7 +30,7 @@ impl ConsentPolicy for AskForAccess {
 }
 
 async fn with_pages(mut w: World) -> World {
-    w.ps = w.ps.consent_pages(600);
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "alice's password")
         .await
         .unwrap();
@@ -387,7 +388,7 @@ async fn m10_a_sub_agent_cannot_ask_for_itself_and_nothing_is_deferred() {
         sub_key.public_key(),
     )
     .parent_agent(AgentId::parse("aauth:assistant@agent.example").unwrap())
-    .lifetime(600)
+    .lifetime(Duration::from_secs(600))
     .sign(
         &PrivateKey::ed25519_from_seed(&[1; 32]),
         "key-1",

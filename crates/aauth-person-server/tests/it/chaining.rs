@@ -3,6 +3,8 @@
 //! never outlive the upstream one; no binding is used or made; every failed check has its
 //! code and changes nothing.
 
+use std::time::Duration;
+
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
@@ -20,7 +22,7 @@ fn intermediary(w: &World, at: UnixTime) -> (PrivateKey, String) {
         AgentId::parse("aauth:calendar@resource.example").unwrap(),
         key.public_key(),
     )
-    .lifetime(3600)
+    .lifetime(Duration::from_secs(3600))
     .sign(&w.rs, "rs-agents", at.minus(5), &mut OsRandom)
     .unwrap()
     .token;
@@ -281,7 +283,7 @@ impl World {
 #[tokio::test]
 async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_token() {
     let mut w = world_with(Some(std::sync::Arc::new(AskDownstream)));
-    w.ps = w.ps.consent_pages(600);
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
     let (up, uc) = upstream(&w).await;
     let (ikey, itoken) = intermediary(&w, NOW);
     let as_intermediary = (&ikey, itoken.as_str());
@@ -338,7 +340,7 @@ fn second_intermediary(w: &World) -> (PrivateKey, String) {
         AgentId::parse("aauth:planner@other.example").unwrap(),
         key.public_key(),
     )
-    .lifetime(3600)
+    .lifetime(Duration::from_secs(3600))
     .sign(&w.rs, "rs-agents", NOW.minus(5), &mut OsRandom)
     .unwrap()
     .token;

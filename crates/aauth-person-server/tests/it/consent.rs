@@ -2,6 +2,7 @@
 //! read, approve or deny; the agent polls its pending URL.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_person_server::{
@@ -206,7 +207,7 @@ pub(crate) fn code_of(h: &http::HeaderMap) -> String {
 
 async fn consenting_world(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
     let mut w = world_with(policy);
-    w.ps = w.ps.consent_pages(600);
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "correct horse battery")
         .await
         .unwrap();
@@ -564,7 +565,7 @@ async fn prefer_wait_long_polls_until_the_person_answers() {
         .await;
         (r.0, t0.elapsed().as_secs())
     });
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut b = Browser::default();
     let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
     let consent = b
@@ -607,7 +608,7 @@ async fn a_long_poll_answers_within_5_ms_of_the_approval() {
         .await;
         (r.0, tokio::time::Instant::now())
     });
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut b = Browser::default();
     let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
     let consent = b
@@ -626,7 +627,7 @@ async fn a_long_poll_answers_within_5_ms_of_the_approval() {
     assert_eq!(status, StatusCode::OK);
     let after = answered.saturating_duration_since(approving);
     assert!(
-        answered >= approving && after < std::time::Duration::from_millis(5),
+        answered >= approving && after < Duration::from_millis(5),
         "answered {after:?} after the approval"
     );
 }

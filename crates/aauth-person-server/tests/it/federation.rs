@@ -4,6 +4,7 @@
 //! relayed with their status and `error`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
@@ -126,7 +127,7 @@ fn as_token(
             w.agent.public_key(),
         )
         .scope("read")
-        .not_after(pc.exp),
+        .not_after(aauth_keys::time::UnixTime(pc.exp)),
     )
     .sign(&as_key(), "as-1", NOW, &mut OsRandom)
     .unwrap()
@@ -273,7 +274,7 @@ async fn a_down_failing_or_lying_access_server_is_as_unreachable_and_nothing_is_
                     w.agent.public_key(),
                 )
                 .scope("read")
-                .lifetime(3600)
+                .lifetime(Duration::from_secs(3600))
                 .sign(&as_key(), "as-1", NOW, &mut OsRandom)
                 .unwrap()
                 .token
@@ -396,7 +397,7 @@ async fn a_slow_access_server_is_as_unreachable_within_the_deadline() {
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
     w.ps =
         w.ps.federation(Arc::new(SilentAs))
-            .federation_timeout(std::time::Duration::from_millis(200));
+            .federation_timeout(Duration::from_millis(200));
     let (body, _) = request(&w).await;
     let before = w.state();
     let started = std::time::Instant::now();
@@ -406,7 +407,7 @@ async fn a_slow_access_server_is_as_unreachable_within_the_deadline() {
         (StatusCode::BAD_GATEWAY, Some("as_unreachable")),
         "{json}"
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(w.state(), before, "nothing issued");
 }
 
@@ -838,7 +839,7 @@ async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
     let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
     w.ps =
         w.ps.federation(Arc::clone(&transport) as Arc<dyn Transport>)
-            .consent_pages(600);
+            .consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "correct horse battery")
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 //! server cannot make are 424).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_person_server::{
     AUDIT_PATH, ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH,
@@ -30,7 +31,9 @@ impl ConsentPolicy for Actions {
 
 async fn governed() -> crate::World {
     let mut w = world();
-    w.ps = w.ps.policy(Arc::new(Actions)).consent_pages(600);
+    w.ps =
+        w.ps.policy(Arc::new(Actions))
+            .consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "pw").await.unwrap();
     w.bind("aauth:assistant@agent.example", "alice").await;
     w

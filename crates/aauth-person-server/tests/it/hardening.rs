@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_person_server::{AlwaysAsk, PersonServer, SqliteStore};
 use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims};
@@ -20,7 +21,7 @@ async fn with_pages(mut w: World, sqlite: bool) -> World {
         w.ps = rebuild_on_sqlite(w.ps);
         w.mem = None;
     }
-    w.ps = w.ps.consent_pages(600);
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
     for (account, password) in [
         ("alice", "alice's password"),
         ("mallory", "mallory's password"),
@@ -329,7 +330,7 @@ async fn a_revoked_sub_agent_token_is_refused() {
         sub_key.public_key(),
     )
     .parent_agent(AgentId::parse("aauth:assistant@agent.example").unwrap())
-    .lifetime(600)
+    .lifetime(Duration::from_secs(600))
     .sign(&w.provider, "key-1", NOW.minus(5), &mut OsRandom)
     .unwrap();
     let ask =
@@ -443,7 +444,7 @@ async fn sub_agents_share_their_parents_resource_count_and_proposals_are_bounded
         sub_key.public_key(),
     )
     .parent_agent(AgentId::parse("aauth:assistant@agent.example").unwrap())
-    .lifetime(600)
+    .lifetime(Duration::from_secs(600))
     .sign(&w.provider, "key-1", NOW.minus(5), &mut OsRandom)
     .unwrap()
     .token;

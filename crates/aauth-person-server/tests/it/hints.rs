@@ -3,6 +3,7 @@
 //! distinct-resources limit per agent (PS-13).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_person_server::{AlwaysAsk, PERSON_TOKEN_PATH};
 use http::StatusCode;
@@ -13,7 +14,7 @@ use crate::{NOW, world, world_with};
 #[tokio::test]
 async fn prompt_consent_asks_even_an_approving_policy_and_prompt_none_never_asks() {
     let mut w = world();
-    w.ps = w.ps.consent_pages(600);
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "alice's password")
         .await
         .unwrap();

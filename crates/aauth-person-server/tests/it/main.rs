@@ -22,6 +22,7 @@ mod served;
 mod stores;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_headers::Scheme;
 use aauth_keys::rand::OsRandom;
@@ -143,7 +144,7 @@ fn agent_token(provider: &PrivateKey, agent: &str, key: &PrivateKey, lifetime: u
         key.public_key(),
     )
     .person_server(id("https://ps.example"))
-    .lifetime(lifetime)
+    .lifetime(Duration::from_secs(lifetime))
     .sign(provider, "key-1", NOW.minus(5), &mut OsRandom)
     .unwrap()
     .token
@@ -529,7 +530,7 @@ async fn each_failed_check_has_its_code() {
         w.agent.public_key(),
         "read",
     )
-    .lifetime(10)
+    .lifetime(Duration::from_secs(10))
     .sign(&w.rs, "rs-1", NOW.minus(60), &mut OsRandom)
     .unwrap()
     .token;
@@ -725,7 +726,7 @@ async fn a_parent_asks_for_its_sub_agent_and_the_tokens_bind_the_sub_agents_key(
             sub_key.public_key(),
         )
         .parent_agent(AgentId::parse(parent).unwrap())
-        .lifetime(lifetime)
+        .lifetime(Duration::from_secs(lifetime))
         .sign(iss_key, "key-1", NOW.minus(20), &mut OsRandom)
         .unwrap()
         .token

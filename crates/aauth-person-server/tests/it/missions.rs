@@ -3,6 +3,7 @@
 //! update, completion, termination, and the identical not-found answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
@@ -346,7 +347,9 @@ impl ConsentPolicy for ReviewCompletion {
 #[tokio::test]
 async fn the_person_accepts_a_completion_on_the_consent_page() {
     let mut w = mission_world(None, 3600).await;
-    w.ps = w.ps.policy(Arc::new(ReviewCompletion)).consent_pages(600);
+    w.ps =
+        w.ps.policy(Arc::new(ReviewCompletion))
+            .consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "pw").await.unwrap();
     let (digest, _, _) = approve(&w).await;
     let (s, headers, _) = w

@@ -2,6 +2,7 @@
 //! Person Server restart in the middle of a deferred request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_person_server::{
@@ -401,7 +402,7 @@ async fn a_pending_request_survives_a_restart() {
         )
         .unwrap()
         .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
-        .consent_pages(600)
+        .consent_pages(Duration::from_secs(600))
     };
     let keys = || {
         issuer_keys(&[(

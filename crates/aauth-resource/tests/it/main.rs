@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aauth_headers::Scheme;
 use aauth_keys::PrivateKey;
@@ -90,7 +91,7 @@ fn world() -> World {
 impl World {
     fn agent_token(&self, lifetime: u64) -> String {
         tokens::assistant(self.agent.public_key())
-            .lifetime(lifetime)
+            .lifetime(Duration::from_secs(lifetime))
             .sign(&self.provider, "key-1", NOW.minus(10), &mut OsRandom)
             .unwrap()
             .token
@@ -405,7 +406,7 @@ mod replay {
         let req = post(&w, &token, br#"{"amount":100}"#);
         assert_eq!(send(&mut svc, copy(&req)).await.0, StatusCode::OK);
         // R1: the exact bytes again, within the window.
-        clock.advance(30);
+        clock.advance(Duration::from_secs(30));
         let (s, h, body) = send(&mut svc, copy(&req)).await;
         assert_sig_error(s, &h, "invalid_signature");
         assert!(body.contains("replay"), "{body}");
@@ -432,7 +433,7 @@ mod replay {
         );
         assert_eq!(send(&mut svc, again).await.0, StatusCode::OK);
         // After the window the replay is refused by the window itself, not the cache.
-        clock.advance(31);
+        clock.advance(Duration::from_secs(31));
         let (s, h, _) = send(&mut svc, copy(&req)).await;
         assert_sig_error(s, &h, "invalid_signature");
         assert_eq!(calls.calls(), 4);
@@ -667,13 +668,13 @@ mod token_cache {
             to_server(r)
         };
         assert_eq!(send(&mut s, req(&long, NOW)).await.0, StatusCode::OK);
-        clock.advance(299);
+        clock.advance(Duration::from_secs(299));
         assert_eq!(
             send(&mut s, req(&long, NOW.plus(299))).await.0,
             StatusCode::OK
         );
         assert_eq!(keys.1.load(Ordering::SeqCst), 1);
-        clock.advance(1);
+        clock.advance(Duration::from_secs(1));
         assert_eq!(
             send(&mut s, req(&long, NOW.plus(300))).await.0,
             StatusCode::OK
@@ -1324,7 +1325,7 @@ mod two_party {
         );
 
         // The new token works; the old one for the grace period only.
-        r.clock.advance(10);
+        r.clock.advance(Duration::from_secs(10));
         let later = NOW.plus(10);
         assert_eq!(
             send(
@@ -1344,7 +1345,8 @@ mod two_party {
             .0,
             StatusCode::OK
         );
-        r.clock.advance(aauth_resource::ROLL_GRACE);
+        r.clock
+            .advance(Duration::from_secs(aauth_resource::ROLL_GRACE));
         let after = NOW.plus(10 + aauth_resource::ROLL_GRACE);
         assert_eq!(
             send(

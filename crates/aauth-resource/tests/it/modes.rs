@@ -4,6 +4,7 @@
 //! challenge.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
@@ -93,7 +94,7 @@ impl Modes {
         )
         .mission_s256(MISSION)
         .tenant("acme")
-        .lifetime(1800)
+        .lifetime(Duration::from_secs(1800))
         .sign(&self.ps, "ps-1", NOW.minus(5), &mut OsRandom)
         .unwrap()
     }

@@ -1,5 +1,7 @@
 //! Property tests: the decoders never panic, and minted tokens always verify.
 
+use std::time::Duration;
+
 use aauth_keys::rand::OsRandom;
 use aauth_tokens::jws::CompactJws;
 use aauth_tokens::{
@@ -43,13 +45,13 @@ proptest! {
             AgentId::parse(&format!("aauth:{local}@agent.example")).unwrap(),
             agent_key().public_key(),
         )
-        .lifetime(life)
+        .lifetime(Duration::from_secs(life))
         .sign(&provider_key(), "k1", NOW, &mut OsRandom)
         .unwrap();
         let v = block(verify::<AgentClaims>(&m.token, &Validation::new(NOW), &issuers())).unwrap();
         prop_assert_eq!(v.claims.sub.local(), local.as_str());
         let m = PersonTokenBuilder::new(sid("https://ps.example"), sid("https://resource.example"), sub.clone(), agent_key().public_key())
-            .lifetime(life)
+            .lifetime(Duration::from_secs(life))
             .sign(&ps_key(), "k1", NOW, &mut OsRandom)
             .unwrap();
         let res = sid("https://resource.example");
@@ -76,7 +78,7 @@ proptest! {
         p["iat"] = iat.into();
         p["exp"] = exp.into();
         let t = crate::common::forge(crate::common::AGENT_HEADER, &p.to_string(), &provider_key());
-        let v = Validation::new(aauth_keys::time::UnixTime(now)).max_iat_skew(skew);
+        let v = Validation::new(aauth_keys::time::UnixTime(now)).max_iat_skew(Duration::from_secs(skew));
         let got = block(verify::<AgentClaims>(&t, &v, &issuers()));
         let valid = now < exp
             && u128::from(iat) <= u128::from(now) + u128::from(skew)

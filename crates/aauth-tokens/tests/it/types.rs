@@ -1,5 +1,7 @@
 //! Minting and verifying each token type; type confusion (T2–T4); lifetime caps (C7).
 
+use std::time::Duration;
+
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{PrivateKey, Signer};
@@ -281,13 +283,13 @@ fn c7_issuers_never_mint_over_the_cap() {
         )
     };
     err(a()
-        .lifetime(86_401)
+        .lifetime(Duration::from_secs(86_401))
         .sign(&provider_key(), "k1", NOW, &mut OsRandom));
     err(a()
-        .lifetime(0)
+        .lifetime(Duration::from_secs(0))
         .sign(&provider_key(), "k1", NOW, &mut OsRandom));
     assert_eq!(
-        a().lifetime(86_400)
+        a().lifetime(Duration::from_secs(86_400))
             .sign(&provider_key(), "k1", NOW, &mut OsRandom)
             .unwrap()
             .exp,
@@ -301,18 +303,20 @@ fn c7_issuers_never_mint_over_the_cap() {
             agent_key().public_key(),
         )
     };
-    err(p().lifetime(3601).sign(&ps_key(), "k1", NOW, &mut OsRandom));
+    err(p()
+        .lifetime(Duration::from_secs(3601))
+        .sign(&ps_key(), "k1", NOW, &mut OsRandom));
     // Capped by the agent token and the mission: the earliest bound wins.
     let m = p()
-        .not_after(NOW.0 + 600)
-        .not_after(NOW.0 + 900)
+        .not_after(UnixTime(NOW.0 + 600))
+        .not_after(UnixTime(NOW.0 + 900))
         .sign(&ps_key(), "k1", NOW, &mut OsRandom)
         .unwrap();
     assert_eq!(m.exp, NOW.0 + 600);
     assert_eq!(m.expires_in(NOW), 600);
     // A bound that has passed: nothing is minted.
     err(p()
-        .not_after(NOW.0)
+        .not_after(UnixTime(NOW.0))
         .sign(&ps_key(), "k1", NOW, &mut OsRandom));
     let r = || {
         ResourceTokenBuilder::new(
@@ -325,7 +329,9 @@ fn c7_issuers_never_mint_over_the_cap() {
             "s",
         )
     };
-    err(r().lifetime(301).sign(&ps_key(), "k1", NOW, &mut OsRandom));
+    err(r()
+        .lifetime(Duration::from_secs(301))
+        .sign(&ps_key(), "k1", NOW, &mut OsRandom));
     let t = || {
         AuthTokenBuilder::new(
             AuthIssuer::AccessServer,
@@ -336,7 +342,9 @@ fn c7_issuers_never_mint_over_the_cap() {
             agent_key().public_key(),
         )
     };
-    err(t().lifetime(3601).sign(&ps_key(), "k1", NOW, &mut OsRandom));
+    err(t()
+        .lifetime(Duration::from_secs(3601))
+        .sign(&ps_key(), "k1", NOW, &mut OsRandom));
     err(t().jti("").sign(&ps_key(), "k1", NOW, &mut OsRandom));
     err(t().sign(&ps_key(), "", NOW, &mut OsRandom));
 }

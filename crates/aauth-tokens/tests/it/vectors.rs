@@ -1,5 +1,7 @@
 //! The aauth-go vectors (`tests/data/aauth-go/`, MIT): JWTs, agent and server identifiers.
 
+use std::time::Duration;
+
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, KeyError, PrivateKey, PublicKey, Signer, base64url};
 use aauth_tokens::jws::CompactJws;
@@ -43,7 +45,7 @@ fn keys_for(c: &Value, iss: &str, dwk: &str) -> StaticIssuerKeys {
 /// aauth-go mints its agent-token vectors to last 74 years, so that they never expire;
 /// a verifier accepts that only when told to (the default cap is 24 hours).
 fn vector_validation(now: UnixTime) -> Validation<'static> {
-    Validation::new(now).max_agent_lifetime(u64::MAX)
+    Validation::new(now).max_agent_lifetime(Duration::from_secs(u64::MAX))
 }
 
 fn token(c: &Value) -> &str {
