@@ -41,6 +41,21 @@ pub enum AsError {
     /// The upstream token failed a check: `invalid_upstream_token` (400).
     #[error("invalid_upstream_token: {0}")]
     InvalidUpstreamToken(String),
+    /// The sub-agent token expired: `expired_subagent_token` (400).
+    #[error("expired_subagent_token")]
+    ExpiredSubagentToken,
+    /// The upstream token expired: `expired_upstream_token` (400).
+    #[error("expired_upstream_token")]
+    ExpiredUpstreamToken,
+    /// A token's `iat` is ahead of this server's clock by more than the allowed skew:
+    /// `clock_skew` (400). A fresh token from the same issuer would have the same skew.
+    #[error("clock_skew: iat {iat} is ahead of this server's clock ({now})")]
+    ClockSkew {
+        /// The token's `iat`.
+        iat: u64,
+        /// This server's time.
+        now: u64,
+    },
     /// The policy refused: `denied` (403).
     #[error("denied: {0}")]
     Denied(String),
@@ -79,6 +94,9 @@ impl AsError {
             Self::RevokedResourceToken => "revoked_resource_token",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
+            Self::ExpiredSubagentToken => "expired_subagent_token",
+            Self::ExpiredUpstreamToken => "expired_upstream_token",
+            Self::ClockSkew { .. } => "clock_skew",
             Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
         }

@@ -62,7 +62,7 @@ impl Clock for SystemClock {
 /// ```
 /// use aauth_keys::time::{Clock, FixedClock, UnixTime};
 /// let clock = FixedClock::new(UnixTime(1_700_000_000));
-/// clock.advance(30);
+/// clock.advance(std::time::Duration::from_secs(30));
 /// assert_eq!(clock.now(), UnixTime(1_700_000_030));
 /// ```
 #[derive(Debug, Clone, Default)]

@@ -14,6 +14,16 @@ pub enum PsError {
     /// `invalid_resource_token` (400).
     #[error("invalid_resource_token: {0}")]
     InvalidResourceToken(String),
+    /// A token's `iat` is ahead of this server's clock by more than the allowed skew:
+    /// `clock_skew` (400; draft -11 §Token Verification lets a server refuse a future
+    /// `iat` so). A fresh token from the same issuer would have the same skew.
+    #[error("clock_skew: iat {iat} is ahead of this server's clock ({now})")]
+    ClockSkew {
+        /// The token's `iat`.
+        iat: u64,
+        /// This server's time.
+        now: u64,
+    },
     /// The resource token expired: `expired_resource_token` (400).
     #[error("expired_resource_token")]
     ExpiredResourceToken,
@@ -142,6 +152,7 @@ impl PsError {
             Self::RevokedResourceToken => "revoked_resource_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
             Self::ExpiredUpstreamToken => "expired_upstream_token",
+            Self::ClockSkew { .. } => "clock_skew",
             Self::RevokedUpstreamToken => "revoked_upstream_token",
             Self::RateLimited { .. } => "rate_limited",
             Self::AccessServerUnreachable(_)

@@ -705,7 +705,7 @@ impl DeferredAuth {
     /// use std::sync::Arc;
     /// use aauth_resource::{DeferredAuth, MemoryHeldStore};
     /// let deferred = DeferredAuth::new(Arc::new(MemoryHeldStore::default()), "/aauth/pending/")
-    ///     .ttl(300)
+    ///     .ttl(std::time::Duration::from_secs(300))
     ///     .max_held_body(16 * 1024);
     /// # drop(deferred);
     /// ```

@@ -742,13 +742,6 @@ impl Route {
             KeyIdentity::Token(t) => Some(t.as_ref()),
             _ => None,
         };
-        let wrong = |t: &BoundToken, expected: TokenType| {
-            let error = VerifyError::Token(aauth_tokens::TokenError::WrongType {
-                expected: expected.typ(),
-                found: Some(t.token_type().typ().to_owned()),
-            });
-            Refusal::signature(error, &self.policy.verify)
-        };
         let person_token = || Refusal::Challenge {
             requirement: Requirement::PersonToken,
         };
@@ -756,14 +749,18 @@ impl Route {
             (Access::Pseudonymous, _) => Ok(()),
             // Another scheme the route was told to accept (`hwk`, `jwks_uri`, …): signed,
             // but no agent token.
-            (Access::AgentToken | Access::SessionToken, None) => Err(Refusal::Challenge {
-                requirement: Requirement::AgentToken,
-            }),
+            // No agent token: another scheme the route accepts, or a person or auth token
+            // (draft -11 §Agent Token Required: `requirement=agent-token` whenever the
+            // request did not present an agent token).
+            (Access::AgentToken | Access::SessionToken, None | Some(_))
+                if !matches!(token, Some(BoundToken::Agent(_))) =>
+            {
+                Err(Refusal::Challenge {
+                    requirement: Requirement::AgentToken,
+                })
+            }
+            (Access::AgentToken | Access::SessionToken, _) => Ok(()),
             (Access::PersonToken | Access::AuthToken, None) => Err(person_token()),
-            (Access::AgentToken | Access::SessionToken, Some(t)) => match t {
-                BoundToken::Agent(_) => Ok(()),
-                other => Err(wrong(other, TokenType::Agent)),
-            },
             (Access::PersonToken, Some(t)) => match t {
                 BoundToken::Person(_) => Ok(()),
                 BoundToken::Auth(a) => self.trusted_auth(a),

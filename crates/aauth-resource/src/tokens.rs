@@ -27,7 +27,7 @@ pub type AccountCheck = dyn Fn(&ServerId, &str, &str) -> bool + Send + Sync;
 /// use aauth_resource::ResourceTokens;
 /// let tokens = ResourceTokens::new(Arc::new(PrivateKey::ed25519_from_seed(&[3; 32])), "key-1")
 ///     .scopes(["calendar.read", "calendar.write"])
-///     .lifetime(120);
+///     .lifetime(std::time::Duration::from_secs(120));
 /// # drop(tokens);
 /// ```
 #[derive(Clone)]

@@ -83,10 +83,11 @@ struct PresentedClaims {
     exp: u64,
 }
 
-/// A token that could not be checked because its issuer's keys are unavailable is this
-/// server's failure (`500`, the Person Server reports `as_unreachable`), never the
-/// caller's `invalid_*`.
-fn unavailable(e: &TokenError) -> Option<AsError> {
+/// The refusals a token failure gets other than `invalid_*` (and `expired_*`, which each
+/// caller maps): a token that could not be checked because its issuer's keys are
+/// unavailable is this server's failure (`500`, the Person Server reports
+/// `as_unreachable`); a future `iat` is `clock_skew`.
+fn distinct_refusal(e: &TokenError) -> Option<AsError> {
     match e {
         TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => Some(
             aauth_metadata::serve::InternalError::KeysUnavailable {
@@ -95,6 +96,13 @@ fn unavailable(e: &TokenError) -> Option<AsError> {
             }
             .into(),
         ),
+        // Draft -11 §Token Verification (upgrade checklist AS): a future `iat` MAY be
+        // refused with `clock_skew`; a fresh token from the same issuer would have the
+        // same skew, so the caller is told so rather than `invalid_*`.
+        TokenError::IssuedInFuture { iat, now } => Some(AsError::ClockSkew {
+            iat: *iat,
+            now: *now,
+        }),
         _ => None,
     }
 }
@@ -122,7 +130,8 @@ impl AccessServer {
             .map(|u| u.unverified_claims().iss.clone())
             .map_err(|e| match e {
                 TokenError::Expired { .. } => AsError::ExpiredResourceToken,
-                other => AsError::InvalidResourceToken(other.to_string()),
+                other => distinct_refusal(&other)
+                    .unwrap_or_else(|| AsError::InvalidResourceToken(other.to_string())),
             })?;
         if governed.contains(&iss) {
             Ok(())
@@ -148,7 +157,7 @@ impl AccessServer {
         )
         .await
         .map_err(|e| {
-            unavailable(&e).unwrap_or_else(|| AsError::InvalidAgentToken(e.to_string()))
+            distinct_refusal(&e).unwrap_or_else(|| AsError::InvalidAgentToken(e.to_string()))
         })?;
         if agent.claims.parent_agent.is_some() {
             return Err(AsError::InvalidAgentToken(
@@ -161,9 +170,11 @@ impl AccessServer {
                 let sub: Verified<AgentClaims> =
                     verify(t, &Validation::new(now), self.issuer_keys.as_ref())
                         .await
-                        .map_err(|e| {
-                            unavailable(&e)
-                                .unwrap_or_else(|| AsError::InvalidSubagentToken(e.to_string()))
+                        .map_err(|e| match e {
+                            TokenError::Expired { .. } => AsError::ExpiredSubagentToken,
+                            other => distinct_refusal(&other).unwrap_or_else(|| {
+                                AsError::InvalidSubagentToken(other.to_string())
+                            }),
                         })?;
                 if sub.claims.parent_agent.as_ref() != Some(&agent.claims.sub)
                     || sub.claims.iss != agent.claims.iss
@@ -205,7 +216,7 @@ impl AccessServer {
         .await
         .map_err(|e| match e {
             TokenError::Expired { .. } => AsError::ExpiredResourceToken,
-            other => unavailable(&other)
+            other => distinct_refusal(&other)
                 .unwrap_or_else(|| AsError::InvalidResourceToken(other.to_string())),
         })?
         .claims;
@@ -291,7 +302,7 @@ impl AccessServer {
         let v = Validation::new(now).audience(&rt.iss);
         let map = |e: TokenError| match e {
             TokenError::Expired { .. } => AsError::ExpiredPresentedToken,
-            other => unavailable(&other)
+            other => distinct_refusal(&other)
                 .unwrap_or_else(|| AsError::InvalidPresentedToken(other.to_string())),
         };
         match declared_typ(token) {
@@ -346,8 +357,10 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<u64, AsError> {
         let v = Validation::new(now).audience(intermediary);
-        let map = |e: TokenError| {
-            unavailable(&e).unwrap_or_else(|| AsError::InvalidUpstreamToken(e.to_string()))
+        let map = |e: TokenError| match e {
+            TokenError::Expired { .. } => AsError::ExpiredUpstreamToken,
+            other => distinct_refusal(&other)
+                .unwrap_or_else(|| AsError::InvalidUpstreamToken(other.to_string())),
         };
         let (from_ps, exp) = match declared_typ(token) {
             Some(t) if TokenType::Person.matches_typ(&t) => {

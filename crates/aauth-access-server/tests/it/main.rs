@@ -341,6 +341,26 @@ async fn each_failed_check_has_its_code_and_issues_nothing() {
     let good = |rt: String| serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
     let cases: Vec<(&str, serde_json::Value, StatusCode, &str)> = vec![
         (
+            // Five minutes ahead of this server's clock, beyond the 60 s skew.
+            "a resource token issued in the future",
+            good(
+                ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://as.example"),
+                    id("https://ps.example"),
+                    "alice-at-resource",
+                    t.person_jti.clone(),
+                    w.agent.public_key(),
+                    "calendar.read",
+                )
+                .sign(&w.rs, "rs-1", NOW.plus(300), &mut OsRandom)
+                .unwrap()
+                .token,
+            ),
+            StatusCode::BAD_REQUEST,
+            "clock_skew",
+        ),
+        (
             "no presented_token",
             serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent}),
             StatusCode::BAD_REQUEST,

@@ -161,6 +161,7 @@ impl PersonServer {
             .await
             .map_err(|e| match e {
                 TokenError::Expired { .. } => PsError::ExpiredSubagentToken,
+                TokenError::IssuedInFuture { iat, now } => PsError::ClockSkew { iat, now },
                 TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => {
                     aauth_metadata::serve::InternalError::KeysUnavailable {
                         whose: "agent provider's",
@@ -231,6 +232,7 @@ impl PersonServer {
         let own = self.signer.public_key();
         let map = |e: TokenError| match e {
             TokenError::Expired { .. } => PsError::ExpiredUpstreamToken,
+            TokenError::IssuedInFuture { iat, now } => PsError::ClockSkew { iat, now },
             other => PsError::InvalidUpstreamToken(other.to_string()),
         };
         let typ = aauth_tokens::jws::CompactJws::parse(token)
@@ -347,6 +349,7 @@ impl PersonServer {
         let rt = first
             .map_err(|e| match e {
                 TokenError::Expired { .. } => PsError::ExpiredResourceToken,
+                TokenError::IssuedInFuture { iat, now } => PsError::ClockSkew { iat, now },
                 TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => {
                     aauth_metadata::serve::InternalError::KeysUnavailable {
                         whose: "resource's",
@@ -392,6 +395,7 @@ impl PersonServer {
         let own = self.signer.public_key();
         let map = |e: TokenError| match e {
             TokenError::Expired { .. } => PsError::ExpiredPresentedToken,
+            TokenError::IssuedInFuture { iat, now } => PsError::ClockSkew { iat, now },
             other => PsError::InvalidPresentedToken(other.to_string()),
         };
         let is_person = aauth_tokens::jws::CompactJws::parse(token)

@@ -535,7 +535,27 @@ async fn each_failed_check_has_its_code() {
     .unwrap()
     .token;
 
+    // Issued five minutes ahead of this server's clock (beyond the 60 s skew).
+    let future_rt = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW.plus(300), &mut OsRandom)
+    .unwrap()
+    .token;
+
     let cases: Vec<(&str, serde_json::Value, StatusCode, &str)> = vec![
+        (
+            "resource token issued in the future",
+            serde_json::json!({"resource_token": future_rt, "presented_token": person}),
+            StatusCode::BAD_REQUEST,
+            "clock_skew",
+        ),
         (
             "no presented_token",
             serde_json::json!({"resource_token": w.resource_token(&pc.jti, &pc.sub, |b| b)}),

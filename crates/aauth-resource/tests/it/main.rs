@@ -286,12 +286,15 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     .sign(&w.provider, "key-1", NOW, &mut OsRandom)
     .unwrap()
     .token;
+    // Draft -11 §Agent Token Required: not an agent token, so the agent is asked for one.
     let (s, h, _) = send(
         &mut svc,
         signed("GET", "/data", b"", &w.agent, &Scheme::jwt(person)),
     )
     .await;
-    assert_sig_error(s, &h, "invalid_jwt");
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "aauth-requirement"), "requirement=agent-token");
+    assert!(h.get("signature-error").is_none(), "{h:?}");
 
     // A body without content-digest: invalid_input naming what must be covered.
     let mut req = Request::post("https://resource.example/data")
