@@ -249,6 +249,22 @@ pub struct CommonMetadata {
 }
 
 impl CommonMetadata {
+    /// Says that the server's verifier accepts exactly `algs` (`accept_signature_algs`,
+    /// draft -11 §Common Metadata: the out-of-band twin of `Accept-Signature-Alg`).
+    ///
+    /// ```
+    /// use aauth_keys::Algorithm;
+    /// use aauth_metadata::CommonMetadata;
+    /// use aauth_tokens::ServerId;
+    /// let mut c = CommonMetadata::new(ServerId::parse("https://ps.example")?, None);
+    /// c.accepts(&Algorithm::ALL);
+    /// assert_eq!(c.accept_signature_algs.as_deref(), Some(&["Ed25519".to_owned(), "ES256".to_owned()][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accepts(&mut self, algs: &[aauth_keys::Algorithm]) {
+        self.accept_signature_algs = Some(algs.iter().map(|a| a.as_str().to_owned()).collect());
+    }
+
     /// Common members for `issuer`, with `jwks_uri`.
     #[must_use]
     pub fn new(issuer: ServerId, jwks_uri: Option<HttpsUrl>) -> Self {

@@ -33,6 +33,7 @@
 mod cache;
 #[cfg(feature = "client")]
 mod client;
+pub mod code;
 mod document;
 pub mod egress;
 mod fetch;

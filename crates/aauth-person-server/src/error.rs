@@ -27,10 +27,6 @@ pub enum PsError {
     /// The resource token expired: `expired_resource_token` (400).
     #[error("expired_resource_token")]
     ExpiredResourceToken,
-    /// The resource token names a person token this Person Server has no record of:
-    /// `unknown_person_token` (400).
-    #[error("unknown_person_token")]
-    UnknownPersonToken,
     /// The presented token failed a check: `invalid_presented_token` (400).
     #[error("invalid_presented_token: {0}")]
     InvalidPresentedToken(String),
@@ -145,7 +141,6 @@ impl PsError {
             Self::InvalidRequest(_) | Self::Conflict(_) => "invalid_request",
             Self::InvalidResourceToken(_) => "invalid_resource_token",
             Self::ExpiredResourceToken => "expired_resource_token",
-            Self::UnknownPersonToken => "unknown_person_token",
             Self::InvalidPresentedToken(_) => "invalid_presented_token",
             Self::ExpiredPresentedToken => "expired_presented_token",
             Self::RevokedPresentedToken => "revoked_presented_token",

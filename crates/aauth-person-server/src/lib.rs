@@ -28,7 +28,6 @@
 //! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
 mod changes;
-mod code;
 mod error;
 mod mission;
 mod outbound;

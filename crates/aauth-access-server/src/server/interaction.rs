@@ -5,6 +5,7 @@
 //! Wrong codes are throttled per account and per client.
 
 use aauth_keys::time::UnixTime;
+use aauth_metadata::code;
 use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 use aauth_tokens::ServerId;
 use bytes::Bytes;
@@ -15,19 +16,12 @@ use super::waiting::{Step, Waiting};
 use super::{AccessServer, Answer, INTERACT_PATH, Refusal};
 use crate::AsError;
 
-/// The longest interaction code taken (longer ones open nothing, unlooked-up).
-const MAX_CODE_LEN: usize = 16;
-
 impl AccessServer {
-    /// A single-use interaction code: eight symbols from the server's random source.
+    /// A single-use interaction code: eight Crockford symbols from the server's random
+    /// source, normalized (the form stored and looked up).
     pub(super) fn random_code(&self) -> Result<String, AsError> {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        let mut b = [0u8; 8];
-        aauth_keys::rand::RandomSource::fill(&mut self.random.clone(), &mut b)
-            .map_err(|e| aauth_metadata::serve::InternalError::produce("interaction code", e))?;
-        Ok(b.iter()
-            .map(|x| char::from(ALPHABET[usize::from(x & 31)]))
-            .collect())
+        Ok(code::new_code(&mut self.random.clone())
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("interaction code", e))?)
     }
 }
 
@@ -113,13 +107,6 @@ fn no_request() -> http::Response<Bytes> {
     )
 }
 
-/// Whether `code` can be an interaction code at all (checked before any lookup).
-fn well_formed(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= MAX_CODE_LEN
-        && code.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 /// The throttle's keys for wrong codes: the account, and the client when known.
 fn throttle_keys(account: &str, parts: &Parts) -> Vec<ThrottleKey> {
     let mut keys = vec![ThrottleKey::new("code/account", account)];
@@ -146,7 +133,9 @@ impl AccessServer {
         now: UnixTime,
     ) -> Answer {
         let form = Form::read(post, parts, body);
-        let Some(code) = form.code.filter(|c| well_formed(c)) else {
+        // Draft -11 §Interaction Code Format: compared without hyphens, case folded, `I`/`L`
+        // read as `1` and `O` as `0`; what cannot be a code opens nothing, unlooked-up.
+        let Some(code) = form.code.as_deref().and_then(code::normalize) else {
             return Ok(no_request());
         };
         let Some(people) = self.people.as_ref() else {

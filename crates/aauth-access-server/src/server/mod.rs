@@ -199,6 +199,8 @@ impl AccessServer {
         };
         let mut doc = AccessServerMetadata::new(id.clone(), url(JWKS_PATH)?, url(AUTH_TOKEN_PATH)?);
         doc.revocation_endpoint = Some(url(REVOCATION_PATH)?);
+        // Every verifier below keeps the default policy's algorithms.
+        doc.common.accepts(&aauth_keys::Algorithm::ALL);
         let mut jwk = signer.public_key().to_jwk();
         jwk.kid = Some(kid.to_owned());
         let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));

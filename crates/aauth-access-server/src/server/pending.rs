@@ -7,8 +7,8 @@
 use aauth_keys::time::UnixTime;
 use aauth_metadata::serve::json_response;
 use aauth_tokens::ServerId;
+use http::StatusCode;
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
 use super::waiting::{Asked, Given, Step, Waiting};
@@ -57,8 +57,7 @@ impl AccessServer {
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "status": "interacting" }),
                 );
-                r.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                super::waiting::still_pending(&mut r, id, "1");
                 return Ok(r);
             }
             Step::Payment { .. } => {

@@ -166,12 +166,18 @@ fn pending_headers(
     retry: &'static str,
     requirement: HeaderValue,
 ) {
+    still_pending(r, id, retry);
+    r.headers_mut().insert("aauth-requirement", requirement);
+}
+
+/// The `Location` (REQUIRED on every `202`, draft -11 §Pending Response) and
+/// `Retry-After` of a request still waiting at `id`.
+pub(super) fn still_pending(r: &mut http::Response<Bytes>, id: &str, retry: &'static str) {
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("{PENDING_PATH}{id}")) {
         h.insert(http::header::LOCATION, v);
     }
     h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(retry));
-    h.insert("aauth-requirement", requirement);
 }
 
 impl AccessServer {

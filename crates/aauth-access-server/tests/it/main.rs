@@ -317,6 +317,23 @@ async fn the_policy_narrows_or_denies() {
     assert_eq!(c.scope.as_deref(), Some("calendar.read"));
 }
 
+#[test]
+fn the_metadata_says_what_the_server_verifies() {
+    let w = world();
+    let doc = w
+        .server
+        .published()
+        .respond(&http::Method::GET, "/.well-known/aauth-access.json")
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(doc.body()).unwrap();
+    assert_eq!(json["auth_token_endpoint"], "https://as.example/auth-token");
+    // Draft -11 §Common Metadata: exactly the algorithms its verifiers accept.
+    assert_eq!(
+        json["accept_signature_algs"],
+        serde_json::json!(["Ed25519", "ES256"])
+    );
+}
+
 #[tokio::test]
 async fn each_failed_check_has_its_code_and_issues_nothing() {
     let w = world();
@@ -1040,12 +1057,22 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
         .deferred_for_the_person(&request, "https://ps.example")
         .await;
 
-    // Until the person approves, the Person Server's poll waits; nobody else may poll.
-    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    // Until the person approves, the Person Server's poll waits (a 202 that names its
+    // pending URL, draft -11 §Pending Response); nobody else may poll.
+    let (s, h, json) = w
+        .send_signed(
+            "GET",
+            &location,
+            None,
+            ("https://ps.example", "aauth-person.json", "ps-1"),
+            &w.ps,
+        )
+        .await;
     assert_eq!(
         (s, json["status"].as_str()),
         (StatusCode::ACCEPTED, Some("interacting"))
     );
+    assert_eq!(h["location"].to_str().unwrap(), location);
     let (s, _) = w
         .get_path(
             &location,
@@ -1065,6 +1092,14 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
     );
     let (s, _) = w.page("GET", "/interact?code=ZZZZZZZZ", "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // As a person types it (draft -11 §Interaction Code Format): lower case, grouped with a
+    // hyphen, `0` read as `O` and `1` as `l`, all open the same request.
+    let typed = format!("{}-{}", &code[..4], &code[4..])
+        .to_lowercase()
+        .replace('0', "o")
+        .replace('1', "l");
+    let (s, html) = w.page("GET", &format!("/interact?code={typed}"), "").await;
+    assert_eq!(s, StatusCode::OK, "{typed}: {html}");
     let (s, html) = w
         .page("POST", "/interact", &format!("code={code}&decision=grant"))
         .await;

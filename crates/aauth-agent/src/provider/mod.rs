@@ -103,8 +103,10 @@ impl AgentProvider {
         })?;
         let mut jwk = signer.public_key().to_jwk();
         jwk.kid = Some(kid.to_owned());
-        let published = Published::new(&AgentProviderMetadata::new(id.clone(), jwks_uri))
-            .jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
+        let mut doc = AgentProviderMetadata::new(id.clone(), jwks_uri);
+        // Both verifiers below keep the default policy's algorithms.
+        doc.common.accepts(&aauth_keys::Algorithm::ALL);
+        let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));
         // Requests must be addressed to this provider, and each is accepted once (one
         // replay store for both endpoints: a replayed token request would mint again).
         let replay = ReplayGuard::in_memory();

@@ -59,6 +59,22 @@ fn verified(p: &AgentProvider, token: &str) -> AgentClaims {
         .claims
 }
 
+#[test]
+fn the_metadata_says_what_the_provider_verifies() {
+    let w = parties();
+    let doc = w
+        .provider
+        .published()
+        .respond(&http::Method::GET, "/.well-known/aauth-agent.json")
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(doc.body()).unwrap();
+    // Draft -11 §Common Metadata: exactly the algorithms its verifiers accept.
+    assert_eq!(
+        json["accept_signature_algs"],
+        serde_json::json!(["Ed25519", "ES256"])
+    );
+}
+
 #[tokio::test]
 async fn an_agent_token_only_for_an_enrolled_key_of_an_own_agent() {
     let w = parties();

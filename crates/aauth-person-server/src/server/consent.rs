@@ -325,7 +325,7 @@ impl PersonServer {
 
     /// The pending request an interaction code names, if the code is well-formed.
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, PsError> {
-        match crate::code::normalize(code) {
+        match aauth_metadata::code::normalize(code) {
             Some(c) => Ok(self.store.pending_by_code(&c).await?),
             None => Ok(None),
         }
@@ -395,7 +395,7 @@ impl PersonServer {
         p.chat.push(crate::pending::ChatTurn::new(
             question.chars().take(2000).collect::<String>(),
         ));
-        let code = crate::code::display(&p.code);
+        let code = aauth_metadata::code::display(&p.code);
         self.save(p).await?;
         Ok(web::page(
             StatusCode::OK,
@@ -615,7 +615,7 @@ impl PersonServer {
             esc(&asked),
             esc(p.agent.1.as_str()),
             esc(p.agent.0.as_str()),
-            esc(&crate::code::display(&p.code)),
+            esc(&aauth_metadata::code::display(&p.code)),
             esc(csrf),
             p.revision,
             web::hidden_callback(callback),

@@ -178,7 +178,7 @@ impl PersonServer {
         } = d;
         Ok(Pending {
             id: self.random_token()?,
-            code: crate::code::new_code(&mut self.random.clone()).map_err(|e| {
+            code: aauth_metadata::code::new_code(&mut self.random.clone()).map_err(|e| {
                 aauth_metadata::serve::InternalError::produce("interaction code", e)
             })?,
             // Polls come from the signer; the token will bind the acting party's key.
@@ -233,7 +233,7 @@ impl PersonServer {
         } else {
             aauth_headers::Requirement::Interaction {
                 url: format!("{}{INTERACT_PATH}", self.id.as_str()),
-                code: crate::code::display(&p.code),
+                code: aauth_metadata::code::display(&p.code),
             }
         });
         if let Some(v) = requirement

@@ -252,6 +252,8 @@ impl PersonServer {
         doc.permission_endpoint = Some(url(PERMISSION_PATH)?);
         doc.audit_endpoint = Some(url(AUDIT_PATH)?);
         doc.interaction_endpoint = Some(url(INTERACTION_PATH)?);
+        // Every verifier below keeps the default policy's algorithms.
+        doc.common.accepts(&aauth_keys::Algorithm::ALL);
         let mut jwk = signer.public_key().to_jwk();
         jwk.kid = Some(kid.to_owned());
         let published = Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk]));

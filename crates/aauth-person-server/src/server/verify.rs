@@ -461,11 +461,14 @@ impl PersonServer {
         let account = match self.issued(&jti, is_person, now).await? {
             IssuedToken::Known { account, .. } => account,
             IssuedToken::Revoked => return Err(PsError::RevokedPresentedToken),
-            _ if is_person => return Err(PsError::UnknownPersonToken),
+            // -11 (upgrade checklist PS-31) has no code of its own for this: a token this
+            // server has no record of is not one it presented (the editor's copy after -11
+            // adds `unknown_person_token`).
             _ => {
-                return Err(PsError::InvalidPresentedToken(
-                    "no record of this auth token".to_owned(),
-                ));
+                return Err(PsError::InvalidPresentedToken(format!(
+                    "no record of this {} token",
+                    if is_person { "person" } else { "auth" }
+                )));
             }
         };
         Ok(PresentedGrant { account, exp })

@@ -335,6 +335,11 @@ async fn metadata_names_both_endpoints() {
     );
     assert_eq!(json["auth_token_endpoint"], "https://ps.example/auth-token");
     assert_eq!(json["jwks_uri"], "https://ps.example/jwks.json");
+    // Exactly what its verifiers accept (draft -11 §Common Metadata).
+    assert_eq!(
+        json["accept_signature_algs"],
+        serde_json::json!(["Ed25519", "ES256"])
+    );
 }
 
 #[tokio::test]
@@ -620,7 +625,7 @@ async fn each_failed_check_has_its_code() {
             "presented token never issued",
             serde_json::json!({"resource_token": w.resource_token(&unrecorded.jti, &pc.sub, |b| b), "presented_token": unrecorded.token}),
             StatusCode::BAD_REQUEST,
-            "unknown_person_token",
+            "invalid_presented_token",
         ),
     ];
     for (what, body, status, code) in cases {

@@ -1,17 +1,26 @@
-//! Interaction codes (draft -11 §Interaction Code Format): Crockford base32, eight symbols
-//! (40 bits) from the server's random source (the OS CSPRNG by default), shown as `XXXX-XXXX`, compared after
+//! Interaction codes (draft -11 §Interaction Code Format), for every server that issues
+//! them (the Person Server and the Access Server): Crockford base32, eight symbols (40
+//! bits) from the server's random source, shown as `XXXX-XXXX`, compared after
 //! normalization (case folded, hyphens stripped, `I`/`L` read as `1`, `O` as `0`).
+//!
+//! ```
+//! use aauth_metadata::code;
+//! let c = code::new_code(&mut aauth_keys::rand::OsRandom)?;
+//! let shown = code::display(&c);
+//! assert_eq!(code::normalize(&shown.to_lowercase()).as_deref(), Some(c.as_str()));
+//! # Ok::<(), aauth_keys::rand::RandomError>(())
+//! ```
 
 use aauth_keys::rand::{RandomError, RandomSource};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// A new code, normalized (eight symbols, no hyphen).
+/// A new code, normalized (eight symbols, no hyphen): store this form, look up by it.
 ///
 /// # Errors
 ///
 /// When `random` has no random bytes.
-pub(crate) fn new_code(random: &mut dyn RandomSource) -> Result<String, RandomError> {
+pub fn new_code(random: &mut dyn RandomSource) -> Result<String, RandomError> {
     let mut b = [0u8; 5];
     random.fill(&mut b)?;
     let mut v: u64 = 0;
@@ -25,19 +34,20 @@ pub(crate) fn new_code(random: &mut dyn RandomSource) -> Result<String, RandomEr
 }
 
 /// The code as shown to a person: `XXXX-XXXX`.
-pub(crate) fn display(code: &str) -> String {
+pub fn display(code: &str) -> String {
     match (code.get(..4), code.get(4..)) {
         (Some(a), Some(b)) => format!("{a}-{b}"),
         _ => code.to_owned(),
     }
 }
 
-/// The normalized form of what a person typed, or `None` if it cannot be a code.
+/// The normalized form of what a person typed, or `None` if it cannot be a code (then
+/// nothing is looked up).
 ///
 /// ```text
 /// "abcd-1234" → "ABCD1234"; "o1lI" → "0111"; "ABCU1234" → None (U is not in the alphabet)
 /// ```
-pub(crate) fn normalize(input: &str) -> Option<String> {
+pub fn normalize(input: &str) -> Option<String> {
     let mut out = String::with_capacity(8);
     for c in input.chars() {
         let c = match c.to_ascii_uppercase() {
