@@ -394,6 +394,52 @@ fn d07_call_chaining() {
 }
 
 #[test]
+fn d08_clarification() {
+    let t = run(8);
+    let text = t.render();
+    // The person asks on the consent page; the agent's long poll returns the question.
+    assert!(
+        text.contains("aauth-requirement: requirement=clarification"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"body: {"clarification":"Why do you need to know who I am at the calendar?","status":"interacting"}"#
+        ),
+        "{text}"
+    );
+    // The agent answers at the pending URL, and the request goes back to the person.
+    assert!(
+        text.contains(r#"body: {"action":"clarification_response","clarification_response":"To find a free slot"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("answers at the pending URL: action clarification_response"),
+        "{text}"
+    );
+    // The person reads the answer labelled as the agent's assertion, with one question
+    // fewer left, and approves.
+    assert!(
+        text.contains("The agent answered: To find a free slot for the team meeting"),
+        "{text}"
+    );
+    assert!(text.contains("Ask (4 of 5 questions left)"), "{text}");
+    assert!(
+        text.contains("page: Person Server Approved. You can return to your agent."),
+        "{text}"
+    );
+    // Then the ordinary path to an admitted call.
+    let last = t.steps.last().unwrap();
+    assert!(last.detail.iter().any(|d| d == "HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        last.detail
+            .iter()
+            .any(|d| d.contains(r#""message":"Access granted""#)),
+        "{text}"
+    );
+}
+
+#[test]
 fn d09_interaction_chaining() {
     let t = run(9);
     let text = t.render();
