@@ -307,6 +307,15 @@ impl Refusal {
         if let Some(secs) = error.retry_after(policy) {
             headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
         }
+        // Draft -11 §Revocation (upgrade checklist RS-43): a revoked auth token SHOULD be
+        // answered with `requirement=person-token` beside `revoked_jwt` (start again from
+        // the person token; never a resource token for the revoked grant).
+        if let VerifyError::Revoked {
+            token_type: TokenType::Auth,
+        } = error
+        {
+            headers.extend(requirement_header(Requirement::PersonToken));
+        }
         Self::Signature {
             error: Box::new(error),
             headers,

@@ -103,25 +103,34 @@ impl std::fmt::Debug for RevocationEndpoint {
     }
 }
 
+/// The revocation request (draft -11 §Revocation Request). Members the draft does not
+/// define are ignored, as extensions may add them.
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Body {
     jti: String,
     exp: u64,
 }
 
-fn reply(status: StatusCode, error: Option<&str>, description: &str) -> http::Response<Bytes> {
-    let body = error.map_or_else(Bytes::new, |e| {
-        Bytes::from(serde_json::json!({ "error": e, "error_description": description }).to_string())
+/// An empty `status` answer, or an RFC 9457 problem naming `error` (draft -11 §Error
+/// Response Format: `application/problem+json` with `error` and `detail`).
+fn reply(status: StatusCode, error: Option<&str>, detail: &str) -> http::Response<Bytes> {
+    let Some(error) = error else {
+        let mut resp = http::Response::new(Bytes::new());
+        *resp.status_mut() = status;
+        return resp;
+    };
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "status": status.as_u16(),
+        "error": error,
+        "detail": detail,
     });
-    let mut resp = http::Response::new(body);
+    let mut resp = http::Response::new(Bytes::from(body.to_string()));
     *resp.status_mut() = status;
-    if error.is_some() {
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     resp
 }
 
@@ -196,12 +205,9 @@ impl RevocationEndpoint {
                 );
             }
             Err(e) => {
-                let mut resp = http::Response::new(Bytes::from(e.problem_json()));
-                *resp.status_mut() = e.status();
-                for (k, v) in e.response_headers(self.verifier.policy()) {
-                    resp.headers_mut().append(k, v);
-                }
-                return resp;
+                return e
+                    .into_http_response(self.verifier.policy())
+                    .map(Bytes::from);
             }
         };
         let KeyIdentity::JwksUri { id, .. } = &verified.identity else {

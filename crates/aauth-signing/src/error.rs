@@ -207,8 +207,12 @@ pub enum VerifyError {
     #[error("Signature-Key JWT: {0}")]
     Token(#[source] TokenError),
     /// The JWT verified but its issuer revoked it (`revoked_jwt`).
-    #[error("the Signature-Key JWT was revoked by its issuer")]
-    Revoked,
+    #[error("the Signature-Key {} was revoked by its issuer", token_type.typ())]
+    Revoked {
+        /// Which kind of token (a resource answers a revoked auth token with
+        /// `requirement=person-token` beside the error, draft -11 §Revocation).
+        token_type: aauth_tokens::TokenType,
+    },
     /// The `keyid` parameter names another key than `Signature-Key` (-09 §4.3).
     #[error("keyid does not identify the Signature-Key key")]
     KeyIdMismatch,
@@ -307,7 +311,7 @@ impl VerifyError {
             Self::Key(e) => key_error_code(e),
             Self::AlgorithmNotAccepted { .. } => ErrorCode::UnsupportedAlgorithm,
             Self::Token(e) => return token_error_code(e),
-            Self::Revoked => ErrorCode::RevokedJwt,
+            Self::Revoked { .. } => ErrorCode::RevokedJwt,
             Self::Unavailable { .. } => return None,
             Self::KeyDiscovery(e) => match e {
                 ResolveError::IssuerMissing => ErrorCode::IssuerMissing,

@@ -713,7 +713,11 @@ impl Verifier {
             let (iss, jti) = token.iss_jti();
             match list.is_revoked(iss, jti).await {
                 Ok(false) => {}
-                Ok(true) => return Err(VerifyError::Revoked),
+                Ok(true) => {
+                    return Err(VerifyError::Revoked {
+                        token_type: token.token_type(),
+                    });
+                }
                 Err(reason) => return Err(VerifyError::Unavailable { reason }),
             }
         }

@@ -106,9 +106,11 @@ impl PersonServer {
         {
             Ok(false) => {}
             Ok(true) => {
-                return Err(VerifyError::Revoked
-                    .into_http_response(self.agents.policy())
-                    .map(Bytes::from));
+                return Err(VerifyError::Revoked {
+                    token_type: TokenType::Agent,
+                }
+                .into_http_response(self.agents.policy())
+                .map(Bytes::from));
             }
             Err(e) => return Err(PsError::from(e).into_http_response()),
         }

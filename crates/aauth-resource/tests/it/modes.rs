@@ -269,6 +269,48 @@ async fn an_auth_token_route_mints_a_resource_token_from_the_verified_person_tok
 }
 
 #[tokio::test]
+async fn a_revoked_auth_token_sends_the_agent_back_to_its_person_token() {
+    let m = modes();
+    let list = Arc::new(aauth_resource::MemoryRevocationList::new(60, 1000));
+    let resource =
+        m.w.resource
+            .clone()
+            .resource_tokens(m.tokens())
+            .revocations(list.clone());
+    let calls = handler();
+    let mut svc = m.service(
+        &resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let (auth, person) = (m.auth_token("read"), m.person_token());
+    let ps = id("https://ps.example");
+    list.revoke(&ps, &auth.jti, auth.exp, NOW).unwrap();
+    list.revoke(&ps, &person.jti, person.exp, NOW).unwrap();
+
+    // Draft -11 §Revocation (checklist RS-43): `revoked_jwt`, and for an auth token
+    // `requirement=person-token` beside it, never a resource token for the revoked grant.
+    let (s, h, _) = send(
+        &mut svc,
+        signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(auth.token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "signature-error"), "error=revoked_jwt");
+    assert_eq!(header(&h, "aauth-requirement"), "requirement=person-token");
+    // A revoked person token gets the error alone.
+    let (s, h, _) = send(
+        &mut svc,
+        signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(person.token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "signature-error"), "error=revoked_jwt");
+    assert!(h.get("aauth-requirement").is_none(), "{h:?}");
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
 async fn auth_tokens_are_honoured_only_from_the_issuer_the_resource_trusts() {
     let m = modes();
     let calls = handler();

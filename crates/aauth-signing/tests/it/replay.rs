@@ -132,7 +132,9 @@ fn r6_a_request_under_a_revoked_token_is_not_recorded() {
     let (p, b) = post(b"{}");
     assert_eq!(
         block(v.verify(&p, &b, NOW)).unwrap_err(),
-        VerifyError::Revoked
+        VerifyError::Revoked {
+            token_type: aauth_tokens::TokenType::Agent
+        }
     );
     assert!(store.is_empty());
 }
