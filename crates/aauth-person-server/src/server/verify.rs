@@ -14,6 +14,19 @@ use crate::IssuedToken;
 use crate::PsError;
 
 use super::PersonServer;
+
+/// The Access Server metadata document an Access Server's tokens name as `dwk`.
+const AS_DOCUMENT: &str = "aauth-access.json";
+
+/// Why an auth token handed back was refused.
+pub(super) enum ReturnedToken {
+    /// A check of the token itself failed.
+    Token(TokenError),
+    /// It verifies, but is not one this Person Server issued or relayed.
+    Foreign(&'static str),
+    /// The store could not answer.
+    Store(aauth_metadata::store::StoreError),
+}
 use super::revocation::resource_revocation_key;
 
 /// What a verified upstream token (call chaining) establishes.
@@ -222,8 +235,8 @@ impl PersonServer {
     /// An `upstream_token` (call chaining, PS-61): a person or auth token this Person
     /// Server issued, for the intermediary `intermediary` (its `aud` is the `iss` of the
     /// intermediary's agent token), unexpired, unrevoked, on record; `cnf` is not compared
-    /// with the signing key. Auth tokens from an Access Server come with four-party
-    /// federation and are refused here.
+    /// with the signing key. An auth token may also be one an Access Server issued to this
+    /// Person Server ([`PersonServer::returned_auth_token`]).
     pub(super) async fn upstream(
         &self,
         token: &str,
@@ -254,15 +267,16 @@ impl PersonServer {
                 (c.jti, c.sub, c.mission_s256, c.exp, true)
             }
             Some(t) if TokenType::Auth.matches_typ(&t) => {
-                let c = Unverified::<AuthClaims>::decode(token, &v)
-                    .and_then(|u| u.finish(own, &v))
-                    .map_err(map)?
-                    .claims;
-                if c.iss != self.id || c.ps != self.id {
-                    return Err(PsError::InvalidUpstreamToken(
-                        "an auth token this Person Server did not issue".to_owned(),
-                    ));
-                }
+                let c = self
+                    .returned_auth_token(token, &v, now)
+                    .await
+                    .map_err(|r| match r {
+                        ReturnedToken::Token(e) => map(e),
+                        ReturnedToken::Foreign(why) => {
+                            PsError::InvalidUpstreamToken(why.to_owned())
+                        }
+                        ReturnedToken::Store(e) => PsError::from(e),
+                    })?;
                 (c.jti, c.sub, c.mission_s256, c.exp, false)
             }
             _ => {
@@ -383,8 +397,9 @@ impl PersonServer {
         Ok(rt)
     }
 
-    /// The presented token (PS-31, PS-32): a person or auth token this Person Server
-    /// issued, for the resource that issued the resource token (`aud` = its `iss`), bound
+    /// The presented token (PS-31, PS-32): a person token this Person Server issued, or an
+    /// auth token it issued or relayed from an Access Server (a four-party step-up), for
+    /// the resource that issued the resource token (`aud` = its `iss`), bound
     /// to `agent_jkt`, named by `presented_jti`, for the same person, mission and tenant;
     /// recorded, unrevoked, unexpired.
     pub(super) async fn presented(
@@ -419,10 +434,14 @@ impl PersonServer {
                 c.exp,
             )
         } else {
-            let a: Verified<AuthClaims> = Unverified::decode(token, &v)
-                .and_then(|u| u.finish(own, &v))
-                .map_err(map)?;
-            let c = a.claims;
+            let c = self
+                .returned_auth_token(token, &v, now)
+                .await
+                .map_err(|r| match r {
+                    ReturnedToken::Token(e) => map(e),
+                    ReturnedToken::Foreign(why) => PsError::InvalidPresentedToken(why.to_owned()),
+                    ReturnedToken::Store(e) => PsError::from(e),
+                })?;
             (
                 c.ps,
                 c.sub,
@@ -474,6 +493,74 @@ impl PersonServer {
             }
         };
         Ok(PresentedGrant { account, exp })
+    }
+
+    /// An auth token handed back to this Person Server (a `presented_token`, an
+    /// `upstream_token`), verified for `v`: one it issued itself, or, with four-party
+    /// federation, one an Access Server issued to it (draft -11 §Auth Token Verification;
+    /// upgrade checklist PS-31, PS-61: "you or an AS you presented a person token to").
+    /// An Access Server's token must name this server as `ps`, be on record as relayed
+    /// here, and come from the Access Server its person token was presented to.
+    async fn returned_auth_token(
+        &self,
+        token: &str,
+        v: &Validation<'_>,
+        now: UnixTime,
+    ) -> Result<AuthClaims, ReturnedToken> {
+        let u = Unverified::<AuthClaims>::decode(token, v).map_err(ReturnedToken::Token)?;
+        let (iss, dwk) = {
+            let c = u.unverified_claims();
+            (c.iss.clone(), c.dwk.clone())
+        };
+        if iss == self.id {
+            let c = u
+                .finish(self.signer.public_key(), v)
+                .map_err(ReturnedToken::Token)?
+                .claims;
+            return if c.ps == self.id {
+                Ok(c)
+            } else {
+                Err(ReturnedToken::Foreign("it names another Person Server"))
+            };
+        }
+        if self.federation.is_none() {
+            return Err(ReturnedToken::Foreign(
+                "an auth token from another issuer (this Person Server does not federate)",
+            ));
+        }
+        if dwk != AS_DOCUMENT {
+            return Err(ReturnedToken::Foreign(
+                "an auth token from another issuer that is not an Access Server",
+            ));
+        }
+        let c = verify::<AuthClaims>(token, v, self.issuer_keys.as_ref())
+            .await
+            .map_err(ReturnedToken::Token)?
+            .claims;
+        if c.ps != self.id {
+            return Err(ReturnedToken::Foreign(
+                "an Access Server's auth token for another Person Server",
+            ));
+        }
+        let relayed = self
+            .store
+            .auth_token(&c.jti, now)
+            .await
+            .map_err(ReturnedToken::Store)?
+            .ok_or(ReturnedToken::Foreign(
+                "an Access Server's auth token this Person Server never relayed",
+            ))?;
+        let presented_to = self
+            .store
+            .presentations(&relayed.presented_jti)
+            .await
+            .map_err(ReturnedToken::Store)?;
+        if !presented_to.contains(&c.iss) {
+            return Err(ReturnedToken::Foreign(
+                "an auth token from an Access Server this Person Server never asked",
+            ));
+        }
+        Ok(c)
     }
 
     /// What the store knows of a person (`person`) or auth token this server issued.

@@ -15,7 +15,7 @@ use http::StatusCode;
 use crate::{NOW, World, id, world, world_with};
 
 /// The intermediary's key and its agent token (issued by resource.example itself).
-fn intermediary(w: &World, at: UnixTime) -> (PrivateKey, String) {
+pub(crate) fn intermediary(w: &World, at: UnixTime) -> (PrivateKey, String) {
     let key = PrivateKey::ed25519_from_seed(&[88; 32]);
     let token = AgentTokenBuilder::new(
         id("https://resource.example"),

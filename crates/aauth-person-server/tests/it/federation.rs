@@ -90,6 +90,13 @@ fn federated_world(transport: Arc<ScriptedAs>) -> World {
             "as-1",
             as_key.public_key(),
         ),
+        // resource.example is also its own agent provider (an intermediary).
+        (
+            "https://resource.example",
+            "aauth-agent.json",
+            "rs-agents",
+            w.rs.public_key(),
+        ),
     ]);
     let mem = Arc::new(aauth_person_server::MemoryStore::default());
     w.ps = aauth_person_server::PersonServer::new(
@@ -205,6 +212,149 @@ async fn the_access_servers_token_is_checked_and_handed_on() {
             .unwrap()
             .is_some(),
         "recorded for revocation"
+    );
+}
+
+#[tokio::test]
+async fn a_step_up_presents_the_access_servers_own_token_back() {
+    // Draft -11 §Auth Token Verification (checklist PS-31): in four-party access the
+    // presented token of a step-up is the auth token the Access Server issued.
+    let holder: Arc<Mutex<Option<String>>> = Arc::default();
+    let h = Arc::clone(&holder);
+    let transport = scripted(Box::new(move |_| {
+        ok(
+            &serde_json::json!({"auth_token": h.lock().unwrap().clone().unwrap(), "expires_in": 3600}),
+        )
+    }));
+    let w = federated_world(Arc::clone(&transport));
+    let (body, pc) = request(&w).await;
+    let first = as_token(&w, &pc, |b| b);
+    *holder.lock().unwrap() = Some(first.clone());
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let first_jti = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
+        &first,
+        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+
+    // The resource wants more: a step-up resource token derived from the AS's token.
+    let step = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        first_jti,
+        w.agent.public_key(),
+        "read write",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    *holder.lock().unwrap() = Some(as_token(&w, &pc, |b| b.scope("read write")));
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": step, "presented_token": first}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let seen = transport.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].0["presented_token"].as_str(), Some(first.as_str()));
+
+    // An Access Server's token this Person Server never relayed is not presentable.
+    let stray = as_token(&w, &pc, |b| b);
+    let stray_jti = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
+        &stray,
+        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+    let step = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        stray_jti,
+        w.agent.public_key(),
+        "read write",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": step, "presented_token": stray}),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_presented_token")),
+        "{json}"
+    );
+    assert_eq!(transport.seen.lock().unwrap().len(), 2, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn an_access_servers_token_is_an_upstream_token_for_call_chaining() {
+    // Draft -11 §Call Chaining (checklist PS-61): the upstream token's issuer is "you or
+    // an AS you presented a person token to".
+    let holder: Arc<Mutex<Option<String>>> = Arc::default();
+    let h = Arc::clone(&holder);
+    let transport = scripted(Box::new(move |_| {
+        ok(
+            &serde_json::json!({"auth_token": h.lock().unwrap().clone().unwrap(), "expires_in": 3600}),
+        )
+    }));
+    let w = federated_world(Arc::clone(&transport));
+    let (body, pc) = request(&w).await;
+    let up = as_token(&w, &pc, |b| b);
+    *holder.lock().unwrap() = Some(up.clone());
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+
+    // resource.example, as an intermediary, asks for alice at the next hop.
+    let (ikey, itoken) = crate::chaining::intermediary(&w, NOW);
+    let (s, json) = w
+        .post_as(
+            aauth_person_server::PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://other.example", "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let person: PersonClaims = w.read(
+        json["person_token"].as_str().unwrap(),
+        "https://other.example",
+    );
+    assert_eq!(
+        person.sub,
+        w.ps.directed_sub("alice", &id("https://other.example"))
+    );
+    assert!(person.exp <= pc.exp, "never outlives the upstream token");
+
+    // An Access Server's token the Person Server never relayed is not an upstream token.
+    let stray = as_token(&w, &pc, |b| b);
+    let (s, json) = w
+        .post_as(
+            aauth_person_server::PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://other.example", "upstream_token": stray}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_upstream_token")),
+        "{json}"
     );
 }
 
