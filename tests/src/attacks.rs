@@ -153,6 +153,7 @@ fn closed() -> Options {
         authorization_endpoint: false,
         access_server: false,
         as_policy: None,
+        mission_terms: None,
     }
 }
 

@@ -377,6 +377,7 @@ pub async fn consent_in_browser(
         authorization_endpoint: false,
         access_server: false,
         as_policy: None,
+        mission_terms: None,
     })
     .await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();

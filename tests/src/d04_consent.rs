@@ -187,7 +187,7 @@ fn run_with(live: Option<&(dyn Fn(&str) + Sync)>) -> Result<Transcript, String> 
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: true, bound: false, scope: "calendar.read", authorization_endpoint: false, access_server: false, as_policy: None }).await?;
+        let p = parties(Options { policy: None, consent_pages: true, bound: false, scope: "calendar.read", authorization_endpoint: false, access_server: false, as_policy: None, mission_terms: None }).await?;
         let (world, clock, provider, ps) = (&p.world, Arc::clone(&p.clock), Arc::clone(&p.provider), Arc::clone(&p.ps));
         let (agent_id, agent_key) = (p.agent_id.clone(), Arc::clone(&p.agent_key));
         t.step(

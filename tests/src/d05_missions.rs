@@ -52,7 +52,10 @@ struct Setup {
     rx: tokio::sync::mpsc::UnboundedReceiver<Interaction>,
 }
 
-async fn setup(policy: Arc<dyn ConsentPolicy>) -> Result<Setup, String> {
+async fn setup(
+    policy: Arc<dyn ConsentPolicy>,
+    mission_terms: Option<Arc<aauth_person_server::MissionTerms>>,
+) -> Result<Setup, String> {
     let p = parties(Options {
         policy: Some(policy),
         consent_pages: true,
@@ -61,6 +64,7 @@ async fn setup(policy: Arc<dyn ConsentPolicy>) -> Result<Setup, String> {
         authorization_endpoint: false,
         access_server: false,
         as_policy: None,
+        mission_terms,
     })
     .await?;
     let recorder = p.world.agent_transport();
@@ -192,8 +196,17 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let s = setup(Arc::new(AutoApprove)).await?;
-        t.step("world", "alice bound the assistant; her Person Server approves missions with what they propose, for a day", vec![]);
+        // A mission's resource list is a record, not a limit (draft -11 §Mission Approval):
+        // alice makes it one, as power of attorney, by approving missions on these terms.
+        let within_what_it_names: Arc<aauth_person_server::MissionTerms> =
+            Arc::new(|p: &aauth_person_server::Proposal, now: u64| {
+                let mut c = aauth_person_server::Constraints::default();
+                c.valid_until = Some(now + 86_400);
+                c.resources = Some(p.resources.clone());
+                c
+            });
+        let s = setup(Arc::new(AutoApprove), Some(within_what_it_names)).await?;
+        t.step("world", "alice bound the assistant; her Person Server approves missions for a day, limited (her power of attorney) to the resources they name", vec![]);
         let approved = s.ps_client.propose_mission(&s.agent, proposal()).await.map_err(e)?;
         show_exchanges(
             &mut t,
@@ -263,7 +276,7 @@ pub(crate) fn run_lifecycle() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let mut s = setup(Arc::new(ReviewMissions)).await?;
+        let mut s = setup(Arc::new(ReviewMissions), None).await?;
         t.step("world", "alice's Person Server asks her to review mission proposals and completions", vec![]);
         let ps_client = Arc::clone(&s.ps_client);
         let agent = Arc::clone(&s.agent);

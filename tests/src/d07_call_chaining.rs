@@ -34,7 +34,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "calendar.read", authorization_endpoint: false, access_server: false, as_policy: None }).await?;
+        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "calendar.read", authorization_endpoint: false, access_server: false, as_policy: None, mission_terms: None }).await?;
 
         let downstream = crate::intermediary::serve(&p).await?.downstream;
         t.step(

@@ -109,7 +109,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
             scope: "calendar.read",
             authorization_endpoint: false,
             access_server: false,
-            as_policy: None,
+            as_policy: None, mission_terms: None,
         })
         .await?;
         let downstream = crate::intermediary::serve(&p).await?.downstream;
@@ -227,7 +227,7 @@ pub fn run_via_access_server() -> Result<Transcript, String> {
             scope: "calendar.read",
             authorization_endpoint: false,
             access_server: true,
-            as_policy: Some(Arc::new(crate::d11_four_party::BindFirst)),
+            as_policy: Some(Arc::new(crate::d11_four_party::BindFirst)), mission_terms: None,
         })
         .await?;
         let downstream = crate::intermediary::serve(&p).await?.downstream;

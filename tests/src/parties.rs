@@ -42,6 +42,9 @@ pub(crate) struct Options {
     pub(crate) access_server: bool,
     /// The Access Server's policy (grant everything when `None`).
     pub(crate) as_policy: Option<Arc<dyn aauth_access_server::AccessPolicy>>,
+    /// The terms the person approves missions with (the Person Server's default when
+    /// `None`: a day, no other limit).
+    pub(crate) mission_terms: Option<Arc<aauth_person_server::MissionTerms>>,
 }
 
 /// alice's password on the consent pages.
@@ -360,6 +363,9 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     }
     if o.consent_pages {
         ps = ps.consent_pages(Duration::from_secs(600));
+    }
+    if let Some(terms) = o.mission_terms.clone() {
+        ps = ps.mission_terms(terms);
     }
     let federation = o
         .access_server

@@ -4,6 +4,7 @@
 //! the blob so that `s256` pins them too, enforced at token time by a deterministic
 //! policy engine.
 
+use aauth_metadata::serve::InternalError;
 use aauth_tokens::{AgentId, ServerId};
 use serde::{Deserialize, Serialize};
 
@@ -425,6 +426,29 @@ impl Mission {
         Ok(())
     }
 
+    /// The names of the blob's `approved_tools`: what the agent may do without asking at
+    /// the permission endpoint (draft -11 §Permission Endpoint). Not a limit on what it
+    /// does; a blob without the member pre-approves nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`InternalError::Unreadable`] for a stored blob that is not the JSON this server
+    /// wrote.
+    pub fn approved_tools(&self) -> Result<Vec<String>, InternalError> {
+        #[derive(serde::Deserialize)]
+        struct Tool {
+            name: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Blob {
+            #[serde(default)]
+            approved_tools: Vec<Tool>,
+        }
+        serde_json::from_slice::<Blob>(&self.blob)
+            .map(|b| b.approved_tools.into_iter().map(|t| t.name).collect())
+            .map_err(|e| InternalError::unreadable("stored mission blob", e))
+    }
+
     /// The latest a token under this mission may expire.
     #[must_use]
     pub fn expires_at(&self) -> Option<u64> {
@@ -486,8 +510,22 @@ pub(crate) fn blob(
             serde_json::to_value(&proposal.tools).unwrap_or_default(), // default: plain data always serializes
         );
     }
-    if let Some(rs) = &constraints.resources {
-        m.insert("approved_resources".to_owned(), rs.clone().into());
+    // Drawn from the proposal's `resources` (draft -11 §Mission Approval), within the
+    // person's own limits when they set any.
+    let approved: Vec<&String> = proposal
+        .resources
+        .iter()
+        .filter(|r| constraints.resources.as_ref().is_none_or(|l| l.contains(r)))
+        .collect();
+    if !approved.is_empty() {
+        m.insert(
+            "approved_resources".to_owned(),
+            approved
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .into(),
+        );
     }
     m.insert(
         CONSTRAINTS_MEMBER.to_owned(),

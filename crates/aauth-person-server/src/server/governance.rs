@@ -43,12 +43,10 @@ impl PersonServer {
             Some(s) => Some(self.active_mission(s, owner, now).await?),
             None => None,
         };
-        let pre_approved = mission.as_ref().is_some_and(|m| {
-            m.constraints
-                .tools
-                .as_ref()
-                .is_some_and(|t| t.contains(&b.action))
-        });
+        let pre_approved = match &mission {
+            Some(m) => m.approved_tools()?.contains(&b.action),
+            None => false,
+        };
         let account = match &mission {
             Some(m) => Some(m.account.clone()),
             None => self.binding_of(r).await?,

@@ -24,13 +24,14 @@ use super::{
 /// Decides the constraints a mission is approved with, from the proposal and the time.
 pub type MissionTerms = dyn Fn(&Proposal, u64) -> Constraints + Send + Sync;
 
-/// The default terms: what was proposed (its resources and tools, when it names any), for
-/// a day, no sub-agents, no grant budget.
-pub(super) fn default_terms(p: &Proposal, now: u64) -> Constraints {
+/// The default terms: a day, no sub-agents, no grant budget, and no limit on resources
+/// or tools. The proposal's lists are recorded in the blob (`approved_resources`,
+/// `approved_tools`) but are not limits (draft -11 §Mission Approval: nothing enforces
+/// the tool list, and `approved_resources` "is not a limit"); limits are what the person
+/// sets, through [`PersonServer::mission_terms`].
+pub(super) fn default_terms(_proposal: &Proposal, now: u64) -> Constraints {
     Constraints {
         valid_until: Some(now + 86_400),
-        resources: (!p.resources.is_empty()).then(|| p.resources.clone()),
-        tools: (!p.tools.is_empty()).then(|| p.tools.iter().map(|t| t.name.clone()).collect()),
         ..Constraints::default()
     }
 }
@@ -229,7 +230,19 @@ impl PersonServer {
         m.log(now.as_secs(), "proposal", None, "permit", None);
         let s256 = m.s256.clone();
         let mut person_tokens = serde_json::Map::new();
-        let resources: Vec<String> = m.constraints.resources.clone().unwrap_or_default(); // default: no resource list approves none
+        // A person token for each resource the proposal named (`approved_resources`), as
+        // far as the person's own limits allow.
+        let resources: Vec<String> = proposal
+            .resources
+            .iter()
+            .filter(|r| {
+                m.constraints
+                    .resources
+                    .as_ref()
+                    .is_none_or(|limit| limit.contains(r))
+            })
+            .cloned()
+            .collect();
         let expires_at = m.expires_at();
         self.store.put_mission(m).await?;
         for res in resources {

@@ -381,8 +381,9 @@ impl PersonServer {
         self
     }
 
-    /// Decides the constraints missions are approved with (default: what was proposed,
-    /// for a day, no sub-agents).
+    /// Decides the constraints missions are approved with: the person's power of attorney
+    /// (default: a day, no sub-agents, no limit on resources or tools; the proposal's lists
+    /// are a record, not a limit).
     #[must_use]
     pub fn mission_terms(mut self, terms: Arc<MissionTerms>) -> Self {
         self.terms = terms;

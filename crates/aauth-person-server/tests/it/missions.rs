@@ -138,6 +138,51 @@ async fn an_approved_mission_pins_its_bytes_and_carries_through_the_tokens() {
 }
 
 #[tokio::test]
+async fn the_proposals_lists_are_a_record_not_a_limit() {
+    // Draft -11 §Mission Approval: nothing enforces `approved_tools`, and
+    // `approved_resources` "is not a limit". With the default terms (no power of attorney
+    // set by the person) the draft's own kind of mission works beyond its lists.
+    let w = world();
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (digest, blob, approval) = approve(&w).await;
+    assert_eq!(
+        blob["approved_resources"],
+        serde_json::json!(["https://resource.example"])
+    );
+    assert_eq!(blob["approved_tools"][0]["name"], "read");
+    assert!(approval["person_tokens"]["https://resource.example"].is_string());
+    // Another resource, during the mission: subject to the PS's policy, logged.
+    let (s, json) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://other.example", "mission_s256": digest}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let other: PersonClaims = w.read(
+        json["person_token"].as_str().unwrap(),
+        "https://other.example",
+    );
+    assert_eq!(other.mission_s256.as_deref(), Some(digest.as_str()));
+    // A scope that names no tool: scopes are the resource's vocabulary, not tool names.
+    let pt = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap();
+    let pc: PersonClaims = w.read(pt, "https://resource.example");
+    let (s, json) = w
+        .post(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": resource_token(&w, &pc, "calendar.write"), "presented_token": pt}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    assert!(
+        m.log
+            .iter()
+            .any(|e| e.event == "person_token" && e.decision == "permit"),
+        "the access beyond the list is in the mission log"
+    );
+}
+
+#[tokio::test]
 async fn constraints_deny_with_stable_codes_and_every_decision_is_logged() {
     let w = mission_world(Some(1), 3600).await;
     let (digest, _, approval) = approve(&w).await;
