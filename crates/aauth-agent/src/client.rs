@@ -400,19 +400,12 @@ impl AAuthClient {
             };
             let resp = self.send_signed(&parts, &body, &cred, resource).await?;
             match resp.status() {
-                StatusCode::OK => {
-                    #[derive(Deserialize)]
-                    struct Answer {
-                        resource_token: String,
-                    }
-                    let answer: Answer =
-                        serde_json::from_slice(resp.body()).map_err(|e| AgentError::Refused {
-                            status: resp.status(),
-                            error: format!("unreadable answer: {e}"),
-                        })?;
-                    return self
-                        .obtain_auth(resource, &cred, &answer.resource_token)
-                        .await;
+                StatusCode::OK => return self.authorized(resource, &cred, &resp).await,
+                // Agents MUST handle a 202 whatever the request (draft -11 §Deferred
+                // Responses): the resource may ask the person first.
+                StatusCode::ACCEPTED => {
+                    let done = self.deferred(&parts, resource, resp).await?;
+                    return self.authorized(resource, &cred, &done).await;
                 }
                 // The person token was refused (revoked, expired): one fresh one.
                 StatusCode::UNAUTHORIZED if !refreshed => {
@@ -428,6 +421,42 @@ impl AAuthClient {
                     });
                 }
             }
+        }
+    }
+
+    /// The end of an authorization request (draft -11 §Authorization Endpoint Responses):
+    /// a resource token, exchanged for an auth token; or `{"status": "authorized"}`, the
+    /// resource having authorized the agent itself (a session it grants in `AAuth-Access`
+    /// is already cached by [`AAuthClient::send_signed`]).
+    async fn authorized(
+        &self,
+        resource: &ServerId,
+        cred: &Credential,
+        resp: &http::Response<Bytes>,
+    ) -> Result<(), AgentError> {
+        if resp.status() != StatusCode::OK {
+            return Err(AgentError::Refused {
+                status: resp.status(),
+                error: problem_error(resp.body()),
+            });
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            resource_token: Option<String>,
+            status: Option<String>,
+        }
+        let unreadable = |why: String| AgentError::Refused {
+            status: resp.status(),
+            error: format!("unreadable answer: {why}"),
+        };
+        let answer: Answer =
+            serde_json::from_slice(resp.body()).map_err(|e| unreadable(e.to_string()))?;
+        match (answer.resource_token, answer.status.as_deref()) {
+            (Some(rt), _) => self.obtain_auth(resource, cred, &rt).await,
+            (None, Some("authorized")) => Ok(()),
+            _ => Err(unreadable(
+                "neither a resource_token nor status \"authorized\"".to_owned(),
+            )),
         }
     }
 

@@ -211,6 +211,68 @@ async fn a_deferred_auth_token_requirement_completes_at_the_pending_url() {
     assert_eq!(ps.auth_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// Draft -11 §Authorization Endpoint Responses: a resource that authorizes the agent
+/// itself answers the authorization request with a `202` (its person decides on its own
+/// page), then `200 {"status":"authorized"}` with a session in `AAuth-Access`; the agent
+/// MUST handle the `202`, and uses the session after.
+#[tokio::test(start_paused = true)]
+async fn an_authorization_request_deferred_by_the_resource_ends_authorized() {
+    let w = parties();
+    let metadata = r#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","authorization_endpoint":"https://resource.example/authorize"}"#;
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            response(200, &[], metadata),
+            pending(
+                &[
+                    ("retry-after", "0"),
+                    (
+                        "aauth-requirement",
+                        "requirement=interaction; url=\"https://resource.example/consent\"; code=\"WXYZ-2345\"",
+                    ),
+                ],
+                r#"{"status":"pending"}"#,
+            ),
+            response(
+                200,
+                &[("aauth-access", "c2Vzc2lvbi0x")],
+                r#"{"status":"authorized","scope":"data.read"}"#,
+            ),
+            response(200, &[], "data"),
+        ]),
+    );
+    let prompts: Arc<Mutex<Vec<Interaction>>> = Arc::default();
+    let p = prompts.clone();
+    let ps = w.ps();
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .person_server(ps.clone(), w.keys())
+        .on_interaction(move |i| p.lock().unwrap().push(i.clone()))
+        .build(w.net.clone());
+    let resource = aauth_tokens::ServerId::parse("https://resource.example").unwrap();
+    client
+        .authorize(&resource, "data.read", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        prompts.lock().unwrap().len(),
+        1,
+        "the person was sent to the resource"
+    );
+    assert_eq!(ps.auth_calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The session the resource granted goes with the next call.
+    let resp = client.send(get("/data")).await.unwrap();
+    assert_eq!(resp.body(), "data");
+    let seen = w.net.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.path, "/data");
+    assert_eq!(last.header("authorization"), "AAuth c2Vzc2lvbi0x");
+    assert_eq!(
+        seen[2].path, "/pending/abc",
+        "the agent polled the pending URL"
+    );
+}
+
 /// The Person Server client: a deferred person token prompts the person once and ends
 /// with the Person Server's polling error.
 #[tokio::test(start_paused = true)]
