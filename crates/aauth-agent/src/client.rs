@@ -117,6 +117,9 @@ struct Config {
     cache: TokenCache,
     /// Seconds this agent's clock was found ahead of the servers' (from `Date`).
     ahead_by: AtomicU64,
+    /// The components each resource asked to be covered beyond the profile's
+    /// (`invalid_input` with `required_input`), covered on every later request to it.
+    required_input: std::sync::Mutex<std::collections::BTreeMap<ServerId, Vec<String>>>,
     /// Where signatures' `nonce` values come from.
     random: SharedRandom,
 }
@@ -262,6 +265,7 @@ impl AAuthClient {
                 max_rounds: 6,
                 cache: TokenCache::default(),
                 ahead_by: AtomicU64::new(0),
+                required_input: std::sync::Mutex::default(),
                 random: SharedRandom::default(),
             },
         }
@@ -545,10 +549,23 @@ impl AAuthClient {
             }
             return Ok(true);
         }
-        let Some(code) = signature_error(resp) else {
+        let Some(error) = signature_error_header(resp) else {
             return Ok(false);
         };
-        match code {
+        match error.code {
+            // Draft -11 §Covered Components: a resource may require more than the profile;
+            // the agent learns it here and signs again, once, covering it from now on.
+            ErrorCode::InvalidInput => {
+                once(answered, "invalid_input")?;
+                let asked = error.required_input.unwrap_or_default(); // default: none named, nothing to add
+                if self.require(resource, &asked) {
+                    Ok(true)
+                } else {
+                    Err(AgentError::SignatureRefused {
+                        code: ErrorCode::InvalidInput.as_str().to_owned(),
+                    })
+                }
+            }
             ErrorCode::RevokedJwt | ErrorCode::ExpiredJwt => {
                 once(answered, "refresh")?;
                 match cred.kind {
@@ -606,6 +623,36 @@ impl AAuthClient {
         }
         self.config.ahead_by.store(ahead, Ordering::Relaxed);
         true
+    }
+
+    /// The components `resource` asked to be covered.
+    fn required_by(&self, resource: &ServerId) -> Vec<String> {
+        self.config
+            .required_input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(resource)
+            .cloned()
+            .unwrap_or_default() // default: a resource that asked nothing needs nothing more
+    }
+
+    /// Remembers that `resource` requires `components` (at most 16, each at most 64
+    /// bytes: a resource cannot grow this without bound); whether any was new.
+    fn require(&self, resource: &ServerId, components: &[String]) -> bool {
+        let mut map = self
+            .config
+            .required_input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = map.entry(resource.clone()).or_default();
+        let mut added = false;
+        for c in components {
+            if known.len() < 16 && c.len() <= 64 && !known.contains(c) {
+                known.push(c.clone());
+                added = true;
+            }
+        }
+        added
     }
 
     fn created(&self) -> UnixTime {
@@ -681,6 +728,9 @@ impl AAuthClient {
             SignOptions::default().unique_for(&parts.method, &mut self.config.random.clone())?;
         if parts.uri.query().is_some() {
             options = options.with_query();
+        }
+        for component in self.required_by(resource) {
+            options = options.with(&component);
         }
         sign(
             &mut parts,
@@ -1093,12 +1143,11 @@ fn requirement(resp: &http::Response<Bytes>) -> Result<Option<Requirement>, Agen
         })
 }
 
-fn signature_error(resp: &http::Response<Bytes>) -> Option<ErrorCode> {
+fn signature_error_header(resp: &http::Response<Bytes>) -> Option<SignatureErrorHeader> {
     resp.headers()
         .get(names::SIGNATURE_ERROR)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| SignatureErrorHeader::parse(v).ok())
-        .map(|h| h.code)
 }
 
 fn pending_status(resp: &http::Response<Bytes>) -> String {

@@ -8,7 +8,7 @@ use aauth_headers::{AAuthRequirement, AuthorizationAAuth, Requirement, SessionTo
 use aauth_keys::Thumbprint;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
-    AuthoritySource, JwtResolver, KeyIdentity, KeyResolver, ReplayGuard, ReplayStore,
+    AuthoritySource, BodyCoverage, JwtResolver, KeyIdentity, KeyResolver, ReplayGuard, ReplayStore,
     RevocationList, SchemeResolver, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
 };
 use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
@@ -78,7 +78,12 @@ impl RoutePolicy {
         // (403) after it authenticates rather than asked to cover a header it lacks.
         // The resource's names replace this placeholder (which accepts no authority) when
         // the route is made (`Resource::route`).
-        let verify = VerifyPolicy::new(AuthoritySource::nobody()).accept_schemes(schemes);
+        // Body coverage is the resource's to declare (draft -11 §Covered Components:
+        // `additional_signature_components`), not the profile's: see
+        // `RoutePolicy::require_body_coverage`.
+        let verify = VerifyPolicy::new(AuthoritySource::nobody())
+            .body_coverage(BodyCoverage::Optional)
+            .accept_schemes(schemes);
         Self {
             access,
             verify,
@@ -138,6 +143,18 @@ impl RoutePolicy {
     #[must_use]
     pub fn narrow_window(mut self, window: Duration) -> Self {
         self.verify = self.verify.narrow_window(window);
+        self
+    }
+
+    /// Requires `content-type` and `content-digest` to be covered on every request with a
+    /// body (they are not by default: draft -11 §Covered Components makes them a PS and AS
+    /// rule, and leaves a resource to declare what it needs). Declare them in the
+    /// resource's metadata (`additional_signature_components`) too; an agent that did not
+    /// read it is told with `invalid_input` and `required_input`. A `Content-Digest` that
+    /// is present is checked against the body either way.
+    #[must_use]
+    pub fn require_body_coverage(mut self) -> Self {
+        self.verify = self.verify.body_coverage(BodyCoverage::Required);
         self
     }
 

@@ -29,7 +29,9 @@ async fn agent_token_mode_signs_with_the_agent_token_and_declares_capabilities()
     assert_eq!(w.net.typs(), ["aa-agent+jwt"]);
     assert_eq!(seen[0].header("aauth-capabilities"), "interaction");
     assert!(
-        seen[0].header("signature-input").contains("\"@query\""),
+        seen[0]
+            .header("signature-input")
+            .contains("\"@target-uri\""),
         "the query is covered"
     );
     assert_eq!(who.calls(), 1);
@@ -249,6 +251,66 @@ async fn a_resource_token_failing_ag22_is_not_taken_to_the_person_server() {
         client.cache().clear();
     }
     assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 0);
+}
+
+/// Draft -11 §Covered Components: a resource that needs more than the profile says so
+/// with `invalid_input` and `required_input`; the agent signs again, once, covering it, and
+/// covers it on every later request to that resource.
+#[tokio::test]
+async fn invalid_input_is_answered_by_covering_what_the_resource_requires() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            response(
+                401,
+                &[(
+                    "signature-error",
+                    r#"error=invalid_input, required_input=("@method" "@authority" "@path" "@target-uri" "signature-key")"#,
+                )],
+                "",
+            ),
+            response(200, &[], "ok"),
+            response(200, &[], "again"),
+        ]),
+    );
+    let client = w.client(None);
+    assert_eq!(client.send(get("/x")).await.unwrap().body(), "ok");
+    let seen = w.net.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        !seen[0]
+            .header("signature-input")
+            .contains("\"@target-uri\"")
+    );
+    assert!(
+        seen[1]
+            .header("signature-input")
+            .contains("\"@target-uri\""),
+        "{}",
+        seen[1].header("signature-input")
+    );
+    // Remembered for the resource: covered at once next time.
+    assert_eq!(client.send(get("/y")).await.unwrap().body(), "again");
+    assert!(
+        w.net.seen()[2]
+            .header("signature-input")
+            .contains("\"@target-uri\"")
+    );
+
+    // Asked again after it was covered: surfaced, not looped.
+    w.net.host(
+        "resource.example",
+        scripted(vec![response(
+            401,
+            &[(
+                "signature-error",
+                r#"error=invalid_input, required_input=("@target-uri")"#,
+            )],
+            "",
+        )]),
+    );
+    assert!(client.send(get("/z")).await.is_err());
 }
 
 #[tokio::test]

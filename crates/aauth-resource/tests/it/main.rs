@@ -296,20 +296,19 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     assert_eq!(header(&h, "aauth-requirement"), "requirement=agent-token");
     assert!(h.get("signature-error").is_none(), "{h:?}");
 
-    // A body without content-digest: invalid_input naming what must be covered.
-    let mut req = Request::post("https://resource.example/data")
-        .header("content-type", "application/json")
-        .body(Vec::new())
-        .unwrap();
-    sign_request(&mut req, &w.agent, &Scheme::jwt(token.clone()), NOW).unwrap();
-    let mut req = to_server(req);
-    *req.body_mut() = Full::new(Bytes::from_static(br#"{"transfer":100}"#));
-    let (s, h, _) = send(&mut svc, req).await;
+    // A body without content-digest where the route requires body coverage: invalid_input
+    // naming what must be covered.
+    let mut covered = AAuthLayer::new(
+        w.resource
+            .route(RoutePolicy::new(Access::AgentToken).require_body_coverage()),
+        fixed_clock(),
+    )
+    .layer(calls.clone());
+    let (s, h, _) = send(&mut covered, uncovered_body(&w, &token)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(
-        header(&h, "signature-error").starts_with("error=invalid_input"),
-        "{h:?}"
-    );
+    let se = header(&h, "signature-error");
+    assert!(se.starts_with("error=invalid_input"), "{h:?}");
+    assert!(se.contains("\"content-digest\""), "{se}");
 
     // A body over the route's cap.
     let big = vec![b'x'; 2000];
@@ -321,6 +320,45 @@ async fn negative_cases_get_their_exact_code_and_never_reach_the_handler() {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 
     assert_eq!(calls.calls(), 0, "the handler ran for a refused request");
+}
+
+/// A POST whose signature covers the profile's four components and not the body (as an
+/// agent signs toward a resource that declares nothing, draft -11 §Covered Components).
+fn uncovered_body(w: &World, token: &str) -> Request<Full<Bytes>> {
+    let mut req = Request::post("https://resource.example/data")
+        .header("content-type", "application/json")
+        .body(Vec::new())
+        .unwrap();
+    sign_request(&mut req, &w.agent, &Scheme::jwt(token.to_owned()), NOW).unwrap();
+    let mut req = to_server(req);
+    *req.body_mut() = Full::new(Bytes::from_static(br#"{"transfer":100}"#));
+    req
+}
+
+#[tokio::test]
+async fn a_resource_takes_a_body_its_route_does_not_require_covered() {
+    // Draft -11 §Covered Components: body coverage is a PS and AS rule; a resource declares
+    // what it needs. A route that declares nothing admits the request...
+    let w = world();
+    let calls = handler();
+    let mut svc = w.service(Access::AgentToken, &calls);
+    let token = w.agent_token(3600);
+    let (s, h, _) = send(&mut svc, uncovered_body(&w, &token)).await;
+    assert_eq!(s, StatusCode::OK, "{h:?}");
+    assert_eq!(calls.calls(), 1);
+    // ...while a Content-Digest that is present is still checked against the body.
+    let mut req = signed(
+        "POST",
+        "/data",
+        br#"{"a":1}"#,
+        &w.agent,
+        &Scheme::jwt(token),
+    );
+    *req.body_mut() = Full::new(Bytes::from_static(br#"{"a":2}"#));
+    let (s, h, _) = send(&mut svc, req).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.contains_key("signature-error"), "{h:?}");
+    assert_eq!(calls.calls(), 1);
 }
 
 #[tokio::test]
