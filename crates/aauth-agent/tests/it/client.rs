@@ -31,7 +31,7 @@ async fn agent_token_mode_signs_with_the_agent_token_and_declares_capabilities()
     assert!(
         seen[0]
             .header("signature-input")
-            .contains("\"@target-uri\""),
+            .contains("\"@query\""),
         "the query is covered"
     );
     assert_eq!(who.calls(), 1);
