@@ -127,7 +127,7 @@ fn d02_agent_identity() {
     // The provider's document and the token's decoded claims are shown.
     assert!(
         text.contains(
-            r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json"}"#
+            r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json","accept_signature_algs":["Ed25519","ES256"]}"#
         ),
         "{text}"
     );

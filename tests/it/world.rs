@@ -980,8 +980,9 @@ async fn an_agent_token_revocation_reaches_the_resource() {
     sign_request(&mut req, provider_key.as_ref(), &scheme, now).unwrap();
     assert_eq!(w.send(req).await.unwrap().status(), 200);
 
-    // The cached auth token is refused at the resource now (revoked_jwt); the client gets
-    // a fresh person token, which the revoked agent token cannot: it gets a fresh agent
+    // The cached auth token is refused at the resource now (revoked_jwt, with
+    // requirement=person-token beside it, checklist RS-43); the client goes straight for a
+    // fresh person token, which the revoked agent token cannot get: it gets a fresh agent
     // token from the provider (AG-60) and completes the flow again with new tokens.
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     let seen: Vec<String> = transport
@@ -1001,7 +1002,6 @@ async fn an_agent_token_revocation_reaches_the_resource() {
     assert_eq!(
         seen,
         [
-            "GET https://resource.example/doc 401",
             "GET https://resource.example/doc 401",
             "POST https://ps.example/person-token 401",
             "POST https://agent.example/agent-token 200",
