@@ -29,9 +29,7 @@ async fn agent_token_mode_signs_with_the_agent_token_and_declares_capabilities()
     assert_eq!(w.net.typs(), ["aa-agent+jwt"]);
     assert_eq!(seen[0].header("aauth-capabilities"), "interaction");
     assert!(
-        seen[0]
-            .header("signature-input")
-            .contains("\"@query\""),
+        seen[0].header("signature-input").contains("\"@query\""),
         "the query is covered"
     );
     assert_eq!(who.calls(), 1);

@@ -167,7 +167,13 @@ impl PersonServer {
             // "Revocation"); a failed leg is the resource's to catch up on (tokens expire
             // within the hour).
             if let Some(n) = &self.notifier {
-                let _outcome = n.notify(&aud, &jti, exp).await;
+                // Only the issuer revokes a token at the resource (draft -11 §Revocation;
+                // checklist PS-113): an auth token an Access Server issued is revoked
+                // there, by revoking at that Access Server the person token it was
+                // issued against (below, for that person token).
+                if !self.issued_by_an_access_server(&jti, now).await? {
+                    let _outcome = n.notify(&aud, &jti, exp).await;
+                }
                 // Four-party: where it was presented, the Access Server revokes what it
                 // issued against it (PS-113).
                 for access in self.store.presentations(&jti).await? {
@@ -176,6 +182,21 @@ impl PersonServer {
             }
         }
         Ok(())
+    }
+}
+
+impl PersonServer {
+    /// Whether `jti` is an auth token an Access Server issued, relayed here: one obtained
+    /// by presenting a token this server presented to an Access Server.
+    async fn issued_by_an_access_server(&self, jti: &str, now: UnixTime) -> Result<bool, PsError> {
+        let Some(record) = self.store.auth_token(jti, now).await? else {
+            return Ok(false);
+        };
+        Ok(!self
+            .store
+            .presentations(&record.presented_jti)
+            .await?
+            .is_empty())
     }
 }
 

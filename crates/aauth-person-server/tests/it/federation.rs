@@ -728,6 +728,26 @@ async fn revoking_the_agent_revokes_its_person_token_at_the_access_server_it_was
             .any(|(r, j)| r == "https://resource.example" && *j == pc.jti),
         "and at the resource it was for"
     );
+    // The Access Server's auth token is the Access Server's to revoke (checklist PS-113):
+    // never sent to the resource by this Person Server.
+    let as_jti = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
+        json["auth_token"].as_str().unwrap(),
+        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone();
+    assert!(
+        !notified
+            .at_resources
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, j)| *j == as_jti),
+        "{:?}",
+        notified.at_resources.lock().unwrap()
+    );
 }
 
 /// An Access Server that has someone approve out of band: `202 approval`, then the token
