@@ -7,6 +7,10 @@ use aauth_tokens::{AgentId, ServerId};
 /// What the agent asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the auth-token variant is the common one; a pending request is held one at a time between store reads, so boxing it would only add an allocation"
+)]
 pub enum PendingRequest {
     /// A person token for `resource`.
     PersonToken {
@@ -34,6 +38,9 @@ pub enum PendingRequest {
         tenant: Option<String>,
         /// The presented token's `jti`.
         presented_jti: String,
+        /// The resource token's `jti` (its revocation by the resource ends the request:
+        /// polling error `revoked`). `None` for requests stored before it was kept.
+        resource_token_jti: Option<Box<str>>,
         /// The presented token's `exp` (the auth token's cap).
         presented_exp: u64,
         /// The budget the resource offers (draft-hardt-aauth-budgets).

@@ -239,6 +239,12 @@ impl PersonServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
         let ended = |status, error, detail| PollError::new(status, error, detail).response();
+        if !matches!(p.state, PendingState::Done)
+            && let Some(which) = self.revoked_dependency(&p, now).await?
+        {
+            self.end(p).await?;
+            return Ok(ended(StatusCode::FORBIDDEN, "revoked", which));
+        }
         Ok(match p.state.clone() {
             PendingState::Done => gone(),
             PendingState::Denied if matches!(p.request, PendingRequest::Permission { .. }) => {
@@ -295,6 +301,40 @@ impl PersonServer {
             }
             _ => self.pending_response(&p, StatusCode::ACCEPTED, "pending", 5),
         })
+    }
+
+    /// Which token the request depends on was revoked, if one was (draft -11 §Polling
+    /// Errors `revoked`; checklist PS-112): the resource token (revoked by its resource)
+    /// or the presented token.
+    async fn revoked_dependency(
+        &self,
+        p: &Pending,
+        now: UnixTime,
+    ) -> Result<Option<&'static str>, PsError> {
+        let PendingRequest::AuthToken {
+            resource,
+            resource_token_jti,
+            presented_jti,
+            ..
+        } = &p.request
+        else {
+            return Ok(None);
+        };
+        if let Some(rt) = resource_token_jti
+            && self
+                .store
+                .is_revoked(
+                    &super::revocation::resource_revocation_key(resource, rt),
+                    now,
+                )
+                .await?
+        {
+            return Ok(Some("the resource revoked the resource token"));
+        }
+        if self.store.is_revoked(presented_jti, now).await? {
+            return Ok(Some("the presented token was revoked"));
+        }
+        Ok(None)
     }
 
     /// One approval, one token: claims the delivery first (compare-and-set), so that of

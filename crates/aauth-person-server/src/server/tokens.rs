@@ -268,6 +268,7 @@ impl PersonServer {
             mission_s256: rt.mission_s256.clone(),
             tenant: rt.tenant.clone(),
             presented_jti: rt.presented_jti.clone(),
+            resource_token_jti: Some(rt.jti.as_str().into()),
             presented_exp: held.exp,
             budget: rt.budget.clone(),
             budget_consumed: rt.budget_consumed.clone().unwrap_or_default(), // default: no consumption reported
@@ -517,6 +518,7 @@ impl PersonServer {
             mission_s256: rt.mission_s256,
             tenant: rt.tenant,
             presented_jti: rt.presented_jti,
+            resource_token_jti: Some(rt.jti.into()),
             presented_exp: held.exp,
             four_party: match &p.request {
                 PendingRequest::AuthToken {

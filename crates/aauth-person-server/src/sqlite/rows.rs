@@ -58,6 +58,10 @@ pub(super) struct FourPartyRow {
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a row lives only while it is encoded or decoded"
+)]
 pub(super) enum RequestRow {
     PersonToken {
         resource: String,
@@ -75,6 +79,8 @@ pub(super) enum RequestRow {
         tenant: Option<String>,
         presented_jti: String,
         presented_exp: u64,
+        #[serde(default)]
+        resource_token_jti: Option<Box<str>>,
         #[serde(default)]
         budget: Option<aauth_tokens::Budget>,
         #[serde(default)]
@@ -147,6 +153,7 @@ impl PendingRow {
                     mission_s256,
                     tenant,
                     presented_jti,
+                    resource_token_jti,
                     presented_exp,
                     budget,
                     budget_consumed,
@@ -161,6 +168,7 @@ impl PendingRow {
                     mission_s256: mission_s256.clone(),
                     tenant: tenant.clone(),
                     presented_jti: presented_jti.clone(),
+                    resource_token_jti: resource_token_jti.clone(),
                     presented_exp: *presented_exp,
                     budget: budget.clone(),
                     budget_consumed: budget_consumed.clone(),
@@ -263,6 +271,7 @@ impl PendingRow {
                     mission_s256,
                     tenant,
                     presented_jti,
+                    resource_token_jti,
                     presented_exp,
                     budget,
                     budget_consumed,
@@ -277,6 +286,7 @@ impl PendingRow {
                     mission_s256,
                     tenant,
                     presented_jti,
+                    resource_token_jti,
                     presented_exp,
                     budget,
                     budget_consumed,

@@ -8,7 +8,7 @@ use aauth_person_server::{AUTH_TOKEN_PATH, PERSON_TOKEN_PATH, REVOCATION_PATH};
 use aauth_tokens::{AgentClaims, PersonClaims, ResourceTokenBuilder, Unverified, Validation};
 use http::StatusCode;
 
-use crate::{NOW, World, id, world};
+use crate::{NOW, World, id, world, world_with};
 
 /// A revocation request signed under `sig=jwks_uri` as `signer_id` with `dwk`.
 pub(crate) async fn revoke(
@@ -306,4 +306,86 @@ async fn a_resource_revokes_a_resource_token_and_the_ps_refuses_it() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Asks the person for access, never for identity.
+struct AskForAccess;
+
+impl aauth_person_server::ConsentPolicy for AskForAccess {
+    fn decide(&self, r: &aauth_person_server::ConsentRequest<'_>) -> aauth_person_server::Decision {
+        match r.kind {
+            aauth_person_server::ConsentKind::AuthToken => aauth_person_server::Decision::AskPerson,
+            _ => aauth_person_server::Decision::Approve,
+        }
+    }
+}
+
+/// Draft -11 §Polling Errors (checklist PS-112): a resource that revokes the resource
+/// token a pending request was started for ends the request; the agent's poll gets
+/// `403 revoked`, and nothing is issued after.
+#[tokio::test]
+async fn a_revoked_resource_token_ends_the_request_waiting_on_it() {
+    let mut w = world_with(Some(std::sync::Arc::new(AskForAccess)));
+    w.ps = w.ps.consent_pages(std::time::Duration::from_secs(600));
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let minted = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap();
+    let (s, headers, json) = w
+        .post_full(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": minted.token, "presented_token": person, "capabilities": ["interaction"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = crate::consent::header_of(&headers, "location");
+
+    let (s, _) = revoke_kid(
+        &w,
+        &serde_json::json!({"jti": minted.jti, "exp": minted.exp}),
+        &w.rs,
+        "https://resource.example",
+        "aauth-resource.json",
+        "rs-1",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, json) = crate::consent::poll(
+        &w,
+        "GET",
+        &location,
+        &w.agent,
+        &w.agent_token,
+        None,
+        NOW.plus(1),
+    )
+    .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    assert!(json["detail"].as_str().unwrap().contains("resource token"));
+    // Ended: the next poll finds nothing to wait for.
+    let (s, _, _) = crate::consent::poll(
+        &w,
+        "GET",
+        &location,
+        &w.agent,
+        &w.agent_token,
+        None,
+        NOW.plus(2),
+    )
+    .await;
+    assert_eq!(s, StatusCode::GONE);
 }

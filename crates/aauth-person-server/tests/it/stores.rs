@@ -229,6 +229,7 @@ async fn contract(store: Arc<dyn PsStore>) {
         mission_s256: Some("m".to_owned()),
         tenant: None,
         presented_jti: "jti-1".to_owned(),
+        resource_token_jti: Some("rt-1".into()),
         presented_exp: NOW.as_secs() + 60,
         budget: Some(aauth_tokens::Budget::new(5_000_000, "USD", 6).unwrap()),
         budget_consumed: vec![aauth_tokens::Consumption::new("at-0", 1)],
