@@ -3,11 +3,20 @@
 //! Every document is read through one private wire struct holding every member any of
 //! them defines, so a duplicated member is refused whatever the document, members this
 //! version does not know are ignored, and each type then takes and checks its own.
+//!
+//! Strict where the flow depends on it, lenient elsewhere: `issuer`, `jwks_uri` and the
+//! required endpoints must be right or the document is refused; an optional member that
+//! is present but invalid (of the wrong JSON type, an empty array, a URL this profile
+//! does not take, a `signature_window` out of range) is left out and reported in
+//! [`CommonMetadata::ignored`], so that one odd presentational member never makes a
+//! server's keys undiscoverable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use aauth_tokens::ServerId;
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::HttpsUrl;
 
@@ -133,6 +142,95 @@ struct Wire {
     signature_window: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     additional_signature_components: Option<Vec<String>>,
+    /// Optional members left out, and why.
+    #[serde(skip)]
+    ignored: Vec<IgnoredMember>,
+}
+
+/// The members whose JSON type is checked strictly: a document without them, or with
+/// them of the wrong type, is refused (every other member is optional).
+const STRICT: [&str; 4] = [
+    "issuer",
+    "jwks_uri",
+    "auth_token_endpoint",
+    "person_token_endpoint",
+];
+
+/// Every member this version knows (the fields of [`Wire`]): a duplicate of one of them
+/// is refused; members it does not know are ignored, duplicated or not.
+const KNOWN: [&str; 28] = [
+    "issuer",
+    "jwks_uri",
+    "accept_signature_algs",
+    "name",
+    "description",
+    "logo_uri",
+    "logo_dark_uri",
+    "documentation_uri",
+    "tos_uri",
+    "policy_uri",
+    "callback_endpoint",
+    "event_endpoint",
+    "localhost_callback_allowed",
+    "auth_token_endpoint",
+    "person_token_endpoint",
+    "mission_endpoint",
+    "permission_endpoint",
+    "audit_endpoint",
+    "interaction_endpoint",
+    "mission_control_endpoint",
+    "revocation_endpoint",
+    "scopes_supported",
+    "claims_supported",
+    "access_mode",
+    "authorization_endpoint",
+    "scope_descriptions",
+    "signature_window",
+    "additional_signature_components",
+];
+
+/// An optional member that was present but invalid: left out of the document and
+/// reported here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IgnoredMember {
+    /// The member's name.
+    pub member: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+impl IgnoredMember {
+    fn new(member: &str, reason: impl Into<String>) -> Self {
+        Self {
+            member: member.chars().take(100).collect(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The members of a JSON object in document order, duplicates kept (so that they can be
+/// refused: a member given twice is read differently by different parsers).
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Each;
+        impl<'de> Visitor<'de> for Each {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    out.push(entry);
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Each)
+    }
 }
 
 impl Wire {
@@ -148,9 +246,42 @@ impl Wire {
                 reason: "a metadata document must be a JSON object".to_owned(),
             });
         }
-        serde_json::from_slice(json).map_err(|e| MetadataError::Malformed {
+        let malformed = |e: serde_json::Error| MetadataError::Malformed {
             reason: e.to_string(),
-        })
+        };
+        let Members(members) = serde_json::from_slice(json).map_err(malformed)?;
+        let mut seen = BTreeSet::new();
+        let mut kept = serde_json::Map::new();
+        let mut ignored = Vec::new();
+        for (name, value) in members {
+            if !KNOWN.contains(&name.as_str()) {
+                continue;
+            }
+            if !seen.insert(name.clone()) {
+                return Err(MetadataError::Malformed {
+                    reason: format!(
+                        "duplicate member {:?}",
+                        name.chars().take(100).collect::<String>()
+                    ),
+                });
+            }
+            if !STRICT.contains(&name.as_str()) {
+                // Read alone: a member of the wrong type is left out, not fatal.
+                let alone = serde_json::Value::Object(serde_json::Map::from_iter([(
+                    name.clone(),
+                    value.clone(),
+                )]));
+                if let Err(e) = serde_json::from_value::<Self>(alone) {
+                    ignored.push(IgnoredMember::new(&name, e.to_string()));
+                    continue;
+                }
+            }
+            kept.insert(name, value);
+        }
+        let mut w: Self =
+            serde_json::from_value(serde_json::Value::Object(kept)).map_err(malformed)?;
+        w.ignored = ignored;
+        Ok(w)
     }
 
     fn issuer(&self, expected: Option<&ServerId>) -> Result<ServerId, MetadataError> {
@@ -217,6 +348,42 @@ fn strings(
     Ok(v)
 }
 
+/// An optional URL member: `None`, reported in `ignored`, when it is not one.
+fn optional_url(
+    ignored: &mut Vec<IgnoredMember>,
+    member: &'static str,
+    v: Option<&String>,
+) -> Option<HttpsUrl> {
+    url(member, v).unwrap_or_else(|e| {
+        ignored.push(IgnoredMember::new(member, e.to_string()));
+        None
+    })
+}
+
+/// An optional endpoint member: `None`, reported in `ignored`, when it is not one.
+fn optional_endpoint(
+    ignored: &mut Vec<IgnoredMember>,
+    member: &'static str,
+    v: Option<&String>,
+) -> Option<HttpsUrl> {
+    endpoint(member, v).unwrap_or_else(|e| {
+        ignored.push(IgnoredMember::new(member, e.to_string()));
+        None
+    })
+}
+
+/// An optional list of strings: `None`, reported in `ignored`, when it breaks a rule.
+fn optional_strings(
+    ignored: &mut Vec<IgnoredMember>,
+    member: &'static str,
+    v: Option<Vec<String>>,
+) -> Option<Vec<String>> {
+    strings(member, v).unwrap_or_else(|e| {
+        ignored.push(IgnoredMember::new(member, e.to_string()));
+        None
+    })
+}
+
 fn s(v: Option<&HttpsUrl>) -> Option<String> {
     v.map(|u| u.as_str().to_owned())
 }
@@ -246,6 +413,9 @@ pub struct CommonMetadata {
     pub tos_uri: Option<HttpsUrl>,
     /// Privacy policy.
     pub policy_uri: Option<HttpsUrl>,
+    /// Optional members that were present but invalid, left out of this document (empty
+    /// for a document built here, and never written out).
+    pub ignored: Vec<IgnoredMember>,
 }
 
 impl CommonMetadata {
@@ -279,6 +449,7 @@ impl CommonMetadata {
             documentation_uri: None,
             tos_uri: None,
             policy_uri: None,
+            ignored: Vec::new(),
         }
     }
 
@@ -290,20 +461,29 @@ impl CommonMetadata {
     }
 
     fn take(w: &mut Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
+        let issuer = w.issuer(expected)?;
+        let jwks_uri = url("jwks_uri", w.jwks_uri.as_ref())?;
+        let i = &mut w.ignored;
+        let accept_signature_algs =
+            optional_strings(i, "accept_signature_algs", w.accept_signature_algs.take());
+        let logo_uri = optional_url(i, "logo_uri", w.logo_uri.as_ref());
+        let logo_dark_uri = optional_url(i, "logo_dark_uri", w.logo_dark_uri.as_ref());
+        let documentation_uri = optional_url(i, "documentation_uri", w.documentation_uri.as_ref());
+        let tos_uri = optional_url(i, "tos_uri", w.tos_uri.as_ref());
+        let policy_uri = optional_url(i, "policy_uri", w.policy_uri.as_ref());
         Ok(Self {
-            issuer: w.issuer(expected)?,
-            jwks_uri: url("jwks_uri", w.jwks_uri.as_ref())?,
-            accept_signature_algs: strings(
-                "accept_signature_algs",
-                w.accept_signature_algs.take(),
-            )?,
+            issuer,
+            jwks_uri,
+            accept_signature_algs,
             name: w.name.take(),
             description: w.description.take(),
-            logo_uri: url("logo_uri", w.logo_uri.as_ref())?,
-            logo_dark_uri: url("logo_dark_uri", w.logo_dark_uri.as_ref())?,
-            documentation_uri: url("documentation_uri", w.documentation_uri.as_ref())?,
-            tos_uri: url("tos_uri", w.tos_uri.as_ref())?,
-            policy_uri: url("policy_uri", w.policy_uri.as_ref())?,
+            logo_uri,
+            logo_dark_uri,
+            documentation_uri,
+            tos_uri,
+            policy_uri,
+            // The document's own members are checked after these; `finish` adds theirs.
+            ignored: Vec::new(),
         })
     }
 
@@ -332,7 +512,7 @@ mod sealed {
 
 /// A metadata document type: its well-known name, parse with validation, and serialization
 /// for serving.
-pub trait MetadataDocument: sealed::Sealed + Sized + Clone + std::fmt::Debug + Send + Sync {
+pub trait MetadataDocument: sealed::Sealed + Sized + Clone + fmt::Debug + Send + Sync {
     /// The `dwk` value naming this document: `{issuer}/.well-known/{DWK}`.
     const DWK: &'static str;
 
@@ -429,12 +609,22 @@ impl AgentProviderMetadata {
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
         let common = CommonMetadata::take_with_keys(&mut w, expected)?;
-        Ok(Self {
-            callback_endpoint: endpoint("callback_endpoint", w.callback_endpoint.as_ref())?,
-            event_endpoint: endpoint("event_endpoint", w.event_endpoint.as_ref())?,
+        let mut doc = Self {
+            callback_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "callback_endpoint",
+                w.callback_endpoint.as_ref(),
+            ),
+            event_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "event_endpoint",
+                w.event_endpoint.as_ref(),
+            ),
             localhost_callback_allowed: w.localhost_callback_allowed.unwrap_or(false),
             common,
-        })
+        };
+        doc.common.ignored = std::mem::take(&mut w.ignored);
+        Ok(doc)
     }
 
     fn put(&self, w: &mut Wire) {
@@ -499,7 +689,7 @@ impl PersonServerMetadata {
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
         let common = CommonMetadata::take_with_keys(&mut w, expected)?;
-        Ok(Self {
+        let mut doc = Self {
             auth_token_endpoint: required_endpoint(
                 "auth_token_endpoint",
                 w.auth_token_endpoint.as_ref(),
@@ -508,22 +698,50 @@ impl PersonServerMetadata {
                 "person_token_endpoint",
                 w.person_token_endpoint.as_ref(),
             )?,
-            mission_endpoint: endpoint("mission_endpoint", w.mission_endpoint.as_ref())?,
-            permission_endpoint: endpoint("permission_endpoint", w.permission_endpoint.as_ref())?,
-            audit_endpoint: endpoint("audit_endpoint", w.audit_endpoint.as_ref())?,
-            interaction_endpoint: endpoint(
+            mission_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "mission_endpoint",
+                w.mission_endpoint.as_ref(),
+            ),
+            permission_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "permission_endpoint",
+                w.permission_endpoint.as_ref(),
+            ),
+            audit_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "audit_endpoint",
+                w.audit_endpoint.as_ref(),
+            ),
+            interaction_endpoint: optional_endpoint(
+                &mut w.ignored,
                 "interaction_endpoint",
                 w.interaction_endpoint.as_ref(),
-            )?,
-            mission_control_endpoint: endpoint(
+            ),
+            mission_control_endpoint: optional_endpoint(
+                &mut w.ignored,
                 "mission_control_endpoint",
                 w.mission_control_endpoint.as_ref(),
-            )?,
-            revocation_endpoint: endpoint("revocation_endpoint", w.revocation_endpoint.as_ref())?,
-            scopes_supported: strings("scopes_supported", w.scopes_supported.take())?,
-            claims_supported: strings("claims_supported", w.claims_supported.take())?,
+            ),
+            revocation_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "revocation_endpoint",
+                w.revocation_endpoint.as_ref(),
+            ),
+            scopes_supported: optional_strings(
+                &mut w.ignored,
+                "scopes_supported",
+                w.scopes_supported.take(),
+            ),
+            claims_supported: optional_strings(
+                &mut w.ignored,
+                "claims_supported",
+                w.claims_supported.take(),
+            ),
             common,
-        })
+        };
+        doc.common.ignored = std::mem::take(&mut w.ignored);
+        Ok(doc)
     }
 
     fn put(&self, w: &mut Wire) {
@@ -566,14 +784,20 @@ impl AccessServerMetadata {
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
         let common = CommonMetadata::take_with_keys(&mut w, expected)?;
-        Ok(Self {
+        let mut doc = Self {
             auth_token_endpoint: required_endpoint(
                 "auth_token_endpoint",
                 w.auth_token_endpoint.as_ref(),
             )?,
-            revocation_endpoint: endpoint("revocation_endpoint", w.revocation_endpoint.as_ref())?,
+            revocation_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "revocation_endpoint",
+                w.revocation_endpoint.as_ref(),
+            ),
             common,
-        })
+        };
+        doc.common.ignored = std::mem::take(&mut w.ignored);
+        Ok(doc)
     }
 
     fn put(&self, w: &mut Wire) {
@@ -675,35 +899,46 @@ impl ResourceMetadata {
 
     fn from_wire(mut w: Wire, expected: Option<&ServerId>) -> Result<Self, MetadataError> {
         let common = CommonMetadata::take(&mut w, expected)?;
-        let signature_window = w.signature_window.unwrap_or(DEFAULT_SIGNATURE_WINDOW);
-        if signature_window == 0 || signature_window > 3600 {
-            return Err(MetadataError::Invalid {
-                member: "signature_window",
-                reason: "must be 1 to 3600 seconds".to_owned(),
-            });
-        }
-        let components = w.additional_signature_components.take().unwrap_or_default();
+        let signature_window = match w.signature_window {
+            Some(v) if v == 0 || v > 3600 => {
+                w.ignored.push(IgnoredMember::new(
+                    "signature_window",
+                    "must be 1 to 3600 seconds",
+                ));
+                DEFAULT_SIGNATURE_WINDOW
+            }
+            v => v.unwrap_or(DEFAULT_SIGNATURE_WINDOW),
+        };
+        let mut components = w.additional_signature_components.take().unwrap_or_default(); // default: none declared
         if let Some(bad) = components.iter().find(|c| !is_component(c)) {
-            return Err(MetadataError::Invalid {
-                member: "additional_signature_components",
-                reason: format!(
+            w.ignored.push(IgnoredMember::new(
+                "additional_signature_components",
+                format!(
                     "{:?} is not a component identifier",
                     bad.chars().take(100).collect::<String>()
                 ),
-            });
+            ));
+            components.clear();
         }
-        Ok(Self {
+        let mut doc = Self {
             access_mode: w.access_mode.as_deref().and_then(AccessMode::from_value),
-            authorization_endpoint: endpoint(
+            authorization_endpoint: optional_endpoint(
+                &mut w.ignored,
                 "authorization_endpoint",
                 w.authorization_endpoint.as_ref(),
-            )?,
+            ),
             scope_descriptions: w.scope_descriptions.take(),
             signature_window,
             additional_signature_components: components,
-            revocation_endpoint: endpoint("revocation_endpoint", w.revocation_endpoint.as_ref())?,
+            revocation_endpoint: optional_endpoint(
+                &mut w.ignored,
+                "revocation_endpoint",
+                w.revocation_endpoint.as_ref(),
+            ),
             common,
-        })
+        };
+        doc.common.ignored = std::mem::take(&mut w.ignored);
+        Ok(doc)
     }
 
     fn put(&self, w: &mut Wire) {

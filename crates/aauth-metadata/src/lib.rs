@@ -60,8 +60,8 @@ pub use cache::{
 pub use client::{HttpsTransport, SystemResolver, USER_AGENT, https_fetcher};
 pub use document::{
     AccessMode, AccessServerMetadata, AgentProviderMetadata, CommonMetadata,
-    DEFAULT_SIGNATURE_WINDOW, KeyDiscovery, MAX_DOCUMENT_LEN, MetadataDocument, MetadataError,
-    PersonServerMetadata, ResourceMetadata,
+    DEFAULT_SIGNATURE_WINDOW, IgnoredMember, KeyDiscovery, MAX_DOCUMENT_LEN, MetadataDocument,
+    MetadataError, PersonServerMetadata, ResourceMetadata,
 };
 pub use egress::{AdmittedDestination, DangerousEgressPolicy, EgressError, EgressPolicy, Resolve};
 pub use fetch::{Fetch, FetchError, Fetched};

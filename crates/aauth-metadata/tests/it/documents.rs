@@ -132,7 +132,36 @@ fn required_members_are_enforced_per_document() {
 
 #[test]
 fn bad_members_are_refused_with_their_name() {
-    let base = r#""issuer":"https://resource.example""#;
+    // What the flow depends on is strict: the document is refused.
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"issuer":"https://resource.example","jwks_uri":"http://resource.example/jwks.json"}"#,
+            "jwks_uri",
+        ),
+        (r#"{"issuer":"https://resource.example/"}"#, "issuer"),
+    ];
+    for &(json, member) in cases {
+        match ResourceMetadata::parse(json.as_bytes()) {
+            Err(MetadataError::Invalid { member: m, .. }) => assert_eq!(m, member, "{json}"),
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+    let ps = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/j","person_token_endpoint":"https://ps.example/p","auth_token_endpoint":"http://ps.example/a"}"#;
+    assert!(matches!(
+        PersonServerMetadata::parse(ps.as_bytes()),
+        Err(MetadataError::Invalid {
+            member: "auth_token_endpoint",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_bad_optional_member_is_left_out_and_reported() {
+    // Draft -11 leaves these optional: one odd value must not make the server (and its
+    // keys) undiscoverable. Each is dropped, named in `ignored`, and the rest stands.
+    let base =
+        r#""issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json""#;
     let cases: &[(&str, &str)] = &[
         (
             r#""authorization_endpoint":"https://resource.example/authorize?x=1""#,
@@ -146,43 +175,66 @@ fn bad_members_are_refused_with_their_name() {
             r#""revocation_endpoint":"https://resource.example/r#f""#,
             "revocation_endpoint",
         ),
-        (
-            r#""jwks_uri":"http://resource.example/jwks.json""#,
-            "jwks_uri",
-        ),
         (r#""logo_uri":"javascript:alert(1)""#, "logo_uri"),
+        (r#""logo_uri":"https://[2001:db8::1]/logo.png""#, "logo_uri"),
         (r#""signature_window":0"#, "signature_window"),
         (r#""signature_window":86400"#, "signature_window"),
+        (r#""signature_window":"60""#, "signature_window"),
+        (r#""signature_window":-1"#, "signature_window"),
+        (r#""signature_window":1.5"#, "signature_window"),
+        (r#""access_mode":7"#, "access_mode"),
         (
             r#""additional_signature_components":["Content-Type"]"#,
             "additional_signature_components",
         ),
         (r#""accept_signature_algs":[]"#, "accept_signature_algs"),
-        (r#""issuer":"https://resource.example/""#, "issuer"),
+        (r#""scope_descriptions":["read"]"#, "scope_descriptions"),
     ];
     for &(member_json, member) in cases {
-        let json = if member == "issuer" {
-            format!("{{{member_json}}}")
-        } else {
-            format!("{{{base},{member_json}}}")
-        };
-        match ResourceMetadata::parse(json.as_bytes()) {
-            Err(MetadataError::Invalid { member: m, .. }) => assert_eq!(m, member, "{json}"),
-            other => panic!("{json}: {other:?}"),
-        }
+        let json = format!("{{{base},{member_json}}}");
+        let doc =
+            ResourceMetadata::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let ignored: Vec<&str> = doc
+            .common
+            .ignored
+            .iter()
+            .map(|i| i.member.as_str())
+            .collect();
+        assert_eq!(ignored, [member], "{json}");
+        assert_eq!(doc.signature_window, 60, "{json}");
+        assert!(doc.authorization_endpoint.is_none() && doc.common.logo_uri.is_none());
+        assert!(
+            doc.common.jwks_uri.is_some(),
+            "the keys are still discoverable"
+        );
+        // And key discovery reads the same document.
+        assert!(
+            KeyDiscovery::parse_for(
+                "aauth-resource.json",
+                json.as_bytes(),
+                &ServerId::parse("https://resource.example").unwrap()
+            )
+            .is_ok(),
+            "{json}"
+        );
     }
+    // An agent provider's boolean of the wrong type.
+    let ap = AgentProviderMetadata::parse(
+        br#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/j","localhost_callback_allowed":"true"}"#,
+    )
+    .unwrap();
+    assert!(!ap.localhost_callback_allowed);
+    assert_eq!(ap.common.ignored[0].member, "localhost_callback_allowed");
 }
 
 #[test]
 fn json_shape_errors_are_malformed() {
     for json in [
-        // A duplicated member, known to this version.
+        // A duplicated member, known to this version (optional ones too).
         r#"{"issuer":"https://resource.example","issuer":"https://evil.example"}"#,
-        // Typed members: a string where a number or boolean belongs.
-        r#"{"issuer":"https://resource.example","signature_window":"60"}"#,
-        r#"{"issuer":"https://resource.example","localhost_callback_allowed":"true"}"#,
-        r#"{"issuer":"https://resource.example","signature_window":-1}"#,
-        r#"{"issuer":"https://resource.example","signature_window":1.5}"#,
+        r#"{"issuer":"https://resource.example","logo_uri":"https://a.example/l","logo_uri":"https://b.example/l"}"#,
+        // A strict member of the wrong JSON type.
+        r#"{"issuer":["https://resource.example"]}"#,
         r#"["https://resource.example"]"#,
         "",
         "{",
