@@ -1,0 +1,167 @@
+//! Answering a `401`: the requirement it carries, or the signature error (a fresh token,
+//! a corrected clock, the components the resource requires).
+
+use super::*;
+
+impl AAuthClient {
+    /// Acts on a `401`: `true` when it was answered and the request should be retried,
+    /// `false` when it carries neither a requirement nor a signature error.
+    pub(super) async fn answer_401(
+        &self,
+        resp: &http::Response<Bytes>,
+        resource: &ServerId,
+        cred: &Credential,
+        answered: &mut BTreeSet<&'static str>,
+    ) -> Result<bool, AgentError> {
+        let once = |answered: &mut BTreeSet<&'static str>, what: &'static str| {
+            if answered.insert(what) {
+                Ok(())
+            } else {
+                Err(AgentError::Unsatisfiable {
+                    requirement: what.to_owned(),
+                    reason: "asked again after it was answered".to_owned(),
+                })
+            }
+        };
+        if let Some(requirement) = requirement(resp)? {
+            match requirement {
+                Requirement::AgentToken => {
+                    once(answered, "agent-token")?;
+                    if cred.kind == TokenKind::Agent {
+                        return Err(AgentError::Unsatisfiable {
+                            requirement: "agent-token".to_owned(),
+                            reason: "the agent token was presented".to_owned(),
+                        });
+                    }
+                    self.config
+                        .cache
+                        .forget(resource, self.mission(), cred.kind);
+                }
+                Requirement::PersonToken => {
+                    once(answered, "person-token")?;
+                    // A refused auth token (revoked, or the resource wants the person
+                    // first) is not presented again.
+                    self.config
+                        .cache
+                        .forget(resource, self.mission(), TokenKind::Auth);
+                    self.obtain_person(resource).await?;
+                }
+                Requirement::AuthToken { resource_token } => {
+                    once(answered, "auth-token")?;
+                    self.obtain_auth(resource, cred, &resource_token).await?;
+                }
+                other => {
+                    return Err(AgentError::Unsatisfiable {
+                        requirement: format!("{other:?}"),
+                        reason: "not a requirement a 401 carries".to_owned(),
+                    });
+                }
+            }
+            return Ok(true);
+        }
+        let Some(error) = signature_error_header(resp) else {
+            return Ok(false);
+        };
+        match error.code {
+            // Draft -11 §Covered Components: a resource may require more than the profile;
+            // the agent learns it here and signs again, once, covering it from now on.
+            ErrorCode::InvalidInput => {
+                once(answered, "invalid_input")?;
+                let asked = error.required_input.unwrap_or_default(); // default: none named, nothing to add
+                if self.require(resource, &asked) {
+                    Ok(true)
+                } else {
+                    Err(AgentError::SignatureRefused {
+                        code: ErrorCode::InvalidInput.as_str().to_owned(),
+                    })
+                }
+            }
+            ErrorCode::RevokedJwt | ErrorCode::ExpiredJwt => {
+                once(answered, "refresh")?;
+                match cred.kind {
+                    TokenKind::Auth => {
+                        // AG-60: a revoked auth token calls for a fresh person token.
+                        self.config
+                            .cache
+                            .forget(resource, self.mission(), TokenKind::Auth);
+                        self.config
+                            .cache
+                            .forget(resource, self.mission(), TokenKind::Person);
+                    }
+                    TokenKind::Person => {
+                        self.config
+                            .cache
+                            .forget(resource, self.mission(), TokenKind::Person);
+                    }
+                    _ => {
+                        self.config.agent.refresh(self.now(), &cred.token).await?;
+                    }
+                }
+                Ok(true)
+            }
+            ErrorCode::ClockSkew => {
+                once(answered, "clock_skew")?;
+                if self.correct_skew(resp) {
+                    Ok(true)
+                } else {
+                    Err(AgentError::ClockSkew)
+                }
+            }
+            other => Err(AgentError::SignatureRefused {
+                code: other.as_str().to_owned(),
+            }),
+        }
+    }
+
+    /// AG-60 `clock_skew`: when the response's `Date` shows this agent's clock ahead,
+    /// later requests are dated by the server's clock. A token whose `iat` is ahead
+    /// cannot be corrected this way (a fresh one has the same skew).
+    pub(super) fn correct_skew(&self, resp: &http::Response<Bytes>) -> bool {
+        let Some(server) = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        else {
+            return false;
+        };
+        let ours = self.config.clock.now().as_secs();
+        let ahead = ours.saturating_sub(server.as_secs());
+        if ahead == 0 || ahead <= self.config.ahead_by.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.config.ahead_by.store(ahead, Ordering::Relaxed);
+        true
+    }
+
+    /// The components `resource` asked to be covered.
+    pub(super) fn required_by(&self, resource: &ServerId) -> Vec<String> {
+        self.config
+            .required_input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(resource)
+            .cloned()
+            .unwrap_or_default() // default: a resource that asked nothing needs nothing more
+    }
+
+    /// Remembers that `resource` requires `components` (at most 16, each at most 64
+    /// bytes: a resource cannot grow this without bound); whether any was new.
+    pub(super) fn require(&self, resource: &ServerId, components: &[String]) -> bool {
+        let mut map = self
+            .config
+            .required_input
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = map.entry(resource.clone()).or_default();
+        let mut added = false;
+        for c in components {
+            if known.len() < 16 && c.len() <= 64 && !known.contains(c) {
+                known.push(c.clone());
+                added = true;
+            }
+        }
+        added
+    }
+}
