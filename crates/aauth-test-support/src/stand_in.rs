@@ -29,6 +29,11 @@ pub enum Fault {
     AuthOtherSub,
     /// Person tokens for another resource.
     PersonWrongAud,
+    /// The next auth-token request is refused with this `error` code (its -11 status),
+    /// then the fault clears.
+    AuthRefusedOnce(&'static str),
+    /// Every auth-token request is refused with this `error` code.
+    AuthRefused(&'static str),
 }
 
 /// What the agent last asked an auth token for: the resource token, the presented
@@ -109,6 +114,20 @@ impl PersonServerClient for StandInPs {
         req: AuthTokenRequest<'_>,
     ) -> Result<String, AgentError> {
         self.auth_calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(Fault::AuthRefusedOnce(code) | Fault::AuthRefused(code)) = self.fault() {
+            if matches!(self.fault(), Some(Fault::AuthRefusedOnce(_))) {
+                *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+            let status = match code {
+                "as_unreachable" => http::StatusCode::BAD_GATEWAY,
+                c if c.starts_with("revoked_") => http::StatusCode::FORBIDDEN,
+                _ => http::StatusCode::BAD_REQUEST,
+            };
+            return Err(AgentError::PersonServer {
+                status,
+                error: code.to_owned(),
+            });
+        }
         *self
             .last_auth_request
             .lock()

@@ -3,7 +3,44 @@
 
 use super::*;
 
+/// The Person Server's auth-token errors the agent recovers from by itself (checklist
+/// AG-61): a presented token that expired or was revoked (a fresh person token, then a
+/// fresh resource token), a resource token that expired or was revoked (a fresh one), and
+/// an Access Server that could not be reached (once more, after a pause).
+const RECOVERABLE: [&str; 5] = [
+    "expired_presented_token",
+    "revoked_presented_token",
+    "expired_resource_token",
+    "revoked_resource_token",
+    "as_unreachable",
+];
+
+/// How long the agent waits before asking again after `as_unreachable`.
+const AS_UNREACHABLE_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl AAuthClient {
+    /// Prepares the retry after a recoverable refusal (`RECOVERABLE`): the presented
+    /// token is forgotten (so the resource is called with a fresh one and answers with a
+    /// fresh resource token), or the agent pauses before asking again.
+    async fn recover(&self, resource: &ServerId, presented: &Credential, error: &str) {
+        match error {
+            "expired_presented_token" | "revoked_presented_token" => {
+                self.config
+                    .cache
+                    .forget(resource, self.mission(), presented.kind);
+                if presented.kind == TokenKind::Auth {
+                    // A step-up presented the auth token: start again from the person.
+                    self.config
+                        .cache
+                        .forget(resource, self.mission(), TokenKind::Person);
+                }
+            }
+            "as_unreachable" => tokio::time::sleep(AS_UNREACHABLE_PAUSE).await,
+            // The resource issues a fresh resource token on the next call.
+            _ => {}
+        }
+    }
+
     /// Acts on a `401`: `true` when it was answered and the request should be retried,
     /// `false` when it carries neither a requirement nor a signature error.
     pub(super) async fn answer_401(
@@ -48,7 +85,19 @@ impl AAuthClient {
                 }
                 Requirement::AuthToken { resource_token } => {
                     once(answered, "auth-token")?;
-                    self.obtain_auth(resource, cred, &resource_token).await?;
+                    match self.obtain_auth(resource, cred, &resource_token).await {
+                        Ok(()) => {}
+                        Err(AgentError::PersonServer { error, .. })
+                            if RECOVERABLE.contains(&error.as_str()) =>
+                        {
+                            // AG-61, once per call: then the challenge may come again.
+                            once(answered, "auth-token recovery")?;
+                            answered.remove("auth-token");
+                            answered.remove("person-token");
+                            self.recover(resource, cred, &error).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 other => {
                     return Err(AgentError::Unsatisfiable {

@@ -35,6 +35,60 @@ async fn agent_token_mode_signs_with_the_agent_token_and_declares_capabilities()
     assert_eq!(who.calls(), 1);
 }
 
+/// Checklist AG-61: the Person Server's recoverable refusals are recovered from, once:
+/// a presented token that expired or was revoked means a fresh person token and a fresh
+/// resource token; a revoked resource token a fresh one; `as_unreachable` a pause and
+/// one more try.
+#[tokio::test(start_paused = true)]
+async fn the_agent_recovers_from_the_person_servers_recoverable_refusals() {
+    for (code, fresh_person) in [
+        ("expired_presented_token", true),
+        ("revoked_presented_token", true),
+        ("revoked_resource_token", false),
+        ("as_unreachable", false),
+    ] {
+        let w = parties();
+        let who = w.serve(auth_route("read"));
+        let ps = w.ps();
+        *ps.fault.lock().unwrap() = Some(Fault::AuthRefusedOnce(code));
+        let client = w.client(Some(ps.clone()));
+        let resp = client.send(get("/doc")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{code}");
+        assert_eq!(who.calls(), 1, "{code}");
+        assert_eq!(
+            (
+                ps.person_calls.load(Ordering::SeqCst),
+                ps.auth_calls.load(Ordering::SeqCst)
+            ),
+            (if fresh_person { 2 } else { 1 }, 2),
+            "{code}"
+        );
+    }
+    // Refused again after the recovery: surfaced, not looped.
+    let w = parties();
+    let _who = w.serve(auth_route("read"));
+    let ps = w.ps();
+    *ps.fault.lock().unwrap() = Some(Fault::AuthRefused("revoked_resource_token"));
+    let client = w.client(Some(ps.clone()));
+    assert!(client.send(get("/doc")).await.is_err());
+    assert_eq!(
+        ps.auth_calls.load(Ordering::SeqCst),
+        2,
+        "one recovery, no more"
+    );
+    // A refusal that is not recoverable is surfaced at once.
+    let w = parties();
+    let _who = w.serve(auth_route("read"));
+    let ps = w.ps();
+    *ps.fault.lock().unwrap() = Some(Fault::AuthRefusedOnce("invalid_resource_token"));
+    let client = w.client(Some(ps.clone()));
+    assert!(matches!(
+        client.send(get("/doc")).await,
+        Err(AgentError::PersonServer { ref error, .. }) if error == "invalid_resource_token"
+    ));
+    assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn the_three_party_flow_completes_by_itself_and_is_cached() {
     let w = parties();
