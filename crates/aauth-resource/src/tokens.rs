@@ -17,6 +17,12 @@ use crate::Refusal;
 /// `account` parameter).
 pub type AccountCheck = dyn Fn(&ServerId, &str, &str) -> bool + Send + Sync;
 
+/// Who the resource knows an authorization is for, from the person `(ps, sub)` and the
+/// `account` asked for (if any): the resource token's `login_hint` (draft -11 §Resource
+/// Token Structure; OpenID Connect Core §3.1.2.1), or `None`. The Person Server may ignore
+/// it: check the auth token's claims, never assume the hint was honoured.
+pub type LoginHint = dyn Fn(&ServerId, &str, Option<&str>) -> Option<String> + Send + Sync;
+
 /// How a resource mints resource tokens: its signing key (published in its JWKS under
 /// `kid`), its Access Server if it has one (four-party: the tokens' `aud`), the scopes it
 /// knows, and the lifetime (five minutes by default, the draft's cap).
@@ -37,6 +43,7 @@ pub struct ResourceTokens {
     pub(crate) access_server: Option<ServerId>,
     scopes: Option<BTreeSet<String>>,
     accounts: Option<Arc<AccountCheck>>,
+    login_hints: Option<Arc<LoginHint>>,
     lifetime: u64,
     random: SharedRandom,
 }
@@ -63,6 +70,7 @@ impl ResourceTokens {
             access_server: None,
             scopes: None,
             accounts: None,
+            login_hints: None,
             lifetime: aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME,
             random: SharedRandom::default(),
         }
@@ -89,6 +97,14 @@ impl ResourceTokens {
     #[must_use]
     pub fn accounts(mut self, check: Arc<AccountCheck>) -> Self {
         self.accounts = Some(check);
+        self
+    }
+
+    /// Where the resource tokens' `login_hint` comes from (none by default; see
+    /// [`LoginHint`]).
+    #[must_use]
+    pub fn login_hints(mut self, hints: Arc<LoginHint>) -> Self {
+        self.login_hints = Some(hints);
         self
     }
 
@@ -170,6 +186,13 @@ impl ResourceTokens {
         }
         if let Some(a) = account {
             b = b.account(a);
+        }
+        if let Some(hint) = self
+            .login_hints
+            .as_ref()
+            .and_then(|f| f(basis.ps, basis.sub, account))
+        {
+            b = b.login_hint(hint);
         }
         b.sign(
             self.signer.as_ref(),

@@ -269,6 +269,57 @@ async fn an_auth_token_route_mints_a_resource_token_from_the_verified_person_tok
 }
 
 #[tokio::test]
+async fn a_resource_that_knows_the_person_says_so_in_login_hint() {
+    // Checklist RS-35: the resource token carries `login_hint` when the resource knows
+    // who the authorization is for.
+    let m = modes();
+    let hints: Arc<aauth_resource::LoginHint> = Arc::new(|ps: &ServerId, sub: &str, _| {
+        (ps.as_str() == "https://ps.example" && sub == "person-42")
+            .then(|| "alice@corp.example".to_owned())
+    });
+    let resource =
+        m.w.resource
+            .clone()
+            .resource_tokens(m.tokens().login_hints(hints));
+    let calls = handler();
+    let mut svc = m.service(
+        &resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let person = m.person_token();
+    let (s, h, _) = send(
+        &mut svc,
+        signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(person.token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        m.resource_token(&h).login_hint.as_deref(),
+        Some("alice@corp.example")
+    );
+    // Without hints, none.
+    let plain = m.w.resource.clone().resource_tokens(m.tokens());
+    let mut svc = m.service(
+        &plain,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let (_, h, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            "/doc",
+            b"",
+            &m.w.agent,
+            &Scheme::jwt(m.person_token().token),
+        ),
+    )
+    .await;
+    assert_eq!(m.resource_token(&h).login_hint, None);
+}
+
+#[tokio::test]
 async fn a_revoked_auth_token_sends_the_agent_back_to_its_person_token() {
     let m = modes();
     let list = Arc::new(aauth_resource::MemoryRevocationList::new(60, 1000));
