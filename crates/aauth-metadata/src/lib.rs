@@ -26,6 +26,8 @@
 //!   backend's error kept as its source), and [`store::blocking`] for embedded databases.
 //! - [`throttle`]: one throttle for every guessable secret a server checks (interaction
 //!   codes, passwords): exponential back-off per key, bounded, `O(1)` to check.
+//! - [`outbound`]: requests one server sends another, signed as itself, and the
+//!   revocation requests every role sends ([`outbound::Revoker`]).
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses; no redirect is followed).
 
@@ -40,6 +42,8 @@ mod fetch;
 pub mod freshness;
 #[cfg(feature = "runtime")]
 mod guard;
+#[cfg(feature = "runtime")]
+pub mod outbound;
 mod publish;
 #[cfg(feature = "runtime")]
 mod resilience;

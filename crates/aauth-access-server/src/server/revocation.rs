@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
+use aauth_metadata::ResourceMetadata;
+use aauth_metadata::outbound::{Revoker as RevocationSender, ServerSigner};
 use aauth_metadata::serve::json_response;
-use aauth_metadata::{HttpsUrl, MetadataDocument, ResourceMetadata};
 use aauth_signing::KeyIdentity;
 use aauth_tokens::ServerId;
 use bytes::Bytes;
@@ -44,10 +45,6 @@ enum Revoker {
     /// A resource (`dwk: aauth-resource.json`), revoking a resource token.
     Resource(ServerId),
 }
-
-/// Why a revocation is delivered to a resource, or not: the draft's `error` of the
-/// `downstream` entry.
-type Delivery = Result<(), &'static str>;
 
 /// The `403 unsupported_iss` of a signer this server takes no revocations from.
 fn unsupported() -> Refusal {
@@ -172,85 +169,19 @@ impl AccessServer {
         let Some(transport) = &self.notifier else {
             return Some("revocation_unsupported");
         };
-        self.deliver(transport, resource, jti, exp, now).await.err()
-    }
-
-    /// Sends the signed revocation of `jti` to `resource`'s `revocation_endpoint`
-    /// through `transport`.
-    async fn deliver(
-        &self,
-        transport: &Arc<dyn aauth_metadata::Transport>,
-        resource: &ServerId,
-        jti: &str,
-        exp: u64,
-        now: UnixTime,
-    ) -> Delivery {
-        let endpoint = revocation_endpoint(transport, resource).await?;
-        let request = self.signed_revocation(&endpoint, jti, exp, now)?;
-        match transport.send(request).await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) if r.status() == StatusCode::FORBIDDEN => Err("revocation_unsupported"),
-            _ => Err("revocation_unavailable"),
-        }
-    }
-
-    /// AS-43: the revocation `{jti, exp}` for `endpoint`, signed as this Access Server
-    /// (`jwks_uri`, `dwk: aauth-access.json`), covering the body.
-    fn signed_revocation(
-        &self,
-        endpoint: &HttpsUrl,
-        jti: &str,
-        exp: u64,
-        now: UnixTime,
-    ) -> Result<http::Request<Bytes>, &'static str> {
-        let unavailable = "revocation_unavailable";
-        let body = serde_json::json!({ "jti": jti, "exp": exp })
-            .to_string()
-            .into_bytes();
-        let (mut head, ()) = http::Request::post(endpoint.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(())
-            .map_err(|_| unavailable)?
-            .into_parts();
-        let scheme = aauth_headers::Scheme::JwksUri {
-            id: self.id.as_str().to_owned(),
-            dwk: "aauth-access.json".to_owned(),
-            kid: self.kid.clone(),
-        };
-        let options = aauth_signing::SignOptions::default()
-            .unique_for(&head.method, &mut self.random.clone())
-            .map_err(|_| unavailable)?;
-        aauth_signing::sign(
-            &mut head,
-            &body,
-            &[aauth_signing::SigningKey::new(
-                "sig",
-                self.signer.as_ref(),
-                &scheme,
-            )],
-            &options,
-            now,
+        // AS-43: signed as this Access Server (`jwks_uri`, `dwk: aauth-access.json`),
+        // covering the body.
+        let signer = ServerSigner::new(
+            self.id.clone(),
+            "aauth-access.json",
+            Arc::clone(&self.signer),
+            &self.kid,
         )
-        .map_err(|_| unavailable)?;
-        Ok(http::Request::from_parts(head, Bytes::from(body)))
+        .random(self.random.clone());
+        RevocationSender::new(signer, Arc::clone(transport))
+            .revoke::<ResourceMetadata>(resource, jti, exp, now)
+            .await
+            .err()
+            .map(|e| e.code())
     }
-}
-
-/// `resource`'s `revocation_endpoint`, from its metadata document fetched through
-/// `transport`.
-async fn revocation_endpoint(
-    transport: &Arc<dyn aauth_metadata::Transport>,
-    resource: &ServerId,
-) -> Result<HttpsUrl, &'static str> {
-    let unavailable = "revocation_unavailable";
-    let url = format!("{}/.well-known/aauth-resource.json", resource.as_str());
-    let req = http::Request::get(url)
-        .body(Bytes::new())
-        .map_err(|_| unavailable)?;
-    let doc = match transport.send(req).await {
-        Ok(r) if r.status() == StatusCode::OK => r,
-        _ => return Err(unavailable),
-    };
-    let doc = ResourceMetadata::parse_for(doc.body(), resource).map_err(|_| unavailable)?;
-    doc.revocation_endpoint.ok_or("revocation_unsupported")
 }

@@ -13,6 +13,7 @@ mod cache;
 mod client;
 mod documents;
 mod egress;
+mod outbound;
 mod resilience;
 mod resolvers;
 mod server;

@@ -538,12 +538,13 @@ impl PersonServer {
     }
 
     /// This server as the signer of its server-to-server requests.
-    pub(super) fn server_signer(&self) -> crate::outbound::ServerSigner<'_> {
-        crate::outbound::ServerSigner {
-            ps: &self.id,
-            signer: self.signer.as_ref(),
-            kid: &self.kid,
-            random: &self.random,
-        }
+    pub(super) fn server_signer(&self) -> aauth_metadata::outbound::ServerSigner {
+        aauth_metadata::outbound::ServerSigner::new(
+            self.id.clone(),
+            crate::outbound::PS_DOCUMENT,
+            Arc::clone(&self.signer),
+            &self.kid,
+        )
+        .random(self.random.clone())
     }
 }
