@@ -814,7 +814,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
     let w = World::new().unwrap();
     let Enrolled {
         provider,
-        provider_key,
+        provider_key: _,
         agent_id,
         agent_key,
     } = Enrolled::new(51, 52, Some("https://ps.example"));
@@ -964,21 +964,14 @@ async fn an_agent_token_revocation_reaches_the_resource() {
     .unverified_claims()
     .jti
     .clone();
-    let mut req = http::Request::post("https://ps.example/revocation")
-        .header("content-type", "application/json")
-        .body(
-            serde_json::json!({"jti": jti, "exp": agent_token.exp})
-                .to_string()
-                .into_bytes(),
-        )
+    // Checklist AP-07: the provider's own revocation client, signing as the provider,
+    // finds the Person Server's revocation_endpoint and sends {jti, exp}.
+    let answer = provider
+        .revoker(w.agent_transport())
+        .revoke::<PersonServerMetadata>(&id("https://ps.example"), &jti, agent_token.exp, now)
+        .await
         .unwrap();
-    let scheme = Scheme::JwksUri {
-        id: "https://agent.example".to_owned(),
-        dwk: "aauth-agent.json".to_owned(),
-        kid: "key-1".to_owned(),
-    };
-    sign_request(&mut req, provider_key.as_ref(), &scheme, now).unwrap();
-    assert_eq!(w.send(req).await.unwrap().status(), 200);
+    assert_eq!(answer, None, "an empty 200 once the cascade is done");
 
     // The cached auth token is refused at the resource now (revoked_jwt, with
     // requirement=person-token beside it, checklist RS-43); the client goes straight for a

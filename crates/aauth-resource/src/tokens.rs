@@ -8,6 +8,14 @@ use std::time::Duration;
 use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{PublicKey, Signer};
+#[cfg(feature = "revocation-sender")]
+use aauth_metadata::outbound::{RevocationError, Revoker, ServerSigner};
+#[cfg(feature = "revocation-sender")]
+use aauth_metadata::{
+    AccessServerMetadata, MetadataDocument, PersonServerMetadata, ResourceMetadata,
+};
+#[cfg(feature = "revocation-sender")]
+use aauth_tokens::ResourceClaims;
 use aauth_tokens::{AuthClaims, PersonClaims, ResourceTokenBuilder, ServerId};
 use serde::Deserialize;
 
@@ -106,6 +114,59 @@ impl ResourceTokens {
     pub fn login_hints(mut self, hints: Arc<LoginHint>) -> Self {
         self.login_hints = Some(hints);
         self
+    }
+
+    /// Revocations signed as resource `resource` with this signer
+    /// (`sig=jwks_uri;dwk="aauth-resource.json"`), sent through `transport`: see
+    /// [`ResourceTokens::revoke`]. (The `revocation-sender` feature.)
+    #[cfg(feature = "revocation-sender")]
+    #[must_use]
+    pub fn revoker(
+        &self,
+        resource: &ServerId,
+        transport: Arc<dyn aauth_metadata::Transport>,
+    ) -> Revoker {
+        let signer = ServerSigner::new(
+            resource.clone(),
+            ResourceMetadata::DWK,
+            Arc::clone(&self.signer),
+            &self.kid,
+        )
+        .random(self.random.clone());
+        Revoker::new(signer, transport)
+    }
+
+    /// Revokes a resource token this resource issued (checklist RS-62): at its `aud` (the
+    /// Person Server, three-party; the Access Server, four-party) and, in four-party, at
+    /// its `ps` as well, so that neither issues an auth token for it.
+    ///
+    /// # Errors
+    ///
+    /// The first leg's [`RevocationError`] (both legs are tried).
+    #[cfg(feature = "revocation-sender")]
+    pub async fn revoke(
+        &self,
+        revoker: &Revoker,
+        token: &ResourceClaims,
+        now: UnixTime,
+    ) -> Result<(), RevocationError> {
+        let at_aud = if token.aud == token.ps {
+            revoker
+                .revoke::<PersonServerMetadata>(&token.aud, &token.jti, token.exp, now)
+                .await
+        } else {
+            revoker
+                .revoke::<AccessServerMetadata>(&token.aud, &token.jti, token.exp, now)
+                .await
+        };
+        let at_ps = if token.aud == token.ps {
+            Ok(None)
+        } else {
+            revoker
+                .revoke::<PersonServerMetadata>(&token.ps, &token.jti, token.exp, now)
+                .await
+        };
+        at_aud.and(at_ps).map(drop)
     }
 
     /// The lifetime (whole seconds, at most 300).

@@ -10,7 +10,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, PublicKey, Signer};
-use aauth_metadata::{AgentProviderMetadata, HttpsUrl, Published};
+use aauth_metadata::outbound::{Revoker, ServerSigner};
+use aauth_metadata::{AgentProviderMetadata, HttpsUrl, MetadataDocument, Published};
 use aauth_signing::{
     AuthoritySource, JwtResolver, ReplayGuard, ReplayStore, SchemeResolver, Verifier, VerifyPolicy,
 };
@@ -185,6 +186,37 @@ impl AgentProvider {
     #[must_use]
     pub fn id(&self) -> &ServerId {
         &self.id
+    }
+
+    /// Revocations signed as this provider (`sig=jwks_uri;dwk="aauth-agent.json"`), sent
+    /// through `transport` (checklist AP-07): revoke an agent token at the agent's Person
+    /// Server, which ends everything it issued to that agent.
+    ///
+    /// ```no_run
+    /// # async fn demo(
+    /// #     provider: &aauth_agent::AgentProvider,
+    /// #     transport: std::sync::Arc<dyn aauth_metadata::Transport>,
+    /// #     ps: aauth_tokens::ServerId,
+    /// #     token: aauth_tokens::Minted,
+    /// # ) -> Result<(), aauth_metadata::outbound::RevocationError> {
+    /// use aauth_metadata::PersonServerMetadata;
+    /// let now = aauth_keys::time::UnixTime(1_800_000_000);
+    /// provider
+    ///     .revoker(transport)
+    ///     .revoke::<PersonServerMetadata>(&ps, &token.jti, token.exp, now)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn revoker(&self, transport: Arc<dyn aauth_metadata::Transport>) -> Revoker {
+        let signer = ServerSigner::new(
+            self.id.clone(),
+            AgentProviderMetadata::DWK,
+            Arc::clone(&self.signer),
+            &self.kid,
+        )
+        .random(self.random.clone());
+        Revoker::new(signer, transport)
     }
 
     /// The provider's metadata document and JWKS, for serving.

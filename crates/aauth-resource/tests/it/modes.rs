@@ -642,3 +642,88 @@ mod axum_extractors {
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
 }
+
+/// Answers revocation requests from a script and records where they went.
+#[derive(Default)]
+struct Recipients {
+    answers: std::sync::Mutex<std::collections::VecDeque<http::Response<bytes::Bytes>>>,
+    seen: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl aauth_metadata::Transport for Recipients {
+    async fn send(
+        &self,
+        req: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, aauth_metadata::TransportError> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push((req.method().to_string(), req.uri().to_string()));
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .ok_or_else(|| aauth_metadata::TransportError::new("nothing scripted"))
+    }
+}
+
+fn doc(body: &str) -> http::Response<bytes::Bytes> {
+    http::Response::new(bytes::Bytes::from(body.to_owned()))
+}
+
+/// Checklist RS-62: a resource revokes its resource token at its `aud`, and in
+/// four-party at the `ps` as well, signed as the resource.
+#[tokio::test]
+async fn a_resource_revokes_its_resource_tokens_where_they_could_be_redeemed() {
+    let m = modes();
+    let ps_doc = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/j","auth_token_endpoint":"https://ps.example/a","person_token_endpoint":"https://ps.example/p","revocation_endpoint":"https://ps.example/revocation"}"#;
+    let as_doc = r#"{"issuer":"https://as.example","jwks_uri":"https://as.example/j","auth_token_endpoint":"https://as.example/a","revocation_endpoint":"https://as.example/revocation"}"#;
+    let tokens = m.tokens();
+    for (aud, script, expected) in [
+        (
+            "https://ps.example",
+            vec![doc(ps_doc), doc("")],
+            vec!["POST https://ps.example/revocation"],
+        ),
+        (
+            "https://as.example",
+            vec![doc(as_doc), doc(""), doc(ps_doc), doc("")],
+            vec![
+                "POST https://as.example/revocation",
+                "POST https://ps.example/revocation",
+            ],
+        ),
+    ] {
+        let transport = Arc::new(Recipients {
+            answers: std::sync::Mutex::new(script.into()),
+            seen: std::sync::Mutex::default(),
+        });
+        let revoker = tokens.revoker(
+            &id("https://resource.example"),
+            Arc::clone(&transport) as Arc<dyn aauth_metadata::Transport>,
+        );
+        let minted = aauth_tokens::ResourceTokenBuilder::new(
+            id("https://resource.example"),
+            id(aud),
+            id("https://ps.example"),
+            "person-42",
+            "pt-1",
+            m.w.agent.public_key(),
+            "read",
+        )
+        .sign(m.rs_key.as_ref(), "rs-1", NOW, &mut OsRandom)
+        .unwrap();
+        let claims = m.verify_resource_token(&minted.token);
+        tokens.revoke(&revoker, &claims, NOW).await.unwrap();
+        let posts: Vec<String> = transport
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(method, _)| method == "POST")
+            .map(|(method, uri)| format!("{method} {uri}"))
+            .collect();
+        assert_eq!(posts, expected, "{aud}");
+    }
+}
