@@ -42,6 +42,7 @@ mod fetch;
 pub mod freshness;
 #[cfg(feature = "runtime")]
 mod guard;
+pub mod link;
 #[cfg(feature = "runtime")]
 pub mod outbound;
 mod publish;

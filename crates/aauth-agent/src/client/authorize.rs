@@ -126,6 +126,21 @@ impl AAuthClient {
 
     /// The resource's `authorization_endpoint`, from its metadata document.
     async fn authorization_endpoint(&self, resource: &ServerId) -> Result<String, AgentError> {
+        self.resource_metadata(resource)
+            .await?
+            .authorization_endpoint
+            .map(|u| u.as_str().to_owned())
+            .ok_or_else(|| AgentError::NotAServer {
+                uri: resource.as_str().to_owned(),
+                reason: "it declares no authorization_endpoint".to_owned(),
+            })
+    }
+
+    /// `resource`'s metadata document, its `issuer` checked.
+    async fn resource_metadata(
+        &self,
+        resource: &ServerId,
+    ) -> Result<aauth_metadata::ResourceMetadata, AgentError> {
         use aauth_metadata::MetadataDocument;
         let url = format!(
             "{}/.well-known/{}",
@@ -147,10 +162,45 @@ impl AAuthClient {
                 resp.status()
             )));
         }
-        let doc = aauth_metadata::ResourceMetadata::parse_for(resp.body(), resource)
-            .map_err(|e| not_declared(format!("metadata: {e}")))?;
-        doc.authorization_endpoint
-            .map(|u| u.as_str().to_owned())
-            .ok_or_else(|| not_declared("it declares no authorization_endpoint".to_owned()))
+        aauth_metadata::ResourceMetadata::parse_for(resp.body(), resource)
+            .map_err(|e| not_declared(format!("metadata: {e}")))
+    }
+
+    /// The resource a page links to with `rel="aauth-resource"` (checklist AG-03: a `Link`
+    /// header field or an HTML `<link>`), and its metadata document, its `issuer` checked.
+    /// Only a link to `{server identifier}/.well-known/aauth-resource.json` is followed.
+    /// The checklist asks the agent to record where it found the link: that is `page`,
+    /// which the caller holds.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::NotAServer`] when the page names no resource, or as the fetches.
+    pub async fn resource_linked_from(
+        &self,
+        page: &str,
+    ) -> Result<(ServerId, aauth_metadata::ResourceMetadata), AgentError> {
+        let req = http::Request::get(page)
+            .header(http::header::ACCEPT, "text/html")
+            .body(Bytes::new())
+            .map_err(AgentError::transport)?;
+        let resp = self.transport.send(req).await?;
+        let from_header = resp
+            .headers()
+            .get_all(http::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(aauth_metadata::link::from_link_header);
+        let resource = from_header
+            .or_else(|| {
+                std::str::from_utf8(resp.body())
+                    .ok()
+                    .and_then(aauth_metadata::link::from_html)
+            })
+            .ok_or_else(|| AgentError::NotAServer {
+                uri: page.chars().take(200).collect(),
+                reason: "the page names no aauth-resource metadata document".to_owned(),
+            })?;
+        let doc = self.resource_metadata(&resource).await?;
+        Ok((resource, doc))
     }
 }

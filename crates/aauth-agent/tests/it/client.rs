@@ -527,3 +527,59 @@ async fn a_state_changing_requests_nonce_comes_from_the_injected_source() {
         w.net.seen()[0].header("signature-input")
     );
 }
+
+/// Checklist AG-03: a page names its resource with `rel="aauth-resource"` (a `Link` field
+/// or an HTML `<link>`); the agent follows only a link of the metadata document's form,
+/// and checks the document's `issuer`.
+#[tokio::test]
+async fn the_agent_follows_an_aauth_resource_link_and_nothing_else() {
+    let w = parties();
+    let metadata = r#"{"issuer":"https://resource.example","authorization_endpoint":"https://resource.example/authorize"}"#;
+    let link =
+        r#"<https://resource.example/.well-known/aauth-resource.json>; rel="aauth-resource""#;
+    w.net.host(
+        "docs.example",
+        scripted(vec![
+            response(200, &[("link", link)], "docs"),
+            response(
+                200,
+                &[],
+                r#"<html><head><link rel="aauth-resource" href="https://resource.example/.well-known/aauth-resource.json"></head></html>"#,
+            ),
+            response(
+                200,
+                &[(
+                    "link",
+                    r#"<https://evil.example/steal>; rel="aauth-resource""#,
+                )],
+                "",
+            ),
+        ]),
+    );
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            response(200, &[], metadata),
+            response(200, &[], metadata),
+        ]),
+    );
+    let client = w.client(None);
+    for _ in 0..2 {
+        let (id, doc) = client
+            .resource_linked_from("https://docs.example/api")
+            .await
+            .unwrap();
+        assert_eq!(id.as_str(), "https://resource.example");
+        assert!(doc.authorization_endpoint.is_some());
+    }
+    assert!(matches!(
+        client
+            .resource_linked_from("https://docs.example/api")
+            .await,
+        Err(AgentError::NotAServer { .. })
+    ));
+    assert!(
+        w.net.seen().iter().all(|s| s.path != "/steal"),
+        "a link of another form is never fetched"
+    );
+}

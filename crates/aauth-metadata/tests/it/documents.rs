@@ -317,6 +317,24 @@ fn key_discovery_reads_any_document() {
 }
 
 proptest! {
+    /// The `aauth-resource` link readers: any input, no panic; whatever they name is a
+    /// server identifier whose metadata URL is the one form a link may take.
+    #[test]
+    fn resource_links_never_panic_and_name_only_identifiers(
+        text in "(<link |<|>|rel=|\"|'|aauth-resource|https://a\\.example/\\.well-known/aauth-resource\\.json| |,|;|[a-zA-Z=:/.\\-]){0,40}"
+    ) {
+        for found in [aauth_metadata::link::from_link_header(&text), aauth_metadata::link::from_html(&text)]
+            .into_iter()
+            .flatten()
+        {
+            let target = aauth_metadata::link::target_of(&found).unwrap();
+            prop_assert_eq!(
+                target.as_str(),
+                format!("{}/.well-known/aauth-resource.json", found.as_str())
+            );
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let iss = id("https://ps.example");
