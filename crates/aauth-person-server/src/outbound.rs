@@ -98,23 +98,53 @@ impl RevocationNotifier for HttpRevocationNotifier {
             .map_err(|e| e.to_string())
     }
 
+    /// The Access Server answers with a `downstream` report, one entry per resource
+    /// (checklist PS-114): a resource it could not reach is `revocation_unavailable`, and
+    /// revocation is idempotent, so the revocation is sent once more (the Access Server
+    /// re-attempts the resources that failed, AS-41). What still failed is the error.
     async fn notify_access_server(
         &self,
         access_server: &ServerId,
         jti: &str,
         exp: u64,
     ) -> Result<(), String> {
-        self.revoker()
-            .revoke::<aauth_metadata::AccessServerMetadata>(
-                access_server,
-                jti,
-                exp,
-                self.clock.now(),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        let mut failed = Vec::new();
+        for _attempt in 0..2 {
+            let report = self
+                .revoker()
+                .revoke::<aauth_metadata::AccessServerMetadata>(
+                    access_server,
+                    jti,
+                    exp,
+                    self.clock.now(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            failed = failed_recipients(report.as_ref());
+            if failed.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(format!("downstream: {}", failed.join(", ")))
     }
+}
+
+/// The entries of an Access Server's `downstream` report whose revocation did not
+/// succeed, as `recipient: error`.
+fn failed_recipients(report: Option<&serde_json::Value>) -> Vec<String> {
+    report
+        .and_then(|r| r["downstream"].as_array())
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let error = e["error"].as_str()?;
+                    let recipient = e["recipient"].as_str().unwrap_or("?"); // default: an entry without its recipient is still a failure
+                    Some(format!("{recipient}: {error}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default() // default: no report is no failed leg
 }
 
 impl HttpRevocationNotifier {

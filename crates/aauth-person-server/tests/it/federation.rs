@@ -1065,3 +1065,70 @@ async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
         ]
     );
 }
+
+/// Answers from a script, in order; counts what was posted.
+struct Sequence {
+    answers: Mutex<std::collections::VecDeque<http::Response<Bytes>>>,
+    posts: Mutex<u32>,
+}
+
+#[async_trait]
+impl Transport for Sequence {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        if req.method() == http::Method::POST {
+            *self.posts.lock().unwrap() += 1;
+        }
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .ok_or_else(|| TransportError::new("nothing scripted"))
+    }
+}
+
+/// Checklist PS-114: the Access Server's `downstream` report is read; a resource it could
+/// not reach is retried by sending the (idempotent) revocation once more, and what still
+/// fails is reported.
+#[tokio::test]
+async fn a_failed_downstream_leg_is_sent_again_once() {
+    use aauth_person_server::{HttpRevocationNotifier, RevocationNotifier};
+    let as_doc = r#"{"issuer":"https://as.example","jwks_uri":"https://as.example/j","auth_token_endpoint":"https://as.example/a","revocation_endpoint":"https://as.example/revocation"}"#;
+    let failed = r#"{"downstream":[{"recipient":"https://resource.example","error":"revocation_unavailable"}]}"#;
+    let done = r#"{"downstream":[{"recipient":"https://resource.example"}]}"#;
+    let ok = |b: &str| http::Response::new(Bytes::from(b.to_owned()));
+    for (script, outcome, posts) in [
+        (
+            vec![ok(as_doc), ok(failed), ok(as_doc), ok(done)],
+            Ok(()),
+            2,
+        ),
+        (vec![ok(as_doc), ok(done)], Ok(()), 1),
+        (
+            vec![ok(as_doc), ok(failed), ok(as_doc), ok(failed)],
+            Err("downstream: https://resource.example: revocation_unavailable".to_owned()),
+            2,
+        ),
+    ] {
+        let transport = Arc::new(Sequence {
+            answers: Mutex::new(script.into()),
+            posts: Mutex::new(0),
+        });
+        let notifier = HttpRevocationNotifier::new(
+            id("https://ps.example"),
+            Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
+            "ps-1",
+            Arc::clone(&transport) as Arc<dyn Transport>,
+            Arc::new(aauth_keys::time::FixedClock::new(NOW)),
+        );
+        assert_eq!(
+            notifier
+                .notify_access_server(&id("https://as.example"), "pt-1", NOW.as_secs() + 600)
+                .await,
+            outcome
+        );
+        assert_eq!(*transport.posts.lock().unwrap(), posts);
+    }
+}
