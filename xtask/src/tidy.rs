@@ -377,4 +377,57 @@ mod tests {
             }
         }
     }
+
+    /// Every requirement id the code cites (`PS-13`, `AG-61`, `AP-07`, …) is defined in
+    /// `docs/conformance.md`, so that someone with only the repository can look it up.
+    #[test]
+    fn tidy_every_cited_requirement_id_is_defined() {
+        let root = crate::root();
+        let defined =
+            std::fs::read_to_string(root.join("docs/conformance.md")).expect("the id map");
+        let out = Command::new("git")
+            .args(["ls-files", "-z", "crates", "tests", "xtask"])
+            .current_dir(&root)
+            .output()
+            .expect("git ls-files runs");
+        for path in String::from_utf8_lossy(&out.stdout)
+            .split('\0')
+            .filter(|p| p.ends_with(".rs"))
+        {
+            let Ok(text) = std::fs::read_to_string(root.join(path)) else {
+                continue;
+            };
+            for id in requirement_ids(&text) {
+                assert!(
+                    defined.contains(&format!("| {id} |")),
+                    "{path} cites {id}, which docs/conformance.md does not define"
+                );
+            }
+        }
+    }
+
+    /// The ids of the form `PS-13` (a role prefix, a hyphen, digits) in `text`.
+    fn requirement_ids(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let bytes = text.as_bytes();
+        for prefix in ["PS-", "AG-", "AS-", "RS-", "AP-"] {
+            let mut from = 0;
+            while let Some(at) = text[from..].find(prefix) {
+                let at = from + at;
+                from = at + prefix.len();
+                let before = at.checked_sub(1).map(|i| bytes[i]);
+                if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    continue;
+                }
+                let digits: String = text[from..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if !digits.is_empty() {
+                    out.push(format!("{prefix}{digits}"));
+                }
+            }
+        }
+        out
+    }
 }
