@@ -136,22 +136,33 @@ fn we_record_a_revocation_python_signs() {
             .contains(r#""content-digest" "content-type""#),
         "the body is covered: {headers:?}"
     );
-    let (endpoint, list) = our_revocation_endpoint();
     let now = now();
     let handle = |headers: &serde_json::Map<String, Value>| {
+        // A fresh endpoint each time: the second request would otherwise be a replay.
+        let (endpoint, list) = our_revocation_endpoint();
         let parts = server_parts("POST", "https://resource.example/revoke", headers);
-        block(endpoint.handle(&parts, body.as_bytes(), now))
+        let resp = block(endpoint.handle(&parts, body.as_bytes(), now));
+        let revoked = block(list.is_revoked(&id(PS), "auth-jti-2")).unwrap();
+        (resp, revoked)
     };
-    // As the peer sends it, our endpoint cannot read the signature (departure 1).
-    let raw = handle(headers);
-    assert_eq!(raw.status(), 401, "{raw:?}");
     let mut adapted = headers.clone();
     let sig = headers["signature"].as_str().unwrap();
     adapted.insert(
         "signature".into(),
         from_peer_encoding(sig, Algorithm::Ed25519).into(),
     );
-    let resp = handle(&adapted);
+    let (resp, revoked) = handle(&adapted);
     assert_eq!(resp.status(), 200, "{resp:?}");
-    assert!(block(list.is_revoked(&id(PS), "auth-jti-2")).unwrap());
+    assert!(revoked);
+    // As the peer sends it, our endpoint cannot read a signature with '-' or '_', outside
+    // RFC 8941's alphabet (departure 1). One without them (about one in fifteen) reads as
+    // standard base64 short of its padding, which RFC 8941 §4.2.7 tells parsers to accept.
+    let (raw, revoked) = handle(headers);
+    let (_, value) = split_signature(sig);
+    if value.contains(['-', '_']) {
+        assert_eq!(raw.status(), 401, "{raw:?}");
+        assert!(!revoked);
+    } else {
+        assert_eq!(raw.status(), 200, "{raw:?}");
+    }
 }
