@@ -14,5 +14,6 @@
 mod browser;
 mod demos;
 mod interop;
+mod interop_python;
 mod security;
 mod world;

@@ -154,10 +154,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Installs the interop peer (`@hellocoop/httpsig`) from its lock file, so the interop
-/// test can run it. Without npm the test skips loudly (or fails under
-/// `AAUTH_REQUIRE_INTEROP=1`, as in CI).
+/// Installs the interop peers: `@hellocoop/httpsig` from its lock file, and the Python
+/// `aauth` packages into a virtualenv ([`python_peer`]), so the interop tests can run them.
+/// Without npm or Python a test skips loudly (or fails under `AAUTH_REQUIRE_INTEROP=1`, as
+/// in CI).
 fn interop_deps() -> Result<(), String> {
+    npm_peer()?;
+    python_peer()
+}
+
+/// `npm ci` in `tests/interop/hellocoop`.
+fn npm_peer() -> Result<(), String> {
     let dir = root().join("tests/interop/hellocoop");
     if !dir.join("package-lock.json").exists() {
         return Err("tests/interop/hellocoop/package-lock.json is missing".to_owned());
@@ -172,4 +179,46 @@ fn interop_deps() -> Result<(), String> {
         &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
         &[],
     )
+}
+
+/// The Python peer (`aauth`, `aauth-signing`, pinned in `tests/interop/python/requirements.txt`):
+/// `python3 -m venv tests/interop/python/.venv`, then `pip install -r` into it. Idempotent
+/// and quick when nothing changed: the venv keeps a copy of the requirements it was
+/// installed from, and an install whose copy matches is skipped.
+fn python_peer() -> Result<(), String> {
+    let dir = root().join("tests/interop/python");
+    let requirements = dir.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("tests/interop/python/requirements.txt: {e}"))?;
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("requirements.installed");
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        eprintln!("python peer: .venv is up to date with requirements.txt");
+        return Ok(());
+    }
+    if !have("python3", &["--version"]) {
+        eprintln!("!! python3 is not installed: the Python interop tests will be skipped.");
+        return Ok(());
+    }
+    if !python.exists() {
+        run_in(&dir, "python3", &["-m", "venv", ".venv"], &[])?;
+    }
+    let python = python.to_string_lossy();
+    run_in(
+        &dir,
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+            "requirements.txt",
+        ],
+        &[],
+    )?;
+    std::fs::write(&stamp, &wanted).map_err(|e| format!("{}: {e}", stamp.display()))
 }
