@@ -2,12 +2,13 @@
 
 use crate::{cargo, cargo_env, have, root, run_in};
 
-const JOBS: [&str; 9] = [
+const JOBS: [&str; 10] = [
     "fmt",
     "tidy",
     "clippy",
     "interop-deps",
     "test",
+    "interop",
     "oracles",
     "fuzz-check",
     "doc",
@@ -72,6 +73,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 ])?;
             }
             "interop-deps" => interop_deps()?,
+            "interop" => crate::interop::run(&[])?,
             "test" => {
                 cargo(&["test", "--workspace", "--all-targets", "--locked"])?;
                 cargo(&["test", "--workspace", "--doc", "--locked"])?;
@@ -158,7 +160,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 /// `aauth` packages into a virtualenv ([`python_peer`]), so the interop tests can run them.
 /// Without npm or Python a test skips loudly (or fails under `AAUTH_REQUIRE_INTEROP=1`, as
 /// in CI).
-fn interop_deps() -> Result<(), String> {
+pub(crate) fn interop_deps() -> Result<(), String> {
     npm_peer()?;
     python_peer()
 }

@@ -12,6 +12,7 @@
 mod ci;
 mod demo;
 mod fuzz;
+mod interop;
 mod load;
 mod tidy;
 
@@ -24,6 +25,7 @@ cargo xtask <command>
   ci [fmt|clippy|test|doc|deny|tidy]   run every CI job (or one), cheapest first
   demo [N|all|--list]                  run the demos and print their transcripts
   demo 4 --live                        demo 4 with you as the person, in your own browser
+  interop                              the live peer tests as a matrix (peer x direction x feature)
   fuzz [--smoke | <target> [--seconds N]]
                                        run the cargo-fuzz targets in fuzz/ (needs cargo-fuzz)
   bench                                run the criterion benchmarks (cargo bench)
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("interop") => interop::run(&args[1..]),
         Some("bench") => cargo(&["bench", "--workspace"]),
         Some("load") => load::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
