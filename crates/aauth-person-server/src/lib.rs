@@ -48,7 +48,7 @@ pub use mission::{
 pub use outbound::{HttpRevocationNotifier, RevocationNotifier};
 pub use pending::{
     ChatTurn, DELIVERY_LEASE, FourParty, MAX_CLARIFICATIONS, Pending, PendingRequest, PendingState,
-    WebSession,
+    ResourceInteraction, WebSession,
 };
 pub use policy::dangerous;
 pub use policy::{

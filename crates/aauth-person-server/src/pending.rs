@@ -41,6 +41,9 @@ pub enum PendingRequest {
         /// The resource token's `jti` (its revocation by the resource ends the request:
         /// polling error `revoked`). `None` for requests stored before it was kept.
         resource_token_jti: Option<Box<str>>,
+        /// The resource's own interaction, which the person goes through before this
+        /// server's consent (draft -11 §Resource-Initiated Interaction).
+        resource_interaction: Option<Box<ResourceInteraction>>,
         /// The presented token's `exp` (the auth token's cap).
         presented_exp: u64,
         /// The budget the resource offers (draft-hardt-aauth-budgets).
@@ -158,6 +161,41 @@ pub enum PendingState {
     },
     /// The token was delivered, or the agent cancelled: later polls get `410`.
     Done,
+    /// The request ended with a polling error other than `denied` (the resource's own
+    /// interaction came back with an error: `abandoned`, `expired`, `server_error`).
+    Ended {
+        /// The polling error.
+        error: String,
+    },
+}
+
+/// The resource's own user-facing flow a resource token requires (its `interaction`
+/// claim), and how far the person got through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResourceInteraction {
+    /// The resource's interaction URL (https).
+    pub url: String,
+    /// The resource's interaction code.
+    pub code: String,
+    /// This server's per-flow value in the callback URL it gives the resource: a
+    /// callback without it is not this flow's.
+    pub flow: String,
+    /// Whether the resource's flow came back successfully.
+    pub done: bool,
+}
+
+impl ResourceInteraction {
+    /// The flow `url`?code=`code`, not yet done, its callback marked with `flow`.
+    #[must_use]
+    pub fn new(url: String, code: String, flow: String) -> Self {
+        Self {
+            url,
+            code,
+            flow,
+            done: false,
+        }
+    }
 }
 
 /// How long a delivery claim ([`PendingState::Delivering`]) holds before another poll may

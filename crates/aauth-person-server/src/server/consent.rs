@@ -13,6 +13,7 @@ use crate::mission::Proposal;
 use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 
+use super::resource_flow::RESOURCE_CALLBACK_PATH;
 use super::{INTERACT_PATH, LOGIN_PATH, PersonServer, subtle_eq};
 use crate::web;
 
@@ -91,6 +92,9 @@ impl PersonServer {
             (Method::GET, INTERACT_PATH) => self.show_request(page).await,
             (Method::POST, LOGIN_PATH) => self.sign_in(page).await,
             (Method::POST, INTERACT_PATH) => self.decide_request(page).await,
+            (Method::GET, path) if path.starts_with(RESOURCE_CALLBACK_PATH) => {
+                self.resource_callback(&page).await
+            }
             _ => Ok(error_page(StatusCode::METHOD_NOT_ALLOWED, "Not here.")),
         };
         answered.unwrap_or_else(failed)
@@ -178,6 +182,10 @@ impl PersonServer {
             self.throttle.failed(&keys, page.now).await?;
             self.save(&mut p).await?;
             return Ok(no_such_code());
+        }
+        // The resource's own flow comes first, when its resource token asks for one.
+        if let Some(interstitial) = self.resource_interstitial(&mut p).await? {
+            return Ok(interstitial);
         }
         p.state = PendingState::Interacting;
         let callback = self.callback_for(&p.agent.0, callback).await;
@@ -624,14 +632,14 @@ impl PersonServer {
 }
 
 /// What a page request carries, read once.
-struct PageRequest<'a> {
-    parts: &'a Parts,
-    query: Vec<(String, String)>,
+pub(super) struct PageRequest<'a> {
+    pub(super) parts: &'a Parts,
+    pub(super) query: Vec<(String, String)>,
     posted: Vec<(String, String)>,
     session_cookie: Option<String>,
-    session: Option<crate::pending::WebSession>,
+    pub(super) session: Option<crate::pending::WebSession>,
     client: Option<ClientAddr>,
-    now: UnixTime,
+    pub(super) now: UnixTime,
 }
 
 impl PageRequest<'_> {
@@ -646,7 +654,7 @@ impl PageRequest<'_> {
 }
 
 /// A page with one message.
-fn error_page(status: StatusCode, msg: &str) -> http::Response<Bytes> {
+pub(super) fn error_page(status: StatusCode, msg: &str) -> http::Response<Bytes> {
     web::page(
         status,
         "Person Server",

@@ -8,6 +8,7 @@ mod federation;
 mod governance;
 mod missions;
 mod poll;
+mod resource_flow;
 mod revocation;
 mod router;
 mod tokens;

@@ -266,6 +266,17 @@ impl PersonServer {
                     "the person denied the request",
                 )
             }
+            // The resource's own interaction came back with an error (draft -11
+            // §Interaction Callback Errors, mapped to polling errors).
+            PendingState::Ended { error } => {
+                self.end(p).await?;
+                let detail = "the resource's own interaction did not complete";
+                match error.as_str() {
+                    "abandoned" => ended(StatusCode::FORBIDDEN, "abandoned", detail),
+                    "expired" => ended(StatusCode::REQUEST_TIMEOUT, "expired", detail),
+                    _ => ended(StatusCode::INTERNAL_SERVER_ERROR, "server_error", detail),
+                }
+            }
             // Approved, but what the token would be capped by (the agent token, or the
             // upstream token of a chained request: PS-64) has expired: nothing to issue.
             PendingState::Approved { .. } | PendingState::Delivering { .. }

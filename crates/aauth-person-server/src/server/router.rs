@@ -67,6 +67,9 @@ impl<'a> Route<'a> {
             MISSION_PATH => Self::Signed(Signed::Missions),
             REVOCATION_PATH => Self::Revocation,
             INTERACT_PATH | LOGIN_PATH if pages => Self::Pages,
+            p if pages && p.starts_with(super::resource_flow::RESOURCE_CALLBACK_PATH) => {
+                Self::Pages
+            }
             _ => {
                 if let Some(s256) = path.strip_prefix("/mission/") {
                     Self::Signed(Signed::Mission { s256 })

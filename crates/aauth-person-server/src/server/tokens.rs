@@ -269,6 +269,7 @@ impl PersonServer {
             tenant: rt.tenant.clone(),
             presented_jti: rt.presented_jti.clone(),
             resource_token_jti: Some(rt.jti.as_str().into()),
+            resource_interaction: None,
             presented_exp: held.exp,
             budget: rt.budget.clone(),
             budget_consumed: rt.budget_consumed.clone().unwrap_or_default(), // default: no consumption reported
@@ -360,8 +361,9 @@ impl PersonServer {
             .auth_context(r, &b, &rt, &held, &mut acting, now)
             .await?;
         let chain = Self::chain_to(upstream.as_ref(), &rt.iss)?;
-        let request = self.auth_request(r, &b, &rt, &held, presented, chain);
-        match prompt.apply(self.decide(
+        let mut request = self.auth_request(r, &b, &rt, &held, presented, chain);
+        let resource_flow = self.resource_flow(&rt, &mut request)?;
+        let decision = prompt.apply(self.decide(
             &ConsentRequest {
                 account: &held.account,
                 provider: &acting.agent.0,
@@ -371,7 +373,14 @@ impl PersonServer {
                 kind: ConsentKind::AuthToken,
             },
             true,
-        ))? {
+        ))?;
+        // A resource that requires its own flow first: the person goes through it, and
+        // then this server's consent, whatever the policy would have decided alone.
+        let decision = match decision {
+            Decision::Approve if resource_flow => Decision::AskPerson,
+            d => d,
+        };
+        match decision {
             Decision::Approve => {
                 match self
                     .mint_auth(&request, &held.account, &acting.key, acting.exp, now)
@@ -416,6 +425,39 @@ impl PersonServer {
                 .await
             }
         }
+    }
+
+    /// Draft -11 §Resource-Initiated Interaction: a resource token with an `interaction`
+    /// claim makes `request` wait for the resource's own flow (an https URL, else the
+    /// resource token is invalid). Whether it does.
+    fn resource_flow(
+        &self,
+        rt: &aauth_tokens::ResourceClaims,
+        request: &mut PendingRequest,
+    ) -> Result<bool, PsError> {
+        let (
+            Some(i),
+            PendingRequest::AuthToken {
+                resource_interaction,
+                ..
+            },
+        ) = (&rt.interaction, request)
+        else {
+            return Ok(false);
+        };
+        let url = aauth_metadata::HttpsUrl::parse(&i.url)
+            .map_err(|e| PsError::InvalidResourceToken(format!("interaction.url: {}", e.reason)))?;
+        if url.path_and_query().contains('?') || i.code.is_empty() || i.code.len() > 64 {
+            return Err(PsError::InvalidResourceToken(
+                "interaction: a URL without a query, and a code of at most 64 bytes".to_owned(),
+            ));
+        }
+        *resource_interaction = Some(Box::new(crate::pending::ResourceInteraction::new(
+            url.as_str().to_owned(),
+            i.code.clone(),
+            self.random_token()?,
+        )));
+        Ok(true)
     }
 
     /// `action: updated_request` at a pending auth-token request (draft -11 §7.5.2.2,
@@ -519,6 +561,14 @@ impl PersonServer {
             tenant: rt.tenant,
             presented_jti: rt.presented_jti,
             resource_token_jti: Some(rt.jti.into()),
+            // An update keeps the resource's flow (and how far the person got in it).
+            resource_interaction: match &p.request {
+                PendingRequest::AuthToken {
+                    resource_interaction,
+                    ..
+                } => resource_interaction.clone(),
+                _ => None,
+            },
             presented_exp: held.exp,
             four_party: match &p.request {
                 PendingRequest::AuthToken {

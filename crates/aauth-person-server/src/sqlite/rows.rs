@@ -82,6 +82,8 @@ pub(super) enum RequestRow {
         #[serde(default)]
         resource_token_jti: Option<Box<str>>,
         #[serde(default)]
+        resource_interaction: Option<(String, String, String, bool)>,
+        #[serde(default)]
         budget: Option<aauth_tokens::Budget>,
         #[serde(default)]
         budget_consumed: Vec<aauth_tokens::Consumption>,
@@ -118,6 +120,7 @@ pub(super) enum StateRow {
     Denied,
     Delivering { account: String, since: u64 },
     Done,
+    Ended { error: String },
 }
 
 pub(super) fn server(s: &str) -> Result<ServerId, StoreError> {
@@ -154,12 +157,16 @@ impl PendingRow {
                     tenant,
                     presented_jti,
                     resource_token_jti,
+                    resource_interaction,
                     presented_exp,
                     budget,
                     budget_consumed,
                     four_party,
                     chain,
                 } => RequestRow::AuthToken {
+                    resource_interaction: resource_interaction
+                        .as_ref()
+                        .map(|i| (i.url.clone(), i.code.clone(), i.flow.clone(), i.done)),
                     chain: chain.iter().map(|s| s.as_str().to_owned()).collect(),
                     resource: resource.as_str().to_owned(),
                     sub: sub.clone(),
@@ -223,6 +230,9 @@ impl PendingRow {
                     account: account.clone(),
                     since: *since,
                 },
+                PendingState::Ended { error } => StateRow::Ended {
+                    error: error.clone(),
+                },
                 // A state a later version adds is kept as ended, never as approved.
                 _ => StateRow::Done,
             },
@@ -272,12 +282,18 @@ impl PendingRow {
                     tenant,
                     presented_jti,
                     resource_token_jti,
+                    resource_interaction,
                     presented_exp,
                     budget,
                     budget_consumed,
                     four_party,
                     chain,
                 } => PendingRequest::AuthToken {
+                    resource_interaction: resource_interaction.map(|(url, code, flow, done)| {
+                        let mut i = crate::pending::ResourceInteraction::new(url, code, flow);
+                        i.done = done;
+                        Box::new(i)
+                    }),
                     chain: chain.iter().map(|s| server(s)).collect::<Result<_, _>>()?,
                     resource: server(&resource)?,
                     sub,
@@ -336,6 +352,7 @@ impl PendingRow {
                     PendingState::Delivering { account, since }
                 }
                 StateRow::Done => PendingState::Done,
+                StateRow::Ended { error } => PendingState::Ended { error },
             },
             expires: self.expires,
             attempts: self.attempts,

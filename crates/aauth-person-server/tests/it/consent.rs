@@ -1185,3 +1185,143 @@ mod callback_urls {
         }
     }
 }
+
+/// A resource token whose resource needs its own flow first (an `interaction` claim).
+async fn resource_flow_request(w: &World) -> (String, String) {
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let rt = ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        w.agent.public_key(),
+        "read",
+    )
+    .interaction("https://resource.example/oauth/start", "RSRC-0001")
+    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
+    .unwrap()
+    .token;
+    // Even a policy that would approve at once asks the person: the resource's flow
+    // needs them (draft -11 §Resource-Initiated Interaction).
+    let (s, headers, json) = w
+        .post_full(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": person, "capabilities": ["interaction"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    (header(&headers, "location"), code_of(&headers))
+}
+
+#[tokio::test]
+async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
+    let w = consenting_world(Some(Arc::new(aauth_person_server::dangerous::AutoApprove))).await;
+    let (location, code) = resource_flow_request(&w).await;
+    let mut b = Browser::default();
+    let signed_in = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    // The interstitial: the resource first, with this server's per-flow callback.
+    let first = b
+        .go(&w, "GET", &header(&signed_in.headers, "location"), &[])
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.html);
+    let link = first
+        .html
+        .split("href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        link.starts_with("https://resource.example/oauth/start?code=RSRC-0001&callback=https%3A%2F%2Fps.example%2Finteract%2Fresource%2F"),
+        "{link}"
+    );
+    assert!(
+        !first.html.contains("decision"),
+        "no consent before the resource's flow"
+    );
+    let callback = link
+        .split("callback=")
+        .nth(1)
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/");
+    let callback_path = callback
+        .strip_prefix("https://ps.example")
+        .unwrap()
+        .to_owned();
+    // A callback with another flow value moves nothing.
+    let forged = format!("{}x", callback_path);
+    assert_eq!(
+        b.go(&w, "GET", &forged, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The resource's flow succeeded: back here, then this server's own consent.
+    let back = b.go(&w, "GET", &callback_path, &[]).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER);
+    let consent = b
+        .go(&w, "GET", &header(&back.headers, "location"), &[])
+        .await;
+    assert_eq!(consent.status, StatusCode::OK);
+    let csrf = consent.hidden("csrf");
+    assert!(!csrf.is_empty(), "{}", consent.html);
+    let done = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(json["auth_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_resource_flow_that_fails_ends_the_request_with_the_mapped_error() {
+    for (callback_error, status, polling_error) in [
+        ("access_denied", StatusCode::FORBIDDEN, "denied"),
+        ("user_abandoned", StatusCode::FORBIDDEN, "abandoned"),
+        (
+            "interaction_expired",
+            StatusCode::REQUEST_TIMEOUT,
+            "expired",
+        ),
+        (
+            "temporarily_unavailable",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+        ),
+    ] {
+        let w = consenting_world(Some(Arc::new(aauth_person_server::dangerous::AutoApprove))).await;
+        let (location, code) = resource_flow_request(&w).await;
+        let mut b = Browser::default();
+        let signed_in = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+        let first = b
+            .go(&w, "GET", &header(&signed_in.headers, "location"), &[])
+            .await;
+        let callback = first
+            .html
+            .split("callback=")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .replace("%3A", ":")
+            .replace("%2F", "/");
+        let path = callback.strip_prefix("https://ps.example").unwrap();
+        let ended = b
+            .go(&w, "GET", &format!("{path}?error={callback_error}"), &[])
+            .await;
+        assert_eq!(ended.status, StatusCode::OK);
+        let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (status, Some(polling_error)),
+            "{callback_error}: {json}"
+        );
+    }
+}

@@ -230,6 +230,11 @@ async fn contract(store: Arc<dyn PsStore>) {
         tenant: None,
         presented_jti: "jti-1".to_owned(),
         resource_token_jti: Some("rt-1".into()),
+        resource_interaction: Some(Box::new(aauth_person_server::ResourceInteraction::new(
+            "https://resource.example/consent".to_owned(),
+            "RC-1".to_owned(),
+            "flow-1".to_owned(),
+        ))),
         presented_exp: NOW.as_secs() + 60,
         budget: Some(aauth_tokens::Budget::new(5_000_000, "USD", 6).unwrap()),
         budget_consumed: vec![aauth_tokens::Consumption::new("at-0", 1)],

@@ -1,0 +1,144 @@
+//! Resource-initiated interaction (draft -11 §Resource-Initiated Interaction): a resource
+//! token with an `interaction` claim needs the resource's own flow (typically an OAuth
+//! authorization at a third party) before this server asks the person. The person, on
+//! the consent page, is first shown an interstitial that sends them to
+//! `{interaction.url}?code={interaction.code}&callback={this server's per-flow URL}`; the
+//! resource redirects back there when its flow ends, successfully (then this server's
+//! consent follows) or with `?error=` (draft -11 §Interaction Callback Errors: the
+//! request ends with the mapped polling error).
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::PsError;
+use crate::pending::{Pending, PendingRequest, PendingState};
+use crate::web;
+
+use super::consent::{PageRequest, error_page};
+use super::{INTERACT_PATH, PersonServer, subtle_eq};
+
+/// Where the resource sends the person back: `{RESOURCE_CALLBACK_PATH}{code}/{flow}`
+/// (no query of its own, so the resource's `?error=` appends cleanly).
+pub(super) const RESOURCE_CALLBACK_PATH: &str = "/interact/resource/";
+
+impl PersonServer {
+    /// The interstitial for `p` while its resource's own flow is not done (`None` once it
+    /// is, or when there is none): what the resource asks, and the link that starts it.
+    pub(super) async fn resource_interstitial(
+        &self,
+        p: &mut Pending,
+    ) -> Result<Option<http::Response<Bytes>>, PsError> {
+        let PendingRequest::AuthToken {
+            resource,
+            resource_interaction: Some(flow),
+            ..
+        } = &p.request
+        else {
+            return Ok(None);
+        };
+        if flow.done {
+            return Ok(None);
+        }
+        let callback = format!(
+            "{}{RESOURCE_CALLBACK_PATH}{}/{}",
+            self.id.as_str(),
+            p.code,
+            flow.flow
+        );
+        let target = format!(
+            "{}?code={}&callback={}",
+            flow.url,
+            web::query_escape(&flow.code),
+            web::query_escape(&callback)
+        );
+        let body = format!(
+            "<p>The resource {} needs you to grant it access on its own page first; your \
+             Person Server asks you after that.</p><p><a href=\"{}\">Continue to the \
+             resource</a></p>",
+            web::esc(resource.as_str()),
+            web::esc(&target)
+        );
+        p.state = PendingState::Interacting;
+        self.save(p).await?;
+        Ok(Some(web::page(
+            StatusCode::OK,
+            "The resource asks first",
+            &body,
+        )))
+    }
+
+    /// `GET {RESOURCE_CALLBACK_PATH}{code}/{flow}[?error=…]`: the resource's flow ended.
+    /// Only the signed-in person whose request it is, with the flow's own value, moves it
+    /// on: to this server's consent page, or to the polling error the callback's `error`
+    /// maps to (`access_denied` → `denied`, `user_abandoned` → `abandoned`,
+    /// `interaction_expired` → `expired`, anything else → `server_error`).
+    pub(super) async fn resource_callback(
+        &self,
+        page: &PageRequest<'_>,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let tail = page
+            .parts
+            .uri
+            .path()
+            .strip_prefix(RESOURCE_CALLBACK_PATH)
+            .unwrap_or_default(); // default: the router sends only this prefix here
+        let (Some(session), Some((code, flow))) = (page.session.as_ref(), tail.split_once('/'))
+        else {
+            return Ok(error_page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in, then follow the agent's link again.",
+            ));
+        };
+        let found = match aauth_metadata::code::normalize(code) {
+            Some(c) => self.store.pending_by_code(&c).await?,
+            None => None,
+        };
+        let Some(mut p) = found.filter(|p| {
+            p.is_open()
+                && page.now.as_secs() < p.expires
+                && p.account.as_ref().is_none_or(|a| *a == session.account)
+        }) else {
+            return Ok(error_page(
+                StatusCode::NOT_FOUND,
+                "This request is over, or not yours.",
+            ));
+        };
+        let PendingRequest::AuthToken {
+            resource_interaction: Some(expected),
+            ..
+        } = &mut p.request
+        else {
+            return Ok(error_page(StatusCode::NOT_FOUND, "Nothing waits for this."));
+        };
+        if !bool::from(subtle_eq(expected.flow.as_bytes(), flow.as_bytes())) {
+            return Ok(error_page(StatusCode::NOT_FOUND, "Nothing waits for this."));
+        }
+        let code = p.code.clone();
+        match web::field(&page.query, "error") {
+            None => {
+                expected.done = true;
+                self.save(&mut p).await?;
+                Ok(web::see_other(&format!("{INTERACT_PATH}?code={code}")))
+            }
+            Some(error) => {
+                p.state = match error {
+                    "access_denied" => PendingState::Denied,
+                    "user_abandoned" => PendingState::Ended {
+                        error: "abandoned".to_owned(),
+                    },
+                    "interaction_expired" => PendingState::Ended {
+                        error: "expired".to_owned(),
+                    },
+                    _ => PendingState::Ended {
+                        error: "server_error".to_owned(),
+                    },
+                };
+                self.save(&mut p).await?;
+                Ok(error_page(
+                    StatusCode::OK,
+                    "The resource's step did not complete. Your agent is told.",
+                ))
+            }
+        }
+    }
+}
