@@ -348,16 +348,26 @@ fn strings(
     Ok(v)
 }
 
+/// An optional member's checked value: `None`, reported in `ignored`, when the check
+/// refused it.
+fn lenient<T>(
+    ignored: &mut Vec<IgnoredMember>,
+    member: &'static str,
+    checked: Result<Option<T>, MetadataError>,
+) -> Option<T> {
+    checked.unwrap_or_else(|e| {
+        ignored.push(IgnoredMember::new(member, e.to_string()));
+        None
+    })
+}
+
 /// An optional URL member: `None`, reported in `ignored`, when it is not one.
 fn optional_url(
     ignored: &mut Vec<IgnoredMember>,
     member: &'static str,
     v: Option<&String>,
 ) -> Option<HttpsUrl> {
-    url(member, v).unwrap_or_else(|e| {
-        ignored.push(IgnoredMember::new(member, e.to_string()));
-        None
-    })
+    lenient(ignored, member, url(member, v))
 }
 
 /// An optional endpoint member: `None`, reported in `ignored`, when it is not one.
@@ -366,10 +376,7 @@ fn optional_endpoint(
     member: &'static str,
     v: Option<&String>,
 ) -> Option<HttpsUrl> {
-    endpoint(member, v).unwrap_or_else(|e| {
-        ignored.push(IgnoredMember::new(member, e.to_string()));
-        None
-    })
+    lenient(ignored, member, endpoint(member, v))
 }
 
 /// An optional list of strings: `None`, reported in `ignored`, when it breaks a rule.
@@ -378,10 +385,7 @@ fn optional_strings(
     member: &'static str,
     v: Option<Vec<String>>,
 ) -> Option<Vec<String>> {
-    strings(member, v).unwrap_or_else(|e| {
-        ignored.push(IgnoredMember::new(member, e.to_string()));
-        None
-    })
+    lenient(ignored, member, strings(member, v))
 }
 
 fn s(v: Option<&HttpsUrl>) -> Option<String> {

@@ -42,15 +42,7 @@ impl AgentProvider {
         if let Some(ps) = ps {
             b = b.person_server(ps);
         }
-        b.sign(
-            self.signer.as_ref(),
-            &self.kid,
-            now,
-            &mut self.random.clone(),
-        )
-        .map_err(|e| ProviderError::Mint {
-            reason: e.to_string(),
-        })
+        self.sign(b, now)
     }
 
     pub(super) fn token_request(

@@ -273,6 +273,25 @@ impl AgentProvider {
     }
 }
 
+impl AgentProvider {
+    /// Signs the agent token `b` at `now` with this provider's key.
+    fn sign(
+        &self,
+        b: aauth_tokens::AgentTokenBuilder,
+        now: UnixTime,
+    ) -> Result<aauth_tokens::Minted, ProviderError> {
+        b.sign(
+            self.signer.as_ref(),
+            &self.kid,
+            now,
+            &mut self.random.clone(),
+        )
+        .map_err(|e| ProviderError::Mint {
+            reason: e.to_string(),
+        })
+    }
+}
+
 fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ProviderError> {
     serde_json::from_slice(body).map_err(|e| ProviderError::InvalidRequest {
         reason: e.to_string(),

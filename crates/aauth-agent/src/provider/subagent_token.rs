@@ -49,15 +49,7 @@ impl AgentProvider {
         if let Some(ps) = &p.ps {
             b = b.person_server(ps.clone());
         }
-        b.sign(
-            self.signer.as_ref(),
-            &self.kid,
-            now,
-            &mut self.random.clone(),
-        )
-        .map_err(|e| ProviderError::Mint {
-            reason: e.to_string(),
-        })
+        self.sign(b, now)
     }
 
     pub(super) fn subagent_request(

@@ -197,14 +197,7 @@ async fn the_access_servers_token_is_checked_and_handed_on() {
     for member in ["resource_token", "agent_token", "presented_token"] {
         assert!(sent[member].is_string(), "{member} sent: {sent}");
     }
-    let recorded = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
-        json["auth_token"].as_str().unwrap(),
-        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
-    )
-    .unwrap()
-    .unverified_claims()
-    .jti
-    .clone();
+    let recorded = auth_jti(json["auth_token"].as_str().unwrap());
     assert!(
         w.ps.store()
             .auth_token(&recorded, NOW)
@@ -213,6 +206,35 @@ async fn the_access_servers_token_is_checked_and_handed_on() {
             .is_some(),
         "recorded for revocation"
     );
+}
+
+/// The `jti` of an auth token (unverified: the test minted it).
+fn auth_jti(token: &str) -> String {
+    aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
+        token,
+        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
+    )
+    .unwrap()
+    .unverified_claims()
+    .jti
+    .clone()
+}
+
+/// A four-party step-up resource token for `read write`, derived from the auth token
+/// `presented_jti` names.
+fn step_up(w: &World, pc: &PersonClaims, presented_jti: String) -> String {
+    ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://as.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        presented_jti,
+        w.agent.public_key(),
+        "read write",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token
 }
 
 #[tokio::test]
@@ -232,28 +254,10 @@ async fn a_step_up_presents_the_access_servers_own_token_back() {
     *holder.lock().unwrap() = Some(first.clone());
     let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::OK, "{json}");
-    let first_jti = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
-        &first,
-        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
-    )
-    .unwrap()
-    .unverified_claims()
-    .jti
-    .clone();
+    let first_jti = auth_jti(&first);
 
     // The resource wants more: a step-up resource token derived from the AS's token.
-    let step = ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://as.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        first_jti,
-        w.agent.public_key(),
-        "read write",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let step = step_up(&w, &pc, first_jti);
     *holder.lock().unwrap() = Some(as_token(&w, &pc, |b| b.scope("read write")));
     let (s, json) = w
         .post(
@@ -268,26 +272,8 @@ async fn a_step_up_presents_the_access_servers_own_token_back() {
 
     // An Access Server's token this Person Server never relayed is not presentable.
     let stray = as_token(&w, &pc, |b| b);
-    let stray_jti = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
-        &stray,
-        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
-    )
-    .unwrap()
-    .unverified_claims()
-    .jti
-    .clone();
-    let step = ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://as.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        stray_jti,
-        w.agent.public_key(),
-        "read write",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let stray_jti = auth_jti(&stray);
+    let step = step_up(&w, &pc, stray_jti);
     let (s, json) = w
         .post(
             AUTH_TOKEN_PATH,
@@ -730,14 +716,7 @@ async fn revoking_the_agent_revokes_its_person_token_at_the_access_server_it_was
     );
     // The Access Server's auth token is the Access Server's to revoke (checklist PS-113):
     // never sent to the resource by this Person Server.
-    let as_jti = aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
-        json["auth_token"].as_str().unwrap(),
-        &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),
-    )
-    .unwrap()
-    .unverified_claims()
-    .jti
-    .clone();
+    let as_jti = auth_jti(json["auth_token"].as_str().unwrap());
     assert!(
         !notified
             .at_resources
