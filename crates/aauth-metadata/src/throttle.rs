@@ -21,6 +21,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::store::StoreError;
 use aauth_keys::time::UnixTime;
@@ -105,10 +106,20 @@ impl Default for ThrottlePolicy {
 }
 
 impl ThrottlePolicy {
-    /// A policy allowing `free_failures` before blocking for `base_delay` seconds,
-    /// doubling up to `max_delay`, forgetting after `forget_after`.
+    /// A policy allowing `free_failures` before blocking for `base_delay`, doubling up to
+    /// `max_delay`, forgetting a key after `forget_after` without failures (whole seconds).
     #[must_use]
-    pub fn new(free_failures: u32, base_delay: u64, max_delay: u64, forget_after: u64) -> Self {
+    pub fn new(
+        free_failures: u32,
+        base_delay: Duration,
+        max_delay: Duration,
+        forget_after: Duration,
+    ) -> Self {
+        let (base_delay, max_delay, forget_after) = (
+            base_delay.as_secs(),
+            max_delay.as_secs(),
+            forget_after.as_secs(),
+        );
         Self {
             free_failures,
             base_delay: base_delay.max(1),
@@ -225,7 +236,13 @@ impl Counts {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use aauth_keys::time::UnixTime;
 /// use aauth_metadata::throttle::{MemoryThrottle, Throttle, ThrottleKey, ThrottlePolicy};
-/// let t = MemoryThrottle::new(ThrottlePolicy::new(2, 10, 60, 3600));
+/// use std::time::Duration;
+/// let t = MemoryThrottle::new(ThrottlePolicy::new(
+///     2,
+///     Duration::from_secs(10),
+///     Duration::from_secs(60),
+///     Duration::from_secs(3600),
+/// ));
 /// let alice = [ThrottleKey::new("password/account", "alice")];
 /// t.failed(&alice, UnixTime(100)).await?;
 /// t.failed(&alice, UnixTime(101)).await?;

@@ -1,6 +1,7 @@
 //! The guessing throttle: back-off per key, lockouts that end, bounded memory.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::throttle::{ClientAddr, MemoryThrottle, Throttle, ThrottleKey, ThrottlePolicy};
@@ -19,7 +20,12 @@ fn key(v: &str) -> ThrottleKey {
 
 #[test]
 fn back_off_doubles_to_its_ceiling_and_then_ends() {
-    let t = MemoryThrottle::new(ThrottlePolicy::new(3, 2, 60, 600));
+    let t = MemoryThrottle::new(ThrottlePolicy::new(
+        3,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    ));
     let k = [key("alice")];
     let mut now = 1000;
     let mut waits = Vec::new();
@@ -48,7 +54,12 @@ fn back_off_doubles_to_its_ceiling_and_then_ends() {
 
 #[test]
 fn a_failure_counts_against_every_key_and_success_clears_only_its_own() {
-    let t = MemoryThrottle::new(ThrottlePolicy::new(1, 10, 60, 600));
+    let t = MemoryThrottle::new(ThrottlePolicy::new(
+        1,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    ));
     let client = ThrottleKey::client(
         "password/client",
         ClientAddr(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
@@ -79,7 +90,13 @@ fn ipv6_clients_are_one_key_per_prefix() {
 
 #[test]
 fn memory_is_bounded_and_a_flood_of_new_keys_forgets_the_oldest() {
-    let t = MemoryThrottle::new(ThrottlePolicy::new(0, 100, 100, 1000)).max_keys(50);
+    let t = MemoryThrottle::new(ThrottlePolicy::new(
+        0,
+        Duration::from_secs(100),
+        Duration::from_secs(100),
+        Duration::from_secs(1000),
+    ))
+    .max_keys(50);
     for i in 0..500u32 {
         block(t.failed(&[key(&i.to_string())], UnixTime(u64::from(i)))).unwrap();
         assert!(t.len() <= 50);
@@ -106,7 +123,7 @@ proptest! {
         free in 0u32..4, base in 1u64..20, max in 1u64..200, forget in 0u64..300,
         start in prop_oneof![Just(0u64), Just(u64::MAX - 20_000), 0u64..1_000_000],
     ) {
-        let policy = ThrottlePolicy::new(free, base, max, forget);
+        let policy = ThrottlePolicy::new(free, Duration::from_secs(base), Duration::from_secs(max), Duration::from_secs(forget));
         let t = MemoryThrottle::new(policy);
         // key -> (failures, last, blocked_until)
         let mut model: [Option<(u32, u64, u64)>; 3] = [None; 3];
@@ -136,7 +153,7 @@ proptest! {
 
     #[test]
     fn delay_is_monotone_and_capped(free in 0u32..10, base in 1u64..1_000, max in 1u64..100_000, n in any::<u32>()) {
-        let p = ThrottlePolicy::new(free, base, max, 60);
+        let p = ThrottlePolicy::new(free, Duration::from_secs(base), Duration::from_secs(max), Duration::from_secs(60));
         let d = p.delay(n);
         prop_assert!(d <= p.max_delay);
         prop_assert!(p.delay(n.saturating_add(1)) >= d);

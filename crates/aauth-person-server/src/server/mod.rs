@@ -428,12 +428,12 @@ impl PersonServer {
     }
 
     /// PS-13: refuses person tokens for more than `max` distinct resources per agent
-    /// within `window` seconds (`429 rate_limited` with `Retry-After`); resources already
-    /// asked for in the window are always admitted. Default [`DEFAULT_RESOURCE_LIMIT`].
-    /// Counted in this process.
+    /// within `window` (whole seconds; `429 rate_limited` with `Retry-After`); resources
+    /// already asked for in the window are always admitted. Default
+    /// [`DEFAULT_RESOURCE_LIMIT`]. Counted in this process.
     #[must_use]
-    pub fn distinct_resources_per_agent(mut self, max: usize, window: u64) -> Self {
-        self.resource_limit = (max, window);
+    pub fn distinct_resources_per_agent(mut self, max: usize, window: Duration) -> Self {
+        self.resource_limit = (max, window.as_secs());
         self
     }
 

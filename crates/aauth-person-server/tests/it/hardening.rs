@@ -428,7 +428,8 @@ async fn a_replayed_token_request_issues_nothing() {
 #[tokio::test]
 async fn sub_agents_share_their_parents_resource_count_and_proposals_are_bounded() {
     let mut w = world_with(None);
-    w.ps = w.ps.distinct_resources_per_agent(1, 3600);
+    w.ps =
+        w.ps.distinct_resources_per_agent(1, Duration::from_secs(3600));
     w.bind("aauth:assistant@agent.example", "alice").await;
     let (s, json) = w
         .post(

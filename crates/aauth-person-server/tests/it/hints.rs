@@ -127,7 +127,8 @@ async fn malformed_hints_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn an_agent_asking_for_too_many_distinct_resources_is_rate_limited() {
     let mut w = world();
-    w.ps = w.ps.distinct_resources_per_agent(2, 3600);
+    w.ps =
+        w.ps.distinct_resources_per_agent(2, Duration::from_secs(3600));
     w.bind("aauth:assistant@agent.example", "alice").await;
     let ask = |r: &str| serde_json::json!({ "resource": r });
     assert_eq!(
