@@ -547,43 +547,7 @@ impl PersonServer {
             now,
         )
         .await?;
-        let chain = match &p.request {
-            PendingRequest::AuthToken { chain, .. } => chain.clone(),
-            _ => Vec::new(),
-        };
-        p.request = PendingRequest::AuthToken {
-            chain,
-            resource: rt.iss,
-            sub: rt.sub,
-            scope: rt.scope,
-            account_claim: rt.account,
-            mission_s256: rt.mission_s256,
-            tenant: rt.tenant,
-            presented_jti: rt.presented_jti,
-            resource_token_jti: Some(rt.jti.into()),
-            // An update keeps the resource's flow (and how far the person got in it).
-            resource_interaction: match &p.request {
-                PendingRequest::AuthToken {
-                    resource_interaction,
-                    ..
-                } => resource_interaction.clone(),
-                _ => None,
-            },
-            presented_exp: held.exp,
-            four_party: match &p.request {
-                PendingRequest::AuthToken {
-                    four_party: Some(f),
-                    ..
-                } => Some(Box::new(crate::pending::FourParty {
-                    resource_token: token.clone(),
-                    presented_token: presented.clone(),
-                    ..(**f).clone()
-                })),
-                _ => None,
-            },
-            budget: rt.budget,
-            budget_consumed: rt.budget_consumed.unwrap_or_default(), // default: no consumption reported
-        };
+        p.request = updated_auth_request(&p.request, rt, held.exp, token, presented);
         p.justification = u
             .justification
             .map(|j| j.chars().take(4000).collect::<String>())
@@ -763,4 +727,53 @@ pub(super) struct PersonTokenGrant<'a> {
     pub(super) cap: u64,
     /// The mission it is issued under.
     pub(super) mission: Option<&'a str>,
+}
+
+/// The auth-token request `old` becomes with an update's resource token `rt` and the
+/// presented token (its text and `exp`): the chain, the four-party leg and the resource's
+/// own flow carry over.
+fn updated_auth_request(
+    old: &PendingRequest,
+    rt: aauth_tokens::ResourceClaims,
+    presented_exp: u64,
+    token: String,
+    presented: String,
+) -> PendingRequest {
+    let chain = match old {
+        PendingRequest::AuthToken { chain, .. } => chain.clone(),
+        _ => Vec::new(),
+    };
+    PendingRequest::AuthToken {
+        chain,
+        resource: rt.iss,
+        sub: rt.sub,
+        scope: rt.scope,
+        account_claim: rt.account,
+        mission_s256: rt.mission_s256,
+        tenant: rt.tenant,
+        presented_jti: rt.presented_jti,
+        resource_token_jti: Some(rt.jti.into()),
+        // An update keeps the resource's flow (and how far the person got in it).
+        resource_interaction: match old {
+            PendingRequest::AuthToken {
+                resource_interaction,
+                ..
+            } => resource_interaction.clone(),
+            _ => None,
+        },
+        presented_exp,
+        four_party: match old {
+            PendingRequest::AuthToken {
+                four_party: Some(f),
+                ..
+            } => Some(Box::new(crate::pending::FourParty {
+                resource_token: token,
+                presented_token: presented,
+                ..(**f).clone()
+            })),
+            _ => None,
+        },
+        budget: rt.budget,
+        budget_consumed: rt.budget_consumed.unwrap_or_default(), // default: no consumption reported
+    }
 }

@@ -123,6 +123,44 @@ pub(super) enum StateRow {
     Ended { error: String },
 }
 
+impl StateRow {
+    fn from(state: &PendingState) -> Self {
+        match state {
+            PendingState::Pending => Self::Pending,
+            PendingState::Interacting => Self::Interacting,
+            PendingState::Approved { account } => Self::Approved {
+                account: account.clone(),
+            },
+            PendingState::Answered { answer } => Self::Answered {
+                answer: answer.clone(),
+            },
+            PendingState::Denied => Self::Denied,
+            PendingState::Delivering { account, since } => Self::Delivering {
+                account: account.clone(),
+                since: *since,
+            },
+            PendingState::Ended { error } => Self::Ended {
+                error: error.clone(),
+            },
+            // A state a later version adds is kept as ended, never as approved.
+            _ => Self::Done,
+        }
+    }
+
+    fn into_state(self) -> PendingState {
+        match self {
+            Self::Pending => PendingState::Pending,
+            Self::Interacting => PendingState::Interacting,
+            Self::Approved { account } => PendingState::Approved { account },
+            Self::Answered { answer } => PendingState::Answered { answer },
+            Self::Denied => PendingState::Denied,
+            Self::Delivering { account, since } => PendingState::Delivering { account, since },
+            Self::Done => PendingState::Done,
+            Self::Ended { error } => PendingState::Ended { error },
+        }
+    }
+}
+
 pub(super) fn server(s: &str) -> Result<ServerId, StoreError> {
     ServerId::parse(s).map_err(unreadable("server identifier"))
 }
@@ -216,26 +254,7 @@ impl PendingRow {
                     mission_s256: mission_s256.clone(),
                 },
             },
-            state: match &p.state {
-                PendingState::Pending => StateRow::Pending,
-                PendingState::Interacting => StateRow::Interacting,
-                PendingState::Approved { account } => StateRow::Approved {
-                    account: account.clone(),
-                },
-                PendingState::Answered { answer } => StateRow::Answered {
-                    answer: answer.clone(),
-                },
-                PendingState::Denied => StateRow::Denied,
-                PendingState::Delivering { account, since } => StateRow::Delivering {
-                    account: account.clone(),
-                    since: *since,
-                },
-                PendingState::Ended { error } => StateRow::Ended {
-                    error: error.clone(),
-                },
-                // A state a later version adds is kept as ended, never as approved.
-                _ => StateRow::Done,
-            },
+            state: StateRow::from(&p.state),
             expires: p.expires,
             attempts: p.attempts,
             clarification: p.clarification,
@@ -342,18 +361,7 @@ impl PendingRow {
                     mission_s256,
                 },
             },
-            state: match self.state {
-                StateRow::Pending => PendingState::Pending,
-                StateRow::Interacting => PendingState::Interacting,
-                StateRow::Approved { account } => PendingState::Approved { account },
-                StateRow::Answered { answer } => PendingState::Answered { answer },
-                StateRow::Denied => PendingState::Denied,
-                StateRow::Delivering { account, since } => {
-                    PendingState::Delivering { account, since }
-                }
-                StateRow::Done => PendingState::Done,
-                StateRow::Ended { error } => PendingState::Ended { error },
-            },
+            state: self.state.into_state(),
             expires: self.expires,
             attempts: self.attempts,
             clarification: self.clarification,
