@@ -97,5 +97,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         req.into_parts()
     };
     let resp = f.rt.block_on(f.server.handle(&parts, &body, NOW));
-    assert!(resp.status().as_u16() < 500, "{:?}", resp.status());
+    // A path that is not the server's is `None` (its service answers 404).
+    if let Some(resp) = resp {
+        assert!(resp.status().as_u16() < 500, "{:?}", resp.status());
+    }
 });

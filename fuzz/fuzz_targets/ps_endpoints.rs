@@ -43,7 +43,7 @@ fn fixture() -> Option<&'static Fixture> {
         )
         .ok()?
         .policy(Arc::new(AlwaysAsk))
-        .consent_pages(600);
+        .consent_pages(std::time::Duration::from_secs(600));
         let token = AgentTokenBuilder::new(
             iss,
             AgentId::parse("aauth:fuzz@agent.example").ok()?,
