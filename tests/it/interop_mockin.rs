@@ -24,9 +24,13 @@
 //!   or `approval`, through its mock API `PUT /mock/aauth`); our agent polls, the person's
 //!   visit to mockin's consent URL approves, the token arrives;
 //! - **auth tokens**: pinned departure: mockin reads the pre-rename resource-token claim
-//!   `person_token_jti` (-11 §6.7.1 Resource Token Structure: `presented_jti`) and refuses our resource
-//!   token with `400 invalid_resource_token` (`departure_*`, which fails, saying so, the
-//!   day mockin changes).
+//!   `person_token_jti` (-11 §6.7.1 Resource Token Structure: `presented_jti`) and refuses
+//!   our strict resource token with `400 invalid_resource_token`
+//!   (`departure_*`, which fails, saying so, the day mockin changes);
+//! - **with the compatibility profile** (`Compatibility::person_token_jti`, opt-in; our
+//!   resource then writes `person_token_jti` beside `presented_jti`): auth tokens end to
+//!   end, clarification (mockin asks only at its auth token endpoint), and deferred consent
+//!   at the auth token endpoint (`compat_*`).
 //!
 //! Without Node or the installed package the tests print a loud `!!! SKIPPED` line and
 //! return, unless `CI` is set or `AAUTH_REQUIRE_INTEROP=1` (as `.ci/run` does): then they
@@ -50,7 +54,7 @@ use aauth_metadata::{
     AccessMode, CacheConfig, HttpsUrl, KeyCache, MetadataDocument, PersonServerMetadata, Published,
     ResourceMetadata,
 };
-use aauth_resource::{Access, Resource, ResourceTokens, RoutePolicy};
+use aauth_resource::{Access, Compatibility, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{AgentId, ServerId};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -289,6 +293,11 @@ struct Setup {
 }
 
 async fn setup(access: Access) -> Setup {
+    setup_with(access, Compatibility::strict()).await
+}
+
+/// As [`setup`], our resource minting under `compat`.
+async fn setup_with(access: Access, compat: Compatibility) -> Setup {
     let mockin = Mockin::start().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let world = World::new().expect("the world");
@@ -327,10 +336,10 @@ async fn setup(access: Access) -> Setup {
         Arc::clone(&clock),
         CacheConfig::default(),
     ));
-    let resource = Resource::new(sid(RESOURCE), rs_keys).resource_tokens(ResourceTokens::new(
-        Arc::clone(&rs_key) as Arc<dyn aauth_keys::Signer>,
-        "rs-1",
-    ));
+    let resource = Resource::new(sid(RESOURCE), rs_keys).resource_tokens(
+        ResourceTokens::new(Arc::clone(&rs_key) as Arc<dyn aauth_keys::Signer>, "rs-1")
+            .compatibility(compat),
+    );
     let mut policy = RoutePolicy::new(access);
     if access == Access::AuthToken {
         policy = policy.scope("files.read");
@@ -768,5 +777,180 @@ fn departure_mockin_reads_person_token_jti_not_presented_jti() {
             "{problem}"
         );
         assert!(outcome.is_err(), "the agent could not get past the auth token");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// With the compatibility profile (opt-in): our resource also writes `person_token_jti`
+// ---------------------------------------------------------------------------------------
+
+fn compat() -> Compatibility {
+    Compatibility::strict().person_token_jti(true)
+}
+
+/// The resource token in a `401 requirement=auth-token` answered to the agent.
+fn resource_token_seen(seen: &[(Request, Response)]) -> String {
+    seen.iter()
+        .find_map(|(_, r)| {
+            let v = r.headers().get("aauth-requirement")?.to_str().ok()?;
+            Some(
+                v.split("resource-token=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .expect("our resource answered with a resource token")
+}
+
+/// The auth token flow end to end under the compatibility profile: our resource's
+/// resource token carries `person_token_jti` beside `presented_jti`; mockin issues an auth
+/// token for it; our agent checks it and our resource admits it with the scope.
+#[test]
+fn compat_our_agent_gets_an_auth_token_from_mockin_and_our_resource_admits_it() {
+    if !peer_available() {
+        return;
+    }
+    runtime().block_on(async {
+        let s = setup_with(Access::AuthToken, compat()).await;
+        let recorder = s.world.agent_transport();
+        let client = s.client(&recorder, |ps| ps);
+        let resp = client
+            .send(get("/files/report"))
+            .await
+            .expect("the call goes through");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{:?}",
+            String::from_utf8_lossy(resp.body())
+        );
+        let who: Value = serde_json::from_slice(resp.body()).expect("JSON");
+        assert_eq!(who["person"]["iss"], PS, "{who}");
+        assert_eq!(who["scope"], "files.read", "{who}");
+
+        let seen = recorder.take();
+        let rt = claims(&resource_token_seen(&seen));
+        assert_eq!(rt["person_token_jti"], rt["presented_jti"], "{rt}");
+        let auth = tokens_seen(&seen, "auth_token");
+        assert_eq!(auth.len(), 1, "one auth token from mockin");
+        assert_eq!(header(&auth[0])["typ"], "aa-auth+jwt");
+        let c = claims(&auth[0]);
+        assert_eq!(c["iss"], PS);
+        assert_eq!(c["ps"], PS);
+        assert_eq!(c["aud"], RESOURCE);
+        assert_eq!(c["scope"], "files.read");
+        assert_eq!(c["sub"], rt["sub"], "the person the resource token named");
+        assert_eq!(c["sub"], who["person"]["sub"]);
+    });
+}
+
+/// Clarification (mockin's `requirement=clarification`, offered only at its auth token
+/// endpoint): `202` with the person's question; our agent's hook answers it, POSTed to the
+/// pending URL; mockin then issues the auth token on the next poll.
+#[test]
+fn compat_clarification_at_mockin() {
+    if !peer_available() {
+        return;
+    }
+    runtime().block_on(async {
+        let s = setup_with(Access::AuthToken, compat()).await;
+        let question = "Which report, and why?";
+        s.mockin
+            .mock(&json!({ "requirement": "clarification", "clarification": question }))
+            .await;
+        let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let recorder = s.world.agent_transport();
+        let a = Arc::clone(&asked);
+        let client = s.client(&recorder, move |ps| {
+            ps.on_clarification(move |q| {
+                a.lock().expect("lock").push(q.to_owned());
+                Some("The quarterly report, to summarise it for alice.".to_owned())
+            })
+        });
+        let resp = client
+            .send(get("/files/report"))
+            .await
+            .expect("the call goes through");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{:?}",
+            String::from_utf8_lossy(resp.body())
+        );
+        assert_eq!(*asked.lock().expect("lock"), vec![question.to_owned()]);
+
+        let seen = recorder.take();
+        let (_, first) = seen
+            .iter()
+            .find(|(q, _)| q.uri().path() == "/aauth/token/auth")
+            .expect("the auth token request");
+        assert_eq!(first.status(), 202);
+        assert_eq!(
+            first
+                .headers()
+                .get("aauth-requirement")
+                .and_then(|v| v.to_str().ok()),
+            Some("requirement=clarification")
+        );
+        let (answer, accepted) = seen
+            .iter()
+            .find(|(q, _)| {
+                q.method() == http::Method::POST && q.uri().path().starts_with("/aauth/pending/")
+            })
+            .expect("the answer was posted to the pending URL");
+        let body: Value = serde_json::from_slice(answer.body()).expect("JSON");
+        assert_eq!(
+            body["clarification_response"],
+            "The quarterly report, to summarise it for alice."
+        );
+        assert!(accepted.status().is_success(), "{}", accepted.status());
+        assert_eq!(tokens_seen(&seen, "auth_token").len(), 1);
+    });
+}
+
+/// Deferred consent at mockin's auth token endpoint (`requirement=interaction`,
+/// `auto_approve=false`): pending until the person opens the consent URL, then the auth
+/// token.
+#[test]
+fn compat_deferred_auth_token_consent_at_mockin() {
+    if !peer_available() {
+        return;
+    }
+    runtime().block_on(async {
+        let s = setup_with(Access::AuthToken, compat()).await;
+        s.mockin
+            .mock(&json!({ "requirement": "interaction", "auto_approve": false }))
+            .await;
+        let visited = Arc::new(Mutex::new(Vec::new()));
+        let recorder = s.world.agent_transport();
+        let hook = consent_later(Arc::clone(&s.world), Arc::clone(&visited));
+        let client = s.client(&recorder, |ps| ps.on_interaction(hook));
+        let resp = client
+            .send(get("/files/report"))
+            .await
+            .expect("the call goes through");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{:?}",
+            String::from_utf8_lossy(resp.body())
+        );
+        assert_eq!(visited.lock().expect("lock").len(), 1);
+        let seen = recorder.take();
+        let (_, first) = seen
+            .iter()
+            .find(|(q, _)| q.uri().path() == "/aauth/token/auth")
+            .expect("the auth token request");
+        assert_eq!(first.status(), 202);
+        let polls: Vec<u16> = seen
+            .iter()
+            .filter(|(q, _)| q.uri().path().starts_with("/aauth/pending/"))
+            .map(|(_, r)| r.status().as_u16())
+            .collect();
+        assert_eq!(polls.first(), Some(&202), "{polls:?}");
+        assert_eq!(polls.last(), Some(&200), "{polls:?}");
+        assert_eq!(tokens_seen(&seen, "auth_token").len(), 1);
     });
 }

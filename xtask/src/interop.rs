@@ -25,7 +25,7 @@ const MOCKIN: &str = "@hellocoop/mockin 2.0.0 (PS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 22] = [
+const ROWS: [Row; 25] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -155,30 +155,51 @@ const ROWS: [Row; 22] = [
     (
         "interop_mockin::our_agent_gets_a_person_token_from_mockin_and_our_resource_admits_it",
         MOCKIN,
-        "our agent+resource, peer PS",
+        "our agent at peer PS",
         "person tokens",
         Kind::Check,
     ),
     (
         "interop_mockin::deferred_consent_at_mockin_interaction",
         MOCKIN,
-        "our agent+resource, peer PS",
+        "our agent at peer PS",
         "deferred consent (interaction, 202)",
         Kind::Check,
     ),
     (
         "interop_mockin::deferred_approval_at_mockin",
         MOCKIN,
-        "our agent+resource, peer PS",
+        "our agent at peer PS",
         "deferred approval (202)",
         Kind::Check,
     ),
     (
         "interop_mockin::departure_mockin_reads_person_token_jti_not_presented_jti",
         MOCKIN,
-        "peer PS reads our resource's",
-        "resource token -> auth token",
-        Kind::Departure("-11 §6.7.1, §6.7.2 step 6: presented_jti"),
+        "peer reads ours",
+        "resource token (strict) -> auth token",
+        Kind::Departure("-11 §6.7.1: presented_jti"),
+    ),
+    (
+        "interop_mockin::compat_our_agent_gets_an_auth_token_from_mockin_and_our_resource_admits_it",
+        MOCKIN,
+        "our agent at peer PS",
+        "auth tokens (compat: person_token_jti)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::compat_clarification_at_mockin",
+        MOCKIN,
+        "our agent at peer PS",
+        "clarification (compat)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::compat_deferred_auth_token_consent_at_mockin",
+        MOCKIN,
+        "our agent at peer PS",
+        "deferred auth-token consent (compat)",
+        Kind::Check,
     ),
 ];
 
