@@ -40,6 +40,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -142,21 +143,22 @@ impl Drop for Mockin {
 }
 
 impl Mockin {
-    /// Starts mockin on a free loopback port with `ISSUER=https://ps.example`, and waits
-    /// until it answers its metadata.
+    /// Starts mockin on a loopback port of its own choosing (`PORT=0`: the port is read
+    /// from the line mockin prints, so no port is picked here and raced for) with
+    /// `ISSUER=https://ps.example`, and waits until it answers its metadata.
     async fn start() -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            l.local_addr().expect("its address").port()
-        };
-        let log =
-            std::env::temp_dir().join(format!("aauth-mockin-{}-{port}.log", std::process::id()));
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "aauth-mockin-{}-{}.log",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
         let out = std::fs::File::create(&log).expect("mockin's log file");
         let err = out.try_clone().expect("mockin's log file");
         let child = Command::new("node")
             .arg("run.mjs")
             .current_dir(peer_dir())
-            .env("PORT", port.to_string())
+            .env("PORT", "0")
             .env("IP", "127.0.0.1")
             .env("ISSUER", PS)
             .stdin(Stdio::piped())
@@ -164,12 +166,27 @@ impl Mockin {
             .stderr(err)
             .spawn()
             .expect("node starts");
-        let mut m = Self { child, port, log };
+        let mut m = Self {
+            child,
+            port: 0,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = m
-                .plain(http::Method::GET, "/.well-known/aauth-person.json", None)
-                .await
+            if m.port == 0 {
+                // src/server.js: console.log(`Mock server listening on ${address}`)
+                m.port = m
+                    .log_text()
+                    .split("Mock server listening on http://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.lines().next())
+                    .and_then(|p| p.trim().parse().ok())
+                    .unwrap_or(0);
+            }
+            if m.port != 0
+                && let Ok(r) = m
+                    .plain(http::Method::GET, "/.well-known/aauth-person.json", None)
+                    .await
                 && r.status() == 200
             {
                 return m;
@@ -182,8 +199,7 @@ impl Mockin {
             }
             assert!(
                 Instant::now() < deadline,
-                "mockin did not answer on 127.0.0.1:{} within 20 s: {}",
-                m.port,
+                "mockin did not answer within 20 s: {}",
                 m.log_text()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -583,6 +599,50 @@ fn our_agent_gets_a_person_token_from_mockin_and_our_resource_admits_it() {
                 .any(|(q, r)| q.uri().path() == "/aauth/token/person" && r.status() == 200),
             "the person token came from mockin's person_token_endpoint"
         );
+    });
+}
+
+/// mockin really verifies our agent token against the keys it is given for our provider:
+/// with a JWKS holding another key under our provider's `kid`, the person-token request is
+/// refused (`401 invalid_jwt`) and no token is issued. (The previous test is the same
+/// request with the JWKS our provider publishes.)
+#[test]
+fn mockin_verifies_our_agent_token_against_the_keys_we_publish() {
+    if !peer_available() {
+        return;
+    }
+    runtime().block_on(async {
+        let s = setup(Access::PersonToken).await;
+        let metadata = get_json(&s.world, &format!("{PROVIDER}/.well-known/aauth-agent.json")).await;
+        let mut other = key().public_key().to_jwk();
+        other.kid = Some("key-1".to_owned());
+        let wrong: Value = serde_json::from_str(&JwkSet::from_jwks(&[other]).to_json())
+            .expect("a JWKS");
+        s.mockin
+            .mock(&json!({ "trusted_servers": { PROVIDER: { "metadata": metadata, "jwks": wrong } } }))
+            .await;
+        let recorder = s.world.agent_transport();
+        let client = s.client(&recorder, |ps| ps);
+        let outcome = client.send(get("/profile")).await;
+        assert!(
+            outcome.as_ref().map_or(true, |r| r.status() != 200),
+            "admitted without a person token mockin could verify"
+        );
+        let seen = recorder.take();
+        let (_, answer) = seen
+            .iter()
+            .find(|(q, _)| q.uri().path() == "/aauth/token/person")
+            .expect("the agent asked mockin for a person token");
+        assert_eq!(answer.status(), 401);
+        let problem: Value = serde_json::from_slice(answer.body()).expect("a problem body");
+        assert_eq!(problem["error"], "invalid_jwt", "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("agent_token signature")),
+            "{problem}"
+        );
+        assert!(tokens_seen(&seen, "person_token").is_empty());
     });
 }
 

@@ -25,7 +25,7 @@ const MOCKIN: &str = "@hellocoop/mockin 2.0.0 (PS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 25] = [
+const ROWS: [Row; 26] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -157,6 +157,13 @@ const ROWS: [Row; 25] = [
         MOCKIN,
         "our agent at peer PS",
         "person tokens",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::mockin_verifies_our_agent_token_against_the_keys_we_publish",
+        MOCKIN,
+        "peer verifies ours",
+        "agent token (refused under another key)",
         Kind::Check,
     ),
     (
