@@ -163,7 +163,7 @@ const ROWS: [Row; 26] = [
         "interop_mockin::mockin_verifies_our_agent_token_against_the_keys_we_publish",
         MOCKIN,
         "peer verifies ours",
-        "agent token (refused under another key)",
+        "agent token (another key: refused)",
         Kind::Check,
     ),
     (
