@@ -14,6 +14,7 @@
 mod browser;
 mod demos;
 mod interop;
+mod interop_mockin;
 mod interop_python;
 mod security;
 mod world;

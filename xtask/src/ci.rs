@@ -156,23 +156,28 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Installs the interop peers: `@hellocoop/httpsig` from its lock file, and the Python
+/// Installs the interop peers: `@hellocoop/httpsig` and `@hellocoop/mockin` from their lock
+/// files, and the Python
 /// `aauth` packages into a virtualenv ([`python_peer`]), so the interop tests can run them.
 /// Without npm or Python a test skips loudly (or fails under `AAUTH_REQUIRE_INTEROP=1`, as
 /// in CI).
 pub(crate) fn interop_deps() -> Result<(), String> {
-    npm_peer()?;
+    npm_peer("hellocoop")?;
+    npm_peer("mockin")?;
     python_peer()
 }
 
-/// `npm ci` in `tests/interop/hellocoop`.
-fn npm_peer() -> Result<(), String> {
-    let dir = root().join("tests/interop/hellocoop");
+/// `npm ci` in `tests/interop/{peer}` (`hellocoop`: `@hellocoop/httpsig`; `mockin`:
+/// `@hellocoop/mockin`, run as a live Person Server).
+fn npm_peer(peer: &str) -> Result<(), String> {
+    let dir = root().join("tests/interop").join(peer);
     if !dir.join("package-lock.json").exists() {
-        return Err("tests/interop/hellocoop/package-lock.json is missing".to_owned());
+        return Err(format!("tests/interop/{peer}/package-lock.json is missing"));
     }
     if !have("npm", &["--version"]) {
-        eprintln!("!! npm is not installed: the TypeScript interop test will be skipped.");
+        eprintln!(
+            "!! npm is not installed: the TypeScript interop tests ({peer}) will be skipped."
+        );
         return Ok(());
     }
     run_in(

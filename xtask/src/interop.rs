@@ -21,10 +21,11 @@ type Row = (&'static str, &'static str, &'static str, &'static str, Kind);
 
 const HELLO: &str = "@hellocoop/httpsig 2.2.0";
 const PY: &str = "aauth 0.5.0 + aauth-signing 0.2.0";
+const MOCKIN: &str = "@hellocoop/mockin 2.0.0 (PS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 17] = [
+const ROWS: [Row; 26] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -143,6 +144,69 @@ const ROWS: [Row; 17] = [
         "peer signs",
         "@authority",
         Kind::Departure("RFC 9421 §2.2.3: lowercase, no default port"),
+    ),
+    (
+        "interop_mockin::we_parse_mockins_metadata",
+        MOCKIN,
+        "we read the peer's",
+        "PS metadata and JWKS",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::our_agent_gets_a_person_token_from_mockin_and_our_resource_admits_it",
+        MOCKIN,
+        "our agent at peer PS",
+        "person tokens",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::mockin_verifies_our_agent_token_against_the_keys_we_publish",
+        MOCKIN,
+        "peer verifies ours",
+        "agent token (another key: refused)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::deferred_consent_at_mockin_interaction",
+        MOCKIN,
+        "our agent at peer PS",
+        "deferred consent (interaction, 202)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::deferred_approval_at_mockin",
+        MOCKIN,
+        "our agent at peer PS",
+        "deferred approval (202)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::departure_mockin_reads_person_token_jti_not_presented_jti",
+        MOCKIN,
+        "peer reads ours",
+        "resource token (strict) -> auth token",
+        Kind::Departure("-11 §6.7.1: presented_jti"),
+    ),
+    (
+        "interop_mockin::compat_our_agent_gets_an_auth_token_from_mockin_and_our_resource_admits_it",
+        MOCKIN,
+        "our agent at peer PS",
+        "auth tokens (compat: person_token_jti)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::compat_clarification_at_mockin",
+        MOCKIN,
+        "our agent at peer PS",
+        "clarification (compat)",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin::compat_deferred_auth_token_consent_at_mockin",
+        MOCKIN,
+        "our agent at peer PS",
+        "deferred auth-token consent (compat)",
+        Kind::Check,
     ),
 ];
 

@@ -53,4 +53,4 @@ pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
 pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};
-pub use tokens::{AccountCheck, LoginHint, MAX_AUTHORIZATION_PARAM, ResourceTokens};
+pub use tokens::{AccountCheck, Compatibility, LoginHint, MAX_AUTHORIZATION_PARAM, ResourceTokens};

@@ -54,6 +54,48 @@ pub struct ResourceTokens {
     login_hints: Option<Arc<LoginHint>>,
     lifetime: u64,
     random: SharedRandom,
+    compatibility: Compatibility,
+}
+
+/// Opt-in departures from draft -11 for peers that lag it. The default is strict -11 (every
+/// member off); each member is one documented departure, for the peers named.
+///
+/// ```
+/// use aauth_resource::Compatibility;
+/// assert_eq!(Compatibility::default(), Compatibility::strict());
+/// assert!(Compatibility::strict().person_token_jti(true).writes_person_token_jti());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Compatibility {
+    person_token_jti: bool,
+}
+
+impl Compatibility {
+    /// Strict draft -11: nothing is emitted that -11 does not define.
+    #[must_use]
+    pub const fn strict() -> Self {
+        Self {
+            person_token_jti: false,
+        }
+    }
+
+    /// Resource tokens also carry `person_token_jti` (the value of `presented_jti`, which
+    /// is always written): the claim's name before -11 renamed it (§6.7.1). For Person
+    /// Servers that read only the old name and otherwise refuse the token with
+    /// `invalid_resource_token`: `@hellocoop/mockin` 2.0.0 and the TypeScript reference
+    /// (`tests/interop/mockin/README.md`). A -11 Person Server ignores the extra claim.
+    #[must_use]
+    pub const fn person_token_jti(mut self, on: bool) -> Self {
+        self.person_token_jti = on;
+        self
+    }
+
+    /// Whether resource tokens also carry `person_token_jti`.
+    #[must_use]
+    pub const fn writes_person_token_jti(&self) -> bool {
+        self.person_token_jti
+    }
 }
 
 impl std::fmt::Debug for ResourceTokens {
@@ -63,6 +105,7 @@ impl std::fmt::Debug for ResourceTokens {
             .field("access_server", &self.access_server)
             .field("scopes", &self.scopes)
             .field("lifetime", &self.lifetime)
+            .field("compatibility", &self.compatibility)
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +124,16 @@ impl ResourceTokens {
             login_hints: None,
             lifetime: aauth_tokens::RESOURCE_TOKEN_MAX_LIFETIME,
             random: SharedRandom::default(),
+            compatibility: Compatibility::strict(),
         }
+    }
+
+    /// The departures from -11 to make for peers that lag it ([`Compatibility`]); strict
+    /// -11 unless set.
+    #[must_use]
+    pub fn compatibility(mut self, compatibility: Compatibility) -> Self {
+        self.compatibility = compatibility;
+        self
     }
 
     /// Four-party: the resource's Access Server, the `aud` of its resource tokens and the
@@ -247,6 +299,9 @@ impl ResourceTokens {
         }
         if let Some(a) = account {
             b = b.account(a);
+        }
+        if self.compatibility.writes_person_token_jti() {
+            b = b.also_person_token_jti();
         }
         if let Some(hint) = self
             .login_hints

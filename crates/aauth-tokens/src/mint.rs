@@ -342,6 +342,7 @@ impl PersonTokenBuilder {
 pub struct ResourceTokenBuilder {
     claims: ResourceClaims,
     timing: Timing,
+    person_token_jti: bool,
 }
 
 impl ResourceTokenBuilder {
@@ -381,7 +382,19 @@ impl ResourceTokenBuilder {
                 budget_consumed: None,
             },
             timing: Timing::new(RESOURCE_TOKEN_MAX_LIFETIME),
+            person_token_jti: false,
         }
+    }
+
+    /// Compatibility, off by default: also writes `presented_jti`'s value under
+    /// `person_token_jti`, the claim's name before draft -11 renamed it (-11 §6.7.1).
+    /// Person Servers that lag -11 (`@hellocoop/mockin` 2.0.0, the TypeScript reference)
+    /// read only the old name and refuse a token without it (`invalid_resource_token`);
+    /// a -11 Person Server ignores the extra claim. `presented_jti` is always written.
+    #[must_use]
+    pub fn also_person_token_jti(mut self) -> Self {
+        self.person_token_jti = true;
+        self
     }
 
     /// The account the agent asked for.
@@ -453,11 +466,21 @@ impl ResourceTokenBuilder {
         self.claims.iat = iat;
         self.claims.exp = exp;
         self.claims.jti.clone_from(&jti);
-        Ok(Minted {
-            token: sign_claims(signer, kid, TokenType::Resource, &self.claims)?,
-            jti,
-            exp,
-        })
+        let token = if self.person_token_jti {
+            let mut claims = serde_json::to_value(&self.claims).map_err(|e| TokenError::Mint {
+                reason: e.to_string(),
+            })?;
+            if let Some(map) = claims.as_object_mut() {
+                map.insert(
+                    "person_token_jti".to_owned(),
+                    serde_json::Value::String(self.claims.presented_jti.clone()),
+                );
+            }
+            sign_claims(signer, kid, TokenType::Resource, &claims)?
+        } else {
+            sign_claims(signer, kid, TokenType::Resource, &self.claims)?
+        };
+        Ok(Minted { token, jti, exp })
     }
 }
 

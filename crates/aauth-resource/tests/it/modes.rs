@@ -9,7 +9,7 @@ use std::time::Duration;
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
+use aauth_resource::{AAuthLayer, Access, Compatibility, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{
     AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ResourceClaims, ServerId, Unverified,
     Validation,
@@ -188,6 +188,68 @@ async fn a_person_token_route_admits_the_person_and_challenges_an_agent_token() 
     .await;
     crate::assert_sig_error(s, &h, "invalid_jwt");
     assert_eq!(calls.calls(), 1);
+}
+
+/// The compatibility profile (off by default): with `person_token_jti` on, the resource
+/// token also carries the pre-rename claim, equal to `presented_jti`; strict, it does not.
+#[tokio::test]
+async fn person_token_jti_is_written_only_under_the_compatibility_profile() {
+    let m = modes();
+    for (compat, expect) in [
+        (None, false),
+        (Some(Compatibility::strict()), false),
+        (Some(Compatibility::strict().person_token_jti(true)), true),
+    ] {
+        let mut tokens = m.tokens();
+        if let Some(c) = compat {
+            tokens = tokens.compatibility(c);
+        }
+        let resource = m.w.resource.clone().resource_tokens(tokens);
+        let calls = handler();
+        let mut svc = m.service(
+            &resource,
+            RoutePolicy::new(Access::AuthToken).scope("read"),
+            &calls,
+        );
+        let person = m.person_token();
+        let (s, h, _) = send(
+            &mut svc,
+            signed(
+                "GET",
+                "/doc",
+                b"",
+                &m.w.agent,
+                &Scheme::jwt(person.token.clone()),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let req = AAuthRequirement::parse(&header(&h, "aauth-requirement")).unwrap();
+        let Requirement::AuthToken { resource_token } = req.requirement else {
+            panic!("expected requirement=auth-token, got {req:?}");
+        };
+        let payload = resource_token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&aauth_keys::base64url::decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["presented_jti"], person.jti.as_str(), "{compat:?}");
+        if expect {
+            assert_eq!(
+                claims["person_token_jti"],
+                person.jti.as_str(),
+                "{compat:?}"
+            );
+        } else {
+            assert!(
+                claims.get("person_token_jti").is_none(),
+                "{compat:?}: {claims}"
+            );
+        }
+        // Either way it is a -11 resource token.
+        assert_eq!(
+            m.verify_resource_token(&resource_token).presented_jti,
+            person.jti
+        );
+    }
 }
 
 #[tokio::test]

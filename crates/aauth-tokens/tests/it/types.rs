@@ -113,6 +113,49 @@ fn auth_tokens_from_person_and_access_servers() {
     }
 }
 
+/// The compatibility option `also_person_token_jti` (off by default): with it, the
+/// pre-rename claim carries `presented_jti`'s value beside it, and the token still
+/// verifies as a -11 resource token; without it, no such claim is written.
+#[test]
+fn resource_token_person_token_jti_only_when_asked() {
+    let payload = |token: &str| -> serde_json::Value {
+        let p = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&aauth_keys::base64url::decode(p).unwrap()).unwrap()
+    };
+    let build = || {
+        ResourceTokenBuilder::new(
+            sid("https://resource.example"),
+            sid("https://ps.example"),
+            sid("https://ps.example"),
+            "person-123",
+            "pt-1",
+            agent_key().public_key(),
+            "data.read",
+        )
+    };
+    let strict = build().sign(&ps_key(), "k1", NOW, &mut OsRandom).unwrap();
+    let c = payload(&strict.token);
+    assert_eq!(c["presented_jti"], "pt-1");
+    assert!(c.get("person_token_jti").is_none(), "{c}");
+
+    let compat = build()
+        .also_person_token_jti()
+        .sign(&ps_key(), "k1", NOW, &mut OsRandom)
+        .unwrap();
+    let c = payload(&compat.token);
+    assert_eq!(c["presented_jti"], "pt-1");
+    assert_eq!(c["person_token_jti"], "pt-1");
+    assert_eq!(c["jti"], compat.jti.as_str());
+    let ps = sid("https://ps.example");
+    let v = block(verify::<ResourceClaims>(
+        &compat.token,
+        &Validation::new(NOW).audience(&ps),
+        &issuers(),
+    ))
+    .unwrap();
+    assert_eq!(v.claims.presented_jti, "pt-1");
+}
+
 #[test]
 fn resource_token_round_trip() {
     let m = ResourceTokenBuilder::new(
