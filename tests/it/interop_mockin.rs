@@ -488,6 +488,14 @@ fn tokens_seen(seen: &[(Request, Response)], member: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `test` against the live peer, if it can run (otherwise `peer_available` has
+/// failed the test under CI, or said loudly that it skipped).
+fn live(test: impl Future<Output = ()>) {
+    if peer_available() {
+        runtime().block_on(test);
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -504,10 +512,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// them, parse with `aauth_metadata` for `https://ps.example`.
 #[test]
 fn we_parse_mockins_metadata() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup(Access::PersonToken).await;
         let r = s
             .world
@@ -557,10 +562,7 @@ fn we_parse_mockins_metadata() {
 /// token, the body covered); our resource discovers mockin's key and admits it.
 #[test]
 fn our_agent_gets_a_person_token_from_mockin_and_our_resource_admits_it() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup(Access::PersonToken).await;
         let recorder = s.world.agent_transport();
         let client = s.client(&recorder, |ps| ps);
@@ -608,16 +610,17 @@ fn our_agent_gets_a_person_token_from_mockin_and_our_resource_admits_it() {
 /// request with the JWKS our provider publishes.)
 #[test]
 fn mockin_verifies_our_agent_token_against_the_keys_we_publish() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup(Access::PersonToken).await;
-        let metadata = get_json(&s.world, &format!("{PROVIDER}/.well-known/aauth-agent.json")).await;
+        let metadata = get_json(
+            &s.world,
+            &format!("{PROVIDER}/.well-known/aauth-agent.json"),
+        )
+        .await;
         let mut other = key().public_key().to_jwk();
         other.kid = Some("key-1".to_owned());
-        let wrong: Value = serde_json::from_str(&JwkSet::from_jwks(&[other]).to_json())
-            .expect("a JWKS");
+        let wrong: Value =
+            serde_json::from_str(&JwkSet::from_jwks(&[other]).to_json()).expect("a JWKS");
         s.mockin
             .mock(&json!({ "trusted_servers": { PROVIDER: { "metadata": metadata, "jwks": wrong } } }))
             .await;
@@ -679,10 +682,7 @@ fn consent_later(
 /// admits it.
 #[test]
 fn deferred_consent_at_mockin_interaction() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup(Access::PersonToken).await;
         let config = s
             .mockin
@@ -751,10 +751,7 @@ fn deferred_consent_at_mockin_interaction() {
 /// no interaction for the agent to drive; the next poll carries the person token.
 #[test]
 fn deferred_approval_at_mockin() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup(Access::PersonToken).await;
         s.mockin
             .mock(&json!({ "person_requirement": "approval" }))
@@ -801,10 +798,7 @@ fn deferred_approval_at_mockin() {
 /// token is issued. When mockin reads `presented_jti`, this test fails and says so.
 #[test]
 fn departure_mockin_reads_person_token_jti_not_presented_jti() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup(Access::AuthToken).await;
         let recorder = s.world.agent_transport();
         let client = s.client(&recorder, |ps| ps);
@@ -814,7 +808,13 @@ fn departure_mockin_reads_person_token_jti_not_presented_jti() {
             .iter()
             .find_map(|(_, r)| {
                 let v = r.headers().get("aauth-requirement")?.to_str().ok()?;
-                Some(v.split("resource-token=\"").nth(1)?.split('"').next()?.to_owned())
+                Some(
+                    v.split("resource-token=\"")
+                        .nth(1)?
+                        .split('"')
+                        .next()?
+                        .to_owned(),
+                )
             })
             .expect("our resource answered with a resource token");
         let rt = claims(&resource_token);
@@ -836,7 +836,10 @@ fn departure_mockin_reads_person_token_jti_not_presented_jti() {
             problem["detail"], "resource_token missing person_token_jti",
             "{problem}"
         );
-        assert!(outcome.is_err(), "the agent could not get past the auth token");
+        assert!(
+            outcome.is_err(),
+            "the agent could not get past the auth token"
+        );
     });
 }
 
@@ -869,10 +872,7 @@ fn resource_token_seen(seen: &[(Request, Response)]) -> String {
 /// token for it; our agent checks it and our resource admits it with the scope.
 #[test]
 fn compat_our_agent_gets_an_auth_token_from_mockin_and_our_resource_admits_it() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup_with(Access::AuthToken, compat()).await;
         let recorder = s.world.agent_transport();
         let client = s.client(&recorder, |ps| ps);
@@ -911,10 +911,7 @@ fn compat_our_agent_gets_an_auth_token_from_mockin_and_our_resource_admits_it() 
 /// pending URL; mockin then issues the auth token on the next poll.
 #[test]
 fn compat_clarification_at_mockin() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup_with(Access::AuthToken, compat()).await;
         let question = "Which report, and why?";
         s.mockin
@@ -975,10 +972,7 @@ fn compat_clarification_at_mockin() {
 /// token.
 #[test]
 fn compat_deferred_auth_token_consent_at_mockin() {
-    if !peer_available() {
-        return;
-    }
-    runtime().block_on(async {
+    live(async {
         let s = setup_with(Access::AuthToken, compat()).await;
         s.mockin
             .mock(&json!({ "requirement": "interaction", "auto_approve": false }))

@@ -255,9 +255,25 @@ impl Revoker {
         exp: u64,
         now: UnixTime,
     ) -> Result<Option<serde_json::Value>, RevocationError> {
+        let endpoint = self.endpoint::<D>(recipient).await?;
+        self.revoke_at(&endpoint, jti, exp, now).await
+    }
+
+    /// As [`Revoker::revoke`], at a `revocation_endpoint` already discovered (with
+    /// [`Revoker::endpoint`]): for sending again without discovering again.
+    ///
+    /// # Errors
+    ///
+    /// [`RevocationError`].
+    pub async fn revoke_at(
+        &self,
+        endpoint: &HttpsUrl,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<Option<serde_json::Value>, RevocationError> {
         let started = tokio::time::Instant::now();
         let at = || now.plus(started.elapsed().as_secs());
-        let endpoint = self.endpoint::<D>(recipient).await?;
         let body = serde_json::json!({ "jti": jti, "exp": exp });
         let mut resp = self
             .send(Method::POST, endpoint.as_str(), Some(&body), at())
@@ -270,15 +286,21 @@ impl Revoker {
                 ));
             }
             polls += 1;
-            let pending = pending_url(&resp, &endpoint)?;
+            let pending = pending_url(&resp, endpoint)?;
             tokio::time::sleep(Duration::from_secs(retry_after(&resp).unwrap_or(1).min(30))).await;
             resp = self.send(Method::GET, pending.as_str(), None, at()).await?;
         }
         answer(&resp)
     }
 
-    /// `recipient`'s `revocation_endpoint`, from its metadata document `D`.
-    async fn endpoint<D: RevocationRecipient>(
+    /// `recipient`'s `revocation_endpoint`, from its metadata document `D` (its `issuer`
+    /// checked).
+    ///
+    /// # Errors
+    ///
+    /// [`RevocationError::Unavailable`] when the document cannot be read,
+    /// [`RevocationError::Unsupported`] when it names no endpoint.
+    pub async fn endpoint<D: RevocationRecipient>(
         &self,
         recipient: &ServerId,
     ) -> Result<HttpsUrl, RevocationError> {

@@ -108,16 +108,15 @@ impl RevocationNotifier for HttpRevocationNotifier {
         jti: &str,
         exp: u64,
     ) -> Result<(), String> {
+        let revoker = self.revoker();
+        let endpoint = revoker
+            .endpoint::<aauth_metadata::AccessServerMetadata>(access_server)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
         for _attempt in 0..2 {
-            let report = self
-                .revoker()
-                .revoke::<aauth_metadata::AccessServerMetadata>(
-                    access_server,
-                    jti,
-                    exp,
-                    self.clock.now(),
-                )
+            let report = revoker
+                .revoke_at(&endpoint, jti, exp, self.clock.now())
                 .await
                 .map_err(|e| e.to_string())?;
             failed = failed_recipients(report.as_ref());

@@ -202,23 +202,14 @@ impl ResourceTokens {
         token: &ResourceClaims,
         now: UnixTime,
     ) -> Result<(), RevocationError> {
-        let at_aud = if token.aud == token.ps {
-            revoker
-                .revoke::<PersonServerMetadata>(&token.aud, &token.jti, token.exp, now)
-                .await
-        } else {
-            revoker
-                .revoke::<AccessServerMetadata>(&token.aud, &token.jti, token.exp, now)
-                .await
-        };
-        let at_ps = if token.aud == token.ps {
-            Ok(None)
-        } else {
-            revoker
-                .revoke::<PersonServerMetadata>(&token.ps, &token.jti, token.exp, now)
-                .await
-        };
-        at_aud.and(at_ps).map(drop)
+        let at_ps = revoker.revoke::<PersonServerMetadata>(&token.ps, &token.jti, token.exp, now);
+        if token.aud == token.ps {
+            return at_ps.await.map(drop);
+        }
+        let at_access_server = revoker
+            .revoke::<AccessServerMetadata>(&token.aud, &token.jti, token.exp, now)
+            .await;
+        at_access_server.and(at_ps.await).map(drop)
     }
 
     /// The lifetime (whole seconds, at most 300).
