@@ -415,6 +415,21 @@ pub trait PsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError>;
+
+    /// The mission `s256` if `owner` (the agent provider and agent) owns it. The owner
+    /// is part of the lookup, not a filter applied to what a lookup found: a mission
+    /// that does not exist and one another agent owns must take the same path, so that
+    /// the mission endpoint is no existence oracle by timing (draft -11 §8.7 Mission
+    /// Endpoint Errors; threat M1 in `docs/conformance.md`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn owned_mission(
+        &self,
+        s256: &str,
+        owner: &(ServerId, AgentId),
+    ) -> Result<Option<Mission>, StoreError>;
 }
 
 /// How long records outlive their token's `exp` (clock skew, PS-13).
@@ -813,5 +828,20 @@ impl PsStore for MemoryStore {
 
     async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
         Ok(self.lock().missions.get(s256).cloned())
+    }
+
+    async fn owned_mission(
+        &self,
+        s256: &str,
+        owner: &(ServerId, AgentId),
+    ) -> Result<Option<Mission>, StoreError> {
+        // Compared before anything is copied: another agent's mission costs what a
+        // missing one does.
+        Ok(self
+            .lock()
+            .missions
+            .get(s256)
+            .filter(|m| m.agent == *owner)
+            .cloned())
     }
 }

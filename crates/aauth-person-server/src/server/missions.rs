@@ -297,11 +297,11 @@ impl PersonServer {
         s256: &str,
         now: UnixTime,
     ) -> Result<Mission, PsError> {
+        let owner = (r.agent.claims.iss.clone(), r.agent.claims.sub.clone());
         let m = self
             .store
-            .mission(s256)
+            .owned_mission(s256, &owner)
             .await?
-            .filter(|m| m.agent == (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()))
             .ok_or(PsError::MissionNotFound)?;
         self.expire(m, now).await
     }

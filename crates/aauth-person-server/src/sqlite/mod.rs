@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS agent_tokens (
   PRIMARY KEY (iss, jti));
 CREATE INDEX IF NOT EXISTS person_tokens_agent ON person_tokens (provider, agent);
 CREATE INDEX IF NOT EXISTS auth_tokens_presented ON auth_tokens (presented_jti);
-CREATE TABLE IF NOT EXISTS missions (s256 TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS missions (
+  s256 TEXT PRIMARY KEY, data TEXT NOT NULL,
+  owner_provider TEXT NOT NULL DEFAULT '', owner_agent TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS person_tokens_exp ON person_tokens (exp);
 CREATE INDEX IF NOT EXISTS auth_tokens_exp ON auth_tokens (exp);
@@ -182,8 +184,43 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(err)?;
     }
+    if !has("missions", "owner_agent")? {
+        conn.execute_batch(
+            "ALTER TABLE missions ADD COLUMN owner_provider TEXT NOT NULL DEFAULT '';
+             ALTER TABLE missions ADD COLUMN owner_agent TEXT NOT NULL DEFAULT '';",
+        )
+        .map_err(err)?;
+    }
+    backfill_mission_owners(conn)?;
     conn.execute_batch("CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);")
         .map_err(err)
+}
+
+/// Copies each mission's owner out of its JSON into the columns the owner-keyed lookup
+/// reads (rows an earlier version wrote have them empty). A row that does not read back
+/// keeps them empty, so no agent owns it, and fails where it is read by `s256`.
+fn backfill_mission_owners(conn: &Connection) -> Result<(), StoreError> {
+    let rows = {
+        let mut stmt = conn
+            .prepare("SELECT s256, data FROM missions WHERE owner_agent = ''")
+            .map_err(err)?;
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?
+    };
+    for (s256, data) in rows {
+        let Ok(m) = serde_json::from_str::<MissionRow>(&data).map(MissionRow::into_mission) else {
+            continue;
+        };
+        let Ok(m) = m else { continue };
+        conn.execute(
+            "UPDATE missions SET owner_provider = ?2, owner_agent = ?3 WHERE s256 = ?1",
+            params![s256, m.agent.0.as_str(), m.agent.1.as_str()],
+        )
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 fn i(v: u64) -> i64 {
@@ -860,11 +897,13 @@ impl PsStore for SqliteStore {
 
     async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
         let s256 = m.s256.clone();
+        let (provider, agent) = (m.agent.0.as_str().to_owned(), m.agent.1.as_str().to_owned());
         let data = serde_json::to_string(&MissionRow::from(&m)).map_err(err)?;
         self.with(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO missions (s256, data) VALUES (?1, ?2)",
-                params![s256, data],
+                "INSERT OR REPLACE INTO missions (s256, data, owner_provider, owner_agent)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![s256, data, provider, agent],
             )
             .map(drop)
             .map_err(err)
@@ -885,11 +924,37 @@ impl PsStore for SqliteStore {
                 .map_err(err)
             })
             .await?;
-        data.map(|d| {
-            serde_json::from_str::<MissionRow>(&d)
-                .map_err(unreadable("mission"))?
-                .into_mission()
-        })
-        .transpose()
+        data.map(mission_from_row).transpose()
     }
+
+    async fn owned_mission(
+        &self,
+        s256: &str,
+        owner: &(ServerId, AgentId),
+    ) -> Result<Option<Mission>, StoreError> {
+        let s256 = s256.to_owned();
+        let (provider, agent) = (owner.0.as_str().to_owned(), owner.1.as_str().to_owned());
+        // The owner is part of the lookup: another agent's mission is not found, exactly
+        // as a missing one is, and is never read or decoded.
+        let data: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT data FROM missions
+                     WHERE s256 = ?1 AND owner_provider = ?2 AND owner_agent = ?3",
+                    params![s256, provider, agent],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)
+            })
+            .await?;
+        data.map(mission_from_row).transpose()
+    }
+}
+
+/// A mission row's JSON, read back.
+fn mission_from_row(data: String) -> Result<Mission, StoreError> {
+    serde_json::from_str::<MissionRow>(&data)
+        .map_err(unreadable("mission"))?
+        .into_mission()
 }

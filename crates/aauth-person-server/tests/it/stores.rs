@@ -347,6 +347,30 @@ async fn contract(store: Arc<dyn PsStore>) {
     m.log(NOW.as_secs(), "proposal", None, "permit", None);
     store.put_mission(m.clone()).await.unwrap();
     assert_eq!(store.mission(&m.s256).await.unwrap(), Some(m.clone()));
+    // Owner-keyed: another agent (or the same agent name at another provider) finds
+    // nothing, exactly as for a mission that does not exist.
+    let owner = (provider.clone(), agent.clone());
+    assert_eq!(
+        store.owned_mission(&m.s256, &owner).await.unwrap(),
+        Some(m.clone())
+    );
+    let stranger = AgentId::parse("aauth:other@agent.example").unwrap();
+    assert_eq!(
+        store
+            .owned_mission(&m.s256, &(provider.clone(), stranger))
+            .await
+            .unwrap(),
+        None
+    );
+    let elsewhere = id("https://other-provider.example");
+    assert_eq!(
+        store
+            .owned_mission(&m.s256, &(elsewhere, agent.clone()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.owned_mission("nope", &owner).await.unwrap(), None);
     m.terminated = Some(TerminationReason::Completed);
     m.grants = 3;
     // The spending ledger survives too (the constraints carry the ceiling).
@@ -383,6 +407,67 @@ async fn the_memory_store_keeps_the_contract() {
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
     contract(Arc::new(SqliteStore::in_memory().unwrap())).await;
+}
+
+/// A database an earlier version wrote (missions without owner columns) is migrated on
+/// open: its missions are found by their owner, and by no one else.
+#[tokio::test]
+async fn missions_an_earlier_version_stored_are_found_by_their_owner() {
+    let dir = std::env::temp_dir().join(format!(
+        "aauth-ps-migrate-{}-{}",
+        std::process::id(),
+        line!()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (new, old) = (dir.join("new.sqlite"), dir.join("old.sqlite"));
+    let provider = id("https://agent.example");
+    let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    let m = Mission::new(
+        br#"{"agent":"aauth:assistant@agent.example","description":"d"}"#.to_vec(),
+        (provider.clone(), agent.clone()),
+        "bob",
+        Constraints::default(),
+    );
+    SqliteStore::open(&new)
+        .unwrap()
+        .put_mission(m.clone())
+        .await
+        .unwrap();
+    let data: String = rusqlite::Connection::open(&new)
+        .unwrap()
+        .query_row("SELECT data FROM missions", [], |r| r.get(0))
+        .unwrap();
+    let c = rusqlite::Connection::open(&old).unwrap();
+    c.execute_batch("CREATE TABLE missions (s256 TEXT PRIMARY KEY, data TEXT NOT NULL);")
+        .unwrap();
+    c.execute(
+        "INSERT INTO missions (s256, data) VALUES (?1, ?2)",
+        rusqlite::params![m.s256, data],
+    )
+    .unwrap();
+    drop(c);
+
+    let store = SqliteStore::open(&old).unwrap();
+    let owner = (provider.clone(), agent);
+    assert_eq!(
+        store.owned_mission(&m.s256, &owner).await.unwrap(),
+        Some(m.clone())
+    );
+    let stranger = (
+        provider,
+        AgentId::parse("aauth:other@agent.example").unwrap(),
+    );
+    assert_eq!(store.owned_mission(&m.s256, &stranger).await.unwrap(), None);
+
+    // The owner is part of the lookup, not a filter on what was read: another agent's
+    // mission is never decoded (a row that does not read back fails only its owner).
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute("UPDATE missions SET data = 'not json'", [])
+        .unwrap();
+    assert_eq!(store.owned_mission(&m.s256, &stranger).await.unwrap(), None);
+    assert!(store.owned_mission(&m.s256, &owner).await.is_err());
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A deferred request survives the Person Server's restart: the person approves on the
