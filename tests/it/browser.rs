@@ -37,6 +37,13 @@ async fn a_person_approves_in_chromium_and_the_agent_gets_through() {
         "{}",
         seen.resource_section
     );
+    // ... with what its metadata says of it (PS-12).
+    assert!(
+        seen.resource_section.contains("Example Files")
+            && seen.resource_section.contains("auth-token"),
+        "{}",
+        seen.resource_section
+    );
     assert!(
         !seen
             .resource_section

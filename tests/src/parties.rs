@@ -362,7 +362,12 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         ps = ps.policy(p);
     }
     if o.consent_pages {
-        ps = ps.consent_pages(Duration::from_secs(600));
+        // The consent page describes the resource from its metadata (PS-12).
+        ps = ps
+            .consent_pages(Duration::from_secs(600))
+            .metadata(Arc::new(
+                world.fetcher_allowing(&["agent.example", "resource.example"]),
+            ));
     }
     if let Some(terms) = o.mission_terms.clone() {
         ps = ps.mission_terms(terms);
@@ -399,6 +404,10 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     let mut doc = ResourceMetadata::new(rs_id.clone());
     doc.common.jwks_uri = Some(HttpsUrl::parse("https://resource.example/jwks.json").map_err(e)?);
     doc.access_mode = Some(AccessMode::AuthToken);
+    // What the Person Server's consent page shows of it (PS-12).
+    doc.common.name = Some("Example Files".to_owned());
+    doc.common.description =
+        Some("Keeps the person's files and shares them on request.".to_owned());
     if o.authorization_endpoint {
         doc.authorization_endpoint =
             Some(HttpsUrl::endpoint("https://resource.example/authorize").map_err(e)?);

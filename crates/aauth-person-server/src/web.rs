@@ -151,6 +151,55 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> http::Respons
 }
 
 /// A `303 See Other` to `location`.
+/// What a resource's metadata says of it (PS-12), for the consent page: its `name` and
+/// `description` quoted as its own words, and what its `access_mode` means for the
+/// person. Escaped like everything else the resource sends.
+pub(crate) fn resource_description(doc: &aauth_metadata::ResourceMetadata) -> String {
+    use aauth_metadata::AccessMode;
+    let mut out = String::new();
+    if let Some(name) = doc.common.name.as_deref().filter(|n| !n.trim().is_empty()) {
+        out.push_str(&format!(
+            "<p class=\"resource-name\">It calls itself <strong>{}</strong>.</p>",
+            esc(name)
+        ));
+    }
+    if let Some(d) = doc
+        .common
+        .description
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+    {
+        out.push_str(&format!(
+            "<blockquote class=\"resource-description\">{}</blockquote>",
+            esc(d)
+        ));
+    }
+    let mode = match doc.access_mode {
+        Some(AccessMode::PersonToken) => Some((
+            "person-token",
+            "it serves requests on who you are alone: knowing you is access there",
+        )),
+        Some(AccessMode::AuthToken) => Some((
+            "auth-token",
+            "it grants access only with an authorization from your Person Server",
+        )),
+        Some(AccessMode::SessionToken) => Some((
+            "session-token",
+            "it manages access itself, with its own sign-in and consent",
+        )),
+        Some(AccessMode::AgentToken) => {
+            Some(("agent-token", "it serves requests on the agent's identity"))
+        }
+        _ => None,
+    };
+    if let Some((value, meaning)) = mode {
+        out.push_str(&format!(
+            "<p class=\"resource-access-mode\">Access mode <code>{value}</code>: {meaning}.</p>"
+        ));
+    }
+    out
+}
+
 pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::new());
     *r.status_mut() = StatusCode::SEE_OTHER;

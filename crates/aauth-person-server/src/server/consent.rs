@@ -38,7 +38,7 @@ impl PersonServer {
         provider: &ServerId,
         callback: Option<&str>,
     ) -> Option<String> {
-        let fetch = self.callbacks.as_ref()?;
+        let fetch = self.metadata.as_ref()?;
         let callback = callback.filter(|c| !c.is_empty())?;
         let doc = aauth_metadata::discover::<aauth_metadata::AgentProviderMetadata>(
             fetch.as_ref(),
@@ -47,6 +47,25 @@ impl PersonServer {
         .await
         .ok()?;
         web::callback_allowed(&doc, callback).then(|| callback.to_owned())
+    }
+
+    /// PS-12: the metadata of the resource a person or auth token is asked for, to show
+    /// the person its `name`, `description` and `access_mode`. `None` without a
+    /// [`PersonServer::metadata`] fetcher, for other requests, and when the document
+    /// cannot be read (the page then names the resource by its identifier alone).
+    pub(super) async fn describe_resource(
+        &self,
+        p: &Pending,
+    ) -> Option<aauth_metadata::ResourceMetadata> {
+        let fetch = self.metadata.as_ref()?;
+        let resource = match &p.request {
+            PendingRequest::PersonToken { resource, .. }
+            | PendingRequest::AuthToken { resource, .. } => resource,
+            _ => return None,
+        };
+        aauth_metadata::discover::<aauth_metadata::ResourceMetadata>(fetch.as_ref(), resource)
+            .await
+            .ok()
     }
 
     /// A device cookie for `account`: a random id and its MAC under this server's secret
@@ -189,7 +208,8 @@ impl PersonServer {
         }
         p.state = PendingState::Interacting;
         let callback = self.callback_for(&p.agent.0, callback).await;
-        let body = self.consent_page(&p, &s.csrf, callback.as_deref());
+        let described = self.describe_resource(&p).await;
+        let body = self.consent_page(&p, described.as_ref(), &s.csrf, callback.as_deref());
         self.save(&mut p).await?;
         Ok(web::page(
             StatusCode::OK,
@@ -576,10 +596,18 @@ impl PersonServer {
         }
     }
 
-    /// The consent page's body: what the resource asserts, apart from what the agent does.
-    pub(super) fn consent_page(&self, p: &Pending, csrf: &str, callback: Option<&str>) -> String {
+    /// The consent page's body: what the resource asserts (and, when `described`, what
+    /// its metadata says of it), apart from what the agent does.
+    pub(super) fn consent_page(
+        &self,
+        p: &Pending,
+        described: Option<&aauth_metadata::ResourceMetadata>,
+        csrf: &str,
+        callback: Option<&str>,
+    ) -> String {
         use crate::web::esc;
         let (resource, asked, says) = self.what_is_asked(p);
+        let described = described.map_or_else(String::new, web::resource_description);
         let heading = match &p.request {
             PendingRequest::Mission { .. }
             | PendingRequest::Completion { .. }
@@ -613,7 +641,7 @@ impl PersonServer {
             ""
         };
         format!(
-            "<section class=\"resource\"><h2>{heading}</h2><p>{}</p><p>asks {}</p>{updated}</section>\
+            "<section class=\"resource\"><h2>{heading}</h2><p>{}</p>{described}<p>asks {}</p>{updated}</section>\
              <section class=\"agent\"><h2>The agent (as it describes itself)</h2><p>{}</p><p>from {}</p>{runs_on}{says}{binding}{chat}</section>\
              <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\

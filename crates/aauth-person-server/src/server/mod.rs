@@ -122,8 +122,9 @@ pub struct PersonServer {
     revoking_providers: std::collections::BTreeSet<ServerId>,
     /// Tells resources about the person and auth tokens a cascade revoked.
     notifier: Option<Arc<dyn crate::RevocationNotifier>>,
-    /// Reads agent providers' metadata to admit interaction callbacks.
-    callbacks: Option<Arc<dyn aauth_metadata::Fetch>>,
+    /// Reads agent providers' metadata (to admit interaction callbacks) and resources'
+    /// (to describe them on the consent page).
+    metadata: Option<Arc<dyn aauth_metadata::Fetch>>,
     /// PS-13: at most `.0` distinct resources per agent within `.1` seconds.
     resource_limit: (usize, u64),
     /// Sends four-party token requests to resources' Access Servers (PS-50…54).
@@ -303,7 +304,7 @@ impl PersonServer {
             revocation_verifier,
             revoking_providers: std::collections::BTreeSet::new(),
             notifier: None,
-            callbacks: None,
+            metadata: None,
             resource_limit: DEFAULT_RESOURCE_LIMIT,
             asked: std::sync::Mutex::default(),
             ledger_lock: tokio::sync::Mutex::new(()),
@@ -415,15 +416,24 @@ impl PersonServer {
         self
     }
 
-    /// Honours the `callback` an agent adds to its interaction link: the consent pages
-    /// send the person's browser there when they are done (with `?error=access_denied` or
-    /// `interaction_expired` when it did not succeed), if the agent's provider publishes
-    /// it as its `callback_endpoint` (or allows localhost); its metadata is read through
-    /// `fetch`. Without this, or for any other URL, the pages end with their own
-    /// completion page and the agent learns the outcome by polling, as always.
+    /// Reads other parties' metadata documents through `fetch` (give it an egress-guarded
+    /// one, such as [`aauth_metadata::GuardedFetch`]). Two things need it:
+    ///
+    /// - **the agent's `callback`**: the consent pages send the person's browser to the
+    ///   `callback` an agent adds to its interaction link when they are done (with
+    ///   `?error=access_denied` or `interaction_expired` when it did not succeed), if the
+    ///   agent's provider publishes it as its `callback_endpoint` (or allows localhost);
+    /// - **describing the resource** (PS-12): the consent page for a person or auth token
+    ///   shows the resource's `name`, `description` and `access_mode` from its
+    ///   `aauth-resource.json`, so the person answers the question the resource will
+    ///   apply. They are labelled as the resource's own words; a resource that publishes
+    ///   no document (or an unreadable one) is shown by its identifier alone.
+    ///
+    /// Without this (the default), the pages end with their own completion page, the
+    /// agent learns the outcome by polling, and resources are shown by identifier.
     #[must_use]
-    pub fn callbacks(mut self, fetch: Arc<dyn aauth_metadata::Fetch>) -> Self {
-        self.callbacks = Some(fetch);
+    pub fn metadata(mut self, fetch: Arc<dyn aauth_metadata::Fetch>) -> Self {
+        self.metadata = Some(fetch);
         self
     }
 

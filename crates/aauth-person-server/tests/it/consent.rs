@@ -945,13 +945,19 @@ impl aauth_metadata::Fetch for ProviderMetadata {
         &self,
         url: &aauth_metadata::HttpsUrl,
     ) -> Result<aauth_metadata::Fetched, aauth_metadata::FetchError> {
-        assert_eq!(
-            url.as_str(),
-            "https://agent.example/.well-known/aauth-agent.json"
-        );
-        Ok(aauth_metadata::Fetched::ok(
-            r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json","callback_endpoint":"https://agent.example/callback"}"#,
-        ))
+        match url.as_str() {
+            "https://agent.example/.well-known/aauth-agent.json" => {
+                Ok(aauth_metadata::Fetched::ok(
+                    r#"{"issuer":"https://agent.example","jwks_uri":"https://agent.example/jwks.json","callback_endpoint":"https://agent.example/callback"}"#,
+                ))
+            }
+            "https://resource.example/.well-known/aauth-resource.json" => {
+                Ok(aauth_metadata::Fetched::ok(
+                    r#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","name":"Acme <Files>","description":"Stores your <b>files</b>.","access_mode":"auth-token"}"#,
+                ))
+            }
+            other => panic!("an unexpected fetch: {other}"),
+        }
     }
 }
 
@@ -1019,8 +1025,77 @@ async fn open_with_callback(
 
 async fn callback_world() -> World {
     let mut w = consenting_world(Some(Arc::new(AskForAccess))).await;
-    w.ps = w.ps.callbacks(Arc::new(ProviderMetadata));
+    w.ps = w.ps.metadata(Arc::new(ProviderMetadata));
     w
+}
+
+/// PS-12: with a metadata fetcher, the consent page for an auth token shows the
+/// resource's own `name`, `description` and `access_mode`, escaped; without one it names
+/// the resource by its identifier alone.
+#[tokio::test]
+async fn the_consent_page_describes_the_resource_from_its_metadata() {
+    let w = callback_world().await;
+    let (page, _, _) = open_with_callback(&w, "https://agent.example/callback", NOW).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(
+        page.html.contains("<strong>Acme &lt;Files&gt;</strong>"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("Stores your &lt;b&gt;files&lt;/b&gt;."),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("<code>auth-token</code>"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("<b>files</b>"), "{}", page.html);
+
+    let w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    let (page, _, _) = open_with_callback(&w, "https://agent.example/callback", NOW).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(
+        page.html.contains("https://resource.example"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("Acme"), "{}", page.html);
+    assert!(!page.html.contains("resource-access-mode"), "{}", page.html);
+}
+
+/// A resource whose metadata cannot be read is shown by its identifier: the page still
+/// serves, and the person can still decide.
+#[tokio::test]
+async fn a_resource_without_metadata_is_shown_by_its_identifier() {
+    struct Nothing;
+    #[async_trait::async_trait]
+    impl aauth_metadata::Fetch for Nothing {
+        async fn get(
+            &self,
+            url: &aauth_metadata::HttpsUrl,
+        ) -> Result<aauth_metadata::Fetched, aauth_metadata::FetchError> {
+            assert!(url.as_str().ends_with(".json"), "{url:?}");
+            Err(aauth_metadata::FetchError::Status {
+                status: 404,
+                retry_after: None,
+            })
+        }
+    }
+    let mut w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    w.ps = w.ps.metadata(Arc::new(Nothing));
+    let (page, _, _) = open_with_callback(&w, "https://agent.example/callback", NOW).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(
+        page.html.contains("https://resource.example"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("resource-name"), "{}", page.html);
+    // No callback either: the provider's metadata was not readable.
+    assert_eq!(page.hidden("callback"), "");
 }
 
 #[tokio::test]
