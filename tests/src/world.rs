@@ -201,6 +201,13 @@ impl World {
         roots
     }
 
+    /// The CA certificate as PEM, for a process outside this one (the `aauth` command's
+    /// `--ca-file`).
+    #[must_use]
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
     /// Resolves exactly the world's names (including servers started later) to their
     /// sockets; any other name has no address.
     #[must_use]

@@ -58,10 +58,10 @@ impl PersonServer {
         p: &Pending,
     ) -> Option<aauth_metadata::ResourceMetadata> {
         let fetch = self.metadata.as_ref()?;
-        let resource = match &p.request {
-            PendingRequest::PersonToken { resource, .. }
-            | PendingRequest::AuthToken { resource, .. } => resource,
-            _ => return None,
+        let (PendingRequest::PersonToken { resource, .. }
+        | PendingRequest::AuthToken { resource, .. }) = &p.request
+        else {
+            return None;
         };
         aauth_metadata::discover::<aauth_metadata::ResourceMetadata>(fetch.as_ref(), resource)
             .await

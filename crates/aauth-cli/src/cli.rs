@@ -1,0 +1,142 @@
+//! The command line: every command, flag and help text (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// AAuth from the command line: make keys, read and verify tokens.
+///
+/// AAuth (draft-hardt-oauth-aauth-protocol-11) lets an AI agent prove who it is, and what
+/// a person allowed it to do, on every HTTP request.
+#[derive(Debug, Parser)]
+#[command(name = "aauth", version, propagate_version = true)]
+#[command(after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The exit codes, shown under every `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 a token or key that does not pass its checks; \
+2 a usage error; 3 a file, network or other operational error.";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Make a signing key: a private JWK file (mode 0600) and its public JWKS.
+    Keygen(Keygen),
+    /// Work with JSON Web Keys.
+    #[command(subcommand)]
+    Jwk(JwkCommand),
+    /// Read and verify AAuth tokens (agent, person, resource and auth tokens).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a completion script for your shell.
+    ///
+    /// For example: `aauth completions bash > ~/.local/share/bash-completion/completions/aauth`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The signing algorithms AAuth keys use.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Alg {
+    /// EdDSA over Ed25519 (mandatory in AAuth).
+    #[value(name = "Ed25519", alias = "ed25519")]
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256.
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Keygen {
+    /// The algorithm.
+    #[arg(long, value_enum, default_value = "Ed25519")]
+    pub(crate) alg: Alg,
+    /// The key identifier (`kid`); default: the key's RFC 7638 thumbprint.
+    #[arg(long)]
+    pub(crate) kid: Option<String>,
+    /// Where the private JWK goes (created with mode 0600; never overwritten unless
+    /// `--force`).
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// Also write the public JWKS here (it is always printed on standard output).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) public: Option<PathBuf>,
+    /// Replace existing files.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JwkCommand {
+    /// Print a key's RFC 7638 SHA-256 thumbprint (what `agent_jkt` and `jkt-jwt` name).
+    ///
+    /// The file holds a public or private JWK (a private one must not be readable by
+    /// others); `-` reads standard input.
+    Thumbprint {
+        /// The JWK file, or `-`.
+        file: PathBuf,
+    },
+    /// Print the public JWK (and a JWKS holding it) of a private or public JWK file.
+    Public {
+        /// The JWK file, or `-`.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Show a token's header and claims, without verifying its signature.
+    ///
+    /// Names the token type, prints times as dates and checks `exp` and `iat` against
+    /// now. The signature is not checked: use `aauth token verify` for that.
+    Decode(Decode),
+    /// Verify a token as a resource would: discover the issuer's keys over HTTPS, check
+    /// the signature and every claim, and print each check.
+    ///
+    /// The first failing check is printed with the error code the draft gives it (the
+    /// `Signature-Error` a resource would answer).
+    Verify(Verify),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Decode {
+    /// The token (a compact JWS), or `-` to read it from standard input.
+    pub(crate) token: String,
+    /// Print one JSON object (`header`, `claims`, `type`, `checks`) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Verify {
+    /// The token (a compact JWS), or `-` to read it from standard input.
+    pub(crate) token: String,
+    /// The issuer the token must come from (its server identifier, e.g.
+    /// `https://ps.example`): its keys are discovered from its metadata.
+    #[arg(long, value_name = "URL")]
+    pub(crate) issuer: String,
+    /// The audience the token must name (your resource's identifier), for person, auth
+    /// and resource tokens.
+    #[arg(long, value_name = "URL")]
+    pub(crate) audience: Option<String>,
+    #[command(flatten)]
+    pub(crate) net: Net,
+}
+
+/// How to reach servers: extra trust roots and address overrides.
+#[derive(Debug, Args)]
+pub(crate) struct Net {
+    /// Trust the CA certificates in this PEM file as well as the public web roots
+    /// (a private deployment, a test world). Repeatable.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_file: Vec<PathBuf>,
+    /// Connect to HOST:PORT for requests to NAME:PORT, like curl's `--connect-to`
+    /// (`NAME:PORT:HOST:PORT`). HOST must be an IP address. The address is admitted even
+    /// if it is loopback or private: you named it. Repeatable.
+    #[arg(long, value_name = "NAME:PORT:HOST:PORT")]
+    pub(crate) connect_to: Vec<String>,
+}

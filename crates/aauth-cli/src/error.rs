@@ -1,0 +1,64 @@
+//! What can go wrong, each with the exit code it gives.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A command's failure: printed as one line (with its causes), never a panic.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// A flag's value the command cannot use (exit 2, like clap's own usage errors).
+    #[error("{flag}: {reason}")]
+    Usage { flag: &'static str, reason: String },
+    /// A file that cannot be read or written (exit 3).
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that exists where the command would create one (exit 3).
+    #[error("{}: already exists (pass --force to replace it)", path.display())]
+    Exists { path: PathBuf },
+    /// A private key file others can read (exit 3).
+    #[error(
+        "{}: a private key readable by others (mode {mode:04o}); run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    KeyFileMode { path: PathBuf, mode: u32 },
+    /// A key that does not read as a JWK AAuth accepts (exit 1).
+    #[error("{what}: {source}")]
+    Key {
+        what: String,
+        #[source]
+        source: aauth_keys::KeyError,
+    },
+    /// A token that does not pass its checks (exit 1). The checks were printed.
+    #[error("the token did not verify: {check} failed ({code})")]
+    Refused { check: &'static str, code: String },
+    /// A token that cannot even be read (exit 1).
+    #[error("not a token: {0}")]
+    NotAToken(String),
+    /// The network or the runtime (exit 3).
+    #[error("{0}")]
+    Operational(String),
+}
+
+impl CliError {
+    /// The process exit code (see `aauth --help`).
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Usage { .. } => 2,
+            Self::Key { .. } | Self::Refused { .. } | Self::NotAToken(_) => 1,
+            Self::File { .. } | Self::Exists { .. } | Self::KeyFileMode { .. } => 3,
+            Self::Operational(_) => 3,
+        })
+    }
+
+    pub(crate) fn file(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::File {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

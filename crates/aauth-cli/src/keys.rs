@@ -1,0 +1,196 @@
+//! `aauth keygen` and `aauth jwk`: keys as JWK files.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use aauth_keys::rand::OsRandom;
+use aauth_keys::{Algorithm, Jwk, JwkSet, PrivateKey, PublicKey};
+
+use crate::cli::{Alg, Keygen};
+use crate::error::CliError;
+
+/// `aauth keygen`: writes the private JWK (0600), prints (and optionally writes) the
+/// public JWKS.
+pub(crate) fn keygen(args: &Keygen, out: &mut dyn Write) -> Result<(), CliError> {
+    let alg = match args.alg {
+        Alg::Ed25519 => Algorithm::Ed25519,
+        Alg::Es256 => Algorithm::Es256,
+    };
+    let key = PrivateKey::generate(alg, &mut OsRandom).map_err(|source| CliError::Key {
+        what: "generating a key".to_owned(),
+        source,
+    })?;
+    let kid = args
+        .kid
+        .clone()
+        .unwrap_or_else(|| key.public_key().thumbprint().as_str().to_owned());
+    if kid.is_empty() {
+        return Err(CliError::Usage {
+            flag: "--kid",
+            reason: "must not be empty".to_owned(),
+        });
+    }
+    let mut private = key.to_private_jwk();
+    private.kid = Some(kid.clone());
+    // Compact, straight from the key (no intermediate copy), and wiped when dropped.
+    let private_json = zeroize::Zeroizing::new(private.to_json());
+    create_file(&args.out, args.force, true, private_json.as_bytes())?;
+
+    let public = key.public_key().to_jwk().with_kid(kid);
+    let jwks = pretty(&JwkSet::from_jwks(&[public]).to_json());
+    if let Some(path) = &args.public {
+        create_file(path, args.force, false, jwks.as_bytes())?;
+    }
+    writeln!(out, "{jwks}").map_err(CliError::file(Path::new("<stdout>")))?;
+    Ok(())
+}
+
+/// `aauth jwk thumbprint`.
+pub(crate) fn thumbprint(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let key = read_public(file)?;
+    writeln!(out, "{}", key.thumbprint().as_str()).map_err(CliError::file(Path::new("<stdout>")))
+}
+
+/// `aauth jwk public`: the public JWK and a JWKS holding it.
+pub(crate) fn public(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let (key, kid) = read_any(file)?;
+    let mut jwk = key.to_jwk();
+    jwk.kid = kid;
+    let set = JwkSet::from_jwks(std::slice::from_ref(&jwk));
+    writeln!(
+        out,
+        "{}\n{}",
+        pretty(&jwk.to_json()),
+        pretty(&set.to_json())
+    )
+    .map_err(CliError::file(Path::new("<stdout>")))
+}
+
+/// The public key of a JWK file holding a public or private key.
+pub(crate) fn read_public(file: &Path) -> Result<PublicKey, CliError> {
+    read_any(file).map(|(k, _)| k)
+}
+
+fn read_any(file: &Path) -> Result<(PublicKey, Option<String>), CliError> {
+    let text = read_key_text(file, false)?;
+    let jwk = one_jwk(file, &text)?;
+    let key = if jwk.is_private() {
+        check_mode(file)?;
+        PrivateKey::from_jwk(&jwk).map(|k| k.public_key().clone())
+    } else {
+        PublicKey::from_jwk(&jwk)
+    }
+    .map_err(|source| CliError::Key {
+        what: file.display().to_string(),
+        source,
+    })?;
+    Ok((key, jwk.kid))
+}
+
+/// The JWK in `text`: a JWK, or a JWKS holding exactly one key.
+fn one_jwk(file: &Path, text: &str) -> Result<Jwk, CliError> {
+    let key_error = |source| CliError::Key {
+        what: file.display().to_string(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| CliError::Key {
+        what: file.display().to_string(),
+        source: aauth_keys::KeyError::MalformedJwk {
+            reason: e.to_string(),
+        },
+    })?;
+    match value.get("keys").and_then(serde_json::Value::as_array) {
+        Some(keys) if keys.len() == 1 => Jwk::from_value(&keys[0]).map_err(key_error),
+        Some(keys) => Err(CliError::Usage {
+            flag: "FILE",
+            reason: format!(
+                "{} is a JWKS with {} keys; give a file with one key",
+                file.display(),
+                keys.len()
+            ),
+        }),
+        None => Jwk::from_value(&value).map_err(key_error),
+    }
+}
+
+/// The text of a key file (`-`: standard input), checking the mode first when it must
+/// be private.
+fn read_key_text(file: &Path, private: bool) -> Result<zeroize::Zeroizing<String>, CliError> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(CliError::file(file))?;
+    } else {
+        if private {
+            check_mode(file)?;
+        }
+        let mut f = std::fs::File::open(file).map_err(CliError::file(file))?;
+        f.read_to_string(&mut text).map_err(CliError::file(file))?;
+    }
+    Ok(text)
+}
+
+/// Refuses a key file that its group or others can read (Unix).
+fn check_mode(file: &Path) -> Result<(), CliError> {
+    if file == Path::new("-") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file)
+            .map_err(CliError::file(file))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CliError::KeyFileMode {
+                path: file.to_owned(),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` with `contents` (mode 0600 when `private`); an existing file is an
+/// error unless `force`.
+fn create_file(path: &Path, force: bool, private: bool, contents: &[u8]) -> Result<(), CliError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    if force {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CliError::file(path)(e)),
+        }
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CliError::Exists {
+                path: PathBuf::from(path),
+            }
+        } else {
+            CliError::file(path)(e)
+        }
+    })?;
+    f.write_all(contents)
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(CliError::file(path))
+}
+
+/// `json` re-indented for people (it came from our own serializer, so it parses).
+fn pretty(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| json.to_owned())
+}

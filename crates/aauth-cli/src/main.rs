@@ -1,0 +1,66 @@
+//! `aauth`: AAuth from the command line.
+//!
+//! ```text
+//! aauth keygen --out agent.jwk            # a private JWK (0600); the public JWKS printed
+//! aauth jwk thumbprint agent.jwk          # its RFC 7638 thumbprint
+//! aauth token decode "$TOKEN"             # header, claims, dates, exp/iat against now
+//! aauth token verify "$TOKEN" --issuer https://ps.example --audience https://api.example
+//! aauth completions bash                  # a completion script
+//! ```
+//!
+//! Every command has `--help`. Errors are one line on standard error, never a panic; the
+//! exit code says what kind (`aauth --help` lists them).
+
+mod cli;
+mod error;
+mod keys;
+mod net;
+mod time;
+mod token;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command, JwkCommand, TokenCommand};
+use error::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli.command, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush(); // the checks printed so far come before the error
+            let mut line = format!("aauth: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                // (Some errors already say their cause; it is not repeated.)
+                let said = s.to_string();
+                if !line.contains(&said) {
+                    line.push_str(&format!(": {said}"));
+                }
+                source = s.source();
+            }
+            // Standard error is the command's channel for its one error line.
+            let _ = writeln!(std::io::stderr(), "{line}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(command: Command, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        Command::Keygen(args) => keys::keygen(&args, out),
+        Command::Jwk(JwkCommand::Thumbprint { file }) => keys::thumbprint(&file, out),
+        Command::Jwk(JwkCommand::Public { file }) => keys::public(&file, out),
+        Command::Token(TokenCommand::Decode(args)) => token::decode(&args, out),
+        Command::Token(TokenCommand::Verify(args)) => token::verify(&args, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "aauth", out);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Reaching servers from the command line: the egress-guarded HTTPS fetcher, with extra
+//! trust roots (`--ca-file`) and curl-style address overrides (`--connect-to`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use aauth_metadata::{
+    EgressError, EgressPolicy, FetchLimits, GuardedFetch, HttpsTransport, Resolve, SystemResolver,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::cli::Net;
+use crate::error::CliError;
+
+/// The resolver: the operating system's, except for the names `--connect-to` overrides.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides {
+    map: BTreeMap<(String, u16), SocketAddr>,
+}
+
+#[async_trait::async_trait]
+impl Resolve for Overrides {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
+        match self.map.get(&(host.to_ascii_lowercase(), port)) {
+            Some(addr) => Ok(vec![*addr]),
+            None => SystemResolver.resolve(host, port).await,
+        }
+    }
+}
+
+/// A fetcher for metadata and JWKS as `net` says: the web's roots plus `--ca-file`, the
+/// overrides admitted (the user named them), every other address checked by the egress
+/// guard as a server would.
+pub(crate) fn fetcher(net: &Net) -> Result<GuardedFetch<Overrides, HttpsTransport>, CliError> {
+    let mut policy = EgressPolicy::new();
+    let mut overrides = Overrides::default();
+    for spec in &net.connect_to {
+        let (name, port, addr) = parse_connect_to(spec)?;
+        policy.dangerous().allow_host(&name);
+        overrides.map.insert((name, port), addr);
+    }
+    let transport = if net.ca_file.is_empty() {
+        HttpsTransport::with_webpki_roots()
+    } else {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for path in &net.ca_file {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| CliError::Usage {
+                    flag: "--ca-file",
+                    reason: format!("{}: {e}", path.display()),
+                })?;
+            if certs.is_empty() {
+                return Err(CliError::Usage {
+                    flag: "--ca-file",
+                    reason: format!("{}: no CERTIFICATE in it", path.display()),
+                });
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| CliError::Usage {
+                    flag: "--ca-file",
+                    reason: format!("{}: {e}", path.display()),
+                })?;
+            }
+        }
+        HttpsTransport::with_roots(roots)
+    };
+    Ok(GuardedFetch::new(
+        policy,
+        Arc::new(overrides),
+        Arc::new(transport),
+        FetchLimits::default(),
+    ))
+}
+
+/// `NAME:PORT:HOST:PORT` (HOST an IP address; an IPv6 one in brackets).
+fn parse_connect_to(spec: &str) -> Result<(String, u16, SocketAddr), CliError> {
+    let bad = |reason: &str| CliError::Usage {
+        flag: "--connect-to",
+        reason: format!("{spec:?}: {reason} (expected NAME:PORT:HOST:PORT)"),
+    };
+    let (name, rest) = spec.split_once(':').ok_or_else(|| bad("no port"))?;
+    let (port, target) = rest.split_once(':').ok_or_else(|| bad("no target"))?;
+    if name.is_empty() {
+        return Err(bad("empty NAME"));
+    }
+    let port: u16 = port.parse().map_err(|_| bad("PORT is not a port number"))?;
+    let (host, target_port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| bad("no target port"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| bad("HOST must be an IP address"))?;
+    let target_port: u16 = target_port
+        .parse()
+        .map_err(|_| bad("the target PORT is not a port number"))?;
+    Ok((
+        name.to_ascii_lowercase(),
+        port,
+        SocketAddr::new(ip, target_port),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_connect_to;
+
+    #[test]
+    fn connect_to_reads_curls_shape() {
+        let (name, port, addr) = parse_connect_to("PS.example:443:127.0.0.1:8443").unwrap();
+        assert_eq!((name.as_str(), port), ("ps.example", 443));
+        assert_eq!(addr.to_string(), "127.0.0.1:8443");
+        let (_, _, addr) = parse_connect_to("ps.example:443:[::1]:8443").unwrap();
+        assert_eq!(addr.to_string(), "[::1]:8443");
+        for bad in [
+            "",
+            "ps.example",
+            "ps.example:443",
+            "ps.example:x:127.0.0.1:1",
+            ":443:127.0.0.1:1",
+            "ps.example:443:localhost:1",
+            "ps.example:443:127.0.0.1:99999",
+        ] {
+            assert!(parse_connect_to(bad).is_err(), "{bad:?}");
+        }
+    }
+}
