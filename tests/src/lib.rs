@@ -32,6 +32,7 @@ pub use d11_four_party::{
 };
 mod intermediary;
 mod parties;
+pub mod process;
 pub mod world;
 
 use std::fmt::Write as _;

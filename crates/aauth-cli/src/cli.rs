@@ -30,6 +30,14 @@ pub(crate) enum Command {
     /// Read and verify AAuth tokens (agent, person, resource and auth tokens).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Send an HTTP request as an agent, like curl: signed, every AAuth challenge answered.
+    ///
+    /// The agent's key and identity come from its profile (`--profile`, `$AAUTH_PROFILE`
+    /// or `~/.config/aauth/`, holding `profile.toml`) or from flags. Person and auth tokens
+    /// are obtained from the Person Server as the resource asks; when the person must
+    /// approve, the interaction URL and code are printed on standard error and the command
+    /// waits. The response body goes to standard output.
+    Fetch(Fetch),
     /// Print a completion script for your shell.
     ///
     /// For example: `aauth completions bash > ~/.local/share/bash-completion/completions/aauth`.
@@ -125,6 +133,58 @@ pub(crate) struct Verify {
     pub(crate) audience: Option<String>,
     #[command(flatten)]
     pub(crate) net: Net,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Fetch {
+    /// The URL (https).
+    pub(crate) url: String,
+    /// The method (default GET, or POST with --data).
+    #[arg(long, short = 'X', value_name = "METHOD")]
+    pub(crate) request: Option<String>,
+    /// The request body; `@FILE` reads a file, `@-` standard input.
+    #[arg(long, short = 'd', value_name = "DATA")]
+    pub(crate) data: Option<String>,
+    /// A request header, `Name: value`. Repeatable.
+    #[arg(long, short = 'H', value_name = "HEADER")]
+    pub(crate) header: Vec<String>,
+    /// Print the response's status line and headers before its body.
+    #[arg(long, short = 'i')]
+    pub(crate) include: bool,
+    /// Show every exchange on the wire (requests and responses, headers included) on
+    /// standard error.
+    #[arg(long, short = 'v')]
+    pub(crate) verbose: bool,
+    /// Exit 1 when the final status is not 2xx.
+    #[arg(long, short = 'f')]
+    pub(crate) fail: bool,
+    #[command(flatten)]
+    pub(crate) identity: Identity,
+    #[command(flatten)]
+    pub(crate) net: Net,
+}
+
+/// Who the agent is: flags, each overriding the profile's `profile.toml`.
+#[derive(Debug, Args)]
+pub(crate) struct Identity {
+    /// The profile directory (default `$AAUTH_PROFILE`, else `~/.config/aauth`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) profile: Option<PathBuf>,
+    /// The agent identifier (`aauth:local@domain`).
+    #[arg(long, value_name = "ID")]
+    pub(crate) agent: Option<String>,
+    /// The agent's private JWK file (default: the profile's `agent.jwk`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+    /// The agent provider that issues the agent token (signed with the key, `hwk`).
+    #[arg(long, value_name = "URL", conflicts_with = "agent_token")]
+    pub(crate) provider: Option<String>,
+    /// A file holding the agent token (read whenever a token is needed).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) agent_token: Option<PathBuf>,
+    /// The Person Server (default: the agent token's `ps` claim).
+    #[arg(long, value_name = "URL")]
+    pub(crate) person_server: Option<String>,
 }
 
 /// How to reach servers: extra trust roots and address overrides.

@@ -26,6 +26,17 @@ pub(crate) enum CliError {
         path.display()
     )]
     KeyFileMode { path: PathBuf, mode: u32 },
+    /// A configuration file with a wrong or unknown value (exit 3); the reason names the
+    /// key and the line.
+    #[error("{}: {reason}", path.display())]
+    Config { path: PathBuf, reason: String },
+    /// The agent could not complete the request (exit 1 when a party refused, 3 when a
+    /// server could not be reached).
+    #[error("{0}")]
+    Agent(#[source] aauth_agent::AgentError),
+    /// The final response was not 2xx and `--fail` was given (exit 1).
+    #[error("the server answered {0}")]
+    Status(http::StatusCode),
     /// A key that does not read as a JWK AAuth accepts (exit 1).
     #[error("{what}: {source}")]
     Key {
@@ -49,8 +60,11 @@ impl CliError {
     pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::Usage { .. } => 2,
-            Self::Key { .. } | Self::Refused { .. } | Self::NotAToken(_) => 1,
+            Self::Key { .. } | Self::Refused { .. } | Self::NotAToken(_) | Self::Status(_) => 1,
+            Self::Agent(aauth_agent::AgentError::Transport { .. }) => 3,
+            Self::Agent(_) => 1,
             Self::File { .. } | Self::Exists { .. } | Self::KeyFileMode { .. } => 3,
+            Self::Config { .. } => 3,
             Self::Operational(_) => 3,
         })
     }

@@ -71,6 +71,15 @@ pub(crate) fn read_public(file: &Path) -> Result<PublicKey, CliError> {
     read_any(file).map(|(k, _)| k)
 }
 
+/// The private key in `file`, which must not be readable by others.
+pub(crate) fn read_private(file: &Path) -> Result<PrivateKey, CliError> {
+    let text = read_key_text(file, true)?;
+    PrivateKey::from_jwk(&one_jwk(file, &text)?).map_err(|source| CliError::Key {
+        what: file.display().to_string(),
+        source,
+    })
+}
+
 fn read_any(file: &Path) -> Result<(PublicKey, Option<String>), CliError> {
     let text = read_key_text(file, false)?;
     let jwk = one_jwk(file, &text)?;

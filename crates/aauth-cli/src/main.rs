@@ -5,6 +5,7 @@
 //! aauth jwk thumbprint agent.jwk          # its RFC 7638 thumbprint
 //! aauth token decode "$TOKEN"             # header, claims, dates, exp/iat against now
 //! aauth token verify "$TOKEN" --issuer https://ps.example --audience https://api.example
+//! aauth fetch https://api.example/things   # as the agent of ~/.config/aauth/profile.toml
 //! aauth completions bash                  # a completion script
 //! ```
 //!
@@ -13,8 +14,10 @@
 
 mod cli;
 mod error;
+mod fetch;
 mod keys;
 mod net;
+mod profile;
 mod time;
 mod token;
 
@@ -58,6 +61,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Jwk(JwkCommand::Public { file }) => keys::public(&file, out),
         Command::Token(TokenCommand::Decode(args)) => token::decode(&args, out),
         Command::Token(TokenCommand::Verify(args)) => token::verify(&args, out),
+        Command::Fetch(args) => fetch::fetch(&args, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aauth", out);
             Ok(())

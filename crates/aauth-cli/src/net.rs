@@ -30,51 +30,83 @@ impl Resolve for Overrides {
     }
 }
 
-/// A fetcher for metadata and JWKS as `net` says: the web's roots plus `--ca-file`, the
-/// overrides admitted (the user named them), every other address checked by the egress
-/// guard as a server would.
-pub(crate) fn fetcher(net: &Net) -> Result<GuardedFetch<Overrides, HttpsTransport>, CliError> {
-    let mut policy = EgressPolicy::new();
-    let mut overrides = Overrides::default();
-    for spec in &net.connect_to {
-        let (name, port, addr) = parse_connect_to(spec)?;
-        policy.dangerous().allow_host(&name);
-        overrides.map.insert((name, port), addr);
-    }
-    let transport = if net.ca_file.is_empty() {
-        HttpsTransport::with_webpki_roots()
-    } else {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for path in &net.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-                .map_err(|e| CliError::Usage {
-                    flag: "--ca-file",
-                    reason: format!("{}: {e}", path.display()),
-                })?;
-            if certs.is_empty() {
-                return Err(CliError::Usage {
-                    flag: "--ca-file",
-                    reason: format!("{}: no CERTIFICATE in it", path.display()),
-                });
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| CliError::Usage {
-                    flag: "--ca-file",
-                    reason: format!("{}: {e}", path.display()),
-                })?;
-            }
+/// How to reach servers as `net` says: the web's roots plus `--ca-file`, the overrides
+/// admitted (the user named them), every other address checked by the egress guard as a
+/// server would.
+#[derive(Debug, Clone)]
+pub(crate) struct Reach {
+    policy: EgressPolicy,
+    overrides: Arc<Overrides>,
+    roots: Option<rustls::RootCertStore>,
+}
+
+impl Reach {
+    pub(crate) fn new(net: &Net) -> Result<Self, CliError> {
+        let mut policy = EgressPolicy::new();
+        let mut overrides = Overrides::default();
+        for spec in &net.connect_to {
+            let (name, port, addr) = parse_connect_to(spec)?;
+            policy.dangerous().allow_host(&name);
+            overrides.map.insert((name, port), addr);
         }
-        HttpsTransport::with_roots(roots)
+        let roots = if net.ca_file.is_empty() {
+            None
+        } else {
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            for path in &net.ca_file {
+                add_pem(&mut roots, path)?;
+            }
+            Some(roots)
+        };
+        Ok(Self {
+            policy,
+            overrides: Arc::new(overrides),
+            roots,
+        })
+    }
+
+    fn transport(&self) -> HttpsTransport {
+        match &self.roots {
+            Some(roots) => HttpsTransport::with_roots(roots.clone()),
+            None => HttpsTransport::with_webpki_roots(),
+        }
+    }
+
+    /// A fetcher for metadata and JWKS.
+    pub(crate) fn fetcher(&self) -> GuardedFetch<Overrides, HttpsTransport> {
+        GuardedFetch::new(
+            self.policy.clone(),
+            Arc::clone(&self.overrides),
+            Arc::new(self.transport()),
+            FetchLimits::default(),
+        )
+    }
+
+    /// The agent's HTTPS client.
+    pub(crate) fn https_client(&self) -> aauth_agent::HttpsClient<Overrides> {
+        aauth_agent::HttpsClient::with_resolver(Arc::clone(&self.overrides), self.transport())
+            .egress(self.policy.clone())
+    }
+}
+
+/// Adds the certificates of the PEM file `path` to `roots`.
+fn add_pem(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> Result<(), CliError> {
+    let bad = |reason: String| CliError::Usage {
+        flag: "--ca-file",
+        reason: format!("{}: {reason}", path.display()),
     };
-    Ok(GuardedFetch::new(
-        policy,
-        Arc::new(overrides),
-        Arc::new(transport),
-        FetchLimits::default(),
-    ))
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no CERTIFICATE in it".to_owned()));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `NAME:PORT:HOST:PORT` (HOST an IP address; an IPv6 one in brackets).

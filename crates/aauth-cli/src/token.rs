@@ -185,7 +185,7 @@ pub(crate) fn verify(args: &Verify, out: &mut dyn Write) -> Result<(), CliError>
         })?),
         None => None,
     };
-    let fetch = crate::net::fetcher(&args.net)?;
+    let fetch = crate::net::Reach::new(&args.net)?.fetcher();
     let cache = KeyCache::new(
         Arc::new(fetch),
         Arc::new(SystemClock),

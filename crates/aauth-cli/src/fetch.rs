@@ -1,0 +1,225 @@
+//! `aauth fetch`: one request as an agent, like curl, with every challenge answered by
+//! `aauth_agent::AAuthClient`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aauth_agent::{
+    AAuthClient, Agent, AgentError, HttpPersonServer, HttpTokenSource, Interaction, TokenSource,
+    Transport, TransportError,
+};
+use aauth_keys::Signer;
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_metadata::{CacheConfig, KeyCache};
+use aauth_tokens::{AgentId, ServerId};
+use bytes::Bytes;
+
+use crate::cli::Fetch;
+use crate::error::CliError;
+use crate::profile::{self, Source};
+
+/// `aauth fetch`.
+pub(crate) fn fetch(args: &Fetch, out: &mut dyn Write) -> Result<(), CliError> {
+    let profile = profile::load(&args.identity)?;
+    let agent_id = AgentId::parse(&profile.agent).map_err(|e| CliError::Usage {
+        flag: "--agent",
+        reason: e.to_string(),
+    })?;
+    let key = crate::keys::read_private(&profile.key)?;
+    let request = request(args)?;
+    let reach = crate::net::Reach::new(&args.net)?;
+    let transport: Arc<dyn Transport> = Arc::new(Wire {
+        inner: Arc::new(reach.https_client()),
+        verbose: args.verbose,
+    });
+    let source: Arc<dyn TokenSource> = match &profile.source {
+        Source::Provider(p) => Arc::new(HttpTokenSource::new(
+            server_id("--provider", p)?,
+            Arc::clone(&transport),
+        )),
+        Source::File(path) => Arc::new(TokenFile(path.clone())),
+    };
+    let agent = Arc::new(Agent::new(agent_id, Arc::new(key), source));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))?;
+    let response = runtime.block_on(async {
+        let now = SystemClock.now();
+        let token = agent.token(now).await.map_err(CliError::Agent)?;
+        let ps = match &profile.person_server {
+            Some(ps) => Some(server_id("--person-server", ps)?),
+            None => token.person_server.clone(),
+        };
+        let mut builder = AAuthClient::builder(Arc::clone(&agent)).on_interaction(tell_person);
+        if let Some(ps) = ps {
+            let keys = KeyCache::new(
+                Arc::new(reach.fetcher()),
+                Arc::new(SystemClock),
+                CacheConfig::default(),
+            );
+            let client =
+                HttpPersonServer::new(ps, Arc::clone(&transport)).on_interaction(tell_person);
+            builder = builder.person_server(Arc::new(client), Arc::new(keys));
+        }
+        builder
+            .build(Arc::clone(&transport))
+            .send(request)
+            .await
+            .map_err(CliError::Agent)
+    })?;
+    print_response(&response, args.include, out)?;
+    if args.fail && !response.status().is_success() {
+        return Err(CliError::Status(response.status()));
+    }
+    Ok(())
+}
+
+fn server_id(flag: &'static str, value: &str) -> Result<ServerId, CliError> {
+    ServerId::parse(value).map_err(|e| CliError::Usage {
+        flag,
+        reason: e.to_string(),
+    })
+}
+
+/// What the person must do, on standard error (standard output is the body).
+fn tell_person(i: &Interaction) {
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "aauth: your approval is needed: open {}?code={} (code {}); waiting…",
+        i.url, i.code, i.code
+    );
+}
+
+/// The request the flags describe.
+fn request(args: &Fetch) -> Result<http::Request<Bytes>, CliError> {
+    let body = match args.data.as_deref() {
+        None => Bytes::new(),
+        Some("@-") => {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut b)
+                .map_err(CliError::file(Path::new("<stdin>")))?;
+            Bytes::from(b)
+        }
+        Some(d) => match d.strip_prefix('@') {
+            Some(file) => {
+                Bytes::from(std::fs::read(file).map_err(CliError::file(Path::new(file)))?)
+            }
+            None => Bytes::from(d.to_owned()),
+        },
+    };
+    let method = match (&args.request, args.data.is_some()) {
+        (Some(m), _) => {
+            http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                CliError::Usage {
+                    flag: "--request",
+                    reason: format!("{m:?} is not an HTTP method"),
+                }
+            })?
+        }
+        (None, true) => http::Method::POST,
+        (None, false) => http::Method::GET,
+    };
+    let mut builder = http::Request::builder().method(method).uri(&args.url);
+    for h in &args.header {
+        let (name, value) = h.split_once(':').ok_or_else(|| CliError::Usage {
+            flag: "--header",
+            reason: format!("{h:?} is not `Name: value`"),
+        })?;
+        builder = builder.header(name.trim(), value.trim());
+    }
+    builder.body(body).map_err(|e| CliError::Usage {
+        flag: "URL or --header",
+        reason: e.to_string(),
+    })
+}
+
+fn print_response(
+    resp: &http::Response<Bytes>,
+    include: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let io = CliError::file(Path::new("<stdout>"));
+    let mut head = String::new();
+    if include {
+        head.push_str(&format!("{:?} {}\n", resp.version(), resp.status()));
+        for (name, value) in resp.headers() {
+            head.push_str(&format!(
+                "{name}: {}\n",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        head.push('\n');
+    }
+    out.write_all(head.as_bytes())
+        .and_then(|()| out.write_all(resp.body()))
+        .and_then(|()| out.flush())
+        .map_err(io)
+}
+
+/// An agent token kept in a file by something else (read each time one is needed).
+#[derive(Debug)]
+struct TokenFile(PathBuf);
+
+#[async_trait::async_trait]
+impl TokenSource for TokenFile {
+    async fn agent_token(
+        &self,
+        _agent: &AgentId,
+        _signer: &dyn Signer,
+        _now: UnixTime,
+    ) -> Result<String, AgentError> {
+        std::fs::read_to_string(&self.0)
+            .map(|t| t.trim().to_owned())
+            .map_err(|e| AgentError::Transport {
+                reason: format!("{}: {e}", self.0.display()),
+            })
+    }
+}
+
+/// The transport, printing each exchange on standard error with `--verbose`.
+struct Wire {
+    inner: Arc<dyn Transport>,
+    verbose: bool,
+}
+
+#[async_trait::async_trait]
+impl Transport for Wire {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        if !self.verbose {
+            return self.inner.send(req).await;
+        }
+        let mut shown = format!("> {} {}\n", req.method(), req.uri());
+        for (name, value) in req.headers() {
+            shown.push_str(&format!(
+                "> {name}: {}\n",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        if !req.body().is_empty() {
+            shown.push_str(&format!("> ({} bytes of body)\n", req.body().len()));
+        }
+        let result = self.inner.send(req).await;
+        match &result {
+            Ok(resp) => {
+                shown.push_str(&format!("< {}\n", resp.status()));
+                for (name, value) in resp.headers() {
+                    shown.push_str(&format!(
+                        "< {name}: {}\n",
+                        String::from_utf8_lossy(value.as_bytes())
+                    ));
+                }
+                shown.push_str(&format!("< ({} bytes of body)\n", resp.body().len()));
+            }
+            Err(e) => shown.push_str(&format!("! {e}\n")),
+        }
+        let _ = writeln!(std::io::stderr(), "{shown}");
+        result
+    }
+}
