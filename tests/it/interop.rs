@@ -1,6 +1,7 @@
 //! Live interop with the TypeScript reference library `@hellocoop/httpsig`
-//! (`tests/interop/hellocoop/`): it verifies requests we sign, and signs requests we
-//! verify, at the current time (the library reads the wall clock itself).
+//! (`tests/interop/hellocoop/`): it verifies requests we sign, signs requests we verify,
+//! and reads the `Signature-Error` fields our verifier answers with, at the current time
+//! (the library reads the wall clock itself).
 //!
 //! Needs Node.js and `npm ci` in `tests/interop/hellocoop` (`cargo xtask ci` does it).
 //! Without them the test says so loudly and returns, unless `AAUTH_REQUIRE_INTEROP=1`
@@ -330,6 +331,173 @@ fn we_verify_what_the_reference_signs() {
             futures_executor::block_on(verifier.verify(&moved, body, now)).is_err(),
             "{}",
             c.name
+        );
+    }
+}
+
+/// Says every token is revoked: our verifier's `revoked_jwt` answer, as a resource or
+/// Person Server gives it for a revoked token in `Signature-Key`.
+struct EveryTokenRevoked;
+
+#[async_trait::async_trait]
+impl aauth_signing::RevocationList for EveryTokenRevoked {
+    async fn is_revoked(&self, _iss: &aauth_tokens::ServerId, _jti: &str) -> Result<bool, String> {
+        Ok(true)
+    }
+}
+
+/// One refusal by our verifier, as our servers answer it: the `Signature-Error` field of
+/// the response, and the code it carries.
+struct Refusal {
+    name: &'static str,
+    code: &'static str,
+    header: String,
+}
+
+/// Our verifier's `Signature-Error` for a request it refuses, checked to carry `code`: a
+/// `GET` signed by the interop agent under `token` at `created` (its path changed after
+/// signing when `tamper`), verified at `now` by `v`.
+fn refusal(
+    name: &'static str,
+    code: &'static str,
+    (v, token): (&Verifier, String),
+    (created, now): (UnixTime, UnixTime),
+    tamper: bool,
+) -> Refusal {
+    let key = key_for(Algorithm::Ed25519);
+    let req = http::Request::get("https://resource.example/doc")
+        .body(Vec::new())
+        .unwrap();
+    let req = aauth_test_support::request::signed(req, &key, &Scheme::jwt(token), created);
+    let (mut parts, body) = req.into_parts();
+    if tamper {
+        parts.uri = "/tampered".parse().unwrap();
+    }
+    let error = futures_executor::block_on(v.verify(&parts, &body, now))
+        .expect_err("our verifier refuses the request");
+    let resp = error.into_http_response(v.policy());
+    let header = resp.headers()["signature-error"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        header.starts_with(&format!("error={code}")),
+        "{name}: our verifier answered {header}"
+    );
+    Refusal { name, code, header }
+}
+
+/// Refusals our servers answer with `Signature-Error`, the first `split` with codes the
+/// library's parser knows, the rest with `clock_skew` and `revoked_jwt` (Signature-Key -09
+/// §5.4.13, §5.4.14; draft -11 §11.3.4), which it does not.
+fn our_refusals() -> (Vec<Refusal>, usize) {
+    let now = SystemClock.now();
+    let key = key_for(Algorithm::Ed25519);
+    let v = verifier(VerifyPolicy::new(
+        AuthoritySource::names(["resource.example"]).unwrap(),
+    ));
+    let revoking = verifier(VerifyPolicy::new(
+        AuthoritySource::names(["resource.example"]).unwrap(),
+    ))
+    .revocations(Arc::new(EveryTokenRevoked));
+    let stale = UnixTime(now.0 - 2 * 86_400);
+    let refusals = vec![
+        refusal(
+            "tampered",
+            "invalid_signature",
+            (&v, token_for(&key, now)),
+            (now, now),
+            true,
+        ),
+        refusal(
+            "expired token",
+            "expired_jwt",
+            (&v, token_for(&key, stale)),
+            (now, now),
+            false,
+        ),
+        refusal(
+            "created ahead",
+            "clock_skew",
+            (&v, token_for(&key, now)),
+            (UnixTime(now.0 + 600), now),
+            false,
+        ),
+        refusal(
+            "revoked token",
+            "revoked_jwt",
+            (&revoking, token_for(&key, now)),
+            (now, now),
+            false,
+        ),
+    ];
+    (refusals, 2)
+}
+
+/// What the library's `parseSignatureError` makes of each of `refusals`: (ok, error).
+fn parsed_by_the_reference(refusals: &[Refusal]) -> Vec<(bool, String)> {
+    let cases: Vec<Value> = refusals
+        .iter()
+        .map(|r| json!({ "name": r.name, "header": r.header }))
+        .collect();
+    let out = run_peer("parse-signature-error", &json!({ "cases": cases }));
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), refusals.len());
+    results
+        .iter()
+        .map(|r| {
+            (
+                r["ok"] == true,
+                r["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The library's `parseSignatureError` reads the `Signature-Error` fields our servers send
+/// with the codes it knows (`invalid_signature`, `expired_jwt`), so that an agent built on
+/// it learns why it was refused.
+#[test]
+fn the_reference_parses_our_signature_errors() {
+    if !peer_available() {
+        return;
+    }
+    let (refusals, split) = our_refusals();
+    let known = &refusals[..split];
+    for (r, (ok, error)) in known.iter().zip(parsed_by_the_reference(known)) {
+        assert!(
+            ok,
+            "{}: the reference could not parse {:?}: {error}",
+            r.name, r.header
+        );
+        assert_eq!(error, r.code, "{}", r.name);
+    }
+}
+
+/// A departure of `@hellocoop/httpsig` 2.2.0, pinned: its `parseSignatureError` accepts
+/// only the codes of Signature-Key -08 and throws on `clock_skew` and `revoked_jwt`
+/// (-09 §5.4.13, §5.4.14), which our servers send as draft -11 §11.3.4 requires
+/// (`dist/utils/signature.js`: `Invalid Signature-Error code: …`). An agent built on it
+/// cannot tell a clock to correct or a token to replace from any other refusal. The day
+/// the library reads them, this test fails, saying so.
+#[test]
+fn departure_httpsig_cannot_parse_clock_skew_or_revoked_jwt() {
+    if !peer_available() {
+        return;
+    }
+    let (refusals, split) = our_refusals();
+    let newer = &refusals[split..];
+    for (r, (ok, error)) in newer.iter().zip(parsed_by_the_reference(newer)) {
+        assert!(
+            !ok,
+            "@hellocoop/httpsig now parses {:?} ({error}): the departure is gone; make this a check in tests/it/interop.rs, xtask/src/interop.rs, docs/interop.md and tests/interop/hellocoop/README.md",
+            r.header
+        );
+        assert_eq!(
+            error,
+            format!("Invalid Signature-Error code: {}", r.code),
+            "{}: the reference failed otherwise than the pinned departure",
+            r.name
         );
     }
 }

@@ -25,7 +25,7 @@ const MOCKIN: &str = "@hellocoop/mockin 2.0.0 (PS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 26] = [
+const ROWS: [Row; 28] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -39,6 +39,20 @@ const ROWS: [Row; 26] = [
         "we verify the peer's",
         "request signatures",
         Kind::Check,
+    ),
+    (
+        "interop::the_reference_parses_our_signature_errors",
+        HELLO,
+        "peer reads ours",
+        "Signature-Error (-08 codes)",
+        Kind::Check,
+    ),
+    (
+        "interop::departure_httpsig_cannot_parse_clock_skew_or_revoked_jwt",
+        HELLO,
+        "peer reads ours",
+        "Signature-Error clock_skew revoked_jwt",
+        Kind::Departure("Signature-Key -09 §5.4.13, §5.4.14; -11 §11.3.4"),
     ),
     (
         "interop_python::signatures::python_verifies_requests_we_sign",

@@ -39,6 +39,7 @@
 mod agent;
 mod cache;
 mod client;
+mod compat;
 mod deferred_poll;
 mod error;
 mod https;
@@ -56,6 +57,7 @@ pub use client::{
     AAuthClient, AuthTokenRequest, ClientBuilder, Interaction, PersonServerClient,
     PersonTokenRequest, SigningLayer,
 };
+pub use compat::Compatibility;
 pub use deferred_poll::PollPolicy;
 pub use error::AgentError;
 pub use https::HttpsClient;

@@ -28,6 +28,7 @@
 //! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
 mod changes;
+mod compat;
 mod error;
 mod mission;
 mod outbound;
@@ -40,6 +41,7 @@ mod store;
 mod web;
 
 pub use changes::{ChangeHub, POLLING_FALLBACK, PendingChanges};
+pub use compat::Compatibility;
 pub use error::PsError;
 pub use mission::{
     Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, Proposal, TerminationReason,

@@ -28,3 +28,25 @@ pub fn assistant(key: &PublicKey) -> AgentTokenBuilder {
 pub fn agent(agent: &str, key: &PublicKey) -> AgentTokenBuilder {
     AgentTokenBuilder::new(id(PROVIDER), agent_id(agent), key)
 }
+
+/// The resource token `token` as a resource that lags draft -11 writes it (the TypeScript
+/// reference's `@aauth/resource`): the presented token named only by the pre-rename
+/// `person_token_jti`, with `presented_jti`'s value, and re-signed by `key` under `kid`.
+///
+/// # Panics
+///
+/// If `token` is not a compact JWS with a JSON object payload carrying `presented_jti`,
+/// or `key` cannot sign.
+#[must_use]
+pub fn person_token_jti_only(token: &str, key: &dyn aauth_keys::Signer, kid: &str) -> String {
+    let payload = token.split('.').nth(1).expect("a compact JWS");
+    let mut claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&aauth_keys::base64url::decode(payload).expect("base64url"))
+            .expect("a claim set");
+    let jti = claims
+        .remove("presented_jti")
+        .expect("the token names presented_jti");
+    claims.insert("person_token_jti".to_owned(), jti);
+    let json = serde_json::Value::Object(claims).to_string();
+    aauth_tokens::jws::sign(key, kid, "aa-resource+jwt", json.as_bytes()).expect("signs")
+}

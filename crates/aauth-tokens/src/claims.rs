@@ -205,7 +205,9 @@ pub struct ResourceClaims {
     pub ps: ServerId,
     /// The person's directed identifier, copied from the presented token.
     pub sub: String,
-    /// The `jti` of the person or auth token presented on the request.
+    /// The `jti` of the person or auth token presented on the request (read from the
+    /// pre-rename `person_token_jti` only under
+    /// [`Validation::accept_person_token_jti`](crate::Validation::accept_person_token_jti)).
     pub presented_jti: String,
     /// RFC 7638 SHA-256 thumbprint of the agent's signing key.
     pub agent_jkt: String,
@@ -294,7 +296,12 @@ pub struct Common<'a> {
 
 /// An unparsed claim set, readable only by this crate.
 #[derive(Debug)]
-pub struct RawClaims<'a>(Object<'a>);
+pub struct RawClaims<'a> {
+    object: Object<'a>,
+    /// Compatibility: a resource token's `presented_jti` may be read from the pre-rename
+    /// `person_token_jti` ([`crate::Validation::accept_person_token_jti`]).
+    person_token_jti: bool,
+}
 
 impl std::fmt::Debug for Object<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,7 +312,10 @@ impl std::fmt::Debug for Object<'_> {
 impl<'a> RawClaims<'a> {
     pub(crate) fn parse(json: &'a str) -> Result<Self, TokenError> {
         Object::parse(json)
-            .map(Self)
+            .map(|object| Self {
+                object,
+                person_token_jti: false,
+            })
             .map_err(|e| TokenError::ClaimSet {
                 reason: match e {
                     ObjectError::NotAnObject(r) => r,
@@ -315,7 +325,7 @@ impl<'a> RawClaims<'a> {
     }
 
     fn opt<T: Deserialize<'a>>(&self, claim: &'static str) -> Result<Option<T>, TokenError> {
-        self.0
+        self.object
             .opt(claim)
             .map_err(|reason| TokenError::Claim { claim, reason })
     }
@@ -340,7 +350,7 @@ impl<'a> RawClaims<'a> {
     }
 
     fn str(&self, claim: &'static str) -> Result<Option<std::borrow::Cow<'a, str>>, TokenError> {
-        self.0
+        self.object
             .string(claim)
             .map_err(|reason| TokenError::Claim { claim, reason })
     }
@@ -363,6 +373,37 @@ impl<'a> RawClaims<'a> {
             claim,
             reason: "is missing".to_owned(),
         })
+    }
+
+    /// Reads `presented_jti` from the pre-rename `person_token_jti` when it is absent.
+    pub(crate) fn accepting_person_token_jti(mut self, on: bool) -> Self {
+        self.person_token_jti = on;
+        self
+    }
+
+    /// A resource token's `presented_jti` (draft -11 §6.7.1). Under the compatibility
+    /// option, a token with no `presented_jti` is read through `person_token_jti`, the
+    /// claim's name before -11 renamed it; a token carrying both with different values
+    /// names two tokens and is refused.
+    fn presented_jti(&self) -> Result<String, TokenError> {
+        let presented = self.text("presented_jti", JTI_MAX)?;
+        if !self.person_token_jti {
+            return presented.ok_or(TokenError::Claim {
+                claim: "presented_jti",
+                reason: "is missing".to_owned(),
+            });
+        }
+        match (presented, self.text("person_token_jti", JTI_MAX)?) {
+            (Some(p), Some(old)) if p != old => Err(TokenError::Claim {
+                claim: "person_token_jti",
+                reason: "differs from presented_jti".to_owned(),
+            }),
+            (Some(jti), _) | (None, Some(jti)) => Ok(jti),
+            (None, None) => Err(TokenError::Claim {
+                claim: "presented_jti",
+                reason: "is missing (and so is the pre-rename person_token_jti)".to_owned(),
+            }),
+        }
     }
 
     fn server_id(&self, claim: &'static str) -> Result<Option<ServerId>, TokenError> {
@@ -396,7 +437,7 @@ impl<'a> RawClaims<'a> {
 
     /// A NumericDate: a non-negative JSON integer (strings, floats, null are refused).
     fn time(&self, claim: &'static str) -> Result<u64, TokenError> {
-        self.0
+        self.object
             .u64(claim)
             .map_err(|reason| TokenError::Claim { claim, reason })?
             .ok_or(TokenError::Claim {
@@ -454,7 +495,7 @@ impl<'a> RawClaims<'a> {
         struct Cnf {
             jwk: Option<Jwk>,
         }
-        let raw = self.0.get("cnf").ok_or_else(|| bad("is missing"))?;
+        let raw = self.object.get("cnf").ok_or_else(|| bad("is missing"))?;
         // One typed pass: serde refuses a repeated `jwk` and repeated JWK members.
         let cnf: Cnf =
             serde_json::from_str(raw.get()).map_err(|e| bad(&format!("is malformed: {e}")))?;
@@ -490,7 +531,7 @@ impl<'a> RawClaims<'a> {
     /// `nbf`, when present: a NumericDate like `exp` (RFC 7519 §4.1.5: a token must not
     /// be accepted before it). No AAuth token needs it; one that carries it is held to it.
     pub(crate) fn not_before(&self) -> Result<Option<u64>, TokenError> {
-        self.0.u64("nbf").map_err(|reason| TokenError::Claim {
+        self.object.u64("nbf").map_err(|reason| TokenError::Claim {
             claim: "nbf",
             reason,
         })
@@ -501,7 +542,7 @@ impl<'a> RawClaims<'a> {
     }
 
     fn forbid(&self, claim: &'static str) -> Result<(), TokenError> {
-        if self.0.has(claim) {
+        if self.object.has(claim) {
             return Err(TokenError::ForbiddenClaim { claim });
         }
         Ok(())
@@ -644,7 +685,7 @@ impl TokenClaims for ResourceClaims {
             jti: raw.req_text("jti", JTI_MAX)?,
             ps: raw.req_server_id("ps")?,
             sub: raw.req_text("sub", TEXT_MAX)?,
-            presented_jti: raw.req_text("presented_jti", JTI_MAX)?,
+            presented_jti: raw.presented_jti()?,
             agent_jkt: raw.s256("agent_jkt")?.ok_or(TokenError::Claim {
                 claim: "agent_jkt",
                 reason: "is missing".to_owned(),

@@ -164,6 +164,10 @@ pub struct Validation<'a> {
     /// The longest agent-token lifetime (`exp - iat`) accepted: by default
     /// [`TokenType::verify_lifetime_cap`] (24 hours), the draft's bound for issuers.
     pub max_agent_lifetime: u64,
+    /// Compatibility, off by default: a resource token without `presented_jti` is read
+    /// through `person_token_jti`, the claim's name before draft -11 renamed it (§6.7.1).
+    /// See [`Validation::accept_person_token_jti`].
+    pub accept_person_token_jti: bool,
 }
 
 impl<'a> Validation<'a> {
@@ -175,7 +179,27 @@ impl<'a> Validation<'a> {
             audience: None,
             max_iat_skew: 60,
             max_agent_lifetime: TokenType::Agent.verify_lifetime_cap(),
+            accept_person_token_jti: false,
         }
+    }
+
+    /// Compatibility with resources that lag draft -11 (off by default, strict -11): a
+    /// resource token that carries no `presented_jti` is read with the value of
+    /// `person_token_jti`, the claim's name before -11 renamed it (§6.7.1). A token that
+    /// carries both is read from `presented_jti`, and refused when the two differ (it
+    /// would name two tokens). Only resource tokens are affected.
+    ///
+    /// ```
+    /// use aauth_keys::time::UnixTime;
+    /// use aauth_tokens::Validation;
+    /// let v = Validation::new(UnixTime(1_800_000_000)).accept_person_token_jti(true);
+    /// assert!(v.accept_person_token_jti);
+    /// assert!(!Validation::new(UnixTime(1_800_000_000)).accept_person_token_jti);
+    /// ```
+    #[must_use]
+    pub fn accept_person_token_jti(mut self, on: bool) -> Self {
+        self.accept_person_token_jti = on;
+        self
     }
 
     /// Accepts agent tokens living up to `lifetime` (whole seconds; default 24 hours). Raise it only for
@@ -241,7 +265,9 @@ impl<'a, C: TokenClaims> Unverified<'a, C> {
         let json = std::str::from_utf8(&jws.payload).map_err(|_| TokenError::ClaimSet {
             reason: "payload is not UTF-8".to_owned(),
         })?;
-        let raw = RawClaims::parse(json)?;
+        let raw = RawClaims::parse(json)?.accepting_person_token_jti(
+            C::TYPE == TokenType::Resource && v.accept_person_token_jti,
+        );
         let claims = C::read(&raw)?;
         let common = claims.common();
         if v.now.as_secs() >= common.exp {

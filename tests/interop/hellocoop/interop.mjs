@@ -3,6 +3,7 @@
 //
 //   node interop.mjs sign   < {"cases":[{name, method, url, headers, body, private_jwk, jwt, components?}]}
 //   node interop.mjs verify < {"cases":[{name, method, authority, path, query, headers, body, require_content_digest}]}
+//   node interop.mjs parse-signature-error < {"cases":[{name, header}]}
 //
 // Both write one JSON document to stdout: {"library_version", "cases"|"results": [...]}.
 // A case that fails is reported with ok:false and the library's message; the run goes on.
@@ -10,7 +11,7 @@
 // verifies at the current time.
 
 import { readFileSync } from 'node:fs';
-import { fetch as signedFetch, verify } from '@hellocoop/httpsig';
+import { fetch as signedFetch, parseSignatureError, verify } from '@hellocoop/httpsig';
 
 const libraryVersion = JSON.parse(
   readFileSync(new URL('./node_modules/@hellocoop/httpsig/package.json', import.meta.url), 'utf8'),
@@ -53,6 +54,12 @@ async function check(c) {
   };
 }
 
+// What an agent built on the library learns from a Signature-Error field a server sent.
+function readSignatureError(c) {
+  const parsed = parseSignatureError(c.header);
+  return { name: c.name, ok: true, error: parsed.error, required_input: parsed.required_input ?? null };
+}
+
 const mode = process.argv[2];
 const input = JSON.parse(readFileSync(0, 'utf8'));
 if (mode === 'sign') {
@@ -75,7 +82,16 @@ if (mode === 'sign') {
     }
   }
   process.stdout.write(JSON.stringify({ library_version: libraryVersion, results }));
+} else if (mode === 'parse-signature-error') {
+  const results = input.cases.map((c) => {
+    try {
+      return readSignatureError(c);
+    } catch (e) {
+      return { name: c.name, ok: false, error: String(e?.message ?? e) };
+    }
+  });
+  process.stdout.write(JSON.stringify({ library_version: libraryVersion, results }));
 } else {
-  process.stderr.write('usage: node interop.mjs sign|verify < cases.json\n');
+  process.stderr.write('usage: node interop.mjs sign|verify|parse-signature-error < cases.json\n');
   process.exit(2);
 }

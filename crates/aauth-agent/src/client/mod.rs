@@ -26,7 +26,7 @@ use serde::Deserialize;
 use crate::agent::problem_error;
 use crate::cache::{CachedToken, TokenCache, TokenKind};
 use crate::deferred_poll::pending_url;
-use crate::{Agent, AgentError, PollPolicy, Transport};
+use crate::{Agent, AgentError, Compatibility, PollPolicy, Transport};
 
 mod authorize;
 mod challenge;
@@ -125,6 +125,8 @@ struct Config {
     required_input: std::sync::Mutex<std::collections::BTreeMap<ServerId, Vec<String>>>,
     /// Where signatures' `nonce` values come from.
     random: SharedRandom,
+    /// The departures from -11 made for peers that lag it.
+    compatibility: Compatibility,
 }
 
 /// Builds an [`AAuthClient`] or a [`SigningLayer`].
@@ -203,6 +205,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The departures from -11 to make for peers that lag it ([`Compatibility`]); strict
+    /// -11 unless set.
+    pub fn compatibility(mut self, compatibility: Compatibility) -> Self {
+        self.config.compatibility = compatibility;
+        self
+    }
+
     /// The client over `transport`.
     pub fn build(self, transport: Arc<dyn Transport>) -> AAuthClient {
         AAuthClient {
@@ -270,6 +279,7 @@ impl AAuthClient {
                 ahead_by: AtomicU64::new(0),
                 required_input: std::sync::Mutex::default(),
                 random: SharedRandom::default(),
+                compatibility: Compatibility::strict(),
             },
         }
     }
@@ -562,15 +572,15 @@ impl AAuthClient {
         now: UnixTime,
     ) -> Result<ResourceClaims, AgentError> {
         let fail = |check, reason: String| AgentError::check("resource", check, reason);
-        let unverified =
-            Unverified::<ResourceClaims>::decode(resource_token, &Validation::new(now))
-                .map_err(|e| fail("format", e.to_string()))?;
+        let v = Validation::new(now)
+            .accept_person_token_jti(self.config.compatibility.reads_person_token_jti());
+        let unverified = Unverified::<ResourceClaims>::decode(resource_token, &v)
+            .map_err(|e| fail("format", e.to_string()))?;
         let aud = unverified.unverified_claims().aud.clone();
-        let rt =
-            verify::<ResourceClaims>(resource_token, &Validation::new(now).audience(&aud), keys)
-                .await
-                .map_err(|e| fail("signature", e.to_string()))?
-                .claims;
+        let rt = verify::<ResourceClaims>(resource_token, &v.audience(&aud), keys)
+            .await
+            .map_err(|e| fail("signature", e.to_string()))?
+            .claims;
         if rt.iss != *resource {
             return Err(fail(
                 "iss",

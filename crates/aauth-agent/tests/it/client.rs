@@ -161,6 +161,130 @@ async fn the_three_party_flow_completes_by_itself_and_is_cached() {
     assert_eq!(ps.person_calls.load(Ordering::SeqCst), 2);
 }
 
+/// The compatibility profile (off by default): a resource that lags -11, as the
+/// TypeScript reference's does, names the presented token in its resource tokens only by
+/// `person_token_jti`. Strict, the agent refuses such a token (AG-22) and never takes it
+/// to its Person Server; with `Compatibility::person_token_jti` on, it reads the old claim,
+/// checks it against the person token it presented, and the flow completes.
+#[tokio::test]
+async fn a_resource_token_naming_only_person_token_jti_is_taken_only_under_the_profile() {
+    let w = parties();
+    let who = w.serve_lagging(auth_route("read"));
+    let ps = w.ps();
+
+    let strict = w.client(Some(ps.clone()));
+    match strict.send(get("/doc")).await {
+        Err(AgentError::TokenCheck {
+            token: "resource",
+            check: "format",
+            reason,
+        }) => assert!(reason.contains("presented_jti"), "{reason}"),
+        other => panic!("strict -11 must refuse the resource token: {other:?}"),
+    }
+    assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(who.calls(), 0);
+
+    let compat = w.client_with(
+        Some(ps.clone()),
+        aauth_agent::Compatibility::strict().person_token_jti(true),
+    );
+    let resp = compat.send(get("/doc")).await.unwrap();
+    assert_eq!(
+        (resp.status(), resp.body().as_ref()),
+        (
+            StatusCode::OK,
+            b"person https://ps.example person-1".as_ref()
+        )
+    );
+    assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 1);
+    // What went to the Person Server is the lagging token itself, with the person token
+    // it names.
+    let (rt, presented, _) = ps.last_auth_request.lock().unwrap().clone().unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &aauth_keys::base64url::decode(rt.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let person: serde_json::Value = serde_json::from_slice(
+        &aauth_keys::base64url::decode(presented.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(claims.get("presented_jti").is_none(), "{claims}");
+    assert_eq!(claims["person_token_jti"], person["jti"]);
+}
+
+/// Under the profile a lagging resource token is still checked as any other (AG-22): one
+/// whose `person_token_jti` names another token than the one presented is refused.
+#[tokio::test]
+async fn under_the_profile_person_token_jti_must_name_the_token_presented() {
+    let w = parties();
+    let ps = w.ps();
+    let rs_key = w.rs_key.clone();
+    let agent_key = w.agent_key.public_key().clone();
+    w.net.host(
+        "resource.example",
+        Arc::new(move |req: http::Request<Bytes>| {
+            let rs_key = rs_key.clone();
+            let agent_key = agent_key.clone();
+            Box::pin(async move {
+                let sk = req.headers()["signature-key"].to_str().unwrap().to_owned();
+                let token = sk
+                    .split("jwt=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                let claims: serde_json::Value = serde_json::from_slice(
+                    &aauth_keys::base64url::decode(token.split('.').nth(1).unwrap()).unwrap(),
+                )
+                .unwrap();
+                if claims["dwk"] == "aauth-agent.json" {
+                    return response(
+                        401,
+                        &[("aauth-requirement", "requirement=person-token")],
+                        "",
+                    );
+                }
+                let rt = ResourceTokenBuilder::new(
+                    id("https://resource.example"),
+                    id("https://ps.example"),
+                    id("https://ps.example"),
+                    "person-1",
+                    "not-the-jti",
+                    &agent_key,
+                    "read",
+                )
+                .sign(rs_key.as_ref(), "rs-1", NOW, &mut OsRandom)
+                .unwrap()
+                .token;
+                let old =
+                    aauth_test_support::tokens::person_token_jti_only(&rt, rs_key.as_ref(), "rs-1");
+                response(
+                    401,
+                    &[(
+                        "aauth-requirement",
+                        &format!("requirement=auth-token; resource-token=\"{old}\""),
+                    )],
+                    "",
+                )
+            })
+        }),
+    );
+    let client = w.client_with(
+        Some(ps.clone()),
+        aauth_agent::Compatibility::strict().person_token_jti(true),
+    );
+    match client.send(get("/doc")).await {
+        Err(AgentError::TokenCheck {
+            token: "resource",
+            check: "presented_jti",
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ps.auth_calls.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn without_a_person_server_a_person_token_challenge_is_a_typed_error() {
     let w = parties();

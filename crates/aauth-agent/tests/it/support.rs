@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aauth_agent::{AAuthClient, Agent, AgentProvider};
+use aauth_agent::{AAuthClient, Agent, AgentProvider, Compatibility};
 use aauth_keys::PrivateKey;
 use aauth_keys::time::FixedClock;
 use aauth_resource::{AAuthLayer, Access, Admitted, Resource, ResourceTokens, RoutePolicy};
@@ -10,6 +10,7 @@ use aauth_test_support::key;
 use aauth_test_support::provider::Enrolled;
 use aauth_test_support::service::Answering;
 use aauth_test_support::time::fixed_clock;
+use aauth_test_support::tokens::person_token_jti_only;
 use aauth_test_support::verify::issuer_keys;
 use aauth_tokens::{AgentId, StaticIssuerKeys};
 use bytes::Bytes;
@@ -121,6 +122,40 @@ impl Parties {
         who
     }
 
+    /// As [`Parties::serve`], as a resource that lags draft -11 (the TypeScript
+    /// reference's): each resource token in its challenges names the presented token only
+    /// by the pre-rename `person_token_jti`.
+    pub fn serve_lagging(&self, policy: RoutePolicy) -> Who {
+        let who = who();
+        let svc =
+            AAuthLayer::new(self.resource().route(policy), self.clock.clone()).layer(who.clone());
+        let inner = route_handler(svc);
+        let rs_key = self.rs_key.clone();
+        self.net.host(
+            "resource.example",
+            Arc::new(move |req| {
+                let inner = inner.clone();
+                let rs_key = rs_key.clone();
+                Box::pin(async move {
+                    let mut resp = inner(req).await;
+                    let Some(req) = resp.headers().get("aauth-requirement") else {
+                        return resp;
+                    };
+                    let req = req.to_str().unwrap().to_owned();
+                    if let Some((head, rest)) = req.split_once("resource-token=\"") {
+                        let (token, tail) = rest.split_once('"').unwrap();
+                        let old = person_token_jti_only(token, rs_key.as_ref(), "rs-1");
+                        let value = format!("{head}resource-token=\"{old}\"{tail}");
+                        resp.headers_mut()
+                            .insert("aauth-requirement", value.parse().unwrap());
+                    }
+                    resp
+                })
+            }),
+        );
+        who
+    }
+
     pub fn agent(&self) -> Arc<Agent> {
         Arc::new(Agent::new(
             self.agent_id.clone(),
@@ -130,7 +165,14 @@ impl Parties {
     }
 
     pub fn client(&self, ps: Option<Arc<StandInPs>>) -> AAuthClient {
-        let mut b = AAuthClient::builder(self.agent()).clock(self.clock.clone());
+        self.client_with(ps, Compatibility::strict())
+    }
+
+    /// As [`Parties::client`], with the compatibility profile `compat`.
+    pub fn client_with(&self, ps: Option<Arc<StandInPs>>, compat: Compatibility) -> AAuthClient {
+        let mut b = AAuthClient::builder(self.agent())
+            .clock(self.clock.clone())
+            .compatibility(compat);
         if let Some(ps) = ps {
             b = b.person_server(ps, self.keys());
         }

@@ -151,6 +151,8 @@ pub struct PersonServer {
     >,
     /// Where identifiers, codes, nonces and salts come from.
     random: SharedRandom,
+    /// The departures from -11 made for agents and resources that lag it.
+    compatibility: crate::Compatibility,
 }
 
 /// The default of [`PersonServer::max_chain_depth`]: three intermediaries.
@@ -314,6 +316,7 @@ impl PersonServer {
             access_server_questions: None,
             max_chain: DEFAULT_MAX_CHAIN,
             claims: None,
+            compatibility: crate::Compatibility::strict(),
         })
     }
 
@@ -500,6 +503,14 @@ impl PersonServer {
     #[must_use]
     pub fn federation_timeout(mut self, timeout: Duration) -> Self {
         self.federation_timeout = timeout;
+        self
+    }
+
+    /// The departures from -11 to make for agents and resources that lag it
+    /// ([`Compatibility`](crate::Compatibility)); strict -11 unless set.
+    #[must_use]
+    pub fn compatibility(mut self, compatibility: crate::Compatibility) -> Self {
+        self.compatibility = compatibility;
         self
     }
 

@@ -116,7 +116,17 @@ impl PersonServer {
         }
         // A body that is not an action object names no action (refused below).
         let action = serde_json::from_slice::<Action>(body).ok();
-        let detail = match action.as_ref().and_then(|a| a.action.as_deref()) {
+        // Compatibility: an answer posted without `action` (-11 §7.5.2.1 requires it).
+        let implied = self.compatibility.accepts_clarification_without_action()
+            && action
+                .as_ref()
+                .is_some_and(|a| a.action.is_none() && a.clarification_response.is_some());
+        let named = if implied {
+            Some("clarification_response")
+        } else {
+            action.as_ref().and_then(|a| a.action.as_deref())
+        };
+        let detail = match named {
             None => "the body must name an action",
             Some("clarification_response") => {
                 let answer = action

@@ -351,12 +351,22 @@ impl PersonServer {
         let b: AuthTokenBody = serde_json::from_slice(body)
             .map_err(|e| PsError::InvalidRequest(format!("body: {e}")))?;
         let prompt = b.hints.check()?;
-        let presented = b.presented_token.clone().ok_or_else(|| {
-            PsError::InvalidRequest("presented_token is required (PS-30)".to_owned())
-        })?;
+        if b.presented_token.is_none() && !self.compatibility.accepts_missing_presented_token() {
+            return Err(PsError::InvalidRequest(
+                "presented_token is required (PS-30)".to_owned(),
+            ));
+        }
         let mut acting = self.acting(r, b.subagent_token.as_deref(), now).await?;
         let rt = self.resource_token(&b.resource_token, &acting, now).await?;
-        let held = self.presented(&presented, &rt, now).await?;
+        let (held, presented) = match b.presented_token.clone() {
+            Some(p) => (self.presented(&p, &rt, now).await?, p),
+            // Compatibility: the token from this server's records. Its text is needed only
+            // to forward it to an Access Server, which `presented_on_record` refuses.
+            None => (
+                self.presented_on_record(&rt, &acting, now).await?,
+                String::new(),
+            ),
+        };
         let upstream = self
             .auth_context(r, &b, &rt, &held, &mut acting, now)
             .await?;

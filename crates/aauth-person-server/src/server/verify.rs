@@ -340,8 +340,10 @@ impl PersonServer {
         acting: &Acting,
         now: UnixTime,
     ) -> Result<ResourceClaims, PsError> {
-        let v = Validation::new(now).audience(&self.id);
-        let first = verify::<ResourceClaims>(token, &v, self.issuer_keys.as_ref()).await;
+        let v = Validation::new(now)
+            .accept_person_token_jti(self.compatibility.reads_person_token_jti());
+        let first =
+            verify::<ResourceClaims>(token, &v.audience(&self.id), self.issuer_keys.as_ref()).await;
         // Four-party: the resource names its Access Server as `aud` (with `ps` = us).
         let first = match first {
             Err(TokenError::WrongAudience { found, .. }) if self.federation.is_some() => {
@@ -349,7 +351,7 @@ impl PersonServer {
                     Ok(access) => {
                         verify::<ResourceClaims>(
                             token,
-                            &Validation::new(now).audience(&access),
+                            &v.audience(&access),
                             self.issuer_keys.as_ref(),
                         )
                         .await
@@ -493,6 +495,70 @@ impl PersonServer {
             }
         };
         Ok(PresentedGrant { account, exp })
+    }
+
+    /// Compatibility ([`Compatibility::missing_presented_token`](crate::Compatibility)):
+    /// an auth-token request that carries no `presented_token` (PS-30) is served from
+    /// this server's record of the person token the resource token names, held to what
+    /// [`PersonServer::presented`] checks of a presented one: issued here (to the agent or
+    /// sub-agent `acting`, for the resource that issued `rt`), the same person, mission
+    /// and tenant (this server's person tokens carry none), not revoked (PS-32), not
+    /// expired. The key binding is the resource's: it verified the person token under the
+    /// key its `agent_jkt` names, which is the one asking now (checked in
+    /// [`PersonServer::resource_token`]). Three-party only: an Access Server is forwarded
+    /// the token itself (PS-52).
+    pub(super) async fn presented_on_record(
+        &self,
+        rt: &ResourceClaims,
+        acting: &Acting,
+        now: UnixTime,
+    ) -> Result<PresentedGrant, PsError> {
+        if rt.aud != self.id {
+            return Err(PsError::InvalidRequest(
+                "presented_token is required (PS-30): it is forwarded to the Access Server"
+                    .to_owned(),
+            ));
+        }
+        if self.store.is_revoked(&rt.presented_jti, now).await? {
+            return Err(PsError::RevokedPresentedToken);
+        }
+        let record = self
+            .store
+            .person_token(&rt.presented_jti, now)
+            .await?
+            .ok_or_else(|| {
+                PsError::InvalidRequest(
+                    "presented_token is required (PS-30): presented_jti names no person token on record here"
+                        .to_owned(),
+                )
+            })?;
+        if now.as_secs() >= record.exp {
+            return Err(PsError::ExpiredPresentedToken);
+        }
+        if record.agent != acting.agent {
+            return Err(PsError::InvalidPresentedToken(
+                "the person token presented_jti names was issued to another agent".to_owned(),
+            ));
+        }
+        if record.aud != rt.iss {
+            return Err(PsError::InvalidPresentedToken(
+                "the person token presented_jti names is for another resource".to_owned(),
+            ));
+        }
+        let differs = [
+            ("sub", record.sub != rt.sub),
+            ("mission_s256", record.mission_s256 != rt.mission_s256),
+            ("tenant", rt.tenant.is_some()),
+        ];
+        if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
+            return Err(PsError::InvalidResourceToken(format!(
+                "{what} differs from the presented token's"
+            )));
+        }
+        Ok(PresentedGrant {
+            account: record.account,
+            exp: record.exp,
+        })
     }
 
     /// An auth token handed back to this Person Server (a `presented_token`, an

@@ -205,7 +205,7 @@ pub(crate) fn code_of(h: &http::HeaderMap) -> String {
         .to_owned()
 }
 
-async fn consenting_world(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
+pub(crate) async fn consenting_world(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
     let mut w = world_with(policy);
     w.ps = w.ps.consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "correct horse battery")

@@ -1108,3 +1108,30 @@ async fn a_failed_downstream_leg_is_sent_again_once() {
         assert_eq!(*transport.posts.lock().unwrap(), posts);
     }
 }
+
+/// The compatibility profile's `missing_presented_token` is three-party only: an Access
+/// Server is forwarded the presented token itself (PS-52), so a four-party request
+/// without one is still refused, and nothing is sent to the Access Server.
+#[tokio::test]
+async fn four_party_needs_the_presented_token_even_under_the_compatibility_profile() {
+    let access = scripted(Box::new(|_| ok(&serde_json::json!({}))));
+    let mut w = federated_world(access.clone());
+    w.ps = w
+        .ps
+        .compatibility(aauth_person_server::Compatibility::strict().missing_presented_token(true));
+    let (mut body, _) = request(&w).await;
+    body.as_object_mut().unwrap().remove("presented_token");
+    let before = w.state();
+    let (s, json) = w.post(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{json}"
+    );
+    assert!(
+        json["detail"].as_str().unwrap().contains("Access Server"),
+        "{json}"
+    );
+    assert!(access.seen.lock().unwrap().is_empty());
+    assert_eq!(w.state(), before, "nothing issued");
+}

@@ -11,6 +11,7 @@
 
 mod adversarial;
 mod chaining;
+mod compat;
 mod consent;
 mod federation;
 mod governance;

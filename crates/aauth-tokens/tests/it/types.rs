@@ -156,6 +156,83 @@ fn resource_token_person_token_jti_only_when_asked() {
     assert_eq!(v.claims.presented_jti, "pt-1");
 }
 
+/// A resource token as the TypeScript reference resource writes it: the person-token
+/// reference under the pre-rename `person_token_jti` only.
+fn resource_payload(presented: Option<&str>, old: Option<&str>) -> String {
+    let mut c = serde_json::json!({
+        "iss": "https://resource.example", "dwk": "aauth-resource.json",
+        "aud": "https://ps.example", "jti": "rt-1", "ps": "https://ps.example",
+        "sub": "person-123", "agent_jkt": agent_key().public_key().thumbprint().as_str(),
+        "scope": "data.read", "iat": NOW.0, "exp": NOW.0 + 300,
+    });
+    if let Some(p) = presented {
+        c["presented_jti"] = p.into();
+    }
+    if let Some(o) = old {
+        c["person_token_jti"] = o.into();
+    }
+    forge(
+        r#"{"alg":"Ed25519","kid":"k1","typ":"aa-resource+jwt"}"#,
+        &c.to_string(),
+        &ps_key(),
+    )
+}
+
+/// The compatibility option `accept_person_token_jti` (off by default): strict -11 refuses
+/// a resource token that names the presented token only by `person_token_jti`; with the
+/// option it reads that value as `presented_jti`. A token naming two different tokens is
+/// refused, and one naming none still is.
+#[test]
+fn resource_token_person_token_jti_read_only_when_accepted() {
+    let ps = sid("https://ps.example");
+    let strict = Validation::new(NOW).audience(&ps);
+    let compat = Validation::new(NOW)
+        .audience(&ps)
+        .accept_person_token_jti(true);
+    let check = |token: &str, v: &Validation<'_>| {
+        block(verify::<ResourceClaims>(token, v, &issuers())).map(|t| t.claims.presented_jti)
+    };
+    let old_only = resource_payload(None, Some("pt-1"));
+    assert!(
+        matches!(
+            check(&old_only, &strict),
+            Err(TokenError::Claim {
+                claim: "presented_jti",
+                ..
+            })
+        ),
+        "strict -11 must refuse a token without presented_jti"
+    );
+    assert_eq!(check(&old_only, &compat).as_deref(), Ok("pt-1"));
+    // The unverified decoder reads it the same way.
+    let u = Unverified::<ResourceClaims>::decode(&old_only, &compat).unwrap();
+    assert_eq!(u.unverified_claims().presented_jti, "pt-1");
+    assert!(Unverified::<ResourceClaims>::decode(&old_only, &strict).is_err());
+
+    let both_same = resource_payload(Some("pt-1"), Some("pt-1"));
+    assert_eq!(check(&both_same, &compat).as_deref(), Ok("pt-1"));
+    assert_eq!(check(&both_same, &strict).as_deref(), Ok("pt-1"));
+
+    let both_differ = resource_payload(Some("pt-1"), Some("pt-2"));
+    assert!(
+        matches!(
+            check(&both_differ, &compat),
+            Err(TokenError::Claim {
+                claim: "person_token_jti",
+                ..
+            })
+        ),
+        "two references to two tokens must be refused"
+    );
+    // Strict -11 does not read the old claim at all: presented_jti is what counts.
+    assert_eq!(check(&both_differ, &strict).as_deref(), Ok("pt-1"));
+
+    let neither = resource_payload(None, None);
+    assert!(check(&neither, &compat).is_err());
+    // An empty or non-string old claim is as malformed as an empty presented_jti.
+    assert!(check(&resource_payload(None, Some("")), &compat).is_err());
+}
+
 #[test]
 fn resource_token_round_trip() {
     let m = ResourceTokenBuilder::new(
