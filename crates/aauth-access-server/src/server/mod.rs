@@ -15,7 +15,7 @@
 //! | [`pending`] | `GET`/`POST /pending/{id}`: the Person Server polls and answers |
 //! | [`admin`] | the approval and payment API, out of band |
 //! | [`interaction`] | `GET`/`POST /interact`: the person's page and their approval |
-//! | [`revocation`] | `POST /revocation`: revocations received, and sent on to resources |
+//! | [`revocation`] | `POST /revocation`: revocations received, and sent on to resources; `GET /revocation/{id}`, the poll of a cascade that outlasted its hold |
 //!
 //! The metadata document and JWKS are answered by [`Published`].
 

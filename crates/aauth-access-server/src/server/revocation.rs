@@ -1,7 +1,10 @@
 //! `POST /revocation` (AS-40…43): revocations received, and the cascade sent on. A
 //! Person Server revokes a person token it presented here: nothing more is issued
 //! against it, and every auth token issued against it is revoked at its resource
-//! ([`AccessServer::revoke_at`], signed as this Access Server). A resource revokes a
+//! ([`PersonTokenCascade`], signed as this Access Server); a cascade that outlasts the
+//! request's hold is answered `202`, and the Person Server polls `GET /revocation/{id}`
+//! for the `downstream` report (AS-41; the pending revocations are
+//! `aauth_metadata::cascade::Cascades`, in this process's memory). A resource revokes a
 //! resource token naming this server: it is refused from then on, and a request waiting
 //! on it ends.
 

@@ -1,4 +1,9 @@
-//! `POST /revocation`: revocations received from agent providers and resources, checked against who may revoke what, recorded until the longest lifetime such a token can have.
+//! `POST /revocation`: revocations received from agent providers and resources, checked
+//! against who may revoke what, recorded until the longest lifetime such a token can have.
+//! An agent token's cascade ([`AgentCascade`]) runs while the request is held; one that
+//! outlasts the hold is answered `202`, and the provider polls `GET /revocation/{id}`
+//! (PS-111; the pending revocations are `aauth_metadata::cascade::Cascades`, in this
+//! process's memory).
 
 use std::sync::Arc;
 
