@@ -49,7 +49,7 @@ pub use people::PeopleAuthenticator;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantTrusted, TrustByInteraction};
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, INTERACT_PATH, JWKS_PATH, PENDING_PATH,
-    REVOCATION_PATH,
+    REVOCATION_PATH, REVOCATION_PENDING_PATH,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

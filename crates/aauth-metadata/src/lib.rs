@@ -26,6 +26,8 @@
 //!   backend's error kept as its source), and [`store::blocking`] for embedded databases.
 //! - [`throttle`]: one throttle for every guessable secret a server checks (interaction
 //!   codes, passwords): exponential back-off per key, bounded, `O(1)` to check.
+//! - [`cascade`]: revocation cascades that outlast their request: the hold, the `202`
+//!   with its pending URL, and the sender's polls ([`cascade::Cascades`]).
 //! - [`outbound`]: requests one server sends another, signed as itself, and the
 //!   revocation requests every role sends ([`outbound::Revoker`]).
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
@@ -33,6 +35,8 @@
 
 #[cfg(feature = "runtime")]
 mod cache;
+#[cfg(feature = "runtime")]
+pub mod cascade;
 #[cfg(feature = "client")]
 mod client;
 pub mod code;

@@ -15,7 +15,7 @@
 //! | [`pending`] | `GET`/`POST /pending/{id}`: the Person Server polls and answers |
 //! | [`admin`] | the approval and payment API, out of band |
 //! | [`interaction`] | `GET`/`POST /interact`: the person's page and their approval |
-//! | [`revocation`] | `POST /revocation`: revocations received, and sent on to resources |
+//! | [`revocation`] | `POST /revocation`: revocations received, and sent on to resources; `GET /revocation/{id}`, the poll of a cascade that outlasted its hold |
 //!
 //! The metadata document and JWKS are answered by [`Published`].
 
@@ -57,6 +57,9 @@ pub const AUTH_TOKEN_PATH: &str = "/auth-token";
 pub const JWKS_PATH: &str = "/jwks.json";
 /// Where Person Servers revoke person tokens and resources revoke resource tokens.
 pub const REVOCATION_PATH: &str = "/revocation";
+/// The prefix of a pending revocation's URL (`/revocation/{id}`): where a Person Server
+/// polls a cascade that outlasted its request.
+pub const REVOCATION_PENDING_PATH: &str = "/revocation/";
 
 /// Where the Person Server answers this server's deferred requirements.
 pub const PENDING_PATH: &str = "/pending/";
@@ -89,6 +92,9 @@ pub struct AccessServer {
     store: Arc<dyn AsStore>,
     /// Sends revocations to resources (AS-41, AS-43).
     notifier: Option<Arc<dyn aauth_metadata::Transport>>,
+    /// The person-token cascades that outlasted their request (AS-41: `202` and polls),
+    /// in this process's memory.
+    revocations: aauth_metadata::cascade::Cascades,
     /// The most requests one Person Server may have waiting here at once.
     max_waiting: usize,
     /// Wrong interaction codes, counted per account and per client.
@@ -227,6 +233,7 @@ impl AccessServer {
             auth_lifetime: 3600,
             store: Arc::new(MemoryStore::default()),
             notifier: None,
+            revocations: aauth_metadata::cascade::Cascades::new(REVOCATION_PENDING_PATH),
             max_waiting: DEFAULT_MAX_WAITING,
             throttle: Arc::new(MemoryThrottle::default()),
             governs: None,
@@ -386,6 +393,20 @@ impl AccessServer {
         self
     }
 
+    /// Holds a revocation request (and each poll of its pending URL) at most `hold` while
+    /// its cascade runs (default
+    /// [`DEFAULT_REVOCATION_HOLD`](aauth_metadata::cascade::DEFAULT_REVOCATION_HOLD), 20 s;
+    /// at most [`MAX_REVOCATION_HOLD`](aauth_metadata::cascade::MAX_REVOCATION_HOLD), 30
+    /// s). A cascade done within it is answered `200` with its `downstream` report; one
+    /// still running is answered `202` with its pending URL ([`REVOCATION_PENDING_PATH`]
+    /// `{id}`), which the Person Server polls with a signed `GET`. A sender's `Prefer:
+    /// wait=N` sets the hold of its own request (clamped the same way).
+    #[must_use]
+    pub fn revocation_hold(mut self, hold: std::time::Duration) -> Self {
+        self.revocations = self.revocations.hold(hold);
+        self
+    }
+
     /// The Access Server's identifier.
     #[must_use]
     pub fn id(&self) -> &ServerId {
@@ -441,6 +462,7 @@ impl AccessServer {
             Route::Poll { id } => self.poll_waiting(id, parts, now).await,
             Route::Answer { id } => self.answer(id, parts, body, now).await,
             Route::Revocation => self.revocation(parts, body, now).await,
+            Route::RevocationPoll { id } => Ok(self.revocation_poll(id, parts, body, now).await),
         }
     }
 

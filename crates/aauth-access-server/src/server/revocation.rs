@@ -1,7 +1,10 @@
 //! `POST /revocation` (AS-40…43): revocations received, and the cascade sent on. A
 //! Person Server revokes a person token it presented here: nothing more is issued
 //! against it, and every auth token issued against it is revoked at its resource
-//! ([`AccessServer::revoke_at`], signed as this Access Server). A resource revokes a
+//! ([`PersonTokenCascade`], signed as this Access Server); a cascade that outlasts the
+//! request's hold is answered `202`, and the Person Server polls `GET /revocation/{id}`
+//! for the `downstream` report (AS-41; the pending revocations are
+//! `aauth_metadata::cascade::Cascades`, in this process's memory). A resource revokes a
 //! resource token naming this server: it is refused from then on, and a request waiting
 //! on it ends.
 
@@ -10,8 +13,9 @@ use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::ResourceMetadata;
+use aauth_metadata::cascade::{CascadeError, Cascades, caller_of};
 use aauth_metadata::outbound::{Revoker as RevocationSender, ServerSigner};
-use aauth_metadata::serve::json_response;
+use aauth_metadata::serve::{InternalError, json_response};
 use aauth_signing::KeyIdentity;
 use aauth_tokens::ServerId;
 use bytes::Bytes;
@@ -22,6 +26,7 @@ use serde::Deserialize;
 use super::waiting::{Step, Waiting};
 use super::{AccessServer, Answer, Refusal};
 use crate::AsError;
+use crate::store::AsStore;
 
 /// The longest `jti` taken in a revocation.
 const MAX_JTI_LEN: usize = 256;
@@ -57,10 +62,12 @@ fn unsupported() -> Refusal {
 impl AccessServer {
     /// `revocation_endpoint` (AS-40…43): a trusted Person Server revokes a person token it
     /// presented here, and every auth token issued against it is revoked at its resource
-    /// (`200` with a `downstream` outcome per resource); a resource revokes a resource token
-    /// naming this server. Records are kept by `(issuer, jti)` until `exp` plus skew.
+    /// (`200` with a `downstream` outcome per resource, or `202` with a pending URL when
+    /// the cascade outlasts the hold: [`AccessServer::revocation_hold`]); a resource
+    /// revokes a resource token naming this server. Records are kept by `(issuer, jti)`
+    /// until `exp` plus skew.
     pub(super) async fn revocation(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Answer {
-        let revoker = self.revoker(parts, body, now).await?;
+        let (revoker, caller) = self.revoker(parts, body, now).await?;
         let r = match serde_json::from_slice::<Revoke>(body) {
             Ok(r) if !r.jti.is_empty() && r.jti.len() <= MAX_JTI_LEN => r,
             _ => {
@@ -83,13 +90,49 @@ impl AccessServer {
                 self.end_waiting_on(&resource, &r.jti, now).await?;
                 Ok(json_response(StatusCode::OK, &serde_json::json!({})))
             }
-            Revoker::PersonServer(ps) => self.cascade(&ps, &r.jti, now).await,
+            Revoker::PersonServer(ps) => {
+                self.cascade(ps, r.jti, &caller, &parts.headers, now).await
+            }
+        }
+    }
+
+    /// `GET /revocation/{id}`: the Person Server polls its cascade that outlasted its
+    /// request (signed under the same identity as the revocation): `202` while it runs,
+    /// then the `200` with its `downstream` report. Anyone else, or an id not here, gets
+    /// the same `404`.
+    pub(super) async fn revocation_poll(
+        &self,
+        id: &str,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        let verified = match self.verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => {
+                return Cascades::not_found();
+            }
+            Err(error) => {
+                return error
+                    .into_http_response(self.verifier.policy())
+                    .map(Bytes::from);
+            }
+        };
+        match caller_of(&verified.identity) {
+            Some(caller) => self.revocations.poll(id, &caller, &parts.headers).await,
+            None => Cascades::not_found(),
         }
     }
 
     /// AS-40: the verified signer of a revocation (a signature covering `body`), if it
-    /// is one this server takes revocations from (`403 unsupported_iss` otherwise).
-    async fn revoker(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Result<Revoker, Refusal> {
+    /// is one this server takes revocations from (`403 unsupported_iss` otherwise), and
+    /// who may poll its cascade.
+    async fn revoker(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<(Revoker, String), Refusal> {
         let verified = match self.verifier.verify(parts, body, now).await {
             Ok(v) => v,
             Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => return Err(unsupported()),
@@ -101,14 +144,16 @@ impl AccessServer {
                 ));
             }
         };
-        match &verified.identity {
+        let caller = caller_of(&verified.identity).ok_or_else(unsupported)?;
+        let revoker = match &verified.identity {
             KeyIdentity::JwksUri { id, dwk, .. } => match (ServerId::parse(id), dwk.as_str()) {
-                (Ok(ps), "aauth-person.json") if self.admits(&ps) => Ok(Revoker::PersonServer(ps)),
-                (Ok(rs), "aauth-resource.json") => Ok(Revoker::Resource(rs)),
-                _ => Err(unsupported()),
+                (Ok(ps), "aauth-person.json") if self.admits(&ps) => Revoker::PersonServer(ps),
+                (Ok(rs), "aauth-resource.json") => Revoker::Resource(rs),
+                _ => return Err(unsupported()),
             },
-            _ => Err(unsupported()),
-        }
+            _ => return Err(unsupported()),
+        };
+        Ok((revoker, caller))
     }
 
     /// AS-42: a pending request started for resource token `jti` of `resource` ends (its
@@ -128,15 +173,81 @@ impl AccessServer {
         Ok(())
     }
 
-    /// AS-41: the cascade of `ps`'s revocation of person token `jti`: every auth token
-    /// issued against it, revoked at its resource; `200` with one `downstream` entry per
-    /// resource (its `error` when any of its revocations failed).
-    async fn cascade(&self, ps: &ServerId, jti: &str, now: UnixTime) -> Answer {
-        let cascade = self.store.issued_against(ps, jti, now).await?;
+    /// AS-41: runs the cascade of `ps`'s revocation of person token `jti`
+    /// ([`PersonTokenCascade`]) for as long as the request is held: its `200` with the
+    /// `downstream` report when it is done by then, else `202` with the pending URL
+    /// `caller` polls.
+    async fn cascade(
+        &self,
+        ps: ServerId,
+        jti: String,
+        caller: &str,
+        headers: &http::HeaderMap,
+        now: UnixTime,
+    ) -> Answer {
+        let cascade = PersonTokenCascade {
+            store: Arc::clone(&self.store),
+            sender: self.resource_revoker(),
+            ps,
+            jti,
+        };
+        let run = Box::pin(async move {
+            cascade
+                .run(now)
+                .await
+                .unwrap_or_else(Refusal::into_http_response)
+        });
+        self.revocations
+            .run(caller, headers, &self.random, run)
+            .await
+            .map_err(|e| match e {
+                CascadeError::Busy { retry_after } => Refusal::Error(AsError::RateLimited {
+                    reason: "too many revocation cascades are running".to_owned(),
+                    retry_after,
+                }),
+                other => InternalError::produce("a pending revocation", other).into(),
+            })
+    }
+
+    /// Revocations sent to resources, signed as this Access Server (AS-43: `jwks_uri`,
+    /// `dwk: aauth-access.json`, covering the body); `None` without a transport.
+    fn resource_revoker(&self) -> Option<RevocationSender> {
+        let transport = self.notifier.as_ref()?;
+        let signer = ServerSigner::new(
+            self.id.clone(),
+            "aauth-access.json",
+            Arc::clone(&self.signer),
+            &self.kid,
+        )
+        .random(self.random.clone());
+        Some(RevocationSender::new(signer, Arc::clone(transport)))
+    }
+}
+
+/// The cascade of a person token's revocation (AS-41), owning what it needs so that it
+/// can go on after the request is answered: every auth token issued against it, revoked
+/// at its resource.
+struct PersonTokenCascade {
+    store: Arc<dyn AsStore>,
+    /// `None`: no transport to resources (every outcome `revocation_unsupported`).
+    sender: Option<RevocationSender>,
+    ps: ServerId,
+    jti: String,
+}
+
+impl PersonTokenCascade {
+    /// Runs the cascade of a revocation received at `now`: `200` with one `downstream`
+    /// entry per resource (its `error` when any of its revocations failed).
+    async fn run(self, now: UnixTime) -> Answer {
+        let cascade = self.store.issued_against(&self.ps, &self.jti, now).await?;
+        // Each revocation is signed at the time it is sent: `now` plus the time the
+        // cascade has taken so far.
+        let started = std::time::Instant::now();
         let mut outcomes: BTreeMap<String, Option<&'static str>> = BTreeMap::new();
         for issued in cascade {
+            let at = now.plus(started.elapsed().as_secs());
             let outcome = self
-                .revoke_at(&issued.aud, &issued.jti, issued.exp, now)
+                .revoke_at(&issued.aud, &issued.jti, issued.exp, at)
                 .await;
             let entry = outcomes
                 .entry(issued.aud.as_str().to_owned())
@@ -166,19 +277,10 @@ impl AccessServer {
         exp: u64,
         now: UnixTime,
     ) -> Option<&'static str> {
-        let Some(transport) = &self.notifier else {
+        let Some(sender) = &self.sender else {
             return Some("revocation_unsupported");
         };
-        // AS-43: signed as this Access Server (`jwks_uri`, `dwk: aauth-access.json`),
-        // covering the body.
-        let signer = ServerSigner::new(
-            self.id.clone(),
-            "aauth-access.json",
-            Arc::clone(&self.signer),
-            &self.kid,
-        )
-        .random(self.random.clone());
-        RevocationSender::new(signer, Arc::clone(transport))
+        sender
             .revoke::<ResourceMetadata>(resource, jti, exp, now)
             .await
             .err()

@@ -5,7 +5,10 @@
 use aauth_metadata::{AccessServerMetadata, MetadataDocument};
 use http::Method;
 
-use super::{AUTH_TOKEN_PATH, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH};
+use super::{
+    AUTH_TOKEN_PATH, INTERACT_PATH, JWKS_PATH, PENDING_PATH, REVOCATION_PATH,
+    REVOCATION_PENDING_PATH,
+};
 
 /// An endpoint of the Access Server, with what its path carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,12 @@ pub(super) enum Route<'a> {
     },
     /// `POST /revocation`: a Person Server or a resource revokes a token.
     Revocation,
+    /// `GET /revocation/{id}`: the Person Server polls a cascade that outlasted its
+    /// request.
+    RevocationPoll {
+        /// The pending revocation's id.
+        id: &'a str,
+    },
 }
 
 /// The route of `method` on `path` (no query), or `None` for a path that is not here or a
@@ -45,6 +54,9 @@ pub(super) fn of<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             Method::POST => Some(Route::Answer { id }),
             _ => None,
         };
+    }
+    if let Some(id) = path.strip_prefix(REVOCATION_PENDING_PATH) {
+        return (*method == Method::GET).then_some(Route::RevocationPoll { id });
     }
     match (method, path) {
         (&Method::POST, AUTH_TOKEN_PATH) => Some(Route::AuthToken),
@@ -88,6 +100,11 @@ mod tests {
         assert_eq!(of(&Method::DELETE, "/pending/abc"), None);
         assert_eq!(of(post, "/revocation"), Some(Route::Revocation));
         assert_eq!(of(get, "/revocation"), None);
+        assert_eq!(
+            of(get, "/revocation/r1"),
+            Some(Route::RevocationPoll { id: "r1" })
+        );
+        assert_eq!(of(post, "/revocation/r1"), None);
         assert_eq!(of(get, "/other"), None);
     }
 

@@ -10,6 +10,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod cascade;
 mod hardening;
 mod robust;
 mod steps;

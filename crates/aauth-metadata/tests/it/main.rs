@@ -10,6 +10,7 @@
 )]
 
 mod cache;
+mod cascade;
 mod client;
 mod documents;
 mod egress;

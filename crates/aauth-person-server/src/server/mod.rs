@@ -122,6 +122,9 @@ pub struct PersonServer {
     revoking_providers: std::collections::BTreeSet<ServerId>,
     /// Tells resources about the person and auth tokens a cascade revoked.
     notifier: Option<Arc<dyn crate::RevocationNotifier>>,
+    /// The agent-token cascades that outlasted their request (PS-111: `202` and polls),
+    /// in this process's memory.
+    revocations: aauth_metadata::cascade::Cascades,
     /// Reads agent providers' metadata (to admit interaction callbacks) and resources'
     /// (to describe them on the consent page).
     metadata: Option<Arc<dyn aauth_metadata::Fetch>>,
@@ -163,6 +166,10 @@ pub const DEFAULT_RESOURCE_LIMIT: (usize, u64) = (50, 3600);
 
 /// The revocation endpoint (agent providers revoke agent tokens here).
 pub const REVOCATION_PATH: &str = "/revocation";
+
+/// The prefix of a pending revocation's URL (`/revocation/{id}`): where an agent
+/// provider polls a cascade that outlasted its request.
+pub const REVOCATION_PENDING_PATH: &str = "/revocation/";
 
 /// The permission endpoint (governance of actions outside any resource).
 pub const PERMISSION_PATH: &str = "/permission";
@@ -306,6 +313,7 @@ impl PersonServer {
             revocation_verifier,
             revoking_providers: std::collections::BTreeSet::new(),
             notifier: None,
+            revocations: aauth_metadata::cascade::Cascades::new(REVOCATION_PENDING_PATH),
             metadata: None,
             resource_limit: DEFAULT_RESOURCE_LIMIT,
             asked: std::sync::Mutex::default(),
@@ -416,6 +424,20 @@ impl PersonServer {
     #[must_use]
     pub fn revocation_notifier(mut self, notifier: Arc<dyn crate::RevocationNotifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Holds a revocation request (and each poll of its pending URL) at most `hold` while
+    /// its cascade runs (default
+    /// [`DEFAULT_REVOCATION_HOLD`](aauth_metadata::cascade::DEFAULT_REVOCATION_HOLD), 20 s;
+    /// at most [`MAX_REVOCATION_HOLD`](aauth_metadata::cascade::MAX_REVOCATION_HOLD), 30
+    /// s). A cascade done within it is answered `200`; one still running is answered
+    /// `202` with its pending URL ([`REVOCATION_PENDING_PATH`]`{id}`), which the agent
+    /// provider polls with a signed `GET`. A sender's `Prefer: wait=N` sets the hold of
+    /// its own request (clamped the same way).
+    #[must_use]
+    pub fn revocation_hold(mut self, hold: Duration) -> Self {
+        self.revocations = self.revocations.hold(hold);
         self
     }
 

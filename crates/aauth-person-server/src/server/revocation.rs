@@ -1,4 +1,9 @@
-//! `POST /revocation`: revocations received from agent providers and resources, checked against who may revoke what, recorded until the longest lifetime such a token can have.
+//! `POST /revocation`: revocations received from agent providers and resources, checked
+//! against who may revoke what, recorded until the longest lifetime such a token can have.
+//! An agent token's cascade ([`AgentCascade`]) runs while the request is held; one that
+//! outlasts the hold is answered `202`, and the provider polls `GET /revocation/{id}`
+//! (PS-111; the pending revocations are `aauth_metadata::cascade::Cascades`, in this
+//! process's memory).
 
 use std::sync::Arc;
 
@@ -10,7 +15,9 @@ use http::{HeaderValue, Method, StatusCode, request::Parts};
 use serde::Deserialize;
 
 use crate::PsError;
-use aauth_metadata::serve::problem_response;
+use crate::store::PsStore;
+use aauth_metadata::cascade::{CascadeError, Cascades, caller_of};
+use aauth_metadata::serve::{InternalError, problem_response};
 
 use super::PersonServer;
 
@@ -68,7 +75,8 @@ impl PersonServer {
     /// `revocation_endpoint`: an agent provider revokes one of its agent tokens; the
     /// token is refused from now on, and every person and auth token issued to that agent
     /// is revoked with it. A resource revokes a resource token it issued. `200` once
-    /// done (idempotent; unknown tokens are recorded too).
+    /// done (idempotent; unknown tokens are recorded too); `202` with a pending URL when
+    /// an agent token's cascade outlasts the hold (PS-111, [`PersonServer::revocation_hold`]).
     pub(super) async fn revocation(
         &self,
         parts: &Parts,
@@ -78,35 +86,78 @@ impl PersonServer {
         if parts.method != Method::POST {
             return PsError::InvalidRequest("POST".to_owned()).into_http_response();
         }
+        let (revoker, caller) = match self.revoking_signer(parts, body, now).await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
+        let done = match RevocationBody::read(body) {
+            Ok(b) => match revoker {
+                Revoker::Resource(resource) => self
+                    .revoke_resource_token(&resource, &b, now)
+                    .await
+                    .map(|()| revoked()),
+                Revoker::Provider(provider) => {
+                    self.revoke_agent_token(provider, b, &caller, &parts.headers, now)
+                        .await
+                }
+            },
+            Err(e) => Err(e),
+        };
+        done.unwrap_or_else(PsError::into_http_response)
+    }
+
+    /// `GET /revocation/{id}`: the agent provider polls its cascade that outlasted its
+    /// request (signed under the same identity as the revocation): `202` while it runs,
+    /// then the empty `200`. Anyone else, or an id not here, gets the same `404`.
+    pub(super) async fn revocation_poll(
+        &self,
+        id: &str,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> http::Response<Bytes> {
+        if parts.method != Method::GET {
+            return Cascades::not_found();
+        }
         let verified = match self.revocation_verifier.verify(parts, body, now).await {
             Ok(v) => v,
-            Err(VerifyError::SignerNotAdmitted { .. }) => return unsupported(),
+            Err(VerifyError::SignerNotAdmitted { .. }) => return Cascades::not_found(),
             Err(error) => {
                 return error
                     .into_http_response(self.revocation_verifier.policy())
                     .map(Bytes::from);
             }
         };
-        let Some(revoker) = self.revoker(&verified.identity) else {
-            return unsupported();
-        };
-        let done = match RevocationBody::read(body) {
-            Ok(b) => match revoker {
-                Revoker::Resource(resource) => self.revoke_resource_token(&resource, &b, now).await,
-                Revoker::Provider(provider) => self.revoke_agent_token(&provider, &b, now).await,
-            },
-            Err(e) => Err(e),
-        };
-        match done {
-            Ok(()) => {
-                let mut r = http::Response::new(Bytes::new());
-                r.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                );
-                r
+        match caller_of(&verified.identity) {
+            Some(caller) => self.revocations.poll(id, &caller, &parts.headers).await,
+            None => Cascades::not_found(),
+        }
+    }
+
+    /// The verified signer of a revocation (a signature covering `body`) and who may
+    /// poll its cascade; `403 unsupported_iss` for a signer this server takes no
+    /// revocations from, or the signature check's own answer.
+    async fn revoking_signer(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<(Revoker, String), http::Response<Bytes>> {
+        let verified = match self.revocation_verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(VerifyError::SignerNotAdmitted { .. }) => return Err(unsupported()),
+            Err(error) => {
+                return Err(error
+                    .into_http_response(self.revocation_verifier.policy())
+                    .map(Bytes::from));
             }
-            Err(e) => e.into_http_response(),
+        };
+        match (
+            self.revoker(&verified.identity),
+            caller_of(&verified.identity),
+        ) {
+            (Some(revoker), Some(caller)) => Ok((revoker, caller)),
+            _ => Err(unsupported()),
         }
     }
 
@@ -145,23 +196,64 @@ impl PersonServer {
             .await?)
     }
 
-    /// Records the revocation of `provider`'s agent token and cascades: every person and
-    /// auth token issued to that agent is revoked, here and (through the notifier) at
-    /// their resources and the Access Servers they were presented to.
+    /// Records the revocation of `provider`'s agent token (refused from now on), then
+    /// runs its cascade ([`AgentCascade`]) for as long as the request is held: the empty
+    /// `200` when it is done by then, else `202` with the pending URL `caller` polls.
     async fn revoke_agent_token(
         &self,
-        provider: &ServerId,
-        b: &RevocationBody,
+        provider: ServerId,
+        b: RevocationBody,
+        caller: &str,
+        headers: &http::HeaderMap,
         now: UnixTime,
-    ) -> Result<(), PsError> {
+    ) -> Result<http::Response<Bytes>, PsError> {
         let key = format!("agent {} {}", provider.as_str(), b.jti);
         self.store
             .revoke(&key, revocation_exp(b.exp, TokenType::Agent, now), now)
             .await?;
-        let Some(agent) = self.store.agent_of_token(provider, &b.jti).await? else {
+        let cascade = AgentCascade {
+            store: Arc::clone(&self.store),
+            notifier: self.notifier.clone(),
+            provider,
+            jti: b.jti,
+        };
+        let run = Box::pin(async move {
+            cascade
+                .run(now)
+                .await
+                .map_or_else(PsError::into_http_response, |()| revoked())
+        });
+        self.revocations
+            .run(caller, headers, &self.random, run)
+            .await
+            .map_err(|e| match e {
+                CascadeError::Busy { retry_after } => PsError::RateLimited {
+                    reason: "too many revocation cascades are running".to_owned(),
+                    retry_after,
+                },
+                other => InternalError::produce("a pending revocation", other).into(),
+            })
+    }
+}
+
+/// The cascade of an agent token's revocation (PS-111), owning what it needs so that it
+/// can go on after the request is answered: every person and auth token issued to that
+/// agent is revoked, here and (through the notifier) at their resources and the Access
+/// Servers they were presented to.
+struct AgentCascade {
+    store: Arc<dyn PsStore>,
+    notifier: Option<Arc<dyn crate::RevocationNotifier>>,
+    provider: ServerId,
+    jti: String,
+}
+
+impl AgentCascade {
+    /// Runs the cascade (the revocation records at `now`).
+    async fn run(self, now: UnixTime) -> Result<(), PsError> {
+        let Some(agent) = self.store.agent_of_token(&self.provider, &self.jti).await? else {
             return Ok(());
         };
-        for (jti, aud, exp) in self.store.tokens_of_agent(provider, &agent).await? {
+        for (jti, aud, exp) in self.store.tokens_of_agent(&self.provider, &agent).await? {
             self.store.revoke(&jti, exp, now).await?;
             // The resource's outcome is not reported to the provider (draft -11,
             // "Revocation"); a failed leg is the resource's to catch up on (tokens expire
@@ -183,9 +275,7 @@ impl PersonServer {
         }
         Ok(())
     }
-}
 
-impl PersonServer {
     /// Whether `jti` is an auth token an Access Server issued, relayed here: one obtained
     /// by presenting a token this server presented to an Access Server.
     async fn issued_by_an_access_server(&self, jti: &str, now: UnixTime) -> Result<bool, PsError> {
@@ -198,6 +288,17 @@ impl PersonServer {
             .await?
             .is_empty())
     }
+}
+
+/// The answer to a revocation done: an empty `200` (no downstream report to the agent
+/// provider, PS-111).
+fn revoked() -> http::Response<Bytes> {
+    let mut r = http::Response::new(Bytes::new());
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// `403 unsupported_iss`: a signer this server takes no revocations from.

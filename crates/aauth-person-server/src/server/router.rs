@@ -9,6 +9,7 @@ use http::{HeaderValue, Method, StatusCode, request::Parts};
 use super::{
     AUDIT_PATH, AUTH_TOKEN_PATH, INTERACT_PATH, INTERACTION_PATH, LOGIN_PATH, MISSION_PATH,
     Outcome, PENDING_PATH, PERMISSION_PATH, PERSON_TOKEN_PATH, PersonServer, REVOCATION_PATH,
+    REVOCATION_PENDING_PATH,
 };
 use crate::PsError;
 use aauth_metadata::serve::json_response;
@@ -28,6 +29,12 @@ pub(super) enum Route<'a> {
     /// `POST /revocation` ([`revocation`](super::revocation)): signed by a provider or a
     /// resource, verified there.
     Revocation,
+    /// `GET /revocation/{id}` ([`revocation`](super::revocation)): the agent provider
+    /// polls a cascade that outlasted its request; verified there.
+    RevocationPoll {
+        /// The pending revocation's id.
+        id: &'a str,
+    },
     /// `/interact` and `/interact/login`, the person's pages ([`consent`](super::consent));
     /// routed only when the server has them.
     Pages,
@@ -73,6 +80,8 @@ impl<'a> Route<'a> {
             _ => {
                 if let Some(s256) = path.strip_prefix("/mission/") {
                     Self::Signed(Signed::Mission { s256 })
+                } else if let Some(id) = path.strip_prefix(REVOCATION_PENDING_PATH) {
+                    Self::RevocationPoll { id }
                 } else {
                     Self::Pending {
                         id: path.strip_prefix(PENDING_PATH)?,
@@ -132,6 +141,7 @@ impl PersonServer {
             Route::Signed(endpoint) => self.signed(endpoint, parts, body, now).await,
             Route::Pending { id } => self.poll(id, parts, body, now).await,
             Route::Revocation => self.revocation(parts, body, now).await,
+            Route::RevocationPoll { id } => self.revocation_poll(id, parts, body, now).await,
             Route::Pages => self.web(parts, body, now).await,
         }
     }
@@ -197,6 +207,11 @@ mod tests {
             Route::of("/pending/p1", pages),
             Some(Route::Pending { id: "p1" })
         );
+        assert_eq!(
+            Route::of("/revocation/r1", pages),
+            Some(Route::RevocationPoll { id: "r1" })
+        );
+        assert_eq!(Route::of("/revocation", pages), Some(Route::Revocation));
         assert_eq!(Route::of("/interact/login", pages), Some(Route::Pages));
         // Without its pages the server does not own them.
         assert_eq!(Route::of("/interact", false), None);

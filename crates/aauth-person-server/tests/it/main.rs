@@ -10,6 +10,7 @@
 )]
 
 mod adversarial;
+mod cascade;
 mod chaining;
 mod compat;
 mod consent;
