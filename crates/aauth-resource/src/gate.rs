@@ -209,7 +209,9 @@ impl Admitted {
     /// The person, as their Person Server and directed identifier: `(iss, sub)` of a
     /// person token, `(ps, sub)` of an auth token (the same pair whether the Person
     /// Server or the resource's Access Server issued it). `sub` is never compared across
-    /// Person Servers.
+    /// Person Servers. Where an Access Server issues the auth token this differs from the
+    /// draft's `(iss, sub)` on purpose; [`Admitted::issuer_subject`] gives that pair, and
+    /// says when each is the right key.
     #[must_use]
     pub fn person(&self) -> Option<(&ServerId, &str)> {
         match self.token()? {
@@ -217,6 +219,26 @@ impl Admitted {
             // The person's Person Server is `ps` (an Access Server's token has its own
             // `iss`): (ps, sub) is the same person in three- and four-party access.
             BoundToken::Auth(a) => Some((&a.claims.ps, a.claims.sub.as_str())),
+            _ => None,
+        }
+    }
+
+    /// The person exactly as draft -11 §Auth Token Verification step 7 names them: the
+    /// token's `(iss, sub)`. For a person token and a Person Server's auth token this is
+    /// [`Admitted::person`]; for an auth token from the resource's Access Server it is
+    /// `(the Access Server, sub)`.
+    ///
+    /// Prefer [`Admitted::person`] to key your records when an Access Server serves
+    /// people of several Person Servers: `sub` is directed by each Person Server and
+    /// unique only within it, so two Person Servers may send the same `sub` through one
+    /// Access Server, and `(iss, sub)` would then be one record for two people. With a
+    /// single Person Server behind the Access Server, or records kept per Access Server
+    /// by design, this is the draft's key.
+    #[must_use]
+    pub fn issuer_subject(&self) -> Option<(&ServerId, &str)> {
+        match self.token()? {
+            BoundToken::Person(p) => Some((&p.claims.iss, p.claims.sub.as_str())),
+            BoundToken::Auth(a) => Some((&a.claims.iss, a.claims.sub.as_str())),
             _ => None,
         }
     }

@@ -507,6 +507,57 @@ async fn auth_tokens_are_honoured_only_from_the_issuer_the_resource_trusts() {
     assert_eq!(calls.calls(), 1);
 }
 
+/// The two person keys of an Access Server's auth token: `person()` is `(ps, sub)`, the
+/// same person as their person token names; `issuer_subject()` is the draft's `(iss,
+/// sub)`, here the Access Server's.
+#[tokio::test]
+async fn an_access_servers_auth_token_names_the_person_two_ways() {
+    let m = modes();
+    let calls = aauth_test_support::service::Answering::new(|req| {
+        req.extensions()
+            .get::<aauth_resource::Admitted>()
+            .map(|a| {
+                let show = |p: Option<(&aauth_tokens::ServerId, &str)>| {
+                    p.map(|(iss, sub)| format!("{} {sub}", iss.as_str()))
+                        .unwrap_or_default()
+                };
+                format!("{} | {}", show(a.person()), show(a.issuer_subject()))
+            })
+            .unwrap_or_default()
+    });
+    let resource =
+        m.w.resource
+            .clone()
+            .resource_tokens(m.tokens().access_server(id("https://as.example")));
+    let mut svc = m.service(
+        &resource,
+        RoutePolicy::new(Access::AuthToken).scope("read"),
+        &calls,
+    );
+    let from_as = AuthTokenBuilder::new(
+        AuthIssuer::AccessServer,
+        id("https://as.example"),
+        id("https://resource.example"),
+        id("https://ps.example"),
+        "person-42",
+        m.w.agent.public_key(),
+    )
+    .scope("read")
+    .sign(&m.as_key, "as-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, _, body) = send(
+        &mut svc,
+        signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(from_as)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        "https://ps.example person-42 | https://as.example person-42"
+    );
+}
+
 #[tokio::test]
 async fn an_auth_token_route_without_resource_tokens_or_scope_is_a_500() {
     let m = modes();
