@@ -517,7 +517,7 @@ async fn an_access_servers_auth_token_names_the_person_two_ways() {
         req.extensions()
             .get::<aauth_resource::Admitted>()
             .map(|a| {
-                let show = |p: Option<(&aauth_tokens::ServerId, &str)>| {
+                let show = |p: Option<(&ServerId, &str)>| {
                     p.map(|(iss, sub)| format!("{} {sub}", iss.as_str()))
                         .unwrap_or_default()
                 };
