@@ -208,6 +208,26 @@ impl World {
         self.ca.pem()
     }
 
+    /// A TLS certificate for `host` signed by the world's CA, with its key, both PEM (for
+    /// a server in another process: `aauth serve`'s `[tls]`). The chain holds the CA.
+    ///
+    /// # Errors
+    ///
+    /// [`WorldError::Certificate`].
+    pub fn issue_pem(&self, host: &str) -> Result<(String, String), WorldError> {
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec![host.to_owned()])?.signed_by(&key, &self.ca)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.ca.pem()),
+            key.serialize_pem(),
+        ))
+    }
+
+    /// Sends the world's requests for `host` to `addr` (a server in another process).
+    pub fn alias(&self, host: &str, addr: SocketAddr) {
+        self.lock_names().insert(host.to_owned(), addr);
+    }
+
     /// Resolves exactly the world's names (including servers started later) to their
     /// sockets; any other name has no address.
     #[must_use]

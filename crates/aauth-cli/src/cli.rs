@@ -38,12 +38,51 @@ pub(crate) enum Command {
     /// approve, the interaction URL and code are printed on standard error and the command
     /// waits. The response body goes to standard output.
     Fetch(Fetch),
+    /// Run a role as a service, configured by a TOML file.
+    ///
+    /// HTTPS with `[tls]` (or plain HTTP behind a TLS-terminating proxy), `/healthz` and
+    /// `/readyz`, one log line per request on standard error (with its `x-request-id`;
+    /// never a token, signature or password), and a graceful shutdown on SIGTERM or
+    /// SIGINT within `shutdown_deadline_secs`. Every value can be overridden from the
+    /// environment: `AAUTH_LISTEN`, `AAUTH_LOG__LEVEL`, … (`__` between nested keys).
+    Serve {
+        /// The role.
+        #[arg(value_enum)]
+        role: Role,
+        /// The configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a service's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a completion script for your shell.
     ///
     /// For example: `aauth completions bash > ~/.local/share/bash-completion/completions/aauth`.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// The roles `aauth serve` runs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Role {
+    /// The Person Server: person and auth tokens, consent pages.
+    PersonServer,
+    /// An Access Server: auth tokens for the resources it governs.
+    AccessServer,
+    /// An agent provider: agent tokens for the agents enrolled in its configuration.
+    AgentProvider,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Read a configuration as `aauth serve` would (the environment's overrides applied,
+    /// every key file read) and print it, inline secrets redacted.
+    Check {
+        /// The configuration file.
+        file: PathBuf,
     },
 }
 

@@ -6,6 +6,7 @@
 //! aauth token decode "$TOKEN"             # header, claims, dates, exp/iat against now
 //! aauth token verify "$TOKEN" --issuer https://ps.example --audience https://api.example
 //! aauth fetch https://api.example/things   # as the agent of ~/.config/aauth/profile.toml
+//! aauth serve person-server --config ps.toml
 //! aauth completions bash                  # a completion script
 //! ```
 //!
@@ -13,11 +14,14 @@
 //! exit code says what kind (`aauth --help` lists them).
 
 mod cli;
+mod config;
 mod error;
 mod fetch;
 mod keys;
 mod net;
 mod profile;
+mod roles;
+mod serve;
 mod time;
 mod token;
 
@@ -26,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, JwkCommand, TokenCommand};
+use cli::{Cli, Command, ConfigCommand, JwkCommand, TokenCommand};
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -62,6 +66,8 @@ fn run(command: Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Token(TokenCommand::Decode(args)) => token::decode(&args, out),
         Command::Token(TokenCommand::Verify(args)) => token::verify(&args, out),
         Command::Fetch(args) => fetch::fetch(&args, out),
+        Command::Serve { role, config } => serve::serve(role, &config),
+        Command::Config(ConfigCommand::Check { file }) => serve::check(&file, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aauth", out);
             Ok(())

@@ -42,20 +42,29 @@ pub(crate) struct Reach {
 
 impl Reach {
     pub(crate) fn new(net: &Net) -> Result<Self, CliError> {
+        Self::from_egress(&net.ca_file, &net.connect_to)
+    }
+
+    /// From CA files and `NAME:PORT:HOST:PORT` overrides (flags, or a service's
+    /// `[egress]`).
+    pub(crate) fn from_egress(
+        ca_files: &[std::path::PathBuf],
+        connect_to: &[String],
+    ) -> Result<Self, CliError> {
         let mut policy = EgressPolicy::new();
         let mut overrides = Overrides::default();
-        for spec in &net.connect_to {
+        for spec in connect_to {
             let (name, port, addr) = parse_connect_to(spec)?;
             policy.dangerous().allow_host(&name);
             overrides.map.insert((name, port), addr);
         }
-        let roots = if net.ca_file.is_empty() {
+        let roots = if ca_files.is_empty() {
             None
         } else {
             let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            for path in &net.ca_file {
+            for path in ca_files {
                 add_pem(&mut roots, path)?;
             }
             Some(roots)

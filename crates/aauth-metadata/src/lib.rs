@@ -47,6 +47,8 @@ pub mod freshness;
 #[cfg(feature = "runtime")]
 mod guard;
 pub mod link;
+#[cfg(feature = "ops")]
+pub mod ops;
 #[cfg(feature = "runtime")]
 pub mod outbound;
 mod publish;

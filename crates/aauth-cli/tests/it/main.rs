@@ -11,6 +11,7 @@
 
 mod fetch;
 mod keys;
+mod serve;
 mod token;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,394 @@
+//! A service's configuration: one TOML file, every value overridable from the environment
+//! (`AAUTH_` prefix, `__` between nested keys: `AAUTH_LOG__LEVEL=debug`), secrets read from
+//! files (`*_file` keys). Paths are relative to the file's directory. Checked at start:
+//! an unknown key or a wrong type is reported with its key and line.
+//!
+//! ```toml
+//! id = "https://ps.example"              # the public identifier
+//! listen = "0.0.0.0:8443"
+//! signing_key_file = "ps.jwk"            # a private JWK (mode 0600); its kid is used
+//! store = "sqlite:ps.sqlite"             # or "memory" (the default)
+//! shutdown_deadline_secs = 10
+//!
+//! [tls]                                  # absent: plain HTTP behind a TLS proxy
+//! cert_file = "cert.pem"
+//! key_file = "key.pem"
+//!
+//! [log]
+//! format = "json"                        # or "pretty" (the default)
+//! level = "info"                         # or RUST_LOG
+//!
+//! [egress]                               # reaching other servers (their keys)
+//! ca_files = ["private-ca.pem"]          # trusted beside the web's roots
+//! connect_to = ["agent.example:443:10.0.0.5:8443"]
+//!
+//! [person_server]
+//! directed_secret_file = "directed.secret"   # 64 hex digits
+//! consent = "ask"                        # or "auto-approve"
+//! revoking_providers = ["https://agent.example"]
+//! [[person_server.accounts]]
+//! name = "alice"
+//! password_file = "alice.password"
+//!
+//! [access_server]
+//! trusted_person_servers = ["https://ps.example"]
+//!
+//! [agent_provider]
+//! [[agent_provider.agents]]
+//! agent = "aauth:assistant@agent.example"
+//! public_key_file = "assistant.jwks"
+//! person_server = "https://ps.example"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CliError;
+
+/// The environment prefix of overrides.
+const ENV_PREFIX: &str = "AAUTH_";
+
+/// A service's configuration, as written (paths resolved against the file's directory).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// The public identifier (`https://host`).
+    pub(crate) id: String,
+    /// Where to listen.
+    pub(crate) listen: SocketAddr,
+    /// The signing key: a private JWK file.
+    pub(crate) signing_key_file: PathBuf,
+    /// `memory` or `sqlite:PATH`.
+    #[serde(default = "memory")]
+    pub(crate) store: String,
+    /// Seconds to finish in-flight requests after SIGTERM or SIGINT.
+    #[serde(default = "ten")]
+    pub(crate) shutdown_deadline_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tls: Option<Tls>,
+    #[serde(default)]
+    pub(crate) log: Log,
+    #[serde(default)]
+    pub(crate) egress: Egress,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) person_server: Option<PersonServerSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) access_server: Option<AccessServerSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) agent_provider: Option<AgentProviderSection>,
+}
+
+fn memory() -> String {
+    "memory".to_owned()
+}
+
+fn ten() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tls {
+    pub(crate) cert_file: PathBuf,
+    pub(crate) key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Log {
+    #[serde(default)]
+    pub(crate) format: LogFormat,
+    /// A `tracing` filter (`info`, `aauth=debug,info`); `RUST_LOG` wins when set.
+    #[serde(default = "info")]
+    pub(crate) level: String,
+}
+
+fn info() -> String {
+    "info".to_owned()
+}
+
+impl Default for Log {
+    /// What an absent `[log]` means: the same as an empty one.
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: info(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Egress {
+    /// CA certificates trusted beside the web's roots.
+    #[serde(default)]
+    pub(crate) ca_files: Vec<PathBuf>,
+    /// `NAME:PORT:HOST:PORT` overrides (as curl's `--connect-to`).
+    #[serde(default)]
+    pub(crate) connect_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersonServerSection {
+    /// The secret behind directed identifiers, in a file (64 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) directed_secret_file: Option<PathBuf>,
+    /// The same, inline (prefer the file; redacted by `aauth config check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) directed_secret: Option<String>,
+    #[serde(default)]
+    pub(crate) consent: Consent,
+    /// Whether the consent pages are served (default true).
+    #[serde(default = "yes")]
+    pub(crate) consent_pages: bool,
+    /// Agent providers whose agent-token revocations are taken.
+    #[serde(default)]
+    pub(crate) revoking_providers: Vec<String>,
+    /// People who sign in on the consent pages.
+    #[serde(default)]
+    pub(crate) accounts: Vec<Account>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Consent {
+    /// Ask the person about everything (the default).
+    #[default]
+    Ask,
+    /// Approve without asking (agents the person lets act alone; tests).
+    AutoApprove,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Account {
+    pub(crate) name: String,
+    pub(crate) password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessServerSection {
+    pub(crate) trusted_person_servers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgentProviderSection {
+    #[serde(default)]
+    pub(crate) agents: Vec<EnrolledAgent>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrolledAgent {
+    pub(crate) agent: String,
+    /// The agent's public key: a JWK or a one-key JWKS.
+    pub(crate) public_key_file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) person_server: Option<String>,
+}
+
+/// Reads `path`, applies the `AAUTH_*` overrides in `env`, checks it, and resolves its
+/// paths against the file's directory.
+pub(crate) fn load(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, CliError> {
+    let text = std::fs::read_to_string(path).map_err(CliError::file(path))?;
+    let bad = |reason: String| CliError::Config {
+        path: path.to_owned(),
+        reason,
+    };
+    // The file alone first, so that its mistakes are reported with their line.
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    toml::from_str::<Config>(&text).map_err(|e| bad(e.to_string()))?;
+    let mut applied = Vec::new();
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(bad(format!("{name}: an empty key between `__`")));
+        }
+        set(&mut table, &path, env_value(&value)).map_err(|e| bad(format!("{name}: {e}")))?;
+        applied.push(name);
+    }
+    let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+        bad(format!(
+            "with the environment's {}: {e}",
+            applied.join(", ")
+        ))
+    })?;
+    resolve_paths(&mut config, path.parent().unwrap_or(Path::new(".")));
+    Ok(config)
+}
+
+/// An environment value as TOML: a number, boolean or array when it reads as one, else a
+/// string.
+fn env_value(value: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()))
+}
+
+/// Sets `table[path…] = value`, creating tables on the way.
+fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("no key".to_owned());
+    };
+    let mut at = table;
+    for p in parents {
+        at = match at
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("`{p}` is not a table")),
+        };
+    }
+    at.insert(last.clone(), value);
+    Ok(())
+}
+
+fn resolve_paths(c: &mut Config, dir: &Path) {
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = dir.join(&*p);
+        }
+    };
+    fix(&mut c.signing_key_file);
+    if let Some(t) = &mut c.tls {
+        fix(&mut t.cert_file);
+        fix(&mut t.key_file);
+    }
+    c.egress.ca_files.iter_mut().for_each(fix);
+    if let Some(rest) = c.store.strip_prefix("sqlite:") {
+        let p = PathBuf::from(rest);
+        if p.is_relative() {
+            c.store = format!("sqlite:{}", dir.join(p).display());
+        }
+    }
+    if let Some(ps) = &mut c.person_server {
+        if let Some(p) = &mut ps.directed_secret_file {
+            fix(p);
+        }
+        ps.accounts
+            .iter_mut()
+            .for_each(|a| fix(&mut a.password_file));
+    }
+    if let Some(ap) = &mut c.agent_provider {
+        ap.agents
+            .iter_mut()
+            .for_each(|a| fix(&mut a.public_key_file));
+    }
+}
+
+/// The effective configuration as TOML, inline secrets redacted (`aauth config check`).
+pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
+    let mut c = c.clone();
+    if let Some(ps) = &mut c.person_server
+        && ps.directed_secret.is_some()
+    {
+        ps.directed_secret = Some("<redacted>".to_owned());
+    }
+    toml::to_string_pretty(&c).map_err(|e| CliError::Operational(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aauth-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("service.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str =
+        "id = \"https://ps.example\"\nlisten = \"127.0.0.1:0\"\nsigning_key_file = \"k.jwk\"\n";
+
+    #[test]
+    fn defaults_and_paths_relative_to_the_file() {
+        let p = write("defaults", MINIMAL);
+        let c = load(&p, []).unwrap();
+        assert_eq!(c.store, "memory");
+        assert_eq!(c.shutdown_deadline_secs, 10);
+        assert_eq!(c.log.format, LogFormat::Pretty);
+        assert_eq!(c.log.level, "info", "an absent [log] is an empty one");
+        assert_eq!(c.signing_key_file, p.parent().unwrap().join("k.jwk"));
+    }
+
+    #[test]
+    fn the_environment_overrides_nested_keys_with_types() {
+        let p = write("env", MINIMAL);
+        let env = [
+            ("AAUTH_LOG__FORMAT".to_owned(), "json".to_owned()),
+            ("AAUTH_SHUTDOWN_DEADLINE_SECS".to_owned(), "3".to_owned()),
+            (
+                "AAUTH_STORE".to_owned(),
+                "sqlite:/var/lib/ps.sqlite".to_owned(),
+            ),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let c = load(&p, env).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.shutdown_deadline_secs, 3);
+        assert_eq!(c.store, "sqlite:/var/lib/ps.sqlite");
+    }
+
+    #[test]
+    fn mistakes_name_their_key_and_line() {
+        let p = write(
+            "typo",
+            &format!("{MINIMAL}\nshutdown_deadline_secs = \"soon\"\n"),
+        );
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(
+            e.contains("line 5") && e.contains("shutdown_deadline_secs"),
+            "{e}"
+        );
+        let p = write("unknown", &format!("{MINIMAL}lisen = \"x\"\n"));
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(e.contains("lisen") && e.contains("line 4"), "{e}");
+        let p = write("env-bad", MINIMAL);
+        let env = [("AAUTH_LISTEN".to_owned(), "nowhere".to_owned())];
+        let e = load(&p, env).unwrap_err().to_string();
+        assert!(e.contains("AAUTH_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn inline_secrets_are_redacted() {
+        let p = write(
+            "redact",
+            &format!(
+                "{MINIMAL}[person_server]\ndirected_secret = \"{}\"\n",
+                "ab".repeat(32)
+            ),
+        );
+        let shown = redacted(&load(&p, []).unwrap()).unwrap();
+        assert!(
+            shown.contains("<redacted>") && !shown.contains(&"ab".repeat(32)),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The servers' roles built from their configuration sections.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aauth_keys::Signer;
+use aauth_metadata::ops::WithHealth;
+use aauth_metadata::serve::Endpoint;
+use aauth_tokens::{IssuerKeyResolver, ServerId};
+
+use crate::config::Config;
+use crate::error::CliError;
+use crate::serve::{Check, config_error, consent_policy, server_id};
+
+/// How long a deferred request waits for the person on the consent pages.
+const CONSENT_TTL: Duration = Duration::from_secs(600);
+
+/// `memory` or `sqlite:PATH`.
+enum Store<'a> {
+    Memory,
+    Sqlite(&'a Path),
+}
+
+fn store(c: &Config) -> Result<Store<'_>, CliError> {
+    match c.store.as_str() {
+        "memory" => Ok(Store::Memory),
+        s => match s.strip_prefix("sqlite:") {
+            Some(p) if !p.is_empty() => Ok(Store::Sqlite(Path::new(p))),
+            _ => Err(CliError::Usage {
+                flag: "store",
+                reason: format!("{s:?}: expected \"memory\" or \"sqlite:PATH\""),
+            }),
+        },
+    }
+}
+
+/// The 32-byte secret behind directed identifiers: 64 hex digits, from its file or inline.
+fn directed_secret(c: &Config) -> Result<[u8; 32], CliError> {
+    let section = c.person_server.as_ref();
+    let (text, from) = match (
+        section.and_then(|s| s.directed_secret_file.as_ref()),
+        section.and_then(|s| s.directed_secret.as_ref()),
+    ) {
+        (Some(path), _) => (
+            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?),
+            path.display().to_string(),
+        ),
+        (None, Some(inline)) => (
+            zeroize::Zeroizing::new(inline.clone()),
+            "person_server.directed_secret".to_owned(),
+        ),
+        (None, None) => {
+            return Err(CliError::Usage {
+                flag: "person_server.directed_secret_file",
+                reason: "a Person Server needs the secret behind its directed identifiers \
+                         (64 hex digits; keep it: it is the persons' identifiers everywhere)"
+                    .to_owned(),
+            });
+        }
+    };
+    let hex = text.trim();
+    let mut out = [0u8; 32];
+    let ok = hex.len() == 64
+        && hex.is_ascii()
+        && out.iter_mut().enumerate().all(|(i, b)| {
+            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .map(|v| *b = v)
+                .is_ok()
+        });
+    if ok {
+        Ok(out)
+    } else {
+        Err(CliError::Usage {
+            flag: "person_server.directed_secret_file",
+            reason: format!("{from}: not 64 hex digits"),
+        })
+    }
+}
+
+fn ids(key: &'static str, values: &[String]) -> Result<Vec<ServerId>, CliError> {
+    values.iter().map(|v| server_id(key, v)).collect()
+}
+
+/// The Person Server of `[person_server]`.
+pub(crate) async fn person_server(
+    c: &Config,
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: &str,
+    keys: Arc<dyn IssuerKeyResolver>,
+    metadata: Arc<dyn aauth_metadata::Fetch>,
+) -> Result<WithHealth<dyn Endpoint>, CliError> {
+    use aauth_person_server::{MemoryStore, PersonServer, PsStore, SqliteStore};
+    let section = c.person_server.clone().ok_or_else(|| CliError::Usage {
+        flag: "person_server",
+        reason: "the configuration has no [person_server] section".to_owned(),
+    })?;
+    let secret = directed_secret(c)?;
+    let store: Arc<dyn PsStore> = match store(c)? {
+        Store::Memory => Arc::new(MemoryStore::default()),
+        Store::Sqlite(p) => {
+            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?)
+        }
+    };
+    let mut ps = PersonServer::new(id, signer, kid, keys, Arc::clone(&store), secret)
+        .map_err(|e| config_error(c, "id", e))?
+        .policy(consent_policy(section.consent))
+        .revoking_providers(ids(
+            "person_server.revoking_providers",
+            &section.revoking_providers,
+        )?)
+        .metadata(metadata);
+    if section.consent_pages {
+        ps = ps.consent_pages(CONSENT_TTL);
+    }
+    for a in &section.accounts {
+        let password = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&a.password_file).map_err(CliError::file(&a.password_file))?,
+        );
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err(CliError::Usage {
+                flag: "person_server.accounts.password_file",
+                reason: format!("{}: empty", a.password_file.display()),
+            });
+        }
+        ps.set_password(&a.name, password)
+            .await
+            .map_err(|e| config_error(c, "person_server.accounts", e))?;
+    }
+    let check = Check(move || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .password_hash("")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    });
+    Ok(WithHealth::new(Arc::new(ps) as Arc<dyn Endpoint>).check("store", Arc::new(check)))
+}
+
+/// The Access Server of `[access_server]`.
+pub(crate) fn access_server(
+    c: &Config,
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: &str,
+    keys: Arc<dyn IssuerKeyResolver>,
+) -> Result<WithHealth<dyn Endpoint>, CliError> {
+    use aauth_access_server::{AccessServer, AsStore, MemoryStore, SqliteStore};
+    let section = c.access_server.clone().ok_or_else(|| CliError::Usage {
+        flag: "access_server",
+        reason: "the configuration has no [access_server] section".to_owned(),
+    })?;
+    let store: Arc<dyn AsStore> = match store(c)? {
+        Store::Memory => Arc::new(MemoryStore::default()),
+        Store::Sqlite(p) => {
+            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?)
+        }
+    };
+    let access = AccessServer::new(id, signer, kid, keys)
+        .map_err(|e| config_error(c, "id", e))?
+        .trusted(ids(
+            "access_server.trusted_person_servers",
+            &section.trusted_person_servers,
+        )?)
+        .store(Arc::clone(&store));
+    let check = Check(move || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .issued_count()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    });
+    Ok(WithHealth::new(Arc::new(access) as Arc<dyn Endpoint>).check("store", Arc::new(check)))
+}

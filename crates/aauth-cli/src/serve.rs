@@ -1,0 +1,376 @@
+//! `aauth serve ROLE --config FILE`: a role as a service. HTTPS (rustls) or plain HTTP
+//! behind a TLS proxy, HTTP/1.1 and HTTP/2, `/healthz` and `/readyz`, a request id and one
+//! log line per request, and a graceful shutdown on SIGTERM or SIGINT: stop accepting,
+//! finish in-flight requests, exit within the configured deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aauth_agent::AgentProvider;
+use aauth_keys::time::{Clock, SystemClock};
+use aauth_keys::{PrivateKey, Signer};
+use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
+use aauth_metadata::serve::{Endpoint, EndpointService};
+use aauth_metadata::{CacheConfig, KeyCache};
+use aauth_tokens::{AgentId, ServerId};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+use tower_layer::Layer;
+
+use crate::cli::Role;
+use crate::config::{self, Config, Consent, LogFormat};
+use crate::error::CliError;
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::PersonServer => "person-server",
+            Self::AccessServer => "access-server",
+            Self::AgentProvider => "agent-provider",
+        }
+    }
+}
+
+/// `aauth serve`.
+pub(crate) fn serve(role: Role, config_path: &Path) -> Result<(), CliError> {
+    let config = config::load(config_path, std::env::vars())?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))?;
+    runtime.block_on(run(role, config))
+}
+
+/// `aauth config check`: the effective configuration, secrets redacted, after checking
+/// that every file it names can be read.
+pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<(), CliError> {
+    let config = config::load(config_path, std::env::vars())?;
+    crate::keys::read_private(&config.signing_key_file)?;
+    if let Some(tls) = &config.tls {
+        tls_config(tls)?;
+    }
+    let shown = config::redacted(&config)?;
+    write!(out, "{shown}").map_err(CliError::file(Path::new("<stdout>")))
+}
+
+fn init_logging(c: &Config) -> Result<(), CliError> {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| c.log.level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| CliError::Usage {
+        flag: "log.level",
+        reason: format!("{filter:?}: {e}"),
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match c.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    result.map_err(|e| CliError::Operational(format!("logging: {e}")))
+}
+
+/// The role `role` as `c` configures it, with its readiness checks.
+async fn build(role: Role, c: &Config) -> Result<WithHealth<dyn Endpoint>, CliError> {
+    let key = crate::keys::read_private(&c.signing_key_file)?;
+    let kid = kid_of(&c.signing_key_file, &key)?;
+    let signer: Arc<dyn Signer> = Arc::new(key);
+    let id = server_id("id", &c.id)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
+    let keys = Arc::new(KeyCache::new(
+        Arc::new(reach.fetcher()),
+        Arc::clone(&clock),
+        CacheConfig::default(),
+    ));
+    Ok(match role {
+        Role::AgentProvider => {
+            let provider = AgentProvider::new(id, signer, &kid).map_err(operational)?;
+            for a in c.agent_provider.iter().flat_map(|s| &s.agents) {
+                let agent = AgentId::parse(&a.agent).map_err(|e| config_error(c, "agent", e))?;
+                let key = crate::keys::read_public(&a.public_key_file)?;
+                let ps = a
+                    .person_server
+                    .as_deref()
+                    .map(|p| server_id("agent_provider.agents.person_server", p))
+                    .transpose()?;
+                provider
+                    .enroll(&agent, &key, ps.as_ref())
+                    .map_err(|e| config_error(c, "agent_provider.agents.agent", e))?;
+            }
+            WithHealth::new(Arc::new(provider) as Arc<dyn Endpoint>)
+        }
+        Role::PersonServer => {
+            let metadata = Arc::new(reach.fetcher());
+            crate::roles::person_server(c, id, signer, &kid, keys, metadata).await?
+        }
+        Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys)?,
+    })
+}
+
+/// The key's `kid`: the one in its file, else its thumbprint.
+fn kid_of(path: &Path, key: &PrivateKey) -> Result<String, CliError> {
+    let text = std::fs::read_to_string(path).map_err(CliError::file(path))?;
+    let kid = aauth_keys::Jwk::from_json(&text)
+        .ok()
+        .and_then(|j| j.kid)
+        .filter(|k| !k.is_empty());
+    Ok(kid.unwrap_or_else(|| key.public_key().thumbprint().as_str().to_owned()))
+}
+
+pub(crate) fn server_id(key: &'static str, value: &str) -> Result<ServerId, CliError> {
+    ServerId::parse(value).map_err(|e| CliError::Usage {
+        flag: key,
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn config_error(c: &Config, key: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Operational(format!("{} ({key}): {e}", c.id))
+}
+
+fn operational(e: impl std::fmt::Display) -> CliError {
+    CliError::Operational(e.to_string())
+}
+
+/// A readiness check from a closure.
+pub(crate) struct Check<F>(pub(crate) F);
+
+#[async_trait::async_trait]
+impl<F, Fut> ReadyCheck for Check<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    async fn check(&self) -> Result<(), String> {
+        (self.0)().await
+    }
+}
+
+async fn run(role: Role, c: Config) -> Result<(), CliError> {
+    let endpoint = Arc::new(build(role, &c).await?);
+    let service = RequestLogLayer::new(role.name()).layer(EndpointService::new(
+        endpoint,
+        Arc::new(SystemClock) as Arc<dyn Clock>,
+    ));
+    let tls = c.tls.as_ref().map(tls_config).transpose()?;
+    let listener = tokio::net::TcpListener::bind(c.listen)
+        .await
+        .map_err(|e| CliError::Operational(format!("listening on {}: {e}", c.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::Operational(e.to_string()))?;
+    tracing::info!(
+        role = role.name(),
+        id = %c.id,
+        listen = %local,
+        tls = tls.is_some(),
+        "serving"
+    );
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        // Finished connections are reaped as new ones come.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (service, stopping) = (service.clone(), stopping.clone());
+        match &tls {
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                connections.spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                http2(tls, service)
+                            } else {
+                                http1(tls, service)
+                            };
+                            drive(conn, stopping, peer).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+            None => {
+                connections.spawn(drive(http1(stream, service), stopping, peer));
+            }
+        }
+    }
+    drop(listener);
+    let deadline = Duration::from_secs(c.shutdown_deadline_secs);
+    tracing::info!(
+        deadline_secs = deadline.as_secs(),
+        in_flight = connections.len(),
+        "shutting down: finishing in-flight requests"
+    );
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("stopped"),
+        Err(_) => {
+            tracing::warn!(
+                still_open = connections.len(),
+                "stopped at the deadline with requests still in flight"
+            );
+            connections.abort_all();
+        }
+    }
+    Ok(())
+}
+
+/// The longest a TLS handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The service every connection gets.
+type Service = aauth_metadata::ops::RequestLog<EndpointService<WithHealth<dyn Endpoint>>>;
+
+/// A served connection: a future that ends with the connection, and can be asked to
+/// finish its request in flight and close.
+trait Conn: Future<Output = Result<(), hyper::Error>> + Send {
+    fn shut(self: Pin<&mut Self>);
+}
+
+impl<I> Conn
+    for hyper::server::conn::http1::UpgradeableConnection<TokioIo<I>, TowerToHyperService<Service>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn shut(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I> Conn
+    for hyper::server::conn::http2::Connection<
+        TokioIo<I>,
+        TowerToHyperService<Service>,
+        TokioExecutor,
+    >
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn shut(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// An HTTP/1.1 connection (type-erased here, outside any `async` block, so that the task
+/// that drives it is plainly `Send`).
+fn http1<I>(io: I, service: Service) -> Pin<Box<dyn Conn>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .with_upgrades(),
+    )
+}
+
+/// An HTTP/2 connection (TLS with ALPN `h2`), as [`http1`].
+fn http2<I>(io: I, service: Service) -> Pin<Box<dyn Conn>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service)),
+    )
+}
+
+/// Drives `conn` until it ends; when `stop` changes, it finishes the request in flight
+/// and closes.
+async fn drive(mut conn: Pin<Box<dyn Conn>>, mut stop: watch::Receiver<bool>, peer: SocketAddr) {
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().shut();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The TLS acceptor of `[tls]`: the certificate chain and key, HTTP/2 and HTTP/1.1.
+fn tls_config(tls: &config::Tls) -> Result<tokio_rustls::TlsAcceptor, CliError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |path: &Path, reason: String| CliError::Config {
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| bad(&tls.cert_file, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(&tls.cert_file, "no CERTIFICATE in it".to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| bad(&tls.key_file, e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(&tls.cert_file, e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad(&tls.key_file, e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The Person Server's consent policy of `consent`.
+pub(crate) fn consent_policy(consent: Consent) -> Arc<dyn aauth_person_server::ConsentPolicy> {
+    match consent {
+        Consent::Ask => Arc::new(aauth_person_server::AlwaysAsk),
+        Consent::AutoApprove => Arc::new(aauth_person_server::dangerous::AutoApprove),
+    }
+}

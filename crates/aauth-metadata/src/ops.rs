@@ -1,0 +1,331 @@
+//! Running a role as a service (feature `ops`): a request id and one log line per request
+//! ([`RequestLogLayer`], with `tracing`), and the health endpoints ([`WithHealth`]:
+//! `/healthz` and `/readyz`). The `aauth` command serves every role with them; an
+//! application that embeds a role in its own axum or hyper server adds the same.
+//!
+//! What is logged is chosen so that a log never carries a credential: the method, the
+//! path without its query (an interaction code travels in one), the status, the time
+//! taken, the request id, and the error code and requirement a refusal names
+//! (`Signature-Error`'s `error`, `AAuth-Requirement`'s `requirement`). No header value,
+//! token, signature or body is logged.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aauth_keys::time::{FixedClock, UnixTime};
+//! use aauth_metadata::ops::{RequestLogLayer, WithHealth};
+//! use aauth_metadata::serve::{Endpoint, EndpointService};
+//! use tower_layer::Layer;
+//!
+//! struct Role;
+//! #[async_trait::async_trait]
+//! impl Endpoint for Role {
+//!     async fn respond(
+//!         &self,
+//!         _: &http::request::Parts,
+//!         _: &[u8],
+//!         _: UnixTime,
+//!     ) -> Option<http::Response<bytes::Bytes>> {
+//!         None
+//!     }
+//! }
+//!
+//! let role = Arc::new(WithHealth::new(Arc::new(Role)));
+//! let service = RequestLogLayer::new("person-server")
+//!     .layer(EndpointService::new(role, Arc::new(FixedClock::new(UnixTime(0)))));
+//! # drop(service);
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use aauth_keys::rand::{OsRandom, random_id};
+use aauth_keys::time::UnixTime;
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode};
+use tracing::Instrument;
+
+use crate::serve::{Endpoint, json_response};
+
+/// The request-id header: taken from the request when it is a sane id (1–128 characters
+/// of `A–Z a–z 0–9 - _ .`), otherwise generated; always returned on the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id, in the request's extensions for the service to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Whether `v` is an id this service keeps (else it makes its own).
+fn acceptable(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A fresh id: 16 random bytes, base64url.
+fn fresh_id() -> String {
+    // A failing operating-system RNG leaves the request unidentified, not refused.
+    random_id(&mut OsRandom, 16).unwrap_or_else(|_| "unidentified".to_owned())
+}
+
+/// The tower layer that gives each request its id and logs it once it is answered.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLogLayer {
+    role: &'static str,
+}
+
+impl RequestLogLayer {
+    /// Log lines name `role` (e.g. `person-server`).
+    #[must_use]
+    pub fn new(role: &'static str) -> Self {
+        Self { role }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> RequestLog<S> {
+        RequestLog {
+            inner,
+            role: self.role,
+        }
+    }
+}
+
+/// The service of [`RequestLogLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestLog<S> {
+    inner: S,
+    role: &'static str,
+}
+
+impl<S, B, R> tower_service::Service<Request<B>> for RequestLog<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| acceptable(v))
+            .map_or_else(fresh_id, str::to_owned);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            req.headers_mut().insert(REQUEST_ID, v);
+        }
+        req.extensions_mut().insert(RequestId(id.clone()));
+        let span = tracing::info_span!(
+            "request",
+            role = self.role,
+            request_id = %id,
+            method = %req.method(),
+            path = %req.uri().path(),
+        );
+        let started = Instant::now();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        Box::pin(
+            async move {
+                let result = future.await;
+                let took = started.elapsed();
+                match result {
+                    Ok(mut resp) => {
+                        log_response(&resp, took);
+                        if let Ok(v) = HeaderValue::from_str(&id) {
+                            resp.headers_mut().insert(REQUEST_ID, v);
+                        }
+                        Ok(resp)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, took_ms = millis(took), "the service failed");
+                        Err(e)
+                    }
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One line for the answered request: its status, time, and what a refusal names.
+fn log_response<R>(resp: &Response<R>, took: Duration) {
+    let status = resp.status().as_u16();
+    let signature_error = member(resp, "signature-error", "error");
+    let requirement = member(resp, "aauth-requirement", "requirement");
+    let took_ms = millis(took);
+    match (signature_error, requirement) {
+        (None, None) if resp.status().is_server_error() => {
+            tracing::warn!(status, took_ms, "answered");
+        }
+        (None, None) => tracing::info!(status, took_ms, "answered"),
+        (Some(e), None) => tracing::info!(status, took_ms, signature_error = e, "refused"),
+        (None, Some(r)) => tracing::info!(status, took_ms, requirement = r, "refused"),
+        (Some(e), Some(r)) => tracing::info!(
+            status,
+            took_ms,
+            signature_error = e,
+            requirement = r,
+            "refused"
+        ),
+    }
+}
+
+/// The value of `key=` in the structured-field header `name` of `resp`, if it is a
+/// token (a code the draft defines, never a credential); anything else is not logged.
+fn member<R>(resp: &Response<R>, name: &str, key: &str) -> Option<&'static str> {
+    let value = resp.headers().get(name)?.to_str().ok()?;
+    let token = value.split([';', ',']).find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        (k == key).then(|| v.trim_matches('"'))
+    })?;
+    CODES.iter().copied().find(|c| *c == token)
+}
+
+/// The codes a log line may name (anything else is left out rather than copied from a
+/// header into a log).
+const CODES: &[&str] = &[
+    // Signature-Error (Signature-Key -09 §5.4, draft -11 §11.3.4)
+    "unsupported_algorithm",
+    "unsupported_scheme",
+    "invalid_signature",
+    "invalid_input",
+    "invalid_request",
+    "invalid_key",
+    "unknown_key",
+    "invalid_jwt",
+    "expired_jwt",
+    "revoked_jwt",
+    "clock_skew",
+    "issuer_missing",
+    "issuer_mismatch",
+    "cache_miss",
+    // AAuth-Requirement
+    "agent-token",
+    "person-token",
+    "auth-token",
+    "session-token",
+    "interaction",
+    "approval",
+    "clarification",
+    "claims",
+];
+
+/// Whether the service is ready: each check is asked on `/readyz`.
+#[async_trait::async_trait]
+pub trait ReadyCheck: Send + Sync {
+    /// `Ok` when what it checks is reachable; `Err` with a short reason (no secrets: it
+    /// is shown to whoever asks `/readyz`).
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// How long `/readyz` waits for each check before calling it failed.
+pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A role with `/healthz` (the process answers) and `/readyz` (every [`ReadyCheck`]
+/// passes within [`READY_CHECK_TIMEOUT`]: `200`, else `503` naming the checks that
+/// failed). Every other path goes to the role.
+pub struct WithHealth<E: ?Sized> {
+    role: Arc<E>,
+    checks: Vec<(&'static str, Arc<dyn ReadyCheck>)>,
+}
+
+impl<E: ?Sized> std::fmt::Debug for WithHealth<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.checks.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("WithHealth")
+            .field("checks", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: ?Sized> WithHealth<E> {
+    /// `role`, with no readiness checks yet (`/readyz` then answers as `/healthz`).
+    pub fn new(role: Arc<E>) -> Self {
+        Self {
+            role,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Adds a readiness check, named in `/readyz`'s answer.
+    #[must_use]
+    pub fn check(mut self, name: &'static str, check: Arc<dyn ReadyCheck>) -> Self {
+        self.checks.push((name, check));
+        self
+    }
+
+    /// The role.
+    pub fn role(&self) -> &Arc<E> {
+        &self.role
+    }
+
+    async fn ready(&self) -> Response<Bytes> {
+        let mut failed = Vec::new();
+        for (name, check) in &self.checks {
+            let outcome = tokio::time::timeout(READY_CHECK_TIMEOUT, check.check())
+                .await
+                .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+            if let Err(reason) = outcome {
+                failed.push(serde_json::json!({ "check": name, "reason": reason }));
+            }
+        }
+        if failed.is_empty() {
+            json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
+        } else {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "status": "unavailable", "failed": failed }),
+            )
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: Endpoint + ?Sized> Endpoint for WithHealth<E> {
+    async fn respond(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Option<Response<Bytes>> {
+        match (parts.method == http::Method::GET, parts.uri.path()) {
+            (true, "/healthz") => Some(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok" }),
+            )),
+            (true, "/readyz") => Some(self.ready().await),
+            _ => self.role.respond(parts, body, now).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn only_plain_ids_are_kept() {
+        assert!(acceptable("abc-123_X.y"));
+        assert!(!acceptable(""));
+        assert!(!acceptable(&"a".repeat(129)));
+        for bad in ["a b", "a\nb", "a;b", "ä", "a\"b"] {
+            assert!(!acceptable(bad), "{bad:?}");
+        }
+    }
+}
