@@ -358,7 +358,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     )
     .map_err(e)?
     .policy(Arc::new(aauth_person_server::dangerous::AutoApprove));
-    if let Some(p) = o.policy {
+    if let Some(p) = o.policy.clone() {
         ps = ps.policy(p);
     }
     if o.consent_pages {
@@ -398,7 +398,38 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         .await
         .map_err(e)?;
 
-    // The resource: auth-token mode, its metadata and JWKS published.
+    let (rs_id, rs_key) = serve_resource(&world, &clock, &o, &as_id).await?;
+    Ok(Parties {
+        world,
+        clock,
+        provider,
+        ps,
+        agent_id,
+        agent_key,
+        rs_id,
+        federation,
+        payments,
+        provider_key,
+        rs_key,
+    })
+}
+
+/// Serves resource.example in `world`: an auth-token API (any path answers once admitted,
+/// with scope `o.scope`), its metadata (named, described, `access_mode: auth-token`) and
+/// JWKS, and with `o.authorization_endpoint` its `/authorize`; four-party with
+/// `o.access_server` (resource tokens for `as_id`). It discovers the agent provider's,
+/// the Person Server's and the Access Server's keys over HTTPS, wherever the world's
+/// names lead (in-process servers, or processes aliased in).
+///
+/// # Errors
+///
+/// What could not be set up.
+pub(crate) async fn serve_resource(
+    world: &World,
+    clock: &Arc<dyn Clock>,
+    o: &Options,
+    as_id: &ServerId,
+) -> Result<(ServerId, Arc<PrivateKey>), String> {
     let rs_id = id("https://resource.example")?;
     let rs_key = key()?;
     let mut doc = ResourceMetadata::new(rs_id.clone());
@@ -423,7 +454,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
             "as.example",
             "travel.example",
         ])),
-        Arc::clone(&clock),
+        Arc::clone(clock),
         CacheConfig::default(),
     ));
     let mut tokens = ResourceTokens::new(rs_key.clone(), "rs-1");
@@ -437,13 +468,13 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     let api = layered(
         AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AuthToken).scope(o.scope)),
-            Arc::clone(&clock),
+            Arc::clone(clock),
         ),
         Hello,
     );
     let routes: AsyncHandler = if o.authorization_endpoint {
         let authorize = resource.route(RoutePolicy::new(Access::PersonToken));
-        let c = Arc::clone(&clock);
+        let c = Arc::clone(clock);
         Arc::new(move |req: Request| {
             if req.uri().path() == "/authorize" {
                 let (authorize, c) = (authorize.clone(), Arc::clone(&c));
@@ -465,19 +496,7 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         .serve_async(&rs_id, resource_handler(published, routes))
         .await
         .map_err(e)?;
-    Ok(Parties {
-        world,
-        clock,
-        provider,
-        ps,
-        agent_id,
-        agent_key,
-        rs_id,
-        federation,
-        payments,
-        provider_key,
-        rs_key,
-    })
+    Ok((rs_id, rs_key))
 }
 
 impl Parties {

@@ -11,6 +11,7 @@
 //! | `202` | still pending: the client acts on it (prompts the person, answers a clarification, obtains an auth token); polls again after `Retry-After` (default 5 s), at once when it posted an answer |
 //! | `429` | slow down: every later wait grows by 5 s, then `Retry-After` |
 //! | `503` | temporarily unavailable: back off per `Retry-After` and poll again |
+//! | no answer | the server cannot be reached: poll again after 1, 2, 4 … s (up to `max_interval`) |
 //! | `401` | the client may answer it (fresh credentials, an auth token) and poll at once; otherwise terminal |
 //! | `403`, `408`, `410` | terminal: `denied`, `expired`, `invalid_code` (the body's `error` when it has one) |
 //! | anything else | terminal (`server_error` unless the body names the error) |
@@ -93,7 +94,31 @@ pub(crate) async fn until_done(
             });
         }
         tokio::time::sleep(Duration::from_secs(wait)).await;
-        resp = request.poll().await?;
+        resp = poll_through_outages(request, policy, started).await?;
+    }
+}
+
+/// One poll. A pending URL that cannot be reached (its server restarting, a network
+/// blip) is polled again after a pause that doubles from 1 s up to the policy's
+/// `max_interval`, within its deadline: the request is still pending at the server, and
+/// a server that shut down gracefully answered its long polls before it went.
+async fn poll_through_outages(
+    request: &mut impl PendingRequest,
+    policy: &PollPolicy,
+    started: tokio::time::Instant,
+) -> Result<http::Response<Bytes>, AgentError> {
+    let mut pause: u64 = 1;
+    loop {
+        match request.poll().await {
+            Err(AgentError::Transport { reason })
+                if started.elapsed().as_secs().saturating_add(pause) <= policy.deadline =>
+            {
+                let _ = reason; // the next poll's outcome is what the caller sees
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+                pause = pause.saturating_mul(2).min(policy.max_interval.max(1));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -272,6 +297,8 @@ mod tests {
         answers: VecDeque<http::Response<Bytes>>,
         polls: usize,
         cancelled: bool,
+        /// How many polls, from the first, find the server unreachable.
+        unreachable: usize,
     }
 
     fn answer(status: u16, retry_after: Option<&str>, body: &str) -> http::Response<Bytes> {
@@ -290,6 +317,11 @@ mod tests {
 
         async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
             self.polls += 1;
+            if self.polls <= self.unreachable {
+                return Err(AgentError::Transport {
+                    reason: "connection refused".to_owned(),
+                });
+            }
             Ok(self
                 .answers
                 .pop_front()
@@ -306,7 +338,31 @@ mod tests {
             answers: answers.into(),
             polls: 0,
             cancelled: false,
+            unreachable: 0,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_url_that_cannot_be_reached_is_polled_again_with_growing_pauses() {
+        let mut s = scripted(vec![answer(200, None, "{}")]);
+        s.unreachable = 3;
+        let start = tokio::time::Instant::now();
+        let done = until_done(&mut s, &PollPolicy::default(), answer(202, Some("1"), "")).await;
+        assert_eq!(done.map(|r| r.status()).ok(), Some(StatusCode::OK));
+        assert_eq!(s.polls, 4);
+        // 1 (the 202's Retry-After), then pauses of 1, 2 and 4 s between the outages.
+        assert_eq!(start.elapsed().as_secs(), 8);
+
+        // Past the deadline the outage is the answer.
+        let mut s = scripted(vec![]);
+        s.unreachable = usize::MAX;
+        let policy = PollPolicy::default().deadline(Duration::from_secs(20));
+        let done = until_done(&mut s, &policy, answer(202, Some("1"), "")).await;
+        assert!(
+            matches!(done, Err(AgentError::Transport { .. })),
+            "{done:?}"
+        );
+        assert!(start.elapsed().as_secs() <= 8 + 20);
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,6 +29,7 @@
 //! [[person_server.accounts]]
 //! name = "alice"
 //! password_file = "alice.password"
+//! agents = ["aauth:assistant@agent.example"]   # bound already (provider https://agent.example)
 //!
 //! [access_server]
 //! trusted_person_servers = ["https://ps.example"]
@@ -179,6 +180,10 @@ pub(crate) enum Consent {
 pub(crate) struct Account {
     pub(crate) name: String,
     pub(crate) password_file: PathBuf,
+    /// Agents already bound to this person (`aauth:local@domain`, their provider
+    /// `https://domain`): they need no first-time approval on the consent pages.
+    #[serde(default)]
+    pub(crate) agents: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aauth_agent::{
-    AAuthClient, Agent, AgentError, HttpPersonServer, HttpTokenSource, Interaction, TokenSource,
-    Transport, TransportError,
+    AAuthClient, Agent, AgentError, HttpPersonServer, HttpTokenSource, Interaction, PollPolicy,
+    TokenSource, Transport, TransportError,
 };
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
@@ -18,6 +18,9 @@ use bytes::Bytes;
 use crate::cli::Fetch;
 use crate::error::CliError;
 use crate::profile::{self, Source};
+
+/// How long each poll of a pending request may be held by the server (`Prefer: wait`).
+const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// `aauth fetch`.
 pub(crate) fn fetch(args: &Fetch, out: &mut dyn Write) -> Result<(), CliError> {
@@ -52,15 +55,21 @@ pub(crate) fn fetch(args: &Fetch, out: &mut dyn Write) -> Result<(), CliError> {
             Some(ps) => Some(server_id("--person-server", ps)?),
             None => token.person_server.clone(),
         };
-        let mut builder = AAuthClient::builder(Arc::clone(&agent)).on_interaction(tell_person);
+        // Long polls (the servers hold each poll up to this) within the HTTPS client's
+        // 30-second deadline; the person has up to the policy's deadline to answer.
+        let polls = PollPolicy::default().prefer_wait(LONG_POLL);
+        let mut builder = AAuthClient::builder(Arc::clone(&agent))
+            .on_interaction(tell_person)
+            .poll_policy(polls);
         if let Some(ps) = ps {
             let keys = KeyCache::new(
                 Arc::new(reach.fetcher()),
                 Arc::new(SystemClock),
                 CacheConfig::default(),
             );
-            let client =
-                HttpPersonServer::new(ps, Arc::clone(&transport)).on_interaction(tell_person);
+            let client = HttpPersonServer::new(ps, Arc::clone(&transport))
+                .on_interaction(tell_person)
+                .poll_policy(polls);
             builder = builder.person_server(Arc::new(client), Arc::new(keys));
         }
         builder

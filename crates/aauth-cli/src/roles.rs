@@ -128,6 +128,18 @@ pub(crate) async fn person_server(
         ps.set_password(&a.name, password)
             .await
             .map_err(|e| config_error(c, "person_server.accounts", e))?;
+        for agent in &a.agents {
+            let agent = aauth_tokens::AgentId::parse(agent)
+                .map_err(|e| config_error(c, "person_server.accounts.agents", e))?;
+            let provider = server_id(
+                "person_server.accounts.agents",
+                &format!("https://{}", agent.domain()),
+            )?;
+            store
+                .bind(&provider, &agent, &a.name)
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+        }
     }
     let check = Check(move || {
         let store = Arc::clone(&store);

@@ -159,7 +159,7 @@ where
 async fn run(role: Role, c: Config) -> Result<(), CliError> {
     let endpoint = Arc::new(build(role, &c).await?);
     let service = RequestLogLayer::new(role.name()).layer(EndpointService::new(
-        endpoint,
+        Arc::clone(&endpoint),
         Arc::new(SystemClock) as Arc<dyn Clock>,
     ));
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
@@ -223,6 +223,9 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
         in_flight = connections.len(),
         "shutting down: finishing in-flight requests"
     );
+    // Held long polls are answered now (their pending URL and Retry-After), then every
+    // connection finishes the request it is serving and closes.
+    endpoint.stop_holding();
     let _ = stop.send(true);
     let drained = tokio::time::timeout(deadline, async {
         while connections.join_next().await.is_some() {}

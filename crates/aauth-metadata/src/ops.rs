@@ -313,6 +313,10 @@ impl<E: Endpoint + ?Sized> Endpoint for WithHealth<E> {
             _ => self.role.respond(parts, body, now).await,
         }
     }
+
+    fn stop_holding(&self) {
+        self.role.stop_holding();
+    }
 }
 
 #[cfg(test)]

@@ -140,6 +140,11 @@ pub trait Endpoint: Send + Sync {
     /// The response to one request, or `None` when `parts` names none of the role's
     /// paths (the service then answers `404`).
     async fn respond(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Option<Response<Bytes>>;
+
+    /// The service is shutting down: answer the requests this role is holding (long
+    /// polls) now, as they stand, and hold no new ones, so that in-flight requests end
+    /// within the shutdown's deadline. The default holds nothing and does nothing.
+    fn stop_holding(&self) {}
 }
 
 /// An [`Endpoint`] as a tower service (cheap to clone: two `Arc`s).

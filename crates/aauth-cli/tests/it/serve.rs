@@ -344,3 +344,299 @@ fn config_check_prints_the_effective_configuration_and_names_mistakes() {
         assert_fails(&o, 3, "chmod 600");
     }
 }
+
+/// A Person Server's configuration in `dir`: auto-approving, alice with the assistant
+/// bound, reaching the provider and the resource at `reach`.
+fn person_server_config(world: &World, dir: &Path, reach: &[(&str, SocketAddr)]) -> PathBuf {
+    key_file(dir, "ps", 0x33);
+    std::fs::write(dir.join("directed.secret"), "7f".repeat(32)).unwrap();
+    std::fs::write(dir.join("alice.password"), "correct horse battery staple\n").unwrap();
+    std::fs::write(dir.join("ca.pem"), world.ca_pem()).unwrap();
+    let connect_to: Vec<String> = reach
+        .iter()
+        .map(|(name, a)| format!("\"{name}:443:{}:{}\"", a.ip(), a.port()))
+        .collect();
+    let config = format!(
+        "id = \"https://ps.example\"\nlisten = \"127.0.0.1:0\"\nsigning_key_file = \"ps.jwk\"\nstore = \"sqlite:ps.sqlite\"\nshutdown_deadline_secs = 2\n{}\n[egress]\nca_files = [\"ca.pem\"]\nconnect_to = [{}]\n\n[person_server]\ndirected_secret_file = \"directed.secret\"\nconsent = \"auto-approve\"\n[[person_server.accounts]]\nname = \"alice\"\npassword_file = \"alice.password\"\nagents = [\"aauth:assistant@agent.example\"]\n",
+        tls_files(world, dir, "ps.example"),
+        connect_to.join(", ")
+    );
+    let path = dir.join("ps.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Three-party access with the agent provider and the Person Server as `aauth serve`
+/// processes, the resource in this process, and the agent `aauth fetch`: the person
+/// token, the resource's challenge and the auth token all cross process boundaries.
+#[tokio::test]
+async fn a_three_party_flow_runs_against_served_processes() {
+    let dir = scratch("serve-flow");
+    let world = World::new().unwrap();
+    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    world.alias("agent.example", provider.addr);
+    aauth_demos::process::serve_resource_for(&world)
+        .await
+        .unwrap();
+    let resource = world.names()["resource.example"];
+    let ps_config = person_server_config(
+        &world,
+        &dir,
+        &[
+            ("agent.example", provider.addr),
+            ("resource.example", resource),
+        ],
+    );
+    let ps = Served::start(&dir, "person-server", &ps_config);
+    world.alias("ps.example", ps.addr);
+    let ready = get(&world, "https://ps.example/readyz", &[]).await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(ready.body())
+    );
+
+    let (assistant, _) = key_file(&dir, "me", 0x22);
+    let mut args: Vec<String> = [
+        "fetch",
+        "https://resource.example/calendar/today",
+        "--agent",
+        "aauth:assistant@agent.example",
+        "--key",
+        assistant.to_str().unwrap(),
+        "--provider",
+        "https://agent.example",
+        "--ca-file",
+        "ca.pem",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (name, addr) in [
+        ("agent.example", provider.addr),
+        ("ps.example", ps.addr),
+        ("resource.example", resource),
+    ] {
+        args.push("--connect-to".to_owned());
+        args.push(format!("{name}:443:{}:{}", addr.ip(), addr.port()));
+    }
+    let dir2 = dir.clone();
+    let o = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        aauth(&dir2, &args)
+    })
+    .await
+    .unwrap();
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}\nPS log:\n{}",
+        crate::stderr(&o),
+        ps.log()
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["message"], "Access granted", "{out}");
+    assert_eq!(json["person"]["iss"], "https://ps.example", "{out}");
+
+    // The Person Server logged the person-token and auth-token requests it answered,
+    // and no token.
+    std::thread::sleep(Duration::from_millis(200));
+    let log = ps.log();
+    let answered: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["message"] == "answered" && v["status"] == 200)
+        .collect();
+    assert!(answered.len() >= 2, "{log}");
+    assert!(!log.contains("eyJ"), "a token in the log:\n{log}");
+}
+
+/// An Access Server as a process: its metadata, JWKS and readiness (SQLite store).
+#[tokio::test]
+async fn an_access_server_serves_its_metadata_and_is_ready() {
+    let dir = scratch("serve-as");
+    let world = World::new().unwrap();
+    key_file(&dir, "as", 0x44);
+    let config = format!(
+        "id = \"https://as.example\"\nlisten = \"127.0.0.1:0\"\nsigning_key_file = \"as.jwk\"\nstore = \"sqlite:as.sqlite\"\n{}\n[access_server]\ntrusted_person_servers = [\"https://ps.example\"]\n",
+        tls_files(&world, &dir, "as.example")
+    );
+    std::fs::write(dir.join("as.toml"), config).unwrap();
+    let served = Served::start(&dir, "access-server", &dir.join("as.toml"));
+    world.alias("as.example", served.addr);
+    let doc = get(
+        &world,
+        "https://as.example/.well-known/aauth-access.json",
+        &[],
+    )
+    .await;
+    assert_eq!(doc.status(), 200);
+    let doc: serde_json::Value = serde_json::from_slice(doc.body()).unwrap();
+    assert_eq!(doc["issuer"], "https://as.example");
+    assert!(doc["auth_token_endpoint"].as_str().is_some(), "{doc}");
+    assert_eq!(
+        get(&world, "https://as.example/readyz", &[]).await.status(),
+        200
+    );
+    assert!(
+        dir.join("as.sqlite").exists(),
+        "the store is the configured file"
+    );
+
+    // A configuration without its role's section is refused at start, naming it.
+    std::fs::write(
+        dir.join("bare.toml"),
+        "id = \"https://as.example\"\nlisten = \"127.0.0.1:0\"\nsigning_key_file = \"as.jwk\"\n",
+    )
+    .unwrap();
+    let dir2 = dir.clone();
+    let o = tokio::task::spawn_blocking(move || {
+        aauth(&dir2, &["serve", "access-server", "--config", "bare.toml"])
+    })
+    .await
+    .unwrap();
+    assert_fails(&o, 2, "[access_server]");
+}
+
+/// A free loopback port (bound, then released for the process to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// SIGTERM while the agent's poll is held: the Person Server answers it at once and exits
+/// within its deadline; restarted on the same SQLite file and port, it has the pending
+/// request, the person approves there, and the agent, which kept polling through the
+/// outage, gets its tokens and its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_server_restarted_mid_poll_loses_nothing() {
+    let dir = scratch("serve-restart");
+    let world = World::new().unwrap();
+    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    world.alias("agent.example", provider.addr);
+    aauth_demos::process::serve_resource_for(&world)
+        .await
+        .unwrap();
+    let resource = world.names()["resource.example"];
+    let config = person_server_config(
+        &world,
+        &dir,
+        &[
+            ("agent.example", provider.addr),
+            ("resource.example", resource),
+        ],
+    );
+    // Ask the person; a fixed port, so that the restarted process is where the agent
+    // polls.
+    let port = free_port();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("consent = \"auto-approve\"", "consent = \"ask\"")
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("shutdown_deadline_secs = 2", "shutdown_deadline_secs = 8");
+    std::fs::write(&config, text).unwrap();
+    let mut ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+
+    // The agent, in its own process; its approval prompts come on standard error.
+    let (assistant, _) = key_file(&dir, "me", 0x22);
+    let mut args: Vec<String> = vec![
+        "fetch".into(),
+        "https://resource.example/calendar/today".into(),
+        "--agent".into(),
+        "aauth:assistant@agent.example".into(),
+        "--key".into(),
+        assistant.display().to_string(),
+        "--provider".into(),
+        "https://agent.example".into(),
+        "--ca-file".into(),
+        "ca.pem".into(),
+    ];
+    for (name, addr) in [
+        ("agent.example", provider.addr),
+        ("ps.example", ps.addr),
+        ("resource.example", resource),
+    ] {
+        args.push("--connect-to".into());
+        args.push(format!("{name}:443:{}:{}", addr.ip(), addr.port()));
+    }
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+        .args(&args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (prompts, prompted) = std::sync::mpsc::channel::<(String, String)>();
+    let agent_err = Arc::new(Mutex::new(String::new()));
+    let err_lines = Arc::clone(&agent_err);
+    let stderr = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("aauth: your approval is needed: open ") {
+                let url = rest.split(' ').next().unwrap_or_default().to_owned();
+                let code = url.rsplit("code=").next().unwrap_or_default().to_owned();
+                let _ = prompts.send((url, code));
+            }
+            err_lines.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let next_prompt = |what: &str| {
+        prompted
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {what} prompt; agent: {}", agent_err.lock().unwrap()))
+    };
+
+    // The first approval is asked; the agent's poll is held at the Person Server.
+    let (url, code) = next_prompt("first");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = ps.terminate(Duration::from_secs(10));
+        let log = ps.log();
+        drop(ps);
+        (status, log)
+    })
+    .await
+    .unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running:\n{log}"));
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the held poll was answered at once, not at the deadline: {:?}\n{log}",
+        started.elapsed()
+    );
+
+    // Back on the same file and port: the pending request is there.
+    let ps = Served::start(&dir, "person-server", &config);
+    assert_eq!(ps.addr.port(), port);
+    aauth_demos::process::approve(&world, &url, &code, "alice", "correct horse battery staple")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nPS log:\n{}", ps.log()));
+    // Then the auth token's approval, on the restarted process.
+    let (url, code) = next_prompt("second");
+    aauth_demos::process::approve(&world, &url, &code, "alice", "correct horse battery staple")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nPS log:\n{}", ps.log()));
+
+    let output = tokio::task::spawn_blocking(move || agent.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{out}\nagent:\n{}\nPS log:\n{}",
+        agent_err.lock().unwrap(),
+        ps.log()
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["message"], "Access granted", "{out}");
+}

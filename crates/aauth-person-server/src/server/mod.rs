@@ -116,6 +116,8 @@ pub struct PersonServer {
     hashing: Arc<tokio::sync::Semaphore>,
     /// Bounds the long polls held at once.
     long_polls: Arc<tokio::sync::Semaphore>,
+    /// Set when the service shuts down: held long polls are answered at once.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Verifies revocation requests (`jwks_uri` scheme, body covered).
     revocation_verifier: Verifier,
     /// The agent providers whose revocations are accepted.
@@ -226,6 +228,14 @@ impl aauth_metadata::serve::Endpoint for PersonServer {
     ) -> Option<http::Response<Bytes>> {
         self.handle(parts, body, now).await
     }
+
+    /// Answers every held long poll now (a `202` with its pending URL and `Retry-After`,
+    /// as at the end of its wait) and holds no new one: the agent polls again, at this
+    /// instance once it is back or at another; nothing pending is lost with a store that
+    /// outlives the process.
+    fn stop_holding(&self) {
+        self.stopping.send_replace(true);
+    }
 }
 
 impl PersonServer {
@@ -310,6 +320,7 @@ impl PersonServer {
             throttle: Arc::new(MemoryThrottle::default()),
             hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
             long_polls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_LONG_POLLS)),
+            stopping: tokio::sync::watch::Sender::new(false),
             revocation_verifier,
             revoking_providers: std::collections::BTreeSet::new(),
             notifier: None,

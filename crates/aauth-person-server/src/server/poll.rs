@@ -208,7 +208,9 @@ impl PersonServer {
             .map_or(0, |w| w.min(30));
         // Bounded: at most `DEFAULT_LONG_POLLS` held at once (past that a poll is answered
         // at once).
-        let held = if wait > 0 {
+        let mut stopping = self.stopping.subscribe();
+        // Nothing is held once the service is shutting down.
+        let held = if wait > 0 && !*stopping.borrow_and_update() {
             Arc::clone(&self.long_polls).try_acquire_owned().ok()
         } else {
             None
@@ -226,10 +228,16 @@ impl PersonServer {
             // Wakes on a change, or at the deadline or the request's expiry, whichever
             // comes first.
             let expiry = start + Duration::from_secs(p.expires.saturating_sub(started.as_secs()));
-            let _ = tokio::time::timeout_at(deadline.min(expiry), changes.changed()).await;
+            let stop = tokio::select! {
+                _ = tokio::time::timeout_at(deadline.min(expiry), changes.changed()) => false,
+                _ = stopping.changed() => true,
+            };
             match self.store.pending(&p.id).await? {
                 Some(q) => p = q,
                 None => return Ok(None),
+            }
+            if stop {
+                break;
             }
         }
         Ok(Some((p, now())))
