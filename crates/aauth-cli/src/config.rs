@@ -18,6 +18,9 @@
 //! format = "json"                        # or "pretty" (the default)
 //! level = "info"                         # or RUST_LOG
 //!
+//! [metrics]                              # Prometheus, on its own address
+//! listen = "127.0.0.1:9464"
+//!
 //! [egress]                               # reaching other servers (their keys)
 //! ca_files = ["private-ca.pem"]          # trusted beside the web's roots
 //! connect_to = ["agent.example:443:10.0.0.5:8443"]
@@ -73,6 +76,9 @@ pub(crate) struct Config {
     pub(crate) log: Log,
     #[serde(default)]
     pub(crate) egress: Egress,
+    /// Prometheus metrics on their own address (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) metrics: Option<Metrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) person_server: Option<PersonServerSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +132,13 @@ pub(crate) enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Metrics {
+    /// Where `GET /metrics` answers (plain HTTP: keep it off the public network).
+    pub(crate) listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

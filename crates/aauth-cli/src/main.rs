@@ -18,6 +18,7 @@ mod config;
 mod error;
 mod fetch;
 mod keys;
+mod metrics;
 mod net;
 mod profile;
 mod roles;

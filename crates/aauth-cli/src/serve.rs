@@ -80,18 +80,21 @@ fn init_logging(c: &Config) -> Result<(), CliError> {
 }
 
 /// The role `role` as `c` configures it, with its readiness checks.
-async fn build(role: Role, c: &Config) -> Result<WithHealth<dyn Endpoint>, CliError> {
+/// The key cache a role discovers issuers' keys with (its counters are exported).
+type Keys =
+    KeyCache<aauth_metadata::GuardedFetch<crate::net::Overrides, aauth_metadata::HttpsTransport>>;
+
+async fn build(
+    role: Role,
+    c: &Config,
+    keys: &Arc<Keys>,
+) -> Result<WithHealth<dyn Endpoint>, CliError> {
     let key = crate::keys::read_private(&c.signing_key_file)?;
     let kid = kid_of(&c.signing_key_file, &key)?;
     let signer: Arc<dyn Signer> = Arc::new(key);
     let id = server_id("id", &c.id)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
-    let keys = Arc::new(KeyCache::new(
-        Arc::new(reach.fetcher()),
-        Arc::clone(&clock),
-        CacheConfig::default(),
-    ));
+    let keys: Arc<dyn aauth_tokens::IssuerKeyResolver> = Arc::clone(keys) as _;
     Ok(match role {
         Role::AgentProvider => {
             let provider = AgentProvider::new(id, signer, &kid).map_err(operational)?;
@@ -157,7 +160,16 @@ where
 }
 
 async fn run(role: Role, c: Config) -> Result<(), CliError> {
-    let endpoint = Arc::new(build(role, &c).await?);
+    let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
+    let keys = Arc::new(KeyCache::new(
+        Arc::new(reach.fetcher()),
+        Arc::new(SystemClock) as Arc<dyn Clock>,
+        CacheConfig::default(),
+    ));
+    if let Some(m) = &c.metrics {
+        crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
+    }
+    let endpoint = Arc::new(build(role, &c, &keys).await?);
     let service = RequestLogLayer::new(role.name()).layer(EndpointService::new(
         Arc::clone(&endpoint),
         Arc::new(SystemClock) as Arc<dyn Clock>,

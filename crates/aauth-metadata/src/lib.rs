@@ -47,6 +47,7 @@ pub mod freshness;
 #[cfg(feature = "runtime")]
 mod guard;
 pub mod link;
+pub mod metric;
 #[cfg(feature = "ops")]
 pub mod ops;
 #[cfg(feature = "runtime")]

@@ -137,6 +137,7 @@ where
             path = %req.uri().path(),
         );
         let started = Instant::now();
+        let (role, route) = (self.role, route_label(req.uri().path()));
         let future = {
             let _entered = span.enter();
             self.inner.call(req)
@@ -147,7 +148,7 @@ where
                 let took = started.elapsed();
                 match result {
                     Ok(mut resp) => {
-                        log_response(&resp, took);
+                        log_response(&resp, took, role, &route);
                         if let Ok(v) = HeaderValue::from_str(&id) {
                             resp.headers_mut().insert(REQUEST_ID, v);
                         }
@@ -168,12 +169,55 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One line for the answered request: its status, time, and what a refusal names.
-fn log_response<R>(resp: &Response<R>, took: Duration) {
+/// The `route` label of `path`: its first segment, or a whole `/.well-known/` path (few
+/// values: never an identifier). Unknown shapes are `other`.
+pub fn route_label(path: &str) -> String {
+    if path.starts_with("/.well-known/") && path.len() <= 64 {
+        return path.to_owned();
+    }
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if first.is_empty() {
+        "/".to_owned()
+    } else if first.len() <= 32
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        format!("/{first}")
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// One line for the answered request (its status, time, and what a refusal names), and
+/// the request metrics ([`crate::metric`]).
+fn log_response<R>(resp: &Response<R>, took: Duration, role: &'static str, route: &str) {
     let status = resp.status().as_u16();
     let signature_error = member(resp, "signature-error", "error");
     let requirement = member(resp, "aauth-requirement", "requirement");
     let took_ms = millis(took);
+    metrics::counter!(
+        crate::metric::HTTP_REQUESTS,
+        "role" => role,
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(crate::metric::HTTP_DURATION, "role" => role, "route" => route.to_owned())
+        .record(took.as_secs_f64());
+    if signature_error.is_some() || requirement.is_some() {
+        metrics::counter!(
+            crate::metric::REFUSALS,
+            "role" => role,
+            "signature_error" => signature_error.unwrap_or_default(),
+            "requirement" => requirement.unwrap_or_default()
+        )
+        .increment(1);
+    }
     match (signature_error, requirement) {
         (None, None) if resp.status().is_server_error() => {
             tracing::warn!(status, took_ms, "answered");
@@ -321,7 +365,20 @@ impl<E: Endpoint + ?Sized> Endpoint for WithHealth<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable;
+    use super::{acceptable, route_label};
+
+    #[test]
+    fn route_labels_never_carry_an_identifier() {
+        assert_eq!(route_label("/pending/3f9aXy"), "/pending");
+        assert_eq!(route_label("/revocation/abc"), "/revocation");
+        assert_eq!(route_label("/"), "/");
+        assert_eq!(
+            route_label("/.well-known/aauth-person.json"),
+            "/.well-known/aauth-person.json"
+        );
+        assert_eq!(route_label(&format!("/{}", "x".repeat(40))), "other");
+        assert_eq!(route_label("/a%20b/c"), "other");
+    }
 
     #[test]
     fn only_plain_ids_are_kept() {

@@ -171,14 +171,16 @@ impl AccessServer {
                 .map_or(offer.amount, |c| c.amount.min(offer.amount));
             builder = builder.budget(offer.with_amount(ceiling));
         }
-        builder
+        let minted = builder
             .sign(
                 self.signer.as_ref(),
                 &self.kid,
                 now,
                 &mut self.random.clone(),
             )
-            .map_err(|e| aauth_metadata::serve::InternalError::produce("auth token", e).into())
+            .map_err(|e| aauth_metadata::serve::InternalError::produce("auth token", e))?;
+        metrics::counter!(aauth_metadata::metric::TOKENS_ISSUED, "type" => "auth").increment(1);
+        Ok(minted)
     }
 
     /// AS-44: the issuance record, kept until `exp` plus skew, for the revocation

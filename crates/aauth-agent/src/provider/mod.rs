@@ -280,15 +280,18 @@ impl AgentProvider {
         b: aauth_tokens::AgentTokenBuilder,
         now: UnixTime,
     ) -> Result<aauth_tokens::Minted, ProviderError> {
-        b.sign(
-            self.signer.as_ref(),
-            &self.kid,
-            now,
-            &mut self.random.clone(),
-        )
-        .map_err(|e| ProviderError::Mint {
-            reason: e.to_string(),
-        })
+        let minted = b
+            .sign(
+                self.signer.as_ref(),
+                &self.kid,
+                now,
+                &mut self.random.clone(),
+            )
+            .map_err(|e| ProviderError::Mint {
+                reason: e.to_string(),
+            })?;
+        metrics::counter!(aauth_metadata::metric::TOKENS_ISSUED, "type" => "agent").increment(1);
+        Ok(minted)
     }
 }
 

@@ -387,6 +387,17 @@ async fn a_three_party_flow_runs_against_served_processes() {
             ("resource.example", resource),
         ],
     );
+    // With Prometheus metrics on their own port.
+    let metrics = free_port();
+    let text = std::fs::read_to_string(&ps_config).unwrap();
+    std::fs::write(
+        &ps_config,
+        text.replace(
+            "[egress]",
+            &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[egress]"),
+        ),
+    )
+    .unwrap();
     let ps = Served::start(&dir, "person-server", &ps_config);
     world.alias("ps.example", ps.addr);
     let ready = get(&world, "https://ps.example/readyz", &[]).await;
@@ -449,6 +460,36 @@ async fn a_three_party_flow_runs_against_served_processes() {
         .collect();
     assert!(answered.len() >= 2, "{log}");
     assert!(!log.contains("eyJ"), "a token in the log:\n{log}");
+
+    // The metrics moved: one person token, one auth token, the token endpoints' requests,
+    // the keys fetched (the provider's and the resource's).
+    let scraped = scrape(metrics);
+    for needle in [
+        "aauth_tokens_issued_total{type=\"person\"} 1",
+        "aauth_tokens_issued_total{type=\"auth\"} 1",
+        "aauth_http_requests_total{role=\"person-server\"",
+        "aauth_http_request_duration_seconds",
+    ] {
+        assert!(scraped.contains(needle), "{needle} not in:\n{scraped}");
+    }
+    let fetches: f64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("aauth_key_cache_fetches "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no key-cache fetches in:\n{scraped}"));
+    assert!(fetches >= 2.0, "{scraped}");
+}
+
+/// `GET /metrics` on loopback `port` (plain HTTP/1.1), the response.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: metrics\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
 }
 
 /// An Access Server as a process: its metadata, JWKS and readiness (SQLite store).

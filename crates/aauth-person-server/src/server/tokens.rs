@@ -320,6 +320,7 @@ impl PersonServer {
                 &mut self.random.clone(),
             )
             .map_err(|e| aauth_metadata::serve::InternalError::produce("person token", e))?;
+        metrics::counter!(aauth_metadata::metric::TOKENS_ISSUED, "type" => "person").increment(1);
         self.store
             .record_person_token(PersonTokenRecord {
                 jti: minted.jti.clone(),
@@ -717,6 +718,7 @@ impl PersonServer {
                 &mut self.random.clone(),
             )
             .map_err(|e| aauth_metadata::serve::InternalError::produce("auth token", e))?;
+        metrics::counter!(aauth_metadata::metric::TOKENS_ISSUED, "type" => "auth").increment(1);
         Ok(minted)
     }
 }

@@ -1,0 +1,25 @@
+//! The names of the metrics the roles record through the [`metrics`](https://docs.rs/metrics)
+//! facade. Nothing is recorded until the application installs a recorder (the `aauth`
+//! command installs a Prometheus one when its configuration has `[metrics]`); an
+//! application embedding a role installs its own, or none.
+//!
+//! | Name | Kind | Labels | What |
+//! |---|---|---|---|
+//! | `aauth_http_requests_total` | counter | `role`, `route`, `status` | requests answered (feature `ops`) |
+//! | `aauth_http_request_duration_seconds` | histogram | `role`, `route` | time to answer (feature `ops`) |
+//! | `aauth_refusals_total` | counter | `role`, `signature_error`, `requirement` | requests refused with a `Signature-Error` or `AAuth-Requirement` (feature `ops`) |
+//! | `aauth_tokens_issued_total` | counter | `type` (`agent`, `person`, `auth`) | tokens signed by a role |
+//! | `aauth_key_cache_*` | gauge | — | the key cache's counters ([`crate::CacheStats`]), set by the `aauth` command at each scrape |
+//!
+//! `route` is the path's first segment (`/pending`, `/interact`, …) or, for a
+//! `/.well-known/` document, its whole path: never an identifier, so the label's values
+//! stay few.
+
+/// Requests answered.
+pub const HTTP_REQUESTS: &str = "aauth_http_requests_total";
+/// Time to answer a request.
+pub const HTTP_DURATION: &str = "aauth_http_request_duration_seconds";
+/// Requests refused with a draft error code or requirement.
+pub const REFUSALS: &str = "aauth_refusals_total";
+/// Tokens signed, by type.
+pub const TOKENS_ISSUED: &str = "aauth_tokens_issued_total";
