@@ -681,3 +681,66 @@ async fn a_person_server_restarted_mid_poll_loses_nothing() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["message"], "Access granted", "{out}");
 }
+
+/// The configurations in `examples/` (those docs/deploy.md walks through) pass `aauth
+/// config check` once the keys and certificates the walkthrough makes are there.
+#[test]
+fn the_example_configurations_check() {
+    let dir = scratch("examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let world = World::new().unwrap();
+    for dir_name in ["keys", "tls", "data"] {
+        std::fs::create_dir_all(dir.join(dir_name)).unwrap();
+    }
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for name in ["provider", "ps", "as", "assistant"] {
+        let o = aauth(
+            &dir,
+            &[
+                "keygen",
+                "--out",
+                &format!("keys/{name}.jwk"),
+                "--public",
+                &format!("keys/{name}.jwks"),
+            ],
+        );
+        assert!(o.status.success(), "{}", crate::stderr(&o));
+    }
+    std::fs::write(dir.join("keys/directed.secret"), "ab".repeat(32)).unwrap();
+    std::fs::write(
+        dir.join("keys/alice.password"),
+        "correct horse battery staple\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("tls/ca.crt"), world.ca_pem()).unwrap();
+    for host in [
+        "agent.localhost",
+        "ps.localhost",
+        "api.localhost",
+        "as.localhost",
+    ] {
+        let (cert, key) = world.issue_pem(host).unwrap();
+        std::fs::write(dir.join(format!("tls/{host}.crt")), cert).unwrap();
+        std::fs::write(dir.join(format!("tls/{host}.key")), key).unwrap();
+    }
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let o = aauth(&dir, &["config", "check", path.to_str().unwrap()]);
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                path.display(),
+                crate::stderr(&o)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked} example configurations");
+}
