@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// approve, the interaction URL and code are printed on standard error and the command
     /// waits. The response body goes to standard output.
     Fetch(Fetch),
+    /// The agent's own tokens.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Run a role as a service, configured by a TOML file.
     ///
     /// HTTPS with `[tls]` (or plain HTTP behind a TLS-terminating proxy), `/healthz` and
@@ -201,6 +204,24 @@ pub(crate) struct Fetch {
     pub(crate) identity: Identity,
     #[command(flatten)]
     pub(crate) net: Net,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Obtain an agent token from the agent's provider (signed with the agent's key) and
+    /// print it, or write it to `--out` (mode 0600) for `agent_token` in a profile.
+    ///
+    /// The provider must have enrolled the key (an agent provider run by `aauth serve`
+    /// enrols the keys its configuration lists).
+    Enroll {
+        /// Write the token here instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        identity: Identity,
+        #[command(flatten)]
+        net: Net,
+    },
 }
 
 /// Who the agent is: flags, each overriding the profile's `profile.toml`.

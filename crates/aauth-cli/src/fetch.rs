@@ -85,6 +85,44 @@ pub(crate) fn fetch(args: &Fetch, out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `aauth agent enroll`: an agent token from the provider, printed or written to `file`.
+pub(crate) fn enroll(
+    identity: &crate::cli::Identity,
+    net: &crate::cli::Net,
+    file: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let profile = profile::load(identity)?;
+    let agent_id = AgentId::parse(&profile.agent).map_err(|e| CliError::Usage {
+        flag: "--agent",
+        reason: e.to_string(),
+    })?;
+    let Source::Provider(provider) = &profile.source else {
+        return Err(CliError::Usage {
+            flag: "--provider",
+            reason: "enrolling asks the agent provider: name it (not an agent-token file)"
+                .to_owned(),
+        });
+    };
+    let key = crate::keys::read_private(&profile.key)?;
+    let reach = crate::net::Reach::new(net)?;
+    let source = HttpTokenSource::new(
+        server_id("--provider", provider)?,
+        Arc::new(reach.https_client()),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))?;
+    let token = runtime
+        .block_on(source.agent_token(&agent_id, &key, SystemClock.now()))
+        .map_err(CliError::Agent)?;
+    match file {
+        Some(path) => crate::keys::write_secret(path, token.as_bytes()),
+        None => writeln!(out, "{token}").map_err(CliError::file(Path::new("<stdout>"))),
+    }
+}
+
 fn server_id(flag: &'static str, value: &str) -> Result<ServerId, CliError> {
     ServerId::parse(value).map_err(|e| CliError::Usage {
         flag,

@@ -163,6 +163,11 @@ fn check_mode(file: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Writes `contents` to `path` with mode 0600, replacing it (a token for a profile).
+pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<(), CliError> {
+    create_file(path, true, true, contents)
+}
+
 /// Creates `path` with `contents` (mode 0600 when `private`); an existing file is an
 /// error unless `force`.
 fn create_file(path: &Path, force: bool, private: bool, contents: &[u8]) -> Result<(), CliError> {

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, ConfigCommand, JwkCommand, TokenCommand};
+use cli::{AgentCommand, Cli, Command, ConfigCommand, JwkCommand, TokenCommand};
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -67,6 +67,11 @@ fn run(command: Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Token(TokenCommand::Decode(args)) => token::decode(&args, out),
         Command::Token(TokenCommand::Verify(args)) => token::verify(&args, out),
         Command::Fetch(args) => fetch::fetch(&args, out),
+        Command::Agent(AgentCommand::Enroll {
+            out: file,
+            identity,
+            net,
+        }) => fetch::enroll(&identity, &net, file.as_deref(), out),
         Command::Serve { role, config } => serve::serve(role, &config),
         Command::Config(ConfigCommand::Check { file }) => serve::check(&file, out),
         Command::Completions { shell } => {

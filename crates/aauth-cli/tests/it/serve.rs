@@ -744,3 +744,99 @@ fn the_example_configurations_check() {
     }
     assert!(checked >= 3, "{checked} example configurations");
 }
+
+/// `aauth agent enroll` gets the assistant's token from a served provider and writes it
+/// (0600); `aauth token verify` checks it against the provider's published keys, and
+/// `aauth fetch --agent-token` signs with it.
+#[tokio::test]
+async fn enroll_then_verify_then_fetch_with_the_token_file() {
+    let dir = scratch("serve-enroll");
+    let world = World::new().unwrap();
+    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    world.alias("agent.example", provider.addr);
+    let (assistant, _) = key_file(&dir, "me", 0x22);
+    std::fs::write(dir.join("ca.pem"), world.ca_pem()).unwrap();
+    let connect = format!(
+        "agent.example:443:{}:{}",
+        provider.addr.ip(),
+        provider.addr.port()
+    );
+    let net = ["--ca-file", "ca.pem", "--connect-to", &connect].map(str::to_owned);
+    let run = |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            aauth(&dir, &args)
+        })
+    };
+    let mut enroll: Vec<String> = [
+        "agent",
+        "enroll",
+        "--agent",
+        "aauth:assistant@agent.example",
+        "--key",
+        assistant.to_str().unwrap(),
+        "--provider",
+        "https://agent.example",
+        "--out",
+        "agent.token",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    enroll.extend(net.iter().cloned());
+    let o = run(enroll).await.unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        crate::stderr(&o),
+        provider.log()
+    );
+    let token = std::fs::read_to_string(dir.join("agent.token")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("agent.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let mut verify: Vec<String> = vec![
+        "token".into(),
+        "verify".into(),
+        token.clone(),
+        "--issuer".into(),
+        "https://agent.example".into(),
+    ];
+    verify.extend(net.iter().cloned());
+    let o = run(verify).await.unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), crate::stderr(&o));
+    assert!(
+        stdout(&o).contains("agent token (aa-agent+jwt)"),
+        "{}",
+        stdout(&o)
+    );
+
+    let mut fetch: Vec<String> = [
+        "fetch",
+        "https://agent.example/.well-known/aauth-agent.json",
+        "--agent",
+        "aauth:assistant@agent.example",
+        "--key",
+        assistant.to_str().unwrap(),
+        "--agent-token",
+        "agent.token",
+        "-v",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    fetch.extend(net.iter().cloned());
+    let o = run(fetch).await.unwrap();
+    let err = crate::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("/agent-token"),
+        "the token file was used, not the provider: {err}"
+    );
+}
