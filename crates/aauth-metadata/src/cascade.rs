@@ -308,6 +308,37 @@ impl Cascades {
         }
     }
 
+    /// A poll as it arrives: a `GET` of pending revocation `id`, its signature verified by
+    /// `verifier` (the one the revocation endpoint uses), then [`Cascades::poll`] under
+    /// the verified caller. Another method, a signer the verifier does not admit, or one
+    /// with no `jwks_uri` identity gets [`Cascades::not_found`]; a signature that fails
+    /// gets the verifier's own answer.
+    pub async fn poll_signed(
+        &self,
+        verifier: &aauth_signing::Verifier,
+        id: &str,
+        parts: &http::request::Parts,
+        body: &[u8],
+        now: aauth_keys::time::UnixTime,
+    ) -> Response<Bytes> {
+        if parts.method != http::Method::GET {
+            return Self::not_found();
+        }
+        let verified = match verifier.verify(parts, body, now).await {
+            Ok(v) => v,
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => {
+                return Self::not_found();
+            }
+            Err(error) => {
+                return error.into_http_response(verifier.policy()).map(Bytes::from);
+            }
+        };
+        match caller_of(&verified.identity) {
+            Some(caller) => self.poll(id, &caller, &parts.headers).await,
+            None => Self::not_found(),
+        }
+    }
+
     /// The `404` of a poll that is not the caller's, or of no pending revocation: one
     /// answer for both (and for a signer the server takes no revocations from).
     #[must_use]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::ResourceMetadata;
-use aauth_metadata::cascade::{CascadeError, Cascades, caller_of};
+use aauth_metadata::cascade::{CascadeError, caller_of};
 use aauth_metadata::outbound::{Revoker as RevocationSender, ServerSigner};
 use aauth_metadata::serve::{InternalError, json_response};
 use aauth_signing::KeyIdentity;
@@ -107,21 +107,9 @@ impl AccessServer {
         body: &[u8],
         now: UnixTime,
     ) -> http::Response<Bytes> {
-        let verified = match self.verifier.verify(parts, body, now).await {
-            Ok(v) => v,
-            Err(aauth_signing::VerifyError::SignerNotAdmitted { .. }) => {
-                return Cascades::not_found();
-            }
-            Err(error) => {
-                return error
-                    .into_http_response(self.verifier.policy())
-                    .map(Bytes::from);
-            }
-        };
-        match caller_of(&verified.identity) {
-            Some(caller) => self.revocations.poll(id, &caller, &parts.headers).await,
-            None => Cascades::not_found(),
-        }
+        self.revocations
+            .poll_signed(&self.verifier, id, parts, body, now)
+            .await
     }
 
     /// AS-40: the verified signer of a revocation (a signature covering `body`), if it

@@ -366,14 +366,18 @@ fn person_server_config(world: &World, dir: &Path, reach: &[(&str, SocketAddr)])
     path
 }
 
-/// Three-party access with the agent provider and the Person Server as `aauth serve`
-/// processes, the resource in this process, and the agent `aauth fetch`: the person
-/// token, the resource's challenge and the auth token all cross process boundaries.
-#[tokio::test]
-async fn a_three_party_flow_runs_against_served_processes() {
-    let dir = scratch("serve-flow");
+/// The parties of a three-party flow: the agent provider served, the resource in this
+/// process, and the Person Server's configuration (reaching both), changed by `edit`.
+struct Flow {
+    world: World,
+    provider: Served,
+    resource: SocketAddr,
+    ps_config: PathBuf,
+}
+
+async fn flow(dir: &Path, edit: impl Fn(String) -> String) -> Flow {
     let world = World::new().unwrap();
-    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    let provider = Served::start(dir, "agent-provider", &provider_config(&world, dir));
     world.alias("agent.example", provider.addr);
     aauth_demos::process::serve_resource_for(&world)
         .await
@@ -381,34 +385,26 @@ async fn a_three_party_flow_runs_against_served_processes() {
     let resource = world.names()["resource.example"];
     let ps_config = person_server_config(
         &world,
-        &dir,
+        dir,
         &[
             ("agent.example", provider.addr),
             ("resource.example", resource),
         ],
     );
-    // With Prometheus metrics on their own port.
-    let metrics = free_port();
     let text = std::fs::read_to_string(&ps_config).unwrap();
-    std::fs::write(
-        &ps_config,
-        text.replace(
-            "[egress]",
-            &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[egress]"),
-        ),
-    )
-    .unwrap();
-    let ps = Served::start(&dir, "person-server", &ps_config);
-    world.alias("ps.example", ps.addr);
-    let ready = get(&world, "https://ps.example/readyz", &[]).await;
-    assert_eq!(
-        ready.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(ready.body())
-    );
+    std::fs::write(&ps_config, edit(text)).unwrap();
+    Flow {
+        world,
+        provider,
+        resource,
+        ps_config,
+    }
+}
 
-    let (assistant, _) = key_file(&dir, "me", 0x22);
+/// `aauth fetch` of the resource as the assistant (its key written to `dir`), reaching
+/// the provider, the Person Server and the resource at `addrs` (in that order).
+fn fetch_args(dir: &Path, addrs: [SocketAddr; 3]) -> Vec<String> {
+    let (assistant, _) = key_file(dir, "me", 0x22);
     let mut args: Vec<String> = [
         "fetch",
         "https://resource.example/calendar/today",
@@ -423,14 +419,47 @@ async fn a_three_party_flow_runs_against_served_processes() {
     ]
     .map(str::to_owned)
     .to_vec();
-    for (name, addr) in [
-        ("agent.example", provider.addr),
-        ("ps.example", ps.addr),
-        ("resource.example", resource),
-    ] {
+    for (name, addr) in ["agent.example", "ps.example", "resource.example"]
+        .into_iter()
+        .zip(addrs)
+    {
         args.push("--connect-to".to_owned());
         args.push(format!("{name}:443:{}:{}", addr.ip(), addr.port()));
     }
+    args
+}
+
+/// Three-party access with the agent provider and the Person Server as `aauth serve`
+/// processes, the resource in this process, and the agent `aauth fetch`: the person
+/// token, the resource's challenge and the auth token all cross process boundaries.
+#[tokio::test]
+async fn a_three_party_flow_runs_against_served_processes() {
+    let dir = scratch("serve-flow");
+    // With Prometheus metrics on their own port.
+    let metrics = free_port();
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config,
+    } = flow(&dir, |text| {
+        text.replace(
+            "[egress]",
+            &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[egress]"),
+        )
+    })
+    .await;
+    let ps = Served::start(&dir, "person-server", &ps_config);
+    world.alias("ps.example", ps.addr);
+    let ready = get(&world, "https://ps.example/readyz", &[]).await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(ready.body())
+    );
+
+    let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
     let dir2 = dir.clone();
     let o = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -555,58 +584,28 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_server_restarted_mid_poll_loses_nothing() {
     let dir = scratch("serve-restart");
-    let world = World::new().unwrap();
-    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
-    world.alias("agent.example", provider.addr);
-    aauth_demos::process::serve_resource_for(&world)
-        .await
-        .unwrap();
-    let resource = world.names()["resource.example"];
-    let config = person_server_config(
-        &world,
-        &dir,
-        &[
-            ("agent.example", provider.addr),
-            ("resource.example", resource),
-        ],
-    );
     // Ask the person; a fixed port, so that the restarted process is where the agent
     // polls.
     let port = free_port();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("consent = \"auto-approve\"", "consent = \"ask\"")
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace("shutdown_deadline_secs = 2", "shutdown_deadline_secs = 8");
-    std::fs::write(&config, text).unwrap();
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config: config,
+    } = flow(&dir, |text| {
+        text.replace("consent = \"auto-approve\"", "consent = \"ask\"")
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace("shutdown_deadline_secs = 2", "shutdown_deadline_secs = 8")
+    })
+    .await;
     let mut ps = Served::start(&dir, "person-server", &config);
     world.alias("ps.example", ps.addr);
 
     // The agent, in its own process; its approval prompts come on standard error.
-    let (assistant, _) = key_file(&dir, "me", 0x22);
-    let mut args: Vec<String> = vec![
-        "fetch".into(),
-        "https://resource.example/calendar/today".into(),
-        "--agent".into(),
-        "aauth:assistant@agent.example".into(),
-        "--key".into(),
-        assistant.display().to_string(),
-        "--provider".into(),
-        "https://agent.example".into(),
-        "--ca-file".into(),
-        "ca.pem".into(),
-    ];
-    for (name, addr) in [
-        ("agent.example", provider.addr),
-        ("ps.example", ps.addr),
-        ("resource.example", resource),
-    ] {
-        args.push("--connect-to".into());
-        args.push(format!("{name}:443:{}:{}", addr.ip(), addr.port()));
-    }
+    let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
     let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
         .args(&args)
         .current_dir(&dir)

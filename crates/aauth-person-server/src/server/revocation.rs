@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::PsError;
 use crate::store::PsStore;
-use aauth_metadata::cascade::{CascadeError, Cascades, caller_of};
+use aauth_metadata::cascade::{CascadeError, caller_of};
 use aauth_metadata::serve::{InternalError, problem_response};
 
 use super::PersonServer;
@@ -116,22 +116,9 @@ impl PersonServer {
         body: &[u8],
         now: UnixTime,
     ) -> http::Response<Bytes> {
-        if parts.method != Method::GET {
-            return Cascades::not_found();
-        }
-        let verified = match self.revocation_verifier.verify(parts, body, now).await {
-            Ok(v) => v,
-            Err(VerifyError::SignerNotAdmitted { .. }) => return Cascades::not_found(),
-            Err(error) => {
-                return error
-                    .into_http_response(self.revocation_verifier.policy())
-                    .map(Bytes::from);
-            }
-        };
-        match caller_of(&verified.identity) {
-            Some(caller) => self.revocations.poll(id, &caller, &parts.headers).await,
-            None => Cascades::not_found(),
-        }
+        self.revocations
+            .poll_signed(&self.revocation_verifier, id, parts, body, now)
+            .await
     }
 
     /// The verified signer of a revocation (a signature covering `body`) and who may
