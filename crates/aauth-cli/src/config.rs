@@ -54,6 +54,26 @@ use crate::error::CliError;
 /// The environment prefix of overrides.
 const ENV_PREFIX: &str = "AAUTH_";
 
+/// The top-level keys of a configuration: an `AAUTH_` variable overrides the
+/// configuration only when its first key is one of these, so that other `AAUTH_`
+/// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
+/// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
+const TOP_LEVEL: [&str; 13] = [
+    "id",
+    "listen",
+    "signing_key_file",
+    "store",
+    "shutdown_deadline_secs",
+    "tls",
+    "log",
+    "egress",
+    "metrics",
+    "person_server",
+    "access_server",
+    "agent_provider",
+    "resource_proxy",
+];
+
 /// A service's configuration, as written (paths resolved against the file's directory).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +262,9 @@ pub(crate) fn load(
             continue;
         };
         let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+        if !TOP_LEVEL.contains(&path[0].as_str()) {
+            continue;
+        }
         if path.iter().any(String::is_empty) {
             return Err(bad(format!("{name}: an empty key between `__`")));
         }
@@ -367,6 +390,12 @@ mod tests {
                 "sqlite:/var/lib/ps.sqlite".to_owned(),
             ),
             ("PATH".to_owned(), "/bin".to_owned()),
+            // Not configuration: another tool's variables with the same prefix.
+            (
+                "AAUTH_PROFILE".to_owned(),
+                "/home/me/.config/aauth".to_owned(),
+            ),
+            ("AAUTH_POSTGRES_URL".to_owned(), "postgres://x".to_owned()),
         ];
         let c = load(&p, env).unwrap();
         assert_eq!(c.log.format, LogFormat::Json);
@@ -392,6 +421,25 @@ mod tests {
         let env = [("AAUTH_LISTEN".to_owned(), "nowhere".to_owned())];
         let e = load(&p, env).unwrap_err().to_string();
         assert!(e.contains("AAUTH_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn every_top_level_key_is_one_the_environment_may_override() {
+        let p = write(
+            "full",
+            &format!(
+                "{MINIMAL}[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n[metrics]\nlisten = \"127.0.0.1:1\"\n\
+                 [person_server]\n[access_server]\ntrusted_person_servers = []\n[agent_provider]\n"
+            ),
+        );
+        let shown: toml::Table =
+            toml::from_str(&redacted(&load(&p, []).unwrap()).unwrap()).unwrap();
+        for key in shown.keys() {
+            assert!(
+                TOP_LEVEL.contains(&key.as_str()),
+                "{key} is missing from TOP_LEVEL"
+            );
+        }
     }
 
     #[test]
