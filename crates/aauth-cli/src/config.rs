@@ -312,6 +312,7 @@ pub(crate) struct ProxyRoute {
 /// API does not have.)
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
+#[expect(clippy::enum_variant_names, reason = "the draft's names for the modes")]
 pub(crate) enum ProxyAccess {
     /// An agent token.
     AgentToken,

@@ -150,7 +150,7 @@ pub(crate) fn build(
         authorize: person_routes.then(|| resource.route(RoutePolicy::new(Access::PersonToken))),
         revoke,
     };
-    let up = upstream.clone();
+    let up = upstream;
     let check = Check(move || {
         let up = up.clone();
         async move { up.reachable(connect_timeout).await }

@@ -523,7 +523,7 @@ async fn signed_send(
     let token = aauth_tokens::AgentTokenBuilder::new(
         aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
         aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        &agent.public_key(),
+        agent.public_key(),
     )
     .sign(
         &provider,
