@@ -438,44 +438,82 @@ async fn a_hanging_upstream_is_504_and_a_missing_one_is_502() {
     assert!(down.log().contains("the upstream failed"), "{}", down.log());
 }
 
+/// The agent provider, a Person Server (auto-approving, alice with the assistant bound)
+/// and the proxy as processes; with `defer`, the proxy holds auth-token calls (`202`).
+struct PersonSetup {
+    dir: PathBuf,
+    _provider: Served,
+    ps: Served,
+    proxy: Served,
+    seen: Arc<Seen>,
+    reach: Vec<(&'static str, SocketAddr)>,
+}
+
+impl PersonSetup {
+    async fn start(name: &str, defer: bool) -> Self {
+        let dir = scratch(name);
+        let world = World::new().unwrap();
+        let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+        let port = free_port();
+        let proxy_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ps_config = person_server_config(
+            &world,
+            &dir,
+            &[
+                ("agent.example", provider.addr),
+                ("resource.example", proxy_addr),
+            ],
+        );
+        let ps = Served::start(&dir, "person-server", &ps_config);
+        let (up, seen) = upstream().await;
+        let reach = vec![
+            ("agent.example", provider.addr),
+            ("ps.example", ps.addr),
+            ("resource.example", proxy_addr),
+        ];
+        let config = proxy_config(&world, &dir, port, &format!("http://{up}"), &reach[..2]);
+        if defer {
+            let text = std::fs::read_to_string(&config).unwrap().replace(
+                "revoking_issuers",
+                "defer_auth_token = true\nrevoking_issuers",
+            );
+            std::fs::write(&config, text).unwrap();
+        }
+        let proxy = Served::start(&dir, "resource-proxy", &config);
+        assert_eq!(proxy.addr, proxy_addr);
+        Self {
+            dir,
+            _provider: provider,
+            ps,
+            proxy,
+            seen,
+            reach,
+        }
+    }
+
+    /// The upstream saw the person of an auth token for `files.read`, and no agent.
+    #[track_caller]
+    fn assert_auth_token_identity(&self) {
+        let headers = self.seen.last();
+        assert_eq!(headers["x-aauth-person-iss"], "https://ps.example");
+        assert!(!headers["x-aauth-person-sub"].is_empty());
+        assert_eq!(headers["x-aauth-scope"], "files.read");
+        assert!(headers.contains_key("x-aauth-token-jti"));
+        assert!(
+            !headers.contains_key("x-aauth-agent"),
+            "an auth token names no agent"
+        );
+    }
+}
+
 /// Person-token and auth-token routes end to end: the Person Server is a process, the
 /// proxy mints the resource token, the agent gets its auth token, and the upstream sees
 /// the person.
 #[tokio::test]
 async fn person_and_auth_token_routes_run_end_to_end() {
-    let dir = scratch("proxy-auth");
-    let world = World::new().unwrap();
-    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
-    world.alias("agent.example", provider.addr);
-    let port = free_port();
-    let proxy_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let ps_config = person_server_config(
-        &world,
-        &dir,
-        &[
-            ("agent.example", provider.addr),
-            ("resource.example", proxy_addr),
-        ],
-    );
-    let ps = Served::start(&dir, "person-server", &ps_config);
-    world.alias("ps.example", ps.addr);
-    let (up, seen) = upstream().await;
-    let reach = [
-        ("agent.example", provider.addr),
-        ("ps.example", ps.addr),
-        ("resource.example", proxy_addr),
-    ];
-    let config = proxy_config(&world, &dir, port, &format!("http://{up}"), &reach[..2]);
-    let proxy = Served::start(&dir, "resource-proxy", &config);
-    assert_eq!(proxy.addr, proxy_addr);
-
-    let o = fetch(
-        &dir,
-        "https://resource.example/files/report",
-        &["-v"],
-        &reach,
-    )
-    .await;
+    let s = PersonSetup::start("proxy-auth", false).await;
+    let (dir, reach, proxy, ps, seen) = (&s.dir, &s.reach, &s.proxy, &s.ps, &s.seen);
+    let o = fetch(dir, "https://resource.example/files/report", &["-v"], reach).await;
     let err = crate::stderr(&o);
     assert!(
         o.status.success(),
@@ -483,29 +521,54 @@ async fn person_and_auth_token_routes_run_end_to_end() {
         proxy.log(),
         ps.log()
     );
-    assert!(err.contains("requirement=auth-token"), "{err}");
-    assert!(err.contains("> POST https://ps.example/"), "{err}");
-    let headers = seen.last();
-    assert_eq!(headers["x-aauth-person-iss"], "https://ps.example");
-    assert!(!headers["x-aauth-person-sub"].is_empty());
-    assert_eq!(headers["x-aauth-scope"], "files.read");
-    assert!(headers.contains_key("x-aauth-token-jti"));
     assert!(
-        !headers.contains_key("x-aauth-agent"),
-        "an auth token names no agent"
+        err.contains("< 401") && err.contains("requirement=auth-token"),
+        "{err}"
     );
+    assert!(err.contains("> POST https://ps.example/"), "{err}");
+    s.assert_auth_token_identity();
     assert_eq!(
         seen.calls(),
         1,
         "only the admitted request reached the upstream"
     );
 
-    let o = fetch(&dir, "https://resource.example/person/me", &[], &reach).await;
+    let o = fetch(dir, "https://resource.example/person/me", &[], reach).await;
     assert!(o.status.success(), "{}\n{}", crate::stderr(&o), proxy.log());
     let headers = seen.last();
     assert_eq!(headers["x-aauth-person-iss"], "https://ps.example");
     assert!(!headers.contains_key("x-aauth-scope"), "{headers:?}");
     assert_eq!(seen.calls(), 2);
+}
+
+/// With `defer_auth_token`, the auth-token call is held (`202`, a pending URL under
+/// `/aauth/pending/`); the agent polls it with its auth token, and only then does the
+/// call reach the upstream, once.
+#[tokio::test]
+async fn a_held_auth_token_call_reaches_the_upstream_once_the_token_comes() {
+    let s = PersonSetup::start("proxy-deferred", true).await;
+    let o = fetch(
+        &s.dir,
+        "https://resource.example/files/report",
+        &["-v"],
+        &s.reach,
+    )
+    .await;
+    let err = crate::stderr(&o);
+    assert!(
+        o.status.success(),
+        "{err}\nproxy:\n{}\nPS:\n{}",
+        s.proxy.log(),
+        s.ps.log()
+    );
+    assert!(err.contains("< 202"), "{err}");
+    assert!(
+        err.contains("> GET https://resource.example/aauth/pending/2/"),
+        "{err}"
+    );
+    assert_eq!(json(&o)["path"], "/files/report");
+    s.assert_auth_token_identity();
+    assert_eq!(s.seen.calls(), 1, "the held call ran once");
 }
 
 /// A request signed as the assistant (agent token minted with the provider's key, as
