@@ -495,6 +495,32 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_proxy_section_reads_with_its_defaults() {
+        let p = write(
+            "proxy",
+            &format!(
+                "{MINIMAL}[resource_proxy]\nupstream = \"http://127.0.0.1:8080\"\n[resource_proxy.scope_descriptions]\n\"a.read\" = \"Read\"\n[[resource_proxy.routes]]\npath = \"/a/*\"\nmethods = [\"GET\"]\naccess = \"auth-token\"\nscope = \"a.read\"\n"
+            ),
+        );
+        let c = load(&p, []).unwrap();
+        let s = c.resource_proxy.unwrap();
+        assert_eq!((s.connect_timeout_secs, s.request_timeout_secs), (5, 30));
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert!(!s.defer_auth_token && s.revoking_issuers.is_empty());
+        assert_eq!(s.routes[0].access, ProxyAccess::AuthToken);
+        assert_eq!(s.routes[0].methods, ["GET"]);
+        assert_eq!(s.scope_descriptions["a.read"], "Read");
+        let p = write(
+            "proxy-typo",
+            &format!(
+                "{MINIMAL}[resource_proxy]\nupstream = \"http://x\"\nroutes = []\ntimeout = 3\n"
+            ),
+        );
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(e.contains("timeout") && e.contains("line 7"), "{e}");
+    }
+
+    #[test]
     fn inline_secrets_are_redacted() {
         let p = write(
             "redact",

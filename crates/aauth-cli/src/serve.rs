@@ -66,6 +66,9 @@ pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<
     if let Some(tls) = &config.tls {
         tls_config(tls)?;
     }
+    if config.resource_proxy.is_some() {
+        crate::proxy::check(&config)?;
+    }
     let shown = config::redacted(&config)?;
     write!(out, "{shown}").map_err(CliError::file(Path::new("<stdout>")))
 }

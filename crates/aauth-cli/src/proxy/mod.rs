@@ -52,7 +52,7 @@ pub(crate) use body::ProxyBody;
 use routes::Matcher;
 use upstream::{Upstream, UpstreamConfig, problem};
 
-use crate::config::{Config, ProxyAccess, ResourceProxySection};
+use crate::config::{Config, ProxyAccess, ProxyRoute, ResourceProxySection};
 use crate::error::CliError;
 use crate::serve::{Check, config_error, server_id};
 
@@ -196,31 +196,7 @@ fn served_routes(
     let held = Arc::new(MemoryHeldStore::new(HELD_CALLS));
     let mut out = Vec::with_capacity(s.routes.len());
     for (i, r) in s.routes.iter().enumerate() {
-        let scope_error = |reason: &str| CliError::Usage {
-            flag: "resource_proxy.routes.scope",
-            reason: format!("route {:?}: {reason}", r.path),
-        };
-        let access = match r.access {
-            ProxyAccess::AgentToken => Access::AgentToken,
-            ProxyAccess::PersonToken => Access::PersonToken,
-            ProxyAccess::AuthToken => Access::AuthToken,
-        };
-        let mut policy = RoutePolicy::new(access);
-        match (r.access, r.scope.as_deref().map(str::trim)) {
-            (ProxyAccess::AuthToken, Some(scope)) if !scope.is_empty() => {
-                policy = policy.scope(scope);
-            }
-            (ProxyAccess::AuthToken, _) => {
-                return Err(scope_error("an auth-token route needs its scope"));
-            }
-            (_, Some(_)) => {
-                return Err(scope_error("only an auth-token route has a scope"));
-            }
-            (_, None) => {}
-        }
-        if r.require_body_coverage {
-            policy = policy.require_body_coverage();
-        }
+        let policy = policy(r)?;
         let mut layer =
             AAuthLayer::new(resource.route(policy), Arc::clone(clock)).max_body(s.max_body_bytes);
         let defers = s.defer_auth_token && r.access == ProxyAccess::AuthToken;
@@ -238,6 +214,53 @@ fn served_routes(
         });
     }
     Ok(out)
+}
+
+/// The verification policy of the route `r`: its access mode, its scope (an auth-token
+/// route's, and only theirs), its body coverage.
+fn policy(r: &ProxyRoute) -> Result<RoutePolicy, CliError> {
+    let scope_error = |reason: &str| CliError::Usage {
+        flag: "resource_proxy.routes.scope",
+        reason: format!("route {:?}: {reason}", r.path),
+    };
+    let access = match r.access {
+        ProxyAccess::AgentToken => Access::AgentToken,
+        ProxyAccess::PersonToken => Access::PersonToken,
+        ProxyAccess::AuthToken => Access::AuthToken,
+    };
+    let mut policy = RoutePolicy::new(access);
+    match (r.access, r.scope.as_deref().map(str::trim)) {
+        (ProxyAccess::AuthToken, Some(scope)) if !scope.is_empty() => {
+            policy = policy.scope(scope);
+        }
+        (ProxyAccess::AuthToken, _) => {
+            return Err(scope_error("an auth-token route needs its scope"));
+        }
+        (_, Some(_)) => return Err(scope_error("only an auth-token route has a scope")),
+        (_, None) => {}
+    }
+    if r.require_body_coverage {
+        policy = policy.require_body_coverage();
+    }
+    Ok(policy)
+}
+
+/// `aauth config check` of `[resource_proxy]`: what `build` would refuse, without
+/// building.
+pub(crate) fn check(c: &Config) -> Result<(), CliError> {
+    let s = section(c)?;
+    upstream::parse_url(&s.upstream)?;
+    for r in &s.routes {
+        Matcher::new(r)?;
+        policy(r)?;
+    }
+    if let Some(a) = &s.access_server {
+        server_id("resource_proxy.access_server", a)?;
+    }
+    for i in &s.revoking_issuers {
+        server_id("resource_proxy.revoking_issuers", i)?;
+    }
+    Ok(())
 }
 
 /// The revocation endpoint, when `revoking_issuers` names who may revoke.

@@ -163,7 +163,9 @@ impl Upstream {
 }
 
 /// `http(s)://authority[/base]` → its parts; a query or fragment is refused.
-fn parse_url(url: &str) -> Result<(http::uri::Scheme, http::uri::Authority, String), CliError> {
+pub(crate) fn parse_url(
+    url: &str,
+) -> Result<(http::uri::Scheme, http::uri::Authority, String), CliError> {
     let bad = |reason: &str| CliError::Usage {
         flag: "resource_proxy.upstream",
         reason: format!("{url:?}: {reason}"),

@@ -693,3 +693,46 @@ async fn server_sent_events_stream_and_websockets_pass_through() {
     assert_eq!(r.status(), 401);
     assert_eq!(s.seen.calls(), calls);
 }
+
+/// A configuration the proxy cannot serve is refused at start (and by `aauth config
+/// check`), naming the key.
+#[test]
+fn a_bad_proxy_configuration_is_refused_naming_its_key() {
+    let dir = scratch("proxy-config");
+    key_file(&dir, "proxy", 0x55);
+    let base = "id = \"https://resource.example\"\nlisten = \"127.0.0.1:0\"\nsigning_key_file = \"proxy.jwk\"\n";
+    for (name, section, needle) in [
+        ("none", "", "[resource_proxy]"),
+        (
+            "no-scope",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"auth-token\"\n",
+            "resource_proxy.routes.scope",
+        ),
+        (
+            "bad-path",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/a/*/b\"\naccess = \"agent-token\"\n",
+            "resource_proxy.routes.path",
+        ),
+        (
+            "bad-upstream",
+            "[resource_proxy]\nupstream = \"ftp://files\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.upstream",
+        ),
+        (
+            "session",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"session-token\"\n",
+            "access",
+        ),
+    ] {
+        let file = format!("{name}.toml");
+        std::fs::write(dir.join(&file), format!("{base}{section}")).unwrap();
+        let o = aauth(&dir, &["serve", "resource-proxy", "--config", &file]);
+        let code = if name == "session" { 3 } else { 2 };
+        crate::assert_fails(&o, code, needle);
+        if name != "none" {
+            // `aauth config check` says so too, before anything is served.
+            let o = aauth(&dir, &["config", "check", &file]);
+            crate::assert_fails(&o, code, needle);
+        }
+    }
+}
