@@ -77,6 +77,10 @@ pub(crate) enum Role {
     AccessServer,
     /// An agent provider: agent tokens for the agents enrolled in its configuration.
     AgentProvider,
+    /// A reverse proxy that makes an existing HTTP API an AAuth resource: every request
+    /// verified by its route's access mode and scope, admitted ones sent on with the
+    /// identity in `x-aauth-*` headers.
+    ResourceProxy,
 }
 
 #[derive(Debug, Subcommand)]

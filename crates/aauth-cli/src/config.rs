@@ -42,6 +42,25 @@
 //! agent = "aauth:assistant@agent.example"
 //! public_key_file = "assistant.jwks"
 //! person_server = "https://ps.example"
+//!
+//! [resource_proxy]                       # `aauth serve resource-proxy`: id is the resource's
+//! upstream = "http://127.0.0.1:8080"     # the API protected (http:// or https://, a base path)
+//! connect_timeout_secs = 5               # connecting to the upstream (else 502)
+//! request_timeout_secs = 30              # until the upstream's response head (else 504)
+//! max_body_bytes = 1048576               # a request body the proxy reads whole (else 413)
+//! name = "Example Files"                 # shown on consent pages
+//! description = "Keeps your files."
+//! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes
+//! # access_server = "https://as.example" # four-party: the issuer of its auth tokens
+//! defer_auth_token = false               # hold a call for its auth token (202) instead of 401
+//! [resource_proxy.scope_descriptions]
+//! "files.read" = "Read your files"
+//! [[resource_proxy.routes]]              # the first route that matches wins; none is 404
+//! path = "/files/*"                      # exact, or a prefix ending in `/*`
+//! methods = ["GET", "HEAD"]              # absent: every method
+//! access = "auth-token"                  # or "agent-token", "person-token"
+//! scope = "files.read"                   # what an auth-token route requires
+//! require_body_coverage = false          # content-type and content-digest signed
 //! ```
 
 use std::net::SocketAddr;
@@ -105,6 +124,8 @@ pub(crate) struct Config {
     pub(crate) access_server: Option<AccessServerSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) agent_provider: Option<AgentProviderSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resource_proxy: Option<ResourceProxySection>,
 }
 
 fn memory() -> String {
@@ -240,6 +261,98 @@ pub(crate) struct EnrolledAgent {
     pub(crate) public_key_file: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) person_server: Option<String>,
+}
+
+/// `[resource_proxy]`: the API the proxy protects and how.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResourceProxySection {
+    /// The upstream's base URL (`http://` or `https://`; a path is prefixed to every
+    /// request's).
+    pub(crate) upstream: String,
+    /// Seconds to connect to the upstream (default 5): past them, `502`.
+    #[serde(default = "five")]
+    pub(crate) connect_timeout_secs: u64,
+    /// Seconds until the upstream's response head (default 30): past them, `504`. A
+    /// streamed response body is not cut short.
+    #[serde(default = "thirty")]
+    pub(crate) request_timeout_secs: u64,
+    /// The largest request body, read whole so that its digest is checked before it is
+    /// sent on (default 1 MiB): past it, `413`.
+    #[serde(default = "one_mib")]
+    pub(crate) max_body_bytes: usize,
+    /// The resource's display name (its metadata's `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    /// Its description (Markdown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    /// Scope value → description, published as `scope_descriptions`; the scopes the
+    /// authorization endpoint accepts, with the routes' own.
+    #[serde(default)]
+    pub(crate) scope_descriptions: std::collections::BTreeMap<String, String>,
+    /// Four-party: the resource's Access Server, the `aud` of its resource tokens and the
+    /// only issuer of the auth tokens it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) access_server: Option<String>,
+    /// The Person and Access Servers whose revocations the revocation endpoint takes
+    /// (none: no revocation endpoint).
+    #[serde(default)]
+    pub(crate) revoking_issuers: Vec<String>,
+    /// Answer `requirement=auth-token` with a `202` that holds the call until the agent
+    /// polls with its auth token (draft -11 §8.2), instead of a `401`.
+    #[serde(default)]
+    pub(crate) defer_auth_token: bool,
+    /// The routes, in order: the first that matches a request decides it.
+    pub(crate) routes: Vec<ProxyRoute>,
+}
+
+fn five() -> u64 {
+    5
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+fn one_mib() -> usize {
+    1024 * 1024
+}
+
+/// One `[[resource_proxy.routes]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyRoute {
+    /// An exact path, or a prefix ending in `/*` (`/api/*` is `/api` and everything
+    /// under `/api/`).
+    pub(crate) path: String,
+    /// The methods it covers (absent or empty: every method).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) methods: Vec<String>,
+    /// What the caller must present.
+    pub(crate) access: ProxyAccess,
+    /// The scope an auth-token route requires (space-separated values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scope: Option<String>,
+    /// Whether `content-type` and `content-digest` must be signed on requests with a
+    /// body (a `Content-Digest` that is sent is checked either way).
+    #[serde(default)]
+    pub(crate) require_body_coverage: bool,
+}
+
+/// The access modes a proxied route can require. (`session-token` is not offered: a
+/// session is issued by the resource's own flow, which a proxy in front of an unchanged
+/// API does not have.)
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[expect(clippy::enum_variant_names, reason = "the draft's names for the modes")]
+pub(crate) enum ProxyAccess {
+    /// An agent token.
+    AgentToken,
+    /// A person token (or an auth token) for this resource.
+    PersonToken,
+    /// An auth token granting the route's scope.
+    AuthToken,
 }
 
 /// Reads `path`, applies the `AAUTH_*` overrides in `env`, checks it, and resolves its
@@ -429,7 +542,8 @@ mod tests {
             "full",
             &format!(
                 "{MINIMAL}[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n[metrics]\nlisten = \"127.0.0.1:1\"\n\
-                 [person_server]\n[access_server]\ntrusted_person_servers = []\n[agent_provider]\n"
+                 [person_server]\n[access_server]\ntrusted_person_servers = []\n[agent_provider]\n\
+                 [resource_proxy]\nupstream = \"http://127.0.0.1:1\"\nroutes = []\n"
             ),
         );
         let shown: toml::Table =
@@ -440,6 +554,32 @@ mod tests {
                 "{key} is missing from TOP_LEVEL"
             );
         }
+    }
+
+    #[test]
+    fn a_resource_proxy_section_reads_with_its_defaults() {
+        let p = write(
+            "proxy",
+            &format!(
+                "{MINIMAL}[resource_proxy]\nupstream = \"http://127.0.0.1:8080\"\n[resource_proxy.scope_descriptions]\n\"a.read\" = \"Read\"\n[[resource_proxy.routes]]\npath = \"/a/*\"\nmethods = [\"GET\"]\naccess = \"auth-token\"\nscope = \"a.read\"\n"
+            ),
+        );
+        let c = load(&p, []).unwrap();
+        let s = c.resource_proxy.unwrap();
+        assert_eq!((s.connect_timeout_secs, s.request_timeout_secs), (5, 30));
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert!(!s.defer_auth_token && s.revoking_issuers.is_empty());
+        assert_eq!(s.routes[0].access, ProxyAccess::AuthToken);
+        assert_eq!(s.routes[0].methods, ["GET"]);
+        assert_eq!(s.scope_descriptions["a.read"], "Read");
+        let p = write(
+            "proxy-typo",
+            &format!(
+                "{MINIMAL}[resource_proxy]\nupstream = \"http://x\"\nroutes = []\ntimeout = 3\n"
+            ),
+        );
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(e.contains("timeout") && e.contains("line 7"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! aauth token verify "$TOKEN" --issuer https://ps.example --audience https://api.example
 //! aauth fetch https://api.example/things   # as the agent of ~/.config/aauth/profile.toml
 //! aauth serve person-server --config ps.toml
+//! aauth serve resource-proxy --config api.toml   # an existing API as an AAuth resource
 //! aauth completions bash                  # a completion script
 //! ```
 //!
@@ -21,6 +22,7 @@ mod keys;
 mod metrics;
 mod net;
 mod profile;
+mod proxy;
 mod roles;
 mod serve;
 mod time;

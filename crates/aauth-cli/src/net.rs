@@ -76,6 +76,13 @@ impl Reach {
         })
     }
 
+    /// The trust roots: the web's, and the configured CA files'.
+    pub(crate) fn roots(&self) -> rustls::RootCertStore {
+        self.roots.clone().unwrap_or_else(|| rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+    }
+
     fn transport(&self) -> HttpsTransport {
         match &self.roots {
             Some(roots) => HttpsTransport::with_roots(roots.clone()),

@@ -2,12 +2,19 @@
 //! behind a TLS proxy, HTTP/1.1 and HTTP/2, `/healthz` and `/readyz`, a request id and one
 //! log line per request, and a graceful shutdown on SIGTERM or SIGINT: stop accepting,
 //! finish in-flight requests, exit within the configured deadline.
+//!
+//! The servers (agent provider, Person Server, Access Server) are sans-IO `Endpoint`s
+//! served through `EndpointService`; the resource proxy is a tower service of its own
+//! (`crate::proxy`). Both are an [`App`], so they share the listener, TLS, the log layer
+//! and the shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use aauth_agent::AgentProvider;
@@ -17,14 +24,17 @@ use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
 use aauth_metadata::serve::{Endpoint, EndpointService};
 use aauth_metadata::{CacheConfig, KeyCache};
 use aauth_tokens::{AgentId, ServerId};
+use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tower_layer::Layer;
+use tower_service::Service;
 
 use crate::cli::Role;
 use crate::config::{self, Config, Consent, LogFormat};
 use crate::error::CliError;
+use crate::proxy::ProxyBody;
 
 impl Role {
     pub(crate) fn name(self) -> &'static str {
@@ -32,6 +42,7 @@ impl Role {
             Self::PersonServer => "person-server",
             Self::AccessServer => "access-server",
             Self::AgentProvider => "agent-provider",
+            Self::ResourceProxy => "resource-proxy",
         }
     }
 }
@@ -54,6 +65,9 @@ pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<
     crate::keys::read_private(&config.signing_key_file)?;
     if let Some(tls) = &config.tls {
         tls_config(tls)?;
+    }
+    if config.resource_proxy.is_some() {
+        crate::proxy::check(&config)?;
     }
     let shown = config::redacted(&config)?;
     write!(out, "{shown}").map_err(CliError::file(Path::new("<stdout>")))
@@ -84,18 +98,19 @@ fn init_logging(c: &Config) -> Result<(), CliError> {
 type Keys =
     KeyCache<aauth_metadata::GuardedFetch<crate::net::Overrides, aauth_metadata::HttpsTransport>>;
 
-async fn build(
-    role: Role,
-    c: &Config,
-    keys: &Arc<Keys>,
-) -> Result<WithHealth<dyn Endpoint>, CliError> {
+async fn build(role: Role, c: &Config, keys: &Arc<Keys>) -> Result<App, CliError> {
     let key = crate::keys::read_private(&c.signing_key_file)?;
     let kid = kid_of(&c.signing_key_file, &key)?;
     let signer: Arc<dyn Signer> = Arc::new(key);
     let id = server_id("id", &c.id)?;
     let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys: Arc<dyn aauth_tokens::IssuerKeyResolver> = Arc::clone(keys) as _;
-    Ok(match role {
+    let endpoint = match role {
+        Role::ResourceProxy => {
+            let proxy = crate::proxy::build(c, id, signer, &kid, keys, &reach)?;
+            return Ok(App::Proxy(proxy));
+        }
         Role::AgentProvider => {
             let provider = AgentProvider::new(id, signer, &kid).map_err(operational)?;
             for a in c.agent_provider.iter().flat_map(|s| &s.agents) {
@@ -117,6 +132,11 @@ async fn build(
             crate::roles::person_server(c, id, signer, &kid, keys, metadata).await?
         }
         Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys)?,
+    };
+    let endpoint = Arc::new(endpoint);
+    Ok(App::Role {
+        service: EndpointService::new(Arc::clone(&endpoint), Arc::clone(&clock)),
+        endpoint,
     })
 }
 
@@ -159,6 +179,54 @@ where
     }
 }
 
+/// What `aauth serve` serves: a server role through `EndpointService`, or the resource
+/// proxy, which is a tower service of its own.
+#[derive(Clone)]
+enum App {
+    Role {
+        service: EndpointService<WithHealth<dyn Endpoint>>,
+        endpoint: Arc<WithHealth<dyn Endpoint>>,
+    },
+    Proxy(crate::proxy::Proxy),
+}
+
+impl App {
+    /// Answers held long polls at once and holds no new ones (a server role's; the proxy
+    /// holds no poll open).
+    fn stop_holding(&self) {
+        if let Self::Role { endpoint, .. } = self {
+            endpoint.stop_holding();
+        }
+    }
+}
+
+type AppFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+impl Service<Request<hyper::body::Incoming>> for App {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = AppFuture;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self {
+            Self::Role { service, .. } => {
+                Service::<Request<hyper::body::Incoming>>::poll_ready(service, cx)
+            }
+            Self::Proxy(p) => p.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, req: Request<hyper::body::Incoming>) -> AppFuture {
+        match self {
+            Self::Role { service, .. } => {
+                let answer = service.call(req);
+                Box::pin(async move { Ok(answer.await?.map(ProxyBody::stream)) })
+            }
+            Self::Proxy(p) => p.call(req),
+        }
+    }
+}
+
 async fn run(role: Role, c: Config) -> Result<(), CliError> {
     let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
     let keys = Arc::new(KeyCache::new(
@@ -169,11 +237,8 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
     if let Some(m) = &c.metrics {
         crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
     }
-    let endpoint = Arc::new(build(role, &c, &keys).await?);
-    let service = RequestLogLayer::new(role.name()).layer(EndpointService::new(
-        Arc::clone(&endpoint),
-        Arc::new(SystemClock) as Arc<dyn Clock>,
-    ));
+    let app = build(role, &c, &keys).await?;
+    let service = RequestLogLayer::new(role.name()).layer(app.clone());
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(c.listen)
         .await
@@ -237,7 +302,7 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
     );
     // Held long polls are answered now (their pending URL and Retry-After), then every
     // connection finishes the request it is serving and closes.
-    endpoint.stop_holding();
+    app.stop_holding();
     let _ = stop.send(true);
     let drained = tokio::time::timeout(deadline, async {
         while connections.join_next().await.is_some() {}
@@ -260,7 +325,7 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The service every connection gets.
-type Service = aauth_metadata::ops::RequestLog<EndpointService<WithHealth<dyn Endpoint>>>;
+type AppService = aauth_metadata::ops::RequestLog<App>;
 
 /// A served connection: a future that ends with the connection, and can be asked to
 /// finish its request in flight and close.
@@ -269,7 +334,10 @@ trait Conn: Future<Output = Result<(), hyper::Error>> + Send {
 }
 
 impl<I> Conn
-    for hyper::server::conn::http1::UpgradeableConnection<TokioIo<I>, TowerToHyperService<Service>>
+    for hyper::server::conn::http1::UpgradeableConnection<
+        TokioIo<I>,
+        TowerToHyperService<AppService>,
+    >
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -281,7 +349,7 @@ where
 impl<I> Conn
     for hyper::server::conn::http2::Connection<
         TokioIo<I>,
-        TowerToHyperService<Service>,
+        TowerToHyperService<AppService>,
         TokioExecutor,
     >
 where
@@ -294,7 +362,7 @@ where
 
 /// An HTTP/1.1 connection (type-erased here, outside any `async` block, so that the task
 /// that drives it is plainly `Send`).
-fn http1<I>(io: I, service: Service) -> Pin<Box<dyn Conn>>
+fn http1<I>(io: I, service: AppService) -> Pin<Box<dyn Conn>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -306,7 +374,7 @@ where
 }
 
 /// An HTTP/2 connection (TLS with ALPN `h2`), as [`http1`].
-fn http2<I>(io: I, service: Service) -> Pin<Box<dyn Conn>>
+fn http2<I>(io: I, service: AppService) -> Pin<Box<dyn Conn>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

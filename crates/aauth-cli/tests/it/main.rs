@@ -11,6 +11,7 @@
 
 mod fetch;
 mod keys;
+mod proxy;
 mod serve;
 mod token;
 

@@ -14,9 +14,9 @@ use aauth_keys::PrivateKey;
 use crate::{aauth, assert_fails, scratch, stdout};
 
 /// A running `aauth serve`, killed when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -29,7 +29,7 @@ impl Drop for Served {
 
 impl Served {
     /// Starts `aauth serve ROLE --config CONFIG` in `dir` and waits for its "serving" line.
-    fn start(dir: &Path, role: &str, config: &Path) -> Self {
+    pub(crate) fn start(dir: &Path, role: &str, config: &Path) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
             .args(["serve", role, "--config"])
             .arg(config)
@@ -65,7 +65,7 @@ impl Served {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 
@@ -89,7 +89,7 @@ impl Served {
 }
 
 /// A private key file (0600) in `dir`, and the key.
-fn key_file(dir: &Path, name: &str, seed: u8) -> (PathBuf, PrivateKey) {
+pub(crate) fn key_file(dir: &Path, name: &str, seed: u8) -> (PathBuf, PrivateKey) {
     let key = PrivateKey::ed25519_from_seed(&[seed; 32]);
     let mut jwk = key.to_private_jwk();
     jwk.kid = Some(format!("{name}-1"));
@@ -104,7 +104,7 @@ fn key_file(dir: &Path, name: &str, seed: u8) -> (PathBuf, PrivateKey) {
 }
 
 /// The TLS files for `host` from the world's CA.
-fn tls_files(world: &World, dir: &Path, host: &str) -> String {
+pub(crate) fn tls_files(world: &World, dir: &Path, host: &str) -> String {
     let (cert, key) = world.issue_pem(host).unwrap();
     std::fs::write(dir.join(format!("{host}.crt")), cert).unwrap();
     std::fs::write(dir.join(format!("{host}.key")), key).unwrap();
@@ -112,7 +112,7 @@ fn tls_files(world: &World, dir: &Path, host: &str) -> String {
 }
 
 /// An agent provider's configuration in `dir`, enrolling the assistant (seed 0x22).
-fn provider_config(world: &World, dir: &Path) -> PathBuf {
+pub(crate) fn provider_config(world: &World, dir: &Path) -> PathBuf {
     key_file(dir, "provider", 0x11);
     let assistant = PrivateKey::ed25519_from_seed(&[0x22; 32]);
     std::fs::write(
@@ -129,7 +129,11 @@ fn provider_config(world: &World, dir: &Path) -> PathBuf {
     path
 }
 
-async fn get(world: &World, url: &str, headers: &[(&str, &str)]) -> aauth_demos::world::Response {
+pub(crate) async fn get(
+    world: &World,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> aauth_demos::world::Response {
     let mut req = Request::new(Vec::new());
     *req.uri_mut() = url.parse().unwrap();
     for (k, v) in headers {
@@ -347,7 +351,11 @@ fn config_check_prints_the_effective_configuration_and_names_mistakes() {
 
 /// A Person Server's configuration in `dir`: auto-approving, alice with the assistant
 /// bound, reaching the provider and the resource at `reach`.
-fn person_server_config(world: &World, dir: &Path, reach: &[(&str, SocketAddr)]) -> PathBuf {
+pub(crate) fn person_server_config(
+    world: &World,
+    dir: &Path,
+    reach: &[(&str, SocketAddr)],
+) -> PathBuf {
     key_file(dir, "ps", 0x33);
     std::fs::write(dir.join("directed.secret"), "7f".repeat(32)).unwrap();
     std::fs::write(dir.join("alice.password"), "correct horse battery staple\n").unwrap();
@@ -569,7 +577,7 @@ async fn an_access_server_serves_its_metadata_and_is_ready() {
 }
 
 /// A free loopback port (bound, then released for the process to take).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

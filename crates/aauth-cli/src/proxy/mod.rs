@@ -1,0 +1,458 @@
+//! `aauth serve resource-proxy`: an AAuth resource in front of an HTTP API that knows
+//! nothing of AAuth.
+//!
+//! Each request is matched against `[[resource_proxy.routes]]` (path pattern and methods;
+//! the first match wins) and verified by `aauth_resource`'s [`AAuthLayer`] with the
+//! route's access mode and scope; only an admitted request reaches the upstream, with
+//! the verified identity in `x-aauth-*` headers (see [`upstream`]). A request that
+//! matches no route is `404` and is not sent on.
+//!
+//! The proxy is the resource: it publishes `/.well-known/aauth-resource.json` and its
+//! keys, mints resource tokens with its signing key, and owns the paths under `/aauth/`
+//! (never forwarded):
+//!
+//! | Path | What |
+//! |---|---|
+//! | `/aauth/jwks.json` | its public key (`jwks_uri`) |
+//! | `/aauth/authorize` | the authorization endpoint (draft -11 §8.1), when a route needs a person or auth token |
+//! | `/aauth/revoke` | the revocation endpoint, for `revoking_issuers` |
+//! | `/aauth/pending/{route}/{id}` | a call held for its auth token (`defer_auth_token`) |
+//!
+//! `/healthz` and `/readyz` (the upstream takes a TCP connection) are its own too.
+
+mod body;
+mod routes;
+pub(crate) mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_keys::{JwkSet, Signer};
+use aauth_metadata::ops::WithHealth;
+use aauth_metadata::serve::{Endpoint, EndpointService};
+use aauth_metadata::{
+    AccessMode, CacheConfig, DiscoveryResolver, HttpsUrl, KeyCache, Published, ResourceMetadata,
+};
+use aauth_resource::{
+    AAuthLayer, AAuthService, Access, DeferredAuth, MemoryHeldStore, MemoryRevocationList,
+    Resource, ResourceTokens, RevocationEndpoint, Route, RoutePolicy,
+};
+use aauth_tokens::{IssuerKeyResolver, ServerId};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub(crate) use body::ProxyBody;
+use routes::Matcher;
+use upstream::{Upstream, UpstreamConfig, problem};
+
+use crate::config::{Config, ProxyAccess, ProxyRoute, ResourceProxySection};
+use crate::error::CliError;
+use crate::serve::{Check, config_error, server_id};
+
+/// Where the proxy publishes its keys.
+const JWKS_PATH: &str = "/aauth/jwks.json";
+/// The authorization endpoint.
+const AUTHORIZE_PATH: &str = "/aauth/authorize";
+/// The revocation endpoint.
+const REVOKE_PATH: &str = "/aauth/revoke";
+/// Held calls: `/aauth/pending/{route}/{id}`.
+const PENDING_PREFIX: &str = "/aauth/pending/";
+/// The proxy's own namespace.
+const OWN_PREFIX: &str = "/aauth/";
+/// How many revocations the proxy remembers (each until its token's `exp` plus a minute).
+const REVOCATIONS: usize = 10_000;
+/// How many calls it holds for their auth tokens.
+const HELD_CALLS: usize = 10_000;
+
+/// The proxy as a tower service (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Proxy {
+    own: EndpointService<WithHealth<dyn Endpoint>>,
+    routes: Arc<[ServedRoute]>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configured route: which requests, and the resource layer in front of the upstream.
+#[derive(Clone)]
+struct ServedRoute {
+    matcher: Matcher,
+    service: AAuthService<Upstream>,
+    /// Whether calls are held on it (its pending URLs are then its own).
+    defers: bool,
+}
+
+/// The proxy's configuration section, or the error that names it.
+fn section(c: &Config) -> Result<&ResourceProxySection, CliError> {
+    let s = c.resource_proxy.as_ref().ok_or_else(|| CliError::Usage {
+        flag: "resource_proxy",
+        reason: "the configuration has no [resource_proxy] section".to_owned(),
+    })?;
+    if s.routes.is_empty() {
+        return Err(CliError::Usage {
+            flag: "resource_proxy.routes",
+            reason: "no routes: every request would be 404 ([[resource_proxy.routes]])".to_owned(),
+        });
+    }
+    Ok(s)
+}
+
+/// The proxy `c` configures, signing resource tokens with `signer` under `kid`,
+/// verifying tokens with issuer keys from `keys`, reaching issuers through `reach`.
+pub(crate) fn build(
+    c: &Config,
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: &str,
+    keys: Arc<dyn IssuerKeyResolver>,
+    reach: &crate::net::Reach,
+) -> Result<Proxy, CliError> {
+    let s = section(c)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let connect_timeout = Duration::from_secs(s.connect_timeout_secs);
+    let upstream = Upstream::new(UpstreamConfig {
+        url: &s.upstream,
+        connect_timeout,
+        request_timeout: Duration::from_secs(s.request_timeout_secs),
+        roots: reach.roots(),
+        tls: c.tls.is_some(),
+    })?;
+    let list = Arc::new(MemoryRevocationList::new(60, REVOCATIONS));
+    let resource = Resource::new(id.clone(), keys)
+        .resource_tokens(resource_tokens(s, &signer, kid)?)
+        .revocations(Arc::clone(&list) as Arc<dyn aauth_signing::RevocationList>);
+    let routes = served_routes(s, &resource, &clock, &upstream)?;
+    let person_routes = s.routes.iter().any(|r| r.access != ProxyAccess::AgentToken);
+    let revoke = revocation_endpoint(c, s, &id, reach, &clock, list)?;
+    let own = Own {
+        published: published(
+            c,
+            s,
+            &id,
+            signer.as_ref(),
+            kid,
+            person_routes,
+            revoke.is_some(),
+        )?,
+        authorize: person_routes.then(|| resource.route(RoutePolicy::new(Access::PersonToken))),
+        revoke,
+    };
+    let up = upstream;
+    let check = Check(move || {
+        let up = up.clone();
+        async move { up.reachable(connect_timeout).await }
+    });
+    let own =
+        WithHealth::new(Arc::new(own) as Arc<dyn Endpoint>).check("upstream", Arc::new(check));
+    Ok(Proxy {
+        own: EndpointService::new(Arc::new(own), clock),
+        routes: routes.into(),
+    })
+}
+
+/// How the proxy mints resource tokens: its key, its Access Server (four-party), and the
+/// scopes it knows (the routes' and `scope_descriptions`').
+fn resource_tokens(
+    s: &ResourceProxySection,
+    signer: &Arc<dyn Signer>,
+    kid: &str,
+) -> Result<ResourceTokens, CliError> {
+    let scopes: std::collections::BTreeSet<String> = s
+        .routes
+        .iter()
+        .filter_map(|r| r.scope.as_deref())
+        .flat_map(|scope| scope.split(' '))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .chain(s.scope_descriptions.keys().cloned())
+        .collect();
+    let mut tokens = ResourceTokens::new(Arc::clone(signer), kid).scopes(scopes);
+    if let Some(a) = &s.access_server {
+        tokens = tokens.access_server(server_id("resource_proxy.access_server", a)?);
+    }
+    Ok(tokens)
+}
+
+/// Each configured route, as its matcher and its resource layer over the upstream.
+fn served_routes(
+    s: &ResourceProxySection,
+    resource: &Resource,
+    clock: &Arc<dyn Clock>,
+    upstream: &Upstream,
+) -> Result<Vec<ServedRoute>, CliError> {
+    let held = Arc::new(MemoryHeldStore::new(HELD_CALLS));
+    let mut out = Vec::with_capacity(s.routes.len());
+    for (i, r) in s.routes.iter().enumerate() {
+        let policy = policy(r)?;
+        let mut layer =
+            AAuthLayer::new(resource.route(policy), Arc::clone(clock)).max_body(s.max_body_bytes);
+        let defers = s.defer_auth_token && r.access == ProxyAccess::AuthToken;
+        if defers {
+            let prefix = format!("{PENDING_PREFIX}{i}/");
+            layer = layer.defer_auth_token(DeferredAuth::new(
+                Arc::clone(&held) as Arc<dyn aauth_resource::HeldStore>,
+                &prefix,
+            ));
+        }
+        out.push(ServedRoute {
+            matcher: Matcher::new(r)?,
+            service: layer.layer(upstream.clone()),
+            defers,
+        });
+    }
+    Ok(out)
+}
+
+/// The verification policy of the route `r`: its access mode, its scope (an auth-token
+/// route's, and only theirs), its body coverage.
+fn policy(r: &ProxyRoute) -> Result<RoutePolicy, CliError> {
+    let scope_error = |reason: &str| CliError::Usage {
+        flag: "resource_proxy.routes.scope",
+        reason: format!("route {:?}: {reason}", r.path),
+    };
+    let access = match r.access {
+        ProxyAccess::AgentToken => Access::AgentToken,
+        ProxyAccess::PersonToken => Access::PersonToken,
+        ProxyAccess::AuthToken => Access::AuthToken,
+    };
+    let mut policy = RoutePolicy::new(access);
+    match (r.access, r.scope.as_deref().map(str::trim)) {
+        (ProxyAccess::AuthToken, Some(scope)) if !scope.is_empty() => {
+            policy = policy.scope(scope);
+        }
+        (ProxyAccess::AuthToken, _) => {
+            return Err(scope_error("an auth-token route needs its scope"));
+        }
+        (_, Some(_)) => return Err(scope_error("only an auth-token route has a scope")),
+        (_, None) => {}
+    }
+    if r.require_body_coverage {
+        policy = policy.require_body_coverage();
+    }
+    Ok(policy)
+}
+
+/// `aauth config check` of `[resource_proxy]`: what `build` would refuse, without
+/// building.
+pub(crate) fn check(c: &Config) -> Result<(), CliError> {
+    let s = section(c)?;
+    upstream::parse_url(&s.upstream)?;
+    for r in &s.routes {
+        Matcher::new(r)?;
+        policy(r)?;
+    }
+    if let Some(a) = &s.access_server {
+        server_id("resource_proxy.access_server", a)?;
+    }
+    for i in &s.revoking_issuers {
+        server_id("resource_proxy.revoking_issuers", i)?;
+    }
+    Ok(())
+}
+
+/// The revocation endpoint, when `revoking_issuers` names who may revoke.
+fn revocation_endpoint(
+    c: &Config,
+    s: &ResourceProxySection,
+    id: &ServerId,
+    reach: &crate::net::Reach,
+    clock: &Arc<dyn Clock>,
+    list: Arc<MemoryRevocationList>,
+) -> Result<Option<RevocationEndpoint>, CliError> {
+    if s.revoking_issuers.is_empty() {
+        return Ok(None);
+    }
+    let issuers = s
+        .revoking_issuers
+        .iter()
+        .map(|i| server_id("resource_proxy.revoking_issuers", i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let resolver = DiscoveryResolver::new(KeyCache::new(
+        Arc::new(reach.fetcher()),
+        Arc::clone(clock),
+        CacheConfig::default(),
+    ))
+    .allow_signers(issuers.iter().map(ServerId::as_str));
+    if issuers.iter().any(|i| i == id) {
+        return Err(config_error(
+            c,
+            "resource_proxy.revoking_issuers",
+            "the resource itself is no issuer of the tokens it takes",
+        ));
+    }
+    Ok(Some(RevocationEndpoint::new(
+        id,
+        Arc::new(resolver),
+        &issuers,
+        list,
+    )))
+}
+
+/// The resource's metadata document and JWKS.
+fn published(
+    c: &Config,
+    s: &ResourceProxySection,
+    id: &ServerId,
+    signer: &dyn Signer,
+    kid: &str,
+    authorize: bool,
+    revoke: bool,
+) -> Result<Published, CliError> {
+    let url = |path: &str| {
+        HttpsUrl::endpoint(&format!("{}{path}", id.as_str())).map_err(|e| config_error(c, "id", e))
+    };
+    let mut doc = ResourceMetadata::new(id.clone());
+    doc.common.jwks_uri = Some(url(JWKS_PATH)?);
+    doc.common.name.clone_from(&s.name);
+    doc.common.description.clone_from(&s.description);
+    // One access mode for the whole API is declared; mixed routes declare none.
+    let mut modes = s.routes.iter().map(|r| mode(r.access));
+    let first = modes.next();
+    if modes.all(|m| Some(m) == first) {
+        doc.access_mode = first;
+    }
+    if authorize {
+        doc.authorization_endpoint = Some(url(AUTHORIZE_PATH)?);
+    }
+    if revoke {
+        doc.revocation_endpoint = Some(url(REVOKE_PATH)?);
+    }
+    if !s.scope_descriptions.is_empty() {
+        doc.scope_descriptions = Some(s.scope_descriptions.clone());
+    }
+    if s.routes.iter().any(|r| r.require_body_coverage) {
+        doc.additional_signature_components =
+            vec!["content-type".to_owned(), "content-digest".to_owned()];
+    }
+    let mut jwk = signer.public_key().to_jwk();
+    jwk.kid = Some(kid.to_owned());
+    Ok(Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk])))
+}
+
+/// The metadata's name for `access`.
+fn mode(access: ProxyAccess) -> AccessMode {
+    match access {
+        ProxyAccess::AgentToken => AccessMode::AgentToken,
+        ProxyAccess::PersonToken => AccessMode::PersonToken,
+        ProxyAccess::AuthToken => AccessMode::AuthToken,
+    }
+}
+
+/// What the proxy answers itself: its documents, the authorization and revocation
+/// endpoints.
+struct Own {
+    published: Published,
+    authorize: Option<Route>,
+    revoke: Option<RevocationEndpoint>,
+}
+
+#[async_trait::async_trait]
+impl Endpoint for Own {
+    async fn respond(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Option<Response<Bytes>> {
+        if let Some(doc) = self.published.respond(&parts.method, parts.uri.path()) {
+            return Some(doc);
+        }
+        match parts.uri.path() {
+            AUTHORIZE_PATH => {
+                let route = self.authorize.as_ref()?;
+                Some(if parts.method == http::Method::POST {
+                    route.authorization_response(parts, body, now).await
+                } else {
+                    method_not_allowed()
+                })
+            }
+            REVOKE_PATH => Some(self.revoke.as_ref()?.handle(parts, body, now).await),
+            _ => None,
+        }
+    }
+}
+
+fn method_not_allowed() -> Response<Bytes> {
+    let mut r = Response::new(Bytes::new());
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+    r
+}
+
+impl Proxy {
+    /// The route whose pending URL `path` is, if it holds calls.
+    fn pending_route(&self, path: &str) -> Option<&ServedRoute> {
+        let (index, _) = path.strip_prefix(PENDING_PREFIX)?.split_once('/')?;
+        let route = self.routes.get(index.parse::<usize>().ok()?)?;
+        route.defers.then_some(route)
+    }
+}
+
+/// Whether the proxy answers `path` itself.
+fn own_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/.well-known/aauth-resource.json"
+    ) || path.starts_with(OWN_PREFIX)
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+impl Service<Request<hyper::body::Incoming>> for Proxy {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<hyper::body::Incoming>) -> BoxFuture {
+        let path = req.uri().path();
+        let mut route = match self.pending_route(path) {
+            Some(r) => r.service.clone(),
+            None if own_path(path) => {
+                let answer = self.own.call(req);
+                return Box::pin(async move { Ok(answer.await?.map(ProxyBody::stream)) });
+            }
+            None if routes::unsafe_path(path) => {
+                let r = problem(
+                    StatusCode::BAD_REQUEST,
+                    "a path with dot or encoded segments",
+                );
+                return Box::pin(async move { Ok(r) });
+            }
+            None => {
+                let method = req.method();
+                match self.routes.iter().find(|r| r.matcher.matches(method, path)) {
+                    Some(r) => r.service.clone(),
+                    None => {
+                        let r = problem(StatusCode::NOT_FOUND, "no route for this request");
+                        return Box::pin(async move { Ok(r) });
+                    }
+                }
+            }
+        };
+        Box::pin(async move {
+            std::future::poll_fn(|cx| {
+                Service::<Request<hyper::body::Incoming>>::poll_ready(&mut route, cx)
+            })
+            .await?;
+            route.call(req).await
+        })
+    }
+}

@@ -1,0 +1,463 @@
+//! The upstream: where admitted requests go, with the identity the proxy verified in
+//! `x-aauth-*` headers (every such header the client sent is dropped first), hop-by-hop
+//! headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
+//! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
+//! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aauth_resource::Admitted;
+use aauth_tokens::BoundToken;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::body::ProxyBody;
+use crate::error::CliError;
+
+/// The identity headers the proxy sets; every incoming `x-aauth-*` header is dropped.
+pub(crate) const AGENT: HeaderName = HeaderName::from_static("x-aauth-agent");
+/// The person's Person Server (`ps` of an auth token, `iss` of a person token).
+pub(crate) const PERSON_ISS: HeaderName = HeaderName::from_static("x-aauth-person-iss");
+/// The person's directed identifier at this resource.
+pub(crate) const PERSON_SUB: HeaderName = HeaderName::from_static("x-aauth-person-sub");
+/// The scope the auth token granted.
+pub(crate) const SCOPE: HeaderName = HeaderName::from_static("x-aauth-scope");
+/// The mission (`mission_s256`) of the person or auth token.
+pub(crate) const MISSION: HeaderName = HeaderName::from_static("x-aauth-mission");
+/// The `jti` of the token that bound the signing key.
+pub(crate) const TOKEN_JTI: HeaderName = HeaderName::from_static("x-aauth-token-jti");
+
+/// The prefix of every header only the proxy may set.
+const IDENTITY_PREFIX: &str = "x-aauth-";
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), beside
+/// those `Connection` names.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The upstream as a tower service: cheap to clone (a pooled client behind an `Arc`).
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// HTTP/1.1, and HTTP/2 where TLS negotiates it.
+    client: HttpClient,
+    /// HTTP/1.1 only: an `Upgrade` needs it.
+    http1: HttpClient,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The base path, without its trailing `/` (empty for `/`).
+    base_path: String,
+    request_timeout: Duration,
+    /// `x-forwarded-proto`: how clients reach the proxy.
+    proto: &'static str,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("authority", &self.inner.authority)
+            .field("base_path", &self.inner.base_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the upstream is reached.
+pub(crate) struct UpstreamConfig<'a> {
+    /// `resource_proxy.upstream`.
+    pub(crate) url: &'a str,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    /// Roots trusted for an `https://` upstream.
+    pub(crate) roots: rustls::RootCertStore,
+    /// Whether clients reach the proxy over TLS.
+    pub(crate) tls: bool,
+}
+
+impl Upstream {
+    /// The upstream at `c.url`.
+    pub(crate) fn new(c: UpstreamConfig<'_>) -> Result<Self, CliError> {
+        let (scheme, authority, base_path) = parse_url(c.url)?;
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Operational(format!("TLS to the upstream: {e}")))?
+        .with_root_certificates(c.roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(c.connect_timeout));
+        http.set_nodelay(true);
+        let all = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http.clone());
+        let only1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let pooled = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(32);
+            b
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: pooled().build(all),
+                http1: pooled().build(only1),
+                scheme,
+                authority,
+                base_path,
+                request_timeout: c.request_timeout,
+                proto: if c.tls { "https" } else { "http" },
+            }),
+        })
+    }
+
+    /// Whether the upstream takes a TCP connection now (`/readyz`).
+    pub(crate) async fn reachable(&self, within: Duration) -> Result<(), String> {
+        let host = self.inner.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let default = if self.inner.scheme == http::uri::Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let port = self.inner.authority.port_u16().unwrap_or(default);
+        match tokio::time::timeout(within, tokio::net::TcpStream::connect((host, port))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the upstream refuses connections: {e}")),
+            Err(_) => Err("the upstream does not answer".to_owned()),
+        }
+    }
+}
+
+/// `http(s)://authority[/base]` → its parts; a query or fragment is refused.
+pub(crate) fn parse_url(
+    url: &str,
+) -> Result<(http::uri::Scheme, http::uri::Authority, String), CliError> {
+    let bad = |reason: &str| CliError::Usage {
+        flag: "resource_proxy.upstream",
+        reason: format!("{url:?}: {reason}"),
+    };
+    let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| bad("no scheme"))?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(bad("the scheme must be http or https"));
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("no user information, please"));
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return Err(bad("no query or fragment: a base URL"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok((scheme, authority, base_path))
+}
+
+impl tower_service::Service<Request<Full<Bytes>>> for Upstream {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { Ok(forward(&inner, req).await) })
+    }
+}
+
+/// Sends the admitted `req` on and streams the answer back.
+async fn forward(up: &Inner, mut req: Request<Full<Bytes>>) -> Response<ProxyBody> {
+    let upgrade = upgrade_of(req.headers());
+    let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let Some(admitted) = parts.extensions.remove::<Admitted>() else {
+        // The resource layer always inserts it: a request without one was not admitted.
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, "not admitted");
+    };
+    let uri = match target(up, &parts.uri) {
+        Ok(u) => u,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e),
+    };
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    for name in ["x-forwarded-host", "x-forwarded-proto", "forwarded"] {
+        headers.remove(name);
+    }
+    if let Some(host) = original_host {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(up.proto));
+    if let Err(e) = add_identity(&mut headers, &admitted) {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, &e);
+    }
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+    let client = if upgrade.is_some() {
+        &up.http1
+    } else {
+        &up.client
+    };
+    let sent = tokio::time::timeout(up.request_timeout, client.request(out)).await;
+    let mut resp = match sent {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let cause = std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string());
+            tracing::warn!(error = %e, cause = %cause, connect = e.is_connect(), "the upstream failed");
+            return problem(StatusCode::BAD_GATEWAY, "the upstream could not be reached");
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = up.request_timeout.as_secs(),
+                "the upstream did not answer in time"
+            );
+            return problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream did not answer in time",
+            );
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return match on_client_upgrade {
+            Some(client_side) => switch(client_side, &mut resp),
+            None => problem(StatusCode::BAD_GATEWAY, "an upgrade nobody asked for"),
+        };
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, ProxyBody::stream(body))
+}
+
+/// The upstream URI of a request for `uri`: the base URL's scheme, authority and path,
+/// then the request's path and query.
+fn target(up: &Inner, uri: &Uri) -> Result<Uri, String> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    Uri::builder()
+        .scheme(up.scheme.clone())
+        .authority(up.authority.clone())
+        .path_and_query(format!("{}{pq}", up.base_path))
+        .build()
+        .map_err(|e| format!("no upstream URI for the request: {e}"))
+}
+
+/// The protocol an HTTP/1.1 upgrade request asks for (`Connection: upgrade` and
+/// `Upgrade`).
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes the hop-by-hop headers, those `Connection` names among them, and `Upgrade`
+/// (an upgrade is set again on purpose).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Drops every `x-aauth-*` header the client sent, then sets those the verified request
+/// gives.
+fn add_identity(headers: &mut HeaderMap, admitted: &Admitted) -> Result<(), String> {
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(IDENTITY_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(name);
+    }
+    let mut set = |name: HeaderName, value: &str| {
+        HeaderValue::from_str(value)
+            .map(|v| {
+                headers.insert(name.clone(), v);
+            })
+            .map_err(|_| format!("{name} cannot carry the verified value"))
+    };
+    if let Some(agent) = admitted.agent() {
+        set(AGENT, agent.as_str())?;
+    }
+    if let Some((ps, sub)) = admitted.person() {
+        set(PERSON_ISS, ps.as_str())?;
+        set(PERSON_SUB, sub)?;
+    }
+    if let Some(scope) = admitted.scope() {
+        set(SCOPE, scope)?;
+    }
+    if let Some(mission) = admitted.mission_s256() {
+        set(MISSION, mission)?;
+    }
+    let jti = admitted.token().and_then(|t| match t {
+        BoundToken::Agent(a) => Some(a.claims.jti.as_str()),
+        BoundToken::Person(p) => Some(p.claims.jti.as_str()),
+        BoundToken::Auth(a) => Some(a.claims.jti.as_str()),
+        _ => None,
+    });
+    if let Some(jti) = jti {
+        set(TOKEN_JTI, jti)?;
+    }
+    Ok(())
+}
+
+/// The upstream switched protocols: answer the client `101` with its headers, and once
+/// both sides have switched, copy bytes both ways until either closes.
+fn switch(
+    client_side: hyper::upgrade::OnUpgrade,
+    resp: &mut Response<hyper::body::Incoming>,
+) -> Response<ProxyBody> {
+    let upstream_side = hyper::upgrade::on(&mut *resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client_side, upstream_side) {
+            Ok((client, upstream)) => {
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "an upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "an upgrade failed"),
+        }
+    });
+    let mut out = Response::new(ProxyBody::empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *out.headers_mut() = resp.headers().clone();
+    out
+}
+
+/// An RFC 9457 problem from the proxy itself.
+pub(crate) fn problem(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "status": status.as_u16(),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "detail": detail,
+    });
+    let mut resp = Response::new(ProxyBody::from(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_are_http_or_https_bases() {
+        let (s, a, p) = parse_url("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (s.as_str(), a.as_str(), p.as_str()),
+            ("http", "127.0.0.1:8080", "")
+        );
+        let (_, _, p) = parse_url("https://api.internal/v1/").unwrap();
+        assert_eq!(p, "/v1");
+        for bad in [
+            "ftp://x",
+            "127.0.0.1:80",
+            "http://x/?q=1",
+            "http://u@x/",
+            "/just/a/path",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(upgrade_of(&h).is_none());
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(upgrade_of(&h).unwrap(), "websocket");
+    }
+}
