@@ -705,7 +705,7 @@ fn the_example_configurations_check() {
             std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
         }
     }
-    for name in ["provider", "ps", "as", "assistant"] {
+    for name in ["provider", "ps", "as", "api", "assistant"] {
         let o = aauth(
             &dir,
             &[
@@ -749,7 +749,7 @@ fn the_example_configurations_check() {
             checked += 1;
         }
     }
-    assert!(checked >= 3, "{checked} example configurations");
+    assert!(checked >= 4, "{checked} example configurations");
 }
 
 /// `aauth agent enroll` gets the assistant's token from a served provider and writes it
