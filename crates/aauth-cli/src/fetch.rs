@@ -12,11 +12,12 @@ use aauth_agent::{
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_metadata::{CacheConfig, KeyCache};
-use aauth_tokens::{AgentId, ServerId};
+use aauth_tokens::AgentId;
 use bytes::Bytes;
 
 use crate::cli::Fetch;
 use crate::error::CliError;
+use crate::net::server_id;
 use crate::profile::{self, Source};
 
 /// How long each poll of a pending request may be held by the server (`Prefer: wait`).
@@ -121,13 +122,6 @@ pub(crate) fn enroll(
         Some(path) => crate::keys::write_secret(path, token.as_bytes()),
         None => writeln!(out, "{token}").map_err(CliError::file(Path::new("<stdout>"))),
     }
-}
-
-fn server_id(flag: &'static str, value: &str) -> Result<ServerId, CliError> {
-    ServerId::parse(value).map_err(|e| CliError::Usage {
-        flag,
-        reason: e.to_string(),
-    })
 }
 
 /// What the person must do, on standard error (standard output is the body).

@@ -73,11 +73,23 @@ pub(crate) fn read_public(file: &Path) -> Result<PublicKey, CliError> {
 
 /// The private key in `file`, which must not be readable by others.
 pub(crate) fn read_private(file: &Path) -> Result<PrivateKey, CliError> {
+    read_signing_key(file).map(|(key, _)| key)
+}
+
+/// A server's signing key from `file` (not readable by others) and its `kid`: the
+/// file's own, else the key's thumbprint.
+pub(crate) fn read_signing_key(file: &Path) -> Result<(PrivateKey, String), CliError> {
     let text = read_key_text(file, true)?;
-    PrivateKey::from_jwk(&one_jwk(file, &text)?).map_err(|source| CliError::Key {
+    let jwk = one_jwk(file, &text)?;
+    let key = PrivateKey::from_jwk(&jwk).map_err(|source| CliError::Key {
         what: file.display().to_string(),
         source,
-    })
+    })?;
+    let kid = jwk
+        .kid
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| key.public_key().thumbprint().as_str().to_owned());
+    Ok((key, kid))
 }
 
 fn read_any(file: &Path) -> Result<(PublicKey, Option<String>), CliError> {

@@ -125,6 +125,17 @@ fn add_pem(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> Result<
     Ok(())
 }
 
+/// `value` as a server identifier; a usage error naming `flag` (or configuration key).
+pub(crate) fn server_id(
+    flag: &'static str,
+    value: &str,
+) -> Result<aauth_tokens::ServerId, CliError> {
+    aauth_tokens::ServerId::parse(value).map_err(|e| CliError::Usage {
+        flag,
+        reason: e.to_string(),
+    })
+}
+
 /// `NAME:PORT:HOST:PORT` (HOST an IP address; an IPv6 one in brackets).
 fn parse_connect_to(spec: &str) -> Result<(String, u16, SocketAddr), CliError> {
     let bad = |reason: &str| CliError::Usage {

@@ -11,7 +11,8 @@ use aauth_tokens::{IssuerKeyResolver, ServerId};
 
 use crate::config::Config;
 use crate::error::CliError;
-use crate::serve::{Check, config_error, consent_policy, server_id};
+use crate::net::server_id;
+use crate::serve::{Check, config_error, consent_policy};
 
 /// How long a deferred request waits for the person on the consent pages.
 const CONSENT_TTL: Duration = Duration::from_secs(600);

@@ -18,12 +18,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use aauth_agent::AgentProvider;
+use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock};
-use aauth_keys::{PrivateKey, Signer};
 use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
 use aauth_metadata::serve::{Endpoint, EndpointService};
 use aauth_metadata::{CacheConfig, KeyCache};
-use aauth_tokens::{AgentId, ServerId};
+use aauth_tokens::AgentId;
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -34,6 +34,7 @@ use tower_service::Service;
 use crate::cli::Role;
 use crate::config::{self, Config, Consent, LogFormat};
 use crate::error::CliError;
+use crate::net::server_id;
 use crate::proxy::ProxyBody;
 
 impl Role {
@@ -98,17 +99,20 @@ fn init_logging(c: &Config) -> Result<(), CliError> {
 type Keys =
     KeyCache<aauth_metadata::GuardedFetch<crate::net::Overrides, aauth_metadata::HttpsTransport>>;
 
-async fn build(role: Role, c: &Config, keys: &Arc<Keys>) -> Result<App, CliError> {
-    let key = crate::keys::read_private(&c.signing_key_file)?;
-    let kid = kid_of(&c.signing_key_file, &key)?;
+async fn build(
+    role: Role,
+    c: &Config,
+    reach: &crate::net::Reach,
+    keys: &Arc<Keys>,
+) -> Result<App, CliError> {
+    let (key, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
     let signer: Arc<dyn Signer> = Arc::new(key);
     let id = server_id("id", &c.id)?;
-    let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys: Arc<dyn aauth_tokens::IssuerKeyResolver> = Arc::clone(keys) as _;
     let endpoint = match role {
         Role::ResourceProxy => {
-            let proxy = crate::proxy::build(c, id, signer, &kid, keys, &reach)?;
+            let proxy = crate::proxy::build(c, id, signer, &kid, keys, reach)?;
             return Ok(App::Proxy(proxy));
         }
         Role::AgentProvider => {
@@ -137,23 +141,6 @@ async fn build(role: Role, c: &Config, keys: &Arc<Keys>) -> Result<App, CliError
     Ok(App::Role {
         service: EndpointService::new(Arc::clone(&endpoint), Arc::clone(&clock)),
         endpoint,
-    })
-}
-
-/// The key's `kid`: the one in its file, else its thumbprint.
-fn kid_of(path: &Path, key: &PrivateKey) -> Result<String, CliError> {
-    let text = std::fs::read_to_string(path).map_err(CliError::file(path))?;
-    let kid = aauth_keys::Jwk::from_json(&text)
-        .ok()
-        .and_then(|j| j.kid)
-        .filter(|k| !k.is_empty());
-    Ok(kid.unwrap_or_else(|| key.public_key().thumbprint().as_str().to_owned()))
-}
-
-pub(crate) fn server_id(key: &'static str, value: &str) -> Result<ServerId, CliError> {
-    ServerId::parse(value).map_err(|e| CliError::Usage {
-        flag: key,
-        reason: e.to_string(),
     })
 }
 
@@ -237,7 +224,7 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
     if let Some(m) = &c.metrics {
         crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
     }
-    let app = build(role, &c, &keys).await?;
+    let app = build(role, &c, &reach, &keys).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(c.listen)

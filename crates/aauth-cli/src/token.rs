@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::{Decode, Verify};
 use crate::error::CliError;
+use crate::net::server_id;
 use crate::time::{date, relative};
 
 /// The claims that are NumericDates.
@@ -174,17 +175,12 @@ pub(crate) fn decode(args: &Decode, out: &mut dyn Write) -> Result<(), CliError>
 /// `aauth token verify`: prints each check; the first failure ends it.
 pub(crate) fn verify(args: &Verify, out: &mut dyn Write) -> Result<(), CliError> {
     let token = token_text(&args.token)?;
-    let issuer = ServerId::parse(&args.issuer).map_err(|e| CliError::Usage {
-        flag: "--issuer",
-        reason: e.to_string(),
-    })?;
-    let audience = match &args.audience {
-        Some(a) => Some(ServerId::parse(a).map_err(|e| CliError::Usage {
-            flag: "--audience",
-            reason: e.to_string(),
-        })?),
-        None => None,
-    };
+    let issuer = server_id("--issuer", &args.issuer)?;
+    let audience = args
+        .audience
+        .as_deref()
+        .map(|a| server_id("--audience", a))
+        .transpose()?;
     let fetch = crate::net::Reach::new(&args.net)?.fetcher();
     let cache = KeyCache::new(
         Arc::new(fetch),
@@ -251,12 +247,18 @@ impl Report<'_> {
     }
 }
 
-/// The draft's error code for a token failure (what a resource's `Signature-Error`
-/// says), or `None` when the failure is no verdict on the token (keys unreachable).
-fn code(e: TokenError) -> Option<String> {
-    aauth_signing::VerifyError::Token(e)
-        .code()
-        .map(|c| c.as_str().to_owned())
+impl Report<'_> {
+    /// The token failure `e` at `check`: refused with the draft's error code (what a
+    /// resource's `Signature-Error` says); a failure that is no verdict on the token (its
+    /// issuer's keys unreachable: a resource answers `503`) is an operational error.
+    fn refuse(&mut self, check: &'static str, e: TokenError, says: &str) -> Result<(), CliError> {
+        match aauth_signing::VerifyError::Token(e).code() {
+            Some(code) => self.fail(check, code.as_str(), says),
+            None => Err(CliError::Operational(format!(
+                "the {check} could not be fetched: {says}"
+            ))),
+        }
+    }
 }
 
 async fn check<C: TokenClaims>(
@@ -280,7 +282,7 @@ async fn check<C: TokenClaims>(
         Ok(u) => u,
         Err(e) => {
             let said = e.to_string();
-            return report.fail("token", &code(e).unwrap_or_default(), &said);
+            return report.refuse("token", e, &said);
         }
     };
     report.ok(
@@ -301,13 +303,7 @@ async fn check<C: TokenClaims>(
         Ok(k) => k,
         Err(e) => {
             let said = e.to_string();
-            return match code(TokenError::KeyResolution(e)) {
-                Some(code) => report.fail("key", &code, &said),
-                // Unreachable keys are no verdict on the token (a resource answers 503).
-                None => Err(CliError::Operational(format!(
-                    "the issuer's keys could not be fetched: {said}"
-                ))),
-            };
+            return report.refuse("key", TokenError::KeyResolution(e), &said);
         }
     };
     report.ok(
@@ -320,16 +316,16 @@ async fn check<C: TokenClaims>(
         Err(TokenError::BadSignature) => match ctx.resolver.refresh(&req).await {
             Ok(Some(fresh)) if fresh != key && unverified.check_signature(&fresh).is_ok() => fresh,
             _ => {
-                return report.fail(
+                return report.refuse(
                     "signature",
-                    &code(TokenError::BadSignature).unwrap_or_default(),
+                    TokenError::BadSignature,
                     "does not verify under the issuer's key",
                 );
             }
         },
         Err(e) => {
             let said = e.to_string();
-            return report.fail("signature", &code(e).unwrap_or_default(), &said);
+            return report.refuse("signature", e, &said);
         }
     };
     report.ok(
@@ -340,7 +336,7 @@ async fn check<C: TokenClaims>(
         Ok(_) => {}
         Err(e) => {
             let said = e.to_string();
-            return report.fail("claims", &code(e).unwrap_or_default(), &said);
+            return report.refuse("claims", e, &said);
         }
     }
     match (ctx.audience, audience) {

@@ -54,7 +54,8 @@ use upstream::{Upstream, UpstreamConfig, problem};
 
 use crate::config::{Config, ProxyAccess, ProxyRoute, ResourceProxySection};
 use crate::error::CliError;
-use crate::serve::{Check, config_error, server_id};
+use crate::net::server_id;
+use crate::serve::{Check, config_error};
 
 /// Where the proxy publishes its keys.
 const JWKS_PATH: &str = "/aauth/jwks.json";
