@@ -566,16 +566,7 @@ fn our_agent_gets_a_person_token_from_mockin_and_our_resource_admits_it() {
         let s = setup(Access::PersonToken).await;
         let recorder = s.world.agent_transport();
         let client = s.client(&recorder, |ps| ps);
-        let resp = client
-            .send(get("/profile"))
-            .await
-            .expect("the call goes through");
-        assert_eq!(
-            resp.status(),
-            200,
-            "{:?}",
-            String::from_utf8_lossy(resp.body())
-        );
+        let resp = send_ok(&client, "/profile").await;
         let who: Value = serde_json::from_slice(resp.body()).expect("JSON");
         assert_eq!(who["person"]["iss"], PS, "{who}");
 
@@ -693,16 +684,7 @@ fn deferred_consent_at_mockin_interaction() {
         let recorder = s.world.agent_transport();
         let hook = consent_later(Arc::clone(&s.world), Arc::clone(&visited));
         let client = s.client(&recorder, |ps| ps.on_interaction(hook));
-        let resp = client
-            .send(get("/profile"))
-            .await
-            .expect("the call goes through");
-        assert_eq!(
-            resp.status(),
-            200,
-            "{:?}",
-            String::from_utf8_lossy(resp.body())
-        );
+        let resp = send_ok(&client, "/profile").await;
         let who: Value = serde_json::from_slice(resp.body()).expect("JSON");
         assert_eq!(who["person"]["iss"], PS, "{who}");
 
@@ -758,16 +740,7 @@ fn deferred_approval_at_mockin() {
             .await;
         let recorder = s.world.agent_transport();
         let client = s.client(&recorder, |ps| ps);
-        let resp = client
-            .send(get("/profile"))
-            .await
-            .expect("the call goes through");
-        assert_eq!(
-            resp.status(),
-            200,
-            "{:?}",
-            String::from_utf8_lossy(resp.body())
-        );
+        send_ok(&client, "/profile").await;
         let seen = recorder.take();
         let deferred = seen
             .iter()
@@ -876,16 +849,7 @@ fn compat_our_agent_gets_an_auth_token_from_mockin_and_our_resource_admits_it() 
         let s = setup_with(Access::AuthToken, compat()).await;
         let recorder = s.world.agent_transport();
         let client = s.client(&recorder, |ps| ps);
-        let resp = client
-            .send(get("/files/report"))
-            .await
-            .expect("the call goes through");
-        assert_eq!(
-            resp.status(),
-            200,
-            "{:?}",
-            String::from_utf8_lossy(resp.body())
-        );
+        let resp = send_ok(&client, "/files/report").await;
         let who: Value = serde_json::from_slice(resp.body()).expect("JSON");
         assert_eq!(who["person"]["iss"], PS, "{who}");
         assert_eq!(who["scope"], "files.read", "{who}");
@@ -926,16 +890,7 @@ fn compat_clarification_at_mockin() {
                 Some("The quarterly report, to summarise it for alice.".to_owned())
             })
         });
-        let resp = client
-            .send(get("/files/report"))
-            .await
-            .expect("the call goes through");
-        assert_eq!(
-            resp.status(),
-            200,
-            "{:?}",
-            String::from_utf8_lossy(resp.body())
-        );
+        send_ok(&client, "/files/report").await;
         assert_eq!(*asked.lock().expect("lock"), vec![question.to_owned()]);
 
         let seen = recorder.take();
@@ -981,16 +936,7 @@ fn compat_deferred_auth_token_consent_at_mockin() {
         let recorder = s.world.agent_transport();
         let hook = consent_later(Arc::clone(&s.world), Arc::clone(&visited));
         let client = s.client(&recorder, |ps| ps.on_interaction(hook));
-        let resp = client
-            .send(get("/files/report"))
-            .await
-            .expect("the call goes through");
-        assert_eq!(
-            resp.status(),
-            200,
-            "{:?}",
-            String::from_utf8_lossy(resp.body())
-        );
+        send_ok(&client, "/files/report").await;
         assert_eq!(visited.lock().expect("lock").len(), 1);
         let seen = recorder.take();
         let (_, first) = seen
@@ -1007,4 +953,17 @@ fn compat_deferred_auth_token_consent_at_mockin() {
         assert_eq!(polls.last(), Some(&200), "{polls:?}");
         assert_eq!(tokens_seen(&seen, "auth_token").len(), 1);
     });
+}
+
+/// Sends `GET {path}` at the resource through `client` and asserts the final answer is
+/// `200` (the body shown otherwise).
+async fn send_ok(client: &AAuthClient, path: &str) -> http::Response<Bytes> {
+    let resp = client.send(get(path)).await.expect("the call goes through");
+    assert_eq!(
+        resp.status(),
+        200,
+        "{:?}",
+        String::from_utf8_lossy(resp.body())
+    );
+    resp
 }
