@@ -79,7 +79,7 @@ pub use egress::{AdmittedDestination, DangerousEgressPolicy, EgressError, Egress
 pub use fetch::{Fetch, FetchError, Fetched};
 #[cfg(feature = "runtime")]
 pub use guard::{FetchLimits, FetchTransport, GuardedFetch};
-pub use publish::{PUBLISHED_CACHE_CONTROL, Published};
+pub use publish::{PUBLISHED_CACHE_CONTROL, Published, RetiringKey};
 #[cfg(feature = "runtime")]
 pub use resilience::{BreakerConfig, BreakerState, CircuitBreaker, ResilientFetch, RetryPolicy};
 #[cfg(feature = "runtime")]

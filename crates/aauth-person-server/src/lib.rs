@@ -27,6 +27,8 @@
 //! hyper as an [`aauth_metadata::serve::EndpointService`]:
 //! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
+mod admin;
+mod audit;
 mod changes;
 mod compat;
 mod error;
@@ -40,6 +42,11 @@ mod sqlite;
 mod store;
 mod web;
 
+pub use admin::{Admin, AdminError, TokenListing};
+pub use audit::{
+    AUDIT_RETENTION, AuditAction, AuditEvent, AuditQuery, MAX_AUDIT_QUERY, MEMORY_AUDIT_CAP,
+    UnknownAction,
+};
 pub use changes::{ChangeHub, POLLING_FALLBACK, PendingChanges};
 pub use compat::Compatibility;
 pub use error::PsError;
@@ -67,7 +74,7 @@ pub use server::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AuthTokenRecord, IssuedToken, MemoryStore, PENDING_KEPT, PersonTokenRecord, PsStore,
-    RECORD_GRACE, StoreError,
+    AccountRecord, AuthTokenRecord, Binding, IssuedToken, MemoryStore, PENDING_KEPT,
+    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
 };
 pub use web::callback_allowed;

@@ -188,3 +188,45 @@ pub(crate) async fn signed_get(
     let req = signer.request(http::Method::GET, url, None, now)?;
     transport.send(req).await.map_err(|e| e.to_string())
 }
+
+/// Revokes token `jti` (for `aud`, expiring at `exp`) that this Person Server issued: here
+/// (refused from now on), and through `notifier` where it is used. Only the issuer
+/// revokes a token at the resource (draft -11 §Revocation; checklist PS-113): an auth
+/// token an Access Server issued is revoked there, by revoking at that Access Server the
+/// person token it was issued against. Where a person token was presented, the Access
+/// Server revokes what it issued against it. A leg's outcome is not reported (draft -11,
+/// "Revocation"): a failed leg is the resource's to catch up on, and tokens expire within
+/// the hour.
+pub(crate) async fn revoke_issued(
+    store: &dyn crate::PsStore,
+    notifier: Option<&dyn RevocationNotifier>,
+    jti: &str,
+    aud: &ServerId,
+    exp: u64,
+    now: aauth_keys::time::UnixTime,
+) -> Result<(), crate::StoreError> {
+    store.revoke(jti, exp, now).await?;
+    let Some(n) = notifier else {
+        return Ok(());
+    };
+    if !issued_by_an_access_server(store, jti, now).await? {
+        let _outcome = n.notify(aud, jti, exp).await;
+    }
+    for access in store.presentations(jti).await? {
+        let _outcome = n.notify_access_server(&access, jti, exp).await;
+    }
+    Ok(())
+}
+
+/// Whether `jti` is an auth token an Access Server issued, relayed here: one obtained by
+/// presenting a token this server presented to an Access Server.
+async fn issued_by_an_access_server(
+    store: &dyn crate::PsStore,
+    jti: &str,
+    now: aauth_keys::time::UnixTime,
+) -> Result<bool, crate::StoreError> {
+    let Some(record) = store.auth_token(jti, now).await? else {
+        return Ok(false);
+    };
+    Ok(!store.presentations(&record.presented_jti).await?.is_empty())
+}

@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use aauth_keys::time::UnixTime;
 
+use crate::audit::{AuditEvent, AuditQuery};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
 use aauth_tokens::{AgentId, ServerId};
@@ -430,6 +431,108 @@ pub trait PsStore: Send + Sync {
         s256: &str,
         owner: &(ServerId, AgentId),
     ) -> Result<Option<Mission>, StoreError>;
+
+    /// Creates `account` with the password hash `phc`, enabled; `false` (nothing changed)
+    /// when the account exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError>;
+
+    /// Disables (or enables again) `account`: a disabled account signs in to nothing and
+    /// is issued nothing. `false` when there is no such account.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn set_account_disabled(&self, account: &str, disabled: bool)
+    -> Result<bool, StoreError>;
+
+    /// Whether `account` is disabled (`false` for an account that does not exist: whether
+    /// it exists is the password's question).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn account_disabled(&self, account: &str) -> Result<bool, StoreError>;
+
+    /// Every account, by name.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError>;
+
+    /// Ends every consent-page session of `account` (a disabled account, a reset password).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn drop_sessions(&self, account: &str) -> Result<(), StoreError>;
+
+    /// The agents bound to `account` (to any account when `None`), by provider and agent.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn bindings(&self, account: Option<&str>) -> Result<Vec<Binding>, StoreError>;
+
+    /// Removes an agent's binding; `false` when it was not bound.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn unbind(&self, provider: &ServerId, agent: &AgentId) -> Result<bool, StoreError>;
+
+    /// The person and auth tokens on record at `now` (of `account` when given), oldest
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn issued_records(
+        &self,
+        account: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError>;
+
+    /// Appends `e` to the audit log (events older than
+    /// [`AUDIT_RETENTION`](crate::AUDIT_RETENTION) before `e.at` may be dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError>;
+
+    /// The audit events `q` selects, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// A person's account as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccountRecord {
+    /// Its name (what the person signs in with).
+    pub name: String,
+    /// Whether the operator disabled it.
+    pub disabled: bool,
+}
+
+/// An agent bound to a person's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Binding {
+    /// The agent's provider.
+    pub provider: ServerId,
+    /// The agent.
+    pub agent: AgentId,
+    /// The person's account.
+    pub account: String,
 }
 
 /// How long records outlive their token's `exp` (clock skew, PS-13).
@@ -454,6 +557,8 @@ struct Inner {
     /// Each agent's pending requests by expiry, to count the open ones.
     pending_of_agent: BTreeMap<(ServerId, AgentId), BTreeSet<(u64, String)>>,
     passwords: BTreeMap<String, String>,
+    disabled: BTreeSet<String>,
+    audit: std::collections::VecDeque<AuditEvent>,
     sessions: BTreeMap<String, WebSession>,
     missions: BTreeMap<String, Mission>,
     agent_tokens: BTreeMap<(String, String), (AgentId, u64)>,
@@ -843,5 +948,124 @@ impl PsStore for MemoryStore {
             .get(s256)
             .filter(|m| m.agent == *owner)
             .cloned())
+    }
+
+    async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.passwords.contains_key(account) {
+            return Ok(false);
+        }
+        inner.passwords.insert(account.to_owned(), phc.to_owned());
+        inner.disabled.remove(account);
+        Ok(true)
+    }
+
+    async fn set_account_disabled(
+        &self,
+        account: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.passwords.contains_key(account) {
+            return Ok(false);
+        }
+        if disabled {
+            inner.disabled.insert(account.to_owned());
+        } else {
+            inner.disabled.remove(account);
+        }
+        Ok(true)
+    }
+
+    async fn account_disabled(&self, account: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().disabled.contains(account))
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .passwords
+            .keys()
+            .map(|name| AccountRecord {
+                name: name.clone(),
+                disabled: inner.disabled.contains(name),
+            })
+            .collect())
+    }
+
+    async fn drop_sessions(&self, account: &str) -> Result<(), StoreError> {
+        self.lock().sessions.retain(|_, s| s.account != account);
+        Ok(())
+    }
+
+    async fn bindings(&self, account: Option<&str>) -> Result<Vec<Binding>, StoreError> {
+        Ok(self
+            .lock()
+            .bindings
+            .iter()
+            .filter(|(_, a)| account.is_none_or(|want| want == a.as_str()))
+            .map(|((provider, agent), a)| Binding {
+                provider: provider.clone(),
+                agent: agent.clone(),
+                account: a.clone(),
+            })
+            .collect())
+    }
+
+    async fn unbind(&self, provider: &ServerId, agent: &AgentId) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .bindings
+            .remove(&(provider.clone(), agent.clone()))
+            .is_some())
+    }
+
+    async fn issued_records(
+        &self,
+        account: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError> {
+        let inner = self.lock();
+        let kept = |exp: u64| exp.saturating_add(RECORD_GRACE) > now.as_secs();
+        let mine = |a: &str| account.is_none_or(|want| want == a);
+        let mut person: Vec<PersonTokenRecord> = inner
+            .person_tokens
+            .values()
+            .filter(|r| kept(r.exp) && mine(&r.account))
+            .cloned()
+            .collect();
+        let mut auth: Vec<AuthTokenRecord> = inner
+            .auth_tokens
+            .values()
+            .filter(|r| kept(r.exp) && mine(&r.account))
+            .cloned()
+            .collect();
+        person.sort_by_key(|r| r.exp);
+        auth.sort_by_key(|r| r.exp);
+        Ok((person, auth))
+    }
+
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let floor = e.at.saturating_sub(crate::audit::AUDIT_RETENTION.as_secs());
+        while inner.audit.front().is_some_and(|old| {
+            old.at < floor || inner.audit.len() >= crate::audit::MEMORY_AUDIT_CAP
+        }) {
+            inner.audit.pop_front();
+        }
+        inner.audit.push_back(e);
+        Ok(())
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| q.matches(e))
+            .take(q.effective_limit())
+            .cloned()
+            .collect())
     }
 }

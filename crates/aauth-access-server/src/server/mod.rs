@@ -242,6 +242,18 @@ impl AccessServer {
         .gated())
     }
 
+    /// Also publishes `keys` in this server's JWKS, each until its time: the keys it
+    /// signed with before a key rotation, so that what they signed still verifies, and a
+    /// verifier's cached JWKS is not the only one that knows them. The key it signs with
+    /// is always published.
+    #[must_use]
+    pub fn retiring_keys(mut self, keys: &[aauth_metadata::RetiringKey]) -> Self {
+        let mut jwk = self.signer.public_key().to_jwk();
+        jwk.kid = Some(self.kid.clone());
+        self.published = self.published.jwks_rotating(JWKS_PATH, &[jwk], keys);
+        self
+    }
+
     /// The authorities this server's endpoints answer to (by default its identifier's
     /// host): several names, or the external authority behind a proxy that rewrites
     /// `Host`.
@@ -454,7 +466,7 @@ impl AccessServer {
         match route {
             Route::Published => self
                 .published
-                .respond(&parts.method, parts.uri.path())
+                .respond_at(&parts.method, parts.uri.path(), now)
                 .ok_or(Refusal::NotFound),
             Route::AuthToken => self.auth_token(parts, body, now).await,
             Route::InteractionPage => self.interaction(false, parts, body, now).await,

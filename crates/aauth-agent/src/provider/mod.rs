@@ -138,6 +138,18 @@ impl AgentProvider {
         })
     }
 
+    /// Also publishes `keys` in this server's JWKS, each until its time: the keys it
+    /// signed with before a key rotation, so that what they signed still verifies, and a
+    /// verifier's cached JWKS is not the only one that knows them. The key it signs with
+    /// is always published.
+    #[must_use]
+    pub fn retiring_keys(mut self, keys: &[aauth_metadata::RetiringKey]) -> Self {
+        let mut jwk = self.signer.public_key().to_jwk();
+        jwk.kid = Some(self.kid.clone());
+        self.published = self.published.jwks_rotating(JWKS_PATH, &[jwk], keys);
+        self
+    }
+
     /// The authorities the provider's endpoints answer to (by default its identifier's
     /// host): several names, or the external authority behind a proxy.
     #[must_use]

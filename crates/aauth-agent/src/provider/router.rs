@@ -37,7 +37,7 @@ impl AgentProvider {
         now: UnixTime,
     ) -> Option<Response<Bytes>> {
         let path = parts.uri.path();
-        if let Some(resp) = self.published.respond(&parts.method, path) {
+        if let Some(resp) = self.published.respond_at(&parts.method, path, now) {
             return Some(resp);
         }
         let route = Route::of(path)?;

@@ -15,6 +15,7 @@ use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 
 use super::resource_flow::RESOURCE_CALLBACK_PATH;
 use super::{INTERACT_PATH, LOGIN_PATH, PersonServer, subtle_eq};
+use crate::audit::{AuditAction, AuditEvent};
 use crate::web;
 
 impl PersonServer {
@@ -278,6 +279,13 @@ impl PersonServer {
             ));
         }
         self.throttle.succeeded(&keys).await?;
+        // Said only to whoever knows the password: a disabled account is no oracle.
+        if self.store.account_disabled(account).await? {
+            return Ok(error_page(
+                StatusCode::FORBIDDEN,
+                "This account is disabled. Ask the people who run this service.",
+            ));
+        }
         self.start_session(&page, account, code).await
     }
 
@@ -514,6 +522,24 @@ impl PersonServer {
         }
         let provider = p.agent.0.clone();
         self.save(p).await?;
+        let (resource, what, _) = self.what_is_asked(p);
+        let resource = resource.to_owned();
+        let (action, verb) = if grant {
+            (AuditAction::Approved, "approved")
+        } else {
+            (AuditAction::Denied, "denied")
+        };
+        self.log_event(
+            AuditEvent::new(
+                page.now.as_secs(),
+                action,
+                format!("{verb} by the person: {what}"),
+            )
+            .account(account)
+            .agent(p.agent.1.as_str())
+            .resource(resource),
+        )
+        .await?;
         // Back to the agent, if it asked (draft -11: access_denied on a denial).
         if let Some(cb) = self
             .callback_for(&provider, web::field(&page.posted, "callback"))

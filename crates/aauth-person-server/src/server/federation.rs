@@ -547,7 +547,7 @@ impl PersonServer {
             forwarding = true;
         }
         let outcome = self
-            .mint_auth(&p.request, &account, &key, p.agent_exp, now)
+            .mint_auth(&p.request, &account, &p.agent.1, &key, p.agent_exp, now)
             .await;
         if forwarding
             && let PendingRequest::AuthToken {

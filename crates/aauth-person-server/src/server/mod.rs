@@ -338,6 +338,17 @@ impl PersonServer {
             compatibility: crate::Compatibility::strict(),
         })
     }
+    /// Also publishes `keys` in this server's JWKS, each until its time: the keys it
+    /// signed with before a key rotation, so that what they signed still verifies, and a
+    /// verifier's cached JWKS is not the only one that knows them. The key it signs with
+    /// is always published.
+    #[must_use]
+    pub fn retiring_keys(mut self, keys: &[aauth_metadata::RetiringKey]) -> Self {
+        let mut jwk = self.signer.public_key().to_jwk();
+        jwk.kid = Some(self.kid.clone());
+        self.published = self.published.jwks_rotating(JWKS_PATH, &[jwk], keys);
+        self
+    }
 
     /// The authorities this server's endpoints answer to (by default its identifier's
     /// host): several names, or the external authority behind a proxy that rewrites
@@ -570,6 +581,22 @@ impl PersonServer {
     #[must_use]
     pub fn store(&self) -> &Arc<dyn PsStore> {
         &self.store
+    }
+
+    /// Refuses to issue anything for a disabled account (the operator's
+    /// [`Admin::set_disabled`](crate::Admin::set_disabled)).
+    pub(super) async fn account_active(&self, account: &str) -> Result<(), PsError> {
+        if self.store.account_disabled(account).await? {
+            return Err(PsError::Denied(
+                "the person's account is disabled".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends `e` to the audit log.
+    pub(super) async fn log_event(&self, e: crate::AuditEvent) -> Result<(), PsError> {
+        Ok(self.store.record_event(e).await?)
     }
 
     /// The person's directed identifier at `resource` (PS-20): the same for every agent

@@ -465,7 +465,10 @@ impl PersonServer {
                 self.complete(m, summary, now).await?;
                 Ok(serde_json::json!({ "status": "completed" }))
             }
-            other => self.mint_auth(other, account, &key, p.agent_exp, now).await,
+            other => {
+                self.mint_auth(other, account, &p.agent.1, &key, p.agent_exp, now)
+                    .await
+            }
         }
     }
 }

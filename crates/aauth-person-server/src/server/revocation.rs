@@ -15,6 +15,7 @@ use http::{HeaderValue, Method, StatusCode, request::Parts};
 use serde::Deserialize;
 
 use crate::PsError;
+use crate::audit::{AuditAction, AuditEvent};
 use crate::store::PsStore;
 use aauth_metadata::cascade::{CascadeError, caller_of};
 use aauth_metadata::serve::{InternalError, problem_response};
@@ -173,14 +174,22 @@ impl PersonServer {
         b: &RevocationBody,
         now: UnixTime,
     ) -> Result<(), PsError> {
-        Ok(self
-            .store
+        self.store
             .revoke(
                 &resource_revocation_key(resource, &b.jti),
                 revocation_exp(b.exp, TokenType::Resource, now),
                 now,
             )
-            .await?)
+            .await?;
+        self.log_event(
+            AuditEvent::new(
+                now.as_secs(),
+                AuditAction::Revoked,
+                format!("resource token {} revoked by its resource", b.jti),
+            )
+            .resource(resource.as_str()),
+        )
+        .await
     }
 
     /// Records the revocation of `provider`'s agent token (refused from now on), then
@@ -240,40 +249,34 @@ impl AgentCascade {
         let Some(agent) = self.store.agent_of_token(&self.provider, &self.jti).await? else {
             return Ok(());
         };
-        for (jti, aud, exp) in self.store.tokens_of_agent(&self.provider, &agent).await? {
-            self.store.revoke(&jti, exp, now).await?;
-            // The resource's outcome is not reported to the provider (draft -11,
-            // "Revocation"); a failed leg is the resource's to catch up on (tokens expire
-            // within the hour).
-            if let Some(n) = &self.notifier {
-                // Only the issuer revokes a token at the resource (draft -11 §Revocation;
-                // checklist PS-113): an auth token an Access Server issued is revoked
-                // there, by revoking at that Access Server the person token it was
-                // issued against (below, for that person token).
-                if !self.issued_by_an_access_server(&jti, now).await? {
-                    let _outcome = n.notify(&aud, &jti, exp).await;
-                }
-                // Four-party: where it was presented, the Access Server revokes what it
-                // issued against it (PS-113).
-                for access in self.store.presentations(&jti).await? {
-                    let _outcome = n.notify_access_server(&access, &jti, exp).await;
-                }
-            }
+        let tokens = self.store.tokens_of_agent(&self.provider, &agent).await?;
+        let mut e = AuditEvent::new(
+            now.as_secs(),
+            AuditAction::Revoked,
+            format!(
+                "agent token {} revoked by its provider {}; {} token(s) issued to it revoked",
+                self.jti,
+                self.provider.as_str(),
+                tokens.len()
+            ),
+        )
+        .agent(agent.as_str());
+        if let Some(account) = self.store.binding(&self.provider, &agent).await? {
+            e = e.account(account);
+        }
+        self.store.record_event(e).await?;
+        for (jti, aud, exp) in tokens {
+            crate::outbound::revoke_issued(
+                self.store.as_ref(),
+                self.notifier.as_deref(),
+                &jti,
+                &aud,
+                exp,
+                now,
+            )
+            .await?;
         }
         Ok(())
-    }
-
-    /// Whether `jti` is an auth token an Access Server issued, relayed here: one obtained
-    /// by presenting a token this server presented to an Access Server.
-    async fn issued_by_an_access_server(&self, jti: &str, now: UnixTime) -> Result<bool, PsError> {
-        let Some(record) = self.store.auth_token(jti, now).await? else {
-            return Ok(false);
-        };
-        Ok(!self
-            .store
-            .presentations(&record.presented_jti)
-            .await?
-            .is_empty())
     }
 }
 

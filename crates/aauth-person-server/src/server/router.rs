@@ -122,7 +122,7 @@ impl PersonServer {
         now: UnixTime,
     ) -> Option<http::Response<Bytes>> {
         let path = parts.uri.path();
-        if let Some(resp) = self.published.respond(&parts.method, path) {
+        if let Some(resp) = self.published.respond_at(&parts.method, path, now) {
             return Some(resp);
         }
         let route = Route::of(path, self.interaction)?;

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
-use aauth_tokens::{AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ServerId};
+use aauth_tokens::{AgentId, AuthIssuer, AuthTokenBuilder, PersonTokenBuilder, ServerId};
 use serde::Deserialize;
 
 use crate::PsError;
+use crate::audit::{AuditAction, AuditEvent};
 use crate::mission::{Check, Mission};
 use crate::pending::{Pending, PendingRequest};
 use crate::policy::{ConsentKind, ConsentRequest, Decision};
@@ -101,7 +102,20 @@ impl PersonServer {
                 )
                 .await
                 .map(Outcome::Issued),
-            (Decision::Deny(reason), _) => Err(PsError::Denied(reason)),
+            (Decision::Deny(reason), account) => {
+                let mut e = AuditEvent::new(
+                    now.as_secs(),
+                    AuditAction::Denied,
+                    format!("person token refused by the policy: {reason}"),
+                )
+                .agent(acting.agent.1.as_str())
+                .resource(resource.as_str());
+                if let Some(a) = account {
+                    e = e.account(a);
+                }
+                self.log_event(e).await?;
+                Err(PsError::Denied(reason))
+            }
             (_, account) => {
                 self.defer(
                     Deferral {
@@ -304,6 +318,7 @@ impl PersonServer {
             cap,
             mission,
         } = grant;
+        self.account_active(account).await?;
         let sub = self.directed_sub(account, resource);
         let mut builder =
             PersonTokenBuilder::new(self.id.clone(), resource.clone(), sub.clone(), key)
@@ -337,6 +352,17 @@ impl PersonServer {
                 .record_chain(&minted.jti, chain, minted.exp)
                 .await?;
         }
+        self.log_event(
+            AuditEvent::new(
+                now.as_secs(),
+                AuditAction::Issued,
+                format!("person token {}", minted.jti),
+            )
+            .account(account)
+            .agent(agent.1.as_str())
+            .resource(resource.as_str()),
+        )
+        .await?;
         Ok(
             serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
         )
@@ -394,7 +420,14 @@ impl PersonServer {
         match decision {
             Decision::Approve => {
                 match self
-                    .mint_auth(&request, &held.account, &acting.key, acting.exp, now)
+                    .mint_auth(
+                        &request,
+                        &held.account,
+                        &acting.agent.1,
+                        &acting.key,
+                        acting.exp,
+                        now,
+                    )
                     .await
                 {
                     Ok(json) => Ok(Outcome::Issued(json)),
@@ -420,7 +453,20 @@ impl PersonServer {
                     Err(e) => Err(e),
                 }
             }
-            Decision::Deny(reason) => Err(PsError::Denied(reason)),
+            Decision::Deny(reason) => {
+                self.log_event(
+                    AuditEvent::new(
+                        now.as_secs(),
+                        AuditAction::Denied,
+                        format!("auth token refused by the policy: {reason}"),
+                    )
+                    .account(held.account.as_str())
+                    .agent(acting.agent.1.as_str())
+                    .resource(rt.iss.as_str()),
+                )
+                .await?;
+                Err(PsError::Denied(reason))
+            }
             Decision::AskPerson => {
                 self.defer(
                     Deferral {
@@ -571,6 +617,7 @@ impl PersonServer {
         &self,
         request: &PendingRequest,
         account: &str,
+        agent: &AgentId,
         key: &PublicKey,
         agent_exp: u64,
         now: UnixTime,
@@ -593,6 +640,7 @@ impl PersonServer {
                 aauth_metadata::serve::InternalError::Invariant("an auth-token request").into(),
             );
         };
+        self.account_active(account).await?;
         // The mission's spending ledger: take the resource's consumption reports, then
         // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
         let _ledger = self.ledger_lock.lock().await;
@@ -658,6 +706,26 @@ impl PersonServer {
                 .record_chain(&minted.jti, chain, minted.exp)
                 .await?;
         }
+        let issuer = if four_party.is_some() {
+            " (issued by the Access Server)"
+        } else {
+            ""
+        };
+        self.log_event(
+            AuditEvent::new(
+                now.as_secs(),
+                AuditAction::Issued,
+                format!(
+                    "auth token {} scope {:?}{issuer}",
+                    minted.jti,
+                    scope.as_deref().unwrap_or_default() // default: no scope asked
+                ),
+            )
+            .account(account)
+            .agent(agent.as_str())
+            .resource(resource.as_str()),
+        )
+        .await?;
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
 
@@ -734,7 +802,7 @@ pub(super) struct PersonTokenGrant<'a> {
     /// The key the token binds (`cnf.jwk`).
     pub(super) key: &'a PublicKey,
     /// The agent (provider, identifier) it is issued to.
-    pub(super) agent: (&'a ServerId, &'a aauth_tokens::AgentId),
+    pub(super) agent: (&'a ServerId, &'a AgentId),
     /// The latest `exp` it may have.
     pub(super) cap: u64,
     /// The mission it is issued under.

@@ -13,12 +13,15 @@ use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::audit::{AuditEvent, AuditQuery};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
 use crate::store::{
-    AuthTokenRecord, IssuedToken, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+    AccountRecord, AuthTokenRecord, Binding, IssuedToken, PersonTokenRecord, PsStore, RECORD_GRACE,
+    StoreError,
 };
 
+mod admin;
 mod rows;
 
 use rows::{MissionRow, PendingRow, pending_from_json, server};
@@ -57,6 +60,12 @@ CREATE TABLE IF NOT EXISTS chains (
 CREATE TABLE IF NOT EXISTS presentations (
   jti TEXT NOT NULL, access_server TEXT NOT NULL, exp INTEGER NOT NULL,
   PRIMARY KEY (jti, access_server));
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, action TEXT NOT NULL,
+  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_agent ON audit (agent, at);
+CREATE INDEX IF NOT EXISTS audit_resource ON audit (resource, at);
 CREATE TABLE IF NOT EXISTS sessions (
   key TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,
   expires INTEGER NOT NULL, bad_codes INTEGER NOT NULL);
@@ -190,6 +199,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ALTER TABLE missions ADD COLUMN owner_agent TEXT NOT NULL DEFAULT '';",
         )
         .map_err(err)?;
+    }
+    if !has("passwords", "disabled")? {
+        conn.execute_batch("ALTER TABLE passwords ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")
+            .map_err(err)?;
     }
     backfill_mission_owners(conn)?;
     conn.execute_batch("CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);")
@@ -572,7 +585,8 @@ impl PsStore for SqliteStore {
         let (a, h) = (account.to_owned(), phc.to_owned());
         self.with(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO passwords (account, phc) VALUES (?1, ?2)",
+                "INSERT INTO passwords (account, phc) VALUES (?1, ?2)
+                 ON CONFLICT (account) DO UPDATE SET phc = excluded.phc",
                 params![a, h],
             )
             .map(drop)
@@ -949,6 +963,117 @@ impl PsStore for SqliteStore {
             })
             .await?;
         data.map(mission_from_row).transpose()
+    }
+
+    async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError> {
+        let (a, h) = (account.to_owned(), phc.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO passwords (account, phc, disabled) VALUES (?1, ?2, 0)",
+                params![a, h],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn set_account_disabled(
+        &self,
+        account: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        let a = account.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE passwords SET disabled = ?2 WHERE account = ?1",
+                params![a, i64::from(disabled)],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn account_disabled(&self, account: &str) -> Result<bool, StoreError> {
+        let a = account.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT disabled FROM passwords WHERE account = ?1",
+                params![a],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|d| d.is_some_and(|d| d != 0))
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT account, disabled FROM passwords ORDER BY account")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(AccountRecord {
+                        name: r.get(0)?,
+                        disabled: r.get::<_, i64>(1)? != 0,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn drop_sessions(&self, account: &str) -> Result<(), StoreError> {
+        let a = account.to_owned();
+        self.with(move |c| {
+            c.execute("DELETE FROM sessions WHERE account = ?1", params![a])
+                .map(drop)
+                .map_err(err)
+        })
+        .await
+    }
+
+    async fn bindings(&self, account: Option<&str>) -> Result<Vec<Binding>, StoreError> {
+        let a = account.map(str::to_owned);
+        self.with(move |c| admin::bindings(c, a.as_deref())).await
+    }
+
+    async fn unbind(&self, provider: &ServerId, agent: &AgentId) -> Result<bool, StoreError> {
+        let (p, a) = (provider.as_str().to_owned(), agent.as_str().to_owned());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM bindings WHERE provider = ?1 AND agent = ?2",
+                params![p, a],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn issued_records(
+        &self,
+        account: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError> {
+        let a = account.map(str::to_owned);
+        self.with(move |c| admin::issued_records(c, a.as_deref(), now))
+            .await
+    }
+
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        let sweep = self.sweep();
+        self.with(move |c| admin::record_event(c, &e, sweep)).await
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let q = q.clone();
+        self.with(move |c| admin::audit(c, &q)).await
     }
 }
 

@@ -1,0 +1,409 @@
+//! The operator's work ([`Admin`]): accounts disabled and reset, agents and tokens revoked
+//! (and the revocation sent on), the audit log written by the server and read by filters,
+//! on the memory store and the SQLite store alike.
+
+use std::sync::{Arc, Mutex};
+
+use aauth_person_server::{
+    Admin, AdminError, AuditAction, AuditEvent, AuditQuery, AuthTokenRecord, MemoryStore,
+    PERSON_TOKEN_PATH, PersonTokenRecord, PsStore, RevocationNotifier, SqliteStore,
+};
+use aauth_tokens::{AgentId, ServerId};
+use async_trait::async_trait;
+use http::StatusCode;
+
+use crate::consent::{Browser, approve, code_of, consenting_world};
+use crate::{NOW, id};
+
+const ASSISTANT: &str = "aauth:assistant@agent.example";
+
+fn assistant() -> (ServerId, AgentId) {
+    (
+        id("https://agent.example"),
+        AgentId::parse(ASSISTANT).unwrap(),
+    )
+}
+
+/// What the store keeps for the operator, on either store.
+async fn admin_contract(store: Arc<dyn PsStore>) {
+    let (provider, agent) = assistant();
+    // Accounts: created once, disabled and enabled, listed by name.
+    assert!(store.create_account("bob", "$phc-b").await.unwrap());
+    assert!(store.create_account("alice", "$phc-a").await.unwrap());
+    assert!(!store.create_account("alice", "$other").await.unwrap());
+    assert_eq!(
+        store.password_hash("alice").await.unwrap().as_deref(),
+        Some("$phc-a"),
+        "a second create changes nothing"
+    );
+    assert!(store.set_account_disabled("alice", true).await.unwrap());
+    assert!(!store.set_account_disabled("nobody", true).await.unwrap());
+    assert!(store.account_disabled("alice").await.unwrap());
+    assert!(!store.account_disabled("nobody").await.unwrap());
+    store.set_password_hash("alice", "$phc-new").await.unwrap();
+    assert!(
+        store.account_disabled("alice").await.unwrap(),
+        "a new password does not enable the account"
+    );
+    let names: Vec<(String, bool)> = store
+        .accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.name, a.disabled))
+        .collect();
+    assert_eq!(
+        names,
+        [("alice".to_owned(), true), ("bob".to_owned(), false)]
+    );
+    assert!(store.set_account_disabled("alice", false).await.unwrap());
+    assert!(!store.account_disabled("alice").await.unwrap());
+
+    // Sessions end with the account's.
+    let session = aauth_person_server::WebSession::new("alice", "c", NOW.as_secs() + 600);
+    store.put_session("s1", session).await.unwrap();
+    store.drop_sessions("bob").await.unwrap();
+    assert!(store.session("s1", NOW).await.unwrap().is_some());
+    store.drop_sessions("alice").await.unwrap();
+    assert!(store.session("s1", NOW).await.unwrap().is_none());
+
+    // Bindings: listed, filtered by account, removed once.
+    let other = AgentId::parse("aauth:other@agent.example").unwrap();
+    store.bind(&provider, &agent, "alice").await.unwrap();
+    store.bind(&provider, &other, "bob").await.unwrap();
+    assert_eq!(store.bindings(None).await.unwrap().len(), 2);
+    let alices = store.bindings(Some("alice")).await.unwrap();
+    assert_eq!(alices.len(), 1);
+    assert_eq!(alices[0].agent, agent);
+    assert!(store.unbind(&provider, &agent).await.unwrap());
+    assert!(!store.unbind(&provider, &agent).await.unwrap());
+    assert_eq!(store.binding(&provider, &agent).await.unwrap(), None);
+
+    // Issued records: the live ones, by account.
+    let resource = id("https://resource.example");
+    for (jti, account, exp) in [("p1", "alice", 60), ("p2", "bob", 120), ("p3", "alice", 30)] {
+        store
+            .record_person_token(PersonTokenRecord::new(
+                jti,
+                resource.clone(),
+                "sub",
+                account,
+                (provider.clone(), agent.clone()),
+                NOW.as_secs() + exp,
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .record_auth_token(AuthTokenRecord::new(
+            "a1",
+            resource.clone(),
+            "sub",
+            "alice",
+            "p1",
+            NOW.as_secs() + 60,
+        ))
+        .await
+        .unwrap();
+    let (person, auth) = store.issued_records(Some("alice"), NOW).await.unwrap();
+    let jtis: Vec<&str> = person.iter().map(|r| r.jti.as_str()).collect();
+    assert_eq!(jtis, ["p3", "p1"], "alice's, soonest expiry first");
+    assert_eq!(auth.len(), 1);
+    let (person, _) = store.issued_records(None, NOW).await.unwrap();
+    assert_eq!(person.len(), 3);
+    let (person, auth) = store
+        .issued_records(None, NOW.plus(60 + 301))
+        .await
+        .unwrap();
+    assert_eq!(
+        (person.len(), auth.len()),
+        (1, 0),
+        "past exp + grace, no longer listed"
+    );
+
+    // The audit log: newest first, every filter applied, limited.
+    let at = NOW.as_secs();
+    for (i, (action, agent_, resource_)) in [
+        (AuditAction::Issued, ASSISTANT, "https://resource.example"),
+        (AuditAction::Denied, ASSISTANT, "https://other.example"),
+        (
+            AuditAction::Issued,
+            "aauth:other@agent.example",
+            "https://resource.example",
+        ),
+        (AuditAction::Approved, ASSISTANT, "https://resource.example"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .record_event(
+                AuditEvent::new(at + i as u64, action, format!("event {i}"))
+                    .account("alice")
+                    .agent(agent_)
+                    .resource(resource_),
+            )
+            .await
+            .unwrap();
+    }
+    let details =
+        |events: Vec<AuditEvent>| -> Vec<String> { events.into_iter().map(|e| e.detail).collect() };
+    assert_eq!(
+        details(store.audit(&AuditQuery::default()).await.unwrap()),
+        ["event 3", "event 2", "event 1", "event 0"]
+    );
+    assert_eq!(
+        details(
+            store
+                .audit(&AuditQuery::default().agent(ASSISTANT))
+                .await
+                .unwrap()
+        ),
+        ["event 3", "event 1", "event 0"]
+    );
+    assert_eq!(
+        details(
+            store
+                .audit(
+                    &AuditQuery::default()
+                        .resource("https://resource.example")
+                        .action(AuditAction::Issued)
+                )
+                .await
+                .unwrap()
+        ),
+        ["event 2", "event 0"]
+    );
+    assert_eq!(
+        details(
+            store
+                .audit(&AuditQuery::default().since(at + 1).until(at + 2))
+                .await
+                .unwrap()
+        ),
+        ["event 2", "event 1"]
+    );
+    assert_eq!(
+        details(store.audit(&AuditQuery::default().limit(1)).await.unwrap()),
+        ["event 3"]
+    );
+    assert!(
+        store
+            .audit(&AuditQuery::default().account("bob"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_operators_records() {
+    admin_contract(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_operators_records() {
+    admin_contract(Arc::new(SqliteStore::in_memory().unwrap())).await;
+}
+
+/// A database an earlier version wrote (a `passwords` table without `disabled`) is
+/// migrated on open: its accounts are there, enabled, and can be disabled.
+#[tokio::test]
+async fn accounts_an_earlier_version_stored_can_be_disabled() {
+    let dir = std::env::temp_dir().join(format!("aauth-admin-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ps.sqlite");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
+             INSERT INTO passwords VALUES ('alice', '$phc');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(!store.account_disabled("alice").await.unwrap());
+    assert!(store.set_account_disabled("alice", true).await.unwrap());
+    assert!(
+        SqliteStore::open(&path)
+            .unwrap()
+            .account_disabled("alice")
+            .await
+            .unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A disabled account signs in to nothing and is issued nothing; enabled again, it is
+/// served as before. The server's decisions are in the audit log.
+#[tokio::test]
+async fn a_disabled_account_is_issued_nothing_and_every_decision_is_audited() {
+    let w = consenting_world(None).await;
+    let admin = Admin::new(Arc::clone(w.ps.store()));
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (status, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let code = code_of(&headers);
+
+    admin.set_disabled("alice", true, NOW).await.unwrap();
+    let page = Browser::default()
+        .sign_in(&w, &code, "alice", "correct horse battery")
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.html);
+    assert!(page.html.contains("disabled"), "{}", page.html);
+    let wrong = Browser::default()
+        .sign_in(&w, &code, "alice", "a wrong password")
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNAUTHORIZED,
+        "without the password, a disabled account looks like any other"
+    );
+
+    admin.set_disabled("alice", false, NOW).await.unwrap();
+    approve(&w, &code, "alice", "correct horse battery").await;
+    let (status, body) = w.post(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    admin.set_disabled("alice", true, NOW).await.unwrap();
+    let (status, body) = w.post(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "denied", "{body}");
+
+    let log = admin
+        .audit(&AuditQuery::default().agent(ASSISTANT))
+        .await
+        .unwrap();
+    let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [AuditAction::Issued, AuditAction::Approved],
+        "{log:?}"
+    );
+    assert_eq!(log[0].account.as_deref(), Some("alice"));
+    assert_eq!(log[0].resource.as_deref(), Some("https://resource.example"));
+    assert!(log[0].detail.starts_with("person token "), "{log:?}");
+    assert!(log[1].detail.contains("approved by the person"), "{log:?}");
+    let accounts = admin
+        .audit(&AuditQuery::default().action(AuditAction::Account))
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts
+            .iter()
+            .map(|e| e.detail.as_str())
+            .collect::<Vec<_>>(),
+        ["disabled", "enabled", "disabled"]
+    );
+}
+
+/// Records what is revoked where.
+#[derive(Default)]
+struct Sent(Mutex<Vec<(String, String)>>);
+
+#[async_trait]
+impl RevocationNotifier for Sent {
+    async fn notify(&self, resource: &ServerId, jti: &str, _: u64) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((resource.as_str().to_owned(), jti.to_owned()));
+        Ok(())
+    }
+}
+
+/// An agent the operator revokes loses its binding and every token issued to it, here
+/// and at the resource; it must ask the person again.
+#[tokio::test]
+async fn a_revoked_agent_loses_its_tokens_and_its_binding() {
+    let w = consenting_world(None).await;
+    let sent = Arc::new(Sent::default());
+    let admin = Admin::new(Arc::clone(w.ps.store())).notifier(Arc::clone(&sent) as _);
+    w.bind(ASSISTANT, "alice").await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (status, _) = w.post(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let listing = admin.tokens(Some("alice"), NOW).await.unwrap();
+    assert_eq!(listing.person.len(), 1);
+    let (record, revoked) = &listing.person[0];
+    assert!(!revoked);
+    let jti = record.jti.clone();
+
+    let (provider, agent) = assistant();
+    assert_eq!(admin.revoke_agent(&provider, &agent, NOW).await.unwrap(), 1);
+    assert!(w.ps.store().is_revoked(&jti, NOW).await.unwrap());
+    assert_eq!(
+        *sent.0.lock().unwrap(),
+        [("https://resource.example".to_owned(), jti.clone())]
+    );
+    assert!(admin.tokens(None, NOW).await.unwrap().person[0].1);
+    assert!(admin.agents(Some("alice")).await.unwrap().is_empty());
+    let (status, _, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the person is asked again");
+    let stranger = AgentId::parse("aauth:stranger@agent.example").unwrap();
+    assert!(matches!(
+        admin.revoke_agent(&provider, &stranger, NOW).await,
+        Err(AdminError::NotBound(_))
+    ));
+    assert!(matches!(
+        admin.revoke_token("no-such-jti", NOW).await,
+        Err(AdminError::NoSuchToken(_))
+    ));
+    let revoked = admin
+        .audit(&AuditQuery::default().action(AuditAction::Revoked))
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].account.as_deref(), Some("alice"));
+}
+
+/// A token revoked by the operator is refused where this server checks it and sent on
+/// to its resource; account names and passwords are checked before anything is stored.
+#[tokio::test]
+async fn a_token_is_revoked_and_bad_accounts_are_refused() {
+    let w = consenting_world(None).await;
+    let sent = Arc::new(Sent::default());
+    let admin = Admin::new(Arc::clone(w.ps.store())).notifier(Arc::clone(&sent) as _);
+    w.bind(ASSISTANT, "alice").await;
+    let (status, _) = w
+        .post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let jti = admin.tokens(None, NOW).await.unwrap().person[0]
+        .0
+        .jti
+        .clone();
+    admin.revoke_token(&jti, NOW).await.unwrap();
+    assert!(w.ps.store().is_revoked(&jti, NOW).await.unwrap());
+    assert_eq!(sent.0.lock().unwrap().len(), 1);
+
+    for bad in ["", " alice", "a\nb", &"x".repeat(129)] {
+        assert!(matches!(
+            admin.create_account(bad, "pw", NOW).await,
+            Err(AdminError::InvalidAccount(_))
+        ));
+    }
+    assert!(matches!(
+        admin.create_account("carol", "", NOW).await,
+        Err(AdminError::EmptyPassword)
+    ));
+    assert!(matches!(
+        admin.reset_password("nobody", "pw", NOW).await,
+        Err(AdminError::NoSuchAccount(_))
+    ));
+    let before = admin.accounts().await.unwrap();
+    assert!(matches!(
+        admin.create_account("alice", "pw", NOW).await,
+        Err(AdminError::AccountExists(_))
+    ));
+    assert_eq!(admin.accounts().await.unwrap(), before, "nothing changed");
+    admin
+        .create_account("carol", "carol's pw", NOW)
+        .await
+        .unwrap();
+    admin.reset_password("carol", "new pw", NOW).await.unwrap();
+    assert_eq!(admin.accounts().await.unwrap().len(), before.len() + 1);
+}
