@@ -59,6 +59,21 @@ pub(crate) enum Command {
     /// Check a service's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The operator's work on a service: its signing keys; a Person Server's accounts,
+    /// agents, tokens and audit log.
+    ///
+    /// Every command reads the service's configuration (`--config`) and works on its
+    /// store and key files directly, beside the running service (an SQLite store is
+    /// shared safely between processes; a `memory` store keeps nothing outside the
+    /// running process, so there is nothing to administer). Revocations are sent on to
+    /// the resources and Access Servers concerned, signed with the service's key.
+    Admin {
+        /// The service's configuration file.
+        #[arg(long, short, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Print a completion script for your shell.
     ///
     /// For example: `aauth completions bash > ~/.local/share/bash-completion/completions/aauth`.
@@ -263,4 +278,164 @@ pub(crate) struct Net {
     /// if it is loopback or private: you named it. Repeatable.
     #[arg(long, value_name = "NAME:PORT:HOST:PORT")]
     pub(crate) connect_to: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// The service's signing key, and the keys published beside it after a rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// A Person Server's accounts (the people who sign in to its consent pages).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// The agents bound to a Person Server's accounts.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// The person and auth tokens a Person Server issued (while their records are kept:
+    /// until `exp` and five minutes).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// A Person Server's audit log: decisions, tokens issued, revocations and the
+    /// operator's changes, newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// The signing key's `kid` and the retiring keys, each with when it stops being
+    /// published.
+    List,
+    /// Replace the signing key with a new one (same algorithm; its `kid` its thumbprint);
+    /// the old public key stays in the published JWKS for `--overlap`, then drops out.
+    ///
+    /// The running service signs with the new key from its next start: restart it (every
+    /// instance) after rotating. Until then it signs with the old key, which is still
+    /// published.
+    Rotate {
+        /// How long the old key stays published: `30m`, `24h`, `7d`, or seconds. Cover
+        /// the longest lifetime of a token the old key signed plus the JWKS cache time
+        /// (one hour).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        overlap: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountsCommand {
+    /// Every account, and whether it is disabled.
+    List,
+    /// Create an account. The password is read from `--password-file`, else from the
+    /// first line of standard input (never from the command line).
+    Create {
+        /// The account name (what the person signs in with).
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Disable an account: it signs in to nothing and is issued nothing; its sessions end.
+    Disable {
+        /// The account name.
+        name: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The account name.
+        name: String,
+    },
+    /// Set a new password (from `--password-file` or standard input); the account's
+    /// sessions end.
+    Reset {
+        /// The account name.
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentsCommand {
+    /// The agents bound to accounts.
+    List {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Revoke an agent: its binding is removed (its next request asks the person again)
+    /// and every token issued to it is revoked, here and at the resources.
+    Revoke {
+        /// The agent identifier (`aauth:local@domain`); its provider is
+        /// `https://domain` unless `--provider` says otherwise.
+        agent: String,
+        /// The agent's provider.
+        #[arg(long, value_name = "URL")]
+        provider: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// The person and auth tokens on record, with whether each is revoked.
+    List {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a person or auth token by its `jti`, here and at its resource (a person
+    /// token takes the auth tokens obtained with it along).
+    Revoke {
+        /// The token's `jti`.
+        jti: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only this agent's events (`aauth:local@domain`).
+    #[arg(long)]
+    pub(crate) agent: Option<String>,
+    /// Only this resource's events (its identifier).
+    #[arg(long)]
+    pub(crate) resource: Option<String>,
+    /// Only this account's events.
+    #[arg(long)]
+    pub(crate) account: Option<String>,
+    /// Only this kind: approved, denied, issued, revoked or account.
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Only events since this time: RFC 3339 (`2026-12-01T00:00:00Z`), seconds since
+    /// the epoch, or a duration ago (`1h`, `7d`).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Only events until this time (as `--since`).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// A duration: `N` seconds, or `N` followed by `s`, `m`, `h` or `d`.
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d (e.g. 24h)"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("{s:?}: too long"))
 }

@@ -7,6 +7,7 @@
 //! id = "https://ps.example"              # the public identifier
 //! listen = "0.0.0.0:8443"
 //! signing_key_file = "ps.jwk"            # a private JWK (mode 0600); its kid is used
+//! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
 //! store = "sqlite:ps.sqlite"             # or "memory" (the default)
 //! shutdown_deadline_secs = 10
 //!
@@ -77,10 +78,11 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 13] = [
+const TOP_LEVEL: [&str; 14] = [
     "id",
     "listen",
     "signing_key_file",
+    "retiring_keys_file",
     "store",
     "shutdown_deadline_secs",
     "tls",
@@ -103,6 +105,11 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     /// The signing key: a private JWK file.
     pub(crate) signing_key_file: PathBuf,
+    /// The keys signed with before a rotation, published until their time (absent: the
+    /// signing key's path with `.retiring.json` appended; `aauth admin keys rotate`
+    /// writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) retiring_keys_file: Option<PathBuf>,
     /// `memory` or `sqlite:PATH`.
     #[serde(default = "memory")]
     pub(crate) store: String,
@@ -429,6 +436,9 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         }
     };
     fix(&mut c.signing_key_file);
+    if let Some(p) = &mut c.retiring_keys_file {
+        fix(p);
+    }
     if let Some(t) = &mut c.tls {
         fix(&mut t.cert_file);
         fix(&mut t.key_file);

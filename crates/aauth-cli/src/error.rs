@@ -50,6 +50,10 @@ pub(crate) enum CliError {
     /// A token that cannot even be read (exit 1).
     #[error("not a token: {0}")]
     NotAToken(String),
+    /// What the operator asked that the records refuse: a missing account, one that
+    /// exists, an unknown token (exit 2); or the store's failure (exit 3).
+    #[error("{0}")]
+    Admin(#[source] aauth_person_server::AdminError),
     /// The network or the runtime (exit 3).
     #[error("{0}")]
     Operational(String),
@@ -66,6 +70,11 @@ impl CliError {
             Self::File { .. } | Self::Exists { .. } | Self::KeyFileMode { .. } => 3,
             Self::Config { .. } => 3,
             Self::Operational(_) => 3,
+            Self::Admin(
+                aauth_person_server::AdminError::Store(_)
+                | aauth_person_server::AdminError::Hash(_),
+            ) => 3,
+            Self::Admin(_) => 2,
         })
     }
 

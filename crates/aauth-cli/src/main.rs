@@ -8,16 +8,21 @@
 //! aauth fetch https://api.example/things   # as the agent of ~/.config/aauth/profile.toml
 //! aauth serve person-server --config ps.toml
 //! aauth serve resource-proxy --config api.toml   # an existing API as an AAuth resource
+//! aauth admin --config ps.toml accounts create alice --password-file pw.txt
+//! aauth admin --config ps.toml audit --agent aauth:assistant@agent.example --since 1d
+//! aauth admin --config ps.toml keys rotate --overlap 24h
 //! aauth completions bash                  # a completion script
 //! ```
 //!
 //! Every command has `--help`. Errors are one line on standard error, never a panic; the
 //! exit code says what kind (`aauth --help` lists them).
 
+mod admin;
 mod cli;
 mod config;
 mod error;
 mod fetch;
+mod keyring;
 mod keys;
 mod metrics;
 mod net;
@@ -76,6 +81,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<(), CliError> {
         }) => fetch::enroll(&identity, &net, file.as_deref(), out),
         Command::Serve { role, config } => serve::serve(role, &config),
         Command::Config(ConfigCommand::Check { file }) => serve::check(&file, out),
+        Command::Admin { config, command } => admin::admin(config.as_deref(), command, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aauth", out);
             Ok(())

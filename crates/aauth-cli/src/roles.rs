@@ -83,6 +83,45 @@ fn ids(key: &'static str, values: &[String]) -> Result<Vec<ServerId>, CliError> 
     values.iter().map(|v| server_id(key, v)).collect()
 }
 
+/// The Person Server's store as `c` names it; `persistent` refuses `memory` (for `aauth
+/// admin`: a memory store is the running process's alone).
+pub(crate) fn ps_store(
+    c: &Config,
+    persistent: bool,
+) -> Result<Arc<dyn aauth_person_server::PsStore>, CliError> {
+    use aauth_person_server::{MemoryStore, SqliteStore};
+    match store(c)? {
+        Store::Memory if persistent => Err(CliError::Usage {
+            flag: "store",
+            reason: "this service keeps its records in memory (store = \"memory\"): nothing \
+                     outside the running process can read or change them; use \
+                     store = \"sqlite:PATH\""
+                .to_owned(),
+        }),
+        Store::Memory => Ok(Arc::new(MemoryStore::default())),
+        Store::Sqlite(p) => Ok(Arc::new(
+            SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?,
+        )),
+    }
+}
+
+/// Revocations sent as Person Server `id` (to resources and Access Servers), through
+/// `reach`.
+pub(crate) fn ps_notifier(
+    id: ServerId,
+    signer: Arc<dyn Signer>,
+    kid: &str,
+    reach: &crate::net::Reach,
+) -> Arc<dyn aauth_person_server::RevocationNotifier> {
+    Arc::new(aauth_person_server::HttpRevocationNotifier::new(
+        id,
+        signer,
+        kid,
+        Arc::new(reach.https_client()),
+        Arc::new(aauth_keys::time::SystemClock),
+    ))
+}
+
 /// The Person Server of `[person_server]`.
 pub(crate) async fn person_server(
     c: &Config,
@@ -91,21 +130,19 @@ pub(crate) async fn person_server(
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
     metadata: Arc<dyn aauth_metadata::Fetch>,
+    notifier: Arc<dyn aauth_person_server::RevocationNotifier>,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
-    use aauth_person_server::{MemoryStore, PersonServer, PsStore, SqliteStore};
+    use aauth_person_server::PersonServer;
     let section = c.person_server.clone().ok_or_else(|| CliError::Usage {
         flag: "person_server",
         reason: "the configuration has no [person_server] section".to_owned(),
     })?;
     let secret = directed_secret(c)?;
-    let store: Arc<dyn PsStore> = match store(c)? {
-        Store::Memory => Arc::new(MemoryStore::default()),
-        Store::Sqlite(p) => {
-            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?)
-        }
-    };
+    let store = ps_store(c, false)?;
     let mut ps = PersonServer::new(id, signer, kid, keys, Arc::clone(&store), secret)
         .map_err(|e| config_error(c, "id", e))?
+        .retiring_keys(&crate::keyring::retiring(c)?)
+        .revocation_notifier(notifier)
         .policy(consent_policy(section.consent))
         .revoking_providers(ids(
             "person_server.revoking_providers",
@@ -176,6 +213,7 @@ pub(crate) fn access_server(
     };
     let access = AccessServer::new(id, signer, kid, keys)
         .map_err(|e| config_error(c, "id", e))?
+        .retiring_keys(&crate::keyring::retiring(c)?)
         .trusted(ids(
             "access_server.trusted_person_servers",
             &section.trusted_person_servers,

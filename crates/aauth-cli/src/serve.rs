@@ -64,6 +64,7 @@ pub(crate) fn serve(role: Role, config_path: &Path) -> Result<(), CliError> {
 pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<(), CliError> {
     let config = config::load(config_path, std::env::vars())?;
     crate::keys::read_private(&config.signing_key_file)?;
+    crate::keyring::retiring(&config)?;
     if let Some(tls) = &config.tls {
         tls_config(tls)?;
     }
@@ -116,7 +117,9 @@ async fn build(
             return Ok(App::Proxy(proxy));
         }
         Role::AgentProvider => {
-            let provider = AgentProvider::new(id, signer, &kid).map_err(operational)?;
+            let provider = AgentProvider::new(id, signer, &kid)
+                .map_err(operational)?
+                .retiring_keys(&crate::keyring::retiring(c)?);
             for a in c.agent_provider.iter().flat_map(|s| &s.agents) {
                 let agent = AgentId::parse(&a.agent).map_err(|e| config_error(c, "agent", e))?;
                 let key = crate::keys::read_public(&a.public_key_file)?;
@@ -133,7 +136,8 @@ async fn build(
         }
         Role::PersonServer => {
             let metadata = Arc::new(reach.fetcher());
-            crate::roles::person_server(c, id, signer, &kid, keys, metadata).await?
+            let notifier = crate::roles::ps_notifier(id.clone(), Arc::clone(&signer), &kid, reach);
+            crate::roles::person_server(c, id, signer, &kid, keys, metadata, notifier).await?
         }
         Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys)?,
     };

@@ -48,9 +48,87 @@ pub(crate) fn relative(at: u64, now: u64) -> String {
     }
 }
 
+/// A time given on the command line, at `now`: seconds since the epoch (`1796385600`),
+/// a UTC date (`2026-12-04T12:00:00Z` or `2026-12-04`), or a duration ago (`90m`, `7d`).
+pub(crate) fn parse_time(s: &str, now: u64) -> Result<u64, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map_err(|_| format!("{s:?}: too large"));
+    }
+    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+        return parse_date(s)
+            .ok_or_else(|| format!("{s:?}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"));
+    }
+    crate::cli::parse_duration(s).map(|ago| now.saturating_sub(ago))
+}
+
+/// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` as seconds since the epoch.
+fn parse_date(s: &str) -> Option<u64> {
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        let part = s.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if s.as_bytes().get(7) != Some(&b'-') || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let secs = match s.len() {
+        10 => 0,
+        20 if s.as_bytes()[10] == b'T'
+            && s.ends_with('Z')
+            && &s[13..14] == ":"
+            && &s[16..17] == ":" =>
+        {
+            let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+            if h > 23 || mi > 59 || se > 60 {
+                return None;
+            }
+            h * 3600 + mi * 60 + se
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, m, d)?;
+    let back = civil_from_days(days);
+    (back == (y, m, d)).then_some(days * 86_400 + secs)
+}
+
+/// Days from 1970-01-01 to the date (Howard Hinnant's `days_from_civil`), for years from
+/// 1970.
+fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
+    let y = if m <= 2 { y.checked_sub(1)? } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{date, relative};
+    use super::{date, parse_time, relative};
+
+    #[test]
+    fn times_are_read_as_dates_seconds_or_durations_ago() {
+        let now = 1_796_385_600;
+        assert_eq!(parse_time("2026-12-04T12:00:00Z", now), Ok(now));
+        assert_eq!(parse_time("2026-12-04", now), Ok(now - 12 * 3600));
+        assert_eq!(parse_time("2000-02-29", now), Ok(951_782_400));
+        assert_eq!(parse_time("1796385600", now), Ok(now));
+        assert_eq!(parse_time("2h", now), Ok(now - 7200));
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-12-04T25:00:00Z",
+            "2026-12-04 12:00",
+            "yesterday",
+            "",
+            "5y",
+        ] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn dates_are_utc_and_exact() {

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
-use aauth_keys::{JwkSet, Signer};
 use aauth_metadata::ops::WithHealth;
 use aauth_metadata::serve::{Endpoint, EndpointService};
 use aauth_metadata::{
@@ -340,7 +340,7 @@ fn published(
     }
     let mut jwk = signer.public_key().to_jwk();
     jwk.kid = Some(kid.to_owned());
-    Ok(Published::new(&doc).jwks(JWKS_PATH, &JwkSet::from_jwks(&[jwk])))
+    Ok(Published::new(&doc).jwks_rotating(JWKS_PATH, &[jwk], &crate::keyring::retiring(c)?))
 }
 
 /// The metadata's name for `access`.
@@ -368,7 +368,10 @@ impl Endpoint for Own {
         body: &[u8],
         now: UnixTime,
     ) -> Option<Response<Bytes>> {
-        if let Some(doc) = self.published.respond(&parts.method, parts.uri.path()) {
+        if let Some(doc) = self
+            .published
+            .respond_at(&parts.method, parts.uri.path(), now)
+        {
             return Some(doc);
         }
         match parts.uri.path() {

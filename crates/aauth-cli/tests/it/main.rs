@@ -9,6 +9,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod admin;
 mod fetch;
 mod keys;
 mod proxy;

@@ -515,6 +515,51 @@ async fn a_three_party_flow_runs_against_served_processes() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no key-cache fetches in:\n{scraped}"));
     assert!(fetches >= 2.0, "{scraped}");
+
+    // The operator, beside the running server, on its store: the two tokens and their
+    // audit events, then the agent revoked (its tokens with it).
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--config", ps_config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        aauth(&dir, &all)
+    };
+    let listed = admin(&["tokens", "list", "--json"]);
+    assert!(listed.status.success(), "{}", crate::stderr(&listed));
+    let tokens: Vec<serde_json::Value> = stdout(&listed)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = tokens.iter().map(|t| t["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["person", "auth"], "{tokens:?}");
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t["revoked"] == false && t["account"] == "alice")
+    );
+    let audit = admin(&[
+        "audit",
+        "--agent",
+        "aauth:assistant@agent.example",
+        "--since",
+        "1h",
+    ]);
+    let audit = stdout(&audit);
+    assert_eq!(audit.matches("\tissued\t").count(), 2, "{audit}");
+    assert!(audit.contains("https://resource.example"), "{audit}");
+    assert!(!audit.contains("eyJ"), "a token in the audit log:\n{audit}");
+    let revoked = admin(&["agents", "revoke", "aauth:assistant@agent.example"]);
+    assert!(
+        stdout(&revoked).contains("2 token(s) revoked"),
+        "{}{}",
+        stdout(&revoked),
+        crate::stderr(&revoked)
+    );
+    let listed = stdout(&admin(&["tokens", "list"]));
+    assert_eq!(listed.matches("\trevoked").count(), 2, "{listed}");
+    assert!(
+        stdout(&admin(&["agents", "list"])).is_empty(),
+        "the binding is gone"
+    );
 }
 
 /// `GET /metrics` on loopback `port` (plain HTTP/1.1), the response.

@@ -1,0 +1,387 @@
+//! `aauth admin`: the operator's work on a service, through its configuration: signing-key
+//! rotation (any role), and a Person Server's accounts, agents, tokens and audit log
+//! (`aauth_person_server::Admin` on the store the configuration names).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aauth_keys::Signer;
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_person_server::{Admin, AuditAction, AuditQuery};
+
+use crate::cli::{
+    AccountsCommand, AdminCommand, AgentsCommand, AuditArgs, KeysCommand, TokensCommand,
+};
+use crate::config::{self, Config};
+use crate::error::CliError;
+use crate::time::{date, parse_time};
+
+fn stdout(e: std::io::Error) -> CliError {
+    CliError::file(Path::new("<stdout>"))(e)
+}
+
+/// Runs `command` on the service `config` configures.
+pub(crate) fn admin(
+    config: Option<&Path>,
+    command: AdminCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let path = config.ok_or_else(|| CliError::Usage {
+        flag: "--config",
+        reason: "name the service's configuration file (aauth admin --config FILE …)".to_owned(),
+    })?;
+    let c = config::load(path, std::env::vars())?;
+    let now = SystemClock.now();
+    match command {
+        AdminCommand::Keys(k) => keys(&c, k, now.as_secs(), out),
+        other => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))?;
+            runtime.block_on(person_server(&c, other, now, out))
+        }
+    }
+}
+
+fn keys(c: &Config, command: KeysCommand, now: u64, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        KeysCommand::List => {
+            let (_, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
+            writeln!(out, "signing   {kid}").map_err(stdout)?;
+            for r in crate::keyring::retiring(c)? {
+                let state = if r.until > now {
+                    "published until"
+                } else {
+                    "dropped since"
+                };
+                writeln!(
+                    out,
+                    "retiring  {}  {state} {}",
+                    r.jwk.kid.as_deref().unwrap_or("(no kid)"), // default: a key without a kid is listed as such
+                    date(r.until)
+                )
+                .map_err(stdout)?;
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { overlap } => {
+            let r = crate::keyring::rotate(c, overlap, now)?;
+            writeln!(
+                out,
+                "signing key rotated: {} (new) replaces {}, which stays published until {} ({})\n\
+                 restart the service (every instance) to sign with the new key",
+                r.new_kid,
+                r.old_kid,
+                date(r.until),
+                crate::keyring::retiring_path(c).display()
+            )
+            .map_err(stdout)
+        }
+    }
+}
+
+async fn person_server(
+    c: &Config,
+    command: AdminCommand,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if c.person_server.is_none() {
+        return Err(CliError::Usage {
+            flag: "--config",
+            reason: "accounts, agents, tokens and the audit log are a Person Server's; \
+                     this configuration has no [person_server] section"
+                .to_owned(),
+        });
+    }
+    let store = crate::roles::ps_store(c, true)?;
+    let admin = Admin::new(Arc::clone(&store));
+    // Revocations are sent on: signed as the Person Server, reaching out as it does (its
+    // key and egress settings are read only for them).
+    let notifying = |revokes: bool| -> Result<Admin, CliError> {
+        if !revokes {
+            return Ok(Admin::new(Arc::clone(&store)));
+        }
+        let (key, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
+        let signer: Arc<dyn Signer> = Arc::new(key);
+        let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
+        let id = crate::net::server_id("id", &c.id)?;
+        Ok(Admin::new(Arc::clone(&store))
+            .notifier(crate::roles::ps_notifier(id, signer, &kid, &reach)))
+    };
+    match command {
+        AdminCommand::Keys(_) => Ok(()),
+        AdminCommand::Accounts(a) => accounts(c, &admin, a, now, out).await,
+        AdminCommand::Agents(a) => {
+            let admin = notifying(matches!(a, AgentsCommand::Revoke { .. }))?;
+            agents(&admin, a, now, out).await
+        }
+        AdminCommand::Tokens(t) => {
+            let admin = notifying(matches!(t, TokensCommand::Revoke { .. }))?;
+            tokens(&admin, t, now, out).await
+        }
+        AdminCommand::Audit(args) => audit(&admin, &args, now, out).await,
+    }
+}
+
+async fn accounts(
+    c: &Config,
+    admin: &Admin,
+    command: AccountsCommand,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let declared = |name: &str| {
+        c.person_server
+            .iter()
+            .flat_map(|s| &s.accounts)
+            .any(|a| a.name == name)
+    };
+    match command {
+        AccountsCommand::List => {
+            for a in admin.accounts().await.map_err(CliError::Admin)? {
+                let state = if a.disabled { "disabled" } else { "enabled" };
+                let from = if declared(&a.name) {
+                    "  (declared in the configuration)"
+                } else {
+                    ""
+                };
+                writeln!(out, "{}\t{state}{from}", a.name).map_err(stdout)?;
+            }
+            Ok(())
+        }
+        AccountsCommand::Create {
+            name,
+            password_file,
+        } => {
+            let password = password(password_file.as_deref())?;
+            admin
+                .create_account(&name, &password, now)
+                .await
+                .map_err(CliError::Admin)?;
+            writeln!(out, "account {name} created").map_err(stdout)
+        }
+        AccountsCommand::Reset {
+            name,
+            password_file,
+        } => {
+            if declared(&name) {
+                return Err(CliError::Usage {
+                    flag: "NAME",
+                    reason: format!(
+                        "{name} is declared in the configuration (person_server.accounts), \
+                             which sets its password at every start: change its password_file"
+                    ),
+                });
+            }
+            let password = password(password_file.as_deref())?;
+            admin
+                .reset_password(&name, &password, now)
+                .await
+                .map_err(CliError::Admin)?;
+            writeln!(out, "password of {name} reset; its sessions ended").map_err(stdout)
+        }
+        AccountsCommand::Disable { name } => {
+            admin
+                .set_disabled(&name, true, now)
+                .await
+                .map_err(CliError::Admin)?;
+            writeln!(out, "account {name} disabled; its sessions ended").map_err(stdout)
+        }
+        AccountsCommand::Enable { name } => {
+            admin
+                .set_disabled(&name, false, now)
+                .await
+                .map_err(CliError::Admin)?;
+            writeln!(out, "account {name} enabled").map_err(stdout)
+        }
+    }
+}
+
+async fn agents(
+    admin: &Admin,
+    command: AgentsCommand,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match command {
+        AgentsCommand::List { account } => {
+            for b in admin
+                .agents(account.as_deref())
+                .await
+                .map_err(CliError::Admin)?
+            {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    b.agent.as_str(),
+                    b.account,
+                    b.provider.as_str()
+                )
+                .map_err(stdout)?;
+            }
+            Ok(())
+        }
+        AgentsCommand::Revoke { agent, provider } => {
+            let agent = aauth_tokens::AgentId::parse(&agent).map_err(|e| CliError::Usage {
+                flag: "AGENT",
+                reason: e.to_string(),
+            })?;
+            let provider = match provider {
+                Some(p) => crate::net::server_id("--provider", &p)?,
+                None => crate::net::server_id("AGENT", &format!("https://{}", agent.domain()))?,
+            };
+            let n = admin
+                .revoke_agent(&provider, &agent, now)
+                .await
+                .map_err(CliError::Admin)?;
+            writeln!(
+                out,
+                "agent {} unbound; {n} token(s) revoked and sent on to their resources",
+                agent.as_str()
+            )
+            .map_err(stdout)
+        }
+    }
+}
+
+async fn tokens(
+    admin: &Admin,
+    command: TokensCommand,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match command {
+        TokensCommand::List { account, json } => {
+            let listing = admin
+                .tokens(account.as_deref(), now)
+                .await
+                .map_err(CliError::Admin)?;
+            for (r, revoked) in &listing.person {
+                let line = serde_json::json!({
+                    "type": "person", "jti": r.jti, "aud": r.aud.as_str(),
+                    "account": r.account, "agent": r.agent.1.as_str(),
+                    "exp": r.exp, "revoked": revoked,
+                });
+                token_line(out, json, &line)?;
+            }
+            for (r, revoked) in &listing.auth {
+                let line = serde_json::json!({
+                    "type": "auth", "jti": r.jti, "aud": r.aud.as_str(),
+                    "account": r.account, "presented": r.presented_jti,
+                    "exp": r.exp, "revoked": revoked,
+                });
+                token_line(out, json, &line)?;
+            }
+            Ok(())
+        }
+        TokensCommand::Revoke { jti } => {
+            admin
+                .revoke_token(&jti, now)
+                .await
+                .map_err(CliError::Admin)?;
+            writeln!(out, "token {jti} revoked and sent on to its resource").map_err(stdout)
+        }
+    }
+}
+
+fn token_line(out: &mut dyn Write, json: bool, line: &serde_json::Value) -> Result<(), CliError> {
+    if json {
+        return writeln!(out, "{line}").map_err(stdout);
+    }
+    let s = |k: &str| line[k].as_str().unwrap_or("-").to_owned(); // default: a member a type lacks
+    let exp = line["exp"].as_u64().map_or_else(|| "-".to_owned(), date);
+    let revoked = if line["revoked"].as_bool() == Some(true) {
+        "revoked"
+    } else {
+        "live"
+    };
+    writeln!(
+        out,
+        "{}\t{}\t{}\t{}\texp {exp}\t{revoked}",
+        s("type"),
+        s("jti"),
+        s("account"),
+        s("aud")
+    )
+    .map_err(stdout)
+}
+
+async fn audit(
+    admin: &Admin,
+    args: &AuditArgs,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut q = AuditQuery::default().limit(args.limit);
+    q.agent.clone_from(&args.agent);
+    q.resource.clone_from(&args.resource);
+    q.account.clone_from(&args.account);
+    if let Some(a) = &args.action {
+        q = q.action(a.parse::<AuditAction>().map_err(|e| CliError::Usage {
+            flag: "--action",
+            reason: e.to_string(),
+        })?);
+    }
+    let time = |flag: &'static str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| {
+                parse_time(v, now.as_secs()).map_err(|reason| CliError::Usage { flag, reason })
+            })
+            .transpose()
+    };
+    q.since = time("--since", &args.since)?;
+    q.until = time("--until", &args.until)?;
+    for e in admin.audit(&q).await.map_err(CliError::Admin)? {
+        if args.json {
+            let line = serde_json::json!({
+                "at": e.at, "action": e.action.as_str(), "account": e.account,
+                "agent": e.agent, "resource": e.resource, "detail": e.detail,
+            });
+            writeln!(out, "{line}").map_err(stdout)?;
+        } else {
+            let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned()); // default: an event that names no such party
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                date(e.at),
+                e.action,
+                o(&e.account),
+                o(&e.agent),
+                o(&e.resource),
+                e.detail
+            )
+            .map_err(stdout)?;
+        }
+    }
+    Ok(())
+}
+
+/// A new password: the first line of `file`, else of standard input; never empty.
+fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<String>, CliError> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    match file {
+        Some(f) => {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(f).map_err(CliError::file(f))?);
+            line.push_str(text.lines().next().unwrap_or_default()); // default: an empty file is refused below
+        }
+        None => {
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(CliError::file(&PathBuf::from("<stdin>")))?;
+            let kept = line.trim_end_matches(['\r', '\n']).len();
+            line.truncate(kept);
+        }
+    }
+    if line.is_empty() {
+        return Err(CliError::Usage {
+            flag: "--password-file",
+            reason: "the password is empty (give it in the file, or on standard input)".to_owned(),
+        });
+    }
+    Ok(line)
+}
