@@ -417,9 +417,15 @@ pub async fn consent_in_browser(
         .ok_or("the agent never asked its person")?;
 
     let wd = WebDriver::start(browser, driver, &chromium_flags(&p.world)).await?;
-    let seen = person_in_browser(&wd, &interaction, shots).await;
+    let link = format!("{}?code={}", interaction.url, interaction.code);
+    let seen = approve_in_browser(&wd, &link, ("alice", PASSWORD), shots, "consent-page").await;
     wd.quit().await;
-    let (resource_section, agent_section, done_page, screenshot) = seen?;
+    let Approved {
+        resource_section,
+        agent_section,
+        done_page,
+        screenshot,
+    } = seen?;
 
     let resp = tokio::time::timeout(Duration::from_secs(60), call)
         .await
@@ -436,18 +442,39 @@ pub async fn consent_in_browser(
     })
 }
 
-/// The person at the browser: opens the link, signs in, reads, approves. What they saw.
-async fn person_in_browser(
+/// What the person saw on the way: the consent page's resource and agent sections, the
+/// page after approving, and the consent page's screenshot.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    /// The text of the section on what the resource asks.
+    pub resource_section: String,
+    /// The text of the section on what the agent says.
+    pub agent_section: String,
+    /// The text of the page after approving.
+    pub done_page: String,
+    /// Where the consent page's screenshot is.
+    pub screenshot: PathBuf,
+}
+
+/// The person at the browser: opens the link (`…/interact?code=…`), signs in as `account`
+/// with `password`, reads, approves. What they saw; the consent page's screenshot is saved
+/// in `shots` as `{shot}.png`.
+///
+/// # Errors
+///
+/// The first step that failed, or a consent page that is not `https://ps.example`'s.
+pub async fn approve_in_browser(
     wd: &WebDriver,
-    interaction: &Interaction,
+    link: &str,
+    (account, password): (&str, &str),
     shots: &Path,
-) -> Result<(String, String, String, PathBuf), String> {
-    wd.goto(&format!("{}?code={}", interaction.url, interaction.code))
-        .await?;
+    shot: &str,
+) -> Result<Approved, String> {
+    wd.goto(link).await?;
     let user = wd.find("input[name=username]").await?;
-    wd.type_into(&user, "alice").await?;
+    wd.type_into(&user, account).await?;
     let pass = wd.find("input[name=password]").await?;
-    wd.type_into(&pass, PASSWORD).await?;
+    wd.type_into(&pass, password).await?;
     let sign_in = wd.find("button[type=submit]").await?;
     wd.click(&sign_in).await?;
 
@@ -455,7 +482,7 @@ async fn person_in_browser(
     let resource_section = wd.text(&wd.find("section.resource").await?).await?;
     let agent_section = wd.text(&wd.find("section.agent").await?).await?;
     std::fs::create_dir_all(shots).map_err(e)?;
-    let screenshot = shots.join("consent-page.png");
+    let screenshot = shots.join(format!("{shot}.png"));
     std::fs::write(&screenshot, wd.screenshot().await?).map_err(e)?;
     let consent_url = wd.url().await?;
     if !consent_url.starts_with("https://ps.example/") {
@@ -465,5 +492,10 @@ async fn person_in_browser(
     }
     wd.click(&grant).await?;
     let done_page = wd.wait_for_text("body", "Approved").await?;
-    Ok((resource_section, agent_section, done_page, screenshot))
+    Ok(Approved {
+        resource_section,
+        agent_section,
+        done_page,
+        screenshot,
+    })
 }

@@ -144,14 +144,7 @@ impl World {
         }
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(vec![host.clone()])?.signed_by(&key, &self.ca)?;
-        self.spki
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(base64::engine::general_purpose::STANDARD.encode(
-                <sha2::Sha256 as sha2::Digest>::digest(
-                    rcgen::PublicKeyData::subject_public_key_info(&key),
-                ),
-            ));
+        self.trust_spki(&key);
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone(), self.ca.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -217,10 +210,23 @@ impl World {
     pub fn issue_pem(&self, host: &str) -> Result<(String, String), WorldError> {
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(vec![host.to_owned()])?.signed_by(&key, &self.ca)?;
+        self.trust_spki(&key);
         Ok((
             format!("{}{}", cert.pem(), self.ca.pem()),
             key.serialize_pem(),
         ))
+    }
+
+    /// Adds `key`'s SubjectPublicKeyInfo hash to those a browser in the world accepts.
+    fn trust_spki(&self, key: &KeyPair) {
+        self.spki
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(base64::engine::general_purpose::STANDARD.encode(
+                <sha2::Sha256 as sha2::Digest>::digest(
+                    rcgen::PublicKeyData::subject_public_key_info(key),
+                ),
+            ));
     }
 
     /// Sends the world's requests for `host` to `addr` (a server in another process).

@@ -658,34 +658,8 @@ async fn a_person_server_restarted_mid_poll_loses_nothing() {
     world.alias("ps.example", ps.addr);
 
     // The agent, in its own process; its approval prompts come on standard error.
-    let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
-    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
-        .args(&args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (prompts, prompted) = std::sync::mpsc::channel::<(String, String)>();
-    let agent_err = Arc::new(Mutex::new(String::new()));
-    let err_lines = Arc::clone(&agent_err);
-    let stderr = agent.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("aauth: your approval is needed: open ") {
-                let url = rest.split(' ').next().unwrap_or_default().to_owned();
-                let code = url.rsplit("code=").next().unwrap_or_default().to_owned();
-                let _ = prompts.send((url, code));
-            }
-            err_lines.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let next_prompt = |what: &str| {
-        prompted
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no {what} prompt; agent: {}", agent_err.lock().unwrap()))
-    };
+    let agent = AgentProcess::start(&dir, [provider.addr, ps.addr, resource]);
+    let next_prompt = |what: &str| agent.next_prompt(what);
 
     // The first approval is asked; the agent's poll is held at the Person Server.
     let (url, code) = next_prompt("first");
@@ -719,19 +693,156 @@ async fn a_person_server_restarted_mid_poll_loses_nothing() {
         .await
         .unwrap_or_else(|e| panic!("{e}\nPS log:\n{}", ps.log()));
 
-    let output = tokio::task::spawn_blocking(move || agent.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{out}\nagent:\n{}\nPS log:\n{}",
-        agent_err.lock().unwrap(),
-        ps.log()
+    agent.granted(&ps).await;
+}
+
+/// `aauth fetch` in its own process, its approval prompts read from standard error.
+pub(crate) struct AgentProcess {
+    child: Child,
+    prompts: std::sync::mpsc::Receiver<(String, String)>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// Starts the assistant's `aauth fetch` (see `fetch_args`) in `dir`.
+    fn start(dir: &Path, addrs: [SocketAddr; 3]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+            .args(fetch_args(dir, addrs))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, prompts) = std::sync::mpsc::channel::<(String, String)>();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let lines = Arc::clone(&stderr);
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("aauth: your approval is needed: open ") {
+                    let url = rest.split(' ').next().unwrap_or_default().to_owned();
+                    let code = url.rsplit("code=").next().unwrap_or_default().to_owned();
+                    let _ = tx.send((url, code));
+                }
+                lines.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Self {
+            child,
+            prompts,
+            stderr,
+        }
+    }
+
+    /// The next interaction link and its code.
+    fn next_prompt(&self, what: &str) -> (String, String) {
+        self.prompts
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {what} prompt; agent: {}", self.stderr.lock().unwrap()))
+    }
+
+    /// Waits for the agent to finish, and asserts it got through.
+    async fn granted(self, ps: &Served) {
+        let Self { child, stderr, .. } = self;
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{out}\nagent:\n{}\nPS log:\n{}",
+            stderr.lock().unwrap(),
+            ps.log()
+        );
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["message"], "Access granted", "{out}");
+    }
+}
+
+/// Phase 4 against processes: the Person Server asks, and the person decides in headless
+/// Chromium (signing in, reading what the resource and the agent say, approving), twice
+/// (the person token, then the auth token); the waiting `aauth fetch` gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_person_decides_in_chromium_against_served_processes() {
+    use aauth_demos::browser::{WebDriver, approve_in_browser, chromium_flags, find_browser};
+    let (browser, driver) = match find_browser() {
+        Ok(found) => found,
+        Err(why) => {
+            assert!(
+                std::env::var("AAUTH_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "the browser test is required here but cannot run: {why}"
+            );
+            eprintln!("\n!!! SKIPPED the consent page against served processes: {why}\n");
+            return;
+        }
+    };
+    let dir = scratch("serve-chromium");
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config,
+    } = flow(&dir, |text| {
+        text.replace("consent = \"auto-approve\"", "consent = \"ask\"")
+    })
+    .await;
+    let ps = Served::start(&dir, "person-server", &ps_config);
+    world.alias("ps.example", ps.addr);
+    let agent = AgentProcess::start(&dir, [provider.addr, ps.addr, resource]);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser");
+    for (round, shot) in ["person-token", "auth-token"].into_iter().enumerate() {
+        let (url, _) = agent.next_prompt(shot);
+        assert!(
+            url.starts_with("https://ps.example/interact?code="),
+            "{url}"
+        );
+        // A fresh browser each time: the person signs in again.
+        let wd = WebDriver::start(&browser, &driver, &chromium_flags(&world))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let seen = approve_in_browser(
+            &wd,
+            &url,
+            ("alice", "correct horse battery staple"),
+            &shots,
+            &format!("served-consent-{shot}"),
+        )
+        .await;
+        wd.quit().await;
+        let seen = seen.unwrap_or_else(|e| panic!("round {round}: {e}\nPS log:\n{}", ps.log()));
+        assert!(
+            seen.resource_section.contains("https://resource.example"),
+            "{}",
+            seen.resource_section
+        );
+        assert!(
+            seen.agent_section.contains("aauth:assistant@agent.example"),
+            "{}",
+            seen.agent_section
+        );
+        assert!(seen.done_page.contains("Approved"), "{}", seen.done_page);
+    }
+    agent.granted(&ps).await;
+    // Both decisions are in the audit log, as the person's.
+    let audit = aauth(
+        &dir,
+        &[
+            "admin",
+            "--config",
+            ps_config.to_str().unwrap(),
+            "audit",
+            "--action",
+            "approved",
+        ],
     );
-    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["message"], "Access granted", "{out}");
+    let audit = stdout(&audit);
+    assert_eq!(
+        audit.matches("approved by the person").count(),
+        2,
+        "{audit}"
+    );
 }
 
 /// The configurations in `examples/` (those docs/deploy.md walks through) pass `aauth
