@@ -9,6 +9,9 @@
 //! | `aauth_http_request_duration_seconds` | histogram | `role`, `route` | time to answer (feature `ops`) |
 //! | `aauth_refusals_total` | counter | `role`, `signature_error`, `requirement` | requests refused with a `Signature-Error` or `AAuth-Requirement` (feature `ops`) |
 //! | `aauth_tokens_issued_total` | counter | `type` (`agent`, `person`, `auth`) | tokens signed by a role |
+//! | `aauth_pending_requests_total` | counter | `state` (`created`, then how each ended: `delivered`, `denied`, `answered`, `expired`, `revoked`, `cancelled`, `failed`) | a Person Server's deferred requests; open = created − ended |
+//! | `aauth_store_call_duration_seconds` | histogram | `store` | a blocking store call, queueing on the blocking pool included ([`crate::store::blocking`], feature `runtime`) |
+//! | `aauth_store_errors_total` | counter | `store` | store calls that failed |
 //! | `aauth_key_cache_*` | gauge | — | the key cache's counters ([`crate::CacheStats`]), set by the `aauth` command at each scrape |
 //!
 //! `route` is the path's first segment (`/pending`, `/interact`, …) or, for a
@@ -23,3 +26,9 @@ pub const HTTP_DURATION: &str = "aauth_http_request_duration_seconds";
 pub const REFUSALS: &str = "aauth_refusals_total";
 /// Tokens signed, by type.
 pub const TOKENS_ISSUED: &str = "aauth_tokens_issued_total";
+/// A Person Server's deferred requests: created, and ended by outcome.
+pub const PENDING_REQUESTS: &str = "aauth_pending_requests_total";
+/// Time a blocking store call took.
+pub const STORE_DURATION: &str = "aauth_store_call_duration_seconds";
+/// Store calls that failed.
+pub const STORE_ERRORS: &str = "aauth_store_errors_total";

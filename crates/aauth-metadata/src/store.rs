@@ -114,7 +114,15 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| StoreError::WorkerStopped { store })?
+        .map_err(|_| StoreError::WorkerStopped { store })
+        .and_then(|r| r);
+    metrics::histogram!(crate::metric::STORE_DURATION, "store" => store)
+        .record(started.elapsed().as_secs_f64());
+    if outcome.is_err() {
+        metrics::counter!(crate::metric::STORE_ERRORS, "store" => store).increment(1);
+    }
+    outcome
 }

@@ -506,6 +506,7 @@ async fn a_three_party_flow_runs_against_served_processes() {
         "aauth_tokens_issued_total{type=\"auth\"} 1",
         "aauth_http_requests_total{role=\"person-server\"",
         "aauth_http_request_duration_seconds",
+        "aauth_store_call_duration_seconds_count{store=\"person-server sqlite\"}",
     ] {
         assert!(scraped.contains(needle), "{needle} not in:\n{scraped}");
     }
@@ -779,6 +780,7 @@ async fn the_person_decides_in_chromium_against_served_processes() {
         }
     };
     let dir = scratch("serve-chromium");
+    let metrics = free_port();
     let Flow {
         world,
         provider,
@@ -786,6 +788,10 @@ async fn the_person_decides_in_chromium_against_served_processes() {
         ps_config,
     } = flow(&dir, |text| {
         text.replace("consent = \"auto-approve\"", "consent = \"ask\"")
+            .replace(
+                "[egress]",
+                &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[egress]"),
+            )
     })
     .await;
     let ps = Served::start(&dir, "person-server", &ps_config);
@@ -843,6 +849,14 @@ async fn the_person_decides_in_chromium_against_served_processes() {
         2,
         "{audit}"
     );
+    // Two deferred requests, both created and delivered.
+    let scraped = scrape(metrics);
+    for needle in [
+        "aauth_pending_requests_total{state=\"created\"} 2",
+        "aauth_pending_requests_total{state=\"delivered\"} 2",
+    ] {
+        assert!(scraped.contains(needle), "{needle} not in:\n{scraped}");
+    }
 }
 
 /// The configurations in `examples/` (those docs/deploy.md walks through) pass `aauth

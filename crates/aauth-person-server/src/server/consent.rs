@@ -196,11 +196,15 @@ impl PersonServer {
             // request ends, and the agent's next poll gets 410 invalid_code (a wrong code
             // names no request; those are limited per session above).
             p.attempts = p.attempts.saturating_add(1);
-            if p.attempts >= web::MAX_ATTEMPTS {
+            let ends = p.attempts >= web::MAX_ATTEMPTS;
+            if ends {
                 p.state = PendingState::Done;
             }
             self.throttle.failed(&keys, page.now).await?;
             self.save(&mut p).await?;
+            if ends {
+                super::defer::count_pending("failed");
+            }
             return Ok(no_such_code());
         }
         // The resource's own flow comes first, when its resource token asks for one.

@@ -108,11 +108,20 @@ impl Hints {
     }
 }
 
+/// Counts a deferred request created, or ended with `outcome`
+/// (`aauth_pending_requests_total`).
+pub(super) fn count_pending(outcome: &'static str) {
+    metrics::counter!(aauth_metadata::metric::PENDING_REQUESTS, "state" => outcome).increment(1);
+}
+
 impl PersonServer {
     /// Stores a new deferred request, within the agent's share of open ones.
     pub(super) async fn create_pending(&self, p: Pending, now: UnixTime) -> Result<(), PsError> {
         match self.store.create_pending(p, self.max_pending, now).await {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                count_pending("created");
+                Ok(())
+            }
             Ok(false) => Err(PsError::RateLimited {
                 reason: format!(
                     "this agent already has {} requests waiting for the person",

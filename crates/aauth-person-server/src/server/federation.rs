@@ -507,12 +507,15 @@ impl PersonServer {
         if now.as_secs() >= p.expires {
             p.state = PendingState::Done;
             return match self.save(&mut p).await {
-                Ok(()) => PollError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "expired",
-                    "the person did not answer in time",
-                )
-                .response(),
+                Ok(()) => {
+                    super::defer::count_pending("expired");
+                    PollError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "expired",
+                        "the person did not answer in time",
+                    )
+                    .response()
+                }
                 Err(e) => e.into_http_response(),
             };
         }
@@ -561,7 +564,10 @@ impl PersonServer {
             Ok(json) => {
                 p.state = PendingState::Done;
                 match self.save(&mut p).await {
-                    Ok(()) => json_response(StatusCode::OK, &json),
+                    Ok(()) => {
+                        super::defer::count_pending("delivered");
+                        json_response(StatusCode::OK, &json)
+                    }
                     Err(e) => e.into_http_response(),
                 }
             }
@@ -592,7 +598,10 @@ impl PersonServer {
             Err(e) => {
                 p.state = PendingState::Done;
                 match self.save(&mut p).await {
-                    Ok(()) => e.into_http_response(),
+                    Ok(()) => {
+                        super::defer::count_pending("failed");
+                        e.into_http_response()
+                    }
                     Err(se) => se.into_http_response(),
                 }
             }

@@ -97,6 +97,7 @@ impl PersonServer {
     async fn cancel(&self, mut p: Pending) -> Result<http::Response<Bytes>, PsError> {
         p.state = PendingState::Done;
         self.save(&mut p).await?;
+        super::defer::count_pending("cancelled");
         let mut r = http::Response::new(Bytes::new());
         *r.status_mut() = StatusCode::NO_CONTENT;
         Ok(r)
@@ -245,9 +246,12 @@ impl PersonServer {
 
     /// Ends the request (a compare-and-set: of two concurrent polls one ends the request
     /// and answers; the other is told it changed, `409`, and its next poll gets `410`).
-    async fn end(&self, mut p: Pending) -> Result<(), PsError> {
+    /// `outcome` names how it ended, for `aauth_pending_requests_total`.
+    async fn end(&self, mut p: Pending, outcome: &'static str) -> Result<(), PsError> {
         p.state = PendingState::Done;
-        self.save(&mut p).await
+        self.save(&mut p).await?;
+        super::defer::count_pending(outcome);
+        Ok(())
     }
 
     /// The answer to a poll, from the request's state at `now`.
@@ -260,24 +264,24 @@ impl PersonServer {
         if !matches!(p.state, PendingState::Done)
             && let Some(which) = self.revoked_dependency(&p, now).await?
         {
-            self.end(p).await?;
+            self.end(p, "revoked").await?;
             return Ok(ended(StatusCode::FORBIDDEN, "revoked", which));
         }
         Ok(match p.state.clone() {
             PendingState::Done => gone(),
             PendingState::Denied if matches!(p.request, PendingRequest::Permission { .. }) => {
-                self.end(p).await?;
+                self.end(p, "denied").await?;
                 json_response(
                     StatusCode::OK,
                     &serde_json::json!({ "permission": "denied", "reason": "The person denied it." }),
                 )
             }
             PendingState::Answered { answer } => {
-                self.end(p).await?;
+                self.end(p, "answered").await?;
                 json_response(StatusCode::OK, &serde_json::json!({ "answer": answer }))
             }
             PendingState::Denied => {
-                self.end(p).await?;
+                self.end(p, "denied").await?;
                 ended(
                     StatusCode::FORBIDDEN,
                     "denied",
@@ -287,7 +291,7 @@ impl PersonServer {
             // The resource's own interaction came back with an error (draft -11
             // §Interaction Callback Errors, mapped to polling errors).
             PendingState::Ended { error } => {
-                self.end(p).await?;
+                self.end(p, "failed").await?;
                 let detail = "the resource's own interaction did not complete";
                 match error.as_str() {
                     "abandoned" => ended(StatusCode::FORBIDDEN, "abandoned", detail),
@@ -300,7 +304,7 @@ impl PersonServer {
             PendingState::Approved { .. } | PendingState::Delivering { .. }
                 if now.as_secs() >= p.agent_exp =>
             {
-                self.end(p).await?;
+                self.end(p, "expired").await?;
                 ended(
                     StatusCode::REQUEST_TIMEOUT,
                     "expired",
@@ -318,7 +322,7 @@ impl PersonServer {
                 return self.deliver(p, account, now).await;
             }
             _ if now.as_secs() >= p.expires => {
-                self.end(p).await?;
+                self.end(p, "expired").await?;
                 ended(
                     StatusCode::REQUEST_TIMEOUT,
                     "expired",
@@ -387,7 +391,7 @@ impl PersonServer {
             // written, the token is withheld (the claim's lease runs out and a later poll
             // mints anew), never delivered twice.
             Ok(json) => {
-                self.end(p).await?;
+                self.end(p, "delivered").await?;
                 Ok(json_response(StatusCode::OK, &json))
             }
             // Approved here; the Access Server needs the person too.
