@@ -49,6 +49,7 @@
 //! connect_timeout_secs = 5               # connecting to the upstream (else 502)
 //! request_timeout_secs = 30              # until the upstream's response head (else 504)
 //! max_body_bytes = 1048576               # a request body the proxy reads whole (else 413)
+//! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
 //! name = "Example Files"                 # shown on consent pages
 //! description = "Keeps your files."
 //! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes
@@ -288,6 +289,12 @@ pub(crate) struct ResourceProxySection {
     /// sent on (default 1 MiB): past it, `413`.
     #[serde(default = "one_mib")]
     pub(crate) max_body_bytes: usize,
+    /// Whether the request's `Signature`, `Signature-Input` and `Signature-Key` headers go
+    /// on to the upstream (default false: they carry the agent's token, and only the
+    /// proxy, which is the resource, can verify them; the upstream gets the verified
+    /// identity in `x-aauth-*`).
+    #[serde(default)]
+    pub(crate) forward_signature_headers: bool,
     /// The resource's display name (its metadata's `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,

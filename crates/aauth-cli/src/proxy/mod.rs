@@ -130,6 +130,7 @@ pub(crate) fn build(
         request_timeout: Duration::from_secs(s.request_timeout_secs),
         roots: reach.roots(),
         tls: c.tls.is_some(),
+        forward_signature_headers: s.forward_signature_headers,
     })?;
     let list = Arc::new(MemoryRevocationList::new(60, REVOCATIONS));
     let resource = Resource::new(id.clone(), keys)

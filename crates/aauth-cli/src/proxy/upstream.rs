@@ -1,5 +1,6 @@
 //! The upstream: where admitted requests go, with the identity the proxy verified in
-//! `x-aauth-*` headers (every such header the client sent is dropped first), hop-by-hop
+//! `x-aauth-*` headers (every such header the client sent is dropped first; the request's
+//! signature headers, which carry the agent's token, too, unless configured), hop-by-hop
 //! headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
 //! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
 //! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted.
@@ -24,6 +25,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::ProxyBody;
 use crate::error::CliError;
+
+/// The request's signature and its key (with the agent's token), not sent on unless
+/// `forward_signature_headers`.
+const SIGNATURE_HEADERS: [&str; 3] = ["signature", "signature-input", "signature-key"];
 
 /// The identity headers the proxy sets; every incoming `x-aauth-*` header is dropped.
 pub(crate) const AGENT: HeaderName = HeaderName::from_static("x-aauth-agent");
@@ -74,6 +79,8 @@ struct Inner {
     request_timeout: Duration,
     /// `x-forwarded-proto`: how clients reach the proxy.
     proto: &'static str,
+    /// Whether the signature headers go on.
+    forward_signature_headers: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -95,6 +102,8 @@ pub(crate) struct UpstreamConfig<'a> {
     pub(crate) roots: rustls::RootCertStore,
     /// Whether clients reach the proxy over TLS.
     pub(crate) tls: bool,
+    /// `resource_proxy.forward_signature_headers`.
+    pub(crate) forward_signature_headers: bool,
 }
 
 impl Upstream {
@@ -137,6 +146,7 @@ impl Upstream {
                 base_path,
                 request_timeout: c.request_timeout,
                 proto: if c.tls { "https" } else { "http" },
+                forward_signature_headers: c.forward_signature_headers,
             }),
         })
     }
@@ -225,6 +235,11 @@ async fn forward(up: &Inner, mut req: Request<Full<Bytes>>) -> Response<ProxyBod
     headers.remove(header::HOST);
     for name in ["x-forwarded-host", "x-forwarded-proto", "forwarded"] {
         headers.remove(name);
+    }
+    if !up.forward_signature_headers {
+        for name in SIGNATURE_HEADERS {
+            headers.remove(name);
+        }
     }
     if let Some(host) = original_host {
         headers.insert("x-forwarded-host", host);

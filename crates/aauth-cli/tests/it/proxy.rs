@@ -53,25 +53,8 @@ impl Seen {
 /// waits for `release` between its two events, `/ws` switches protocols and echoes, and
 /// every other path echoes the request's headers as JSON.
 async fn upstream() -> (SocketAddr, Arc<Seen>) {
-    use axum::extract::Request as AxumRequest;
     let seen = Arc::new(Seen::default());
-    let s = Arc::clone(&seen);
-    let app = axum::Router::new().fallback(move |mut req: AxumRequest| {
-        let s = Arc::clone(&s);
-        async move {
-            s.calls.fetch_add(1, Ordering::SeqCst);
-            s.headers.lock().unwrap().push(req.headers().clone());
-            match req.uri().path() {
-                "/agent/hang" => {
-                    tokio::time::sleep(Duration::from_secs(600)).await;
-                    http::Response::new(Body::empty())
-                }
-                "/agent/events" => events(s),
-                "/agent/ws" => echo_upgrade(hyper::upgrade::on(&mut req)),
-                _ => echo(&req),
-            }
-        }
-    });
+    let app = upstream_app(Arc::clone(&seen));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -90,6 +73,81 @@ async fn upstream() -> (SocketAddr, Arc<Seen>) {
     (addr, seen)
 }
 
+/// The same upstream over TLS as `localhost` (a certificate from the world's CA),
+/// offering HTTP/2 and HTTP/1.1 by ALPN: its port.
+async fn upstream_tls(world: &World) -> (u16, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let app = upstream_app(Arc::clone(&seen));
+    let (cert, key) = world.issue_pem("localhost").unwrap();
+    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = <rustls::pki_types::PrivateKeyDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(key.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let io = TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service)
+                    .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .with_upgrades()
+                        .await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// The upstream's routes, counting into `seen`.
+fn upstream_app(seen: Arc<Seen>) -> axum::Router {
+    use axum::extract::Request as AxumRequest;
+    axum::Router::new().fallback(move |mut req: AxumRequest| {
+        let s = Arc::clone(&seen);
+        async move {
+            s.calls.fetch_add(1, Ordering::SeqCst);
+            s.headers.lock().unwrap().push(req.headers().clone());
+            match req.uri().path() {
+                "/agent/hang" => {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    http::Response::new(Body::empty())
+                }
+                "/agent/events" => events(s),
+                "/agent/ws" => echo_upgrade(hyper::upgrade::on(&mut req)),
+                _ => echo(&req),
+            }
+        }
+    })
+}
+
 /// `{"path", "headers": {name: value}}` of `req`.
 fn echo(req: &axum::extract::Request) -> http::Response<Body> {
     let headers: serde_json::Map<String, serde_json::Value> = req
@@ -97,7 +155,11 @@ fn echo(req: &axum::extract::Request) -> http::Response<Body> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").into()))
         .collect();
-    let json = serde_json::json!({ "path": req.uri().path(), "headers": headers });
+    let json = serde_json::json!({
+        "path": req.uri().path(),
+        "version": format!("{:?}", req.version()),
+        "headers": headers,
+    });
     let mut resp = http::Response::new(Body::from(json.to_string()));
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
@@ -247,6 +309,11 @@ struct AgentSetup {
 
 impl AgentSetup {
     async fn start(name: &str) -> Self {
+        Self::start_with(name, |text| text).await
+    }
+
+    /// As `start`, with the proxy's configuration changed by `edit`.
+    async fn start_with(name: &str, edit: impl Fn(String) -> String) -> Self {
         let dir = scratch(name);
         let world = World::new().unwrap();
         let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
@@ -259,6 +326,8 @@ impl AgentSetup {
             &format!("http://{up}"),
             &[("agent.example", provider.addr)],
         );
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, edit(text)).unwrap();
         let proxy = Served::start(&dir, "resource-proxy", &config);
         world.alias("resource.example", proxy.addr);
         Self {
@@ -313,6 +382,12 @@ async fn an_agent_token_route_passes_the_verified_agent_and_never_a_spoofed_one(
     assert!(!headers.contains_key("x-aauth-scope"), "{headers:?}");
     assert!(headers.contains_key("x-aauth-token-jti"), "{headers:?}");
     assert_eq!(headers["x-forwarded-host"], "resource.example");
+    for name in ["signature", "signature-input", "signature-key"] {
+        assert!(
+            !headers.contains_key(name),
+            "{name}: the agent's signature and token stay at the proxy"
+        );
+    }
     assert_eq!(s.seen.calls(), 1);
 
     // The resource's documents are the proxy's: mixed routes declare no access mode.
@@ -441,6 +516,7 @@ async fn a_hanging_upstream_is_504_and_a_missing_one_is_502() {
 /// The agent provider, a Person Server (auto-approving, alice with the assistant bound)
 /// and the proxy as processes; with `defer`, the proxy holds auth-token calls (`202`).
 struct PersonSetup {
+    world: World,
     dir: PathBuf,
     _provider: Served,
     ps: Served,
@@ -482,6 +558,7 @@ impl PersonSetup {
         let proxy = Served::start(&dir, "resource-proxy", &config);
         assert_eq!(proxy.addr, proxy_addr);
         Self {
+            world,
             dir,
             _provider: provider,
             ps,
@@ -580,7 +657,6 @@ async fn signed_send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> http::Response<hyper::body::Incoming> {
-    let now = SystemClock.now();
     let provider = PrivateKey::ed25519_from_seed(&[0x11; 32]);
     let agent = PrivateKey::ed25519_from_seed(&[0x22; 32]);
     let token = aauth_tokens::AgentTokenBuilder::new(
@@ -591,12 +667,28 @@ async fn signed_send(
     .sign(
         &provider,
         "provider-1",
-        now,
+        SystemClock.now(),
         &mut aauth_keys::rand::OsRandom,
     )
     .unwrap();
-    let mut req = http::Request::get(format!("https://resource.example{path}"))
-        .body(Vec::new())
+    let req = signed("GET", path, headers, b"", &token.token);
+    send_tls(world, proxy, req).await
+}
+
+/// `method path` with `headers` and `body`, signed by the assistant's key under the JWT
+/// `token` (an agent, person or auth token bound to that key).
+fn signed(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    token: &str,
+) -> http::Request<Vec<u8>> {
+    let agent = PrivateKey::ed25519_from_seed(&[0x22; 32]);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("https://resource.example{path}"))
+        .body(body.to_vec())
         .unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(
@@ -604,14 +696,25 @@ async fn signed_send(
             v.parse().unwrap(),
         );
     }
-    aauth_signing::sign_request(
+    aauth_signing::sign_request_unique(
         &mut req,
         &agent,
-        &aauth_headers::Scheme::jwt(token.token),
-        now,
+        &aauth_headers::Scheme::jwt(token.to_owned()),
+        SystemClock.now(),
+        &mut aauth_keys::rand::OsRandom,
     )
     .unwrap();
-    let (mut parts, _) = req.into_parts();
+    req
+}
+
+/// Sends `req` to the proxy at `proxy` over TLS (HTTP/1.1, upgrades allowed).
+async fn send_tls(
+    world: &World,
+    proxy: SocketAddr,
+    req: http::Request<Vec<u8>>,
+) -> http::Response<hyper::body::Incoming> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().unwrap().as_str().to_owned();
     parts.uri = path.parse().unwrap();
     parts
         .headers
@@ -633,7 +736,10 @@ async fn signed_send(
         .unwrap();
     tokio::spawn(conn.with_upgrades());
     sender
-        .send_request(http::Request::from_parts(parts, Full::new(Bytes::new())))
+        .send_request(http::Request::from_parts(
+            parts,
+            Full::new(Bytes::from(body)),
+        ))
         .await
         .unwrap()
 }
@@ -735,4 +841,205 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             crate::assert_fails(&o, code, needle);
         }
     }
+}
+
+/// A route that requires body coverage: a signed body goes through (with its digest,
+/// and here the signature headers too, as configured); a body that is not the one
+/// signed is refused and never reaches the upstream.
+#[tokio::test]
+async fn a_body_covered_route_refuses_a_body_that_was_not_signed() {
+    let s = AgentSetup::start_with("proxy-body", |text| {
+        text.replace(
+            "revoking_issuers",
+            "forward_signature_headers = true\nrevoking_issuers",
+        ) + "[[resource_proxy.routes]]\npath = \"/upload/*\"\nmethods = [\"POST\"]\naccess = \"agent-token\"\nrequire_body_coverage = true\n"
+    })
+    .await;
+    let o = fetch(
+        &s.dir,
+        "https://resource.example/upload/notes",
+        &["-d", "{\"n\":1}", "-H", "content-type: application/json"],
+        &s.reach(),
+    )
+    .await;
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        crate::stderr(&o),
+        s.proxy.log()
+    );
+    let headers = s.seen.last();
+    assert!(headers.contains_key("content-digest"), "{headers:?}");
+    assert!(
+        headers["signature-input"]
+            .to_str()
+            .unwrap()
+            .contains("\"content-digest\""),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains_key("signature-key"),
+        "forwarded, as configured"
+    );
+    let calls = s.seen.calls();
+
+    // Signed over one body, sent with another.
+    let provider = PrivateKey::ed25519_from_seed(&[0x11; 32]);
+    let token = aauth_tokens::AgentTokenBuilder::new(
+        aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
+        aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
+        PrivateKey::ed25519_from_seed(&[0x22; 32]).public_key(),
+    )
+    .sign(
+        &provider,
+        "provider-1",
+        SystemClock.now(),
+        &mut aauth_keys::rand::OsRandom,
+    )
+    .unwrap();
+    let req = signed(
+        "POST",
+        "/upload/notes",
+        &[("content-type", "application/json")],
+        b"{\"n\":1}",
+        &token.token,
+    );
+    let (parts, _) = req.into_parts();
+    let tampered = http::Request::from_parts(parts, b"{\"n\":2}".to_vec());
+    let resp = send_tls(&s.world, s.proxy.addr, tampered).await;
+    assert_eq!(resp.status(), 401, "{}", s.proxy.log());
+    let error = resp.headers()["signature-error"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("invalid_signature") || error.contains("digest"),
+        "{error}"
+    );
+    assert_eq!(
+        s.seen.calls(),
+        calls,
+        "the tampered request never reached the upstream"
+    );
+
+    // Unsigned over its body at all: the route requires the coverage.
+    let req = signed("POST", "/upload/notes", &[], b"", &token.token);
+    let (parts, _) = req.into_parts();
+    let added = http::Request::from_parts(parts, b"smuggled".to_vec());
+    let resp = send_tls(&s.world, s.proxy.addr, added).await;
+    assert_eq!(resp.status(), 401, "{}", s.proxy.log());
+    assert_eq!(s.seen.calls(), calls);
+}
+
+/// The operator revokes the agent at the Person Server; the Person Server's revocation
+/// reaches the proxy (its `revocation_endpoint`), and the auth token it had admitted is
+/// refused from then on, before the upstream.
+#[tokio::test]
+async fn a_revocation_from_the_person_server_closes_the_token_at_the_proxy() {
+    let s = PersonSetup::start("proxy-revoked", false).await;
+    let o = fetch(
+        &s.dir,
+        "https://resource.example/files/report",
+        &["-v"],
+        &s.reach,
+    )
+    .await;
+    let err = crate::stderr(&o);
+    assert!(o.status.success(), "{err}\nproxy:\n{}", s.proxy.log());
+    // The auth token, as the agent sent it to the resource.
+    let auth_token = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("> signature-key: "))
+        .filter_map(|v| v.split("jwt=\"").nth(1))
+        .filter_map(|v| v.split('"').next())
+        .find(|t| {
+            let header = t.split('.').next().unwrap_or_default();
+            String::from_utf8_lossy(&aauth_keys::base64url::decode(header).unwrap_or_default())
+                .contains("aa-auth+jwt")
+        })
+        .unwrap_or_else(|| panic!("no auth token on the wire:\n{err}"))
+        .to_owned();
+    let calls = s.seen.calls();
+    let again = send_tls(
+        &s.world,
+        s.proxy.addr,
+        signed("GET", "/files/report", &[], b"", &auth_token),
+    )
+    .await;
+    assert_eq!(again.status(), 200, "the token works before the revocation");
+    assert_eq!(s.seen.calls(), calls + 1);
+
+    let ps_config = s.dir.join("ps.toml");
+    let revoked = aauth(
+        &s.dir,
+        &[
+            "admin",
+            "--config",
+            ps_config.to_str().unwrap(),
+            "agents",
+            "revoke",
+            "aauth:assistant@agent.example",
+        ],
+    );
+    assert!(
+        revoked.status.success(),
+        "{}{}",
+        stdout(&revoked),
+        crate::stderr(&revoked)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        s.proxy.log().contains("/aauth/revoke"),
+        "the revocation reached the proxy:\n{}",
+        s.proxy.log()
+    );
+    let after = send_tls(
+        &s.world,
+        s.proxy.addr,
+        signed("GET", "/files/report", &[], b"", &auth_token),
+    )
+    .await;
+    assert_eq!(after.status(), 401, "{}", s.proxy.log());
+    let error = after.headers()["signature-error"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("revoked"), "{error}");
+    assert_eq!(s.seen.calls(), calls + 1, "refused before the upstream");
+}
+
+/// An `https://` upstream (trusted through `[egress] ca_files`) that offers HTTP/2: the
+/// admitted request reaches it over HTTP/2, with the verified identity.
+#[tokio::test]
+async fn an_https_upstream_is_reached_over_http2() {
+    let dir = scratch("proxy-https");
+    let world = World::new().unwrap();
+    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    world.alias("agent.example", provider.addr);
+    let (port, seen) = upstream_tls(&world).await;
+    let config = proxy_config(
+        &world,
+        &dir,
+        free_port(),
+        &format!("https://localhost:{port}"),
+        &[("agent.example", provider.addr)],
+    );
+    let proxy = Served::start(&dir, "resource-proxy", &config);
+    world.alias("resource.example", proxy.addr);
+    let reach = [
+        ("agent.example", provider.addr),
+        ("resource.example", proxy.addr),
+    ];
+    let o = fetch(&dir, "https://resource.example/agent/hello", &[], &reach).await;
+    assert!(o.status.success(), "{}\n{}", crate::stderr(&o), proxy.log());
+    let echoed = json(&o);
+    assert_eq!(echoed["version"], "HTTP/2.0", "{echoed}");
+    assert_eq!(
+        echoed["headers"]["x-aauth-agent"],
+        "aauth:assistant@agent.example"
+    );
+    assert_eq!(echoed["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(seen.calls(), 1);
+    let ready = get(&world, "https://resource.example/readyz", &[]).await;
+    assert_eq!(ready.status(), 200);
 }
