@@ -129,8 +129,7 @@ pub(crate) async fn person_server(
     signer: Arc<dyn Signer>,
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
-    metadata: Arc<dyn aauth_metadata::Fetch>,
-    notifier: Arc<dyn aauth_person_server::RevocationNotifier>,
+    reach: &crate::net::Reach,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
     use aauth_person_server::PersonServer;
     let section = c.person_server.clone().ok_or_else(|| CliError::Usage {
@@ -139,10 +138,18 @@ pub(crate) async fn person_server(
     })?;
     let secret = directed_secret(c)?;
     let store = ps_store(c, false)?;
+    // What it reaches out to: resources' metadata (for the consent page), revocations
+    // sent on, and Access Servers (four-party), all through the egress guard.
+    let metadata = Arc::new(reach.fetcher());
+    let notifier = ps_notifier(id.clone(), Arc::clone(&signer), kid, reach);
+    let outbound = Arc::new(reach.https_client());
     let mut ps = PersonServer::new(id, signer, kid, keys, Arc::clone(&store), secret)
         .map_err(|e| config_error(c, "id", e))?
         .retiring_keys(&crate::keyring::retiring(c)?)
         .revocation_notifier(notifier)
+        // Four-party: a resource whose Access Server issues its auth tokens is honoured
+        // by asking that Access Server (through the same egress guard).
+        .federation(outbound)
         .policy(consent_policy(section.consent))
         .revoking_providers(ids(
             "person_server.revoking_providers",

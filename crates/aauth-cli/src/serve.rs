@@ -134,11 +134,7 @@ async fn build(
             }
             WithHealth::new(Arc::new(provider) as Arc<dyn Endpoint>)
         }
-        Role::PersonServer => {
-            let metadata = Arc::new(reach.fetcher());
-            let notifier = crate::roles::ps_notifier(id.clone(), Arc::clone(&signer), &kid, reach);
-            crate::roles::person_server(c, id, signer, &kid, keys, metadata, notifier).await?
-        }
+        Role::PersonServer => crate::roles::person_server(c, id, signer, &kid, keys, reach).await?,
         Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys)?,
     };
     let endpoint = Arc::new(endpoint);

@@ -114,6 +114,31 @@ pub fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<B
     typed_json_response(status, json, "application/json")
 }
 
+/// Reports a server-side failure to the operator's log, with every cause in its chain: a
+/// `500`'s body says only what failed, never why (a path, a database message, a peer's
+/// answer), so the why goes here. A role calls it as it turns the failure into its
+/// response; it logs only with the `ops` feature (a `tracing` subscriber then receives
+/// it at `error`), and does nothing otherwise.
+pub fn report_failure(failure: &(dyn std::error::Error + 'static)) {
+    #[cfg(feature = "ops")]
+    {
+        let mut chain = failure.to_string();
+        let mut source = failure.source();
+        while let Some(s) = source {
+            let said = s.to_string();
+            if !chain.contains(&said) {
+                chain.push_str(": ");
+                chain.push_str(&said);
+            }
+            source = s.source();
+        }
+        // The Debug form keeps what Display leaves out for callers (a fetch's reason).
+        tracing::error!(error = %chain, detail = ?failure, "the request failed on this server");
+    }
+    #[cfg(not(feature = "ops"))]
+    let _ = failure;
+}
+
 /// An RFC 9457 problem (`application/problem+json`) with `Cache-Control: no-store`.
 #[must_use]
 pub fn problem_response(status: StatusCode, json: &serde_json::Value) -> Response<Bytes> {

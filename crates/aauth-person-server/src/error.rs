@@ -197,6 +197,9 @@ impl PsError {
     #[must_use]
     pub fn into_http_response(self) -> http::Response<Bytes> {
         let status = self.status();
+        if let Self::Internal(_) | Self::Store(_) = &self {
+            aauth_metadata::serve::report_failure(&self);
+        }
         let mut body = serde_json::json!({
             "type": "about:blank",
             "status": status.as_u16(),

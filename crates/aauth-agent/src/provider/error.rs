@@ -73,6 +73,9 @@ impl ProviderError {
     #[must_use]
     pub fn into_http_response(self) -> Response<Bytes> {
         let status = self.status();
+        if let Self::Mint { .. } = &self {
+            aauth_metadata::serve::report_failure(&self);
+        }
         problem_response(
             status,
             &serde_json::json!({

@@ -1043,3 +1043,87 @@ async fn an_https_upstream_is_reached_over_http2() {
     let ready = get(&world, "https://resource.example/readyz", &[]).await;
     assert_eq!(ready.status(), 200);
 }
+
+/// Four-party, every party a process: the proxy's resource tokens name its Access
+/// Server; the Person Server asks that Access Server (auto-approving a trusted Person
+/// Server), which issues the auth token; the upstream sees the person it names.
+#[tokio::test]
+async fn four_party_access_runs_through_the_access_server() {
+    let dir = scratch("proxy-four-party");
+    let world = World::new().unwrap();
+    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    let (proxy_port, as_port) = (free_port(), free_port());
+    let proxy_addr: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
+    let as_addr: SocketAddr = format!("127.0.0.1:{as_port}").parse().unwrap();
+    let ps_config = person_server_config(
+        &world,
+        &dir,
+        &[
+            ("agent.example", provider.addr),
+            ("resource.example", proxy_addr),
+            ("as.example", as_addr),
+        ],
+    );
+    let ps = Served::start(&dir, "person-server", &ps_config);
+    key_file(&dir, "as", 0x44);
+    let as_config = format!(
+        "id = \"https://as.example\"\nlisten = \"127.0.0.1:{as_port}\"\nsigning_key_file = \"as.jwk\"\nstore = \"sqlite:as.sqlite\"\nshutdown_deadline_secs = 2\n{}\n[egress]\nca_files = [\"ca.pem\"]\nconnect_to = [\"ps.example:443:{}:{}\", \"resource.example:443:{}:{}\", \"agent.example:443:{}:{}\"]\n\n[access_server]\ntrusted_person_servers = [\"https://ps.example\"]\n",
+        tls_files(&world, &dir, "as.example"),
+        ps.addr.ip(),
+        ps.addr.port(),
+        proxy_addr.ip(),
+        proxy_addr.port(),
+        provider.addr.ip(),
+        provider.addr.port(),
+    );
+    std::fs::write(dir.join("as.toml"), as_config).unwrap();
+    let access = Served::start(&dir, "access-server", &dir.join("as.toml"));
+    assert_eq!(access.addr, as_addr);
+    let (up, seen) = upstream().await;
+    let reach = [
+        ("agent.example", provider.addr),
+        ("ps.example", ps.addr),
+        ("as.example", as_addr),
+        ("resource.example", proxy_addr),
+    ];
+    let config = proxy_config(
+        &world,
+        &dir,
+        proxy_port,
+        &format!("http://{up}"),
+        &reach[..3],
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "revoking_issuers",
+        "access_server = \"https://as.example\"\nrevoking_issuers",
+    );
+    std::fs::write(&config, text).unwrap();
+    let proxy = Served::start(&dir, "resource-proxy", &config);
+    assert_eq!(proxy.addr, proxy_addr);
+
+    let o = fetch(
+        &dir,
+        "https://resource.example/files/report",
+        &["-v"],
+        &reach,
+    )
+    .await;
+    let err = crate::stderr(&o);
+    assert!(
+        o.status.success(),
+        "{err}\nproxy:\n{}\nPS:\n{}\nAS:\n{}",
+        proxy.log(),
+        ps.log(),
+        access.log()
+    );
+    let headers = seen.last();
+    assert_eq!(headers["x-aauth-scope"], "files.read");
+    assert_eq!(headers["x-aauth-person-iss"], "https://ps.example");
+    assert_eq!(seen.calls(), 1);
+    // The Access Server answered the Person Server's request for the auth token.
+    assert!(
+        access.log().contains("\"status\":200") || access.log().contains("status=200"),
+        "{}",
+        access.log()
+    );
+}
