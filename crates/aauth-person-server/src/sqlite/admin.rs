@@ -5,7 +5,9 @@ use aauth_keys::time::UnixTime;
 use aauth_tokens::AgentId;
 use rusqlite::{Connection, params};
 
-use super::rows::server;
+use super::rows::{
+    AUTH_COLUMNS, PERSON_COLUMNS, auth_record, auth_row, person_record, person_row, server,
+};
 use super::{err, i, u, unreadable};
 use crate::audit::{AUDIT_RETENTION, AuditAction, AuditEvent, AuditQuery};
 use crate::store::{AuthTokenRecord, Binding, PersonTokenRecord, RECORD_GRACE, StoreError};
@@ -51,71 +53,32 @@ pub(super) fn issued_records(
 ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError> {
     let live = params![account, i(RECORD_GRACE), i(now.as_secs())];
     let mut stmt = c
-        .prepare(
-            "SELECT jti, aud, sub, account, provider, agent, mission, exp FROM person_tokens
-             WHERE (?1 IS NULL OR account = ?1) AND exp + ?2 > ?3 ORDER BY exp",
-        )
+        .prepare(&format!(
+            "SELECT {PERSON_COLUMNS} FROM person_tokens
+             WHERE (?1 IS NULL OR account = ?1) AND exp + ?2 > ?3 ORDER BY exp"
+        ))
         .map_err(err)?;
     let person = stmt
-        .query_map(live, |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, i64>(7)?,
-            ))
-        })
+        .query_map(live, person_row)
         .map_err(err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?
         .into_iter()
-        .map(|(jti, aud, sub, account, provider, agent, mission, exp)| {
-            Ok(PersonTokenRecord {
-                jti,
-                aud: server(&aud)?,
-                sub,
-                account,
-                agent: (server(&provider)?, agent_id(&agent)?),
-                mission_s256: mission,
-                exp: u(exp),
-            })
-        })
+        .map(person_record)
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut stmt = c
-        .prepare(
-            "SELECT jti, aud, sub, account, presented_jti, exp FROM auth_tokens
-             WHERE (?1 IS NULL OR account = ?1) AND exp + ?2 > ?3 ORDER BY exp",
-        )
+        .prepare(&format!(
+            "SELECT {AUTH_COLUMNS} FROM auth_tokens
+             WHERE (?1 IS NULL OR account = ?1) AND exp + ?2 > ?3 ORDER BY exp"
+        ))
         .map_err(err)?;
     let auth = stmt
-        .query_map(live, |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })
+        .query_map(live, auth_row)
         .map_err(err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?
         .into_iter()
-        .map(|(jti, aud, sub, account, presented_jti, exp)| {
-            Ok(AuthTokenRecord {
-                jti,
-                aud: server(&aud)?,
-                sub,
-                account,
-                presented_jti,
-                exp: u(exp),
-            })
-        })
+        .map(auth_record)
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok((person, auth))
 }

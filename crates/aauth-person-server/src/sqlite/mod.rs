@@ -24,7 +24,10 @@ use crate::store::{
 mod admin;
 mod rows;
 
-use rows::{MissionRow, PendingRow, pending_from_json, server};
+use rows::{
+    AUTH_COLUMNS, MissionRow, PERSON_COLUMNS, PendingRow, auth_record, auth_row, pending_from_json,
+    person_record, person_row, server,
+};
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -336,41 +339,17 @@ impl PsStore for SqliteStore {
         let row = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT jti, aud, sub, account, provider, agent, mission, exp FROM person_tokens
-                     WHERE jti = ?1 AND exp + ?2 > ?3",
+                    &format!(
+                        "SELECT {PERSON_COLUMNS} FROM person_tokens WHERE jti = ?1 AND exp + ?2 > ?3"
+                    ),
                     params![jti, i(RECORD_GRACE), i(now.as_secs())],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, Option<String>>(6)?,
-                            r.get::<_, i64>(7)?,
-                        ))
-                    },
+                    person_row,
                 )
                 .optional()
                 .map_err(err)
             })
             .await?;
-        row.map(|(jti, aud, sub, account, provider, agent, mission, exp)| {
-            Ok(PersonTokenRecord {
-                jti,
-                aud: server(&aud)?,
-                sub,
-                account,
-                agent: (
-                    server(&provider)?,
-                    AgentId::parse(&agent).map_err(unreadable("agent identifier"))?,
-                ),
-                mission_s256: mission,
-                exp: u(exp),
-            })
-        })
-        .transpose()
+        row.map(person_record).transpose()
     }
 
     async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError> {
@@ -413,35 +392,17 @@ impl PsStore for SqliteStore {
         let row = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT jti, aud, sub, account, presented_jti, exp FROM auth_tokens
-                     WHERE jti = ?1 AND exp + ?2 > ?3",
+                    &format!(
+                        "SELECT {AUTH_COLUMNS} FROM auth_tokens WHERE jti = ?1 AND exp + ?2 > ?3"
+                    ),
                     params![jti, i(RECORD_GRACE), i(now.as_secs())],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, i64>(5)?,
-                        ))
-                    },
+                    auth_row,
                 )
                 .optional()
                 .map_err(err)
             })
             .await?;
-        row.map(|(jti, aud, sub, account, presented_jti, exp)| {
-            Ok(AuthTokenRecord {
-                jti,
-                aud: server(&aud)?,
-                sub,
-                account,
-                presented_jti,
-                exp: u(exp),
-            })
-        })
-        .transpose()
+        row.map(auth_record).transpose()
     }
 
     async fn revoke(&self, jti: &str, exp: u64, now: UnixTime) -> Result<(), StoreError> {

@@ -460,3 +460,80 @@ pub(super) fn pending_from_json(data: &str, version: i64) -> Result<Pending, Sto
     p.version = u(version);
     Ok(p)
 }
+
+/// The columns of a person-token record, in [`person_row`]'s order.
+pub(super) const PERSON_COLUMNS: &str = "jti, aud, sub, account, provider, agent, mission, exp";
+
+/// A `person_tokens` row as read.
+pub(super) type PersonRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+);
+
+/// Reads [`PERSON_COLUMNS`].
+pub(super) fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+/// A person-token row, read back.
+pub(super) fn person_record(row: PersonRow) -> Result<crate::PersonTokenRecord, StoreError> {
+    let (jti, aud, sub, account, provider, agent, mission, exp) = row;
+    Ok(crate::PersonTokenRecord {
+        jti,
+        aud: server(&aud)?,
+        sub,
+        account,
+        agent: (
+            server(&provider)?,
+            AgentId::parse(&agent).map_err(unreadable("agent identifier"))?,
+        ),
+        mission_s256: mission,
+        exp: u(exp),
+    })
+}
+
+/// The columns of an auth-token record, in [`auth_row`]'s order.
+pub(super) const AUTH_COLUMNS: &str = "jti, aud, sub, account, presented_jti, exp";
+
+/// An `auth_tokens` row as read.
+pub(super) type AuthRow = (String, String, String, String, String, i64);
+
+/// Reads [`AUTH_COLUMNS`].
+pub(super) fn auth_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+/// An auth-token row, read back.
+pub(super) fn auth_record(row: AuthRow) -> Result<crate::AuthTokenRecord, StoreError> {
+    let (jti, aud, sub, account, presented_jti, exp) = row;
+    Ok(crate::AuthTokenRecord {
+        jti,
+        aud: server(&aud)?,
+        sub,
+        account,
+        presented_jti,
+        exp: u(exp),
+    })
+}
