@@ -1076,8 +1076,15 @@ async fn four_party_access_runs_through_the_access_server() {
         provider.addr.ip(),
         provider.addr.port(),
     );
-    std::fs::write(dir.join("as.toml"), as_config).unwrap();
-    let access = Served::start(&dir, "access-server", &dir.join("as.toml"));
+    // First without a route to the agent provider: the Access Server cannot check the
+    // agent's token, answers 500, and logs why (never a token).
+    let unreachable = format!(
+        ", \"agent.example:443:{}:{}\"",
+        provider.addr.ip(),
+        provider.addr.port()
+    );
+    std::fs::write(dir.join("as.toml"), as_config.replace(&unreachable, "")).unwrap();
+    let mut access = Served::start(&dir, "access-server", &dir.join("as.toml"));
     assert_eq!(access.addr, as_addr);
     let (up, seen) = upstream().await;
     let reach = [
@@ -1101,6 +1108,25 @@ async fn four_party_access_runs_through_the_access_server() {
     let proxy = Served::start(&dir, "resource-proxy", &config);
     assert_eq!(proxy.addr, proxy_addr);
 
+    let o = fetch(&dir, "https://resource.example/files/report", &[], &reach).await;
+    assert!(!o.status.success(), "{}", stdout(&o));
+    std::thread::sleep(Duration::from_millis(200));
+    let log = access.log();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("the request failed on this server"))
+        .unwrap_or_else(|| panic!("no failure logged:\n{log}"));
+    assert!(
+        failed.contains("agent.example") && failed.contains("request_id"),
+        "the cause and the request id: {failed}"
+    );
+    assert!(!log.contains("eyJ"), "a token in the log:\n{log}");
+    assert_eq!(seen.calls(), 0);
+
+    // Then with it.
+    drop(access);
+    std::fs::write(dir.join("as.toml"), &as_config).unwrap();
+    access = Served::start(&dir, "access-server", &dir.join("as.toml"));
     let o = fetch(
         &dir,
         "https://resource.example/files/report",
