@@ -42,7 +42,7 @@ pub(crate) struct Reach {
 
 impl Reach {
     pub(crate) fn new(net: &Net) -> Result<Self, CliError> {
-        Self::from_egress(&net.ca_file, &net.connect_to)
+        Self::with_names(&net.ca_file, &net.connect_to, ("--ca-file", "--connect-to"))
     }
 
     /// From CA files and `NAME:PORT:HOST:PORT` overrides (flags, or a service's
@@ -51,10 +51,23 @@ impl Reach {
         ca_files: &[std::path::PathBuf],
         connect_to: &[String],
     ) -> Result<Self, CliError> {
+        Self::with_names(
+            ca_files,
+            connect_to,
+            ("egress.ca_files", "egress.connect_to"),
+        )
+    }
+
+    /// As `from_egress`, errors naming the flags or keys `names` (CA files, overrides).
+    fn with_names(
+        ca_files: &[std::path::PathBuf],
+        connect_to: &[String],
+        names: (&'static str, &'static str),
+    ) -> Result<Self, CliError> {
         let mut policy = EgressPolicy::new();
         let mut overrides = Overrides::default();
         for spec in connect_to {
-            let (name, port, addr) = parse_connect_to(spec)?;
+            let (name, port, addr) = parse_connect_to(spec, names.1)?;
             policy.dangerous().allow_host(&name);
             overrides.map.insert((name, port), addr);
         }
@@ -65,7 +78,7 @@ impl Reach {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
             for path in ca_files {
-                add_pem(&mut roots, path)?;
+                add_pem(&mut roots, path, names.0)?;
             }
             Some(roots)
         };
@@ -108,9 +121,13 @@ impl Reach {
 }
 
 /// Adds the certificates of the PEM file `path` to `roots`.
-fn add_pem(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> Result<(), CliError> {
+fn add_pem(
+    roots: &mut rustls::RootCertStore,
+    path: &std::path::Path,
+    flag: &'static str,
+) -> Result<(), CliError> {
     let bad = |reason: String| CliError::Usage {
-        flag: "--ca-file",
+        flag,
         reason: format!("{}: {reason}", path.display()),
     };
     let certs = CertificateDer::pem_file_iter(path)
@@ -137,9 +154,9 @@ pub(crate) fn server_id(
 }
 
 /// `NAME:PORT:HOST:PORT` (HOST an IP address; an IPv6 one in brackets).
-fn parse_connect_to(spec: &str) -> Result<(String, u16, SocketAddr), CliError> {
+fn parse_connect_to(spec: &str, flag: &'static str) -> Result<(String, u16, SocketAddr), CliError> {
     let bad = |reason: &str| CliError::Usage {
-        flag: "--connect-to",
+        flag,
         reason: format!("{spec:?}: {reason} (expected NAME:PORT:HOST:PORT)"),
     };
     let (name, rest) = spec.split_once(':').ok_or_else(|| bad("no port"))?;
@@ -174,10 +191,11 @@ mod tests {
 
     #[test]
     fn connect_to_reads_curls_shape() {
-        let (name, port, addr) = parse_connect_to("PS.example:443:127.0.0.1:8443").unwrap();
+        let (name, port, addr) =
+            parse_connect_to("PS.example:443:127.0.0.1:8443", "--connect-to").unwrap();
         assert_eq!((name.as_str(), port), ("ps.example", 443));
         assert_eq!(addr.to_string(), "127.0.0.1:8443");
-        let (_, _, addr) = parse_connect_to("ps.example:443:[::1]:8443").unwrap();
+        let (_, _, addr) = parse_connect_to("ps.example:443:[::1]:8443", "--connect-to").unwrap();
         assert_eq!(addr.to_string(), "[::1]:8443");
         for bad in [
             "",
@@ -188,7 +206,7 @@ mod tests {
             "ps.example:443:localhost:1",
             "ps.example:443:127.0.0.1:99999",
         ] {
-            assert!(parse_connect_to(bad).is_err(), "{bad:?}");
+            assert!(parse_connect_to(bad, "--connect-to").is_err(), "{bad:?}");
         }
     }
 }

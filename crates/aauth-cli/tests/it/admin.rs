@@ -102,6 +102,16 @@ fn accounts_are_created_disabled_and_audited() {
     );
     assert_fails(&admin(&["audit", "--since", "last week"]), 2, "--since");
 
+    // Only a revocation reaches out: without the configured CA file, the accounts are
+    // still listed, and the revocation names the key to fix.
+    std::fs::remove_file(dir.join("ca.pem")).unwrap();
+    assert!(admin(&["accounts", "list"]).status.success());
+    assert_fails(
+        &admin(&["agents", "revoke", "aauth:assistant@agent.example"]),
+        2,
+        "egress.ca_files",
+    );
+
     // Mistakes in the command itself.
     assert_fails(&aauth(&dir, &["admin", "accounts", "list"]), 2, "--config");
     let memory = std::fs::read_to_string(config)
