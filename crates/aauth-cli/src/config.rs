@@ -48,7 +48,7 @@
 //! upstream = "http://127.0.0.1:8080"     # the API protected (http:// or https://, a base path)
 //! connect_timeout_secs = 5               # connecting to the upstream (else 502)
 //! request_timeout_secs = 30              # until the upstream's response head (else 504)
-//! max_body_bytes = 1048576               # a request body the proxy reads whole (else 413)
+//! max_body_bytes = 1048576               # a body the proxy must check first (else 413); others stream
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
 //! name = "Example Files"                 # shown on consent pages
 //! description = "Keeps your files."
@@ -285,8 +285,11 @@ pub(crate) struct ResourceProxySection {
     /// streamed response body is not cut short.
     #[serde(default = "thirty")]
     pub(crate) request_timeout_secs: u64,
-    /// The largest request body, read whole so that its digest is checked before it is
-    /// sent on (default 1 MiB): past it, `413`.
+    /// The largest request body the proxy reads whole before sending it on (default 1
+    /// MiB): past it, `413`. A body is read whole when the decision needs it (a route
+    /// with `require_body_coverage`, a request with a `Content-Digest`, which is checked
+    /// before any of it goes upstream; a held call); every other body streams to the
+    /// upstream as it arrives, whatever its size.
     #[serde(default = "one_mib")]
     pub(crate) max_body_bytes: usize,
     /// Whether the request's `Signature`, `Signature-Input` and `Signature-Key` headers go

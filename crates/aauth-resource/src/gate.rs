@@ -967,6 +967,16 @@ impl Route {
         &self.policy
     }
 
+    /// Whether deciding on a request needs its body: when the route requires body
+    /// coverage, or the request carries a `Content-Digest` (which is always checked
+    /// against the body). Otherwise the body plays no part in the decision, and a layer
+    /// may pass it on unread ([`AAuthLayer::streaming`](crate::AAuthLayer::streaming)).
+    #[must_use]
+    pub fn reads_body(&self, parts: &Parts) -> bool {
+        self.policy.verify.body_coverage == BodyCoverage::Required
+            || parts.headers.contains_key("content-digest")
+    }
+
     /// What can be decided from the head alone, before the body is read: a request with
     /// no signature header at all to a route that requires a token is answered with what
     /// to present.

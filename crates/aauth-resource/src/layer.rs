@@ -78,6 +78,40 @@ impl AAuthLayer {
         self.max_body = bytes;
         self
     }
+
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
+    }
+
+    pub(crate) fn deferred(&self) -> Option<&DeferredAuth> {
+        self.deferred.as_deref()
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}
+
+impl<S> AAuthService<S> {
+    /// `inner` behind `layer`.
+    pub(crate) fn new(inner: S, layer: AAuthLayer) -> Self {
+        Self { inner, layer }
+    }
+}
+
+/// `resp` with the rolled session token, if one was issued, in `AAuth-Access`.
+pub(crate) fn with_rolled<B>(
+    mut resp: Response<B>,
+    rolled: Option<aauth_headers::SessionToken>,
+) -> Response<B> {
+    if let Some(token) = rolled
+        && let Ok(mut v) = http::HeaderValue::from_str(token.secret())
+    {
+        v.set_sensitive(true);
+        resp.headers_mut()
+            .insert(aauth_headers::names::AAUTH_ACCESS, v);
+    }
+    resp
 }
 
 impl<S> Layer<S> for AAuthLayer {
@@ -166,17 +200,10 @@ where
                 Outcome::Admit(admitted) => {
                     let rolled = admitted.rolled.clone();
                     parts.extensions.insert(*admitted);
-                    let mut resp = inner
+                    let resp = inner
                         .call(Request::from_parts(parts, Full::new(bytes)))
                         .await?;
-                    if let Some(token) = rolled
-                        && let Ok(mut v) = http::HeaderValue::from_str(token.secret())
-                    {
-                        v.set_sensitive(true);
-                        resp.headers_mut()
-                            .insert(aauth_headers::names::AAUTH_ACCESS, v);
-                    }
-                    Ok(resp)
+                    Ok(with_rolled(resp, rolled))
                 }
                 Outcome::AuthChallenge {
                     resource_token,

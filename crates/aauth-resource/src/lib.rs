@@ -34,6 +34,7 @@ mod gate;
 mod layer;
 mod revocation;
 mod session;
+mod stream;
 mod token_cache;
 mod tokens;
 
@@ -52,5 +53,6 @@ pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
 pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
+pub use stream::{BoxError, ForwardBody, StreamingLayer, StreamingService};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};
 pub use tokens::{AccountCheck, Compatibility, LoginHint, MAX_AUTHORIZATION_PARAM, ResourceTokens};

@@ -39,8 +39,8 @@ use aauth_metadata::{
     AccessMode, CacheConfig, DiscoveryResolver, HttpsUrl, KeyCache, Published, ResourceMetadata,
 };
 use aauth_resource::{
-    AAuthLayer, AAuthService, Access, DeferredAuth, MemoryHeldStore, MemoryRevocationList,
-    Resource, ResourceTokens, RevocationEndpoint, Route, RoutePolicy,
+    AAuthLayer, Access, DeferredAuth, MemoryHeldStore, MemoryRevocationList, Resource,
+    ResourceTokens, RevocationEndpoint, Route, RoutePolicy, StreamingService,
 };
 use aauth_tokens::{IssuerKeyResolver, ServerId};
 use bytes::Bytes;
@@ -91,7 +91,7 @@ impl std::fmt::Debug for Proxy {
 #[derive(Clone)]
 struct ServedRoute {
     matcher: Matcher,
-    service: AAuthService<Upstream>,
+    service: StreamingService<Upstream>,
     /// Whether calls are held on it (its pending URLs are then its own).
     defers: bool,
 }
@@ -211,7 +211,9 @@ fn served_routes(
         }
         out.push(ServedRoute {
             matcher: Matcher::new(r)?,
-            service: layer.layer(upstream.clone()),
+            // A body the decision does not need goes on as it arrives; one it does (a
+            // covered digest, a held call) is read whole and checked first.
+            service: layer.streaming().layer(upstream.clone()),
             defers,
         });
     }

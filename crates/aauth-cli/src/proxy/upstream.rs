@@ -17,7 +17,6 @@ use aauth_tokens::BoundToken;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -59,7 +58,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A request body on its way upstream: read whole by the resource layer (its digest
+/// checked) or streamed from the client as it arrives.
+pub(crate) type UpBody = aauth_resource::ForwardBody<hyper::body::Incoming>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, UpBody>;
 
 /// The upstream as a tower service: cheap to clone (a pooled client behind an `Arc`).
 #[derive(Clone)]
@@ -196,7 +199,7 @@ pub(crate) fn parse_url(
     Ok((scheme, authority, base_path))
 }
 
-impl tower_service::Service<Request<Full<Bytes>>> for Upstream {
+impl tower_service::Service<Request<UpBody>> for Upstream {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
@@ -205,14 +208,14 @@ impl tower_service::Service<Request<Full<Bytes>>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+    fn call(&mut self, req: Request<UpBody>) -> Self::Future {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { Ok(forward(&inner, req).await) })
     }
 }
 
 /// Sends the admitted `req` on and streams the answer back.
-async fn forward(up: &Inner, mut req: Request<Full<Bytes>>) -> Response<ProxyBody> {
+async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     let upgrade = upgrade_of(req.headers());
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();

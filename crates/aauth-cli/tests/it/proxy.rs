@@ -37,6 +37,8 @@ struct Seen {
     release: tokio::sync::Notify,
     /// Whether `/events` has ended.
     finished: AtomicBool,
+    /// `/agent/upload` has its first chunk.
+    first_chunk: tokio::sync::Notify,
 }
 
 impl Seen {
@@ -142,6 +144,7 @@ fn upstream_app(seen: Arc<Seen>) -> axum::Router {
                 }
                 "/agent/events" => events(s),
                 "/agent/ws" => echo_upgrade(hyper::upgrade::on(&mut req)),
+                "/agent/upload" => upload(&s, req).await,
                 _ => echo(&req),
             }
         }
@@ -161,6 +164,28 @@ fn echo(req: &axum::extract::Request) -> http::Response<Body> {
         "headers": headers,
     });
     let mut resp = http::Response::new(Body::from(json.to_string()));
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp
+}
+
+/// Reads the body frame by frame (telling `seen` when the first arrives):
+/// `{"received": bytes}`.
+async fn upload(seen: &Seen, req: axum::extract::Request) -> http::Response<Body> {
+    let mut body = req.into_body();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            if received == 0 && !data.is_empty() {
+                seen.first_chunk.notify_one();
+            }
+            received += data.len();
+        }
+    }
+    let mut resp = http::Response::new(Body::from(
+        serde_json::json!({ "received": received }).to_string(),
+    ));
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     resp
@@ -713,6 +738,19 @@ async fn send_tls(
     proxy: SocketAddr,
     req: http::Request<Vec<u8>>,
 ) -> http::Response<hyper::body::Incoming> {
+    send_tls_body(world, proxy, req.map(|b| Full::new(Bytes::from(b)))).await
+}
+
+/// As `send_tls`, with any body (sent as it yields its frames).
+async fn send_tls_body<B>(
+    world: &World,
+    proxy: SocketAddr,
+    req: http::Request<B>,
+) -> http::Response<hyper::body::Incoming>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().unwrap().as_str().to_owned();
     parts.uri = path.parse().unwrap();
@@ -736,10 +774,7 @@ async fn send_tls(
         .unwrap();
     tokio::spawn(conn.with_upgrades());
     sender
-        .send_request(http::Request::from_parts(
-            parts,
-            Full::new(Bytes::from(body)),
-        ))
+        .send_request(http::Request::from_parts(parts, body))
         .await
         .unwrap()
 }
@@ -1151,5 +1186,98 @@ async fn four_party_access_runs_through_the_access_server() {
         access.log().contains("\"status\":200") || access.log().contains("status=200"),
         "{}",
         access.log()
+    );
+}
+
+/// A body the decision does not need (no coverage required, no `Content-Digest`) streams
+/// to the upstream as it arrives, beyond `max_body_bytes`; one with a digest is read whole
+/// and checked first, and refused past the cap before any of it goes upstream.
+#[tokio::test]
+async fn an_unsigned_body_streams_and_a_digested_one_is_checked_first() {
+    let s = AgentSetup::start_with("proxy-upload", |text| {
+        text.replace(
+            "revoking_issuers",
+            "max_body_bytes = 65536\nrevoking_issuers",
+        )
+    })
+    .await;
+    let provider = PrivateKey::ed25519_from_seed(&[0x11; 32]);
+    let token = aauth_tokens::AgentTokenBuilder::new(
+        aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
+        aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
+        PrivateKey::ed25519_from_seed(&[0x22; 32]).public_key(),
+    )
+    .sign(
+        &provider,
+        "provider-1",
+        SystemClock.now(),
+        &mut aauth_keys::rand::OsRandom,
+    )
+    .unwrap()
+    .token;
+
+    // Signed without its body; the first chunk reaches the upstream while the client
+    // still holds the rest, and the whole (beyond the cap) arrives.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let (parts, _) = signed("POST", "/agent/upload", &[], b"", &token).into_parts();
+    let sending = send_tls_body(
+        &s.world,
+        s.proxy.addr,
+        http::Request::from_parts(parts, ChannelBody(rx)),
+    );
+    let driving = async {
+        tx.send(Bytes::from(vec![b'a'; 1000])).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.seen.first_chunk.notified())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the first chunk did not stream through:\n{}", s.proxy.log())
+            });
+        for _ in 0..4 {
+            tx.send(Bytes::from(vec![b'b'; 50_000])).await.unwrap();
+        }
+        drop(tx);
+    };
+    let (resp, ()) = tokio::join!(sending, driving);
+    assert_eq!(resp.status(), 200, "{}", s.proxy.log());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["received"], 201_000, "{json}");
+
+    // With a Content-Digest (the agent signs its body), the body is read and checked
+    // first: past the cap, 413, and the upstream sees nothing.
+    let calls = s.seen.calls();
+    let big = vec![b'c'; 100_000];
+    let resp = send_tls(
+        &s.world,
+        s.proxy.addr,
+        signed(
+            "POST",
+            "/agent/upload",
+            &[("content-type", "text/plain")],
+            &big,
+            &token,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 413, "{}", s.proxy.log());
+    assert_eq!(s.seen.calls(), calls);
+    // Within the cap, it goes through whole.
+    let resp = send_tls(
+        &s.world,
+        s.proxy.addr,
+        signed(
+            "POST",
+            "/agent/upload",
+            &[("content-type", "text/plain")],
+            &big[..60_000],
+            &token,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{}", s.proxy.log());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["received"],
+        60_000
     );
 }

@@ -35,6 +35,7 @@ use tower_service::Service;
 mod deferred;
 mod held;
 mod modes;
+mod streaming;
 
 /// The protected handler: counts its calls and names who it served.
 type Handler = Answering;

@@ -1,0 +1,167 @@
+//! `AAuthLayer::streaming`: a body the decision does not need reaches the inner service
+//! as it arrives, beyond the cap; a body with a `Content-Digest`, or on a route that
+//! requires body coverage, is read whole and checked first, and a refused request never
+//! reaches it.
+
+use std::convert::Infallible;
+use std::future::Ready;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use aauth_headers::Scheme;
+use aauth_resource::{AAuthLayer, Access, ForwardBody, RoutePolicy};
+use aauth_test_support::request::header;
+use aauth_test_support::time::fixed_clock;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{signed, uncovered_body, world};
+
+/// The inner service: records how each body came (`read` or `streamed`), answers 200.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<&'static str>>>);
+
+impl Recorder {
+    fn seen(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Service<Request<ForwardBody<Full<Bytes>>>> for Recorder {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ForwardBody<Full<Bytes>>>) -> Self::Future {
+        let how = match req.body() {
+            ForwardBody::Read(_) => "read",
+            ForwardBody::Streamed(_) => "streamed",
+            _ => "other",
+        };
+        self.0.lock().unwrap().push(how);
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+    }
+}
+
+async fn status<S>(svc: &mut S, req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>,
+{
+    let resp = svc.call(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let _ = body.collect().await;
+    (parts.status, parts.headers)
+}
+
+#[tokio::test]
+async fn a_body_the_decision_does_not_need_streams_and_a_digested_one_is_read_first() {
+    let w = world();
+    let token = w.agent_token(3600);
+    let inner = Recorder::default();
+    let mut svc = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .max_body(8)
+    .streaming()
+    .layer(inner.clone());
+
+    // Signed without its body (no Content-Digest): passed on unread, past the 8-byte cap.
+    let (s, h) = status(&mut svc, uncovered_body(&w, &token)).await;
+    assert_eq!(s, StatusCode::OK, "{h:?}");
+    assert_eq!(inner.seen(), ["streamed"]);
+
+    // With a Content-Digest: read whole and checked, so the cap applies...
+    let (s, _) = status(
+        &mut svc,
+        signed(
+            "POST",
+            "/data",
+            br#"{"a":1}"#,
+            &w.agent,
+            &Scheme::jwt(token.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(inner.seen(), ["streamed", "read"]);
+    let (s, _) = status(
+        &mut svc,
+        signed(
+            "POST",
+            "/data",
+            b"0123456789",
+            &w.agent,
+            &Scheme::jwt(token.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // ...and a body that is not the one digested never reaches the inner service.
+    let mut tampered = signed(
+        "POST",
+        "/data",
+        br#"{"a":1}"#,
+        &w.agent,
+        &Scheme::jwt(token.clone()),
+    );
+    *tampered.body_mut() = Full::new(Bytes::from_static(br#"{"a":2}"#));
+    let (s, h) = status(&mut svc, tampered).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(header(&h, "signature-error").starts_with("error="), "{h:?}");
+
+    // Unsigned: refused before anything.
+    let unsigned = Request::post("/data")
+        .header("host", "resource.example")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    let (s, _) = status(&mut svc, unsigned).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        inner.seen(),
+        ["streamed", "read"],
+        "refused requests never reach it"
+    );
+}
+
+#[tokio::test]
+async fn a_route_that_requires_body_coverage_reads_every_body() {
+    let w = world();
+    let token = w.agent_token(3600);
+    let inner = Recorder::default();
+    let mut svc = AAuthLayer::new(
+        w.resource
+            .route(RoutePolicy::new(Access::AgentToken).require_body_coverage()),
+        fixed_clock(),
+    )
+    .streaming()
+    .layer(inner.clone());
+    // A body signed without coverage: refused (it would have streamed elsewhere).
+    let (s, h) = status(&mut svc, uncovered_body(&w, &token)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        header(&h, "signature-error").starts_with("error=invalid_input"),
+        "{h:?}"
+    );
+    // Covered: read whole, checked, passed on.
+    let (s, _) = status(
+        &mut svc,
+        signed(
+            "POST",
+            "/data",
+            br#"{"a":1}"#,
+            &w.agent,
+            &Scheme::jwt(token),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(inner.seen(), ["read"]);
+}
