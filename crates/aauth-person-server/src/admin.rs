@@ -254,8 +254,18 @@ impl Admin {
             return Err(AdminError::NotBound(agent.as_str().to_owned()));
         }
         self.store.unbind(provider, agent).await?;
+        // The agent's tokens already include the auth tokens obtained with its person
+        // tokens.
         for (jti, aud, exp) in &tokens {
-            self.revoke_one(jti, aud, *exp, now).await?;
+            revoke_issued(
+                self.store.as_ref(),
+                self.notifier.as_deref(),
+                jti,
+                aud,
+                *exp,
+                now,
+            )
+            .await?;
         }
         let mut e = AuditEvent::new(
             now.as_secs(),
