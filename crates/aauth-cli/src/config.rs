@@ -22,6 +22,10 @@
 //! [metrics]                              # Prometheus, on its own address
 //! listen = "127.0.0.1:9464"
 //!
+//! [otel]                                 # OpenTelemetry traces: a build with `--features otel`
+//! endpoint = "http://127.0.0.1:4318/v1/traces"  # OTLP/HTTP (protobuf); absent: the OTEL_ variables'
+//! service_name = "aauth-person-server"   # the default: OTEL_SERVICE_NAME, else aauth-<role>
+//!
 //! [egress]                               # reaching other servers (their keys)
 //! ca_files = ["private-ca.pem"]          # trusted beside the web's roots
 //! connect_to = ["agent.example:443:10.0.0.5:8443"]
@@ -79,7 +83,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 14] = [
+const TOP_LEVEL: [&str; 15] = [
     "id",
     "listen",
     "signing_key_file",
@@ -90,6 +94,7 @@ const TOP_LEVEL: [&str; 14] = [
     "log",
     "egress",
     "metrics",
+    "otel",
     "person_server",
     "access_server",
     "agent_provider",
@@ -126,6 +131,10 @@ pub(crate) struct Config {
     /// Prometheus metrics on their own address (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metrics: Option<Metrics>,
+    /// OpenTelemetry traces (absent: none, unless the `OTEL_EXPORTER_OTLP_` variables name
+    /// an endpoint); only a build with the `otel` feature serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) otel: Option<Otel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) person_server: Option<PersonServerSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +197,22 @@ pub(crate) enum LogFormat {
 pub(crate) struct Metrics {
     /// Where `GET /metrics` answers (plain HTTP: keep it off the public network).
     pub(crate) listen: SocketAddr,
+}
+
+/// `[otel]`: where each request's span is exported (`crate::otel`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Otel {
+    /// The collector's OTLP/HTTP traces URL (`http://` or `https://`, the whole path:
+    /// `…/v1/traces`). Absent: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/traces` appended, else
+    /// `http://localhost:4318/v1/traces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) endpoint: Option<String>,
+    /// The `service.name` of the spans (absent: `OTEL_SERVICE_NAME`, else
+    /// `aauth-<role>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -562,7 +587,7 @@ mod tests {
             "full",
             &format!(
                 "{MINIMAL}[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n[metrics]\nlisten = \"127.0.0.1:1\"\n\
-                 [person_server]\n[access_server]\ntrusted_person_servers = []\n[agent_provider]\n\
+                 [otel]\n[person_server]\n[access_server]\ntrusted_person_servers = []\n[agent_provider]\n\
                  [resource_proxy]\nupstream = \"http://127.0.0.1:1\"\nroutes = []\n"
             ),
         );
@@ -600,6 +625,29 @@ mod tests {
         );
         let e = load(&p, []).unwrap_err().to_string();
         assert!(e.contains("timeout") && e.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn an_otel_section_reads_and_shows() {
+        let p = write("otel-empty", &format!("{MINIMAL}[otel]\n"));
+        let c = load(&p, []).unwrap();
+        let o = c.otel.as_ref().unwrap();
+        assert!(o.endpoint.is_none() && o.service_name.is_none());
+        assert!(redacted(&c).unwrap().contains("[otel]"));
+        // The environment makes the section, as it does every other.
+        let p = write("otel-env", MINIMAL);
+        let env = [(
+            "AAUTH_OTEL__ENDPOINT".to_owned(),
+            "http://127.0.0.1:4318/v1/traces".to_owned(),
+        )];
+        let c = load(&p, env).unwrap();
+        assert_eq!(
+            c.otel.unwrap().endpoint.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        let p = write("otel-typo", &format!("{MINIMAL}[otel]\nendpiont = \"x\"\n"));
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(e.contains("endpiont") && e.contains("line 5"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod keyring;
 mod keys;
 mod metrics;
 mod net;
+mod otel;
 mod profile;
 mod proxy;
 mod roles;

@@ -51,12 +51,13 @@ impl Role {
 /// `aauth serve`.
 pub(crate) fn serve(role: Role, config_path: &Path) -> Result<(), CliError> {
     let config = config::load(config_path, std::env::vars())?;
-    init_logging(&config)?;
+    crate::otel::check(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))?;
-    runtime.block_on(run(role, config))
+    let traces = init_logging(&config, role, runtime.handle())?;
+    runtime.block_on(run(role, config, traces))
 }
 
 /// `aauth config check`: the effective configuration, secrets redacted, after checking
@@ -71,11 +72,22 @@ pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<
     if config.resource_proxy.is_some() {
         crate::proxy::check(&config)?;
     }
+    crate::otel::check(&config)?;
     let shown = config::redacted(&config)?;
     write!(out, "{shown}").map_err(CliError::file(Path::new("<stdout>")))
 }
 
-fn init_logging(c: &Config) -> Result<(), CliError> {
+/// Logs to standard error as `[log]` says and, in a build with `otel`, request spans to
+/// the collector `[otel]` names (reached through `runtime`): what those leave to send at
+/// exit is returned.
+fn init_logging(
+    c: &Config,
+    role: Role,
+    runtime: &tokio::runtime::Handle,
+) -> Result<crate::otel::Pending, CliError> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.is_empty())
@@ -84,15 +96,29 @@ fn init_logging(c: &Config) -> Result<(), CliError> {
         flag: "log.level",
         reason: format!("{filter:?}: {e}"),
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let result = match c.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let log = match c.log.format {
+        LogFormat::Json => log.json().flatten_event(true).boxed(),
+        LogFormat::Pretty => log.boxed(),
     };
-    result.map_err(|e| CliError::Operational(format!("logging: {e}")))
+    // The level filters the log alone: traces keep their requests when logs are quiet.
+    let subscriber = tracing_subscriber::registry().with(log.with_filter(filter));
+    #[cfg(feature = "otel")]
+    let (subscriber, pending) = {
+        let (traces, pending) = crate::otel::layer(c, role, runtime)?;
+        (subscriber.with(traces), pending)
+    };
+    #[cfg(not(feature = "otel"))]
+    let pending = {
+        let _ = (role, runtime);
+        crate::otel::Pending::default()
+    };
+    subscriber
+        .try_init()
+        .map_err(|e| CliError::Operational(format!("logging: {e}")))?;
+    Ok(pending)
 }
 
 /// The role `role` as `c` configures it, with its readiness checks.
@@ -214,7 +240,7 @@ impl Service<Request<hyper::body::Incoming>> for App {
     }
 }
 
-async fn run(role: Role, c: Config) -> Result<(), CliError> {
+async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), CliError> {
     let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
     let keys = Arc::new(KeyCache::new(
         Arc::new(reach.fetcher()),
@@ -280,6 +306,7 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
             }
         }
     }
+    let stopping_at = tokio::time::Instant::now();
     drop(listener);
     let deadline = Duration::from_secs(c.shutdown_deadline_secs);
     tracing::info!(
@@ -305,8 +332,15 @@ async fn run(role: Role, c: Config) -> Result<(), CliError> {
             connections.abort_all();
         }
     }
+    // The requests' spans, the last ones included, go out before the process ends: in
+    // what is left of the deadline, and a moment at least.
+    let left = deadline.saturating_sub(stopping_at.elapsed());
+    traces.flush(left.max(FLUSH_AT_LEAST)).await;
     Ok(())
 }
+
+/// The least time given to sending the last spans at shutdown.
+const FLUSH_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// The longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
