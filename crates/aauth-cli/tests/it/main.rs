@@ -12,6 +12,8 @@
 mod admin;
 mod fetch;
 mod keys;
+#[cfg(feature = "otel")]
+mod otel;
 mod proxy;
 mod serve;
 mod token;

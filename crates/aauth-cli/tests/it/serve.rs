@@ -70,7 +70,7 @@ impl Served {
     }
 
     /// Sends SIGTERM; the exit status, or `None` if it did not exit within `within`.
-    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -346,6 +346,29 @@ fn config_check_prints_the_effective_configuration_and_names_mistakes() {
             &["serve", "agent-provider", "--config", "provider.toml"],
         );
         assert_fails(&o, 3, "chmod 600");
+    }
+}
+
+/// A build without the `otel` feature refuses `[otel]`, saying how to get one.
+#[cfg(not(feature = "otel"))]
+#[test]
+fn an_otel_section_needs_the_otel_build() {
+    let dir = scratch("otel-absent");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[otel]\n")).unwrap();
+    for args in [
+        &["config", "check", "provider.toml"][..],
+        &["serve", "agent-provider", "--config", "provider.toml"],
+    ] {
+        let o = aauth(&dir, args);
+        assert_fails(&o, 2, "otel: this aauth was built without OpenTelemetry");
+        assert!(
+            crate::stderr(&o).contains("--features otel"),
+            "{}",
+            crate::stderr(&o)
+        );
     }
 }
 
