@@ -15,6 +15,9 @@ const JOBS: [&str; 10] = [
     "deny",
 ];
 
+/// aauth-cli's optional OpenTelemetry traces, built and tested by CI.
+const OTEL: &str = "aauth-cli/otel";
+
 /// Crates outside the workspace (own `[workspace]`), checked by the same rules.
 const OUTSIDE: [&str; 2] = ["tests/oracles/Cargo.toml", "fuzz/Cargo.toml"];
 
@@ -39,6 +42,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                     "--workspace",
                     "--all-targets",
                     "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])?;
+                // aauth-cli's OpenTelemetry traces (feature `otel`, off by default) are
+                // linted too, with the workspace's features otherwise (decision 0014).
+                cargo(&[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--features",
+                    OTEL,
                     "--",
                     "-D",
                     "warnings",
@@ -75,8 +91,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "interop-deps" => interop_deps()?,
             "interop" => crate::interop::run(&[])?,
             "test" => {
-                cargo(&["test", "--workspace", "--all-targets", "--locked"])?;
-                cargo(&["test", "--workspace", "--doc", "--locked"])?;
+                // With aauth-cli's `otel` feature, so that its export test runs in the same
+                // build as every other test (a build of its own would rebuild most of the
+                // workspace: decision 0014); `clippy` lints the default build.
+                cargo(&[
+                    "test",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--features",
+                    OTEL,
+                ])?;
+                cargo(&[
+                    "test",
+                    "--workspace",
+                    "--doc",
+                    "--locked",
+                    "--features",
+                    OTEL,
+                ])?;
             }
             "oracles" => {
                 // Outside the workspace (see tests/oracles/Cargo.toml); share the target dir.
