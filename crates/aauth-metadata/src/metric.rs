@@ -10,6 +10,7 @@
 //! | `aauth_refusals_total` | counter | `role`, `signature_error`, `requirement` | requests refused with a `Signature-Error` or `AAuth-Requirement` (feature `ops`) |
 //! | `aauth_tokens_issued_total` | counter | `type` (`agent`, `person`, `auth`) | tokens signed by a role |
 //! | `aauth_key_cache_*` | gauge | — | the key cache's counters ([`crate::CacheStats`]), set by the `aauth` command at each scrape |
+//! | `aauth_upstream_duration_seconds` | histogram | `outcome` (`response`, `error`, `timeout`) | the `aauth` command's resource proxy: from sending an admitted request upstream to the upstream's response head (or its failure) |
 //!
 //! `route` is the path's first segment (`/pending`, `/interact`, …) or, for a
 //! `/.well-known/` document, its whole path: never an identifier, so the label's values
@@ -23,3 +24,5 @@ pub const HTTP_DURATION: &str = "aauth_http_request_duration_seconds";
 pub const REFUSALS: &str = "aauth_refusals_total";
 /// Tokens signed, by type.
 pub const TOKENS_ISSUED: &str = "aauth_tokens_issued_total";
+/// The resource proxy's wait for its upstream, by outcome.
+pub const UPSTREAM_DURATION: &str = "aauth_upstream_duration_seconds";
