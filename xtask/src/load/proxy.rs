@@ -4,9 +4,13 @@
 //! the agent tokens' issuer; `aauth serve resource-proxy --config DIR/proxy.toml` and
 //! `load plain-proxy` (a hyper reverse proxy without AAuth) stand in front of that one
 //! upstream. All three run on core 0, the driver on core 1, as the resource's load does.
-//! Both proxies are driven at 1 and at `--pipeline` requests in flight per connection;
-//! then the `aauth` process's resident set is read from `/proc` once it has answered at
-//! least [`REQUESTS_BEFORE_MEMORY`] requests (topped up if the timed runs fell short).
+//! Both proxies are driven with the same signed requests (the plain one forwards them
+//! unread) at 1 and at `--pipeline` requests in flight per connection; beside each
+//! driver's line, the CPU time per request the proxy and the upstream used (from
+//! `/proc/PID/task/*/schedstat`), so that the verification's share of core 0 can be read
+//! even when the machine is shared. Then the `aauth` process's resident set is read from
+//! `/proc` once it has answered at least [`REQUESTS_BEFORE_MEMORY`] requests (topped up if
+//! the timed runs fell short).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -71,6 +75,40 @@ fn serving_port(line: &str) -> Option<String> {
     Some(port.to_owned())
 }
 
+/// The CPU time the threads of process `pid` have run, in ns (the sum of their
+/// `/proc/PID/task/*/schedstat`); `None` where that is not readable.
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+/// CPU time per request during one drive, in µs: the proxy's and the upstream's.
+#[derive(Clone, Copy)]
+struct Cpu {
+    proxy: Option<f64>,
+    upstream: Option<f64>,
+}
+
+impl Cpu {
+    fn total(self) -> Option<f64> {
+        Some(self.proxy? + self.upstream?)
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let (Some(p), Some(u)) = (self.proxy, self.upstream) {
+            write!(f, " cpu_proxy_us={p:.1} cpu_upstream_us={u:.1}")?;
+        }
+        Ok(())
+    }
+}
+
 /// `VmRSS` and `VmHWM` of process `pid`, in MiB.
 fn memory(pid: u32) -> Result<(f64, f64), String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -99,17 +137,32 @@ pub(super) fn run(o: &Options, taskset: bool, load: &str, aauth: &str) -> Result
         proxy.child.id(),
         plain.port
     );
+    let pids = [proxy.child.id(), plain.child.id(), world.child.id()];
     let before = warm(taskset, load)?;
     let mut pairs = Vec::new();
+    let mut cpu = Vec::new();
     let mut proxied = 0;
     for depth in ["1", o.pipeline.as_str()] {
-        let aauth_line = drive(taskset, load, "aauth", &proxy.port, &o.drive_args(depth))?;
-        eprintln!("aauth proxy, {depth:>2} in flight per connection: {aauth_line}");
-        no_failures("aauth proxy", &aauth_line)?;
+        // Both proxies get the same signed requests: the plain one forwards them unread.
+        let run = |name: &str, port: &str, pid: u32| -> Result<(String, Cpu), String> {
+            let at = (cpu_ns(pid), cpu_ns(pids[2]));
+            let line = drive(taskset, load, "aauth", port, &o.drive_args(depth))?;
+            no_failures(name, &line)?;
+            let sent = field(&line, "sent").unwrap_or(0.0);
+            let per = |a: Option<u64>, b: Option<u64>| {
+                Some((b?.checked_sub(a?)? as f64) / 1e3 / sent).filter(|v| v.is_finite())
+            };
+            let used = Cpu {
+                proxy: per(at.0, cpu_ns(pid)),
+                upstream: per(at.1, cpu_ns(pids[2])),
+            };
+            eprintln!("{name}, {depth:>2} in flight per connection: {line}{used}");
+            Ok((line, used))
+        };
+        let (aauth_line, aauth_cpu) = run("aauth proxy", &proxy.port, pids[0])?;
         proxied += field(&aauth_line, "sent").unwrap_or(0.0) as u64;
-        let plain_line = drive(taskset, load, "plain", &plain.port, &o.drive_args(depth))?;
-        eprintln!("plain proxy, {depth:>2} in flight per connection: {plain_line}");
-        no_failures("plain proxy", &plain_line)?;
+        let (plain_line, plain_cpu) = run("plain proxy", &plain.port, pids[1])?;
+        cpu.push((depth.to_owned(), aauth_cpu, plain_cpu));
         pairs.push(Pair {
             depth: depth.to_owned(),
             aauth: aauth_line,
@@ -118,6 +171,16 @@ pub(super) fn run(o: &Options, taskset: bool, load: &str, aauth: &str) -> Result
     }
     let after = warm(taskset, load)?;
     report(&pairs, before, after, TARGET, "proxied");
+    let warm_us = f64::midpoint(before, after);
+    for (depth, aauth_cpu, plain_cpu) in &cpu {
+        if let (Some(a), Some(p)) = (aauth_cpu.total(), plain_cpu.total()) {
+            eprintln!(
+                "{depth:>2} in flight: core 0's CPU per request (proxy + upstream): AAuth \
+                 {a:.1} µs, plain {p:.1} µs; the warm verification's share of it {:.3}",
+                warm_us / a
+            );
+        }
+    }
     if proxied < REQUESTS_BEFORE_MEMORY {
         let more = (REQUESTS_BEFORE_MEMORY - proxied).to_string();
         let line = drive(
