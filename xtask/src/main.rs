@@ -29,8 +29,10 @@ cargo xtask <command>
   fuzz [--smoke | <target> [--seconds N]]
                                        run the cargo-fuzz targets in fuzz/ (needs cargo-fuzz)
   bench                                run the criterion benchmarks (cargo bench)
-  load [--seconds N] [--connections C] [--max N]
-                                       the resource under load on loopback (pinned with taskset)
+  load [--seconds N] [--connections C] [--max N] [--pipeline P] [--replay | --proxy]
+                                       the resource under load on loopback (pinned with taskset);
+                                       --replay: the replay check's cost; --proxy: the
+                                       resource proxy, beside a plain proxy, and its memory
   help                                 this text
 ";
 

@@ -100,7 +100,8 @@ fn init_logging(
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let log = match c.log.format {
-        LogFormat::Json => log.json().flatten_event(true).boxed(),
+        // The request span's fields are on every line; its list would repeat them.
+        LogFormat::Json => log.json().flatten_event(true).with_span_list(false).boxed(),
         LogFormat::Pretty => log.boxed(),
     };
     // The level filters the log alone: traces keep their requests when logs are quiet.

@@ -13,6 +13,7 @@
 //! | `aauth_store_call_duration_seconds` | histogram | `store` | a blocking store call, queueing on the blocking pool included ([`crate::store::blocking`], feature `runtime`) |
 //! | `aauth_store_errors_total` | counter | `store` | store calls that failed |
 //! | `aauth_key_cache_*` | gauge | — | the key cache's counters ([`crate::CacheStats`]), set by the `aauth` command at each scrape |
+//! | `aauth_upstream_duration_seconds` | histogram | `outcome` (`response`, `error`, `timeout`) | the `aauth` command's resource proxy: from sending an admitted request upstream to the upstream's response head (or its failure) |
 //!
 //! `route` is the path's first segment (`/pending`, `/interact`, …) or, for a
 //! `/.well-known/` document, its whole path: never an identifier, so the label's values
@@ -32,3 +33,5 @@ pub const PENDING_REQUESTS: &str = "aauth_pending_requests_total";
 pub const STORE_DURATION: &str = "aauth_store_call_duration_seconds";
 /// Store calls that failed.
 pub const STORE_ERRORS: &str = "aauth_store_errors_total";
+/// The resource proxy's wait for its upstream, by outcome.
+pub const UPSTREAM_DURATION: &str = "aauth_upstream_duration_seconds";

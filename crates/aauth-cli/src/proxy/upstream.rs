@@ -265,7 +265,15 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     } else {
         &up.client
     };
+    let started = std::time::Instant::now();
     let sent = tokio::time::timeout(up.request_timeout, client.request(out)).await;
+    let outcome = match &sent {
+        Ok(Ok(_)) => "response",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    };
+    metrics::histogram!(aauth_metadata::metric::UPSTREAM_DURATION, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {

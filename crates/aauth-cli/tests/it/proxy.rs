@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::serve::{
-    Served, free_port, get, key_file, person_server_config, provider_config, tls_files,
+    Served, free_port, get, key_file, person_server_config, provider_config, scrape, tls_files,
 };
 use crate::{aauth, scratch, stdout};
 
@@ -515,7 +515,7 @@ async fn a_hanging_upstream_is_504_and_a_missing_one_is_502() {
     );
     assert_eq!(s.seen.calls(), 1, "the request did reach the upstream");
 
-    // A second proxy, whose upstream is a port nobody listens on.
+    // A second proxy, whose upstream is a port nobody listens on; with metrics.
     let dir = scratch("proxy-down");
     let config = proxy_config(
         &s.world,
@@ -524,6 +524,12 @@ async fn a_hanging_upstream_is_504_and_a_missing_one_is_502() {
         &format!("http://127.0.0.1:{}", free_port()),
         &[("agent.example", s.provider.addr)],
     );
+    let metrics = free_port();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[egress]",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[egress]"),
+    );
+    std::fs::write(&config, text).unwrap();
     let down = Served::start(&dir, "resource-proxy", &config);
     s.world.alias("resource.example", down.addr);
     let ready = get(&s.world, "https://resource.example/readyz", &[]).await;
@@ -536,6 +542,10 @@ async fn a_hanging_upstream_is_504_and_a_missing_one_is_502() {
     let out = stdout(&o);
     assert!(out.contains(" 502 "), "{out}\n{}", crate::stderr(&o));
     assert!(down.log().contains("the upstream failed"), "{}", down.log());
+    // The wait for the upstream is measured, by outcome.
+    let scraped = scrape(metrics);
+    let needle = "aauth_upstream_duration_seconds_count{outcome=\"error\"} 1";
+    assert!(scraped.contains(needle), "{needle} not in:\n{scraped}");
 }
 
 /// The agent provider, a Person Server (auto-approving, alice with the assistant bound)

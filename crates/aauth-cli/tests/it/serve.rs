@@ -587,7 +587,7 @@ async fn a_three_party_flow_runs_against_served_processes() {
 }
 
 /// `GET /metrics` on loopback `port` (plain HTTP/1.1), the response.
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nhost: metrics\r\nconnection: close\r\n\r\n")

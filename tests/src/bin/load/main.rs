@@ -10,10 +10,15 @@
 //! load warm                       time the warm verification in process, print "warm_us=…"
 //! load warm-replay                time the warm check of POSTs with and without the replay
 //!                                 check, interleaved, print "replay_us=… noreplay_us=…"
+//! load proxy-world DIR            write the resource proxy's configuration into DIR, serve
+//!                                 its issuer and its upstream, print "port=N" (the upstream)
+//! load plain-proxy PORT           a plain reverse proxy to 127.0.0.1:PORT, print "port=N"
 //! ```
 //! MODE: `aauth` (signed GETs), `plain` (the handler without AAuth), `post` (signed POSTs,
 //! the replay check on, as by default), `post-noreplay` (the same without it).
-//! The xtask pins `serve` to one core and `drive` to another with `taskset` when it can.
+//! The xtask pins the servers to one core and `drive` to another with `taskset` when it
+//! can. `cargo xtask load --proxy` drives `aauth serve resource-proxy` (configured by
+//! `proxy-world`) and the plain proxy with the same `drive` (see [`proxy`]).
 
 #![allow(
     clippy::print_stdout,
@@ -23,6 +28,8 @@
     clippy::cast_sign_loss,
     reason = "a command-line measuring tool"
 )]
+
+mod proxy;
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -163,45 +170,54 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
 }
 
 async fn serve(mode: Mode) -> Result<(), String> {
-    let aauth = mode != Mode::Plain;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(e)?;
     println!("port={}", listener.local_addr().map_err(e)?.port());
+    if mode == Mode::Plain {
+        return serve_plain(listener).await;
+    }
     let layer = AAuthLayer::new(route(mode != Mode::PostNoReplay)?, Arc::new(SystemClock));
     loop {
         let (tcp, _) = listener.accept().await.map_err(e)?;
         let _ = tcp.set_nodelay(true);
         let io = hyper_util::rt::TokioIo::new(tcp);
-        if aauth {
-            let svc = layer.clone().layer(Hello);
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let mut svc = svc.clone();
-                        async move { svc.call(req).await }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .pipeline_flush(true)
-                    .serve_connection(io, svc)
-                    .await;
-            });
-        } else {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| async move {
-                        let (parts, _) = req.into_parts();
-                        Hello
-                            .call(http::Request::from_parts(parts, Full::new(Bytes::new())))
-                            .await
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .pipeline_flush(true)
-                    .serve_connection(io, svc)
-                    .await;
-            });
-        }
+        let svc = layer.clone().layer(Hello);
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let mut svc = svc.clone();
+                    async move { svc.call(req).await }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .pipeline_flush(true)
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}
+
+/// The handler without AAuth on `listener`, until killed: the plain server of `serve
+/// plain`, and the upstream behind the proxies.
+async fn serve_plain(listener: tokio::net::TcpListener) -> Result<(), String> {
+    loop {
+        let (tcp, _) = listener.accept().await.map_err(e)?;
+        let _ = tcp.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| async move {
+                    let (parts, _) = req.into_parts();
+                    Hello
+                        .call(http::Request::from_parts(parts, Full::new(Bytes::new())))
+                        .await
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .pipeline_flush(true)
+                .serve_connection(io, svc)
+                .await;
+        });
     }
 }
 
@@ -573,7 +589,14 @@ fn main() -> ExitCode {
         }),
         Some("warm") => rt.block_on(warm()),
         Some("warm-replay") => rt.block_on(warm_replay()),
-        _ => Err("usage: load serve MODE | load drive MODE PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm | load warm-replay (MODE: aauth, plain, post, post-noreplay)".to_owned()),
+        Some("proxy-world") => match args.get(1) {
+            Some(dir) => rt.block_on(proxy::world(std::path::Path::new(dir))),
+            None => Err("load proxy-world DIR".to_owned()),
+        },
+        // Served as `aauth serve` serves: on Tokio's multi-threaded runtime (one worker
+        // when pinned to one core).
+        Some("plain-proxy") => proxy::plain(num(1, 0) as u16),
+        _ => Err("usage: load serve MODE | load drive MODE PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm | load warm-replay | load proxy-world DIR | load plain-proxy PORT (MODE: aauth, plain, post, post-noreplay)".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
