@@ -692,22 +692,26 @@ async fn signed_send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> http::Response<hyper::body::Incoming> {
-    let provider = PrivateKey::ed25519_from_seed(&[0x11; 32]);
-    let agent = PrivateKey::ed25519_from_seed(&[0x22; 32]);
-    let token = aauth_tokens::AgentTokenBuilder::new(
+    let req = signed("GET", path, headers, b"", &assistant_token());
+    send_tls(world, proxy, req).await
+}
+
+/// The assistant's agent token, minted now with the provider's key (seed 0x11), as its
+/// provider would, bound to the assistant's key (seed 0x22).
+fn assistant_token() -> String {
+    aauth_tokens::AgentTokenBuilder::new(
         aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
         aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        agent.public_key(),
+        PrivateKey::ed25519_from_seed(&[0x22; 32]).public_key(),
     )
     .sign(
-        &provider,
+        &PrivateKey::ed25519_from_seed(&[0x11; 32]),
         "provider-1",
         SystemClock.now(),
         &mut aauth_keys::rand::OsRandom,
     )
-    .unwrap();
-    let req = signed("GET", path, headers, b"", &token.token);
-    send_tls(world, proxy, req).await
+    .unwrap()
+    .token
 }
 
 /// `method path` with `headers` and `body`, signed by the assistant's key under the JWT
@@ -929,25 +933,13 @@ async fn a_body_covered_route_refuses_a_body_that_was_not_signed() {
     let calls = s.seen.calls();
 
     // Signed over one body, sent with another.
-    let provider = PrivateKey::ed25519_from_seed(&[0x11; 32]);
-    let token = aauth_tokens::AgentTokenBuilder::new(
-        aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
-        aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        PrivateKey::ed25519_from_seed(&[0x22; 32]).public_key(),
-    )
-    .sign(
-        &provider,
-        "provider-1",
-        SystemClock.now(),
-        &mut aauth_keys::rand::OsRandom,
-    )
-    .unwrap();
+    let token = assistant_token();
     let req = signed(
         "POST",
         "/upload/notes",
         &[("content-type", "application/json")],
         b"{\"n\":1}",
-        &token.token,
+        &token,
     );
     let (parts, _) = req.into_parts();
     let tampered = http::Request::from_parts(parts, b"{\"n\":2}".to_vec());
@@ -968,7 +960,7 @@ async fn a_body_covered_route_refuses_a_body_that_was_not_signed() {
     );
 
     // Unsigned over its body at all: the route requires the coverage.
-    let req = signed("POST", "/upload/notes", &[], b"", &token.token);
+    let req = signed("POST", "/upload/notes", &[], b"", &token);
     let (parts, _) = req.into_parts();
     let added = http::Request::from_parts(parts, b"smuggled".to_vec());
     let resp = send_tls(&s.world, s.proxy.addr, added).await;
@@ -1211,20 +1203,7 @@ async fn an_unsigned_body_streams_and_a_digested_one_is_checked_first() {
         )
     })
     .await;
-    let provider = PrivateKey::ed25519_from_seed(&[0x11; 32]);
-    let token = aauth_tokens::AgentTokenBuilder::new(
-        aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
-        aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        PrivateKey::ed25519_from_seed(&[0x22; 32]).public_key(),
-    )
-    .sign(
-        &provider,
-        "provider-1",
-        SystemClock.now(),
-        &mut aauth_keys::rand::OsRandom,
-    )
-    .unwrap()
-    .token;
+    let token = assistant_token();
 
     // Signed without its body; the first chunk reaches the upstream while the client
     // still holds the rest, and the whole (beyond the cap) arrives.

@@ -221,6 +221,31 @@ async fn serve_plain(listener: tokio::net::TcpListener) -> Result<(), String> {
     }
 }
 
+/// Waits for the drive's connections and prints its line: requests per second, latency
+/// percentiles (µs), requests sent and failed.
+async fn report(
+    tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    start: Instant,
+    failed: &AtomicUsize,
+) -> Result<(), String> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(e)?);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    println!(
+        "rps={:.0} p50_us={} p90_us={} p99_us={} sent={} failed={}",
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99),
+        all.len(),
+        failed.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -300,22 +325,7 @@ async fn drive(
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.map_err(e)?);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    println!(
-        "rps={:.0} p50_us={} p90_us={} p99_us={} sent={} failed={}",
-        all.len() as f64 / elapsed,
-        percentile(&all, 0.50),
-        percentile(&all, 0.90),
-        percentile(&all, 0.99),
-        all.len(),
-        failed.load(Ordering::Relaxed)
-    );
-    Ok(())
+    report(tasks, start, &failed).await
 }
 
 /// A request as HTTP/1.1 bytes on the wire.
@@ -433,22 +443,7 @@ async fn drive_pipelined(
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.map_err(e)?);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    println!(
-        "rps={:.0} p50_us={} p90_us={} p99_us={} sent={} failed={}",
-        all.len() as f64 / elapsed,
-        percentile(&all, 0.50),
-        percentile(&all, 0.90),
-        percentile(&all, 0.99),
-        all.len(),
-        failed.load(Ordering::Relaxed)
-    );
-    Ok(())
+    report(tasks, start, &failed).await
 }
 
 async fn warm() -> Result<(), String> {
