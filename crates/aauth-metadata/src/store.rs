@@ -27,6 +27,9 @@
 //! # }
 //! ```
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 use std::error::Error;
 use std::sync::Arc;
 

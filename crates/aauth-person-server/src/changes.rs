@@ -93,6 +93,16 @@ impl ChangeHub {
         PendingChanges { rx: Some(rx) }
     }
 
+    /// Wakes every waiter on every pending request: a store that lost its notifications
+    /// for a while (a reconnection) cannot tell which requests changed meanwhile.
+    pub fn notify_all(&self) {
+        let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        senders.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in senders.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     /// Wakes every waiter on pending request `id` (after the change is written).
     pub fn notify(&self, id: &str) {
         let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);

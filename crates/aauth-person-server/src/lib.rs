@@ -36,6 +36,10 @@ mod mission;
 mod outbound;
 mod pending;
 mod policy;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
 mod server;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -64,6 +68,8 @@ pub use policy::{
     AccessServerQuestions, AlwaysAsk, ClaimsRequest, ClaimsSource, ConsentKind, ConsentPolicy,
     ConsentRequest, Decision, PaymentSettler,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, PgStoreError};
 pub use server::{
     AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_CONCURRENT_HASHES, DEFAULT_LONG_POLLS, DEFAULT_MAX_CHAIN,
     DEFAULT_MAX_PENDING, DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH, JWKS_PATH,

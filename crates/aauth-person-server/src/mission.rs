@@ -166,7 +166,7 @@ pub struct Mission {
 }
 
 /// What a mission has done so far, as a store keeps it.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) struct Progress {
     /// Why it ended, once it has.
     pub(crate) terminated: Option<TerminationReason>,
@@ -201,7 +201,7 @@ impl Mission {
     }
 
     /// A mission read back from a store.
-    #[cfg(feature = "sqlite")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn restore(
         s256: String,
         blob: Vec<u8>,

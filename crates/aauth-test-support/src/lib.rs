@@ -11,7 +11,8 @@
 //!
 //! # Features
 //!
-//! The default set needs only layers 0 and 1 (keys, headers, tokens, signing), so the
+//! `services` gives the URLs of the machine's PostgreSQL and Redis to the tests that need
+//! them. The default set needs only layers 0 and 1 (keys, headers, tokens, signing), so the
 //! lowest crates' tests pull in nothing more. The others (their modules exist only when
 //! enabled):
 //!
@@ -47,6 +48,7 @@
 mod ids;
 pub mod keys;
 pub mod request;
+pub mod services;
 pub mod time;
 pub mod tokens;
 pub mod verify;

@@ -5,11 +5,12 @@ use aauth_keys::time::UnixTime;
 use aauth_tokens::AgentId;
 use rusqlite::{Connection, params};
 
-use super::rows::{
-    AUTH_COLUMNS, PERSON_COLUMNS, auth_record, auth_row, person_record, person_row, server,
-};
-use super::{err, i, u, unreadable};
+use super::err;
 use crate::audit::{AUDIT_RETENTION, AuditAction, AuditEvent, AuditQuery};
+use crate::rows::{
+    AUTH_COLUMNS, PERSON_COLUMNS, auth_record, auth_row, i, person_record, person_row, server, u,
+    unreadable,
+};
 use crate::store::{AuthTokenRecord, Binding, PersonTokenRecord, RECORD_GRACE, StoreError};
 
 /// The agent `agent` of a row, read back.

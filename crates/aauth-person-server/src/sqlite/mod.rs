@@ -22,11 +22,10 @@ use crate::store::{
 };
 
 mod admin;
-mod rows;
 
-use rows::{
-    AUTH_COLUMNS, MissionRow, PERSON_COLUMNS, PendingRow, auth_record, auth_row, pending_from_json,
-    person_record, person_row, server,
+use crate::rows::{
+    AUTH_COLUMNS, MissionRow, PERSON_COLUMNS, PendingRow, auth_record, auth_row, i,
+    pending_from_json, person_record, person_row, server, u, unreadable,
 };
 
 const SCHEMA: &str = "
@@ -112,13 +111,6 @@ const STORE: &str = "person-server sqlite";
 /// A failure of the database itself.
 fn err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
     StoreError::backend(STORE, e)
-}
-
-/// A stored `record` that does not read back.
-fn unreadable<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
-    record: &'static str,
-) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::unreadable(STORE, record, e)
 }
 
 impl SqliteStore {
@@ -237,14 +229,6 @@ fn backfill_mission_owners(conn: &Connection) -> Result<(), StoreError> {
         .map_err(err)?;
     }
     Ok(())
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 #[async_trait]

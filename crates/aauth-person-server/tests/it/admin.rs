@@ -25,7 +25,7 @@ fn assistant() -> (ServerId, AgentId) {
 }
 
 /// What the store keeps for the operator, on either store.
-async fn admin_contract(store: Arc<dyn PsStore>) {
+pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
     let (provider, agent) = assistant();
     // Accounts: created once, disabled and enabled, listed by name.
     assert!(store.create_account("bob", "$phc-b").await.unwrap());

@@ -20,6 +20,7 @@ mod governance;
 mod hardening;
 mod hints;
 mod missions;
+mod postgres;
 mod revocation;
 mod served;
 mod stores;
@@ -99,16 +100,29 @@ fn issuer_keys() -> StaticIssuerKeys {
 }
 
 fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
+    let mem = Arc::new(MemoryStore::default());
+    let mut w = world_over(
+        Arc::clone(&mem) as Arc<dyn aauth_person_server::PsStore>,
+        policy,
+    );
+    w.mem = Some(mem);
+    w
+}
+
+/// The world's Person Server over `store` (one instance of several, when they share it).
+fn world_over(
+    store: Arc<dyn aauth_person_server::PsStore>,
+    policy: Option<Arc<dyn ConsentPolicy>>,
+) -> World {
     let provider = PrivateKey::ed25519_from_seed(&[1; 32]);
     let rs = PrivateKey::ed25519_from_seed(&[3; 32]);
     let keys = issuer_keys();
-    let mem = Arc::new(MemoryStore::default());
     let mut ps = PersonServer::new(
         id("https://ps.example"),
         Arc::new(PrivateKey::ed25519_from_seed(&[4; 32])),
         "ps-1",
         Arc::new(keys),
-        Arc::clone(&mem) as Arc<dyn aauth_person_server::PsStore>,
+        store,
         [9; 32],
     )
     .unwrap()
@@ -120,7 +134,7 @@ fn world_with(policy: Option<Arc<dyn ConsentPolicy>>) -> World {
     let agent_token = agent_token(&provider, "aauth:assistant@agent.example", &agent, 1800);
     World {
         ps,
-        mem: Some(mem),
+        mem: None,
         provider,
         agent,
         agent_token,

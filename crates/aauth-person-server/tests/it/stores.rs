@@ -35,7 +35,7 @@ fn pending(id_: &str, code: &str, state: PendingState, request: PendingRequest) 
     p
 }
 
-async fn contract(store: Arc<dyn PsStore>) {
+pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     let provider = id("https://agent.example");
     let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
     assert_eq!(store.binding(&provider, &agent).await.unwrap(), None);

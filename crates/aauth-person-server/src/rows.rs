@@ -1,4 +1,4 @@
-//! The rows the SQLite store keeps: pending requests and missions as JSON documents
+//! The rows the SQLite and PostgreSQL stores keep: pending requests and missions as JSON documents
 //! (identifiers as strings, parsed back on read, each failure a named
 //! [`StoreError::Unreadable`]).
 
@@ -9,11 +9,29 @@ use aauth_keys::Jwk;
 use aauth_tokens::{AgentId, ServerId};
 use serde::{Deserialize, Serialize};
 
-use super::{STORE, u, unreadable};
+/// The store a row's errors name: whichever backend keeps the rows (a deployment has one).
+const STORE: &str = "person-server";
+
+/// A stored `record` that does not read back.
+pub(crate) fn unreadable<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    record: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::unreadable(STORE, record, e)
+}
+
+/// A stored time or count (a signed 64-bit column) as unsigned; a negative one is 0.
+pub(crate) fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// An unsigned time or count as a signed 64-bit column, saturating.
+pub(crate) fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
 
 /// A deferred request as stored (identifiers as strings, parsed back on read).
 #[derive(Serialize, Deserialize)]
-pub(super) struct PendingRow {
+pub(crate) struct PendingRow {
     id: String,
     code: String,
     provider: String,
@@ -42,7 +60,7 @@ pub(super) struct PendingRow {
 
 /// A four-party request as stored.
 #[derive(Serialize, Deserialize)]
-pub(super) struct FourPartyRow {
+pub(crate) struct FourPartyRow {
     access_server: String,
     resource_token: String,
     agent_token: String,
@@ -62,7 +80,7 @@ pub(super) struct FourPartyRow {
     clippy::large_enum_variant,
     reason = "a row lives only while it is encoded or decoded"
 )]
-pub(super) enum RequestRow {
+pub(crate) enum RequestRow {
     PersonToken {
         resource: String,
         #[serde(default)]
@@ -112,7 +130,7 @@ pub(super) enum RequestRow {
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "state")]
-pub(super) enum StateRow {
+pub(crate) enum StateRow {
     Pending,
     Interacting,
     Approved { account: String },
@@ -161,12 +179,12 @@ impl StateRow {
     }
 }
 
-pub(super) fn server(s: &str) -> Result<ServerId, StoreError> {
+pub(crate) fn server(s: &str) -> Result<ServerId, StoreError> {
     ServerId::parse(s).map_err(unreadable("server identifier"))
 }
 
 impl PendingRow {
-    pub(super) fn from(p: &Pending) -> Self {
+    pub(crate) fn from(p: &Pending) -> Self {
         Self {
             id: p.id.clone(),
             code: p.code.clone(),
@@ -270,7 +288,7 @@ impl PendingRow {
         }
     }
 
-    pub(super) fn into_pending(self) -> Result<Pending, StoreError> {
+    pub(crate) fn into_pending(self) -> Result<Pending, StoreError> {
         Ok(Pending {
             id: self.id,
             code: self.code,
@@ -386,7 +404,7 @@ impl PendingRow {
 
 /// A mission as stored: the blob as base64url, identifiers as strings.
 #[derive(Serialize, Deserialize)]
-pub(super) struct MissionRow {
+pub(crate) struct MissionRow {
     s256: String,
     blob: String,
     provider: String,
@@ -401,7 +419,7 @@ pub(super) struct MissionRow {
 }
 
 impl MissionRow {
-    pub(super) fn from(m: &Mission) -> Self {
+    pub(crate) fn from(m: &Mission) -> Self {
         Self {
             s256: m.s256.clone(),
             blob: aauth_keys::base64url::encode(&m.blob),
@@ -416,7 +434,7 @@ impl MissionRow {
         }
     }
 
-    pub(super) fn into_mission(self) -> Result<Mission, StoreError> {
+    pub(crate) fn into_mission(self) -> Result<Mission, StoreError> {
         let blob = aauth_keys::base64url::decode(&self.blob).map_err(unreadable("mission"))?;
         // The stored bytes must still be the ones the digest names.
         if crate::mission::s256(&blob) != self.s256 {
@@ -453,7 +471,7 @@ impl MissionRow {
     }
 }
 
-pub(super) fn pending_from_json(data: &str, version: i64) -> Result<Pending, StoreError> {
+pub(crate) fn pending_from_json(data: &str, version: i64) -> Result<Pending, StoreError> {
     let mut p = serde_json::from_str::<PendingRow>(data)
         .map_err(unreadable("pending request"))?
         .into_pending()?;
@@ -462,10 +480,10 @@ pub(super) fn pending_from_json(data: &str, version: i64) -> Result<Pending, Sto
 }
 
 /// The columns of a person-token record, in [`person_row`]'s order.
-pub(super) const PERSON_COLUMNS: &str = "jti, aud, sub, account, provider, agent, mission, exp";
+pub(crate) const PERSON_COLUMNS: &str = "jti, aud, sub, account, provider, agent, mission, exp";
 
 /// A `person_tokens` row as read.
-pub(super) type PersonRow = (
+pub(crate) type PersonRow = (
     String,
     String,
     String,
@@ -477,7 +495,8 @@ pub(super) type PersonRow = (
 );
 
 /// Reads [`PERSON_COLUMNS`].
-pub(super) fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRow> {
+#[cfg(feature = "sqlite")]
+pub(crate) fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -491,7 +510,7 @@ pub(super) fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRow> {
 }
 
 /// A person-token row, read back.
-pub(super) fn person_record(row: PersonRow) -> Result<crate::PersonTokenRecord, StoreError> {
+pub(crate) fn person_record(row: PersonRow) -> Result<crate::PersonTokenRecord, StoreError> {
     let (jti, aud, sub, account, provider, agent, mission, exp) = row;
     Ok(crate::PersonTokenRecord {
         jti,
@@ -508,13 +527,14 @@ pub(super) fn person_record(row: PersonRow) -> Result<crate::PersonTokenRecord, 
 }
 
 /// The columns of an auth-token record, in [`auth_row`]'s order.
-pub(super) const AUTH_COLUMNS: &str = "jti, aud, sub, account, presented_jti, exp";
+pub(crate) const AUTH_COLUMNS: &str = "jti, aud, sub, account, presented_jti, exp";
 
 /// An `auth_tokens` row as read.
-pub(super) type AuthRow = (String, String, String, String, String, i64);
+pub(crate) type AuthRow = (String, String, String, String, String, i64);
 
 /// Reads [`AUTH_COLUMNS`].
-pub(super) fn auth_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthRow> {
+#[cfg(feature = "sqlite")]
+pub(crate) fn auth_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -526,7 +546,7 @@ pub(super) fn auth_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthRow> {
 }
 
 /// An auth-token row, read back.
-pub(super) fn auth_record(row: AuthRow) -> Result<crate::AuthTokenRecord, StoreError> {
+pub(crate) fn auth_record(row: AuthRow) -> Result<crate::AuthTokenRecord, StoreError> {
     let (jti, aud, sub, account, presented_jti, exp) = row;
     Ok(crate::AuthTokenRecord {
         jti,

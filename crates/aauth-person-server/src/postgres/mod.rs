@@ -1,0 +1,947 @@
+//! The PostgreSQL store (feature `postgres`): what several Person Server instances share.
+//!
+//! - **Every rule is the database's.** A pending request's version is compared and set
+//!   in its `UPDATE` (two instances' writers: one wins); an agent's count of open
+//!   requests is checked and the request inserted under a transaction-scoped advisory
+//!   lock on the agent; a revocation's expiry only grows (`GREATEST`); an agent token is
+//!   recorded unless revoked in one statement. No rule rests on a lock in one process.
+//! - **Long polls on any instance wake** on a change made by another: every successful
+//!   [`update_pending`](PsStore::update_pending) sends `NOTIFY` with the request's id in
+//!   the same statement, and each instance listens on its own connection
+//!   ([`Pg::listen`]), waking its waiters (all of them after a reconnection, since
+//!   notifications sent meanwhile are lost).
+//! - **One round trip a token**: recording an issued token is one statement; the checks on
+//!   the request path are one query each.
+//! - **Expired rows are swept off the request path**: a task deletes them in batches of
+//!   1,000 once a minute, one instance at a time (an advisory lock).
+//! - **Migrations** run at [`PgStore::connect`] (and with `aauth admin migrate`), each
+//!   once, whichever instance starts first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aauth_keys::time::{SystemClock, UnixTime};
+use aauth_metadata::store::postgres::{
+    FromSql, Listener, Pg, PgOptions, PgOptionsError, PgRow, ToSql,
+};
+use aauth_tokens::{AgentId, ServerId};
+use async_trait::async_trait;
+
+use crate::audit::{AUDIT_RETENTION, AuditAction, AuditEvent, AuditQuery};
+use crate::changes::{ChangeHub, PendingChanges};
+use crate::mission::Mission;
+use crate::pending::{Pending, WebSession};
+use crate::rows::{
+    AUTH_COLUMNS, MissionRow, PERSON_COLUMNS, PendingRow, i, pending_from_json, server, u,
+    unreadable,
+};
+use crate::store::{
+    AccountRecord, AuthTokenRecord, Binding, IssuedToken, PENDING_KEPT, PersonTokenRecord, PsStore,
+    RECORD_GRACE, StoreError,
+};
+
+mod schema;
+
+use schema::{COMPONENT, Floor, MIGRATIONS, PENDING_CHANNEL, SWEEPS};
+
+/// Which store a [`StoreError`] names.
+const STORE: &str = "person-server postgres";
+
+/// How often the sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// A [`PsStore`] in a PostgreSQL database, shared by every instance that connects to it.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use aauth_metadata::store::postgres::PgOptions;
+/// use aauth_person_server::{PgStore, PsStore};
+/// let options = PgOptions::new("postgres://aauth@db.internal/aauth?sslmode=require")
+///     .schema("person_server");
+/// // Applies the migrations this database lacks, then listens for changes.
+/// let store = PgStore::connect(&options).await?;
+/// assert_eq!(store.password_hash("nobody").await?, None);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PgStore {
+    pg: Pg,
+    changes: Arc<ChangeHub>,
+    /// The listener and the sweep: they stop with the last clone of the store.
+    _tasks: Arc<Tasks>,
+}
+
+struct Tasks {
+    _listener: Listener,
+    sweep: tokio::task::AbortHandle,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.sweep.abort();
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pg", &self.pg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`PgStore`] could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgStoreError {
+    /// The options do not hold.
+    #[error(transparent)]
+    Options(#[from] PgOptionsError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PgStore {
+    /// Connects to the database `options` names, applies the migrations it lacks, starts
+    /// listening for pending-request changes and the sweep. Must be called within a Tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError`].
+    pub async fn connect(options: &PgOptions) -> Result<Self, PgStoreError> {
+        let pg = Pg::new(STORE, options)?;
+        pg.migrate(COMPONENT, MIGRATIONS).await?;
+        Ok(Self::start(pg))
+    }
+
+    /// Applies the migrations the database lacks and returns how many, without starting
+    /// a store (`aauth admin migrate`).
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError`].
+    pub async fn migrate(options: &PgOptions) -> Result<usize, PgStoreError> {
+        let pg = Pg::new(STORE, options)?;
+        Ok(pg.migrate(COMPONENT, MIGRATIONS).await?)
+    }
+
+    fn start(pg: Pg) -> Self {
+        let changes = Arc::new(ChangeHub::default());
+        let hub = Arc::clone(&changes);
+        let listener = pg.listen(
+            PENDING_CHANNEL,
+            Arc::new(move |id: Option<&str>| match id {
+                Some(id) => hub.notify(id),
+                None => hub.notify_all(),
+            }),
+        );
+        let sweeper = pg.clone();
+        let sweeping = tokio::spawn(async move {
+            // The first pass a period after the start, not at once.
+            let mut every =
+                tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                // A failed sweep is retried at the next tick; the request path never
+                // depends on it.
+                let _ = sweep(&sweeper, aauth_keys::time::Clock::now(&SystemClock)).await;
+            }
+        })
+        .abort_handle();
+        Self {
+            pg,
+            changes,
+            _tasks: Arc::new(Tasks {
+                _listener: listener,
+                sweep: sweeping,
+            }),
+        }
+    }
+
+    /// Deletes one batch of every kind of expired row (what the background sweep does
+    /// once a minute), unless another instance is sweeping; returns how many rows it
+    /// deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn sweep_once(&self, now: UnixTime) -> Result<u64, StoreError> {
+        sweep(&self.pg, now).await
+    }
+
+    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.pg
+            .timed(async {
+                let c = self.pg.client().await?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
+                c.execute(&stmt, params).await.map_err(|e| self.pg.err(e))
+            })
+            .await
+    }
+
+    async fn opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<PgRow>, StoreError> {
+        self.pg
+            .timed(async {
+                let c = self.pg.client().await?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
+                c.query_opt(&stmt, params).await.map_err(|e| self.pg.err(e))
+            })
+            .await
+    }
+
+    async fn all(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<PgRow>, StoreError> {
+        self.pg
+            .timed(async {
+                let c = self.pg.client().await?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
+                c.query(&stmt, params).await.map_err(|e| self.pg.err(e))
+            })
+            .await
+    }
+
+    /// Column `idx` of `row`, as `T`.
+    fn get<'a, T: FromSql<'a>>(&self, row: &'a PgRow, idx: usize) -> Result<T, StoreError> {
+        row.try_get(idx).map_err(|e| self.pg.err(e))
+    }
+}
+
+/// One pass of the sweep, under a lock that lets one instance sweep at a time.
+async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
+    pg.timed(async {
+        let mut c = pg.client().await?;
+        let tx = c.transaction().await.map_err(|e| pg.err(e))?;
+        let mine: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(hashtext('aauth_sweep'), hashtext($1))",
+                &[&COMPONENT],
+            )
+            .await
+            .map_err(|e| pg.err(e))?
+            .get(0);
+        if !mine {
+            return Ok(0);
+        }
+        let now = now.as_secs();
+        let mut deleted = 0;
+        for (_, floor, sql) in SWEEPS {
+            let floor = i(match floor {
+                Floor::Records => now.saturating_sub(RECORD_GRACE),
+                Floor::Pending => now.saturating_sub(PENDING_KEPT),
+                Floor::Now => now,
+                Floor::Audit => now.saturating_sub(AUDIT_RETENTION.as_secs()),
+            });
+            deleted += tx.execute(*sql, &[&floor]).await.map_err(|e| pg.err(e))?;
+        }
+        tx.commit().await.map_err(|e| pg.err(e))?;
+        Ok(deleted)
+    })
+    .await
+}
+
+/// The person-token record of a row of [`PERSON_COLUMNS`].
+fn person(s: &PgStore, r: &PgRow) -> Result<PersonTokenRecord, StoreError> {
+    crate::rows::person_record((
+        s.get(r, 0)?,
+        s.get(r, 1)?,
+        s.get(r, 2)?,
+        s.get(r, 3)?,
+        s.get(r, 4)?,
+        s.get(r, 5)?,
+        s.get(r, 6)?,
+        s.get(r, 7)?,
+    ))
+}
+
+/// The auth-token record of a row of [`AUTH_COLUMNS`].
+fn auth(s: &PgStore, r: &PgRow) -> Result<AuthTokenRecord, StoreError> {
+    crate::rows::auth_record((
+        s.get(r, 0)?,
+        s.get(r, 1)?,
+        s.get(r, 2)?,
+        s.get(r, 3)?,
+        s.get(r, 4)?,
+        s.get(r, 5)?,
+    ))
+}
+
+/// The pending request of a `(data, version)` row.
+fn pending_of(s: &PgStore, r: &PgRow) -> Result<Pending, StoreError> {
+    pending_from_json(&s.get::<String>(r, 0)?, s.get(r, 1)?)
+}
+
+/// A mission row's JSON, read back.
+fn mission_of(data: &str) -> Result<Mission, StoreError> {
+    serde_json::from_str::<MissionRow>(data)
+        .map_err(unreadable("mission"))?
+        .into_mission()
+}
+
+#[async_trait]
+impl PsStore for PgStore {
+    async fn bind(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO bindings (provider, agent, account) VALUES ($1, $2, $3)
+             ON CONFLICT (provider, agent) DO UPDATE SET account = excluded.account",
+            &[&provider.as_str(), &agent.as_str(), &account],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn binding(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Option<String>, StoreError> {
+        self.opt(
+            "SELECT account FROM bindings WHERE provider = $1 AND agent = $2",
+            &[&provider.as_str(), &agent.as_str()],
+        )
+        .await?
+        .map(|r| self.get(&r, 0))
+        .transpose()
+    }
+
+    async fn record_person_token(&self, r: PersonTokenRecord) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (jti) DO UPDATE SET aud = excluded.aud, sub = excluded.sub,
+               account = excluded.account, provider = excluded.provider,
+               agent = excluded.agent, mission = excluded.mission, exp = excluded.exp",
+            &[
+                &r.jti,
+                &r.aud.as_str(),
+                &r.sub,
+                &r.account,
+                &r.agent.0.as_str(),
+                &r.agent.1.as_str(),
+                &r.mission_s256,
+                &i(r.exp),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn person_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<PersonTokenRecord>, StoreError> {
+        let sql =
+            format!("SELECT {PERSON_COLUMNS} FROM person_tokens WHERE jti = $1 AND exp + $2 > $3");
+        self.opt(&sql, &[&jti, &i(RECORD_GRACE), &i(now.as_secs())])
+            .await?
+            .map(|r| person(self, &r))
+            .transpose()
+    }
+
+    async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO auth_tokens (jti, aud, sub, account, presented_jti, exp)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (jti) DO UPDATE SET aud = excluded.aud, sub = excluded.sub,
+               account = excluded.account, presented_jti = excluded.presented_jti,
+               exp = excluded.exp",
+            &[
+                &r.jti,
+                &r.aud.as_str(),
+                &r.sub,
+                &r.account,
+                &r.presented_jti,
+                &i(r.exp),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn auth_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthTokenRecord>, StoreError> {
+        let sql =
+            format!("SELECT {AUTH_COLUMNS} FROM auth_tokens WHERE jti = $1 AND exp + $2 > $3");
+        self.opt(&sql, &[&jti, &i(RECORD_GRACE), &i(now.as_secs())])
+            .await?
+            .map(|r| auth(self, &r))
+            .transpose()
+    }
+
+    async fn revoke(&self, jti: &str, exp: u64, _now: UnixTime) -> Result<(), StoreError> {
+        // A later `exp` extends a record; an earlier one never shortens it.
+        self.exec(
+            "INSERT INTO revoked (jti, exp) VALUES ($1, $2)
+             ON CONFLICT (jti) DO UPDATE SET exp = GREATEST(revoked.exp, excluded.exp)",
+            &[&jti, &i(exp)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        Ok(self
+            .opt(
+                "SELECT 1 FROM revoked WHERE jti = $1 AND exp + $2 > $3",
+                &[&jti, &i(RECORD_GRACE), &i(now.as_secs())],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn create_pending(
+        &self,
+        p: Pending,
+        max_open: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let data = serde_json::to_string(&PendingRow::from(&p)).map_err(|e| self.pg.err(e))?;
+        let agent = format!("{} {}", p.agent.0.as_str(), p.agent.1.as_str());
+        let max_open = i64::try_from(max_open).unwrap_or(i64::MAX);
+        self.pg
+            .timed(async {
+                let mut c = self.pg.client().await?;
+                let tx = c.transaction().await.map_err(|e| self.pg.err(e))?;
+                // The count and the insert are one decision for this agent, whichever
+                // instance makes it: the lock is the database's, held to the commit.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('aauth_ps_pending'), hashtext($1))",
+                    &[&agent],
+                )
+                .await
+                .map_err(|e| self.pg.err(e))?;
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO pending (id, code, expires, data, version, agent)
+                         SELECT $1, $2, $3, $4, 0, $5
+                         WHERE (SELECT count(*) FROM pending WHERE agent = $5 AND expires > $6) < $7
+                         ON CONFLICT DO NOTHING",
+                        &[
+                            &p.id,
+                            &p.code,
+                            &i(p.expires),
+                            &data,
+                            &agent,
+                            &i(now.as_secs()),
+                            &max_open,
+                        ],
+                    )
+                    .await
+                    .map_err(|e| self.pg.err(e))?;
+                tx.commit().await.map_err(|e| self.pg.err(e))?;
+                Ok(inserted == 1)
+            })
+            .await
+    }
+
+    async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
+        let data = serde_json::to_string(&PendingRow::from(&*p)).map_err(|e| self.pg.err(e))?;
+        let version = i(p.version);
+        // The version compare-and-set is the database's: one writer wins; the
+        // notification goes out with the commit, to every instance.
+        let written = self
+            .opt(
+                "WITH updated AS (
+                   UPDATE pending SET data = $1, version = version + 1
+                   WHERE id = $2 AND version = $3 RETURNING id)
+                 SELECT pg_notify($4, id) FROM updated",
+                &[&data, &p.id, &version, &PENDING_CHANNEL],
+            )
+            .await?
+            .is_some();
+        if written {
+            p.version = p.version.wrapping_add(1);
+            // This instance's waiters at once; the others through the notification.
+            self.changes.notify(&p.id);
+        }
+        Ok(written)
+    }
+
+    fn pending_changes(&self, id: &str) -> PendingChanges {
+        self.changes.subscribe(id)
+    }
+
+    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
+        self.opt("SELECT data, version FROM pending WHERE id = $1", &[&id])
+            .await?
+            .map(|r| pending_of(self, &r))
+            .transpose()
+    }
+
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
+        self.opt(
+            "SELECT data, version FROM pending WHERE code = $1",
+            &[&code],
+        )
+        .await?
+        .map(|r| pending_of(self, &r))
+        .transpose()
+    }
+
+    async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO passwords (account, phc) VALUES ($1, $2)
+             ON CONFLICT (account) DO UPDATE SET phc = excluded.phc",
+            &[&account, &phc],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn password_hash(&self, account: &str) -> Result<Option<String>, StoreError> {
+        self.opt("SELECT phc FROM passwords WHERE account = $1", &[&account])
+            .await?
+            .map(|r| self.get(&r, 0))
+            .transpose()
+    }
+
+    async fn put_session(&self, key: &str, s: WebSession) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO sessions (key, account, csrf, expires, bad_codes) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key) DO UPDATE SET account = excluded.account, csrf = excluded.csrf,
+               expires = excluded.expires, bad_codes = excluded.bad_codes",
+            &[&key, &s.account, &s.csrf, &i(s.expires), &i64::from(s.bad_codes)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
+        let Some(r) = self
+            .opt(
+                "SELECT account, csrf, expires, bad_codes FROM sessions WHERE key = $1 AND expires > $2",
+                &[&key, &i(now.as_secs())],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(WebSession {
+            account: self.get(&r, 0)?,
+            csrf: self.get(&r, 1)?,
+            expires: u(self.get(&r, 2)?),
+            bad_codes: u32::try_from(self.get::<i64>(&r, 3)?).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn record_agent_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        agent: &AgentId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO agent_tokens (iss, jti, agent, exp) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (iss, jti) DO UPDATE SET agent = excluded.agent, exp = excluded.exp",
+            &[&iss.as_str(), &jti, &agent.as_str(), &i(exp)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn see_agent_token(
+        &self,
+        (iss, jti): (&ServerId, &str),
+        agent: &AgentId,
+        exp: u64,
+        revoked_key: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // One statement: revoked, or recorded once (an existing row and its agent kept).
+        let r = self
+            .opt(
+                "WITH r AS (SELECT 1 FROM revoked WHERE jti = $5 AND exp + $6 > $7),
+                 ins AS (INSERT INTO agent_tokens (iss, jti, agent, exp)
+                         SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM r)
+                         ON CONFLICT DO NOTHING)
+                 SELECT EXISTS (SELECT 1 FROM r)",
+                &[
+                    &iss.as_str(),
+                    &jti,
+                    &agent.as_str(),
+                    &i(exp),
+                    &revoked_key,
+                    &i(RECORD_GRACE),
+                    &i(now.as_secs()),
+                ],
+            )
+            .await?;
+        match r {
+            Some(r) => self.get(&r, 0),
+            None => Err(self.pg.err("the agent-token statement returned no row")),
+        }
+    }
+
+    async fn issued(
+        &self,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<IssuedToken, StoreError> {
+        let table = if person {
+            "person_tokens"
+        } else {
+            "auth_tokens"
+        };
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM revoked WHERE jti = $1 AND exp + $2 > $3),
+                    t.aud, t.sub, t.account
+             FROM (SELECT 1) one LEFT JOIN {table} t ON t.jti = $1 AND t.exp + $2 > $3"
+        );
+        let Some(r) = self
+            .opt(&sql, &[&jti, &i(RECORD_GRACE), &i(now.as_secs())])
+            .await?
+        else {
+            return Err(self.pg.err("the issued-token query returned no row"));
+        };
+        if self.get::<bool>(&r, 0)? {
+            return Ok(IssuedToken::Revoked);
+        }
+        let aud: Option<String> = self.get(&r, 1)?;
+        Ok(match aud {
+            None => IssuedToken::Unknown,
+            Some(aud) => IssuedToken::Known {
+                aud: server(&aud)?,
+                sub: self.get(&r, 2)?,
+                account: self.get(&r, 3)?,
+            },
+        })
+    }
+
+    async fn agent_of_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+    ) -> Result<Option<AgentId>, StoreError> {
+        let Some(r) = self
+            .opt(
+                "SELECT agent FROM agent_tokens WHERE iss = $1 AND jti = $2",
+                &[&iss.as_str(), &jti],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let agent: String = self.get(&r, 0)?;
+        AgentId::parse(&agent)
+            .map(Some)
+            .map_err(unreadable("agent identifier"))
+    }
+
+    async fn record_presentation(
+        &self,
+        jti: &str,
+        access_server: &ServerId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO presentations (jti, access_server, exp) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&jti, &access_server.as_str(), &i(exp)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        self.all(
+            "SELECT access_server FROM presentations WHERE jti = $1",
+            &[&jti],
+        )
+        .await?
+        .iter()
+        .map(|r| server(&self.get::<String>(r, 0)?))
+        .collect()
+    }
+
+    async fn record_chain(
+        &self,
+        jti: &str,
+        chain: &[ServerId],
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        // Server identifiers hold no spaces: the chain is one space-separated column.
+        let chain = chain
+            .iter()
+            .map(ServerId::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.exec(
+            "INSERT INTO chains (jti, chain, exp) VALUES ($1, $2, $3)
+             ON CONFLICT (jti) DO UPDATE SET chain = excluded.chain, exp = excluded.exp",
+            &[&jti, &chain, &i(exp)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        let Some(r) = self
+            .opt("SELECT chain FROM chains WHERE jti = $1", &[&jti])
+            .await?
+        else {
+            // No row: a token issued without a chain.
+            return Ok(Vec::new());
+        };
+        self.get::<String>(&r, 0)?
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(server)
+            .collect()
+    }
+
+    async fn tokens_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
+        // The agent's person tokens and, transitively, every auth token issued against
+        // one of them; `UNION` ends the recursion on a cycle.
+        self.all(
+            "WITH RECURSIVE t (jti, aud, exp) AS (
+               SELECT jti, aud, exp FROM person_tokens WHERE provider = $1 AND agent = $2
+               UNION
+               SELECT a.jti, a.aud, a.exp FROM auth_tokens a JOIN t ON a.presented_jti = t.jti)
+             SELECT jti, aud, exp FROM t",
+            &[&provider.as_str(), &agent.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                self.get(r, 0)?,
+                server(&self.get::<String>(r, 1)?)?,
+                u(self.get(r, 2)?),
+            ))
+        })
+        .collect()
+    }
+
+    async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
+        let data = serde_json::to_string(&MissionRow::from(&m)).map_err(|e| self.pg.err(e))?;
+        self.exec(
+            "INSERT INTO missions (s256, data, owner_provider, owner_agent) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (s256) DO UPDATE SET data = excluded.data,
+               owner_provider = excluded.owner_provider, owner_agent = excluded.owner_agent",
+            &[&m.s256, &data, &m.agent.0.as_str(), &m.agent.1.as_str()],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
+        self.opt("SELECT data FROM missions WHERE s256 = $1", &[&s256])
+            .await?
+            .map(|r| mission_of(&self.get::<String>(&r, 0)?))
+            .transpose()
+    }
+
+    async fn owned_mission(
+        &self,
+        s256: &str,
+        owner: &(ServerId, AgentId),
+    ) -> Result<Option<Mission>, StoreError> {
+        // The owner is part of the lookup: another agent's mission is not found, exactly
+        // as a missing one is, and is never read or decoded.
+        self.opt(
+            "SELECT data FROM missions WHERE s256 = $1 AND owner_provider = $2 AND owner_agent = $3",
+            &[&s256, &owner.0.as_str(), &owner.1.as_str()],
+        )
+        .await?
+        .map(|r| mission_of(&self.get::<String>(&r, 0)?))
+        .transpose()
+    }
+
+    async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .exec(
+                "INSERT INTO passwords (account, phc, disabled) VALUES ($1, $2, false)
+                 ON CONFLICT DO NOTHING",
+                &[&account, &phc],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn set_account_disabled(
+        &self,
+        account: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .exec(
+                "UPDATE passwords SET disabled = $2 WHERE account = $1",
+                &[&account, &disabled],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn account_disabled(&self, account: &str) -> Result<bool, StoreError> {
+        match self
+            .opt(
+                "SELECT disabled FROM passwords WHERE account = $1",
+                &[&account],
+            )
+            .await?
+        {
+            Some(r) => self.get(&r, 0),
+            None => Ok(false),
+        }
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        self.all(
+            "SELECT account, disabled FROM passwords ORDER BY account",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AccountRecord {
+                name: self.get(r, 0)?,
+                disabled: self.get(r, 1)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn drop_sessions(&self, account: &str) -> Result<(), StoreError> {
+        self.exec("DELETE FROM sessions WHERE account = $1", &[&account])
+            .await
+            .map(drop)
+    }
+
+    async fn bindings(&self, account: Option<&str>) -> Result<Vec<Binding>, StoreError> {
+        self.all(
+            "SELECT provider, agent, account FROM bindings
+             WHERE $1::text IS NULL OR account = $1 ORDER BY account, provider, agent",
+            &[&account],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Binding {
+                provider: server(&self.get::<String>(r, 0)?)?,
+                agent: AgentId::parse(&self.get::<String>(r, 1)?)
+                    .map_err(unreadable("agent identifier"))?,
+                account: self.get(r, 2)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn unbind(&self, provider: &ServerId, agent: &AgentId) -> Result<bool, StoreError> {
+        Ok(self
+            .exec(
+                "DELETE FROM bindings WHERE provider = $1 AND agent = $2",
+                &[&provider.as_str(), &agent.as_str()],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn issued_records(
+        &self,
+        account: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError> {
+        let (grace, now) = (i(RECORD_GRACE), i(now.as_secs()));
+        let live: [&(dyn ToSql + Sync); 3] = [&account, &grace, &now];
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM person_tokens
+             WHERE ($1::text IS NULL OR account = $1) AND exp + $2 > $3 ORDER BY exp"
+        );
+        let persons = self
+            .all(&sql, &live)
+            .await?
+            .iter()
+            .map(|r| person(self, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sql = format!(
+            "SELECT {AUTH_COLUMNS} FROM auth_tokens
+             WHERE ($1::text IS NULL OR account = $1) AND exp + $2 > $3 ORDER BY exp"
+        );
+        let auths = self
+            .all(&sql, &live)
+            .await?
+            .iter()
+            .map(|r| auth(self, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((persons, auths))
+    }
+
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO audit (at, action, account, agent, resource, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &i(e.at),
+                &e.action.as_str(),
+                &e.account,
+                &e.agent,
+                &e.resource,
+                &e.detail,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
+        self.all(
+            "SELECT at, action, account, agent, resource, detail FROM audit
+             WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
+               AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
+               AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
+             ORDER BY at DESC, seq DESC LIMIT $7",
+            &[
+                &q.agent,
+                &q.resource,
+                &q.account,
+                &q.action.map(AuditAction::as_str),
+                &q.since.map(i),
+                &q.until.map(i),
+                &limit,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                at: u(self.get(r, 0)?),
+                action: self
+                    .get::<String>(r, 1)?
+                    .parse()
+                    .map_err(unreadable("audit action"))?,
+                account: self.get(r, 2)?,
+                agent: self.get(r, 3)?,
+                resource: self.get(r, 4)?,
+                detail: self.get(r, 5)?,
+            })
+        })
+        .collect()
+    }
+}

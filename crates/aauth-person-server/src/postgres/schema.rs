@@ -1,0 +1,136 @@
+//! The PostgreSQL store's migrations and its background sweep.
+
+use aauth_metadata::store::postgres::Migration;
+
+/// The component name the migrations are recorded under.
+pub(super) const COMPONENT: &str = "person-server";
+
+/// The channel a pending request's change is announced on (its payload: the id).
+pub(super) const PENDING_CHANNEL: &str = "aauth_ps_pending";
+
+/// Every migration, in order. Times are Unix seconds in `BIGINT` columns.
+pub(super) const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "person-server tables",
+    "
+CREATE TABLE bindings (
+  provider TEXT NOT NULL, agent TEXT NOT NULL, account TEXT NOT NULL,
+  PRIMARY KEY (provider, agent));
+CREATE INDEX bindings_account ON bindings (account);
+CREATE TABLE person_tokens (
+  jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
+  provider TEXT NOT NULL, agent TEXT NOT NULL, mission TEXT, exp BIGINT NOT NULL);
+CREATE INDEX person_tokens_agent ON person_tokens (provider, agent);
+CREATE INDEX person_tokens_account ON person_tokens (account, exp);
+CREATE INDEX person_tokens_exp ON person_tokens (exp);
+CREATE TABLE auth_tokens (
+  jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
+  presented_jti TEXT NOT NULL, exp BIGINT NOT NULL);
+CREATE INDEX auth_tokens_presented ON auth_tokens (presented_jti);
+CREATE INDEX auth_tokens_account ON auth_tokens (account, exp);
+CREATE INDEX auth_tokens_exp ON auth_tokens (exp);
+CREATE TABLE revoked (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
+CREATE INDEX revoked_exp ON revoked (exp);
+CREATE TABLE pending (
+  id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires BIGINT NOT NULL,
+  data TEXT NOT NULL, version BIGINT NOT NULL, agent TEXT NOT NULL);
+CREATE INDEX pending_agent ON pending (agent, expires);
+CREATE INDEX pending_expires ON pending (expires);
+CREATE TABLE agent_tokens (
+  iss TEXT NOT NULL, jti TEXT NOT NULL, agent TEXT NOT NULL, exp BIGINT NOT NULL,
+  PRIMARY KEY (iss, jti));
+CREATE INDEX agent_tokens_exp ON agent_tokens (exp);
+CREATE TABLE missions (
+  s256 TEXT PRIMARY KEY, data TEXT NOT NULL,
+  owner_provider TEXT NOT NULL, owner_agent TEXT NOT NULL);
+CREATE TABLE passwords (
+  account TEXT PRIMARY KEY, phc TEXT NOT NULL, disabled BOOLEAN NOT NULL DEFAULT false);
+CREATE TABLE chains (jti TEXT PRIMARY KEY, chain TEXT NOT NULL, exp BIGINT NOT NULL);
+CREATE INDEX chains_exp ON chains (exp);
+CREATE TABLE presentations (
+  jti TEXT NOT NULL, access_server TEXT NOT NULL, exp BIGINT NOT NULL,
+  PRIMARY KEY (jti, access_server));
+CREATE INDEX presentations_exp ON presentations (exp);
+CREATE TABLE audit (
+  seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, action TEXT NOT NULL,
+  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_agent ON audit (agent, at);
+CREATE INDEX audit_resource ON audit (resource, at);
+CREATE INDEX audit_account ON audit (account, at);
+CREATE TABLE sessions (
+  key TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,
+  expires BIGINT NOT NULL, bad_codes BIGINT NOT NULL);
+CREATE INDEX sessions_account ON sessions (account);
+CREATE INDEX sessions_expires ON sessions (expires);
+",
+)];
+
+/// Which floor a sweep's `$1` is: rows older than it are dropped.
+#[derive(Clone, Copy)]
+pub(super) enum Floor {
+    /// Now less the records' grace ([`RECORD_GRACE`](crate::RECORD_GRACE)).
+    Records,
+    /// Now less the time an expired pending request is kept for late polls.
+    Pending,
+    /// Now.
+    Now,
+    /// Now less the audit retention.
+    Audit,
+}
+
+/// The sweep's statements: each deletes at most one batch of the rows that nothing reads
+/// any more (older than its [`Floor`], `$1`). Run by one instance at a time, off the
+/// request path.
+pub(super) const SWEEPS: &[(&str, Floor, &str)] = &[
+    (
+        "person_tokens",
+        Floor::Records,
+        "DELETE FROM person_tokens WHERE jti IN
+           (SELECT jti FROM person_tokens WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        "auth_tokens",
+        Floor::Records,
+        "DELETE FROM auth_tokens WHERE jti IN
+           (SELECT jti FROM auth_tokens WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        "revoked",
+        Floor::Records,
+        "DELETE FROM revoked WHERE jti IN (SELECT jti FROM revoked WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        "agent_tokens",
+        Floor::Records,
+        "DELETE FROM agent_tokens WHERE (iss, jti) IN
+           (SELECT iss, jti FROM agent_tokens WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        "chains",
+        Floor::Records,
+        "DELETE FROM chains WHERE jti IN (SELECT jti FROM chains WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        "presentations",
+        Floor::Records,
+        "DELETE FROM presentations WHERE (jti, access_server) IN
+           (SELECT jti, access_server FROM presentations WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        "pending",
+        Floor::Pending,
+        "DELETE FROM pending WHERE id IN (SELECT id FROM pending WHERE expires < $1 LIMIT 1000)",
+    ),
+    (
+        "sessions",
+        Floor::Now,
+        "DELETE FROM sessions WHERE key IN
+           (SELECT key FROM sessions WHERE expires < $1 LIMIT 1000)",
+    ),
+    (
+        "audit",
+        Floor::Audit,
+        "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < $1 LIMIT 1000)",
+    ),
+];

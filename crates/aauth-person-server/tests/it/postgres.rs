@@ -1,0 +1,267 @@
+//! The PostgreSQL store against the machine's PostgreSQL (`AAUTH_POSTGRES_URL`): the
+//! store contract and the operator's records exactly as the memory and SQLite stores keep
+//! them, migrations applied once by instances starting together, and two Person Servers
+//! over one database: a long poll on one woken by the approval on the other, a token
+//! delivered once to twenty polls racing on both. Each test works in a schema of its own.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aauth_keys::time::UnixTime;
+use aauth_metadata::store::postgres::{Pg, PgOptions};
+use aauth_person_server::{PERSON_TOKEN_PATH, PgStore, PsStore};
+use aauth_test_support::services::{postgres_url, unique_name};
+use http::StatusCode;
+
+use crate::consent::{approve, code_of, poll};
+use crate::{NOW, World};
+
+/// A schema of its own for one test, dropped by [`Db::drop_schema`].
+pub(crate) struct Db {
+    pub(crate) options: PgOptions,
+    url: String,
+    schema: String,
+}
+
+impl Db {
+    /// A fresh schema, or `None` (the test skips, loudly) without a PostgreSQL URL.
+    pub(crate) fn new(test: &str) -> Option<Self> {
+        let url = postgres_url(test)?;
+        let schema = unique_name("ps");
+        Some(Self {
+            options: PgOptions::new(url.clone()).schema(schema.clone()),
+            url,
+            schema,
+        })
+    }
+
+    pub(crate) async fn store(&self) -> Arc<PgStore> {
+        Arc::new(PgStore::connect(&self.options).await.unwrap())
+    }
+
+    /// Runs `sql` in the test's schema.
+    async fn sql(&self, sql: &str) {
+        let pg = Pg::new("test", &self.options).unwrap();
+        pg.client().await.unwrap().batch_execute(sql).await.unwrap();
+    }
+
+    pub(crate) async fn drop_schema(self) {
+        let pg = Pg::new("test", &PgOptions::new(self.url)).unwrap();
+        pg.client()
+            .await
+            .unwrap()
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_contract() {
+    let Some(db) = Db::new("the_postgres_store_keeps_the_contract") else {
+        return;
+    };
+    crate::stores::contract(db.store().await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_operators_records() {
+    let Some(db) = Db::new("the_postgres_store_keeps_the_operators_records") else {
+        return;
+    };
+    crate::admin::admin_contract(db.store().await).await;
+    db.drop_schema().await;
+}
+
+/// Four instances starting at once over an empty schema: every one starts, each
+/// migration is recorded once, and running the migrations again applies none.
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let Some(db) = Db::new("instances_starting_together_migrate_once") else {
+        return;
+    };
+    let starts = (0..4).map(|_| {
+        let options = db.options.clone();
+        async move { PgStore::connect(&options).await.map(drop) }
+    });
+    for started in futures_join_all(starts).await {
+        started.unwrap();
+    }
+    let pg = Pg::new("test", &db.options).unwrap();
+    let rows = pg
+        .client()
+        .await
+        .unwrap()
+        .query(
+            "SELECT version FROM aauth_migrations WHERE component = 'person-server' ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, vec![1]);
+    assert_eq!(PgStore::migrate(&db.options).await.unwrap(), 0);
+    assert_eq!(pg.schema_version("person-server").await.unwrap(), 1);
+
+    // A database a newer version migrated further is refused, with the reason.
+    db.sql("INSERT INTO aauth_migrations (component, version, name) VALUES ('person-server', 99, 'future')")
+        .await;
+    let refused = PgStore::connect(&db.options).await.unwrap_err();
+    let chain = error_chain(&refused);
+    assert!(
+        chain.contains("version 99, newer than this build knows (1)"),
+        "{chain}"
+    );
+    db.drop_schema().await;
+}
+
+/// Awaits every future (the tests' own, to keep dependencies out).
+async fn futures_join_all<F: Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut at = e.source();
+    while let Some(c) = at {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        at = c.source();
+    }
+    s
+}
+
+/// The sweep drops what nothing reads any more, and only that.
+#[tokio::test]
+async fn the_sweep_drops_expired_rows_only() {
+    let Some(db) = Db::new("the_sweep_drops_expired_rows_only") else {
+        return;
+    };
+    let store = db.store().await;
+    let grace = aauth_person_server::RECORD_GRACE;
+    store
+        .revoke("old", NOW.as_secs() - grace - 1, NOW)
+        .await
+        .unwrap();
+    store.revoke("live", NOW.as_secs() + 60, NOW).await.unwrap();
+    let deleted = store.sweep_once(NOW).await.unwrap();
+    assert_eq!(deleted, 1);
+    assert!(store.is_revoked("live", NOW).await.unwrap());
+    // The expired record was gone from the table, not merely filtered out.
+    assert!(!store.is_revoked("old", UnixTime(0)).await.unwrap());
+    db.drop_schema().await;
+}
+
+/// Two Person Servers over one database, as behind a load balancer.
+async fn two_instances(db: &Db) -> (Arc<World>, Arc<World>) {
+    let a = crate::world_over(db.store().await, None);
+    let b = crate::world_over(db.store().await, None);
+    let (mut a, mut b) = (a, b);
+    a.ps = a.ps.consent_pages(Duration::from_secs(600));
+    b.ps = b.ps.consent_pages(Duration::from_secs(600));
+    a.ps.set_password("alice", "correct horse battery")
+        .await
+        .unwrap();
+    (Arc::new(a), Arc::new(b))
+}
+
+/// The agent asks instance `w` for a person token that needs the person: the pending
+/// URL and the interaction code.
+async fn ask(w: &World) -> (String, String) {
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (s, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    (location, code_of(&headers))
+}
+
+/// The agent's long poll on A returns as soon as the person approves on B: B's change
+/// reaches A through the database's notification (without it, A's poll would wait out
+/// its twenty seconds, since A's own process changed nothing).
+#[tokio::test]
+async fn a_long_poll_on_one_instance_wakes_on_the_approval_on_another() {
+    let Some(db) = Db::new("a_long_poll_on_one_instance_wakes_on_the_approval_on_another") else {
+        return;
+    };
+    let (a, b) = two_instances(&db).await;
+    let (location, code) = ask(&a).await;
+    let (wa, loc) = (Arc::clone(&a), location.clone());
+    let waiter = tokio::spawn(async move {
+        let r = poll(
+            &wa,
+            "GET",
+            &loc,
+            &wa.agent,
+            &wa.agent_token,
+            Some("wait=20"),
+            NOW,
+        )
+        .await;
+        (r.0, r.2, Instant::now())
+    });
+    // The poll is waiting on A before the person acts on B.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+    approve(&b, &code, "alice", "correct horse battery").await;
+    let approved = Instant::now();
+    let (status, json, answered) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert!(json["person_token"].is_string());
+    let after = answered.saturating_duration_since(approved);
+    // Woken, not timed out: far inside the poll's twenty seconds (the notification
+    // typically arrives in a few milliseconds; the bound leaves room for a busy machine).
+    assert!(
+        after < Duration::from_secs(3),
+        "answered {after:?} after the approval"
+    );
+    db.drop_schema().await;
+}
+
+/// Twenty polls race on both instances for one approved request: exactly one gets the
+/// token; every other gets an answer that carries none.
+#[tokio::test]
+async fn twenty_racing_polls_on_two_instances_get_the_token_once() {
+    let Some(db) = Db::new("twenty_racing_polls_on_two_instances_get_the_token_once") else {
+        return;
+    };
+    let (a, b) = two_instances(&db).await;
+    let (location, code) = ask(&a).await;
+    approve(&b, &code, "alice", "correct horse battery").await;
+    let polls = (0..20).map(|n| {
+        let w = if n % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        let loc = location.clone();
+        async move { poll(&w, "GET", &loc, &w.agent, &w.agent_token, None, NOW).await }
+    });
+    let answers = futures_join_all(polls).await;
+    let tokens = answers
+        .iter()
+        .filter(|(s, _, json)| *s == StatusCode::OK && json["person_token"].is_string())
+        .count();
+    assert_eq!(
+        tokens,
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    for (s, _, json) in &answers {
+        assert!(
+            json.get("person_token").is_none() || *s == StatusCode::OK,
+            "{s} {json}"
+        );
+    }
+    db.drop_schema().await;
+}

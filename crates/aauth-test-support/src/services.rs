@@ -1,0 +1,96 @@
+//! The machine's services (PostgreSQL, Redis) for the tests that need a real one: their
+//! URLs from the environment, and names unique to one test so that tests running at once
+//! share a service without seeing each other's data.
+//!
+//! A test that needs a service and finds no URL fails when `CI` is set (the services run
+//! on every CI machine, so a missing URL is a broken setup, never a reason to pass), and
+//! elsewhere says loudly on stderr that it skipped.
+//!
+//! ```
+//! use aauth_test_support::services::unique_name;
+//! let (a, b) = (unique_name("ps"), unique_name("ps"));
+//! assert_ne!(a, b);
+//! assert!(a.starts_with("ps_") && a.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'));
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The variable naming PostgreSQL's URL.
+pub const POSTGRES_URL: &str = "AAUTH_POSTGRES_URL";
+/// The variable naming Redis's URL.
+pub const REDIS_URL: &str = "AAUTH_REDIS_URL";
+
+/// The URL in `var`, for a test that needs the service `what`. `None` (after a loud note
+/// on stderr naming `test`) when the variable is unset outside CI.
+///
+/// # Panics
+///
+/// When the variable is unset and `CI` is set.
+#[must_use]
+pub fn service_url(var: &str, what: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: {what} is needed and {var} is not set (CI is set, so this fails \
+                 rather than skips; .ci/run exports it)"
+            );
+            #[allow(clippy::print_stderr, reason = "the skip must be seen")]
+            {
+                eprintln!("SKIPPED {test}: {what} is needed; set {var} to run it");
+            }
+            None
+        }
+    }
+}
+
+/// PostgreSQL's URL for `test` (see [`service_url`]), through [`loopback_tls`].
+#[must_use]
+pub fn postgres_url(test: &str) -> Option<String> {
+    service_url(POSTGRES_URL, "PostgreSQL", test).map(|u| loopback_tls(&u))
+}
+
+/// `url` with `sslmode=disable` added when it names no `sslmode`: the machine's
+/// PostgreSQL listens on loopback and offers TLS with a self-signed certificate, which
+/// the stores (verifying every certificate, unlike libpq's `prefer`) would refuse.
+///
+/// ```
+/// use aauth_test_support::services::loopback_tls;
+/// assert_eq!(loopback_tls("postgres://u@127.0.0.1/t"), "postgres://u@127.0.0.1/t?sslmode=disable");
+/// assert_eq!(loopback_tls("postgres://h/t?x=1"), "postgres://h/t?x=1&sslmode=disable");
+/// assert_eq!(loopback_tls("postgres://h/t?sslmode=require"), "postgres://h/t?sslmode=require");
+/// ```
+#[must_use]
+pub fn loopback_tls(url: &str) -> String {
+    if url.contains("sslmode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&sslmode=disable")
+    } else {
+        format!("{url}?sslmode=disable")
+    }
+}
+
+/// Redis's URL for `test` (see [`service_url`]).
+#[must_use]
+pub fn redis_url(test: &str) -> Option<String> {
+    service_url(REDIS_URL, "Redis", test)
+}
+
+/// A name (a PostgreSQL schema, a Redis key prefix) no other test of any process uses:
+/// `prefix`, this process's id, a counter and 32 random bits, lower case.
+///
+/// # Panics
+///
+/// When the OS random source fails.
+#[must_use]
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut salt = [0u8; 4];
+    aauth_keys::rand::RandomSource::fill(&mut aauth_keys::rand::OsRandom, &mut salt)
+        .expect("the OS random source works");
+    let salt = u32::from_le_bytes(salt);
+    format!("{prefix}_{}_{n}_{salt}", std::process::id())
+}
