@@ -39,6 +39,8 @@
 mod error;
 mod people;
 mod policy;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod server;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -47,6 +49,8 @@ mod store;
 pub use error::AsError;
 pub use people::PeopleAuthenticator;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantTrusted, TrustByInteraction};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, PgStoreError};
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, INTERACT_PATH, JWKS_PATH, PENDING_PATH,
     REVOCATION_PATH, REVOCATION_PENDING_PATH,

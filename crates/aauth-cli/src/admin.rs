@@ -35,14 +35,25 @@ pub(crate) fn admin(
     let now = SystemClock.now();
     match command {
         AdminCommand::Keys(k) => keys(&c, k, now.as_secs(), out),
-        other => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))?;
-            runtime.block_on(person_server(&c, other, now, out))
+        AdminCommand::Migrate => {
+            let (component, applied) = runtime()?.block_on(crate::roles::migrate(&c))?;
+            writeln!(
+                out,
+                "{component} schema: {applied} migration{} applied; the database is current",
+                if applied == 1 { "" } else { "s" }
+            )
+            .map_err(stdout)
         }
+        other => runtime()?.block_on(person_server(&c, other, now, out)),
     }
+}
+
+/// The runtime the store's calls run on.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Operational(format!("starting the runtime: {e}")))
 }
 
 fn keys(c: &Config, command: KeysCommand, now: u64, out: &mut dyn Write) -> Result<(), CliError> {
@@ -96,7 +107,7 @@ async fn person_server(
                 .to_owned(),
         });
     }
-    let store = crate::roles::ps_store(c, true)?;
+    let store = crate::roles::ps_store(c, true).await?;
     let admin = Admin::new(Arc::clone(&store));
     // Revocations are sent on: signed as the Person Server, reaching out as it does (its
     // key and egress settings are read only for them).
@@ -112,7 +123,7 @@ async fn person_server(
             .notifier(crate::roles::ps_notifier(id, signer, &kid, &reach)))
     };
     match command {
-        AdminCommand::Keys(_) => Ok(()),
+        AdminCommand::Keys(_) | AdminCommand::Migrate => Ok(()),
         AdminCommand::Accounts(a) => accounts(c, &admin, a, now, out).await,
         AdminCommand::Agents(a) => {
             let admin = notifying(matches!(a, AgentsCommand::Revoke { .. }))?;

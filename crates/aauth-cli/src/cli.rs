@@ -298,6 +298,11 @@ pub(crate) enum AdminCommand {
     /// A Person Server's audit log: decisions, tokens issued, revocations and the
     /// operator's changes, newest first.
     Audit(AuditArgs),
+    /// Apply the migrations a PostgreSQL store lacks (a Person Server's or an Access
+    /// Server's, as the configuration says), then exit. Every instance also applies them
+    /// at start, each migration once whichever starts first; run this first to migrate
+    /// before a rolling restart.
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,8 +8,14 @@
 //! listen = "0.0.0.0:8443"
 //! signing_key_file = "ps.jwk"            # a private JWK (mode 0600); its kid is used
 //! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
-//! store = "sqlite:ps.sqlite"             # or "memory" (the default)
+//! store = "sqlite:ps.sqlite"             # or "memory" (the default), or "postgres://user@host/db?sslmode=require"
 //! shutdown_deadline_secs = 10
+//!
+//! [postgres]                             # with store = "postgres://…" (several instances share it)
+//! schema = "person_server"               # created if missing; absent: the user's search_path
+//! pool_size = 16                         # connections per instance
+//! password_file = "db.password"          # rather than a password in the URL
+//! ca_file = "db-ca.pem"                  # a private CA for the server's certificate
 //!
 //! [tls]                                  # absent: plain HTTP behind a TLS proxy
 //! cert_file = "cert.pem"
@@ -83,12 +89,13 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 15] = [
+const TOP_LEVEL: [&str; 16] = [
     "id",
     "listen",
     "signing_key_file",
     "retiring_keys_file",
     "store",
+    "postgres",
     "shutdown_deadline_secs",
     "tls",
     "log",
@@ -116,9 +123,12 @@ pub(crate) struct Config {
     /// writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) retiring_keys_file: Option<PathBuf>,
-    /// `memory` or `sqlite:PATH`.
+    /// `memory`, `sqlite:PATH` or a `postgres://` URL.
     #[serde(default = "memory")]
     pub(crate) store: String,
+    /// How a `postgres://` store is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) postgres: Option<Postgres>,
     /// Seconds to finish in-flight requests after SIGTERM or SIGINT.
     #[serde(default = "ten")]
     pub(crate) shutdown_deadline_secs: u64,
@@ -190,6 +200,24 @@ pub(crate) enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+/// `[postgres]`: the options of a `postgres://` store.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Postgres {
+    /// The schema the tables live in (created if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schema: Option<String>,
+    /// Connections per instance (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pool_size: Option<usize>,
+    /// The database password, in a file (rather than in the URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// PEM certificates trusted for the server's certificate, beside the web's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -479,6 +507,10 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         fix(&mut t.key_file);
     }
     c.egress.ca_files.iter_mut().for_each(fix);
+    if let Some(pg) = &mut c.postgres {
+        pg.password_file.iter_mut().for_each(fix);
+        pg.ca_file.iter_mut().for_each(fix);
+    }
     if let Some(rest) = c.store.strip_prefix("sqlite:") {
         let p = PathBuf::from(rest);
         if p.is_relative() {
@@ -507,6 +539,9 @@ pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
         && ps.directed_secret.is_some()
     {
         ps.directed_secret = Some("<redacted>".to_owned());
+    }
+    if c.store.starts_with("postgres") {
+        c.store = aauth_metadata::store::postgres::redact_url(&c.store);
     }
     toml::to_string_pretty(&c).map_err(|e| CliError::Operational(e.to_string()))
 }

@@ -17,22 +17,83 @@ use crate::serve::{Check, config_error, consent_policy};
 /// How long a deferred request waits for the person on the consent pages.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
 
-/// `memory` or `sqlite:PATH`.
+/// `memory`, `sqlite:PATH` or a PostgreSQL database.
 enum Store<'a> {
     Memory,
     Sqlite(&'a Path),
+    Postgres(aauth_metadata::store::postgres::PgOptions),
 }
 
 fn store(c: &Config) -> Result<Store<'_>, CliError> {
     match c.store.as_str() {
         "memory" => Ok(Store::Memory),
+        s if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+            pg_options(c).map(Store::Postgres)
+        }
         s => match s.strip_prefix("sqlite:") {
             Some(p) if !p.is_empty() => Ok(Store::Sqlite(Path::new(p))),
             _ => Err(CliError::Usage {
                 flag: "store",
-                reason: format!("{s:?}: expected \"memory\" or \"sqlite:PATH\""),
+                reason: format!(
+                    "{:?}: expected \"memory\", \"sqlite:PATH\" or \"postgres://…\"",
+                    aauth_metadata::store::postgres::redact_url(s)
+                ),
             }),
         },
+    }
+}
+
+/// The options of the `postgres://` store: the URL, and `[postgres]`.
+fn pg_options(c: &Config) -> Result<aauth_metadata::store::postgres::PgOptions, CliError> {
+    let mut o = aauth_metadata::store::postgres::PgOptions::new(c.store.clone());
+    let section = c.postgres.clone().unwrap_or_default();
+    if let Some(schema) = section.schema {
+        o = o.schema(schema);
+    }
+    if let Some(n) = section.pool_size {
+        o = o.pool_size(n);
+    }
+    if let Some(path) = &section.ca_file {
+        o = o.ca_file(path);
+    }
+    if let Some(path) = &section.password_file {
+        let text =
+            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?);
+        o = o.password(text.trim_end_matches(['\r', '\n']));
+    }
+    o.check().map_err(|e| config_error(c, "store", e))?;
+    Ok(o)
+}
+
+/// Applies the migrations the configured PostgreSQL store lacks (`aauth admin
+/// migrate`): the Person Server's or the Access Server's, as the configuration's section
+/// says. Returns the component and how many were applied.
+pub(crate) async fn migrate(c: &Config) -> Result<(&'static str, usize), CliError> {
+    let Store::Postgres(o) = store(c)? else {
+        return Err(CliError::Usage {
+            flag: "store",
+            reason: "migrations are a PostgreSQL store's (store = \"postgres://…\"); \
+                     SQLite files are migrated when opened"
+                .to_owned(),
+        });
+    };
+    if c.person_server.is_some() {
+        let n = aauth_person_server::PgStore::migrate(&o)
+            .await
+            .map_err(|e| config_error(c, "store", e))?;
+        Ok(("person-server", n))
+    } else if c.access_server.is_some() {
+        let n = aauth_access_server::PgStore::migrate(&o)
+            .await
+            .map_err(|e| config_error(c, "store", e))?;
+        Ok(("access-server", n))
+    } else {
+        Err(CliError::Usage {
+            flag: "--config",
+            reason: "a PostgreSQL store is a Person Server's or an Access Server's: the \
+                     configuration has neither section"
+                .to_owned(),
+        })
     }
 }
 
@@ -85,22 +146,27 @@ fn ids(key: &'static str, values: &[String]) -> Result<Vec<ServerId>, CliError> 
 
 /// The Person Server's store as `c` names it; `persistent` refuses `memory` (for `aauth
 /// admin`: a memory store is the running process's alone).
-pub(crate) fn ps_store(
+pub(crate) async fn ps_store(
     c: &Config,
     persistent: bool,
 ) -> Result<Arc<dyn aauth_person_server::PsStore>, CliError> {
-    use aauth_person_server::{MemoryStore, SqliteStore};
+    use aauth_person_server::{MemoryStore, PgStore, SqliteStore};
     match store(c)? {
         Store::Memory if persistent => Err(CliError::Usage {
             flag: "store",
             reason: "this service keeps its records in memory (store = \"memory\"): nothing \
                      outside the running process can read or change them; use \
-                     store = \"sqlite:PATH\""
+                     store = \"sqlite:PATH\" or \"postgres://…\""
                 .to_owned(),
         }),
         Store::Memory => Ok(Arc::new(MemoryStore::default())),
         Store::Sqlite(p) => Ok(Arc::new(
             SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?,
+        )),
+        Store::Postgres(o) => Ok(Arc::new(
+            PgStore::connect(&o)
+                .await
+                .map_err(|e| config_error(c, "store", e))?,
         )),
     }
 }
@@ -137,7 +203,7 @@ pub(crate) async fn person_server(
         reason: "the configuration has no [person_server] section".to_owned(),
     })?;
     let secret = directed_secret(c)?;
-    let store = ps_store(c, false)?;
+    let store = ps_store(c, false).await?;
     // What it reaches out to: resources' metadata (for the consent page), revocations
     // sent on, and Access Servers (four-party), all through the egress guard.
     let metadata = Arc::new(reach.fetcher());
@@ -200,14 +266,14 @@ pub(crate) async fn person_server(
 }
 
 /// The Access Server of `[access_server]`.
-pub(crate) fn access_server(
+pub(crate) async fn access_server(
     c: &Config,
     id: ServerId,
     signer: Arc<dyn Signer>,
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
-    use aauth_access_server::{AccessServer, AsStore, MemoryStore, SqliteStore};
+    use aauth_access_server::{AccessServer, AsStore, MemoryStore, PgStore, SqliteStore};
     let section = c.access_server.clone().ok_or_else(|| CliError::Usage {
         flag: "access_server",
         reason: "the configuration has no [access_server] section".to_owned(),
@@ -217,6 +283,11 @@ pub(crate) fn access_server(
         Store::Sqlite(p) => {
             Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?)
         }
+        Store::Postgres(o) => Arc::new(
+            PgStore::connect(&o)
+                .await
+                .map_err(|e| config_error(c, "store", e))?,
+        ),
     };
     let access = AccessServer::new(id, signer, kid, keys)
         .map_err(|e| config_error(c, "id", e))?

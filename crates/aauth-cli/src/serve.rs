@@ -162,7 +162,7 @@ async fn build(
             WithHealth::new(Arc::new(provider) as Arc<dyn Endpoint>)
         }
         Role::PersonServer => crate::roles::person_server(c, id, signer, &kid, keys, reach).await?,
-        Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys)?,
+        Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys).await?,
     };
     let endpoint = Arc::new(endpoint);
     Ok(App::Role {
@@ -171,8 +171,24 @@ async fn build(
     })
 }
 
-pub(crate) fn config_error(c: &Config, key: &str, e: impl std::fmt::Display) -> CliError {
-    CliError::Operational(format!("{} ({key}): {e}", c.id))
+pub(crate) fn config_error(
+    c: &Config,
+    key: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> CliError {
+    // The whole cause chain: a store's "backend failed" says nothing without its cause.
+    let e = e.into();
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    CliError::Operational(format!("{} ({key}): {text}", c.id))
 }
 
 fn operational(e: impl std::fmt::Display) -> CliError {

@@ -94,3 +94,86 @@ pub fn unique_name(prefix: &str) -> String {
     let salt = u32::from_le_bytes(salt);
     format!("{prefix}_{}_{n}_{salt}", std::process::id())
 }
+
+/// A PostgreSQL schema of its own for one test (feature `postgres`): the store options
+/// naming it, and [`drop_schema`](Self::drop_schema) to remove it and everything in it.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct PgSchema {
+    /// The options of a store kept in this schema.
+    pub options: aauth_metadata::store::postgres::PgOptions,
+    url: String,
+    name: String,
+}
+
+#[cfg(feature = "postgres")]
+impl PgSchema {
+    /// A fresh schema for `test`, or `None` (see [`service_url`]) without a URL.
+    #[must_use]
+    pub fn new(test: &str) -> Option<Self> {
+        let url = postgres_url(test)?;
+        let name = unique_name("t");
+        Some(Self {
+            options: aauth_metadata::store::postgres::PgOptions::new(url.clone())
+                .schema(name.clone()),
+            url,
+            name,
+        })
+    }
+
+    /// The schema's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database's URL (as [`postgres_url`] gives it).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A pool in this schema.
+    ///
+    /// # Panics
+    ///
+    /// When the options do not hold.
+    #[must_use]
+    pub fn pg(&self) -> aauth_metadata::store::postgres::Pg {
+        aauth_metadata::store::postgres::Pg::new("test", &self.options).expect("valid options")
+    }
+
+    /// Runs `sql` in this schema.
+    ///
+    /// # Panics
+    ///
+    /// When it fails.
+    pub async fn sql(&self, sql: &str) {
+        self.pg()
+            .client()
+            .await
+            .expect("a connection")
+            .batch_execute(sql)
+            .await
+            .expect("the statements run");
+    }
+
+    /// Drops the schema and everything in it.
+    ///
+    /// # Panics
+    ///
+    /// When it fails.
+    pub async fn drop_schema(self) {
+        let pg = aauth_metadata::store::postgres::Pg::new(
+            "test",
+            &aauth_metadata::store::postgres::PgOptions::new(self.url),
+        )
+        .expect("valid options");
+        pg.client()
+            .await
+            .expect("a connection")
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await
+            .expect("the schema is dropped");
+    }
+}

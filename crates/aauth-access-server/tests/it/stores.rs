@@ -4,8 +4,9 @@
 //! still reaches tokens issued before the restart).
 
 use aauth_access_server::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, SqliteStore, WaitingRecord,
+    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WaitingRecord,
 };
+use aauth_test_support::services::PgSchema;
 
 use super::*;
 
@@ -248,6 +249,83 @@ async fn the_in_memory_store_keeps_the_contract() {
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
     contract(&SqliteStore::in_memory().unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_contract() {
+    let Some(db) = PgSchema::new("the_postgres_store_keeps_the_contract") else {
+        return;
+    };
+    let store = PgStore::connect(&db.options).await.unwrap();
+    contract(&store).await;
+    // Nothing expired in the contract's data at its own time; far later, everything.
+    assert_eq!(store.sweep_once(NOW).await.unwrap(), 0);
+    assert!(store.sweep_once(NOW.plus(400 * 24 * 3600)).await.unwrap() > 0);
+    assert_eq!(store.issued_count().await.unwrap(), 0);
+    db.drop_schema().await;
+}
+
+/// Two instances over one database: of twenty concurrent takes of one waiting request,
+/// spread over both, exactly one gets it (what keeps one step's completion to one token).
+#[tokio::test]
+async fn two_instances_take_a_waiting_request_once() {
+    let Some(db) = PgSchema::new("two_instances_take_a_waiting_request_once") else {
+        return;
+    };
+    let a = Arc::new(PgStore::connect(&db.options).await.unwrap());
+    let b = Arc::new(PgStore::connect(&db.options).await.unwrap());
+    let w = record(
+        "w1",
+        NOW.as_secs() + 600,
+        Some("CODE"),
+        Awaiting::Approval,
+        "rt1",
+    );
+    assert!(a.create_waiting(w, 10, NOW).await.unwrap());
+    let takes: Vec<_> = (0..20)
+        .map(|n| {
+            let s = if n % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            tokio::spawn(async move { s.take_waiting("w1", NOW).await.unwrap() })
+        })
+        .collect();
+    let mut got = 0;
+    for t in takes {
+        if t.await.unwrap().is_some() {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1);
+    // And the per-Person-Server bound holds across instances: two at most, whichever
+    // instance creates them, however many race.
+    let creates: Vec<_> = (0..10)
+        .map(|n| {
+            let s = if n % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            let w = record(
+                &format!("c{n}"),
+                NOW.as_secs() + 600,
+                None,
+                Awaiting::Approval,
+                "rt2",
+            );
+            tokio::spawn(async move { s.create_waiting(w, 2, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for c in creates {
+        if c.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 2);
+    db.drop_schema().await;
 }
 
 /// Approves each request out of band; wants the person's Person Server bound first.

@@ -14,6 +14,7 @@ mod fetch;
 mod keys;
 #[cfg(feature = "otel")]
 mod otel;
+mod postgres;
 mod proxy;
 mod serve;
 mod token;

@@ -399,14 +399,14 @@ pub(crate) fn person_server_config(
 
 /// The parties of a three-party flow: the agent provider served, the resource in this
 /// process, and the Person Server's configuration (reaching both), changed by `edit`.
-struct Flow {
-    world: World,
-    provider: Served,
-    resource: SocketAddr,
-    ps_config: PathBuf,
+pub(crate) struct Flow {
+    pub(crate) world: World,
+    pub(crate) provider: Served,
+    pub(crate) resource: SocketAddr,
+    pub(crate) ps_config: PathBuf,
 }
 
-async fn flow(dir: &Path, edit: impl Fn(String) -> String) -> Flow {
+pub(crate) async fn flow(dir: &Path, edit: impl Fn(String) -> String) -> Flow {
     let world = World::new().unwrap();
     let provider = Served::start(dir, "agent-provider", &provider_config(&world, dir));
     world.alias("agent.example", provider.addr);
@@ -434,7 +434,7 @@ async fn flow(dir: &Path, edit: impl Fn(String) -> String) -> Flow {
 
 /// `aauth fetch` of the resource as the assistant (its key written to `dir`), reaching
 /// the provider, the Person Server and the resource at `addrs` (in that order).
-fn fetch_args(dir: &Path, addrs: [SocketAddr; 3]) -> Vec<String> {
+pub(crate) fn fetch_args(dir: &Path, addrs: [SocketAddr; 3]) -> Vec<String> {
     let (assistant, _) = key_file(dir, "me", 0x22);
     let mut args: Vec<String> = [
         "fetch",

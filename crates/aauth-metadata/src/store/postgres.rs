@@ -72,6 +72,7 @@ pub struct PgOptions {
     pool_size: usize,
     ca_file: Option<PathBuf>,
     connect_timeout: Duration,
+    password: Option<zeroize::Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -82,6 +83,7 @@ impl std::fmt::Debug for PgOptions {
             .field("pool_size", &self.pool_size)
             .field("ca_file", &self.ca_file)
             .field("connect_timeout", &self.connect_timeout)
+            .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -97,6 +99,7 @@ impl PgOptions {
             pool_size: DEFAULT_POOL_SIZE,
             ca_file: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            password: None,
         }
     }
 
@@ -112,6 +115,13 @@ impl PgOptions {
     #[must_use]
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n.max(1);
+        self
+    }
+
+    /// Uses `password` (read from a file, say) rather than one in the URL.
+    #[must_use]
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(zeroize::Zeroizing::new(password.to_owned()));
         self
     }
 
@@ -267,12 +277,18 @@ impl Pg {
             tokio_postgres::Config::from_str(&options.url).map_err(|e| PgOptionsError::Url {
                 reason: e.to_string(),
             })?;
+        // The URL's own `connect_timeout` wins over the default.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
         config
-            .connect_timeout(options.connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
         if let Some(schema) = &options.schema {
             config.options(format!("-c search_path={schema}"));
+        }
+        if let Some(password) = &options.password {
+            config.password(password.as_bytes());
         }
         let tls = MakeRustlsConnect::new(tls_config(options.ca_file.as_ref())?);
         let manager = Manager::from_config(

@@ -9,51 +9,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aauth_keys::time::UnixTime;
-use aauth_metadata::store::postgres::{Pg, PgOptions};
 use aauth_person_server::{PERSON_TOKEN_PATH, PgStore, PsStore};
-use aauth_test_support::services::{postgres_url, unique_name};
+use aauth_test_support::services::PgSchema;
 use http::StatusCode;
 
 use crate::consent::{approve, code_of, poll};
 use crate::{NOW, World};
 
-/// A schema of its own for one test, dropped by [`Db::drop_schema`].
-pub(crate) struct Db {
-    pub(crate) options: PgOptions,
-    url: String,
-    schema: String,
-}
+/// A schema of its own for one test, dropped at its end.
+pub(crate) struct Db(PgSchema);
 
 impl Db {
     /// A fresh schema, or `None` (the test skips, loudly) without a PostgreSQL URL.
     pub(crate) fn new(test: &str) -> Option<Self> {
-        let url = postgres_url(test)?;
-        let schema = unique_name("ps");
-        Some(Self {
-            options: PgOptions::new(url.clone()).schema(schema.clone()),
-            url,
-            schema,
-        })
+        PgSchema::new(test).map(Self)
     }
 
     pub(crate) async fn store(&self) -> Arc<PgStore> {
-        Arc::new(PgStore::connect(&self.options).await.unwrap())
-    }
-
-    /// Runs `sql` in the test's schema.
-    async fn sql(&self, sql: &str) {
-        let pg = Pg::new("test", &self.options).unwrap();
-        pg.client().await.unwrap().batch_execute(sql).await.unwrap();
+        Arc::new(PgStore::connect(&self.0.options).await.unwrap())
     }
 
     pub(crate) async fn drop_schema(self) {
-        let pg = Pg::new("test", &PgOptions::new(self.url)).unwrap();
-        pg.client()
-            .await
-            .unwrap()
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-            .await
-            .unwrap();
+        self.0.drop_schema().await;
     }
 }
 
@@ -83,13 +60,13 @@ async fn instances_starting_together_migrate_once() {
         return;
     };
     let starts = (0..4).map(|_| {
-        let options = db.options.clone();
+        let options = db.0.options.clone();
         async move { PgStore::connect(&options).await.map(drop) }
     });
     for started in futures_join_all(starts).await {
         started.unwrap();
     }
-    let pg = Pg::new("test", &db.options).unwrap();
+    let pg = db.0.pg();
     let rows = pg
         .client()
         .await
@@ -102,13 +79,13 @@ async fn instances_starting_together_migrate_once() {
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(versions, vec![1]);
-    assert_eq!(PgStore::migrate(&db.options).await.unwrap(), 0);
+    assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 0);
     assert_eq!(pg.schema_version("person-server").await.unwrap(), 1);
 
     // A database a newer version migrated further is refused, with the reason.
-    db.sql("INSERT INTO aauth_migrations (component, version, name) VALUES ('person-server', 99, 'future')")
+    db.0.sql("INSERT INTO aauth_migrations (component, version, name) VALUES ('person-server', 99, 'future')")
         .await;
-    let refused = PgStore::connect(&db.options).await.unwrap_err();
+    let refused = PgStore::connect(&db.0.options).await.unwrap_err();
     let chain = error_chain(&refused);
     assert!(
         chain.contains("version 99, newer than this build knows (1)"),

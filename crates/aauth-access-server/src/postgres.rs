@@ -1,0 +1,586 @@
+//! The PostgreSQL store (feature `postgres`): what several Access Server instances share.
+//!
+//! - **Every rule is the database's.** Of two instances taking one waiting request, one
+//!   gets it (`DELETE … RETURNING`); a Person Server's count of waiting requests is
+//!   checked and the request inserted under a transaction-scoped advisory lock on that
+//!   Person Server; a revocation's expiry only grows (`GREATEST`).
+//! - **One round trip a token**: recording an issued token is one statement, and the four
+//!   questions a token request asks ([`AsStore::standing`]) are one query.
+//! - **Expired rows are swept off the request path**: a task deletes them in batches of
+//!   1,000 once a minute, one instance at a time.
+//! - **Migrations** run at [`PgStore::connect`], each once, whichever instance starts
+//!   first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_metadata::store::postgres::{
+    FromSql, Migration, Pg, PgOptions, PgOptionsError, PgRow, ToSql,
+};
+use aauth_tokens::ServerId;
+use async_trait::async_trait;
+
+use crate::store::{
+    AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
+    WaitingRecord,
+};
+
+/// Which store a [`StoreError`] names.
+const STORE: &str = "access-server postgres";
+
+/// The component the migrations are recorded under.
+const COMPONENT: &str = "access-server";
+
+/// How often the sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Every migration, in order. Times are Unix seconds in `BIGINT` columns.
+const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "access-server tables",
+    "
+CREATE TABLE issued (
+  jti TEXT PRIMARY KEY, ps TEXT NOT NULL, presented_jti TEXT NOT NULL, aud TEXT NOT NULL,
+  exp BIGINT NOT NULL);
+CREATE INDEX issued_presented ON issued (ps, presented_jti);
+CREATE INDEX issued_exp ON issued (exp);
+CREATE TABLE revoked (
+  iss TEXT NOT NULL, jti TEXT NOT NULL, exp BIGINT NOT NULL, PRIMARY KEY (iss, jti));
+CREATE INDEX revoked_exp ON revoked (exp);
+CREATE TABLE waiting (
+  id TEXT PRIMARY KEY, ps TEXT NOT NULL, expires BIGINT NOT NULL,
+  rt_iss TEXT NOT NULL, rt_jti TEXT NOT NULL, code TEXT UNIQUE, awaiting TEXT NOT NULL,
+  data TEXT NOT NULL);
+CREATE INDEX waiting_ps ON waiting (ps, expires);
+CREATE INDEX waiting_rt ON waiting (rt_iss, rt_jti);
+CREATE INDEX waiting_awaiting ON waiting (awaiting, expires);
+CREATE INDEX waiting_expires ON waiting (expires);
+CREATE TABLE bindings (
+  ps TEXT NOT NULL, resource TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
+  PRIMARY KEY (ps, resource, sub));
+CREATE TABLE billed (ps TEXT PRIMARY KEY);
+",
+)];
+
+/// The sweep: each statement deletes at most a batch of rows older than `$1` (now less
+/// the grace for records, now for waiting requests).
+const SWEEPS: &[(bool, &str)] = &[
+    (
+        true,
+        "DELETE FROM issued WHERE jti IN (SELECT jti FROM issued WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        true,
+        "DELETE FROM revoked WHERE (iss, jti) IN
+           (SELECT iss, jti FROM revoked WHERE exp < $1 LIMIT 1000)",
+    ),
+    (
+        false,
+        "DELETE FROM waiting WHERE id IN (SELECT id FROM waiting WHERE expires <= $1 LIMIT 1000)",
+    ),
+];
+
+const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
+
+/// An [`AsStore`] in a PostgreSQL database, shared by every instance that connects to it.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use aauth_access_server::{AsStore, PgStore};
+/// use aauth_metadata::store::postgres::PgOptions;
+/// let store = PgStore::connect(&PgOptions::new("postgres://aauth@db.internal/aauth").schema("access_server")).await?;
+/// assert!(!store.is_billed(&aauth_tokens::ServerId::parse("https://ps.example")?).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PgStore {
+    pg: Pg,
+    _sweep: Arc<Sweep>,
+}
+
+struct Sweep(tokio::task::AbortHandle);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pg", &self.pg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`PgStore`] could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgStoreError {
+    /// The options do not hold.
+    #[error(transparent)]
+    Options(#[from] PgOptionsError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PgStore {
+    /// Connects to the database `options` names, applies the migrations it lacks and
+    /// starts the sweep. Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError`].
+    pub async fn connect(options: &PgOptions) -> Result<Self, PgStoreError> {
+        let pg = Pg::new(STORE, options)?;
+        pg.migrate(COMPONENT, MIGRATIONS).await?;
+        let sweeper = pg.clone();
+        let task = tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                // A failed sweep is retried at the next tick.
+                let _ = sweep(&sweeper, SystemClock.now()).await;
+            }
+        });
+        Ok(Self {
+            pg,
+            _sweep: Arc::new(Sweep(task.abort_handle())),
+        })
+    }
+
+    /// Applies the migrations the database lacks and returns how many (`aauth admin
+    /// migrate`).
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError`].
+    pub async fn migrate(options: &PgOptions) -> Result<usize, PgStoreError> {
+        Ok(Pg::new(STORE, options)?
+            .migrate(COMPONENT, MIGRATIONS)
+            .await?)
+    }
+
+    /// Deletes one batch of every kind of expired row (what the background sweep does
+    /// once a minute), unless another instance is sweeping; returns how many it deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn sweep_once(&self, now: UnixTime) -> Result<u64, StoreError> {
+        sweep(&self.pg, now).await
+    }
+
+    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.pg
+            .timed(async {
+                let c = self.pg.client().await?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
+                c.execute(&stmt, params).await.map_err(|e| self.pg.err(e))
+            })
+            .await
+    }
+
+    async fn all(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<PgRow>, StoreError> {
+        self.pg
+            .timed(async {
+                let c = self.pg.client().await?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
+                c.query(&stmt, params).await.map_err(|e| self.pg.err(e))
+            })
+            .await
+    }
+
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<PgRow, StoreError> {
+        self.all(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                self.pg
+                    .err("a query that always returns a row returned none")
+            })
+    }
+
+    fn get<'a, T: FromSql<'a>>(&self, row: &'a PgRow, idx: usize) -> Result<T, StoreError> {
+        row.try_get(idx).map_err(|e| self.pg.err(e))
+    }
+
+    fn server(&self, s: &str) -> Result<ServerId, StoreError> {
+        ServerId::parse(s).map_err(|e| StoreError::unreadable(STORE, "server identifier", e))
+    }
+
+    fn waiting_record(&self, r: &PgRow) -> Result<WaitingRecord, StoreError> {
+        let awaiting: String = self.get(r, 6)?;
+        Ok(WaitingRecord {
+            id: self.get(r, 0)?,
+            ps: self.server(&self.get::<String>(r, 1)?)?,
+            expires: u64::try_from(self.get::<i64>(r, 2)?)
+                .map_err(|e| StoreError::unreadable(STORE, "waiting request", e))?,
+            resource_token: (self.get(r, 3)?, self.get(r, 4)?),
+            code: self.get(r, 5)?,
+            awaiting: Awaiting::parse(&awaiting).ok_or_else(|| {
+                StoreError::unreadable(STORE, "waiting request", format!("the step {awaiting:?}"))
+            })?,
+            data: self.get(r, 7)?,
+        })
+    }
+
+    async fn waiting_where(
+        &self,
+        condition: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<WaitingRecord>, StoreError> {
+        let sql = format!("SELECT {WAITING_COLUMNS} FROM waiting WHERE {condition}");
+        self.all(&sql, params)
+            .await?
+            .iter()
+            .map(|r| self.waiting_record(r))
+            .collect()
+    }
+}
+
+/// Seconds as a signed `BIGINT` (saturating: no time here is past 2^63).
+fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// One pass of the sweep, under a lock that lets one instance sweep at a time.
+async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
+    pg.timed(async {
+        let mut c = pg.client().await?;
+        let tx = c.transaction().await.map_err(|e| pg.err(e))?;
+        let mine: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(hashtext('aauth_sweep'), hashtext($1))",
+                &[&COMPONENT],
+            )
+            .await
+            .map_err(|e| pg.err(e))?
+            .get(0);
+        if !mine {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for (records, sql) in SWEEPS {
+            let floor = if *records {
+                now.as_secs().saturating_sub(RECORD_GRACE)
+            } else {
+                now.as_secs()
+            };
+            deleted += tx
+                .execute(*sql, &[&secs(floor)])
+                .await
+                .map_err(|e| pg.err(e))?;
+        }
+        tx.commit().await.map_err(|e| pg.err(e))?;
+        Ok(deleted)
+    })
+    .await
+}
+
+/// The insert of a waiting request (its eight columns as `$1`…`$8`).
+const INSERT_WAITING: &str =
+    "INSERT INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+#[async_trait]
+impl AsStore for PgStore {
+    async fn record_issued(&self, record: IssuedRecord, _now: UnixTime) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO issued (jti, ps, presented_jti, aud, exp) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (jti) DO UPDATE SET ps = excluded.ps,
+               presented_jti = excluded.presented_jti, aud = excluded.aud, exp = excluded.exp",
+            &[
+                &record.jti,
+                &record.ps.as_str(),
+                &record.presented_jti,
+                &record.aud.as_str(),
+                &secs(record.exp),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn issued_against(
+        &self,
+        ps: &ServerId,
+        presented_jti: &str,
+        now: UnixTime,
+    ) -> Result<Vec<IssuedRecord>, StoreError> {
+        self.all(
+            "SELECT jti, presented_jti, aud, exp FROM issued
+             WHERE ps = $1 AND presented_jti = $2 AND exp + $4 >= $3",
+            &[
+                &ps.as_str(),
+                &presented_jti,
+                &secs(now.as_secs()),
+                &secs(RECORD_GRACE),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(IssuedRecord::new(
+                self.get(r, 0)?,
+                ps.clone(),
+                self.get(r, 1)?,
+                self.server(&self.get::<String>(r, 2)?)?,
+                u64::try_from(self.get::<i64>(r, 3)?)
+                    .map_err(|e| StoreError::unreadable(STORE, "issuance record", e))?,
+            ))
+        })
+        .collect()
+    }
+
+    async fn issued_count(&self) -> Result<usize, StoreError> {
+        let r = self.one("SELECT count(*) FROM issued", &[]).await?;
+        Ok(usize::try_from(self.get::<i64>(&r, 0)?).unwrap_or(usize::MAX))
+    }
+
+    async fn revoke(
+        &self,
+        iss: &str,
+        jti: &str,
+        exp: u64,
+        _now: UnixTime,
+    ) -> Result<(), StoreError> {
+        // A later `exp` extends a record; an earlier one never shortens it.
+        self.exec(
+            "INSERT INTO revoked (iss, jti, exp) VALUES ($1, $2, $3)
+             ON CONFLICT (iss, jti) DO UPDATE SET exp = GREATEST(revoked.exp, excluded.exp)",
+            &[&iss, &jti, &secs(exp)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        Ok(!self
+            .all(
+                "SELECT 1 FROM revoked WHERE iss = $1 AND jti = $2 AND exp + $4 >= $3",
+                &[&iss, &jti, &secs(now.as_secs()), &secs(RECORD_GRACE)],
+            )
+            .await?
+            .is_empty())
+    }
+
+    async fn put_waiting(&self, record: WaitingRecord, _now: UnixTime) -> Result<(), StoreError> {
+        let sql = format!(
+            "{INSERT_WAITING} ON CONFLICT (id) DO UPDATE SET ps = excluded.ps,
+               expires = excluded.expires, rt_iss = excluded.rt_iss, rt_jti = excluded.rt_jti,
+               code = excluded.code, awaiting = excluded.awaiting, data = excluded.data"
+        );
+        self.exec(
+            &sql,
+            &[
+                &record.id,
+                &record.ps.as_str(),
+                &secs(record.expires),
+                &record.resource_token.0,
+                &record.resource_token.1,
+                &record.code,
+                &record.awaiting.as_str(),
+                &record.data,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self
+            .waiting_where("id = $1 AND expires > $2", &[&id, &secs(now.as_secs())])
+            .await?
+            .pop())
+    }
+
+    async fn waiting_by_code(
+        &self,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self
+            .waiting_where("code = $1 AND expires > $2", &[&code, &secs(now.as_secs())])
+            .await?
+            .pop())
+    }
+
+    async fn waiting_on(
+        &self,
+        awaiting: Awaiting,
+        now: UnixTime,
+    ) -> Result<Vec<WaitingRecord>, StoreError> {
+        self.waiting_where(
+            "awaiting = $1 AND expires > $2 ORDER BY id",
+            &[&awaiting.as_str(), &secs(now.as_secs())],
+        )
+        .await
+    }
+
+    async fn waiting_with(&self, iss: &str, jti: &str) -> Result<Vec<WaitingRecord>, StoreError> {
+        self.waiting_where("rt_iss = $1 AND rt_jti = $2", &[&iss, &jti])
+            .await
+    }
+
+    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
+        self.exec("DELETE FROM waiting WHERE id = $1", &[&id])
+            .await
+            .map(drop)
+    }
+
+    async fn create_waiting(
+        &self,
+        record: WaitingRecord,
+        max_per_ps: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let max = i64::try_from(max_per_ps).unwrap_or(i64::MAX);
+        let ps = record.ps.as_str();
+        let sql = "INSERT INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE (SELECT count(*) FROM waiting WHERE ps = $2 AND expires > $9) < $10
+             ON CONFLICT DO NOTHING";
+        self.pg
+            .timed(async {
+                let mut c = self.pg.client().await?;
+                let tx = c.transaction().await.map_err(|e| self.pg.err(e))?;
+                // The count and the insert are one decision for this Person Server,
+                // whichever instance makes it.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('aauth_as_waiting'), hashtext($1))",
+                    &[&ps],
+                )
+                .await
+                .map_err(|e| self.pg.err(e))?;
+                let inserted = tx
+                    .execute(
+                        sql,
+                        &[
+                            &record.id,
+                            &ps,
+                            &secs(record.expires),
+                            &record.resource_token.0,
+                            &record.resource_token.1,
+                            &record.code,
+                            &record.awaiting.as_str(),
+                            &record.data,
+                            &secs(now.as_secs()),
+                            &max,
+                        ],
+                    )
+                    .await
+                    .map_err(|e| self.pg.err(e))?;
+                tx.commit().await.map_err(|e| self.pg.err(e))?;
+                Ok(inserted == 1)
+            })
+            .await
+    }
+
+    async fn take_waiting(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        // One statement: of two instances taking it, one deletes the row and gets it.
+        // An expired request is deleted too, and returned to nobody.
+        let sql = format!(
+            "WITH taken AS (DELETE FROM waiting WHERE id = $1 RETURNING {WAITING_COLUMNS})
+             SELECT {WAITING_COLUMNS} FROM taken WHERE expires > $2"
+        );
+        Ok(self
+            .all(&sql, &[&id, &secs(now.as_secs())])
+            .await?
+            .iter()
+            .map(|r| self.waiting_record(r))
+            .collect::<Result<Vec<_>, _>>()?
+            .pop())
+    }
+
+    async fn bind(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO bindings (ps, resource, sub, account) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account",
+            &[&ps.as_str(), &resource.as_str(), &sub, &account],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn is_bound(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(!self
+            .all(
+                "SELECT 1 FROM bindings WHERE ps = $1 AND resource = $2 AND sub = $3",
+                &[&ps.as_str(), &resource.as_str(), &sub],
+            )
+            .await?
+            .is_empty())
+    }
+
+    async fn bill(&self, ps: &ServerId) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO billed (ps) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&ps.as_str()],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError> {
+        Ok(!self
+            .all("SELECT 1 FROM billed WHERE ps = $1", &[&ps.as_str()])
+            .await?
+            .is_empty())
+    }
+
+    async fn standing(&self, q: &StandingQuery<'_>, now: UnixTime) -> Result<Standing, StoreError> {
+        // The four questions of a token request in one round trip.
+        let r = self
+            .one(
+                "SELECT
+                   EXISTS (SELECT 1 FROM revoked WHERE iss = $1 AND jti = $2 AND exp + $6 >= $5),
+                   EXISTS (SELECT 1 FROM revoked WHERE iss = $3 AND jti = $4 AND exp + $6 >= $5),
+                   EXISTS (SELECT 1 FROM bindings WHERE ps = $3 AND resource = $1 AND sub = $7),
+                   EXISTS (SELECT 1 FROM billed WHERE ps = $3)",
+                &[
+                    &q.resource.as_str(),
+                    &q.resource_token_jti,
+                    &q.ps.as_str(),
+                    &q.presented_jti,
+                    &secs(now.as_secs()),
+                    &secs(RECORD_GRACE),
+                    &q.sub,
+                ],
+            )
+            .await?;
+        Ok(Standing {
+            resource_token_revoked: self.get(&r, 0)?,
+            presented_token_revoked: self.get(&r, 1)?,
+            bound: self.get(&r, 2)?,
+            billed: self.get(&r, 3)?,
+        })
+    }
+}
