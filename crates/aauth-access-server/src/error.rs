@@ -3,6 +3,9 @@
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
+/// Seconds an agent waits before retrying when the store could not answer.
+const STORE_RETRY: &str = "2";
+
 /// Why the Access Server refused a token request.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -64,9 +67,11 @@ pub enum AsError {
     /// only the kind of failure in the body.
     #[error("server_error: {0}")]
     Internal(#[from] aauth_metadata::serve::InternalError),
-    /// The store could not answer: `server_error` (500; the caller may retry). The
-    /// response says only that the store failed; the backend's error is the source.
-    #[error("server_error: the store could not answer")]
+    /// The store could not answer: `temporarily_unavailable` (503 with `Retry-After`,
+    /// so that the agent retries) when the failure may pass (the database unreachable or
+    /// busy), `server_error` (500) when a record does not read back. The response says
+    /// only that the store failed; the backend's error is the source.
+    #[error("the store could not answer")]
     Store(#[from] aauth_metadata::store::StoreError),
     /// Too many requests of this kind from this Person Server: `rate_limited` (429, with
     /// `Retry-After` in seconds).
@@ -97,6 +102,7 @@ impl AsError {
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::ClockSkew { .. } => "clock_skew",
+            Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
         }
@@ -110,6 +116,8 @@ impl AsError {
             | Self::Denied(_)
             | Self::RevokedPresentedToken
             | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
+            // The store will likely answer again: the agent backs off and retries.
+            Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
@@ -130,6 +138,12 @@ impl AsError {
             "detail": self.to_string(),
         });
         let mut r = aauth_metadata::serve::problem_response(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from_static(STORE_RETRY),
+            );
+        }
         if let Self::RateLimited { retry_after, .. } = &self {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));

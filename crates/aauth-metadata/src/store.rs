@@ -94,6 +94,15 @@ impl StoreError {
         }
     }
 
+    /// Whether the failure may pass on its own (the backend unreachable, timed out or
+    /// busy; its worker lost): a server answers it `503` with `Retry-After`, so that an
+    /// agent retries rather than starting over (draft -11's polling rules). A record that
+    /// does not read back will not on a retry either: `500`.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Unreadable { .. })
+    }
+
     /// Which store failed.
     #[must_use]
     pub fn store(&self) -> &'static str {

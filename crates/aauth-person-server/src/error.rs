@@ -3,6 +3,9 @@
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
+/// Seconds an agent waits before retrying when the store could not answer.
+const STORE_RETRY: &str = "2";
+
 /// Why a token endpoint refused, with the draft's `error` code.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -122,9 +125,11 @@ pub enum PsError {
     /// it again.
     #[error("invalid_request: {0}")]
     Conflict(&'static str),
-    /// The store could not answer: `server_error` (500; the caller may retry). The
-    /// response says only that the store failed; the backend's error is the source.
-    #[error("server_error: the store could not answer")]
+    /// The store could not answer: `temporarily_unavailable` (503 with `Retry-After`,
+    /// so that the agent retries) when the failure may pass (the database unreachable or
+    /// busy), `server_error` (500) when a record does not read back. The response says
+    /// only that the store failed; the backend's error is the source.
+    #[error("the store could not answer")]
     Store(#[from] aauth_metadata::store::StoreError),
     /// Something this server needed failed (a record it wrote that does not read back,
     /// a token it could not mint, keys it could not fetch): `server_error` (500), with
@@ -163,6 +168,7 @@ impl PsError {
             Self::MissionNotFound => "mission_not_found",
             Self::MissionTerminated(_) => "mission_terminated",
             Self::Violation(_) => "denied",
+            Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
         }
     }
@@ -188,6 +194,8 @@ impl PsError {
             Self::AccessServerRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
+            // The store will likely answer again: the agent backs off and retries.
+            Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -223,6 +231,12 @@ impl PsError {
             _ => body["detail"] = self.to_string().into(),
         }
         let mut r = aauth_metadata::serve::problem_response(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from_static(STORE_RETRY),
+            );
+        }
         if let Self::RateLimited { retry_after, .. } = &self {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -177,3 +177,70 @@ impl PgSchema {
             .expect("the schema is dropped");
     }
 }
+
+/// A TCP forwarder to a service that a test can cut (every connection dropped, new ones
+/// refused) and restore, to make the service unreachable mid-flow without touching the
+/// machine's own (feature `cuttable`).
+#[cfg(feature = "cuttable")]
+#[derive(Debug)]
+pub struct Cuttable {
+    /// Where clients connect instead of the service.
+    pub addr: std::net::SocketAddr,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "cuttable")]
+impl Cuttable {
+    /// Forwards a loopback port to `target` (`host:port`).
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be had.
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let cut = std::sync::Arc::new(cut);
+        let (target, state) = (target.to_owned(), std::sync::Arc::clone(&cut));
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *state.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let mut cut = state.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+#[cfg(feature = "cuttable")]
+impl Drop for Cuttable {
+    fn drop(&mut self) {
+        self.cut.send_replace(true);
+        self.task.abort();
+    }
+}

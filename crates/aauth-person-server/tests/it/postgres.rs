@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aauth_keys::time::UnixTime;
 use aauth_person_server::{PERSON_TOKEN_PATH, PgStore, PsStore};
-use aauth_test_support::services::PgSchema;
+use aauth_test_support::services::{Cuttable, PgSchema};
 use http::StatusCode;
 
 use crate::consent::{approve, code_of, poll};
@@ -240,5 +240,70 @@ async fn twenty_racing_polls_on_two_instances_get_the_token_once() {
             "{s} {json}"
         );
     }
+    db.drop_schema().await;
+}
+
+/// `url` with its host and port replaced by `addr`, and the host and port it named.
+fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let start = rest.find('@').map_or(0, |i| i + 1);
+    let end = start + rest[start..].find(['/', '?']).unwrap_or(rest.len() - start);
+    let target = rest[start..end].to_owned();
+    let target = if target.contains(':') {
+        target
+    } else {
+        format!("{target}:5432")
+    };
+    (
+        format!("{scheme}://{}{addr}{}", &rest[..start], &rest[end..]),
+        target,
+    )
+}
+
+/// PostgreSQL unreachable mid-flow (its connections cut, new ones refused): every request
+/// that needs it answers `503` with `Retry-After` (the agent retries, draft -11's polling
+/// rules) and issues nothing; once it is back, the same store serves again with no
+/// restart, and only what was answered `200` was recorded.
+#[tokio::test]
+async fn an_unreachable_database_fails_closed_and_recovers() {
+    let Some(db) = Db::new("an_unreachable_database_fails_closed_and_recovers") else {
+        return;
+    };
+    // Migrated directly; the store under test reaches the database through the cut.
+    drop(db.store().await);
+    let (_, target) = through(db.0.url(), "127.0.0.1:1".parse().unwrap());
+    let cut = Cuttable::start(&target).await;
+    let (url, _) = through(db.0.url(), cut.addr);
+    let options = aauth_metadata::store::postgres::PgOptions::new(url)
+        .schema(db.0.name())
+        .connect_timeout(Duration::from_secs(1));
+    let store = Arc::new(PgStore::connect(&options).await.unwrap());
+    let w = crate::world_over(Arc::clone(&store) as Arc<dyn PsStore>, None);
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let ask = || {
+        w.post(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example"}),
+        )
+    };
+    assert_eq!(ask().await.0, StatusCode::OK);
+
+    cut.cut();
+    for _ in 0..3 {
+        let (status, headers, json) = w
+            .post_full(
+                PERSON_TOKEN_PATH,
+                serde_json::json!({"resource": "https://resource.example"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+        assert_eq!(json["error"], "temporarily_unavailable");
+        assert_eq!(headers["retry-after"], "2");
+    }
+
+    cut.restore();
+    assert_eq!(ask().await.0, StatusCode::OK);
+    let (persons, _) = store.issued_records(None, NOW).await.unwrap();
+    assert_eq!(persons.len(), 2, "only the answered requests were recorded");
     db.drop_schema().await;
 }
