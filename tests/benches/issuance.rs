@@ -1,5 +1,5 @@
-//! Auth tokens issued per second by the two servers, each with the memory store and the
-//! SQLite store, beside the cost of the signatures involved (four Ed25519 verifications
+//! Auth tokens issued per second by the two servers, each with the memory store, the
+//! SQLite store and (when `AAUTH_POSTGRES_URL` names one) PostgreSQL, beside the cost of the signatures involved (four Ed25519 verifications
 //! and one signature on both paths):
 //!
 //! - the Person Server's three-party `auth_token_endpoint` (the agent's request signature,
@@ -42,6 +42,7 @@ use aauth_tokens::{
 use criterion::Criterion;
 
 use aauth_test_support::request;
+use aauth_test_support::services::PgSchema;
 use aauth_test_support::verify::issuer_keys;
 use aauth_test_support::{NOW, id, key, tokens};
 
@@ -300,6 +301,9 @@ fn main() {
         aauth_access_server::SqliteStore::open(&dir.join("as.sqlite")).unwrap(),
     ));
     let crypto = Crypto::new();
+    // PostgreSQL rows when the machine has one (`AAUTH_POSTGRES_URL`), each server in a
+    // schema of its own, dropped at the end.
+    let pg = postgres(&rt);
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -317,20 +321,47 @@ fn main() {
     c.bench_function("access_server/sqlite_store", |b| {
         b.iter(|| issue_as(&rt, &as_sqlite));
     });
+    if let Some((ps, access, _)) = &pg {
+        c.bench_function("person_server/postgres_store", |b| {
+            b.iter(|| issue(&rt, ps));
+        });
+        c.bench_function("access_server/postgres_store", |b| {
+            b.iter(|| issue_as(&rt, access));
+        });
+    }
     c.bench_function("crypto/4_verify_1_sign", |b| b.iter(|| crypto.run()));
     c.final_summary();
 
-    let subjects: [(&str, &mut dyn FnMut()); 4] = [
-        ("Person Server, memory store", &mut || issue(&rt, &memory)),
-        ("Person Server, SQLite store", &mut || issue(&rt, &sqlite)),
-        ("Access Server, memory store", &mut || {
-            issue_as(&rt, &as_memory);
-        }),
-        ("Access Server, SQLite store", &mut || {
-            issue_as(&rt, &as_sqlite);
-        }),
+    let mut subjects: Vec<(&str, Box<dyn FnMut() + '_>)> = vec![
+        (
+            "Person Server, memory store",
+            Box::new(|| issue(&rt, &memory)),
+        ),
+        (
+            "Person Server, SQLite store",
+            Box::new(|| issue(&rt, &sqlite)),
+        ),
+        (
+            "Access Server, memory store",
+            Box::new(|| issue_as(&rt, &as_memory)),
+        ),
+        (
+            "Access Server, SQLite store",
+            Box::new(|| issue_as(&rt, &as_sqlite)),
+        ),
     ];
-    for (name, subject) in subjects {
+    if let Some((ps, access, _)) = &pg {
+        subjects.push((
+            "Person Server, PostgreSQL store",
+            Box::new(|| issue(&rt, ps)),
+        ));
+        subjects.push((
+            "Access Server, PostgreSQL store",
+            Box::new(|| issue_as(&rt, access)),
+        ));
+    }
+    for (name, mut subject) in subjects {
+        let subject = &mut *subject;
         let n = 300;
         let mut ratios = Vec::new();
         let mut per = Vec::new();
@@ -350,4 +381,26 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some((_, _, schemas)) = pg {
+        for schema in schemas {
+            rt.block_on(schema.drop_schema());
+        }
+    }
+}
+
+/// The two servers on PostgreSQL (and the schemas to drop), if the machine has one.
+fn postgres(rt: &tokio::runtime::Runtime) -> Option<(Fixture, AsFixture, [PgSchema; 2])> {
+    let (ps_db, as_db) = (
+        PgSchema::new("issuance bench")?,
+        PgSchema::new("issuance bench")?,
+    );
+    let ps_store = rt
+        .block_on(aauth_person_server::PgStore::connect(&ps_db.options))
+        .unwrap();
+    let as_store = rt
+        .block_on(aauth_access_server::PgStore::connect(&as_db.options))
+        .unwrap();
+    let ps = fixture(rt, Arc::new(ps_store));
+    let access = as_fixture(Arc::new(as_store));
+    Some((ps, access, [ps_db, as_db]))
 }

@@ -285,7 +285,12 @@ impl Pg {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
         if let Some(schema) = &options.schema {
-            config.options(format!("-c search_path={schema}"));
+            // Beside any `options` the URL gives.
+            let given = config.get_options().map(str::to_owned);
+            config.options(match given {
+                Some(o) if !o.is_empty() => format!("{o} -c search_path={schema}"),
+                _ => format!("-c search_path={schema}"),
+            });
         }
         if let Some(password) = &options.password {
             config.password(password.as_bytes());
