@@ -332,7 +332,7 @@ fn main() {
     c.bench_function("crypto/4_verify_1_sign", |b| b.iter(|| crypto.run()));
     c.final_summary();
 
-    let mut subjects: Vec<(&str, Box<dyn FnMut() + '_>)> = vec![
+    let mut subjects: Vec<(&str, Subject<'_>)> = vec![
         (
             "Person Server, memory store",
             Box::new(|| issue(&rt, &memory)),
@@ -387,6 +387,9 @@ fn main() {
         }
     }
 }
+
+/// One measured subject: issues one token per call.
+type Subject<'a> = Box<dyn FnMut() + 'a>;
 
 /// The two servers on PostgreSQL (and the schemas to drop), if the machine has one.
 fn postgres(rt: &tokio::runtime::Runtime) -> Option<(Fixture, AsFixture, [PgSchema; 2])> {
