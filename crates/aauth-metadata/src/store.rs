@@ -30,6 +30,9 @@
 use std::error::Error;
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 /// The source of a [`StoreError`]: the backend's own error, shared so the error stays
 /// cheap to clone.
 pub type StoreSource = Arc<dyn Error + Send + Sync + 'static>;
