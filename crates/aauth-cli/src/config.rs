@@ -8,7 +8,9 @@
 //! listen = "0.0.0.0:8443"
 //! signing_key_file = "ps.jwk"            # a private JWK (mode 0600); its kid is used
 //! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
-//! store = "sqlite:ps.sqlite"             # or "memory" (the default)
+//! store = "sqlite:ps.sqlite"             # or "memory" (the default); a resource proxy:
+//!                                        # "memory" or "redis://[user:password@]host:port/db"
+//!                                        # (rediss:// for TLS), shared by its instances
 //! shutdown_deadline_secs = 10
 //!
 //! [tls]                                  # absent: plain HTTP behind a TLS proxy
@@ -116,7 +118,8 @@ pub(crate) struct Config {
     /// writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) retiring_keys_file: Option<PathBuf>,
-    /// `memory` or `sqlite:PATH`.
+    /// `memory`, `sqlite:PATH` (the Person and Access Servers), or a Redis URL
+    /// (`redis://…`, `rediss://…`: the resource proxy's state shared by its instances).
     #[serde(default = "memory")]
     pub(crate) store: String,
     /// Seconds to finish in-flight requests after SIGTERM or SIGINT.
@@ -500,9 +503,16 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
     }
 }
 
+/// `store` (or any URL) with the password of its user information replaced by
+/// `<redacted>`: what may be shown or logged.
+pub(crate) fn redact_url(url: &str) -> String {
+    aauth_metadata::store::redis::RedisConfig::new(url).redacted_url()
+}
+
 /// The effective configuration as TOML, inline secrets redacted (`aauth config check`).
 pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
     let mut c = c.clone();
+    c.store = redact_url(&c.store);
     if let Some(ps) = &mut c.person_server
         && ps.directed_secret.is_some()
     {

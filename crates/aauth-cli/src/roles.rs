@@ -30,7 +30,10 @@ fn store(c: &Config) -> Result<Store<'_>, CliError> {
             Some(p) if !p.is_empty() => Ok(Store::Sqlite(Path::new(p))),
             _ => Err(CliError::Usage {
                 flag: "store",
-                reason: format!("{s:?}: expected \"memory\" or \"sqlite:PATH\""),
+                reason: format!(
+                    "{:?}: expected \"memory\" or \"sqlite:PATH\"",
+                    crate::config::redact_url(s)
+                ),
             }),
         },
     }
