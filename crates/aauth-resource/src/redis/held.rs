@@ -59,7 +59,9 @@ local function drop(id)
 end
 local function tick(now)
   local last = tonumber(redis.call('GET', KEYS[10]) or '0')
-  if now > last then redis.call('SET', KEYS[10], now) end
+  if now > last then redis.call('SET', KEYS[10], now, 'KEEPTTL') end
+  -- The clock of a store that holds nothing yet is kept an hour; a hold keeps it longer.
+  if redis.call('PTTL', KEYS[10]) == -1 then redis.call('PEXPIRE', KEYS[10], 3600000) end
   local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
   for _, id in ipairs(gone) do drop(id) end
 end
