@@ -887,7 +887,7 @@ async fn an_agent_token_revocation_reaches_the_resource() {
             CacheConfig::default(),
         ))),
         [&id("https://ps.example")],
-        Arc::clone(&list),
+        Arc::clone(&list) as Arc<dyn aauth_resource::RevocationStore>,
     ));
     let resource = Resource::new(id("https://resource.example"), rs_keys)
         .resource_tokens(ResourceTokens::new(rs_key, "rs-1"))

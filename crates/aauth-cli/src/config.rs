@@ -8,7 +8,9 @@
 //! listen = "0.0.0.0:8443"
 //! signing_key_file = "ps.jwk"            # a private JWK (mode 0600); its kid is used
 //! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
-//! store = "sqlite:ps.sqlite"             # or "memory" (the default), or "postgres://user@host/db?sslmode=require"
+//! store = "sqlite:ps.sqlite"             # or "memory" (the default), or "postgres://user@host/db?sslmode=require";
+//!                                        # a resource proxy: "memory" or "redis://[user:password@]host:port/db"
+//!                                        # (rediss:// for TLS), shared by its instances
 //! shutdown_deadline_secs = 10
 //!
 //! [postgres]                             # with store = "postgres://…" (several instances share it)
@@ -123,7 +125,9 @@ pub(crate) struct Config {
     /// writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) retiring_keys_file: Option<PathBuf>,
-    /// `memory`, `sqlite:PATH` or a `postgres://` URL.
+    /// `memory`, `sqlite:PATH` or a `postgres://` URL (the Person and Access Servers), or a
+    /// Redis URL (`redis://…`, `rediss://…`: the resource proxy's state shared by its
+    /// instances).
     #[serde(default = "memory")]
     pub(crate) store: String,
     /// How a `postgres://` store is reached.
@@ -532,16 +536,20 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
     }
 }
 
+/// `store` (or any URL) with the password of its user information replaced by
+/// `<redacted>`: what may be shown or logged.
+pub(crate) fn redact_url(url: &str) -> String {
+    aauth_metadata::store::redact_url(url)
+}
+
 /// The effective configuration as TOML, inline secrets redacted (`aauth config check`).
 pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
     let mut c = c.clone();
+    c.store = redact_url(&c.store);
     if let Some(ps) = &mut c.person_server
         && ps.directed_secret.is_some()
     {
         ps.directed_secret = Some("<redacted>".to_owned());
-    }
-    if c.store.starts_with("postgres") {
-        c.store = aauth_metadata::store::postgres::redact_url(&c.store);
     }
     toml::to_string_pretty(&c).map_err(|e| CliError::Operational(e.to_string()))
 }

@@ -36,7 +36,7 @@ fn store(c: &Config) -> Result<Store<'_>, CliError> {
                 flag: "store",
                 reason: format!(
                     "{:?}: expected \"memory\", \"sqlite:PATH\" or \"postgres://…\"",
-                    aauth_metadata::store::postgres::redact_url(s)
+                    crate::config::redact_url(s)
                 ),
             }),
         },

@@ -140,7 +140,7 @@ async fn build(
     let keys: Arc<dyn aauth_tokens::IssuerKeyResolver> = Arc::clone(keys) as _;
     let endpoint = match role {
         Role::ResourceProxy => {
-            let proxy = crate::proxy::build(c, id, signer, &kid, keys, reach)?;
+            let proxy = crate::proxy::build(c, id, signer, &kid, keys, reach).await?;
             return Ok(App::Proxy(proxy));
         }
         Role::AgentProvider => {

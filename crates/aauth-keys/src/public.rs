@@ -139,6 +139,29 @@ impl Thumbprint {
         Ok(Self::of_input(jwk.thumbprint_input()?.as_bytes(), hash))
     }
 
+    /// A thumbprint as [`Thumbprint::as_str`] wrote it (read back from a store): canonical
+    /// unpadded base64url of a SHA-256 or SHA-512 digest, 32 or 64 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`base64url::Base64UrlError`] for anything else.
+    ///
+    /// ```
+    /// use aauth_keys::{PrivateKey, Thumbprint};
+    /// let t = PrivateKey::ed25519_from_seed(&[1; 32]).public_key().thumbprint();
+    /// assert_eq!(Thumbprint::from_base64url(t.as_str()), Ok(t));
+    /// assert!(Thumbprint::from_base64url("not a digest").is_err());
+    /// assert!(Thumbprint::from_base64url("AAAA").is_err()); // 3 bytes
+    /// ```
+    pub fn from_base64url(text: &str) -> Result<Self, base64url::Base64UrlError> {
+        let n = base64url::decode(text)?.len();
+        if n == 32 || n == 64 {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(base64url::Base64UrlError)
+        }
+    }
+
     fn of_input(input: &[u8], hash: ThumbprintHash) -> Self {
         Self(match hash {
             ThumbprintHash::Sha256 => base64url::encode(&Sha256::digest(input)),

@@ -33,6 +33,9 @@ pub mod postgres;
 use std::error::Error;
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 /// The source of a [`StoreError`]: the backend's own error, shared so the error stays
 /// cheap to clone.
 pub type StoreSource = Arc<dyn Error + Send + Sync + 'static>;
@@ -111,6 +114,47 @@ impl StoreError {
             | Self::Unreadable { store, .. }
             | Self::WorkerStopped { store } => store,
         }
+    }
+}
+
+/// A store's URL as it may be shown or logged: the password of its user information
+/// replaced by `<redacted>` (`scheme://user:<redacted>@host…`), and in libpq's
+/// `key=value` form a `password=` pair; a URL without one is returned as it is.
+///
+/// ```
+/// use aauth_metadata::store::redact_url;
+/// assert_eq!(redact_url("postgres://u:p@h:5432/db?sslmode=require"), "postgres://u:<redacted>@h:5432/db?sslmode=require");
+/// assert_eq!(redact_url("redis://:secret@cache:6379/0"), "redis://:<redacted>@cache:6379/0");
+/// assert_eq!(redact_url("postgres://u@h/db?x=a@b"), "postgres://u@h/db?x=a@b");
+/// assert_eq!(redact_url("host=h password=secret dbname=d"), "host=h password=<redacted> dbname=d");
+/// assert_eq!(redact_url("sqlite:ps.sqlite"), "sqlite:ps.sqlite");
+/// ```
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        if !url.contains("password=") {
+            return url.to_owned();
+        }
+        return url
+            .split(' ')
+            .map(|kv| {
+                if kv.starts_with("password=") {
+                    "password=<redacted>"
+                } else {
+                    kv
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{tail}"),
+        None => url.to_owned(),
     }
 }
 

@@ -117,9 +117,15 @@ impl Held {
     /// itself. Never overflows.
     #[must_use]
     pub fn size(&self) -> usize {
+        self.bare_size()
+            .saturating_add(self.body.len())
+            .saturating_add(headers_size(&self.headers))
+    }
+
+    /// What [`Held::size`] counts once the header fields and the body are dropped (a
+    /// settled hold).
+    pub(crate) fn bare_size(&self) -> usize {
         [
-            self.body.len(),
-            headers_size(&self.headers),
             self.uri.scheme_str().map_or(0, str::len),
             self.uri.authority().map_or(0, |a| a.as_str().len()),
             self.uri.path_and_query().map_or(0, |p| p.as_str().len()),

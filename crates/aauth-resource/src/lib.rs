@@ -9,6 +9,9 @@
 //! `403` for an authenticated caller that is not allowed, each with an RFC 9457 body.
 //! [`AAuthLayer`] does the same in front of any tower service (axum, hyper); with the
 //! `axum` feature (off by default: `features = ["axum"]`), [`Admitted`] and [`CallingAgent`] are extractors.
+//! With the `redis` feature (off by default), what several instances of one resource
+//! share lives in Redis: `RedisReplayStore`, `RedisSessionStore`, `RedisRevocationList`
+//! and `RedisHeldStore` keep the contracts of the memory stores across instances.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,6 +35,8 @@ mod axum;
 mod deferred;
 mod gate;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 mod revocation;
 mod session;
 mod stream;
@@ -51,7 +56,11 @@ pub use deferred::{
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
-pub use revocation::{MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint};
+#[cfg(feature = "redis")]
+pub use redis::{RedisHeldStore, RedisReplayStore, RedisRevocationList, RedisSessionStore};
+pub use revocation::{
+    MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint, RevocationStore,
+};
 pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
 pub use stream::{BoxError, ForwardBody, StreamingLayer, StreamingService};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};

@@ -29,11 +29,40 @@ pub struct MemoryRevocationList {
 }
 
 /// Why a revocation could not be recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
     /// The list holds `max` live records.
+    #[error("revocation list full")]
     Full,
+    /// The list cannot answer (a shared store that is down or timed out).
+    #[error("revocation list unavailable: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Where a resource records the revocations its endpoint accepts, and reads them back
+/// ([`RevocationList`]): [`MemoryRevocationList`] for one process, a shared list (the
+/// `redis` feature's `RedisRevocationList`) for several instances, where a revocation
+/// received by one is enforced by all.
+#[async_trait]
+pub trait RevocationStore: RevocationList {
+    /// Records `(iss, jti)` until `exp` plus the list's clock-skew allowance. Idempotent;
+    /// a later `exp` extends.
+    ///
+    /// # Errors
+    ///
+    /// [`RecordError::Full`] when every slot holds a live record,
+    /// [`RecordError::Unavailable`] when the list cannot answer.
+    async fn revoke(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<(), RecordError>;
 }
 
 impl MemoryRevocationList {
@@ -84,6 +113,19 @@ impl RevocationList for MemoryRevocationList {
     }
 }
 
+#[async_trait]
+impl RevocationStore for MemoryRevocationList {
+    async fn revoke(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<(), RecordError> {
+        Self::revoke(self, iss, jti, exp, now)
+    }
+}
+
 /// The resource's revocation endpoint: accepts only the issuers this resource trusts,
 /// decided from the `jwks_uri` member before any key is fetched, verifies the caller under
 /// `jwks_uri` (through the supplied resolver, normally the metadata crate's
@@ -92,7 +134,7 @@ impl RevocationList for MemoryRevocationList {
 pub struct RevocationEndpoint {
     verifier: Verifier,
     trusted: Arc<BTreeSet<String>>,
-    list: Arc<MemoryRevocationList>,
+    list: Arc<dyn RevocationStore>,
 }
 
 impl std::fmt::Debug for RevocationEndpoint {
@@ -145,7 +187,7 @@ impl RevocationEndpoint {
         resource: &ServerId,
         resolver: Arc<dyn KeyResolver>,
         trusted: impl IntoIterator<Item = &'a ServerId>,
-        list: Arc<MemoryRevocationList>,
+        list: Arc<dyn RevocationStore>,
     ) -> Self {
         let policy = VerifyPolicy::for_server(resource)
             .accept_schemes(&["jwks_uri"])
@@ -186,7 +228,7 @@ impl RevocationEndpoint {
     /// (also for a token never seen), `401` for a signature failure, `403 unsupported_iss`
     /// for an issuer this resource does not trust (answered before its keys are looked
     /// up), `400 invalid_request` for a bad body,
-    /// `503` when the list is full (fail closed).
+    /// `503` with `Retry-After` when the list is full or cannot answer (fail closed).
     pub async fn handle(&self, parts: &Parts, body: &[u8], now: UnixTime) -> http::Response<Bytes> {
         if parts.method != http::Method::POST {
             return reply(
@@ -248,18 +290,18 @@ impl RevocationEndpoint {
                 "jti must be 1 to 256 bytes",
             );
         }
-        match self.list.revoke(&iss, &req.jti, req.exp, now) {
-            Ok(()) => reply(StatusCode::OK, None, ""),
-            Err(RecordError::Full) => {
-                let mut resp = reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some("server_error"),
-                    "revocation store full",
-                );
-                resp.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-                resp
-            }
-        }
+        let (detail, retry) = match self.list.revoke(&iss, &req.jti, req.exp, now).await {
+            Ok(()) => return reply(StatusCode::OK, None, ""),
+            Err(RecordError::Full) => ("revocation store full", "5"),
+            Err(_) => ("revocation store unavailable", "1"),
+        };
+        let mut resp = reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("server_error"),
+            detail,
+        );
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static(retry));
+        resp
     }
 }

@@ -99,7 +99,7 @@ fn our_revocation_endpoint() -> (RevocationEndpoint, Arc<MemoryRevocationList>) 
         &id(RESOURCE),
         Arc::new(resolver),
         [&id(PS)],
-        Arc::clone(&list),
+        Arc::clone(&list) as Arc<dyn aauth_resource::RevocationStore>,
     );
     (endpoint, list)
 }

@@ -22,6 +22,7 @@
 
 mod body;
 mod routes;
+mod shared;
 pub(crate) mod upstream;
 
 use std::convert::Infallible;
@@ -39,8 +40,8 @@ use aauth_metadata::{
     AccessMode, CacheConfig, DiscoveryResolver, HttpsUrl, KeyCache, Published, ResourceMetadata,
 };
 use aauth_resource::{
-    AAuthLayer, Access, DeferredAuth, MemoryHeldStore, MemoryRevocationList, Resource,
-    ResourceTokens, RevocationEndpoint, Route, RoutePolicy, StreamingService,
+    AAuthLayer, Access, DeferredAuth, Resource, ResourceTokens, RevocationEndpoint, Route,
+    RoutePolicy, StreamingService,
 };
 use aauth_tokens::{IssuerKeyResolver, ServerId};
 use bytes::Bytes;
@@ -67,10 +68,6 @@ const REVOKE_PATH: &str = "/aauth/revoke";
 const PENDING_PREFIX: &str = "/aauth/pending/";
 /// The proxy's own namespace.
 const OWN_PREFIX: &str = "/aauth/";
-/// How many revocations the proxy remembers (each until its token's `exp` plus a minute).
-const REVOCATIONS: usize = 10_000;
-/// How many calls it holds for their auth tokens.
-const HELD_CALLS: usize = 10_000;
 
 /// The proxy as a tower service (cheap to clone).
 #[derive(Clone)]
@@ -112,8 +109,9 @@ fn section(c: &Config) -> Result<&ResourceProxySection, CliError> {
 }
 
 /// The proxy `c` configures, signing resource tokens with `signer` under `kid`,
-/// verifying tokens with issuer keys from `keys`, reaching issuers through `reach`.
-pub(crate) fn build(
+/// verifying tokens with issuer keys from `keys`, reaching issuers through `reach`, its
+/// shared state where `store` says (connecting to Redis first if it names one).
+pub(crate) async fn build(
     c: &Config,
     id: ServerId,
     signer: Arc<dyn Signer>,
@@ -132,13 +130,16 @@ pub(crate) fn build(
         tls: c.tls.is_some(),
         forward_signature_headers: s.forward_signature_headers,
     })?;
-    let list = Arc::new(MemoryRevocationList::new(60, REVOCATIONS));
-    let resource = Resource::new(id.clone(), keys)
+    let shared = shared::shared(c, &id).await?;
+    let mut resource = Resource::new(id.clone(), keys)
         .resource_tokens(resource_tokens(s, &signer, kid)?)
-        .revocations(Arc::clone(&list) as Arc<dyn aauth_signing::RevocationList>);
-    let routes = served_routes(s, &resource, &clock, &upstream)?;
+        .revocations(Arc::clone(&shared.revocations) as Arc<dyn aauth_signing::RevocationList>);
+    if let Some(replay) = &shared.replay {
+        resource = resource.replay_store(Arc::clone(replay));
+    }
+    let routes = served_routes(s, &resource, &clock, &upstream, &shared.held)?;
     let person_routes = s.routes.iter().any(|r| r.access != ProxyAccess::AgentToken);
-    let revoke = revocation_endpoint(c, s, &id, reach, &clock, list)?;
+    let revoke = revocation_endpoint(c, s, &id, reach, &clock, &shared)?;
     let own = Own {
         published: published(
             c,
@@ -157,8 +158,20 @@ pub(crate) fn build(
         let up = up.clone();
         async move { up.reachable(connect_timeout).await }
     });
-    let own =
+    let mut own =
         WithHealth::new(Arc::new(own) as Arc<dyn Endpoint>).check("upstream", Arc::new(check));
+    if let Some(redis) = shared.redis {
+        let check = Check(move || {
+            let redis = redis.clone();
+            async move {
+                redis
+                    .ping("redis")
+                    .await
+                    .map_err(|e| aauth_metadata::store::redis::describe(&e))
+            }
+        });
+        own = own.check("store", Arc::new(check));
+    }
     Ok(Proxy {
         own: EndpointService::new(Arc::new(own), clock),
         routes: routes.into(),
@@ -194,8 +207,8 @@ fn served_routes(
     resource: &Resource,
     clock: &Arc<dyn Clock>,
     upstream: &Upstream,
+    held: &Arc<dyn aauth_resource::HeldStore>,
 ) -> Result<Vec<ServedRoute>, CliError> {
-    let held = Arc::new(MemoryHeldStore::new(HELD_CALLS));
     let mut out = Vec::with_capacity(s.routes.len());
     for (i, r) in s.routes.iter().enumerate() {
         let policy = policy(r)?;
@@ -204,10 +217,7 @@ fn served_routes(
         let defers = s.defer_auth_token && r.access == ProxyAccess::AuthToken;
         if defers {
             let prefix = format!("{PENDING_PREFIX}{i}/");
-            layer = layer.defer_auth_token(DeferredAuth::new(
-                Arc::clone(&held) as Arc<dyn aauth_resource::HeldStore>,
-                &prefix,
-            ));
+            layer = layer.defer_auth_token(DeferredAuth::new(Arc::clone(held), &prefix));
         }
         out.push(ServedRoute {
             matcher: Matcher::new(r)?,
@@ -264,7 +274,7 @@ pub(crate) fn check(c: &Config) -> Result<(), CliError> {
     for i in &s.revoking_issuers {
         server_id("resource_proxy.revoking_issuers", i)?;
     }
-    Ok(())
+    shared::check(c)
 }
 
 /// The revocation endpoint, when `revoking_issuers` names who may revoke.
@@ -274,7 +284,7 @@ fn revocation_endpoint(
     id: &ServerId,
     reach: &crate::net::Reach,
     clock: &Arc<dyn Clock>,
-    list: Arc<MemoryRevocationList>,
+    shared: &shared::Shared,
 ) -> Result<Option<RevocationEndpoint>, CliError> {
     if s.revoking_issuers.is_empty() {
         return Ok(None);
@@ -297,12 +307,15 @@ fn revocation_endpoint(
             "the resource itself is no issuer of the tokens it takes",
         ));
     }
-    Ok(Some(RevocationEndpoint::new(
-        id,
-        Arc::new(resolver),
-        &issuers,
-        list,
-    )))
+    Ok(Some(
+        RevocationEndpoint::new(
+            id,
+            Arc::new(resolver),
+            &issuers,
+            Arc::clone(&shared.revocations),
+        )
+        .replay_guard(shared.revocation_replay()),
+    ))
 }
 
 /// The resource's metadata document and JWKS.

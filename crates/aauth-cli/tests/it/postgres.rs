@@ -125,7 +125,8 @@ fn postgres_settings_are_checked_and_the_password_is_never_shown() {
     assert!(shown.status.success(), "{}", crate::stderr(&shown));
     let shown = stdout(&shown);
     assert!(
-        shown.contains("postgres://aauth:***@db.internal/aauth") && !shown.contains("hunter2"),
+        shown.contains("postgres://aauth:<redacted>@db.internal/aauth")
+            && !shown.contains("hunter2"),
         "{shown}"
     );
 

@@ -26,6 +26,8 @@ use crate::serve::{
 };
 use crate::{aauth, scratch, stdout};
 
+mod shared_store;
+
 /// What the upstream saw.
 #[derive(Default)]
 struct Seen {

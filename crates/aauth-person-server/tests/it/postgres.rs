@@ -243,23 +243,6 @@ async fn twenty_racing_polls_on_two_instances_get_the_token_once() {
     db.drop_schema().await;
 }
 
-/// `url` with its host and port replaced by `addr`, and the host and port it named.
-fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let start = rest.find('@').map_or(0, |i| i + 1);
-    let end = start + rest[start..].find(['/', '?']).unwrap_or(rest.len() - start);
-    let target = rest[start..end].to_owned();
-    let target = if target.contains(':') {
-        target
-    } else {
-        format!("{target}:5432")
-    };
-    (
-        format!("{scheme}://{}{addr}{}", &rest[..start], &rest[end..]),
-        target,
-    )
-}
-
 /// PostgreSQL unreachable mid-flow (its connections cut, new ones refused): every request
 /// that needs it answers `503` with `Retry-After` (the agent retries, draft -11's polling
 /// rules) and issues nothing; once it is back, the same store serves again with no
@@ -271,9 +254,8 @@ async fn an_unreachable_database_fails_closed_and_recovers() {
     };
     // Migrated directly; the store under test reaches the database through the cut.
     drop(db.store().await);
-    let (_, target) = through(db.0.url(), "127.0.0.1:1".parse().unwrap());
-    let cut = Cuttable::start(&target).await;
-    let (url, _) = through(db.0.url(), cut.addr);
+    let cut = Cuttable::to(db.0.url(), 5432).await;
+    let url = cut.url(db.0.url());
     let options = aauth_metadata::store::postgres::PgOptions::new(url)
         .schema(db.0.name())
         .connect_timeout(Duration::from_secs(1));

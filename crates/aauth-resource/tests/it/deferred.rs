@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_resource::{AAuthLayer, Admitted, DeferredAuth, MemoryHeldStore};
+use aauth_resource::{AAuthLayer, Admitted, DeferredAuth, HeldStore, MemoryHeldStore};
 use aauth_tokens::{AuthIssuer, AuthTokenBuilder, Minted, PersonTokenBuilder, ServerId};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -57,7 +57,7 @@ impl Service<Request<Full<Bytes>>> for Echo {
 
 type Svc = aauth_resource::AAuthService<Echo>;
 
-fn service(m: &Modes, store: Arc<MemoryHeldStore>, echo: &Echo) -> Svc {
+fn service(m: &Modes, store: Arc<dyn HeldStore>, echo: &Echo) -> Svc {
     let resource = m.w.resource.clone().resource_tokens(m.tokens());
     AAuthLayer::new(
         resource.route(
@@ -96,10 +96,17 @@ fn auth(m: &Modes, sub: &str, key: &PrivateKey) -> Minted {
 
 #[tokio::test]
 async fn the_invocation_is_held_run_once_and_replayed() {
-    let m = modes();
     let store = Arc::new(MemoryHeldStore::default());
+    held_run_once(store.clone(), store).await;
+}
+
+/// A call held through `at` (one instance's store) and polled through `poll` (another's,
+/// or the same).
+pub(crate) async fn held_run_once(at: Arc<dyn HeldStore>, poll: Arc<dyn HeldStore>) {
+    let m = modes();
     let echo = Echo::default();
-    let mut svc = service(&m, store, &echo);
+    let mut svc = service(&m, at, &echo);
+    let mut poller = service(&m, poll, &echo);
     let person = Scheme::jwt(m.person_token().token);
 
     let (s, h, body) = send(
@@ -126,7 +133,11 @@ async fn the_invocation_is_held_run_once_and_replayed() {
     assert_eq!(echo.0.load(Ordering::SeqCst), 0, "held, not run");
 
     // Polling with the person token: still pending, with a fresh resource token.
-    let (s, h, _) = send(&mut svc, signed("GET", &location, b"", &m.w.agent, &person)).await;
+    let (s, h, _) = send(
+        &mut poller,
+        signed("GET", &location, b"", &m.w.agent, &person),
+    )
+    .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert!(header(&h, "aauth-requirement").starts_with("requirement=auth-token"));
 
@@ -142,7 +153,7 @@ async fn the_invocation_is_held_run_once_and_replayed() {
     .unwrap()
     .token;
     let (s, _, _) = send(
-        &mut svc,
+        &mut poller,
         signed("GET", &location, b"", &other, &Scheme::jwt(other_person)),
     )
     .await;
@@ -151,7 +162,7 @@ async fn the_invocation_is_held_run_once_and_replayed() {
     // An auth token for another person is refused.
     let stranger = auth(&m, "person-7", &m.w.agent);
     let (s, _, _) = send(
-        &mut svc,
+        &mut poller,
         signed(
             "GET",
             &location,
@@ -167,7 +178,7 @@ async fn the_invocation_is_held_run_once_and_replayed() {
     // The first poll with a valid auth token runs the held POST, as it arrived.
     let a = auth(&m, "person-42", &m.w.agent);
     let (s, _, body) = send(
-        &mut svc,
+        &mut poller,
         signed(
             "GET",
             &location,
@@ -186,7 +197,7 @@ async fn the_invocation_is_held_run_once_and_replayed() {
     );
     // Repeated with the same auth token: the same result, not run again.
     let (s, _, body) = send(
-        &mut svc,
+        &mut poller,
         signed("GET", &location, b"", &m.w.agent, &Scheme::jwt(a.token)),
     )
     .await;
@@ -201,7 +212,7 @@ async fn the_invocation_is_held_run_once_and_replayed() {
     // Another auth token cannot run it again.
     let b = auth(&m, "person-42", &m.w.agent);
     let (s, _, _) = send(
-        &mut svc,
+        &mut poller,
         signed("GET", &location, b"", &m.w.agent, &Scheme::jwt(b.token)),
     )
     .await;

@@ -1,18 +1,76 @@
-//! The in-memory held-request store on its own: expiry, the byte budget and the quotas,
-//! against a model, for any sizes.
+//! The held-request stores on their own, memory and Redis alike: expiry, the byte budget
+//! and the quotas, against a model, for any sizes.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
+use aauth_metadata::store::redis::Redis;
 use aauth_resource::{
-    Claim, Held, HeldState, HeldStore, HoldError, MemoryHeldStore, Presenter, StoredResponse,
+    Claim, Held, HeldState, HeldStore, HoldError, MemoryHeldStore, Presenter, RedisHeldStore,
+    StoredResponse,
 };
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 use crate::NOW;
+use crate::shared::redis;
+
+/// A held store whose record count and bytes a test can read.
+#[async_trait::async_trait]
+pub(crate) trait Counted: HeldStore {
+    /// Records kept (expired ones until a call sweeps them).
+    async fn len(&self) -> usize;
+    /// Bytes kept, as the budget counts them.
+    async fn bytes(&self) -> usize;
+    /// Whether nothing is kept.
+    async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+}
+
+#[async_trait::async_trait]
+impl Counted for MemoryHeldStore {
+    async fn len(&self) -> usize {
+        Self::len(self)
+    }
+    async fn bytes(&self) -> usize {
+        Self::bytes(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Counted for RedisHeldStore {
+    async fn len(&self) -> usize {
+        self.records().await.unwrap()
+    }
+    async fn bytes(&self) -> usize {
+        Self::bytes(self).await.unwrap()
+    }
+}
+
+/// Runs `contract` against a memory store and a Redis store made by `configure` from
+/// the memory and the Redis bases (the Redis one skipped, loudly, without a Redis).
+macro_rules! both_stores {
+    ($contract:ident, $memory:ident, $redis:ident, $make:expr) => {
+        #[tokio::test]
+        async fn $memory() {
+            let (m, _) = $make;
+            $contract(&m(MemoryHeldStore::new)).await;
+        }
+
+        #[tokio::test]
+        async fn $redis() {
+            let Some(r) = redis(stringify!($redis)).await else {
+                return;
+            };
+            let (_, make) = $make;
+            $contract(&make(r)).await;
+        }
+    };
+}
 
 fn held(body: usize, fields: usize, jkt: &str, sub: &str, expires: UnixTime) -> Held {
     let mut req = http::Request::post("/doc");
@@ -37,9 +95,17 @@ fn block<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-#[tokio::test]
-async fn expired_holds_are_swept_and_their_bytes_and_slots_return() {
-    let store = MemoryHeldStore::new(3).quota(2);
+both_stores!(
+    expired_holds_are_swept_and_their_bytes_and_slots_return,
+    expired_holds_are_swept_in_memory,
+    expired_holds_are_swept_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(3).quota(2),
+        |r: Redis| RedisHeldStore::new(r, 3).quota(2)
+    )
+);
+
+async fn expired_holds_are_swept_and_their_bytes_and_slots_return(store: &dyn Counted) {
     for (i, ttl) in [(0, 10), (1, 20), (2, 30)] {
         let h = held(1000, 2, &format!("k{i}"), "p", NOW.plus(ttl));
         // Two for person p, then the third is over its quota.
@@ -57,13 +123,14 @@ async fn expired_holds_are_swept_and_their_bytes_and_slots_return() {
             );
         }
     }
-    let full = store.bytes();
+    let full = store.bytes().await;
     assert!(full > 2000, "{full}");
     // At the first hold's expiry it is gone (any operation sweeps), and so are its bytes
     // and its quota slot.
     assert!(store.get("id0", NOW.plus(10)).await.unwrap().is_none());
-    assert_eq!(store.len(), 1);
-    assert!(store.bytes() < full && store.bytes() > 1000);
+    assert_eq!(store.len().await, 1);
+    let bytes = store.bytes().await;
+    assert!(bytes < full && bytes > 1000, "{bytes}");
     store
         .hold("id3", held(10, 0, "k3", "p", NOW.plus(100)), NOW.plus(10))
         .await
@@ -74,21 +141,29 @@ async fn expired_holds_are_swept_and_their_bytes_and_slots_return() {
         .hold("id4", held(10, 0, "k4", "p", NOW.plus(100)), NOW.plus(20))
         .await
         .unwrap();
-    assert_eq!(store.len(), 2);
+    assert_eq!(store.len().await, 2);
     // Past every expiry the store is empty.
     assert!(store.get("id3", NOW.plus(100)).await.unwrap().is_none());
-    assert!(store.is_empty());
-    assert_eq!(store.bytes(), 0);
+    assert!(store.is_empty().await);
+    assert_eq!(store.bytes().await, 0);
 }
 
-#[tokio::test]
-async fn a_settled_hold_keeps_its_owner_and_result_not_its_request() {
-    let store = MemoryHeldStore::default();
+both_stores!(
+    a_settled_hold_keeps_its_owner_and_result_not_its_request,
+    a_settled_hold_in_memory,
+    a_settled_hold_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(10_000),
+        |r: Redis| RedisHeldStore::new(r, 10_000)
+    )
+);
+
+async fn a_settled_hold_keeps_its_owner_and_result_not_its_request(store: &dyn Counted) {
     store
         .hold("a", held(10_000, 3, "k", "p", NOW.plus(600)), NOW)
         .await
         .unwrap();
-    let before = store.bytes();
+    let before = store.bytes().await;
     assert!(matches!(
         store.claim("a", "jti-1", NOW).await.unwrap(),
         Claim::Run
@@ -99,7 +174,8 @@ async fn a_settled_hold_keeps_its_owner_and_result_not_its_request() {
         .await
         .unwrap();
     // The request's body and fields are dropped; the result is counted instead.
-    assert!(store.bytes() < before - 10_000 + 100, "{}", store.bytes());
+    let after = store.bytes().await;
+    assert!(after < before - 10_000 + 100, "{after}");
     let (h, state) = store.get("a", NOW.plus(1000)).await.unwrap().unwrap();
     assert!(h.body.is_empty());
     assert!(h.headers.is_empty());
@@ -107,12 +183,20 @@ async fn a_settled_hold_keeps_its_owner_and_result_not_its_request() {
     assert!(matches!(state, HeldState::Done { .. }));
     // Kept until the auth token's expiry, then swept.
     assert!(store.get("a", NOW.plus(3600)).await.unwrap().is_none());
-    assert!(store.is_empty());
+    assert!(store.is_empty().await);
 }
 
-#[tokio::test]
-async fn a_record_count_still_bounds_the_store() {
-    let store = MemoryHeldStore::new(2);
+both_stores!(
+    a_record_count_still_bounds_the_store,
+    a_record_count_bounds_memory,
+    a_record_count_bounds_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(2),
+        |r: Redis| RedisHeldStore::new(r, 2)
+    )
+);
+
+async fn a_record_count_still_bounds_the_store(store: &dyn Counted) {
     for i in 0..2 {
         store
             .hold(
@@ -181,83 +265,153 @@ struct Rec {
     size: usize,
 }
 
+/// The sizes a model run is made of.
+fn model_case() -> impl Strategy<Value = (usize, usize, usize, Vec<Op>)> {
+    (
+        prop_oneof![0..8usize, Just(usize::MAX)],
+        prop_oneof![0..1_000_000usize, Just(usize::MAX)],
+        prop_oneof![0..5usize, Just(usize::MAX)],
+        proptest::collection::vec(op(), 1..40),
+    )
+}
+
+/// Whatever arrives, the store answers as the model says, never holds more than its
+/// count, budget or quotas allow, and never panics.
+async fn follow_the_model(
+    store: &dyn Counted,
+    (max, budget, quota, ops): (usize, usize, usize, Vec<Op>),
+) -> Result<(), TestCaseError> {
+    let mut model: Vec<Rec> = Vec::new();
+    let mut now = NOW;
+    let mut ids = 0usize;
+    for op in ops {
+        // Every operation sweeps what has expired at its `now`.
+        model.retain(|r| r.until > now);
+        match op {
+            Op::Hold {
+                body,
+                fields,
+                key,
+                sub,
+                ttl,
+            } => {
+                let h = held(
+                    body,
+                    fields,
+                    &format!("k{key}"),
+                    &format!("p{sub}"),
+                    now.plus(ttl),
+                );
+                let size = h.size();
+                let id = format!("id{ids}");
+                ids += 1;
+                let open =
+                    |f: &dyn Fn(&Rec) -> bool| model.iter().filter(|r| r.open && f(r)).count();
+                let expected = if open(&|r| r.sub == sub) >= quota {
+                    Some(Presenter::Person)
+                } else if open(&|r| r.key == key) >= quota {
+                    Some(Presenter::AgentKey)
+                } else {
+                    None
+                };
+                let used: usize = model.iter().map(|r| r.size).sum();
+                match (expected, store.hold(&id, h.clone(), now).await) {
+                    (
+                        Some(p),
+                        Err(HoldError::QuotaExceeded {
+                            presenter,
+                            retry_after,
+                            ..
+                        }),
+                    ) => {
+                        prop_assert_eq!(p, presenter);
+                        prop_assert!((1..=1_000).contains(&retry_after));
+                    }
+                    (None, Err(HoldError::Full { .. })) => prop_assert!(model.len() >= max),
+                    (None, Err(HoldError::OverBudget { .. })) => {
+                        prop_assert!(model.len() < max);
+                        prop_assert!(used.saturating_add(size) > budget);
+                    }
+                    (None, Ok(())) => {
+                        prop_assert!(model.len() < max);
+                        prop_assert!(used + size <= budget);
+                        model.push(Rec {
+                            id,
+                            key,
+                            sub,
+                            until: now.plus(ttl),
+                            open: true,
+                            size,
+                        });
+                    }
+                    (e, r) => prop_assert!(false, "expected {e:?}, got {r:?}"),
+                }
+            }
+            Op::Cancel(i) => {
+                if i >= model.len() {
+                    store.cancel("none", now).await.unwrap();
+                }
+                if let Some(r) = model.get_mut(i) {
+                    store.cancel(&r.id, now).await.unwrap();
+                    if r.open {
+                        r.open = false;
+                        let mut stripped = held(
+                            0,
+                            0,
+                            &format!("k{}", r.key),
+                            &format!("p{}", r.sub),
+                            r.until,
+                        );
+                        stripped.headers.clear();
+                        r.size = stripped.size();
+                    }
+                }
+            }
+            // Time passes with no call: the next operation must sweep by itself.
+            Op::Advance(secs) => {
+                now = now.plus(secs);
+                continue;
+            }
+        }
+        let (len, bytes) = (store.len().await, store.bytes().await);
+        prop_assert_eq!(len, model.len());
+        prop_assert_eq!(bytes, model.iter().map(|r| r.size).sum::<usize>());
+        prop_assert!(bytes <= budget);
+        prop_assert!(len <= max);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Whatever arrives, the store answers as the model says, never holds more than its
-    /// count, budget or quotas allow, and never panics.
     #[test]
-    fn the_store_follows_the_model_for_any_sizes(
-        max in prop_oneof![0..8usize, Just(usize::MAX)],
-        budget in prop_oneof![0..1_000_000usize, Just(usize::MAX)],
-        quota in prop_oneof![0..5usize, Just(usize::MAX)],
-        ops in proptest::collection::vec(op(), 1..40),
-    ) {
+    fn the_memory_store_follows_the_model_for_any_sizes(case in model_case()) {
+        let (max, budget, quota, _) = case;
         let store = Arc::new(MemoryHeldStore::new(max).byte_budget(budget).quota(quota));
-        let mut model: Vec<Rec> = Vec::new();
-        let mut now = NOW;
-        let mut ids = 0usize;
-        for op in ops {
-            // Every operation sweeps what has expired at its `now`.
-            model.retain(|r| r.until > now);
-            match op {
-                Op::Hold { body, fields, key, sub, ttl } => {
-                    let h = held(body, fields, &format!("k{key}"), &format!("p{sub}"), now.plus(ttl));
-                    let size = h.size();
-                    let id = format!("id{ids}");
-                    ids += 1;
-                    let open = |f: &dyn Fn(&Rec) -> bool| model.iter().filter(|r| r.open && f(r)).count();
-                    let expected = if open(&|r| r.sub == sub) >= quota {
-                        Some(Presenter::Person)
-                    } else if open(&|r| r.key == key) >= quota {
-                        Some(Presenter::AgentKey)
-                    } else {
-                        None
-                    };
-                    let used: usize = model.iter().map(|r| r.size).sum();
-                    let r = block(store.hold(&id, h.clone(), now));
-                    match (expected, r) {
-                        (Some(p), Err(HoldError::QuotaExceeded { presenter, retry_after, .. })) => {
-                            prop_assert_eq!(p, presenter);
-                            prop_assert!((1..=1_000).contains(&retry_after));
-                        }
-                        (None, Err(HoldError::Full { .. })) => prop_assert!(model.len() >= max),
-                        (None, Err(HoldError::OverBudget { .. })) => {
-                            prop_assert!(model.len() < max);
-                            prop_assert!(used.saturating_add(size) > budget);
-                        }
-                        (None, Ok(())) => {
-                            prop_assert!(model.len() < max);
-                            prop_assert!(used + size <= budget);
-                            model.push(Rec { id, key, sub, until: now.plus(ttl), open: true, size });
-                        }
-                        (e, r) => prop_assert!(false, "expected {e:?}, got {r:?}"),
-                    }
-                }
-                Op::Cancel(i) => {
-                    if i >= model.len() {
-                        block(store.cancel("none", now)).unwrap();
-                    }
-                    if let Some(r) = model.get_mut(i) {
-                        block(store.cancel(&r.id, now)).unwrap();
-                        if r.open {
-                            r.open = false;
-                            let mut stripped = held(0, 0, &format!("k{}", r.key), &format!("p{}", r.sub), r.until);
-                            stripped.headers.clear();
-                            r.size = stripped.size();
-                        }
-                    }
-                }
-                // Time passes with no call: the next operation must sweep by itself.
-                Op::Advance(secs) => {
-                    now = now.plus(secs);
-                    continue;
-                }
-            }
-            prop_assert_eq!(store.len(), model.len());
-            prop_assert_eq!(store.bytes(), model.iter().map(|r| r.size).sum::<usize>());
-            prop_assert!(store.bytes() <= budget);
-            prop_assert!(store.len() <= max);
-        }
+        block(follow_the_model(store.as_ref(), case))?;
     }
+}
+
+/// The same model against Redis: each case in a store of its own (a fresh key prefix)
+/// on one connection.
+#[test]
+fn the_redis_store_follows_the_model_for_any_sizes() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(base) = rt.block_on(redis("the_redis_store_follows_the_model_for_any_sizes")) else {
+        return;
+    };
+    let mut runner = TestRunner::new(Config::with_cases(32));
+    runner
+        .run(&model_case(), |case| {
+            let (max, budget, quota, _) = case;
+            let store = RedisHeldStore::new(base.with_prefix(&crate::shared::fresh_prefix()), max)
+                .byte_budget(budget)
+                .quota(quota);
+            rt.block_on(follow_the_model(&store, case))
+        })
+        .unwrap();
 }

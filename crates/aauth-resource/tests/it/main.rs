@@ -34,7 +34,10 @@ use tower_service::Service;
 
 mod deferred;
 mod held;
+mod instances;
 mod modes;
+mod shared;
+mod stores;
 mod streaming;
 
 /// The protected handler: counts its calls and names who it served.
@@ -408,7 +411,7 @@ mod replay {
     use aauth_resource::{MemoryReplayStore, ReplayStore, ReplayStoreError};
     use aauth_signing::ReplayUse;
 
-    fn service(
+    pub(crate) fn service(
         w: &World,
         store: Arc<dyn ReplayStore>,
         clock: &FixedClock,
@@ -421,7 +424,7 @@ mod replay {
         AAuthLayer::new(route, Arc::new(clock.clone())).layer(calls.clone())
     }
 
-    fn post(w: &World, token: &str, body: &[u8]) -> Request<Vec<u8>> {
+    pub(crate) fn post(w: &World, token: &str, body: &[u8]) -> Request<Vec<u8>> {
         let mut req = Request::post("https://resource.example/transfer")
             .header("content-type", "application/json")
             .body(body.to_vec())
@@ -430,7 +433,7 @@ mod replay {
         req
     }
 
-    fn copy(req: &Request<Vec<u8>>) -> Request<Full<Bytes>> {
+    pub(crate) fn copy(req: &Request<Vec<u8>>) -> Request<Full<Bytes>> {
         let mut b = Request::builder().method(req.method()).uri(req.uri());
         for (k, v) in req.headers() {
             b = b.header(k, v);
@@ -440,10 +443,15 @@ mod replay {
 
     #[tokio::test]
     async fn the_same_signed_post_is_accepted_once() {
+        accepted_once(Arc::new(MemoryReplayStore::new(100))).await;
+    }
+
+    /// The replay check over `store`, through the layer.
+    pub(crate) async fn accepted_once(store: Arc<dyn ReplayStore>) {
         let w = world();
         let calls = handler();
         let clock = FixedClock::new(NOW);
-        let mut svc = service(&w, Arc::new(MemoryReplayStore::new(100)), &clock, &calls);
+        let mut svc = service(&w, store, &clock, &calls);
         let token = w.agent_token(3600);
         let req = post(&w, &token, br#"{"amount":100}"#);
         assert_eq!(send(&mut svc, copy(&req)).await.0, StatusCode::OK);
@@ -565,8 +573,11 @@ mod replay {
 
     #[tokio::test]
     async fn a_clock_moving_backwards_does_not_readmit() {
+        clock_backwards(&MemoryReplayStore::new(10)).await;
+    }
+
+    pub(crate) async fn clock_backwards(store: &dyn ReplayStore) {
         // C8: entries expire on absolute time.
-        let store = MemoryReplayStore::new(10);
         assert!(
             store
                 .first_use(
@@ -914,7 +925,7 @@ mod revocation {
 
     /// `jwks_uri` resolution for the test: known signers and their keys (the metadata
     /// crate's DiscoveryResolver does this over HTTPS).
-    struct Signers(Vec<(String, aauth_keys::PublicKey)>);
+    pub(crate) struct Signers(pub(crate) Vec<(String, aauth_keys::PublicKey)>);
 
     #[async_trait::async_trait]
     impl KeyResolver for Signers {
@@ -946,7 +957,7 @@ mod revocation {
         }
     }
 
-    fn jwks_uri(id: &str) -> Scheme {
+    pub(crate) fn jwks_uri(id: &str) -> Scheme {
         Scheme::JwksUri {
             id: id.to_owned(),
             dwk: "aauth-agent.json".to_owned(),
@@ -954,7 +965,7 @@ mod revocation {
         }
     }
 
-    fn revoke_request(
+    pub(crate) fn revoke_request(
         signer: &PrivateKey,
         scheme: &Scheme,
         body: &str,
@@ -974,8 +985,17 @@ mod revocation {
 
     #[tokio::test]
     async fn a_trusted_issuer_revokes_and_the_token_is_refused_at_once() {
-        let w = world();
         let list = Arc::new(MemoryRevocationList::new(60, 1000));
+        revoked_at_once(list.clone(), list).await;
+    }
+
+    /// A revocation recorded into `record` (by the endpoint of one instance) is enforced
+    /// through `enforce` (by the gate of, possibly, another).
+    pub(crate) async fn revoked_at_once(
+        record: Arc<dyn aauth_resource::RevocationStore>,
+        enforce: Arc<dyn aauth_signing::RevocationList>,
+    ) {
+        let w = world();
         let agent_iss = id("https://agent.example");
         let endpoint = RevocationEndpoint::new(
             w.resource.id(),
@@ -990,9 +1010,9 @@ mod revocation {
                 ),
             ])),
             [&agent_iss],
-            list.clone(),
+            record,
         );
-        let resource = w.resource.clone().revocations(list.clone());
+        let resource = w.resource.clone().revocations(enforce);
         let calls = handler();
         let mut svc = AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AgentToken)),
@@ -1279,7 +1299,7 @@ mod two_party {
     use aauth_resource::{MemorySessionStore, Route, SessionStore};
     use aauth_signing::{SignOptions, SigningKey, sign};
 
-    struct Rig {
+    pub(crate) struct Rig {
         w: World,
         clock: FixedClock,
         authorize: Route,
@@ -1288,9 +1308,12 @@ mod two_party {
     }
 
     fn rig() -> Rig {
+        rig_with(Arc::new(MemorySessionStore::new(100)))
+    }
+
+    pub(crate) fn rig_with(store: Arc<dyn SessionStore>) -> Rig {
         let w = world();
         let clock = FixedClock::new(NOW);
-        let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new(100));
         // The resource's own authorization step: an agent-token route that issues sessions.
         let authorize = w
             .resource
@@ -1367,7 +1390,10 @@ mod two_party {
 
     #[tokio::test]
     async fn a_session_is_issued_presented_covered_and_rolled() {
-        let mut r = rig();
+        issued_presented_covered_and_rolled(rig()).await;
+    }
+
+    pub(crate) async fn issued_presented_covered_and_rolled(mut r: Rig) {
         let token = r.w.agent_token(3600);
         let session = issue(&r, &token).await;
         assert!(session.len() >= 43, "{session}");

@@ -1,0 +1,109 @@
+//! What the resource proxy's instances share, as `store` says: in this process
+//! (`memory`, the default: one instance) or in Redis (`redis://…`, `rediss://…`: every
+//! instance on the same Redis shares the replay cache, revocations and held calls, so a
+//! request replayed to another instance is refused, a revocation received by one is
+//! enforced by all, and a held call is run once whichever instance the poll reaches).
+
+use std::sync::Arc;
+
+use aauth_metadata::store::redis::{Redis, RedisConfig};
+use aauth_resource::{
+    HeldStore, MemoryHeldStore, MemoryRevocationList, RedisHeldStore, RedisReplayStore,
+    RedisRevocationList, ReplayGuard, ReplayStore, RevocationStore,
+};
+use aauth_tokens::ServerId;
+
+use crate::config::Config;
+use crate::error::CliError;
+
+/// How many revocations the proxy remembers (each until its token's `exp` plus a minute).
+const REVOCATIONS: usize = 10_000;
+/// How many calls it holds for their auth tokens.
+const HELD_CALLS: usize = 10_000;
+/// The clock-skew allowance of revocation records.
+const SKEW: u64 = 60;
+
+/// The proxy's shared state.
+pub(super) struct Shared {
+    /// The replay cache, when shared (`None`: the resource's own, in memory).
+    pub(super) replay: Option<Arc<dyn ReplayStore>>,
+    pub(super) revocations: Arc<dyn RevocationStore>,
+    pub(super) held: Arc<dyn HeldStore>,
+    /// The Redis behind them, for the readiness check.
+    pub(super) redis: Option<Redis>,
+}
+
+impl Shared {
+    /// The replay guard of the revocation endpoint: the routes' shared one, or its own.
+    pub(super) fn revocation_replay(&self) -> ReplayGuard {
+        self.replay
+            .as_ref()
+            .map_or_else(ReplayGuard::in_memory, |store| {
+                ReplayGuard::new(Arc::clone(store))
+            })
+    }
+}
+
+/// Where `store` says the state lives: `None` for memory, the Redis URL otherwise.
+fn redis_url(c: &Config) -> Result<Option<&str>, CliError> {
+    let store = c.store.as_str();
+    if store == "memory" {
+        return Ok(None);
+    }
+    if store.starts_with("redis://") || store.starts_with("rediss://") {
+        // Read now, so that a malformed URL is a configuration error, not a 503 later.
+        aauth_metadata::store::redis::client::Client::open(store).map_err(|e| CliError::Usage {
+            flag: "store",
+            reason: format!("{}: {e}", crate::config::redact_url(store)),
+        })?;
+        return Ok(Some(store));
+    }
+    Err(CliError::Usage {
+        flag: "store",
+        reason: format!(
+            "{}: the resource proxy keeps what its instances share in \"memory\" (one \
+             instance) or in Redis (\"redis://…\" or \"rediss://…\")",
+            crate::config::redact_url(store)
+        ),
+    })
+}
+
+/// `aauth config check` of `store` for the proxy: what [`shared`] would refuse, without
+/// connecting.
+pub(super) fn check(c: &Config) -> Result<(), CliError> {
+    redis_url(c).map(drop)
+}
+
+/// The key prefix of the resource `id` in a shared Redis: its identifier, so that several
+/// resources may share one Redis and each keeps its own state.
+fn prefix(id: &ServerId) -> String {
+    format!("aauth:{}:", id.as_str())
+}
+
+/// The shared state `c` configures for the resource `id`, connecting to Redis if it
+/// names one.
+pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError> {
+    let Some(url) = redis_url(c)? else {
+        return Ok(Shared {
+            replay: None,
+            revocations: Arc::new(MemoryRevocationList::new(SKEW, REVOCATIONS)),
+            held: Arc::new(MemoryHeldStore::new(HELD_CALLS)),
+            redis: None,
+        });
+    };
+    let config = RedisConfig::new(url).prefix(prefix(id));
+    let redis = Redis::connect(&config).await.map_err(|e| {
+        CliError::Operational(format!(
+            "{} (store): {}: {}",
+            c.id,
+            config.redacted_url(),
+            aauth_metadata::store::redis::describe(&e)
+        ))
+    })?;
+    Ok(Shared {
+        replay: Some(Arc::new(RedisReplayStore::new(redis.clone()))),
+        revocations: Arc::new(RedisRevocationList::new(redis.clone(), SKEW, REVOCATIONS)),
+        held: Arc::new(RedisHeldStore::new(redis.clone(), HELD_CALLS)),
+        redis: Some(redis),
+    })
+}

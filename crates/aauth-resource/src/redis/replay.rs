@@ -1,0 +1,164 @@
+//! The replay cache in Redis.
+
+use std::sync::LazyLock;
+
+use aauth_keys::base64url;
+use aauth_keys::time::UnixTime;
+use aauth_metadata::store::redis::Redis;
+use aauth_metadata::store::redis::client::Script;
+use aauth_signing::{
+    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, ReplayStore, ReplayStoreError, ReplayUse,
+};
+use async_trait::async_trait;
+
+use super::{KEEP_LUA, bound, keep_ms, reason};
+
+/// The store's name in metrics and errors.
+const STORE: &str = "replay redis";
+
+/// `KEYS`: the entry, the signer's index, the index of every entry. `ARGV`: now, until,
+/// milliseconds to keep, the bound, the share, the entry's member name. Answers 1 for a
+/// first use, 0 for a replay, -1 when full, -2 when the signer holds its share.
+static FIRST_USE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{KEEP_LUA}{}",
+        r"
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local seen = redis.call('GET', KEYS[1])
+if seen and tonumber(seen) > now then return 0 end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return -1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return -2 end
+local ms = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ms)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[6])
+keep(KEYS[3], ms)
+keep(KEYS[2], ms)
+return 1
+"
+    ))
+});
+
+/// The replay cache of every instance of a resource, in one Redis: a signed request
+/// accepted by one instance is a replay at every other.
+///
+/// What it guarantees, as [`aauth_signing::MemoryReplayStore`] does for one process:
+///
+/// - a key is recorded at most once while live: of any number of concurrent first uses
+///   of one key, on any instances, exactly one is answered `Ok(true)` (one script, run
+///   atomically by Redis, reads and records it);
+/// - an entry is live until its `until` on the callers' clock, whatever Redis's clock
+///   says, and a caller whose clock went back still finds it;
+/// - at most `max` live entries in all (past it, [`ReplayStoreError::Full`]: `503`) and
+///   at most `share` per signer (past it, [`ReplayStoreError::SignerOverShare`]: `429`
+///   for that signer only), checked in the same round trip;
+/// - a Redis that cannot answer is [`ReplayStoreError::Unavailable`] (`503`): the request
+///   is refused, never admitted unchecked; nothing is recorded.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use aauth_metadata::store::redis::{Redis, RedisConfig};
+/// use aauth_resource::{RedisReplayStore, Resource};
+/// use aauth_tokens::{ServerId, StaticIssuerKeys};
+/// let redis = Redis::connect(&RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let resource = Resource::new(
+///     ServerId::parse("https://resource.example")?,
+///     Arc::new(StaticIssuerKeys::new()),
+/// )
+/// .replay_store(Arc::new(RedisReplayStore::new(redis).share(5_000)));
+/// # drop(resource);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisReplayStore {
+    redis: Redis,
+    max: usize,
+    share: usize,
+}
+
+impl RedisReplayStore {
+    /// A store in `redis` (its keys under `replay:`), holding at most
+    /// [`DEFAULT_REPLAY_ENTRIES`] live entries, each signer at most
+    /// [`DEFAULT_REPLAY_SHARE`].
+    #[must_use]
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            max: DEFAULT_REPLAY_ENTRIES,
+            share: DEFAULT_REPLAY_SHARE,
+        }
+    }
+
+    /// Sets the bound on live entries in all (at least 1); a share larger than the bound
+    /// becomes the bound.
+    #[must_use]
+    pub fn max(mut self, max: usize) -> Self {
+        self.max = max.max(1);
+        self.share = self.share.min(self.max);
+        self
+    }
+
+    /// Sets one signer's share (at least 1, at most the whole store).
+    #[must_use]
+    pub fn share(mut self, share: usize) -> Self {
+        self.share = share.clamp(1, self.max);
+        self
+    }
+
+    /// How many entries are held (live, or expired and not yet dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayStoreError::Unavailable`].
+    pub async fn entries(&self) -> Result<usize, ReplayStoreError> {
+        let cmd = aauth_metadata::store::redis::client::Cmd::zcard(self.all());
+        self.redis
+            .query(STORE, &cmd)
+            .await
+            .map_err(|e| ReplayStoreError::Unavailable { reason: reason(&e) })
+    }
+
+    fn all(&self) -> String {
+        self.redis.key(&["replay", "all"])
+    }
+}
+
+#[async_trait]
+impl ReplayStore for RedisReplayStore {
+    async fn first_use(
+        &self,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ReplayStoreError> {
+        let member = base64url::encode(&entry.key);
+        let until = entry.until.as_secs();
+        let mut call = FIRST_USE.prepare_invoke();
+        call.key(self.redis.key(&["replay", "k", &member]))
+            .key(self.redis.key(&["replay", "s", entry.signer]))
+            .key(self.all())
+            .arg(now.as_secs())
+            .arg(until)
+            .arg(keep_ms(until, now.as_secs()))
+            .arg(bound(self.max))
+            .arg(bound(self.share))
+            .arg(&member);
+        let answer: i64 = self
+            .redis
+            .invoke(STORE, &call)
+            .await
+            .map_err(|e| ReplayStoreError::Unavailable { reason: reason(&e) })?;
+        match answer {
+            1 => Ok(true),
+            0 => Ok(false),
+            -1 => Err(ReplayStoreError::Full { live: self.max }),
+            -2 => Err(ReplayStoreError::SignerOverShare { share: self.share }),
+            other => Err(ReplayStoreError::Unavailable {
+                reason: format!("{STORE}: the script answered {other}"),
+            }),
+        }
+    }
+}

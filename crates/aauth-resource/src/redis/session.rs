@@ -1,0 +1,268 @@
+//! Sessions in Redis.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use aauth_headers::SessionToken;
+use aauth_keys::Thumbprint;
+use aauth_keys::digest::s256;
+use aauth_keys::rand::{SharedRandom, random_id};
+use aauth_keys::time::UnixTime;
+use aauth_metadata::store::redis::Redis;
+use aauth_metadata::store::redis::client::{Cmd, Script};
+use aauth_tokens::AgentId;
+use async_trait::async_trait;
+
+use super::{KEEP_LUA, SLACK_MS, bound, keep_ms, reason};
+use crate::{ROLL_GRACE, Session, SessionStore, SessionStoreError};
+
+/// The store's name in metrics and errors.
+const STORE: &str = "session redis";
+
+/// `KEYS`: the new session, the index of every session. `ARGV`: now, its end,
+/// milliseconds to keep, the bound, its member name, then its fields. Answers 1 when
+/// stored, 0 when the store holds its bound of live sessions, -1 when the token is taken.
+static ISSUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{KEEP_LUA}{}",
+        r"
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local ms = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('PEXPIRE', KEYS[1], ms)
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+keep(KEYS[2], ms)
+return 1
+"
+    ))
+});
+
+/// `KEYS`: the old session, the new one, the index. `ARGV`: now, the old token's end of
+/// grace, milliseconds to keep it through its grace, the bound, the old member name, the
+/// new one. Answers 1 when rolled, 2 when the old token is not live, 0 when the store is
+/// full, -1 when the new token is taken. Nothing changes unless it answers 1.
+static ROLL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{KEEP_LUA}{}",
+        r"
+local now = tonumber(ARGV[1])
+local ends = tonumber(redis.call('HGET', KEYS[1], 'expires'))
+if not ends or ends <= now then return 2 end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local ms = redis.call('PTTL', KEYS[1])
+redis.call('HSET', KEYS[2], unpack(redis.call('HGETALL', KEYS[1])))
+if ms > 0 then redis.call('PEXPIRE', KEYS[2], ms) end
+local grace = math.min(ends, tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'expires', grace)
+if ms > tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('ZADD', KEYS[3], grace, ARGV[5])
+redis.call('ZADD', KEYS[3], ends, ARGV[6])
+keep(KEYS[3], ms)
+return 1
+"
+    ))
+});
+
+/// Sessions shared by every instance of a resource, in Redis: a session issued by one
+/// instance is honoured (and rolled) by every other.
+///
+/// As [`crate::MemorySessionStore`]: bounded (expired sessions leave the count as their
+/// time passes; with every session live, issuing fails with `503` rather than end
+/// someone's), each lookup answers only a session live at the caller's `now`, and a roll
+/// leaves the old token working for [`ROLL_GRACE`] seconds. Each call is one round trip;
+/// a roll is one script, so two instances rolling one token concurrently both get a
+/// working token and the old one's grace is never extended. Redis holds the SHA-256 of
+/// each token, never the token. A Redis that cannot answer is [`SessionStoreError`]
+/// (`503`).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use aauth_metadata::store::redis::{Redis, RedisConfig};
+/// use aauth_resource::{RedisSessionStore, SessionStore};
+/// let redis = Redis::connect(&RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let sessions: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::new(redis, 100_000));
+/// # drop(sessions);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisSessionStore {
+    redis: Redis,
+    max: usize,
+    random: SharedRandom,
+}
+
+impl RedisSessionStore {
+    /// A store in `redis` (its keys under `session:`) holding at most `max` live
+    /// sessions.
+    #[must_use]
+    pub fn new(redis: Redis, max: usize) -> Self {
+        Self {
+            redis,
+            max: max.max(1),
+            random: SharedRandom::default(),
+        }
+    }
+
+    /// Where session tokens come from (the operating system's CSPRNG by default).
+    #[must_use]
+    pub fn random(mut self, random: SharedRandom) -> Self {
+        self.random = random;
+        self
+    }
+
+    fn new_token(&self) -> Result<SessionToken, SessionStoreError> {
+        let token = random_id(&mut self.random.clone(), 32).map_err(|e| SessionStoreError {
+            reason: e.to_string(),
+        })?;
+        SessionToken::new(token).map_err(|e| SessionStoreError {
+            reason: e.to_string(),
+        })
+    }
+
+    fn key(&self, member: &str) -> String {
+        self.redis.key(&["session", "t", member])
+    }
+
+    fn all(&self) -> String {
+        self.redis.key(&["session", "all"])
+    }
+}
+
+fn unavailable(e: &aauth_metadata::store::StoreError) -> SessionStoreError {
+    SessionStoreError { reason: reason(e) }
+}
+
+/// A session's fields as the store keeps them.
+fn fields(s: &Session) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("agent", s.agent.as_str().to_owned()),
+        ("key", s.key.as_str().to_owned()),
+        ("expires", s.expires.as_secs().to_string()),
+    ];
+    if let Some(scope) = &s.scope {
+        f.push(("scope", scope.clone()));
+    }
+    f
+}
+
+/// A session read back from its fields.
+fn session(mut f: BTreeMap<String, String>) -> Result<Session, SessionStoreError> {
+    let unreadable = |what: &str| SessionStoreError {
+        reason: format!("{STORE}: a stored session's {what} could not be read back"),
+    };
+    let agent = f
+        .get("agent")
+        .and_then(|a| AgentId::parse(a).ok())
+        .ok_or_else(|| unreadable("agent"))?;
+    let key = f
+        .get("key")
+        .and_then(|k| Thumbprint::from_base64url(k).ok())
+        .ok_or_else(|| unreadable("key"))?;
+    let expires = f
+        .get("expires")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| unreadable("end"))?;
+    Ok(Session::new(
+        agent,
+        key,
+        f.remove("scope"),
+        UnixTime(expires),
+    ))
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn issue(
+        &self,
+        session: Session,
+        now: UnixTime,
+    ) -> Result<SessionToken, SessionStoreError> {
+        let token = self.new_token()?;
+        let member = s256(token.secret().as_bytes());
+        let ends = session.expires.as_secs();
+        let mut call = ISSUE.prepare_invoke();
+        call.key(self.key(&member))
+            .key(self.all())
+            .arg(now.as_secs())
+            .arg(ends)
+            .arg(keep_ms(ends, now.as_secs()))
+            .arg(bound(self.max))
+            .arg(&member);
+        for (name, value) in fields(&session) {
+            call.arg(name).arg(value);
+        }
+        let answer: i64 = self
+            .redis
+            .invoke(STORE, &call)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match answer {
+            1 => Ok(token),
+            0 => Err(SessionStoreError {
+                reason: format!("{} live sessions, the store's bound", self.max),
+            }),
+            _ => Err(SessionStoreError {
+                reason: "a new session token is already in use".to_owned(),
+            }),
+        }
+    }
+
+    async fn lookup(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<Session>, SessionStoreError> {
+        let cmd = Cmd::hgetall(self.key(&s256(token.as_bytes())));
+        let f: BTreeMap<String, String> = self
+            .redis
+            .query(STORE, &cmd)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if f.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(session(f)?).filter(|s| s.expires > now))
+    }
+
+    async fn roll(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Option<SessionToken>, SessionStoreError> {
+        let fresh = self.new_token()?;
+        let old = s256(token.as_bytes());
+        let new = s256(fresh.secret().as_bytes());
+        let mut call = ROLL.prepare_invoke();
+        call.key(self.key(&old))
+            .key(self.key(&new))
+            .key(self.all())
+            .arg(now.as_secs())
+            .arg(now.plus(ROLL_GRACE).as_secs())
+            .arg(ROLL_GRACE.saturating_mul(1000).saturating_add(SLACK_MS))
+            .arg(bound(self.max))
+            .arg(&old)
+            .arg(&new);
+        let answer: i64 = self
+            .redis
+            .invoke(STORE, &call)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match answer {
+            1 => Ok(Some(fresh)),
+            2 => Ok(None),
+            0 => Err(SessionStoreError {
+                reason: format!("{} live sessions, the store's bound", self.max),
+            }),
+            _ => Err(SessionStoreError {
+                reason: "a new session token is already in use".to_owned(),
+            }),
+        }
+    }
+}
