@@ -80,7 +80,7 @@ pub use server::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AccountRecord, AuthTokenRecord, Binding, IssuedToken, MemoryStore, PENDING_KEPT,
-    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, MemoryStore, PENDING_KEPT,
+    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError, TokenRecord,
 };
 pub use web::callback_allowed;

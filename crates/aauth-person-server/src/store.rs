@@ -59,6 +59,61 @@ impl PersonTokenRecord {
     }
 }
 
+/// A token this server issued, as it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenRecord {
+    /// A person token.
+    Person(PersonTokenRecord),
+    /// An auth token.
+    Auth(AuthTokenRecord),
+}
+
+impl TokenRecord {
+    /// The token's `jti`.
+    #[must_use]
+    pub fn jti(&self) -> &str {
+        match self {
+            Self::Person(r) => &r.jti,
+            Self::Auth(r) => &r.jti,
+        }
+    }
+
+    /// When it expires.
+    #[must_use]
+    pub fn exp(&self) -> u64 {
+        match self {
+            Self::Person(r) => r.exp,
+            Self::Auth(r) => r.exp,
+        }
+    }
+}
+
+/// What one issuance writes: the token's record, the call chain it was issued through
+/// (empty outside call chaining) and its audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Issuance {
+    /// The token's record.
+    pub token: TokenRecord,
+    /// The intermediaries, first to last (see [`PsStore::record_chain`]).
+    pub chain: Vec<ServerId>,
+    /// Its `issued` audit event.
+    pub event: AuditEvent,
+}
+
+impl Issuance {
+    /// The issuance of `token`, through `chain`, logged as `event`.
+    #[must_use]
+    pub fn new(token: TokenRecord, chain: Vec<ServerId>, event: AuditEvent) -> Self {
+        Self {
+            token,
+            chain,
+            event,
+        }
+    }
+}
+
 /// An issued auth token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -318,6 +373,25 @@ pub trait PsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError>;
+
+    /// Records an issued token, its call chain and its audit event as one step: a
+    /// database writes all three in one transaction (after a crash, all or none; one
+    /// round trip). The default writes them one after the other.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_issuance(&self, issuance: Issuance) -> Result<(), StoreError> {
+        let (jti, exp) = (issuance.token.jti().to_owned(), issuance.token.exp());
+        match issuance.token {
+            TokenRecord::Person(r) => self.record_person_token(r).await?,
+            TokenRecord::Auth(r) => self.record_auth_token(r).await?,
+        }
+        if !issuance.chain.is_empty() {
+            self.record_chain(&jti, &issuance.chain, exp).await?;
+        }
+        self.record_event(issuance.event).await
+    }
 
     /// Records the call chain token `jti` (expiring at `exp`) was issued through: the
     /// intermediaries, first to last (M8: depth and cycles are checked against it when

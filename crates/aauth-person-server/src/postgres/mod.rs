@@ -36,8 +36,8 @@ use crate::rows::{
     unreadable,
 };
 use crate::store::{
-    AccountRecord, AuthTokenRecord, Binding, IssuedToken, PENDING_KEPT, PersonTokenRecord, PsStore,
-    RECORD_GRACE, StoreError,
+    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PENDING_KEPT,
+    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError, TokenRecord,
 };
 
 mod schema;
@@ -339,6 +339,86 @@ impl PsStore for PgStore {
             ],
         )
         .await
+        .map(drop)
+    }
+
+    async fn record_issuance(&self, issuance: Issuance) -> Result<(), StoreError> {
+        // One statement (one round trip, one transaction): the record, its chain, its
+        // audit event.
+        let chain = issuance
+            .chain
+            .iter()
+            .map(ServerId::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let e = &issuance.event;
+        let (at, action) = (i(e.at), e.action.as_str());
+        match &issuance.token {
+            TokenRecord::Person(r) => {
+                self.exec(
+                    "WITH t AS (
+                   INSERT INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (jti) DO UPDATE SET aud = excluded.aud, sub = excluded.sub,
+                     account = excluded.account, provider = excluded.provider,
+                     agent = excluded.agent, mission = excluded.mission, exp = excluded.exp),
+                 c AS (
+                   INSERT INTO chains (jti, chain, exp) SELECT $1, $9, $8 WHERE $9 <> ''
+                   ON CONFLICT (jti) DO UPDATE SET chain = excluded.chain, exp = excluded.exp)
+                 INSERT INTO audit (at, action, account, agent, resource, detail)
+                 VALUES ($10, $11, $12, $13, $14, $15)",
+                    &[
+                        &r.jti,
+                        &r.aud.as_str(),
+                        &r.sub,
+                        &r.account,
+                        &r.agent.0.as_str(),
+                        &r.agent.1.as_str(),
+                        &r.mission_s256,
+                        &i(r.exp),
+                        &chain,
+                        &at,
+                        &action,
+                        &e.account,
+                        &e.agent,
+                        &e.resource,
+                        &e.detail,
+                    ],
+                )
+                .await
+            }
+            TokenRecord::Auth(r) => {
+                self.exec(
+                    "WITH t AS (
+                   INSERT INTO auth_tokens (jti, aud, sub, account, presented_jti, exp)
+                   VALUES ($1, $2, $3, $4, $5, $6)
+                   ON CONFLICT (jti) DO UPDATE SET aud = excluded.aud, sub = excluded.sub,
+                     account = excluded.account, presented_jti = excluded.presented_jti,
+                     exp = excluded.exp),
+                 c AS (
+                   INSERT INTO chains (jti, chain, exp) SELECT $1, $7, $6 WHERE $7 <> ''
+                   ON CONFLICT (jti) DO UPDATE SET chain = excluded.chain, exp = excluded.exp)
+                 INSERT INTO audit (at, action, account, agent, resource, detail)
+                 VALUES ($8, $9, $10, $11, $12, $13)",
+                    &[
+                        &r.jti,
+                        &r.aud.as_str(),
+                        &r.sub,
+                        &r.account,
+                        &r.presented_jti,
+                        &i(r.exp),
+                        &chain,
+                        &at,
+                        &action,
+                        &e.account,
+                        &e.agent,
+                        &e.resource,
+                        &e.detail,
+                    ],
+                )
+                .await
+            }
+        }
         .map(drop)
     }
 

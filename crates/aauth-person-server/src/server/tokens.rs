@@ -12,7 +12,7 @@ use crate::audit::{AuditAction, AuditEvent};
 use crate::mission::{Check, Mission};
 use crate::pending::{Pending, PendingRequest};
 use crate::policy::{ConsentKind, ConsentRequest, Decision};
-use crate::store::{AuthTokenRecord, PersonTokenRecord};
+use crate::store::{AuthTokenRecord, Issuance, PersonTokenRecord, TokenRecord};
 
 use super::defer::Deferral;
 use super::defer::Hints;
@@ -336,33 +336,30 @@ impl PersonServer {
             )
             .map_err(|e| aauth_metadata::serve::InternalError::produce("person token", e))?;
         metrics::counter!(aauth_metadata::metric::TOKENS_ISSUED, "type" => "person").increment(1);
-        self.store
-            .record_person_token(PersonTokenRecord {
-                jti: minted.jti.clone(),
-                aud: resource.clone(),
-                sub,
-                account: account.to_owned(),
-                agent: (agent.0.clone(), agent.1.clone()),
-                mission_s256: mission.map(str::to_owned),
-                exp: minted.exp,
-            })
-            .await?;
-        if !chain.is_empty() {
-            self.store
-                .record_chain(&minted.jti, chain, minted.exp)
-                .await?;
-        }
-        self.log_event(
-            AuditEvent::new(
-                now.as_secs(),
-                AuditAction::Issued,
-                format!("person token {}", minted.jti),
-            )
-            .account(account)
-            .agent(agent.1.as_str())
-            .resource(resource.as_str()),
+        // The record, its chain and its audit event: one step.
+        let event = AuditEvent::new(
+            now.as_secs(),
+            AuditAction::Issued,
+            format!("person token {}", minted.jti),
         )
-        .await?;
+        .account(account)
+        .agent(agent.1.as_str())
+        .resource(resource.as_str());
+        self.store
+            .record_issuance(Issuance::new(
+                TokenRecord::Person(PersonTokenRecord {
+                    jti: minted.jti.clone(),
+                    aud: resource.clone(),
+                    sub,
+                    account: account.to_owned(),
+                    agent: (agent.0.clone(), agent.1.clone()),
+                    mission_s256: mission.map(str::to_owned),
+                    exp: minted.exp,
+                }),
+                chain.to_vec(),
+                event,
+            ))
+            .await?;
         Ok(
             serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
         )
@@ -691,41 +688,38 @@ impl PersonServer {
             }
             self.store.put_mission(m).await?;
         }
-        self.store
-            .record_auth_token(AuthTokenRecord {
-                jti: minted.jti.clone(),
-                aud: resource.clone(),
-                sub: sub.clone(),
-                account: account.to_owned(),
-                presented_jti: presented_jti.clone(),
-                exp: minted.exp,
-            })
-            .await?;
-        if !chain.is_empty() {
-            self.store
-                .record_chain(&minted.jti, chain, minted.exp)
-                .await?;
-        }
         let issuer = if four_party.is_some() {
             " (issued by the Access Server)"
         } else {
             ""
         };
-        self.log_event(
-            AuditEvent::new(
-                now.as_secs(),
-                AuditAction::Issued,
-                format!(
-                    "auth token {} scope {:?}{issuer}",
-                    minted.jti,
-                    scope.as_deref().unwrap_or_default() // default: no scope asked
-                ),
-            )
-            .account(account)
-            .agent(agent.as_str())
-            .resource(resource.as_str()),
+        // The record, its chain and its audit event: one step.
+        let event = AuditEvent::new(
+            now.as_secs(),
+            AuditAction::Issued,
+            format!(
+                "auth token {} scope {:?}{issuer}",
+                minted.jti,
+                scope.as_deref().unwrap_or_default() // default: no scope asked
+            ),
         )
-        .await?;
+        .account(account)
+        .agent(agent.as_str())
+        .resource(resource.as_str());
+        self.store
+            .record_issuance(Issuance::new(
+                TokenRecord::Auth(AuthTokenRecord {
+                    jti: minted.jti.clone(),
+                    aud: resource.clone(),
+                    sub: sub.clone(),
+                    account: account.to_owned(),
+                    presented_jti: presented_jti.clone(),
+                    exp: minted.exp,
+                }),
+                chain.to_vec(),
+                event,
+            ))
+            .await?;
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
 

@@ -17,8 +17,8 @@ use crate::audit::{AuditEvent, AuditQuery};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
 use crate::store::{
-    AccountRecord, AuthTokenRecord, Binding, IssuedToken, PersonTokenRecord, PsStore, RECORD_GRACE,
-    StoreError,
+    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PersonTokenRecord, PsStore,
+    RECORD_GRACE, StoreError, TokenRecord,
 };
 
 mod admin;
@@ -278,38 +278,9 @@ impl PsStore for SqliteStore {
         let sweep = self.sweep();
         self.with(move |c| {
             if sweep {
-            c.execute(
-                "DELETE FROM person_tokens WHERE exp + ?1 < ?2",
-                params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
-            )
-            .map_err(err)?;
-            c.execute(
-                "DELETE FROM presentations WHERE exp + ?1 < ?2",
-                params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
-            )
-            .map_err(err)?;
-            c.execute(
-                "DELETE FROM chains WHERE exp + ?1 < ?2",
-                params![i(RECORD_GRACE), i(r.exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME))],
-            )
-            .map_err(err)?;
+                sweep_issued(c, true, r.exp)?;
             }
-            c.execute(
-                "INSERT OR REPLACE INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    r.jti,
-                    r.aud.as_str(),
-                    r.sub,
-                    r.account,
-                    r.agent.0.as_str(),
-                    r.agent.1.as_str(),
-                    r.mission_s256,
-                    i(r.exp)
-                ],
-            )
-            .map(drop)
-            .map_err(err)
+            insert_person(c, &r)
         })
         .await
     }
@@ -340,29 +311,38 @@ impl PsStore for SqliteStore {
         let sweep = self.sweep();
         self.with(move |c| {
             if sweep {
-                c.execute(
-                    "DELETE FROM auth_tokens WHERE exp + ?1 < ?2",
-                    params![
-                        i(RECORD_GRACE),
-                        i(r.exp.saturating_sub(aauth_tokens::AUTH_TOKEN_MAX_LIFETIME))
-                    ],
-                )
-                .map_err(err)?;
+                sweep_issued(c, false, r.exp)?;
             }
-            c.execute(
-                "INSERT OR REPLACE INTO auth_tokens (jti, aud, sub, account, presented_jti, exp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    r.jti,
-                    r.aud.as_str(),
-                    r.sub,
-                    r.account,
-                    r.presented_jti,
-                    i(r.exp)
-                ],
-            )
-            .map(drop)
-            .map_err(err)
+            insert_auth(c, &r)
+        })
+        .await
+    }
+
+    async fn record_issuance(&self, issuance: Issuance) -> Result<(), StoreError> {
+        let sweep = self.sweep();
+        self.with(move |c| {
+            // One transaction: the record, its chain and its audit event, or none.
+            let tx = c.unchecked_transaction().map_err(err)?;
+            let (jti, exp) = (issuance.token.jti().to_owned(), issuance.token.exp());
+            match &issuance.token {
+                TokenRecord::Person(r) => {
+                    if sweep {
+                        sweep_issued(&tx, true, r.exp)?;
+                    }
+                    insert_person(&tx, r)?;
+                }
+                TokenRecord::Auth(r) => {
+                    if sweep {
+                        sweep_issued(&tx, false, r.exp)?;
+                    }
+                    insert_auth(&tx, r)?;
+                }
+            }
+            if !issuance.chain.is_empty() {
+                insert_chain(&tx, &jti, &issuance.chain, exp)?;
+            }
+            admin::record_event(&tx, &issuance.event, sweep)?;
+            tx.commit().map_err(err)
         })
         .await
     }
@@ -766,24 +746,8 @@ impl PsStore for SqliteStore {
         chain: &[ServerId],
         exp: u64,
     ) -> Result<(), StoreError> {
-        // Server identifiers hold no spaces: the chain is one space-separated column.
-        let (jti, chain) = (
-            jti.to_owned(),
-            chain
-                .iter()
-                .map(ServerId::as_str)
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        self.with(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO chains (jti, chain, exp) VALUES (?1, ?2, ?3)",
-                params![jti, chain, i(exp)],
-            )
-            .map(drop)
-            .map_err(err)
-        })
-        .await
+        let (jti, chain) = (jti.to_owned(), chain.to_vec());
+        self.with(move |c| insert_chain(c, &jti, &chain, exp)).await
     }
 
     async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
@@ -1020,6 +984,84 @@ impl PsStore for SqliteStore {
         let q = q.clone();
         self.with(move |c| admin::audit(c, &q)).await
     }
+}
+
+/// Drops the issued records (person: with their presentations and chains) that expired
+/// before the oldest a token expiring at `exp` could have been issued with.
+fn sweep_issued(c: &Connection, person: bool, exp: u64) -> Result<(), StoreError> {
+    if person {
+        let floor = i(exp.saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME));
+        for table in ["person_tokens", "presentations", "chains"] {
+            c.execute(
+                &format!("DELETE FROM {table} WHERE exp + ?1 < ?2"),
+                params![i(RECORD_GRACE), floor],
+            )
+            .map_err(err)?;
+        }
+    } else {
+        c.execute(
+            "DELETE FROM auth_tokens WHERE exp + ?1 < ?2",
+            params![
+                i(RECORD_GRACE),
+                i(exp.saturating_sub(aauth_tokens::AUTH_TOKEN_MAX_LIFETIME))
+            ],
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn insert_person(c: &Connection, r: &PersonTokenRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            r.jti,
+            r.aud.as_str(),
+            r.sub,
+            r.account,
+            r.agent.0.as_str(),
+            r.agent.1.as_str(),
+            r.mission_s256,
+            i(r.exp)
+        ])
+    })
+    .map(drop)
+    .map_err(err)
+}
+
+fn insert_auth(c: &Connection, r: &AuthTokenRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO auth_tokens (jti, aud, sub, account, presented_jti, exp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            r.jti,
+            r.aud.as_str(),
+            r.sub,
+            r.account,
+            r.presented_jti,
+            i(r.exp)
+        ])
+    })
+    .map(drop)
+    .map_err(err)
+}
+
+/// Server identifiers hold no spaces: the chain is one space-separated column.
+fn insert_chain(c: &Connection, jti: &str, chain: &[ServerId], exp: u64) -> Result<(), StoreError> {
+    let chain = chain
+        .iter()
+        .map(ServerId::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    c.prepare_cached("INSERT OR REPLACE INTO chains (jti, chain, exp) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| st.execute(params![jti, chain, i(exp)]))
+        .map(drop)
+        .map_err(err)
 }
 
 /// A mission row's JSON, read back.

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_person_server::{
-    AuthTokenRecord, ChatTurn, Constraints, MemoryStore, Mission, Pending, PendingRequest,
-    PendingState, PersonServer, PersonTokenRecord, PsStore, SqliteStore, TerminationReason,
-    WebSession,
+    AuditAction, AuditEvent, AuditQuery, AuthTokenRecord, ChatTurn, Constraints, Issuance,
+    MemoryStore, Mission, Pending, PendingRequest, PendingState, PersonServer, PersonTokenRecord,
+    PsStore, SqliteStore, TerminationReason, TokenRecord, WebSession,
 };
 use aauth_tokens::{AgentId, StaticIssuerKeys};
 use http::StatusCode;
@@ -397,6 +397,71 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     store.put_session("k1", s.clone()).await.unwrap();
     assert_eq!(store.session("k1", NOW).await.unwrap(), Some(s));
     assert_eq!(store.session("k1", NOW.plus(3600)).await.unwrap(), None);
+
+    issuance_contract(store.as_ref()).await;
+}
+
+/// An issuance writes the token's record, its chain and its audit event together.
+async fn issuance_contract(store: &dyn PsStore) {
+    let agent = (
+        id("https://agent.example"),
+        AgentId::parse("aauth:assistant@agent.example").unwrap(),
+    );
+    let person = PersonTokenRecord::new(
+        "issued-p",
+        id("https://resource.example"),
+        "sub-1",
+        "carol",
+        agent.clone(),
+        NOW.as_secs() + 600,
+    );
+    let chain = vec![id("https://resource.example"), id("https://other.example")];
+    let event = AuditEvent::new(NOW.as_secs(), AuditAction::Issued, "person token issued-p")
+        .account("carol")
+        .agent(agent.1.as_str())
+        .resource("https://resource.example");
+    store
+        .record_issuance(Issuance::new(
+            TokenRecord::Person(person.clone()),
+            chain.clone(),
+            event.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.person_token("issued-p", NOW).await.unwrap(),
+        Some(person)
+    );
+    assert_eq!(store.chain("issued-p").await.unwrap(), chain);
+    let auth = AuthTokenRecord::new(
+        "issued-a",
+        id("https://resource.example"),
+        "sub-1",
+        "carol",
+        "issued-p",
+        NOW.as_secs() + 300,
+    );
+    let auth_event = AuditEvent::new(
+        NOW.as_secs() + 1,
+        AuditAction::Issued,
+        "auth token issued-a",
+    )
+    .account("carol");
+    store
+        .record_issuance(Issuance::new(
+            TokenRecord::Auth(auth.clone()),
+            Vec::new(),
+            auth_event.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.auth_token("issued-a", NOW).await.unwrap(), Some(auth));
+    assert!(store.chain("issued-a").await.unwrap().is_empty());
+    let logged = store
+        .audit(&AuditQuery::default().account("carol"))
+        .await
+        .unwrap();
+    assert_eq!(logged, vec![auth_event, event]);
 }
 
 #[tokio::test]
