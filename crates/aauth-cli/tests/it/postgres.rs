@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aauth_test_support::services::PgSchema;
 
-use crate::serve::{Flow, Served, fetch_args, flow, get};
+use crate::serve::{AgentProcess, Flow, Served, fetch_args, flow, free_port, get};
 use crate::{aauth, assert_fails, scratch, stdout};
 
 /// `store` and `[postgres]` for the test's own schema.
@@ -181,4 +181,149 @@ fn postgres_settings_are_checked_and_the_password_is_never_shown() {
         "{said}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// SIGKILL while the agent's poll is held (no shutdown at all): restarted on the same
+/// database and port, the Person Server has the pending request, the person approves
+/// there, and the agent, which kept polling through the outage, gets its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_server_killed_mid_poll_loses_nothing_on_postgres() {
+    let Some(db) = PgSchema::new("a_person_server_killed_mid_poll_loses_nothing_on_postgres")
+    else {
+        return;
+    };
+    let dir = scratch("postgres-kill");
+    let port = free_port();
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config: config,
+    } = flow(&dir, |text| {
+        on_postgres(&text, &db)
+            .replace("consent = \"auto-approve\"", "consent = \"ask\"")
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+    })
+    .await;
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let agent = AgentProcess::start(&dir, [provider.addr, ps.addr, resource]);
+    let (url, code) = agent.next_prompt("first");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(ps); // SIGKILL
+
+    let ps = Served::start(&dir, "person-server", &config);
+    assert_eq!(ps.addr.port(), port);
+    aauth_demos::process::approve(&world, &url, &code, "alice", "correct horse battery staple")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nPS log:\n{}", ps.log()));
+    let (url, code) = agent.next_prompt("second");
+    aauth_demos::process::approve(&world, &url, &code, "alice", "correct horse battery staple")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nPS log:\n{}", ps.log()));
+    agent.granted(&ps).await;
+    drop(ps);
+    db.drop_schema().await;
+}
+
+/// Agents keep asking while the Person Server is killed (SIGKILL) mid-issuance: every
+/// token on record has its audit event and every `issued` event its token (an issuance is
+/// one statement), and the restarted process serves the next agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuance_killed_midway_leaves_whole_records() {
+    let Some(db) = PgSchema::new("issuance_killed_midway_leaves_whole_records") else {
+        return;
+    };
+    let dir = scratch("postgres-kill-issuance");
+    let port = free_port();
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config: config,
+    } = flow(&dir, |text| {
+        on_postgres(&text, &db).replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+    })
+    .await;
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let fetch = |dir: std::path::PathBuf, addrs| {
+        tokio::task::spawn_blocking(move || {
+            let args = fetch_args(&dir, addrs);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            aauth(&dir, &args)
+        })
+    };
+    let agents: Vec<_> = (0..6)
+        .map(|_| fetch(dir.clone(), [provider.addr, ps.addr, resource]))
+        .collect();
+    // Kill it once tokens are being issued.
+    let pg = db.pg();
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = pg
+            .client()
+            .await
+            .unwrap()
+            .query_one("SELECT count(*) FROM person_tokens", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 || started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(ps); // SIGKILL
+    for a in agents {
+        let _ = a.await.unwrap(); // some got through, some were cut off
+    }
+    let c = pg.client().await.unwrap();
+    let orphans: i64 = c
+        .query_one(
+            "SELECT
+               (SELECT count(*) FROM person_tokens t WHERE NOT EXISTS
+                  (SELECT 1 FROM audit a WHERE a.action = 'issued' AND a.detail = 'person token ' || t.jti))
+             + (SELECT count(*) FROM auth_tokens t WHERE NOT EXISTS
+                  (SELECT 1 FROM audit a WHERE a.action = 'issued' AND a.detail LIKE 'auth token ' || t.jti || ' %'))
+             + (SELECT count(*) FROM audit a WHERE a.action = 'issued' AND NOT EXISTS
+                  (SELECT 1 FROM person_tokens t WHERE a.detail = 'person token ' || t.jti)
+                  AND NOT EXISTS
+                  (SELECT 1 FROM auth_tokens t WHERE a.detail LIKE 'auth token ' || t.jti || ' %'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        orphans, 0,
+        "a token without its audit event, or an event without its token"
+    );
+    let issued: i64 = c
+        .query_one("SELECT count(*) FROM audit WHERE action = 'issued'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(issued > 0, "the kill came after some issuance");
+
+    // The restarted process serves the next agent.
+    let ps = Served::start(&dir, "person-server", &config);
+    let o = fetch(dir.clone(), [provider.addr, ps.addr, resource])
+        .await
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}\nPS log:\n{}",
+        stdout(&o),
+        crate::stderr(&o),
+        ps.log()
+    );
+    drop(ps);
+    db.drop_schema().await;
 }

@@ -729,7 +729,7 @@ pub(crate) struct AgentProcess {
 
 impl AgentProcess {
     /// Starts the assistant's `aauth fetch` (see `fetch_args`) in `dir`.
-    fn start(dir: &Path, addrs: [SocketAddr; 3]) -> Self {
+    pub(crate) fn start(dir: &Path, addrs: [SocketAddr; 3]) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
             .args(fetch_args(dir, addrs))
             .current_dir(dir)
@@ -760,14 +760,14 @@ impl AgentProcess {
     }
 
     /// The next interaction link and its code.
-    fn next_prompt(&self, what: &str) -> (String, String) {
+    pub(crate) fn next_prompt(&self, what: &str) -> (String, String) {
         self.prompts
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("no {what} prompt; agent: {}", self.stderr.lock().unwrap()))
     }
 
     /// Waits for the agent to finish, and asserts it got through.
-    async fn granted(self, ps: &Served) {
+    pub(crate) async fn granted(self, ps: &Served) {
         let Self { child, stderr, .. } = self;
         let output = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
