@@ -106,6 +106,46 @@ pub async fn serve_resource_for(world: &World) -> Result<String, String> {
     Ok(rs_id.as_str().to_owned())
 }
 
+/// A fresh browser opens the interaction `url` and signs in as `account` with
+/// `password`: the sign-in's status (`303` in, `401` refused, `429` throttled).
+///
+/// # Errors
+///
+/// When a page cannot be fetched.
+pub async fn sign_in(
+    world: &World,
+    url: &str,
+    code: &str,
+    account: &str,
+    password: &str,
+) -> Result<u16, String> {
+    use crate::d04_consent::{Browser, hidden};
+    let origin = url
+        .strip_prefix("https://")
+        .and_then(|r| r.split('/').next())
+        .map(|host| format!("https://{host}"))
+        .ok_or_else(|| format!("not an https URL: {url}"))?;
+    let mut browser = Browser {
+        world,
+        cookies: Vec::new(),
+    };
+    let (_, login) = browser.go("GET", url, &[]).await?;
+    let csrf = hidden(&login, "csrf");
+    let (_, signed_in) = browser
+        .go(
+            "POST",
+            &format!("{origin}/interact/login"),
+            &[
+                ("code", code),
+                ("csrf", &csrf),
+                ("username", account),
+                ("password", password),
+            ],
+        )
+        .await?;
+    Ok(signed_in.status().as_u16())
+}
+
 /// The person at the consent page: opens `url` (the interaction URL with its code), signs
 /// in as `account` with `password`, and approves. The Person Server is whatever `world`
 /// reaches under the URL's host (a process aliased in, for one).

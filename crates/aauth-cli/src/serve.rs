@@ -22,6 +22,7 @@ use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
 use aauth_metadata::serve::{Endpoint, EndpointService};
+use aauth_metadata::throttle::ClientAddr;
 use aauth_metadata::{CacheConfig, KeyCache};
 use aauth_tokens::AgentId;
 use http::{Request, Response};
@@ -299,7 +300,11 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             },
             () = &mut shutdown => break,
         };
-        let (service, stopping) = (service.clone(), stopping.clone());
+        let service = AppService {
+            inner: service.clone(),
+            client: tls.is_some().then_some(ClientAddr(peer.ip())),
+        };
+        let stopping = stopping.clone();
         match &tls {
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -362,8 +367,34 @@ const FLUSH_AT_LEAST: Duration = Duration::from_secs(1);
 /// The longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
-/// The service every connection gets.
-type AppService = aauth_metadata::ops::RequestLog<App>;
+/// The service every connection gets: the logged app, told where the connection came
+/// from.
+#[derive(Clone)]
+struct AppService {
+    inner: aauth_metadata::ops::RequestLog<App>,
+    /// The client's address: only when this process terminates TLS. Behind a terminating
+    /// proxy the peer is the proxy, and one address for every client would make the
+    /// per-client throttles (codes, passwords) lock everyone out at once.
+    client: Option<ClientAddr>,
+}
+
+impl Service<Request<hyper::body::Incoming>> for AppService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future =
+        <aauth_metadata::ops::RequestLog<App> as Service<Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
+        if let Some(client) = self.client {
+            req.extensions_mut().insert(client);
+        }
+        self.inner.call(req)
+    }
+}
 
 /// A served connection: a future that ends with the connection, and can be asked to
 /// finish its request in flight and close.

@@ -766,6 +766,12 @@ impl AgentProcess {
             .unwrap_or_else(|_| panic!("no {what} prompt; agent: {}", self.stderr.lock().unwrap()))
     }
 
+    /// Stops the agent (it would otherwise poll on after the test).
+    pub(crate) fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the agent to finish, and asserts it got through.
     pub(crate) async fn granted(self, ps: &Served) {
         let Self { child, stderr, .. } = self;
@@ -1039,4 +1045,41 @@ async fn enroll_then_verify_then_fetch_with_the_token_file() {
         !err.contains("/agent-token"),
         "the token file was used, not the provider: {err}"
     );
+}
+
+/// With TLS terminated here, the Person Server knows each client's address: one client
+/// guessing passwords across accounts is throttled by its address (behind a terminating
+/// proxy it would not be: there every client shares the proxy's address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_person_server_throttles_one_client_guessing_across_accounts() {
+    let dir = scratch("serve-client-throttle");
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config: config,
+    } = flow(&dir, |text| {
+        text.replace("consent = \"auto-approve\"", "consent = \"ask\"")
+    })
+    .await;
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let agent = AgentProcess::start(&dir, [provider.addr, ps.addr, resource]);
+    let (url, code) = agent.next_prompt("first");
+    for account in ["a1", "a2", "a3", "a4", "a5", "a6"] {
+        let status = aauth_demos::process::sign_in(&world, &url, &code, account, "guess")
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "{account}\n{}", ps.log());
+    }
+    let status = aauth_demos::process::sign_in(&world, &url, &code, "a7", "guess")
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        429,
+        "the seventh account from one address\n{}",
+        ps.log()
+    );
+    drop(agent);
 }
