@@ -1081,5 +1081,5 @@ async fn a_served_person_server_throttles_one_client_guessing_across_accounts() 
         "the seventh account from one address\n{}",
         ps.log()
     );
-    drop(agent);
+    agent.stop();
 }
