@@ -27,6 +27,15 @@
 //! format = "json"                        # or "pretty" (the default)
 //! level = "info"                         # or RUST_LOG
 //!
+//! [rate_limit]                           # requests over a limit get 429 with Retry-After
+//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process
+//! [[rate_limit.rules]]
+//! scope = "client"                       # each client address (known when this process terminates TLS), or "endpoint"
+//! path = "/"                             # the requests whose path starts with it
+//! requests = 120                         # this many every per_secs, up to burst at once
+//! per_secs = 60
+//! burst = 30
+//!
 //! [metrics]                              # Prometheus, on its own address
 //! listen = "127.0.0.1:9464"
 //!
@@ -91,7 +100,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 16] = [
+const TOP_LEVEL: [&str; 17] = [
     "id",
     "listen",
     "signing_key_file",
@@ -103,6 +112,7 @@ const TOP_LEVEL: [&str; 16] = [
     "log",
     "egress",
     "metrics",
+    "rate_limit",
     "otel",
     "person_server",
     "access_server",
@@ -142,6 +152,9 @@ pub(crate) struct Config {
     pub(crate) log: Log,
     #[serde(default)]
     pub(crate) egress: Egress,
+    /// Request rate limits (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rate_limit: Option<RateLimitSection>,
     /// Prometheus metrics on their own address (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metrics: Option<Metrics>,
@@ -204,6 +217,50 @@ pub(crate) enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+/// `[rate_limit]`: where the counts are kept, and the rules.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitSection {
+    /// A Redis shared by every instance (absent: counted in this process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) redis: Option<String>,
+    /// The limits.
+    #[serde(default)]
+    pub(crate) rules: Vec<RateRule>,
+}
+
+/// One `[[rate_limit.rules]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateRule {
+    /// `client` or `endpoint`.
+    pub(crate) scope: RateRuleScope,
+    /// The path prefix (default `/`: every request).
+    #[serde(default = "slash")]
+    pub(crate) path: String,
+    /// Requests allowed every `per_secs`.
+    pub(crate) requests: u32,
+    /// The period, in seconds.
+    pub(crate) per_secs: u64,
+    /// How many may come at once (default: `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) burst: Option<u32>,
+}
+
+/// What a rule counts by.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RateRuleScope {
+    /// Each client address.
+    Client,
+    /// Every request to the path together.
+    Endpoint,
+}
+
+fn slash() -> String {
+    "/".to_owned()
 }
 
 /// `[postgres]`: the options of a `postgres://` store.
@@ -546,6 +603,9 @@ pub(crate) fn redact_url(url: &str) -> String {
 pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
     let mut c = c.clone();
     c.store = redact_url(&c.store);
+    if let Some(r) = &mut c.rate_limit {
+        r.redis = r.redis.as_deref().map(redact_url);
+    }
     if let Some(ps) = &mut c.person_server
         && ps.directed_secret.is_some()
     {

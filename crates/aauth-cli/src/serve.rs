@@ -21,6 +21,7 @@ use aauth_agent::AgentProvider;
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
+use aauth_metadata::rate::{RateLimits, RateScope};
 use aauth_metadata::serve::{Endpoint, EndpointService};
 use aauth_metadata::throttle::ClientAddr;
 use aauth_metadata::{CacheConfig, KeyCache};
@@ -270,6 +271,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
     }
     let app = build(role, &c, &reach, &keys).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
+    let limits = rate_limits(&c).await?;
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(c.listen)
         .await
@@ -302,6 +304,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         };
         let service = AppService {
             inner: service.clone(),
+            limits: limits.clone(),
             client: tls.is_some().then_some(ClientAddr(peer.ip())),
         };
         let stopping = stopping.clone();
@@ -367,11 +370,57 @@ const FLUSH_AT_LEAST: Duration = Duration::from_secs(1);
 /// The longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// The rate limits of `[rate_limit]`, counted in its Redis or in this process.
+async fn rate_limits(c: &Config) -> Result<Option<Arc<RateLimits>>, CliError> {
+    use aauth_metadata::rate::{MemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter, Rule};
+    let Some(section) = &c.rate_limit else {
+        return Ok(None);
+    };
+    let mut rules = Vec::new();
+    for r in &section.rules {
+        let limit = RateLimit::new(
+            r.requests,
+            Duration::from_secs(r.per_secs),
+            r.burst.unwrap_or(r.requests),
+        )
+        .map_err(|e| config_error(c, "rate_limit.rules", e))?;
+        if !r.path.starts_with('/') {
+            return Err(config_error(
+                c,
+                "rate_limit.rules.path",
+                format!("{:?} does not start with /", r.path),
+            ));
+        }
+        rules.push(Rule {
+            scope: match r.scope {
+                config::RateRuleScope::Client => RateScope::Client,
+                config::RateRuleScope::Endpoint => RateScope::Endpoint,
+            },
+            path: r.path.clone(),
+            limit,
+        });
+    }
+    let limiter: Arc<dyn RateLimiter> = match &section.redis {
+        Some(url) => {
+            let config = aauth_metadata::store::redis::RedisConfig::new(url.clone())
+                .prefix(format!("aauth:{}:", c.id));
+            let redis = aauth_metadata::store::redis::Redis::connect(&config)
+                .await
+                .map_err(|e| config_error(c, "rate_limit.redis", e))?;
+            Arc::new(RedisRateLimiter::new(redis))
+        }
+        None => Arc::new(MemoryRateLimiter::default()),
+    };
+    Ok(Some(Arc::new(RateLimits::new(rules, limiter))))
+}
+
 /// The service every connection gets: the logged app, told where the connection came
 /// from.
 #[derive(Clone)]
 struct AppService {
     inner: aauth_metadata::ops::RequestLog<App>,
+    /// The configured rate limits, checked before the role sees a request.
+    limits: Option<Arc<RateLimits>>,
     /// The client's address: only when this process terminates TLS. Behind a terminating
     /// proxy the peer is the proxy, and one address for every client would make the
     /// per-client throttles (codes, passwords) lock everyone out at once.
@@ -381,8 +430,7 @@ struct AppService {
 impl Service<Request<hyper::body::Incoming>> for AppService {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future =
-        <aauth_metadata::ops::RequestLog<App> as Service<Request<hyper::body::Incoming>>>::Future;
+    type Future = AppFuture;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -392,7 +440,20 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
         if let Some(client) = self.client {
             req.extensions_mut().insert(client);
         }
-        self.inner.call(req)
+        let Some(limits) = self.limits.clone() else {
+            return Box::pin(self.inner.call(req));
+        };
+        // The service is ready now; a clone waits for its own turn after the check.
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            if let Err(refused) = limits.check(&parts).await {
+                tracing::info!(refused = %refused, path = parts.uri.path(), "rate limited");
+                return Ok(aauth_metadata::rate::limited_response(&refused).map(ProxyBody::from));
+            }
+            inner.call(Request::from_parts(parts, body)).await
+        })
     }
 }
 

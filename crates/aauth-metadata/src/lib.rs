@@ -54,6 +54,8 @@ pub mod ops;
 pub mod outbound;
 mod publish;
 #[cfg(feature = "runtime")]
+pub mod rate;
+#[cfg(feature = "runtime")]
 mod resilience;
 #[cfg(feature = "runtime")]
 mod resolvers;

@@ -13,6 +13,7 @@
 //! | `aauth_store_call_duration_seconds` | histogram | `store` | a blocking store call, queueing on the blocking pool included ([`crate::store::blocking`], feature `runtime`) |
 //! | `aauth_store_errors_total` | counter | `store` | store calls that failed |
 //! | `aauth_key_cache_*` | gauge | — | the key cache's counters ([`crate::CacheStats`]), set by the `aauth` command at each scrape |
+//! | `aauth_rate_limited_total` | counter | `path` (the rule's path prefix, from the configuration) | requests refused `429` by a configured rate limit ([`crate::rate`]) |
 //! | `aauth_upstream_duration_seconds` | histogram | `outcome` (`response`, `error`, `timeout`) | the `aauth` command's resource proxy: from sending an admitted request upstream to the upstream's response head (or its failure) |
 //!
 //! `route` is the path's first segment (`/pending`, `/interact`, …) or, for a
@@ -35,3 +36,5 @@ pub const STORE_DURATION: &str = "aauth_store_call_duration_seconds";
 pub const STORE_ERRORS: &str = "aauth_store_errors_total";
 /// The resource proxy's wait for its upstream, by outcome.
 pub const UPSTREAM_DURATION: &str = "aauth_upstream_duration_seconds";
+/// Requests refused by a configured rate limit, by the rule's path prefix.
+pub const RATE_LIMITED: &str = "aauth_rate_limited_total";

@@ -57,6 +57,12 @@ impl ThrottleKey {
         Self(h.finalize().into())
     }
 
+    /// The key as 64 hexadecimal digits (a store's key name).
+    #[must_use]
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The key of a client address within `scope` (an IPv6 client by its /64, since one
     /// host usually holds the whole prefix).
     #[must_use]

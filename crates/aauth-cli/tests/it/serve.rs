@@ -1083,3 +1083,38 @@ async fn a_served_person_server_throttles_one_client_guessing_across_accounts() 
     );
     agent.stop();
 }
+
+/// `[rate_limit]`: past a rule's burst a request is answered `429` with `Retry-After`
+/// before the role sees it; paths no rule names are not counted.
+#[tokio::test]
+async fn configured_rate_limits_answer_429_with_retry_after() {
+    let dir = scratch("serve-rate-limit");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[rate_limit]\n[[rate_limit.rules]]\nscope = \"client\"\npath = \"/.well-known/\"\nrequests = 2\nper_secs = 60\n"
+        ),
+    )
+    .unwrap();
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let doc = "https://ps.example/.well-known/aauth-person.json";
+    for _ in 0..2 {
+        assert_eq!(get(&world, doc, &[]).await.status(), 200);
+    }
+    let refused = get(&world, doc, &[]).await;
+    assert_eq!(refused.status(), 429, "{}", ps.log());
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let json: serde_json::Value = serde_json::from_slice(refused.body()).unwrap();
+    assert_eq!(json["error"], "rate_limited");
+    // Another path is not counted.
+    assert_eq!(
+        get(&world, "https://ps.example/healthz", &[])
+            .await
+            .status(),
+        200
+    );
+}

@@ -15,6 +15,7 @@ mod client;
 mod documents;
 mod egress;
 mod outbound;
+mod rate;
 mod resilience;
 mod resolvers;
 mod server;
