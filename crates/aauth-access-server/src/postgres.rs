@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_metadata::audit::{AuditEvent, AuditQuery};
 use aauth_metadata::store::postgres::{
     FromSql, Migration, Pg, PgOptions, PgOptionsError, PgRow, ToSql,
 };
@@ -36,10 +37,11 @@ const COMPONENT: &str = "access-server";
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Every migration, in order. Times are Unix seconds in `BIGINT` columns.
-const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "access-server tables",
-    "
+const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "access-server tables",
+        "
 CREATE TABLE issued (
   jti TEXT PRIMARY KEY, ps TEXT NOT NULL, presented_jti TEXT NOT NULL, aud TEXT NOT NULL,
   exp BIGINT NOT NULL);
@@ -61,7 +63,13 @@ CREATE TABLE bindings (
   PRIMARY KEY (ps, resource, sub));
 CREATE TABLE billed (ps TEXT PRIMARY KEY);
 ",
-)];
+    ),
+    Migration::new(
+        2,
+        "access-server audit log",
+        aauth_metadata::audit::postgres::TABLE,
+    ),
+];
 
 /// The sweep: each statement deletes at most a batch of rows older than `$1` (now less
 /// the grace for records, now for waiting requests).
@@ -80,6 +88,10 @@ const SWEEPS: &[(bool, &str)] = &[
         "DELETE FROM waiting WHERE id IN (SELECT id FROM waiting WHERE expires <= $1 LIMIT 1000)",
     ),
 ];
+
+/// The audit sweep: events past the retention (`$1`: now less it).
+const AUDIT_SWEEP: &str =
+    "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < $1 LIMIT 1000)";
 
 const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
 
@@ -284,6 +296,13 @@ async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
                 .await
                 .map_err(|e| pg.err(e))?;
         }
+        let floor = now
+            .as_secs()
+            .saturating_sub(aauth_metadata::audit::AUDIT_RETENTION.as_secs());
+        deleted += tx
+            .execute(AUDIT_SWEEP, &[&secs(floor)])
+            .await
+            .map_err(|e| pg.err(e))?;
         tx.commit().await.map_err(|e| pg.err(e))?;
         Ok(deleted)
     })
@@ -554,6 +573,14 @@ impl AsStore for PgStore {
             .all("SELECT 1 FROM billed WHERE ps = $1", &[&ps.as_str()])
             .await?
             .is_empty())
+    }
+
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        aauth_metadata::audit::postgres::record(&self.pg, &e).await
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        aauth_metadata::audit::postgres::query(&self.pg, q).await
     }
 
     async fn standing(&self, q: &StandingQuery<'_>, now: UnixTime) -> Result<Standing, StoreError> {

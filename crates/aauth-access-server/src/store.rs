@@ -4,6 +4,7 @@
 //! single process and tests; `SqliteStore` (feature `sqlite`, the default) for a
 //! deployment whose waiting requests, bindings and records survive a restart.
 
+use aauth_metadata::audit::{AuditEvent, AuditQuery};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
@@ -322,6 +323,22 @@ pub trait AsStore: Send + Sync {
         sub: &str,
     ) -> Result<bool, StoreError>;
 
+    /// Appends `e` to the audit log (events older than
+    /// [`AUDIT_RETENTION`](aauth_metadata::audit::AUDIT_RETENTION) before `e.at` may be
+    /// dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError>;
+
+    /// The audit events `q` selects, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
     /// Records a billing relationship with Person Server `ps`.
     ///
     /// # Errors
@@ -357,6 +374,7 @@ pub trait AsStore: Send + Sync {
 
 #[derive(Debug, Default)]
 struct Memory {
+    audit: aauth_metadata::audit::MemoryAuditLog,
     issued: BTreeMap<String, IssuedRecord>,
     revoked: BTreeMap<(String, String), u64>,
     waiting: BTreeMap<String, WaitingRecord>,
@@ -561,5 +579,14 @@ impl AsStore for MemoryStore {
 
     async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError> {
         Ok(self.with(|m| m.billed.contains(ps)))
+    }
+
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        self.with(|m| m.audit.record(e));
+        Ok(())
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self.with(|m| m.audit.query(q)))
     }
 }

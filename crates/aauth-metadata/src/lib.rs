@@ -33,6 +33,7 @@
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses; no redirect is followed).
 
+pub mod audit;
 #[cfg(feature = "runtime")]
 mod cache;
 #[cfg(feature = "runtime")]

@@ -28,7 +28,7 @@
 //! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
 mod admin;
-mod audit;
+use aauth_metadata::audit;
 mod changes;
 mod compat;
 mod error;

@@ -632,7 +632,7 @@ struct Inner {
     pending_of_agent: BTreeMap<(ServerId, AgentId), BTreeSet<(u64, String)>>,
     passwords: BTreeMap<String, String>,
     disabled: BTreeSet<String>,
-    audit: std::collections::VecDeque<AuditEvent>,
+    audit: aauth_metadata::audit::MemoryAuditLog,
     sessions: BTreeMap<String, WebSession>,
     missions: BTreeMap<String, Mission>,
     agent_tokens: BTreeMap<(String, String), (AgentId, u64)>,
@@ -1120,26 +1120,11 @@ impl PsStore for MemoryStore {
     }
 
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let floor = e.at.saturating_sub(crate::audit::AUDIT_RETENTION.as_secs());
-        while inner.audit.front().is_some_and(|old| {
-            old.at < floor || inner.audit.len() >= crate::audit::MEMORY_AUDIT_CAP
-        }) {
-            inner.audit.pop_front();
-        }
-        inner.audit.push_back(e);
+        self.lock().audit.record(e);
         Ok(())
     }
 
     async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        Ok(self
-            .lock()
-            .audit
-            .iter()
-            .rev()
-            .filter(|e| q.matches(e))
-            .take(q.effective_limit())
-            .cloned()
-            .collect())
+        Ok(self.lock().audit.query(q))
     }
 }

@@ -4,6 +4,7 @@
 //! is decided again at the Person Server's next poll.
 
 use aauth_keys::time::UnixTime;
+use aauth_metadata::audit::{AuditAction, AuditEvent};
 use aauth_tokens::ServerId;
 
 use super::AccessServer;
@@ -52,8 +53,21 @@ impl AccessServer {
             return Ok(false);
         }
         w.step = Step::Approval(Some(approve));
+        let ps = record_ps(&w);
         let record = w.into_record(id.to_owned()).map_err(unreadable)?;
         self.store.put_waiting(record, now).await?;
+        let (action, word) = if approve {
+            (AuditAction::Approved, "approved")
+        } else {
+            (AuditAction::Denied, "refused")
+        };
+        self.store
+            .record_event(AuditEvent::new(
+                now.as_secs(),
+                action,
+                format!("the administrator {word} waiting request {id} of {ps}"),
+            ))
+            .await?;
         Ok(true)
     }
 
@@ -91,4 +105,9 @@ impl AccessServer {
             _ => Ok(false),
         }
     }
+}
+
+/// The Person Server a waiting request came from, for its audit event.
+fn record_ps(w: &Waiting) -> String {
+    w.ps.as_str().to_owned()
 }

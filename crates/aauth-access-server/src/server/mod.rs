@@ -440,6 +440,19 @@ impl AccessServer {
         self.store.issued_count().await
     }
 
+    /// The audit log's events that `q` selects, newest first: every auth token issued,
+    /// every token request refused (with its error code), every out-of-band decision.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn audit(
+        &self,
+        q: &aauth_metadata::audit::AuditQuery,
+    ) -> Result<Vec<aauth_metadata::audit::AuditEvent>, StoreError> {
+        self.store.audit(q).await
+    }
+
     /// Answers one request: finds its endpoint in the route table, then runs it; `None`
     /// for a path (or a method on it) that is not in the table, so that the server can
     /// share a listener with other routes (the [`Endpoint`](aauth_metadata::serve::Endpoint)

@@ -4,6 +4,7 @@
 //! ([`super::decide`]), then mint and record the auth token. A request the policy defers
 //! waits at a pending URL ([`super::waiting`]).
 
+use aauth_metadata::audit::{AuditAction, AuditEvent};
 use std::time::Duration;
 
 use aauth_keys::PublicKey;
@@ -44,7 +45,13 @@ impl AccessServer {
             body,
             given: Given::default(),
         };
-        let outcome = self.issue(&asked, now).await?;
+        let outcome = match self.issue(&asked, now).await {
+            Ok(o) => o,
+            Err(e) => {
+                self.audit_refusal(&ps, &e, now).await;
+                return Err(e.into());
+            }
+        };
         self.respond(outcome, asked, None, now).await
     }
 
@@ -198,6 +205,31 @@ impl AccessServer {
             grant.rt.iss.clone(),
             minted.exp,
         );
-        Ok(self.store.record_issued(record, now).await?)
+        self.store.record_issued(record, now).await?;
+        let scope = grant.scope.as_deref().unwrap_or_default(); // default: no scope granted
+        let e = AuditEvent::new(
+            now.as_secs(),
+            AuditAction::Issued,
+            format!("auth token {} scope {scope:?} to {}", minted.jti, grant.ps),
+        )
+        .account(grant.rt.sub.as_str())
+        .resource(grant.rt.iss.as_str());
+        Ok(self.store.record_event(e).await?)
+    }
+
+    /// Records a refused token request in the audit log: its error code and reason. A
+    /// failure to record is reported, and the refusal stands.
+    async fn audit_refusal(&self, ps: &ServerId, refused: &AsError, now: UnixTime) {
+        if matches!(refused, AsError::Store(_)) {
+            return; // the store that failed would not take the event either
+        }
+        let e = AuditEvent::new(
+            now.as_secs(),
+            AuditAction::Refused,
+            format!("{}: {refused} (asked by {ps})", refused.code()),
+        );
+        if let Err(failure) = self.store.record_event(e).await {
+            aauth_metadata::serve::report_failure(&failure);
+        }
     }
 }

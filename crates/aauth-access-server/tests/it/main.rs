@@ -285,6 +285,22 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
     assert_eq!(c.cnf.jwk, w.agent.public_key().to_jwk());
     assert_eq!(c.exp, p.exp, "capped by the presented token");
     assert_eq!(w.server.issued().await.unwrap(), 1);
+    // The issuance is in the audit log, by the person's directed sub and the resource.
+    let log = w
+        .server
+        .audit(&aauth_metadata::audit::AuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].action, aauth_metadata::audit::AuditAction::Issued);
+    assert_eq!(log[0].account.as_deref(), Some("alice-at-resource"));
+    assert_eq!(log[0].resource.as_deref(), Some("https://resource.example"));
+    assert!(
+        log[0].detail.starts_with(&format!("auth token {} ", c.jti)),
+        "{}",
+        log[0].detail
+    );
+    assert!(!log[0].detail.contains("eyJ"), "never a token");
 }
 
 struct ReadOnly;
@@ -521,6 +537,27 @@ async fn each_failed_check_has_its_code_and_issues_nothing() {
             w.server.issued().await.unwrap(),
             0,
             "{what}: nothing issued"
+        );
+        // Each refusal is in the audit log with its code, and no token in it.
+        let last = w
+            .server
+            .audit(&aauth_metadata::audit::AuditQuery::default().limit(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            last[0].action,
+            aauth_metadata::audit::AuditAction::Refused,
+            "{what}"
+        );
+        assert!(
+            last[0].detail.starts_with(&format!("{code}: ")),
+            "{what}: {}",
+            last[0].detail
+        );
+        assert!(
+            !last[0].detail.contains("eyJ"),
+            "{what}: a token in {}",
+            last[0].detail
         );
     }
 

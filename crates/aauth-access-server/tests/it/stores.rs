@@ -239,6 +239,45 @@ async fn contract(s: &dyn AsStore) {
             ..aauth_access_server::Standing::default()
         }
     );
+
+    // The audit log: appended, filtered, newest first.
+    use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery};
+    let issued = AuditEvent::new(now, AuditAction::Issued, "auth token j9")
+        .account("sub-1")
+        .resource("https://resource.example");
+    let refused = AuditEvent::new(now + 1, AuditAction::Refused, "invalid_request: no body");
+    s.record_event(issued.clone()).await.unwrap();
+    s.record_event(refused.clone()).await.unwrap();
+    assert_eq!(
+        s.audit(&AuditQuery::default()).await.unwrap(),
+        vec![refused.clone(), issued.clone()]
+    );
+    assert_eq!(
+        s.audit(&AuditQuery::default().action(AuditAction::Issued))
+            .await
+            .unwrap(),
+        vec![issued.clone()]
+    );
+    assert_eq!(
+        s.audit(
+            &AuditQuery::default()
+                .resource("https://resource.example")
+                .until(now)
+        )
+        .await
+        .unwrap(),
+        vec![issued]
+    );
+    assert!(
+        s.audit(&AuditQuery::default().since(now + 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.audit(&AuditQuery::default().limit(1)).await.unwrap(),
+        vec![refused]
+    );
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use aauth_metadata::store::postgres::{
 use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
 
-use crate::audit::{AUDIT_RETENTION, AuditAction, AuditEvent, AuditQuery};
+use crate::audit::{AUDIT_RETENTION, AuditEvent, AuditQuery};
 use crate::changes::{ChangeHub, PendingChanges};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
@@ -973,55 +973,10 @@ impl PsStore for PgStore {
     }
 
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO audit (at, action, account, agent, resource, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &i(e.at),
-                &e.action.as_str(),
-                &e.account,
-                &e.agent,
-                &e.resource,
-                &e.detail,
-            ],
-        )
-        .await
-        .map(drop)
+        aauth_metadata::audit::postgres::record(&self.pg, &e).await
     }
 
     async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
-        self.all(
-            "SELECT at, action, account, agent, resource, detail FROM audit
-             WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
-               AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
-               AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
-             ORDER BY at DESC, seq DESC LIMIT $7",
-            &[
-                &q.agent,
-                &q.resource,
-                &q.account,
-                &q.action.map(AuditAction::as_str),
-                &q.since.map(i),
-                &q.until.map(i),
-                &limit,
-            ],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AuditEvent {
-                at: u(self.get(r, 0)?),
-                action: self
-                    .get::<String>(r, 1)?
-                    .parse()
-                    .map_err(unreadable("audit action"))?,
-                account: self.get(r, 2)?,
-                agent: self.get(r, 3)?,
-                resource: self.get(r, 4)?,
-                detail: self.get(r, 5)?,
-            })
-        })
-        .collect()
+        aauth_metadata::audit::postgres::query(&self.pg, q).await
     }
 }

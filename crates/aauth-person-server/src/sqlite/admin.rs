@@ -146,14 +146,12 @@ pub(super) fn audit(c: &Connection, q: &AuditQuery) -> Result<Vec<AuditEvent>, S
         .map_err(err)?;
     rows.into_iter()
         .map(|(at, action, account, agent, resource, detail)| {
-            Ok(AuditEvent {
-                at: u(at),
-                action: action.parse().map_err(unreadable("audit action"))?,
-                account,
-                agent,
-                resource,
-                detail,
-            })
+            let action = action.parse().map_err(unreadable("audit action"))?;
+            let mut e = AuditEvent::new(u(at), action, detail);
+            e.account = account;
+            e.agent = agent;
+            e.resource = resource;
+            Ok(e)
         })
         .collect()
 }

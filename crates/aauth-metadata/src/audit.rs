@@ -1,8 +1,8 @@
-//! The operator's audit log: what this Person Server decided, issued and revoked, and
-//! what its operator changed, one [`AuditEvent`] each, kept by the store
-//! ([`PsStore::record_event`](crate::PsStore::record_event)) for [`AUDIT_RETENTION`] and
-//! read back by filters ([`AuditQuery`]). Events name the person's account, the agent and
-//! the resource by identifier; never a token, a signature or a password.
+//! The operator's audit log, shared by the Person Server and the Access Server: what a
+//! server decided, issued, refused and revoked, and what its operator changed, one
+//! [`AuditEvent`] each, kept by the server's store for [`AUDIT_RETENTION`] and read back
+//! by filters ([`AuditQuery`]). Events name the person's account (or directed `sub`), the
+//! agent and the resource by identifier; never a token, a signature or a password.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,19 +31,22 @@ pub enum AuditAction {
     Revoked,
     /// The operator changed an account (created, disabled, enabled, password reset).
     Account,
+    /// A request was refused; the detail starts with the draft's error code.
+    Refused,
 }
 
 impl AuditAction {
     /// Every action, in the order of their names.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Account,
         Self::Approved,
         Self::Denied,
         Self::Issued,
+        Self::Refused,
         Self::Revoked,
     ];
 
-    /// Its name: `approved`, `denied`, `issued`, `revoked` or `account`.
+    /// Its name: `approved`, `denied`, `issued`, `refused`, `revoked` or `account`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +55,7 @@ impl AuditAction {
             Self::Issued => "issued",
             Self::Revoked => "revoked",
             Self::Account => "account",
+            Self::Refused => "refused",
         }
     }
 }
@@ -70,7 +74,7 @@ impl fmt::Display for UnknownAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} is not an audit action (approved, denied, issued, revoked or account)",
+            "{:?} is not an audit action (approved, denied, issued, refused, revoked or account)",
             self.0
         )
     }
@@ -82,9 +86,9 @@ impl FromStr for AuditAction {
     type Err = UnknownAction;
 
     /// ```
-    /// use aauth_person_server::AuditAction;
+    /// use aauth_metadata::audit::AuditAction;
     /// assert_eq!("denied".parse::<AuditAction>(), Ok(AuditAction::Denied));
-    /// assert!("refused".parse::<AuditAction>().is_err());
+    /// assert!("rejected".parse::<AuditAction>().is_err());
     /// ```
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
@@ -151,7 +155,7 @@ impl AuditEvent {
 /// Which events to read: every filter given must match; newest first, at most `limit`.
 ///
 /// ```
-/// use aauth_person_server::{AuditAction, AuditEvent, AuditQuery};
+/// use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery};
 /// let e = AuditEvent::new(100, AuditAction::Issued, "person token j1")
 ///     .agent("aauth:a@agent.example")
 ///     .resource("https://api.example");
@@ -261,5 +265,160 @@ impl AuditQuery {
             && self.action.is_none_or(|a| a == e.action)
             && self.since.is_none_or(|s| e.at >= s)
             && self.until.is_none_or(|u| e.at <= u)
+    }
+}
+
+/// The audit log of an in-memory store: at most [`MEMORY_AUDIT_CAP`] events (the oldest
+/// go first), none older than [`AUDIT_RETENTION`] before the newest.
+///
+/// ```
+/// use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery, MemoryAuditLog};
+/// let mut log = MemoryAuditLog::default();
+/// log.record(AuditEvent::new(10, AuditAction::Issued, "auth token a"));
+/// log.record(AuditEvent::new(20, AuditAction::Refused, "invalid_request"));
+/// let newest = log.query(&AuditQuery::default().limit(1));
+/// assert_eq!(newest[0].action, AuditAction::Refused);
+/// ```
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MemoryAuditLog(std::collections::VecDeque<AuditEvent>);
+
+impl MemoryAuditLog {
+    /// Appends `e`, dropping what is past the cap or the retention.
+    pub fn record(&mut self, e: AuditEvent) {
+        let floor = e.at.saturating_sub(AUDIT_RETENTION.as_secs());
+        while self
+            .0
+            .front()
+            .is_some_and(|old| old.at < floor || self.0.len() >= MEMORY_AUDIT_CAP)
+        {
+            self.0.pop_front();
+        }
+        self.0.push_back(e);
+    }
+
+    /// The events `q` selects, newest first.
+    #[must_use]
+    pub fn query(&self, q: &AuditQuery) -> Vec<AuditEvent> {
+        self.0
+            .iter()
+            .rev()
+            .filter(|e| q.matches(e))
+            .take(q.effective_limit())
+            .cloned()
+            .collect()
+    }
+}
+
+/// The audit log in PostgreSQL (feature `postgres`): the table a store's migration
+/// creates, and its append and query, shared by the servers' PostgreSQL stores.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    use super::{AuditAction, AuditEvent, AuditQuery};
+    use crate::store::StoreError;
+    use crate::store::postgres::Pg;
+
+    /// The table and its indexes (in a store's migration).
+    pub const TABLE: &str = "
+CREATE TABLE audit (
+  seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, action TEXT NOT NULL,
+  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_agent ON audit (agent, at);
+CREATE INDEX audit_resource ON audit (resource, at);
+CREATE INDEX audit_account ON audit (account, at);
+";
+
+    fn secs(t: u64) -> i64 {
+        i64::try_from(t).unwrap_or(i64::MAX)
+    }
+
+    /// Appends `e`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
+        pg.timed(async {
+            let c = pg.client().await?;
+            let stmt = c
+                .prepare_cached(
+                    "INSERT INTO audit (at, action, account, agent, resource, detail)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .await
+                .map_err(|x| pg.err(x))?;
+            c.execute(
+                &stmt,
+                &[
+                    &secs(e.at),
+                    &e.action.as_str(),
+                    &e.account,
+                    &e.agent,
+                    &e.resource,
+                    &e.detail,
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(|x| pg.err(x))
+        })
+        .await
+    }
+
+    /// The events `q` selects, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn query(pg: &Pg, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
+        let rows = pg
+            .timed(async {
+                let c = pg.client().await?;
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT at, action, account, agent, resource, detail FROM audit
+                         WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
+                           AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
+                           AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
+                         ORDER BY at DESC, seq DESC LIMIT $7",
+                    )
+                    .await
+                    .map_err(|x| pg.err(x))?;
+                c.query(
+                    &stmt,
+                    &[
+                        &q.agent,
+                        &q.resource,
+                        &q.account,
+                        &q.action.map(AuditAction::as_str),
+                        &q.since.map(secs),
+                        &q.until.map(secs),
+                        &limit,
+                    ],
+                )
+                .await
+                .map_err(|x| pg.err(x))
+            })
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let get = |e| StoreError::unreadable(pg.store(), "audit event", e);
+                let action: String = r.try_get(1).map_err(get)?;
+                let action = action
+                    .parse::<AuditAction>()
+                    .map_err(|e| StoreError::unreadable(pg.store(), "audit action", e))?;
+                let at: i64 = r.try_get(0).map_err(get)?;
+                let mut e = AuditEvent::new(
+                    u64::try_from(at).unwrap_or(0),
+                    action,
+                    r.try_get::<_, String>(5).map_err(get)?,
+                );
+                e.account = r.try_get(2).map_err(get)?;
+                e.agent = r.try_get(3).map_err(get)?;
+                e.resource = r.try_get(4).map_err(get)?;
+                Ok(e)
+            })
+            .collect()
     }
 }
