@@ -169,7 +169,40 @@ impl HttpsTransport {
         .map_err(|_| FetchError::Timeout(limits.deadline))?
     }
 
+    /// One exchange, in a span of its own (feature `ops`): its method, host, path and
+    /// status (never a query, a header or a body); a trace exporter shows it inside the
+    /// request that caused it when it runs in that request's task.
     async fn exchange(
+        &self,
+        dest: &AdmittedDestination,
+        port: u16,
+        req: http::Request<Bytes>,
+        max_body: usize,
+    ) -> Result<http::Response<Bytes>, FetchError> {
+        #[cfg(feature = "ops")]
+        {
+            use tracing::Instrument as _;
+            let span = tracing::info_span!(
+                "outgoing request",
+                method = %req.method(),
+                host = %dest.host,
+                path = req.uri().path(),
+                status = tracing::field::Empty,
+            );
+            let result = self
+                .exchange_once(dest, port, req, max_body)
+                .instrument(span.clone())
+                .await;
+            if let Ok(r) = &result {
+                span.record("status", r.status().as_u16());
+            }
+            result
+        }
+        #[cfg(not(feature = "ops"))]
+        self.exchange_once(dest, port, req, max_body).await
+    }
+
+    async fn exchange_once(
         &self,
         dest: &AdmittedDestination,
         port: u16,

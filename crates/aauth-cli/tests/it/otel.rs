@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::serve::{Served, provider_config};
+use crate::serve::{Flow, Served, fetch_args, flow, provider_config};
 use crate::{aauth, assert_fails, scratch, stdout};
 
 /// One POST the collector received: its path, content type and body.
@@ -167,4 +167,57 @@ fn config_check_shows_the_otel_section_and_names_a_bad_endpoint() {
         2,
         "otel.endpoint",
     );
+}
+
+/// What a served role asks of other servers (here the Person Server fetching the agent
+/// provider's and the resource's keys and metadata) is exported as spans of their own:
+/// method, host and path, never a query or a credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_calls_are_exported_as_spans() {
+    let (collector, received) = collector().await;
+    let dir = scratch("otel-outgoing");
+    let Flow {
+        world,
+        provider,
+        resource,
+        ps_config,
+    } = flow(&dir, |text| {
+        format!("{text}\n[otel]\nendpoint = \"http://{collector}/v1/traces\"\n")
+    })
+    .await;
+    let mut ps = Served::start(&dir, "person-server", &ps_config);
+    world.alias("ps.example", ps.addr);
+    let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
+    let dir2 = dir.clone();
+    let o = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        aauth(&dir2, &args)
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), crate::stderr(&o));
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = ps.terminate(Duration::from_secs(10));
+        (status, ps.log())
+    })
+    .await
+    .unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{log}");
+    let all: Vec<u8> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e.body.clone())
+        .collect();
+    for expected in [
+        "outgoing request",
+        "agent.example",
+        "/.well-known/aauth-agent.json",
+    ] {
+        assert!(
+            contains(&all, expected),
+            "{expected:?} not exported; log:\n{log}"
+        );
+    }
+    assert!(!contains(&all, "eyJ"), "a token was exported");
 }
