@@ -43,6 +43,20 @@ fn store(c: &Config) -> Result<Store<'_>, CliError> {
     }
 }
 
+/// With a PostgreSQL store, the replay cache in the same database: a signed request one
+/// instance accepted is a replay at every other.
+async fn shared_replay(
+    c: &Config,
+) -> Result<Option<Arc<dyn aauth_signing::ReplayStore>>, CliError> {
+    let Store::Postgres(o) = store(c)? else {
+        return Ok(None);
+    };
+    let replay = aauth_metadata::store::PgReplayStore::connect(&o)
+        .await
+        .map_err(|e| config_error(c, "store", e))?;
+    Ok(Some(Arc::new(replay)))
+}
+
 /// The options of the `postgres://` store: the URL, and `[postgres]`.
 fn pg_options(c: &Config) -> Result<aauth_metadata::store::postgres::PgOptions, CliError> {
     let mut o = aauth_metadata::store::postgres::PgOptions::new(c.store.clone());
@@ -225,6 +239,9 @@ pub(crate) async fn person_server(
     if section.consent_pages {
         ps = ps.consent_pages(CONSENT_TTL);
     }
+    if let Some(replay) = shared_replay(c).await? {
+        ps = ps.replay_store(replay);
+    }
     for a in &section.accounts {
         let password = zeroize::Zeroizing::new(
             std::fs::read_to_string(&a.password_file).map_err(CliError::file(&a.password_file))?,
@@ -297,6 +314,10 @@ pub(crate) async fn access_server(
             &section.trusted_person_servers,
         )?)
         .store(Arc::clone(&store));
+    let access = match shared_replay(c).await? {
+        Some(replay) => access.replay_store(replay),
+        None => access,
+    };
     let check = Check(move || {
         let store = Arc::clone(&store);
         async move {

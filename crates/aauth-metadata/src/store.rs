@@ -29,6 +29,10 @@
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_replay;
+#[cfg(feature = "postgres")]
+pub use postgres_replay::{PgReplayError, PgReplayStore};
 
 use std::error::Error;
 use std::sync::Arc;

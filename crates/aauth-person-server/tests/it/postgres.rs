@@ -289,3 +289,66 @@ async fn an_unreachable_database_fails_closed_and_recovers() {
     assert_eq!(persons.len(), 2, "only the answered requests were recorded");
     db.drop_schema().await;
 }
+
+/// With the replay cache in the database, a signed request one instance accepted is a
+/// replay at the other; of twenty concurrent copies of one request spread over both, one
+/// is accepted.
+#[tokio::test]
+async fn a_request_replayed_to_another_instance_is_refused() {
+    let Some(db) = Db::new("a_request_replayed_to_another_instance_is_refused") else {
+        return;
+    };
+    let replay = Arc::new(
+        aauth_metadata::store::PgReplayStore::connect(&db.0.options)
+            .await
+            .unwrap(),
+    );
+    let instance = |store: Arc<PgStore>| {
+        let mut w = crate::world_over(store, None);
+        w.ps = w.ps.replay_store(Arc::clone(&replay) as _);
+        Arc::new(w)
+    };
+    let a = instance(db.store().await);
+    let b = instance(db.store().await);
+    a.bind("aauth:assistant@agent.example", "alice").await;
+    let signed = || {
+        crate::arriving(
+            "POST",
+            PERSON_TOKEN_PATH,
+            Some(&serde_json::json!({"resource": "https://resource.example"})),
+            &a.agent,
+            &aauth_headers::Scheme::jwt(a.agent_token.clone()),
+            NOW,
+        )
+    };
+    let (parts, body) = signed();
+    assert_eq!(a.ps.handle(&parts, &body, NOW).await.unwrap().status(), 200);
+    let again = b.ps.handle(&parts, &body, NOW).await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert!(
+        again.headers()["signature-error"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_signature"),
+        "{:?}",
+        again.headers()
+    );
+
+    let (parts, body) = signed();
+    let copies = (0..20).map(|n| {
+        let w = if n % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        let (parts, body) = (parts.clone(), body.clone());
+        async move { w.ps.handle(&parts, &body, NOW).await.unwrap().status() }
+    });
+    let statuses = futures_join_all(copies).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    db.drop_schema().await;
+}
