@@ -16,6 +16,10 @@
 //! configuration, plain HTTP on loopback, its route in agent-token mode) in front of a
 //! trivial upstream, beside a plain hyper reverse proxy to the same upstream, all three
 //! pinned to core 0, and drives both proxies from core 1 as above (see [`proxy`]).
+//!
+//! `--redis` serves signed POSTs with the replay cache and a revocation list in memory,
+//! and in the Redis of `AAUTH_REDIS_URL` (asked together, and apart), and reports the
+//! Redis calls per request and Redis rps / memory rps (target ≥ 0.6; see [`redis`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -24,6 +28,7 @@ use std::process::{Child, Command, Stdio};
 use crate::{cargo, have, root};
 
 mod proxy;
+mod redis;
 
 fn field(line: &str, name: &str) -> Option<f64> {
     line.split_whitespace()
@@ -53,6 +58,8 @@ fn warm(taskset: bool, bin: &str) -> Result<f64, String> {
 struct Server {
     child: Child,
     port: String,
+    /// The port of its Redis call counts, if it prints one (`stats=`).
+    stats: Option<String>,
 }
 
 impl Drop for Server {
@@ -77,6 +84,7 @@ fn start(taskset: bool, bin: &str, args: &[&str]) -> Result<Server, String> {
     let server = Server {
         child,
         port: port.clone().unwrap_or_default(),
+        stats: field(&first, "stats").map(|p| format!("{p}")),
     };
     match port {
         Some(_) => Ok(server),
@@ -166,6 +174,7 @@ struct Options {
     pipeline: String,
     replay: bool,
     proxy: bool,
+    redis: bool,
 }
 
 impl Options {
@@ -177,12 +186,14 @@ impl Options {
             pipeline: "16".to_owned(),
             replay: false,
             proxy: false,
+            redis: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--replay" => o.replay = true,
                 "--proxy" => o.proxy = true,
+                "--redis" => o.redis = true,
                 "--seconds" | "--connections" | "--max" | "--pipeline" => {
                     let v = it
                         .next()
@@ -198,13 +209,13 @@ impl Options {
                 other => {
                     return Err(format!(
                         "unknown option {other}; options: --seconds --connections --max \
-                         --pipeline --replay --proxy"
+                         --pipeline --replay --proxy --redis"
                     ));
                 }
             }
         }
-        if o.replay && o.proxy {
-            return Err("--replay or --proxy, not both".to_owned());
+        if [o.replay, o.proxy, o.redis].iter().filter(|m| **m).count() > 1 {
+            return Err("one of --replay, --proxy, --redis".to_owned());
         }
         Ok(o)
     }
@@ -281,6 +292,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if o.replay {
         return replay_cost(taskset, &bin, &o);
+    }
+    if o.redis {
+        return redis::run(&o, taskset, &bin);
     }
     if o.proxy {
         let aauth = release.join("aauth").to_string_lossy().into_owned();

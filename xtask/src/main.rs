@@ -29,10 +29,12 @@ cargo xtask <command>
   fuzz [--smoke | <target> [--seconds N]]
                                        run the cargo-fuzz targets in fuzz/ (needs cargo-fuzz)
   bench                                run the criterion benchmarks (cargo bench)
-  load [--seconds N] [--connections C] [--max N] [--pipeline P] [--replay | --proxy]
+  load [--seconds N] [--connections C] [--max N] [--pipeline P] [--replay | --proxy | --redis]
                                        the resource under load on loopback (pinned with taskset);
                                        --replay: the replay check's cost; --proxy: the
-                                       resource proxy, beside a plain proxy, and its memory
+                                       resource proxy, beside a plain proxy, and its memory;
+                                       --redis: replay cache and revocations in Redis
+                                       (AAUTH_REDIS_URL) beside memory
   help                                 this text
 ";
 

@@ -9,7 +9,8 @@ use aauth_keys::Thumbprint;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
     AuthoritySource, BodyCoverage, JwtResolver, KeyIdentity, KeyResolver, ReplayGuard, ReplayStore,
-    RevocationList, SchemeResolver, VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
+    RevocationList, RevocationReplayStore, SchemeResolver, VerifiedRequest, Verifier, VerifyError,
+    VerifyPolicy,
 };
 use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
@@ -484,6 +485,9 @@ pub struct Resource {
     resolver: Arc<dyn KeyResolver>,
     revocations: Option<Arc<dyn RevocationList>>,
     replay: Option<ReplayGuard>,
+    /// Both of the above over one store ([`Resource::revocations_and_replay`]); cleared
+    /// when either is set alone.
+    joint: Option<Arc<dyn RevocationReplayStore>>,
     tokens: Option<Arc<ResourceTokens>>,
 }
 
@@ -533,6 +537,7 @@ impl Resource {
             resolver,
             revocations: None,
             replay: Some(ReplayGuard::in_memory()),
+            joint: None,
             tokens: None,
         }
     }
@@ -553,6 +558,7 @@ impl Resource {
     #[must_use]
     pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
         self.replay = Some(ReplayGuard::new(store));
+        self.joint = None;
         self
     }
 
@@ -560,6 +566,7 @@ impl Resource {
     #[must_use]
     pub fn replay_guard(mut self, guard: ReplayGuard) -> Self {
         self.replay = Some(guard);
+        self.joint = None;
         self
     }
 
@@ -570,6 +577,7 @@ impl Resource {
     #[must_use]
     pub fn without_replay_check(mut self) -> Self {
         self.replay = None;
+        self.joint = None;
         self
     }
 
@@ -579,6 +587,21 @@ impl Resource {
     #[must_use]
     pub fn revocations(mut self, list: Arc<dyn RevocationList>) -> Self {
         self.revocations = Some(list);
+        self.joint = None;
+        self
+    }
+
+    /// [`Resource::revocations`] and [`Resource::replay_store`] over one `store`, which
+    /// answers a token-bearing state-changing request's revocation check and replay
+    /// check in one step ([`aauth_signing::Verifier::revocations_and_replay`]): for a
+    /// store shared by several instances (the `redis` feature's
+    /// `RedisReplayAndRevocations`), one round trip where they would be two, with a
+    /// revocation still enforced on the very next request.
+    #[must_use]
+    pub fn revocations_and_replay(mut self, store: Arc<dyn RevocationReplayStore>) -> Self {
+        self.revocations = Some(Arc::clone(&store) as Arc<dyn RevocationList>);
+        self.replay = Some(ReplayGuard::new(Arc::clone(&store) as Arc<dyn ReplayStore>));
+        self.joint = Some(store);
         self
     }
 
@@ -608,6 +631,9 @@ impl Resource {
         }
         if let Some(guard) = &self.replay {
             verifier = verifier.replay(guard.clone());
+        }
+        if let Some(store) = &self.joint {
+            verifier = verifier.revocations_and_replay(Arc::clone(store));
         }
         Route {
             id: self.id.clone(),

@@ -57,7 +57,10 @@ pub use deferred::{
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
 #[cfg(feature = "redis")]
-pub use redis::{RedisHeldStore, RedisReplayStore, RedisRevocationList, RedisSessionStore};
+pub use redis::{
+    RedisHeldStore, RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList,
+    RedisSessionStore,
+};
 pub use revocation::{
     MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint, RevocationStore,
 };

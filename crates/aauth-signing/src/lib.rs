@@ -109,8 +109,8 @@ pub use components::{AuthoritySource, UriScheme};
 pub use digest::content_digest;
 pub use error::{ComponentError, SignError, VerifyError};
 pub use replay::{
-    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, MemoryReplayStore, ReplayGuard, ReplayScope,
-    ReplayStore, ReplayStoreError, ReplayUse,
+    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, FirstUse, MemoryReplayStore, ReplayGuard,
+    ReplayScope, ReplayStore, ReplayStoreError, ReplayUse, RevocationReplayStore,
 };
 pub use resolve::{
     AAUTH_DOCUMENTS, IssuerJwksUriResolver, JwtResolver, KeyIdentity, KeyResolver, ResolveContext,

@@ -19,10 +19,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aauth_keys::time::UnixTime;
+use aauth_tokens::{BoundToken, ServerId};
 use async_trait::async_trait;
 use http::Method;
 
-use crate::VerifiedRequest;
+use crate::{RevocationList, VerifiedRequest};
 
 /// Why a replay store did not record a use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +86,92 @@ pub trait ReplayStore: Send + Sync {
         entry: &ReplayUse<'_>,
         now: UnixTime,
     ) -> Result<bool, ReplayStoreError>;
+}
+
+/// What [`RevocationReplayStore::first_use_unrevoked`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FirstUse {
+    /// The token is not revoked and the use is now recorded: the request may be admitted.
+    Recorded,
+    /// The token is not revoked, but the use is already recorded and live: a replay.
+    Replayed,
+    /// The token is revoked: nothing was recorded.
+    Revoked,
+}
+
+/// A revocation list and a replay store that can answer a token-bearing state-changing
+/// request's two questions (is its token revoked? is this its first use?) in one step.
+///
+/// For a store in this process the default (the list, then the replay store) costs
+/// nothing more; for a shared store it is one round trip where the two checks would be
+/// two, which is why [`crate::Verifier::revocations_and_replay`] asks it. The one step
+/// must keep the order of the two: a revoked token's request records nothing.
+///
+/// ```
+/// # futures_executor::block_on(async {
+/// use aauth_keys::time::UnixTime;
+/// use aauth_signing::{
+///     FirstUse, MemoryReplayStore, ReplayStore, ReplayStoreError, ReplayUse, RevocationList,
+///     RevocationReplayStore,
+/// };
+/// use aauth_tokens::ServerId;
+///
+/// // A replay store beside a fixed list of revoked `jti`s; the default joins them.
+/// struct Both(MemoryReplayStore, &'static [&'static str]);
+/// #[async_trait::async_trait]
+/// impl RevocationList for Both {
+///     async fn is_revoked(&self, _: &ServerId, jti: &str) -> Result<bool, String> {
+///         Ok(self.1.contains(&jti))
+///     }
+/// }
+/// #[async_trait::async_trait]
+/// impl ReplayStore for Both {
+///     async fn first_use(&self, e: &ReplayUse<'_>, now: UnixTime) -> Result<bool, ReplayStoreError> {
+///         self.0.first_use(e, now).await
+///     }
+/// }
+/// impl RevocationReplayStore for Both {}
+///
+/// let store = Both(MemoryReplayStore::new(100), &["withdrawn"]);
+/// let ps = ServerId::parse("https://ps.example").unwrap();
+/// let use_ = ReplayUse::new("agent-key", [1; 32], UnixTime(160));
+/// let now = UnixTime(100);
+/// assert_eq!(store.first_use_unrevoked(&ps, "withdrawn", &use_, now).await, Ok(FirstUse::Revoked));
+/// assert_eq!(store.first_use_unrevoked(&ps, "live", &use_, now).await, Ok(FirstUse::Recorded));
+/// assert_eq!(store.first_use_unrevoked(&ps, "live", &use_, now).await, Ok(FirstUse::Replayed));
+/// # });
+/// ```
+#[async_trait]
+pub trait RevocationReplayStore: RevocationList + ReplayStore {
+    /// Whether the token `(iss, jti)` is revoked and, when it is not, records `entry`
+    /// ([`ReplayStore::first_use`]). Nothing is recorded for a revoked token, a replay,
+    /// or on an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayStoreError`]; a list that cannot answer is
+    /// [`ReplayStoreError::Unavailable`].
+    async fn first_use_unrevoked(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<FirstUse, ReplayStoreError> {
+        if self
+            .is_revoked(iss, jti)
+            .await
+            .map_err(|reason| ReplayStoreError::Unavailable { reason })?
+        {
+            return Ok(FirstUse::Revoked);
+        }
+        Ok(if self.first_use(entry, now).await? {
+            FirstUse::Recorded
+        } else {
+            FirstUse::Replayed
+        })
+    }
 }
 
 /// The default bound of a [`MemoryReplayStore`]: live entries in all.
@@ -312,6 +399,47 @@ impl ReplayGuard {
         if !self.applies_to(method) {
             return Ok(());
         }
+        let thumbprint = request.key.thumbprint();
+        let entry = Self::entry(request, thumbprint.as_str(), window, now);
+        match self.store.first_use(&entry, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(crate::VerifyError::Replayed),
+            Err(e) => Err(refused(e)),
+        }
+    }
+
+    /// As [`ReplayGuard::record`] for a request that `token` signs, with the token's
+    /// revocation asked of `store` in the same step: for a verifier whose guard is over
+    /// `store` (as [`crate::Verifier::revocations_and_replay`] sets them) and applies to
+    /// the request's method.
+    pub(crate) async fn record_unrevoked(
+        store: &dyn RevocationReplayStore,
+        token: &BoundToken,
+        request: &VerifiedRequest,
+        window: u64,
+        now: UnixTime,
+    ) -> Result<(), crate::VerifyError> {
+        let thumbprint = request.key.thumbprint();
+        let entry = Self::entry(request, thumbprint.as_str(), window, now);
+        let (iss, jti) = token.iss_jti();
+        match store.first_use_unrevoked(iss, jti, &entry, now).await {
+            Ok(FirstUse::Recorded) => Ok(()),
+            Ok(FirstUse::Replayed) => Err(crate::VerifyError::Replayed),
+            Ok(FirstUse::Revoked) => Err(crate::VerifyError::Revoked {
+                token_type: token.token_type(),
+            }),
+            Err(e) => Err(refused(e)),
+        }
+    }
+
+    /// The use to record for `request`, signed by the key whose thumbprint is
+    /// `thumbprint`.
+    fn entry<'a>(
+        request: &VerifiedRequest,
+        thumbprint: &'a str,
+        window: u64,
+        now: UnixTime,
+    ) -> ReplayUse<'a> {
         // Kept until the window of the later of `created` and now closes: after that the
         // signature is refused as too old, so the entry has nothing left to stop.
         let created = request
@@ -320,22 +448,18 @@ impl ReplayGuard {
             .and_then(|c| u64::try_from(c).ok())
             .unwrap_or(0);
         let until = UnixTime(created.max(now.as_secs())).plus(window);
-        // The thumbprint once (it is a hash of the key's JWK), for the signer and the key.
-        let thumbprint = request.key.thumbprint();
-        let entry = ReplayUse::new(
-            thumbprint.as_str(),
-            request.replay_key_of(thumbprint.as_str()),
-            until,
-        );
-        match self.store.first_use(&entry, now).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(crate::VerifyError::Replayed),
-            Err(ReplayStoreError::SignerOverShare { share }) => {
-                Err(crate::VerifyError::ReplayShareExceeded { share })
-            }
-            Err(e) => Err(crate::VerifyError::Unavailable {
-                reason: e.to_string(),
-            }),
+        ReplayUse::new(thumbprint, request.replay_key_of(thumbprint), until)
+    }
+}
+
+/// A store's refusal as the verifier's error.
+fn refused(e: ReplayStoreError) -> crate::VerifyError {
+    match e {
+        ReplayStoreError::SignerOverShare { share } => {
+            crate::VerifyError::ReplayShareExceeded { share }
         }
+        e => crate::VerifyError::Unavailable {
+            reason: e.to_string(),
+        },
     }
 }

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::base;
 use crate::components::{AuthoritySource, Message};
 use crate::replay::ReplayGuard;
+use crate::replay::{ReplayStore, RevocationReplayStore};
 use crate::resolve::{KeyIdentity, KeyResolver, ResolveContext, ResolvedKey, RevocationList};
 use crate::{VerifyError, digest};
 
@@ -609,6 +610,9 @@ pub struct Verifier {
     gate: Option<Arc<dyn SignerGate>>,
     revocations: Option<Arc<dyn RevocationList>>,
     replay: Option<ReplayGuard>,
+    /// Set only with `revocations` and `replay` both over it
+    /// ([`Verifier::revocations_and_replay`]); setting either alone clears it.
+    joint: Option<Arc<dyn RevocationReplayStore>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -617,6 +621,7 @@ impl std::fmt::Debug for Verifier {
             .field("policy", &self.policy)
             .field("revocations", &self.revocations.is_some())
             .field("replay", &self.replay)
+            .field("joint", &self.joint.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -631,6 +636,7 @@ impl Verifier {
             gate: None,
             revocations: None,
             replay: None,
+            joint: None,
         }
     }
 
@@ -647,6 +653,7 @@ impl Verifier {
     #[must_use]
     pub fn replay(mut self, guard: ReplayGuard) -> Self {
         self.replay = Some(guard);
+        self.joint = None;
         self
     }
 
@@ -654,6 +661,7 @@ impl Verifier {
     #[must_use]
     pub fn without_replay(mut self) -> Self {
         self.replay = None;
+        self.joint = None;
         self
     }
 
@@ -667,6 +675,52 @@ impl Verifier {
     #[must_use]
     pub fn revocations(mut self, list: Arc<dyn RevocationList>) -> Self {
         self.revocations = Some(list);
+        self.joint = None;
+        self
+    }
+
+    /// Checks revocations against `store` and records state-changing requests in it
+    /// ([`Verifier::revocations`] and [`Verifier::replay`] over one store), asking it
+    /// both questions of a token-bearing state-changing request in one step
+    /// ([`RevocationReplayStore::first_use_unrevoked`]): one round trip to a shared
+    /// store instead of two. A request without a token, or a safe one, asks it one
+    /// question as before. A later [`Verifier::revocations`] or [`Verifier::replay`]
+    /// replaces its half and asks the two apart again.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use aauth_keys::time::UnixTime;
+    /// use aauth_signing::{
+    ///     MemoryReplayStore, ReplayStore, ReplayStoreError, ReplayUse, RevocationList,
+    ///     RevocationReplayStore, SchemeResolver, Verifier, VerifyPolicy,
+    /// };
+    /// use aauth_tokens::ServerId;
+    ///
+    /// struct Both(MemoryReplayStore);
+    /// #[async_trait::async_trait]
+    /// impl RevocationList for Both {
+    ///     async fn is_revoked(&self, _: &ServerId, _: &str) -> Result<bool, String> {
+    ///         Ok(false)
+    ///     }
+    /// }
+    /// #[async_trait::async_trait]
+    /// impl ReplayStore for Both {
+    ///     async fn first_use(&self, e: &ReplayUse<'_>, now: UnixTime) -> Result<bool, ReplayStoreError> {
+    ///         self.0.first_use(e, now).await
+    ///     }
+    /// }
+    /// impl RevocationReplayStore for Both {}
+    ///
+    /// let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example").unwrap());
+    /// let verifier = Verifier::new(policy, Arc::new(SchemeResolver::new().hwk()))
+    ///     .revocations_and_replay(Arc::new(Both(MemoryReplayStore::new(1000))));
+    /// assert!(verifier.checks_replay());
+    /// ```
+    #[must_use]
+    pub fn revocations_and_replay(mut self, store: Arc<dyn RevocationReplayStore>) -> Self {
+        self.revocations = Some(Arc::clone(&store) as Arc<dyn RevocationList>);
+        self.replay = Some(ReplayGuard::new(Arc::clone(&store) as Arc<dyn ReplayStore>));
+        self.joint = Some(store);
         self
     }
 
@@ -709,6 +763,21 @@ impl Verifier {
         let ctx = ResolveContext::new(now, prepared.label());
         let resolved = self.resolver.resolve(prepared.scheme(), &ctx).await?;
         let verified = prepared.finish(resolved)?;
+        let replayed = self.replay.as_ref().filter(|g| g.applies_to(&parts.method));
+        if let (Some(joint), Some(_), KeyIdentity::Token(token)) =
+            (&self.joint, replayed, &verified.identity)
+        {
+            // Both checks in one step (one round trip to a shared store).
+            ReplayGuard::record_unrevoked(
+                joint.as_ref(),
+                token,
+                &verified,
+                self.policy.window,
+                now,
+            )
+            .await?;
+            return Ok(verified);
+        }
         if let (Some(list), KeyIdentity::Token(token)) = (&self.revocations, &verified.identity) {
             let (iss, jti) = token.iss_jti();
             match list.is_revoked(iss, jti).await {

@@ -44,6 +44,7 @@ fn start_aauth(taskset: bool, aauth: &str, dir: &Path) -> Result<Server, String>
     let mut server = Server {
         child,
         port: String::new(),
+        stats: None,
     };
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
@@ -77,7 +78,7 @@ fn serving_port(line: &str) -> Option<String> {
 
 /// The CPU time the threads of process `pid` have run, in ns (the sum of their
 /// `/proc/PID/task/*/schedstat`); `None` where that is not readable.
-fn cpu_ns(pid: u32) -> Option<u64> {
+pub(super) fn cpu_ns(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     Some(
         tasks

@@ -137,6 +137,11 @@ pub(crate) async fn build(
     if let Some(replay) = &shared.replay {
         resource = resource.replay_store(Arc::clone(replay));
     }
+    if let Some(both) = &shared.both {
+        resource = resource.revocations_and_replay(
+            Arc::clone(both) as Arc<dyn aauth_signing::RevocationReplayStore>
+        );
+    }
     let routes = served_routes(s, &resource, &clock, &upstream, &shared.held)?;
     let person_routes = s.routes.iter().any(|r| r.access != ProxyAccess::AgentToken);
     let revoke = revocation_endpoint(c, s, &id, reach, &clock, &shared)?;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use aauth_metadata::store::redis::{Redis, RedisConfig};
 use aauth_resource::{
-    HeldStore, MemoryHeldStore, MemoryRevocationList, RedisHeldStore, RedisReplayStore,
-    RedisRevocationList, ReplayGuard, ReplayStore, RevocationStore,
+    HeldStore, MemoryHeldStore, MemoryRevocationList, RedisHeldStore, RedisReplayAndRevocations,
+    RedisReplayStore, RedisRevocationList, ReplayGuard, ReplayStore, RevocationStore,
 };
 use aauth_tokens::ServerId;
 
@@ -28,6 +28,9 @@ pub(super) struct Shared {
     /// The replay cache, when shared (`None`: the resource's own, in memory).
     pub(super) replay: Option<Arc<dyn ReplayStore>>,
     pub(super) revocations: Arc<dyn RevocationStore>,
+    /// The two above in one Redis, asked together (one round trip for a token-bearing
+    /// state-changing request instead of two).
+    pub(super) both: Option<Arc<RedisReplayAndRevocations>>,
     pub(super) held: Arc<dyn HeldStore>,
     /// The Redis behind them, for the readiness check.
     pub(super) redis: Option<Redis>,
@@ -87,6 +90,7 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
         return Ok(Shared {
             replay: None,
             revocations: Arc::new(MemoryRevocationList::new(SKEW, REVOCATIONS)),
+            both: None,
             held: Arc::new(MemoryHeldStore::new(HELD_CALLS)),
             redis: None,
         });
@@ -100,9 +104,14 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
             aauth_metadata::store::redis::describe(&e)
         ))
     })?;
+    let both = Arc::new(RedisReplayAndRevocations::new(
+        RedisReplayStore::new(redis.clone()),
+        RedisRevocationList::new(redis.clone(), SKEW, REVOCATIONS),
+    ));
     Ok(Shared {
-        replay: Some(Arc::new(RedisReplayStore::new(redis.clone()))),
-        revocations: Arc::new(RedisRevocationList::new(redis.clone(), SKEW, REVOCATIONS)),
+        replay: Some(Arc::clone(&both) as Arc<dyn ReplayStore>),
+        revocations: Arc::clone(&both) as Arc<dyn RevocationStore>,
+        both: Some(both),
         held: Arc::new(RedisHeldStore::new(redis.clone(), HELD_CALLS)),
         redis: Some(redis),
     })

@@ -7,7 +7,9 @@
 //!
 //! - **One round trip.** Every call is one script run atomically by Redis (`EVALSHA`):
 //!   what it reads and what it writes are one step, so two instances racing on one entry
-//!   see one winner, and a call that fails changes nothing.
+//!   see one winner, and a call that fails changes nothing. A token-bearing
+//!   state-changing request needs the revocation check and the replay check:
+//!   [`RedisReplayAndRevocations`] asks both in one script, one round trip.
 //! - **Fail closed.** A Redis that cannot answer (down, timed out, refused) is the trait's
 //!   unavailable error, which the gate answers with `503` and `Retry-After`: never an
 //!   admission. The connection reconnects by itself ([`aauth_metadata::store::redis`]),
@@ -25,11 +27,13 @@
 //! Every store takes an [`aauth_metadata::store::redis::Redis`]: one connection, shared,
 //! and a key prefix that keeps deployments (or tests) apart.
 
+mod both;
 mod held;
 mod replay;
 mod revocation;
 mod session;
 
+pub use both::RedisReplayAndRevocations;
 pub use held::RedisHeldStore;
 pub use replay::RedisReplayStore;
 pub use revocation::RedisRevocationList;

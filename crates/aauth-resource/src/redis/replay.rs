@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use aauth_keys::base64url;
 use aauth_keys::time::UnixTime;
 use aauth_metadata::store::redis::Redis;
-use aauth_metadata::store::redis::client::Script;
+use aauth_metadata::store::redis::client::{Script, ScriptInvocation};
 use aauth_signing::{
     DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, ReplayStore, ReplayStoreError, ReplayUse,
 };
@@ -16,13 +16,11 @@ use super::{KEEP_LUA, bound, keep_ms, reason};
 /// The store's name in metrics and errors.
 const STORE: &str = "replay redis";
 
-/// `KEYS`: the entry, the signer's index, the index of every entry. `ARGV`: now, until,
-/// milliseconds to keep, the bound, the share, the entry's member name. Answers 1 for a
-/// first use, 0 for a replay, -1 when full, -2 when the signer holds its share.
-static FIRST_USE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{KEEP_LUA}{}",
-        r"
+/// The replay script's body (after [`KEEP_LUA`]). `KEYS`: the entry, the signer's
+/// index, the index of every entry. `ARGV`: now, until, milliseconds to keep, the bound,
+/// the share, the entry's member name. Answers 1 for a first use, 0 for a replay, -1 when
+/// full, -2 when the signer holds its share.
+pub(super) const FIRST_USE_LUA: &str = r"
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local seen = redis.call('GET', KEYS[1])
@@ -37,9 +35,10 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[6])
 keep(KEYS[3], ms)
 keep(KEYS[2], ms)
 return 1
-"
-    ))
-});
+";
+
+static FIRST_USE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{KEEP_LUA}{FIRST_USE_LUA}")));
 
 /// The replay cache of every instance of a resource, in one Redis: a signed request
 /// accepted by one instance is a replay at every other.
@@ -125,18 +124,17 @@ impl RedisReplayStore {
     fn all(&self) -> String {
         self.redis.key(&["replay", "all"])
     }
-}
 
-#[async_trait]
-impl ReplayStore for RedisReplayStore {
-    async fn first_use(
+    /// Gives `call` the keys and arguments of [`FIRST_USE_LUA`] for `entry`
+    /// (`KEYS[1..=3]`, `ARGV[1..=6]`).
+    pub(super) fn first_use_call(
         &self,
+        call: &mut ScriptInvocation<'_>,
         entry: &ReplayUse<'_>,
         now: UnixTime,
-    ) -> Result<bool, ReplayStoreError> {
+    ) {
         let member = base64url::encode(&entry.key);
         let until = entry.until.as_secs();
-        let mut call = FIRST_USE.prepare_invoke();
         call.key(self.redis.key(&["replay", "k", &member]))
             .key(self.redis.key(&["replay", "s", entry.signer]))
             .key(self.all())
@@ -146,11 +144,18 @@ impl ReplayStore for RedisReplayStore {
             .arg(bound(self.max))
             .arg(bound(self.share))
             .arg(&member);
-        let answer: i64 = self
-            .redis
-            .invoke(STORE, &call)
+    }
+
+    /// Runs a script of this store: one round trip.
+    pub(super) async fn run(&self, call: &ScriptInvocation<'_>) -> Result<i64, ReplayStoreError> {
+        self.redis
+            .invoke(STORE, call)
             .await
-            .map_err(|e| ReplayStoreError::Unavailable { reason: reason(&e) })?;
+            .map_err(|e| ReplayStoreError::Unavailable { reason: reason(&e) })
+    }
+
+    /// [`FIRST_USE_LUA`]'s answer as [`ReplayStore::first_use`]'s.
+    pub(super) fn answer(&self, answer: i64) -> Result<bool, ReplayStoreError> {
         match answer {
             1 => Ok(true),
             0 => Ok(false),
@@ -160,5 +165,19 @@ impl ReplayStore for RedisReplayStore {
                 reason: format!("{STORE}: the script answered {other}"),
             }),
         }
+    }
+}
+
+#[async_trait]
+impl ReplayStore for RedisReplayStore {
+    async fn first_use(
+        &self,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ReplayStoreError> {
+        let mut call = FIRST_USE.prepare_invoke();
+        self.first_use_call(&mut call, entry, now);
+        let answer = self.run(&call).await?;
+        self.answer(answer)
     }
 }

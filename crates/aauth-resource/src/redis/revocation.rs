@@ -124,6 +124,13 @@ impl RedisRevocationList {
     }
 }
 
+impl RedisRevocationList {
+    /// The key whose presence says `(iss, jti)` is revoked.
+    pub(super) fn record_key(&self, iss: &ServerId, jti: &str) -> String {
+        self.redis.key(&["revoked", "r", &member(iss, jti)])
+    }
+}
+
 /// A record's name: the SHA-256 of the issuer and the `jti` (a `jti` is up to 256 bytes
 /// of anything; the name is 43 characters).
 fn member(iss: &ServerId, jti: &str) -> String {
@@ -138,7 +145,7 @@ fn member(iss: &ServerId, jti: &str) -> String {
 #[async_trait]
 impl RevocationList for RedisRevocationList {
     async fn is_revoked(&self, iss: &ServerId, jti: &str) -> Result<bool, String> {
-        let cmd = Cmd::exists(self.redis.key(&["revoked", "r", &member(iss, jti)]));
+        let cmd = Cmd::exists(self.record_key(iss, jti));
         self.redis
             .query::<bool>(STORE, &cmd)
             .await

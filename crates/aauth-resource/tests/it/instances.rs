@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aauth_headers::Scheme;
+use aauth_keys::rand::OsRandom;
 use aauth_keys::time::FixedClock;
 use aauth_metadata::store::redis::Redis;
 use aauth_resource::{
-    AAuthLayer, AAuthService, Access, Held, HeldStore, HoldError, RedisHeldStore, RedisReplayStore,
-    RedisRevocationList, RedisSessionStore, RoutePolicy, Session, SessionStore,
+    AAuthLayer, AAuthService, Access, Held, HeldStore, HoldError, RedisHeldStore,
+    RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList, RedisSessionStore,
+    RoutePolicy, Session, SessionStore,
 };
 use aauth_signing::RevocationList;
 use http::StatusCode;
@@ -17,7 +19,7 @@ use tower_layer::Layer;
 
 use crate::replay::{copy, post};
 use crate::shared::config;
-use crate::{Handler, NOW, World, handler, header, send, signed, world};
+use crate::{Handler, NOW, World, assert_sig_error, handler, header, send, signed, world};
 use aauth_test_support::services::{Cuttable, redis_url};
 
 /// One instance: its own connection to the Redis at `url`, under `prefix`.
@@ -25,13 +27,30 @@ async fn connect(url: &str, prefix: &str) -> Redis {
     Redis::connect(&config(url).prefix(prefix)).await.unwrap()
 }
 
-/// The layer of an instance over `redis`: replay cache and revocations shared there.
+/// The layer of an instance over `redis`: replay cache and revocations shared there,
+/// asked together (one round trip for a token-bearing POST).
 fn instance(w: &World, redis: &Redis, calls: &Handler) -> AAuthService<Handler> {
+    let both = RedisReplayAndRevocations::new(
+        RedisReplayStore::new(redis.clone()),
+        RedisRevocationList::new(redis.clone(), 60, 1000),
+    );
+    layer(
+        w.resource.clone().revocations_and_replay(Arc::new(both)),
+        calls,
+    )
+}
+
+/// The same with the two stores asked apart (two round trips).
+fn instance_apart(w: &World, redis: &Redis, calls: &Handler) -> AAuthService<Handler> {
     let resource = w
         .resource
         .clone()
         .replay_store(Arc::new(RedisReplayStore::new(redis.clone())))
         .revocations(Arc::new(RedisRevocationList::new(redis.clone(), 60, 1000)));
+    layer(resource, calls)
+}
+
+fn layer(resource: aauth_resource::Resource, calls: &Handler) -> AAuthService<Handler> {
     AAuthLayer::new(
         resource.route(RoutePolicy::new(Access::AgentToken)),
         Arc::new(FixedClock::new(NOW)),
@@ -53,16 +72,29 @@ async fn a_post_replayed_to_the_other_instance_is_refused() {
     };
     let w = world();
     let calls = handler();
-    let (mut a, mut b) = (instance(&w, &ra, &calls), instance(&w, &rb, &calls));
-    let req = post(&w, &w.agent_token(3600), br#"{"amount":100}"#);
-    assert_eq!(send(&mut a, copy(&req)).await.0, StatusCode::OK);
-    let (s, h, body) = send(&mut b, copy(&req)).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(header(&h, "signature-error"), "error=invalid_signature");
-    assert!(body.contains("replay"), "{body}");
-    // And back again.
-    assert_eq!(send(&mut a, copy(&req)).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(calls.calls(), 1);
+    // The stores asked together and apart: the same answers.
+    let pairs = [
+        (instance(&w, &ra, &calls), instance(&w, &rb, &calls)),
+        (
+            instance_apart(&w, &ra, &calls),
+            instance_apart(&w, &rb, &calls),
+        ),
+    ];
+    for (n, (mut a, mut b)) in pairs.into_iter().enumerate() {
+        let req = post(
+            &w,
+            &w.agent_token(3600),
+            format!("{{\"n\":{n}}}").as_bytes(),
+        );
+        assert_eq!(send(&mut a, copy(&req)).await.0, StatusCode::OK);
+        let (s, h, body) = send(&mut b, copy(&req)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(header(&h, "signature-error"), "error=invalid_signature");
+        assert!(body.contains("replay"), "{body}");
+        // And back again.
+        assert_eq!(send(&mut a, copy(&req)).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(calls.calls(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,6 +141,45 @@ async fn a_revocation_through_one_instance_is_enforced_by_the_other() {
         Arc::new(RedisRevocationList::new(rb, 60, 1000)),
     )
     .await;
+}
+
+/// The revocation check made in the replay check's round trip reads Redis on every
+/// request: a revocation recorded through one instance stops the other's next POST, and
+/// that refused POST records nothing.
+#[tokio::test]
+async fn a_revocation_through_one_instance_stops_the_others_next_post() {
+    let Some((ra, rb)) = two("a_revocation_through_one_instance_stops_the_others_next_post").await
+    else {
+        return;
+    };
+    let w = world();
+    let calls = handler();
+    let mut b = instance(&w, &rb, &calls);
+    let minted = aauth_test_support::tokens::assistant(w.agent.public_key())
+        .lifetime(Duration::from_secs(3600))
+        .sign(&w.provider, "key-1", NOW.minus(10), &mut OsRandom)
+        .unwrap();
+    assert_eq!(
+        send(&mut b, copy(&post_n(&w, &minted.token, 0))).await.0,
+        StatusCode::OK
+    );
+    RedisRevocationList::new(ra, 60, 1000)
+        .revoke(
+            &crate::id("https://agent.example"),
+            &minted.jti,
+            minted.exp,
+            NOW,
+        )
+        .await
+        .unwrap();
+    let (s, h, _) = send(&mut b, copy(&post_n(&w, &minted.token, 1))).await;
+    assert_sig_error(s, &h, "revoked_jwt");
+    assert_eq!(calls.calls(), 1);
+    assert_eq!(
+        RedisReplayStore::new(rb).entries().await.unwrap(),
+        1,
+        "the refused POST recorded nothing"
+    );
 }
 
 #[tokio::test]

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use aauth_keys::PrivateKey;
 use aauth_keys::time::UnixTime;
 use aauth_resource::{
-    MemoryReplayStore, MemoryRevocationList, MemorySessionStore, RecordError, RedisReplayStore,
-    RedisRevocationList, RedisSessionStore, ReplayStore, ReplayStoreError, RevocationStore,
-    Session, SessionStore,
+    MemoryReplayStore, MemoryRevocationList, MemorySessionStore, RecordError,
+    RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList, RedisSessionStore,
+    ReplayStore, ReplayStoreError, RevocationStore, Session, SessionStore,
 };
-use aauth_signing::ReplayUse;
+use aauth_signing::{FirstUse, ReplayUse, RevocationReplayStore};
 use aauth_tokens::AgentId;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -117,6 +117,88 @@ fn the_redis_replay_store_follows_the_model() {
             rt.block_on(replay_follows_the_model(&store, case))
         })
         .unwrap();
+}
+
+/// The joint store's `first_use_unrevoked` for a token never revoked, as a replay store:
+/// its script must keep the replay script's bounds exactly.
+struct Unrevoked(RedisReplayAndRevocations);
+
+#[async_trait::async_trait]
+impl ReplayStore for Unrevoked {
+    async fn first_use(
+        &self,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ReplayStoreError> {
+        let iss = id("https://agent.example");
+        match self.0.first_use_unrevoked(&iss, "live", entry, now).await? {
+            FirstUse::Recorded => Ok(true),
+            FirstUse::Replayed => Ok(false),
+            other => panic!("{other:?} for a token never revoked"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Entries for Unrevoked {
+    async fn entries(&self) -> usize {
+        self.0.replay().entries().await.unwrap()
+    }
+}
+
+#[test]
+fn the_redis_joint_store_follows_the_replay_model() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(base) = rt.block_on(redis("the_redis_joint_store_follows_the_replay_model")) else {
+        return;
+    };
+    TestRunner::new(Config::with_cases(16))
+        .run(&replay_case(), |case| {
+            let (_, max, share) = case;
+            let r = base.with_prefix(&fresh_prefix());
+            let store = Unrevoked(RedisReplayAndRevocations::new(
+                RedisReplayStore::new(r.clone()).max(max).share(share),
+                RedisRevocationList::new(r, 60, 100),
+            ));
+            rt.block_on(replay_follows_the_model(&store, case))
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_redis_joint_store_refuses_a_revoked_token_and_records_nothing() {
+    let Some(r) = redis("the_redis_joint_store_refuses_a_revoked_token_and_records_nothing").await
+    else {
+        return;
+    };
+    let both = RedisReplayAndRevocations::new(
+        RedisReplayStore::new(r.clone()),
+        RedisRevocationList::new(r, 60, 100),
+    );
+    let iss = id("https://agent.example");
+    let (one, two) = (
+        ReplayUse::new("signer", [1; 32], NOW.plus(60)),
+        ReplayUse::new("signer", [2; 32], NOW.plus(60)),
+    );
+    both.revocations()
+        .revoke(&iss, "withdrawn", NOW.as_secs() + 600, NOW)
+        .await
+        .unwrap();
+    let revoked = both.first_use_unrevoked(&iss, "withdrawn", &one, NOW);
+    assert_eq!(revoked.await, Ok(FirstUse::Revoked));
+    assert_eq!(both.replay().entries().await.unwrap(), 0);
+    // The same entry for a live token is a first use, then a replay; another issuer's
+    // token of the same `jti` is not revoked.
+    let live = || both.first_use_unrevoked(&iss, "live", &one, NOW);
+    assert_eq!(live().await, Ok(FirstUse::Recorded));
+    assert_eq!(live().await, Ok(FirstUse::Replayed));
+    let other = id("https://other.example");
+    let other = both.first_use_unrevoked(&other, "withdrawn", &two, NOW);
+    assert_eq!(other.await, Ok(FirstUse::Recorded));
+    assert_eq!(both.replay().entries().await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -275,4 +357,114 @@ async fn the_redis_revocation_list_keeps_the_contract() {
         return;
     };
     revocation_contract(&RedisRevocationList::new(r, 60, 2)).await;
+}
+
+/// A store holding both, counting what the verifier asks of it.
+struct Asked {
+    list: MemoryRevocationList,
+    replay: MemoryReplayStore,
+    /// `is_revoked`, `first_use`, `first_use_unrevoked`.
+    calls: std::sync::Mutex<(usize, usize, usize)>,
+}
+
+impl Asked {
+    fn calls(&self) -> (usize, usize, usize) {
+        *self.calls.lock().unwrap()
+    }
+}
+
+#[async_trait::async_trait]
+impl aauth_signing::RevocationList for Asked {
+    async fn is_revoked(&self, iss: &aauth_tokens::ServerId, jti: &str) -> Result<bool, String> {
+        self.calls.lock().unwrap().0 += 1;
+        self.list.is_revoked(iss, jti).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplayStore for Asked {
+    async fn first_use(
+        &self,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ReplayStoreError> {
+        self.calls.lock().unwrap().1 += 1;
+        self.replay.first_use(entry, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl RevocationReplayStore for Asked {
+    async fn first_use_unrevoked(
+        &self,
+        iss: &aauth_tokens::ServerId,
+        jti: &str,
+        entry: &ReplayUse<'_>,
+        now: UnixTime,
+    ) -> Result<FirstUse, ReplayStoreError> {
+        self.calls.lock().unwrap().2 += 1;
+        let revoked = aauth_signing::RevocationList::is_revoked(&self.list, iss, jti);
+        if revoked.await.unwrap() {
+            return Ok(FirstUse::Revoked);
+        }
+        Ok(if self.replay.first_use(entry, now).await? {
+            FirstUse::Recorded
+        } else {
+            FirstUse::Replayed
+        })
+    }
+}
+
+/// A token-bearing POST asks a store that holds both once (one round trip to a shared
+/// store); a GET asks the list alone; a list given apart afterwards is asked apart.
+#[tokio::test]
+async fn a_token_bearing_post_asks_a_joint_store_once() {
+    use aauth_resource::{AAuthLayer, Access, RoutePolicy};
+    use http::StatusCode;
+    use tower_layer::Layer;
+
+    use crate::replay::{copy, post};
+
+    let w = crate::world();
+    let calls = crate::handler();
+    let asked = Arc::new(Asked {
+        list: MemoryRevocationList::new(60, 100),
+        replay: MemoryReplayStore::new(100),
+        calls: std::sync::Mutex::default(),
+    });
+    let layer = |resource: aauth_resource::Resource| {
+        AAuthLayer::new(
+            resource.route(RoutePolicy::new(Access::AgentToken)),
+            aauth_test_support::time::fixed_clock(),
+        )
+        .layer(calls.clone())
+    };
+    let joint = w.resource.clone().revocations_and_replay(asked.clone());
+    let mut svc = layer(joint.clone());
+    let token = w.agent_token(3600);
+    let req = post(&w, &token, b"{}");
+    assert_eq!(crate::send(&mut svc, copy(&req)).await.0, StatusCode::OK);
+    assert_eq!(asked.calls(), (0, 0, 1));
+    let get = crate::signed(
+        "GET",
+        "/data",
+        b"",
+        &w.agent,
+        &aauth_headers::Scheme::jwt(token.clone()),
+    );
+    assert_eq!(crate::send(&mut svc, get).await.0, StatusCode::OK);
+    assert_eq!(asked.calls(), (1, 0, 1));
+    let replayed = crate::send(&mut svc, copy(&req)).await.0;
+    assert_eq!(
+        (replayed, asked.calls()),
+        (StatusCode::UNAUTHORIZED, (1, 0, 2))
+    );
+
+    // Another list: the two are asked apart again (the list given, then the store).
+    let apart = joint.revocations(Arc::new(MemoryRevocationList::new(60, 100)));
+    let mut svc = layer(apart);
+    let req = post(&w, &token, b"{\"n\":2}");
+    assert_eq!(crate::send(&mut svc, copy(&req)).await.0, StatusCode::OK);
+    assert_eq!(asked.calls(), (1, 1, 2));
+    assert_eq!(calls.calls(), 3);
 }

@@ -13,9 +13,12 @@
 //! load proxy-world DIR            write the resource proxy's configuration into DIR, serve
 //!                                 its issuer and its upstream, print "port=N" (the upstream)
 //! load plain-proxy PORT           a plain reverse proxy to 127.0.0.1:PORT, print "port=N"
+//! load redis-info | redis-clean PREFIX   the Redis of `--redis` (see [`redis`])
 //! ```
 //! MODE: `aauth` (signed GETs), `plain` (the handler without AAuth), `post` (signed POSTs,
-//! the replay check on, as by default), `post-noreplay` (the same without it).
+//! the replay check on, as by default), `post-noreplay` (the same without it),
+//! `post-memory`, `post-redis PREFIX`, `post-redis-apart PREFIX` (signed POSTs, the replay
+//! cache and a revocation list in memory, or in Redis: see [`redis`]).
 //! The xtask pins the servers to one core and `drive` to another with `taskset` when it
 //! can. `cargo xtask load --proxy` drives `aauth serve resource-proxy` (configured by
 //! `proxy-world`) and the plain proxy with the same `drive` (see [`proxy`]).
@@ -30,6 +33,7 @@
 )]
 
 mod proxy;
+mod redis;
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -67,6 +71,8 @@ enum Mode {
     Post,
     /// The same POSTs with the replay check off.
     PostNoReplay,
+    /// The same POSTs, the replay cache and a revocation list kept as this says.
+    PostKept(redis::Kept),
 }
 
 impl Mode {
@@ -76,13 +82,16 @@ impl Mode {
             Some("plain") => Self::Plain,
             Some("post") => Self::Post,
             Some("post-noreplay") => Self::PostNoReplay,
+            Some("post-memory") => Self::PostKept(redis::Kept::Memory),
+            Some("post-redis") => Self::PostKept(redis::Kept::Redis),
+            Some("post-redis-apart") => Self::PostKept(redis::Kept::RedisApart),
             other => return Err(format!("unknown mode {other:?}")),
         })
     }
 
     fn method(self) -> http::Method {
         match self {
-            Self::Post | Self::PostNoReplay => http::Method::POST,
+            Self::Post | Self::PostNoReplay | Self::PostKept(_) => http::Method::POST,
             _ => http::Method::GET,
         }
     }
@@ -92,6 +101,27 @@ impl Mode {
 /// (a deployment expecting that rate configures its store so); `replay: false` turns the
 /// check off, for the comparison.
 fn route(replay: bool) -> Result<Route, String> {
+    let resource = resource()?;
+    let resource = if replay {
+        resource.replay_store(Arc::new(MemoryReplayStore::new(2_000_000).share(2_000_000)))
+    } else {
+        resource.without_replay_check()
+    };
+    Ok(resource.route(RoutePolicy::new(Access::AgentToken)))
+}
+
+/// The route `mode` serves (`prefix`: its Redis keys').
+async fn route_for(mode: Mode, prefix: &str) -> Result<Route, String> {
+    match mode {
+        Mode::PostKept(kept) => Ok(redis::stores(resource()?, kept, prefix)
+            .await?
+            .route(RoutePolicy::new(Access::AgentToken))),
+        _ => route(mode != Mode::PostNoReplay),
+    }
+}
+
+/// The resource, its agent tokens' issuer key in hand.
+fn resource() -> Result<Resource, String> {
     let provider = PrivateKey::ed25519_from_seed(&PROVIDER_SEED);
     let iss = ServerId::parse("https://agent.example").map_err(e)?;
     let keys = StaticIssuerKeys::new().with(
@@ -100,16 +130,10 @@ fn route(replay: bool) -> Result<Route, String> {
         "key-1",
         provider.public_key().clone(),
     );
-    let resource = Resource::new(
+    Ok(Resource::new(
         ServerId::parse("https://resource.example").map_err(e)?,
         Arc::new(keys),
-    );
-    let resource = if replay {
-        resource.replay_store(Arc::new(MemoryReplayStore::new(2_000_000).share(2_000_000)))
-    } else {
-        resource.without_replay_check()
-    };
-    Ok(resource.route(RoutePolicy::new(Access::AgentToken)))
+    ))
 }
 
 fn agent_token(now: aauth_keys::time::UnixTime) -> Result<String, String> {
@@ -169,15 +193,22 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
     }
 }
 
-async fn serve(mode: Mode) -> Result<(), String> {
+async fn serve(mode: Mode, prefix: &str) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(e)?;
-    println!("port={}", listener.local_addr().map_err(e)?.port());
+    let port = listener.local_addr().map_err(e)?.port();
     if mode == Mode::Plain {
+        println!("port={port}");
         return serve_plain(listener).await;
     }
-    let layer = AAuthLayer::new(route(mode != Mode::PostNoReplay)?, Arc::new(SystemClock));
+    let route = route_for(mode, prefix).await?;
+    if let Mode::PostKept(_) = mode {
+        println!("port={port} stats={}", redis::stats().await?);
+    } else {
+        println!("port={port}");
+    }
+    let layer = AAuthLayer::new(route, Arc::new(SystemClock));
     loop {
         let (tcp, _) = listener.accept().await.map_err(e)?;
         let _ = tcp.set_nodelay(true);
@@ -571,7 +602,9 @@ fn main() -> ExitCode {
     };
     let mode = || Mode::parse(args.get(1).map(String::as_str));
     let result = match args.first().map(String::as_str) {
-        Some("serve") => mode().and_then(|m| rt.block_on(serve(m))),
+        Some("serve") => mode().and_then(|m| {
+            rt.block_on(serve(m, args.get(2).map_or("", String::as_str)))
+        }),
         Some("drive") => mode().and_then(|m| {
             rt.block_on(drive(
                 m,
@@ -591,7 +624,12 @@ fn main() -> ExitCode {
         // Served as `aauth serve` serves: on Tokio's multi-threaded runtime (one worker
         // when pinned to one core).
         Some("plain-proxy") => proxy::plain(num(1, 0) as u16),
-        _ => Err("usage: load serve MODE | load drive MODE PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm | load warm-replay | load proxy-world DIR | load plain-proxy PORT (MODE: aauth, plain, post, post-noreplay)".to_owned()),
+        Some("redis-info") => rt.block_on(redis::info()),
+        Some("redis-clean") => match args.get(1) {
+            Some(prefix) => rt.block_on(redis::clean(prefix)),
+            None => Err("load redis-clean PREFIX".to_owned()),
+        },
+        _ => Err("usage: load serve MODE | load drive MODE PORT SECONDS CONNECTIONS MAX [PIPELINE] | load warm | load warm-replay | load proxy-world DIR | load plain-proxy PORT | load redis-info | load redis-clean PREFIX (MODE: aauth, plain, post, post-noreplay, post-memory, post-redis PREFIX, post-redis-apart PREFIX)".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
