@@ -107,18 +107,21 @@ pub async fn serve_resource_for(world: &World) -> Result<String, String> {
 }
 
 /// A fresh browser opens the interaction `url` and signs in as `account` with
-/// `password`: the sign-in's status (`303` in, `401` refused, `429` throttled).
-///
-/// # Errors
-///
-/// When a page cannot be fetched.
-pub async fn sign_in(
-    world: &World,
+/// `password`: the browser, the site's origin and the sign-in's answer.
+async fn signing_in<'w>(
+    world: &'w World,
     url: &str,
     code: &str,
     account: &str,
     password: &str,
-) -> Result<u16, String> {
+) -> Result<
+    (
+        crate::d04_consent::Browser<'w>,
+        String,
+        crate::world::Response,
+    ),
+    String,
+> {
     use crate::d04_consent::{Browser, hidden};
     let origin = url
         .strip_prefix("https://")
@@ -143,6 +146,23 @@ pub async fn sign_in(
             ],
         )
         .await?;
+    Ok((browser, origin, signed_in))
+}
+
+/// A fresh browser opens the interaction `url` and signs in as `account` with
+/// `password`: the sign-in's status (`303` in, `401` refused, `429` throttled).
+///
+/// # Errors
+///
+/// When a page cannot be fetched.
+pub async fn sign_in(
+    world: &World,
+    url: &str,
+    code: &str,
+    account: &str,
+    password: &str,
+) -> Result<u16, String> {
+    let (_, _, signed_in) = signing_in(world, url, code, account, password).await?;
     Ok(signed_in.status().as_u16())
 }
 
@@ -160,30 +180,8 @@ pub async fn approve(
     account: &str,
     password: &str,
 ) -> Result<(), String> {
-    use crate::d04_consent::{Browser, hidden};
-    let origin = url
-        .strip_prefix("https://")
-        .and_then(|r| r.split('/').next())
-        .map(|host| format!("https://{host}"))
-        .ok_or_else(|| format!("not an https URL: {url}"))?;
-    let mut browser = Browser {
-        world,
-        cookies: Vec::new(),
-    };
-    let (_, login) = browser.go("GET", url, &[]).await?;
-    let csrf = hidden(&login, "csrf");
-    let (_, signed_in) = browser
-        .go(
-            "POST",
-            &format!("{origin}/interact/login"),
-            &[
-                ("code", code),
-                ("csrf", &csrf),
-                ("username", account),
-                ("password", password),
-            ],
-        )
-        .await?;
+    use crate::d04_consent::hidden;
+    let (mut browser, origin, signed_in) = signing_in(world, url, code, account, password).await?;
     if signed_in.status() != 303 {
         return Err(format!("sign-in failed: {}", signed_in.status()));
     }

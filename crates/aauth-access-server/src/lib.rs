@@ -50,7 +50,7 @@ pub use error::AsError;
 pub use people::PeopleAuthenticator;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantTrusted, TrustByInteraction};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStore, PgStoreError};
+pub use postgres::PgStore;
 pub use server::{
     AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, INTERACT_PATH, JWKS_PATH, PENDING_PATH,
     REVOCATION_PATH, REVOCATION_PENDING_PATH,

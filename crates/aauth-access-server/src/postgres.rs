@@ -17,7 +17,7 @@ use std::time::Duration;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_metadata::audit::{AuditEvent, AuditQuery};
 use aauth_metadata::store::postgres::{
-    FromSql, Migration, Pg, PgOptions, PgOptionsError, PgRow, ToSql,
+    Background, FromSql, Migration, Pg, PgOpenError, PgOptions, PgRow, ToSql,
 };
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
@@ -110,15 +110,7 @@ const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, 
 #[derive(Clone)]
 pub struct PgStore {
     pg: Pg,
-    _sweep: Arc<Sweep>,
-}
-
-struct Sweep(tokio::task::AbortHandle);
-
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _sweep: Arc<Background>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -129,42 +121,22 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// Why a [`PgStore`] could not be opened.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum PgStoreError {
-    /// The options do not hold.
-    #[error(transparent)]
-    Options(#[from] PgOptionsError),
-    /// The database could not be reached or migrated.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 impl PgStore {
     /// Connects to the database `options` names, applies the migrations it lacks and
     /// starts the sweep. Must be called within a Tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`PgStoreError`].
-    pub async fn connect(options: &PgOptions) -> Result<Self, PgStoreError> {
+    /// [`PgOpenError`].
+    pub async fn connect(options: &PgOptions) -> Result<Self, PgOpenError> {
         let pg = Pg::new(STORE, options)?;
         pg.migrate(COMPONENT, MIGRATIONS).await?;
-        let sweeper = pg.clone();
-        let task = tokio::spawn(async move {
-            let mut every =
-                tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                // A failed sweep is retried at the next tick.
-                let _ = sweep(&sweeper, SystemClock.now()).await;
-            }
+        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
+            sweep(&pg, SystemClock.now()).await
         });
         Ok(Self {
             pg,
-            _sweep: Arc::new(Sweep(task.abort_handle())),
+            _sweep: Arc::new(sweep),
         })
     }
 
@@ -173,8 +145,8 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`PgStoreError`].
-    pub async fn migrate(options: &PgOptions) -> Result<usize, PgStoreError> {
+    /// [`PgOpenError`].
+    pub async fn migrate(options: &PgOptions) -> Result<usize, PgOpenError> {
         Ok(Pg::new(STORE, options)?
             .migrate(COMPONENT, MIGRATIONS)
             .await?)
@@ -191,13 +163,7 @@ impl PgStore {
     }
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        self.pg
-            .timed(async {
-                let c = self.pg.client().await?;
-                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
-                c.execute(&stmt, params).await.map_err(|e| self.pg.err(e))
-            })
-            .await
+        self.pg.execute(sql, params).await
     }
 
     async fn all(
@@ -205,13 +171,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<PgRow>, StoreError> {
-        self.pg
-            .timed(async {
-                let c = self.pg.client().await?;
-                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
-                c.query(&stmt, params).await.map_err(|e| self.pg.err(e))
-            })
-            .await
+        self.pg.query(sql, params).await
     }
 
     async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<PgRow, StoreError> {
@@ -226,7 +186,7 @@ impl PgStore {
     }
 
     fn get<'a, T: FromSql<'a>>(&self, row: &'a PgRow, idx: usize) -> Result<T, StoreError> {
-        row.try_get(idx).map_err(|e| self.pg.err(e))
+        self.pg.get(row, idx, "row")
     }
 
     fn server(&self, s: &str) -> Result<ServerId, StoreError> {

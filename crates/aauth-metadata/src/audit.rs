@@ -338,31 +338,20 @@ CREATE INDEX audit_account ON audit (account, at);
     ///
     /// [`StoreError`].
     pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
-        pg.timed(async {
-            let c = pg.client().await?;
-            let stmt = c
-                .prepare_cached(
-                    "INSERT INTO audit (at, action, account, agent, resource, detail)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .await
-                .map_err(|x| pg.err(x))?;
-            c.execute(
-                &stmt,
-                &[
-                    &secs(e.at),
-                    &e.action.as_str(),
-                    &e.account,
-                    &e.agent,
-                    &e.resource,
-                    &e.detail,
-                ],
-            )
-            .await
-            .map(drop)
-            .map_err(|x| pg.err(x))
-        })
+        pg.execute(
+            "INSERT INTO audit (at, action, account, agent, resource, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &secs(e.at),
+                &e.action.as_str(),
+                &e.account,
+                &e.agent,
+                &e.resource,
+                &e.detail,
+            ],
+        )
         .await
+        .map(drop)
     }
 
     /// The events `q` selects, newest first.
@@ -373,50 +362,35 @@ CREATE INDEX audit_account ON audit (account, at);
     pub async fn query(pg: &Pg, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
         let rows = pg
-            .timed(async {
-                let c = pg.client().await?;
-                let stmt = c
-                    .prepare_cached(
-                        "SELECT at, action, account, agent, resource, detail FROM audit
-                         WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
-                           AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
-                           AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
-                         ORDER BY at DESC, seq DESC LIMIT $7",
-                    )
-                    .await
-                    .map_err(|x| pg.err(x))?;
-                c.query(
-                    &stmt,
-                    &[
-                        &q.agent,
-                        &q.resource,
-                        &q.account,
-                        &q.action.map(AuditAction::as_str),
-                        &q.since.map(secs),
-                        &q.until.map(secs),
-                        &limit,
-                    ],
-                )
-                .await
-                .map_err(|x| pg.err(x))
-            })
+            .query(
+                "SELECT at, action, account, agent, resource, detail FROM audit
+                 WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
+                   AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
+                   AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
+                 ORDER BY at DESC, seq DESC LIMIT $7",
+                &[
+                    &q.agent,
+                    &q.resource,
+                    &q.account,
+                    &q.action.map(AuditAction::as_str),
+                    &q.since.map(secs),
+                    &q.until.map(secs),
+                    &limit,
+                ],
+            )
             .await?;
         rows.iter()
             .map(|r| {
-                let get = |e| StoreError::unreadable(pg.store(), "audit event", e);
-                let action: String = r.try_get(1).map_err(get)?;
+                let action: String = pg.get(r, 1, "audit event")?;
                 let action = action
                     .parse::<AuditAction>()
                     .map_err(|e| StoreError::unreadable(pg.store(), "audit action", e))?;
-                let at: i64 = r.try_get(0).map_err(get)?;
-                let mut e = AuditEvent::new(
-                    u64::try_from(at).unwrap_or(0),
-                    action,
-                    r.try_get::<_, String>(5).map_err(get)?,
-                );
-                e.account = r.try_get(2).map_err(get)?;
-                e.agent = r.try_get(3).map_err(get)?;
-                e.resource = r.try_get(4).map_err(get)?;
+                let at: i64 = pg.get(r, 0, "audit event")?;
+                let detail: String = pg.get(r, 5, "audit event")?;
+                let mut e = AuditEvent::new(u64::try_from(at).unwrap_or(0), action, detail);
+                e.account = pg.get(r, 2, "audit event")?;
+                e.agent = pg.get(r, 3, "audit event")?;
+                e.resource = pg.get(r, 4, "audit event")?;
                 Ok(e)
             })
             .collect()

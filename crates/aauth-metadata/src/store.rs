@@ -32,7 +32,7 @@ pub mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_replay;
 #[cfg(feature = "postgres")]
-pub use postgres_replay::{PgReplayError, PgReplayStore};
+pub use postgres_replay::PgReplayStore;
 
 use std::error::Error;
 use std::sync::Arc;

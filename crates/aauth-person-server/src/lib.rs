@@ -69,7 +69,7 @@ pub use policy::{
     ConsentRequest, Decision, PaymentSettler,
 };
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStore, PgStoreError};
+pub use postgres::PgStore;
 pub use server::{
     AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_CONCURRENT_HASHES, DEFAULT_LONG_POLLS, DEFAULT_MAX_CHAIN,
     DEFAULT_MAX_PENDING, DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH, JWKS_PATH,

@@ -414,6 +414,98 @@ impl Pg {
         Ok(applied)
     }
 
+    /// Runs the statement `sql` (prepared once per connection) and returns how many rows
+    /// it changed, counted in the store metrics.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`].
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.timed(async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+            c.execute(&stmt, params).await.map_err(|e| self.err(e))
+        })
+        .await
+    }
+
+    /// Runs the query `sql` and returns its one row, if any (more than one is an error).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`].
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<PgRow>, StoreError> {
+        self.timed(async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+            c.query_opt(&stmt, params).await.map_err(|e| self.err(e))
+        })
+        .await
+    }
+
+    /// Runs the query `sql` and returns its rows.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`].
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<PgRow>, StoreError> {
+        self.timed(async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql).await.map_err(|e| self.err(e))?;
+            c.query(&stmt, params).await.map_err(|e| self.err(e))
+        })
+        .await
+    }
+
+    /// Column `idx` of `row`, as `T`: a column that does not read as `T` is this store's
+    /// unreadable `record`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unreadable`].
+    pub fn get<'a, T: FromSql<'a>>(
+        &self,
+        row: &'a PgRow,
+        idx: usize,
+        record: &'static str,
+    ) -> Result<T, StoreError> {
+        row.try_get(idx)
+            .map_err(|e| StoreError::unreadable(self.store, record, e))
+    }
+
+    /// Runs `task` every `period` (the first a period from now) until the returned
+    /// [`Background`] is dropped: a store's sweep of expired rows, off the request path.
+    /// A failed pass is retried at the next. Within a Tokio runtime.
+    #[must_use]
+    pub fn every<F, Fut>(&self, period: Duration, task: F) -> Background
+    where
+        F: Fn(Self) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<u64, StoreError>> + Send,
+    {
+        let pg = self.clone();
+        let handle = tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let _ = task(pg.clone()).await;
+            }
+        });
+        Background(handle.abort_handle())
+    }
+
     /// The version of `component`'s schema the database is at (0: none applied).
     ///
     /// # Errors
@@ -517,6 +609,28 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A store's background task ([`Pg::every`]); it stops when this is dropped.
+#[derive(Debug)]
+pub struct Background(tokio::task::AbortHandle);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a PostgreSQL store could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgOpenError {
+    /// The options do not hold.
+    #[error(transparent)]
+    Options(#[from] PgOptionsError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The listening task of [`Pg::listen`]; it stops when this is dropped.

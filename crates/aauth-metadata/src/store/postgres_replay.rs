@@ -8,8 +8,7 @@ use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_signing::{ReplayStore, ReplayStoreError, ReplayUse};
 use async_trait::async_trait;
 
-use super::StoreError;
-use super::postgres::{Migration, Pg, PgOptions, PgOptionsError};
+use super::postgres::{Background, Migration, Pg, PgOpenError, PgOptions};
 
 /// The component its migrations are recorded under.
 const COMPONENT: &str = "replay";
@@ -35,15 +34,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct PgReplayStore {
     pg: Pg,
-    _sweep: Arc<Sweep>,
-}
-
-struct Sweep(tokio::task::AbortHandle);
-
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _sweep: Arc<Background>,
 }
 
 impl std::fmt::Debug for PgReplayStore {
@@ -54,52 +45,27 @@ impl std::fmt::Debug for PgReplayStore {
     }
 }
 
-/// Why a [`PgReplayStore`] could not be opened.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum PgReplayError {
-    /// The options do not hold.
-    #[error(transparent)]
-    Options(#[from] PgOptionsError),
-    /// The database could not be reached or migrated.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 impl PgReplayStore {
     /// Connects, applies its migration if needed, starts the sweep. Within a Tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`PgReplayError`].
-    pub async fn connect(options: &PgOptions) -> Result<Self, PgReplayError> {
+    /// [`PgOpenError`].
+    pub async fn connect(options: &PgOptions) -> Result<Self, PgOpenError> {
         let pg = Pg::new("replay postgres", options)?;
         pg.migrate(COMPONENT, MIGRATIONS).await?;
-        let sweeper = pg.clone();
-        let task = tokio::spawn(async move {
-            let mut every =
-                tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
-            loop {
-                every.tick().await;
-                let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
-                // A failed sweep is retried at the next tick.
-                let _ = sweeper
-                    .timed(async {
-                        let c = sweeper.client().await?;
-                        c.execute(
-                            "DELETE FROM aauth_replay WHERE key IN
-                               (SELECT key FROM aauth_replay WHERE until <= $1 LIMIT 5000)",
-                            &[&now],
-                        )
-                        .await
-                        .map_err(|e| sweeper.err(e))
-                    })
-                    .await;
-            }
+        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
+            let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
+            pg.execute(
+                "DELETE FROM aauth_replay WHERE key IN
+                   (SELECT key FROM aauth_replay WHERE until <= $1 LIMIT 5000)",
+                &[&now],
+            )
+            .await
         });
         Ok(Self {
             pg,
-            _sweep: Arc::new(Sweep(task.abort_handle())),
+            _sweep: Arc::new(sweep),
         })
     }
 }
@@ -119,21 +85,13 @@ impl ReplayStore for PgReplayStore {
         // Recorded, or an expired entry replaced: a row comes back. A live one: none.
         let recorded = self
             .pg
-            .timed(async {
-                let c = self.pg.client().await?;
-                let stmt = c
-                    .prepare_cached(
-                        "INSERT INTO aauth_replay (key, until) VALUES ($1, $2)
-                         ON CONFLICT (key) DO UPDATE SET until = excluded.until
-                           WHERE aauth_replay.until <= $3
-                         RETURNING 1",
-                    )
-                    .await
-                    .map_err(|e| self.pg.err(e))?;
-                c.query_opt(&stmt, &[&key, &until, &now])
-                    .await
-                    .map_err(|e| self.pg.err(e))
-            })
+            .query_opt(
+                "INSERT INTO aauth_replay (key, until) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET until = excluded.until
+                   WHERE aauth_replay.until <= $3
+                 RETURNING 1",
+                &[&key, &until, &now],
+            )
             .await
             .map_err(|e| ReplayStoreError::Unavailable {
                 reason: e.to_string(),

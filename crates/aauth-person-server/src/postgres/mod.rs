@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use aauth_keys::time::{SystemClock, UnixTime};
 use aauth_metadata::store::postgres::{
-    FromSql, Listener, Pg, PgOptions, PgOptionsError, PgRow, ToSql,
+    Background, FromSql, Listener, Pg, PgOpenError, PgOptions, PgRow, ToSql,
 };
 use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
@@ -75,13 +75,7 @@ pub struct PgStore {
 
 struct Tasks {
     _listener: Listener,
-    sweep: tokio::task::AbortHandle,
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        self.sweep.abort();
-    }
+    _sweep: Background,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -92,18 +86,6 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// Why a [`PgStore`] could not be opened.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum PgStoreError {
-    /// The options do not hold.
-    #[error(transparent)]
-    Options(#[from] PgOptionsError),
-    /// The database could not be reached or migrated.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 impl PgStore {
     /// Connects to the database `options` names, applies the migrations it lacks, starts
     /// listening for pending-request changes and the sweep. Must be called within a Tokio
@@ -111,8 +93,8 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`PgStoreError`].
-    pub async fn connect(options: &PgOptions) -> Result<Self, PgStoreError> {
+    /// [`PgOpenError`].
+    pub async fn connect(options: &PgOptions) -> Result<Self, PgOpenError> {
         let pg = Pg::new(STORE, options)?;
         pg.migrate(COMPONENT, MIGRATIONS).await?;
         Ok(Self::start(pg))
@@ -123,8 +105,8 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`PgStoreError`].
-    pub async fn migrate(options: &PgOptions) -> Result<usize, PgStoreError> {
+    /// [`PgOpenError`].
+    pub async fn migrate(options: &PgOptions) -> Result<usize, PgOpenError> {
         let pg = Pg::new(STORE, options)?;
         Ok(pg.migrate(COMPONENT, MIGRATIONS).await?)
     }
@@ -139,26 +121,15 @@ impl PgStore {
                 None => hub.notify_all(),
             }),
         );
-        let sweeper = pg.clone();
-        let sweeping = tokio::spawn(async move {
-            // The first pass a period after the start, not at once.
-            let mut every =
-                tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                // A failed sweep is retried at the next tick; the request path never
-                // depends on it.
-                let _ = sweep(&sweeper, aauth_keys::time::Clock::now(&SystemClock)).await;
-            }
-        })
-        .abort_handle();
+        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
+            sweep(&pg, aauth_keys::time::Clock::now(&SystemClock)).await
+        });
         Self {
             pg,
             changes,
             _tasks: Arc::new(Tasks {
                 _listener: listener,
-                sweep: sweeping,
+                _sweep: sweep,
             }),
         }
     }
@@ -175,13 +146,7 @@ impl PgStore {
     }
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        self.pg
-            .timed(async {
-                let c = self.pg.client().await?;
-                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
-                c.execute(&stmt, params).await.map_err(|e| self.pg.err(e))
-            })
-            .await
+        self.pg.execute(sql, params).await
     }
 
     async fn opt(
@@ -189,13 +154,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<PgRow>, StoreError> {
-        self.pg
-            .timed(async {
-                let c = self.pg.client().await?;
-                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
-                c.query_opt(&stmt, params).await.map_err(|e| self.pg.err(e))
-            })
-            .await
+        self.pg.query_opt(sql, params).await
     }
 
     async fn all(
@@ -203,18 +162,12 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<PgRow>, StoreError> {
-        self.pg
-            .timed(async {
-                let c = self.pg.client().await?;
-                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
-                c.query(&stmt, params).await.map_err(|e| self.pg.err(e))
-            })
-            .await
+        self.pg.query(sql, params).await
     }
 
     /// Column `idx` of `row`, as `T`.
     fn get<'a, T: FromSql<'a>>(&self, row: &'a PgRow, idx: usize) -> Result<T, StoreError> {
-        row.try_get(idx).map_err(|e| self.pg.err(e))
+        self.pg.get(row, idx, "row")
     }
 }
 
