@@ -96,7 +96,7 @@ fn accounts_are_created_disabled_and_audited() {
         "nothing before 2000"
     );
     assert_fails(
-        &admin(&["audit", "--action", "refused"]),
+        &admin(&["audit", "--action", "rejected"]),
         2,
         "not an audit action",
     );
