@@ -10,7 +10,8 @@
 //! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
 //! store = "sqlite:ps.sqlite"             # or "memory" (the default), or "postgres://user@host/db?sslmode=require";
 //!                                        # a resource proxy: "memory" or "redis://[user:password@]host:port/db"
-//!                                        # (rediss:// for TLS), shared by its instances
+//!                                        # (rediss:// for TLS), shared by its instances;
+//!                                        # an agent provider: its replay cache, "memory" or "redis://…"
 //! shutdown_deadline_secs = 10
 //!
 //! [postgres]                             # with store = "postgres://…" (several instances share it)

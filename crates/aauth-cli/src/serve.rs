@@ -146,9 +146,13 @@ async fn build(
             return Ok(App::Proxy(proxy));
         }
         Role::AgentProvider => {
-            let provider = AgentProvider::new(id, signer, &kid)
+            let provider = AgentProvider::new(id.clone(), signer, &kid)
                 .map_err(operational)?
                 .retiring_keys(&crate::keyring::retiring(c)?);
+            let provider = match provider_replay(c, &id).await? {
+                Some(replay) => provider.replay_store(replay),
+                None => provider,
+            };
             for a in c.agent_provider.iter().flat_map(|s| &s.agents) {
                 let agent = AgentId::parse(&a.agent).map_err(|e| config_error(c, "agent", e))?;
                 let key = crate::keys::read_public(&a.public_key_file)?;
@@ -369,6 +373,35 @@ const FLUSH_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// The longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// An agent provider keeps one thing its instances must share: the replay cache of the
+/// signed token requests (a replay at another instance would mint again). In memory, or
+/// in the Redis `store` names.
+async fn provider_replay(
+    c: &Config,
+    id: &aauth_tokens::ServerId,
+) -> Result<Option<Arc<dyn aauth_signing::ReplayStore>>, CliError> {
+    let store = c.store.as_str();
+    if store == "memory" {
+        return Ok(None);
+    }
+    if !(store.starts_with("redis://") || store.starts_with("rediss://")) {
+        return Err(CliError::Usage {
+            flag: "store",
+            reason: format!(
+                "{}: an agent provider keeps only its replay cache, in \"memory\" (one \
+                 instance) or in Redis (\"redis://…\" or \"rediss://…\")",
+                config::redact_url(store)
+            ),
+        });
+    }
+    let config = aauth_metadata::store::redis::RedisConfig::new(store)
+        .prefix(format!("aauth:{}:", id.as_str()));
+    let redis = aauth_metadata::store::redis::Redis::connect(&config)
+        .await
+        .map_err(|e| config_error(c, "store", e))?;
+    Ok(Some(Arc::new(aauth_resource::RedisReplayStore::new(redis))))
+}
 
 /// The rate limits of `[rate_limit]`, counted in its Redis or in this process.
 async fn rate_limits(c: &Config) -> Result<Option<Arc<RateLimits>>, CliError> {

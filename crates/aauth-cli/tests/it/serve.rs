@@ -1118,3 +1118,72 @@ async fn configured_rate_limits_answer_429_with_retry_after() {
         200
     );
 }
+
+/// Two agent providers sharing their replay cache in Redis (`store = "redis://…"`): a
+/// signed agent-token request one accepted is refused by the other.
+#[tokio::test]
+async fn agent_providers_on_one_redis_refuse_a_request_replayed_to_the_other() {
+    let Some(url) = aauth_test_support::services::redis_url(
+        "agent_providers_on_one_redis_refuse_a_request_replayed_to_the_other",
+    ) else {
+        return;
+    };
+    let dir = scratch("serve-provider-redis");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:0\"\nstore = \"{url}\""),
+        ),
+    )
+    .unwrap();
+    let a = Served::start(&dir, "agent-provider", &config);
+    let b = Served::start(&dir, "agent-provider", &config);
+    let assistant = PrivateKey::ed25519_from_seed(&[0x22; 32]);
+    let mut req = Request::new(br#"{"agent":"aauth:assistant@agent.example"}"#.to_vec());
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = "https://agent.example/agent-token".parse().unwrap();
+    req.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
+    aauth_signing::sign_request_unique(
+        &mut req,
+        &assistant,
+        &aauth_signing::hwk_scheme(&assistant.public_key()),
+        now,
+        &mut aauth_keys::rand::OsRandom,
+    )
+    .unwrap();
+    world.alias("agent.example", a.addr);
+    let first = world.send(req.clone()).await.unwrap();
+    assert_eq!(first.status(), 200, "{}", a.log());
+    world.alias("agent.example", b.addr);
+    let again = world.send(req).await.unwrap();
+    assert_eq!(
+        again.status(),
+        401,
+        "a replay at the other instance\n{}",
+        b.log()
+    );
+
+    // Anything but memory or Redis is refused, by name.
+    std::fs::write(
+        dir.join("sqlite.toml"),
+        text.replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nstore = \"sqlite:p.sqlite\"",
+        ),
+    )
+    .unwrap();
+    assert_fails(
+        &aauth(
+            &dir,
+            &["serve", "agent-provider", "--config", "sqlite.toml"],
+        ),
+        2,
+        "keeps only its replay cache",
+    );
+}
