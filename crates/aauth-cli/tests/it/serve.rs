@@ -1152,7 +1152,7 @@ async fn agent_providers_on_one_redis_refuse_a_request_replayed_to_the_other() {
     aauth_signing::sign_request_unique(
         &mut req,
         &assistant,
-        &aauth_signing::hwk_scheme(&assistant.public_key()),
+        &aauth_signing::hwk_scheme(assistant.public_key()),
         now,
         &mut aauth_keys::rand::OsRandom,
     )
