@@ -140,6 +140,16 @@ impl PgStore {
         })
     }
 
+    /// The replay cache of this Access Server's signed requests, in the same database and over
+    /// the same connections: a request one instance accepted is a replay at every other.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn replay_store(&self) -> Result<aauth_metadata::store::PgReplayStore, StoreError> {
+        aauth_metadata::store::PgReplayStore::over(&self.pg).await
+    }
+
     /// Applies the migrations the database lacks and returns how many (`aauth admin
     /// migrate`).
     ///

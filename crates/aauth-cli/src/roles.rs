@@ -43,20 +43,6 @@ fn store(c: &Config) -> Result<Store<'_>, CliError> {
     }
 }
 
-/// With a PostgreSQL store, the replay cache in the same database: a signed request one
-/// instance accepted is a replay at every other.
-async fn shared_replay(
-    c: &Config,
-) -> Result<Option<Arc<dyn aauth_signing::ReplayStore>>, CliError> {
-    let Store::Postgres(o) = store(c)? else {
-        return Ok(None);
-    };
-    let replay = aauth_metadata::store::PgReplayStore::connect(&o)
-        .await
-        .map_err(|e| config_error(c, "store", e))?;
-    Ok(Some(Arc::new(replay)))
-}
-
 /// The options of the `postgres://` store: the URL, and `[postgres]`.
 fn pg_options(c: &Config) -> Result<aauth_metadata::store::postgres::PgOptions, CliError> {
     let mut o = aauth_metadata::store::postgres::PgOptions::new(c.store.clone());
@@ -164,6 +150,19 @@ pub(crate) async fn ps_store(
     c: &Config,
     persistent: bool,
 ) -> Result<Arc<dyn aauth_person_server::PsStore>, CliError> {
+    Ok(ps_stores(c, persistent, false).await?.0)
+}
+
+/// A store and, when `with_replay` and it is PostgreSQL, the replay cache over its
+/// connections (so that every instance sees every accepted request).
+type Stores<S> = (Arc<S>, Option<Arc<dyn aauth_signing::ReplayStore>>);
+
+/// [`ps_store`], and with `with_replay` the shared replay cache of a PostgreSQL store.
+async fn ps_stores(
+    c: &Config,
+    persistent: bool,
+    with_replay: bool,
+) -> Result<Stores<dyn aauth_person_server::PsStore>, CliError> {
     use aauth_person_server::{MemoryStore, PgStore, SqliteStore};
     match store(c)? {
         Store::Memory if persistent => Err(CliError::Usage {
@@ -173,15 +172,26 @@ pub(crate) async fn ps_store(
                      store = \"sqlite:PATH\" or \"postgres://…\""
                 .to_owned(),
         }),
-        Store::Memory => Ok(Arc::new(MemoryStore::default())),
-        Store::Sqlite(p) => Ok(Arc::new(
-            SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?,
+        Store::Memory => Ok((Arc::new(MemoryStore::default()), None)),
+        Store::Sqlite(p) => Ok((
+            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?),
+            None,
         )),
-        Store::Postgres(o) => Ok(Arc::new(
-            PgStore::connect(&o)
+        Store::Postgres(o) => {
+            let store = PgStore::connect(&o)
                 .await
-                .map_err(|e| config_error(c, "store", e))?,
-        )),
+                .map_err(|e| config_error(c, "store", e))?;
+            let replay = if with_replay {
+                let r = store
+                    .replay_store()
+                    .await
+                    .map_err(|e| config_error(c, "store", e))?;
+                Some(Arc::new(r) as Arc<dyn aauth_signing::ReplayStore>)
+            } else {
+                None
+            };
+            Ok((Arc::new(store), replay))
+        }
     }
 }
 
@@ -217,7 +227,7 @@ pub(crate) async fn person_server(
         reason: "the configuration has no [person_server] section".to_owned(),
     })?;
     let secret = directed_secret(c)?;
-    let store = ps_store(c, false).await?;
+    let (store, replay) = ps_stores(c, false, true).await?;
     // What it reaches out to: resources' metadata (for the consent page), revocations
     // sent on, and Access Servers (four-party), all through the egress guard.
     let metadata = Arc::new(reach.fetcher());
@@ -239,7 +249,7 @@ pub(crate) async fn person_server(
     if section.consent_pages {
         ps = ps.consent_pages(CONSENT_TTL);
     }
-    if let Some(replay) = shared_replay(c).await? {
+    if let Some(replay) = replay {
         ps = ps.replay_store(replay);
     }
     for a in &section.accounts {
@@ -295,16 +305,23 @@ pub(crate) async fn access_server(
         flag: "access_server",
         reason: "the configuration has no [access_server] section".to_owned(),
     })?;
-    let store: Arc<dyn AsStore> = match store(c)? {
-        Store::Memory => Arc::new(MemoryStore::default()),
-        Store::Sqlite(p) => {
-            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?)
-        }
-        Store::Postgres(o) => Arc::new(
-            PgStore::connect(&o)
-                .await
-                .map_err(|e| config_error(c, "store", e))?,
+    let (store, replay): Stores<dyn AsStore> = match store(c)? {
+        Store::Memory => (Arc::new(MemoryStore::default()), None),
+        Store::Sqlite(p) => (
+            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?),
+            None,
         ),
+        Store::Postgres(o) => {
+            let store = PgStore::connect(&o)
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            // The replay cache over the store's own connections.
+            let replay = store
+                .replay_store()
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            (Arc::new(store), Some(Arc::new(replay) as _))
+        }
     };
     let access = AccessServer::new(id, signer, kid, keys)
         .map_err(|e| config_error(c, "id", e))?
@@ -314,7 +331,7 @@ pub(crate) async fn access_server(
             &section.trusted_person_servers,
         )?)
         .store(Arc::clone(&store));
-    let access = match shared_replay(c).await? {
+    let access = match replay {
         Some(replay) => access.replay_store(replay),
         None => access,
     };

@@ -206,6 +206,9 @@ pub struct Rule {
 /// The rules a service enforces, and where it keeps the counts.
 pub struct RateLimits {
     rules: Vec<Rule>,
+    /// Each rule's key scope (`rate/{n}/{path}`), and an endpoint rule's one key: made
+    /// once, not per request.
+    scopes: Vec<(String, ThrottleKey)>,
     limiter: std::sync::Arc<dyn RateLimiter>,
 }
 
@@ -236,7 +239,20 @@ impl RateLimits {
     /// Enforces `rules`, counting in `limiter`.
     #[must_use]
     pub fn new(rules: Vec<Rule>, limiter: std::sync::Arc<dyn RateLimiter>) -> Self {
-        Self { rules, limiter }
+        let scopes = rules
+            .iter()
+            .enumerate()
+            .map(|(n, rule)| {
+                let scope = format!("rate/{n}/{}", rule.path);
+                let endpoint = ThrottleKey::new(&scope, "");
+                (scope, endpoint)
+            })
+            .collect();
+        Self {
+            rules,
+            scopes,
+            limiter,
+        }
     }
 
     /// Counts the request `parts` against every rule that concerns it; refused when it is
@@ -247,17 +263,16 @@ impl RateLimits {
     /// [`Refused`].
     pub async fn check(&self, parts: &http::request::Parts) -> Result<(), Refused> {
         let path = parts.uri.path();
-        for (n, rule) in self.rules.iter().enumerate() {
+        for (rule, (scope, endpoint)) in self.rules.iter().zip(&self.scopes) {
             if !path.starts_with(&rule.path) {
                 continue;
             }
-            let scope = format!("rate/{n}/{}", rule.path);
             let key = match rule.scope {
                 RateScope::Client => match parts.extensions.get::<ClientAddr>() {
-                    Some(addr) => ThrottleKey::client(&scope, *addr),
+                    Some(addr) => ThrottleKey::client(scope, *addr),
                     None => continue,
                 },
-                RateScope::Endpoint => ThrottleKey::new(&scope, ""),
+                RateScope::Endpoint => *endpoint,
             };
             match self.limiter.acquire(&key, &rule.limit).await {
                 Ok(None) => {}

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::serve::{Flow, Served, fetch_args, flow, provider_config};
+use crate::serve::{Flow, Served, fetch_through, flow, provider_config};
 use crate::{aauth, assert_fails, scratch, stdout};
 
 /// One POST the collector received: its path, content type and body.
@@ -187,14 +187,7 @@ async fn outgoing_calls_are_exported_as_spans() {
     .await;
     let mut ps = Served::start(&dir, "person-server", &ps_config);
     world.alias("ps.example", ps.addr);
-    let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
-    let dir2 = dir.clone();
-    let o = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        aauth(&dir2, &args)
-    })
-    .await
-    .unwrap();
+    let o = fetch_through(&dir, [provider.addr, ps.addr, resource]).await;
     assert!(o.status.success(), "{}\n{}", stdout(&o), crate::stderr(&o));
     let (status, log) = tokio::task::spawn_blocking(move || {
         let status = ps.terminate(Duration::from_secs(10));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aauth_test_support::services::PgSchema;
 
-use crate::serve::{AgentProcess, Flow, Served, fetch_args, flow, free_port, get};
+use crate::serve::{AgentProcess, Flow, Served, fetch_through, flow, free_port, get};
 use crate::{aauth, assert_fails, scratch, stdout};
 
 /// `store` and `[postgres]` for the test's own schema.
@@ -65,14 +65,7 @@ async fn two_person_servers_share_one_database() {
 
     // The agent is served by A, then by B.
     for ps in [&a, &b] {
-        let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
-        let dir2 = dir.clone();
-        let o = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            aauth(&dir2, &args)
-        })
-        .await
-        .unwrap();
+        let o = fetch_through(&dir, [provider.addr, ps.addr, resource]).await;
         assert!(
             o.status.success(),
             "{}\n{}\nPS log:\n{}",
@@ -253,15 +246,12 @@ async fn issuance_killed_midway_leaves_whole_records() {
     .await;
     let ps = Served::start(&dir, "person-server", &config);
     world.alias("ps.example", ps.addr);
-    let fetch = |dir: std::path::PathBuf, addrs| {
-        tokio::task::spawn_blocking(move || {
-            let args = fetch_args(&dir, addrs);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            aauth(&dir, &args)
-        })
-    };
     let agents: Vec<_> = (0..6)
-        .map(|_| fetch(dir.clone(), [provider.addr, ps.addr, resource]))
+        .map(|_| {
+            let dir = dir.clone();
+            let addrs = [provider.addr, ps.addr, resource];
+            tokio::spawn(async move { fetch_through(&dir, addrs).await })
+        })
         .collect();
     // Kill it once tokens are being issued.
     let pg = db.pg();
@@ -314,9 +304,7 @@ async fn issuance_killed_midway_leaves_whole_records() {
 
     // The restarted process serves the next agent.
     let ps = Served::start(&dir, "person-server", &config);
-    let o = fetch(dir.clone(), [provider.addr, ps.addr, resource])
-        .await
-        .unwrap();
+    let o = fetch_through(&dir, [provider.addr, ps.addr, resource]).await;
     assert!(
         o.status.success(),
         "{}\n{}\nPS log:\n{}",

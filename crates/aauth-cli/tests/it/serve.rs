@@ -460,6 +460,18 @@ pub(crate) fn fetch_args(dir: &Path, addrs: [SocketAddr; 3]) -> Vec<String> {
     args
 }
 
+/// `aauth fetch` of the resource as the assistant (see [`fetch_args`]), run off the
+/// async runtime: its output.
+pub(crate) async fn fetch_through(dir: &Path, addrs: [SocketAddr; 3]) -> std::process::Output {
+    let (dir, args) = (dir.to_owned(), fetch_args(dir, addrs));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        aauth(&dir, &args)
+    })
+    .await
+    .unwrap()
+}
+
 /// Three-party access with the agent provider and the Person Server as `aauth serve`
 /// processes, the resource in this process, and the agent `aauth fetch`: the person
 /// token, the resource's challenge and the auth token all cross process boundaries.
@@ -490,14 +502,7 @@ async fn a_three_party_flow_runs_against_served_processes() {
         String::from_utf8_lossy(ready.body())
     );
 
-    let args = fetch_args(&dir, [provider.addr, ps.addr, resource]);
-    let dir2 = dir.clone();
-    let o = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        aauth(&dir2, &args)
-    })
-    .await
-    .unwrap();
+    let o = fetch_through(&dir, [provider.addr, ps.addr, resource]).await;
     let out = stdout(&o);
     assert!(
         o.status.success(),

@@ -295,6 +295,16 @@ impl Pg {
         })
     }
 
+    /// The same pool, for another store (named `store` in its errors and metrics): stores
+    /// of one service share its connections rather than each opening its own.
+    #[must_use]
+    pub fn named(&self, store: &'static str) -> Self {
+        Self {
+            store,
+            ..self.clone()
+        }
+    }
+
     /// The store's name, as its errors give it.
     #[must_use]
     pub fn store(&self) -> &'static str {

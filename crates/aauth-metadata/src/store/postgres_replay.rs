@@ -8,6 +8,7 @@ use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_signing::{ReplayStore, ReplayStoreError, ReplayUse};
 use async_trait::async_trait;
 
+use super::StoreError;
 use super::postgres::{Background, Migration, Pg, PgOpenError, PgOptions};
 
 /// The component its migrations are recorded under.
@@ -19,6 +20,9 @@ const MIGRATIONS: &[Migration] = &[Migration::new(
     "CREATE TABLE aauth_replay (key BYTEA PRIMARY KEY, until BIGINT NOT NULL);
      CREATE INDEX aauth_replay_until ON aauth_replay (until);",
 )];
+
+/// The store's name in errors and metrics.
+const STORE: &str = "replay postgres";
 
 /// How often expired entries are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -52,7 +56,17 @@ impl PgReplayStore {
     ///
     /// [`PgOpenError`].
     pub async fn connect(options: &PgOptions) -> Result<Self, PgOpenError> {
-        let pg = Pg::new("replay postgres", options)?;
+        Ok(Self::over(&Pg::new(STORE, options)?).await?)
+    }
+
+    /// The replay cache over `pg`'s connections (a store's own pool: a service's stores
+    /// share one), its migration applied if needed, its sweep started.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
+        let pg = pg.named(STORE);
         pg.migrate(COMPONENT, MIGRATIONS).await?;
         let sweep = pg.every(SWEEP_EVERY, |pg| async move {
             let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);

@@ -100,6 +100,16 @@ impl PgStore {
         Ok(Self::start(pg))
     }
 
+    /// The replay cache of this Person Server's signed requests, in the same database and over
+    /// the same connections: a request one instance accepted is a replay at every other.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn replay_store(&self) -> Result<aauth_metadata::store::PgReplayStore, StoreError> {
+        aauth_metadata::store::PgReplayStore::over(&self.pg).await
+    }
+
     /// Applies the migrations the database lacks and returns how many, without starting
     /// a store (`aauth admin migrate`).
     ///
