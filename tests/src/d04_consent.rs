@@ -276,6 +276,35 @@ fn run_with(live: Option<&(dyn Fn(&str) + Sync)>) -> Result<Transcript, String> 
             summaries.insert(0, "polls the pending URL: still pending");
         }
         show_exchanges(&mut t, seen, &summaries)?;
+
+        // The operator's view: what the Person Server decided and issued, from its audit log.
+        let page = crate::parties::operator_audit(world, "ps.example", "").await?;
+        let has = |action: &str, start: &str, scope: Option<&str>| {
+            page.events.iter().any(|e| {
+                e.action.as_str() == action
+                    && e.detail.starts_with(start)
+                    && e.agent.as_deref() == Some("aauth:assistant@agent.example")
+                    && e.resource.as_deref() == Some("https://resource.example")
+                    && scope.is_none_or(|s| e.scope.as_deref() == Some(s))
+            })
+        };
+        for (action, start, scope) in [
+            ("approved", "approved by the person", None),
+            ("issued", "person token ", None),
+            ("issued", "auth token ", Some("calendar.read")),
+        ] {
+            if !has(action, start, scope) {
+                return Err(format!("no {action} \"{start}…\" event in the Person Server's audit log: {page:?}"));
+            }
+        }
+        if live.is_none() && page.events.iter().any(|e| e.request.is_none() && e.action.as_str() == "approved") {
+            return Err("the approval does not name its pending request".to_owned());
+        }
+        t.step(
+            "operator",
+            "reads the Person Server's audit log: GET /admin/audit, signed (hwk) with an operator key",
+            crate::parties::audit_lines(&page),
+        );
         Ok(t)
     })
 }

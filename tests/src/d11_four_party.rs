@@ -123,6 +123,37 @@ pub(crate) fn run() -> Result<Transcript, String> {
             return Err(format!("the second call was refused: {}", resp.status()));
         }
         client_exchanges(&mut t, &recorder, &["calls again: the cached auth token, nothing else"])?;
+
+        // The operators' view: each server's audit log has the issuance, once.
+        let at_as = crate::parties::operator_audit(&p.world, "as.example", "action=issued").await?;
+        let issued_by_as = at_as.events.iter().filter(|e| {
+            e.resource.as_deref() == Some("https://resource.example")
+                && e.agent.as_deref() == Some("aauth:assistant@agent.example")
+                && e.scope.as_deref() == Some("files.read")
+                && e.detail.ends_with("to https://ps.example")
+        });
+        if issued_by_as.count() != 1 {
+            return Err(format!("the Access Server's audit log does not show the one auth token it issued: {at_as:?}"));
+        }
+        t.step(
+            "operator",
+            "reads the Access Server's audit log (GET /admin/audit?action=issued, signed with an operator key)",
+            crate::parties::audit_lines(&at_as),
+        );
+        let at_ps = crate::parties::operator_audit(&p.world, "ps.example", "action=issued").await?;
+        let relayed = at_ps.events.iter().filter(|e| {
+            e.detail.starts_with("auth token ")
+                && e.detail.ends_with("(issued by the Access Server)")
+                && e.agent.as_deref() == Some("aauth:assistant@agent.example")
+        });
+        if relayed.count() != 1 {
+            return Err(format!("the Person Server's audit log does not show the auth token it relayed: {at_ps:?}"));
+        }
+        t.step(
+            "operator",
+            "reads the Person Server's: the person token it issued, and the Access Server's auth token it passed on",
+            crate::parties::audit_lines(&at_ps),
+        );
         Ok(t)
     })
 }

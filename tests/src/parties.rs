@@ -10,6 +10,7 @@ use aauth_agent::{Agent, AgentProvider, HttpTokenSource};
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_keys::{Algorithm, JwkSet, PrivateKey};
+use aauth_metadata::audit::operator::Operators;
 use aauth_metadata::{AccessMode, CacheConfig, HttpsUrl, KeyCache, Published, ResourceMetadata};
 use aauth_person_server::{ConsentPolicy, MemoryStore, PersonServer};
 use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
@@ -45,6 +46,68 @@ pub(crate) struct Options {
     /// The terms the person approves missions with (the Person Server's default when
     /// `None`: a day, no other limit).
     pub(crate) mission_terms: Option<Arc<aauth_person_server::MissionTerms>>,
+}
+
+/// The servers' operator: the key whose signed requests read their audit logs at
+/// `/admin/audit`.
+pub(crate) fn operator_key() -> PrivateKey {
+    PrivateKey::ed25519_from_seed(&[0x0b; 32])
+}
+
+/// The operator reads the audit log of the server `host` (`ps.example`, `as.example`):
+/// `GET /admin/audit?QUERY` signed under `hwk`, over the world's TLS. Returns the page.
+pub(crate) async fn operator_audit(
+    world: &World,
+    host: &str,
+    query: &str,
+) -> Result<aauth_metadata::audit::AuditPage, String> {
+    let (mut parts, ()) = http::Request::get(format!(
+        "https://{host}{}?{query}",
+        aauth_metadata::audit::operator::OPERATOR_AUDIT_PATH
+    ))
+    .body(())
+    .map_err(e)?
+    .into_parts();
+    let key = operator_key();
+    let scheme = aauth_signing::hwk_scheme(key.public_key());
+    aauth_signing::sign(
+        &mut parts,
+        &[],
+        &[aauth_signing::SigningKey::new("sig", &key, &scheme)],
+        &aauth_signing::SignOptions::default().with_query(),
+        SystemClock.now(),
+    )
+    .map_err(e)?;
+    let resp = world
+        .send(http::Request::from_parts(parts, Vec::new()))
+        .await?;
+    if resp.status() != 200 {
+        return Err(format!(
+            "{host}'s audit log answered {}: {}",
+            resp.status(),
+            String::from_utf8_lossy(resp.body())
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(resp.body()).map_err(e)?;
+    aauth_metadata::audit::AuditPage::from_json(&json).map_err(e)
+}
+
+/// The events of `page` as transcript lines: action, agent, resource, scope, detail.
+pub(crate) fn audit_lines(page: &aauth_metadata::audit::AuditPage) -> Vec<String> {
+    page.events
+        .iter()
+        .map(|e| {
+            let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+            format!(
+                "{} | agent {} | resource {} | scope {} | {}",
+                e.action,
+                o(&e.agent),
+                o(&e.resource),
+                o(&e.scope),
+                e.detail
+            )
+        })
+        .collect()
 }
 
 /// alice's password on the consent pages.
@@ -302,7 +365,8 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         ));
         let mut access = AccessServer::new(as_id.clone(), key()?, "as-1", as_keys)
             .map_err(e)?
-            .trusted([id("https://ps.example")?]);
+            .trusted([id("https://ps.example")?])
+            .operators(Operators::new(&as_id, [operator_key().public_key().clone()]));
         if let Some(policy) = o.as_policy.clone() {
             access = access.policy(policy);
         }
@@ -357,7 +421,11 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         secret,
     )
     .map_err(e)?
-    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove));
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
+    .operators(Operators::new(
+        &id("https://ps.example")?,
+        [operator_key().public_key().clone()],
+    ));
     if let Some(p) = o.policy.clone() {
         ps = ps.policy(p);
     }

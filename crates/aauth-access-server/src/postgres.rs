@@ -12,10 +12,11 @@
 //!   first.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
-use aauth_metadata::audit::{AuditEvent, AuditQuery};
+use aauth_metadata::audit::{AUDIT_RETENTION, AuditEvent, AuditPage, AuditQuery};
 use aauth_metadata::store::postgres::{
     Background, FromSql, Migration, Pg, PgOpenError, PgOptions, PgRow, ToSql,
 };
@@ -69,6 +70,11 @@ CREATE TABLE billed (ps TEXT PRIMARY KEY);
         "access-server audit log",
         aauth_metadata::audit::postgres::TABLE,
     ),
+    Migration::new(
+        3,
+        "access-server audit scope and request",
+        aauth_metadata::audit::postgres::SCOPE_AND_REQUEST,
+    ),
 ];
 
 /// The sweep: each statement deletes at most a batch of rows older than `$1` (now less
@@ -110,6 +116,8 @@ const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, 
 #[derive(Clone)]
 pub struct PgStore {
     pg: Pg,
+    /// How long audit events are kept, in seconds (read by the sweep).
+    audit_retention: Arc<AtomicU64>,
     _sweep: Arc<Background>,
 }
 
@@ -131,13 +139,26 @@ impl PgStore {
     pub async fn connect(options: &PgOptions) -> Result<Self, PgOpenError> {
         let pg = Pg::new(STORE, options)?;
         pg.migrate(COMPONENT, MIGRATIONS).await?;
-        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
-            sweep(&pg, SystemClock.now()).await
+        let audit_retention = Arc::new(AtomicU64::new(AUDIT_RETENTION.as_secs()));
+        let retention = Arc::clone(&audit_retention);
+        let sweep = pg.every(SWEEP_EVERY, move |pg| {
+            let retention = retention.load(Ordering::Relaxed);
+            async move { sweep(&pg, SystemClock.now(), retention).await }
         });
         Ok(Self {
             pg,
+            audit_retention,
             _sweep: Arc::new(sweep),
         })
+    }
+
+    /// Keeps audit events for `retention` instead of
+    /// [`AUDIT_RETENTION`] (90 days): the sweep drops older ones.
+    #[must_use]
+    pub fn audit_retention(self, retention: Duration) -> Self {
+        self.audit_retention
+            .store(retention.as_secs(), Ordering::Relaxed);
+        self
     }
 
     /// The replay cache of this Access Server's signed requests, in the same database and over
@@ -169,7 +190,7 @@ impl PgStore {
     ///
     /// [`StoreError`].
     pub async fn sweep_once(&self, now: UnixTime) -> Result<u64, StoreError> {
-        sweep(&self.pg, now).await
+        sweep(&self.pg, now, self.audit_retention.load(Ordering::Relaxed)).await
     }
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -239,7 +260,7 @@ fn secs(t: u64) -> i64 {
 }
 
 /// One pass of the sweep, under a lock that lets one instance sweep at a time.
-async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
+async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, StoreError> {
     pg.timed(async {
         let mut c = pg.client().await?;
         let tx = c.transaction().await.map_err(|e| pg.err(e))?;
@@ -266,9 +287,7 @@ async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
                 .await
                 .map_err(|e| pg.err(e))?;
         }
-        let floor = now
-            .as_secs()
-            .saturating_sub(aauth_metadata::audit::AUDIT_RETENTION.as_secs());
+        let floor = now.as_secs().saturating_sub(audit_retention);
         deleted += tx
             .execute(AUDIT_SWEEP, &[&secs(floor)])
             .await
@@ -549,7 +568,7 @@ impl AsStore for PgStore {
         aauth_metadata::audit::postgres::record(&self.pg, &e).await
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         aauth_metadata::audit::postgres::query(&self.pg, q).await
     }
 

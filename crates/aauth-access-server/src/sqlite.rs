@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aauth_keys::time::UnixTime;
-use aauth_metadata::audit::{AUDIT_RETENTION, AuditAction, AuditEvent, AuditQuery};
+use aauth_metadata::audit::{AUDIT_RETENTION, AuditEvent, AuditPage, AuditQuery};
 use aauth_tokens::ServerId;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -38,10 +38,6 @@ CREATE TABLE IF NOT EXISTS bindings (
   ps TEXT NOT NULL, resource TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
   PRIMARY KEY (ps, resource, sub));
 CREATE TABLE IF NOT EXISTS billed (ps TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS audit (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, action TEXT NOT NULL,
-  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 ";
 
 /// An [`AsStore`] in an SQLite database file.
@@ -67,6 +63,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// Writes so far: expired rows are swept every [`SWEEP_EVERY`] writes, not on each.
     writes: Arc<std::sync::atomic::AtomicU32>,
+    /// How long audit events are kept.
+    audit_retention: std::time::Duration,
 }
 
 /// How many writes pass between two sweeps of expired rows.
@@ -123,10 +121,21 @@ impl SqliteStore {
 
     fn with_connection(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(aauth_metadata::audit::sqlite::TABLE)
+            .map_err(err)?;
+        aauth_metadata::audit::sqlite::migrate(&conn, STORE)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             writes: Arc::default(),
+            audit_retention: AUDIT_RETENTION,
         })
+    }
+
+    /// Keeps audit events for `retention` instead of [`AUDIT_RETENTION`] (90 days).
+    #[must_use]
+    pub fn audit_retention(mut self, retention: std::time::Duration) -> Self {
+        self.audit_retention = retention;
+        self
     }
 
     /// Whether this write should also sweep expired rows.
@@ -579,82 +588,15 @@ impl AsStore for SqliteStore {
     }
 
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
-        let sweep = self.sweep();
-        self.run(move |c| {
-            if sweep {
-                c.execute(
-                    "DELETE FROM audit WHERE at < ?1",
-                    params![secs(e.at.saturating_sub(AUDIT_RETENTION.as_secs()))],
-                )
-                .map_err(err)?;
-            }
-            c.execute(
-                "INSERT INTO audit (at, action, account, agent, resource, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    secs(e.at),
-                    e.action.as_str(),
-                    e.account,
-                    e.agent,
-                    e.resource,
-                    e.detail
-                ],
-            )
-            .map(drop)
-            .map_err(err)
-        })
-        .await
+        let sweep = self.sweep().then_some(self.audit_retention);
+        self.run(move |c| aauth_metadata::audit::sqlite::record(c, STORE, &e, sweep))
+            .await
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         let q = q.clone();
-        self.run(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT at, action, account, agent, resource, detail FROM audit
-                     WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR resource = ?2)
-                       AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR action = ?4)
-                       AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)
-                     ORDER BY at DESC, seq DESC LIMIT ?7",
-                )
-                .map_err(err)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        q.agent,
-                        q.resource,
-                        q.account,
-                        q.action.map(AuditAction::as_str),
-                        q.since.map(secs),
-                        q.until.map(secs),
-                        i64::try_from(q.effective_limit()).unwrap_or(i64::MAX)
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                            r.get::<_, Option<String>>(4)?,
-                            r.get::<_, String>(5)?,
-                        ))
-                    },
-                )
-                .map_err(err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(err)?;
-            rows.into_iter()
-                .map(|(at, action, account, agent, resource, detail)| {
-                    let action = action.parse().map_err(unreadable("audit action"))?;
-                    let mut e = AuditEvent::new(u64::try_from(at).unwrap_or(0), action, detail);
-                    e.account = account;
-                    e.agent = agent;
-                    e.resource = resource;
-                    Ok(e)
-                })
-                .collect()
-        })
-        .await
+        self.run(move |c| aauth_metadata::audit::sqlite::query(c, STORE, &q))
+            .await
     }
 
     async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError> {

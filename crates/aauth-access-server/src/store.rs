@@ -4,7 +4,7 @@
 //! single process and tests; `SqliteStore` (feature `sqlite`, the default) for a
 //! deployment whose waiting requests, bindings and records survive a restart.
 
-use aauth_metadata::audit::{AuditEvent, AuditQuery};
+use aauth_metadata::audit::{AuditEvent, AuditPage, AuditQuery};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
@@ -324,7 +324,8 @@ pub trait AsStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Appends `e` to the audit log (events older than
-    /// [`AUDIT_RETENTION`](aauth_metadata::audit::AUDIT_RETENTION) before `e.at` may be
+    /// the store's retention ([`AUDIT_RETENTION`](aauth_metadata::audit::AUDIT_RETENTION)
+    /// unless set) before `e.at` may be
     /// dropped).
     ///
     /// # Errors
@@ -332,12 +333,12 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError>;
 
-    /// The audit events `q` selects, newest first.
+    /// The page of audit events `q` selects, newest first.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError>;
 
     /// Records a billing relationship with Person Server `ps`.
     ///
@@ -392,6 +393,17 @@ pub struct MemoryStore(Mutex<Memory>);
 impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Keeps audit events for `retention` instead of
+    /// [`AUDIT_RETENTION`](aauth_metadata::audit::AUDIT_RETENTION) (90 days).
+    #[must_use]
+    pub fn audit_retention(self, retention: std::time::Duration) -> Self {
+        self.with(|m| {
+            let log = std::mem::take(&mut m.audit);
+            m.audit = log.retention(retention);
+        });
+        self
     }
 }
 
@@ -586,7 +598,7 @@ impl AsStore for MemoryStore {
         Ok(())
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         Ok(self.with(|m| m.audit.query(q)))
     }
 }

@@ -1,6 +1,8 @@
 //! `aauth admin`: the operator's work on a service, through its configuration: signing-key
-//! rotation (any role), and a Person Server's accounts, agents, tokens and audit log
-//! (`aauth_person_server::Admin` on the store the configuration names).
+//! rotation (any role), a Person Server's accounts, agents and tokens
+//! (`aauth_person_server::Admin` on the store the configuration names), and a Person
+//! Server's or an Access Server's audit log (`crate::audit`: from the store, or over
+//! HTTPS from the running server).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -8,14 +10,12 @@ use std::sync::Arc;
 
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
-use aauth_person_server::{Admin, AuditAction, AuditQuery};
+use aauth_person_server::Admin;
 
-use crate::cli::{
-    AccountsCommand, AdminCommand, AgentsCommand, AuditArgs, KeysCommand, TokensCommand,
-};
+use crate::cli::{AccountsCommand, AdminCommand, AgentsCommand, KeysCommand, TokensCommand};
 use crate::config::{self, Config};
 use crate::error::CliError;
-use crate::time::{date, parse_time};
+use crate::time::date;
 
 fn stdout(e: std::io::Error) -> CliError {
     CliError::file(Path::new("<stdout>"))(e)
@@ -27,6 +27,11 @@ pub(crate) fn admin(
     command: AdminCommand,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    if let AdminCommand::Audit(args) = &command
+        && args.url.is_some()
+    {
+        return runtime()?.block_on(crate::audit::remote(args, SystemClock.now(), out));
+    }
     let path = config.ok_or_else(|| CliError::Usage {
         flag: "--config",
         reason: "name the service's configuration file (aauth admin --config FILE …)".to_owned(),
@@ -44,6 +49,7 @@ pub(crate) fn admin(
             )
             .map_err(stdout)
         }
+        AdminCommand::Audit(args) => runtime()?.block_on(crate::audit::local(&c, &args, now, out)),
         other => runtime()?.block_on(person_server(&c, other, now, out)),
     }
 }
@@ -102,7 +108,7 @@ async fn person_server(
     if c.person_server.is_none() {
         return Err(CliError::Usage {
             flag: "--config",
-            reason: "accounts, agents, tokens and the audit log are a Person Server's; \
+            reason: "accounts, agents and tokens are a Person Server's; \
                      this configuration has no [person_server] section"
                 .to_owned(),
         });
@@ -123,7 +129,7 @@ async fn person_server(
             .notifier(crate::roles::ps_notifier(id, signer, &kid, &reach)))
     };
     match command {
-        AdminCommand::Keys(_) | AdminCommand::Migrate => Ok(()),
+        AdminCommand::Keys(_) | AdminCommand::Migrate | AdminCommand::Audit(_) => Ok(()),
         AdminCommand::Accounts(a) => accounts(c, &admin, a, now, out).await,
         AdminCommand::Agents(a) => {
             let admin = notifying(matches!(a, AgentsCommand::Revoke { .. }))?;
@@ -133,7 +139,6 @@ async fn person_server(
             let admin = notifying(matches!(t, TokensCommand::Revoke { .. }))?;
             tokens(&admin, t, now, out).await
         }
-        AdminCommand::Audit(args) => audit(&admin, &args, now, out).await,
     }
 }
 
@@ -318,56 +323,6 @@ fn token_line(out: &mut dyn Write, json: bool, line: &serde_json::Value) -> Resu
         s("aud")
     )
     .map_err(stdout)
-}
-
-async fn audit(
-    admin: &Admin,
-    args: &AuditArgs,
-    now: UnixTime,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let mut q = AuditQuery::default().limit(args.limit);
-    q.agent.clone_from(&args.agent);
-    q.resource.clone_from(&args.resource);
-    q.account.clone_from(&args.account);
-    if let Some(a) = &args.action {
-        q = q.action(a.parse::<AuditAction>().map_err(|e| CliError::Usage {
-            flag: "--action",
-            reason: e.to_string(),
-        })?);
-    }
-    let time = |flag: &'static str, v: &Option<String>| {
-        v.as_deref()
-            .map(|v| {
-                parse_time(v, now.as_secs()).map_err(|reason| CliError::Usage { flag, reason })
-            })
-            .transpose()
-    };
-    q.since = time("--since", &args.since)?;
-    q.until = time("--until", &args.until)?;
-    for e in admin.audit(&q).await.map_err(CliError::Admin)? {
-        if args.json {
-            let line = serde_json::json!({
-                "at": e.at, "action": e.action.as_str(), "account": e.account,
-                "agent": e.agent, "resource": e.resource, "detail": e.detail,
-            });
-            writeln!(out, "{line}").map_err(stdout)?;
-        } else {
-            let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned()); // default: an event that names no such party
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\t{}",
-                date(e.at),
-                e.action,
-                o(&e.account),
-                o(&e.agent),
-                o(&e.resource),
-                e.detail
-            )
-            .map_err(stdout)?;
-        }
-    }
-    Ok(())
 }
 
 /// A new password: the first line of `file`, else of standard input; never empty.

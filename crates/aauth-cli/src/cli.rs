@@ -295,8 +295,13 @@ pub(crate) enum AdminCommand {
     /// until `exp` and five minutes).
     #[command(subcommand)]
     Tokens(TokensCommand),
-    /// A Person Server's audit log: decisions, tokens issued, revocations and the
-    /// operator's changes, newest first.
+    /// A Person Server's or an Access Server's audit log: decisions, tokens issued,
+    /// refusals, revocations and the operator's changes, newest first, a page at a time.
+    ///
+    /// From the store the configuration names, or over HTTPS from a running server
+    /// (`--url` and `--key`: `GET /admin/audit`, signed with an operator key the server
+    /// lists in `[audit] operator_keys`). `--all --json` exports the whole log as JSON
+    /// lines.
     Audit(AuditArgs),
     /// Apply the migrations a PostgreSQL store lacks (a Person Server's or an Access
     /// Server's, as the configuration says), then exit. Every instance also applies them
@@ -417,12 +422,28 @@ pub(crate) struct AuditArgs {
     /// Only events until this time (as `--since`).
     #[arg(long, value_name = "TIME")]
     pub(crate) until: Option<String>,
-    /// At most this many events.
+    /// At most this many events per page.
     #[arg(long, default_value_t = 100)]
     pub(crate) limit: usize,
+    /// The page after the one that printed this cursor (`more: --before CURSOR` on
+    /// standard error).
+    #[arg(long, value_name = "CURSOR")]
+    pub(crate) before: Option<String>,
+    /// Every page, not only the first: the whole log that the filters select.
+    #[arg(long)]
+    pub(crate) all: bool,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Read a running server's log over HTTPS instead of its store: its identifier
+    /// (`https://ps.example`). No `--config` is needed.
+    #[arg(long, value_name = "URL", requires = "key")]
+    pub(crate) url: Option<String>,
+    /// The operator's private key (a JWK file) that signs the requests to `--url`.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub(crate) key: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) net: Net,
 }
 
 /// A duration: `N` seconds, or `N` followed by `s`, `m`, `h` or `d`.

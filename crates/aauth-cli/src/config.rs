@@ -37,6 +37,11 @@
 //! per_secs = 60
 //! burst = 30
 //!
+//! [audit]                                # a Person Server's or an Access Server's audit log
+//! retention_days = 90                    # events older than this are dropped (the default: 90)
+//! operator_keys = ["ops.pub.jwk"]        # public JWKs (or JWKS) whose hwk-signed requests read
+//!                                        # GET /admin/audit; absent: the endpoint is not served
+//!
 //! [metrics]                              # Prometheus, on its own address
 //! listen = "127.0.0.1:9464"
 //!
@@ -101,7 +106,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 17] = [
+const TOP_LEVEL: [&str; 18] = [
     "id",
     "listen",
     "signing_key_file",
@@ -114,6 +119,7 @@ const TOP_LEVEL: [&str; 17] = [
     "egress",
     "metrics",
     "rate_limit",
+    "audit",
     "otel",
     "person_server",
     "access_server",
@@ -156,6 +162,9 @@ pub(crate) struct Config {
     /// Request rate limits (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<RateLimitSection>,
+    /// The servers' audit log: its retention and who may read it over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) audit: Option<AuditSection>,
     /// Prometheus metrics on their own address (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metrics: Option<Metrics>,
@@ -218,6 +227,20 @@ pub(crate) enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+/// `[audit]`: how long a server keeps its audit log, and the operators who read it over
+/// HTTP.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditSection {
+    /// Days events are kept (absent: 90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) retention_days: Option<u64>,
+    /// Public keys (JWK or one-key JWKS files) whose `hwk`-signed requests read
+    /// `GET /admin/audit` (absent or empty: the endpoint is not served).
+    #[serde(default)]
+    pub(crate) operator_keys: Vec<PathBuf>,
 }
 
 /// `[rate_limit]`: where the counts are kept, and the rules.
@@ -569,6 +592,9 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         fix(&mut t.key_file);
     }
     c.egress.ca_files.iter_mut().for_each(fix);
+    if let Some(a) = &mut c.audit {
+        a.operator_keys.iter_mut().for_each(fix);
+    }
     if let Some(pg) = &mut c.postgres {
         pg.password_file.iter_mut().for_each(fix);
         pg.ca_file.iter_mut().for_each(fix);

@@ -18,6 +18,7 @@
 //! exit code says what kind (`aauth --help` lists them).
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 mod error;

@@ -164,23 +164,26 @@ async fn ps_stores(
     with_replay: bool,
 ) -> Result<Stores<dyn aauth_person_server::PsStore>, CliError> {
     use aauth_person_server::{MemoryStore, PgStore, SqliteStore};
+    let retention = audit_retention(c)?;
     match store(c)? {
-        Store::Memory if persistent => Err(CliError::Usage {
-            flag: "store",
-            reason: "this service keeps its records in memory (store = \"memory\"): nothing \
-                     outside the running process can read or change them; use \
-                     store = \"sqlite:PATH\" or \"postgres://…\""
-                .to_owned(),
-        }),
-        Store::Memory => Ok((Arc::new(MemoryStore::default()), None)),
+        Store::Memory if persistent => Err(memory_is_private()),
+        Store::Memory => Ok((
+            Arc::new(MemoryStore::default().audit_retention(retention)),
+            None,
+        )),
         Store::Sqlite(p) => Ok((
-            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?),
+            Arc::new(
+                SqliteStore::open(p)
+                    .map_err(|e| config_error(c, "store", e))?
+                    .audit_retention(retention),
+            ),
             None,
         )),
         Store::Postgres(o) => {
             let store = PgStore::connect(&o)
                 .await
-                .map_err(|e| config_error(c, "store", e))?;
+                .map_err(|e| config_error(c, "store", e))?
+                .audit_retention(retention);
             let replay = if with_replay {
                 let r = store
                     .replay_store()
@@ -193,6 +196,97 @@ async fn ps_stores(
             Ok((Arc::new(store), replay))
         }
     }
+}
+
+/// The Access Server's store as `c` names it; `persistent` refuses `memory` (for `aauth
+/// admin`).
+pub(crate) async fn as_store(
+    c: &Config,
+    persistent: bool,
+) -> Result<Arc<dyn aauth_access_server::AsStore>, CliError> {
+    Ok(as_stores(c, persistent).await?.0)
+}
+
+/// [`as_store`], and the shared replay cache of a PostgreSQL store.
+async fn as_stores(
+    c: &Config,
+    persistent: bool,
+) -> Result<Stores<dyn aauth_access_server::AsStore>, CliError> {
+    use aauth_access_server::{MemoryStore, PgStore, SqliteStore};
+    let retention = audit_retention(c)?;
+    Ok(match store(c)? {
+        Store::Memory if persistent => return Err(memory_is_private()),
+        Store::Memory => (
+            Arc::new(MemoryStore::default().audit_retention(retention)),
+            None,
+        ),
+        Store::Sqlite(p) => (
+            Arc::new(
+                SqliteStore::open(p)
+                    .map_err(|e| config_error(c, "store", e))?
+                    .audit_retention(retention),
+            ),
+            None,
+        ),
+        Store::Postgres(o) => {
+            let store = PgStore::connect(&o)
+                .await
+                .map_err(|e| config_error(c, "store", e))?
+                .audit_retention(retention);
+            // The replay cache over the store's own connections.
+            let replay = store
+                .replay_store()
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            (Arc::new(store), Some(Arc::new(replay) as _))
+        }
+    })
+}
+
+/// Why `aauth admin` refuses a `memory` store.
+fn memory_is_private() -> CliError {
+    CliError::Usage {
+        flag: "store",
+        reason: "this service keeps its records in memory (store = \"memory\"): nothing \
+                 outside the running process can read or change them; use \
+                 store = \"sqlite:PATH\" or \"postgres://…\""
+            .to_owned(),
+    }
+}
+
+/// The most days `[audit] retention_days` takes (a hundred years).
+const MAX_RETENTION_DAYS: u64 = 36_500;
+
+/// `[audit] retention_days` (absent: the default, 90 days), checked.
+fn audit_retention(c: &Config) -> Result<Duration, CliError> {
+    match c.audit.as_ref().and_then(|a| a.retention_days) {
+        None => Ok(aauth_metadata::audit::AUDIT_RETENTION),
+        Some(days @ 1..=MAX_RETENTION_DAYS) => Ok(Duration::from_secs(days * 24 * 3600)),
+        Some(days) => Err(CliError::Usage {
+            flag: "audit.retention_days",
+            reason: format!("{days}: expected 1 to {MAX_RETENTION_DAYS} days"),
+        }),
+    }
+}
+
+/// The operators of `[audit] operator_keys` who read the audit log at `/admin/audit`;
+/// `None` when there are none.
+fn operators(
+    c: &Config,
+    id: &ServerId,
+) -> Result<Option<aauth_metadata::audit::operator::Operators>, CliError> {
+    let files = c.audit.as_ref().map(|a| a.operator_keys.as_slice());
+    let files = files.unwrap_or_default(); // default: no [audit] section, no operators
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let keys = files
+        .iter()
+        .map(|f| crate::keys::read_public(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(aauth_metadata::audit::operator::Operators::new(
+        id, keys,
+    )))
 }
 
 /// Revocations sent as Person Server `id` (to resources and Access Servers), through
@@ -233,6 +327,7 @@ pub(crate) async fn person_server(
     let metadata = Arc::new(reach.fetcher());
     let notifier = ps_notifier(id.clone(), Arc::clone(&signer), kid, reach);
     let outbound = Arc::new(reach.https_client());
+    let operators = operators(c, &id)?;
     let mut ps = PersonServer::new(id, signer, kid, keys, Arc::clone(&store), secret)
         .map_err(|e| config_error(c, "id", e))?
         .retiring_keys(&crate::keyring::retiring(c)?)
@@ -251,6 +346,9 @@ pub(crate) async fn person_server(
     }
     if let Some(replay) = replay {
         ps = ps.replay_store(replay);
+    }
+    if let Some(ops) = operators {
+        ps = ps.operators(ops);
     }
     for a in &section.accounts {
         let password = zeroize::Zeroizing::new(
@@ -300,29 +398,13 @@ pub(crate) async fn access_server(
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
-    use aauth_access_server::{AccessServer, AsStore, MemoryStore, PgStore, SqliteStore};
+    use aauth_access_server::AccessServer;
     let section = c.access_server.clone().ok_or_else(|| CliError::Usage {
         flag: "access_server",
         reason: "the configuration has no [access_server] section".to_owned(),
     })?;
-    let (store, replay): Stores<dyn AsStore> = match store(c)? {
-        Store::Memory => (Arc::new(MemoryStore::default()), None),
-        Store::Sqlite(p) => (
-            Arc::new(SqliteStore::open(p).map_err(|e| config_error(c, "store", e))?),
-            None,
-        ),
-        Store::Postgres(o) => {
-            let store = PgStore::connect(&o)
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            // The replay cache over the store's own connections.
-            let replay = store
-                .replay_store()
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            (Arc::new(store), Some(Arc::new(replay) as _))
-        }
-    };
+    let (store, replay) = as_stores(c, false).await?;
+    let operators = operators(c, &id)?;
     let access = AccessServer::new(id, signer, kid, keys)
         .map_err(|e| config_error(c, "id", e))?
         .retiring_keys(&crate::keyring::retiring(c)?)
@@ -333,6 +415,10 @@ pub(crate) async fn access_server(
         .store(Arc::clone(&store));
     let access = match replay {
         Some(replay) => access.replay_store(replay),
+        None => access,
+    };
+    let access = match operators {
+        Some(ops) => access.operators(ops),
         None => access,
     };
     let check = Check(move || {

@@ -13,7 +13,7 @@ use aauth_keys::time::UnixTime;
 use aauth_tokens::{AgentId, ServerId};
 
 use crate::StoreError;
-use crate::audit::{AuditAction, AuditEvent, AuditQuery};
+use crate::audit::{AuditAction, AuditEvent, AuditPage, AuditQuery};
 use crate::outbound::{RevocationNotifier, revoke_issued};
 use crate::store::{AccountRecord, AuthTokenRecord, Binding, PersonTokenRecord, PsStore};
 
@@ -107,8 +107,9 @@ pub struct TokenListing {
 /// admin.set_disabled("alice", true, now).await?;
 /// assert!(store.account_disabled("alice").await?);
 /// let log = admin.audit(&AuditQuery::default().action(AuditAction::Account)).await?;
-/// assert_eq!(log.len(), 2);
-/// assert_eq!(log[0].detail, "disabled");
+/// assert_eq!(log.events.len(), 2);
+/// assert_eq!(log.events[0].detail, "disabled");
+/// assert_eq!(log.next, None, "one page holds them all");
 /// # Ok(())
 /// # }
 /// ```
@@ -335,12 +336,13 @@ impl Admin {
         self.log(e).await
     }
 
-    /// The audit events `q` selects, newest first.
+    /// The page of audit events `q` selects, newest first; [`AuditPage::next`] is the
+    /// next page's cursor ([`AuditQuery::before`]).
     ///
     /// # Errors
     ///
     /// [`AdminError::Store`].
-    pub async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, AdminError> {
+    pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, AdminError> {
         Ok(self.store.audit(q).await?)
     }
 

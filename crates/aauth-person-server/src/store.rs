@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use aauth_keys::time::UnixTime;
 
-use crate::audit::{AuditEvent, AuditQuery};
+use crate::audit::{AuditEvent, AuditPage, AuditQuery};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
 use aauth_tokens::{AgentId, ServerId};
@@ -571,20 +571,21 @@ pub trait PsStore: Send + Sync {
         now: UnixTime,
     ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError>;
 
-    /// Appends `e` to the audit log (events older than
-    /// [`AUDIT_RETENTION`](crate::AUDIT_RETENTION) before `e.at` may be dropped).
+    /// Appends `e` to the audit log (events older than the store's retention,
+    /// [`AUDIT_RETENTION`](crate::AUDIT_RETENTION) unless set, before `e.at` may be
+    /// dropped).
     ///
     /// # Errors
     ///
     /// [`StoreError`].
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError>;
 
-    /// The audit events `q` selects, newest first.
+    /// The page of audit events `q` selects, newest first.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError>;
 }
 
 /// A person's account as the store keeps it.
@@ -682,6 +683,18 @@ pub struct MemoryStore {
 impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps audit events for `retention` instead of
+    /// [`AUDIT_RETENTION`](crate::AUDIT_RETENTION) (90 days).
+    #[must_use]
+    pub fn audit_retention(self, retention: std::time::Duration) -> Self {
+        {
+            let mut inner = self.lock();
+            let log = std::mem::take(&mut inner.audit);
+            inner.audit = log.retention(retention);
+        }
+        self
     }
 }
 
@@ -1124,7 +1137,7 @@ impl PsStore for MemoryStore {
         Ok(())
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         Ok(self.lock().audit.query(q))
     }
 }

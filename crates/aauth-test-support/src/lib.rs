@@ -58,6 +58,8 @@ pub mod net;
 #[cfg(feature = "agent")]
 pub mod provider;
 #[cfg(feature = "metadata")]
+pub mod audit;
+#[cfg(feature = "metadata")]
 pub mod published;
 #[cfg(feature = "service")]
 pub mod service;

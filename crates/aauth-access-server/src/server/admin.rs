@@ -62,11 +62,14 @@ impl AccessServer {
             (AuditAction::Denied, "refused")
         };
         self.store
-            .record_event(AuditEvent::new(
-                now.as_secs(),
-                action,
-                format!("the administrator {word} waiting request {id} of {ps}"),
-            ))
+            .record_event(
+                AuditEvent::new(
+                    now.as_secs(),
+                    action,
+                    format!("the administrator {word} waiting request {id} of {ps}"),
+                )
+                .request(id),
+            )
             .await?;
         Ok(true)
     }

@@ -36,6 +36,7 @@ use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, Signer};
 use aauth_metadata::serve::json_response;
+use aauth_metadata::audit::operator::{AuditSource, Operators};
 use aauth_metadata::throttle::{MemoryThrottle, Throttle};
 use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
 use aauth_signing::{
@@ -103,6 +104,8 @@ pub struct AccessServer {
     governs: Option<BTreeSet<ServerId>>,
     /// Where pending ids, interaction codes, `jti`s and nonces come from.
     random: SharedRandom,
+    /// The keys that read the audit log at `/admin/audit` (none: not served).
+    operators: Option<Operators>,
 }
 
 impl std::fmt::Debug for AccessServer {
@@ -238,6 +241,7 @@ impl AccessServer {
             throttle: Arc::new(MemoryThrottle::default()),
             governs: None,
             random: SharedRandom::default(),
+            operators: None,
         }
         .gated())
     }
@@ -300,6 +304,15 @@ impl AccessServer {
     #[must_use]
     pub fn throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// Serves the audit log to `operators` at `GET /admin/audit`
+    /// ([`aauth_metadata::audit::operator`]): requests signed (`hwk`) by one of their
+    /// keys. Without operators the path is not served (`404`).
+    #[must_use]
+    pub fn operators(mut self, operators: Operators) -> Self {
+        self.operators = Some(operators);
         self
     }
 
@@ -440,8 +453,9 @@ impl AccessServer {
         self.store.issued_count().await
     }
 
-    /// The audit log's events that `q` selects, newest first: every auth token issued,
-    /// every token request refused (with its error code), every out-of-band decision.
+    /// The page of the audit log's events that `q` selects, newest first: every auth
+    /// token issued, every token request refused (with its error code), every
+    /// out-of-band decision.
     ///
     /// # Errors
     ///
@@ -449,7 +463,7 @@ impl AccessServer {
     pub async fn audit(
         &self,
         q: &aauth_metadata::audit::AuditQuery,
-    ) -> Result<Vec<aauth_metadata::audit::AuditEvent>, StoreError> {
+    ) -> Result<aauth_metadata::audit::AuditPage, StoreError> {
         self.store.audit(q).await
     }
 
@@ -488,6 +502,12 @@ impl AccessServer {
             Route::Answer { id } => self.answer(id, parts, body, now).await,
             Route::Revocation => self.revocation(parts, body, now).await,
             Route::RevocationPoll { id } => Ok(self.revocation_poll(id, parts, body, now).await),
+            Route::OperatorAudit => match &self.operators {
+                Some(ops) => Ok(ops
+                    .answer(&StoreAudit(self.store.as_ref()), parts, body, now)
+                    .await),
+                None => Err(Refusal::NotFound),
+            },
         }
     }
 
@@ -536,5 +556,18 @@ impl aauth_metadata::serve::Endpoint for AccessServer {
         now: UnixTime,
     ) -> Option<http::Response<Bytes>> {
         self.handle(parts, body, now).await
+    }
+}
+
+/// The store's audit log, as the operator endpoint reads it.
+struct StoreAudit<'a>(&'a dyn AsStore);
+
+#[async_trait::async_trait]
+impl AuditSource for StoreAudit<'_> {
+    async fn audit_page(
+        &self,
+        q: &aauth_metadata::audit::AuditQuery,
+    ) -> Result<aauth_metadata::audit::AuditPage, StoreError> {
+        self.0.audit(q).await
     }
 }

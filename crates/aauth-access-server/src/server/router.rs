@@ -40,6 +40,9 @@ pub(super) enum Route<'a> {
         /// The pending revocation's id.
         id: &'a str,
     },
+    /// `/admin/audit`: an operator reads the audit log (any method: the endpoint
+    /// answers `405` to all but `GET`).
+    OperatorAudit,
 }
 
 /// The route of `method` on `path` (no query), or `None` for a path that is not here or a
@@ -54,6 +57,9 @@ pub(super) fn of<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
             Method::POST => Some(Route::Answer { id }),
             _ => None,
         };
+    }
+    if path == aauth_metadata::audit::operator::OPERATOR_AUDIT_PATH {
+        return Some(Route::OperatorAudit);
     }
     if let Some(id) = path.strip_prefix(REVOCATION_PENDING_PATH) {
         return (*method == Method::GET).then_some(Route::RevocationPoll { id });

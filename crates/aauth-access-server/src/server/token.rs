@@ -27,6 +27,8 @@ struct Grant<'a> {
     rt: &'a ResourceClaims,
     /// The key the token is bound to (the agent's or the sub-agent's).
     key: &'a PublicKey,
+    /// The agent the token is for (its agent token's `sub`).
+    agent: &'a str,
     /// The scope granted.
     scope: Option<String>,
     /// The Person Server's budget ceiling, if it sent one.
@@ -115,6 +117,7 @@ impl AccessServer {
             ps,
             rt: &rt,
             key: &agent.key,
+            agent: agent.claims.sub.as_str(),
             scope,
             budget: request.budget.as_ref(),
             not_after,
@@ -213,7 +216,9 @@ impl AccessServer {
             format!("auth token {} scope {scope:?} to {}", minted.jti, grant.ps),
         )
         .account(grant.rt.sub.as_str())
-        .resource(grant.rt.iss.as_str());
+        .agent(grant.agent)
+        .resource(grant.rt.iss.as_str())
+        .scope(grant.scope.as_deref());
         Ok(self.store.record_event(e).await?)
     }
 

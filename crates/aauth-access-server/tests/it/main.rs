@@ -105,7 +105,11 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         wrap(Arc::new(keys)),
     )
     .unwrap()
-    .trusted([id("https://ps.example")]);
+    .trusted([id("https://ps.example")])
+    .operators(aauth_metadata::audit::operator::Operators::new(
+        &id("https://as.example"),
+        [operator().public_key().clone()],
+    ));
     let server = if login {
         server.people_authenticator(Arc::new(TestLogin))
     } else {
@@ -290,7 +294,7 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
         .server
         .audit(&aauth_metadata::audit::AuditQuery::default())
         .await
-        .unwrap();
+        .unwrap().events;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0].action, aauth_metadata::audit::AuditAction::Issued);
     assert_eq!(log[0].account.as_deref(), Some("alice-at-resource"));
@@ -301,6 +305,44 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
         log[0].detail
     );
     assert!(!log[0].detail.contains("eyJ"), "never a token");
+    assert_eq!(log[0].scope.as_deref(), Some("calendar.read calendar.write"));
+
+    // The operator reads the same over HTTP; the Person Server that signs its requests
+    // to this server is no operator, and nobody unsigned is.
+    let get = |key: Option<&PrivateKey>| {
+        let (mut parts, ()) = http::Request::get("https://as.example/admin/audit?action=issued")
+            .body(())
+            .unwrap()
+            .into_parts();
+        if let Some(key) = key {
+            let scheme = aauth_signing::hwk_scheme(key.public_key());
+            aauth_signing::sign(
+                &mut parts,
+                &[],
+                &[aauth_signing::SigningKey::new("sig", key, &scheme)],
+                &aauth_signing::SignOptions::default().with_query(),
+                NOW,
+            )
+            .unwrap();
+        }
+        parts
+    };
+    let r = w.server.handle(&get(Some(&operator())), &[], NOW).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = aauth_metadata::audit::AuditPage::from_json(
+        &serde_json::from_slice(r.body()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(page.events, log);
+    let r = w.server.handle(&get(None), &[], NOW).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = w.server.handle(&get(Some(&w.ps)), &[], NOW).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+/// The operator's key: it reads the audit log at `/admin/audit`.
+fn operator() -> PrivateKey {
+    PrivateKey::ed25519_from_seed(&[8; 32])
 }
 
 struct ReadOnly;
@@ -543,7 +585,7 @@ async fn each_failed_check_has_its_code_and_issues_nothing() {
             .server
             .audit(&aauth_metadata::audit::AuditQuery::default().limit(1))
             .await
-            .unwrap();
+            .unwrap().events;
         assert_eq!(
             last[0].action,
             aauth_metadata::audit::AuditAction::Refused,

@@ -249,13 +249,13 @@ async fn contract(s: &dyn AsStore) {
     s.record_event(issued.clone()).await.unwrap();
     s.record_event(refused.clone()).await.unwrap();
     assert_eq!(
-        s.audit(&AuditQuery::default()).await.unwrap(),
+        s.audit(&AuditQuery::default()).await.unwrap().events,
         vec![refused.clone(), issued.clone()]
     );
     assert_eq!(
         s.audit(&AuditQuery::default().action(AuditAction::Issued))
             .await
-            .unwrap(),
+            .unwrap().events,
         vec![issued.clone()]
     );
     assert_eq!(
@@ -265,19 +265,25 @@ async fn contract(s: &dyn AsStore) {
                 .until(now)
         )
         .await
-        .unwrap(),
+        .unwrap().events,
         vec![issued]
     );
     assert!(
         s.audit(&AuditQuery::default().since(now + 2))
             .await
-            .unwrap()
+            .unwrap().events
             .is_empty()
     );
     assert_eq!(
-        s.audit(&AuditQuery::default().limit(1)).await.unwrap(),
+        s.audit(&AuditQuery::default().limit(1)).await.unwrap().events,
         vec![refused]
     );
+    aauth_test_support::audit::pages_contract(
+        now,
+        |e| async move { s.record_event(e).await.unwrap() },
+        |q| async move { s.audit(&q).await.unwrap() },
+    )
+    .await;
 }
 
 #[tokio::test]

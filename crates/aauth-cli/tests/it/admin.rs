@@ -237,3 +237,123 @@ async fn a_rotated_key_is_published_beside_the_new_one() {
         "provider.jwk.retiring.json",
     );
 }
+
+/// `aauth admin audit --url`: the operator reads a served Person Server's log over HTTPS
+/// with the key `[audit] operator_keys` lists, a page at a time or all of it as JSON
+/// lines; another key is refused, and the server keeps the configured retention.
+#[tokio::test]
+async fn operators_read_a_served_log_over_https() {
+    let dir = scratch("admin-audit-remote");
+    let (_, ops) = key_file(&dir, "ops", 0x55);
+    std::fs::write(dir.join("ops.pub.jwk"), ops.public_key().to_jwk().to_json()).unwrap();
+    key_file(&dir, "stranger", 0x56);
+    let crate::serve::Flow {
+        world,
+        provider,
+        resource,
+        ps_config,
+    } = crate::serve::flow(&dir, |text| {
+        text.replace(
+            "[egress]",
+            "[audit]\nretention_days = 30\noperator_keys = [\"ops.pub.jwk\"]\n\n[egress]",
+        )
+    })
+    .await;
+    let ps = Served::start(&dir, "person-server", &ps_config);
+    world.alias("ps.example", ps.addr);
+    let o = crate::serve::fetch_through(&dir, [provider.addr, ps.addr, resource]).await;
+    assert!(o.status.success(), "{}\n{}", stdout(&o), crate::stderr(&o));
+    assert!(stdout(&o).contains("Access granted"), "{}\n{}", stdout(&o), ps.log());
+
+    let remote = |key: &'static str, extra: &'static [&'static str]| {
+        let dir = dir.clone();
+        let reach = format!("ps.example:443:{}:{}", ps.addr.ip(), ps.addr.port());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec![
+                "admin", "audit", "--url", "https://ps.example", "--key", key, "--ca-file",
+                "ca.pem", "--connect-to", &reach, "--action", "issued", "--json",
+            ];
+            args.extend_from_slice(extra);
+            aauth(&dir, &args)
+        })
+    };
+    let first = remote("ops.jwk", &["--limit", "1"]).await.unwrap();
+    assert!(first.status.success(), "{}", crate::stderr(&first));
+    let line: serde_json::Value = serde_json::from_str(stdout(&first).trim()).unwrap();
+    assert_eq!(line["action"], "issued");
+    assert!(line["detail"].as_str().unwrap().starts_with("auth token "), "{line}");
+    assert_eq!(line["scope"], "calendar.read", "{line}");
+    let more = crate::stderr(&first);
+    let cursor = more
+        .trim()
+        .strip_prefix("more: --before ")
+        .unwrap_or_else(|| panic!("no cursor in {more:?}"))
+        .to_owned();
+    assert!(cursor.parse::<u64>().is_ok(), "{cursor}");
+
+    let all = remote("ops.jwk", &["--limit", "1", "--all"]).await.unwrap();
+    let lines: Vec<serde_json::Value> = stdout(&all)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let details: Vec<&str> = lines.iter().map(|l| l["detail"].as_str().unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{details:?}");
+    assert!(details[1].starts_with("person token "), "{details:?}");
+    assert!(crate::stderr(&all).is_empty(), "no page left");
+
+    let refused = remote("stranger.jwk", &[]).await.unwrap();
+    assert_fails(&refused, 3, "403");
+
+    // The same log from the store, as the configuration names it.
+    let local = aauth(
+        &dir,
+        &["admin", "--config", ps_config.to_str().unwrap(), "audit", "--action", "issued", "--json"],
+    );
+    assert_eq!(stdout(&local).lines().count(), 2, "{}", crate::stderr(&local));
+}
+
+/// `aauth admin audit` on an Access Server's store, and a retention out of range refused
+/// by its key.
+#[test]
+fn an_access_servers_log_is_read_from_its_store() {
+    use aauth_access_server::AsStore;
+    use aauth_metadata::audit::{AuditAction, AuditEvent};
+    let dir = scratch("admin-audit-as");
+    key_file(&dir, "as", 0x44);
+    let config = "id = \"https://as.example\"\nlisten = \"127.0.0.1:0\"\nsigning_key_file = \"as.jwk\"\nstore = \"sqlite:as.sqlite\"\n[access_server]\ntrusted_person_servers = [\"https://ps.example\"]\n";
+    std::fs::write(dir.join("as.toml"), config).unwrap();
+    let store = aauth_access_server::SqliteStore::open(&dir.join("as.sqlite")).unwrap();
+    let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock).as_secs();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            for (i, action) in [AuditAction::Issued, AuditAction::Refused, AuditAction::Issued]
+                .into_iter()
+                .enumerate()
+            {
+                let e = AuditEvent::new(now + i as u64, action, format!("event {i}"))
+                    .resource("https://resource.example")
+                    .scope("read");
+                store.record_event(e).await.unwrap();
+            }
+        });
+    drop(store);
+    let o = aauth(&dir, &["admin", "--config", "as.toml", "audit", "--action", "issued"]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let out = stdout(&o);
+    let details: Vec<&str> = out.lines().map(|l| l.rsplit('\t').next().unwrap()).collect();
+    assert_eq!(details, ["event 2", "event 0"], "{out}");
+    assert!(out.contains("\tread\t"), "the scope is shown: {out}");
+
+    std::fs::write(
+        dir.join("bad.toml"),
+        format!("{config}[audit]\nretention_days = 0\n"),
+    )
+    .unwrap();
+    assert_fails(
+        &aauth(&dir, &["admin", "--config", "bad.toml", "audit"]),
+        2,
+        "audit.retention_days",
+    );
+}

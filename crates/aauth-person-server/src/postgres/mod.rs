@@ -18,6 +18,7 @@
 //!   once, whichever instance starts first.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aauth_keys::time::{SystemClock, UnixTime};
@@ -27,7 +28,7 @@ use aauth_metadata::store::postgres::{
 use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
 
-use crate::audit::{AUDIT_RETENTION, AuditEvent, AuditQuery};
+use crate::audit::{AUDIT_RETENTION, AuditEvent, AuditPage, AuditQuery};
 use crate::changes::{ChangeHub, PendingChanges};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
@@ -69,6 +70,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 pub struct PgStore {
     pg: Pg,
     changes: Arc<ChangeHub>,
+    /// How long audit events are kept, in seconds (read by the sweep).
+    audit_retention: Arc<AtomicU64>,
     /// The listener and the sweep: they stop with the last clone of the store.
     _tasks: Arc<Tasks>,
 }
@@ -131,12 +134,16 @@ impl PgStore {
                 None => hub.notify_all(),
             }),
         );
-        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
-            sweep(&pg, aauth_keys::time::Clock::now(&SystemClock)).await
+        let audit_retention = Arc::new(AtomicU64::new(AUDIT_RETENTION.as_secs()));
+        let retention = Arc::clone(&audit_retention);
+        let sweep = pg.every(SWEEP_EVERY, move |pg| {
+            let retention = retention.load(Ordering::Relaxed);
+            async move { sweep(&pg, aauth_keys::time::Clock::now(&SystemClock), retention).await }
         });
         Self {
             pg,
             changes,
+            audit_retention,
             _tasks: Arc::new(Tasks {
                 _listener: listener,
                 _sweep: sweep,
@@ -152,7 +159,16 @@ impl PgStore {
     ///
     /// [`StoreError`].
     pub async fn sweep_once(&self, now: UnixTime) -> Result<u64, StoreError> {
-        sweep(&self.pg, now).await
+        sweep(&self.pg, now, self.audit_retention.load(Ordering::Relaxed)).await
+    }
+
+    /// Keeps audit events for `retention` instead of
+    /// [`AUDIT_RETENTION`](crate::AUDIT_RETENTION) (90 days): the sweep drops older ones.
+    #[must_use]
+    pub fn audit_retention(self, retention: Duration) -> Self {
+        self.audit_retention
+            .store(retention.as_secs(), Ordering::Relaxed);
+        self
     }
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -182,7 +198,7 @@ impl PgStore {
 }
 
 /// One pass of the sweep, under a lock that lets one instance sweep at a time.
-async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
+async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, StoreError> {
     pg.timed(async {
         let mut c = pg.client().await?;
         let tx = c.transaction().await.map_err(|e| pg.err(e))?;
@@ -204,7 +220,7 @@ async fn sweep(pg: &Pg, now: UnixTime) -> Result<u64, StoreError> {
                 Floor::Records => now.saturating_sub(RECORD_GRACE),
                 Floor::Pending => now.saturating_sub(PENDING_KEPT),
                 Floor::Now => now,
-                Floor::Audit => now.saturating_sub(AUDIT_RETENTION.as_secs()),
+                Floor::Audit => now.saturating_sub(audit_retention),
             });
             deleted += tx.execute(*sql, &[&floor]).await.map_err(|e| pg.err(e))?;
         }
@@ -328,8 +344,8 @@ impl PsStore for PgStore {
                  c AS (
                    INSERT INTO chains (jti, chain, exp) SELECT $1, $9, $8 WHERE $9 <> ''
                    ON CONFLICT (jti) DO UPDATE SET chain = excluded.chain, exp = excluded.exp)
-                 INSERT INTO audit (at, action, account, agent, resource, detail)
-                 VALUES ($10, $11, $12, $13, $14, $15)",
+                 INSERT INTO audit (at, action, account, agent, resource, scope, request, detail)
+                 VALUES ($10, $11, $12, $13, $14, $16, $17, $15)",
                     &[
                         &r.jti,
                         &r.aud.as_str(),
@@ -346,6 +362,8 @@ impl PsStore for PgStore {
                         &e.agent,
                         &e.resource,
                         &e.detail,
+                        &e.scope,
+                        &e.request,
                     ],
                 )
                 .await
@@ -361,8 +379,8 @@ impl PsStore for PgStore {
                  c AS (
                    INSERT INTO chains (jti, chain, exp) SELECT $1, $7, $6 WHERE $7 <> ''
                    ON CONFLICT (jti) DO UPDATE SET chain = excluded.chain, exp = excluded.exp)
-                 INSERT INTO audit (at, action, account, agent, resource, detail)
-                 VALUES ($8, $9, $10, $11, $12, $13)",
+                 INSERT INTO audit (at, action, account, agent, resource, scope, request, detail)
+                 VALUES ($8, $9, $10, $11, $12, $14, $15, $13)",
                     &[
                         &r.jti,
                         &r.aud.as_str(),
@@ -377,6 +395,8 @@ impl PsStore for PgStore {
                         &e.agent,
                         &e.resource,
                         &e.detail,
+                        &e.scope,
+                        &e.request,
                     ],
                 )
                 .await
@@ -939,7 +959,7 @@ impl PsStore for PgStore {
         aauth_metadata::audit::postgres::record(&self.pg, &e).await
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         aauth_metadata::audit::postgres::query(&self.pg, q).await
     }
 }

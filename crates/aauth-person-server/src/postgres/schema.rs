@@ -64,6 +64,10 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_account ON sessions (account);
 CREATE INDEX sessions_expires ON sessions (expires);
 ",
+), Migration::new(
+    2,
+    "person-server audit scope and request",
+    aauth_metadata::audit::postgres::SCOPE_AND_REQUEST,
 )];
 
 /// Which floor a sweep's `$1` is: rows older than it are dropped.

@@ -533,17 +533,22 @@ impl PersonServer {
         } else {
             (AuditAction::Denied, "denied")
         };
-        self.log_event(
-            AuditEvent::new(
-                page.now.as_secs(),
-                action,
-                format!("{verb} by the person: {what}"),
-            )
-            .account(account)
-            .agent(p.agent.1.as_str())
-            .resource(resource),
+        let mut event = AuditEvent::new(
+            page.now.as_secs(),
+            action,
+            format!("{verb} by the person: {what}"),
         )
-        .await?;
+        .account(account)
+        .agent(p.agent.1.as_str())
+        .resource(resource)
+        .request(p.id.as_str());
+        if let PendingRequest::AuthToken {
+            scope: Some(scope), ..
+        } = &p.request
+        {
+            event = event.scope(scope.as_str());
+        }
+        self.log_event(event).await?;
         // Back to the agent, if it asked (draft -11: access_denied on a denial).
         if let Some(cb) = self
             .callback_for(&provider, web::field(&page.posted, "callback"))

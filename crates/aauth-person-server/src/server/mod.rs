@@ -130,6 +130,8 @@ pub struct PersonServer {
     /// Reads agent providers' metadata (to admit interaction callbacks) and resources'
     /// (to describe them on the consent page).
     metadata: Option<Arc<dyn aauth_metadata::Fetch>>,
+    /// The keys that read the audit log at `/admin/audit` (none: not served).
+    operators: Option<aauth_metadata::audit::operator::Operators>,
     /// PS-13: at most `.0` distinct resources per agent within `.1` seconds.
     resource_limit: (usize, u64),
     /// Sends four-party token requests to resources' Access Servers (PS-50…54).
@@ -326,6 +328,7 @@ impl PersonServer {
             notifier: None,
             revocations: aauth_metadata::cascade::Cascades::new(REVOCATION_PENDING_PATH),
             metadata: None,
+            operators: None,
             resource_limit: DEFAULT_RESOURCE_LIMIT,
             asked: std::sync::Mutex::default(),
             ledger_lock: tokio::sync::Mutex::new(()),
@@ -481,6 +484,15 @@ impl PersonServer {
     #[must_use]
     pub fn metadata(mut self, fetch: Arc<dyn aauth_metadata::Fetch>) -> Self {
         self.metadata = Some(fetch);
+        self
+    }
+
+    /// Serves the audit log to `operators` at `GET /admin/audit`
+    /// ([`aauth_metadata::audit::operator`]): requests signed (`hwk`) by one of their
+    /// keys. Without operators the path is not served (`404`).
+    #[must_use]
+    pub fn operators(mut self, operators: aauth_metadata::audit::operator::Operators) -> Self {
+        self.operators = Some(operators);
         self
     }
 

@@ -38,6 +38,9 @@ pub(super) enum Route<'a> {
     /// `/interact` and `/interact/login`, the person's pages ([`consent`](super::consent));
     /// routed only when the server has them.
     Pages,
+    /// `/admin/audit`: an operator reads the audit log
+    /// ([`aauth_metadata::audit::operator`]); `404` unless the server has operators.
+    OperatorAudit,
 }
 
 /// An endpoint an agent signs for.
@@ -73,6 +76,7 @@ impl<'a> Route<'a> {
             INTERACTION_PATH => Self::Signed(Signed::Interaction),
             MISSION_PATH => Self::Signed(Signed::Missions),
             REVOCATION_PATH => Self::Revocation,
+            aauth_metadata::audit::operator::OPERATOR_AUDIT_PATH => Self::OperatorAudit,
             INTERACT_PATH | LOGIN_PATH if pages => Self::Pages,
             p if pages && p.starts_with(super::resource_flow::RESOURCE_CALLBACK_PATH) => {
                 Self::Pages
@@ -143,6 +147,13 @@ impl PersonServer {
             Route::Revocation => self.revocation(parts, body, now).await,
             Route::RevocationPoll { id } => self.revocation_poll(id, parts, body, now).await,
             Route::Pages => self.web(parts, body, now).await,
+            Route::OperatorAudit => match &self.operators {
+                Some(ops) => {
+                    ops.answer(&StoreAudit(self.store.as_ref()), parts, body, now)
+                        .await
+                }
+                None => not_found(),
+            },
         }
     }
 
@@ -181,6 +192,26 @@ impl PersonServer {
                     .await
             }
         })
+    }
+}
+
+/// `404` for a path this server does not serve.
+fn not_found() -> http::Response<Bytes> {
+    let mut r = http::Response::new(Bytes::new());
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// The store's audit log, as the operator endpoint reads it.
+struct StoreAudit<'a>(&'a dyn crate::PsStore);
+
+#[async_trait::async_trait]
+impl aauth_metadata::audit::operator::AuditSource for StoreAudit<'_> {
+    async fn audit_page(
+        &self,
+        q: &crate::AuditQuery,
+    ) -> Result<crate::AuditPage, aauth_metadata::store::StoreError> {
+        self.0.audit(q).await
     }
 }
 

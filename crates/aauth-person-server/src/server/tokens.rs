@@ -459,7 +459,8 @@ impl PersonServer {
                     )
                     .account(held.account.as_str())
                     .agent(acting.agent.1.as_str())
-                    .resource(rt.iss.as_str()),
+                    .resource(rt.iss.as_str())
+                    .scope(rt.scope.as_deref()),
                 )
                 .await?;
                 Err(PsError::Denied(reason))
@@ -705,7 +706,8 @@ impl PersonServer {
         )
         .account(account)
         .agent(agent.as_str())
-        .resource(resource.as_str());
+        .resource(resource.as_str())
+        .scope(scope.as_deref());
         self.store
             .record_issuance(Issuance::new(
                 TokenRecord::Auth(AuthTokenRecord {

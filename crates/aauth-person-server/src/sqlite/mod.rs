@@ -13,7 +13,7 @@ use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::audit::{AuditEvent, AuditQuery};
+use crate::audit::{AuditEvent, AuditPage, AuditQuery};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
 use crate::store::{
@@ -62,12 +62,6 @@ CREATE TABLE IF NOT EXISTS chains (
 CREATE TABLE IF NOT EXISTS presentations (
   jti TEXT NOT NULL, access_server TEXT NOT NULL, exp INTEGER NOT NULL,
   PRIMARY KEY (jti, access_server));
-CREATE TABLE IF NOT EXISTS audit (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, action TEXT NOT NULL,
-  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
-CREATE INDEX IF NOT EXISTS audit_agent ON audit (agent, at);
-CREATE INDEX IF NOT EXISTS audit_resource ON audit (resource, at);
 CREATE TABLE IF NOT EXISTS sessions (
   key TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,
   expires INTEGER NOT NULL, bad_codes INTEGER NOT NULL);
@@ -97,6 +91,8 @@ pub struct SqliteStore {
     inserts: Arc<std::sync::atomic::AtomicU32>,
     /// Waiters on pending requests, in this process (one process owns the file).
     changes: Arc<crate::changes::ChangeHub>,
+    /// How long audit events are kept.
+    audit_retention: std::time::Duration,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -121,13 +117,7 @@ impl SqliteStore {
     /// [`StoreError`] when the file cannot be opened or the schema created.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        migrate(&conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            inserts: Arc::default(),
-            changes: Arc::default(),
-        })
+        Self::with_connection(conn)
     }
 
     /// An in-memory database (tests).
@@ -137,13 +127,34 @@ impl SqliteStore {
     /// [`StoreError`].
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(err)?;
+        Self::with_connection(conn)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::audit::sqlite::TABLE)
+            .map_err(err)?;
         migrate(&conn)?;
+        crate::audit::sqlite::migrate(&conn, STORE)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             inserts: Arc::default(),
             changes: Arc::default(),
+            audit_retention: crate::audit::AUDIT_RETENTION,
         })
+    }
+
+    /// Keeps audit events for `retention` instead of
+    /// [`AUDIT_RETENTION`](crate::AUDIT_RETENTION) (90 days).
+    #[must_use]
+    pub fn audit_retention(mut self, retention: std::time::Duration) -> Self {
+        self.audit_retention = retention;
+        self
+    }
+
+    /// The retention when this insert also sweeps, else `None`.
+    fn audit_sweep(&self) -> Option<std::time::Duration> {
+        self.sweep().then_some(self.audit_retention)
     }
 
     /// Whether this insert also sweeps expired rows (every 512 inserts: a sweep per
@@ -320,6 +331,7 @@ impl PsStore for SqliteStore {
 
     async fn record_issuance(&self, issuance: Issuance) -> Result<(), StoreError> {
         let sweep = self.sweep();
+        let retention = self.audit_retention;
         self.with(move |c| {
             // One transaction: the record, its chain and its audit event, or none.
             let tx = c.unchecked_transaction().map_err(err)?;
@@ -341,7 +353,12 @@ impl PsStore for SqliteStore {
             if !issuance.chain.is_empty() {
                 insert_chain(&tx, &jti, &issuance.chain, exp)?;
             }
-            admin::record_event(&tx, &issuance.event, sweep)?;
+            crate::audit::sqlite::record(
+                &tx,
+                STORE,
+                &issuance.event,
+                sweep.then_some(retention),
+            )?;
             tx.commit().map_err(err)
         })
         .await
@@ -976,13 +993,15 @@ impl PsStore for SqliteStore {
     }
 
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
-        let sweep = self.sweep();
-        self.with(move |c| admin::record_event(c, &e, sweep)).await
+        let sweep = self.audit_sweep();
+        self.with(move |c| crate::audit::sqlite::record(c, STORE, &e, sweep))
+            .await
     }
 
-    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         let q = q.clone();
-        self.with(move |c| admin::audit(c, &q)).await
+        self.with(move |c| crate::audit::sqlite::query(c, STORE, &q))
+            .await
     }
 }
 

@@ -149,7 +149,7 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
     let details =
         |events: Vec<AuditEvent>| -> Vec<String> { events.into_iter().map(|e| e.detail).collect() };
     assert_eq!(
-        details(store.audit(&AuditQuery::default()).await.unwrap()),
+        details(store.audit(&AuditQuery::default()).await.unwrap().events),
         ["event 3", "event 2", "event 1", "event 0"]
     );
     assert_eq!(
@@ -157,7 +157,7 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
             store
                 .audit(&AuditQuery::default().agent(ASSISTANT))
                 .await
-                .unwrap()
+                .unwrap().events
         ),
         ["event 3", "event 1", "event 0"]
     );
@@ -170,7 +170,7 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
                         .action(AuditAction::Issued)
                 )
                 .await
-                .unwrap()
+                .unwrap().events
         ),
         ["event 2", "event 0"]
     );
@@ -179,19 +179,19 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
             store
                 .audit(&AuditQuery::default().since(at + 1).until(at + 2))
                 .await
-                .unwrap()
+                .unwrap().events
         ),
         ["event 2", "event 1"]
     );
     assert_eq!(
-        details(store.audit(&AuditQuery::default().limit(1)).await.unwrap()),
+        details(store.audit(&AuditQuery::default().limit(1)).await.unwrap().events),
         ["event 3"]
     );
     assert!(
         store
             .audit(&AuditQuery::default().account("bob"))
             .await
-            .unwrap()
+            .unwrap().events
             .is_empty()
     );
 }
@@ -273,7 +273,7 @@ async fn a_disabled_account_is_issued_nothing_and_every_decision_is_audited() {
     let log = admin
         .audit(&AuditQuery::default().agent(ASSISTANT))
         .await
-        .unwrap();
+        .unwrap().events;
     let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
     assert_eq!(
         actions,
@@ -287,7 +287,7 @@ async fn a_disabled_account_is_issued_nothing_and_every_decision_is_audited() {
     let accounts = admin
         .audit(&AuditQuery::default().action(AuditAction::Account))
         .await
-        .unwrap();
+        .unwrap().events;
     assert_eq!(
         accounts
             .iter()
@@ -352,7 +352,7 @@ async fn a_revoked_agent_loses_its_tokens_and_its_binding() {
     let revoked = admin
         .audit(&AuditQuery::default().action(AuditAction::Revoked))
         .await
-        .unwrap();
+        .unwrap().events;
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].account.as_deref(), Some("alice"));
 }
@@ -406,4 +406,80 @@ async fn a_token_is_revoked_and_bad_accounts_are_refused() {
         .unwrap();
     admin.reset_password("carol", "new pw", NOW).await.unwrap();
     assert_eq!(admin.accounts().await.unwrap().len(), before.len() + 1);
+}
+
+/// `GET /admin/audit` after a three-party flow: the operator reads the person token and
+/// the auth token issued (with its scope), newest first; nobody else reads anything.
+#[tokio::test]
+async fn operators_read_the_audit_log_over_http() {
+    use aauth_metadata::audit::AuditPage;
+    use aauth_metadata::audit::operator::OPERATOR_AUDIT_PATH;
+    let w = crate::world();
+    w.bind(ASSISTANT, "alice").await;
+    let person = w.person_token("https://resource.example").await;
+    let pc: aauth_tokens::PersonClaims = w.read(&person, "https://resource.example");
+    let rt = w.resource_token(&pc.jti, &pc.sub, |b| b);
+    let (s, json) = w
+        .post(
+            aauth_person_server::AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": person}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+
+    let get = |key: Option<&aauth_keys::PrivateKey>, query: &str| {
+        let (mut parts, ()) = http::Request::get(format!(
+            "https://ps.example{OPERATOR_AUDIT_PATH}?{query}"
+        ))
+        .body(())
+        .unwrap()
+        .into_parts();
+        if let Some(key) = key {
+            let scheme = aauth_signing::hwk_scheme(key.public_key());
+            aauth_signing::sign(
+                &mut parts,
+                &[],
+                &[aauth_signing::SigningKey::new("sig", key, &scheme)],
+                &aauth_signing::SignOptions::default().with_query(),
+                NOW,
+            )
+            .unwrap();
+        }
+        parts
+    };
+    let unsigned = w.ps.handle(&get(None, ""), &[], NOW).await.unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let agent = w.ps.handle(&get(Some(&w.agent), ""), &[], NOW).await.unwrap();
+    assert_eq!(agent.status(), StatusCode::FORBIDDEN, "an agent is no operator");
+
+    let r = w
+        .ps
+        .handle(&get(Some(&crate::operator()), "action=issued&limit=1"), &[], NOW)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = AuditPage::from_json(&serde_json::from_slice(r.body()).unwrap()).unwrap();
+    let auth = &page.events[0];
+    assert!(auth.detail.starts_with("auth token "), "{auth:?}");
+    assert_eq!(auth.scope.as_deref(), Some("read"));
+    assert_eq!(auth.agent.as_deref(), Some(ASSISTANT));
+    assert_eq!(auth.account.as_deref(), Some("alice"));
+    let next = page.next.expect("the person token is on the next page");
+    let r = w
+        .ps
+        .handle(
+            &get(
+                Some(&crate::operator()),
+                &format!("action=issued&limit=1&before={next}"),
+            ),
+            &[],
+            NOW,
+        )
+        .await
+        .unwrap();
+    let page = AuditPage::from_json(&serde_json::from_slice(r.body()).unwrap()).unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(page.events[0].detail.starts_with("person token "));
+    assert_eq!(page.events[0].resource.as_deref(), Some("https://resource.example"));
+    assert_eq!(page.next, None);
 }

@@ -126,7 +126,11 @@ fn world_over(
         [9; 32],
     )
     .unwrap()
-    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove));
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
+    .operators(aauth_metadata::audit::operator::Operators::new(
+        &id("https://ps.example"),
+        [operator().public_key().clone()],
+    ));
     if let Some(p) = policy {
         ps = ps.policy(p);
     }
@@ -140,6 +144,11 @@ fn world_over(
         agent_token,
         rs,
     }
+}
+
+/// The operator's key: it reads the audit log at `/admin/audit`.
+fn operator() -> PrivateKey {
+    PrivateKey::ed25519_from_seed(&[8; 32])
 }
 
 fn world() -> World {

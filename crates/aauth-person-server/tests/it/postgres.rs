@@ -52,6 +52,37 @@ async fn the_postgres_store_keeps_the_operators_records() {
     db.drop_schema().await;
 }
 
+/// A configured retention: the sweep drops the events older than it, and only those.
+#[tokio::test]
+async fn the_sweep_keeps_the_configured_retention() {
+    use aauth_person_server::{AuditAction, AuditEvent, AuditQuery};
+    let Some(db) = Db::new("the_sweep_keeps_the_configured_retention") else {
+        return;
+    };
+    let day = 24 * 3600;
+    let store = PgStore::connect(&db.0.options)
+        .await
+        .unwrap()
+        .audit_retention(Duration::from_secs(day));
+    for (at, detail) in [(NOW.as_secs(), "old"), (NOW.as_secs() + day, "kept")] {
+        store
+            .record_event(AuditEvent::new(at, AuditAction::Issued, detail))
+            .await
+            .unwrap();
+    }
+    store.sweep_once(NOW.plus(day + day / 2)).await.unwrap();
+    let left: Vec<String> = store
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(left, ["kept"]);
+    db.drop_schema().await;
+}
+
 /// Four instances starting at once over an empty schema: every one starts, each
 /// migration is recorded once, and running the migrations again applies none.
 #[tokio::test]
@@ -78,9 +109,9 @@ async fn instances_starting_together_migrate_once() {
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 0);
-    assert_eq!(pg.schema_version("person-server").await.unwrap(), 1);
+    assert_eq!(pg.schema_version("person-server").await.unwrap(), 2);
 
     // A database a newer version migrated further is refused, with the reason.
     db.0.sql("INSERT INTO aauth_migrations (component, version, name) VALUES ('person-server', 99, 'future')")
@@ -88,7 +119,7 @@ async fn instances_starting_together_migrate_once() {
     let refused = PgStore::connect(&db.0.options).await.unwrap_err();
     let chain = error_chain(&refused);
     assert!(
-        chain.contains("version 99, newer than this build knows (1)"),
+        chain.contains("version 99, newer than this build knows (2)"),
         "{chain}"
     );
     db.drop_schema().await;

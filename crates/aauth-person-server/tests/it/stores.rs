@@ -460,8 +460,14 @@ async fn issuance_contract(store: &dyn PsStore) {
     let logged = store
         .audit(&AuditQuery::default().account("carol"))
         .await
-        .unwrap();
+        .unwrap().events;
     assert_eq!(logged, vec![auth_event, event]);
+    aauth_test_support::audit::pages_contract(
+        NOW.as_secs(),
+        |e| async move { store.record_event(e).await.unwrap() },
+        |q| async move { store.audit(&q).await.unwrap() },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1,14 +1,20 @@
 //! The operator's audit log, shared by the Person Server and the Access Server: what a
 //! server decided, issued, refused and revoked, and what its operator changed, one
-//! [`AuditEvent`] each, kept by the server's store for [`AUDIT_RETENTION`] and read back
-//! by filters ([`AuditQuery`]). Events name the person's account (or directed `sub`), the
-//! agent and the resource by identifier; never a token, a signature or a password.
+//! [`AuditEvent`] each, kept by the server's store for its retention ([`AUDIT_RETENTION`]
+//! unless configured) and read back by filters ([`AuditQuery`]), a page at a time
+//! ([`AuditPage`], [`AuditCursor`]). Events name the person's account (or directed
+//! `sub`), the agent, the resource, the scope and the request by identifier; never a
+//! token, a signature or a password.
+//!
+//! Operators read it through the server's store (`aauth admin audit`), or over HTTP at
+//! [`operator::OPERATOR_AUDIT_PATH`], signing with a configured operator key.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// How long audit events are kept: 90 days. Older ones are swept as new ones are written.
+/// How long audit events are kept unless the store is told otherwise: 90 days. Older ones
+/// are swept as new ones are written (or, at PostgreSQL, by the store's sweep).
 pub const AUDIT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The most events the in-memory store keeps (the oldest go first).
@@ -112,6 +118,10 @@ pub struct AuditEvent {
     pub agent: Option<String>,
     /// The resource, when one is concerned.
     pub resource: Option<String>,
+    /// The scope concerned (a token's, a request's), when there is one.
+    pub scope: Option<String>,
+    /// The request concerned: a pending request's id, when there is one.
+    pub request: Option<String>,
     /// What exactly, in words (a token's type and `jti`, who decided, why).
     pub detail: String,
 }
@@ -126,6 +136,8 @@ impl AuditEvent {
             account: None,
             agent: None,
             resource: None,
+            scope: None,
+            request: None,
             detail: detail.into(),
         }
     }
@@ -150,9 +162,51 @@ impl AuditEvent {
         self.resource = Some(resource.into());
         self
     }
+
+    /// Names the scope, when there is one (an empty scope names none).
+    #[must_use]
+    pub fn scope<'a>(mut self, scope: impl Into<Option<&'a str>>) -> Self {
+        self.scope = scope
+            .into()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        self
+    }
+
+    /// Names the request (a pending request's id).
+    #[must_use]
+    pub fn request(mut self, request: impl Into<String>) -> Self {
+        self.request = Some(request.into());
+        self
+    }
+
+    /// The event as one JSON object: `at`, `action`, `account`, `agent`, `resource`,
+    /// `scope`, `request` (`null` when the event names none) and `detail`; one line of
+    /// the log's JSON-lines export.
+    ///
+    /// ```
+    /// use aauth_metadata::audit::{AuditAction, AuditEvent};
+    /// let e = AuditEvent::new(100, AuditAction::Issued, "auth token j1").scope("read");
+    /// assert_eq!(e.to_json()["scope"], "read");
+    /// assert!(e.to_json()["agent"].is_null());
+    /// ```
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "at": self.at,
+            "action": self.action.as_str(),
+            "account": self.account,
+            "agent": self.agent,
+            "resource": self.resource,
+            "scope": self.scope,
+            "request": self.request,
+            "detail": self.detail,
+        })
+    }
 }
 
-/// Which events to read: every filter given must match; newest first, at most `limit`.
+/// Which events to read: every filter given must match; newest first, at most `limit`,
+/// older than `before` (the cursor of the page before, [`AuditPage::next`]).
 ///
 /// ```
 /// use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery};
@@ -181,6 +235,8 @@ pub struct AuditQuery {
     pub until: Option<u64>,
     /// At most this many (capped at [`MAX_AUDIT_QUERY`]).
     pub limit: usize,
+    /// Only events recorded before the one this cursor names: the next page.
+    pub before: Option<AuditCursor>,
 }
 
 impl Default for AuditQuery {
@@ -193,6 +249,7 @@ impl Default for AuditQuery {
             since: None,
             until: None,
             limit: 100,
+            before: None,
         }
     }
 }
@@ -247,10 +304,25 @@ impl AuditQuery {
         self
     }
 
+    /// Only events recorded before the one `cursor` names (the page after the one whose
+    /// [`AuditPage::next`] it is).
+    #[must_use]
+    pub fn before(mut self, cursor: AuditCursor) -> Self {
+        self.before = Some(cursor);
+        self
+    }
+
     /// The limit a store applies: `limit`, capped at [`MAX_AUDIT_QUERY`].
     #[must_use]
     pub fn effective_limit(&self) -> usize {
         self.limit.min(MAX_AUDIT_QUERY)
+    }
+
+    /// How many rows a store reads: one more than [`AuditQuery::effective_limit`], to
+    /// know whether there is a next page ([`AuditPage::from_rows`]).
+    #[must_use]
+    pub fn fetch_limit(&self) -> usize {
+        self.effective_limit() + 1
     }
 
     /// Whether `e` passes every filter.
@@ -269,130 +341,83 @@ impl AuditQuery {
 }
 
 /// The audit log of an in-memory store: at most [`MEMORY_AUDIT_CAP`] events (the oldest
-/// go first), none older than [`AUDIT_RETENTION`] before the newest.
+/// go first), none older than its retention ([`AUDIT_RETENTION`] unless set) before the
+/// newest.
 ///
 /// ```
 /// use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery, MemoryAuditLog};
 /// let mut log = MemoryAuditLog::default();
 /// log.record(AuditEvent::new(10, AuditAction::Issued, "auth token a"));
 /// log.record(AuditEvent::new(20, AuditAction::Refused, "invalid_request"));
-/// let newest = log.query(&AuditQuery::default().limit(1));
-/// assert_eq!(newest[0].action, AuditAction::Refused);
+/// let page = log.query(&AuditQuery::default().limit(1));
+/// assert_eq!(page.events[0].action, AuditAction::Refused);
+/// let rest = log.query(&AuditQuery::default().limit(1).before(page.next.unwrap()));
+/// assert_eq!(rest.events[0].action, AuditAction::Issued);
+/// assert_eq!(rest.next, None);
 /// ```
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct MemoryAuditLog(std::collections::VecDeque<AuditEvent>);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryAuditLog {
+    events: std::collections::VecDeque<(u64, AuditEvent)>,
+    next_seq: u64,
+    retention: Duration,
+}
+
+impl Default for MemoryAuditLog {
+    fn default() -> Self {
+        Self {
+            events: std::collections::VecDeque::new(),
+            next_seq: 1,
+            retention: AUDIT_RETENTION,
+        }
+    }
+}
 
 impl MemoryAuditLog {
+    /// Keeps events for `retention` instead of [`AUDIT_RETENTION`].
+    #[must_use]
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// Appends `e`, dropping what is past the cap or the retention.
     pub fn record(&mut self, e: AuditEvent) {
-        let floor = e.at.saturating_sub(AUDIT_RETENTION.as_secs());
+        let floor = e.at.saturating_sub(self.retention.as_secs());
         while self
-            .0
+            .events
             .front()
-            .is_some_and(|old| old.at < floor || self.0.len() >= MEMORY_AUDIT_CAP)
+            .is_some_and(|(_, old)| old.at < floor || self.events.len() >= MEMORY_AUDIT_CAP)
         {
-            self.0.pop_front();
+            self.events.pop_front();
         }
-        self.0.push_back(e);
+        self.events.push_back((self.next_seq, e));
+        self.next_seq += 1;
     }
 
-    /// The events `q` selects, newest first.
+    /// The page of events `q` selects, newest first.
     #[must_use]
-    pub fn query(&self, q: &AuditQuery) -> Vec<AuditEvent> {
-        self.0
+    pub fn query(&self, q: &AuditQuery) -> AuditPage {
+        let before = q.before.map_or(u64::MAX, AuditCursor::seq);
+        let rows = self
+            .events
             .iter()
             .rev()
-            .filter(|e| q.matches(e))
-            .take(q.effective_limit())
-            .cloned()
-            .collect()
+            .filter(|(seq, e)| *seq < before && q.matches(e))
+            .take(q.fetch_limit())
+            .map(|(seq, e)| (*seq, e.clone()))
+            .collect();
+        AuditPage::from_rows(q, rows)
     }
 }
 
-/// The audit log in PostgreSQL (feature `postgres`): the table a store's migration
-/// creates, and its append and query, shared by the servers' PostgreSQL stores.
 #[cfg(feature = "postgres")]
-pub mod postgres {
-    use super::{AuditAction, AuditEvent, AuditQuery};
-    use crate::store::StoreError;
-    use crate::store::postgres::Pg;
+pub mod postgres;
 
-    /// The table and its indexes (in a store's migration).
-    pub const TABLE: &str = "
-CREATE TABLE audit (
-  seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, action TEXT NOT NULL,
-  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL);
-CREATE INDEX audit_at ON audit (at);
-CREATE INDEX audit_agent ON audit (agent, at);
-CREATE INDEX audit_resource ON audit (resource, at);
-CREATE INDEX audit_account ON audit (account, at);
-";
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
-    fn secs(t: u64) -> i64 {
-        i64::try_from(t).unwrap_or(i64::MAX)
-    }
+#[cfg(feature = "runtime")]
+pub mod operator;
 
-    /// Appends `e`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`].
-    pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
-        pg.execute(
-            "INSERT INTO audit (at, action, account, agent, resource, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &secs(e.at),
-                &e.action.as_str(),
-                &e.account,
-                &e.agent,
-                &e.resource,
-                &e.detail,
-            ],
-        )
-        .await
-        .map(drop)
-    }
-
-    /// The events `q` selects, newest first.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`].
-    pub async fn query(pg: &Pg, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let limit = i64::try_from(q.effective_limit()).unwrap_or(i64::MAX);
-        let rows = pg
-            .query(
-                "SELECT at, action, account, agent, resource, detail FROM audit
-                 WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
-                   AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
-                   AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
-                 ORDER BY at DESC, seq DESC LIMIT $7",
-                &[
-                    &q.agent,
-                    &q.resource,
-                    &q.account,
-                    &q.action.map(AuditAction::as_str),
-                    &q.since.map(secs),
-                    &q.until.map(secs),
-                    &limit,
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let action: String = pg.get(r, 1, "audit event")?;
-                let action = action
-                    .parse::<AuditAction>()
-                    .map_err(|e| StoreError::unreadable(pg.store(), "audit action", e))?;
-                let at: i64 = pg.get(r, 0, "audit event")?;
-                let detail: String = pg.get(r, 5, "audit event")?;
-                let mut e = AuditEvent::new(u64::try_from(at).unwrap_or(0), action, detail);
-                e.account = pg.get(r, 2, "audit event")?;
-                e.agent = pg.get(r, 3, "audit event")?;
-                e.resource = pg.get(r, 4, "audit event")?;
-                Ok(e)
-            })
-            .collect()
-    }
-}
+mod query;
+pub use query::{AuditCursor, AuditPage, MalformedPage, QueryError};

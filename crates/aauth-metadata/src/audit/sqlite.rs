@@ -1,0 +1,171 @@
+//! The audit log in an SQLite database (feature `sqlite`): the table, its append, sweep
+//! and query, shared by the servers' SQLite stores.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use super::{AuditAction, AuditEvent, AuditPage, AuditQuery};
+use crate::store::StoreError;
+
+/// The table and its indexes, created when missing (in a store's schema); [`migrate`]
+/// then adds what a file an earlier version created lacks.
+pub const TABLE: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, action TEXT NOT NULL,
+  account TEXT, agent TEXT, resource TEXT, detail TEXT NOT NULL,
+  scope TEXT, request TEXT);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_agent ON audit (agent, at);
+CREATE INDEX IF NOT EXISTS audit_resource ON audit (resource, at);
+CREATE INDEX IF NOT EXISTS audit_account ON audit (account, at);
+";
+
+fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// Adds the columns a file an earlier version created lacks (`scope`, `request`).
+///
+/// # Errors
+///
+/// [`StoreError`] (`store` names the store).
+pub fn migrate(c: &Connection, store: &'static str) -> Result<(), StoreError> {
+    let err = |e| StoreError::backend(store, e);
+    let columns = c
+        .prepare("PRAGMA table_info(audit)")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(1))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(err)?;
+    if !columns.iter().any(|n| n == "scope") {
+        c.execute_batch(
+            "ALTER TABLE audit ADD COLUMN scope TEXT;
+             ALTER TABLE audit ADD COLUMN request TEXT;",
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Appends `e`; with `sweep`, first drops the events older than `retention` before it.
+///
+/// # Errors
+///
+/// [`StoreError`] (`store` names the store).
+pub fn record(
+    c: &Connection,
+    store: &'static str,
+    e: &AuditEvent,
+    sweep: Option<Duration>,
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::backend(store, e);
+    if let Some(retention) = sweep {
+        c.prepare_cached("DELETE FROM audit WHERE at < ?1")
+            .and_then(|mut s| s.execute(params![secs(e.at.saturating_sub(retention.as_secs()))]))
+            .map_err(err)?;
+    }
+    c.prepare_cached(
+        "INSERT INTO audit (at, action, account, agent, resource, scope, request, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            secs(e.at),
+            e.action.as_str(),
+            e.account,
+            e.agent,
+            e.resource,
+            e.scope,
+            e.request,
+            e.detail
+        ])
+    })
+    .map(drop)
+    .map_err(err)
+}
+
+/// A row as read: seq, at, action, account, agent, resource, scope, request, detail.
+type Row = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// The page of events `q` selects, newest first (in the order they were recorded).
+///
+/// # Errors
+///
+/// [`StoreError`] (`store` names the store).
+pub fn query(c: &Connection, store: &'static str, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+    let err = |e| StoreError::backend(store, e);
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT seq, at, action, account, agent, resource, scope, request, detail
+             FROM audit
+             WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR resource = ?2)
+               AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR action = ?4)
+               AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)
+               AND (?7 IS NULL OR seq < ?7)
+             ORDER BY seq DESC LIMIT ?8",
+        )
+        .map_err(err)?;
+    let rows: Vec<Row> = stmt
+        .query_map(
+            params![
+                q.agent,
+                q.resource,
+                q.account,
+                q.action.map(AuditAction::as_str),
+                q.since.map(secs),
+                q.until.map(secs),
+                q.before.map(|c| secs(c.seq())),
+                i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let unreadable = |what, e: Box<dyn std::error::Error + Send + Sync>| {
+        StoreError::unreadable(store, what, e)
+    };
+    let rows = rows
+        .into_iter()
+        .map(|(seq, at, action, account, agent, resource, scope, request, detail)| {
+            let action = action
+                .parse::<AuditAction>()
+                .map_err(|e| unreadable("audit action", Box::new(e) as _))?;
+            let unsigned = |v: i64, what| {
+                u64::try_from(v).map_err(|e| unreadable(what, Box::new(e) as _))
+            };
+            let mut e = AuditEvent::new(unsigned(at, "audit time")?, action, detail);
+            e.account = account;
+            e.agent = agent;
+            e.resource = resource;
+            e.scope = scope;
+            e.request = request;
+            Ok((unsigned(seq, "audit sequence")?, e))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(AuditPage::from_rows(q, rows))
+}
