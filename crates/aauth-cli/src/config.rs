@@ -29,7 +29,9 @@
 //! level = "info"                         # or RUST_LOG
 //!
 //! [rate_limit]                           # requests over a limit get 429 with Retry-After
-//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process
+//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process.
+//!                                        # A Person or Access Server also counts wrong guesses
+//!                                        # (interaction codes, passwords) there, every instance together
 //! [[rate_limit.rules]]
 //! scope = "client"                       # each client address (known when this process terminates TLS), or "endpoint"
 //! path = "/"                             # the requests whose path starts with it
@@ -224,7 +226,8 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitSection {
-    /// A Redis shared by every instance (absent: counted in this process).
+    /// A Redis shared by every instance (absent: counted in this process): the rules'
+    /// counts, and a Person or Access Server's wrong guesses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) redis: Option<String>,
     /// The limits.

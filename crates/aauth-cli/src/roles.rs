@@ -11,6 +11,7 @@ use aauth_tokens::{IssuerKeyResolver, ServerId};
 
 use crate::config::Config;
 use crate::error::CliError;
+use crate::limits::Limits;
 use crate::net::server_id;
 use crate::serve::{Check, config_error, consent_policy};
 
@@ -212,7 +213,7 @@ pub(crate) fn ps_notifier(
     ))
 }
 
-/// The Person Server of `[person_server]`.
+/// The Person Server of `[person_server]`, counting wrong guesses as `limits` says.
 pub(crate) async fn person_server(
     c: &Config,
     id: ServerId,
@@ -220,6 +221,7 @@ pub(crate) async fn person_server(
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
     reach: &crate::net::Reach,
+    limits: &Limits,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
     use aauth_person_server::PersonServer;
     let section = c.person_server.clone().ok_or_else(|| CliError::Usage {
@@ -251,6 +253,9 @@ pub(crate) async fn person_server(
     }
     if let Some(replay) = replay {
         ps = ps.replay_store(replay);
+    }
+    if let Some(throttle) = &limits.throttle {
+        ps = ps.throttle(Arc::clone(throttle));
     }
     for a in &section.accounts {
         let password = zeroize::Zeroizing::new(
@@ -292,13 +297,14 @@ pub(crate) async fn person_server(
     Ok(WithHealth::new(Arc::new(ps) as Arc<dyn Endpoint>).check("store", Arc::new(check)))
 }
 
-/// The Access Server of `[access_server]`.
+/// The Access Server of `[access_server]`, counting wrong guesses as `limits` says.
 pub(crate) async fn access_server(
     c: &Config,
     id: ServerId,
     signer: Arc<dyn Signer>,
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
+    limits: &Limits,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
     use aauth_access_server::{AccessServer, AsStore, MemoryStore, PgStore, SqliteStore};
     let section = c.access_server.clone().ok_or_else(|| CliError::Usage {
@@ -333,6 +339,10 @@ pub(crate) async fn access_server(
         .store(Arc::clone(&store));
     let access = match replay {
         Some(replay) => access.replay_store(replay),
+        None => access,
+    };
+    let access = match &limits.throttle {
+        Some(throttle) => access.throttle(Arc::clone(throttle)),
         None => access,
     };
     let check = Check(move || {
