@@ -12,6 +12,7 @@
 
 mod cascade;
 mod hardening;
+mod rate;
 mod robust;
 mod steps;
 mod stores;
