@@ -34,6 +34,9 @@
 //!                                        # (interaction codes, passwords) there, every instance together
 //! [[rate_limit.rules]]
 //! scope = "client"                       # each client address (known when this process terminates TLS), or "endpoint"
+//!                                        # (every client together); a Person or Access Server also takes
+//!                                        # "agent" (each agent, counted once its signature verified) and an
+//!                                        # Access Server "person_server" (each Person Server that signs to it)
 //! path = "/"                             # the requests whose path starts with it
 //! requests = 120                         # this many every per_secs, up to burst at once
 //! per_secs = 60
@@ -239,7 +242,7 @@ pub(crate) struct RateLimitSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateRule {
-    /// `client` or `endpoint`.
+    /// `client`, `endpoint`, `agent` or `person_server`.
     pub(crate) scope: RateRuleScope,
     /// The path prefix (default `/`: every request).
     #[serde(default = "slash")]
@@ -254,13 +257,19 @@ pub(crate) struct RateRule {
 }
 
 /// What a rule counts by.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum RateRuleScope {
     /// Each client address.
     Client,
     /// Every request to the path together.
     Endpoint,
+    /// Each agent, counted by the Person or Access Server once the agent's signature (or
+    /// its agent token) verified.
+    Agent,
+    /// Each Person Server, counted by an Access Server once its signature verified.
+    #[serde(rename = "person_server", alias = "person-server")]
+    PersonServer,
 }
 
 fn slash() -> String {

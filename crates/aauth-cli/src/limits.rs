@@ -1,6 +1,11 @@
 //! What `[rate_limit]` gives a served role: its rules, counted in its Redis or in this
 //! process, and, with a Redis, the wrong-guess throttle (interaction codes, passwords)
 //! that every instance of a Person or Access Server shares.
+//!
+//! The rules by client address and by endpoint are checked before the role sees a
+//! request (`serve`'s `AppService`); the rules by who signed (`agent`, `person_server`)
+//! by the Person or Access Server itself, once the signature verified: the same
+//! [`RateLimits`], given to both.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +16,8 @@ use aauth_metadata::rate::{
 use aauth_metadata::store::redis::{Redis, RedisConfig};
 use aauth_metadata::throttle::{RedisThrottle, Throttle, ThrottlePolicy};
 
-use crate::config::{self, Config};
+use crate::cli::Role;
+use crate::config::{self, Config, RateRuleScope};
 use crate::error::CliError;
 use crate::serve::config_error;
 
@@ -29,11 +35,11 @@ pub(crate) struct Limits {
 /// The limits of `c`'s `[rate_limit]`: one connection to its Redis, if any, for the rule
 /// counts and the throttle (keys under `aauth:<id>:`, so that the instances of one
 /// service share them and other services do not).
-pub(crate) async fn limits(c: &Config) -> Result<Limits, CliError> {
+pub(crate) async fn limits(c: &Config, role: Role) -> Result<Limits, CliError> {
     let Some(section) = &c.rate_limit else {
         return Ok(Limits::default());
     };
-    let rules = rules(c, section)?;
+    let rules = rules(c, section, role)?;
     let redis = match &section.redis {
         Some(url) => {
             let config = RedisConfig::new(url.clone()).prefix(format!("aauth:{}:", c.id));
@@ -57,10 +63,15 @@ pub(crate) async fn limits(c: &Config) -> Result<Limits, CliError> {
     })
 }
 
-/// The rules of `[[rate_limit.rules]]`, each checked.
-fn rules(c: &Config, section: &config::RateLimitSection) -> Result<Vec<Rule>, CliError> {
+/// The rules of `[[rate_limit.rules]]`, each checked, for `role`.
+fn rules(
+    c: &Config,
+    section: &config::RateLimitSection,
+    role: Role,
+) -> Result<Vec<Rule>, CliError> {
     let mut rules = Vec::new();
     for r in &section.rules {
+        scope_served_by(r.scope, role)?;
         let limit = RateLimit::new(
             r.requests,
             Duration::from_secs(r.per_secs),
@@ -76,12 +87,45 @@ fn rules(c: &Config, section: &config::RateLimitSection) -> Result<Vec<Rule>, Cl
         }
         rules.push(Rule {
             scope: match r.scope {
-                config::RateRuleScope::Client => RateScope::Client,
-                config::RateRuleScope::Endpoint => RateScope::Endpoint,
+                RateRuleScope::Client => RateScope::Client,
+                RateRuleScope::Endpoint => RateScope::Endpoint,
+                RateRuleScope::Agent => RateScope::Agent,
+                RateRuleScope::PersonServer => RateScope::PersonServer,
             },
             path: r.path.clone(),
             limit,
         });
     }
     Ok(rules)
+}
+
+/// Whether `role` counts rules of `scope`: by agent, only a Person or an Access Server
+/// (the servers that verify agents); by Person Server, only an Access Server (the one
+/// server Person Servers sign to). A rule no served role would count is a mistake,
+/// refused by its key rather than ignored.
+fn scope_served_by(scope: RateRuleScope, role: Role) -> Result<(), CliError> {
+    let (name, counted, by) = match scope {
+        RateRuleScope::Client | RateRuleScope::Endpoint => return Ok(()),
+        RateRuleScope::Agent => (
+            "agent",
+            matches!(role, Role::PersonServer | Role::AccessServer),
+            "aauth serve person-server and access-server",
+        ),
+        RateRuleScope::PersonServer => (
+            "person_server",
+            matches!(role, Role::AccessServer),
+            "aauth serve access-server",
+        ),
+    };
+    if counted {
+        return Ok(());
+    }
+    Err(CliError::Usage {
+        flag: "rate_limit.rules.scope",
+        reason: format!(
+            "{name:?} is counted only by {by} (it counts who signed a request, once \
+             verified); aauth serve {} counts \"client\" and \"endpoint\"",
+            role.name()
+        ),
+    })
 }

@@ -213,7 +213,8 @@ pub(crate) fn ps_notifier(
     ))
 }
 
-/// The Person Server of `[person_server]`, counting wrong guesses as `limits` says.
+/// The Person Server of `[person_server]`, counting wrong guesses and agents' requests as
+/// `limits` says.
 pub(crate) async fn person_server(
     c: &Config,
     id: ServerId,
@@ -257,6 +258,9 @@ pub(crate) async fn person_server(
     if let Some(throttle) = &limits.throttle {
         ps = ps.throttle(Arc::clone(throttle));
     }
+    if let Some(rules) = &limits.rules {
+        ps = ps.rate_limits(Arc::clone(rules));
+    }
     for a in &section.accounts {
         let password = zeroize::Zeroizing::new(
             std::fs::read_to_string(&a.password_file).map_err(CliError::file(&a.password_file))?,
@@ -297,7 +301,8 @@ pub(crate) async fn person_server(
     Ok(WithHealth::new(Arc::new(ps) as Arc<dyn Endpoint>).check("store", Arc::new(check)))
 }
 
-/// The Access Server of `[access_server]`, counting wrong guesses as `limits` says.
+/// The Access Server of `[access_server]`, counting wrong guesses and the requests of
+/// Person Servers and agents as `limits` says.
 pub(crate) async fn access_server(
     c: &Config,
     id: ServerId,
@@ -343,6 +348,10 @@ pub(crate) async fn access_server(
     };
     let access = match &limits.throttle {
         Some(throttle) => access.throttle(Arc::clone(throttle)),
+        None => access,
+    };
+    let access = match &limits.rules {
+        Some(rules) => access.rate_limits(Arc::clone(rules)),
         None => access,
     };
     let check = Check(move || {

@@ -278,7 +278,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
     if let Some(m) = &c.metrics {
         crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
     }
-    let limits = crate::limits::limits(&c).await?;
+    let limits = crate::limits::limits(&c, role).await?;
     let app = build(role, &c, &reach, &keys, &limits).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
