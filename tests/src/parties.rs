@@ -366,7 +366,10 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
         let mut access = AccessServer::new(as_id.clone(), key()?, "as-1", as_keys)
             .map_err(e)?
             .trusted([id("https://ps.example")?])
-            .operators(Operators::new(&as_id, [operator_key().public_key().clone()]));
+            .operators(Operators::new(
+                &as_id,
+                [operator_key().public_key().clone()],
+            ));
         if let Some(policy) = o.as_policy.clone() {
             access = access.policy(policy);
         }

@@ -29,9 +29,14 @@
 //! level = "info"                         # or RUST_LOG
 //!
 //! [rate_limit]                           # requests over a limit get 429 with Retry-After
-//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process
+//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process.
+//!                                        # A Person or Access Server also counts wrong guesses
+//!                                        # (interaction codes, passwords) there, every instance together
 //! [[rate_limit.rules]]
 //! scope = "client"                       # each client address (known when this process terminates TLS), or "endpoint"
+//!                                        # (every client together); a Person or Access Server also takes
+//!                                        # "agent" (each agent, counted once its signature verified) and an
+//!                                        # Access Server "person_server" (each Person Server that signs to it)
 //! path = "/"                             # the requests whose path starts with it
 //! requests = 120                         # this many every per_secs, up to burst at once
 //! per_secs = 60
@@ -247,7 +252,8 @@ pub(crate) struct AuditSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitSection {
-    /// A Redis shared by every instance (absent: counted in this process).
+    /// A Redis shared by every instance (absent: counted in this process): the rules'
+    /// counts, and a Person or Access Server's wrong guesses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) redis: Option<String>,
     /// The limits.
@@ -259,7 +265,7 @@ pub(crate) struct RateLimitSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateRule {
-    /// `client` or `endpoint`.
+    /// `client`, `endpoint`, `agent` or `person_server`.
     pub(crate) scope: RateRuleScope,
     /// The path prefix (default `/`: every request).
     #[serde(default = "slash")]
@@ -274,13 +280,19 @@ pub(crate) struct RateRule {
 }
 
 /// What a rule counts by.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum RateRuleScope {
     /// Each client address.
     Client,
     /// Every request to the path together.
     Endpoint,
+    /// Each agent, counted by the Person or Access Server once the agent's signature (or
+    /// its agent token) verified.
+    Agent,
+    /// Each Person Server, counted by an Access Server once its signature verified.
+    #[serde(rename = "person_server", alias = "person-server")]
+    PersonServer,
 }
 
 fn slash() -> String {

@@ -25,6 +25,7 @@ mod error;
 mod fetch;
 mod keyring;
 mod keys;
+mod limits;
 mod metrics;
 mod net;
 mod otel;

@@ -11,6 +11,7 @@ use aauth_tokens::{IssuerKeyResolver, ServerId};
 
 use crate::config::Config;
 use crate::error::CliError;
+use crate::limits::Limits;
 use crate::net::server_id;
 use crate::serve::{Check, config_error, consent_policy};
 
@@ -306,7 +307,8 @@ pub(crate) fn ps_notifier(
     ))
 }
 
-/// The Person Server of `[person_server]`.
+/// The Person Server of `[person_server]`, counting wrong guesses and agents' requests as
+/// `limits` says.
 pub(crate) async fn person_server(
     c: &Config,
     id: ServerId,
@@ -314,6 +316,7 @@ pub(crate) async fn person_server(
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
     reach: &crate::net::Reach,
+    limits: &Limits,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
     use aauth_person_server::PersonServer;
     let section = c.person_server.clone().ok_or_else(|| CliError::Usage {
@@ -349,6 +352,12 @@ pub(crate) async fn person_server(
     }
     if let Some(ops) = operators {
         ps = ps.operators(ops);
+    }
+    if let Some(throttle) = &limits.throttle {
+        ps = ps.throttle(Arc::clone(throttle));
+    }
+    if let Some(rules) = &limits.rules {
+        ps = ps.rate_limits(Arc::clone(rules));
     }
     for a in &section.accounts {
         let password = zeroize::Zeroizing::new(
@@ -390,13 +399,15 @@ pub(crate) async fn person_server(
     Ok(WithHealth::new(Arc::new(ps) as Arc<dyn Endpoint>).check("store", Arc::new(check)))
 }
 
-/// The Access Server of `[access_server]`.
+/// The Access Server of `[access_server]`, counting wrong guesses and the requests of
+/// Person Servers and agents as `limits` says.
 pub(crate) async fn access_server(
     c: &Config,
     id: ServerId,
     signer: Arc<dyn Signer>,
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
+    limits: &Limits,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
     use aauth_access_server::AccessServer;
     let section = c.access_server.clone().ok_or_else(|| CliError::Usage {
@@ -419,6 +430,14 @@ pub(crate) async fn access_server(
     };
     let access = match operators {
         Some(ops) => access.operators(ops),
+        None => access,
+    };
+    let access = match &limits.throttle {
+        Some(throttle) => access.throttle(Arc::clone(throttle)),
+        None => access,
+    };
+    let access = match &limits.rules {
+        Some(rules) => access.rate_limits(Arc::clone(rules)),
         None => access,
     };
     let check = Check(move || {

@@ -21,7 +21,7 @@ use aauth_agent::AgentProvider;
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
-use aauth_metadata::rate::{RateLimits, RateScope};
+use aauth_metadata::rate::RateLimits;
 use aauth_metadata::serve::{Endpoint, EndpointService};
 use aauth_metadata::throttle::ClientAddr;
 use aauth_metadata::{CacheConfig, KeyCache};
@@ -134,6 +134,7 @@ async fn build(
     c: &Config,
     reach: &crate::net::Reach,
     keys: &Arc<Keys>,
+    limits: &crate::limits::Limits,
 ) -> Result<App, CliError> {
     let (key, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
     let signer: Arc<dyn Signer> = Arc::new(key);
@@ -167,8 +168,12 @@ async fn build(
             }
             WithHealth::new(Arc::new(provider) as Arc<dyn Endpoint>)
         }
-        Role::PersonServer => crate::roles::person_server(c, id, signer, &kid, keys, reach).await?,
-        Role::AccessServer => crate::roles::access_server(c, id, signer, &kid, keys).await?,
+        Role::PersonServer => {
+            crate::roles::person_server(c, id, signer, &kid, keys, reach, limits).await?
+        }
+        Role::AccessServer => {
+            crate::roles::access_server(c, id, signer, &kid, keys, limits).await?
+        }
     };
     let endpoint = Arc::new(endpoint);
     Ok(App::Role {
@@ -273,9 +278,9 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
     if let Some(m) = &c.metrics {
         crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
     }
-    let app = build(role, &c, &reach, &keys).await?;
+    let limits = crate::limits::limits(&c, role).await?;
+    let app = build(role, &c, &reach, &keys, &limits).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
-    let limits = rate_limits(&c).await?;
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(c.listen)
         .await
@@ -308,7 +313,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         };
         let service = AppService {
             inner: service.clone(),
-            limits: limits.clone(),
+            limits: limits.rules.clone(),
             client: tls.is_some().then_some(ClientAddr(peer.ip())),
         };
         let stopping = stopping.clone();
@@ -401,50 +406,6 @@ async fn provider_replay(
         .await
         .map_err(|e| config_error(c, "store", e))?;
     Ok(Some(Arc::new(aauth_resource::RedisReplayStore::new(redis))))
-}
-
-/// The rate limits of `[rate_limit]`, counted in its Redis or in this process.
-async fn rate_limits(c: &Config) -> Result<Option<Arc<RateLimits>>, CliError> {
-    use aauth_metadata::rate::{MemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter, Rule};
-    let Some(section) = &c.rate_limit else {
-        return Ok(None);
-    };
-    let mut rules = Vec::new();
-    for r in &section.rules {
-        let limit = RateLimit::new(
-            r.requests,
-            Duration::from_secs(r.per_secs),
-            r.burst.unwrap_or(r.requests),
-        )
-        .map_err(|e| config_error(c, "rate_limit.rules", e))?;
-        if !r.path.starts_with('/') {
-            return Err(config_error(
-                c,
-                "rate_limit.rules.path",
-                format!("{:?} does not start with /", r.path),
-            ));
-        }
-        rules.push(Rule {
-            scope: match r.scope {
-                config::RateRuleScope::Client => RateScope::Client,
-                config::RateRuleScope::Endpoint => RateScope::Endpoint,
-            },
-            path: r.path.clone(),
-            limit,
-        });
-    }
-    let limiter: Arc<dyn RateLimiter> = match &section.redis {
-        Some(url) => {
-            let config = aauth_metadata::store::redis::RedisConfig::new(url.clone())
-                .prefix(format!("aauth:{}:", c.id));
-            let redis = aauth_metadata::store::redis::Redis::connect(&config)
-                .await
-                .map_err(|e| config_error(c, "rate_limit.redis", e))?;
-            Arc::new(RedisRateLimiter::new(redis))
-        }
-        None => Arc::new(MemoryRateLimiter::default()),
-    };
-    Ok(Some(Arc::new(RateLimits::new(rules, limiter))))
 }
 
 /// The service every connection gets: the logged app, told where the connection came

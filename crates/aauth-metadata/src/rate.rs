@@ -6,8 +6,12 @@
 //!
 //! A request over a limit is answered `429` with `Retry-After` (the draft's polling rules
 //! have the agent back off) before the role sees it: [`RateLimits::check`] and
-//! [`limited_response`]. This is distinct from [`crate::throttle`], which counts
-//! *failures* (wrong codes, wrong passwords) and blocks guessing.
+//! [`limited_response`]. Rules counted by *who signed* a request ([`RateScope::Agent`],
+//! [`RateScope::PersonServer`]) are checked by the server itself, once the signature
+//! verified ([`RateLimits::check_signed`]): counted by an unverified claim, anyone could
+//! spend a victim agent's budget. A poll of a pending URL over a limit is answered
+//! `slow_down` ([`slow_down_response`]). This is distinct from [`crate::throttle`], which
+//! counts *failures* (wrong codes, wrong passwords) and blocks guessing.
 //!
 //! ```
 //! use std::time::Duration;
@@ -190,6 +194,62 @@ pub enum RateScope {
     Client,
     /// Every request to the rule's paths together: what the service behind them takes.
     Endpoint,
+    /// Each agent, by the identifier its agent token names (`sub`, `aauth:local@domain`),
+    /// once the server verified that token and the request's signature (at a Person
+    /// Server, the agent that signed; at an Access Server, the agent of the token request
+    /// a Person Server signed). Counted only by [`RateLimits::check_signed`]: never before
+    /// the signature is verified, so that a request merely claiming to be an agent spends
+    /// nothing of that agent's budget.
+    Agent,
+    /// Each Person Server, by its identifier, at an Access Server: the Person Server whose
+    /// signature on the request (token request, poll, answer) verified, the one whose
+    /// person token it presents. Counted only by [`RateLimits::check_signed`].
+    PersonServer,
+}
+
+impl RateScope {
+    /// Whether rules of this scope count requests by who signed them: counted by the
+    /// server once the signature verified ([`RateLimits::check_signed`]), skipped by
+    /// [`RateLimits::check`] (which runs before anything is verified).
+    ///
+    /// ```
+    /// use aauth_metadata::rate::RateScope;
+    /// assert!(RateScope::Agent.is_signed() && RateScope::PersonServer.is_signed());
+    /// assert!(!RateScope::Client.is_signed() && !RateScope::Endpoint.is_signed());
+    /// ```
+    #[must_use]
+    pub fn is_signed(self) -> bool {
+        matches!(self, Self::Agent | Self::PersonServer)
+    }
+}
+
+/// Who signed a request, as the server that verified its signature established it: what
+/// the rules of [`RateScope::Agent`] and [`RateScope::PersonServer`] count by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignedBy<'a> {
+    /// An agent, by its identifier (`aauth:local@domain`: its verified agent token's
+    /// `sub`).
+    Agent(&'a str),
+    /// A Person Server, by its identifier (`https://ps.example`).
+    PersonServer(&'a str),
+}
+
+impl SignedBy<'_> {
+    /// The scope whose rules count this signer.
+    #[must_use]
+    pub fn scope(&self) -> RateScope {
+        match self {
+            Self::Agent(_) => RateScope::Agent,
+            Self::PersonServer(_) => RateScope::PersonServer,
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Self::Agent(id) | Self::PersonServer(id) => id,
+        }
+    }
 }
 
 /// A limit on the requests whose path starts with `path` (every path when empty).
@@ -235,6 +295,28 @@ pub enum Refused {
     Unavailable(#[source] StoreError),
 }
 
+impl Refused {
+    /// The `Retry-After` it is answered with: the wait in whole seconds, rounded up, at
+    /// least 1 (1 when the limiter could not answer).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aauth_metadata::rate::Refused;
+    /// assert_eq!(Refused::Limited { retry_after: Duration::from_millis(1001) }.retry_after_secs(), 2);
+    /// assert_eq!(Refused::Limited { retry_after: Duration::from_millis(10) }.retry_after_secs(), 1);
+    /// assert_eq!(Refused::Limited { retry_after: Duration::from_secs(30) }.retry_after_secs(), 30);
+    /// ```
+    #[must_use]
+    pub fn retry_after_secs(&self) -> u64 {
+        match self {
+            Self::Limited { retry_after } => {
+                (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1)
+            }
+            Self::Unavailable(_) => 1,
+        }
+    }
+}
+
 impl RateLimits {
     /// Enforces `rules`, counting in `limiter`.
     #[must_use]
@@ -255,8 +337,10 @@ impl RateLimits {
         }
     }
 
-    /// Counts the request `parts` against every rule that concerns it; refused when it is
-    /// over any (nothing past the first refusing rule is counted).
+    /// Counts the request `parts` against every rule that concerns it, by client address
+    /// or by endpoint; refused when it is over any (nothing past the first refusing rule
+    /// is counted). Rules counted by who signed ([`RateScope::is_signed`]) are skipped:
+    /// nothing is verified yet.
     ///
     /// # Errors
     ///
@@ -273,18 +357,67 @@ impl RateLimits {
                     None => continue,
                 },
                 RateScope::Endpoint => *endpoint,
+                RateScope::Agent | RateScope::PersonServer => continue,
             };
-            match self.limiter.acquire(&key, &rule.limit).await {
-                Ok(None) => {}
-                Ok(Some(retry_after)) => {
-                    metrics::counter!(crate::metric::RATE_LIMITED, "path" => rule.path.clone())
-                        .increment(1);
-                    return Err(Refused::Limited { retry_after });
-                }
-                Err(e) => return Err(Refused::Unavailable(e)),
-            }
+            self.count(rule, &key).await?;
         }
         Ok(())
+    }
+
+    /// Counts a request to `path` whose signature a server verified, by who signed it,
+    /// against every rule of that signer's scope whose path it starts with; refused when
+    /// it is over any (nothing past the first refusing rule is counted). Call it only
+    /// with a verified identity.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use aauth_metadata::rate::{MemoryRateLimiter, RateLimit, RateLimits, RateScope, Refused, Rule, SignedBy};
+    /// let limits = RateLimits::new(
+    ///     vec![Rule {
+    ///         scope: RateScope::Agent,
+    ///         path: "/person-token".to_owned(),
+    ///         limit: RateLimit::new(2, Duration::from_secs(60), 2).unwrap(),
+    ///     }],
+    ///     Arc::new(MemoryRateLimiter::default()),
+    /// );
+    /// let assistant = SignedBy::Agent("aauth:assistant@agent.example");
+    /// limits.check_signed("/person-token", assistant).await.unwrap();
+    /// limits.check_signed("/person-token", assistant).await.unwrap();
+    /// let refused = limits.check_signed("/person-token", assistant).await.unwrap_err();
+    /// assert!(matches!(refused, Refused::Limited { retry_after } if retry_after == Duration::from_secs(30)));
+    /// // Another agent has its own count.
+    /// limits.check_signed("/person-token", SignedBy::Agent("aauth:helper@agent.example")).await.unwrap();
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`].
+    pub async fn check_signed(&self, path: &str, signer: SignedBy<'_>) -> Result<(), Refused> {
+        let scope_of_signer = signer.scope();
+        for (rule, (scope, _)) in self.rules.iter().zip(&self.scopes) {
+            if rule.scope != scope_of_signer || !path.starts_with(&rule.path) {
+                continue;
+            }
+            self.count(rule, &ThrottleKey::new(scope, signer.id()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One request for `key` under `rule`.
+    async fn count(&self, rule: &Rule, key: &ThrottleKey) -> Result<(), Refused> {
+        match self.limiter.acquire(key, &rule.limit).await {
+            Ok(None) => Ok(()),
+            Ok(Some(retry_after)) => {
+                metrics::counter!(crate::metric::RATE_LIMITED, "path" => rule.path.clone())
+                    .increment(1);
+                Err(Refused::Limited { retry_after })
+            }
+            Err(e) => Err(Refused::Unavailable(e)),
+        }
     }
 }
 
@@ -293,16 +426,35 @@ impl RateLimits {
 /// `{"error": "temporarily_unavailable"}`.
 #[must_use]
 pub fn limited_response(refused: &Refused) -> http::Response<Bytes> {
-    let (status, error, retry) = match refused {
-        Refused::Limited { retry_after } => (
-            http::StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
-        ),
+    refused_response(refused, "rate_limited")
+}
+
+/// The answer to a refused poll of a pending URL: as [`limited_response`], but a poll
+/// over a limit is `429` with `{"error": "slow_down"}` (draft -11 §11.9.4, Polling Error
+/// Codes: "polling too frequently"), on which the agent adds 5 seconds to its polling
+/// interval (draft -11 §Deferred Responses, Polling with GET), and `Retry-After`.
+///
+/// ```
+/// use std::time::Duration;
+/// use aauth_metadata::rate::{Refused, slow_down_response};
+/// let r = slow_down_response(&Refused::Limited { retry_after: Duration::from_millis(1500) });
+/// assert_eq!(r.status(), 429);
+/// assert_eq!(r.headers()["retry-after"], "2");
+/// let json: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+/// assert_eq!(json["error"], "slow_down");
+/// ```
+#[must_use]
+pub fn slow_down_response(refused: &Refused) -> http::Response<Bytes> {
+    refused_response(refused, "slow_down")
+}
+
+/// `refused` as a response, `limited` the `error` of a request over a limit.
+fn refused_response(refused: &Refused, limited: &'static str) -> http::Response<Bytes> {
+    let (status, error) = match refused {
+        Refused::Limited { .. } => (http::StatusCode::TOO_MANY_REQUESTS, limited),
         Refused::Unavailable(_) => (
             http::StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
-            1,
         ),
     };
     let body = serde_json::json!({
@@ -314,7 +466,7 @@ pub fn limited_response(refused: &Refused) -> http::Response<Bytes> {
     let mut r = crate::serve::problem_response(status, &body);
     r.headers_mut().insert(
         http::header::RETRY_AFTER,
-        http::HeaderValue::from(retry.max(1)),
+        http::HeaderValue::from(refused.retry_after_secs()),
     );
     r
 }

@@ -17,7 +17,9 @@
 //!
 //! [`MemoryThrottle`] keeps the counters of one process, bounded; checking a key is
 //! `O(1)` (a hash lookup) and counting a failure amortized `O(log n)`. Several instances
-//! share a store behind [`Throttle`].
+//! share a store behind [`Throttle`]: `RedisThrottle` (feature `redis`) keeps the same
+//! counters in Redis, so that a failure counted by one instance blocks the key at all of
+//! them (N instances counting alone would give an attacker N times the guesses).
 
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
@@ -27,6 +29,11 @@ use crate::store::StoreError;
 use aauth_keys::time::UnixTime;
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::RedisThrottle;
 
 /// What a failure is counted against: a scope (`"password/account"`, `"code/client"`, …)
 /// and a value, hashed, so that attacker-chosen values (account names, codes) cost a

@@ -48,8 +48,8 @@ mod web;
 
 pub use admin::{Admin, AdminError, TokenListing};
 pub use audit::{
-    AUDIT_RETENTION, AuditAction, AuditCursor, AuditEvent, AuditPage, AuditQuery,
-    MAX_AUDIT_QUERY, MEMORY_AUDIT_CAP, UnknownAction,
+    AUDIT_RETENTION, AuditAction, AuditCursor, AuditEvent, AuditPage, AuditQuery, MAX_AUDIT_QUERY,
+    MEMORY_AUDIT_CAP, UnknownAction,
 };
 pub use changes::{ChangeHub, POLLING_FALLBACK, PendingChanges};
 pub use compat::Compatibility;

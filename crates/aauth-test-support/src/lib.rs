@@ -53,12 +53,12 @@ pub mod time;
 pub mod tokens;
 pub mod verify;
 
+#[cfg(feature = "metadata")]
+pub mod audit;
 #[cfg(feature = "agent")]
 pub mod net;
 #[cfg(feature = "agent")]
 pub mod provider;
-#[cfg(feature = "metadata")]
-pub mod audit;
 #[cfg(feature = "metadata")]
 pub mod published;
 #[cfg(feature = "service")]

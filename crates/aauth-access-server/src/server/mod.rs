@@ -35,8 +35,9 @@ use std::sync::Arc;
 use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_keys::{JwkSet, Signer};
-use aauth_metadata::serve::json_response;
 use aauth_metadata::audit::operator::{AuditSource, Operators};
+use aauth_metadata::rate::{RateLimits, Refused, SignedBy};
+use aauth_metadata::serve::json_response;
 use aauth_metadata::throttle::{MemoryThrottle, Throttle};
 use aauth_metadata::{AccessServerMetadata, HttpsUrl, Published};
 use aauth_signing::{
@@ -100,6 +101,9 @@ pub struct AccessServer {
     max_waiting: usize,
     /// Wrong interaction codes, counted per account and per client.
     throttle: Arc<dyn Throttle>,
+    /// The rate limits counted by who signed or whom a request is for (checked once
+    /// verified); none by default.
+    rate_limits: Option<Arc<RateLimits>>,
     /// The resources this server issues for (`None`: any whose resource token names it).
     governs: Option<BTreeSet<ServerId>>,
     /// Where pending ids, interaction codes, `jti`s and nonces come from.
@@ -239,6 +243,7 @@ impl AccessServer {
             revocations: aauth_metadata::cascade::Cascades::new(REVOCATION_PENDING_PATH),
             max_waiting: DEFAULT_MAX_WAITING,
             throttle: Arc::new(MemoryThrottle::default()),
+            rate_limits: None,
             governs: None,
             random: SharedRandom::default(),
             operators: None,
@@ -313,6 +318,60 @@ impl AccessServer {
     #[must_use]
     pub fn operators(mut self, operators: Operators) -> Self {
         self.operators = Some(operators);
+        self
+    }
+
+    /// Enforces the rules of `limits` that count requests by who they come from, once
+    /// that is verified (never before: a request merely claiming to come from someone
+    /// spends nothing of their budget):
+    ///
+    /// - [`RateScope::PersonServer`](aauth_metadata::rate::RateScope::PersonServer): each
+    ///   Person Server, on its token requests and on its polls and answers at a pending
+    ///   URL, counted right after its signature verified;
+    /// - [`RateScope::Agent`](aauth_metadata::rate::RateScope::Agent): each agent, on the
+    ///   token requests made for it, counted once its agent token verified and the
+    ///   resource token binds the agent's key (an agent token alone proves nothing of the
+    ///   request: every resource the agent calls sees it); a request decided again after
+    ///   its step is not counted again.
+    ///
+    /// Over a limit, `429 rate_limited` with `Retry-After`; a poll of a pending URL gets
+    /// `429 slow_down` instead (draft -11 §11.9.4), and the Person Server polls 5 seconds
+    /// slower; a limiter that cannot answer, `503`. Revocations are never counted (a
+    /// refused revocation would leave a token live). Rules of other scopes are not this
+    /// server's to count (a service checks them before the request reaches it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use aauth_access_server::AccessServer;
+    /// use aauth_keys::PrivateKey;
+    /// use aauth_metadata::rate::{MemoryRateLimiter, RateLimit, RateLimits, RateScope, Rule};
+    /// use aauth_tokens::{ServerId, StaticIssuerKeys};
+    /// // Each Person Server: 100 token requests a minute; each agent: 10.
+    /// let rule = |scope, requests| -> Result<Rule, Box<dyn std::error::Error>> {
+    ///     Ok(Rule {
+    ///         scope,
+    ///         path: "/auth-token".to_owned(),
+    ///         limit: RateLimit::new(requests, Duration::from_secs(60), requests)?,
+    ///     })
+    /// };
+    /// let limits = RateLimits::new(
+    ///     vec![rule(RateScope::PersonServer, 100)?, rule(RateScope::Agent, 10)?],
+    ///     Arc::new(MemoryRateLimiter::default()),
+    /// );
+    /// let access = AccessServer::new(
+    ///     ServerId::parse("https://as.example")?,
+    ///     Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),
+    ///     "as-1",
+    ///     Arc::new(StaticIssuerKeys::new()),
+    /// )?
+    /// .rate_limits(Arc::new(limits));
+    /// # drop(access);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.rate_limits = Some(limits);
         self
     }
 
@@ -544,6 +603,38 @@ impl AccessServer {
             _ => None,
         };
         ps.filter(|p| self.admits(p)).ok_or_else(untrusted)
+    }
+
+    /// Counts a request to `path` from `signer` (verified) against the rules of its scope
+    /// ([`AccessServer::rate_limits`]); `Err` when over one (or the limiter cannot
+    /// answer).
+    async fn count(&self, path: &str, signer: SignedBy<'_>) -> Result<(), Refused> {
+        match &self.rate_limits {
+            Some(limits) => limits.check_signed(path, signer).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`AccessServer::count`] for a Person Server's request: over a limit, `429
+    /// rate_limited`, or for a poll of a pending URL `429 slow_down` (draft -11
+    /// §11.9.4, Polling Error Codes), with `Retry-After`; `503` when the limiter cannot
+    /// answer.
+    async fn count_person_server(
+        &self,
+        parts: &Parts,
+        ps: &ServerId,
+        poll: bool,
+    ) -> Result<(), Refusal> {
+        use aauth_metadata::rate::{limited_response, slow_down_response};
+        self.count(parts.uri.path(), SignedBy::PersonServer(ps.as_str()))
+            .await
+            .map_err(|refused| {
+                Refusal::answered(if poll {
+                    slow_down_response(&refused)
+                } else {
+                    limited_response(&refused)
+                })
+            })
     }
 }
 

@@ -40,6 +40,7 @@ impl AccessServer {
     /// same URL).
     pub(super) async fn poll_waiting(&self, id: &str, parts: &Parts, now: UnixTime) -> Answer {
         let ps = self.calling_ps(parts, &[], now).await?;
+        self.count_person_server(parts, &ps, true).await?;
         let w = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
         match &w.step {
@@ -84,6 +85,7 @@ impl AccessServer {
         now: UnixTime,
     ) -> Answer {
         let ps = self.calling_ps(parts, body, now).await?;
+        self.count_person_server(parts, &ps, false).await?;
         let w = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
         let request = match &w.step {
@@ -143,7 +145,12 @@ impl AccessServer {
             }
             None => return Err(Refusal::NotFound),
         };
-        let asked = Asked { ps, body, given };
+        let asked = Asked {
+            ps,
+            body,
+            given,
+            first: false,
+        };
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
             Err(AsError::Internal(why)) => {

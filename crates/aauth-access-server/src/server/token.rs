@@ -42,10 +42,12 @@ impl AccessServer {
     /// with the auth token or the step it waits for.
     pub(super) async fn auth_token(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Answer {
         let ps = self.calling_ps(parts, body, now).await?;
+        self.count_person_server(parts, &ps, false).await?;
         let asked = Asked {
             ps: &ps,
             body,
             given: Given::default(),
+            first: true,
         };
         let outcome = match self.issue(&asked, now).await {
             Ok(o) => o,
@@ -68,6 +70,12 @@ impl AccessServer {
         let rt = self
             .check_resource_token(&request.resource_token, &agent.key, ps, now)
             .await?;
+        // Counted by agent once the request is shown to be for it: its agent token alone
+        // is no proof (every resource it calls sees that token), the resource token that
+        // binds its key is.
+        if asked.first {
+            self.count_agent(&agent.claims.sub).await?;
+        }
         let standing = self.standing(ps, &rt, now).await?;
         // AS-42: a resource token its resource revoked.
         if standing.resource_token_revoked {
@@ -127,6 +135,24 @@ impl AccessServer {
         Ok(Outcome::Issued(
             serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
         ))
+    }
+
+    /// Counts a token request for `agent` (its agent token verified) against the rules
+    /// by agent ([`AccessServer::rate_limits`]): over one, `rate_limited` (429, with
+    /// `Retry-After`); a limiter that cannot answer is the store's failure (`503`).
+    async fn count_agent(&self, agent: &aauth_tokens::AgentId) -> Result<(), AsError> {
+        use aauth_metadata::rate::{Refused, SignedBy};
+        match self
+            .count(super::AUTH_TOKEN_PATH, SignedBy::Agent(agent.as_str()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Refused::Unavailable(e)) => Err(AsError::Store(e)),
+            Err(refused) => Err(AsError::RateLimited {
+                reason: format!("agent {agent}: {refused}"),
+                retry_after: refused.retry_after_secs(),
+            }),
+        }
     }
 
     /// What the store knows of this request, asked at once: revocations of its tokens,
@@ -225,8 +251,11 @@ impl AccessServer {
     /// Records a refused token request in the audit log: its error code and reason. A
     /// failure to record is reported, and the refusal stands.
     async fn audit_refusal(&self, ps: &ServerId, refused: &AsError, now: UnixTime) {
-        if matches!(refused, AsError::Store(_)) {
-            return; // the store that failed would not take the event either
+        if matches!(refused, AsError::Store(_) | AsError::RateLimited { .. }) {
+            // The store that failed would not take the event either; and a request over
+            // its limit writes nothing (a flood must not become a flood of writes: the
+            // limiter's metric counts them).
+            return;
         }
         let e = AuditEvent::new(
             now.as_secs(),

@@ -157,6 +157,9 @@ pub(super) struct Asked<'a> {
     pub(super) body: &'a [u8],
     /// What earlier steps gave.
     pub(super) given: Given,
+    /// Whether it is the request as first sent (its agent is counted against the rate
+    /// limits by agent), not one decided again after a step.
+    pub(super) first: bool,
 }
 
 /// The `Location`, `Retry-After` and `AAuth-Requirement` of a `202`.

@@ -12,6 +12,7 @@
 
 mod cascade;
 mod hardening;
+mod rate;
 mod robust;
 mod steps;
 mod stores;
@@ -294,7 +295,8 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
         .server
         .audit(&aauth_metadata::audit::AuditQuery::default())
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0].action, aauth_metadata::audit::AuditAction::Issued);
     assert_eq!(log[0].account.as_deref(), Some("alice-at-resource"));
@@ -305,7 +307,10 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
         log[0].detail
     );
     assert!(!log[0].detail.contains("eyJ"), "never a token");
-    assert_eq!(log[0].scope.as_deref(), Some("calendar.read calendar.write"));
+    assert_eq!(
+        log[0].scope.as_deref(),
+        Some("calendar.read calendar.write")
+    );
 
     // The operator reads the same over HTTP; the Person Server that signs its requests
     // to this server is no operator, and nobody unsigned is.
@@ -327,12 +332,15 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
         }
         parts
     };
-    let r = w.server.handle(&get(Some(&operator())), &[], NOW).await.unwrap();
+    let r = w
+        .server
+        .handle(&get(Some(&operator())), &[], NOW)
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let page = aauth_metadata::audit::AuditPage::from_json(
-        &serde_json::from_slice(r.body()).unwrap(),
-    )
-    .unwrap();
+    let page =
+        aauth_metadata::audit::AuditPage::from_json(&serde_json::from_slice(r.body()).unwrap())
+            .unwrap();
     assert_eq!(page.events, log);
     let r = w.server.handle(&get(None), &[], NOW).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -585,7 +593,8 @@ async fn each_failed_check_has_its_code_and_issues_nothing() {
             .server
             .audit(&aauth_metadata::audit::AuditQuery::default().limit(1))
             .await
-            .unwrap().events;
+            .unwrap()
+            .events;
         assert_eq!(
             last[0].action,
             aauth_metadata::audit::AuditAction::Refused,

@@ -255,7 +255,8 @@ async fn contract(s: &dyn AsStore) {
     assert_eq!(
         s.audit(&AuditQuery::default().action(AuditAction::Issued))
             .await
-            .unwrap().events,
+            .unwrap()
+            .events,
         vec![issued.clone()]
     );
     assert_eq!(
@@ -265,17 +266,22 @@ async fn contract(s: &dyn AsStore) {
                 .until(now)
         )
         .await
-        .unwrap().events,
+        .unwrap()
+        .events,
         vec![issued]
     );
     assert!(
         s.audit(&AuditQuery::default().since(now + 2))
             .await
-            .unwrap().events
+            .unwrap()
+            .events
             .is_empty()
     );
     assert_eq!(
-        s.audit(&AuditQuery::default().limit(1)).await.unwrap().events,
+        s.audit(&AuditQuery::default().limit(1))
+            .await
+            .unwrap()
+            .events,
         vec![refused]
     );
     aauth_test_support::audit::pages_contract(

@@ -263,15 +263,31 @@ async fn operators_read_a_served_log_over_https() {
     world.alias("ps.example", ps.addr);
     let o = crate::serve::fetch_through(&dir, [provider.addr, ps.addr, resource]).await;
     assert!(o.status.success(), "{}\n{}", stdout(&o), crate::stderr(&o));
-    assert!(stdout(&o).contains("Access granted"), "{}\n{}", stdout(&o), ps.log());
+    assert!(
+        stdout(&o).contains("Access granted"),
+        "{}\n{}",
+        stdout(&o),
+        ps.log()
+    );
 
     let remote = |key: &'static str, extra: &'static [&'static str]| {
         let dir = dir.clone();
         let reach = format!("ps.example:443:{}:{}", ps.addr.ip(), ps.addr.port());
         tokio::task::spawn_blocking(move || {
             let mut args = vec![
-                "admin", "audit", "--url", "https://ps.example", "--key", key, "--ca-file",
-                "ca.pem", "--connect-to", &reach, "--action", "issued", "--json",
+                "admin",
+                "audit",
+                "--url",
+                "https://ps.example",
+                "--key",
+                key,
+                "--ca-file",
+                "ca.pem",
+                "--connect-to",
+                &reach,
+                "--action",
+                "issued",
+                "--json",
             ];
             args.extend_from_slice(extra);
             aauth(&dir, &args)
@@ -281,7 +297,10 @@ async fn operators_read_a_served_log_over_https() {
     assert!(first.status.success(), "{}", crate::stderr(&first));
     let line: serde_json::Value = serde_json::from_str(stdout(&first).trim()).unwrap();
     assert_eq!(line["action"], "issued");
-    assert!(line["detail"].as_str().unwrap().starts_with("auth token "), "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().starts_with("auth token "),
+        "{line}"
+    );
     assert_eq!(line["scope"], "calendar.read", "{line}");
     let more = crate::stderr(&first);
     let cursor = more
@@ -296,7 +315,10 @@ async fn operators_read_a_served_log_over_https() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let details: Vec<&str> = lines.iter().map(|l| l["detail"].as_str().unwrap()).collect();
+    let details: Vec<&str> = lines
+        .iter()
+        .map(|l| l["detail"].as_str().unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{details:?}");
     assert!(details[1].starts_with("person token "), "{details:?}");
     assert!(crate::stderr(&all).is_empty(), "no page left");
@@ -307,9 +329,22 @@ async fn operators_read_a_served_log_over_https() {
     // The same log from the store, as the configuration names it.
     let local = aauth(
         &dir,
-        &["admin", "--config", ps_config.to_str().unwrap(), "audit", "--action", "issued", "--json"],
+        &[
+            "admin",
+            "--config",
+            ps_config.to_str().unwrap(),
+            "audit",
+            "--action",
+            "issued",
+            "--json",
+        ],
     );
-    assert_eq!(stdout(&local).lines().count(), 2, "{}", crate::stderr(&local));
+    assert_eq!(
+        stdout(&local).lines().count(),
+        2,
+        "{}",
+        crate::stderr(&local)
+    );
 }
 
 /// `aauth admin audit` on an Access Server's store, and a retention out of range refused
@@ -328,9 +363,13 @@ fn an_access_servers_log_is_read_from_its_store() {
         .build()
         .unwrap()
         .block_on(async {
-            for (i, action) in [AuditAction::Issued, AuditAction::Refused, AuditAction::Issued]
-                .into_iter()
-                .enumerate()
+            for (i, action) in [
+                AuditAction::Issued,
+                AuditAction::Refused,
+                AuditAction::Issued,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let e = AuditEvent::new(now + i as u64, action, format!("event {i}"))
                     .resource("https://resource.example")
@@ -339,10 +378,18 @@ fn an_access_servers_log_is_read_from_its_store() {
             }
         });
     drop(store);
-    let o = aauth(&dir, &["admin", "--config", "as.toml", "audit", "--action", "issued"]);
+    let o = aauth(
+        &dir,
+        &[
+            "admin", "--config", "as.toml", "audit", "--action", "issued",
+        ],
+    );
     assert!(o.status.success(), "{}", crate::stderr(&o));
     let out = stdout(&o);
-    let details: Vec<&str> = out.lines().map(|l| l.rsplit('\t').next().unwrap()).collect();
+    let details: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit('\t').next().unwrap())
+        .collect();
     assert_eq!(details, ["event 2", "event 0"], "{out}");
     assert!(out.contains("\tread\t"), "the scope is shown: {out}");
 

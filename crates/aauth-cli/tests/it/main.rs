@@ -12,6 +12,7 @@
 mod admin;
 mod fetch;
 mod keys;
+mod limits;
 #[cfg(feature = "otel")]
 mod otel;
 mod postgres;

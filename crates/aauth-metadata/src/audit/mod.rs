@@ -166,10 +166,7 @@ impl AuditEvent {
     /// Names the scope, when there is one (an empty scope names none).
     #[must_use]
     pub fn scope<'a>(mut self, scope: impl Into<Option<&'a str>>) -> Self {
-        self.scope = scope
-            .into()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
+        self.scope = scope.into().filter(|s| !s.is_empty()).map(str::to_owned);
         self
     }
 

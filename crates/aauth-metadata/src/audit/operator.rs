@@ -109,7 +109,11 @@ impl Operators {
         now: UnixTime,
     ) -> Response<Bytes> {
         if parts.method != Method::GET {
-            let mut r = problem(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "GET only");
+            let mut r = problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "GET only",
+            );
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
             return r;

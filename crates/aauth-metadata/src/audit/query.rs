@@ -123,7 +123,9 @@ impl AuditPage {
             .collect::<Result<Vec<_>, _>>()?;
         let next = match &json["next"] {
             serde_json::Value::Null => None,
-            serde_json::Value::String(c) => Some(c.parse().map_err(|_| bad("next is not a cursor"))?),
+            serde_json::Value::String(c) => {
+                Some(c.parse().map_err(|_| bad("next is not a cursor"))?)
+            }
             _ => return Err(bad("next is not a string")),
         };
         Ok(Self { events, next })

@@ -146,26 +146,26 @@ pub fn query(c: &Connection, store: &'static str, q: &AuditQuery) -> Result<Audi
         .map_err(err)?
         .collect::<Result<_, _>>()
         .map_err(err)?;
-    let unreadable = |what, e: Box<dyn std::error::Error + Send + Sync>| {
-        StoreError::unreadable(store, what, e)
-    };
+    let unreadable =
+        |what, e: Box<dyn std::error::Error + Send + Sync>| StoreError::unreadable(store, what, e);
     let rows = rows
         .into_iter()
-        .map(|(seq, at, action, account, agent, resource, scope, request, detail)| {
-            let action = action
-                .parse::<AuditAction>()
-                .map_err(|e| unreadable("audit action", Box::new(e) as _))?;
-            let unsigned = |v: i64, what| {
-                u64::try_from(v).map_err(|e| unreadable(what, Box::new(e) as _))
-            };
-            let mut e = AuditEvent::new(unsigned(at, "audit time")?, action, detail);
-            e.account = account;
-            e.agent = agent;
-            e.resource = resource;
-            e.scope = scope;
-            e.request = request;
-            Ok((unsigned(seq, "audit sequence")?, e))
-        })
+        .map(
+            |(seq, at, action, account, agent, resource, scope, request, detail)| {
+                let action = action
+                    .parse::<AuditAction>()
+                    .map_err(|e| unreadable("audit action", Box::new(e) as _))?;
+                let unsigned =
+                    |v: i64, what| u64::try_from(v).map_err(|e| unreadable(what, Box::new(e) as _));
+                let mut e = AuditEvent::new(unsigned(at, "audit time")?, action, detail);
+                e.account = account;
+                e.agent = agent;
+                e.resource = resource;
+                e.scope = scope;
+                e.request = request;
+                Ok((unsigned(seq, "audit sequence")?, e))
+            },
+        )
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(AuditPage::from_rows(q, rows))
 }

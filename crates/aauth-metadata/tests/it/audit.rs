@@ -43,7 +43,11 @@ fn all_pages(q: &AuditQuery, mut read: impl FnMut(&AuditQuery) -> AuditPage) -> 
         out.extend(page.events.iter().cloned());
         match page.next {
             Some(next) => {
-                assert_eq!(page.events.len(), q.effective_limit(), "a page before the last is full");
+                assert_eq!(
+                    page.events.len(),
+                    q.effective_limit(),
+                    "a page before the last is full"
+                );
                 assert!(last.is_none_or(|l| next < l), "cursors go down");
                 last = Some(next);
                 q = q.before(next);
@@ -56,22 +60,25 @@ fn all_pages(q: &AuditQuery, mut read: impl FnMut(&AuditQuery) -> AuditPage) -> 
 
 /// What `q` selects from `events` (recorded in order), newest first: the model.
 fn model(events: &[AuditEvent], q: &AuditQuery) -> Vec<AuditEvent> {
-    events.iter().rev().filter(|e| q.matches(e)).cloned().collect()
+    events
+        .iter()
+        .rev()
+        .filter(|e| q.matches(e))
+        .cloned()
+        .collect()
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<AuditEvent>> {
-    proptest::collection::vec((0usize..6, 0usize..3, 0usize..2, 0u64..20), 0..40).prop_map(
-        |v| {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, (a, agent, resource, jitter))| {
-                    let mut e = event(i as u64 + jitter, AuditAction::ALL[a], agent, resource);
-                    e.detail = format!("event {i}");
-                    e
-                })
-                .collect()
-        },
-    )
+    proptest::collection::vec((0usize..6, 0usize..3, 0usize..2, 0u64..20), 0..40).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (a, agent, resource, jitter))| {
+                let mut e = event(i as u64 + jitter, AuditAction::ALL[a], agent, resource);
+                e.detail = format!("event {i}");
+                e
+            })
+            .collect()
+    })
 }
 
 fn arb_query() -> impl Strategy<Value = AuditQuery> {
@@ -102,7 +109,8 @@ fn arb_query() -> impl Strategy<Value = AuditQuery> {
 
 fn sqlite_log(events: &[AuditEvent]) -> rusqlite::Connection {
     let c = rusqlite::Connection::open_in_memory().unwrap();
-    c.execute_batch(aauth_metadata::audit::sqlite::TABLE).unwrap();
+    c.execute_batch(aauth_metadata::audit::sqlite::TABLE)
+        .unwrap();
     for e in events {
         aauth_metadata::audit::sqlite::record(&c, "test", e, None).unwrap();
     }
@@ -155,14 +163,26 @@ fn query_strings_are_refused_by_name() {
     assert_eq!(refused("agnet=x"), QueryError::Unknown("agnet".to_owned()));
     assert_eq!(refused("agent=a&agent=b"), QueryError::Repeated("agent"));
     assert_eq!(refused("since="), QueryError::Empty("since"));
-    assert!(matches!(refused("limit=-1"), QueryError::NotANumber { name: "limit", .. }));
-    assert!(matches!(refused("since=1e9"), QueryError::NotANumber { name: "since", .. }));
+    assert!(matches!(
+        refused("limit=-1"),
+        QueryError::NotANumber { name: "limit", .. }
+    ));
+    assert!(matches!(
+        refused("since=1e9"),
+        QueryError::NotANumber { name: "since", .. }
+    ));
     assert!(matches!(refused("action=rejected"), QueryError::Action(_)));
     assert_eq!(
         refused("since=10&until=5"),
-        QueryError::Backwards { since: 10, until: 5 }
+        QueryError::Backwards {
+            since: 10,
+            until: 5
+        }
     );
-    assert!(matches!(refused("before=x"), QueryError::NotANumber { name: "before", .. }));
+    assert!(matches!(
+        refused("before=x"),
+        QueryError::NotANumber { name: "before", .. }
+    ));
     assert_eq!(AuditQuery::from_query_string(""), Ok(AuditQuery::default()));
 }
 
@@ -177,7 +197,8 @@ fn a_file_an_earlier_version_wrote_gains_scope_and_request() {
          INSERT INTO audit (at, action, detail) VALUES (5, 'issued', 'old');",
     )
     .unwrap();
-    c.execute_batch(aauth_metadata::audit::sqlite::TABLE).unwrap();
+    c.execute_batch(aauth_metadata::audit::sqlite::TABLE)
+        .unwrap();
     aauth_metadata::audit::sqlite::migrate(&c, "test").unwrap();
     aauth_metadata::audit::sqlite::migrate(&c, "test").unwrap(); // twice: nothing to do
     let new = event(1, AuditAction::Denied, 0, 0);
@@ -194,8 +215,16 @@ fn the_retention_drops_old_events() {
     let day = 24 * 3600;
     let mut log = MemoryAuditLog::default().retention(std::time::Duration::from_secs(day));
     log.record(AuditEvent::new(NOW.as_secs(), AuditAction::Issued, "old"));
-    log.record(AuditEvent::new(NOW.as_secs() + day - 1, AuditAction::Issued, "kept"));
-    log.record(AuditEvent::new(NOW.as_secs() + day + 1, AuditAction::Issued, "new"));
+    log.record(AuditEvent::new(
+        NOW.as_secs() + day - 1,
+        AuditAction::Issued,
+        "kept",
+    ));
+    log.record(AuditEvent::new(
+        NOW.as_secs() + day + 1,
+        AuditAction::Issued,
+        "new",
+    ));
     let details: Vec<String> = log
         .query(&AuditQuery::default())
         .events
@@ -233,13 +262,12 @@ fn server() -> ServerId {
 }
 
 fn request(query: &str, key: Option<&PrivateKey>, accept: &str) -> http::request::Parts {
-    let (mut parts, ()) = http::Request::get(format!(
-        "https://ps.example{OPERATOR_AUDIT_PATH}?{query}"
-    ))
-    .header("accept", accept)
-    .body(())
-    .unwrap()
-    .into_parts();
+    let (mut parts, ()) =
+        http::Request::get(format!("https://ps.example{OPERATOR_AUDIT_PATH}?{query}"))
+            .header("accept", accept)
+            .body(())
+            .unwrap()
+            .into_parts();
     if let Some(key) = key {
         let scheme = hwk_scheme(key.public_key());
         sign(
@@ -284,7 +312,12 @@ async fn only_operators_read_the_log_over_http() {
 
     // A good signature by a key that is not an operator's: 403.
     let r = ops
-        .answer(&source, &request("", Some(&stranger), "application/json"), &[], NOW)
+        .answer(
+            &source,
+            &request("", Some(&stranger), "application/json"),
+            &[],
+            NOW,
+        )
         .await;
     assert_eq!(r.status(), 403);
     assert_eq!(json(&r)["error"], "access_denied");
@@ -295,13 +328,24 @@ async fn only_operators_read_the_log_over_http() {
     assert_eq!(ops.answer(&source, &parts, &[], late).await.status(), 401);
 
     // A query changed after signing (the query is covered): 401.
-    let mut tampered = request("agent=aauth%3Aa%40agent.example", Some(&operator), "application/json");
-    tampered.uri = format!("https://ps.example{OPERATOR_AUDIT_PATH}?limit=1000").parse().unwrap();
+    let mut tampered = request(
+        "agent=aauth%3Aa%40agent.example",
+        Some(&operator),
+        "application/json",
+    );
+    tampered.uri = format!("https://ps.example{OPERATOR_AUDIT_PATH}?limit=1000")
+        .parse()
+        .unwrap();
     assert_eq!(ops.answer(&source, &tampered, &[], NOW).await.status(), 401);
 
     // A filter that does not parse: 400, naming it.
     let r = ops
-        .answer(&source, &request("limit=many", Some(&operator), "application/json"), &[], NOW)
+        .answer(
+            &source,
+            &request("limit=many", Some(&operator), "application/json"),
+            &[],
+            NOW,
+        )
         .await;
     assert_eq!(r.status(), 400);
     assert!(json(&r)["detail"].as_str().unwrap().contains("limit"));
@@ -314,7 +358,12 @@ async fn only_operators_read_the_log_over_http() {
     let mut query = q.to_query_string();
     loop {
         let r = ops
-            .answer(&source, &request(&query, Some(&operator), "application/json"), &[], NOW)
+            .answer(
+                &source,
+                &request(&query, Some(&operator), "application/json"),
+                &[],
+                NOW,
+            )
             .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["cache-control"], "no-store");
@@ -326,14 +375,22 @@ async fn only_operators_read_the_log_over_http() {
         };
         let link = r.headers()["link"].to_str().unwrap().to_owned();
         let next_query = q.clone().before(next).to_query_string();
-        assert_eq!(link, format!("<{OPERATOR_AUDIT_PATH}?{next_query}>; rel=\"next\""));
+        assert_eq!(
+            link,
+            format!("<{OPERATOR_AUDIT_PATH}?{next_query}>; rel=\"next\"")
+        );
         query = next_query;
     }
     assert_eq!(got, want);
 
     // The JSON-lines export: one event per line.
     let r = ops
-        .answer(&source, &request("", Some(&operator), "application/jsonl"), &[], NOW)
+        .answer(
+            &source,
+            &request("", Some(&operator), "application/jsonl"),
+            &[],
+            NOW,
+        )
         .await;
     assert_eq!(r.headers()["content-type"], "application/jsonl");
     let lines: Vec<serde_json::Value> = std::str::from_utf8(r.body())
@@ -355,7 +412,12 @@ async fn only_operators_read_the_log_over_http() {
         down: true,
     };
     let r = ops
-        .answer(&down, &request("", Some(&operator), "application/json"), &[], NOW)
+        .answer(
+            &down,
+            &request("", Some(&operator), "application/json"),
+            &[],
+            NOW,
+        )
         .await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
@@ -374,7 +436,12 @@ async fn a_signature_for_another_server_is_refused() {
     };
     // Signed for ps.example, presented to as.example.
     let r = ops
-        .answer(&source, &request("", Some(&operator), "application/json"), &[], NOW)
+        .answer(
+            &source,
+            &request("", Some(&operator), "application/json"),
+            &[],
+            NOW,
+        )
         .await;
     assert_eq!(r.status(), 401);
 }

@@ -231,3 +231,70 @@ async fn limits_hold_across_two_instances_sharing_redis() {
         "{answered:?}"
     );
 }
+
+/// Rules by who signed are the servers' to count, once they verified the signature: the
+/// check in front of the role skips them, and each signer has its own count, an agent's
+/// apart from a Person Server's of the same name.
+#[tokio::test(start_paused = true)]
+async fn rules_by_signer_count_only_what_a_server_verified() {
+    use aauth_metadata::rate::{SignedBy, slow_down_response};
+    let two = RateLimit::new(2, Duration::from_secs(60), 2).unwrap();
+    let limits = RateLimits::new(
+        vec![
+            Rule {
+                scope: RateScope::Agent,
+                path: "/".to_owned(),
+                limit: two,
+            },
+            Rule {
+                scope: RateScope::PersonServer,
+                path: "/auth-token".to_owned(),
+                limit: two,
+            },
+        ],
+        Arc::new(MemoryRateLimiter::default()),
+    );
+    // Before verification nothing is counted by signer, however many requests come.
+    for _ in 0..10 {
+        limits
+            .check(&request("/auth-token", Some([192, 0, 2, 1])))
+            .await
+            .unwrap();
+    }
+    let alice = SignedBy::Agent("aauth:alice@agent.example");
+    for _ in 0..2 {
+        limits.check_signed("/person-token", alice).await.unwrap();
+    }
+    let refused = limits
+        .check_signed("/pending/abc", alice)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Refused::Limited { retry_after } if retry_after == Duration::from_secs(30)),
+        "{refused:?}"
+    );
+    assert_eq!(refused.retry_after_secs(), 30);
+    // A poll is told to slow down (draft -11's polling error), with the same wait.
+    let poll = slow_down_response(&refused);
+    assert_eq!(poll.status(), 429);
+    assert_eq!(poll.headers()["retry-after"], "30");
+    let json: serde_json::Value = serde_json::from_slice(poll.body()).unwrap();
+    assert_eq!(json["error"], "slow_down");
+    // Another agent, and a Person Server of the same name, count apart; the Person
+    // Server rule only on its path.
+    limits
+        .check_signed("/person-token", SignedBy::Agent("aauth:bob@agent.example"))
+        .await
+        .unwrap();
+    let same_name = SignedBy::PersonServer("aauth:alice@agent.example");
+    for _ in 0..5 {
+        limits.check_signed("/pending/x", same_name).await.unwrap();
+    }
+    for _ in 0..2 {
+        limits.check_signed("/auth-token", same_name).await.unwrap();
+    }
+    assert!(limits.check_signed("/auth-token", same_name).await.is_err());
+    // Waiting as told lets the agent through again.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    limits.check_signed("/person-token", alice).await.unwrap();
+}

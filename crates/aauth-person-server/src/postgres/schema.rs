@@ -9,10 +9,11 @@ pub(super) const COMPONENT: &str = "person-server";
 pub(super) const PENDING_CHANNEL: &str = "aauth_ps_pending";
 
 /// Every migration, in order. Times are Unix seconds in `BIGINT` columns.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "person-server tables",
-    "
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "person-server tables",
+        "
 CREATE TABLE bindings (
   provider TEXT NOT NULL, agent TEXT NOT NULL, account TEXT NOT NULL,
   PRIMARY KEY (provider, agent));
@@ -64,11 +65,13 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_account ON sessions (account);
 CREATE INDEX sessions_expires ON sessions (expires);
 ",
-), Migration::new(
-    2,
-    "person-server audit scope and request",
-    aauth_metadata::audit::postgres::SCOPE_AND_REQUEST,
-)];
+    ),
+    Migration::new(
+        2,
+        "person-server audit scope and request",
+        aauth_metadata::audit::postgres::SCOPE_AND_REQUEST,
+    ),
+];
 
 /// Which floor a sweep's `$1` is: rows older than it are dropped.
 #[derive(Clone, Copy)]

@@ -112,6 +112,9 @@ pub struct PersonServer {
     max_pending: usize,
     /// Wrong interaction codes and passwords, counted per account, client and request.
     throttle: Arc<dyn Throttle>,
+    /// The rate limits counted by the agent that signed (checked once its signature
+    /// verified); none by default.
+    rate_limits: Option<Arc<aauth_metadata::rate::RateLimits>>,
     /// Bounds concurrent password hashing (argon2id: memory and CPU per attempt).
     hashing: Arc<tokio::sync::Semaphore>,
     /// Bounds the long polls held at once.
@@ -320,6 +323,7 @@ impl PersonServer {
             random: SharedRandom::default(),
             max_pending: DEFAULT_MAX_PENDING,
             throttle: Arc::new(MemoryThrottle::default()),
+            rate_limits: None,
             hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
             long_polls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_LONG_POLLS)),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -405,6 +409,49 @@ impl PersonServer {
     #[must_use]
     pub fn throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// Enforces the rules of `limits` that count requests by agent
+    /// ([`RateScope::Agent`](aauth_metadata::rate::RateScope::Agent)), on every request an
+    /// agent signs here: counted right after its signature and agent token verified,
+    /// never before (a request merely claiming to be an agent spends nothing of its
+    /// budget). Over a limit, `429 rate_limited` with `Retry-After`; a poll of a pending
+    /// URL (`GET`) gets `429 slow_down` instead (draft -11 §11.9.4), and the agent polls
+    /// 5 seconds slower; a limiter that cannot answer, `503`. Rules of other scopes are
+    /// not this server's to count (a service checks them before the request reaches it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use aauth_keys::PrivateKey;
+    /// use aauth_metadata::rate::{MemoryRateLimiter, RateLimit, RateLimits, RateScope, Rule};
+    /// use aauth_person_server::{MemoryStore, PersonServer};
+    /// use aauth_tokens::{ServerId, StaticIssuerKeys};
+    /// // Each agent: 60 person tokens an hour, 10 at once.
+    /// let limits = RateLimits::new(
+    ///     vec![Rule {
+    ///         scope: RateScope::Agent,
+    ///         path: "/person-token".to_owned(),
+    ///         limit: RateLimit::new(60, Duration::from_secs(3600), 10)?,
+    ///     }],
+    ///     Arc::new(MemoryRateLimiter::default()),
+    /// );
+    /// let ps = PersonServer::new(
+    ///     ServerId::parse("https://ps.example")?,
+    ///     Arc::new(PrivateKey::ed25519_from_seed(&[1; 32])),
+    ///     "ps-1",
+    ///     Arc::new(StaticIssuerKeys::new()),
+    ///     Arc::new(MemoryStore::default()),
+    ///     [7; 32],
+    /// )?
+    /// .rate_limits(Arc::new(limits));
+    /// # drop(ps);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn rate_limits(mut self, limits: Arc<aauth_metadata::rate::RateLimits>) -> Self {
+        self.rate_limits = Some(limits);
         self
     }
 

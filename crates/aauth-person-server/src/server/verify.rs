@@ -72,7 +72,9 @@ pub(super) struct PresentedGrant {
 
 impl PersonServer {
     /// The request's signature under its agent token (`401` + `Signature-Error`
-    /// otherwise); a sub-agent may not sign here (its parent asks on its behalf).
+    /// otherwise), then the agent's rate limits (`429`, see
+    /// [`PersonServer::rate_limits`]); a sub-agent may not sign here (its parent asks on
+    /// its behalf).
     pub(super) async fn verify_agent(
         &self,
         parts: &Parts,
@@ -104,6 +106,11 @@ impl PersonServer {
                 );
             }
         };
+        // Counted by the agent now that its signature and token verified, before anything
+        // is read or written for it.
+        if let Some(refused) = self.agent_over_limit(parts, &agent.claims.sub).await {
+            return Err(refused);
+        }
         // Revoked by its provider? If not, its agent is recorded (for a later cascade).
         let revoked_key = format!("agent {} {}", agent.claims.iss.as_str(), agent.claims.jti);
         match self
@@ -153,6 +160,31 @@ impl PersonServer {
             key: verified.key,
             agent,
             token,
+        })
+    }
+
+    /// The answer to a request `agent` signed (verified) that is over a rule counted by
+    /// agent ([`PersonServer::rate_limits`]), or `None` to go on: `429 rate_limited`, or
+    /// `429 slow_down` for a poll of a pending URL (draft -11 §11.9.4, Polling Error
+    /// Codes), with `Retry-After`; `503` when the limiter cannot answer.
+    async fn agent_over_limit(
+        &self,
+        parts: &Parts,
+        agent: &aauth_tokens::AgentId,
+    ) -> Option<http::Response<Bytes>> {
+        use aauth_metadata::rate::{SignedBy, limited_response, slow_down_response};
+        let path = parts.uri.path();
+        let refused = self
+            .rate_limits
+            .as_ref()?
+            .check_signed(path, SignedBy::Agent(agent.as_str()))
+            .await
+            .err()?;
+        let polling = parts.method == http::Method::GET && path.starts_with(super::PENDING_PATH);
+        Some(if polling {
+            slow_down_response(&refused)
+        } else {
+            limited_response(&refused)
         })
     }
 

@@ -353,12 +353,7 @@ impl PsStore for SqliteStore {
             if !issuance.chain.is_empty() {
                 insert_chain(&tx, &jti, &issuance.chain, exp)?;
             }
-            crate::audit::sqlite::record(
-                &tx,
-                STORE,
-                &issuance.event,
-                sweep.then_some(retention),
-            )?;
+            crate::audit::sqlite::record(&tx, STORE, &issuance.event, sweep.then_some(retention))?;
             tx.commit().map_err(err)
         })
         .await

@@ -157,7 +157,8 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
             store
                 .audit(&AuditQuery::default().agent(ASSISTANT))
                 .await
-                .unwrap().events
+                .unwrap()
+                .events
         ),
         ["event 3", "event 1", "event 0"]
     );
@@ -170,7 +171,8 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
                         .action(AuditAction::Issued)
                 )
                 .await
-                .unwrap().events
+                .unwrap()
+                .events
         ),
         ["event 2", "event 0"]
     );
@@ -179,19 +181,27 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
             store
                 .audit(&AuditQuery::default().since(at + 1).until(at + 2))
                 .await
-                .unwrap().events
+                .unwrap()
+                .events
         ),
         ["event 2", "event 1"]
     );
     assert_eq!(
-        details(store.audit(&AuditQuery::default().limit(1)).await.unwrap().events),
+        details(
+            store
+                .audit(&AuditQuery::default().limit(1))
+                .await
+                .unwrap()
+                .events
+        ),
         ["event 3"]
     );
     assert!(
         store
             .audit(&AuditQuery::default().account("bob"))
             .await
-            .unwrap().events
+            .unwrap()
+            .events
             .is_empty()
     );
 }
@@ -273,7 +283,8 @@ async fn a_disabled_account_is_issued_nothing_and_every_decision_is_audited() {
     let log = admin
         .audit(&AuditQuery::default().agent(ASSISTANT))
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
     assert_eq!(
         actions,
@@ -287,7 +298,8 @@ async fn a_disabled_account_is_issued_nothing_and_every_decision_is_audited() {
     let accounts = admin
         .audit(&AuditQuery::default().action(AuditAction::Account))
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(
         accounts
             .iter()
@@ -352,7 +364,8 @@ async fn a_revoked_agent_loses_its_tokens_and_its_binding() {
     let revoked = admin
         .audit(&AuditQuery::default().action(AuditAction::Revoked))
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].account.as_deref(), Some("alice"));
 }
@@ -428,12 +441,11 @@ async fn operators_read_the_audit_log_over_http() {
     assert_eq!(s, StatusCode::OK, "{json}");
 
     let get = |key: Option<&aauth_keys::PrivateKey>, query: &str| {
-        let (mut parts, ()) = http::Request::get(format!(
-            "https://ps.example{OPERATOR_AUDIT_PATH}?{query}"
-        ))
-        .body(())
-        .unwrap()
-        .into_parts();
+        let (mut parts, ()) =
+            http::Request::get(format!("https://ps.example{OPERATOR_AUDIT_PATH}?{query}"))
+                .body(())
+                .unwrap()
+                .into_parts();
         if let Some(key) = key {
             let scheme = aauth_signing::hwk_scheme(key.public_key());
             aauth_signing::sign(
@@ -449,12 +461,22 @@ async fn operators_read_the_audit_log_over_http() {
     };
     let unsigned = w.ps.handle(&get(None, ""), &[], NOW).await.unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
-    let agent = w.ps.handle(&get(Some(&w.agent), ""), &[], NOW).await.unwrap();
-    assert_eq!(agent.status(), StatusCode::FORBIDDEN, "an agent is no operator");
+    let agent =
+        w.ps.handle(&get(Some(&w.agent), ""), &[], NOW)
+            .await
+            .unwrap();
+    assert_eq!(
+        agent.status(),
+        StatusCode::FORBIDDEN,
+        "an agent is no operator"
+    );
 
-    let r = w
-        .ps
-        .handle(&get(Some(&crate::operator()), "action=issued&limit=1"), &[], NOW)
+    let r =
+        w.ps.handle(
+            &get(Some(&crate::operator()), "action=issued&limit=1"),
+            &[],
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -465,9 +487,8 @@ async fn operators_read_the_audit_log_over_http() {
     assert_eq!(auth.agent.as_deref(), Some(ASSISTANT));
     assert_eq!(auth.account.as_deref(), Some("alice"));
     let next = page.next.expect("the person token is on the next page");
-    let r = w
-        .ps
-        .handle(
+    let r =
+        w.ps.handle(
             &get(
                 Some(&crate::operator()),
                 &format!("action=issued&limit=1&before={next}"),
@@ -480,6 +501,9 @@ async fn operators_read_the_audit_log_over_http() {
     let page = AuditPage::from_json(&serde_json::from_slice(r.body()).unwrap()).unwrap();
     assert_eq!(page.events.len(), 1);
     assert!(page.events[0].detail.starts_with("person token "));
-    assert_eq!(page.events[0].resource.as_deref(), Some("https://resource.example"));
+    assert_eq!(
+        page.events[0].resource.as_deref(),
+        Some("https://resource.example")
+    );
     assert_eq!(page.next, None);
 }

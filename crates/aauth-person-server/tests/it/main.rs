@@ -21,6 +21,7 @@ mod hardening;
 mod hints;
 mod missions;
 mod postgres;
+mod rate;
 mod revocation;
 mod served;
 mod stores;

@@ -460,7 +460,8 @@ async fn issuance_contract(store: &dyn PsStore) {
     let logged = store
         .audit(&AuditQuery::default().account("carol"))
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(logged, vec![auth_event, event]);
     aauth_test_support::audit::pages_contract(
         NOW.as_secs(),
