@@ -412,7 +412,7 @@ pub(crate) struct AuditArgs {
     /// Only this account's events.
     #[arg(long)]
     pub(crate) account: Option<String>,
-    /// Only this kind: approved, denied, issued, refused, revoked or account.
+    /// Only this kind: approved, denied, issued, refused, revoked, account or mission.
     #[arg(long)]
     pub(crate) action: Option<String>,
     /// Only events since this time: RFC 3339 (`2026-12-01T00:00:00Z`), seconds since

@@ -39,20 +39,25 @@ pub enum AuditAction {
     Account,
     /// A request was refused; the detail starts with the draft's error code.
     Refused,
+    /// A mission changed: approved, updated, completed, terminated or expired; the detail
+    /// names it by its `s256`.
+    Mission,
 }
 
 impl AuditAction {
     /// Every action, in the order of their names.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Account,
         Self::Approved,
         Self::Denied,
         Self::Issued,
+        Self::Mission,
         Self::Refused,
         Self::Revoked,
     ];
 
-    /// Its name: `approved`, `denied`, `issued`, `refused`, `revoked` or `account`.
+    /// Its name: `approved`, `denied`, `issued`, `refused`, `revoked`, `account` or
+    /// `mission`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +67,7 @@ impl AuditAction {
             Self::Revoked => "revoked",
             Self::Account => "account",
             Self::Refused => "refused",
+            Self::Mission => "mission",
         }
     }
 }
@@ -80,7 +86,8 @@ impl fmt::Display for UnknownAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} is not an audit action (approved, denied, issued, refused, revoked or account)",
+            "{:?} is not an audit action (approved, denied, issued, refused, revoked, account \
+             or mission)",
             self.0
         )
     }

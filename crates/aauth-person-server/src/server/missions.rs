@@ -62,7 +62,9 @@ impl PersonServer {
                 "permit",
                 Some(reason.as_str().to_owned()),
             );
+            let event = mission_event(&m, &format!("terminated: {}", reason.as_str()), now);
             self.store.put_mission(m).await?;
+            self.log_event(event).await?;
         }
         Ok(())
     }
@@ -244,7 +246,9 @@ impl PersonServer {
             .cloned()
             .collect();
         let expires_at = m.expires_at();
+        let event = mission_event(&m, "approved by the person", now);
         self.store.put_mission(m).await?;
+        self.log_event(event).await?;
         for res in resources {
             let resource = ServerId::parse(&res).map_err(|e| {
                 aauth_metadata::serve::InternalError::unreadable("mission resource", e)
@@ -318,6 +322,7 @@ impl PersonServer {
                 Some("expired".to_owned()),
             );
             self.store.put_mission(m.clone()).await?;
+            self.log_event(mission_event(&m, "expired", now)).await?;
         }
         Ok(m)
     }
@@ -370,7 +375,9 @@ impl PersonServer {
                     })?;
                 let digest = crate::mission::s256(text.as_bytes());
                 m.log(now.as_secs(), "update", None, "permit", Some(text));
+                let event = mission_event(&m, &format!("updated (new description {digest})"), now);
                 self.store.put_mission(m).await?;
+                self.log_event(event).await?;
                 Ok(Outcome::Issued(serde_json::json!({ "s256": digest })))
             }
             Some("completion") => {
@@ -433,7 +440,9 @@ impl PersonServer {
             Some(summary.to_owned()),
         );
         m.terminated = Some(TerminationReason::Completed);
-        self.store.put_mission(m).await.map_err(PsError::from)
+        let event = mission_event(&m, "completed by its agent", now);
+        self.store.put_mission(m).await?;
+        self.log_event(event).await
     }
 
     /// The mission named by a token request, checked by the policy engine; the decision
@@ -503,4 +512,15 @@ impl PersonServer {
             None => Ok(m),
         }
     }
+}
+
+/// The audit event of a change to mission `m`: its account, its agent, what happened.
+fn mission_event(m: &Mission, what: &str, now: UnixTime) -> crate::AuditEvent {
+    crate::AuditEvent::new(
+        now.as_secs(),
+        crate::AuditAction::Mission,
+        format!("mission {} {what}", m.s256),
+    )
+    .account(m.account.as_str())
+    .agent(m.agent.1.as_str())
 }

@@ -178,8 +178,16 @@ impl PersonServer {
             Err(resp) => return resp,
         };
         Outcome::respond(match endpoint {
-            Signed::PersonToken => self.person_token(&request, body, now).await,
-            Signed::AuthToken => self.auth_token(&request, body, now).await,
+            Signed::PersonToken => {
+                let r = self.person_token(&request, body, now).await;
+                self.audit_refusal(&request, &r, "person token", now).await;
+                r
+            }
+            Signed::AuthToken => {
+                let r = self.auth_token(&request, body, now).await;
+                self.audit_refusal(&request, &r, "auth token", now).await;
+                r
+            }
             Signed::Permission => self.permission(&request, body, now).await,
             Signed::Audit => self.audit(&request, body, now).await,
             Signed::Interaction => self.interaction_request(&request, body, now).await,
@@ -192,6 +200,49 @@ impl PersonServer {
                     .await
             }
         })
+    }
+}
+
+impl PersonServer {
+    /// Records a token request refused (a verified agent's) in the audit log: its error
+    /// code and reason. Not a policy's or a person's denial (recorded as `denied` where
+    /// it is decided), a step that waits, a request over its rate limit (a flood must
+    /// not become a flood of writes), or a store that failed (it would not take the event
+    /// either). A failure to record is reported; the refusal stands.
+    async fn audit_refusal(
+        &self,
+        request: &super::verify::AgentRequest,
+        result: &Result<Outcome, PsError>,
+        asked: &str,
+        now: UnixTime,
+    ) {
+        let Err(e) = result else {
+            return;
+        };
+        if matches!(
+            e,
+            PsError::Store(_)
+                | PsError::Denied(_)
+                | PsError::RateLimited { .. }
+                | PsError::AccessServerInteraction { .. }
+                | PsError::AccessServerPending
+        ) {
+            return;
+        }
+        let mut reason = e.to_string();
+        if reason.len() > 300 {
+            let cut = (0..=300).rev().find(|i| reason.is_char_boundary(*i));
+            reason.truncate(cut.unwrap_or(0));
+        }
+        let event = crate::AuditEvent::new(
+            now.as_secs(),
+            crate::AuditAction::Refused,
+            format!("{}: {asked} refused: {reason}", e.code()),
+        )
+        .agent(request.agent.claims.sub.as_str());
+        if let Err(failed) = self.log_event(event).await {
+            aauth_metadata::serve::report_failure(&failed);
+        }
     }
 }
 

@@ -459,6 +459,36 @@ async fn operators_read_the_audit_log_over_http() {
         }
         parts
     };
+    // A refused token request is recorded with its code, never with the token.
+    let forged = "eyJhbGciOiJFZDI1NTE5In0.eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSJ9.c2ln";
+    let (s, json) = w
+        .post(
+            aauth_person_server::AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": forged, "presented_token": person}),
+        )
+        .await;
+    assert_eq!(json["error"], "invalid_resource_token", "{s} {json}");
+    let refused = w
+        .mem
+        .as_ref()
+        .unwrap()
+        .audit(&AuditQuery::default().action(AuditAction::Refused))
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]
+            .detail
+            .starts_with("invalid_resource_token: auth token refused"),
+        "{refused:?}"
+    );
+    assert_eq!(refused[0].agent.as_deref(), Some(ASSISTANT));
+    assert!(
+        !refused[0].detail.contains("eyJ"),
+        "never a token: {refused:?}"
+    );
+
     let unsigned = w.ps.handle(&get(None, ""), &[], NOW).await.unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     let agent =

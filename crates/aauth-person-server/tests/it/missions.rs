@@ -338,6 +338,54 @@ async fn update_completion_and_termination_are_final() {
         )
         .await;
     assert_eq!(json["termination_reason"], "revoked");
+
+    // The audit log: each change of both missions, newest first, and the token requests
+    // refused under a terminated mission with their code.
+    use aauth_person_server::PsStore as _;
+    let store = w.mem.as_ref().expect("the world's store is in memory");
+    let changes: Vec<String> = store
+        .audit(
+            &aauth_person_server::AuditQuery::default()
+                .action(aauth_person_server::AuditAction::Mission),
+        )
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.account.as_deref(), Some("alice"));
+            assert_eq!(e.agent.as_deref(), Some("aauth:assistant@agent.example"));
+            e.detail
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            format!("mission {other} terminated: revoked"),
+            format!("mission {other} approved by the person"),
+            format!("mission {digest} completed by its agent"),
+            format!(
+                "mission {digest} updated (new description {})",
+                s256(b"Also a dinner.")
+            ),
+            format!("mission {digest} approved by the person"),
+        ]
+    );
+    let refused = store
+        .audit(
+            &aauth_person_server::AuditQuery::default()
+                .action(aauth_person_server::AuditAction::Refused),
+        )
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused.iter().all(|e| e
+            .detail
+            .starts_with("mission_terminated: person token refused")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
