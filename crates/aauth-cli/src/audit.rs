@@ -26,7 +26,7 @@ fn stdout(e: std::io::Error) -> CliError {
 enum Source {
     PersonServer(Arc<dyn aauth_person_server::PsStore>),
     AccessServer(Arc<dyn aauth_access_server::AsStore>),
-    Remote(Remote),
+    Remote(Box<Remote>),
 }
 
 impl Source {
@@ -85,7 +85,7 @@ pub(crate) async fn remote(
         key,
         client: reach.https_client(),
     };
-    print(&Source::Remote(remote), args, now, out).await
+    print(&Source::Remote(Box::new(remote)), args, now, out).await
 }
 
 /// The query the flags ask.

@@ -302,7 +302,7 @@ pub(crate) enum AdminCommand {
     /// (`--url` and `--key`: `GET /admin/audit`, signed with an operator key the server
     /// lists in `[audit] operator_keys`). `--all --json` exports the whole log as JSON
     /// lines.
-    Audit(AuditArgs),
+    Audit(Box<AuditArgs>),
     /// Apply the migrations a PostgreSQL store lacks (a Person Server's or an Access
     /// Server's, as the configuration says), then exit. Every instance also applies them
     /// at start, each migration once whichever starts first; run this first to migrate

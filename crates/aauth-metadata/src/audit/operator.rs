@@ -15,7 +15,7 @@
 //! that cannot answer is `503` with `Retry-After`. Reading changes nothing, so a request
 //! is not kept for replay: the signature's `created` window bounds its reuse.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use aauth_keys::PublicKey;
@@ -63,7 +63,7 @@ pub trait AuditSource: Send + Sync {
 #[derive(Clone)]
 pub struct Operators {
     verifier: Verifier,
-    thumbprints: Arc<HashSet<String>>,
+    thumbprints: Arc<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Operators {

@@ -28,7 +28,11 @@ fn event(i: u64, action: AuditAction, agent: usize, resource: usize) -> AuditEve
         .agent(AGENTS[agent % AGENTS.len()])
         .resource(RESOURCES[resource % RESOURCES.len()])
         .account("alice")
-        .scope(if i % 2 == 0 { Some("read") } else { None })
+        .scope(if i.is_multiple_of(2) {
+            Some("read")
+        } else {
+            None
+        })
         .request(format!("req-{i}"))
 }
 
