@@ -108,6 +108,32 @@ pub fn signed_unique<B: AsRef<[u8]>>(
     to_server(req)
 }
 
+/// An operator's `GET url` (with its query) as it reaches the server: signed under
+/// `hwk` with `key`, the query covered, at `at`; unsigned without a key.
+///
+/// # Panics
+///
+/// If `url` is not a URL or signing fails.
+#[must_use]
+pub fn operator_get(url: &str, key: Option<&aauth_keys::PrivateKey>, at: UnixTime) -> Parts {
+    let (mut parts, ()) = Request::get(url)
+        .body(())
+        .expect("a GET request")
+        .into_parts();
+    if let Some(key) = key {
+        let scheme = aauth_signing::hwk_scheme(key.public_key());
+        aauth_signing::sign(
+            &mut parts,
+            &[],
+            &[aauth_signing::SigningKey::new("sig", key, &scheme)],
+            &aauth_signing::SignOptions::default().with_query(),
+            at,
+        )
+        .expect("the request signs");
+    }
+    parts
+}
+
 /// The value of header `name` as text; empty when absent.
 ///
 /// # Panics

@@ -315,22 +315,11 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
     // The operator reads the same over HTTP; the Person Server that signs its requests
     // to this server is no operator, and nobody unsigned is.
     let get = |key: Option<&PrivateKey>| {
-        let (mut parts, ()) = http::Request::get("https://as.example/admin/audit?action=issued")
-            .body(())
-            .unwrap()
-            .into_parts();
-        if let Some(key) = key {
-            let scheme = aauth_signing::hwk_scheme(key.public_key());
-            aauth_signing::sign(
-                &mut parts,
-                &[],
-                &[aauth_signing::SigningKey::new("sig", key, &scheme)],
-                &aauth_signing::SignOptions::default().with_query(),
-                NOW,
-            )
-            .unwrap();
-        }
-        parts
+        aauth_test_support::request::operator_get(
+            "https://as.example/admin/audit?action=issued",
+            key,
+            NOW,
+        )
     };
     let r = w
         .server

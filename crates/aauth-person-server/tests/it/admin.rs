@@ -441,23 +441,11 @@ async fn operators_read_the_audit_log_over_http() {
     assert_eq!(s, StatusCode::OK, "{json}");
 
     let get = |key: Option<&aauth_keys::PrivateKey>, query: &str| {
-        let (mut parts, ()) =
-            http::Request::get(format!("https://ps.example{OPERATOR_AUDIT_PATH}?{query}"))
-                .body(())
-                .unwrap()
-                .into_parts();
-        if let Some(key) = key {
-            let scheme = aauth_signing::hwk_scheme(key.public_key());
-            aauth_signing::sign(
-                &mut parts,
-                &[],
-                &[aauth_signing::SigningKey::new("sig", key, &scheme)],
-                &aauth_signing::SignOptions::default().with_query(),
-                NOW,
-            )
-            .unwrap();
-        }
-        parts
+        aauth_test_support::request::operator_get(
+            &format!("https://ps.example{OPERATOR_AUDIT_PATH}?{query}"),
+            key,
+            NOW,
+        )
     };
     // A refused token request is recorded with its code, never with the token.
     let forged = "eyJhbGciOiJFZDI1NTE5In0.eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSJ9.c2ln";
