@@ -81,6 +81,6 @@ pub use server::{
 pub use sqlite::SqliteStore;
 pub use store::{
     AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, MemoryStore, PENDING_KEPT,
-    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError, TokenRecord,
+    PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
 };
 pub use web::callback_allowed;

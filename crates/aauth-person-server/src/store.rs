@@ -173,6 +173,34 @@ pub enum IssuedToken {
     },
 }
 
+/// The answers of [`PsStore::standing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Standing {
+    /// Whether the resource token was revoked.
+    pub resource_token_revoked: bool,
+    /// The presented token's record.
+    pub presented: IssuedToken,
+    /// Whether the account of that record is disabled (`false` when there is no record).
+    pub account_disabled: bool,
+}
+
+impl Standing {
+    /// The answers, as a store reads them.
+    #[must_use]
+    pub fn new(
+        resource_token_revoked: bool,
+        presented: IssuedToken,
+        account_disabled: bool,
+    ) -> Self {
+        Self {
+            resource_token_revoked,
+            presented,
+            account_disabled,
+        }
+    }
+}
+
 pub use aauth_metadata::store::StoreError;
 
 /// Everything the Person Server keeps. Implementations must be safe to share.
@@ -463,6 +491,35 @@ pub trait PsStore: Send + Sync {
         Ok(known.map_or(IssuedToken::Unknown, |(aud, sub, account)| {
             IssuedToken::Known { aud, sub, account }
         }))
+    }
+
+    /// What a three-party auth-token request asks of the records, at once: whether the
+    /// resource token (its revocation key, `resource_token_key`) was revoked, the record
+    /// of the presented token `jti` ([`PsStore::issued`]; `person`: a person token), and
+    /// whether that record's account is disabled. The default asks the three in turn; a
+    /// database should answer in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn standing(
+        &self,
+        resource_token_key: &str,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<Standing, StoreError> {
+        let resource_token_revoked = self.is_revoked(resource_token_key, now).await?;
+        let presented = self.issued(jti, person, now).await?;
+        let account_disabled = match &presented {
+            IssuedToken::Known { account, .. } => self.account_disabled(account).await?,
+            _ => false,
+        };
+        Ok(Standing {
+            resource_token_revoked,
+            presented,
+            account_disabled,
+        })
     }
 
     /// Every person token issued to the agent `(provider, agent)`, and every auth token

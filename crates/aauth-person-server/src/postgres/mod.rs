@@ -38,7 +38,7 @@ use crate::rows::{
 };
 use crate::store::{
     AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PENDING_KEPT,
-    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError, TokenRecord,
+    PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
 };
 
 mod schema;
@@ -690,6 +690,57 @@ impl PsStore for PgStore {
                 account: self.get(&r, 3)?,
             },
         })
+    }
+
+    async fn standing(
+        &self,
+        resource_token_key: &str,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<Standing, StoreError> {
+        let table = if person {
+            "person_tokens"
+        } else {
+            "auth_tokens"
+        };
+        // One round trip: both revocations, the record, and its account's standing.
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM revoked WHERE jti = $4 AND exp + $2 > $3),
+                    EXISTS (SELECT 1 FROM revoked WHERE jti = $1 AND exp + $2 > $3),
+                    t.aud, t.sub, t.account,
+                    COALESCE((SELECT p.disabled FROM passwords p WHERE p.account = t.account),
+                             false)
+             FROM (SELECT 1) one LEFT JOIN {table} t ON t.jti = $1 AND t.exp + $2 > $3"
+        );
+        let Some(r) = self
+            .opt(
+                &sql,
+                &[
+                    &jti,
+                    &i(RECORD_GRACE),
+                    &i(now.as_secs()),
+                    &resource_token_key,
+                ],
+            )
+            .await?
+        else {
+            return Err(self.pg.err("the standing query returned no row"));
+        };
+        let presented = if self.get::<bool>(&r, 1)? {
+            IssuedToken::Revoked
+        } else {
+            match self.get::<Option<String>>(&r, 2)? {
+                None => IssuedToken::Unknown,
+                Some(aud) => IssuedToken::Known {
+                    aud: server(&aud)?,
+                    sub: self.get(&r, 3)?,
+                    account: self.get(&r, 4)?,
+                },
+            }
+        };
+        let disabled = matches!(presented, IssuedToken::Known { .. }) && self.get::<bool>(&r, 5)?;
+        Ok(Standing::new(self.get(&r, 0)?, presented, disabled))
     }
 
     async fn agent_of_token(

@@ -550,7 +550,14 @@ impl PersonServer {
             forwarding = true;
         }
         let outcome = self
-            .mint_auth(&p.request, &account, &p.agent.1, &key, p.agent_exp, now)
+            .mint_auth(
+                &p.request,
+                super::tokens::Holder::of(&account),
+                &p.agent.1,
+                &key,
+                p.agent_exp,
+                now,
+            )
             .await;
         if forwarding
             && let PendingRequest::AuthToken {

@@ -646,9 +646,7 @@ impl PersonServer {
     /// [`Admin::set_disabled`](crate::Admin::set_disabled)).
     pub(super) async fn account_active(&self, account: &str) -> Result<(), PsError> {
         if self.store.account_disabled(account).await? {
-            return Err(PsError::Denied(
-                "the person's account is disabled".to_owned(),
-            ));
+            return Err(tokens::account_disabled());
         }
         Ok(())
     }

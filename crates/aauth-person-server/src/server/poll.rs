@@ -470,8 +470,15 @@ impl PersonServer {
                 Ok(serde_json::json!({ "status": "completed" }))
             }
             other => {
-                self.mint_auth(other, account, &p.agent.1, &key, p.agent_exp, now)
-                    .await
+                self.mint_auth(
+                    other,
+                    super::tokens::Holder::of(account),
+                    &p.agent.1,
+                    &key,
+                    p.agent_exp,
+                    now,
+                )
+                .await
             }
         }
     }

@@ -381,15 +381,21 @@ impl PersonServer {
             ));
         }
         let mut acting = self.acting(r, b.subagent_token.as_deref(), now).await?;
-        let rt = self.resource_token(&b.resource_token, &acting, now).await?;
+        let rt = self
+            .resource_token_claims(&b.resource_token, &acting, now)
+            .await?;
         let (held, presented) = match b.presented_token.clone() {
-            Some(p) => (self.presented(&p, &rt, now).await?, p),
+            // The records asked once: the resource token's revocation with the rest.
+            Some(p) => (self.presented_standing(&p, &rt, now).await?, p),
             // Compatibility: the token from this server's records. Its text is needed only
             // to forward it to an Access Server, which `presented_on_record` refuses.
-            None => (
-                self.presented_on_record(&rt, &acting, now).await?,
-                String::new(),
-            ),
+            None => {
+                self.resource_token_unrevoked(&rt, now).await?;
+                (
+                    self.presented_on_record(&rt, &acting, now).await?,
+                    String::new(),
+                )
+            }
         };
         let upstream = self
             .auth_context(r, &b, &rt, &held, &mut acting, now)
@@ -419,7 +425,10 @@ impl PersonServer {
                 match self
                     .mint_auth(
                         &request,
-                        &held.account,
+                        Holder {
+                            account: &held.account,
+                            disabled: held.account_disabled,
+                        },
                         &acting.agent.1,
                         &acting.key,
                         acting.exp,
@@ -614,7 +623,7 @@ impl PersonServer {
     pub(super) async fn mint_auth(
         &self,
         request: &PendingRequest,
-        account: &str,
+        holder: Holder<'_>,
         agent: &AgentId,
         key: &PublicKey,
         agent_exp: u64,
@@ -638,7 +647,12 @@ impl PersonServer {
                 aauth_metadata::serve::InternalError::Invariant("an auth-token request").into(),
             );
         };
-        self.account_active(account).await?;
+        let account = holder.account;
+        match holder.disabled {
+            Some(true) => return Err(account_disabled()),
+            Some(false) => {}
+            None => self.account_active(account).await?,
+        }
         // The mission's spending ledger: take the resource's consumption reports, then
         // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
         let _ledger = self.ledger_lock.lock().await;
@@ -852,4 +866,27 @@ fn updated_auth_request(
         budget: rt.budget,
         budget_consumed: rt.budget_consumed.unwrap_or_default(), // default: no consumption reported
     }
+}
+
+/// The person an auth token is minted for: their account and, when the request's
+/// records told it already, whether it is disabled (else the minting asks).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Holder<'a> {
+    pub(super) account: &'a str,
+    pub(super) disabled: Option<bool>,
+}
+
+impl<'a> Holder<'a> {
+    /// `account`, its standing not yet known.
+    pub(super) fn of(account: &'a str) -> Self {
+        Self {
+            account,
+            disabled: None,
+        }
+    }
+}
+
+/// The refusal of a disabled account.
+pub(super) fn account_disabled() -> PsError {
+    PsError::Denied("the person's account is disabled".to_owned())
 }

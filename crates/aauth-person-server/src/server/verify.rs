@@ -68,6 +68,45 @@ pub(super) struct AgentRequest {
 pub(super) struct PresentedGrant {
     pub(super) account: String,
     pub(super) exp: u64,
+    /// Whether the account is disabled, when the records were asked already (else the
+    /// issuance asks).
+    pub(super) account_disabled: Option<bool>,
+}
+
+/// A presented token whose own checks passed ([`PersonServer::presented_checked`]),
+/// waiting for the records.
+pub(super) struct Presented {
+    jti: String,
+    is_person: bool,
+    exp: u64,
+}
+
+impl Presented {
+    /// The grant, from what the records say of it (PS-32: on record, unrevoked).
+    pub(super) fn grant(
+        self,
+        issued: IssuedToken,
+        account_disabled: Option<bool>,
+    ) -> Result<PresentedGrant, PsError> {
+        let account = match issued {
+            IssuedToken::Known { account, .. } => account,
+            IssuedToken::Revoked => return Err(PsError::RevokedPresentedToken),
+            // -11 (upgrade checklist PS-31) has no code of its own for this: a token this
+            // server has no record of is not one it presented (the editor's copy after -11
+            // adds `unknown_person_token`).
+            _ => {
+                return Err(PsError::InvalidPresentedToken(format!(
+                    "no record of this {} token",
+                    if self.is_person { "person" } else { "auth" }
+                )));
+            }
+        };
+        Ok(PresentedGrant {
+            account,
+            exp: self.exp,
+            account_disabled,
+        })
+    }
 }
 
 impl PersonServer {
@@ -365,8 +404,69 @@ impl PersonServer {
 
     /// The resource token (PS-31): verified under its resource's published key, `aud` is
     /// this Person Server (three-party), `agent_jkt` is the signing key (or the
-    /// sub-agent's), `ps` is this Person Server.
+    /// sub-agent's), `ps` is this Person Server, and not revoked.
     pub(super) async fn resource_token(
+        &self,
+        token: &str,
+        acting: &Acting,
+        now: UnixTime,
+    ) -> Result<ResourceClaims, PsError> {
+        let rt = self.resource_token_claims(token, acting, now).await?;
+        self.resource_token_unrevoked(&rt, now).await?;
+        Ok(rt)
+    }
+
+    /// `revoked_resource_token` for a resource token its resource revoked.
+    pub(super) async fn resource_token_unrevoked(
+        &self,
+        rt: &ResourceClaims,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        if self
+            .store
+            .is_revoked(&resource_revocation_key(&rt.iss, &rt.jti), now)
+            .await?
+        {
+            return Err(PsError::RevokedResourceToken);
+        }
+        Ok(())
+    }
+
+    /// The presented token ([`PersonServer::presented`]) and the resource token's
+    /// revocation, asking the records once ([`PsStore::standing`](crate::PsStore::standing):
+    /// both revocations, the presented token's record and its account's standing). A
+    /// revoked resource token is said first, as [`PersonServer::resource_token`] would.
+    pub(super) async fn presented_standing(
+        &self,
+        token: &str,
+        rt: &ResourceClaims,
+        now: UnixTime,
+    ) -> Result<PresentedGrant, PsError> {
+        let checked = match self.presented_checked(token, rt, now).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.resource_token_unrevoked(rt, now).await?;
+                return Err(e);
+            }
+        };
+        let standing = self
+            .store
+            .standing(
+                &resource_revocation_key(&rt.iss, &rt.jti),
+                &checked.jti,
+                checked.is_person,
+                now,
+            )
+            .await?;
+        if standing.resource_token_revoked {
+            return Err(PsError::RevokedResourceToken);
+        }
+        checked.grant(standing.presented, Some(standing.account_disabled))
+    }
+
+    /// [`PersonServer::resource_token`]'s checks but the revocation (which the caller asks
+    /// the records with its other questions).
+    pub(super) async fn resource_token_claims(
         &self,
         token: &str,
         acting: &Acting,
@@ -421,13 +521,6 @@ impl PersonServer {
                 rt.ps
             )));
         }
-        if self
-            .store
-            .is_revoked(&resource_revocation_key(&rt.iss, &rt.jti), now)
-            .await?
-        {
-            return Err(PsError::RevokedResourceToken);
-        }
         Ok(rt)
     }
 
@@ -442,6 +535,18 @@ impl PersonServer {
         rt: &ResourceClaims,
         now: UnixTime,
     ) -> Result<PresentedGrant, PsError> {
+        let checked = self.presented_checked(token, rt, now).await?;
+        let issued = self.issued(&checked.jti, checked.is_person, now).await?;
+        checked.grant(issued, None)
+    }
+
+    /// [`PersonServer::presented`]'s checks of the token itself, before the records.
+    pub(super) async fn presented_checked(
+        &self,
+        token: &str,
+        rt: &ResourceClaims,
+        now: UnixTime,
+    ) -> Result<Presented, PsError> {
         let v = Validation::new(now).audience(&rt.iss);
         let own = self.signer.public_key();
         let map = |e: TokenError| match e {
@@ -513,20 +618,11 @@ impl PersonServer {
         if tenant != rt.tenant {
             return mismatch("tenant");
         }
-        let account = match self.issued(&jti, is_person, now).await? {
-            IssuedToken::Known { account, .. } => account,
-            IssuedToken::Revoked => return Err(PsError::RevokedPresentedToken),
-            // -11 (upgrade checklist PS-31) has no code of its own for this: a token this
-            // server has no record of is not one it presented (the editor's copy after -11
-            // adds `unknown_person_token`).
-            _ => {
-                return Err(PsError::InvalidPresentedToken(format!(
-                    "no record of this {} token",
-                    if is_person { "person" } else { "auth" }
-                )));
-            }
-        };
-        Ok(PresentedGrant { account, exp })
+        Ok(Presented {
+            jti,
+            is_person,
+            exp,
+        })
     }
 
     /// Compatibility ([`Compatibility::missing_presented_token`](crate::Compatibility)):
@@ -590,6 +686,7 @@ impl PersonServer {
         Ok(PresentedGrant {
             account: record.account,
             exp: record.exp,
+            account_disabled: None,
         })
     }
 

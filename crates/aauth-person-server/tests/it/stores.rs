@@ -463,6 +463,45 @@ async fn issuance_contract(store: &dyn PsStore) {
         .unwrap()
         .events;
     assert_eq!(logged, vec![auth_event, event]);
+
+    // What an auth-token request asks of the records, at once: as the questions apart.
+    let standing = |rt_key: &'static str, jti: &'static str, person: bool| async move {
+        store.standing(rt_key, jti, person, NOW).await.unwrap()
+    };
+    let known = aauth_person_server::IssuedToken::Known {
+        aud: id("https://resource.example"),
+        sub: "sub-1".to_owned(),
+        account: "carol".to_owned(),
+    };
+    assert_eq!(
+        standing("rt-key", "issued-p", true).await,
+        aauth_person_server::Standing::new(false, known.clone(), false)
+    );
+    assert_eq!(
+        standing("rt-key", "nobody", true).await,
+        aauth_person_server::Standing::new(false, aauth_person_server::IssuedToken::Unknown, false)
+    );
+    store
+        .set_password_hash("carol", "$argon2id$x")
+        .await
+        .unwrap();
+    assert!(store.set_account_disabled("carol", true).await.unwrap());
+    store
+        .revoke("rt-key", NOW.as_secs() + 60, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        standing("rt-key", "issued-p", true).await,
+        aauth_person_server::Standing::new(true, known, true)
+    );
+    store
+        .revoke("issued-a", NOW.as_secs() + 60, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        standing("other-rt", "issued-a", false).await,
+        aauth_person_server::Standing::new(false, aauth_person_server::IssuedToken::Revoked, false)
+    );
     aauth_test_support::audit::pages_contract(
         NOW.as_secs(),
         |e| async move { store.record_event(e).await.unwrap() },
