@@ -322,6 +322,40 @@ impl AsStore for PgStore {
         .map(drop)
     }
 
+    async fn record_issuance(
+        &self,
+        record: IssuedRecord,
+        event: AuditEvent,
+        _now: UnixTime,
+    ) -> Result<(), StoreError> {
+        // One statement (one round trip, one transaction): the record and its event.
+        self.exec(
+            "WITH t AS (
+               INSERT INTO issued (jti, ps, presented_jti, aud, exp) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (jti) DO UPDATE SET ps = excluded.ps,
+                 presented_jti = excluded.presented_jti, aud = excluded.aud, exp = excluded.exp)
+             INSERT INTO audit (at, action, account, agent, resource, scope, request, detail)
+             VALUES ($6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                &record.jti,
+                &record.ps.as_str(),
+                &record.presented_jti,
+                &record.aud.as_str(),
+                &secs(record.exp),
+                &secs(event.at),
+                &event.action.as_str(),
+                &event.account,
+                &event.agent,
+                &event.resource,
+                &event.scope,
+                &event.request,
+                &event.detail,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
     async fn issued_against(
         &self,
         ps: &ServerId,

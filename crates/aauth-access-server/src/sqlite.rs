@@ -248,27 +248,24 @@ fn waiting_query(
 impl AsStore for SqliteStore {
     async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError> {
         let sweep = self.sweep();
+        self.run(move |c| insert_issued(c, &record, sweep.then_some(now)))
+            .await
+    }
+
+    async fn record_issuance(
+        &self,
+        record: IssuedRecord,
+        event: AuditEvent,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let sweep = self.sweep();
+        let retention = self.audit_retention;
         self.run(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO issued (jti, ps, presented_jti, aud, exp) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    record.jti,
-                    record.ps.as_str(),
-                    record.presented_jti,
-                    record.aud.as_str(),
-                    secs(record.exp)
-                ],
-            )
-            .map_err(err)?;
-            if sweep {
-                // `exp < cutoff`, so that the index on `exp` serves it.
-                c.execute(
-                    "DELETE FROM issued WHERE exp < ?1",
-                    params![secs(now.as_secs().saturating_sub(RECORD_GRACE))],
-                )
-                .map_err(err)?;
-            }
-            Ok(())
+            // One transaction: the record and its audit event, or neither.
+            let tx = c.unchecked_transaction().map_err(err)?;
+            insert_issued(&tx, &record, sweep.then_some(now))?;
+            aauth_metadata::audit::sqlite::record(&tx, STORE, &event, sweep.then_some(retention))?;
+            tx.commit().map_err(err)
         })
         .await
     }
@@ -613,4 +610,34 @@ impl AsStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts (or replaces) an issuance record; with `sweep`, first drops the records past
+/// their grace at that time (`exp < cutoff`, so that the index on `exp` serves it).
+fn insert_issued(
+    c: &Connection,
+    record: &IssuedRecord,
+    sweep: Option<UnixTime>,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO issued (jti, ps, presented_jti, aud, exp) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            record.jti,
+            record.ps.as_str(),
+            record.presented_jti,
+            record.aud.as_str(),
+            secs(record.exp)
+        ])
+    })
+    .map_err(err)?;
+    if let Some(now) = sweep {
+        c.execute(
+            "DELETE FROM issued WHERE exp < ?1",
+            params![secs(now.as_secs().saturating_sub(RECORD_GRACE))],
+        )
+        .map_err(err)?;
+    }
+    Ok(())
 }

@@ -185,6 +185,23 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError>;
 
+    /// Records an issued auth token ([`AsStore::record_issued`]) and its `issued` audit
+    /// event as one step: both or neither. The default writes them in turn; a database
+    /// writes them together (one statement, one round trip).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn record_issuance(
+        &self,
+        record: IssuedRecord,
+        event: AuditEvent,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.record_issued(record, now).await?;
+        self.record_event(event).await
+    }
+
     /// The unexpired auth tokens issued to Person Server `ps` against `presented_jti`.
     ///
     /// # Errors

@@ -234,7 +234,6 @@ impl AccessServer {
             grant.rt.iss.clone(),
             minted.exp,
         );
-        self.store.record_issued(record, now).await?;
         let scope = grant.scope.as_deref().unwrap_or_default(); // default: no scope granted
         let e = AuditEvent::new(
             now.as_secs(),
@@ -245,7 +244,7 @@ impl AccessServer {
         .agent(grant.agent)
         .resource(grant.rt.iss.as_str())
         .scope(grant.scope.as_deref());
-        Ok(self.store.record_event(e).await?)
+        Ok(self.store.record_issuance(record, e, now).await?)
     }
 
     /// Records a refused token request in the audit log: its error code and reason. A

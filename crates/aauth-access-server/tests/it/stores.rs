@@ -284,6 +284,33 @@ async fn contract(s: &dyn AsStore) {
             .events,
         vec![refused]
     );
+    // An issuance and its audit event, written as one step.
+    let event = AuditEvent::new(now + 5, AuditAction::Issued, "auth token j10")
+        .resource("https://resource.example")
+        .scope("read");
+    s.record_issuance(
+        IssuedRecord::new(
+            "j10".into(),
+            id_of("https://ps.example"),
+            "p10".into(),
+            id_of("https://resource.example"),
+            now + 100,
+        ),
+        event.clone(),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let against = s
+        .issued_against(&id_of("https://ps.example"), "p10", NOW)
+        .await
+        .unwrap();
+    assert_eq!(against.len(), 1);
+    assert_eq!(against[0].jti, "j10");
+    assert_eq!(
+        s.audit(&AuditQuery::default().limit(1)).await.unwrap().events,
+        vec![event]
+    );
     aauth_test_support::audit::pages_contract(
         now,
         |e| async move { s.record_event(e).await.unwrap() },
