@@ -315,11 +315,7 @@ async fn a_trusted_person_server_gets_an_auth_token_capped_by_what_it_came_from(
     // The operator reads the same over HTTP; the Person Server that signs its requests
     // to this server is no operator, and nobody unsigned is.
     let get = |key: Option<&PrivateKey>| {
-        request::operator_get(
-            "https://as.example/admin/audit?action=issued",
-            key,
-            NOW,
-        )
+        request::operator_get("https://as.example/admin/audit?action=issued", key, NOW)
     };
     let r = w
         .server

@@ -308,7 +308,10 @@ async fn contract(s: &dyn AsStore) {
     assert_eq!(against.len(), 1);
     assert_eq!(against[0].jti, "j10");
     assert_eq!(
-        s.audit(&AuditQuery::default().limit(1)).await.unwrap().events,
+        s.audit(&AuditQuery::default().limit(1))
+            .await
+            .unwrap()
+            .events,
         vec![event]
     );
     aauth_test_support::audit::pages_contract(

@@ -263,6 +263,29 @@ impl PersonServer {
         Ok(upstream)
     }
 
+    /// The presented token's grant and its text, with the resource token's revocation.
+    async fn held(
+        &self,
+        presented: Option<String>,
+        rt: &aauth_tokens::ResourceClaims,
+        acting: &Acting,
+        now: UnixTime,
+    ) -> Result<(super::verify::PresentedGrant, String), PsError> {
+        Ok(match presented {
+            // The records asked once: the resource token's revocation with the rest.
+            Some(p) => (self.presented_standing(&p, rt, now).await?, p),
+            // Compatibility: the token from this server's records. Its text is needed only
+            // to forward it to an Access Server, which `presented_on_record` refuses.
+            None => {
+                self.resource_token_unrevoked(rt, now).await?;
+                (
+                    self.presented_on_record(rt, acting, now).await?,
+                    String::new(),
+                )
+            }
+        })
+    }
+
     /// What an auth-token request asks, as a pending request would keep it.
     fn auth_request(
         &self,
@@ -384,19 +407,9 @@ impl PersonServer {
         let rt = self
             .resource_token_claims(&b.resource_token, &acting, now)
             .await?;
-        let (held, presented) = match b.presented_token.clone() {
-            // The records asked once: the resource token's revocation with the rest.
-            Some(p) => (self.presented_standing(&p, &rt, now).await?, p),
-            // Compatibility: the token from this server's records. Its text is needed only
-            // to forward it to an Access Server, which `presented_on_record` refuses.
-            None => {
-                self.resource_token_unrevoked(&rt, now).await?;
-                (
-                    self.presented_on_record(&rt, &acting, now).await?,
-                    String::new(),
-                )
-            }
-        };
+        let (held, presented) = self
+            .held(b.presented_token.clone(), &rt, &acting, now)
+            .await?;
         let upstream = self
             .auth_context(r, &b, &rt, &held, &mut acting, now)
             .await?;
