@@ -90,6 +90,12 @@ pub(crate) async fn remote(
 
 /// The query the flags ask.
 fn query(args: &AuditArgs, now: UnixTime) -> Result<AuditQuery, CliError> {
+    if args.limit == 0 {
+        return Err(CliError::Usage {
+            flag: "--limit",
+            reason: "0: a page holds at least one event".to_owned(),
+        });
+    }
     let mut q = AuditQuery::default().limit(args.limit);
     q.agent.clone_from(&args.agent);
     q.resource.clone_from(&args.resource);
@@ -133,7 +139,16 @@ async fn print(
             line(out, e, args.json)?;
         }
         match page.next {
-            Some(next) if args.all => q = q.before(next),
+            // Each page's cursor must go down: a server that answered the same cursor again
+            // would keep `--all` going for ever.
+            Some(next) if args.all => match q.before {
+                Some(last) if next >= last => {
+                    return Err(CliError::Operational(format!(
+                        "the log's next page ({next}) does not come after the last ({last})"
+                    )));
+                }
+                _ => q = q.before(next),
+            },
             Some(next) => {
                 let _ = writeln!(std::io::stderr(), "more: --before {next}");
                 return Ok(());

@@ -101,6 +101,7 @@ fn accounts_are_created_disabled_and_audited() {
         "not an audit action",
     );
     assert_fails(&admin(&["audit", "--since", "last week"]), 2, "--since");
+    assert_fails(&admin(&["audit", "--limit", "0"]), 2, "--limit");
 
     // Only a revocation reaches out: without the configured CA file, the accounts are
     // still listed, and the revocation names the key to fix.

@@ -183,6 +183,9 @@ pub enum QueryError {
     /// An action that is not one.
     #[error("action: {0}")]
     Action(#[from] UnknownAction),
+    /// `limit=0`: a page that could hold nothing.
+    #[error("limit is 0: a page holds at least one event")]
+    ZeroLimit,
     /// `since` after `until`.
     #[error("since ({since}) is after until ({until})")]
     Backwards {
@@ -230,7 +233,7 @@ impl AuditQuery {
     /// # Errors
     ///
     /// [`QueryError`]: an unknown, repeated or empty parameter, a number or an action
-    /// that is not one, `since` after `until`.
+    /// that is not one, a `limit` of 0, `since` after `until`.
     pub fn from_query_string(query: &str) -> Result<Self, QueryError> {
         let mut q = Self::default();
         let mut seen = [false; NAMES.len()];
@@ -255,6 +258,9 @@ impl AuditQuery {
                 "until" => q.until = Some(number(name, &value)?),
                 "limit" => {
                     q.limit = usize::try_from(number(name, &value)?).unwrap_or(usize::MAX);
+                    if q.limit == 0 {
+                        return Err(QueryError::ZeroLimit);
+                    }
                 }
                 _ => q.before = Some(value.parse()?),
             }

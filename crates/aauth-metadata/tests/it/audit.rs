@@ -167,6 +167,7 @@ fn query_strings_are_refused_by_name() {
     assert_eq!(refused("agnet=x"), QueryError::Unknown("agnet".to_owned()));
     assert_eq!(refused("agent=a&agent=b"), QueryError::Repeated("agent"));
     assert_eq!(refused("since="), QueryError::Empty("since"));
+    assert_eq!(refused("limit=0"), QueryError::ZeroLimit);
     assert!(matches!(
         refused("limit=-1"),
         QueryError::NotANumber { name: "limit", .. }
