@@ -89,10 +89,13 @@
 //! defer_auth_token = false               # hold a call for its auth token (202) instead of 401
 //! [resource_proxy.scope_descriptions]
 //! "files.read" = "Read your files"
+//! [resource_proxy.sessions]              # sessions the upstream grants (x-aauth-grant-session)
+//! lifetime_secs = 3600
+//! roll = false                           # a new AAuth-Access on every session request
 //! [[resource_proxy.routes]]              # the first route that matches wins; none is 404
 //! path = "/files/*"                      # exact, or a prefix ending in `/*`
 //! methods = ["GET", "HEAD"]              # absent: every method
-//! access = "auth-token"                  # or "agent-token", "person-token"
+//! access = "auth-token"                  # or "agent-token", "person-token", "session-token"
 //! scope = "files.read"                   # what an auth-token route requires
 //! require_body_coverage = false          # content-type and content-digest signed
 //! ```
@@ -470,8 +473,41 @@ pub(crate) struct ResourceProxySection {
     /// polls with its auth token (draft -11 §8.2), instead of a `401`.
     #[serde(default)]
     pub(crate) defer_auth_token: bool,
+    /// The session-token access mode: how long the sessions the upstream grants last,
+    /// and whether they roll.
+    #[serde(default)]
+    pub(crate) sessions: ProxySessions,
     /// The routes, in order: the first that matches a request decides it.
     pub(crate) routes: Vec<ProxyRoute>,
+}
+
+/// `[resource_proxy.sessions]`: the sessions of the session-token access mode (draft -11
+/// §AAuth-Access Response Header). The upstream grants one by answering an admitted
+/// agent with `x-aauth-grant-session: SCOPE`; the proxy keeps it (in `store`) and sends
+/// the agent the token in `AAuth-Access`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySessions {
+    /// Seconds a session lasts from its grant (default 3600; 60 to 2,592,000).
+    #[serde(default = "an_hour")]
+    pub(crate) lifetime_secs: u64,
+    /// Whether every admitted session request gets a new token in `AAuth-Access` (the
+    /// old one ends a few seconds later); default false.
+    #[serde(default)]
+    pub(crate) roll: bool,
+}
+
+impl Default for ProxySessions {
+    fn default() -> Self {
+        Self {
+            lifetime_secs: an_hour(),
+            roll: false,
+        }
+    }
+}
+
+fn an_hour() -> u64 {
+    3600
 }
 
 fn five() -> u64 {
@@ -507,15 +543,16 @@ pub(crate) struct ProxyRoute {
     pub(crate) require_body_coverage: bool,
 }
 
-/// The access modes a proxied route can require. (`session-token` is not offered: a
-/// session is issued by the resource's own flow, which a proxy in front of an unchanged
-/// API does not have.)
+/// The access modes a proxied route can require.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 #[expect(clippy::enum_variant_names, reason = "the draft's names for the modes")]
 pub(crate) enum ProxyAccess {
     /// An agent token.
     AgentToken,
+    /// An agent token and a session the upstream granted (`Authorization: AAuth`,
+    /// covered by the signature): the resource-managed, two-party mode.
+    SessionToken,
     /// A person token (or an auth token) for this resource.
     PersonToken,
     /// An auth token granting the route's scope.

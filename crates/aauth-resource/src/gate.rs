@@ -244,6 +244,20 @@ impl Admitted {
         }
     }
 
+    /// A session for the agent this request admitted, bound to the key that signed it,
+    /// granting `scope` until `expires`; `None` when no agent token verified (a session
+    /// is issued to an agent). What [`Route::issue_session`] stores, for a caller that
+    /// keeps sessions in a [`SessionStore`](crate::SessionStore) of its own choosing.
+    #[must_use]
+    pub fn session_for(&self, scope: Option<String>, expires: UnixTime) -> Option<Session> {
+        Some(Session::new(
+            self.agent()?.clone(),
+            self.request.key.thumbprint(),
+            scope,
+            expires,
+        ))
+    }
+
     /// The scope granted by the verified auth token.
     #[must_use]
     pub fn scope(&self) -> Option<&str> {
@@ -714,17 +728,11 @@ impl Route {
                 detail: "sessions are issued on routes with a session store".to_owned(),
             });
         };
-        let Some(agent) = admitted.agent() else {
+        let Some(session) = admitted.session_for(scope, now.plus(lifetime)) else {
             return Err(Refusal::Forbidden {
                 detail: "sessions are issued to agents".to_owned(),
             });
         };
-        let session = Session::new(
-            agent.clone(),
-            admitted.request.key.thumbprint(),
-            scope,
-            now.plus(lifetime),
-        );
         store
             .issue(session, now)
             .await

@@ -99,7 +99,10 @@ impl<S> AAuthService<S> {
     }
 }
 
-/// `resp` with the rolled session token, if one was issued, in `AAuth-Access`.
+/// `resp` with the rolled session token, if one was issued, in `AAuth-Access`, unless
+/// the inner service answered with a session of its own (a new grant replaces the
+/// session it was made on; one response carries one credential, draft -11
+/// §AAuth-Access Response Header).
 pub(crate) fn with_rolled<B>(
     mut resp: Response<B>,
     rolled: Option<aauth_headers::SessionToken>,
@@ -109,7 +112,8 @@ pub(crate) fn with_rolled<B>(
     {
         v.set_sensitive(true);
         resp.headers_mut()
-            .insert(aauth_headers::names::AAUTH_ACCESS, v);
+            .entry(aauth_headers::names::AAUTH_ACCESS)
+            .or_insert(v);
     }
     resp
 }

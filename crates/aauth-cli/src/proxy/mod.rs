@@ -19,9 +19,14 @@
 //! | `/aauth/pending/{route}/{id}` | a call held for its auth token (`defer_auth_token`) |
 //!
 //! `/healthz` and `/readyz` (the upstream takes a TCP connection) are its own too.
+//!
+//! A `session-token` route admits an agent with a session the upstream granted (see
+//! [`sessions`]): the API keeps its own consent or login flow behind an `agent-token`
+//! route and answers `x-aauth-grant-session: SCOPE` when it is done.
 
 mod body;
 mod routes;
+mod sessions;
 mod shared;
 pub(crate) mod upstream;
 
@@ -105,6 +110,15 @@ fn section(c: &Config) -> Result<&ResourceProxySection, CliError> {
             reason: "no routes: every request would be 404 ([[resource_proxy.routes]])".to_owned(),
         });
     }
+    if !(60..=2_592_000).contains(&s.sessions.lifetime_secs) {
+        return Err(CliError::Usage {
+            flag: "resource_proxy.sessions.lifetime_secs",
+            reason: format!(
+                "{}: from 60 (a minute) to 2592000 (30 days)",
+                s.sessions.lifetime_secs
+            ),
+        });
+    }
     Ok(s)
 }
 
@@ -122,6 +136,7 @@ pub(crate) async fn build(
     let s = section(c)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let connect_timeout = Duration::from_secs(s.connect_timeout_secs);
+    let shared = shared::shared(c, &id).await?;
     let upstream = Upstream::new(UpstreamConfig {
         url: &s.upstream,
         connect_timeout,
@@ -129,8 +144,12 @@ pub(crate) async fn build(
         roots: reach.roots(),
         tls: c.tls.is_some(),
         forward_signature_headers: s.forward_signature_headers,
+        grants: sessions::Grants::new(
+            Arc::clone(&shared.sessions),
+            s.sessions.lifetime_secs,
+            Arc::clone(&clock),
+        ),
     })?;
-    let shared = shared::shared(c, &id).await?;
     let mut resource = Resource::new(id.clone(), keys)
         .resource_tokens(resource_tokens(s, &signer, kid)?)
         .revocations(Arc::clone(&shared.revocations) as Arc<dyn aauth_signing::RevocationList>);
@@ -142,8 +161,11 @@ pub(crate) async fn build(
             Arc::clone(both) as Arc<dyn aauth_signing::RevocationReplayStore>
         );
     }
-    let routes = served_routes(s, &resource, &clock, &upstream, &shared.held)?;
-    let person_routes = s.routes.iter().any(|r| r.access != ProxyAccess::AgentToken);
+    let routes = served_routes(s, &resource, &clock, &upstream, &shared)?;
+    let person_routes = s
+        .routes
+        .iter()
+        .any(|r| matches!(r.access, ProxyAccess::PersonToken | ProxyAccess::AuthToken));
     let revoke = revocation_endpoint(c, s, &id, reach, &clock, &shared)?;
     let own = Own {
         published: published(
@@ -212,17 +234,19 @@ fn served_routes(
     resource: &Resource,
     clock: &Arc<dyn Clock>,
     upstream: &Upstream,
-    held: &Arc<dyn aauth_resource::HeldStore>,
+    shared: &shared::Shared,
 ) -> Result<Vec<ServedRoute>, CliError> {
     let mut out = Vec::with_capacity(s.routes.len());
     for (i, r) in s.routes.iter().enumerate() {
-        let policy = policy(r)?;
-        let mut layer =
-            AAuthLayer::new(resource.route(policy), Arc::clone(clock)).max_body(s.max_body_bytes);
+        let mut route = resource.route(policy(r)?);
+        if r.access == ProxyAccess::SessionToken {
+            route = route.sessions(Arc::clone(&shared.sessions), s.sessions.roll);
+        }
+        let mut layer = AAuthLayer::new(route, Arc::clone(clock)).max_body(s.max_body_bytes);
         let defers = s.defer_auth_token && r.access == ProxyAccess::AuthToken;
         if defers {
             let prefix = format!("{PENDING_PREFIX}{i}/");
-            layer = layer.defer_auth_token(DeferredAuth::new(Arc::clone(held), &prefix));
+            layer = layer.defer_auth_token(DeferredAuth::new(Arc::clone(&shared.held), &prefix));
         }
         out.push(ServedRoute {
             matcher: Matcher::new(r)?,
@@ -244,6 +268,7 @@ fn policy(r: &ProxyRoute) -> Result<RoutePolicy, CliError> {
     };
     let access = match r.access {
         ProxyAccess::AgentToken => Access::AgentToken,
+        ProxyAccess::SessionToken => Access::SessionToken,
         ProxyAccess::PersonToken => Access::PersonToken,
         ProxyAccess::AuthToken => Access::AuthToken,
     };
@@ -368,6 +393,7 @@ fn published(
 fn mode(access: ProxyAccess) -> AccessMode {
     match access {
         ProxyAccess::AgentToken => AccessMode::AgentToken,
+        ProxyAccess::SessionToken => AccessMode::SessionToken,
         ProxyAccess::PersonToken => AccessMode::PersonToken,
         ProxyAccess::AuthToken => AccessMode::AuthToken,
     }

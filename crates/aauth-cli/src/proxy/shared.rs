@@ -1,15 +1,17 @@
 //! What the resource proxy's instances share, as `store` says: in this process
 //! (`memory`, the default: one instance) or in Redis (`redis://…`, `rediss://…`: every
-//! instance on the same Redis shares the replay cache, revocations and held calls, so a
-//! request replayed to another instance is refused, a revocation received by one is
-//! enforced by all, and a held call is run once whichever instance the poll reaches).
+//! instance on the same Redis shares the replay cache, revocations, held calls and
+//! sessions, so a request replayed to another instance is refused, a revocation received
+//! by one is enforced by all, a held call is run once whichever instance the poll
+//! reaches, and a session granted through one is honoured by all).
 
 use std::sync::Arc;
 
 use aauth_metadata::store::redis::{Redis, RedisConfig};
 use aauth_resource::{
-    HeldStore, MemoryHeldStore, MemoryRevocationList, RedisHeldStore, RedisReplayAndRevocations,
-    RedisReplayStore, RedisRevocationList, ReplayGuard, ReplayStore, RevocationStore,
+    HeldStore, MemoryHeldStore, MemoryRevocationList, MemorySessionStore, RedisHeldStore,
+    RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList, RedisSessionStore,
+    ReplayGuard, ReplayStore, RevocationStore, SessionStore,
 };
 use aauth_tokens::ServerId;
 
@@ -20,6 +22,8 @@ use crate::error::CliError;
 const REVOCATIONS: usize = 10_000;
 /// How many calls it holds for their auth tokens.
 const HELD_CALLS: usize = 10_000;
+/// How many live sessions it keeps (the session-token access mode).
+const SESSIONS: usize = 100_000;
 /// The clock-skew allowance of revocation records.
 const SKEW: u64 = 60;
 
@@ -32,6 +36,8 @@ pub(super) struct Shared {
     /// state-changing request instead of two).
     pub(super) both: Option<Arc<RedisReplayAndRevocations>>,
     pub(super) held: Arc<dyn HeldStore>,
+    /// The sessions the upstream granted.
+    pub(super) sessions: Arc<dyn SessionStore>,
     /// The Redis behind them, for the readiness check.
     pub(super) redis: Option<Redis>,
 }
@@ -92,6 +98,7 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
             revocations: Arc::new(MemoryRevocationList::new(SKEW, REVOCATIONS)),
             both: None,
             held: Arc::new(MemoryHeldStore::new(HELD_CALLS)),
+            sessions: Arc::new(MemorySessionStore::new(SESSIONS)),
             redis: None,
         });
     };
@@ -113,6 +120,7 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
         revocations: Arc::clone(&both) as Arc<dyn RevocationStore>,
         both: Some(both),
         held: Arc::new(RedisHeldStore::new(redis.clone(), HELD_CALLS)),
+        sessions: Arc::new(RedisSessionStore::new(redis.clone(), SESSIONS)),
         redis: Some(redis),
     })
 }

@@ -1,6 +1,7 @@
 //! The upstream: where admitted requests go, with the identity the proxy verified in
 //! `x-aauth-*` headers (every such header the client sent is dropped first; the request's
-//! signature headers, which carry the agent's token, too, unless configured), hop-by-hop
+//! signature headers, which carry the agent's token, too, unless configured, and an
+//! `Authorization: AAuth` session token always), hop-by-hop
 //! headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
 //! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
 //! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted.
@@ -23,6 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::ProxyBody;
+use super::sessions::Grants;
 use crate::error::CliError;
 
 /// The request's signature and its key (with the agent's token), not sent on unless
@@ -35,7 +37,7 @@ pub(crate) const AGENT: HeaderName = HeaderName::from_static("x-aauth-agent");
 pub(crate) const PERSON_ISS: HeaderName = HeaderName::from_static("x-aauth-person-iss");
 /// The person's directed identifier at this resource.
 pub(crate) const PERSON_SUB: HeaderName = HeaderName::from_static("x-aauth-person-sub");
-/// The scope the auth token granted.
+/// The scope the auth token granted, or the session presented.
 pub(crate) const SCOPE: HeaderName = HeaderName::from_static("x-aauth-scope");
 /// The mission (`mission_s256`) of the person or auth token.
 pub(crate) const MISSION: HeaderName = HeaderName::from_static("x-aauth-mission");
@@ -84,6 +86,8 @@ struct Inner {
     proto: &'static str,
     /// Whether the signature headers go on.
     forward_signature_headers: bool,
+    /// The sessions the upstream grants.
+    grants: Grants,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -107,6 +111,8 @@ pub(crate) struct UpstreamConfig<'a> {
     pub(crate) tls: bool,
     /// `resource_proxy.forward_signature_headers`.
     pub(crate) forward_signature_headers: bool,
+    /// Where the sessions the upstream grants are kept.
+    pub(crate) grants: Grants,
 }
 
 impl Upstream {
@@ -150,6 +156,7 @@ impl Upstream {
                 request_timeout: c.request_timeout,
                 proto: if c.tls { "https" } else { "http" },
                 forward_signature_headers: c.forward_signature_headers,
+                grants: c.grants,
             }),
         })
     }
@@ -244,6 +251,19 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
             headers.remove(name);
         }
     }
+    // A session token is the proxy's own credential (the upstream gets its scope).
+    let aauth_scheme = |v: &HeaderValue| {
+        v.as_bytes()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"aauth "))
+    };
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .any(aauth_scheme)
+    {
+        headers.remove(header::AUTHORIZATION);
+    }
     if let Some(host) = original_host {
         headers.insert("x-forwarded-host", host);
     }
@@ -292,7 +312,11 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
             );
         }
     };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+    let status = resp.status();
+    if let Err(refused) = up.grants.apply(&admitted, status, resp.headers_mut()).await {
+        return refused;
+    }
+    if status == StatusCode::SWITCHING_PROTOCOLS {
         return match on_client_upgrade {
             Some(client_side) => switch(client_side, &mut resp),
             None => problem(StatusCode::BAD_GATEWAY, "an upgrade nobody asked for"),
@@ -372,7 +396,9 @@ fn add_identity(headers: &mut HeaderMap, admitted: &Admitted) -> Result<(), Stri
         set(PERSON_ISS, ps.as_str())?;
         set(PERSON_SUB, sub)?;
     }
-    if let Some(scope) = admitted.scope() {
+    // An auth token's scope, or what the upstream granted the session presented.
+    let session_scope = admitted.session.as_ref().and_then(|s| s.scope.as_deref());
+    if let Some(scope) = admitted.scope().or(session_scope) {
         set(SCOPE, scope)?;
     }
     if let Some(mission) = admitted.mission_s256() {

@@ -26,6 +26,7 @@ use crate::serve::{
 };
 use crate::{aauth, scratch, stdout};
 
+mod sessions;
 mod shared_store;
 
 /// What the upstream saw.
@@ -147,6 +148,10 @@ fn upstream_app(seen: Arc<Seen>) -> axum::Router {
                 "/agent/events" => events(s),
                 "/agent/ws" => echo_upgrade(hyper::upgrade::on(&mut req)),
                 "/agent/upload" => upload(&s, req).await,
+                // The API's own flow done: a session granted (and one it tried to set
+                // itself, which the proxy must not pass on).
+                "/agent/login" => granting(&req, "files.read"),
+                "/agent/bad-grant" => granting(&req, "files\"read"),
                 _ => echo(&req),
             }
         }
@@ -168,6 +173,17 @@ fn echo(req: &axum::extract::Request) -> http::Response<Body> {
     let mut resp = http::Response::new(Body::from(json.to_string()));
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
+    resp
+}
+
+/// `echo` of `req`, granting a session for `scope` (`x-aauth-grant-session`), with an
+/// `AAuth-Access` of the upstream's own.
+fn granting(req: &axum::extract::Request, scope: &str) -> http::Response<Body> {
+    let mut resp = echo(req);
+    resp.headers_mut()
+        .insert("x-aauth-grant-session", scope.parse().unwrap());
+    resp.headers_mut()
+        .insert("aauth-access", "minted-by-the-upstream".parse().unwrap());
     resp
 }
 
@@ -876,15 +892,15 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "resource_proxy.upstream",
         ),
         (
-            "session",
-            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"session-token\"\n",
-            "access",
+            "session-lifetime",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[resource_proxy.sessions]\nlifetime_secs = 5\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"session-token\"\n",
+            "resource_proxy.sessions.lifetime_secs",
         ),
     ] {
         let file = format!("{name}.toml");
         std::fs::write(dir.join(&file), format!("{base}{section}")).unwrap();
         let o = aauth(&dir, &["serve", "resource-proxy", "--config", &file]);
-        let code = if name == "session" { 3 } else { 2 };
+        let code = 2;
         crate::assert_fails(&o, code, needle);
         if name != "none" {
             // `aauth config check` says so too, before anything is served.

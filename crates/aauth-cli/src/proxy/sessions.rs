@@ -1,0 +1,166 @@
+//! The session-token access mode (draft -11 §AAuth-Access Response Header) in front of an
+//! API that manages its own authorization.
+//!
+//! The upstream grants a session by answering an admitted agent (on any route, its own
+//! consent or login flow done, or its policy satisfied) with a `2xx` carrying
+//! `x-aauth-grant-session: SCOPE` (space-separated values; empty for none). The proxy
+//! keeps the session, bound to the agent and to the key that signed the request, and
+//! answers the agent with its token in `AAuth-Access`; the agent presents it as
+//! `Authorization: AAuth …`, covered by its signature, on the `session-token` routes,
+//! whose requests reach the upstream with the session's scope in `x-aauth-scope`.
+//!
+//! The upstream never sees a session token and cannot mint one but through the proxy:
+//! the grant header and any `AAuth-Access` of its own are taken out of every response.
+
+use std::sync::Arc;
+
+use aauth_keys::time::Clock;
+use aauth_resource::{Admitted, SessionStore};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::body::ProxyBody;
+use super::upstream::problem;
+
+/// The response header by which the upstream grants a session.
+pub(crate) const GRANT: HeaderName = HeaderName::from_static("x-aauth-grant-session");
+
+/// The response header that carries a session token to the agent.
+const AAUTH_ACCESS: HeaderName = HeaderName::from_static("aauth-access");
+
+/// Seconds an agent is asked to wait when the session store cannot answer.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// Where granted sessions are kept, and for how long.
+#[derive(Clone)]
+pub(crate) struct Grants {
+    store: Arc<dyn SessionStore>,
+    lifetime_secs: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Grants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grants")
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grants {
+    /// Sessions kept in `store`, each for `lifetime_secs` from its grant.
+    pub(crate) fn new(
+        store: Arc<dyn SessionStore>,
+        lifetime_secs: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            lifetime_secs,
+            clock,
+        }
+    }
+
+    /// Takes the upstream's grant, and any `AAuth-Access` it set itself, out of the
+    /// response `headers` (status `status`) to `admitted`; when it granted a session,
+    /// keeps it and puts its token in `AAuth-Access`. A grant that cannot be honoured is
+    /// logged and dropped (not to an agent, or on a response that is not a success); a
+    /// malformed one is `502`, and a store that cannot keep it `503` with `Retry-After`.
+    pub(crate) async fn apply(
+        &self,
+        admitted: &Admitted,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), Response<ProxyBody>> {
+        headers.remove(AAUTH_ACCESS);
+        let mut grants = headers.get_all(&GRANT).iter();
+        let (first, second) = (grants.next().cloned(), grants.next().is_some());
+        headers.remove(&GRANT);
+        let Some(value) = first else {
+            return Ok(());
+        };
+        let scope = match scope_of(&value, second) {
+            Ok(scope) => scope,
+            Err(reason) => {
+                tracing::warn!(reason, "the upstream's session grant is malformed");
+                return Err(problem(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream granted a malformed session",
+                ));
+            }
+        };
+        if !status.is_success() {
+            tracing::warn!(%status, "a session grant on a response that is not a success: dropped");
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let Some(session) = admitted.session_for(scope, now.plus(self.lifetime_secs)) else {
+            tracing::warn!("a session grant for a caller that is not an agent: dropped");
+            return Ok(());
+        };
+        let token = self.store.issue(session, now).await.map_err(|e| {
+            tracing::warn!(reason = %e.reason, "the session store could not keep a grant");
+            let mut resp = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session could not be kept; try again",
+            );
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER_SECS),
+            );
+            resp
+        })?;
+        let mut value = HeaderValue::from_str(token.secret()).map_err(|_| {
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a session token that is not a header value",
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(AAUTH_ACCESS, value);
+        Ok(())
+    }
+}
+
+/// The scope a grant's value names (`None` for an empty one): scope tokens (RFC 6749
+/// §3.3) separated by single spaces; `repeated` when the header came twice.
+fn scope_of(value: &HeaderValue, repeated: bool) -> Result<Option<String>, &'static str> {
+    if repeated {
+        return Err("more than one grant");
+    }
+    let text = value.to_str().map_err(|_| "not visible ASCII")?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    };
+    if text.split(' ').all(token) {
+        Ok(Some(text.to_owned()))
+    } else {
+        Err("not a scope: scope tokens separated by single spaces")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_names_a_scope_or_none() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            scope_of(&v("files.read files.write"), false),
+            Ok(Some("files.read files.write".to_owned()))
+        );
+        assert_eq!(scope_of(&v(""), false), Ok(None));
+        assert_eq!(scope_of(&v("  "), false), Ok(None));
+        assert!(scope_of(&v("a  b"), false).is_err(), "two spaces");
+        assert!(scope_of(&v("a\"b"), false).is_err(), "a quote");
+        assert!(scope_of(&v("a\\b"), false).is_err(), "a backslash");
+        assert!(scope_of(&v("a"), true).is_err(), "twice");
+        assert!(scope_of(&HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(), false).is_err());
+    }
+}
