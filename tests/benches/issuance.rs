@@ -13,8 +13,10 @@
 //! replay check here (`cargo xtask load --replay` measures that check on its own).
 //!
 //! `cargo bench -p aauth-demos --bench issuance` runs criterion, then paired ratios
-//! (baseline, subject, baseline per round; median of rounds). Under `cargo test` it does
-//! nothing.
+//! (baseline, subject, baseline per round; median of rounds): one request at a time (the
+//! latency of a token), then eight in flight on the same one thread (a server's tokens
+//! per second when its store's round trips overlap other requests' work). Under
+//! `cargo test` it does nothing.
 
 #![allow(
     missing_docs,
@@ -24,8 +26,11 @@
     reason = "a benchmark that prints its report"
 )]
 
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use aauth_access_server::{AccessServer, AsStore};
@@ -146,7 +151,11 @@ fn fixture(rt: &tokio::runtime::Runtime, store: Arc<dyn PsStore>) -> Fixture {
 }
 
 fn issue(rt: &tokio::runtime::Runtime, f: &Fixture) {
-    let resp = rt.block_on(f.ps.handle(&f.parts, &f.body, NOW)).unwrap();
+    rt.block_on(issue_async(f));
+}
+
+async fn issue_async(f: &Fixture) {
+    let resp = f.ps.handle(&f.parts, &f.body, NOW).await.unwrap();
     assert_eq!(resp.status(), 200);
     black_box(resp);
 }
@@ -235,11 +244,55 @@ fn as_fixture(store: Arc<dyn AsStore>) -> AsFixture {
 }
 
 fn issue_as(rt: &tokio::runtime::Runtime, f: &AsFixture) {
-    let resp = rt
-        .block_on(f.server.handle(&f.parts, &f.body, NOW))
-        .unwrap();
+    rt.block_on(issue_as_async(f));
+}
+
+async fn issue_as_async(f: &AsFixture) {
+    let resp = f.server.handle(&f.parts, &f.body, NOW).await.unwrap();
     assert_eq!(resp.status(), 200);
     black_box(resp);
+}
+
+/// One token's issuance, as a future.
+type Issue<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Starts one token's issuance.
+type Flight<'a> = Box<dyn Fn() -> Issue<'a> + 'a>;
+
+/// How many requests a server has in flight in the throughput rounds.
+const IN_FLIGHT: usize = 8;
+
+/// `lanes` requests in flight at once on `rt`'s one thread, each lane issuing `per_lane`
+/// tokens one after another (as `lanes` agents asking together would): the wall time per
+/// token. A lane waiting on its store leaves the thread to the others.
+fn in_flight<'a: 'b, 'b>(
+    rt: &tokio::runtime::Runtime,
+    lanes: usize,
+    per_lane: usize,
+    issue: &'b Flight<'a>,
+) -> f64 {
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut running: Vec<Issue<'b>> = (0..lanes)
+            .map(|_| {
+                Box::pin(async move {
+                    for _ in 0..per_lane {
+                        issue().await;
+                    }
+                }) as Issue<'b>
+            })
+            .collect();
+        std::future::poll_fn(|cx| {
+            running.retain_mut(|lane| lane.as_mut().poll(cx).is_pending());
+            if running.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    });
+    start.elapsed().as_secs_f64() / (lanes * per_lane) as f64
 }
 
 /// The signatures the path cannot avoid: four verifications, one signature.
@@ -380,6 +433,57 @@ fn main() {
             median(&mut ratios)
         );
     }
+    // Throughput: the same servers with several requests in flight on the one thread, so
+    // that a request's store round trips overlap the others' signatures (as a server
+    // serving several agents runs); the database works on the other core.
+    let mut flights: Vec<(&str, Flight<'_>)> = vec![
+        (
+            "Person Server, memory store",
+            Box::new(|| Box::pin(issue_async(&memory))),
+        ),
+        (
+            "Person Server, SQLite store",
+            Box::new(|| Box::pin(issue_async(&sqlite))),
+        ),
+        (
+            "Access Server, memory store",
+            Box::new(|| Box::pin(issue_as_async(&as_memory))),
+        ),
+        (
+            "Access Server, SQLite store",
+            Box::new(|| Box::pin(issue_as_async(&as_sqlite))),
+        ),
+    ];
+    if let Some((ps, access, _)) = &pg {
+        flights.push((
+            "Person Server, PostgreSQL store",
+            Box::new(|| Box::pin(issue_async(ps))),
+        ));
+        flights.push((
+            "Access Server, PostgreSQL store",
+            Box::new(|| Box::pin(issue_as_async(access))),
+        ));
+    }
+    for (name, issue) in &flights {
+        let per_lane = 40;
+        let mut ratios = Vec::new();
+        let mut per = Vec::new();
+        for _ in 0..15 {
+            let b1 = time(IN_FLIGHT * per_lane, &mut || crypto.run());
+            let s = in_flight(&rt, IN_FLIGHT, per_lane, issue);
+            let b2 = time(IN_FLIGHT * per_lane, &mut || crypto.run());
+            ratios.push(s / ((b1 + b2) / 2.0));
+            per.push(s);
+        }
+        let s = median(&mut per);
+        println!(
+            "\n{name}, {IN_FLIGHT} in flight: {:.0} auth tokens/s ({:.1} µs each) = {:.2} × the signatures involved (median of 15 paired rounds)",
+            1.0 / s,
+            s * 1e6,
+            median(&mut ratios)
+        );
+    }
+    drop(flights);
     let _ = std::fs::remove_dir_all(&dir);
     if let Some((_, _, schemas)) = pg {
         for schema in schemas {

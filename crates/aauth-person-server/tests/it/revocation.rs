@@ -160,6 +160,15 @@ async fn a_revoked_agent_token_is_refused_and_its_person_and_auth_tokens_with_it
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // …at the auth-token endpoint too: said first (401), before the presented token's
+    // own revocation (403).
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": person}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{json}");
     // …and the person and auth tokens issued to the agent are revoked with it, whatever
     // agent token is presented next.
     assert!(w.ps.store().is_revoked(&pc.jti, NOW).await.unwrap());
