@@ -497,13 +497,16 @@ where
     )
 }
 
-/// An HTTP/2 connection (TLS with ALPN `h2`), as [`http1`].
+/// An HTTP/2 connection (TLS with ALPN `h2`), as [`http1`]; extended `CONNECT` (RFC
+/// 8441) allowed, for the resource proxy's WebSockets (every other role refuses the
+/// method).
 fn http2<I>(io: I, service: AppService) -> Pin<Box<dyn Conn>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     Box::pin(
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .enable_connect_protocol()
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service)),
     )
 }

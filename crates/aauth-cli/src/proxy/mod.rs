@@ -488,7 +488,12 @@ impl Service<Request<hyper::body::Incoming>> for Proxy {
                 return Box::pin(async move { Ok(r) });
             }
             None => {
-                let method = req.method();
+                // A WebSocket over HTTP/2 is routed as the `GET` it stands for.
+                let method = if upstream::is_h2_websocket(&req) {
+                    &http::Method::GET
+                } else {
+                    req.method()
+                };
                 match self.routes.iter().find(|r| r.matcher.matches(method, path)) {
                     Some(r) => r.service.clone(),
                     None => {

@@ -4,7 +4,9 @@
 //! `Authorization: AAuth` session token always), hop-by-hop
 //! headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
 //! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
-//! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted.
+//! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted: over
+//! HTTP/1.1, or over HTTP/2 as an extended `CONNECT` (RFC 8441), which goes upstream as
+//! the HTTP/1.1 upgrade it stands for.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -223,7 +225,14 @@ impl tower_service::Service<Request<UpBody>> for Upstream {
 
 /// Sends the admitted `req` on and streams the answer back.
 async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
-    let upgrade = upgrade_of(req.headers());
+    // A WebSocket over HTTP/2 (RFC 8441) goes upstream as the HTTP/1.1 upgrade it stands
+    // for: `GET` with `Upgrade: websocket` and a key of the proxy's own.
+    let h2_websocket = is_h2_websocket(&req);
+    let upgrade = if h2_websocket {
+        Some(HeaderValue::from_static("websocket"))
+    } else {
+        upgrade_of(req.headers())
+    };
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let Some(admitted) = parts.extensions.remove::<Admitted>() else {
@@ -234,49 +243,29 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
         Ok(u) => u,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e),
     };
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    let mut headers = std::mem::take(&mut parts.headers);
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    for name in ["x-forwarded-host", "x-forwarded-proto", "forwarded"] {
-        headers.remove(name);
-    }
-    if !up.forward_signature_headers {
-        for name in SIGNATURE_HEADERS {
-            headers.remove(name);
-        }
-    }
-    // A session token is the proxy's own credential (the upstream gets its scope).
-    let aauth_scheme = |v: &HeaderValue| {
-        v.as_bytes()
-            .get(..6)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"aauth "))
+    let mut headers = match upstream_headers(up, &mut parts, &admitted) {
+        Ok(h) => h,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    if headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .any(aauth_scheme)
-    {
-        headers.remove(header::AUTHORIZATION);
-    }
-    if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(up.proto));
-    if let Err(e) = add_identity(&mut headers, &admitted) {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, &e);
-    }
     if let Some(protocol) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
+    let (method, body) = if h2_websocket {
+        match websocket_key() {
+            Ok(key) => {
+                headers.insert(header::SEC_WEBSOCKET_KEY, key);
+            }
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        }
+        // The stream's data is the tunnel's, which the upgrade carries.
+        let empty = aauth_resource::ForwardBody::Read(http_body_util::Full::new(Bytes::new()));
+        (http::Method::GET, empty)
+    } else {
+        (parts.method, body)
+    };
     let mut out = Request::new(body);
-    *out.method_mut() = parts.method;
+    *out.method_mut() = method;
     *out.uri_mut() = uri;
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = headers;
@@ -318,13 +307,59 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return match on_client_upgrade {
-            Some(client_side) => switch(client_side, &mut resp),
+            Some(client_side) => switch(client_side, &mut resp, h2_websocket),
             None => problem(StatusCode::BAD_GATEWAY, "an upgrade nobody asked for"),
         };
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, ProxyBody::stream(body))
+}
+
+/// The headers an admitted request takes upstream: its own without the hop-by-hop ones,
+/// the forwarding headers set anew, the signature headers (unless configured) and an
+/// `Authorization: AAuth` session token dropped, the verified identity added.
+fn upstream_headers(
+    up: &Inner,
+    parts: &mut http::request::Parts,
+    admitted: &Admitted,
+) -> Result<HeaderMap, String> {
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    for name in ["x-forwarded-host", "x-forwarded-proto", "forwarded"] {
+        headers.remove(name);
+    }
+    if !up.forward_signature_headers {
+        for name in SIGNATURE_HEADERS {
+            headers.remove(name);
+        }
+    }
+    // A session token is the proxy's own credential (the upstream gets its scope).
+    let aauth_scheme = |v: &HeaderValue| {
+        v.as_bytes()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"aauth "))
+    };
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .any(aauth_scheme)
+    {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(host) = original_host {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(up.proto));
+    add_identity(&mut headers, admitted)?;
+    Ok(headers)
 }
 
 /// The upstream URI of a request for `uri`: the base URL's scheme, authority and path,
@@ -416,11 +451,32 @@ fn add_identity(headers: &mut HeaderMap, admitted: &Admitted) -> Result<(), Stri
     Ok(())
 }
 
-/// The upstream switched protocols: answer the client `101` with its headers, and once
-/// both sides have switched, copy bytes both ways until either closes.
+/// Whether `req` opens a WebSocket over HTTP/2: an extended `CONNECT` (RFC 8441 §4) with
+/// the `websocket` protocol.
+pub(crate) fn is_h2_websocket<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// A fresh `Sec-WebSocket-Key` (RFC 6455 §4.1: 16 random bytes, base64).
+fn websocket_key() -> Result<HeaderValue, String> {
+    let id = aauth_keys::rand::random_id(&mut aauth_keys::rand::OsRandom, 16)
+        .map_err(|e| format!("no randomness for a WebSocket key: {e}"))?;
+    // Unpadded base64url to base64.
+    let key = format!("{}==", id.replace('-', "+").replace('_', "/"));
+    HeaderValue::from_str(&key).map_err(|e| e.to_string())
+}
+
+/// The upstream switched protocols: answer the client `101` with its headers (`200`
+/// without the handshake's headers to a WebSocket over HTTP/2, `h2`), and once both
+/// sides have switched, copy bytes both ways until either closes.
 fn switch(
     client_side: hyper::upgrade::OnUpgrade,
     resp: &mut Response<hyper::body::Incoming>,
+    h2: bool,
 ) -> Response<ProxyBody> {
     let upstream_side = hyper::upgrade::on(&mut *resp);
     tokio::spawn(async move {
@@ -435,8 +491,13 @@ fn switch(
         }
     });
     let mut out = Response::new(ProxyBody::empty());
-    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *out.headers_mut() = resp.headers().clone();
+    if h2 {
+        strip_hop_by_hop(out.headers_mut());
+        out.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+    } else {
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    }
     out
 }
 

@@ -28,6 +28,7 @@ use crate::{aauth, scratch, stdout};
 
 mod sessions;
 mod shared_store;
+mod websocket_h2;
 
 /// What the upstream saw.
 #[derive(Default)]

@@ -1,0 +1,88 @@
+//! A WebSocket over HTTP/2 (RFC 8441: an extended `CONNECT` with `:protocol =
+//! websocket`): admitted as any request on its route is, sent upstream as the HTTP/1.1
+//! upgrade it stands for, and tunnelled both ways; unsigned, it never reaches the upstream.
+
+use super::*;
+
+/// `req` sent to the proxy at `proxy` over TLS negotiated as HTTP/2.
+async fn send_h2(
+    world: &World,
+    proxy: SocketAddr,
+    req: http::Request<Vec<u8>>,
+) -> http::Response<hyper::body::Incoming> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(world.roots())
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("resource.example".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+        .send_request(req.map(|b| Full::new(Bytes::from(b))))
+        .await
+        .unwrap()
+}
+
+/// An extended `CONNECT` for a WebSocket at `path`, signed by the assistant when
+/// `signed_by_agent`.
+fn websocket(path: &str, signed_by_agent: bool) -> http::Request<Vec<u8>> {
+    let headers = [("sec-websocket-version", "13")];
+    let mut req = if signed_by_agent {
+        signed("CONNECT", path, &headers, b"", &assistant_token())
+    } else {
+        let mut r = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("https://resource.example{path}"))
+            .body(Vec::new())
+            .unwrap();
+        r.headers_mut()
+            .insert("sec-websocket-version", "13".parse().unwrap());
+        r
+    };
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    req
+}
+
+#[tokio::test]
+async fn a_websocket_over_http2_is_admitted_then_tunnelled_to_an_http1_upstream() {
+    let s = AgentSetup::start("proxy-ws-h2").await;
+    let resp = send_h2(&s.world, s.proxy.addr, websocket("/agent/ws", true)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.proxy.log());
+    assert!(!resp.headers().contains_key("sec-websocket-accept"));
+    let upgraded = hyper::upgrade::on(resp).await.unwrap();
+    let mut io = TokioIo::new(upgraded);
+    io.write_all(b"hello over h2").await.unwrap();
+    let mut back = [0u8; 13];
+    tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"hello over h2");
+    // Upstream it was the HTTP/1.1 upgrade, with a key of the proxy's and the agent.
+    let headers = s.seen.last();
+    assert_eq!(headers["upgrade"], "websocket");
+    assert_eq!(headers["sec-websocket-version"], "13");
+    assert_eq!(headers["sec-websocket-key"].len(), 24, "{headers:?}");
+    assert_eq!(headers["x-aauth-agent"], "aauth:assistant@agent.example");
+    assert_eq!(s.seen.calls(), 1);
+
+    // Unsigned: refused, and the upstream never asked.
+    let resp = send_h2(&s.world, s.proxy.addr, websocket("/agent/ws", false)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.seen.calls(), 1);
+}
