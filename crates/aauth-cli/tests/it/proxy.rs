@@ -383,6 +383,19 @@ impl AgentSetup {
         }
     }
 
+    /// A second proxy process with the same configuration on another port.
+    fn another_instance(&self) -> Served {
+        let config = std::fs::read_to_string(self.dir.join("proxy.toml")).unwrap();
+        let port = self.proxy.addr.port();
+        let second = config.replace(
+            &format!("listen = \"127.0.0.1:{port}\""),
+            &format!("listen = \"127.0.0.1:{}\"", free_port()),
+        );
+        assert_ne!(second, config);
+        std::fs::write(self.dir.join("proxy2.toml"), second).unwrap();
+        Served::start(&self.dir, "resource-proxy", &self.dir.join("proxy2.toml"))
+    }
+
     fn reach(&self) -> Vec<(&'static str, SocketAddr)> {
         vec![
             ("agent.example", self.provider.addr),
@@ -718,10 +731,15 @@ async fn signed_send(
 /// The assistant's agent token, minted now with the provider's key (seed 0x11), as its
 /// provider would, bound to the assistant's key (seed 0x22).
 fn assistant_token() -> String {
+    assistant_token_for(0x22)
+}
+
+/// The assistant's agent token as [`assistant_token`], bound to the key of `seed`.
+fn assistant_token_for(seed: u8) -> String {
     aauth_tokens::AgentTokenBuilder::new(
         aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
         aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        PrivateKey::ed25519_from_seed(&[0x22; 32]).public_key(),
+        PrivateKey::ed25519_from_seed(&[seed; 32]).public_key(),
     )
     .sign(
         &PrivateKey::ed25519_from_seed(&[0x11; 32]),
@@ -742,7 +760,18 @@ fn signed(
     body: &[u8],
     token: &str,
 ) -> http::Request<Vec<u8>> {
-    let agent = PrivateKey::ed25519_from_seed(&[0x22; 32]);
+    signed_by(0x22, (method, path), headers, body, token)
+}
+
+/// As [`signed`], by the key of `seed`.
+fn signed_by(
+    seed: u8,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    body: &[u8],
+    token: &str,
+) -> http::Request<Vec<u8>> {
+    let agent = PrivateKey::ed25519_from_seed(&[seed; 32]);
     let mut req = http::Request::builder()
         .method(method)
         .uri(format!("https://resource.example{path}"))

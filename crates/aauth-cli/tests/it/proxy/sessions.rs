@@ -15,42 +15,22 @@ fn with_sessions(text: String, sessions: &str) -> String {
     )
 }
 
-/// An agent token for the assistant bound to the key of `seed`, minted by its provider.
-fn token_for(seed: u8) -> String {
-    aauth_tokens::AgentTokenBuilder::new(
-        aauth_tokens::ServerId::parse("https://agent.example").unwrap(),
-        aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap(),
-        PrivateKey::ed25519_from_seed(&[seed; 32]).public_key(),
-    )
-    .sign(
-        &PrivateKey::ed25519_from_seed(&[0x11; 32]),
-        "provider-1",
-        SystemClock.now(),
-        &mut aauth_keys::rand::OsRandom,
-    )
-    .unwrap()
-    .token
-}
-
 /// `GET path` signed by the key of `seed` under its agent token, presenting `session`
 /// (covered by the signature).
 fn with_session(path: &str, seed: u8, session: Option<&str>) -> http::Request<Vec<u8>> {
-    let mut req = http::Request::get(format!("https://resource.example{path}"))
-        .body(Vec::new())
-        .unwrap();
-    if let Some(s) = session {
-        req.headers_mut()
-            .insert("authorization", format!("AAuth {s}").parse().unwrap());
-    }
-    aauth_signing::sign_request_unique(
-        &mut req,
-        &PrivateKey::ed25519_from_seed(&[seed; 32]),
-        &aauth_headers::Scheme::jwt(token_for(seed)),
-        SystemClock.now(),
-        &mut aauth_keys::rand::OsRandom,
+    let authorization = session.map(|s| format!("AAuth {s}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    signed_by(
+        seed,
+        ("GET", path),
+        &headers,
+        b"",
+        &assistant_token_for(seed),
     )
-    .unwrap();
-    req
 }
 
 /// The `AAuth-Access` of `resp`, which must carry exactly one.
@@ -206,15 +186,7 @@ async fn a_session_granted_through_one_proxy_is_honoured_by_the_other() {
         format!("{store}{}", with_sessions(t, "lifetime_secs = 60\n"))
     })
     .await;
-    let config = std::fs::read_to_string(s.dir.join("proxy.toml")).unwrap();
-    let port = s.proxy.addr.port();
-    let second = config.replace(
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("listen = \"127.0.0.1:{}\"", free_port()),
-    );
-    assert_ne!(second, config);
-    std::fs::write(s.dir.join("proxy2.toml"), second).unwrap();
-    let other = Served::start(&s.dir, "resource-proxy", &s.dir.join("proxy2.toml"));
+    let other = s.another_instance();
 
     let r = send_tls(
         &s.world,

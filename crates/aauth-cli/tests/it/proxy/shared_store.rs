@@ -26,15 +26,7 @@ async fn two_proxies_on_one_redis_refuse_a_post_replayed_to_the_other() {
     // replay keys the signature base, so runs do not meet; a fresh agent token each run.
     let store = format!("store = \"{url}\"\n");
     let s = AgentSetup::start_with("proxy-redis", |text| format!("{store}{text}")).await;
-    let config = std::fs::read_to_string(s.dir.join("proxy.toml")).unwrap();
-    let port = s.proxy.addr.port();
-    let second = config.replace(
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("listen = \"127.0.0.1:{}\"", free_port()),
-    );
-    assert_ne!(second, config);
-    std::fs::write(s.dir.join("proxy2.toml"), second).unwrap();
-    let other = Served::start(&s.dir, "resource-proxy", &s.dir.join("proxy2.toml"));
+    let other = s.another_instance();
 
     let post = signed(
         "POST",
