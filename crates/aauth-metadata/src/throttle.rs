@@ -164,6 +164,25 @@ impl ThrottlePolicy {
             .unwrap_or(u64::MAX)
             .min(self.max_delay)
     }
+
+    /// The whole second from which a key whose `failures`-th failure came in the second
+    /// `now` may try again: `now` when the failure is free, else `now + delay + 1`. A
+    /// clock of whole seconds cannot tell where in its second the failure came, so the
+    /// block ends one second late rather than possibly at once (a one-second block
+    /// starting at 0.99 s would otherwise end at 1.0 s).
+    ///
+    /// ```
+    /// use aauth_metadata::throttle::ThrottlePolicy;
+    /// let p = ThrottlePolicy::default();
+    /// assert_eq!((p.blocked_until(5, 100), p.blocked_until(6, 100)), (100, 102));
+    /// ```
+    #[must_use]
+    pub fn blocked_until(&self, failures: u32, now: u64) -> u64 {
+        match self.delay(failures) {
+            0 => now,
+            d => now.saturating_add(d).saturating_add(1),
+        }
+    }
 }
 
 /// Counts failed guesses and says when a key must wait. When it cannot answer (a shared
@@ -261,8 +280,8 @@ impl Counts {
 /// t.failed(&alice, UnixTime(101)).await?;
 /// assert_eq!(t.blocked(&alice, UnixTime(101)).await?, None); // two are free
 /// t.failed(&alice, UnixTime(102)).await?;
-/// assert_eq!(t.blocked(&alice, UnixTime(103)).await?, Some(9)); // blocked until 112
-/// assert_eq!(t.blocked(&alice, UnixTime(112)).await?, None);
+/// assert_eq!(t.blocked(&alice, UnixTime(103)).await?, Some(10)); // blocked until 113
+/// assert_eq!(t.blocked(&alice, UnixTime(113)).await?, None);
 /// t.succeeded(&alice).await?;
 /// # Ok::<(), aauth_metadata::store::StoreError>(())
 /// # }).unwrap();
@@ -353,7 +372,7 @@ impl Throttle for MemoryThrottle {
             let c = Count {
                 failures,
                 last: now,
-                blocked_until: now.saturating_add(self.policy.delay(failures)),
+                blocked_until: self.policy.blocked_until(failures, now),
             };
             counts.by_expiry.insert((c.expiry(&self.policy), *key));
             counts.by_key.insert(*key, c);

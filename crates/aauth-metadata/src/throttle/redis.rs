@@ -94,15 +94,15 @@ fn keep_ms(until: u64, now: u64) -> u64 {
 /// count until it reaches `max_delay` (or stops doubling): the last entry stands for
 /// every larger count. At most 65 entries.
 fn steps(policy: &ThrottlePolicy, now: u64) -> Vec<(u64, u64)> {
-    let entry = |delay: u64| {
-        let until = now.saturating_add(delay);
+    let entry = |failures: u32| {
+        let until = policy.blocked_until(failures, now);
         (until, now.saturating_add(policy.forget_after).max(until))
     };
-    let mut steps = vec![entry(0)];
+    let mut steps = vec![entry(policy.free_failures)];
     for over in 1..=64u32 {
         let failures = policy.free_failures.saturating_add(over);
         let delay = policy.delay(failures);
-        steps.push(entry(delay));
+        steps.push(entry(failures));
         if delay >= policy.max_delay || failures == u32::MAX {
             break;
         }
@@ -242,7 +242,8 @@ mod tests {
         let p = ThrottlePolicy::default(); // 5 free, 1 s doubling to 900 s
         let s = steps(&p, 1000);
         let delays: Vec<u64> = s.iter().map(|(u, _)| u - 1000).collect();
-        assert_eq!(delays, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900]);
+        // Each block ends a second late (whole seconds: `ThrottlePolicy::blocked_until`).
+        assert_eq!(delays, [0, 2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 901]);
         assert!(s.iter().all(|(_, e)| *e == 1000 + 3600));
         // Times near the end of u64 saturate, as in memory.
         let s = steps(&p, u64::MAX - 10);

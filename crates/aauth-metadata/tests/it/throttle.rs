@@ -63,16 +63,18 @@ async fn back_off_doubles_to_its_ceiling_and_then_ends_in(t: &dyn Throttle, what
         waits.push(wait);
         now += wait;
     }
-    assert_eq!(waits, [0, 0, 0, 2, 4, 8, 16, 32, 60, 60], "{what}");
-    // The lockout never outlasts the ceiling after the last try...
+    // Each block ends a second late: whole seconds cannot tell where in its second a
+    // failure came (`ThrottlePolicy::blocked_until`).
+    assert_eq!(waits, [0, 0, 0, 3, 5, 9, 17, 33, 61, 61], "{what}");
+    // The lockout never outlasts the ceiling (and that second) after the last try...
     t.failed(&k, UnixTime(now)).await.unwrap();
     assert_eq!(
-        t.blocked(&k, UnixTime(now + 59)).await.unwrap(),
+        t.blocked(&k, UnixTime(now + 60)).await.unwrap(),
         Some(1),
         "{what}"
     );
     assert_eq!(
-        t.blocked(&k, UnixTime(now + 60)).await.unwrap(),
+        t.blocked(&k, UnixTime(now + 61)).await.unwrap(),
         None,
         "{what}"
     );
@@ -112,7 +114,7 @@ async fn a_failure_counts_against_every_key_in(t: &dyn Throttle, what: &str) {
     // The client failed twice (blocked); each account once (free).
     assert_eq!(
         t.blocked(&[client], UnixTime(1)).await.unwrap(),
-        Some(10),
+        Some(11),
         "{what}"
     );
     assert_eq!(
@@ -123,13 +125,13 @@ async fn a_failure_counts_against_every_key_in(t: &dyn Throttle, what: &str) {
     // A check of several keys is blocked when any is.
     assert_eq!(
         t.blocked(&[alice, client], UnixTime(1)).await.unwrap(),
-        Some(10),
+        Some(11),
         "{what}"
     );
     t.succeeded(&[alice]).await.unwrap();
     assert_eq!(
         t.blocked(&[client], UnixTime(1)).await.unwrap(),
-        Some(10),
+        Some(11),
         "{what}"
     );
     // A success clears the keys it names, and only those.
@@ -137,7 +139,7 @@ async fn a_failure_counts_against_every_key_in(t: &dyn Throttle, what: &str) {
     t.failed(&[alice], UnixTime(2)).await.unwrap();
     assert_eq!(
         t.blocked(&[alice], UnixTime(2)).await.unwrap(),
-        Some(10),
+        Some(11),
         "{what}"
     );
     t.succeeded(&[alice, client]).await.unwrap();
@@ -184,7 +186,7 @@ async fn times_and_counts_at_their_limits_saturate() {
         t.failed(&k, UnixTime(near)).await.unwrap();
         assert_eq!(
             t.blocked(&k, UnixTime(near)).await.unwrap(),
-            Some(1),
+            Some(2),
             "{what}"
         );
         t.failed(&k, UnixTime(near)).await.unwrap();
@@ -296,8 +298,7 @@ async fn matches_the_model(
                 t.failed(&tk, UnixTime(now)).await.unwrap();
             }
             let failures = model[usize::from(k)].map_or(0, |m| m.0) + 1;
-            model[usize::from(k)] =
-                Some((failures, now, now.saturating_add(policy.delay(failures))));
+            model[usize::from(k)] = Some((failures, now, policy.blocked_until(failures, now)));
         } else {
             // The sweep runs on failures; a check reads what is there.
             for (what, t) in &all {
@@ -366,9 +367,9 @@ async fn two_instances_on_one_redis_share_their_counts() {
     );
     a.failed(&k, UnixTime(102)).await.unwrap();
     // The third failure, counted at A, blocks at B.
-    assert_eq!(b.blocked(&k, UnixTime(102)).await.unwrap(), Some(30));
+    assert_eq!(b.blocked(&k, UnixTime(102)).await.unwrap(), Some(31));
     b.failed(&k, UnixTime(132)).await.unwrap();
-    assert_eq!(a.blocked(&k, UnixTime(132)).await.unwrap(), Some(60));
+    assert_eq!(a.blocked(&k, UnixTime(132)).await.unwrap(), Some(61));
     b.succeeded(&k).await.unwrap();
     assert_eq!(a.blocked(&k, UnixTime(132)).await.unwrap(), None);
     // Another prefix (another deployment) counts apart.
@@ -418,7 +419,7 @@ async fn a_throttle_that_loses_redis_refuses_rather_than_admits() {
     through.failed(&k, UnixTime(1001)).await.unwrap();
     assert_eq!(
         through.blocked(&k, UnixTime(1001)).await.unwrap(),
-        Some(600)
+        Some(601)
     );
     cut.cut();
     let e = through.blocked(&k, UnixTime(1002)).await.unwrap_err();
@@ -430,7 +431,7 @@ async fn a_throttle_that_loses_redis_refuses_rather_than_admits() {
         "nothing cleared while cut"
     );
     // The other instance, still connected, sees the block throughout.
-    assert_eq!(direct.blocked(&k, UnixTime(1002)).await.unwrap(), Some(599));
+    assert_eq!(direct.blocked(&k, UnixTime(1002)).await.unwrap(), Some(600));
     cut.restore();
     let mut answered = None;
     for _ in 0..20 {
@@ -442,5 +443,5 @@ async fn a_throttle_that_loses_redis_refuses_rather_than_admits() {
             }
         }
     }
-    assert_eq!(answered, Some(Some(598)), "back, and still blocked");
+    assert_eq!(answered, Some(Some(599)), "back, and still blocked");
 }
