@@ -204,7 +204,10 @@ async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, Stor
         let tx = c.transaction().await.map_err(|e| pg.err(e))?;
         let mine: bool = tx
             .query_one(
-                "SELECT pg_try_advisory_xact_lock(hashtext('aauth_sweep'), hashtext($1))",
+                // One sweeper per schema and component at a time: services in other
+                // schemas of the same database sweep their own, unhindered.
+                "SELECT pg_try_advisory_xact_lock(
+                     hashtext('aauth_sweep ' || current_schema()), hashtext($1))",
                 &[&COMPONENT],
             )
             .await
