@@ -311,6 +311,14 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
             None => problem(StatusCode::BAD_GATEWAY, "an upgrade nobody asked for"),
         };
     }
+    if h2_websocket && status.is_success() {
+        // Over HTTP/2 a success opens the tunnel: one the upstream did not switch to
+        // would carry its answer as if it were the WebSocket's data.
+        return problem(
+            StatusCode::BAD_GATEWAY,
+            "the upstream answered the WebSocket without switching protocols",
+        );
+    }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, ProxyBody::stream(body))

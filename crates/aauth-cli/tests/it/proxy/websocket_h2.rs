@@ -81,8 +81,14 @@ async fn a_websocket_over_http2_is_admitted_then_tunnelled_to_an_http1_upstream(
     assert_eq!(headers["x-aauth-agent"], "aauth:assistant@agent.example");
     assert_eq!(s.seen.calls(), 1);
 
+    // An upstream that answers without switching: no tunnel, 502 (over HTTP/2 a success
+    // would open one and carry its answer as the WebSocket's data).
+    let resp = send_h2(&s.world, s.proxy.addr, websocket("/agent/plain", true)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(s.seen.calls(), 2);
+
     // Unsigned: refused, and the upstream never asked.
     let resp = send_h2(&s.world, s.proxy.addr, websocket("/agent/ws", false)).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(s.seen.calls(), 1);
+    assert_eq!(s.seen.calls(), 2);
 }
