@@ -267,9 +267,12 @@ async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, Stor
         let mine: bool = tx
             .query_one(
                 // One sweeper per schema and component at a time: services in other
-                // schemas of the same database sweep their own, unhindered.
+                // schemas of the same database sweep their own, unhindered. (No schema
+                // on the path, as when it was dropped under us: one shared key, never
+                // a NULL lock answer.)
                 "SELECT pg_try_advisory_xact_lock(
-                     hashtext('aauth_sweep ' || current_schema()), hashtext($1))",
+                     hashtext('aauth_sweep ' || COALESCE(current_schema(), '')),
+                     hashtext($1))",
                 &[&COMPONENT],
             )
             .await
