@@ -118,6 +118,19 @@ pub enum KeyError {
     /// The cryptographic backend refused to build the key.
     #[error("backend refused the key")]
     Backend,
+    /// An RSA modulus shorter than the verifier accepts (RFC 7518 §3.3 requires 2048 bits
+    /// for RS256 and PS256), longer than it verifies, or an exponent out of range.
+    #[error(
+        "RSA key of {bits} bits is outside the accepted {min}..={max} bits, or its exponent is not an odd value from 3 to 2^32"
+    )]
+    RsaKeySize {
+        /// The modulus length in bits.
+        bits: usize,
+        /// The shortest accepted.
+        min: usize,
+        /// The longest accepted.
+        max: usize,
+    },
 }
 
 impl KeyError {

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use aauth_keys::time::{Clock, UnixTime};
-use aauth_keys::{JwkSet, KeyError, PublicKey};
+use aauth_keys::{Jwk, JwkSet, KeyError, PublicKey};
 use aauth_tokens::{IssuerKeyResolver, KeyRequest, ResolveError, ServerId};
 use async_trait::async_trait;
 use futures_util::FutureExt;
@@ -220,10 +220,32 @@ pub enum KeySource {
     Jwks(HttpsUrl),
 }
 
+/// A key a [`KeyCache`] can hold: one JWKS member, imported once when its set is fetched.
+///
+/// The cache holds AAuth keys ([`PublicKey`], the default) for every AAuth role; a crate
+/// that verifies other issuers' tokens (an OAuth authorization server's RSA keys, say)
+/// gives its own key type and reuses the cache's fetching, freshness and bounds. The
+/// import decides which members are usable: a member it refuses is kept as its error, so
+/// a lookup of that `kid` says why.
+pub trait CachedKey: Clone + PartialEq + Send + Sync + 'static {
+    /// The key a JWKS member stands for.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError`] naming the check the member failed.
+    fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError>;
+}
+
+impl CachedKey for PublicKey {
+    fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
+        Self::from_jwk(jwk)
+    }
+}
+
 /// A fetched, indexed key set.
 #[derive(Debug)]
-struct KeySet {
-    keys: BTreeMap<String, Result<PublicKey, KeyError>>,
+struct KeySet<K> {
+    keys: BTreeMap<String, Result<K, KeyError>>,
 }
 
 /// Counters, monotonically increasing.
@@ -274,12 +296,11 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-type FetchFuture =
-    Shared<Pin<Box<dyn Future<Output = Result<Arc<KeySet>, DiscoveryError>> + Send>>>;
+type FetchFuture<K> =
+    Shared<Pin<Box<dyn Future<Output = Result<Arc<KeySet<K>>, DiscoveryError>> + Send>>>;
 
-#[derive(Default)]
-struct Entry {
-    keys: Option<Arc<KeySet>>,
+struct Entry<K> {
+    keys: Option<Arc<KeySet<K>>>,
     refresh_at: u64,
     fresh_until: u64,
     stale_until: u64,
@@ -287,25 +308,52 @@ struct Entry {
     failures: u32,
     retry_at: u64,
     last_error: Option<DiscoveryError>,
-    inflight: Option<FetchFuture>,
+    inflight: Option<FetchFuture<K>>,
     /// Which fetch `inflight` is (0: none), so that only that fetch clears it.
     flight: u64,
     last_used: u64,
 }
 
+impl<K> Default for Entry<K> {
+    fn default() -> Self {
+        Self {
+            keys: None,
+            refresh_at: 0,
+            fresh_until: 0,
+            stale_until: 0,
+            last_fetch: None,
+            failures: 0,
+            retry_at: 0,
+            last_error: None,
+            inflight: None,
+            flight: 0,
+            last_used: 0,
+        }
+    }
+}
+
 /// The sources, in two bounded tables, and the fetches running.
-#[derive(Default)]
-struct Tables {
+struct Tables<K> {
     /// Sources whose keys were fetched at least once (`max_entries`, LRU).
-    positive: BTreeMap<KeySource, Entry>,
+    positive: BTreeMap<KeySource, Entry<K>>,
     /// Sources with no keys yet, with their backoff (`max_negative_entries`).
-    negative: BTreeMap<KeySource, Entry>,
+    negative: BTreeMap<KeySource, Entry<K>>,
     /// Fetches running (`max_inflight`).
     inflight: usize,
 }
 
-impl Tables {
-    fn get_mut(&mut self, source: &KeySource) -> Option<&mut Entry> {
+impl<K> Default for Tables<K> {
+    fn default() -> Self {
+        Self {
+            positive: BTreeMap::new(),
+            negative: BTreeMap::new(),
+            inflight: 0,
+        }
+    }
+}
+
+impl<K> Tables<K> {
+    fn get_mut(&mut self, source: &KeySource) -> Option<&mut Entry<K>> {
         match self.positive.get_mut(source) {
             Some(e) => Some(e),
             None => self.negative.get_mut(source),
@@ -313,7 +361,7 @@ impl Tables {
     }
 }
 
-type Map = Mutex<Tables>;
+type Map<K> = Mutex<Tables<K>>;
 
 /// Everything but the entries. An in-flight fetch holds this and only a weak reference to
 /// the entries, so an entry holding its fetch is not a reference cycle.
@@ -361,12 +409,15 @@ struct Inner<F> {
 /// assert_eq!(cache.stats().hits, 1);
 /// # });
 /// ```
-pub struct KeyCache<F> {
+///
+/// `K` is the type of key held: AAuth's [`PublicKey`] unless a verifier of other tokens
+/// brings its own ([`CachedKey`], [`KeyCache::of_keys`]).
+pub struct KeyCache<F, K = PublicKey> {
     inner: Arc<Inner<F>>,
-    entries: Arc<Map>,
+    entries: Arc<Map<K>>,
 }
 
-impl<F> Clone for KeyCache<F> {
+impl<F, K> Clone for KeyCache<F, K> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -375,7 +426,7 @@ impl<F> Clone for KeyCache<F> {
     }
 }
 
-impl<F> std::fmt::Debug for KeyCache<F> {
+impl<F, K> std::fmt::Debug for KeyCache<F, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
             .field("config", &self.inner.config)
@@ -389,12 +440,12 @@ impl<F> std::fmt::Debug for KeyCache<F> {
     clippy::large_enum_variant,
     reason = "made and matched at once in one lookup, never stored or moved around"
 )]
-enum Step {
-    Done(Result<PublicKey, DiscoveryError>),
-    Wait(FetchFuture),
+enum Step<K> {
+    Done(Result<K, DiscoveryError>),
+    Wait(FetchFuture<K>),
 }
 
-impl<F> KeyCache<F> {
+impl<F, K> KeyCache<F, K> {
     /// The counters so far.
     #[must_use]
     pub fn stats(&self) -> CacheStats {
@@ -442,10 +493,18 @@ impl<F> KeyCache<F> {
 }
 
 impl<F: Fetch> KeyCache<F> {
-    /// A cache fetching through `fetcher`, timed by `clock`. Bounds in `config` beyond the
-    /// 24-hour ceiling and below the one-minute floor are clamped.
+    /// A cache of AAuth keys fetching through `fetcher`, timed by `clock`. Bounds in
+    /// `config` beyond the 24-hour ceiling and below the one-minute floor are clamped.
     #[must_use]
-    pub fn new(fetcher: Arc<F>, clock: Arc<dyn Clock>, mut config: CacheConfig) -> Self {
+    pub fn new(fetcher: Arc<F>, clock: Arc<dyn Clock>, config: CacheConfig) -> Self {
+        Self::of_keys(fetcher, clock, config)
+    }
+}
+
+impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
+    /// A cache of keys of type `K`, otherwise as [`KeyCache::new`].
+    #[must_use]
+    pub fn of_keys(fetcher: Arc<F>, clock: Arc<dyn Clock>, mut config: CacheConfig) -> Self {
         config.max_ttl = config.max_ttl.clamp(1, MAX_AGE_CEILING);
         config.refetch_floor = config.refetch_floor.max(60);
         config.min_ttl = config.min_ttl.clamp(config.refetch_floor, config.max_ttl);
@@ -477,7 +536,7 @@ impl<F: Fetch> KeyCache<F> {
         iss: &ServerId,
         dwk: &str,
         kid: &str,
-    ) -> Result<PublicKey, DiscoveryError> {
+    ) -> Result<K, DiscoveryError> {
         let source = KeySource::Issuer {
             iss: iss.clone(),
             dwk: dwk.to_owned(),
@@ -490,7 +549,7 @@ impl<F: Fetch> KeyCache<F> {
     /// # Errors
     ///
     /// [`DiscoveryError`].
-    pub async fn jwks_key(&self, url: &HttpsUrl, kid: &str) -> Result<PublicKey, DiscoveryError> {
+    pub async fn jwks_key(&self, url: &HttpsUrl, kid: &str) -> Result<K, DiscoveryError> {
         self.key(&KeySource::Jwks(url.clone()), kid).await
     }
 
@@ -499,7 +558,7 @@ impl<F: Fetch> KeyCache<F> {
     /// # Errors
     ///
     /// [`DiscoveryError`].
-    pub async fn key(&self, source: &KeySource, kid: &str) -> Result<PublicKey, DiscoveryError> {
+    pub async fn key(&self, source: &KeySource, kid: &str) -> Result<K, DiscoveryError> {
         match self.step(source, kid, false) {
             Step::Done(r) => r,
             // The set the fetch produced (it also updated the entry).
@@ -517,8 +576,8 @@ impl<F: Fetch> KeyCache<F> {
         &self,
         source: &KeySource,
         kid: &str,
-        failed: &PublicKey,
-    ) -> Result<Option<PublicKey>, DiscoveryError> {
+        failed: &K,
+    ) -> Result<Option<K>, DiscoveryError> {
         match self.step(source, kid, true) {
             Step::Done(_) => Ok(None),
             Step::Wait(fut) => {
@@ -530,7 +589,7 @@ impl<F: Fetch> KeyCache<F> {
 
     /// One decision under the lock. `force`: the caller wants a refetch (failed
     /// verification).
-    fn step(&self, source: &KeySource, kid: &str, force: bool) -> Step {
+    fn step(&self, source: &KeySource, kid: &str, force: bool) -> Step<K> {
         let inner = &self.inner;
         let cfg = &inner.config;
         let now = inner.clock.now().as_secs();
@@ -630,7 +689,7 @@ impl<F: Fetch> KeyCache<F> {
     /// Gives a source never seen a (negative) entry. A new source needs a fetch: it is
     /// refused at once if none can start, and room is never made by evicting a source
     /// that has keys. Called under the lock.
-    fn admit(&self, source: &KeySource, tables: &mut Tables) -> Result<(), DiscoveryError> {
+    fn admit(&self, source: &KeySource, tables: &mut Tables<K>) -> Result<(), DiscoveryError> {
         let inner = &self.inner;
         let cfg = &inner.config;
         if tables.positive.contains_key(source) || tables.negative.contains_key(source) {
@@ -654,11 +713,11 @@ impl<F: Fetch> KeyCache<F> {
     fn join_or_fetch(
         &self,
         source: &KeySource,
-        entry: &mut Entry,
+        entry: &mut Entry<K>,
         inflight: &mut usize,
         now: u64,
         may_fetch: bool,
-    ) -> Option<Step> {
+    ) -> Option<Step<K>> {
         if let Some(f) = &entry.inflight {
             bump(&self.inner.counters.coalesced);
             return Some(Step::Wait(f.clone()));
@@ -672,7 +731,13 @@ impl<F: Fetch> KeyCache<F> {
 
     /// Starts a fetch of `source` on its own task and records it as in flight, unless
     /// `max_inflight` fetches are running (or there is no runtime). Called under the lock.
-    fn start(&self, source: &KeySource, entry: &mut Entry, inflight: &mut usize, now: u64) -> Step {
+    fn start(
+        &self,
+        source: &KeySource,
+        entry: &mut Entry<K>,
+        inflight: &mut usize,
+        now: u64,
+    ) -> Step<K> {
         let limit = self.inner.config.max_inflight;
         if *inflight >= limit {
             bump(&self.inner.counters.overloaded);
@@ -720,7 +785,7 @@ impl<F: Fetch> KeyCache<F> {
 }
 
 /// The key `kid` in a fetched set.
-fn lookup(set: &KeySet, kid: &str) -> Result<PublicKey, DiscoveryError> {
+fn lookup<K: Clone>(set: &KeySet<K>, kid: &str) -> Result<K, DiscoveryError> {
     match set.keys.get(kid) {
         Some(Ok(key)) => Ok(key.clone()),
         Some(Err(error)) => Err(DiscoveryError::Key {
@@ -741,7 +806,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Makes room among sources with keys: the least recently used goes, one not being
 /// fetched if there is one. Called only when a source's first fetch succeeds.
-fn evict_positive(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) {
+fn evict_positive<K>(map: &mut BTreeMap<KeySource, Entry<K>>, counters: &Counters) {
     let victim = map
         .iter()
         .min_by_key(|(_, e)| (e.inflight.is_some(), e.last_used))
@@ -754,7 +819,7 @@ fn evict_positive(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) {
 
 /// Makes room among sources without keys: the one whose backoff ends soonest (forgetting
 /// it loses the least), never one being fetched. `false` when every one is being fetched.
-fn evict_negative(map: &mut BTreeMap<KeySource, Entry>, counters: &Counters) -> bool {
+fn evict_negative<K>(map: &mut BTreeMap<KeySource, Entry<K>>, counters: &Counters) -> bool {
     let victim = map
         .iter()
         .filter(|(_, e)| e.inflight.is_none())
@@ -780,16 +845,16 @@ fn source_url(source: &KeySource) -> String {
 /// A running fetch's slot. The fetch settles it; if the fetch never does (the fetcher
 /// panicked, the runtime is shutting down), dropping it releases the slot and the
 /// source's in-flight mark, so neither is ever leaked.
-struct Flight {
-    entries: std::sync::Weak<Map>,
+struct Flight<K> {
+    entries: std::sync::Weak<Map<K>>,
     source: KeySource,
     id: u64,
     open: bool,
 }
 
-impl Flight {
+impl<K> Flight<K> {
     /// Releases the slot, and the entry's in-flight mark if it is still this fetch's.
-    fn release(&mut self, t: &mut Tables) {
+    fn release(&mut self, t: &mut Tables<K>) {
         if !self.open {
             return;
         }
@@ -804,7 +869,7 @@ impl Flight {
     }
 }
 
-impl Drop for Flight {
+impl<K> Drop for Flight<K> {
     fn drop(&mut self) {
         if self.open
             && let Some(map) = self.entries.upgrade()
@@ -816,11 +881,11 @@ impl Drop for Flight {
 
 /// Records a fetch's outcome in its entry (if the entry is still there), promoting a
 /// source's first keys to the table of sources with keys, and releases the fetch's slot.
-fn settle<F>(
+fn settle<F, K>(
     inner: &Inner<F>,
-    flight: &mut Flight,
-    result: Result<(Arc<KeySet>, Freshness), DiscoveryError>,
-) -> Result<Arc<KeySet>, DiscoveryError> {
+    flight: &mut Flight<K>,
+    result: Result<(Arc<KeySet<K>>, Freshness), DiscoveryError>,
+) -> Result<Arc<KeySet<K>>, DiscoveryError> {
     let cfg = &inner.config;
     let now = inner.clock.now().as_secs();
     let Some(map) = flight.entries.upgrade() else {
@@ -898,10 +963,10 @@ fn shorter(a: Freshness, b: Freshness) -> Freshness {
 }
 
 /// Fetches a source: metadata (checked) then JWKS, or the JWKS directly.
-async fn fetch<F: Fetch>(
+async fn fetch<F: Fetch, K: CachedKey>(
     inner: &Inner<F>,
     source: &KeySource,
-) -> Result<(Arc<KeySet>, Freshness), DiscoveryError> {
+) -> Result<(Arc<KeySet<K>>, Freshness), DiscoveryError> {
     let now = inner.clock.now();
     let (jwks_uri, meta_fresh) = match source {
         KeySource::Jwks(url) => (url.clone(), Freshness::Unspecified),
@@ -951,7 +1016,7 @@ async fn fetch<F: Fetch>(
 /// Parses every member with a `kid` once, so hits are a map lookup. Members without a
 /// `kid`, or whose `kid` is not a string, cannot be selected and are skipped; a `kid`
 /// published twice is refused as ambiguous.
-fn index(body: &[u8], max_keys: usize) -> Result<KeySet, String> {
+fn index<K: CachedKey>(body: &[u8], max_keys: usize) -> Result<KeySet<K>, String> {
     let set = JwkSet::from_json(body).map_err(|e| e.to_string())?;
     if set.len() > max_keys {
         return Err(format!(
@@ -961,7 +1026,7 @@ fn index(body: &[u8], max_keys: usize) -> Result<KeySet, String> {
     }
     let mut keys = BTreeMap::new();
     for kid in set.kids() {
-        let key = set.find(&kid);
+        let key = set.find_jwk(&kid).and_then(|jwk| K::from_jwk(&jwk));
         keys.insert(kid, key);
     }
     Ok(KeySet { keys })

@@ -69,7 +69,8 @@ mod url;
 
 #[cfg(feature = "runtime")]
 pub use cache::{
-    CacheConfig, CacheStats, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING, discover,
+    CacheConfig, CacheStats, CachedKey, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING,
+    discover,
 };
 #[cfg(feature = "client")]
 pub use client::{HttpsTransport, SystemResolver, USER_AGENT, https_fetcher};

@@ -5,6 +5,21 @@
 //! come to disagree). Each member the caller reads is then parsed into its own type, so an
 //! error names the member: `exp` sent as a string is "claim exp: expected an integer",
 //! never "absent".
+//!
+//! Public so that crates reading other JWTs (OAuth access tokens, DPoP proofs) read them
+//! by the same rules.
+//!
+//! ```
+//! use aauth_tokens::json::{Object, ObjectError};
+//! let claims = Object::parse(r#"{"iss":"https://as.example","exp":1800000000}"#).unwrap();
+//! assert_eq!(claims.string("iss").unwrap().as_deref(), Some("https://as.example"));
+//! assert_eq!(claims.u64("exp").unwrap(), Some(1_800_000_000));
+//! assert!(claims.u64("iss").is_err()); // a string is not a NumericDate
+//! assert_eq!(
+//!     Object::parse(r#"{"aud":"a","aud":"b"}"#).err(),
+//!     Some(ObjectError::Duplicate("aud".to_owned())),
+//! );
+//! ```
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -12,19 +27,23 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+/// A member's unparsed JSON value (serde_json's).
+pub use serde_json::value::RawValue;
 
 /// A JSON object's members, in order, unparsed.
-pub(crate) struct Object<'a> {
+pub struct Object<'a> {
     members: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 /// Why an object could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ObjectError {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObjectError {
     /// Not a JSON object (or not JSON).
+    #[error("not a JSON object: {0}")]
     NotAnObject(String),
     /// A member name appears twice.
+    #[error("member {0} appears twice")]
     Duplicate(String),
 }
 
@@ -77,10 +96,16 @@ impl<'de> Deserialize<'de> for Members<'de> {
 
 /// The deepest nesting accepted in a header or claim set. AAuth tokens nest three levels
 /// (`cnf.jwk` members); serde_json would skip deeper unknown members without limit.
-pub(crate) const MAX_DEPTH: usize = 16;
+pub const MAX_DEPTH: usize = 16;
 
 /// Refuses JSON nested deeper than `max` (arrays and objects), without parsing it.
 fn check_depth(json: &str, max: usize) -> Result<(), ObjectError> {
+    // Nesting never exceeds the number of `{` and `[` bytes (strings included): when that
+    // is within bounds, which is every token's case, a count the compiler vectorises
+    // settles it without the byte-by-byte walk below.
+    if json.bytes().filter(|&b| b == b'{' || b == b'[').count() <= max {
+        return Ok(());
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for b in json.bytes() {
         if in_string {
@@ -110,7 +135,12 @@ fn check_depth(json: &str, max: usize) -> Result<(), ObjectError> {
 }
 
 impl<'a> Object<'a> {
-    pub(crate) fn parse(json: &'a str) -> Result<Self, ObjectError> {
+    /// Reads `json` as one object: at most [`MAX_DEPTH`] levels deep, no member twice.
+    ///
+    /// # Errors
+    ///
+    /// [`ObjectError`].
+    pub fn parse(json: &'a str) -> Result<Self, ObjectError> {
         check_depth(json, MAX_DEPTH)?;
         let Members(members) = serde_json::from_str::<Members<'a>>(json)
             .map_err(|e| ObjectError::NotAnObject(e.to_string()))?;
@@ -120,27 +150,29 @@ impl<'a> Object<'a> {
         Ok(Self { members })
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&'a RawValue> {
+    /// Member `name`, unparsed.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.members
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| *v)
     }
 
-    pub(crate) fn has(&self, name: &str) -> bool {
+    /// Whether member `name` is present.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
     /// Parses member `name` as `T`; `Ok(None)` when absent. JSON `null` is a value of the
     /// wrong type, not absence.
-    pub(crate) fn opt<T: Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, String> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(raw) if raw.get() == "null" => Err("is null".to_owned()),
-            Some(raw) => serde_json::from_str::<T>(raw.get())
-                .map(Some)
-                .map_err(|e| strip_position(&e.to_string())),
-        }
+    ///
+    /// # Errors
+    ///
+    /// What serde_json reported, without its position.
+    pub fn opt<T: Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, String> {
+        self.get(name).map(value::<T>).transpose()
     }
 }
 
@@ -148,8 +180,13 @@ impl<'a> Object<'a> {
 /// without allocation is used up to 32 members, a set beyond.
 fn first_duplicate<'m>(members: &'m [(Cow<'_, str>, &RawValue)]) -> Option<&'m str> {
     if members.len() <= 32 {
+        // Claim names are short and often of one length (`iss`, `sub`, `aud`, `exp`, …):
+        // the last byte tells most of them apart before a full comparison is needed.
+        let same = |a: &str, b: &str| {
+            a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+        };
         for (i, (a, _)) in members.iter().enumerate() {
-            if members[..i].iter().any(|(b, _)| a == b) {
+            if members[..i].iter().any(|(b, _)| same(a, b)) {
                 return Some(a);
             }
         }
@@ -190,26 +227,65 @@ fn plain_u64(raw: &str) -> Option<u64> {
 impl<'a> Object<'a> {
     /// Member `name` as a string. The common case (no escapes) borrows from the input;
     /// the rest is parsed by serde_json with the same result.
-    pub(crate) fn string(&self, name: &str) -> Result<Option<Cow<'a, str>>, String> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(raw) => match plain_string(raw.get()) {
-                Some(s) => Ok(Some(Cow::Borrowed(s))),
-                None => self.opt::<String>(name).map(|o| o.map(Cow::Owned)),
-            },
-        }
+    ///
+    /// # Errors
+    ///
+    /// The member is not a string.
+    pub fn string(&self, name: &str) -> Result<Option<Cow<'a, str>>, String> {
+        self.get(name).map(string_value).transpose()
     }
 
     /// Member `name` as a non-negative integer (a NumericDate).
-    pub(crate) fn u64(&self, name: &str) -> Result<Option<u64>, String> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(raw) => match plain_u64(raw.get()) {
-                Some(v) => Ok(Some(v)),
-                None => self.opt::<u64>(name),
-            },
-        }
+    ///
+    /// # Errors
+    ///
+    /// The member is not a non-negative integer.
+    pub fn u64(&self, name: &str) -> Result<Option<u64>, String> {
+        self.get(name).map(u64_value).transpose()
     }
+
+    /// The members in document order, each name once ([`Object::parse`] refused repeats):
+    /// for a reader that takes every member in one pass rather than looking each up.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.members.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+}
+
+/// A member's value as a string. The common case (no escapes) borrows from the input; the
+/// rest is parsed by serde_json with the same result.
+///
+/// # Errors
+///
+/// The value is not a string (`null` included).
+pub fn string_value(raw: &RawValue) -> Result<Cow<'_, str>, String> {
+    match plain_string(raw.get()) {
+        Some(s) => Ok(Cow::Borrowed(s)),
+        None => value::<String>(raw).map(Cow::Owned),
+    }
+}
+
+/// A member's value as a non-negative integer (a NumericDate).
+///
+/// # Errors
+///
+/// The value is not a non-negative integer.
+pub fn u64_value(raw: &RawValue) -> Result<u64, String> {
+    match plain_u64(raw.get()) {
+        Some(v) => Ok(v),
+        None => value::<u64>(raw),
+    }
+}
+
+/// A member's value parsed as `T`; `null` is a value of the wrong type.
+///
+/// # Errors
+///
+/// What serde_json reported, without its position.
+pub fn value<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
+    if raw.get() == "null" {
+        return Err("is null".to_owned());
+    }
+    serde_json::from_str::<T>(raw.get()).map_err(|e| strip_position(&e.to_string()))
 }
 
 /// serde_json appends " at line 1 column N", meaningless for a member parsed on its own.

@@ -47,7 +47,7 @@ mod claims;
 mod error;
 mod ids;
 mod jkt;
-mod json;
+pub mod json;
 pub mod jws;
 mod mint;
 mod verify;
