@@ -7,7 +7,7 @@ mod tests {
     use std::process::Command;
 
     /// Layer of each workspace library crate.
-    const LAYERS: [(&str, u8); 10] = [
+    const LAYERS: [(&str, u8); 11] = [
         ("aauth-keys", 0),
         ("aauth-headers", 0),
         ("aauth-tokens", 1),
@@ -15,6 +15,8 @@ mod tests {
         ("aauth-metadata", 2),
         ("aauth-resource", 3),
         ("aauth-agent", 3),
+        // OAuth beside AAuth: access tokens of OAuth authorization servers.
+        ("aauth-oauth", 3),
         ("aauth-person-server", 4),
         ("aauth-access-server", 4),
         // The binary: it composes every role, so it is above them all.

@@ -1,0 +1,428 @@
+//! JWT access tokens (RFC 9068, and the plain JWT access tokens many servers issue),
+//! checked sans-IO: [`AccessToken::parse`] runs every check that needs no key, then
+//! [`AccessToken::finish`] verifies the signature with the issuer's key.
+//!
+//! Order, cheap checks first (nothing is fetched for a token that fails one):
+//! size → three segments, none empty (an unsigned token has an empty
+//! third) → canonical base64url (nothing outside the alphabet) → header as one JSON object, no member twice → `alg`
+//! (`none` and HMAC never) → `typ` → no `crit`, `jku`, `x5u`, `jwk`, `zip`, `b64` → `kid`
+//! → claims as one JSON object, no member twice → `iss` trusted → `exp` → `nbf`, `iat` →
+//! lifetime → `aud` → then, with the key: the key allows `alg` → signature. Scopes are
+//! the route's business ([`AccessTokenClaims::require_scopes`]).
+
+use aauth_keys::base64url;
+use aauth_keys::time::UnixTime;
+use std::borrow::Cow;
+
+use aauth_tokens::json::{Object, ObjectError, RawValue, string_value, u64_value, value};
+
+use crate::{IssuerKey, JwsAlgorithm, OAuthError};
+
+/// The largest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Header members that would make a verifier fetch or trust something the token names,
+/// or change how it is read (RFC 8725 §3.10, RFC 7515 §4.1.11, RFC 7797).
+const REFUSED_HEADERS: [&str; 6] = ["crit", "jku", "x5u", "jwk", "zip", "b64"];
+
+/// Which `typ` values a resource accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenTypes {
+    /// RFC 9068 §4: `at+jwt` (or `application/at+jwt`) only. An ID token or another
+    /// JWT of the same issuer can never pass as an access token.
+    #[default]
+    AtJwt,
+    /// `at+jwt`, and also `JWT` or no `typ`: the plain JWT access tokens of servers that
+    /// predate RFC 9068. The audience check then is what keeps an ID token out (its `aud`
+    /// is a client, not this resource).
+    AtJwtOrPlain,
+}
+
+/// What a resource accepts in an access token, beyond the issuer's signature.
+///
+/// ```
+/// use aauth_oauth::{AccessTokenPolicy, TokenTypes};
+/// let policy = AccessTokenPolicy::new("https://api.example")
+///     .with_leeway(30)
+///     .with_types(TokenTypes::AtJwtOrPlain);
+/// assert_eq!(policy.audience(), "https://api.example");
+/// ```
+#[derive(Debug, Clone)]
+pub struct AccessTokenPolicy {
+    audience: String,
+    leeway: u64,
+    types: TokenTypes,
+    max_lifetime: Option<u64>,
+}
+
+impl AccessTokenPolicy {
+    /// Tokens for `audience` (the resource's identifier, RFC 8707), `at+jwt` only, with a
+    /// 60-second leeway on `exp`, `nbf` and `iat`, and any lifetime.
+    #[must_use]
+    pub fn new(audience: impl Into<String>) -> Self {
+        Self {
+            audience: audience.into(),
+            leeway: 60,
+            types: TokenTypes::AtJwt,
+            max_lifetime: None,
+        }
+    }
+
+    /// The leeway, in seconds, for the clocks of issuer and resource (default 60).
+    #[must_use]
+    pub fn with_leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Which `typ` values pass (default [`TokenTypes::AtJwt`]).
+    #[must_use]
+    pub fn with_types(mut self, types: TokenTypes) -> Self {
+        self.types = types;
+        self
+    }
+
+    /// Refuses tokens whose `exp - iat` is longer than `seconds` (and tokens without
+    /// `iat`).
+    #[must_use]
+    pub fn with_max_lifetime(mut self, seconds: u64) -> Self {
+        self.max_lifetime = Some(seconds);
+        self
+    }
+
+    /// The audience tokens must name.
+    #[must_use]
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+}
+
+/// The claims of a verified access token that a handler may act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccessTokenClaims {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`: the resource owner, or the client itself in a client-credentials grant.
+    pub subject: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `aud`, as one or several values.
+    pub audience: Vec<String>,
+    /// `scope` as sent: space-separated scope tokens (RFC 9068 §2.2.3; the `scp` array
+    /// some servers send instead is joined with spaces). [`AccessTokenClaims::scopes`]
+    /// iterates them.
+    pub scope: String,
+    /// `exp`.
+    pub expires_at: UnixTime,
+    /// `iat`.
+    pub issued_at: Option<UnixTime>,
+    /// `jti`.
+    pub jti: Option<String>,
+    /// `cnf.jkt`: the token is bound to this key (RFC 9449 §6.1) and valid only with a
+    /// DPoP proof by it.
+    pub jkt: Option<String>,
+}
+
+impl AccessTokenClaims {
+    /// The granted scopes, one by one.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// Whether the token grants `scope`.
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    /// Checks that every one of `required` was granted.
+    ///
+    /// # Errors
+    ///
+    /// [`OAuthError::InsufficientScope`] naming the first missing one.
+    pub fn require_scopes<'s>(
+        &self,
+        required: impl IntoIterator<Item = &'s str>,
+    ) -> Result<(), OAuthError> {
+        match required.into_iter().find(|s| !self.has_scope(s)) {
+            Some(missing) => Err(OAuthError::InsufficientScope {
+                missing: missing.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An access token that passed every check but its signature.
+#[derive(Debug, Clone)]
+pub struct AccessToken<'a> {
+    signing_input: &'a str,
+    signature: Vec<u8>,
+    alg: JwsAlgorithm,
+    kid: String,
+    claims: AccessTokenClaims,
+}
+
+impl<'a> AccessToken<'a> {
+    /// Runs every check that needs no key. `trusted` says whether an `iss` is one the
+    /// resource accepts tokens from (checked before anything is fetched for it).
+    ///
+    /// # Errors
+    ///
+    /// [`OAuthError`] naming the first check that failed.
+    pub fn parse(
+        token: &'a str,
+        policy: &AccessTokenPolicy,
+        trusted: &dyn Fn(&str) -> bool,
+        now: UnixTime,
+    ) -> Result<Self, OAuthError> {
+        let (signing_input, header, payload, signature) = split(token)?;
+        let (alg, kid) = read_header(&header, policy.types)?;
+        let (claims, nbf) = read_claims(&payload)?;
+        if !trusted(&claims.issuer) {
+            return Err(OAuthError::UnknownIssuer { iss: claims.issuer });
+        }
+        check_times(&claims, nbf, policy, now)?;
+        if !claims.audience.contains(&policy.audience) {
+            return Err(OAuthError::Audience {
+                expected: policy.audience.clone(),
+                found: claims.audience,
+            });
+        }
+        Ok(Self {
+            signing_input,
+            signature,
+            alg,
+            kid,
+            claims,
+        })
+    }
+
+    /// `iss`: whose keys verify this token.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.claims.issuer
+    }
+
+    /// The header's `kid`.
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The header's `alg`.
+    #[must_use]
+    pub fn algorithm(&self) -> JwsAlgorithm {
+        self.alg
+    }
+
+    /// Verifies the signature with the issuer's key for [`AccessToken::kid`].
+    ///
+    /// # Errors
+    ///
+    /// [`OAuthError::Signature`], also when the key does not verify the token's `alg`
+    /// (the key decides the algorithm).
+    pub fn finish(self, key: &IssuerKey) -> Result<AccessTokenClaims, OAuthError> {
+        self.check(key)?;
+        Ok(self.claims)
+    }
+
+    /// As [`AccessToken::finish`], but a failure gives the token back, to try another
+    /// key (the issuer's keys refetched).
+    ///
+    /// # Errors
+    ///
+    /// The token and [`OAuthError::Signature`].
+    pub fn try_finish(self, key: &IssuerKey) -> Result<AccessTokenClaims, Box<(Self, OAuthError)>> {
+        match self.check(key) {
+            Ok(()) => Ok(self.claims),
+            Err(e) => Err(Box::new((self, e))),
+        }
+    }
+
+    fn check(&self, key: &IssuerKey) -> Result<(), OAuthError> {
+        key.verify(self.alg, self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| OAuthError::Signature)
+    }
+}
+
+type Parts<'a> = (&'a str, String, String, Vec<u8>);
+
+fn split(token: &str) -> Result<Parts<'_>, OAuthError> {
+    let malformed = |reason| OAuthError::Malformed { reason };
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(malformed("token is longer than 8 KiB"));
+    }
+    // No separate alphabet scan: each segment's strict base64url decoding below refuses
+    // every byte outside the alphabet, and `.` only separates.
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("a compact JWS has exactly three segments"));
+    };
+    if h.is_empty() || p.is_empty() {
+        return Err(malformed("empty header or payload segment"));
+    }
+    if s.is_empty() {
+        return Err(malformed("unsigned token (empty signature segment)"));
+    }
+    let text = |seg: &str, what| {
+        let bytes = base64url::decode(seg).map_err(|_| malformed(what))?;
+        String::from_utf8(bytes).map_err(|_| malformed(what))
+    };
+    let header = text(h, "header is not canonical base64url of UTF-8")?;
+    let payload = text(p, "payload is not canonical base64url of UTF-8")?;
+    let signature =
+        base64url::decode(s).map_err(|_| malformed("signature is not canonical base64url"))?;
+    Ok((&token[..h.len() + 1 + p.len()], header, payload, signature))
+}
+
+fn object_error(e: ObjectError) -> String {
+    e.to_string()
+}
+
+/// The header in one pass over its members.
+fn read_header(json: &str, types: TokenTypes) -> Result<(JwsAlgorithm, String), OAuthError> {
+    let header = |reason: String| OAuthError::Header { reason };
+    let h = Object::parse(json).map_err(|e| header(object_error(e)))?;
+    let (mut alg, mut typ, mut kid) = (None, None, None);
+    for (name, raw) in h.members() {
+        match name {
+            "alg" => alg = Some(string_value(raw).map_err(|e| header(format!("alg: {e}")))?),
+            "typ" => typ = Some(string_value(raw).map_err(|e| header(format!("typ: {e}")))?),
+            "kid" => kid = Some(string_value(raw).map_err(|e| header(format!("kid: {e}")))?),
+            _ => {}
+        }
+    }
+    let alg = alg.ok_or_else(|| header("alg is absent".to_owned()))?;
+    let alg = JwsAlgorithm::parse(&alg).map_err(|refusal| OAuthError::Algorithm {
+        alg: alg.into_owned(),
+        refusal,
+    })?;
+    if !typ_accepted(typ.as_deref(), types) {
+        return Err(OAuthError::Type {
+            typ: typ.map(Cow::into_owned),
+        });
+    }
+    if let Some((name, _)) = h.members().find(|(n, _)| REFUSED_HEADERS.contains(n)) {
+        return Err(header(format!("{name} is not accepted in an access token")));
+    }
+    let kid =
+        kid.ok_or_else(|| header("kid is absent: the issuer's key cannot be selected".to_owned()))?;
+    Ok((alg, kid.into_owned()))
+}
+
+/// RFC 9068 §4: `at+jwt`, or the full media type `application/at+jwt`; media types
+/// compare case-insensitively (RFC 7515 §4.1.9).
+fn typ_accepted(typ: Option<&str>, types: TokenTypes) -> bool {
+    let at_jwt =
+        |t: &str| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt");
+    match (typ, types) {
+        (Some(t), _) if at_jwt(t) => true,
+        (None, TokenTypes::AtJwtOrPlain) => true,
+        (Some(t), TokenTypes::AtJwtOrPlain) => {
+            t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt")
+        }
+        _ => false,
+    }
+}
+
+fn claim_error(claim: &'static str) -> impl Fn(String) -> OAuthError {
+    move |reason| OAuthError::Claim { claim, reason }
+}
+
+fn owned(raw: &RawValue, claim: &'static str) -> Result<String, OAuthError> {
+    string_value(raw)
+        .map(Cow::into_owned)
+        .map_err(claim_error(claim))
+}
+
+/// The claims in one pass over their members, and `nbf` (checked, not shown to handlers).
+fn read_claims(json: &str) -> Result<(AccessTokenClaims, Option<u64>), OAuthError> {
+    let c = Object::parse(json).map_err(|e| OAuthError::Claim {
+        claim: "(claims)",
+        reason: object_error(e),
+    })?;
+    let (mut iss, mut sub, mut client_id, mut jti, mut aud) = (None, None, None, None, None);
+    let (mut exp, mut nbf, mut iat, mut scope, mut scp, mut jkt) =
+        (None, None, None, None, None, None);
+    for (name, raw) in c.members() {
+        match name {
+            "iss" => iss = Some(owned(raw, "iss")?),
+            "sub" => sub = Some(owned(raw, "sub")?),
+            "client_id" => client_id = Some(owned(raw, "client_id")?),
+            "jti" => jti = Some(owned(raw, "jti")?),
+            "exp" => exp = Some(u64_value(raw).map_err(claim_error("exp"))?),
+            "nbf" => nbf = Some(u64_value(raw).map_err(claim_error("nbf"))?),
+            "iat" => iat = Some(u64_value(raw).map_err(claim_error("iat"))?),
+            "aud" if raw.get().starts_with('[') => {
+                aud = Some(value::<Vec<String>>(raw).map_err(claim_error("aud"))?);
+            }
+            "aud" => aud = Some(vec![owned(raw, "aud")?]),
+            "scope" => scope = Some(owned(raw, "scope")?),
+            "scp" => scp = Some(value::<Vec<String>>(raw).map_err(claim_error("scp"))?),
+            "cnf" => {
+                let cnf =
+                    Object::parse(raw.get()).map_err(|e| claim_error("cnf")(object_error(e)))?;
+                jkt = cnf
+                    .string("jkt")
+                    .map_err(claim_error("cnf"))?
+                    .map(Cow::into_owned);
+            }
+            _ => {}
+        }
+    }
+    let issuer = iss.ok_or_else(|| claim_error("iss")("absent".to_owned()))?;
+    let exp =
+        exp.ok_or_else(|| claim_error("exp")("absent: an access token must expire".to_owned()))?;
+    let audience = aud.ok_or_else(|| claim_error("aud")("absent".to_owned()))?;
+    let scope = match (scope, scp) {
+        (Some(s), _) => s,
+        (None, scp) => scp.unwrap_or_default().join(" "),
+    };
+    let claims = AccessTokenClaims {
+        issuer,
+        subject: sub,
+        client_id,
+        audience,
+        scope,
+        expires_at: UnixTime(exp),
+        issued_at: iat.map(UnixTime),
+        jti,
+        jkt,
+    };
+    Ok((claims, nbf))
+}
+
+fn check_times(
+    claims: &AccessTokenClaims,
+    nbf: Option<u64>,
+    policy: &AccessTokenPolicy,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    let now = now.as_secs();
+    let exp = claims.expires_at.as_secs();
+    if exp.saturating_add(policy.leeway) <= now {
+        return Err(OAuthError::Expired { exp, now });
+    }
+    for not_before in [nbf, claims.issued_at.map(UnixTime::as_secs)]
+        .into_iter()
+        .flatten()
+    {
+        if not_before > now.saturating_add(policy.leeway) {
+            return Err(OAuthError::NotYetValid { not_before, now });
+        }
+    }
+    if let Some(max) = policy.max_lifetime {
+        let lifetime = claims
+            .issued_at
+            .map_or(u64::MAX, |iat| exp.saturating_sub(iat.as_secs()));
+        if lifetime > max {
+            return Err(OAuthError::Lifetime { lifetime, max });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! AAuth layer 3: living beside OAuth 2.0.
+//!
+//! The APIs AAuth reaches already accept OAuth access tokens; the draft plans for both on
+//! one route (`AAuth-Requirement` and `WWW-Authenticate` are independent, and "a response
+//! MAY include both"). This crate verifies the OAuth side with the workspace's own parts:
+//!
+//! - [`IssuerKey`]: an authorization server's keys (RS256, PS256, ES256, EdDSA), held in
+//!   the same key cache as AAuth keys ([`aauth_metadata::KeyCache`], `CachedKey`);
+//! - [`AccessToken`]: a JWT access token (RFC 9068 `at+jwt`, or a plain JWT when the
+//!   policy allows) checked sans-IO, cheap checks first, the algorithm decided by the key;
+//! - [`AccessTokenVerifier`]: discovery of each configured issuer's `jwks_uri` (RFC 8414,
+//!   then OpenID Connect), then key lookup and signature;
+//! - [`OAuthError`]: every failure typed, with its RFC 6750 code and status and its
+//!   `WWW-Authenticate` challenge, mapped in one place.
+//!
+//! ```
+//! use aauth_keys::time::UnixTime;
+//! use aauth_oauth::{AccessToken, AccessTokenPolicy, OAuthError};
+//! let policy = AccessTokenPolicy::new("https://api.example");
+//! // {"alg":"none"}.{"iss":"https://as.example"}. : unsigned, refused before anything
+//! let forged = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2FzLmV4YW1wbGUifQ.";
+//! let err = AccessToken::parse(forged, &policy, &|_| true, UnixTime(1_800_000_000)).unwrap_err();
+//! assert!(matches!(err, OAuthError::Malformed { .. }));
+//! assert_eq!(err.status(), 401);
+//! ```
+
+mod error;
+mod jwt;
+mod key;
+mod verifier;
+
+pub use error::OAuthError;
+pub use jwt::{AccessToken, AccessTokenClaims, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
+pub use key::{
+    AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,
+};
+pub use verifier::{AccessTokenVerifier, Issuer};

@@ -1,0 +1,248 @@
+//! The verifier: discovery of each issuer's keys, the key cache, fail-closed outcomes.
+
+use std::sync::Arc;
+
+use aauth_keys::time::{FixedClock, UnixTime};
+use aauth_metadata::{CacheConfig, Fetched, HttpsUrl};
+use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, Issuer, OAuthError};
+use serde_json::json;
+
+use crate::support::{
+    AUDIENCE, Docs, ISSUER, NOW, Signer, claims, ec_jwk, header, mint, rs256_token, rsa, rsa_jwk,
+    rsa_other,
+};
+
+fn verifier(docs: &Arc<Docs>, clock: &Arc<FixedClock>) -> AccessTokenVerifier<Docs> {
+    AccessTokenVerifier::new(
+        AccessTokenPolicy::new(AUDIENCE),
+        [Issuer::discover(ISSUER).unwrap()],
+        Arc::clone(docs),
+        clock.clone(),
+        CacheConfig::default(),
+    )
+}
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new(UnixTime(NOW)))
+}
+
+#[tokio::test]
+async fn discovers_the_issuer_then_serves_from_the_cache() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None), ec_jwk("es")]);
+    let v = verifier(&docs, &clock());
+    let c = v.verify_bearer(&rs256_token()).await.unwrap();
+    assert_eq!(c.scopes().collect::<Vec<_>>(), ["read", "write"]);
+    assert_eq!(docs.fetched(), 2, "metadata, then JWKS");
+    let es = mint(&header("ES256", "es"), &claims(), Signer::Es256);
+    v.verify_bearer(&es).await.unwrap();
+    v.verify_bearer(&rs256_token()).await.unwrap();
+    assert_eq!(
+        docs.fetched(),
+        2,
+        "both keys from one JWKS, metadata read once"
+    );
+}
+
+#[tokio::test]
+async fn falls_back_to_openid_configuration() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    docs.remove("https://as.example/.well-known/oauth-authorization-server");
+    docs.put(
+        "https://as.example/.well-known/openid-configuration",
+        Fetched::ok(
+            json!({"issuer": ISSUER, "jwks_uri": "https://keys.as.example/certs"}).to_string(),
+        ),
+    );
+    let jwks = json!({"keys": [serde_json::from_str::<serde_json::Value>(&rsa_jwk(rsa(), "rs", None).to_json()).unwrap()]});
+    docs.put(
+        "https://keys.as.example/certs",
+        Fetched::ok(jwks.to_string()),
+    );
+    verifier(&docs, &clock())
+        .verify_bearer(&rs256_token())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_issuer_with_a_path_is_discovered_by_both_rules() {
+    let iss = "https://as.example/realms/a";
+    let docs = Arc::new(Docs::default());
+    docs.put(
+        "https://as.example/.well-known/oauth-authorization-server/realms/a",
+        Fetched::ok(
+            json!({"issuer": iss, "jwks_uri": "https://as.example/realms/a/jwks"}).to_string(),
+        ),
+    );
+    let jwks = json!({"keys": [serde_json::from_str::<serde_json::Value>(&rsa_jwk(rsa(), "rs", None).to_json()).unwrap()]});
+    docs.put(
+        "https://as.example/realms/a/jwks",
+        Fetched::ok(jwks.to_string()),
+    );
+    let v = AccessTokenVerifier::new(
+        AccessTokenPolicy::new(AUDIENCE),
+        [Issuer::discover(iss).unwrap()],
+        Arc::clone(&docs),
+        clock(),
+        CacheConfig::default(),
+    );
+    let mut c = claims();
+    c["iss"] = json!(iss);
+    v.verify_bearer(&mint(&header("RS256", "rs"), &c, Signer::Rs256(rsa())))
+        .await
+        .unwrap();
+    // The OpenID form, `{issuer}/.well-known/openid-configuration`, when RFC 8414's is absent.
+    docs.remove("https://as.example/.well-known/oauth-authorization-server/realms/a");
+    docs.put(
+        "https://as.example/realms/a/.well-known/openid-configuration",
+        Fetched::ok(
+            json!({"issuer": iss, "jwks_uri": "https://as.example/realms/a/jwks"}).to_string(),
+        ),
+    );
+    let fresh = AccessTokenVerifier::new(
+        AccessTokenPolicy::new(AUDIENCE),
+        [Issuer::discover(iss).unwrap()],
+        Arc::clone(&docs),
+        clock(),
+        CacheConfig::default(),
+    );
+    fresh
+        .verify_bearer(&mint(&header("RS256", "rs"), &c, Signer::Rs256(rsa())))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_from_an_untrusted_issuer_costs_no_fetch() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    let mut c = claims();
+    c["iss"] = json!("https://evil.example");
+    let token = mint(&header("RS256", "rs"), &c, Signer::Rs256(rsa()));
+    let e = verifier(&docs, &clock())
+        .verify_bearer(&token)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OAuthError::UnknownIssuer { .. }));
+    assert_eq!(docs.fetched(), 0);
+}
+
+#[tokio::test]
+async fn metadata_naming_another_issuer_is_refused_and_fails_closed() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    docs.put(
+        "https://as.example/.well-known/oauth-authorization-server",
+        Fetched::ok(
+            json!({"issuer": "https://evil.example", "jwks_uri": "https://evil.example/jwks"})
+                .to_string(),
+        ),
+    );
+    let e = verifier(&docs, &clock())
+        .verify_bearer(&rs256_token())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, OAuthError::Unavailable { ref reason } if reason.contains("evil")),
+        "{e:?}"
+    );
+    assert_eq!(e.status(), 503);
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_is_503_then_backs_off() {
+    let docs = Arc::new(Docs::default());
+    let clock = clock();
+    let v = verifier(&docs, &clock);
+    let e = v.verify_bearer(&rs256_token()).await.unwrap_err();
+    assert_eq!(e.status(), 503, "{e:?}");
+    let after_first = docs.fetched();
+    assert_eq!(after_first, 2, "both metadata locations tried");
+    let e = v.verify_bearer(&rs256_token()).await.unwrap_err();
+    assert!(matches!(e, OAuthError::Unavailable { ref reason } if reason.contains("backing off")));
+    assert_eq!(docs.fetched(), after_first, "no fetch while backing off");
+    // The issuer comes back; after the backoff the next token is checked.
+    let good = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    let v = verifier(&good, &clock);
+    clock.advance(std::time::Duration::from_secs(61));
+    v.verify_bearer(&rs256_token()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_kid_is_401_and_a_rekeyed_issuer_is_followed() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    let clock = clock();
+    let v = verifier(&docs, &clock);
+    v.verify_bearer(&rs256_token()).await.unwrap();
+    let new_kid = mint(
+        &header("RS256", "rs2"),
+        &claims(),
+        Signer::Rs256(rsa_other()),
+    );
+    let e = v.verify_bearer(&new_kid).await.unwrap_err();
+    assert!(
+        matches!(e, OAuthError::Key { ref kid, .. } if kid == "rs2"),
+        "{e:?}"
+    );
+    assert_eq!(e.status(), 401);
+    // The issuer publishes the new key; once the one-minute floor allows, it is fetched.
+    docs.set_keys(&[
+        rsa_jwk(rsa(), "rs", None),
+        rsa_jwk(rsa_other(), "rs2", None),
+    ]);
+    clock.advance(std::time::Duration::from_secs(61));
+    v.verify_bearer(&new_kid).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_key_replaced_under_the_same_kid_is_refetched_once() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    let clock = clock();
+    let v = verifier(&docs, &clock);
+    v.verify_bearer(&rs256_token()).await.unwrap();
+    docs.set_keys(&[rsa_jwk(rsa_other(), "rs", None)]);
+    clock.advance(std::time::Duration::from_secs(61));
+    let rekeyed = mint(
+        &header("RS256", "rs"),
+        &claims(),
+        Signer::Rs256(rsa_other()),
+    );
+    v.verify_bearer(&rekeyed).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dpop_bound_token_is_not_a_bearer_token() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+    let token = mint(&header("RS256", "rs"), &c, Signer::Rs256(rsa()));
+    let v = verifier(&docs, &clock());
+    assert!(matches!(
+        v.verify_bearer(&token).await.unwrap_err(),
+        OAuthError::Binding { .. }
+    ));
+    assert!(v.verify_token(&token).await.unwrap().jkt.is_some());
+}
+
+#[tokio::test]
+async fn a_configured_jwks_uri_skips_discovery() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    docs.remove("https://as.example/.well-known/oauth-authorization-server");
+    let v = AccessTokenVerifier::new(
+        AccessTokenPolicy::new(AUDIENCE),
+        [
+            Issuer::with_jwks_uri(ISSUER, HttpsUrl::parse("https://as.example/jwks").unwrap())
+                .unwrap(),
+        ],
+        Arc::clone(&docs),
+        clock(),
+        CacheConfig::default(),
+    );
+    v.verify_bearer(&rs256_token()).await.unwrap();
+    assert_eq!(docs.fetched(), 1);
+}
+
+#[test]
+fn issuers_must_be_https_without_query() {
+    assert!(Issuer::discover("http://as.example").is_err());
+    assert!(Issuer::discover("https://as.example?x=1").is_err());
+    assert!(Issuer::discover("https://as.example/realms/a").is_ok());
+}
