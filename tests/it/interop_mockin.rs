@@ -36,13 +36,8 @@
 //! return, unless `CI` is set or `AAUTH_REQUIRE_INTEROP=1` (as `.ci/run` does): then they
 //! fail.
 
-use std::io::Write as _;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aauth_agent::{
     AAuthClient, Agent, AgentProvider, HttpPersonServer, HttpTokenSource, PollPolicy,
@@ -58,156 +53,47 @@ use aauth_metadata::{
 use aauth_resource::{Access, Compatibility, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{AgentId, ServerId};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use serde_json::{Value, json};
+
+use crate::node_peer::{NodePackage, NodePeer, forward};
 
 // ---------------------------------------------------------------------------------------
 // The peer process
 // ---------------------------------------------------------------------------------------
 
-/// The version `tests/interop/mockin/package.json` pins; a different install fails.
-const MOCKIN_VERSION: &str = "2.0.0";
+/// The package `tests/interop/mockin/package.json` pins; a different install fails.
+const MOCKIN: NodePackage = NodePackage {
+    dir: "mockin",
+    package: "@hellocoop/mockin",
+    version: "2.0.0",
+};
+const MOCKIN_VERSION: &str = MOCKIN.version;
 
 const PS: &str = "https://ps.example";
 const RESOURCE: &str = "https://resource.example";
 const PROVIDER: &str = "https://agent.example";
 
-fn peer_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/mockin")
-}
-
-fn installed_package() -> PathBuf {
-    peer_dir().join("node_modules/@hellocoop/mockin/package.json")
-}
-
-/// Whether the peer must run here: in CI (`CI` set) or under `AAUTH_REQUIRE_INTEROP=1`.
-fn required() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    ci || std::env::var("AAUTH_REQUIRE_INTEROP").as_deref() == Ok("1")
-}
-
-/// Whether the peer can run; otherwise a loud skip (or a failure when required).
-fn peer_available() -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let why = if !node {
-        "node is not installed".to_owned()
-    } else {
-        match std::fs::read_to_string(installed_package()) {
-            Ok(text) => {
-                let version = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["version"].as_str().map(str::to_owned));
-                assert_eq!(
-                    version.as_deref(),
-                    Some(MOCKIN_VERSION),
-                    "tests/interop/mockin/node_modules holds another @hellocoop/mockin than the pinned one (run `cargo xtask ci interop-deps`)"
-                );
-                return true;
-            }
-            Err(_) => {
-                "tests/interop/mockin/node_modules is missing (run `cargo xtask ci interop-deps`)"
-                    .to_owned()
-            }
-        }
-    };
-    assert!(
-        !required(),
-        "interop with @hellocoop/mockin is required here (CI or AAUTH_REQUIRE_INTEROP=1) but cannot run: {why}"
-    );
-    // Straight to the process's stderr, past the test harness's capture: a skip is seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!! SKIPPED interop with @hellocoop/mockin {MOCKIN_VERSION}: {why}. Nothing was checked against the mockin Person Server.\n"
-    );
-    false
-}
-
-/// A running mockin: killed (and reaped) when dropped, including when a test panics; and
-/// `run.mjs` exits by itself when its stdin (held here) closes, should this process die
-/// without unwinding.
+/// A running mockin (`tests/it/node_peer.rs` runs the process and its shim).
 struct Mockin {
-    child: Child,
+    peer: NodePeer,
     port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Mockin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
 }
 
 impl Mockin {
-    /// Starts mockin on a loopback port of its own choosing (`PORT=0`: the port is read
-    /// from the line mockin prints, so no port is picked here and raced for) with
-    /// `ISSUER=https://ps.example`, and waits until it answers its metadata.
+    /// Starts mockin with `ISSUER=https://ps.example` and waits until it answers its
+    /// metadata. mockin prints `Mock server listening on http://127.0.0.1:{port}`
+    /// (src/server.js).
     async fn start() -> Self {
-        static STARTED: AtomicU32 = AtomicU32::new(0);
-        let log = std::env::temp_dir().join(format!(
-            "aauth-mockin-{}-{}.log",
-            std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let out = std::fs::File::create(&log).expect("mockin's log file");
-        let err = out.try_clone().expect("mockin's log file");
-        let child = Command::new("node")
-            .arg("run.mjs")
-            .current_dir(peer_dir())
-            .env("PORT", "0")
-            .env("IP", "127.0.0.1")
-            .env("ISSUER", PS)
-            .stdin(Stdio::piped())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("node starts");
-        let mut m = Self {
-            child,
-            port: 0,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if m.port == 0 {
-                // src/server.js: console.log(`Mock server listening on ${address}`)
-                m.port = m
-                    .log_text()
-                    .split("Mock server listening on http://127.0.0.1:")
-                    .nth(1)
-                    .and_then(|rest| rest.lines().next())
-                    .and_then(|p| p.trim().parse().ok())
-                    .unwrap_or(0);
-            }
-            if m.port != 0
-                && let Ok(r) = m
-                    .plain(http::Method::GET, "/.well-known/aauth-person.json", None)
-                    .await
-                && r.status() == 200
-            {
-                return m;
-            }
-            if let Ok(Some(status)) = m.child.try_wait() {
-                panic!(
-                    "mockin exited ({status}) before answering: {}",
-                    m.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mockin did not answer within 20 s: {}",
-                m.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let peer = NodePeer::start(
+            MOCKIN,
+            &[("ISSUER", PS)],
+            "Mock server listening on http://127.0.0.1:",
+            "ps.example",
+            "/.well-known/aauth-person.json",
+        )
+        .await;
+        let port = peer.port;
+        Self { peer, port }
     }
 
     /// A plain-HTTP request to mockin's own socket (its mock API; the metadata while it
@@ -229,7 +115,7 @@ impl Mockin {
             }
             None => Vec::new(),
         };
-        forward(self.port, req.body(body).map_err(|e| e.to_string())?).await
+        forward(self.port, req.body(body).map_err(|e| e.to_string())?, None).await
     }
 
     /// `PUT /mock/aauth`: switches mockin's simulated behaviour; returns the new config.
@@ -241,48 +127,6 @@ impl Mockin {
         assert_eq!(r.status(), 200, "PUT /mock/aauth {patch}");
         serde_json::from_slice(r.body()).expect("the mock config is JSON")
     }
-}
-
-/// Sends `req` as it is (target and `Host` unchanged) over plain HTTP/1.1 to mockin.
-async fn forward(port: u16, req: Request) -> Result<Response, String> {
-    let tcp = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(conn);
-    let (parts, body) = req.into_parts();
-    let resp = sender
-        .send_request(http::Request::from_parts(
-            parts,
-            Full::new(Bytes::from(body)),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    driver.abort();
-    Ok(http::Response::from_parts(parts, body))
-}
-
-/// The TLS shim: `ps.example` in the world, every request forwarded to mockin.
-fn shim(port: u16) -> AsyncHandler {
-    Arc::new(move |req: Request| {
-        Box::pin(async move {
-            forward(port, req).await.unwrap_or_else(|e| {
-                let mut r = http::Response::new(format!("mockin unreachable: {e}").into_bytes());
-                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-                r
-            })
-        })
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -334,7 +178,7 @@ async fn setup_with(access: Access, compat: Compatibility) -> Setup {
         .expect("the provider is served");
 
     world
-        .serve_async(&sid(PS), shim(mockin.port))
+        .serve_async(&sid(PS), mockin.peer.shim(false))
         .await
         .expect("the shim is served");
 
@@ -488,10 +332,10 @@ fn tokens_seen(seen: &[(Request, Response)], member: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `test` against the live peer, if it can run (otherwise `peer_available` has
+/// Runs `test` against the live peer, if it can run (otherwise `NodePackage::available` has
 /// failed the test under CI, or said loudly that it skipped).
 fn live(test: impl Future<Output = ()>) {
-    if peer_available() {
+    if MOCKIN.available() {
         runtime().block_on(test);
     }
 }

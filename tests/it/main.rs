@@ -15,6 +15,8 @@ mod browser;
 mod demos;
 mod interop;
 mod interop_mockin;
+mod interop_oidc_provider;
 mod interop_python;
+mod node_peer;
 mod security;
 mod world;

@@ -22,10 +22,11 @@ type Row = (&'static str, &'static str, &'static str, &'static str, Kind);
 const HELLO: &str = "@hellocoop/httpsig 2.2.0";
 const PY: &str = "aauth 0.5.0 + aauth-signing 0.2.0";
 const MOCKIN: &str = "@hellocoop/mockin 2.0.0 (PS)";
+const OP: &str = "oidc-provider 9.13.3 (OAuth AS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 28] = [
+const ROWS: [Row; 31] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -220,6 +221,27 @@ const ROWS: [Row; 28] = [
         MOCKIN,
         "our agent at peer PS",
         "deferred auth-token consent (compat)",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_rs256_and_es256_access_tokens_verify",
+        OP,
+        "we verify the peer's",
+        "JWT access tokens RS256 ES256 (RFC 9068)",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_tokens_are_refused_where_they_must_be",
+        OP,
+        "we verify the peer's",
+        "aud, exp, alg none/HS256, tampering",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_dpop_bound_tokens_are_not_bearer_tokens",
+        OP,
+        "we verify the peer's",
+        "DPoP-bound token as bearer refused",
         Kind::Check,
     ),
 ];

@@ -1,0 +1,362 @@
+//! Live interop with panva's `oidc-provider` 9.13.3 (npm), an OpenID-certified OAuth 2.0
+//! authorization server, run as a real process on loopback
+//! (`tests/interop/oidc-provider/run.mjs`; `README.md` there says how it is configured).
+//!
+//! oidc-provider serves plain HTTP; the demo world serves `op.example` over its TLS with a
+//! shim that forwards each request unchanged and adds `X-Forwarded-Proto: https`, so the
+//! server builds its `https://op.example` URLs. Tokens are obtained from its token
+//! endpoint with the client-credentials grant and resource indicators (RFC 8707), and our
+//! verifier (`aauth_oauth::AccessTokenVerifier`) checks them as a resource would: it
+//! discovers the issuer's metadata and keys over the world's TLS through the egress guard.
+//!
+//! What is checked:
+//! - RS256 and ES256 JWT access tokens (RFC 9068) verify, with their scopes and client;
+//! - each is refused for another audience, once expired, with `alg` rewritten to `none`
+//!   or `HS256`, with a changed signature, and when a route needs a scope it lacks;
+//! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token;
+//! - an opaque token is not a JWT access token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aauth_demos::world::World;
+use aauth_keys::base64url;
+use aauth_keys::rand::OsRandom;
+use aauth_keys::time::{Clock, FixedClock, SystemClock};
+use aauth_keys::{Algorithm, PrivateKey, Signer as _};
+use aauth_metadata::CacheConfig;
+use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, Issuer, OAuthError};
+use aauth_tokens::ServerId;
+use serde_json::{Value, json};
+
+use crate::node_peer::{NodePackage, NodePeer, forward};
+
+const OIDC_PROVIDER: NodePackage = NodePackage {
+    dir: "oidc-provider",
+    package: "oidc-provider",
+    version: "9.13.3",
+};
+
+const OP: &str = "https://op.example";
+const SECRET: &str = "basic-secret-0123456789abcdef0123456789abcdef";
+const API: &str = "https://api.example";
+const API_ES: &str = "https://api-es.example";
+
+struct Setup {
+    peer: NodePeer,
+    world: World,
+}
+
+async fn setup() -> Option<Setup> {
+    if !OIDC_PROVIDER.available() {
+        return None;
+    }
+    let peer = NodePeer::start(
+        OIDC_PROVIDER,
+        &[("ISSUER", OP)],
+        "listening on http://127.0.0.1:",
+        "op.example",
+        "/.well-known/openid-configuration",
+    )
+    .await;
+    let world = World::new().expect("the world");
+    world
+        .serve_async(&ServerId::parse(OP).expect("an id"), peer.shim(true))
+        .await
+        .expect("the shim is served");
+    Some(Setup { peer, world })
+}
+
+impl Setup {
+    fn verifier(
+        &self,
+        audience: &str,
+        clock: Arc<dyn Clock>,
+    ) -> AccessTokenVerifier<impl aauth_metadata::Fetch> {
+        AccessTokenVerifier::new(
+            AccessTokenPolicy::new(audience),
+            [Issuer::discover(OP).expect("an issuer")],
+            Arc::new(self.world.fetcher_allowing(&["op.example"])),
+            clock,
+            CacheConfig::default(),
+        )
+    }
+
+    /// A client-credentials token request to the peer's token endpoint (as a client
+    /// would send it through the shim), answered as JSON.
+    async fn token(&self, form: &[(&str, &str)], basic: Option<&str>, dpop: Option<&str>) -> Value {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.replace(' ', "%20")
+                        .replace(':', "%3A")
+                        .replace('/', "%2F")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri("/token")
+            .header(http::header::HOST, "op.example")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        if let Some(client) = basic {
+            let creds = base64_std(format!("{client}:{SECRET}").as_bytes());
+            req = req.header(http::header::AUTHORIZATION, format!("Basic {creds}"));
+        }
+        if let Some(proof) = dpop {
+            req = req.header("dpop", proof);
+        }
+        let resp = forward(
+            self.peer.port,
+            req.body(body.into_bytes()).expect("a request"),
+            Some("https"),
+        )
+        .await
+        .expect("the token endpoint answers");
+        let v: Value = serde_json::from_slice(resp.body()).expect("a JSON answer");
+        assert_eq!(
+            resp.status(),
+            200,
+            "token request {form:?}: {v}\n{}",
+            self.peer.log_text()
+        );
+        v
+    }
+
+    async fn access_token(&self, client: &str, resource: &str, scope: &str) -> String {
+        let v = if client == "post-client" {
+            self.token(
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client),
+                    ("client_secret", SECRET),
+                    ("resource", resource),
+                    ("scope", scope),
+                ],
+                None,
+                None,
+            )
+            .await
+        } else {
+            self.token(
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("resource", resource),
+                    ("scope", scope),
+                ],
+                Some(client),
+                None,
+            )
+            .await
+        };
+        v["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
+    }
+}
+
+/// Standard base64 with padding (HTTP Basic).
+fn base64_std(bytes: &[u8]) -> String {
+    let url = base64url::encode(bytes).replace('-', "+").replace('_', "/");
+    let pad = (4 - url.len() % 4) % 4;
+    format!("{url}{}", "=".repeat(pad))
+}
+
+fn segments(token: &str) -> (Value, Value, String) {
+    let mut it = token.split('.');
+    let json = |s: Option<&str>| -> Value {
+        serde_json::from_slice(&base64url::decode(s.expect("a segment")).expect("base64url"))
+            .expect("JSON")
+    };
+    let header = json(it.next());
+    let claims = json(it.next());
+    (header, claims, it.next().expect("a signature").to_owned())
+}
+
+fn reassemble(header: &Value, claims: &Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{signature}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_rs256_and_es256_access_tokens_verify() {
+    let Some(s) = setup().await else { return };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let rs = s.access_token("basic-client", API, "read write").await;
+    let (header, _, _) = segments(&rs);
+    assert_eq!(
+        (header["alg"].as_str(), header["typ"].as_str()),
+        (Some("RS256"), Some("at+jwt"))
+    );
+    let claims = s
+        .verifier(API, Arc::clone(&clock))
+        .verify_bearer(&rs)
+        .await
+        .expect("RS256 verifies");
+    assert_eq!(claims.issuer, OP);
+    assert_eq!(claims.client_id.as_deref(), Some("basic-client"));
+    assert_eq!(claims.scopes().collect::<Vec<_>>(), ["read", "write"]);
+    claims
+        .require_scopes(["read", "write"])
+        .expect("both scopes");
+
+    let es = s.access_token("post-client", API_ES, "read").await;
+    assert_eq!(segments(&es).0["alg"], "ES256");
+    let claims = s
+        .verifier(API_ES, clock)
+        .verify_bearer(&es)
+        .await
+        .expect("ES256 verifies");
+    assert_eq!(claims.client_id.as_deref(), Some("post-client"));
+    assert_eq!(
+        claims
+            .require_scopes(["write"])
+            .expect_err("write was not granted"),
+        OAuthError::InsufficientScope {
+            missing: "write".to_owned()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_tokens_are_refused_where_they_must_be() {
+    let Some(s) = setup().await else { return };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let v = s.verifier(API, Arc::clone(&clock));
+    let rs = s.access_token("basic-client", API, "read").await;
+    v.verify_bearer(&rs)
+        .await
+        .expect("the genuine token verifies");
+
+    // Another resource's token.
+    let es = s.access_token("basic-client", API_ES, "read").await;
+    assert!(matches!(
+        v.verify_bearer(&es).await,
+        Err(OAuthError::Audience { .. })
+    ));
+
+    // The same claims under alg none (unsigned, or with the signature kept) or HS256.
+    let (header, claims, sig) = segments(&rs);
+    for (alg, signature) in [
+        ("none", ""),
+        ("none", sig.as_str()),
+        ("HS256", sig.as_str()),
+    ] {
+        let mut h = header.clone();
+        h["alg"] = json!(alg);
+        let forged = reassemble(&h, &claims, signature);
+        let e = v.verify_bearer(&forged).await.expect_err("forged");
+        assert_eq!(e.status(), 401, "{alg}: {e:?}");
+        assert!(
+            matches!(
+                e,
+                OAuthError::Algorithm { .. } | OAuthError::Malformed { .. }
+            ),
+            "{e:?}"
+        );
+    }
+    // Claims changed under the genuine signature.
+    let mut widened = claims.clone();
+    widened["scope"] = json!("read write admin");
+    assert_eq!(
+        v.verify_bearer(&reassemble(&header, &widened, &sig))
+            .await
+            .expect_err("changed"),
+        OAuthError::Signature
+    );
+    // An ES256 header over an RS256 signature: the key (RSA) decides, not the header.
+    let mut es_header = header.clone();
+    es_header["alg"] = json!("ES256");
+    assert_eq!(
+        v.verify_bearer(&reassemble(&es_header, &claims, &sig))
+            .await
+            .expect_err("alg swapped"),
+        OAuthError::Signature
+    );
+
+    // Past its expiry (the server's 300 s lifetime and our 60 s leeway).
+    let later = Arc::new(FixedClock::new(clock.now()));
+    later.advance(Duration::from_secs(300 + 61));
+    let e = s
+        .verifier(API, later)
+        .verify_bearer(&rs)
+        .await
+        .expect_err("expired");
+    assert!(matches!(e, OAuthError::Expired { .. }), "{e:?}");
+
+    // An opaque token is not a JWT.
+    let opaque = s
+        .access_token("basic-client", "https://opaque.example", "read")
+        .await;
+    assert!(matches!(
+        v.verify_bearer(&opaque).await,
+        Err(OAuthError::Malformed { .. })
+    ));
+}
+
+/// A DPoP proof (RFC 9449 §4.2) for the token endpoint, by `key`.
+fn dpop_proof(key: &PrivateKey) -> String {
+    let header = json!({
+        "typ": "dpop+jwt",
+        "alg": "ES256",
+        "jwk": serde_json::from_str::<Value>(&key.public_key().to_jwk().to_json()).expect("JWK JSON"),
+    });
+    let now = SystemClock.now().as_secs();
+    let claims = json!({
+        "htm": "POST",
+        "htu": format!("{OP}/token"),
+        "iat": now,
+        "jti": format!("proof-{now}-{}", std::process::id()),
+    });
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes()).expect("ES256 sign");
+    format!("{input}.{}", base64url::encode(&sig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
+    let Some(s) = setup().await else { return };
+    let key = PrivateKey::generate(Algorithm::Es256, &mut OsRandom).expect("a key");
+    let v = s
+        .token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", API),
+                ("scope", "read"),
+            ],
+            Some("dpop-client"),
+            Some(&dpop_proof(&key)),
+        )
+        .await;
+    assert_eq!(v["token_type"], "DPoP");
+    let token = v["access_token"].as_str().expect("an access token");
+    let verifier = s.verifier(API, Arc::new(SystemClock));
+    assert!(matches!(
+        verifier.verify_bearer(token).await,
+        Err(OAuthError::Binding { .. })
+    ));
+    // Verified as a token, it names the proof key: what a DPoP check compares.
+    let claims = verifier
+        .verify_token(token)
+        .await
+        .expect("the token itself verifies");
+    assert_eq!(
+        claims.jkt.as_deref(),
+        Some(key.public_key().thumbprint().as_str())
+    );
+}
