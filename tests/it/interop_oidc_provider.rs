@@ -204,8 +204,8 @@ async fn oidc_provider_rs256_and_es256_access_tokens_verify() {
         .verify_bearer(&rs)
         .await
         .expect("RS256 verifies");
-    assert_eq!(claims.issuer, OP);
-    assert_eq!(claims.client_id.as_deref(), Some("basic-client"));
+    assert_eq!(claims.issuer(), OP);
+    assert_eq!(claims.client_id(), Some("basic-client"));
     assert_eq!(claims.scopes().collect::<Vec<_>>(), ["read", "write"]);
     claims
         .require_scopes(["read", "write"])
@@ -218,7 +218,7 @@ async fn oidc_provider_rs256_and_es256_access_tokens_verify() {
         .verify_bearer(&es)
         .await
         .expect("ES256 verifies");
-    assert_eq!(claims.client_id.as_deref(), Some("post-client"));
+    assert_eq!(claims.client_id(), Some("post-client"));
     assert_eq!(
         claims
             .require_scopes(["write"])
@@ -355,8 +355,5 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
         .verify_token(token)
         .await
         .expect("the token itself verifies");
-    assert_eq!(
-        claims.jkt.as_deref(),
-        Some(key.public_key().thumbprint().as_str())
-    );
+    assert_eq!(claims.jkt(), Some(key.public_key().thumbprint().as_str()));
 }

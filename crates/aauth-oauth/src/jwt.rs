@@ -14,7 +14,9 @@ use aauth_keys::base64url;
 use aauth_keys::time::UnixTime;
 use std::borrow::Cow;
 
-use aauth_tokens::json::{Object, ObjectError, RawValue, string_value, u64_value, value};
+use aauth_tokens::json::{Object, ObjectError, string_value};
+
+use crate::claims::{AccessTokenClaims, read_claims};
 
 use crate::{IssuerKey, JwsAlgorithm, OAuthError};
 
@@ -98,63 +100,6 @@ impl AccessTokenPolicy {
     }
 }
 
-/// The claims of a verified access token that a handler may act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AccessTokenClaims {
-    /// `iss`.
-    pub issuer: String,
-    /// `sub`: the resource owner, or the client itself in a client-credentials grant.
-    pub subject: Option<String>,
-    /// `client_id`.
-    pub client_id: Option<String>,
-    /// `aud`, as one or several values.
-    pub audience: Vec<String>,
-    /// `scope` as sent: space-separated scope tokens (RFC 9068 §2.2.3; the `scp` array
-    /// some servers send instead is joined with spaces). [`AccessTokenClaims::scopes`]
-    /// iterates them.
-    pub scope: String,
-    /// `exp`.
-    pub expires_at: UnixTime,
-    /// `iat`.
-    pub issued_at: Option<UnixTime>,
-    /// `jti`.
-    pub jti: Option<String>,
-    /// `cnf.jkt`: the token is bound to this key (RFC 9449 §6.1) and valid only with a
-    /// DPoP proof by it.
-    pub jkt: Option<String>,
-}
-
-impl AccessTokenClaims {
-    /// The granted scopes, one by one.
-    pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.scope.split(' ').filter(|s| !s.is_empty())
-    }
-
-    /// Whether the token grants `scope`.
-    #[must_use]
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes().any(|s| s == scope)
-    }
-
-    /// Checks that every one of `required` was granted.
-    ///
-    /// # Errors
-    ///
-    /// [`OAuthError::InsufficientScope`] naming the first missing one.
-    pub fn require_scopes<'s>(
-        &self,
-        required: impl IntoIterator<Item = &'s str>,
-    ) -> Result<(), OAuthError> {
-        match required.into_iter().find(|s| !self.has_scope(s)) {
-            Some(missing) => Err(OAuthError::InsufficientScope {
-                missing: missing.to_owned(),
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
 /// An access token that passed every check but its signature.
 #[derive(Debug, Clone)]
 pub struct AccessToken<'a> {
@@ -180,15 +125,17 @@ impl<'a> AccessToken<'a> {
     ) -> Result<Self, OAuthError> {
         let (signing_input, header, payload, signature) = split(token)?;
         let (alg, kid) = read_header(&header, policy.types)?;
-        let (claims, nbf) = read_claims(&payload)?;
-        if !trusted(&claims.issuer) {
-            return Err(OAuthError::UnknownIssuer { iss: claims.issuer });
+        let (claims, nbf) = read_claims(payload)?;
+        if !trusted(claims.issuer()) {
+            return Err(OAuthError::UnknownIssuer {
+                iss: claims.issuer().to_owned(),
+            });
         }
         check_times(&claims, nbf, policy, now)?;
-        if !claims.audience.contains(&policy.audience) {
+        if !claims.audience().any(|a| a == policy.audience) {
             return Err(OAuthError::Audience {
                 expected: policy.audience.clone(),
-                found: claims.audience,
+                found: claims.audience().map(str::to_owned).collect(),
             });
         }
         Ok(Self {
@@ -203,7 +150,7 @@ impl<'a> AccessToken<'a> {
     /// `iss`: whose keys verify this token.
     #[must_use]
     pub fn issuer(&self) -> &str {
-        &self.claims.issuer
+        self.claims.issuer()
     }
 
     /// The header's `kid`.
@@ -330,73 +277,6 @@ fn typ_accepted(typ: Option<&str>, types: TokenTypes) -> bool {
     }
 }
 
-fn claim_error(claim: &'static str) -> impl Fn(String) -> OAuthError {
-    move |reason| OAuthError::Claim { claim, reason }
-}
-
-fn owned(raw: &RawValue, claim: &'static str) -> Result<String, OAuthError> {
-    string_value(raw)
-        .map(Cow::into_owned)
-        .map_err(claim_error(claim))
-}
-
-/// The claims in one pass over their members, and `nbf` (checked, not shown to handlers).
-fn read_claims(json: &str) -> Result<(AccessTokenClaims, Option<u64>), OAuthError> {
-    let c = Object::parse(json).map_err(|e| OAuthError::Claim {
-        claim: "(claims)",
-        reason: object_error(e),
-    })?;
-    let (mut iss, mut sub, mut client_id, mut jti, mut aud) = (None, None, None, None, None);
-    let (mut exp, mut nbf, mut iat, mut scope, mut scp, mut jkt) =
-        (None, None, None, None, None, None);
-    for (name, raw) in c.members() {
-        match name {
-            "iss" => iss = Some(owned(raw, "iss")?),
-            "sub" => sub = Some(owned(raw, "sub")?),
-            "client_id" => client_id = Some(owned(raw, "client_id")?),
-            "jti" => jti = Some(owned(raw, "jti")?),
-            "exp" => exp = Some(u64_value(raw).map_err(claim_error("exp"))?),
-            "nbf" => nbf = Some(u64_value(raw).map_err(claim_error("nbf"))?),
-            "iat" => iat = Some(u64_value(raw).map_err(claim_error("iat"))?),
-            "aud" if raw.get().starts_with('[') => {
-                aud = Some(value::<Vec<String>>(raw).map_err(claim_error("aud"))?);
-            }
-            "aud" => aud = Some(vec![owned(raw, "aud")?]),
-            "scope" => scope = Some(owned(raw, "scope")?),
-            "scp" => scp = Some(value::<Vec<String>>(raw).map_err(claim_error("scp"))?),
-            "cnf" => {
-                let cnf =
-                    Object::parse(raw.get()).map_err(|e| claim_error("cnf")(object_error(e)))?;
-                jkt = cnf
-                    .string("jkt")
-                    .map_err(claim_error("cnf"))?
-                    .map(Cow::into_owned);
-            }
-            _ => {}
-        }
-    }
-    let issuer = iss.ok_or_else(|| claim_error("iss")("absent".to_owned()))?;
-    let exp =
-        exp.ok_or_else(|| claim_error("exp")("absent: an access token must expire".to_owned()))?;
-    let audience = aud.ok_or_else(|| claim_error("aud")("absent".to_owned()))?;
-    let scope = match (scope, scp) {
-        (Some(s), _) => s,
-        (None, scp) => scp.unwrap_or_default().join(" "),
-    };
-    let claims = AccessTokenClaims {
-        issuer,
-        subject: sub,
-        client_id,
-        audience,
-        scope,
-        expires_at: UnixTime(exp),
-        issued_at: iat.map(UnixTime),
-        jti,
-        jkt,
-    };
-    Ok((claims, nbf))
-}
-
 fn check_times(
     claims: &AccessTokenClaims,
     nbf: Option<u64>,
@@ -404,11 +284,11 @@ fn check_times(
     now: UnixTime,
 ) -> Result<(), OAuthError> {
     let now = now.as_secs();
-    let exp = claims.expires_at.as_secs();
+    let exp = claims.expires_at().as_secs();
     if exp.saturating_add(policy.leeway) <= now {
         return Err(OAuthError::Expired { exp, now });
     }
-    for not_before in [nbf, claims.issued_at.map(UnixTime::as_secs)]
+    for not_before in [nbf, claims.issued_at().map(UnixTime::as_secs)]
         .into_iter()
         .flatten()
     {
@@ -418,7 +298,7 @@ fn check_times(
     }
     if let Some(max) = policy.max_lifetime {
         let lifetime = claims
-            .issued_at
+            .issued_at()
             .map_or(u64::MAX, |iat| exp.saturating_sub(iat.as_secs()));
         if lifetime > max {
             return Err(OAuthError::Lifetime { lifetime, max });

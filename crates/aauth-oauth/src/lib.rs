@@ -24,13 +24,15 @@
 //! assert_eq!(err.status(), 401);
 //! ```
 
+mod claims;
 mod error;
 mod jwt;
 mod key;
 mod verifier;
 
+pub use claims::AccessTokenClaims;
 pub use error::OAuthError;
-pub use jwt::{AccessToken, AccessTokenClaims, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
+pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
 pub use key::{
     AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,
 };

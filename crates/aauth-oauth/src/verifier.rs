@@ -207,7 +207,7 @@ impl<F: Fetch> AccessTokenVerifier<F> {
     /// or keys cannot be had.
     pub async fn verify_bearer(&self, token: &str) -> Result<AccessTokenClaims, OAuthError> {
         let claims = self.verify_token(token).await?;
-        if claims.jkt.is_some() {
+        if claims.jkt().is_some() {
             return Err(OAuthError::Binding {
                 reason: "sent as a bearer token, without a DPoP proof",
             });

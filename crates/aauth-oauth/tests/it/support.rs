@@ -124,6 +124,12 @@ pub(crate) fn mint(header: &Value, claims: &Value, signer: Signer) -> String {
     format!("{input}.{}", base64url::encode(&sig))
 }
 
+/// `input` (header and payload segments) signed RS256 as a compact JWS.
+pub(crate) fn sign_rs256(input: &str) -> String {
+    let sig = rsa_sign(rsa(), &RSA_PKCS1_SHA256, input.as_bytes());
+    format!("{input}.{}", base64url::encode(&sig))
+}
+
 /// The claims of a good token, to be varied.
 pub(crate) fn claims() -> Value {
     json!({

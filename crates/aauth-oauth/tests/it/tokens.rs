@@ -44,12 +44,12 @@ fn without(mut v: Value, name: &str) -> Value {
 fn a_good_token_of_each_algorithm_verifies() {
     let rs = rs256_token();
     let claims = parse(&rs).unwrap().finish(&rsa_key()).unwrap();
-    assert_eq!(claims.issuer, ISSUER);
-    assert_eq!(claims.subject.as_deref(), Some("client-1"));
-    assert_eq!(claims.client_id.as_deref(), Some("client-1"));
+    assert_eq!(claims.issuer(), ISSUER);
+    assert_eq!(claims.subject(), Some("client-1"));
+    assert_eq!(claims.client_id(), Some("client-1"));
     assert_eq!(claims.scopes().collect::<Vec<_>>(), ["read", "write"]);
-    assert_eq!(claims.audience, [AUDIENCE]);
-    assert_eq!(claims.expires_at, UnixTime(NOW + 300));
+    assert_eq!(claims.audience().collect::<Vec<_>>(), [AUDIENCE]);
+    assert_eq!(claims.expires_at(), UnixTime(NOW + 300));
 
     let ps = mint(
         &header("PS256", "rs"),
@@ -299,7 +299,7 @@ fn scopes_come_from_scope_or_scp_and_are_required_by_name() {
         Signer::Rs256(rsa()),
     );
     assert_eq!(
-        parse(&scp).unwrap().finish(&rsa_key()).unwrap().scope,
+        parse(&scp).unwrap().finish(&rsa_key()).unwrap().scope(),
         "a b"
     );
 }
@@ -316,10 +316,7 @@ fn the_confirmation_key_is_read() {
         Signer::Rs256(rsa()),
     );
     let c = parse(&bound).unwrap().finish(&rsa_key()).unwrap();
-    assert_eq!(
-        c.jkt.as_deref(),
-        Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
-    );
+    assert_eq!(c.jkt(), Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
 }
 
 #[test]
@@ -387,4 +384,34 @@ proptest! {
         let verified = parse(&changed).and_then(|t| t.finish(&rsa_key()));
         prop_assert!(verified.is_err(), "{changed}");
     }
+}
+
+#[test]
+fn escaped_claims_read_as_their_text() {
+    // JSON escapes in string claims (here `\u0062` for `b`, `\/`) give the unescaped text,
+    // beside unescaped ones, with the audience taken from an array.
+    let mut c = claims();
+    c["aud"] = json!(["https://other.example", AUDIENCE]);
+    let text = c
+        .to_string()
+        .replace(r#""client-1""#, r#""a\u0062c""#)
+        .replace(r#""t-1""#, r#""t\/1""#);
+    let token = format!(
+        "{}.{}.{}",
+        base64url::encode(header("RS256", "rs").to_string().as_bytes()),
+        base64url::encode(text.as_bytes()),
+        "x"
+    );
+    let input = token.rsplit_once('.').unwrap().0.to_owned();
+    let signed = crate::support::sign_rs256(&input);
+    let claims = parse(&signed).unwrap().finish(&rsa_key()).unwrap();
+    assert_eq!(claims.subject(), Some("abc"));
+    assert_eq!(claims.client_id(), Some("abc"));
+    assert_eq!(claims.jti(), Some("t/1"));
+    assert_eq!(claims.issuer(), ISSUER);
+    assert_eq!(
+        claims.audience().collect::<Vec<_>>(),
+        ["https://other.example", AUDIENCE]
+    );
+    assert!(format!("{claims:?}").contains(r#"subject: Some("abc")"#));
 }

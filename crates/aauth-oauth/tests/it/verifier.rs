@@ -219,7 +219,7 @@ async fn a_dpop_bound_token_is_not_a_bearer_token() {
         v.verify_bearer(&token).await.unwrap_err(),
         OAuthError::Binding { .. }
     ));
-    assert!(v.verify_token(&token).await.unwrap().jkt.is_some());
+    assert!(v.verify_token(&token).await.unwrap().jkt().is_some());
 }
 
 #[tokio::test]
