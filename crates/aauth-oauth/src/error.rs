@@ -169,48 +169,77 @@ impl OAuthError {
     /// challenge ([`OAuthError::status`]).
     #[must_use]
     pub fn www_authenticate(&self, realm: Option<&str>, scope: Option<&str>) -> String {
-        challenge("Bearer", realm, Some(self), scope, None)
+        BearerChallenge {
+            realm: realm.map(str::to_owned),
+            scope: scope.map(str::to_owned),
+            resource_metadata: None,
+        }
+        .render(Some(self))
     }
 }
 
-/// One RFC 6750 / RFC 9449 challenge: `scheme`, then `realm`, `error`,
-/// `error_description`, `scope` and `algs`, each quoted and reduced to the characters
-/// the RFCs allow (`%x20-21 / %x23-5B / %x5D-7E`).
-pub(crate) fn challenge(
-    scheme: &str,
-    realm: Option<&str>,
-    error: Option<&OAuthError>,
-    scope: Option<&str>,
-    algs: Option<&str>,
-) -> String {
-    let mut out = String::from(scheme);
-    let mut sep = " ";
-    let mut param = |out: &mut String, name: &str, value: &str| {
-        let _ = write!(out, "{sep}{name}=\"");
-        out.extend(value.chars().map(|c| {
-            if matches!(c, ' '..='~') && c != '"' && c != '\\' {
-                c
-            } else {
-                '?'
-            }
-        }));
-        out.push('"');
-        sep = ", ";
-    };
-    if let Some(realm) = realm {
-        param(&mut out, "realm", realm);
-    }
-    if let Some(e) = error.filter(|e| e.status() != 503) {
-        param(&mut out, "error", e.code());
-        param(&mut out, "error_description", &e.to_string());
-        if e.code() == "insufficient_scope"
-            && let Some(scope) = scope
+/// What a resource's `Bearer` challenge says beside the error (RFC 6750 §3, RFC 9728
+/// §5.1).
+///
+/// ```
+/// use aauth_oauth::BearerChallenge;
+/// let c = BearerChallenge {
+///     realm: Some("api".to_owned()),
+///     scope: Some("read".to_owned()),
+///     ..BearerChallenge::default()
+/// };
+/// assert_eq!(c.render(None), r#"Bearer realm="api", scope="read""#);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BearerChallenge {
+    /// `realm`.
+    pub realm: Option<String>,
+    /// The scopes the route requires, space-separated: sent on the challenge without an
+    /// error and with `insufficient_scope`.
+    pub scope: Option<String>,
+    /// The URL of the RFC 9728 protected-resource metadata.
+    pub resource_metadata: Option<String>,
+}
+
+impl BearerChallenge {
+    /// The `WWW-Authenticate` value: for `error`, or (without one) the challenge to a
+    /// request that sent no credentials, which carries no error code (RFC 6750 §3.1).
+    /// Every value is quoted and reduced to the characters the RFCs allow (`%x20-21 /
+    /// %x23-5B / %x5D-7E`). A `503` error adds no error parameters: it is not a
+    /// challenge.
+    #[must_use]
+    pub fn render(&self, error: Option<&OAuthError>) -> String {
+        let mut out = String::from("Bearer");
+        let mut sep = " ";
+        let mut param = |out: &mut String, name: &str, value: &str| {
+            let _ = write!(out, "{sep}{name}=\"");
+            out.extend(value.chars().map(|c| {
+                if matches!(c, ' '..='~') && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '?'
+                }
+            }));
+            out.push('"');
+            sep = ", ";
+        };
+        if let Some(realm) = &self.realm {
+            param(&mut out, "realm", realm);
+        }
+        let error = error.filter(|e| e.status() != 503);
+        if let Some(e) = error {
+            param(&mut out, "error", e.code());
+            param(&mut out, "error_description", &e.to_string());
+        }
+        if let Some(scope) = &self.scope
+            && error.is_none_or(|e| e.code() == "insufficient_scope")
         {
             param(&mut out, "scope", scope);
         }
+        if let Some(url) = &self.resource_metadata {
+            param(&mut out, "resource_metadata", url);
+        }
+        out
     }
-    if let Some(algs) = algs {
-        param(&mut out, "algs", algs);
-    }
-    out
 }

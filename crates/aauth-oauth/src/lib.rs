@@ -24,14 +24,16 @@
 //! assert_eq!(err.status(), 401);
 //! ```
 
+mod bearer;
 mod claims;
 mod error;
 mod jwt;
 mod key;
 mod verifier;
 
+pub use bearer::{Credential, VerifyAccessToken, credential};
 pub use claims::AccessTokenClaims;
-pub use error::OAuthError;
+pub use error::{BearerChallenge, OAuthError};
 pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
 pub use key::{
     AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,

@@ -124,13 +124,22 @@ struct IssuerState {
 /// claims.require_scopes(["read"])?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct AccessTokenVerifier<F> {
     policy: AccessTokenPolicy,
     issuers: Arc<BTreeMap<String, IssuerState>>,
     keys: KeyCache<F, IssuerKey>,
     fetcher: Arc<F>,
     clock: Arc<dyn Clock>,
+}
+
+impl<F> std::fmt::Debug for AccessTokenVerifier<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenVerifier")
+            .field("policy", &self.policy)
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<F> Clone for AccessTokenVerifier<F> {

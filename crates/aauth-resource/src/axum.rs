@@ -120,6 +120,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Admitted {
     }
 }
 
+impl<S: Send + Sync> FromRequestParts<S> for crate::Principal {
+    type Rejection = NotAdmitted;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, NotAdmitted> {
+        Self::from_extensions(&parts.extensions).ok_or(NotAdmitted::NoLayer)
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for CallingAgent {
     type Rejection = NotAdmitted;
 

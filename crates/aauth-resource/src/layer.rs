@@ -39,6 +39,8 @@ pub struct AAuthLayer {
     clock: Arc<dyn Clock>,
     max_body: usize,
     deferred: Option<Arc<DeferredAuth>>,
+    #[cfg(feature = "oauth")]
+    oauth: Option<Arc<crate::OAuthAccess>>,
 }
 
 impl std::fmt::Debug for AAuthLayer {
@@ -59,7 +61,30 @@ impl AAuthLayer {
             clock,
             max_body: DEFAULT_MAX_BODY,
             deferred: None,
+            #[cfg(feature = "oauth")]
+            oauth: None,
         }
+    }
+
+    /// Admits OAuth clients beside AAuth agents on this route (feature `oauth`): a
+    /// request with `Authorization: Bearer` and no AAuth signature is checked by `oauth`
+    /// instead of the AAuth verifier, and every `401` carries both `AAuth-Requirement`
+    /// and `WWW-Authenticate: Bearer` (see [`crate::OAuthAccess`]).
+    #[cfg(feature = "oauth")]
+    #[must_use]
+    pub fn oauth(mut self, oauth: crate::OAuthAccess) -> Self {
+        self.oauth = Some(Arc::new(oauth));
+        self
+    }
+
+    /// `resp`, with the `Bearer` challenge added to a `401` when the route also takes
+    /// OAuth tokens.
+    fn answer(&self, resp: Response<Bytes>) -> Response<Bytes> {
+        #[cfg(feature = "oauth")]
+        if let Some(oauth) = &self.oauth {
+            return oauth.add_challenge(resp);
+        }
+        resp
     }
 
     /// Delivers `requirement=auth-token` as a `202` that holds the invocation (draft -11
@@ -171,27 +196,34 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
+            #[cfg(feature = "oauth")]
+            if let Some(oauth) = &layer.oauth {
+                match oauth.step(&parts).await {
+                    crate::oauth::OAuthStep::NotOAuth => {}
+                    crate::oauth::OAuthStep::Admit(caller) => {
+                        let bytes = match read_body(body, layer.max_body).await {
+                            Ok(bytes) => bytes,
+                            Err(refusal) => {
+                                return Ok(refusal.into_http_response().map(ResB::from));
+                            }
+                        };
+                        parts.extensions.insert(*caller);
+                        return inner
+                            .call(Request::from_parts(parts, Full::new(bytes)))
+                            .await;
+                    }
+                    crate::oauth::OAuthStep::Refuse(resp) => {
+                        return Ok(with_requirement(&layer.route, &parts, resp).map(ResB::from));
+                    }
+                }
+            }
             // An unsigned request is answered without reading its body.
             if let Some(refusal) = layer.route.precheck(&parts) {
-                return Ok(refusal.into_http_response().map(ResB::from));
+                return Ok(layer.answer(refusal.into_http_response()).map(ResB::from));
             }
-            let bytes = match Limited::new(body, layer.max_body).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    let refusal = if e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        Refusal::TooLarge {
-                            limit: layer.max_body,
-                        }
-                    } else {
-                        Refusal::UnreadableBody {
-                            reason: e.to_string(),
-                        }
-                    };
-                    return Ok(refusal.into_http_response().map(ResB::from));
-                }
+            let bytes = match read_body(body, layer.max_body).await {
+                Ok(bytes) => bytes,
+                Err(refusal) => return Ok(refusal.into_http_response().map(ResB::from)),
             };
             let now = layer.clock.now();
             if let Some(d) = &layer.deferred
@@ -214,16 +246,63 @@ where
                     request,
                 } => Ok(match &layer.deferred {
                     Some(d) => hold(d, parts, bytes, &resource_token, &request, now).await,
-                    None => Refusal::Challenge {
-                        requirement: aauth_headers::Requirement::AuthToken { resource_token },
-                    }
-                    .into_http_response(),
+                    None => layer.answer(
+                        Refusal::Challenge {
+                            requirement: aauth_headers::Requirement::AuthToken { resource_token },
+                        }
+                        .into_http_response(),
+                    ),
                 }
                 .map(ResB::from)),
-                Outcome::Refuse(refusal) => Ok(refusal.into_http_response().map(ResB::from)),
+                Outcome::Refuse(refusal) => {
+                    Ok(layer.answer(refusal.into_http_response()).map(ResB::from))
+                }
             }
         })
     }
+}
+
+/// Reads the body whole, up to `max` bytes (`413` beyond).
+async fn read_body<B>(body: B, max: usize) -> Result<Bytes, Refusal>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => Err(
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Refusal::TooLarge { limit: max }
+            } else {
+                Refusal::UnreadableBody {
+                    reason: e.to_string(),
+                }
+            },
+        ),
+    }
+}
+
+/// An OAuth `401` with the route's `AAuth-Requirement` beside its `WWW-Authenticate`:
+/// the same answer an unsigned request gets, so an AAuth agent knows what to do too.
+#[cfg(feature = "oauth")]
+fn with_requirement(
+    route: &Route,
+    parts: &http::request::Parts,
+    mut resp: Response<Bytes>,
+) -> Response<Bytes> {
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && let Some(refusal) = route.precheck(parts)
+        && let Some(v) = refusal
+            .into_http_response()
+            .headers()
+            .get(aauth_headers::names::AAUTH_REQUIREMENT)
+    {
+        resp.headers_mut()
+            .insert(aauth_headers::names::AAUTH_REQUIREMENT, v.clone());
+    }
+    resp
 }
 
 fn requirement_value(resource_token: String) -> Option<http::HeaderValue> {

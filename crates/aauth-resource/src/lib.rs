@@ -12,6 +12,10 @@
 //! With the `redis` feature (off by default), what several instances of one resource
 //! share lives in Redis: `RedisReplayStore`, `RedisSessionStore`, `RedisRevocationList`
 //! and `RedisHeldStore` keep the contracts of the memory stores across instances.
+//! With the `oauth` feature (off by default), a route also admits OAuth clients by their
+//! Bearer access tokens (`OAuthAccess`, `AAuthLayer::oauth`), every `401` carrying both
+//! challenges, and the handler reads a [`Principal`] that says which protocol admitted
+//! the caller.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -35,6 +39,9 @@ mod axum;
 mod deferred;
 mod gate;
 mod layer;
+#[cfg(feature = "oauth")]
+mod oauth;
+mod principal;
 #[cfg(feature = "redis")]
 mod redis;
 mod revocation;
@@ -56,6 +63,9 @@ pub use deferred::{
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};
+#[cfg(feature = "oauth")]
+pub use oauth::{OAuthAccess, OAuthCaller};
+pub use principal::Principal;
 #[cfg(feature = "redis")]
 pub use redis::{
     RedisHeldStore, RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList,

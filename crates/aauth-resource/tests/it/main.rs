@@ -36,6 +36,7 @@ mod deferred;
 mod held;
 mod instances;
 mod modes;
+mod oauth;
 mod shared;
 mod stores;
 mod streaming;

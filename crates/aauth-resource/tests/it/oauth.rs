@@ -1,0 +1,316 @@
+//! One route for AAuth agents and OAuth clients (feature `oauth`): each admitted by its
+//! own protocol, every refusal with both challenges where the RFCs say, and the handler
+//! never reached by a refused request.
+
+use std::sync::Arc;
+
+use aauth_headers::Scheme;
+use aauth_keys::{PrivateKey, Signer as _, base64url};
+use aauth_metadata::{CacheConfig, Fetch, FetchError, Fetched, HttpsUrl};
+use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, Issuer};
+use aauth_resource::{AAuthLayer, Access, OAuthAccess, Principal, RoutePolicy};
+use aauth_test_support::NOW;
+use aauth_test_support::request::header;
+use aauth_test_support::service::Answering;
+use aauth_test_support::time::fixed_clock;
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower_layer::Layer;
+
+use crate::{full, send, signed, world};
+
+const AS: &str = "https://as.example";
+const METADATA: &str = "https://resource.example/.well-known/oauth-protected-resource";
+
+/// The authorization server's documents, served from memory (`None`: it is down).
+struct AsDocs(Option<PrivateKey>);
+
+#[async_trait::async_trait]
+impl Fetch for AsDocs {
+    async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
+        let Some(key) = &self.0 else {
+            return Err(FetchError::Transport("connection refused".to_owned()));
+        };
+        Ok(match url.path_and_query() {
+            "/.well-known/oauth-authorization-server" => Fetched::ok(
+                json!({"issuer": AS, "jwks_uri": "https://as.example/jwks"}).to_string(),
+            ),
+            "/jwks" => Fetched::ok(format!(
+                r#"{{"keys":[{}]}}"#,
+                key.public_key().to_jwk().with_kid("es").to_json()
+            )),
+            _ => Fetched::status(404),
+        })
+    }
+}
+
+fn as_key() -> PrivateKey {
+    PrivateKey::es256_from_scalar(&[5; 32]).unwrap()
+}
+
+fn access_token(header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let sig = as_key().sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", base64url::encode(&sig))
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": AS, "sub": "svc-1", "client_id": "svc-1", "aud": "https://resource.example",
+        "scope": "read write", "iat": NOW.as_secs() - 5, "exp": NOW.as_secs() + 300,
+    })
+}
+
+fn good_token() -> String {
+    access_token(
+        &json!({"alg": "ES256", "typ": "at+jwt", "kid": "es"}),
+        &claims(),
+    )
+}
+
+/// Names who was admitted, whichever protocol.
+fn handler() -> Answering {
+    Answering::new(|req| match Principal::from_extensions(req.extensions()) {
+        Some(Principal::AAuth(a)) => {
+            format!("agent {}", a.agent().map(|a| a.as_str()).unwrap_or("?"))
+        }
+        Some(Principal::OAuth(c)) => {
+            format!("client {} {}", c.0.client_id().unwrap_or("?"), c.0.scope())
+        }
+        _ => "nobody".to_owned(),
+    })
+}
+
+fn service(
+    calls: &Answering,
+    docs: AsDocs,
+    scope: &str,
+) -> (aauth_resource::AAuthService<Answering>, crate::World) {
+    let w = world();
+    let verifier = AccessTokenVerifier::new(
+        AccessTokenPolicy::new("https://resource.example"),
+        [Issuer::discover(AS).unwrap()],
+        Arc::new(docs),
+        fixed_clock(),
+        CacheConfig::default(),
+    );
+    let oauth = OAuthAccess::new(Arc::new(verifier))
+        .require_scope(scope)
+        .realm("resource.example")
+        .resource_metadata(METADATA);
+    let layer = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .oauth(oauth);
+    (layer.layer(calls.clone()), w)
+}
+
+fn bearer(token: &str) -> Request<http_body_util::Full<bytes::Bytes>> {
+    full(
+        Request::get("/data")
+            .header("host", "resource.example")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Vec::new())
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_agent_and_an_oauth_client_are_admitted_on_one_route() {
+    let calls = handler();
+    let (mut svc, w) = service(&calls, AsDocs(Some(as_key())), "read");
+    let agent = signed(
+        "GET",
+        "/data",
+        b"",
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    let (status, _, body) = send(&mut svc, agent).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "agent aauth:assistant@agent.example")
+    );
+    let (status, h, body) = send(&mut svc, bearer(&good_token())).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "client svc-1 read write")
+    );
+    assert!(h.get("www-authenticate").is_none());
+    assert_eq!(calls.calls(), 2);
+}
+
+#[tokio::test]
+async fn one_401_tells_either_kind_of_client_what_to_do() {
+    let calls = handler();
+    let (mut svc, _) = service(&calls, AsDocs(Some(as_key())), "read");
+    let bare = full(
+        Request::get("/data")
+            .header("host", "resource.example")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    let (status, h, _) = send(&mut svc, bare).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "aauth-requirement"), "requirement=agent-token");
+    assert_eq!(
+        header(&h, "www-authenticate"),
+        format!(r#"Bearer realm="resource.example", scope="read", resource_metadata="{METADATA}""#)
+    );
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
+async fn bad_bearer_tokens_get_the_rfc_6750_answer_and_never_reach_the_handler() {
+    let calls = handler();
+    let (mut svc, _) = service(&calls, AsDocs(Some(as_key())), "read");
+    let header_es = json!({"alg": "ES256", "typ": "at+jwt", "kid": "es"});
+    let mut other_aud = claims();
+    other_aud["aud"] = json!("https://other.example");
+    let mut expired = claims();
+    expired["exp"] = json!(NOW.as_secs() - 3600);
+    let mut none_header = header_es.clone();
+    none_header["alg"] = json!("none");
+    let unsigned = {
+        let t = access_token(&none_header, &claims());
+        format!("{}.", t.rsplit_once('.').unwrap().0)
+    };
+    let tampered = {
+        let t = good_token();
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let (h, _) = input.split_once('.').unwrap();
+        let mut wide = claims();
+        wide["scope"] = json!("read write admin");
+        format!(
+            "{h}.{}.{sig}",
+            base64url::encode(wide.to_string().as_bytes())
+        )
+    };
+    for (what, token) in [
+        ("another audience", access_token(&header_es, &other_aud)),
+        ("expired", access_token(&header_es, &expired)),
+        ("alg none, unsigned", unsigned),
+        ("claims changed", tampered),
+        ("not a JWT", "opaque-token-value".to_owned()),
+    ] {
+        let (status, h, body) = send(&mut svc, bearer(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        let challenge = header(&h, "www-authenticate");
+        assert!(
+            challenge.starts_with(
+                r#"Bearer realm="resource.example", error="invalid_token", error_description=""#
+            ),
+            "{what}: {challenge}"
+        );
+        assert!(
+            challenge.ends_with(&format!(r#"resource_metadata="{METADATA}""#)),
+            "{challenge}"
+        );
+        assert_eq!(
+            header(&h, "aauth-requirement"),
+            "requirement=agent-token",
+            "{what}"
+        );
+        let problem: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["error"], "invalid_token", "{what}");
+    }
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_403_insufficient_scope() {
+    let calls = handler();
+    let (mut svc, _) = service(&calls, AsDocs(Some(as_key())), "admin");
+    let (status, h, _) = send(&mut svc, bearer(&good_token())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let challenge = header(&h, "www-authenticate");
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains(r#"scope="admin""#), "{challenge}");
+    assert!(h.get("aauth-requirement").is_none());
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
+async fn malformed_or_ambiguous_credentials_are_400() {
+    let calls = handler();
+    let (mut svc, w) = service(&calls, AsDocs(Some(as_key())), "read");
+    // A Bearer token on a request that is also AAuth-signed: one request is one caller.
+    let mut both = signed(
+        "GET",
+        "/data",
+        b"",
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    both.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", good_token()).parse().unwrap(),
+    );
+    let (status, h, _) = send(&mut svc, both).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(header(&h, "www-authenticate").contains(r#"error="invalid_request""#));
+    // Two Authorization fields; a token with a space in it.
+    let mut two = bearer(&good_token());
+    two.headers_mut()
+        .append("authorization", "Bearer second".parse().unwrap());
+    assert_eq!(send(&mut svc, two).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        send(&mut svc, bearer("a b")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_dpop_token_is_refused_until_proofs_are_checked() {
+    let calls = handler();
+    let (mut svc, _) = service(&calls, AsDocs(Some(as_key())), "read");
+    let mut req = bearer(&good_token());
+    req.headers_mut().insert(
+        "authorization",
+        format!("DPoP {}", good_token()).parse().unwrap(),
+    );
+    let (status, h, _) = send(&mut svc, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(header(&h, "www-authenticate").contains(r#"error="invalid_token""#));
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
+async fn an_aauth_refusal_carries_the_bearer_challenge_too() {
+    let calls = handler();
+    let (mut svc, w) = service(&calls, AsDocs(Some(as_key())), "read");
+    // Signed by a key the agent token does not bind.
+    let stranger = PrivateKey::ed25519_from_seed(&[9; 32]);
+    let req = signed(
+        "GET",
+        "/data",
+        b"",
+        &stranger,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    let (status, h, _) = send(&mut svc, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(h.get("signature-error").is_some());
+    assert!(header(&h, "www-authenticate").starts_with(r#"Bearer realm="resource.example""#));
+    assert_eq!(calls.calls(), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_authorization_server_is_503_not_a_challenge() {
+    let calls = handler();
+    let (mut svc, _) = service(&calls, AsDocs(None), "read");
+    let (status, h, body) = send(&mut svc, bearer(&good_token())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(header(&h, "retry-after"), "5");
+    assert!(h.get("www-authenticate").is_none());
+    assert_eq!(calls.calls(), 0);
+}
