@@ -13,7 +13,8 @@
 //! - RS256 and ES256 JWT access tokens (RFC 9068) verify, with their scopes and client;
 //! - each is refused for another audience, once expired, with `alg` rewritten to `none`
 //!   or `HS256`, with a changed signature, and when a route needs a scope it lacks;
-//! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token;
+//! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token, and with a proof by its
+//!   key (RFC 9449) our check accepts it once and refuses the replay;
 //! - an opaque token is not a JWT access token.
 
 use std::sync::Arc;
@@ -25,7 +26,8 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, FixedClock, SystemClock};
 use aauth_keys::{Algorithm, PrivateKey, Signer as _};
 use aauth_metadata::CacheConfig;
-use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, Issuer, OAuthError};
+use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, DpopCheck, Issuer, OAuthError};
+use aauth_resource::MemoryReplayStore;
 use aauth_tokens::ServerId;
 use serde_json::{Value, json};
 
@@ -307,18 +309,28 @@ async fn oidc_provider_tokens_are_refused_where_they_must_be() {
 
 /// A DPoP proof (RFC 9449 §4.2) for the token endpoint, by `key`.
 fn dpop_proof(key: &PrivateKey) -> String {
+    dpop_proof_for(key, "POST", &format!("{OP}/token"), None)
+}
+
+/// A DPoP proof by `key` for `method` `htu`, with `ath` when a token is presented.
+fn dpop_proof_for(key: &PrivateKey, method: &str, htu: &str, token: Option<&str>) -> String {
     let header = json!({
         "typ": "dpop+jwt",
         "alg": "ES256",
         "jwk": serde_json::from_str::<Value>(&key.public_key().to_jwk().to_json()).expect("JWK JSON"),
     });
     let now = SystemClock.now().as_secs();
-    let claims = json!({
-        "htm": "POST",
-        "htu": format!("{OP}/token"),
+    let mut claims = json!({
+        "htm": method,
+        "htu": htu,
         "iat": now,
-        "jti": format!("proof-{now}-{}", std::process::id()),
+        "jti": format!("proof-{now}-{}-{htu}", std::process::id()),
     });
+    if let Some(token) = token {
+        claims["ath"] = json!(base64url::encode(&aauth_keys::digest::sha256(
+            token.as_bytes()
+        )));
+    }
     let input = format!(
         "{}.{}",
         base64url::encode(header.to_string().as_bytes()),
@@ -356,4 +368,20 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
         .await
         .expect("the token itself verifies");
     assert_eq!(claims.jkt(), Some(key.public_key().thumbprint().as_str()));
+    // Presented to the resource with a proof by that key, as RFC 9449 §7 says: the proof
+    // checks, names the token's key, and is refused when replayed.
+    let check = DpopCheck::new(API, Arc::new(MemoryReplayStore::new(100)));
+    let resource_proof = dpop_proof_for(&key, "GET", &format!("{API}/data"), Some(token));
+    let now = SystemClock.now();
+    let checked = check
+        .verify(&resource_proof, "GET", "/data", token, now)
+        .await
+        .expect("our check accepts the proof for the peer's token");
+    assert_eq!(Some(checked.jkt.as_str()), claims.jkt());
+    assert!(matches!(
+        check
+            .verify(&resource_proof, "GET", "/data", token, now)
+            .await,
+        Err(OAuthError::DpopProof { .. })
+    ));
 }

@@ -241,7 +241,7 @@ const ROWS: [Row; 31] = [
         "interop_oidc_provider::oidc_provider_dpop_bound_tokens_are_not_bearer_tokens",
         OP,
         "we verify the peer's",
-        "DPoP-bound token as bearer refused",
+        "DPoP-bound: proof checked, bearer no",
         Kind::Check,
     ),
 ];

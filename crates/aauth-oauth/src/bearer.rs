@@ -80,6 +80,13 @@ pub trait VerifyAccessToken: Send + Sync + std::fmt::Debug {
         &'a self,
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>>;
+
+    /// As [`AccessTokenVerifier::verify_token`]: whatever the binding, for a caller that
+    /// checks the DPoP proof itself.
+    fn verify_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>>;
 }
 
 impl<F: aauth_metadata::Fetch> VerifyAccessToken for AccessTokenVerifier<F> {
@@ -88,5 +95,12 @@ impl<F: aauth_metadata::Fetch> VerifyAccessToken for AccessTokenVerifier<F> {
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>> {
         Box::pin(Self::verify_bearer(self, token))
+    }
+
+    fn verify_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>> {
+        Box::pin(Self::verify_token(self, token))
     }
 }

@@ -123,6 +123,13 @@ pub enum OAuthError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// The DPoP proof is missing, malformed, for another request, outside its time
+    /// window, replayed, or not signed by its key (RFC 9449 §7.1 `invalid_dpop_proof`).
+    #[error("DPoP proof: {reason}")]
+    DpopProof {
+        /// What was wrong.
+        reason: String,
+    },
     /// The token is valid but lacks a scope the route requires (`403`).
     #[error("the token lacks scope {missing}")]
     InsufficientScope {
@@ -145,6 +152,7 @@ impl OAuthError {
         match self {
             Self::Request { .. } => "invalid_request",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::DpopProof { .. } => "invalid_dpop_proof",
             // A 503 carries no challenge error; "invalid_token" would tell a client to
             // drop a token that may be good.
             Self::Unavailable { .. } => "temporarily_unavailable",
@@ -183,12 +191,11 @@ impl OAuthError {
 ///
 /// ```
 /// use aauth_oauth::BearerChallenge;
-/// let c = BearerChallenge {
-///     realm: Some("api".to_owned()),
-///     scope: Some("read".to_owned()),
-///     ..BearerChallenge::default()
-/// };
+/// let mut c = BearerChallenge::default();
+/// c.realm = Some("api".to_owned());
+/// c.scope = Some("read".to_owned());
 /// assert_eq!(c.render(None), r#"Bearer realm="api", scope="read""#);
+/// assert_eq!(c.render_dpop(None, "ES256"), r#"DPoP realm="api", scope="read", algs="ES256""#);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -210,7 +217,23 @@ impl BearerChallenge {
     /// challenge.
     #[must_use]
     pub fn render(&self, error: Option<&OAuthError>) -> String {
-        let mut out = String::from("Bearer");
+        self.render_scheme("Bearer", error, None)
+    }
+
+    /// The `DPoP` challenge (RFC 9449 §7.1): as [`BearerChallenge::render`], with the
+    /// `DPoP` scheme and `algs`, the proof algorithms accepted (space-separated).
+    #[must_use]
+    pub fn render_dpop(&self, error: Option<&OAuthError>, algs: &str) -> String {
+        self.render_scheme("DPoP", error, Some(algs))
+    }
+
+    fn render_scheme(
+        &self,
+        scheme: &str,
+        error: Option<&OAuthError>,
+        algs: Option<&str>,
+    ) -> String {
+        let mut out = String::from(scheme);
         let mut sep = " ";
         let mut param = |out: &mut String, name: &str, value: &str| {
             let _ = write!(out, "{sep}{name}=\"");
@@ -236,6 +259,9 @@ impl BearerChallenge {
             && error.is_none_or(|e| e.code() == "insufficient_scope")
         {
             param(&mut out, "scope", scope);
+        }
+        if let Some(algs) = algs {
+            param(&mut out, "algs", algs);
         }
         if let Some(url) = &self.resource_metadata {
             param(&mut out, "resource_metadata", url);

@@ -195,9 +195,9 @@ impl<'a> AccessToken<'a> {
     }
 }
 
-type Parts<'a> = (&'a str, String, String, Vec<u8>);
+pub(crate) type Parts<'a> = (&'a str, String, String, Vec<u8>);
 
-fn split(token: &str) -> Result<Parts<'_>, OAuthError> {
+pub(crate) fn split(token: &str) -> Result<Parts<'_>, OAuthError> {
     let malformed = |reason| OAuthError::Malformed { reason };
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed("token is longer than 8 KiB"));

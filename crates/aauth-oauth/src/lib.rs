@@ -26,6 +26,7 @@
 
 mod bearer;
 mod claims;
+mod dpop;
 mod error;
 mod jwt;
 mod key;
@@ -33,6 +34,7 @@ mod verifier;
 
 pub use bearer::{Credential, VerifyAccessToken, credential};
 pub use claims::AccessTokenClaims;
+pub use dpop::{DpopCheck, DpopProof, MAX_JTI_LEN};
 pub use error::{BearerChallenge, OAuthError};
 pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
 pub use key::{

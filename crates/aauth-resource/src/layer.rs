@@ -198,7 +198,7 @@ where
             let (mut parts, body) = req.into_parts();
             #[cfg(feature = "oauth")]
             if let Some(oauth) = &layer.oauth {
-                match oauth.step(&parts).await {
+                match oauth.step(&parts, layer.clock.now()).await {
                     crate::oauth::OAuthStep::NotOAuth => {}
                     crate::oauth::OAuthStep::Admit(caller) => {
                         let bytes = match read_body(body, layer.max_body).await {

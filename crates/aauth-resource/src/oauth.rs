@@ -16,12 +16,16 @@
 //! - refuses a request that carries both an AAuth signature and an OAuth token (`400`):
 //!   one request is one caller.
 //!
-//! A `DPoP`-scheme token is refused until DPoP proofs are checked here.
+//! A `DPoP`-scheme token (RFC 9449) is admitted when the route takes DPoP
+//! ([`OAuthAccess::dpop`]): one proof for this request by the key the token is bound to,
+//! its `jti` not seen before; otherwise it is refused.
 
 use std::sync::Arc;
 
+use aauth_keys::time::UnixTime;
 use aauth_oauth::{
-    AccessTokenClaims, BearerChallenge, Credential, OAuthError, VerifyAccessToken, credential,
+    AccessTokenClaims, BearerChallenge, Credential, DpopCheck, JwsAlgorithm, OAuthError,
+    VerifyAccessToken, credential,
 };
 use bytes::Bytes;
 use http::request::Parts;
@@ -58,6 +62,7 @@ pub struct OAuthAccess {
     scopes: Vec<String>,
     realm: Option<String>,
     resource_metadata: Option<String>,
+    dpop: Option<DpopCheck>,
 }
 
 impl OAuthAccess {
@@ -70,7 +75,18 @@ impl OAuthAccess {
             scopes: Vec::new(),
             realm: None,
             resource_metadata: None,
+            dpop: None,
         }
+    }
+
+    /// Accepts DPoP-bound tokens (RFC 9449) too: `Authorization: DPoP` with one `DPoP`
+    /// proof by the key the token's `cnf.jkt` names, checked by `dpop` (the public origin
+    /// proofs name, and the replay store their `jti`s are recorded in). Challenges then
+    /// carry a `DPoP` scheme with `algs` beside `Bearer`.
+    #[must_use]
+    pub fn dpop(mut self, dpop: DpopCheck) -> Self {
+        self.dpop = Some(dpop);
+        self
     }
 
     /// A scope every admitted token must grant (`403 insufficient_scope` otherwise).
@@ -95,36 +111,53 @@ impl OAuthAccess {
         self
     }
 
-    /// The `WWW-Authenticate` value: for `error`, or the bare challenge.
-    fn challenge(&self, error: Option<&OAuthError>) -> Option<HeaderValue> {
+    fn challenge_parts(&self) -> BearerChallenge {
         let mut c = BearerChallenge::default();
         c.realm.clone_from(&self.realm);
         c.scope = (!self.scopes.is_empty()).then(|| self.scopes.join(" "));
         c.resource_metadata.clone_from(&self.resource_metadata);
-        HeaderValue::from_str(&c.render(error)).ok()
+        c
     }
 
-    /// Adds the `Bearer` challenge to a `401` that has none.
+    /// The `WWW-Authenticate` fields: the `Bearer` challenge (with `error` when it is a
+    /// bearer failure), and, when DPoP is accepted, the `DPoP` one (with `error` when it is
+    /// a DPoP failure).
+    fn challenges(&self, error: Option<&OAuthError>, dpop_failed: bool) -> Vec<HeaderValue> {
+        let c = self.challenge_parts();
+        let mut out = vec![c.render(error.filter(|_| !dpop_failed))];
+        if self.dpop.is_some() {
+            let algs: Vec<&str> = JwsAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+            out.push(c.render_dpop(error.filter(|_| dpop_failed), &algs.join(" ")));
+        }
+        out.into_iter()
+            .filter_map(|v| HeaderValue::from_str(&v).ok())
+            .collect()
+    }
+
+    /// Adds the challenges to a `401` that has none.
     pub(crate) fn add_challenge(&self, mut resp: Response<Bytes>) -> Response<Bytes> {
         if resp.status() == StatusCode::UNAUTHORIZED
             && !resp.headers().contains_key(http::header::WWW_AUTHENTICATE)
-            && let Some(v) = self.challenge(None)
         {
-            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            for v in self.challenges(None, false) {
+                resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+            }
         }
         resp
     }
 
     /// The answer to an OAuth failure: its status, the RFC 9457 body every refusal has,
-    /// the challenge, and `Retry-After` on a `503`.
-    fn refuse(&self, e: &OAuthError) -> Response<Bytes> {
+    /// the challenges, and `Retry-After` on a `503`.
+    fn refuse(&self, e: &OAuthError, dpop_failed: bool) -> Response<Bytes> {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut resp = problem(status, e.code(), &e.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-        } else if let Some(v) = self.challenge(Some(e)) {
-            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        } else {
+            for v in self.challenges(Some(e), dpop_failed) {
+                resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+            }
         }
         resp
     }
@@ -157,29 +190,100 @@ fn signed(parts: &Parts) -> bool {
 }
 
 impl OAuthAccess {
-    pub(crate) async fn step(&self, parts: &Parts) -> OAuthStep {
-        let token = match credential(&parts.headers) {
+    pub(crate) async fn step(&self, parts: &Parts, now: UnixTime) -> OAuthStep {
+        let result = match credential(&parts.headers) {
             Ok(None) => return OAuthStep::NotOAuth,
-            Err(e) => return OAuthStep::Refuse(self.refuse(&e)),
-            Ok(Some(_)) if signed(parts) => {
-                return OAuthStep::Refuse(self.refuse(&OAuthError::Request {
+            Err(e) => Err((e, false)),
+            Ok(Some(_)) if signed(parts) => Err((
+                OAuthError::Request {
                     reason: "both an AAuth signature and an OAuth token: one request is one caller",
-                }));
-            }
-            Ok(Some(Credential::Bearer(token))) => token,
-            Ok(Some(_)) => {
-                return OAuthStep::Refuse(self.refuse(&OAuthError::Binding {
-                    reason: "DPoP-bound tokens are not accepted on this route",
-                }));
-            }
+                },
+                false,
+            )),
+            Ok(Some(Credential::Bearer(token))) => self
+                .verifier
+                .verify_bearer(token)
+                .await
+                .map_err(|e| (e, false)),
+            Ok(Some(Credential::Dpop(token))) => self.dpop_bound(parts, token, now).await,
+            Ok(Some(_)) => Err((
+                OAuthError::Request {
+                    reason: "an OAuth scheme this route does not take",
+                },
+                false,
+            )),
         };
-        let claims = match self.verifier.verify_bearer(token).await {
-            Ok(claims) => claims,
-            Err(e) => return OAuthStep::Refuse(self.refuse(&e)),
-        };
-        match claims.require_scopes(self.scopes.iter().map(String::as_str)) {
-            Ok(()) => OAuthStep::Admit(Box::new(OAuthCaller(claims))),
-            Err(e) => OAuthStep::Refuse(self.refuse(&e)),
+        let checked = result.and_then(|claims| {
+            claims
+                .require_scopes(self.scopes.iter().map(String::as_str))
+                .map(|()| claims)
+                .map_err(|e| (e, false))
+        });
+        match checked {
+            Ok(claims) => OAuthStep::Admit(Box::new(OAuthCaller(claims))),
+            Err((e, dpop_failed)) => OAuthStep::Refuse(self.refuse(&e, dpop_failed)),
         }
+    }
+
+    /// A `DPoP`-scheme token: one proof, checked; the token verified whatever its binding;
+    /// the proof's key the one `cnf.jkt` names; then the proof's `jti` recorded.
+    async fn dpop_bound(
+        &self,
+        parts: &Parts,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, (OAuthError, bool)> {
+        let Some(check) = &self.dpop else {
+            return Err((
+                OAuthError::Binding {
+                    reason: "DPoP-bound tokens are not accepted on this route",
+                },
+                false,
+            ));
+        };
+        let dpop_err = |reason: &str| {
+            (
+                OAuthError::DpopProof {
+                    reason: reason.to_owned(),
+                },
+                true,
+            )
+        };
+        let mut fields = parts.headers.get_all("dpop").iter();
+        let (Some(field), None) = (fields.next(), fields.next()) else {
+            return Err(dpop_err("exactly one DPoP field is required"));
+        };
+        let proof = field
+            .to_str()
+            .map_err(|_| dpop_err("the DPoP field is not ASCII"))?;
+        let checked = check
+            .check(proof, parts.method.as_str(), parts.uri.path(), token, now)
+            .map_err(|e| (e, true))?;
+        let claims = self
+            .verifier
+            .verify_token(token)
+            .await
+            .map_err(|e| (e, true))?;
+        match claims.jkt() {
+            Some(jkt) if jkt == checked.jkt => {}
+            Some(_) => {
+                return Err((
+                    OAuthError::Binding {
+                        reason: "the proof is not by the key the token is bound to",
+                    },
+                    true,
+                ));
+            }
+            None => {
+                return Err((
+                    OAuthError::Binding {
+                        reason: "a DPoP token without cnf.jkt",
+                    },
+                    true,
+                ));
+            }
+        }
+        check.record(&checked, now).await.map_err(|e| (e, true))?;
+        Ok(claims)
     }
 }

@@ -415,3 +415,34 @@ fn escaped_claims_read_as_their_text() {
     );
     assert!(format!("{claims:?}").contains(r#"subject: Some("abc")"#));
 }
+
+proptest! {
+    #[test]
+    fn authorization_fields_never_panic_and_tokens_come_back_whole(
+        scheme in "(Bearer|bearer|DPoP|dpop|Basic|AAuth|)",
+        token in "[A-Za-z0-9._~+/=-]{0,80}",
+        junk in "[ -~]{0,40}",
+    ) {
+        let mut h = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("{scheme} {token}")) {
+            h.insert(http::header::AUTHORIZATION, v);
+        }
+        match aauth_oauth::credential(&h) {
+            Ok(Some(aauth_oauth::Credential::Bearer(t) | aauth_oauth::Credential::Dpop(t))) => {
+                prop_assert_eq!(t, token.as_str());
+            }
+            Ok(Some(_)) => prop_assert!(false, "a credential of another kind"),
+            Ok(None) | Err(_) => {}
+        }
+        let mut j = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&junk) {
+            j.insert(http::header::AUTHORIZATION, v);
+        }
+        let _ = aauth_oauth::credential(&j);
+    }
+
+    #[test]
+    fn dpop_proofs_never_panic(s in "[A-Za-z0-9_.-]{0,300}") {
+        let _ = aauth_oauth::DpopProof::check(&s, "GET", "https://api.example/x", "t", 60, 5, UnixTime(NOW));
+    }
+}

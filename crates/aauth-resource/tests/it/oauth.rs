@@ -7,8 +7,8 @@ use std::sync::Arc;
 use aauth_headers::Scheme;
 use aauth_keys::{PrivateKey, Signer as _, base64url};
 use aauth_metadata::{CacheConfig, Fetch, FetchError, Fetched, HttpsUrl};
-use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, Issuer};
-use aauth_resource::{AAuthLayer, Access, OAuthAccess, Principal, RoutePolicy};
+use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, DpopCheck, Issuer};
+use aauth_resource::{AAuthLayer, Access, MemoryReplayStore, OAuthAccess, Principal, RoutePolicy};
 use aauth_test_support::NOW;
 use aauth_test_support::request::header;
 use aauth_test_support::service::Answering;
@@ -90,6 +90,15 @@ fn service(
     docs: AsDocs,
     scope: &str,
 ) -> (aauth_resource::AAuthService<Answering>, crate::World) {
+    service_with(calls, docs, scope, false)
+}
+
+fn service_with(
+    calls: &Answering,
+    docs: AsDocs,
+    scope: &str,
+    dpop: bool,
+) -> (aauth_resource::AAuthService<Answering>, crate::World) {
     let w = world();
     let verifier = AccessTokenVerifier::new(
         AccessTokenPolicy::new("https://resource.example"),
@@ -98,10 +107,16 @@ fn service(
         fixed_clock(),
         CacheConfig::default(),
     );
-    let oauth = OAuthAccess::new(Arc::new(verifier))
+    let mut oauth = OAuthAccess::new(Arc::new(verifier))
         .require_scope(scope)
         .realm("resource.example")
         .resource_metadata(METADATA);
+    if dpop {
+        oauth = oauth.dpop(DpopCheck::new(
+            "https://resource.example",
+            Arc::new(MemoryReplayStore::new(1000)),
+        ));
+    }
     let layer = AAuthLayer::new(
         w.resource.route(RoutePolicy::new(Access::AgentToken)),
         fixed_clock(),
@@ -270,7 +285,7 @@ async fn malformed_or_ambiguous_credentials_are_400() {
 }
 
 #[tokio::test]
-async fn a_dpop_token_is_refused_until_proofs_are_checked() {
+async fn a_dpop_token_is_refused_on_a_route_without_dpop() {
     let calls = handler();
     let (mut svc, _) = service(&calls, AsDocs(Some(as_key())), "read");
     let mut req = bearer(&good_token());
@@ -313,4 +328,225 @@ async fn an_unreachable_authorization_server_is_503_not_a_challenge() {
     assert_eq!(header(&h, "retry-after"), "5");
     assert!(h.get("www-authenticate").is_none());
     assert_eq!(calls.calls(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// DPoP (RFC 9449)
+// ---------------------------------------------------------------------------------------
+
+/// The DPoP client's key.
+fn client_key() -> PrivateKey {
+    PrivateKey::es256_from_scalar(&[6; 32]).unwrap()
+}
+
+/// An access token bound to `key` (`cnf.jkt`).
+fn bound_token(key: &PrivateKey) -> String {
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": key.public_key().thumbprint().as_str()});
+    access_token(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "es"}), &c)
+}
+
+/// A proof by `key` with `claims` changed by `edit`.
+fn proof(key: &PrivateKey, token: &str, jti: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let header = json!({
+        "typ": "dpop+jwt", "alg": "ES256",
+        "jwk": serde_json::from_str::<Value>(&key.public_key().to_jwk().to_json()).unwrap(),
+    });
+    let mut c = json!({
+        "jti": jti, "htm": "GET", "htu": "https://resource.example/data",
+        "iat": NOW.as_secs(),
+        "ath": base64url::encode(&aauth_keys::digest::sha256(token.as_bytes())),
+    });
+    edit(&mut c);
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(c.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", base64url::encode(&sig))
+}
+
+fn dpop_request(token: &str, proof: Option<&str>) -> Request<http_body_util::Full<bytes::Bytes>> {
+    let mut b = Request::get("/data")
+        .header("host", "resource.example")
+        .header("authorization", format!("DPoP {token}"));
+    if let Some(p) = proof {
+        b = b.header("dpop", p);
+    }
+    full(b.body(Vec::new()).unwrap())
+}
+
+#[tokio::test]
+async fn an_agent_a_bearer_client_and_a_dpop_client_on_one_route() {
+    let calls = handler();
+    let (mut svc, w) = service_with(&calls, AsDocs(Some(as_key())), "read", true);
+    let agent = signed(
+        "GET",
+        "/data",
+        b"",
+        &w.agent,
+        &Scheme::jwt(w.agent_token(3600)),
+    );
+    assert_eq!(send(&mut svc, agent).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&mut svc, bearer(&good_token())).await.0,
+        StatusCode::OK
+    );
+    let key = client_key();
+    let token = bound_token(&key);
+    let (status, _, body) = send(
+        &mut svc,
+        dpop_request(&token, Some(&proof(&key, &token, "p-1", |_| {}))),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "client svc-1 read write")
+    );
+    assert_eq!(calls.calls(), 3);
+    // Every 401 now names both OAuth schemes beside AAuth's.
+    let bare = full(
+        Request::get("/data")
+            .header("host", "resource.example")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    let (_, h, _) = send(&mut svc, bare).await;
+    let challenges: Vec<_> = h
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges[0].starts_with("Bearer "));
+    assert!(
+        challenges[1].starts_with("DPoP ")
+            && challenges[1].contains(r#"algs="ES256 EdDSA PS256 RS256""#),
+        "{challenges:?}"
+    );
+}
+
+#[tokio::test]
+async fn dpop_proofs_are_refused_where_rfc_9449_says() {
+    let calls = handler();
+    let (mut svc, _) = service_with(&calls, AsDocs(Some(as_key())), "read", true);
+    let key = client_key();
+    let token = bound_token(&key);
+    let good = proof(&key, &token, "p-1", |_| {});
+    assert_eq!(
+        send(&mut svc, dpop_request(&token, Some(&good))).await.0,
+        StatusCode::OK
+    );
+    let stranger = PrivateKey::es256_from_scalar(&[7; 32]).unwrap();
+    let unbound = good_token();
+    let cases: Vec<(&str, Request<_>, &str)> = vec![
+        (
+            "replayed",
+            dpop_request(&token, Some(&good)),
+            "invalid_dpop_proof",
+        ),
+        ("no proof", dpop_request(&token, None), "invalid_dpop_proof"),
+        (
+            "another method",
+            dpop_request(
+                &token,
+                Some(&proof(&key, &token, "p-2", |c| c["htm"] = json!("POST"))),
+            ),
+            "invalid_dpop_proof",
+        ),
+        (
+            "another URL",
+            dpop_request(
+                &token,
+                Some(&proof(&key, &token, "p-3", |c| {
+                    c["htu"] = json!("https://resource.example/other");
+                })),
+            ),
+            "invalid_dpop_proof",
+        ),
+        (
+            "stale",
+            dpop_request(
+                &token,
+                Some(&proof(&key, &token, "p-4", |c| {
+                    c["iat"] = json!(NOW.as_secs() - 600);
+                })),
+            ),
+            "invalid_dpop_proof",
+        ),
+        (
+            "another token's hash",
+            dpop_request(&token, Some(&proof(&key, &good_token(), "p-5", |_| {}))),
+            "invalid_dpop_proof",
+        ),
+        (
+            "another key",
+            dpop_request(&token, Some(&proof(&stranger, &token, "p-6", |_| {}))),
+            "invalid_token",
+        ),
+        (
+            "an unbound token",
+            dpop_request(&unbound, Some(&proof(&key, &unbound, "p-7", |_| {}))),
+            "invalid_token",
+        ),
+    ];
+    for (what, req, code) in cases {
+        let (status, h, body) = send(&mut svc, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        let dpop = h
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|v| v.starts_with("DPoP "))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            dpop.contains(&format!(r#"error="{code}""#)),
+            "{what}: {dpop}"
+        );
+    }
+    // The bound token sent as a bearer token: refused on the Bearer side.
+    let (status, h, _) = send(&mut svc, bearer(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(header(&h, "www-authenticate").contains(r#"error="invalid_token""#));
+    assert_eq!(calls.calls(), 1);
+}
+
+#[test]
+fn proof_uris_compare_as_rfc_9449_says() {
+    let key = client_key();
+    let token = bound_token(&key);
+    let check = |htu: &str, uri: &str| {
+        let p = proof(&key, &token, "x", |c| c["htu"] = json!(htu));
+        aauth_oauth::DpopProof::check(&p, "GET", uri, &token, 60, 5, NOW).is_ok()
+    };
+    assert!(check(
+        "https://resource.example/data",
+        "https://resource.example/data?x=1"
+    ));
+    assert!(check(
+        "https://Resource.Example:443/data",
+        "https://resource.example/data"
+    ));
+    assert!(check(
+        "https://resource.example/data#f",
+        "https://resource.example/data"
+    ));
+    assert!(!check(
+        "https://resource.example/Data",
+        "https://resource.example/data"
+    ));
+    assert!(!check(
+        "http://resource.example/data",
+        "https://resource.example/data"
+    ));
+    assert!(!check(
+        "https://resource.example:8443/data",
+        "https://resource.example/data"
+    ));
+    assert!(!check(
+        "https://user@resource.example/data",
+        "https://resource.example/data"
+    ));
 }
