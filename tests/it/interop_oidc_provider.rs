@@ -15,7 +15,12 @@
 //!   or `HS256`, with a changed signature, and when a route needs a scope it lacks;
 //! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token, and with a proof by its
 //!   key (RFC 9449) our check accepts it once and refuses the replay;
-//! - an opaque token is not a JWT access token.
+//! - an opaque token is not a JWT access token;
+//! - our client-credentials source (`aauth_oauth::ClientCredentials`) obtains tokens with
+//!   `client_secret_basic`, `client_secret_post` and `private_key_jwt`, caches them,
+//!   refreshes four-second tokens at half their life, keeps serving its token while the
+//!   server is stopped until it expires, then fails with a typed error; the server's own
+//!   refusals (`invalid_client`, `invalid_target`) come back typed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +31,10 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, FixedClock, SystemClock};
 use aauth_keys::{Algorithm, PrivateKey, Signer as _};
 use aauth_metadata::CacheConfig;
-use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, DpopCheck, Issuer, OAuthError};
+use aauth_oauth::{
+    AccessTokenPolicy, AccessTokenVerifier, ClientAuth, ClientConfig, ClientCredentials,
+    ClientError, DpopCheck, Issuer, OAuthError,
+};
 use aauth_resource::MemoryReplayStore;
 use aauth_tokens::ServerId;
 use serde_json::{Value, json};
@@ -50,12 +58,19 @@ struct Setup {
 }
 
 async fn setup() -> Option<Setup> {
+    setup_with(&[]).await
+}
+
+/// As [`setup`], with more of `run.mjs`'s environment.
+async fn setup_with(env: &[(&str, &str)]) -> Option<Setup> {
     if !OIDC_PROVIDER.available() {
         return None;
     }
+    let mut all = vec![("ISSUER", OP)];
+    all.extend_from_slice(env);
     let peer = NodePeer::start(
         OIDC_PROVIDER,
-        &[("ISSUER", OP)],
+        &all,
         "listening on http://127.0.0.1:",
         "op.example",
         "/.well-known/openid-configuration",
@@ -384,4 +399,129 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
             .await,
         Err(OAuthError::DpopProof { .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Our client-credentials token source against the peer's token endpoint
+// ---------------------------------------------------------------------------------------
+
+fn client(s: &Setup, auth: ClientAuth, resource: &str) -> Arc<ClientCredentials> {
+    let config = ClientConfig::new(
+        aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
+        auth,
+    )
+    .scope("read")
+    .resource(resource);
+    Arc::new(ClientCredentials::new(
+        config,
+        s.world.agent_transport_allowing(&["op.example"]),
+        Arc::new(SystemClock),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_issues_our_client_tokens_by_each_authentication_method() {
+    let jwt_key = Arc::new(PrivateKey::generate(Algorithm::Es256, &mut OsRandom).expect("a key"));
+    let jwks = format!(
+        r#"{{"keys":[{}]}}"#,
+        jwt_key.public_key().to_jwk().with_kid("c1").to_json()
+    );
+    let Some(s) = setup_with(&[("JWT_CLIENT_JWKS", jwks.as_str())]).await else {
+        return;
+    };
+    let verifier = s.verifier(API, Arc::new(SystemClock));
+    for auth in [
+        ClientAuth::SecretBasic {
+            client_id: "basic-client".to_owned(),
+            secret: SECRET.to_owned(),
+        },
+        ClientAuth::SecretPost {
+            client_id: "post-client".to_owned(),
+            secret: SECRET.to_owned(),
+        },
+        ClientAuth::PrivateKeyJwt {
+            client_id: "jwt-client".to_owned(),
+            key: jwt_key.clone(),
+            kid: "c1".to_owned(),
+        },
+    ] {
+        let who = format!("{auth:?}");
+        let c = client(&s, auth, API);
+        let token = c
+            .token()
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}\n{}", s.peer.log_text()));
+        assert_eq!(token.token_type, "Bearer", "{who}");
+        // The resource side of this workspace accepts what the client side obtained.
+        let claims = verifier
+            .verify_bearer(&token.access_token)
+            .await
+            .expect("verifies");
+        assert_eq!(claims.client_id(), Some(c.client_id()), "{who}");
+        // Cached: a second call sends nothing.
+        c.token().await.expect("cached");
+        assert_eq!(c.fetches(), 1, "{who}");
+    }
+    // A wrong secret: the server's own error, typed, not retried.
+    let wrong = client(
+        &s,
+        ClientAuth::SecretBasic {
+            client_id: "basic-client".to_owned(),
+            secret: "wrong".to_owned(),
+        },
+        API,
+    );
+    let e = wrong.token().await.expect_err("refused");
+    assert_eq!(e.code(), "invalid_client", "{e}");
+    assert_eq!(wrong.fetches(), 1);
+    // An unknown resource: invalid_target.
+    let other = client(
+        &s,
+        ClientAuth::SecretBasic {
+            client_id: "basic-client".to_owned(),
+            secret: SECRET.to_owned(),
+        },
+        "https://unknown.example",
+    );
+    assert_eq!(
+        other.token().await.expect_err("refused").code(),
+        "invalid_target"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_short_tokens_are_refreshed_and_outlive_a_stopped_server_until_expiry() {
+    // Four-second tokens: refreshed after two seconds (half their life).
+    let Some(mut s) = setup_with(&[("ACCESS_TOKEN_TTL", "4")]).await else {
+        return;
+    };
+    let c = client(
+        &s,
+        ClientAuth::SecretBasic {
+            client_id: "basic-client".to_owned(),
+            secret: SECRET.to_owned(),
+        },
+        API,
+    );
+    let first = c.token().await.expect("a token");
+    assert_eq!(first.expires_at.as_secs() - first.received_at.as_secs(), 4);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let second = c.token().await.expect("a refreshed token");
+    assert_ne!(first.access_token, second.access_token);
+    assert_eq!(c.fetches(), 2);
+    // The server stops. Past the refresh point the held token is still served...
+    s.peer.stop();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let held = c.token().await.expect("the held token while it lasts");
+    assert_eq!(held.access_token, second.access_token);
+    // ...and once it has expired, the typed error.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let e = c.token().await.expect_err("no token left");
+    assert!(
+        matches!(
+            e,
+            ClientError::Unavailable { .. } | ClientError::CircuitOpen { .. }
+        ),
+        "{e:?}"
+    );
 }

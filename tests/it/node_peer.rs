@@ -191,6 +191,12 @@ impl NodePeer {
         }
     }
 
+    /// Stops the process (as a server that goes down).
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

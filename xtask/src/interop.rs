@@ -26,7 +26,7 @@ const OP: &str = "oidc-provider 9.13.3 (OAuth AS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 31] = [
+const ROWS: [Row; 33] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -242,6 +242,20 @@ const ROWS: [Row; 31] = [
         OP,
         "we verify the peer's",
         "DPoP-bound: proof checked, bearer no",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_issues_our_client_tokens_by_each_authentication_method",
+        OP,
+        "peer issues to ours",
+        "client credentials: basic, post, key JWT",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_short_tokens_are_refreshed_and_outlive_a_stopped_server_until_expiry",
+        OP,
+        "peer issues to ours",
+        "refresh ahead; server down: stale, then error",
         Kind::Check,
     ),
 ];

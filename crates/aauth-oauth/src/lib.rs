@@ -26,6 +26,7 @@
 
 mod bearer;
 mod claims;
+mod client;
 mod dpop;
 mod error;
 mod jwt;
@@ -34,6 +35,10 @@ mod verifier;
 
 pub use bearer::{Credential, VerifyAccessToken, credential};
 pub use claims::AccessTokenClaims;
+pub use client::{
+    BearerLayer, BearerService, BearerServiceError, ClientAuth, ClientConfig, ClientCredentials,
+    ClientError, IssuedToken,
+};
 pub use dpop::{DpopCheck, DpopProof, MAX_JTI_LEN};
 pub use error::{BearerChallenge, OAuthError};
 pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};

@@ -11,6 +11,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod client;
 mod keys;
 mod support;
 mod tokens;

@@ -1,0 +1,751 @@
+//! The client side: access tokens by the client-credentials grant (RFC 6749 §4.4), cached
+//! and refreshed before they expire.
+//!
+//! [`ClientCredentials::token`]:
+//! - serves the cached token while it is fresh: until `refresh_margin` (60 s by default,
+//!   at most half the token's lifetime) before it expires; that path takes one lock and
+//!   clones an `Arc`;
+//! - otherwise fetches a new one, one fetch for all the callers waiting at that moment
+//!   (they share its result);
+//! - authenticates as `client_secret_basic`, `client_secret_post` or `private_key_jwt`
+//!   (RFC 7523 §2.2; the assertion signed by an Ed25519 or P-256 key, a fresh `jti`, a
+//!   one-minute lifetime, `aud` the token endpoint);
+//! - retries what may succeed later (a transport failure, `429`, `5xx`, honouring
+//!   `Retry-After`) with the workspace's `RetryPolicy`, and stops asking after repeated
+//!   failures (the `CircuitBreaker`; half-open after `open_for`);
+//! - when the server cannot be reached, keeps serving the token it has until that token
+//!   expires, then fails with a typed error;
+//! - fails at once, never retrying, on the server's own refusal (`invalid_client`,
+//!   `invalid_scope`, …), with its `error` and `error_description`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aauth_keys::rand::{RandomSource, SharedRandom, random_id};
+use aauth_keys::time::{Clock, UnixTime};
+use aauth_keys::{Algorithm, Signer, base64url};
+use aauth_metadata::{
+    BreakerConfig, BreakerState, CircuitBreaker, FetchError, HttpsUrl, RetryPolicy, Transport,
+};
+use aauth_tokens::json::{Object, string_value, u64_value};
+use bytes::Bytes;
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+    SecretBasic {
+        /// `client_id`.
+        client_id: String,
+        /// The secret. Never printed by `Debug`.
+        secret: String,
+    },
+    /// The id and secret in the form body (RFC 6749 §2.3.1).
+    SecretPost {
+        /// `client_id`.
+        client_id: String,
+        /// The secret. Never printed by `Debug`.
+        secret: String,
+    },
+    /// A JWT assertion signed by the client's key (RFC 7523 §2.2, OpenID Connect
+    /// `private_key_jwt`).
+    PrivateKeyJwt {
+        /// `client_id`: the assertion's `iss` and `sub`.
+        client_id: String,
+        /// The client's key (Ed25519, written `EdDSA`, or ES256).
+        key: Arc<dyn Signer>,
+        /// The key's `kid` at the server.
+        kid: String,
+    },
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (method, id) = match self {
+            Self::SecretBasic { client_id, .. } => ("client_secret_basic", client_id),
+            Self::SecretPost { client_id, .. } => ("client_secret_post", client_id),
+            Self::PrivateKeyJwt { client_id, .. } => ("private_key_jwt", client_id),
+        };
+        f.debug_struct("ClientAuth")
+            .field("method", &method)
+            .field("client_id", id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAuth {
+    fn client_id(&self) -> &str {
+        match self {
+            Self::SecretBasic { client_id, .. }
+            | Self::SecretPost { client_id, .. }
+            | Self::PrivateKeyJwt { client_id, .. } => client_id,
+        }
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server refused (RFC 6749 §5.2): its `error` and `error_description`.
+    #[error("token endpoint refused ({status}): {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// `error` (`invalid_client`, `invalid_scope`, `unauthorized_client`, …).
+        error: String,
+        /// `error_description`.
+        description: Option<String>,
+    },
+    /// The server could not be reached or kept failing (after the retries).
+    #[error("token endpoint unavailable: {reason}")]
+    Unavailable {
+        /// The last failure.
+        reason: String,
+    },
+    /// The circuit is open after repeated failures: no request is sent until `until`.
+    #[error("token endpoint circuit open until {until}")]
+    CircuitOpen {
+        /// When a request may be tried again.
+        until: UnixTime,
+    },
+    /// The server answered `200` with something that is not a token response.
+    #[error("token response: {reason}")]
+    Response {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The client could not build its request (the assertion's signature, randomness).
+    #[error("token request: {reason}")]
+    Request {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// A stable code for logs and metrics.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Refused { error, .. } => error,
+            Self::Unavailable { .. } => "temporarily_unavailable",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::Response { .. } => "invalid_token_response",
+            Self::Request { .. } => "client_error",
+        }
+    }
+}
+
+/// A token obtained from the token endpoint.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuedToken {
+    /// The access token. Never printed by `Debug`.
+    pub access_token: String,
+    /// `token_type` (`Bearer`, or `DPoP` for a bound token).
+    pub token_type: String,
+    /// When it expires (`expires_in` after it was received).
+    pub expires_at: UnixTime,
+    /// When it was received.
+    pub received_at: UnixTime,
+    /// `scope`, when the server said (it may grant less than asked).
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to ask for, and how persistently.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The token endpoint.
+    pub token_endpoint: HttpsUrl,
+    /// How the client authenticates.
+    pub auth: ClientAuth,
+    /// `scope`, space-separated.
+    pub scope: Option<String>,
+    /// `resource` (RFC 8707): the API the token is for.
+    pub resource: Option<String>,
+    /// Refresh this long before expiry (default 60 s; at most half a token's lifetime).
+    pub refresh_margin: u64,
+    /// The lifetime assumed when the server sends no `expires_in` (default 300 s).
+    pub default_lifetime: u64,
+    /// Retries of one fetch.
+    pub retry: RetryPolicy,
+    /// When to stop asking a failing server.
+    pub breaker: BreakerConfig,
+}
+
+impl ClientConfig {
+    /// Tokens from `token_endpoint`, authenticated by `auth`; the defaults above.
+    #[must_use]
+    pub fn new(token_endpoint: HttpsUrl, auth: ClientAuth) -> Self {
+        Self {
+            token_endpoint,
+            auth,
+            scope: None,
+            resource: None,
+            refresh_margin: 60,
+            default_lifetime: 300,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+
+    /// Asks for `scope`.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Asks for a token for `resource` (RFC 8707).
+    #[must_use]
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Refreshes `seconds` before expiry.
+    #[must_use]
+    pub fn refresh_margin(mut self, seconds: u64) -> Self {
+        self.refresh_margin = seconds;
+        self
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    token: Option<Arc<IssuedToken>>,
+    breaker: CircuitBreaker,
+    fetches: u64,
+}
+
+/// A client-credentials token source. Cheap to share (`Arc`); see the module docs.
+///
+/// ```no_run
+/// # async fn demo(transport: std::sync::Arc<dyn aauth_metadata::Transport>) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use aauth_keys::time::SystemClock;
+/// use aauth_metadata::HttpsUrl;
+/// use aauth_oauth::{ClientAuth, ClientConfig, ClientCredentials};
+/// let tokens = ClientCredentials::new(
+///     ClientConfig::new(
+///         HttpsUrl::parse("https://login.example/token")?,
+///         ClientAuth::SecretBasic { client_id: "svc".into(), secret: "…".into() },
+///     )
+///     .scope("read")
+///     .resource("https://api.example"),
+///     transport,
+///     Arc::new(SystemClock),
+/// );
+/// let token = tokens.token().await?; // cached; refreshed 60 s before it expires
+/// # let _ = token; Ok(()) }
+/// ```
+pub struct ClientCredentials {
+    config: ClientConfig,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    random: SharedRandom,
+    state: Mutex<State>,
+    /// Held across one fetch: the callers that find the token stale wait for it.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("config", &self.config)
+            .field("state", &self.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// A token source for `config`, sending through `transport` (give it the egress-guarded
+    /// HTTPS client), timed by `clock`.
+    #[must_use]
+    pub fn new(config: ClientConfig, transport: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> Self {
+        let breaker = CircuitBreaker::new(config.breaker);
+        Self {
+            config,
+            transport,
+            clock,
+            random: SharedRandom::default(),
+            state: Mutex::new(State {
+                token: None,
+                breaker,
+                fetches: 0,
+            }),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many token requests were sent (retries included).
+    #[must_use]
+    pub fn fetches(&self) -> u64 {
+        self.lock().fetches
+    }
+
+    /// The breaker's state.
+    #[must_use]
+    pub fn breaker(&self) -> BreakerState {
+        self.lock().breaker.state()
+    }
+
+    /// The token to use now. See the module docs for when it is fetched.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`]: the server's refusal at once; `Unavailable` or `CircuitOpen` once
+    /// no unexpired token is left to serve.
+    pub async fn token(&self) -> Result<Arc<IssuedToken>, ClientError> {
+        if let Some(t) = self.fresh(self.clock.now()) {
+            return Ok(t);
+        }
+        let _one = self.fetching.lock().await;
+        // Another caller may have fetched while this one waited.
+        let now = self.clock.now();
+        if let Some(t) = self.fresh(now) {
+            return Ok(t);
+        }
+        match self.fetch().await {
+            Ok(t) => Ok(t),
+            Err(e @ ClientError::Refused { .. }) => Err(e),
+            Err(e) => {
+                // Stale-if-error: the token it has, until it expires.
+                let held = self.lock().token.clone();
+                match held {
+                    Some(t) if now < t.expires_at => Ok(t),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Forgets the cached token (after a resource said it is no longer valid): the next
+    /// [`ClientCredentials::token`] fetches.
+    pub fn invalidate(&self) {
+        self.lock().token = None;
+    }
+
+    fn fresh(&self, now: UnixTime) -> Option<Arc<IssuedToken>> {
+        let state = self.lock();
+        let t = state.token.as_ref()?;
+        let lifetime = t
+            .expires_at
+            .as_secs()
+            .saturating_sub(t.received_at.as_secs());
+        let margin = self.config.refresh_margin.min(lifetime / 2);
+        (now.as_secs() < t.expires_at.as_secs().saturating_sub(margin)).then(|| Arc::clone(t))
+    }
+
+    /// One fetch with its retries, through the breaker.
+    async fn fetch(&self) -> Result<Arc<IssuedToken>, ClientError> {
+        let mut attempt = 0u32;
+        loop {
+            let now = self.clock.now();
+            {
+                let mut state = self.lock();
+                if !state.breaker.allow(now) {
+                    let until = match state.breaker.state() {
+                        BreakerState::Open { until } => until,
+                        _ => now,
+                    };
+                    return Err(ClientError::CircuitOpen { until });
+                }
+                state.fetches += 1;
+            }
+            let outcome = self.request_once(now).await;
+            // A half-open breaker lets one probe through: its failure is not retried.
+            let probing = matches!(self.lock().breaker.state(), BreakerState::HalfOpen);
+            let retry = match &outcome {
+                Ok(_) | Err(Attempt::Final(_)) => None,
+                Err(Attempt::Transient(..)) if probing => None,
+                Err(Attempt::Transient(err, _)) => {
+                    let mut jitter = [0u8; 1];
+                    let _ = self.random.clone().fill(&mut jitter);
+                    self.config
+                        .retry
+                        .delay(attempt, err, f64::from(jitter[0]) / 255.0)
+                }
+            };
+            {
+                let mut state = self.lock();
+                match &outcome {
+                    Ok(t) => {
+                        state.breaker.record_success(now);
+                        state.token = Some(Arc::clone(t));
+                    }
+                    Err(Attempt::Final(ClientError::Refused { .. })) => {
+                        // The server answered: it is up.
+                        state.breaker.record_success(now);
+                    }
+                    Err(_) if retry.is_none() => state.breaker.record_failure(now),
+                    Err(_) => {}
+                }
+            }
+            match (outcome, retry) {
+                (Ok(t), _) => return Ok(t),
+                (Err(Attempt::Final(e)), _) => return Err(e),
+                (Err(Attempt::Transient(_, reason)), None) => {
+                    return Err(ClientError::Unavailable { reason });
+                }
+                (Err(Attempt::Transient(..)), Some(delay)) => {
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn request_once(&self, now: UnixTime) -> Result<Arc<IssuedToken>, Attempt> {
+        let req = self.build(now).map_err(Attempt::Final)?;
+        let resp = match self.transport.send(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Attempt::Transient(
+                    FetchError::Transport(e.reason.clone()),
+                    e.to_string(),
+                ));
+            }
+        };
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return parse_token(resp.body(), now, self.config.default_lifetime)
+                .map(Arc::new)
+                .map_err(Attempt::Final);
+        }
+        if status == 429 || status >= 500 {
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            return Err(Attempt::Transient(
+                FetchError::Status {
+                    status,
+                    retry_after,
+                },
+                format!("the token endpoint answered {status}"),
+            ));
+        }
+        Err(Attempt::Final(refusal(status, resp.body())))
+    }
+
+    fn build(&self, now: UnixTime) -> Result<http::Request<Bytes>, ClientError> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = &self.config.scope {
+            form.append_pair("scope", scope);
+        }
+        if let Some(resource) = &self.config.resource {
+            form.append_pair("resource", resource);
+        }
+        let mut req = http::Request::post(self.config.token_endpoint.as_str())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json");
+        match &self.config.auth {
+            ClientAuth::SecretBasic { client_id, secret } => {
+                // RFC 6749 §2.3.1: each part form-encoded, then Basic.
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let basic =
+                    base64_standard(format!("{}:{}", enc(client_id), enc(secret)).as_bytes());
+                let mut v =
+                    http::HeaderValue::from_str(&format!("Basic {basic}")).map_err(|e| {
+                        ClientError::Request {
+                            reason: e.to_string(),
+                        }
+                    })?;
+                v.set_sensitive(true);
+                req = req.header(http::header::AUTHORIZATION, v);
+            }
+            ClientAuth::SecretPost { client_id, secret } => {
+                form.append_pair("client_id", client_id);
+                form.append_pair("client_secret", secret);
+            }
+            ClientAuth::PrivateKeyJwt {
+                client_id,
+                key,
+                kid,
+            } => {
+                form.append_pair("client_id", client_id);
+                form.append_pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                );
+                form.append_pair(
+                    "client_assertion",
+                    &self.assertion(client_id, key.as_ref(), kid, now)?,
+                );
+            }
+        }
+        req.body(Bytes::from(form.finish()))
+            .map_err(|e| ClientError::Request {
+                reason: e.to_string(),
+            })
+    }
+
+    /// The RFC 7523 §3 client assertion.
+    fn assertion(
+        &self,
+        client_id: &str,
+        key: &dyn Signer,
+        kid: &str,
+        now: UnixTime,
+    ) -> Result<String, ClientError> {
+        let alg = match key.algorithm() {
+            Algorithm::Es256 => "ES256",
+            _ => "EdDSA",
+        };
+        let jti = random_id(&mut self.random.clone(), 16).map_err(|e| ClientError::Request {
+            reason: e.to_string(),
+        })?;
+        let header = format!(
+            r#"{{"alg":"{alg}","typ":"JWT","kid":{}}}"#,
+            json_string(kid)
+        );
+        let claims = format!(
+            r#"{{"iss":{id},"sub":{id},"aud":{aud},"jti":"{jti}","iat":{iat},"exp":{exp}}}"#,
+            id = json_string(client_id),
+            aud = json_string(self.config.token_endpoint.as_str()),
+            iat = now.as_secs(),
+            exp = now.as_secs() + 60,
+        );
+        let input = format!(
+            "{}.{}",
+            base64url::encode(header.as_bytes()),
+            base64url::encode(claims.as_bytes())
+        );
+        let sig = key
+            .sign(input.as_bytes())
+            .map_err(|e| ClientError::Request {
+                reason: e.to_string(),
+            })?;
+        Ok(format!("{input}.{}", base64url::encode(&sig)))
+    }
+
+    /// The client id this source authenticates as.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        self.config.auth.client_id()
+    }
+}
+
+/// One attempt's failure: worth retrying (with what the retry policy reads), or not.
+enum Attempt {
+    Transient(FetchError, String),
+    Final(ClientError),
+}
+
+/// A JSON string literal for `s`.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Standard base64 with padding (HTTP Basic).
+fn base64_standard(bytes: &[u8]) -> String {
+    let url = base64url::encode(bytes).replace('-', "+").replace('_', "/");
+    let pad = (4 - url.len() % 4) % 4;
+    format!("{url}{}", "=".repeat(pad))
+}
+
+/// RFC 6749 §5.1.
+fn parse_token(
+    body: &[u8],
+    now: UnixTime,
+    default_lifetime: u64,
+) -> Result<IssuedToken, ClientError> {
+    let bad = |reason: String| ClientError::Response { reason };
+    let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8".to_owned()))?;
+    let o = Object::parse(text).map_err(|e| bad(e.to_string()))?;
+    let string = |name: &str| -> Result<Option<String>, ClientError> {
+        o.get(name)
+            .map(|raw| string_value(raw).map(std::borrow::Cow::into_owned))
+            .transpose()
+            .map_err(|e| bad(format!("{name}: {e}")))
+    };
+    let access_token = string("access_token")?
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("access_token is absent".to_owned()))?;
+    let token_type = string("token_type")?.ok_or_else(|| bad("token_type is absent".to_owned()))?;
+    if !(token_type.eq_ignore_ascii_case("Bearer") || token_type.eq_ignore_ascii_case("DPoP")) {
+        return Err(bad(format!(
+            "token_type {token_type} is not Bearer or DPoP"
+        )));
+    }
+    let expires_in = o
+        .get("expires_in")
+        .map(u64_value)
+        .transpose()
+        .map_err(|e| bad(format!("expires_in: {e}")))?
+        .unwrap_or(default_lifetime);
+    Ok(IssuedToken {
+        access_token,
+        token_type,
+        expires_at: now.plus(expires_in),
+        received_at: now,
+        scope: string("scope")?,
+    })
+}
+
+/// RFC 6749 §5.2: the server's `error` and `error_description`, or the status alone.
+fn refusal(status: u16, body: &[u8]) -> ClientError {
+    let parsed = std::str::from_utf8(body)
+        .ok()
+        .and_then(|t| Object::parse(t).ok())
+        .map(|o| {
+            let get = |n: &str| {
+                o.get(n)
+                    .and_then(|r| string_value(r).ok())
+                    .map(std::borrow::Cow::into_owned)
+            };
+            (get("error"), get("error_description"))
+        });
+    let (error, description) = parsed.unwrap_or((None, None));
+    ClientError::Refused {
+        status,
+        error: error.unwrap_or_else(|| format!("http_{status}")),
+        description,
+    }
+}
+
+/// A tower layer that puts the client's access token on every outgoing request
+/// (`Authorization: Bearer`), from a [`ClientCredentials`]; when the API answers `401`
+/// with `error="invalid_token"`, the token is dropped and the request sent once more with
+/// a new one. Requests carry `Bytes` bodies, so the retry can resend them.
+#[derive(Debug, Clone)]
+pub struct BearerLayer {
+    tokens: Arc<ClientCredentials>,
+}
+
+impl BearerLayer {
+    /// Tokens from `tokens`.
+    #[must_use]
+    pub fn new(tokens: Arc<ClientCredentials>) -> Self {
+        Self { tokens }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for BearerLayer {
+    type Service = BearerService<S>;
+
+    fn layer(&self, inner: S) -> BearerService<S> {
+        BearerService {
+            inner,
+            tokens: Arc::clone(&self.tokens),
+        }
+    }
+}
+
+/// The service [`BearerLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct BearerService<S> {
+    inner: S,
+    tokens: Arc<ClientCredentials>,
+}
+
+/// Why a [`BearerService`] call failed: no token, or the inner service's error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerServiceError<E> {
+    /// No token could be had.
+    #[error(transparent)]
+    Token(ClientError),
+    /// The inner service failed.
+    #[error("{0}")]
+    Inner(E),
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower_service::Service<http::Request<Bytes>> for BearerService<S>
+where
+    S: tower_service::Service<http::Request<Bytes>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    B: Send + 'static,
+{
+    type Response = http::Response<B>;
+    type Error = BearerServiceError<S::Error>;
+    type Future = BoxFuture<Result<http::Response<B>, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(BearerServiceError::Inner)
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let tokens = Arc::clone(&self.tokens);
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let mut retried = false;
+            loop {
+                let token = tokens.token().await.map_err(BearerServiceError::Token)?;
+                let mut req = http::Request::from_parts(parts.clone(), body.clone());
+                let mut v = http::HeaderValue::from_str(&format!("Bearer {}", token.access_token))
+                    .map_err(|e| {
+                        BearerServiceError::Token(ClientError::Response {
+                            reason: format!("access_token is not a header value: {e}"),
+                        })
+                    })?;
+                v.set_sensitive(true);
+                req.headers_mut().insert(http::header::AUTHORIZATION, v);
+                std::future::poll_fn(|cx| inner.poll_ready(cx))
+                    .await
+                    .map_err(BearerServiceError::Inner)?;
+                let resp = inner.call(req).await.map_err(BearerServiceError::Inner)?;
+                let stale = resp.status() == http::StatusCode::UNAUTHORIZED
+                    && resp
+                        .headers()
+                        .get_all(http::header::WWW_AUTHENTICATE)
+                        .iter()
+                        .any(|v| {
+                            v.to_str().is_ok_and(|s| {
+                                s.starts_with("Bearer") && s.contains("error=\"invalid_token\"")
+                            })
+                        });
+                if !stale || retried {
+                    return Ok(resp);
+                }
+                tokens.invalidate();
+                retried = true;
+            }
+        })
+    }
+}

@@ -1,0 +1,471 @@
+//! The client-credentials token source against an in-memory token endpoint: each client
+//! authentication, the cache and its refresh ahead of expiry, one fetch for concurrent
+//! callers, retries, the breaker, stale-if-error, and typed refusals.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aauth_keys::time::{FixedClock, UnixTime};
+use aauth_keys::{PrivateKey, base64url};
+use aauth_metadata::{HttpsUrl, RetryPolicy, Transport, TransportError};
+use aauth_oauth::{ClientAuth, ClientConfig, ClientCredentials, ClientError};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::support::NOW;
+
+const ENDPOINT: &str = "https://as.example/token";
+
+/// What the endpoint answers next; the requests it received.
+#[derive(Default)]
+struct Endpoint {
+    answers: Mutex<VecDeque<Result<(u16, String), String>>>,
+    seen: Mutex<Vec<http::Request<Bytes>>>,
+    calls: AtomicUsize,
+    /// Answer every request with this when the queue is empty.
+    fallback: Mutex<Option<(u16, String)>>,
+}
+
+impl Endpoint {
+    fn answer(&self, status: u16, body: Value) -> &Self {
+        self.answers
+            .lock()
+            .unwrap()
+            .push_back(Ok((status, body.to_string())));
+        self
+    }
+
+    fn answer_raw(&self, status: u16, body: &str) -> &Self {
+        self.answers
+            .lock()
+            .unwrap()
+            .push_back(Ok((status, body.to_owned())));
+        self
+    }
+
+    fn down(&self, times: usize) -> &Self {
+        for _ in 0..times {
+            self.answers
+                .lock()
+                .unwrap()
+                .push_back(Err("connection refused".to_owned()));
+        }
+        self
+    }
+
+    fn always(&self, status: u16, body: Value) {
+        *self.fallback.lock().unwrap() = Some((status, body.to_string()));
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn form(&self, i: usize) -> Vec<(String, String)> {
+        let seen = self.seen.lock().unwrap();
+        form_urlencoded::parse(seen[i].body())
+            .into_owned()
+            .collect()
+    }
+
+    fn header(&self, i: usize, name: &str) -> Option<String> {
+        self.seen.lock().unwrap()[i]
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Endpoint {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(req.uri().to_string(), ENDPOINT);
+        self.seen.lock().unwrap().push(req);
+        // Let concurrent callers pile up behind the one fetch.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let next = self.answers.lock().unwrap().pop_front();
+        let next = next.unwrap_or_else(|| {
+            self.fallback
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or_else(|| "no answer queued".to_owned())
+        });
+        match next {
+            Ok((status, body)) => {
+                let mut r = http::Response::new(Bytes::from(body));
+                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                if status == 503 {
+                    r.headers_mut()
+                        .insert("retry-after", http::HeaderValue::from_static("0"));
+                }
+                Ok(r)
+            }
+            Err(reason) => Err(TransportError { reason }),
+        }
+    }
+}
+
+fn token_body(token: &str, expires_in: u64) -> Value {
+    json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": "read"})
+}
+
+fn source(
+    auth: ClientAuth,
+    endpoint: &Arc<Endpoint>,
+    clock: &Arc<FixedClock>,
+) -> Arc<ClientCredentials> {
+    let mut config = ClientConfig::new(HttpsUrl::parse(ENDPOINT).unwrap(), auth)
+        .scope("read")
+        .resource("https://api.example");
+    let mut retry = RetryPolicy::default();
+    retry.base_delay = Duration::from_millis(1);
+    retry.max_delay = Duration::from_millis(2);
+    config.retry = retry;
+    Arc::new(ClientCredentials::new(
+        config,
+        Arc::clone(endpoint) as Arc<dyn Transport>,
+        clock.clone(),
+    ))
+}
+
+fn basic() -> ClientAuth {
+    ClientAuth::SecretBasic {
+        client_id: "svc 1".to_owned(),
+        secret: "s3cr:t".to_owned(),
+    }
+}
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new(UnixTime(NOW)))
+}
+
+#[tokio::test]
+async fn client_secret_basic_and_post_send_what_rfc_6749_says() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("t1", 300));
+    let c = clock();
+    let t = source(basic(), &ep, &c).token().await.unwrap();
+    assert_eq!(
+        (t.access_token.as_str(), t.token_type.as_str()),
+        ("t1", "Bearer")
+    );
+    assert_eq!(t.expires_at, UnixTime(NOW + 300));
+    // Basic over the form-encoded id and secret (RFC 6749 §2.3.1).
+    let auth = ep.header(0, "authorization").unwrap();
+    let decoded = base64url::decode(
+        &auth["Basic ".len()..]
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(decoded).unwrap(), "svc+1:s3cr%3At");
+    let form = ep.form(0);
+    assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
+    assert!(form.contains(&("scope".into(), "read".into())));
+    assert!(form.contains(&("resource".into(), "https://api.example".into())));
+    assert!(!form.iter().any(|(k, _)| k == "client_secret"));
+
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("t2", 300));
+    let post = ClientAuth::SecretPost {
+        client_id: "svc".to_owned(),
+        secret: "pw".to_owned(),
+    };
+    source(post, &ep, &c).token().await.unwrap();
+    assert!(ep.header(0, "authorization").is_none());
+    let form = ep.form(0);
+    assert!(form.contains(&("client_id".into(), "svc".into())));
+    assert!(form.contains(&("client_secret".into(), "pw".into())));
+}
+
+#[tokio::test]
+async fn private_key_jwt_sends_a_signed_assertion_for_the_endpoint() {
+    let key = Arc::new(PrivateKey::es256_from_scalar(&[4; 32]).unwrap());
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("t", 300));
+    let auth = ClientAuth::PrivateKeyJwt {
+        client_id: "svc".to_owned(),
+        key: key.clone(),
+        kid: "k1".to_owned(),
+    };
+    source(auth, &ep, &clock()).token().await.unwrap();
+    let form = ep.form(0);
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        get("client_assertion_type"),
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let assertion = get("client_assertion");
+    let (input, sig) = assertion.rsplit_once('.').unwrap();
+    key.public_key()
+        .verify(input.as_bytes(), &base64url::decode(sig).unwrap())
+        .unwrap();
+    let (h, c) = input.split_once('.').unwrap();
+    let h: Value = serde_json::from_slice(&base64url::decode(h).unwrap()).unwrap();
+    let c: Value = serde_json::from_slice(&base64url::decode(c).unwrap()).unwrap();
+    assert_eq!(
+        (h["alg"].as_str(), h["kid"].as_str()),
+        (Some("ES256"), Some("k1"))
+    );
+    assert_eq!(
+        (c["iss"].as_str(), c["sub"].as_str()),
+        (Some("svc"), Some("svc"))
+    );
+    assert_eq!(c["aud"], ENDPOINT);
+    assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 60);
+    assert_eq!(c["jti"].as_str().unwrap().len(), 22);
+}
+
+#[tokio::test]
+async fn the_token_is_cached_and_refreshed_a_minute_before_it_expires() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("first", 300))
+        .answer(200, token_body("second", 300));
+    let c = clock();
+    let s = source(basic(), &ep, &c);
+    assert_eq!(s.token().await.unwrap().access_token, "first");
+    c.advance(Duration::from_secs(239));
+    assert_eq!(s.token().await.unwrap().access_token, "first");
+    assert_eq!(ep.calls(), 1);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(s.token().await.unwrap().access_token, "second");
+    assert_eq!(ep.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_short_lived_token_is_refreshed_at_half_its_life() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("a", 4))
+        .answer(200, token_body("b", 4));
+    let c = clock();
+    let s = source(basic(), &ep, &c);
+    assert_eq!(s.token().await.unwrap().access_token, "a");
+    c.advance(Duration::from_secs(1));
+    assert_eq!(s.token().await.unwrap().access_token, "a");
+    c.advance(Duration::from_secs(1));
+    assert_eq!(s.token().await.unwrap().access_token, "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_fetch() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("only", 300));
+    let s = source(basic(), &ep, &clock());
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.token().await.unwrap().access_token.clone() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "only");
+    }
+    assert_eq!(ep.calls(), 1);
+}
+
+#[tokio::test]
+async fn the_servers_refusal_is_typed_and_not_retried() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(
+        401,
+        json!({"error": "invalid_client", "error_description": "client authentication failed"}),
+    );
+    let s = source(basic(), &ep, &clock());
+    let e = s.token().await.unwrap_err();
+    assert_eq!(
+        e,
+        ClientError::Refused {
+            status: 401,
+            error: "invalid_client".to_owned(),
+            description: Some("client authentication failed".to_owned()),
+        }
+    );
+    assert_eq!(e.code(), "invalid_client");
+    assert_eq!(ep.calls(), 1);
+    // A refusal without a JSON body still says what happened.
+    ep.answer(400, json!("not an object"));
+    assert!(matches!(
+        s.token().await.unwrap_err(),
+        ClientError::Refused { status: 400, ref error, .. } if error == "http_400"
+    ));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_typed() {
+    let ep = Arc::new(Endpoint::default());
+    ep.down(1)
+        .answer(503, json!({}))
+        .answer(200, token_body("ok", 300));
+    let s = source(basic(), &ep, &clock());
+    assert_eq!(s.token().await.unwrap().access_token, "ok");
+    assert_eq!(ep.calls(), 3);
+    let ep = Arc::new(Endpoint::default());
+    ep.down(3);
+    let s = source(basic(), &ep, &clock());
+    assert!(matches!(
+        s.token().await.unwrap_err(),
+        ClientError::Unavailable { .. }
+    ));
+    assert_eq!(ep.calls(), 3, "three attempts, the retry policy's default");
+}
+
+#[tokio::test]
+async fn malformed_token_responses_are_typed() {
+    for body in [
+        json!({"token_type": "Bearer"}),
+        json!({"access_token": "t", "token_type": "mac"}),
+        json!({"access_token": "t", "token_type": "Bearer", "expires_in": "300"}),
+        json!(r#"{"access_token":"t","access_token":"u","token_type":"Bearer"}"#),
+    ] {
+        let ep = Arc::new(Endpoint::default());
+        match body.as_str() {
+            // Sent as written (a JSON value cannot hold a member twice).
+            Some(raw) => ep.answer_raw(200, raw),
+            None => ep.answer(200, body.clone()),
+        };
+        let e = source(basic(), &ep, &clock()).token().await.unwrap_err();
+        assert!(matches!(e, ClientError::Response { .. }), "{body}: {e:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_gets_the_stale_token_until_expiry_then_the_breaker() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("held", 300));
+    let c = clock();
+    let s = source(basic(), &ep, &c);
+    s.token().await.unwrap();
+    ep.always(503, json!({}));
+    // Past the refresh point: each call tries (three attempts), fails, serves the token.
+    c.advance(Duration::from_secs(250));
+    assert_eq!(s.token().await.unwrap().access_token, "held");
+    assert_eq!(ep.calls(), 1 + 3);
+    // Failures keep counting until the breaker opens (five by default); then no request
+    // is sent at all, and the held token is still served while it lasts.
+    for _ in 0..4 {
+        assert_eq!(s.token().await.unwrap().access_token, "held");
+    }
+    let sent = ep.calls();
+    assert!(matches!(
+        s.breaker(),
+        aauth_metadata::BreakerState::Open { .. }
+    ));
+    assert_eq!(s.token().await.unwrap().access_token, "held");
+    assert_eq!(ep.calls(), sent, "an open breaker sends nothing");
+    // Expired, and past the breaker's 30 s: one probe (not retried), which fails; then
+    // the breaker is open again and nothing is sent: each a typed error.
+    c.advance(Duration::from_secs(51));
+    let sent = ep.calls();
+    assert!(matches!(
+        s.token().await.unwrap_err(),
+        ClientError::Unavailable { .. }
+    ));
+    assert_eq!(ep.calls(), sent + 1, "a half-open breaker sends one probe");
+    assert!(matches!(
+        s.token().await.unwrap_err(),
+        ClientError::CircuitOpen { .. }
+    ));
+    assert_eq!(ep.calls(), sent + 1);
+    // The server recovers; once the breaker lets one request through, it closes.
+    ep.answer(200, token_body("fresh", 300));
+    c.advance(Duration::from_secs(30));
+    assert_eq!(s.token().await.unwrap().access_token, "fresh");
+    assert!(matches!(
+        s.breaker(),
+        aauth_metadata::BreakerState::Closed { failures: 0 }
+    ));
+}
+
+#[tokio::test]
+async fn secrets_never_reach_debug_output() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("the-token-value", 300));
+    let s = source(basic(), &ep, &clock());
+    let t = s.token().await.unwrap();
+    let shown = format!("{s:?} {t:?} {:?}", basic());
+    assert!(
+        !shown.contains("s3cr") && !shown.contains("the-token-value"),
+        "{shown}"
+    );
+}
+
+/// An API that refuses the first token it sees as `invalid_token`.
+#[derive(Clone, Default)]
+struct Api {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl tower_service::Service<http::Request<Bytes>> for Api {
+    type Response = http::Response<Bytes>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<http::Response<Bytes>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(auth);
+        let mut r = http::Response::new(req.into_body());
+        if seen.len() == 1 {
+            *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+            r.headers_mut().insert(
+                "www-authenticate",
+                http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+        }
+        std::future::ready(Ok(r))
+    }
+}
+
+#[tokio::test]
+async fn the_layer_puts_the_token_on_requests_and_renews_a_refused_one_once() {
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("old", 300))
+        .answer(200, token_body("new", 300));
+    let tokens = source(basic(), &ep, &clock());
+    let api = Api::default();
+    let mut svc = aauth_oauth::BearerLayer::new(tokens).layer(api.clone());
+    let resp = svc
+        .call(
+            http::Request::post("https://api.example/x")
+                .body(Bytes::from_static(b"body"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(resp.body().as_ref(), b"body", "the body is resent whole");
+    assert_eq!(*api.seen.lock().unwrap(), ["Bearer old", "Bearer new"]);
+    // Refused again: answered as it is, not retried forever.
+    let resp = svc
+        .call(
+            http::Request::get("https://api.example/y")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(ep.calls(), 2);
+}
