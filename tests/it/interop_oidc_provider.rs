@@ -16,6 +16,8 @@
 //! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token, and with a proof by its
 //!   key (RFC 9449) our check accepts it once and refuses the replay;
 //! - an opaque token is not a JWT access token;
+//! - opaque tokens are introspected (RFC 7662) by the `introspector` client, kept, refused
+//!   for another audience, and seen inactive once the client revoked them (RFC 7009);
 //! - our client-credentials source (`aauth_oauth::ClientCredentials`) obtains tokens with
 //!   `client_secret_basic`, `client_secret_post` and `private_key_jwt`, caches them,
 //!   refreshes four-second tokens at half their life, keeps serving its token while the
@@ -33,7 +35,7 @@ use aauth_keys::{Algorithm, PrivateKey, Signer as _};
 use aauth_metadata::CacheConfig;
 use aauth_oauth::{
     AccessTokenPolicy, AccessTokenVerifier, ClientAuth, ClientConfig, ClientCredentials,
-    ClientError, DpopCheck, Issuer, OAuthError,
+    ClientError, DpopCheck, Introspection, Issuer, OAuthError, VerifyAccessToken,
 };
 use aauth_resource::MemoryReplayStore;
 use aauth_tokens::ServerId;
@@ -524,4 +526,92 @@ async fn oidc_provider_short_tokens_are_refreshed_and_outlive_a_stopped_server_u
         ),
         "{e:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_opaque_tokens_are_introspected_kept_and_dropped_once_revoked() {
+    let Some(s) = setup().await else { return };
+    const OPAQUE: &str = "https://opaque.example";
+    let token = s.access_token("basic-client", OPAQUE, "read").await;
+    let introspection = |ttl: u64| {
+        Introspection::new(
+            aauth_metadata::HttpsUrl::parse(&format!("{OP}/token/introspection")).expect("a URL"),
+            ClientAuth::SecretBasic {
+                client_id: "introspector".to_owned(),
+                secret: SECRET.to_owned(),
+            },
+            OP,
+            OPAQUE,
+            s.world.agent_transport_allowing(&["op.example"]),
+            Arc::new(SystemClock),
+        )
+        .max_ttl(ttl)
+    };
+    let kept = introspection(60);
+    let claims = kept.verify_bearer(&token).await.expect("active");
+    assert_eq!(claims.client_id(), Some("basic-client"));
+    assert_eq!(claims.scope(), "read");
+    assert_eq!(kept.cached(), 1);
+    // For another resource, the same answer is refused (its aud is opaque.example).
+    let elsewhere = Introspection::new(
+        aauth_metadata::HttpsUrl::parse(&format!("{OP}/token/introspection")).expect("a URL"),
+        ClientAuth::SecretBasic {
+            client_id: "introspector".to_owned(),
+            secret: SECRET.to_owned(),
+        },
+        OP,
+        API,
+        s.world.agent_transport_allowing(&["op.example"]),
+        Arc::new(SystemClock),
+    );
+    assert!(matches!(
+        elsewhere.verify_bearer(&token).await,
+        Err(OAuthError::Audience { .. })
+    ));
+    // The client revokes its token (RFC 7009); an uncached check sees it inactive, the
+    // cached one keeps its answer until its cap (the documented window).
+    let body = format!("token={token}");
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/token/revocation")
+        .header(http::header::HOST, "op.example")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(
+            http::header::AUTHORIZATION,
+            format!(
+                "Basic {}",
+                base64_std(format!("basic-client:{SECRET}").as_bytes())
+            ),
+        )
+        .body(body.into_bytes())
+        .expect("a request");
+    let resp = forward(s.peer.port, req, Some("https"))
+        .await
+        .expect("revocation answers");
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
+    let e = introspection(0)
+        .verify_bearer(&token)
+        .await
+        .expect_err("revoked");
+    assert!(
+        matches!(
+            e,
+            OAuthError::Claim {
+                claim: "active",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    kept.verify_bearer(&token)
+        .await
+        .expect("kept until the cap");
 }

@@ -26,7 +26,7 @@ const OP: &str = "oidc-provider 9.13.3 (OAuth AS)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 33] = [
+const ROWS: [Row; 34] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -256,6 +256,13 @@ const ROWS: [Row; 33] = [
         OP,
         "peer issues to ours",
         "refresh ahead; server down: stale, then error",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_opaque_tokens_are_introspected_kept_and_dropped_once_revoked",
+        OP,
+        "we ask the peer",
+        "introspection: active, cached, revoked",
         Kind::Check,
     ),
 ];

@@ -51,6 +51,36 @@ impl Fetch for Docs {
     }
 }
 
+/// A token endpoint that always issues a five-minute token.
+struct TokenEndpoint;
+
+#[async_trait::async_trait]
+impl aauth_metadata::Transport for TokenEndpoint {
+    async fn send(
+        &self,
+        _: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, aauth_metadata::TransportError> {
+        Ok(http::Response::new(bytes::Bytes::from_static(
+            br#"{"access_token":"t","token_type":"Bearer","expires_in":300}"#,
+        )))
+    }
+}
+
+/// An introspection endpoint that says every token is active.
+struct Introspector;
+
+#[async_trait::async_trait]
+impl aauth_metadata::Transport for Introspector {
+    async fn send(
+        &self,
+        _: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, aauth_metadata::TransportError> {
+        let body = json!({"active": true, "iss": ISSUER, "aud": AUDIENCE, "client_id": "svc",
+            "scope": "read write", "exp": NOW + 3600, "iat": NOW - 5, "token_type": "Bearer"});
+        Ok(http::Response::new(bytes::Bytes::from(body.to_string())))
+    }
+}
+
 /// `(n, e)` of a PKCS#1 `RSAPublicKey` DER with two-byte lengths (a 2048-bit key).
 fn n_e(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     // SEQUENCE (82 LL LL) INTEGER n (82 LL LL, 00-led) INTEGER e (short)
@@ -195,6 +225,50 @@ fn main() {
                     .unwrap(),
             )
         });
+    });
+    // The client side: a cached client-credentials token (target < 1 µs).
+    let tokens = rt.block_on(async {
+        let t = aauth_oauth::ClientCredentials::new(
+            aauth_oauth::ClientConfig::new(
+                HttpsUrl::parse("https://op.example/token").unwrap(),
+                aauth_oauth::ClientAuth::SecretBasic {
+                    client_id: "svc".to_owned(),
+                    secret: "s".to_owned(),
+                },
+            ),
+            Arc::new(TokenEndpoint),
+            Arc::new(FixedClock::new(UnixTime(NOW))),
+        );
+        t.token().await.unwrap();
+        t
+    });
+    // Introspection: a kept answer (target < 2 µs).
+    let introspection = aauth_oauth::Introspection::new(
+        HttpsUrl::parse("https://op.example/introspect").unwrap(),
+        aauth_oauth::ClientAuth::SecretBasic {
+            client_id: "api".to_owned(),
+            secret: "s".to_owned(),
+        },
+        ISSUER,
+        AUDIENCE,
+        Arc::new(Introspector),
+        Arc::new(FixedClock::new(UnixTime(NOW))),
+    );
+    let opaque = "2YotnFZFEjr1zCsicMWpAA-opaque-access-token-value";
+    rt.block_on(introspection.introspect(opaque)).unwrap();
+    c.bench_function("introspection/cache_hit", |b| {
+        b.iter(|| {
+            black_box(
+                introspection
+                    .introspect(black_box(opaque))
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap(),
+            )
+        });
+    });
+    c.bench_function("client_credentials/cached_token", |b| {
+        b.iter(|| black_box(tokens.token().now_or_never().unwrap().unwrap()));
     });
     c.final_summary();
 

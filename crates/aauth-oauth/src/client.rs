@@ -455,91 +455,13 @@ impl ClientCredentials {
         if let Some(resource) = &self.config.resource {
             form.append_pair("resource", resource);
         }
-        let mut req = http::Request::post(self.config.token_endpoint.as_str())
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(http::header::ACCEPT, "application/json");
-        match &self.config.auth {
-            ClientAuth::SecretBasic { client_id, secret } => {
-                // RFC 6749 §2.3.1: each part form-encoded, then Basic.
-                let enc =
-                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let basic =
-                    base64_standard(format!("{}:{}", enc(client_id), enc(secret)).as_bytes());
-                let mut v =
-                    http::HeaderValue::from_str(&format!("Basic {basic}")).map_err(|e| {
-                        ClientError::Request {
-                            reason: e.to_string(),
-                        }
-                    })?;
-                v.set_sensitive(true);
-                req = req.header(http::header::AUTHORIZATION, v);
-            }
-            ClientAuth::SecretPost { client_id, secret } => {
-                form.append_pair("client_id", client_id);
-                form.append_pair("client_secret", secret);
-            }
-            ClientAuth::PrivateKeyJwt {
-                client_id,
-                key,
-                kid,
-            } => {
-                form.append_pair("client_id", client_id);
-                form.append_pair(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                );
-                form.append_pair(
-                    "client_assertion",
-                    &self.assertion(client_id, key.as_ref(), kid, now)?,
-                );
-            }
-        }
-        req.body(Bytes::from(form.finish()))
-            .map_err(|e| ClientError::Request {
-                reason: e.to_string(),
-            })
-    }
-
-    /// The RFC 7523 §3 client assertion.
-    fn assertion(
-        &self,
-        client_id: &str,
-        key: &dyn Signer,
-        kid: &str,
-        now: UnixTime,
-    ) -> Result<String, ClientError> {
-        let alg = match key.algorithm() {
-            Algorithm::Es256 => "ES256",
-            _ => "EdDSA",
-        };
-        let jti = random_id(&mut self.random.clone(), 16).map_err(|e| ClientError::Request {
-            reason: e.to_string(),
-        })?;
-        let header = format!(
-            r#"{{"alg":"{alg}","typ":"JWT","kid":{}}}"#,
-            json_string(kid)
-        );
-        let claims = format!(
-            r#"{{"iss":{id},"sub":{id},"aud":{aud},"jti":"{jti}","iat":{iat},"exp":{exp}}}"#,
-            id = json_string(client_id),
-            aud = json_string(self.config.token_endpoint.as_str()),
-            iat = now.as_secs(),
-            exp = now.as_secs() + 60,
-        );
-        let input = format!(
-            "{}.{}",
-            base64url::encode(header.as_bytes()),
-            base64url::encode(claims.as_bytes())
-        );
-        let sig = key
-            .sign(input.as_bytes())
-            .map_err(|e| ClientError::Request {
-                reason: e.to_string(),
-            })?;
-        Ok(format!("{input}.{}", base64url::encode(&sig)))
+        authenticated_post(
+            &self.config.token_endpoint,
+            &self.config.auth,
+            form,
+            &self.random,
+            now,
+        )
     }
 
     /// The client id this source authenticates as.
@@ -549,6 +471,98 @@ impl ClientCredentials {
     }
 }
 
+/// A form `POST` to `endpoint`, the client authenticated by `auth` (RFC 6749 §2.3.1,
+/// RFC 7523 §2.2): what the token and introspection endpoints take.
+pub(crate) fn authenticated_post(
+    endpoint: &HttpsUrl,
+    auth: &ClientAuth,
+    mut form: form_urlencoded::Serializer<'_, String>,
+    random: &SharedRandom,
+    now: UnixTime,
+) -> Result<http::Request<Bytes>, ClientError> {
+    let request_error = |e: &dyn std::fmt::Display| ClientError::Request {
+        reason: e.to_string(),
+    };
+    let mut req = http::Request::post(endpoint.as_str())
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(http::header::ACCEPT, "application/json");
+    match auth {
+        ClientAuth::SecretBasic { client_id, secret } => {
+            // RFC 6749 §2.3.1: each part form-encoded, then Basic.
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let basic = base64_standard(format!("{}:{}", enc(client_id), enc(secret)).as_bytes());
+            let mut v = http::HeaderValue::from_str(&format!("Basic {basic}"))
+                .map_err(|e| request_error(&e))?;
+            v.set_sensitive(true);
+            req = req.header(http::header::AUTHORIZATION, v);
+        }
+        ClientAuth::SecretPost { client_id, secret } => {
+            form.append_pair("client_id", client_id);
+            form.append_pair("client_secret", secret);
+        }
+        ClientAuth::PrivateKeyJwt {
+            client_id,
+            key,
+            kid,
+        } => {
+            form.append_pair("client_id", client_id);
+            form.append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            );
+            form.append_pair(
+                "client_assertion",
+                &assertion(endpoint, client_id, key.as_ref(), kid, random, now)?,
+            );
+        }
+    }
+    req.body(Bytes::from(form.finish()))
+        .map_err(|e| request_error(&e))
+}
+
+/// The RFC 7523 §3 client assertion for `endpoint`.
+fn assertion(
+    endpoint: &HttpsUrl,
+    client_id: &str,
+    key: &dyn Signer,
+    kid: &str,
+    random: &SharedRandom,
+    now: UnixTime,
+) -> Result<String, ClientError> {
+    let alg = match key.algorithm() {
+        Algorithm::Es256 => "ES256",
+        _ => "EdDSA",
+    };
+    let jti = random_id(&mut random.clone(), 16).map_err(|e| ClientError::Request {
+        reason: e.to_string(),
+    })?;
+    let header = format!(
+        r#"{{"alg":"{alg}","typ":"JWT","kid":{}}}"#,
+        json_string(kid)
+    );
+    let claims = format!(
+        r#"{{"iss":{id},"sub":{id},"aud":{aud},"jti":"{jti}","iat":{iat},"exp":{exp}}}"#,
+        id = json_string(client_id),
+        aud = json_string(endpoint.as_str()),
+        iat = now.as_secs(),
+        exp = now.as_secs() + 60,
+    );
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.as_bytes()),
+        base64url::encode(claims.as_bytes())
+    );
+    let sig = key
+        .sign(input.as_bytes())
+        .map_err(|e| ClientError::Request {
+            reason: e.to_string(),
+        })?;
+    Ok(format!("{input}.{}", base64url::encode(&sig)))
+}
+
 /// One attempt's failure: worth retrying (with what the retry policy reads), or not.
 enum Attempt {
     Transient(FetchError, String),
@@ -556,14 +570,14 @@ enum Attempt {
 }
 
 /// A JSON string literal for `s`.
-fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
             c => out.push(c),
         }
     }

@@ -29,6 +29,7 @@ mod claims;
 mod client;
 mod dpop;
 mod error;
+mod introspect;
 mod jwt;
 mod key;
 mod verifier;
@@ -41,6 +42,7 @@ pub use client::{
 };
 pub use dpop::{DpopCheck, DpopProof, MAX_JTI_LEN};
 pub use error::{BearerChallenge, OAuthError};
+pub use introspect::{DEFAULT_INTROSPECTION_ENTRIES, DEFAULT_INTROSPECTION_TTL, Introspection};
 pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
 pub use key::{
     AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,

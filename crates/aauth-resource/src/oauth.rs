@@ -63,6 +63,7 @@ pub struct OAuthAccess {
     realm: Option<String>,
     resource_metadata: Option<String>,
     dpop: Option<DpopCheck>,
+    opaque: Option<Arc<dyn VerifyAccessToken>>,
 }
 
 impl OAuthAccess {
@@ -76,6 +77,23 @@ impl OAuthAccess {
             realm: None,
             resource_metadata: None,
             dpop: None,
+            opaque: None,
+        }
+    }
+
+    /// Checks tokens that are not JWTs (no two `.`) with `opaque`, typically an
+    /// `aauth_oauth::Introspection` (RFC 7662); JWTs still go to the first verifier.
+    #[must_use]
+    pub fn opaque_tokens(mut self, opaque: Arc<dyn VerifyAccessToken>) -> Self {
+        self.opaque = Some(opaque);
+        self
+    }
+
+    /// The verifier for `token`: the introspecting one for an opaque token, if set.
+    fn verifier_for(&self, token: &str) -> &dyn VerifyAccessToken {
+        match &self.opaque {
+            Some(opaque) if token.bytes().filter(|&b| b == b'.').count() != 2 => opaque.as_ref(),
+            _ => self.verifier.as_ref(),
         }
     }
 
@@ -201,7 +219,7 @@ impl OAuthAccess {
                 false,
             )),
             Ok(Some(Credential::Bearer(token))) => self
-                .verifier
+                .verifier_for(token)
                 .verify_bearer(token)
                 .await
                 .map_err(|e| (e, false)),
@@ -260,7 +278,7 @@ impl OAuthAccess {
             .check(proof, parts.method.as_str(), parts.uri.path(), token, now)
             .map_err(|e| (e, true))?;
         let claims = self
-            .verifier
+            .verifier_for(token)
             .verify_token(token)
             .await
             .map_err(|e| (e, true))?;

@@ -12,6 +12,7 @@
 )]
 
 mod client;
+mod introspect;
 mod keys;
 mod support;
 mod tokens;

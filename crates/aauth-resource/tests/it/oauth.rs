@@ -550,3 +550,70 @@ fn proof_uris_compare_as_rfc_9449_says() {
         "https://resource.example/data"
     ));
 }
+
+/// An introspection endpoint that knows one opaque token.
+struct Introspector;
+
+#[async_trait::async_trait]
+impl aauth_metadata::Transport for Introspector {
+    async fn send(
+        &self,
+        req: Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, aauth_metadata::TransportError> {
+        let body = String::from_utf8_lossy(req.body()).into_owned();
+        let answer = if body.contains("token=opaque-good") {
+            json!({"active": true, "iss": AS, "aud": "https://resource.example",
+                   "client_id": "svc-2", "scope": "read", "exp": NOW.as_secs() + 300})
+        } else {
+            json!({"active": false})
+        };
+        Ok(http::Response::new(bytes::Bytes::from(answer.to_string())))
+    }
+}
+
+#[tokio::test]
+async fn opaque_tokens_go_to_introspection_and_jwts_to_the_signature() {
+    let calls = handler();
+    let w = world();
+    let jwt = AccessTokenVerifier::new(
+        AccessTokenPolicy::new("https://resource.example"),
+        [Issuer::discover(AS).unwrap()],
+        Arc::new(AsDocs(Some(as_key()))),
+        fixed_clock(),
+        CacheConfig::default(),
+    );
+    let introspection = aauth_oauth::Introspection::new(
+        HttpsUrl::parse("https://as.example/introspect").unwrap(),
+        aauth_oauth::ClientAuth::SecretBasic {
+            client_id: "resource".to_owned(),
+            secret: "pw".to_owned(),
+        },
+        AS,
+        "https://resource.example",
+        Arc::new(Introspector),
+        fixed_clock(),
+    );
+    let oauth = OAuthAccess::new(Arc::new(jwt))
+        .opaque_tokens(Arc::new(introspection))
+        .require_scope("read");
+    let mut svc = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .oauth(oauth)
+    .layer(calls.clone());
+    let (status, _, body) = send(&mut svc, bearer("opaque-good")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "client svc-2 read")
+    );
+    let (status, _, body) = send(&mut svc, bearer(&good_token())).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "client svc-1 read write")
+    );
+    let (status, h, _) = send(&mut svc, bearer("opaque-revoked")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(header(&h, "www-authenticate").contains(r#"error="invalid_token""#));
+    assert_eq!(calls.calls(), 2);
+}
