@@ -90,6 +90,15 @@ impl Published {
         }
     }
 
+    /// Also publishes the JSON document `json` at `path` (another protocol's metadata
+    /// beside AAuth's, such as RFC 9728 protected-resource metadata).
+    #[must_use]
+    pub fn json(mut self, path: &str, json: String) -> Self {
+        self.entries
+            .push((path.to_owned(), Body::Fixed(bytes::Bytes::from(json))));
+        self
+    }
+
     /// Also publishes `set` at `path` (the path of the document's `jwks_uri`).
     #[must_use]
     pub fn jwks(mut self, path: &str, set: &JwkSet) -> Self {

@@ -10,8 +10,21 @@
 //!   policy allows) checked sans-IO, cheap checks first, the algorithm decided by the key;
 //! - [`AccessTokenVerifier`]: discovery of each configured issuer's `jwks_uri` (RFC 8414,
 //!   then OpenID Connect), then key lookup and signature;
+//! - [`DpopCheck`]: DPoP proofs (RFC 9449) checked cheap-first, their `jti` recorded once
+//!   in the workspace's replay store, the proof's key compared with `cnf.jkt`;
+//! - [`Introspection`]: opaque tokens by RFC 7662, answers kept until the token's `exp`
+//!   or a cap, a bounded table, failures answered `503`;
+//! - [`ProtectedResourceMetadata`]: the RFC 9728 document a resource serves;
 //! - [`OAuthError`]: every failure typed, with its RFC 6750 code and status and its
-//!   `WWW-Authenticate` challenge, mapped in one place.
+//!   `WWW-Authenticate` challenge ([`BearerChallenge`]), mapped in one place;
+//! - the client side: [`ClientCredentials`] (RFC 6749 §4.4 with `client_secret_basic`,
+//!   `client_secret_post` or `private_key_jwt`; cached, refreshed ahead of expiry, one
+//!   fetch for concurrent callers, retries and the circuit breaker, stale-if-error until
+//!   expiry, [`ClientError`] typed) and [`BearerLayer`], a tower layer that puts its token
+//!   on outgoing requests.
+//!
+//! `aauth-resource`'s feature `oauth` puts the resource side on a route beside AAuth
+//! (`OAuthAccess`, `AAuthLayer::oauth`).
 //!
 //! ```
 //! use aauth_keys::time::UnixTime;
@@ -32,6 +45,7 @@ mod error;
 mod introspect;
 mod jwt;
 mod key;
+mod resource_metadata;
 mod verifier;
 
 pub use bearer::{Credential, VerifyAccessToken, credential};
@@ -47,4 +61,5 @@ pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
 pub use key::{
     AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,
 };
+pub use resource_metadata::ProtectedResourceMetadata;
 pub use verifier::{AccessTokenVerifier, Issuer};
