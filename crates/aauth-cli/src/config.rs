@@ -92,12 +92,22 @@
 //! [resource_proxy.sessions]              # sessions the upstream grants (x-aauth-grant-session)
 //! lifetime_secs = 3600
 //! roll = false                           # a new AAuth-Access on every session request
+//! [resource_proxy.oauth]                 # OAuth clients beside AAuth agents (routes with oauth_scope)
+//! issuers = ["https://login.example"]    # whose JWT access tokens (RFC 9068) are accepted
+//! # audience = "https://api.example"     # the tokens' aud (default: id)
+//! plain_jwt = false                      # also typ JWT (servers before RFC 9068)
+//! dpop = false                           # also DPoP-bound tokens (RFC 9449)
+//! # [resource_proxy.oauth.introspection] # opaque tokens (RFC 7662)
+//! # endpoint = "https://login.example/introspect"
+//! # client_id = "api"
+//! # client_secret_file = "introspect.secret"
 //! [[resource_proxy.routes]]              # the first route that matches wins; none is 404
 //! path = "/files/*"                      # exact, or a prefix ending in `/*`
 //! methods = ["GET", "HEAD"]              # absent: every method
 //! access = "auth-token"                  # or "agent-token", "person-token", "session-token"
 //! scope = "files.read"                   # what an auth-token route requires
 //! require_body_coverage = false          # content-type and content-digest signed
+//! # oauth_scope = "files.read"           # OAuth clients too, with these scopes ("" for any)
 //! ```
 
 use std::net::SocketAddr;
@@ -477,8 +487,52 @@ pub(crate) struct ResourceProxySection {
     /// and whether they roll.
     #[serde(default)]
     pub(crate) sessions: ProxySessions,
+    /// OAuth clients beside AAuth agents, on the routes that say `oauth_scope`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) oauth: Option<ProxyOAuth>,
     /// The routes, in order: the first that matches a request decides it.
     pub(crate) routes: Vec<ProxyRoute>,
+}
+
+/// `[resource_proxy.oauth]`: the OAuth authorization servers whose access tokens the
+/// routes with `oauth_scope` accept (`aauth_oauth`; decision 0017).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyOAuth {
+    /// The issuers whose JWT access tokens are accepted (their keys discovered through
+    /// RFC 8414 or OpenID Connect metadata).
+    pub(crate) issuers: Vec<String>,
+    /// The `aud` tokens must carry (default: the proxy's `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) audience: Option<String>,
+    /// Whether `typ` `JWT` (or none) passes beside RFC 9068's `at+jwt` (default false).
+    #[serde(default)]
+    pub(crate) plain_jwt: bool,
+    /// Whether DPoP-bound tokens are accepted (default false).
+    #[serde(default)]
+    pub(crate) dpop: bool,
+    /// Opaque tokens, checked at an introspection endpoint (RFC 7662).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) introspection: Option<ProxyIntrospection>,
+}
+
+/// `[resource_proxy.oauth.introspection]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyIntrospection {
+    /// The introspection endpoint (`https://`).
+    pub(crate) endpoint: String,
+    /// The proxy's client id there (`client_secret_basic`).
+    pub(crate) client_id: String,
+    /// A file holding its secret (one line).
+    pub(crate) client_secret_file: PathBuf,
+    /// How long an answer is kept at most, in seconds (default 60).
+    #[serde(default = "sixty")]
+    pub(crate) max_ttl_secs: u64,
+}
+
+fn sixty() -> u64 {
+    60
 }
 
 /// `[resource_proxy.sessions]`: the sessions of the session-token access mode (draft -11
@@ -541,6 +595,10 @@ pub(crate) struct ProxyRoute {
     /// body (a `Content-Digest` that is sent is checked either way).
     #[serde(default)]
     pub(crate) require_body_coverage: bool,
+    /// OAuth clients too (`[resource_proxy.oauth]`), their tokens granting these scopes
+    /// (space-separated; empty: any token of a trusted issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) oauth_scope: Option<String>,
 }
 
 /// The access modes a proxied route can require.
@@ -643,6 +701,14 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
     c.egress.ca_files.iter_mut().for_each(fix);
     if let Some(a) = &mut c.audit {
         a.operator_keys.iter_mut().for_each(fix);
+    }
+    if let Some(i) = c
+        .resource_proxy
+        .as_mut()
+        .and_then(|p| p.oauth.as_mut())
+        .and_then(|o| o.introspection.as_mut())
+    {
+        fix(&mut i.client_secret_file);
     }
     if let Some(pg) = &mut c.postgres {
         pg.password_file.iter_mut().for_each(fix);

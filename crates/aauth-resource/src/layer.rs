@@ -77,9 +77,15 @@ impl AAuthLayer {
         self
     }
 
+    /// The route's OAuth side, if it has one.
+    #[cfg(feature = "oauth")]
+    pub(crate) fn oauth_access(&self) -> Option<&crate::OAuthAccess> {
+        self.oauth.as_deref()
+    }
+
     /// `resp`, with the `Bearer` challenge added to a `401` when the route also takes
     /// OAuth tokens.
-    fn answer(&self, resp: Response<Bytes>) -> Response<Bytes> {
+    pub(crate) fn answer(&self, resp: Response<Bytes>) -> Response<Bytes> {
         #[cfg(feature = "oauth")]
         if let Some(oauth) = &self.oauth {
             return oauth.add_challenge(resp);
@@ -287,7 +293,7 @@ where
 /// An OAuth `401` with the route's `AAuth-Requirement` beside its `WWW-Authenticate`:
 /// the same answer an unsigned request gets, so an AAuth agent knows what to do too.
 #[cfg(feature = "oauth")]
-fn with_requirement(
+pub(crate) fn with_requirement(
     route: &Route,
     parts: &http::request::Parts,
     mut resp: Response<Bytes>,

@@ -192,8 +192,24 @@ where
         }
         Box::pin(async move {
             let mut parts = parts;
+            #[cfg(feature = "oauth")]
+            if let Some(oauth) = layer.oauth_access() {
+                match oauth.step(&parts, layer.now()).await {
+                    crate::oauth::OAuthStep::NotOAuth => {}
+                    crate::oauth::OAuthStep::Admit(caller) => {
+                        parts.extensions.insert(*caller);
+                        return inner
+                            .call(Request::from_parts(parts, ForwardBody::Streamed(body)))
+                            .await;
+                    }
+                    crate::oauth::OAuthStep::Refuse(resp) => {
+                        return Ok(crate::layer::with_requirement(layer.route(), &parts, resp)
+                            .map(ResB::from));
+                    }
+                }
+            }
             if let Some(refusal) = layer.route().precheck(&parts) {
-                return Ok(refusal.into_http_response().map(ResB::from));
+                return Ok(layer.answer(refusal.into_http_response()).map(ResB::from));
             }
             let now = layer.now();
             // The body plays no part: no coverage required, no digest to check.
@@ -206,12 +222,17 @@ where
                         .await?;
                     Ok(with_rolled(resp, rolled))
                 }
-                Outcome::AuthChallenge { resource_token, .. } => Ok(Refusal::Challenge {
-                    requirement: aauth_headers::Requirement::AuthToken { resource_token },
+                Outcome::AuthChallenge { resource_token, .. } => Ok(layer
+                    .answer(
+                        Refusal::Challenge {
+                            requirement: aauth_headers::Requirement::AuthToken { resource_token },
+                        }
+                        .into_http_response(),
+                    )
+                    .map(ResB::from)),
+                Outcome::Refuse(refusal) => {
+                    Ok(layer.answer(refusal.into_http_response()).map(ResB::from))
                 }
-                .into_http_response()
-                .map(ResB::from)),
-                Outcome::Refuse(refusal) => Ok(refusal.into_http_response().map(ResB::from)),
             }
         })
     }

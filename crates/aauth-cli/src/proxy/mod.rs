@@ -25,6 +25,7 @@
 //! route and answers `x-aauth-grant-session: SCOPE` when it is done.
 
 mod body;
+mod oauth;
 mod routes;
 mod sessions;
 mod shared;
@@ -161,22 +162,28 @@ pub(crate) async fn build(
             Arc::clone(both) as Arc<dyn aauth_signing::RevocationReplayStore>
         );
     }
-    let routes = served_routes(s, &resource, &clock, &upstream, &shared)?;
+    let oauth = oauth::base(s, &id, reach, &clock, shared.replay.as_ref())?;
+    let routes = served_routes(s, &resource, &clock, &upstream, &shared, oauth.as_ref())?;
     let person_routes = s
         .routes
         .iter()
         .any(|r| matches!(r.access, ProxyAccess::PersonToken | ProxyAccess::AuthToken));
     let revoke = revocation_endpoint(c, s, &id, reach, &clock, &shared)?;
+    let mut published = published(
+        c,
+        s,
+        &id,
+        signer.as_ref(),
+        kid,
+        person_routes,
+        revoke.is_some(),
+    )?;
+    if let Some(o) = &oauth {
+        let (path, json) = o.metadata();
+        published = published.json(&path, json);
+    }
     let own = Own {
-        published: published(
-            c,
-            s,
-            &id,
-            signer.as_ref(),
-            kid,
-            person_routes,
-            revoke.is_some(),
-        )?,
+        published,
         authorize: person_routes.then(|| resource.route(RoutePolicy::new(Access::PersonToken))),
         revoke,
     };
@@ -235,6 +242,7 @@ fn served_routes(
     clock: &Arc<dyn Clock>,
     upstream: &Upstream,
     shared: &shared::Shared,
+    oauth: Option<&oauth::OAuthBase>,
 ) -> Result<Vec<ServedRoute>, CliError> {
     let mut out = Vec::with_capacity(s.routes.len());
     for (i, r) in s.routes.iter().enumerate() {
@@ -243,6 +251,9 @@ fn served_routes(
             route = route.sessions(Arc::clone(&shared.sessions), s.sessions.roll);
         }
         let mut layer = AAuthLayer::new(route, Arc::clone(clock)).max_body(s.max_body_bytes);
+        if let Some(access) = oauth.and_then(|o| o.access(r)) {
+            layer = layer.oauth(access);
+        }
         let defers = s.defer_auth_token && r.access == ProxyAccess::AuthToken;
         if defers {
             let prefix = format!("{PENDING_PREFIX}{i}/");
@@ -304,6 +315,7 @@ pub(crate) fn check(c: &Config) -> Result<(), CliError> {
     for i in &s.revoking_issuers {
         server_id("resource_proxy.revoking_issuers", i)?;
     }
+    oauth::check(s)?;
     shared::check(c)
 }
 
@@ -457,7 +469,10 @@ impl Proxy {
 fn own_path(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/readyz" | "/.well-known/aauth-resource.json"
+        "/healthz"
+            | "/readyz"
+            | "/.well-known/aauth-resource.json"
+            | "/.well-known/oauth-protected-resource"
     ) || path.starts_with(OWN_PREFIX)
 }
 

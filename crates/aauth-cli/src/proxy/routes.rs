@@ -109,6 +109,7 @@ mod tests {
             access: crate::config::ProxyAccess::AgentToken,
             scope: None,
             require_body_coverage: false,
+            oauth_scope: None,
         }
     }
 

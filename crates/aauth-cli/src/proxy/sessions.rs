@@ -62,13 +62,14 @@ impl Grants {
     }
 
     /// Takes the upstream's grant, and any `AAuth-Access` it set itself, out of the
-    /// response `headers` (status `status`) to `admitted`; when it granted a session,
+    /// response `headers` (status `status`) to `admitted` (`None`: an OAuth client, which
+    /// sessions are not for); when it granted a session,
     /// keeps it and puts its token in `AAuth-Access`. A grant that cannot be honoured is
     /// logged and dropped (not to an agent, or on a response that is not a success); a
     /// malformed one is `502`, and a store that cannot keep it `503` with `Retry-After`.
     pub(crate) async fn apply(
         &self,
-        admitted: &Admitted,
+        admitted: Option<&Admitted>,
         status: StatusCode,
         headers: &mut HeaderMap,
     ) -> Result<(), Response<ProxyBody>> {
@@ -94,7 +95,9 @@ impl Grants {
             return Ok(());
         }
         let now = self.clock.now();
-        let Some(session) = admitted.session_for(scope, now.plus(self.lifetime_secs)) else {
+        let Some(session) =
+            admitted.and_then(|a| a.session_for(scope, now.plus(self.lifetime_secs)))
+        else {
             tracing::warn!("a session grant for a caller that is not an agent: dropped");
             return Ok(());
         };

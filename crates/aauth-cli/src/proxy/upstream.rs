@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aauth_resource::Admitted;
+use aauth_resource::{Admitted, OAuthCaller};
 use aauth_tokens::BoundToken;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -48,6 +48,23 @@ pub(crate) const TOKEN_JTI: HeaderName = HeaderName::from_static("x-aauth-token-
 
 /// The prefix of every header only the proxy may set.
 const IDENTITY_PREFIX: &str = "x-aauth-";
+/// An OAuth client's verified token: its issuer, client and subject (with `x-aauth-scope`
+/// and `x-aauth-token-jti`).
+pub(crate) const OAUTH_ISSUER: HeaderName = HeaderName::from_static("x-aauth-oauth-issuer");
+/// The `client_id` of an OAuth client's token.
+pub(crate) const OAUTH_CLIENT: HeaderName = HeaderName::from_static("x-aauth-oauth-client-id");
+/// The `sub` of an OAuth client's token.
+pub(crate) const OAUTH_SUB: HeaderName = HeaderName::from_static("x-aauth-oauth-sub");
+
+/// Who the resource layer admitted.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and matched in place, never stored or moved around"
+)]
+enum Caller {
+    AAuth(Admitted),
+    OAuth(OAuthCaller),
+}
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), beside
 /// those `Connection` names.
@@ -235,15 +252,20 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     };
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let Some(admitted) = parts.extensions.remove::<Admitted>() else {
-        // The resource layer always inserts it: a request without one was not admitted.
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, "not admitted");
+    let caller = match (
+        parts.extensions.remove::<Admitted>(),
+        parts.extensions.remove::<OAuthCaller>(),
+    ) {
+        (Some(a), _) => Caller::AAuth(a),
+        (None, Some(c)) => Caller::OAuth(c),
+        // The resource layer always inserts one: a request without was not admitted.
+        (None, None) => return problem(StatusCode::INTERNAL_SERVER_ERROR, "not admitted"),
     };
     let uri = match target(up, &parts.uri) {
         Ok(u) => u,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e),
     };
-    let mut headers = match upstream_headers(up, &mut parts, &admitted) {
+    let mut headers = match upstream_headers(up, &mut parts, &caller) {
         Ok(h) => h,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
@@ -302,7 +324,11 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
         }
     };
     let status = resp.status();
-    if let Err(refused) = up.grants.apply(&admitted, status, resp.headers_mut()).await {
+    let admitted = match &caller {
+        Caller::AAuth(a) => Some(a),
+        Caller::OAuth(_) => None,
+    };
+    if let Err(refused) = up.grants.apply(admitted, status, resp.headers_mut()).await {
         return refused;
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -330,7 +356,7 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
 fn upstream_headers(
     up: &Inner,
     parts: &mut http::request::Parts,
-    admitted: &Admitted,
+    caller: &Caller,
 ) -> Result<HeaderMap, String> {
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
@@ -362,11 +388,16 @@ fn upstream_headers(
     {
         headers.remove(header::AUTHORIZATION);
     }
+    // So is an OAuth token the proxy verified (the upstream gets the verified client).
+    if matches!(caller, Caller::OAuth(_)) {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove("dpop");
+    }
     if let Some(host) = original_host {
         headers.insert("x-forwarded-host", host);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static(up.proto));
-    add_identity(&mut headers, admitted)?;
+    add_identity(&mut headers, caller)?;
     Ok(headers)
 }
 
@@ -416,7 +447,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Drops every `x-aauth-*` header the client sent, then sets those the verified request
 /// gives.
-fn add_identity(headers: &mut HeaderMap, admitted: &Admitted) -> Result<(), String> {
+fn add_identity(headers: &mut HeaderMap, caller: &Caller) -> Result<(), String> {
     let spoofable: Vec<HeaderName> = headers
         .keys()
         .filter(|n| n.as_str().starts_with(IDENTITY_PREFIX))
@@ -431,6 +462,25 @@ fn add_identity(headers: &mut HeaderMap, admitted: &Admitted) -> Result<(), Stri
                 headers.insert(name.clone(), v);
             })
             .map_err(|_| format!("{name} cannot carry the verified value"))
+    };
+    let admitted = match caller {
+        Caller::AAuth(a) => a,
+        Caller::OAuth(OAuthCaller(claims)) => {
+            set(OAUTH_ISSUER, claims.issuer())?;
+            if let Some(client) = claims.client_id() {
+                set(OAUTH_CLIENT, client)?;
+            }
+            if let Some(sub) = claims.subject() {
+                set(OAUTH_SUB, sub)?;
+            }
+            if !claims.scope().is_empty() {
+                set(SCOPE, claims.scope())?;
+            }
+            if let Some(jti) = claims.jti() {
+                set(TOKEN_JTI, jti)?;
+            }
+            return Ok(());
+        }
     };
     if let Some(agent) = admitted.agent() {
         set(AGENT, agent.as_str())?;

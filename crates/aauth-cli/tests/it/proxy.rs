@@ -26,6 +26,7 @@ use crate::serve::{
 };
 use crate::{aauth, scratch, stdout};
 
+mod oauth;
 mod sessions;
 mod shared_store;
 mod websocket_h2;

@@ -1,0 +1,207 @@
+//! `[resource_proxy.oauth]`: OAuth clients beside AAuth agents on the routes that say
+//! `oauth_scope` (`aauth_resource::OAuthAccess`). Tokens of the configured issuers are
+//! verified through their discovered keys, opaque ones at the introspection endpoint when
+//! one is configured, DPoP-bound ones when `dpop` is on (their proofs' `jti`s in the same
+//! replay store as the AAuth signatures); the proxy publishes RFC 9728 metadata at
+//! `/.well-known/oauth-protected-resource` and names it in its challenges. The upstream
+//! receives the verified client in `x-aauth-oauth-*` headers, never the token.
+
+use std::sync::Arc;
+
+use aauth_keys::time::Clock;
+use aauth_metadata::{CacheConfig, HttpsUrl};
+use aauth_oauth::{
+    AccessTokenPolicy, AccessTokenVerifier, ClientAuth, DpopCheck, Introspection, Issuer,
+    ProtectedResourceMetadata, TokenTypes, VerifyAccessToken,
+};
+use aauth_resource::{MemoryReplayStore, OAuthAccess, ReplayStore};
+use aauth_tokens::ServerId;
+
+use crate::config::{ProxyOAuth, ProxyRoute, ResourceProxySection};
+use crate::error::CliError;
+
+/// How many DPoP proofs the proxy remembers when it keeps them in memory.
+const DPOP_PROOFS: usize = 100_000;
+
+/// What every OAuth route shares.
+pub(super) struct OAuthBase {
+    jwt: Arc<dyn VerifyAccessToken>,
+    opaque: Option<Arc<dyn VerifyAccessToken>>,
+    dpop: Option<DpopCheck>,
+    metadata: ProtectedResourceMetadata,
+    metadata_url: String,
+}
+
+fn usage(flag: &'static str, reason: String) -> CliError {
+    CliError::Usage { flag, reason }
+}
+
+/// The section's checks, without building anything (also `aauth config check`).
+pub(super) fn check(s: &ResourceProxySection) -> Result<(), CliError> {
+    let routes = s.routes.iter().any(|r| r.oauth_scope.is_some());
+    let Some(o) = &s.oauth else {
+        if routes {
+            return Err(usage(
+                "resource_proxy.oauth",
+                "a route has oauth_scope but there is no [resource_proxy.oauth] section".to_owned(),
+            ));
+        }
+        return Ok(());
+    };
+    if o.issuers.is_empty() {
+        return Err(usage(
+            "resource_proxy.oauth.issuers",
+            "no issuers: no OAuth token could ever be accepted".to_owned(),
+        ));
+    }
+    for i in &o.issuers {
+        Issuer::discover(i)
+            .map_err(|e| usage("resource_proxy.oauth.issuers", format!("{i}: {e}")))?;
+    }
+    if let Some(i) = &o.introspection {
+        HttpsUrl::endpoint(&i.endpoint).map_err(|e| {
+            usage(
+                "resource_proxy.oauth.introspection.endpoint",
+                format!("{}: {e}", i.endpoint),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// What `[resource_proxy.oauth]` configures, if it is there.
+pub(super) fn base(
+    s: &ResourceProxySection,
+    id: &ServerId,
+    reach: &crate::net::Reach,
+    clock: &Arc<dyn Clock>,
+    replay: Option<&Arc<dyn ReplayStore>>,
+) -> Result<Option<OAuthBase>, CliError> {
+    check(s)?;
+    let Some(o) = &s.oauth else {
+        return Ok(None);
+    };
+    let audience = o.audience.clone().unwrap_or_else(|| id.as_str().to_owned());
+    let mut policy = AccessTokenPolicy::new(audience.clone());
+    if o.plain_jwt {
+        policy = policy.with_types(TokenTypes::AtJwtOrPlain);
+    }
+    let issuers = o
+        .issuers
+        .iter()
+        .map(|i| {
+            Issuer::discover(i).map_err(|e| usage("resource_proxy.oauth.issuers", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let jwt = AccessTokenVerifier::new(
+        policy,
+        issuers,
+        Arc::new(reach.fetcher()),
+        Arc::clone(clock),
+        CacheConfig::default(),
+    );
+    let opaque = introspection(o, &audience, reach, clock)?;
+    let dpop = o.dpop.then(|| {
+        let store = replay.map_or_else(
+            || Arc::new(MemoryReplayStore::new(DPOP_PROOFS)) as Arc<dyn ReplayStore>,
+            Arc::clone,
+        );
+        DpopCheck::new(id.as_str(), store)
+    });
+    let mut metadata = ProtectedResourceMetadata::new(audience);
+    for i in &o.issuers {
+        metadata = metadata.authorization_server(i.clone());
+    }
+    let mut scopes: Vec<String> = s
+        .routes
+        .iter()
+        .filter_map(|r| r.oauth_scope.as_deref())
+        .flat_map(|v| v.split(' '))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    metadata = metadata.scopes(scopes);
+    if let Some(name) = &s.name {
+        metadata = metadata.name(name.clone());
+    }
+    if o.dpop {
+        metadata = metadata.dpop(false);
+    }
+    let metadata_url = format!(
+        "{}{}",
+        id.as_str().trim_end_matches('/'),
+        metadata.well_known_path()
+    );
+    Ok(Some(OAuthBase {
+        jwt: Arc::new(jwt),
+        opaque,
+        dpop,
+        metadata,
+        metadata_url,
+    }))
+}
+
+fn introspection(
+    o: &ProxyOAuth,
+    audience: &str,
+    reach: &crate::net::Reach,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<dyn VerifyAccessToken>>, CliError> {
+    let Some(i) = &o.introspection else {
+        return Ok(None);
+    };
+    let secret = std::fs::read_to_string(&i.client_secret_file)
+        .map_err(CliError::file(&i.client_secret_file))?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    if secret.is_empty() {
+        return Err(usage(
+            "resource_proxy.oauth.introspection.client_secret_file",
+            format!("{} is empty", i.client_secret_file.display()),
+        ));
+    }
+    let endpoint = HttpsUrl::endpoint(&i.endpoint)
+        .map_err(|e| usage("resource_proxy.oauth.introspection.endpoint", e.to_string()))?;
+    // The issuer the introspection endpoint speaks for: the first configured one (an
+    // answer naming another is refused).
+    let issuer = o.issuers.first().cloned().unwrap_or_default();
+    let introspection = Introspection::new(
+        endpoint,
+        ClientAuth::SecretBasic {
+            client_id: i.client_id.clone(),
+            secret,
+        },
+        issuer,
+        audience,
+        Arc::new(reach.https_client()),
+        Arc::clone(clock),
+    )
+    .max_ttl(i.max_ttl_secs);
+    Ok(Some(Arc::new(introspection)))
+}
+
+impl OAuthBase {
+    /// The OAuth side of route `r`, if it takes OAuth clients.
+    pub(super) fn access(&self, r: &ProxyRoute) -> Option<OAuthAccess> {
+        let scope = r.oauth_scope.as_deref()?;
+        let mut access =
+            OAuthAccess::new(Arc::clone(&self.jwt)).resource_metadata(self.metadata_url.clone());
+        for v in scope.split(' ').filter(|v| !v.is_empty()) {
+            access = access.require_scope(v);
+        }
+        if let Some(opaque) = &self.opaque {
+            access = access.opaque_tokens(Arc::clone(opaque));
+        }
+        if let Some(dpop) = &self.dpop {
+            access = access.dpop(dpop.clone());
+        }
+        Some(access)
+    }
+
+    /// The RFC 9728 document and where it is served.
+    pub(super) fn metadata(&self) -> (String, String) {
+        (self.metadata.well_known_path(), self.metadata.to_json())
+    }
+}

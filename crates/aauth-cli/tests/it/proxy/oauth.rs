@@ -1,0 +1,215 @@
+//! OAuth clients at the proxy (`[resource_proxy.oauth]`, a route's `oauth_scope`): a
+//! Bearer token of the configured issuer reaches the upstream as the verified client,
+//! never as the token; a bad one is refused with RFC 6750's answer beside the AAuth
+//! challenge; an AAuth agent still passes on the same route; the proxy publishes RFC 9728
+//! metadata.
+
+use std::collections::BTreeMap;
+
+use aauth_demos::world::documents;
+use aauth_keys::{Signer as _, base64url};
+use aauth_tokens::ServerId;
+use serde_json::json;
+
+use super::*;
+
+/// The authorization server's signing key.
+fn as_key() -> PrivateKey {
+    PrivateKey::es256_from_scalar(&[0x31; 32]).unwrap()
+}
+
+fn access_token(scope: &str, aud: &str) -> String {
+    let now = SystemClock.now().as_secs();
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "as-1"});
+    let claims = json!({
+        "iss": "https://as.example", "sub": "svc-7", "client_id": "svc-7", "aud": aud,
+        "scope": scope, "iat": now - 5, "exp": now + 300, "jti": "at-1",
+    });
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let sig = as_key().sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", base64url::encode(&sig))
+}
+
+fn bearer(path: &str, token: &str) -> http::Request<Vec<u8>> {
+    http::Request::get(format!("https://resource.example{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-aauth-oauth-client-id", "spoofed")
+        .body(Vec::new())
+        .unwrap()
+}
+
+struct OAuthSetup {
+    world: World,
+    proxy: Served,
+    seen: Arc<Seen>,
+    _provider: Served,
+}
+
+async fn start(name: &str) -> OAuthSetup {
+    let dir = scratch(name);
+    let world = World::new().unwrap();
+    let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
+    world.alias("agent.example", provider.addr);
+    // The OAuth authorization server: its metadata and keys over the world's TLS.
+    let jwks = format!(
+        r#"{{"keys":[{}]}}"#,
+        as_key().public_key().to_jwk().with_kid("as-1").to_json()
+    );
+    let docs = BTreeMap::from([
+        (
+            "/.well-known/oauth-authorization-server".to_owned(),
+            json!({"issuer": "https://as.example", "jwks_uri": "https://as.example/jwks"})
+                .to_string(),
+        ),
+        ("/jwks".to_owned(), jwks),
+    ]);
+    let as_addr = world
+        .serve(
+            &ServerId::parse("https://as.example").unwrap(),
+            documents(docs),
+        )
+        .await
+        .unwrap();
+    let (up, seen) = upstream().await;
+    let config = proxy_config(
+        &world,
+        &dir,
+        free_port(),
+        &format!("http://{up}"),
+        &[("agent.example", provider.addr), ("as.example", as_addr)],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "path = \"/agent/*\"\naccess = \"agent-token\"\n",
+        "path = \"/agent/*\"\naccess = \"agent-token\"\noauth_scope = \"files.read\"\n",
+    );
+    let text = format!("{text}[resource_proxy.oauth]\nissuers = [\"https://as.example\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let proxy = Served::start(&dir, "resource-proxy", &config);
+    world.alias("resource.example", proxy.addr);
+    OAuthSetup {
+        world,
+        proxy,
+        seen,
+        _provider: provider,
+    }
+}
+
+#[tokio::test]
+async fn an_oauth_client_reaches_the_upstream_as_its_verified_identity() {
+    let s = start("proxy-oauth-admit").await;
+    let token = access_token("files.read files.write", "https://resource.example");
+    let r = send_tls(&s.world, s.proxy.addr, bearer("/agent/hello", &token)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
+    let seen = s.seen.last();
+    assert_eq!(
+        seen["x-aauth-oauth-client-id"], "svc-7",
+        "the verified one, not the spoofed"
+    );
+    assert_eq!(seen["x-aauth-oauth-issuer"], "https://as.example");
+    assert_eq!(seen["x-aauth-oauth-sub"], "svc-7");
+    assert_eq!(seen["x-aauth-scope"], "files.read files.write");
+    assert!(
+        !seen.contains_key("authorization"),
+        "the token stays at the proxy: {seen:?}"
+    );
+    assert!(!seen.contains_key("x-aauth-agent"));
+    // An AAuth agent on the same route, as before.
+    let signed = signed_by(
+        0x22,
+        ("GET", "/agent/hello"),
+        &[],
+        b"",
+        &assistant_token_for(0x22),
+    );
+    let r = send_tls(&s.world, s.proxy.addr, signed).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
+    let seen = s.seen.last();
+    assert_eq!(seen["x-aauth-agent"], "aauth:assistant@agent.example");
+    assert!(!seen.contains_key("x-aauth-oauth-client-id"));
+}
+
+#[tokio::test]
+async fn bad_oauth_tokens_are_refused_at_the_proxy_with_both_challenges() {
+    let s = start("proxy-oauth-refuse").await;
+    let cases = [
+        (
+            "another audience",
+            access_token("files.read", "https://other.example"),
+            401,
+            "invalid_token",
+        ),
+        (
+            "a missing scope",
+            access_token("files.write", "https://resource.example"),
+            403,
+            "insufficient_scope",
+        ),
+        ("not a token", "garbage".to_owned(), 401, "invalid_token"),
+    ];
+    for (what, token, status, code) in cases {
+        let r = send_tls(&s.world, s.proxy.addr, bearer("/agent/hello", &token)).await;
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(
+            challenge.contains(&format!("error=\"{code}\"")),
+            "{what}: {challenge}"
+        );
+        assert!(
+            challenge.contains("resource_metadata=\"https://resource.example/.well-known/oauth-protected-resource\""),
+            "{challenge}"
+        );
+        if status == 401 {
+            assert_eq!(
+                r.headers()["aauth-requirement"],
+                "requirement=agent-token",
+                "{what}"
+            );
+        }
+    }
+    // A route without oauth_scope takes no OAuth token: the AAuth answer alone.
+    let token = access_token("files.read", "https://resource.example");
+    let r = send_tls(&s.world, s.proxy.addr, bearer("/files/a", &token)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!r.headers().contains_key("www-authenticate"));
+    assert_eq!(s.seen.calls(), 0);
+}
+
+#[tokio::test]
+async fn the_proxy_publishes_protected_resource_metadata() {
+    let s = start("proxy-oauth-metadata").await;
+    let req = http::Request::get("https://resource.example/.well-known/oauth-protected-resource")
+        .body(Vec::new())
+        .unwrap();
+    let r = send_tls(&s.world, s.proxy.addr, req).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["resource"], "https://resource.example");
+    assert_eq!(doc["authorization_servers"], json!(["https://as.example"]));
+    assert_eq!(doc["scopes_supported"], json!(["files.read"]));
+    assert_eq!(doc["resource_name"], "Example Files");
+}
+
+#[test]
+fn a_route_with_oauth_scope_needs_the_oauth_section() {
+    let dir = scratch("proxy-oauth-check");
+    let world = World::new().unwrap();
+    let config = proxy_config(&world, &dir, free_port(), "http://127.0.0.1:9", &[]);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "access = \"agent-token\"\n",
+        "access = \"agent-token\"\noauth_scope = \"a\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        crate::stderr(&o).contains("resource_proxy.oauth"),
+        "{}",
+        crate::stderr(&o)
+    );
+}
