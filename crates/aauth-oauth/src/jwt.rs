@@ -10,11 +10,11 @@
 //! lifetime → `aud` → then, with the key: the key allows `alg` → signature. Scopes are
 //! the route's business ([`AccessTokenClaims::require_scopes`]).
 
-use aauth_keys::base64url;
 use aauth_keys::time::UnixTime;
 use std::borrow::Cow;
 
 use aauth_tokens::json::{Object, ObjectError, string_value};
+use aauth_tokens::jws::segments;
 
 use crate::claims::{AccessTokenClaims, read_claims};
 
@@ -197,34 +197,14 @@ impl<'a> AccessToken<'a> {
 
 pub(crate) type Parts<'a> = (&'a str, String, String, Vec<u8>);
 
+/// The segments of a compact JWS (the workspace's one cut, `aauth_tokens::jws::segments`;
+/// it refuses every byte outside the base64url alphabet), header and payload as text.
 pub(crate) fn split(token: &str) -> Result<Parts<'_>, OAuthError> {
     let malformed = |reason| OAuthError::Malformed { reason };
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(malformed("token is longer than 8 KiB"));
-    }
-    // No separate alphabet scan: each segment's strict base64url decoding below refuses
-    // every byte outside the alphabet, and `.` only separates.
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed("a compact JWS has exactly three segments"));
-    };
-    if h.is_empty() || p.is_empty() {
-        return Err(malformed("empty header or payload segment"));
-    }
-    if s.is_empty() {
-        return Err(malformed("unsigned token (empty signature segment)"));
-    }
-    let text = |seg: &str, what| {
-        let bytes = base64url::decode(seg).map_err(|_| malformed(what))?;
-        String::from_utf8(bytes).map_err(|_| malformed(what))
-    };
-    let header = text(h, "header is not canonical base64url of UTF-8")?;
-    let payload = text(p, "payload is not canonical base64url of UTF-8")?;
-    let signature =
-        base64url::decode(s).map_err(|_| malformed("signature is not canonical base64url"))?;
-    Ok((&token[..h.len() + 1 + p.len()], header, payload, signature))
+    let s = segments(token).map_err(malformed)?;
+    let header = String::from_utf8(s.header).map_err(|_| malformed("header is not UTF-8"))?;
+    let payload = String::from_utf8(s.payload).map_err(|_| malformed("payload is not UTF-8"))?;
+    Ok((s.signing_input, header, payload, s.signature))
 }
 
 fn object_error(e: ObjectError) -> String {

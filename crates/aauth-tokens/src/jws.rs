@@ -57,6 +57,61 @@ pub struct CompactJws<'a> {
     signature: Vec<u8>,
 }
 
+/// A compact JWS cut into its three segments, each decoded; nothing read yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Segments<'a> {
+    /// `BASE64URL(header) '.' BASE64URL(payload)`, as received: what the signature covers.
+    pub signing_input: &'a str,
+    /// The header's bytes.
+    pub header: Vec<u8>,
+    /// The payload's bytes.
+    pub payload: Vec<u8>,
+    /// The signature's bytes (never empty).
+    pub signature: Vec<u8>,
+}
+
+/// Cuts a compact JWS (RFC 7515 §7.1) into its segments, for every JWS reader of the
+/// workspace (AAuth's tokens here, OAuth access tokens and DPoP proofs in `aauth-oauth`):
+/// at most [`MAX_TOKEN_BYTES`], exactly three segments, header and payload not empty, the
+/// signature not empty (an unsigned token is refused here), each canonical unpadded
+/// base64url (so nothing outside the alphabet gets through).
+///
+/// ```
+/// use aauth_tokens::jws::segments;
+/// let s = segments("e30.eyJhIjoxfQ.c2ln").unwrap();
+/// assert_eq!((s.header.as_slice(), s.payload.as_slice()), (&b"{}"[..], &br#"{"a":1}"#[..]));
+/// assert_eq!(s.signing_input, "e30.eyJhIjoxfQ");
+/// assert_eq!(segments("e30.e30."), Err("unsigned token (empty signature segment)"));
+/// ```
+///
+/// # Errors
+///
+/// What is wrong, as a phrase.
+pub fn segments(token: &str) -> Result<Segments<'_>, &'static str> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err("token is longer than 8 KiB");
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("a compact JWS has exactly three segments");
+    };
+    if h.is_empty() || p.is_empty() {
+        return Err("empty header or payload segment");
+    }
+    if s.is_empty() {
+        return Err("unsigned token (empty signature segment)");
+    }
+    Ok(Segments {
+        signing_input: &token[..h.len() + 1 + p.len()],
+        header: base64url::decode(h).map_err(|_| "header is not canonical base64url")?,
+        payload: base64url::decode(p).map_err(|_| "payload is not canonical base64url")?,
+        signature: base64url::decode(s).map_err(|_| "signature is not canonical base64url")?,
+    })
+}
+
 /// Which header parameters a caller tolerates beyond `alg`, `typ`, `kid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeaderPolicy {
@@ -88,39 +143,25 @@ impl<'a> CompactJws<'a> {
         check_typ: &dyn Fn(Option<&str>) -> Result<(), TokenError>,
     ) -> Result<Self, TokenError> {
         let malformed = |reason| TokenError::Malformed { reason };
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(malformed("token is longer than 8 KiB"));
-        }
-        if !token.bytes().all(|b| COMPACT_CHARS[usize::from(b)]) {
+        if token.len() <= MAX_TOKEN_BYTES && !token.bytes().all(|b| COMPACT_CHARS[usize::from(b)]) {
             return Err(malformed(
                 "token holds characters outside base64url and '.'",
             ));
         }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed("a compact JWS has exactly three segments"));
-        };
-        if h.is_empty() || p.is_empty() {
-            return Err(malformed("empty header or payload segment"));
-        }
-        if s.is_empty() {
-            return Err(malformed("unsigned token (empty signature segment)"));
-        }
-        let header_bytes =
-            base64url::decode(h).map_err(|_| malformed("header is not canonical base64url"))?;
-        let payload =
-            base64url::decode(p).map_err(|_| malformed("payload is not canonical base64url"))?;
-        let signature =
-            base64url::decode(s).map_err(|_| malformed("signature is not canonical base64url"))?;
+        let Segments {
+            signing_input,
+            header: header_bytes,
+            payload,
+            signature,
+        } = segments(token).map_err(malformed)?;
         let header_json =
             std::str::from_utf8(&header_bytes).map_err(|_| malformed("header is not UTF-8"))?;
         let header = parse_header(header_json, policy, check_typ)?;
+        let header_len = token.find('.').unwrap_or(0);
         Ok(Self {
             token,
-            signing_input_len: h.len() + 1 + p.len(),
-            payload_start: h.len() + 1,
+            signing_input_len: signing_input.len(),
+            payload_start: header_len + 1,
             header,
             payload,
             signature,
