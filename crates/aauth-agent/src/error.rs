@@ -13,6 +13,15 @@ pub enum AgentError {
         /// What failed.
         reason: String,
     },
+    /// The OAuth fallback could not get a token (feature `oauth`): the token source's
+    /// stable code (the server's `error`, `circuit_open`, …) and what happened.
+    #[error("OAuth token ({code}): {reason}")]
+    OAuth {
+        /// `aauth_oauth::ClientError::code`.
+        code: String,
+        /// The token source's error.
+        reason: String,
+    },
     /// The request's URI does not name an AAuth resource (`https://host`, no port).
     #[error("{uri} does not name an AAuth server: {reason}")]
     NotAServer {

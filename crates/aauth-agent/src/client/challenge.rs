@@ -214,3 +214,49 @@ impl AAuthClient {
         added
     }
 }
+
+#[cfg(feature = "oauth")]
+impl AAuthClient {
+    /// A `401` that offers only OAuth (`WWW-Authenticate: Bearer`, no `AAuth-Requirement`):
+    /// the request again, unsigned, with the fallback's token; `None` when there is no
+    /// fallback or the resource offers something else.
+    pub(super) async fn bearer_fallback(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        resp: &http::Response<Bytes>,
+    ) -> Result<Option<http::Response<Bytes>>, AgentError> {
+        let Some(tokens) = &self.config.oauth else {
+            return Ok(None);
+        };
+        let bearer_only = !resp.headers().contains_key(names::AAUTH_REQUIREMENT)
+            && resp
+                .headers()
+                .get_all(http::header::WWW_AUTHENTICATE)
+                .iter()
+                .any(|v| {
+                    v.as_bytes()
+                        .get(..6)
+                        .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
+                });
+        if !bearer_only {
+            return Ok(None);
+        }
+        let token = tokens.token().await.map_err(|e| AgentError::OAuth {
+            code: e.code().to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", token.access_token)).map_err(|e| {
+                AgentError::OAuth {
+                    code: "invalid_token_response".to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+        value.set_sensitive(true);
+        let mut parts = clone_parts(parts);
+        parts.headers.insert(http::header::AUTHORIZATION, value);
+        let req = http::Request::from_parts(parts, body.clone());
+        Ok(Some(self.transport.send(req).await?))
+    }
+}

@@ -127,6 +127,9 @@ struct Config {
     random: SharedRandom,
     /// The departures from -11 made for peers that lag it.
     compatibility: Compatibility,
+    /// OAuth tokens for a resource that offers only `WWW-Authenticate: Bearer`.
+    #[cfg(feature = "oauth")]
+    oauth: Option<Arc<aauth_oauth::ClientCredentials>>,
 }
 
 /// Builds an [`AAuthClient`] or a [`SigningLayer`].
@@ -212,6 +215,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Falls back to OAuth (feature `oauth`): a resource whose `401` carries no AAuth
+    /// requirement and no signature error but a `WWW-Authenticate: Bearer` challenge
+    /// gets the request again, unsigned, with a token from `tokens` (an API that has not
+    /// moved to AAuth yet). Only [`AAuthClient::send`] falls back, not [`SigningLayer`].
+    #[cfg(feature = "oauth")]
+    pub fn oauth_fallback(mut self, tokens: Arc<aauth_oauth::ClientCredentials>) -> Self {
+        self.config.oauth = Some(tokens);
+        self
+    }
+
     /// The client over `transport`.
     pub fn build(self, transport: Arc<dyn Transport>) -> AAuthClient {
         AAuthClient {
@@ -280,6 +293,8 @@ impl AAuthClient {
                 required_input: std::sync::Mutex::default(),
                 random: SharedRandom::default(),
                 compatibility: Compatibility::strict(),
+                #[cfg(feature = "oauth")]
+                oauth: None,
             },
         }
     }
@@ -346,6 +361,10 @@ impl AAuthClient {
                         .answer_401(&resp, &resource, &cred, &mut answered)
                         .await?
                     {
+                        #[cfg(feature = "oauth")]
+                        if let Some(resp) = self.bearer_fallback(&parts, &body, &resp).await? {
+                            return Ok(resp);
+                        }
                         return Ok(resp);
                     }
                 }

@@ -707,3 +707,106 @@ async fn the_agent_follows_an_aauth_resource_link_and_nothing_else() {
         "a link of another form is never fetched"
     );
 }
+
+/// An API that has not moved to AAuth: `401 WWW-Authenticate: Bearer` unless it sees its
+/// token; and an authorization server issuing that token.
+fn bearer_only_api(w: &crate::support::Parties) {
+    w.net.host(
+        "resource.example",
+        Arc::new(|req| {
+            Box::pin(async move {
+                let ok = req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v == "Bearer tok-1");
+                if ok {
+                    return http::Response::new(Bytes::from_static(b"hello client"));
+                }
+                let mut r = http::Response::new(Bytes::new());
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    http::HeaderValue::from_static(r#"Bearer realm="api""#),
+                );
+                r
+            })
+        }),
+    );
+    w.net.host(
+        "as.example",
+        Arc::new(|_| {
+            Box::pin(async move {
+                http::Response::new(Bytes::from_static(
+                    br#"{"access_token":"tok-1","token_type":"Bearer","expires_in":300}"#,
+                ))
+            })
+        }),
+    );
+}
+
+fn fallback_tokens(w: &crate::support::Parties) -> Arc<aauth_oauth::ClientCredentials> {
+    Arc::new(aauth_oauth::ClientCredentials::new(
+        aauth_oauth::ClientConfig::new(
+            aauth_metadata::HttpsUrl::parse("https://as.example/token").unwrap(),
+            aauth_oauth::ClientAuth::SecretBasic {
+                client_id: "svc".to_owned(),
+                secret: "pw".to_owned(),
+            },
+        ),
+        w.net.clone(),
+        w.clock.clone(),
+    ))
+}
+
+#[tokio::test]
+async fn an_api_that_offers_only_bearer_gets_the_fallbacks_token() {
+    let w = parties();
+    bearer_only_api(&w);
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .oauth_fallback(fallback_tokens(&w))
+        .build(w.net.clone());
+    let resp = client.send(get("/data")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.body(), "hello client");
+    let seen: Vec<_> = w
+        .net
+        .seen()
+        .into_iter()
+        .filter(|s| s.header("host") == "resource.example")
+        .collect();
+    assert_eq!(seen.len(), 2);
+    assert!(!seen[0].header("signature-input").is_empty(), "AAuth first");
+    assert_eq!(seen[1].header("authorization"), "Bearer tok-1");
+    assert!(
+        seen[1].headers.get("signature-input").is_none(),
+        "then the token alone"
+    );
+}
+
+#[tokio::test]
+async fn without_a_fallback_or_with_an_aauth_requirement_nothing_falls_back() {
+    let w = parties();
+    bearer_only_api(&w);
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .build(w.net.clone());
+    let resp = client.send(get("/data")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "answered as it is");
+    // A route that offers AAuth (and Bearer): the agent answers AAuth, never the token.
+    let w = parties();
+    let who = w.serve(RoutePolicy::new(Access::AgentToken));
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .oauth_fallback(fallback_tokens(&w))
+        .build(w.net.clone());
+    let resp = client.send(get("/data")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(who.calls(), 1);
+    assert!(
+        w.net
+            .seen()
+            .iter()
+            .all(|s| s.header("host") != "as.example")
+    );
+}
