@@ -11,7 +11,9 @@
 //!   (AG-60), `202` deferred responses (polling with `Retry-After`, `429` slow-down,
 //!   interaction and clarification hooks, `DELETE` on give-up), and `AAuth-Access`
 //!   session tokens. [`SigningLayer`] is the same as a tower layer over any HTTP
-//!   service.
+//!   service. With the feature `oauth` (off by default), `ClientBuilder::oauth_fallback`
+//!   lets the client reach an API that offers only `WWW-Authenticate: Bearer` with an
+//!   OAuth client-credentials token (`aauth_oauth::ClientCredentials`).
 //! - [`AgentProvider`]: issues agent tokens to enrolled agents and sub-agent tokens to
 //!   their sub-agents, and publishes its metadata and JWKS. It mints nothing for an
 //!   unauthenticated caller.
