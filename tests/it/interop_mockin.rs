@@ -62,7 +62,7 @@ use crate::node_peer::{NodePackage, NodePeer, forward};
 // ---------------------------------------------------------------------------------------
 
 /// The package `tests/interop/mockin/package.json` pins; a different install fails.
-const MOCKIN: NodePackage = NodePackage {
+pub(crate) const MOCKIN: NodePackage = NodePackage {
     dir: "mockin",
     package: "@hellocoop/mockin",
     version: "2.0.0",

@@ -15,6 +15,7 @@ mod browser;
 mod demos;
 mod interop;
 mod interop_mockin;
+mod interop_mockin_oidc;
 mod interop_oidc_provider;
 mod interop_python;
 mod node_peer;

@@ -23,10 +23,11 @@ const HELLO: &str = "@hellocoop/httpsig 2.2.0";
 const PY: &str = "aauth 0.5.0 + aauth-signing 0.2.0";
 const MOCKIN: &str = "@hellocoop/mockin 2.0.0 (PS)";
 const OP: &str = "oidc-provider 9.13.3 (OAuth AS)";
+const MOCKIN_OP: &str = "@hellocoop/mockin 2.0.0 (OP)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 34] = [
+const ROWS: [Row; 36] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -263,6 +264,20 @@ const ROWS: [Row; 34] = [
         OP,
         "we ask the peer",
         "introspection: active, cached, revoked",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin_oidc::a_person_signs_in_with_the_provider_by_code_and_pkce",
+        MOCKIN_OP,
+        "ours signs in at peer",
+        "OIDC code + PKCE sign-in",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin_oidc::forged_stale_and_foreign_sign_ins_are_refused",
+        MOCKIN_OP,
+        "ours signs in at peer",
+        "state, nonce, expired, wrong key, denied",
         Kind::Check,
     ),
 ];

@@ -15,6 +15,9 @@
 //! - [`Introspection`]: opaque tokens by RFC 7662, answers kept until the token's `exp`
 //!   or a cap, a bounded table, failures answered `503`;
 //! - [`ProtectedResourceMetadata`]: the RFC 9728 document a resource serves;
+//! - [`OidcClient`]: signing a person in with their OpenID Provider (code flow with PKCE
+//!   S256, `state`, `nonce`; the ID token checked as OpenID Connect Core §3.1.3.7 says,
+//!   through the same key cache), the person named by `(iss, sub)` ([`SignedIn`]);
 //! - [`OAuthError`]: every failure typed, with its RFC 6750 code and status and its
 //!   `WWW-Authenticate` challenge ([`BearerChallenge`]), mapped in one place;
 //! - the client side: [`ClientCredentials`] (RFC 6749 §4.4 with `client_secret_basic`,
@@ -45,6 +48,7 @@ mod error;
 mod introspect;
 mod jwt;
 mod key;
+mod oidc;
 mod resource_metadata;
 mod verifier;
 
@@ -60,6 +64,10 @@ pub use introspect::{DEFAULT_INTROSPECTION_ENTRIES, DEFAULT_INTROSPECTION_TTL, I
 pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
 pub use key::{
     AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,
+};
+pub use oidc::{
+    ID_TOKEN_LEEWAY, ID_TOKEN_MAX_AGE, OidcClient, OidcProvider, PendingSignIn, SignInError,
+    SignedIn,
 };
 pub use resource_metadata::ProtectedResourceMetadata;
 pub use verifier::{AccessTokenVerifier, Issuer};
