@@ -14,7 +14,8 @@
 //! - each is refused for another audience, once expired, with `alg` rewritten to `none`
 //!   or `HS256`, with a changed signature, and when a route needs a scope it lacks;
 //! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token, and with a proof by its
-//!   key (RFC 9449) our check accepts it once and refuses the replay;
+//!   key (RFC 9449) our check accepts it once and refuses the replay; our own token
+//!   source, bound to its key, gets a DPoP token whose proofs pass that check;
 //! - an opaque token is not a JWT access token;
 //! - opaque tokens are introspected (RFC 7662) by the `introspector` client, kept, refused
 //!   for another audience, and seen inactive once the client revoked them (RFC 7009);
@@ -401,6 +402,49 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
             .await,
         Err(OAuthError::DpopProof { .. })
     ));
+
+    // Our own token source, bound to its key: the peer issues a DPoP token for it, and the
+    // source's proofs for an API request pass the resource's check.
+    let client_key: Arc<dyn aauth_keys::Signer> =
+        Arc::new(PrivateKey::generate(Algorithm::Es256, &mut OsRandom).expect("a key"));
+    let tokens = ClientCredentials::new(
+        ClientConfig::new(
+            aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
+            ClientAuth::SecretBasic {
+                client_id: "dpop-client".to_owned(),
+                secret: SECRET.to_owned(),
+            },
+        )
+        .scope("read")
+        .resource(API)
+        .dpop(Arc::clone(&client_key)),
+        s.world.agent_transport_allowing(&["op.example"]),
+        Arc::new(SystemClock),
+    );
+    let issued = tokens
+        .token()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.peer.log_text()));
+    assert_eq!(issued.token_type, "DPoP");
+    let proof = tokens
+        .dpop_proof("GET", &format!("{API}/data"), Some(&issued.access_token))
+        .expect("a proof");
+    let checked = check
+        .verify(
+            &proof,
+            "GET",
+            "/data",
+            &issued.access_token,
+            SystemClock.now(),
+        )
+        .await
+        .expect("the proof passes");
+    let claims = verifier
+        .verify_token(&issued.access_token)
+        .await
+        .expect("the token verifies");
+    assert_eq!(claims.jkt(), Some(checked.jkt.as_str()));
+    assert_eq!(checked.jkt, client_key.public_key().thumbprint().as_str());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -183,6 +183,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// When to stop asking a failing server.
     pub breaker: BreakerConfig,
+    /// The key DPoP proofs are signed with (RFC 9449): the token requested bound to it,
+    /// and [`ClientCredentials::dpop_proof`] proving possession on each request.
+    pub dpop: Option<Arc<dyn Signer>>,
 }
 
 impl ClientConfig {
@@ -198,7 +201,16 @@ impl ClientConfig {
             default_lifetime: 300,
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
+            dpop: None,
         }
+    }
+
+    /// Asks for tokens bound to `key` (RFC 9449 §5): each token request carries a DPoP
+    /// proof by it.
+    #[must_use]
+    pub fn dpop(mut self, key: Arc<dyn Signer>) -> Self {
+        self.dpop = Some(key);
+        self
     }
 
     /// Asks for `scope`.
@@ -455,13 +467,72 @@ impl ClientCredentials {
         if let Some(resource) = &self.config.resource {
             form.append_pair("resource", resource);
         }
-        authenticated_post(
+        let mut req = authenticated_post(
             &self.config.token_endpoint,
             &self.config.auth,
             form,
             &self.random,
             now,
-        )
+        )?;
+        if self.config.dpop.is_some() {
+            let proof = self.dpop_proof("POST", self.config.token_endpoint.as_str(), None)?;
+            let v = http::HeaderValue::from_str(&proof).map_err(|e| ClientError::Request {
+                reason: e.to_string(),
+            })?;
+            req.headers_mut().insert("dpop", v);
+        }
+        Ok(req)
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2) by the configured key for a request of `method` to
+    /// `url` (its query and fragment left out of `htu`), with `ath` when it presents
+    /// `access_token`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Request`] when no DPoP key is configured or signing fails.
+    pub fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let request = |reason: String| ClientError::Request { reason };
+        let key = self
+            .config
+            .dpop
+            .as_ref()
+            .ok_or_else(|| request("no DPoP key is configured".to_owned()))?;
+        let alg = match key.algorithm() {
+            Algorithm::Es256 => "ES256",
+            _ => "EdDSA",
+        };
+        let jwk = key.public_key().to_jwk().to_json();
+        let jti = random_id(&mut self.random.clone(), 16).map_err(|e| request(e.to_string()))?;
+        let htu = url.split(['?', '#']).next().unwrap_or(url);
+        let mut claims = format!(
+            r#"{{"jti":"{jti}","htm":{},"htu":{},"iat":{}"#,
+            json_string(method),
+            json_string(htu),
+            self.clock.now().as_secs()
+        );
+        if let Some(token) = access_token {
+            claims.push_str(&format!(
+                r#","ath":"{}""#,
+                base64url::encode(&aauth_keys::digest::sha256(token.as_bytes()))
+            ));
+        }
+        claims.push('}');
+        let header = format!(r#"{{"typ":"dpop+jwt","alg":"{alg}","jwk":{jwk}}}"#);
+        let input = format!(
+            "{}.{}",
+            base64url::encode(header.as_bytes()),
+            base64url::encode(claims.as_bytes())
+        );
+        let sig = key
+            .sign(input.as_bytes())
+            .map_err(|e| request(e.to_string()))?;
+        Ok(format!("{input}.{}", base64url::encode(&sig)))
     }
 
     /// The client id this source authenticates as.
@@ -732,12 +803,30 @@ where
             loop {
                 let token = tokens.token().await.map_err(BearerServiceError::Token)?;
                 let mut req = http::Request::from_parts(parts.clone(), body.clone());
-                let mut v = http::HeaderValue::from_str(&format!("Bearer {}", token.access_token))
-                    .map_err(|e| {
-                        BearerServiceError::Token(ClientError::Response {
-                            reason: format!("access_token is not a header value: {e}"),
+                let bound = token.token_type.eq_ignore_ascii_case("DPoP");
+                if bound {
+                    let proof = tokens
+                        .dpop_proof(
+                            req.method().as_str(),
+                            &req.uri().to_string(),
+                            Some(&token.access_token),
+                        )
+                        .map_err(BearerServiceError::Token)?;
+                    let v = http::HeaderValue::from_str(&proof).map_err(|e| {
+                        BearerServiceError::Token(ClientError::Request {
+                            reason: e.to_string(),
                         })
                     })?;
+                    req.headers_mut().insert("dpop", v);
+                }
+                let scheme = if bound { "DPoP" } else { "Bearer" };
+                let mut v =
+                    http::HeaderValue::from_str(&format!("{scheme} {}", token.access_token))
+                        .map_err(|e| {
+                            BearerServiceError::Token(ClientError::Response {
+                                reason: format!("access_token is not a header value: {e}"),
+                            })
+                        })?;
                 v.set_sensitive(true);
                 req.headers_mut().insert(http::header::AUTHORIZATION, v);
                 std::future::poll_fn(|cx| inner.poll_ready(cx))
@@ -751,7 +840,8 @@ where
                         .iter()
                         .any(|v| {
                             v.to_str().is_ok_and(|s| {
-                                s.starts_with("Bearer") && s.contains("error=\"invalid_token\"")
+                                (s.starts_with("Bearer") || s.starts_with("DPoP"))
+                                    && s.contains("error=\"invalid_token\"")
                             })
                         });
                 if !stale || retried {

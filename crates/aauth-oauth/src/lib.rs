@@ -23,8 +23,8 @@
 //! - the client side: [`ClientCredentials`] (RFC 6749 §4.4 with `client_secret_basic`,
 //!   `client_secret_post` or `private_key_jwt`; cached, refreshed ahead of expiry, one
 //!   fetch for concurrent callers, retries and the circuit breaker, stale-if-error until
-//!   expiry, [`ClientError`] typed) and [`BearerLayer`], a tower layer that puts its token
-//!   on outgoing requests.
+//!   expiry, [`ClientError`] typed; DPoP-bound when given a key) and [`BearerLayer`], a
+//!   tower layer that puts its token (and a DPoP proof) on outgoing requests.
 //!
 //! `aauth-resource`'s feature `oauth` puts the resource side on a route beside AAuth
 //! (`OAuthAccess`, `AAuthLayer::oauth`).

@@ -469,3 +469,97 @@ async fn the_layer_puts_the_token_on_requests_and_renews_a_refused_one_once() {
     assert_eq!(resp.status(), http::StatusCode::OK);
     assert_eq!(ep.calls(), 2);
 }
+
+#[tokio::test]
+async fn a_dpop_client_proves_its_key_at_the_token_endpoint_and_on_each_request() {
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+    let key: Arc<dyn aauth_keys::Signer> =
+        Arc::new(PrivateKey::es256_from_scalar(&[8; 32]).unwrap());
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(
+        200,
+        json!({"access_token": "bound-1", "token_type": "DPoP", "expires_in": 300}),
+    );
+    let c = clock();
+    let mut config =
+        ClientConfig::new(HttpsUrl::parse(ENDPOINT).unwrap(), basic()).dpop(Arc::clone(&key));
+    config.retry.base_delay = Duration::from_millis(1);
+    let tokens = Arc::new(ClientCredentials::new(
+        config,
+        Arc::clone(&ep) as Arc<dyn Transport>,
+        c.clone(),
+    ));
+    let token = tokens.token().await.unwrap();
+    assert_eq!(token.token_type, "DPoP");
+    // The token request's proof: for POST to the endpoint, by the key, no ath.
+    let proof = ep
+        .header(0, "dpop")
+        .expect("a DPoP proof at the token endpoint");
+    let checked = aauth_oauth::DpopProof::check(&proof, "POST", ENDPOINT, "", 60, 5, UnixTime(NOW));
+    assert!(
+        matches!(checked, Err(aauth_oauth::OAuthError::DpopProof { ref reason }) if reason.contains("ath")),
+        "a token request's proof has no ath: {checked:?}"
+    );
+    // Each API request: `Authorization: DPoP` and a proof for it, with ath.
+    let seen_proofs = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Recorder {
+        proofs: Arc::clone(&seen_proofs),
+    };
+    let mut svc = aauth_oauth::BearerLayer::new(Arc::clone(&tokens)).layer(recorder);
+    let _ = svc
+        .call(
+            http::Request::get("https://api.example/x?y=1")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let proofs = seen_proofs.lock().unwrap().clone();
+    let (auth, proof) = proofs.first().cloned().unwrap();
+    assert_eq!(auth, "DPoP bound-1");
+    let checked = aauth_oauth::DpopProof::check(
+        &proof,
+        "GET",
+        "https://api.example/x",
+        "bound-1",
+        60,
+        5,
+        UnixTime(NOW),
+    )
+    .unwrap();
+    assert_eq!(checked.jkt, key.public_key().thumbprint().as_str());
+}
+
+/// Records each request's `Authorization` and `DPoP`, and answers `200`.
+#[derive(Clone)]
+struct Recorder {
+    proofs: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl tower_service::Service<http::Request<Bytes>> for Recorder {
+    type Response = http::Response<Bytes>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<http::Response<Bytes>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let get = |n: &str| {
+            req.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        self.proofs
+            .lock()
+            .unwrap()
+            .push((get("authorization"), get("dpop")));
+        std::future::ready(Ok(http::Response::new(Bytes::new())))
+    }
+}
