@@ -60,9 +60,9 @@ fn d00_core() {
 }
 
 #[test]
-fn registry_numbers_run_0_to_12() {
+fn registry_numbers_run_0_to_13() {
     let numbers: Vec<u8> = DEMOS.iter().map(|d| d.number).collect();
-    assert_eq!(numbers, (0..=12).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..=13).collect::<Vec<_>>());
     let slugs: std::collections::BTreeSet<&str> = DEMOS.iter().map(|d| d.slug).collect();
     assert_eq!(slugs.len(), DEMOS.len(), "each demo has its own slug");
 }
@@ -891,4 +891,33 @@ fn d09_interaction_chaining_when_the_access_server_needs_the_person() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn d13_oauth() {
+    let t = run(13);
+    let text = t.render();
+    assert_eq!(t.steps.len(), 7, "{text}");
+    // One 401 for both kinds of client.
+    assert!(
+        text.contains("aauth-requirement: requirement=agent-token"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"www-authenticate: Bearer realm="resource.example", scope="files.read""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"www-authenticate: DPoP realm="resource.example""#),
+        "{text}"
+    );
+    // Each admitted by its own protocol, on one route.
+    assert!(text.contains(r#""protocol":"AAuth""#), "{text}");
+    assert!(
+        text.contains(r#""bound_to_key":false,"client_id":"demo-client","protocol":"OAuth""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""bound_to_key":true"#), "{text}");
+    // The replayed proof refused.
+    assert!(text.contains(r#""error":"invalid_dpop_proof""#), "{text}");
 }

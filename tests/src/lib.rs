@@ -25,6 +25,7 @@ mod d09_interaction_chaining;
 pub use d09_interaction_chaining::run_via_access_server as demo9_via_access_server;
 mod d10_authorization_endpoint;
 mod d11_four_party;
+mod d13_oauth;
 pub use d11_four_party::run_billing as demo11_billing_and_question;
 pub use d11_four_party::run_binding as demo11_trust_by_interaction;
 pub use d11_four_party::{
@@ -95,7 +96,7 @@ pub struct Demo {
 }
 
 /// Every demo, in order.
-pub const DEMOS: [Demo; 13] = [
+pub const DEMOS: [Demo; 14] = [
     Demo {
         number: 0,
         slug: "core",
@@ -173,6 +174,12 @@ pub const DEMOS: [Demo; 13] = [
         slug: "mission-lifecycle",
         title: "Phase 12: mission lifecycle end to end",
         run: d05_missions::run_lifecycle,
+    },
+    Demo {
+        number: 13,
+        slug: "oauth",
+        title: "OAuth beside AAuth: an agent, a Bearer client and a DPoP client on one route",
+        run: d13_oauth::run,
     },
 ];
 

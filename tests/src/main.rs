@@ -1,4 +1,4 @@
-//! `cargo run -p aauth-demos -- [N|all|--list]` (or `cargo xtask demo`); `4 --live` for
+//! `cargo run -p aauth-demos -- [N|SLUG|all|--list]` (or `cargo xtask demo`); `4 --live` for
 //! demo 4 with a person at a real browser.
 
 #![allow(
@@ -44,6 +44,10 @@ fn main() -> ExitCode {
         n => match n.parse::<u8>() {
             Ok(n) if DEMOS.iter().any(|d| d.number == n) => {
                 DEMOS.iter().filter(|d| d.number == n).collect()
+            }
+            // A demo's slug names it too: `cargo xtask demo oauth`.
+            _ if DEMOS.iter().any(|d| d.slug == n) => {
+                DEMOS.iter().filter(|d| d.slug == n).collect()
             }
             _ => {
                 eprintln!("unknown demo {n:?}; try --list");

@@ -1,4 +1,4 @@
-//! `cargo xtask demo [N|all|--list]`: runs demos from the `aauth-demos` package.
+//! `cargo xtask demo [N|SLUG|all|--list]`: runs demos from the `aauth-demos` package.
 
 use crate::cargo;
 

@@ -23,7 +23,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
   ci [fmt|clippy|test|doc|deny|tidy]   run every CI job (or one), cheapest first
-  demo [N|all|--list]                  run the demos and print their transcripts
+  demo [N|SLUG|all|--list]             run the demos and print their transcripts
   demo 4 --live                        demo 4 with you as the person, in your own browser
   interop                              the live peer tests as a matrix (peer x direction x feature)
   fuzz [--smoke | <target> [--seconds N]]
