@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use aauth_demos::world::{AsyncHandler, Request, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use aauth_demos::world::{AsyncHandler, Request, Response, http1_exchange};
 use serde_json::Value;
 
 /// Whether peers must run here: in CI (`CI` set) or under `AAUTH_REQUIRE_INTEROP=1`.
@@ -230,11 +228,6 @@ pub(crate) async fn forward(
     let tcp = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(conn);
     let (mut parts, body) = req.into_parts();
     if let Some(proto) = forwarded_proto {
         parts.headers.insert(
@@ -242,20 +235,5 @@ pub(crate) async fn forward(
             http::HeaderValue::from_str(proto).map_err(|e| e.to_string())?,
         );
     }
-    let resp = sender
-        .send_request(http::Request::from_parts(
-            parts,
-            Full::new(Bytes::from(body)),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    driver.abort();
-    Ok(http::Response::from_parts(parts, body))
+    http1_exchange(tcp, http::Request::from_parts(parts, body)).await
 }

@@ -398,11 +398,6 @@ impl World {
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(conn);
         let (mut parts, body) = req.into_parts();
         if set_host {
             parts.headers.insert(
@@ -416,23 +411,42 @@ impl World {
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| e.to_string())?;
         }
-        let resp = sender
-            .send_request(http::Request::from_parts(
-                parts,
-                Full::new(Bytes::from(body)),
-            ))
+        http1_exchange(tls, http::Request::from_parts(parts, body)).await
+    }
+}
+
+/// Sends `req` as it is over `io` (a connection already open: TCP, or TLS over it) as one
+/// HTTP/1.1 exchange, and returns the whole response.
+///
+/// # Errors
+///
+/// What failed: the handshake, the request, or reading the response.
+pub async fn http1_exchange<T>(io: T, req: Request) -> Result<Response, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
             .map_err(|e| e.to_string())?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes()
-            .to_vec();
-        driver.abort();
-        Ok(http::Response::from_parts(parts, body))
-    }
+    let driver = tokio::spawn(conn);
+    let (parts, body) = req.into_parts();
+    let resp = sender
+        .send_request(http::Request::from_parts(
+            parts,
+            Full::new(Bytes::from(body)),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    driver.abort();
+    Ok(http::Response::from_parts(parts, body))
 }
 
 /// The default egress policy with exactly `hosts` admitted: the world's names resolve to

@@ -73,30 +73,41 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, OAuthEr
     }))
 }
 
+/// A token sent as `Bearer` must not be bound to a key (RFC 9449 §7.1): a bound one is
+/// valid only with a DPoP proof.
+///
+/// # Errors
+///
+/// [`OAuthError::Binding`] for a token with `cnf.jkt`.
+pub(crate) fn bearer_only(claims: AccessTokenClaims) -> Result<AccessTokenClaims, OAuthError> {
+    if claims.jkt().is_some() {
+        return Err(OAuthError::Binding {
+            reason: "sent as a bearer token, without a DPoP proof",
+        });
+    }
+    Ok(claims)
+}
+
 /// A verifier of access tokens, as a trait object: what a resource's route holds.
 pub trait VerifyAccessToken: Send + Sync + std::fmt::Debug {
-    /// As [`AccessTokenVerifier::verify_bearer`].
-    fn verify_bearer<'a>(
-        &'a self,
-        token: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>>;
-
-    /// As [`AccessTokenVerifier::verify_token`]: whatever the binding, for a caller that
-    /// checks the DPoP proof itself.
+    /// Verifies a token whatever its binding, for a caller that checks the DPoP proof
+    /// itself ([`AccessTokenVerifier::verify_token`]).
     fn verify_token<'a>(
         &'a self,
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>>;
-}
 
-impl<F: aauth_metadata::Fetch> VerifyAccessToken for AccessTokenVerifier<F> {
+    /// Verifies a token sent as `Bearer`: as [`VerifyAccessToken::verify_token`], and a
+    /// token bound to a key refused ([`AccessTokenVerifier::verify_bearer`]).
     fn verify_bearer<'a>(
         &'a self,
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<AccessTokenClaims, OAuthError>> + Send + 'a>> {
-        Box::pin(Self::verify_bearer(self, token))
+        Box::pin(async move { bearer_only(self.verify_token(token).await?) })
     }
+}
 
+impl<F: aauth_metadata::Fetch> VerifyAccessToken for AccessTokenVerifier<F> {
     fn verify_token<'a>(
         &'a self,
         token: &'a str,

@@ -74,7 +74,9 @@ impl std::fmt::Debug for ClientAuth {
 }
 
 impl ClientAuth {
-    fn client_id(&self) -> &str {
+    /// The client's `client_id`, however it authenticates.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
         match self {
             Self::SecretBasic { client_id, .. }
             | Self::SecretPost { client_id, .. }

@@ -258,21 +258,6 @@ impl Introspection {
 }
 
 impl VerifyAccessToken for Introspection {
-    fn verify_bearer<'a>(
-        &'a self,
-        token: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'a>> {
-        Box::pin(async move {
-            let claims = self.introspect(token).await?;
-            if claims.jkt().is_some() {
-                return Err(OAuthError::Binding {
-                    reason: "sent as a bearer token, without a DPoP proof",
-                });
-            }
-            Ok(claims)
-        })
-    }
-
     fn verify_token<'a>(
         &'a self,
         token: &'a str,

@@ -13,7 +13,7 @@
 use aauth_keys::time::UnixTime;
 use std::borrow::Cow;
 
-use aauth_tokens::json::{Object, ObjectError, string_value};
+use aauth_tokens::json::{Object, string_value};
 use aauth_tokens::jws::segments;
 
 use crate::claims::{AccessTokenClaims, read_claims};
@@ -176,17 +176,15 @@ impl<'a> AccessToken<'a> {
         Ok(self.claims)
     }
 
-    /// As [`AccessToken::finish`], but a failure gives the token back, to try another
-    /// key (the issuer's keys refetched).
-    ///
-    /// # Errors
-    ///
-    /// The token and [`OAuthError::Signature`].
-    pub fn try_finish(self, key: &IssuerKey) -> Result<AccessTokenClaims, Box<(Self, OAuthError)>> {
-        match self.check(key) {
-            Ok(()) => Ok(self.claims),
-            Err(e) => Err(Box::new((self, e))),
-        }
+    /// Whether `key` verifies the signature (the caller then takes the claims with
+    /// [`AccessToken::into_claims`]; outside the crate, [`AccessToken::finish`] does both).
+    pub(crate) fn verifies(&self, key: &IssuerKey) -> bool {
+        self.check(key).is_ok()
+    }
+
+    /// The claims, once [`AccessToken::verifies`] said yes.
+    pub(crate) fn into_claims(self) -> AccessTokenClaims {
+        self.claims
     }
 
     fn check(&self, key: &IssuerKey) -> Result<(), OAuthError> {
@@ -207,14 +205,10 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, OAuthError> {
     Ok((s.signing_input, header, payload, s.signature))
 }
 
-fn object_error(e: ObjectError) -> String {
-    e.to_string()
-}
-
 /// The header in one pass over its members.
 fn read_header(json: &str, types: TokenTypes) -> Result<(JwsAlgorithm, String), OAuthError> {
     let header = |reason: String| OAuthError::Header { reason };
-    let h = Object::parse(json).map_err(|e| header(object_error(e)))?;
+    let h = Object::parse(json).map_err(|e| header(e.to_string()))?;
     let (mut alg, mut typ, mut kid) = (None, None, None);
     for (name, raw) in h.members() {
         match name {

@@ -24,6 +24,7 @@ use aauth_tokens::json::{Object, string_value, u64_value, value};
 
 use crate::client::authenticated_post;
 use crate::jwt::split;
+use crate::verifier::verify_signature;
 use crate::{ClientAuth, ClientError, IssuerKey, JwsAlgorithm, OAuthError};
 
 /// The oldest ID token accepted, from its `iat` (seconds).
@@ -254,11 +255,7 @@ impl<F: Fetch> OidcClient<F> {
             verifier: draw(32)?,
         };
         let challenge = base64url::encode(&digest::sha256(pending.verifier.as_bytes()));
-        let client_id = match &self.auth {
-            ClientAuth::SecretBasic { client_id, .. }
-            | ClientAuth::SecretPost { client_id, .. }
-            | ClientAuth::PrivateKeyJwt { client_id, .. } => client_id,
-        };
+        let client_id = self.auth.client_id();
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("response_type", "code")
             .append_pair("client_id", client_id)
@@ -371,43 +368,20 @@ impl<F: Fetch> OidcClient<F> {
     async fn verify_id_token(&self, token: &str, nonce: &str) -> Result<SignedIn, OAuthError> {
         let (signing_input, header, payload, signature) = split(token)?;
         let (alg, kid) = id_token_header(&header)?;
-        let client_id = match &self.auth {
-            ClientAuth::SecretBasic { client_id, .. }
-            | ClientAuth::SecretPost { client_id, .. }
-            | ClientAuth::PrivateKeyJwt { client_id, .. } => client_id.as_str(),
-        };
         let signed_in = check_id_claims(
             &payload,
             &self.provider.issuer,
-            client_id,
+            self.auth.client_id(),
             nonce,
             self.clock.now(),
         )?;
         let source = KeySource::Jwks(self.provider.jwks_uri.clone());
-        let key = self
-            .keys
-            .key(&source, &kid)
-            .await
-            .map_err(|e| OAuthError::Key {
-                kid: kid.clone(),
-                reason: e.to_string(),
-            })?;
-        if key
-            .verify(alg, signing_input.as_bytes(), &signature)
-            .is_ok()
-        {
-            return Ok(signed_in);
-        }
-        match self.keys.refetch_after_failure(&source, &kid, &key).await {
-            Ok(Some(fresh))
-                if fresh
-                    .verify(alg, signing_input.as_bytes(), &signature)
-                    .is_ok() =>
-            {
-                Ok(signed_in)
-            }
-            _ => Err(OAuthError::Signature),
-        }
+        verify_signature(&self.keys, &source, &kid, |key| {
+            key.verify(alg, signing_input.as_bytes(), &signature)
+                .is_ok()
+        })
+        .await?;
+        Ok(signed_in)
     }
 }
 

@@ -215,13 +215,7 @@ impl<F: Fetch> AccessTokenVerifier<F> {
     /// [`OAuthError`]; [`OAuthError::Unavailable`] (a `503`) when the issuer's metadata
     /// or keys cannot be had.
     pub async fn verify_bearer(&self, token: &str) -> Result<AccessTokenClaims, OAuthError> {
-        let claims = self.verify_token(token).await?;
-        if claims.jkt().is_some() {
-            return Err(OAuthError::Binding {
-                reason: "sent as a bearer token, without a DPoP proof",
-            });
-        }
-        Ok(claims)
+        crate::bearer::bearer_only(self.verify_token(token).await?)
     }
 
     /// Verifies a token whatever its binding: the caller checks `cnf.jkt` against the
@@ -236,25 +230,11 @@ impl<F: Fetch> AccessTokenVerifier<F> {
         let parsed =
             AccessToken::parse(token, &self.policy, &|iss| issuers.contains_key(iss), now)?;
         let source = self.key_source(parsed.issuer()).await?;
-        let key = self
-            .keys
-            .key(&source, parsed.kid())
-            .await
-            .map_err(from_discovery)?;
-        let (parsed, failure) = match parsed.try_finish(&key) {
-            Ok(claims) => return Ok(claims),
-            Err(back) => *back,
-        };
-        // The issuer may have re-keyed under the same kid: one refetch, if allowed.
-        let fresh = self
-            .keys
-            .refetch_after_failure(&source, parsed.kid(), &key)
-            .await
-            .map_err(from_discovery)?;
-        match fresh {
-            Some(fresh) => parsed.finish(&fresh),
-            None => Err(failure),
-        }
+        verify_signature(&self.keys, &source, parsed.kid(), |key| {
+            parsed.verifies(key)
+        })
+        .await?;
+        Ok(parsed.into_claims())
     }
 
     /// The issuer's `jwks_uri`: configured, or discovered (once per day, backing off
@@ -353,6 +333,30 @@ pub(crate) fn parse_metadata(body: &[u8], expected: &str) -> Result<HttpsUrl, St
         .map_err(|e| format!("jwks_uri: {e}"))?
         .ok_or("jwks_uri is absent")?;
     HttpsUrl::parse(&jwks).map_err(|e| format!("jwks_uri: {e}"))
+}
+
+/// Checks a signature with the key `kid` of `source`: `verifies` says whether a key
+/// verifies it. When the cached key does not, the source is refetched once (an issuer
+/// that re-keyed under the same `kid`), if the cache's floor allows, and the fresh key
+/// tried. Shared by access tokens and ID tokens.
+pub(crate) async fn verify_signature<F: Fetch>(
+    keys: &KeyCache<F, IssuerKey>,
+    source: &KeySource,
+    kid: &str,
+    verifies: impl Fn(&IssuerKey) -> bool,
+) -> Result<(), OAuthError> {
+    let key = keys.key(source, kid).await.map_err(from_discovery)?;
+    if verifies(&key) {
+        return Ok(());
+    }
+    match keys
+        .refetch_after_failure(source, kid, &key)
+        .await
+        .map_err(from_discovery)?
+    {
+        Some(fresh) if verifies(&fresh) => Ok(()),
+        _ => Err(OAuthError::Signature),
+    }
 }
 
 /// Discovery failures: the key's own problems are the token's (`401`); the rest mean the
