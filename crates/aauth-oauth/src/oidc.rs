@@ -235,6 +235,12 @@ impl<F: Fetch> OidcClient<F> {
         &self.provider
     }
 
+    /// Where the provider sends the browser back (`redirect_uri`).
+    #[must_use]
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
     /// The authorization URL to send the browser to, and what to keep until it returns.
     ///
     /// # Errors

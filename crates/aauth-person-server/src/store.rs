@@ -595,6 +595,32 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError>;
 
+    /// The account the person `(issuer, subject)` at an OpenID Provider signs in as
+    /// (linked by the pair, never by an email address).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn linked_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Links the person `(issuer, subject)` to `account` (which need not exist yet:
+    /// create it with [`PsStore::create_account`]). `false`, and nothing changed, when the
+    /// pair is linked already (to any account): a link is changed only by removing it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn link_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+        account: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Ends every consent-page session of `account` (a disabled account, a reset password).
     ///
     /// # Errors
@@ -690,6 +716,8 @@ struct Inner {
     pending_of_agent: BTreeMap<(ServerId, AgentId), BTreeSet<(u64, String)>>,
     passwords: BTreeMap<String, String>,
     disabled: BTreeSet<String>,
+    /// `(issuer, subject)` at an OpenID Provider → account.
+    links: BTreeMap<(String, String), String>,
     audit: aauth_metadata::audit::MemoryAuditLog,
     sessions: BTreeMap<String, WebSession>,
     missions: BTreeMap<String, Mission>,
@@ -1123,6 +1151,33 @@ impl PsStore for MemoryStore {
 
     async fn account_disabled(&self, account: &str) -> Result<bool, StoreError> {
         Ok(self.lock().disabled.contains(account))
+    }
+
+    async fn linked_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .links
+            .get(&(issuer.to_owned(), subject.to_owned()))
+            .cloned())
+    }
+
+    async fn link_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (issuer.to_owned(), subject.to_owned());
+        if inner.links.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.links.insert(key, account.to_owned());
+        Ok(true)
     }
 
     async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {

@@ -108,6 +108,17 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: u64) -> Option<Header
     .ok()
 }
 
+/// A `Set-Cookie` value for a `__Host-` cookie that the browser also sends on a
+/// cross-site top-level navigation to this server (`SameSite=Lax`): only for what a
+/// provider's redirect back must carry.
+#[cfg(feature = "oidc")]
+pub(crate) fn set_lax_cookie(name: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    ))
+    .ok()
+}
+
 /// An HTML page with the headers every consent page carries.
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> http::Response<Bytes> {
     let html = format!(
@@ -213,24 +224,53 @@ pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
     r
 }
 
-/// The sign-in form.
-pub(crate) fn login_form(
-    code: &str,
-    csrf: &str,
-    callback: Option<&str>,
-    error: Option<&str>,
-) -> String {
-    format!(
-        "{}<form method=\"post\" action=\"/interact/login\">\
-         <input type=\"hidden\" name=\"code\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
-         <p><label>Account <input name=\"username\" autocomplete=\"username\"></label></p>\
-         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label></p>\
-         <p><button type=\"submit\">Sign in</button></p></form>",
-        error.map_or_else(String::new, |e| format!("<p role=\"alert\">{}</p>", esc(e))),
-        esc(code),
-        esc(csrf),
-        hidden_callback(callback),
-    )
+/// What the sign-in page offers.
+pub(crate) struct SignInForm<'a> {
+    /// The interaction code the person came with.
+    pub(crate) code: &'a str,
+    /// The double-submit CSRF token of the password form.
+    pub(crate) csrf: &'a str,
+    /// The agent's callback, carried through.
+    pub(crate) callback: Option<&'a str>,
+    /// The OpenID Providers offered, `(id, label)`.
+    pub(crate) providers: &'a [(&'a str, &'a str)],
+    /// Whether the password form is offered.
+    pub(crate) passwords: bool,
+}
+
+/// The sign-in page's body: a link per provider, then the password form.
+pub(crate) fn login_form(form: &SignInForm<'_>, error: Option<&str>) -> String {
+    let mut out = error.map_or_else(String::new, |e| format!("<p role=\"alert\">{}</p>", esc(e)));
+    for (id, label) in form.providers {
+        let mut href = format!(
+            "/interact/oidc?provider={}&code={}",
+            query_escape(id),
+            query_escape(form.code)
+        );
+        if let Some(cb) = form.callback.filter(|c| !c.is_empty()) {
+            href.push_str("&callback=");
+            href.push_str(&query_escape(cb));
+        }
+        out.push_str(&format!(
+            "<p><a class=\"sign-in-provider\" data-provider=\"{}\" href=\"{}\">Sign in with {}</a></p>",
+            esc(id),
+            esc(&href),
+            esc(label)
+        ));
+    }
+    if form.passwords {
+        out.push_str(&format!(
+            "<form method=\"post\" action=\"/interact/login\">\
+             <input type=\"hidden\" name=\"code\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
+             <p><label>Account <input name=\"username\" autocomplete=\"username\"></label></p>\
+             <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label></p>\
+             <p><button type=\"submit\">Sign in</button></p></form>",
+            esc(form.code),
+            esc(form.csrf),
+            hidden_callback(form.callback),
+        ));
+    }
+    out
 }
 
 /// The hidden `callback` input of a form, if there is a callback to carry.

@@ -893,6 +893,36 @@ impl PsStore for PgStore {
         .transpose()
     }
 
+    async fn linked_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.opt(
+            "SELECT account FROM oidc_links WHERE issuer = $1 AND subject = $2",
+            &[&issuer, &subject],
+        )
+        .await?
+        .map(|r| self.get(&r, 0))
+        .transpose()
+    }
+
+    async fn link_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .exec(
+                "INSERT INTO oidc_links (issuer, subject, account) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&issuer, &subject, &account],
+            )
+            .await?
+            == 1)
+    }
+
     async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError> {
         Ok(self
             .exec(

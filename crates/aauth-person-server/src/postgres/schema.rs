@@ -71,6 +71,16 @@ CREATE INDEX sessions_expires ON sessions (expires);
         "person-server audit scope and request",
         aauth_metadata::audit::postgres::SCOPE_AND_REQUEST,
     ),
+    Migration::new(
+        3,
+        "person-server accounts linked to OpenID Providers",
+        "
+CREATE TABLE oidc_links (
+  issuer TEXT NOT NULL, subject TEXT NOT NULL, account TEXT NOT NULL,
+  PRIMARY KEY (issuer, subject));
+CREATE INDEX oidc_links_account ON oidc_links (account);
+",
+    ),
 ];
 
 /// Which floor a sweep's `$1` is: rows older than it are dropped.

@@ -111,6 +111,10 @@ impl PersonServer {
         let answered = match (parts.method.clone(), parts.uri.path()) {
             (Method::GET, INTERACT_PATH) => self.show_request(page).await,
             (Method::POST, LOGIN_PATH) => self.sign_in(page).await,
+            #[cfg(feature = "oidc")]
+            (Method::GET, super::OIDC_START_PATH) => self.start_oidc(&page),
+            #[cfg(feature = "oidc")]
+            (Method::GET, super::OIDC_CALLBACK_PATH) => self.finish_oidc(&page).await,
             (Method::POST, INTERACT_PATH) => self.decide_request(page).await,
             (Method::GET, path) if path.starts_with(RESOURCE_CALLBACK_PATH) => {
                 self.resource_callback(&page).await
@@ -154,7 +158,16 @@ impl PersonServer {
             let mut r = web::page(
                 StatusCode::OK,
                 "Sign in to approve an agent's request",
-                &web::login_form(&code, &csrf, web::field(&page.query, "callback"), None),
+                &web::login_form(
+                    &web::SignInForm {
+                        code: &code,
+                        csrf: &csrf,
+                        callback: web::field(&page.query, "callback"),
+                        providers: &self.sign_in_choices(),
+                        passwords: self.passwords,
+                    },
+                    None,
+                ),
             );
             if let Some(v) = web::set_cookie(web::CSRF_COOKIE, &csrf, 600) {
                 r.headers_mut().append(http::header::SET_COOKIE, v);
@@ -226,6 +239,12 @@ impl PersonServer {
     /// `POST /interact/login`: checks the password (throttled, hashed off the request
     /// threads) and starts a session.
     async fn sign_in(&self, page: PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
+        if !self.passwords {
+            return Ok(error_page(
+                StatusCode::NOT_FOUND,
+                "Accounts here sign in with their provider, not with a password.",
+            ));
+        }
         let csrf_cookie = web::cookie(&page.parts.headers, web::CSRF_COOKIE);
         let (Some(csrf), Some(form_csrf)) = (csrf_cookie, web::field(&page.posted, "csrf")) else {
             return Ok(form_expired());
@@ -275,9 +294,13 @@ impl PersonServer {
                 StatusCode::UNAUTHORIZED,
                 "Sign in to approve an agent's request",
                 &web::login_form(
-                    code,
-                    &csrf,
-                    web::field(&page.posted, "callback"),
+                    &web::SignInForm {
+                        code,
+                        csrf: &csrf,
+                        callback: web::field(&page.posted, "callback"),
+                        providers: &self.sign_in_choices(),
+                        passwords: self.passwords,
+                    },
                     Some("Wrong account or password."),
                 ),
             ));
@@ -331,12 +354,31 @@ impl PersonServer {
         account: &str,
         code: &str,
     ) -> Result<http::Response<Bytes>, PsError> {
+        let callback = web::field(&page.posted, "callback");
+        let (target, cookies) = self.new_session(account, code, callback, page.now).await?;
+        let mut r = web::see_other(&target);
+        for c in cookies {
+            r.headers_mut().append(http::header::SET_COOKIE, c);
+        }
+        Ok(r)
+    }
+
+    /// Starts a session for `account`: the way back to the request `code` names (with
+    /// the agent's `callback`), and the cookies to set (the session's, and the device
+    /// cookie that marks this browser as known for the account).
+    pub(super) async fn new_session(
+        &self,
+        account: &str,
+        code: &str,
+        callback: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(String, Vec<HeaderValue>), PsError> {
         let cookie = self.random_token()?;
         let csrf = self.random_token()?;
         let session = crate::pending::WebSession {
             account: account.to_owned(),
             csrf,
-            expires: page.now.as_secs().saturating_add(3600),
+            expires: now.as_secs().saturating_add(3600),
             bad_codes: 0,
         };
         self.store
@@ -345,22 +387,19 @@ impl PersonServer {
         let mut target = String::from(INTERACT_PATH);
         target.push_str("?code=");
         target.extend(code.chars().filter(char::is_ascii_alphanumeric).take(9));
-        if let Some(cb) = web::field(&page.posted, "callback").filter(|c| !c.is_empty()) {
+        if let Some(cb) = callback.filter(|c| !c.is_empty()) {
             target.push_str("&callback=");
             target.push_str(&web::query_escape(cb));
         }
-        let mut r = web::see_other(&target);
-        if let Some(v) = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600) {
-            r.headers_mut().append(http::header::SET_COOKIE, v);
-        }
+        let mut cookies: Vec<HeaderValue> = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600)
+            .into_iter()
+            .collect();
         // This browser is now known for this account (see the throttle in `sign_in`).
-        if let Some(v) = self
-            .new_device(account)
-            .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE))
-        {
-            r.headers_mut().append(http::header::SET_COOKIE, v);
-        }
-        Ok(r)
+        cookies.extend(
+            self.new_device(account)
+                .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE)),
+        );
+        Ok((target, cookies))
     }
 
     /// The pending request an interaction code names, if the code is well-formed.
@@ -694,6 +733,14 @@ impl PersonServer {
     }
 }
 
+#[cfg(not(feature = "oidc"))]
+impl PersonServer {
+    /// The providers the sign-in page offers: none without the `oidc` feature.
+    fn sign_in_choices(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+}
+
 /// What a page request carries, read once.
 pub(super) struct PageRequest<'a> {
     pub(super) parts: &'a Parts,
@@ -701,7 +748,7 @@ pub(super) struct PageRequest<'a> {
     posted: Vec<(String, String)>,
     session_cookie: Option<String>,
     pub(super) session: Option<crate::pending::WebSession>,
-    client: Option<ClientAddr>,
+    pub(super) client: Option<ClientAddr>,
     pub(super) now: UnixTime,
 }
 
@@ -739,7 +786,7 @@ fn failed(e: PsError) -> http::Response<Bytes> {
 }
 
 /// `429` with `Retry-After`.
-fn too_many(wait: u64, what: &str) -> http::Response<Bytes> {
+pub(super) fn too_many(wait: u64, what: &str) -> http::Response<Bytes> {
     let mut r = error_page(
         StatusCode::TOO_MANY_REQUESTS,
         &format!("Too many {what}. Try again in {wait} seconds."),

@@ -11,6 +11,8 @@ mod poll;
 mod resource_flow;
 mod revocation;
 mod router;
+#[cfg(feature = "oidc")]
+mod sign_in;
 mod tokens;
 mod verify;
 
@@ -36,6 +38,15 @@ use aauth_metadata::throttle::{MemoryThrottle, Throttle};
 pub use missions::MissionTerms;
 use missions::default_terms;
 use revocation::revokers;
+#[cfg(feature = "oidc")]
+pub use sign_in::{NewAccounts, SignInProvider, SignInSetupError};
+
+/// Where a sign-in with a provider starts (`?provider={id}&code={code}[&callback=…]`).
+pub const OIDC_START_PATH: &str = "/interact/oidc";
+
+/// Where providers send the browser back: register `{this server's id}{OIDC_CALLBACK_PATH}`
+/// as the client's redirect URI at each provider.
+pub const OIDC_CALLBACK_PATH: &str = "/interact/oidc/callback";
 
 /// The consent pages' sign-in form target.
 pub const LOGIN_PATH: &str = "/interact/login";
@@ -107,6 +118,11 @@ pub struct PersonServer {
     auth_lifetime: u64,
     /// Whether the consent pages are served (the channel to the person).
     interaction: bool,
+    /// Whether the sign-in page offers the password form.
+    passwords: bool,
+    /// The OpenID Providers the sign-in page offers.
+    #[cfg(feature = "oidc")]
+    providers: Vec<SignInProvider>,
     pending_ttl: u64,
     /// The most deferred requests one agent may have open at once.
     max_pending: usize,
@@ -319,6 +335,9 @@ impl PersonServer {
             person_lifetime: aauth_tokens::PERSON_TOKEN_MAX_LIFETIME,
             auth_lifetime: aauth_tokens::AUTH_TOKEN_MAX_LIFETIME,
             interaction: false,
+            passwords: true,
+            #[cfg(feature = "oidc")]
+            providers: Vec::new(),
             pending_ttl: 600,
             random: SharedRandom::default(),
             max_pending: DEFAULT_MAX_PENDING,
@@ -463,6 +482,15 @@ impl PersonServer {
     pub fn consent_pages(mut self, ttl: Duration) -> Self {
         self.interaction = true;
         self.pending_ttl = ttl.as_secs();
+        self
+    }
+
+    /// Whether the sign-in page offers the password form (on by default). Turn it off
+    /// when every person signs in with an OpenID Provider (the `oidc` feature's
+    /// [`PersonServer::sign_in_with`]): `POST` [`LOGIN_PATH`] is then `404`.
+    #[must_use]
+    pub fn password_sign_in(mut self, on: bool) -> Self {
+        self.passwords = on;
         self
     }
 

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS presentations (
 CREATE TABLE IF NOT EXISTS sessions (
   key TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,
   expires INTEGER NOT NULL, bad_codes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS oidc_links (
+  issuer TEXT NOT NULL, subject TEXT NOT NULL, account TEXT NOT NULL,
+  PRIMARY KEY (issuer, subject));
 ";
 
 /// A [`PsStore`] in an SQLite database file.
@@ -884,6 +887,42 @@ impl PsStore for SqliteStore {
             })
             .await?;
         data.map(mission_from_row).transpose()
+    }
+
+    async fn linked_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (i, s) = (issuer.to_owned(), subject.to_owned());
+        self.with(move |c| {
+            c.query_row(
+                "SELECT account FROM oidc_links WHERE issuer = ?1 AND subject = ?2",
+                params![i, s],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn link_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        let (i, s, a) = (issuer.to_owned(), subject.to_owned(), account.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO oidc_links (issuer, subject, account) VALUES (?1, ?2, ?3)",
+                params![i, s, a],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
     }
 
     async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError> {

@@ -59,6 +59,35 @@ pub(crate) async fn admin_contract(store: Arc<dyn PsStore>) {
     assert!(store.set_account_disabled("alice", false).await.unwrap());
     assert!(!store.account_disabled("alice").await.unwrap());
 
+    // People at OpenID Providers: linked by (issuer, subject), once.
+    let op = "https://op.example";
+    assert_eq!(store.linked_account(op, "s-1").await.unwrap(), None);
+    assert!(store.link_account(op, "s-1", "bob").await.unwrap());
+    assert!(
+        !store.link_account(op, "s-1", "alice").await.unwrap(),
+        "a linked pair is not linked again"
+    );
+    assert!(
+        store
+            .link_account("https://other.example", "s-1", "alice")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.linked_account(op, "s-1").await.unwrap().as_deref(),
+        Some("bob")
+    );
+    assert_eq!(
+        store
+            .linked_account("https://other.example", "s-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice"),
+        "the same subject at another issuer is another person"
+    );
+    assert_eq!(store.linked_account(op, "S-1").await.unwrap(), None);
+
     // Sessions end with the account's.
     let session = aauth_person_server::WebSession::new("alice", "c", NOW.as_secs() + 600);
     store.put_session("s1", session).await.unwrap();

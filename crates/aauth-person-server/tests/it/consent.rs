@@ -62,6 +62,20 @@ impl Browser {
         }
     }
 
+    /// The value of cookie `name`, if the browser holds it.
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets cookie `name` as an attacker with the browser in hand would.
+    pub(crate) fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.retain(|(k, _)| k != name);
+        self.cookies.push((name.to_owned(), value.to_owned()));
+    }
+
     /// The session cookie gone (it lasts an hour), the rest kept.
     pub(crate) fn forget_session(&mut self) {
         self.cookies.retain(|(k, _)| k != "__Host-aauth-session");
@@ -121,14 +135,26 @@ impl Browser {
         let resp = w.ps.handle(&parts, &body, at).await.unwrap();
         for v in resp.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();
+            // Strict, but for the sign-in cookie a provider's redirect back must carry.
+            let same_site = if v.starts_with("__Host-aauth-oidc=") {
+                "SameSite=Lax"
+            } else {
+                "SameSite=Strict"
+            };
             assert!(
-                v.contains("Secure") && v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+                v.starts_with("__Host-")
+                    && v.contains("Path=/;")
+                    && v.contains("Secure")
+                    && v.contains("HttpOnly")
+                    && v.contains(same_site),
                 "{v}"
             );
             let (k, rest) = v.split_once('=').unwrap();
             let value = rest.split(';').next().unwrap().to_owned();
             self.cookies.retain(|(n, _)| n != k);
-            self.cookies.push((k.to_owned(), value));
+            if !v.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), value));
+            }
         }
         Page {
             status: resp.status(),

@@ -24,6 +24,7 @@ mod postgres;
 mod rate;
 mod revocation;
 mod served;
+mod sign_in;
 mod stores;
 
 use std::sync::Arc;
