@@ -8,13 +8,21 @@
 //! used once; a callback with another `state`, an ID token for another `nonce`, an
 //! expired ID token, one signed by a key the provider does not publish, and the
 //! provider's own `access_denied` are each refused with their typed error.
+//!
+//! Then the same at the Person Server, in headless Chromium: the sign-in page offers
+//! mockin; the person signs in there (code + PKCE) and approves the agent's request,
+//! which then goes through; an expired ID token, one signed by the wrong key, an
+//! authorization response injected for another `nonce`, and the provider's refusal each
+//! end on a page that says so, with no session.
 
 use std::sync::Arc;
 
+use aauth_demos::browser::ProviderSignIn;
 use aauth_demos::world::World;
 use aauth_keys::time::SystemClock;
 use aauth_metadata::Transport as _;
 use aauth_oauth::{ClientAuth, OAuthError, OidcClient, OidcProvider, SignInError};
+use aauth_person_server::SignInProvider;
 use aauth_tokens::ServerId;
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -100,26 +108,36 @@ impl Op {
 
     /// mockin's mock API: `PUT /mock/{what}` with `body`.
     async fn mock(&self, what: &str, body: &Value) {
-        let req = http::Request::put(format!("/mock/{what}"))
-            .header(http::header::HOST, format!("127.0.0.1:{}", self.peer.port))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string().into_bytes())
-            .expect("a request");
-        let resp = forward(self.peer.port, req, None)
-            .await
-            .expect("the mock API answers");
-        assert_eq!(resp.status(), 200, "PUT /mock/{what}");
+        mock(self.peer.port, what, body).await;
     }
 
     async fn reset(&self) {
-        let req = http::Request::delete("/mock")
-            .header(http::header::HOST, format!("127.0.0.1:{}", self.peer.port))
-            .body(Vec::new())
-            .expect("a request");
-        forward(self.peer.port, req, None)
-            .await
-            .expect("the mock API answers");
+        reset(self.peer.port).await;
     }
+}
+
+/// mockin's mock API at `port`: `PUT /mock/{what}` with `body`.
+async fn mock(port: u16, what: &str, body: &Value) {
+    let req = http::Request::put(format!("/mock/{what}"))
+        .header(http::header::HOST, format!("127.0.0.1:{port}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string().into_bytes())
+        .expect("a request");
+    let resp = forward(port, req, None)
+        .await
+        .expect("the mock API answers");
+    assert_eq!(resp.status(), 200, "PUT /mock/{what}");
+}
+
+/// mockin behaving again: `DELETE /mock`.
+async fn reset(port: u16) {
+    let req = http::Request::delete("/mock")
+        .header(http::header::HOST, format!("127.0.0.1:{port}"))
+        .body(Vec::new())
+        .expect("a request");
+    forward(port, req, None)
+        .await
+        .expect("the mock API answers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,4 +233,116 @@ async fn forged_stale_and_foreign_sign_ins_are_refused() {
     let query = op.visit(&url).await;
     let e = client.finish(&pending, &query).await.expect_err("denied");
     assert_eq!(e.code(), "access_denied", "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_at_the_person_server_with_mockin_in_chromium() {
+    let (browser, driver) = match aauth_demos::browser::find_browser() {
+        Ok(found) => found,
+        Err(why) => {
+            assert!(
+                std::env::var("AAUTH_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "the browser test is required here but cannot run: {why}"
+            );
+            eprintln!("\n!!! SKIPPED signing in with mockin in a real browser: {why}.\n");
+            return;
+        }
+    };
+    let Some(Op { peer, world }) = op().await else {
+        return;
+    };
+    let fetch = Arc::new(world.fetcher_allowing(&["op.example"]));
+    let provider = OidcProvider::discover(fetch.as_ref(), OP)
+        .await
+        .expect("mockin's discovery document");
+    let client = OidcClient::new(
+        provider,
+        ClientAuth::SecretPost {
+            client_id: "aauth-person-server".to_owned(),
+            secret: "mock-secret".to_owned(),
+        },
+        "https://ps.example/interact/oidc/callback",
+        fetch,
+        world.agent_transport_allowing(&["op.example"]),
+        Arc::new(SystemClock),
+    )
+    .scope("openid email name");
+    let sign_in = ProviderSignIn::start(
+        &browser,
+        &driver,
+        world,
+        SignInProvider::new("mockin", "Mockin", client),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // An expired ID token, one signed by a key mockin does not publish, and mockin's
+    // refusal: each a page that says so, and no session.
+    for (what, body, says) in [
+        ("token", json!({"expired": true}), "invalid_id_token"),
+        ("token", json!({"wrongKey": true}), "invalid_id_token"),
+        (
+            "authorize",
+            json!({"error": "access_denied"}),
+            "access_denied",
+        ),
+    ] {
+        mock(peer.port, what, &body).await;
+        let landed = sign_in.sign_in().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            landed
+                .url
+                .starts_with("https://ps.example/interact/oidc/callback"),
+            "{body}: {}",
+            landed.url
+        );
+        assert!(
+            landed.text.contains("You are not signed in") && landed.text.contains(says),
+            "{body}: {}",
+            landed.text
+        );
+        assert!(
+            !landed.session,
+            "{body}: a failed sign-in starts no session"
+        );
+        reset(peer.port).await;
+    }
+
+    // An authorization response for another nonce, brought to this browser's sign-in
+    // (its state and PKCE challenge, so only the nonce tells).
+    let url = sign_in
+        .planted_start("mockin")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nonce = url
+        .split("nonce=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .expect("a nonce");
+    let injected = url.replace(&format!("nonce={nonce}"), "nonce=an-attackers-nonce");
+    sign_in.wd.goto(&injected).await.unwrap();
+    let landed = sign_in.landed().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        landed.text.contains("invalid_id_token") && !landed.session,
+        "{}",
+        landed.text
+    );
+
+    // The person signs in, reads the request, approves: the agent gets through.
+    let landed = sign_in.sign_in().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        landed.url.starts_with("https://ps.example/interact?code="),
+        "{}: {}",
+        landed.url,
+        landed.text
+    );
+    assert!(
+        landed.session && landed.text.contains("An agent asks for your approval"),
+        "{}",
+        landed.text
+    );
+    let (status, body) = sign_in.approve().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "calendar.read");
+    assert_eq!(body["person"]["iss"], "https://ps.example");
 }

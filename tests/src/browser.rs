@@ -326,6 +326,55 @@ impl WebDriver {
             .ok_or_else(|| "no URL".to_owned())
     }
 
+    /// The names of the cookies the browser holds for the page it shows (`HttpOnly` ones
+    /// included).
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn cookie_names(&self) -> Result<Vec<String>, String> {
+        let v = self.call("GET", &self.at("/cookie"), None).await?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Adds a secure, `HttpOnly` cookie for the page's host, as a server's `Set-Cookie`
+    /// with `SameSite=Lax` would have.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn add_cookie(&self, name: &str, value: &str) -> Result<(), String> {
+        let cookie = json!({
+            "name": name, "value": value, "path": "/", "secure": true,
+            "httpOnly": true, "sameSite": "Lax",
+        });
+        self.call(
+            "POST",
+            &self.at("/cookie"),
+            Some(json!({ "cookie": cookie })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Forgets every cookie of the page's host.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn delete_cookies(&self) -> Result<(), String> {
+        self.call("DELETE", &self.at("/cookie"), None)
+            .await
+            .map(drop)
+    }
+
     /// A PNG of the viewport.
     ///
     /// # Errors
@@ -337,6 +386,61 @@ impl WebDriver {
             .decode(b64.as_str().ok_or("no screenshot")?)
             .map_err(e)
     }
+}
+
+/// The agent calls resource.example's calendar, which needs the person (the assistant
+/// is not yet bound at `p`'s Person Server): the call, running, and the interaction the
+/// agent hands its person.
+///
+/// # Errors
+///
+/// The agent never asked its person.
+async fn waiting_call(
+    p: &crate::parties::Parties,
+) -> Result<
+    (
+        tokio::task::JoinHandle<Result<http::Response<Bytes>, String>>,
+        Interaction,
+    ),
+    String,
+> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
+    let transport = p.world.agent_transport();
+    let agent_key: Arc<dyn aauth_keys::Signer> = p.agent_key.clone();
+    let agent = Arc::new(Agent::new(
+        p.agent_id.clone(),
+        agent_key,
+        Arc::new(HttpTokenSource::new(
+            p.provider.id().clone(),
+            transport.clone(),
+        )),
+    ));
+    let ps_client = HttpPersonServer::new(p.ps.id().clone(), transport.clone())
+        .clock(Arc::clone(&p.clock))
+        .poll_policy(
+            PollPolicy::default()
+                .prefer_wait(Duration::from_secs(20))
+                .deadline(Duration::from_secs(90)),
+        )
+        .on_interaction(move |i| {
+            let _sent = tx.send(i.clone());
+        });
+    let client = AAuthClient::builder(agent)
+        .clock(Arc::clone(&p.clock))
+        .person_server(Arc::new(ps_client), p.agent_keys())
+        .build(transport);
+    let call = tokio::spawn(async move {
+        let req = http::Request::get("https://resource.example/calendar/today")
+            .body(Bytes::new())
+            .map_err(e)?;
+        client.send(req).await.map_err(e)
+    });
+    let interaction = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .map_err(|_| "the agent never asked its person")?
+        .ok_or("the agent never asked its person")?;
+
+    Ok((call, interaction))
 }
 
 /// What the browser saw and what the agent got.
@@ -380,42 +484,7 @@ pub async fn consent_in_browser(
         mission_terms: None,
     })
     .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Interaction>();
-    let transport = p.world.agent_transport();
-    let agent_key: Arc<dyn aauth_keys::Signer> = p.agent_key.clone();
-    let agent = Arc::new(Agent::new(
-        p.agent_id.clone(),
-        agent_key,
-        Arc::new(HttpTokenSource::new(
-            p.provider.id().clone(),
-            transport.clone(),
-        )),
-    ));
-    let ps_client = HttpPersonServer::new(p.ps.id().clone(), transport.clone())
-        .clock(Arc::clone(&p.clock))
-        .poll_policy(
-            PollPolicy::default()
-                .prefer_wait(Duration::from_secs(20))
-                .deadline(Duration::from_secs(90)),
-        )
-        .on_interaction(move |i| {
-            let _sent = tx.send(i.clone());
-        });
-    let client = AAuthClient::builder(agent)
-        .clock(Arc::clone(&p.clock))
-        .person_server(Arc::new(ps_client), p.agent_keys())
-        .build(transport);
-    let call = tokio::spawn(async move {
-        let req = http::Request::get("https://resource.example/calendar/today")
-            .body(Bytes::new())
-            .map_err(e)?;
-        client.send(req).await.map_err(e)
-    });
-    let interaction = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await
-        .map_err(|_| "the agent never asked its person")?
-        .ok_or("the agent never asked its person")?;
-
+    let (call, interaction) = waiting_call(&p).await?;
     let wd = WebDriver::start(browser, driver, &chromium_flags(&p.world)).await?;
     let link = format!("{}?code={}", interaction.url, interaction.code);
     let seen = approve_in_browser(&wd, &link, ("alice", PASSWORD), shots, "consent-page").await;
@@ -498,4 +567,170 @@ pub async fn approve_in_browser(
         done_page,
         screenshot,
     })
+}
+
+/// A person's request waiting at a Person Server whose sign-in page offers an OpenID
+/// Provider served in the world, and a headless browser to answer it with.
+pub struct ProviderSignIn {
+    p: crate::parties::Parties,
+    call: tokio::task::JoinHandle<Result<http::Response<Bytes>, String>>,
+    link: String,
+    /// The browser.
+    pub wd: WebDriver,
+}
+
+impl std::fmt::Debug for ProviderSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSignIn")
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the browser landed after the provider sent it back.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    /// The address it shows.
+    pub url: String,
+    /// The page's text.
+    pub text: String,
+    /// Whether it holds a Person Server session cookie.
+    pub session: bool,
+}
+
+impl ProviderSignIn {
+    /// The demo parties served in `world` (the provider served there already), the Person
+    /// Server offering `provider`; the agent's call waiting for the person; a browser.
+    ///
+    /// # Errors
+    ///
+    /// The first step that failed.
+    pub async fn start(
+        browser: &Path,
+        driver: &Path,
+        world: World,
+        provider: aauth_person_server::SignInProvider,
+    ) -> Result<Self, String> {
+        let p = crate::parties::parties_in(
+            world,
+            Options {
+                policy: None,
+                consent_pages: true,
+                bound: false,
+                scope: "calendar.read",
+                authorization_endpoint: false,
+                access_server: false,
+                as_policy: None,
+                mission_terms: None,
+            },
+            Some(provider),
+        )
+        .await?;
+        let (call, interaction) = waiting_call(&p).await?;
+        let wd = WebDriver::start(browser, driver, &chromium_flags(&p.world)).await?;
+        let link = format!("{}?code={}", interaction.url, interaction.code);
+        Ok(Self { p, call, link, wd })
+    }
+
+    /// Opens the agent's link with no cookies and follows the page's "Sign in with …"
+    /// through the provider and back: where the browser lands (the consent page, or a
+    /// page that says what failed).
+    ///
+    /// # Errors
+    ///
+    /// A page offering no provider, or a browser that never came back.
+    pub async fn sign_in(&self) -> Result<Landed, String> {
+        self.wd.goto(&self.link).await?;
+        self.wd.delete_cookies().await?;
+        self.wd.goto(&self.link).await?;
+        let choice = self.wd.find("a.sign-in-provider").await?;
+        self.wd.click(&choice).await?;
+        self.landed().await
+    }
+
+    /// Waits until the browser is back at the Person Server, on the consent page or on
+    /// the sign-in callback's own page: what it shows.
+    ///
+    /// # Errors
+    ///
+    /// It did not come back within 20 s.
+    pub async fn landed(&self) -> Result<Landed, String> {
+        let mut last = String::new();
+        for _ in 0..200 {
+            let url = self.wd.url().await?;
+            let back = url.starts_with("https://ps.example/interact?code=")
+                || url.starts_with("https://ps.example/interact/oidc/callback");
+            if back
+                && let Ok(body) = self.wd.find("body").await
+                && let Ok(text) = self.wd.text(&body).await
+                && (text.contains("Approve")
+                    || text.contains("not signed in")
+                    || text.contains("No account")
+                    || text.contains("disabled"))
+            {
+                let session = self
+                    .wd
+                    .cookie_names()
+                    .await?
+                    .iter()
+                    .any(|n| n == "__Host-aauth-session");
+                return Ok(Landed { url, text, session });
+            }
+            last = url;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the browser never came back from the provider: {last}"
+        ))
+    }
+
+    /// What an attacker who got hold of this browser's sign-in would have: the Person
+    /// Server's answer to starting a sign-in (from outside the browser), its sealed
+    /// cookie planted in the browser. The authorization URL it was sent to.
+    ///
+    /// # Errors
+    ///
+    /// The Person Server did not start a sign-in.
+    pub async fn planted_start(&self, provider: &str) -> Result<String, String> {
+        self.wd.goto(&self.link).await?;
+        self.wd.delete_cookies().await?;
+        let code = self.link.split("code=").nth(1).unwrap_or_default();
+        let req = http::Request::get(format!(
+            "https://ps.example/interact/oidc?provider={provider}&code={code}"
+        ))
+        .body(Vec::new())
+        .map_err(e)?;
+        let resp = self.p.world.send(req).await?;
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no {name} in {}", resp.status()))
+        };
+        let cookie = header("set-cookie")?;
+        let (name, rest) = cookie.split_once('=').ok_or("a cookie")?;
+        let value = rest.split(';').next().unwrap_or_default();
+        self.wd.add_cookie(name, value).await?;
+        header("location")
+    }
+
+    /// The browser on the consent page approves; the agent's call then completes: its
+    /// status and body.
+    ///
+    /// # Errors
+    ///
+    /// The first step that failed.
+    pub async fn approve(self) -> Result<(http::StatusCode, Value), String> {
+        let grant = self.wd.find("button[value=grant]").await?;
+        self.wd.click(&grant).await?;
+        self.wd.wait_for_text("body", "Approved").await?;
+        self.wd.quit().await;
+        let resp = tokio::time::timeout(Duration::from_secs(60), self.call)
+            .await
+            .map_err(|_| "the agent's call did not finish after the approval")?
+            .map_err(e)??;
+        let body = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+        Ok((resp.status(), body))
+    }
 }

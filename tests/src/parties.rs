@@ -322,8 +322,22 @@ pub(crate) fn resource_handler(published: Published, route: AsyncHandler) -> Asy
 ///
 /// What could not be set up.
 pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
+    parties_in(World::new().map_err(e)?, o, None).await
+}
+
+/// Builds and serves the parties in `world` (where other servers, such as a person's
+/// OpenID Provider, may be served already); the Person Server's sign-in page offers
+/// `sign_in` when given.
+///
+/// # Errors
+///
+/// What could not be set up.
+pub(crate) async fn parties_in(
+    world: World,
+    o: Options,
+    sign_in: Option<aauth_person_server::SignInProvider>,
+) -> Result<Parties, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let world = World::new().map_err(e)?;
 
     let provider_key = key()?;
     let provider = Arc::new(
@@ -442,6 +456,9 @@ pub(crate) async fn parties(o: Options) -> Result<Parties, String> {
     }
     if let Some(terms) = o.mission_terms.clone() {
         ps = ps.mission_terms(terms);
+    }
+    if let Some(provider) = sign_in {
+        ps = ps.sign_in_with(provider).map_err(e)?;
     }
     let federation = o
         .access_server

@@ -62,10 +62,21 @@
 //! directed_secret_file = "directed.secret"   # 64 hex digits
 //! consent = "ask"                        # or "auto-approve"
 //! revoking_providers = ["https://agent.example"]
+//! password_sign_in = true               # the password form on the sign-in page
 //! [[person_server.accounts]]
 //! name = "alice"
-//! password_file = "alice.password"
+//! password_file = "alice.password"       # absent: she signs in only with a provider below
 //! agents = ["aauth:assistant@agent.example"]   # bound already (provider https://agent.example)
+//! oidc = [{ issuer = "https://login.example", subject = "248289761001" }]  # linked people
+//! [[person_server.sign_in]]              # an OpenID Provider offered on the sign-in page
+//! id = "corp"                            # a-z, 0-9, -: in links, and new accounts' names (corp:{sub})
+//! label = "Example Corp"                 # "Sign in with Example Corp"
+//! issuer = "https://login.example"       # discovered at start (/.well-known/openid-configuration)
+//! client_id = "aauth-ps"                 # registered with redirect URI {id}/interact/oidc/callback
+//! client_secret_file = "oidc.secret"
+//! client_auth = "basic"                  # or "post" (client_secret_basic / client_secret_post)
+//! new_accounts = "create"                # or "linked-only": only people linked above sign in
+//! # scope = "openid email profile"
 //!
 //! [access_server]
 //! trusted_person_servers = ["https://ps.example"]
@@ -384,6 +395,69 @@ pub(crate) struct PersonServerSection {
     /// People who sign in on the consent pages.
     #[serde(default)]
     pub(crate) accounts: Vec<Account>,
+    /// Whether the sign-in page offers the password form (default true).
+    #[serde(default = "yes")]
+    pub(crate) password_sign_in: bool,
+    /// The OpenID Providers the sign-in page offers.
+    #[serde(default)]
+    pub(crate) sign_in: Vec<SignInSection>,
+}
+
+/// An OpenID Provider people sign in with.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignInSection {
+    /// The provider's name in links and new accounts' names.
+    pub(crate) id: String,
+    /// What the sign-in page calls it.
+    pub(crate) label: String,
+    /// Its `issuer` (discovered at start).
+    pub(crate) issuer: String,
+    /// This server's client at the provider.
+    pub(crate) client_id: String,
+    /// The client's secret, in a file.
+    pub(crate) client_secret_file: PathBuf,
+    /// How the client authenticates at the token endpoint.
+    #[serde(default)]
+    pub(crate) client_auth: ClientAuthMethod,
+    /// Who may sign in without a link made beforehand.
+    #[serde(default)]
+    pub(crate) new_accounts: NewAccountsSetting,
+    /// The scope asked for (default `openid email profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scope: Option<String>,
+}
+
+/// `client_secret_basic` or `client_secret_post`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ClientAuthMethod {
+    /// HTTP Basic (the default, RFC 6749 §2.3.1).
+    #[default]
+    Basic,
+    /// In the form body.
+    Post,
+}
+
+/// Who may sign in through a provider without a link.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum NewAccountsSetting {
+    /// Anyone the provider vouches for gets an account (the default).
+    #[default]
+    Create,
+    /// Only people linked to an account (`person_server.accounts.oidc`).
+    LinkedOnly,
+}
+
+/// A person at an OpenID Provider, linked to an account.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcLink {
+    /// The provider's `issuer`.
+    pub(crate) issuer: String,
+    /// The person's `sub` there.
+    pub(crate) subject: String,
 }
 
 fn yes() -> bool {
@@ -404,7 +478,12 @@ pub(crate) enum Consent {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Account {
     pub(crate) name: String,
-    pub(crate) password_file: PathBuf,
+    /// Absent: the account signs in only through a provider it is linked to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// The people at OpenID Providers who sign in as this account.
+    #[serde(default)]
+    pub(crate) oidc: Vec<OidcLink>,
     /// Agents already bound to this person (`aauth:local@domain`, their provider
     /// `https://domain`): they need no first-time approval on the consent pages.
     #[serde(default)]
@@ -726,7 +805,11 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         }
         ps.accounts
             .iter_mut()
-            .for_each(|a| fix(&mut a.password_file));
+            .filter_map(|a| a.password_file.as_mut())
+            .for_each(fix);
+        ps.sign_in
+            .iter_mut()
+            .for_each(|p| fix(&mut p.client_secret_file));
     }
     if let Some(ap) = &mut c.agent_provider {
         ap.agents

@@ -307,6 +307,67 @@ pub(crate) fn ps_notifier(
     ))
 }
 
+/// The OpenID Provider `p`, discovered now through the egress guard, with this server
+/// `id` as its client's redirect.
+async fn sign_in_provider(
+    p: &crate::config::SignInSection,
+    id: &ServerId,
+    reach: &crate::net::Reach,
+) -> Result<aauth_person_server::SignInProvider, CliError> {
+    use crate::config::{ClientAuthMethod, NewAccountsSetting};
+    use aauth_oauth::{ClientAuth, OidcClient, OidcProvider};
+    let usage = |reason: String| CliError::Usage {
+        flag: "person_server.sign_in",
+        reason: format!("{}: {reason}", p.id),
+    };
+    let secret = std::fs::read_to_string(&p.client_secret_file)
+        .map_err(CliError::file(&p.client_secret_file))?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    if secret.is_empty() {
+        return Err(usage(format!(
+            "{} is empty",
+            p.client_secret_file.display()
+        )));
+    }
+    let fetch = Arc::new(reach.fetcher());
+    let provider = OidcProvider::discover(fetch.as_ref(), &p.issuer)
+        .await
+        .map_err(|e| usage(format!("discovery at {}: {e}", p.issuer)))?;
+    let auth = match p.client_auth {
+        ClientAuthMethod::Basic => ClientAuth::SecretBasic {
+            client_id: p.client_id.clone(),
+            secret,
+        },
+        ClientAuthMethod::Post => ClientAuth::SecretPost {
+            client_id: p.client_id.clone(),
+            secret,
+        },
+    };
+    let mut client = OidcClient::new(
+        provider,
+        auth,
+        format!("{}{}", id.as_str(), aauth_person_server::OIDC_CALLBACK_PATH),
+        fetch,
+        Arc::new(reach.https_client()),
+        Arc::new(aauth_keys::time::SystemClock),
+    );
+    if let Some(scope) = &p.scope {
+        if !scope.split(' ').any(|s| s == "openid") {
+            return Err(usage(format!("scope {scope:?} lacks openid")));
+        }
+        client = client.scope(scope.clone());
+    }
+    let new_accounts = match p.new_accounts {
+        NewAccountsSetting::Create => aauth_person_server::NewAccounts::Create,
+        NewAccountsSetting::LinkedOnly => aauth_person_server::NewAccounts::LinkedOnly,
+    };
+    Ok(
+        aauth_person_server::SignInProvider::new(p.id.clone(), p.label.clone(), client)
+            .new_accounts(new_accounts),
+    )
+}
+
 /// The Person Server of `[person_server]`, counting wrong guesses and agents' requests as
 /// `limits` says.
 pub(crate) async fn person_server(
@@ -360,19 +421,57 @@ pub(crate) async fn person_server(
         ps = ps.rate_limits(Arc::clone(rules));
     }
     for a in &section.accounts {
-        let password = zeroize::Zeroizing::new(
-            std::fs::read_to_string(&a.password_file).map_err(CliError::file(&a.password_file))?,
-        );
-        let password = password.trim_end_matches(['\r', '\n']);
-        if password.is_empty() {
+        if a.password_file.is_none() && a.oidc.is_empty() {
             return Err(CliError::Usage {
-                flag: "person_server.accounts.password_file",
-                reason: format!("{}: empty", a.password_file.display()),
+                flag: "person_server.accounts",
+                reason: format!(
+                    "{}: neither a password_file nor an oidc link: the account could never sign in",
+                    a.name
+                ),
             });
         }
-        ps.set_password(&a.name, password)
-            .await
-            .map_err(|e| config_error(c, "person_server.accounts", e))?;
+        if let Some(file) = &a.password_file {
+            let password = zeroize::Zeroizing::new(
+                std::fs::read_to_string(file).map_err(CliError::file(file))?,
+            );
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(CliError::Usage {
+                    flag: "person_server.accounts.password_file",
+                    reason: format!("{}: empty", file.display()),
+                });
+            }
+            ps.set_password(&a.name, password)
+                .await
+                .map_err(|e| config_error(c, "person_server.accounts", e))?;
+        } else {
+            // An account that signs in only through its provider: no password opens it.
+            store
+                .create_account(&a.name, "!oidc")
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+        }
+        for link in &a.oidc {
+            let linked = ps
+                .link_account(&link.issuer, &link.subject, &a.name)
+                .await
+                .map_err(|e| config_error(c, "person_server.accounts.oidc", e))?;
+            let current = store
+                .linked_account(&link.issuer, &link.subject)
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            if !linked && current.as_deref() != Some(a.name.as_str()) {
+                return Err(CliError::Usage {
+                    flag: "person_server.accounts.oidc",
+                    reason: format!(
+                        "{} at {} is linked to another account already ({}); a link is changed only by removing it from the store",
+                        link.subject,
+                        link.issuer,
+                        current.unwrap_or_default() // default: unreachable: not linked means linked now
+                    ),
+                });
+            }
+        }
         for agent in &a.agents {
             let agent = aauth_tokens::AgentId::parse(agent)
                 .map_err(|e| config_error(c, "person_server.accounts.agents", e))?;
@@ -385,6 +484,14 @@ pub(crate) async fn person_server(
                 .await
                 .map_err(|e| config_error(c, "store", e))?;
         }
+    }
+    ps = ps.password_sign_in(section.password_sign_in);
+    for p in &section.sign_in {
+        let provider = sign_in_provider(p, ps.id(), reach).await?;
+        ps = ps.sign_in_with(provider).map_err(|e| CliError::Usage {
+            flag: "person_server.sign_in",
+            reason: e.to_string(),
+        })?;
     }
     let check = Check(move || {
         let store = Arc::clone(&store);
