@@ -897,7 +897,7 @@ fn d09_interaction_chaining_when_the_access_server_needs_the_person() {
 fn d13_oauth() {
     let t = run(13);
     let text = t.render();
-    assert_eq!(t.steps.len(), 7, "{text}");
+    assert_eq!(t.steps.len(), 16, "{text}");
     // One 401 for both kinds of client.
     assert!(
         text.contains("aauth-requirement: requirement=agent-token"),
@@ -920,4 +920,25 @@ fn d13_oauth() {
     assert!(text.contains(r#""bound_to_key":true"#), "{text}");
     // The replayed proof refused.
     assert!(text.contains(r#""error":"invalid_dpop_proof""#), "{text}");
+    // The person signs in through the provider: code + PKCE, a sealed Lax cookie, the
+    // session after the ID token's checks, then consent, and the agent's call goes through.
+    assert!(text.contains("Sign in with Example Corp"), "{text}");
+    assert!(
+        text.contains("code_challenge_method=S256") && text.contains("nonce="),
+        "{text}"
+    );
+    assert!(
+        text.contains("set-cookie: __Host-aauth-oidc=…; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{text}"
+    );
+    assert!(
+        text.contains("location: https://ps.example/interact/oidc/callback?code="),
+        "{text}"
+    );
+    assert!(
+        text.contains("set-cookie: __Host-aauth-session=…"),
+        "{text}"
+    );
+    assert!(text.contains("bound to corp:alice-7c1f"), "{text}");
+    assert!(text.contains(r#""scope":"calendar.read""#), "{text}");
 }

@@ -395,7 +395,7 @@ impl WebDriver {
 /// # Errors
 ///
 /// The agent never asked its person.
-async fn waiting_call(
+pub(crate) async fn waiting_call(
     p: &crate::parties::Parties,
 ) -> Result<
     (

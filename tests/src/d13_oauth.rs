@@ -6,9 +6,11 @@
 //! for the demo (client credentials, `at+jwt` tokens signed ES256); the clients are
 //! `aauth_oauth::ClientCredentials`. Over real TLS in the demo world.
 //!
-//! A person signing in at a Person Server through their OpenID Provider is shown live
-//! against mockin by the interop tests (`tests/it/interop_mockin_oidc.rs`); the Person
-//! Server's pages do not offer it yet.
+//! Then a person signs in at their Person Server through the organisation's OpenID
+//! Provider, the same `as.example` (authorization code with PKCE, `state` and `nonce`,
+//! the ID token checked; the person is the account linked to `(iss, sub)`), and approves
+//! an agent's request on the consent page: the agent's call goes through. Against a real
+//! provider, mockin, in headless Chromium, that is `tests/it/interop_mockin_oidc.rs`.
 
 use std::sync::Arc;
 
@@ -19,8 +21,9 @@ use aauth_keys::{Algorithm, Jwk, PrivateKey, Signer as _, Thumbprint, Thumbprint
 use aauth_metadata::{CacheConfig, HttpsUrl, KeyCache};
 use aauth_oauth::{
     AccessTokenPolicy, AccessTokenVerifier, ClientAuth, ClientConfig, ClientCredentials, DpopCheck,
-    Issuer,
+    Issuer, OidcClient, OidcProvider,
 };
+use aauth_person_server::{NewAccounts, SignInProvider};
 use aauth_resource::{
     AAuthLayer, Access, MemoryReplayStore, OAuthAccess, Principal, Resource, RoutePolicy,
 };
@@ -32,6 +35,7 @@ use tower_service::Service;
 
 use crate::Transcript;
 use crate::d01_pseudonymous::{exchange, layered, unsigned};
+use crate::d04_consent::{Browser, hidden, page_lines};
 use crate::world::{AsyncHandler, Request, Response, World, provider_handler};
 
 fn e<E: std::fmt::Display>(e: E) -> String {
@@ -77,14 +81,27 @@ impl Service<http::Request<Full<Bytes>>> for Who {
     }
 }
 
-/// The demo's authorization server: metadata, JWKS, and a token endpoint for the client
-/// credentials grant that signs `at+jwt` tokens, bound to the proof's key when the request
-/// carries a DPoP proof.
+/// The demo's authorization server, which is also the organisation's OpenID Provider:
+/// metadata (RFC 8414 and OpenID Connect discovery), JWKS, an authorization endpoint
+/// for the Person Server's sign-in (the person is signed in there already: it answers at
+/// once with a code), and a token endpoint for client credentials (`at+jwt` tokens,
+/// bound to the proof's key when the request carries a DPoP proof) and for codes (ID
+/// tokens, after the PKCE check).
+struct DemoAs {
+    key: Arc<PrivateKey>,
+    /// Code → the `nonce` and PKCE challenge it was asked with.
+    codes: std::sync::Mutex<std::collections::BTreeMap<String, (String, String)>>,
+}
+
 fn authorization_server(key: Arc<PrivateKey>) -> AsyncHandler {
+    let state = Arc::new(DemoAs {
+        key,
+        codes: std::sync::Mutex::default(),
+    });
     Arc::new(move |req: Request| {
-        let key = Arc::clone(&key);
+        let state = Arc::clone(&state);
         Box::pin(async move {
-            as_answer(&key, &req).unwrap_or_else(|(status, body)| json_response(status, &body))
+            as_answer(&state, &req).unwrap_or_else(|(status, body)| json_response(status, &body))
         })
     })
 }
@@ -99,11 +116,20 @@ fn json_response(status: u16, body: &Value) -> Response {
     r
 }
 
-fn as_answer(key: &PrivateKey, req: &Request) -> Result<Response, (u16, Value)> {
+fn as_answer(state: &DemoAs, req: &Request) -> Result<Response, (u16, Value)> {
+    let key = state.key.as_ref();
     match req.uri().path() {
         "/.well-known/oauth-authorization-server" => Ok(json_response(
             200,
             &json!({"issuer": AS, "jwks_uri": format!("{AS}/jwks"), "token_endpoint": format!("{AS}/token")}),
+        )),
+        "/.well-known/openid-configuration" => Ok(json_response(
+            200,
+            &json!({
+                "issuer": AS, "jwks_uri": format!("{AS}/jwks"), "token_endpoint": format!("{AS}/token"),
+                "authorization_endpoint": format!("{AS}/authorize"),
+                "response_types_supported": ["code"], "code_challenge_methods_supported": ["S256"],
+            }),
         )),
         "/jwks" => {
             let jwk: Value =
@@ -111,9 +137,129 @@ fn as_answer(key: &PrivateKey, req: &Request) -> Result<Response, (u16, Value)> 
                     .map_err(|e| (500, json!({"error": e.to_string()})))?;
             Ok(json_response(200, &json!({"keys": [jwk]})))
         }
-        "/token" => issue(key, req).map(|t| json_response(200, &t)),
+        "/authorize" => authorize(state, req),
+        "/token" => {
+            let form: Vec<(String, String)> =
+                form_urlencoded::parse(req.body()).into_owned().collect();
+            if form
+                .iter()
+                .any(|(k, v)| k == "grant_type" && v == "authorization_code")
+            {
+                id_token(state, req, &form).map(|t| json_response(200, &t))
+            } else {
+                issue(key, req).map(|t| json_response(200, &t))
+            }
+        }
         _ => Err((404, json!({"error": "not_found"}))),
     }
+}
+
+/// The Person Server's client at the provider.
+const PS_CLIENT: &str = "demo-ps";
+const PS_CLIENT_SECRET: &str = "demo-ps-secret";
+const PS_CALLBACK: &str = "https://ps.example/interact/oidc/callback";
+/// Who the person is at the provider.
+const PERSON_SUB: &str = "alice-7c1f";
+
+/// `GET /authorize`: the person is signed in at the provider already; back to the Person
+/// Server with a code (OpenID Connect Core §3.1.2.5), `state` echoed.
+fn authorize(state: &DemoAs, req: &Request) -> Result<Response, (u16, Value)> {
+    let q: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if get("client_id").as_deref() != Some(PS_CLIENT)
+        || get("redirect_uri").as_deref() != Some(PS_CALLBACK)
+        || get("response_type").as_deref() != Some("code")
+        || get("code_challenge_method").as_deref() != Some("S256")
+    {
+        return Err((400, json!({"error": "invalid_request"})));
+    }
+    let (nonce, challenge) = (
+        get("nonce").unwrap_or_default(),
+        get("code_challenge").unwrap_or_default(),
+    );
+    let mut codes = state
+        .codes
+        .lock()
+        .map_err(|_| (500, json!({"error": "server_error"})))?;
+    let code = format!("code-{}", codes.len() + 1);
+    codes.insert(code.clone(), (nonce, challenge));
+    let start = format!("{PS_CALLBACK}?");
+    let location = form_urlencoded::Serializer::for_suffix(start.clone(), start.len())
+        .append_pair("code", &code)
+        .append_pair("state", &get("state").unwrap_or_default())
+        .finish();
+    let mut r = http::Response::new(Vec::new());
+    *r.status_mut() = http::StatusCode::FOUND;
+    r.headers_mut().insert(
+        http::header::LOCATION,
+        http::HeaderValue::from_str(&location)
+            .map_err(|e| (500, json!({"error": e.to_string()})))?,
+    );
+    Ok(r)
+}
+
+/// The token endpoint for a code: the Person Server's client (`client_secret_basic`),
+/// the PKCE verifier against the challenge, then an ID token (ES256) with the nonce.
+fn id_token(
+    state: &DemoAs,
+    req: &Request,
+    form: &[(String, String)],
+) -> Result<Value, (u16, Value)> {
+    let expected = format!(
+        "Basic {}",
+        base64_std(format!("{PS_CLIENT}:{PS_CLIENT_SECRET}").as_bytes())
+    );
+    if req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_none_or(|v| v.as_bytes() != expected.as_bytes())
+    {
+        return Err((401, json!({"error": "invalid_client"})));
+    }
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (nonce, challenge) = state
+        .codes
+        .lock()
+        .map_err(|_| (500, json!({"error": "server_error"})))?
+        .remove(&get("code"))
+        .ok_or((400, json!({"error": "invalid_grant"})))?;
+    if base64url::encode(&aauth_keys::digest::sha256(get("code_verifier").as_bytes())) != challenge
+    {
+        return Err((
+            400,
+            json!({"error": "invalid_grant", "error_description": "PKCE verifier"}),
+        ));
+    }
+    let now = SystemClock.now().as_secs();
+    let claims = json!({
+        "iss": AS, "aud": PS_CLIENT, "sub": PERSON_SUB, "nonce": nonce,
+        "iat": now, "exp": now + 300, "email": "alice@corp.example",
+    });
+    Ok(
+        json!({"access_token": "opaque", "token_type": "Bearer", "id_token": sign(&state.key, "JWT", &claims)?}),
+    )
+}
+
+/// A compact JWS of `claims` under the provider's key.
+fn sign(key: &PrivateKey, typ: &str, claims: &Value) -> Result<String, (u16, Value)> {
+    let header = json!({"alg": "ES256", "typ": typ, "kid": "as-1"});
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let sig = key
+        .sign(input.as_bytes())
+        .map_err(|e| (500, json!({"error": e.to_string()})))?;
+    Ok(format!("{input}.{}", base64url::encode(&sig)))
 }
 
 /// The token endpoint: `client_secret_basic` for the one demo client.
@@ -150,17 +296,8 @@ fn issue(key: &PrivateKey, req: &Request) -> Result<Value, (u16, Value)> {
     if let Some(jkt) = &bound {
         claims["cnf"] = json!({"jkt": jkt});
     }
-    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "as-1"});
-    let input = format!(
-        "{}.{}",
-        base64url::encode(header.to_string().as_bytes()),
-        base64url::encode(claims.to_string().as_bytes())
-    );
-    let sig = key
-        .sign(input.as_bytes())
-        .map_err(|e| (500, json!({"error": e.to_string()})))?;
     Ok(json!({
-        "access_token": format!("{input}.{}", base64url::encode(&sig)),
+        "access_token": sign(key, "at+jwt", &claims)?,
         "token_type": if bound.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": 300,
         "scope": claims["scope"],
@@ -221,7 +358,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         // The authorization server, and the agent provider with its enrolled agent.
         let as_key = Arc::new(PrivateKey::generate(Algorithm::Es256, &mut OsRandom).map_err(e)?);
         world
-            .serve_async(&ServerId::parse(AS).map_err(e)?, authorization_server(as_key))
+            .serve_async(&ServerId::parse(AS).map_err(e)?, authorization_server(Arc::clone(&as_key)))
             .await
             .map_err(e)?;
         let provider_id = ServerId::parse("https://agent.example").map_err(e)?;
@@ -348,6 +485,190 @@ pub(crate) fn run() -> Result<Transcript, String> {
             return Err(format!("a replayed proof was not refused: {}", resp.status()));
         }
         exchange(&mut t, "attacker", "replays the DPoP request: the proof's jti was used, 401 invalid_dpop_proof", req, &resp);
+
+        person_signs_in(&mut t, as_key).await?;
         Ok(t)
     })
+}
+
+/// The person signs in at their Person Server through the organisation's provider (the
+/// same `as.example`) and approves an agent's request: in a world of its own, with the
+/// shared demo parties.
+async fn person_signs_in(t: &mut Transcript, as_key: Arc<PrivateKey>) -> Result<(), String> {
+    let world = World::new().map_err(e)?;
+    world
+        .serve_async(
+            &ServerId::parse(AS).map_err(e)?,
+            authorization_server(as_key),
+        )
+        .await
+        .map_err(e)?;
+    let fetch = Arc::new(world.fetcher_allowing(&["as.example"]));
+    let provider = OidcProvider::discover(fetch.as_ref(), AS)
+        .await
+        .map_err(e)?;
+    let client = OidcClient::new(
+        provider,
+        ClientAuth::SecretBasic {
+            client_id: PS_CLIENT.to_owned(),
+            secret: PS_CLIENT_SECRET.to_owned(),
+        },
+        PS_CALLBACK,
+        fetch,
+        world.agent_transport_allowing(&["as.example"]),
+        Arc::new(SystemClock),
+    );
+    let p = crate::parties::parties_in(
+        world,
+        crate::parties::Options {
+            policy: None,
+            consent_pages: true,
+            bound: false,
+            scope: "calendar.read",
+            authorization_endpoint: false,
+            access_server: false,
+            as_policy: None,
+            mission_terms: None,
+        },
+        Some(SignInProvider::new("corp", "Example Corp", client).new_accounts(NewAccounts::Create)),
+    )
+    .await?;
+    t.step(
+        "Person Server",
+        "https://ps.example offers sign-in with Example Corp (as.example, discovered by OpenID Connect discovery); its client redirects to /interact/oidc/callback",
+        vec![],
+    );
+    let (call, interaction) = crate::browser::waiting_call(&p).await?;
+    t.step(
+        "agent",
+        "calls resource.example; its Person Server needs the person: an interaction code for them",
+        vec![format!("{}?code={}", interaction.url, interaction.code)],
+    );
+
+    let mut browser = Browser {
+        world: &p.world,
+        cookies: Vec::new(),
+    };
+    let (req, login) = browser
+        .go(
+            "GET",
+            &format!("{}?code={}", interaction.url, interaction.code),
+            &[],
+        )
+        .await?;
+    let html = String::from_utf8_lossy(login.body()).into_owned();
+    let link = html
+        .split("class=\"sign-in-provider\" data-provider=\"corp\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .ok_or("the sign-in page offers no provider")?
+        .replace("&amp;", "&");
+    t.step(
+        "person",
+        "opens the link: the sign-in page offers Example Corp",
+        page_lines(&req, &login),
+    );
+    let (req, started) = browser
+        .go("GET", &format!("https://ps.example{link}"), &[])
+        .await?;
+    let to_provider = header(&started, "location")?;
+    if started.status() != 303 || !to_provider.starts_with("https://as.example/authorize?") {
+        return Err(format!(
+            "the sign-in did not go to the provider: {} {to_provider}",
+            started.status()
+        ));
+    }
+    t.step(
+        "person",
+        "chooses Example Corp: off to the provider with state, nonce and a PKCE challenge (kept in a sealed SameSite=Lax cookie)",
+        page_lines(&req, &started),
+    );
+    let (req, answered) = browser.go("GET", &to_provider, &[]).await?;
+    let back = header(&answered, "location")?;
+    t.step(
+        "provider",
+        "knows the person already: back to the Person Server with a code",
+        page_lines(&req, &answered),
+    );
+    let (req, signed_in) = browser.go("GET", &back, &[]).await?;
+    let refresh = header(&signed_in, "refresh")?;
+    let target = refresh
+        .strip_prefix("0; url=")
+        .ok_or("no way back to the request")?
+        .to_owned();
+    if signed_in.status() != 200
+        || !browser
+            .cookies
+            .iter()
+            .any(|(k, _)| k == "__Host-aauth-session")
+    {
+        return Err(format!(
+            "the sign-in failed: {}",
+            String::from_utf8_lossy(signed_in.body())
+        ));
+    }
+    t.step(
+        "Person Server",
+        "exchanges the code (with the PKCE verifier), checks the ID token (signature, iss, aud, nonce, times): the person is the account linked to (iss, sub), made on this first sign-in",
+        page_lines(&req, &signed_in),
+    );
+    let (req, consent) = browser
+        .go("GET", &format!("https://ps.example{target}"), &[])
+        .await?;
+    if consent.status() != 200 {
+        return Err(format!("the consent page failed: {}", consent.status()));
+    }
+    t.step(
+        "person",
+        "reads the request on the consent page",
+        page_lines(&req, &consent),
+    );
+    let csrf = hidden(&consent, "csrf");
+    let (req, done) = browser
+        .go(
+            "POST",
+            "https://ps.example/interact",
+            &[
+                ("code", &interaction.code),
+                ("csrf", &csrf),
+                ("decision", "grant"),
+            ],
+        )
+        .await?;
+    let bound =
+        p.ps.store()
+            .binding(p.provider.id(), &p.agent_id)
+            .await
+            .map_err(e)?;
+    if bound.as_deref() != Some("corp:alice-7c1f") {
+        return Err(format!(
+            "the agent is bound to {bound:?}, not to the account linked to the person at the provider"
+        ));
+    }
+    t.step("person", "approves: the agent is now bound to corp:alice-7c1f, the account linked to (https://as.example, alice-7c1f)", page_lines(&req, &done));
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+        .await
+        .map_err(|_| "the agent's call did not finish after the approval")?
+        .map_err(e)??;
+    let body = String::from_utf8_lossy(resp.body()).into_owned();
+    if resp.status() != 200 {
+        return Err(format!(
+            "the agent's call failed after the approval: {} {body}",
+            resp.status()
+        ));
+    }
+    t.step(
+        "agent",
+        "its call goes through with the person's authorization",
+        vec![body],
+    );
+    Ok(())
+}
+
+fn header(resp: &Response, name: &str) -> Result<String, String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no {name} in a {} answer", resp.status()))
 }

@@ -178,7 +178,7 @@ pub const DEMOS: [Demo; 14] = [
     Demo {
         number: 13,
         slug: "oauth",
-        title: "OAuth beside AAuth: an agent, a Bearer client and a DPoP client on one route",
+        title: "OAuth beside AAuth: an agent, a Bearer client and a DPoP client on one route; a person signs in with their OpenID Provider",
         run: d13_oauth::run,
     },
 ];

@@ -307,6 +307,83 @@ pub(crate) fn ps_notifier(
     ))
 }
 
+/// The accounts `[person_server.accounts]` declares: their passwords set (or, without
+/// one, an account no password opens), their agents bound, their people at OpenID
+/// Providers linked.
+async fn declare_accounts(
+    c: &Config,
+    ps: &aauth_person_server::PersonServer,
+    store: &dyn aauth_person_server::PsStore,
+    accounts: &[crate::config::Account],
+) -> Result<(), CliError> {
+    for a in accounts {
+        if a.password_file.is_none() && a.oidc.is_empty() {
+            return Err(CliError::Usage {
+                flag: "person_server.accounts",
+                reason: format!(
+                    "{}: neither a password_file nor an oidc link: the account could never sign in",
+                    a.name
+                ),
+            });
+        }
+        if let Some(file) = &a.password_file {
+            let password = zeroize::Zeroizing::new(
+                std::fs::read_to_string(file).map_err(CliError::file(file))?,
+            );
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(CliError::Usage {
+                    flag: "person_server.accounts.password_file",
+                    reason: format!("{}: empty", file.display()),
+                });
+            }
+            ps.set_password(&a.name, password)
+                .await
+                .map_err(|e| config_error(c, "person_server.accounts", e))?;
+        } else {
+            // An account that signs in only through its provider: no password opens it.
+            store
+                .create_account(&a.name, "!oidc")
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+        }
+        for link in &a.oidc {
+            let linked = ps
+                .link_account(&link.issuer, &link.subject, &a.name)
+                .await
+                .map_err(|e| config_error(c, "person_server.accounts.oidc", e))?;
+            let current = store
+                .linked_account(&link.issuer, &link.subject)
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            if !linked && current.as_deref() != Some(a.name.as_str()) {
+                return Err(CliError::Usage {
+                    flag: "person_server.accounts.oidc",
+                    reason: format!(
+                        "{} at {} is linked to another account already ({}); a link is changed only by removing it from the store",
+                        link.subject,
+                        link.issuer,
+                        current.unwrap_or_default() // default: unreachable: not linked means linked now
+                    ),
+                });
+            }
+        }
+        for agent in &a.agents {
+            let agent = aauth_tokens::AgentId::parse(agent)
+                .map_err(|e| config_error(c, "person_server.accounts.agents", e))?;
+            let provider = server_id(
+                "person_server.accounts.agents",
+                &format!("https://{}", agent.domain()),
+            )?;
+            store
+                .bind(&provider, &agent, &a.name)
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+        }
+    }
+    Ok(())
+}
+
 /// The OpenID Provider `p`, discovered now through the egress guard, with this server
 /// `id` as its client's redirect.
 async fn sign_in_provider(
@@ -420,71 +497,7 @@ pub(crate) async fn person_server(
     if let Some(rules) = &limits.rules {
         ps = ps.rate_limits(Arc::clone(rules));
     }
-    for a in &section.accounts {
-        if a.password_file.is_none() && a.oidc.is_empty() {
-            return Err(CliError::Usage {
-                flag: "person_server.accounts",
-                reason: format!(
-                    "{}: neither a password_file nor an oidc link: the account could never sign in",
-                    a.name
-                ),
-            });
-        }
-        if let Some(file) = &a.password_file {
-            let password = zeroize::Zeroizing::new(
-                std::fs::read_to_string(file).map_err(CliError::file(file))?,
-            );
-            let password = password.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                return Err(CliError::Usage {
-                    flag: "person_server.accounts.password_file",
-                    reason: format!("{}: empty", file.display()),
-                });
-            }
-            ps.set_password(&a.name, password)
-                .await
-                .map_err(|e| config_error(c, "person_server.accounts", e))?;
-        } else {
-            // An account that signs in only through its provider: no password opens it.
-            store
-                .create_account(&a.name, "!oidc")
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-        }
-        for link in &a.oidc {
-            let linked = ps
-                .link_account(&link.issuer, &link.subject, &a.name)
-                .await
-                .map_err(|e| config_error(c, "person_server.accounts.oidc", e))?;
-            let current = store
-                .linked_account(&link.issuer, &link.subject)
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            if !linked && current.as_deref() != Some(a.name.as_str()) {
-                return Err(CliError::Usage {
-                    flag: "person_server.accounts.oidc",
-                    reason: format!(
-                        "{} at {} is linked to another account already ({}); a link is changed only by removing it from the store",
-                        link.subject,
-                        link.issuer,
-                        current.unwrap_or_default() // default: unreachable: not linked means linked now
-                    ),
-                });
-            }
-        }
-        for agent in &a.agents {
-            let agent = aauth_tokens::AgentId::parse(agent)
-                .map_err(|e| config_error(c, "person_server.accounts.agents", e))?;
-            let provider = server_id(
-                "person_server.accounts.agents",
-                &format!("https://{}", agent.domain()),
-            )?;
-            store
-                .bind(&provider, &agent, &a.name)
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-        }
-    }
+    declare_accounts(c, &ps, store.as_ref(), &section.accounts).await?;
     ps = ps.password_sign_in(section.password_sign_in);
     for p in &section.sign_in {
         let provider = sign_in_provider(p, ps.id(), reach).await?;

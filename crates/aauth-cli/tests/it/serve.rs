@@ -1192,3 +1192,119 @@ async fn agent_providers_on_one_redis_refuse_a_request_replayed_to_the_other() {
         "keeps only its replay cache",
     );
 }
+
+/// `[[person_server.sign_in]]`: the served Person Server discovers its OpenID Provider
+/// through the egress guard at start and offers it on the sign-in page, which then has no
+/// password form (`password_sign_in = false`); choosing it sends the browser to the
+/// provider as its client, to be called back at `/interact/oidc/callback`. (The whole
+/// sign-in is demo 13's, and `tests/it/interop_mockin_oidc.rs`'s in Chromium.) An
+/// account that could never sign in, and a provider that cannot be discovered, stop the
+/// start with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_person_server_offers_its_openid_provider() {
+    let dir = scratch("serve-oidc");
+    let world = World::new().unwrap();
+    let discovery = serde_json::json!({
+        "issuer": "https://login.example",
+        "authorization_endpoint": "https://login.example/authorize",
+        "token_endpoint": "https://login.example/token",
+        "jwks_uri": "https://login.example/jwks",
+    })
+    .to_string();
+    world
+        .serve_async(
+            &aauth_tokens::ServerId::parse("https://login.example").unwrap(),
+            Arc::new(move |req: Request| {
+                let found = req.uri().path() == "/.well-known/openid-configuration";
+                let body = discovery.clone();
+                Box::pin(async move {
+                    let mut r =
+                        http::Response::new(if found { body.into_bytes() } else { Vec::new() });
+                    if !found {
+                        *r.status_mut() = http::StatusCode::NOT_FOUND;
+                    }
+                    r
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    let login = world.names()["login.example"];
+    let config = person_server_config(&world, &dir, &[("login.example", login)]);
+    std::fs::write(dir.join("oidc.secret"), "s3cret\n").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "consent = \"auto-approve\"\n",
+        "consent = \"auto-approve\"\npassword_sign_in = false\n",
+    ) + "oidc = [{ issuer = \"https://login.example\", subject = \"alice-1\" }]\n\
+           [[person_server.sign_in]]\nid = \"corp\"\nlabel = \"Example Corp\"\n\
+           issuer = \"https://login.example\"\nclient_id = \"aauth-ps\"\n\
+           client_secret_file = \"oidc.secret\"\nnew_accounts = \"linked-only\"\n";
+    std::fs::write(&config, &text).unwrap();
+
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let get = |path: &str| {
+        http::Request::get(format!("https://ps.example{path}"))
+            .body(Vec::new())
+            .unwrap()
+    };
+    let page = world.send(get("/interact?code=ABCD-EFGH")).await.unwrap();
+    let html = String::from_utf8_lossy(page.body());
+    assert!(
+        html.contains("Sign in with Example Corp"),
+        "{html}\n{}",
+        ps.log()
+    );
+    assert!(!html.contains("type=\"password\""), "{html}");
+    let started = world
+        .send(get("/interact/oidc?provider=corp&code=ABCD-EFGH"))
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 303, "{}", ps.log());
+    let to = started.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with("https://login.example/authorize?")
+            && to.contains("client_id=aauth-ps")
+            && to.contains("redirect_uri=https%3A%2F%2Fps.example%2Finteract%2Foidc%2Fcallback")
+            && to.contains("code_challenge_method=S256"),
+        "{to}"
+    );
+    let form = http::Request::post("https://ps.example/interact/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(b"code=ABCD-EFGH&csrf=x&username=alice&password=correct".to_vec())
+        .unwrap();
+    assert_eq!(world.send(form).await.unwrap().status(), 404);
+    drop(ps);
+
+    // Misconfigurations stop the start, each with its reason.
+    for (broken, needle) in [
+        (
+            text.replace("password_file = \"alice.password\"\n", "")
+                .replace(
+                    "oidc = [{ issuer = \"https://login.example\", subject = \"alice-1\" }]\n",
+                    "",
+                ),
+            "neither a password_file nor an oidc link",
+        ),
+        (
+            text.replace(
+                "issuer = \"https://login.example\"\nclient_id",
+                "issuer = \"https://gone.example\"\nclient_id",
+            ),
+            "discovery at https://gone.example",
+        ),
+        (
+            text.replace("id = \"corp\"", "id = \"Corp!\""),
+            "not a provider id",
+        ),
+    ] {
+        std::fs::write(dir.join("broken.toml"), broken).unwrap();
+        let d = dir.clone();
+        let o = tokio::task::spawn_blocking(move || {
+            aauth(&d, &["serve", "person-server", "--config", "broken.toml"])
+        })
+        .await
+        .unwrap();
+        assert_fails(&o, 2, needle);
+    }
+}
