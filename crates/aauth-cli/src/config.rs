@@ -103,6 +103,8 @@
 //! [resource_proxy.sessions]              # sessions the upstream grants (x-aauth-grant-session)
 //! lifetime_secs = 3600
 //! roll = false                           # a new AAuth-Access on every session request
+//! # credential_key_file = "sessions.key"  # 64 hex digits: seals, in Redis, the credentials the
+//!                                        # upstream hands over to wrap (x-aauth-grant-credential)
 //! [resource_proxy.oauth]                 # OAuth clients beside AAuth agents (routes with oauth_scope)
 //! issuers = ["https://login.example"]    # whose JWT access tokens (RFC 9068) are accepted
 //! # audience = "https://api.example"     # the tokens' aud (default: id)
@@ -628,6 +630,10 @@ pub(crate) struct ProxySessions {
     /// old one ends a few seconds later); default false.
     #[serde(default)]
     pub(crate) roll: bool,
+    /// The key (64 hex digits, in a file) that seals the credentials sessions wrap
+    /// (`x-aauth-grant-credential`) in a Redis store; without it, Redis refuses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) credential_key_file: Option<PathBuf>,
 }
 
 impl Default for ProxySessions {
@@ -635,6 +641,7 @@ impl Default for ProxySessions {
         Self {
             lifetime_secs: an_hour(),
             roll: false,
+            credential_key_file: None,
         }
     }
 }
@@ -788,6 +795,13 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         .and_then(|o| o.introspection.as_mut())
     {
         fix(&mut i.client_secret_file);
+    }
+    if let Some(k) = c
+        .resource_proxy
+        .as_mut()
+        .and_then(|p| p.sessions.credential_key_file.as_mut())
+    {
+        fix(k);
     }
     if let Some(pg) = &mut c.postgres {
         pg.password_file.iter_mut().for_each(fix);

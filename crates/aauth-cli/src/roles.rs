@@ -122,6 +122,14 @@ fn directed_secret(c: &Config) -> Result<[u8; 32], CliError> {
             });
         }
     };
+    hex32(&text).ok_or_else(|| CliError::Usage {
+        flag: "person_server.directed_secret_file",
+        reason: format!("{from}: not 64 hex digits"),
+    })
+}
+
+/// The 32 bytes that `text` (64 hex digits, surrounding whitespace aside) spells.
+pub(crate) fn hex32(text: &str) -> Option<[u8; 32]> {
     let hex = text.trim();
     let mut out = [0u8; 32];
     let ok = hex.len() == 64
@@ -131,14 +139,7 @@ fn directed_secret(c: &Config) -> Result<[u8; 32], CliError> {
                 .map(|v| *b = v)
                 .is_ok()
         });
-    if ok {
-        Ok(out)
-    } else {
-        Err(CliError::Usage {
-            flag: "person_server.directed_secret_file",
-            reason: format!("{from}: not 64 hex digits"),
-        })
-    }
+    ok.then_some(out)
 }
 
 fn ids(key: &'static str, values: &[String]) -> Result<Vec<ServerId>, CliError> {

@@ -723,14 +723,30 @@ impl Route {
         lifetime: u64,
         now: UnixTime,
     ) -> Result<SessionToken, Refusal> {
-        let Some(store) = &self.sessions else {
-            return Err(Refusal::Misconfigured {
-                detail: "sessions are issued on routes with a session store".to_owned(),
-            });
-        };
         let Some(session) = admitted.session_for(scope, now.plus(lifetime)) else {
             return Err(Refusal::Forbidden {
                 detail: "sessions are issued to agents".to_owned(),
+            });
+        };
+        self.keep_session(session, now).await
+    }
+
+    /// Keeps `session` (made with [`Admitted::session_for`], perhaps
+    /// [`wrapping`](Session::wrapping) a credential of the resource's own) in this route's
+    /// store: the value for `AAuth-Access`.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::Misconfigured`] for a route without a store,
+    /// [`Refusal::SessionStoreUnavailable`].
+    pub async fn keep_session(
+        &self,
+        session: Session,
+        now: UnixTime,
+    ) -> Result<SessionToken, Refusal> {
+        let Some(store) = &self.sessions else {
+            return Err(Refusal::Misconfigured {
+                detail: "sessions are issued on routes with a session store".to_owned(),
             });
         };
         store

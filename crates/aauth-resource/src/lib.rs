@@ -74,7 +74,9 @@ pub use redis::{
 pub use revocation::{
     MAX_JTI_LEN, MemoryRevocationList, RecordError, RevocationEndpoint, RevocationStore,
 };
-pub use session::{MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError};
+pub use session::{
+    MemorySessionStore, ROLL_GRACE, Session, SessionStore, SessionStoreError, Wrapped,
+};
 pub use stream::{BoxError, ForwardBody, StreamingLayer, StreamingService};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};
 pub use tokens::{AccountCheck, Compatibility, LoginHint, MAX_AUTHORIZATION_PARAM, ResourceTokens};

@@ -26,6 +26,9 @@ pub struct Session {
     pub scope: Option<String>,
     /// When it ends.
     pub expires: UnixTime,
+    /// The resource's own credential the session stands for (an OAuth access token its
+    /// authorization server issued, say), if it wraps one.
+    pub wrapped: Option<Wrapped>,
 }
 
 impl Session {
@@ -37,7 +40,58 @@ impl Session {
             key,
             scope,
             expires,
+            wrapped: None,
         }
+    }
+
+    /// The same session, standing for `credential` (draft -11 §AAuth-Access: the
+    /// resource "wraps its internal authorization state (which MAY be an existing OAuth
+    /// access token or other credential)"). The agent only ever holds the session token;
+    /// the credential stays with the resource and is handed back to it, with the
+    /// session, when the agent presents that token under its signature. End the session
+    /// no later than the credential.
+    ///
+    /// ```
+    /// use aauth_keys::PrivateKey;
+    /// use aauth_keys::time::UnixTime;
+    /// use aauth_resource::{Session, Wrapped};
+    /// use aauth_tokens::AgentId;
+    ///
+    /// let key = PrivateKey::ed25519_from_seed(&[1; 32]).public_key().thumbprint();
+    /// let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    /// let s = Session::new(agent, key, Some("files.read".into()), UnixTime(1_800_000_000))
+    ///     .wrapping(Wrapped::new("eyJhbGciOi…"));
+    /// assert_eq!(s.wrapped.as_ref().map(Wrapped::secret), Some("eyJhbGciOi…"));
+    /// assert!(!format!("{s:?}").contains("eyJ"), "never printed");
+    /// ```
+    #[must_use]
+    pub fn wrapping(mut self, credential: Wrapped) -> Self {
+        self.wrapped = Some(credential);
+        self
+    }
+}
+
+/// A credential of the resource's own that a session wraps: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Wrapped(String);
+
+impl Wrapped {
+    /// Wraps `credential`.
+    #[must_use]
+    pub fn new(credential: impl Into<String>) -> Self {
+        Self(credential.into())
+    }
+
+    /// The credential.
+    #[must_use]
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wrapped(…)")
     }
 }
 

@@ -9,8 +9,16 @@
 //! `Authorization: AAuth …`, covered by its signature, on the `session-token` routes,
 //! whose requests reach the upstream with the session's scope in `x-aauth-scope`.
 //!
+//! An upstream that already authorizes with tokens of its own (an OAuth access token its
+//! authorization server issued, say) may hand one to the proxy with the grant, in
+//! `x-aauth-grant-credential`: the session wraps it (draft -11 §Drop-In Replacement:
+//! the resource "returns its existing token opaquely via the `AAuth-Access` header,
+//! bound to the agent's signature"). The agent never sees it; each request the session
+//! admits reaches the upstream with it in `Authorization: Bearer`, as the upstream's own
+//! clients always sent it. In Redis it is kept sealed (`credential_key_file`).
+//!
 //! The upstream never sees a session token and cannot mint one but through the proxy:
-//! the grant header and any `AAuth-Access` of its own are taken out of every response.
+//! the grant headers and any `AAuth-Access` of its own are taken out of every response.
 
 use std::sync::Arc;
 
@@ -24,6 +32,13 @@ use super::upstream::problem;
 
 /// The response header by which the upstream grants a session.
 pub(crate) const GRANT: HeaderName = HeaderName::from_static("x-aauth-grant-session");
+
+/// The response header by which the upstream hands over a credential of its own for the
+/// session to wrap.
+pub(crate) const GRANT_CREDENTIAL: HeaderName = HeaderName::from_static("x-aauth-grant-credential");
+
+/// The longest credential a session wraps (8 KiB).
+const MAX_CREDENTIAL: usize = 8 * 1024;
 
 /// The response header that carries a session token to the agent.
 const AAUTH_ACCESS: HeaderName = HeaderName::from_static("aauth-access");
@@ -77,26 +92,35 @@ impl Grants {
         let mut grants = headers.get_all(&GRANT).iter();
         let (first, second) = (grants.next().cloned(), grants.next().is_some());
         headers.remove(&GRANT);
+        let mut credentials = headers.get_all(&GRANT_CREDENTIAL).iter();
+        let credential = (credentials.next().cloned(), credentials.next().is_some());
+        headers.remove(&GRANT_CREDENTIAL);
         let Some(value) = first else {
+            if credential.0.is_some() {
+                tracing::warn!("a credential without a session grant: dropped");
+            }
             return Ok(());
         };
-        let scope = match scope_of(&value, second) {
-            Ok(scope) => scope,
-            Err(reason) => {
-                tracing::warn!(reason, "the upstream's session grant is malformed");
-                return Err(problem(
-                    StatusCode::BAD_GATEWAY,
-                    "the upstream granted a malformed session",
-                ));
-            }
+        let malformed = |reason: &str| {
+            tracing::warn!(reason, "the upstream's session grant is malformed");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                "the upstream granted a malformed session",
+            )
         };
+        let scope = scope_of(&value, second).map_err(malformed)?;
+        let wrapped = credential_of(credential).map_err(malformed)?;
         if !status.is_success() {
             tracing::warn!(%status, "a session grant on a response that is not a success: dropped");
             return Ok(());
         }
         let now = self.clock.now();
-        let Some(session) =
-            admitted.and_then(|a| a.session_for(scope, now.plus(self.lifetime_secs)))
+        let Some(session) = admitted
+            .and_then(|a| a.session_for(scope, now.plus(self.lifetime_secs)))
+            .map(|s| match wrapped {
+                Some(w) => s.wrapping(w),
+                None => s,
+            })
         else {
             tracing::warn!("a session grant for a caller that is not an agent: dropped");
             return Ok(());
@@ -147,6 +171,30 @@ fn scope_of(value: &HeaderValue, repeated: bool) -> Result<Option<String>, &'sta
     }
 }
 
+/// The credential a grant hands over (`None` without one): one value of visible ASCII
+/// without spaces (a `token68`, or any such token an upstream uses), at most
+/// [`MAX_CREDENTIAL`] bytes.
+fn credential_of(
+    (value, repeated): (Option<HeaderValue>, bool),
+) -> Result<Option<aauth_resource::Wrapped>, &'static str> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if repeated {
+        return Err("more than one credential");
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_CREDENTIAL {
+        return Err("a credential is 1 to 8192 bytes");
+    }
+    if !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err("a credential is visible ASCII without spaces");
+    }
+    Ok(Some(aauth_resource::Wrapped::new(
+        String::from_utf8_lossy(bytes).into_owned(),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +213,24 @@ mod tests {
         assert!(scope_of(&v("a\\b"), false).is_err(), "a backslash");
         assert!(scope_of(&v("a"), true).is_err(), "twice");
         assert!(scope_of(&HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(), false).is_err());
+    }
+
+    #[test]
+    fn a_credential_is_one_visible_token() {
+        let v = |s: &str| Some(HeaderValue::from_str(s).unwrap());
+        assert_eq!(
+            credential_of((v("eyJ.abc-_~+/="), false))
+                .unwrap()
+                .map(|w| w.secret().to_owned()),
+            Some("eyJ.abc-_~+/=".to_owned())
+        );
+        assert_eq!(credential_of((None, false)), Ok(None));
+        assert!(credential_of((v("a b"), false)).is_err(), "a space");
+        assert!(credential_of((v(""), false)).is_err(), "empty");
+        assert!(credential_of((v("a"), true)).is_err(), "twice");
+        assert!(
+            credential_of((v(&"a".repeat(8193)), false)).is_err(),
+            "too long"
+        );
     }
 }

@@ -83,6 +83,27 @@ pub(super) fn check(c: &Config) -> Result<(), CliError> {
     redis_url(c).map(drop)
 }
 
+/// The sessions in `redis`, sealing the credentials they wrap under
+/// `resource_proxy.sessions.credential_key_file` when given.
+fn sessions(c: &Config, redis: &Redis) -> Result<RedisSessionStore, CliError> {
+    let store = RedisSessionStore::new(redis.clone(), SESSIONS);
+    let Some(path) = c
+        .resource_proxy
+        .as_ref()
+        .and_then(|p| p.sessions.credential_key_file.as_ref())
+    else {
+        return Ok(store);
+    };
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?);
+    let key =
+        zeroize::Zeroizing::new(crate::roles::hex32(&text).ok_or_else(|| CliError::Usage {
+            flag: "resource_proxy.sessions.credential_key_file",
+            reason: format!("{}: not 64 hex digits", path.display()),
+        })?);
+    Ok(store.seal_credentials(&key))
+}
+
 /// The key prefix of the resource `id` in a shared Redis: its identifier, so that several
 /// resources may share one Redis and each keeps its own state.
 fn prefix(id: &ServerId) -> String {
@@ -120,7 +141,7 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
         revocations: Arc::clone(&both) as Arc<dyn RevocationStore>,
         both: Some(both),
         held: Arc::new(RedisHeldStore::new(redis.clone(), HELD_CALLS)),
-        sessions: Arc::new(RedisSessionStore::new(redis.clone(), SESSIONS)),
+        sessions: Arc::new(sessions(c, &redis)?),
         redis: Some(redis),
     })
 }

@@ -393,6 +393,16 @@ fn upstream_headers(
         headers.remove(header::AUTHORIZATION);
         headers.remove("dpop");
     }
+    // A session that wraps the upstream's own credential: the upstream gets it back, as
+    // its own clients always sent it (the grant header is taken out of its responses).
+    if let Caller::AAuth(admitted) = caller
+        && let Some(wrapped) = admitted.session.as_ref().and_then(|s| s.wrapped.as_ref())
+    {
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", wrapped.secret()))
+            .map_err(|_| "the session's credential is not a header value".to_owned())?;
+        bearer.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, bearer);
+    }
     if let Some(host) = original_host {
         headers.insert("x-forwarded-host", host);
     }

@@ -154,11 +154,28 @@ fn upstream_app(seen: Arc<Seen>) -> axum::Router {
                 // itself, which the proxy must not pass on).
                 "/agent/login" => granting(&req, "files.read"),
                 "/agent/bad-grant" => granting(&req, "files\"read"),
+                // The API already authorizes with OAuth tokens: it hands its own over.
+                "/agent/login-oauth" => {
+                    let mut resp = granting(&req, "files.read");
+                    resp.headers_mut()
+                        .insert("x-aauth-grant-credential", UPSTREAM_TOKEN.parse().unwrap());
+                    resp
+                }
+                "/agent/bad-credential" => {
+                    let mut resp = granting(&req, "files.read");
+                    resp.headers_mut()
+                        .insert("x-aauth-grant-credential", "two words".parse().unwrap());
+                    resp
+                }
                 _ => echo(&req),
             }
         }
     })
 }
+
+/// The access token the upstream's own OAuth server issued, which it hands the proxy to
+/// wrap in a session.
+pub(crate) const UPSTREAM_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.upstream-oauth-token.c2ln";
 
 /// `{"path", "headers": {name: value}}` of `req`.
 fn echo(req: &axum::extract::Request) -> http::Response<Body> {

@@ -14,7 +14,7 @@ use aauth_tokens::AgentId;
 use async_trait::async_trait;
 
 use super::{KEEP_LUA, SLACK_MS, bound, keep_ms, reason};
-use crate::{ROLL_GRACE, Session, SessionStore, SessionStoreError};
+use crate::{ROLL_GRACE, Session, SessionStore, SessionStoreError, Wrapped};
 
 /// The store's name in metrics and errors.
 const STORE: &str = "session redis";
@@ -80,6 +80,11 @@ return 1
 /// each token, never the token. A Redis that cannot answer is [`SessionStoreError`]
 /// (`503`).
 ///
+/// A session that [wraps](Session::wrapping) a credential of the resource's own keeps it
+/// sealed (AES-256-GCM under the key given to [`RedisSessionStore::seal_credentials`],
+/// bound to the session's agent and key): a copy of Redis holds no usable credential.
+/// Without that key such a session is refused, never stored in the clear.
+///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
@@ -91,11 +96,23 @@ return 1
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisSessionStore {
     redis: Redis,
     max: usize,
     random: SharedRandom,
+    /// Seals wrapped credentials.
+    sealing: Option<std::sync::Arc<aws_lc_rs::aead::LessSafeKey>>,
+}
+
+impl std::fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("redis", &self.redis)
+            .field("max", &self.max)
+            .field("seals_credentials", &self.sealing.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisSessionStore {
@@ -107,7 +124,69 @@ impl RedisSessionStore {
             redis,
             max: max.max(1),
             random: SharedRandom::default(),
+            sealing: None,
         }
+    }
+
+    /// Seals the credentials sessions wrap under the 32-byte `key` (every instance of the
+    /// resource needs the same; keep it out of Redis).
+    #[must_use]
+    pub fn seal_credentials(mut self, key: &[u8; 32]) -> Self {
+        self.sealing = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+            .ok()
+            .map(|k| std::sync::Arc::new(aws_lc_rs::aead::LessSafeKey::new(k)));
+        self
+    }
+
+    /// `s`'s fields as the store keeps them (its wrapped credential sealed).
+    fn fields(&self, s: &Session) -> Result<Vec<(&'static str, String)>, SessionStoreError> {
+        let mut f = vec![
+            ("agent", s.agent.as_str().to_owned()),
+            ("key", s.key.as_str().to_owned()),
+            ("expires", s.expires.as_secs().to_string()),
+        ];
+        if let Some(scope) = &s.scope {
+            f.push(("scope", scope.clone()));
+        }
+        if let Some(wrapped) = &s.wrapped {
+            f.push(("wrapped", self.seal(s, wrapped.secret())?));
+        }
+        Ok(f)
+    }
+
+    fn seal(&self, s: &Session, credential: &str) -> Result<String, SessionStoreError> {
+        let refused = |reason: &str| SessionStoreError {
+            reason: format!("{STORE}: {reason}"),
+        };
+        let key = self.sealing.as_ref().ok_or_else(|| {
+            refused("a session wrapping a credential needs a sealing key (seal_credentials)")
+        })?;
+        let mut nonce = [0u8; 12];
+        aauth_keys::rand::RandomSource::fill(&mut self.random.clone(), &mut nonce)
+            .map_err(|e| refused(&e.to_string()))?;
+        let mut data = credential.as_bytes().to_vec();
+        key.seal_in_place_append_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aws_lc_rs::aead::Aad::from(binding(s)),
+            &mut data,
+        )
+        .map_err(|_| refused("a credential could not be sealed"))?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&data);
+        Ok(aauth_keys::base64url::encode(&sealed))
+    }
+
+    /// The credential `sealed` for the session `s`, opened.
+    fn open(&self, s: &Session, sealed: &str) -> Option<Wrapped> {
+        let key = self.sealing.as_ref()?;
+        let raw = aauth_keys::base64url::decode(sealed).ok()?;
+        let (nonce, data) = raw.split_at_checked(12)?;
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = data.to_vec();
+        let plain = key
+            .open_in_place(nonce, aws_lc_rs::aead::Aad::from(binding(s)), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok().map(Wrapped::new)
     }
 
     /// Where session tokens come from (the operating system's CSPRNG by default).
@@ -139,21 +218,19 @@ fn unavailable(e: &aauth_metadata::store::StoreError) -> SessionStoreError {
     SessionStoreError { reason: reason(e) }
 }
 
-/// A session's fields as the store keeps them.
-fn fields(s: &Session) -> Vec<(&'static str, String)> {
-    let mut f = vec![
-        ("agent", s.agent.as_str().to_owned()),
-        ("key", s.key.as_str().to_owned()),
-        ("expires", s.expires.as_secs().to_string()),
-    ];
-    if let Some(scope) = &s.scope {
-        f.push(("scope", scope.clone()));
-    }
-    f
+/// What a sealed credential is bound to: its session's agent and key.
+fn binding(s: &Session) -> Vec<u8> {
+    let mut b = s.agent.as_str().as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(s.key.as_str().as_bytes());
+    b
 }
 
 /// A session read back from its fields.
-fn session(mut f: BTreeMap<String, String>) -> Result<Session, SessionStoreError> {
+fn session(
+    store: &RedisSessionStore,
+    mut f: BTreeMap<String, String>,
+) -> Result<Session, SessionStoreError> {
     let unreadable = |what: &str| SessionStoreError {
         reason: format!("{STORE}: a stored session's {what} could not be read back"),
     };
@@ -169,12 +246,14 @@ fn session(mut f: BTreeMap<String, String>) -> Result<Session, SessionStoreError
         .get("expires")
         .and_then(|e| e.parse().ok())
         .ok_or_else(|| unreadable("end"))?;
-    Ok(Session::new(
-        agent,
-        key,
-        f.remove("scope"),
-        UnixTime(expires),
-    ))
+    let s = Session::new(agent, key, f.remove("scope"), UnixTime(expires));
+    match f.get("wrapped") {
+        None => Ok(s),
+        Some(sealed) => store
+            .open(&s, sealed)
+            .map(|w| s.clone().wrapping(w))
+            .ok_or_else(|| unreadable("wrapped credential (sealed under another key?)")),
+    }
 }
 
 #[async_trait]
@@ -195,7 +274,7 @@ impl SessionStore for RedisSessionStore {
             .arg(keep_ms(ends, now.as_secs()))
             .arg(bound(self.max))
             .arg(&member);
-        for (name, value) in fields(&session) {
+        for (name, value) in self.fields(&session)? {
             call.arg(name).arg(value);
         }
         let answer: i64 = self
@@ -228,7 +307,7 @@ impl SessionStore for RedisSessionStore {
         if f.is_empty() {
             return Ok(None);
         }
-        Ok(Some(session(f)?).filter(|s| s.expires > now))
+        Ok(Some(session(self, f)?).filter(|s| s.expires > now))
     }
 
     async fn roll(

@@ -1447,6 +1447,86 @@ mod two_party {
         assert_eq!(r.calls.calls(), 3);
     }
 
+    /// Resource-managed access where the resource already uses OAuth (draft -11
+    /// §Drop-In Replacement: it "returns its existing token opaquely via the
+    /// `AAuth-Access` header"): the session wraps the access token the resource holds;
+    /// the agent holds only the session token, and the handler gets the access token back
+    /// with each request the agent signs. Another agent presenting the session token
+    /// reaches nothing.
+    #[tokio::test]
+    async fn a_session_wraps_the_resources_own_oauth_token() {
+        const OAUTH: &str = "eyJhbGciOiJSUzI1NiJ9.the-resources-own-access-token.c2ln";
+        let r = rig();
+        let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new(10));
+        let authorize =
+            r.w.resource
+                .route(RoutePolicy::new(Access::AgentToken))
+                .sessions(Arc::clone(&store), false);
+        let unwrapped = Answering::new(|req| {
+            req.extensions()
+                .get::<Admitted>()
+                .and_then(|a| a.session.as_ref()?.wrapped.as_ref())
+                .map(|w| w.secret().to_owned())
+                .unwrap_or_default()
+        });
+        let mut data = AAuthLayer::new(
+            r.w.resource
+                .route(RoutePolicy::new(Access::SessionToken))
+                .sessions(store, false),
+            Arc::new(r.clock.clone()),
+        )
+        .layer(unwrapped.clone());
+
+        let token = r.w.agent_token(3600);
+        let (parts, _) = signed(
+            "POST",
+            "/authorize",
+            b"{}",
+            &r.w.agent,
+            &Scheme::jwt(token.clone()),
+        )
+        .into_parts();
+        let admitted = authorize.check(&parts, b"{}", NOW).await.unwrap();
+        let session = admitted
+            .session_for(Some("data.read".to_owned()), NOW.plus(600))
+            .unwrap()
+            .wrapping(aauth_resource::Wrapped::new(OAUTH));
+        let access = authorize.keep_session(session, NOW).await.unwrap();
+        let access = access.secret().to_owned();
+        assert!(
+            access != OAUTH && !access.contains("the-resources-own"),
+            "the agent sees only the session token: {access}"
+        );
+
+        let (s, _, body) = send(
+            &mut data,
+            with_session(&r.w.agent, &token, &access, true, NOW),
+        )
+        .await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, OAUTH));
+
+        let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
+        let thief_token = AgentTokenBuilder::new(
+            id("https://agent.example"),
+            AgentId::parse("aauth:thief@agent.example").unwrap(),
+            thief.public_key(),
+        )
+        .sign(&r.w.provider, "key-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
+        let (s, _, _) = send(
+            &mut data,
+            with_session(&thief, &thief_token, &access, true, NOW),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(
+            unwrapped.calls(),
+            1,
+            "the handler saw the agent's request only"
+        );
+    }
+
     #[tokio::test]
     async fn the_credential_must_be_covered_bound_and_well_formed() {
         let mut r = rig();

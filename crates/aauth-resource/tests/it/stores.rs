@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use aauth_keys::PrivateKey;
 use aauth_keys::time::UnixTime;
+use aauth_metadata::store::redis::client::Cmd;
 use aauth_resource::{
     MemoryReplayStore, MemoryRevocationList, MemorySessionStore, RecordError,
     RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList, RedisSessionStore,
-    ReplayStore, ReplayStoreError, RevocationStore, Session, SessionStore,
+    ReplayStore, ReplayStoreError, RevocationStore, Session, SessionStore, Wrapped,
 };
 use aauth_signing::{FirstUse, ReplayUse, RevocationReplayStore};
 use aauth_tokens::AgentId;
@@ -293,6 +294,74 @@ async fn the_redis_session_store_keeps_the_contract() {
         return;
     };
     session_contract(&RedisSessionStore::new(r, 3)).await;
+}
+
+/// A session that wraps a credential of the resource's own: found with it, and rolled
+/// with it.
+async fn wrapped_contract(store: &dyn SessionStore) {
+    let s = session("aauth:w@agent.example", 9, NOW.plus(100))
+        .wrapping(Wrapped::new("eyJ.an-oauth-access-token.sig"));
+    let t = store.issue(s.clone(), NOW).await.unwrap();
+    assert_eq!(
+        store.lookup(t.secret(), NOW).await.unwrap(),
+        Some(s.clone())
+    );
+    let rolled = store.roll(t.secret(), NOW).await.unwrap().unwrap();
+    assert_eq!(store.lookup(rolled.secret(), NOW).await.unwrap(), Some(s));
+    assert!(!t.secret().contains("an-oauth-access-token"));
+}
+
+#[tokio::test]
+async fn the_memory_session_store_keeps_wrapped_credentials() {
+    wrapped_contract(&MemorySessionStore::new(3)).await;
+}
+
+#[tokio::test]
+async fn the_redis_session_store_keeps_wrapped_credentials_sealed() {
+    let Some(r) = redis("the_redis_session_store_keeps_wrapped_credentials_sealed").await else {
+        return;
+    };
+    let store = RedisSessionStore::new(r.clone(), 3).seal_credentials(&[7; 32]);
+    wrapped_contract(&store).await;
+
+    // What Redis holds: no credential in the clear.
+    let keys: Vec<String> = r
+        .query(
+            "test",
+            Cmd::new().arg("KEYS").arg(r.key(&["session", "t", "*"])),
+        )
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        let fields: Vec<String> = r
+            .query("test", Cmd::new().arg("HGETALL").arg(k))
+            .await
+            .unwrap();
+        assert!(fields.iter().any(|f| f == "wrapped"), "{fields:?}");
+        assert!(
+            fields.iter().all(|f| !f.contains("an-oauth-access-token")),
+            "{fields:?}"
+        );
+    }
+
+    // Without the key, a wrapping session is refused, not stored in the clear; under
+    // another key, a stored one does not read back.
+    let s = session("aauth:x@agent.example", 8, NOW.plus(100)).wrapping(Wrapped::new("secret"));
+    let bare = RedisSessionStore::new(r.clone(), 10);
+    let e = bare.issue(s.clone(), NOW).await.unwrap_err();
+    assert!(e.reason.contains("sealing key"), "{e}");
+    let t = RedisSessionStore::new(r.clone(), 10)
+        .seal_credentials(&[7; 32])
+        .issue(s, NOW)
+        .await
+        .unwrap();
+    let e = RedisSessionStore::new(r, 10)
+        .seal_credentials(&[8; 32])
+        .lookup(t.secret(), NOW)
+        .await
+        .unwrap_err();
+    assert!(e.reason.contains("wrapped credential"), "{e}");
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! agent-token route (`x-aauth-grant-session`), the proxy answers `AAuth-Access`, and the
 //! session admits the same agent and key on a `session-token` route, never another; with
 //! `store = "redis://…"` a session granted through one proxy is honoured by the other.
+//! An upstream that hands over its own OAuth token with the grant gets it back, as
+//! `Authorization: Bearer`, on each request the session admits; the agent never sees it.
 
 use super::*;
 use aauth_test_support::services::redis_url;
@@ -155,6 +157,59 @@ async fn a_session_the_upstream_grants_admits_its_agent_and_key_only() {
 }
 
 #[tokio::test]
+async fn a_session_wraps_the_upstreams_own_token() {
+    let s = AgentSetup::start_with("proxy-sessions-wrap", |t| {
+        with_sessions(
+            t,
+            "lifetime_secs = 600
+",
+        )
+    })
+    .await;
+    let (world, proxy) = (&s.world, s.proxy.addr);
+    let r = send_tls(world, proxy, with_session("/agent/login-oauth", 0x22, None)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
+    assert!(!r.headers().contains_key("x-aauth-grant-credential"));
+    let token = access(&r);
+    assert!(!token.contains("upstream-oauth-token"), "{token}");
+
+    let r = send_tls(
+        world,
+        proxy,
+        with_session("/session/data", 0x22, Some(&token)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
+    let seen = s.seen.last();
+    assert_eq!(seen["authorization"], format!("Bearer {}", UPSTREAM_TOKEN));
+    assert_eq!(seen["x-aauth-agent"], "aauth:assistant@agent.example");
+    assert!(
+        !s.proxy.log().contains("upstream-oauth-token"),
+        "never logged"
+    );
+
+    // Another key presenting it reaches nothing; a credential the proxy cannot carry is
+    // the upstream's fault (502), and grants no session.
+    let calls = s.seen.calls();
+    let r = send_tls(
+        world,
+        proxy,
+        with_session("/session/data", 0x33, Some(&token)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.seen.calls(), calls);
+    let r = send_tls(
+        world,
+        proxy,
+        with_session("/agent/bad-credential", 0x22, None),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(!r.headers().contains_key("aauth-access"));
+}
+
+#[tokio::test]
 async fn a_rolling_session_answers_each_request_with_its_next_token() {
     let s =
         AgentSetup::start_with("proxy-sessions-roll", |t| with_sessions(t, "roll = true\n")).await;
@@ -182,8 +237,14 @@ async fn a_session_granted_through_one_proxy_is_honoured_by_the_other() {
         return;
     };
     let store = format!("store = \"{url}\"\n");
+    let key = std::env::temp_dir().join(format!("aauth-credential-key-{}", std::process::id()));
+    std::fs::write(&key, "5e".repeat(32)).unwrap();
+    let sessions = format!(
+        "lifetime_secs = 60\ncredential_key_file = \"{}\"\n",
+        key.display()
+    );
     let s = AgentSetup::start_with("proxy-sessions-redis", |t| {
-        format!("{store}{}", with_sessions(t, "lifetime_secs = 60\n"))
+        format!("{store}{}", with_sessions(t, &sessions))
     })
     .await;
     let other = s.another_instance();
@@ -203,6 +264,25 @@ async fn a_session_granted_through_one_proxy_is_honoured_by_the_other() {
     .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", other.log());
     assert_eq!(s.seen.last()["x-aauth-scope"], "files.read");
+    // A session wrapping the upstream's token: sealed in Redis, honoured by the other.
+    let r = send_tls(
+        &s.world,
+        s.proxy.addr,
+        with_session("/agent/login-oauth", 0x22, None),
+    )
+    .await;
+    let wrapping = access(&r);
+    let r = send_tls(
+        &s.world,
+        other.addr,
+        with_session("/session/data", 0x22, Some(&wrapping)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", other.log());
+    assert_eq!(
+        s.seen.last()["authorization"],
+        format!("Bearer {}", UPSTREAM_TOKEN)
+    );
     // And refused there for another key, as at home.
     let r = send_tls(
         &s.world,
