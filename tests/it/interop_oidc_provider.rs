@@ -15,7 +15,9 @@
 //!   or `HS256`, with a changed signature, and when a route needs a scope it lacks;
 //! - a DPoP-bound token (`cnf.jkt`) is refused as a bearer token, and with a proof by its
 //!   key (RFC 9449) our check accepts it once and refuses the replay; our own token
-//!   source, bound to its key, gets a DPoP token whose proofs pass that check;
+//!   source, bound to its key, gets a DPoP token whose proofs pass that check; with the
+//!   server requiring DPoP nonces (RFC 9449 §8), the source answers its `use_dpop_nonce`
+//!   with the nonce and gets its token;
 //! - an opaque token is not a JWT access token;
 //! - opaque tokens are introspected (RFC 7662) by the `introspector` client, kept, refused
 //!   for another audience, and seen inactive once the client revoked them (RFC 7009);
@@ -445,6 +447,65 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
         .expect("the token verifies");
     assert_eq!(claims.jkt(), Some(checked.jkt.as_str()));
     assert_eq!(checked.jkt, client_key.public_key().thumbprint().as_str());
+}
+
+/// RFC 9449 §8: the peer wants its nonce in every DPoP proof at its token endpoint. Our
+/// token source's first request is refused with `use_dpop_nonce` and a `DPoP-Nonce`; the
+/// second, with that nonce in its proof, gets the bound token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_dpop_nonces_are_followed_by_our_token_source() {
+    let Some(s) = setup_with(&[("DPOP_NONCE", "1")]).await else {
+        return;
+    };
+    let client_key: Arc<dyn aauth_keys::Signer> =
+        Arc::new(PrivateKey::generate(Algorithm::Es256, &mut OsRandom).expect("a key"));
+    let wire = s.world.agent_transport_allowing(&["op.example"]);
+    let tokens = ClientCredentials::new(
+        ClientConfig::new(
+            aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
+            ClientAuth::SecretBasic {
+                client_id: "dpop-client".to_owned(),
+                secret: SECRET.to_owned(),
+            },
+        )
+        .scope("read")
+        .resource(API)
+        .dpop(Arc::clone(&client_key)),
+        wire.clone(),
+        Arc::new(SystemClock),
+    );
+    let issued = tokens
+        .token()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.peer.log_text()));
+    assert_eq!(issued.token_type, "DPoP");
+    assert_eq!(tokens.fetches(), 1, "the nonce round is part of one fetch");
+    // On the wire: refused for want of a nonce, then issued with it.
+    let sent = wire.take();
+    assert_eq!(sent.len(), 2);
+    let (first, second) = (&sent[0].1, &sent[1].1);
+    assert_eq!(first.status(), 400);
+    assert!(
+        String::from_utf8_lossy(first.body()).contains("use_dpop_nonce"),
+        "{}",
+        String::from_utf8_lossy(first.body())
+    );
+    let nonce = first.headers()["dpop-nonce"].to_str().expect("ASCII");
+    assert_eq!(second.status(), 200);
+    let proof = sent[1].0.headers()["dpop"].to_str().expect("ASCII");
+    let claims = proof.split('.').nth(1).expect("a JWS");
+    let claims: Value =
+        serde_json::from_slice(&base64url::decode(claims).expect("base64url")).expect("JSON");
+    assert_eq!(claims["nonce"], nonce);
+    let claims = s
+        .verifier(API, Arc::new(SystemClock))
+        .verify_token(&issued.access_token)
+        .await
+        .expect("the token verifies");
+    assert_eq!(
+        claims.jkt(),
+        Some(client_key.public_key().thumbprint().as_str())
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -110,6 +110,8 @@
 //! # audience = "https://api.example"     # the tokens' aud (default: id)
 //! plain_jwt = false                      # also typ JWT (servers before RFC 9068)
 //! dpop = false                           # also DPoP-bound tokens (RFC 9449)
+//! # dpop_nonce_secret_file = "dpop-nonce.secret"  # 64 hex digits: proofs must carry this
+//!                                        # resource's nonces (RFC 9449 §9, use_dpop_nonce)
 //! # [resource_proxy.oauth.introspection] # opaque tokens (RFC 7662)
 //! # endpoint = "https://login.example/introspect"
 //! # client_id = "api"
@@ -592,6 +594,10 @@ pub(crate) struct ProxyOAuth {
     /// Whether DPoP-bound tokens are accepted (default false).
     #[serde(default)]
     pub(crate) dpop: bool,
+    /// A file holding the secret (64 hex digits, the same at every instance) behind the
+    /// DPoP nonces every proof must then carry (RFC 9449 §9); absent: no nonces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dpop_nonce_secret_file: Option<PathBuf>,
     /// Opaque tokens, checked at an introspection endpoint (RFC 7662).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) introspection: Option<ProxyIntrospection>,
@@ -800,6 +806,14 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         .resource_proxy
         .as_mut()
         .and_then(|p| p.sessions.credential_key_file.as_mut())
+    {
+        fix(k);
+    }
+    if let Some(k) = c
+        .resource_proxy
+        .as_mut()
+        .and_then(|p| p.oauth.as_mut())
+        .and_then(|o| o.dpop_nonce_secret_file.as_mut())
     {
         fix(k);
     }

@@ -273,7 +273,12 @@ pub struct ClientCredentials {
     state: Mutex<State>,
     /// Held across one fetch: the callers that find the token stale wait for it.
     fetching: tokio::sync::Mutex<()>,
+    /// The last DPoP nonce each server (by origin) gave (RFC 9449 §8, §9).
+    nonces: Mutex<std::collections::BTreeMap<String, String>>,
 }
+
+/// The most servers whose DPoP nonces a token source remembers.
+const MAX_NONCE_ORIGINS: usize = 64;
 
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -301,6 +306,37 @@ impl ClientCredentials {
                 fetches: 0,
             }),
             fetching: tokio::sync::Mutex::new(()),
+            nonces: Mutex::default(),
+        }
+    }
+
+    /// Remembers the `DPoP-Nonce` a server at `url`'s origin answered with, for the
+    /// proofs sent to it from now on (what [`BearerLayer`] and the token requests do by
+    /// themselves; call it when sending requests another way). A value that could not be
+    /// a nonce is ignored.
+    pub fn learn_dpop_nonce(&self, url: &str, nonce: &str) {
+        let Some(origin) = origin_of(url) else {
+            return;
+        };
+        if nonce.is_empty()
+            || nonce.len() > crate::MAX_NONCE_LEN
+            || !nonce
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return;
+        }
+        let mut nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
+        if nonces.len() >= MAX_NONCE_ORIGINS && !nonces.contains_key(&origin) {
+            nonces.pop_first();
+        }
+        nonces.insert(origin, nonce.to_owned());
+    }
+
+    /// Learns the `DPoP-Nonce` of a response from `url`, if it carries one.
+    fn learn_from(&self, url: &str, headers: &http::HeaderMap) {
+        if let Some(n) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+            self.learn_dpop_nonce(url, n);
         }
     }
 
@@ -427,16 +463,19 @@ impl ClientCredentials {
     }
 
     async fn request_once(&self, now: UnixTime) -> Result<Arc<IssuedToken>, Attempt> {
-        let req = self.build(now).map_err(Attempt::Final)?;
-        let resp = match self.transport.send(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(Attempt::Transient(
-                    FetchError::Transport(e.reason.clone()),
-                    e.to_string(),
-                ));
-            }
-        };
+        let endpoint = self.config.token_endpoint.as_str();
+        let mut resp = self.send_token_request(now).await?;
+        // RFC 9449 §8: a server that wants a nonce in the proof says so once; the request
+        // goes again with it (once: a second refusal is the server's answer).
+        if self.config.dpop.is_some()
+            && resp.status() == http::StatusCode::BAD_REQUEST
+            && resp.headers().contains_key("dpop-nonce")
+            && refusal(400, resp.body()).code() == "use_dpop_nonce"
+        {
+            self.learn_from(endpoint, resp.headers());
+            resp = self.send_token_request(now).await?;
+        }
+        self.learn_from(endpoint, resp.headers());
         let status = resp.status().as_u16();
         if status == 200 {
             return parse_token(resp.body(), now, self.config.default_lifetime)
@@ -458,6 +497,14 @@ impl ClientCredentials {
             ));
         }
         Err(Attempt::Final(refusal(status, resp.body())))
+    }
+
+    async fn send_token_request(&self, now: UnixTime) -> Result<http::Response<Bytes>, Attempt> {
+        let req = self.build(now).map_err(Attempt::Final)?;
+        self.transport
+            .send(req)
+            .await
+            .map_err(|e| Attempt::Transient(FetchError::Transport(e.reason.clone()), e.to_string()))
     }
 
     fn build(&self, now: UnixTime) -> Result<http::Request<Bytes>, ClientError> {
@@ -488,7 +535,7 @@ impl ClientCredentials {
 
     /// A DPoP proof (RFC 9449 §4.2) by the configured key for a request of `method` to
     /// `url` (its query and fragment left out of `htu`), with `ath` when it presents
-    /// `access_token`.
+    /// `access_token`, and the `nonce` the server at `url` last gave, if any.
     ///
     /// # Errors
     ///
@@ -523,6 +570,16 @@ impl ClientCredentials {
                 r#","ath":"{}""#,
                 base64url::encode(&aauth_keys::digest::sha256(token.as_bytes()))
             ));
+        }
+        let nonce = origin_of(url).and_then(|o| {
+            self.nonces
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&o)
+                .cloned()
+        });
+        if let Some(nonce) = nonce {
+            claims.push_str(&format!(r#","nonce":{}"#, json_string(&nonce)));
         }
         claims.push('}');
         let header = format!(r#"{{"typ":"dpop+jwt","alg":"{alg}","jwk":{jwk}}}"#);
@@ -704,6 +761,13 @@ fn parse_token(
     })
 }
 
+/// `scheme://authority` of `url` (lowercased), the key DPoP nonces are kept under.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}").to_ascii_lowercase())
+}
+
 /// RFC 6749 §5.2: the server's `error` and `error_description`, or the status alone.
 fn refusal(status: u16, body: &[u8]) -> ClientError {
     let parsed = std::str::from_utf8(body)
@@ -728,7 +792,10 @@ fn refusal(status: u16, body: &[u8]) -> ClientError {
 /// A tower layer that puts the client's access token on every outgoing request
 /// (`Authorization: Bearer`), from a [`ClientCredentials`]; when the API answers `401`
 /// with `error="invalid_token"`, the token is dropped and the request sent once more with
-/// a new one. Requests carry `Bytes` bodies, so the retry can resend them.
+/// a new one. A DPoP-bound token goes as `Authorization: DPoP` with a fresh proof; the
+/// `DPoP-Nonce` a resource answers with goes into the next proofs to it, and a `401`
+/// asking for one (`use_dpop_nonce`) is answered by sending the request once more with
+/// it. Requests carry `Bytes` bodies, so the retries can resend them.
 #[derive(Debug, Clone)]
 pub struct BearerLayer {
     tokens: Arc<ClientCredentials>,
@@ -802,6 +869,7 @@ where
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let mut retried = false;
+            let mut nonce_retried = false;
             loop {
                 let token = tokens.token().await.map_err(BearerServiceError::Token)?;
                 let mut req = http::Request::from_parts(parts.clone(), body.clone());
@@ -835,6 +903,26 @@ where
                     .await
                     .map_err(BearerServiceError::Inner)?;
                 let resp = inner.call(req).await.map_err(BearerServiceError::Inner)?;
+                tokens.learn_from(&parts.uri.to_string(), resp.headers());
+                // RFC 9449 §9: the resource wants its nonce in the proof; the request goes
+                // again with the nonce it just gave (once).
+                let wants_nonce = bound
+                    && !nonce_retried
+                    && resp.status() == http::StatusCode::UNAUTHORIZED
+                    && resp.headers().contains_key("dpop-nonce")
+                    && resp
+                        .headers()
+                        .get_all(http::header::WWW_AUTHENTICATE)
+                        .iter()
+                        .any(|v| {
+                            v.to_str().is_ok_and(|s| {
+                                s.starts_with("DPoP") && s.contains("error=\"use_dpop_nonce\"")
+                            })
+                        });
+                if wants_nonce {
+                    nonce_retried = true;
+                    continue;
+                }
                 let stale = resp.status() == http::StatusCode::UNAUTHORIZED
                     && resp
                         .headers()

@@ -8,6 +8,12 @@
 //! request URI without query and fragment (scheme and host case-insensitive, default
 //! port dropped) → `iat` inside the window → `ath` is the token's hash → signature by the
 //! `jwk` → then the `jti` recorded, unseen, until the window closes.
+//!
+//! A resource may also require server-provided nonces (RFC 9449 §9, [`DpopNonces`]): a
+//! proof must then carry a `nonce` this resource issued lately, or it is refused with
+//! `use_dpop_nonce` and a fresh nonce in `DPoP-Nonce`. The nonces are stateless (a time
+//! step and its MAC under the resource's secret), so every instance sharing the secret
+//! accepts every other's.
 
 use std::sync::Arc;
 
@@ -32,7 +38,12 @@ pub struct DpopProof {
     pub jti: String,
     /// `iat`.
     pub iat: UnixTime,
+    /// `nonce`, if the proof carries one.
+    pub nonce: Option<String>,
 }
+
+/// The longest `nonce` accepted, in bytes.
+pub const MAX_NONCE_LEN: usize = 256;
 
 fn bad(reason: impl Into<String>) -> OAuthError {
     OAuthError::DpopProof {
@@ -94,12 +105,24 @@ impl DpopProof {
         if ath != base64url::encode(&digest::sha256(access_token.as_bytes())) {
             return Err(bad("ath is not the hash of the access token"));
         }
+        let nonce = c
+            .get("nonce")
+            .map(|raw| string_value(raw).map(std::borrow::Cow::into_owned))
+            .transpose()
+            .map_err(|e| bad(format!("nonce: {e}")))?;
+        if nonce
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.len() > MAX_NONCE_LEN)
+        {
+            return Err(bad(format!("nonce must have 1 to {MAX_NONCE_LEN} bytes")));
+        }
         key.verify(alg, signing_input.as_bytes(), &signature)
             .map_err(|_| bad("signature does not verify with its jwk"))?;
         Ok(Self {
             jkt,
             jti,
             iat: UnixTime(iat),
+            nonce,
         })
     }
 }
@@ -157,6 +180,85 @@ fn normalize(uri: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}{path}"))
 }
 
+/// Server-provided DPoP nonces (RFC 9449 §9): each is a time step and its MAC under the
+/// resource's secret, accepted during its step and the next (so a nonce lives one to two
+/// `period`s). Nothing is stored: every instance given the same secret issues and accepts
+/// the same nonces.
+///
+/// ```
+/// use aauth_keys::time::UnixTime;
+/// use aauth_oauth::DpopNonces;
+/// let nonces = DpopNonces::new(&[7; 32]);
+/// let now = UnixTime(1_800_000_000);
+/// let n = nonces.issue(now);
+/// assert!(nonces.accepts(&n, now.plus(299)));
+/// assert!(!nonces.accepts(&n, now.plus(900)), "stale");
+/// assert!(!DpopNonces::new(&[8; 32]).accepts(&n, now), "another resource's");
+/// ```
+#[derive(Clone)]
+pub struct DpopNonces {
+    key: aws_lc_rs::hmac::Key,
+    period: u64,
+}
+
+impl std::fmt::Debug for DpopNonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopNonces")
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DpopNonces {
+    /// Nonces under `secret` (keep it out of logs; the same at every instance), each step
+    /// five minutes.
+    #[must_use]
+    pub fn new(secret: &[u8; 32]) -> Self {
+        Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+            period: 300,
+        }
+    }
+
+    /// Steps of `seconds` instead (at least 10).
+    #[must_use]
+    pub fn period(mut self, seconds: u64) -> Self {
+        self.period = seconds.max(10);
+        self
+    }
+
+    fn mac(&self, step: u64) -> Vec<u8> {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.key);
+        ctx.update(b"aauth-dpop-nonce\0");
+        ctx.update(&step.to_be_bytes());
+        ctx.sign().as_ref()[..16].to_vec()
+    }
+
+    /// The nonce for `now`.
+    #[must_use]
+    pub fn issue(&self, now: UnixTime) -> String {
+        let step = now.as_secs() / self.period;
+        let mut raw = step.to_be_bytes().to_vec();
+        raw.extend_from_slice(&self.mac(step));
+        base64url::encode(&raw)
+    }
+
+    /// Whether `nonce` is one this secret issued in the current step or the one before.
+    #[must_use]
+    pub fn accepts(&self, nonce: &str, now: UnixTime) -> bool {
+        let Ok(raw) = base64url::decode(nonce) else {
+            return false;
+        };
+        let Some((step, mac)) = raw.split_first_chunk::<8>() else {
+            return false;
+        };
+        let step = u64::from_be_bytes(*step);
+        let current = now.as_secs() / self.period;
+        (step == current || step.saturating_add(1) == current)
+            && aws_lc_rs::constant_time::verify_slices_are_equal(mac, &self.mac(step)).is_ok()
+    }
+}
+
 /// What a resource needs to accept DPoP-bound tokens: its public origin (the `htu` a
 /// client signs), the replay store proofs' `jti`s are recorded in, and the window.
 #[derive(Clone)]
@@ -165,6 +267,7 @@ pub struct DpopCheck {
     replay: Arc<dyn ReplayStore>,
     window: u64,
     leeway: u64,
+    nonces: Option<DpopNonces>,
 }
 
 impl std::fmt::Debug for DpopCheck {
@@ -172,6 +275,7 @@ impl std::fmt::Debug for DpopCheck {
         f.debug_struct("DpopCheck")
             .field("origin", &self.origin)
             .field("window", &self.window)
+            .field("nonces", &self.nonces)
             .finish_non_exhaustive()
     }
 }
@@ -186,7 +290,24 @@ impl DpopCheck {
             replay,
             window: 60,
             leeway: 5,
+            nonces: None,
         }
+    }
+
+    /// Requires every proof to carry a nonce from `nonces` (RFC 9449 §9): a proof
+    /// without one, or with a stale or foreign one, is refused with
+    /// [`OAuthError::DpopNonce`] (`use_dpop_nonce`), and the refusal carries a fresh one
+    /// ([`DpopCheck::nonce`]).
+    #[must_use]
+    pub fn nonces(mut self, nonces: DpopNonces) -> Self {
+        self.nonces = Some(nonces);
+        self
+    }
+
+    /// The nonce to send in `DPoP-Nonce` now, when nonces are required.
+    #[must_use]
+    pub fn nonce(&self, now: UnixTime) -> Option<String> {
+        self.nonces.as_ref().map(|n| n.issue(now))
     }
 
     /// How old a proof's `iat` may be, in seconds (default 60).
@@ -220,7 +341,7 @@ impl DpopCheck {
     ///
     /// # Errors
     ///
-    /// [`OAuthError::DpopProof`].
+    /// [`OAuthError::DpopProof`], or [`OAuthError::DpopNonce`] when nonces are required.
     pub fn check(
         &self,
         proof: &str,
@@ -230,7 +351,7 @@ impl DpopCheck {
         now: UnixTime,
     ) -> Result<DpopProof, OAuthError> {
         let uri = format!("{}{path}", self.origin);
-        DpopProof::check(
+        let checked = DpopProof::check(
             proof,
             method,
             &uri,
@@ -238,7 +359,23 @@ impl DpopCheck {
             self.window,
             self.leeway,
             now,
-        )
+        )?;
+        if let Some(nonces) = &self.nonces {
+            match checked.nonce.as_deref() {
+                None => {
+                    return Err(OAuthError::DpopNonce {
+                        reason: "this resource requires a nonce in the DPoP proof",
+                    });
+                }
+                Some(n) if !nonces.accepts(n, now) => {
+                    return Err(OAuthError::DpopNonce {
+                        reason: "the DPoP proof's nonce is stale or not this resource's",
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(checked)
     }
 
     /// Records a checked proof's `jti` until its window closes.

@@ -130,6 +130,14 @@ pub enum OAuthError {
         /// What was wrong.
         reason: String,
     },
+    /// The resource requires a nonce it issued in the DPoP proof, and this one has
+    /// none, or a stale or foreign one (RFC 9449 §9 `use_dpop_nonce`): the client sends
+    /// the proof again with the nonce in the refusal's `DPoP-Nonce`.
+    #[error("DPoP nonce: {reason}")]
+    DpopNonce {
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// The token is valid but lacks a scope the route requires (`403`).
     #[error("the token lacks scope {missing}")]
     InsufficientScope {
@@ -153,6 +161,7 @@ impl OAuthError {
             Self::Request { .. } => "invalid_request",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::DpopProof { .. } => "invalid_dpop_proof",
+            Self::DpopNonce { .. } => "use_dpop_nonce",
             // A 503 carries no challenge error; "invalid_token" would tell a client to
             // drop a token that may be good.
             Self::Unavailable { .. } => "temporarily_unavailable",

@@ -58,7 +58,7 @@ pub use client::{
     BearerLayer, BearerService, BearerServiceError, ClientAuth, ClientConfig, ClientCredentials,
     ClientError, IssuedToken,
 };
-pub use dpop::{DpopCheck, DpopProof, MAX_JTI_LEN};
+pub use dpop::{DpopCheck, DpopNonces, DpopProof, MAX_JTI_LEN, MAX_NONCE_LEN};
 pub use error::{BearerChallenge, OAuthError};
 pub use introspect::{DEFAULT_INTROSPECTION_ENTRIES, DEFAULT_INTROSPECTION_TTL, Introspection};
 pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};

@@ -88,7 +88,7 @@ impl AAuthLayer {
     pub(crate) fn answer(&self, resp: Response<Bytes>) -> Response<Bytes> {
         #[cfg(feature = "oauth")]
         if let Some(oauth) = &self.oauth {
-            return oauth.add_challenge(resp);
+            return oauth.add_challenge(resp, self.clock.now());
         }
         resp
     }

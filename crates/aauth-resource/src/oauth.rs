@@ -152,21 +152,39 @@ impl OAuthAccess {
             .collect()
     }
 
-    /// Adds the challenges to a `401` that has none.
-    pub(crate) fn add_challenge(&self, mut resp: Response<Bytes>) -> Response<Bytes> {
+    /// Adds the challenges to a `401` that has none (and a DPoP nonce, when they are
+    /// required, so that a client's first proof can carry one).
+    pub(crate) fn add_challenge(
+        &self,
+        mut resp: Response<Bytes>,
+        now: UnixTime,
+    ) -> Response<Bytes> {
         if resp.status() == StatusCode::UNAUTHORIZED
             && !resp.headers().contains_key(http::header::WWW_AUTHENTICATE)
         {
             for v in self.challenges(None, false) {
                 resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
             }
+            self.add_nonce(&mut resp, now);
         }
         resp
     }
 
+    /// `DPoP-Nonce` (RFC 9449 §9), when this route requires nonces.
+    fn add_nonce(&self, resp: &mut Response<Bytes>, now: UnixTime) {
+        if let Some(v) = self
+            .dpop
+            .as_ref()
+            .and_then(|d| d.nonce(now))
+            .and_then(|n| HeaderValue::from_str(&n).ok())
+        {
+            resp.headers_mut().insert("dpop-nonce", v);
+        }
+    }
+
     /// The answer to an OAuth failure: its status, the RFC 9457 body every refusal has,
     /// the challenges, and `Retry-After` on a `503`.
-    fn refuse(&self, e: &OAuthError, dpop_failed: bool) -> Response<Bytes> {
+    fn refuse(&self, e: &OAuthError, dpop_failed: bool, now: UnixTime) -> Response<Bytes> {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut resp = problem(status, e.code(), &e.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -175,6 +193,9 @@ impl OAuthAccess {
         } else {
             for v in self.challenges(Some(e), dpop_failed) {
                 resp.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                self.add_nonce(&mut resp, now);
             }
         }
         resp
@@ -239,7 +260,7 @@ impl OAuthAccess {
         });
         match checked {
             Ok(claims) => OAuthStep::Admit(Box::new(OAuthCaller(claims))),
-            Err((e, dpop_failed)) => OAuthStep::Refuse(self.refuse(&e, dpop_failed)),
+            Err((e, dpop_failed)) => OAuthStep::Refuse(self.refuse(&e, dpop_failed, now)),
         }
     }
 

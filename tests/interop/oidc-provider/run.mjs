@@ -13,6 +13,9 @@
 //   JWT_CLIENT_JWKS   public JWKS (JSON string) of `jwt-client` (private_key_jwt); without
 //                     it that client does not exist
 //   ACCESS_TOKEN_TTL  access token lifetime in seconds (default 300)
+//   DPOP_NONCE        when "1", every DPoP proof at the token endpoint must carry a
+//                     server-provided nonce (RFC 9449 §8): a proof without one is refused
+//                     with use_dpop_nonce and a DPoP-Nonce to use
 //
 // stdout carries exactly one line, `listening on http://{IP}:{port}`, once the socket is
 // bound; everything else (oidc-provider's notices included) goes to stderr.
@@ -92,7 +95,9 @@ const provider = new Provider(ISSUER, {
       allowedPolicy: (ctx, client, token) => client.clientId === 'introspector' || client.clientId === token.clientId,
     },
     revocation: { enabled: true },
-    dPoP: { enabled: true },
+    dPoP: env.DPOP_NONCE === '1'
+      ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     resourceIndicators: {
       enabled: true,
       // No default resource: a request without `resource` gets an opaque, audience-less

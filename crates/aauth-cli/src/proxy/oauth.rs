@@ -101,12 +101,17 @@ pub(super) fn base(
         CacheConfig::default(),
     );
     let opaque = introspection(o, &audience, reach, clock)?;
+    let nonces = dpop_nonces(o)?;
     let dpop = o.dpop.then(|| {
         let store = replay.map_or_else(
             || Arc::new(MemoryReplayStore::new(DPOP_PROOFS)) as Arc<dyn ReplayStore>,
             Arc::clone,
         );
-        DpopCheck::new(id.as_str(), store)
+        let check = DpopCheck::new(id.as_str(), store);
+        match nonces {
+            Some(n) => check.nonces(n),
+            None => check,
+        }
     });
     let mut metadata = ProtectedResourceMetadata::new(audience);
     for i in &o.issuers {
@@ -141,6 +146,28 @@ pub(super) fn base(
         metadata,
         metadata_url,
     }))
+}
+
+/// The DPoP nonces `dpop_nonce_secret_file` asks for (RFC 9449 §9), if it does.
+fn dpop_nonces(o: &ProxyOAuth) -> Result<Option<aauth_oauth::DpopNonces>, CliError> {
+    let Some(path) = &o.dpop_nonce_secret_file else {
+        return Ok(None);
+    };
+    if !o.dpop {
+        return Err(usage(
+            "resource_proxy.oauth.dpop_nonce_secret_file",
+            "nonces are for DPoP proofs: set dpop = true".to_owned(),
+        ));
+    }
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?);
+    let secret = zeroize::Zeroizing::new(crate::roles::hex32(&text).ok_or_else(|| {
+        usage(
+            "resource_proxy.oauth.dpop_nonce_secret_file",
+            format!("{}: not 64 hex digits", path.display()),
+        )
+    })?);
+    Ok(Some(aauth_oauth::DpopNonces::new(&secret)))
 }
 
 fn introspection(

@@ -26,6 +26,8 @@ struct Endpoint {
     calls: AtomicUsize,
     /// Answer every request with this when the queue is empty.
     fallback: Mutex<Option<(u16, String)>>,
+    /// A `DPoP-Nonce` on every answer.
+    dpop_nonce: Mutex<Option<&'static str>>,
 }
 
 impl Endpoint {
@@ -104,6 +106,10 @@ impl Transport for Endpoint {
                 if status == 503 {
                     r.headers_mut()
                         .insert("retry-after", http::HeaderValue::from_static("0"));
+                }
+                if let Some(n) = *self.dpop_nonce.lock().unwrap() {
+                    r.headers_mut()
+                        .insert("dpop-nonce", http::HeaderValue::from_static(n));
                 }
                 Ok(r)
             }
@@ -529,6 +535,112 @@ async fn a_dpop_client_proves_its_key_at_the_token_endpoint_and_on_each_request(
     )
     .unwrap();
     assert_eq!(checked.jkt, key.public_key().thumbprint().as_str());
+}
+
+/// The `nonce` of a proof (whatever else it is for).
+fn proof_nonce(proof: &str) -> Option<String> {
+    let claims = proof.split('.').nth(1).unwrap();
+    let v: Value = serde_json::from_slice(&base64url::decode(claims).unwrap()).unwrap();
+    v["nonce"].as_str().map(str::to_owned)
+}
+
+/// RFC 9449 §8 and §9: a token endpoint and an API that each want their nonce in the
+/// proof say so once (`use_dpop_nonce` with `DPoP-Nonce`); the client sends the request
+/// again with it, and puts it in its next proofs to that server without being asked.
+#[tokio::test]
+async fn a_dpop_client_follows_the_servers_nonces() {
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+    let key: Arc<dyn aauth_keys::Signer> =
+        Arc::new(PrivateKey::es256_from_scalar(&[8; 32]).unwrap());
+    let ep = Arc::new(Endpoint::default());
+    *ep.dpop_nonce.lock().unwrap() = Some("as-nonce-1");
+    ep.answer(
+        400,
+        json!({"error": "use_dpop_nonce", "error_description": "nonce required"}),
+    )
+    .answer(
+        200,
+        json!({"access_token": "bound-1", "token_type": "DPoP", "expires_in": 300}),
+    );
+    let mut config =
+        ClientConfig::new(HttpsUrl::parse(ENDPOINT).unwrap(), basic()).dpop(Arc::clone(&key));
+    config.retry.base_delay = Duration::from_millis(1);
+    let tokens = Arc::new(ClientCredentials::new(
+        config,
+        Arc::clone(&ep) as Arc<dyn Transport>,
+        clock(),
+    ));
+    assert_eq!(tokens.token().await.unwrap().access_token, "bound-1");
+    assert_eq!(ep.calls(), 2);
+    assert_eq!(proof_nonce(&ep.header(0, "dpop").unwrap()), None);
+    assert_eq!(
+        proof_nonce(&ep.header(1, "dpop").unwrap()).as_deref(),
+        Some("as-nonce-1")
+    );
+    assert_eq!(tokens.fetches(), 1, "a nonce round is not a retry");
+
+    let api = NonceApi::default();
+    let mut svc = aauth_oauth::BearerLayer::new(Arc::clone(&tokens)).layer(api.clone());
+    for _ in 0..2 {
+        let resp = svc
+            .call(
+                http::Request::get("https://api.example/x")
+                    .body(Bytes::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let seen = api.nonces.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            None,
+            Some("rs-nonce-1".to_owned()),
+            Some("rs-nonce-1".to_owned())
+        ],
+        "asked once, then remembered"
+    );
+}
+
+/// An API that wants `rs-nonce-1` in every proof: `401 use_dpop_nonce` without it.
+#[derive(Clone, Default)]
+struct NonceApi {
+    nonces: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl tower_service::Service<http::Request<Bytes>> for NonceApi {
+    type Response = http::Response<Bytes>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<http::Response<Bytes>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let nonce = req
+            .headers()
+            .get("dpop")
+            .and_then(|p| proof_nonce(p.to_str().unwrap()));
+        self.nonces.lock().unwrap().push(nonce.clone());
+        let mut resp = http::Response::new(Bytes::new());
+        if nonce.as_deref() != Some("rs-nonce-1") {
+            *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+            resp.headers_mut().insert(
+                "www-authenticate",
+                http::HeaderValue::from_static(r#"DPoP error="use_dpop_nonce", algs="ES256""#),
+            );
+            resp.headers_mut()
+                .insert("dpop-nonce", http::HeaderValue::from_static("rs-nonce-1"));
+        }
+        std::future::ready(Ok(resp))
+    }
 }
 
 /// Records each request's `Authorization` and `DPoP`, and answers `200`.

@@ -446,3 +446,27 @@ proptest! {
         let _ = aauth_oauth::DpopProof::check(&s, "GET", "https://api.example/x", "t", 60, 5, UnixTime(NOW));
     }
 }
+
+proptest! {
+    /// A DPoP nonce is accepted for its step and the next, by its secret only; nothing
+    /// else (a guess, a nonce edited by a byte) is ever accepted.
+    #[test]
+    fn dpop_nonces_are_accepted_only_as_issued(
+        at in 0u64..4_000_000_000,
+        later in 0u64..300,
+        guess in "[A-Za-z0-9_-]{0,40}",
+        flip in 0usize..32,
+    ) {
+        let nonces = aauth_oauth::DpopNonces::new(&[3; 32]);
+        let n = nonces.issue(UnixTime(at));
+        prop_assert!(nonces.accepts(&n, UnixTime(at + later)));
+        prop_assert!(!nonces.accepts(&n, UnixTime(at + 600)));
+        prop_assert!(!aauth_oauth::DpopNonces::new(&[4; 32]).accepts(&n, UnixTime(at)));
+        prop_assert!(guess == n || !nonces.accepts(&guess, UnixTime(at)));
+        let mut bytes = n.clone().into_bytes();
+        let i = flip % bytes.len();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let edited = String::from_utf8(bytes).unwrap();
+        prop_assert!(edited == n || !nonces.accepts(&edited, UnixTime(at)));
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aauth_headers::Scheme;
 use aauth_keys::{PrivateKey, Signer as _, base64url};
 use aauth_metadata::{CacheConfig, Fetch, FetchError, Fetched, HttpsUrl};
-use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, DpopCheck, Issuer};
+use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, DpopCheck, DpopNonces, Issuer};
 use aauth_resource::{AAuthLayer, Access, MemoryReplayStore, OAuthAccess, Principal, RoutePolicy};
 use aauth_test_support::NOW;
 use aauth_test_support::request::header;
@@ -90,14 +90,16 @@ fn service(
     docs: AsDocs,
     scope: &str,
 ) -> (aauth_resource::AAuthService<Answering>, crate::World) {
-    service_with(calls, docs, scope, false)
+    service_with(calls, docs, scope, None)
 }
 
+/// As [`service`], taking DPoP-bound tokens when `dpop` is given (with its nonces
+/// required, when it has some).
 fn service_with(
     calls: &Answering,
     docs: AsDocs,
     scope: &str,
-    dpop: bool,
+    dpop: Option<Option<DpopNonces>>,
 ) -> (aauth_resource::AAuthService<Answering>, crate::World) {
     let w = world();
     let verifier = AccessTokenVerifier::new(
@@ -111,11 +113,15 @@ fn service_with(
         .require_scope(scope)
         .realm("resource.example")
         .resource_metadata(METADATA);
-    if dpop {
-        oauth = oauth.dpop(DpopCheck::new(
+    if let Some(nonces) = dpop {
+        let mut check = DpopCheck::new(
             "https://resource.example",
             Arc::new(MemoryReplayStore::new(1000)),
-        ));
+        );
+        if let Some(n) = nonces {
+            check = check.nonces(n);
+        }
+        oauth = oauth.dpop(check);
     }
     let layer = AAuthLayer::new(
         w.resource.route(RoutePolicy::new(Access::AgentToken)),
@@ -380,7 +386,7 @@ fn dpop_request(token: &str, proof: Option<&str>) -> Request<http_body_util::Ful
 #[tokio::test]
 async fn an_agent_a_bearer_client_and_a_dpop_client_on_one_route() {
     let calls = handler();
-    let (mut svc, w) = service_with(&calls, AsDocs(Some(as_key())), "read", true);
+    let (mut svc, w) = service_with(&calls, AsDocs(Some(as_key())), "read", Some(None));
     let agent = signed(
         "GET",
         "/data",
@@ -430,7 +436,7 @@ async fn an_agent_a_bearer_client_and_a_dpop_client_on_one_route() {
 #[tokio::test]
 async fn dpop_proofs_are_refused_where_rfc_9449_says() {
     let calls = handler();
-    let (mut svc, _) = service_with(&calls, AsDocs(Some(as_key())), "read", true);
+    let (mut svc, _) = service_with(&calls, AsDocs(Some(as_key())), "read", Some(None));
     let key = client_key();
     let token = bound_token(&key);
     let good = proof(&key, &token, "p-1", |_| {});
@@ -511,6 +517,69 @@ async fn dpop_proofs_are_refused_where_rfc_9449_says() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(header(&h, "www-authenticate").contains(r#"error="invalid_token""#));
     assert_eq!(calls.calls(), 1);
+}
+
+/// RFC 9449 §9: a route that requires its nonces refuses a proof without one, or with a
+/// stale or foreign one, with `use_dpop_nonce` and a fresh `DPoP-Nonce`; with that nonce
+/// the same client gets through. Every `401` there carries a nonce for a first try.
+#[tokio::test]
+async fn a_route_that_requires_dpop_nonces_hands_them_out_and_checks_them() {
+    let calls = handler();
+    let nonces = DpopNonces::new(&[5; 32]);
+    let (mut svc, _) = service_with(
+        &calls,
+        AsDocs(Some(as_key())),
+        "read",
+        Some(Some(nonces.clone())),
+    );
+    let key = client_key();
+    let token = bound_token(&key);
+    let refused = |h: &http::HeaderMap| {
+        let dpop = h
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("DPoP "))
+            .unwrap_or_default();
+        assert!(dpop.contains(r#"error="use_dpop_nonce""#), "{dpop}");
+        header(h, "dpop-nonce")
+    };
+    let (status, h, _) = send(
+        &mut svc,
+        dpop_request(&token, Some(&proof(&key, &token, "n-1", |_| {}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let nonce = refused(&h);
+    assert!(nonces.accepts(&nonce, NOW), "{nonce}");
+    for (what, stale) in [
+        (
+            "stale",
+            DpopNonces::new(&[5; 32]).issue(aauth_keys::time::UnixTime(NOW.as_secs() - 900)),
+        ),
+        ("foreign", DpopNonces::new(&[6; 32]).issue(NOW)),
+        ("made up", "bm9uY2U".to_owned()),
+    ] {
+        let p = proof(&key, &token, &format!("n-{what}"), |c| {
+            c["nonce"] = json!(stale)
+        });
+        let (status, h, _) = send(&mut svc, dpop_request(&token, Some(&p))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        refused(&h);
+    }
+    let p = proof(&key, &token, "n-2", |c| c["nonce"] = json!(nonce));
+    let (status, _, body) = send(&mut svc, dpop_request(&token, Some(&p))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(calls.calls(), 1);
+    // A request with nothing gets a nonce with the challenges.
+    let bare = full(
+        Request::get("/data")
+            .header("host", "resource.example")
+            .body(Vec::new())
+            .unwrap(),
+    );
+    let (_, h, _) = send(&mut svc, bare).await;
+    assert!(nonces.accepts(&header(&h, "dpop-nonce"), NOW));
 }
 
 #[test]

@@ -19,12 +19,20 @@ fn as_key() -> PrivateKey {
 }
 
 fn access_token(scope: &str, aud: &str) -> String {
+    bound_access_token(scope, aud, None)
+}
+
+/// An access token, bound to the key of thumbprint `jkt` (RFC 9449 §6) when given.
+fn bound_access_token(scope: &str, aud: &str, jkt: Option<&str>) -> String {
     let now = SystemClock.now().as_secs();
     let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "as-1"});
-    let claims = json!({
+    let mut claims = json!({
         "iss": "https://as.example", "sub": "svc-7", "client_id": "svc-7", "aud": aud,
         "scope": scope, "iat": now - 5, "exp": now + 300, "jti": "at-1",
     });
+    if let Some(jkt) = jkt {
+        claims["cnf"] = json!({ "jkt": jkt });
+    }
     let input = format!(
         "{}.{}",
         base64url::encode(header.to_string().as_bytes()),
@@ -50,6 +58,11 @@ struct OAuthSetup {
 }
 
 async fn start(name: &str) -> OAuthSetup {
+    start_with(name, "").await
+}
+
+/// As [`start`], with `more` in `[resource_proxy.oauth]`.
+async fn start_with(name: &str, more: &str) -> OAuthSetup {
     let dir = scratch(name);
     let world = World::new().unwrap();
     let provider = Served::start(&dir, "agent-provider", &provider_config(&world, &dir));
@@ -87,7 +100,7 @@ async fn start(name: &str) -> OAuthSetup {
         "path = \"/agent/*\"\naccess = \"agent-token\"\n",
         "path = \"/agent/*\"\naccess = \"agent-token\"\noauth_scope = \"files.read\"\n",
     );
-    let text = format!("{text}[resource_proxy.oauth]\nissuers = [\"https://as.example\"]\n");
+    let text = format!("{text}[resource_proxy.oauth]\nissuers = [\"https://as.example\"]\n{more}");
     std::fs::write(&config, text).unwrap();
     let proxy = Served::start(&dir, "resource-proxy", &config);
     world.alias("resource.example", proxy.addr);
@@ -212,4 +225,77 @@ fn a_route_with_oauth_scope_needs_the_oauth_section() {
         "{}",
         crate::stderr(&o)
     );
+}
+
+/// A DPoP proof by `key` for `GET {url}` presenting `token`, with `nonce` if given.
+fn dpop_proof(key: &PrivateKey, url: &str, token: &str, nonce: Option<&str>) -> String {
+    let header = json!({
+        "typ": "dpop+jwt", "alg": "ES256",
+        "jwk": serde_json::from_str::<serde_json::Value>(&key.public_key().to_jwk().to_json()).unwrap(),
+    });
+    let mut claims = json!({
+        "jti": format!("p-{}", nonce.unwrap_or("none")), "htm": "GET", "htu": url,
+        "iat": SystemClock.now().as_secs(),
+        "ath": base64url::encode(&aauth_keys::digest::sha256(token.as_bytes())),
+    });
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", base64url::encode(&sig))
+}
+
+/// `dpop_nonce_secret_file`: a DPoP client's proof must carry the proxy's nonce (RFC 9449
+/// §9); without one it is refused with `use_dpop_nonce` and a `DPoP-Nonce`, with it the
+/// client reaches the upstream.
+#[tokio::test]
+async fn dpop_clients_carry_the_proxys_nonces() {
+    let secret = std::env::temp_dir().join(format!("aauth-dpop-nonce-{}", std::process::id()));
+    std::fs::write(&secret, "4d".repeat(32)).unwrap();
+    let s = start_with(
+        "proxy-oauth-dpop-nonce",
+        &format!(
+            "dpop = true\ndpop_nonce_secret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .await;
+    let key = PrivateKey::es256_from_scalar(&[0x41; 32]).unwrap();
+    let token = bound_access_token(
+        "files.read",
+        "https://resource.example",
+        Some(key.public_key().thumbprint().as_str()),
+    );
+    let url = "https://resource.example/agent/hello";
+    let request = |nonce: Option<&str>| {
+        http::Request::get(url)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", dpop_proof(&key, url, &token, nonce))
+            .body(Vec::new())
+            .unwrap()
+    };
+    let r = send_tls(&s.world, s.proxy.addr, request(None)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}", s.proxy.log());
+    let challenge: Vec<String> = r
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        challenge
+            .iter()
+            .any(|c| c.starts_with("DPoP") && c.contains(r#"error="use_dpop_nonce""#)),
+        "{challenge:?}"
+    );
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    assert_eq!(s.seen.calls(), 0);
+    let r = send_tls(&s.world, s.proxy.addr, request(Some(&nonce))).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
+    assert_eq!(s.seen.last()["x-aauth-oauth-client-id"], "svc-7");
 }
