@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `aauth_http_requests_total` | counter | `role`, `route`, `status` | requests answered (feature `ops`) |
 //! | `aauth_http_request_duration_seconds` | histogram | `role`, `route` | time to answer (feature `ops`) |
-//! | `aauth_refusals_total` | counter | `role`, `signature_error`, `requirement` | requests refused with a `Signature-Error` or `AAuth-Requirement` (feature `ops`) |
+//! | `aauth_refusals_total` | counter | `role`, `signature_error`, `requirement`, `oauth_error` | requests refused with a `Signature-Error`, an `AAuth-Requirement`, or an OAuth `WWW-Authenticate` error (feature `ops`) |
 //! | `aauth_tokens_issued_total` | counter | `type` (`agent`, `person`, `auth`) | tokens signed by a role |
 //! | `aauth_pending_requests_total` | counter | `state` (`created`, then how each ended: `delivered`, `denied`, `answered`, `expired`, `revoked`, `cancelled`, `failed`) | a Person Server's deferred requests; open = created − ended |
 //! | `aauth_store_call_duration_seconds` | histogram | `store` | a blocking store call, queueing on the blocking pool included ([`crate::store::blocking`], feature `runtime`) |

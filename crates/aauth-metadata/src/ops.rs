@@ -199,6 +199,7 @@ fn log_response<R>(resp: &Response<R>, took: Duration, role: &'static str, route
     let status = resp.status().as_u16();
     let signature_error = member(resp, "signature-error", "error");
     let requirement = member(resp, "aauth-requirement", "requirement");
+    let oauth_error = oauth_error(resp);
     let took_ms = millis(took);
     metrics::counter!(
         crate::metric::HTTP_REQUESTS,
@@ -209,14 +210,19 @@ fn log_response<R>(resp: &Response<R>, took: Duration, role: &'static str, route
     .increment(1);
     metrics::histogram!(crate::metric::HTTP_DURATION, "role" => role, "route" => route.to_owned())
         .record(took.as_secs_f64());
-    if signature_error.is_some() || requirement.is_some() {
+    if signature_error.is_some() || requirement.is_some() || oauth_error.is_some() {
         metrics::counter!(
             crate::metric::REFUSALS,
             "role" => role,
             "signature_error" => signature_error.unwrap_or_default(),
-            "requirement" => requirement.unwrap_or_default()
+            "requirement" => requirement.unwrap_or_default(),
+            "oauth_error" => oauth_error.unwrap_or_default()
         )
         .increment(1);
+    }
+    if let Some(e) = oauth_error {
+        tracing::info!(status, took_ms, oauth_error = e, requirement, "refused");
+        return;
     }
     match (signature_error, requirement) {
         (None, None) if resp.status().is_server_error() => {
@@ -245,6 +251,29 @@ fn member<R>(resp: &Response<R>, name: &str, key: &str) -> Option<&'static str> 
     })?;
     CODES.iter().copied().find(|c| *c == token)
 }
+
+/// The RFC 6750 / RFC 9449 `error` of the response's `WWW-Authenticate` challenges
+/// (`Bearer` or `DPoP`), if one names a code of [`OAUTH_CODES`].
+fn oauth_error<R>(resp: &Response<R>) -> Option<&'static str> {
+    resp.headers()
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (_, rest) = v.split_once("error=\"")?;
+            let code = rest.split('"').next()?;
+            OAUTH_CODES.iter().copied().find(|c| *c == code)
+        })
+}
+
+/// The OAuth error codes a log line may name (RFC 6750 §3.1, RFC 9449 §7.1, §9).
+const OAUTH_CODES: &[&str] = &[
+    "invalid_request",
+    "invalid_token",
+    "insufficient_scope",
+    "invalid_dpop_proof",
+    "use_dpop_nonce",
+];
 
 /// The codes a log line may name (anything else is left out rather than copied from a
 /// header into a log).
@@ -365,7 +394,7 @@ impl<E: Endpoint + ?Sized> Endpoint for WithHealth<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::{acceptable, route_label};
+    use super::{HeaderValue, Response, acceptable, oauth_error, route_label};
 
     #[test]
     fn route_labels_never_carry_an_identifier() {
@@ -378,6 +407,37 @@ mod tests {
         );
         assert_eq!(route_label(&format!("/{}", "x".repeat(40))), "other");
         assert_eq!(route_label("/a%20b/c"), "other");
+    }
+
+    #[test]
+    fn oauth_refusals_name_their_code_and_nothing_else() {
+        let with = |values: &[&str]| {
+            let mut r = Response::new(());
+            for v in values {
+                r.headers_mut().append(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            oauth_error(&r)
+        };
+        assert_eq!(
+            with(&[
+                r#"Bearer realm="api", scope="read""#,
+                r#"DPoP error="use_dpop_nonce", algs="ES256""#
+            ]),
+            Some("use_dpop_nonce")
+        );
+        assert_eq!(
+            with(&[r#"Bearer error="invalid_token", error_description="expired""#]),
+            Some("invalid_token")
+        );
+        assert_eq!(
+            with(&[r#"Bearer error="eyJ.a-token""#]),
+            None,
+            "never copied"
+        );
+        assert_eq!(with(&[]), None);
     }
 
     #[test]
