@@ -1,6 +1,7 @@
 //! Signing in on the consent pages with an OpenID Provider (the `oidc` feature), against
 //! a provider made here: its discovery document and JWKS, and a token endpoint that
-//! checks the code and its PKCE verifier and signs ID tokens (ES256). What is checked:
+//! checks the code and its PKCE verifier and signs ID tokens (ES256, or EdDSA). What is
+//! checked:
 //! the sign-in page offers the provider; the start sets a sealed `SameSite=Lax` cookie
 //! and sends the browser to the provider with `state`, `nonce` and an S256 challenge; the
 //! callback signs the person in as the account linked to their `(iss, sub)` (a new one
@@ -50,8 +51,13 @@ struct Op {
 
 impl Op {
     fn new() -> Arc<Self> {
+        Self::signing_with(PrivateKey::es256_from_scalar(&[21; 32]).unwrap())
+    }
+
+    /// A provider whose ID tokens `key` signs (ES256 or EdDSA).
+    fn signing_with(key: PrivateKey) -> Arc<Self> {
         Arc::new(Self {
-            key: PrivateKey::es256_from_scalar(&[21; 32]).unwrap(),
+            key,
             codes: Mutex::default(),
             nonce_override: Mutex::default(),
         })
@@ -104,7 +110,11 @@ impl Op {
             .unwrap()
             .take()
             .unwrap_or(grant.nonce);
-        let header = json!({"alg": "ES256", "kid": "op-1", "typ": "JWT"});
+        let alg = match self.key.algorithm() {
+            aauth_keys::Algorithm::Es256 => "ES256",
+            _ => "EdDSA",
+        };
+        let header = json!({"alg": alg, "kid": "op-1", "typ": "JWT"});
         let claims = json!({
             "iss": OP, "aud": CLIENT, "sub": grant.subject, "nonce": nonce,
             "iat": NOW.as_secs(), "exp": NOW.as_secs() + 300, "email": "someone@example.com",
@@ -412,7 +422,8 @@ async fn a_failed_sign_in_says_why_and_starts_no_session() {
 
 #[tokio::test]
 async fn only_linked_people_sign_in_when_the_provider_says_so() {
-    let op = Op::new();
+    // (This provider signs its ID tokens with Ed25519.)
+    let op = Op::signing_with(PrivateKey::ed25519_from_seed(&[22; 32]));
     let w = world(&op, NewAccounts::LinkedOnly).await;
     let code = waiting(&w).await;
     let mut browser = Browser::default();
