@@ -561,7 +561,7 @@ async fn a_route_that_requires_dpop_nonces_hands_them_out_and_checks_them() {
         ("made up", "bm9uY2U".to_owned()),
     ] {
         let p = proof(&key, &token, &format!("n-{what}"), |c| {
-            c["nonce"] = json!(stale)
+            c["nonce"] = json!(stale);
         });
         let (status, h, _) = send(&mut svc, dpop_request(&token, Some(&p))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
