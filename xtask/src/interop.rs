@@ -27,7 +27,7 @@ const MOCKIN_OP: &str = "@hellocoop/mockin 2.0.0 (OP)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 36] = [
+const ROWS: [Row; 38] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -267,6 +267,13 @@ const ROWS: [Row; 36] = [
         Kind::Check,
     ),
     (
+        "interop_oidc_provider::oidc_provider_dpop_nonces_are_followed_by_our_token_source",
+        OP,
+        "peer issues to ours",
+        "DPoP nonces at the token endpoint",
+        Kind::Check,
+    ),
+    (
         "interop_mockin_oidc::a_person_signs_in_with_the_provider_by_code_and_pkce",
         MOCKIN_OP,
         "ours signs in at peer",
@@ -278,6 +285,13 @@ const ROWS: [Row; 36] = [
         MOCKIN_OP,
         "ours signs in at peer",
         "state, nonce, expired, wrong key, denied",
+        Kind::Check,
+    ),
+    (
+        "interop_mockin_oidc::a_person_signs_in_at_the_person_server_with_mockin_in_chromium",
+        MOCKIN_OP,
+        "our PS signs in at peer",
+        "Chromium: sign-in, consent; bad: no session",
         Kind::Check,
     ),
 ];

@@ -94,8 +94,8 @@ pub enum NewAccounts {
 /// An OpenID Provider offered on the sign-in page.
 ///
 /// ```no_run
-/// # async fn f(ps: aauth_person_server::PersonServer,
-/// #     client: aauth_oauth::OidcClient<aauth_metadata::HttpsFetcher>)
+/// # fn f<F: aauth_metadata::Fetch>(ps: aauth_person_server::PersonServer,
+/// #     client: aauth_oauth::OidcClient<F>)
 /// #     -> Result<(), Box<dyn std::error::Error>> {
 /// use aauth_person_server::{NewAccounts, SignInProvider};
 /// // `client`'s redirect URI is `https://ps.example/interact/oidc/callback`.
