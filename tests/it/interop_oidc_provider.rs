@@ -24,8 +24,10 @@
 //! - our client-credentials source (`aauth_oauth::ClientCredentials`) obtains tokens with
 //!   `client_secret_basic`, `client_secret_post` and `private_key_jwt`, caches them,
 //!   refreshes four-second tokens at half their life, keeps serving its token while the
-//!   server is stopped until it expires, then fails with a typed error; the server's own
-//!   refusals (`invalid_client`, `invalid_target`) come back typed.
+//!   server is stopped until it expires, then fails with a typed error; its circuit
+//!   breaker opens while the server is down (nothing sent) and closes on the first probe
+//!   once the server is back; the server's own refusals (`invalid_client`,
+//!   `invalid_target`) come back typed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,7 @@ use aauth_keys::base64url;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, FixedClock, SystemClock};
 use aauth_keys::{Algorithm, PrivateKey, Signer as _};
-use aauth_metadata::CacheConfig;
+use aauth_metadata::{BreakerState, CacheConfig};
 use aauth_oauth::{
     AccessTokenPolicy, AccessTokenVerifier, ClientAuth, ClientConfig, ClientCredentials,
     ClientError, DpopCheck, Introspection, Issuer, OAuthError, VerifyAccessToken,
@@ -409,19 +411,9 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
     // source's proofs for an API request pass the resource's check.
     let client_key: Arc<dyn aauth_keys::Signer> =
         Arc::new(PrivateKey::generate(Algorithm::Es256, &mut OsRandom).expect("a key"));
-    let tokens = ClientCredentials::new(
-        ClientConfig::new(
-            aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
-            ClientAuth::SecretBasic {
-                client_id: "dpop-client".to_owned(),
-                secret: SECRET.to_owned(),
-            },
-        )
-        .scope("read")
-        .resource(API)
-        .dpop(Arc::clone(&client_key)),
+    let tokens = dpop_source(
+        &client_key,
         s.world.agent_transport_allowing(&["op.example"]),
-        Arc::new(SystemClock),
     );
     let issued = tokens
         .token()
@@ -449,6 +441,28 @@ async fn oidc_provider_dpop_bound_tokens_are_not_bearer_tokens() {
     assert_eq!(checked.jkt, client_key.public_key().thumbprint().as_str());
 }
 
+/// Our token source as the peer's `dpop-client`, its tokens bound to `key`, sending
+/// through `transport`.
+fn dpop_source(
+    key: &Arc<dyn aauth_keys::Signer>,
+    transport: Arc<dyn aauth_metadata::Transport>,
+) -> ClientCredentials {
+    ClientCredentials::new(
+        ClientConfig::new(
+            aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
+            ClientAuth::SecretBasic {
+                client_id: "dpop-client".to_owned(),
+                secret: SECRET.to_owned(),
+            },
+        )
+        .scope("read")
+        .resource(API)
+        .dpop(Arc::clone(key)),
+        transport,
+        Arc::new(SystemClock),
+    )
+}
+
 /// RFC 9449 §8: the peer wants its nonce in every DPoP proof at its token endpoint. Our
 /// token source's first request is refused with `use_dpop_nonce` and a `DPoP-Nonce`; the
 /// second, with that nonce in its proof, gets the bound token.
@@ -460,20 +474,7 @@ async fn oidc_provider_dpop_nonces_are_followed_by_our_token_source() {
     let client_key: Arc<dyn aauth_keys::Signer> =
         Arc::new(PrivateKey::generate(Algorithm::Es256, &mut OsRandom).expect("a key"));
     let wire = s.world.agent_transport_allowing(&["op.example"]);
-    let tokens = ClientCredentials::new(
-        ClientConfig::new(
-            aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
-            ClientAuth::SecretBasic {
-                client_id: "dpop-client".to_owned(),
-                secret: SECRET.to_owned(),
-            },
-        )
-        .scope("read")
-        .resource(API)
-        .dpop(Arc::clone(&client_key)),
-        wire.clone(),
-        Arc::new(SystemClock),
-    );
+    let tokens = dpop_source(&client_key, wire.clone());
     let issued = tokens
         .token()
         .await
@@ -630,6 +631,64 @@ async fn oidc_provider_short_tokens_are_refreshed_and_outlive_a_stopped_server_u
             ClientError::Unavailable { .. } | ClientError::CircuitOpen { .. }
         ),
         "{e:?}"
+    );
+}
+
+/// The peer goes down: the token source's breaker opens (after one failed fetch, as
+/// configured here) and sends nothing while open; the peer comes back on its port, and
+/// once the breaker's second has passed one probe gets a token and closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_down_opens_the_breaker_and_its_return_closes_it() {
+    let Some(mut s) = setup().await else { return };
+    let mut config = ClientConfig::new(
+        aauth_metadata::HttpsUrl::parse(&format!("{OP}/token")).expect("a URL"),
+        ClientAuth::SecretBasic {
+            client_id: "basic-client".to_owned(),
+            secret: SECRET.to_owned(),
+        },
+    )
+    .scope("read")
+    .resource(API);
+    config.breaker.failure_threshold = 1;
+    config.breaker.open_for = 1;
+    config.retry.base_delay = Duration::from_millis(20);
+    let c = ClientCredentials::new(
+        config,
+        s.world.agent_transport_allowing(&["op.example"]),
+        Arc::new(SystemClock),
+    );
+    c.token().await.expect("a token");
+    c.invalidate();
+    s.peer.stop();
+    let e = c.token().await.expect_err("the peer is down");
+    assert!(matches!(e, ClientError::Unavailable { .. }), "{e:?}");
+    assert!(
+        matches!(c.breaker(), BreakerState::Open { .. }),
+        "{:?}",
+        c.breaker()
+    );
+    let sent = c.fetches();
+    let e = c.token().await.expect_err("the breaker is open");
+    assert!(matches!(e, ClientError::CircuitOpen { .. }), "{e:?}");
+    assert_eq!(c.fetches(), sent, "nothing sent while open");
+
+    s.peer
+        .restart(
+            OIDC_PROVIDER,
+            &[("ISSUER", OP)],
+            "listening on http://127.0.0.1:",
+            "op.example",
+            "/.well-known/openid-configuration",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.token()
+        .await
+        .unwrap_or_else(|e| panic!("the probe gets a token: {e}\n{}", s.peer.log_text()));
+    assert!(
+        matches!(c.breaker(), BreakerState::Closed { .. }),
+        "{:?}",
+        c.breaker()
     );
 }
 

@@ -195,6 +195,22 @@ impl NodePeer {
         let _ = self.child.wait();
     }
 
+    /// Starts the peer again after [`NodePeer::stop`], with `env`, on the port it had:
+    /// the shim, which holds that port, reaches it again (a server that comes back).
+    pub(crate) async fn restart(
+        &mut self,
+        package: NodePackage,
+        env: &[(&str, &str)],
+        marker: &str,
+        host: &str,
+        path: &str,
+    ) {
+        let port = self.port.to_string();
+        let mut env = env.to_vec();
+        env.push(("PORT", &port));
+        *self = Self::start(package, &env, marker, host, path).await;
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -473,17 +473,7 @@ pub async fn consent_in_browser(
     driver: &Path,
     shots: &Path,
 ) -> Result<ConsentInBrowser, String> {
-    let p = parties(Options {
-        policy: None,
-        consent_pages: true,
-        bound: false,
-        scope: "calendar.read",
-        authorization_endpoint: false,
-        access_server: false,
-        as_policy: None,
-        mission_terms: None,
-    })
-    .await?;
+    let p = parties(Options::consenting()).await?;
     let (call, interaction) = waiting_call(&p).await?;
     let wd = WebDriver::start(browser, driver, &chromium_flags(&p.world)).await?;
     let link = format!("{}?code={}", interaction.url, interaction.code);
@@ -611,21 +601,7 @@ impl ProviderSignIn {
         world: World,
         provider: aauth_person_server::SignInProvider,
     ) -> Result<Self, String> {
-        let p = crate::parties::parties_in(
-            world,
-            Options {
-                policy: None,
-                consent_pages: true,
-                bound: false,
-                scope: "calendar.read",
-                authorization_endpoint: false,
-                access_server: false,
-                as_policy: None,
-                mission_terms: None,
-            },
-            Some(provider),
-        )
-        .await?;
+        let p = crate::parties::parties_in(world, Options::consenting(), Some(provider)).await?;
         let (call, interaction) = waiting_call(&p).await?;
         let wd = WebDriver::start(browser, driver, &chromium_flags(&p.world)).await?;
         let link = format!("{}?code={}", interaction.url, interaction.code);

@@ -187,7 +187,7 @@ fn run_with(live: Option<&(dyn Fn(&str) + Sync)>) -> Result<Transcript, String> 
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: true, bound: false, scope: "calendar.read", authorization_endpoint: false, access_server: false, as_policy: None, mission_terms: None }).await?;
+        let p = parties(Options::consenting()).await?;
         let (world, clock, provider, ps) = (&p.world, Arc::clone(&p.clock), Arc::clone(&p.provider), Arc::clone(&p.ps));
         let (agent_id, agent_key) = (p.agent_id.clone(), Arc::clone(&p.agent_key));
         t.step(
@@ -352,33 +352,49 @@ async fn scripted_person(
         .get("location")
         .and_then(|v| v.to_str().ok())
         .ok_or("no redirect after sign-in")?;
-    let (req, consent) = browser
-        .go("GET", &format!("https://ps.example{back}"), &[])
-        .await?;
-    if consent.status() != 200 {
-        return Err(format!("the consent page failed: {}", consent.status()));
-    }
-    t.step(
-        "person",
+    let (req, done) = read_and_approve(
+        t,
+        &mut browser,
+        &interaction.code,
+        back,
         "reads what the resource asks, apart from what the agent says about itself",
-        page_lines(&req, &consent),
-    );
-    let csrf = hidden(&consent, "csrf");
-    let (req, done) = browser
-        .go(
-            "POST",
-            "https://ps.example/interact",
-            &[
-                ("code", &interaction.code),
-                ("csrf", &csrf),
-                ("decision", "grant"),
-            ],
-        )
-        .await?;
+    )
+    .await?;
     t.step(
         "person",
         "approves: the agent is now bound to alice",
         page_lines(&req, &done),
     );
     Ok(())
+}
+
+/// The signed-in person opens the consent page at `target` (a path of ps.example), reads
+/// it (the step `reads` in `t`) and approves the request `code` names: the approval's
+/// request and answer.
+///
+/// # Errors
+///
+/// A consent page that did not open.
+pub(crate) async fn read_and_approve(
+    t: &mut Transcript,
+    browser: &mut Browser<'_>,
+    code: &str,
+    target: &str,
+    reads: &str,
+) -> Result<(Request, Response), String> {
+    let (req, consent) = browser
+        .go("GET", &format!("https://ps.example{target}"), &[])
+        .await?;
+    if consent.status() != 200 {
+        return Err(format!("the consent page failed: {}", consent.status()));
+    }
+    t.step("person", reads.to_owned(), page_lines(&req, &consent));
+    let csrf = hidden(&consent, "csrf");
+    browser
+        .go(
+            "POST",
+            "https://ps.example/interact",
+            &[("code", code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await
 }

@@ -35,7 +35,7 @@ use tower_service::Service;
 
 use crate::Transcript;
 use crate::d01_pseudonymous::{exchange, layered, unsigned};
-use crate::d04_consent::{Browser, hidden, page_lines};
+use crate::d04_consent::{Browser, page_lines, read_and_approve};
 use crate::world::{AsyncHandler, Request, Response, World, provider_handler};
 
 fn e<E: std::fmt::Display>(e: E) -> String {
@@ -520,16 +520,7 @@ async fn person_signs_in(t: &mut Transcript, as_key: Arc<PrivateKey>) -> Result<
     );
     let p = crate::parties::parties_in(
         world,
-        crate::parties::Options {
-            policy: None,
-            consent_pages: true,
-            bound: false,
-            scope: "calendar.read",
-            authorization_endpoint: false,
-            access_server: false,
-            as_policy: None,
-            mission_terms: None,
-        },
+        crate::parties::Options::consenting(),
         Some(SignInProvider::new("corp", "Example Corp", client).new_accounts(NewAccounts::Create)),
     )
     .await?;
@@ -612,29 +603,14 @@ async fn person_signs_in(t: &mut Transcript, as_key: Arc<PrivateKey>) -> Result<
         "exchanges the code (with the PKCE verifier), checks the ID token (signature, iss, aud, nonce, times): the person is the account linked to (iss, sub), made on this first sign-in",
         page_lines(&req, &signed_in),
     );
-    let (req, consent) = browser
-        .go("GET", &format!("https://ps.example{target}"), &[])
-        .await?;
-    if consent.status() != 200 {
-        return Err(format!("the consent page failed: {}", consent.status()));
-    }
-    t.step(
-        "person",
+    let (req, done) = read_and_approve(
+        t,
+        &mut browser,
+        &interaction.code,
+        &target,
         "reads the request on the consent page",
-        page_lines(&req, &consent),
-    );
-    let csrf = hidden(&consent, "csrf");
-    let (req, done) = browser
-        .go(
-            "POST",
-            "https://ps.example/interact",
-            &[
-                ("code", &interaction.code),
-                ("csrf", &csrf),
-                ("decision", "grant"),
-            ],
-        )
-        .await?;
+    )
+    .await?;
     let bound =
         p.ps.store()
             .binding(p.provider.id(), &p.agent_id)

@@ -48,6 +48,24 @@ pub(crate) struct Options {
     pub(crate) mission_terms: Option<Arc<aauth_person_server::MissionTerms>>,
 }
 
+impl Options {
+    /// The person decides on the consent pages; the assistant is not yet bound to alice;
+    /// the resource's API requires `calendar.read`; no authorization endpoint, no Access
+    /// Server.
+    pub(crate) fn consenting() -> Self {
+        Self {
+            policy: None,
+            consent_pages: true,
+            bound: false,
+            scope: "calendar.read",
+            authorization_endpoint: false,
+            access_server: false,
+            as_policy: None,
+            mission_terms: None,
+        }
+    }
+}
+
 /// The servers' operator: the key whose signed requests read their audit logs at
 /// `/admin/audit`.
 pub(crate) fn operator_key() -> PrivateKey {

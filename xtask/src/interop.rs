@@ -27,7 +27,7 @@ const MOCKIN_OP: &str = "@hellocoop/mockin 2.0.0 (OP)";
 
 /// Every live peer test, with what it shows. A test of the binary's `interop` modules
 /// missing here fails the command, so the matrix stays complete.
-const ROWS: [Row; 38] = [
+const ROWS: [Row; 39] = [
     (
         "interop::the_reference_verifies_what_we_sign",
         HELLO,
@@ -257,6 +257,13 @@ const ROWS: [Row; 38] = [
         OP,
         "peer issues to ours",
         "refresh ahead; server down: stale, then error",
+        Kind::Check,
+    ),
+    (
+        "interop_oidc_provider::oidc_provider_down_opens_the_breaker_and_its_return_closes_it",
+        OP,
+        "peer issues to ours",
+        "server down: breaker opens; back: closes",
         Kind::Check,
     ),
     (

@@ -761,6 +761,18 @@ fn parse_token(
     })
 }
 
+/// Whether `resp` is a `401` whose challenge in one of `schemes` names `error`.
+fn challenged<B>(resp: &http::Response<B>, schemes: &[&str], error: &str) -> bool {
+    let needle = format!("error=\"{error}\"");
+    resp.status() == http::StatusCode::UNAUTHORIZED
+        && resp
+            .headers()
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|s| schemes.iter().any(|p| s.starts_with(p)) && s.contains(&needle))
+}
+
 /// `scheme://authority` of `url` (lowercased), the key DPoP nonces are kept under.
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -908,32 +920,13 @@ where
                 // again with the nonce it just gave (once).
                 let wants_nonce = bound
                     && !nonce_retried
-                    && resp.status() == http::StatusCode::UNAUTHORIZED
                     && resp.headers().contains_key("dpop-nonce")
-                    && resp
-                        .headers()
-                        .get_all(http::header::WWW_AUTHENTICATE)
-                        .iter()
-                        .any(|v| {
-                            v.to_str().is_ok_and(|s| {
-                                s.starts_with("DPoP") && s.contains("error=\"use_dpop_nonce\"")
-                            })
-                        });
+                    && challenged(&resp, &["DPoP"], "use_dpop_nonce");
                 if wants_nonce {
                     nonce_retried = true;
                     continue;
                 }
-                let stale = resp.status() == http::StatusCode::UNAUTHORIZED
-                    && resp
-                        .headers()
-                        .get_all(http::header::WWW_AUTHENTICATE)
-                        .iter()
-                        .any(|v| {
-                            v.to_str().is_ok_and(|s| {
-                                (s.starts_with("Bearer") || s.starts_with("DPoP"))
-                                    && s.contains("error=\"invalid_token\"")
-                            })
-                        });
+                let stale = challenged(&resp, &["Bearer", "DPoP"], "invalid_token");
                 if !stale || retried {
                     return Ok(resp);
                 }

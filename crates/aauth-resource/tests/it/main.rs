@@ -1389,6 +1389,21 @@ mod two_party {
             .to_owned()
     }
 
+    /// Another agent of the same provider, with its own valid token and key: what a
+    /// stolen session token is presented with.
+    fn thief(r: &Rig) -> (PrivateKey, String) {
+        let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
+        let token = AgentTokenBuilder::new(
+            id("https://agent.example"),
+            AgentId::parse("aauth:thief@agent.example").unwrap(),
+            thief.public_key(),
+        )
+        .sign(&r.w.provider, "key-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
+        (thief, token)
+    }
+
     #[tokio::test]
     async fn a_session_is_issued_presented_covered_and_rolled() {
         issued_presented_covered_and_rolled(rig()).await;
@@ -1505,15 +1520,7 @@ mod two_party {
         .await;
         assert_eq!((s, body.as_str()), (StatusCode::OK, OAUTH));
 
-        let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
-        let thief_token = AgentTokenBuilder::new(
-            id("https://agent.example"),
-            AgentId::parse("aauth:thief@agent.example").unwrap(),
-            thief.public_key(),
-        )
-        .sign(&r.w.provider, "key-1", NOW, &mut OsRandom)
-        .unwrap()
-        .token;
+        let (thief, thief_token) = thief(&r);
         let (s, _, _) = send(
             &mut data,
             with_session(&thief, &thief_token, &access, true, NOW),
@@ -1546,15 +1553,7 @@ mod two_party {
         );
 
         // Another agent (its own valid token and key) presenting the stolen session token.
-        let thief = PrivateKey::ed25519_from_seed(&[7; 32]);
-        let thief_token = AgentTokenBuilder::new(
-            id("https://agent.example"),
-            AgentId::parse("aauth:thief@agent.example").unwrap(),
-            thief.public_key(),
-        )
-        .sign(&r.w.provider, "key-1", NOW, &mut OsRandom)
-        .unwrap()
-        .token;
+        let (thief, thief_token) = thief(&r);
         let (s, _, body) = send(
             &mut r.data,
             with_session(&thief, &thief_token, &session, true, NOW),
