@@ -333,6 +333,9 @@ impl PersonServer {
         else {
             return Ok(None);
         };
+        // An account without a password (one that signs in through its provider) costs
+        // the same work as an account that does not exist, and matches nothing.
+        let phc = phc.filter(|p| p.starts_with('$'));
         let exists = phc.is_some();
         let (stored, given) = (
             phc.unwrap_or_else(|| web::dummy_hash().to_owned()),

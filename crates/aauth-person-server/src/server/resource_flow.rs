@@ -21,6 +21,28 @@ use super::{INTERACT_PATH, PersonServer, subtle_eq};
 /// (no query of its own, so the resource's `?error=` appends cleanly).
 pub(super) const RESOURCE_CALLBACK_PATH: &str = "/interact/resource/";
 
+/// The query member that marks a callback this server loaded again itself.
+const RESUMED: &str = "resumed";
+
+/// A page that loads `page`'s address again, with [`RESUMED`] added (see
+/// `resource_callback`).
+fn resume_here(page: &PageRequest<'_>) -> http::Response<Bytes> {
+    let path = page.parts.uri.path();
+    let target = match page.parts.uri.query().filter(|q| !q.is_empty()) {
+        Some(q) => format!("{path}?{q}&{RESUMED}=1"),
+        None => format!("{path}?{RESUMED}=1"),
+    };
+    let mut r = web::page(
+        StatusCode::OK,
+        "Back from the resource",
+        &format!("<p><a href=\"{}\">Continue</a></p>", web::esc(&target)),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&format!("0; url={target}")) {
+        r.headers_mut().insert("refresh", v);
+    }
+    r
+}
+
 impl PersonServer {
     /// The interstitial for `p` while its resource's own flow is not done (`None` once it
     /// is, or when there is none): what the resource asks, and the link that starts it.
@@ -82,6 +104,12 @@ impl PersonServer {
             .path()
             .strip_prefix(RESOURCE_CALLBACK_PATH)
             .unwrap_or_default(); // default: the router sends only this prefix here
+        // The resource's redirect here is a cross-site navigation, on which the browser
+        // does not send the `SameSite=Strict` session cookie: once, a page of this server
+        // loads the same address again (a same-site navigation, which carries it).
+        if page.session.is_none() && web::field(&page.query, RESUMED).is_none() {
+            return Ok(resume_here(page));
+        }
         let (Some(session), Some((code, flow))) = (page.session.as_ref(), tail.split_once('/'))
         else {
             return Ok(error_page(

@@ -1359,8 +1359,24 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
         b.go(&w, "GET", &forged, &[]).await.status,
         StatusCode::NOT_FOUND
     );
-    // The resource's flow succeeded: back here, then this server's own consent.
-    let back = b.go(&w, "GET", &callback_path, &[]).await;
+    // The resource's flow succeeded: back here. The resource's redirect is a cross-site
+    // navigation, on which a browser sends no SameSite=Strict session cookie: the page
+    // loads itself again, same-site, and then the session is there.
+    let session = b.cookie("__Host-aauth-session").unwrap().to_owned();
+    b.forget_session();
+    let arrived = b.go(&w, "GET", &callback_path, &[]).await;
+    assert_eq!(arrived.status, StatusCode::OK, "{}", arrived.html);
+    let again = header(&arrived.headers, "refresh");
+    let again = again.strip_prefix("0; url=").unwrap().to_owned();
+    assert_eq!(again, format!("{callback_path}?resumed=1"));
+    let mut stranger = Browser::default();
+    assert_eq!(
+        stranger.go(&w, "GET", &again, &[]).await.status,
+        StatusCode::UNAUTHORIZED,
+        "once only: without a session the second load is refused"
+    );
+    b.set_cookie("__Host-aauth-session", &session);
+    let back = b.go(&w, "GET", &again, &[]).await;
     assert_eq!(back.status, StatusCode::SEE_OTHER);
     let consent = b
         .go(&w, "GET", &header(&back.headers, "location"), &[])
