@@ -318,15 +318,6 @@ async fn declare_accounts(
     accounts: &[crate::config::Account],
 ) -> Result<(), CliError> {
     for a in accounts {
-        if a.password_file.is_none() && a.oidc.is_empty() {
-            return Err(CliError::Usage {
-                flag: "person_server.accounts",
-                reason: format!(
-                    "{}: neither a password_file nor an oidc link: the account could never sign in",
-                    a.name
-                ),
-            });
-        }
         if let Some(file) = &a.password_file {
             let password = zeroize::Zeroizing::new(
                 std::fs::read_to_string(file).map_err(CliError::file(file))?,
@@ -385,6 +376,63 @@ async fn declare_accounts(
     Ok(())
 }
 
+/// What `aauth config check` and the start check of `[person_server]` before anything
+/// is reached: every account can sign in (a password or a provider's person linked),
+/// each provider's id is one the Person Server takes and is used once, its secret file
+/// reads, its scope asks for `openid`.
+pub(crate) fn check_person_server(c: &Config) -> Result<(), CliError> {
+    let Some(section) = &c.person_server else {
+        return Ok(());
+    };
+    for a in &section.accounts {
+        if a.password_file.is_none() && a.oidc.is_empty() {
+            return Err(CliError::Usage {
+                flag: "person_server.accounts",
+                reason: format!(
+                    "{}: neither a password_file nor an oidc link: the account could never sign in",
+                    a.name
+                ),
+            });
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &section.sign_in {
+        let usage = |reason: String| CliError::Usage {
+            flag: "person_server.sign_in",
+            reason,
+        };
+        aauth_person_server::SignInProvider::check_id(&p.id).map_err(|e| usage(e.to_string()))?;
+        if !seen.insert(p.id.as_str()) || !seen.insert(p.issuer.as_str()) {
+            return Err(usage(format!(
+                "{}: configured twice (by id or by issuer)",
+                p.id
+            )));
+        }
+        if let Some(scope) = p.scope.as_deref()
+            && !scope.split(' ').any(|s| s == "openid")
+        {
+            return Err(usage(format!("{}: scope {scope:?} lacks openid", p.id)));
+        }
+        client_secret(p)?;
+    }
+    Ok(())
+}
+
+/// The client secret of provider `p`: its file's first line, never empty.
+fn client_secret(p: &crate::config::SignInSection) -> Result<String, CliError> {
+    let secret = std::fs::read_to_string(&p.client_secret_file)
+        .map_err(CliError::file(&p.client_secret_file))?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    if secret.is_empty() {
+        return Err(CliError::Usage {
+            flag: "person_server.sign_in",
+            reason: format!("{}: {} is empty", p.id, p.client_secret_file.display()),
+        });
+    }
+    Ok(secret)
+}
+
 /// The OpenID Provider `p`, discovered now through the egress guard, with this server
 /// `id` as its client's redirect.
 async fn sign_in_provider(
@@ -398,16 +446,7 @@ async fn sign_in_provider(
         flag: "person_server.sign_in",
         reason: format!("{}: {reason}", p.id),
     };
-    let secret = std::fs::read_to_string(&p.client_secret_file)
-        .map_err(CliError::file(&p.client_secret_file))?
-        .trim_end_matches(['\r', '\n'])
-        .to_owned();
-    if secret.is_empty() {
-        return Err(usage(format!(
-            "{} is empty",
-            p.client_secret_file.display()
-        )));
-    }
+    let secret = client_secret(p)?;
     let fetch = Arc::new(reach.fetcher());
     let provider = OidcProvider::discover(fetch.as_ref(), &p.issuer)
         .await
@@ -431,9 +470,6 @@ async fn sign_in_provider(
         Arc::new(aauth_keys::time::SystemClock),
     );
     if let Some(scope) = &p.scope {
-        if !scope.split(' ').any(|s| s == "openid") {
-            return Err(usage(format!("scope {scope:?} lacks openid")));
-        }
         client = client.scope(scope.clone());
     }
     let new_accounts = match p.new_accounts {
@@ -462,6 +498,7 @@ pub(crate) async fn person_server(
         flag: "person_server",
         reason: "the configuration has no [person_server] section".to_owned(),
     })?;
+    check_person_server(c)?;
     let secret = directed_secret(c)?;
     let (store, replay) = ps_stores(c, false, true).await?;
     // What it reaches out to: resources' metadata (for the consent page), revocations

@@ -1276,8 +1276,9 @@ async fn a_served_person_server_offers_its_openid_provider() {
     assert_eq!(world.send(form).await.unwrap().status(), 404);
     drop(ps);
 
-    // Misconfigurations stop the start, each with its reason.
-    for (broken, needle) in [
+    // Misconfigurations stop the start, each with its reason; those that need no network
+    // are `aauth config check`'s too.
+    for (broken, needle, offline) in [
         (
             text.replace("password_file = \"alice.password\"\n", "")
                 .replace(
@@ -1285,6 +1286,7 @@ async fn a_served_person_server_offers_its_openid_provider() {
                     "",
                 ),
             "neither a password_file nor an oidc link",
+            true,
         ),
         (
             text.replace(
@@ -1292,19 +1294,37 @@ async fn a_served_person_server_offers_its_openid_provider() {
                 "issuer = \"https://gone.example\"\nclient_id",
             ),
             "discovery at https://gone.example",
+            false,
         ),
         (
             text.replace("id = \"corp\"", "id = \"Corp!\""),
             "not a provider id",
+            true,
+        ),
+        (
+            text.replace(
+                "new_accounts = \"linked-only\"\n",
+                "new_accounts = \"linked-only\"\nscope = \"email\"\n",
+            ),
+            "lacks openid",
+            true,
         ),
     ] {
         std::fs::write(dir.join("broken.toml"), broken).unwrap();
         let d = dir.clone();
-        let o = tokio::task::spawn_blocking(move || {
-            aauth(&d, &["serve", "person-server", "--config", "broken.toml"])
+        let (served, checked) = tokio::task::spawn_blocking(move || {
+            (
+                aauth(&d, &["serve", "person-server", "--config", "broken.toml"]),
+                aauth(&d, &["config", "check", "broken.toml"]),
+            )
         })
         .await
         .unwrap();
-        assert_fails(&o, 2, needle);
+        assert_fails(&served, 2, needle);
+        if offline {
+            assert_fails(&checked, 2, needle);
+        } else {
+            assert!(checked.status.success(), "{}", crate::stderr(&checked));
+        }
     }
 }

@@ -147,6 +147,25 @@ impl SignInProvider {
         self
     }
 
+    /// Whether `id` may name a provider: 1 to 32 of `a-z`, `0-9`, `-` (it appears in
+    /// links and in the names of the accounts made for the provider's people).
+    ///
+    /// # Errors
+    ///
+    /// [`SignInSetupError::Id`].
+    pub fn check_id(id: &str) -> Result<(), SignInSetupError> {
+        let ok = !id.is_empty()
+            && id.len() <= MAX_PROVIDER_ID
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(())
+        } else {
+            Err(SignInSetupError::Id(id.to_owned()))
+        }
+    }
+
     /// Its id.
     #[must_use]
     pub fn id(&self) -> &str {
@@ -205,14 +224,7 @@ impl PersonServer {
     /// redirect URI.
     pub fn sign_in_with(mut self, provider: SignInProvider) -> Result<Self, SignInSetupError> {
         let id = &provider.id;
-        if id.is_empty()
-            || id.len() > MAX_PROVIDER_ID
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(SignInSetupError::Id(id.clone()));
-        }
+        SignInProvider::check_id(id)?;
         if self
             .providers
             .iter()
