@@ -254,7 +254,7 @@ fn d04_consent() {
     );
     assert!(
         text.contains(
-            "page: An agent asks for your approval The resource https://resource.example"
+            "page: An agent asks for your approval Signed in as alice . Not you? Sign out The resource https://resource.example"
         ),
         "{text}"
     );
@@ -697,7 +697,7 @@ fn d05_missions() {
 fn d12_mission_lifecycle() {
     let t = run(12);
     let text = t.render();
-    assert!(text.contains("page: An agent asks for your approval Your Person Server https://ps.example asks for your approval of a mission"), "{text}");
+    assert!(text.contains("page: An agent asks for your approval Signed in as alice . Not you? Sign out Your Person Server https://ps.example asks for your approval of a mission"), "{text}");
     assert!(
         text.contains("The agent says: Plan the team offsite"),
         "{text}"

@@ -337,7 +337,9 @@ async fn a_person_signs_in_at_the_person_server_with_mockin_in_chromium() {
         landed.text
     );
     assert!(
-        landed.session && landed.text.contains("An agent asks for your approval"),
+        landed.session
+            && landed.text.contains("An agent asks for your approval")
+            && landed.text.contains("Signed in as mockin:"),
         "{}",
         landed.text
     );

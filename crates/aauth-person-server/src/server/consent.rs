@@ -14,7 +14,7 @@ use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 
 use super::resource_flow::RESOURCE_CALLBACK_PATH;
-use super::{INTERACT_PATH, LOGIN_PATH, PersonServer, subtle_eq};
+use super::{INTERACT_PATH, LOGIN_PATH, LOGOUT_PATH, PersonServer, subtle_eq};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::web;
 
@@ -111,6 +111,7 @@ impl PersonServer {
         let answered = match (parts.method.clone(), parts.uri.path()) {
             (Method::GET, INTERACT_PATH) => self.show_request(page).await,
             (Method::POST, LOGIN_PATH) => self.sign_in(page).await,
+            (Method::POST, LOGOUT_PATH) => self.sign_out(&page).await,
             #[cfg(feature = "oidc")]
             (Method::GET, super::OIDC_START_PATH) => self.start_oidc(&page),
             #[cfg(feature = "oidc")]
@@ -174,6 +175,17 @@ impl PersonServer {
             }
             return Ok(r);
         };
+        if code.is_empty() {
+            // Signed in, but no request named: nothing to count as a wrong guess.
+            return Ok(web::page(
+                StatusCode::OK,
+                "Person Server",
+                &format!(
+                    "{}<p>Open the link your agent gave you to see what it asks.</p>",
+                    signed_in_as(&s, "")
+                ),
+            ));
+        }
         if s.bad_codes >= web::MAX_BAD_CODES {
             return Ok(error_page(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -227,7 +239,11 @@ impl PersonServer {
         p.state = PendingState::Interacting;
         let callback = self.callback_for(&p.agent.0, callback).await;
         let described = self.describe_resource(&p).await;
-        let body = self.consent_page(&p, described.as_ref(), &s.csrf, callback.as_deref());
+        let body = format!(
+            "{}{}",
+            signed_in_as(&s, &aauth_metadata::code::display(&p.code)),
+            self.consent_page(&p, described.as_ref(), &s.csrf, callback.as_deref())
+        );
         self.save(&mut p).await?;
         Ok(web::page(
             StatusCode::OK,
@@ -314,6 +330,49 @@ impl PersonServer {
             ));
         }
         self.start_session(&page, account, code).await
+    }
+
+    /// `POST /interact/logout`: ends the session whose CSRF token the form carries, and
+    /// offers the request's link again (for another person to sign in).
+    async fn sign_out(&self, page: &PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
+        let (Some(s), Some(cookie)) = (page.session.as_ref(), page.session_cookie.as_ref()) else {
+            return Ok(error_page(
+                StatusCode::UNAUTHORIZED,
+                "You are not signed in.",
+            ));
+        };
+        let form_csrf = web::field(&page.posted, "csrf").unwrap_or_default(); // default: no token fails the comparison
+        if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
+            return Ok(form_expired());
+        }
+        let mut ended = s.clone();
+        ended.expires = page.now.as_secs();
+        self.store
+            .put_session(&web::session_key(cookie), ended)
+            .await?;
+        let code: String = web::field(&page.posted, "code")
+            .unwrap_or_default() // default: no request to go back to
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(9)
+            .collect();
+        let back = if code.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p><a href=\"{INTERACT_PATH}?code={}\">Sign in to this request again</a></p>",
+                web::esc(&code)
+            )
+        };
+        let mut r = web::page(
+            StatusCode::OK,
+            "Signed out",
+            &format!("<p>You are signed out.</p>{back}"),
+        );
+        if let Some(v) = web::set_cookie(web::SESSION_COOKIE, "", 0) {
+            r.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+        Ok(r)
     }
 
     /// Whether `password` is `account`'s: the same work whether or not the account
@@ -764,6 +823,20 @@ impl PageRequest<'_> {
         keys.extend(self.client.map(|c| ThrottleKey::client("code/client", c)));
         keys
     }
+}
+
+/// Who the person is signed in as, with the way out ("not you?"): a form that signs out
+/// and comes back to the request `code` names.
+fn signed_in_as(s: &crate::pending::WebSession, code: &str) -> String {
+    use crate::web::esc;
+    format!(
+        "<form class=\"signed-in\" method=\"post\" action=\"{LOGOUT_PATH}\">\
+         <p>Signed in as <strong>{}</strong>. <button type=\"submit\">Not you? Sign out</button></p>\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"code\" value=\"{}\"></form>",
+        esc(&s.account),
+        esc(&s.csrf),
+        esc(code)
+    )
 }
 
 /// A page with one message.

@@ -51,6 +51,9 @@ pub const OIDC_CALLBACK_PATH: &str = "/interact/oidc/callback";
 /// The consent pages' sign-in form target.
 pub const LOGIN_PATH: &str = "/interact/login";
 
+/// Where the signed-in person signs out (`POST`, with the session's CSRF token).
+pub const LOGOUT_PATH: &str = "/interact/logout";
+
 /// The most resources a mission proposal may name.
 pub const MAX_PROPOSAL_RESOURCES: usize = 32;
 

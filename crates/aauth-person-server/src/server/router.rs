@@ -77,7 +77,11 @@ impl<'a> Route<'a> {
             MISSION_PATH => Self::Signed(Signed::Missions),
             REVOCATION_PATH => Self::Revocation,
             aauth_metadata::audit::operator::OPERATOR_AUDIT_PATH => Self::OperatorAudit,
-            INTERACT_PATH | LOGIN_PATH | super::OIDC_START_PATH | super::OIDC_CALLBACK_PATH
+            INTERACT_PATH
+            | LOGIN_PATH
+            | super::LOGOUT_PATH
+            | super::OIDC_START_PATH
+            | super::OIDC_CALLBACK_PATH
                 if pages =>
             {
                 Self::Pages

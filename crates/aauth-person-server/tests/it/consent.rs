@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_person_server::{
-    ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH, LOGIN_PATH,
+    ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH, LOGIN_PATH, LOGOUT_PATH,
     PERSON_TOKEN_PATH,
 };
 use aauth_test_support::request::{self, header};
@@ -405,6 +405,75 @@ async fn an_unbound_agent_is_bound_by_the_person_on_the_consent_page() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// The consent page says whom the person is signed in as, with "not you? sign out": the
+/// form (with the session's CSRF token) ends the session, and the request's link then
+/// asks to sign in again. Without the token nothing ends. Signed in with no code, the page
+/// says where to look, and counts no wrong guess.
+#[tokio::test]
+async fn a_person_sees_who_they_are_signed_in_as_and_signs_out() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let code = code_of(&headers);
+    let mut b = Browser::default();
+    let signed_in = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let consent = b
+        .go(&w, "GET", &header(&signed_in.headers, "location"), &[])
+        .await;
+    assert!(
+        consent.html.contains("Signed in as <strong>alice</strong>")
+            && consent.html.contains("Not you? Sign out"),
+        "{}",
+        consent.html
+    );
+    let csrf = consent.hidden("csrf");
+
+    let forged = b
+        .go(
+            &w,
+            "POST",
+            LOGOUT_PATH,
+            &[("csrf", "forged"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let still = b
+        .go(&w, "GET", &format!("{INTERACT_PATH}?code={code}"), &[])
+        .await;
+    assert!(still.html.contains("Signed in as"), "{}", still.html);
+
+    let bare = b.go(&w, "GET", INTERACT_PATH, &[]).await;
+    assert_eq!(bare.status, StatusCode::OK);
+    assert!(
+        bare.html.contains("Open the link your agent gave you"),
+        "{}",
+        bare.html
+    );
+
+    let old = b.cookie("__Host-aauth-session").unwrap().to_owned();
+    let out = b
+        .go(&w, "POST", LOGOUT_PATH, &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.html);
+    assert!(out.html.contains("You are signed out"));
+    assert!(
+        out.html.contains(&format!("{INTERACT_PATH}?code={code}")),
+        "{}",
+        out.html
+    );
+    assert!(
+        b.cookie("__Host-aauth-session").is_none(),
+        "the cookie is cleared"
+    );
+    // The old cookie, kept by an attacker, no longer names a session.
+    b.set_cookie("__Host-aauth-session", &old);
+    let again = b
+        .go(&w, "GET", &format!("{INTERACT_PATH}?code={code}"), &[])
+        .await;
+    assert!(again.html.contains("name=\"password\""), "{}", again.html);
+    assert!(!again.html.contains("Signed in as"));
 }
 
 #[tokio::test]
