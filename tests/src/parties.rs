@@ -545,6 +545,18 @@ pub(crate) async fn serve_resource(
     doc.common.name = Some("Example Files".to_owned());
     doc.common.description =
         Some("Keeps the person's files and shares them on request.".to_owned());
+    // What the consent page shows for each scope asked for.
+    doc.scope_descriptions = Some(
+        [
+            ("calendar.read", "Read your calendar"),
+            ("calendar.freebusy", "See when you are free or busy"),
+            ("files.read", "Read your files"),
+            ("search", "Search on your behalf"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
     if o.authorization_endpoint {
         doc.authorization_endpoint =
             Some(HttpsUrl::endpoint("https://resource.example/authorize").map_err(e)?);

@@ -161,11 +161,15 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> http::Respons
     r
 }
 
-/// A `303 See Other` to `location`.
 /// What a resource's metadata says of it (PS-12), for the consent page: its `name` and
-/// `description` quoted as its own words, and what its `access_mode` means for the
-/// person. Escaped like everything else the resource sends.
-pub(crate) fn resource_description(doc: &aauth_metadata::ResourceMetadata) -> String {
+/// `description` quoted as its own words, what its `access_mode` means for the person,
+/// each scope of `scope` (the one asked for) with the description the resource publishes
+/// for it, and its terms of service and privacy policy. Escaped like everything else the
+/// resource sends.
+pub(crate) fn resource_description(
+    doc: &aauth_metadata::ResourceMetadata,
+    scope: Option<&str>,
+) -> String {
     use aauth_metadata::AccessMode;
     let mut out = String::new();
     if let Some(name) = doc.common.name.as_deref().filter(|n| !n.trim().is_empty()) {
@@ -208,8 +212,46 @@ pub(crate) fn resource_description(doc: &aauth_metadata::ResourceMetadata) -> St
             "<p class=\"resource-access-mode\">Access mode <code>{value}</code>: {meaning}.</p>"
         ));
     }
+    if let Some(scope) = scope.filter(|s| !s.trim().is_empty()) {
+        out.push_str("<ul class=\"resource-scopes\">");
+        for s in scope.split_whitespace().take(64) {
+            let says = doc
+                .scope_descriptions
+                .as_ref()
+                .and_then(|d| d.get(s))
+                .filter(|d| !d.trim().is_empty())
+                .map_or_else(
+                    || "<em>(the resource describes no such scope)</em>".to_owned(),
+                    |d| esc(d),
+                );
+            out.push_str(&format!("<li><code>{}</code>: {says}</li>", esc(s)));
+        }
+        out.push_str("</ul>");
+    }
+    let links: Vec<String> = [
+        (doc.common.tos_uri.as_ref(), "Terms of service"),
+        (doc.common.policy_uri.as_ref(), "Privacy policy"),
+    ]
+    .into_iter()
+    .filter_map(|(url, label)| {
+        url.map(|u| {
+            format!(
+                "<a href=\"{}\" rel=\"noopener noreferrer\">{label}</a>",
+                esc(u.as_str())
+            )
+        })
+    })
+    .collect();
+    if !links.is_empty() {
+        out.push_str(&format!(
+            "<p class=\"resource-links\">{}</p>",
+            links.join(" · ")
+        ));
+    }
     out
 }
+
+/// A `303 See Other` to `location`.
 
 pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::new());

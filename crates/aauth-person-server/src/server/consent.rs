@@ -743,7 +743,11 @@ impl PersonServer {
     ) -> String {
         use crate::web::esc;
         let (resource, asked, says) = self.what_is_asked(p);
-        let described = described.map_or_else(String::new, web::resource_description);
+        let scope = match &p.request {
+            PendingRequest::AuthToken { scope, .. } => scope.as_deref(),
+            _ => None,
+        };
+        let described = described.map_or_else(String::new, |d| web::resource_description(d, scope));
         let heading = match &p.request {
             PendingRequest::Mission { .. }
             | PendingRequest::Completion { .. }

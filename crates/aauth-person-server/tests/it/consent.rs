@@ -1048,7 +1048,7 @@ impl aauth_metadata::Fetch for ProviderMetadata {
             }
             "https://resource.example/.well-known/aauth-resource.json" => {
                 Ok(aauth_metadata::Fetched::ok(
-                    r#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","name":"Acme <Files>","description":"Stores your <b>files</b>.","access_mode":"auth-token"}"#,
+                    r#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","name":"Acme <Files>","description":"Stores your <b>files</b>.","access_mode":"auth-token","scope_descriptions":{"read":"Read <your> files"},"tos_uri":"https://resource.example/tos","policy_uri":"https://resource.example/privacy?x=1&y=2"}"#,
                 ))
             }
             other => panic!("an unexpected fetch: {other}"),
@@ -1125,8 +1125,9 @@ async fn callback_world() -> World {
 }
 
 /// PS-12: with a metadata fetcher, the consent page for an auth token shows the
-/// resource's own `name`, `description` and `access_mode`, escaped; without one it names
-/// the resource by its identifier alone.
+/// resource's own `name`, `description` and `access_mode`, each scope asked for with the
+/// description the resource publishes, and its terms and privacy policy, escaped; without
+/// one it names the resource by its identifier alone.
 #[tokio::test]
 async fn the_consent_page_describes_the_resource_from_its_metadata() {
     let w = callback_world().await;
@@ -1148,6 +1149,19 @@ async fn the_consent_page_describes_the_resource_from_its_metadata() {
         page.html
     );
     assert!(!page.html.contains("<b>files</b>"), "{}", page.html);
+    // What is asked, in the resource's own words for each scope; its terms and policy.
+    assert!(
+        page.html
+            .contains("<li><code>read</code>: Read &lt;your&gt; files</li>"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains(r#"<a href="https://resource.example/tos" rel="noopener noreferrer">Terms of service</a>"#)
+            && page.html.contains(r#"href="https://resource.example/privacy?x=1&amp;y=2""#),
+        "{}",
+        page.html
+    );
 
     let w = consenting_world(Some(Arc::new(AskForAccess))).await;
     let (page, _, _) = open_with_callback(&w, "https://agent.example/callback", NOW).await;
