@@ -252,7 +252,6 @@ pub(crate) fn resource_description(
 }
 
 /// A `303 See Other` to `location`.
-
 pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::new());
     *r.status_mut() = StatusCode::SEE_OTHER;
