@@ -545,3 +545,61 @@ async fn passwords_can_be_turned_off_and_providers_are_checked_when_added() {
         Err(SignInSetupError::Duplicate(_))
     ));
 }
+
+/// Several providers: the sign-in page offers each, and each link starts at its own.
+#[tokio::test]
+async fn the_sign_in_page_offers_every_configured_provider() {
+    let op = Op::new();
+    let mut w = world(&op, NewAccounts::Create).await;
+    let other = OidcProvider::parse(
+        json!({
+            "issuer": "https://login.other.example",
+            "authorization_endpoint": "https://login.other.example/auth",
+            "token_endpoint": "https://login.other.example/token",
+            "jwks_uri": "https://login.other.example/jwks",
+        })
+        .to_string()
+        .as_bytes(),
+        "https://login.other.example",
+    )
+    .unwrap();
+    let client = OidcClient::new(
+        other,
+        ClientAuth::SecretBasic {
+            client_id: "ps".to_owned(),
+            secret: "s".to_owned(),
+        },
+        CALLBACK,
+        Arc::new(Arc::clone(&op)),
+        Arc::clone(&op) as Arc<dyn Transport>,
+        Arc::new(FixedClock::new(NOW)),
+    );
+    w.ps =
+        w.ps.sign_in_with(SignInProvider::new("other", "Other Org", client))
+            .unwrap();
+    let code = waiting(&w).await;
+    let mut browser = Browser::default();
+    let login = browser
+        .go(&w, "GET", &format!("/interact?code={code}"), &[])
+        .await;
+    assert!(
+        login.html.contains("Sign in with Example Corp")
+            && login.html.contains("Sign in with Other Org"),
+        "{}",
+        login.html
+    );
+    let started = browser
+        .go(
+            &w,
+            "GET",
+            &format!("{OIDC_START_PATH}?provider=other&code={code}"),
+            &[],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER);
+    assert!(
+        header(&started.headers, "location").starts_with("https://login.other.example/auth?"),
+        "{}",
+        header(&started.headers, "location")
+    );
+}
