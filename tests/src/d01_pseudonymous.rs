@@ -24,11 +24,12 @@ fn e<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// The protected handler: says who it served.
-#[derive(Clone)]
-pub(crate) struct Hello;
+/// A protected handler: answers `200` with the JSON its function makes of the admitted
+/// request.
+#[derive(Clone, Copy)]
+pub(crate) struct Answers(pub(crate) fn(&http::Request<Full<Bytes>>) -> serde_json::Value);
 
-impl Service<http::Request<Full<Bytes>>> for Hello {
+impl Service<http::Request<Full<Bytes>>> for Answers {
     type Response = http::Response<Full<Bytes>>;
     type Error = std::convert::Infallible;
     type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
@@ -41,22 +42,28 @@ impl Service<http::Request<Full<Bytes>>> for Hello {
     }
 
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-        let who = req.extensions().get::<Admitted>().map_or_else(
-            || serde_json::json!({}),
-            |a| match (a.agent(), a.pseudonym(), a.person()) {
-                (Some(agent), _, _) => serde_json::json!({ "message": "Access granted", "agent": agent.as_str() }),
-                (_, _, Some((iss, sub))) => serde_json::json!({ "message": "Access granted", "person": { "iss": iss.as_str(), "sub": sub }, "scope": a.scope() }),
-                (_, Some(t), _) => serde_json::json!({ "message": "Access granted", "scheme": "hwk", "pseudonym": t.as_str(), "method": req.method().as_str() }),
-                _ => serde_json::json!({ "message": "Access granted" }),
-            },
-        );
-        let mut resp = http::Response::new(Full::new(Bytes::from(who.to_string())));
+        let mut resp = http::Response::new(Full::new(Bytes::from((self.0)(&req).to_string())));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
         std::future::ready(Ok(resp))
     }
+}
+
+/// The protected handler: says who it served.
+pub(crate) const HELLO: Answers = Answers(hello);
+
+fn hello(req: &http::Request<Full<Bytes>>) -> serde_json::Value {
+    req.extensions().get::<Admitted>().map_or_else(
+        || serde_json::json!({}),
+        |a| match (a.agent(), a.pseudonym(), a.person()) {
+            (Some(agent), _, _) => serde_json::json!({ "message": "Access granted", "agent": agent.as_str() }),
+            (_, _, Some((iss, sub))) => serde_json::json!({ "message": "Access granted", "person": { "iss": iss.as_str(), "sub": sub }, "scope": a.scope() }),
+            (_, Some(t), _) => serde_json::json!({ "message": "Access granted", "scheme": "hwk", "pseudonym": t.as_str(), "method": req.method().as_str() }),
+            _ => serde_json::json!({ "message": "Access granted" }),
+        },
+    )
 }
 
 /// A world handler serving every path through `layer` in front of `inner`.
@@ -123,9 +130,9 @@ fn resource_handler(clock: Arc<dyn Clock>) -> Result<AsyncHandler, String> {
         resource.route(RoutePolicy::new(Access::Pseudonymous)),
         Arc::clone(&clock),
     )
-    .layer(Hello);
+    .layer(HELLO);
     let agents =
-        AAuthLayer::new(resource.route(RoutePolicy::new(Access::AgentToken)), clock).layer(Hello);
+        AAuthLayer::new(resource.route(RoutePolicy::new(Access::AgentToken)), clock).layer(HELLO);
     Ok(routed(move |path| {
         if path == "/open" {
             open.clone()

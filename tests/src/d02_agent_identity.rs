@@ -19,7 +19,7 @@ use aauth_tokens::{AgentId, AgentTokenBuilder, ServerId};
 use bytes::Bytes;
 
 use crate::Transcript;
-use crate::d01_pseudonymous::{Hello, exchange, expect, layered, unsigned};
+use crate::d01_pseudonymous::{HELLO, exchange, expect, layered, unsigned};
 use crate::world::provider_handler;
 use crate::world::{Recorder, Request, Response, World};
 
@@ -122,7 +122,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         let resource = Resource::new(ServerId::parse("https://resource.example").map_err(e)?, keys.clone());
         let route = AAuthLayer::new(resource.route(RoutePolicy::new(Access::AgentToken)), Arc::clone(&clock));
         world
-            .serve_async(&ServerId::parse("https://resource.example").map_err(e)?, layered(route, Hello))
+            .serve_async(&ServerId::parse("https://resource.example").map_err(e)?, layered(route, HELLO))
             .await
             .map_err(e)?;
         t.step("resource", "serves /data in agent-token mode, keys discovered from each token's iss", vec![]);

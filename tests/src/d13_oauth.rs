@@ -31,10 +31,9 @@ use aauth_tokens::{AgentId, ServerId};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tower_service::Service;
 
 use crate::Transcript;
-use crate::d01_pseudonymous::{exchange, layered, unsigned};
+use crate::d01_pseudonymous::{Answers, exchange, layered, unsigned};
 use crate::d04_consent::{Browser, page_lines, read_and_approve};
 use crate::world::{AsyncHandler, Request, Response, World, provider_handler};
 
@@ -46,38 +45,19 @@ const AS: &str = "https://as.example";
 const RESOURCE: &str = "https://resource.example";
 const CLIENT_SECRET: &str = "demo-client-secret";
 
-/// The handler: says who it served, whichever protocol admitted them.
-#[derive(Clone)]
-struct Who;
-
-impl Service<http::Request<Full<Bytes>>> for Who {
-    type Response = http::Response<Full<Bytes>>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
-        let who = match Principal::from_extensions(req.extensions()) {
-            Some(Principal::AAuth(a)) => {
-                json!({"protocol": "AAuth", "agent": a.agent().map(AgentId::as_str)})
-            }
-            Some(Principal::OAuth(c)) => json!({
-                "protocol": "OAuth",
-                "client_id": c.0.client_id(),
-                "scope": c.0.scope(),
-                "bound_to_key": c.0.jkt().is_some(),
-            }),
-            _ => json!({}),
-        };
-        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from(
-            who.to_string(),
-        )))))
+/// The handler's answer: who it served, whichever protocol admitted them.
+fn who(req: &http::Request<Full<Bytes>>) -> Value {
+    match Principal::from_extensions(req.extensions()) {
+        Some(Principal::AAuth(a)) => {
+            json!({"protocol": "AAuth", "agent": a.agent().map(AgentId::as_str)})
+        }
+        Some(Principal::OAuth(c)) => json!({
+            "protocol": "OAuth",
+            "client_id": c.0.client_id(),
+            "scope": c.0.scope(),
+            "bound_to_key": c.0.jkt().is_some(),
+        }),
+        _ => json!({}),
     }
 }
 
@@ -400,7 +380,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
             .dpop(DpopCheck::new(RESOURCE, Arc::new(MemoryReplayStore::new(10_000))));
         let route = AAuthLayer::new(resource.route(RoutePolicy::new(Access::AgentToken)), Arc::clone(&clock)).oauth(oauth);
         world
-            .serve_async(&ServerId::parse(RESOURCE).map_err(e)?, layered(route, Who))
+            .serve_async(&ServerId::parse(RESOURCE).map_err(e)?, layered(route, Answers(who)))
             .await
             .map_err(e)?;
         t.step("resource", "serves /files in agent-token mode, and to OAuth clients of as.example with files.read", vec![]);

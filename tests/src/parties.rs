@@ -16,7 +16,7 @@ use aauth_person_server::{ConsentPolicy, MemoryStore, PersonServer};
 use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
 use aauth_tokens::{AgentId, ServerId};
 
-use crate::d01_pseudonymous::{Hello, layered};
+use crate::d01_pseudonymous::{HELLO, layered};
 use crate::world::{
     AsyncHandler, GuardedWorldFetch, Recorder, Request, World, provider_handler, ps_handler,
 };
@@ -588,7 +588,7 @@ pub(crate) async fn serve_resource(
             resource.route(RoutePolicy::new(Access::AuthToken).scope(o.scope)),
             Arc::clone(clock),
         ),
-        Hello,
+        HELLO,
     );
     let routes: AsyncHandler = if o.authorization_endpoint {
         let authorize = resource.route(RoutePolicy::new(Access::PersonToken));

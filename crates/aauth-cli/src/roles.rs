@@ -334,8 +334,7 @@ async fn declare_accounts(
                 .map_err(|e| config_error(c, "person_server.accounts", e))?;
         } else {
             // An account that signs in only through its provider: no password opens it.
-            store
-                .create_account(&a.name, "!oidc")
+            ps.create_account_without_password(&a.name)
                 .await
                 .map_err(|e| config_error(c, "store", e))?;
         }

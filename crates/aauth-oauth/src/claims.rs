@@ -53,7 +53,7 @@ pub struct AccessTokenClaims {
 
 impl AccessTokenClaims {
     fn get(&self, span: Span) -> &str {
-        self.text.get(span.start..span.end).unwrap_or_default()
+        self.text.get(span.start..span.end).unwrap_or_default() // default: spans come from this text's own parse
     }
 
     /// `iss`.

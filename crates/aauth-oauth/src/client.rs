@@ -781,7 +781,7 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 /// RFC 6749 §5.2: the server's `error` and `error_description`, or the status alone.
-fn refusal(status: u16, body: &[u8]) -> ClientError {
+pub(crate) fn refusal(status: u16, body: &[u8]) -> ClientError {
     let parsed = std::str::from_utf8(body)
         .ok()
         .and_then(|t| Object::parse(t).ok())
@@ -915,7 +915,9 @@ where
                     .await
                     .map_err(BearerServiceError::Inner)?;
                 let resp = inner.call(req).await.map_err(BearerServiceError::Inner)?;
-                tokens.learn_from(&parts.uri.to_string(), resp.headers());
+                if resp.headers().contains_key("dpop-nonce") {
+                    tokens.learn_from(&parts.uri.to_string(), resp.headers());
+                }
                 // RFC 9449 §9: the resource wants its nonce in the proof; the request goes
                 // again with the nonce it just gave (once).
                 let wants_nonce = bound

@@ -22,7 +22,7 @@ use aauth_keys::{base64url, digest};
 use aauth_metadata::{CacheConfig, Fetch, HttpsUrl, KeyCache, KeySource, Transport};
 use aauth_tokens::json::{Object, string_value, u64_value, value};
 
-use crate::client::authenticated_post;
+use crate::client::{authenticated_post, refusal};
 use crate::jwt::split;
 use crate::verifier::verify_signature;
 use crate::{ClientAuth, ClientError, IssuerKey, JwsAlgorithm, OAuthError};
@@ -325,20 +325,10 @@ impl<F: Fetch> OidcClient<F> {
         })?;
         let bad = |reason: String| SignInError::Token(ClientError::Response { reason });
         if resp.status() != http::StatusCode::OK {
-            let status = resp.status().as_u16();
-            let text = std::str::from_utf8(resp.body()).unwrap_or_default();
-            let o = Object::parse(text).ok();
-            let field = |n: &str| {
-                o.as_ref()
-                    .and_then(|o| o.get(n))
-                    .and_then(|r| string_value(r).ok())
-                    .map(std::borrow::Cow::into_owned)
-            };
-            return Err(SignInError::Token(ClientError::Refused {
-                status,
-                error: field("error").unwrap_or_else(|| format!("http_{status}")),
-                description: field("error_description"),
-            }));
+            return Err(SignInError::Token(refusal(
+                resp.status().as_u16(),
+                resp.body(),
+            )));
         }
         let text = std::str::from_utf8(resp.body()).map_err(|_| bad("not UTF-8".to_owned()))?;
         let o = Object::parse(text).map_err(|e| bad(e.to_string()))?;

@@ -25,6 +25,10 @@ pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 /// Wrong codes one request may see before it fails terminally.
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
+/// The password hash of an account that has no password (it signs in through its
+/// OpenID Provider): not a PHC string, so no password ever matches it.
+pub(crate) const NO_PASSWORD: &str = "!none";
+
 /// The store key of a session cookie: its SHA-256 (a leaked store holds no cookies).
 pub(crate) fn session_key(cookie: &str) -> String {
     aauth_keys::digest::s256(cookie.as_bytes())

@@ -193,7 +193,7 @@ fn introspection(
         .map_err(|e| usage("resource_proxy.oauth.introspection.endpoint", e.to_string()))?;
     // The issuer the introspection endpoint speaks for: the first configured one (an
     // answer naming another is refused).
-    let issuer = o.issuers.first().cloned().unwrap_or_default();
+    let issuer = o.issuers.first().cloned().unwrap_or_default(); // default: unreachable, no issuers is refused above
     let introspection = Introspection::new(
         endpoint,
         ClientAuth::SecretBasic {

@@ -33,6 +33,16 @@ impl PersonServer {
             .map_err(PsError::from)
     }
 
+    /// Creates `account` without a password, enabled: it signs in only as the person
+    /// linked to it at an OpenID Provider. `false` (nothing changed) when it exists.
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::Store`].
+    pub async fn create_account_without_password(&self, account: &str) -> Result<bool, PsError> {
+        Ok(self.store.create_account(account, web::NO_PASSWORD).await?)
+    }
+
     /// `callback`, if the agent provider `provider` publishes it as its agents'.
     pub(super) async fn callback_for(
         &self,
@@ -392,8 +402,9 @@ impl PersonServer {
         else {
             return Ok(None);
         };
-        // An account without a password (one that signs in through its provider) costs
-        // the same work as an account that does not exist, and matches nothing.
+        // An account without a password (`web::NO_PASSWORD`, or anything else that is not
+        // a PHC string) costs the same work as an account that does not exist, and
+        // matches nothing.
         let phc = phc.filter(|p| p.starts_with('$'));
         let exists = phc.is_some();
         let (stored, given) = (

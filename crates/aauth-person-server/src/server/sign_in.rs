@@ -43,10 +43,6 @@ const OIDC_COOKIE: &str = "__Host-aauth-oidc";
 /// How long a person has at their provider (seconds).
 const SIGN_IN_WINDOW: u64 = 600;
 
-/// The password hash of an account made for a provider's person: not a PHC string, so no
-/// password ever matches it.
-const NO_PASSWORD: &str = "!oidc";
-
 /// The longest provider id.
 const MAX_PROVIDER_ID: usize = 32;
 
@@ -472,7 +468,7 @@ impl PersonServer {
         let account = format!("{}:{sub}", provider.id);
         // An account of that name that is not this person's is never taken over: only
         // a link made here, or by the operator, names it.
-        if self.store.create_account(&account, NO_PASSWORD).await? {
+        if self.create_account_without_password(&account).await? {
             let event = AuditEvent::new(
                 page.now.as_secs(),
                 AuditAction::Account,

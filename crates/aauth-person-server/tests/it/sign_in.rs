@@ -301,7 +301,7 @@ async fn a_person_signs_in_with_their_provider_and_approves() {
         Some("corp:p-1")
     );
     let mut other = Browser::default();
-    let login = other.sign_in(&w, &code, "corp:p-1", "!oidc").await;
+    let login = other.sign_in(&w, &code, "corp:p-1", "!none").await;
     assert_eq!(
         login.status,
         StatusCode::UNAUTHORIZED,
