@@ -123,9 +123,12 @@ pub(crate) fn page_lines(req: &Request, resp: &Response) -> Vec<String> {
         out.push(format!("set-cookie: {name}=…;{attrs}"));
     }
     let html = String::from_utf8_lossy(resp.body());
+    // The page's own content: what is inside `<main>` (the frame around it is the same
+    // on every page).
     let html = html
-        .split_once("</style>")
+        .split_once("<main")
         .map_or(html.as_ref(), |(_, rest)| rest);
+    let html = html.split_once('>').map_or(html, |(_, rest)| rest);
     let mut text = String::new();
     let mut in_tag = false;
     for c in html.chars() {
@@ -153,7 +156,7 @@ pub(crate) fn page_lines(req: &Request, resp: &Response) -> Vec<String> {
             "page: {}",
             text.chars()
                 .skip_while(|_| false)
-                .take(800)
+                .take(1600)
                 .collect::<String>()
         ));
     }

@@ -529,7 +529,7 @@ async fn person_signs_in(t: &mut Transcript, as_key: Arc<PrivateKey>) -> Result<
         .await?;
     let html = String::from_utf8_lossy(login.body()).into_owned();
     let link = html
-        .split("class=\"sign-in-provider\" data-provider=\"corp\" href=\"")
+        .split("data-provider=\"corp\" href=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
         .ok_or("the sign-in page offers no provider")?

@@ -106,6 +106,10 @@ pub(crate) enum ConfigCommand {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Print the Person Server pages' texts (English) as a `messages_file` to translate:
+    /// `lang`, then every text under its key in `[texts]`. A translation must keep every
+    /// key and each text's `{placeholders}`; `aauth config check` says which one does not.
+    Messages,
 }
 
 /// The signing algorithms AAuth keys use.

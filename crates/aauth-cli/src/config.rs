@@ -63,6 +63,7 @@
 //! consent = "ask"                        # or "auto-approve"
 //! revoking_providers = ["https://agent.example"]
 //! password_sign_in = true               # the password form on the sign-in page
+//! messages_file = "de.toml"              # the pages' texts in another language (`aauth config messages`)
 //! [[person_server.accounts]]
 //! name = "alice"
 //! password_file = "alice.password"       # absent: she signs in only with a provider below
@@ -405,6 +406,10 @@ pub(crate) struct PersonServerSection {
     /// The OpenID Providers the sign-in page offers.
     #[serde(default)]
     pub(crate) sign_in: Vec<SignInSection>,
+    /// The pages' texts in another language: a TOML file with `lang` and `[texts]` (see
+    /// `aauth config messages`); absent, English.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) messages_file: Option<PathBuf>,
 }
 
 /// An OpenID Provider people sign in with.

@@ -84,6 +84,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<(), CliError> {
         }) => fetch::enroll(&identity, &net, file.as_deref(), out),
         Command::Serve { role, config } => serve::serve(role, &config),
         Command::Config(ConfigCommand::Check { file }) => serve::check(&file, out),
+        Command::Config(ConfigCommand::Messages) => roles::print_messages(out),
         Command::Admin { config, command } => admin::admin(config.as_deref(), command, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aauth", out);

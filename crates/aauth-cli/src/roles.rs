@@ -375,6 +375,91 @@ async fn declare_accounts(
     Ok(())
 }
 
+/// The pages' texts `[person_server] messages_file` names, checked whole: a TOML file with
+/// `lang = "…"` and a `[texts]` table whose keys are the catalogue's (nested tables joined
+/// with `.`: `[texts.consent] approve = "…"` is `consent.approve`). `None` without one.
+pub(crate) fn person_server_messages(
+    section: &crate::config::PersonServerSection,
+) -> Result<Option<aauth_person_server::Messages>, CliError> {
+    fn flatten(
+        prefix: &str,
+        table: &toml::Table,
+        out: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::String(s) => out.push((key, s.clone())),
+                toml::Value::Table(t) => flatten(&key, t, out)?,
+                _ => return Err(format!("{key}: a text is a string")),
+            }
+        }
+        Ok(())
+    }
+    let Some(path) = &section.messages_file else {
+        return Ok(None);
+    };
+    let usage = |reason: String| CliError::Usage {
+        flag: "person_server.messages_file",
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let text = std::fs::read_to_string(path).map_err(CliError::file(path))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| usage(e.to_string()))?;
+    let lang = doc
+        .get("lang")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| usage("no lang = \"…\" (the pages' language tag)".to_owned()))?;
+    let texts = doc
+        .get("texts")
+        .and_then(toml::Value::as_table)
+        .ok_or_else(|| usage("no [texts] table".to_owned()))?;
+    let mut pairs = Vec::new();
+    flatten("", texts, &mut pairs).map_err(usage)?;
+    aauth_person_server::Messages::from_entries(lang, pairs)
+        .map(Some)
+        .map_err(|e| usage(e.to_string()))
+}
+
+/// `aauth config messages`: the English catalogue as a `messages_file`.
+pub(crate) fn print_messages(out: &mut dyn std::io::Write) -> Result<(), CliError> {
+    use aauth_person_server::Text;
+    let mut texts = toml::Table::new();
+    for t in Text::ALL {
+        let mut table = &mut texts;
+        let mut parts: Vec<&str> = t.key().split('.').collect();
+        let last = parts.pop().unwrap_or_default(); // default: split always yields a part
+        for p in parts {
+            table = match table
+                .entry(p)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(inner) => inner,
+                _ => {
+                    return Err(CliError::Usage {
+                        flag: "messages",
+                        reason: format!("{}: a key is also a table", t.key()),
+                    });
+                }
+            };
+        }
+        table.insert(last.to_owned(), toml::Value::String(t.english().to_owned()));
+    }
+    let mut doc = toml::Table::new();
+    doc.insert("lang".to_owned(), toml::Value::String("en".to_owned()));
+    doc.insert("texts".to_owned(), toml::Value::Table(texts));
+    let shown = toml::to_string(&doc).map_err(|e| CliError::Usage {
+        flag: "messages",
+        reason: e.to_string(),
+    })?;
+    write!(out, "{shown}").map_err(CliError::file(Path::new("<stdout>")))
+}
+
 /// What `aauth config check` and the start check of `[person_server]` before anything
 /// is reached: every account can sign in (a password or a provider's person linked),
 /// each provider's id is one the Person Server takes and is used once, its secret file
@@ -383,6 +468,7 @@ pub(crate) fn check_person_server(c: &Config) -> Result<(), CliError> {
     let Some(section) = &c.person_server else {
         return Ok(());
     };
+    person_server_messages(section)?;
     for a in &section.accounts {
         if a.password_file.is_none() && a.oidc.is_empty() {
             return Err(CliError::Usage {
@@ -536,6 +622,9 @@ pub(crate) async fn person_server(
     }
     declare_accounts(c, &ps, store.as_ref(), &section.accounts).await?;
     ps = ps.password_sign_in(section.password_sign_in);
+    if let Some(messages) = person_server_messages(&section)? {
+        ps = ps.messages(messages);
+    }
     for p in &section.sign_in {
         let provider = sign_in_provider(p, ps.id(), reach).await?;
         ps = ps.sign_in_with(provider).map_err(|e| CliError::Usage {

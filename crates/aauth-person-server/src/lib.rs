@@ -87,3 +87,4 @@ pub use store::{
     PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
 };
 pub use web::callback_allowed;
+pub use web::text::{Messages, MessagesError, Text};

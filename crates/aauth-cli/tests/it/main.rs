@@ -13,6 +13,7 @@ mod admin;
 mod fetch;
 mod keys;
 mod limits;
+mod messages;
 #[cfg(feature = "otel")]
 mod otel;
 mod postgres;

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, request::Parts};
 
 use crate::PsError;
-use crate::mission::Proposal;
 use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 
@@ -17,6 +16,9 @@ use super::resource_flow::RESOURCE_CALLBACK_PATH;
 use super::{INTERACT_PATH, LOGIN_PATH, LOGOUT_PATH, PersonServer, subtle_eq};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::web;
+use crate::web::describe::Shown;
+use crate::web::text::Text;
+use crate::web::view::{self, SignInForm};
 
 impl PersonServer {
     /// Sets `account`'s password (hashed with argon2id; the hash is what is stored).
@@ -64,19 +66,16 @@ impl PersonServer {
     /// the person its `name`, `description` and `access_mode`. `None` without a
     /// [`PersonServer::metadata`] fetcher, for other requests, and when the document
     /// cannot be read (the page then names the resource by its identifier alone).
-    pub(super) async fn describe_resource(
-        &self,
-        p: &Pending,
-    ) -> Option<aauth_metadata::ResourceMetadata> {
+    pub(super) async fn describe_resource(&self, p: &Pending, now: UnixTime) -> Option<Arc<Shown>> {
         let fetch = self.metadata.as_ref()?;
         let (PendingRequest::PersonToken { resource, .. }
         | PendingRequest::AuthToken { resource, .. }) = &p.request
         else {
             return None;
         };
-        aauth_metadata::discover::<aauth_metadata::ResourceMetadata>(fetch.as_ref(), resource)
+        self.described
+            .get(fetch.as_ref(), resource, now.as_secs())
             .await
-            .ok()
     }
 
     /// A device cookie for `account`: a random id and its MAC under this server's secret
@@ -114,9 +113,15 @@ impl PersonServer {
         body: &[u8],
         now: UnixTime,
     ) -> http::Response<Bytes> {
+        if parts.method == Method::GET && parts.uri.path() == view::STYLE_PATH {
+            return view::stylesheet();
+        }
+        if parts.method == Method::POST && !self.same_origin(&parts.headers) {
+            return self.message(StatusCode::FORBIDDEN, Text::CrossSite);
+        }
         let page = match self.page_request(parts, body, now).await {
             Ok(page) => page,
-            Err(e) => return failed(e),
+            Err(e) => return self.failed(e),
         };
         let answered = match (parts.method.clone(), parts.uri.path()) {
             (Method::GET, INTERACT_PATH) => self.show_request(page).await,
@@ -130,9 +135,24 @@ impl PersonServer {
             (Method::GET, path) if path.starts_with(RESOURCE_CALLBACK_PATH) => {
                 self.resource_callback(&page).await
             }
-            _ => Ok(error_page(StatusCode::METHOD_NOT_ALLOWED, "Not here.")),
+            _ => Ok(self.message(StatusCode::METHOD_NOT_ALLOWED, Text::NotHere)),
         };
-        answered.unwrap_or_else(failed)
+        answered.unwrap_or_else(|e| self.failed(e))
+    }
+
+    /// Whether a form post comes from this server's own pages: its `Origin`, when the
+    /// browser sends one, is this server's (never `null`, never another site's); without
+    /// one, `Sec-Fetch-Site`, when sent, says same-origin. A browser that sends neither is
+    /// judged by the CSRF token alone, which every form also carries.
+    fn same_origin(&self, headers: &http::HeaderMap) -> bool {
+        if let Some(origin) = headers.get(http::header::ORIGIN) {
+            return origin
+                .to_str()
+                .is_ok_and(|o| o.eq_ignore_ascii_case(self.id.as_str()));
+        }
+        headers
+            .get("sec-fetch-site")
+            .is_none_or(|v| v.as_bytes() == b"same-origin")
     }
 
     /// What every page reads first: the query, the form, the session.
@@ -166,11 +186,12 @@ impl PersonServer {
         let Some(mut s) = page.session.clone() else {
             // Sign in first; the login form is protected by a double-submit token.
             let csrf = self.random_token()?;
-            let mut r = web::page(
+            let mut r = self.page(
                 StatusCode::OK,
-                "Sign in to approve an agent's request",
-                &web::login_form(
-                    &web::SignInForm {
+                Text::SignInTitle,
+                &view::login_form(
+                    &self.messages,
+                    &SignInForm {
                         code: &code,
                         csrf: &csrf,
                         callback: web::field(&page.query, "callback"),
@@ -187,24 +208,18 @@ impl PersonServer {
         };
         if code.is_empty() {
             // Signed in, but no request named: nothing to count as a wrong guess.
-            return Ok(web::page(
-                StatusCode::OK,
-                "Person Server",
-                &format!(
-                    "{}<p>Open the link your agent gave you to see what it asks.</p>",
-                    signed_in_as(&s, "")
-                ),
-            ));
+            let body = maud::html! {
+                (view::signed_in_as(&self.messages, &s, ""))
+                p { (self.messages.text(Text::OpenTheLink)) }
+            };
+            return Ok(self.page(StatusCode::OK, Text::PersonServer, &body));
         }
         if s.bad_codes >= web::MAX_BAD_CODES {
-            return Ok(error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many wrong codes. Sign in again later.",
-            ));
+            return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
         }
         let keys = page.code_keys(&s.account);
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
-            return Ok(too_many(wait, "wrong codes"));
+            return Ok(self.too_many(wait, Text::WaitWrongCodes));
         }
         let found = self.pending_by_code(&code).await?;
         let now = page.now.as_secs();
@@ -224,7 +239,7 @@ impl PersonServer {
             if let Some(c) = &page.session_cookie {
                 self.store.put_session(&web::session_key(c), s).await?;
             }
-            return Ok(no_such_code());
+            return Ok(self.no_such_code());
         };
         if p.account.as_ref().is_some_and(|a| *a != s.account) {
             // Someone else holds this request's code: after MAX_ATTEMPTS such tries the
@@ -240,7 +255,7 @@ impl PersonServer {
             if ends {
                 super::defer::count_pending("failed");
             }
-            return Ok(no_such_code());
+            return Ok(self.no_such_code());
         }
         // The resource's own flow comes first, when its resource token asks for one.
         if let Some(interstitial) = self.resource_interstitial(&mut p).await? {
@@ -248,45 +263,35 @@ impl PersonServer {
         }
         p.state = PendingState::Interacting;
         let callback = self.callback_for(&p.agent.0, callback).await;
-        let described = self.describe_resource(&p).await;
-        let body = format!(
-            "{}{}",
-            signed_in_as(&s, &aauth_metadata::code::display(&p.code)),
-            self.consent_page(&p, described.as_ref(), &s.csrf, callback.as_deref())
-        );
+        let shown = self.describe_resource(&p, page.now).await;
+        let mission = self.mission_shown(&p, &s.account).await?;
+        let body = maud::html! {
+            (view::signed_in_as(&self.messages, &s, &aauth_metadata::code::display(&p.code)))
+            (self.consent_page(&p, shown.as_deref(), mission.as_ref(), &s.csrf, callback.as_deref()))
+        };
         self.save(&mut p).await?;
-        Ok(web::page(
-            StatusCode::OK,
-            "An agent asks for your approval",
-            &body,
-        ))
+        Ok(self.page(StatusCode::OK, Text::ConsentTitle, &body))
     }
 
     /// `POST /interact/login`: checks the password (throttled, hashed off the request
     /// threads) and starts a session.
     async fn sign_in(&self, page: PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
         if !self.passwords {
-            return Ok(error_page(
-                StatusCode::NOT_FOUND,
-                "Accounts here sign in with their provider, not with a password.",
-            ));
+            return Ok(self.message(StatusCode::NOT_FOUND, Text::PasswordsOff));
         }
         let csrf_cookie = web::cookie(&page.parts.headers, web::CSRF_COOKIE);
         let (Some(csrf), Some(form_csrf)) = (csrf_cookie, web::field(&page.posted, "csrf")) else {
-            return Ok(form_expired());
+            return Ok(self.form_expired());
         };
         if !bool::from(subtle_eq(csrf.as_bytes(), form_csrf.as_bytes())) {
-            return Ok(form_expired());
+            return Ok(self.form_expired());
         }
         // A missing field is an empty one: no account is named "", and the password
         // check fails for it.
         let field = |name| web::field(&page.posted, name).unwrap_or_default(); // default: see above
         let (code, account, password) = (field("code"), field("username"), field("password"));
         if account.len() > web::MAX_ACCOUNT_LEN || password.len() > web::MAX_PASSWORD_LEN {
-            return Ok(error_page(
-                StatusCode::BAD_REQUEST,
-                "That account or password is too long.",
-            ));
+            return Ok(self.message(StatusCode::BAD_REQUEST, Text::TooLong));
         }
         // Guesses are throttled per client and per account, refused before any hash is
         // computed. A browser that signed in to this account before (its device cookie)
@@ -303,41 +308,36 @@ impl PersonServer {
             keys.push(ThrottleKey::new("password/account", account));
         }
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
-            return Ok(too_many(wait, "failed sign-ins"));
+            return Ok(self.too_many(wait, Text::WaitFailedSignIns));
         }
         let Some(ok) = self.password_matches(account, password).await? else {
-            let mut r = error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many sign-ins at once. Try again in a moment.",
-            );
+            let mut r = self.message(StatusCode::SERVICE_UNAVAILABLE, Text::BusyHashing);
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(r);
         };
         if !ok {
             self.throttle.failed(&keys, page.now).await?;
-            return Ok(web::page(
+            return Ok(self.page(
                 StatusCode::UNAUTHORIZED,
-                "Sign in to approve an agent's request",
-                &web::login_form(
-                    &web::SignInForm {
+                Text::SignInTitle,
+                &view::login_form(
+                    &self.messages,
+                    &SignInForm {
                         code,
                         csrf: &csrf,
                         callback: web::field(&page.posted, "callback"),
                         providers: &self.sign_in_choices(),
                         passwords: self.passwords,
                     },
-                    Some("Wrong account or password."),
+                    Some(Text::WrongPassword),
                 ),
             ));
         }
         self.throttle.succeeded(&keys).await?;
         // Said only to whoever knows the password: a disabled account is no oracle.
         if self.store.account_disabled(account).await? {
-            return Ok(error_page(
-                StatusCode::FORBIDDEN,
-                "This account is disabled. Ask the people who run this service.",
-            ));
+            return Ok(self.message(StatusCode::FORBIDDEN, Text::AccountDisabled));
         }
         self.start_session(&page, account, code).await
     }
@@ -346,14 +346,11 @@ impl PersonServer {
     /// offers the request's link again (for another person to sign in).
     async fn sign_out(&self, page: &PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
         let (Some(s), Some(cookie)) = (page.session.as_ref(), page.session_cookie.as_ref()) else {
-            return Ok(error_page(
-                StatusCode::UNAUTHORIZED,
-                "You are not signed in.",
-            ));
+            return Ok(self.message(StatusCode::UNAUTHORIZED, Text::NotSignedIn));
         };
         let form_csrf = web::field(&page.posted, "csrf").unwrap_or_default(); // default: no token fails the comparison
         if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
-            return Ok(form_expired());
+            return Ok(self.form_expired());
         }
         let mut ended = s.clone();
         ended.expires = page.now.as_secs();
@@ -366,19 +363,13 @@ impl PersonServer {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(9)
             .collect();
-        let back = if code.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<p><a href=\"{INTERACT_PATH}?code={}\">Sign in to this request again</a></p>",
-                web::esc(&code)
-            )
+        let body = maud::html! {
+            p { (self.messages.text(Text::SignedOut)) }
+            @if !code.is_empty() {
+                p { (view::link(&self.messages, &format!("{INTERACT_PATH}?code={code}"), Text::SignInAgain)) }
+            }
         };
-        let mut r = web::page(
-            StatusCode::OK,
-            "Signed out",
-            &format!("<p>You are signed out.</p>{back}"),
-        );
+        let mut r = self.page(StatusCode::OK, Text::SignedOutTitle, &body);
         if let Some(v) = web::set_cookie(web::SESSION_COOKIE, "", 0) {
             r.headers_mut().append(http::header::SET_COOKIE, v);
         }
@@ -489,18 +480,18 @@ impl PersonServer {
         page: PageRequest<'_>,
     ) -> Result<http::Response<Bytes>, PsError> {
         let Some(s) = page.session.as_ref() else {
-            return Ok(error_page(StatusCode::UNAUTHORIZED, "Sign in first."));
+            return Ok(self.message(StatusCode::UNAUTHORIZED, Text::SignInFirst));
         };
         let form_csrf = web::field(&page.posted, "csrf").unwrap_or_default(); // default: no token fails the comparison
         if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
-            return Ok(form_expired());
+            return Ok(self.form_expired());
         }
         // The form names its request by code: a decision is a guess like any other (a
         // matching code would approve someone else's request and bind its agent here),
         // throttled the same way.
         let keys = page.code_keys(&s.account);
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
-            return Ok(too_many(wait, "wrong codes"));
+            return Ok(self.too_many(wait, Text::WaitWrongCodes));
         }
         let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
         let found = self.pending_by_code(code).await?;
@@ -511,10 +502,7 @@ impl PersonServer {
         let Some(mut p) = found.filter(|p| {
             p.is_open() && now < p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
         }) else {
-            return Ok(error_page(
-                StatusCode::GONE,
-                "This request has already been answered or has expired.",
-            ));
+            return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
         match web::field(&page.posted, "decision") {
             Some("ask") => self.ask_agent(&page, &mut p).await,
@@ -539,24 +527,21 @@ impl PersonServer {
             || p.chat.len() >= crate::pending::MAX_CLARIFICATIONS
             || question.is_empty()
         {
-            return Ok(error_page(
-                StatusCode::BAD_REQUEST,
-                "You cannot ask the agent a question now.",
-            ));
+            return Ok(self.message(StatusCode::BAD_REQUEST, Text::CannotAsk));
         }
         p.chat.push(crate::pending::ChatTurn::new(
             question.chars().take(2000).collect::<String>(),
         ));
         let code = aauth_metadata::code::display(&p.code);
         self.save(p).await?;
-        Ok(web::page(
-            StatusCode::OK,
-            "Question sent",
-            &format!(
-                "<p>The agent will answer. <a href=\"{INTERACT_PATH}?code={}\">Reload the request</a> to read its answer.</p>",
-                web::esc(&code)
-            ),
-        ))
+        let m = &self.messages;
+        let reload = view::link(
+            m,
+            &format!("{INTERACT_PATH}?code={code}"),
+            Text::ReloadRequest,
+        );
+        let body = maud::html! { p { (m.markup(Text::QuestionSent, &[("link", reload)])) } };
+        Ok(self.page(StatusCode::OK, Text::QuestionSentTitle, &body))
     }
 
     /// The person answers a question: an Access Server's (four-party), or an agent's
@@ -575,23 +560,14 @@ impl PersonServer {
             && let Some((_, answer @ None)) = f.access_server_question.as_mut()
         {
             if given.is_empty() {
-                return Ok(error_page(
-                    StatusCode::BAD_REQUEST,
-                    "Write an answer first.",
-                ));
+                return Ok(self.message(StatusCode::BAD_REQUEST, Text::WriteAnswer));
             }
             *answer = Some(given.chars().take(4000).collect());
             self.save(p).await?;
-            return Ok(error_page(
-                StatusCode::OK,
-                "Answered. Your Person Server passes it on to the resource's Access Server.",
-            ));
+            return Ok(self.message(StatusCode::OK, Text::AnsweredForAccessServer));
         }
         if !matches!(p.request, PendingRequest::Question { .. }) || given.is_empty() {
-            return Ok(error_page(
-                StatusCode::BAD_REQUEST,
-                "There is nothing to answer here.",
-            ));
+            return Ok(self.message(StatusCode::BAD_REQUEST, Text::NothingToAnswer));
         }
         p.state = PendingState::Answered {
             answer: given.chars().take(4000).collect(),
@@ -604,10 +580,7 @@ impl PersonServer {
         {
             return Ok(web::see_other(&cb));
         }
-        Ok(error_page(
-            StatusCode::OK,
-            "Answered. You can return to your agent.",
-        ))
+        Ok(self.message(StatusCode::OK, Text::AnsweredReturn))
     }
 
     /// The person grants (binding the agent to them if it was not) or denies.
@@ -621,10 +594,7 @@ impl PersonServer {
         // A form without a revision is of the request as first asked.
         let revision = web::field(&page.posted, "revision").map_or(Some(0), |r| r.parse().ok());
         if grant && revision != Some(p.revision) {
-            return Ok(error_page(
-                StatusCode::CONFLICT,
-                "The agent changed its request while you were reading it. Open the link again to see what it asks now.",
-            ));
+            return Ok(self.message(StatusCode::CONFLICT, Text::ChangedWhileReading));
         }
         if grant {
             if p.account.is_none() {
@@ -638,7 +608,8 @@ impl PersonServer {
         }
         let provider = p.agent.0.clone();
         self.save(p).await?;
-        let (resource, what, _) = self.what_is_asked(p);
+        // The audit trail is written in the catalogue's English, whatever the pages speak.
+        let (resource, what, _) = view::what_is_asked(web::text::english(), self.id.as_str(), p);
         let resource = resource.to_owned();
         let (action, verb) = if grant {
             (AuditAction::Approved, "approved")
@@ -672,141 +643,105 @@ impl PersonServer {
                 web::with_error(&cb, "access_denied")
             }));
         }
-        Ok(error_page(
+        Ok(self.message(
             StatusCode::OK,
             if grant {
-                "Approved. You can return to your agent."
+                Text::ApprovedReturn
             } else {
-                "Denied. The agent has been told."
+                Text::DeniedTold
             },
         ))
     }
 
-    /// What the page says is asked: of which party (the resource, or this server), what,
-    /// and what the agent says about it.
-    fn what_is_asked<'a>(&'a self, p: &'a Pending) -> (&'a str, String, Option<String>) {
-        match &p.request {
-            PendingRequest::PersonToken { resource, .. } => (
-                resource.as_str(),
-                "to know who you are at this resource (a person token: no access is granted)"
-                    .to_owned(),
-                p.justification.clone(),
-            ),
-            PendingRequest::AuthToken {
-                resource,
-                scope,
-                budget,
-                ..
-            } => (
-                resource.as_str(),
-                format!(
-                    "for access with scope: {}{}",
-                    scope.as_deref().unwrap_or("(none)"),
-                    budget
-                        .as_ref()
-                        .map_or_else(String::new, |b| format!(", spending up to {b}"))
-                ),
-                p.justification.clone(),
-            ),
-            PendingRequest::Mission { proposal } => {
-                let prop = serde_json::from_str::<Proposal>(proposal).ok();
-                let resources = prop
-                    .as_ref()
-                    .map(|p| p.resources.join(", "))
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or_else(|| "(none named)".to_owned());
-                (
-                    self.id.as_str(),
-                    format!("for your approval of a mission, for the resources: {resources}"),
-                    prop.map(|p| p.description),
-                )
-            }
-            PendingRequest::Completion { s256, summary } => (
-                self.id.as_str(),
-                format!("for your acceptance that mission {s256} is complete"),
-                Some(summary.clone()),
-            ),
-            PendingRequest::Permission {
-                action,
-                description,
-                ..
-            } => (
-                self.id.as_str(),
-                format!("for your permission for the action: {action}"),
-                description.clone(),
-            ),
-            PendingRequest::Question { question, .. } => (
-                self.id.as_str(),
-                "for your answer to the agent's question".to_owned(),
-                Some(question.clone()),
-            ),
+    /// The mission `p` is asked under, as the page shows it to `account`: `Unknown` for a
+    /// mission this server does not hold for that person (another's is never shown).
+    async fn mission_shown(
+        &self,
+        p: &Pending,
+        account: &str,
+    ) -> Result<Option<view::MissionShown>, PsError> {
+        let (PendingRequest::PersonToken { mission_s256, .. }
+        | PendingRequest::AuthToken { mission_s256, .. }
+        | PendingRequest::Permission { mission_s256, .. }
+        | PendingRequest::Question { mission_s256, .. }) = &p.request
+        else {
+            return Ok(None);
+        };
+        let Some(s256) = mission_s256 else {
+            return Ok(None);
+        };
+        let found = self.store.owned_mission(s256, &p.agent).await?;
+        Ok(Some(match found.filter(|m| m.account == account) {
+            Some(m) => view::MissionShown::of(&self.messages, &m),
+            None => view::MissionShown::Unknown,
+        }))
+    }
+
+    /// The consent page's body for `p` (see [`view::consent`]).
+    fn consent_page(
+        &self,
+        p: &Pending,
+        shown: Option<&Shown>,
+        mission: Option<&view::MissionShown>,
+        csrf: &str,
+        callback: Option<&str>,
+    ) -> maud::Markup {
+        view::consent(
+            &self.messages,
+            &view::Consent {
+                ps: self.id.as_str(),
+                pending: p,
+                shown,
+                mission,
+                csrf,
+                callback,
+            },
+        )
+    }
+
+    /// A page of this server's, in its language.
+    pub(super) fn page(
+        &self,
+        status: StatusCode,
+        title: Text,
+        body: &maud::Markup,
+    ) -> http::Response<Bytes> {
+        view::page(&self.messages, status, title, body)
+    }
+
+    /// A page that says one thing.
+    pub(super) fn message(&self, status: StatusCode, text: Text) -> http::Response<Bytes> {
+        view::message(&self.messages, status, text)
+    }
+
+    /// A page's error: a pending request another writer changed first (the agent updated
+    /// it, another tab answered) tells the person to look again, nothing written; any
+    /// other is the error's own response.
+    fn failed(&self, e: PsError) -> http::Response<Bytes> {
+        match e {
+            PsError::Conflict(_) => self.message(StatusCode::CONFLICT, Text::RequestChanged),
+            e => e.into_http_response(),
         }
     }
 
-    /// The consent page's body: what the resource asserts (and, when `described`, what
-    /// its metadata says of it), apart from what the agent does.
-    pub(super) fn consent_page(
-        &self,
-        p: &Pending,
-        described: Option<&aauth_metadata::ResourceMetadata>,
-        csrf: &str,
-        callback: Option<&str>,
-    ) -> String {
-        use crate::web::esc;
-        let (resource, asked, says) = self.what_is_asked(p);
-        let scope = match &p.request {
-            PendingRequest::AuthToken { scope, .. } => scope.as_deref(),
-            _ => None,
-        };
-        let described = described.map_or_else(String::new, |d| web::resource_description(d, scope));
-        let heading = match &p.request {
-            PendingRequest::Mission { .. }
-            | PendingRequest::Completion { .. }
-            | PendingRequest::Permission { .. }
-            | PendingRequest::Question { .. } => "Your Person Server",
-            _ => "The resource",
-        };
-        let says = says.map_or_else(String::new, |t| {
-            format!("<p><strong>The agent says:</strong> {}</p>", esc(&t))
-        });
-        let (chat, ask) = conversation(p);
-        let updated = if p.revision > 0 {
-            "<p><em>The agent changed this request since it first asked.</em></p>"
-        } else {
-            ""
-        };
-        let runs_on = [p.platform.as_deref(), p.device.as_deref()]
-            .into_iter()
-            .flatten()
-            .map(esc)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let runs_on = if runs_on.is_empty() {
-            String::new()
-        } else {
-            format!("<p>runs on {runs_on}</p>")
-        };
-        let binding = if p.account.is_none() {
-            "<p><strong>This agent is not yet linked to your account.</strong> Approving links it.</p>"
-        } else {
-            ""
-        };
-        format!(
-            "<section class=\"resource\"><h2>{heading}</h2><p>{}</p>{described}<p>asks {}</p>{updated}</section>\
-             <section class=\"agent\"><h2>The agent (as it describes itself)</h2><p>{}</p><p>from {}</p>{runs_on}{says}{binding}{chat}</section>\
-             <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <input type=\"hidden\" name=\"revision\" value=\"{}\">{}{ask}\
-             <button name=\"decision\" value=\"grant\">Approve</button> <button name=\"decision\" value=\"deny\">Deny</button></form>",
-            esc(resource),
-            esc(&asked),
-            esc(p.agent.1.as_str()),
-            esc(p.agent.0.as_str()),
-            esc(&aauth_metadata::code::display(&p.code)),
-            esc(csrf),
-            p.revision,
-            web::hidden_callback(callback),
-        )
+    /// `429` with `Retry-After`, saying `text` (which has a `{seconds}`).
+    pub(super) fn too_many(&self, wait: u64, text: Text) -> http::Response<Bytes> {
+        let seconds = wait.to_string();
+        let body = maud::html! { p { (self.messages.fill(text, &[("seconds", &seconds)])) } };
+        let mut r = self.page(StatusCode::TOO_MANY_REQUESTS, Text::PersonServer, &body);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+        r
+    }
+
+    /// The same answer for a wrong code and for another person's request.
+    fn no_such_code(&self) -> http::Response<Bytes> {
+        self.message(StatusCode::NOT_FOUND, Text::NoSuchCode)
+    }
+
+    /// A form whose CSRF token does not match.
+    fn form_expired(&self) -> http::Response<Bytes> {
+        self.message(StatusCode::FORBIDDEN, Text::FormExpired)
     }
 }
 
@@ -838,117 +773,4 @@ impl PageRequest<'_> {
         keys.extend(self.client.map(|c| ThrottleKey::client("code/client", c)));
         keys
     }
-}
-
-/// Who the person is signed in as, with the way out ("not you?"): a form that signs out
-/// and comes back to the request `code` names.
-fn signed_in_as(s: &crate::pending::WebSession, code: &str) -> String {
-    use crate::web::esc;
-    format!(
-        "<form class=\"signed-in\" method=\"post\" action=\"{LOGOUT_PATH}\">\
-         <p>Signed in as <strong>{}</strong>. <button type=\"submit\">Not you? Sign out</button></p>\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"code\" value=\"{}\"></form>",
-        esc(&s.account),
-        esc(&s.csrf),
-        esc(code)
-    )
-}
-
-/// A page with one message.
-pub(super) fn error_page(status: StatusCode, msg: &str) -> http::Response<Bytes> {
-    web::page(
-        status,
-        "Person Server",
-        &format!("<p>{}</p>", web::esc(msg)),
-    )
-}
-
-/// A page's error: a pending request another writer changed first (the agent updated
-/// it, another tab answered) tells the person to look again, nothing written; any other
-/// is the error's own response.
-fn failed(e: PsError) -> http::Response<Bytes> {
-    match e {
-        PsError::Conflict(_) => error_page(
-            StatusCode::CONFLICT,
-            "This request changed while you were answering it. Open the link again.",
-        ),
-        e => e.into_http_response(),
-    }
-}
-
-/// `429` with `Retry-After`.
-pub(super) fn too_many(wait: u64, what: &str) -> http::Response<Bytes> {
-    let mut r = error_page(
-        StatusCode::TOO_MANY_REQUESTS,
-        &format!("Too many {what}. Try again in {wait} seconds."),
-    );
-    r.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
-    r
-}
-
-/// The same answer for a wrong code and for another person's request.
-fn no_such_code() -> http::Response<Bytes> {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "This code matches no open request. It may have expired or been used.",
-    )
-}
-
-/// A form whose CSRF token does not match.
-fn form_expired() -> http::Response<Bytes> {
-    error_page(
-        StatusCode::FORBIDDEN,
-        "The form expired. Open the link again.",
-    )
-}
-
-/// The clarification so far, and the form's question or answer field: the person asks
-/// the agent, answers the agent's question, or answers the Access Server's when the agent
-/// cannot.
-fn conversation(p: &Pending) -> (String, String) {
-    use crate::web::esc;
-    let chat: String = p
-            .chat
-            .iter()
-            .map(|t| {
-                format!(
-                    "<p><strong>You asked:</strong> {}</p><p><strong>The agent answered:</strong> {}</p>",
-                    esc(&t.question),
-                    t.answer
-                        .as_deref()
-                        .map_or_else(|| "(waiting for the agent)".to_owned(), esc)
-                )
-            })
-            .collect();
-    let ask = if p.clarification
-        && p.open_question().is_none()
-        && p.chat.len() < crate::pending::MAX_CLARIFICATIONS
-    {
-        format!(
-            "<p><label>Ask the agent <input name=\"question\" maxlength=\"2000\"></label> \
-                 <button name=\"decision\" value=\"ask\">Ask</button> ({} of {} questions left)</p>",
-            crate::pending::MAX_CLARIFICATIONS - p.chat.len(),
-            crate::pending::MAX_CLARIFICATIONS
-        )
-    } else {
-        String::new()
-    };
-    // The person answers the Access Server's question when the agent cannot.
-    let access_server_question = p.open_access_server_question().filter(|_| !p.clarification);
-    let ask = if let Some(q) = access_server_question {
-        format!(
-            "<p><strong>The resource's Access Server asks you:</strong> {}</p>\
-                 <p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
-                 <button name=\"decision\" value=\"answer\">Answer</button></p>",
-            esc(q)
-        )
-    } else if matches!(p.request, PendingRequest::Question { .. }) {
-        "<p><label>Your answer <input name=\"answer\" maxlength=\"4000\"></label> \
-             <button name=\"decision\" value=\"answer\">Answer</button></p>"
-            .to_owned()
-    } else {
-        ask
-    };
-    (chat, ask)
 }

@@ -123,6 +123,10 @@ pub struct PersonServer {
     interaction: bool,
     /// Whether the sign-in page offers the password form.
     passwords: bool,
+    /// The texts of the person's pages.
+    messages: Arc<crate::web::text::Messages>,
+    /// What the consent page shows of resources (their metadata and logo), kept a while.
+    described: crate::web::describe::Described,
     /// The OpenID Providers the sign-in page offers.
     #[cfg(feature = "oidc")]
     providers: Vec<SignInProvider>,
@@ -339,6 +343,8 @@ impl PersonServer {
             auth_lifetime: aauth_tokens::AUTH_TOKEN_MAX_LIFETIME,
             interaction: false,
             passwords: true,
+            messages: Arc::new(crate::web::text::Messages::english()),
+            described: crate::web::describe::Described::default(),
             #[cfg(feature = "oidc")]
             providers: Vec::new(),
             pending_ttl: 600,
@@ -494,6 +500,14 @@ impl PersonServer {
     #[must_use]
     pub fn password_sign_in(mut self, on: bool) -> Self {
         self.passwords = on;
+        self
+    }
+
+    /// The texts of the person's pages, in one language (English by default; see
+    /// [`Messages::from_entries`](crate::Messages::from_entries) for a translation).
+    #[must_use]
+    pub fn messages(mut self, messages: crate::Messages) -> Self {
+        self.messages = Arc::new(messages);
         self
     }
 

@@ -14,8 +14,10 @@ use crate::PsError;
 use crate::pending::{Pending, PendingRequest, PendingState};
 use crate::web;
 
-use super::consent::{PageRequest, error_page};
+use super::consent::PageRequest;
 use super::{INTERACT_PATH, PersonServer, subtle_eq};
+use crate::web::text::Text;
+use crate::web::view::{self, Said};
 
 /// Where the resource sends the person back: `{RESOURCE_CALLBACK_PATH}{code}/{flow}`
 /// (no query of its own, so the resource's `?error=` appends cleanly).
@@ -26,17 +28,14 @@ const RESUMED: &str = "resumed";
 
 /// A page that loads `page`'s address again, with [`RESUMED`] added (see
 /// `resource_callback`).
-fn resume_here(page: &PageRequest<'_>) -> http::Response<Bytes> {
+fn resume_here(ps: &PersonServer, page: &PageRequest<'_>) -> http::Response<Bytes> {
     let path = page.parts.uri.path();
     let target = match page.parts.uri.query().filter(|q| !q.is_empty()) {
         Some(q) => format!("{path}?{q}&{RESUMED}=1"),
         None => format!("{path}?{RESUMED}=1"),
     };
-    let mut r = web::page(
-        StatusCode::OK,
-        "Back from the resource",
-        &format!("<p><a href=\"{}\">Continue</a></p>", web::esc(&target)),
-    );
+    let body = maud::html! { p { (view::link(&ps.messages, &target, Text::Continue)) } };
+    let mut r = ps.page(StatusCode::OK, Text::BackFromResource, &body);
     if let Ok(v) = http::HeaderValue::from_str(&format!("0; url={target}")) {
         r.headers_mut().insert("refresh", v);
     }
@@ -73,18 +72,16 @@ impl PersonServer {
             web::query_escape(&flow.code),
             web::query_escape(&callback)
         );
-        let body = format!(
-            "<p>The resource {} needs you to grant it access on its own page first; your \
-             Person Server asks you after that.</p><p><a href=\"{}\">Continue to the \
-             resource</a></p>",
-            web::esc(resource.as_str()),
-            web::esc(&target)
-        );
+        let m = &self.messages;
+        let body = maud::html! {
+            p { (m.markup(Text::ResourceFirst, &[("resource", maud::html! { (Said(resource.as_str())) })])) }
+            p { a.button.primary href=(target) { (m.text(Text::ContinueToResource)) } }
+        };
         p.state = PendingState::Interacting;
         self.save(p).await?;
-        Ok(Some(web::page(
+        Ok(Some(self.page(
             StatusCode::OK,
-            "The resource asks first",
+            Text::ResourceFirstTitle,
             &body,
         )))
     }
@@ -108,14 +105,11 @@ impl PersonServer {
         // does not send the `SameSite=Strict` session cookie: once, a page of this server
         // loads the same address again (a same-site navigation, which carries it).
         if page.session.is_none() && web::field(&page.query, RESUMED).is_none() {
-            return Ok(resume_here(page));
+            return Ok(resume_here(self, page));
         }
         let (Some(session), Some((code, flow))) = (page.session.as_ref(), tail.split_once('/'))
         else {
-            return Ok(error_page(
-                StatusCode::UNAUTHORIZED,
-                "Sign in, then follow the agent's link again.",
-            ));
+            return Ok(self.message(StatusCode::UNAUTHORIZED, Text::SignInThenFollow));
         };
         let found = match aauth_metadata::code::normalize(code) {
             Some(c) => self.store.pending_by_code(&c).await?,
@@ -126,20 +120,17 @@ impl PersonServer {
                 && page.now.as_secs() < p.expires
                 && p.account.as_ref().is_none_or(|a| *a == session.account)
         }) else {
-            return Ok(error_page(
-                StatusCode::NOT_FOUND,
-                "This request is over, or not yours.",
-            ));
+            return Ok(self.message(StatusCode::NOT_FOUND, Text::OverOrNotYours));
         };
         let PendingRequest::AuthToken {
             resource_interaction: Some(expected),
             ..
         } = &mut p.request
         else {
-            return Ok(error_page(StatusCode::NOT_FOUND, "Nothing waits for this."));
+            return Ok(self.message(StatusCode::NOT_FOUND, Text::NothingWaits));
         };
         if !bool::from(subtle_eq(expected.flow.as_bytes(), flow.as_bytes())) {
-            return Ok(error_page(StatusCode::NOT_FOUND, "Nothing waits for this."));
+            return Ok(self.message(StatusCode::NOT_FOUND, Text::NothingWaits));
         }
         let code = p.code.clone();
         match web::field(&page.query, "error") {
@@ -162,10 +153,7 @@ impl PersonServer {
                     },
                 };
                 self.save(&mut p).await?;
-                Ok(error_page(
-                    StatusCode::OK,
-                    "The resource's step did not complete. Your agent is told.",
-                ))
+                Ok(self.message(StatusCode::OK, Text::ResourceStepFailed))
             }
         }
     }

@@ -82,6 +82,7 @@ impl<'a> Route<'a> {
             | super::LOGOUT_PATH
             | super::OIDC_START_PATH
             | super::OIDC_CALLBACK_PATH
+            | crate::web::view::STYLE_PATH
                 if pages =>
             {
                 Self::Pages

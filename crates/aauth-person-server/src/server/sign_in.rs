@@ -34,8 +34,10 @@ use crate::PsError;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::web;
 
-use super::consent::{PageRequest, error_page, too_many};
+use super::consent::PageRequest;
 use super::{OIDC_CALLBACK_PATH, PersonServer};
+use crate::web::text::Text;
+use crate::web::view;
 
 /// The sealed cookie that carries a sign-in from its start to the provider's callback.
 const OIDC_COOKIE: &str = "__Host-aauth-oidc";
@@ -326,10 +328,7 @@ impl PersonServer {
     ) -> Result<http::Response<Bytes>, PsError> {
         let field = |name| web::field(&page.query, name);
         let Some(provider) = field("provider").and_then(|id| self.provider(id)) else {
-            return Ok(error_page(
-                StatusCode::NOT_FOUND,
-                "There is no such way to sign in here.",
-            ));
+            return Ok(self.message(StatusCode::NOT_FOUND, Text::NoSuchProvider));
         };
         let (url, pending) = match provider.client.start() {
             Ok(started) => started,
@@ -378,7 +377,7 @@ impl PersonServer {
             .into_iter()
             .collect();
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
-            return Ok(cleared(too_many(wait, "failed sign-ins")));
+            return Ok(cleared(self.too_many(wait, Text::WaitFailedSignIns)));
         }
         let flight = web::cookie(&page.parts.headers, OIDC_COOKIE)
             .and_then(|c| self.open(&c, page.now.as_secs()));
@@ -386,10 +385,9 @@ impl PersonServer {
             flight.and_then(|f| self.provider(&f.provider).map(|p| (f, p)))
         else {
             self.throttle.failed(&keys, page.now).await?;
-            return Ok(cleared(error_page(
-                StatusCode::BAD_REQUEST,
-                "This sign-in expired or was started in another browser. Open the agent's link again.",
-            )));
+            return Ok(cleared(
+                self.message(StatusCode::BAD_REQUEST, Text::SignInExpired),
+            ));
         };
         let pending = PendingSignIn {
             state: flight.state.clone(),
@@ -402,45 +400,50 @@ impl PersonServer {
             Err(e) => {
                 self.throttle.failed(&keys, page.now).await?;
                 let (status, what) = refusal(&e);
-                return Ok(cleared(error_page(
-                    status,
-                    &format!(
-                        "Signing in with {} failed: {what} ({}). You are not signed in.",
-                        provider.label,
-                        e.code()
-                    ),
-                )));
+                let m = &self.messages;
+                let said = m.fill(
+                    Text::SignInFailedWith,
+                    &[
+                        ("provider", &provider.label),
+                        ("reason", m.text(what)),
+                        ("code", e.code()),
+                    ],
+                );
+                let body = maud::html! { p role="alert" { (said) } };
+                return Ok(cleared(self.page(status, Text::PersonServer, &body)));
             }
         };
         let Some(account) = self.account_for(provider, &who, page).await? else {
-            return Ok(cleared(error_page(
+            let said = self
+                .messages
+                .fill(Text::NoLinkedAccount, &[("provider", &provider.label)]);
+            let body = maud::html! { p { (said) } };
+            return Ok(cleared(self.page(
                 StatusCode::FORBIDDEN,
-                &format!(
-                    "No account here is linked to you at {}. Ask the people who run this service.",
-                    provider.label
-                ),
+                Text::PersonServer,
+                &body,
             )));
         };
         self.throttle.succeeded(&keys).await?;
         if self.store.account_disabled(&account).await? {
-            return Ok(cleared(error_page(
-                StatusCode::FORBIDDEN,
-                "This account is disabled. Ask the people who run this service.",
-            )));
+            return Ok(cleared(
+                self.message(StatusCode::FORBIDDEN, Text::AccountDisabled),
+            ));
         }
         let (target, cookies) = self
             .new_session(&account, &flight.code, flight.callback.as_deref(), page.now)
             .await?;
         // A page that moves on by itself: see the module's note on strict cookies.
-        let mut r = web::page(
-            StatusCode::OK,
-            "Signed in",
-            &format!(
-                "<p>Signed in with {}. <a href=\"{}\">Continue to the request</a>.</p>",
-                web::esc(&provider.label),
-                web::esc(&target)
-            ),
-        );
+        let m = &self.messages;
+        let body = maud::html! {
+            p {
+                (m.markup(Text::SignedInWith, &[
+                    ("provider", maud::html! { (provider.label) }),
+                    ("link", view::link(m, &target, Text::ContinueToRequest)),
+                ]))
+            }
+        };
+        let mut r = self.page(StatusCode::OK, Text::SignedInTitle, &body);
         if let Ok(v) = HeaderValue::from_str(&format!("0; url={target}")) {
             r.headers_mut().insert("refresh", v);
         }
@@ -490,26 +493,18 @@ impl PersonServer {
 }
 
 /// The status and words for a sign-in that failed.
-fn refusal(e: &SignInError) -> (StatusCode, &'static str) {
+fn refusal(e: &SignInError) -> (StatusCode, Text) {
     match e {
-        SignInError::State | SignInError::NoCode => (
-            StatusCode::BAD_REQUEST,
-            "the answer is not for this browser's sign-in",
-        ),
-        SignInError::Provider { .. } => (StatusCode::FORBIDDEN, "the provider did not sign you in"),
+        SignInError::State | SignInError::NoCode => {
+            (StatusCode::BAD_REQUEST, Text::NotForThisBrowser)
+        }
+        SignInError::Provider { .. } => (StatusCode::FORBIDDEN, Text::ProviderRefused),
         SignInError::Token(ClientError::Unavailable { .. } | ClientError::CircuitOpen { .. })
-        | SignInError::IdToken(OAuthError::Unavailable { .. }) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the provider cannot be reached",
-        ),
-        SignInError::Token(_) => (
-            StatusCode::BAD_GATEWAY,
-            "the provider did not exchange the code",
-        ),
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            "the provider's statement of who you are did not verify",
-        ),
+        | SignInError::IdToken(OAuthError::Unavailable { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Text::ProviderUnreachable)
+        }
+        SignInError::Token(_) => (StatusCode::BAD_GATEWAY, Text::ProviderNoExchange),
+        _ => (StatusCode::UNAUTHORIZED, Text::IdentityUnverified),
     }
 }
 

@@ -343,7 +343,7 @@ async fn a_clarification_answer_without_action() {
     assert!(
         consent
             .html
-            .contains("The agent answered:</strong> Only the drafts."),
+            .contains("The agent answered:</strong> <bdi>Only the drafts.</bdi>"),
         "{}",
         consent.html
     );

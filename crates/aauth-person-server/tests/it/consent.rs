@@ -16,7 +16,7 @@ use http::StatusCode;
 use crate::{AUTH_TOKEN_PATH, NOW, World, id, world_with};
 
 /// Asks the person for auth tokens, approves person tokens.
-struct AskForAccess;
+pub(crate) struct AskForAccess;
 impl ConsentPolicy for AskForAccess {
     fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
         match r.kind {
@@ -32,6 +32,8 @@ impl ConsentPolicy for AskForAccess {
 pub(crate) struct Browser {
     cookies: Vec<(String, String)>,
     pub(crate) client: Option<aauth_metadata::throttle::ClientAddr>,
+    /// The `Origin` its posts carry (none: a browser that sends none).
+    pub(crate) origin: Option<String>,
 }
 
 pub(crate) struct Page {
@@ -59,6 +61,7 @@ impl Browser {
         Self {
             cookies: Vec::new(),
             client: Some(aauth_metadata::throttle::ClientAddr(addr)),
+            origin: None,
         }
     }
 
@@ -127,6 +130,9 @@ impl Browser {
         }
         if method == "POST" {
             b = b.header("content-type", "application/x-www-form-urlencoded");
+            if let Some(o) = &self.origin {
+                b = b.header("origin", o);
+            }
         }
         let (mut parts, body) = b.body(body.into_bytes()).unwrap().into_parts();
         if let Some(c) = self.client {
@@ -423,7 +429,9 @@ async fn a_person_sees_who_they_are_signed_in_as_and_signs_out() {
         .go(&w, "GET", &header(&signed_in.headers, "location"), &[])
         .await;
     assert!(
-        consent.html.contains("Signed in as <strong>alice</strong>")
+        consent
+            .html
+            .contains("Signed in as <strong><bdi>alice</bdi></strong>")
             && consent.html.contains("Not you? Sign out"),
         "{}",
         consent.html
@@ -806,7 +814,7 @@ async fn the_person_asks_the_agent_answers_at_most_five_rounds() {
     assert!(
         consent
             .html
-            .contains("The agent answered:</strong> Because &lt;i&gt;4&lt;/i&gt;."),
+            .contains("The agent answered:</strong> <bdi>Because &lt;i&gt;4&lt;/i&gt;.</bdi>"),
         "{}",
         consent.html
     );
@@ -1058,7 +1066,7 @@ impl aauth_metadata::Fetch for ProviderMetadata {
 
 /// A deferred auth token; the person opens its link with `callback` and signs in.
 /// Returns the consent page, the browser, and the code.
-async fn open_with_callback(
+pub(crate) async fn open_with_callback(
     w: &World,
     callback: &str,
     at: aauth_keys::time::UnixTime,
@@ -1118,7 +1126,7 @@ async fn open_with_callback(
     (page, b, code)
 }
 
-async fn callback_world() -> World {
+pub(crate) async fn callback_world() -> World {
     let mut w = consenting_world(Some(Arc::new(AskForAccess))).await;
     w.ps = w.ps.metadata(Arc::new(ProviderMetadata));
     w
@@ -1134,7 +1142,8 @@ async fn the_consent_page_describes_the_resource_from_its_metadata() {
     let (page, _, _) = open_with_callback(&w, "https://agent.example/callback", NOW).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.html);
     assert!(
-        page.html.contains("<strong>Acme &lt;Files&gt;</strong>"),
+        page.html
+            .contains("<strong><bdi>Acme &lt;Files&gt;</bdi></strong>"),
         "{}",
         page.html
     );
@@ -1152,7 +1161,7 @@ async fn the_consent_page_describes_the_resource_from_its_metadata() {
     // What is asked, in the resource's own words for each scope; its terms and policy.
     assert!(
         page.html
-            .contains("<li><code>read</code>: Read &lt;your&gt; files</li>"),
+            .contains("<li><code><bdi>read</bdi></code>: <bdi>Read &lt;your&gt; files</bdi></li>"),
         "{}",
         page.html
     );
@@ -1413,7 +1422,7 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
     assert_eq!(first.status, StatusCode::OK, "{}", first.html);
     let link = first
         .html
-        .split("href=\"")
+        .split("<a class=\"button primary\" href=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
         .unwrap()

@@ -1011,8 +1011,9 @@ async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
     let target = signed_in.headers["location"].to_str().unwrap().to_owned();
     let page = b.go(&w, "GET", &target, &[]).await;
     assert!(
-        page.html
-            .contains("The resource's Access Server asks you:</strong> Which project is this for?"),
+        page.html.contains(
+            "The resource's Access Server asks you:</strong> <bdi>Which project is this for?</bdi>"
+        ),
         "{}",
         page.html
     );

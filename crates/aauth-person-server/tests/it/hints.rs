@@ -40,14 +40,14 @@ async fn prompt_consent_asks_even_an_approving_policy_and_prompt_none_never_asks
     let page = alice
         .go(&w, "GET", &header_of(&page.headers, "location"), &[])
         .await;
-    let agent_part = page.html.split("<section class=\"agent\">").nth(1).unwrap();
+    let agent_part = page.html.split("<section class=\"agent\"").nth(1).unwrap();
     assert!(
         agent_part.contains("To read &lt;i&gt;your&lt;/i&gt; calendar.")
-            && agent_part.contains("runs on linux, Chrome &lt;on&gt; Linux"),
+            && agent_part.contains("runs on <bdi>linux, Chrome &lt;on&gt; Linux</bdi>"),
         "{}",
         page.html
     );
-    let resource_part = page.html.split("<section class=\"agent\">").next().unwrap();
+    let resource_part = page.html.split("<section class=\"agent\"").next().unwrap();
     assert!(!resource_part.contains("calendar."));
 
     // prompt=none where the person would be asked: user_unreachable, nothing deferred.

@@ -20,6 +20,7 @@ mod governance;
 mod hardening;
 mod hints;
 mod missions;
+mod pages;
 mod postgres;
 mod rate;
 mod revocation;

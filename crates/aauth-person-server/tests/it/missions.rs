@@ -610,3 +610,93 @@ fn only_the_granting_resource_reports_consumption_and_reports_never_shrink() {
         Ok(Some(usd(700)))
     );
 }
+
+/// Asks the person for auth tokens, approves the rest.
+struct AskForAccess;
+impl ConsentPolicy for AskForAccess {
+    fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
+        match r.kind {
+            ConsentKind::AuthToken => Decision::AskPerson,
+            _ => Decision::Approve,
+        }
+    }
+}
+
+/// The consent page for a token asked under a mission shows the mission: its description
+/// (the agent's words, escaped), what its constraints allow, and its budget spent and
+/// left; a mission that is not the signed-in person's is not shown.
+#[tokio::test]
+async fn the_consent_page_shows_the_mission_its_budget_and_what_it_allows() {
+    let mut w = world();
+    w.ps =
+        w.ps.mission_terms(Arc::new(|p: &Proposal, now: u64| {
+            let mut c = Constraints::default();
+            c.valid_until = Some(now + 3600);
+            c.resources = Some(p.resources.clone());
+            c.tools = Some(p.tools.iter().map(|t| t.name.clone()).collect());
+            c.max_grants = Some(3);
+            c.budget = Some(aauth_tokens::Budget::new(1000, "USD", 2).unwrap());
+            c
+        }))
+        .policy(Arc::new(AskForAccess))
+        .consent_pages(Duration::from_secs(600));
+    w.ps.set_password("alice", "pw").await.unwrap();
+    w.ps.set_password("bob", "pw").await.unwrap();
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (digest, _, approval) = approve(&w).await;
+    let pt = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap();
+    let pc: PersonClaims = w.read(pt, "https://resource.example");
+    let rt = resource_token(&w, &pc, "read");
+    let (s, headers, _) = w
+        .post_full(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": pt, "capabilities": ["interaction"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let code = crate::consent::code_of(&headers);
+    let mut b = crate::consent::Browser::default();
+    let signed_in = b.sign_in(&w, &code, "alice", "pw").await;
+    let page = b
+        .go(
+            &w,
+            "GET",
+            &crate::consent::header_of(&signed_in.headers, "location"),
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let mission = page
+        .html
+        .split("<section class=\"mission\"")
+        .nth(1)
+        .and_then(|m| m.split("</section>").next())
+        .unwrap_or_else(|| panic!("no mission section: {}", page.html));
+    let grants = w.ps.store().mission(&digest).await.unwrap().unwrap().grants;
+    for shown in [
+        "<bdi>Book the team offsite: &lt;b&gt;flights&lt;/b&gt; and a venue.</bdi>",
+        "Budget: 0.00 USD spent of 10.00 USD, 10.00 USD left.",
+        "only the resources: https://resource.example",
+        "only the tools: read",
+        &format!("{grants} of 3 tokens used"),
+    ] {
+        assert!(mission.contains(shown), "{shown}: {mission}");
+    }
+    assert!(!mission.contains("<b>flights</b>"));
+    // The mission is alice's: another person who got hold of the agent's code sees the
+    // request refused, and never the mission.
+    let mut bob = crate::consent::Browser::default();
+    let signed_in = bob.sign_in(&w, &code, "bob", "pw").await;
+    let page = bob
+        .go(
+            &w,
+            "GET",
+            &crate::consent::header_of(&signed_in.headers, "location"),
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(!page.html.contains("offsite"), "{}", page.html);
+}

@@ -214,7 +214,7 @@ async fn start(w: &World, browser: &mut Browser, code: &str) -> String {
     assert_eq!(login.status, StatusCode::OK);
     let link = login
         .html
-        .split("class=\"sign-in-provider\" data-provider=\"corp\" href=\"")
+        .split("data-provider=\"corp\" href=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
         .unwrap_or_else(|| panic!("no provider link: {}", login.html))

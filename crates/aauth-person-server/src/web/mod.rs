@@ -2,10 +2,15 @@
 //! tokens on every form), sees what the resource asserts (its identifier, the scope the
 //! resource token asks for) apart from what the agent asserts (its identifier), and grants
 //! or denies. Everything shown is escaped: nothing the agent or resource sends is markup.
+//! The markup is in [`view`], every text in the catalogue ([`text`]).
 
 use aauth_keys::rand::RandomSource;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
+
+pub(crate) mod describe;
+pub(crate) mod text;
+pub(crate) mod view;
 
 /// The session cookie (`__Host-`: Secure, Path=/, no Domain).
 pub(crate) const SESSION_COOKIE: &str = "__Host-aauth-session";
@@ -32,23 +37,6 @@ pub(crate) const NO_PASSWORD: &str = "!none";
 /// The store key of a session cookie: its SHA-256 (a leaked store holds no cookies).
 pub(crate) fn session_key(cookie: &str) -> String {
     aauth_keys::digest::s256(cookie.as_bytes())
-}
-
-/// HTML-escapes `s`.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Decodes `application/x-www-form-urlencoded` (also a query string) into pairs;
@@ -123,138 +111,6 @@ pub(crate) fn set_lax_cookie(name: &str, value: &str, max_age: u64) -> Option<He
     .ok()
 }
 
-/// An HTML page with the headers every consent page carries.
-pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> http::Response<Bytes> {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font:16px system-ui;max-width:36em;margin:2em auto}}\
-         section{{border:1px solid #ccc;padding:.5em 1em;margin:1em 0}}\
-         .agent{{background:#fff8e6}}</style></head><body><h1>{}</h1>{body}</body></html>",
-        esc(title),
-        esc(title)
-    );
-    let mut r = http::Response::new(Bytes::from(html));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        http::header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
-    );
-    h.insert(
-        http::header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    r
-}
-
-/// What a resource's metadata says of it (PS-12), for the consent page: its `name` and
-/// `description` quoted as its own words, what its `access_mode` means for the person,
-/// each scope of `scope` (the one asked for) with the description the resource publishes
-/// for it, and its terms of service and privacy policy. Escaped like everything else the
-/// resource sends.
-pub(crate) fn resource_description(
-    doc: &aauth_metadata::ResourceMetadata,
-    scope: Option<&str>,
-) -> String {
-    use aauth_metadata::AccessMode;
-    let mut out = String::new();
-    if let Some(name) = doc.common.name.as_deref().filter(|n| !n.trim().is_empty()) {
-        out.push_str(&format!(
-            "<p class=\"resource-name\">It calls itself <strong>{}</strong>.</p>",
-            esc(name)
-        ));
-    }
-    if let Some(d) = doc
-        .common
-        .description
-        .as_deref()
-        .filter(|d| !d.trim().is_empty())
-    {
-        out.push_str(&format!(
-            "<blockquote class=\"resource-description\">{}</blockquote>",
-            esc(d)
-        ));
-    }
-    let mode = match doc.access_mode {
-        Some(AccessMode::PersonToken) => Some((
-            "person-token",
-            "it serves requests on who you are alone: knowing you is access there",
-        )),
-        Some(AccessMode::AuthToken) => Some((
-            "auth-token",
-            "it grants access only with an authorization from your Person Server",
-        )),
-        Some(AccessMode::SessionToken) => Some((
-            "session-token",
-            "it manages access itself, with its own sign-in and consent",
-        )),
-        Some(AccessMode::AgentToken) => {
-            Some(("agent-token", "it serves requests on the agent's identity"))
-        }
-        _ => None,
-    };
-    if let Some((value, meaning)) = mode {
-        out.push_str(&format!(
-            "<p class=\"resource-access-mode\">Access mode <code>{value}</code>: {meaning}.</p>"
-        ));
-    }
-    if let Some(scope) = scope.filter(|s| !s.trim().is_empty()) {
-        out.push_str("<ul class=\"resource-scopes\">");
-        for s in scope.split_whitespace().take(64) {
-            let says = doc
-                .scope_descriptions
-                .as_ref()
-                .and_then(|d| d.get(s))
-                .filter(|d| !d.trim().is_empty())
-                .map_or_else(
-                    || "<em>(the resource describes no such scope)</em>".to_owned(),
-                    |d| esc(d),
-                );
-            out.push_str(&format!("<li><code>{}</code>: {says}</li>", esc(s)));
-        }
-        out.push_str("</ul>");
-    }
-    let links: Vec<String> = [
-        (doc.common.tos_uri.as_ref(), "Terms of service"),
-        (doc.common.policy_uri.as_ref(), "Privacy policy"),
-    ]
-    .into_iter()
-    .filter_map(|(url, label)| {
-        url.map(|u| {
-            format!(
-                "<a href=\"{}\" rel=\"noopener noreferrer\">{label}</a>",
-                esc(u.as_str())
-            )
-        })
-    })
-    .collect();
-    if !links.is_empty() {
-        out.push_str(&format!(
-            "<p class=\"resource-links\">{}</p>",
-            links.join(" · ")
-        ));
-    }
-    out
-}
-
 /// A `303 See Other` to `location`.
 pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::new());
@@ -267,67 +123,6 @@ pub(crate) fn see_other(location: &str) -> http::Response<Bytes> {
         HeaderValue::from_static("no-store"),
     );
     r
-}
-
-/// What the sign-in page offers.
-pub(crate) struct SignInForm<'a> {
-    /// The interaction code the person came with.
-    pub(crate) code: &'a str,
-    /// The double-submit CSRF token of the password form.
-    pub(crate) csrf: &'a str,
-    /// The agent's callback, carried through.
-    pub(crate) callback: Option<&'a str>,
-    /// The OpenID Providers offered, `(id, label)`.
-    pub(crate) providers: &'a [(&'a str, &'a str)],
-    /// Whether the password form is offered.
-    pub(crate) passwords: bool,
-}
-
-/// The sign-in page's body: a link per provider, then the password form.
-pub(crate) fn login_form(form: &SignInForm<'_>, error: Option<&str>) -> String {
-    let mut out = error.map_or_else(String::new, |e| format!("<p role=\"alert\">{}</p>", esc(e)));
-    for (id, label) in form.providers {
-        let mut href = format!(
-            "/interact/oidc?provider={}&code={}",
-            query_escape(id),
-            query_escape(form.code)
-        );
-        if let Some(cb) = form.callback.filter(|c| !c.is_empty()) {
-            href.push_str("&callback=");
-            href.push_str(&query_escape(cb));
-        }
-        out.push_str(&format!(
-            "<p><a class=\"sign-in-provider\" data-provider=\"{}\" href=\"{}\">Sign in with {}</a></p>",
-            esc(id),
-            esc(&href),
-            esc(label)
-        ));
-    }
-    if form.passwords {
-        out.push_str(&format!(
-            "<form method=\"post\" action=\"/interact/login\">\
-             <input type=\"hidden\" name=\"code\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
-             <p><label>Account <input name=\"username\" autocomplete=\"username\"></label></p>\
-             <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label></p>\
-             <p><button type=\"submit\">Sign in</button></p></form>",
-            esc(form.code),
-            esc(form.csrf),
-            hidden_callback(form.callback),
-        ));
-    }
-    out
-}
-
-/// The hidden `callback` input of a form, if there is a callback to carry.
-pub(crate) fn hidden_callback(callback: Option<&str>) -> String {
-    callback
-        .filter(|c| !c.is_empty())
-        .map_or_else(String::new, |c| {
-            format!(
-                "<input type=\"hidden\" name=\"callback\" value=\"{}\">",
-                esc(c)
-            )
-        })
 }
 
 /// `s` percent-encoded as a query value (RFC 3986 unreserved characters kept).
@@ -447,10 +242,6 @@ mod tests {
         assert_eq!(field(&f, "username"), Some("al ice"));
         assert_eq!(field(&f, "bad"), None);
         assert_eq!(field(&f, "empty"), Some(""));
-        assert_eq!(
-            esc("<script>\"x\"&'y'</script>\u{7}"),
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
-        );
     }
 
     #[test]
