@@ -14,7 +14,7 @@ use aauth_tokens::{AgentId, ServerId};
 
 use crate::StoreError;
 use crate::audit::{AuditAction, AuditEvent, AuditPage, AuditQuery};
-use crate::outbound::{RevocationNotifier, revoke_issued};
+use crate::outbound::{RevocationNotifier, revoke_with_obtained, unbind_and_revoke};
 use crate::store::{AccountRecord, AuthTokenRecord, Binding, PersonTokenRecord, PsStore};
 
 /// The longest account name (bytes).
@@ -249,39 +249,34 @@ impl Admin {
         agent: &AgentId,
         now: UnixTime,
     ) -> Result<usize, AdminError> {
-        let account = self.store.binding(provider, agent).await?;
-        let tokens = self.store.tokens_of_agent(provider, agent).await?;
-        if account.is_none() && tokens.is_empty() {
+        if self.store.binding(provider, agent).await?.is_none()
+            && self
+                .store
+                .tokens_of_agent(provider, agent)
+                .await?
+                .is_empty()
+        {
             return Err(AdminError::NotBound(agent.as_str().to_owned()));
         }
-        self.store.unbind(provider, agent).await?;
-        // The agent's tokens already include the auth tokens obtained with its person
-        // tokens.
-        for (jti, aud, exp) in &tokens {
-            revoke_issued(
-                self.store.as_ref(),
-                self.notifier.as_deref(),
-                jti,
-                aud,
-                *exp,
-                now,
-            )
-            .await?;
-        }
+        let (account, revoked) = unbind_and_revoke(
+            self.store.as_ref(),
+            self.notifier.as_deref(),
+            provider,
+            agent,
+            now,
+        )
+        .await?;
         let mut e = AuditEvent::new(
             now.as_secs(),
             AuditAction::Revoked,
-            format!(
-                "agent unbound and {} token(s) revoked by the operator",
-                tokens.len()
-            ),
+            format!("agent unbound and {revoked} token(s) revoked by the operator"),
         )
         .agent(agent.as_str());
         if let Some(a) = account {
             e = e.account(a);
         }
         self.log(e).await?;
-        Ok(tokens.len())
+        Ok(revoked)
     }
 
     /// The person and auth tokens on record at `now` (of `account` when given).
@@ -322,7 +317,15 @@ impl Admin {
             } else {
                 return Err(AdminError::NoSuchToken(jti.to_owned()));
             };
-        self.revoke_one(jti, &aud, exp, now).await?;
+        revoke_with_obtained(
+            self.store.as_ref(),
+            self.notifier.as_deref(),
+            jti,
+            &aud,
+            exp,
+            now,
+        )
+        .await?;
         let mut e = AuditEvent::new(
             now.as_secs(),
             AuditAction::Revoked,
@@ -344,38 +347,6 @@ impl Admin {
     /// [`AdminError::Store`].
     pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, AdminError> {
         Ok(self.store.audit(q).await?)
-    }
-
-    /// Revokes `jti` and, for a person token, the auth tokens obtained with it.
-    async fn revoke_one(
-        &self,
-        jti: &str,
-        aud: &ServerId,
-        exp: u64,
-        now: UnixTime,
-    ) -> Result<(), AdminError> {
-        revoke_issued(
-            self.store.as_ref(),
-            self.notifier.as_deref(),
-            jti,
-            aud,
-            exp,
-            now,
-        )
-        .await?;
-        let (_, auth) = self.store.issued_records(None, now).await?;
-        for r in auth.iter().filter(|r| r.presented_jti == jti) {
-            revoke_issued(
-                self.store.as_ref(),
-                self.notifier.as_deref(),
-                &r.jti,
-                &r.aud,
-                r.exp,
-                now,
-            )
-            .await?;
-        }
-        Ok(())
     }
 
     fn hash(&self, password: &str) -> Result<String, AdminError> {

@@ -218,6 +218,43 @@ pub(crate) async fn revoke_issued(
     Ok(())
 }
 
+/// Revokes `jti` as [`revoke_issued`] does and, for a person token, the auth tokens
+/// obtained with it (what the operator and the person revoke by hand).
+pub(crate) async fn revoke_with_obtained(
+    store: &dyn crate::PsStore,
+    notifier: Option<&dyn RevocationNotifier>,
+    jti: &str,
+    aud: &ServerId,
+    exp: u64,
+    now: aauth_keys::time::UnixTime,
+) -> Result<(), crate::StoreError> {
+    revoke_issued(store, notifier, jti, aud, exp, now).await?;
+    let (_, auth) = store.issued_records(None, now).await?;
+    for r in auth.iter().filter(|r| r.presented_jti == jti) {
+        revoke_issued(store, notifier, &r.jti, &r.aud, r.exp, now).await?;
+    }
+    Ok(())
+}
+
+/// Unbinds an agent and revokes every person and auth token issued to it, here and where
+/// they are used: the account it was bound to and how many tokens were revoked.
+pub(crate) async fn unbind_and_revoke(
+    store: &dyn crate::PsStore,
+    notifier: Option<&dyn RevocationNotifier>,
+    provider: &ServerId,
+    agent: &aauth_tokens::AgentId,
+    now: aauth_keys::time::UnixTime,
+) -> Result<(Option<String>, usize), crate::StoreError> {
+    let account = store.binding(provider, agent).await?;
+    let tokens = store.tokens_of_agent(provider, agent).await?;
+    store.unbind(provider, agent).await?;
+    // The agent's tokens already include the auth tokens obtained with its person tokens.
+    for (jti, aud, exp) in &tokens {
+        revoke_issued(store, notifier, jti, aud, *exp, now).await?;
+    }
+    Ok((account, tokens.len()))
+}
+
 /// Whether `jti` is an auth token an Access Server issued, relayed here: one obtained by
 /// presenting a token this server presented to an Access Server.
 async fn issued_by_an_access_server(

@@ -861,10 +861,18 @@ impl PsStore for PgStore {
     async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
         let data = serde_json::to_string(&MissionRow::from(&m)).map_err(|e| self.pg.err(e))?;
         self.exec(
-            "INSERT INTO missions (s256, data, owner_provider, owner_agent) VALUES ($1, $2, $3, $4)
+            "INSERT INTO missions (s256, data, owner_provider, owner_agent, account)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (s256) DO UPDATE SET data = excluded.data,
-               owner_provider = excluded.owner_provider, owner_agent = excluded.owner_agent",
-            &[&m.s256, &data, &m.agent.0.as_str(), &m.agent.1.as_str()],
+               owner_provider = excluded.owner_provider, owner_agent = excluded.owner_agent,
+               account = excluded.account",
+            &[
+                &m.s256,
+                &data,
+                &m.agent.0.as_str(),
+                &m.agent.1.as_str(),
+                &m.account,
+            ],
         )
         .await
         .map(drop)
@@ -875,6 +883,18 @@ impl PsStore for PgStore {
             .await?
             .map(|r| mission_of(&self.get::<String>(&r, 0)?))
             .transpose()
+    }
+
+    async fn missions_of(&self, account: &str) -> Result<Vec<Mission>, StoreError> {
+        let limit = i64::try_from(crate::store::MAX_MISSIONS_LISTED).unwrap_or(i64::MAX);
+        self.all(
+            "SELECT data FROM missions WHERE account = $1 ORDER BY approved_seq DESC LIMIT $2",
+            &[&account, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| mission_of(&self.get::<String>(r, 0)?))
+        .collect()
     }
 
     async fn owned_mission(

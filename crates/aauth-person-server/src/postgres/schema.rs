@@ -81,6 +81,16 @@ CREATE TABLE oidc_links (
 CREATE INDEX oidc_links_account ON oidc_links (account);
 ",
     ),
+    Migration::new(
+        4,
+        "person-server missions listed by account",
+        "
+ALTER TABLE missions ADD COLUMN account TEXT NOT NULL DEFAULT '';
+ALTER TABLE missions ADD COLUMN approved_seq BIGSERIAL;
+UPDATE missions SET account = COALESCE((data::jsonb)->>'account', '');
+CREATE INDEX missions_account ON missions (account, approved_seq);
+",
+    ),
 ];
 
 /// Which floor a sweep's `$1` is: rows older than it are dropped.

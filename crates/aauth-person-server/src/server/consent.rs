@@ -16,6 +16,7 @@ use super::resource_flow::RESOURCE_CALLBACK_PATH;
 use super::{INTERACT_PATH, LOGIN_PATH, LOGOUT_PATH, PersonServer, subtle_eq};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::web;
+use crate::web::dashboard;
 use crate::web::describe::Shown;
 use crate::web::text::Text;
 use crate::web::view::{self, SignInForm};
@@ -132,6 +133,10 @@ impl PersonServer {
             #[cfg(feature = "oidc")]
             (Method::GET, super::OIDC_CALLBACK_PATH) => self.finish_oidc(&page).await,
             (Method::POST, INTERACT_PATH) => self.decide_request(page).await,
+            (Method::GET, dashboard::ACCOUNT_PATH) => self.account_page(&page).await,
+            (Method::POST, dashboard::ACCOUNT_PATH) => self.account_change(&page).await,
+            (Method::GET, dashboard::AUDIT_CSV_PATH) => self.audit_export(&page, true).await,
+            (Method::GET, dashboard::AUDIT_JSON_PATH) => self.audit_export(&page, false).await,
             (Method::GET, path) if path.starts_with(RESOURCE_CALLBACK_PATH) => {
                 self.resource_callback(&page).await
             }
@@ -211,6 +216,7 @@ impl PersonServer {
             let body = maud::html! {
                 (view::signed_in_as(&self.messages, &s, ""))
                 p { (self.messages.text(Text::OpenTheLink)) }
+                p { (view::link(&self.messages, dashboard::ACCOUNT_PATH, Text::YourAccount)) }
             };
             return Ok(self.page(StatusCode::OK, Text::PersonServer, &body));
         }
@@ -448,22 +454,37 @@ impl PersonServer {
         self.store
             .put_session(&web::session_key(&cookie), session)
             .await?;
+        // Signed in from a request's link: back to it; from nowhere: to the dashboard.
+        let code: String = code
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(9)
+            .collect();
+        if code.is_empty() {
+            let cookies = self.session_cookies(account, &cookie);
+            return Ok((dashboard::ACCOUNT_PATH.to_owned(), cookies));
+        }
         let mut target = String::from(INTERACT_PATH);
         target.push_str("?code=");
-        target.extend(code.chars().filter(char::is_ascii_alphanumeric).take(9));
+        target.push_str(&code);
         if let Some(cb) = callback.filter(|c| !c.is_empty()) {
             target.push_str("&callback=");
             target.push_str(&web::query_escape(cb));
         }
-        let mut cookies: Vec<HeaderValue> = web::set_cookie(web::SESSION_COOKIE, &cookie, 3600)
+        Ok((target, self.session_cookies(account, &cookie)))
+    }
+
+    /// The cookies a new session sets: the session's, and the device cookie that marks
+    /// this browser as known for `account` (see the throttle in `sign_in`).
+    fn session_cookies(&self, account: &str, cookie: &str) -> Vec<HeaderValue> {
+        let mut cookies: Vec<HeaderValue> = web::set_cookie(web::SESSION_COOKIE, cookie, 3600)
             .into_iter()
             .collect();
-        // This browser is now known for this account (see the throttle in `sign_in`).
         cookies.extend(
             self.new_device(account)
                 .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE)),
         );
-        Ok((target, cookies))
+        cookies
     }
 
     /// The pending request an interaction code names, if the code is well-formed.
@@ -757,7 +778,7 @@ impl PersonServer {
 pub(super) struct PageRequest<'a> {
     pub(super) parts: &'a Parts,
     pub(super) query: Vec<(String, String)>,
-    posted: Vec<(String, String)>,
+    pub(super) posted: Vec<(String, String)>,
     session_cookie: Option<String>,
     pub(super) session: Option<crate::pending::WebSession>,
     pub(super) client: Option<ClientAddr>,

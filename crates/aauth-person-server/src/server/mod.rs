@@ -2,6 +2,7 @@
 //! response out.
 
 mod access_reply;
+mod account;
 mod consent;
 mod defer;
 mod federation;

@@ -90,6 +90,13 @@ impl<'a> Route<'a> {
             p if pages && p.starts_with(super::resource_flow::RESOURCE_CALLBACK_PATH) => {
                 Self::Pages
             }
+            crate::web::dashboard::ACCOUNT_PATH
+            | crate::web::dashboard::AUDIT_CSV_PATH
+            | crate::web::dashboard::AUDIT_JSON_PATH
+                if pages =>
+            {
+                Self::Pages
+            }
             _ => {
                 if let Some(s256) = path.strip_prefix("/mission/") {
                     Self::Signed(Signed::Mission { s256 })

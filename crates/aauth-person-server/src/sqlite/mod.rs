@@ -52,7 +52,8 @@ CREATE INDEX IF NOT EXISTS person_tokens_agent ON person_tokens (provider, agent
 CREATE INDEX IF NOT EXISTS auth_tokens_presented ON auth_tokens (presented_jti);
 CREATE TABLE IF NOT EXISTS missions (
   s256 TEXT PRIMARY KEY, data TEXT NOT NULL,
-  owner_provider TEXT NOT NULL DEFAULT '', owner_agent TEXT NOT NULL DEFAULT '');
+  owner_provider TEXT NOT NULL DEFAULT '', owner_agent TEXT NOT NULL DEFAULT '',
+  account TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS person_tokens_exp ON person_tokens (exp);
 CREATE INDEX IF NOT EXISTS auth_tokens_exp ON auth_tokens (exp);
@@ -209,13 +210,20 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(err)?;
     }
+    if !has("missions", "account")? {
+        conn.execute_batch("ALTER TABLE missions ADD COLUMN account TEXT NOT NULL DEFAULT '';")
+            .map_err(err)?;
+    }
     if !has("passwords", "disabled")? {
         conn.execute_batch("ALTER TABLE passwords ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")
             .map_err(err)?;
     }
     backfill_mission_owners(conn)?;
-    conn.execute_batch("CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);")
-        .map_err(err)
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);
+         CREATE INDEX IF NOT EXISTS missions_account ON missions (account);",
+    )
+    .map_err(err)
 }
 
 /// Copies each mission's owner out of its JSON into the columns the owner-keyed lookup
@@ -224,7 +232,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 fn backfill_mission_owners(conn: &Connection) -> Result<(), StoreError> {
     let rows = {
         let mut stmt = conn
-            .prepare("SELECT s256, data FROM missions WHERE owner_agent = ''")
+            .prepare("SELECT s256, data FROM missions WHERE owner_agent = '' OR account = ''")
             .map_err(err)?;
         stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(err)?
@@ -237,8 +245,8 @@ fn backfill_mission_owners(conn: &Connection) -> Result<(), StoreError> {
         };
         let Ok(m) = m else { continue };
         conn.execute(
-            "UPDATE missions SET owner_provider = ?2, owner_agent = ?3 WHERE s256 = ?1",
-            params![s256, m.agent.0.as_str(), m.agent.1.as_str()],
+            "UPDATE missions SET owner_provider = ?2, owner_agent = ?3, account = ?4 WHERE s256 = ?1",
+            params![s256, m.agent.0.as_str(), m.agent.1.as_str(), m.account],
         )
         .map_err(err)?;
     }
@@ -836,12 +844,13 @@ impl PsStore for SqliteStore {
     async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
         let s256 = m.s256.clone();
         let (provider, agent) = (m.agent.0.as_str().to_owned(), m.agent.1.as_str().to_owned());
+        let account = m.account.clone();
         let data = serde_json::to_string(&MissionRow::from(&m)).map_err(err)?;
         self.with(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO missions (s256, data, owner_provider, owner_agent)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![s256, data, provider, agent],
+                "INSERT OR REPLACE INTO missions (s256, data, owner_provider, owner_agent, account)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s256, data, provider, agent, account],
             )
             .map(drop)
             .map_err(err)
@@ -863,6 +872,24 @@ impl PsStore for SqliteStore {
             })
             .await?;
         data.map(mission_from_row).transpose()
+    }
+
+    async fn missions_of(&self, account: &str) -> Result<Vec<Mission>, StoreError> {
+        let (account, limit) = (account.to_owned(), crate::store::MAX_MISSIONS_LISTED);
+        let rows: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT data FROM missions WHERE account = ?1 ORDER BY rowid DESC LIMIT ?2",
+                    )
+                    .map_err(err)?;
+                stmt.query_map(params![account, limit], |r| r.get(0))
+                    .map_err(err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)
+            })
+            .await?;
+        rows.into_iter().map(mission_from_row).collect()
     }
 
     async fn owned_mission(

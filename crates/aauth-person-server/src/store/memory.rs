@@ -426,6 +426,17 @@ impl PsStore for MemoryStore {
         Ok(self.lock().missions.get(s256).cloned())
     }
 
+    async fn missions_of(&self, account: &str) -> Result<Vec<Mission>, StoreError> {
+        Ok(self
+            .lock()
+            .missions
+            .values()
+            .filter(|m| m.account == account)
+            .take(super::MAX_MISSIONS_LISTED)
+            .cloned()
+            .collect())
+    }
+
     async fn owned_mission(
         &self,
         s256: &str,

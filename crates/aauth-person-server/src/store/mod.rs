@@ -546,6 +546,14 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError>;
 
+    /// The missions of `account` (every state), newest approval first where the store
+    /// knows it; at most [`MAX_MISSIONS_LISTED`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn missions_of(&self, account: &str) -> Result<Vec<Mission>, StoreError>;
+
     /// The mission `s256` if `owner` (the agent provider and agent) owns it. The owner
     /// is part of the lookup, not a filter applied to what a lookup found: a mission
     /// that does not exist and one another agent owns must take the same path, so that
@@ -690,6 +698,9 @@ pub struct Binding {
     /// The person's account.
     pub account: String,
 }
+
+/// The most missions [`PsStore::missions_of`] returns.
+pub const MAX_MISSIONS_LISTED: usize = 500;
 
 /// How long records outlive their token's `exp` (clock skew, PS-13).
 pub const RECORD_GRACE: u64 = 300;

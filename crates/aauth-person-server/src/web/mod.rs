@@ -8,6 +8,7 @@ use aauth_keys::rand::RandomSource;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
+pub(crate) mod dashboard;
 pub(crate) mod describe;
 pub(crate) mod text;
 pub(crate) mod view;

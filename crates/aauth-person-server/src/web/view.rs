@@ -545,25 +545,33 @@ fn mission_section(m: &Messages, mission: &MissionShown) -> Markup {
     html! {
         section.mission aria-labelledby="mission-h" {
             h2 #mission-h { (m.text(Text::MissionHeading)) }
-            @match mission {
-                MissionShown::Unknown => p { (m.text(Text::MissionUnknown)) },
-                MissionShown::Known { description, allows, budget, ended } => {
-                    @if let Some(d) = description {
-                        blockquote.mission-description { (Said(d)) }
+            (mission_details(m, mission))
+        }
+    }
+}
+
+/// What a mission is: its description, whether it has ended, its budget and what its
+/// constraints allow (the consent page's and the dashboard's).
+pub(crate) fn mission_details(m: &Messages, mission: &MissionShown) -> Markup {
+    html! {
+        @match mission {
+            MissionShown::Unknown => p { (m.text(Text::MissionUnknown)) },
+            MissionShown::Known { description, allows, budget, ended } => {
+                @if let Some(d) = description {
+                    blockquote.mission-description { (Said(d)) }
+                }
+                @if *ended {
+                    p role="alert" { (m.text(Text::MissionEnded)) }
+                }
+                @if let Some((spent, total, left)) = budget {
+                    p.mission-budget {
+                        (m.fill(Text::MissionBudget, &[("spent", spent), ("total", total), ("left", left)]))
                     }
-                    @if *ended {
-                        p role="alert" { (m.text(Text::MissionEnded)) }
-                    }
-                    @if let Some((spent, total, left)) = budget {
-                        p.mission-budget {
-                            (m.fill(Text::MissionBudget, &[("spent", spent), ("total", total), ("left", left)]))
-                        }
-                    }
-                    @if !allows.is_empty() {
-                        p { (m.text(Text::MissionConstraints)) }
-                        ul.mission-constraints {
-                            @for a in allows { li { (Said(a)) } }
-                        }
+                }
+                @if !allows.is_empty() {
+                    p { (m.text(Text::MissionConstraints)) }
+                    ul.mission-constraints {
+                        @for a in allows { li { (Said(a)) } }
                     }
                 }
             }

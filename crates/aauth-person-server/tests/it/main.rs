@@ -9,6 +9,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod account;
 mod admin;
 mod adversarial;
 mod cascade;

@@ -385,8 +385,19 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     );
     assert_eq!(m.spent(), 3);
     store.put_mission(m.clone()).await.unwrap();
-    assert_eq!(store.mission(&m.s256).await.unwrap(), Some(m));
+    assert_eq!(store.mission(&m.s256).await.unwrap(), Some(m.clone()));
     assert_eq!(store.mission("nope").await.unwrap(), None);
+    // Listed by account: bob's (changed, not copied), and nobody else's.
+    let alices = Mission::new(
+        br#"{"agent":"aauth:assistant@agent.example","description":"alice's"}"#.to_vec(),
+        (provider.clone(), agent.clone()),
+        "alice",
+        Constraints::default(),
+    );
+    store.put_mission(alices.clone()).await.unwrap();
+    assert_eq!(store.missions_of("bob").await.unwrap(), vec![m]);
+    assert_eq!(store.missions_of("alice").await.unwrap(), vec![alices]);
+    assert!(store.missions_of("carol").await.unwrap().is_empty());
 
     store.set_password_hash("bob", "$argon2id$x").await.unwrap();
     assert_eq!(
