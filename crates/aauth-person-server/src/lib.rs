@@ -55,8 +55,8 @@ pub use changes::{ChangeHub, POLLING_FALLBACK, PendingChanges};
 pub use compat::Compatibility;
 pub use error::PsError;
 pub use mission::{
-    Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, Proposal, TerminationReason,
-    Tool, iso8601, s256, violation,
+    Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, MissionApproval, Proposal,
+    TerminationReason, Tool, iso8601, s256, violation,
 };
 pub use outbound::{HttpRevocationNotifier, RevocationNotifier};
 pub use pending::{

@@ -84,6 +84,20 @@ pub struct Allocation {
     pub resource: Option<String>,
 }
 
+/// A standing approval the person gave within a mission ("approve for this mission"):
+/// later auth tokens for `scope` at `resource` under the mission are issued without asking
+/// again, while the mission is active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MissionApproval {
+    /// The resource.
+    pub resource: String,
+    /// The scope approved (as the resource token asked it; `""` for none).
+    pub scope: String,
+    /// When the person approved it (Unix seconds).
+    pub at: u64,
+}
+
 /// Why a mission has ended (stored outside the blob).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -163,6 +177,8 @@ pub struct Mission {
     pub ledger: Vec<Allocation>,
     /// The mission log.
     pub log: Vec<LogEntry>,
+    /// What the person approved for the whole mission.
+    pub approvals: Vec<MissionApproval>,
 }
 
 /// What a mission has done so far, as a store keeps it.
@@ -176,6 +192,8 @@ pub(crate) struct Progress {
     pub(crate) ledger: Vec<Allocation>,
     /// Its log.
     pub(crate) log: Vec<LogEntry>,
+    /// Its standing approvals.
+    pub(crate) approvals: Vec<MissionApproval>,
 }
 
 impl Mission {
@@ -197,7 +215,39 @@ impl Mission {
             grants: 0,
             ledger: Vec::new(),
             log: Vec::new(),
+            approvals: Vec::new(),
         }
+    }
+
+    /// Whether the person approved `scope` at `resource` for this whole mission, and it is
+    /// still active.
+    #[must_use]
+    pub fn approved_for(&self, resource: &str, scope: &str) -> bool {
+        self.terminated.is_none()
+            && self
+                .approvals
+                .iter()
+                .any(|a| a.resource == resource && a.scope == scope)
+    }
+
+    /// Records that the person approved `scope` at `resource` for the rest of the mission
+    /// (once; logged).
+    pub fn approve_for_mission(&mut self, resource: &ServerId, scope: &str, now: u64) {
+        if self.approved_for(resource.as_str(), scope) {
+            return;
+        }
+        self.approvals.push(MissionApproval {
+            resource: resource.as_str().to_owned(),
+            scope: scope.to_owned(),
+            at: now,
+        });
+        self.log(
+            now,
+            "approved_for_mission",
+            Some(resource),
+            "permit",
+            Some(scope.to_owned()),
+        );
     }
 
     /// A mission read back from a store.
@@ -215,6 +265,7 @@ impl Mission {
             grants,
             ledger,
             log,
+            approvals,
         } = progress;
         Self {
             s256,
@@ -226,6 +277,7 @@ impl Mission {
             grants,
             ledger,
             log,
+            approvals,
         }
     }
 

@@ -52,6 +52,17 @@ pub enum Decision {
 pub trait ConsentPolicy: Send + Sync {
     /// The decision for `request`.
     fn decide(&self, request: &ConsentRequest<'_>) -> Decision;
+
+    /// Whether the person may answer `request` (an auth token asked under a mission) for
+    /// the rest of that mission: the consent page then offers "approve for this mission"
+    /// beside "approve once", and later auth tokens for the same resource and scope under
+    /// the same active mission are issued without asking (unless the agent asks with
+    /// `prompt=consent`). Yes by default; a policy that wants every token asked for says
+    /// no.
+    fn mission_wide(&self, request: &ConsentRequest<'_>) -> bool {
+        let _ = request;
+        true
+    }
 }
 
 /// Policies that give tokens away without asking anyone: for demos, tests and agents a

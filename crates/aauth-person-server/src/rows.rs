@@ -416,6 +416,8 @@ pub(crate) struct MissionRow {
     #[serde(default)]
     ledger: Vec<crate::mission::Allocation>,
     log: Vec<LogEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    approvals: Vec<crate::mission::MissionApproval>,
 }
 
 impl MissionRow {
@@ -431,6 +433,7 @@ impl MissionRow {
             grants: m.grants,
             ledger: m.ledger.clone(),
             log: m.log.clone(),
+            approvals: m.approvals.clone(),
         }
     }
 
@@ -466,6 +469,7 @@ impl MissionRow {
                 grants: self.grants,
                 ledger: self.ledger,
                 log: self.log,
+                approvals: self.approvals,
             },
         ))
     }

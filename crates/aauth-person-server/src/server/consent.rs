@@ -271,9 +271,10 @@ impl PersonServer {
         let callback = self.callback_for(&p.agent.0, callback).await;
         let shown = self.describe_resource(&p, page.now).await;
         let mission = self.mission_shown(&p, &s.account).await?;
+        let mission_wide = self.mission_wide(&p, &s.account, mission.as_ref());
         let body = maud::html! {
             (view::signed_in_as(&self.messages, &s, &aauth_metadata::code::display(&p.code)))
-            (self.consent_page(&p, shown.as_deref(), mission.as_ref(), &s.csrf, callback.as_deref()))
+            (self.consent_page(&p, shown.as_deref(), (mission.as_ref(), mission_wide), &s.csrf, callback.as_deref()))
         };
         self.save(&mut p).await?;
         Ok(self.page(StatusCode::OK, Text::ConsentTitle, &body))
@@ -528,6 +529,7 @@ impl PersonServer {
         match web::field(&page.posted, "decision") {
             Some("ask") => self.ask_agent(&page, &mut p).await,
             Some("answer") => self.answer_question(&page, &mut p).await,
+            Some("grant-mission") => self.grant_for_mission(&page, &mut p, &s.account).await,
             decision => {
                 let grant = decision == Some("grant");
                 self.grant_or_deny(&page, &mut p, grant, &s.account).await
@@ -602,6 +604,43 @@ impl PersonServer {
             return Ok(web::see_other(&cb));
         }
         Ok(self.message(StatusCode::OK, Text::AnsweredReturn))
+    }
+
+    /// The person grants `p` for the rest of its mission: granted as once, and the
+    /// mission remembers the resource and scope (when it may: see
+    /// [`PersonServer::mission_wide`]; otherwise this is a grant once).
+    async fn grant_for_mission(
+        &self,
+        page: &PageRequest<'_>,
+        p: &mut Pending,
+        account: &str,
+    ) -> Result<http::Response<Bytes>, PsError> {
+        let mission = self.mission_shown(p, account).await?;
+        let standing = match &p.request {
+            PendingRequest::AuthToken {
+                resource,
+                scope,
+                mission_s256: Some(s256),
+                ..
+            } if self.mission_wide(p, account, mission.as_ref()) => {
+                // No scope is approved as "" (and asked as "", see `approved_for_mission`).
+                let scope = scope.clone().unwrap_or_default(); // default: see above
+                Some((resource.clone(), scope, s256.clone()))
+            }
+            _ => None,
+        };
+        let answered = self.grant_or_deny(page, p, true, account).await?;
+        let granted = answered.status().is_success() || answered.status().is_redirection();
+        if let Some((resource, scope, s256)) = standing.filter(|_| granted) {
+            let _ledger = self.ledger_lock.lock().await;
+            if let Some(mut m) = self.store.owned_mission(&s256, &p.agent).await?
+                && m.account == account
+            {
+                m.approve_for_mission(&resource, &scope, page.now.as_secs());
+                self.store.put_mission(m).await?;
+            }
+        }
+        Ok(answered)
     }
 
     /// The person grants (binding the agent to them if it was not) or denies.
@@ -698,12 +737,39 @@ impl PersonServer {
         }))
     }
 
+    /// Whether `account` may approve `p` for the rest of its mission: an auth token asked
+    /// under an active mission of theirs, and the policy allowing it.
+    fn mission_wide(
+        &self,
+        p: &Pending,
+        account: &str,
+        mission: Option<&view::MissionShown>,
+    ) -> bool {
+        let PendingRequest::AuthToken {
+            resource, scope, ..
+        } = &p.request
+        else {
+            return false;
+        };
+        matches!(
+            mission,
+            Some(view::MissionShown::Known { ended: false, .. })
+        ) && self.policy.mission_wide(&crate::ConsentRequest {
+            account,
+            provider: &p.agent.0,
+            agent: &p.agent.1,
+            resource,
+            scope: scope.as_deref(),
+            kind: crate::ConsentKind::AuthToken,
+        })
+    }
+
     /// The consent page's body for `p` (see [`view::consent`]).
     fn consent_page(
         &self,
         p: &Pending,
         shown: Option<&Shown>,
-        mission: Option<&view::MissionShown>,
+        (mission, mission_wide): (Option<&view::MissionShown>, bool),
         csrf: &str,
         callback: Option<&str>,
     ) -> maud::Markup {
@@ -716,6 +782,7 @@ impl PersonServer {
                 mission,
                 csrf,
                 callback,
+                mission_wide,
             },
         )
     }

@@ -416,17 +416,19 @@ impl PersonServer {
         let chain = Self::chain_to(upstream.as_ref(), &rt.iss)?;
         let mut request = self.auth_request(r, &b, &rt, &held, presented, chain);
         let resource_flow = self.resource_flow(&rt, &mut request)?;
-        let decision = prompt.apply(self.decide(
-            &ConsentRequest {
-                account: &held.account,
-                provider: &acting.agent.0,
-                agent: &acting.agent.1,
-                resource: &rt.iss,
-                scope: rt.scope.as_deref(),
-                kind: ConsentKind::AuthToken,
-            },
-            true,
-        ))?;
+        let asked = ConsentRequest {
+            account: &held.account,
+            provider: &acting.agent.0,
+            agent: &acting.agent.1,
+            resource: &rt.iss,
+            scope: rt.scope.as_deref(),
+            kind: ConsentKind::AuthToken,
+        };
+        let decided = self.decide(&asked, true);
+        let decided = self
+            .approved_for_mission(decided, &asked, rt.mission_s256.as_deref())
+            .await?;
+        let decision = prompt.apply(decided)?;
         // A resource that requires its own flow first: the person goes through it, and
         // then this server's consent, whatever the policy would have decided alone.
         let decision = match decision {
@@ -502,6 +504,33 @@ impl PersonServer {
                 .await
             }
         }
+    }
+
+    /// `decided`, unless it asks the person for what they already approved for the whole
+    /// mission `mission` (the same agent, resource and scope, the mission theirs and
+    /// active, the policy allowing it): then approved.
+    async fn approved_for_mission(
+        &self,
+        decided: Decision,
+        asked: &ConsentRequest<'_>,
+        mission: Option<&str>,
+    ) -> Result<Decision, PsError> {
+        let (Decision::AskPerson, Some(s256)) = (&decided, mission) else {
+            return Ok(decided);
+        };
+        if !self.policy.mission_wide(asked) {
+            return Ok(decided);
+        }
+        let owner = (asked.provider.clone(), asked.agent.clone());
+        let standing = self
+            .store
+            .owned_mission(s256, &owner)
+            .await?
+            .is_some_and(|m| {
+                m.account == asked.account
+                    && m.approved_for(asked.resource.as_str(), asked.scope.unwrap_or_default()) // default: no scope is approved as ""
+            });
+        Ok(if standing { Decision::Approve } else { decided })
     }
 
     /// Draft -11 §Resource-Initiated Interaction: a resource token with an `interaction`

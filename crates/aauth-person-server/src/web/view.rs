@@ -429,6 +429,12 @@ impl MissionShown {
         if let Some(t) = &c.tools {
             allows.push(m.fill(Text::MissionTools, &[("list", &t.join(", "))]));
         }
+        for a in &mission.approvals {
+            allows.push(m.fill(
+                Text::MissionStanding,
+                &[("scope", &a.scope), ("resource", &a.resource)],
+            ));
+        }
         if let Some(max) = c.max_grants {
             allows.push(m.fill(
                 Text::MissionGrants,
@@ -473,6 +479,8 @@ pub(crate) struct Consent<'a> {
     pub(crate) csrf: &'a str,
     /// The agent's callback, carried through.
     pub(crate) callback: Option<&'a str>,
+    /// Whether the person may approve for the rest of the mission.
+    pub(crate) mission_wide: bool,
 }
 
 /// The consent page's body: what the resource asserts (and what its metadata says of it),
@@ -498,10 +506,10 @@ pub(crate) fn consent(m: &Messages, c: &Consent<'_>) -> Markup {
         section.resource aria-labelledby="resource-h" {
             h2 #resource-h { (m.text(heading)) }
             p { (Said(resource)) }
+            p { (m.fill(Text::Asks, &[("what", &asked)])) }
             @if let Some(shown) = c.shown {
                 (resource_description(m, &shown.doc, scope, shown.logo.as_ref()))
             }
-            p { (m.fill(Text::Asks, &[("what", &asked)])) }
             @if p.revision > 0 {
                 p { em { (m.text(Text::Changed)) } }
             }
@@ -531,8 +539,17 @@ pub(crate) fn consent(m: &Messages, c: &Consent<'_>) -> Markup {
             input type="hidden" name="revision" value=(p.revision);
             (hidden_callback(c.callback))
             (ask(m, p))
+            @if c.mission_wide {
+                p.muted { (m.text(Text::MissionWideHint)) }
+            }
             p.actions {
-                button.primary name="decision" value="grant" { (m.text(Text::Approve)) }
+                @if c.mission_wide {
+                    button.primary name="decision" value="grant" { (m.text(Text::ApproveOnce)) }
+                    " "
+                    button.primary name="decision" value="grant-mission" { (m.text(Text::ApproveForMission)) }
+                } @else {
+                    button.primary name="decision" value="grant" { (m.text(Text::Approve)) }
+                }
                 " "
                 button name="decision" value="deny" { (m.text(Text::Deny)) }
             }

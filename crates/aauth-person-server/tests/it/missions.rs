@@ -700,3 +700,156 @@ async fn the_consent_page_shows_the_mission_its_budget_and_what_it_allows() {
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(!page.html.contains("offsite"), "{}", page.html);
 }
+
+/// Asks for auth tokens, approves the rest, and never lets an answer stand for the
+/// mission.
+struct AskEachTime;
+impl ConsentPolicy for AskEachTime {
+    fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
+        AskForAccess.decide(r)
+    }
+    fn mission_wide(&self, _: &ConsentRequest<'_>) -> bool {
+        false
+    }
+}
+
+/// "Approve for this mission": the person's answer stands for the same agent, resource
+/// and scope under the same active mission (not for another scope, not when the agent
+/// asks with prompt=consent, not once the mission ends); "approve once" and a policy that
+/// does not allow it leave nothing standing.
+#[tokio::test]
+async fn approving_for_the_mission_lets_the_same_access_through_until_it_ends() {
+    async fn setup(policy: Arc<dyn ConsentPolicy>) -> (World, String, String, PersonClaims) {
+        let mut w = world();
+        w.ps =
+            w.ps.mission_terms(Arc::new(|p: &Proposal, now: u64| {
+                let mut c = Constraints::default();
+                c.valid_until = Some(now + 3600);
+                c.resources = Some(p.resources.clone());
+                c
+            }))
+            .policy(policy)
+            .consent_pages(Duration::from_secs(600));
+        w.ps.set_password("alice", "pw").await.unwrap();
+        w.bind("aauth:assistant@agent.example", "alice").await;
+        let (digest, _, approval) = approve(&w).await;
+        let pt = approval["person_tokens"]["https://resource.example"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let pc: PersonClaims = w.read(&pt, "https://resource.example");
+        (w, digest, pt, pc)
+    }
+    async fn ask(
+        w: &World,
+        pt: &str,
+        pc: &PersonClaims,
+        scope: &str,
+        prompt: Option<&str>,
+    ) -> (StatusCode, http::HeaderMap) {
+        let mut body = serde_json::json!({"resource_token": resource_token(w, pc, scope), "presented_token": pt, "capabilities": ["interaction"]});
+        if let Some(p) = prompt {
+            body["prompt"] = p.into();
+        }
+        let (s, headers, _) = w.post_full(AUTH_TOKEN_PATH, body).await;
+        (s, headers)
+    }
+    async fn answer(w: &World, headers: &http::HeaderMap, decision: &str) -> crate::consent::Page {
+        let code = crate::consent::code_of(headers);
+        let mut b = crate::consent::Browser::default();
+        let signed_in = b.sign_in(w, &code, "alice", "pw").await;
+        let page = b
+            .go(
+                w,
+                "GET",
+                &crate::consent::header_of(&signed_in.headers, "location"),
+                &[],
+            )
+            .await;
+        let form = [
+            ("code", page.hidden("code")),
+            ("csrf", page.hidden("csrf")),
+            ("revision", page.hidden("revision")),
+            ("decision", decision.to_owned()),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let done = b
+            .go(w, "POST", aauth_person_server::INTERACT_PATH, &form)
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+        page
+    }
+
+    let (w, digest, pt, pc) = setup(Arc::new(AskForAccess)).await;
+    let (s, headers) = ask(&w, &pt, &pc, "read", None).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let page = answer(&w, &headers, "grant-mission").await;
+    assert!(
+        page.html.contains(">Approve once</button>")
+            && page
+                .html
+                .contains("value=\"grant-mission\">Approve for this mission</button>"),
+        "{}",
+        page.html
+    );
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    assert_eq!(m.approvals.len(), 1, "{m:?}");
+    assert!(m.approved_for("https://resource.example", "read"));
+    assert!(m.log.iter().any(|e| e.event == "approved_for_mission"));
+    // The same access again: issued without asking.
+    let (s, _) = ask(&w, &pt, &pc, "read", None).await;
+    assert_eq!(s, StatusCode::OK);
+    // Another scope, or the agent asking for the person's consent: asked.
+    assert_eq!(
+        ask(&w, &pt, &pc, "read write", None).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        ask(&w, &pt, &pc, "read", Some("consent")).await.0,
+        StatusCode::ACCEPTED
+    );
+    // The mission ends: nothing stands any more.
+    w.ps.terminate_mission(&digest, TerminationReason::Revoked, NOW)
+        .await
+        .unwrap();
+    let (s, _) = ask(&w, &pt, &pc, "read", None).await;
+    assert_ne!(s, StatusCode::OK);
+
+    // Approve once: nothing stands.
+    let (w, digest, pt, pc) = setup(Arc::new(AskForAccess)).await;
+    let (_, headers) = ask(&w, &pt, &pc, "read", None).await;
+    answer(&w, &headers, "grant").await;
+    assert!(
+        w.ps.store()
+            .mission(&digest)
+            .await
+            .unwrap()
+            .unwrap()
+            .approvals
+            .is_empty()
+    );
+    assert_eq!(
+        ask(&w, &pt, &pc, "read", None).await.0,
+        StatusCode::ACCEPTED
+    );
+
+    // A policy that does not allow it: one button, and a forged grant-mission is a grant
+    // once.
+    let (w, digest, pt, pc) = setup(Arc::new(AskEachTime)).await;
+    let (_, headers) = ask(&w, &pt, &pc, "read", None).await;
+    let page = answer(&w, &headers, "grant-mission").await;
+    assert!(!page.html.contains("grant-mission"), "{}", page.html);
+    assert!(
+        w.ps.store()
+            .mission(&digest)
+            .await
+            .unwrap()
+            .unwrap()
+            .approvals
+            .is_empty()
+    );
+    assert_eq!(
+        ask(&w, &pt, &pc, "read", None).await.0,
+        StatusCode::ACCEPTED
+    );
+}
