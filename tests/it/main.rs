@@ -19,5 +19,6 @@ mod interop_mockin_oidc;
 mod interop_oidc_provider;
 mod interop_python;
 mod node_peer;
+mod pages_in_chromium;
 mod security;
 mod world;

@@ -377,6 +377,37 @@ impl WebDriver {
 
     /// A PNG of the viewport.
     ///
+    /// Resizes the window to `width` × `height` CSS pixels (a desktop, a phone).
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer.
+    pub async fn window_size(&self, width: u32, height: u32) -> Result<(), String> {
+        self.call(
+            "POST",
+            &self.at("/window/rect"),
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) in the page, as WebDriver
+    /// does (outside the page's `Content-Security-Policy`), and returns its value, a
+    /// promise's once it settles.
+    ///
+    /// # Errors
+    ///
+    /// The driver's answer, or the script's exception.
+    pub async fn execute(&self, script: &str, args: Value) -> Result<Value, String> {
+        self.call(
+            "POST",
+            &self.at("/execute/sync"),
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await
+    }
+
     /// # Errors
     ///
     /// The driver's answer.

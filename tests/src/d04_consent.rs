@@ -308,6 +308,20 @@ fn run_with(live: Option<&(dyn Fn(&str) + Sync)>) -> Result<Transcript, String> 
             "reads the Person Server's audit log: GET /admin/audit, signed (hwk) with an operator key",
             crate::parties::audit_lines(&page),
         );
+        if let Some(announce) = live {
+            announce(
+                "\nThe agent got through. In the same browser, open https://ps.example/account: \
+                 alice's agent, the tokens issued in her name (revoke one: it is confirmed first), \
+                 and what happened, filtered and downloadable.\n\nPress Enter to end the demo \
+                 (it ends by itself in 10 minutes)...\n",
+            );
+            let enter = tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(drop)
+            });
+            let _ended = tokio::time::timeout(Duration::from_secs(600), enter).await;
+            t.step("person", "uses the dashboard at /account in a real browser", vec![]);
+        }
         Ok(t)
     })
 }

@@ -16,6 +16,7 @@ mod d01_pseudonymous;
 mod d02_agent_identity;
 mod d03_three_party;
 mod d04_consent;
+pub mod pages_in_browser;
 pub use d04_consent::run_live as demo4_live;
 mod d05_missions;
 mod d06_subagents;

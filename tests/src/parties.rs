@@ -11,9 +11,14 @@ use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{Clock, SystemClock};
 use aauth_keys::{Algorithm, JwkSet, PrivateKey};
 use aauth_metadata::audit::operator::Operators;
-use aauth_metadata::{AccessMode, CacheConfig, HttpsUrl, KeyCache, Published, ResourceMetadata};
+use aauth_metadata::{
+    AccessMode, CacheConfig, DiscoveryResolver, HttpsUrl, KeyCache, Published, ResourceMetadata,
+};
 use aauth_person_server::{ConsentPolicy, MemoryStore, PersonServer};
-use aauth_resource::{AAuthLayer, Access, Resource, ResourceTokens, RoutePolicy};
+use aauth_resource::{
+    AAuthLayer, Access, MemoryRevocationList, Resource, ResourceTokens, RevocationEndpoint,
+    RoutePolicy,
+};
 use aauth_tokens::{AgentId, ServerId};
 
 use crate::d01_pseudonymous::{HELLO, layered};
@@ -447,9 +452,10 @@ pub(crate) async fn parties_in(
     ));
     let mut secret = [0u8; 32];
     aauth_keys::rand::RandomSource::fill(&mut OsRandom, &mut secret).map_err(e)?;
+    let ps_key = key()?;
     let mut ps = PersonServer::new(
         id("https://ps.example")?,
-        key()?,
+        Arc::clone(&ps_key) as Arc<dyn aauth_keys::Signer>,
         "ps-1",
         ps_keys,
         Arc::new(MemoryStore::default()),
@@ -457,6 +463,14 @@ pub(crate) async fn parties_in(
     )
     .map_err(e)?
     .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
+    // What it revokes (a person on their dashboard, a cascade) it tells the resource.
+    .revocation_notifier(Arc::new(aauth_person_server::HttpRevocationNotifier::new(
+        id("https://ps.example")?,
+        ps_key,
+        "ps-1",
+        world.agent_transport_allowing(&["resource.example", "as.example"]),
+        Arc::clone(&clock),
+    )))
     .operators(Operators::new(
         &id("https://ps.example")?,
         [operator_key().public_key().clone()],
@@ -541,6 +555,9 @@ pub(crate) async fn serve_resource(
     let mut doc = ResourceMetadata::new(rs_id.clone());
     doc.common.jwks_uri = Some(HttpsUrl::parse("https://resource.example/jwks.json").map_err(e)?);
     doc.access_mode = Some(AccessMode::AuthToken);
+    // The Person Server tells it what it revokes.
+    doc.revocation_endpoint =
+        Some(HttpsUrl::endpoint("https://resource.example/revoke").map_err(e)?);
     // What the Person Server's consent page shows of it (PS-12).
     doc.common.name = Some("Example Files".to_owned());
     doc.common.description =
@@ -582,7 +599,20 @@ pub(crate) async fn serve_resource(
     if o.authorization_endpoint {
         tokens = tokens.scopes([o.scope, "calendar.write"]);
     }
-    let resource = Resource::new(rs_id.clone(), rs_keys).resource_tokens(tokens);
+    let revoked = Arc::new(MemoryRevocationList::new(60, 10_000));
+    let revoke_at = Arc::new(RevocationEndpoint::new(
+        &rs_id,
+        Arc::new(DiscoveryResolver::new(KeyCache::new(
+            Arc::new(world.fetcher_allowing(&["ps.example", "as.example"])),
+            Arc::clone(clock),
+            CacheConfig::default(),
+        ))),
+        [&id("https://ps.example")?, as_id],
+        Arc::clone(&revoked) as Arc<dyn aauth_resource::RevocationStore>,
+    ));
+    let resource = Resource::new(rs_id.clone(), rs_keys)
+        .resource_tokens(tokens)
+        .revocations(revoked);
     let api = layered(
         AAuthLayer::new(
             resource.route(RoutePolicy::new(Access::AuthToken).scope(o.scope)),
@@ -610,6 +640,21 @@ pub(crate) async fn serve_resource(
     } else {
         api
     };
+    let c = Arc::clone(clock);
+    let routes: AsyncHandler = Arc::new(move |req: Request| {
+        if req.method() == http::Method::POST && req.uri().path() == "/revoke" {
+            let (revoke_at, c) = (Arc::clone(&revoke_at), Arc::clone(&c));
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                revoke_at
+                    .handle(&parts, &body, c.now())
+                    .await
+                    .map(|b| b.to_vec())
+            })
+        } else {
+            routes(req)
+        }
+    });
     world
         .serve_async(&rs_id, resource_handler(published, routes))
         .await

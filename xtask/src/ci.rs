@@ -191,13 +191,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
 /// Installs the interop peers: `@hellocoop/httpsig`, `@hellocoop/mockin` and
 /// `oidc-provider` (an OAuth 2.0 authorization server) from their lock files, and the Python
-/// `aauth` packages into a virtualenv ([`python_peer`]), so the interop tests can run them.
+/// `aauth` packages into a virtualenv ([`python_peer`]), so the interop tests can run them;
+/// and `axe-core`, which the Chromium test of the Person Server's pages runs in them.
 /// Without npm or Python a test skips loudly (or fails under `AAUTH_REQUIRE_INTEROP=1`, as
 /// in CI).
 pub(crate) fn interop_deps() -> Result<(), String> {
     npm_peer("hellocoop")?;
     npm_peer("mockin")?;
     npm_peer("oidc-provider")?;
+    npm_peer("axe-core")?;
     python_peer()
 }
 

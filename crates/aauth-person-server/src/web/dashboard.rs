@@ -217,10 +217,14 @@ pub(crate) fn dashboard(m: &Messages, d: &Dashboard<'_>) -> Markup {
     }
 }
 
+/// `t` as a person reads it (`2026-12-05 09:30 UTC`), machine-readable in `datetime`.
 fn when(m: &Messages, t: Option<u64>) -> Markup {
     html! {
         @match t {
-            Some(t) => time datetime=(iso8601(t)) { (iso8601(t)) },
+            Some(t) => {
+                @let iso = iso8601(t);
+                time datetime=(iso) { (iso.get(..16).unwrap_or(&iso).replace('T', " ")) " UTC" }
+            },
             None => (m.text(Text::Never)),
         }
     }
@@ -233,7 +237,7 @@ fn agents(m: &Messages, d: &Dashboard<'_>) -> Markup {
             @if d.agents.is_empty() {
                 p { (m.text(Text::NoAgents)) }
             } @else {
-                table {
+                table.stack {
                     thead { tr {
                         th scope="col" { (m.text(Text::ColAgent)) }
                         th scope="col" { (m.text(Text::ColProvider)) }
@@ -245,11 +249,11 @@ fn agents(m: &Messages, d: &Dashboard<'_>) -> Markup {
                     tbody {
                         @for a in d.agents {
                             tr.agent-row {
-                                td { (Said(&a.agent)) }
-                                td { (Said(&a.provider)) }
-                                td { (when(m, a.first)) }
-                                td { (when(m, a.last)) }
-                                td { (a.tokens) }
+                                td data-label=(m.text(Text::ColAgent)) { (Said(&a.agent)) }
+                                td data-label=(m.text(Text::ColProvider)) { (Said(&a.provider)) }
+                                td data-label=(m.text(Text::ColFirstSeen)) { (when(m, a.first)) }
+                                td data-label=(m.text(Text::ColLastSeen)) { (when(m, a.last)) }
+                                td data-label=(m.text(Text::ColTokens)) { (a.tokens) }
                                 td { (action_form(m, d.csrf, "revoke-agent", &[("provider", &a.provider), ("agent", &a.agent)], Text::UnlinkRevoke)) }
                             }
                         }
@@ -307,7 +311,7 @@ fn tokens(m: &Messages, d: &Dashboard<'_>) -> Markup {
             @if d.tokens.is_empty() {
                 p { (m.text(Text::NoTokens)) }
             } @else {
-                table {
+                table.stack {
                     thead { tr {
                         th scope="col" { (m.text(Text::ColKind)) }
                         th scope="col" { (m.text(Text::ColResource)) }
@@ -316,10 +320,10 @@ fn tokens(m: &Messages, d: &Dashboard<'_>) -> Markup {
                     } }
                     tbody {
                         @for t in d.tokens {
-                            tr.token-row data-jti=(t.jti) {
-                                td { (m.text(t.kind)) }
-                                td { (Said(&t.resource)) }
-                                td { (when(m, Some(t.exp))) }
+                            tr.token-row data-jti=(t.jti) data-kind=(if t.kind == Text::AuthTokenKind { "auth" } else { "person" }) {
+                                td data-label=(m.text(Text::ColKind)) { (m.text(t.kind)) }
+                                td data-label=(m.text(Text::ColResource)) { (Said(&t.resource)) }
+                                td data-label=(m.text(Text::ColValidUntil)) { (when(m, Some(t.exp))) }
                                 td { (action_form(m, d.csrf, "revoke-token", &[("jti", &t.jti)], Text::Revoke)) }
                             }
                         }
@@ -376,7 +380,7 @@ fn audit(m: &Messages, d: &Dashboard<'_>) -> Markup {
             @if d.audit.events.is_empty() {
                 p { (m.text(Text::NoEvents)) }
             } @else {
-                table.audit {
+                table.audit.stack {
                     thead { tr {
                         th scope="col" { (m.text(Text::ColTime)) }
                         th scope="col" { (m.text(Text::ColDecision)) }
@@ -387,11 +391,11 @@ fn audit(m: &Messages, d: &Dashboard<'_>) -> Markup {
                     tbody {
                         @for e in &d.audit.events {
                             tr.audit-row {
-                                td { (when(m, Some(e.at))) }
-                                td { (e.action.as_str()) }
-                                td { @if let Some(a) = &e.agent { (Said(a)) } }
-                                td { @if let Some(r) = &e.resource { (Said(r)) } }
-                                td { (Said(&e.detail)) }
+                                td data-label=(m.text(Text::ColTime)) { (when(m, Some(e.at))) }
+                                td data-label=(m.text(Text::ColDecision)) { (e.action.as_str()) }
+                                td data-label=(m.text(Text::ColAgent)) { @if let Some(a) = &e.agent { (Said(a)) } }
+                                td data-label=(m.text(Text::ColResource)) { @if let Some(r) = &e.resource { (Said(r)) } }
+                                td data-label=(m.text(Text::ColDetail)) { (Said(&e.detail)) }
                             }
                         }
                     }
