@@ -783,6 +783,11 @@ impl PersonServer {
                 csrf,
                 callback,
                 mission_wide,
+                lasts: match &p.request {
+                    PendingRequest::PersonToken { .. } => Some(self.person_lifetime),
+                    PendingRequest::AuthToken { .. } => Some(self.auth_lifetime),
+                    _ => None,
+                },
             },
         )
     }

@@ -108,6 +108,7 @@ catalogue! {
     AskPermission "consent.ask.permission" "for your permission for the action: {action}"
     AskAnswer "consent.ask.answer" "for your answer to the agent's question"
     Changed "consent.changed" "The agent changed this request since it first asked."
+    Lasts "consent.lasts" "What you approve lasts up to {minutes} minutes; after that the agent must ask again."
     MissionHeading "consent.mission.heading" "Within the agent's mission"
     MissionBudget "consent.mission.budget" "Budget: {spent} spent of {total}, {left} left."
     MissionConstraints "consent.mission.constraints" "What the mission allows:"

@@ -481,6 +481,8 @@ pub(crate) struct Consent<'a> {
     pub(crate) callback: Option<&'a str>,
     /// Whether the person may approve for the rest of the mission.
     pub(crate) mission_wide: bool,
+    /// How long the token asked for would last at most (seconds), for a token.
+    pub(crate) lasts: Option<u64>,
 }
 
 /// The consent page's body: what the resource asserts (and what its metadata says of it),
@@ -507,6 +509,9 @@ pub(crate) fn consent(m: &Messages, c: &Consent<'_>) -> Markup {
             h2 #resource-h { (m.text(heading)) }
             p { (Said(resource)) }
             p { (m.fill(Text::Asks, &[("what", &asked)])) }
+            @if let Some(secs) = c.lasts {
+                p.lasts { (m.fill(Text::Lasts, &[("minutes", &secs.div_ceil(60).to_string())])) }
+            }
             @if let Some(shown) = c.shown {
                 (resource_description(m, &shown.doc, scope, shown.logo.as_ref()))
             }

@@ -388,3 +388,76 @@ async fn the_trail_downloads_as_csv_and_json_with_formulas_neutralised() {
         StatusCode::SEE_OTHER
     );
 }
+
+/// What an agent wrote (a mission's description) and what the trail recorded of an agent
+/// (its identifier, a detail) are text on the dashboard and in both downloads: markup,
+/// `javascript:` links and direction overrides never act; and a form posted to the
+/// dashboard from another site changes nothing.
+#[tokio::test]
+async fn hostile_words_stay_text_on_the_dashboard_and_in_downloads() {
+    let (w, _, _, _) = world().await;
+    let hostile = "<script>alert(1)</script><a href=\"javascript:alert(2)\">x</a> \u{202E}fdp.exe";
+    let owner = (id("https://agent.example"), AgentId::parse(AGENT).unwrap());
+    let blob = serde_json::json!({"agent": AGENT, "description": hostile}).to_string();
+    let m = Mission::new(blob.into_bytes(), owner, "alice", Constraints::default());
+    w.ps.store().put_mission(m.clone()).await.unwrap();
+    w.ps.store()
+        .record_event(
+            AuditEvent::new(NOW.as_secs(), AuditAction::Denied, hostile)
+                .account("alice")
+                .agent("-2+3"),
+        )
+        .await
+        .unwrap();
+    let mut b = signed_in(&w, "alice", "correct horse battery").await;
+    let page = b.go(&w, "GET", "/account", &[]).await;
+    let html = &page.html;
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(!html.contains("href=\"javascript:"), "{html}");
+    assert!(!html.contains('\u{202E}'), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("[U+202E]fdp.exe"), "{html}");
+    let csv = b
+        .go(&w, "GET", "/account/audit.csv?action=denied", &[])
+        .await
+        .html;
+    assert!(csv.contains("\"'-2+3\""), "{csv}");
+    assert!(
+        csv.contains("\"<script>alert(1)</script><a href=\"\"javascript:alert(2)\"\">x</a>"),
+        "{csv}"
+    );
+    let json = b
+        .go(&w, "GET", "/account/audit.json?action=denied", &[])
+        .await
+        .html;
+    let events: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(events[0]["detail"], hostile);
+
+    // The terminate form, posted from another site: refused before anything is read.
+    let csrf = page.hidden("csrf");
+    b.origin = Some("https://evil.example".to_owned());
+    let refused = change(
+        &mut b,
+        &w,
+        &csrf,
+        &[
+            ("action", "terminate-mission"),
+            ("mission", &m.s256),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.ps.store()
+            .mission(&m.s256)
+            .await
+            .unwrap()
+            .unwrap()
+            .terminated,
+        None
+    );
+}

@@ -194,6 +194,15 @@ async fn what_an_agent_writes_is_shown_as_text_with_its_direction_marks_visible(
         page.html
     );
     assert!(!page.html.contains('\u{202E}'));
+    // How long what is approved lasts.
+    assert!(
+        page.html.contains(&format!(
+            "What you approve lasts up to {} minutes",
+            aauth_tokens::AUTH_TOKEN_MAX_LIFETIME / 60
+        )),
+        "{}",
+        page.html
+    );
     assert!(!page.html.contains("<script>"));
     assert!(!page.html.contains("href=\"javascript:"));
 }
