@@ -811,10 +811,25 @@ impl PersonServer {
     /// it, another tab answered) tells the person to look again, nothing written; any
     /// other is the error's own response.
     fn failed(&self, e: PsError) -> http::Response<Bytes> {
-        match e {
-            PsError::Conflict(_) => self.message(StatusCode::CONFLICT, Text::RequestChanged),
-            e => e.into_http_response(),
+        if let PsError::Conflict(_) = e {
+            return self.message(StatusCode::CONFLICT, Text::RequestChanged);
         }
+        // The error's own status and `Retry-After`, on a page the person can read.
+        let answer = e.into_http_response();
+        let status = answer.status();
+        let said = self
+            .messages
+            .fill(Text::ServerTrouble, &[("status", status.as_str())]);
+        let mut page = self.page(
+            status,
+            Text::PersonServer,
+            &maud::html! { p role="alert" { (said) } },
+        );
+        if let Some(v) = answer.headers().get(http::header::RETRY_AFTER) {
+            page.headers_mut()
+                .insert(http::header::RETRY_AFTER, v.clone());
+        }
+        page
     }
 
     /// `429` with `Retry-After`, saying `text` (which has a `{seconds}`).

@@ -166,6 +166,21 @@ fn day(name: &'static str, s: &str) -> Result<Option<u64>, &'static str> {
     u64::try_from(days * 86_400).map(Some).map_err(|_| name)
 }
 
+/// What the trail calls `action`, in the person's language (an action this build does not
+/// know by its name).
+fn action_text(m: &Messages, action: AuditAction) -> &str {
+    match action {
+        AuditAction::Approved => m.text(Text::ActionApproved),
+        AuditAction::Denied => m.text(Text::ActionDenied),
+        AuditAction::Issued => m.text(Text::ActionIssued),
+        AuditAction::Revoked => m.text(Text::ActionRevoked),
+        AuditAction::Account => m.text(Text::ActionAccount),
+        AuditAction::Refused => m.text(Text::ActionRefused),
+        AuditAction::Mission => m.text(Text::ActionMission),
+        other => other.as_str(),
+    }
+}
+
 /// Everything the dashboard shows.
 pub(crate) struct Dashboard<'a> {
     pub(crate) account: &'a str,
@@ -363,7 +378,7 @@ fn audit(m: &Messages, d: &Dashboard<'_>) -> Markup {
                 select #f-action name="action" {
                     option value="" { (m.text(Text::FilterAny)) }
                     @for a in AuditAction::ALL {
-                        option value=(a.as_str()) selected[f.action == Some(a)] { (a.as_str()) }
+                        option value=(a.as_str()) selected[f.action == Some(a)] { (action_text(m, a)) }
                     }
                 }
                 label for="f-since" { (m.text(Text::FilterSince)) }
@@ -392,7 +407,7 @@ fn audit(m: &Messages, d: &Dashboard<'_>) -> Markup {
                         @for e in &d.audit.events {
                             tr.audit-row {
                                 td data-label=(m.text(Text::ColTime)) { (when(m, Some(e.at))) }
-                                td data-label=(m.text(Text::ColDecision)) { (e.action.as_str()) }
+                                td data-label=(m.text(Text::ColDecision)) { (action_text(m, e.action)) }
                                 td data-label=(m.text(Text::ColAgent)) { @if let Some(a) = &e.agent { (Said(a)) } }
                                 td data-label=(m.text(Text::ColResource)) { @if let Some(r) = &e.resource { (Said(r)) } }
                                 td data-label=(m.text(Text::ColDetail)) { (Said(&e.detail)) }

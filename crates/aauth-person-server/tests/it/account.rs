@@ -129,10 +129,16 @@ async fn the_dashboard_shows_only_the_persons_own_and_redirects_without_a_sessio
         assert!(!page.html.contains(hidden), "{hidden}: {}", page.html);
     }
     // Filters: only what was refused; a day that is not one is named.
+    let issued = "data-label=\"What\">issued</td>";
+    assert!(page.html.contains(issued), "{}", page.html);
     let refused = b.go(&w, "GET", "/account?action=refused", &[]).await;
     assert!(refused.html.contains("=HYPERLINK("));
+    assert!(refused.html.contains("data-label=\"What\">refused</td>"));
+    assert!(!refused.html.contains(issued), "{}", refused.html);
     assert!(
-        !refused.html.contains("<td>issued</td>"),
+        refused
+            .html
+            .contains("<option value=\"refused\" selected>refused</option>"),
         "{}",
         refused.html
     );

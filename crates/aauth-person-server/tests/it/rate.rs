@@ -274,6 +274,18 @@ async fn with_its_redis_cut_requests_and_guesses_are_refused_not_admitted() {
         "the right password, not checked while the throttle cannot answer: {}",
         page.html
     );
+    // Said to the person as a page, with the wait.
+    assert!(
+        page.html
+            .contains("could not answer just now (503). Nothing was changed"),
+        "{}",
+        page.html
+    );
+    assert!(
+        header_of(&page.headers, "retry-after")
+            .parse::<u64>()
+            .is_ok_and(|s| s >= 1)
+    );
 
     cut.restore();
     let mut signed_in = None;
