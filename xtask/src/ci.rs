@@ -2,7 +2,7 @@
 
 use crate::{cargo, cargo_env, have, root, run_in};
 
-const JOBS: [&str; 10] = [
+const JOBS: [&str; 12] = [
     "fmt",
     "tidy",
     "clippy",
@@ -12,6 +12,8 @@ const JOBS: [&str; 10] = [
     "oracles",
     "fuzz-check",
     "doc",
+    "features",
+    "release",
     "deny",
 ];
 
@@ -89,6 +91,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 ])?;
             }
             "interop-deps" => interop_deps()?,
+            "features" => crate::release::each_feature()?,
+            "release" => crate::release::run(&["--dry-run".to_owned()])?,
             "interop" => crate::interop::run(&[])?,
             "test" => {
                 // With aauth-cli's `otel` feature, so that its export test runs in the same

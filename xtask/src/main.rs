@@ -14,6 +14,7 @@ mod demo;
 mod fuzz;
 mod interop;
 mod load;
+mod release;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ use std::process::{Command, ExitCode};
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci [fmt|clippy|test|doc|deny|tidy]   run every CI job (or one), cheapest first
+  ci [fmt|tidy|clippy|test|doc|release|deny|…]
+                                       run every CI job (or one), cheapest first
   demo [N|SLUG|all|--list]             run the demos and print their transcripts
   demo 4 --live                        demo 4 with you as the person, in your own browser
   interop                              the live peer tests as a matrix (peer x direction x feature)
@@ -35,6 +37,8 @@ cargo xtask <command>
                                        resource proxy, beside a plain proxy, and its memory;
                                        --redis: replay cache and revocations in Redis
                                        (AAUTH_REDIS_URL) beside memory
+  release --dry-run                    package every publishable crate as `cargo publish` would,
+                                       and list each package's size
   help                                 this text
 ";
 
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("interop") => interop::run(&args[1..]),
         Some("bench") => cargo(&["bench", "--workspace"]),
         Some("load") => load::run(&args[1..]),
+        Some("release") => release::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -69,7 +74,7 @@ pub(crate) fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn cargo_bin() -> String {
+pub(crate) fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 

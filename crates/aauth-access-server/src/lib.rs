@@ -36,6 +36,9 @@
 //! assert!(std::str::from_utf8(doc.body()).unwrap().contains("auth_token_endpoint"));
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod error;
 mod people;
 mod policy;
@@ -61,3 +64,8 @@ pub use store::{
     AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
     StoreError, WaitingRecord,
 };
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -38,6 +38,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod agent;
 mod cache;
 mod client;
@@ -70,3 +73,8 @@ pub use provider::{
 pub use ps_client::{ApprovedMission, HttpPersonServer, Permission, SubagentRelay, UpstreamRelay};
 #[cfg(feature = "reqwest")]
 pub use reqwest_transport::{REQWEST_MAX_BODY, ReqwestTransport};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

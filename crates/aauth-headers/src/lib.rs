@@ -33,6 +33,9 @@
 //! # Ok::<(), aauth_headers::ParseError>(())
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod access;
 mod capabilities;
 mod content_digest;
@@ -161,3 +164,8 @@ pub fn single_value<'a>(
     check_len(name, s, limit)?;
     Ok(Some(s))
 }
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -35,6 +35,9 @@
 //! validated on import). The choice and its measurements are in
 //! `docs/decisions/0002-crypto-backend.md`.
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod alg;
 pub mod base64url;
 pub mod digest;
@@ -52,3 +55,8 @@ pub use jwk::Jwk;
 pub use jwks::JwkSet;
 pub use private::{PrivateKey, Signer};
 pub use public::{PublicKey, Thumbprint, ThumbprintHash, is_small_order_encoding};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -33,6 +33,9 @@
 //! - [`egress`]: the SSRF guard (special-purpose address ranges, allow-list, pinned
 //!   addresses; no redirect is followed).
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod audit;
 #[cfg(feature = "runtime")]
 mod cache;
@@ -92,3 +95,8 @@ pub use resolvers::DiscoveryResolver;
 pub use transport::ServiceTransport;
 pub use transport::{Transport, TransportError};
 pub use url::{HttpsUrl, MAX_URL_LEN, UrlError};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

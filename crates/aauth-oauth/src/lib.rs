@@ -40,6 +40,9 @@
 //! assert_eq!(err.status(), 401);
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod bearer;
 mod claims;
 mod client;
@@ -71,3 +74,8 @@ pub use oidc::{
 };
 pub use resource_metadata::ProtectedResourceMetadata;
 pub use verifier::{AccessTokenVerifier, Issuer};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -27,6 +27,9 @@
 //! hyper as an [`aauth_metadata::serve::EndpointService`]:
 //! `Router::new().fallback_service(EndpointService::new(Arc::new(ps), clock))`.
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod admin;
 use aauth_metadata::audit;
 mod changes;
@@ -89,3 +92,8 @@ pub use store::{
 };
 pub use web::callback_allowed;
 pub use web::text::{Messages, MessagesError, Text};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

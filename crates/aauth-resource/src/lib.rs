@@ -34,6 +34,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "axum")]
 mod axum;
 mod deferred;
@@ -80,3 +83,8 @@ pub use session::{
 pub use stream::{BoxError, ForwardBody, StreamingLayer, StreamingService};
 pub use token_cache::{TokenCacheConfig, VerifiedTokenCache};
 pub use tokens::{AccountCheck, Compatibility, LoginHint, MAX_AUTHORIZATION_PARAM, ResourceTokens};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -65,6 +65,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod base;
 mod components;
 mod digest;
@@ -126,3 +129,8 @@ pub use verify::{
     REQUIRED_COMPONENTS, SignerGate, VerifiedRequest, Verifier, VerifyPolicy, jwks_uri_signers,
     prepare,
 };
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

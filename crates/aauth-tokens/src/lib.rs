@@ -42,6 +42,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// docs.rs marks each feature-gated item with the feature that enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod budget;
 mod claims;
 mod error;
@@ -69,3 +72,8 @@ pub use verify::{
     BoundToken, IssuerKeyResolver, KeyRequest, ResolveError, StaticIssuerKeys, Unverified,
     Validation, Verified, verify, verify_bound,
 };
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

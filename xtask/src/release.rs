@@ -1,0 +1,158 @@
+//! `cargo xtask release --dry-run`: packages every publishable crate exactly as `cargo
+//! publish` would (`cargo package`, each package built from its packaged sources alone,
+//! the workspace's unpublished crates standing in for the registry), and lists each
+//! package's size. Publishing itself is left to a person (docs/versioning.md).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{cargo, root};
+
+/// A package larger than this is refused: something that should not ship (test vectors,
+/// a corpus) was included.
+const MAX_PACKAGE: u64 = 1024 * 1024;
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if args.iter().map(String::as_str).ne(["--dry-run"]) {
+        return Err(
+            "release: only `cargo xtask release --dry-run` exists (publishing is done by hand)"
+                .to_owned(),
+        );
+    }
+    let crates = publishable()?;
+    if crates.is_empty() {
+        return Err("release: no crate is publishable".to_owned());
+    }
+    let mut cmd: Vec<&str> = vec!["package", "--locked", "--allow-dirty"];
+    for (name, _) in &crates {
+        cmd.extend_from_slice(&["--package", name]);
+    }
+    cargo(&cmd)?;
+    let dir = root().join("target/package");
+    let mut too_big = Vec::new();
+    println!("\nin the order to publish them:");
+    println!("{:<24} {:>8}  {:>10}", "package", "version", "size");
+    for (name, version) in &crates {
+        let file = dir.join(format!("{name}-{version}.crate"));
+        let size = std::fs::metadata(&file)
+            .map_err(|e| format!("release: {}: {e}", file.display()))?
+            .len();
+        println!("{name:<24} {version:>8}  {:>7} KiB", size.div_ceil(1024));
+        if size > MAX_PACKAGE {
+            too_big.push(format!("{name} ({} KiB)", size / 1024));
+        }
+    }
+    if too_big.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "release: packages over {} KiB: {}",
+            MAX_PACKAGE / 1024,
+            too_big.join(", ")
+        ))
+    }
+}
+
+/// `cargo xtask ci features`: every publishable crate builds with no optional feature,
+/// with each feature alone, and with all of them (a user may pick any one; `clippy` and
+/// `test` see only the workspace's union of features).
+pub(crate) fn each_feature() -> Result<(), String> {
+    let meta = metadata()?;
+    let names: Vec<String> = publishable()?.into_iter().map(|(n, _)| n).collect();
+    for p in meta["packages"]
+        .as_array()
+        .ok_or("cargo metadata: no packages")?
+    {
+        let Some(name) = p["name"].as_str().filter(|n| names.iter().any(|x| x == n)) else {
+            continue;
+        };
+        let features: Vec<&str> = p["features"]
+            .as_object()
+            .map(|f| {
+                f.keys()
+                    .map(String::as_str)
+                    .filter(|k| *k != "default")
+                    .collect()
+            })
+            .unwrap_or_default(); // default: a crate without features has none to try
+        let check = |extra: &[&str]| {
+            let mut args = vec!["check", "--package", name, "--locked", "--quiet"];
+            args.extend_from_slice(extra);
+            cargo(&args)
+        };
+        check(&["--no-default-features"])?;
+        for f in &features {
+            check(&["--no-default-features", "--features", f])?;
+        }
+        if !features.is_empty() {
+            check(&["--all-features"])?;
+        }
+    }
+    Ok(())
+}
+
+/// `cargo metadata` of the workspace's own packages.
+fn metadata() -> Result<serde_json::Value, String> {
+    let out = Command::new(crate::cargo_bin())
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))
+}
+
+/// The workspace's publishable packages `(name, version)`, each after the ones it depends
+/// on (the order to publish them in).
+fn publishable() -> Result<Vec<(String, String)>, String> {
+    let meta = metadata()?;
+    let packages = meta["packages"]
+        .as_array()
+        .ok_or("cargo metadata: no packages")?;
+    let mut left: Vec<(String, String, Vec<String>)> = packages
+        .iter()
+        // `publish: null` is "to any registry"; `[]` is `publish = false`.
+        .filter(|p| p["publish"].is_null())
+        .filter(|p| {
+            p["manifest_path"]
+                .as_str()
+                .is_some_and(|m| Path::new(m).starts_with(root().join("crates")))
+        })
+        .filter_map(|p| {
+            // What it needs published first: its normal and build dependencies.
+            let needs = p["dependencies"]
+                .as_array()?
+                .iter()
+                .filter(|d| d["kind"].as_str() != Some("dev"))
+                .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                .collect();
+            Some((
+                p["name"].as_str()?.to_owned(),
+                p["version"].as_str()?.to_owned(),
+                needs,
+            ))
+        })
+        .collect();
+    let names: Vec<String> = left.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut ordered: Vec<(String, String)> = Vec::new();
+    while !left.is_empty() {
+        let ready = left.iter().position(|(_, _, needs)| {
+            needs
+                .iter()
+                .all(|d| !names.contains(d) || ordered.iter().any(|(o, _)| o == d))
+        });
+        let Some(i) = ready else {
+            return Err(
+                "release: the publishable crates depend on each other in a cycle".to_owned(),
+            );
+        };
+        let (name, version, _) = left.remove(i);
+        ordered.push((name, version));
+    }
+    Ok(ordered)
+}
