@@ -329,19 +329,15 @@ impl PersonServer {
                 "audit.json",
             )
         };
-        let mut r = http::Response::new(Bytes::from(body));
-        let h = r.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(kind));
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        h.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
+        let mut r = web::view::with_headers(
+            http::Response::new(Bytes::from(body)),
+            &[
+                (http::header::CONTENT_TYPE, kind),
+                (http::header::CACHE_CONTROL, "no-store"),
+            ],
         );
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-            h.insert(http::header::CONTENT_DISPOSITION, v);
+            r.headers_mut().insert(http::header::CONTENT_DISPOSITION, v);
         }
         Ok(r)
     }

@@ -87,32 +87,33 @@ pub(crate) fn page(
     };
     let mut r = http::Response::new(Bytes::from(html.into_string()));
     *r.status_mut() = status;
+    with_headers(
+        r,
+        &[
+            (http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (http::header::CACHE_CONTROL, "no-store"),
+            (http::header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (http::header::X_FRAME_OPTIONS, "DENY"),
+            // `same-origin`, not `no-referrer`: links to the resource, its terms or a
+            // provider carry no referrer, and the pages' own forms keep their `Origin`
+            // (under `no-referrer` a browser sends `Origin: null`, which the origin
+            // check refuses).
+            (http::header::REFERRER_POLICY, "same-origin"),
+        ],
+    )
+}
+
+/// `r` with `headers` set, and `X-Content-Type-Options: nosniff`.
+pub(crate) fn with_headers(
+    mut r: http::Response<Bytes>,
+    headers: &[(http::HeaderName, &'static str)],
+) -> http::Response<Bytes> {
     let h = r.headers_mut();
+    for (name, value) in headers {
+        h.insert(name.clone(), HeaderValue::from_static(value));
+    }
     h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_POLICY),
-    );
-    h.insert(
-        http::header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
-    );
-    // `same-origin`, not `no-referrer`: links to the resource, its terms or a provider
-    // carry no referrer, and the pages' own forms keep their `Origin` (under
-    // `no-referrer` a browser sends `Origin: null`, which the origin check refuses).
-    h.insert(
-        http::header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "x-content-type-options",
+        http::header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     r
@@ -130,21 +131,13 @@ pub(crate) fn message(m: &Messages, status: StatusCode, text: Text) -> http::Res
 
 /// `GET` [`STYLE_PATH`]: the stylesheet, cacheable for a day.
 pub(crate) fn stylesheet() -> http::Response<Bytes> {
-    let mut r = http::Response::new(Bytes::from_static(STYLESHEET.as_bytes()));
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    r
+    with_headers(
+        http::Response::new(Bytes::from_static(STYLESHEET.as_bytes())),
+        &[
+            (http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+    )
 }
 
 /// The hidden `callback` input of a form, if there is a callback to carry.

@@ -8,26 +8,12 @@ use std::time::Duration;
 
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
-use aauth_person_server::{
-    AlwaysAsk, ConsentKind, ConsentPolicy, ConsentRequest, Decision, INTERACT_PATH, MISSION_PATH,
-    PERSON_TOKEN_PATH, s256,
-};
+use aauth_person_server::{AlwaysAsk, INTERACT_PATH, MISSION_PATH, PERSON_TOKEN_PATH, s256};
 use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims, ResourceTokenBuilder};
 use http::StatusCode;
 
-use crate::consent::{Browser, code_of, header_of, poll};
+use crate::consent::{AskForAccess, Browser, code_of, header_of, poll};
 use crate::{AUTH_TOKEN_PATH, NOW, World, agent_token, id, world, world_with};
-
-/// Asks the person for auth tokens, approves the rest.
-struct AskForAccess;
-impl ConsentPolicy for AskForAccess {
-    fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
-        match r.kind {
-            ConsentKind::AuthToken => Decision::AskPerson,
-            _ => Decision::Approve,
-        }
-    }
-}
 
 async fn with_pages(mut w: World) -> World {
     w.ps = w.ps.consent_pages(Duration::from_secs(600));

@@ -14,6 +14,7 @@ use aauth_person_server::{
 use aauth_tokens::{AuthClaims, PersonClaims, ResourceTokenBuilder};
 use http::StatusCode;
 
+use crate::consent::AskForAccess;
 use crate::{AUTH_TOKEN_PATH, NOW, World, id, world};
 
 fn terms(max_grants: Option<u32>, valid_for: u64) -> Arc<aauth_person_server::MissionTerms> {
@@ -609,17 +610,6 @@ fn only_the_granting_resource_reports_consumption_and_reports_never_shrink() {
         m.allocate(Some(&usd(900)), &zero, &shop),
         Ok(Some(usd(700)))
     );
-}
-
-/// Asks the person for auth tokens, approves the rest.
-struct AskForAccess;
-impl ConsentPolicy for AskForAccess {
-    fn decide(&self, r: &ConsentRequest<'_>) -> Decision {
-        match r.kind {
-            ConsentKind::AuthToken => Decision::AskPerson,
-            _ => Decision::Approve,
-        }
-    }
 }
 
 /// The consent page for a token asked under a mission shows the mission: its description
