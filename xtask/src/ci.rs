@@ -2,7 +2,7 @@
 
 use crate::{cargo, cargo_env, have, root, run_in};
 
-const JOBS: [&str; 12] = [
+const JOBS: [&str; 13] = [
     "fmt",
     "tidy",
     "clippy",
@@ -14,6 +14,7 @@ const JOBS: [&str; 12] = [
     "doc",
     "features",
     "release",
+    "semver",
     "deny",
 ];
 
@@ -93,6 +94,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "interop-deps" => interop_deps()?,
             "features" => crate::release::each_feature()?,
             "release" => crate::release::run(&["--dry-run".to_owned()])?,
+            "semver" => crate::release::semver()?,
             "interop" => crate::interop::run(&[])?,
             "test" => {
                 // With aauth-cli's `otel` feature, so that its export test runs in the same

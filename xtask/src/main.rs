@@ -23,7 +23,7 @@ use std::process::{Command, ExitCode};
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci [fmt|tidy|clippy|test|doc|release|deny|…]
+  ci [fmt|tidy|clippy|test|doc|features|release|semver|deny|…]
                                        run every CI job (or one), cheapest first
   demo [N|SLUG|all|--list]             run the demos and print their transcripts
   demo 4 --live                        demo 4 with you as the person, in your own browser

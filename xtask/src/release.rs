@@ -91,6 +91,58 @@ pub(crate) fn each_feature() -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask ci semver`: the public API against the last release (the newest `v*` tag)
+/// with `cargo semver-checks`, every publishable crate. Before the first release there is
+/// nothing to compare with: the tool is run on the two layer-0 crates against the current
+/// tree (`HEAD`), so that the job is known to work when the first tag exists. Without the
+/// tool the job fails under `CI` and says loudly that it skipped elsewhere.
+pub(crate) fn semver() -> Result<(), String> {
+    if !crate::have(&crate::cargo_bin(), &["semver-checks", "--version"]) {
+        if std::env::var_os("CI").is_some() {
+            return Err(
+                "semver: cargo-semver-checks is not installed (.ci/run installs it)".to_owned(),
+            );
+        }
+        eprintln!(
+            "!! SKIPPED: cargo-semver-checks is not installed \
+             (cargo install --locked cargo-semver-checks@0.51.0): the public API was NOT checked."
+        );
+        return Ok(());
+    }
+    let out = Command::new("git")
+        .args(["tag", "--list", "v*", "--sort=-version:refname"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("git tag: {e}"))?;
+    let tags = String::from_utf8_lossy(&out.stdout).into_owned();
+    match tags.lines().next().filter(|t| !t.trim().is_empty()) {
+        Some(tag) => {
+            let mut args = vec!["semver-checks", "check-release", "--baseline-rev", tag];
+            let crates = publishable()?;
+            for (name, _) in &crates {
+                // aauth-cli is a command, not a library API.
+                if name != "aauth-cli" {
+                    args.extend_from_slice(&["--package", name]);
+                }
+            }
+            cargo(&args)
+        }
+        None => {
+            eprintln!("semver: no release tag yet; checking that the tool runs, against HEAD");
+            cargo(&[
+                "semver-checks",
+                "check-release",
+                "--baseline-rev",
+                "HEAD",
+                "--package",
+                "aauth-keys",
+                "--package",
+                "aauth-headers",
+            ])
+        }
+    }
+}
+
 /// `cargo metadata` of the workspace's own packages.
 fn metadata() -> Result<serde_json::Value, String> {
     let out = Command::new(crate::cargo_bin())
