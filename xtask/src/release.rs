@@ -58,7 +58,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 /// `test` see only the workspace's union of features).
 pub(crate) fn each_feature() -> Result<(), String> {
     let meta = metadata()?;
-    let names: Vec<String> = publishable()?.into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = publishable_in(&meta)?.into_iter().map(|(n, _)| n).collect();
     for p in meta["packages"]
         .as_array()
         .ok_or("cargo metadata: no packages")?
@@ -162,7 +162,11 @@ fn metadata() -> Result<serde_json::Value, String> {
 /// The workspace's publishable packages `(name, version)`, each after the ones it depends
 /// on (the order to publish them in).
 fn publishable() -> Result<Vec<(String, String)>, String> {
-    let meta = metadata()?;
+    publishable_in(&metadata()?)
+}
+
+/// [`publishable`], from `meta` already read.
+fn publishable_in(meta: &serde_json::Value) -> Result<Vec<(String, String)>, String> {
     let packages = meta["packages"]
         .as_array()
         .ok_or("cargo metadata: no packages")?;

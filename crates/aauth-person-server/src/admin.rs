@@ -320,7 +320,7 @@ impl Admin {
         revoke_with_obtained(
             self.store.as_ref(),
             self.notifier.as_deref(),
-            jti,
+            (jti, &account),
             &aud,
             exp,
             now,

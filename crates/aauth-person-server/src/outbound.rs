@@ -218,18 +218,20 @@ pub(crate) async fn revoke_issued(
     Ok(())
 }
 
-/// Revokes `jti` as [`revoke_issued`] does and, for a person token, the auth tokens
-/// obtained with it (what the operator and the person revoke by hand).
+/// Revokes `jti`, issued in `account`'s name, as [`revoke_issued`] does and, for a
+/// person token, the auth tokens obtained with it (what the operator and the person revoke
+/// by hand). Only `account`'s records are read: a token obtained with `jti` is issued in
+/// the same person's name.
 pub(crate) async fn revoke_with_obtained(
     store: &dyn crate::PsStore,
     notifier: Option<&dyn RevocationNotifier>,
-    jti: &str,
+    (jti, account): (&str, &str),
     aud: &ServerId,
     exp: u64,
     now: aauth_keys::time::UnixTime,
 ) -> Result<(), crate::StoreError> {
     revoke_issued(store, notifier, jti, aud, exp, now).await?;
-    let (_, auth) = store.issued_records(None, now).await?;
+    let (_, auth) = store.issued_records(Some(account), now).await?;
     for r in auth.iter().filter(|r| r.presented_jti == jti) {
         revoke_issued(store, notifier, &r.jti, &r.aud, r.exp, now).await?;
     }

@@ -201,7 +201,7 @@ impl PersonServer {
         crate::outbound::revoke_with_obtained(
             self.store.as_ref(),
             self.notifier.as_deref(),
-            jti,
+            (jti, &s.account),
             &aud,
             exp,
             now,

@@ -75,6 +75,17 @@ impl Inner {
         self.inserts = self.inserts.wrapping_add(1);
         self.inserts.is_multiple_of(SWEEP_EVERY)
     }
+
+    /// Counts an insert of a person or auth token record; on a sweep's turn, drops the
+    /// records that expired (with their grace) before `floor`.
+    fn sweep_records(&mut self, floor: u64) {
+        if self.sweep() {
+            self.person_tokens
+                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > floor);
+            self.auth_tokens
+                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > floor);
+        }
+    }
 }
 
 /// An in-memory [`PsStore`] (tests, demos, a single process).
@@ -133,14 +144,7 @@ impl PsStore for MemoryStore {
         let now_floor = r
             .exp
             .saturating_sub(aauth_tokens::PERSON_TOKEN_MAX_LIFETIME);
-        if inner.sweep() {
-            inner
-                .person_tokens
-                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
-            inner
-                .auth_tokens
-                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
-        }
+        inner.sweep_records(now_floor);
         inner.person_tokens.insert(r.jti.clone(), r);
         Ok(())
     }
@@ -161,14 +165,7 @@ impl PsStore for MemoryStore {
     async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let now_floor = r.exp.saturating_sub(aauth_tokens::AUTH_TOKEN_MAX_LIFETIME);
-        if inner.sweep() {
-            inner
-                .person_tokens
-                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
-            inner
-                .auth_tokens
-                .retain(|_, t| t.exp.saturating_add(RECORD_GRACE) > now_floor);
-        }
+        inner.sweep_records(now_floor);
         inner.auth_tokens.insert(r.jti.clone(), r);
         Ok(())
     }
