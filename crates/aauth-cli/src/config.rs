@@ -113,6 +113,11 @@
 //! dpop = false                           # also DPoP-bound tokens (RFC 9449)
 //! # dpop_nonce_secret_file = "dpop-nonce.secret"  # 64 hex digits: proofs must carry this
 //!                                        # resource's nonces (RFC 9449 §9, use_dpop_nonce)
+//! # [[resource_proxy.oauth.secret_issuers]]  # an issuer that signs with a secret it shares
+//! # issuer = "https://auth.example/v1"     # with this API (HMAC): only its tokens, only `alg`
+//! # alg = "HS256"                          # or "HS384", "HS512"
+//! # secret_file = "issuer.secret"          # the secret's bytes (one final newline dropped),
+//!                                        # at least 32, 48 or 64 of them
 //! # [resource_proxy.oauth.introspection] # opaque tokens (RFC 7662)
 //! # endpoint = "https://login.example/introspect"
 //! # client_id = "api"
@@ -589,7 +594,11 @@ pub(crate) struct ResourceProxySection {
 pub(crate) struct ProxyOAuth {
     /// The issuers whose JWT access tokens are accepted (their keys discovered through
     /// RFC 8414 or OpenID Connect metadata).
+    #[serde(default)]
     pub(crate) issuers: Vec<String>,
+    /// Issuers that sign with a secret shared with this API (HMAC), each explicitly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) secret_issuers: Vec<ProxySecretIssuer>,
     /// The `aud` tokens must carry (default: the proxy's `id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) audience: Option<String>,
@@ -606,6 +615,25 @@ pub(crate) struct ProxyOAuth {
     /// Opaque tokens, checked at an introspection endpoint (RFC 7662).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) introspection: Option<ProxyIntrospection>,
+}
+
+/// `[[resource_proxy.oauth.secret_issuers]]`: an issuer whose access tokens are signed
+/// with a secret it shares with the API (HS256, HS384, HS512; decision 0017).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySecretIssuer {
+    /// The `iss` its tokens carry.
+    pub(crate) issuer: String,
+    /// The one algorithm its tokens may name (default `HS256`).
+    #[serde(default = "hs256")]
+    pub(crate) alg: String,
+    /// A file holding the secret's bytes, as the issuer prints it (one final newline
+    /// dropped).
+    pub(crate) secret_file: PathBuf,
+}
+
+fn hs256() -> String {
+    "HS256".to_owned()
 }
 
 /// `[resource_proxy.oauth.introspection]`.
@@ -806,6 +834,11 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         .and_then(|o| o.introspection.as_mut())
     {
         fix(&mut i.client_secret_file);
+    }
+    if let Some(o) = c.resource_proxy.as_mut().and_then(|p| p.oauth.as_mut()) {
+        o.secret_issuers
+            .iter_mut()
+            .for_each(|i| fix(&mut i.secret_file));
     }
     if let Some(k) = c
         .resource_proxy

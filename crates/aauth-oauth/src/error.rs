@@ -44,12 +44,13 @@ pub enum OAuthError {
         /// What was wrong.
         reason: String,
     },
-    /// The header's `alg` is `none`, HMAC, or not implemented.
-    #[error("token alg {alg:?} is {}", match refusal { AlgorithmRefusal::Forbidden => "forbidden", _ => "not supported" })]
+    /// The header's `alg` is `none`, HMAC where keys are published, not how the issuer
+    /// signs, or not implemented.
+    #[error("token alg {alg:?} is {}", refusal.as_str())]
     Algorithm {
         /// The `alg` value.
         alg: String,
-        /// Forbidden or unsupported.
+        /// Forbidden, unsupported, or not the issuer's.
         refusal: AlgorithmRefusal,
     },
     /// `typ` is not one the policy accepts (RFC 9068 §2.1: `at+jwt`).

@@ -5,10 +5,12 @@
 //! Order, cheap checks first (nothing is fetched for a token that fails one):
 //! size → three segments, none empty (an unsigned token has an empty
 //! third) → canonical base64url (nothing outside the alphabet) → header as one JSON object, no member twice → `alg`
-//! (`none` and HMAC never) → `typ` → no `crit`, `jku`, `x5u`, `jwk`, `zip`, `b64` → `kid`
-//! → claims as one JSON object, no member twice → `iss` trusted → `exp` → `nbf`, `iat` →
-//! lifetime → `aud` → then, with the key: the key allows `alg` → signature. Scopes are
-//! the route's business ([`AccessTokenClaims::require_scopes`]).
+//! (`none` never) → `typ` → no `crit`, `jku`, `x5u`, `jwk`, `zip`, `b64` → claims as one
+//! JSON object, no member twice → `iss` trusted → `alg` is how that issuer signs (HMAC only
+//! from an issuer configured with a [`SharedSecret`], and only its algorithm) → `kid`
+//! (for published keys) → `exp` → `nbf`, `iat` → lifetime → `aud` → then, with the key or
+//! the secret: the key allows `alg` → signature. Scopes are the route's business
+//! ([`AccessTokenClaims::require_scopes`]).
 
 use aauth_keys::time::UnixTime;
 use std::borrow::Cow;
@@ -18,7 +20,7 @@ use aauth_tokens::jws::segments;
 
 use crate::claims::{AccessTokenClaims, read_claims};
 
-use crate::{IssuerKey, JwsAlgorithm, OAuthError};
+use crate::{AlgorithmRefusal, HmacAlgorithm, IssuerKey, JwsAlgorithm, OAuthError, SharedSecret};
 
 /// The largest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -100,19 +102,52 @@ impl AccessTokenPolicy {
     }
 }
 
+/// How a trusted issuer signs its access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssuerSigning {
+    /// With the keys it publishes (RS256, PS256, ES256, EdDSA): tokens name one by `kid`.
+    Keys,
+    /// With a secret it shares with this resource, under this one algorithm
+    /// ([`SharedSecret`]); `kid` is optional.
+    Secret(HmacAlgorithm),
+}
+
+/// The `alg` of an access token that passed the header checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenAlgorithm {
+    /// Signed with a published key.
+    Key(JwsAlgorithm),
+    /// Signed with a shared secret.
+    Secret(HmacAlgorithm),
+}
+
+impl TokenAlgorithm {
+    /// The JOSE `alg` value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Key(a) => a.as_str(),
+            Self::Secret(a) => a.as_str(),
+        }
+    }
+}
+
 /// An access token that passed every check but its signature.
 #[derive(Debug, Clone)]
 pub struct AccessToken<'a> {
     signing_input: &'a str,
     signature: Vec<u8>,
-    alg: JwsAlgorithm,
-    kid: String,
+    alg: TokenAlgorithm,
+    kid: Option<String>,
     claims: AccessTokenClaims,
 }
 
 impl<'a> AccessToken<'a> {
-    /// Runs every check that needs no key. `trusted` says whether an `iss` is one the
-    /// resource accepts tokens from (checked before anything is fetched for it).
+    /// Runs every check that needs no key, for issuers that sign with published keys.
+    /// `trusted` says whether an `iss` is one the resource accepts tokens from (checked
+    /// before anything is fetched for it). `none` and HMAC tokens are refused.
     ///
     /// # Errors
     ///
@@ -123,13 +158,54 @@ impl<'a> AccessToken<'a> {
         trusted: &dyn Fn(&str) -> bool,
         now: UnixTime,
     ) -> Result<Self, OAuthError> {
+        Self::parse_trusting(
+            token,
+            policy,
+            &|iss| trusted(iss).then_some(IssuerSigning::Keys),
+            now,
+        )
+    }
+
+    /// As [`AccessToken::parse`], where `trust` also says how each trusted issuer signs:
+    /// an HMAC token passes only from an issuer that [`IssuerSigning::Secret`] names, under
+    /// that algorithm; a token under a published key never from such an issuer.
+    ///
+    /// # Errors
+    ///
+    /// [`OAuthError`] naming the first check that failed; [`OAuthError::Algorithm`] with
+    /// [`AlgorithmRefusal::Forbidden`] for HMAC from an issuer with published keys, and
+    /// [`AlgorithmRefusal::NotTheIssuers`] for any other `alg` its issuer does not sign
+    /// with.
+    pub fn parse_trusting(
+        token: &'a str,
+        policy: &AccessTokenPolicy,
+        trust: &dyn Fn(&str) -> Option<IssuerSigning>,
+        now: UnixTime,
+    ) -> Result<Self, OAuthError> {
         let (signing_input, header, payload, signature) = split(token)?;
         let (alg, kid) = read_header(&header, policy.types)?;
         let (claims, nbf) = read_claims(payload)?;
-        if !trusted(claims.issuer()) {
+        let Some(signing) = trust(claims.issuer()) else {
             return Err(OAuthError::UnknownIssuer {
                 iss: claims.issuer().to_owned(),
             });
+        };
+        let refused = |refusal| OAuthError::Algorithm {
+            alg: alg.as_str().to_owned(),
+            refusal,
+        };
+        match (alg, signing) {
+            (TokenAlgorithm::Key(_), IssuerSigning::Keys) if kid.is_none() => {
+                return Err(OAuthError::Header {
+                    reason: "kid is absent: the issuer's key cannot be selected".to_owned(),
+                });
+            }
+            (TokenAlgorithm::Key(_), IssuerSigning::Keys) => {}
+            (TokenAlgorithm::Secret(a), IssuerSigning::Secret(b)) if a == b => {}
+            (TokenAlgorithm::Secret(_), IssuerSigning::Keys) => {
+                return Err(refused(AlgorithmRefusal::Forbidden));
+            }
+            _ => return Err(refused(AlgorithmRefusal::NotTheIssuers)),
         }
         check_times(&claims, nbf, policy, now)?;
         if !claims.audience().any(|a| a == policy.audience) {
@@ -153,15 +229,15 @@ impl<'a> AccessToken<'a> {
         self.claims.issuer()
     }
 
-    /// The header's `kid`.
+    /// The header's `kid` (always present for a token under a published key).
     #[must_use]
-    pub fn kid(&self) -> &str {
-        &self.kid
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
     }
 
     /// The header's `alg`.
     #[must_use]
-    pub fn algorithm(&self) -> JwsAlgorithm {
+    pub fn algorithm(&self) -> TokenAlgorithm {
         self.alg
     }
 
@@ -176,6 +252,26 @@ impl<'a> AccessToken<'a> {
         Ok(self.claims)
     }
 
+    /// Verifies an HMAC token's tag with its issuer's secret.
+    ///
+    /// # Errors
+    ///
+    /// [`OAuthError::Signature`], also when the token is not an HMAC token under the
+    /// secret's algorithm.
+    pub fn finish_with_secret(
+        self,
+        secret: &SharedSecret,
+    ) -> Result<AccessTokenClaims, OAuthError> {
+        match self.alg {
+            TokenAlgorithm::Secret(alg)
+                if secret.verifies(alg, self.signing_input.as_bytes(), &self.signature) =>
+            {
+                Ok(self.claims)
+            }
+            _ => Err(OAuthError::Signature),
+        }
+    }
+
     /// Whether `key` verifies the signature (the caller then takes the claims with
     /// [`AccessToken::into_claims`]; outside the crate, [`AccessToken::finish`] does both).
     pub(crate) fn verifies(&self, key: &IssuerKey) -> bool {
@@ -188,7 +284,10 @@ impl<'a> AccessToken<'a> {
     }
 
     fn check(&self, key: &IssuerKey) -> Result<(), OAuthError> {
-        key.verify(self.alg, self.signing_input.as_bytes(), &self.signature)
+        let TokenAlgorithm::Key(alg) = self.alg else {
+            return Err(OAuthError::Signature);
+        };
+        key.verify(alg, self.signing_input.as_bytes(), &self.signature)
             .map_err(|_| OAuthError::Signature)
     }
 }
@@ -205,8 +304,12 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, OAuthError> {
     Ok((s.signing_input, header, payload, s.signature))
 }
 
-/// The header in one pass over its members.
-fn read_header(json: &str, types: TokenTypes) -> Result<(JwsAlgorithm, String), OAuthError> {
+/// The header in one pass over its members (whether the issuer signs with `alg`, and so
+/// whether `kid` must be there, is decided once the claims name the issuer).
+fn read_header(
+    json: &str,
+    types: TokenTypes,
+) -> Result<(TokenAlgorithm, Option<String>), OAuthError> {
     let header = |reason: String| OAuthError::Header { reason };
     let h = Object::parse(json).map_err(|e| header(e.to_string()))?;
     let (mut alg, mut typ, mut kid) = (None, None, None);
@@ -219,10 +322,15 @@ fn read_header(json: &str, types: TokenTypes) -> Result<(JwsAlgorithm, String), 
         }
     }
     let alg = alg.ok_or_else(|| header("alg is absent".to_owned()))?;
-    let alg = JwsAlgorithm::parse(&alg).map_err(|refusal| OAuthError::Algorithm {
-        alg: alg.into_owned(),
-        refusal,
-    })?;
+    let alg = match HmacAlgorithm::parse(&alg) {
+        Some(hmac) => TokenAlgorithm::Secret(hmac),
+        None => TokenAlgorithm::Key(JwsAlgorithm::parse(&alg).map_err(|refusal| {
+            OAuthError::Algorithm {
+                alg: alg.into_owned(),
+                refusal,
+            }
+        })?),
+    };
     if !typ_accepted(typ.as_deref(), types) {
         return Err(OAuthError::Type {
             typ: typ.map(Cow::into_owned),
@@ -231,9 +339,7 @@ fn read_header(json: &str, types: TokenTypes) -> Result<(JwsAlgorithm, String), 
     if let Some((name, _)) = h.members().find(|(n, _)| REFUSED_HEADERS.contains(n)) {
         return Err(header(format!("{name} is not accepted in an access token")));
     }
-    let kid =
-        kid.ok_or_else(|| header("kid is absent: the issuer's key cannot be selected".to_owned()))?;
-    Ok((alg, kid.into_owned()))
+    Ok((alg, kid.map(Cow::into_owned)))
 }
 
 /// RFC 9068 §4: `at+jwt`, or the full media type `application/at+jwt`; media types

@@ -9,7 +9,9 @@
 //! Rules (RFC 7517, RFC 7518, RFC 8725 §3.1):
 //! - the key decides the algorithm: a token's `alg` must be one its key's family
 //!   verifies, and equal to the JWK's `alg` when the JWK has one;
-//! - `none` and the HMAC algorithms are never accepted, and `oct` keys never imported;
+//! - `none` and the HMAC algorithms are never accepted under a published key, and `oct`
+//!   keys never imported (HMAC tokens are checked only with a secret configured for their
+//!   issuer: [`crate::SharedSecret`]);
 //! - RSA moduli are 2048 to 8192 bits with an odd public exponent from 3 to 2^32, encoded
 //!   without leading zero octets (RFC 7518 §6.3.1.1);
 //! - P-256 points must be on the curve and Ed25519 points not of small order (the checks
@@ -97,10 +99,25 @@ impl fmt::Display for JwsAlgorithm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AlgorithmRefusal {
-    /// `none` or a symmetric algorithm: never.
+    /// `none`, or a symmetric algorithm where keys are published: never.
     Forbidden,
     /// An algorithm this crate does not implement.
     Unsupported,
+    /// Not the way the token's issuer signs: a published key's algorithm from an issuer
+    /// configured with a shared secret, or another HMAC algorithm than the one configured.
+    NotTheIssuers,
+}
+
+impl AlgorithmRefusal {
+    /// Why, in a few words.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::Unsupported => "not supported",
+            Self::NotTheIssuers => "not how its issuer signs",
+        }
+    }
 }
 
 /// A verification key published by an OAuth issuer, imported from one JWKS member.
@@ -195,9 +212,12 @@ impl IssuerKey {
                 AlgorithmRefusal::Forbidden => KeyError::ForbiddenAlgorithm {
                     alg: alg.to_owned(),
                 },
-                AlgorithmRefusal::Unsupported => KeyError::UnsupportedAlgorithm {
-                    alg: alg.to_owned(),
-                },
+                // JwsAlgorithm::parse says only these two.
+                AlgorithmRefusal::Unsupported | AlgorithmRefusal::NotTheIssuers => {
+                    KeyError::UnsupportedAlgorithm {
+                        alg: alg.to_owned(),
+                    }
+                }
             })?),
         };
         let material = match jwk.kty.as_str() {

@@ -9,7 +9,8 @@
 //! - [`AccessToken`]: a JWT access token (RFC 9068 `at+jwt`, or a plain JWT when the
 //!   policy allows) checked sans-IO, cheap checks first, the algorithm decided by the key;
 //! - [`AccessTokenVerifier`]: discovery of each configured issuer's `jwks_uri` (RFC 8414,
-//!   then OpenID Connect), then key lookup and signature;
+//!   then OpenID Connect), then key lookup and signature; or, for an issuer configured
+//!   with a [`SharedSecret`] (HS256, HS384, HS512), that secret and nothing else;
 //! - [`DpopCheck`]: DPoP proofs (RFC 9449) checked cheap-first, their `jti` recorded once
 //!   in the workspace's replay store, the proof's key compared with `cnf.jkt`;
 //! - [`Introspection`]: opaque tokens by RFC 7662, answers kept until the token's `exp`
@@ -53,6 +54,7 @@ mod jwt;
 mod key;
 mod oidc;
 mod resource_metadata;
+mod secret;
 mod verifier;
 
 pub use bearer::{Credential, VerifyAccessToken, credential};
@@ -64,7 +66,9 @@ pub use client::{
 pub use dpop::{DpopCheck, DpopNonces, DpopProof, MAX_JTI_LEN, MAX_NONCE_LEN};
 pub use error::{BearerChallenge, OAuthError};
 pub use introspect::{DEFAULT_INTROSPECTION_ENTRIES, DEFAULT_INTROSPECTION_TTL, Introspection};
-pub use jwt::{AccessToken, AccessTokenPolicy, MAX_TOKEN_BYTES, TokenTypes};
+pub use jwt::{
+    AccessToken, AccessTokenPolicy, IssuerSigning, MAX_TOKEN_BYTES, TokenAlgorithm, TokenTypes,
+};
 pub use key::{
     AlgorithmRefusal, BadSignature, IssuerKey, JwsAlgorithm, RSA_MAX_BITS, RSA_MIN_BITS,
 };
@@ -73,6 +77,7 @@ pub use oidc::{
     SignedIn,
 };
 pub use resource_metadata::ProtectedResourceMetadata;
+pub use secret::{HmacAlgorithm, SecretError, SharedSecret};
 pub use verifier::{AccessTokenVerifier, Issuer};
 
 // The README's example runs as a doctest.

@@ -1,7 +1,8 @@
 //! Verifying access tokens against the keys of configured issuers: discovery of each
 //! issuer's `jwks_uri` (RFC 8414, then OpenID Connect Discovery), and the workspace's key
 //! cache for the keys themselves (refresh on an unknown `kid`, one refetch after a
-//! signature failure, stale-if-error, bounded fetches).
+//! signature failure, stale-if-error, bounded fetches); or the secret an issuer was
+//! configured with, when it signs with HMAC (nothing is fetched for it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use aauth_metadata::{
 use aauth_tokens::json::Object;
 use tokio::sync::Mutex;
 
-use crate::{AccessToken, AccessTokenClaims, AccessTokenPolicy, IssuerKey, OAuthError};
+use crate::{
+    AccessToken, AccessTokenClaims, AccessTokenPolicy, IssuerKey, IssuerSigning, OAuthError,
+    SharedSecret,
+};
 
 /// How long a discovered `jwks_uri` is used before the metadata is read again.
 const REDISCOVER_AFTER: u64 = 24 * 3600;
@@ -29,6 +33,7 @@ const DISCOVERY_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Issuer {
     issuer: String,
     jwks_uri: Option<HttpsUrl>,
+    secret: Option<SharedSecret>,
 }
 
 impl Issuer {
@@ -46,6 +51,7 @@ impl Issuer {
         Ok(Self {
             issuer: issuer.to_owned(),
             jwks_uri: None,
+            secret: None,
         })
     }
 
@@ -59,6 +65,38 @@ impl Issuer {
         Ok(Self {
             issuer: issuer.to_owned(),
             jwks_uri: Some(jwks_uri),
+            secret: None,
+        })
+    }
+
+    /// An issuer that signs its tokens with `secret` (HS256, HS384 or HS512), configured
+    /// here explicitly: its tokens must name the secret's algorithm and are checked with
+    /// the secret alone; a token from it under any other `alg` is refused, and no other
+    /// issuer's HMAC token is ever accepted. Nothing is discovered or fetched for it, so
+    /// `issuer` may be any non-empty `iss` value (some servers use a plain name).
+    ///
+    /// ```
+    /// use aauth_oauth::{HmacAlgorithm, Issuer, SharedSecret};
+    /// let secret = SharedSecret::new(HmacAlgorithm::Hs256, &[7; 32]).unwrap();
+    /// let issuer = Issuer::with_shared_secret("https://auth.example/v1", secret).unwrap();
+    /// assert_eq!(issuer.id(), "https://auth.example/v1");
+    /// assert!(Issuer::with_shared_secret("", SharedSecret::new(HmacAlgorithm::Hs256, &[7; 32]).unwrap()).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`UrlError`] when `issuer` is empty.
+    pub fn with_shared_secret(issuer: &str, secret: SharedSecret) -> Result<Self, UrlError> {
+        if issuer.is_empty() {
+            return Err(UrlError {
+                value: String::new(),
+                reason: "an issuer identifier cannot be empty",
+            });
+        }
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            jwks_uri: None,
+            secret: Some(secret),
         })
     }
 
@@ -66,6 +104,14 @@ impl Issuer {
     #[must_use]
     pub fn id(&self) -> &str {
         &self.issuer
+    }
+
+    /// How its tokens are signed.
+    #[must_use]
+    pub fn signing(&self) -> IssuerSigning {
+        self.secret.as_ref().map_or(IssuerSigning::Keys, |s| {
+            IssuerSigning::Secret(s.algorithm())
+        })
     }
 
     /// The metadata URLs to try, in order.
@@ -226,14 +272,31 @@ impl<F: Fetch> AccessTokenVerifier<F> {
     /// As [`AccessTokenVerifier::verify_bearer`].
     pub async fn verify_token(&self, token: &str) -> Result<AccessTokenClaims, OAuthError> {
         let now = self.clock.now();
-        let issuers = &self.issuers;
-        let parsed =
-            AccessToken::parse(token, &self.policy, &|iss| issuers.contains_key(iss), now)?;
+        // The issuer is looked up once, while parsing.
+        let (parsed, state) = {
+            let found = std::cell::Cell::new(None);
+            let parsed = AccessToken::parse_trusting(
+                token,
+                &self.policy,
+                &|iss| {
+                    let state = self.issuers.get(iss)?;
+                    found.set(Some(state));
+                    Some(state.issuer.signing())
+                },
+                now,
+            )?;
+            (parsed, found.get())
+        };
+        if let Some(secret) = state.and_then(|s| s.issuer.secret.as_ref()) {
+            return parsed.finish_with_secret(secret);
+        }
         let source = self.key_source(parsed.issuer()).await?;
-        verify_signature(&self.keys, &source, parsed.kid(), |key| {
-            parsed.verifies(key)
-        })
-        .await?;
+        let Some(kid) = parsed.kid() else {
+            return Err(OAuthError::Header {
+                reason: "kid is absent: the issuer's key cannot be selected".to_owned(),
+            });
+        };
+        verify_signature(&self.keys, &source, kid, |key| parsed.verifies(key)).await?;
         Ok(parsed.into_claims())
     }
 

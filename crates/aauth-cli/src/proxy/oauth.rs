@@ -1,7 +1,8 @@
 //! `[resource_proxy.oauth]`: OAuth clients beside AAuth agents on the routes that say
 //! `oauth_scope` (`aauth_resource::OAuthAccess`). Tokens of the configured issuers are
 //! verified through their discovered keys, opaque ones at the introspection endpoint when
-//! one is configured, DPoP-bound ones when `dpop` is on (their proofs' `jti`s in the same
+//! one is configured, HMAC-signed ones of `secret_issuers` with their configured secret
+//! only, DPoP-bound ones when `dpop` is on (their proofs' `jti`s in the same
 //! replay store as the AAuth signatures); the proxy publishes RFC 9728 metadata at
 //! `/.well-known/oauth-protected-resource` and names it in its challenges. The upstream
 //! receives the verified client in `x-aauth-oauth-*` headers, never the token.
@@ -11,13 +12,13 @@ use std::sync::Arc;
 use aauth_keys::time::Clock;
 use aauth_metadata::{CacheConfig, HttpsUrl};
 use aauth_oauth::{
-    AccessTokenPolicy, AccessTokenVerifier, ClientAuth, DpopCheck, Introspection, Issuer,
-    ProtectedResourceMetadata, TokenTypes, VerifyAccessToken,
+    AccessTokenPolicy, AccessTokenVerifier, ClientAuth, DpopCheck, HmacAlgorithm, Introspection,
+    Issuer, ProtectedResourceMetadata, SharedSecret, TokenTypes, VerifyAccessToken,
 };
 use aauth_resource::{MemoryReplayStore, OAuthAccess, ReplayStore};
 use aauth_tokens::ServerId;
 
-use crate::config::{ProxyOAuth, ProxyRoute, ResourceProxySection};
+use crate::config::{ProxyOAuth, ProxyRoute, ProxySecretIssuer, ResourceProxySection};
 use crate::error::CliError;
 
 /// How many DPoP proofs the proxy remembers when it keeps them in memory.
@@ -48,7 +49,7 @@ pub(super) fn check(s: &ResourceProxySection) -> Result<(), CliError> {
         }
         return Ok(());
     };
-    if o.issuers.is_empty() {
+    if o.issuers.is_empty() && o.secret_issuers.is_empty() {
         return Err(usage(
             "resource_proxy.oauth.issuers",
             "no issuers: no OAuth token could ever be accepted".to_owned(),
@@ -57,6 +58,20 @@ pub(super) fn check(s: &ResourceProxySection) -> Result<(), CliError> {
     for i in &o.issuers {
         Issuer::discover(i)
             .map_err(|e| usage("resource_proxy.oauth.issuers", format!("{i}: {e}")))?;
+    }
+    let mut seen: Vec<&str> = o.issuers.iter().map(String::as_str).collect();
+    for i in &o.secret_issuers {
+        if i.issuer.is_empty() || seen.contains(&i.issuer.as_str()) {
+            return Err(usage(
+                "resource_proxy.oauth.secret_issuers.issuer",
+                format!(
+                    "{:?}: empty, or configured twice (an issuer signs one way)",
+                    i.issuer
+                ),
+            ));
+        }
+        seen.push(&i.issuer);
+        secret_issuer(i)?;
     }
     if let Some(i) = &o.introspection {
         HttpsUrl::endpoint(&i.endpoint).map_err(|e| {
@@ -86,13 +101,16 @@ pub(super) fn base(
     if o.plain_jwt {
         policy = policy.with_types(TokenTypes::AtJwtOrPlain);
     }
-    let issuers = o
+    let mut issuers = o
         .issuers
         .iter()
         .map(|i| {
             Issuer::discover(i).map_err(|e| usage("resource_proxy.oauth.issuers", e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for i in &o.secret_issuers {
+        issuers.push(secret_issuer(i)?);
+    }
     let jwt = AccessTokenVerifier::new(
         policy,
         issuers,
@@ -116,6 +134,12 @@ pub(super) fn base(
     let mut metadata = ProtectedResourceMetadata::new(audience);
     for i in &o.issuers {
         metadata = metadata.authorization_server(i.clone());
+    }
+    // A secret's issuer is named too when its identifier is a URL a client can read.
+    for i in &o.secret_issuers {
+        if HttpsUrl::endpoint(&i.issuer).is_ok() {
+            metadata = metadata.authorization_server(i.issuer.clone());
+        }
     }
     let mut scopes: Vec<String> = s
         .routes
@@ -146,6 +170,31 @@ pub(super) fn base(
         metadata,
         metadata_url,
     }))
+}
+
+fn hmac_algorithm(i: &ProxySecretIssuer) -> Result<HmacAlgorithm, CliError> {
+    HmacAlgorithm::parse(&i.alg).ok_or_else(|| {
+        usage(
+            "resource_proxy.oauth.secret_issuers.alg",
+            format!("{:?}: not HS256, HS384 or HS512", i.alg),
+        )
+    })
+}
+
+/// An issuer of `secret_issuers`, its secret read from its file.
+fn secret_issuer(i: &ProxySecretIssuer) -> Result<Issuer, CliError> {
+    let alg = hmac_algorithm(i)?;
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(&i.secret_file).map_err(CliError::file(&i.secret_file))?,
+    );
+    let body = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(&bytes);
+    let flag = "resource_proxy.oauth.secret_issuers.secret_file";
+    let secret = SharedSecret::new(alg, body)
+        .map_err(|e| usage(flag, format!("{}: {e}", i.secret_file.display())))?;
+    Issuer::with_shared_secret(&i.issuer, secret).map_err(|e| usage(flag, e.to_string()))
 }
 
 /// The DPoP nonces `dpop_nonce_secret_file` asks for (RFC 9449 §9), if it does.
@@ -193,7 +242,12 @@ fn introspection(
         .map_err(|e| usage("resource_proxy.oauth.introspection.endpoint", e.to_string()))?;
     // The issuer the introspection endpoint speaks for: the first configured one (an
     // answer naming another is refused).
-    let issuer = o.issuers.first().cloned().unwrap_or_default(); // default: unreachable, no issuers is refused above
+    let issuer = o
+        .issuers
+        .first()
+        .or_else(|| o.secret_issuers.first().map(|i| &i.issuer))
+        .cloned()
+        .unwrap_or_default(); // default: unreachable, no issuers is refused above
     let introspection = Introspection::new(
         endpoint,
         ClientAuth::SecretBasic {

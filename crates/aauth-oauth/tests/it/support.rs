@@ -97,6 +97,26 @@ pub(crate) enum Signer {
     Unsigned,
     /// Arbitrary bytes.
     Garbage,
+    /// HMAC under `alg` with these bytes as the secret, whatever their length.
+    Hmac(aauth_oauth::HmacAlgorithm, &'static [u8]),
+}
+
+/// The secret `https://hs.example` signs with in the tests (HS256).
+pub(crate) const HS_SECRET: &[u8; 32] = b"a secret of exactly 32 bytes!!!!";
+/// An issuer that signs with [`HS_SECRET`].
+pub(crate) const HS_ISSUER: &str = "https://hs.example";
+
+fn hmac_sign(alg: aauth_oauth::HmacAlgorithm, secret: &[u8], input: &[u8]) -> Vec<u8> {
+    use aauth_oauth::HmacAlgorithm as H;
+    use aws_lc_rs::hmac;
+    let backend = match alg {
+        H::Hs256 => hmac::HMAC_SHA256,
+        H::Hs384 => hmac::HMAC_SHA384,
+        _ => hmac::HMAC_SHA512,
+    };
+    hmac::sign(&hmac::Key::new(backend, secret), input)
+        .as_ref()
+        .to_vec()
 }
 
 fn rsa_sign(key: &KeyPair, enc: &'static dyn RsaEncoding, input: &[u8]) -> Vec<u8> {
@@ -120,6 +140,7 @@ pub(crate) fn mint(header: &Value, claims: &Value, signer: Signer) -> String {
         Signer::EdDsa => ed_key().sign(input.as_bytes()).expect("Ed25519 sign"),
         Signer::Unsigned => Vec::new(),
         Signer::Garbage => vec![7; 256],
+        Signer::Hmac(alg, secret) => hmac_sign(alg, secret, input.as_bytes()),
     };
     format!("{input}.{}", base64url::encode(&sig))
 }

@@ -3,15 +3,15 @@
 use aauth_keys::base64url;
 use aauth_keys::time::UnixTime;
 use aauth_oauth::{
-    AccessToken, AccessTokenPolicy, AlgorithmRefusal, IssuerKey, JwsAlgorithm, OAuthError,
-    TokenTypes,
+    AccessToken, AccessTokenPolicy, AlgorithmRefusal, HmacAlgorithm, IssuerKey, IssuerSigning,
+    JwsAlgorithm, OAuthError, SharedSecret, TokenAlgorithm, TokenTypes,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::support::{
-    AUDIENCE, ISSUER, NOW, Signer, claims, ec_jwk, ed_jwk, header, mint, rs256_token, rsa, rsa_jwk,
-    rsa_other,
+    AUDIENCE, HS_ISSUER, HS_SECRET, ISSUER, NOW, Signer, claims, ec_jwk, ed_jwk, header, mint,
+    rs256_token, rsa, rsa_jwk, rsa_other,
 };
 
 fn policy() -> AccessTokenPolicy {
@@ -69,7 +69,10 @@ fn a_good_token_of_each_algorithm_verifies() {
     for alg in ["EdDSA", "Ed25519"] {
         let ed = mint(&header(alg, "ed"), &crate::support::claims(), Signer::EdDsa);
         let ed_key = IssuerKey::from_jwk(&ed_jwk("ed")).unwrap();
-        assert_eq!(parse(&ed).unwrap().algorithm(), JwsAlgorithm::EdDsa);
+        assert_eq!(
+            parse(&ed).unwrap().algorithm(),
+            TokenAlgorithm::Key(JwsAlgorithm::EdDsa)
+        );
         parse(&ed).unwrap().finish(&ed_key).unwrap();
     }
 }
@@ -119,6 +122,171 @@ fn none_and_hmac_are_refused_before_any_key() {
             ..
         }
     ));
+}
+
+/// `ISSUER` publishes keys; `HS_ISSUER` signs HS256 with `HS_SECRET`.
+fn parse_both(token: &str) -> Result<AccessToken<'_>, OAuthError> {
+    AccessToken::parse_trusting(
+        token,
+        &policy(),
+        &|iss| match iss {
+            ISSUER => Some(IssuerSigning::Keys),
+            HS_ISSUER => Some(IssuerSigning::Secret(HmacAlgorithm::Hs256)),
+            _ => None,
+        },
+        UnixTime(NOW),
+    )
+}
+
+fn hs_claims() -> Value {
+    with(claims(), "iss", json!(HS_ISSUER))
+}
+
+fn hs_secret() -> SharedSecret {
+    SharedSecret::new(HmacAlgorithm::Hs256, HS_SECRET).unwrap()
+}
+
+#[test]
+fn hmac_passes_only_from_the_issuer_configured_with_its_secret_and_algorithm() {
+    let hs256 = Signer::Hmac(HmacAlgorithm::Hs256, HS_SECRET);
+    // No kid needed: there is one secret.
+    let token = mint(
+        &json!({"alg": "HS256", "typ": "at+jwt"}),
+        &hs_claims(),
+        hs256,
+    );
+    let parsed = parse_both(&token).unwrap();
+    assert_eq!(parsed.kid(), None);
+    assert_eq!(
+        parsed.algorithm(),
+        TokenAlgorithm::Secret(HmacAlgorithm::Hs256)
+    );
+    assert_eq!(
+        parsed.finish_with_secret(&hs_secret()).unwrap().issuer(),
+        HS_ISSUER
+    );
+    // Under a published key's check, an HMAC token never verifies.
+    assert_eq!(
+        parse_both(&token).unwrap().finish(&rsa_key()).unwrap_err(),
+        OAuthError::Signature
+    );
+    // Another secret of the same length: the tag does not verify.
+    let other = SharedSecret::new(HmacAlgorithm::Hs256, &[9; 32]).unwrap();
+    assert_eq!(
+        parse_both(&token)
+            .unwrap()
+            .finish_with_secret(&other)
+            .unwrap_err(),
+        OAuthError::Signature
+    );
+    // HS384 from the HS256 issuer, RS256 from the secret's issuer, HS256 from the issuer
+    // with published keys (the RSA public key as an HMAC secret: algorithm confusion).
+    let rsa_public: &'static [u8] = Box::leak(
+        rsa_jwk(rsa(), "rs", None)
+            .to_json()
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let refused = [
+        (
+            mint(
+                &header("HS384", "x"),
+                &hs_claims(),
+                Signer::Hmac(
+                    HmacAlgorithm::Hs384,
+                    b"a secret of exactly 48 bytes, which HS384 wants!!",
+                ),
+            ),
+            "HS384",
+            AlgorithmRefusal::NotTheIssuers,
+        ),
+        (
+            mint(&header("RS256", "rs"), &hs_claims(), Signer::Rs256(rsa())),
+            "RS256",
+            AlgorithmRefusal::NotTheIssuers,
+        ),
+        (
+            mint(
+                &header("HS256", "rs"),
+                &claims(),
+                Signer::Hmac(HmacAlgorithm::Hs256, rsa_public),
+            ),
+            "HS256",
+            AlgorithmRefusal::Forbidden,
+        ),
+    ];
+    for (token, alg, refusal) in refused {
+        assert_eq!(
+            parse_both(&token).unwrap_err(),
+            OAuthError::Algorithm {
+                alg: alg.to_owned(),
+                refusal
+            },
+            "{alg}"
+        );
+    }
+    // An RS256 token is never checked against a secret.
+    assert_eq!(
+        parse_both(&rs256_token())
+            .unwrap()
+            .finish_with_secret(&hs_secret())
+            .unwrap_err(),
+        OAuthError::Signature
+    );
+    // The other checks still apply: the audience, `none`, key-carrying header members.
+    let wrong_aud = mint(
+        &json!({"alg": "HS256", "typ": "at+jwt"}),
+        &with(hs_claims(), "aud", json!("https://other.example")),
+        hs256,
+    );
+    assert!(matches!(
+        parse_both(&wrong_aud).unwrap_err(),
+        OAuthError::Audience { .. }
+    ));
+    let unsigned = mint(&json!({"alg": "none"}), &hs_claims(), Signer::Unsigned);
+    assert!(matches!(
+        parse_both(&unsigned).unwrap_err(),
+        OAuthError::Malformed { .. }
+    ));
+    let jku = mint(
+        &json!({"alg": "HS256", "typ": "at+jwt", "jku": "https://evil.example/k"}),
+        &hs_claims(),
+        hs256,
+    );
+    assert!(matches!(
+        parse_both(&jku).unwrap_err(),
+        OAuthError::Header { .. }
+    ));
+    // A token under a published key still needs its kid.
+    let no_kid = mint(
+        &json!({"alg": "RS256", "typ": "at+jwt"}),
+        &claims(),
+        Signer::Rs256(rsa()),
+    );
+    assert!(matches!(
+        parse_both(&no_kid).unwrap_err(),
+        OAuthError::Header { .. }
+    ));
+}
+
+#[test]
+fn a_secret_shorter_than_its_hash_is_refused() {
+    for (alg, min) in [
+        (HmacAlgorithm::Hs256, 32),
+        (HmacAlgorithm::Hs384, 48),
+        (HmacAlgorithm::Hs512, 64),
+    ] {
+        assert!(SharedSecret::new(alg, &vec![1; min]).is_ok());
+        assert_eq!(
+            SharedSecret::new(alg, &vec![1; min - 1]).unwrap_err(),
+            aauth_oauth::SecretError::TooShort {
+                alg,
+                len: min - 1,
+                min
+            }
+        );
+    }
+    assert!(!format!("{:?}", hs_secret()).contains("secret of"));
 }
 
 #[test]
@@ -382,6 +550,31 @@ proptest! {
         let changed = String::from_utf8(bytes).unwrap();
         prop_assume!(changed != token);
         let verified = parse(&changed).and_then(|t| t.finish(&rsa_key()));
+        prop_assert!(verified.is_err(), "{changed}");
+    }
+
+    #[test]
+    fn an_hmac_token_verifies_only_whole_and_only_with_its_secret(
+        pos in 0usize..4000,
+        bit in 0u8..6,
+        sub in "[a-z0-9-]{1,40}",
+    ) {
+        let hs256 = Signer::Hmac(HmacAlgorithm::Hs256, HS_SECRET);
+        let token = mint(
+            &json!({"alg": "HS256", "typ": "at+jwt"}),
+            &with(hs_claims(), "sub", json!(sub)),
+            hs256,
+        );
+        prop_assert!(parse_both(&token).and_then(|t| t.finish_with_secret(&hs_secret())).is_ok());
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut bytes = token.clone().into_bytes();
+        let i = pos % bytes.len();
+        prop_assume!(bytes[i] != b'.');
+        let at = alphabet.iter().position(|&c| c == bytes[i]).unwrap();
+        bytes[i] = alphabet[(at ^ (1 << bit)) % 64];
+        let changed = String::from_utf8(bytes).unwrap();
+        prop_assume!(changed != token);
+        let verified = parse_both(&changed).and_then(|t| t.finish_with_secret(&hs_secret()));
         prop_assert!(verified.is_err(), "{changed}");
     }
 }

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_metadata::{CacheConfig, Fetched, HttpsUrl};
-use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, Issuer, OAuthError};
+use aauth_oauth::{
+    AccessTokenPolicy, AccessTokenVerifier, AlgorithmRefusal, HmacAlgorithm, Issuer, OAuthError,
+    SharedSecret,
+};
 use serde_json::json;
 
 use crate::support::{
-    AUDIENCE, Docs, ISSUER, NOW, Signer, claims, ec_jwk, header, mint, rs256_token, rsa, rsa_jwk,
-    rsa_other,
+    AUDIENCE, Docs, HS_ISSUER, HS_SECRET, ISSUER, NOW, Signer, claims, ec_jwk, header, mint,
+    rs256_token, rsa, rsa_jwk, rsa_other,
 };
 
 fn verifier(docs: &Arc<Docs>, clock: &Arc<FixedClock>) -> AccessTokenVerifier<Docs> {
@@ -245,4 +248,75 @@ fn issuers_must_be_https_without_query() {
     assert!(Issuer::discover("http://as.example").is_err());
     assert!(Issuer::discover("https://as.example?x=1").is_err());
     assert!(Issuer::discover("https://as.example/realms/a").is_ok());
+}
+
+#[tokio::test]
+async fn an_issuer_configured_with_a_secret_beside_one_with_keys() {
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+    let secret = SharedSecret::new(HmacAlgorithm::Hs256, HS_SECRET).unwrap();
+    let v = AccessTokenVerifier::new(
+        AccessTokenPolicy::new(AUDIENCE),
+        [
+            Issuer::discover(ISSUER).unwrap(),
+            Issuer::with_shared_secret(HS_ISSUER, secret).unwrap(),
+        ],
+        Arc::clone(&docs),
+        clock(),
+        CacheConfig::default(),
+    );
+    let mut c = claims();
+    c["iss"] = json!(HS_ISSUER);
+    let hs = |claims: &serde_json::Value, secret: &'static [u8]| {
+        mint(
+            &json!({"alg": "HS256", "typ": "at+jwt"}),
+            claims,
+            Signer::Hmac(HmacAlgorithm::Hs256, secret),
+        )
+    };
+    let got = v.verify_bearer(&hs(&c, HS_SECRET)).await.unwrap();
+    assert_eq!(got.issuer(), HS_ISSUER);
+    assert_eq!(
+        docs.fetched(),
+        0,
+        "nothing is fetched for a secret's issuer"
+    );
+    assert_eq!(
+        v.verify_bearer(&hs(&c, &[3; 32])).await.unwrap_err(),
+        OAuthError::Signature
+    );
+    // The issuer with published keys: its own tokens pass, an HMAC token in its name
+    // (signed with anything, its public key included) never does.
+    v.verify_bearer(&rs256_token()).await.unwrap();
+    assert_eq!(
+        v.verify_bearer(&hs(&claims(), HS_SECRET))
+            .await
+            .unwrap_err(),
+        OAuthError::Algorithm {
+            alg: "HS256".to_owned(),
+            refusal: AlgorithmRefusal::Forbidden
+        }
+    );
+    // And the secret's issuer cannot be impersonated with a published key's algorithm.
+    let rs_as_hs = mint(&header("RS256", "rs"), &c, Signer::Rs256(rsa()));
+    assert_eq!(
+        v.verify_bearer(&rs_as_hs).await.unwrap_err(),
+        OAuthError::Algorithm {
+            alg: "RS256".to_owned(),
+            refusal: AlgorithmRefusal::NotTheIssuers
+        }
+    );
+    // Expired is expired, whoever signed it.
+    c["exp"] = json!(NOW - 3600);
+    c["iat"] = json!(NOW - 7200);
+    assert!(matches!(
+        v.verify_bearer(&hs(&c, HS_SECRET)).await.unwrap_err(),
+        OAuthError::Expired { .. }
+    ));
+    assert!(
+        Issuer::with_shared_secret(
+            "",
+            SharedSecret::new(HmacAlgorithm::Hs256, HS_SECRET).unwrap()
+        )
+        .is_err()
+    );
 }

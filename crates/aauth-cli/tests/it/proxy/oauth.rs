@@ -309,3 +309,137 @@ async fn dpop_clients_carry_the_proxys_nonces() {
     assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
     assert_eq!(s.seen.last()["x-aauth-oauth-client-id"], "svc-7");
 }
+
+/// An HS256 access token of `iss`, tagged with `secret`.
+fn hs256_token(iss: &str, secret: &[u8]) -> String {
+    let now = SystemClock.now().as_secs();
+    let header = json!({"alg": "HS256", "typ": "at+jwt"});
+    let claims = json!({
+        "iss": iss, "sub": "job-3", "client_id": "job-3", "aud": "https://resource.example",
+        "scope": "files.read", "iat": now - 5, "exp": now + 300,
+    });
+    let input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string().as_bytes()),
+        base64url::encode(claims.to_string().as_bytes())
+    );
+    let tag = aauth_oauth::SharedSecret::new(aauth_oauth::HmacAlgorithm::Hs256, secret)
+        .unwrap()
+        .sign(input.as_bytes());
+    format!("{input}.{}", base64url::encode(&tag))
+}
+
+#[tokio::test]
+async fn an_issuer_that_signs_with_a_shared_secret_is_taken_only_with_it() {
+    const SECRET: &[u8] = b"the issuer and this API share it";
+    let files = scratch("proxy-oauth-secret-files");
+    let secret_file = files.join("issuer.secret");
+    // As an issuer's console prints it: the bytes, then a newline (dropped).
+    std::fs::write(&secret_file, [SECRET, b"\n"].concat()).unwrap();
+    let s = start_with(
+        "proxy-oauth-secret",
+        &format!(
+            "[[resource_proxy.oauth.secret_issuers]]\nissuer = \"https://hs.example\"\nsecret_file = {:?}\n",
+            secret_file.display().to_string()
+        ),
+    )
+    .await;
+    let good = hs256_token("https://hs.example", SECRET);
+    let r = send_tls(&s.world, s.proxy.addr, bearer("/agent/hello", &good)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.proxy.log());
+    assert_eq!(s.seen.last()["x-aauth-oauth-issuer"], "https://hs.example");
+    assert_eq!(s.seen.last()["x-aauth-oauth-client-id"], "job-3");
+    let calls = s.seen.calls();
+    // Another secret; the secret with the newline; HMAC in the name of the issuer that
+    // publishes keys (whatever the secret): each refused, none reaches the upstream.
+    for (what, token) in [
+        (
+            "another secret",
+            hs256_token("https://hs.example", &[b'x'; 32]),
+        ),
+        (
+            "the file's bytes with its newline",
+            hs256_token("https://hs.example", &[SECRET, b"\n"].concat()),
+        ),
+        (
+            "HMAC for the issuer with published keys",
+            hs256_token("https://as.example", SECRET),
+        ),
+    ] {
+        let r = send_tls(&s.world, s.proxy.addr, bearer("/agent/hello", &token)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("error=\"invalid_token\""),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        s.seen.calls(),
+        calls,
+        "no refused token reached the upstream"
+    );
+    // The ES256 issuer's tokens still pass beside it.
+    let es = access_token("files.read", "https://resource.example");
+    let r = send_tls(&s.world, s.proxy.addr, bearer("/agent/hello", &es)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[test]
+fn a_short_or_unnamed_secret_is_refused_by_config_check() {
+    let dir = scratch("proxy-oauth-secret-check");
+    let world = World::new().unwrap();
+    let config = proxy_config(&world, &dir, free_port(), "http://127.0.0.1:9", &[]);
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        dir.join("short.secret"),
+        "only 31 bytes, one too few.....\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("long.secret"), [b'k'; 64]).unwrap();
+    for (more, expect) in [
+        (
+            "issuer = \"https://hs.example\"\nsecret_file = \"short.secret\"\n",
+            "at least 32 bytes",
+        ),
+        (
+            "issuer = \"https://hs.example\"\nalg = \"RS256\"\nsecret_file = \"long.secret\"\n",
+            "not HS256, HS384 or HS512",
+        ),
+        (
+            "issuer = \"https://as.example\"\nsecret_file = \"long.secret\"\n",
+            "configured twice",
+        ),
+        (
+            "issuer = \"https://hs.example\"\nsecret_file = \"absent.secret\"\n",
+            "absent.secret",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "{base}[resource_proxy.oauth]\nissuers = [\"https://as.example\"]\n[[resource_proxy.oauth.secret_issuers]]\n{more}"
+            ),
+        )
+        .unwrap();
+        let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+        assert!(!o.status.success(), "{more}");
+        assert!(
+            crate::stderr(&o).contains(expect),
+            "{more}: {}",
+            crate::stderr(&o)
+        );
+    }
+    // With a secret of the right length for its algorithm, the check passes.
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[resource_proxy.oauth]\n[[resource_proxy.oauth.secret_issuers]]\nissuer = \"plain-name\"\nalg = \"HS512\"\nsecret_file = \"long.secret\"\n"
+        ),
+    )
+    .unwrap();
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+}
