@@ -76,9 +76,16 @@ pub(crate) fn each_feature() -> Result<(), String> {
             })
             .unwrap_or_default(); // default: a crate without features has none to try
         let check = |extra: &[&str]| {
-            let mut args = vec!["check", "--package", name, "--locked", "--quiet"];
+            let mut args = vec![
+                "check",
+                "--package",
+                name,
+                "--locked",
+                "--quiet",
+                "--message-format=json",
+            ];
             args.extend_from_slice(extra);
-            cargo(&args)
+            check_without_warnings(&args)
         };
         check(&["--no-default-features"])?;
         for f in &features {
@@ -87,6 +94,48 @@ pub(crate) fn each_feature() -> Result<(), String> {
         if !features.is_empty() {
             check(&["--all-features"])?;
         }
+    }
+    Ok(())
+}
+
+/// Runs `cargo <args>` (a `check` with JSON messages) and fails on its failure or on any
+/// warning in a workspace crate, printing each: the cut of features `clippy` never sees
+/// is held to the same `-D warnings`, without the `RUSTFLAGS` that would rebuild every
+/// dependency. Cargo replays a cached crate's warnings, so a warm run sees them too.
+fn check_without_warnings(args: &[&str]) -> Result<(), String> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let out = Command::new(crate::cargo_bin())
+        .args(args)
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
+    let root = format!("path+file://{}", root().display());
+    let mut warnings = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let ours = m["package_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&root));
+        if m["reason"] == "compiler-message" && ours {
+            if let Some(rendered) = m["message"]["rendered"].as_str() {
+                eprint!("{rendered}");
+            }
+            if m["message"]["level"] == "warning" {
+                warnings += 1;
+            }
+        }
+    }
+    if !out.status.success() {
+        return Err(format!("cargo {} failed", args.join(" ")));
+    }
+    if warnings > 0 {
+        return Err(format!(
+            "cargo {}: {warnings} warning(s) in the workspace's crates",
+            args.join(" ")
+        ));
     }
     Ok(())
 }
