@@ -1,6 +1,7 @@
 //! What the consent page shows of a resource (PS-12): its metadata document and its logo,
 //! fetched by this server through its egress guard and kept a while, so a page view costs
-//! no fetch and the person's browser never contacts the resource.
+//! no fetch and the person's browser never contacts the resource. One fetch per resource
+//! at a time: pages opened together wait for it and show what it found.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,21 +36,62 @@ type Kept = (u64, Option<Arc<Shown>>);
 #[derive(Debug, Default)]
 pub(crate) struct Described {
     kept: Mutex<BTreeMap<String, Kept>>,
+    /// The resources being fetched, each behind a gate the askers queue at; an entry
+    /// lives while someone holds or waits for its gate (at most one per resource asked
+    /// about at once).
+    fetching: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Takes a resource's gate out of `fetching` when its last holder is done (or dropped).
+struct Turn<'a> {
+    described: &'a Described,
+    resource: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut fetching = self
+            .described
+            .fetching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and this one: nobody else holds or waits for it. Clones
+        // are made under the same lock, so none can appear meanwhile.
+        if Arc::strong_count(&self.gate) == 2 {
+            fetching.remove(self.resource);
+        }
+    }
 }
 
 impl Described {
     /// `resource` as the page shows it: kept, or fetched now (its metadata, then its
-    /// logos). `None` when its metadata cannot be read; that too is kept, for a minute.
+    /// logos), once however many pages ask together. `None` when its metadata cannot be
+    /// read; that too is kept, for a minute.
     pub(crate) async fn get(
         &self,
         fetch: &dyn Fetch,
         resource: &ServerId,
         now: u64,
     ) -> Option<Arc<Shown>> {
-        if let Some((until, shown)) = self.lock().get(resource.as_str())
-            && now < *until
-        {
-            return shown.clone();
+        if let Some(kept) = self.kept_now(resource, now) {
+            return kept;
+        }
+        let turn = Turn {
+            described: self,
+            resource: resource.as_str(),
+            gate: Arc::clone(
+                self.fetching
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(resource.as_str().to_owned())
+                    .or_default(),
+            ),
+        };
+        let _held = turn.gate.lock().await;
+        // Whoever held the gate before may have kept it.
+        if let Some(kept) = self.kept_now(resource, now) {
+            return kept;
         }
         let shown = match aauth_metadata::discover::<ResourceMetadata>(fetch, resource).await {
             Ok(doc) => {
@@ -88,6 +130,14 @@ impl Described {
         shown
     }
 
+    /// What is kept of `resource`, if it is still fresh (`Some(None)`: kept as failed).
+    fn kept_now(&self, resource: &ServerId, now: u64) -> Option<Option<Arc<Shown>>> {
+        match self.lock().get(resource.as_str()) {
+            Some((until, shown)) if now < *until => Some(shown.clone()),
+            _ => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Kept>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -124,7 +174,67 @@ fn image_type(b: &[u8]) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::image_type;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aauth_metadata::{Fetch, FetchError, Fetched, HttpsUrl};
+    use aauth_tokens::ServerId;
+
+    use super::{Described, image_type};
+
+    /// Answers slowly (so that askers overlap) and counts.
+    struct Slow(AtomicUsize, bool);
+
+    #[async_trait::async_trait]
+    impl Fetch for Slow {
+        async fn get(&self, url: &HttpsUrl) -> Result<Fetched, FetchError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            if self.1 {
+                let body = format!(
+                    r#"{{"issuer":"{}","jwks_uri":"https://r.example/jwks.json","name":"R"}}"#,
+                    url.origin()
+                );
+                Ok(Fetched::ok(body))
+            } else {
+                Err(FetchError::Status {
+                    status: 404,
+                    retry_after: None,
+                })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_opened_together_share_one_fetch() {
+        for found in [true, false] {
+            let described = Arc::new(Described::default());
+            let fetch = Arc::new(Slow(AtomicUsize::new(0), found));
+            let resource = ServerId::parse("https://r.example").unwrap();
+            let asks = (0..8).map(|_| {
+                let (d, f, r) = (described.clone(), fetch.clone(), resource.clone());
+                tokio::spawn(async move {
+                    d.get(&*f, &r, 1_000)
+                        .await
+                        .map(|s| s.doc.common.name.clone())
+                })
+            });
+            for ask in asks.collect::<Vec<_>>() {
+                let name = ask.await.unwrap();
+                assert_eq!(name.is_some(), found);
+            }
+            assert_eq!(fetch.0.load(Ordering::SeqCst), 1, "found: {found}");
+            assert!(
+                described.fetching.lock().unwrap().is_empty(),
+                "no gate left"
+            );
+            // Kept: no fetch until it is stale.
+            described.get(&*fetch, &resource, 1_001).await;
+            assert_eq!(fetch.0.load(Ordering::SeqCst), 1);
+            described.get(&*fetch, &resource, 1_000 + 601).await;
+            assert_eq!(fetch.0.load(Ordering::SeqCst), 2);
+        }
+    }
 
     #[test]
     fn images_are_known_by_their_first_bytes() {
