@@ -130,7 +130,7 @@ impl Setup {
                 "application/x-www-form-urlencoded",
             );
         if let Some(client) = basic {
-            let creds = base64_std(format!("{client}:{SECRET}").as_bytes());
+            let creds = aauth_demos::world::base64_std(format!("{client}:{SECRET}").as_bytes());
             req = req.header(http::header::AUTHORIZATION, format!("Basic {creds}"));
         }
         if let Some(proof) = dpop {
@@ -184,13 +184,6 @@ impl Setup {
             .expect("an access token")
             .to_owned()
     }
-}
-
-/// Standard base64 with padding (HTTP Basic).
-fn base64_std(bytes: &[u8]) -> String {
-    let url = base64url::encode(bytes).replace('-', "+").replace('_', "/");
-    let pad = (4 - url.len() % 4) % 4;
-    format!("{url}{}", "=".repeat(pad))
 }
 
 fn segments(token: &str) -> (Value, Value, String) {
@@ -750,7 +743,7 @@ async fn oidc_provider_opaque_tokens_are_introspected_kept_and_dropped_once_revo
             http::header::AUTHORIZATION,
             format!(
                 "Basic {}",
-                base64_std(format!("basic-client:{SECRET}").as_bytes())
+                aauth_demos::world::base64_std(format!("basic-client:{SECRET}").as_bytes())
             ),
         )
         .body(body.into_bytes())

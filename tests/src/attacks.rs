@@ -399,7 +399,7 @@ pub fn every_content_digest_line_is_checked() -> Result<(), String> {
             .header("content-digest", aauth_signing::content_digest(body))
             .header(
                 "content-digest",
-                format!("sha-512=:{}:", base64_std(&[0; 64])),
+                format!("sha-512=:{}:", crate::world::base64_std(&[0; 64])),
             )
             .body(())
             .map_err(e)?
@@ -433,11 +433,6 @@ pub fn every_content_digest_line_is_checked() -> Result<(), String> {
             "the handler ran".to_owned()
         })
     })
-}
-
-fn base64_std(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A request the assistant makes as its client does (under `token`, with a nonce on a

@@ -190,7 +190,7 @@ fn id_token(
 ) -> Result<Value, (u16, Value)> {
     let expected = format!(
         "Basic {}",
-        base64_std(format!("{PS_CLIENT}:{PS_CLIENT_SECRET}").as_bytes())
+        crate::world::base64_std(format!("{PS_CLIENT}:{PS_CLIENT_SECRET}").as_bytes())
     );
     if req
         .headers()
@@ -246,7 +246,7 @@ fn sign(key: &PrivateKey, typ: &str, claims: &Value) -> Result<String, (u16, Val
 fn issue(key: &PrivateKey, req: &Request) -> Result<Value, (u16, Value)> {
     let expected = format!(
         "Basic {}",
-        base64_std(format!("demo-client:{CLIENT_SECRET}").as_bytes())
+        crate::world::base64_std(format!("demo-client:{CLIENT_SECRET}").as_bytes())
     );
     let authorized = req
         .headers()
@@ -292,12 +292,6 @@ fn proof_jkt(proof: &str) -> Option<String> {
     Thumbprint::of_jwk(&jwk, ThumbprintHash::Sha256)
         .ok()
         .map(|t| t.as_str().to_owned())
-}
-
-fn base64_std(bytes: &[u8]) -> String {
-    let url = base64url::encode(bytes).replace('-', "+").replace('_', "/");
-    let pad = (4 - url.len() % 4) % 4;
-    format!("{url}{}", "=".repeat(pad))
 }
 
 fn oauth_client(world: &World, dpop: Option<Arc<PrivateKey>>) -> Result<ClientCredentials, String> {

@@ -549,6 +549,12 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, handler: Asyn
     }
 }
 
+/// Standard base64 with padding (HTTP Basic credentials, `Content-Digest` values).
+#[must_use]
+pub fn base64_std(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// A handler serving fixed JSON documents by path (`404` for others).
 #[must_use]
 pub fn documents(docs: BTreeMap<String, String>) -> Handler {

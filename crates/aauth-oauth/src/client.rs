@@ -623,7 +623,10 @@ pub(crate) fn authenticated_post(
         ClientAuth::SecretBasic { client_id, secret } => {
             // RFC 6749 §2.3.1: each part form-encoded, then Basic.
             let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let basic = base64_standard(format!("{}:{}", enc(client_id), enc(secret)).as_bytes());
+            let basic = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{}:{}", enc(client_id), enc(secret)).as_bytes(),
+            );
             let mut v = http::HeaderValue::from_str(&format!("Basic {basic}"))
                 .map_err(|e| request_error(&e))?;
             v.set_sensitive(true);
@@ -713,13 +716,6 @@ pub(crate) fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Standard base64 with padding (HTTP Basic).
-fn base64_standard(bytes: &[u8]) -> String {
-    let url = base64url::encode(bytes).replace('-', "+").replace('_', "/");
-    let pad = (4 - url.len() % 4) % 4;
-    format!("{url}{}", "=".repeat(pad))
 }
 
 /// RFC 6749 §5.1.
