@@ -114,8 +114,13 @@ pub enum BreakerState {
         /// When one probe may go through.
         until: UnixTime,
     },
-    /// One probe is in flight; its outcome closes or reopens the circuit.
-    HalfOpen,
+    /// One probe is in flight since `since`; its outcome closes or reopens the circuit.
+    /// A probe that has not reported after `open_for` (its caller gave up: a timeout
+    /// dropped it, a client went away) is presumed lost, and the next caller probes.
+    HalfOpen {
+        /// When the probe went.
+        since: UnixTime,
+    },
 }
 
 /// A circuit breaker for one host: closed → (threshold failures) → open → (after
@@ -133,7 +138,8 @@ pub enum BreakerState {
 /// assert!(!b.allow(UnixTime(129)));
 /// assert!(b.allow(UnixTime(130)));      // the probe
 /// assert!(!b.allow(UnixTime(130)));     // only one
-/// b.record_success(UnixTime(131));
+/// assert!(b.allow(UnixTime(160)));      // that one never reported: another
+/// b.record_success(UnixTime(161));
 /// assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
 /// ```
 #[derive(Debug, Clone)]
@@ -162,15 +168,22 @@ impl CircuitBreaker {
     }
 
     /// Whether a request may go now. In the open state past its time, the first caller
-    /// becomes the half-open probe and later callers are refused until it reports.
+    /// becomes the half-open probe and later callers are refused until it reports, or
+    /// until `open_for` has passed without a report (the probe was abandoned: its caller
+    /// is no longer there to report), when the next caller probes instead. So a breaker
+    /// never stays shut because a probe's future was dropped.
     pub fn allow(&mut self, now: UnixTime) -> bool {
         match self.state {
             BreakerState::Closed { .. } => true,
             BreakerState::Open { until } if now >= until => {
-                self.state = BreakerState::HalfOpen;
+                self.state = BreakerState::HalfOpen { since: now };
                 true
             }
-            BreakerState::Open { .. } | BreakerState::HalfOpen => false,
+            BreakerState::HalfOpen { since } if now >= since.plus(self.config.open_for) => {
+                self.state = BreakerState::HalfOpen { since: now };
+                true
+            }
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => false,
         }
     }
 
@@ -187,7 +200,7 @@ impl CircuitBreaker {
                     failures: failures + 1,
                 }
             }
-            BreakerState::Closed { .. } | BreakerState::HalfOpen => BreakerState::Open {
+            BreakerState::Closed { .. } | BreakerState::HalfOpen { .. } => BreakerState::Open {
                 until: now.plus(self.config.open_for),
             },
             // A late report from before the circuit opened changes nothing.

@@ -74,15 +74,21 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, OAuthEr
 }
 
 /// A token sent as `Bearer` must not be bound to a key (RFC 9449 §7.1): a bound one is
-/// valid only with a DPoP proof.
+/// valid only with a DPoP proof. Nor by any other `cnf` method (an mTLS certificate's
+/// `x5t#S256`, RFC 8705 §3): a stolen sender-constrained token is no bearer token here.
 ///
 /// # Errors
 ///
-/// [`OAuthError::Binding`] for a token with `cnf.jkt`.
+/// [`OAuthError::Binding`] for a token with `cnf.jkt` or another confirmation method.
 pub(crate) fn bearer_only(claims: AccessTokenClaims) -> Result<AccessTokenClaims, OAuthError> {
     if claims.jkt().is_some() {
         return Err(OAuthError::Binding {
             reason: "sent as a bearer token, without a DPoP proof",
+        });
+    }
+    if claims.bound_otherwise() {
+        return Err(OAuthError::Binding {
+            reason: "bound by a confirmation method (cnf) this resource does not check",
         });
     }
     Ok(claims)

@@ -47,6 +47,9 @@ pub struct AccessTokenClaims {
     scope: Option<Span>,
     jti: Option<Span>,
     jkt: Option<Span>,
+    /// `cnf` names a confirmation method other than `jkt` (an mTLS certificate's
+    /// `x5t#S256`, a `jwk`, …): the token is sender-constrained in a way not checked here.
+    bound_otherwise: bool,
     expires_at: UnixTime,
     issued_at: Option<UnixTime>,
 }
@@ -102,6 +105,14 @@ impl AccessTokenClaims {
     #[must_use]
     pub fn jkt(&self) -> Option<&str> {
         self.jkt.map(|s| self.get(s))
+    }
+
+    /// Whether `cnf` binds the token by another method than `jkt` (RFC 8705's
+    /// `x5t#S256` for mTLS, a `jwk`, …, RFC 7800): such a token is valid only where that
+    /// binding is checked, so it is refused as a bearer token.
+    #[must_use]
+    pub fn bound_otherwise(&self) -> bool {
+        self.bound_otherwise
     }
 
     /// `exp`.
@@ -200,6 +211,7 @@ struct Found {
     aud: Option<Vec<Val>>,
     scope: Option<Val>,
     jkt: Option<Val>,
+    bound_otherwise: bool,
     exp: Option<u64>,
     nbf: Option<u64>,
     iat: Option<u64>,
@@ -239,6 +251,7 @@ pub(crate) fn read_claims(
         scope,
         jti,
         jkt,
+        bound_otherwise: found.bound_otherwise,
         expires_at: UnixTime(exp),
         issued_at: found.iat.map(UnixTime),
     };
@@ -276,8 +289,12 @@ fn find(text: &str) -> Result<Found, OAuthError> {
             "cnf" => {
                 let cnf = Object::parse(raw.get())
                     .map_err(|e: ObjectError| claim_error("cnf")(e.to_string()))?;
-                if let Some(jkt) = cnf.get("jkt") {
-                    f.jkt = Some(string_val(text, jkt, "cnf")?);
+                for (method, value) in cnf.members() {
+                    if method == "jkt" {
+                        f.jkt = Some(string_val(text, value, "cnf")?);
+                    } else {
+                        f.bound_otherwise = true;
+                    }
                 }
             }
             _ => {}

@@ -5,8 +5,10 @@
 //! - serves the cached token while it is fresh: until `refresh_margin` (60 s by default,
 //!   at most half the token's lifetime) before it expires; that path takes one lock and
 //!   clones an `Arc`;
-//! - otherwise fetches a new one, one fetch for all the callers waiting at that moment
-//!   (they share its result);
+//! - otherwise fetches a new one, one fetch at a time: while it runs, callers are served
+//!   the token held if it has not expired (refresh ahead costs them nothing), and wait
+//!   otherwise; those that waited share its result, a failure included (they do not
+//!   each fetch again);
 //! - authenticates as `client_secret_basic`, `client_secret_post` or `private_key_jwt`
 //!   (RFC 7523 §2.2; the assertion signed by an Ed25519 or P-256 key, a fresh `jti`, a
 //!   one-minute lifetime, `aud` the token endpoint);
@@ -242,6 +244,10 @@ struct State {
     token: Option<Arc<IssuedToken>>,
     breaker: CircuitBreaker,
     fetches: u64,
+    /// Counts finished fetches, so a caller that waited knows whether one ended meanwhile.
+    generation: u64,
+    /// How the last finished fetch failed, if it did: the answer of those that waited.
+    last_error: Option<ClientError>,
 }
 
 /// A client-credentials token source. Cheap to share (`Arc`); see the module docs.
@@ -304,6 +310,8 @@ impl ClientCredentials {
                 token: None,
                 breaker,
                 fetches: 0,
+                generation: 0,
+                last_error: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
             nonces: Mutex::default(),
@@ -363,33 +371,76 @@ impl ClientCredentials {
     /// [`ClientError`]: the server's refusal at once; `Unavailable` or `CircuitOpen` once
     /// no unexpired token is left to serve.
     pub async fn token(&self) -> Result<Arc<IssuedToken>, ClientError> {
-        if let Some(t) = self.fresh(self.clock.now()) {
-            return Ok(t);
-        }
-        let _one = self.fetching.lock().await;
-        // Another caller may have fetched while this one waited.
         let now = self.clock.now();
         if let Some(t) = self.fresh(now) {
             return Ok(t);
         }
-        match self.fetch().await {
+        let generation = self.lock().generation;
+        let _one = if let Ok(one) = self.fetching.try_lock() {
+            one
+        } else {
+            // Someone is fetching: the token held serves until it expires.
+            if let Some(t) = self.unexpired(now) {
+                return Ok(t);
+            }
+            self.fetching.lock().await
+        };
+        // Another caller may have fetched while this one waited.
+        if let Some(t) = self.fresh(self.clock.now()) {
+            return Ok(t);
+        }
+        let shared = {
+            let state = self.lock();
+            (state.generation != generation)
+                .then(|| state.last_error.clone())
+                .flatten()
+        };
+        let outcome = match shared {
+            Some(e) => Err(e),
+            None => {
+                let outcome = self.fetch().await;
+                let mut state = self.lock();
+                state.generation += 1;
+                state.last_error = outcome.as_ref().err().cloned();
+                outcome
+            }
+        };
+        match outcome {
             Ok(t) => Ok(t),
             Err(e @ ClientError::Refused { .. }) => Err(e),
-            Err(e) => {
-                // Stale-if-error: the token it has, until it expires.
-                let held = self.lock().token.clone();
-                match held {
-                    Some(t) if now < t.expires_at => Ok(t),
-                    _ => Err(e),
-                }
-            }
+            // Stale-if-error: the token it has, until it expires (by the clock now, after
+            // however long the fetch and its retries took).
+            Err(e) => self.unexpired(self.clock.now()).ok_or(e),
         }
     }
 
-    /// Forgets the cached token (after a resource said it is no longer valid): the next
-    /// [`ClientCredentials::token`] fetches.
+    /// Forgets the cached token, whatever it is: the next [`ClientCredentials::token`]
+    /// fetches.
     pub fn invalidate(&self) {
         self.lock().token = None;
+    }
+
+    /// Forgets `rejected` (a resource said it is no longer valid) if it is still the
+    /// cached token: one that a refresh has already replaced is not thrown away with it.
+    pub fn invalidate_token(&self, rejected: &Arc<IssuedToken>) {
+        let mut state = self.lock();
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, rejected))
+        {
+            state.token = None;
+        }
+    }
+
+    /// The token held, if it has not expired.
+    fn unexpired(&self, now: UnixTime) -> Option<Arc<IssuedToken>> {
+        let state = self.lock();
+        state
+            .token
+            .as_ref()
+            .filter(|t| now < t.expires_at)
+            .map(Arc::clone)
     }
 
     fn fresh(&self, now: UnixTime) -> Option<Arc<IssuedToken>> {
@@ -421,7 +472,7 @@ impl ClientCredentials {
             }
             let outcome = self.request_once(now).await;
             // A half-open breaker lets one probe through: its failure is not retried.
-            let probing = matches!(self.lock().breaker.state(), BreakerState::HalfOpen);
+            let probing = matches!(self.lock().breaker.state(), BreakerState::HalfOpen { .. });
             let retry = match &outcome {
                 Ok(_) | Err(Attempt::Final(_)) => None,
                 Err(Attempt::Transient(..)) if probing => None,
@@ -736,6 +787,13 @@ fn parse_token(
     let access_token = string("access_token")?
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("access_token is absent".to_owned()))?;
+    if !b64token(&access_token) {
+        // It could never be sent (RFC 6750 §2.1): a failed fetch, not a cached token that
+        // fails every request until it expires.
+        return Err(bad(
+            "access_token is not an RFC 6750 b64token (a character outside the syntax)".to_owned(),
+        ));
+    }
     let token_type = string("token_type")?.ok_or_else(|| bad("token_type is absent".to_owned()))?;
     if !(token_type.eq_ignore_ascii_case("Bearer") || token_type.eq_ignore_ascii_case("DPoP")) {
         return Err(bad(format!(
@@ -755,6 +813,16 @@ fn parse_token(
         received_at: now,
         scope: string("scope")?,
     })
+}
+
+/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+/// *"="`, the syntax a token must have to be sent as `Bearer` or `DPoP`.
+fn b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Whether `resp` is a `401` whose challenge in one of `schemes` names `error`.
@@ -928,7 +996,7 @@ where
                 if !stale || retried {
                     return Ok(resp);
                 }
-                tokens.invalidate();
+                tokens.invalidate_token(&token);
                 retried = true;
             }
         })

@@ -138,6 +138,14 @@ fn read_header(json: &str) -> Result<(JwsAlgorithm, IssuerKey, String), OAuthErr
     if typ.as_deref() != Some("dpop+jwt") {
         return Err(bad("typ is not dpop+jwt"));
     }
+    // RFC 7515 §4.1.11: an extension this reader does not know must not be ignored; and a
+    // proof carries its key in `jwk`, never a place to fetch one from.
+    if let Some((name, _)) = h
+        .members()
+        .find(|(n, _)| matches!(*n, "crit" | "jku" | "x5u" | "x5c" | "b64" | "zip"))
+    {
+        return Err(bad(format!("{name} is not accepted in a DPoP proof")));
+    }
     let alg = h
         .get("alg")
         .map(string_value)

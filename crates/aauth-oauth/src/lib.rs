@@ -12,7 +12,9 @@
 //!   then OpenID Connect), then key lookup and signature; or, for an issuer configured
 //!   with a [`SharedSecret`] (HS256, HS384, HS512), that secret and nothing else;
 //! - [`DpopCheck`]: DPoP proofs (RFC 9449) checked cheap-first, their `jti` recorded once
-//!   in the workspace's replay store, the proof's key compared with `cnf.jkt`;
+//!   in the workspace's replay store; the caller compares the proof's key thumbprint
+//!   ([`DpopProof`]'s `jkt`) with the token's `cnf.jkt` (`aauth-resource` does: a token
+//!   bound otherwise, or not at all, is refused there);
 //! - [`Introspection`]: opaque tokens by RFC 7662, answers kept until the token's `exp`
 //!   or a cap, a bounded table, failures answered `503`;
 //! - [`ProtectedResourceMetadata`]: the RFC 9728 document a resource serves;

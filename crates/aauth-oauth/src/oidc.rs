@@ -8,8 +8,8 @@
 //! `state` must match; an `error` from the provider is typed; the code is exchanged at the
 //! token endpoint with the verifier (the client authenticated as configured); the ID token
 //! is checked as Core §3.1.3.7 says, cheap checks first: a compact JWS, `alg` decided by
-//! the provider's key (`none`/HMAC never), `iss` the provider's, `aud` containing the
-//! client (`azp` then the client when there are several audiences, or when present),
+//! the provider's key (`none`/HMAC never), `typ` absent or `JWT`, `iss` the provider's,
+//! `aud` the client and no other audience (`azp`, when present, the client),
 //! `exp` not passed, `iat` not ahead and not older than the maximum age, `nonce` the
 //! pending one, then the signature with the provider's key from its JWKS (the workspace's
 //! key cache). The person is then `(iss, sub)`, never `email`.
@@ -299,7 +299,9 @@ impl<F: Fetch> OidcClient<F> {
         };
         // The state first: an error or a code for another browser's sign-in is not
         // this one's to report.
-        if get("state").as_deref() != Some(pending.state.as_str()) {
+        // Compared in constant time, as every secret is here.
+        let state = get("state").unwrap_or_default(); // default: an absent state matches no pending one
+        if !same(&state, &pending.state) {
             return Err(SignInError::State);
         }
         if let Some(error) = get("error") {
@@ -381,7 +383,14 @@ impl<F: Fetch> OidcClient<F> {
     }
 }
 
-/// `alg` (the key decides later) and `kid` of an ID token; key-naming headers refused.
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// `alg` (the key decides later) and `kid` of an ID token; key-naming headers refused; an
+/// explicit `typ` other than `JWT` refused (RFC 8725 §3.11: an access token, a DPoP proof
+/// or a logout token of the same provider is not an ID token).
 fn id_token_header(json: &str) -> Result<(JwsAlgorithm, String), OAuthError> {
     let header = |reason: String| OAuthError::Header { reason };
     let h = Object::parse(json).map_err(|e| header(e.to_string()))?;
@@ -399,6 +408,11 @@ fn id_token_header(json: &str) -> Result<(JwsAlgorithm, String), OAuthError> {
     let alg = text("alg")?.ok_or_else(|| header("alg is absent".to_owned()))?;
     let alg =
         JwsAlgorithm::parse(&alg).map_err(|refusal| OAuthError::Algorithm { alg, refusal })?;
+    if let Some(typ) = text("typ")?
+        && !(typ.eq_ignore_ascii_case("JWT") || typ.eq_ignore_ascii_case("application/jwt"))
+    {
+        return Err(OAuthError::Type { typ: Some(typ) });
+    }
     let kid = text("kid")?.ok_or_else(|| header("kid is absent".to_owned()))?;
     Ok((alg, kid))
 }
@@ -436,7 +450,9 @@ fn check_id_claims(
         }
         Some(raw) => vec![string_value(raw).map_err(|e| claim("aud", e))?.into_owned()],
     };
-    if !aud.iter().any(|a| a == client_id) {
+    // Step 3: this client among the audiences, and no other audience (none is trusted
+    // beside it).
+    if !aud.iter().any(|a| a == client_id) || aud.iter().any(|a| a != client_id) {
         return Err(OAuthError::Audience {
             expected: client_id.to_owned(),
             found: aud,
@@ -467,7 +483,7 @@ fn check_id_claims(
             ),
         ));
     }
-    if text("nonce")?.as_deref() != Some(nonce) {
+    if !text("nonce")?.is_some_and(|n| same(&n, nonce)) {
         return Err(claim("nonce", "not this sign-in's".to_owned()));
     }
     let subject = text("sub")?
@@ -516,16 +532,21 @@ mod tests {
     }
 
     #[test]
-    fn several_audiences_need_azp_naming_this_client() {
-        let two = claims(|c| c["aud"] = serde_json::json!(["ps", "other"]));
-        assert!(matches!(
-            check(&two),
-            Err(OAuthError::Claim { claim: "azp", .. })
-        ));
-        let with_azp = claims(|c| {
-            c["aud"] = serde_json::json!(["ps", "other"]);
-            c["azp"] = serde_json::json!("ps");
-        });
+    fn another_audience_is_never_trusted_and_azp_must_be_this_client() {
+        // Core §3.1.3.7 step 3: an audience beside this client is one it does not trust,
+        // with or without azp naming it.
+        for azp in [None, Some("ps")] {
+            let two = claims(|c| {
+                c["aud"] = serde_json::json!(["ps", "other"]);
+                if let Some(azp) = azp {
+                    c["azp"] = serde_json::json!(azp);
+                }
+            });
+            assert!(matches!(check(&two), Err(OAuthError::Audience { .. })));
+        }
+        let as_array = claims(|c| c["aud"] = serde_json::json!(["ps"]));
+        check(&as_array).unwrap();
+        let with_azp = claims(|c| c["azp"] = serde_json::json!("ps"));
         check(&with_azp).unwrap();
         let foreign_azp = claims(|c| c["azp"] = serde_json::json!("other"));
         assert!(matches!(

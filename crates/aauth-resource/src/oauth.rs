@@ -303,6 +303,14 @@ impl OAuthAccess {
             .verify_token(token)
             .await
             .map_err(|e| (e, true))?;
+        if claims.bound_otherwise() {
+            return Err((
+                OAuthError::Binding {
+                    reason: "also bound by a confirmation method (cnf) this resource does not check",
+                },
+                true,
+            ));
+        }
         match claims.jkt() {
             Some(jkt) if jkt == checked.jkt => {}
             Some(_) => {

@@ -43,7 +43,7 @@ fn breaker_walks_closed_open_half_open_and_back() {
     assert_eq!(b.state(), BreakerState::Open { until: t(12) });
     // Half-open: one probe; it fails, so open again for a full period.
     assert!(b.allow(t(12)));
-    assert_eq!(b.state(), BreakerState::HalfOpen);
+    assert_eq!(b.state(), BreakerState::HalfOpen { since: t(12) });
     assert!(!b.allow(t(12)));
     b.record_failure(t(13));
     assert_eq!(b.state(), BreakerState::Open { until: t(23) });
@@ -53,6 +53,26 @@ fn breaker_walks_closed_open_half_open_and_back() {
     b.record_success(t(23));
     assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
     assert!(b.allow(t(23)));
+}
+
+#[test]
+fn a_probe_that_never_reports_does_not_keep_the_breaker_shut() {
+    let t = UnixTime;
+    let mut b = breaker(1, 10);
+    b.record_failure(t(0));
+    // The probe goes, and its caller is dropped (a timeout, a client gone): no report.
+    assert!(b.allow(t(10)));
+    assert!(
+        !b.allow(t(15)),
+        "one probe at a time while it may still report"
+    );
+    assert!(!b.allow(t(19)));
+    // After a whole period without its report, the next caller probes.
+    assert!(b.allow(t(20)));
+    assert_eq!(b.state(), BreakerState::HalfOpen { since: t(20) });
+    assert!(!b.allow(t(21)));
+    b.record_success(t(21));
+    assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
 }
 
 #[test]

@@ -282,6 +282,91 @@ async fn concurrent_callers_share_one_fetch() {
     assert_eq!(ep.calls(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_one_caller_refreshes_the_others_keep_the_held_token() {
+    for up in [true, false] {
+        let ep = Arc::new(Endpoint::default());
+        ep.answer(200, token_body("held", 300));
+        let c = clock();
+        let s = source(basic(), &ep, &c);
+        s.token().await.unwrap();
+        if up {
+            ep.answer(200, token_body("next", 300));
+        } else {
+            ep.always(503, json!({}));
+        }
+        // Inside the refresh window: one caller refreshes, the rest are not held up.
+        c.advance(Duration::from_secs(250));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                tokio::spawn(async move { s.token().await.unwrap().access_token.clone() })
+            })
+            .collect();
+        for t in tasks {
+            let got = t.await.unwrap();
+            assert!(got == "held" || (up && got == "next"), "{got}");
+        }
+        let refresh = if up { 1 } else { 3 };
+        assert_eq!(
+            ep.calls(),
+            1 + refresh,
+            "up: {up}; one refresh, its retries"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_waited_share_a_failed_fetch() {
+    let ep = Arc::new(Endpoint::default());
+    ep.always(503, json!({}));
+    let s = source(basic(), &ep, &clock());
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.token().await.unwrap_err() })
+        })
+        .collect();
+    for t in tasks {
+        let e = t.await.unwrap();
+        assert!(matches!(e, ClientError::Unavailable { .. }), "{e:?}");
+    }
+    assert_eq!(
+        ep.calls(),
+        3,
+        "one fetch and its retries, not one per caller"
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_probe_does_not_keep_the_breaker_open() {
+    let ep = Arc::new(Endpoint::default());
+    ep.always(503, json!({}));
+    let c = clock();
+    let s = source(basic(), &ep, &c);
+    // Five failed fetches open the breaker.
+    for _ in 0..5 {
+        assert!(s.token().await.is_err());
+    }
+    assert!(matches!(
+        s.breaker(),
+        aauth_metadata::BreakerState::Open { .. }
+    ));
+    // After 30 s the probe goes, and its caller gives up before the answer (the
+    // endpoint takes 20 ms): nobody reports its outcome.
+    c.advance(Duration::from_secs(30));
+    ep.answer(200, token_body("back", 300));
+    let gave_up = tokio::time::timeout(Duration::from_millis(5), s.token()).await;
+    assert!(gave_up.is_err(), "the probe was abandoned");
+    assert!(matches!(
+        s.token().await.unwrap_err(),
+        ClientError::CircuitOpen { .. }
+    ));
+    // A whole period later, the next caller probes again.
+    c.advance(Duration::from_secs(30));
+    assert_eq!(s.token().await.unwrap().access_token, "back");
+}
+
 #[tokio::test]
 async fn the_servers_refusal_is_typed_and_not_retried() {
     let ep = Arc::new(Endpoint::default());
@@ -334,6 +419,9 @@ async fn malformed_token_responses_are_typed() {
         json!({"token_type": "Bearer"}),
         json!({"access_token": "t", "token_type": "mac"}),
         json!({"access_token": "t", "token_type": "Bearer", "expires_in": "300"}),
+        // Could never be sent in a header: a failed fetch, not a cached token.
+        json!({"access_token": "has a space", "token_type": "Bearer"}),
+        json!({"access_token": "caf\u{e9}", "token_type": "Bearer"}),
         json!(r#"{"access_token":"t","access_token":"u","token_type":"Bearer"}"#),
     ] {
         let ep = Arc::new(Endpoint::default());

@@ -485,6 +485,27 @@ fn the_confirmation_key_is_read() {
     );
     let c = parse(&bound).unwrap().finish(&rsa_key()).unwrap();
     assert_eq!(c.jkt(), Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
+    assert!(!c.bound_otherwise());
+    assert!(
+        !parse(&rs256_token())
+            .unwrap()
+            .finish(&rsa_key())
+            .unwrap()
+            .bound_otherwise()
+    );
+    // An mTLS-bound token (RFC 8705 §3.1): another confirmation method, noticed.
+    let mtls = mint(
+        &header("RS256", "rs"),
+        &with(
+            claims(),
+            "cnf",
+            json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+        ),
+        Signer::Rs256(rsa()),
+    );
+    let c = parse(&mtls).unwrap().finish(&rsa_key()).unwrap();
+    assert_eq!(c.jkt(), None);
+    assert!(c.bound_otherwise());
 }
 
 #[test]

@@ -223,6 +223,14 @@ async fn a_dpop_bound_token_is_not_a_bearer_token() {
         OAuthError::Binding { .. }
     ));
     assert!(v.verify_token(&token).await.unwrap().jkt().is_some());
+    // Bound to an mTLS certificate instead: not a bearer token here either.
+    let mut c = claims();
+    c["cnf"] = json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"});
+    let token = mint(&header("RS256", "rs"), &c, Signer::Rs256(rsa()));
+    assert!(matches!(
+        v.verify_bearer(&token).await.unwrap_err(),
+        OAuthError::Binding { .. }
+    ));
 }
 
 #[tokio::test]

@@ -47,7 +47,12 @@ struct Op {
     codes: Mutex<BTreeMap<String, Grant>>,
     /// Signs the next ID token with this `nonce` instead.
     nonce_override: Mutex<Option<String>>,
+    /// Changes the next ID token's header and claims before it is signed.
+    edit: Mutex<Option<Edit>>,
 }
+
+/// A change to an ID token's header and claims.
+type Edit = fn(&mut Value, &mut Value);
 
 impl Op {
     fn new() -> Arc<Self> {
@@ -60,6 +65,7 @@ impl Op {
             key,
             codes: Mutex::default(),
             nonce_override: Mutex::default(),
+            edit: Mutex::default(),
         })
     }
 
@@ -114,11 +120,14 @@ impl Op {
             aauth_keys::Algorithm::Es256 => "ES256",
             _ => "EdDSA",
         };
-        let header = json!({"alg": alg, "kid": "op-1", "typ": "JWT"});
-        let claims = json!({
+        let mut header = json!({"alg": alg, "kid": "op-1", "typ": "JWT"});
+        let mut claims = json!({
             "iss": OP, "aud": CLIENT, "sub": grant.subject, "nonce": nonce,
             "iat": NOW.as_secs(), "exp": NOW.as_secs() + 300, "email": "someone@example.com",
         });
+        if let Some(edit) = self.edit.lock().unwrap().take() {
+            edit(&mut header, &mut claims);
+        }
         let input = format!(
             "{}.{}",
             base64url::encode(header.to_string().as_bytes()),
@@ -383,6 +392,26 @@ async fn a_failed_sign_in_says_why_and_starts_no_session() {
     assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.html);
     assert!(page.html.contains("invalid_id_token"), "{}", page.html);
     assert!(browser.cookie("__Host-aauth-session").is_none());
+
+    // Signed by the provider, but not an ID token for this client alone (Core §3.1.3.7
+    // step 3; RFC 8725 §3.11): another audience beside it (with azp naming it), or
+    // another kind of token.
+    let edits: [Edit; 2] = [
+        |_, c| {
+            c["aud"] = json!([CLIENT, "https://another-client.example"]);
+            c["azp"] = json!(CLIENT);
+        },
+        |h, _| h["typ"] = json!("at+jwt"),
+    ];
+    for edit in edits {
+        let mut browser = Browser::default();
+        let url = start(&w, &mut browser, &code).await;
+        *op.edit.lock().unwrap() = Some(edit);
+        let page = back(&w, &mut browser, &op.authorize(&url, "p-1")).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.html);
+        assert!(page.html.contains("invalid_id_token"), "{}", page.html);
+        assert!(browser.cookie("__Host-aauth-session").is_none());
+    }
 
     // The provider's refusal.
     let mut browser = Browser::default();

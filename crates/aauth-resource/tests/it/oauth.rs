@@ -354,10 +354,22 @@ fn bound_token(key: &PrivateKey) -> String {
 
 /// A proof by `key` with `claims` changed by `edit`.
 fn proof(key: &PrivateKey, token: &str, jti: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let header = json!({
+    proof_with(key, token, jti, |_| {}, edit)
+}
+
+/// As [`proof`], with the header edited too.
+fn proof_with(
+    key: &PrivateKey,
+    token: &str,
+    jti: &str,
+    edit_header: impl FnOnce(&mut Value),
+    edit: impl FnOnce(&mut Value),
+) -> String {
+    let mut header = json!({
         "typ": "dpop+jwt", "alg": "ES256",
         "jwk": serde_json::from_str::<Value>(&key.public_key().to_jwk().to_json()).unwrap(),
     });
+    edit_header(&mut header);
     let mut c = json!({
         "jti": jti, "htm": "GET", "htu": "https://resource.example/data",
         "iat": NOW.as_secs(),
@@ -490,6 +502,20 @@ async fn dpop_proofs_are_refused_where_rfc_9449_says() {
             "another key",
             dpop_request(&token, Some(&proof(&stranger, &token, "p-6", |_| {}))),
             "invalid_token",
+        ),
+        (
+            "a critical extension (RFC 7515 §4.1.11)",
+            dpop_request(
+                &token,
+                Some(&proof_with(
+                    &key,
+                    &token,
+                    "p-8",
+                    |h| h["crit"] = json!(["exp-ext"]),
+                    |_| {},
+                )),
+            ),
+            "invalid_dpop_proof",
         ),
         (
             "an unbound token",
