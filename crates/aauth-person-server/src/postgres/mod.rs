@@ -291,6 +291,36 @@ impl PsStore for PgStore {
         .map(drop)
     }
 
+    async fn bind_if_unbound(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<String, StoreError> {
+        // The inserted row, or (the insert kept the existing one) the existing row: the
+        // statement's snapshot does not see its own insert, so exactly one side answers.
+        let row = self
+            .opt(
+                "WITH ins AS (INSERT INTO bindings (provider, agent, account) VALUES ($1, $2, $3)
+                              ON CONFLICT (provider, agent) DO NOTHING RETURNING account)
+                 SELECT account FROM ins
+                 UNION ALL
+                 SELECT account FROM bindings WHERE provider = $1 AND agent = $2
+                 LIMIT 1",
+                &[&provider.as_str(), &agent.as_str(), &account],
+            )
+            .await?;
+        match row {
+            Some(r) => self.get(&r, 0),
+            // Bound by a transaction that committed while this statement waited on its
+            // row: after its snapshot, so read again.
+            None => self
+                .binding(provider, agent)
+                .await?
+                .ok_or_else(|| self.pg.err("the binding vanished while it was made")),
+        }
+    }
+
     async fn binding(
         &self,
         provider: &ServerId,

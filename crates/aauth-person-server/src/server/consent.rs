@@ -657,8 +657,17 @@ impl PersonServer {
             return Ok(self.message(StatusCode::CONFLICT, Text::ChangedWhileReading));
         }
         if grant {
-            if p.account.is_none() {
-                self.store.bind(&p.agent.0, &p.agent.1, account).await?;
+            // An agent unbound when it asked is bound by the first person who approves;
+            // a request it made before that, approved by someone else, is not theirs to
+            // grant (nor to take the agent, its tokens and its dashboard row with it).
+            if p.account.is_none()
+                && self
+                    .store
+                    .bind_if_unbound(&p.agent.0, &p.agent.1, account)
+                    .await?
+                    != account
+            {
+                return Ok(self.message(StatusCode::CONFLICT, Text::LinkedElsewhere));
             }
             p.state = PendingState::Approved {
                 account: account.to_owned(),

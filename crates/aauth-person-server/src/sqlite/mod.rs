@@ -278,6 +278,35 @@ impl PsStore for SqliteStore {
         .await
     }
 
+    async fn bind_if_unbound(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<String, StoreError> {
+        let (p, a, acc) = (
+            provider.as_str().to_owned(),
+            agent.as_str().to_owned(),
+            account.to_owned(),
+        );
+        // One connection, one statement each: the insert keeps an existing row.
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO bindings (provider, agent, account) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (provider, agent) DO NOTHING",
+                params![p, a, acc],
+            )
+            .map_err(err)?;
+            c.query_row(
+                "SELECT account FROM bindings WHERE provider = ?1 AND agent = ?2",
+                params![p, a],
+                |r| r.get(0),
+            )
+            .map_err(err)
+        })
+        .await
+    }
+
     async fn binding(
         &self,
         provider: &ServerId,

@@ -127,6 +127,20 @@ impl PsStore for MemoryStore {
         Ok(())
     }
 
+    async fn bind_if_unbound(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<String, StoreError> {
+        Ok(self
+            .lock()
+            .bindings
+            .entry((provider.clone(), agent.clone()))
+            .or_insert_with(|| account.to_owned())
+            .clone())
+    }
+
     async fn binding(
         &self,
         provider: &ServerId,

@@ -216,6 +216,27 @@ pub trait PsStore: Send + Sync {
         account: &str,
     ) -> Result<(), StoreError>;
 
+    /// Binds an agent to `account` unless it is bound already, at once (two people
+    /// approving the same unbound agent's requests: the first binds it, the second is
+    /// told); returns the account it is bound to now. The default reads, then binds,
+    /// which is not atomic: a store that several instances share overrides it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn bind_if_unbound(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<String, StoreError> {
+        if let Some(bound) = self.binding(provider, agent).await? {
+            return Ok(bound);
+        }
+        self.bind(provider, agent, account).await?;
+        Ok(account.to_owned())
+    }
+
     /// The account an agent is bound to.
     ///
     /// # Errors

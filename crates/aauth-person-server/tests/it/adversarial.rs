@@ -408,3 +408,73 @@ async fn m10_a_sub_agent_cannot_ask_for_itself_and_nothing_is_deferred() {
         assert_eq!(w.state(), before, "no pending request, nothing changed");
     }
 }
+
+/// An unbound agent sends one request's code to alice and another's to mallory: the first
+/// approval binds it; the second person is told so, approves nothing, and never takes the
+/// agent (nor, with it, the first person's tokens and dashboard row).
+#[tokio::test]
+async fn an_unbound_agents_second_approver_does_not_take_it_over() {
+    let w = with_pages(world()).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (s, h1, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, h2, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (first, second) = (code_of(&h1), code_of(&h2));
+
+    let decide = |code: String, account: &'static str, password: &'static str| {
+        let w = &w;
+        async move {
+            let mut b = Browser::default();
+            let page = b.sign_in(w, &code, account, password).await;
+            assert_eq!(page.status, StatusCode::SEE_OTHER);
+            let consent = b
+                .go(w, "GET", &header_of(&page.headers, "location"), &[])
+                .await;
+            assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+            let csrf = consent.hidden("csrf");
+            b.go(
+                w,
+                "POST",
+                INTERACT_PATH,
+                &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+            )
+            .await
+        }
+    };
+    let done = decide(first, "alice", "alice's password").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+    let refused = decide(second, "mallory", "mallory's password").await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.html);
+    assert!(
+        refused.html.contains("linked to another person"),
+        "{}",
+        refused.html
+    );
+    let provider = id("https://agent.example");
+    let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
+    assert_eq!(
+        w.ps.store()
+            .binding(&provider, &agent)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    // The second request is still waiting (opened, so "interacting"), approved by nobody.
+    let (s, _, json) = poll(
+        &w,
+        "GET",
+        &header_of(&h2, "location"),
+        &w.agent,
+        &w.agent_token,
+        None,
+        NOW,
+    )
+    .await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting")),
+        "{json}"
+    );
+}

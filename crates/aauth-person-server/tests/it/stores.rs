@@ -45,6 +45,38 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
         store.binding(&provider, &agent).await.unwrap().as_deref(),
         Some("bob")
     );
+    // Binding only an unbound agent: the existing binding stands and is answered.
+    assert_eq!(
+        store
+            .bind_if_unbound(&provider, &agent, "carol")
+            .await
+            .unwrap(),
+        "bob"
+    );
+    let fresh = AgentId::parse("aauth:fresh@agent.example").unwrap();
+    let racing = (0..8).map(|i| {
+        let (store, provider, fresh) = (Arc::clone(&store), provider.clone(), fresh.clone());
+        tokio::spawn(async move {
+            store
+                .bind_if_unbound(&provider, &fresh, &format!("person-{i}"))
+                .await
+                .unwrap()
+        })
+    });
+    let mut winners = Vec::new();
+    for r in racing.collect::<Vec<_>>() {
+        winners.push(r.await.unwrap());
+    }
+    winners.dedup();
+    assert_eq!(
+        winners.len(),
+        1,
+        "one person binds it, all are told who: {winners:?}"
+    );
+    assert_eq!(
+        store.binding(&provider, &fresh).await.unwrap().as_ref(),
+        winners.first()
+    );
 
     let rec = PersonTokenRecord::new(
         "jti-1",
