@@ -895,7 +895,8 @@ impl PsStore for PgStore {
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (s256) DO UPDATE SET data = excluded.data,
                owner_provider = excluded.owner_provider, owner_agent = excluded.owner_agent,
-               account = excluded.account",
+               account = excluded.account
+             WHERE (missions.data::jsonb ->> 'terminated') IS NULL",
             &[
                 &m.s256,
                 &data,

@@ -247,7 +247,17 @@ impl PersonServer {
             .collect();
         let expires_at = m.expires_at();
         let event = mission_event(&m, "approved by the person", now);
-        self.store.put_mission(m).await?;
+        // The same agent's same proposal approved twice within one second is the same
+        // mission (its bytes, so its s256): kept as it is, its ledger with it; and a
+        // terminated one stays terminated (the store keeps it final in any case).
+        match self.store.mission(&s256).await? {
+            Some(existing) => {
+                if let Some(reason) = existing.terminated {
+                    return Err(PsError::MissionTerminated(reason.as_str()));
+                }
+            }
+            None => self.store.put_mission(m).await?,
+        }
         self.log_event(event).await?;
         for res in resources {
             let resource = ServerId::parse(&res).map_err(|e| {

@@ -877,8 +877,13 @@ impl PsStore for SqliteStore {
         let data = serde_json::to_string(&MissionRow::from(&m)).map_err(err)?;
         self.with(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO missions (s256, data, owner_provider, owner_agent, account)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                // A terminated mission is final: its row is not replaced.
+                "INSERT INTO missions (s256, data, owner_provider, owner_agent, account)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (s256) DO UPDATE SET data = excluded.data,
+                   owner_provider = excluded.owner_provider,
+                   owner_agent = excluded.owner_agent, account = excluded.account
+                 WHERE json_extract(missions.data, '$.terminated') IS NULL",
                 params![s256, data, provider, agent, account],
             )
             .map(drop)

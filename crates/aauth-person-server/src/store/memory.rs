@@ -429,7 +429,15 @@ impl PsStore for MemoryStore {
     }
 
     async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
-        self.lock().missions.insert(m.s256.clone(), m);
+        let mut inner = self.lock();
+        // A terminated mission is final.
+        if inner
+            .missions
+            .get(&m.s256)
+            .is_none_or(|stored| stored.terminated.is_none())
+        {
+            inner.missions.insert(m.s256.clone(), m);
+        }
         Ok(())
     }
 

@@ -553,7 +553,9 @@ pub trait PsStore: Send + Sync {
         agent: &AgentId,
     ) -> Result<Vec<(String, ServerId, u64)>, StoreError>;
 
-    /// Stores or replaces the mission `m.s256`.
+    /// Stores or replaces the mission `m.s256`, unless the stored one is terminated: a
+    /// terminated mission is final, so a copy read before its termination (a budget
+    /// spent, an audit entry, an approval made at the same moment) can never revive it.
     ///
     /// # Errors
     ///

@@ -327,8 +327,21 @@ async fn update_completion_and_termination_are_final() {
         )
     );
 
+    // The same proposal again within the same second is the same mission (the same
+    // bytes): it stays completed, it is not approved afresh.
+    let (s, json) = w.post(MISSION_PATH, proposal()).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mission_terminated")),
+        "{json}"
+    );
+
     // A revoked mission (the person's decision, through the API).
-    let (other, _, _) = approve(&w).await;
+    let mut another = proposal();
+    another["description"] = "Plan the spring offsite.".into();
+    let (s, json) = w.post(MISSION_PATH, another).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let other = json["s256"].as_str().unwrap().to_owned();
     w.ps.terminate_mission(&other, TerminationReason::Revoked, NOW)
         .await
         .unwrap();

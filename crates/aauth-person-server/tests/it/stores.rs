@@ -416,8 +416,18 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
         &id("https://resource.example"),
     );
     assert_eq!(m.spent(), 3);
+    // A copy read before the termination, written back after it (a spend, an audit entry
+    // racing the person's Terminate): the terminated mission stays as it is.
+    let mut stale = store.mission(&m.s256).await.unwrap().unwrap();
     store.put_mission(m.clone()).await.unwrap();
     assert_eq!(store.mission(&m.s256).await.unwrap(), Some(m.clone()));
+    stale.grants = 9;
+    store.put_mission(stale).await.unwrap();
+    assert_eq!(
+        store.mission(&m.s256).await.unwrap(),
+        Some(m.clone()),
+        "a terminated mission is final"
+    );
     assert_eq!(store.mission("nope").await.unwrap(), None);
     // Listed by account: bob's (changed, not copied), and nobody else's.
     let alices = Mission::new(
