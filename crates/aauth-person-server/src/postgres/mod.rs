@@ -625,6 +625,15 @@ impl PsStore for PgStore {
         .map(drop)
     }
 
+    async fn count_bad_code(&self, key: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE sessions SET bad_codes = bad_codes + 1 WHERE key = $1 AND expires > $2",
+            &[&key, &i(now.as_secs())],
+        )
+        .await
+        .map(drop)
+    }
+
     async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
         let Some(r) = self
             .opt(

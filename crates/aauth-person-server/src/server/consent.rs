@@ -188,7 +188,7 @@ impl PersonServer {
     async fn show_request(&self, page: PageRequest<'_>) -> Result<http::Response<Bytes>, PsError> {
         let code = web::field(&page.query, "code").unwrap_or_default(); // default: no code matches nothing
         let code = code.to_owned();
-        let Some(mut s) = page.session.clone() else {
+        let Some(s) = page.session.clone() else {
             // Sign in first; the login form is protected by a double-submit token.
             let csrf = self.random_token()?;
             let mut r = self.page(
@@ -240,10 +240,11 @@ impl PersonServer {
         let Some(mut p) =
             found.filter(|p| p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS)
         else {
-            s.bad_codes = s.bad_codes.saturating_add(1);
             self.throttle.failed(&keys, page.now).await?;
             if let Some(c) = &page.session_cookie {
-                self.store.put_session(&web::session_key(c), s).await?;
+                self.store
+                    .count_bad_code(&web::session_key(c), page.now)
+                    .await?;
             }
             return Ok(self.no_such_code());
         };
@@ -526,7 +527,16 @@ impl PersonServer {
         }) else {
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
-        match web::field(&page.posted, "decision") {
+        let decision = web::field(&page.posted, "decision");
+        // A grant waits for the resource's own flow, which the consent page sends the
+        // person through first: a form posted before it is done approves nothing.
+        if matches!(decision, Some("grant" | "grant-mission"))
+            && let Some(mut first) = self.resource_interstitial(&mut p).await?
+        {
+            *first.status_mut() = StatusCode::CONFLICT;
+            return Ok(first);
+        }
+        match decision {
             Some("ask") => self.ask_agent(&page, &mut p).await,
             Some("answer") => self.answer_question(&page, &mut p).await,
             Some("grant-mission") => self.grant_for_mission(&page, &mut p, &s.account).await,

@@ -601,6 +601,19 @@ impl PsStore for SqliteStore {
         .await
     }
 
+    async fn count_bad_code(&self, key: &str, now: UnixTime) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE sessions SET bad_codes = bad_codes + 1 WHERE key = ?1 AND expires > ?2",
+                params![key, i(now.as_secs())],
+            )
+            .map(drop)
+            .map_err(err)
+        })
+        .await
+    }
+
     async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
         let key = key.to_owned();
         self.with(move |c| {

@@ -301,6 +301,18 @@ impl PsStore for MemoryStore {
         Ok(())
     }
 
+    async fn count_bad_code(&self, key: &str, now: UnixTime) -> Result<(), StoreError> {
+        if let Some(s) = self
+            .lock()
+            .sessions
+            .get_mut(key)
+            .filter(|s| s.expires > now.as_secs())
+        {
+            s.bad_codes = s.bad_codes.saturating_add(1);
+        }
+        Ok(())
+    }
+
     async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
         Ok(self
             .lock()

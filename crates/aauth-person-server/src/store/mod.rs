@@ -376,6 +376,22 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError>;
 
+    /// Counts one wrong interaction code against the session under `key`, if it still
+    /// lasts: never writes back a session ended meanwhile (signed out, its account
+    /// disabled). The default reads and writes back, which a shared store overrides with
+    /// one conditional update.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn count_bad_code(&self, key: &str, now: UnixTime) -> Result<(), StoreError> {
+        if let Some(mut s) = self.session(key, now).await? {
+            s.bad_codes = s.bad_codes.saturating_add(1);
+            self.put_session(key, s).await?;
+        }
+        Ok(())
+    }
+
     /// Records an agent token this server accepted: `(iss, jti)` → the agent, until `exp`
     /// plus skew (PS-115), so that a revocation by `jti` names the agent to cascade to.
     ///

@@ -1435,6 +1435,21 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
         !first.html.contains("decision"),
         "no consent before the resource's flow"
     );
+    // Nor a grant posted around it (the session's CSRF token taken from the dashboard).
+    let account = b.go(&w, "GET", "/account", &[]).await;
+    let csrf = account.hidden("csrf");
+    assert!(!csrf.is_empty(), "{}", account.html);
+    let early = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+        )
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.html);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "still waiting: {json}");
     let callback = link
         .split("callback=")
         .nth(1)

@@ -448,8 +448,23 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     );
     let s = WebSession::new("bob", "csrf-1", NOW.as_secs() + 3600);
     store.put_session("k1", s.clone()).await.unwrap();
-    assert_eq!(store.session("k1", NOW).await.unwrap(), Some(s));
+    assert_eq!(store.session("k1", NOW).await.unwrap(), Some(s.clone()));
     assert_eq!(store.session("k1", NOW.plus(3600)).await.unwrap(), None);
+    // Wrong codes count against a session that lasts, and never make one that does not.
+    store.count_bad_code("k1", NOW).await.unwrap();
+    store.count_bad_code("k1", NOW).await.unwrap();
+    assert_eq!(
+        store.session("k1", NOW).await.unwrap().map(|s| s.bad_codes),
+        Some(2)
+    );
+    store.count_bad_code("gone", NOW).await.unwrap();
+    assert_eq!(store.session("gone", NOW).await.unwrap(), None);
+    store.count_bad_code("k1", NOW.plus(3600)).await.unwrap();
+    assert_eq!(
+        store.session("k1", NOW).await.unwrap().map(|s| s.bad_codes),
+        Some(2),
+        "an expired session is not counted against (nor brought back)"
+    );
 
     issuance_contract(store.as_ref()).await;
 }
