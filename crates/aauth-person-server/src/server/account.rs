@@ -24,6 +24,9 @@ use crate::web::view::{MissionShown, Said};
 const MAX_EXPORT: usize = 10_000;
 /// The events read per agent to find when it was first seen.
 const FIRST_SEEN_WINDOW: usize = 1_000;
+/// The most valid tokens the dashboard lists (those that end soonest): a page, and
+/// the store calls behind it, stay bounded however many an agent obtained.
+pub(crate) const MAX_TOKENS_SHOWN: usize = 200;
 
 /// A change the dashboard makes, with what it names.
 enum Change {
@@ -50,7 +53,7 @@ impl PersonServer {
             .store
             .audit(&filter.query(&s.account, dashboard::PAGE_EVENTS))
             .await?;
-        let tokens = self.valid_tokens(&s.account, now).await?;
+        let (tokens, tokens_more) = self.valid_tokens(&s.account, now).await?;
         let agents = self.agent_rows(&s.account, now).await?;
         let missions: Vec<MissionRow> = self
             .store
@@ -72,6 +75,7 @@ impl PersonServer {
                 agents: &agents,
                 missions: &missions,
                 tokens: &tokens,
+                tokens_more,
                 audit: &audit,
                 filter: &filter,
                 bad_filter,
@@ -85,28 +89,40 @@ impl PersonServer {
         Ok(self.page(status, Text::AccountTitle, &body))
     }
 
-    /// The person and auth tokens of `account` on record and not revoked.
-    async fn valid_tokens(&self, account: &str, now: UnixTime) -> Result<Vec<TokenRow>, PsError> {
+    /// The person and auth tokens of `account` on record and not revoked, those that end
+    /// soonest first, at most [`MAX_TOKENS_SHOWN`]; and whether there are more.
+    async fn valid_tokens(
+        &self,
+        account: &str,
+        now: UnixTime,
+    ) -> Result<(Vec<TokenRow>, bool), PsError> {
         let (person, auth) = self.store.issued_records(Some(account), now).await?;
-        let mut rows = Vec::new();
-        let all = person
+        let mut unexpired: Vec<_> = person
             .into_iter()
             .map(|r| (Text::PersonTokenKind, r.jti, r.aud, r.exp))
             .chain(
                 auth.into_iter()
                     .map(|r| (Text::AuthTokenKind, r.jti, r.aud, r.exp)),
-            );
-        for (kind, jti, aud, exp) in all {
-            if exp > now.as_secs() && !self.store.is_revoked(&jti, now).await? {
-                rows.push(TokenRow {
-                    kind,
-                    jti,
-                    resource: aud.as_str().to_owned(),
-                    exp,
-                });
+            )
+            .filter(|(_, _, _, exp)| *exp > now.as_secs())
+            .collect();
+        unexpired.sort_by_key(|(_, _, _, exp)| *exp);
+        let mut rows = Vec::new();
+        for (kind, jti, aud, exp) in unexpired {
+            if self.store.is_revoked(&jti, now).await? {
+                continue;
             }
+            if rows.len() == MAX_TOKENS_SHOWN {
+                return Ok((rows, true));
+            }
+            rows.push(TokenRow {
+                kind,
+                jti,
+                resource: aud.as_str().to_owned(),
+                exp,
+            });
         }
-        Ok(rows)
+        Ok((rows, false))
     }
 
     /// The agents bound to `account`, with when the audit trail first and last saw each

@@ -406,7 +406,8 @@ impl PersonServer {
                     &[
                         ("provider", &provider.label),
                         ("reason", m.text(what)),
-                        ("code", e.code()),
+                        // The provider's own `error`, when it said one: its words.
+                        ("code", &view::visible(e.code())),
                     ],
                 );
                 let body = maud::html! { p role="alert" { (said) } };

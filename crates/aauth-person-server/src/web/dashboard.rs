@@ -188,6 +188,8 @@ pub(crate) struct Dashboard<'a> {
     pub(crate) agents: &'a [AgentRow],
     pub(crate) missions: &'a [MissionRow],
     pub(crate) tokens: &'a [TokenRow],
+    /// Whether more valid tokens exist than `tokens` lists.
+    pub(crate) tokens_more: bool,
     pub(crate) audit: &'a AuditPage,
     pub(crate) filter: &'a Filter,
     /// The filter that is not one, if any (the audit trail is then unfiltered).
@@ -326,6 +328,9 @@ fn tokens(m: &Messages, d: &Dashboard<'_>) -> Markup {
             @if d.tokens.is_empty() {
                 p { (m.text(Text::NoTokens)) }
             } @else {
+                @if d.tokens_more {
+                    p { (m.fill(Text::TokensMore, &[("shown", &d.tokens.len().to_string())])) }
+                }
                 table.stack {
                     thead { tr {
                         th scope="col" { (m.text(Text::ColKind)) }

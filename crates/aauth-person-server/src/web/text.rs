@@ -191,6 +191,7 @@ catalogue! {
     Terminate "account.missions.terminate" "Terminate"
     TokensHeading "account.tokens.heading" "Tokens issued in your name"
     NoTokens "account.tokens.none" "No token issued in your name is still valid."
+    TokensMore "account.tokens.more" "Only the {shown} that end soonest are listed. Unlinking an agent revokes all of its tokens at once."
     PersonTokenKind "account.tokens.person" "person token"
     AuthTokenKind "account.tokens.auth" "auth token"
     Revoke "account.tokens.revoke" "Revoke"

@@ -40,19 +40,38 @@ impl Render for Said<'_> {
                 '>' => buf.push_str("&gt;"),
                 '"' => buf.push_str("&quot;"),
                 '\'' => buf.push_str("&#39;"),
-                '\u{061C}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}' => {
-                    buf.push_str(&format!("[U+{:04X}]", u32::from(c)));
-                }
+                c if bidi(c) => buf.push_str(&format!("[U+{:04X}]", u32::from(c))),
                 c if c.is_control() => {}
                 c => buf.push(c),
             }
         }
         buf.push_str("</bdi>");
     }
+}
+
+/// A bidirectional formatting character (it reorders the text around it).
+fn bidi(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Another party's words as plain text that cannot reorder or hide what surrounds it:
+/// control characters dropped, each bidirectional formatting character written as its
+/// code point (`[U+202E]`). For words filled into a sentence of the catalogue (a scope,
+/// an action's name), which the page then escapes as all text; [`Said`] adds the
+/// escaping and the `<bdi>` isolation for words shown on their own.
+pub(crate) fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| bidi(c) || c.is_control()) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if bidi(c) {
+            out.push_str(&format!("[U+{:04X}]", u32::from(c)));
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// An HTML page: the frame (language, title, stylesheet, landmarks) around `body`, with
@@ -342,13 +361,15 @@ pub(crate) fn what_is_asked<'a>(
             budget,
             ..
         } => {
-            let scope = scope.as_deref().unwrap_or(m.text(Text::NoScope));
+            let scope = scope
+                .as_deref()
+                .map_or(m.text(Text::NoScope).into(), visible);
             let asked = match budget {
                 Some(b) => m.fill(
                     Text::AskAuthTokenBudget,
-                    &[("scope", scope), ("budget", &b.to_string())],
+                    &[("scope", &scope), ("budget", &visible(&b.to_string()))],
                 ),
-                None => m.fill(Text::AskAuthToken, &[("scope", scope)]),
+                None => m.fill(Text::AskAuthToken, &[("scope", &scope)]),
             };
             (resource.as_str(), asked, p.justification.clone())
         }
@@ -361,13 +382,13 @@ pub(crate) fn what_is_asked<'a>(
                 .unwrap_or_else(|| m.text(Text::NoneNamed).to_owned());
             (
                 ps,
-                m.fill(Text::AskMission, &[("resources", &resources)]),
+                m.fill(Text::AskMission, &[("resources", &visible(&resources))]),
                 prop.map(|p| p.description),
             )
         }
         PendingRequest::Completion { s256, summary } => (
             ps,
-            m.fill(Text::AskCompletion, &[("mission", s256)]),
+            m.fill(Text::AskCompletion, &[("mission", &visible(s256))]),
             Some(summary.clone()),
         ),
         PendingRequest::Permission {
@@ -376,7 +397,7 @@ pub(crate) fn what_is_asked<'a>(
             ..
         } => (
             ps,
-            m.fill(Text::AskPermission, &[("action", action)]),
+            m.fill(Text::AskPermission, &[("action", &visible(action))]),
             description.clone(),
         ),
         PendingRequest::Question { question, .. } => (
@@ -652,6 +673,27 @@ mod tests {
             shown,
             "<p><bdi>&lt;script&gt;x&lt;/script&gt; [U+202E]evil[U+2066] &#39;q&#39; &quot;r&quot;</bdi></p>"
         );
+    }
+
+    #[test]
+    fn words_filled_into_a_sentence_cannot_reorder_it() {
+        // A scope or an action's name from another party, filled into "Asks …": its
+        // direction marks shown, its controls dropped; plain words pass untouched.
+        assert_eq!(
+            visible("files.read\u{202E}etirw\u{2069}\u{0}"),
+            "files.read[U+202E]etirw[U+2069]"
+        );
+        assert!(matches!(
+            visible("files.read"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let m = Messages::english();
+        let asked = m.fill(
+            Text::AskPermission,
+            &[("action", &visible("delete\u{202E}txt.exe"))],
+        );
+        assert!(!asked.contains('\u{202E}'), "{asked}");
+        assert!(asked.contains("delete[U+202E]txt.exe"), "{asked}");
     }
 
     #[test]

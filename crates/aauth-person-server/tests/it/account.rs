@@ -467,3 +467,46 @@ async fn hostile_words_stay_text_on_the_dashboard_and_in_downloads() {
         None
     );
 }
+
+/// However many tokens an agent obtained, the page lists the 200 that end soonest and
+/// says there are more.
+#[tokio::test]
+async fn a_long_token_list_is_cut_to_the_soonest_and_says_so() {
+    let w = consenting_world(None).await;
+    w.bind(AGENT, "alice").await;
+    let store = w.ps.store();
+    let agent = (id("https://agent.example"), AgentId::parse(AGENT).unwrap());
+    for i in 0..205u64 {
+        store
+            .record_person_token(PersonTokenRecord::new(
+                &format!("jti-{i:03}"),
+                id("https://resource.example"),
+                "sub-a",
+                "alice",
+                agent.clone(),
+                NOW.as_secs() + 600 + i,
+            ))
+            .await
+            .unwrap();
+    }
+    // One of the soonest is revoked: not listed, and not counted.
+    store
+        .revoke("jti-000", NOW.as_secs() + 600, NOW)
+        .await
+        .unwrap();
+    let mut b = signed_in(&w, "alice", "correct horse battery").await;
+    let page = b.go(&w, "GET", "/account", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.html.matches("class=\"token-row\"").count(), 200);
+    assert!(
+        page.html
+            .contains("Only the 200 that end soonest are listed")
+    );
+    assert!(!page.html.contains("data-jti=\"jti-000\""));
+    assert!(page.html.contains("data-jti=\"jti-001\""));
+    assert!(page.html.contains("data-jti=\"jti-200\""));
+    assert!(
+        !page.html.contains("data-jti=\"jti-201\""),
+        "the latest are cut"
+    );
+}
