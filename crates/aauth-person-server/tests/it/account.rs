@@ -479,7 +479,7 @@ async fn a_long_token_list_is_cut_to_the_soonest_and_says_so() {
     for i in 0..205u64 {
         store
             .record_person_token(PersonTokenRecord::new(
-                &format!("jti-{i:03}"),
+                format!("jti-{i:03}"),
                 id("https://resource.example"),
                 "sub-a",
                 "alice",
