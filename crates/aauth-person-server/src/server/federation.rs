@@ -535,6 +535,18 @@ impl PersonServer {
             ))
             .into_http_response();
         };
+        // A token it depends on, revoked while the Access Server held the request: the
+        // request ends here, whatever the Access Server would now issue.
+        match self.revoked_dependency(&p, now).await {
+            Ok(None) => {}
+            Ok(Some(which)) => {
+                return match self.end(p, "revoked").await {
+                    Ok(()) => PollError::new(StatusCode::FORBIDDEN, "revoked", which).response(),
+                    Err(e) => e.into_http_response(),
+                };
+            }
+            Err(e) => return e.into_http_response(),
+        }
         // The Access Server's question: forwarded once the agent (at this pending URL) or
         // the person (on the consent page) answered it here.
         let mut forwarding = false;

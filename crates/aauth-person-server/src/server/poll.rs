@@ -247,7 +247,7 @@ impl PersonServer {
     /// Ends the request (a compare-and-set: of two concurrent polls one ends the request
     /// and answers; the other is told it changed, `409`, and its next poll gets `410`).
     /// `outcome` names how it ended, for `aauth_pending_requests_total`.
-    async fn end(&self, mut p: Pending, outcome: &'static str) -> Result<(), PsError> {
+    pub(super) async fn end(&self, mut p: Pending, outcome: &'static str) -> Result<(), PsError> {
         p.state = PendingState::Done;
         self.save(&mut p).await?;
         super::defer::count_pending(outcome);
@@ -339,7 +339,7 @@ impl PersonServer {
     /// Which token the request depends on was revoked, if one was (draft -11 §Polling
     /// Errors `revoked`; checklist PS-112): the resource token (revoked by its resource)
     /// or the presented token.
-    async fn revoked_dependency(
+    pub(super) async fn revoked_dependency(
         &self,
         p: &Pending,
         now: UnixTime,
@@ -394,6 +394,12 @@ impl PersonServer {
                 self.end(p, "delivered").await?;
                 Ok(json_response(StatusCode::OK, &json))
             }
+            // Its mission ended while the person was deciding: nothing is issued under it,
+            // now or at a later poll (draft -11: mission_terminated).
+            Err(e @ PsError::MissionTerminated(_)) => {
+                self.end(p, "failed").await?;
+                Err(e)
+            }
             // Approved here; the Access Server needs the person too.
             Err(PsError::AccessServerInteraction {
                 location,
@@ -428,6 +434,8 @@ impl PersonServer {
                 mission_s256,
                 chain,
             } => {
+                // The mission may have ended (terminated, expired) since the request.
+                self.mission_active(mission_s256.as_deref(), now).await?;
                 self.mint_person_in(
                     PersonTokenGrant {
                         chain,

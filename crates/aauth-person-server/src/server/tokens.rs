@@ -702,6 +702,15 @@ impl PersonServer {
             Some(s) => self.store.mission(s).await?,
             None => None,
         };
+        // Nothing is issued under a mission that ended since the request was made (a
+        // deferred request approved after the person's Terminate, or past its expiry).
+        if let Some(m) = ledger.take() {
+            let m = self.expire(m, now).await?;
+            if let Some(reason) = m.terminated {
+                return Err(PsError::MissionTerminated(reason.as_str()));
+            }
+            ledger = Some(m);
+        }
         let granted = match &mut ledger {
             Some(m) => {
                 m.record_consumption(budget.as_ref(), budget_consumed, resource);

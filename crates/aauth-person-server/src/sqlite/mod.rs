@@ -253,6 +253,9 @@ fn backfill_mission_owners(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The account an agent is bound to.
+const BINDING: &str = "SELECT account FROM bindings WHERE provider = ?1 AND agent = ?2";
+
 #[async_trait]
 impl PsStore for SqliteStore {
     async fn bind(
@@ -297,12 +300,8 @@ impl PsStore for SqliteStore {
                 params![p, a, acc],
             )
             .map_err(err)?;
-            c.query_row(
-                "SELECT account FROM bindings WHERE provider = ?1 AND agent = ?2",
-                params![p, a],
-                |r| r.get(0),
-            )
-            .map_err(err)
+            c.query_row(BINDING, params![p, a], |r| r.get(0))
+                .map_err(err)
         })
         .await
     }
@@ -314,13 +313,9 @@ impl PsStore for SqliteStore {
     ) -> Result<Option<String>, StoreError> {
         let (p, a) = (provider.as_str().to_owned(), agent.as_str().to_owned());
         self.with(move |c| {
-            c.query_row(
-                "SELECT account FROM bindings WHERE provider = ?1 AND agent = ?2",
-                params![p, a],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err)
+            c.query_row(BINDING, params![p, a], |r| r.get(0))
+                .optional()
+                .map_err(err)
         })
         .await
     }

@@ -433,13 +433,7 @@ async fn an_unbound_agents_second_approver_does_not_take_it_over() {
                 .await;
             assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
             let csrf = consent.hidden("csrf");
-            b.go(
-                w,
-                "POST",
-                INTERACT_PATH,
-                &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
-            )
-            .await
+            crate::consent::decide(&mut b, w, &code, &csrf, "grant").await
         }
     };
     let done = decide(first, "alice", "alice's password").await;

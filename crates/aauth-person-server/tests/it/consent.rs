@@ -736,6 +736,23 @@ async fn a_long_poll_answers_within_5_ms_of_the_approval() {
 }
 
 /// A person signs in and approves the request behind `code`.
+/// Posts the person's `decision` on the request `code` names, with the session's `csrf`.
+pub(crate) async fn decide(
+    b: &mut Browser,
+    w: &World,
+    code: &str,
+    csrf: &str,
+    decision: &str,
+) -> Page {
+    b.go(
+        w,
+        "POST",
+        INTERACT_PATH,
+        &[("code", code), ("csrf", csrf), ("decision", decision)],
+    )
+    .await
+}
+
 pub(crate) async fn approve(w: &World, code: &str, account: &str, password: &str) {
     let mut b = Browser::default();
     let page = b.sign_in(w, code, account, password).await;
@@ -745,14 +762,7 @@ pub(crate) async fn approve(w: &World, code: &str, account: &str, password: &str
         .await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
     let csrf = consent.hidden("csrf");
-    let done = b
-        .go(
-            w,
-            "POST",
-            INTERACT_PATH,
-            &[("code", code), ("csrf", &csrf), ("decision", "grant")],
-        )
-        .await;
+    let done = decide(&mut b, w, code, &csrf, "grant").await;
     assert_eq!(done.status, StatusCode::OK);
 }
 
@@ -1439,14 +1449,7 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
     let account = b.go(&w, "GET", "/account", &[]).await;
     let csrf = account.hidden("csrf");
     assert!(!csrf.is_empty(), "{}", account.html);
-    let early = b
-        .go(
-            &w,
-            "POST",
-            INTERACT_PATH,
-            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
-        )
-        .await;
+    let early = decide(&mut b, &w, &code, &csrf, "grant").await;
     assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.html);
     let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
     assert_eq!(s, StatusCode::ACCEPTED, "still waiting: {json}");
@@ -1491,14 +1494,7 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
     assert_eq!(consent.status, StatusCode::OK);
     let csrf = consent.hidden("csrf");
     assert!(!csrf.is_empty(), "{}", consent.html);
-    let done = b
-        .go(
-            &w,
-            "POST",
-            INTERACT_PATH,
-            &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
-        )
-        .await;
+    let done = decide(&mut b, &w, &code, &csrf, "grant").await;
     assert_eq!(done.status, StatusCode::OK);
     let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
     assert_eq!(s, StatusCode::OK, "{json}");

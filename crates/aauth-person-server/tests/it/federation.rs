@@ -816,6 +816,39 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
     assert_eq!(s, StatusCode::GONE);
 }
 
+/// The person token the request presented is revoked while the Access Server holds the
+/// request: the next poll ends it, whatever the Access Server would now issue.
+#[tokio::test]
+async fn a_revocation_ends_a_request_the_access_server_holds() {
+    let access = Arc::new(ApprovingAs {
+        token: Mutex::new(None),
+        polls: Mutex::new(0),
+    });
+    let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
+    w.ps = w.ps.federation(access.clone());
+    let (body, pc) = request(&w).await;
+    *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (s, headers, _) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = crate::consent::header_of(&headers, "location");
+    let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW);
+    assert_eq!(poll().await.0, StatusCode::ACCEPTED);
+    use aauth_person_server::PsStore as _;
+    w.ps.store().revoke(&pc.jti, pc.exp, NOW).await.unwrap();
+    let (s, _, json) = poll().await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    assert_eq!(
+        *access.polls.lock().unwrap(),
+        1,
+        "the Access Server was not asked again"
+    );
+    assert_eq!(poll().await.0, StatusCode::GONE);
+}
+
 /// A deferred answer from the scripted Access Server.
 fn deferred(status: StatusCode, headers: &[(&str, &str)], body: &'static [u8]) -> Answer {
     let headers: Vec<(String, String)> = headers

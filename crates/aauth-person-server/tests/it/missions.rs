@@ -855,4 +855,23 @@ async fn approving_for_the_mission_lets_the_same_access_through_until_it_ends() 
         ask(&w, &pt, &pc, "read", None).await.0,
         StatusCode::ACCEPTED
     );
+
+    // Asked, then the mission ends while the person decides, then they approve: nothing
+    // is issued under the ended mission, and the request is over (draft -11:
+    // mission_terminated).
+    let (w, digest, pt, pc) = setup(Arc::new(AskForAccess)).await;
+    let (_, headers) = ask(&w, &pt, &pc, "read", None).await;
+    let location = crate::consent::header_of(&headers, "location");
+    w.ps.terminate_mission(&digest, TerminationReason::Revoked, NOW)
+        .await
+        .unwrap();
+    answer(&w, &headers, "grant").await;
+    let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW);
+    let (s, _, json) = poll().await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mission_terminated")),
+        "{json}"
+    );
+    assert_eq!(poll().await.0, StatusCode::GONE, "the request is over");
 }
