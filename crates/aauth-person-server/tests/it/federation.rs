@@ -833,7 +833,6 @@ async fn a_revocation_ends_a_request_the_access_server_holds() {
     let location = crate::consent::header_of(&headers, "location");
     let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW);
     assert_eq!(poll().await.0, StatusCode::ACCEPTED);
-    use aauth_person_server::PsStore as _;
     w.ps.store().revoke(&pc.jti, pc.exp, NOW).await.unwrap();
     let (s, _, json) = poll().await;
     assert_eq!(
