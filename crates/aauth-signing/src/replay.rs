@@ -441,13 +441,16 @@ impl ReplayGuard {
         now: UnixTime,
     ) -> ReplayUse<'a> {
         // Kept until the window of the later of `created` and now closes: after that the
-        // signature is refused as too old, so the entry has nothing left to stop.
+        // signature is refused as too old, so the entry has nothing left to stop. The
+        // window includes its last second (`created == now - window` is still fresh), and
+        // an entry is gone at its `until`: so one second more, or a copy sent in that
+        // last second would find no entry.
         let created = request
             .params
             .created()
             .and_then(|c| u64::try_from(c).ok())
             .unwrap_or(0);
-        let until = UnixTime(created.max(now.as_secs())).plus(window);
+        let until = UnixTime(created.max(now.as_secs())).plus(window.saturating_add(1));
         ReplayUse::new(thumbprint, request.replay_key_of(thumbprint), until)
     }
 }

@@ -457,12 +457,26 @@ fn method_not_allowed() -> Response<Bytes> {
 }
 
 impl Proxy {
-    /// The route whose pending URL `path` is, if it holds calls.
+    /// The route whose pending URL `path` is, if it holds calls: exactly
+    /// `/aauth/pending/{index}/{id}`, the index written as the proxy writes it and the id
+    /// one segment of base64url. Anything else under `/aauth/` is the proxy's own (a
+    /// `404` there), never a route's, so it is never forwarded.
     fn pending_route(&self, path: &str) -> Option<&ServedRoute> {
-        let (index, _) = path.strip_prefix(PENDING_PREFIX)?.split_once('/')?;
-        let route = self.routes.get(index.parse::<usize>().ok()?)?;
+        let route = self.routes.get(pending_index(path)?)?;
         route.defers.then_some(route)
     }
+}
+
+/// The route index of a pending URL, `/aauth/pending/{index}/{id}`: the index in the
+/// digits the proxy writes, the id one base64url segment; `None` for anything else.
+fn pending_index(path: &str) -> Option<usize> {
+    let (index, id) = path.strip_prefix(PENDING_PREFIX)?.split_once('/')?;
+    let i = index.parse::<usize>().ok()?;
+    let one_id = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (i.to_string() == index && one_id).then_some(i)
 }
 
 /// Whether the proxy answers `path` itself.
@@ -525,5 +539,27 @@ impl Service<Request<hyper::body::Incoming>> for Proxy {
             .await?;
             route.call(req).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_index;
+
+    #[test]
+    fn only_a_pending_url_as_the_proxy_writes_it_is_a_routes() {
+        assert_eq!(pending_index("/aauth/pending/2/AbC-_9"), Some(2));
+        for path in [
+            "/aauth/pending/2/../../../admin/users",
+            "/aauth/pending/+2/x",
+            "/aauth/pending/02/x",
+            "/aauth/pending/2/a/b",
+            "/aauth/pending/2/",
+            "/aauth/pending/2/a%2e",
+            "/aauth/pending/x/y",
+            "/files/aauth/pending/2/x",
+        ] {
+            assert_eq!(pending_index(path), None, "{path}");
+        }
     }
 }

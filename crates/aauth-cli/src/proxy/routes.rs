@@ -96,6 +96,37 @@ pub(crate) fn unsafe_path(path: &str) -> bool {
     lower.contains('\\')
         || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
         || path.split('/').any(|s| s == "." || s == "..")
+        // An empty segment, which many upstreams merge (`//admin` as `/admin`).
+        || path.contains("//")
+        || !canonical_escapes(path)
+}
+
+/// Whether every `%` in `path` starts an escape of a byte that must be escaped: an
+/// escaped unreserved character (`%61` for `a`, RFC 3986 §2.3), which an upstream
+/// decodes, would let `/%61dmin` pass a route for `/admin` unmatched; a `%` not followed
+/// by two hex digits is no escape at all.
+fn canonical_escapes(path: &str) -> bool {
+    let b = path.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let (Some(hi), Some(lo)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return false;
+            };
+            let byte = hi * 16 + lo;
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -151,10 +182,25 @@ mod tests {
             "/a\\b",
             "/a/%5C",
             "/..",
+            // What upstreams decode or merge: an escaped unreserved character, an empty
+            // segment, a `%` that escapes nothing.
+            "/%61dmin/x",
+            "/a/%7Eb",
+            "//admin/x",
+            "/a//b",
+            "/a/%zz",
+            "/a/%4",
         ] {
             assert!(unsafe_path(p), "{p}");
         }
-        for p in ["/a/b", "/a/.well-known", "/a/b.c", "/"] {
+        for p in [
+            "/a/b",
+            "/a/.well-known",
+            "/a/b.c",
+            "/",
+            "/a/%20b",
+            "/a/%C3%A9",
+        ] {
             assert!(!unsafe_path(p), "{p}");
         }
     }

@@ -367,7 +367,17 @@ fn upstream_headers(
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
-    for name in ["x-forwarded-host", "x-forwarded-proto", "forwarded"] {
+    let forwarded: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            matches!(
+                read_as(n).as_str(),
+                "x-forwarded-host" | "x-forwarded-proto" | "forwarded"
+            )
+        })
+        .cloned()
+        .collect();
+    for name in forwarded {
         headers.remove(name);
     }
     if !up.forward_signature_headers {
@@ -424,7 +434,9 @@ fn target(up: &Inner, uri: &Uri) -> Result<Uri, String> {
 }
 
 /// The protocol an HTTP/1.1 upgrade request asks for (`Connection: upgrade` and
-/// `Upgrade`).
+/// `Upgrade`), if it is WebSocket: the one upgrade the proxy passes through. Any other
+/// (`h2c` above all: an upstream that switched would take HTTP/2 requests on any path,
+/// none of them admitted here) is dropped, and the request goes on as a plain one.
 fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -432,11 +444,17 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    headers
+        .get(header::UPGRADE)
+        .filter(|v| asks && v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        .cloned()
+}
+
+/// A header name as the upstream's framework may read it: CGI, WSGI, Rack and PHP map
+/// `x_aauth_scope` and `x-aauth-scope` to the same variable, so both spellings are one
+/// name here.
+fn read_as(name: &HeaderName) -> String {
+    name.as_str().replace('_', "-")
 }
 
 /// Removes the hop-by-hop headers, those `Connection` names among them, and `Upgrade`
@@ -455,17 +473,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// Drops every `x-aauth-*` header the client sent, then sets those the verified request
-/// gives.
-fn add_identity(headers: &mut HeaderMap, caller: &Caller) -> Result<(), String> {
+/// Drops every header the client sent that the upstream could read as an `x-aauth-*`
+/// one, however spelled.
+fn drop_spoofable(headers: &mut HeaderMap) {
     let spoofable: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with(IDENTITY_PREFIX))
+        .filter(|n| read_as(n).starts_with(IDENTITY_PREFIX))
         .cloned()
         .collect();
     for name in spoofable {
         headers.remove(name);
     }
+}
+
+/// Drops every `x-aauth-*` header the client sent, then sets those the verified request
+/// gives.
+fn add_identity(headers: &mut HeaderMap, caller: &Caller) -> Result<(), String> {
+    drop_spoofable(headers);
     let mut set = |name: HeaderName, value: &str| {
         HeaderValue::from_str(value)
             .map(|v| {
@@ -640,5 +664,33 @@ mod tests {
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
         assert_eq!(upgrade_of(&h).unwrap(), "websocket");
+        // Only WebSocket: an h2c upgrade is dropped (smuggling past the proxy).
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(upgrade_of(&h).is_none());
+        h.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(upgrade_of(&h).is_some());
+    }
+
+    #[test]
+    fn identity_headers_spelled_with_underscores_are_dropped_too() {
+        assert_eq!(
+            read_as(&HeaderName::from_static("x_aauth_scope")),
+            "x-aauth-scope"
+        );
+        let mut h = HeaderMap::new();
+        for n in [
+            "x_aauth_scope",
+            "x-aauth_person-sub",
+            "x-aauth-agent",
+            "accept",
+        ] {
+            h.insert(
+                HeaderName::from_static(n),
+                HeaderValue::from_static("spoofed"),
+            );
+        }
+        drop_spoofable(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::ACCEPT));
     }
 }

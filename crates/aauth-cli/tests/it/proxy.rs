@@ -731,6 +731,19 @@ async fn a_held_auth_token_call_reaches_the_upstream_once_the_token_comes() {
     assert_eq!(json(&o)["path"], "/files/report");
     s.assert_auth_token_identity();
     assert_eq!(s.seen.calls(), 1, "the held call ran once");
+    // Nothing under the pending prefix but a pending URL is a route's: a path that only
+    // starts like one (dot segments, an index written otherwise) is the proxy's own 404,
+    // never forwarded upstream.
+    for path in [
+        "/aauth/pending/2/../../../admin/users",
+        "/aauth/pending/+2/x",
+        "/aauth/pending/02/x",
+        "/aauth/pending/2/a/b",
+    ] {
+        let r = signed_send(&s.world, s.proxy.addr, path, &[]).await;
+        assert!(r.status().is_client_error(), "{path}: {}", r.status());
+    }
+    assert_eq!(s.seen.calls(), 1, "none reached the upstream");
 }
 
 /// A request signed as the assistant (agent token minted with the provider's key, as

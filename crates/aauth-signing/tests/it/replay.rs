@@ -69,6 +69,11 @@ fn r1_a_replayed_post_is_refused_once_accepted() {
     // Another body is another request (its content-digest, so its base, differs).
     let (p2, b2) = post(br#"{"event":"cancelled"}"#);
     block(v.verify(&p2, &b2, NOW)).unwrap();
+    // In the window's last second the signature is still fresh, and still a replay.
+    assert_eq!(
+        block(v.verify(&p, &b, NOW.plus(60))).unwrap_err(),
+        VerifyError::Replayed
+    );
     // Once the window has closed, the signature itself is too old.
     assert!(matches!(
         block(v.verify(&p, &b, NOW.plus(61))),
