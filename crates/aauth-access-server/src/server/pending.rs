@@ -173,8 +173,8 @@ fn claims_given(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value
 }
 
 /// The Person Server's answer to a clarification: its answer (kept in `given`), or an
-/// updated request (AS-16, which clears an earlier answer). Returns the request to
-/// decide again.
+/// updated request (AS-16, which clears an earlier answer and an earlier approval).
+/// Returns the request to decide again.
 fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Vec<u8>, AsError> {
     let a = serde_json::from_slice::<Action>(body)
         .map_err(|_| invalid("the body is a JSON object with an action"))?;
@@ -198,7 +198,10 @@ fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Vec<u8>,
                 ));
             };
             let request = updated(original, &rt, &pt)?;
+            // An approval was of the request as it was: the updated one (another scope,
+            // perhaps wider) is approved afresh if the policy asks for approval.
             given.clarification = None;
+            given.approved = false;
             Ok(request)
         }
         Some(_) => Err(invalid("unknown action")),

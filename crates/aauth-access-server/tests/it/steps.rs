@@ -512,3 +512,52 @@ async fn an_unknown_person_server_is_trusted_once_the_person_binds_it_here() {
     assert_eq!(w.ask(&request).await.0, StatusCode::OK);
     assert_eq!(w.server.issued().await.unwrap(), 3);
 }
+
+/// An approver's yes, then a question about what was read; grants once both are given.
+struct ApprovedThenAsked;
+impl AccessPolicy for ApprovedThenAsked {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if !r.approved {
+            AccessDecision::RequireApproval
+        } else if r.scope == Some("calendar.read") && r.clarification.is_none() {
+            AccessDecision::RequireClarification {
+                question: "Which calendar?".to_owned(),
+                options: Vec::new(),
+            }
+        } else {
+            AccessDecision::Grant
+        }
+    }
+}
+
+/// AS-16 with an approval: the approver approved `calendar.read`; the request updated to
+/// a wider scope is not approved by that yes, and waits for the approver again.
+#[tokio::test]
+async fn an_approval_does_not_carry_over_to_an_updated_wider_request() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(ApprovedThenAsked));
+    let t = w.tokens(600);
+    let read = w.resource_token_for(&t, "alice-at-resource", "calendar.read");
+    let request = serde_json::json!({"resource_token": read, "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(h["aauth-requirement"], "requirement=approval");
+    let location = h["location"].to_str().unwrap().to_owned();
+    let id = location
+        .trim_start_matches(aauth_access_server::PENDING_PATH)
+        .to_owned();
+    assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+    let (s, h, _) = w.get_full(&location).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(h["aauth-requirement"], "requirement=clarification");
+    let wider = w.resource_token_for(&t, "alice-at-resource", "calendar.read calendar.write");
+    let (s, h, json) = w
+        .post_ps(&location, &serde_json::json!({"action": "updated_request", "resource_token": wider, "presented_token": t.person}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(
+        h["aauth-requirement"], "requirement=approval",
+        "asked again"
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
