@@ -179,6 +179,10 @@ pub struct Mission {
     pub log: Vec<LogEntry>,
     /// What the person approved for the whole mission.
     pub approvals: Vec<MissionApproval>,
+    /// How many changes the stored mission has had: a change is written only over the
+    /// version it was read at ([`crate::PsStore::replace_mission`]), so two changes made
+    /// at once, on one instance or several, never lose one another.
+    pub version: u64,
 }
 
 /// What a mission has done so far, as a store keeps it.
@@ -194,6 +198,8 @@ pub(crate) struct Progress {
     pub(crate) log: Vec<LogEntry>,
     /// Its standing approvals.
     pub(crate) approvals: Vec<MissionApproval>,
+    /// Its version.
+    pub(crate) version: u64,
 }
 
 impl Mission {
@@ -216,6 +222,7 @@ impl Mission {
             ledger: Vec::new(),
             log: Vec::new(),
             approvals: Vec::new(),
+            version: 0,
         }
     }
 
@@ -266,6 +273,7 @@ impl Mission {
             ledger,
             log,
             approvals,
+            version,
         } = progress;
         Self {
             s256,
@@ -278,6 +286,7 @@ impl Mission {
             ledger,
             log,
             approvals,
+            version,
         }
     }
 

@@ -418,6 +418,9 @@ pub(crate) struct MissionRow {
     log: Vec<LogEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     approvals: Vec<crate::mission::MissionApproval>,
+    /// Rows written before missions had versions read as version 0.
+    #[serde(default)]
+    version: u64,
 }
 
 impl MissionRow {
@@ -434,6 +437,7 @@ impl MissionRow {
             ledger: m.ledger.clone(),
             log: m.log.clone(),
             approvals: m.approvals.clone(),
+            version: m.version,
         }
     }
 
@@ -470,6 +474,7 @@ impl MissionRow {
                 ledger: self.ledger,
                 log: self.log,
                 approvals: self.approvals,
+                version: self.version,
             },
         ))
     }

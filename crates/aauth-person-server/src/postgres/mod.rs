@@ -918,6 +918,22 @@ impl PsStore for PgStore {
         .map(drop)
     }
 
+    async fn replace_mission(&self, m: &Mission) -> Result<bool, StoreError> {
+        let mut next = m.clone();
+        next.version = m.version.saturating_add(1);
+        let data = serde_json::to_string(&MissionRow::from(&next)).map_err(|e| self.pg.err(e))?;
+        // One statement: the row is locked while its version is compared, so of two
+        // changes read at one version exactly one is written.
+        self.exec(
+            "UPDATE missions SET data = $2 WHERE s256 = $1
+               AND COALESCE((data::jsonb ->> 'version')::bigint, 0) = $3
+               AND (data::jsonb ->> 'terminated') IS NULL",
+            &[&m.s256, &data, &i(m.version)],
+        )
+        .await
+        .map(|n| n == 1)
+    }
+
     async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
         self.opt("SELECT data FROM missions WHERE s256 = $1", &[&s256])
             .await?

@@ -641,13 +641,21 @@ impl PersonServer {
         };
         let answered = self.grant_or_deny(page, p, true, account).await?;
         let granted = answered.status().is_success() || answered.status().is_redirection();
-        if let Some((resource, scope, s256)) = standing.filter(|_| granted) {
-            let _ledger = self.ledger_lock.lock().await;
-            if let Some(mut m) = self.store.owned_mission(&s256, &p.agent).await?
-                && m.account == account
+        if let Some((resource, scope, s256)) = standing.filter(|_| granted)
+            && let Some(m) = self.store.owned_mission(&s256, &p.agent).await?
+            && m.account == account
+        {
+            let now = page.now.as_secs();
+            match self
+                .commit_mission(m, |m| {
+                    m.approve_for_mission(&resource, &scope, now);
+                    Ok(())
+                })
+                .await
             {
-                m.approve_for_mission(&resource, &scope, page.now.as_secs());
-                self.store.put_mission(m).await?;
+                // Ended meanwhile: the approval once stands, nothing for the mission.
+                Ok(_) | Err(PsError::MissionTerminated(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(answered)

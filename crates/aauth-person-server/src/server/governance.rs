@@ -66,20 +66,23 @@ impl PersonServer {
                 account.is_some(),
             )
         };
-        if let Some(mut m) = mission {
+        if let Some(m) = mission {
             let verdict = match &decision {
                 Decision::Approve => "permit",
                 Decision::Deny(_) => "deny",
                 Decision::AskPerson => "ask",
             };
-            m.log(
-                now.as_secs(),
-                "permission",
-                None,
-                verdict,
-                Some(b.action.clone()),
-            );
-            self.store.put_mission(m).await?;
+            self.commit_mission(m, |m| {
+                m.log(
+                    now.as_secs(),
+                    "permission",
+                    None,
+                    verdict,
+                    Some(b.action.clone()),
+                );
+                Ok(())
+            })
+            .await?;
         }
         match decision {
             Decision::Approve => Ok(Outcome::Issued(
@@ -137,7 +140,7 @@ impl PersonServer {
                 "action is at most 256 bytes".to_owned(),
             ));
         }
-        let mut m = self
+        let m = self
             .active_mission(&s256, (&r.agent.claims.iss, &r.agent.claims.sub), now)
             .await?;
         // The log is the mission's record, rewritten with it: bounded, and the agent's
@@ -152,8 +155,11 @@ impl PersonServer {
             Some(d) => format!("{action}: {}", d.chars().take(2000).collect::<String>()),
             None => action,
         };
-        m.log(now.as_secs(), "audit", None, "record", Some(detail));
-        self.store.put_mission(m).await?;
+        self.commit_mission(m, |m| {
+            m.log(now.as_secs(), "audit", None, "record", Some(detail.clone()));
+            Ok(())
+        })
+        .await?;
         let mut resp = http::Response::new(Bytes::new());
         *resp.status_mut() = StatusCode::CREATED;
         Ok(Outcome::Respond(resp))

@@ -21,6 +21,10 @@ use super::{
     PersonServer,
 };
 
+/// How many times a mission change is redone after others changed the mission first,
+/// before the request is answered `503` (each try is one read and one conditional write).
+const MISSION_WRITE_TRIES: usize = 16;
+
 /// Decides the constraints a mission is approved with, from the proposal and the time.
 pub type MissionTerms = dyn Fn(&Proposal, u64) -> Constraints + Send + Sync;
 
@@ -37,6 +41,38 @@ pub(super) fn default_terms(_proposal: &Proposal, now: u64) -> Constraints {
 }
 
 impl PersonServer {
+    /// Makes `change` to mission `m` and writes it over the version `m` was read at; if
+    /// someone changed the mission meanwhile (another request, another instance), reads
+    /// it again and makes the change again, on what is there now. `change` returns what
+    /// the caller needs of it (a verdict), or an error that stops the change unwritten.
+    /// Returns the mission as written and what the last `change` returned. A mission that
+    /// ended meanwhile is [`PsError::MissionTerminated`].
+    pub(super) async fn commit_mission<T>(
+        &self,
+        mut m: Mission,
+        mut change: impl FnMut(&mut Mission) -> Result<T, PsError>,
+    ) -> Result<(Mission, T), PsError> {
+        for _ in 0..MISSION_WRITE_TRIES {
+            let out = change(&mut m)?;
+            if self.store.replace_mission(&m).await? {
+                m.version = m.version.saturating_add(1);
+                return Ok((m, out));
+            }
+            m = self
+                .store
+                .mission(&m.s256)
+                .await?
+                .ok_or(PsError::MissionNotFound)?;
+            if let Some(reason) = m.terminated {
+                return Err(PsError::MissionTerminated(reason.as_str()));
+            }
+        }
+        Err(PsError::Store(aauth_metadata::store::StoreError::backend(
+            "missions",
+            "the mission kept changing under this request",
+        )))
+    }
+
     /// Ends mission `s256` (a person or administrator's decision; there is no way back).
     ///
     /// # Errors
@@ -48,25 +84,37 @@ impl PersonServer {
         reason: TerminationReason,
         now: UnixTime,
     ) -> Result<(), PsError> {
-        let mut m = self
+        let m = self
             .store
             .mission(s256)
             .await?
             .ok_or(PsError::MissionNotFound)?;
-        if m.terminated.is_none() {
-            m.terminated = Some(reason);
-            m.log(
-                now.as_secs(),
-                "terminated",
-                None,
-                "permit",
-                Some(reason.as_str().to_owned()),
-            );
-            let event = mission_event(&m, &format!("terminated: {}", reason.as_str()), now);
-            self.store.put_mission(m).await?;
-            self.log_event(event).await?;
+        if m.terminated.is_some() {
+            return Ok(());
         }
-        Ok(())
+        let ended = self
+            .commit_mission(m, |m| {
+                m.terminated = Some(reason);
+                m.log(
+                    now.as_secs(),
+                    "terminated",
+                    None,
+                    "permit",
+                    Some(reason.as_str().to_owned()),
+                );
+                Ok(())
+            })
+            .await;
+        match ended {
+            Ok((m, ())) => {
+                let event = mission_event(&m, &format!("terminated: {}", reason.as_str()), now);
+                self.log_event(event).await?;
+                Ok(())
+            }
+            // Ended by someone else meanwhile: ended all the same.
+            Err(PsError::MissionTerminated(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Admits (and notes) `resource` for `agent` under the PS-13 limit.
@@ -321,20 +369,37 @@ impl PersonServer {
     }
 
     /// Marks a mission past its `expires_at` terminated (`expired`).
-    pub(super) async fn expire(&self, mut m: Mission, now: UnixTime) -> Result<Mission, PsError> {
-        if m.terminated.is_none() && m.expires_at().is_some_and(|e| now.as_secs() >= e) {
-            m.terminated = Some(TerminationReason::Expired);
-            m.log(
-                now.as_secs(),
-                "terminated",
-                None,
-                "permit",
-                Some("expired".to_owned()),
-            );
-            self.store.put_mission(m.clone()).await?;
-            self.log_event(mission_event(&m, "expired", now)).await?;
+    pub(super) async fn expire(&self, m: Mission, now: UnixTime) -> Result<Mission, PsError> {
+        if m.terminated.is_some() || m.expires_at().is_none_or(|e| now.as_secs() < e) {
+            return Ok(m);
         }
-        Ok(m)
+        let s256 = m.s256.clone();
+        let expired = self
+            .commit_mission(m, |m| {
+                m.terminated = Some(TerminationReason::Expired);
+                m.log(
+                    now.as_secs(),
+                    "terminated",
+                    None,
+                    "permit",
+                    Some("expired".to_owned()),
+                );
+                Ok(())
+            })
+            .await;
+        match expired {
+            Ok((m, ())) => {
+                self.log_event(mission_event(&m, "expired", now)).await?;
+                Ok(m)
+            }
+            // Ended meanwhile another way: as it is now.
+            Err(PsError::MissionTerminated(_)) => self
+                .store
+                .mission(&s256)
+                .await?
+                .ok_or(PsError::MissionNotFound),
+            Err(e) => Err(e),
+        }
     }
 
     /// `{mission_endpoint}/{s256}`: `GET` the approved bytes; `POST` an `update` or a
@@ -350,7 +415,7 @@ impl PersonServer {
         if s256.is_empty() || s256.len() > 64 || s256.contains('/') {
             return Err(PsError::InvalidRequest("not a mission URL".to_owned()));
         }
-        let mut m = self.owned_mission(r, s256, now).await?;
+        let m = self.owned_mission(r, s256, now).await?;
         if *method == Method::GET {
             let mut resp = http::Response::new(Bytes::from(m.blob.clone()));
             resp.headers_mut().insert(
@@ -384,9 +449,13 @@ impl PersonServer {
                         PsError::InvalidRequest("update needs a description".to_owned())
                     })?;
                 let digest = crate::mission::s256(text.as_bytes());
-                m.log(now.as_secs(), "update", None, "permit", Some(text));
+                let (m, ()) = self
+                    .commit_mission(m, |m| {
+                        m.log(now.as_secs(), "update", None, "permit", Some(text.clone()));
+                        Ok(())
+                    })
+                    .await?;
                 let event = mission_event(&m, &format!("updated (new description {digest})"), now);
-                self.store.put_mission(m).await?;
                 self.log_event(event).await?;
                 Ok(Outcome::Issued(serde_json::json!({ "s256": digest })))
             }
@@ -438,20 +507,24 @@ impl PersonServer {
 
     pub(super) async fn complete(
         &self,
-        mut m: Mission,
+        m: Mission,
         summary: &str,
         now: UnixTime,
     ) -> Result<(), PsError> {
-        m.log(
-            now.as_secs(),
-            "completion",
-            None,
-            "permit",
-            Some(summary.to_owned()),
-        );
-        m.terminated = Some(TerminationReason::Completed);
+        let (m, ()) = self
+            .commit_mission(m, |m| {
+                m.log(
+                    now.as_secs(),
+                    "completion",
+                    None,
+                    "permit",
+                    Some(summary.to_owned()),
+                );
+                m.terminated = Some(TerminationReason::Completed);
+                Ok(())
+            })
+            .await?;
         let event = mission_event(&m, "completed by its agent", now);
-        self.store.put_mission(m).await?;
         self.log_event(event).await
     }
 
@@ -478,20 +551,29 @@ impl PersonServer {
             .ok_or_else(|| {
                 PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())
             })?;
-        let mut m = self.expire(m, now).await?;
-        let verdict = m.check(&check);
-        m.log(
-            now.as_secs(),
-            event,
-            Some(check.resource),
-            if verdict.is_ok() { "permit" } else { "deny" },
-            verdict.err().map(str::to_owned),
-        );
-        if verdict.is_ok() && grant {
-            m.grants += 1;
+        let m = self.expire(m, now).await?;
+        if let Some(reason) = m.terminated {
+            return Err(PsError::MissionTerminated(reason.as_str()));
         }
+        // The verdict, its log entry and the grant it counts: one change, made again on
+        // the mission as it is now if another request changed it first.
+        let (m, verdict) = self
+            .commit_mission(m, |m| {
+                let verdict = m.check(&check);
+                m.log(
+                    now.as_secs(),
+                    event,
+                    Some(check.resource),
+                    if verdict.is_ok() { "permit" } else { "deny" },
+                    verdict.err().map(str::to_owned),
+                );
+                if verdict.is_ok() && grant {
+                    m.grants += 1;
+                }
+                Ok(verdict)
+            })
+            .await?;
         let terminated = m.terminated;
-        self.store.put_mission(m.clone()).await?;
         match verdict {
             Ok(()) => Ok(Some(m)),
             Err(crate::mission::violation::TERMINATED) => Err(PsError::MissionTerminated(

@@ -173,9 +173,6 @@ pub struct PersonServer {
     access_server_questions: Option<Arc<dyn crate::AccessServerQuestions>>,
     /// The most intermediaries a call chain may pass through (M8).
     max_chain: usize,
-    /// Serializes a mission ledger's read-allocate-write in this process (two concurrent
-    /// grants must not both spend the same remainder).
-    ledger_lock: tokio::sync::Mutex<()>,
     /// The resources each agent asked person tokens for, with when it last did.
     asked: std::sync::Mutex<
         std::collections::BTreeMap<
@@ -364,7 +361,6 @@ impl PersonServer {
             operators: None,
             resource_limit: DEFAULT_RESOURCE_LIMIT,
             asked: std::sync::Mutex::default(),
-            ledger_lock: tokio::sync::Mutex::new(()),
             federation: None,
             federation_timeout: Duration::from_secs(10),
             payments: None,

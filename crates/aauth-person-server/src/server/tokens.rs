@@ -696,8 +696,10 @@ impl PersonServer {
             None => self.account_active(account).await?,
         }
         // The mission's spending ledger: take the resource's consumption reports, then
-        // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision).
-        let _ledger = self.ledger_lock.lock().await;
+        // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision). No
+        // lock is held while the token is made (signed here, or asked of an Access
+        // Server): the grant is written afterwards, over the ledger as it is then, and
+        // only if it still fits (`commit_mission`).
         let mut ledger = match mission_s256 {
             Some(s) => self.store.mission(s).await?,
             None => None,
@@ -711,10 +713,12 @@ impl PersonServer {
             }
             ledger = Some(m);
         }
-        let granted = match &mut ledger {
+        let granted = match &ledger {
             Some(m) => {
-                m.record_consumption(budget.as_ref(), budget_consumed, resource);
-                m.allocate(budget.as_ref(), &[], resource)
+                let mut draft = m.clone();
+                draft.record_consumption(budget.as_ref(), budget_consumed, resource);
+                draft
+                    .allocate(budget.as_ref(), &[], resource)
                     .map_err(PsError::Violation)?
             }
             None => budget.clone(),
@@ -741,18 +745,33 @@ impl PersonServer {
             let minted = self.sign_auth(request, key, cap, granted.as_ref(), now)?;
             (minted, granted)
         };
-        if let Some(mut m) = ledger {
-            if let Some(b) = &granted {
-                m.record_allocation(&minted.jti, b.amount, resource);
-                m.log(
-                    now.as_secs(),
-                    "budget",
-                    Some(resource),
-                    "permit",
-                    Some(format!("granted {b}; spent {} so far", m.spent())),
-                );
-            }
-            self.store.put_mission(m).await?;
+        if let Some(m) = ledger {
+            // Made again on the ledger as it is now if another request changed it since it
+            // was read: a grant that no longer fits (spent meanwhile) is refused, and the
+            // token made for it is never delivered.
+            self.commit_mission(m, |m| {
+                m.record_consumption(budget.as_ref(), budget_consumed, resource);
+                if let Some(b) = &granted {
+                    let fits = m
+                        .allocate(Some(b), &[], resource)
+                        .map_err(PsError::Violation)?;
+                    if fits.as_ref().map(|f| f.amount) != Some(b.amount) {
+                        return Err(PsError::Violation(
+                            crate::mission::violation::BUDGET_EXHAUSTED,
+                        ));
+                    }
+                    m.record_allocation(&minted.jti, b.amount, resource);
+                    m.log(
+                        now.as_secs(),
+                        "budget",
+                        Some(resource),
+                        "permit",
+                        Some(format!("granted {b}; spent {} so far", m.spent())),
+                    );
+                }
+                Ok(())
+            })
+            .await?;
         }
         let issuer = if four_party.is_some() {
             " (issued by the Access Server)"

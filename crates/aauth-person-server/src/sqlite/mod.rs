@@ -900,6 +900,24 @@ impl PsStore for SqliteStore {
         .await
     }
 
+    async fn replace_mission(&self, m: &Mission) -> Result<bool, StoreError> {
+        let mut next = m.clone();
+        next.version = m.version.saturating_add(1);
+        let data = serde_json::to_string(&MissionRow::from(&next)).map_err(err)?;
+        let (s256, version) = (m.s256.clone(), i(m.version));
+        self.with(move |c| {
+            c.execute(
+                "UPDATE missions SET data = ?2 WHERE s256 = ?1
+                   AND COALESCE(json_extract(data, '$.version'), 0) = ?3
+                   AND json_extract(data, '$.terminated') IS NULL",
+                params![s256, data, version],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
     async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
         let s256 = s256.to_owned();
         let data: Option<String> = self

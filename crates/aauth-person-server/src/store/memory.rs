@@ -453,6 +453,19 @@ impl PsStore for MemoryStore {
         Ok(())
     }
 
+    async fn replace_mission(&self, m: &Mission) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.missions.get_mut(&m.s256) else {
+            return Ok(false);
+        };
+        if stored.version != m.version || stored.terminated.is_some() {
+            return Ok(false);
+        }
+        *stored = m.clone();
+        stored.version = m.version.saturating_add(1);
+        Ok(true)
+    }
+
     async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
         Ok(self.lock().missions.get(s256).cloned())
     }

@@ -578,6 +578,17 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn put_mission(&self, m: Mission) -> Result<(), StoreError>;
 
+    /// Writes `m` as the next version of the stored mission (`m.version + 1`), only if
+    /// the stored one is still at `m.version` and not terminated; `false` when it changed
+    /// meanwhile, ended, or is gone (the caller reads it again and redoes its change).
+    /// One conditional write: several instances change one mission without losing a
+    /// change (a budget allocation, a log entry, a grant counted).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn replace_mission(&self, m: &Mission) -> Result<bool, StoreError>;
+
     /// The mission `s256`.
     ///
     /// # Errors

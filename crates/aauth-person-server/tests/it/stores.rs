@@ -428,7 +428,12 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
         Some(m.clone()),
         "a terminated mission is final"
     );
+    assert!(
+        !store.replace_mission(&m).await.unwrap(),
+        "nor replaced at its version"
+    );
     assert_eq!(store.mission("nope").await.unwrap(), None);
+    missions_change_without_losing_one(&store).await;
     // Listed by account: bob's (changed, not copied), and nobody else's.
     let alices = Mission::new(
         br#"{"agent":"aauth:assistant@agent.example","description":"alice's"}"#.to_vec(),
@@ -467,6 +472,57 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     );
 
     issuance_contract(store.as_ref()).await;
+}
+
+/// A mission changed by many at once, each reading it, adding its log entry and writing
+/// it over the version it read (as instances of one Person Server do): every change is
+/// kept, none written over a version it did not read.
+async fn missions_change_without_losing_one(store: &Arc<dyn PsStore>) {
+    let owner = (
+        id("https://agent.example"),
+        AgentId::parse("aauth:assistant@agent.example").unwrap(),
+    );
+    let m = Mission::new(
+        br#"{"agent":"aauth:assistant@agent.example","description":"shared"}"#.to_vec(),
+        owner,
+        "dave",
+        Constraints::default(),
+    );
+    assert!(!store.replace_mission(&m).await.unwrap(), "not stored yet");
+    store.put_mission(m.clone()).await.unwrap();
+    let stale = store.mission(&m.s256).await.unwrap().unwrap();
+    let writers = (0..8).map(|i| {
+        let (store, s256) = (Arc::clone(store), m.s256.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut now = store.mission(&s256).await.unwrap().unwrap();
+                now.log(
+                    NOW.as_secs(),
+                    "audit",
+                    None,
+                    "record",
+                    Some(format!("w{i}")),
+                );
+                if store.replace_mission(&now).await.unwrap() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    for w in writers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    let after = store.mission(&m.s256).await.unwrap().unwrap();
+    assert_eq!(after.version, 8);
+    let mut written: Vec<_> = after.log.iter().filter_map(|e| e.detail.clone()).collect();
+    written.sort();
+    assert_eq!(written, (0..8).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    // A copy read before them all is refused, and changes nothing.
+    let mut late = stale;
+    late.grants = 99;
+    assert!(!store.replace_mission(&late).await.unwrap());
+    assert_eq!(store.mission(&m.s256).await.unwrap(), Some(after));
 }
 
 /// An issuance writes the token's record, its chain and its audit event together.
