@@ -497,6 +497,33 @@ impl PersonServer {
         }
     }
 
+    /// A request the Access Server holds, ended here before it is asked again: expired, or
+    /// a token it depends on revoked meanwhile (whatever the Access Server would now
+    /// issue). `None` when it goes on.
+    async fn ended_here(&self, p: &mut Pending, now: UnixTime) -> Option<http::Response<Bytes>> {
+        let (outcome, status, detail) = if now.as_secs() >= p.expires {
+            (
+                "expired",
+                StatusCode::REQUEST_TIMEOUT,
+                "the person did not answer in time",
+            )
+        } else {
+            match self.revoked_dependency(p, now).await {
+                Ok(None) => return None,
+                Ok(Some(which)) => ("revoked", StatusCode::FORBIDDEN, which),
+                Err(e) => return Some(e.into_http_response()),
+            }
+        };
+        p.state = PendingState::Done;
+        Some(match self.save(p).await {
+            Ok(()) => {
+                super::defer::count_pending(outcome);
+                PollError::new(status, outcome, detail).response()
+            }
+            Err(e) => e.into_http_response(),
+        })
+    }
+
     /// A poll of a request the Access Server holds: ask it; its token (checked), its
     /// refusal (relayed, the request ended), or still `202`.
     pub(super) async fn poll_access_server(
@@ -504,20 +531,8 @@ impl PersonServer {
         mut p: Pending,
         now: UnixTime,
     ) -> http::Response<Bytes> {
-        if now.as_secs() >= p.expires {
-            p.state = PendingState::Done;
-            return match self.save(&mut p).await {
-                Ok(()) => {
-                    super::defer::count_pending("expired");
-                    PollError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "expired",
-                        "the person did not answer in time",
-                    )
-                    .response()
-                }
-                Err(e) => e.into_http_response(),
-            };
+        if let Some(ended) = self.ended_here(&mut p, now).await {
+            return ended;
         }
         let key = match PublicKey::from_jwk(&p.key) {
             Ok(k) => k,
@@ -535,18 +550,6 @@ impl PersonServer {
             ))
             .into_http_response();
         };
-        // A token it depends on, revoked while the Access Server held the request: the
-        // request ends here, whatever the Access Server would now issue.
-        match self.revoked_dependency(&p, now).await {
-            Ok(None) => {}
-            Ok(Some(which)) => {
-                return match self.end(p, "revoked").await {
-                    Ok(()) => PollError::new(StatusCode::FORBIDDEN, "revoked", which).response(),
-                    Err(e) => e.into_http_response(),
-                };
-            }
-            Err(e) => return e.into_http_response(),
-        }
         // The Access Server's question: forwarded once the agent (at this pending URL) or
         // the person (on the consent page) answered it here.
         let mut forwarding = false;

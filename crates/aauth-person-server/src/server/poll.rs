@@ -247,7 +247,7 @@ impl PersonServer {
     /// Ends the request (a compare-and-set: of two concurrent polls one ends the request
     /// and answers; the other is told it changed, `409`, and its next poll gets `410`).
     /// `outcome` names how it ended, for `aauth_pending_requests_total`.
-    pub(super) async fn end(&self, mut p: Pending, outcome: &'static str) -> Result<(), PsError> {
+    async fn end(&self, mut p: Pending, outcome: &'static str) -> Result<(), PsError> {
         p.state = PendingState::Done;
         self.save(&mut p).await?;
         super::defer::count_pending(outcome);

@@ -662,6 +662,75 @@ impl PersonServer {
         Ok(())
     }
 
+    /// The mission's spending ledger (when the request names a mission) and the budget an
+    /// auth token may be granted now: the resource's consumption reports taken, then at
+    /// most what remains (draft-hardt-aauth-budgets, the PS's decision). Nothing is issued
+    /// under a mission that ended since the request was made (a deferred request approved
+    /// after the person's Terminate, or past its expiry). No lock is held while the token
+    /// is then made (signed here, or asked of an Access Server): the grant is written
+    /// afterwards ([`PersonServer::record_grant`]).
+    async fn ledger_grant(
+        &self,
+        mission_s256: Option<&str>,
+        spend: &Spend<'_>,
+        now: UnixTime,
+    ) -> Result<(Option<Mission>, Option<aauth_tokens::Budget>), PsError> {
+        let Some(m) = (match mission_s256 {
+            Some(s) => self.store.mission(s).await?,
+            None => None,
+        }) else {
+            return Ok((None, spend.offer.cloned()));
+        };
+        let m = self.expire(m, now).await?;
+        if let Some(reason) = m.terminated {
+            return Err(PsError::MissionTerminated(reason.as_str()));
+        }
+        let mut draft = m.clone();
+        draft.record_consumption(spend.offer, spend.consumed, spend.resource);
+        let granted = draft
+            .allocate(spend.offer, &[], spend.resource)
+            .map_err(PsError::Violation)?;
+        Ok((Some(m), granted))
+    }
+
+    /// Writes token `jti`'s grant into the ledger as it is now (made again if another
+    /// request changed it since it was read): a grant that no longer fits (spent
+    /// meanwhile) is refused, and the token made for it is never delivered.
+    async fn record_grant(
+        &self,
+        m: Mission,
+        spend: &Spend<'_>,
+        jti: &str,
+        granted: Option<&aauth_tokens::Budget>,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        let resource = spend.resource;
+        self.commit_mission(m, |m| {
+            m.record_consumption(spend.offer, spend.consumed, resource);
+            if let Some(b) = granted {
+                let fits = m
+                    .allocate(Some(b), &[], resource)
+                    .map_err(PsError::Violation)?;
+                if fits.as_ref().map(|f| f.amount) != Some(b.amount) {
+                    return Err(PsError::Violation(
+                        crate::mission::violation::BUDGET_EXHAUSTED,
+                    ));
+                }
+                m.record_allocation(jti, b.amount, resource);
+                m.log(
+                    now.as_secs(),
+                    "budget",
+                    Some(resource),
+                    "permit",
+                    Some(format!("granted {b}; spent {} so far", m.spent())),
+                );
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    }
+
     pub(super) async fn mint_auth(
         &self,
         request: &PendingRequest,
@@ -695,34 +764,14 @@ impl PersonServer {
             Some(false) => {}
             None => self.account_active(account).await?,
         }
-        // The mission's spending ledger: take the resource's consumption reports, then
-        // grant at most what remains (draft-hardt-aauth-budgets, the PS's decision). No
-        // lock is held while the token is made (signed here, or asked of an Access
-        // Server): the grant is written afterwards, over the ledger as it is then, and
-        // only if it still fits (`commit_mission`).
-        let mut ledger = match mission_s256 {
-            Some(s) => self.store.mission(s).await?,
-            None => None,
+        let spend = Spend {
+            offer: budget.as_ref(),
+            consumed: budget_consumed,
+            resource,
         };
-        // Nothing is issued under a mission that ended since the request was made (a
-        // deferred request approved after the person's Terminate, or past its expiry).
-        if let Some(m) = ledger.take() {
-            let m = self.expire(m, now).await?;
-            if let Some(reason) = m.terminated {
-                return Err(PsError::MissionTerminated(reason.as_str()));
-            }
-            ledger = Some(m);
-        }
-        let granted = match &ledger {
-            Some(m) => {
-                let mut draft = m.clone();
-                draft.record_consumption(budget.as_ref(), budget_consumed, resource);
-                draft
-                    .allocate(budget.as_ref(), &[], resource)
-                    .map_err(PsError::Violation)?
-            }
-            None => budget.clone(),
-        };
+        let (ledger, granted) = self
+            .ledger_grant(mission_s256.as_deref(), &spend, now)
+            .await?;
         let cap = agent_exp.min(*presented_exp);
         let (minted, granted) = if let Some(fp) = four_party {
             // Four-party: the resource's Access Server issues, within what the PS allows.
@@ -746,32 +795,8 @@ impl PersonServer {
             (minted, granted)
         };
         if let Some(m) = ledger {
-            // Made again on the ledger as it is now if another request changed it since it
-            // was read: a grant that no longer fits (spent meanwhile) is refused, and the
-            // token made for it is never delivered.
-            self.commit_mission(m, |m| {
-                m.record_consumption(budget.as_ref(), budget_consumed, resource);
-                if let Some(b) = &granted {
-                    let fits = m
-                        .allocate(Some(b), &[], resource)
-                        .map_err(PsError::Violation)?;
-                    if fits.as_ref().map(|f| f.amount) != Some(b.amount) {
-                        return Err(PsError::Violation(
-                            crate::mission::violation::BUDGET_EXHAUSTED,
-                        ));
-                    }
-                    m.record_allocation(&minted.jti, b.amount, resource);
-                    m.log(
-                        now.as_secs(),
-                        "budget",
-                        Some(resource),
-                        "permit",
-                        Some(format!("granted {b}; spent {} so far", m.spent())),
-                    );
-                }
-                Ok(())
-            })
-            .await?;
+            self.record_grant(m, &spend, &minted.jti, granted.as_ref(), now)
+                .await?;
         }
         let issuer = if four_party.is_some() {
             " (issued by the Access Server)"
@@ -959,4 +984,12 @@ impl<'a> Holder<'a> {
 /// The refusal of a disabled account.
 pub(super) fn account_disabled() -> PsError {
     PsError::Denied("the person's account is disabled".to_owned())
+}
+
+/// What an auth token's request asks of a mission's budget: the resource's offer, its
+/// consumption reports, and the resource.
+struct Spend<'a> {
+    offer: Option<&'a aauth_tokens::Budget>,
+    consumed: &'a [aauth_tokens::Consumption],
+    resource: &'a ServerId,
 }

@@ -22,54 +22,14 @@ use crate::store::{
 };
 
 mod admin;
+mod schema;
+
+use schema::{SCHEMA, migrate};
 
 use crate::rows::{
     AUTH_COLUMNS, MissionRow, PERSON_COLUMNS, PendingRow, auth_record, auth_row, i,
     pending_from_json, person_record, person_row, server, u, unreadable,
 };
-
-const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA foreign_keys = ON;
-CREATE TABLE IF NOT EXISTS bindings (
-  provider TEXT NOT NULL, agent TEXT NOT NULL, account TEXT NOT NULL,
-  PRIMARY KEY (provider, agent));
-CREATE TABLE IF NOT EXISTS person_tokens (
-  jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
-  provider TEXT NOT NULL, agent TEXT NOT NULL, mission TEXT, exp INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS auth_tokens (
-  jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
-  presented_jti TEXT NOT NULL, exp INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS pending (
-  id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL, data TEXT NOT NULL,
-  version INTEGER NOT NULL DEFAULT 0, agent TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS agent_tokens (
-  iss TEXT NOT NULL, jti TEXT NOT NULL, agent TEXT NOT NULL, exp INTEGER NOT NULL,
-  PRIMARY KEY (iss, jti));
-CREATE INDEX IF NOT EXISTS person_tokens_agent ON person_tokens (provider, agent);
-CREATE INDEX IF NOT EXISTS auth_tokens_presented ON auth_tokens (presented_jti);
-CREATE TABLE IF NOT EXISTS missions (
-  s256 TEXT PRIMARY KEY, data TEXT NOT NULL,
-  owner_provider TEXT NOT NULL DEFAULT '', owner_agent TEXT NOT NULL DEFAULT '',
-  account TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS person_tokens_exp ON person_tokens (exp);
-CREATE INDEX IF NOT EXISTS auth_tokens_exp ON auth_tokens (exp);
-CREATE INDEX IF NOT EXISTS pending_expires ON pending (expires);
-CREATE TABLE IF NOT EXISTS chains (
-  jti TEXT PRIMARY KEY, chain TEXT NOT NULL, exp INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS presentations (
-  jti TEXT NOT NULL, access_server TEXT NOT NULL, exp INTEGER NOT NULL,
-  PRIMARY KEY (jti, access_server));
-CREATE TABLE IF NOT EXISTS sessions (
-  key TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,
-  expires INTEGER NOT NULL, bad_codes INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS oidc_links (
-  issuer TEXT NOT NULL, subject TEXT NOT NULL, account TEXT NOT NULL,
-  PRIMARY KEY (issuer, subject));
-";
 
 /// A [`PsStore`] in an SQLite database file.
 ///
@@ -181,76 +141,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-/// Adds what later versions keep to a database an earlier version created.
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let has = |table: &str, column: &str| -> Result<bool, StoreError> {
-        let mut stmt = conn
-            .prepare(&format!("PRAGMA table_info({table})"))
-            .map_err(err)?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(1))
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(names.iter().any(|n| n == column))
-    };
-    if !has("pending", "version")? {
-        conn.execute_batch(
-            "ALTER TABLE pending ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE pending ADD COLUMN agent TEXT NOT NULL DEFAULT '';",
-        )
-        .map_err(err)?;
-    }
-    if !has("missions", "owner_agent")? {
-        conn.execute_batch(
-            "ALTER TABLE missions ADD COLUMN owner_provider TEXT NOT NULL DEFAULT '';
-             ALTER TABLE missions ADD COLUMN owner_agent TEXT NOT NULL DEFAULT '';",
-        )
-        .map_err(err)?;
-    }
-    if !has("missions", "account")? {
-        conn.execute_batch("ALTER TABLE missions ADD COLUMN account TEXT NOT NULL DEFAULT '';")
-            .map_err(err)?;
-    }
-    if !has("passwords", "disabled")? {
-        conn.execute_batch("ALTER TABLE passwords ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")
-            .map_err(err)?;
-    }
-    backfill_mission_owners(conn)?;
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);
-         CREATE INDEX IF NOT EXISTS missions_account ON missions (account);",
-    )
-    .map_err(err)
-}
-
-/// Copies each mission's owner out of its JSON into the columns the owner-keyed lookup
-/// reads (rows an earlier version wrote have them empty). A row that does not read back
-/// keeps them empty, so no agent owns it, and fails where it is read by `s256`.
-fn backfill_mission_owners(conn: &Connection) -> Result<(), StoreError> {
-    let rows = {
-        let mut stmt = conn
-            .prepare("SELECT s256, data FROM missions WHERE owner_agent = '' OR account = ''")
-            .map_err(err)?;
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?
-    };
-    for (s256, data) in rows {
-        let Ok(m) = serde_json::from_str::<MissionRow>(&data).map(MissionRow::into_mission) else {
-            continue;
-        };
-        let Ok(m) = m else { continue };
-        conn.execute(
-            "UPDATE missions SET owner_provider = ?2, owner_agent = ?3, account = ?4 WHERE s256 = ?1",
-            params![s256, m.agent.0.as_str(), m.agent.1.as_str(), m.account],
-        )
-        .map_err(err)?;
-    }
-    Ok(())
 }
 
 /// The account an agent is bound to.
