@@ -448,6 +448,33 @@ impl AsStore for PgStore {
         .map(drop)
     }
 
+    async fn replace_waiting(
+        &self,
+        record: WaitingRecord,
+        read: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.exec(
+            "UPDATE waiting SET ps = $2, expires = $3, rt_iss = $4, rt_jti = $5, code = $6,
+               awaiting = $7, data = $8
+             WHERE id = $1 AND data = $9 AND expires > $10",
+            &[
+                &record.id,
+                &record.ps.as_str(),
+                &secs(record.expires),
+                &record.resource_token.0,
+                &record.resource_token.1,
+                &record.code,
+                &record.awaiting.as_str(),
+                &record.data,
+                &read,
+                &secs(now.as_secs()),
+            ],
+        )
+        .await
+        .map(|n| n == 1)
+    }
+
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
         Ok(self
             .waiting_where("id = $1 AND expires > $2", &[&id, &secs(now.as_secs())])

@@ -388,6 +388,37 @@ impl AsStore for SqliteStore {
         .await
     }
 
+    async fn replace_waiting(
+        &self,
+        record: WaitingRecord,
+        read: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let read = read.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE waiting SET ps = ?2, expires = ?3, rt_iss = ?4, rt_jti = ?5, code = ?6,
+                   awaiting = ?7, data = ?8
+                 WHERE id = ?1 AND data = ?9 AND expires > ?10",
+                params![
+                    record.id,
+                    record.ps.as_str(),
+                    secs(record.expires),
+                    record.resource_token.0,
+                    record.resource_token.1,
+                    record.code,
+                    record.awaiting.as_str(),
+                    record.data,
+                    read,
+                    secs(now.as_secs())
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
         let id = id.to_owned();
         self.run(move |c| {

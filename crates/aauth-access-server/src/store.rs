@@ -244,6 +244,21 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError>;
 
+    /// Replaces the waiting request `record.id` with `record`, only if it is still there,
+    /// unexpired, and its `data` is still `read` (what the caller read): `false`
+    /// otherwise. A change made from a read (an approval, the person's yes) never brings
+    /// back a request that was taken and decided meanwhile, nor writes over another step.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn replace_waiting(
+        &self,
+        record: WaitingRecord,
+        read: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
     /// The waiting request `id`, unless expired.
     ///
     /// # Errors
@@ -493,6 +508,21 @@ impl AsStore for MemoryStore {
             m.waiting.insert(record.id.clone(), record);
         });
         Ok(())
+    }
+
+    async fn replace_waiting(
+        &self,
+        record: WaitingRecord,
+        read: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|m| match m.waiting.get_mut(&record.id) {
+            Some(w) if w.expires > now.as_secs() && w.data == read => {
+                *w = record;
+                true
+            }
+            _ => false,
+        }))
     }
 
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {

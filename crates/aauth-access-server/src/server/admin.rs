@@ -48,6 +48,7 @@ impl AccessServer {
         let Some(record) = self.store.waiting(id, now).await? else {
             return Ok(false);
         };
+        let read = record.data.clone();
         let mut w = Waiting::from_record(record).map_err(unreadable)?;
         if !matches!(w.step, Step::Approval(None)) {
             return Ok(false);
@@ -55,7 +56,11 @@ impl AccessServer {
         w.step = Step::Approval(Some(approve));
         let ps = record_ps(&w);
         let record = w.into_record(id.to_owned()).map_err(unreadable)?;
-        self.store.put_waiting(record, now).await?;
+        // Over the request as read only: one decided meanwhile is not brought back, and
+        // of two decisions at once one is taken.
+        if !self.store.replace_waiting(record, &read, now).await? {
+            return Ok(false);
+        }
         let (action, word) = if approve {
             (AuditAction::Approved, "approved")
         } else {

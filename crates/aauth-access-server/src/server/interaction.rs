@@ -55,6 +55,8 @@ struct Open {
     /// Its pending id.
     id: String,
     waiting: Waiting,
+    /// Its record's data as read: the approval is written only over that.
+    read: String,
     /// The binding it makes: the resource and the person's `sub` there.
     resource: String,
     sub: String,
@@ -187,7 +189,7 @@ impl AccessServer {
         let Some(record) = self.store.waiting_by_code(code, now).await? else {
             return Ok(None);
         };
-        let id = record.id.clone();
+        let (id, read) = (record.id.clone(), record.data.clone());
         let waiting = Waiting::from_record(record)?;
         let (resource, sub) = match &waiting.step {
             Step::Interaction {
@@ -201,6 +203,7 @@ impl AccessServer {
         Ok(Some(Open {
             id,
             waiting,
+            read,
             resource,
             sub,
         }))
@@ -213,6 +216,7 @@ impl AccessServer {
         let Open {
             id,
             mut waiting,
+            read,
             resource,
             sub,
         } = open;
@@ -225,7 +229,18 @@ impl AccessServer {
         self.store
             .bind(&waiting.ps, &resource, &sub, account)
             .await?;
-        self.put_waiting(id, waiting, now).await?;
+        // Over the request as read only: one decided meanwhile (taken, issued) is not
+        // brought back.
+        if !self
+            .store
+            .replace_waiting(waiting.into_record(id)?, &read, now)
+            .await?
+        {
+            return Ok(page(
+                StatusCode::CONFLICT,
+                "<p>This request changed or ended while you were reading it.</p>".to_owned(),
+            ));
+        }
         Ok(page(
             StatusCode::OK,
             "<p>Approved. You can return to your agent.</p>".to_owned(),

@@ -195,7 +195,30 @@ async fn contract(s: &dyn AsStore) {
         s.waiting("w1", NOW).await.unwrap().map(|r| r.awaiting),
         Some(Awaiting::Claims)
     );
+    // Replaced from a read: only over the data read, only while it is there.
+    let read = s.waiting("w1", NOW).await.unwrap().unwrap().data;
+    let mut next = record("w1", now + 600, None, Awaiting::Approval, "rt1");
+    next.data = "{\"n\":\"approved\"}".to_owned();
+    assert!(
+        !s.replace_waiting(next.clone(), "{\"n\":\"stale\"}", NOW)
+            .await
+            .unwrap(),
+        "not over another step"
+    );
+    assert!(s.replace_waiting(next.clone(), &read, NOW).await.unwrap());
+    assert_eq!(s.waiting("w1", NOW).await.unwrap(), Some(next.clone()));
+    assert!(
+        !s.replace_waiting(next.clone(), &read, NOW).await.unwrap(),
+        "twice from one read: once"
+    );
     s.remove_waiting("w1").await.unwrap();
+    assert_eq!(s.waiting("w1", NOW).await.unwrap(), None);
+    assert!(
+        !s.replace_waiting(next.clone(), &next.data, NOW)
+            .await
+            .unwrap(),
+        "a request taken meanwhile is not brought back"
+    );
     assert_eq!(s.waiting("w1", NOW).await.unwrap(), None);
 
     // Bindings and billing.
