@@ -146,6 +146,32 @@ impl SqliteStore {
 /// The account an agent is bound to.
 const BINDING: &str = "SELECT account FROM bindings WHERE provider = ?1 AND agent = ?2";
 
+/// A binding's row: provider, agent, account.
+fn binding_row(provider: &ServerId, agent: &AgentId, account: &str) -> (String, String, String) {
+    (
+        provider.as_str().to_owned(),
+        agent.as_str().to_owned(),
+        account.to_owned(),
+    )
+}
+
+/// Inserts a binding; `on_conflict` says what an existing one becomes.
+fn insert_binding(
+    c: &Connection,
+    (provider, agent, account): &(String, String, String),
+    on_conflict: &'static str,
+) -> Result<(), StoreError> {
+    c.execute(
+        &format!(
+            "INSERT INTO bindings (provider, agent, account) VALUES (?1, ?2, ?3)
+             ON CONFLICT (provider, agent) {on_conflict}"
+        ),
+        params![provider, agent, account],
+    )
+    .map(drop)
+    .map_err(err)
+}
+
 #[async_trait]
 impl PsStore for SqliteStore {
     async fn bind(
@@ -154,21 +180,9 @@ impl PsStore for SqliteStore {
         agent: &AgentId,
         account: &str,
     ) -> Result<(), StoreError> {
-        let (p, a, acc) = (
-            provider.as_str().to_owned(),
-            agent.as_str().to_owned(),
-            account.to_owned(),
-        );
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO bindings (provider, agent, account) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (provider, agent) DO UPDATE SET account = excluded.account",
-                params![p, a, acc],
-            )
-            .map(drop)
-            .map_err(err)
-        })
-        .await
+        let row = binding_row(provider, agent, account);
+        self.with(move |c| insert_binding(c, &row, "DO UPDATE SET account = excluded.account"))
+            .await
     }
 
     async fn bind_if_unbound(
@@ -177,20 +191,11 @@ impl PsStore for SqliteStore {
         agent: &AgentId,
         account: &str,
     ) -> Result<String, StoreError> {
-        let (p, a, acc) = (
-            provider.as_str().to_owned(),
-            agent.as_str().to_owned(),
-            account.to_owned(),
-        );
+        let row = binding_row(provider, agent, account);
         // One connection, one statement each: the insert keeps an existing row.
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO bindings (provider, agent, account) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (provider, agent) DO NOTHING",
-                params![p, a, acc],
-            )
-            .map_err(err)?;
-            c.query_row(BINDING, params![p, a], |r| r.get(0))
+            insert_binding(c, &row, "DO NOTHING")?;
+            c.query_row(BINDING, params![row.0, row.1], |r| r.get(0))
                 .map_err(err)
         })
         .await
