@@ -203,6 +203,15 @@ impl PersonServer {
             }
             None => self.binding_of(r).await?,
         };
+        // A mission is its person's: after the agent was unlinked and linked to someone
+        // else, its earlier missions are not the new person's to spend.
+        if let (Some(m), Some(a)) = (&mission, &account)
+            && m.account != *a
+        {
+            return Err(PsError::InvalidRequest(
+                "mission_s256 names no mission of this person".to_owned(),
+            ));
+        }
         Ok((upstream, mission_s256, account))
     }
 
@@ -685,6 +694,12 @@ impl PersonServer {
         if let Some(reason) = m.terminated {
             return Err(PsError::MissionTerminated(reason.as_str()));
         }
+        // A mission is its person's: not spent by a token issued for another.
+        if m.account != spend.account {
+            return Err(PsError::InvalidRequest(
+                "mission_s256 names no mission of this person".to_owned(),
+            ));
+        }
         let mut draft = m.clone();
         draft.record_consumption(spend.offer, spend.consumed, spend.resource);
         let granted = draft
@@ -768,6 +783,7 @@ impl PersonServer {
             offer: budget.as_ref(),
             consumed: budget_consumed,
             resource,
+            account,
         };
         let (ledger, granted) = self
             .ledger_grant(mission_s256.as_deref(), &spend, now)
@@ -992,4 +1008,6 @@ struct Spend<'a> {
     offer: Option<&'a aauth_tokens::Budget>,
     consumed: &'a [aauth_tokens::Consumption],
     resource: &'a ServerId,
+    /// The person the token is issued for: the mission must be theirs.
+    account: &'a str,
 }

@@ -440,6 +440,24 @@ async fn an_expired_mission_and_one_that_is_not_yours_look_like_what_they_are() 
     );
 }
 
+/// The agent is unlinked from alice and linked to bob: alice's mission is not bob's, so
+/// no token is issued for bob under it (nor spent from her ledger).
+#[tokio::test]
+async fn a_mission_stays_its_persons_when_the_agent_changes_hands() {
+    let w = mission_world(None, 3600).await;
+    let (digest, _, _) = approve(&w).await;
+    let body = serde_json::json!({"resource": "https://resource.example", "mission_s256": digest});
+    let (s, json) = w.post(PERSON_TOKEN_PATH, body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    w.bind("aauth:assistant@agent.example", "bob").await;
+    let (s, json) = w.post(PERSON_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{json}"
+    );
+}
+
 /// Completion the person must accept.
 struct ReviewCompletion;
 impl ConsentPolicy for ReviewCompletion {
