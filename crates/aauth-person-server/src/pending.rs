@@ -21,6 +21,8 @@ pub enum PendingRequest {
         /// Call chaining: the intermediaries the request came through, first to last
         /// (recorded with the token it yields).
         chain: Vec<ServerId>,
+        /// Call chaining: the upstream token's `jti` (its revocation ends the request).
+        upstream_jti: Option<Box<str>>,
     },
     /// An auth token, from a verified resource token and presented token.
     AuthToken {
@@ -54,6 +56,8 @@ pub enum PendingRequest {
         four_party: Option<Box<FourParty>>,
         /// Call chaining: the intermediaries the request came through, first to last.
         chain: Vec<ServerId>,
+        /// Call chaining: the upstream token's `jti` (its revocation ends the request).
+        upstream_jti: Option<Box<str>>,
     },
     /// A mission proposal (its JSON as received).
     Mission {

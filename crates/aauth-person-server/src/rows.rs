@@ -87,6 +87,8 @@ pub(crate) enum RequestRow {
         mission_s256: Option<String>,
         #[serde(default)]
         chain: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upstream_jti: Option<Box<str>>,
     },
     AuthToken {
         resource: String,
@@ -109,6 +111,8 @@ pub(crate) enum RequestRow {
         four_party: Option<Box<FourPartyRow>>,
         #[serde(default)]
         chain: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upstream_jti: Option<Box<str>>,
     },
     Mission {
         proposal: String,
@@ -199,10 +203,12 @@ impl PendingRow {
                     resource,
                     mission_s256,
                     chain,
+                    upstream_jti,
                 } => RequestRow::PersonToken {
                     resource: resource.as_str().to_owned(),
                     mission_s256: mission_s256.clone(),
                     chain: chain.iter().map(|s| s.as_str().to_owned()).collect(),
+                    upstream_jti: upstream_jti.clone(),
                 },
                 PendingRequest::AuthToken {
                     resource,
@@ -219,7 +225,9 @@ impl PendingRow {
                     budget_consumed,
                     four_party,
                     chain,
+                    upstream_jti,
                 } => RequestRow::AuthToken {
+                    upstream_jti: upstream_jti.clone(),
                     resource_interaction: resource_interaction
                         .as_ref()
                         .map(|i| (i.url.clone(), i.code.clone(), i.flow.clone(), i.done)),
@@ -305,10 +313,12 @@ impl PendingRow {
                     resource,
                     mission_s256,
                     chain,
+                    upstream_jti,
                 } => PendingRequest::PersonToken {
                     resource: server(&resource)?,
                     mission_s256,
                     chain: chain.iter().map(|s| server(s)).collect::<Result<_, _>>()?,
+                    upstream_jti,
                 },
                 RequestRow::AuthToken {
                     resource,
@@ -325,7 +335,9 @@ impl PendingRow {
                     budget_consumed,
                     four_party,
                     chain,
+                    upstream_jti,
                 } => PendingRequest::AuthToken {
+                    upstream_jti,
                     resource_interaction: resource_interaction.map(|(url, code, flow, done)| {
                         let mut i = crate::pending::ResourceInteraction::new(url, code, flow);
                         i.done = done;

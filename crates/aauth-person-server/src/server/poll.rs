@@ -337,13 +337,23 @@ impl PersonServer {
     }
 
     /// Which token the request depends on was revoked, if one was (draft -11 §Polling
-    /// Errors `revoked`; checklist PS-112): the resource token (revoked by its resource)
-    /// or the presented token.
+    /// Errors `revoked`; checklist PS-112): the upstream token of a chained request, the
+    /// resource token (revoked by its resource) or the presented token.
     pub(super) async fn revoked_dependency(
         &self,
         p: &Pending,
         now: UnixTime,
     ) -> Result<Option<&'static str>, PsError> {
+        let upstream = match &p.request {
+            PendingRequest::PersonToken { upstream_jti, .. }
+            | PendingRequest::AuthToken { upstream_jti, .. } => upstream_jti.as_deref(),
+            _ => None,
+        };
+        if let Some(jti) = upstream
+            && self.store.is_revoked(jti, now).await?
+        {
+            return Ok(Some("the upstream token was revoked"));
+        }
         let PendingRequest::AuthToken {
             resource,
             resource_token_jti,
@@ -433,6 +443,7 @@ impl PersonServer {
                 resource,
                 mission_s256,
                 chain,
+                ..
             } => {
                 // The mission may have ended (terminated, expired) since the request.
                 self.mission_active(mission_s256.as_deref(), now).await?;

@@ -126,6 +126,7 @@ impl PersonServer {
                             resource,
                             mission_s256,
                             chain,
+                            upstream_jti: upstream.as_ref().map(|u| u.jti.as_str().into()),
                         },
                         capabilities: &b.capabilities,
                         hints: &b.hints,
@@ -303,10 +304,11 @@ impl PersonServer {
         rt: &aauth_tokens::ResourceClaims,
         held: &super::verify::PresentedGrant,
         presented: String,
-        chain: Vec<ServerId>,
+        (chain, upstream_jti): (Vec<ServerId>, Option<Box<str>>),
     ) -> PendingRequest {
         PendingRequest::AuthToken {
             chain,
+            upstream_jti,
             resource: rt.iss.clone(),
             sub: rt.sub.clone(),
             scope: rt.scope.clone(),
@@ -423,7 +425,8 @@ impl PersonServer {
             .auth_context(r, &b, &rt, &held, &mut acting, now)
             .await?;
         let chain = Self::chain_to(upstream.as_ref(), &rt.iss)?;
-        let mut request = self.auth_request(r, &b, &rt, &held, presented, chain);
+        let upstream_jti = upstream.as_ref().map(|u| u.jti.as_str().into());
+        let mut request = self.auth_request(r, &b, &rt, &held, presented, (chain, upstream_jti));
         let resource_flow = self.resource_flow(&rt, &mut request)?;
         let asked = ConsentRequest {
             account: &held.account,
@@ -940,12 +943,17 @@ fn updated_auth_request(
     token: String,
     presented: String,
 ) -> PendingRequest {
-    let chain = match old {
-        PendingRequest::AuthToken { chain, .. } => chain.clone(),
-        _ => Vec::new(),
+    let (chain, upstream_jti) = match old {
+        PendingRequest::AuthToken {
+            chain,
+            upstream_jti,
+            ..
+        } => (chain.clone(), upstream_jti.clone()),
+        _ => (Vec::new(), None),
     };
     PendingRequest::AuthToken {
         chain,
+        upstream_jti,
         resource: rt.iss,
         sub: rt.sub,
         scope: rt.scope,

@@ -31,6 +31,8 @@ use super::revocation::resource_revocation_key;
 
 /// What a verified upstream token (call chaining) establishes.
 pub(super) struct Upstream {
+    /// Its `jti` (its revocation key here).
+    pub(super) jti: String,
     /// The person it names (from this server's record).
     pub(super) account: String,
     /// Its expiry: nothing issued from it outlives it.
@@ -380,6 +382,7 @@ impl PersonServer {
             )));
         }
         Ok(Upstream {
+            jti,
             account,
             exp,
             mission_s256,

@@ -332,6 +332,41 @@ async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_toke
     assert_eq!(s, StatusCode::GONE, "ended once");
 }
 
+/// A downstream request waiting for the person ends, `revoked`, when its upstream token
+/// is revoked meanwhile: nothing is issued from a revoked upstream.
+#[tokio::test]
+async fn a_downstream_request_waiting_for_the_person_ends_when_its_upstream_is_revoked() {
+    let mut w = world_with(Some(std::sync::Arc::new(AskDownstream)));
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
+    let (up, uc) = upstream(&w).await;
+    let (ikey, itoken) = intermediary(&w, NOW);
+    let as_intermediary = (&ikey, itoken.as_str());
+    let (s, location, json) = w
+        .call_at(
+            "POST",
+            PERSON_TOKEN_PATH,
+            Some(&serde_json::json!({"resource": "https://other.example", "upstream_token": up, "capabilities": ["interaction"]})),
+            as_intermediary,
+            NOW,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = location.unwrap();
+    w.ps.store().revoke(&uc.jti, uc.exp, NOW).await.unwrap();
+    let (s, _, json) = w
+        .call_at("GET", &location, None, as_intermediary, NOW)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    let (s, _, _) = w
+        .call_at("GET", &location, None, as_intermediary, NOW)
+        .await;
+    assert_eq!(s, StatusCode::GONE, "ended once");
+}
+
 /// other.example's own agent (a second intermediary), its token issued by other.example.
 fn second_intermediary(w: &World) -> (PrivateKey, String) {
     let key = PrivateKey::ed25519_from_seed(&[89; 32]);

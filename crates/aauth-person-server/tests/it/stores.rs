@@ -271,6 +271,7 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
         budget: Some(aauth_tokens::Budget::new(5_000_000, "USD", 6).unwrap()),
         budget_consumed: vec![aauth_tokens::Consumption::new("at-0", 1)],
         chain: vec![id("https://travel.example")],
+        upstream_jti: Some("up-1".into()),
         four_party: Some(Box::new({
             let mut f = aauth_person_server::FourParty::new(
                 id("https://as.example"),
