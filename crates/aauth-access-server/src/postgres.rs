@@ -309,6 +309,42 @@ const INSERT_WAITING: &str =
     "INSERT INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// A waiting record's columns as statement parameters, `$1`–`$8` in [`INSERT_WAITING`]'s
+/// order (a statement adds its own after them).
+struct WaitingColumns<'a> {
+    r: &'a WaitingRecord,
+    ps: &'a str,
+    expires: i64,
+    awaiting: &'static str,
+}
+
+impl<'a> WaitingColumns<'a> {
+    fn of(r: &'a WaitingRecord) -> Self {
+        Self {
+            r,
+            ps: r.ps.as_str(),
+            expires: secs(r.expires),
+            awaiting: r.awaiting.as_str(),
+        }
+    }
+
+    /// The eight, then `more`.
+    fn with<'p>(&'p self, more: &[&'p (dyn ToSql + Sync)]) -> Vec<&'p (dyn ToSql + Sync)> {
+        let mut all: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.r.id,
+            &self.ps,
+            &self.expires,
+            &self.r.resource_token.0,
+            &self.r.resource_token.1,
+            &self.r.code,
+            &self.awaiting,
+            &self.r.data,
+        ];
+        all.extend_from_slice(more);
+        all
+    }
+}
+
 #[async_trait]
 impl AsStore for PgStore {
     async fn record_issued(&self, record: IssuedRecord, _now: UnixTime) -> Result<(), StoreError> {
@@ -431,21 +467,9 @@ impl AsStore for PgStore {
                expires = excluded.expires, rt_iss = excluded.rt_iss, rt_jti = excluded.rt_jti,
                code = excluded.code, awaiting = excluded.awaiting, data = excluded.data"
         );
-        self.exec(
-            &sql,
-            &[
-                &record.id,
-                &record.ps.as_str(),
-                &secs(record.expires),
-                &record.resource_token.0,
-                &record.resource_token.1,
-                &record.code,
-                &record.awaiting.as_str(),
-                &record.data,
-            ],
-        )
-        .await
-        .map(drop)
+        self.exec(&sql, &WaitingColumns::of(&record).with(&[]))
+            .await
+            .map(drop)
     }
 
     async fn replace_waiting(
@@ -458,18 +482,7 @@ impl AsStore for PgStore {
             "UPDATE waiting SET ps = $2, expires = $3, rt_iss = $4, rt_jti = $5, code = $6,
                awaiting = $7, data = $8
              WHERE id = $1 AND data = $9 AND expires > $10",
-            &[
-                &record.id,
-                &record.ps.as_str(),
-                &secs(record.expires),
-                &record.resource_token.0,
-                &record.resource_token.1,
-                &record.code,
-                &record.awaiting.as_str(),
-                &record.data,
-                &read,
-                &secs(now.as_secs()),
-            ],
+            &WaitingColumns::of(&record).with(&[&read, &secs(now.as_secs())]),
         )
         .await
         .map(|n| n == 1)
@@ -523,7 +536,9 @@ impl AsStore for PgStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let max = i64::try_from(max_per_ps).unwrap_or(i64::MAX);
-        let ps = record.ps.as_str();
+        let columns = WaitingColumns::of(&record);
+        let ps = columns.ps;
+        let now = secs(now.as_secs());
         let sql = "INSERT INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data)
              SELECT $1, $2, $3, $4, $5, $6, $7, $8
              WHERE (SELECT count(*) FROM waiting WHERE ps = $2 AND expires > $9) < $10
@@ -541,21 +556,7 @@ impl AsStore for PgStore {
                 .await
                 .map_err(|e| self.pg.err(e))?;
                 let inserted = tx
-                    .execute(
-                        sql,
-                        &[
-                            &record.id,
-                            &ps,
-                            &secs(record.expires),
-                            &record.resource_token.0,
-                            &record.resource_token.1,
-                            &record.code,
-                            &record.awaiting.as_str(),
-                            &record.data,
-                            &secs(now.as_secs()),
-                            &max,
-                        ],
-                    )
+                    .execute(sql, &columns.with(&[&now, &max]))
                     .await
                     .map_err(|e| self.pg.err(e))?;
                 tx.commit().await.map_err(|e| self.pg.err(e))?;

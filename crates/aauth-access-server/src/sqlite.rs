@@ -395,26 +395,23 @@ impl AsStore for SqliteStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let read = read.to_owned();
+        // One transaction: the row as read, then the same insert as put_waiting's.
         self.run(move |c| {
-            c.execute(
-                "UPDATE waiting SET ps = ?2, expires = ?3, rt_iss = ?4, rt_jti = ?5, code = ?6,
-                   awaiting = ?7, data = ?8
-                 WHERE id = ?1 AND data = ?9 AND expires > ?10",
-                params![
-                    record.id,
-                    record.ps.as_str(),
-                    secs(record.expires),
-                    record.resource_token.0,
-                    record.resource_token.1,
-                    record.code,
-                    record.awaiting.as_str(),
-                    record.data,
-                    read,
-                    secs(now.as_secs())
-                ],
-            )
-            .map(|n| n == 1)
-            .map_err(err)
+            let tx = c.unchecked_transaction().map_err(err)?;
+            let as_read = tx
+                .query_row(
+                    "SELECT 1 FROM waiting WHERE id = ?1 AND data = ?2 AND expires > ?3",
+                    params![record.id, read, secs(now.as_secs())],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(err)?
+                .is_some();
+            if as_read {
+                insert_waiting(&tx, &record, "REPLACE")?;
+            }
+            tx.commit().map_err(err)?;
+            Ok(as_read)
         })
         .await
     }

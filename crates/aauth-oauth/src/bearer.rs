@@ -58,12 +58,7 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, OAuthEr
     if fields.next().is_some() {
         return Err(bad("more than one Authorization field"));
     }
-    let body = token.trim_end_matches('=');
-    if body.is_empty()
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
-    {
+    if !b64token(token) {
         return Err(bad("the credential is not one b64token after one space"));
     }
     Ok(Some(if dpop {
@@ -71,6 +66,16 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, OAuthEr
     } else {
         Credential::Bearer(token)
     }))
+}
+
+/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+/// *"="`, the syntax a token must have to be sent as `Bearer` or `DPoP`.
+pub(crate) fn b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// A token sent as `Bearer` must not be bound to a key (RFC 9449 §7.1): a bound one is

@@ -787,7 +787,7 @@ fn parse_token(
     let access_token = string("access_token")?
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("access_token is absent".to_owned()))?;
-    if !b64token(&access_token) {
+    if !crate::bearer::b64token(&access_token) {
         // It could never be sent (RFC 6750 §2.1): a failed fetch, not a cached token that
         // fails every request until it expires.
         return Err(bad(
@@ -813,16 +813,6 @@ fn parse_token(
         received_at: now,
         scope: string("scope")?,
     })
-}
-
-/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
-/// *"="`, the syntax a token must have to be sent as `Bearer` or `DPoP`.
-fn b64token(t: &str) -> bool {
-    let body = t.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Whether `resp` is a `401` whose challenge in one of `schemes` names `error`.

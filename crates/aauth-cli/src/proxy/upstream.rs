@@ -370,10 +370,9 @@ fn upstream_headers(
     let forwarded: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
-            matches!(
-                read_as(n).as_str(),
-                "x-forwarded-host" | "x-forwarded-proto" | "forwarded"
-            )
+            ["x-forwarded-host", "x-forwarded-proto", "forwarded"]
+                .iter()
+                .any(|f| reads_as(n, f))
         })
         .cloned()
         .collect();
@@ -450,11 +449,23 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .cloned()
 }
 
-/// A header name as the upstream's framework may read it: CGI, WSGI, Rack and PHP map
-/// `x_aauth_scope` and `x-aauth-scope` to the same variable, so both spellings are one
-/// name here.
-fn read_as(name: &HeaderName) -> String {
-    name.as_str().replace('_', "-")
+/// Whether header `name` starts with `prefix` (hyphenated, lower case) as the upstream's
+/// framework may read it: CGI, WSGI, Rack and PHP map `x_aauth_scope` and
+/// `x-aauth-scope` to the same variable, so `_` counts as `-`. No allocation: this runs
+/// on every header of every request.
+fn reads_as_prefix(name: &HeaderName, prefix: &str) -> bool {
+    let (name, prefix) = (name.as_str().as_bytes(), prefix.as_bytes());
+    name.len() >= prefix.len()
+        && name
+            .iter()
+            .zip(prefix)
+            .all(|(&n, &p)| n == p || (n == b'_' && p == b'-'))
+}
+
+/// Whether header `name` is `exact` as the upstream's framework may read it (see
+/// [`reads_as_prefix`]).
+fn reads_as(name: &HeaderName, exact: &str) -> bool {
+    name.as_str().len() == exact.len() && reads_as_prefix(name, exact)
 }
 
 /// Removes the hop-by-hop headers, those `Connection` names among them, and `Upgrade`
@@ -478,7 +489,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn drop_spoofable(headers: &mut HeaderMap) {
     let spoofable: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| read_as(n).starts_with(IDENTITY_PREFIX))
+        .filter(|n| reads_as_prefix(n, IDENTITY_PREFIX))
         .cloned()
         .collect();
     for name in spoofable {
@@ -673,10 +684,22 @@ mod tests {
 
     #[test]
     fn identity_headers_spelled_with_underscores_are_dropped_too() {
-        assert_eq!(
-            read_as(&HeaderName::from_static("x_aauth_scope")),
+        assert!(reads_as(
+            &HeaderName::from_static("x_aauth_scope"),
             "x-aauth-scope"
-        );
+        ));
+        assert!(reads_as(
+            &HeaderName::from_static("x_forwarded_host"),
+            "x-forwarded-host"
+        ));
+        assert!(!reads_as(
+            &HeaderName::from_static("x-aauth"),
+            "x-aauth-scope"
+        ));
+        assert!(!reads_as_prefix(
+            &HeaderName::from_static("x-aauthz"),
+            IDENTITY_PREFIX
+        ));
         let mut h = HeaderMap::new();
         for n in [
             "x_aauth_scope",

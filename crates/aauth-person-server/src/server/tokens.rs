@@ -703,10 +703,9 @@ impl PersonServer {
                 "mission_s256 names no mission of this person".to_owned(),
             ));
         }
-        let mut draft = m.clone();
-        draft.record_consumption(spend.offer, spend.consumed, spend.resource);
-        let granted = draft
-            .allocate(spend.offer, &[], spend.resource)
+        // The reports counted, not yet recorded (`record_grant` records them).
+        let granted = m
+            .allocate(spend.offer, spend.consumed, spend.resource)
             .map_err(PsError::Violation)?;
         Ok((Some(m), granted))
     }

@@ -280,27 +280,33 @@ impl World {
     }
 }
 
-#[tokio::test]
-async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_token() {
+/// The intermediary asks for a person token at other.example under its upstream token,
+/// `before_exp` seconds before the upstream token's `exp`; the person is asked. The world,
+/// the upstream token's claims, the intermediary's key and token, the pending URL.
+async fn waiting_downstream(before_exp: u64) -> (World, AuthClaims, PrivateKey, String, String) {
     let mut w = world_with(Some(std::sync::Arc::new(AskDownstream)));
     w.ps = w.ps.consent_pages(Duration::from_secs(600));
     let (up, uc) = upstream(&w).await;
     let (ikey, itoken) = intermediary(&w, NOW);
-    let as_intermediary = (&ikey, itoken.as_str());
-    // PS-64: asked 100 s before the upstream token expires (well within the pending
-    // request's own lifetime), the request waits for the person...
-    let asked_at = UnixTime(uc.exp - 100);
     let (s, location, json) = w
         .call_at(
             "POST",
             PERSON_TOKEN_PATH,
             Some(&serde_json::json!({"resource": "https://other.example", "upstream_token": up, "capabilities": ["interaction"]})),
-            as_intermediary,
-            asked_at,
+            (&ikey, itoken.as_str()),
+            UnixTime(uc.exp - before_exp),
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = location.unwrap();
+    (w, uc, ikey, itoken, location.unwrap())
+}
+
+#[tokio::test]
+async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_token() {
+    // PS-64: asked 100 s before the upstream token expires (well within the pending
+    // request's own lifetime), the request waits for the person...
+    let (w, uc, ikey, itoken, location) = waiting_downstream(100).await;
+    let as_intermediary = (&ikey, itoken.as_str());
     let (s, _, json) = w
         .call_at(
             "GET",
@@ -336,25 +342,12 @@ async fn a_downstream_request_waiting_for_the_person_ends_with_its_upstream_toke
 /// is revoked meanwhile: nothing is issued from a revoked upstream.
 #[tokio::test]
 async fn a_downstream_request_waiting_for_the_person_ends_when_its_upstream_is_revoked() {
-    let mut w = world_with(Some(std::sync::Arc::new(AskDownstream)));
-    w.ps = w.ps.consent_pages(Duration::from_secs(600));
-    let (up, uc) = upstream(&w).await;
-    let (ikey, itoken) = intermediary(&w, NOW);
+    let (w, uc, ikey, itoken, location) = waiting_downstream(100).await;
     let as_intermediary = (&ikey, itoken.as_str());
-    let (s, location, json) = w
-        .call_at(
-            "POST",
-            PERSON_TOKEN_PATH,
-            Some(&serde_json::json!({"resource": "https://other.example", "upstream_token": up, "capabilities": ["interaction"]})),
-            as_intermediary,
-            NOW,
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = location.unwrap();
-    w.ps.store().revoke(&uc.jti, uc.exp, NOW).await.unwrap();
+    let now = UnixTime(uc.exp - 100);
+    w.ps.store().revoke(&uc.jti, uc.exp, now).await.unwrap();
     let (s, _, json) = w
-        .call_at("GET", &location, None, as_intermediary, NOW)
+        .call_at("GET", &location, None, as_intermediary, now)
         .await;
     assert_eq!(
         (s, json["error"].as_str()),
@@ -362,7 +355,7 @@ async fn a_downstream_request_waiting_for_the_person_ends_when_its_upstream_is_r
         "{json}"
     );
     let (s, _, _) = w
-        .call_at("GET", &location, None, as_intermediary, NOW)
+        .call_at("GET", &location, None, as_intermediary, now)
         .await;
     assert_eq!(s, StatusCode::GONE, "ended once");
 }

@@ -775,8 +775,9 @@ impl Transport for ApprovingAs {
     }
 }
 
-#[tokio::test]
-async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_approval() {
+/// A world whose Access Server gets an approval (one poll pending, then its token), and
+/// the auth-token request to send it.
+async fn approving_world() -> (World, Arc<ApprovingAs>, serde_json::Value, PersonClaims) {
     let access = Arc::new(ApprovingAs {
         token: Mutex::new(None),
         polls: Mutex::new(0),
@@ -785,6 +786,12 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
     w.ps = w.ps.federation(access.clone());
     let (body, pc) = request(&w).await;
     *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    (w, access, body, pc)
+}
+
+#[tokio::test]
+async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_approval() {
+    let (w, access, body, _) = approving_world().await;
     // No interaction capability is needed: nobody is sent anywhere.
     let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
@@ -820,14 +827,7 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
 /// request: the next poll ends it, whatever the Access Server would now issue.
 #[tokio::test]
 async fn a_revocation_ends_a_request_the_access_server_holds() {
-    let access = Arc::new(ApprovingAs {
-        token: Mutex::new(None),
-        polls: Mutex::new(0),
-    });
-    let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
-    w.ps = w.ps.federation(access.clone());
-    let (body, pc) = request(&w).await;
-    *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (w, access, body, pc) = approving_world().await;
     let (s, headers, _) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let location = crate::consent::header_of(&headers, "location");
