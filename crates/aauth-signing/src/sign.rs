@@ -319,12 +319,14 @@ fn default_components(
         }
         c.push(Component::new("content-digest"));
     }
+    let key = Component::new("signature-key");
     for e in &options.extra {
-        if !c.contains(e) {
+        // `signature-key` is covered once, last (RFC 9421 §2.5: no identifier twice).
+        if !c.contains(e) && *e != key {
             c.push(e.clone());
         }
     }
-    c.push(Component::new("signature-key"));
+    c.push(key);
     c
 }
 

@@ -313,6 +313,27 @@ fn query_is_covered_on_request() {
     ));
 }
 
+/// A caller that repeats a resource's whole `required_input` list names the profile's
+/// components again; each is still covered once (RFC 9421 §2.5), and the verifier accepts.
+#[test]
+fn components_named_again_are_covered_once() {
+    let options = [
+        "@method",
+        "@authority",
+        "@path",
+        "signature-key",
+        "@target-uri",
+    ]
+    .iter()
+    .fold(SignOptions::default(), |o, c| o.with(c));
+    let (p, b) = signed("GET", "https://resource.example/data", b"", &options);
+    let input = header(&p, "signature-input");
+    for c in ["\"@method\"", "\"signature-key\"", "\"@target-uri\""] {
+        assert_eq!(input.matches(c).count(), 1, "{c} in {input}");
+    }
+    verify_with(policy().require("@target-uri"), &as_server(p), &b).unwrap();
+}
+
 #[test]
 fn configured_authority_and_http_scheme() {
     // Behind a proxy: the verifier pins its external authority.
