@@ -217,9 +217,14 @@ pub(crate) struct Fetch {
     #[arg(long, short = 'i')]
     pub(crate) include: bool,
     /// Show every exchange on the wire (requests and responses, headers included) on
-    /// standard error.
+    /// standard error. Credentials are shown unusable: a JWT without its signature, a
+    /// session token hidden.
     #[arg(long, short = 'v')]
     pub(crate) verbose: bool,
+    /// With `--verbose`, show the credentials on the wire in full (tokens are bound to
+    /// the agent's key, but whoever reads the output can decode and keep them).
+    #[arg(long, requires = "verbose")]
+    pub(crate) show_credentials: bool,
     /// Exit 1 when the final status is not 2xx.
     #[arg(long, short = 'f')]
     pub(crate) fail: bool,

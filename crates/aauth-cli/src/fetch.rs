@@ -36,6 +36,7 @@ pub(crate) fn fetch(args: &Fetch, out: &mut dyn Write) -> Result<(), CliError> {
     let transport: Arc<dyn Transport> = Arc::new(Wire {
         inner: Arc::new(reach.https_client()),
         verbose: args.verbose,
+        show_credentials: args.show_credentials,
     });
     let source: Arc<dyn TokenSource> = match &profile.source {
         Source::Provider(p) => Arc::new(HttpTokenSource::new(
@@ -225,6 +226,50 @@ impl TokenSource for TokenFile {
 struct Wire {
     inner: Arc<dyn Transport>,
     verbose: bool,
+    show_credentials: bool,
+}
+
+/// A header as `-v` shows it. The fields that carry credentials show no usable one: a
+/// JWT keeps its header and claims (what `aauth token decode` reads) without its
+/// signature, and a session token (`Authorization: AAuth`, `AAuth-Access`) is hidden.
+fn shown_value(name: &http::HeaderName, value: &http::HeaderValue, full: bool) -> String {
+    let text = String::from_utf8_lossy(value.as_bytes());
+    if full {
+        return text.into_owned();
+    }
+    match name.as_str() {
+        "authorization" | "aauth-access" | "dpop" => match text.split_once(' ') {
+            Some((scheme, _)) => format!("{scheme} <redacted>"),
+            None => "<redacted>".to_owned(),
+        },
+        "signature-key" | "aauth-requirement" => unsigned_jwts(&text),
+        _ => text.into_owned(),
+    }
+}
+
+/// `text` with the signature of every JWT in it replaced by `<signature redacted>`.
+fn unsigned_jwts(text: &str) -> String {
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("eyJ") {
+        out.push_str(&rest[..start]);
+        let token = &rest[start..];
+        let end = token
+            .find(|c: char| !(b64(c) || c == '.'))
+            .unwrap_or(token.len()); // default: the token runs to the end of the field
+        let jwt = &token[..end];
+        match jwt.rsplit_once('.') {
+            Some((signed, _)) if jwt.matches('.').count() == 2 => {
+                out.push_str(signed);
+                out.push_str(".<signature redacted>");
+            }
+            _ => out.push_str(jwt),
+        }
+        rest = &token[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[async_trait::async_trait]
@@ -238,10 +283,8 @@ impl Transport for Wire {
         }
         let mut shown = format!("> {} {}\n", req.method(), req.uri());
         for (name, value) in req.headers() {
-            shown.push_str(&format!(
-                "> {name}: {}\n",
-                String::from_utf8_lossy(value.as_bytes())
-            ));
+            let value = shown_value(name, value, self.show_credentials);
+            shown.push_str(&format!("> {name}: {value}\n"));
         }
         if !req.body().is_empty() {
             shown.push_str(&format!("> ({} bytes of body)\n", req.body().len()));
@@ -251,10 +294,8 @@ impl Transport for Wire {
             Ok(resp) => {
                 shown.push_str(&format!("< {}\n", resp.status()));
                 for (name, value) in resp.headers() {
-                    shown.push_str(&format!(
-                        "< {name}: {}\n",
-                        String::from_utf8_lossy(value.as_bytes())
-                    ));
+                    let value = shown_value(name, value, self.show_credentials);
+                    shown.push_str(&format!("< {name}: {value}\n"));
                 }
                 shown.push_str(&format!("< ({} bytes of body)\n", resp.body().len()));
             }
@@ -262,5 +303,48 @@ impl Transport for Wire {
         }
         let _ = writeln!(std::io::stderr(), "{shown}");
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_output_shows_no_usable_credential() {
+        let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        let shown = |name: &'static str, value: &str| {
+            shown_value(
+                &http::HeaderName::from_static(name),
+                &http::HeaderValue::from_str(value).unwrap(),
+                false,
+            )
+        };
+        let key = shown("signature-key", &format!("sig=jwt;jwt=\"{jwt}\""));
+        assert_eq!(
+            key,
+            "sig=jwt;jwt=\"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.<signature redacted>\""
+        );
+        assert!(!key.contains("c2lnbmF0dXJl"));
+        assert_eq!(
+            shown("authorization", "AAuth c2Vzc2lvbi0x"),
+            "AAuth <redacted>"
+        );
+        assert_eq!(shown("aauth-access", "c2Vzc2lvbi0x"), "<redacted>");
+        let req = shown(
+            "aauth-requirement",
+            &format!("requirement=auth-token; resource-token=\"{jwt}\""),
+        );
+        assert!(req.ends_with(".<signature redacted>\""), "{req}");
+        assert_eq!(
+            shown("content-type", "application/json"),
+            "application/json"
+        );
+        // `--show-credentials`: as on the wire.
+        let full = http::HeaderValue::from_static("AAuth c2Vzc2lvbi0x");
+        assert_eq!(
+            shown_value(&http::header::AUTHORIZATION, &full, true),
+            "AAuth c2Vzc2lvbi0x"
+        );
     }
 }

@@ -1056,7 +1056,7 @@ async fn a_revocation_from_the_person_server_closes_the_token_at_the_proxy() {
     let o = fetch(
         &s.dir,
         "https://resource.example/files/report",
-        &["-v"],
+        &["-v", "--show-credentials"],
         &s.reach,
     )
     .await;
