@@ -20,8 +20,8 @@ use crate::{AgentError, AgentProvider, Transport};
 /// (draft -11 §7.9.1, AG-70).
 pub const REFRESH_MARGIN: u64 = 300;
 
-/// An agent token and what the agent reads from it.
-#[derive(Debug, Clone)]
+/// An agent token and what the agent reads from it. `Debug` leaves the token out.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AgentToken {
     /// The token.
@@ -32,6 +32,17 @@ pub struct AgentToken {
     pub person_server: Option<ServerId>,
     /// The thumbprint of the key it binds.
     pub jkt: String,
+}
+
+impl std::fmt::Debug for AgentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentToken")
+            .field("token", &"<redacted>")
+            .field("exp", &self.exp)
+            .field("person_server", &self.person_server)
+            .field("jkt", &self.jkt)
+            .finish()
+    }
 }
 
 impl AgentToken {
@@ -369,12 +380,14 @@ impl Agent {
             .cloned()
     }
 
-    /// An agent token with more than five minutes left, refreshed if needed.
+    /// An agent token with more than five minutes left, refreshed if needed. A source
+    /// whose tokens live less than the margin is asked on every call, and its unexpired
+    /// token returned.
     ///
     /// # Errors
     ///
     /// As [`TokenSource::agent_token`], or [`AgentError::TokenCheck`] when the source
-    /// answers with a token that is not this agent's or already inside the margin.
+    /// answers with a token that is not this agent's or already expired.
     pub async fn token(&self, now: UnixTime) -> Result<Arc<AgentToken>, AgentError> {
         if let Some(t) = self.fresh(now) {
             return Ok(t);

@@ -21,8 +21,9 @@ pub enum TokenKind {
     Auth,
 }
 
-/// A cached person or auth token with what the agent checks against it.
-#[derive(Debug, Clone)]
+/// A cached person or auth token with what the agent checks against it. `Debug` leaves
+/// the token out.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CachedToken {
     /// The token.
@@ -39,6 +40,20 @@ pub struct CachedToken {
     pub jti: String,
     /// The person's Person Server (the person token's `iss`, the auth token's `ps`).
     pub ps: ServerId,
+}
+
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("token", &"<redacted>")
+            .field("kind", &self.kind)
+            .field("exp", &self.exp)
+            .field("jkt", &self.jkt)
+            .field("sub", &self.sub)
+            .field("jti", &self.jti)
+            .field("ps", &self.ps)
+            .finish()
+    }
 }
 
 type Key = (ServerId, Option<String>);

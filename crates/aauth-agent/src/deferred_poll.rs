@@ -8,7 +8,7 @@
 //! | Status | What the loop does |
 //! |---|---|
 //! | `2xx` | done: the answer is returned |
-//! | `202` | still pending: the client acts on it (prompts the person, answers a clarification, obtains an auth token); polls again after `Retry-After` (default 5 s), at once when it posted an answer |
+//! | `202` | still pending: the client acts on it (prompts the person, answers a clarification, obtains an auth token); polls again after `Retry-After` (seconds or an HTTP date; default 5 s), at once when it posted an answer |
 //! | `429` | slow down: every later wait grows by 5 s, then `Retry-After` |
 //! | `503` | temporarily unavailable: back off per `Retry-After` and poll again |
 //! | no answer | the server cannot be reached: poll again after 1, 2, 4 … s (up to `max_interval`) |
@@ -16,12 +16,15 @@
 //! | `403`, `408`, `410` | terminal: `denied`, `expired`, `invalid_code` (the body's `error` when it has one) |
 //! | anything else | terminal (`server_error` unless the body names the error) |
 //!
-//! Every wait is capped by the client's `PollPolicy::max_interval`, and a request that
-//! would outlast its `deadline` is cancelled (`DELETE`, best effort) and ends in
-//! [`AgentError::PollTimeout`].
+//! A server's `Retry-After` is respected in full (draft -11 "Polling with GET": the agent
+//! MUST respect it), and so is the slowing down its `429`s asked for;
+//! `PollPolicy::max_interval` caps only the agent's own choices (the default interval
+//! and the pauses after outages). A request that would outlast its `deadline` is
+//! cancelled (`DELETE`, best effort) and ends in [`AgentError::PollTimeout`].
 
 use std::time::Duration;
 
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
@@ -48,6 +51,11 @@ pub(crate) trait PendingRequest: Send {
 
     /// Withdraws the request (`DELETE`), best effort.
     async fn cancel(&mut self);
+
+    /// Now, by the client's clock (what a `Retry-After` date is counted from).
+    fn now(&self) -> UnixTime {
+        SystemClock.now()
+    }
 }
 
 /// Follows `first` (a `202`) to its end under `policy`.
@@ -66,27 +74,30 @@ pub(crate) async fn until_done(
     let mut slow_down: u64 = 0;
     loop {
         let status = resp.status();
+        // The server's `Retry-After`, or the agent's own interval (capped).
+        let asked = |now| {
+            retry_after(&resp, now)
+                .unwrap_or_else(|| policy.default_interval.min(policy.max_interval))
+        };
         let wait = match status {
             StatusCode::ACCEPTED => {
                 if request.pending(&resp).await? {
                     0
                 } else {
-                    retry_after(&resp).unwrap_or(policy.default_interval)
+                    asked(request.now())
                 }
             }
             StatusCode::TOO_MANY_REQUESTS => {
                 slow_down = slow_down.saturating_add(5);
-                retry_after(&resp).unwrap_or(policy.default_interval)
+                asked(request.now())
             }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                retry_after(&resp).unwrap_or(policy.default_interval)
-            }
+            StatusCode::SERVICE_UNAVAILABLE => asked(request.now()),
             StatusCode::UNAUTHORIZED if request.unauthorized(&resp).await? => 0,
             s if s.is_success() => return Ok(resp),
             s => return Err(terminal(s, &resp)),
         };
-        // `wait` is the server's Retry-After: it saturates, then is capped.
-        let wait = wait.saturating_add(slow_down).min(policy.max_interval);
+        // Saturating: a `Retry-After` near `u64::MAX` ends at the deadline below.
+        let wait = wait.saturating_add(slow_down);
         if started.elapsed().as_secs().saturating_add(wait) > policy.deadline {
             request.cancel().await;
             return Err(AgentError::PollTimeout {
@@ -140,15 +151,24 @@ fn terminal(status: StatusCode, resp: &http::Response<Bytes>) -> AgentError {
     AgentError::Deferred { status, error }
 }
 
-/// `Retry-After` in seconds (delta-seconds only; a date counts as absent).
-pub(crate) fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
-    resp.headers()
+/// `Retry-After` in seconds: delta-seconds, or an HTTP date (RFC 9110 §10.2.3) as the
+/// seconds from `now` until it (0 when it has passed).
+pub(crate) fn retry_after(resp: &http::Response<Bytes>, now: UnixTime) -> Option<u64> {
+    let v = resp
+        .headers()
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse()
-        .ok()
+        .trim();
+    if let Ok(secs) = v.parse() {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(v)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(at.saturating_sub(now.as_secs()))
 }
 
 /// The `Location` of a `202`, resolved against the request and required to be on the
@@ -184,8 +204,9 @@ pub(crate) fn pending_url(
 }
 
 /// How deferred (`202`) responses are polled. The defaults: 5 s between polls when
-/// `Retry-After` is absent (the draft's), at most 60 s whatever it says, 600 s before
-/// cancelling, no `Prefer: wait`.
+/// `Retry-After` is absent (the draft's), at most 60 s between polls the agent chooses
+/// itself (a server's `Retry-After` is respected in full), 600 s before cancelling, no
+/// `Prefer: wait`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -200,7 +221,8 @@ pub(crate) fn pending_url(
 pub struct PollPolicy {
     /// The interval when `Retry-After` is absent, in seconds (the draft's 5 s).
     pub default_interval: u64,
-    /// The largest interval honoured, whatever `Retry-After` says, in seconds.
+    /// The longest pause the agent chooses itself (the default interval, the backoff
+    /// after outages), in seconds; a server's `Retry-After` is respected beyond it.
     pub max_interval: u64,
     /// How long to keep polling before cancelling (`DELETE`) and giving up, in seconds.
     pub deadline: u64,
@@ -216,7 +238,7 @@ impl PollPolicy {
         self
     }
 
-    /// The largest interval honoured (whole seconds).
+    /// The longest pause the agent chooses itself (whole seconds).
     #[must_use]
     pub fn max_interval(mut self, interval: Duration) -> Self {
         self.max_interval = interval.as_secs();

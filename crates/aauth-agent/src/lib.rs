@@ -12,8 +12,9 @@
 //!   interaction and clarification hooks, `DELETE` on give-up), and `AAuth-Access`
 //!   session tokens. [`SigningLayer`] is the same as a tower layer over any HTTP
 //!   service. With the feature `oauth` (off by default), `ClientBuilder::oauth_fallback`
-//!   lets the client reach an API that offers only `WWW-Authenticate: Bearer` with an
-//!   OAuth client-credentials token (`aauth_oauth::ClientCredentials`).
+//!   lets the client reach the APIs it names that offer only `WWW-Authenticate: Bearer`
+//!   with an OAuth client-credentials token (`aauth_oauth::ClientCredentials`); no other
+//!   server is ever handed the token.
 //! - [`AgentProvider`]: issues agent tokens to enrolled agents and sub-agent tokens to
 //!   their sub-agents, and publishes its metadata and JWKS. It mints nothing for an
 //!   unauthenticated caller.

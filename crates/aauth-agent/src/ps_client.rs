@@ -22,6 +22,9 @@ use crate::{
     PollPolicy, Transport,
 };
 
+/// The most questions the agent answers for one Person Server request.
+const MAX_CLARIFICATIONS: usize = 8;
+
 /// A Person Server over HTTPS: its endpoints discovered from
 /// `{ps}/.well-known/aauth-person.json` (the document's `issuer` checked), requests signed
 /// with the agent token, deferred (`202`) answers polled at their pending URL.
@@ -232,6 +235,7 @@ impl HttpPersonServer {
                     agent,
                     location: pending_url(&resp, &request)?.to_string(),
                     prompted: Vec::new(),
+                    answered: Vec::new(),
                 };
                 crate::deferred_poll::until_done(&mut pending, &self.poll, resp).await?
             }
@@ -283,12 +287,16 @@ impl HttpPersonServer {
             .await?)
     }
 
-    /// Answers a `requirement=clarification`: `true` when an answer was posted.
+    /// Answers a `requirement=clarification`: `true` when an answer was posted. A
+    /// question already `answered` is not asked of the hook again (the loop waits for
+    /// the server's `Retry-After`), and at most [`MAX_CLARIFICATIONS`] are answered per
+    /// request.
     async fn clarify(
         &self,
         agent: &Agent,
         resp: &http::Response<Bytes>,
         pending: &str,
+        answered: &mut Vec<String>,
     ) -> Result<bool, AgentError> {
         #[derive(Deserialize)]
         struct Question {
@@ -307,6 +315,15 @@ impl HttpPersonServer {
             serde_json::from_slice(resp.body()).map_err(|e| AgentError::BadDeferred {
                 reason: format!("clarification without a question: {e}"),
             })?;
+        if answered.contains(&q.clarification) {
+            return Ok(false);
+        }
+        if answered.len() >= MAX_CLARIFICATIONS {
+            return Err(AgentError::Unsatisfiable {
+                requirement: "clarification".to_owned(),
+                reason: format!("more than {MAX_CLARIFICATIONS} questions for one request"),
+            });
+        }
         let answer = self
             .on_clarification
             .as_ref()
@@ -323,6 +340,7 @@ impl HttpPersonServer {
             .signed(agent, Method::POST, pending, Bytes::from(body.to_string()))
             .await?;
         if r.status().is_success() {
+            answered.push(q.clarification);
             Ok(true)
         } else {
             Err(AgentError::PersonServer {
@@ -357,10 +375,7 @@ impl HttpPersonServer {
                     requirement: "interaction".to_owned(),
                     reason: "no interaction hook is configured".to_owned(),
                 })?;
-            hook(&Interaction {
-                url,
-                code: code.clone(),
-            });
+            hook(&Interaction::checked(&url, &code)?);
             prompted.push(code);
         }
         Ok(())
@@ -823,13 +838,17 @@ struct PsPending<'a> {
     location: String,
     /// Interactions already shown to the person.
     prompted: Vec<String>,
+    /// Questions already answered.
+    answered: Vec<String>,
 }
 
 #[async_trait]
 impl crate::deferred_poll::PendingRequest for PsPending<'_> {
     async fn pending(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
         self.client.prompt(resp, &mut self.prompted)?;
-        self.client.clarify(self.agent, resp, &self.location).await
+        self.client
+            .clarify(self.agent, resp, &self.location, &mut self.answered)
+            .await
     }
 
     async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
@@ -841,5 +860,9 @@ impl crate::deferred_poll::PendingRequest for PsPending<'_> {
             .client
             .signed(self.agent, Method::DELETE, &self.location, Bytes::new())
             .await;
+    }
+
+    fn now(&self) -> aauth_keys::time::UnixTime {
+        self.client.clock.now()
     }
 }

@@ -650,6 +650,40 @@ impl ClientCredentials {
     pub fn client_id(&self) -> &str {
         self.config.auth.client_id()
     }
+
+    /// Presents `token` on a request of `method` to `url`: `Authorization: Bearer …`,
+    /// or for a DPoP-bound token (`token_type` `DPoP`, RFC 9449 §7.1) `Authorization:
+    /// DPoP …` with a fresh proof in `DPoP`. The `Authorization` value is marked
+    /// sensitive.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Request`] when a DPoP proof cannot be made;
+    /// [`ClientError::Response`] when the token is not a header value.
+    pub fn present(
+        &self,
+        token: &IssuedToken,
+        method: &str,
+        url: &str,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), ClientError> {
+        let bound = token.token_type.eq_ignore_ascii_case("DPoP");
+        if bound {
+            let proof = self.dpop_proof(method, url, Some(&token.access_token))?;
+            let v = http::HeaderValue::from_str(&proof).map_err(|e| ClientError::Request {
+                reason: e.to_string(),
+            })?;
+            headers.insert("dpop", v);
+        }
+        let scheme = if bound { "DPoP" } else { "Bearer" };
+        let mut v = http::HeaderValue::from_str(&format!("{scheme} {}", token.access_token))
+            .map_err(|e| ClientError::Response {
+                reason: format!("access_token is not a header value: {e}"),
+            })?;
+        v.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, v);
+        Ok(())
+    }
 }
 
 /// A form `POST` to `endpoint`, the client authenticated by `auth` (RFC 6749 §2.3.1,
@@ -940,31 +974,10 @@ where
                 let token = tokens.token().await.map_err(BearerServiceError::Token)?;
                 let mut req = http::Request::from_parts(parts.clone(), body.clone());
                 let bound = token.token_type.eq_ignore_ascii_case("DPoP");
-                if bound {
-                    let proof = tokens
-                        .dpop_proof(
-                            req.method().as_str(),
-                            &req.uri().to_string(),
-                            Some(&token.access_token),
-                        )
-                        .map_err(BearerServiceError::Token)?;
-                    let v = http::HeaderValue::from_str(&proof).map_err(|e| {
-                        BearerServiceError::Token(ClientError::Request {
-                            reason: e.to_string(),
-                        })
-                    })?;
-                    req.headers_mut().insert("dpop", v);
-                }
-                let scheme = if bound { "DPoP" } else { "Bearer" };
-                let mut v =
-                    http::HeaderValue::from_str(&format!("{scheme} {}", token.access_token))
-                        .map_err(|e| {
-                            BearerServiceError::Token(ClientError::Response {
-                                reason: format!("access_token is not a header value: {e}"),
-                            })
-                        })?;
-                v.set_sensitive(true);
-                req.headers_mut().insert(http::header::AUTHORIZATION, v);
+                let (method, url) = (req.method().to_string(), req.uri().to_string());
+                tokens
+                    .present(&token, &method, &url, req.headers_mut())
+                    .map_err(BearerServiceError::Token)?;
                 std::future::poll_fn(|cx| inner.poll_ready(cx))
                     .await
                     .map_err(BearerServiceError::Inner)?;

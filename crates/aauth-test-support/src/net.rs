@@ -101,7 +101,12 @@ impl Transport for Net {
     ///
     /// If the request's URI has no host or path.
     async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
-        let host = req.uri().host().expect("an absolute URI").to_owned();
+        // Host names compare without case, as DNS does.
+        let host = req
+            .uri()
+            .host()
+            .expect("an absolute URI")
+            .to_ascii_lowercase();
         let handler = lock(&self.hosts)
             .get(&host)
             .cloned()

@@ -36,27 +36,15 @@ impl AAuthClient {
         loop {
             let jkt = self.jkt();
             let now = self.now();
-            let person =
-                match self
-                    .config
+            let cached =
+                self.config
                     .cache
-                    .get(resource, self.mission(), TokenKind::Person, &jkt, now)
-                {
-                    Some(t) => t,
-                    None => {
-                        self.obtain_person(resource).await?;
-                        self.config
-                            .cache
-                            .get(resource, self.mission(), TokenKind::Person, &jkt, now)
-                            .ok_or_else(|| {
-                                AgentError::check(
-                                    "person",
-                                    "exp",
-                                    "the new person token is already inside the refresh margin",
-                                )
-                            })?
-                    }
-                };
+                    .get(resource, self.mission(), TokenKind::Person, &jkt, now);
+            // A token just obtained is presented even inside the refresh margin.
+            let person = match cached {
+                Some(t) => t,
+                None => self.obtain_person(resource).await?,
+            };
             let cred = Credential {
                 kind: TokenKind::Person,
                 token: Arc::clone(&person.token),
@@ -68,7 +56,9 @@ impl AAuthClient {
                 // Agents MUST handle a 202 whatever the request (draft -11 §Deferred
                 // Responses): the resource may ask the person first.
                 StatusCode::ACCEPTED => {
-                    let done = self.deferred(&parts, resource, resp).await?;
+                    let done = self
+                        .deferred(&parts, resource, resp, Call::default())
+                        .await?;
                     return self.authorized(resource, &cred, &done).await;
                 }
                 // The person token was refused (revoked, expired): one fresh one.
@@ -116,7 +106,7 @@ impl AAuthClient {
         let answer: Answer =
             serde_json::from_slice(resp.body()).map_err(|e| unreadable(e.to_string()))?;
         match (answer.resource_token, answer.status.as_deref()) {
-            (Some(rt), _) => self.obtain_auth(resource, cred, &rt).await,
+            (Some(rt), _) => self.obtain_auth(resource, cred, &rt).await.map(drop),
             (None, Some("authorized")) => Ok(()),
             _ => Err(unreadable(
                 "neither a resource_token nor status \"authorized\"".to_owned(),

@@ -15,6 +15,12 @@ const RECOVERABLE: [&str; 5] = [
     "as_unreachable",
 ];
 
+/// The most seconds a server's `Date` may move this agent's `created` back (AG-60).
+pub(super) const MAX_SKEW_CORRECTION: u64 = 300;
+
+/// The servers whose clock corrections are kept at once.
+const MAX_SKEW_SERVERS: usize = 1024;
+
 /// How long the agent waits before asking again after `as_unreachable`.
 const AS_UNREACHABLE_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -22,9 +28,17 @@ impl AAuthClient {
     /// Prepares the retry after a recoverable refusal (`RECOVERABLE`): the presented
     /// token is forgotten (so the resource is called with a fresh one and answers with a
     /// fresh resource token), or the agent pauses before asking again.
-    async fn recover(&self, resource: &ServerId, presented: &Credential, error: &str) {
+    async fn recover(
+        &self,
+        resource: &ServerId,
+        presented: &Credential,
+        error: &str,
+        call: &mut Call,
+    ) {
         match error {
             "expired_presented_token" | "revoked_presented_token" => {
+                call.obtained = None;
+                call.refused = Some(Arc::clone(&presented.token));
                 self.config
                     .cache
                     .forget(resource, self.mission(), presented.kind);
@@ -48,7 +62,7 @@ impl AAuthClient {
         resp: &http::Response<Bytes>,
         resource: &ServerId,
         cred: &Credential,
-        answered: &mut BTreeSet<&'static str>,
+        call: &mut Call,
     ) -> Result<bool, AgentError> {
         let once = |answered: &mut BTreeSet<&'static str>, what: &'static str| {
             if answered.insert(what) {
@@ -60,6 +74,7 @@ impl AAuthClient {
                 })
             }
         };
+        let answered = &mut call.answered;
         if let Some(requirement) = requirement(resp)? {
             match requirement {
                 Requirement::AgentToken => {
@@ -70,23 +85,37 @@ impl AAuthClient {
                             reason: "the agent token was presented".to_owned(),
                         });
                     }
-                    self.config
-                        .cache
-                        .forget(resource, self.mission(), cred.kind);
+                    // This route wants the agent token; the cached tokens stay for the
+                    // routes that want them.
+                    call.agent_only = true;
                 }
                 Requirement::PersonToken => {
                     once(answered, "person-token")?;
-                    // A refused auth token (revoked, or the resource wants the person
-                    // first) is not presented again.
-                    self.config
-                        .cache
-                        .forget(resource, self.mission(), TokenKind::Auth);
-                    self.obtain_person(resource).await?;
+                    // The token presented is not what this route takes: not presented
+                    // again in this call, and kept for the routes that take it. A person
+                    // token already held is presented next; otherwise a fresh one.
+                    let held = match cred.kind {
+                        TokenKind::Auth => self.config.cache.get(
+                            resource,
+                            self.mission(),
+                            TokenKind::Person,
+                            &self.jkt(),
+                            self.now(),
+                        ),
+                        _ => None,
+                    };
+                    if cred.kind != TokenKind::Agent {
+                        call.refused = Some(Arc::clone(&cred.token));
+                    }
+                    call.obtained = match held {
+                        Some(person) => Some(person),
+                        None => Some(self.obtain_person(resource).await?),
+                    };
                 }
                 Requirement::AuthToken { resource_token } => {
                     once(answered, "auth-token")?;
                     match self.obtain_auth(resource, cred, &resource_token).await {
-                        Ok(()) => {}
+                        Ok(token) => call.obtained = Some(token),
                         Err(AgentError::PersonServer { error, .. })
                             if RECOVERABLE.contains(&error.as_str()) =>
                         {
@@ -94,7 +123,7 @@ impl AAuthClient {
                             once(answered, "auth-token recovery")?;
                             answered.remove("auth-token");
                             answered.remove("person-token");
-                            self.recover(resource, cred, &error).await;
+                            self.recover(resource, cred, &error, call).await;
                         }
                         Err(e) => return Err(e),
                     }
@@ -127,6 +156,10 @@ impl AAuthClient {
             }
             ErrorCode::RevokedJwt | ErrorCode::ExpiredJwt => {
                 once(answered, "refresh")?;
+                if cred.kind != TokenKind::Agent {
+                    call.obtained = None;
+                    call.refused = Some(Arc::clone(&cred.token));
+                }
                 match cred.kind {
                     TokenKind::Auth => {
                         // AG-60: a revoked auth token calls for a fresh person token.
@@ -150,7 +183,7 @@ impl AAuthClient {
             }
             ErrorCode::ClockSkew => {
                 once(answered, "clock_skew")?;
-                if self.correct_skew(resp) {
+                if self.correct_skew(resp, resource) {
                     Ok(true)
                 } else {
                     Err(AgentError::ClockSkew)
@@ -162,10 +195,13 @@ impl AAuthClient {
         }
     }
 
-    /// AG-60 `clock_skew`: when the response's `Date` shows this agent's clock ahead,
-    /// later requests are dated by the server's clock. A token whose `iat` is ahead
-    /// cannot be corrected this way (a fresh one has the same skew).
-    pub(super) fn correct_skew(&self, resp: &http::Response<Bytes>) -> bool {
+    /// AG-60 `clock_skew`: when the response's `Date` shows this agent's clock ahead of
+    /// `resource`'s, later requests to that resource (and only to it) are dated by its
+    /// clock; when it no longer does, the correction is dropped. At most
+    /// [`MAX_SKEW_CORRECTION`] is corrected: a server claiming a date further back is
+    /// wrong or hostile, and the agent's clock is not moved for it. A token whose `iat`
+    /// is ahead cannot be corrected this way (a fresh one has the same skew).
+    pub(super) fn correct_skew(&self, resp: &http::Response<Bytes>, resource: &ServerId) -> bool {
         let Some(server) = resp
             .headers()
             .get(http::header::DATE)
@@ -177,10 +213,27 @@ impl AAuthClient {
         };
         let ours = self.config.clock.now().as_secs();
         let ahead = ours.saturating_sub(server.as_secs());
-        if ahead == 0 || ahead <= self.config.ahead_by.load(Ordering::Relaxed) {
+        if ahead > MAX_SKEW_CORRECTION {
             return false;
         }
-        self.config.ahead_by.store(ahead, Ordering::Relaxed);
+        let mut map = self
+            .config
+            .ahead_by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.get(resource).copied().unwrap_or(0) == ahead {
+            // Nothing to correct (or corrected already): the refusal stands.
+            return false;
+        }
+        if ahead == 0 {
+            map.remove(resource);
+        } else {
+            if map.len() >= MAX_SKEW_SERVERS && !map.contains_key(resource) {
+                // Bounded: many servers' corrections are measured again when needed.
+                map.clear();
+            }
+            map.insert(resource.clone(), ahead);
+        }
         true
     }
 
@@ -196,7 +249,10 @@ impl AAuthClient {
     }
 
     /// Remembers that `resource` requires `components` (at most 16, each at most 64
-    /// bytes: a resource cannot grow this without bound); whether any was new.
+    /// bytes: a resource cannot grow this without bound); whether any was new. The
+    /// profile's components are covered always, and `content-type` and `content-digest`
+    /// whenever a request has a body, so they are not remembered: a later request without
+    /// a body cannot cover them, and a list that names them again needs nothing new.
     pub(super) fn require(&self, resource: &ServerId, components: &[String]) -> bool {
         let mut map = self
             .config
@@ -205,8 +261,13 @@ impl AAuthClient {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let known = map.entry(resource.clone()).or_default();
         let mut added = false;
+        let always = |c: &str| {
+            aauth_signing::REQUIRED_COMPONENTS.contains(&c)
+                || c == "content-type"
+                || c == "content-digest"
+        };
         for c in components {
-            if known.len() < 16 && c.len() <= 64 && !known.contains(c) {
+            if known.len() < 16 && c.len() <= 64 && !known.contains(c) && !always(c) {
                 known.push(c.clone());
                 added = true;
             }
@@ -217,18 +278,23 @@ impl AAuthClient {
 
 #[cfg(feature = "oauth")]
 impl AAuthClient {
-    /// A `401` that offers only OAuth (`WWW-Authenticate: Bearer`, no `AAuth-Requirement`):
-    /// the request again, unsigned, with the fallback's token; `None` when there is no
-    /// fallback or the resource offers something else.
+    /// A `401` that offers only OAuth (`WWW-Authenticate: Bearer`, no `AAuth-Requirement`)
+    /// from one of the fallback's APIs: the request again, unsigned, with the fallback's
+    /// token; `None` when there is no fallback, `resource` is not one of its APIs, or the
+    /// resource offers something else.
     pub(super) async fn bearer_fallback(
         &self,
+        resource: &ServerId,
         parts: &Parts,
         body: &Bytes,
         resp: &http::Response<Bytes>,
     ) -> Result<Option<http::Response<Bytes>>, AgentError> {
-        let Some(tokens) = &self.config.oauth else {
+        let Some((tokens, apis)) = &self.config.oauth else {
             return Ok(None);
         };
+        if !apis.contains(resource) {
+            return Ok(None);
+        }
         let bearer_only = !resp.headers().contains_key(names::AAUTH_REQUIREMENT)
             && resp
                 .headers()
@@ -246,16 +312,18 @@ impl AAuthClient {
             code: e.code().to_owned(),
             reason: e.to_string(),
         })?;
-        let mut value =
-            HeaderValue::from_str(&format!("Bearer {}", token.access_token)).map_err(|e| {
-                AgentError::OAuth {
-                    code: "invalid_token_response".to_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
-        value.set_sensitive(true);
         let mut parts = clone_parts(parts);
-        parts.headers.insert(http::header::AUTHORIZATION, value);
+        tokens
+            .present(
+                &token,
+                parts.method.as_str(),
+                &parts.uri.to_string(),
+                &mut parts.headers,
+            )
+            .map_err(|e| AgentError::OAuth {
+                code: e.code().to_owned(),
+                reason: e.to_string(),
+            })?;
         let req = http::Request::from_parts(parts, body.clone());
         Ok(Some(self.transport.send(req).await?))
     }

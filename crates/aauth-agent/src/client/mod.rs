@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aauth_headers::{
     AAuthCapabilities, AAuthRequirement, AuthorizationAAuth, Capability, ErrorCode, Prefer,
@@ -52,8 +51,9 @@ impl<'a> PersonTokenRequest<'a> {
     }
 }
 
-/// What the agent asks its Person Server for an auth token (draft -11 §7.2).
-#[derive(Debug, Clone, Copy)]
+/// What the agent asks its Person Server for an auth token (draft -11 §7.2). `Debug`
+/// leaves the tokens out.
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct AuthTokenRequest<'a> {
     /// The resource token from the challenge, already checked (AG-22).
@@ -63,6 +63,16 @@ pub struct AuthTokenRequest<'a> {
     pub presented_token: &'a str,
     /// The resource token's `login_hint`, passed through unchanged (AG-24).
     pub login_hint: Option<&'a str>,
+}
+
+impl std::fmt::Debug for AuthTokenRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthTokenRequest")
+            .field("resource_token", &"<redacted>")
+            .field("presented_token", &"<redacted>")
+            .field("login_hint", &self.login_hint)
+            .finish()
+    }
 }
 
 /// The agent's Person Server, as the client needs it. The HTTP implementation (with its
@@ -103,6 +113,48 @@ pub struct Interaction {
     pub code: String,
 }
 
+impl Interaction {
+    /// An interaction a server asked for, as draft -11 §Requirement Responses and
+    /// §Interaction Code Format allow it: `url` uses `https` and has no query or
+    /// fragment, and `code` is Crockford base32 (either case, with grouping hyphens).
+    /// Anything else is never handed to the person (or a browser).
+    ///
+    /// ```
+    /// use aauth_agent::Interaction;
+    /// assert!(Interaction::checked("https://ps.example/consent", "ABCD-2345").is_ok());
+    /// assert!(Interaction::checked("http://ps.example/consent", "ABCD2345").is_err());
+    /// assert!(Interaction::checked("https://ps.example/c?x=1", "ABCD2345").is_err());
+    /// assert!(Interaction::checked("https://ps.example/c", "ABCD 2345").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::BadDeferred`] naming what is wrong.
+    pub fn checked(url: &str, code: &str) -> Result<Self, AgentError> {
+        let bad = |reason: &str| AgentError::BadDeferred {
+            reason: format!("interaction {reason}"),
+        };
+        let uri: http::Uri = url.parse().map_err(|_| bad("url is not a URL"))?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            return Err(bad("url is not an https URL"));
+        }
+        if uri.query().is_some() || url.contains('#') {
+            return Err(bad("url has a query or a fragment"));
+        }
+        let crockford = |c: char| {
+            let c = c.to_ascii_uppercase();
+            c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'L' | 'O' | 'U'))
+        };
+        if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c == '-' || crockford(c)) {
+            return Err(bad("code is not Crockford base32"));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            code: code.to_owned(),
+        })
+    }
+}
+
 pub(crate) type InteractionHook = dyn Fn(&Interaction) + Send + Sync;
 pub(crate) type ClarificationHook = dyn Fn(&str) -> Option<String> + Send + Sync;
 
@@ -118,8 +170,8 @@ struct Config {
     poll: PollPolicy,
     max_rounds: usize,
     cache: TokenCache,
-    /// Seconds this agent's clock was found ahead of the servers' (from `Date`).
-    ahead_by: AtomicU64,
+    /// Seconds this agent's clock was found ahead of each server's (from `Date`).
+    ahead_by: std::sync::Mutex<std::collections::BTreeMap<ServerId, u64>>,
     /// The components each resource asked to be covered beyond the profile's
     /// (`invalid_input` with `required_input`), covered on every later request to it.
     required_input: std::sync::Mutex<std::collections::BTreeMap<ServerId, Vec<String>>>,
@@ -127,9 +179,10 @@ struct Config {
     random: SharedRandom,
     /// The departures from -11 made for peers that lag it.
     compatibility: Compatibility,
-    /// OAuth tokens for a resource that offers only `WWW-Authenticate: Bearer`.
+    /// OAuth tokens, and the APIs they are for, for a resource that offers only
+    /// `WWW-Authenticate: Bearer`.
     #[cfg(feature = "oauth")]
-    oauth: Option<Arc<aauth_oauth::ClientCredentials>>,
+    oauth: Option<(Arc<aauth_oauth::ClientCredentials>, Vec<ServerId>)>,
 }
 
 /// Builds an [`AAuthClient`] or a [`SigningLayer`].
@@ -215,13 +268,20 @@ impl ClientBuilder {
         self
     }
 
-    /// Falls back to OAuth (feature `oauth`): a resource whose `401` carries no AAuth
-    /// requirement and no signature error but a `WWW-Authenticate: Bearer` challenge
-    /// gets the request again, unsigned, with a token from `tokens` (an API that has not
-    /// moved to AAuth yet). Only [`AAuthClient::send`] falls back, not [`SigningLayer`].
+    /// Falls back to OAuth (feature `oauth`): a resource among `apis` whose `401`
+    /// carries no AAuth requirement and no signature error but a `WWW-Authenticate:
+    /// Bearer` challenge gets the request again, unsigned, with a token from `tokens` (an
+    /// API that has not moved to AAuth yet): `Bearer`, or `DPoP` with a proof for a
+    /// DPoP-bound token. Any other server asking for a bearer token gets its `401` back:
+    /// the token is for the APIs it was issued for, and a server that is handed it could
+    /// replay it there. Only [`AAuthClient::send`] falls back, not [`SigningLayer`].
     #[cfg(feature = "oauth")]
-    pub fn oauth_fallback(mut self, tokens: Arc<aauth_oauth::ClientCredentials>) -> Self {
-        self.config.oauth = Some(tokens);
+    pub fn oauth_fallback(
+        mut self,
+        tokens: Arc<aauth_oauth::ClientCredentials>,
+        apis: impl IntoIterator<Item = ServerId>,
+    ) -> Self {
+        self.config.oauth = Some((tokens, apis.into_iter().collect()));
         self
     }
 
@@ -264,8 +324,26 @@ impl std::fmt::Debug for AAuthClient {
     }
 }
 
+/// What one call has learnt answering its challenges.
+#[derive(Default)]
+struct Call {
+    /// The `401` challenges already answered.
+    answered: BTreeSet<&'static str>,
+    /// The resource asked for the agent token (`requirement=agent-token`): the agent token
+    /// is presented for the rest of the call, and the cached tokens are kept for routes
+    /// that want them.
+    agent_only: bool,
+    /// A token the resource refused as the wrong kind (`requirement=person-token` to an
+    /// auth token): not presented again in this call.
+    refused: Option<Arc<str>>,
+    /// The person or auth token this call obtained: presented next even when it arrived
+    /// inside the refresh margin (its lifetime is capped by the tokens it derives from),
+    /// where the cache would already pass it over.
+    obtained: Option<CachedToken>,
+}
+
 /// The token a request is signed under.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Credential {
     kind: TokenKind,
     token: Arc<str>,
@@ -289,7 +367,7 @@ impl AAuthClient {
                 poll: PollPolicy::default(),
                 max_rounds: 6,
                 cache: TokenCache::default(),
-                ahead_by: AtomicU64::new(0),
+                ahead_by: std::sync::Mutex::default(),
                 required_input: std::sync::Mutex::default(),
                 random: SharedRandom::default(),
                 compatibility: Compatibility::strict(),
@@ -347,22 +425,22 @@ impl AAuthClient {
     ) -> Result<http::Response<Bytes>, AgentError> {
         let resource = resource_of(req.uri())?;
         let (parts, body) = req.into_parts();
-        let mut answered: BTreeSet<&'static str> = BTreeSet::new();
+        let mut call = Call::default();
         for _ in 0..self.config.max_rounds {
             let now = self.now();
-            let cred = self.credential(&resource, now).await?;
+            let cred = self.credential(&resource, now, &call).await?;
             let resp = self.send_signed(&parts, &body, &cred, &resource).await?;
             match resp.status() {
                 StatusCode::ACCEPTED => {
-                    return self.deferred(&parts, &resource, resp).await;
+                    return self.deferred(&parts, &resource, resp, call).await;
                 }
                 StatusCode::UNAUTHORIZED => {
-                    if !self
-                        .answer_401(&resp, &resource, &cred, &mut answered)
-                        .await?
-                    {
+                    if !self.answer_401(&resp, &resource, &cred, &mut call).await? {
                         #[cfg(feature = "oauth")]
-                        if let Some(resp) = self.bearer_fallback(&parts, &body, &resp).await? {
+                        if let Some(resp) = self
+                            .bearer_fallback(&resource, &parts, &body, &resp)
+                            .await?
+                        {
                             return Ok(resp);
                         }
                         return Ok(resp);
@@ -376,26 +454,49 @@ impl AAuthClient {
         })
     }
 
-    fn created(&self) -> UnixTime {
-        self.now()
-            .minus(self.config.ahead_by.load(Ordering::Relaxed))
+    /// `created` for a request to `resource`: now, by that server's clock if this
+    /// agent's was found ahead of it.
+    fn created(&self, resource: &ServerId) -> UnixTime {
+        let ahead = self
+            .config
+            .ahead_by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(resource)
+            .copied()
+            .unwrap_or(0);
+        self.now().minus(ahead)
     }
 
-    /// The best credential for `resource`.
+    /// The best credential for `resource` in `call`: the token the call obtained, a
+    /// cached auth token, a cached person token, the agent token (only the agent token
+    /// once the resource asked for it; never a token it refused).
     async fn credential(
         &self,
         resource: &ServerId,
         now: UnixTime,
+        call: &Call,
     ) -> Result<Credential, AgentError> {
-        let jkt = self.jkt();
-        for kind in [TokenKind::Auth, TokenKind::Person] {
-            if let Some(t) = self
-                .config
-                .cache
-                .get(resource, self.mission(), kind, &jkt, now)
-            {
+        if !call.agent_only {
+            let jkt = self.jkt();
+            let usable = |t: &CachedToken| call.refused.as_deref() != Some(&*t.token);
+            let obtained = call
+                .obtained
+                .clone()
+                .filter(|t| t.jkt == jkt && t.exp > now.as_secs() && usable(t));
+            let cached = || {
+                [TokenKind::Auth, TokenKind::Person]
+                    .into_iter()
+                    .find_map(|kind| {
+                        self.config
+                            .cache
+                            .get(resource, self.mission(), kind, &jkt, now)
+                            .filter(usable)
+                    })
+            };
+            if let Some(t) = obtained.or_else(cached) {
                 return Ok(Credential {
-                    kind,
+                    kind: t.kind,
                     token: Arc::clone(&t.token),
                     held: Some(t),
                 });
@@ -458,17 +559,20 @@ impl AAuthClient {
             body,
             &[SigningKey::new("sig", signer.as_ref(), &scheme)],
             &options,
-            self.created(),
+            self.created(resource),
         )?;
         let resp = self
             .transport
             .send(http::Request::from_parts(parts, body.clone()))
             .await?;
-        if let Some(token) = resp
-            .headers()
-            .get(names::AAUTH_ACCESS)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| SessionToken::parse_aauth_access(v).ok())
+        // Draft -11 §AAuth-Access: a response carrying more than one credential is
+        // rejected; its session token is not taken.
+        let mut access = resp.headers().get_all(names::AAUTH_ACCESS).iter();
+        if let (Some(v), None) = (access.next(), access.next())
+            && let Some(token) = v
+                .to_str()
+                .ok()
+                .and_then(|v| SessionToken::parse_aauth_access(v).ok())
         {
             self.config.cache.put_session(resource, token);
         }
@@ -476,7 +580,7 @@ impl AAuthClient {
     }
 
     /// A person token for `resource` from the Person Server, checked and cached.
-    async fn obtain_person(&self, resource: &ServerId) -> Result<(), AgentError> {
+    async fn obtain_person(&self, resource: &ServerId) -> Result<CachedToken, AgentError> {
         let ps = self
             .config
             .person_server
@@ -484,6 +588,7 @@ impl AAuthClient {
             .ok_or(AgentError::NoPersonServer {
                 requirement: "person-token",
             })?;
+        self.agent_token_outlasting_consent().await?;
         let token = ps
             .person_token(
                 &self.config.agent,
@@ -506,19 +611,35 @@ impl AAuthClient {
                 "is not the mission asked for",
             ));
         }
-        self.config.cache.put(
-            resource,
-            self.mission(),
-            CachedToken {
-                token: Arc::from(token.as_str()),
-                kind: TokenKind::Person,
-                exp: claims.exp,
-                jkt: self.jkt(),
-                sub: claims.sub,
-                jti: claims.jti,
-                ps: claims.iss,
-            },
-        );
+        let cached = CachedToken {
+            token: Arc::from(token.as_str()),
+            kind: TokenKind::Person,
+            exp: claims.exp,
+            jkt: self.jkt(),
+            sub: claims.sub,
+            jti: claims.jti,
+            ps: claims.iss,
+        };
+        self.config
+            .cache
+            .put(resource, self.mission(), cached.clone());
+        Ok(cached)
+    }
+
+    /// AG-70, top down: before the Person Server is asked for a token whose lifetime the
+    /// agent token caps (and which may wait for the person's consent), the agent token is
+    /// refreshed if it has less than twice the refresh margin left, so that the token
+    /// obtained does not arrive already inside the margin.
+    async fn agent_token_outlasting_consent(&self) -> Result<(), AgentError> {
+        let now = self.now();
+        let current = self.config.agent.token(now).await?;
+        if current.exp
+            <= now
+                .as_secs()
+                .saturating_add(2 * crate::agent::REFRESH_MARGIN)
+        {
+            self.config.agent.refresh(now, &current.token).await?;
+        }
         Ok(())
     }
 
@@ -529,7 +650,7 @@ impl AAuthClient {
         resource: &ServerId,
         presented: &Credential,
         resource_token: &str,
-    ) -> Result<(), AgentError> {
+    ) -> Result<CachedToken, AgentError> {
         let (Some(ps), Some(keys)) = (&self.config.person_server, &self.config.keys) else {
             return Err(AgentError::NoPersonServer {
                 requirement: "auth-token",
@@ -550,6 +671,7 @@ impl AAuthClient {
         let rt = self
             .check_resource_token(resource, held, resource_token, keys.as_ref(), now)
             .await?;
+        self.agent_token_outlasting_consent().await?;
         let token = ps
             .auth_token(
                 &self.config.agent,
@@ -563,20 +685,19 @@ impl AAuthClient {
         let at = self
             .check_auth_token(&token, resource, &rt, held, now)
             .await?;
-        self.config.cache.put(
-            resource,
-            self.mission(),
-            CachedToken {
-                token: Arc::from(token.as_str()),
-                kind: TokenKind::Auth,
-                exp: at.exp,
-                jkt,
-                sub: at.sub,
-                jti: at.jti,
-                ps: at.ps,
-            },
-        );
-        Ok(())
+        let cached = CachedToken {
+            token: Arc::from(token.as_str()),
+            kind: TokenKind::Auth,
+            exp: at.exp,
+            jkt,
+            sub: at.sub,
+            jti: at.jti,
+            ps: at.ps,
+        };
+        self.config
+            .cache
+            .put(resource, self.mission(), cached.clone());
+        Ok(cached)
     }
 
     /// AG-22: the resource token's signature under the resource's keys, then its claims:
@@ -595,17 +716,21 @@ impl AAuthClient {
             .accept_person_token_jti(self.config.compatibility.reads_person_token_jti());
         let unverified = Unverified::<ResourceClaims>::decode(resource_token, &v)
             .map_err(|e| fail("format", e.to_string()))?;
+        // Before any key is fetched for the issuer it names: only the resource called.
+        if unverified.unverified_claims().iss != *resource {
+            return Err(fail(
+                "iss",
+                format!(
+                    "names {}, not the resource called",
+                    unverified.unverified_claims().iss
+                ),
+            ));
+        }
         let aud = unverified.unverified_claims().aud.clone();
         let rt = verify::<ResourceClaims>(resource_token, &v.audience(&aud), keys)
             .await
             .map_err(|e| fail("signature", e.to_string()))?
             .claims;
-        if rt.iss != *resource {
-            return Err(fail(
-                "iss",
-                format!("names {}, not the resource called", rt.iss),
-            ));
-        }
         if rt.agent_jkt != self.jkt() {
             return Err(fail("agent_jkt", "is not this agent's key".to_owned()));
         }
@@ -685,13 +810,14 @@ impl AAuthClient {
         parts: &Parts,
         resource: &ServerId,
         first: http::Response<Bytes>,
+        call: Call,
     ) -> Result<http::Response<Bytes>, AgentError> {
         let mut pending = ResourcePending {
             client: self,
             resource,
             location: pending_url(&first, &parts.uri)?,
             prompted: BTreeSet::new(),
-            answered: BTreeSet::new(),
+            call,
         };
         crate::deferred_poll::until_done(&mut pending, &self.config.poll, first).await
     }
@@ -704,6 +830,7 @@ impl AAuthClient {
         resource: &ServerId,
         location: &http::Uri,
         prompted: &mut BTreeSet<String>,
+        call: &mut Call,
     ) -> Result<(), AgentError> {
         let Some(requirement) = requirement(resp)? else {
             return Ok(());
@@ -721,13 +848,13 @@ impl AAuthClient {
                         reason: "no interaction hook is configured".to_owned(),
                     }
                 })?;
-                hook(&Interaction { url, code });
+                hook(&Interaction::checked(&url, &code)?);
             }
             Requirement::AuthToken { resource_token }
                 if prompted.insert(resource_token.clone()) =>
             {
-                let cred = self.credential(resource, self.now()).await?;
-                self.obtain_auth(resource, &cred, &resource_token).await?;
+                let cred = self.credential(resource, self.now(), call).await?;
+                call.obtained = Some(self.obtain_auth(resource, &cred, &resource_token).await?);
             }
             Requirement::Clarification => {
                 #[derive(Deserialize)]
@@ -756,7 +883,7 @@ impl AAuthClient {
                 })
                 .to_string();
                 let r = self
-                    .poll_once(resource, location, Method::POST, Bytes::from(body))
+                    .poll_once(resource, location, Method::POST, Bytes::from(body), call)
                     .await?;
                 if !(r.status().is_success()) {
                     return Err(AgentError::Deferred {
@@ -778,6 +905,7 @@ impl AAuthClient {
         location: &http::Uri,
         method: Method,
         body: Bytes,
+        call: &Call,
     ) -> Result<http::Response<Bytes>, AgentError> {
         let mut req = http::Request::builder()
             .method(method)
@@ -794,7 +922,7 @@ impl AAuthClient {
             req = req.header("prefer", wait);
         }
         let (parts, ()) = req.body(()).map_err(AgentError::transport)?.into_parts();
-        let cred = self.credential(resource, self.now()).await?;
+        let cred = self.credential(resource, self.now(), call).await?;
         self.send_signed(&parts, &body, &cred, resource).await
     }
 
@@ -810,7 +938,13 @@ impl AAuthClient {
         location: &http::Uri,
     ) -> Result<(), AgentError> {
         let resp = self
-            .poll_once(resource, location, Method::DELETE, Bytes::new())
+            .poll_once(
+                resource,
+                location,
+                Method::DELETE,
+                Bytes::new(),
+                &Call::default(),
+            )
             .await?;
         match resp.status() {
             s if s.is_success() || s == StatusCode::GONE || s == StatusCode::NOT_FOUND => Ok(()),
@@ -845,7 +979,9 @@ fn resource_of(uri: &http::Uri) -> Result<ServerId, AgentError> {
     if uri.port().is_some() {
         return Err(fail("server identifiers carry no port"));
     }
-    ServerId::parse(&format!("https://{host}")).map_err(|e| fail(&e.to_string()))
+    // Host names compare without case (RFC 3986 §3.2.2); identifiers are lowercase.
+    ServerId::parse(&format!("https://{}", host.to_ascii_lowercase()))
+        .map_err(|e| fail(&e.to_string()))
 }
 
 fn requirement(resp: &http::Response<Bytes>) -> Result<Option<Requirement>, AgentError> {
@@ -947,15 +1083,21 @@ struct ResourcePending<'a> {
     location: http::Uri,
     /// Interactions, questions and resource tokens already acted on.
     prompted: BTreeSet<String>,
-    /// `401` challenges already answered.
-    answered: BTreeSet<&'static str>,
+    /// What the call learnt answering its challenges, before and while polling.
+    call: Call,
 }
 
 #[async_trait]
 impl crate::deferred_poll::PendingRequest for ResourcePending<'_> {
     async fn pending(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
         self.client
-            .on_pending(resp, self.resource, &self.location, &mut self.prompted)
+            .on_pending(
+                resp,
+                self.resource,
+                &self.location,
+                &mut self.prompted,
+                &mut self.call,
+            )
             .await?;
         Ok(false)
     }
@@ -963,21 +1105,31 @@ impl crate::deferred_poll::PendingRequest for ResourcePending<'_> {
     async fn unauthorized(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
         let cred = self
             .client
-            .credential(self.resource, self.client.now())
+            .credential(self.resource, self.client.now(), &self.call)
             .await?;
         self.client
-            .answer_401(resp, self.resource, &cred, &mut self.answered)
+            .answer_401(resp, self.resource, &cred, &mut self.call)
             .await
     }
 
     async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
         self.client
-            .poll_once(self.resource, &self.location, Method::GET, Bytes::new())
+            .poll_once(
+                self.resource,
+                &self.location,
+                Method::GET,
+                Bytes::new(),
+                &self.call,
+            )
             .await
     }
 
     async fn cancel(&mut self) {
         // Best effort: tell the server to stop holding the request.
         let _cancelled = self.client.cancel(self.resource, &self.location).await;
+    }
+
+    fn now(&self) -> UnixTime {
+        self.client.now()
     }
 }

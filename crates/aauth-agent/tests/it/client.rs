@@ -342,7 +342,8 @@ async fn a_resource_token_failing_ag22_is_not_taken_to_the_person_server() {
         (Bad::PresentedJti, "presented_jti"),
         (Bad::AgentJkt, "agent_jkt"),
         (Bad::Signature, "signature"),
-        (Bad::Issuer, "signature"),
+        // Refused on its claim, before any key is fetched for the issuer it names.
+        (Bad::Issuer, "iss"),
     ] {
         let rs_key = w.rs_key.clone();
         let agent_key = w.agent_key.public_key().clone();
@@ -384,8 +385,7 @@ async fn a_resource_token_failing_ag22_is_not_taken_to_the_person_server() {
                         _ => &agent_key,
                     };
                     let iss = match bad {
-                        // Signed by the resource's key but claiming another issuer: its
-                        // keys are not the resource's, so the signature check fails.
+                        // Signed by the resource's key but claiming another issuer.
                         Bad::Issuer => "https://other.example",
                         _ => "https://resource.example",
                     };
@@ -764,7 +764,7 @@ async fn an_api_that_offers_only_bearer_gets_the_fallbacks_token() {
     bearer_only_api(&w);
     let client = aauth_agent::AAuthClient::builder(w.agent())
         .clock(w.clock.clone())
-        .oauth_fallback(fallback_tokens(&w))
+        .oauth_fallback(fallback_tokens(&w), [id("https://resource.example")])
         .build(w.net.clone());
     let resp = client.send(get("/data")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -798,7 +798,7 @@ async fn without_a_fallback_or_with_an_aauth_requirement_nothing_falls_back() {
     let who = w.serve(RoutePolicy::new(Access::AgentToken));
     let client = aauth_agent::AAuthClient::builder(w.agent())
         .clock(w.clock.clone())
-        .oauth_fallback(fallback_tokens(&w))
+        .oauth_fallback(fallback_tokens(&w), [id("https://resource.example")])
         .build(w.net.clone());
     let resp = client.send(get("/data")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -809,4 +809,125 @@ async fn without_a_fallback_or_with_an_aauth_requirement_nothing_falls_back() {
             .iter()
             .all(|s| s.header("host") != "as.example")
     );
+}
+
+/// The fallback's token is for the APIs named with it: another server answering `401
+/// WWW-Authenticate: Bearer` (a page the agent was pointed at) gets its `401` back and
+/// never the token, which it could replay at the API.
+#[tokio::test]
+async fn a_bearer_challenge_from_a_server_the_fallback_is_not_for_gets_no_token() {
+    let w = parties();
+    bearer_only_api(&w);
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .oauth_fallback(fallback_tokens(&w), [id("https://api.example")])
+        .build(w.net.clone());
+    let resp = client.send(get("/data")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let seen = w.net.seen();
+    assert!(seen.iter().all(|s| s.header("host") != "as.example"));
+    assert!(
+        seen.iter()
+            .all(|s| !s.header("authorization").contains("tok-1"))
+    );
+}
+
+/// A DPoP-bound token (RFC 9449 §7.1) goes out as `Authorization: DPoP` with a proof for
+/// the request, never as a bearer token.
+#[tokio::test]
+async fn a_dpop_bound_fallback_token_goes_with_its_proof() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        Arc::new(|req| {
+            Box::pin(async move {
+                let dpop = req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v == "DPoP tok-2")
+                    && req.headers().contains_key("dpop");
+                let mut r = http::Response::new(Bytes::from_static(b"hello bound client"));
+                if !dpop {
+                    *r.status_mut() = StatusCode::UNAUTHORIZED;
+                    r.headers_mut().insert(
+                        "www-authenticate",
+                        http::HeaderValue::from_static(r#"Bearer realm="api", DPoP algs="EdDSA""#),
+                    );
+                }
+                r
+            })
+        }),
+    );
+    w.net.host(
+        "as.example",
+        Arc::new(|_| {
+            Box::pin(async move {
+                http::Response::new(Bytes::from_static(
+                    br#"{"access_token":"tok-2","token_type":"DPoP","expires_in":300}"#,
+                ))
+            })
+        }),
+    );
+    let tokens = Arc::new(aauth_oauth::ClientCredentials::new(
+        aauth_oauth::ClientConfig::new(
+            aauth_metadata::HttpsUrl::parse("https://as.example/token").unwrap(),
+            aauth_oauth::ClientAuth::SecretBasic {
+                client_id: "svc".to_owned(),
+                secret: "pw".to_owned(),
+            },
+        )
+        .dpop(Arc::new(PrivateKey::ed25519_from_seed(&[7; 32]))),
+        w.net.clone(),
+        w.clock.clone(),
+    ));
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .oauth_fallback(tokens, [id("https://resource.example")])
+        .build(w.net.clone());
+    let resp = client.send(get("/data")).await.unwrap();
+    assert_eq!(resp.body(), "hello bound client");
+}
+
+/// Draft -11 §AAuth-Access: a response carrying more than one credential is rejected;
+/// neither session token is kept.
+#[tokio::test]
+async fn a_response_with_two_session_tokens_leaves_none() {
+    let w = parties();
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            response(
+                200,
+                &[
+                    ("aauth-access", "c2Vzc2lvbi0x"),
+                    ("aauth-access", "c2Vzc2lvbi0y"),
+                ],
+                "",
+            ),
+            response(200, &[], ""),
+        ]),
+    );
+    let client = w.client(None);
+    client.send(get("/login")).await.unwrap();
+    assert!(
+        client
+            .cache()
+            .session(&id("https://resource.example"))
+            .is_none()
+    );
+    client.send(get("/data")).await.unwrap();
+    assert_eq!(w.net.seen()[1].header("authorization"), "");
+}
+
+/// A host name in capitals names the same server (RFC 3986 §3.2.2).
+#[tokio::test]
+async fn a_host_in_capitals_is_the_same_server() {
+    let w = parties();
+    w.net
+        .host("resource.example", scripted(vec![response(200, &[], "ok")]));
+    let client = w.client(None);
+    let req = http::Request::get("https://Resource.EXAMPLE/x")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(client.send(req).await.unwrap().body(), "ok");
 }

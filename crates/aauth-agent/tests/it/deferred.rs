@@ -7,7 +7,7 @@ use std::time::Duration;
 use aauth_agent::{AgentError, Interaction, PollPolicy};
 use bytes::Bytes;
 
-use crate::support::{get, parties, response, scripted};
+use crate::support::{NOW, get, parties, response, scripted};
 
 fn pending(headers: &[(&str, &str)], body: &str) -> http::Response<Bytes> {
     let mut h = vec![("location", "/pending/abc"), ("cache-control", "no-store")];
@@ -374,4 +374,124 @@ async fn the_largest_retry_after_is_capped_not_overflowed() {
         client.send(get("/job")).await,
         Err(AgentError::PollTimeout { secs: 100 })
     ));
+}
+
+/// Draft -11 "Polling with GET": the agent MUST respect `Retry-After`, also beyond the
+/// longest pause it would choose itself, and read it as an HTTP date too.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_beyond_the_agents_own_cap_is_respected() {
+    let w = parties();
+    let soon = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(NOW.0 + 90));
+    w.net.host(
+        "resource.example",
+        scripted(vec![
+            pending(&[("retry-after", "120")], r#"{"status":"pending"}"#),
+            pending(&[("retry-after", &soon)], r#"{"status":"pending"}"#),
+            response(200, &[], "done"),
+        ]),
+    );
+    let client = aauth_agent::AAuthClient::builder(w.agent())
+        .clock(w.clock.clone())
+        .build(w.net.clone());
+    let started = tokio::time::Instant::now();
+    assert_eq!(client.send(get("/job")).await.unwrap().body(), "done");
+    // 120 s, then the 90 s until the date (by the client's clock).
+    assert_eq!(started.elapsed().as_secs(), 210);
+}
+
+/// Draft -11 §Requirement Responses: an interaction `url` is `https` without query or
+/// fragment, and its code Crockford base32; anything else is never shown to the person.
+#[tokio::test(start_paused = true)]
+async fn an_interaction_that_breaks_the_format_is_never_shown() {
+    for (url, code) in [
+        ("http://resource.example/interact", "ABCD-1234"),
+        ("https://resource.example/interact?next=x", "ABCD-1234"),
+        ("javascript:alert(1)", "ABCD-1234"),
+        ("https://resource.example/interact", "ABCD 1234"),
+        ("https://resource.example/interact", "IIII-LLLL"),
+    ] {
+        let w = parties();
+        let requirement = format!("requirement=interaction; url=\"{url}\"; code=\"{code}\"");
+        w.net.host(
+            "resource.example",
+            scripted(vec![pending(
+                &[("retry-after", "0"), ("aauth-requirement", &requirement)],
+                r#"{"status":"pending"}"#,
+            )]),
+        );
+        let prompts: Arc<Mutex<Vec<Interaction>>> = Arc::default();
+        let p = prompts.clone();
+        let client = aauth_agent::AAuthClient::builder(w.agent())
+            .clock(w.clock.clone())
+            .on_interaction(move |i| p.lock().unwrap().push(i.clone()))
+            .build(w.net.clone());
+        let got = client.send(get("/job")).await;
+        assert!(
+            matches!(got, Err(AgentError::BadDeferred { .. })),
+            "{url} {code}: {got:?}"
+        );
+        assert!(prompts.lock().unwrap().is_empty(), "{url} {code}");
+    }
+}
+
+/// A Person Server that asks the same question again is not answered again (nor the
+/// hook asked again): the agent waits for its `Retry-After` and keeps polling.
+#[tokio::test(start_paused = true)]
+async fn a_person_servers_repeated_question_is_answered_once() {
+    use aauth_agent::{HttpPersonServer, PersonServerClient};
+    let w = parties();
+    let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","auth_token_endpoint":"https://ps.example/auth-token","person_token_endpoint":"https://ps.example/person-token"}"#;
+    let question = || {
+        response(
+            202,
+            &[
+                ("location", "/pending/p1"),
+                ("retry-after", "3"),
+                ("aauth-requirement", "requirement=clarification"),
+            ],
+            r#"{"status":"pending","clarification":"Which calendar?"}"#,
+        )
+    };
+    w.net.host(
+        "ps.example",
+        scripted(vec![
+            response(200, &[], metadata),
+            question(),
+            response(200, &[], "{}"),
+            question(),
+            question(),
+            response(403, &[], r#"{"error":"denied"}"#),
+        ]),
+    );
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = asked.clone();
+    let ps = HttpPersonServer::new(crate::support::id("https://ps.example"), w.net.clone())
+        .clock(w.clock.clone())
+        .on_clarification(move |_| {
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some("Work".to_owned())
+        });
+    let agent = w.agent();
+    let resource = crate::support::id("https://resource.example");
+    let started = tokio::time::Instant::now();
+    let got = ps
+        .person_token(
+            &agent,
+            aauth_agent::PersonTokenRequest::new(&resource, None),
+        )
+        .await;
+    assert!(matches!(got, Err(AgentError::Deferred { .. })), "{got:?}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let posts = w
+        .net
+        .seen()
+        .iter()
+        .filter(|s| s.method == http::Method::POST && s.path == "/pending/p1")
+        .count();
+    assert_eq!(posts, 1);
+    assert_eq!(
+        started.elapsed().as_secs(),
+        6,
+        "the repeats were waited out"
+    );
 }

@@ -10,6 +10,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod challenges;
 mod client;
 mod deferred;
 mod provider;

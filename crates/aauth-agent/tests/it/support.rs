@@ -109,6 +109,37 @@ impl Parties {
         who
     }
 
+    /// One resource with two routes: `/public…` in agent-token mode, everything else
+    /// an auth-token route for `read`.
+    pub fn serve_public_and_private(&self) -> Who {
+        let who = who();
+        let public = route_handler(
+            AAuthLayer::new(
+                self.resource().route(RoutePolicy::new(Access::AgentToken)),
+                self.clock.clone(),
+            )
+            .layer(who.clone()),
+        );
+        let private = route_handler(
+            AAuthLayer::new(
+                self.resource().route(auth_route("read")),
+                self.clock.clone(),
+            )
+            .layer(who.clone()),
+        );
+        self.net.host(
+            "resource.example",
+            Arc::new(move |req: Request<Bytes>| {
+                if req.uri().path().starts_with("/public") {
+                    public(req)
+                } else {
+                    private(req)
+                }
+            }),
+        );
+        who
+    }
+
     /// As [`Parties::serve`], delivering `requirement=auth-token` as a held `202`.
     pub fn serve_deferred(&self, policy: RoutePolicy) -> Who {
         let who = who();
