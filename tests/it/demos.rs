@@ -585,8 +585,10 @@ fn d10_authorization_endpoint() {
         requests,
         [
             "GET https://resource.example/.well-known/aauth-resource.json",
-            "GET https://ps.example/.well-known/aauth-person.json",
+            // AG-70: the agent token, fresh enough to cap a person token, before the
+            // Person Server is asked.
             "POST https://agent.example/agent-token",
+            "GET https://ps.example/.well-known/aauth-person.json",
             "POST https://ps.example/person-token",
             "POST https://resource.example/authorize",
             "POST https://ps.example/auth-token",

@@ -201,7 +201,12 @@ impl Service<http::Request<Full<Bytes>>> for Planner {
                 Ok(downstream) = rx => {
                     // Interaction chaining: our own pending URL and code; the person is
                     // sent on to the downstream consent page from ours.
-                    let (id, code) = (random(), random()[..8].to_owned());
+                    // Its code as the draft's Interaction Code Format has it: Crockford
+                    // base32, stored normalized, shown as XXXX-XXXX.
+                    let Ok(code) = aauth_metadata::code::new_code(&mut OsRandom) else {
+                        return Ok(json(500, &serde_json::json!({ "error": "no random source" })));
+                    };
+                    let id = random();
                     {
                         let mut s = me.lock();
                         s.trips.insert(id.clone(), Trip::Waiting);
@@ -226,7 +231,8 @@ impl Service<http::Request<Full<Bytes>>> for Planner {
                     }
                     h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
                     if let Ok(v) = http::HeaderValue::from_str(&format!(
-                        "requirement=interaction;url=\"https://travel.example/interact\";code=\"{code}\""
+                        "requirement=interaction;url=\"https://travel.example/interact\";code=\"{}\"",
+                        aauth_metadata::code::display(&code)
                     )) {
                         h.insert("aauth-requirement", v);
                     }
@@ -318,13 +324,14 @@ pub(crate) async fn serve(p: &Parties) -> Result<Intermediary, String> {
                 .uri()
                 .query()
                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("code=")))
-                .unwrap_or_default()
-                .to_owned();
-            let target = state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .codes
-                .remove(&code);
+                .and_then(aauth_metadata::code::normalize);
+            let target = code.and_then(|code| {
+                state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .codes
+                    .remove(&code)
+            });
             let mut r = Response::new(Vec::new());
             match target {
                 Some(t) => {

@@ -92,10 +92,19 @@ impl AAuthClient {
                 Requirement::PersonToken => {
                     once(answered, "person-token")?;
                     // The token presented is not what this route takes: not presented
-                    // again in this call, and kept for the routes that take it. A person
-                    // token already held is presented next; otherwise a fresh one.
+                    // again in this call. Refused as revoked or expired (a
+                    // `Signature-Error` beside the requirement, RS-43), it is dropped
+                    // with the person token it came from (AG-60: a fresh person token);
+                    // otherwise it is kept for the routes that take it, and a person
+                    // token already held is presented next.
+                    let refused = signature_error_header(resp).is_some();
+                    if refused && cred.kind == TokenKind::Auth {
+                        for kind in [TokenKind::Auth, TokenKind::Person] {
+                            self.config.cache.forget(resource, self.mission(), kind);
+                        }
+                    }
                     let held = match cred.kind {
-                        TokenKind::Auth => self.config.cache.get(
+                        TokenKind::Auth if !refused => self.config.cache.get(
                             resource,
                             self.mission(),
                             TokenKind::Person,

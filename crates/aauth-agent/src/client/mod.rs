@@ -146,7 +146,8 @@ impl Interaction {
             c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'L' | 'O' | 'U'))
         };
         if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c == '-' || crockford(c)) {
-            return Err(bad("code is not Crockford base32"));
+            let shown: String = code.chars().take(64).collect();
+            return Err(bad(&format!("code {shown:?} is not Crockford base32")));
         }
         Ok(Self {
             url: url.to_owned(),
