@@ -140,6 +140,20 @@ impl JwkSet {
         out
     }
 
+    /// Every member in document order, with or without `kid`: each as a JWK
+    /// (unvalidated), or why it is not one. For a verifier that must pick a key for a
+    /// token without `kid` (RFC 7515 §4.1.4 makes it optional).
+    ///
+    /// ```
+    /// use aauth_keys::JwkSet;
+    /// let set = JwkSet::from_json(br#"{"keys":[{"kty":"OKP"},"x",{"kty":"RSA","kid":"a"}]}"#).unwrap();
+    /// let kinds: Vec<_> = set.jwks().map(|m| m.map(|j| j.kty)).collect();
+    /// assert!(matches!(kinds.as_slice(), [Ok(a), Err(_), Ok(b)] if a == "OKP" && b == "RSA"));
+    /// ```
+    pub fn jwks(&self) -> impl Iterator<Item = Result<Jwk, KeyError>> + '_ {
+        self.keys.iter().map(|raw| Jwk::from_json(raw.get()))
+    }
+
     /// The validated public key whose `kid` equals `kid`.
     ///
     /// # Errors

@@ -9,6 +9,8 @@
 //!   [`CacheConfig::max_stale`] (and never beyond 24 h after the fetch);
 //! - no source is fetched more than once per [`CacheConfig::refetch_floor`] (one minute): an
 //!   unknown `kid` refetches only when the floor allows, otherwise it is `unknown_key` at once;
+//! - a lookup without `kid` ([`Pick::Sole`], for OAuth issuers that sign without one)
+//!   takes the one usable member that fits, and refuses none or several the same way;
 //! - concurrent misses on a source share one fetch;
 //! - a failed fetch backs off exponentially (negative caching): until the backoff ends,
 //!   callers without usable keys get the last error without a fetch;
@@ -144,6 +146,13 @@ pub enum DiscoveryError {
         /// The `kid`.
         kid: String,
     },
+    /// A lookup without `kid` ([`Pick::Sole`]) found not exactly one published key that
+    /// fits: none (after the refetch the floor allowed), or several (never a guess).
+    #[error("no kid given, and {candidates} published keys fit (exactly one is needed)")]
+    NoSoleKey {
+        /// How many usable members fit.
+        candidates: usize,
+    },
     /// The key with this `kid` is refused by the key policy.
     #[error("key {kid:?}: {error}")]
     Key {
@@ -190,6 +199,8 @@ impl From<DiscoveryError> for ResolveError {
                 ..
             } => Self::IssuerMismatch { found },
             DiscoveryError::UnknownKey { kid } => Self::UnknownKey { kid },
+            // AAuth tokens always name their key: no AAuth lookup is made without `kid`.
+            DiscoveryError::NoSoleKey { .. } => Self::UnknownKey { kid: String::new() },
             DiscoveryError::Key { error, .. } => Self::Key(error),
             DiscoveryError::BackingOff { last, .. } => match Self::from(*last) {
                 Self::Unavailable { reason } => Self::Unavailable {
@@ -246,6 +257,74 @@ impl CachedKey for PublicKey {
 #[derive(Debug)]
 struct KeySet<K> {
     keys: BTreeMap<String, Result<K, KeyError>>,
+    /// Every member the import accepted, with or without `kid`, in document order: the
+    /// candidates of a [`Pick::Sole`].
+    usable: Vec<K>,
+}
+
+impl<K: Clone> KeySet<K> {
+    /// The member `pick` selects; `None` when there is none (a refetch may bring it).
+    fn pick(&self, pick: Pick<'_, K>) -> Option<Result<K, DiscoveryError>> {
+        match pick {
+            Pick::Kid(kid) => self.keys.get(kid).map(|found| {
+                found.clone().map_err(|error| DiscoveryError::Key {
+                    kid: kid.to_owned(),
+                    error,
+                })
+            }),
+            Pick::Sole(fits) => {
+                let mut found = self.usable.iter().filter(|k| fits(k));
+                let first = found.next()?;
+                Some(match found.count() {
+                    0 => Ok(first.clone()),
+                    more => Err(DiscoveryError::NoSoleKey {
+                        candidates: more + 1,
+                    }),
+                })
+            }
+        }
+    }
+}
+
+/// How a lookup picks its key from a source's set.
+#[non_exhaustive]
+pub enum Pick<'a, K> {
+    /// The member whose `kid` is this one (a `kid` published twice is refused).
+    Kid(&'a str),
+    /// For a token that names no key (RFC 7515 §4.1.4 makes `kid` optional): the one
+    /// usable member, with or without `kid`, that the function says could verify it
+    /// (its key type, curve and `alg`). None is [`DiscoveryError::NoSoleKey`] after the
+    /// refetch the floor allows; several are that error at once, never a guess.
+    Sole(&'a (dyn Fn(&K) -> bool + Sync)),
+}
+
+impl<K> Clone for Pick<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Pick<'_, K> {}
+
+impl<K> std::fmt::Debug for Pick<'_, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kid(kid) => f.debug_tuple("Kid").field(kid).finish(),
+            Self::Sole(_) => f.write_str("Sole"),
+        }
+    }
+}
+
+impl<K> Pick<'_, K> {
+    /// The error when the set has no such member.
+    fn unknown(self) -> DiscoveryError {
+        match self {
+            Self::Kid(kid) => DiscoveryError::UnknownKey {
+                kid: kid.to_owned(),
+            },
+            Self::Sole(_) => DiscoveryError::NoSoleKey { candidates: 0 },
+        }
+    }
 }
 
 /// Counters, monotonically increasing.
@@ -559,10 +638,20 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
     ///
     /// [`DiscoveryError`].
     pub async fn key(&self, source: &KeySource, kid: &str) -> Result<K, DiscoveryError> {
-        match self.step(source, kid, false) {
+        self.picked(source, Pick::Kid(kid)).await
+    }
+
+    /// The key `pick` selects from `source`: by `kid`, or the sole one that fits a token
+    /// without `kid`.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError`].
+    pub async fn picked(&self, source: &KeySource, pick: Pick<'_, K>) -> Result<K, DiscoveryError> {
+        match self.step(source, pick, false) {
             Step::Done(r) => r,
             // The set the fetch produced (it also updated the entry).
-            Step::Wait(fut) => lookup(&*fut.await?, kid),
+            Step::Wait(fut) => lookup(&*fut.await?, pick),
         }
     }
 
@@ -578,10 +667,25 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         kid: &str,
         failed: &K,
     ) -> Result<Option<K>, DiscoveryError> {
-        match self.step(source, kid, true) {
+        self.repick_after_failure(source, Pick::Kid(kid), failed)
+            .await
+    }
+
+    /// As [`KeyCache::refetch_after_failure`], for the key `pick` selects.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError`].
+    pub async fn repick_after_failure(
+        &self,
+        source: &KeySource,
+        pick: Pick<'_, K>,
+        failed: &K,
+    ) -> Result<Option<K>, DiscoveryError> {
+        match self.step(source, pick, true) {
             Step::Done(_) => Ok(None),
             Step::Wait(fut) => {
-                let key = lookup(&*fut.await?, kid)?;
+                let key = lookup(&*fut.await?, pick)?;
                 Ok((&key != failed).then_some(key))
             }
         }
@@ -589,7 +693,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
 
     /// One decision under the lock. `force`: the caller wants a refetch (failed
     /// verification).
-    fn step(&self, source: &KeySource, kid: &str, force: bool) -> Step<K> {
+    fn step(&self, source: &KeySource, pick: Pick<'_, K>, force: bool) -> Step<K> {
         let inner = &self.inner;
         let cfg = &inner.config;
         let now = inner.clock.now().as_secs();
@@ -606,9 +710,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         let table = if known { positive } else { negative };
         let Some(entry) = table.get_mut(source) else {
             // Not reached: present or inserted just above, under the same lock.
-            return Step::Done(Err(DiscoveryError::UnknownKey {
-                kid: kid.to_owned(),
-            }));
+            return Step::Done(Err(pick.unknown()));
         };
         entry.last_used = inner.tick.fetch_add(1, Ordering::Relaxed);
         let may_fetch = entry
@@ -622,9 +724,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
                 (None, true) => self.start(source, entry, inflight, now),
                 (None, false) => {
                     bump(&inner.counters.floor_refusals);
-                    Step::Done(Err(DiscoveryError::UnknownKey {
-                        kid: kid.to_owned(),
-                    }))
+                    Step::Done(Err(pick.unknown()))
                 }
             };
         }
@@ -632,7 +732,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         if let Some(set) = entry.keys.clone()
             && now < entry.stale_until
         {
-            match set.keys.get(kid) {
+            match set.pick(pick) {
                 Some(Ok(key)) => {
                     bump(if now < entry.fresh_until {
                         &inner.counters.hits
@@ -647,36 +747,25 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
                         // Runs on its own task; this hit is served at once.
                         bump(&inner.counters.refreshes);
                     }
-                    return Step::Done(Ok(key.clone()));
+                    return Step::Done(Ok(key));
                 }
-                Some(Err(error)) => {
-                    return Step::Done(Err(DiscoveryError::Key {
-                        kid: kid.to_owned(),
-                        error: error.clone(),
-                    }));
-                }
+                Some(Err(error)) => return Step::Done(Err(error)),
                 None => {}
             }
-            // Unknown kid with usable keys: refetch only if the floor allows.
+            // Unknown kid (or no key that fits) with usable keys: refetch only if the
+            // floor allows.
             if let Some(wait) = self.join_or_fetch(source, entry, inflight, now, may_fetch) {
                 return wait;
             }
             bump(&inner.counters.floor_refusals);
-            return Step::Done(Err(DiscoveryError::UnknownKey {
-                kid: kid.to_owned(),
-            }));
+            return Step::Done(Err(pick.unknown()));
         }
 
         // No usable keys.
         if let Some(wait) = self.join_or_fetch(source, entry, inflight, now, may_fetch) {
             return wait;
         }
-        let last = entry
-            .last_error
-            .clone()
-            .unwrap_or_else(|| DiscoveryError::UnknownKey {
-                kid: kid.to_owned(),
-            });
+        let last = entry.last_error.clone().unwrap_or_else(|| pick.unknown());
         if now < entry.retry_at {
             return Step::Done(Err(DiscoveryError::BackingOff {
                 until: UnixTime(entry.retry_at),
@@ -784,18 +873,9 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
     }
 }
 
-/// The key `kid` in a fetched set.
-fn lookup<K: Clone>(set: &KeySet<K>, kid: &str) -> Result<K, DiscoveryError> {
-    match set.keys.get(kid) {
-        Some(Ok(key)) => Ok(key.clone()),
-        Some(Err(error)) => Err(DiscoveryError::Key {
-            kid: kid.to_owned(),
-            error: error.clone(),
-        }),
-        None => Err(DiscoveryError::UnknownKey {
-            kid: kid.to_owned(),
-        }),
-    }
+/// The key `pick` selects in a fetched set.
+fn lookup<K: Clone>(set: &KeySet<K>, pick: Pick<'_, K>) -> Result<K, DiscoveryError> {
+    set.pick(pick).unwrap_or_else(|| Err(pick.unknown()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1014,8 +1094,9 @@ async fn fetch<F: Fetch, K: CachedKey>(
 }
 
 /// Parses every member with a `kid` once, so hits are a map lookup. Members without a
-/// `kid`, or whose `kid` is not a string, cannot be selected and are skipped; a `kid`
-/// published twice is refused as ambiguous.
+/// `kid`, or whose `kid` is not a string, cannot be selected by `kid`; a `kid` published
+/// twice is refused as ambiguous. Every member the import accepts, with or without `kid`,
+/// is also kept in order for a lookup without `kid` ([`Pick::Sole`]).
 fn index<K: CachedKey>(body: &[u8], max_keys: usize) -> Result<KeySet<K>, String> {
     let set = JwkSet::from_json(body).map_err(|e| e.to_string())?;
     if set.len() > max_keys {
@@ -1029,7 +1110,11 @@ fn index<K: CachedKey>(body: &[u8], max_keys: usize) -> Result<KeySet<K>, String
         let key = set.find_jwk(&kid).and_then(|jwk| K::from_jwk(&jwk));
         keys.insert(kid, key);
     }
-    Ok(KeySet { keys })
+    let usable = set
+        .jwks()
+        .filter_map(|jwk| K::from_jwk(&jwk.ok()?).ok())
+        .collect();
+    Ok(KeySet { keys, usable })
 }
 
 #[async_trait]

@@ -72,7 +72,7 @@ mod url;
 
 #[cfg(feature = "runtime")]
 pub use cache::{
-    CacheConfig, CacheStats, CachedKey, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING,
+    CacheConfig, CacheStats, CachedKey, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING, Pick,
     discover,
 };
 #[cfg(feature = "client")]

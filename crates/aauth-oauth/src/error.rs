@@ -38,7 +38,7 @@ pub enum OAuthError {
         reason: &'static str,
     },
     /// The JOSE header is not acceptable (a member twice, `crit`, a key-carrying member,
-    /// no `kid`, …).
+    /// …).
     #[error("token header: {reason}")]
     Header {
         /// What was wrong.
@@ -112,6 +112,16 @@ pub enum OAuthError {
         kid: String,
         /// Why (unknown, or refused by the key policy).
         reason: String,
+    },
+    /// The token names no key (`kid` is optional, RFC 7515 §4.1.4) and the issuer does not
+    /// publish exactly one key for its `alg`: none (after one refetch), or several, which
+    /// only a `kid` could tell apart.
+    #[error("no kid, and the issuer publishes {candidates} keys for {alg} (exactly one is needed)")]
+    NoSoleKey {
+        /// The token's `alg`.
+        alg: String,
+        /// How many of the issuer's keys fit `alg`.
+        candidates: usize,
     },
     /// The signature does not verify (after one refetch of the issuer's keys), or the
     /// key does not verify the token's `alg`.

@@ -7,9 +7,11 @@
 //! third) → canonical base64url (nothing outside the alphabet) → header as one JSON object, no member twice → `alg`
 //! (`none` never) → `typ` → no `crit`, `jku`, `x5u`, `jwk`, `zip`, `b64` → claims as one
 //! JSON object, no member twice → `iss` trusted → `alg` is how that issuer signs (HMAC only
-//! from an issuer configured with a [`SharedSecret`], and only its algorithm) → `kid`
-//! (for published keys) → `exp` → `nbf`, `iat` → lifetime → `aud` → then, with the key or
-//! the secret: the key allows `alg` → signature. Scopes are the route's business
+//! from an issuer configured with a [`SharedSecret`], and only its algorithm) → `exp` →
+//! `nbf`, `iat` → lifetime → `aud` → then, with the key or the secret: the key allows `alg`
+//! → signature. A token under a published key names it by `kid`, or, without `kid` (RFC
+//! 7515 §4.1.4 makes it optional), is verified only when its issuer publishes exactly one
+//! key for its `alg` ([`crate::AccessTokenVerifier`]). Scopes are the route's business
 //! ([`AccessTokenClaims::require_scopes`]).
 
 use aauth_keys::time::UnixTime;
@@ -106,7 +108,8 @@ impl AccessTokenPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IssuerSigning {
-    /// With the keys it publishes (RS256, PS256, ES256, EdDSA): tokens name one by `kid`.
+    /// With the keys it publishes (RS256, PS256, ES256, EdDSA): tokens name one by `kid`,
+    /// or carry none when the issuer publishes one key for their `alg`.
     Keys,
     /// With a secret it shares with this resource, under this one algorithm
     /// ([`SharedSecret`]); `kid` is optional.
@@ -195,11 +198,6 @@ impl<'a> AccessToken<'a> {
             refusal,
         };
         match (alg, signing) {
-            (TokenAlgorithm::Key(_), IssuerSigning::Keys) if kid.is_none() => {
-                return Err(OAuthError::Header {
-                    reason: "kid is absent: the issuer's key cannot be selected".to_owned(),
-                });
-            }
             (TokenAlgorithm::Key(_), IssuerSigning::Keys) => {}
             (TokenAlgorithm::Secret(a), IssuerSigning::Secret(b)) if a == b => {}
             (TokenAlgorithm::Secret(_), IssuerSigning::Keys) => {
@@ -229,7 +227,8 @@ impl<'a> AccessToken<'a> {
         self.claims.issuer()
     }
 
-    /// The header's `kid` (always present for a token under a published key).
+    /// The header's `kid`, if any (without one, a token under a published key is verified
+    /// only with its issuer's sole key for its `alg`).
     #[must_use]
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()

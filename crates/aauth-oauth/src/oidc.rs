@@ -374,7 +374,7 @@ impl<F: Fetch> OidcClient<F> {
             self.clock.now(),
         )?;
         let source = KeySource::Jwks(self.provider.jwks_uri.clone());
-        verify_signature(&self.keys, &source, &kid, |key| {
+        verify_signature(&self.keys, &source, kid.as_deref(), alg, |key| {
             key.verify(alg, signing_input.as_bytes(), &signature)
                 .is_ok()
         })
@@ -388,10 +388,11 @@ fn same(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-/// `alg` (the key decides later) and `kid` of an ID token; key-naming headers refused; an
-/// explicit `typ` other than `JWT` refused (RFC 8725 §3.11: an access token, a DPoP proof
-/// or a logout token of the same provider is not an ID token).
-fn id_token_header(json: &str) -> Result<(JwsAlgorithm, String), OAuthError> {
+/// `alg` (the key decides later) and `kid` of an ID token (optional, RFC 7515 §4.1.4:
+/// without it, the provider's one key for `alg` verifies it); key-naming headers refused;
+/// an explicit `typ` other than `JWT` refused (RFC 8725 §3.11: an access token, a DPoP
+/// proof or a logout token of the same provider is not an ID token).
+fn id_token_header(json: &str) -> Result<(JwsAlgorithm, Option<String>), OAuthError> {
     let header = |reason: String| OAuthError::Header { reason };
     let h = Object::parse(json).map_err(|e| header(e.to_string()))?;
     for name in ["crit", "jku", "x5u", "jwk", "zip", "b64"] {
@@ -413,8 +414,7 @@ fn id_token_header(json: &str) -> Result<(JwsAlgorithm, String), OAuthError> {
     {
         return Err(OAuthError::Type { typ: Some(typ) });
     }
-    let kid = text("kid")?.ok_or_else(|| header("kid is absent".to_owned()))?;
-    Ok((alg, kid))
+    Ok((alg, text("kid")?))
 }
 
 /// The claims' checks (Core §3.1.3.7 steps 2-5, 9-11).
@@ -581,6 +581,23 @@ mod tests {
             c.as_object_mut().unwrap().remove("nonce");
         });
         assert!(check(&missing_nonce).is_err());
+    }
+
+    #[test]
+    fn an_id_token_header_may_omit_kid() {
+        // RFC 7515 §4.1.4: kid is optional; the provider's sole key for alg verifies it.
+        assert_eq!(
+            id_token_header(r#"{"alg":"RS256"}"#).unwrap(),
+            (JwsAlgorithm::Rs256, None)
+        );
+        assert_eq!(
+            id_token_header(r#"{"alg":"ES256","kid":"k"}"#).unwrap(),
+            (JwsAlgorithm::Es256, Some("k".to_owned()))
+        );
+        assert!(matches!(
+            id_token_header(r#"{"alg":"HS256"}"#),
+            Err(OAuthError::Algorithm { .. })
+        ));
     }
 
     #[test]

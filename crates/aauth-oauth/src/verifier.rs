@@ -1,7 +1,8 @@
 //! Verifying access tokens against the keys of configured issuers: discovery of each
 //! issuer's `jwks_uri` (RFC 8414, then OpenID Connect Discovery), and the workspace's key
 //! cache for the keys themselves (refresh on an unknown `kid`, one refetch after a
-//! signature failure, stale-if-error, bounded fetches); or the secret an issuer was
+//! signature failure, stale-if-error, bounded fetches; a token without `kid` takes the
+//! issuer's one key for its `alg`, never a guess among several); or the secret an issuer was
 //! configured with, when it signs with HMAC (nothing is fetched for it).
 
 use std::collections::BTreeMap;
@@ -10,14 +11,14 @@ use std::time::Duration;
 
 use aauth_keys::time::Clock;
 use aauth_metadata::{
-    CacheConfig, DiscoveryError, Fetch, FetchError, HttpsUrl, KeyCache, KeySource, UrlError,
+    CacheConfig, DiscoveryError, Fetch, FetchError, HttpsUrl, KeyCache, KeySource, Pick, UrlError,
 };
 use aauth_tokens::json::Object;
 use tokio::sync::Mutex;
 
 use crate::{
-    AccessToken, AccessTokenClaims, AccessTokenPolicy, IssuerKey, IssuerSigning, OAuthError,
-    SharedSecret,
+    AccessToken, AccessTokenClaims, AccessTokenPolicy, IssuerKey, IssuerSigning, JwsAlgorithm,
+    OAuthError, SharedSecret, TokenAlgorithm,
 };
 
 /// How long a discovered `jwks_uri` is used before the metadata is read again.
@@ -290,13 +291,15 @@ impl<F: Fetch> AccessTokenVerifier<F> {
         if let Some(secret) = state.and_then(|s| s.issuer.secret.as_ref()) {
             return parsed.finish_with_secret(secret);
         }
-        let source = self.key_source(parsed.issuer()).await?;
-        let Some(kid) = parsed.kid() else {
-            return Err(OAuthError::Header {
-                reason: "kid is absent: the issuer's key cannot be selected".to_owned(),
-            });
+        let TokenAlgorithm::Key(alg) = parsed.algorithm() else {
+            // Not reached: parsing refuses HMAC from an issuer without a secret.
+            return Err(OAuthError::Signature);
         };
-        verify_signature(&self.keys, &source, kid, |key| parsed.verifies(key)).await?;
+        let source = self.key_source(parsed.issuer()).await?;
+        verify_signature(&self.keys, &source, parsed.kid(), alg, |key| {
+            parsed.verifies(key)
+        })
+        .await?;
         Ok(parsed.into_claims())
     }
 
@@ -398,24 +401,36 @@ pub(crate) fn parse_metadata(body: &[u8], expected: &str) -> Result<HttpsUrl, St
     HttpsUrl::parse(&jwks).map_err(|e| format!("jwks_uri: {e}"))
 }
 
-/// Checks a signature with the key `kid` of `source`: `verifies` says whether a key
-/// verifies it. When the cached key does not, the source is refetched once (an issuer
-/// that re-keyed under the same `kid`), if the cache's floor allows, and the fresh key
-/// tried. Shared by access tokens and ID tokens.
+/// Checks a signature of `alg` with the key `kid` of `source`, or, for a token without
+/// `kid`, with the one key of `source` that allows `alg` (key type, curve, and the JWK's
+/// `alg` when it has one; none or several is [`OAuthError::NoSoleKey`]): `verifies` says
+/// whether a key verifies it. When the cached key does not, the source is refetched once
+/// (an issuer that re-keyed under the same `kid`), if the cache's floor allows, and the
+/// fresh key tried. Shared by access tokens and ID tokens.
 pub(crate) async fn verify_signature<F: Fetch>(
     keys: &KeyCache<F, IssuerKey>,
     source: &KeySource,
-    kid: &str,
+    kid: Option<&str>,
+    alg: JwsAlgorithm,
     verifies: impl Fn(&IssuerKey) -> bool,
 ) -> Result<(), OAuthError> {
-    let key = keys.key(source, kid).await.map_err(from_discovery)?;
+    let fits = move |key: &IssuerKey| key.allows(alg);
+    let pick = kid.map_or(Pick::Sole(&fits), Pick::Kid);
+    let failed = |e| match e {
+        DiscoveryError::NoSoleKey { candidates } => OAuthError::NoSoleKey {
+            alg: alg.as_str().to_owned(),
+            candidates,
+        },
+        other => from_discovery(other),
+    };
+    let key = keys.picked(source, pick).await.map_err(failed)?;
     if verifies(&key) {
         return Ok(());
     }
     match keys
-        .refetch_after_failure(source, kid, &key)
+        .repick_after_failure(source, pick, &key)
         .await
-        .map_err(from_discovery)?
+        .map_err(failed)?
     {
         Some(fresh) if verifies(&fresh) => Ok(()),
         _ => Err(OAuthError::Signature),

@@ -766,3 +766,65 @@ fn futures_executor_block_on<F: Future>(f: F) -> F::Output {
         }
     }
 }
+
+#[tokio::test]
+async fn a_lookup_without_kid_takes_the_one_key_that_fits_and_never_guesses() {
+    use aauth_metadata::Pick;
+    let w = world();
+    let source = KeySource::Issuer {
+        iss: w.iss.clone(),
+        dwk: "aauth-agent.json".to_owned(),
+    };
+    let mut kidless = jwk(2, "x");
+    kidless.kid = None;
+    let set = |members: &[aauth_keys::Jwk]| {
+        w.fetch.set(
+            JWKS,
+            Behaviour::Answer(Fetched::ok(
+                aauth_keys::JwkSet::from_jwks(members).to_json(),
+            )),
+        );
+    };
+    set(&[jwk(1, "k1"), kidless.clone()]);
+    let two = key(2).public_key().clone();
+    let is_two = move |k: &aauth_keys::PublicKey| *k == two;
+    let any = |_: &aauth_keys::PublicKey| true;
+    // The member without kid is found by what fits; a member with a kid counts too.
+    assert_eq!(
+        &w.cache.picked(&source, Pick::Sole(&is_two)).await.unwrap(),
+        key(2).public_key()
+    );
+    assert_eq!(
+        w.cache.picked(&source, Pick::Sole(&any)).await.unwrap_err(),
+        DiscoveryError::NoSoleKey { candidates: 2 }
+    );
+    // By kid, the member without one is still never selected.
+    assert!(matches!(
+        w.get("x").await,
+        Err(DiscoveryError::UnknownKey { .. })
+    ));
+    assert_eq!(w.jwks_calls(), 1, "ambiguity is not refetched");
+    // None fits: within the floor, refused without a fetch; after it, refetched once.
+    let three = key(3).public_key().clone();
+    let is_three = move |k: &aauth_keys::PublicKey| *k == three;
+    assert_eq!(
+        w.cache
+            .picked(&source, Pick::Sole(&is_three))
+            .await
+            .unwrap_err(),
+        DiscoveryError::NoSoleKey { candidates: 0 }
+    );
+    assert_eq!(w.jwks_calls(), 1);
+    let mut three_kidless = jwk(3, "y");
+    three_kidless.kid = None;
+    set(&[three_kidless]);
+    w.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        &w.cache
+            .picked(&source, Pick::Sole(&is_three))
+            .await
+            .unwrap(),
+        key(3).public_key()
+    );
+    assert_eq!(w.jwks_calls(), 2);
+}

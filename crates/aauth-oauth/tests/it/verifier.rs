@@ -328,3 +328,120 @@ async fn an_issuer_configured_with_a_secret_beside_one_with_keys() {
         .is_err()
     );
 }
+
+/// `jwk` as some providers publish it: no `kid`.
+fn kidless(mut jwk: aauth_keys::Jwk) -> aauth_keys::Jwk {
+    jwk.kid = None;
+    jwk
+}
+
+fn kidless_token(alg: &str, signer: Signer) -> String {
+    mint(&json!({"alg": alg, "typ": "at+jwt"}), &claims(), signer)
+}
+
+#[tokio::test]
+async fn a_token_without_kid_is_verified_with_the_issuers_one_key() {
+    let docs = Docs::issuer(&[kidless(rsa_jwk(rsa(), "rs", None))]);
+    let v = verifier(&docs, &clock());
+    let c = v
+        .verify_bearer(&kidless_token("RS256", Signer::Rs256(rsa())))
+        .await
+        .unwrap();
+    assert_eq!(c.issuer(), ISSUER);
+    // PS256 under the same RSA key: its family verifies both.
+    v.verify_bearer(&kidless_token("PS256", Signer::Ps256(rsa())))
+        .await
+        .unwrap();
+    // The one key fits, but another key's signature still does not verify.
+    assert_eq!(
+        v.verify_bearer(&kidless_token("RS256", Signer::Rs256(rsa_other())))
+            .await
+            .unwrap_err(),
+        OAuthError::Signature
+    );
+    // A key published with a kid is a candidate too, and keys of other families are not:
+    // an RSA key beside a P-256 one is still the one key for RS256.
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None), ec_jwk("es")]);
+    let v = verifier(&docs, &clock());
+    v.verify_bearer(&kidless_token("RS256", Signer::Rs256(rsa())))
+        .await
+        .unwrap();
+    v.verify_bearer(&kidless_token("ES256", Signer::Es256))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_without_kid_is_refused_when_several_keys_fit() {
+    let docs = Docs::issuer(&[
+        kidless(rsa_jwk(rsa(), "a", None)),
+        kidless(rsa_jwk(rsa_other(), "b", None)),
+    ]);
+    let v = verifier(&docs, &clock());
+    let err = v
+        .verify_bearer(&kidless_token("RS256", Signer::Rs256(rsa())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        OAuthError::NoSoleKey {
+            alg: "RS256".to_owned(),
+            candidates: 2
+        }
+    );
+    assert_eq!((err.status(), err.code()), (401, "invalid_token"));
+    // Published with kids: a token without one is refused the same way, and one that
+    // names its key is verified, as ever.
+    let docs = Docs::issuer(&[rsa_jwk(rsa(), "a", None), rsa_jwk(rsa_other(), "b", None)]);
+    let v = verifier(&docs, &clock());
+    assert!(matches!(
+        v.verify_bearer(&kidless_token("RS256", Signer::Rs256(rsa())))
+            .await,
+        Err(OAuthError::NoSoleKey { candidates: 2, .. })
+    ));
+    v.verify_bearer(&mint(
+        &header("RS256", "b"),
+        &claims(),
+        Signer::Rs256(rsa_other()),
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_without_kid_is_refused_when_its_alg_does_not_fit_the_one_key() {
+    // One RSA key pinned to RS256: neither ES256 (another family), PS256 (not the
+    // pinned alg) nor HMAC (never under published keys) picks it.
+    let docs = Docs::issuer(&[kidless(rsa_jwk(rsa(), "rs", Some("RS256")))]);
+    let v = verifier(&docs, &clock());
+    for (alg, signer) in [("ES256", Signer::Es256), ("PS256", Signer::Ps256(rsa()))] {
+        assert_eq!(
+            v.verify_bearer(&kidless_token(alg, signer))
+                .await
+                .unwrap_err(),
+            OAuthError::NoSoleKey {
+                alg: alg.to_owned(),
+                candidates: 0
+            },
+            "{alg}"
+        );
+    }
+    let hmac = kidless_token("HS256", Signer::Hmac(HmacAlgorithm::Hs256, HS_SECRET));
+    assert!(matches!(
+        v.verify_bearer(&hmac).await,
+        Err(OAuthError::Algorithm {
+            refusal: AlgorithmRefusal::Forbidden,
+            ..
+        })
+    ));
+    // A member meant for encryption is no candidate either.
+    let mut enc = kidless(rsa_jwk(rsa(), "rs", None));
+    enc.use_ = Some("enc".to_owned());
+    let docs = Docs::issuer(&[enc]);
+    assert!(matches!(
+        verifier(&docs, &clock())
+            .verify_bearer(&kidless_token("RS256", Signer::Rs256(rsa())))
+            .await,
+        Err(OAuthError::NoSoleKey { candidates: 0, .. })
+    ));
+}
