@@ -121,7 +121,10 @@
 //! # [resource_proxy.oauth.introspection] # opaque tokens (RFC 7662)
 //! # endpoint = "https://login.example/introspect"
 //! # client_id = "api"
-//! # client_secret_file = "introspect.secret"
+//! # client_secret_file = "introspect.secret"  # client_secret_basic; or private_key_jwt:
+//! # client_key_file = "introspect.jwk"   # a private JWK (mode 0600), its kid used
+//! # assertion_audience = "issuer"        # the assertion's aud: "issuer" (default),
+//!                                        # "endpoint", or the exact value the server wants
 //! [[resource_proxy.routes]]              # the first route that matches wins; none is 404
 //! path = "/files/*"                      # exact, or a prefix ending in `/*`
 //! methods = ["GET", "HEAD"]              # absent: every method
@@ -642,10 +645,21 @@ fn hs256() -> String {
 pub(crate) struct ProxyIntrospection {
     /// The introspection endpoint (`https://`).
     pub(crate) endpoint: String,
-    /// The proxy's client id there (`client_secret_basic`).
+    /// The proxy's client id there.
     pub(crate) client_id: String,
-    /// A file holding its secret (one line).
-    pub(crate) client_secret_file: PathBuf,
+    /// A file holding its secret (one line): `client_secret_basic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// A file holding its private JWK (not readable by others; its `kid`, else its
+    /// thumbprint, names it): `private_key_jwt` (RFC 7523 §2.2). Exactly one of this and
+    /// `client_secret_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client_key_file: Option<PathBuf>,
+    /// The `aud` of the `private_key_jwt` assertion: `issuer` (the default: the first
+    /// configured issuer), `endpoint` (the introspection endpoint), or any other value
+    /// taken as it is (the server's token endpoint, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) assertion_audience: Option<String>,
     /// How long an answer is kept at most, in seconds (default 60).
     #[serde(default = "sixty")]
     pub(crate) max_ttl_secs: u64,
@@ -833,7 +847,8 @@ fn resolve_paths(c: &mut Config, dir: &Path) {
         .and_then(|p| p.oauth.as_mut())
         .and_then(|o| o.introspection.as_mut())
     {
-        fix(&mut i.client_secret_file);
+        i.client_secret_file.iter_mut().for_each(fix);
+        i.client_key_file.iter_mut().for_each(fix);
     }
     if let Some(o) = c.resource_proxy.as_mut().and_then(|p| p.oauth.as_mut()) {
         o.secret_issuers

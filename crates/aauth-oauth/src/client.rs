@@ -569,6 +569,7 @@ impl ClientCredentials {
         }
         let mut req = authenticated_post(
             &self.config.token_endpoint,
+            self.config.token_endpoint.as_str(),
             &self.config.auth,
             form,
             &self.random,
@@ -687,9 +688,12 @@ impl ClientCredentials {
 }
 
 /// A form `POST` to `endpoint`, the client authenticated by `auth` (RFC 6749 §2.3.1,
-/// RFC 7523 §2.2): what the token and introspection endpoints take.
+/// RFC 7523 §2.2): what the token and introspection endpoints take. A `private_key_jwt`
+/// assertion names `aud` (the endpoint itself, the server's issuer, or another value the
+/// server requires).
 pub(crate) fn authenticated_post(
     endpoint: &HttpsUrl,
+    aud: &str,
     auth: &ClientAuth,
     mut form: form_urlencoded::Serializer<'_, String>,
     random: &SharedRandom,
@@ -733,7 +737,7 @@ pub(crate) fn authenticated_post(
             );
             form.append_pair(
                 "client_assertion",
-                &assertion(endpoint, client_id, key.as_ref(), kid, random, now)?,
+                &assertion(aud, client_id, key.as_ref(), kid, random, now)?,
             );
         }
     }
@@ -741,9 +745,9 @@ pub(crate) fn authenticated_post(
         .map_err(|e| request_error(&e))
 }
 
-/// The RFC 7523 §3 client assertion for `endpoint`.
+/// The RFC 7523 §3 client assertion for the audience `aud`.
 fn assertion(
-    endpoint: &HttpsUrl,
+    aud: &str,
     client_id: &str,
     key: &dyn Signer,
     kid: &str,
@@ -764,7 +768,7 @@ fn assertion(
     let claims = format!(
         r#"{{"iss":{id},"sub":{id},"aud":{aud},"jti":"{jti}","iat":{iat},"exp":{exp}}}"#,
         id = json_string(client_id),
-        aud = json_string(endpoint.as_str()),
+        aud = json_string(aud),
         iat = now.as_secs(),
         exp = now.as_secs() + 60,
     );

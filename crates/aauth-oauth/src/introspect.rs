@@ -12,6 +12,12 @@
 //! An active answer must name the resource in `aud` (when the policy's audience is set,
 //! as it is for JWTs) and the configured issuer in `iss` if it says one; it must carry
 //! `exp`.
+//!
+//! With `private_key_jwt`, the assertion's `aud` is the authorization server's issuer
+//! by default (RFC 7523 §3 names the server's identity; OpenID Connect Core §9 the token
+//! endpoint; the introspection endpoint is named by neither):
+//! [`Introspection::assertion_audience`] chooses the issuer, the introspection endpoint,
+//! or any other value a server requires (its token endpoint, say).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,12 +46,53 @@ struct Entry {
     until: u64,
 }
 
+/// The `aud` of a `private_key_jwt` client assertion at the introspection endpoint.
+///
+/// ```
+/// use aauth_oauth::AssertionAudience;
+/// assert_eq!(AssertionAudience::default(), AssertionAudience::Issuer);
+/// assert_eq!("endpoint".parse(), Ok(AssertionAudience::Endpoint));
+/// assert_eq!(
+///     "https://as.example/token".parse(),
+///     Ok(AssertionAudience::Value("https://as.example/token".to_owned())),
+/// );
+/// assert!("".parse::<AssertionAudience>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AssertionAudience {
+    /// The authorization server's issuer identifier (the default): the server's identity
+    /// RFC 7523 §3 asks for, and what many servers require.
+    #[default]
+    Issuer,
+    /// The URL the assertion is posted to: the introspection endpoint.
+    Endpoint,
+    /// This value exactly (the server's token endpoint URL, which OpenID Connect Core §9
+    /// names, or whatever the server documents).
+    Value(String),
+}
+
+impl std::str::FromStr for AssertionAudience {
+    type Err = &'static str;
+
+    /// `issuer`, `endpoint`, or any other non-empty value taken as it is.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Err("an assertion audience cannot be empty"),
+            "issuer" => Ok(Self::Issuer),
+            "endpoint" => Ok(Self::Endpoint),
+            other => Ok(Self::Value(other.to_owned())),
+        }
+    }
+}
+
 /// Checks opaque tokens at an introspection endpoint, with a cache. Cheap to share.
 pub struct Introspection {
     endpoint: HttpsUrl,
     auth: ClientAuth,
     issuer: String,
     audience: String,
+    assertion_audience: AssertionAudience,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
     random: SharedRandom,
@@ -60,6 +107,7 @@ impl std::fmt::Debug for Introspection {
             .field("endpoint", &self.endpoint)
             .field("auth", &self.auth)
             .field("audience", &self.audience)
+            .field("assertion_audience", &self.assertion_audience)
             .field("max_ttl", &self.max_ttl)
             .field("cached", &self.cached())
             .finish_non_exhaustive()
@@ -83,12 +131,31 @@ impl Introspection {
             auth,
             issuer: issuer.into(),
             audience: audience.into(),
+            assertion_audience: AssertionAudience::default(),
             transport,
             clock,
             random: SharedRandom::default(),
             max_ttl: DEFAULT_INTROSPECTION_TTL,
             max_entries: DEFAULT_INTROSPECTION_ENTRIES,
             cache: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The `aud` of the client assertion when the resource authenticates with
+    /// `private_key_jwt` (default [`AssertionAudience::Issuer`]).
+    #[must_use]
+    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
+        self
+    }
+
+    /// The value [`Introspection::assertion_audience`] puts in a client assertion's `aud`.
+    #[must_use]
+    pub fn assertion_aud(&self) -> &str {
+        match &self.assertion_audience {
+            AssertionAudience::Issuer => &self.issuer,
+            AssertionAudience::Endpoint => self.endpoint.as_str(),
+            AssertionAudience::Value(v) => v,
         }
     }
 
@@ -177,10 +244,16 @@ impl Introspection {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("token", token);
         form.append_pair("token_type_hint", "access_token");
-        authenticated_post(&self.endpoint, &self.auth, form, &self.random, now).map_err(|e| {
-            OAuthError::Unavailable {
-                reason: e.to_string(),
-            }
+        authenticated_post(
+            &self.endpoint,
+            self.assertion_aud(),
+            &self.auth,
+            form,
+            &self.random,
+            now,
+        )
+        .map_err(|e| OAuthError::Unavailable {
+            reason: e.to_string(),
         })
     }
 

@@ -67,7 +67,9 @@ pub use client::{
 };
 pub use dpop::{DpopCheck, DpopNonces, DpopProof, MAX_JTI_LEN, MAX_NONCE_LEN};
 pub use error::{BearerChallenge, OAuthError};
-pub use introspect::{DEFAULT_INTROSPECTION_ENTRIES, DEFAULT_INTROSPECTION_TTL, Introspection};
+pub use introspect::{
+    AssertionAudience, DEFAULT_INTROSPECTION_ENTRIES, DEFAULT_INTROSPECTION_TTL, Introspection,
+};
 pub use jwt::{
     AccessToken, AccessTokenPolicy, IssuerSigning, MAX_TOKEN_BYTES, TokenAlgorithm, TokenTypes,
 };

@@ -354,6 +354,7 @@ impl<F: Fetch> OidcClient<F> {
             .append_pair("code_verifier", &pending.verifier);
         authenticated_post(
             &self.provider.token_endpoint,
+            self.provider.token_endpoint.as_str(),
             &self.auth,
             form,
             &self.random,

@@ -12,13 +12,16 @@ use std::sync::Arc;
 use aauth_keys::time::Clock;
 use aauth_metadata::{CacheConfig, HttpsUrl};
 use aauth_oauth::{
-    AccessTokenPolicy, AccessTokenVerifier, ClientAuth, DpopCheck, HmacAlgorithm, Introspection,
-    Issuer, ProtectedResourceMetadata, SharedSecret, TokenTypes, VerifyAccessToken,
+    AccessTokenPolicy, AccessTokenVerifier, AssertionAudience, ClientAuth, DpopCheck,
+    HmacAlgorithm, Introspection, Issuer, ProtectedResourceMetadata, SharedSecret, TokenTypes,
+    VerifyAccessToken,
 };
 use aauth_resource::{MemoryReplayStore, OAuthAccess, ReplayStore};
 use aauth_tokens::ServerId;
 
-use crate::config::{ProxyOAuth, ProxyRoute, ProxySecretIssuer, ResourceProxySection};
+use crate::config::{
+    ProxyIntrospection, ProxyOAuth, ProxyRoute, ProxySecretIssuer, ResourceProxySection,
+};
 use crate::error::CliError;
 
 /// How many DPoP proofs the proxy remembers when it keeps them in memory.
@@ -80,8 +83,66 @@ pub(super) fn check(s: &ResourceProxySection) -> Result<(), CliError> {
                 format!("{}: {e}", i.endpoint),
             )
         })?;
+        introspection_client(i)?;
     }
     Ok(())
+}
+
+/// How the proxy authenticates at the introspection endpoint: `client_secret_basic` with
+/// `client_secret_file`, or `private_key_jwt` with `client_key_file` and the assertion's
+/// `aud` (`assertion_audience`; only with a key).
+fn introspection_client(
+    i: &ProxyIntrospection,
+) -> Result<(ClientAuth, Option<AssertionAudience>), CliError> {
+    let field = "resource_proxy.oauth.introspection.client_secret_file";
+    match (&i.client_secret_file, &i.client_key_file) {
+        (Some(file), None) => {
+            if i.assertion_audience.is_some() {
+                return Err(usage(
+                    "resource_proxy.oauth.introspection.assertion_audience",
+                    "only with client_key_file (private_key_jwt)".to_owned(),
+                ));
+            }
+            let secret = std::fs::read_to_string(file)
+                .map_err(CliError::file(file))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned();
+            if secret.is_empty() {
+                return Err(usage(field, format!("{} is empty", file.display())));
+            }
+            let auth = ClientAuth::SecretBasic {
+                client_id: i.client_id.clone(),
+                secret,
+            };
+            Ok((auth, None))
+        }
+        (None, Some(file)) => {
+            let audience = i
+                .assertion_audience
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: &str| {
+                    usage(
+                        "resource_proxy.oauth.introspection.assertion_audience",
+                        e.to_owned(),
+                    )
+                })?;
+            let (key, kid) = crate::keys::read_signing_key(file)?;
+            let auth = ClientAuth::PrivateKeyJwt {
+                client_id: i.client_id.clone(),
+                key: Arc::new(key),
+                kid,
+            };
+            Ok((auth, audience))
+        }
+        _ => Err(usage(
+            field,
+            "give exactly one of client_secret_file (client_secret_basic) and \
+             client_key_file (private_key_jwt)"
+                .to_owned(),
+        )),
+    }
 }
 
 /// What `[resource_proxy.oauth]` configures, if it is there.
@@ -225,19 +286,19 @@ fn introspection(
     reach: &crate::net::Reach,
     clock: &Arc<dyn Clock>,
 ) -> Result<Option<Arc<dyn VerifyAccessToken>>, CliError> {
+    Ok(introspector(o, audience, reach, clock)?.map(|i| Arc::new(i) as Arc<dyn VerifyAccessToken>))
+}
+
+fn introspector(
+    o: &ProxyOAuth,
+    audience: &str,
+    reach: &crate::net::Reach,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Introspection>, CliError> {
     let Some(i) = &o.introspection else {
         return Ok(None);
     };
-    let secret = std::fs::read_to_string(&i.client_secret_file)
-        .map_err(CliError::file(&i.client_secret_file))?
-        .trim_end_matches(['\r', '\n'])
-        .to_owned();
-    if secret.is_empty() {
-        return Err(usage(
-            "resource_proxy.oauth.introspection.client_secret_file",
-            format!("{} is empty", i.client_secret_file.display()),
-        ));
-    }
+    let (auth, assertion_audience) = introspection_client(i)?;
     let endpoint = HttpsUrl::endpoint(&i.endpoint)
         .map_err(|e| usage("resource_proxy.oauth.introspection.endpoint", e.to_string()))?;
     // The issuer the introspection endpoint speaks for: the first configured one (an
@@ -248,19 +309,19 @@ fn introspection(
         .or_else(|| o.secret_issuers.first().map(|i| &i.issuer))
         .cloned()
         .unwrap_or_default(); // default: unreachable, no issuers is refused above
-    let introspection = Introspection::new(
+    let mut introspection = Introspection::new(
         endpoint,
-        ClientAuth::SecretBasic {
-            client_id: i.client_id.clone(),
-            secret,
-        },
+        auth,
         issuer,
         audience,
         Arc::new(reach.https_client()),
         Arc::clone(clock),
     )
     .max_ttl(i.max_ttl_secs);
-    Ok(Some(Arc::new(introspection)))
+    if let Some(a) = assertion_audience {
+        introspection = introspection.assertion_audience(a);
+    }
+    Ok(Some(introspection))
 }
 
 impl OAuthBase {
@@ -284,5 +345,94 @@ impl OAuthBase {
     /// The RFC 9728 document and where it is served.
     pub(super) fn metadata(&self) -> (String, String) {
         (self.metadata.well_known_path(), self.metadata.to_json())
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+mod tests {
+    use super::*;
+
+    /// `[resource_proxy.oauth]` with introspection authenticated by `auth`.
+    fn section(auth: ProxyIntrospection) -> ProxyOAuth {
+        serde_json::from_value::<ProxyOAuth>(serde_json::json!({
+            "issuers": ["https://login.example"],
+        }))
+        .map(|mut o| {
+            o.introspection = Some(auth);
+            o
+        })
+        .unwrap()
+    }
+
+    fn client(
+        secret: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+        aud: Option<&str>,
+    ) -> ProxyIntrospection {
+        serde_json::from_value(serde_json::json!({
+            "endpoint": "https://login.example/introspect",
+            "client_id": "files-api",
+            "client_secret_file": secret,
+            "client_key_file": key,
+            "assertion_audience": aud,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_introspection_assertion_names_the_configured_audience() {
+        let dir = std::env::temp_dir().join(format!("aauth-proxy-oauth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("introspect.jwk");
+        let jwk = aauth_keys::PrivateKey::ed25519_from_seed(&[8; 32])
+            .to_private_jwk()
+            .to_json();
+        std::fs::write(&key, jwk).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let secret = dir.join("introspect.secret");
+        std::fs::write(&secret, "pw\n").unwrap();
+        let reach = crate::net::Reach::from_egress(&[], &[]).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(aauth_keys::time::SystemClock);
+        for (aud, expected) in [
+            (None, "https://login.example"),
+            (Some("issuer"), "https://login.example"),
+            (Some("endpoint"), "https://login.example/introspect"),
+            (
+                Some("https://login.example/token"),
+                "https://login.example/token",
+            ),
+        ] {
+            let o = section(client(None, Some(&key), aud));
+            check_introspection(&o);
+            let i = introspector(&o, "https://api.example", &reach, &clock)
+                .unwrap()
+                .unwrap();
+            assert_eq!(i.assertion_aud(), expected, "{aud:?}");
+        }
+        // A secret still authenticates by client_secret_basic, and takes no audience.
+        let o = section(client(Some(&secret), None, None));
+        check_introspection(&o);
+        for bad in [
+            client(Some(&secret), None, Some("issuer")),
+            client(Some(&secret), Some(&key), None),
+            client(None, None, None),
+            client(None, Some(&key), Some("")),
+        ] {
+            assert!(introspection_client(&bad).is_err(), "{bad:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn check_introspection(o: &ProxyOAuth) {
+        introspection_client(o.introspection.as_ref().unwrap()).unwrap();
     }
 }

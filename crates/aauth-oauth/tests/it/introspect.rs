@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_metadata::{HttpsUrl, Transport, TransportError};
-use aauth_oauth::{ClientAuth, Introspection, OAuthError, VerifyAccessToken};
+use aauth_oauth::{AssertionAudience, ClientAuth, Introspection, OAuthError, VerifyAccessToken};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -20,6 +20,8 @@ type Answerer = Box<dyn Fn(&str) -> (u16, Value) + Send>;
 struct Endpoint {
     answer: Mutex<Answerer>,
     calls: AtomicUsize,
+    /// The `client_assertion` of each request that authenticated with one.
+    assertions: Mutex<Vec<String>>,
 }
 
 impl Endpoint {
@@ -27,6 +29,7 @@ impl Endpoint {
         Arc::new(Self {
             answer: Mutex::new(Box::new(f)),
             calls: AtomicUsize::new(0),
+            assertions: Mutex::new(Vec::new()),
         })
     }
 
@@ -42,13 +45,16 @@ impl Transport for Endpoint {
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, TransportError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            req.headers()["authorization"]
-                .to_str()
-                .unwrap()
-                .starts_with("Basic ")
-        );
         let form: Vec<(String, String)> = form_urlencoded::parse(req.body()).into_owned().collect();
+        match form.iter().find(|(k, _)| k == "client_assertion") {
+            Some((_, a)) => self.assertions.lock().unwrap().push(a.clone()),
+            None => assert!(
+                req.headers()["authorization"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Basic ")
+            ),
+        }
         let token = form.iter().find(|(k, _)| k == "token").unwrap().1.clone();
         assert!(form.contains(&("token_type_hint".into(), "access_token".into())));
         let (status, body) = (self.answer.lock().unwrap())(&token);
@@ -208,4 +214,61 @@ async fn a_bound_token_is_not_a_bearer_token() {
         Err(OAuthError::Binding { .. })
     ));
     assert!(i.verify_token("t").await.unwrap().jkt().is_some());
+}
+
+/// The claims of a client assertion.
+fn assertion_claims(assertion: &str) -> Value {
+    let payload = assertion.split('.').nth(1).unwrap();
+    serde_json::from_slice(&aauth_keys::base64url::decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_private_key_jwt_assertion_names_the_audience_chosen() {
+    const ENDPOINT: &str = "https://as.example/introspect";
+    let key = Arc::new(aauth_keys::PrivateKey::ed25519_from_seed(&[5; 32]));
+    let clock = Arc::new(FixedClock::new(UnixTime(NOW)));
+    let cases = [
+        (None, ISSUER),
+        (Some(AssertionAudience::Issuer), ISSUER),
+        (Some(AssertionAudience::Endpoint), ENDPOINT),
+        (
+            Some(AssertionAudience::Value(
+                "https://as.example/token".to_owned(),
+            )),
+            "https://as.example/token",
+        ),
+    ];
+    for (choice, aud) in cases {
+        let ep = Endpoint::new(|_| (200, active(NOW + 300)));
+        let mut i = Introspection::new(
+            HttpsUrl::parse(ENDPOINT).unwrap(),
+            ClientAuth::PrivateKeyJwt {
+                client_id: "resource".to_owned(),
+                key: key.clone(),
+                kid: "k1".to_owned(),
+            },
+            ISSUER,
+            AUDIENCE,
+            Arc::clone(&ep) as Arc<dyn Transport>,
+            clock.clone(),
+        );
+        if let Some(choice) = choice.clone() {
+            i = i.assertion_audience(choice);
+        }
+        assert_eq!(i.assertion_aud(), aud);
+        i.introspect("opaque-1").await.unwrap();
+        let sent = ep.assertions.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{choice:?}");
+        let c = assertion_claims(&sent[0]);
+        assert_eq!(c["aud"], aud, "{choice:?}");
+        // The rest of the claim set is RFC 7523 §3's, whatever the audience.
+        assert_eq!(
+            (c["iss"].as_str(), c["sub"].as_str()),
+            (Some("resource"), Some("resource"))
+        );
+        assert_eq!(c["exp"].as_u64().unwrap(), NOW + 60);
+        assert_eq!(c["iat"].as_u64().unwrap(), NOW);
+        assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()));
+        assert_eq!(c.as_object().unwrap().len(), 6);
+    }
 }
