@@ -119,7 +119,7 @@ impl AccessServer {
     }
 
     /// Forgets waiting request `id`, answering `then` (or the store's failure).
-    async fn end_waiting(&self, id: &str, then: AsError) -> Answer {
+    pub(super) async fn end_waiting(&self, id: &str, then: AsError) -> Answer {
         self.store.remove_waiting(id).await?;
         Err(Refusal::Error(then))
     }
@@ -140,7 +140,7 @@ impl AccessServer {
             Some(r) if r.ps == *ps => r,
             Some(r) => {
                 // Not this caller's (checked before; a race with nothing): put it back.
-                self.store.put_waiting(r, now).await?;
+                self.put_back(r, now).await?;
                 return Err(Refusal::NotFound);
             }
             None => return Err(Refusal::NotFound),
@@ -154,7 +154,7 @@ impl AccessServer {
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
             Err(AsError::Internal(why)) => {
-                self.store.put_waiting(taken, now).await?;
+                self.put_back(taken, now).await?;
                 Err(Refusal::Error(AsError::Internal(why)))
             }
             Err(e) => Err(Refusal::Error(e)),

@@ -23,7 +23,6 @@ use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
 
-use super::waiting::{Step, Waiting};
 use super::{AccessServer, Answer, Refusal};
 use crate::AsError;
 use crate::store::AsStore;
@@ -145,7 +144,9 @@ impl AccessServer {
     }
 
     /// AS-42: a pending request started for resource token `jti` of `resource` ends (its
-    /// next poll is answered `revoked_resource_token`).
+    /// next poll is answered `revoked_resource_token`). Each is marked over the record as
+    /// read ([`AccessServer::end_revoked`]); one taken to be decided meanwhile is marked
+    /// by its taker when it puts it back ([`AccessServer::put_back`]).
     async fn end_waiting_on(
         &self,
         resource: &ServerId,
@@ -153,10 +154,7 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<(), AsError> {
         for record in self.store.waiting_with(resource.as_str(), jti).await? {
-            let id = record.id.clone();
-            let mut w = Waiting::from_record(record)?;
-            w.step = Step::Revoked;
-            self.put_waiting(id, w, now).await?;
+            self.end_revoked(record, now).await?;
         }
         Ok(())
     }

@@ -17,6 +17,10 @@ use crate::store::{Awaiting, WaitingRecord};
 /// How long a waiting request is kept for its next step, in seconds.
 const WAITING_LIFETIME: u64 = 600;
 
+/// How many times a revocation reads a waiting request again when another step was
+/// written over it between its read and its mark.
+const MARK_ATTEMPTS: usize = 8;
+
 /// What a waiting request waits for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) enum Step {
@@ -215,8 +219,11 @@ impl AccessServer {
                     given: asked.given,
                 };
                 if reuse.is_some() {
-                    // Taken to be decided again: put back for its next step.
-                    self.put_waiting(id, waiting, now).await?;
+                    // Taken to be decided again: put back for its next step, unless its
+                    // resource token was revoked meanwhile.
+                    if self.put_back(waiting.into_record(id.clone())?, now).await? {
+                        return self.end_waiting(&id, AsError::RevokedResourceToken).await;
+                    }
                 } else {
                     self.create_waiting(id, waiting, now).await?;
                 }
@@ -245,14 +252,61 @@ impl AccessServer {
         }
     }
 
-    /// Stores waiting request `id` again (its next step, or as it was).
-    pub(super) async fn put_waiting(
+    /// Puts back a waiting request this caller took from the store (its next step, or as
+    /// it was), then ends it if its resource token was revoked meanwhile (AS-42). While
+    /// it was taken, a revocation found nothing to mark, and nothing else writes a taken
+    /// request; the revocation is recorded before it looks for requests, and this looks
+    /// for the revocation after writing: one of the two always sees the other, so the
+    /// mark is never lost, and a revocation's mark is never written over. `true` when it
+    /// ended so.
+    pub(super) async fn put_back(
         &self,
-        id: String,
-        w: Waiting,
+        record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<bool, AsError> {
+        let (iss, jti) = record.resource_token.clone();
+        self.store.put_waiting(record.clone(), now).await?;
+        if !self.store.is_revoked(&iss, &jti, now).await? {
+            return Ok(false);
+        }
+        self.end_revoked(record, now).await?;
+        Ok(true)
+    }
+
+    /// AS-42: marks waiting request `record` (as read) ended, its resource token revoked,
+    /// over that record only (one conditional write): a request taken and decided
+    /// meanwhile is never brought back, and one given another step meanwhile (an
+    /// approval, the person's yes) is read again and marked over that.
+    pub(super) async fn end_revoked(
+        &self,
+        mut record: WaitingRecord,
         now: UnixTime,
     ) -> Result<(), AsError> {
-        Ok(self.store.put_waiting(w.into_record(id)?, now).await?)
+        for _ in 0..MARK_ATTEMPTS {
+            let (id, read) = (record.id.clone(), record.data.clone());
+            let mut w = Waiting::from_record(record)?;
+            if matches!(w.step, Step::Revoked) {
+                return Ok(());
+            }
+            w.step = Step::Revoked;
+            if self
+                .store
+                .replace_waiting(w.into_record(id.clone())?, &read, now)
+                .await?
+            {
+                return Ok(());
+            }
+            match self.store.waiting(&id, now).await? {
+                Some(again) => record = again,
+                // Taken (its taker marks it when it puts it back), decided, or expired.
+                None => return Ok(()),
+            }
+        }
+        Err(aauth_metadata::serve::InternalError::produce(
+            "the revocation mark of a waiting request",
+            format!("it changed under each of {MARK_ATTEMPTS} attempts"),
+        )
+        .into())
     }
 
     /// What the Person Server is told while a request waits for `step`.

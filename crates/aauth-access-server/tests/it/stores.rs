@@ -521,3 +521,95 @@ async fn a_restarted_access_server_carries_on_from_its_sqlite_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Asks for an approval; decided again with it, first lets another instance of the
+/// server (over the same store) take the resource token's revocation, then asks a
+/// question: the request goes back to the store for that step after the revocation
+/// came, while it was taken (between the decision's read and its write).
+struct RevokedWhileDeciding {
+    other: Arc<World>,
+    rt: std::sync::Mutex<String>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl AccessPolicy for RevokedWhileDeciding {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if !r.approved {
+            return AccessDecision::RequireApproval;
+        }
+        if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let rt = self.rt.lock().unwrap().clone();
+            let other = Arc::clone(&self.other);
+            let status = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(async move { other.revoke_resource_token(&rt).await })
+            });
+            assert_eq!(status, StatusCode::OK);
+        }
+        AccessDecision::RequireClarification {
+            question: "What for?".to_owned(),
+            options: Vec::new(),
+        }
+    }
+}
+
+/// AS-42 against a decision in flight: the resource token is revoked while the request
+/// is taken to be decided again, and the request ends revoked, with no token issued,
+/// rather than going on to its next step.
+async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStore>) {
+    let mut other = world();
+    other.server = other.server.store(Arc::clone(&store));
+    let policy = Arc::new(RevokedWhileDeciding {
+        other: Arc::new(other),
+        rt: std::sync::Mutex::default(),
+        fired: std::sync::atomic::AtomicBool::new(false),
+    });
+    let mut w = world();
+    w.server = w.server.store(store).policy(policy.clone());
+    let t = w.tokens(600);
+    let rt = w.resource_token(&t, |b| b);
+    policy.rt.lock().unwrap().clone_from(&rt);
+    let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let pending = location
+        .trim_start_matches(aauth_access_server::PENDING_PATH)
+        .to_owned();
+    assert!(w.server.decide_approval(&pending, true, NOW).await.unwrap());
+
+    // The poll takes the request; the revocation comes while the policy decides.
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert!(policy.fired.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_resource_token")),
+        "{json}"
+    );
+    let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_while_deciding_ends_the_request_in_memory() {
+    a_revocation_while_the_request_is_decided_ends_it(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_while_deciding_ends_the_request_in_sqlite() {
+    a_revocation_while_the_request_is_decided_ends_it(Arc::new(SqliteStore::in_memory().unwrap()))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_while_deciding_ends_the_request_in_postgres() {
+    let Some(db) = PgSchema::new("a_revocation_while_deciding_ends_the_request") else {
+        return;
+    };
+    let store = PgStore::connect(&db.options).await.unwrap();
+    a_revocation_while_the_request_is_decided_ends_it(Arc::new(store)).await;
+    db.drop_schema().await;
+}
