@@ -529,11 +529,14 @@ impl PersonServer {
     }
 
     /// The mission named by a token request, checked by the policy engine; the decision
-    /// is logged. `Ok(None)` without a mission.
+    /// is logged. `Ok(None)` without a mission. A request in call chaining
+    /// ([`Asker::Chained`]) is held to the upstream token's mission as a request of the
+    /// mission's own agent is (draft -11 §Call Chaining: the PS evaluates the downstream
+    /// request against the mission context).
     pub(super) async fn mission_check(
         &self,
         s256: Option<&str>,
-        owner: (&ServerId, &aauth_tokens::AgentId),
+        asker: Asker<'_>,
         event: &str,
         check: Check<'_>,
         grant: bool,
@@ -542,15 +545,21 @@ impl PersonServer {
         let Some(s256) = s256 else {
             return Ok(None);
         };
-        let m = self
-            .store
-            .mission(s256)
-            .await?
-            .filter(|m| m.agent == (owner.0.clone(), owner.1.clone()))
-            // At a token endpoint an unknown mission is a bad parameter (draft -11 §7.1).
-            .ok_or_else(|| {
-                PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())
-            })?;
+        let found = self.store.mission(s256).await?;
+        let m = match asker {
+            Asker::Owner(provider, agent) => found
+                .filter(|m| m.agent.0 == *provider && m.agent.1 == *agent)
+                // At a token endpoint an unknown mission is a bad parameter (draft -11 §7.1).
+                .ok_or_else(|| {
+                    PsError::InvalidRequest(
+                        "mission_s256 names no mission of this agent".to_owned(),
+                    )
+                })?,
+            // The upstream token's mission, whichever agent it is of.
+            Asker::Chained => found.ok_or_else(|| {
+                PsError::InvalidUpstreamToken("its mission is not on record".to_owned())
+            })?,
+        };
         let m = self.expire(m, now).await?;
         if let Some(reason) = m.terminated {
             return Err(PsError::MissionTerminated(reason.as_str()));
@@ -604,6 +613,17 @@ impl PersonServer {
             None => Ok(m),
         }
     }
+}
+
+/// Who asks for a token under a mission.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Asker<'a> {
+    /// The mission's own agent (provider, identifier): another agent's mission is not
+    /// found.
+    Owner(&'a ServerId, &'a aauth_tokens::AgentId),
+    /// An intermediary in call chaining: the mission is its upstream token's, whichever
+    /// agent it is of; one not on record makes the upstream token invalid.
+    Chained,
 }
 
 /// The audit event of a change to mission `m`: its account, its agent, what happened.

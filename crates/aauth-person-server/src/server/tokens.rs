@@ -17,6 +17,7 @@ use crate::store::{AuthTokenRecord, Issuance, PersonTokenRecord, TokenRecord};
 use super::defer::Deferral;
 use super::defer::Hints;
 use super::federation::Federated;
+use super::missions::Asker;
 use super::verify::{Acting, AgentRequest};
 use super::{Outcome, PersonServer};
 
@@ -172,27 +173,28 @@ impl PersonServer {
             Some(u) => u.mission_s256.clone(),
             None => b.mission_s256.clone(),
         };
-        let mission = match &upstream {
-            Some(u) => self.mission_active(u.mission_s256.as_deref(), now).await?,
-            None => {
-                self.mission_check(
-                    b.mission_s256.as_deref(),
-                    (&r.agent.claims.iss, &r.agent.claims.sub),
-                    "person_token",
-                    Check {
-                        now: now.as_secs(),
-                        resource,
-                        scope: None,
-                        subagent: b.subagent_token.is_some(),
-                        offer: None,
-                        consumed: &[],
-                    },
-                    false,
-                    now,
-                )
-                .await?
-            }
+        // Direct or chained, the request is held to the mission's limits.
+        let asker = match &upstream {
+            Some(_) => Asker::Chained,
+            None => Asker::Owner(&r.agent.claims.iss, &r.agent.claims.sub),
         };
+        let mission = self
+            .mission_check(
+                mission_s256.as_deref(),
+                asker,
+                "person_token",
+                Check {
+                    now: now.as_secs(),
+                    resource,
+                    scope: None,
+                    subagent: b.subagent_token.is_some(),
+                    offer: None,
+                    consumed: &[],
+                },
+                false,
+                now,
+            )
+            .await?;
         if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
             acting.exp = acting.exp.min(e);
         }
@@ -247,12 +249,16 @@ impl PersonServer {
             }
             None => None,
         };
-        let mission = if upstream.is_some() {
-            self.mission_active(rt.mission_s256.as_deref(), now).await?
-        } else {
-            self.mission_check(
+        // Direct or chained, the request is held to the mission's limits (its budget is
+        // spent when the token is made, in `mint_auth`).
+        let asker = match &upstream {
+            Some(_) => Asker::Chained,
+            None => Asker::Owner(&r.agent.claims.iss, &r.agent.claims.sub),
+        };
+        let mission = self
+            .mission_check(
                 rt.mission_s256.as_deref(),
-                (&r.agent.claims.iss, &r.agent.claims.sub),
+                asker,
                 "auth_token",
                 Check {
                     now: now.as_secs(),
@@ -265,8 +271,7 @@ impl PersonServer {
                 true,
                 now,
             )
-            .await?
-        };
+            .await?;
         if let Some(e) = mission.as_ref().and_then(Mission::expires_at) {
             acting.exp = acting.exp.min(e);
         }
@@ -607,6 +612,7 @@ impl PersonServer {
             sub,
             mission_s256,
             tenant,
+            upstream_jti,
             ..
         } = &p.request
         else {
@@ -649,9 +655,15 @@ impl PersonServer {
                 "the presented token is another person's".to_owned(),
             ));
         }
+        // A chained request stays under its upstream token's mission.
+        let asker = if upstream_jti.is_some() {
+            Asker::Chained
+        } else {
+            Asker::Owner(&p.agent.0, &p.agent.1)
+        };
         self.mission_check(
             rt.mission_s256.as_deref(),
-            (&p.agent.0, &p.agent.1),
+            asker,
             "updated_request",
             Check {
                 now: now.as_secs(),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
-use aauth_person_server::{AUTH_TOKEN_PATH, PERSON_TOKEN_PATH};
+use aauth_person_server::{
+    AUTH_TOKEN_PATH, Constraints, MISSION_PATH, PERSON_TOKEN_PATH, Proposal,
+};
 use aauth_tokens::{AgentId, AgentTokenBuilder, AuthClaims, PersonClaims, ResourceTokenBuilder};
 use http::StatusCode;
 
@@ -510,4 +512,117 @@ async fn call_chains_never_return_to_a_resource_they_passed_and_stay_shallow() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     refused(&json, "deeper than 1");
     assert_eq!(w.state(), before);
+}
+
+/// A chained request is held to its upstream token's mission as a request of the
+/// mission's own agent is: its resources, its tools and its grant budget (draft -11
+/// §Call Chaining: the PS evaluates the downstream request against the mission context).
+#[tokio::test]
+async fn a_chained_request_is_held_to_the_missions_limits() {
+    let mut w = world();
+    w.ps =
+        w.ps.mission_terms(std::sync::Arc::new(|p: &Proposal, now: u64| {
+            let mut c = Constraints::default();
+            c.valid_until = Some(now + 3600);
+            c.resources = Some(p.resources.clone());
+            c.tools = Some(vec!["read".to_owned()]);
+            c.max_grants = Some(2);
+            c
+        }));
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (s, approval) = w
+        .post_path(
+            MISSION_PATH,
+            serde_json::json!({
+                "description": "Plan the offsite.",
+                "resources": ["https://resource.example", "https://other.example"],
+            }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{approval}");
+    let digest = approval["s256"].as_str().unwrap().to_owned();
+    // The upstream: alice's auth token at resource.example under the mission (grant 1).
+    let person = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap();
+    let pc: PersonClaims = w.read(person, "https://resource.example");
+    let rt = w.resource_token(&pc.jti, &pc.sub, |b| b.mission_s256(digest.clone()));
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            serde_json::json!({"resource_token": rt, "presented_token": person}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let up = json["auth_token"].as_str().unwrap().to_owned();
+    let (ikey, itoken) = intermediary(&w, NOW);
+    let refused = |s: StatusCode, json: &serde_json::Value, code: &str| {
+        assert_eq!(
+            (s, json["error"].as_str(), json["violation"].as_str()),
+            (StatusCode::FORBIDDEN, Some("denied"), Some(code)),
+            "{json}"
+        );
+    };
+
+    // A resource outside the mission: refused as the mission's own agent would be.
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://third.example", "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    refused(s, &json, "resource_not_approved");
+
+    // A resource within it: issued under the mission.
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": "https://other.example", "upstream_token": up}),
+            &ikey,
+            &itoken,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let down = json["person_token"].as_str().unwrap().to_owned();
+    let dc: PersonClaims = w.read(&down, "https://other.example");
+    assert_eq!(dc.mission_s256.as_deref(), Some(digest.as_str()));
+    let ask = |scope: &str| {
+        let rt = ResourceTokenBuilder::new(
+            id("https://other.example"),
+            id("https://ps.example"),
+            id("https://ps.example"),
+            dc.sub.clone(),
+            dc.jti.clone(),
+            ikey.public_key(),
+            scope,
+        )
+        .mission_s256(digest.clone())
+        .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+        .unwrap()
+        .token;
+        serde_json::json!({"resource_token": rt, "presented_token": down, "upstream_token": up})
+    };
+    // A tool outside the mission.
+    let (s, json) = w
+        .post_as(AUTH_TOKEN_PATH, &ask("read write"), &ikey, &itoken)
+        .await;
+    refused(s, &json, "tool_not_approved");
+    // Within it: issued, and counted against the mission's grants (grant 2)...
+    let (s, json) = w
+        .post_as(AUTH_TOKEN_PATH, &ask("read"), &ikey, &itoken)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
+    assert_eq!(m.grants, 2, "the chained grant is counted");
+    // ...so that the budget is spent for the chain as for the agent.
+    let (s, json) = w
+        .post_as(AUTH_TOKEN_PATH, &ask("read"), &ikey, &itoken)
+        .await;
+    refused(s, &json, "budget_exhausted");
+    assert_eq!(
+        w.ps.store().mission(&digest).await.unwrap().unwrap().grants,
+        2
+    );
 }
