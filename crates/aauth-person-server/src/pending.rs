@@ -216,6 +216,9 @@ pub struct Pending {
     pub code: String,
     /// The agent (provider, identifier).
     pub agent: (ServerId, AgentId),
+    /// The sub-agent the token is for, when `agent` asked on its behalf (its
+    /// `subagent_token`; the same provider): the token is recorded as issued to it.
+    pub subagent: Option<AgentId>,
     /// The key that signed the request (its JWK): polls must be signed by it, and the
     /// token will bind it.
     pub key: Jwk,
@@ -304,6 +307,13 @@ impl Pending {
         )
     }
 
+    /// The agent the token is issued to: the sub-agent the request was made for, else
+    /// the agent that made it.
+    #[must_use]
+    pub fn issued_to(&self) -> &AgentId {
+        self.subagent.as_ref().unwrap_or(&self.agent.1)
+    }
+
     /// The question waiting for the agent's answer, if any.
     #[must_use]
     pub fn open_question(&self) -> Option<&str> {
@@ -334,6 +344,7 @@ impl Pending {
             id,
             code,
             agent,
+            subagent: None,
             key,
             jkt,
             agent_exp,

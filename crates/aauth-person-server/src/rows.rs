@@ -36,6 +36,8 @@ pub(crate) struct PendingRow {
     code: String,
     provider: String,
     agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subagent: Option<String>,
     key: Jwk,
     jkt: String,
     agent_exp: u64,
@@ -72,6 +74,21 @@ pub(crate) struct FourPartyRow {
     access_server_pending: Option<String>,
     #[serde(default, rename = "as_question")]
     access_server_question: Option<(String, Option<String>)>,
+}
+
+impl FourPartyRow {
+    fn into_four_party(self) -> Result<Box<crate::pending::FourParty>, StoreError> {
+        Ok(Box::new(crate::pending::FourParty {
+            access_server: server(&self.access_server)?,
+            resource_token: self.resource_token,
+            agent_token: self.agent_token,
+            presented_token: self.presented_token,
+            subagent_token: self.subagent_token,
+            upstream_token: self.upstream_token,
+            access_server_pending: self.access_server_pending,
+            access_server_question: self.access_server_question,
+        }))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -194,6 +211,7 @@ impl PendingRow {
             code: p.code.clone(),
             provider: p.agent.0.as_str().to_owned(),
             agent: p.agent.1.as_str().to_owned(),
+            subagent: p.subagent.as_ref().map(|a| a.as_str().to_owned()),
             key: p.key.clone(),
             jkt: p.jkt.clone(),
             agent_exp: p.agent_exp,
@@ -304,6 +322,12 @@ impl PendingRow {
                 server(&self.provider)?,
                 AgentId::parse(&self.agent).map_err(unreadable("agent identifier"))?,
             ),
+            subagent: self
+                .subagent
+                .as_deref()
+                .map(AgentId::parse)
+                .transpose()
+                .map_err(unreadable("sub-agent identifier"))?,
             key: self.key,
             jkt: self.jkt,
             agent_exp: self.agent_exp,
@@ -355,20 +379,7 @@ impl PendingRow {
                     presented_exp,
                     budget,
                     budget_consumed,
-                    four_party: four_party
-                        .map(|f| {
-                            Ok::<_, StoreError>(Box::new(crate::pending::FourParty {
-                                access_server: server(&f.access_server)?,
-                                resource_token: f.resource_token,
-                                agent_token: f.agent_token,
-                                presented_token: f.presented_token,
-                                subagent_token: f.subagent_token,
-                                upstream_token: f.upstream_token,
-                                access_server_pending: f.access_server_pending,
-                                access_server_question: f.access_server_question,
-                            }))
-                        })
-                        .transpose()?,
+                    four_party: four_party.map(|f| f.into_four_party()).transpose()?,
                 },
                 RequestRow::Mission { proposal } => PendingRequest::Mission { proposal },
                 RequestRow::Completion { s256, summary } => {

@@ -192,6 +192,8 @@ impl PersonServer {
             })?,
             // Polls come from the signer; the token will bind the acting party's key.
             agent: (r.agent.claims.iss.clone(), r.agent.claims.sub.clone()),
+            // A parent asking for its sub-agent: the token is the sub-agent's.
+            subagent: (acting.agent.1 != r.agent.claims.sub).then(|| acting.agent.1.clone()),
             key: acting.key.to_jwk(),
             jkt: r.key.thumbprint().as_str().to_owned(),
             agent_exp: acting.exp,

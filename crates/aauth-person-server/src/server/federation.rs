@@ -568,7 +568,7 @@ impl PersonServer {
             .mint_auth(
                 &p.request,
                 super::tokens::Holder::of(&account),
-                &p.agent.1,
+                p.issued_to(),
                 &key,
                 p.agent_exp,
                 now,

@@ -437,7 +437,7 @@ impl PersonServer {
     ) -> Result<serde_json::Value, PsError> {
         let key = PublicKey::from_jwk(&p.key)
             .map_err(|e| aauth_metadata::serve::InternalError::unreadable("stored agent key", e))?;
-        let agent = (&p.agent.0, &p.agent.1);
+        let agent = (&p.agent.0, p.issued_to());
         match &p.request {
             PendingRequest::PersonToken {
                 resource,
@@ -492,7 +492,7 @@ impl PersonServer {
                 self.mint_auth(
                     other,
                     super::tokens::Holder::of(account),
-                    &p.agent.1,
+                    p.issued_to(),
                     &key,
                     p.agent_exp,
                     now,

@@ -897,3 +897,58 @@ async fn a_parent_asks_for_its_sub_agent_and_the_tokens_bind_the_sub_agents_key(
         );
     }
 }
+
+/// A sub-agent's person token that waited for the person is recorded as the sub-agent's,
+/// as one issued at once is (the parent only asked for it).
+#[tokio::test]
+async fn a_deferred_sub_agent_token_is_recorded_as_the_sub_agents() {
+    let w = consent::consenting_world(Some(Arc::new(AlwaysAsk))).await;
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let sub_key = PrivateKey::ed25519_from_seed(&[31; 32]);
+    let sub_agent = AgentId::parse("aauth:assistant+search@agent.example").unwrap();
+    let sub_token = AgentTokenBuilder::new(
+        id("https://agent.example"),
+        sub_agent.clone(),
+        sub_key.public_key(),
+    )
+    .parent_agent(AgentId::parse("aauth:assistant@agent.example").unwrap())
+    .lifetime(Duration::from_secs(600))
+    .sign(&w.provider, "key-1", NOW.minus(20), &mut OsRandom)
+    .unwrap()
+    .token;
+    let (s, headers, json) = w
+        .post_full(
+            PERSON_TOKEN_PATH,
+            serde_json::json!({"resource": "https://resource.example", "subagent_token": sub_token, "capabilities": ["interaction"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = request::header(&headers, "location");
+    consent::approve(
+        &w,
+        &consent::code_of(&headers),
+        "alice",
+        "correct horse battery",
+    )
+    .await;
+    // The parent polls (it signed the request); the token binds the sub-agent's key.
+    let (s, _, json) =
+        consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let pc: PersonClaims = w.read(
+        json["person_token"].as_str().unwrap(),
+        "https://resource.example",
+    );
+    assert_eq!(pc.cnf.jwk.x, sub_key.public_key().to_jwk().x);
+    let record =
+        w.ps.store()
+            .person_token(&pc.jti, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        record.agent,
+        (id("https://agent.example"), sub_agent),
+        "recorded as issued to the sub-agent"
+    );
+}

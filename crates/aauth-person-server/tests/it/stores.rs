@@ -299,6 +299,7 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     p.chat = vec![answered, ChatTurn::new("and then?")];
     p.revision = 2;
     p.justification = Some("narrower".to_owned());
+    p.subagent = Some(AgentId::parse("aauth:assistant+search@agent.example").unwrap());
     assert!(store.create_pending(p.clone(), 16, NOW).await.unwrap());
     assert_eq!(store.pending("p1").await.unwrap(), Some(p.clone()));
     assert_eq!(
