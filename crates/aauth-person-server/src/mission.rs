@@ -171,7 +171,8 @@ pub struct Mission {
     pub constraints: Constraints,
     /// `None` while active; the reason once terminated (never active again).
     pub terminated: Option<TerminationReason>,
-    /// Auth tokens obtained (the grant ledger).
+    /// Auth tokens issued under it (the grant ledger): counted when issued, never for a
+    /// request that was denied or ended unanswered.
     pub grants: u32,
     /// Budget grants (the spending ledger), oldest first.
     pub ledger: Vec<Allocation>,
@@ -475,7 +476,7 @@ impl Mission {
         {
             return Err(violation::TOOL_NOT_APPROVED);
         }
-        if c.scope.is_some() && k.max_grants.is_some_and(|m| self.grants >= m) {
+        if c.scope.is_some() && self.grants_spent() {
             return Err(violation::BUDGET_EXHAUSTED);
         }
         if c.subagent && !k.allow_subagents {
@@ -485,6 +486,14 @@ impl Mission {
             self.allocate(c.offer, c.consumed, c.resource)?;
         }
         Ok(())
+    }
+
+    /// Whether the grant budget (`max_grants`) is spent: no more auth tokens under it.
+    #[must_use]
+    pub fn grants_spent(&self) -> bool {
+        self.constraints
+            .max_grants
+            .is_some_and(|m| self.grants >= m)
     }
 
     /// The names of the blob's `approved_tools`: what the agent may do without asking at

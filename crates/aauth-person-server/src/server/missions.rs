@@ -539,7 +539,6 @@ impl PersonServer {
         asker: Asker<'_>,
         event: &str,
         check: Check<'_>,
-        grant: bool,
         now: UnixTime,
     ) -> Result<Option<Mission>, PsError> {
         let Some(s256) = s256 else {
@@ -564,8 +563,10 @@ impl PersonServer {
         if let Some(reason) = m.terminated {
             return Err(PsError::MissionTerminated(reason.as_str()));
         }
-        // The verdict, its log entry and the grant it counts: one change, made again on
-        // the mission as it is now if another request changed it first.
+        // The verdict and its log entry: one change, made again on the mission as it is
+        // now if another request changed it first. A grant is counted when its token is
+        // issued (`record_grant`), not when it is asked for: one denied, or never
+        // answered, spends nothing.
         let (m, verdict) = self
             .commit_mission(m, |m| {
                 let verdict = m.check(&check);
@@ -576,9 +577,6 @@ impl PersonServer {
                     if verdict.is_ok() { "permit" } else { "deny" },
                     verdict.err().map(str::to_owned),
                 );
-                if verdict.is_ok() && grant {
-                    m.grants += 1;
-                }
                 Ok(verdict)
             })
             .await?;

@@ -191,7 +191,6 @@ impl PersonServer {
                     offer: None,
                     consumed: &[],
                 },
-                false,
                 now,
             )
             .await?;
@@ -268,7 +267,6 @@ impl PersonServer {
                     offer: rt.budget.as_ref(),
                     consumed: rt.budget_consumed.as_deref().unwrap_or_default(), // default: no consumption reported
                 },
-                true,
                 now,
             )
             .await?;
@@ -673,7 +671,6 @@ impl PersonServer {
                 offer: rt.budget.as_ref(),
                 consumed: rt.budget_consumed.as_deref().unwrap_or_default(), // default: no consumption reported
             },
-            false,
             now,
         )
         .await?;
@@ -715,6 +712,12 @@ impl PersonServer {
                 "mission_s256 names no mission of this person".to_owned(),
             ));
         }
+        // Nothing made (nor asked of an Access Server) past the grant budget.
+        if m.grants_spent() {
+            return Err(PsError::Violation(
+                crate::mission::violation::BUDGET_EXHAUSTED,
+            ));
+        }
         // The reports counted, not yet recorded (`record_grant` records them).
         let granted = m
             .allocate(spend.offer, spend.consumed, spend.resource)
@@ -723,8 +726,9 @@ impl PersonServer {
     }
 
     /// Writes token `jti`'s grant into the ledger as it is now (made again if another
-    /// request changed it since it was read): a grant that no longer fits (spent
-    /// meanwhile) is refused, and the token made for it is never delivered.
+    /// request changed it since it was read), and counts it against the mission's grant
+    /// budget: a grant that no longer fits (spent meanwhile) is refused, and the token
+    /// made for it is never delivered.
     async fn record_grant(
         &self,
         m: Mission,
@@ -735,6 +739,12 @@ impl PersonServer {
     ) -> Result<(), PsError> {
         let resource = spend.resource;
         self.commit_mission(m, |m| {
+            if m.grants_spent() {
+                return Err(PsError::Violation(
+                    crate::mission::violation::BUDGET_EXHAUSTED,
+                ));
+            }
+            m.grants = m.grants.saturating_add(1);
             m.record_consumption(spend.offer, spend.consumed, resource);
             if let Some(b) = granted {
                 let fits = m

@@ -893,3 +893,78 @@ async fn approving_for_the_mission_lets_the_same_access_through_until_it_ends() 
     );
     assert_eq!(poll().await.0, StatusCode::GONE, "the request is over");
 }
+
+/// A mission's grant budget counts the auth tokens issued under it: a request the person
+/// denies, or that ends unanswered, spends none; approved requests past the budget get
+/// no token, however many were waiting at once.
+#[tokio::test]
+async fn only_issued_tokens_count_against_the_grant_budget() {
+    use crate::consent::{Browser, code_of, consenting_world, decide, poll};
+    let mut w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    w.ps = w.ps.mission_terms(terms(Some(1), 3600));
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (digest, _, approval) = approve(&w).await;
+    let pt = approval["person_tokens"]["https://resource.example"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pc: PersonClaims = w.read(&pt, "https://resource.example");
+    let ask = || async {
+        let (s, headers, json) = w
+            .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": resource_token(&w, &pc, "read"), "presented_token": pt, "capabilities": ["interaction"]}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+        (
+            crate::consent::header_of(&headers, "location"),
+            code_of(&headers),
+        )
+    };
+    let grants = || async { w.ps.store().mission(&digest).await.unwrap().unwrap().grants };
+
+    // Denied by the person: nothing spent.
+    let (location, code) = ask().await;
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let consent = b
+        .go(
+            &w,
+            "GET",
+            &crate::consent::header_of(&page.headers, "location"),
+            &[],
+        )
+        .await;
+    decide(&mut b, &w, &code, &consent.hidden("csrf"), "deny").await;
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    assert_eq!(grants().await, 0, "a denied request spends no grant");
+
+    // Never answered: nothing spent.
+    let (location, _) = ask().await;
+    let late = NOW.plus(601);
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("expired"))
+    );
+    assert_eq!(grants().await, 0, "an expired request spends no grant");
+
+    // Two waiting at once, both approved: the first issued is the one grant.
+    let (first, first_code) = ask().await;
+    let (second, second_code) = ask().await;
+    crate::consent::approve(&w, &first_code, "alice", "correct horse battery").await;
+    crate::consent::approve(&w, &second_code, "alice", "correct horse battery").await;
+    let (s, _, json) = poll(&w, "GET", &first, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(grants().await, 1);
+    let (s, _, json) = poll(&w, "GET", &second, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["violation"].as_str()),
+        (StatusCode::FORBIDDEN, Some("budget_exhausted")),
+        "{json}"
+    );
+    assert_eq!(grants().await, 1);
+}
