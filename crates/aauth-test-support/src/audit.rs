@@ -6,7 +6,8 @@ use aauth_metadata::audit::{AuditAction, AuditEvent, AuditPage, AuditQuery};
 
 /// Records seven `approved` events at `now + 10…`, each with a scope and a request, then
 /// reads them two at a time, each page from the cursor of the one before: every event
-/// exactly once, newest first, scope and request kept, and no cursor after the last page.
+/// exactly once, newest first, scope and request kept, and no cursor after the last page;
+/// then the same oldest first, and the first of them in one read of one event.
 /// `record` appends an event to the store; `read` reads one page. The store must hold no
 /// other `approved` event at or after `now + 10`.
 ///
@@ -51,4 +52,24 @@ where
         }
     }
     assert_eq!(got, all);
+    // Oldest first: the same events the other way, the cursors leading to later ones;
+    // the first event in one step.
+    all.reverse();
+    let q = q.oldest_first();
+    let mut got = Vec::new();
+    let mut page_q = q.clone();
+    while let Some(next) = {
+        let page = read(page_q.clone()).await;
+        got.extend(page.events.iter().cloned());
+        page.next
+    } {
+        page_q = q.clone().before(next);
+    }
+    assert_eq!(got, all, "oldest first");
+    let first = read(q.limit(1)).await;
+    assert_eq!(
+        first.events.first(),
+        all.first(),
+        "the first event in one read"
+    );
 }

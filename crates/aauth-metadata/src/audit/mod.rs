@@ -209,8 +209,9 @@ impl AuditEvent {
     }
 }
 
-/// Which events to read: every filter given must match; newest first, at most `limit`,
-/// older than `before` (the cursor of the page before, [`AuditPage::next`]).
+/// Which events to read: every filter given must match; newest first (or, with
+/// `oldest_first`, oldest first), at most `limit`, past `before` (the cursor of the page
+/// before, [`AuditPage::next`]).
 ///
 /// ```
 /// use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery};
@@ -239,8 +240,12 @@ pub struct AuditQuery {
     pub until: Option<u64>,
     /// At most this many (capped at [`MAX_AUDIT_QUERY`]).
     pub limit: usize,
-    /// Only events recorded before the one this cursor names: the next page.
+    /// Only events past the one this cursor names in the query's order (recorded before
+    /// it, or after it with `oldest_first`): the next page.
     pub before: Option<AuditCursor>,
+    /// Oldest first instead of newest first: `limit(1)` reads an agent's first event in
+    /// one step, however many it has.
+    pub oldest_first: bool,
 }
 
 impl Default for AuditQuery {
@@ -254,6 +259,7 @@ impl Default for AuditQuery {
             until: None,
             limit: 100,
             before: None,
+            oldest_first: false,
         }
     }
 }
@@ -314,6 +320,34 @@ impl AuditQuery {
     pub fn before(mut self, cursor: AuditCursor) -> Self {
         self.before = Some(cursor);
         self
+    }
+
+    /// Oldest first (the next page's cursor then leads to later events).
+    ///
+    /// ```
+    /// use aauth_metadata::audit::{AuditAction, AuditEvent, AuditQuery, MemoryAuditLog};
+    /// let mut log = MemoryAuditLog::default();
+    /// for at in [10, 20, 30] {
+    ///     log.record(AuditEvent::new(at, AuditAction::Issued, "t").agent("aauth:a@agent.example"));
+    /// }
+    /// let q = AuditQuery::default().agent("aauth:a@agent.example").oldest_first().limit(1);
+    /// let first = log.query(&q);
+    /// assert_eq!(first.events[0].at, 10);
+    /// assert_eq!(log.query(&q.before(first.next.unwrap())).events[0].at, 20);
+    /// ```
+    #[must_use]
+    pub fn oldest_first(mut self) -> Self {
+        self.oldest_first = true;
+        self
+    }
+
+    /// Whether the event a store numbered `seq` is past the query's cursor, in its order.
+    fn past_cursor(&self, seq: u64) -> bool {
+        match (self.before, self.oldest_first) {
+            (None, _) => true,
+            (Some(c), false) => seq < c.seq(),
+            (Some(c), true) => seq > c.seq(),
+        }
     }
 
     /// The limit a store applies: `limit`, capped at [`MAX_AUDIT_QUERY`].
@@ -398,15 +432,16 @@ impl MemoryAuditLog {
         self.next_seq += 1;
     }
 
-    /// The page of events `q` selects, newest first.
+    /// The page of events `q` selects, newest first (oldest first when it asks).
     #[must_use]
     pub fn query(&self, q: &AuditQuery) -> AuditPage {
-        let before = q.before.map_or(u64::MAX, AuditCursor::seq);
-        let rows = self
-            .events
-            .iter()
-            .rev()
-            .filter(|(seq, e)| *seq < before && q.matches(e))
+        let in_order: Box<dyn Iterator<Item = &(u64, AuditEvent)>> = if q.oldest_first {
+            Box::new(self.events.iter())
+        } else {
+            Box::new(self.events.iter().rev())
+        };
+        let rows = in_order
+            .filter(|(seq, e)| q.past_cursor(*seq) && q.matches(e))
             .take(q.fetch_limit())
             .map(|(seq, e)| (*seq, e.clone()))
             .collect();

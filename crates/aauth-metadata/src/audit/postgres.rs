@@ -48,7 +48,8 @@ pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
     .map(drop)
 }
 
-/// The page of events `q` selects, newest first (by the order they were recorded in).
+/// The page of events `q` selects, newest first (by the order they were recorded in), or
+/// oldest first when it asks.
 ///
 /// # Errors
 ///
@@ -56,15 +57,32 @@ pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
 pub async fn query(pg: &Pg, q: &AuditQuery) -> Result<AuditPage, StoreError> {
     let limit = i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX);
     let before = q.before.map(|c| secs(c.seq()));
+    // The cursor's comparison and the order: newest first, or oldest first.
+    macro_rules! select {
+        ($past:literal, $order:literal) => {
+            concat!(
+                "SELECT seq, at, action, account, agent, resource, scope, request, detail
+                 FROM audit
+                 WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
+                   AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
+                   AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
+                   AND ($7::bigint IS NULL OR seq ",
+                $past,
+                " $7)
+                 ORDER BY seq ",
+                $order,
+                " LIMIT $8"
+            )
+        };
+    }
+    let sql = if q.oldest_first {
+        select!(">", "ASC")
+    } else {
+        select!("<", "DESC")
+    };
     let rows = pg
         .query(
-            "SELECT seq, at, action, account, agent, resource, scope, request, detail
-             FROM audit
-             WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
-               AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
-               AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
-               AND ($7::bigint IS NULL OR seq < $7)
-             ORDER BY seq DESC LIMIT $8",
+            sql,
             &[
                 &q.agent,
                 &q.resource,

@@ -48,19 +48,19 @@ impl FromStr for AuditCursor {
     }
 }
 
-/// One page of the log: events newest first, and the cursor of the next page when there
-/// are more.
+/// One page of the log: events in the query's order (newest first unless
+/// [`AuditQuery::oldest_first`]), and the cursor of the next page when there are more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuditPage {
-    /// The events, newest first.
+    /// The events, in the query's order.
     pub events: Vec<AuditEvent>,
     /// The next page's cursor ([`AuditQuery::before`]); `None` on the last page.
     pub next: Option<AuditCursor>,
 }
 
 impl AuditPage {
-    /// The page out of the rows a store read for `q`: `(seq, event)`, newest first, at
+    /// The page out of the rows a store read for `q`: `(seq, event)`, in `q`'s order, at
     /// most [`AuditQuery::fetch_limit`] of them. The row past the limit, if read, only
     /// says that there is a next page.
     ///
@@ -163,7 +163,7 @@ pub enum QueryError {
     /// A parameter this query does not take.
     #[error(
         "{0:?} is not a filter of the audit log (agent, account, resource, action, since, \
-         until, limit, before)"
+         until, limit, before, order)"
     )]
     Unknown(String),
     /// A parameter given twice.
@@ -186,6 +186,9 @@ pub enum QueryError {
     /// `limit=0`: a page that could hold nothing.
     #[error("limit is 0: a page holds at least one event")]
     ZeroLimit,
+    /// An order that is neither `newest` nor `oldest`.
+    #[error("order: {0:?} is not newest or oldest")]
+    Order(String),
     /// `since` after `until`.
     #[error("since ({since}) is after until ({until})")]
     Backwards {
@@ -210,15 +213,16 @@ fn number(name: &'static str, value: &str) -> Result<u64, QueryError> {
 }
 
 /// The parameter names, in the order [`AuditQuery::to_query_string`] writes them.
-const NAMES: [&str; 8] = [
-    "agent", "account", "resource", "action", "since", "until", "limit", "before",
+const NAMES: [&str; 9] = [
+    "agent", "account", "resource", "action", "since", "until", "limit", "before", "order",
 ];
 
 impl AuditQuery {
     /// The query a URL's query string (`application/x-www-form-urlencoded`) asks: the
     /// filters `agent`, `account`, `resource`, `action`, `since` and `until` (seconds
-    /// since the epoch), `limit`, and `before` (a page's cursor). A parameter left out
-    /// does not filter; `limit` defaults to 100.
+    /// since the epoch), `limit`, `before` (a page's cursor) and `order` (`newest`, the
+    /// default, or `oldest`). A parameter left out does not filter; `limit` defaults to
+    /// 100.
     ///
     /// ```
     /// use aauth_metadata::audit::{AuditAction, AuditQuery};
@@ -232,8 +236,8 @@ impl AuditQuery {
     ///
     /// # Errors
     ///
-    /// [`QueryError`]: an unknown, repeated or empty parameter, a number or an action
-    /// that is not one, a `limit` of 0, `since` after `until`.
+    /// [`QueryError`]: an unknown, repeated or empty parameter, a number, an action or an
+    /// order that is not one, a `limit` of 0, `since` after `until`.
     pub fn from_query_string(query: &str) -> Result<Self, QueryError> {
         let mut q = Self::default();
         let mut seen = [false; NAMES.len()];
@@ -262,6 +266,13 @@ impl AuditQuery {
                         return Err(QueryError::ZeroLimit);
                     }
                 }
+                "order" => {
+                    q.oldest_first = match &*value {
+                        "newest" => false,
+                        "oldest" => true,
+                        other => return Err(QueryError::Order(other.chars().take(40).collect())),
+                    };
+                }
                 _ => q.before = Some(value.parse()?),
             }
         }
@@ -274,7 +285,7 @@ impl AuditQuery {
     }
 
     /// The query as a URL query string ([`AuditQuery::from_query_string`] reads it
-    /// back): every filter set, and `limit` always.
+    /// back): every filter set, `limit` always, and `order=oldest` when it is.
     #[must_use]
     pub fn to_query_string(&self) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());
@@ -296,6 +307,9 @@ impl AuditQuery {
         out.append_pair("limit", &self.limit.to_string());
         if let Some(c) = self.before {
             out.append_pair("before", &c.to_string());
+        }
+        if self.oldest_first {
+            out.append_pair("order", "oldest");
         }
         out.finish()
     }

@@ -99,24 +99,38 @@ type Row = (
     String,
 );
 
-/// The page of events `q` selects, newest first (in the order they were recorded).
+/// The page of events `q` selects, newest first (in the order they were recorded), or
+/// oldest first when it asks.
 ///
 /// # Errors
 ///
 /// [`StoreError`] (`store` names the store).
 pub fn query(c: &Connection, store: &'static str, q: &AuditQuery) -> Result<AuditPage, StoreError> {
     let err = |e| StoreError::backend(store, e);
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT seq, at, action, account, agent, resource, scope, request, detail
-             FROM audit
-             WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR resource = ?2)
-               AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR action = ?4)
-               AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)
-               AND (?7 IS NULL OR seq < ?7)
-             ORDER BY seq DESC LIMIT ?8",
-        )
-        .map_err(err)?;
+    // The cursor's comparison and the order: newest first, or oldest first.
+    macro_rules! select {
+        ($past:literal, $order:literal) => {
+            concat!(
+                "SELECT seq, at, action, account, agent, resource, scope, request, detail
+                 FROM audit
+                 WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR resource = ?2)
+                   AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR action = ?4)
+                   AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)
+                   AND (?7 IS NULL OR seq ",
+                $past,
+                " ?7)
+                 ORDER BY seq ",
+                $order,
+                " LIMIT ?8"
+            )
+        };
+    }
+    let sql = if q.oldest_first {
+        select!(">", "ASC")
+    } else {
+        select!("<", "DESC")
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(err)?;
     let rows: Vec<Row> = stmt
         .query_map(
             params![

@@ -37,7 +37,7 @@ fn event(i: u64, action: AuditAction, agent: usize, resource: usize) -> AuditEve
 }
 
 /// Every page of `q` from `read`, concatenated, checking that each page but the last is
-/// full and that the cursors only go down.
+/// full and that the cursors only go one way (down, or up oldest first).
 fn all_pages(q: &AuditQuery, mut read: impl FnMut(&AuditQuery) -> AuditPage) -> Vec<AuditEvent> {
     let mut out = Vec::new();
     let mut q = q.clone();
@@ -52,7 +52,10 @@ fn all_pages(q: &AuditQuery, mut read: impl FnMut(&AuditQuery) -> AuditPage) -> 
                     q.effective_limit(),
                     "a page before the last is full"
                 );
-                assert!(last.is_none_or(|l| next < l), "cursors go down");
+                assert!(
+                    last.is_none_or(|l| if q.oldest_first { next > l } else { next < l }),
+                    "cursors go one way"
+                );
                 last = Some(next);
                 q = q.before(next);
             }
@@ -62,14 +65,14 @@ fn all_pages(q: &AuditQuery, mut read: impl FnMut(&AuditQuery) -> AuditPage) -> 
     panic!("more than 1000 pages");
 }
 
-/// What `q` selects from `events` (recorded in order), newest first: the model.
+/// What `q` selects from `events` (recorded in order), newest first (or oldest first):
+/// the model.
 fn model(events: &[AuditEvent], q: &AuditQuery) -> Vec<AuditEvent> {
-    events
-        .iter()
-        .rev()
-        .filter(|e| q.matches(e))
-        .cloned()
-        .collect()
+    let mut selected: Vec<AuditEvent> = events.iter().filter(|e| q.matches(e)).cloned().collect();
+    if !q.oldest_first {
+        selected.reverse();
+    }
+    selected
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<AuditEvent>> {
@@ -92,9 +95,13 @@ fn arb_query() -> impl Strategy<Value = AuditQuery> {
         proptest::option::of(0usize..6),
         proptest::option::of(0u64..30),
         1usize..7,
+        proptest::bool::ANY,
     )
-        .prop_map(|(agent, resource, action, since, limit)| {
+        .prop_map(|(agent, resource, action, since, limit, oldest_first)| {
             let mut q = AuditQuery::default().limit(limit);
+            if oldest_first {
+                q = q.oldest_first();
+            }
             if let Some(a) = agent {
                 q = q.agent(AGENTS[a]);
             }
@@ -124,7 +131,7 @@ fn sqlite_log(events: &[AuditEvent]) -> rusqlite::Connection {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Page after page, a query returns exactly what it selects, newest first, once
+    /// Page after page, a query returns exactly what it selects, in its order, once
     /// each: in memory and in SQLite.
     #[test]
     fn pages_cover_the_query_exactly(events in arb_events(), q in arb_query()) {
@@ -189,6 +196,18 @@ fn query_strings_are_refused_by_name() {
         QueryError::NotANumber { name: "before", .. }
     ));
     assert_eq!(AuditQuery::from_query_string(""), Ok(AuditQuery::default()));
+    assert_eq!(
+        refused("order=sideways"),
+        QueryError::Order("sideways".to_owned())
+    );
+    assert_eq!(
+        AuditQuery::from_query_string("order=oldest"),
+        Ok(AuditQuery::default().oldest_first())
+    );
+    assert_eq!(
+        AuditQuery::from_query_string("order=newest"),
+        Ok(AuditQuery::default())
+    );
 }
 
 #[test]

@@ -22,8 +22,6 @@ use crate::web::view::{MissionShown, Said};
 
 /// The most events a download holds.
 const MAX_EXPORT: usize = 10_000;
-/// The events read per agent to find when it was first seen.
-const FIRST_SEEN_WINDOW: usize = 1_000;
 /// The most valid tokens the dashboard lists (those that end soonest): a page, and
 /// the store calls behind it, stay bounded however many an agent obtained.
 pub(crate) const MAX_TOKENS_SHOWN: usize = 200;
@@ -130,16 +128,20 @@ impl PersonServer {
     async fn agent_rows(&self, account: &str, now: UnixTime) -> Result<Vec<AgentRow>, PsError> {
         let mut rows = Vec::new();
         for b in self.store.bindings(Some(account)).await? {
-            let mut q = aauth_metadata::audit::AuditQuery::default().limit(FIRST_SEEN_WINDOW);
-            q.account = Some(account.to_owned());
-            q.agent = Some(b.agent.as_str().to_owned());
-            let seen = self.store.audit(&q).await?;
+            // Its newest and its oldest event, one read of one event each, however many
+            // it has.
+            let q = aauth_metadata::audit::AuditQuery::default()
+                .account(account)
+                .agent(b.agent.as_str())
+                .limit(1);
+            let last = self.store.audit(&q).await?;
+            let first = self.store.audit(&q.oldest_first()).await?;
             let tokens = self.store.tokens_of_agent(&b.provider, &b.agent).await?;
             rows.push(AgentRow {
                 provider: b.provider.as_str().to_owned(),
                 agent: b.agent.as_str().to_owned(),
-                first: seen.events.last().map(|e| e.at),
-                last: seen.events.first().map(|e| e.at),
+                first: first.events.first().map(|e| e.at),
+                last: last.events.first().map(|e| e.at),
                 tokens: tokens
                     .iter()
                     .filter(|(_, _, exp)| *exp > now.as_secs())

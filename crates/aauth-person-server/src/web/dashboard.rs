@@ -22,8 +22,8 @@ pub(crate) const PAGE_EVENTS: usize = 50;
 pub(crate) struct AgentRow {
     pub(crate) provider: String,
     pub(crate) agent: String,
-    /// The oldest and newest audit events of the agent for this account (the oldest
-    /// within the last [`aauth_metadata::audit::MAX_AUDIT_QUERY`] events).
+    /// When the oldest and the newest audit events of the agent for this account were
+    /// recorded (among those the store keeps).
     pub(crate) first: Option<u64>,
     pub(crate) last: Option<u64>,
     /// Person and auth tokens on record for it.

@@ -510,3 +510,41 @@ async fn a_long_token_list_is_cut_to_the_soonest_and_says_so() {
         "the latest are cut"
     );
 }
+
+/// An agent's first and last seen are its oldest and newest events for the person, read
+/// as one event each, however many it has (here more than a thousand).
+#[tokio::test]
+async fn first_seen_is_the_agents_first_event_however_many_follow() {
+    let w = consenting_world(None).await;
+    w.bind(AGENT, "alice").await;
+    let store = w.ps.store();
+    let event = |at: u64| {
+        AuditEvent::new(at, AuditAction::Issued, "person token j")
+            .account("alice")
+            .agent(AGENT)
+    };
+    // 2027-01-14T08:00:00Z, then 1,200 events from 2027-01-15T07:00:00Z on.
+    store
+        .record_event(event(NOW.as_secs() - 86_400))
+        .await
+        .unwrap();
+    for i in 0..1_200u64 {
+        store
+            .record_event(event(NOW.as_secs() - 3_600 + i))
+            .await
+            .unwrap();
+    }
+    let mut b = signed_in(&w, "alice", "correct horse battery").await;
+    let page = b.go(&w, "GET", "/account", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.html
+            .contains(r#"<td data-label="First seen"><time datetime="2027-01-14T08:00:00Z">"#),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains(r#"<td data-label="Last seen"><time datetime="2027-01-15T07:19:59Z">"#)
+    );
+}
