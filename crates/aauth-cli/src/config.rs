@@ -94,6 +94,8 @@
 //! request_timeout_secs = 30              # until the upstream's response head (else 504)
 //! max_body_bytes = 1048576               # a body the proxy must check first (else 413); others stream
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
+//! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: proxies in front whose X-Forwarded-For
+//!                                        # is kept (the peer appended); from others it is replaced
 //! name = "Example Files"                 # shown on consent pages
 //! description = "Keeps your files."
 //! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes
@@ -557,6 +559,13 @@ pub(crate) struct ResourceProxySection {
     /// identity in `x-aauth-*`).
     #[serde(default)]
     pub(crate) forward_signature_headers: bool,
+    /// The proxies in front of this one (addresses or CIDR ranges: a TLS terminator, a
+    /// load balancer) whose `X-Forwarded-For` is believed: from one of them the peer is
+    /// appended to the chain it sent. From anyone else (the default: everyone) the
+    /// client's `X-Forwarded-For`, `X-Real-IP` and `Forwarded` are dropped and the peer's
+    /// address is sent instead.
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<String>,
     /// The resource's display name (its metadata's `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,

@@ -316,6 +316,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             inner: service.clone(),
             limits: limits.rules.clone(),
             client: tls.is_some().then_some(ClientAddr(peer.ip())),
+            peer: crate::proxy::forwarded::Peer(peer.ip()),
         };
         let stopping = stopping.clone();
         match &tls {
@@ -420,6 +421,9 @@ struct AppService {
     /// proxy the peer is the proxy, and one address for every client would make the
     /// per-client throttles (codes, passwords) lock everyone out at once.
     client: Option<ClientAddr>,
+    /// The connection's other end, whatever it is: what the resource proxy tells its
+    /// upstream in `X-Forwarded-For`.
+    peer: crate::proxy::forwarded::Peer,
 }
 
 impl Service<Request<hyper::body::Incoming>> for AppService {
@@ -435,6 +439,7 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
         if let Some(client) = self.client {
             req.extensions_mut().insert(client);
         }
+        req.extensions_mut().insert(self.peer);
         let Some(limits) = self.limits.clone() else {
             return Box::pin(self.inner.call(req));
         };

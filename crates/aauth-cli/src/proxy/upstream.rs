@@ -1,8 +1,8 @@
 //! The upstream: where admitted requests go, with the identity the proxy verified in
 //! `x-aauth-*` headers (every such header the client sent is dropped first; the request's
 //! signature headers, which carry the agent's token, too, unless configured, and an
-//! `Authorization: AAuth` session token always), hop-by-hop
-//! headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
+//! `Authorization: AAuth` session token always), `X-Forwarded-For` and `X-Real-IP` from
+//! the peer (see [`super::forwarded`]), hop-by-hop headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
 //! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
 //! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted: over
 //! HTTP/1.1, or over HTTP/2 as an extended `CONNECT` (RFC 8441), which goes upstream as
@@ -26,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::ProxyBody;
+use super::forwarded::{self, TrustedProxies};
 use super::sessions::Grants;
 use crate::error::CliError;
 
@@ -45,6 +46,16 @@ pub(crate) const SCOPE: HeaderName = HeaderName::from_static("x-aauth-scope");
 pub(crate) const MISSION: HeaderName = HeaderName::from_static("x-aauth-mission");
 /// The `jti` of the token that bound the signing key.
 pub(crate) const TOKEN_JTI: HeaderName = HeaderName::from_static("x-aauth-token-jti");
+
+/// The forwarding headers, however spelled, dropped from every request: the proxy sets
+/// its own.
+const FORWARDING: [&str; 5] = [
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+];
 
 /// The prefix of every header only the proxy may set.
 const IDENTITY_PREFIX: &str = "x-aauth-";
@@ -107,6 +118,8 @@ struct Inner {
     forward_signature_headers: bool,
     /// The sessions the upstream grants.
     grants: Grants,
+    /// `resource_proxy.trusted_proxies`.
+    trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -132,6 +145,8 @@ pub(crate) struct UpstreamConfig<'a> {
     pub(crate) forward_signature_headers: bool,
     /// Where the sessions the upstream grants are kept.
     pub(crate) grants: Grants,
+    /// The proxies in front whose `X-Forwarded-For` is believed.
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 impl Upstream {
@@ -176,6 +191,7 @@ impl Upstream {
                 proto: if c.tls { "https" } else { "http" },
                 forward_signature_headers: c.forward_signature_headers,
                 grants: c.grants,
+                trusted_proxies: c.trusted_proxies,
             }),
         })
     }
@@ -351,8 +367,9 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
 }
 
 /// The headers an admitted request takes upstream: its own without the hop-by-hop ones,
-/// the forwarding headers set anew, the signature headers (unless configured) and an
-/// `Authorization: AAuth` session token dropped, the verified identity added.
+/// the forwarding headers set anew (`X-Forwarded-For` and `X-Real-IP` from the peer),
+/// the signature headers (unless configured) and an `Authorization: AAuth` session token
+/// dropped, the verified identity added.
 fn upstream_headers(
     up: &Inner,
     parts: &mut http::request::Parts,
@@ -367,18 +384,26 @@ fn upstream_headers(
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
+    // The client's own chain, believed only from a trusted proxy (see `forwarded`).
+    let incoming: Vec<HeaderValue> = headers
+        .get_all(forwarded::X_FORWARDED_FOR)
+        .iter()
+        .cloned()
+        .collect();
     let forwarded: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| {
-            ["x-forwarded-host", "x-forwarded-proto", "forwarded"]
-                .iter()
-                .any(|f| reads_as(n, f))
-        })
+        .filter(|n| FORWARDING.iter().any(|f| reads_as(n, f)))
         .cloned()
         .collect();
     for name in forwarded {
         headers.remove(name);
     }
+    forwarded::set(
+        &mut headers,
+        parts.extensions.get::<forwarded::Peer>().copied(),
+        &incoming,
+        &up.trusted_proxies,
+    );
     if !up.forward_signature_headers {
         for name in SIGNATURE_HEADERS {
             headers.remove(name);

@@ -26,6 +26,7 @@ use crate::serve::{
 };
 use crate::{aauth, scratch, stdout};
 
+mod forwarded;
 mod oauth;
 mod sessions;
 mod shared_store;
@@ -956,6 +957,11 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "session-lifetime",
             "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[resource_proxy.sessions]\nlifetime_secs = 5\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"session-token\"\n",
             "resource_proxy.sessions.lifetime_secs",
+        ),
+        (
+            "trusted-proxies",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.trusted_proxies",
         ),
     ] {
         let file = format!("{name}.toml");
