@@ -699,7 +699,8 @@ impl Route {
 
     /// Keeps sessions in `store`: a session-token route looks them up there, and
     /// [`Route::issue_session`] creates them. With `roll`, every admitted session request
-    /// gets a new token (sent as `AAuth-Access`); the old one ends after [`crate::ROLL_GRACE`].
+    /// gets a new token (sent as `AAuth-Access`); the old one ends after [`crate::ROLL_GRACE`],
+    /// and each use of it until then gets that same new token.
     #[must_use]
     pub fn sessions(mut self, store: Arc<dyn SessionStore>, roll: bool) -> Self {
         self.sessions = Some(store);

@@ -129,8 +129,9 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Option<Session>, SessionStoreError>;
 
     /// Replaces `token` by a new one for the same session; the old token keeps working for
-    /// a short grace (requests already in flight) and then ends. `None` if `token` is not
-    /// live.
+    /// a short grace (requests already in flight) and then ends. A roll is done once: each
+    /// use of the old token in its grace gets the same successor back, never another
+    /// session. `None` if `token` is not live.
     ///
     /// # Errors
     ///
@@ -149,9 +150,16 @@ pub const ROLL_GRACE: u64 = 30;
 /// and if every session is live, issuing fails (`503`) rather than end someone's session.
 #[derive(Debug)]
 pub struct MemorySessionStore {
-    sessions: Mutex<BTreeMap<String, Session>>,
+    sessions: Mutex<BTreeMap<String, Entry>>,
     max: usize,
     random: SharedRandom,
+}
+
+/// A session kept in memory, with the token that replaced its own once rolled.
+#[derive(Debug)]
+struct Entry {
+    session: Session,
+    successor: Option<SessionToken>,
 }
 
 impl MemorySessionStore {
@@ -172,24 +180,34 @@ impl MemorySessionStore {
         self
     }
 
-    fn insert(&self, session: Session, now: UnixTime) -> Result<SessionToken, SessionStoreError> {
+    fn new_token(&self) -> Result<SessionToken, SessionStoreError> {
         let token = random_id(&mut self.random.clone(), 32).map_err(|e| SessionStoreError {
             reason: e.to_string(),
         })?;
-        let token = SessionToken::new(token).map_err(|e| SessionStoreError {
+        SessionToken::new(token).map_err(|e| SessionStoreError {
             reason: e.to_string(),
-        })?;
-        let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Room for one more session in `s`, expired ones dropped if needed.
+    fn room(
+        &self,
+        s: &mut BTreeMap<String, Entry>,
+        now: UnixTime,
+    ) -> Result<(), SessionStoreError> {
         if s.len() >= self.max {
-            s.retain(|_, v| v.expires > now);
+            s.retain(|_, v| v.session.expires > now);
             if s.len() >= self.max {
                 return Err(SessionStoreError {
                     reason: format!("{} live sessions, the store's bound", self.max),
                 });
             }
         }
-        s.insert(token.secret().to_owned(), session);
-        Ok(token)
+        Ok(())
     }
 }
 
@@ -200,7 +218,12 @@ impl SessionStore for MemorySessionStore {
         session: Session,
         now: UnixTime,
     ) -> Result<SessionToken, SessionStoreError> {
-        self.insert(session, now)
+        let token = self.new_token()?;
+        let mut s = self.lock();
+        self.room(&mut s, now)?;
+        let successor = None;
+        s.insert(token.secret().to_owned(), Entry { session, successor });
+        Ok(token)
     }
 
     async fn lookup(
@@ -208,8 +231,11 @@ impl SessionStore for MemorySessionStore {
         token: &str,
         now: UnixTime,
     ) -> Result<Option<Session>, SessionStoreError> {
-        let s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(s.get(token).filter(|v| v.expires > now).cloned())
+        let s = self.lock();
+        Ok(s.get(token)
+            .map(|e| &e.session)
+            .filter(|v| v.expires > now)
+            .cloned())
     }
 
     async fn roll(
@@ -217,15 +243,26 @@ impl SessionStore for MemorySessionStore {
         token: &str,
         now: UnixTime,
     ) -> Result<Option<SessionToken>, SessionStoreError> {
-        let session = {
-            let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(old) = s.get_mut(token).filter(|v| v.expires > now) else {
-                return Ok(None);
-            };
-            let session = old.clone();
-            old.expires = old.expires.min(now.plus(ROLL_GRACE));
-            session
+        let fresh = self.new_token()?;
+        // One lock from the check to the successor's insertion: two rolls of one token
+        // never both mint.
+        let mut s = self.lock();
+        let Some(old) = s.get(token).filter(|e| e.session.expires > now) else {
+            return Ok(None);
         };
-        self.insert(session, now).map(Some)
+        if let Some(successor) = &old.successor {
+            return Ok(Some(successor.clone()));
+        }
+        let session = old.session.clone();
+        self.room(&mut s, now)?;
+        let Some(old) = s.get_mut(token) else {
+            // The old session was live and `room` drops only ended ones.
+            return Ok(None);
+        };
+        old.session.expires = old.session.expires.min(now.plus(ROLL_GRACE));
+        old.successor = Some(fresh.clone());
+        let successor = None;
+        s.insert(fresh.secret().to_owned(), Entry { session, successor });
+        Ok(Some(fresh))
     }
 }

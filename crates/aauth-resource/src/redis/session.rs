@@ -42,28 +42,32 @@ return 1
 
 /// `KEYS`: the old session, the new one, the index. `ARGV`: now, the old token's end of
 /// grace, milliseconds to keep it through its grace, the bound, the old member name, the
-/// new one. Answers 1 when rolled, 2 when the old token is not live, 0 when the store is
-/// full, -1 when the new token is taken. Nothing changes unless it answers 1.
+/// new one, the new token sealed under the old. Answers `{code, sealed}`: 1 when rolled,
+/// 3 with the successor sealed when the old token was rolled already (its grace running:
+/// the same successor, never another session), 2 when the old token is not live, 0 when
+/// the store is full, -1 when the new token is taken. Nothing changes unless it answers 1.
 static ROLL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{KEEP_LUA}{}",
         r"
 local now = tonumber(ARGV[1])
 local ends = tonumber(redis.call('HGET', KEYS[1], 'expires'))
-if not ends or ends <= now then return 2 end
+if not ends or ends <= now then return {2, ''} end
+local successor = redis.call('HGET', KEYS[1], 'successor')
+if successor then return {3, successor} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {0, ''} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, ''} end
 local ms = redis.call('PTTL', KEYS[1])
 redis.call('HSET', KEYS[2], unpack(redis.call('HGETALL', KEYS[1])))
 if ms > 0 then redis.call('PEXPIRE', KEYS[2], ms) end
 local grace = math.min(ends, tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'expires', grace)
+redis.call('HSET', KEYS[1], 'expires', grace, 'successor', ARGV[7])
 if ms > tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 redis.call('ZADD', KEYS[3], grace, ARGV[5])
 redis.call('ZADD', KEYS[3], ends, ARGV[6])
 keep(KEYS[3], ms)
-return 1
+return {1, ''}
 "
     ))
 });
@@ -75,10 +79,11 @@ return 1
 /// time passes; with every session live, issuing fails with `503` rather than end
 /// someone's), each lookup answers only a session live at the caller's `now`, and a roll
 /// leaves the old token working for [`ROLL_GRACE`] seconds. Each call is one round trip;
-/// a roll is one script, so two instances rolling one token concurrently both get a
-/// working token and the old one's grace is never extended. Redis holds the SHA-256 of
-/// each token, never the token. A Redis that cannot answer is [`SessionStoreError`]
-/// (`503`).
+/// a roll is one script, done once: every use of the old token in its grace, at any
+/// instance, gets the same successor, and the old one's grace is never extended. Redis
+/// holds the SHA-256 of each token, never the token; the successor of a rolled token is
+/// kept sealed under a key derived from the old token, so only its holder can open it. A
+/// Redis that cannot answer is [`SessionStoreError`] (`503`).
 ///
 /// A session that [wraps](Session::wrapping) a credential of the resource's own keeps it
 /// sealed (AES-256-GCM under the key given to [`RedisSessionStore::seal_credentials`],
@@ -318,6 +323,7 @@ impl SessionStore for RedisSessionStore {
         let fresh = self.new_token()?;
         let old = s256(token.as_bytes());
         let new = s256(fresh.secret().as_bytes());
+        let sealed = seal_successor(&self.random, token, &old, fresh.secret())?;
         let mut call = ROLL.prepare_invoke();
         call.key(self.key(&old))
             .key(self.key(&new))
@@ -327,14 +333,16 @@ impl SessionStore for RedisSessionStore {
             .arg(ROLL_GRACE.saturating_mul(1000).saturating_add(SLACK_MS))
             .arg(bound(self.max))
             .arg(&old)
-            .arg(&new);
-        let answer: i64 = self
+            .arg(&new)
+            .arg(sealed);
+        let (answer, successor): (i64, String) = self
             .redis
             .invoke(STORE, &call)
             .await
             .map_err(|e| unavailable(&e))?;
         match answer {
             1 => Ok(Some(fresh)),
+            3 => open_successor(token, &old, &successor).map(Some),
             2 => Ok(None),
             0 => Err(SessionStoreError {
                 reason: format!("{} live sessions, the store's bound", self.max),
@@ -344,4 +352,61 @@ impl SessionStore for RedisSessionStore {
             }),
         }
     }
+}
+
+/// The key that seals a rolled token's successor: derived from the old token, which
+/// Redis never holds (it keys the session by the token's SHA-256; this is another hash).
+fn successor_key(token: &str) -> Result<aws_lc_rs::aead::LessSafeKey, SessionStoreError> {
+    let mut input = b"aauth session successor\0".to_vec();
+    input.extend_from_slice(token.as_bytes());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, digest.as_ref())
+        .map(aws_lc_rs::aead::LessSafeKey::new)
+        .map_err(|_| SessionStoreError {
+            reason: format!("{STORE}: no key to seal a successor under"),
+        })
+}
+
+/// `successor` sealed under `token` (bound to the old session's member name `old`).
+fn seal_successor(
+    random: &SharedRandom,
+    token: &str,
+    old: &str,
+    successor: &str,
+) -> Result<String, SessionStoreError> {
+    let refused = |reason: &str| SessionStoreError {
+        reason: format!("{STORE}: {reason}"),
+    };
+    let key = successor_key(token)?;
+    let mut nonce = [0u8; 12];
+    aauth_keys::rand::RandomSource::fill(&mut random.clone(), &mut nonce)
+        .map_err(|e| refused(&e.to_string()))?;
+    let mut data = successor.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+        aws_lc_rs::aead::Aad::from(old.as_bytes()),
+        &mut data,
+    )
+    .map_err(|_| refused("a successor could not be sealed"))?;
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&data);
+    Ok(aauth_keys::base64url::encode(&sealed))
+}
+
+/// The successor `sealed` under `token`, opened.
+fn open_successor(token: &str, old: &str, sealed: &str) -> Result<SessionToken, SessionStoreError> {
+    let unreadable = || SessionStoreError {
+        reason: format!("{STORE}: a rolled session's successor could not be read back"),
+    };
+    let key = successor_key(token)?;
+    let raw = aauth_keys::base64url::decode(sealed).map_err(|_| unreadable())?;
+    let (nonce, data) = raw.split_at_checked(12).ok_or_else(unreadable)?;
+    let nonce =
+        aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| unreadable())?;
+    let mut data = data.to_vec();
+    let plain = key
+        .open_in_place(nonce, aws_lc_rs::aead::Aad::from(old.as_bytes()), &mut data)
+        .map_err(|_| unreadable())?;
+    let text = std::str::from_utf8(plain).map_err(|_| unreadable())?;
+    SessionToken::new(text).map_err(|_| unreadable())
 }

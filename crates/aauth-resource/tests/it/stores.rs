@@ -253,6 +253,13 @@ async fn session_contract(store: &dyn SessionStore) {
     let e = store.issue(d.clone(), NOW).await.unwrap_err();
     assert!(e.reason.contains("bound"), "{e}");
     assert!(store.lookup(ta.secret(), NOW).await.unwrap().is_some());
+    // Nor can a roll make room: it fails and the token keeps its whole life.
+    let full = store.roll(tc.secret(), NOW).await.unwrap_err();
+    assert!(full.reason.contains("bound"), "{full}");
+    assert_eq!(
+        store.lookup(tc.secret(), NOW.plus(50)).await.unwrap(),
+        Some(c.clone())
+    );
 
     // A roll (a has ended: two live): the new token is the same session; the old one
     // works for the grace only.
@@ -266,6 +273,13 @@ async fn session_contract(store: &dyn SessionStore) {
         Some(c.clone())
     );
     let grace_end = at.plus(aauth_resource::ROLL_GRACE);
+    // Rolled once: each use of the old token in its grace (requests in flight, or the
+    // same agent over and over) gets the same successor back, never another session.
+    for later in [at, at.plus(1), grace_end.minus(1)] {
+        let again = store.roll(tc.secret(), later).await.unwrap();
+        assert_eq!(again.as_ref().map(|t| t.secret()), Some(rolled.secret()));
+    }
+    assert_eq!(store.roll(tc.secret(), grace_end).await.unwrap(), None);
     let mut in_grace = c.clone();
     in_grace.expires = grace_end;
     assert_eq!(
