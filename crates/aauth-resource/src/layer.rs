@@ -340,8 +340,13 @@ async fn hold(
     now: UnixTime,
 ) -> Response<Bytes> {
     // Only what is cheap to keep is held: a larger request is told to come back with an
-    // auth token, which is what the deferral would have waited for anyway.
-    if body.len() > d.max_held_body {
+    // auth token, which is what the deferral would have waited for anyway. So is an
+    // upgrade (a WebSocket over HTTP/1.1, or over HTTP/2 as an extended `CONNECT`): its
+    // connection is the point and cannot be run at a poll, and over HTTP/2 a `202` to a
+    // `CONNECT` is a success, which opens the tunnel instead of carrying the pending URL.
+    let upgrade =
+        parts.method == Method::CONNECT || parts.headers.contains_key(http::header::UPGRADE);
+    if upgrade || body.len() > d.max_held_body {
         return Refusal::Challenge {
             requirement: aauth_headers::Requirement::AuthToken {
                 resource_token: resource_token.to_owned(),

@@ -467,6 +467,34 @@ async fn a_body_over_the_held_cap_gets_the_plain_challenge() {
     assert_eq!(echo.0.load(Ordering::SeqCst), 0);
 }
 
+/// An upgrade is never held: its connection is the point, and over HTTP/2 a `202` to an
+/// extended `CONNECT` would open the tunnel instead of naming the pending URL. It gets
+/// the plain challenge, and comes back with its auth token.
+#[tokio::test]
+async fn an_upgrade_is_not_held_but_challenged() {
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(MemoryHeldStore::default());
+    let mut svc = service_with(&m, Arc::clone(&store), &echo, |d| d);
+    let scheme = person(&m, "person-42", &m.w.agent);
+    let mut http1 = signed("GET", "/ws", b"", &m.w.agent, &scheme);
+    for (name, value) in [("connection", "Upgrade"), ("upgrade", "websocket")] {
+        http1
+            .headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
+    }
+    let h2 = signed("CONNECT", "/ws", b"", &m.w.agent, &scheme);
+    for req in [http1, h2] {
+        let (s, h, _) = send(&mut svc, req).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(h.get("location").is_none());
+        let req = AAuthRequirement::parse(&header(&h, "aauth-requirement")).unwrap();
+        assert!(matches!(req.requirement, Requirement::AuthToken { .. }));
+    }
+    assert!(store.is_empty());
+    assert_eq!(echo.0.load(Ordering::SeqCst), 0);
+}
+
 /// A "random" source that fills every buffer with one byte.
 struct Constant(u8);
 

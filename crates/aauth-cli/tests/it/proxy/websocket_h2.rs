@@ -92,3 +92,38 @@ async fn a_websocket_over_http2_is_admitted_then_tunnelled_to_an_http1_upstream(
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(s.seen.calls(), 2);
 }
+
+/// A request whose decision reads the body whole (here: it carries a `Content-Digest`)
+/// is no wait for a WebSocket over HTTP/2: the extended `CONNECT`'s stream is the
+/// tunnel's, never its body (hyper hands the request an empty one and the stream to the
+/// upgrade), so the proxy decides at once and the tunnel opens.
+#[tokio::test]
+async fn a_websocket_over_http2_on_the_read_whole_path_does_not_wait_for_a_body() {
+    let s = AgentSetup::start("proxy-ws-h2-digest").await;
+    let headers = [
+        ("sec-websocket-version", "13"),
+        (
+            "content-digest",
+            "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:",
+        ),
+    ];
+    let mut req = signed("CONNECT", "/agent/ws", &headers, b"", &assistant_token());
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        send_h2(&s.world, s.proxy.addr, req),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the proxy waited for the tunnel's data\n{}", s.proxy.log()));
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.proxy.log());
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    io.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"ping");
+    assert_eq!(s.seen.calls(), 1);
+}
