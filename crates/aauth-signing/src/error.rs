@@ -253,6 +253,16 @@ pub enum VerifyError {
         /// The share.
         share: usize,
     },
+    /// The signer's issuer (every key it vouched for, together) already has its whole
+    /// share of the replay store live: its signers' state-changing requests are refused
+    /// (`429`) until the oldest leave the window; other issuers' are unaffected.
+    #[error(
+        "too many state-changing requests from keys of this signer's issuer ({share} within the window)"
+    )]
+    IssuerReplayShareExceeded {
+        /// The share.
+        share: usize,
+    },
     /// A dependency of verification is unavailable right now (issuer keys unreachable with
     /// nothing cached, revocation store down): a server condition answered with `503`, not
     /// a verdict on the request. Verification fails closed.
@@ -295,13 +305,16 @@ fn token_error_code(e: &TokenError) -> Option<ErrorCode> {
 
 impl VerifyError {
     /// The `Signature-Error` code, or `None` for [`VerifyError::Unavailable`] (a `503`),
-    /// [`VerifyError::ReplayShareExceeded`] (a `429`) and
+    /// [`VerifyError::ReplayShareExceeded`] and [`VerifyError::IssuerReplayShareExceeded`]
+    /// (a `429`) and
     /// [`VerifyError::SignerNotAdmitted`] (a `403`), which are no verdict on the
     /// signature.
     #[must_use]
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
-            Self::ReplayShareExceeded { .. } | Self::SignerNotAdmitted { .. } => return None,
+            Self::ReplayShareExceeded { .. }
+            | Self::IssuerReplayShareExceeded { .. }
+            | Self::SignerNotAdmitted { .. } => return None,
             Self::MissingComponents { .. } | Self::DigestUnsupported { .. } => {
                 ErrorCode::InvalidInput
             }
@@ -331,7 +344,9 @@ impl VerifyError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match (self, self.code()) {
-            (Self::ReplayShareExceeded { .. }, _) => StatusCode::TOO_MANY_REQUESTS,
+            (Self::ReplayShareExceeded { .. } | Self::IssuerReplayShareExceeded { .. }, _) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             (Self::SignerNotAdmitted { .. }, _) => StatusCode::FORBIDDEN,
             (_, Some(_)) => StatusCode::UNAUTHORIZED,
             (_, None) => StatusCode::SERVICE_UNAVAILABLE,
@@ -438,6 +453,8 @@ impl VerifyError {
             body["error"] = code.as_str().into();
         } else if matches!(self, Self::ReplayShareExceeded { .. }) {
             body["title"] = "Too many requests from this key".into();
+        } else if matches!(self, Self::IssuerReplayShareExceeded { .. }) {
+            body["title"] = "Too many requests from keys of this issuer".into();
         } else if matches!(self, Self::SignerNotAdmitted { .. }) {
             body["title"] = "Signer not accepted here".into();
         } else {

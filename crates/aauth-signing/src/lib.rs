@@ -112,8 +112,9 @@ pub use components::{AuthoritySource, UriScheme};
 pub use digest::content_digest;
 pub use error::{ComponentError, SignError, VerifyError};
 pub use replay::{
-    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, FirstUse, MemoryReplayStore, ReplayGuard,
-    ReplayScope, ReplayStore, ReplayStoreError, ReplayUse, RevocationReplayStore,
+    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_ISSUER_SHARE, DEFAULT_REPLAY_SHARE, FirstUse,
+    MemoryReplayStore, ReplayGuard, ReplayScope, ReplayStore, ReplayStoreError, ReplayUse,
+    RevocationReplayStore,
 };
 pub use resolve::{
     AAUTH_DOCUMENTS, IssuerJwksUriResolver, JwtResolver, KeyIdentity, KeyResolver, ResolveContext,

@@ -14,7 +14,11 @@
 //!   refused as too old;
 //! - a store that cannot answer refuses the request (`503`), never admits it unchecked;
 //! - each signer has a share of the store, so one agent (or one key) cannot fill it and
-//!   lock every other signer out: past its share, only that signer is refused (`429`).
+//!   lock every other signer out: past its share, only that signer is refused (`429`);
+//! - so has each issuer (whoever vouched for the key: the agent provider of an agent
+//!   token, the Person or Access Server of a person or auth token, the server of a
+//!   `jwks_uri` key, the enclave key of a `jkt-jwt`; every bare `hwk` key together), so
+//!   that one provider minting many keys cannot fill it either.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -49,6 +53,14 @@ pub enum ReplayStoreError {
         /// The share.
         share: usize,
     },
+    /// The signer's issuer (every key it vouched for, together) already holds its whole
+    /// share of live entries: only its signers are refused (`429`), other issuers' are
+    /// unaffected.
+    #[error("this signer's issuer holds {share} live replay entries, its share")]
+    IssuerOverShare {
+        /// The share.
+        share: usize,
+    },
 }
 
 /// One accepted use of a signed request, to record.
@@ -57,6 +69,8 @@ pub enum ReplayStoreError {
 pub struct ReplayUse<'a> {
     /// The signer: the thumbprint of the key that verified.
     pub signer: &'a str,
+    /// Who vouched for the signer's key (see [`ReplayUse::issuer`]), if anyone.
+    pub issuer: Option<&'a str>,
     /// SHA-256 over the thumbprint and the signature base.
     pub key: [u8; 32],
     /// When the entry may be forgotten: the close of the `created` window.
@@ -67,7 +81,21 @@ impl<'a> ReplayUse<'a> {
     /// A use by `signer` with replay `key`, kept until `until`.
     #[must_use]
     pub fn new(signer: &'a str, key: [u8; 32], until: UnixTime) -> Self {
-        Self { signer, key, until }
+        Self {
+            signer,
+            issuer: None,
+            key,
+            until,
+        }
+    }
+
+    /// The same use, counted in the share of `issuer` too: the party that vouched for the
+    /// signer's key (and can vouch for any number of keys), so that its keys together
+    /// hold no more than one issuer's share.
+    #[must_use]
+    pub fn issuer(mut self, issuer: &'a str) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 }
 
@@ -179,8 +207,11 @@ pub const DEFAULT_REPLAY_ENTRIES: usize = 100_000;
 /// The default share of one signer: with the 60-second window an entry lives at most two
 /// minutes, so this is about 80 state-changing requests a second from one key.
 pub const DEFAULT_REPLAY_SHARE: usize = 10_000;
+/// The default share of one issuer (every key it vouched for, together): a quarter of
+/// [`DEFAULT_REPLAY_ENTRIES`], so no one provider can fill the store.
+pub const DEFAULT_REPLAY_ISSUER_SHARE: usize = 25_000;
 
-/// An in-memory replay store, bounded in all and per signer. Expired entries are dropped
+/// An in-memory replay store, bounded in all, per signer and per issuer. Expired entries are dropped
 /// by the second they expire as new ones arrive (amortized `O(1)` a request, never a
 /// scan).
 ///
@@ -200,6 +231,19 @@ pub const DEFAULT_REPLAY_SHARE: usize = 10_000;
 /// // Another signer is unaffected; and once the window closes, the share is free again.
 /// assert!(store.first_use(&ReplayUse::new("other", [3; 32], UnixTime(160)), UnixTime(120)).await.unwrap());
 /// assert!(store.first_use(&at(3), UnixTime(160)).await.unwrap());
+///
+/// // One issuer's keys together hold at most its share; another issuer's still pass.
+/// let store = MemoryReplayStore::new(1000).issuer_share(2);
+/// let by = |key: &'static str, iss: &'static str, k: u8| {
+///     ReplayUse::new(key, [k; 32], UnixTime(160)).issuer(iss)
+/// };
+/// assert!(store.first_use(&by("key-1", "https://a.example", 1), UnixTime(100)).await.unwrap());
+/// assert!(store.first_use(&by("key-2", "https://a.example", 2), UnixTime(100)).await.unwrap());
+/// assert_eq!(
+///     store.first_use(&by("key-3", "https://a.example", 3), UnixTime(100)).await,
+///     Err(ReplayStoreError::IssuerOverShare { share: 2 })
+/// );
+/// assert!(store.first_use(&by("key-4", "https://b.example", 4), UnixTime(100)).await.unwrap());
 /// # });
 /// ```
 #[derive(Debug)]
@@ -207,7 +251,11 @@ pub struct MemoryReplayStore {
     inner: Mutex<Inner>,
     max: usize,
     share: usize,
+    issuer_share: usize,
 }
+
+/// A live key's expiry, signer and issuer.
+type Held = (u64, Arc<str>, Option<Arc<str>>);
 
 #[derive(Debug, Default)]
 #[allow(
@@ -215,13 +263,35 @@ pub struct MemoryReplayStore {
     reason = "lookup tables, never iterated into anything signed or serialized; O(1)"
 )]
 struct Inner {
-    /// Live keys, with their expiry and signer.
-    seen: std::collections::HashMap<[u8; 32], (u64, Arc<str>)>,
+    /// Live keys, with their expiry, signer and issuer.
+    seen: std::collections::HashMap<[u8; 32], Held>,
     /// The same keys by the second they expire, to drop them without a scan (a handful of
     /// seconds are live at once, so this map stays small).
     by_expiry: std::collections::BTreeMap<u64, Vec<[u8; 32]>>,
     /// Live entries per signer.
     per_signer: std::collections::HashMap<Arc<str>, usize>,
+    /// Live entries per issuer.
+    per_issuer: std::collections::HashMap<Arc<str>, usize>,
+}
+
+/// One entry fewer for `who` in `counts` (the count dropped at zero).
+#[allow(clippy::disallowed_types, reason = "the lookup tables of `Inner`")]
+fn release(counts: &mut std::collections::HashMap<Arc<str>, usize>, who: &Arc<str>) {
+    if let Some(n) = counts.get_mut(who) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(who);
+        }
+    }
+}
+
+/// The shared name of `who` in `counts` (one allocation per live signer or issuer).
+#[allow(clippy::disallowed_types, reason = "the lookup tables of `Inner`")]
+fn name_in(counts: &std::collections::HashMap<Arc<str>, usize>, who: &str) -> Arc<str> {
+    match counts.get_key_value(who) {
+        Some((k, _)) => Arc::clone(k),
+        None => Arc::from(who),
+    }
 }
 
 impl Inner {
@@ -235,12 +305,10 @@ impl Inner {
                 break;
             };
             for key in keys {
-                if let Some((_, signer)) = self.seen.remove(&key)
-                    && let Some(n) = self.per_signer.get_mut(&signer)
-                {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.per_signer.remove(&signer);
+                if let Some((_, signer, issuer)) = self.seen.remove(&key) {
+                    release(&mut self.per_signer, &signer);
+                    if let Some(issuer) = issuer {
+                        release(&mut self.per_issuer, &issuer);
                     }
                 }
             }
@@ -250,7 +318,8 @@ impl Inner {
 
 impl MemoryReplayStore {
     /// A store holding at most `max` live entries (at least 1), each signer at most
-    /// [`DEFAULT_REPLAY_SHARE`] (or `max`, if smaller).
+    /// [`DEFAULT_REPLAY_SHARE`] and each issuer at most [`DEFAULT_REPLAY_ISSUER_SHARE`]
+    /// (or `max`, if smaller).
     #[must_use]
     pub fn new(max: usize) -> Self {
         let max = max.max(1);
@@ -258,6 +327,7 @@ impl MemoryReplayStore {
             inner: Mutex::new(Inner::default()),
             max,
             share: DEFAULT_REPLAY_SHARE.min(max),
+            issuer_share: DEFAULT_REPLAY_ISSUER_SHARE.min(max),
         }
     }
 
@@ -265,6 +335,14 @@ impl MemoryReplayStore {
     #[must_use]
     pub fn share(mut self, share: usize) -> Self {
         self.share = share.clamp(1, self.max);
+        self
+    }
+
+    /// Sets one issuer's share (at least 1, at most the whole store): the live entries of
+    /// every key it vouched for, together.
+    #[must_use]
+    pub fn issuer_share(mut self, share: usize) -> Self {
+        self.issuer_share = share.clamp(1, self.max);
         self
     }
 
@@ -311,14 +389,24 @@ impl ReplayStore for MemoryReplayStore {
         if held >= self.share {
             return Err(ReplayStoreError::SignerOverShare { share: self.share });
         }
-        let signer: Arc<str> = match inner.per_signer.get_key_value(entry.signer) {
-            Some((k, _)) => Arc::clone(k),
-            None => Arc::from(entry.signer),
-        };
-        let until = entry.until.as_secs();
+        // default: an issuer with no live entry holds none.
+        let issuer_held = entry
+            .issuer
+            .map(|i| inner.per_issuer.get(i).copied().unwrap_or(0));
+        if issuer_held.is_some_and(|n| n >= self.issuer_share) {
+            return Err(ReplayStoreError::IssuerOverShare {
+                share: self.issuer_share,
+            });
+        }
+        let signer = name_in(&inner.per_signer, entry.signer);
         inner.per_signer.insert(Arc::clone(&signer), held + 1);
+        let issuer = entry.issuer.map(|i| name_in(&inner.per_issuer, i));
+        if let (Some(issuer), Some(n)) = (&issuer, issuer_held) {
+            inner.per_issuer.insert(Arc::clone(issuer), n + 1);
+        }
+        let until = entry.until.as_secs();
         inner.by_expiry.entry(until).or_default().push(entry.key);
-        inner.seen.insert(entry.key, (until, signer));
+        inner.seen.insert(entry.key, (until, signer, issuer));
         Ok(true)
     }
 }
@@ -435,7 +523,7 @@ impl ReplayGuard {
     /// The use to record for `request`, signed by the key whose thumbprint is
     /// `thumbprint`.
     fn entry<'a>(
-        request: &VerifiedRequest,
+        request: &'a VerifiedRequest,
         thumbprint: &'a str,
         window: u64,
         now: UnixTime,
@@ -451,7 +539,26 @@ impl ReplayGuard {
             .and_then(|c| u64::try_from(c).ok())
             .unwrap_or(0);
         let until = UnixTime(created.max(now.as_secs())).plus(window.saturating_add(1));
-        ReplayUse::new(thumbprint, request.replay_key_of(thumbprint), until)
+        let entry = ReplayUse::new(thumbprint, request.replay_key_of(thumbprint), until);
+        match issuer_of(request) {
+            Some(issuer) => entry.issuer(issuer),
+            None => entry,
+        }
+    }
+}
+
+/// Whoever vouched for the key that signed `request`, as the share it counts in: the
+/// issuer of the token that binds it, the server a `jwks_uri` or `jwks` key belongs to,
+/// the enclave key of a `jkt-jwt`. Every bare `hwk` key counts in one share (anyone can
+/// make any number), so pseudonymous signers together cannot fill the store either.
+fn issuer_of(request: &VerifiedRequest) -> Option<&str> {
+    match &request.identity {
+        crate::KeyIdentity::Token(t) => Some(t.iss_jti().0.as_str()),
+        crate::KeyIdentity::JwksUri { id, .. } => Some(id),
+        crate::KeyIdentity::Jwks { url, .. } => Some(url),
+        crate::KeyIdentity::JktJwt(j) => Some(&j.iss),
+        crate::KeyIdentity::Pseudonym { .. } => Some("hwk"),
+        crate::KeyIdentity::Other { scheme, .. } => Some(scheme),
     }
 }
 
@@ -460,6 +567,9 @@ fn refused(e: ReplayStoreError) -> crate::VerifyError {
     match e {
         ReplayStoreError::SignerOverShare { share } => {
             crate::VerifyError::ReplayShareExceeded { share }
+        }
+        ReplayStoreError::IssuerOverShare { share } => {
+            crate::VerifyError::IssuerReplayShareExceeded { share }
         }
         e => crate::VerifyError::Unavailable {
             reason: e.to_string(),

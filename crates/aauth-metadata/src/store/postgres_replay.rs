@@ -33,8 +33,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// ones are swept off the request path once a minute. A database that cannot answer is
 /// [`ReplayStoreError::Unavailable`] (`503`): never an unchecked admission.
 ///
-/// Unlike the memory and Redis stores it keeps no per-signer share: the database's size
-/// is the bound.
+/// Unlike the memory and Redis stores it keeps no per-signer or per-issuer share, and
+/// no bound either (the database's size is the bound): it is never full, so no signer or
+/// issuer can fill it and have every other refused; [`ReplayUse::issuer`] is not read.
 #[derive(Clone)]
 pub struct PgReplayStore {
     pg: Pg,

@@ -15,11 +15,11 @@ use super::replay::FIRST_USE_LUA;
 use crate::{RecordError, RedisReplayStore, RedisRevocationList, RevocationStore};
 
 /// The replay script with the revocation lookup in front. `KEYS` and `ARGV` are the
-/// replay script's, and `KEYS[4]` the revocation record. Answers -3 for a revoked token
+/// replay script's, and `KEYS[5]` the revocation record. Answers -3 for a revoked token
 /// (nothing recorded), else as the replay script.
 static FIRST_USE_UNREVOKED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{KEEP_LUA}if redis.call('EXISTS', KEYS[4]) == 1 then return -3 end\n{FIRST_USE_LUA}"
+        "{KEEP_LUA}if redis.call('EXISTS', KEYS[5]) == 1 then return -3 end\n{FIRST_USE_LUA}"
     ))
 });
 

@@ -7,7 +7,8 @@ use aauth_keys::time::UnixTime;
 use aauth_metadata::store::redis::Redis;
 use aauth_metadata::store::redis::client::{Script, ScriptInvocation};
 use aauth_signing::{
-    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_SHARE, ReplayStore, ReplayStoreError, ReplayUse,
+    DEFAULT_REPLAY_ENTRIES, DEFAULT_REPLAY_ISSUER_SHARE, DEFAULT_REPLAY_SHARE, ReplayStore,
+    ReplayStoreError, ReplayUse,
 };
 use async_trait::async_trait;
 
@@ -17,9 +18,10 @@ use super::{KEEP_LUA, bound, keep_ms, reason};
 const STORE: &str = "replay redis";
 
 /// The replay script's body (after [`KEEP_LUA`]). `KEYS`: the entry, the signer's
-/// index, the index of every entry. `ARGV`: now, until, milliseconds to keep, the bound,
-/// the share, the entry's member name. Answers 1 for a first use, 0 for a replay, -1 when
-/// full, -2 when the signer holds its share.
+/// index, the index of every entry, the issuer's index. `ARGV`: now, until, milliseconds
+/// to keep, the bound, the share, the entry's member name, the issuer's share (0: the use
+/// names no issuer, and `KEYS[4]` is not touched). Answers 1 for a first use, 0 for a
+/// replay, -1 when full, -2 when the signer holds its share, -4 when its issuer does.
 pub(super) const FIRST_USE_LUA: &str = r"
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -28,12 +30,21 @@ if seen and tonumber(seen) > now then return 0 end
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return -1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return -2 end
+local issuer = tonumber(ARGV[7]) > 0
+if issuer then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then return -4 end
+end
 local ms = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ms)
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[6])
 keep(KEYS[3], ms)
 keep(KEYS[2], ms)
+if issuer then
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[6])
+  keep(KEYS[4], ms)
+end
 return 1
 ";
 
@@ -50,9 +61,11 @@ static FIRST_USE: LazyLock<Script> =
 ///   atomically by Redis, reads and records it);
 /// - an entry is live until its `until` on the callers' clock, whatever Redis's clock
 ///   says, and a caller whose clock went back still finds it;
-/// - at most `max` live entries in all (past it, [`ReplayStoreError::Full`]: `503`) and
-///   at most `share` per signer (past it, [`ReplayStoreError::SignerOverShare`]: `429`
-///   for that signer only), checked in the same round trip;
+/// - at most `max` live entries in all (past it, [`ReplayStoreError::Full`]: `503`), at
+///   most `share` per signer (past it, [`ReplayStoreError::SignerOverShare`]: `429` for
+///   that signer only) and at most `issuer_share` per issuer, every key it vouched for
+///   together (past it, [`ReplayStoreError::IssuerOverShare`]: `429` for its signers
+///   only), checked in the same round trip;
 /// - a Redis that cannot answer is [`ReplayStoreError::Unavailable`] (`503`): the request
 ///   is refused, never admitted unchecked; nothing is recorded.
 ///
@@ -77,18 +90,20 @@ pub struct RedisReplayStore {
     redis: Redis,
     max: usize,
     share: usize,
+    issuer_share: usize,
 }
 
 impl RedisReplayStore {
     /// A store in `redis` (its keys under `replay:`), holding at most
     /// [`DEFAULT_REPLAY_ENTRIES`] live entries, each signer at most
-    /// [`DEFAULT_REPLAY_SHARE`].
+    /// [`DEFAULT_REPLAY_SHARE`], each issuer at most [`DEFAULT_REPLAY_ISSUER_SHARE`].
     #[must_use]
     pub fn new(redis: Redis) -> Self {
         Self {
             redis,
             max: DEFAULT_REPLAY_ENTRIES,
             share: DEFAULT_REPLAY_SHARE,
+            issuer_share: DEFAULT_REPLAY_ISSUER_SHARE,
         }
     }
 
@@ -98,6 +113,7 @@ impl RedisReplayStore {
     pub fn max(mut self, max: usize) -> Self {
         self.max = max.max(1);
         self.share = self.share.min(self.max);
+        self.issuer_share = self.issuer_share.min(self.max);
         self
     }
 
@@ -105,6 +121,14 @@ impl RedisReplayStore {
     #[must_use]
     pub fn share(mut self, share: usize) -> Self {
         self.share = share.clamp(1, self.max);
+        self
+    }
+
+    /// Sets one issuer's share (at least 1, at most the whole store): the live entries of
+    /// every key it vouched for, together.
+    #[must_use]
+    pub fn issuer_share(mut self, share: usize) -> Self {
+        self.issuer_share = share.clamp(1, self.max);
         self
     }
 
@@ -126,7 +150,7 @@ impl RedisReplayStore {
     }
 
     /// Gives `call` the keys and arguments of [`FIRST_USE_LUA`] for `entry`
-    /// (`KEYS[1..=3]`, `ARGV[1..=6]`).
+    /// (`KEYS[1..=4]`, `ARGV[1..=7]`).
     pub(super) fn first_use_call(
         &self,
         call: &mut ScriptInvocation<'_>,
@@ -135,15 +159,27 @@ impl RedisReplayStore {
     ) {
         let member = base64url::encode(&entry.key);
         let until = entry.until.as_secs();
+        // An issuer's index is keyed by the issuer's hash: an identifier may be long.
+        let (issuer_key, issuer_share) = match entry.issuer {
+            Some(i) => (
+                self.redis
+                    .key(&["replay", "i", &aauth_keys::digest::s256(i.as_bytes())]),
+                bound(self.issuer_share),
+            ),
+            // Not touched by the script: any key of this store's.
+            None => (self.all(), 0),
+        };
         call.key(self.redis.key(&["replay", "k", &member]))
             .key(self.redis.key(&["replay", "s", entry.signer]))
             .key(self.all())
+            .key(issuer_key)
             .arg(now.as_secs())
             .arg(until)
             .arg(keep_ms(until, now.as_secs()))
             .arg(bound(self.max))
             .arg(bound(self.share))
-            .arg(&member);
+            .arg(&member)
+            .arg(issuer_share);
     }
 
     /// Runs a script of this store: one round trip.
@@ -161,6 +197,9 @@ impl RedisReplayStore {
             0 => Ok(false),
             -1 => Err(ReplayStoreError::Full { live: self.max }),
             -2 => Err(ReplayStoreError::SignerOverShare { share: self.share }),
+            -4 => Err(ReplayStoreError::IssuerOverShare {
+                share: self.issuer_share,
+            }),
             other => Err(ReplayStoreError::Unavailable {
                 reason: format!("{STORE}: the script answered {other}"),
             }),

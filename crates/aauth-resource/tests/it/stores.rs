@@ -40,24 +40,27 @@ impl Entries for RedisReplayStore {
     }
 }
 
-/// Uses by `(signer, key, lifetime, step)`, the bound and the share.
-type ReplayCase = (Vec<(u8, u8, u64, u64)>, usize, usize);
+/// Uses by `(signer, key, lifetime, step)`, the bound, the share and the issuer's share
+/// (signer `n` is vouched for by issuer `n % 2`).
+type ReplayCase = (Vec<(u8, u8, u64, u64)>, usize, usize, usize);
 
 fn replay_case() -> impl Strategy<Value = ReplayCase> {
     (
         proptest::collection::vec((0u8..4, 0u8..12, 0u64..200, 0u64..40), 1..120),
         1usize..10,
         1usize..6,
+        1usize..8,
     )
 }
 
 /// A replay store against a naive model: a key is admitted exactly when no live entry
-/// holds it and both bounds allow, whatever the order of uses and clocks.
+/// holds it and every bound allows, whatever the order of uses and clocks.
 async fn replay_follows_the_model(
     store: &dyn Entries,
-    (ops, max, share): ReplayCase,
+    (ops, max, share, issuer_share): ReplayCase,
 ) -> Result<(), TestCaseError> {
     let share = share.min(max);
+    let issuer_share = issuer_share.min(max);
     // key -> (until, signer)
     let mut model: Vec<([u8; 32], u64, u8)> = Vec::new();
     let mut now = 0u64;
@@ -67,15 +70,19 @@ async fn replay_follows_the_model(
         model.retain(|(_, u, _)| *u > now);
         let k = [key; 32];
         let name = format!("signer-{signer}");
-        let got = store
-            .first_use(&ReplayUse::new(&name, k, UnixTime(until)), UnixTime(now))
-            .await;
+        let issuer = format!("https://issuer-{}.example", signer % 2);
+        let entry = ReplayUse::new(&name, k, UnixTime(until)).issuer(&issuer);
+        let got = store.first_use(&entry, UnixTime(now)).await;
         let expected = if model.iter().any(|(mk, _, _)| *mk == k) {
             Ok(false)
         } else if model.len() >= max {
             Err(ReplayStoreError::Full { live: max })
         } else if model.iter().filter(|(_, _, s)| *s == signer).count() >= share {
             Err(ReplayStoreError::SignerOverShare { share })
+        } else if model.iter().filter(|(_, _, s)| s % 2 == signer % 2).count() >= issuer_share {
+            Err(ReplayStoreError::IssuerOverShare {
+                share: issuer_share,
+            })
         } else {
             model.push((k, until, signer));
             Ok(true)
@@ -91,8 +98,8 @@ proptest! {
 
     #[test]
     fn the_memory_replay_store_follows_the_model(case in replay_case()) {
-        let (_, max, share) = case;
-        let store = MemoryReplayStore::new(max).share(share);
+        let (_, max, share, issuer_share) = case;
+        let store = MemoryReplayStore::new(max).share(share).issuer_share(issuer_share);
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
@@ -111,13 +118,75 @@ fn the_redis_replay_store_follows_the_model() {
     };
     TestRunner::new(Config::with_cases(32))
         .run(&replay_case(), |case| {
-            let (_, max, share) = case;
+            let (_, max, share, issuer_share) = case;
             let store = RedisReplayStore::new(base.with_prefix(&fresh_prefix()))
                 .max(max)
-                .share(share);
+                .share(share)
+                .issuer_share(issuer_share);
             rt.block_on(replay_follows_the_model(&store, case))
         })
         .unwrap();
+}
+
+/// One issuer minting many keys: each key within its own share, together past the
+/// issuer's. Its next key is refused (429, only its signers); another issuer's signer
+/// still gets through, and once the window closes the issuer may write again. `store`
+/// holds 100 entries, 3 per signer, 4 per issuer.
+async fn issuer_share_contract(store: &dyn Entries) {
+    let until = NOW.plus(60);
+    let keys: Vec<String> = (0..6).map(|i| format!("minted-key-{i}")).collect();
+    let by = |key: &'static str, k: u8| ReplayUse::new(key, [k; 32], until);
+    for (i, key) in keys.iter().take(4).enumerate() {
+        let k = u8::try_from(i).unwrap();
+        let entry = ReplayUse::new(key, [k; 32], until).issuer("https://mint.example");
+        assert_eq!(store.first_use(&entry, NOW).await, Ok(true), "{key}");
+    }
+    let fifth = ReplayUse::new(&keys[4], [4; 32], until).issuer("https://mint.example");
+    assert_eq!(
+        store.first_use(&fifth, NOW).await,
+        Err(ReplayStoreError::IssuerOverShare { share: 4 })
+    );
+    let other = by("honest-key", 9).issuer("https://agent.example");
+    assert_eq!(store.first_use(&other, NOW).await, Ok(true));
+    // A use that names no issuer counts only in its signer's share.
+    assert_eq!(store.first_use(&by("bare", 10), NOW).await, Ok(true));
+    assert_eq!(store.entries().await, 6);
+    let later = until;
+    let again = ReplayUse::new(&keys[5], [5; 32], later.plus(60)).issuer("https://mint.example");
+    assert_eq!(store.first_use(&again, later).await, Ok(true));
+}
+
+#[tokio::test]
+async fn the_memory_replay_store_keeps_each_issuer_to_its_share() {
+    issuer_share_contract(&MemoryReplayStore::new(100).share(3).issuer_share(4)).await;
+}
+
+#[tokio::test]
+async fn the_redis_replay_store_keeps_each_issuer_to_its_share() {
+    let Some(r) = redis("the_redis_replay_store_keeps_each_issuer_to_its_share").await else {
+        return;
+    };
+    let store = RedisReplayStore::new(r.with_prefix(&fresh_prefix()))
+        .max(100)
+        .share(3)
+        .issuer_share(4);
+    issuer_share_contract(&store).await;
+}
+
+#[tokio::test]
+async fn the_redis_joint_store_keeps_each_issuer_to_its_share() {
+    let Some(r) = redis("the_redis_joint_store_keeps_each_issuer_to_its_share").await else {
+        return;
+    };
+    let r = r.with_prefix(&fresh_prefix());
+    let store = Unrevoked(RedisReplayAndRevocations::new(
+        RedisReplayStore::new(r.clone())
+            .max(100)
+            .share(3)
+            .issuer_share(4),
+        RedisRevocationList::new(r, 60, 100),
+    ));
+    issuer_share_contract(&store).await;
 }
 
 /// The joint store's `first_use_unrevoked` for a token never revoked, as a replay store:
@@ -158,10 +227,13 @@ fn the_redis_joint_store_follows_the_replay_model() {
     };
     TestRunner::new(Config::with_cases(16))
         .run(&replay_case(), |case| {
-            let (_, max, share) = case;
+            let (_, max, share, issuer_share) = case;
             let r = base.with_prefix(&fresh_prefix());
             let store = Unrevoked(RedisReplayAndRevocations::new(
-                RedisReplayStore::new(r.clone()).max(max).share(share),
+                RedisReplayStore::new(r.clone())
+                    .max(max)
+                    .share(share)
+                    .issuer_share(issuer_share),
                 RedisRevocationList::new(r, 60, 100),
             ));
             rt.block_on(replay_follows_the_model(&store, case))

@@ -208,6 +208,60 @@ fn r9_one_signer_cannot_fill_the_store() {
     block(v.verify(&p, &b, later)).unwrap();
 }
 
+/// One agent provider can mint tokens for any number of keys, each with its own share:
+/// their entries together once filled the store and every signer got 503 until they
+/// expired. An issuer's keys together hold at most the issuer's share (429 for them);
+/// another issuer's signers still get through.
+#[test]
+fn r9_one_issuer_minting_many_keys_cannot_fill_the_store() {
+    let other_provider = PrivateKey::ed25519_from_seed(&[41; 32]);
+    let keys = issuers().with(
+        &sid("https://other.example"),
+        "aauth-agent.json",
+        "o1",
+        other_provider.public_key().clone(),
+    );
+    let store = Arc::new(MemoryReplayStore::new(100).share(3).issuer_share(4));
+    let v = aauth_test_support::verify::agent_verifier(policy(), Arc::new(keys))
+        .replay(ReplayGuard::new(store.clone()));
+    for seed in 50..54u8 {
+        let (p, b) = post_by(&PrivateKey::ed25519_from_seed(&[seed; 32]), b"{}");
+        block(v.verify(&p, &b, NOW)).unwrap();
+    }
+    // A fifth fresh key of the same provider: within its own share, past its issuer's.
+    let (p, b) = post_by(&PrivateKey::ed25519_from_seed(&[54; 32]), b"{}");
+    let e = block(v.verify(&p, &b, NOW)).unwrap_err();
+    assert_eq!(e, VerifyError::IssuerReplayShareExceeded { share: 4 });
+    assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(e.code(), None, "not a verdict on the signature");
+    // Another provider's agent is unaffected.
+    let key = PrivateKey::ed25519_from_seed(&[60; 32]);
+    let token = aauth_tokens::AgentTokenBuilder::new(
+        sid("https://other.example"),
+        aauth_tokens::AgentId::parse("aauth:bot@other.example").unwrap(),
+        key.public_key(),
+    )
+    .sign(&other_provider, "o1", NOW, &mut aauth_keys::rand::OsRandom)
+    .unwrap()
+    .token;
+    let (mut parts, ()) = http::Request::post("https://ps.example/audit")
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let scheme = Scheme::jwt(token);
+    sign(
+        &mut parts,
+        b"{}",
+        &[SigningKey::new("sig", &key, &scheme)],
+        &SignOptions::default(),
+        NOW,
+    )
+    .unwrap();
+    block(v.verify(&as_server(parts), b"{}", NOW)).unwrap();
+    assert_eq!(store.len(), 5);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
