@@ -64,96 +64,114 @@ impl AAuthClient {
         cred: &Credential,
         call: &mut Call,
     ) -> Result<bool, AgentError> {
-        let once = |answered: &mut BTreeSet<&'static str>, what: &'static str| {
-            if answered.insert(what) {
-                Ok(())
-            } else {
-                Err(AgentError::Unsatisfiable {
-                    requirement: what.to_owned(),
-                    reason: "asked again after it was answered".to_owned(),
-                })
-            }
-        };
-        let answered = &mut call.answered;
         if let Some(requirement) = requirement(resp)? {
-            match requirement {
-                Requirement::AgentToken => {
-                    once(answered, "agent-token")?;
-                    if cred.kind == TokenKind::Agent {
-                        return Err(AgentError::Unsatisfiable {
-                            requirement: "agent-token".to_owned(),
-                            reason: "the agent token was presented".to_owned(),
-                        });
-                    }
-                    // This route wants the agent token; the cached tokens stay for the
-                    // routes that want them.
-                    call.agent_only = true;
-                }
-                Requirement::PersonToken => {
-                    once(answered, "person-token")?;
-                    // The token presented is not what this route takes: not presented
-                    // again in this call. Refused as revoked or expired (a
-                    // `Signature-Error` beside the requirement, RS-43), it is dropped
-                    // with the person token it came from (AG-60: a fresh person token);
-                    // otherwise it is kept for the routes that take it, and a person
-                    // token already held is presented next.
-                    let refused = signature_error_header(resp).is_some();
-                    if refused && cred.kind == TokenKind::Auth {
-                        for kind in [TokenKind::Auth, TokenKind::Person] {
-                            self.config.cache.forget(resource, self.mission(), kind);
-                        }
-                    }
-                    let held = match cred.kind {
-                        TokenKind::Auth if !refused => self.config.cache.get(
-                            resource,
-                            self.mission(),
-                            TokenKind::Person,
-                            &self.jkt(),
-                            self.now(),
-                        ),
-                        _ => None,
-                    };
-                    if cred.kind != TokenKind::Agent {
-                        call.refused = Some(Arc::clone(&cred.token));
-                    }
-                    call.obtained = match held {
-                        Some(person) => Some(person),
-                        None => Some(self.obtain_person(resource).await?),
-                    };
-                }
-                Requirement::AuthToken { resource_token } => {
-                    once(answered, "auth-token")?;
-                    match self.obtain_auth(resource, cred, &resource_token).await {
-                        Ok(token) => call.obtained = Some(token),
-                        Err(AgentError::PersonServer { error, .. })
-                            if RECOVERABLE.contains(&error.as_str()) =>
-                        {
-                            // AG-61, once per call: then the challenge may come again.
-                            once(answered, "auth-token recovery")?;
-                            answered.remove("auth-token");
-                            answered.remove("person-token");
-                            self.recover(resource, cred, &error, call).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                other => {
-                    return Err(AgentError::Unsatisfiable {
-                        requirement: format!("{other:?}"),
-                        reason: "not a requirement a 401 carries".to_owned(),
-                    });
-                }
-            }
+            self.answer_requirement(resp, requirement, resource, cred, call)
+                .await?;
             return Ok(true);
         }
-        let Some(error) = signature_error_header(resp) else {
-            return Ok(false);
-        };
+        match signature_error_header(resp) {
+            Some(error) => {
+                self.answer_signature_error(resp, error, resource, cred, call)
+                    .await
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// A `401` with `AAuth-Requirement`: the token it asks for, obtained or chosen.
+    async fn answer_requirement(
+        &self,
+        resp: &http::Response<Bytes>,
+        requirement: Requirement,
+        resource: &ServerId,
+        cred: &Credential,
+        call: &mut Call,
+    ) -> Result<(), AgentError> {
+        match requirement {
+            Requirement::AgentToken => {
+                once(&mut call.answered, "agent-token")?;
+                if cred.kind == TokenKind::Agent {
+                    return Err(AgentError::Unsatisfiable {
+                        requirement: "agent-token".to_owned(),
+                        reason: "the agent token was presented".to_owned(),
+                    });
+                }
+                // This route wants the agent token; the cached tokens stay for the
+                // routes that want them.
+                call.agent_only = true;
+            }
+            Requirement::PersonToken => {
+                once(&mut call.answered, "person-token")?;
+                // The token presented is not what this route takes: not presented again
+                // in this call. Refused as revoked or expired (a `Signature-Error` beside
+                // the requirement, RS-43), it is dropped with the person token it came
+                // from (AG-60: a fresh person token); otherwise it is kept for the routes
+                // that take it, and a person token already held is presented next.
+                let refused = signature_error_header(resp).is_some();
+                if refused && cred.kind == TokenKind::Auth {
+                    for kind in [TokenKind::Auth, TokenKind::Person] {
+                        self.config.cache.forget(resource, self.mission(), kind);
+                    }
+                }
+                let held = match cred.kind {
+                    TokenKind::Auth if !refused => self.config.cache.get(
+                        resource,
+                        self.mission(),
+                        TokenKind::Person,
+                        &self.jkt(),
+                        self.now(),
+                    ),
+                    _ => None,
+                };
+                if cred.kind != TokenKind::Agent {
+                    call.refused = Some(Arc::clone(&cred.token));
+                }
+                call.obtained = match held {
+                    Some(person) => Some(person),
+                    None => Some(self.obtain_person(resource).await?),
+                };
+            }
+            Requirement::AuthToken { resource_token } => {
+                once(&mut call.answered, "auth-token")?;
+                match self.obtain_auth(resource, cred, &resource_token).await {
+                    Ok(token) => call.obtained = Some(token),
+                    Err(AgentError::PersonServer { error, .. })
+                        if RECOVERABLE.contains(&error.as_str()) =>
+                    {
+                        // AG-61, once per call: then the challenge may come again.
+                        once(&mut call.answered, "auth-token recovery")?;
+                        call.answered.remove("auth-token");
+                        call.answered.remove("person-token");
+                        self.recover(resource, cred, &error, call).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            other => {
+                return Err(AgentError::Unsatisfiable {
+                    requirement: format!("{other:?}"),
+                    reason: "not a requirement a 401 carries".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A `401` with `Signature-Error` alone: `true` when the agent can sign again
+    /// differently (more components, a fresh token, a corrected clock).
+    async fn answer_signature_error(
+        &self,
+        resp: &http::Response<Bytes>,
+        error: SignatureErrorHeader,
+        resource: &ServerId,
+        cred: &Credential,
+        call: &mut Call,
+    ) -> Result<bool, AgentError> {
         match error.code {
             // Draft -11 §Covered Components: a resource may require more than the profile;
             // the agent learns it here and signs again, once, covering it from now on.
             ErrorCode::InvalidInput => {
-                once(answered, "invalid_input")?;
+                once(&mut call.answered, "invalid_input")?;
                 let asked = error.required_input.unwrap_or_default(); // default: none named, nothing to add
                 if self.require(resource, &asked) {
                     Ok(true)
@@ -164,34 +182,27 @@ impl AAuthClient {
                 }
             }
             ErrorCode::RevokedJwt | ErrorCode::ExpiredJwt => {
-                once(answered, "refresh")?;
-                if cred.kind != TokenKind::Agent {
-                    call.obtained = None;
-                    call.refused = Some(Arc::clone(&cred.token));
-                }
+                once(&mut call.answered, "refresh")?;
                 match cred.kind {
-                    TokenKind::Auth => {
-                        // AG-60: a revoked auth token calls for a fresh person token.
-                        self.config
-                            .cache
-                            .forget(resource, self.mission(), TokenKind::Auth);
-                        self.config
-                            .cache
-                            .forget(resource, self.mission(), TokenKind::Person);
-                    }
-                    TokenKind::Person => {
-                        self.config
-                            .cache
-                            .forget(resource, self.mission(), TokenKind::Person);
-                    }
-                    _ => {
+                    TokenKind::Agent => {
                         self.config.agent.refresh(self.now(), &cred.token).await?;
+                    }
+                    kind => {
+                        call.obtained = None;
+                        call.refused = Some(Arc::clone(&cred.token));
+                        // AG-60: a revoked auth token calls for a fresh person token.
+                        self.config.cache.forget(resource, self.mission(), kind);
+                        if kind == TokenKind::Auth {
+                            self.config
+                                .cache
+                                .forget(resource, self.mission(), TokenKind::Person);
+                        }
                     }
                 }
                 Ok(true)
             }
             ErrorCode::ClockSkew => {
-                once(answered, "clock_skew")?;
+                once(&mut call.answered, "clock_skew")?;
                 if self.correct_skew(resp, resource) {
                     Ok(true)
                 } else {
@@ -282,6 +293,19 @@ impl AAuthClient {
             }
         }
         added
+    }
+}
+
+/// Marks `what` answered in this call; answering it twice is
+/// [`AgentError::Unsatisfiable`] (the server asked again after it was answered).
+fn once(answered: &mut BTreeSet<&'static str>, what: &'static str) -> Result<(), AgentError> {
+    if answered.insert(what) {
+        Ok(())
+    } else {
+        Err(AgentError::Unsatisfiable {
+            requirement: what.to_owned(),
+            reason: "asked again after it was answered".to_owned(),
+        })
     }
 }
 

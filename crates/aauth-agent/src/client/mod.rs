@@ -114,10 +114,13 @@ pub struct Interaction {
 }
 
 impl Interaction {
-    /// An interaction a server asked for, as draft -11 §Requirement Responses and
-    /// §Interaction Code Format allow it: `url` uses `https` and has no query or
-    /// fragment, and `code` is Crockford base32 (either case, with grouping hyphens).
-    /// Anything else is never handed to the person (or a browser).
+    /// An interaction a server asked for, checked before the person (or a browser) is
+    /// given it: `url` uses `https` and has no query or fragment (draft -11
+    /// §Requirement Responses), and `code` is at most 64 URL-unreserved characters, so
+    /// that `{url}?code={code}` is that URL with one parameter. The draft has servers
+    /// emit Crockford base32 codes (§Interaction Code Format), as this project's do; the
+    /// agent does not refuse a lagging server's other unreserved characters (mockin's
+    /// codes are base64url), since a code only correlates.
     ///
     /// ```
     /// use aauth_agent::Interaction;
@@ -125,6 +128,7 @@ impl Interaction {
     /// assert!(Interaction::checked("http://ps.example/consent", "ABCD2345").is_err());
     /// assert!(Interaction::checked("https://ps.example/c?x=1", "ABCD2345").is_err());
     /// assert!(Interaction::checked("https://ps.example/c", "ABCD 2345").is_err());
+    /// assert!(Interaction::checked("https://ps.example/c", "AB&next=x").is_err());
     /// ```
     ///
     /// # Errors
@@ -141,13 +145,12 @@ impl Interaction {
         if uri.query().is_some() || url.contains('#') {
             return Err(bad("url has a query or a fragment"));
         }
-        let crockford = |c: char| {
-            let c = c.to_ascii_uppercase();
-            c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'L' | 'O' | 'U'))
-        };
-        if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c == '-' || crockford(c)) {
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+        if code.is_empty() || code.len() > 64 || !code.chars().all(unreserved) {
             let shown: String = code.chars().take(64).collect();
-            return Err(bad(&format!("code {shown:?} is not Crockford base32")));
+            return Err(bad(&format!(
+                "code {shown:?} is not up to 64 URL-unreserved characters"
+            )));
         }
         Ok(Self {
             url: url.to_owned(),

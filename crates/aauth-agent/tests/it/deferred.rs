@@ -400,7 +400,8 @@ async fn a_retry_after_beyond_the_agents_own_cap_is_respected() {
 }
 
 /// Draft -11 §Requirement Responses: an interaction `url` is `https` without query or
-/// fragment, and its code Crockford base32; anything else is never shown to the person.
+/// fragment, and its code cannot add to the URL the person opens; anything else is never
+/// shown to the person.
 #[tokio::test(start_paused = true)]
 async fn an_interaction_that_breaks_the_format_is_never_shown() {
     for (url, code) in [
@@ -408,7 +409,8 @@ async fn an_interaction_that_breaks_the_format_is_never_shown() {
         ("https://resource.example/interact?next=x", "ABCD-1234"),
         ("javascript:alert(1)", "ABCD-1234"),
         ("https://resource.example/interact", "ABCD 1234"),
-        ("https://resource.example/interact", "IIII-LLLL"),
+        ("https://resource.example/interact", "AB&next=x"),
+        ("https://resource.example/interact", "AB#frag"),
     ] {
         let w = parties();
         let requirement = format!("requirement=interaction; url=\"{url}\"; code=\"{code}\"");
