@@ -312,6 +312,12 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             },
             () = &mut shutdown => break,
         };
+        // Responses go out as written: with Nagle's algorithm on, the second of two
+        // responses in flight (pipelined HTTP/1.1, concurrent HTTP/2 streams) waited for
+        // the client's delayed ACK, about 40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         let service = AppService {
             inner: service.clone(),
             limits: limits.rules.clone(),

@@ -98,12 +98,16 @@ impl Mode {
 }
 
 /// The resource's route. Its replay store is sized for a load test's rate from one key
-/// (a deployment expecting that rate configures its store so); `replay: false` turns the
-/// check off, for the comparison.
+/// and its provider (a deployment expecting that rate configures its store so);
+/// `replay: false` turns the check off, for the comparison.
 fn route(replay: bool) -> Result<Route, String> {
     let resource = resource()?;
     let resource = if replay {
-        resource.replay_store(Arc::new(MemoryReplayStore::new(2_000_000).share(2_000_000)))
+        resource.replay_store(Arc::new(
+            MemoryReplayStore::new(2_000_000)
+                .share(2_000_000)
+                .issuer_share(2_000_000),
+        ))
     } else {
         resource.without_replay_check()
     };

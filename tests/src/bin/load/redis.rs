@@ -32,8 +32,8 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// The revocation list's clock-skew allowance and bound (the resource proxy's).
 const SKEW: u64 = 60;
 const REVOCATIONS: usize = 10_000;
-/// The replay store's bound and share: sized for a load test's rate from one key, as the
-/// memory store of the other modes is.
+/// The replay store's bound and shares (the key's and its issuer's): sized for a load
+/// test's rate from one key, as the memory store of the other modes is.
 const REPLAY_ENTRIES: usize = 2_000_000;
 
 fn url() -> String {
@@ -71,14 +71,17 @@ pub(crate) async fn stores(
     if kept == Kept::Memory {
         return Ok(resource
             .replay_store(Arc::new(
-                aauth_resource::MemoryReplayStore::new(REPLAY_ENTRIES).share(REPLAY_ENTRIES),
+                aauth_resource::MemoryReplayStore::new(REPLAY_ENTRIES)
+                    .share(REPLAY_ENTRIES)
+                    .issuer_share(REPLAY_ENTRIES),
             ))
             .revocations(Arc::new(MemoryRevocationList::new(SKEW, REVOCATIONS))));
     }
     let redis = connect(prefix).await?;
     let replay = RedisReplayStore::new(redis.clone())
         .max(REPLAY_ENTRIES)
-        .share(REPLAY_ENTRIES);
+        .share(REPLAY_ENTRIES)
+        .issuer_share(REPLAY_ENTRIES);
     let revocations = RedisRevocationList::new(redis, SKEW, REVOCATIONS);
     Ok(if kept == Kept::Redis {
         resource.revocations_and_replay(Arc::new(RedisReplayAndRevocations::new(
