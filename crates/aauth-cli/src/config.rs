@@ -108,6 +108,11 @@
 //! roll = false                           # a new AAuth-Access on every session request
 //! # credential_key_file = "sessions.key"  # 64 hex digits: seals, in Redis, the credentials the
 //!                                        # upstream hands over to wrap (x-aauth-grant-credential)
+//! [resource_proxy.replay]                # the replay cache (memory, or the Redis of `store`)
+//! entries = 100000                       # live state-changing requests (each ~2 minutes)
+//! key_share = 10000                      # per signing key; past it 429 for that key only
+//! issuer_share = 25000                   # per agent provider / person at a server / jwks_uri
+//!                                        # server / all bare keys: 429 for those signers only
 //! [resource_proxy.oauth]                 # OAuth clients beside AAuth agents (routes with oauth_scope)
 //! issuers = ["https://login.example"]    # whose JWT access tokens (RFC 9068) are accepted
 //! # audience = "https://api.example"     # the tokens' aud (default: id)
@@ -595,8 +600,46 @@ pub(crate) struct ResourceProxySection {
     /// OAuth clients beside AAuth agents, on the routes that say `oauth_scope`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) oauth: Option<ProxyOAuth>,
+    /// The replay cache's bounds (in this process, or in the Redis `store` names).
+    #[serde(default)]
+    pub(crate) replay: ProxyReplay,
     /// The routes, in order: the first that matches a request decides it.
     pub(crate) routes: Vec<ProxyRoute>,
+}
+
+/// `[resource_proxy.replay]`: how many state-changing requests the replay cache holds
+/// (each until its signature's `created` window closes, about two minutes), and how many
+/// of them one signing key, and one issuer, may hold: past a share only those signers get
+/// `429`, so no one key or issuer can fill the cache and have everyone refused. An issuer
+/// is an agent provider (its agents' keys together), a person at a Person or Access
+/// Server, a `jwks_uri` server, or every bare `hwk` key together.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyReplay {
+    /// Live entries in all (default 100 000).
+    #[serde(default = "replay_entries")]
+    pub(crate) entries: usize,
+    /// Live entries per signing key (default 10 000, about 80 requests a second, or
+    /// `entries` if fewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key_share: Option<usize>,
+    /// Live entries per issuer (default 25 000, or `entries` if fewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) issuer_share: Option<usize>,
+}
+
+impl Default for ProxyReplay {
+    fn default() -> Self {
+        Self {
+            entries: replay_entries(),
+            key_share: None,
+            issuer_share: None,
+        }
+    }
+}
+
+fn replay_entries() -> usize {
+    aauth_signing::DEFAULT_REPLAY_ENTRIES
 }
 
 /// `[resource_proxy.oauth]`: the OAuth authorization servers whose access tokens the

@@ -386,20 +386,50 @@ impl DpopCheck {
         Ok(checked)
     }
 
-    /// Records a checked proof's `jti` until its window closes.
+    /// Records a checked proof's `jti` until its window closes, in its key's share of
+    /// the replay store.
     ///
     /// # Errors
     ///
     /// [`OAuthError::DpopProof`] for a `jti` seen before, [`OAuthError::Unavailable`]
     /// when the store fails.
     pub async fn record(&self, checked: &DpopProof, now: UnixTime) -> Result<(), OAuthError> {
+        self.record_in(checked, None, now).await
+    }
+
+    /// As [`DpopCheck::record`], also in the share of `issuer`, the authorization server
+    /// whose token binds the proof's key (it can bind any number of keys): a resource
+    /// sharing its replay store with AAuth signatures keeps each issuer's proofs to that
+    /// issuer's share.
+    ///
+    /// # Errors
+    ///
+    /// As [`DpopCheck::record`].
+    pub async fn record_for_issuer(
+        &self,
+        checked: &DpopProof,
+        issuer: &str,
+        now: UnixTime,
+    ) -> Result<(), OAuthError> {
+        self.record_in(checked, Some(issuer), now).await
+    }
+
+    async fn record_in(
+        &self,
+        checked: &DpopProof,
+        issuer: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), OAuthError> {
         let mut input = Vec::with_capacity(8 + checked.jkt.len() + checked.jti.len());
         input.extend_from_slice(b"dpop\0");
         input.extend_from_slice(checked.jkt.as_bytes());
         input.push(0);
         input.extend_from_slice(checked.jti.as_bytes());
         let until = checked.iat.plus(self.window.saturating_add(self.leeway));
-        let entry = ReplayUse::new(&checked.jkt, digest::sha256(&input), until);
+        let mut entry = ReplayUse::new(&checked.jkt, digest::sha256(&input), until);
+        if let Some(issuer) = issuer {
+            entry = entry.issuer(issuer);
+        }
         match self.replay.first_use(&entry, now).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(bad("jti was used before: a replayed proof")),

@@ -330,7 +330,10 @@ impl OAuthAccess {
                 ));
             }
         }
-        check.record(&checked, now).await.map_err(|e| (e, true))?;
+        check
+            .record_for_issuer(&checked, claims.issuer(), now)
+            .await
+            .map_err(|e| (e, true))?;
         Ok(claims)
     }
 }

@@ -15,10 +15,13 @@
 //! - a store that cannot answer refuses the request (`503`), never admits it unchecked;
 //! - each signer has a share of the store, so one agent (or one key) cannot fill it and
 //!   lock every other signer out: past its share, only that signer is refused (`429`);
-//! - so has each issuer (whoever vouched for the key: the agent provider of an agent
-//!   token, the Person or Access Server of a person or auth token, the server of a
-//!   `jwks_uri` key, the enclave key of a `jkt-jwt`; every bare `hwk` key together), so
-//!   that one provider minting many keys cannot fill it either.
+//! - so has each party that can vouch for any number of keys: an agent provider (every
+//!   key its agent tokens bind), a person at a Person or Access Server (every key a
+//!   person or auth token of theirs binds: one person's agents, not every person of that
+//!   server), the server of a `jwks_uri` or `jwks` key; every `jkt-jwt` signer together
+//!   and every bare `hwk` key together (anyone can make any number). So one provider, or
+//!   one person, minting keys cannot fill it either, and their `429` falls on their own
+//!   signers only.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -488,7 +491,8 @@ impl ReplayGuard {
             return Ok(());
         }
         let thumbprint = request.key.thumbprint();
-        let entry = Self::entry(request, thumbprint.as_str(), window, now);
+        let group = issuer_of(request);
+        let entry = Self::entry(request, thumbprint.as_str(), group.as_deref(), window, now);
         match self.store.first_use(&entry, now).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(crate::VerifyError::Replayed),
@@ -508,7 +512,8 @@ impl ReplayGuard {
         now: UnixTime,
     ) -> Result<(), crate::VerifyError> {
         let thumbprint = request.key.thumbprint();
-        let entry = Self::entry(request, thumbprint.as_str(), window, now);
+        let group = issuer_of(request);
+        let entry = Self::entry(request, thumbprint.as_str(), group.as_deref(), window, now);
         let (iss, jti) = token.iss_jti();
         match store.first_use_unrevoked(iss, jti, &entry, now).await {
             Ok(FirstUse::Recorded) => Ok(()),
@@ -521,10 +526,11 @@ impl ReplayGuard {
     }
 
     /// The use to record for `request`, signed by the key whose thumbprint is
-    /// `thumbprint`.
+    /// `thumbprint`, in the share of `issuer` ([`issuer_of`]).
     fn entry<'a>(
         request: &'a VerifiedRequest,
         thumbprint: &'a str,
+        issuer: Option<&'a str>,
         window: u64,
         now: UnixTime,
     ) -> ReplayUse<'a> {
@@ -540,26 +546,35 @@ impl ReplayGuard {
             .unwrap_or(0);
         let until = UnixTime(created.max(now.as_secs())).plus(window.saturating_add(1));
         let entry = ReplayUse::new(thumbprint, request.replay_key_of(thumbprint), until);
-        match issuer_of(request) {
+        match issuer {
             Some(issuer) => entry.issuer(issuer),
             None => entry,
         }
     }
 }
 
-/// Whoever vouched for the key that signed `request`, as the share it counts in: the
-/// issuer of the token that binds it, the server a `jwks_uri` or `jwks` key belongs to,
-/// the enclave key of a `jkt-jwt`. Every bare `hwk` key counts in one share (anyone can
-/// make any number), so pseudonymous signers together cannot fill the store either.
-fn issuer_of(request: &VerifiedRequest) -> Option<&str> {
-    match &request.identity {
-        crate::KeyIdentity::Token(t) => Some(t.iss_jti().0.as_str()),
-        crate::KeyIdentity::JwksUri { id, .. } => Some(id),
-        crate::KeyIdentity::Jwks { url, .. } => Some(url),
-        crate::KeyIdentity::JktJwt(j) => Some(&j.iss),
-        crate::KeyIdentity::Pseudonym { .. } => Some("hwk"),
-        crate::KeyIdentity::Other { scheme, .. } => Some(scheme),
-    }
+/// The share the key that signed `request` counts in: the party that can vouch for any
+/// number of keys like it. An agent token's provider (its `iss`). For a person or auth
+/// token, the person at its issuer (`iss` and `sub`): a Person or Access Server vouches
+/// for the keys of all its people's agents, and one person's agents must not take the
+/// others' share. The server a `jwks_uri` or `jwks` key belongs to. Every `jkt-jwt`
+/// signer in one share, and every bare `hwk` key in one (anyone can make any number of
+/// enclave or bare keys), so those signers together cannot fill the store either.
+fn issuer_of(request: &VerifiedRequest) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let person = |iss: &ServerId, sub: &str| Cow::Owned(format!("{} {sub}", iss.as_str()));
+    Some(match &request.identity {
+        crate::KeyIdentity::Token(t) => match t.as_ref() {
+            BoundToken::Person(t) => person(&t.claims.iss, &t.claims.sub),
+            BoundToken::Auth(t) => person(&t.claims.iss, &t.claims.sub),
+            t => Cow::Borrowed(t.iss_jti().0.as_str()),
+        },
+        crate::KeyIdentity::JwksUri { id, .. } => Cow::Borrowed(id.as_str()),
+        crate::KeyIdentity::Jwks { url, .. } => Cow::Borrowed(url.as_str()),
+        crate::KeyIdentity::JktJwt(_) => Cow::Borrowed("jkt-jwt"),
+        crate::KeyIdentity::Pseudonym { .. } => Cow::Borrowed("hwk"),
+        crate::KeyIdentity::Other { scheme, .. } => Cow::Borrowed(scheme.as_str()),
+    })
 }
 
 /// A store's refusal as the verifier's error.

@@ -225,7 +225,14 @@ impl AccessServer {
                         return self.end_waiting(&id, AsError::RevokedResourceToken).await;
                     }
                 } else {
-                    self.create_waiting(id, waiting, now).await?;
+                    let (iss, jti) = waiting.rt.clone();
+                    self.create_waiting(id.clone(), waiting, now).await?;
+                    // A revocation recorded after this request's check looked for waiting
+                    // requests before this one was written: look for it after writing,
+                    // as `put_back` does, so one of the two always sees the other.
+                    if self.store.is_revoked(&iss, &jti, now).await? {
+                        return self.end_waiting(&id, AsError::RevokedResourceToken).await;
+                    }
                 }
                 Ok(resp)
             }

@@ -613,3 +613,65 @@ async fn a_revocation_while_deciding_ends_the_request_in_postgres() {
     a_revocation_while_the_request_is_decided_ends_it(Arc::new(store)).await;
     db.drop_schema().await;
 }
+
+/// Revokes the resource token (through another instance over the same store) while the
+/// request is decided for the first time, then asks for an approval: the new waiting
+/// request is written after the revocation looked for waiting requests.
+struct RevokedWhileFirstDeciding {
+    other: Arc<World>,
+    rt: std::sync::Mutex<String>,
+}
+
+impl AccessPolicy for RevokedWhileFirstDeciding {
+    fn decide(&self, _: &AccessRequest<'_>) -> AccessDecision {
+        let rt = self.rt.lock().unwrap().clone();
+        let other = Arc::clone(&self.other);
+        let status = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(async move { other.revoke_resource_token(&rt).await })
+        });
+        assert_eq!(status, StatusCode::OK);
+        AccessDecision::RequireApproval
+    }
+}
+
+/// AS-42 against a request being created: revoked between its check and its record, it
+/// ends at once (`revoked_resource_token`), rather than waiting for an approver.
+async fn a_revocation_while_the_request_is_created_ends_it(store: Arc<dyn AsStore>) {
+    let mut other = world();
+    other.server = other.server.store(Arc::clone(&store));
+    let policy = Arc::new(RevokedWhileFirstDeciding {
+        other: Arc::new(other),
+        rt: std::sync::Mutex::default(),
+    });
+    let mut w = world();
+    w.server = w.server.store(store).policy(policy.clone());
+    let t = w.tokens(600);
+    let rt = w.resource_token(&t, |b| b);
+    policy.rt.lock().unwrap().clone_from(&rt);
+    let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let (s, _, json) = w
+        .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_resource_token")),
+        "{json}"
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_while_creating_ends_the_request_in_memory() {
+    a_revocation_while_the_request_is_created_ends_it(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_while_creating_ends_the_request_in_postgres() {
+    let Some(db) = PgSchema::new("a_revocation_while_creating_ends_the_request") else {
+        return;
+    };
+    let store = PgStore::connect(&db.options).await.unwrap();
+    a_revocation_while_the_request_is_created_ends_it(Arc::new(store)).await;
+    db.drop_schema().await;
+}

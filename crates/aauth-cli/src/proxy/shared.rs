@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use aauth_metadata::store::redis::{Redis, RedisConfig};
 use aauth_resource::{
-    HeldStore, MemoryHeldStore, MemoryRevocationList, MemorySessionStore, RedisHeldStore,
-    RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList, RedisSessionStore,
-    ReplayGuard, ReplayStore, RevocationStore, SessionStore,
+    HeldStore, MemoryHeldStore, MemoryReplayStore, MemoryRevocationList, MemorySessionStore,
+    RedisHeldStore, RedisReplayAndRevocations, RedisReplayStore, RedisRevocationList,
+    RedisSessionStore, ReplayGuard, ReplayStore, RevocationStore, SessionStore,
 };
 use aauth_tokens::ServerId;
 
-use crate::config::Config;
+use crate::config::{Config, ProxyReplay};
 use crate::error::CliError;
 
 /// How many revocations the proxy remembers (each until its token's `exp` plus a minute).
@@ -29,7 +29,7 @@ const SKEW: u64 = 60;
 
 /// The proxy's shared state.
 pub(super) struct Shared {
-    /// The replay cache, when shared (`None`: the resource's own, in memory).
+    /// The replay cache, within `[resource_proxy.replay]`'s bounds.
     pub(super) replay: Option<Arc<dyn ReplayStore>>,
     pub(super) revocations: Arc<dyn RevocationStore>,
     /// The two above in one Redis, asked together (one round trip for a token-bearing
@@ -77,10 +77,55 @@ fn redis_url(c: &Config) -> Result<Option<&str>, CliError> {
     })
 }
 
-/// `aauth config check` of `store` for the proxy: what [`shared`] would refuse, without
-/// connecting.
+/// `aauth config check` of `store` and `[resource_proxy.replay]` for the proxy: what
+/// [`shared`] would refuse, without connecting.
 pub(super) fn check(c: &Config) -> Result<(), CliError> {
+    replay_bounds(c)?;
     redis_url(c).map(drop)
+}
+
+/// The replay cache's bounds: in all, per key, per issuer.
+struct ReplayBounds {
+    entries: usize,
+    key_share: usize,
+    issuer_share: usize,
+}
+
+/// `[resource_proxy.replay]`, checked: every bound at least one, no share above the
+/// whole; a share not given is its default, or the whole if that is smaller.
+fn replay_bounds(c: &Config) -> Result<ReplayBounds, CliError> {
+    let r: ProxyReplay = c
+        .resource_proxy
+        .as_ref()
+        .map(|p| p.replay)
+        .unwrap_or_default(); // default: no section, the documented bounds
+    if r.entries == 0 {
+        return Err(CliError::Usage {
+            flag: "resource_proxy.replay.entries",
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    let share = |flag: &'static str, given: Option<usize>, default: usize| match given {
+        None => Ok(default.min(r.entries)),
+        Some(n) if n >= 1 && n <= r.entries => Ok(n),
+        Some(n) => Err(CliError::Usage {
+            flag,
+            reason: format!("{n}: must be between 1 and entries ({})", r.entries),
+        }),
+    };
+    Ok(ReplayBounds {
+        entries: r.entries,
+        key_share: share(
+            "resource_proxy.replay.key_share",
+            r.key_share,
+            aauth_signing::DEFAULT_REPLAY_SHARE,
+        )?,
+        issuer_share: share(
+            "resource_proxy.replay.issuer_share",
+            r.issuer_share,
+            aauth_signing::DEFAULT_REPLAY_ISSUER_SHARE,
+        )?,
+    })
 }
 
 /// The sessions in `redis`, sealing the credentials they wrap under
@@ -113,9 +158,13 @@ fn prefix(id: &ServerId) -> String {
 /// The shared state `c` configures for the resource `id`, connecting to Redis if it
 /// names one.
 pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError> {
+    let bounds = replay_bounds(c)?;
     let Some(url) = redis_url(c)? else {
+        let replay = MemoryReplayStore::new(bounds.entries)
+            .share(bounds.key_share)
+            .issuer_share(bounds.issuer_share);
         return Ok(Shared {
-            replay: None,
+            replay: Some(Arc::new(replay)),
             revocations: Arc::new(MemoryRevocationList::new(SKEW, REVOCATIONS)),
             both: None,
             held: Arc::new(MemoryHeldStore::new(HELD_CALLS)),
@@ -133,7 +182,10 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
         ))
     })?;
     let both = Arc::new(RedisReplayAndRevocations::new(
-        RedisReplayStore::new(redis.clone()),
+        RedisReplayStore::new(redis.clone())
+            .max(bounds.entries)
+            .share(bounds.key_share)
+            .issuer_share(bounds.issuer_share),
         RedisRevocationList::new(redis.clone(), SKEW, REVOCATIONS),
     ));
     Ok(Shared {

@@ -959,6 +959,11 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "resource_proxy.sessions.lifetime_secs",
         ),
         (
+            "replay-share",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[resource_proxy.replay]\nentries = 100\nissuer_share = 200\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.replay.issuer_share",
+        ),
+        (
             "trusted-proxies",
             "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
             "resource_proxy.trusted_proxies",

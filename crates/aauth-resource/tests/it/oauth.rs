@@ -101,6 +101,17 @@ fn service_with(
     scope: &str,
     dpop: Option<Option<DpopNonces>>,
 ) -> (aauth_resource::AAuthService<Answering>, crate::World) {
+    service_with_store(calls, docs, scope, dpop, MemoryReplayStore::new(1000))
+}
+
+/// As [`service_with`], DPoP proofs kept in `replay`.
+fn service_with_store(
+    calls: &Answering,
+    docs: AsDocs,
+    scope: &str,
+    dpop: Option<Option<DpopNonces>>,
+    replay: MemoryReplayStore,
+) -> (aauth_resource::AAuthService<Answering>, crate::World) {
     let w = world();
     let verifier = AccessTokenVerifier::new(
         AccessTokenPolicy::new("https://resource.example"),
@@ -114,10 +125,7 @@ fn service_with(
         .realm("resource.example")
         .resource_metadata(METADATA);
     if let Some(nonces) = dpop {
-        let mut check = DpopCheck::new(
-            "https://resource.example",
-            Arc::new(MemoryReplayStore::new(1000)),
-        );
+        let mut check = DpopCheck::new("https://resource.example", Arc::new(replay));
         if let Some(n) = nonces {
             check = check.nonces(n);
         }
@@ -443,6 +451,30 @@ async fn an_agent_a_bearer_client_and_a_dpop_client_on_one_route() {
             && challenges[1].contains(r#"algs="ES256 EdDSA PS256 RS256""#),
         "{challenges:?}"
     );
+}
+
+/// An authorization server can bind any number of keys: proofs by its tokens' keys count
+/// in its share of the replay store together, as AAuth signers count in their issuer's.
+#[tokio::test]
+async fn dpop_proofs_count_in_their_token_issuers_share() {
+    let calls = handler();
+    let store = MemoryReplayStore::new(1000).issuer_share(1);
+    let (mut svc, _) =
+        service_with_store(&calls, AsDocs(Some(as_key())), "read", Some(None), store);
+    let first = client_key();
+    let token = bound_token(&first);
+    let p = proof(&first, &token, "p-1", |_| {});
+    assert_eq!(
+        send(&mut svc, dpop_request(&token, Some(&p))).await.0,
+        StatusCode::OK
+    );
+    // Another key bound by the same authorization server: past the issuer's share.
+    let second = PrivateKey::es256_from_scalar(&[7; 32]).unwrap();
+    let token = bound_token(&second);
+    let p = proof(&second, &token, "p-2", |_| {});
+    let (status, _, _) = send(&mut svc, dpop_request(&token, Some(&p))).await;
+    assert_ne!(status, StatusCode::OK);
+    assert_eq!(calls.calls(), 1);
 }
 
 #[tokio::test]

@@ -262,6 +262,68 @@ fn r9_one_issuer_minting_many_keys_cannot_fill_the_store() {
     assert_eq!(store.len(), 5);
 }
 
+/// A Person Server vouches for the keys of all its people's agents: a person's keys
+/// count in that person's share (`iss` and `sub`), so one person's agents filling theirs
+/// leave the other people of the same Person Server unaffected.
+#[test]
+fn r9_a_persons_agents_share_their_persons_share_not_their_person_servers() {
+    let ps_key = PrivateKey::ed25519_from_seed(&[43; 32]);
+    let ps = sid("https://ps.example");
+    let resource = sid("https://resource.example");
+    let keys = aauth_tokens::StaticIssuerKeys::new().with(
+        &ps,
+        "aauth-person.json",
+        "p1",
+        ps_key.public_key().clone(),
+    );
+    let store = Arc::new(MemoryReplayStore::new(100).share(3).issuer_share(4));
+    let resolver =
+        aauth_signing::JwtResolver::new(Arc::new(keys), &[aauth_tokens::TokenType::Person])
+            .audience(resource.clone());
+    let v = Verifier::new(
+        policy(),
+        Arc::new(aauth_signing::SchemeResolver::new().jwt(resolver)),
+    )
+    .replay(ReplayGuard::new(store.clone()));
+    let post = |seed: u8, sub: &str| {
+        let key = PrivateKey::ed25519_from_seed(&[seed; 32]);
+        let token = aauth_tokens::PersonTokenBuilder::new(
+            ps.clone(),
+            resource.clone(),
+            sub,
+            key.public_key(),
+        )
+        .sign(&ps_key, "p1", NOW, &mut aauth_keys::rand::OsRandom)
+        .unwrap()
+        .token;
+        let (mut parts, ()) = http::Request::post("https://resource.example/items")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap()
+            .into_parts();
+        sign(
+            &mut parts,
+            b"{}",
+            &[SigningKey::new("sig", &key, &Scheme::jwt(token))],
+            &SignOptions::default(),
+            NOW,
+        )
+        .unwrap();
+        block(v.verify(&as_server(parts), b"{}", NOW))
+    };
+    // Alice's four agents fill her share; a fifth of hers is refused.
+    for seed in 70..74u8 {
+        post(seed, "alice").unwrap();
+    }
+    assert_eq!(
+        post(74, "alice").unwrap_err(),
+        VerifyError::IssuerReplayShareExceeded { share: 4 }
+    );
+    // Bob, at the same Person Server, is not.
+    post(80, "bob").unwrap();
+    assert_eq!(store.len(), 5);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
