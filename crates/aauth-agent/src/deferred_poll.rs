@@ -58,13 +58,30 @@ pub(crate) trait PendingRequest: Send {
     }
 }
 
-/// Follows `first` (a `202`) to its end under `policy`.
+/// Follows `first` (a `202`) to its end under `policy`. When the agent gives up for its
+/// own reasons (a step it cannot take, a server it cannot reach), it withdraws the request
+/// (`DELETE`, best effort), as it does past the deadline: the server stops holding it.
 ///
 /// # Errors
 ///
 /// [`AgentError::Deferred`] for a terminal refusal, [`AgentError::PollTimeout`] past the
 /// deadline, and whatever the client's steps fail with.
 pub(crate) async fn until_done(
+    request: &mut impl PendingRequest,
+    policy: &PollPolicy,
+    first: http::Response<Bytes>,
+) -> Result<http::Response<Bytes>, AgentError> {
+    let outcome = follow(request, policy, first).await;
+    match &outcome {
+        // Done, ended by the server, or already withdrawn at the deadline.
+        Ok(_) | Err(AgentError::Deferred { .. } | AgentError::PollTimeout { .. }) => {}
+        Err(_) => request.cancel().await,
+    }
+    outcome
+}
+
+/// [`until_done`]'s loop.
+async fn follow(
     request: &mut impl PendingRequest,
     policy: &PollPolicy,
     first: http::Response<Bytes>,

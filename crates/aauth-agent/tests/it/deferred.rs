@@ -433,6 +433,14 @@ async fn an_interaction_that_breaks_the_format_is_never_shown() {
             "{url} {code}: {got:?}"
         );
         assert!(prompts.lock().unwrap().is_empty(), "{url} {code}");
+        // Given up by the agent: withdrawn, so the server stops holding it.
+        assert!(
+            w.net
+                .seen()
+                .iter()
+                .any(|s| s.method == http::Method::DELETE && s.path == "/pending/abc"),
+            "{url} {code}"
+        );
     }
 }
 
