@@ -522,19 +522,22 @@ async fn a_restarted_access_server_carries_on_from_its_sqlite_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Asks for an approval; decided again with it, first lets another instance of the
-/// server (over the same store) take the resource token's revocation, then asks a
-/// question: the request goes back to the store for that step after the revocation
-/// came, while it was taken (between the decision's read and its write).
+/// Lets another instance of the server (over the same store) take the resource token's
+/// revocation while a decision is made, once: at the request's first decision (`first`,
+/// then asks for an approval: the new waiting request is written after the revocation
+/// looked for waiting requests), or when it is decided again with its approval (then
+/// asks a question: the request goes back to the store for that step after the
+/// revocation came, while it was taken, between the decision's read and its write).
 struct RevokedWhileDeciding {
     other: Arc<World>,
     rt: std::sync::Mutex<String>,
     fired: std::sync::atomic::AtomicBool,
+    first: bool,
 }
 
 impl AccessPolicy for RevokedWhileDeciding {
     fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
-        if !r.approved {
+        if !self.first && !r.approved {
             return AccessDecision::RequireApproval;
         }
         if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -546,6 +549,9 @@ impl AccessPolicy for RevokedWhileDeciding {
             });
             assert_eq!(status, StatusCode::OK);
         }
+        if self.first {
+            return AccessDecision::RequireApproval;
+        }
         AccessDecision::RequireClarification {
             question: "What for?".to_owned(),
             options: Vec::new(),
@@ -553,16 +559,19 @@ impl AccessPolicy for RevokedWhileDeciding {
     }
 }
 
-/// AS-42 against a decision in flight: the resource token is revoked while the request
-/// is taken to be decided again, and the request ends revoked, with no token issued,
-/// rather than going on to its next step.
-async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStore>) {
+/// A server over `store` deciding with [`RevokedWhileDeciding`] (`first` as there), its
+/// policy, and an auth-token request whose resource token the policy revokes.
+fn revocation_race(
+    store: Arc<dyn AsStore>,
+    first: bool,
+) -> (World, Arc<RevokedWhileDeciding>, serde_json::Value) {
     let mut other = world();
     other.server = other.server.store(Arc::clone(&store));
     let policy = Arc::new(RevokedWhileDeciding {
         other: Arc::new(other),
         rt: std::sync::Mutex::default(),
         fired: std::sync::atomic::AtomicBool::new(false),
+        first,
     });
     let mut w = world();
     w.server = w.server.store(store).policy(policy.clone());
@@ -570,6 +579,14 @@ async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStor
     let rt = w.resource_token(&t, |b| b);
     policy.rt.lock().unwrap().clone_from(&rt);
     let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    (w, policy, request)
+}
+
+/// AS-42 against a decision in flight: the resource token is revoked while the request
+/// is taken to be decided again, and the request ends revoked, with no token issued,
+/// rather than going on to its next step.
+async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStore>) {
+    let (w, policy, request) = revocation_race(store, false);
     let (s, h, _) = w
         .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
         .await;
@@ -614,45 +631,14 @@ async fn a_revocation_while_deciding_ends_the_request_in_postgres() {
     db.drop_schema().await;
 }
 
-/// Revokes the resource token (through another instance over the same store) while the
-/// request is decided for the first time, then asks for an approval: the new waiting
-/// request is written after the revocation looked for waiting requests.
-struct RevokedWhileFirstDeciding {
-    other: Arc<World>,
-    rt: std::sync::Mutex<String>,
-}
-
-impl AccessPolicy for RevokedWhileFirstDeciding {
-    fn decide(&self, _: &AccessRequest<'_>) -> AccessDecision {
-        let rt = self.rt.lock().unwrap().clone();
-        let other = Arc::clone(&self.other);
-        let status = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current()
-                .block_on(async move { other.revoke_resource_token(&rt).await })
-        });
-        assert_eq!(status, StatusCode::OK);
-        AccessDecision::RequireApproval
-    }
-}
-
 /// AS-42 against a request being created: revoked between its check and its record, it
 /// ends at once (`revoked_resource_token`), rather than waiting for an approver.
 async fn a_revocation_while_the_request_is_created_ends_it(store: Arc<dyn AsStore>) {
-    let mut other = world();
-    other.server = other.server.store(Arc::clone(&store));
-    let policy = Arc::new(RevokedWhileFirstDeciding {
-        other: Arc::new(other),
-        rt: std::sync::Mutex::default(),
-    });
-    let mut w = world();
-    w.server = w.server.store(store).policy(policy.clone());
-    let t = w.tokens(600);
-    let rt = w.resource_token(&t, |b| b);
-    policy.rt.lock().unwrap().clone_from(&rt);
-    let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let (w, policy, request) = revocation_race(store, true);
     let (s, _, json) = w
         .post_path(AUTH_TOKEN_PATH, &request, "https://ps.example", &w.ps)
         .await;
+    assert!(policy.fired.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("revoked_resource_token")),

@@ -156,15 +156,13 @@ pub(crate) async fn build(
     let mut resource = Resource::new(id.clone(), keys)
         .resource_tokens(resource_tokens(s, &signer, kid)?)
         .revocations(Arc::clone(&shared.revocations) as Arc<dyn aauth_signing::RevocationList>);
-    if let Some(replay) = &shared.replay {
-        resource = resource.replay_store(Arc::clone(replay));
-    }
+    resource = resource.replay_store(Arc::clone(&shared.replay));
     if let Some(both) = &shared.both {
         resource = resource.revocations_and_replay(
             Arc::clone(both) as Arc<dyn aauth_signing::RevocationReplayStore>
         );
     }
-    let oauth = oauth::base(s, &id, reach, &clock, shared.replay.as_ref())?;
+    let oauth = oauth::base(s, &id, reach, &clock, &shared.replay)?;
     let routes = served_routes(s, &resource, &clock, &upstream, &shared, oauth.as_ref())?;
     let person_routes = s
         .routes

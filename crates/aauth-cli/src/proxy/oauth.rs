@@ -16,16 +16,13 @@ use aauth_oauth::{
     HmacAlgorithm, Introspection, Issuer, ProtectedResourceMetadata, SharedSecret, TokenTypes,
     VerifyAccessToken,
 };
-use aauth_resource::{MemoryReplayStore, OAuthAccess, ReplayStore};
+use aauth_resource::{OAuthAccess, ReplayStore};
 use aauth_tokens::ServerId;
 
 use crate::config::{
     ProxyIntrospection, ProxyOAuth, ProxyRoute, ProxySecretIssuer, ResourceProxySection,
 };
 use crate::error::CliError;
-
-/// How many DPoP proofs the proxy remembers when it keeps them in memory.
-const DPOP_PROOFS: usize = 100_000;
 
 /// What every OAuth route shares.
 pub(super) struct OAuthBase {
@@ -151,7 +148,7 @@ pub(super) fn base(
     id: &ServerId,
     reach: &crate::net::Reach,
     clock: &Arc<dyn Clock>,
-    replay: Option<&Arc<dyn ReplayStore>>,
+    replay: &Arc<dyn ReplayStore>,
 ) -> Result<Option<OAuthBase>, CliError> {
     check(s)?;
     let Some(o) = &s.oauth else {
@@ -182,11 +179,7 @@ pub(super) fn base(
     let opaque = introspection(o, &audience, reach, clock)?;
     let nonces = dpop_nonces(o)?;
     let dpop = o.dpop.then(|| {
-        let store = replay.map_or_else(
-            || Arc::new(MemoryReplayStore::new(DPOP_PROOFS)) as Arc<dyn ReplayStore>,
-            Arc::clone,
-        );
-        let check = DpopCheck::new(id.as_str(), store);
+        let check = DpopCheck::new(id.as_str(), Arc::clone(replay));
         match nonces {
             Some(n) => check.nonces(n),
             None => check,

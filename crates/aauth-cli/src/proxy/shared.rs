@@ -29,8 +29,9 @@ const SKEW: u64 = 60;
 
 /// The proxy's shared state.
 pub(super) struct Shared {
-    /// The replay cache, within `[resource_proxy.replay]`'s bounds.
-    pub(super) replay: Option<Arc<dyn ReplayStore>>,
+    /// The replay cache, within `[resource_proxy.replay]`'s bounds: of the routes, the
+    /// revocation endpoint and DPoP proofs alike.
+    pub(super) replay: Arc<dyn ReplayStore>,
     pub(super) revocations: Arc<dyn RevocationStore>,
     /// The two above in one Redis, asked together (one round trip for a token-bearing
     /// state-changing request instead of two).
@@ -43,13 +44,9 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// The replay guard of the revocation endpoint: the routes' shared one, or its own.
+    /// The replay guard of the revocation endpoint: the routes' cache.
     pub(super) fn revocation_replay(&self) -> ReplayGuard {
-        self.replay
-            .as_ref()
-            .map_or_else(ReplayGuard::in_memory, |store| {
-                ReplayGuard::new(Arc::clone(store))
-            })
+        ReplayGuard::new(Arc::clone(&self.replay))
     }
 }
 
@@ -164,7 +161,7 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
             .share(bounds.key_share)
             .issuer_share(bounds.issuer_share);
         return Ok(Shared {
-            replay: Some(Arc::new(replay)),
+            replay: Arc::new(replay),
             revocations: Arc::new(MemoryRevocationList::new(SKEW, REVOCATIONS)),
             both: None,
             held: Arc::new(MemoryHeldStore::new(HELD_CALLS)),
@@ -189,7 +186,7 @@ pub(super) async fn shared(c: &Config, id: &ServerId) -> Result<Shared, CliError
         RedisRevocationList::new(redis.clone(), SKEW, REVOCATIONS),
     ));
     Ok(Shared {
-        replay: Some(Arc::clone(&both) as Arc<dyn ReplayStore>),
+        replay: Arc::clone(&both) as Arc<dyn ReplayStore>,
         revocations: Arc::clone(&both) as Arc<dyn RevocationStore>,
         both: Some(both),
         held: Arc::new(RedisHeldStore::new(redis.clone(), HELD_CALLS)),
