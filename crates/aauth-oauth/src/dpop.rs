@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use aauth_keys::time::UnixTime;
 use aauth_keys::{Jwk, Thumbprint, ThumbprintHash, base64url, digest};
-use aauth_signing::{ReplayStore, ReplayUse};
+use aauth_signing::{ReplayStore, ReplayStoreError, ReplayUse};
 use aauth_tokens::json::{Object, string_value, u64_value};
 
 use crate::jwt::split;
@@ -391,8 +391,9 @@ impl DpopCheck {
     ///
     /// # Errors
     ///
-    /// [`OAuthError::DpopProof`] for a `jti` seen before, [`OAuthError::Unavailable`]
-    /// when the store fails.
+    /// [`OAuthError::DpopProof`] for a `jti` seen before, [`OAuthError::RateLimited`]
+    /// when the proof's key or its issuer's keys hold their whole share of the store,
+    /// [`OAuthError::Unavailable`] when the store fails.
     pub async fn record(&self, checked: &DpopProof, now: UnixTime) -> Result<(), OAuthError> {
         self.record_in(checked, None, now).await
     }
@@ -433,6 +434,13 @@ impl DpopCheck {
         match self.replay.first_use(&entry, now).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(bad("jti was used before: a replayed proof")),
+            Err(
+                e @ (ReplayStoreError::SignerOverShare { .. }
+                | ReplayStoreError::IssuerOverShare { .. }),
+            ) => Err(OAuthError::RateLimited {
+                reason: e.to_string(),
+                retry_after: self.window.saturating_add(self.leeway).max(1),
+            }),
             Err(e) => Err(OAuthError::Unavailable {
                 reason: format!("replay store: {e}"),
             }),

@@ -162,6 +162,16 @@ pub enum OAuthError {
         /// What failed.
         reason: String,
     },
+    /// The proof's key, or the keys its token's issuer bound, already hold their whole
+    /// share of the replay store: only their proofs are refused, `429` with
+    /// `Retry-After` until the oldest leave the window; other clients are unaffected.
+    #[error("too many proofs within the window: {reason}")]
+    RateLimited {
+        /// Whose share is full.
+        reason: String,
+        /// Seconds until the oldest of the share's entries leave the window.
+        retry_after: u64,
+    },
 }
 
 impl OAuthError {
@@ -176,25 +186,28 @@ impl OAuthError {
             // A 503 carries no challenge error; "invalid_token" would tell a client to
             // drop a token that may be good.
             Self::Unavailable { .. } => "temporarily_unavailable",
+            Self::RateLimited { .. } => "rate_limited",
             _ => "invalid_token",
         }
     }
 
-    /// The HTTP status (RFC 6750 §3.1; `503` when a dependency is down).
+    /// The HTTP status (RFC 6750 §3.1; `503` when a dependency is down, `429` for a
+    /// client past its share of the replay store).
     #[must_use]
     pub const fn status(&self) -> u16 {
         match self {
             Self::Request { .. } => 400,
             Self::InsufficientScope { .. } => 403,
             Self::Unavailable { .. } => 503,
+            Self::RateLimited { .. } => 429,
             _ => 401,
         }
     }
 
     /// The `WWW-Authenticate` value for this failure: `Bearer`, the `realm` if given,
     /// `error`, an `error_description` reduced to the characters RFC 6750 §3 allows, and
-    /// `scope` (the route's) for `insufficient_scope`. A `503` has none: it is not a
-    /// challenge ([`OAuthError::status`]).
+    /// `scope` (the route's) for `insufficient_scope`. A `503` or a `429` has none: it
+    /// is not a challenge ([`OAuthError::status`]).
     #[must_use]
     pub fn www_authenticate(&self, realm: Option<&str>, scope: Option<&str>) -> String {
         BearerChallenge {
@@ -270,7 +283,7 @@ impl BearerChallenge {
         if let Some(realm) = &self.realm {
             param(&mut out, "realm", realm);
         }
-        let error = error.filter(|e| e.status() != 503);
+        let error = error.filter(|e| e.status() != 503 && e.status() != 429);
         if let Some(e) = error {
             param(&mut out, "error", e.code());
             param(&mut out, "error_description", &e.to_string());

@@ -183,11 +183,14 @@ impl OAuthAccess {
     }
 
     /// The answer to an OAuth failure: its status, the RFC 9457 body every refusal has,
-    /// the challenges, and `Retry-After` on a `503`.
+    /// the challenges, and `Retry-After` on a `503` or a `429`.
     fn refuse(&self, e: &OAuthError, dpop_failed: bool, now: UnixTime) -> Response<Bytes> {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut resp = problem(status, e.code(), &e.to_string());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let OAuthError::RateLimited { retry_after, .. } = e {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         } else {

@@ -472,8 +472,14 @@ async fn dpop_proofs_count_in_their_token_issuers_share() {
     let second = PrivateKey::es256_from_scalar(&[7; 32]).unwrap();
     let token = bound_token(&second);
     let p = proof(&second, &token, "p-2", |_| {});
-    let (status, _, _) = send(&mut svc, dpop_request(&token, Some(&p))).await;
-    assert_ne!(status, StatusCode::OK);
+    let (status, h, body) = send(&mut svc, dpop_request(&token, Some(&p))).await;
+    // Too many proofs, not a bad token: 429 with Retry-After, as an AAuth signer past
+    // its share gets, and no challenge telling the client to drop its token.
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("rate_limited"), "{body}");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1, "{retry}");
+    assert!(h.get("www-authenticate").is_none(), "{h:?}");
     assert_eq!(calls.calls(), 1);
 }
 
