@@ -13,6 +13,9 @@
 //!                                        # (rediss:// for TLS), shared by its instances;
 //!                                        # an agent provider: its replay cache, "memory" or "redis://…"
 //! shutdown_deadline_secs = 10
+//! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: the load balancers or TLS terminators in
+//!                                        # front, whose X-Forwarded-For names the client (for rate limits,
+//!                                        # throttles and the resource proxy's upstream); default: none
 //!
 //! [postgres]                             # with store = "postgres://…" (several instances share it)
 //! schema = "person_server"               # created if missing; absent: the user's search_path
@@ -33,7 +36,7 @@
 //!                                        # A Person or Access Server also counts wrong guesses
 //!                                        # (interaction codes, passwords) there, every instance together
 //! [[rate_limit.rules]]
-//! scope = "client"                       # each client address (known when this process terminates TLS), or "endpoint"
+//! scope = "client"                       # each client address (the peer with TLS here, else via trusted_proxies), or "endpoint"
 //!                                        # (every client together); a Person or Access Server also takes
 //!                                        # "agent" (each agent, counted once its signature verified) and an
 //!                                        # Access Server "person_server" (each Person Server that signs to it)
@@ -94,8 +97,6 @@
 //! request_timeout_secs = 30              # until the upstream's response head (else 504)
 //! max_body_bytes = 1048576               # a body the proxy must check first (else 413); others stream
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
-//! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: proxies in front whose X-Forwarded-For
-//!                                        # is kept (the peer appended); from others it is replaced
 //! name = "Example Files"                 # shown on consent pages
 //! description = "Keeps your files."
 //! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes
@@ -155,7 +156,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 18] = [
+const TOP_LEVEL: [&str; 19] = [
     "id",
     "listen",
     "signing_key_file",
@@ -163,6 +164,7 @@ const TOP_LEVEL: [&str; 18] = [
     "store",
     "postgres",
     "shutdown_deadline_secs",
+    "trusted_proxies",
     "tls",
     "log",
     "egress",
@@ -202,6 +204,14 @@ pub(crate) struct Config {
     /// Seconds to finish in-flight requests after SIGTERM or SIGINT.
     #[serde(default = "ten")]
     pub(crate) shutdown_deadline_secs: u64,
+    /// The proxies in front of this service (addresses or CIDR ranges: a TLS terminator,
+    /// a load balancer) whose `X-Forwarded-For` is believed. A request from one of them
+    /// is counted by rate limits and throttles as the client its chain names, and the
+    /// resource proxy passes that chain on with the peer appended. From anyone else (the
+    /// default: everyone) the client's `X-Forwarded-For`, `X-Real-IP` and `Forwarded`
+    /// are not believed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) trusted_proxies: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls: Option<Tls>,
     #[serde(default)]
@@ -564,13 +574,6 @@ pub(crate) struct ResourceProxySection {
     /// identity in `x-aauth-*`).
     #[serde(default)]
     pub(crate) forward_signature_headers: bool,
-    /// The proxies in front of this one (addresses or CIDR ranges: a TLS terminator, a
-    /// load balancer) whose `X-Forwarded-For` is believed: from one of them the peer is
-    /// appended to the chain it sent. From anyone else (the default: everyone) the
-    /// client's `X-Forwarded-For`, `X-Real-IP` and `Forwarded` are dropped and the peer's
-    /// address is sent instead.
-    #[serde(default)]
-    pub(crate) trusted_proxies: Vec<String>,
     /// The resource's display name (its metadata's `name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,

@@ -23,6 +23,7 @@ mod cli;
 mod config;
 mod error;
 mod fetch;
+mod forwarded;
 mod keyring;
 mod keys;
 mod limits;

@@ -36,6 +36,7 @@ use tower_service::Service;
 use crate::cli::Role;
 use crate::config::{self, Config, Consent, LogFormat};
 use crate::error::CliError;
+use crate::forwarded::TrustedProxies;
 use crate::net::server_id;
 use crate::proxy::ProxyBody;
 
@@ -68,6 +69,7 @@ pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<
     let config = config::load(config_path, std::env::vars())?;
     crate::keys::read_private(&config.signing_key_file)?;
     crate::keyring::retiring(&config)?;
+    TrustedProxies::parse(&config.trusted_proxies)?;
     if let Some(tls) = &config.tls {
         tls_config(tls)?;
     }
@@ -280,6 +282,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
     }
     let limits = crate::limits::limits(&c, role).await?;
+    let trusted = Arc::new(TrustedProxies::parse(&c.trusted_proxies)?);
     let app = build(role, &c, &reach, &keys, &limits).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
@@ -321,8 +324,9 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         let service = AppService {
             inner: service.clone(),
             limits: limits.rules.clone(),
-            client: tls.is_some().then_some(ClientAddr(peer.ip())),
-            peer: crate::proxy::forwarded::Peer(peer.ip()),
+            trusted: Arc::clone(&trusted),
+            tls: tls.is_some(),
+            peer: crate::forwarded::Peer(peer.ip()),
         };
         let stopping = stopping.clone();
         match &tls {
@@ -423,13 +427,14 @@ struct AppService {
     inner: aauth_metadata::ops::RequestLog<App>,
     /// The configured rate limits, checked before the role sees a request.
     limits: Option<Arc<RateLimits>>,
-    /// The client's address: only when this process terminates TLS. Behind a terminating
-    /// proxy the peer is the proxy, and one address for every client would make the
-    /// per-client throttles (codes, passwords) lock everyone out at once.
-    client: Option<ClientAddr>,
+    /// `trusted_proxies`: whose `X-Forwarded-For` names the client counted by the rate
+    /// limits and throttles ([`crate::forwarded::client_addr`]).
+    trusted: Arc<TrustedProxies>,
+    /// Whether this process terminates TLS (then an untrusted peer is the client).
+    tls: bool,
     /// The connection's other end, whatever it is: what the resource proxy tells its
     /// upstream in `X-Forwarded-For`.
-    peer: crate::proxy::forwarded::Peer,
+    peer: crate::forwarded::Peer,
 }
 
 impl Service<Request<hyper::body::Incoming>> for AppService {
@@ -442,8 +447,10 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
     }
 
     fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
-        if let Some(client) = self.client {
-            req.extensions_mut().insert(client);
+        let client =
+            crate::forwarded::client_addr(self.peer.0, req.headers(), &self.trusted, self.tls);
+        if let Some(client) = client {
+            req.extensions_mut().insert(ClientAddr(client));
         }
         req.extensions_mut().insert(self.peer);
         let Some(limits) = self.limits.clone() else {

@@ -25,7 +25,6 @@
 //! route and answers `x-aauth-grant-session: SCOPE` when it is done.
 
 mod body;
-pub(crate) mod forwarded;
 mod oauth;
 mod routes;
 mod sessions;
@@ -146,7 +145,7 @@ pub(crate) async fn build(
         roots: reach.roots(),
         tls: c.tls.is_some(),
         forward_signature_headers: s.forward_signature_headers,
-        trusted_proxies: forwarded::TrustedProxies::parse(&s.trusted_proxies)?,
+        trusted_proxies: crate::forwarded::TrustedProxies::parse(&c.trusted_proxies)?,
         grants: sessions::Grants::new(
             Arc::clone(&shared.sessions),
             s.sessions.lifetime_secs,
@@ -312,7 +311,6 @@ pub(crate) fn check(c: &Config) -> Result<(), CliError> {
     if let Some(a) = &s.access_server {
         server_id("resource_proxy.access_server", a)?;
     }
-    forwarded::TrustedProxies::parse(&s.trusted_proxies)?;
     for i in &s.revoking_issuers {
         server_id("resource_proxy.revoking_issuers", i)?;
     }

@@ -26,9 +26,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::ProxyBody;
-use super::forwarded::{self, TrustedProxies};
 use super::sessions::Grants;
 use crate::error::CliError;
+use crate::forwarded::{self, TrustedProxies};
 
 /// The request's signature and its key (with the agent's token), not sent on unless
 /// `forward_signature_headers`.

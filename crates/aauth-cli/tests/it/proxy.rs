@@ -965,8 +965,8 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
         ),
         (
             "trusted-proxies",
-            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
-            "resource_proxy.trusted_proxies",
+            "trusted_proxies = [\"10.0.0.0/33\"]\n[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "trusted_proxies",
         ),
     ] {
         let file = format!("{name}.toml");

@@ -1124,6 +1124,47 @@ async fn configured_rate_limits_answer_429_with_retry_after() {
     );
 }
 
+/// Behind a proxy named in `trusted_proxies`, a `client` rule counts each client its
+/// `X-Forwarded-For` names, not the proxy; from a peer not named, what the client wrote
+/// there is not believed.
+#[tokio::test]
+async fn behind_a_trusted_proxy_rate_limits_count_the_forwarded_client() {
+    let dir = scratch("serve-rate-limit-trusted");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let rule = "[rate_limit]\n[[rate_limit.rules]]\nscope = \"client\"\npath = \"/.well-known/\"\nrequests = 2\nper_secs = 60\n";
+    std::fs::write(
+        &config,
+        format!("trusted_proxies = [\"127.0.0.0/8\"]\n{text}\n{rule}"),
+    )
+    .unwrap();
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let doc = "https://ps.example/.well-known/aauth-person.json";
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    for _ in 0..2 {
+        assert_eq!(get(&world, doc, &from("203.0.113.1")).await.status(), 200);
+    }
+    let refused = get(&world, doc, &from("203.0.113.1")).await;
+    assert_eq!(refused.status(), 429, "{}", ps.log());
+    // Another client behind the same proxy has its own count.
+    assert_eq!(get(&world, doc, &from("203.0.113.2")).await.status(), 200);
+
+    // Not named: the forwarded address is the client's word, and the peer is counted.
+    let dir = scratch("serve-rate-limit-untrusted");
+    let config = person_server_config(&world, &dir, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n{rule}")).unwrap();
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(get(&world, doc, &from(ip)).await.status(), 200);
+    }
+    let refused = get(&world, doc, &from("203.0.113.3")).await;
+    assert_eq!(refused.status(), 429, "{}", ps.log());
+}
+
 /// Two agent providers sharing their replay cache in Redis (`store = "redis://…"`): a
 /// signed agent-token request one accepted is refused by the other.
 #[tokio::test]

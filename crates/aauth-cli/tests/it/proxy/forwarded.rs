@@ -49,10 +49,7 @@ async fn a_spoofed_x_forwarded_for_never_reaches_the_upstream_which_sees_the_pee
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_chain_is_kept_and_the_peer_appended() {
     let s = AgentSetup::start_with("proxy-xff-trusted", |text| {
-        text.replace(
-            "revoking_issuers",
-            "trusted_proxies = [\"127.0.0.0/8\"]\nrevoking_issuers",
-        )
+        format!("trusted_proxies = [\"127.0.0.0/8\"]\n{text}")
     })
     .await;
     let headers = spoofed_call(&s).await;

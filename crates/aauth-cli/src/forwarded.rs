@@ -1,12 +1,14 @@
-//! Who the client is, as the upstream is told it: `X-Forwarded-For` and `X-Real-IP` set
-//! from the address the connection came from, never from what the client wrote. A client
-//! could otherwise name any address to an upstream that logs or rate-limits by it.
+//! Who the client is. Rate limits and throttles count a request by [`client_addr`]; the
+//! resource proxy tells its upstream in `X-Forwarded-For` and `X-Real-IP`, set from the
+//! address the connection came from ([`set`]), never from what the client wrote. A client
+//! could otherwise name any address to an upstream that logs or rate-limits by it, or
+//! spread its guesses over addresses it made up.
 //!
-//! Only behind a proxy named in `resource_proxy.trusted_proxies` (a TLS terminator, a load
-//! balancer) is the incoming `X-Forwarded-For` kept: the peer is appended to it, as every
-//! proxy in a chain does, and `X-Real-IP` is the nearest address in the chain that is not
-//! one of the trusted proxies. `Forwarded` (RFC 7239) is always dropped: the proxy writes
-//! the de-facto headers only.
+//! Only behind a proxy named in `trusted_proxies` (a TLS terminator, a load balancer) is
+//! the incoming `X-Forwarded-For` believed: the client is the nearest address in the
+//! chain that is not one of the trusted proxies, and the resource proxy appends the peer
+//! to the chain, as every proxy in a chain does. `Forwarded` (RFC 7239) is always
+//! dropped: the proxy writes the de-facto headers only.
 
 use std::net::IpAddr;
 
@@ -29,14 +31,14 @@ pub(crate) struct Peer(pub(crate) IpAddr);
 pub(crate) struct TrustedProxies(Vec<(IpAddr, u8)>);
 
 impl TrustedProxies {
-    /// `resource_proxy.trusted_proxies`: each an address (`10.0.0.5`, `::1`) or a range
-    /// (`10.0.0.0/8`, `fd00::/8`).
+    /// `trusted_proxies`: each an address (`10.0.0.5`, `::1`) or a range (`10.0.0.0/8`,
+    /// `fd00::/8`).
     pub(crate) fn parse(entries: &[String]) -> Result<Self, CliError> {
         entries
             .iter()
             .map(|e| {
                 range(e).ok_or_else(|| CliError::Usage {
-                    flag: "resource_proxy.trusted_proxies",
+                    flag: "trusted_proxies",
                     reason: format!("{e:?}: not an IP address or a CIDR range"),
                 })
             })
@@ -49,6 +51,29 @@ impl TrustedProxies {
         let ip = ip.to_canonical();
         self.0.iter().any(|&(net, len)| within(ip, net, len))
     }
+}
+
+/// The client a request from `peer` counts as, in rate limits and throttles (`tls`: this
+/// process terminates TLS). Behind a trusted proxy: the nearest address of its
+/// `X-Forwarded-For` chain that is not a trusted proxy, none if the chain names no such
+/// address (one address for every client would make the per-client throttles lock
+/// everyone out at once). From any other peer: the peer, when it is known to be the
+/// client, that is when this process terminates TLS or `trusted_proxies` names the
+/// proxies in front (a peer not among them came directly); over plain HTTP with no
+/// proxy named, none, for the peer may be a terminating proxy.
+pub(crate) fn client_addr(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+    tls: bool,
+) -> Option<IpAddr> {
+    let peer = peer.to_canonical();
+    if trusted.contains(peer) {
+        let chain: Vec<HeaderValue> = headers.get_all(X_FORWARDED_FOR).iter().cloned().collect();
+        let client = client(peer, &chain, trusted);
+        return (!trusted.contains(client)).then_some(client);
+    }
+    (tls || !trusted.0.is_empty()).then_some(peer)
 }
 
 /// `a.b.c.d`, `a.b.c.d/n`, `v6` or `v6/n` → the network and its prefix length.
@@ -195,6 +220,48 @@ mod tests {
         let mut h = HeaderMap::new();
         set(&mut h, None, &spoofed, &TrustedProxies::default());
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn the_client_counted_is_the_peer_or_the_chains_nearest_untrusted_address() {
+        let none = TrustedProxies::default();
+        let t = trusted(&["10.0.0.0/8"]);
+        let mut spoofed = HeaderMap::new();
+        spoofed.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        let peer = |s: &str| s.parse::<IpAddr>().unwrap();
+        // With TLS here, or proxies named, an untrusted peer is the client, whatever it wrote.
+        assert_eq!(
+            client_addr(peer("198.51.100.4"), &spoofed, &none, true),
+            Some(peer("198.51.100.4"))
+        );
+        assert_eq!(
+            client_addr(peer("198.51.100.4"), &spoofed, &t, false),
+            Some(peer("198.51.100.4"))
+        );
+        // Plain HTTP, no proxy named: the peer may be a terminating proxy, so nobody.
+        assert_eq!(
+            client_addr(peer("198.51.100.4"), &spoofed, &none, false),
+            None
+        );
+        // A trusted proxy: the chain's nearest untrusted address.
+        let mut chain = HeaderMap::new();
+        chain.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9"),
+        );
+        chain.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        assert_eq!(
+            client_addr(peer("10.0.0.1"), &chain, &t, false),
+            Some(peer("203.0.113.9"))
+        );
+        // A trusted proxy with no chain, or one naming only proxies: nobody.
+        assert_eq!(
+            client_addr(peer("10.0.0.1"), &HeaderMap::new(), &t, true),
+            None
+        );
+        let mut inner = HeaderMap::new();
+        inner.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.9"));
+        assert_eq!(client_addr(peer("10.0.0.1"), &inner, &t, false), None);
     }
 
     #[test]
