@@ -35,9 +35,10 @@
 //! # drop(service);
 //! ```
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -73,16 +74,20 @@ fn fresh_id() -> String {
 }
 
 /// The tower layer that gives each request its id and logs it once it is answered.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RequestLogLayer {
     role: &'static str,
+    routes: RouteLabels,
 }
 
 impl RequestLogLayer {
     /// Log lines name `role` (e.g. `person-server`).
     #[must_use]
     pub fn new(role: &'static str) -> Self {
-        Self { role }
+        Self {
+            role,
+            routes: RouteLabels::default(),
+        }
     }
 }
 
@@ -93,6 +98,7 @@ impl<S> tower_layer::Layer<S> for RequestLogLayer {
         RequestLog {
             inner,
             role: self.role,
+            routes: self.routes.clone(),
         }
     }
 }
@@ -102,7 +108,40 @@ impl<S> tower_layer::Layer<S> for RequestLogLayer {
 pub struct RequestLog<S> {
     inner: S,
     role: &'static str,
+    routes: RouteLabels,
 }
+
+/// At most this many values of the metrics' `route` label per [`RequestLogLayer`];
+/// requests to routes first seen past it are counted as `other`.
+pub const MAX_ROUTE_LABELS: usize = 64;
+
+/// The `route` label values a layer has used: bounded, so that clients asking for paths
+/// of their own invention cannot grow the metrics without end (a Prometheus series per
+/// value, never dropped).
+#[derive(Debug, Clone, Default)]
+struct RouteLabels(Arc<Mutex<BTreeSet<String>>>);
+
+impl RouteLabels {
+    /// The label of an answered request to `route` ([`route_label`]): `other` for a
+    /// `404` (a path nothing serves) and for a route first seen once the set is full.
+    fn label(&self, route: String, status: StatusCode) -> String {
+        if status == StatusCode::NOT_FOUND || route == OTHER {
+            return OTHER.to_owned();
+        }
+        let Ok(mut seen) = self.0.lock() else {
+            return OTHER.to_owned();
+        };
+        if seen.contains(&route) || seen.len() < MAX_ROUTE_LABELS {
+            seen.insert(route.clone());
+            route
+        } else {
+            OTHER.to_owned()
+        }
+    }
+}
+
+/// The label of a request whose route is not counted by itself.
+const OTHER: &str = "other";
 
 impl<S, B, R> tower_service::Service<Request<B>> for RequestLog<S>
 where
@@ -138,6 +177,7 @@ where
         );
         let started = Instant::now();
         let (role, route) = (self.role, route_label(req.uri().path()));
+        let routes = self.routes.clone();
         let future = {
             let _entered = span.enter();
             self.inner.call(req)
@@ -148,6 +188,7 @@ where
                 let took = started.elapsed();
                 match result {
                     Ok(mut resp) => {
+                        let route = routes.label(route, resp.status());
                         log_response(&resp, took, role, &route);
                         if let Ok(v) = HeaderValue::from_str(&id) {
                             resp.headers_mut().insert(REQUEST_ID, v);
@@ -169,8 +210,9 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The `route` label of `path`: its first segment, or a whole `/.well-known/` path (few
-/// values: never an identifier). Unknown shapes are `other`.
+/// The `route` of `path`: its first segment, or a whole `/.well-known/` path (few values:
+/// never an identifier). Unknown shapes are `other`. As a metrics label it is also
+/// bounded by the layer ([`MAX_ROUTE_LABELS`]).
 pub fn route_label(path: &str) -> String {
     if path.starts_with("/.well-known/") && path.len() <= 64 {
         return path.to_owned();
@@ -189,7 +231,7 @@ pub fn route_label(path: &str) -> String {
     {
         format!("/{first}")
     } else {
-        "other".to_owned()
+        OTHER.to_owned()
     }
 }
 
@@ -394,7 +436,29 @@ impl<E: Endpoint + ?Sized> Endpoint for WithHealth<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::{HeaderValue, Response, acceptable, oauth_error, route_label};
+    use super::{
+        HeaderValue, MAX_ROUTE_LABELS, Response, RouteLabels, StatusCode, acceptable, oauth_error,
+        route_label,
+    };
+
+    #[test]
+    fn route_labels_are_bounded_and_paths_nothing_serves_are_other() {
+        let routes = RouteLabels::default();
+        assert_eq!(routes.label("/pending".into(), StatusCode::OK), "/pending");
+        assert_eq!(routes.label("/junk".into(), StatusCode::NOT_FOUND), "other");
+        for i in 1..MAX_ROUTE_LABELS {
+            let route = format!("/r{i}");
+            assert_eq!(routes.label(route.clone(), StatusCode::UNAUTHORIZED), route);
+        }
+        // Full: a new route is other, a known one keeps its label.
+        assert_eq!(routes.label("/late".into(), StatusCode::OK), "other");
+        assert_eq!(routes.label("/pending".into(), StatusCode::OK), "/pending");
+        // Every connection's service shares one set.
+        let fresh = RouteLabels::default();
+        let shared = fresh.clone();
+        assert_eq!(shared.label("/a".into(), StatusCode::OK), "/a");
+        assert!(fresh.0.lock().unwrap().contains("/a"));
+    }
 
     #[test]
     fn route_labels_never_carry_an_identifier() {

@@ -526,9 +526,18 @@ async fn a_three_party_flow_runs_against_served_processes() {
     assert!(answered.len() >= 2, "{log}");
     assert!(!log.contains("eyJ"), "a token in the log:\n{log}");
 
+    // A path nothing serves is counted, but not by a label of the client's choosing.
+    let junk = get(&world, "https://ps.example/made-up-route-17", &[]).await;
+    assert_eq!(junk.status(), 404);
+
     // The metrics moved: one person token, one auth token, the token endpoints' requests,
     // the keys fetched (the provider's and the resource's).
     let scraped = scrape(metrics);
+    assert!(!scraped.contains("made-up-route"), "{scraped}");
+    assert!(
+        scraped.contains("route=\"other\",status=\"404\""),
+        "{scraped}"
+    );
     for needle in [
         "aauth_tokens_issued_total{type=\"person\"} 1",
         "aauth_tokens_issued_total{type=\"auth\"} 1",
