@@ -13,6 +13,9 @@
 //!                                        # (rediss:// for TLS), shared by its instances;
 //!                                        # an agent provider: its replay cache, "memory" or "redis://…"
 //! shutdown_deadline_secs = 10
+//! max_connections = 10000                # open at once; past it new ones wait in the kernel's queue
+//! header_timeout_secs = 30               # a request's head (or the next one on a kept-alive
+//!                                        # connection) must arrive within it, else the connection closes
 //! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: the load balancers or TLS terminators in
 //!                                        # front, whose X-Forwarded-For names the client (for rate limits,
 //!                                        # throttles and the resource proxy's upstream); default: none
@@ -156,7 +159,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 19] = [
+const TOP_LEVEL: [&str; 21] = [
     "id",
     "listen",
     "signing_key_file",
@@ -164,6 +167,8 @@ const TOP_LEVEL: [&str; 19] = [
     "store",
     "postgres",
     "shutdown_deadline_secs",
+    "max_connections",
+    "header_timeout_secs",
     "trusted_proxies",
     "tls",
     "log",
@@ -204,6 +209,15 @@ pub(crate) struct Config {
     /// Seconds to finish in-flight requests after SIGTERM or SIGINT.
     #[serde(default = "ten")]
     pub(crate) shutdown_deadline_secs: u64,
+    /// Connections served at once (at least 1); past it, new ones wait in the kernel's
+    /// accept queue until one closes.
+    #[serde(default = "ten_thousand")]
+    pub(crate) max_connections: usize,
+    /// Seconds a client has to send a request's head, and an idle kept-alive HTTP/1.1
+    /// connection to begin the next (at least 1); HTTP/2 connections are pinged after as
+    /// long idle and closed if the ping goes unanswered as long again.
+    #[serde(default = "thirty")]
+    pub(crate) header_timeout_secs: u64,
     /// The proxies in front of this service (addresses or CIDR ranges: a TLS terminator,
     /// a load balancer) whose `X-Forwarded-For` is believed. A request from one of them
     /// is counted by rate limits and throttles as the client its chain names, and the
@@ -247,6 +261,10 @@ fn memory() -> String {
 
 fn ten() -> u64 {
     10
+}
+
+fn ten_thousand() -> usize {
+    10_000
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

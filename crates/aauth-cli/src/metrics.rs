@@ -44,6 +44,8 @@ pub(crate) async fn serve(
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors, say: wait rather than spin on the error.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let (handle, cache) = (handle.clone(), Arc::clone(&cache));
@@ -53,6 +55,8 @@ pub(crate) async fn serve(
                     async move { Ok::<_, std::convert::Infallible>(answer) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(30))
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

@@ -27,7 +27,7 @@ use aauth_metadata::throttle::ClientAddr;
 use aauth_metadata::{CacheConfig, KeyCache};
 use aauth_tokens::AgentId;
 use http::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tower_layer::Layer;
@@ -70,6 +70,7 @@ pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<
     crate::keys::read_private(&config.signing_key_file)?;
     crate::keyring::retiring(&config)?;
     TrustedProxies::parse(&config.trusted_proxies)?;
+    Connections::of(&config)?;
     if let Some(tls) = &config.tls {
         tls_config(tls)?;
     }
@@ -283,6 +284,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
     }
     let limits = crate::limits::limits(&c, role).await?;
     let trusted = Arc::new(TrustedProxies::parse(&c.trusted_proxies)?);
+    let limits_of_connections = Connections::of(&c)?;
     let app = build(role, &c, &reach, &keys, &limits).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
@@ -305,15 +307,10 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
     loop {
         // Finished connections are reaped as new ones come.
         while connections.try_join_next().is_some() {}
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let Some((stream, peer, permit)) =
+            limits_of_connections.accept(&listener, &mut shutdown).await
+        else {
+            break;
         };
         // Responses go out as written: with Nagle's algorithm on, the second of two
         // responses in flight (pipelined HTTP/1.1, concurrent HTTP/2 streams) waited for
@@ -329,16 +326,18 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             peer: crate::forwarded::Peer(peer.ip()),
         };
         let stopping = stopping.clone();
+        let idle = limits_of_connections.idle;
         match &tls {
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let conn = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                                http2(tls, service)
+                                http2(tls, service, idle)
                             } else {
-                                http1(tls, service)
+                                http1(tls, service, idle)
                             };
                             drive(conn, stopping, peer).await;
                         }
@@ -348,7 +347,10 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
                 });
             }
             None => {
-                connections.spawn(drive(http1(stream, service), stopping, peer));
+                connections.spawn(async move {
+                    let _permit = permit;
+                    drive(http1(stream, service, idle), stopping, peer).await;
+                });
             }
         }
     }
@@ -390,6 +392,70 @@ const FLUSH_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// The longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How long the accept loop waits after a failed `accept` (out of file descriptors, say)
+/// before trying again, rather than spinning on the error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What `max_connections` and `header_timeout_secs` allow.
+struct Connections {
+    /// One per connection served.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// `header_timeout_secs`.
+    idle: Duration,
+}
+
+impl Connections {
+    fn of(c: &Config) -> Result<Self, CliError> {
+        if c.max_connections == 0 {
+            return Err(CliError::Usage {
+                flag: "max_connections",
+                reason: "0: at least one connection must be served".to_owned(),
+            });
+        }
+        if c.header_timeout_secs == 0 {
+            return Err(CliError::Usage {
+                flag: "header_timeout_secs",
+                reason: "0: at least 1 second".to_owned(),
+            });
+        }
+        Ok(Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                c.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            idle: Duration::from_secs(c.header_timeout_secs),
+        })
+    }
+
+    /// The next connection, once one of `max_connections` is free; `None` once
+    /// `shutdown` is done.
+    async fn accept(
+        &self,
+        listener: &tokio::net::TcpListener,
+        shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<(
+        tokio::net::TcpStream,
+        SocketAddr,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        let permit = tokio::select! {
+            p = Arc::clone(&self.permits).acquire_owned() => p.ok()?,
+            () = shutdown.as_mut() => return None,
+        };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => return Some((stream, peer, permit)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                () = shutdown.as_mut() => return None,
+            }
+        }
+    }
+}
 
 /// An agent provider keeps one thing its instances must share: the replay cache of the
 /// signed token requests (a replay at another instance would mint again). In memory, or
@@ -505,12 +571,14 @@ where
 
 /// An HTTP/1.1 connection (type-erased here, outside any `async` block, so that the task
 /// that drives it is plainly `Send`).
-fn http1<I>(io: I, service: AppService) -> Pin<Box<dyn Conn>>
+fn http1<I>(io: I, service: AppService, idle: Duration) -> Pin<Box<dyn Conn>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     Box::pin(
         hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle)
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
             .with_upgrades(),
     )
@@ -519,12 +587,15 @@ where
 /// An HTTP/2 connection (TLS with ALPN `h2`), as [`http1`]; extended `CONNECT` (RFC
 /// 8441) allowed, for the resource proxy's WebSockets (every other role refuses the
 /// method).
-fn http2<I>(io: I, service: AppService) -> Pin<Box<dyn Conn>>
+fn http2<I>(io: I, service: AppService, idle: Duration) -> Pin<Box<dyn Conn>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     Box::pin(
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(idle)
+            .keep_alive_timeout(idle)
             .enable_connect_protocol()
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service)),
     )

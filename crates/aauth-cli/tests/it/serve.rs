@@ -1133,6 +1133,70 @@ async fn configured_rate_limits_answer_429_with_retry_after() {
     );
 }
 
+/// A client that opens a connection and never finishes a request's head is dropped after
+/// `header_timeout_secs`; past `max_connections`, a new connection waits (in the kernel's
+/// queue) until one closes, and is then served.
+#[test]
+fn stalled_clients_are_dropped_and_connections_are_bounded() {
+    use std::io::{Read, Write};
+    let dir = scratch("serve-stalled-clients");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Plain HTTP: the head's timeout, not the TLS handshake's, is what a stalled client meets.
+    let plain: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("[tls]") || l.starts_with("cert_file") || l.starts_with("key_file"))
+        })
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "max_connections = 1\nheader_timeout_secs = 1\n{}\n",
+            plain.join("\n")
+        ),
+    )
+    .unwrap();
+    let served = Served::start(&dir, "agent-provider", &config);
+    let started = Instant::now();
+    let mut stalled = std::net::TcpStream::connect(served.addr).unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: a")
+        .unwrap();
+    // The one connection allowed is taken: a second waits, answered once the first is dropped.
+    let mut waiting = std::net::TcpStream::connect(served.addr).unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: agent.example\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        served.log()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}: not held back"
+    );
+    // The stalled one was closed by the server.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = stalled.read_to_end(&mut rest);
+    assert!(closed.is_ok() || rest.is_empty(), "{closed:?}");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(" 200 "),
+        "the stalled request was served"
+    );
+}
+
 /// Behind a proxy named in `trusted_proxies`, a `client` rule counts each client its
 /// `X-Forwarded-For` names, not the proxy; from a peer not named, what the client wrote
 /// there is not believed.
