@@ -519,7 +519,11 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
             req.extensions_mut().insert(ClientAddr(client));
         }
         req.extensions_mut().insert(self.peer);
-        let Some(limits) = self.limits.clone() else {
+        // The health endpoints answer whatever the limits say: a flood of one path, or
+        // the limiter's Redis down, must not have an orchestrator restart a healthy
+        // instance (`/readyz` checks the role's own dependencies).
+        let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+        let Some(limits) = self.limits.clone().filter(|_| !health) else {
             return Box::pin(self.inner.call(req));
         };
         // The service is ready now; a clone waits for its own turn after the check.

@@ -1133,6 +1133,32 @@ async fn configured_rate_limits_answer_429_with_retry_after() {
     );
 }
 
+/// A rule over every path leaves the health endpoints alone: an instance flooded (or
+/// whose limiter is down) is not reported unhealthy for it.
+#[tokio::test]
+async fn rate_limits_never_answer_for_the_health_endpoints() {
+    let dir = scratch("serve-rate-limit-health");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[rate_limit]\n[[rate_limit.rules]]\nscope = \"endpoint\"\npath = \"/\"\nrequests = 1\nper_secs = 60\n"
+        ),
+    )
+    .unwrap();
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let doc = "https://ps.example/.well-known/aauth-person.json";
+    assert_eq!(get(&world, doc, &[]).await.status(), 200);
+    assert_eq!(get(&world, doc, &[]).await.status(), 429, "{}", ps.log());
+    for path in ["/healthz", "/readyz", "/healthz"] {
+        let url = format!("https://ps.example{path}");
+        assert_eq!(get(&world, &url, &[]).await.status(), 200, "{path}");
+    }
+}
+
 /// A client that opens a connection and never finishes a request's head is dropped after
 /// `header_timeout_secs`; past `max_connections`, a new connection waits (in the kernel's
 /// queue) until one closes, and is then served.
