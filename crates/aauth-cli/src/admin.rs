@@ -133,7 +133,7 @@ async fn person_server(
         AdminCommand::Accounts(a) => accounts(c, &admin, a, now, out).await,
         AdminCommand::Agents(a) => {
             let admin = notifying(matches!(a, AgentsCommand::Revoke { .. }))?;
-            agents(&admin, a, now, out).await
+            agents(c, &admin, a, now, out).await
         }
         AdminCommand::Tokens(t) => {
             let admin = notifying(matches!(t, TokensCommand::Revoke { .. }))?;
@@ -217,6 +217,7 @@ async fn accounts(
 }
 
 async fn agents(
+    c: &Config,
     admin: &Admin,
     command: AgentsCommand,
     now: UnixTime,
@@ -258,7 +259,26 @@ async fn agents(
                 "agent {} unbound; {n} token(s) revoked and sent on to their resources",
                 agent.as_str()
             )
-            .map_err(stdout)
+            .map_err(stdout)?;
+            // Revoked now, whatever the configuration says; but one that binds the agent
+            // would bind it again at the next start of any instance: said, and not 0.
+            let declared_by = c
+                .person_server
+                .iter()
+                .flat_map(|s| &s.accounts)
+                .find(|a| a.agents.iter().any(|d| d == agent.as_str()));
+            match declared_by {
+                Some(a) => Err(CliError::Usage {
+                    flag: "AGENT",
+                    reason: format!(
+                        "{} is declared in the configuration (person_server.accounts.agents of \
+                         {}): revoked now, but every start binds it again; remove it there",
+                        agent.as_str(),
+                        a.name
+                    ),
+                }),
+                None => Ok(()),
+            }
         }
     }
 }

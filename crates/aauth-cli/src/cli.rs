@@ -380,7 +380,9 @@ pub(crate) enum AgentsCommand {
         account: Option<String>,
     },
     /// Revoke an agent: its binding is removed (its next request asks the person again)
-    /// and every token issued to it is revoked, here and at the resources.
+    /// and every token issued to it is revoked, here and at the resources. An agent the
+    /// configuration binds (`person_server.accounts.agents`) is revoked too, but the exit
+    /// status is 2 and says so: every start would bind it again until it is removed there.
     Revoke {
         /// The agent identifier (`aauth:local@domain`); its provider is
         /// `https://domain` unless `--provider` says otherwise.

@@ -592,6 +592,13 @@ async fn a_three_party_flow_runs_against_served_processes() {
         stdout(&revoked),
         crate::stderr(&revoked)
     );
+    // Revoked, but the configuration binds it at every start: said, and not 0.
+    assert_eq!(revoked.status.code(), Some(2));
+    assert!(
+        crate::stderr(&revoked).contains("declared in the configuration"),
+        "{}",
+        crate::stderr(&revoked)
+    );
     let listed = stdout(&admin(&["tokens", "list"]));
     assert_eq!(listed.matches("\trevoked").count(), 2, "{listed}");
     assert!(
