@@ -130,13 +130,20 @@ pub(crate) fn rotate(c: &Config, overlap: u64, now: u64) -> Result<Rotation, Cli
 }
 
 /// Replaces `path` with `contents` atomically (a temporary file beside it, synced, then
-/// renamed over it), mode 0600 when `private`.
+/// renamed over it, the directory synced), mode 0600 when `private`. The temporary file
+/// is always made new: one left by an interrupted run (perhaps readable by others, or a
+/// link to elsewhere) is removed first, never written through.
 fn replace(path: &Path, contents: &[u8], private: bool) -> Result<(), CliError> {
     let mut tmp = path.to_owned().into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CliError::file(&tmp)(e)),
+    }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -147,5 +154,17 @@ fn replace(path: &Path, contents: &[u8], private: bool) -> Result<(), CliError> 
     let mut f = opts.open(&tmp).map_err(CliError::file(&tmp))?;
     f.write_all(contents).map_err(CliError::file(&tmp))?;
     f.sync_all().map_err(CliError::file(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(CliError::file(path))
+    std::fs::rename(&tmp, path).map_err(CliError::file(path))?;
+    // The rename itself survives a crash once the directory is synced.
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(CliError::file(dir))?;
+    }
+    Ok(())
 }

@@ -171,6 +171,14 @@ async fn a_rotated_key_is_published_beside_the_new_one() {
         "the unit must be s, m, h or d",
     );
 
+    // A stale temporary file from an interrupted rotation, a link to somewhere else: the
+    // new private key is neither written through it nor left in a readable file.
+    #[cfg(unix)]
+    {
+        std::fs::write(dir.join("elsewhere.txt"), "untouched").unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere.txt"), dir.join("provider.jwk.tmp"))
+            .unwrap();
+    }
     let rotated = aauth(
         &dir,
         &[
@@ -184,6 +192,11 @@ async fn a_rotated_key_is_published_beside_the_new_one() {
         ],
     );
     assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
+    #[cfg(unix)]
+    assert_eq!(
+        std::fs::read_to_string(dir.join("elsewhere.txt")).unwrap(),
+        "untouched"
+    );
     assert!(
         stdout(&rotated).contains("replaces provider-1"),
         "{}",
