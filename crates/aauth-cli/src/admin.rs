@@ -36,7 +36,7 @@ pub(crate) fn admin(
         flag: "--config",
         reason: "name the service's configuration file (aauth admin --config FILE …)".to_owned(),
     })?;
-    let c = config::load(path, std::env::vars())?;
+    let c = config::load(path, config::environment()?)?;
     let now = SystemClock.now();
     match command {
         AdminCommand::Keys(k) => keys(&c, k, now.as_secs(), out),

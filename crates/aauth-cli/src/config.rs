@@ -831,6 +831,26 @@ pub(crate) enum ProxyAccess {
 
 /// Reads `path`, applies the `AAUTH_*` overrides in `env`, checks it, and resolves its
 /// paths against the file's directory.
+/// The process's environment as [`load`] reads it: the variables that are text. One
+/// named `AAUTH_…` that is not is an error naming it; any other such variable is none of
+/// the configuration's business and is passed over (`std::env::vars` would panic on it).
+pub(crate) fn environment() -> Result<Vec<(String, String)>, CliError> {
+    let mut out = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        match (key.into_string(), value.into_string()) {
+            (Ok(k), Ok(v)) => out.push((k, v)),
+            (Ok(k), Err(_)) if k.starts_with(ENV_PREFIX) => {
+                return Err(CliError::Usage {
+                    flag: "environment",
+                    reason: format!("{k}: its value is not UTF-8"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn load(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
@@ -840,9 +860,14 @@ pub(crate) fn load(
         path: path.to_owned(),
         reason,
     };
-    // The file alone first, so that its mistakes are reported with their line.
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    toml::from_str::<Config>(&text).map_err(|e| bad(e.to_string()))?;
+    // The file alone first, so that its mistakes are reported with their line; a key it
+    // lacks may come from the environment, and is asked for after.
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(located(&text, &e)))?;
+    if let Err(e) = toml::from_str::<Config>(&text)
+        && !e.message().starts_with("missing field")
+    {
+        return Err(bad(located(&text, &e)));
+    }
     let mut applied = Vec::new();
     for (name, value) in env {
         let Some(key) = name.strip_prefix(ENV_PREFIX) else {
@@ -866,6 +891,28 @@ pub(crate) fn load(
     })?;
     resolve_paths(&mut config, path.parent().unwrap_or(Path::new(".")));
     Ok(config)
+}
+
+/// A TOML error with its line, column and the key written there, but not the line
+/// itself: its value may be a secret (a misspelt key's, a URL with a password).
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(start..).unwrap_or("").chars().count() + 1;
+    let whole = text
+        .get(start..)
+        .and_then(|t| t.lines().next())
+        .unwrap_or("");
+    match whole.split_once('=').map(|(k, _)| k.trim()) {
+        Some(key) if !key.is_empty() && !key.contains(['"', '{', '[']) => {
+            format!("line {line}, column {column} (`{key}`): {}", e.message())
+        }
+        _ => format!("line {line}, column {column}: {}", e.message()),
+    }
 }
 
 /// An environment value as TOML: a number, boolean or array when it reads as one, else a
@@ -1061,6 +1108,29 @@ mod tests {
         let env = [("AAUTH_LISTEN".to_owned(), "nowhere".to_owned())];
         let e = load(&p, env).unwrap_err().to_string();
         assert!(e.contains("AAUTH_LISTEN"), "{e}");
+        // The line is named, not shown: a misspelt key's value may be a secret.
+        let p = write(
+            "secret",
+            &format!("{MINIMAL}directed_secrt = \"c0ffee-secret\"\n"),
+        );
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(e.contains("directed_secrt") && e.contains("line 4"), "{e}");
+        assert!(!e.contains("c0ffee"), "{e}");
+    }
+
+    #[test]
+    fn a_key_the_file_lacks_may_come_from_the_environment() {
+        let without_id: String = MINIMAL
+            .lines()
+            .filter(|l| !l.starts_with("id "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(without_id, MINIMAL);
+        let p = write("no-id", &without_id);
+        let e = load(&p, []).unwrap_err().to_string();
+        assert!(e.contains("missing field `id`"), "{e}");
+        let env = [("AAUTH_ID".to_owned(), "https://ps.example".to_owned())];
+        assert_eq!(load(&p, env).unwrap().id, "https://ps.example");
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Role {
 
 /// `aauth serve`.
 pub(crate) fn serve(role: Role, config_path: &Path) -> Result<(), CliError> {
-    let config = config::load(config_path, std::env::vars())?;
+    let config = config::load(config_path, config::environment()?)?;
     crate::otel::check(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,7 +66,7 @@ pub(crate) fn serve(role: Role, config_path: &Path) -> Result<(), CliError> {
 /// `aauth config check`: the effective configuration, secrets redacted, after checking
 /// that every file it names can be read.
 pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<(), CliError> {
-    let config = config::load(config_path, std::env::vars())?;
+    let config = config::load(config_path, config::environment()?)?;
     crate::keys::read_private(&config.signing_key_file)?;
     crate::keyring::retiring(&config)?;
     TrustedProxies::parse(&config.trusted_proxies)?;

@@ -70,16 +70,14 @@ fn parse_date(s: &str) -> Option<u64> {
             .then(|| part.parse().ok())?
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if s.as_bytes().get(7) != Some(&b'-') || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let b = s.as_bytes();
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !at(4, b'-') || !at(7, b'-') || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
     let secs = match s.len() {
         10 => 0,
-        20 if s.as_bytes()[10] == b'T'
-            && s.ends_with('Z')
-            && &s[13..14] == ":"
-            && &s[16..17] == ":" =>
-        {
+        20 if at(10, b'T') && at(13, b':') && at(16, b':') && at(19, b'Z') => {
             let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
             if h > 23 || mi > 59 || se > 60 {
                 return None;
@@ -125,8 +123,21 @@ mod tests {
             "yesterday",
             "",
             "5y",
+            "2026x12-04",
+            "2026-12-04T12:00:00+",
+            "2026-12-04T1é:0:00Z",
         ] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+        // A character of several bytes anywhere, the length kept, is refused, never
+        // sliced through.
+        let good = "2026-12-04T12:00:00Z";
+        for wide in ["é", "€", "😀"] {
+            for i in 0..=good.len() - wide.len() {
+                let s = format!("{}{wide}{}", &good[..i], &good[i + wide.len()..]);
+                assert_eq!(s.len(), good.len());
+                assert!(parse_time(&s, now).is_err(), "{s}");
+            }
         }
     }
 

@@ -307,6 +307,25 @@ fn config_check_prints_the_effective_configuration_and_names_mistakes() {
     assert!(shown.contains("id = \"https://agent.example\""), "{shown}");
     assert!(shown.contains("provider.jwk"), "{shown}");
 
+    // A variable that is not text is none of the configuration's business, unless it is
+    // one of its own; neither is a panic.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let not_text = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+        let with = |name: &str| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+                .args(["config", "check", config.to_str().unwrap()])
+                .current_dir(&dir)
+                .env(name, not_text)
+                .output()
+                .unwrap()
+        };
+        let o = with("SOMEONE_ELSES");
+        assert!(o.status.success(), "{}", crate::stderr(&o));
+        assert_fails(&with("AAUTH_LOG__LEVEL"), 2, "AAUTH_LOG__LEVEL");
+    }
+
     // A wrong type, named with its line; a missing key file; a key others can read.
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
