@@ -122,44 +122,100 @@ impl StoreError {
 }
 
 /// A store's URL as it may be shown or logged: the password of its user information
-/// replaced by `<redacted>` (`scheme://user:<redacted>@host…`), and in libpq's
-/// `key=value` form a `password=` pair; a URL without one is returned as it is.
+/// replaced by `<redacted>` (`scheme://user:<redacted>@host…`), as the value of a
+/// `password` query parameter, and in libpq's `key=value` form the `password` value
+/// (spaces around `=` and quoted values too; a string that does not parse as that form
+/// is not shown at all). A URL without a password is returned as it is.
 ///
 /// ```
 /// use aauth_metadata::store::redact_url;
 /// assert_eq!(redact_url("postgres://u:p@h:5432/db?sslmode=require"), "postgres://u:<redacted>@h:5432/db?sslmode=require");
 /// assert_eq!(redact_url("redis://:secret@cache:6379/0"), "redis://:<redacted>@cache:6379/0");
 /// assert_eq!(redact_url("postgres://u@h/db?x=a@b"), "postgres://u@h/db?x=a@b");
+/// assert_eq!(redact_url("postgres://u@h/db?sslmode=require&password=s3"), "postgres://u@h/db?sslmode=require&password=<redacted>");
 /// assert_eq!(redact_url("host=h password=secret dbname=d"), "host=h password=<redacted> dbname=d");
+/// assert_eq!(redact_url("host=h password = 'a b' dbname=d"), "host=h password=<redacted> dbname=d");
 /// assert_eq!(redact_url("sqlite:ps.sqlite"), "sqlite:ps.sqlite");
 /// ```
 #[must_use]
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        if !url.contains("password=") {
+        if !url.to_ascii_lowercase().contains("password") {
             return url.to_owned();
         }
-        return url
-            .split(' ')
-            .map(|kv| {
-                if kv.starts_with("password=") {
-                    "password=<redacted>"
-                } else {
-                    kv
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        return redact_conninfo(url)
+            .unwrap_or_else(|| "<redacted: a connection string with a password>".to_owned());
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
+    let tail = redact_query(tail);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:<redacted>@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{tail}"),
-        None => url.to_owned(),
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// `tail` (path, query, fragment) with the value of every `password` query parameter
+/// replaced by `<redacted>`.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=<redacted>"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    let mut out = format!("{path}?{}", pairs.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
     }
+    out
+}
+
+/// libpq's `key = value …` form with the `password` value replaced by `<redacted>`;
+/// `None` when it does not parse as that form.
+fn redact_conninfo(s: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest.get(..eq)?.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return None;
+        }
+        rest = rest.get(eq + 1..)?.trim_start();
+        let value_len = if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut escaped = false;
+            let close = quoted.char_indices().find_map(|(i, c)| {
+                let end = !escaped && c == '\'';
+                escaped = !escaped && c == '\\';
+                end.then_some(i)
+            })?;
+            close + 2
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        let value = rest.get(..value_len)?;
+        if key.eq_ignore_ascii_case("password") {
+            out.push(format!("{key}=<redacted>"));
+        } else {
+            out.push(format!("{key}={value}"));
+        }
+        rest = rest.get(value_len..)?.trim_start();
+    }
+    Some(out.join(" "))
 }
 
 /// Runs `f` on the runtime's blocking pool (an embedded database's calls block), and

@@ -70,7 +70,8 @@ fn endpoint(
 fn url_of(key: &'static str, url: &str) -> Result<http::Uri, CliError> {
     let bad = |reason: &str| CliError::Usage {
         flag: key,
-        reason: format!("{url:?}: {reason}"),
+        // Shown without a password the URL may carry.
+        reason: format!("{:?}: {reason}", aauth_metadata::store::redact_url(url)),
     };
     let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {

@@ -223,7 +223,8 @@ pub(crate) fn parse_url(
 ) -> Result<(http::uri::Scheme, http::uri::Authority, String), CliError> {
     let bad = |reason: &str| CliError::Usage {
         flag: "resource_proxy.upstream",
-        reason: format!("{url:?}: {reason}"),
+        // Shown without a password the URL may carry.
+        reason: format!("{:?}: {reason}", aauth_metadata::store::redact_url(url)),
     };
     let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| bad("no scheme"))?;

@@ -980,6 +980,19 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             crate::assert_fails(&o, code, needle);
         }
     }
+    // An upstream with credentials in it is refused without showing them.
+    std::fs::write(
+        dir.join("userinfo.toml"),
+        format!("{base}[resource_proxy]\nupstream = \"http://app:hunter2@127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n"),
+    )
+    .unwrap();
+    let o = aauth(&dir, &["config", "check", "userinfo.toml"]);
+    crate::assert_fails(&o, 2, "no user information");
+    assert!(
+        !crate::stderr(&o).contains("hunter2"),
+        "{}",
+        crate::stderr(&o)
+    );
 }
 
 /// A route that requires body coverage: a signed body goes through (with its digest,

@@ -125,3 +125,40 @@ proptest! {
         prop_assert_eq!(u.origin(), format!("https://{authority}"));
     }
 }
+
+proptest! {
+    /// A password, however written, never survives redaction: in the URL's user
+    /// information, as a query parameter, or in libpq's `key = value` form, quoted or not.
+    #[test]
+    fn a_store_urls_password_never_survives_redaction(
+        password in "[A-Za-z0-9!#$%()*+,.;<>?^_`{|}~' \\\\-]{6,24}",
+        spaced in any::<bool>(),
+    ) {
+        use aauth_metadata::store::redact_url;
+        let marked = format!("Zq{password}Zq");
+        let quoted = marked.replace('\\', "\\\\").replace('\'', "\\'");
+        let eq = if spaced { " = " } else { "=" };
+        let plain: String = marked.chars().filter(|c| !c.is_whitespace() && *c != '\'' && *c != '\\').collect();
+        for shown in [
+            redact_url(&format!("host=h password{eq}'{quoted}' dbname=d")),
+            redact_url(&format!("host=h password{eq}{plain} dbname=d")),
+            redact_url(&format!("postgres://u@h/db?sslmode=require&password={}", form(&plain))),
+            redact_url(&format!("postgres://u:{}@h/db", form(&plain))),
+        ] {
+            prop_assert!(!shown.contains("Zq"), "{}", shown);
+        }
+    }
+}
+
+/// `s` percent-encoded but for unreserved characters.
+fn form(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
