@@ -79,7 +79,10 @@ pub(crate) fn read_private(file: &Path) -> Result<PrivateKey, CliError> {
 /// A server's signing key from `file` (not readable by others) and its `kid`: the
 /// file's own, else the key's thumbprint.
 pub(crate) fn read_signing_key(file: &Path) -> Result<(PrivateKey, String), CliError> {
-    let text = read_key_text(file, true)?;
+    let (text, opened) = read_key_text(file)?;
+    if let Some(f) = &opened {
+        check_mode(file, f)?;
+    }
     let jwk = one_jwk(file, &text)?;
     let key = PrivateKey::from_jwk(&jwk).map_err(|source| CliError::Key {
         what: file.display().to_string(),
@@ -93,10 +96,12 @@ pub(crate) fn read_signing_key(file: &Path) -> Result<(PrivateKey, String), CliE
 }
 
 fn read_any(file: &Path) -> Result<(PublicKey, Option<String>), CliError> {
-    let text = read_key_text(file, false)?;
+    let (text, opened) = read_key_text(file)?;
     let jwk = one_jwk(file, &text)?;
     let key = if jwk.is_private() {
-        check_mode(file)?;
+        if let Some(f) = &opened {
+            check_mode(file, f)?;
+        }
         PrivateKey::from_jwk(&jwk).map(|k| k.public_key().clone())
     } else {
         PublicKey::from_jwk(&jwk)
@@ -134,33 +139,31 @@ fn one_jwk(file: &Path, text: &str) -> Result<Jwk, CliError> {
     }
 }
 
-/// The text of a key file (`-`: standard input), checking the mode first when it must
-/// be private.
-fn read_key_text(file: &Path, private: bool) -> Result<zeroize::Zeroizing<String>, CliError> {
+/// The text of a key file (`-`: standard input), and the file it was read from, whose
+/// mode [`check_mode`] checks when the key is private: the file read, not whatever the
+/// path names a moment later.
+fn read_key_text(
+    file: &Path,
+) -> Result<(zeroize::Zeroizing<String>, Option<std::fs::File>), CliError> {
     let mut text = zeroize::Zeroizing::new(String::new());
     if file == Path::new("-") {
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(CliError::file(file))?;
-    } else {
-        if private {
-            check_mode(file)?;
-        }
-        let mut f = std::fs::File::open(file).map_err(CliError::file(file))?;
-        f.read_to_string(&mut text).map_err(CliError::file(file))?;
+        return Ok((text, None));
     }
-    Ok(text)
+    let mut f = std::fs::File::open(file).map_err(CliError::file(file))?;
+    f.read_to_string(&mut text).map_err(CliError::file(file))?;
+    Ok((text, Some(f)))
 }
 
-/// Refuses a key file that its group or others can read (Unix).
-fn check_mode(file: &Path) -> Result<(), CliError> {
-    if file == Path::new("-") {
-        return Ok(());
-    }
+/// Refuses a key file, open as `f`, that its group or others can read (Unix).
+fn check_mode(file: &Path, f: &std::fs::File) -> Result<(), CliError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(file)
+        let mode = f
+            .metadata()
             .map_err(CliError::file(file))?
             .permissions()
             .mode()
