@@ -30,6 +30,8 @@ pub(crate) struct Limits {
     /// (absent: each server counts in its own memory, and N instances give N times the
     /// guesses).
     pub(crate) throttle: Option<Arc<dyn Throttle>>,
+    /// `[rate_limit] redis`, for `/readyz` to ask.
+    pub(crate) redis: Option<Redis>,
 }
 
 /// The limits of `c`'s `[rate_limit]`: one connection to its Redis, if any, for the rule
@@ -57,9 +59,10 @@ pub(crate) async fn limits(c: &Config, role: Role) -> Result<Limits, CliError> {
     };
     Ok(Limits {
         rules: Some(Arc::new(RateLimits::new(rules, limiter))),
-        throttle: redis.map(|r| {
+        throttle: redis.clone().map(|r| {
             Arc::new(RedisThrottle::new(r, ThrottlePolicy::default())) as Arc<dyn Throttle>
         }),
+        redis,
     })
 }
 

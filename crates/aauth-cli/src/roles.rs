@@ -686,11 +686,13 @@ pub(crate) async fn access_server(
         Some(rules) => access.rate_limits(Arc::clone(rules)),
         None => access,
     };
+    // One lookup by key: cheap however many records the store keeps.
     let check = Check(move || {
         let store = Arc::clone(&store);
         async move {
+            let now = aauth_keys::time::Clock::now(&aauth_keys::time::SystemClock);
             store
-                .issued_count()
+                .waiting("", now)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())

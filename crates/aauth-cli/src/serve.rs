@@ -128,11 +128,11 @@ fn init_logging(
     Ok(pending)
 }
 
-/// The role `role` as `c` configures it, with its readiness checks.
 /// The key cache a role discovers issuers' keys with (its counters are exported).
 type Keys =
     KeyCache<aauth_metadata::GuardedFetch<crate::net::Overrides, aauth_metadata::HttpsTransport>>;
 
+/// The role `role` as `c` configures it, with its readiness checks.
 async fn build(
     role: Role,
     c: &Config,
@@ -147,16 +147,16 @@ async fn build(
     let keys: Arc<dyn aauth_tokens::IssuerKeyResolver> = Arc::clone(keys) as _;
     let endpoint = match role {
         Role::ResourceProxy => {
-            let proxy = crate::proxy::build(c, id, signer, &kid, keys, reach).await?;
+            let proxy = crate::proxy::build(c, id, signer, &kid, keys, reach, limits).await?;
             return Ok(App::Proxy(proxy));
         }
         Role::AgentProvider => {
             let provider = AgentProvider::new(id.clone(), signer, &kid)
                 .map_err(operational)?
                 .retiring_keys(&crate::keyring::retiring(c)?);
-            let provider = match provider_replay(c, &id).await? {
-                Some(replay) => provider.replay_store(replay),
-                None => provider,
+            let (provider, redis) = match provider_replay(c, &id).await? {
+                Some((replay, redis)) => (provider.replay_store(replay), Some(redis)),
+                None => (provider, None),
             };
             for a in c.agent_provider.iter().flat_map(|s| &s.agents) {
                 let agent = AgentId::parse(&a.agent).map_err(|e| config_error(c, "agent", e))?;
@@ -170,7 +170,11 @@ async fn build(
                     .enroll(&agent, &key, ps.as_ref())
                     .map_err(|e| config_error(c, "agent_provider.agents.agent", e))?;
             }
-            WithHealth::new(Arc::new(provider) as Arc<dyn Endpoint>)
+            let health = WithHealth::new(Arc::new(provider) as Arc<dyn Endpoint>);
+            match redis {
+                Some(r) => health.check("store", redis_ready(r)),
+                None => health,
+            }
         }
         Role::PersonServer => {
             crate::roles::person_server(c, id, signer, &kid, keys, reach, limits).await?
@@ -178,6 +182,10 @@ async fn build(
         Role::AccessServer => {
             crate::roles::access_server(c, id, signer, &kid, keys, limits).await?
         }
+    };
+    let endpoint = match &limits.redis {
+        Some(r) => endpoint.check("rate_limit", redis_ready(r.clone())),
+        None => endpoint,
     };
     let endpoint = Arc::new(endpoint);
     Ok(App::Role {
@@ -222,6 +230,19 @@ where
     async fn check(&self) -> Result<(), String> {
         (self.0)().await
     }
+}
+
+/// A readiness check that `redis` answers a `PING`.
+pub(crate) fn redis_ready(redis: aauth_metadata::store::redis::Redis) -> Arc<dyn ReadyCheck> {
+    Arc::new(Check(move || {
+        let redis = redis.clone();
+        async move {
+            redis
+                .ping("redis")
+                .await
+                .map_err(|e| aauth_metadata::store::redis::describe(&e))
+        }
+    }))
 }
 
 /// What `aauth serve` serves: a server role through `EndpointService`, or the resource
@@ -463,7 +484,13 @@ impl Connections {
 async fn provider_replay(
     c: &Config,
     id: &aauth_tokens::ServerId,
-) -> Result<Option<Arc<dyn aauth_signing::ReplayStore>>, CliError> {
+) -> Result<
+    Option<(
+        Arc<dyn aauth_signing::ReplayStore>,
+        aauth_metadata::store::redis::Redis,
+    )>,
+    CliError,
+> {
     let store = c.store.as_str();
     if store == "memory" {
         return Ok(None);
@@ -483,7 +510,10 @@ async fn provider_replay(
     let redis = aauth_metadata::store::redis::Redis::connect(&config)
         .await
         .map_err(|e| config_error(c, "store", e))?;
-    Ok(Some(Arc::new(aauth_resource::RedisReplayStore::new(redis))))
+    Ok(Some((
+        Arc::new(aauth_resource::RedisReplayStore::new(redis.clone())),
+        redis,
+    )))
 }
 
 /// The service every connection gets: the logged app, told where the connection came

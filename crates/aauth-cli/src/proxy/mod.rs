@@ -133,6 +133,7 @@ pub(crate) async fn build(
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
     reach: &crate::net::Reach,
+    limits: &crate::limits::Limits,
 ) -> Result<Proxy, CliError> {
     let s = section(c)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -194,16 +195,10 @@ pub(crate) async fn build(
     let mut own =
         WithHealth::new(Arc::new(own) as Arc<dyn Endpoint>).check("upstream", Arc::new(check));
     if let Some(redis) = shared.redis {
-        let check = Check(move || {
-            let redis = redis.clone();
-            async move {
-                redis
-                    .ping("redis")
-                    .await
-                    .map_err(|e| aauth_metadata::store::redis::describe(&e))
-            }
-        });
-        own = own.check("store", Arc::new(check));
+        own = own.check("store", crate::serve::redis_ready(redis));
+    }
+    if let Some(redis) = &limits.redis {
+        own = own.check("rate_limit", crate::serve::redis_ready(redis.clone()));
     }
     Ok(Proxy {
         own: EndpointService::new(Arc::new(own), clock),
