@@ -67,7 +67,16 @@ fn keys(c: &Config, command: KeysCommand, now: u64, out: &mut dyn Write) -> Resu
         KeysCommand::List => {
             let (_, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
             writeln!(out, "signing   {kid}").map_err(stdout)?;
-            for r in crate::keyring::retiring(c)? {
+            let (retiring, next) = crate::keyring::listed(c)?;
+            for jwk in next {
+                writeln!(
+                    out,
+                    "next      {}  published, signs after rotate",
+                    jwk.kid.as_deref().unwrap_or("(no kid)") // default: a key without a kid is listed as such
+                )
+                .map_err(stdout)?;
+            }
+            for r in retiring {
                 let state = if r.until > now {
                     "published until"
                 } else {
@@ -83,12 +92,36 @@ fn keys(c: &Config, command: KeysCommand, now: u64, out: &mut dyn Write) -> Resu
             }
             Ok(())
         }
-        KeysCommand::Rotate { overlap } => {
-            let r = crate::keyring::rotate(c, overlap, now)?;
+        KeysCommand::Prepare => {
+            let kid = crate::keyring::prepare(c)?;
             writeln!(
                 out,
-                "signing key rotated: {} (new) replaces {}, which stays published until {} ({})\n\
-                 restart the service (every instance) to sign with the new key",
+                "next signing key prepared: {kid}, published by every instance from its next \
+                 start ({})\nrestart the service (every instance), then rotate",
+                crate::keyring::retiring_path(c).display()
+            )
+            .map_err(stdout)
+        }
+        KeysCommand::Rotate { overlap, force } => {
+            if overlap < crate::keyring::MIN_OVERLAP && !force {
+                return Err(CliError::Usage {
+                    flag: "--overlap",
+                    reason: format!(
+                        "{overlap} s is shorter than verifiers cache a JWKS (an hour): tokens \
+                         the old key signed could be refused; --force to take it anyway"
+                    ),
+                });
+            }
+            let r = crate::keyring::rotate(c, overlap, now)?;
+            let how = if r.prepared {
+                "the prepared key, published already"
+            } else {
+                "a new key; with several instances, `keys prepare` first publishes it everywhere"
+            };
+            writeln!(
+                out,
+                "signing key rotated: {} (new: {how}) replaces {}, which stays published until \
+                 {} ({})\nrestart the service (every instance) to sign with the new key",
                 r.new_kid,
                 r.old_kid,
                 date(r.until),

@@ -321,21 +321,31 @@ pub(crate) enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
-    /// The signing key's `kid` and the retiring keys, each with when it stops being
-    /// published.
+    /// The signing key's `kid`, the retiring keys, each with when it stops being
+    /// published, and the prepared next key.
     List,
-    /// Replace the signing key with a new one (same algorithm; its `kid` its thumbprint);
-    /// the old public key stays in the published JWKS for `--overlap`, then drops out.
+    /// Prepare the next signing key (same algorithm; its `kid` its thumbprint): every
+    /// instance publishes it from its next start, and `rotate` signs with it. With several
+    /// instances, prepare, restart them all, then rotate: no instance ever signs with a
+    /// key another does not publish.
+    Prepare,
+    /// Replace the signing key with the prepared one (else a new one); the old public key
+    /// stays in the published JWKS for `--overlap`, then drops out.
     ///
     /// The running service signs with the new key from its next start: restart it (every
     /// instance) after rotating. Until then it signs with the old key, which is still
     /// published.
     Rotate {
         /// How long the old key stays published: `30m`, `24h`, `7d`, or seconds. Cover
-        /// the longest lifetime of a token the old key signed plus the JWKS cache time
-        /// (one hour).
+        /// the longest lifetime of a token the old key signed, the time the restart of
+        /// every instance takes, and the JWKS cache time (one hour; less is refused
+        /// without `--force`).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         overlap: u64,
+        /// Take an `--overlap` shorter than an hour: tokens the old key signed may be
+        /// refused by verifiers whose cached JWKS still lacks the new key.
+        #[arg(long)]
+        force: bool,
     },
 }
 

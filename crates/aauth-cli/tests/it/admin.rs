@@ -252,6 +252,69 @@ async fn a_rotated_key_is_published_beside_the_new_one() {
     );
 }
 
+/// With several instances a rotation is two steps: `keys prepare` publishes the next key
+/// (served at once by an instance started after it) while the old one still signs; `keys
+/// rotate` then signs with exactly that key. An overlap shorter than the JWKS cache time
+/// is refused without `--force`.
+#[tokio::test]
+async fn a_prepared_key_is_published_before_it_signs() {
+    let dir = scratch("admin-prepare");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let config = config.to_str().unwrap();
+    let keys = |args: &[&str]| {
+        let mut all = vec!["admin", "--config", config, "keys"];
+        all.extend_from_slice(args);
+        aauth(&dir, &all)
+    };
+    let prepared = keys(&["prepare"]);
+    assert!(prepared.status.success(), "{}", crate::stderr(&prepared));
+    let listed = stdout(&keys(&["list"]));
+    let next = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("next      "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no next key in {listed}"))
+        .to_owned();
+    assert!(listed.starts_with("signing   provider-1"), "{listed}");
+    assert_fails(&keys(&["prepare"]), 2, "prepared key already");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("provider.jwk.next"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Served now: the old key signs, the next one is published beside it.
+    let provider = Served::start(&dir, "agent-provider", std::path::Path::new(config));
+    world.alias("agent.example", provider.addr);
+    let jwks = get(&world, "https://agent.example/jwks.json", &[]).await;
+    let set = JwkSet::from_json(jwks.body()).unwrap();
+    assert_eq!(set.kids(), ["provider-1", next.as_str()]);
+    drop(provider);
+
+    assert_fails(&keys(&["rotate", "--overlap", "30m"]), 2, "--force");
+    let rotated = keys(&["rotate", "--overlap", "2h"]);
+    assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
+    assert!(
+        stdout(&rotated).contains("the prepared key"),
+        "{}",
+        stdout(&rotated)
+    );
+    let listed = stdout(&keys(&["list"]));
+    assert!(listed.starts_with(&format!("signing   {next}")), "{listed}");
+    assert!(!listed.contains("next "), "{listed}");
+    assert!(listed.contains("retiring  provider-1"), "{listed}");
+    assert!(!dir.join("provider.jwk.next").exists());
+    // A short overlap, when the operator insists.
+    let forced = keys(&["rotate", "--overlap", "30m", "--force"]);
+    assert!(forced.status.success(), "{}", crate::stderr(&forced));
+    assert!(stdout(&forced).contains("a new key"), "{}", stdout(&forced));
+}
+
 /// `aauth admin audit --url`: the operator reads a served Person Server's log over HTTPS
 /// with the key `[audit] operator_keys` lists, a page at a time or all of it as JSON
 /// lines; another key is refused, and the server keeps the configured retention.
