@@ -495,7 +495,8 @@ impl Service<Request<hyper::body::Incoming>> for Proxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<hyper::body::Incoming>) -> BoxFuture {
+    fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> BoxFuture {
+        upstream::note_peer(&mut req);
         let path = req.uri().path();
         let mut route = match self.pending_route(path) {
             Some(r) => r.service.clone(),

@@ -399,12 +399,14 @@ fn upstream_headers(
     for name in forwarded {
         headers.remove(name);
     }
-    forwarded::set(
-        &mut headers,
-        parts.extensions.get::<forwarded::Peer>().copied(),
-        &incoming,
-        &up.trusted_proxies,
-    );
+    // The connection's peer; for a call held and run at a later poll, the note the
+    // proxy kept with it (dropped upstream with the other `x-aauth-` headers).
+    let peer = parts
+        .extensions
+        .get::<forwarded::Peer>()
+        .copied()
+        .or_else(|| noted_peer(&headers));
+    forwarded::set(&mut headers, peer, &incoming, &up.trusted_proxies);
     if !up.forward_signature_headers {
         for name in SIGNATURE_HEADERS {
             headers.remove(name);
@@ -508,6 +510,36 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+/// The proxy's note of the peer a request came from, kept in its headers so that a call
+/// held for its auth token, run at a later poll, still tells the upstream who sent it.
+/// Set on every request the proxy routes (whatever the client wrote under that name
+/// dropped first); never sent upstream, as an `x-aauth-` header.
+const PEER_NOTE: HeaderName = HeaderName::from_static("x-aauth-proxy-peer");
+
+/// Notes `req`'s peer in [`PEER_NOTE`], dropping any header the client sent that reads
+/// as it.
+pub(crate) fn note_peer<B>(req: &mut Request<B>) {
+    let spoofed: Vec<HeaderName> = req
+        .headers()
+        .keys()
+        .filter(|n| reads_as(n, PEER_NOTE.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        req.headers_mut().remove(name);
+    }
+    let peer = req.extensions().get::<forwarded::Peer>().copied();
+    if let Some(v) = peer.and_then(|p| HeaderValue::from_str(&p.0.to_string()).ok()) {
+        req.headers_mut().insert(PEER_NOTE, v);
+    }
+}
+
+/// The peer [`note_peer`] noted in `headers`.
+fn noted_peer(headers: &HeaderMap) -> Option<forwarded::Peer> {
+    let v = headers.get(PEER_NOTE)?.to_str().ok()?;
+    v.parse().ok().map(forwarded::Peer)
 }
 
 /// Drops every header the client sent that the upstream could read as an `x-aauth-*`

@@ -732,6 +732,10 @@ async fn a_held_auth_token_call_reaches_the_upstream_once_the_token_comes() {
     assert_eq!(json(&o)["path"], "/files/report");
     s.assert_auth_token_identity();
     assert_eq!(s.seen.calls(), 1, "the held call ran once");
+    // Run at the poll, it still says who sent it; the proxy's note of that stays home.
+    let headers = s.seen.last();
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers:?}");
+    assert!(!headers.contains_key("x-aauth-proxy-peer"), "{headers:?}");
     // Nothing under the pending prefix but a pending URL is a route's: a path that only
     // starts like one (dot segments, an index written otherwise) is the proxy's own 404,
     // never forwarded upstream.

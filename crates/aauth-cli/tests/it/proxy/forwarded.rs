@@ -5,7 +5,9 @@
 use super::*;
 
 /// The client's own forwarding headers, each naming an address it is not.
-const SPOOFED: [&str; 8] = [
+const SPOOFED: [&str; 10] = [
+    "-H",
+    "X-AAuth-Proxy-Peer: 203.0.113.9",
     "-H",
     "X-Forwarded-For: 203.0.113.9",
     "-H",
