@@ -75,6 +75,11 @@ CREATE TABLE billed (ps TEXT PRIMARY KEY);
         "access-server audit scope and request",
         aauth_metadata::audit::postgres::SCOPE_AND_REQUEST,
     ),
+    Migration::new(
+        4,
+        "access-server audit events by agent and account in their order",
+        aauth_metadata::audit::postgres::SEQ_INDEXES,
+    ),
 ];
 
 /// The sweep: each statement deletes at most a batch of rows older than `$1` (now less

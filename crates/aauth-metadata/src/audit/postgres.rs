@@ -4,6 +4,7 @@
 use super::{AuditAction, AuditEvent, AuditPage, AuditQuery};
 use crate::store::StoreError;
 use crate::store::postgres::Pg;
+use tokio_postgres::types::ToSql;
 
 /// The table and its indexes (in a store's migration).
 pub const TABLE: &str = "
@@ -19,6 +20,14 @@ CREATE INDEX audit_account ON audit (account, at);
 /// The scope and the request of each event (a later migration than [`TABLE`]'s).
 pub const SCOPE_AND_REQUEST: &str =
     "ALTER TABLE audit ADD COLUMN scope TEXT, ADD COLUMN request TEXT;";
+
+/// Indexes in the order events are recorded, per agent and per account (a later
+/// migration than [`SCOPE_AND_REQUEST`]): an agent's newest or oldest event for a
+/// dashboard, or a page of them, is read from the index, not sorted from all of them.
+pub const SEQ_INDEXES: &str = "
+CREATE INDEX audit_agent_seq ON audit (agent, seq);
+CREATE INDEX audit_account_seq ON audit (account, seq);
+";
 
 fn secs(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
@@ -48,6 +57,26 @@ pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
     .map(drop)
 }
 
+/// A statement and its parameters, one filter at a time.
+struct Select<'a> {
+    sql: String,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Select<'a> {
+    /// Adds `clause`, its `?` the next parameter, `value`.
+    fn and(&mut self, clause: &str, value: &'a (dyn ToSql + Sync)) {
+        self.params.push(value);
+        self.sql.push_str(if self.params.len() == 1 {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        self.sql
+            .push_str(&clause.replace('?', &format!("${}", self.params.len())));
+    }
+}
+
 /// The page of events `q` selects, newest first (by the order they were recorded in), or
 /// oldest first when it asks.
 ///
@@ -57,44 +86,51 @@ pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
 pub async fn query(pg: &Pg, q: &AuditQuery) -> Result<AuditPage, StoreError> {
     let limit = i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX);
     let before = q.before.map(|c| secs(c.seq()));
-    // The cursor's comparison and the order: newest first, or oldest first.
-    macro_rules! select {
-        ($past:literal, $order:literal) => {
-            concat!(
-                "SELECT seq, at, action, account, agent, resource, scope, request, detail
-                 FROM audit
-                 WHERE ($1::text IS NULL OR agent = $1) AND ($2::text IS NULL OR resource = $2)
-                   AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR action = $4)
-                   AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6)
-                   AND ($7::bigint IS NULL OR seq ",
-                $past,
-                " $7)
-                 ORDER BY seq ",
-                $order,
-                " LIMIT $8"
-            )
-        };
-    }
-    let sql = if q.oldest_first {
-        select!(">", "ASC")
-    } else {
-        select!("<", "DESC")
+    let action = q.action.map(AuditAction::as_str);
+    let (since, until) = (q.since.map(secs), q.until.map(secs));
+    // Only the filters asked for are in the statement, so that the planner sees each
+    // column it may use an index on (`(agent, seq)`, `(account, seq)`, `at`), where a
+    // generic plan of `$1 IS NULL OR agent = $1` reads the whole table.
+    let mut w = Select {
+        sql: String::from(
+            "SELECT seq, at, action, account, agent, resource, scope, request, detail FROM audit",
+        ),
+        params: Vec::new(),
     };
-    let rows = pg
-        .query(
-            sql,
-            &[
-                &q.agent,
-                &q.resource,
-                &q.account,
-                &q.action.map(AuditAction::as_str),
-                &q.since.map(secs),
-                &q.until.map(secs),
-                &before,
-                &limit,
-            ],
-        )
-        .await?;
+    if let Some(v) = &q.agent {
+        w.and("agent = ?", v);
+    }
+    if let Some(v) = &q.resource {
+        w.and("resource = ?", v);
+    }
+    if let Some(v) = &q.account {
+        w.and("account = ?", v);
+    }
+    if let Some(v) = &action {
+        w.and("action = ?", v);
+    }
+    if let Some(v) = &since {
+        w.and("at >= ?", v);
+    }
+    if let Some(v) = &until {
+        w.and("at <= ?", v);
+    }
+    // The cursor and the order: newest first, or oldest first.
+    if let Some(v) = &before {
+        w.and(if q.oldest_first { "seq > ?" } else { "seq < ?" }, v);
+    }
+    let Select {
+        mut sql,
+        mut params,
+    } = w;
+    params.push(&limit);
+    sql.push_str(if q.oldest_first {
+        " ORDER BY seq ASC"
+    } else {
+        " ORDER BY seq DESC"
+    });
+    sql.push_str(&format!(" LIMIT ${}", params.len()));
+    let rows = pg.query(&sql, &params).await?;
     let rows = rows
         .iter()
         .map(|r| {

@@ -91,6 +91,11 @@ UPDATE missions SET account = COALESCE((data::jsonb)->>'account', '');
 CREATE INDEX missions_account ON missions (account, approved_seq);
 ",
     ),
+    Migration::new(
+        5,
+        "person-server audit events by agent and account in their order",
+        aauth_metadata::audit::postgres::SEQ_INDEXES,
+    ),
 ];
 
 /// Which floor a sweep's `$1` is: rows older than it are dropped.
