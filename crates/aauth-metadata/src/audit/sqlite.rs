@@ -19,6 +19,8 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE INDEX IF NOT EXISTS audit_agent ON audit (agent, at);
 CREATE INDEX IF NOT EXISTS audit_resource ON audit (resource, at);
 CREATE INDEX IF NOT EXISTS audit_account ON audit (account, at);
+CREATE INDEX IF NOT EXISTS audit_agent_seq ON audit (agent, seq);
+CREATE INDEX IF NOT EXISTS audit_account_seq ON audit (account, seq);
 ";
 
 fn secs(t: u64) -> i64 {
@@ -107,56 +109,68 @@ type Row = (
 /// [`StoreError`] (`store` names the store).
 pub fn query(c: &Connection, store: &'static str, q: &AuditQuery) -> Result<AuditPage, StoreError> {
     let err = |e| StoreError::backend(store, e);
-    // The cursor's comparison and the order: newest first, or oldest first.
-    macro_rules! select {
-        ($past:literal, $order:literal) => {
-            concat!(
-                "SELECT seq, at, action, account, agent, resource, scope, request, detail
-                 FROM audit
-                 WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR resource = ?2)
-                   AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR action = ?4)
-                   AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)
-                   AND (?7 IS NULL OR seq ",
-                $past,
-                " ?7)
-                 ORDER BY seq ",
-                $order,
-                " LIMIT ?8"
-            )
-        };
-    }
-    let sql = if q.oldest_first {
-        select!(">", "ASC")
-    } else {
-        select!("<", "DESC")
+    // Only the filters asked for are in the statement, so that the planner sees each
+    // column it may use an index on (`(agent, seq)`, `(account, seq)`, `at`).
+    let mut sql = String::from(
+        "SELECT seq, at, action, account, agent, resource, scope, request, detail FROM audit",
+    );
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    let mut and = |clause: &str, value: rusqlite::types::Value| {
+        values.push(value);
+        sql.push_str(if values.len() == 1 {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
     };
-    let mut stmt = c.prepare_cached(sql).map_err(err)?;
+    let text = |s: &str| rusqlite::types::Value::Text(s.to_owned());
+    let int = rusqlite::types::Value::Integer;
+    if let Some(v) = &q.agent {
+        and("agent = ?", text(v));
+    }
+    if let Some(v) = &q.resource {
+        and("resource = ?", text(v));
+    }
+    if let Some(v) = &q.account {
+        and("account = ?", text(v));
+    }
+    if let Some(v) = q.action {
+        and("action = ?", text(v.as_str()));
+    }
+    if let Some(v) = q.since {
+        and("at >= ?", int(secs(v)));
+    }
+    if let Some(v) = q.until {
+        and("at <= ?", int(secs(v)));
+    }
+    // The cursor and the order: newest first, or oldest first.
+    if let Some(c) = q.before {
+        let past = if q.oldest_first { "seq > ?" } else { "seq < ?" };
+        and(past, int(secs(c.seq())));
+    }
+    values.push(int(i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX)));
+    sql.push_str(if q.oldest_first {
+        " ORDER BY seq ASC"
+    } else {
+        " ORDER BY seq DESC"
+    });
+    sql.push_str(&format!(" LIMIT ?{}", values.len()));
+    let mut stmt = c.prepare_cached(&sql).map_err(err)?;
     let rows: Vec<Row> = stmt
-        .query_map(
-            params![
-                q.agent,
-                q.resource,
-                q.account,
-                q.action.map(AuditAction::as_str),
-                q.since.map(secs),
-                q.until.map(secs),
-                q.before.map(|c| secs(c.seq())),
-                i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX)
-            ],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            },
-        )
+        .query_map(rusqlite::params_from_iter(values), |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
         .map_err(err)?
         .collect::<Result<_, _>>()
         .map_err(err)?;
