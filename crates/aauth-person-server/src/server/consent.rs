@@ -669,6 +669,11 @@ impl PersonServer {
         grant: bool,
         account: &str,
     ) -> Result<http::Response<Bytes>, PsError> {
+        // A question has no token or permission to approve: approving it would leave a
+        // request no poll can deliver. Refused, nothing changed.
+        if grant && matches!(p.request, PendingRequest::Question { .. }) {
+            return Ok(self.message(StatusCode::BAD_REQUEST, Text::QuestionNotApproved));
+        }
         // A form without a revision is of the request as first asked.
         let revision = web::field(&page.posted, "revision").map_or(Some(0), |r| r.parse().ok());
         if grant && revision != Some(p.revision) {

@@ -311,6 +311,18 @@ impl PersonServer {
                     "the token this request depends on has expired",
                 )
             }
+            // A question approved rather than answered (by a server that still allowed
+            // it): nothing to deliver, so it ends once instead of failing at every poll.
+            PendingState::Approved { .. } | PendingState::Delivering { .. }
+                if matches!(p.request, PendingRequest::Question { .. }) =>
+            {
+                self.end(p, "failed").await?;
+                ended(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "a question is answered, not approved",
+                )
+            }
             // Another poll holds the delivery: wait for it (it ends the request, or gives
             // the approval back if minting failed).
             PendingState::Delivering { since, .. }
