@@ -237,31 +237,12 @@ impl PersonServer {
         {
             return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
         }
-        let Some(mut p) =
-            found.filter(|p| p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS)
-        else {
-            self.throttle.failed(&keys, page.now).await?;
-            if let Some(c) = &page.session_cookie {
-                self.store
-                    .count_bad_code(&web::session_key(c), page.now)
-                    .await?;
-            }
+        let Some(mut p) = found.filter(|p| answerable(p, now)) else {
+            self.wrong_code(&page, &keys).await?;
             return Ok(self.no_such_code());
         };
         if p.account.as_ref().is_some_and(|a| *a != s.account) {
-            // Someone else holds this request's code: after MAX_ATTEMPTS such tries the
-            // request ends, and the agent's next poll gets 410 invalid_code (a wrong code
-            // names no request; those are limited per session above).
-            p.attempts = p.attempts.saturating_add(1);
-            let ends = p.attempts >= web::MAX_ATTEMPTS;
-            if ends {
-                p.state = PendingState::Done;
-            }
-            self.throttle.failed(&keys, page.now).await?;
-            self.save(&mut p).await?;
-            if ends {
-                super::defer::count_pending("failed");
-            }
+            self.not_theirs(&mut p, &keys, page.now).await?;
             return Ok(self.no_such_code());
         }
         // The resource's own flow comes first, when its resource token asks for one.
@@ -489,6 +470,45 @@ impl PersonServer {
         cookies
     }
 
+    /// A code that names no request the person may answer (none, or one answered,
+    /// expired or failed): counted against the account and the client, and against the
+    /// session (refused past [`web::MAX_BAD_CODES`]).
+    async fn wrong_code(
+        &self,
+        page: &PageRequest<'_>,
+        keys: &[ThrottleKey],
+    ) -> Result<(), PsError> {
+        self.throttle.failed(keys, page.now).await?;
+        if let Some(c) = &page.session_cookie {
+            self.store
+                .count_bad_code(&web::session_key(c), page.now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Another person's request presented (its code is someone else's): counted against
+    /// the account and the client, and against the request, which ends after
+    /// [`web::MAX_ATTEMPTS`] such tries (the agent's next poll gets 410 invalid_code).
+    async fn not_theirs(
+        &self,
+        p: &mut Pending,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        p.attempts = p.attempts.saturating_add(1);
+        let ends = p.attempts >= web::MAX_ATTEMPTS;
+        if ends {
+            p.state = PendingState::Done;
+        }
+        self.throttle.failed(keys, now).await?;
+        self.save(p).await?;
+        if ends {
+            super::defer::count_pending("failed");
+        }
+        Ok(())
+    }
+
     /// The pending request an interaction code names, if the code is well-formed.
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, PsError> {
         match aauth_metadata::code::normalize(code) {
@@ -511,22 +531,24 @@ impl PersonServer {
         }
         // The form names its request by code: a decision is a guess like any other (a
         // matching code would approve someone else's request and bind its agent here),
-        // throttled the same way.
+        // throttled and counted as the page's lookups are, whatever it failed on.
+        if s.bad_codes >= web::MAX_BAD_CODES {
+            return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
+        }
         let keys = page.code_keys(&s.account);
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitWrongCodes));
         }
         let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
         let found = self.pending_by_code(code).await?;
-        if found.is_none() {
-            self.throttle.failed(&keys, page.now).await?;
-        }
-        let now = page.now.as_secs();
-        let Some(mut p) = found.filter(|p| {
-            p.is_open() && now < p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
-        }) else {
+        let Some(mut p) = found.filter(|p| answerable(p, page.now.as_secs())) else {
+            self.wrong_code(&page, &keys).await?;
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
+        if p.account.as_ref().is_some_and(|a| *a != s.account) {
+            self.not_theirs(&mut p, &keys, page.now).await?;
+            return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
+        }
         let decision = web::field(&page.posted, "decision");
         // A grant waits for the resource's own flow, which the consent page sends the
         // person through first: a form posted before it is done approves nothing.
@@ -891,6 +913,12 @@ impl PersonServer {
     fn sign_in_choices(&self) -> Vec<(&str, &str)> {
         Vec::new()
     }
+}
+
+/// Whether the person may still answer `p` at `now` (seconds): open, unexpired, and not
+/// failed by wrong attempts.
+fn answerable(p: &Pending, now: u64) -> bool {
+    p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS
 }
 
 /// What a page request carries, read once.
