@@ -232,7 +232,7 @@ impl PersonServer {
         // The person came too late: back to the agent, if it gave a callback.
         let callback = web::field(&page.query, "callback");
         if let Some(p) = found.as_ref().filter(|p| {
-            p.is_open() && now >= p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
+            p.is_open() && now >= p.expires && p.person().is_none_or(|a| a == s.account)
         }) && let Some(cb) = self.callback_for(&p.agent.0, callback).await
         {
             return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
@@ -241,7 +241,7 @@ impl PersonServer {
             self.wrong_code(&page, &keys).await?;
             return Ok(self.no_such_code());
         };
-        if p.account.as_ref().is_some_and(|a| *a != s.account) {
+        if claim(&mut p, &s.account) == Claim::NotTheirs {
             self.not_theirs(&mut p, &keys, page.now).await?;
             return Ok(self.no_such_code());
         }
@@ -545,9 +545,15 @@ impl PersonServer {
             self.wrong_code(&page, &keys).await?;
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
-        if p.account.as_ref().is_some_and(|a| *a != s.account) {
-            self.not_theirs(&mut p, &keys, page.now).await?;
-            return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
+        match claim(&mut p, &s.account) {
+            Claim::NotTheirs => {
+                self.not_theirs(&mut p, &keys, page.now).await?;
+                return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
+            }
+            // Recorded before anything is decided (an approval binds the agent): of two
+            // people posting at once, the second is told the request changed.
+            Claim::Claimed => self.save(&mut p).await?,
+            Claim::Theirs => {}
         }
         let decision = web::field(&page.posted, "decision");
         // A grant waits for the resource's own flow, which the consent page sends the
@@ -919,6 +925,31 @@ impl PersonServer {
 /// failed by wrong attempts.
 fn answerable(p: &Pending, now: u64) -> bool {
     p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS
+}
+
+/// Whether `account` may answer `p`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// It is theirs: asked of them, or its code first presented by them.
+    Theirs,
+    /// It was nobody's and is now theirs ([`Pending::viewer`] set; written with the
+    /// request's next compare-and-set, so of two people presenting the code at once one
+    /// is recorded and the other is told the request changed).
+    Claimed,
+    /// It is another person's.
+    NotTheirs,
+}
+
+/// Whether `account` may answer `p`, recording them as its person when it had none.
+fn claim(p: &mut Pending, account: &str) -> Claim {
+    match p.person() {
+        Some(person) if person == account => Claim::Theirs,
+        Some(_) => Claim::NotTheirs,
+        None => {
+            p.viewer = Some(account.to_owned());
+            Claim::Claimed
+        }
+    }
 }
 
 /// What a page request carries, read once.

@@ -369,7 +369,10 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     assert_eq!(store.pending("q3").await.unwrap(), None);
     let mut other = pending("o1", "OOOO0001", PendingState::Pending, question());
     other.agent.1 = AgentId::parse("aauth:other@agent.example").unwrap();
-    assert!(store.create_pending(other, 4, NOW).await.unwrap());
+    // The account that first presented the code of a request no person was known for.
+    other.viewer = Some("carol".to_owned());
+    assert!(store.create_pending(other.clone(), 4, NOW).await.unwrap());
+    assert_eq!(store.pending("o1").await.unwrap(), Some(other));
     assert!(store.create_pending(q, 4, NOW.plus(601)).await.unwrap());
 
     let mut m = Mission::new(
