@@ -326,6 +326,22 @@ impl Pending {
         self.account.as_deref().or(self.viewer.as_deref())
     }
 
+    /// Whether the request is chained (call chaining: its person is the upstream token's,
+    /// not whoever the agent is bound to).
+    #[must_use]
+    pub fn chained(&self) -> bool {
+        matches!(
+            &self.request,
+            PendingRequest::PersonToken {
+                upstream_jti: Some(_),
+                ..
+            } | PendingRequest::AuthToken {
+                upstream_jti: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The question waiting for the agent's answer, if any.
     #[must_use]
     pub fn open_question(&self) -> Option<&str> {

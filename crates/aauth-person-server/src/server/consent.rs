@@ -720,6 +720,13 @@ impl PersonServer {
             {
                 return Ok(self.message(StatusCode::CONFLICT, Text::LinkedElsewhere));
             }
+            // An agent bound to the person when it asked, and unlinked since: its request
+            // ends, nothing approved (the unlinking ended it too, unless it raced).
+            if p.account.is_some() && !self.still_linked(p, account).await? {
+                p.state = PendingState::Denied;
+                self.save(p).await?;
+                return Ok(self.message(StatusCode::CONFLICT, Text::NoLongerLinked));
+            }
             p.state = PendingState::Approved {
                 account: account.to_owned(),
             };
