@@ -46,6 +46,44 @@ impl PersonServer {
         Ok(self.store.create_account(account, web::NO_PASSWORD).await?)
     }
 
+    /// Makes `account`'s password the one an operator's configuration declares (created
+    /// if the account is new): `Some` password, or `None` for an account that signs in
+    /// only as the person linked to it at an OpenID Provider (no password opens it, and
+    /// one it had is removed). A password replaced or removed ends the account's
+    /// sessions, as a reset does; the password already stored changes nothing (its hash,
+    /// and the browsers known by it, are kept). `true` when it changed.
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::Internal`] when hashing fails, [`PsError::Store`] when the store does.
+    pub async fn declare_password(
+        &self,
+        account: &str,
+        password: Option<&str>,
+    ) -> Result<bool, PsError> {
+        let stored = self.store.password_hash(account).await?;
+        let unchanged = match (stored.as_deref(), password) {
+            (Some(phc), Some(given)) => phc.starts_with('$') && web::check_password(phc, given),
+            (Some(phc), None) => phc == web::NO_PASSWORD,
+            (None, _) => false,
+        };
+        if unchanged {
+            return Ok(false);
+        }
+        match password {
+            Some(given) => self.set_password(account, given).await?,
+            None => {
+                self.store
+                    .set_password_hash(account, web::NO_PASSWORD)
+                    .await?;
+            }
+        }
+        if stored.is_some() {
+            self.store.drop_sessions(account).await?;
+        }
+        Ok(true)
+    }
+
     /// `callback`, if the agent provider `provider` publishes it as its agents'.
     pub(super) async fn callback_for(
         &self,

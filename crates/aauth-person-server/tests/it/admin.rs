@@ -645,3 +645,68 @@ async fn unlinking_an_agent_ends_its_waiting_and_approved_requests() {
         crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
     denied((s, json));
 }
+
+/// Whether `b` is signed in (its session still stands).
+async fn signed_in(b: &mut Browser, w: &crate::World) -> bool {
+    let page = b
+        .go(w, "GET", aauth_person_server::INTERACT_PATH, &[])
+        .await;
+    page.html.contains("Signed in as")
+}
+
+/// An account's password as the operator's configuration declares it (`aauth serve`'s
+/// `[[person_server.accounts]]`, at every start): the same password again keeps its hash
+/// and the account's sessions; a new one, or none (the account then signs in only
+/// through its OpenID Provider), replaces the old one, which opens nothing from then on,
+/// and ends the account's sessions.
+#[tokio::test]
+async fn a_declared_password_replaced_or_removed_opens_nothing_and_ends_the_sessions() {
+    let w = consenting_world(None).await;
+    let store = Arc::clone(w.ps.store());
+    let hash = store.password_hash("alice").await.unwrap();
+    assert!(
+        !w.ps
+            .declare_password("alice", Some("correct horse battery"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.password_hash("alice").await.unwrap(), hash, "kept");
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, "", "alice", "correct horse battery")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(signed_in(&mut alice, &w).await);
+    assert!(
+        !w.ps
+            .declare_password("alice", Some("correct horse battery"))
+            .await
+            .unwrap()
+    );
+    assert!(signed_in(&mut alice, &w).await, "nothing changed");
+
+    assert!(
+        w.ps.declare_password("alice", Some("new words"))
+            .await
+            .unwrap()
+    );
+    assert!(!signed_in(&mut alice, &w).await, "the session ended");
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, "", "alice", "correct horse battery").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    let mut alice = Browser::default();
+    let page = alice.sign_in(&w, "", "alice", "new words").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+
+    // No password declared any more: the account signs in only through its provider.
+    assert!(w.ps.declare_password("alice", None).await.unwrap());
+    assert!(!signed_in(&mut alice, &w).await, "the session ended");
+    let page = b.sign_in(&w, "", "alice", "new words").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(!w.ps.declare_password("alice", None).await.unwrap());
+    // A new account without a password is created, opened by none.
+    assert!(w.ps.declare_password("carol", None).await.unwrap());
+    assert!(store.password_hash("carol").await.unwrap().is_some());
+    let page = b.sign_in(&w, "", "carol", "").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+}
