@@ -117,28 +117,34 @@ impl PersonServer {
             .await
     }
 
-    /// A device cookie for `account`: a random id and its MAC under this server's secret
-    /// (nothing stored; it proves only that this browser once signed in to `account`).
-    pub(super) fn new_device(&self, account: &str) -> Option<String> {
+    /// A device cookie for `account`, whose stored password hash is `phc`: a random id and
+    /// its MAC under this server's secret (nothing stored; it proves only that this
+    /// browser signed in to `account` since its password was last set).
+    pub(super) fn new_device(&self, account: &str, phc: Option<&str>) -> Option<String> {
         let id = self.random_token().ok()?;
-        let tag = self.device_tag(account, &id);
+        let tag = self.device_tag(account, phc, &id);
         Some(format!("{id}.{tag}"))
     }
 
-    pub(super) fn device_tag(&self, account: &str, id: &str) -> String {
+    /// The MAC of device `id` for `account`, over the account's stored password hash
+    /// (none: an account that does not exist): a reset, a new password, or one removed
+    /// changes the hash, and every browser known by the old one is forgotten.
+    pub(super) fn device_tag(&self, account: &str, phc: Option<&str>, id: &str) -> String {
         let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.directed);
-        for part in ["aauth-device", account, id] {
+        let generation = phc.unwrap_or_default(); // default: no account, no password: the same empty generation
+        for part in ["aauth-device", account, generation, id] {
             ctx.update(part.as_bytes());
             ctx.update(&[0]);
         }
         base64url::encode(ctx.sign().as_ref())
     }
 
-    /// Whether `cookie` is a device cookie this server issued for `account`.
-    pub(super) fn device_is_known(&self, account: &str, cookie: &str) -> bool {
+    /// Whether `cookie` is a device cookie this server issued for `account` while its
+    /// stored password hash was `phc` (the one stored now).
+    pub(super) fn device_is_known(&self, account: &str, phc: Option<&str>, cookie: &str) -> bool {
         cookie.split_once('.').is_some_and(|(id, tag)| {
             bool::from(subtle_eq(
-                self.device_tag(account, id).as_bytes(),
+                self.device_tag(account, phc, id).as_bytes(),
                 tag.as_bytes(),
             ))
         })
@@ -321,23 +327,37 @@ impl PersonServer {
             return Ok(self.message(StatusCode::BAD_REQUEST, Text::TooLong));
         }
         // Guesses are throttled per client and per account, refused before any hash is
-        // computed. A browser that signed in to this account before (its device cookie)
-        // is exempt from the account's count, so guessing from elsewhere never locks the
-        // person out of their own browser.
-        let known_device = web::cookie(&page.parts.headers, web::DEVICE_COOKIE)
-            .is_some_and(|d| self.device_is_known(account, &d));
+        // computed. A browser that signed in to this account since its password was last
+        // set (its device cookie) counts against the account's known browsers instead of
+        // the account's own count, so guessing from elsewhere never locks the person out
+        // of their own browser, and guessing from a known browser is limited too.
+        let device = web::cookie(&page.parts.headers, web::DEVICE_COOKIE);
+        // The hash is read here only for a browser that shows a device cookie.
+        let stored = match &device {
+            Some(_) => Some(self.store.password_hash(account).await?),
+            None => None,
+        };
+        let known_device = device.as_deref().is_some_and(|d| {
+            self.device_is_known(account, stored.as_ref().and_then(Option::as_deref), d)
+        });
         let mut keys: Vec<ThrottleKey> = page
             .client
             .map(|c| ThrottleKey::client("password/client", c))
             .into_iter()
             .collect();
-        if !known_device {
-            keys.push(ThrottleKey::new("password/account", account));
-        }
+        keys.push(if known_device {
+            ThrottleKey::new("password/known-device", account)
+        } else {
+            ThrottleKey::new("password/account", account)
+        });
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitFailedSignIns));
         }
-        let Some(ok) = self.password_matches(account, password).await? else {
+        let phc = match stored {
+            Some(phc) => phc,
+            None => self.store.password_hash(account).await?,
+        };
+        let Some(ok) = self.password_matches(phc, password).await? else {
             let mut r = self.message(StatusCode::SERVICE_UNAVAILABLE, Text::BusyHashing);
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -403,15 +423,15 @@ impl PersonServer {
         Ok(r)
     }
 
-    /// Whether `password` is `account`'s: the same work whether or not the account
-    /// exists, a bounded number at a time, off the threads that answer requests. `None`
-    /// when no hashing slot frees up within two seconds.
+    /// Whether `password` matches an account's stored hash `phc` (`None`: no such
+    /// account): the same work whether or not the account exists, a bounded number at a
+    /// time, off the threads that answer requests. `None` when no hashing slot frees up
+    /// within two seconds.
     async fn password_matches(
         &self,
-        account: &str,
+        phc: Option<String>,
         password: &str,
     ) -> Result<Option<bool>, PsError> {
-        let phc = self.store.password_hash(account).await?;
         let Ok(Ok(permit)) = tokio::time::timeout(
             std::time::Duration::from_secs(2),
             Arc::clone(&self.hashing).acquire_owned(),
@@ -475,6 +495,8 @@ impl PersonServer {
         self.store
             .put_session(&web::session_key(&cookie), session)
             .await?;
+        let phc = self.store.password_hash(account).await?;
+        let cookies = self.session_cookies(account, phc.as_deref(), &cookie);
         // Signed in from a request's link: back to it; from nowhere: to the dashboard.
         let code: String = code
             .chars()
@@ -482,7 +504,6 @@ impl PersonServer {
             .take(9)
             .collect();
         if code.is_empty() {
-            let cookies = self.session_cookies(account, &cookie);
             return Ok((dashboard::ACCOUNT_PATH.to_owned(), cookies));
         }
         let mut target = String::from(INTERACT_PATH);
@@ -492,17 +513,18 @@ impl PersonServer {
             target.push_str("&callback=");
             target.push_str(&web::query_escape(cb));
         }
-        Ok((target, self.session_cookies(account, &cookie)))
+        Ok((target, cookies))
     }
 
     /// The cookies a new session sets: the session's, and the device cookie that marks
-    /// this browser as known for `account` (see the throttle in `sign_in`).
-    fn session_cookies(&self, account: &str, cookie: &str) -> Vec<HeaderValue> {
+    /// this browser as known for `account` while its stored password hash is `phc` (see
+    /// the throttle in `sign_in`).
+    fn session_cookies(&self, account: &str, phc: Option<&str>, cookie: &str) -> Vec<HeaderValue> {
         let mut cookies: Vec<HeaderValue> = web::set_cookie(web::SESSION_COOKIE, cookie, 3600)
             .into_iter()
             .collect();
         cookies.extend(
-            self.new_device(account)
+            self.new_device(account, phc)
                 .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE)),
         );
         cookies

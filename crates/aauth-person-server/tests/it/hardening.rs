@@ -556,3 +556,57 @@ async fn posted_decisions_count_every_code_that_is_not_the_persons() {
         page.html
     );
 }
+
+/// A browser is known to an account only while the account keeps the password it signed
+/// in with: after the operator resets it, the browser's device cookie no longer spares it
+/// the account's count that guessing from elsewhere filled. And a known browser is
+/// counted too, apart: wrong passwords from it are limited like anyone's.
+#[tokio::test]
+async fn a_known_browser_is_forgotten_by_a_password_reset_and_still_counted() {
+    let w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
+    let (_, code) = deferred(&w).await;
+    let mut alice = Browser::default();
+    let page = alice.sign_in(&w, &code, "alice", "alice's password").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    alice.forget_session();
+    aauth_person_server::Admin::new(Arc::clone(w.ps.store()))
+        .reset_password("alice", "alice's new password", NOW)
+        .await
+        .unwrap();
+    for n in 0..6u8 {
+        let mut guesser = Browser::from(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)));
+        let page = guesser.sign_in(&w, &code, "alice", "hunter2").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "try {n}");
+    }
+    let page = alice
+        .sign_in(&w, &code, "alice", "alice's new password")
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a device cookie from before the reset is no longer known: {}",
+        page.html
+    );
+
+    // Mallory's own browser, known to her account: its wrong passwords count as well.
+    let mut mallory = Browser::default();
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    mallory.forget_session();
+    for n in 0..6 {
+        let page = mallory.sign_in(&w, &code, "mallory", "guess").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "try {n}");
+    }
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.html);
+    // ... on a count of its own: a new browser is not blocked by it.
+    let mut fresh = Browser::default();
+    let page = fresh
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+}
