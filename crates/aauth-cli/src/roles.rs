@@ -309,8 +309,9 @@ pub(crate) fn ps_notifier(
 }
 
 /// The accounts `[person_server.accounts]` declares: their passwords set (or, without
-/// one, an account no password opens), their agents bound, their people at OpenID
-/// Providers linked.
+/// one, an account no password opens: a password it had is removed), their agents
+/// bound, their people at OpenID Providers linked. A password changed or removed ends
+/// the account's sessions; the same password as before changes nothing.
 async fn declare_accounts(
     c: &Config,
     ps: &aauth_person_server::PersonServer,
@@ -329,12 +330,13 @@ async fn declare_accounts(
                     reason: format!("{}: empty", file.display()),
                 });
             }
-            ps.set_password(&a.name, password)
+            ps.declare_password(&a.name, Some(password))
                 .await
                 .map_err(|e| config_error(c, "person_server.accounts", e))?;
         } else {
-            // An account that signs in only through its provider: no password opens it.
-            ps.create_account_without_password(&a.name)
+            // An account that signs in only through its provider: no password opens it,
+            // not even one it had before.
+            ps.declare_password(&a.name, None)
                 .await
                 .map_err(|e| config_error(c, "store", e))?;
         }

@@ -11,9 +11,10 @@
 //! afresh, and a success clears the keys it names.
 //!
 //! A lockout never lasts longer than `max_delay` after the attacker's last try, and a
-//! caller can keep a person's own way in open by leaving the per-account key out for a
-//! client that proved itself before (the Person Server does this for a browser that
-//! signed in to that account: see its sign-in).
+//! caller can keep a person's own way in open by counting a client that proved itself
+//! before under a key of its own instead of the per-account one (the Person Server does
+//! this for a browser that signed in to that account since its password was set: see its
+//! sign-in).
 //!
 //! [`MemoryThrottle`] keeps the counters of one process, bounded; checking a key is
 //! `O(1)` (a hash lookup) and counting a failure amortized `O(log n)`. Several instances

@@ -87,8 +87,8 @@ pub use server::{NewAccounts, SignInProvider, SignInSetupError};
 pub use sqlite::SqliteStore;
 pub use store::{
     AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, MAX_MISSIONS_LISTED,
-    MemoryStore, PENDING_KEPT, PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError,
-    TokenRecord,
+    MAX_PENDING_LISTED, MemoryStore, PENDING_KEPT, PersonTokenRecord, PsStore, RECORD_GRACE,
+    Standing, StoreError, TokenRecord,
 };
 pub use web::callback_allowed;
 pub use web::text::{Messages, MessagesError, Text};

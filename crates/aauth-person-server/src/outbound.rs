@@ -248,13 +248,54 @@ pub(crate) async fn unbind_and_revoke(
     now: aauth_keys::time::UnixTime,
 ) -> Result<(Option<String>, usize), crate::StoreError> {
     let account = store.binding(provider, agent).await?;
-    let tokens = store.tokens_of_agent(provider, agent).await?;
+    if let Some(a) = &account {
+        end_requests_of(store, (provider, agent), a).await?;
+    }
     store.unbind(provider, agent).await?;
-    // The agent's tokens already include the auth tokens obtained with its person tokens.
+    // Read after the unbinding: a token delivered since is revoked too (none is delivered
+    // after it). They include the auth tokens obtained with its person tokens.
+    let tokens = store.tokens_of_agent(provider, agent).await?;
     for (jti, aud, exp) in &tokens {
         revoke_issued(store, notifier, jti, aud, *exp, now).await?;
     }
     Ok((account, tokens.len()))
+}
+
+/// Ends the requests the agent made in `account`'s name (or in nobody's yet) that wait for
+/// the person or were approved and not yet delivered: each is denied, at its agent's next
+/// poll (`403 denied`), and no longer answerable on the consent page. A request another
+/// writer changes at the same moment is read again, a few times; delivery checks the
+/// binding besides, so one that still slips through delivers nothing.
+async fn end_requests_of(
+    store: &dyn crate::PsStore,
+    (provider, agent): (&ServerId, &aauth_tokens::AgentId),
+    account: &str,
+) -> Result<(), crate::StoreError> {
+    use crate::pending::PendingState;
+    for mut p in store.pending_of_agent(provider, agent).await? {
+        for _attempt in 0..3 {
+            let live = matches!(
+                p.state,
+                PendingState::Pending
+                    | PendingState::Interacting
+                    | PendingState::Approved { .. }
+                    | PendingState::Delivering { .. }
+            );
+            // A chained request is its upstream person's, not this link's.
+            if !live || p.person().is_some_and(|a| a != account) {
+                break;
+            }
+            p.state = PendingState::Denied;
+            if store.update_pending(&mut p).await? {
+                break;
+            }
+            match store.pending(&p.id).await? {
+                Some(again) => p = again,
+                None => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `jti` is an auth token an Access Server issued, relayed here: one obtained by

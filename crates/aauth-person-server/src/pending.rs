@@ -228,6 +228,11 @@ pub struct Pending {
     pub agent_exp: u64,
     /// The person, when known before consent (an agent already bound).
     pub account: Option<String>,
+    /// When no person was known before consent (`account` is `None`): the signed-in
+    /// account that first presented the interaction code. The code is theirs from then
+    /// on (draft -11: a code is single-use): another account presenting it is refused
+    /// as a wrong attempt, and only they decide.
+    pub viewer: Option<String>,
     /// What was asked.
     pub request: PendingRequest,
     /// Where it stands.
@@ -314,6 +319,29 @@ impl Pending {
         self.subagent.as_ref().unwrap_or(&self.agent.1)
     }
 
+    /// The person whose request this is: the account it was asked of, else the account
+    /// that first presented its code ([`Pending::viewer`]), else nobody yet.
+    #[must_use]
+    pub fn person(&self) -> Option<&str> {
+        self.account.as_deref().or(self.viewer.as_deref())
+    }
+
+    /// Whether the request is chained (call chaining: its person is the upstream token's,
+    /// not whoever the agent is bound to).
+    #[must_use]
+    pub fn chained(&self) -> bool {
+        matches!(
+            &self.request,
+            PendingRequest::PersonToken {
+                upstream_jti: Some(_),
+                ..
+            } | PendingRequest::AuthToken {
+                upstream_jti: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The question waiting for the agent's answer, if any.
     #[must_use]
     pub fn open_question(&self) -> Option<&str> {
@@ -349,6 +377,7 @@ impl Pending {
             jkt,
             agent_exp,
             account: None,
+            viewer: None,
             request,
             state: PendingState::Pending,
             expires,

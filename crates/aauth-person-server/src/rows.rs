@@ -42,6 +42,8 @@ pub(crate) struct PendingRow {
     jkt: String,
     agent_exp: u64,
     account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    viewer: Option<String>,
     request: RequestRow,
     state: StateRow,
     expires: u64,
@@ -216,6 +218,7 @@ impl PendingRow {
             jkt: p.jkt.clone(),
             agent_exp: p.agent_exp,
             account: p.account.clone(),
+            viewer: p.viewer.clone(),
             request: match &p.request {
                 PendingRequest::PersonToken {
                     resource,
@@ -332,6 +335,7 @@ impl PendingRow {
             jkt: self.jkt,
             agent_exp: self.agent_exp,
             account: self.account,
+            viewer: self.viewer,
             request: match self.request {
                 RequestRow::PersonToken {
                     resource,

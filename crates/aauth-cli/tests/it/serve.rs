@@ -1494,3 +1494,45 @@ async fn a_served_person_server_offers_its_openid_provider() {
         }
     }
 }
+
+/// A declared account whose `password_file` is taken out of the configuration (it keeps
+/// its OpenID Provider link) is no longer opened by its old password once the server
+/// starts again on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_file_taken_out_of_the_config_opens_nothing_after_a_restart() {
+    let dir = scratch("serve-password-removed");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let url = "https://ps.example/interact?code=ABCD-EFGH";
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let status = aauth_demos::process::sign_in(
+        &world,
+        url,
+        "ABCD-EFGH",
+        "alice",
+        "correct horse battery staple",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 303, "{}", ps.log());
+    drop(ps);
+
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "password_file = \"alice.password\"\n",
+        "oidc = [{ issuer = \"https://login.example\", subject = \"alice-1\" }]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    let status = aauth_demos::process::sign_in(
+        &world,
+        url,
+        "ABCD-EFGH",
+        "alice",
+        "correct horse battery staple",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401, "the old password opens nothing\n{}", ps.log());
+}

@@ -597,6 +597,23 @@ impl PsStore for PgStore {
         .transpose()
     }
 
+    async fn pending_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let agent = format!("{} {}", provider.as_str(), agent.as_str());
+        let limit = i64::try_from(crate::store::MAX_PENDING_LISTED).unwrap_or(i64::MAX);
+        self.all(
+            "SELECT data, version FROM pending WHERE agent = $1 ORDER BY expires DESC LIMIT $2",
+            &[&agent, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| pending_of(self, r))
+        .collect()
+    }
+
     async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO passwords (account, phc) VALUES ($1, $2)

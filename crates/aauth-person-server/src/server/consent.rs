@@ -46,6 +46,44 @@ impl PersonServer {
         Ok(self.store.create_account(account, web::NO_PASSWORD).await?)
     }
 
+    /// Makes `account`'s password the one an operator's configuration declares (created
+    /// if the account is new): `Some` password, or `None` for an account that signs in
+    /// only as the person linked to it at an OpenID Provider (no password opens it, and
+    /// one it had is removed). A password replaced or removed ends the account's
+    /// sessions, as a reset does; the password already stored changes nothing (its hash,
+    /// and the browsers known by it, are kept). `true` when it changed.
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::Internal`] when hashing fails, [`PsError::Store`] when the store does.
+    pub async fn declare_password(
+        &self,
+        account: &str,
+        password: Option<&str>,
+    ) -> Result<bool, PsError> {
+        let stored = self.store.password_hash(account).await?;
+        let unchanged = match (stored.as_deref(), password) {
+            (Some(phc), Some(given)) => phc.starts_with('$') && web::check_password(phc, given),
+            (Some(phc), None) => phc == web::NO_PASSWORD,
+            (None, _) => false,
+        };
+        if unchanged {
+            return Ok(false);
+        }
+        match password {
+            Some(given) => self.set_password(account, given).await?,
+            None => {
+                self.store
+                    .set_password_hash(account, web::NO_PASSWORD)
+                    .await?;
+            }
+        }
+        if stored.is_some() {
+            self.store.drop_sessions(account).await?;
+        }
+        Ok(true)
+    }
+
     /// `callback`, if the agent provider `provider` publishes it as its agents'.
     pub(super) async fn callback_for(
         &self,
@@ -79,28 +117,34 @@ impl PersonServer {
             .await
     }
 
-    /// A device cookie for `account`: a random id and its MAC under this server's secret
-    /// (nothing stored; it proves only that this browser once signed in to `account`).
-    pub(super) fn new_device(&self, account: &str) -> Option<String> {
+    /// A device cookie for `account`, whose stored password hash is `phc`: a random id and
+    /// its MAC under this server's secret (nothing stored; it proves only that this
+    /// browser signed in to `account` since its password was last set).
+    pub(super) fn new_device(&self, account: &str, phc: Option<&str>) -> Option<String> {
         let id = self.random_token().ok()?;
-        let tag = self.device_tag(account, &id);
+        let tag = self.device_tag(account, phc, &id);
         Some(format!("{id}.{tag}"))
     }
 
-    pub(super) fn device_tag(&self, account: &str, id: &str) -> String {
+    /// The MAC of device `id` for `account`, over the account's stored password hash
+    /// (none: an account that does not exist): a reset, a new password, or one removed
+    /// changes the hash, and every browser known by the old one is forgotten.
+    pub(super) fn device_tag(&self, account: &str, phc: Option<&str>, id: &str) -> String {
         let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.directed);
-        for part in ["aauth-device", account, id] {
+        let generation = phc.unwrap_or_default(); // default: no account, no password: the same empty generation
+        for part in ["aauth-device", account, generation, id] {
             ctx.update(part.as_bytes());
             ctx.update(&[0]);
         }
         base64url::encode(ctx.sign().as_ref())
     }
 
-    /// Whether `cookie` is a device cookie this server issued for `account`.
-    pub(super) fn device_is_known(&self, account: &str, cookie: &str) -> bool {
+    /// Whether `cookie` is a device cookie this server issued for `account` while its
+    /// stored password hash was `phc` (the one stored now).
+    pub(super) fn device_is_known(&self, account: &str, phc: Option<&str>, cookie: &str) -> bool {
         cookie.split_once('.').is_some_and(|(id, tag)| {
             bool::from(subtle_eq(
-                self.device_tag(account, id).as_bytes(),
+                self.device_tag(account, phc, id).as_bytes(),
                 tag.as_bytes(),
             ))
         })
@@ -232,36 +276,17 @@ impl PersonServer {
         // The person came too late: back to the agent, if it gave a callback.
         let callback = web::field(&page.query, "callback");
         if let Some(p) = found.as_ref().filter(|p| {
-            p.is_open() && now >= p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
+            p.is_open() && now >= p.expires && p.person().is_none_or(|a| a == s.account)
         }) && let Some(cb) = self.callback_for(&p.agent.0, callback).await
         {
             return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
         }
-        let Some(mut p) =
-            found.filter(|p| p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS)
-        else {
-            self.throttle.failed(&keys, page.now).await?;
-            if let Some(c) = &page.session_cookie {
-                self.store
-                    .count_bad_code(&web::session_key(c), page.now)
-                    .await?;
-            }
+        let Some(mut p) = found.filter(|p| answerable(p, now)) else {
+            self.wrong_code(&page, &keys).await?;
             return Ok(self.no_such_code());
         };
-        if p.account.as_ref().is_some_and(|a| *a != s.account) {
-            // Someone else holds this request's code: after MAX_ATTEMPTS such tries the
-            // request ends, and the agent's next poll gets 410 invalid_code (a wrong code
-            // names no request; those are limited per session above).
-            p.attempts = p.attempts.saturating_add(1);
-            let ends = p.attempts >= web::MAX_ATTEMPTS;
-            if ends {
-                p.state = PendingState::Done;
-            }
-            self.throttle.failed(&keys, page.now).await?;
-            self.save(&mut p).await?;
-            if ends {
-                super::defer::count_pending("failed");
-            }
+        if claim(&mut p, &s.account) == Claim::NotTheirs {
+            self.not_theirs(&mut p, &keys, page.now).await?;
             return Ok(self.no_such_code());
         }
         // The resource's own flow comes first, when its resource token asks for one.
@@ -302,23 +327,37 @@ impl PersonServer {
             return Ok(self.message(StatusCode::BAD_REQUEST, Text::TooLong));
         }
         // Guesses are throttled per client and per account, refused before any hash is
-        // computed. A browser that signed in to this account before (its device cookie)
-        // is exempt from the account's count, so guessing from elsewhere never locks the
-        // person out of their own browser.
-        let known_device = web::cookie(&page.parts.headers, web::DEVICE_COOKIE)
-            .is_some_and(|d| self.device_is_known(account, &d));
+        // computed. A browser that signed in to this account since its password was last
+        // set (its device cookie) counts against the account's known browsers instead of
+        // the account's own count, so guessing from elsewhere never locks the person out
+        // of their own browser, and guessing from a known browser is limited too.
+        let device = web::cookie(&page.parts.headers, web::DEVICE_COOKIE);
+        // The hash is read here only for a browser that shows a device cookie.
+        let stored = match &device {
+            Some(_) => Some(self.store.password_hash(account).await?),
+            None => None,
+        };
+        let known_device = device.as_deref().is_some_and(|d| {
+            self.device_is_known(account, stored.as_ref().and_then(Option::as_deref), d)
+        });
         let mut keys: Vec<ThrottleKey> = page
             .client
             .map(|c| ThrottleKey::client("password/client", c))
             .into_iter()
             .collect();
-        if !known_device {
-            keys.push(ThrottleKey::new("password/account", account));
-        }
+        keys.push(if known_device {
+            ThrottleKey::new("password/known-device", account)
+        } else {
+            ThrottleKey::new("password/account", account)
+        });
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitFailedSignIns));
         }
-        let Some(ok) = self.password_matches(account, password).await? else {
+        let phc = match stored {
+            Some(phc) => phc,
+            None => self.store.password_hash(account).await?,
+        };
+        let Some(ok) = self.password_matches(phc, password).await? else {
             let mut r = self.message(StatusCode::SERVICE_UNAVAILABLE, Text::BusyHashing);
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -384,15 +423,15 @@ impl PersonServer {
         Ok(r)
     }
 
-    /// Whether `password` is `account`'s: the same work whether or not the account
-    /// exists, a bounded number at a time, off the threads that answer requests. `None`
-    /// when no hashing slot frees up within two seconds.
+    /// Whether `password` matches an account's stored hash `phc` (`None`: no such
+    /// account): the same work whether or not the account exists, a bounded number at a
+    /// time, off the threads that answer requests. `None` when no hashing slot frees up
+    /// within two seconds.
     async fn password_matches(
         &self,
-        account: &str,
+        phc: Option<String>,
         password: &str,
     ) -> Result<Option<bool>, PsError> {
-        let phc = self.store.password_hash(account).await?;
         let Ok(Ok(permit)) = tokio::time::timeout(
             std::time::Duration::from_secs(2),
             Arc::clone(&self.hashing).acquire_owned(),
@@ -456,6 +495,8 @@ impl PersonServer {
         self.store
             .put_session(&web::session_key(&cookie), session)
             .await?;
+        let phc = self.store.password_hash(account).await?;
+        let cookies = self.session_cookies(account, phc.as_deref(), &cookie);
         // Signed in from a request's link: back to it; from nowhere: to the dashboard.
         let code: String = code
             .chars()
@@ -463,7 +504,6 @@ impl PersonServer {
             .take(9)
             .collect();
         if code.is_empty() {
-            let cookies = self.session_cookies(account, &cookie);
             return Ok((dashboard::ACCOUNT_PATH.to_owned(), cookies));
         }
         let mut target = String::from(INTERACT_PATH);
@@ -473,20 +513,60 @@ impl PersonServer {
             target.push_str("&callback=");
             target.push_str(&web::query_escape(cb));
         }
-        Ok((target, self.session_cookies(account, &cookie)))
+        Ok((target, cookies))
     }
 
     /// The cookies a new session sets: the session's, and the device cookie that marks
-    /// this browser as known for `account` (see the throttle in `sign_in`).
-    fn session_cookies(&self, account: &str, cookie: &str) -> Vec<HeaderValue> {
+    /// this browser as known for `account` while its stored password hash is `phc` (see
+    /// the throttle in `sign_in`).
+    fn session_cookies(&self, account: &str, phc: Option<&str>, cookie: &str) -> Vec<HeaderValue> {
         let mut cookies: Vec<HeaderValue> = web::set_cookie(web::SESSION_COOKIE, cookie, 3600)
             .into_iter()
             .collect();
         cookies.extend(
-            self.new_device(account)
+            self.new_device(account, phc)
                 .and_then(|d| web::set_cookie(web::DEVICE_COOKIE, &d, web::DEVICE_COOKIE_AGE)),
         );
         cookies
+    }
+
+    /// A code that names no request the person may answer (none, or one answered,
+    /// expired or failed): counted against the account and the client, and against the
+    /// session (refused past [`web::MAX_BAD_CODES`]).
+    async fn wrong_code(
+        &self,
+        page: &PageRequest<'_>,
+        keys: &[ThrottleKey],
+    ) -> Result<(), PsError> {
+        self.throttle.failed(keys, page.now).await?;
+        if let Some(c) = &page.session_cookie {
+            self.store
+                .count_bad_code(&web::session_key(c), page.now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Another person's request presented (its code is someone else's): counted against
+    /// the account and the client, and against the request, which ends after
+    /// [`web::MAX_ATTEMPTS`] such tries (the agent's next poll gets 410 invalid_code).
+    async fn not_theirs(
+        &self,
+        p: &mut Pending,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        p.attempts = p.attempts.saturating_add(1);
+        let ends = p.attempts >= web::MAX_ATTEMPTS;
+        if ends {
+            p.state = PendingState::Done;
+        }
+        self.throttle.failed(keys, now).await?;
+        self.save(p).await?;
+        if ends {
+            super::defer::count_pending("failed");
+        }
+        Ok(())
     }
 
     /// The pending request an interaction code names, if the code is well-formed.
@@ -511,22 +591,30 @@ impl PersonServer {
         }
         // The form names its request by code: a decision is a guess like any other (a
         // matching code would approve someone else's request and bind its agent here),
-        // throttled the same way.
+        // throttled and counted as the page's lookups are, whatever it failed on.
+        if s.bad_codes >= web::MAX_BAD_CODES {
+            return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
+        }
         let keys = page.code_keys(&s.account);
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitWrongCodes));
         }
         let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
         let found = self.pending_by_code(code).await?;
-        if found.is_none() {
-            self.throttle.failed(&keys, page.now).await?;
-        }
-        let now = page.now.as_secs();
-        let Some(mut p) = found.filter(|p| {
-            p.is_open() && now < p.expires && p.account.as_ref().is_none_or(|a| *a == s.account)
-        }) else {
+        let Some(mut p) = found.filter(|p| answerable(p, page.now.as_secs())) else {
+            self.wrong_code(&page, &keys).await?;
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
+        match claim(&mut p, &s.account) {
+            Claim::NotTheirs => {
+                self.not_theirs(&mut p, &keys, page.now).await?;
+                return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
+            }
+            // Recorded before anything is decided (an approval binds the agent): of two
+            // people posting at once, the second is told the request changed.
+            Claim::Claimed => self.save(&mut p).await?,
+            Claim::Theirs => {}
+        }
         let decision = web::field(&page.posted, "decision");
         // A grant waits for the resource's own flow, which the consent page sends the
         // person through first: a form posted before it is done approves nothing.
@@ -669,6 +757,11 @@ impl PersonServer {
         grant: bool,
         account: &str,
     ) -> Result<http::Response<Bytes>, PsError> {
+        // A question has no token or permission to approve: approving it would leave a
+        // request no poll can deliver. Refused, nothing changed.
+        if grant && matches!(p.request, PendingRequest::Question { .. }) {
+            return Ok(self.message(StatusCode::BAD_REQUEST, Text::QuestionNotApproved));
+        }
         // A form without a revision is of the request as first asked.
         let revision = web::field(&page.posted, "revision").map_or(Some(0), |r| r.parse().ok());
         if grant && revision != Some(p.revision) {
@@ -686,6 +779,13 @@ impl PersonServer {
                     != account
             {
                 return Ok(self.message(StatusCode::CONFLICT, Text::LinkedElsewhere));
+            }
+            // An agent bound to the person when it asked, and unlinked since: its request
+            // ends, nothing approved (the unlinking ended it too, unless it raced).
+            if p.account.is_some() && !self.still_linked(p, account).await? {
+                p.state = PendingState::Denied;
+                self.save(p).await?;
+                return Ok(self.message(StatusCode::CONFLICT, Text::NoLongerLinked));
             }
             p.state = PendingState::Approved {
                 account: account.to_owned(),
@@ -885,6 +985,37 @@ impl PersonServer {
     /// The providers the sign-in page offers: none without the `oidc` feature.
     fn sign_in_choices(&self) -> Vec<(&str, &str)> {
         Vec::new()
+    }
+}
+
+/// Whether the person may still answer `p` at `now` (seconds): open, unexpired, and not
+/// failed by wrong attempts.
+fn answerable(p: &Pending, now: u64) -> bool {
+    p.is_open() && now < p.expires && p.attempts < web::MAX_ATTEMPTS
+}
+
+/// Whether `account` may answer `p`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// It is theirs: asked of them, or its code first presented by them.
+    Theirs,
+    /// It was nobody's and is now theirs ([`Pending::viewer`] set; written with the
+    /// request's next compare-and-set, so of two people presenting the code at once one
+    /// is recorded and the other is told the request changed).
+    Claimed,
+    /// It is another person's.
+    NotTheirs,
+}
+
+/// Whether `account` may answer `p`, recording them as its person when it had none.
+fn claim(p: &mut Pending, account: &str) -> Claim {
+    match p.person() {
+        Some(person) if person == account => Claim::Theirs,
+        Some(_) => Claim::NotTheirs,
+        None => {
+            p.viewer = Some(account.to_owned());
+            Claim::Claimed
+        }
     }
 }
 

@@ -198,6 +198,7 @@ impl PersonServer {
             jkt: r.key.thumbprint().as_str().to_owned(),
             agent_exp: acting.exp,
             account,
+            viewer: None,
             request,
             state: PendingState::Pending,
             // PS-64: a chained request ends with its upstream token.

@@ -311,6 +311,18 @@ impl PersonServer {
                     "the token this request depends on has expired",
                 )
             }
+            // A question approved rather than answered (by a server that still allowed
+            // it): nothing to deliver, so it ends once instead of failing at every poll.
+            PendingState::Approved { .. } | PendingState::Delivering { .. }
+                if matches!(p.request, PendingRequest::Question { .. }) =>
+            {
+                self.end(p, "failed").await?;
+                ended(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "a question is answered, not approved",
+                )
+            }
             // Another poll holds the delivery: wait for it (it ends the request, or gives
             // the approval back if minting failed).
             PendingState::Delivering { since, .. }
@@ -389,6 +401,18 @@ impl PersonServer {
         account: String,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
+        // The agent was unlinked from the person since they approved: nothing is
+        // delivered in their name (the unlinking ends its requests; this catches one
+        // approved at the same moment).
+        if !self.still_linked(&p, &account).await? {
+            self.end(p, "denied").await?;
+            return Ok(PollError::new(
+                StatusCode::FORBIDDEN,
+                "denied",
+                "the agent is no longer linked to the person who approved",
+            )
+            .response());
+        }
         p.state = PendingState::Delivering {
             account: account.clone(),
             since: now.as_secs(),
@@ -425,6 +449,17 @@ impl PersonServer {
                 Err(e)
             }
         }
+    }
+
+    /// Whether an approval of `p` by `account` still stands: the agent is still bound to
+    /// them, for every request made in its binding's name (all but a chained one, whose
+    /// person is its upstream token's).
+    pub(super) async fn still_linked(&self, p: &Pending, account: &str) -> Result<bool, PsError> {
+        if p.chained() {
+            return Ok(true);
+        }
+        let bound = self.store.binding(&p.agent.0, &p.agent.1).await?;
+        Ok(bound.as_deref() == Some(account))
     }
 
     /// What the person approved, made: the token, the mission, the permission, the

@@ -118,7 +118,7 @@ impl PersonServer {
         let Some(mut p) = found.filter(|p| {
             p.is_open()
                 && page.now.as_secs() < p.expires
-                && p.account.as_ref().is_none_or(|a| *a == session.account)
+                && p.person().is_none_or(|a| a == session.account)
         }) else {
             return Ok(self.message(StatusCode::NOT_FOUND, Text::OverOrNotYours));
         };

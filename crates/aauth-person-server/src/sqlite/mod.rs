@@ -448,6 +448,29 @@ impl PsStore for SqliteStore {
         row.map(|(d, v)| pending_from_json(&d, v)).transpose()
     }
 
+    async fn pending_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let agent = format!("{} {}", provider.as_str(), agent.as_str());
+        let limit = i64::try_from(crate::store::MAX_PENDING_LISTED).unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64)> = self
+            .with(move |c| {
+                c.prepare_cached(
+                    "SELECT data, version FROM pending WHERE agent = ?1 \
+                     ORDER BY expires DESC LIMIT ?2",
+                )
+                .map_err(err)?
+                .query_map(params![agent, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)
+            })
+            .await?;
+        rows.iter().map(|(d, v)| pending_from_json(d, *v)).collect()
+    }
+
     async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
         let (a, h) = (account.to_owned(), phc.to_owned());
         self.with(move |c| {

@@ -282,6 +282,27 @@ impl PsStore for MemoryStore {
             .cloned())
     }
 
+    async fn pending_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let inner = self.lock();
+        let Some(ids) = inner
+            .pending_of_agent
+            .get(&(provider.clone(), agent.clone()))
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| inner.pending.get(id))
+            .take(super::MAX_PENDING_LISTED)
+            .cloned()
+            .collect())
+    }
+
     async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
         self.lock()
             .passwords

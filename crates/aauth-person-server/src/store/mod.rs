@@ -348,6 +348,19 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError>;
 
+    /// The deferred requests the agent `(provider, agent)` made (as their signer) that
+    /// the store still holds, expired ones included until they are dropped: latest
+    /// expiry first, at most [`MAX_PENDING_LISTED`]. What unlinking the agent ends.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn pending_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<Pending>, StoreError>;
+
     /// Sets `account`'s password hash (PHC string).
     ///
     /// # Errors
@@ -751,6 +764,11 @@ pub struct Binding {
 
 /// The most missions [`PsStore::missions_of`] returns.
 pub const MAX_MISSIONS_LISTED: usize = 500;
+
+/// The most deferred requests of one agent [`PsStore::pending_of_agent`] answers (an
+/// agent has at most its open requests' bound unexpired, and those that expired in the
+/// last [`PENDING_KEPT`]).
+pub const MAX_PENDING_LISTED: usize = 1000;
 
 /// How long records outlive their token's `exp` (clock skew, PS-13).
 pub const RECORD_GRACE: u64 = 300;

@@ -19,8 +19,9 @@ pub(crate) const SESSION_COOKIE: &str = "__Host-aauth-session";
 pub(crate) const CSRF_COOKIE: &str = "__Host-aauth-csrf";
 /// Wrong codes a session may enter before it is refused.
 pub(crate) const MAX_BAD_CODES: u32 = 5;
-/// The cookie that marks a browser that signed in to an account before (exempt from the
-/// account's sign-in throttle).
+/// The cookie that marks a browser that signed in to an account since its password was
+/// last set (counted apart from the account's sign-in throttle, under a count of the
+/// account's known browsers).
 pub(crate) const DEVICE_COOKIE: &str = "__Host-aauth-device";
 /// How long a device cookie is kept: 90 days.
 pub(crate) const DEVICE_COOKIE_AGE: u64 = 90 * 24 * 3600;

@@ -151,6 +151,8 @@ catalogue! {
     AnsweredReturn "chat.answered" "Answered. You can return to your agent."
     ChangedWhileReading "consent.changed_reading" "The agent changed its request while you were reading it. Open the link again to see what it asks now."
     LinkedElsewhere "consent.linked_elsewhere" "This agent has been linked to another person since it asked. Nothing was approved."
+    NoLongerLinked "consent.no_longer_linked" "This agent is no longer linked to your account. Nothing was approved."
+    QuestionNotApproved "consent.question_not_approved" "A question is answered, not approved. Nothing was approved."
     ApprovedReturn "consent.approved" "Approved. You can return to your agent."
     DeniedTold "consent.denied" "Denied. The agent has been told."
     // What the resource says of itself.

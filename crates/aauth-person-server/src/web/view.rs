@@ -561,17 +561,28 @@ pub(crate) fn consent(m: &Messages, c: &Consent<'_>) -> Markup {
             @if c.mission_wide {
                 p.muted { (m.text(Text::MissionWideHint)) }
             }
-            p.actions {
-                @if c.mission_wide {
-                    button.primary name="decision" value="grant" { (m.text(Text::ApproveOnce)) }
-                    " "
-                    button.primary name="decision" value="grant-mission" { (m.text(Text::ApproveForMission)) }
-                } @else {
-                    button.primary name="decision" value="grant" { (m.text(Text::Approve)) }
-                }
-                " "
-                button name="decision" value="deny" { (m.text(Text::Deny)) }
+            // A question is answered (its field is above), never approved or denied.
+            @if !matches!(p.request, PendingRequest::Question { .. }) {
+                (decision_buttons(m, c.mission_wide))
             }
+        }
+    }
+}
+
+/// The consent form's approve and deny buttons (approve once or for the mission, when the
+/// person may approve for the mission).
+fn decision_buttons(m: &Messages, mission_wide: bool) -> Markup {
+    html! {
+        p.actions {
+            @if mission_wide {
+                button.primary name="decision" value="grant" { (m.text(Text::ApproveOnce)) }
+                " "
+                button.primary name="decision" value="grant-mission" { (m.text(Text::ApproveForMission)) }
+            } @else {
+                button.primary name="decision" value="grant" { (m.text(Text::Approve)) }
+            }
+            " "
+            button name="decision" value="deny" { (m.text(Text::Deny)) }
         }
     }
 }

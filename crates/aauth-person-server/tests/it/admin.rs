@@ -554,3 +554,159 @@ async fn operators_read_the_audit_log_over_http() {
     );
     assert_eq!(page.next, None);
 }
+
+/// Unlinking an agent ends what it asked in the person's name: a request approved and not
+/// yet delivered delivers nothing, a request still waiting is denied at its next poll and
+/// can no longer be approved. An approval that raced the unlinking (the binding gone, the
+/// request still approved) delivers nothing either.
+#[tokio::test]
+async fn unlinking_an_agent_ends_its_waiting_and_approved_requests() {
+    let w = consenting_world(Some(Arc::new(aauth_person_server::AlwaysAsk))).await;
+    let (provider, agent) = assistant();
+    w.bind(ASSISTANT, "alice").await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (s, approved, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    approve(&w, &code_of(&approved), "alice", "correct horse battery").await;
+    let (_, waiting, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    let code = code_of(&waiting);
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, &code, "alice", "correct horse battery")
+        .await;
+    let consent = alice
+        .go(
+            &w,
+            "GET",
+            &crate::consent::header_of(&page.headers, "location"),
+            &[],
+        )
+        .await;
+    assert_eq!(consent.status, StatusCode::OK);
+    let csrf = consent.hidden("csrf");
+
+    let admin = Admin::new(Arc::clone(w.ps.store()));
+    admin.revoke_agent(&provider, &agent, NOW).await.unwrap();
+    let denied = |(s, json): (StatusCode, serde_json::Value)| {
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("denied")),
+            "{json}"
+        );
+    };
+    for headers in [&approved, &waiting] {
+        let location = crate::consent::header_of(headers, "location");
+        let (s, _, json) =
+            crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+        denied((s, json));
+    }
+    let late = crate::consent::decide(&mut alice, &w, &code, &csrf, "grant").await;
+    assert_eq!(late.status, StatusCode::GONE, "{}", late.html);
+    assert_eq!(w.ps.store().binding(&provider, &agent).await.unwrap(), None);
+
+    // Linked again, approved, and the binding removed before the poll (as if the
+    // unlinking read the agent's requests just before this approval): nothing delivered.
+    w.bind(ASSISTANT, "alice").await;
+    let (_, raced, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    approve(&w, &code_of(&raced), "alice", "correct horse battery").await;
+    assert!(w.ps.store().unbind(&provider, &agent).await.unwrap());
+    let location = crate::consent::header_of(&raced, "location");
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    denied((s, json));
+    let (s, _, _) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::GONE, "ended once");
+
+    // And a request the person opens after a rebinding to someone else: alice, who asked
+    // before, cannot approve it into a token of hers.
+    w.bind(ASSISTANT, "alice").await;
+    let (_, before, _) = w.post_full(PERSON_TOKEN_PATH, ask.clone()).await;
+    let code = code_of(&before);
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, &code, "alice", "correct horse battery")
+        .await;
+    let consent = alice
+        .go(
+            &w,
+            "GET",
+            &crate::consent::header_of(&page.headers, "location"),
+            &[],
+        )
+        .await;
+    let csrf = consent.hidden("csrf");
+    assert!(w.ps.store().unbind(&provider, &agent).await.unwrap());
+    w.bind(ASSISTANT, "mallory").await;
+    let refused = crate::consent::decide(&mut alice, &w, &code, &csrf, "grant").await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.html);
+    let location = crate::consent::header_of(&before, "location");
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    denied((s, json));
+}
+
+/// Whether `b` is signed in (its session still stands).
+async fn signed_in(b: &mut Browser, w: &crate::World) -> bool {
+    let page = b
+        .go(w, "GET", aauth_person_server::INTERACT_PATH, &[])
+        .await;
+    page.html.contains("Signed in as")
+}
+
+/// An account's password as the operator's configuration declares it (`aauth serve`'s
+/// `[[person_server.accounts]]`, at every start): the same password again keeps its hash
+/// and the account's sessions; a new one, or none (the account then signs in only
+/// through its OpenID Provider), replaces the old one, which opens nothing from then on,
+/// and ends the account's sessions.
+#[tokio::test]
+async fn a_declared_password_replaced_or_removed_opens_nothing_and_ends_the_sessions() {
+    let w = consenting_world(None).await;
+    let store = Arc::clone(w.ps.store());
+    let hash = store.password_hash("alice").await.unwrap();
+    assert!(
+        !w.ps
+            .declare_password("alice", Some("correct horse battery"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.password_hash("alice").await.unwrap(), hash, "kept");
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, "", "alice", "correct horse battery")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(signed_in(&mut alice, &w).await);
+    assert!(
+        !w.ps
+            .declare_password("alice", Some("correct horse battery"))
+            .await
+            .unwrap()
+    );
+    assert!(signed_in(&mut alice, &w).await, "nothing changed");
+
+    assert!(
+        w.ps.declare_password("alice", Some("new words"))
+            .await
+            .unwrap()
+    );
+    assert!(!signed_in(&mut alice, &w).await, "the session ended");
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, "", "alice", "correct horse battery").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    let mut alice = Browser::default();
+    let page = alice.sign_in(&w, "", "alice", "new words").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+
+    // No password declared any more: the account signs in only through its provider.
+    assert!(w.ps.declare_password("alice", None).await.unwrap());
+    assert!(!signed_in(&mut alice, &w).await, "the session ended");
+    let page = b.sign_in(&w, "", "alice", "new words").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(!w.ps.declare_password("alice", None).await.unwrap());
+    // A new account without a password is created, opened by none.
+    assert!(w.ps.declare_password("carol", None).await.unwrap());
+    assert!(store.password_hash("carol").await.unwrap().is_some());
+    let page = b.sign_in(&w, "", "carol", "").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+}

@@ -1545,3 +1545,93 @@ async fn a_resource_flow_that_fails_ends_the_request_with_the_mapped_error() {
         );
     }
 }
+
+/// The code of a request from an agent bound to nobody is the first signed-in person's
+/// to present it (draft -11: a code is single-use): another account presenting it, on
+/// the page or in a decision, is refused as a wrong attempt and takes nothing; the agent
+/// is bound to the first person only once they approve.
+#[tokio::test]
+async fn an_unbound_agents_code_is_the_first_persons_to_open_it() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let location = header(&headers, "location");
+    let code = code_of(&headers);
+    let pending_id = location.trim_start_matches("/pending/");
+    let provider = id("https://agent.example");
+    let agent = aauth_tokens::AgentId::parse("aauth:assistant@agent.example").unwrap();
+
+    let mut alice = Browser::default();
+    let page = alice
+        .sign_in(&w, &code, "alice", "correct horse battery")
+        .await;
+    let target = header(&page.headers, "location");
+    let consent = alice.go(&w, "GET", &target, &[]).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+    let csrf = consent.hidden("csrf");
+
+    // Mallory, with the same code: nothing shown, nothing decided, nothing bound.
+    let mut mallory = Browser::default();
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    let seen = mallory
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND, "{}", seen.html);
+    assert!(!seen.html.contains("resource.example"), "{}", seen.html);
+    let hers = mallory
+        .go(&w, "GET", INTERACT_PATH, &[])
+        .await
+        .hidden("csrf");
+    assert!(!hers.is_empty());
+    for decision in ["grant", "deny"] {
+        let posted = mallory
+            .go(
+                &w,
+                "POST",
+                INTERACT_PATH,
+                &[("code", &code), ("csrf", &hers), ("decision", decision)],
+            )
+            .await;
+        assert_eq!(
+            posted.status,
+            StatusCode::GONE,
+            "{decision}: {}",
+            posted.html
+        );
+    }
+    assert_eq!(w.ps.store().binding(&provider, &agent).await.unwrap(), None);
+    let p = w.ps.store().pending(pending_id).await.unwrap().unwrap();
+    assert_eq!(
+        (p.state, p.viewer.as_deref(), p.attempts),
+        (
+            aauth_person_server::PendingState::Interacting,
+            Some("alice"),
+            3
+        ),
+        "each of mallory's tries is a wrong attempt against the request"
+    );
+
+    // alice approves: the agent is hers, and the token too.
+    let done = decide(&mut alice, &w, &code, &csrf, "grant").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+    assert_eq!(
+        w.ps.store()
+            .binding(&provider, &agent)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let c: PersonClaims = w.read(
+        json["person_token"].as_str().unwrap(),
+        "https://resource.example",
+    );
+    assert_eq!(
+        c.sub,
+        w.ps.directed_sub("alice", &id("https://resource.example"))
+    );
+}

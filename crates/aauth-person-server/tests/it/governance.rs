@@ -216,3 +216,100 @@ async fn a_question_is_answered_by_the_person_and_relays_are_unavailable() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// A question is answered, never approved: its page draws no approve or deny button, an
+/// approval posted anyway is refused (400) with the request unchanged, and a question a
+/// server approved before (stored so) ends at the next poll instead of failing at each.
+#[tokio::test]
+async fn a_question_cannot_be_approved() {
+    let w = governed().await;
+    let (s, headers, _) = w
+        .post_full(INTERACTION_PATH, serde_json::json!({"type": "question", "question": "Window or aisle?", "capabilities": ["interaction"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header_of(&headers, "location");
+    let code = code_of(&headers);
+    let mut b = crate::consent::Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "pw").await;
+    let q = b
+        .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+        .await;
+    assert!(q.html.contains("Your answer"), "{}", q.html);
+    for button in [
+        "value=\"grant\"",
+        "value=\"grant-mission\"",
+        "value=\"deny\"",
+    ] {
+        assert!(!q.html.contains(button), "{button}: {}", q.html);
+    }
+    let csrf = q.hidden("csrf");
+    let id = location.trim_start_matches("/pending/");
+    let before = w.ps.store().pending(id).await.unwrap().unwrap();
+    for decision in ["grant", "grant-mission"] {
+        let refused = b
+            .go(
+                &w,
+                "POST",
+                INTERACT_PATH,
+                &[("code", &code), ("csrf", &csrf), ("decision", decision)],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
+        assert!(
+            refused.html.contains("answered, not approved"),
+            "{}",
+            refused.html
+        );
+    }
+    assert_eq!(
+        w.ps.store().pending(id).await.unwrap(),
+        Some(before),
+        "the request is as it was"
+    );
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting"))
+    );
+    let done = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &csrf),
+                ("decision", "answer"),
+                ("answer", "Window."),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["answer"].as_str()),
+        (StatusCode::OK, Some("Window."))
+    );
+
+    // Approved by an earlier server: one server_error, then the request has ended.
+    let (_, headers, _) = w
+        .post_full(INTERACTION_PATH, serde_json::json!({"type": "question", "question": "Tea?", "capabilities": ["interaction"]}))
+        .await;
+    let location = header_of(&headers, "location");
+    let id = location.trim_start_matches("/pending/");
+    let mut p = w.ps.store().pending(id).await.unwrap().unwrap();
+    p.state = aauth_person_server::PendingState::Approved {
+        account: "alice".to_owned(),
+    };
+    assert!(w.ps.store().update_pending(&mut p).await.unwrap());
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+    );
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code"))
+    );
+}

@@ -147,7 +147,13 @@ async fn guessed_codes_in_decisions_are_throttled_and_approve_nothing() {
                 &[("code", guess), ("csrf", &csrf), ("decision", "grant")],
             )
             .await;
-        assert_eq!(page.status, StatusCode::GONE, "{guess}");
+        // Five wrong codes are all a session gets, posted as looked up.
+        let expected = if guess == "ZZZZ-ZZZS" {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::GONE
+        };
+        assert_eq!(page.status, expected, "{guess}");
     }
     let before = w.state();
     let page = mallory
@@ -477,4 +483,130 @@ async fn sub_agents_share_their_parents_resource_count_and_proposals_are_bounded
         "{json}"
     );
     assert_eq!(w.state(), before);
+}
+
+/// A decision posted with a code that names another person's request, or a request
+/// already answered, is counted as the page's lookup of it is: another person's request
+/// ends after five such tries, and a session that posted five codes it may not answer is
+/// refused.
+#[tokio::test]
+async fn posted_decisions_count_every_code_that_is_not_the_persons() {
+    let w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let (location, code) = deferred(&w).await;
+    // Mallory has a consent page (and its form token) of her own.
+    let her_key = PrivateKey::ed25519_from_seed(&[71; 32]);
+    let her_token = crate::agent_token(&w.provider, "aauth:mallorys@agent.example", &her_key, 1800);
+    let her_code = mallory_code(&w, &her_key, &her_token).await;
+    let mut mallory = Browser::default();
+    let page = mallory
+        .sign_in(&w, &her_code, "mallory", "mallory's password")
+        .await;
+    let consent = mallory
+        .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+        .await;
+    assert_eq!(consent.status, StatusCode::OK);
+    let csrf = mallory_csrf(&consent.html);
+    for n in 0..5 {
+        let page = mallory
+            .go(
+                &w,
+                "POST",
+                "/interact",
+                &[("code", &code), ("csrf", &csrf), ("decision", "grant")],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::GONE, "try {n}");
+    }
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code")),
+        "five tries from another account ended alice's request"
+    );
+
+    // alice answers her next request, then posts on its spent code again and again.
+    let (location, code) = deferred(&w).await;
+    let mut alice = Browser::default();
+    let page = alice.sign_in(&w, &code, "alice", "alice's password").await;
+    let consent = alice
+        .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+        .await;
+    let csrf = consent.hidden("csrf");
+    let grant = [
+        ("code", code.as_str()),
+        ("csrf", csrf.as_str()),
+        ("decision", "grant"),
+    ];
+    assert_eq!(
+        alice.go(&w, "POST", "/interact", &grant).await.status,
+        StatusCode::OK
+    );
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    for n in 0..5 {
+        let page = alice.go(&w, "POST", "/interact", &grant).await;
+        assert_eq!(page.status, StatusCode::GONE, "try {n}");
+    }
+    let page = alice.go(&w, "POST", "/interact", &grant).await;
+    assert_eq!(
+        page.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "five spent codes are the session's wrong codes: {}",
+        page.html
+    );
+}
+
+/// A browser is known to an account only while the account keeps the password it signed
+/// in with: after the operator resets it, the browser's device cookie no longer spares it
+/// the account's count that guessing from elsewhere filled. And a known browser is
+/// counted too, apart: wrong passwords from it are limited like anyone's.
+#[tokio::test]
+async fn a_known_browser_is_forgotten_by_a_password_reset_and_still_counted() {
+    let w = with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await;
+    let (_, code) = deferred(&w).await;
+    let mut alice = Browser::default();
+    let page = alice.sign_in(&w, &code, "alice", "alice's password").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    alice.forget_session();
+    aauth_person_server::Admin::new(Arc::clone(w.ps.store()))
+        .reset_password("alice", "alice's new password", NOW)
+        .await
+        .unwrap();
+    for n in 0..6u8 {
+        let mut guesser = Browser::from(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)));
+        let page = guesser.sign_in(&w, &code, "alice", "hunter2").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "try {n}");
+    }
+    let page = alice
+        .sign_in(&w, &code, "alice", "alice's new password")
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a device cookie from before the reset is no longer known: {}",
+        page.html
+    );
+
+    // Mallory's own browser, known to her account: its wrong passwords count as well.
+    let mut mallory = Browser::default();
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    mallory.forget_session();
+    for n in 0..6 {
+        let page = mallory.sign_in(&w, &code, "mallory", "guess").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "try {n}");
+    }
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.html);
+    // ... on a count of its own: a new browser is not blocked by it.
+    let mut fresh = Browser::default();
+    let page = fresh
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
 }

@@ -369,8 +369,50 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     assert_eq!(store.pending("q3").await.unwrap(), None);
     let mut other = pending("o1", "OOOO0001", PendingState::Pending, question());
     other.agent.1 = AgentId::parse("aauth:other@agent.example").unwrap();
-    assert!(store.create_pending(other, 4, NOW).await.unwrap());
+    // The account that first presented the code of a request no person was known for.
+    other.viewer = Some("carol".to_owned());
+    assert!(store.create_pending(other.clone(), 4, NOW).await.unwrap());
+    assert_eq!(store.pending("o1").await.unwrap(), Some(other));
     assert!(store.create_pending(q, 4, NOW.plus(601)).await.unwrap());
+    // An agent's requests, whatever their state or expiry (what unlinking it ends), and
+    // no other agent's.
+    let ids_of = |agent: &AgentId| {
+        let (store, provider, agent) = (Arc::clone(&store), provider.clone(), agent.clone());
+        async move {
+            let mut ids: Vec<String> = store
+                .pending_of_agent(&provider, &agent)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(ids_of(&agent).await, ["p1", "q0", "q1", "q2", "q3"]);
+    let listed = store.pending_of_agent(&provider, &agent).await.unwrap();
+    assert_eq!(
+        listed.into_iter().find(|p| p.id == "p1"),
+        store.pending("p1").await.unwrap(),
+        "each as stored, at its version"
+    );
+    assert_eq!(
+        ids_of(&AgentId::parse("aauth:other@agent.example").unwrap()).await,
+        ["o1"]
+    );
+    assert!(
+        ids_of(&AgentId::parse("aauth:nobody@agent.example").unwrap())
+            .await
+            .is_empty()
+    );
+    assert!(
+        store
+            .pending_of_agent(&id("https://other-provider.example"), &agent)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mut m = Mission::new(
         br#"{"agent":"aauth:assistant@agent.example","description":"d"}"#.to_vec(),
