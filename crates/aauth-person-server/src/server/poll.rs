@@ -428,9 +428,12 @@ impl PersonServer {
                 self.end(p, "delivered").await?;
                 Ok(json_response(StatusCode::OK, &json))
             }
-            // Its mission ended while the person was deciding: nothing is issued under it,
-            // now or at a later poll (draft -11: mission_terminated).
-            Err(e @ PsError::MissionTerminated(_)) => {
+            // Its mission ended while the person was deciding, or no longer allows what
+            // was approved (its grant budget spent by another request meanwhile, its time
+            // up): nothing is issued under it, now or at a later poll, so the request
+            // ends with the verdict rather than standing approved until it expires
+            // (draft -11: mission_terminated, and the mission's violations).
+            Err(e @ (PsError::MissionTerminated(_) | PsError::Violation(_))) => {
                 self.end(p, "failed").await?;
                 Err(e)
             }

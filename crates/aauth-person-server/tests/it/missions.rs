@@ -967,4 +967,8 @@ async fn only_issued_tokens_count_against_the_grant_budget() {
         "{json}"
     );
     assert_eq!(grants().await, 1);
+    // That verdict ends the request: it does not stand approved until it expires.
+    let (s, _, json) = poll(&w, "GET", &second, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::GONE, "{json}");
+    assert_eq!(grants().await, 1);
 }
