@@ -648,13 +648,15 @@ pub(crate) async fn person_server(
 }
 
 /// The Access Server of `[access_server]`, counting wrong guesses and the requests of
-/// Person Servers and agents as `limits` says.
+/// Person Servers and agents as `limits` says, revoking the auth tokens a revocation
+/// cascades to at their resources through `reach` (the egress guard and `[egress]`).
 pub(crate) async fn access_server(
     c: &Config,
     id: ServerId,
     signer: Arc<dyn Signer>,
     kid: &str,
     keys: Arc<dyn IssuerKeyResolver>,
+    reach: &crate::net::Reach,
     limits: &Limits,
 ) -> Result<WithHealth<dyn Endpoint>, CliError> {
     use aauth_access_server::AccessServer;
@@ -671,7 +673,8 @@ pub(crate) async fn access_server(
             "access_server.trusted_person_servers",
             &section.trusted_person_servers,
         )?)
-        .store(Arc::clone(&store));
+        .store(Arc::clone(&store))
+        .revocation_transport(Arc::new(reach.https_client()));
     let access = match replay {
         Some(replay) => access.replay_store(replay),
         None => access,

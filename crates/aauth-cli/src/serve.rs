@@ -180,7 +180,7 @@ async fn build(
             crate::roles::person_server(c, id, signer, &kid, keys, reach, limits).await?
         }
         Role::AccessServer => {
-            crate::roles::access_server(c, id, signer, &kid, keys, limits).await?
+            crate::roles::access_server(c, id, signer, &kid, keys, reach, limits).await?
         }
     };
     let endpoint = match &limits.redis {
