@@ -13,7 +13,8 @@ use aauth_keys::{JwkSet, PublicKey, Signer};
 use aauth_metadata::outbound::{Revoker, ServerSigner};
 use aauth_metadata::{AgentProviderMetadata, HttpsUrl, MetadataDocument, Published};
 use aauth_signing::{
-    AuthoritySource, JwtResolver, ReplayGuard, ReplayStore, SchemeResolver, Verifier, VerifyPolicy,
+    AuthoritySource, JwtResolver, ReplayGuard, ReplayStore, SchemeResolver, Verifier, VerifyError,
+    VerifyPolicy,
 };
 use aauth_tokens::{AgentId, ServerId, StaticIssuerKeys, TokenType};
 use bytes::Bytes;
@@ -72,7 +73,7 @@ pub struct AgentProvider {
     signer: Arc<dyn Signer>,
     kid: String,
     lifetime: u64,
-    enrolled: RwLock<BTreeMap<AgentId, Enrollment>>,
+    enrolled: Arc<RwLock<BTreeMap<AgentId, Enrollment>>>,
     published: Published,
     enrolled_keys: Verifier,
     own_tokens: Verifier,
@@ -111,10 +112,15 @@ impl AgentProvider {
         // Requests must be addressed to this provider, and each is accepted once (one
         // replay store for both endpoints: a replayed token request would mint again).
         let replay = ReplayGuard::in_memory();
+        let enrolled: Arc<RwLock<BTreeMap<AgentId, Enrollment>>> = Arc::default();
+        // Only an enrolled key's request is verified, and so recorded in the replay
+        // store: before, anyone's self-signed requests filled the share every `hwk`
+        // signer has together, and the enrolled agents were refused (429) with them.
         let enrolled_keys = Verifier::new(
             VerifyPolicy::for_server(&id).accept_schemes(&["hwk"]),
             Arc::new(SchemeResolver::new().hwk()),
         )
+        .gate(Arc::new(enrolled_only(Arc::clone(&enrolled))))
         .replay(replay.clone());
         let own =
             StaticIssuerKeys::new().with(&id, "aauth-agent.json", kid, signer.public_key().clone());
@@ -130,7 +136,7 @@ impl AgentProvider {
             signer,
             kid: kid.to_owned(),
             lifetime: DEFAULT_AGENT_TOKEN_LIFETIME,
-            enrolled: RwLock::new(BTreeMap::new()),
+            enrolled,
             published,
             enrolled_keys,
             own_tokens,
@@ -280,6 +286,29 @@ impl AgentProvider {
             Err(ProviderError::ForeignAgent {
                 agent: agent.as_str().to_owned(),
                 provider: self.id.as_str().to_owned(),
+            })
+        }
+    }
+}
+
+/// The signer gate of `/agent-token`: an `hwk` key enrolled for some agent (which agent
+/// the request names is checked after the signature verifies).
+fn enrolled_only(
+    enrolled: Arc<RwLock<BTreeMap<AgentId, Enrollment>>>,
+) -> impl Fn(&aauth_headers::Scheme) -> Result<(), VerifyError> + Send + Sync {
+    move |scheme| {
+        let aauth_headers::Scheme::Hwk(hwk) = scheme else {
+            return Err(VerifyError::SignerNotAdmitted {
+                signer: scheme.name().to_owned(),
+            });
+        };
+        let thumbprint = aauth_signing::resolve_hwk(hwk)?.key.thumbprint();
+        let map = enrolled.read().unwrap_or_else(PoisonError::into_inner);
+        if map.values().any(|e| e.keys.contains(thumbprint.as_str())) {
+            Ok(())
+        } else {
+            Err(VerifyError::SignerNotAdmitted {
+                signer: format!("the agent of hwk key {}", thumbprint.as_str()),
             })
         }
     }

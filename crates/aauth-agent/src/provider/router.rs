@@ -5,7 +5,7 @@ use aauth_keys::time::UnixTime;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, request::Parts};
 
-use super::{AGENT_TOKEN_PATH, AgentProvider, SUBAGENT_TOKEN_PATH};
+use super::{AGENT_TOKEN_PATH, AgentProvider, ProviderError, SUBAGENT_TOKEN_PATH};
 
 /// The provider's endpoints (beside its published documents).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,11 @@ impl AgentProvider {
         };
         let verified = match verifier.verify(parts, body, now).await {
             Ok(v) => v,
+            // A key enrolled for no agent, refused before it was verified or recorded:
+            // the same answer as a key not enrolled for the agent the body names.
+            Err(aauth_signing::VerifyError::SignerNotAdmitted { signer }) => {
+                return ProviderError::NotEnrolled { agent: signer }.into_http_response();
+            }
             Err(error) => {
                 return error.into_http_response(verifier.policy()).map(Bytes::from);
             }

@@ -396,3 +396,48 @@ fn agent_token_jtis_come_from_the_injected_source() {
     // 16 bytes of 0x06, base64url.
     assert_eq!(token.jti, "BgYGBgYGBgYGBgYGBgYGBg");
 }
+
+/// Strangers' self-signed token requests are refused before they are verified, so none
+/// is recorded in the replay store: they cannot fill the share every `hwk` signer has
+/// together and have the enrolled agents refused with them (429).
+#[tokio::test]
+async fn strangers_cannot_spend_the_enrolled_agents_replay_share() {
+    let w = parties();
+    let store = aauth_signing::MemoryReplayStore::new(1000).issuer_share(2);
+    let provider_key = Arc::new(PrivateKey::ed25519_from_seed(&[1; 32]));
+    let p = AgentProvider::new(id("https://agent.example"), provider_key, "provider-1")
+        .unwrap()
+        .replay_store(Arc::new(store));
+    p.enroll(&w.agent_id, w.agent_key.public_key(), None)
+        .unwrap();
+    let body = r#"{"agent":"aauth:assistant@agent.example"}"#;
+    for seed in 60..66 {
+        let stranger = PrivateKey::ed25519_from_seed(&[seed; 32]);
+        let (s, json) = call(
+            &p,
+            post(
+                AGENT_TOKEN_PATH,
+                body,
+                &stranger,
+                &hwk_scheme(stranger.public_key()),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("unauthorized_agent")),
+            "{json}"
+        );
+    }
+    let (s, json) = call(
+        &p,
+        post(
+            AGENT_TOKEN_PATH,
+            body,
+            &w.agent_key,
+            &hwk_scheme(w.agent_key.public_key()),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+}
