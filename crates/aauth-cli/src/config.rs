@@ -104,6 +104,8 @@
 //! description = "Keeps your files."
 //! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes
 //! # access_server = "https://as.example" # four-party: the issuer of its auth tokens
+//! # trusted_person_servers = ["https://ps.example"]  # whose person (and three-party auth) tokens
+//!                                        # it takes; absent: any Person Server
 //! defer_auth_token = false               # hold a call for its auth token (202) instead of 401
 //! [resource_proxy.scope_descriptions]
 //! "files.read" = "Read your files"
@@ -606,6 +608,11 @@ pub(crate) struct ResourceProxySection {
     /// only issuer of the auth tokens it takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) access_server: Option<String>,
+    /// The Person Servers whose person tokens (and, three-party, auth tokens) the proxy
+    /// takes; absent: any Person Server, which in three-party mode lets whoever runs one
+    /// grant its own tokens any scope here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trusted_person_servers: Option<Vec<String>>,
     /// The Person and Access Servers whose revocations the revocation endpoint takes
     /// (none: no revocation endpoint).
     #[serde(default)]

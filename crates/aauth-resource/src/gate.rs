@@ -861,7 +861,7 @@ impl Route {
             (Access::AgentToken | Access::SessionToken, _) => Ok(()),
             (Access::PersonToken | Access::AuthToken, None) => Err(person_token()),
             (Access::PersonToken, Some(t)) => match t {
-                BoundToken::Person(_) => Ok(()),
+                BoundToken::Person(p) => self.trusted_person_server(&p.claims.iss),
                 BoundToken::Auth(a) => self.trusted_auth(a),
                 _ => Err(person_token()),
             },
@@ -891,6 +891,18 @@ impl Route {
         }
     }
 
+    /// Whether the Person Server `iss` is one whose person and auth tokens this resource
+    /// takes ([`ResourceTokens::person_servers`]; any, without that list).
+    fn trusted_person_server(&self, iss: &ServerId) -> Result<(), Refusal> {
+        let listed = self.tokens.as_ref().and_then(|t| t.person_servers.as_ref());
+        match listed {
+            Some(ids) if !ids.contains(iss) => Err(Refusal::Forbidden {
+                detail: format!("tokens from {} are not accepted here", iss.as_str()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// An auth token is honoured only from the issuer the resource's configuration names:
     /// its Access Server (four-party) or, without one, the person's Person Server itself
     /// (`iss` = `ps`, three-party).
@@ -901,7 +913,11 @@ impl Route {
         let access_server = self.tokens.as_ref().and_then(|t| t.access_server.as_ref());
         let trusted = match access_server {
             Some(as_id) => a.claims.iss == *as_id && a.claims.dwk == "aauth-access.json",
-            None => a.claims.iss == a.claims.ps && a.claims.dwk == "aauth-person.json",
+            None => {
+                a.claims.iss == a.claims.ps
+                    && a.claims.dwk == "aauth-person.json"
+                    && self.trusted_person_server(&a.claims.iss).is_ok()
+            }
         };
         if trusted {
             Ok(())

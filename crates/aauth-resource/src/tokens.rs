@@ -49,6 +49,7 @@ pub struct ResourceTokens {
     signer: Arc<dyn Signer>,
     kid: String,
     pub(crate) access_server: Option<ServerId>,
+    pub(crate) person_servers: Option<BTreeSet<ServerId>>,
     scopes: Option<BTreeSet<String>>,
     accounts: Option<Arc<AccountCheck>>,
     login_hints: Option<Arc<LoginHint>>,
@@ -103,6 +104,7 @@ impl std::fmt::Debug for ResourceTokens {
         f.debug_struct("ResourceTokens")
             .field("kid", &self.kid)
             .field("access_server", &self.access_server)
+            .field("person_servers", &self.person_servers)
             .field("scopes", &self.scopes)
             .field("lifetime", &self.lifetime)
             .field("compatibility", &self.compatibility)
@@ -119,6 +121,7 @@ impl ResourceTokens {
             signer,
             kid: kid.to_owned(),
             access_server: None,
+            person_servers: None,
             scopes: None,
             accounts: None,
             login_hints: None,
@@ -141,6 +144,28 @@ impl ResourceTokens {
     #[must_use]
     pub fn access_server(mut self, id: ServerId) -> Self {
         self.access_server = Some(id);
+        self
+    }
+
+    /// The Person Servers whose word this resource takes (draft -11: a resource applies
+    /// its own policy to who vouches for a person): person tokens, and three-party auth
+    /// tokens, are honoured only from these; any other is refused (`403`). Without it,
+    /// any Person Server is taken, which in three-party mode lets whoever runs one grant
+    /// its own tokens any scope here.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use aauth_keys::PrivateKey;
+    /// use aauth_resource::ResourceTokens;
+    /// use aauth_tokens::ServerId;
+    /// let tokens = ResourceTokens::new(Arc::new(PrivateKey::ed25519_from_seed(&[3; 32])), "key-1")
+    ///     .person_servers([ServerId::parse("https://ps.example")?]);
+    /// # drop(tokens);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn person_servers<I: IntoIterator<Item = ServerId>>(mut self, ids: I) -> Self {
+        self.person_servers = Some(ids.into_iter().collect());
         self
     }
 

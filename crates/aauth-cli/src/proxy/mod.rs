@@ -226,6 +226,13 @@ fn resource_tokens(
     if let Some(a) = &s.access_server {
         tokens = tokens.access_server(server_id("resource_proxy.access_server", a)?);
     }
+    if let Some(list) = &s.trusted_person_servers {
+        let ids = list
+            .iter()
+            .map(|p| server_id("resource_proxy.trusted_person_servers", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        tokens = tokens.person_servers(ids);
+    }
     Ok(tokens)
 }
 
@@ -305,6 +312,9 @@ pub(crate) fn check(c: &Config) -> Result<(), CliError> {
     }
     if let Some(a) = &s.access_server {
         server_id("resource_proxy.access_server", a)?;
+    }
+    for p in s.trusted_person_servers.iter().flatten() {
+        server_id("resource_proxy.trusted_person_servers", p)?;
     }
     for i in &s.revoking_issuers {
         server_id("resource_proxy.revoking_issuers", i)?;

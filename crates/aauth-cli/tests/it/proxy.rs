@@ -968,6 +968,11 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "resource_proxy.replay.issuer_share",
         ),
         (
+            "trusted-person-servers",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntrusted_person_servers = [\"http://ps.example\"]\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"person-token\"\n",
+            "resource_proxy.trusted_person_servers",
+        ),
+        (
             "trusted-proxies",
             "trusted_proxies = [\"10.0.0.0/33\"]\n[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
             "trusted_proxies",

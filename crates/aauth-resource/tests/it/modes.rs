@@ -507,6 +507,46 @@ async fn auth_tokens_are_honoured_only_from_the_issuer_the_resource_trusts() {
     assert_eq!(calls.calls(), 1);
 }
 
+/// A resource that names the Person Servers it takes honours person tokens and
+/// three-party auth tokens only from those: another one's, however well signed, is
+/// refused (`403`) and never reaches the handler.
+#[tokio::test]
+async fn only_the_person_servers_a_resource_names_vouch_for_people_there() {
+    let m = modes();
+    let calls = handler();
+    let send_as = |token: String| signed("GET", "/doc", b"", &m.w.agent, &Scheme::jwt(token));
+    for (listed, admitted) in [
+        ("https://other-ps.example", false),
+        ("https://ps.example", true),
+    ] {
+        let resource =
+            m.w.resource
+                .clone()
+                .resource_tokens(m.tokens().person_servers([id(listed)]));
+        let mut auth = m.service(
+            &resource,
+            RoutePolicy::new(Access::AuthToken).scope("read"),
+            &calls,
+        );
+        let mut person = m.service(&resource, RoutePolicy::new(Access::PersonToken), &calls);
+        let before = calls.calls();
+        let (s, _, body) = send(&mut auth, send_as(m.auth_token("read").token)).await;
+        let (p, _, _) = send(&mut person, send_as(m.person_token().token)).await;
+        if admitted {
+            assert_eq!((s, p), (StatusCode::OK, StatusCode::OK), "{body}");
+            assert_eq!(calls.calls(), before + 2);
+        } else {
+            assert_eq!(
+                (s, p),
+                (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN),
+                "{body}"
+            );
+            assert!(body.contains("not accepted here"), "{body}");
+            assert_eq!(calls.calls(), before);
+        }
+    }
+}
+
 /// The two person keys of an Access Server's auth token: `person()` is `(ps, sub)`, the
 /// same person as their person token names; `issuer_subject()` is the draft's `(iss,
 /// sub)`, here the Access Server's.
