@@ -142,7 +142,8 @@
 //! path = "/files/*"                      # exact, or a prefix ending in `/*`
 //! methods = ["GET", "HEAD"]              # absent: every method
 //! access = "auth-token"                  # or "agent-token", "person-token", "session-token"
-//! scope = "files.read"                   # what an auth-token route requires
+//! scope = "files.read"                   # what an auth-token route requires (a session-token
+//!                                        # route may name one: the session's grant must cover it)
 //! require_body_coverage = false          # content-type and content-digest signed
 //! # oauth_scope = "files.read"           # OAuth clients too, with these scopes ("" for any)
 //! ```

@@ -824,6 +824,12 @@ impl Route {
                 "the session token was issued to another agent or key",
             ));
         }
+        // The route's scope, if it has one, within what the resource granted the session.
+        if let Some(required) = self.policy.scope.as_deref()
+            && !scope_covers(session.scope.as_deref().unwrap_or(""), required)
+        {
+            return Err(forbidden("the session was not granted this route's scope"));
+        }
         let rolled = if self.roll {
             store.roll(token, now).await.map_err(unavailable)?
         } else {
@@ -844,6 +850,19 @@ impl Route {
         let person_token = || Refusal::Challenge {
             requirement: Requirement::PersonToken,
         };
+        // A scope is checked where the credential carries one (an auth token, a session
+        // the resource granted); elsewhere it would be ignored, and a route meant to be
+        // narrower would admit anyone the mode admits.
+        if self.policy.scope.is_some()
+            && !matches!(self.policy.access, Access::AuthToken | Access::SessionToken)
+        {
+            return Err(Refusal::Misconfigured {
+                detail: format!(
+                    "a {:?} route has no scope to check: only auth-token and session-token routes take one",
+                    self.policy.access
+                ),
+            });
+        }
         match (self.policy.access, token) {
             (Access::Pseudonymous, _) => Ok(()),
             // Another scheme the route was told to accept (`hwk`, `jwks_uri`, …): signed,

@@ -292,7 +292,16 @@ fn policy(r: &ProxyRoute) -> Result<RoutePolicy, CliError> {
         (ProxyAccess::AuthToken, _) => {
             return Err(scope_error("an auth-token route needs its scope"));
         }
-        (_, Some(_)) => return Err(scope_error("only an auth-token route has a scope")),
+        // What the upstream granted the session (`x-aauth-grant-session: SCOPE`) must
+        // cover it.
+        (ProxyAccess::SessionToken, Some(scope)) if !scope.is_empty() => {
+            policy = policy.scope(scope);
+        }
+        (_, Some(_)) => {
+            return Err(scope_error(
+                "only an auth-token or a session-token route has a scope",
+            ));
+        }
         (_, None) => {}
     }
     if r.require_body_coverage {

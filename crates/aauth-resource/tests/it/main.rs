@@ -1404,6 +1404,41 @@ mod two_party {
         (thief, token)
     }
 
+    /// A session-token route's scope is checked against what the resource granted the
+    /// session; a scope on a route whose credential carries none is a misconfiguration
+    /// (`500`), never silently ignored.
+    #[tokio::test]
+    async fn a_session_routes_scope_is_within_what_the_session_was_granted() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new(100));
+        let r = rig_with(Arc::clone(&store));
+        let token = r.w.agent_token(3600);
+        let session = issue(&r, &token).await; // granted "data.read"
+        let calls = handler();
+        let routed = |policy: RoutePolicy| {
+            AAuthLayer::new(
+                r.w.resource
+                    .route(policy)
+                    .sessions(Arc::clone(&store), false),
+                Arc::new(r.clock.clone()),
+            )
+            .layer(calls.clone())
+        };
+        let present = || with_session(&r.w.agent, &token, &session, true, NOW);
+        let mut write = routed(RoutePolicy::new(Access::SessionToken).scope("data.write"));
+        let (s, _, body) = send(&mut write, present()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("scope"), "{body}");
+        let mut read = routed(RoutePolicy::new(Access::SessionToken).scope("data.read"));
+        assert_eq!(send(&mut read, present()).await.0, StatusCode::OK);
+        assert_eq!(calls.calls(), 1);
+
+        let mut agent_only = routed(RoutePolicy::new(Access::AgentToken).scope("data.read"));
+        let req = signed("GET", "/data", b"", &r.w.agent, &Scheme::jwt(token.clone()));
+        let (s, _, body) = send(&mut agent_only, req).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(calls.calls(), 1);
+    }
+
     #[tokio::test]
     async fn a_session_is_issued_presented_covered_and_rolled() {
         issued_presented_covered_and_rolled(rig()).await;
