@@ -1,6 +1,7 @@
 //! `POST /subagent-token`: an agent asks for a sub-agent token, signing under its own
 //! agent token from this provider, body `{"agent": "aauth:parent+name@domain", "jwk": {…}}`.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use aauth_keys::time::UnixTime;
@@ -19,7 +20,9 @@ impl AgentProvider {
     /// # Errors
     ///
     /// [`ProviderError::Subagent`] when `parent` is not this provider's, is itself a
-    /// sub-agent, or `sub` is not `parent-local+name@domain`; [`ProviderError::Mint`].
+    /// sub-agent, or `sub` is not `parent-local+name@domain`; [`ProviderError::NotEnrolled`]
+    /// when the parent, or the key its token binds, is no longer enrolled;
+    /// [`ProviderError::Mint`].
     pub fn issue_subagent(
         &self,
         parent: &Verified<AgentClaims>,
@@ -41,6 +44,22 @@ impl AgentProvider {
             return Err(refuse(
                 "the sub-agent must be named <parent local>+<name>@<domain>",
             ));
+        }
+        // The parent as it is now, not as its token (up to an hour old) says: an agent
+        // unenrolled, or its key, delegates nothing more.
+        let parent_key = parent
+            .cnf_key
+            .as_ref()
+            .ok_or_else(|| refuse("the parent's token binds no key"))?;
+        let enrolled = {
+            let map = self.enrolled.read().unwrap_or_else(PoisonError::into_inner);
+            map.get(&p.sub)
+                .is_some_and(|e| e.keys.contains(parent_key.thumbprint().as_str()))
+        };
+        if !enrolled {
+            return Err(ProviderError::NotEnrolled {
+                agent: p.sub.as_str().to_owned(),
+            });
         }
         let mut b = AgentTokenBuilder::new(self.id.clone(), sub.clone(), key)
             .parent_agent(p.sub.clone())

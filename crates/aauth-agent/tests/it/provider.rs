@@ -266,6 +266,25 @@ async fn sub_agent_tokens_one_level_under_the_parents_token() {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Once the parent's key is unenrolled, its token (still unexpired) delegates nothing.
+    p.unenroll(&w.agent_id, w.agent_key.public_key());
+    let later = format!(r#"{{"agent":"aauth:assistant+later@agent.example","jwk":{jwk}}}"#);
+    let (s, json) = call(
+        p,
+        post(
+            SUBAGENT_TOKEN_PATH,
+            &later,
+            &w.agent_key,
+            &Scheme::jwt(parent.token.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("unauthorized_agent")),
+        "{json}"
+    );
 }
 
 /// A token source that counts fetches and takes its time.
