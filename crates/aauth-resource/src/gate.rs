@@ -402,6 +402,7 @@ impl Refusal {
                 headers.extend(requirement_header(requirement));
                 problem(
                     status,
+                    "signature_required",
                     "Signature required",
                     "the request carries no HTTP message signature",
                 )
@@ -417,7 +418,7 @@ impl Refusal {
                     _ => "present the required token",
                 };
                 headers.extend(requirement_header(requirement));
-                problem(status, "Token required", detail)
+                problem(status, "token_required", "Token required", detail)
             }
             Self::Invalid { error, detail } => {
                 serde_json::json!({ "type": "about:blank", "status": 400, "title": "Invalid request", "error": error, "detail": detail })
@@ -427,19 +428,37 @@ impl Refusal {
                 headers = h;
                 error.problem_json()
             }
-            Self::Forbidden { detail } => problem(status, "Forbidden", &detail),
+            Self::Forbidden { detail } => problem(status, "forbidden", "Forbidden", &detail),
             Self::TooLarge { limit } => problem(
                 status,
+                "request_too_large",
                 "Request body too large",
                 &format!("the body exceeds {limit} bytes"),
             ),
-            Self::UnreadableBody { reason } => problem(status, "Unreadable request body", &reason),
+            Self::UnreadableBody { reason } => problem(
+                status,
+                "invalid_request",
+                "Unreadable request body",
+                &reason,
+            ),
             Self::SessionStoreUnavailable { reason } => {
                 headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
-                problem(status, "Session check unavailable", &reason)
+                problem(
+                    status,
+                    "temporarily_unavailable",
+                    "Session check unavailable",
+                    &reason,
+                )
             }
-            Self::BadCredential { reason } => problem(status, "Invalid AAuth credential", &reason),
-            Self::Misconfigured { detail } => problem(status, "Route misconfigured", &detail),
+            Self::BadCredential { reason } => problem(
+                status,
+                "invalid_credential",
+                "Invalid AAuth credential",
+                &reason,
+            ),
+            Self::Misconfigured { detail } => {
+                problem(status, "server_error", "Route misconfigured", &detail)
+            }
         };
         let mut resp = http::Response::new(Bytes::from(body));
         *resp.status_mut() = status;
@@ -463,8 +482,10 @@ fn requirement_header(requirement: Requirement) -> Option<(http::HeaderName, Hea
         .map(|v| (names::AAUTH_REQUIREMENT, v))
 }
 
-fn problem(status: StatusCode, title: &str, detail: &str) -> String {
-    serde_json::json!({ "type": "about:blank", "status": status.as_u16(), "title": title, "detail": detail })
+/// An RFC 9457 body with the `error` member draft -11 requires of every AAuth error
+/// (§Error Response Format: receivers proceed from it).
+fn problem(status: StatusCode, error: &str, title: &str, detail: &str) -> String {
+    serde_json::json!({ "type": "about:blank", "status": status.as_u16(), "title": title, "error": error, "detail": detail })
         .to_string()
 }
 

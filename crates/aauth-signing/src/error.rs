@@ -453,12 +453,16 @@ impl VerifyError {
             body["error"] = code.as_str().into();
         } else if matches!(self, Self::ReplayShareExceeded { .. }) {
             body["title"] = "Too many requests from this key".into();
+            body["error"] = "rate_limited".into();
         } else if matches!(self, Self::IssuerReplayShareExceeded { .. }) {
             body["title"] = "Too many requests from keys of this issuer".into();
+            body["error"] = "rate_limited".into();
         } else if matches!(self, Self::SignerNotAdmitted { .. }) {
             body["title"] = "Signer not accepted here".into();
+            body["error"] = "forbidden".into();
         } else {
             body["title"] = "Verification temporarily unavailable".into();
+            body["error"] = "temporarily_unavailable".into();
         }
         body.to_string()
     }

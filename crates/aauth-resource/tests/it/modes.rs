@@ -880,3 +880,49 @@ async fn a_resource_revokes_its_resource_tokens_where_they_could_be_redeemed() {
         assert_eq!(posts, expected, "{aud}");
     }
 }
+
+/// Every refusal's body names its `error`, the member draft -11 requires of every AAuth
+/// error body and tells receivers to proceed from (§Error Response Format).
+#[test]
+fn every_refusal_names_its_error() {
+    use aauth_resource::Refusal;
+    let refusals = [
+        Refusal::Unsigned {
+            requirement: Requirement::AgentToken,
+        },
+        Refusal::Challenge {
+            requirement: Requirement::PersonToken,
+        },
+        Refusal::Invalid {
+            error: "invalid_request",
+            detail: "x".to_owned(),
+        },
+        Refusal::Forbidden {
+            detail: "x".to_owned(),
+        },
+        Refusal::TooLarge { limit: 1 },
+        Refusal::UnreadableBody {
+            reason: "x".to_owned(),
+        },
+        Refusal::BadCredential {
+            reason: "x".to_owned(),
+        },
+        Refusal::SessionStoreUnavailable {
+            reason: "x".to_owned(),
+        },
+        Refusal::Misconfigured {
+            detail: "x".to_owned(),
+        },
+    ];
+    for refusal in refusals {
+        let name = format!("{refusal:?}");
+        let resp = refusal.into_http_response();
+        let json: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(
+            !error.is_empty() && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{name}: {json}"
+        );
+        assert_eq!(json["status"], resp.status().as_u16(), "{name}");
+    }
+}

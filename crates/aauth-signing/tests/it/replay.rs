@@ -198,6 +198,11 @@ fn r9_one_signer_cannot_fill_the_store() {
     let r = e.into_http_response(&policy());
     assert_eq!(r.status(), http::StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "60");
+    let body: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+    assert_eq!(
+        body["error"], "rate_limited",
+        "draft -11: every error body names it"
+    );
     // Everyone else is unaffected.
     let (p, b) = post_by(&PrivateKey::ed25519_from_seed(&[32; 32]), b"{}");
     block(v.verify(&p, &b, NOW)).unwrap();
