@@ -333,8 +333,10 @@ pub trait HeldStore: Send + Sync {
     /// [`HeldStoreError`].
     async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError>;
 
-    /// Records the result for `jti`, kept until `keep_until`; `None` releases the claim
-    /// (the invocation failed to run and may be retried).
+    /// Records the result for `jti`, kept until `keep_until`. A claim is never released:
+    /// once an invocation has started it may have acted, so whatever ends it (its result,
+    /// or an error answer standing for it) is what every repeat is answered with, and it
+    /// is never run again.
     ///
     /// # Errors
     ///
@@ -343,9 +345,16 @@ pub trait HeldStore: Send + Sync {
         &self,
         id: &str,
         jti: &str,
-        response: Option<StoredResponse>,
+        response: StoredResponse,
         keep_until: UnixTime,
     ) -> Result<(), HeldStoreError>;
+
+    /// Settles `id` with `response` as [`HeldStore::finish`] does, but only while it is
+    /// still running for `jti`, and from where nothing can wait: the drop of a poll that
+    /// was running it (its client went away), so that the record does not stay running
+    /// until its hold expires. It must not block: a store that needs I/O starts the write
+    /// and returns (`RedisHeldStore` spawns it on the current Tokio runtime).
+    fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime);
 
     /// Cancels `id`.
     ///
@@ -523,6 +532,43 @@ impl MemoryHeldStore {
     }
 }
 
+impl MemoryHeldStore {
+    /// Records `response` as the result of `id` for `jti`, kept until `keep_until`; with
+    /// `only_running`, only if it is still running for `jti`.
+    fn done(
+        &self,
+        id: &str,
+        jti: &str,
+        response: StoredResponse,
+        keep_until: UnixTime,
+        only_running: bool,
+    ) {
+        let mut guard = lock(&self.state);
+        let State {
+            entries,
+            expiry,
+            by_person,
+            by_key,
+            bytes,
+        } = &mut *guard;
+        let Some(e) = entries.get_mut(id) else {
+            return;
+        };
+        if only_running && !matches!(&e.state, HeldState::Running { jti: j } if j == jti) {
+            return;
+        }
+        settle(by_person, by_key, id, e);
+        e.state = HeldState::Done {
+            jti: jti.to_owned(),
+            response,
+        };
+        expiry.remove(&(e.until, id.to_owned()));
+        e.until = keep_until;
+        expiry.insert((keep_until, id.to_owned()));
+        recount(bytes, e);
+    }
+}
+
 impl Default for MemoryHeldStore {
     fn default() -> Self {
         Self::new(10_000)
@@ -625,40 +671,15 @@ impl HeldStore for MemoryHeldStore {
         &self,
         id: &str,
         jti: &str,
-        response: Option<StoredResponse>,
+        response: StoredResponse,
         keep_until: UnixTime,
     ) -> Result<(), HeldStoreError> {
-        let mut guard = lock(&self.state);
-        let State {
-            entries,
-            expiry,
-            by_person,
-            by_key,
-            bytes,
-        } = &mut *guard;
-        let Some(e) = entries.get_mut(id) else {
-            return Ok(());
-        };
-        match response {
-            Some(response) => {
-                settle(by_person, by_key, id, e);
-                e.state = HeldState::Done {
-                    jti: jti.to_owned(),
-                    response,
-                };
-                expiry.remove(&(e.until, id.to_owned()));
-                e.until = keep_until;
-                expiry.insert((keep_until, id.to_owned()));
-            }
-            // Only a running invocation is released; a settled one stays settled.
-            None => {
-                if matches!(e.state, HeldState::Running { .. }) {
-                    e.state = HeldState::Pending;
-                }
-            }
-        }
-        recount(bytes, e);
+        self.done(id, jti, response, keep_until, false);
         Ok(())
+    }
+
+    fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime) {
+        self.done(id, jti, response, keep_until, true);
     }
 
     async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError> {

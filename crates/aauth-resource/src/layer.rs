@@ -530,7 +530,7 @@ async fn poll_pending<S, ResB>(
     parts: http::request::Parts,
     body: Bytes,
     now: UnixTime,
-    mut inner: S,
+    inner: S,
 ) -> Result<Response<ResB>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
@@ -565,48 +565,114 @@ where
         }
         Claim::Settled(_) => return answer(gone()),
     }
-    // Run the held invocation as the auth token's holder.
-    let mut req = Request::new(Full::new(held.body.clone()));
-    *req.method_mut() = held.method.clone();
-    *req.uri_mut() = held.uri.clone();
+    // From here the invocation runs: whatever happens, it is settled, never released.
+    let mut running = RunGuard::new(d, id, &jti, UnixTime(exp));
+    let stored = run_held(held, request, inner).await;
+    // Should the result not be kept now, the guard tries once more when it is dropped.
+    running.result = Some(stored.clone());
+    if let Err(e) = d
+        .store
+        .finish(id, &jti, stored.clone(), UnixTime(exp))
+        .await
+    {
+        return answer(unavailable(&e.reason));
+    }
+    running.settled = true;
+    Ok(replay(stored))
+}
+
+/// Runs the held invocation as the auth token's holder: its response, or the `502` that
+/// stands for it when the inner service fails or its response cannot be read (it may
+/// have acted: the failure is the result, kept and replayed, never a retry).
+async fn run_held<S, ResB>(held: Held, request: VerifiedRequest, mut inner: S) -> StoredResponse
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: std::fmt::Display,
+{
+    let mut req = Request::new(Full::new(held.body));
+    *req.method_mut() = held.method;
+    *req.uri_mut() = held.uri;
     *req.version_mut() = held.version;
-    *req.headers_mut() = held.headers.clone();
+    *req.headers_mut() = held.headers;
     req.extensions_mut().insert(Admitted {
         request,
         session: None,
         rolled: None,
     });
-    let resp = match inner.call(req).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _released = d.store.finish(id, &jti, None, now).await;
-            return Err(e);
-        }
+    let Ok(resp) = inner.call(req).await else {
+        tracing::warn!("a held request failed to run: the service behind the layer failed");
+        return stored(problem(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "the held request failed to run; whether it took effect is unknown, and it is \
+             not run again",
+        ));
     };
     let (rparts, rbody) = resp.into_parts();
-    let collected = rbody.collect().await.map_err(|e| e.to_string());
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
+    match rbody.collect().await {
+        Ok(c) => StoredResponse::new(rparts.status, rparts.headers, c.to_bytes()),
         Err(e) => {
-            let _released = d.store.finish(id, &jti, None, now).await;
-            return answer(problem(
+            tracing::warn!(error = %e, "a held request's response could not be read");
+            stored(problem(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                &format!(
+                    "the held request ran, but its response could not be read ({e}); it is \
+                     not run again"
+                ),
+            ))
+        }
+    }
+}
+
+/// A held invocation a poll is running. Dropped before it is settled (the poll's future
+/// dropped when its client went away, or the result not kept), it settles the record
+/// through [`crate::HeldStore::abandon`]: with the result when there is one, else a
+/// `500` saying the outcome is unknown. The record neither stays running until its hold
+/// expires nor runs again.
+struct RunGuard {
+    store: Arc<dyn crate::HeldStore>,
+    id: String,
+    jti: String,
+    keep_until: UnixTime,
+    result: Option<StoredResponse>,
+    settled: bool,
+}
+
+impl RunGuard {
+    fn new(d: &DeferredAuth, id: &str, jti: &str, keep_until: UnixTime) -> Self {
+        Self {
+            store: Arc::clone(&d.store),
+            id: id.to_owned(),
+            jti: jti.to_owned(),
+            keep_until,
+            result: None,
+            settled: false,
+        }
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let response = self.result.take().unwrap_or_else(|| {
+            stored(problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
-                &format!("the held invocation's response could not be read: {e}"),
-            ));
-        }
-    };
-    let stored = StoredResponse {
-        status: rparts.status,
-        headers: rparts.headers,
-        body: bytes,
-    };
-    if let Err(e) = d
-        .store
-        .finish(id, &jti, Some(stored.clone()), UnixTime(exp))
-        .await
-    {
-        return answer(unavailable(&e.reason));
+                "the poll running this held request ended before its result was kept; \
+                 whether it took effect is unknown, and it is not run again",
+            ))
+        });
+        self.store
+            .abandon(&self.id, &self.jti, response, self.keep_until);
     }
-    Ok(replay(stored))
+}
+
+/// A response as a kept result.
+fn stored(resp: Response<Bytes>) -> StoredResponse {
+    let (parts, body) = resp.into_parts();
+    StoredResponse::new(parts.status, parts.headers, body)
 }
