@@ -9,6 +9,9 @@
 //! [`MemoryHeldStore`] keeps at most a count of records and a byte budget (64 MiB),
 //! refusing past them with `503`; and each person `(ps, sub)` and each agent key has at
 //! most [`DEFAULT_HOLD_QUOTA`] open holds, refused past it with `429` and `Retry-After`.
+//! A result is kept up to [`DeferredAuth::max_held_result`] (1 MiB): a larger one is
+//! replaced by a `502` saying so, kept and replayed in its place (the call is not run
+//! again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -32,6 +35,11 @@ pub const DEFAULT_HOLD_QUOTA: usize = 16;
 /// answered with the plain `401 requirement=auth-token`, and the agent sends it again
 /// with its auth token.
 pub const DEFAULT_MAX_HELD_BODY: usize = 64 * 1024;
+
+/// The default largest result body a [`DeferredAuth`] keeps (1 MiB): a held call whose
+/// response body is larger has a `502` kept and replayed in its place, since results are
+/// kept until the auth token's `exp` (up to an hour), in memory or in Redis.
+pub const DEFAULT_MAX_HELD_RESULT: usize = 1024 * 1024;
 
 /// What a record costs beyond the bytes it carries (map nodes, its id, its state), so that
 /// many small holds cost something too.
@@ -710,6 +718,7 @@ pub struct DeferredAuth {
     pub(crate) prefix: String,
     pub(crate) ttl: u64,
     pub(crate) max_held_body: usize,
+    pub(crate) max_held_result: usize,
     random: SharedRandom,
 }
 
@@ -719,6 +728,7 @@ impl std::fmt::Debug for DeferredAuth {
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
             .field("max_held_body", &self.max_held_body)
+            .field("max_held_result", &self.max_held_result)
             .finish_non_exhaustive()
     }
 }
@@ -726,14 +736,16 @@ impl std::fmt::Debug for DeferredAuth {
 impl DeferredAuth {
     /// Holds invocations in `store` under pending URLs `{prefix}{id}` (the prefix must
     /// start and end with `/`, and the layer must see requests to it), for ten minutes,
-    /// with bodies up to [`DEFAULT_MAX_HELD_BODY`].
+    /// with bodies up to [`DEFAULT_MAX_HELD_BODY`] and results up to
+    /// [`DEFAULT_MAX_HELD_RESULT`].
     ///
     /// ```
     /// use std::sync::Arc;
     /// use aauth_resource::{DeferredAuth, MemoryHeldStore};
     /// let deferred = DeferredAuth::new(Arc::new(MemoryHeldStore::default()), "/aauth/pending/")
     ///     .ttl(std::time::Duration::from_secs(300))
-    ///     .max_held_body(16 * 1024);
+    ///     .max_held_body(16 * 1024)
+    ///     .max_held_result(256 * 1024);
     /// # drop(deferred);
     /// ```
     #[must_use]
@@ -743,6 +755,7 @@ impl DeferredAuth {
             prefix: prefix.to_owned(),
             ttl: 600,
             max_held_body: DEFAULT_MAX_HELD_BODY,
+            max_held_result: DEFAULT_MAX_HELD_RESULT,
             random: SharedRandom::default(),
         }
     }
@@ -767,6 +780,15 @@ impl DeferredAuth {
     #[must_use]
     pub fn max_held_body(mut self, bytes: usize) -> Self {
         self.max_held_body = bytes;
+        self
+    }
+
+    /// The largest result body kept, in bytes (default [`DEFAULT_MAX_HELD_RESULT`]). A
+    /// held call whose response body is larger has run: a `502` saying its result was too
+    /// large to keep is kept and replayed in its place, and it is not run again.
+    #[must_use]
+    pub fn max_held_result(mut self, bytes: usize) -> Self {
+        self.max_held_result = bytes;
         self
     }
 

@@ -567,7 +567,7 @@ where
     }
     // From here the invocation runs: whatever happens, it is settled, never released.
     let mut running = RunGuard::new(d, id, &jti, UnixTime(exp));
-    let stored = run_held(held, request, inner).await;
+    let stored = run_held(held, request, inner, d.max_held_result).await;
     // Should the result not be kept now, the guard tries once more when it is dropped.
     running.result = Some(stored.clone());
     if let Err(e) = d
@@ -582,9 +582,15 @@ where
 }
 
 /// Runs the held invocation as the auth token's holder: its response, or the `502` that
-/// stands for it when the inner service fails or its response cannot be read (it may
-/// have acted: the failure is the result, kept and replayed, never a retry).
-async fn run_held<S, ResB>(held: Held, request: VerifiedRequest, mut inner: S) -> StoredResponse
+/// stands for it when the inner service fails, its response cannot be read (it may have
+/// acted: the failure is the result, kept and replayed, never a retry), or its body is
+/// larger than `max_result` bytes (too large to keep until the auth token's `exp`).
+async fn run_held<S, ResB>(
+    held: Held,
+    request: VerifiedRequest,
+    mut inner: S,
+    max_result: usize,
+) -> StoredResponse
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
     ResB: Body<Data = Bytes>,
@@ -610,8 +616,23 @@ where
         ));
     };
     let (rparts, rbody) = resp.into_parts();
-    match rbody.collect().await {
-        Ok(c) => StoredResponse::new(rparts.status, rparts.headers, c.to_bytes()),
+    match read_capped(rbody, max_result).await {
+        Ok(Some(body)) => StoredResponse::new(rparts.status, rparts.headers, body),
+        Ok(None) => {
+            tracing::warn!(
+                limit = max_result,
+                status = rparts.status.as_u16(),
+                "a held request's result is larger than the layer keeps: a 502 is kept in its place"
+            );
+            stored(problem(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                &format!(
+                    "the held request ran, but its result was larger than the {max_result} \
+                     bytes this resource keeps for a held request; it is not run again"
+                ),
+            ))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "a held request's response could not be read");
             stored(problem(
@@ -624,6 +645,25 @@ where
             ))
         }
     }
+}
+
+/// The body read whole, up to `max` bytes; `None` past them (the rest is left unread).
+/// Trailers are dropped, as a kept result has none.
+async fn read_capped<B: Body<Data = Bytes>>(
+    body: B,
+    max: usize,
+) -> Result<Option<Bytes>, B::Error> {
+    let mut body = std::pin::pin!(body);
+    let mut kept = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if kept.len().saturating_add(data.len()) > max {
+                return Ok(None);
+            }
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(kept.freeze()))
 }
 
 /// A held invocation a poll is running. Dropped before it is settled (the poll's future

@@ -1,7 +1,7 @@
 //! What a held call's run leaves behind: whatever ends it (its response, a failure of
 //! the service behind the layer, a poll dropped while it ran) is its result, kept and
 //! replayed to the auth token that ran it, never a second run (draft -11 §8.2: a repeat
-//! is answered from the stored result).
+//! is answered from the stored result); and a result is kept only up to a cap.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use aauth_headers::Scheme;
-use aauth_resource::{AAuthLayer, DeferredAuth, HeldStore, MemoryHeldStore, RedisHeldStore};
+use aauth_resource::{
+    AAuthLayer, DEFAULT_MAX_HELD_RESULT, DeferredAuth, HeldStore, MemoryHeldStore, RedisHeldStore,
+};
 use aauth_test_support::time::fixed_clock;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -32,6 +34,8 @@ pub(crate) enum Act {
     BreakBody,
     /// Never answers (the poll is dropped while it runs).
     Hang,
+    /// Answers `200` with a body of this many bytes.
+    Answer(usize),
 }
 
 /// A service behind the layer doing its `act`, counting its calls.
@@ -105,6 +109,7 @@ impl Service<Request<Full<Bytes>>> for Inner {
                     started.notify_one();
                     std::future::pending().await
                 }
+                Act::Answer(n) => Ok(Response::new(Flaky::from(Bytes::from(vec![b'r'; n])))),
             }
         })
     }
@@ -232,4 +237,56 @@ async fn a_poll_dropped_while_its_call_runs_settles_it_in_redis() {
         return;
     };
     a_dropped_poll_settles_its_run(Arc::new(RedisHeldStore::new(r, 100))).await;
+}
+
+/// A result larger than the layer keeps (it would stay until the auth token's `exp`, up
+/// to an hour) has a `502` saying so kept and replayed in its place; the call is not run
+/// again. Up to the cap the result is kept whole.
+async fn a_result_past_the_cap_is_not_kept(store: Arc<dyn HeldStore>, cap: Option<usize>) {
+    let m = modes();
+    let limit = cap.unwrap_or(DEFAULT_MAX_HELD_RESULT);
+    for (size, kept) in [(limit, true), (limit + 1, false)] {
+        let inner = Inner::new(Act::Answer(size));
+        let mut svc = service(&m, Arc::clone(&store), &inner, |d| match cap {
+            Some(cap) => d.max_held_result(cap),
+            None => d,
+        });
+        let (location, auth) = held(&m, &mut svc).await;
+        for _ in 0..2 {
+            let (s, body) = send(&mut svc, signed("GET", &location, b"", &m.w.agent, &auth)).await;
+            if kept {
+                assert_eq!((s, body.len()), (StatusCode::OK, size));
+            } else {
+                assert_eq!(s, StatusCode::BAD_GATEWAY, "{size}");
+                assert_eq!(error_of(&body), "server_error");
+                assert!(
+                    body.contains(&format!("larger than the {limit} bytes")),
+                    "{body}"
+                );
+                assert!(body.contains("not run again"), "{body}");
+            }
+        }
+        assert_eq!(inner.calls(), 1, "{size}: run again");
+    }
+}
+
+#[tokio::test]
+async fn a_held_result_past_the_default_cap_is_replaced_by_a_502() {
+    let store = Arc::new(MemoryHeldStore::default());
+    a_result_past_the_cap_is_not_kept(store.clone(), None).await;
+    // What is kept is the small problem, not the megabyte.
+    assert!(
+        store.bytes() < DEFAULT_MAX_HELD_RESULT + 4096,
+        "{}",
+        store.bytes()
+    );
+}
+
+#[tokio::test]
+async fn a_held_result_past_a_configured_cap_is_replaced_by_a_502_in_redis() {
+    let Some(r) = redis("a_held_result_past_a_configured_cap_is_replaced_by_a_502_in_redis").await
+    else {
+        return;
+    };
+    a_result_past_the_cap_is_not_kept(Arc::new(RedisHeldStore::new(r, 100)), Some(100)).await;
 }
