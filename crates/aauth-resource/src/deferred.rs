@@ -6,9 +6,11 @@
 //! Anyone who runs a Person Server can mint person tokens for a resource, so what is held
 //! is bounded: a body larger than [`DeferredAuth::max_held_body`] (64 KiB) is not held
 //! (the plain `401` is answered and the agent retries with its auth token);
-//! [`MemoryHeldStore`] keeps at most a count of records and a byte budget (64 MiB),
-//! refusing past them with `503`; and each person `(ps, sub)` and each agent key has at
-//! most [`DEFAULT_HOLD_QUOTA`] open holds, refused past it with `429` and `Retry-After`.
+//! [`MemoryHeldStore`] keeps at most a count of records and a byte budget (64 MiB), past
+//! which a call is not held but answered with the plain `401` too (so a store filled by
+//! someone minting fresh people costs the deferral, not the service); and each person
+//! `(ps, sub)` and each agent key has at most [`DEFAULT_HOLD_QUOTA`] open holds, refused
+//! past it with `429` and `Retry-After`.
 //! A result is kept up to [`DeferredAuth::max_held_result`] (1 MiB): a larger one is
 //! replaced by a `502` saying so, kept and replayed in its place (the call is not run
 //! again).
@@ -249,8 +251,10 @@ impl std::fmt::Display for Presenter {
 }
 
 /// Why an invocation was not held. The layer answers `429` with `Retry-After` for a
-/// presenter past its quota, `503` with `Retry-After: 1` otherwise: a request that is not
-/// held is never run unchecked (fail closed).
+/// presenter past its quota; the plain `401 requirement=auth-token` for a store at its
+/// bounds ([`HoldError::Full`], [`HoldError::OverBudget`]: the agent comes back with its
+/// auth token, as it would for a body too large to hold); `503` with `Retry-After: 1` for
+/// a store that cannot answer. A request that is not held is never run unchecked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HoldError {
@@ -285,7 +289,9 @@ pub enum HoldError {
 }
 
 impl HoldError {
-    /// `429` for [`HoldError::QuotaExceeded`], `503` for the others.
+    /// `429` for [`HoldError::QuotaExceeded`], `503` for the others: what refusing the
+    /// hold would answer (the layer answers a store at its bounds with the plain `401`
+    /// challenge instead).
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
@@ -471,10 +477,10 @@ fn recount(bytes: &mut usize, e: &mut Entry) {
 }
 
 /// An in-memory [`HeldStore`], bounded four ways, each refusing a new hold rather than
-/// evicting a pending one: at most `max` records and [`DEFAULT_HELD_BYTES`] bytes
-/// (`503`), and at most [`DEFAULT_HOLD_QUOTA`] open holds per person and per agent key
-/// (`429`). Expired records are swept through an expiry index, so a hold costs
-/// `O(log n)` amortized, never a scan of the store.
+/// evicting a pending one: at most `max` records and [`DEFAULT_HELD_BYTES`] bytes (the
+/// layer then answers the plain `401` challenge), and at most [`DEFAULT_HOLD_QUOTA`]
+/// open holds per person and per agent key (`429`). Expired records are swept through an
+/// expiry index, so a hold costs `O(log n)` amortized, never a scan of the store.
 ///
 /// ```
 /// use aauth_resource::MemoryHeldStore;

@@ -347,12 +347,7 @@ async fn hold(
     let upgrade =
         parts.method == Method::CONNECT || parts.headers.contains_key(http::header::UPGRADE);
     if upgrade || body.len() > d.max_held_body {
-        return Refusal::Challenge {
-            requirement: aauth_headers::Requirement::AuthToken {
-                resource_token: resource_token.to_owned(),
-            },
-        }
-        .into_http_response();
+        return challenge(resource_token);
     }
     let Some((ps, sub)) = person_of(request) else {
         return problem(
@@ -379,12 +374,31 @@ async fn hold(
             requirement_value(resource_token.to_owned()),
             0,
         ),
+        // The store is at its bounds: anyone who runs a Person Server can fill it with
+        // fresh people. The call is not held, and the agent is told to come back with an
+        // auth token (the stateless answer), so the service goes on without holding.
+        Err(e @ (HoldError::Full { .. } | HoldError::OverBudget { .. })) => {
+            tracing::debug!(error = %e, "not held: the plain auth-token challenge instead");
+            challenge(resource_token)
+        }
         Err(e) => not_held(&e),
     }
 }
 
-/// The answer to a request the store would not hold: `429` for a presenter past its
-/// quota, `503` otherwise, each with `Retry-After`.
+/// The plain `401 requirement=auth-token` with `resource_token`: the answer to a call
+/// that is not held. The agent obtains its auth token and sends the call again.
+fn challenge(resource_token: &str) -> Response<Bytes> {
+    Refusal::Challenge {
+        requirement: aauth_headers::Requirement::AuthToken {
+            resource_token: resource_token.to_owned(),
+        },
+    }
+    .into_http_response()
+}
+
+/// The answer to a request the store would not hold for any other reason than its
+/// bounds: `429` for a presenter past its quota, `503` for a store that cannot answer,
+/// each with `Retry-After`.
 fn not_held(e: &HoldError) -> Response<Bytes> {
     let status = e.status();
     let error = if status == StatusCode::TOO_MANY_REQUESTS {

@@ -200,9 +200,10 @@ fn script(body: &str) -> Script {
 /// any instance, exactly once, and its result is replayed by every instance.
 ///
 /// The bounds of [`crate::MemoryHeldStore`], over all instances together: at most `max`
-/// records and a byte budget (past them, `503`), at most a quota of open holds per person
-/// and per agent key (past it, `429` with `Retry-After` until the presenter's oldest open
-/// hold expires); a pending hold is never evicted to make room. Each call is one script,
+/// records and a byte budget (past them, the layer answers the plain `401` challenge
+/// and holds nothing), at most a quota of open holds per person and per agent key (past
+/// it, `429` with `Retry-After` until the presenter's oldest open hold expires); a
+/// pending hold is never evicted to make room. Each call is one script,
 /// run atomically by Redis: [`HeldStore::claim`] hands the run to one poll of any number
 /// racing on any instances, and what a call checks and what it writes are one step.
 /// Expired records are swept by the calls themselves through an expiry index, at most
