@@ -82,6 +82,11 @@ pub struct Held {
     pub sub: String,
     /// When an unanswered hold is dropped.
     pub expires: UnixTime,
+    /// The prefix of the pending URL it was held under ([`Held::under`]): only a layer
+    /// serving that prefix may poll, run or cancel it, so that layers sharing a store do
+    /// not run each other's calls. Empty for a record that names none (one kept before
+    /// records named it), which no layer serves.
+    pub prefix: String,
 }
 
 impl Held {
@@ -119,12 +124,21 @@ impl Held {
             ps: ps.to_owned(),
             sub: sub.to_owned(),
             expires,
+            prefix: String::new(),
         }
     }
 
+    /// The same hold, bound to the pending URLs under `prefix`: only a layer serving that
+    /// prefix may poll it (the layer binds every hold to its own).
+    #[must_use]
+    pub fn under(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
     /// The bytes this record keeps, as a store's budget counts them: the body, each header
-    /// field's name and value plus 32, the target, the owner, and 256 for the record
-    /// itself. Never overflows.
+    /// field's name and value plus 32, the target, the owner, the pending prefix, and 256
+    /// for the record itself. Never overflows.
     #[must_use]
     pub fn size(&self) -> usize {
         self.bare_size()
@@ -143,6 +157,7 @@ impl Held {
             self.jkt.len(),
             self.ps.len(),
             self.sub.len(),
+            self.prefix.len(),
             RECORD_OVERHEAD,
         ]
         .into_iter()
@@ -741,9 +756,10 @@ impl std::fmt::Debug for DeferredAuth {
 
 impl DeferredAuth {
     /// Holds invocations in `store` under pending URLs `{prefix}{id}` (the prefix must
-    /// start and end with `/`, and the layer must see requests to it), for ten minutes,
-    /// with bodies up to [`DEFAULT_MAX_HELD_BODY`] and results up to
-    /// [`DEFAULT_MAX_HELD_RESULT`].
+    /// start and end with `/`, and the layer must see requests to it; layers sharing a
+    /// store each take their own, since a hold is polled, run and cancelled only through
+    /// the layer whose prefix it was held under), for ten minutes, with bodies up to
+    /// [`DEFAULT_MAX_HELD_BODY`] and results up to [`DEFAULT_MAX_HELD_RESULT`].
     ///
     /// ```
     /// use std::sync::Arc;

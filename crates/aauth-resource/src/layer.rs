@@ -367,7 +367,8 @@ async fn hold(
         &ps,
         &sub,
         now.plus(d.ttl),
-    );
+    )
+    .under(&d.prefix);
     match d.store.hold(&id, held, now).await {
         Ok(()) => pending_response(
             &format!("{}{id}", d.prefix),
@@ -449,9 +450,12 @@ async fn pollable(
         Ok(r) => r,
         Err(refusal) => return Err(refusal.into_http_response()),
     };
+    let thumbprint = request.key.thumbprint();
     let (held, state) = match d.store.get(id, now).await {
-        // Only the agent key that made the request may see it; anyone else learns nothing.
-        Ok(Some((h, s))) if h.jkt == request.key.thumbprint().as_str() => (h, s),
+        // Only the agent key that made the request may see it, and only through the layer
+        // it was held by (layers sharing a store do not run each other's calls); anyone
+        // else learns nothing.
+        Ok(Some((h, s))) if h.jkt == thumbprint.as_str() && h.prefix == d.prefix => (h, s),
         Ok(_) => {
             return Err(problem(
                 StatusCode::NOT_FOUND,

@@ -467,6 +467,7 @@ fn encode_owner(held: &Held) -> String {
         "ps": held.ps,
         "sub": held.sub,
         "expires": held.expires.as_secs(),
+        "prefix": held.prefix,
     })
     .to_string()
 }
@@ -480,6 +481,13 @@ struct Owner {
     ps: String,
     sub: String,
     expires: u64,
+    /// Absent from a record kept before records named their prefix: read as empty, which
+    /// no layer serves, so such a record is refused (`404`) rather than polled through
+    /// whichever layer serves its URL. What that costs is bounded: calls held across the
+    /// upgrade (a pending one never ran, and can be sent again) and results kept then (at
+    /// most until their auth token's `exp`, an hour).
+    #[serde(default)]
+    prefix: String,
 }
 
 fn decode_owner(bytes: &[u8]) -> Result<Held, HeldStoreError> {
@@ -505,7 +513,8 @@ fn decode_owner(bytes: &[u8]) -> Result<Held, HeldStoreError> {
         &o.ps,
         &o.sub,
         UnixTime(o.expires),
-    ))
+    )
+    .under(&o.prefix))
 }
 
 /// A settled state (`D:jti` with its result, `C`), or an open one.

@@ -597,3 +597,129 @@ async fn pending_ids_and_resource_token_jtis_come_from_the_injected_sources() {
     .unwrap();
     assert_eq!(claims.unverified_claims().jti, "AQEBAQEBAQEBAQEBAQEBAQ");
 }
+
+/// A deferring layer holding in `store` under `prefix`, in front of `echo`.
+fn service_under(m: &Modes, store: Arc<dyn HeldStore>, echo: &Echo, prefix: &str) -> Svc {
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    AAuthLayer::new(
+        resource.route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        fixed_clock(),
+    )
+    .defer_auth_token(DeferredAuth::new(store, prefix))
+    .layer(echo.clone())
+}
+
+/// Two layers sharing one store, each under its own prefix (an "admin" route and a
+/// "read" one, with the same scope so that the gate alone would not tell them apart): a
+/// call held by one is neither polled, run, cancelled nor replayed through the other,
+/// whose inner service would run it.
+async fn a_hold_is_bound_to_its_layer(store: Arc<dyn HeldStore>) {
+    let m = modes();
+    let (admin_calls, read_calls) = (Echo::default(), Echo::default());
+    let mut admin = service_under(&m, Arc::clone(&store), &admin_calls, "/admin/pending/");
+    let mut read = service_under(&m, store, &read_calls, "/read/pending/");
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, h, _) = send(
+        &mut admin,
+        signed("POST", "/admin/doc", b"{}", &m.w.agent, &person),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&h, "location");
+    let id = location.strip_prefix("/admin/pending/").unwrap();
+    let elsewhere = format!("/read/pending/{id}");
+    let token = Scheme::jwt(auth(&m, "person-42", &m.w.agent).token);
+    for method in ["GET", "DELETE", "GET"] {
+        let (s, _, body) = send(
+            &mut read,
+            signed(method, &elsewhere, b"", &m.w.agent, &token),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method}: {body}");
+    }
+    assert_eq!(
+        read_calls.0.load(Ordering::SeqCst),
+        0,
+        "run by the other layer"
+    );
+    // Through its own layer it is still pending (not cancelled), and runs there.
+    let (s, _, body) = send(
+        &mut admin,
+        signed("GET", &location, b"", &m.w.agent, &token),
+    )
+    .await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::CREATED, "POST /admin/doc person-42 run 1 {}")
+    );
+    // Its result is not replayed through the other layer either.
+    let (s, _, _) = send(
+        &mut read,
+        signed("GET", &elsewhere, b"", &m.w.agent, &token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(read_calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(admin_calls.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_hold_is_polled_only_through_its_own_layer_in_memory() {
+    a_hold_is_bound_to_its_layer(Arc::new(MemoryHeldStore::default())).await;
+}
+
+#[tokio::test]
+async fn a_hold_is_polled_only_through_its_own_layer_in_redis() {
+    let Some(r) =
+        crate::shared::redis("a_hold_is_polled_only_through_its_own_layer_in_redis").await
+    else {
+        return;
+    };
+    a_hold_is_bound_to_its_layer(Arc::new(aauth_resource::RedisHeldStore::new(r, 100))).await;
+}
+
+/// A record kept in Redis before records named their pending prefix reads back with
+/// none, which no layer serves: it is refused (`404`), never run through whichever layer
+/// serves its URL.
+#[tokio::test]
+async fn a_redis_hold_that_names_no_prefix_is_refused() {
+    use aauth_keys::rand::SharedRandom;
+    use aauth_metadata::store::redis::client::Cmd;
+    let Some(r) = crate::shared::redis("a_redis_hold_that_names_no_prefix_is_refused").await else {
+        return;
+    };
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(aauth_resource::RedisHeldStore::new(r.clone(), 100));
+    let mut svc = AAuthLayer::new(
+        m.w.resource.clone().resource_tokens(m.tokens()).route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        fixed_clock(),
+    )
+    .defer_auth_token(
+        DeferredAuth::new(store, "/aauth/pending/").random(SharedRandom::new(Constant(3))),
+    )
+    .layer(echo.clone());
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, h, _) = send(&mut svc, signed("POST", "/doc", b"{}", &m.w.agent, &person)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&h, "location");
+    let id = location.strip_prefix("/aauth/pending/").unwrap();
+    // The record as an older version wrote it: its owner without a prefix.
+    let meta = r.key(&["held", "meta"]);
+    let owner: String = r.query("test", &Cmd::hget(&meta, id)).await.unwrap();
+    let mut owner: serde_json::Value = serde_json::from_str(&owner).unwrap();
+    assert_eq!(owner["prefix"], "/aauth/pending/");
+    owner.as_object_mut().unwrap().remove("prefix");
+    let _: i64 = r
+        .query("test", &Cmd::hset(&meta, id, owner.to_string()))
+        .await
+        .unwrap();
+    let token = Scheme::jwt(auth(&m, "person-42", &m.w.agent).token);
+    let (s, _, _) = send(&mut svc, signed("GET", &location, b"", &m.w.agent, &token)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(echo.0.load(Ordering::SeqCst), 0);
+}

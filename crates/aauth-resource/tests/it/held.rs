@@ -284,6 +284,46 @@ async fn a_run_is_settled_by_its_claimant_and_never_released(store: &dyn Counted
 }
 
 both_stores!(
+    a_hold_keeps_the_prefix_it_was_held_under,
+    a_hold_keeps_its_prefix_in_memory,
+    a_hold_keeps_its_prefix_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(100),
+        |r: Redis| RedisHeldStore::new(r, 100)
+    )
+);
+
+/// The pending prefix a hold was held under is what it reads back with, open and
+/// settled (the layer polls it only through that prefix); a hold bound to none has none.
+async fn a_hold_keeps_the_prefix_it_was_held_under(store: &dyn Counted) {
+    let bound = held(10, 1, "k", "p", NOW.plus(600)).under("/admin/pending/");
+    assert_eq!(
+        bound.size(),
+        held(10, 1, "k", "p", NOW.plus(600)).size() + "/admin/pending/".len()
+    );
+    store.hold("a", bound, NOW).await.unwrap();
+    store
+        .hold("b", held(10, 1, "k", "q", NOW.plus(600)), NOW)
+        .await
+        .unwrap();
+    let (h, _) = store.get("a", NOW).await.unwrap().unwrap();
+    assert_eq!(h.prefix, "/admin/pending/");
+    let (h, _) = store.get("b", NOW).await.unwrap().unwrap();
+    assert_eq!(h.prefix, "");
+    assert!(matches!(
+        store.claim("a", "jti-1", NOW).await.unwrap(),
+        Claim::Run
+    ));
+    store
+        .finish("a", "jti-1", answer(StatusCode::OK, "ok"), NOW.plus(3600))
+        .await
+        .unwrap();
+    let (h, state) = store.get("a", NOW).await.unwrap().unwrap();
+    assert!(matches!(state, HeldState::Done { .. }));
+    assert_eq!(h.prefix, "/admin/pending/");
+}
+
+both_stores!(
     a_record_count_still_bounds_the_store,
     a_record_count_bounds_memory,
     a_record_count_bounds_redis,
