@@ -6,9 +6,14 @@
 //! Anyone who runs a Person Server can mint person tokens for a resource, so what is held
 //! is bounded: a body larger than [`DeferredAuth::max_held_body`] (64 KiB) is not held
 //! (the plain `401` is answered and the agent retries with its auth token);
-//! [`MemoryHeldStore`] keeps at most a count of records and a byte budget (64 MiB),
-//! refusing past them with `503`; and each person `(ps, sub)` and each agent key has at
-//! most [`DEFAULT_HOLD_QUOTA`] open holds, refused past it with `429` and `Retry-After`.
+//! [`MemoryHeldStore`] keeps at most a count of records and a byte budget (64 MiB), past
+//! which a call is not held but answered with the plain `401` too (so a store filled by
+//! someone minting fresh people costs the deferral, not the service); and each person
+//! `(ps, sub)` and each agent key has at most [`DEFAULT_HOLD_QUOTA`] open holds, refused
+//! past it with `429` and `Retry-After`.
+//! A result is kept up to [`DeferredAuth::max_held_result`] (1 MiB): a larger one is
+//! replaced by a `502` saying so, kept and replayed in its place (the call is not run
+//! again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -32,6 +37,11 @@ pub const DEFAULT_HOLD_QUOTA: usize = 16;
 /// answered with the plain `401 requirement=auth-token`, and the agent sends it again
 /// with its auth token.
 pub const DEFAULT_MAX_HELD_BODY: usize = 64 * 1024;
+
+/// The default largest result body a [`DeferredAuth`] keeps (1 MiB): a held call whose
+/// response body is larger has a `502` kept and replayed in its place, since results are
+/// kept until the auth token's `exp` (up to an hour), in memory or in Redis.
+pub const DEFAULT_MAX_HELD_RESULT: usize = 1024 * 1024;
 
 /// What a record costs beyond the bytes it carries (map nodes, its id, its state), so that
 /// many small holds cost something too.
@@ -72,6 +82,11 @@ pub struct Held {
     pub sub: String,
     /// When an unanswered hold is dropped.
     pub expires: UnixTime,
+    /// The prefix of the pending URL it was held under ([`Held::under`]): only a layer
+    /// serving that prefix may poll, run or cancel it, so that layers sharing a store do
+    /// not run each other's calls. Empty for a record that names none (one kept before
+    /// records named it), which no layer serves.
+    pub prefix: String,
 }
 
 impl Held {
@@ -109,12 +124,21 @@ impl Held {
             ps: ps.to_owned(),
             sub: sub.to_owned(),
             expires,
+            prefix: String::new(),
         }
     }
 
+    /// The same hold, bound to the pending URLs under `prefix`: only a layer serving that
+    /// prefix may poll it (the layer binds every hold to its own).
+    #[must_use]
+    pub fn under(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
     /// The bytes this record keeps, as a store's budget counts them: the body, each header
-    /// field's name and value plus 32, the target, the owner, and 256 for the record
-    /// itself. Never overflows.
+    /// field's name and value plus 32, the target, the owner, the pending prefix, and 256
+    /// for the record itself. Never overflows.
     #[must_use]
     pub fn size(&self) -> usize {
         self.bare_size()
@@ -133,6 +157,7 @@ impl Held {
             self.jkt.len(),
             self.ps.len(),
             self.sub.len(),
+            self.prefix.len(),
             RECORD_OVERHEAD,
         ]
         .into_iter()
@@ -241,8 +266,10 @@ impl std::fmt::Display for Presenter {
 }
 
 /// Why an invocation was not held. The layer answers `429` with `Retry-After` for a
-/// presenter past its quota, `503` with `Retry-After: 1` otherwise: a request that is not
-/// held is never run unchecked (fail closed).
+/// presenter past its quota; the plain `401 requirement=auth-token` for a store at its
+/// bounds ([`HoldError::Full`], [`HoldError::OverBudget`]: the agent comes back with its
+/// auth token, as it would for a body too large to hold); `503` with `Retry-After: 1` for
+/// a store that cannot answer. A request that is not held is never run unchecked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HoldError {
@@ -277,7 +304,9 @@ pub enum HoldError {
 }
 
 impl HoldError {
-    /// `429` for [`HoldError::QuotaExceeded`], `503` for the others.
+    /// `429` for [`HoldError::QuotaExceeded`], `503` for the others: what refusing the
+    /// hold would answer (the layer answers a store at its bounds with the plain `401`
+    /// challenge instead).
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
@@ -333,8 +362,10 @@ pub trait HeldStore: Send + Sync {
     /// [`HeldStoreError`].
     async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError>;
 
-    /// Records the result for `jti`, kept until `keep_until`; `None` releases the claim
-    /// (the invocation failed to run and may be retried).
+    /// Records the result for `jti`, kept until `keep_until`. A claim is never released:
+    /// once an invocation has started it may have acted, so whatever ends it (its result,
+    /// or an error answer standing for it) is what every repeat is answered with, and it
+    /// is never run again.
     ///
     /// # Errors
     ///
@@ -343,9 +374,16 @@ pub trait HeldStore: Send + Sync {
         &self,
         id: &str,
         jti: &str,
-        response: Option<StoredResponse>,
+        response: StoredResponse,
         keep_until: UnixTime,
     ) -> Result<(), HeldStoreError>;
+
+    /// Settles `id` with `response` as [`HeldStore::finish`] does, but only while it is
+    /// still running for `jti`, and from where nothing can wait: the drop of a poll that
+    /// was running it (its client went away), so that the record does not stay running
+    /// until its hold expires. It must not block: a store that needs I/O starts the write
+    /// and returns (`RedisHeldStore` spawns it on the current Tokio runtime).
+    fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime);
 
     /// Cancels `id`.
     ///
@@ -454,10 +492,10 @@ fn recount(bytes: &mut usize, e: &mut Entry) {
 }
 
 /// An in-memory [`HeldStore`], bounded four ways, each refusing a new hold rather than
-/// evicting a pending one: at most `max` records and [`DEFAULT_HELD_BYTES`] bytes
-/// (`503`), and at most [`DEFAULT_HOLD_QUOTA`] open holds per person and per agent key
-/// (`429`). Expired records are swept through an expiry index, so a hold costs
-/// `O(log n)` amortized, never a scan of the store.
+/// evicting a pending one: at most `max` records and [`DEFAULT_HELD_BYTES`] bytes (the
+/// layer then answers the plain `401` challenge), and at most [`DEFAULT_HOLD_QUOTA`]
+/// open holds per person and per agent key (`429`). Expired records are swept through an
+/// expiry index, so a hold costs `O(log n)` amortized, never a scan of the store.
 ///
 /// ```
 /// use aauth_resource::MemoryHeldStore;
@@ -520,6 +558,43 @@ impl MemoryHeldStore {
     #[must_use]
     pub fn bytes(&self) -> usize {
         lock(&self.state).bytes
+    }
+}
+
+impl MemoryHeldStore {
+    /// Records `response` as the result of `id` for `jti`, kept until `keep_until`; with
+    /// `only_running`, only if it is still running for `jti`.
+    fn done(
+        &self,
+        id: &str,
+        jti: &str,
+        response: StoredResponse,
+        keep_until: UnixTime,
+        only_running: bool,
+    ) {
+        let mut guard = lock(&self.state);
+        let State {
+            entries,
+            expiry,
+            by_person,
+            by_key,
+            bytes,
+        } = &mut *guard;
+        let Some(e) = entries.get_mut(id) else {
+            return;
+        };
+        if only_running && !matches!(&e.state, HeldState::Running { jti: j } if j == jti) {
+            return;
+        }
+        settle(by_person, by_key, id, e);
+        e.state = HeldState::Done {
+            jti: jti.to_owned(),
+            response,
+        };
+        expiry.remove(&(e.until, id.to_owned()));
+        e.until = keep_until;
+        expiry.insert((keep_until, id.to_owned()));
+        recount(bytes, e);
     }
 }
 
@@ -625,40 +700,15 @@ impl HeldStore for MemoryHeldStore {
         &self,
         id: &str,
         jti: &str,
-        response: Option<StoredResponse>,
+        response: StoredResponse,
         keep_until: UnixTime,
     ) -> Result<(), HeldStoreError> {
-        let mut guard = lock(&self.state);
-        let State {
-            entries,
-            expiry,
-            by_person,
-            by_key,
-            bytes,
-        } = &mut *guard;
-        let Some(e) = entries.get_mut(id) else {
-            return Ok(());
-        };
-        match response {
-            Some(response) => {
-                settle(by_person, by_key, id, e);
-                e.state = HeldState::Done {
-                    jti: jti.to_owned(),
-                    response,
-                };
-                expiry.remove(&(e.until, id.to_owned()));
-                e.until = keep_until;
-                expiry.insert((keep_until, id.to_owned()));
-            }
-            // Only a running invocation is released; a settled one stays settled.
-            None => {
-                if matches!(e.state, HeldState::Running { .. }) {
-                    e.state = HeldState::Pending;
-                }
-            }
-        }
-        recount(bytes, e);
+        self.done(id, jti, response, keep_until, false);
         Ok(())
+    }
+
+    fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime) {
+        self.done(id, jti, response, keep_until, true);
     }
 
     async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError> {
@@ -689,6 +739,7 @@ pub struct DeferredAuth {
     pub(crate) prefix: String,
     pub(crate) ttl: u64,
     pub(crate) max_held_body: usize,
+    pub(crate) max_held_result: usize,
     random: SharedRandom,
 }
 
@@ -698,21 +749,25 @@ impl std::fmt::Debug for DeferredAuth {
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
             .field("max_held_body", &self.max_held_body)
+            .field("max_held_result", &self.max_held_result)
             .finish_non_exhaustive()
     }
 }
 
 impl DeferredAuth {
     /// Holds invocations in `store` under pending URLs `{prefix}{id}` (the prefix must
-    /// start and end with `/`, and the layer must see requests to it), for ten minutes,
-    /// with bodies up to [`DEFAULT_MAX_HELD_BODY`].
+    /// start and end with `/`, and the layer must see requests to it; layers sharing a
+    /// store each take their own, since a hold is polled, run and cancelled only through
+    /// the layer whose prefix it was held under), for ten minutes, with bodies up to
+    /// [`DEFAULT_MAX_HELD_BODY`] and results up to [`DEFAULT_MAX_HELD_RESULT`].
     ///
     /// ```
     /// use std::sync::Arc;
     /// use aauth_resource::{DeferredAuth, MemoryHeldStore};
     /// let deferred = DeferredAuth::new(Arc::new(MemoryHeldStore::default()), "/aauth/pending/")
     ///     .ttl(std::time::Duration::from_secs(300))
-    ///     .max_held_body(16 * 1024);
+    ///     .max_held_body(16 * 1024)
+    ///     .max_held_result(256 * 1024);
     /// # drop(deferred);
     /// ```
     #[must_use]
@@ -722,6 +777,7 @@ impl DeferredAuth {
             prefix: prefix.to_owned(),
             ttl: 600,
             max_held_body: DEFAULT_MAX_HELD_BODY,
+            max_held_result: DEFAULT_MAX_HELD_RESULT,
             random: SharedRandom::default(),
         }
     }
@@ -746,6 +802,15 @@ impl DeferredAuth {
     #[must_use]
     pub fn max_held_body(mut self, bytes: usize) -> Self {
         self.max_held_body = bytes;
+        self
+    }
+
+    /// The largest result body kept, in bytes (default [`DEFAULT_MAX_HELD_RESULT`]). A
+    /// held call whose response body is larger has run: a `502` saying its result was too
+    /// large to keep is kept and replayed in its place, and it is not run again.
+    #[must_use]
+    pub fn max_held_result(mut self, bytes: usize) -> Self {
+        self.max_held_result = bytes;
         self
     }
 

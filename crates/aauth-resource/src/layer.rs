@@ -347,12 +347,7 @@ async fn hold(
     let upgrade =
         parts.method == Method::CONNECT || parts.headers.contains_key(http::header::UPGRADE);
     if upgrade || body.len() > d.max_held_body {
-        return Refusal::Challenge {
-            requirement: aauth_headers::Requirement::AuthToken {
-                resource_token: resource_token.to_owned(),
-            },
-        }
-        .into_http_response();
+        return challenge(resource_token);
     }
     let Some((ps, sub)) = person_of(request) else {
         return problem(
@@ -372,19 +367,39 @@ async fn hold(
         &ps,
         &sub,
         now.plus(d.ttl),
-    );
+    )
+    .under(&d.prefix);
     match d.store.hold(&id, held, now).await {
         Ok(()) => pending_response(
             &format!("{}{id}", d.prefix),
             requirement_value(resource_token.to_owned()),
             0,
         ),
+        // The store is at its bounds: anyone who runs a Person Server can fill it with
+        // fresh people. The call is not held, and the agent is told to come back with an
+        // auth token (the stateless answer), so the service goes on without holding.
+        Err(e @ (HoldError::Full { .. } | HoldError::OverBudget { .. })) => {
+            tracing::debug!(error = %e, "not held: the plain auth-token challenge instead");
+            challenge(resource_token)
+        }
         Err(e) => not_held(&e),
     }
 }
 
-/// The answer to a request the store would not hold: `429` for a presenter past its
-/// quota, `503` otherwise, each with `Retry-After`.
+/// The plain `401 requirement=auth-token` with `resource_token`: the answer to a call
+/// that is not held. The agent obtains its auth token and sends the call again.
+fn challenge(resource_token: &str) -> Response<Bytes> {
+    Refusal::Challenge {
+        requirement: aauth_headers::Requirement::AuthToken {
+            resource_token: resource_token.to_owned(),
+        },
+    }
+    .into_http_response()
+}
+
+/// The answer to a request the store would not hold for any other reason than its
+/// bounds: `429` for a presenter past its quota, `503` for a store that cannot answer,
+/// each with `Retry-After`.
 fn not_held(e: &HoldError) -> Response<Bytes> {
     let status = e.status();
     let error = if status == StatusCode::TOO_MANY_REQUESTS {
@@ -435,9 +450,12 @@ async fn pollable(
         Ok(r) => r,
         Err(refusal) => return Err(refusal.into_http_response()),
     };
+    let thumbprint = request.key.thumbprint();
     let (held, state) = match d.store.get(id, now).await {
-        // Only the agent key that made the request may see it; anyone else learns nothing.
-        Ok(Some((h, s))) if h.jkt == request.key.thumbprint().as_str() => (h, s),
+        // Only the agent key that made the request may see it, and only through the layer
+        // it was held by (layers sharing a store do not run each other's calls); anyone
+        // else learns nothing.
+        Ok(Some((h, s))) if h.jkt == thumbprint.as_str() && h.prefix == d.prefix => (h, s),
         Ok(_) => {
             return Err(problem(
                 StatusCode::NOT_FOUND,
@@ -530,7 +548,7 @@ async fn poll_pending<S, ResB>(
     parts: http::request::Parts,
     body: Bytes,
     now: UnixTime,
-    mut inner: S,
+    inner: S,
 ) -> Result<Response<ResB>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
@@ -565,48 +583,154 @@ where
         }
         Claim::Settled(_) => return answer(gone()),
     }
-    // Run the held invocation as the auth token's holder.
-    let mut req = Request::new(Full::new(held.body.clone()));
-    *req.method_mut() = held.method.clone();
-    *req.uri_mut() = held.uri.clone();
+    // From here the invocation runs: whatever happens, it is settled, never released.
+    let mut running = RunGuard::new(d, id, &jti, UnixTime(exp));
+    let stored = run_held(held, request, inner, d.max_held_result).await;
+    // Should the result not be kept now, the guard tries once more when it is dropped.
+    running.result = Some(stored.clone());
+    if let Err(e) = d
+        .store
+        .finish(id, &jti, stored.clone(), UnixTime(exp))
+        .await
+    {
+        return answer(unavailable(&e.reason));
+    }
+    running.settled = true;
+    Ok(replay(stored))
+}
+
+/// Runs the held invocation as the auth token's holder: its response, or the `502` that
+/// stands for it when the inner service fails, its response cannot be read (it may have
+/// acted: the failure is the result, kept and replayed, never a retry), or its body is
+/// larger than `max_result` bytes (too large to keep until the auth token's `exp`).
+async fn run_held<S, ResB>(
+    held: Held,
+    request: VerifiedRequest,
+    mut inner: S,
+    max_result: usize,
+) -> StoredResponse
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: std::fmt::Display,
+{
+    let mut req = Request::new(Full::new(held.body));
+    *req.method_mut() = held.method;
+    *req.uri_mut() = held.uri;
     *req.version_mut() = held.version;
-    *req.headers_mut() = held.headers.clone();
+    *req.headers_mut() = held.headers;
     req.extensions_mut().insert(Admitted {
         request,
         session: None,
         rolled: None,
     });
-    let resp = match inner.call(req).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _released = d.store.finish(id, &jti, None, now).await;
-            return Err(e);
-        }
+    let Ok(resp) = inner.call(req).await else {
+        tracing::warn!("a held request failed to run: the service behind the layer failed");
+        return stored(problem(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "the held request failed to run; whether it took effect is unknown, and it is \
+             not run again",
+        ));
     };
     let (rparts, rbody) = resp.into_parts();
-    let collected = rbody.collect().await.map_err(|e| e.to_string());
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
+    match read_capped(rbody, max_result).await {
+        Ok(Some(body)) => StoredResponse::new(rparts.status, rparts.headers, body),
+        Ok(None) => {
+            tracing::warn!(
+                limit = max_result,
+                status = rparts.status.as_u16(),
+                "a held request's result is larger than the layer keeps: a 502 is kept in its place"
+            );
+            stored(problem(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                &format!(
+                    "the held request ran, but its result was larger than the {max_result} \
+                     bytes this resource keeps for a held request; it is not run again"
+                ),
+            ))
+        }
         Err(e) => {
-            let _released = d.store.finish(id, &jti, None, now).await;
-            return answer(problem(
+            tracing::warn!(error = %e, "a held request's response could not be read");
+            stored(problem(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                &format!(
+                    "the held request ran, but its response could not be read ({e}); it is \
+                     not run again"
+                ),
+            ))
+        }
+    }
+}
+
+/// The body read whole, up to `max` bytes; `None` past them (the rest is left unread).
+/// Trailers are dropped, as a kept result has none.
+async fn read_capped<B: Body<Data = Bytes>>(
+    body: B,
+    max: usize,
+) -> Result<Option<Bytes>, B::Error> {
+    let mut body = std::pin::pin!(body);
+    let mut kept = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if kept.len().saturating_add(data.len()) > max {
+                return Ok(None);
+            }
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(kept.freeze()))
+}
+
+/// A held invocation a poll is running. Dropped before it is settled (the poll's future
+/// dropped when its client went away, or the result not kept), it settles the record
+/// through [`crate::HeldStore::abandon`]: with the result when there is one, else a
+/// `500` saying the outcome is unknown. The record neither stays running until its hold
+/// expires nor runs again.
+struct RunGuard {
+    store: Arc<dyn crate::HeldStore>,
+    id: String,
+    jti: String,
+    keep_until: UnixTime,
+    result: Option<StoredResponse>,
+    settled: bool,
+}
+
+impl RunGuard {
+    fn new(d: &DeferredAuth, id: &str, jti: &str, keep_until: UnixTime) -> Self {
+        Self {
+            store: Arc::clone(&d.store),
+            id: id.to_owned(),
+            jti: jti.to_owned(),
+            keep_until,
+            result: None,
+            settled: false,
+        }
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let response = self.result.take().unwrap_or_else(|| {
+            stored(problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
-                &format!("the held invocation's response could not be read: {e}"),
-            ));
-        }
-    };
-    let stored = StoredResponse {
-        status: rparts.status,
-        headers: rparts.headers,
-        body: bytes,
-    };
-    if let Err(e) = d
-        .store
-        .finish(id, &jti, Some(stored.clone()), UnixTime(exp))
-        .await
-    {
-        return answer(unavailable(&e.reason));
+                "the poll running this held request ended before its result was kept; \
+                 whether it took effect is unknown, and it is not run again",
+            ))
+        });
+        self.store
+            .abandon(&self.id, &self.jti, response, self.keep_until);
     }
-    Ok(replay(stored))
+}
+
+/// A response as a kept result.
+fn stored(resp: Response<Bytes>) -> StoredResponse {
+    let (parts, body) = resp.into_parts();
+    StoredResponse::new(parts.status, parts.headers, body)
 }

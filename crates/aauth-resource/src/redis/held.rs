@@ -148,19 +148,17 @@ return {state, redis.call('HGET', KEYS[5], id) or ''}
     )
 });
 
-/// `ARGV`: the sweep batch, id, jti, `1` with a result (then the result, its size, until
-/// when it is kept, and the slack and the longest time Redis keeps a key) or `0` to
-/// release the claim. Answers 1.
+/// `ARGV`: the sweep batch, id, jti, `1` to settle only a record still running for
+/// `jti` (else `0`), the result, its size, until when it is kept, and the slack and the
+/// longest time Redis keeps a key. Answers 1 when settled, 0 when not (no record, or
+/// not running for `jti` when that was asked). A claim is never released.
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local id = ARGV[2]
 local state = redis.call('HGET', KEYS[4], id)
-if not state then return 1 end
-if ARGV[4] == '0' then
-  if string.sub(state, 1, 2) == 'R:' then redis.call('HSET', KEYS[4], id, 'P') end
-  return 1
-end
+if not state then return 0 end
+if ARGV[4] == '1' and state ~= 'R:' .. ARGV[3] then return 0 end
 unquota(id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('HSET', KEYS[4], id, 'D:' .. ARGV[3])
@@ -202,9 +200,10 @@ fn script(body: &str) -> Script {
 /// any instance, exactly once, and its result is replayed by every instance.
 ///
 /// The bounds of [`crate::MemoryHeldStore`], over all instances together: at most `max`
-/// records and a byte budget (past them, `503`), at most a quota of open holds per person
-/// and per agent key (past it, `429` with `Retry-After` until the presenter's oldest open
-/// hold expires); a pending hold is never evicted to make room. Each call is one script,
+/// records and a byte budget (past them, the layer answers the plain `401` challenge
+/// and holds nothing), at most a quota of open holds per person and per agent key (past
+/// it, `429` with `Retry-After` until the presenter's oldest open hold expires); a
+/// pending hold is never evicted to make room. Each call is one script,
 /// run atomically by Redis: [`HeldStore::claim`] hands the run to one poll of any number
 /// racing on any instances, and what a call checks and what it writes are one step.
 /// Expired records are swept by the calls themselves through an expiry index, at most
@@ -309,6 +308,31 @@ impl RedisHeldStore {
     }
 }
 
+impl RedisHeldStore {
+    /// Runs [`FINISH`]: `Ok(true)` when the record is settled with `response`.
+    async fn settle(
+        &self,
+        id: &str,
+        jti: &str,
+        response: &StoredResponse,
+        keep_until: UnixTime,
+        only_running: bool,
+    ) -> Result<bool, HeldStoreError> {
+        let mut blob = response.status.as_u16().to_be_bytes().to_vec();
+        blob = encode_fields(&response.headers, &response.body, blob);
+        let mut call = self.call(&FINISH);
+        call.arg(id)
+            .arg(jti)
+            .arg(u8::from(only_running))
+            .arg(blob)
+            .arg(bound(response.size()))
+            .arg(keep_until.as_secs())
+            .arg(SLACK_MS)
+            .arg(MAX_KEEP_MS);
+        self.run::<i64>(&call).await.map(|n| n == 1)
+    }
+}
+
 fn unavailable(e: &StoreError) -> HeldStoreError {
     HeldStoreError { reason: reason(e) }
 }
@@ -404,27 +428,26 @@ impl HeldStore for RedisHeldStore {
         &self,
         id: &str,
         jti: &str,
-        response: Option<StoredResponse>,
+        response: StoredResponse,
         keep_until: UnixTime,
     ) -> Result<(), HeldStoreError> {
-        let mut call = self.call(&FINISH);
-        call.arg(id).arg(jti);
-        match &response {
-            Some(r) => {
-                let mut blob = r.status.as_u16().to_be_bytes().to_vec();
-                blob = encode_fields(&r.headers, &r.body, blob);
-                call.arg(1)
-                    .arg(blob)
-                    .arg(bound(r.size()))
-                    .arg(keep_until.as_secs())
-                    .arg(SLACK_MS)
-                    .arg(MAX_KEEP_MS);
-            }
-            None => {
-                call.arg(0);
-            }
-        }
-        self.run::<i64>(&call).await.map(drop)
+        self.settle(id, jti, &response, keep_until, false)
+            .await
+            .map(drop)
+    }
+
+    fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime) {
+        // Nothing can wait here (a dropped poll): the write runs as a task of its own. With
+        // no runtime to run it on, the record stays running until its hold expires.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, id, jti) = (self.clone(), id.to_owned(), jti.to_owned());
+        drop(runtime.spawn(async move {
+            // Best effort: a Redis that cannot answer leaves the record running until its
+            // hold expires, as before.
+            let _settled = store.settle(&id, &jti, &response, keep_until, true).await;
+        }));
     }
 
     async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError> {
@@ -444,6 +467,7 @@ fn encode_owner(held: &Held) -> String {
         "ps": held.ps,
         "sub": held.sub,
         "expires": held.expires.as_secs(),
+        "prefix": held.prefix,
     })
     .to_string()
 }
@@ -457,6 +481,13 @@ struct Owner {
     ps: String,
     sub: String,
     expires: u64,
+    /// Absent from a record kept before records named their prefix: read as empty, which
+    /// no layer serves, so such a record is refused (`404`) rather than polled through
+    /// whichever layer serves its URL. What that costs is bounded: calls held across the
+    /// upgrade (a pending one never ran, and can be sent again) and results kept then (at
+    /// most until their auth token's `exp`, an hour).
+    #[serde(default)]
+    prefix: String,
 }
 
 fn decode_owner(bytes: &[u8]) -> Result<Held, HeldStoreError> {
@@ -482,7 +513,8 @@ fn decode_owner(bytes: &[u8]) -> Result<Held, HeldStoreError> {
         &o.ps,
         &o.sub,
         UnixTime(o.expires),
-    ))
+    )
+    .under(&o.prefix))
 }
 
 /// A settled state (`D:jti` with its result, `C`), or an open one.

@@ -17,7 +17,9 @@
 //! - **The callers' time.** Whether an entry is live is decided on the `now` the caller
 //!   passes, as in memory, so the instances' clocks (not Redis's) decide; Redis's own
 //!   expiry (the time left on the caller's clock, plus a little) only drops what no caller
-//!   can see any more.
+//!   can see any more. For the replay cache "a little" is the clock-skew allowance
+//!   ([`RedisReplayStore::clock_skew`], 60 s by default): an entry Redis dropped while a
+//!   slower instance still has the request inside its window would admit a replay there.
 //! - **What Redis must be.** One server, or a managed primary (no Cluster: a script's keys
 //!   must be on one node), with `maxmemory-policy noeviction`: a Redis that evicts keys
 //!   under memory pressure would forget replay entries and revocations. Replication to a
@@ -44,7 +46,8 @@ use aauth_metadata::store::redis::describe;
 
 /// How long Redis keeps a key past the time the callers last said it is needed (on
 /// Redis's clock): a little, so that a caller whose clock is a second behind still finds
-/// what it must.
+/// what it must. The replay cache, where an entry dropped early admits a replay, adds the
+/// instances' clock-skew allowance to it ([`RedisReplayStore::clock_skew`]).
 const SLACK_MS: u64 = 5_000;
 
 /// The longest Redis keeps a key (a year): what lives longer on the callers' clock (a

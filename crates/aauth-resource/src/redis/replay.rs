@@ -12,7 +12,7 @@ use aauth_signing::{
 };
 use async_trait::async_trait;
 
-use super::{KEEP_LUA, bound, keep_ms, reason};
+use super::{KEEP_LUA, MAX_KEEP_MS, bound, keep_ms, reason};
 
 /// The store's name in metrics and errors.
 const STORE: &str = "replay redis";
@@ -67,7 +67,12 @@ static FIRST_USE: LazyLock<Script> =
 ///   together (past it, [`ReplayStoreError::IssuerOverShare`]: `429` for its signers
 ///   only), checked in the same round trip;
 /// - a Redis that cannot answer is [`ReplayStoreError::Unavailable`] (`503`): the request
-///   is refused, never admitted unchecked; nothing is recorded.
+///   is refused, never admitted unchecked; nothing is recorded;
+/// - Redis keeps an entry past its `until` by the clock-skew allowance
+///   ([`RedisReplayStore::clock_skew`], by default the signature window, 60 s): an entry
+///   lives on the recording instance's clock, and an instance whose clock is behind by up
+///   to the allowance still has the request inside its window when that clock has run
+///   out, so Redis must not have dropped the entry yet.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -91,12 +96,15 @@ pub struct RedisReplayStore {
     max: usize,
     share: usize,
     issuer_share: usize,
+    /// Milliseconds Redis keeps an entry beyond the time left on the recording clock.
+    skew_ms: u64,
 }
 
 impl RedisReplayStore {
     /// A store in `redis` (its keys under `replay:`), holding at most
     /// [`DEFAULT_REPLAY_ENTRIES`] live entries, each signer at most
-    /// [`DEFAULT_REPLAY_SHARE`], each issuer at most [`DEFAULT_REPLAY_ISSUER_SHARE`].
+    /// [`DEFAULT_REPLAY_SHARE`], each issuer at most [`DEFAULT_REPLAY_ISSUER_SHARE`], for
+    /// instances whose clocks agree within [`aauth_signing::DEFAULT_WINDOW`].
     #[must_use]
     pub fn new(redis: Redis) -> Self {
         Self {
@@ -104,7 +112,20 @@ impl RedisReplayStore {
             max: DEFAULT_REPLAY_ENTRIES,
             share: DEFAULT_REPLAY_SHARE,
             issuer_share: DEFAULT_REPLAY_ISSUER_SHARE,
+            skew_ms: millis(aauth_signing::DEFAULT_WINDOW),
         }
+    }
+
+    /// Sets the clock-skew allowance: the most the clocks of the instances sharing the
+    /// store may disagree (whole milliseconds; default the signature window, 60 s, the
+    /// skew the draft tolerates between an agent and a server). Redis keeps each entry
+    /// this much longer than the time left on the clock of the instance that recorded it,
+    /// so that an instance up to this far behind, to which the request is still inside its
+    /// window, still finds the entry. An instance further behind can admit a replay once.
+    #[must_use]
+    pub fn clock_skew(mut self, skew: std::time::Duration) -> Self {
+        self.skew_ms = millis(skew);
+        self
     }
 
     /// Sets the bound on live entries in all (at least 1); a share larger than the bound
@@ -175,7 +196,11 @@ impl RedisReplayStore {
             .key(issuer_key)
             .arg(now.as_secs())
             .arg(until)
-            .arg(keep_ms(until, now.as_secs()))
+            .arg(
+                keep_ms(until, now.as_secs())
+                    .saturating_add(self.skew_ms)
+                    .min(MAX_KEEP_MS),
+            )
             .arg(bound(self.max))
             .arg(bound(self.share))
             .arg(&member)
@@ -205,6 +230,11 @@ impl RedisReplayStore {
             }),
         }
     }
+}
+
+/// `d` in whole milliseconds, at most [`MAX_KEEP_MS`].
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).map_or(MAX_KEEP_MS, |ms| ms.min(MAX_KEEP_MS))
 }
 
 #[async_trait]

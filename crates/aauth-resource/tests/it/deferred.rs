@@ -220,21 +220,31 @@ pub(crate) async fn held_run_once(at: Arc<dyn HeldStore>, poll: Arc<dyn HeldStor
     assert_eq!(echo.0.load(Ordering::SeqCst), 1);
 }
 
+/// The plain `401 requirement=auth-token` of a call that is not held: a resource token,
+/// no pending URL.
+#[track_caller]
+fn plain_challenge(s: StatusCode, h: &http::HeaderMap) {
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.get("location").is_none());
+    let req = AAuthRequirement::parse(&header(h, "aauth-requirement")).unwrap();
+    assert!(matches!(req.requirement, Requirement::AuthToken { .. }));
+}
+
 #[tokio::test]
-async fn a_cancelled_hold_is_gone_and_a_full_store_fails_closed() {
+async fn a_cancelled_hold_is_gone_and_a_full_store_answers_the_plain_challenge() {
     let m = modes();
     let echo = Echo::default();
-    let mut svc = service(&m, Arc::new(MemoryHeldStore::new(1)), &echo);
+    let store = Arc::new(MemoryHeldStore::new(1));
+    let mut svc = service(&m, store.clone(), &echo);
     let person = Scheme::jwt(m.person_token().token);
     let (_, h, _) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &person)).await;
     let location = header(&h, "location");
 
-    // The store holds one: the next hold is refused with 503, nothing lost.
+    // The store holds one: the next call is not held but gets the plain challenge, and
+    // the agent comes back with its auth token.
     let (s, h, _) = send(&mut svc, signed("GET", "/doc2", b"", &m.w.agent, &person)).await;
-    assert_eq!(
-        (s, header(&h, "retry-after").as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "1")
-    );
+    plain_challenge(s, &h);
+    assert_eq!(store.len(), 1);
 
     let (s, _, _) = send(
         &mut svc,
@@ -379,7 +389,7 @@ async fn one_presenter_cannot_fill_the_store_and_others_still_get_holds() {
 }
 
 #[tokio::test]
-async fn past_the_byte_budget_holds_fail_closed() {
+async fn past_the_byte_budget_calls_are_not_held_but_challenged() {
     let m = modes();
     let echo = Echo::default();
     // Room for two holds of 4 KiB bodies (with their header fields), not three.
@@ -396,10 +406,9 @@ async fn past_the_byte_budget_holds_fail_closed() {
             signed("POST", &format!("/doc/{i}"), &body, &key, &scheme),
         )
         .await;
-        if s == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(header(&h, "retry-after"), "1");
-            assert_eq!(problem_error(&b), "temporarily_unavailable");
-            assert!(b.contains("budget"), "{b}");
+        if s != StatusCode::ACCEPTED {
+            plain_challenge(s, &h);
+            assert!(b.contains("auth token"), "{b}");
         }
         statuses.push(s);
         assert!(store.bytes() <= 3 * 4096, "{} bytes held", store.bytes());
@@ -409,8 +418,8 @@ async fn past_the_byte_budget_holds_fail_closed() {
         [
             StatusCode::ACCEPTED,
             StatusCode::ACCEPTED,
-            StatusCode::SERVICE_UNAVAILABLE,
-            StatusCode::SERVICE_UNAVAILABLE
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED
         ]
     );
     assert_eq!(store.len(), 2);
@@ -419,6 +428,53 @@ async fn past_the_byte_budget_holds_fail_closed() {
         0,
         "a refused hold never runs"
     );
+}
+
+/// Anyone who runs a Person Server can mint a fresh person (and key) for every call and
+/// fill the store, which no quota stops. Then calls are no longer held but answered with
+/// the plain challenge, so everyone else still gets through with an auth token (a
+/// presenter past its own quota still gets `429`, as above).
+#[tokio::test]
+async fn a_store_filled_by_fresh_people_leaves_the_service_working() {
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(MemoryHeldStore::new(8).quota(2));
+    let mut svc = service_with(&m, Arc::clone(&store), &echo, |d| d);
+    for i in 0..8u8 {
+        let key = PrivateKey::ed25519_from_seed(&[60 + i; 32]);
+        let scheme = person(&m, &format!("flood-{i}"), &key);
+        let (s, _, _) = send(&mut svc, signed("POST", "/doc", b"{}", &key, &scheme)).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    assert_eq!(store.len(), 8);
+
+    // The person the resource serves: not held, told to come back with an auth token.
+    let scheme = person(&m, "person-42", &m.w.agent);
+    let (s, h, b) = send(
+        &mut svc,
+        signed("POST", "/doc", br#"{"n":1}"#, &m.w.agent, &scheme),
+    )
+    .await;
+    plain_challenge(s, &h);
+    assert_ne!(problem_error(&b), "temporarily_unavailable", "{b}");
+    // With it, the call runs at once.
+    let a = auth(&m, "person-42", &m.w.agent);
+    let (s, _, body) = send(
+        &mut svc,
+        signed(
+            "POST",
+            "/doc",
+            br#"{"n":1}"#,
+            &m.w.agent,
+            &Scheme::jwt(a.token),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::CREATED, r#"POST /doc person-42 run 1 {"n":1}"#)
+    );
+    assert_eq!(store.len(), 8, "nothing more held");
 }
 
 #[tokio::test]
@@ -540,4 +596,130 @@ async fn pending_ids_and_resource_token_jtis_come_from_the_injected_sources() {
     )
     .unwrap();
     assert_eq!(claims.unverified_claims().jti, "AQEBAQEBAQEBAQEBAQEBAQ");
+}
+
+/// A deferring layer holding in `store` under `prefix`, in front of `echo`.
+fn service_under(m: &Modes, store: Arc<dyn HeldStore>, echo: &Echo, prefix: &str) -> Svc {
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    AAuthLayer::new(
+        resource.route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        fixed_clock(),
+    )
+    .defer_auth_token(DeferredAuth::new(store, prefix))
+    .layer(echo.clone())
+}
+
+/// Two layers sharing one store, each under its own prefix (an "admin" route and a
+/// "read" one, with the same scope so that the gate alone would not tell them apart): a
+/// call held by one is neither polled, run, cancelled nor replayed through the other,
+/// whose inner service would run it.
+async fn a_hold_is_bound_to_its_layer(store: Arc<dyn HeldStore>) {
+    let m = modes();
+    let (admin_calls, read_calls) = (Echo::default(), Echo::default());
+    let mut admin = service_under(&m, Arc::clone(&store), &admin_calls, "/admin/pending/");
+    let mut read = service_under(&m, store, &read_calls, "/read/pending/");
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, h, _) = send(
+        &mut admin,
+        signed("POST", "/admin/doc", b"{}", &m.w.agent, &person),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&h, "location");
+    let id = location.strip_prefix("/admin/pending/").unwrap();
+    let elsewhere = format!("/read/pending/{id}");
+    let token = Scheme::jwt(auth(&m, "person-42", &m.w.agent).token);
+    for method in ["GET", "DELETE", "GET"] {
+        let (s, _, body) = send(
+            &mut read,
+            signed(method, &elsewhere, b"", &m.w.agent, &token),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method}: {body}");
+    }
+    assert_eq!(
+        read_calls.0.load(Ordering::SeqCst),
+        0,
+        "run by the other layer"
+    );
+    // Through its own layer it is still pending (not cancelled), and runs there.
+    let (s, _, body) = send(
+        &mut admin,
+        signed("GET", &location, b"", &m.w.agent, &token),
+    )
+    .await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::CREATED, "POST /admin/doc person-42 run 1 {}")
+    );
+    // Its result is not replayed through the other layer either.
+    let (s, _, _) = send(
+        &mut read,
+        signed("GET", &elsewhere, b"", &m.w.agent, &token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(read_calls.0.load(Ordering::SeqCst), 0);
+    assert_eq!(admin_calls.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_hold_is_polled_only_through_its_own_layer_in_memory() {
+    a_hold_is_bound_to_its_layer(Arc::new(MemoryHeldStore::default())).await;
+}
+
+#[tokio::test]
+async fn a_hold_is_polled_only_through_its_own_layer_in_redis() {
+    let Some(r) =
+        crate::shared::redis("a_hold_is_polled_only_through_its_own_layer_in_redis").await
+    else {
+        return;
+    };
+    a_hold_is_bound_to_its_layer(Arc::new(aauth_resource::RedisHeldStore::new(r, 100))).await;
+}
+
+/// A record kept in Redis before records named their pending prefix reads back with
+/// none, which no layer serves: it is refused (`404`), never run through whichever layer
+/// serves its URL.
+#[tokio::test]
+async fn a_redis_hold_that_names_no_prefix_is_refused() {
+    use aauth_keys::rand::SharedRandom;
+    use aauth_metadata::store::redis::client::Cmd;
+    let Some(r) = crate::shared::redis("a_redis_hold_that_names_no_prefix_is_refused").await else {
+        return;
+    };
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(aauth_resource::RedisHeldStore::new(r.clone(), 100));
+    let mut svc = AAuthLayer::new(
+        m.w.resource.clone().resource_tokens(m.tokens()).route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        fixed_clock(),
+    )
+    .defer_auth_token(
+        DeferredAuth::new(store, "/aauth/pending/").random(SharedRandom::new(Constant(3))),
+    )
+    .layer(echo.clone());
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, h, _) = send(&mut svc, signed("POST", "/doc", b"{}", &m.w.agent, &person)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&h, "location");
+    let id = location.strip_prefix("/aauth/pending/").unwrap();
+    // The record as an older version wrote it: its owner without a prefix.
+    let meta = r.key(&["held", "meta"]);
+    let owner: String = r.query("test", &Cmd::hget(&meta, id)).await.unwrap();
+    let mut owner: serde_json::Value = serde_json::from_str(&owner).unwrap();
+    assert_eq!(owner["prefix"], "/aauth/pending/");
+    owner.as_object_mut().unwrap().remove("prefix");
+    let _: i64 = r
+        .query("test", &Cmd::hset(&meta, id, owner.to_string()))
+        .await
+        .unwrap();
+    let token = Scheme::jwt(auth(&m, "person-42", &m.w.agent).token);
+    let (s, _, _) = send(&mut svc, signed("GET", &location, b"", &m.w.agent, &token)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(echo.0.load(Ordering::SeqCst), 0);
 }

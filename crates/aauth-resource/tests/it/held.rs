@@ -170,7 +170,7 @@ async fn a_settled_hold_keeps_its_owner_and_result_not_its_request(store: &dyn C
     ));
     let result = StoredResponse::new(StatusCode::CREATED, HeaderMap::new(), Bytes::from("ok"));
     store
-        .finish("a", "jti-1", Some(result), NOW.plus(3600))
+        .finish("a", "jti-1", result, NOW.plus(3600))
         .await
         .unwrap();
     // The request's body and fields are dropped; the result is counted instead.
@@ -184,6 +184,143 @@ async fn a_settled_hold_keeps_its_owner_and_result_not_its_request(store: &dyn C
     // Kept until the auth token's expiry, then swept.
     assert!(store.get("a", NOW.plus(3600)).await.unwrap().is_none());
     assert!(store.is_empty().await);
+}
+
+both_stores!(
+    a_run_is_settled_by_its_claimant_and_never_released,
+    a_run_is_settled_in_memory,
+    a_run_is_settled_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(100),
+        |r: Redis| RedisHeldStore::new(r, 100)
+    )
+);
+
+/// The state of `id` once it is no longer running: an abandoned run is settled by a write
+/// the store may make in the background (Redis: a task of its own).
+async fn once_settled(store: &dyn Counted, id: &str) -> HeldState {
+    for _ in 0..200 {
+        let (_, state) = store.get(id, NOW).await.unwrap().unwrap();
+        if !matches!(state, HeldState::Running { .. }) {
+            return state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{id} is still running");
+}
+
+fn answer(status: StatusCode, body: &'static str) -> StoredResponse {
+    StoredResponse::new(
+        status,
+        HeaderMap::new(),
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+/// Once claimed, a hold is settled, never released to run again: an abandoned run (its
+/// poll dropped) is settled with what the poll leaves, by its own claimant only, and
+/// never over a result already kept.
+async fn a_run_is_settled_by_its_claimant_and_never_released(store: &dyn Counted) {
+    for id in ["a", "b"] {
+        store
+            .hold(id, held(10, 1, "k", "p", NOW.plus(600)), NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.claim(id, "jti-1", NOW).await.unwrap(),
+            Claim::Run
+        ));
+    }
+    // Another token's abandon does nothing; the claimant's settles it.
+    let lost = answer(StatusCode::INTERNAL_SERVER_ERROR, "lost");
+    store.abandon(
+        "a",
+        "jti-2",
+        answer(StatusCode::OK, "not mine"),
+        NOW.plus(3600),
+    );
+    store.abandon("a", "jti-1", lost, NOW.plus(3600));
+    let HeldState::Done { jti, response } = once_settled(store, "a").await else {
+        panic!("not done");
+    };
+    assert_eq!(
+        (jti.as_str(), response.status, &response.body[..]),
+        ("jti-1", StatusCode::INTERNAL_SERVER_ERROR, &b"lost"[..])
+    );
+    // Settled: no poll runs it again, whatever its token.
+    for jti in ["jti-1", "jti-2"] {
+        assert!(matches!(
+            store.claim("a", jti, NOW).await.unwrap(),
+            Claim::Settled(HeldState::Done { .. })
+        ));
+    }
+    // A result kept is never replaced by a late abandon.
+    store
+        .finish(
+            "b",
+            "jti-1",
+            answer(StatusCode::CREATED, "kept"),
+            NOW.plus(3600),
+        )
+        .await
+        .unwrap();
+    store.abandon(
+        "b",
+        "jti-1",
+        answer(StatusCode::INTERNAL_SERVER_ERROR, "late"),
+        NOW.plus(3600),
+    );
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let HeldState::Done { response, .. } = once_settled(store, "b").await else {
+        panic!("not done");
+    };
+    assert_eq!(
+        (response.status, &response.body[..]),
+        (StatusCode::CREATED, &b"kept"[..])
+    );
+}
+
+both_stores!(
+    a_hold_keeps_the_prefix_it_was_held_under,
+    a_hold_keeps_its_prefix_in_memory,
+    a_hold_keeps_its_prefix_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(100),
+        |r: Redis| RedisHeldStore::new(r, 100)
+    )
+);
+
+/// The pending prefix a hold was held under is what it reads back with, open and
+/// settled (the layer polls it only through that prefix); a hold bound to none has none.
+async fn a_hold_keeps_the_prefix_it_was_held_under(store: &dyn Counted) {
+    let bound = held(10, 1, "k", "p", NOW.plus(600)).under("/admin/pending/");
+    assert_eq!(
+        bound.size(),
+        held(10, 1, "k", "p", NOW.plus(600)).size() + "/admin/pending/".len()
+    );
+    store.hold("a", bound, NOW).await.unwrap();
+    store
+        .hold("b", held(10, 1, "k", "q", NOW.plus(600)), NOW)
+        .await
+        .unwrap();
+    let (h, _) = store.get("a", NOW).await.unwrap().unwrap();
+    assert_eq!(h.prefix, "/admin/pending/");
+    let (h, _) = store.get("b", NOW).await.unwrap().unwrap();
+    assert_eq!(h.prefix, "");
+    assert!(matches!(
+        store.claim("a", "jti-1", NOW).await.unwrap(),
+        Claim::Run
+    ));
+    store
+        .finish("a", "jti-1", answer(StatusCode::OK, "ok"), NOW.plus(3600))
+        .await
+        .unwrap();
+    let (h, state) = store.get("a", NOW).await.unwrap().unwrap();
+    assert!(matches!(state, HeldState::Done { .. }));
+    assert_eq!(h.prefix, "/admin/pending/");
 }
 
 both_stores!(

@@ -282,6 +282,65 @@ async fn the_redis_replay_store_goes_by_the_callers_clock() {
     crate::replay::clock_backwards(&RedisReplayStore::new(r)).await;
 }
 
+/// Milliseconds Redis keeps the replay entry of `key`.
+async fn entry_pttl(r: &aauth_metadata::store::redis::Redis, key: [u8; 32]) -> i64 {
+    let entry = r.key(&["replay", "k", &aauth_keys::base64url::encode(&key)]);
+    r.query("test", &Cmd::pttl(&entry)).await.unwrap()
+}
+
+/// An entry lives until its `until` on the recording instance's clock; an instance whose
+/// clock is behind still has the request inside its window after that, by as much as it
+/// is behind. So Redis keeps the entry the clock-skew allowance longer (by default the
+/// signature window, 60 s), not 5 s: with 5 s an instance 6 s behind admitted a replay
+/// once Redis had dropped the entry.
+#[tokio::test]
+async fn a_redis_replay_entry_outlives_its_end_by_the_clock_skew_allowance() {
+    let Some(r) = redis("a_redis_replay_entry_outlives_its_end_by_the_clock_skew_allowance").await
+    else {
+        return;
+    };
+    // The window closes 61 s from now on the recording clock.
+    let until = NOW.plus(61);
+    let within = |pttl: i64, ms: i64| (ms - 2_000..=ms).contains(&pttl);
+    // By default: the time left, 5 s for Redis's own clock, and the 60 s allowance.
+    let store = RedisReplayStore::new(r.clone());
+    assert!(
+        store
+            .first_use(&ReplayUse::new("s", [1; 32], until), NOW)
+            .await
+            .unwrap()
+    );
+    let pttl = entry_pttl(&r, [1; 32]).await;
+    assert!(within(pttl, 61_000 + 5_000 + 60_000), "{pttl}");
+    // The same through the store that asks the revocation too.
+    let both = RedisReplayAndRevocations::new(
+        RedisReplayStore::new(r.clone()),
+        RedisRevocationList::new(r.clone(), 60, 100),
+    );
+    let use_two = ReplayUse::new("s", [2; 32], until);
+    let iss = id("https://agent.example");
+    let first = both.first_use_unrevoked(&iss, "j", &use_two, NOW);
+    assert_eq!(first.await, Ok(FirstUse::Recorded));
+    let pttl = entry_pttl(&r, [2; 32]).await;
+    assert!(within(pttl, 61_000 + 5_000 + 60_000), "{pttl}");
+    // As configured.
+    let store = RedisReplayStore::new(r.clone()).clock_skew(std::time::Duration::from_secs(10));
+    assert!(
+        store
+            .first_use(&ReplayUse::new("s", [3; 32], until), NOW)
+            .await
+            .unwrap()
+    );
+    let pttl = entry_pttl(&r, [3; 32]).await;
+    assert!(within(pttl, 61_000 + 5_000 + 10_000), "{pttl}");
+    // An entry already past its end on the recording clock is still kept the allowance.
+    let store = RedisReplayStore::new(r.clone());
+    let late = ReplayUse::new("s", [4; 32], NOW.plus(1));
+    assert!(store.first_use(&late, NOW.plus(1)).await.unwrap());
+    let pttl = entry_pttl(&r, [4; 32]).await;
+    assert!(within(pttl, 5_000 + 60_000), "{pttl}");
+}
+
 #[tokio::test]
 async fn the_layer_accepts_a_signed_post_once_through_redis() {
     let Some(r) = redis("the_layer_accepts_a_signed_post_once_through_redis").await else {
