@@ -1124,23 +1124,28 @@ async fn a_served_person_server_throttles_one_client_guessing_across_accounts() 
     agent.stop();
 }
 
+/// A Person Server process (in `scratch(name)`, aliased as `ps.example`) whose
+/// configuration `edit` rewrote.
+fn ps_edited(world: &World, name: &str, edit: impl Fn(String) -> String) -> Served {
+    let dir = scratch(name);
+    let config = person_server_config(world, &dir, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, edit(text)).unwrap();
+    let ps = Served::start(&dir, "person-server", &config);
+    world.alias("ps.example", ps.addr);
+    ps
+}
+
 /// `[rate_limit]`: past a rule's burst a request is answered `429` with `Retry-After`
 /// before the role sees it; paths no rule names are not counted.
 #[tokio::test]
 async fn configured_rate_limits_answer_429_with_retry_after() {
-    let dir = scratch("serve-rate-limit");
     let world = World::new().unwrap();
-    let config = person_server_config(&world, &dir, &[]);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
+    let ps = ps_edited(&world, "serve-rate-limit", |text| {
         format!(
             "{text}\n[rate_limit]\n[[rate_limit.rules]]\nscope = \"client\"\npath = \"/.well-known/\"\nrequests = 2\nper_secs = 60\n"
-        ),
-    )
-    .unwrap();
-    let ps = Served::start(&dir, "person-server", &config);
-    world.alias("ps.example", ps.addr);
+        )
+    });
     let doc = "https://ps.example/.well-known/aauth-person.json";
     for _ in 0..2 {
         assert_eq!(get(&world, doc, &[]).await.status(), 200);
@@ -1163,19 +1168,12 @@ async fn configured_rate_limits_answer_429_with_retry_after() {
 /// whose limiter is down) is not reported unhealthy for it.
 #[tokio::test]
 async fn rate_limits_never_answer_for_the_health_endpoints() {
-    let dir = scratch("serve-rate-limit-health");
     let world = World::new().unwrap();
-    let config = person_server_config(&world, &dir, &[]);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
+    let ps = ps_edited(&world, "serve-rate-limit-health", |text| {
         format!(
             "{text}\n[rate_limit]\n[[rate_limit.rules]]\nscope = \"endpoint\"\npath = \"/\"\nrequests = 1\nper_secs = 60\n"
-        ),
-    )
-    .unwrap();
-    let ps = Served::start(&dir, "person-server", &config);
-    world.alias("ps.example", ps.addr);
+        )
+    });
     let doc = "https://ps.example/.well-known/aauth-person.json";
     assert_eq!(get(&world, doc, &[]).await.status(), 200);
     assert_eq!(get(&world, doc, &[]).await.status(), 429, "{}", ps.log());
@@ -1254,18 +1252,11 @@ fn stalled_clients_are_dropped_and_connections_are_bounded() {
 /// there is not believed.
 #[tokio::test]
 async fn behind_a_trusted_proxy_rate_limits_count_the_forwarded_client() {
-    let dir = scratch("serve-rate-limit-trusted");
     let world = World::new().unwrap();
-    let config = person_server_config(&world, &dir, &[]);
-    let text = std::fs::read_to_string(&config).unwrap();
     let rule = "[rate_limit]\n[[rate_limit.rules]]\nscope = \"client\"\npath = \"/.well-known/\"\nrequests = 2\nper_secs = 60\n";
-    std::fs::write(
-        &config,
-        format!("trusted_proxies = [\"127.0.0.0/8\"]\n{text}\n{rule}"),
-    )
-    .unwrap();
-    let ps = Served::start(&dir, "person-server", &config);
-    world.alias("ps.example", ps.addr);
+    let ps = ps_edited(&world, "serve-rate-limit-trusted", |text| {
+        format!("trusted_proxies = [\"127.0.0.0/8\"]\n{text}\n{rule}")
+    });
     let doc = "https://ps.example/.well-known/aauth-person.json";
     let from = |ip: &'static str| [("x-forwarded-for", ip)];
     for _ in 0..2 {
@@ -1277,12 +1268,9 @@ async fn behind_a_trusted_proxy_rate_limits_count_the_forwarded_client() {
     assert_eq!(get(&world, doc, &from("203.0.113.2")).await.status(), 200);
 
     // Not named: the forwarded address is the client's word, and the peer is counted.
-    let dir = scratch("serve-rate-limit-untrusted");
-    let config = person_server_config(&world, &dir, &[]);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}\n{rule}")).unwrap();
-    let ps = Served::start(&dir, "person-server", &config);
-    world.alias("ps.example", ps.addr);
+    let ps = ps_edited(&world, "serve-rate-limit-untrusted", |text| {
+        format!("{text}\n{rule}")
+    });
     for ip in ["203.0.113.1", "203.0.113.2"] {
         assert_eq!(get(&world, doc, &from(ip)).await.status(), 200);
     }
