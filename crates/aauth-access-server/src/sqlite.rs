@@ -340,7 +340,9 @@ impl AsStore for SqliteStore {
         let sweep = self.sweep();
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO revoked (iss, jti, exp) VALUES (?1, ?2, ?3)",
+                // A later `exp` extends a record; an earlier one never shortens it.
+                "INSERT INTO revoked (iss, jti, exp) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (iss, jti) DO UPDATE SET exp = MAX(exp, excluded.exp)",
                 params![iss, jti, secs(exp)],
             )
             .map_err(err)?;

@@ -222,7 +222,8 @@ pub trait AsStore: Send + Sync {
     async fn issued_count(&self) -> Result<usize, StoreError>;
 
     /// Records the revocation of token `jti` from issuer `iss` (kept until `exp` plus
-    /// [`RECORD_GRACE`]; records past that at `now` may be dropped).
+    /// [`RECORD_GRACE`]; records past that at `now` may be dropped). A revocation repeated
+    /// with an earlier `exp` never shortens the record: it is kept until the latest.
     ///
     /// # Errors
     ///
@@ -489,7 +490,11 @@ impl AsStore for MemoryStore {
                 m.revoked
                     .retain(|_, e| e.saturating_add(RECORD_GRACE) >= now.as_secs());
             }
-            m.revoked.insert((iss.to_owned(), jti.to_owned()), exp);
+            // A later `exp` extends a record; an earlier one never shortens it.
+            m.revoked
+                .entry((iss.to_owned(), jti.to_owned()))
+                .and_modify(|e| *e = (*e).max(exp))
+                .or_insert(exp);
         });
         Ok(())
     }

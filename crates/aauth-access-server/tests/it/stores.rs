@@ -119,6 +119,29 @@ async fn contract(s: &dyn AsStore) {
             .await
             .unwrap()
     );
+    // A revocation repeated with an earlier exp never shortens the record: it is kept
+    // until the latest exp either named.
+    s.revoke("https://ps.example", "p3", now + 100, NOW)
+        .await
+        .unwrap();
+    s.revoke("https://ps.example", "p3", now + 5, NOW)
+        .await
+        .unwrap();
+    assert!(
+        s.is_revoked("https://ps.example", "p3", NOW.plus(5 + RECORD_GRACE + 1))
+            .await
+            .unwrap(),
+        "kept until the later exp"
+    );
+    s.revoke("https://ps.example", "p3", now + 200, NOW)
+        .await
+        .unwrap();
+    assert!(
+        s.is_revoked("https://ps.example", "p3", NOW.plus(100 + RECORD_GRACE + 1))
+            .await
+            .unwrap(),
+        "a later exp extends it"
+    );
 
     // Waiting requests: by id, by code, by what they wait for, by resource token.
     s.put_waiting(
