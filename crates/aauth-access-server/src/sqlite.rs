@@ -378,11 +378,7 @@ impl AsStore for SqliteStore {
         let sweep = self.sweep();
         self.run(move |c| {
             if sweep {
-                c.execute(
-                    "DELETE FROM waiting WHERE expires <= ?1",
-                    params![secs(now.as_secs())],
-                )
-                .map_err(err)?;
+                sweep_waiting(c, now)?;
             }
             insert_waiting(c, &record, "REPLACE")?;
             Ok(())
@@ -485,8 +481,14 @@ impl AsStore for SqliteStore {
         max_per_ps: usize,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        // Swept here too (every SWEEP_EVERY writes): a server whose requests are only
+        // created, never put back, would keep every abandoned one (and its body) forever.
+        let sweep = self.sweep();
         self.run(move |c| {
             let tx = c.unchecked_transaction().map_err(err)?;
+            if sweep {
+                sweep_waiting(&tx, now)?;
+            }
             let open: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM waiting WHERE ps = ?1 AND expires > ?2",
@@ -640,6 +642,16 @@ impl AsStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Deletes the waiting requests expired at `now`.
+fn sweep_waiting(c: &Connection, now: UnixTime) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM waiting WHERE expires <= ?1",
+        params![secs(now.as_secs())],
+    )
+    .map_err(err)?;
+    Ok(())
 }
 
 /// Inserts (or replaces) an issuance record; with `sweep`, first drops the records past

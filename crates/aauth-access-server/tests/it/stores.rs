@@ -392,6 +392,42 @@ async fn the_postgres_store_keeps_the_contract() {
     db.drop_schema().await;
 }
 
+/// A store whose requests are only ever created (never put back: each is answered or
+/// abandoned) still drops the expired ones as it goes: after a few hundred creates, an
+/// abandoned request (and its body) is gone, not only hidden.
+async fn expired_requests_are_swept_by_creates(s: &dyn AsStore) {
+    let old = record("old", NOW.as_secs() + 5, None, Awaiting::Approval, "rt-old");
+    assert!(s.create_waiting(old, 10_000, NOW).await.unwrap());
+    let later = NOW.plus(6);
+    for n in 0..300 {
+        let w = record(
+            &format!("c{n}"),
+            later.as_secs() + 600,
+            None,
+            Awaiting::Approval,
+            "rt-new",
+        );
+        assert!(s.create_waiting(w, 10_000, later).await.unwrap());
+    }
+    assert!(
+        s.waiting_with("https://resource.example", "rt-old")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the expired request was deleted"
+    );
+}
+
+#[tokio::test]
+async fn the_in_memory_store_sweeps_expired_requests_as_it_creates() {
+    expired_requests_are_swept_by_creates(&MemoryStore::default()).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_sweeps_expired_requests_as_it_creates() {
+    expired_requests_are_swept_by_creates(&SqliteStore::in_memory().unwrap()).await;
+}
+
 /// Two instances over one database: of twenty concurrent takes of one waiting request,
 /// spread over both, exactly one gets it (what keeps one step's completion to one token).
 #[tokio::test]
