@@ -108,6 +108,32 @@ impl AsError {
         }
     }
 
+    /// Whether this refusal is a waiting request's verdict, which ends it (the Person
+    /// Server is told, and stops polling), rather than a failure of this server's that a
+    /// later poll may get past: a store that did not answer, an internal failure, a
+    /// limit. A request taken to be decided again goes back to the store on those.
+    #[must_use]
+    pub fn ends_request(&self) -> bool {
+        match self {
+            Self::Internal(_) | Self::Store(_) | Self::RateLimited { .. } => false,
+            Self::InvalidRequest(_)
+            | Self::Untrusted(_)
+            | Self::InvalidResourceToken(_)
+            | Self::ExpiredResourceToken
+            | Self::InvalidPresentedToken(_)
+            | Self::ExpiredPresentedToken
+            | Self::RevokedPresentedToken
+            | Self::RevokedResourceToken
+            | Self::InvalidAgentToken(_)
+            | Self::InvalidSubagentToken(_)
+            | Self::InvalidUpstreamToken(_)
+            | Self::ExpiredSubagentToken
+            | Self::ExpiredUpstreamToken
+            | Self::ClockSkew { .. }
+            | Self::Denied(_) => true,
+        }
+    }
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {

@@ -124,10 +124,11 @@ impl AccessServer {
         Err(Refusal::Error(then))
     }
 
-    /// Decides waiting request `id` again with what its steps gave; ends it on a refusal.
-    /// The request is taken from the store first (one step: of two concurrent polls, one
-    /// decides it and the other finds nothing), so one completed step issues one token;
-    /// it goes back for a further step, or on a failure of this server's.
+    /// Decides waiting request `id` again with what its steps gave; ends it on a verdict
+    /// ([`AsError::ends_request`]). The request is taken from the store first (one step:
+    /// of two concurrent polls, one decides it and the other finds nothing), so one
+    /// completed step issues one token; it goes back for a further step, or on a failure
+    /// of this server's (its store's included).
     async fn decide_again(
         &self,
         id: &str,
@@ -153,11 +154,13 @@ impl AccessServer {
         };
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
-            Err(AsError::Internal(why)) => {
+            Err(e) if e.ends_request() => Err(Refusal::Error(e)),
+            // This server's failure (its store's included, `503` for one that may pass):
+            // the request goes back as it was, for the Person Server's retry.
+            Err(e) => {
                 self.put_back(taken, now).await?;
-                Err(Refusal::Error(AsError::Internal(why)))
+                Err(Refusal::Error(e))
             }
-            Err(e) => Err(Refusal::Error(e)),
         }
     }
 }

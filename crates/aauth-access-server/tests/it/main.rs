@@ -11,7 +11,9 @@
 )]
 
 mod cascade;
+mod flaky;
 mod hardening;
+mod polling;
 mod rate;
 mod robust;
 mod steps;
