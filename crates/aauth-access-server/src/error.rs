@@ -44,6 +44,9 @@ pub enum AsError {
     /// The upstream token failed a check: `invalid_upstream_token` (400).
     #[error("invalid_upstream_token: {0}")]
     InvalidUpstreamToken(String),
+    /// The upstream token was revoked here: `revoked_upstream_token` (403).
+    #[error("revoked_upstream_token")]
+    RevokedUpstreamToken,
     /// The sub-agent token expired: `expired_subagent_token` (400).
     #[error("expired_subagent_token")]
     ExpiredSubagentToken,
@@ -99,6 +102,7 @@ impl AsError {
             Self::RevokedResourceToken => "revoked_resource_token",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
+            Self::RevokedUpstreamToken => "revoked_upstream_token",
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::ClockSkew { .. } => "clock_skew",
@@ -127,6 +131,7 @@ impl AsError {
             | Self::InvalidAgentToken(_)
             | Self::InvalidSubagentToken(_)
             | Self::InvalidUpstreamToken(_)
+            | Self::RevokedUpstreamToken
             | Self::ExpiredSubagentToken
             | Self::ExpiredUpstreamToken
             | Self::ClockSkew { .. }
@@ -141,7 +146,8 @@ impl AsError {
             Self::Untrusted(_)
             | Self::Denied(_)
             | Self::RevokedPresentedToken
-            | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
+            | Self::RevokedResourceToken
+            | Self::RevokedUpstreamToken => StatusCode::FORBIDDEN,
             // The store will likely answer again: the agent backs off and retries.
             Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

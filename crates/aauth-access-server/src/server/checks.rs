@@ -348,7 +348,9 @@ impl AccessServer {
     }
 
     /// An upstream token (AS-14): a person or auth token for the intermediary (`aud` is
-    /// the `iss` of its agent token), from the calling PS. Returns its `exp`.
+    /// the `iss` of its agent token), from the calling PS, not revoked here (by its
+    /// issuer: the Person Server, or this server's revocation cascade for its own auth
+    /// tokens). Returns its `exp`.
     pub(super) async fn upstream(
         &self,
         token: &str,
@@ -362,17 +364,17 @@ impl AccessServer {
             other => distinct_refusal(&other)
                 .unwrap_or_else(|| AsError::InvalidUpstreamToken(other.to_string())),
         };
-        let (from_ps, exp) = match declared_typ(token) {
+        let (from_ps, exp, iss, jti) = match declared_typ(token) {
             Some(t) if TokenType::Person.matches_typ(&t) => {
                 let c = verify::<PersonClaims>(token, &v, self.issuer_keys.as_ref())
                     .await
                     .map_err(map)?
                     .claims;
-                (c.iss == *ps, c.exp)
+                (c.iss == *ps, c.exp, c.iss, c.jti)
             }
             Some(t) if TokenType::Auth.matches_typ(&t) => {
                 let c = self.verify_auth(token, &v).await.map_err(map)?.claims;
-                (c.ps == *ps, c.exp)
+                (c.ps == *ps, c.exp, c.iss, c.jti)
             }
             _ => {
                 return Err(AsError::InvalidUpstreamToken(
@@ -384,6 +386,9 @@ impl AccessServer {
             return Err(AsError::InvalidUpstreamToken(
                 "not from the Person Server asking".to_owned(),
             ));
+        }
+        if self.store.is_revoked(iss.as_str(), &jti, now).await? {
+            return Err(AsError::RevokedUpstreamToken);
         }
         Ok(exp)
     }

@@ -15,6 +15,7 @@ mod flaky;
 mod hardening;
 mod polling;
 mod rate;
+mod revocation;
 mod robust;
 mod steps;
 mod stores;
