@@ -7,8 +7,8 @@
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
 use aauth_tokens::{
-    AgentClaims, AuthClaims, Budget, PersonClaims, ResourceClaims, ServerId, TokenError, TokenType,
-    Unverified, Validation, Verified, verify,
+    AgentClaims, AuthClaims, Budget, PersonClaims, ResolveError, ResourceClaims, ServerId,
+    TokenError, TokenType, Unverified, Validation, Verified, verify,
 };
 use serde::Deserialize;
 
@@ -89,7 +89,7 @@ struct PresentedClaims {
 /// `as_unreachable`); a future `iat` is `clock_skew`.
 fn distinct_refusal(e: &TokenError) -> Option<AsError> {
     match e {
-        TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => Some(
+        TokenError::KeyResolution(ResolveError::Unavailable { reason }) => Some(
             aauth_metadata::serve::InternalError::KeysUnavailable {
                 whose: "issuer's",
                 reason: reason.clone(),
@@ -234,17 +234,29 @@ impl AccessServer {
     }
 
     /// Verifies an auth token with the key its issuer publishes, or with this server's
-    /// own key for the auth tokens it issued (a four-party step-up presents one).
+    /// own keys for the auth tokens it issued (a four-party step-up presents one): the
+    /// key it signs with, or one it signed with before a rotation while it still
+    /// publishes it ([`AccessServer::retiring_keys`]), by the token's `kid`.
     async fn verify_auth(
         &self,
         token: &str,
         v: &Validation<'_>,
     ) -> Result<Verified<AuthClaims>, TokenError> {
         let u = Unverified::<AuthClaims>::decode(token, v)?;
-        if u.unverified_claims().iss == self.id {
-            u.finish(self.signer.public_key(), v)
-        } else {
-            verify(token, v, self.issuer_keys.as_ref()).await
+        if u.unverified_claims().iss != self.id {
+            return verify(token, v, self.issuer_keys.as_ref()).await;
+        }
+        let kid = u.key_request().kid;
+        let retiring = self.retiring.iter().find(|r| {
+            kid != self.kid && r.jwk.kid.as_deref() == Some(kid) && v.now.as_secs() < r.until
+        });
+        match retiring {
+            Some(r) => {
+                let key = PublicKey::from_jwk(&r.jwk)
+                    .map_err(|e| TokenError::KeyResolution(ResolveError::Key(e)))?;
+                u.finish(&key, v)
+            }
+            None => u.finish(self.signer.public_key(), v),
         }
     }
 

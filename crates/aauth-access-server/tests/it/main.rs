@@ -18,6 +18,7 @@ mod rate;
 mod revocation;
 mod robust;
 mod steps;
+mod stepup;
 mod stores;
 
 use std::sync::Arc;
@@ -76,32 +77,7 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         PrivateKey::ed25519_from_seed(&[4; 32]),
         PrivateKey::ed25519_from_seed(&[5; 32]),
     );
-    let keys = issuer_keys(&[
-        (
-            "https://ps.example",
-            "aauth-person.json",
-            "ps-1",
-            ps.public_key(),
-        ),
-        (
-            "https://ps2.example",
-            "aauth-person.json",
-            "ps-1",
-            ps.public_key(),
-        ),
-        (
-            "https://resource.example",
-            "aauth-resource.json",
-            "rs-1",
-            rs.public_key(),
-        ),
-        (
-            "https://agent.example",
-            "aauth-agent.json",
-            "key-1",
-            provider.public_key(),
-        ),
-    ]);
+    let keys = world_issuer_keys(&ps, &rs, &provider);
     let server = AccessServer::new(
         id("https://as.example"),
         Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),
@@ -127,6 +103,41 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         provider,
         agent,
     }
+}
+
+/// The keys of the world's Person Servers, resource and agent provider, as its Access
+/// Server finds them.
+fn world_issuer_keys(
+    ps: &PrivateKey,
+    rs: &PrivateKey,
+    provider: &PrivateKey,
+) -> aauth_tokens::StaticIssuerKeys {
+    issuer_keys(&[
+        (
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key(),
+        ),
+        (
+            "https://ps2.example",
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key(),
+        ),
+        (
+            "https://resource.example",
+            "aauth-resource.json",
+            "rs-1",
+            rs.public_key(),
+        ),
+        (
+            "https://agent.example",
+            "aauth-agent.json",
+            "key-1",
+            provider.public_key(),
+        ),
+    ])
 }
 
 /// The Access Server's login, as a test sees it: `as-session=<account>` is signed in.
