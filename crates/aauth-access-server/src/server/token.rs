@@ -132,6 +132,17 @@ impl AccessServer {
         };
         let minted = self.mint(&grant, now)?;
         self.record(&grant, &minted, now).await?;
+        // AS-41, AS-42: a revocation that came while this request was decided looked for
+        // the tokens issued against it before this one was recorded. Looked for again now
+        // that it is (the revocation is written before its cascade looks), one of the two
+        // always sees the other: a token the cascade missed is never handed out, and is
+        // recorded revoked here.
+        if let Some(revoked) = self.revoked_meanwhile(&grant, now).await? {
+            self.store
+                .revoke(self.id.as_str(), &minted.jti, minted.exp, now)
+                .await?;
+            return Err(revoked);
+        }
         Ok(Outcome::Issued(
             serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
         ))
@@ -171,6 +182,23 @@ impl AccessServer {
             presented_jti: &rt.presented_jti,
         };
         Ok(self.store.standing(&query, now).await?)
+    }
+
+    /// The refusal of a grant whose resource token (AS-42) or presented token (AS-41)
+    /// is revoked by now (`None` when neither is): the store's standing, asked again.
+    async fn revoked_meanwhile(
+        &self,
+        grant: &Grant<'_>,
+        now: UnixTime,
+    ) -> Result<Option<AsError>, AsError> {
+        let standing = self.standing(grant.ps, grant.rt, now).await?;
+        Ok(if standing.resource_token_revoked {
+            Some(AsError::RevokedResourceToken)
+        } else if standing.presented_token_revoked {
+            Some(AsError::RevokedPresentedToken)
+        } else {
+            None
+        })
     }
 
     /// AS-20, AS-21: the auth token, capped by every token the request came with, its
