@@ -434,6 +434,30 @@ impl AsStore for PgStore {
         .collect()
     }
 
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        self.all(
+            "SELECT ps, presented_jti, aud, exp FROM issued WHERE jti = $1 AND exp + $3 >= $2",
+            &[&jti, &secs(now.as_secs()), &secs(RECORD_GRACE)],
+        )
+        .await?
+        .first()
+        .map(|r| {
+            Ok(IssuedRecord::new(
+                jti.to_owned(),
+                self.server(&self.get::<String>(r, 0)?)?,
+                self.get(r, 1)?,
+                self.server(&self.get::<String>(r, 2)?)?,
+                u64::try_from(self.get::<i64>(r, 3)?)
+                    .map_err(|e| StoreError::unreadable(STORE, "issuance record", e))?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn issued_count(&self) -> Result<usize, StoreError> {
         let r = self.one("SELECT count(*) FROM issued", &[]).await?;
         Ok(usize::try_from(self.get::<i64>(&r, 0)?).unwrap_or(usize::MAX))

@@ -319,6 +319,45 @@ impl AsStore for SqliteStore {
         .await
     }
 
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        let jti = jti.to_owned();
+        self.run(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT ps, presented_jti, aud, exp FROM issued WHERE jti = ?1 AND exp + ?3 >= ?2",
+                )
+                .map_err(err)?
+                .query_row(
+                    params![jti, secs(now.as_secs()), secs(RECORD_GRACE)],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(err)?;
+            row.map(|(ps, presented, aud, exp)| {
+                Ok(IssuedRecord::new(
+                    jti,
+                    server_id(&ps)?,
+                    presented,
+                    server_id(&aud)?,
+                    u64::try_from(exp).map_err(unreadable("issuance record"))?,
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn issued_count(&self) -> Result<usize, StoreError> {
         self.run(|c| {
             let n: i64 = c

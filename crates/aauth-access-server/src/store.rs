@@ -214,6 +214,18 @@ pub trait AsStore: Send + Sync {
         now: UnixTime,
     ) -> Result<Vec<IssuedRecord>, StoreError>;
 
+    /// The issuance record of auth token `jti` (one this server issued), unless it is
+    /// past `exp` plus [`RECORD_GRACE`] at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError>;
+
     /// How many issuance records it holds.
     ///
     /// # Errors
@@ -470,6 +482,19 @@ impl AsStore for MemoryStore {
                 })
                 .cloned()
                 .collect()
+        }))
+    }
+
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.issued
+                .get(jti)
+                .filter(|r| r.exp.saturating_add(RECORD_GRACE) >= now.as_secs())
+                .cloned()
         }))
     }
 

@@ -71,10 +71,21 @@ pub(super) struct CheckedAgent {
     pub(super) not_after: u64,
 }
 
+/// A verified presented token, as the token request needs it.
+pub(super) struct Presented {
+    /// Its `exp`.
+    pub(super) exp: u64,
+    /// Whether it is an auth token this server issued (a four-party step-up): its `jti`
+    /// is the resource token's `presented_jti`.
+    pub(super) own: bool,
+}
+
 /// What a presented token says, whichever kind it is.
 struct PresentedClaims {
     /// Whether it comes from (or was issued for) the calling Person Server.
     issuer_ok: bool,
+    /// Whether this server issued it (an auth token).
+    own: bool,
     jti: String,
     sub: String,
     mission_s256: Option<String>,
@@ -262,14 +273,14 @@ impl AccessServer {
 
     /// The presented token (AS-12): a person or auth token for the resource, bound to
     /// `agent_jkt`, named by `presented_jti`, from the calling PS, for the same person,
-    /// mission and tenant. Returns its `exp`.
+    /// mission and tenant.
     pub(super) async fn presented(
         &self,
         token: &str,
         rt: &ResourceClaims,
         ps: &ServerId,
         now: UnixTime,
-    ) -> Result<u64, AsError> {
+    ) -> Result<Presented, AsError> {
         let p = self.presented_claims(token, rt, ps, now).await?;
         if !p.issuer_ok {
             return Err(AsError::InvalidPresentedToken(
@@ -298,7 +309,10 @@ impl AccessServer {
         if p.tenant != rt.tenant {
             return Err(mismatch("tenant"));
         }
-        Ok(p.exp)
+        Ok(Presented {
+            exp: p.exp,
+            own: p.own,
+        })
     }
 
     /// The presented token verified by its `typ`, for the resource (`aud` is the
@@ -332,6 +346,7 @@ impl AccessServer {
                 let c = p.claims;
                 Ok(PresentedClaims {
                     issuer_ok: c.iss == *ps,
+                    own: false,
                     jti: c.jti,
                     sub: c.sub,
                     mission_s256: c.mission_s256,
@@ -345,6 +360,7 @@ impl AccessServer {
                 let c = a.claims;
                 Ok(PresentedClaims {
                     issuer_ok: c.ps == *ps && (c.iss == *ps || c.iss == self.id),
+                    own: c.iss == self.id,
                     jti: c.jti,
                     sub: c.sub,
                     mission_s256: c.mission_s256,

@@ -55,6 +55,14 @@ impl AsStore for Flaky {
         self.inner.issued_against(ps, presented_jti, now).await
     }
 
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        self.inner.issued_record(jti, now).await
+    }
+
     async fn issued_count(&self) -> Result<usize, StoreError> {
         self.inner.issued_count().await
     }

@@ -90,3 +90,96 @@ async fn after_a_key_rotation_its_own_auth_tokens_still_step_up_while_it_publish
         "{json}"
     );
 }
+
+/// AS-41 down a step-up chain: tokens stepped up from this server's auth tokens are
+/// issued against the person token those were, so its revocation reaches them all; each
+/// is recorded revoked here, and none is taken for a step-up again.
+#[tokio::test]
+async fn revoking_the_person_token_reaches_every_token_stepped_up_from_it() {
+    let resources = Arc::new(Resources::default());
+    let store = Arc::new(aauth_access_server::MemoryStore::default());
+    let mut w = world();
+    w.server = w
+        .server
+        .store(store.clone())
+        .revocation_transport(resources.clone());
+    let t = w.tokens(600);
+    let (s, json) = w
+        .ask(&serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let a1 = json["auth_token"].as_str().unwrap().to_owned();
+    // A step-up from a1, then one from that (a2).
+    let (s, json) = w.ask(&w.step_up(&t, &a1, &auth_jti(&a1))).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let a2 = json["auth_token"].as_str().unwrap().to_owned();
+    let (s, json) = w.ask(&w.step_up(&t, &a2, &auth_jti(&a2))).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let a3 = json["auth_token"].as_str().unwrap().to_owned();
+
+    let (s, json) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let mut got: Vec<String> = resources
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(jti, signed)| {
+            assert!(signed);
+            jti.clone()
+        })
+        .collect();
+    got.sort();
+    let mut all = vec![auth_jti(&a1), auth_jti(&a2), auth_jti(&a3)];
+    all.sort();
+    assert_eq!(got, all, "every token down the chain, at its resource");
+    for jti in &all {
+        assert!(
+            store
+                .is_revoked("https://as.example", jti, NOW)
+                .await
+                .unwrap(),
+            "{jti} is revoked here"
+        );
+    }
+    for presented in [&a1, &a3] {
+        let (s, json) = w.ask(&w.step_up(&t, presented, &auth_jti(presented))).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("revoked_presented_token")),
+            "{json}"
+        );
+    }
+    assert_eq!(w.server.issued().await.unwrap(), 3);
+}
+
+/// One of this server's auth tokens it holds no issuance record of (a store that lost
+/// it): what it was issued against is unknown, so nothing is issued on it.
+#[tokio::test]
+async fn an_own_auth_token_without_its_issuance_record_steps_up_to_nothing() {
+    let w = world();
+    let t = w.tokens(600);
+    let (s, json) = w
+        .ask(&serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let a1 = json["auth_token"].as_str().unwrap().to_owned();
+    let mut w = w;
+    w.server = w
+        .server
+        .store(Arc::new(aauth_access_server::MemoryStore::default()));
+    let (s, json) = w.ask(&w.step_up(&t, &a1, &auth_jti(&a1))).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_presented_token")),
+        "{json}"
+    );
+}

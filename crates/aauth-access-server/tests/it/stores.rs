@@ -93,6 +93,19 @@ async fn contract(s: &dyn AsStore) {
         .map(|r| r.jti)
         .collect();
     assert_eq!(against, ["a1"], "a2 is past exp + grace");
+    // One record by the jti of the token it is of, until exp + grace.
+    assert_eq!(
+        s.issued_record("a2", NOW).await.unwrap(),
+        Some(IssuedRecord::new(
+            "a2".into(),
+            id_of("https://ps.example"),
+            "p1".into(),
+            other.clone(),
+            now + 10,
+        ))
+    );
+    assert_eq!(s.issued_record("a2", later).await.unwrap(), None);
+    assert_eq!(s.issued_record("nope", NOW).await.unwrap(), None);
     // Another Person Server's revocation of the same jti reaches nothing.
     assert!(
         s.issued_against(&id_of("https://ps2.example"), "p1", NOW)
