@@ -65,6 +65,15 @@ pub enum AsError {
     /// The policy refused: `denied` (403).
     #[error("denied: {0}")]
     Denied(String),
+    /// A waiting request polled after it expired: `expired` (408; draft -11 §Polling
+    /// Error Codes). The Person Server may start a fresh request.
+    #[error("expired: the request was not completed in time")]
+    RequestExpired,
+    /// A waiting request polled after its terminal answer: `410`, `invalid_code` (draft
+    /// -11 §Polling Error Codes; §Pending URL Security: once a terminal response is
+    /// returned, the pending URL returns `410 Gone`).
+    #[error("invalid_code: this request has ended")]
+    RequestEnded,
     /// Something this server needed failed (a record it wrote that does not read back,
     /// a token it could not mint, keys it could not fetch): `server_error` (500), with
     /// only the kind of failure in the body.
@@ -106,6 +115,8 @@ impl AsError {
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::ClockSkew { .. } => "clock_skew",
+            Self::RequestExpired => "expired",
+            Self::RequestEnded => "invalid_code",
             Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
@@ -135,7 +146,9 @@ impl AsError {
             | Self::ExpiredSubagentToken
             | Self::ExpiredUpstreamToken
             | Self::ClockSkew { .. }
-            | Self::Denied(_) => true,
+            | Self::Denied(_)
+            | Self::RequestExpired
+            | Self::RequestEnded => true,
         }
     }
 
@@ -152,6 +165,8 @@ impl AsError {
             Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestExpired => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestEnded => StatusCode::GONE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -62,7 +62,7 @@ pub use server::{
 pub use sqlite::SqliteStore;
 pub use store::{
     AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
-    StoreError, WaitingRecord,
+    StoreError, WAITING_KEPT, WaitingRecord,
 };
 
 // The README's example runs as a doctest.

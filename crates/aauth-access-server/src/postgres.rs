@@ -25,7 +25,7 @@ use async_trait::async_trait;
 
 use crate::store::{
     AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WaitingRecord,
+    WAITING_KEPT, WaitingRecord,
 };
 
 /// Which store a [`StoreError`] names.
@@ -83,19 +83,20 @@ CREATE TABLE billed (ps TEXT PRIMARY KEY);
 ];
 
 /// The sweep: each statement deletes at most a batch of rows older than `$1` (now less
-/// the grace for records, now for waiting requests).
-const SWEEPS: &[(bool, &str)] = &[
+/// how long past its time each is kept: the grace for records, [`WAITING_KEPT`] for
+/// waiting requests).
+const SWEEPS: &[(u64, &str)] = &[
     (
-        true,
+        RECORD_GRACE,
         "DELETE FROM issued WHERE jti IN (SELECT jti FROM issued WHERE exp < $1 LIMIT 1000)",
     ),
     (
-        true,
+        RECORD_GRACE,
         "DELETE FROM revoked WHERE (iss, jti) IN
            (SELECT iss, jti FROM revoked WHERE exp < $1 LIMIT 1000)",
     ),
     (
-        false,
+        WAITING_KEPT,
         "DELETE FROM waiting WHERE id IN (SELECT id FROM waiting WHERE expires <= $1 LIMIT 1000)",
     ),
 ];
@@ -287,12 +288,8 @@ async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, Stor
             return Ok(0);
         }
         let mut deleted = 0;
-        for (records, sql) in SWEEPS {
-            let floor = if *records {
-                now.as_secs().saturating_sub(RECORD_GRACE)
-            } else {
-                now.as_secs()
-            };
+        for (kept, sql) in SWEEPS {
+            let floor = now.as_secs().saturating_sub(*kept);
             deleted += tx
                 .execute(*sql, &[&secs(floor)])
                 .await
@@ -524,6 +521,18 @@ impl AsStore for PgStore {
             .pop())
     }
 
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        let floor = secs(now.as_secs().saturating_sub(WAITING_KEPT));
+        Ok(self
+            .waiting_where("id = $1 AND expires > $2", &[&id, &floor])
+            .await?
+            .pop())
+    }
+
     async fn waiting_by_code(
         &self,
         code: &str,
@@ -600,10 +609,9 @@ impl AsStore for PgStore {
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
         // One statement: of two instances taking it, one deletes the row and gets it.
-        // An expired request is deleted too, and returned to nobody.
+        // An expired request stays, for its late polls (then the sweep).
         let sql = format!(
-            "WITH taken AS (DELETE FROM waiting WHERE id = $1 RETURNING {WAITING_COLUMNS})
-             SELECT {WAITING_COLUMNS} FROM taken WHERE expires > $2"
+            "DELETE FROM waiting WHERE id = $1 AND expires > $2 RETURNING {WAITING_COLUMNS}"
         );
         Ok(self
             .all(&sql, &[&id, &secs(now.as_secs())])

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
     AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WaitingRecord,
+    WAITING_KEPT, WaitingRecord,
 };
 
 const SCHEMA: &str = "
@@ -466,6 +466,23 @@ impl AsStore for SqliteStore {
         .await
     }
 
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            Ok(waiting_query(
+                c,
+                "id = ?1 AND expires > ?2",
+                params![id, secs(now.as_secs().saturating_sub(WAITING_KEPT))],
+            )?
+            .pop())
+        })
+        .await
+    }
+
     async fn waiting_by_code(
         &self,
         code: &str,
@@ -560,8 +577,12 @@ impl AsStore for SqliteStore {
                 params![id, secs(now.as_secs())],
             )?
             .pop();
+            // An expired one stays, for its late polls (then the sweep).
             let deleted = tx
-                .execute("DELETE FROM waiting WHERE id = ?1", params![id])
+                .execute(
+                    "DELETE FROM waiting WHERE id = ?1 AND expires > ?2",
+                    params![id, secs(now.as_secs())],
+                )
                 .map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(found.filter(|_| deleted == 1))
@@ -683,11 +704,11 @@ impl AsStore for SqliteStore {
     }
 }
 
-/// Deletes the waiting requests expired at `now`.
+/// Deletes the waiting requests no longer kept at `now` (expired [`WAITING_KEPT`] ago).
 fn sweep_waiting(c: &Connection, now: UnixTime) -> Result<(), StoreError> {
     c.execute(
         "DELETE FROM waiting WHERE expires <= ?1",
-        params![secs(now.as_secs())],
+        params![secs(now.as_secs().saturating_sub(WAITING_KEPT))],
     )
     .map_err(err)?;
     Ok(())

@@ -17,6 +17,12 @@ pub use aauth_metadata::store::StoreError;
 /// How long records are kept past their `exp` (the clock skew a verifier allows).
 pub const RECORD_GRACE: u64 = 60;
 
+/// How long a waiting request is kept past its `expires`, no longer live (no lookup but
+/// [`AsStore::waiting_kept`] finds it): so that a late poll of an expired request is
+/// answered `408 expired`, and one of a request answered terminally (kept as
+/// [`Awaiting::Answered`], expiring as it ends) `410`, rather than `404`.
+pub const WAITING_KEPT: u64 = 600;
+
 /// An issued auth token's record (AS-44): kept until `exp` plus [`RECORD_GRACE`], so that
 /// revoking the person token it was issued against reaches it at its resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +71,9 @@ pub enum Awaiting {
     Payment,
     /// Nothing any more: ended (its resource token was revoked), answered at the next poll.
     Ended,
+    /// Answered terminally: only the record of its end, kept [`WAITING_KEPT`] past its
+    /// `expires` so that a late poll is told it ended (`410`).
+    Answered,
 }
 
 impl Awaiting {
@@ -78,6 +87,7 @@ impl Awaiting {
             Self::Clarification => "clarification",
             Self::Payment => "payment",
             Self::Ended => "ended",
+            Self::Answered => "answered",
         }
     }
 
@@ -91,6 +101,7 @@ impl Awaiting {
             Self::Clarification,
             Self::Payment,
             Self::Ended,
+            Self::Answered,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)
@@ -250,7 +261,8 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Stores (or replaces) a waiting request; requests expired at `now` may be dropped.
+    /// Stores (or replaces) a waiting request; requests expired more than [`WAITING_KEPT`]
+    /// before `now` may be dropped.
     ///
     /// # Errors
     ///
@@ -278,6 +290,18 @@ pub trait AsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError>;
+
+    /// The waiting request `id`, expired or not, while it is kept (until `expires` plus
+    /// [`WAITING_KEPT`]): what a poll of it is answered from.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError>;
 
     /// The unexpired waiting request whose interaction code is `code`.
     ///
@@ -317,7 +341,7 @@ pub trait AsStore: Send + Sync {
 
     /// Stores a new waiting request unless its Person Server already has `max_per_ps`
     /// unexpired ones at `now` (`Ok(false)`, nothing stored). Counted and stored as one
-    /// step.
+    /// step. Requests expired more than [`WAITING_KEPT`] before `now` may be dropped.
     ///
     /// # Errors
     ///
@@ -331,7 +355,8 @@ pub trait AsStore: Send + Sync {
 
     /// Removes and returns the unexpired waiting request `id`, as one step: of two
     /// callers taking the same request, one gets it and the other `None`. What a request
-    /// is decided again from, so that one step's completion issues one token.
+    /// is decided again from, so that one step's completion issues one token. An expired
+    /// one is neither taken nor removed (kept for [`AsStore::waiting_kept`]).
     ///
     /// # Errors
     ///
@@ -416,6 +441,11 @@ pub trait AsStore: Send + Sync {
             billed: self.is_billed(q.ps).await?,
         })
     }
+}
+
+/// Whether waiting request `w` is still kept at `now` ([`WAITING_KEPT`] past `expires`).
+fn kept(w: &WaitingRecord, now: UnixTime) -> bool {
+    w.expires.saturating_add(WAITING_KEPT) > now.as_secs()
 }
 
 #[derive(Debug, Default)]
@@ -534,7 +564,7 @@ impl AsStore for MemoryStore {
 
     async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
         self.with(|m| {
-            m.waiting.retain(|_, w| w.expires > now.as_secs());
+            m.waiting.retain(|_, w| kept(w, now));
             m.waiting.insert(record.id.clone(), record);
         });
         Ok(())
@@ -562,6 +592,14 @@ impl AsStore for MemoryStore {
                 .filter(|w| w.expires > now.as_secs())
                 .cloned()
         }))
+    }
+
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| m.waiting.get(id).filter(|w| kept(w, now)).cloned()))
     }
 
     async fn waiting_by_code(
@@ -613,8 +651,12 @@ impl AsStore for MemoryStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|m| {
-            m.waiting.retain(|_, w| w.expires > now.as_secs());
-            let open = m.waiting.values().filter(|w| w.ps == record.ps).count();
+            m.waiting.retain(|_, w| kept(w, now));
+            let open = m
+                .waiting
+                .values()
+                .filter(|w| w.ps == record.ps && w.expires > now.as_secs())
+                .count();
             let taken = m.waiting.contains_key(&record.id)
                 || record.code.is_some() && m.waiting.values().any(|w| w.code == record.code);
             if open >= max_per_ps || taken {
@@ -630,7 +672,13 @@ impl AsStore for MemoryStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
-        Ok(self.with(|m| m.waiting.remove(id).filter(|w| w.expires > now.as_secs())))
+        Ok(self.with(|m| {
+            if m.waiting.get(id)?.expires > now.as_secs() {
+                m.waiting.remove(id)
+            } else {
+                None
+            }
+        }))
     }
 
     async fn bind(

@@ -43,16 +43,18 @@ impl AccessServer {
         self.count_person_server(parts, &ps, true).await?;
         let w = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
+        let end = |then| self.end_waiting(id, &w.ps, &w.rt, then, now);
         match &w.step {
-            Step::Claims(_) => {
-                return Err(invalid("this request waits for claims: POST them").into());
+            // Still waiting for the claims: the same `202` (draft -11: a `202` goes on
+            // polling; anything else would end the Person Server's polling).
+            Step::Claims(_) | Step::Clarification { .. } => {
+                return Ok(self.step_response(id, &w.step));
             }
-            Step::Revoked => return self.end_waiting(id, AsError::RevokedResourceToken).await,
+            Step::Revoked => return end(AsError::RevokedResourceToken).await,
             Step::Approval(Some(false)) => {
-                return self
-                    .end_waiting(id, AsError::Denied("the approver refused".to_owned()))
-                    .await;
+                return end(AsError::Denied("the approver refused".to_owned())).await;
             }
+            Step::Answered => return Err(AsError::RequestEnded.into()),
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
@@ -66,7 +68,6 @@ impl AccessServer {
                     return Ok(self.step_response(id, &w.step));
                 }
             }
-            Step::Clarification { .. } => return Ok(self.step_response(id, &w.step)),
             Step::Approval(Some(true)) => given.approved = true,
             Step::Interaction { done: true, .. } => {}
         }
@@ -98,30 +99,38 @@ impl AccessServer {
                 given.rounds = given.rounds.saturating_add(1);
                 request
             }
-            Step::Revoked => return self.end_waiting(id, AsError::RevokedResourceToken).await,
+            Step::Revoked => {
+                return self
+                    .end_waiting(id, &w.ps, &w.rt, AsError::RevokedResourceToken, now)
+                    .await;
+            }
+            Step::Answered => return Err(AsError::RequestEnded.into()),
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
         self.decide_again(id, &ps, &request, given, now).await
     }
 
-    /// The waiting request `id`, if `ps` asked for it and it has not expired (`404`
-    /// otherwise, the same for both).
+    /// The waiting request `id`, if `ps` asked for it (`404` otherwise, the same as for
+    /// none) and it goes on: one that ended is answered `410`, and one that expired
+    /// `408 expired` (draft -11 §Polling Error Codes), that once (it ends).
     async fn waiting_for(
         &self,
         id: &str,
         ps: &ServerId,
         now: UnixTime,
     ) -> Result<Waiting, Refusal> {
-        match self.store.waiting(id, now).await? {
-            Some(r) if r.ps == *ps => Ok(Waiting::from_record(r)?),
-            _ => Err(Refusal::NotFound),
+        let w = match self.store.waiting_kept(id, now).await? {
+            Some(r) if r.ps == *ps => Waiting::from_record(r)?,
+            _ => return Err(Refusal::NotFound),
+        };
+        if matches!(w.step, Step::Answered) {
+            return Err(AsError::RequestEnded.into());
         }
-    }
-
-    /// Forgets waiting request `id`, answering `then` (or the store's failure).
-    pub(super) async fn end_waiting(&self, id: &str, then: AsError) -> Answer {
-        self.store.remove_waiting(id).await?;
-        Err(Refusal::Error(then))
+        if w.expires <= now.as_secs() {
+            self.close(id, &w.ps, &w.rt, now).await?;
+            return Err(AsError::RequestExpired.into());
+        }
+        Ok(w)
     }
 
     /// Decides waiting request `id` again with what its steps gave; ends it on a verdict
@@ -153,8 +162,11 @@ impl AccessServer {
             first: false,
         };
         match self.issue(&asked, now).await {
-            Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
-            Err(e) if e.ends_request() => Err(Refusal::Error(e)),
+            Ok(outcome) => self.respond(outcome, asked, Some(&taken), now).await,
+            Err(e) if e.ends_request() => {
+                self.end_waiting(id, ps, &taken.resource_token, e, now)
+                    .await
+            }
             // This server's failure (its store's included, `503` for one that may pass):
             // the request goes back as it was, for the Person Server's retry.
             Err(e) => {

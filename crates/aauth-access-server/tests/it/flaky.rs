@@ -98,6 +98,14 @@ impl AsStore for Flaky {
         self.inner.waiting(id, now).await
     }
 
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        self.inner.waiting_kept(id, now).await
+    }
+
     async fn waiting_by_code(
         &self,
         code: &str,

@@ -1011,8 +1011,8 @@ async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() 
         (c.sub.as_str(), c.scope.as_deref()),
         ("alice-at-resource", Some("calendar.read"))
     );
-    // Answered once: the pending URL is gone.
-    let (s, _, _) = w
+    // Answered once: the pending URL says it ended (draft -11: 410 once answered).
+    let (s, _, json) = w
         .post_path(
             &location,
             &serde_json::json!({"email": "alice@example.com"}),
@@ -1020,7 +1020,10 @@ async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() 
             &w.ps,
         )
         .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code"))
+    );
 
     // Claims that do not satisfy the policy: refused, nothing issued.
     let location = ask().await;
@@ -1203,7 +1206,7 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
     assert_eq!(s, StatusCode::OK, "{json}");
     assert!(json["auth_token"].is_string());
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(s, StatusCode::GONE);
     // And the binding holds: the next request is granted at once.
     let (s, _, json) = w
         .post_path(AUTH_TOKEN_PATH, &serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}), "https://ps.example", &w.ps)

@@ -4,7 +4,8 @@
 //! still reaches tokens issued before the restart).
 
 use aauth_access_server::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WaitingRecord,
+    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WAITING_KEPT,
+    WaitingRecord,
 };
 use aauth_test_support::services::PgSchema;
 
@@ -218,6 +219,38 @@ async fn contract(s: &dyn AsStore) {
         s.waiting_on(Awaiting::Payment, later).await.unwrap().len(),
         1
     );
+    // ...but kept a while past its expiry, for a late poll: found as it was, neither
+    // taken nor removed by a take, not counted against its Person Server's share.
+    assert_eq!(
+        s.waiting_kept("w3", later).await.unwrap(),
+        Some(record("w3", now + 5, None, Awaiting::Payment, "rt2"))
+    );
+    assert_eq!(s.take_waiting("w3", later).await.unwrap(), None);
+    assert!(s.waiting_kept("w3", later).await.unwrap().is_some());
+    assert_eq!(
+        s.waiting_kept("w3", NOW.plus(5 + WAITING_KEPT))
+            .await
+            .unwrap(),
+        None,
+        "no longer kept"
+    );
+    assert_eq!(
+        s.waiting_kept("w2", later).await.unwrap().map(|r| r.id),
+        Some("w2".to_owned()),
+        "a live one too"
+    );
+    assert_eq!(s.waiting_kept("nope", later).await.unwrap(), None);
+    assert!(
+        s.create_waiting(
+            record("w4", now + 600, None, Awaiting::Answered, "rt3"),
+            3,
+            later
+        )
+        .await
+        .unwrap(),
+        "w1 and w2 count, w3 no longer"
+    );
+    s.remove_waiting("w4").await.unwrap();
     // Replaced in place (a later step), then removed.
     s.put_waiting(record("w1", now + 600, None, Awaiting::Claims, "rt1"), NOW)
         .await
@@ -407,11 +440,12 @@ async fn the_postgres_store_keeps_the_contract() {
 
 /// A store whose requests are only ever created (never put back: each is answered or
 /// abandoned) still drops the expired ones as it goes: after a few hundred creates, an
-/// abandoned request (and its body) is gone, not only hidden.
+/// abandoned request (and its body) is gone once no longer kept, not only hidden.
 async fn expired_requests_are_swept_by_creates(s: &dyn AsStore) {
     let old = record("old", NOW.as_secs() + 5, None, Awaiting::Approval, "rt-old");
     assert!(s.create_waiting(old, 10_000, NOW).await.unwrap());
-    let later = NOW.plus(6);
+    // Kept a while past its expiry (a late poll is told it expired), then dropped.
+    let later = NOW.plus(5 + WAITING_KEPT);
     for n in 0..300 {
         let w = record(
             &format!("c{n}"),
@@ -678,7 +712,7 @@ async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStor
         "{json}"
     );
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(s, StatusCode::GONE, "ended");
     assert_eq!(w.server.issued().await.unwrap(), 0);
 }
 
