@@ -61,7 +61,7 @@ pub use server::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
+    AsStore, Awaiting, BindError, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
     StoreError, WAITING_KEPT, WaitingRecord,
 };
 

@@ -24,7 +24,7 @@ use aauth_tokens::ServerId;
 use async_trait::async_trait;
 
 use crate::store::{
-    AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
+    AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
     WAITING_KEPT, WaitingRecord,
 };
 
@@ -628,14 +628,20 @@ impl AsStore for PgStore {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO bindings (ps, resource, sub, account) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account",
-            &[&ps.as_str(), &resource.as_str(), &sub, &account],
-        )
-        .await
-        .map(drop)
+    ) -> Result<(), BindError> {
+        // One statement: a new binding, the same one again, or (another account's) none.
+        let written = self
+            .exec(
+                "INSERT INTO bindings (ps, resource, sub, account) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account
+                 WHERE bindings.account = excluded.account",
+                &[&ps.as_str(), &resource.as_str(), &sub, &account],
+            )
+            .await?;
+        if written == 0 {
+            return Err(BindError::BoundToAnotherAccount);
+        }
+        Ok(())
     }
 
     async fn is_bound(

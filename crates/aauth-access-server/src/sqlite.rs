@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
-    AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
+    AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
     WAITING_KEPT, WaitingRecord,
 };
 
@@ -596,22 +596,29 @@ impl AsStore for SqliteStore {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BindError> {
         let row = (
             ps.as_str().to_owned(),
             resource.as_str().to_owned(),
             sub.to_owned(),
             account.to_owned(),
         );
-        self.run(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO bindings (ps, resource, sub, account) VALUES (?1, ?2, ?3, ?4)",
-                params![row.0, row.1, row.2, row.3],
-            )
-            .map_err(err)?;
-            Ok(())
-        })
-        .await
+        // One statement: a new binding, the same one again, or (another account's) none.
+        let written = self
+            .run(move |c| {
+                c.execute(
+                    "INSERT INTO bindings (ps, resource, sub, account) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account \
+                     WHERE bindings.account = excluded.account",
+                    params![row.0, row.1, row.2, row.3],
+                )
+                .map_err(err)
+            })
+            .await?;
+        if written == 0 {
+            return Err(BindError::BoundToAnotherAccount);
+        }
+        Ok(())
     }
 
     async fn is_bound(

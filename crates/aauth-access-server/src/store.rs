@@ -154,6 +154,19 @@ impl WaitingRecord {
     }
 }
 
+/// Why a person's binding of their Person Server was not made ([`AsStore::bind`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// That person (their `sub` at the resource, from that Person Server) is already
+    /// bound here to another account: the binding stands as it was, never overwritten.
+    #[error("the person is already bound here to another account")]
+    BoundToAnotherAccount,
+    /// The store could not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What one token request needs from the store, asked at once (see
 /// [`AsStore::standing`]): the resource token `(resource, resource_token_jti)`, the
 /// presented token `(ps, presented_jti)`, and the person `(ps, resource, sub)`.
@@ -368,18 +381,20 @@ pub trait AsStore: Send + Sync {
     ) -> Result<Option<WaitingRecord>, StoreError>;
 
     /// Records that the person `sub` at `resource`, signed in here as `account`, approved
-    /// their Person Server `ps` here.
+    /// their Person Server `ps` here. Binding them again to the same account changes
+    /// nothing; to another account is refused, as one step (the binding kept as it was).
     ///
     /// # Errors
     ///
-    /// [`StoreError`].
+    /// [`BindError::BoundToAnotherAccount`] when they are bound to another account;
+    /// [`BindError::Store`].
     async fn bind(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), BindError>;
 
     /// Whether that binding exists.
     ///
@@ -687,14 +702,21 @@ impl AsStore for MemoryStore {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BindError> {
+        use std::collections::btree_map::Entry;
         self.with(|m| {
-            m.bindings.insert(
-                (ps.clone(), resource.clone(), sub.to_owned()),
-                account.to_owned(),
-            )
-        });
-        Ok(())
+            match m
+                .bindings
+                .entry((ps.clone(), resource.clone(), sub.to_owned()))
+            {
+                Entry::Occupied(e) if e.get() != account => Err(BindError::BoundToAnotherAccount),
+                Entry::Occupied(_) => Ok(()),
+                Entry::Vacant(e) => {
+                    e.insert(account.to_owned());
+                    Ok(())
+                }
+            }
+        })
     }
 
     async fn is_bound(

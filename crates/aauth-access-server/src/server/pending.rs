@@ -45,8 +45,8 @@ impl AccessServer {
         let mut given = w.given.clone();
         let end = |then| self.end_waiting(id, &w.ps, &w.rt, then, now);
         match &w.step {
-            // Still waiting for the claims: the same `202` (draft -11: a `202` goes on
-            // polling; anything else would end the Person Server's polling).
+            // Still waiting for the claims or an answer: the same `202` (draft -11: a
+            // `202` goes on polling; anything else would end the Person Server's).
             Step::Claims(_) | Step::Clarification { .. } => {
                 return Ok(self.step_response(id, &w.step));
             }
@@ -54,6 +54,7 @@ impl AccessServer {
             Step::Approval(Some(false)) => {
                 return end(AsError::Denied("the approver refused".to_owned())).await;
             }
+            Step::Refused(reason) => return end(AsError::Denied(reason.clone())).await,
             Step::Answered => return Err(AsError::RequestEnded.into()),
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
@@ -103,6 +104,10 @@ impl AccessServer {
                 return self
                     .end_waiting(id, &w.ps, &w.rt, AsError::RevokedResourceToken, now)
                     .await;
+            }
+            Step::Refused(reason) => {
+                let denied = AsError::Denied(reason.clone());
+                return self.end_waiting(id, &w.ps, &w.rt, denied, now).await;
             }
             Step::Answered => return Err(AsError::RequestEnded.into()),
             _ => return Err(invalid("this request takes polls, not answers").into()),

@@ -26,15 +26,24 @@ const MARK_ATTEMPTS: usize = 8;
 pub(super) enum Step {
     /// The Person Server's claims (`POST` to the pending URL).
     Claims(Vec<String>),
-    /// The person, on the interaction page: its code, the binding it makes, and whether
-    /// the person approved.
+    /// The person, on the interaction page: its code, the binding it makes, the account
+    /// it is for, and whether the person approved.
     Interaction {
         code: String,
         /// The binding it makes: (resource, `sub`) for the request's Person Server.
         resource: String,
         sub: String,
         done: bool,
+        /// The account signed in here that first opened its code: only it may go on with
+        /// the code (draft -11 §Interaction Code Format: single use), anyone else's
+        /// presentation a wrong code's.
+        #[serde(default)]
+        account: Option<String>,
     },
+    /// Refused on the person's behalf (they said no on the interaction page, or their
+    /// Person Server is bound here to another account): the next poll ends it `denied`
+    /// with this reason.
+    Refused(String),
     /// An approval out of band: `None` while undecided, then the decision.
     Approval(Option<bool>),
     /// An answer to a question (`POST` with `action`).
@@ -85,7 +94,7 @@ impl Step {
             Self::Approval(_) => Awaiting::Approval,
             Self::Clarification { .. } => Awaiting::Clarification,
             Self::Payment { .. } => Awaiting::Payment,
-            Self::Revoked => Awaiting::Ended,
+            Self::Revoked | Self::Refused(_) => Awaiting::Ended,
             Self::Answered => Awaiting::Answered,
         }
     }
@@ -402,6 +411,7 @@ impl AccessServer {
             ),
             Step::Payment { challenge } => return payment_required(id, challenge),
             Step::Revoked => return AsError::RevokedResourceToken.into_http_response(),
+            Step::Refused(reason) => return AsError::Denied(reason.clone()).into_http_response(),
             Step::Answered => return AsError::RequestEnded.into_http_response(),
         };
         let mut r = json_response(status, &json);

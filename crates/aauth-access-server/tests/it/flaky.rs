@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aauth_access_server::{
-    AsStore, Awaiting, IssuedRecord, Standing, StandingQuery, StoreError, WaitingRecord,
+    AsStore, Awaiting, BindError, IssuedRecord, Standing, StandingQuery, StoreError, WaitingRecord,
 };
 use aauth_keys::time::UnixTime;
 use aauth_metadata::audit::{AuditEvent, AuditPage, AuditQuery};
@@ -153,7 +153,7 @@ impl AsStore for Flaky {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BindError> {
         self.inner.bind(ps, resource, sub, account).await
     }
 

@@ -13,6 +13,7 @@
 mod cascade;
 mod flaky;
 mod hardening;
+mod interaction;
 mod polling;
 mod rate;
 mod revocation;

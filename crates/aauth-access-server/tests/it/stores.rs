@@ -296,8 +296,23 @@ async fn contract(s: &dyn AsStore) {
     s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
     s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
     assert!(s.is_bound(&ps, &rs, "alice").await.unwrap());
+    // Never rebound to another account: refused, and the binding stays alice@as's.
+    assert!(matches!(
+        s.bind(&ps, &rs, "alice", "mallory@as").await,
+        Err(aauth_access_server::BindError::BoundToAnotherAccount)
+    ));
+    s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
+    assert!(
+        matches!(
+            s.bind(&ps, &rs, "alice", "mallory@as").await,
+            Err(aauth_access_server::BindError::BoundToAnotherAccount)
+        ),
+        "still alice@as's"
+    );
+    // Another person of the same Person Server, or at another resource: theirs to bind.
+    s.bind(&ps, &other, "alice", "mallory@as").await.unwrap();
+    assert!(s.is_bound(&ps, &other, "alice").await.unwrap());
     assert!(!s.is_bound(&ps, &rs, "bob").await.unwrap());
-    assert!(!s.is_bound(&ps, &other, "alice").await.unwrap());
     assert!(!s.is_billed(&ps).await.unwrap());
     s.bill(&ps).await.unwrap();
     assert!(s.is_billed(&ps).await.unwrap());
