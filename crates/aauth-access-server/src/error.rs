@@ -44,6 +44,9 @@ pub enum AsError {
     /// The upstream token failed a check: `invalid_upstream_token` (400).
     #[error("invalid_upstream_token: {0}")]
     InvalidUpstreamToken(String),
+    /// The upstream token was revoked here: `revoked_upstream_token` (403).
+    #[error("revoked_upstream_token")]
+    RevokedUpstreamToken,
     /// The sub-agent token expired: `expired_subagent_token` (400).
     #[error("expired_subagent_token")]
     ExpiredSubagentToken,
@@ -62,6 +65,15 @@ pub enum AsError {
     /// The policy refused: `denied` (403).
     #[error("denied: {0}")]
     Denied(String),
+    /// A waiting request polled after it expired: `expired` (408; draft -11 §Polling
+    /// Error Codes). The Person Server may start a fresh request.
+    #[error("expired: the request was not completed in time")]
+    RequestExpired,
+    /// A waiting request polled after its terminal answer: `410`, `invalid_code` (draft
+    /// -11 §Polling Error Codes; §Pending URL Security: once a terminal response is
+    /// returned, the pending URL returns `410 Gone`).
+    #[error("invalid_code: this request has ended")]
+    RequestEnded,
     /// Something this server needed failed (a record it wrote that does not read back,
     /// a token it could not mint, keys it could not fetch): `server_error` (500), with
     /// only the kind of failure in the body.
@@ -99,12 +111,44 @@ impl AsError {
             Self::RevokedResourceToken => "revoked_resource_token",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::InvalidUpstreamToken(_) => "invalid_upstream_token",
+            Self::RevokedUpstreamToken => "revoked_upstream_token",
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::ClockSkew { .. } => "clock_skew",
+            Self::RequestExpired => "expired",
+            Self::RequestEnded => "invalid_code",
             Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    /// Whether this refusal is a waiting request's verdict, which ends it (the Person
+    /// Server is told, and stops polling), rather than a failure of this server's that a
+    /// later poll may get past: a store that did not answer, an internal failure, a
+    /// limit. A request taken to be decided again goes back to the store on those.
+    #[must_use]
+    pub fn ends_request(&self) -> bool {
+        match self {
+            Self::Internal(_) | Self::Store(_) | Self::RateLimited { .. } => false,
+            Self::InvalidRequest(_)
+            | Self::Untrusted(_)
+            | Self::InvalidResourceToken(_)
+            | Self::ExpiredResourceToken
+            | Self::InvalidPresentedToken(_)
+            | Self::ExpiredPresentedToken
+            | Self::RevokedPresentedToken
+            | Self::RevokedResourceToken
+            | Self::InvalidAgentToken(_)
+            | Self::InvalidSubagentToken(_)
+            | Self::InvalidUpstreamToken(_)
+            | Self::RevokedUpstreamToken
+            | Self::ExpiredSubagentToken
+            | Self::ExpiredUpstreamToken
+            | Self::ClockSkew { .. }
+            | Self::Denied(_)
+            | Self::RequestExpired
+            | Self::RequestEnded => true,
         }
     }
 
@@ -115,11 +159,14 @@ impl AsError {
             Self::Untrusted(_)
             | Self::Denied(_)
             | Self::RevokedPresentedToken
-            | Self::RevokedResourceToken => StatusCode::FORBIDDEN,
+            | Self::RevokedResourceToken
+            | Self::RevokedUpstreamToken => StatusCode::FORBIDDEN,
             // The store will likely answer again: the agent backs off and retries.
             Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestExpired => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestEnded => StatusCode::GONE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

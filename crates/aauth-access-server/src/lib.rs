@@ -61,8 +61,8 @@ pub use server::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
-    StoreError, WaitingRecord,
+    AsStore, Awaiting, BindError, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
+    StoreError, WAITING_KEPT, WaitingRecord,
 };
 
 // The README's example runs as a doctest.

@@ -24,8 +24,8 @@ use aauth_tokens::ServerId;
 use async_trait::async_trait;
 
 use crate::store::{
-    AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WaitingRecord,
+    AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
+    WAITING_KEPT, WaitingRecord,
 };
 
 /// Which store a [`StoreError`] names.
@@ -83,19 +83,20 @@ CREATE TABLE billed (ps TEXT PRIMARY KEY);
 ];
 
 /// The sweep: each statement deletes at most a batch of rows older than `$1` (now less
-/// the grace for records, now for waiting requests).
-const SWEEPS: &[(bool, &str)] = &[
+/// how long past its time each is kept: the grace for records, [`WAITING_KEPT`] for
+/// waiting requests).
+const SWEEPS: &[(u64, &str)] = &[
     (
-        true,
+        RECORD_GRACE,
         "DELETE FROM issued WHERE jti IN (SELECT jti FROM issued WHERE exp < $1 LIMIT 1000)",
     ),
     (
-        true,
+        RECORD_GRACE,
         "DELETE FROM revoked WHERE (iss, jti) IN
            (SELECT iss, jti FROM revoked WHERE exp < $1 LIMIT 1000)",
     ),
     (
-        false,
+        WAITING_KEPT,
         "DELETE FROM waiting WHERE id IN (SELECT id FROM waiting WHERE expires <= $1 LIMIT 1000)",
     ),
 ];
@@ -287,12 +288,8 @@ async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, Stor
             return Ok(0);
         }
         let mut deleted = 0;
-        for (records, sql) in SWEEPS {
-            let floor = if *records {
-                now.as_secs().saturating_sub(RECORD_GRACE)
-            } else {
-                now.as_secs()
-            };
+        for (kept, sql) in SWEEPS {
+            let floor = now.as_secs().saturating_sub(*kept);
             deleted += tx
                 .execute(*sql, &[&secs(floor)])
                 .await
@@ -434,6 +431,30 @@ impl AsStore for PgStore {
         .collect()
     }
 
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        self.all(
+            "SELECT ps, presented_jti, aud, exp FROM issued WHERE jti = $1 AND exp + $3 >= $2",
+            &[&jti, &secs(now.as_secs()), &secs(RECORD_GRACE)],
+        )
+        .await?
+        .first()
+        .map(|r| {
+            Ok(IssuedRecord::new(
+                jti.to_owned(),
+                self.server(&self.get::<String>(r, 0)?)?,
+                self.get(r, 1)?,
+                self.server(&self.get::<String>(r, 2)?)?,
+                u64::try_from(self.get::<i64>(r, 3)?)
+                    .map_err(|e| StoreError::unreadable(STORE, "issuance record", e))?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn issued_count(&self) -> Result<usize, StoreError> {
         let r = self.one("SELECT count(*) FROM issued", &[]).await?;
         Ok(usize::try_from(self.get::<i64>(&r, 0)?).unwrap_or(usize::MAX))
@@ -496,6 +517,18 @@ impl AsStore for PgStore {
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
         Ok(self
             .waiting_where("id = $1 AND expires > $2", &[&id, &secs(now.as_secs())])
+            .await?
+            .pop())
+    }
+
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        let floor = secs(now.as_secs().saturating_sub(WAITING_KEPT));
+        Ok(self
+            .waiting_where("id = $1 AND expires > $2", &[&id, &floor])
             .await?
             .pop())
     }
@@ -576,10 +609,9 @@ impl AsStore for PgStore {
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
         // One statement: of two instances taking it, one deletes the row and gets it.
-        // An expired request is deleted too, and returned to nobody.
+        // An expired request stays, for its late polls (then the sweep).
         let sql = format!(
-            "WITH taken AS (DELETE FROM waiting WHERE id = $1 RETURNING {WAITING_COLUMNS})
-             SELECT {WAITING_COLUMNS} FROM taken WHERE expires > $2"
+            "DELETE FROM waiting WHERE id = $1 AND expires > $2 RETURNING {WAITING_COLUMNS}"
         );
         Ok(self
             .all(&sql, &[&id, &secs(now.as_secs())])
@@ -596,14 +628,20 @@ impl AsStore for PgStore {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO bindings (ps, resource, sub, account) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account",
-            &[&ps.as_str(), &resource.as_str(), &sub, &account],
-        )
-        .await
-        .map(drop)
+    ) -> Result<(), BindError> {
+        // One statement: a new binding, the same one again, or (another account's) none.
+        let written = self
+            .exec(
+                "INSERT INTO bindings (ps, resource, sub, account) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account
+                 WHERE bindings.account = excluded.account",
+                &[&ps.as_str(), &resource.as_str(), &sub, &account],
+            )
+            .await?;
+        if written == 0 {
+            return Err(BindError::BoundToAnotherAccount);
+        }
+        Ok(())
     }
 
     async fn is_bound(

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
-    AsStore, Awaiting, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WaitingRecord,
+    AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
+    WAITING_KEPT, WaitingRecord,
 };
 
 const SCHEMA: &str = "
@@ -319,6 +319,45 @@ impl AsStore for SqliteStore {
         .await
     }
 
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        let jti = jti.to_owned();
+        self.run(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT ps, presented_jti, aud, exp FROM issued WHERE jti = ?1 AND exp + ?3 >= ?2",
+                )
+                .map_err(err)?
+                .query_row(
+                    params![jti, secs(now.as_secs()), secs(RECORD_GRACE)],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(err)?;
+            row.map(|(ps, presented, aud, exp)| {
+                Ok(IssuedRecord::new(
+                    jti,
+                    server_id(&ps)?,
+                    presented,
+                    server_id(&aud)?,
+                    u64::try_from(exp).map_err(unreadable("issuance record"))?,
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn issued_count(&self) -> Result<usize, StoreError> {
         self.run(|c| {
             let n: i64 = c
@@ -340,7 +379,9 @@ impl AsStore for SqliteStore {
         let sweep = self.sweep();
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO revoked (iss, jti, exp) VALUES (?1, ?2, ?3)",
+                // A later `exp` extends a record; an earlier one never shortens it.
+                "INSERT INTO revoked (iss, jti, exp) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (iss, jti) DO UPDATE SET exp = MAX(exp, excluded.exp)",
                 params![iss, jti, secs(exp)],
             )
             .map_err(err)?;
@@ -376,11 +417,7 @@ impl AsStore for SqliteStore {
         let sweep = self.sweep();
         self.run(move |c| {
             if sweep {
-                c.execute(
-                    "DELETE FROM waiting WHERE expires <= ?1",
-                    params![secs(now.as_secs())],
-                )
-                .map_err(err)?;
+                sweep_waiting(c, now)?;
             }
             insert_waiting(c, &record, "REPLACE")?;
             Ok(())
@@ -423,6 +460,23 @@ impl AsStore for SqliteStore {
                 c,
                 "id = ?1 AND expires > ?2",
                 params![id, secs(now.as_secs())],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            Ok(waiting_query(
+                c,
+                "id = ?1 AND expires > ?2",
+                params![id, secs(now.as_secs().saturating_sub(WAITING_KEPT))],
             )?
             .pop())
         })
@@ -483,8 +537,14 @@ impl AsStore for SqliteStore {
         max_per_ps: usize,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        // Swept here too (every SWEEP_EVERY writes): a server whose requests are only
+        // created, never put back, would keep every abandoned one (and its body) forever.
+        let sweep = self.sweep();
         self.run(move |c| {
             let tx = c.unchecked_transaction().map_err(err)?;
+            if sweep {
+                sweep_waiting(&tx, now)?;
+            }
             let open: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM waiting WHERE ps = ?1 AND expires > ?2",
@@ -517,8 +577,12 @@ impl AsStore for SqliteStore {
                 params![id, secs(now.as_secs())],
             )?
             .pop();
+            // An expired one stays, for its late polls (then the sweep).
             let deleted = tx
-                .execute("DELETE FROM waiting WHERE id = ?1", params![id])
+                .execute(
+                    "DELETE FROM waiting WHERE id = ?1 AND expires > ?2",
+                    params![id, secs(now.as_secs())],
+                )
                 .map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(found.filter(|_| deleted == 1))
@@ -532,22 +596,29 @@ impl AsStore for SqliteStore {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BindError> {
         let row = (
             ps.as_str().to_owned(),
             resource.as_str().to_owned(),
             sub.to_owned(),
             account.to_owned(),
         );
-        self.run(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO bindings (ps, resource, sub, account) VALUES (?1, ?2, ?3, ?4)",
-                params![row.0, row.1, row.2, row.3],
-            )
-            .map_err(err)?;
-            Ok(())
-        })
-        .await
+        // One statement: a new binding, the same one again, or (another account's) none.
+        let written = self
+            .run(move |c| {
+                c.execute(
+                    "INSERT INTO bindings (ps, resource, sub, account) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (ps, resource, sub) DO UPDATE SET account = excluded.account \
+                     WHERE bindings.account = excluded.account",
+                    params![row.0, row.1, row.2, row.3],
+                )
+                .map_err(err)
+            })
+            .await?;
+        if written == 0 {
+            return Err(BindError::BoundToAnotherAccount);
+        }
+        Ok(())
     }
 
     async fn is_bound(
@@ -638,6 +709,16 @@ impl AsStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Deletes the waiting requests no longer kept at `now` (expired [`WAITING_KEPT`] ago).
+fn sweep_waiting(c: &Connection, now: UnixTime) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM waiting WHERE expires <= ?1",
+        params![secs(now.as_secs().saturating_sub(WAITING_KEPT))],
+    )
+    .map_err(err)?;
+    Ok(())
 }
 
 /// Inserts (or replaces) an issuance record; with `sweep`, first drops the records past

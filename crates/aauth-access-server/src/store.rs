@@ -17,6 +17,12 @@ pub use aauth_metadata::store::StoreError;
 /// How long records are kept past their `exp` (the clock skew a verifier allows).
 pub const RECORD_GRACE: u64 = 60;
 
+/// How long a waiting request is kept past its `expires`, no longer live (no lookup but
+/// [`AsStore::waiting_kept`] finds it): so that a late poll of an expired request is
+/// answered `408 expired`, and one of a request answered terminally (kept as
+/// [`Awaiting::Answered`], expiring as it ends) `410`, rather than `404`.
+pub const WAITING_KEPT: u64 = 600;
+
 /// An issued auth token's record (AS-44): kept until `exp` plus [`RECORD_GRACE`], so that
 /// revoking the person token it was issued against reaches it at its resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +71,9 @@ pub enum Awaiting {
     Payment,
     /// Nothing any more: ended (its resource token was revoked), answered at the next poll.
     Ended,
+    /// Answered terminally: only the record of its end, kept [`WAITING_KEPT`] past its
+    /// `expires` so that a late poll is told it ended (`410`).
+    Answered,
 }
 
 impl Awaiting {
@@ -78,6 +87,7 @@ impl Awaiting {
             Self::Clarification => "clarification",
             Self::Payment => "payment",
             Self::Ended => "ended",
+            Self::Answered => "answered",
         }
     }
 
@@ -91,6 +101,7 @@ impl Awaiting {
             Self::Clarification,
             Self::Payment,
             Self::Ended,
+            Self::Answered,
         ]
         .into_iter()
         .find(|a| a.as_str() == name)
@@ -141,6 +152,19 @@ impl WaitingRecord {
             data,
         }
     }
+}
+
+/// Why a person's binding of their Person Server was not made ([`AsStore::bind`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// That person (their `sub` at the resource, from that Person Server) is already
+    /// bound here to another account: the binding stands as it was, never overwritten.
+    #[error("the person is already bound here to another account")]
+    BoundToAnotherAccount,
+    /// The store could not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What one token request needs from the store, asked at once (see
@@ -214,6 +238,18 @@ pub trait AsStore: Send + Sync {
         now: UnixTime,
     ) -> Result<Vec<IssuedRecord>, StoreError>;
 
+    /// The issuance record of auth token `jti` (one this server issued), unless it is
+    /// past `exp` plus [`RECORD_GRACE`] at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError>;
+
     /// How many issuance records it holds.
     ///
     /// # Errors
@@ -222,7 +258,8 @@ pub trait AsStore: Send + Sync {
     async fn issued_count(&self) -> Result<usize, StoreError>;
 
     /// Records the revocation of token `jti` from issuer `iss` (kept until `exp` plus
-    /// [`RECORD_GRACE`]; records past that at `now` may be dropped).
+    /// [`RECORD_GRACE`]; records past that at `now` may be dropped). A revocation repeated
+    /// with an earlier `exp` never shortens the record: it is kept until the latest.
     ///
     /// # Errors
     ///
@@ -237,7 +274,8 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Stores (or replaces) a waiting request; requests expired at `now` may be dropped.
+    /// Stores (or replaces) a waiting request; requests expired more than [`WAITING_KEPT`]
+    /// before `now` may be dropped.
     ///
     /// # Errors
     ///
@@ -265,6 +303,18 @@ pub trait AsStore: Send + Sync {
     ///
     /// [`StoreError`].
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError>;
+
+    /// The waiting request `id`, expired or not, while it is kept (until `expires` plus
+    /// [`WAITING_KEPT`]): what a poll of it is answered from.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError>;
 
     /// The unexpired waiting request whose interaction code is `code`.
     ///
@@ -304,7 +354,7 @@ pub trait AsStore: Send + Sync {
 
     /// Stores a new waiting request unless its Person Server already has `max_per_ps`
     /// unexpired ones at `now` (`Ok(false)`, nothing stored). Counted and stored as one
-    /// step.
+    /// step. Requests expired more than [`WAITING_KEPT`] before `now` may be dropped.
     ///
     /// # Errors
     ///
@@ -318,7 +368,8 @@ pub trait AsStore: Send + Sync {
 
     /// Removes and returns the unexpired waiting request `id`, as one step: of two
     /// callers taking the same request, one gets it and the other `None`. What a request
-    /// is decided again from, so that one step's completion issues one token.
+    /// is decided again from, so that one step's completion issues one token. An expired
+    /// one is neither taken nor removed (kept for [`AsStore::waiting_kept`]).
     ///
     /// # Errors
     ///
@@ -330,18 +381,20 @@ pub trait AsStore: Send + Sync {
     ) -> Result<Option<WaitingRecord>, StoreError>;
 
     /// Records that the person `sub` at `resource`, signed in here as `account`, approved
-    /// their Person Server `ps` here.
+    /// their Person Server `ps` here. Binding them again to the same account changes
+    /// nothing; to another account is refused, as one step (the binding kept as it was).
     ///
     /// # Errors
     ///
-    /// [`StoreError`].
+    /// [`BindError::BoundToAnotherAccount`] when they are bound to another account;
+    /// [`BindError::Store`].
     async fn bind(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), BindError>;
 
     /// Whether that binding exists.
     ///
@@ -403,6 +456,11 @@ pub trait AsStore: Send + Sync {
             billed: self.is_billed(q.ps).await?,
         })
     }
+}
+
+/// Whether waiting request `w` is still kept at `now` ([`WAITING_KEPT`] past `expires`).
+fn kept(w: &WaitingRecord, now: UnixTime) -> bool {
+    w.expires.saturating_add(WAITING_KEPT) > now.as_secs()
 }
 
 #[derive(Debug, Default)]
@@ -472,6 +530,19 @@ impl AsStore for MemoryStore {
         }))
     }
 
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        Ok(self.with(|m| {
+            m.issued
+                .get(jti)
+                .filter(|r| r.exp.saturating_add(RECORD_GRACE) >= now.as_secs())
+                .cloned()
+        }))
+    }
+
     async fn issued_count(&self) -> Result<usize, StoreError> {
         Ok(self.with(|m| m.issued.len()))
     }
@@ -489,7 +560,11 @@ impl AsStore for MemoryStore {
                 m.revoked
                     .retain(|_, e| e.saturating_add(RECORD_GRACE) >= now.as_secs());
             }
-            m.revoked.insert((iss.to_owned(), jti.to_owned()), exp);
+            // A later `exp` extends a record; an earlier one never shortens it.
+            m.revoked
+                .entry((iss.to_owned(), jti.to_owned()))
+                .and_modify(|e| *e = (*e).max(exp))
+                .or_insert(exp);
         });
         Ok(())
     }
@@ -504,7 +579,7 @@ impl AsStore for MemoryStore {
 
     async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
         self.with(|m| {
-            m.waiting.retain(|_, w| w.expires > now.as_secs());
+            m.waiting.retain(|_, w| kept(w, now));
             m.waiting.insert(record.id.clone(), record);
         });
         Ok(())
@@ -532,6 +607,14 @@ impl AsStore for MemoryStore {
                 .filter(|w| w.expires > now.as_secs())
                 .cloned()
         }))
+    }
+
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        Ok(self.with(|m| m.waiting.get(id).filter(|w| kept(w, now)).cloned()))
     }
 
     async fn waiting_by_code(
@@ -583,8 +666,12 @@ impl AsStore for MemoryStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|m| {
-            m.waiting.retain(|_, w| w.expires > now.as_secs());
-            let open = m.waiting.values().filter(|w| w.ps == record.ps).count();
+            m.waiting.retain(|_, w| kept(w, now));
+            let open = m
+                .waiting
+                .values()
+                .filter(|w| w.ps == record.ps && w.expires > now.as_secs())
+                .count();
             let taken = m.waiting.contains_key(&record.id)
                 || record.code.is_some() && m.waiting.values().any(|w| w.code == record.code);
             if open >= max_per_ps || taken {
@@ -600,7 +687,13 @@ impl AsStore for MemoryStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
-        Ok(self.with(|m| m.waiting.remove(id).filter(|w| w.expires > now.as_secs())))
+        Ok(self.with(|m| {
+            if m.waiting.get(id)?.expires > now.as_secs() {
+                m.waiting.remove(id)
+            } else {
+                None
+            }
+        }))
     }
 
     async fn bind(
@@ -609,14 +702,21 @@ impl AsStore for MemoryStore {
         resource: &ServerId,
         sub: &str,
         account: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BindError> {
+        use std::collections::btree_map::Entry;
         self.with(|m| {
-            m.bindings.insert(
-                (ps.clone(), resource.clone(), sub.to_owned()),
-                account.to_owned(),
-            )
-        });
-        Ok(())
+            match m
+                .bindings
+                .entry((ps.clone(), resource.clone(), sub.to_owned()))
+            {
+                Entry::Occupied(e) if e.get() != account => Err(BindError::BoundToAnotherAccount),
+                Entry::Occupied(_) => Ok(()),
+                Entry::Vacant(e) => {
+                    e.insert(account.to_owned());
+                    Ok(())
+                }
+            }
+        })
     }
 
     async fn is_bound(

@@ -7,8 +7,8 @@
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
 use aauth_tokens::{
-    AgentClaims, AuthClaims, Budget, PersonClaims, ResourceClaims, ServerId, TokenError, TokenType,
-    Unverified, Validation, Verified, verify,
+    AgentClaims, AuthClaims, Budget, PersonClaims, ResolveError, ResourceClaims, ServerId,
+    TokenError, TokenType, Unverified, Validation, Verified, verify,
 };
 use serde::Deserialize;
 
@@ -71,10 +71,21 @@ pub(super) struct CheckedAgent {
     pub(super) not_after: u64,
 }
 
+/// A verified presented token, as the token request needs it.
+pub(super) struct Presented {
+    /// Its `exp`.
+    pub(super) exp: u64,
+    /// Whether it is an auth token this server issued (a four-party step-up): its `jti`
+    /// is the resource token's `presented_jti`.
+    pub(super) own: bool,
+}
+
 /// What a presented token says, whichever kind it is.
 struct PresentedClaims {
     /// Whether it comes from (or was issued for) the calling Person Server.
     issuer_ok: bool,
+    /// Whether this server issued it (an auth token).
+    own: bool,
     jti: String,
     sub: String,
     mission_s256: Option<String>,
@@ -89,7 +100,7 @@ struct PresentedClaims {
 /// `as_unreachable`); a future `iat` is `clock_skew`.
 fn distinct_refusal(e: &TokenError) -> Option<AsError> {
     match e {
-        TokenError::KeyResolution(aauth_tokens::ResolveError::Unavailable { reason }) => Some(
+        TokenError::KeyResolution(ResolveError::Unavailable { reason }) => Some(
             aauth_metadata::serve::InternalError::KeysUnavailable {
                 whose: "issuer's",
                 reason: reason.clone(),
@@ -234,30 +245,42 @@ impl AccessServer {
     }
 
     /// Verifies an auth token with the key its issuer publishes, or with this server's
-    /// own key for the auth tokens it issued (a four-party step-up presents one).
+    /// own keys for the auth tokens it issued (a four-party step-up presents one): the
+    /// key it signs with, or one it signed with before a rotation while it still
+    /// publishes it ([`AccessServer::retiring_keys`]), by the token's `kid`.
     async fn verify_auth(
         &self,
         token: &str,
         v: &Validation<'_>,
     ) -> Result<Verified<AuthClaims>, TokenError> {
         let u = Unverified::<AuthClaims>::decode(token, v)?;
-        if u.unverified_claims().iss == self.id {
-            u.finish(self.signer.public_key(), v)
-        } else {
-            verify(token, v, self.issuer_keys.as_ref()).await
+        if u.unverified_claims().iss != self.id {
+            return verify(token, v, self.issuer_keys.as_ref()).await;
+        }
+        let kid = u.key_request().kid;
+        let retiring = self.retiring.iter().find(|r| {
+            kid != self.kid && r.jwk.kid.as_deref() == Some(kid) && v.now.as_secs() < r.until
+        });
+        match retiring {
+            Some(r) => {
+                let key = PublicKey::from_jwk(&r.jwk)
+                    .map_err(|e| TokenError::KeyResolution(ResolveError::Key(e)))?;
+                u.finish(&key, v)
+            }
+            None => u.finish(self.signer.public_key(), v),
         }
     }
 
     /// The presented token (AS-12): a person or auth token for the resource, bound to
     /// `agent_jkt`, named by `presented_jti`, from the calling PS, for the same person,
-    /// mission and tenant. Returns its `exp`.
+    /// mission and tenant.
     pub(super) async fn presented(
         &self,
         token: &str,
         rt: &ResourceClaims,
         ps: &ServerId,
         now: UnixTime,
-    ) -> Result<u64, AsError> {
+    ) -> Result<Presented, AsError> {
         let p = self.presented_claims(token, rt, ps, now).await?;
         if !p.issuer_ok {
             return Err(AsError::InvalidPresentedToken(
@@ -286,7 +309,10 @@ impl AccessServer {
         if p.tenant != rt.tenant {
             return Err(mismatch("tenant"));
         }
-        Ok(p.exp)
+        Ok(Presented {
+            exp: p.exp,
+            own: p.own,
+        })
     }
 
     /// The presented token verified by its `typ`, for the resource (`aud` is the
@@ -320,6 +346,7 @@ impl AccessServer {
                 let c = p.claims;
                 Ok(PresentedClaims {
                     issuer_ok: c.iss == *ps,
+                    own: false,
                     jti: c.jti,
                     sub: c.sub,
                     mission_s256: c.mission_s256,
@@ -333,6 +360,7 @@ impl AccessServer {
                 let c = a.claims;
                 Ok(PresentedClaims {
                     issuer_ok: c.ps == *ps && (c.iss == *ps || c.iss == self.id),
+                    own: c.iss == self.id,
                     jti: c.jti,
                     sub: c.sub,
                     mission_s256: c.mission_s256,
@@ -348,7 +376,9 @@ impl AccessServer {
     }
 
     /// An upstream token (AS-14): a person or auth token for the intermediary (`aud` is
-    /// the `iss` of its agent token), from the calling PS. Returns its `exp`.
+    /// the `iss` of its agent token), from the calling PS, not revoked here (by its
+    /// issuer: the Person Server, or this server's revocation cascade for its own auth
+    /// tokens). Returns its `exp`.
     pub(super) async fn upstream(
         &self,
         token: &str,
@@ -362,17 +392,17 @@ impl AccessServer {
             other => distinct_refusal(&other)
                 .unwrap_or_else(|| AsError::InvalidUpstreamToken(other.to_string())),
         };
-        let (from_ps, exp) = match declared_typ(token) {
+        let (from_ps, exp, iss, jti) = match declared_typ(token) {
             Some(t) if TokenType::Person.matches_typ(&t) => {
                 let c = verify::<PersonClaims>(token, &v, self.issuer_keys.as_ref())
                     .await
                     .map_err(map)?
                     .claims;
-                (c.iss == *ps, c.exp)
+                (c.iss == *ps, c.exp, c.iss, c.jti)
             }
             Some(t) if TokenType::Auth.matches_typ(&t) => {
                 let c = self.verify_auth(token, &v).await.map_err(map)?.claims;
-                (c.ps == *ps, c.exp)
+                (c.ps == *ps, c.exp, c.iss, c.jti)
             }
             _ => {
                 return Err(AsError::InvalidUpstreamToken(
@@ -384,6 +414,9 @@ impl AccessServer {
             return Err(AsError::InvalidUpstreamToken(
                 "not from the Person Server asking".to_owned(),
             ));
+        }
+        if self.store.is_revoked(iss.as_str(), &jti, now).await? {
+            return Err(AsError::RevokedUpstreamToken);
         }
         Ok(exp)
     }

@@ -69,6 +69,7 @@ impl AccessServer {
             resource: request.resource.as_str().to_owned(),
             sub: request.sub.to_owned(),
             done: false,
+            account: None,
         })
     }
 }

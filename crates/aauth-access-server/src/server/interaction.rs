@@ -1,8 +1,10 @@
 //! `GET`/`POST /interact`: the person's page. A policy that asks for the person
 //! ([`crate::AccessDecision::RequireInteraction`]) sends them here with a single-use code;
 //! signed in here ([`AccessServer::people_authenticator`]), they see what their Person
-//! Server asks for and may approve it, which binds that Person Server here for them.
-//! Wrong codes are throttled per account and per client.
+//! Server asks for and may approve it, which binds that Person Server here for them, or
+//! deny it, which ends the request `denied`. The first account to open a code owns it:
+//! anyone else presenting it is refused as for a wrong code. Wrong codes are throttled
+//! per account and per client.
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::code;
@@ -15,6 +17,7 @@ use http::{HeaderValue, StatusCode};
 use super::waiting::{Step, Waiting};
 use super::{AccessServer, Answer, INTERACT_PATH, Refusal};
 use crate::AsError;
+use crate::store::BindError;
 
 impl AccessServer {
     /// A single-use interaction code: eight Crockford symbols from the server's random
@@ -25,11 +28,20 @@ impl AccessServer {
     }
 }
 
+/// What the person decided, with a `POST` of the page's form.
+#[derive(Clone, Copy)]
+enum Decision {
+    /// Approve: bind their Person Server here.
+    Grant,
+    /// Deny: the request ends `denied`.
+    Deny,
+}
+
 /// What the person sent: the code (from the query of a `GET`, the form of a `POST`) and,
-/// for a `POST`, whether they approved.
+/// for a `POST`, their decision (none: the page again).
 struct Form {
     code: Option<String>,
-    approve: bool,
+    decision: Option<Decision>,
 }
 
 impl Form {
@@ -39,27 +51,33 @@ impl Form {
             let form = String::from_utf8_lossy(body);
             Self {
                 code: field(&form, "code"),
-                approve: field(&form, "decision").as_deref() == Some("grant"),
+                decision: match field(&form, "decision").as_deref() {
+                    Some("grant") => Some(Decision::Grant),
+                    Some("deny") => Some(Decision::Deny),
+                    _ => None,
+                },
             }
         } else {
             Self {
                 code: parts.uri.query().and_then(|q| field(q, "code")),
-                approve: false,
+                decision: None,
             }
         }
     }
 }
 
-/// An open interaction: a waiting request whose person has not yet approved.
+/// An open interaction: a waiting request whose person has not yet decided.
 struct Open {
     /// Its pending id.
     id: String,
     waiting: Waiting,
-    /// Its record's data as read: the approval is written only over that.
+    /// Its record's data as read: a decision is written only over that.
     read: String,
     /// The binding it makes: the resource and the person's `sub` there.
     resource: String,
     sub: String,
+    /// The account that opened its code first, if one has.
+    owner: Option<String>,
 }
 
 /// The value of `name` in a `name=value&…` string, as sent.
@@ -101,11 +119,21 @@ fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
     r
 }
 
-/// The page for a code that opens nothing (`404`): wrong, used, expired or malformed.
+/// The page for a code that opens nothing (`404`): wrong, used, expired, malformed, or
+/// another account's.
 fn no_request() -> http::Response<Bytes> {
     page(
         StatusCode::NOT_FOUND,
         "<p>This code matches no open request.</p>".to_owned(),
+    )
+}
+
+/// The page for a decision that came too late (`409`): the request changed or ended
+/// while the person was reading it.
+fn changed() -> http::Response<Bytes> {
+    page(
+        StatusCode::CONFLICT,
+        "<p>This request changed or ended while you were reading it.</p>".to_owned(),
     )
 }
 
@@ -123,10 +151,11 @@ fn throttle_keys(account: &str, parts: &Parts) -> Vec<ThrottleKey> {
 
 impl AccessServer {
     /// The person's page (`GET`, `{url}?code={code}`): what their Person Server asks for,
-    /// and an Approve button; the approval (`POST`, a same-origin form) binds that Person
-    /// Server here for them. The person must be signed in here
-    /// ([`AccessServer::people_authenticator`]; otherwise they are sent to its login first):
-    /// the code alone, which the agent also holds, approves nothing.
+    /// with Approve and Deny buttons; the approval (`POST`, a same-origin form) binds that
+    /// Person Server here for them, the denial ends the request `denied`. The person must
+    /// be signed in here ([`AccessServer::people_authenticator`]; otherwise they are sent
+    /// to its login first): the code alone, which the agent also holds, approves nothing,
+    /// and the first account to open a code is the only one it opens for.
     pub(super) async fn interaction(
         &self,
         post: bool,
@@ -173,14 +202,59 @@ impl AccessServer {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
             return Ok(r);
         }
-        let Some(open) = self.open_interaction(&code, now).await? else {
+        let Some(open) = self.open_for(&code, &account, now).await? else {
+            // A code that opens nothing, or another account's: a wrong code either way.
             self.throttle.failed(&keys, now).await?;
             return Ok(no_request());
         };
-        if form.approve {
-            return self.approve(open, &account, now).await;
+        match form.decision {
+            Some(Decision::Grant) => self.approve(open, &account, now).await,
+            Some(Decision::Deny) => {
+                let reason = "the person denied it at the Access Server";
+                self.refuse(
+                    open,
+                    reason,
+                    "<p>Denied. You can return to your agent.</p>",
+                    now,
+                )
+                .await
+            }
+            None => Ok(consent_page(&account, &open, &code)),
         }
-        Ok(consent_page(&account, &open, &code))
+    }
+
+    /// The interaction `code` opens for `account`: one it opened first, or one nobody
+    /// has opened yet, which becomes its own (the account recorded on the request by a
+    /// conditional write over the record as read: of two accounts at once, one gets
+    /// it). `None` for a code that opens nothing, or another account's.
+    async fn open_for(
+        &self,
+        code: &str,
+        account: &str,
+        now: UnixTime,
+    ) -> Result<Option<Open>, Refusal> {
+        // Twice at most: a write that lost to another's is read again, once.
+        for _ in 0..2 {
+            let Some(mut open) = self.open_interaction(code, now).await? else {
+                return Ok(None);
+            };
+            match open.owner.as_deref() {
+                Some(owner) if owner == account => return Ok(Some(open)),
+                Some(_) => return Ok(None),
+                None => {}
+            }
+            if let Step::Interaction { account: owner, .. } = &mut open.waiting.step {
+                *owner = Some(account.to_owned());
+            }
+            let record = open.waiting.clone().into_record(open.id.clone())?;
+            let claimed = record.data.clone();
+            if self.store.replace_waiting(record, &open.read, now).await? {
+                open.read = claimed;
+                open.owner = Some(account.to_owned());
+                return Ok(Some(open));
+            }
+        }
+        Ok(None)
     }
 
     /// The interaction `code` opens: a waiting request whose step is the person, not yet
@@ -191,13 +265,14 @@ impl AccessServer {
         };
         let (id, read) = (record.id.clone(), record.data.clone());
         let waiting = Waiting::from_record(record)?;
-        let (resource, sub) = match &waiting.step {
+        let (resource, sub, owner) = match &waiting.step {
             Step::Interaction {
                 resource,
                 sub,
                 done: false,
+                account,
                 ..
-            } => (resource.clone(), sub.clone()),
+            } => (resource.clone(), sub.clone(), account.clone()),
             _ => return Ok(None),
         };
         Ok(Some(Open {
@@ -206,45 +281,70 @@ impl AccessServer {
             read,
             resource,
             sub,
+            owner,
         }))
     }
 
     /// The person approves: their Person Server is bound here for the resource and their
     /// `sub` there, under their `account`, and the request is decided again at its next
-    /// poll.
-    async fn approve(&self, open: Open, account: &str, now: UnixTime) -> Answer {
-        let Open {
-            id,
-            mut waiting,
-            read,
-            resource,
-            sub,
-        } = open;
-        if let Step::Interaction { done, .. } = &mut waiting.step {
-            *done = true;
-        }
-        let resource = ServerId::parse(&resource).map_err(|e| {
+    /// poll. A person already bound here to another account is not bound again: the
+    /// request is refused instead (`denied` at the next poll).
+    async fn approve(&self, mut open: Open, account: &str, now: UnixTime) -> Answer {
+        let resource = ServerId::parse(&open.resource).map_err(|e| {
             aauth_metadata::serve::InternalError::unreadable("stored resource identifier", e)
         })?;
-        self.store
-            .bind(&waiting.ps, &resource, &sub, account)
-            .await?;
+        match self
+            .store
+            .bind(&open.waiting.ps, &resource, &open.sub, account)
+            .await
+        {
+            Ok(()) => {}
+            Err(BindError::BoundToAnotherAccount) => {
+                let reason = "the person's Person Server is bound here to another account";
+                let html = "<p>Your Person Server is already bound here to another account: this request is refused.</p>";
+                return self.refuse(open, reason, html, now).await.map(|mut r| {
+                    *r.status_mut() = StatusCode::CONFLICT;
+                    r
+                });
+            }
+            Err(BindError::Store(e)) => return Err(e.into()),
+        }
+        if let Step::Interaction { done, .. } = &mut open.waiting.step {
+            *done = true;
+        }
         // Over the request as read only: one decided meanwhile (taken, issued) is not
         // brought back.
         if !self
             .store
-            .replace_waiting(waiting.into_record(id)?, &read, now)
+            .replace_waiting(open.waiting.into_record(open.id)?, &open.read, now)
             .await?
         {
-            return Ok(page(
-                StatusCode::CONFLICT,
-                "<p>This request changed or ended while you were reading it.</p>".to_owned(),
-            ));
+            return Ok(changed());
         }
         Ok(page(
             StatusCode::OK,
             "<p>Approved. You can return to your agent.</p>".to_owned(),
         ))
+    }
+
+    /// Refuses the request on the person's behalf (`reason`, the Person Server's next poll
+    /// ends it `denied`), over the request as read only; the page says `html`.
+    async fn refuse(&self, open: Open, reason: &str, html: &str, now: UnixTime) -> Answer {
+        let Open {
+            id,
+            mut waiting,
+            read,
+            ..
+        } = open;
+        waiting.step = Step::Refused(reason.to_owned());
+        if !self
+            .store
+            .replace_waiting(waiting.into_record(id)?, &read, now)
+            .await?
+        {
+            return Ok(changed());
+        }
+        Ok(page(StatusCode::OK, html.to_owned()))
     }
 
     /// Whether a form was posted from this server's own pages: `Sec-Fetch-Site:
@@ -256,14 +356,15 @@ impl AccessServer {
     }
 }
 
-/// The page that asks the person signed in as `account` to approve their Person Server.
+/// The page that asks the person signed in as `account` to approve their Person Server
+/// (or deny its request).
 fn consent_page(account: &str, open: &Open, code: &str) -> http::Response<Bytes> {
     page(
         StatusCode::OK,
         format!(
             "<p>Signed in as {}.</p><h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
              <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
-             <button name=\"decision\" value=\"grant\">Approve</button></form>",
+             <button name=\"decision\" value=\"grant\">Approve</button> <button name=\"decision\" value=\"deny\">Deny</button></form>",
             esc(account),
             esc(open.waiting.ps.as_str()),
             esc(&open.resource),

@@ -80,6 +80,9 @@ pub struct AccessServer {
     id: ServerId,
     signer: Arc<dyn Signer>,
     kid: String,
+    /// The keys it signed with before a rotation, published each until its time: its
+    /// own auth tokens signed with one still verify here (a step-up presents one).
+    retiring: Vec<aauth_metadata::RetiringKey>,
     issuer_keys: Arc<dyn IssuerKeyResolver>,
     published: Published,
     verifier: Verifier,
@@ -230,6 +233,7 @@ impl AccessServer {
             id,
             signer,
             kid: kid.to_owned(),
+            retiring: Vec::new(),
             issuer_keys,
             published,
             verifier,
@@ -254,12 +258,14 @@ impl AccessServer {
     /// Also publishes `keys` in this server's JWKS, each until its time: the keys it
     /// signed with before a key rotation, so that what they signed still verifies, and a
     /// verifier's cached JWKS is not the only one that knows them. The key it signs with
-    /// is always published.
+    /// is always published. Its own auth tokens presented here (a four-party step-up)
+    /// verify under them too, until the same time.
     #[must_use]
     pub fn retiring_keys(mut self, keys: &[aauth_metadata::RetiringKey]) -> Self {
         let mut jwk = self.signer.public_key().to_jwk();
         jwk.kid = Some(self.kid.clone());
         self.published = self.published.jwks_rotating(JWKS_PATH, &[jwk], keys);
+        self.retiring = keys.to_vec();
         self
     }
 

@@ -43,16 +43,19 @@ impl AccessServer {
         self.count_person_server(parts, &ps, true).await?;
         let w = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
+        let end = |then| self.end_waiting(id, &w.ps, &w.rt, then, now);
         match &w.step {
-            Step::Claims(_) => {
-                return Err(invalid("this request waits for claims: POST them").into());
+            // Still waiting for the claims or an answer: the same `202` (draft -11: a
+            // `202` goes on polling; anything else would end the Person Server's).
+            Step::Claims(_) | Step::Clarification { .. } => {
+                return Ok(self.step_response(id, &w.step));
             }
-            Step::Revoked => return self.end_waiting(id, AsError::RevokedResourceToken).await,
+            Step::Revoked => return end(AsError::RevokedResourceToken).await,
             Step::Approval(Some(false)) => {
-                return self
-                    .end_waiting(id, AsError::Denied("the approver refused".to_owned()))
-                    .await;
+                return end(AsError::Denied("the approver refused".to_owned())).await;
             }
+            Step::Refused(reason) => return end(AsError::Denied(reason.clone())).await,
+            Step::Answered => return Err(AsError::RequestEnded.into()),
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
@@ -66,7 +69,6 @@ impl AccessServer {
                     return Ok(self.step_response(id, &w.step));
                 }
             }
-            Step::Clarification { .. } => return Ok(self.step_response(id, &w.step)),
             Step::Approval(Some(true)) => given.approved = true,
             Step::Interaction { done: true, .. } => {}
         }
@@ -98,36 +100,49 @@ impl AccessServer {
                 given.rounds = given.rounds.saturating_add(1);
                 request
             }
-            Step::Revoked => return self.end_waiting(id, AsError::RevokedResourceToken).await,
+            Step::Revoked => {
+                return self
+                    .end_waiting(id, &w.ps, &w.rt, AsError::RevokedResourceToken, now)
+                    .await;
+            }
+            Step::Refused(reason) => {
+                let denied = AsError::Denied(reason.clone());
+                return self.end_waiting(id, &w.ps, &w.rt, denied, now).await;
+            }
+            Step::Answered => return Err(AsError::RequestEnded.into()),
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
         self.decide_again(id, &ps, &request, given, now).await
     }
 
-    /// The waiting request `id`, if `ps` asked for it and it has not expired (`404`
-    /// otherwise, the same for both).
+    /// The waiting request `id`, if `ps` asked for it (`404` otherwise, the same as for
+    /// none) and it goes on: one that ended is answered `410`, and one that expired
+    /// `408 expired` (draft -11 §Polling Error Codes), that once (it ends).
     async fn waiting_for(
         &self,
         id: &str,
         ps: &ServerId,
         now: UnixTime,
     ) -> Result<Waiting, Refusal> {
-        match self.store.waiting(id, now).await? {
-            Some(r) if r.ps == *ps => Ok(Waiting::from_record(r)?),
-            _ => Err(Refusal::NotFound),
+        let w = match self.store.waiting_kept(id, now).await? {
+            Some(r) if r.ps == *ps => Waiting::from_record(r)?,
+            _ => return Err(Refusal::NotFound),
+        };
+        if matches!(w.step, Step::Answered) {
+            return Err(AsError::RequestEnded.into());
         }
+        if w.expires <= now.as_secs() {
+            self.close(id, &w.ps, &w.rt, now).await?;
+            return Err(AsError::RequestExpired.into());
+        }
+        Ok(w)
     }
 
-    /// Forgets waiting request `id`, answering `then` (or the store's failure).
-    pub(super) async fn end_waiting(&self, id: &str, then: AsError) -> Answer {
-        self.store.remove_waiting(id).await?;
-        Err(Refusal::Error(then))
-    }
-
-    /// Decides waiting request `id` again with what its steps gave; ends it on a refusal.
-    /// The request is taken from the store first (one step: of two concurrent polls, one
-    /// decides it and the other finds nothing), so one completed step issues one token;
-    /// it goes back for a further step, or on a failure of this server's.
+    /// Decides waiting request `id` again with what its steps gave; ends it on a verdict
+    /// ([`AsError::ends_request`]). The request is taken from the store first (one step:
+    /// of two concurrent polls, one decides it and the other finds nothing), so one
+    /// completed step issues one token; it goes back for a further step, or on a failure
+    /// of this server's (its store's included).
     async fn decide_again(
         &self,
         id: &str,
@@ -152,12 +167,17 @@ impl AccessServer {
             first: false,
         };
         match self.issue(&asked, now).await {
-            Ok(outcome) => self.respond(outcome, asked, Some(id), now).await,
-            Err(AsError::Internal(why)) => {
-                self.put_back(taken, now).await?;
-                Err(Refusal::Error(AsError::Internal(why)))
+            Ok(outcome) => self.respond(outcome, asked, Some(&taken), now).await,
+            Err(e) if e.ends_request() => {
+                self.end_waiting(id, ps, &taken.resource_token, e, now)
+                    .await
             }
-            Err(e) => Err(Refusal::Error(e)),
+            // This server's failure (its store's included, `503` for one that may pass):
+            // the request goes back as it was, for the Person Server's retry.
+            Err(e) => {
+                self.put_back(taken, now).await?;
+                Err(Refusal::Error(e))
+            }
         }
     }
 }

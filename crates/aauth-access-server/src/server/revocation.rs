@@ -173,6 +173,7 @@ impl AccessServer {
     ) -> Answer {
         let cascade = PersonTokenCascade {
             store: Arc::clone(&self.store),
+            issuer: self.id.clone(),
             sender: self.resource_revoker(),
             ps,
             jti,
@@ -211,10 +212,13 @@ impl AccessServer {
 }
 
 /// The cascade of a person token's revocation (AS-41), owning what it needs so that it
-/// can go on after the request is answered: every auth token issued against it, revoked
-/// at its resource.
+/// can go on after the request is answered: every auth token issued against it (those
+/// stepped up from its auth tokens included: they are recorded against it), revoked
+/// here and at its resource.
 struct PersonTokenCascade {
     store: Arc<dyn AsStore>,
+    /// This Access Server: the issuer its auth tokens are recorded revoked under.
+    issuer: ServerId,
     /// `None`: no transport to resources (every outcome `revocation_unsupported`).
     sender: Option<RevocationSender>,
     ps: ServerId,
@@ -226,6 +230,12 @@ impl PersonTokenCascade {
     /// entry per resource (its `error` when any of its revocations failed).
     async fn run(self, now: UnixTime) -> Answer {
         let cascade = self.store.issued_against(&self.ps, &self.jti, now).await?;
+        // Revoked here first: none of them is taken for a step-up from now on.
+        for issued in &cascade {
+            self.store
+                .revoke(self.issuer.as_str(), &issued.jti, issued.exp, now)
+                .await?;
+        }
         // Each revocation is signed at the time it is sent: `now` plus the time the
         // cascade has taken so far.
         let started = std::time::Instant::now();

@@ -19,12 +19,27 @@ use super::{AccessServer, Answer};
 use crate::store::{IssuedRecord, Standing, StandingQuery};
 use crate::{AccessRequest, AsError};
 
+/// What an auth token is issued against (AS-44), for the revocation cascade (AS-41):
+/// the person token its Person Server revokes here. For a four-party step-up that
+/// presents an auth token this server issued, it is the person token that one was
+/// issued against (its issuance record's), so that revoking the person token reaches
+/// every token stepped up from it, however many steps down.
+struct Against {
+    /// The person token's `jti` (as its Person Server revokes it here).
+    person_jti: String,
+    /// The `jti` of this server's auth token presented for a step-up (its cascade
+    /// records it revoked here).
+    stepped_from: Option<String>,
+}
+
 /// What an auth token is minted from, once every check and the policy have passed.
 struct Grant<'a> {
     /// The Person Server that asked.
     ps: &'a ServerId,
     /// The verified resource token.
     rt: &'a ResourceClaims,
+    /// What it is issued against.
+    against: &'a Against,
     /// The key the token is bound to (the agent's or the sub-agent's).
     key: &'a PublicKey,
     /// The agent the token is for (its agent token's `sub`).
@@ -81,15 +96,16 @@ impl AccessServer {
         if standing.resource_token_revoked {
             return Err(AsError::RevokedResourceToken);
         }
-        let mut not_after = agent.not_after.min(
-            self.presented(&request.presented_token, &rt, ps, now)
-                .await?,
-        );
+        let presented = self
+            .presented(&request.presented_token, &rt, ps, now)
+            .await?;
+        let mut not_after = agent.not_after.min(presented.exp);
         // AS-41: never again against a person token its Person Server revoked here (the
         // presented token's `jti` is the resource token's `presented_jti`, checked above).
         if standing.presented_token_revoked {
             return Err(AsError::RevokedPresentedToken);
         }
+        let against = self.against(&rt, ps, presented.own, now).await?;
         // AS-14: an upstream token (call chaining), for the intermediary, from this PS.
         if let Some(u) = &request.upstream_token {
             not_after = not_after.min(self.upstream(u, &agent.claims.iss, ps, now).await?);
@@ -124,6 +140,7 @@ impl AccessServer {
         let grant = Grant {
             ps,
             rt: &rt,
+            against: &against,
             key: &agent.key,
             agent: agent.claims.sub.as_str(),
             scope,
@@ -132,6 +149,17 @@ impl AccessServer {
         };
         let minted = self.mint(&grant, now)?;
         self.record(&grant, &minted, now).await?;
+        // AS-41, AS-42: a revocation that came while this request was decided looked for
+        // the tokens issued against it before this one was recorded. Looked for again now
+        // that it is (the revocation is written before its cascade looks), one of the two
+        // always sees the other: a token the cascade missed is never handed out, and is
+        // recorded revoked here.
+        if let Some(revoked) = self.revoked_now(ps, &rt, &against, now).await? {
+            self.store
+                .revoke(self.id.as_str(), &minted.jti, minted.exp, now)
+                .await?;
+            return Err(revoked);
+        }
         Ok(Outcome::Issued(
             serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
         ))
@@ -171,6 +199,73 @@ impl AccessServer {
             presented_jti: &rt.presented_jti,
         };
         Ok(self.store.standing(&query, now).await?)
+    }
+
+    /// What the token for `rt` is issued against ([`Against`]): its presented token,
+    /// or for one of this server's auth tokens (`own`), the person token that one was
+    /// issued against, neither revoked here. A token of this server's it holds no record
+    /// of (expired past its record, or a store that lost it) is refused: what it came
+    /// from is unknown, and a token issued on it would escape the cascade.
+    async fn against(
+        &self,
+        rt: &ResourceClaims,
+        ps: &ServerId,
+        own: bool,
+        now: UnixTime,
+    ) -> Result<Against, AsError> {
+        if !own {
+            return Ok(Against {
+                person_jti: rt.presented_jti.clone(),
+                stepped_from: None,
+            });
+        }
+        let record = self
+            .store
+            .issued_record(&rt.presented_jti, now)
+            .await?
+            .filter(|r| r.ps == *ps)
+            .ok_or_else(|| {
+                AsError::InvalidPresentedToken(
+                    "an auth token of this server's that it holds no issuance record of".to_owned(),
+                )
+            })?;
+        let against = Against {
+            person_jti: record.presented_jti,
+            stepped_from: Some(rt.presented_jti.clone()),
+        };
+        match self.revoked_now(ps, rt, &against, now).await? {
+            Some(revoked) => Err(revoked),
+            None => Ok(against),
+        }
+    }
+
+    /// The refusal of a token for `rt` issued `against` whose resource token (AS-42), or
+    /// person token or auth token stepped up from (AS-41), is revoked by now (`None`
+    /// when none is): the store's standing, asked for the person token.
+    async fn revoked_now(
+        &self,
+        ps: &ServerId,
+        rt: &ResourceClaims,
+        against: &Against,
+        now: UnixTime,
+    ) -> Result<Option<AsError>, AsError> {
+        let query = StandingQuery {
+            ps,
+            resource: &rt.iss,
+            sub: &rt.sub,
+            resource_token_jti: &rt.jti,
+            presented_jti: &against.person_jti,
+        };
+        let standing = self.store.standing(&query, now).await?;
+        if standing.resource_token_revoked {
+            return Ok(Some(AsError::RevokedResourceToken));
+        }
+        let stepped_from_revoked = match &against.stepped_from {
+            Some(jti) => self.store.is_revoked(self.id.as_str(), jti, now).await?,
+            None => false,
+        };
+        Ok((standing.presented_token_revoked || stepped_from_revoked)
+            .then_some(AsError::RevokedPresentedToken))
     }
 
     /// AS-20, AS-21: the auth token, capped by every token the request came with, its
@@ -220,7 +315,7 @@ impl AccessServer {
     }
 
     /// AS-44: the issuance record, kept until `exp` plus skew, for the revocation
-    /// cascade.
+    /// cascade: against the person token ([`Against`]).
     async fn record(
         &self,
         grant: &Grant<'_>,
@@ -230,7 +325,7 @@ impl AccessServer {
         let record = IssuedRecord::new(
             minted.jti.clone(),
             grant.ps.clone(),
-            grant.rt.presented_jti.clone(),
+            grant.against.person_jti.clone(),
             grant.rt.iss.clone(),
             minted.exp,
         );

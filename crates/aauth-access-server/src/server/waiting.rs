@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH};
+use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, Refusal};
 use crate::AsError;
 use crate::store::{Awaiting, WaitingRecord};
 
@@ -26,15 +26,24 @@ const MARK_ATTEMPTS: usize = 8;
 pub(super) enum Step {
     /// The Person Server's claims (`POST` to the pending URL).
     Claims(Vec<String>),
-    /// The person, on the interaction page: its code, the binding it makes, and whether
-    /// the person approved.
+    /// The person, on the interaction page: its code, the binding it makes, the account
+    /// it is for, and whether the person approved.
     Interaction {
         code: String,
         /// The binding it makes: (resource, `sub`) for the request's Person Server.
         resource: String,
         sub: String,
         done: bool,
+        /// The account signed in here that first opened its code: only it may go on with
+        /// the code (draft -11 §Interaction Code Format: single use), anyone else's
+        /// presentation a wrong code's.
+        #[serde(default)]
+        account: Option<String>,
     },
+    /// Refused on the person's behalf (they said no on the interaction page, or their
+    /// Person Server is bound here to another account): the next poll ends it `denied`
+    /// with this reason.
+    Refused(String),
     /// An approval out of band: `None` while undecided, then the decision.
     Approval(Option<bool>),
     /// An answer to a question (`POST` with `action`).
@@ -46,6 +55,9 @@ pub(super) enum Step {
     Payment { challenge: String },
     /// Its resource token was revoked (AS-42): the next poll ends it.
     Revoked,
+    /// Answered terminally: only the record of its end, which a late poll is answered
+    /// `410` from ([`AccessServer::close`]).
+    Answered,
 }
 
 /// What earlier steps of a request gave, carried to the next decision.
@@ -82,7 +94,8 @@ impl Step {
             Self::Approval(_) => Awaiting::Approval,
             Self::Clarification { .. } => Awaiting::Clarification,
             Self::Payment { .. } => Awaiting::Payment,
-            Self::Revoked => Awaiting::Ended,
+            Self::Revoked | Self::Refused(_) => Awaiting::Ended,
+            Self::Answered => Awaiting::Answered,
         }
     }
 }
@@ -189,24 +202,29 @@ pub(super) fn still_pending(r: &mut http::Response<Bytes>, id: &str, retry: &'st
 
 impl AccessServer {
     /// The answer to a token request: the token, or the step it waits for at its pending
-    /// URL (kept for ten minutes; `reuse`, a request's later steps keep its URL).
+    /// URL (kept for ten minutes; `reuse`, the waiting request taken to be decided again:
+    /// a request's later steps keep its URL, and its token ends it).
     pub(super) async fn respond(
         &self,
         outcome: Outcome,
         asked: Asked<'_>,
-        reuse: Option<&str>,
+        reuse: Option<&WaitingRecord>,
         now: UnixTime,
     ) -> Answer {
         match outcome {
             Outcome::Issued(json) => {
-                if let Some(id) = reuse {
-                    self.store.remove_waiting(id).await?;
+                if let Some(r) = reuse
+                    && let Err(e) = self.close(&r.id, &r.ps, &r.resource_token, now).await
+                {
+                    // The token is issued and recorded: it is delivered all the same (a
+                    // late poll then finds nothing rather than the request's end).
+                    aauth_metadata::serve::report_failure(&e);
                 }
                 Ok(json_response(StatusCode::OK, &json))
             }
             Outcome::Deferred(step, rt) => {
                 let id = match reuse {
-                    Some(id) => id.to_owned(),
+                    Some(r) => r.id.clone(),
                     None => self.random_id()?,
                 };
                 let resp = self.step_response(&id, &step);
@@ -215,28 +233,66 @@ impl AccessServer {
                     body: asked.body.to_vec(),
                     expires: now.as_secs().saturating_add(WAITING_LIFETIME),
                     step,
-                    rt,
+                    rt: rt.clone(),
                     given: asked.given,
                 };
+                let revoked = AsError::RevokedResourceToken;
                 if reuse.is_some() {
                     // Taken to be decided again: put back for its next step, unless its
                     // resource token was revoked meanwhile.
                     if self.put_back(waiting.into_record(id.clone())?, now).await? {
-                        return self.end_waiting(&id, AsError::RevokedResourceToken).await;
+                        return self.end_waiting(&id, asked.ps, &rt, revoked, now).await;
                     }
                 } else {
-                    let (iss, jti) = waiting.rt.clone();
                     self.create_waiting(id.clone(), waiting, now).await?;
                     // A revocation recorded after this request's check looked for waiting
                     // requests before this one was written: look for it after writing,
                     // as `put_back` does, so one of the two always sees the other.
-                    if self.store.is_revoked(&iss, &jti, now).await? {
-                        return self.end_waiting(&id, AsError::RevokedResourceToken).await;
+                    if self.store.is_revoked(&rt.0, &rt.1, now).await? {
+                        return self.end_waiting(&id, asked.ps, &rt, revoked, now).await;
                     }
                 }
                 Ok(resp)
             }
         }
+    }
+
+    /// Ends waiting request `id` (of `ps`, for resource token `rt`), answered
+    /// terminally: in its place, the record of its end ([`Step::Answered`], expiring
+    /// now, kept [`crate::WAITING_KEPT`] for the late polls it answers `410`).
+    pub(super) async fn close(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        rt: &(String, String),
+        now: UnixTime,
+    ) -> Result<(), AsError> {
+        let ended = Waiting {
+            ps: ps.clone(),
+            body: Vec::new(),
+            expires: now.as_secs(),
+            step: Step::Answered,
+            rt: rt.clone(),
+            given: Given::default(),
+        };
+        self.store
+            .put_waiting(ended.into_record(id.to_owned())?, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends waiting request `id` ([`AccessServer::close`]), answering `then` (or the
+    /// store's failure).
+    pub(super) async fn end_waiting(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        rt: &(String, String),
+        then: AsError,
+        now: UnixTime,
+    ) -> Answer {
+        self.close(id, ps, rt, now).await?;
+        Err(Refusal::Error(then))
     }
 
     /// Stores a new waiting request within its Person Server's share.
@@ -292,7 +348,7 @@ impl AccessServer {
         for _ in 0..MARK_ATTEMPTS {
             let (id, read) = (record.id.clone(), record.data.clone());
             let mut w = Waiting::from_record(record)?;
-            if matches!(w.step, Step::Revoked) {
+            if matches!(w.step, Step::Revoked | Step::Answered) {
                 return Ok(());
             }
             w.step = Step::Revoked;
@@ -355,6 +411,8 @@ impl AccessServer {
             ),
             Step::Payment { challenge } => return payment_required(id, challenge),
             Step::Revoked => return AsError::RevokedResourceToken.into_http_response(),
+            Step::Refused(reason) => return AsError::Denied(reason.clone()).into_http_response(),
+            Step::Answered => return AsError::RequestEnded.into_http_response(),
         };
         let mut r = json_response(status, &json);
         pending_headers(&mut r, id, retry, requirement);

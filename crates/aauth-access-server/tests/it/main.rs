@@ -11,10 +11,15 @@
 )]
 
 mod cascade;
+mod flaky;
 mod hardening;
+mod interaction;
+mod polling;
 mod rate;
+mod revocation;
 mod robust;
 mod steps;
+mod stepup;
 mod stores;
 
 use std::sync::Arc;
@@ -73,32 +78,7 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         PrivateKey::ed25519_from_seed(&[4; 32]),
         PrivateKey::ed25519_from_seed(&[5; 32]),
     );
-    let keys = issuer_keys(&[
-        (
-            "https://ps.example",
-            "aauth-person.json",
-            "ps-1",
-            ps.public_key(),
-        ),
-        (
-            "https://ps2.example",
-            "aauth-person.json",
-            "ps-1",
-            ps.public_key(),
-        ),
-        (
-            "https://resource.example",
-            "aauth-resource.json",
-            "rs-1",
-            rs.public_key(),
-        ),
-        (
-            "https://agent.example",
-            "aauth-agent.json",
-            "key-1",
-            provider.public_key(),
-        ),
-    ]);
+    let keys = world_issuer_keys(&ps, &rs, &provider);
     let server = AccessServer::new(
         id("https://as.example"),
         Arc::new(PrivateKey::ed25519_from_seed(&[5; 32])),
@@ -124,6 +104,41 @@ fn build_world(wrap: WrapKeys, login: bool) -> World {
         provider,
         agent,
     }
+}
+
+/// The keys of the world's Person Servers, resource and agent provider, as its Access
+/// Server finds them.
+fn world_issuer_keys(
+    ps: &PrivateKey,
+    rs: &PrivateKey,
+    provider: &PrivateKey,
+) -> aauth_tokens::StaticIssuerKeys {
+    issuer_keys(&[
+        (
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key(),
+        ),
+        (
+            "https://ps2.example",
+            "aauth-person.json",
+            "ps-1",
+            ps.public_key(),
+        ),
+        (
+            "https://resource.example",
+            "aauth-resource.json",
+            "rs-1",
+            rs.public_key(),
+        ),
+        (
+            "https://agent.example",
+            "aauth-agent.json",
+            "key-1",
+            provider.public_key(),
+        ),
+    ])
 }
 
 /// The Access Server's login, as a test sees it: `as-session=<account>` is signed in.
@@ -997,8 +1012,8 @@ async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() 
         (c.sub.as_str(), c.scope.as_deref()),
         ("alice-at-resource", Some("calendar.read"))
     );
-    // Answered once: the pending URL is gone.
-    let (s, _, _) = w
+    // Answered once: the pending URL says it ended (draft -11: 410 once answered).
+    let (s, _, json) = w
         .post_path(
             &location,
             &serde_json::json!({"email": "alice@example.com"}),
@@ -1006,7 +1021,10 @@ async fn claims_are_asked_of_the_person_server_never_sub_and_decide_the_grant() 
             &w.ps,
         )
         .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code"))
+    );
 
     // Claims that do not satisfy the policy: refused, nothing issued.
     let location = ask().await;
@@ -1189,7 +1207,7 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
     assert_eq!(s, StatusCode::OK, "{json}");
     assert!(json["auth_token"].is_string());
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(s, StatusCode::GONE);
     // And the binding holds: the next request is granted at once.
     let (s, _, json) = w
         .post_path(AUTH_TOKEN_PATH, &serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person}), "https://ps.example", &w.ps)

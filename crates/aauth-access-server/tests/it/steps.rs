@@ -162,7 +162,7 @@ async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() 
         Some("calendar.read")
     );
     let (s, _, _) = w.get_full(&location).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "answered once");
+    assert_eq!(s, StatusCode::GONE, "answered once");
 
     // Five rounds without a decision end the request.
     let (_, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
@@ -181,7 +181,7 @@ async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() 
             );
         }
     }
-    assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.get_full(&location).await.0, StatusCode::GONE);
     assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
@@ -348,7 +348,7 @@ async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("revoked_resource_token"))
     );
-    assert_eq!(w.get_full(&location).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(w.get_full(&location).await.0, StatusCode::GONE);
     assert_eq!(w.server.issued().await.unwrap(), 0);
 }
 

@@ -4,7 +4,8 @@
 //! still reaches tokens issued before the restart).
 
 use aauth_access_server::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WaitingRecord,
+    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WAITING_KEPT,
+    WaitingRecord,
 };
 use aauth_test_support::services::PgSchema;
 
@@ -93,6 +94,19 @@ async fn contract(s: &dyn AsStore) {
         .map(|r| r.jti)
         .collect();
     assert_eq!(against, ["a1"], "a2 is past exp + grace");
+    // One record by the jti of the token it is of, until exp + grace.
+    assert_eq!(
+        s.issued_record("a2", NOW).await.unwrap(),
+        Some(IssuedRecord::new(
+            "a2".into(),
+            id_of("https://ps.example"),
+            "p1".into(),
+            other.clone(),
+            now + 10,
+        ))
+    );
+    assert_eq!(s.issued_record("a2", later).await.unwrap(), None);
+    assert_eq!(s.issued_record("nope", NOW).await.unwrap(), None);
     // Another Person Server's revocation of the same jti reaches nothing.
     assert!(
         s.issued_against(&id_of("https://ps2.example"), "p1", NOW)
@@ -118,6 +132,29 @@ async fn contract(s: &dyn AsStore) {
         !s.is_revoked("https://ps.example", "p1", NOW.plus(5 + RECORD_GRACE + 1))
             .await
             .unwrap()
+    );
+    // A revocation repeated with an earlier exp never shortens the record: it is kept
+    // until the latest exp either named.
+    s.revoke("https://ps.example", "p3", now + 100, NOW)
+        .await
+        .unwrap();
+    s.revoke("https://ps.example", "p3", now + 5, NOW)
+        .await
+        .unwrap();
+    assert!(
+        s.is_revoked("https://ps.example", "p3", NOW.plus(5 + RECORD_GRACE + 1))
+            .await
+            .unwrap(),
+        "kept until the later exp"
+    );
+    s.revoke("https://ps.example", "p3", now + 200, NOW)
+        .await
+        .unwrap();
+    assert!(
+        s.is_revoked("https://ps.example", "p3", NOW.plus(100 + RECORD_GRACE + 1))
+            .await
+            .unwrap(),
+        "a later exp extends it"
     );
 
     // Waiting requests: by id, by code, by what they wait for, by resource token.
@@ -182,6 +219,38 @@ async fn contract(s: &dyn AsStore) {
         s.waiting_on(Awaiting::Payment, later).await.unwrap().len(),
         1
     );
+    // ...but kept a while past its expiry, for a late poll: found as it was, neither
+    // taken nor removed by a take, not counted against its Person Server's share.
+    assert_eq!(
+        s.waiting_kept("w3", later).await.unwrap(),
+        Some(record("w3", now + 5, None, Awaiting::Payment, "rt2"))
+    );
+    assert_eq!(s.take_waiting("w3", later).await.unwrap(), None);
+    assert!(s.waiting_kept("w3", later).await.unwrap().is_some());
+    assert_eq!(
+        s.waiting_kept("w3", NOW.plus(5 + WAITING_KEPT))
+            .await
+            .unwrap(),
+        None,
+        "no longer kept"
+    );
+    assert_eq!(
+        s.waiting_kept("w2", later).await.unwrap().map(|r| r.id),
+        Some("w2".to_owned()),
+        "a live one too"
+    );
+    assert_eq!(s.waiting_kept("nope", later).await.unwrap(), None);
+    assert!(
+        s.create_waiting(
+            record("w4", now + 600, None, Awaiting::Answered, "rt3"),
+            3,
+            later
+        )
+        .await
+        .unwrap(),
+        "w1 and w2 count, w3 no longer"
+    );
+    s.remove_waiting("w4").await.unwrap();
     // Replaced in place (a later step), then removed.
     s.put_waiting(record("w1", now + 600, None, Awaiting::Claims, "rt1"), NOW)
         .await
@@ -227,8 +296,23 @@ async fn contract(s: &dyn AsStore) {
     s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
     s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
     assert!(s.is_bound(&ps, &rs, "alice").await.unwrap());
+    // Never rebound to another account: refused, and the binding stays alice@as's.
+    assert!(matches!(
+        s.bind(&ps, &rs, "alice", "mallory@as").await,
+        Err(aauth_access_server::BindError::BoundToAnotherAccount)
+    ));
+    s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
+    assert!(
+        matches!(
+            s.bind(&ps, &rs, "alice", "mallory@as").await,
+            Err(aauth_access_server::BindError::BoundToAnotherAccount)
+        ),
+        "still alice@as's"
+    );
+    // Another person of the same Person Server, or at another resource: theirs to bind.
+    s.bind(&ps, &other, "alice", "mallory@as").await.unwrap();
+    assert!(s.is_bound(&ps, &other, "alice").await.unwrap());
     assert!(!s.is_bound(&ps, &rs, "bob").await.unwrap());
-    assert!(!s.is_bound(&ps, &other, "alice").await.unwrap());
     assert!(!s.is_billed(&ps).await.unwrap());
     s.bill(&ps).await.unwrap();
     assert!(s.is_billed(&ps).await.unwrap());
@@ -367,6 +451,43 @@ async fn the_postgres_store_keeps_the_contract() {
     assert!(store.sweep_once(NOW.plus(400 * 24 * 3600)).await.unwrap() > 0);
     assert_eq!(store.issued_count().await.unwrap(), 0);
     db.drop_schema().await;
+}
+
+/// A store whose requests are only ever created (never put back: each is answered or
+/// abandoned) still drops the expired ones as it goes: after a few hundred creates, an
+/// abandoned request (and its body) is gone once no longer kept, not only hidden.
+async fn expired_requests_are_swept_by_creates(s: &dyn AsStore) {
+    let old = record("old", NOW.as_secs() + 5, None, Awaiting::Approval, "rt-old");
+    assert!(s.create_waiting(old, 10_000, NOW).await.unwrap());
+    // Kept a while past its expiry (a late poll is told it expired), then dropped.
+    let later = NOW.plus(5 + WAITING_KEPT);
+    for n in 0..300 {
+        let w = record(
+            &format!("c{n}"),
+            later.as_secs() + 600,
+            None,
+            Awaiting::Approval,
+            "rt-new",
+        );
+        assert!(s.create_waiting(w, 10_000, later).await.unwrap());
+    }
+    assert!(
+        s.waiting_with("https://resource.example", "rt-old")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the expired request was deleted"
+    );
+}
+
+#[tokio::test]
+async fn the_in_memory_store_sweeps_expired_requests_as_it_creates() {
+    expired_requests_are_swept_by_creates(&MemoryStore::default()).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_sweeps_expired_requests_as_it_creates() {
+    expired_requests_are_swept_by_creates(&SqliteStore::in_memory().unwrap()).await;
 }
 
 /// Two instances over one database: of twenty concurrent takes of one waiting request,
@@ -606,7 +727,7 @@ async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStor
         "{json}"
     );
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(s, StatusCode::GONE, "ended");
     assert_eq!(w.server.issued().await.unwrap(), 0);
 }
 

@@ -1,0 +1,191 @@
+//! A store that fails when told: every call goes to the store it wraps, except the
+//! next `standing` (the lookups of a token request) once armed, which fails as a
+//! database that did not answer would.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aauth_access_server::{
+    AsStore, Awaiting, BindError, IssuedRecord, Standing, StandingQuery, StoreError, WaitingRecord,
+};
+use aauth_keys::time::UnixTime;
+use aauth_metadata::audit::{AuditEvent, AuditPage, AuditQuery};
+use aauth_tokens::ServerId;
+
+/// The wrapped store, and whether the next `standing` fails.
+pub(crate) struct Flaky {
+    inner: std::sync::Arc<dyn AsStore>,
+    fail_standing: AtomicBool,
+}
+
+impl Flaky {
+    pub(crate) fn new(inner: std::sync::Arc<dyn AsStore>) -> Self {
+        Self {
+            inner,
+            fail_standing: AtomicBool::new(false),
+        }
+    }
+
+    /// The next `standing` fails (transient: `503`), once.
+    pub(crate) fn fail_next_standing(&self) {
+        self.fail_standing.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl AsStore for Flaky {
+    async fn record_issued(&self, record: IssuedRecord, now: UnixTime) -> Result<(), StoreError> {
+        self.inner.record_issued(record, now).await
+    }
+
+    async fn record_issuance(
+        &self,
+        record: IssuedRecord,
+        event: AuditEvent,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.record_issuance(record, event, now).await
+    }
+
+    async fn issued_against(
+        &self,
+        ps: &ServerId,
+        presented_jti: &str,
+        now: UnixTime,
+    ) -> Result<Vec<IssuedRecord>, StoreError> {
+        self.inner.issued_against(ps, presented_jti, now).await
+    }
+
+    async fn issued_record(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<IssuedRecord>, StoreError> {
+        self.inner.issued_record(jti, now).await
+    }
+
+    async fn issued_count(&self) -> Result<usize, StoreError> {
+        self.inner.issued_count().await
+    }
+
+    async fn revoke(
+        &self,
+        iss: &str,
+        jti: &str,
+        exp: u64,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.revoke(iss, jti, exp, now).await
+    }
+
+    async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        self.inner.is_revoked(iss, jti, now).await
+    }
+
+    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
+        self.inner.put_waiting(record, now).await
+    }
+
+    async fn replace_waiting(
+        &self,
+        record: WaitingRecord,
+        read: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_waiting(record, read, now).await
+    }
+
+    async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {
+        self.inner.waiting(id, now).await
+    }
+
+    async fn waiting_kept(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        self.inner.waiting_kept(id, now).await
+    }
+
+    async fn waiting_by_code(
+        &self,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        self.inner.waiting_by_code(code, now).await
+    }
+
+    async fn waiting_on(
+        &self,
+        awaiting: Awaiting,
+        now: UnixTime,
+    ) -> Result<Vec<WaitingRecord>, StoreError> {
+        self.inner.waiting_on(awaiting, now).await
+    }
+
+    async fn waiting_with(&self, iss: &str, jti: &str) -> Result<Vec<WaitingRecord>, StoreError> {
+        self.inner.waiting_with(iss, jti).await
+    }
+
+    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.remove_waiting(id).await
+    }
+
+    async fn create_waiting(
+        &self,
+        record: WaitingRecord,
+        max_per_ps: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.create_waiting(record, max_per_ps, now).await
+    }
+
+    async fn take_waiting(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, StoreError> {
+        self.inner.take_waiting(id, now).await
+    }
+
+    async fn bind(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<(), BindError> {
+        self.inner.bind(ps, resource, sub, account).await
+    }
+
+    async fn is_bound(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.is_bound(ps, resource, sub).await
+    }
+
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        self.inner.record_event(e).await
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.inner.audit(q).await
+    }
+
+    async fn bill(&self, ps: &ServerId) -> Result<(), StoreError> {
+        self.inner.bill(ps).await
+    }
+
+    async fn is_billed(&self, ps: &ServerId) -> Result<bool, StoreError> {
+        self.inner.is_billed(ps).await
+    }
+
+    async fn standing(&self, q: &StandingQuery<'_>, now: UnixTime) -> Result<Standing, StoreError> {
+        if self.fail_standing.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::backend("flaky", "the database did not answer"));
+        }
+        self.inner.standing(q, now).await
+    }
+}

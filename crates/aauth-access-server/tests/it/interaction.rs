@@ -1,0 +1,178 @@
+//! The person's page at the Access Server: the first account to open a code owns it
+//! (anyone else presenting it is refused as for a wrong code), the person may deny the
+//! request, and a person bound here to one account is never rebound to another.
+
+use super::*;
+
+impl World {
+    /// `account`'s browser, signed in here, on this server's own page.
+    async fn page_as(
+        &self,
+        account: &str,
+        method: &str,
+        target: &str,
+        form: &str,
+    ) -> (StatusCode, String) {
+        let cookie = format!("as-session={account}");
+        let (s, _, html) = self
+            .page_with(
+                method,
+                target,
+                form,
+                &[("cookie", &cookie), ("origin", "https://as.example")],
+            )
+            .await;
+        (s, html)
+    }
+}
+
+/// Draft -11 §Interaction Code Format: a code is single-use; once alice opened hers,
+/// bob presenting it (he holds it too: the agent showed it, or he was sent the link) is
+/// refused as a wrong code, counted as one, and binds nothing.
+#[tokio::test]
+async fn the_first_account_to_open_a_code_owns_it() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let (s, html) = w
+        .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+
+    let grant = format!("code={code}&decision=grant");
+    assert_eq!(
+        w.page_as("bob", "POST", "/interact", &grant).await.0,
+        StatusCode::NOT_FOUND,
+        "bob's approval binds nothing"
+    );
+    for _ in 0..5 {
+        let (s, html) = w
+            .page_as("bob", "GET", &format!("/interact?code={code}"), "")
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(!html.contains("resource.example"), "{html}");
+    }
+    // Each of bob's presentations was a wrong code's: he is throttled now.
+    assert_eq!(
+        w.page_as("bob", "GET", &format!("/interact?code={code}"), "")
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "still waiting for alice");
+
+    // alice's code stays hers: she reopens it and approves.
+    let (s, _) = w
+        .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        w.page_as("alice", "POST", "/interact", &grant).await.0,
+        StatusCode::OK
+    );
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+}
+
+/// The page offers a Deny beside Approve; denying ends the request `denied` at the
+/// Person Server's next poll (then `410`), and binds nothing.
+#[tokio::test]
+async fn the_person_may_deny_the_request() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let (s, html) = w
+        .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(r#"<button name="decision" value="deny">"#),
+        "{html}"
+    );
+    let (s, html) = w
+        .page_as(
+            "alice",
+            "POST",
+            "/interact",
+            &format!("code={code}&decision=deny"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    // Used: the code opens nothing now.
+    let (s, _) = w
+        .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "{json}"
+    );
+    assert_eq!(
+        w.get_path(&location, "https://ps.example", &w.ps).await.0,
+        StatusCode::GONE
+    );
+    // Nothing was bound: the next request asks for the person again.
+    w.deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+/// Two requests for one person wait for them at once; alice approves one (binding her
+/// Person Server here to her account), and bob opening the other's code cannot bind the
+/// same person to his: refused, the binding stays alice's, and that request ends
+/// `denied`.
+#[tokio::test]
+async fn a_person_bound_to_one_account_is_never_rebound_to_another() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (first, code1) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let request2 = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (second, code2) = w
+        .deferred_for_the_person(&request2, "https://ps.example")
+        .await;
+    assert_eq!(
+        w.page_as(
+            "alice",
+            "POST",
+            "/interact",
+            &format!("code={code1}&decision=grant")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let (s, html) = w
+        .page_as(
+            "bob",
+            "POST",
+            "/interact",
+            &format!("code={code2}&decision=grant"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{html}");
+    assert!(html.contains("another account"), "{html}");
+    let (s, json) = w.get_path(&second, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "{json}"
+    );
+    let (s, json) = w.get_path(&first, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(w.server.issued().await.unwrap(), 1);
+}

@@ -1,0 +1,159 @@
+//! The Person Server's polls of a waiting request: answered with the draft's polling
+//! codes (`408 expired` once it expired, `410` once it ended, the same `202` while it
+//! waits for claims), and a failure of this server's while the request is decided again
+//! leaves it for the retry.
+
+use aauth_access_server::MemoryStore;
+use aauth_headers::Scheme;
+
+use super::flaky::Flaky;
+use super::*;
+
+impl World {
+    /// A token request the policy defers (asked as ps.example): its pending URL and id.
+    async fn deferred(&self, request: &serde_json::Value) -> (String, String) {
+        let (s, h, json) = self
+            .post_path(AUTH_TOKEN_PATH, request, "https://ps.example", &self.ps)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+        let location = h["location"].to_str().unwrap().to_owned();
+        let id = location
+            .trim_start_matches(aauth_access_server::PENDING_PATH)
+            .to_owned();
+        (location, id)
+    }
+
+    /// A `GET` of `path` signed as ps.example at `at`, answered at `at`.
+    async fn get_at(&self, path: &str, at: UnixTime) -> (StatusCode, serde_json::Value) {
+        let req = request::json("GET", &format!("https://as.example{path}"), None);
+        let scheme = Scheme::JwksUri {
+            id: "https://ps.example".to_owned(),
+            dwk: "aauth-person.json".to_owned(),
+            kid: "ps-1".to_owned(),
+        };
+        let (parts, body) = request::signed_unique(req, &self.ps, &scheme, at).into_parts();
+        let resp = served(self.server.handle(&parts, &body, at).await);
+        (
+            resp.status(),
+            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+/// Draft -11 §Polling Error Codes: a request polled after it expired is `408 expired`
+/// (the Person Server may start afresh), then `410` as any ended one; one answered
+/// (its token, a denial) is `410` from then on.
+#[tokio::test]
+async fn an_expired_or_answered_request_is_told_so_not_404() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(ApproverFirst));
+    let t = w.tokens(3000);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+
+    // Nobody approves it within its ten minutes.
+    let (location, _) = w.deferred(&request).await;
+    let late = NOW.plus(601);
+    let (s, json) = w.get_at(&location, late).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("expired")),
+        "{json}"
+    );
+    let (s, json) = w.get_at(&location, late.plus(1)).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code")),
+        "{json}"
+    );
+
+    // Approved and delivered: its pending URL is gone.
+    let (location, id) = w.deferred(&request).await;
+    assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+    assert_eq!(
+        w.get_path(&location, "https://ps.example", &w.ps).await.0,
+        StatusCode::OK
+    );
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code")),
+        "{json}"
+    );
+    // Refused: told once, then gone.
+    let (location, id) = w.deferred(&request).await;
+    assert!(w.server.decide_approval(&id, false, NOW).await.unwrap());
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied"))
+    );
+    let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::GONE);
+    assert_eq!(w.server.issued().await.unwrap(), 1);
+}
+
+/// A poll of a request waiting for the Person Server's claims is the same `202` with
+/// `requirement=claims`, not a refusal that would end the Person Server's polling.
+#[tokio::test]
+async fn a_poll_of_a_request_waiting_for_claims_is_asked_for_them_again() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(WantsEmail));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, _) = w.deferred(&request).await;
+    let (s, h, json) = w
+        .send_signed(
+            "GET",
+            &location,
+            None,
+            ("https://ps.example", "aauth-person.json", "ps-1"),
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(h["aauth-requirement"], "requirement=claims");
+    assert_eq!(h["location"].to_str().unwrap(), location);
+    assert_eq!(json["required_claims"], serde_json::json!(["email"]));
+    // Still answerable.
+    let (s, _, json) = w
+        .post_path(
+            &location,
+            &serde_json::json!({"email": "alice@example.com"}),
+            "https://ps.example",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+}
+
+#[tokio::test]
+async fn a_store_failure_while_deciding_again_leaves_the_request_for_the_retry() {
+    let store = Arc::new(Flaky::new(Arc::new(MemoryStore::default())));
+    let mut w = world();
+    w.server = w
+        .server
+        .policy(Arc::new(ApproverFirst))
+        .store(store.clone());
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, id) = w.deferred(&request).await;
+    assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+
+    // The poll takes the approved request; the store fails while it is decided.
+    store.fail_next_standing();
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        ),
+        "{json}"
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+    // The retry finds it, approval and all, and gets the token.
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(json["auth_token"].is_string());
+    assert_eq!(w.server.issued().await.unwrap(), 1);
+}
