@@ -218,7 +218,8 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     /// Seconds a client has to send a request's head, and an idle kept-alive HTTP/1.1
     /// connection to begin the next (at least 1); HTTP/2 connections are pinged after as
-    /// long idle and closed if the ping goes unanswered as long again.
+    /// long idle and closed if the ping goes unanswered as long again (one whose client
+    /// answers pings stays open).
     #[serde(default = "thirty")]
     pub(crate) header_timeout_secs: u64,
     /// The proxies in front of this service (addresses or CIDR ranges: a TLS terminator,
@@ -837,8 +838,6 @@ pub(crate) enum ProxyAccess {
     AuthToken,
 }
 
-/// Reads `path`, applies the `AAUTH_*` overrides in `env`, checks it, and resolves its
-/// paths against the file's directory.
 /// The process's environment as [`load`] reads it: the variables that are text. One
 /// named `AAUTH_…` that is not is an error naming it; any other such variable is none of
 /// the configuration's business and is passed over (`std::env::vars` would panic on it).
@@ -859,6 +858,8 @@ pub(crate) fn environment() -> Result<Vec<(String, String)>, CliError> {
     Ok(out)
 }
 
+/// Reads `path`, applies the `AAUTH_*` overrides in `env`, checks it, and resolves its
+/// paths against the file's directory.
 pub(crate) fn load(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,

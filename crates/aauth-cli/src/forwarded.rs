@@ -149,10 +149,14 @@ pub(crate) fn set(
 /// address that is not a trusted proxy (or the last trusted one before an entry that is
 /// no address: what such a proxy was told cannot be believed).
 fn client(peer: IpAddr, incoming: &[HeaderValue], trusted: &TrustedProxies) -> IpAddr {
+    // Byte by byte: a value with a byte past ASCII anywhere (a client's own entry, on the
+    // left of what its proxy appended) would fail as a whole as text, and take the
+    // proxy's entries with it.
     let entries = incoming
         .iter()
         .rev()
-        .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
+        .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','))
+        .map(|e| std::str::from_utf8(e).unwrap_or("?"));
     let mut client = peer;
     for entry in entries {
         if !trusted.contains(client) {
@@ -283,6 +287,11 @@ mod tests {
         set(&mut h, ip("10.0.0.1"), &[], &t);
         assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(h[X_REAL_IP], "10.0.0.1");
+        // A client's entry that is not even text spoils nothing its proxy appended.
+        let mut h = HeaderMap::new();
+        let wild = HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.9").unwrap();
+        set(&mut h, ip("10.0.0.1"), &[wild], &t);
+        assert_eq!(h[X_REAL_IP], "203.0.113.9");
         // A garbled entry stops the walk at the trusted proxy that passed it on.
         let mut h = HeaderMap::new();
         set(

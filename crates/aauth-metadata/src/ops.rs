@@ -363,7 +363,14 @@ pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct WithHealth<E: ?Sized> {
     role: Arc<E>,
     checks: Vec<(&'static str, Arc<dyn ReadyCheck>)>,
+    /// The last answer of `/readyz` and when it was made: checks run at most once per
+    /// [`READY_ANSWER_KEPT`], however often they are asked.
+    last: tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>,
 }
+
+/// How long `/readyz` keeps its answer: an endpoint anyone may ask, whose checks reach
+/// the store and Redis, turns a flood into at most one round of checks per this.
+pub const READY_ANSWER_KEPT: Duration = Duration::from_secs(1);
 
 impl<E: ?Sized> std::fmt::Debug for WithHealth<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -380,6 +387,7 @@ impl<E: ?Sized> WithHealth<E> {
         Self {
             role,
             checks: Vec::new(),
+            last: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -396,6 +404,20 @@ impl<E: ?Sized> WithHealth<E> {
     }
 
     async fn ready(&self) -> Response<Bytes> {
+        // One caller runs the checks; those who ask meanwhile get its answer.
+        let mut last = self.last.lock().await;
+        if let Some((at, status, body)) = last.as_ref()
+            && at.elapsed() < READY_ANSWER_KEPT
+        {
+            return json_response(*status, body);
+        }
+        let (status, body) = self.run_checks().await;
+        let answer = json_response(status, &body);
+        *last = Some((Instant::now(), status, body));
+        answer
+    }
+
+    async fn run_checks(&self) -> (StatusCode, serde_json::Value) {
         let mut failed = Vec::new();
         for (name, check) in &self.checks {
             let outcome = tokio::time::timeout(READY_CHECK_TIMEOUT, check.check())
@@ -406,11 +428,11 @@ impl<E: ?Sized> WithHealth<E> {
             }
         }
         if failed.is_empty() {
-            json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
+            (StatusCode::OK, serde_json::json!({ "status": "ready" }))
         } else {
-            json_response(
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({ "status": "unavailable", "failed": failed }),
+                serde_json::json!({ "status": "unavailable", "failed": failed }),
             )
         }
     }
@@ -440,6 +462,55 @@ mod tests {
         HeaderValue, MAX_ROUTE_LABELS, Response, RouteLabels, StatusCode, acceptable, oauth_error,
         route_label,
     };
+
+    #[tokio::test]
+    async fn readyz_runs_its_checks_at_most_once_per_interval() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use super::{ReadyCheck, WithHealth};
+        use crate::serve::Endpoint;
+
+        struct Counting(AtomicUsize);
+        #[async_trait::async_trait]
+        impl ReadyCheck for Counting {
+            async fn check(&self) -> Result<(), String> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err("down".to_owned())
+            }
+        }
+        struct Nothing;
+        #[async_trait::async_trait]
+        impl Endpoint for Nothing {
+            async fn respond(
+                &self,
+                _: &http::request::Parts,
+                _: &[u8],
+                _: aauth_keys::time::UnixTime,
+            ) -> Option<Response<bytes::Bytes>> {
+                None
+            }
+        }
+        let count = Arc::new(Counting(AtomicUsize::new(0)));
+        let health = WithHealth::new(Arc::new(Nothing)).check("store", count.clone());
+        let parts = http::Request::get("/readyz")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        for _ in 0..3 {
+            let r = health
+                .respond(&parts, b"", aauth_keys::time::UnixTime(0))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "answered from the last round"
+        );
+    }
 
     #[test]
     fn route_labels_are_bounded_and_paths_nothing_serves_are_other() {

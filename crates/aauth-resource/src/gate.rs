@@ -913,6 +913,15 @@ impl Route {
                 };
                 match t {
                     BoundToken::Person(p) => {
+                        // Three-party, the auth token would come from this Person
+                        // Server: none is asked of one this resource does not take.
+                        if self
+                            .tokens
+                            .as_ref()
+                            .is_some_and(|t| t.access_server.is_none())
+                        {
+                            self.trusted_person_server(&p.claims.iss)?;
+                        }
                         Err(self.auth_challenge(Basis::person(&p.claims), scope, request, now)?)
                     }
                     BoundToken::Auth(a) => {

@@ -383,6 +383,14 @@ fn upstream_headers(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let mut headers = std::mem::take(&mut parts.headers);
+    // The connection's peer; for a call held and run at a later poll, the note the
+    // proxy kept with it (dropped upstream with the other `x-aauth-` headers). Read
+    // before the hop-by-hop headers go: a client's `Connection` may name the note.
+    let peer = parts
+        .extensions
+        .get::<forwarded::Peer>()
+        .copied()
+        .or_else(|| noted_peer(&headers));
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
     // The client's own chain, believed only from a trusted proxy (see `forwarded`).
@@ -399,13 +407,6 @@ fn upstream_headers(
     for name in forwarded {
         headers.remove(name);
     }
-    // The connection's peer; for a call held and run at a later poll, the note the
-    // proxy kept with it (dropped upstream with the other `x-aauth-` headers).
-    let peer = parts
-        .extensions
-        .get::<forwarded::Peer>()
-        .copied()
-        .or_else(|| noted_peer(&headers));
     forwarded::set(&mut headers, peer, &incoming, &up.trusted_proxies);
     if !up.forward_signature_headers {
         for name in SIGNATURE_HEADERS {

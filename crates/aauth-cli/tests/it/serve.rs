@@ -1240,7 +1240,19 @@ fn stalled_clients_are_dropped_and_connections_are_bounded() {
         .unwrap();
     let mut rest = Vec::new();
     let closed = stalled.read_to_end(&mut rest);
-    assert!(closed.is_ok() || rest.is_empty(), "{closed:?}");
+    // Closed by the server (end of stream, or a reset), not the read timing out.
+    assert!(
+        closed.as_ref().map_or_else(
+            |e| e.kind() == std::io::ErrorKind::ConnectionReset,
+            |_| true
+        ),
+        "{closed:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         !String::from_utf8_lossy(&rest).contains(" 200 "),
         "the stalled request was served"

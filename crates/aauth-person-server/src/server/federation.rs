@@ -153,7 +153,13 @@ impl PersonServer {
                         self.post_to_access_server(transport, &url, &clarification(answer), now)
                             .await?
                     }
-                    None => self.get_from_access_server(transport, &url, now).await?,
+                    // A poll the Access Server cannot take now (unreachable) is
+                    // asked again at the agent's next poll: the request waits there,
+                    // and an approval already given there is not lost.
+                    None => self
+                        .get_from_access_server(transport, &url, now)
+                        .await
+                        .map_err(|_| PsError::AccessServerPending)?,
                 };
                 (resp, Some(url))
             }
@@ -270,6 +276,18 @@ impl PersonServer {
             let (pending, raw, requirement, body) =
                 match AccessReply::read(&resp, &fp.access_server, waiting)? {
                     AccessReply::Token { auth_token } => return Ok(auth_token),
+                    // Polling, a busy or failing Access Server (429, 503) keeps the
+                    // request where it is: it is asked again at the next poll.
+                    AccessReply::Refused { status, .. }
+                        if polling && status == StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        return Err(PsError::AccessServerPending);
+                    }
+                    AccessReply::Unexpected(status)
+                        if polling && status == StatusCode::SERVICE_UNAVAILABLE =>
+                    {
+                        return Err(PsError::AccessServerPending);
+                    }
                     AccessReply::Refused {
                         status,
                         error,

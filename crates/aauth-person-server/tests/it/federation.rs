@@ -734,6 +734,8 @@ async fn revoking_the_agent_revokes_its_person_token_at_the_access_server_it_was
 struct ApprovingAs {
     token: Mutex<Option<String>>,
     polls: Mutex<u32>,
+    /// Answers to polls before the real ones: a status, or (`None`) no answer at all.
+    hiccups: Mutex<std::collections::VecDeque<Option<StatusCode>>>,
 }
 
 #[async_trait]
@@ -764,6 +766,16 @@ impl Transport for ApprovingAs {
                 .is_some_and(|v| v.contains(r#"id="https://ps.example""#)),
             "the PS polls signed as itself"
         );
+        if let Some(hiccup) = self.hiccups.lock().unwrap().pop_front() {
+            let status = hiccup.ok_or_else(|| TransportError::new("connection refused"))?;
+            let mut r = http::Response::new(Bytes::from_static(
+                br#"{"error":"temporarily_unavailable"}"#,
+            ));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert("content-type", "application/problem+json".parse().unwrap());
+            return Ok(r);
+        }
         let mut polls = self.polls.lock().unwrap();
         *polls += 1;
         if *polls == 1 {
@@ -781,6 +793,7 @@ async fn approving_world() -> (World, Arc<ApprovingAs>, serde_json::Value, Perso
     let access = Arc::new(ApprovingAs {
         token: Mutex::new(None),
         polls: Mutex::new(0),
+        hiccups: Mutex::new(std::collections::VecDeque::new()),
     });
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
     w.ps = w.ps.federation(access.clone());
@@ -821,6 +834,39 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
     let (s, _, _) =
         crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
     assert_eq!(s, StatusCode::GONE);
+}
+
+/// An Access Server that cannot take a poll now (503, 429, unreachable) keeps the
+/// request: the agent is told to wait, and the approval given there meanwhile is
+/// delivered at a later poll, not lost.
+#[tokio::test]
+async fn a_busy_or_unreachable_access_server_keeps_the_request_waiting() {
+    let (w, access, body, _) = approving_world().await;
+    *access.hiccups.lock().unwrap() = [
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        None,
+    ]
+    .into();
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = crate::consent::header_of(&headers, "location");
+    for _ in 0..4 {
+        let (s, _, json) =
+            crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+        assert_eq!(
+            (s, json["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("interacting")),
+            "{json}"
+        );
+    }
+    let (s, _, json) =
+        crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["auth_token"].as_str(),
+        access.token.lock().unwrap().as_deref()
+    );
 }
 
 /// The person token the request presented is revoked while the Access Server holds the

@@ -542,6 +542,10 @@ async fn only_the_person_servers_a_resource_names_vouch_for_people_there() {
                 "{body}"
             );
             assert!(body.contains("not accepted here"), "{body}");
+            // Nor is a resource token minted for that Person Server to answer.
+            let (s, h, _) = send(&mut auth, send_as(m.person_token().token)).await;
+            assert_eq!(s, StatusCode::FORBIDDEN);
+            assert!(h.get("aauth-requirement").is_none(), "{h:?}");
             assert_eq!(calls.calls(), before);
         }
     }
