@@ -2,7 +2,7 @@
 //! `x-aauth-*` headers (every such header the client sent is dropped first; the request's
 //! signature headers, which carry the agent's token, too, unless configured, and an
 //! `Authorization: AAuth` session token always), `X-Forwarded-For` and `X-Real-IP` from
-//! the peer (see [`super::forwarded`]), hop-by-hop headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
+//! the peer (see [`crate::forwarded`]), hop-by-hop headers removed both ways, a pooled HTTP/1.1 and HTTP/2 client (HTTP/2 over TLS when
 //! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
 //! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted: over
 //! HTTP/1.1, or over HTTP/2 as an extended `CONNECT` (RFC 8441), which goes upstream as
