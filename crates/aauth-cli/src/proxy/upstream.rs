@@ -118,7 +118,7 @@ struct Inner {
     forward_signature_headers: bool,
     /// The sessions the upstream grants.
     grants: Grants,
-    /// `resource_proxy.trusted_proxies`.
+    /// `trusted_proxies` (top level).
     trusted_proxies: TrustedProxies,
 }
 
