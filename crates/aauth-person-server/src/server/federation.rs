@@ -155,11 +155,15 @@ impl PersonServer {
                     }
                     // A poll the Access Server cannot take now (unreachable) is
                     // asked again at the agent's next poll: the request waits there,
-                    // and an approval already given there is not lost.
+                    // and an approval already given there is not lost. The operator
+                    // still hears why.
                     None => self
                         .get_from_access_server(transport, &url, now)
                         .await
-                        .map_err(|_| PsError::AccessServerPending)?,
+                        .map_err(|e| {
+                            aauth_metadata::serve::report_failure(&e);
+                            PsError::AccessServerPending
+                        })?,
                 };
                 (resp, Some(url))
             }
