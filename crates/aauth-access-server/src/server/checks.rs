@@ -126,6 +126,12 @@ fn declared_typ(token: &str) -> Option<String> {
 }
 
 impl AccessServer {
+    /// Whether this server serves `resource`: every resource, unless it names the ones it
+    /// governs ([`AccessServer::governed`]).
+    pub(super) fn serves(&self, resource: &ServerId) -> bool {
+        self.governs.as_ref().is_none_or(|g| g.contains(resource))
+    }
+
     /// Only the resources this server governs (when it says which), decided before any
     /// key is fetched for anyone: the resource token's issuer, unverified, only chooses
     /// whether to go on (the token is verified by [`AccessServer::check_resource_token`]).
@@ -134,9 +140,9 @@ impl AccessServer {
         resource_token: &str,
         now: UnixTime,
     ) -> Result<(), AsError> {
-        let Some(governed) = &self.governs else {
+        if self.governs.is_none() {
             return Ok(());
-        };
+        }
         let iss = Unverified::<ResourceClaims>::decode(resource_token, &Validation::new(now))
             .map(|u| u.unverified_claims().iss.clone())
             .map_err(|e| match e {
@@ -144,7 +150,7 @@ impl AccessServer {
                 other => distinct_refusal(&other)
                     .unwrap_or_else(|| AsError::InvalidResourceToken(other.to_string())),
             })?;
-        if governed.contains(&iss) {
+        if self.serves(&iss) {
             Ok(())
         } else {
             Err(AsError::InvalidResourceToken(

@@ -67,6 +67,9 @@ impl AccessServer {
     /// until `exp` plus skew.
     pub(super) async fn revocation(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Answer {
         let (revoker, caller) = self.revoker(parts, body, now).await?;
+        if let Revoker::PersonServer(ps) = &revoker {
+            self.count_person_server(parts, ps, false).await?;
+        }
         let r = match serde_json::from_slice::<Revoke>(body) {
             Ok(r) if !r.jti.is_empty() && r.jti.len() <= MAX_JTI_LEN => r,
             _ => {
@@ -135,7 +138,9 @@ impl AccessServer {
         let revoker = match &verified.identity {
             KeyIdentity::JwksUri { id, dwk, .. } => match (ServerId::parse(id), dwk.as_str()) {
                 (Ok(ps), "aauth-person.json") if self.admits(&ps) => Revoker::PersonServer(ps),
-                (Ok(rs), "aauth-resource.json") => Revoker::Resource(rs),
+                // Only the resources this server serves, when it says which
+                // ([`AccessServer::governed`]): no one else's records are kept here.
+                (Ok(rs), "aauth-resource.json") if self.serves(&rs) => Revoker::Resource(rs),
                 _ => return Err(unsupported()),
             },
             _ => return Err(unsupported()),

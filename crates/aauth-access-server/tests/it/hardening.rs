@@ -198,9 +198,23 @@ async fn an_access_server_can_name_the_resources_it_serves() {
     );
     // Decided before any token was verified: only the caller's key was looked up.
     assert_eq!(lookups.load(Ordering::SeqCst), 1);
+    // Nor does it keep revocations from a resource it does not serve: anyone can stand
+    // one up, and each would be a record here.
+    let rt = w.resource_token(&t, |b| b);
+    assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::FORBIDDEN);
+    assert_eq!(w.ask(&request).await.0, StatusCode::BAD_REQUEST);
     w.server = w.server.governed([id("https://resource.example")]);
     let (s, json) = w.ask(&request).await;
     assert_eq!(s, StatusCode::OK, "{json}");
+    // Served: its revocations are taken, and the revoked resource token is refused.
+    assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::OK);
+    let revoked = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let (s, json) = w.ask(&revoked).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_resource_token")),
+        "{json}"
+    );
 }
 
 #[tokio::test]
