@@ -74,6 +74,12 @@ pub enum AsError {
     /// returned, the pending URL returns `410 Gone`).
     #[error("invalid_code: this request has ended")]
     RequestEnded,
+    /// A waiting request whose interaction code was presented by other accounts than the
+    /// person's too many times: `410`, `invalid_code` (draft -11 §Interaction Code
+    /// Format: after a small number of failed attempts the interaction is terminally
+    /// failed). The Person Server may start a fresh request.
+    #[error("invalid_code: the interaction code was presented by others too many times")]
+    InteractionFailed,
     /// Something this server needed failed (a record it wrote that does not read back,
     /// a token it could not mint, keys it could not fetch): `server_error` (500), with
     /// only the kind of failure in the body.
@@ -116,7 +122,7 @@ impl AsError {
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::ClockSkew { .. } => "clock_skew",
             Self::RequestExpired => "expired",
-            Self::RequestEnded => "invalid_code",
+            Self::RequestEnded | Self::InteractionFailed => "invalid_code",
             Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
@@ -148,7 +154,8 @@ impl AsError {
             | Self::ClockSkew { .. }
             | Self::Denied(_)
             | Self::RequestExpired
-            | Self::RequestEnded => true,
+            | Self::RequestEnded
+            | Self::InteractionFailed => true,
         }
     }
 
@@ -166,7 +173,7 @@ impl AsError {
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestExpired => StatusCode::REQUEST_TIMEOUT,
-            Self::RequestEnded => StatusCode::GONE,
+            Self::RequestEnded | Self::InteractionFailed => StatusCode::GONE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

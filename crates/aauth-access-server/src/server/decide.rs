@@ -70,6 +70,7 @@ impl AccessServer {
             sub: request.sub.to_owned(),
             done: false,
             account: None,
+            attempts: 0,
         })
     }
 }

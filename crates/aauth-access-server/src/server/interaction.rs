@@ -3,8 +3,10 @@
 //! signed in here ([`AccessServer::people_authenticator`]), they see what their Person
 //! Server asks for and may approve it, which binds that Person Server here for them, or
 //! deny it, which ends the request `denied`. The first account to open a code owns it:
-//! anyone else presenting it is refused as for a wrong code. Wrong codes are throttled
-//! per account and per client.
+//! anyone else presenting it is refused as for a wrong code, and after
+//! [`MAX_CODE_ATTEMPTS`] such presentations the interaction ends (the Person Server's next
+//! poll gets `410 invalid_code`). Wrong codes are throttled per account and per client; a
+//! code whose request expired is answered `408` (draft -11 §Interaction Code Format).
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::code;
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
-use super::waiting::{Step, Waiting};
+use super::waiting::{MAX_CODE_ATTEMPTS, Step, Waiting};
 use super::{AccessServer, Answer, INTERACT_PATH, Refusal};
 use crate::AsError;
 use crate::store::BindError;
@@ -80,6 +82,16 @@ struct Open {
     owner: Option<String>,
 }
 
+/// What an interaction code opens.
+enum Opened {
+    /// An open interaction: the account's own, or nobody's until now.
+    Open(Box<Open>),
+    /// An interaction whose request expired before the person decided.
+    Expired,
+    /// Nothing: a wrong code, a used one, or another account's.
+    Nothing,
+}
+
 /// The value of `name` in a `name=value&…` string, as sent.
 fn field(src: &str, name: &str) -> Option<String> {
     src.split('&')
@@ -119,12 +131,22 @@ fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
     r
 }
 
-/// The page for a code that opens nothing (`404`): wrong, used, expired, malformed, or
-/// another account's.
+/// The page for a code that opens nothing (`404`): wrong, used, malformed, or another
+/// account's.
 fn no_request() -> http::Response<Bytes> {
     page(
         StatusCode::NOT_FOUND,
         "<p>This code matches no open request.</p>".to_owned(),
+    )
+}
+
+/// The page for a code whose request expired before the person came (`408`, draft -11
+/// §Interaction Code Format: `expired`): the agent may start a fresh request.
+fn expired() -> http::Response<Bytes> {
+    page(
+        StatusCode::REQUEST_TIMEOUT,
+        "<p>This request expired before it was decided. Ask your agent to start again.</p>"
+            .to_owned(),
     )
 }
 
@@ -202,10 +224,16 @@ impl AccessServer {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
             return Ok(r);
         }
-        let Some(open) = self.open_for(&code, &account, now).await? else {
+        let open = match self.open_for(&code, &account, now).await? {
+            Opened::Open(open) => *open,
+            // Draft -11 §Interaction Code Format: once its request has expired, the
+            // code fails with `expired`.
+            Opened::Expired => return Ok(expired()),
             // A code that opens nothing, or another account's: a wrong code either way.
-            self.throttle.failed(&keys, now).await?;
-            return Ok(no_request());
+            Opened::Nothing => {
+                self.throttle.failed(&keys, now).await?;
+                return Ok(no_request());
+            }
         };
         match form.decision {
             Some(Decision::Grant) => self.approve(open, &account, now).await,
@@ -223,47 +251,67 @@ impl AccessServer {
         }
     }
 
-    /// The interaction `code` opens for `account`: one it opened first, or one nobody
-    /// has opened yet, which becomes its own (the account recorded on the request by a
-    /// conditional write over the record as read: of two accounts at once, one gets
-    /// it). `None` for a code that opens nothing, or another account's.
-    async fn open_for(
-        &self,
-        code: &str,
-        account: &str,
-        now: UnixTime,
-    ) -> Result<Option<Open>, Refusal> {
+    /// What the interaction `code` opens for `account`: one it opened first, or one
+    /// nobody has opened yet, which becomes its own (the account recorded on the request
+    /// by a conditional write over the record as read: of two accounts at once, one gets
+    /// it). Another account's code opens nothing and counts as a failed attempt on its
+    /// interaction, which ends at [`MAX_CODE_ATTEMPTS`].
+    async fn open_for(&self, code: &str, account: &str, now: UnixTime) -> Result<Opened, Refusal> {
         // Twice at most: a write that lost to another's is read again, once.
         for _ in 0..2 {
-            let Some(mut open) = self.open_interaction(code, now).await? else {
-                return Ok(None);
+            let mut open = match self.open_interaction(code, now).await? {
+                Opened::Open(open) => *open,
+                other => return Ok(other),
             };
-            match open.owner.as_deref() {
-                Some(owner) if owner == account => return Ok(Some(open)),
-                Some(_) => return Ok(None),
-                None => {}
-            }
-            if let Step::Interaction { account: owner, .. } = &mut open.waiting.step {
-                *owner = Some(account.to_owned());
-            }
+            let Step::Interaction {
+                account: owner,
+                attempts,
+                ..
+            } = &mut open.waiting.step
+            else {
+                return Ok(Opened::Nothing);
+            };
+            let claimed = match owner.as_deref() {
+                Some(o) if o == account => return Ok(Opened::Open(Box::new(open))),
+                Some(_) => {
+                    *attempts = attempts.saturating_add(1);
+                    if *attempts >= MAX_CODE_ATTEMPTS {
+                        open.waiting.step = Step::CodeFailed;
+                    }
+                    false
+                }
+                None => {
+                    *owner = Some(account.to_owned());
+                    true
+                }
+            };
             let record = open.waiting.clone().into_record(open.id.clone())?;
-            let claimed = record.data.clone();
+            let written = record.data.clone();
             if self.store.replace_waiting(record, &open.read, now).await? {
-                open.read = claimed;
+                if !claimed {
+                    return Ok(Opened::Nothing);
+                }
+                open.read = written;
                 open.owner = Some(account.to_owned());
-                return Ok(Some(open));
+                return Ok(Opened::Open(Box::new(open)));
             }
         }
-        Ok(None)
+        Ok(Opened::Nothing)
     }
 
-    /// The interaction `code` opens: a waiting request whose step is the person, not yet
-    /// done (`None` for any other code).
-    async fn open_interaction(&self, code: &str, now: UnixTime) -> Result<Option<Open>, Refusal> {
-        let Some(record) = self.store.waiting_by_code(code, now).await? else {
-            return Ok(None);
+    /// What the interaction `code` opens: a waiting request whose step is the person,
+    /// not yet done; one that expired before the person came (kept a while,
+    /// [`crate::WAITING_KEPT`]); or nothing.
+    async fn open_interaction(&self, code: &str, now: UnixTime) -> Result<Opened, Refusal> {
+        let kept_since = now.minus(crate::WAITING_KEPT);
+        let Some(record) = self.store.waiting_by_code(code, kept_since).await? else {
+            return Ok(Opened::Nothing);
         };
-        let (id, read) = (record.id.clone(), record.data.clone());
+        let (id, read, expired) = (
+            record.id.clone(),
+            record.data.clone(),
+            record.expires <= now.as_secs(),
+        );
         let waiting = Waiting::from_record(record)?;
         let (resource, sub, owner) = match &waiting.step {
             Step::Interaction {
@@ -273,16 +321,19 @@ impl AccessServer {
                 account,
                 ..
             } => (resource.clone(), sub.clone(), account.clone()),
-            _ => return Ok(None),
+            _ => return Ok(Opened::Nothing),
         };
-        Ok(Some(Open {
+        if expired {
+            return Ok(Opened::Expired);
+        }
+        Ok(Opened::Open(Box::new(Open {
             id,
             waiting,
             read,
             resource,
             sub,
             owner,
-        }))
+        })))
     }
 
     /// The person approves: their Person Server is bound here for the resource and their

@@ -55,6 +55,7 @@ impl AccessServer {
                 return end(AsError::Denied("the approver refused".to_owned())).await;
             }
             Step::Refused(reason) => return end(AsError::Denied(reason.clone())).await,
+            Step::CodeFailed => return end(AsError::InteractionFailed).await,
             Step::Answered => return Err(AsError::RequestEnded.into()),
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
@@ -109,6 +110,10 @@ impl AccessServer {
                 let denied = AsError::Denied(reason.clone());
                 return self.end_waiting(id, &w.ps, &w.rt, denied, now).await;
             }
+            Step::CodeFailed => {
+                let failed = AsError::InteractionFailed;
+                return self.end_waiting(id, &w.ps, &w.rt, failed, now).await;
+            }
             Step::Answered => return Err(AsError::RequestEnded.into()),
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
@@ -158,7 +163,18 @@ impl AccessServer {
                 self.put_back(r, now).await?;
                 return Err(Refusal::NotFound);
             }
-            None => return Err(Refusal::NotFound),
+            // It was there a moment ago (`waiting_for`): another poll of it took it, and
+            // is deciding it now. Not a `404`, which would end the Person Server's
+            // request: still pending, poll again shortly (that poll gets what the other
+            // left: the next step, or `410` once it was answered).
+            None => {
+                let mut r = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "status": "pending" }),
+                );
+                super::waiting::still_pending(&mut r, id, "1");
+                return Ok(r);
+            }
         };
         let asked = Asked {
             ps,

@@ -17,6 +17,10 @@ use crate::store::{Awaiting, WaitingRecord};
 /// How long a waiting request is kept for its next step, in seconds.
 const WAITING_LIFETIME: u64 = 600;
 
+/// How many presentations of an interaction code by accounts other than its owner end
+/// the interaction (the Person Server's consent page allows as many).
+pub(super) const MAX_CODE_ATTEMPTS: u32 = 5;
+
 /// How many times a revocation reads a waiting request again when another step was
 /// written over it between its read and its mark.
 const MARK_ATTEMPTS: usize = 8;
@@ -39,6 +43,10 @@ pub(super) enum Step {
         /// presentation a wrong code's.
         #[serde(default)]
         account: Option<String>,
+        /// How many times another account presented its code: at
+        /// [`MAX_CODE_ATTEMPTS`] the interaction ends ([`Step::CodeFailed`]).
+        #[serde(default)]
+        attempts: u32,
     },
     /// Refused on the person's behalf (they said no on the interaction page, or their
     /// Person Server is bound here to another account): the next poll ends it `denied`
@@ -55,6 +63,11 @@ pub(super) enum Step {
     Payment { challenge: String },
     /// Its resource token was revoked (AS-42): the next poll ends it.
     Revoked,
+    /// Its interaction code was presented by other accounts [`MAX_CODE_ATTEMPTS`] times
+    /// (draft -11 §Interaction Code Format, rate-limiting: after a small number of failed
+    /// attempts the interaction is terminally failed): the next poll ends it `410
+    /// invalid_code`.
+    CodeFailed,
     /// Answered terminally: only the record of its end, which a late poll is answered
     /// `410` from ([`AccessServer::close`]).
     Answered,
@@ -94,7 +107,7 @@ impl Step {
             Self::Approval(_) => Awaiting::Approval,
             Self::Clarification { .. } => Awaiting::Clarification,
             Self::Payment { .. } => Awaiting::Payment,
-            Self::Revoked | Self::Refused(_) => Awaiting::Ended,
+            Self::Revoked | Self::Refused(_) | Self::CodeFailed => Awaiting::Ended,
             Self::Answered => Awaiting::Answered,
         }
     }
@@ -348,7 +361,16 @@ impl AccessServer {
         for _ in 0..MARK_ATTEMPTS {
             let (id, read) = (record.id.clone(), record.data.clone());
             let mut w = Waiting::from_record(record)?;
-            if matches!(w.step, Step::Revoked | Step::Answered) {
+            // One already ended keeps its verdict: a denial, or a failed interaction,
+            // is not turned into `revoked_resource_token` by a later revocation.
+            if matches!(
+                w.step,
+                Step::Revoked
+                    | Step::Answered
+                    | Step::Refused(_)
+                    | Step::CodeFailed
+                    | Step::Approval(Some(false))
+            ) {
                 return Ok(());
             }
             w.step = Step::Revoked;
@@ -412,6 +434,7 @@ impl AccessServer {
             Step::Payment { challenge } => return payment_required(id, challenge),
             Step::Revoked => return AsError::RevokedResourceToken.into_http_response(),
             Step::Refused(reason) => return AsError::Denied(reason.clone()).into_http_response(),
+            Step::CodeFailed => return AsError::InteractionFailed.into_http_response(),
             Step::Answered => return AsError::RequestEnded.into_http_response(),
         };
         let mut r = json_response(status, &json);

@@ -11,10 +11,12 @@ use aauth_keys::time::UnixTime;
 use aauth_metadata::audit::{AuditEvent, AuditPage, AuditQuery};
 use aauth_tokens::ServerId;
 
-/// The wrapped store, and whether the next `standing` fails.
+/// The wrapped store, whether the next `standing` fails, and whether the next
+/// `take_waiting` finds its request already taken.
 pub(crate) struct Flaky {
     inner: std::sync::Arc<dyn AsStore>,
     fail_standing: AtomicBool,
+    taken_elsewhere: AtomicBool,
 }
 
 impl Flaky {
@@ -22,7 +24,14 @@ impl Flaky {
         Self {
             inner,
             fail_standing: AtomicBool::new(false),
+            taken_elsewhere: AtomicBool::new(false),
         }
+    }
+
+    /// The next `take_waiting` finds nothing, as when another poll of the request took
+    /// it a moment before (it stays in the wrapped store), once.
+    pub(crate) fn take_next_elsewhere(&self) {
+        self.taken_elsewhere.store(true, Ordering::SeqCst);
     }
 
     /// The next `standing` fails (transient: `503`), once.
@@ -144,6 +153,9 @@ impl AsStore for Flaky {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
+        if self.taken_elsewhere.swap(false, Ordering::SeqCst) {
+            return Ok(None);
+        }
         self.inner.take_waiting(id, now).await
     }
 

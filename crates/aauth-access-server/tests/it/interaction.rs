@@ -13,13 +13,26 @@ impl World {
         target: &str,
         form: &str,
     ) -> (StatusCode, String) {
+        self.page_as_at(account, method, target, form, NOW).await
+    }
+
+    /// [`World::page_as`] at time `at`.
+    async fn page_as_at(
+        &self,
+        account: &str,
+        method: &str,
+        target: &str,
+        form: &str,
+        at: UnixTime,
+    ) -> (StatusCode, String) {
         let cookie = format!("as-session={account}");
         let (s, _, html) = self
-            .page_with(
+            .page_with_at(
                 method,
                 target,
                 form,
                 &[("cookie", &cookie), ("origin", "https://as.example")],
+                at,
             )
             .await;
         (s, html)
@@ -28,7 +41,8 @@ impl World {
 
 /// Draft -11 §Interaction Code Format: a code is single-use; once alice opened hers,
 /// bob presenting it (he holds it too: the agent showed it, or he was sent the link) is
-/// refused as a wrong code, counted as one, and binds nothing.
+/// refused as a wrong code and binds nothing; a few such presentations leave the
+/// request hers.
 #[tokio::test]
 async fn the_first_account_to_open_a_code_owns_it() {
     let mut w = world();
@@ -49,20 +63,13 @@ async fn the_first_account_to_open_a_code_owns_it() {
         StatusCode::NOT_FOUND,
         "bob's approval binds nothing"
     );
-    for _ in 0..5 {
+    for _ in 0..3 {
         let (s, html) = w
             .page_as("bob", "GET", &format!("/interact?code={code}"), "")
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(!html.contains("resource.example"), "{html}");
     }
-    // Each of bob's presentations was a wrong code's: he is throttled now.
-    assert_eq!(
-        w.page_as("bob", "GET", &format!("/interact?code={code}"), "")
-            .await
-            .0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::ACCEPTED, "still waiting for alice");
 
@@ -79,14 +86,88 @@ async fn the_first_account_to_open_a_code_owns_it() {
     assert_eq!(s, StatusCode::OK, "{json}");
 }
 
+/// Draft -11 §Interaction Code Format (rate-limiting): after a small number of failed
+/// attempts the interaction is terminally failed. Five presentations of alice's code by
+/// other accounts end it: the Person Server's next poll is `410 invalid_code`, the code
+/// opens nothing for alice either, and each presentation counted against bob too.
+#[tokio::test]
+async fn an_interaction_presented_by_others_five_times_ends() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let page = format!("/interact?code={code}");
+    assert_eq!(w.page_as("alice", "GET", &page, "").await.0, StatusCode::OK);
+    for account in ["bob", "bob", "carol", "bob", "carol"] {
+        assert_eq!(
+            w.page_as(account, "GET", &page, "").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code")),
+        "{json}"
+    );
+    assert_eq!(
+        w.page_as("alice", "GET", &page, "").await.0,
+        StatusCode::NOT_FOUND,
+        "ended: the code opens nothing"
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+
+    // Another request's code, after bob's three wrong ones here and three more (past
+    // the throttle's five free failures): he is throttled, before any lookup.
+    let (_, other) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    for _ in 0..3 {
+        w.page_as("bob", "GET", "/interact?code=ZZZZZZZZ", "").await;
+    }
+    assert_eq!(
+        w.page_as("bob", "GET", &format!("/interact?code={other}"), "")
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// Draft -11 §Interaction Code Format (lifetime): once the pending request has expired,
+/// presenting its code fails with `expired`: a `408` page, not "no such request".
+#[tokio::test]
+async fn a_code_whose_request_expired_says_so() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(3000);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (_, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let page = format!("/interact?code={code}");
+    let (s, html) = w.page_as_at("alice", "GET", &page, "", NOW.plus(601)).await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT, "{html}");
+    assert!(html.contains("expired"), "{html}");
+    // A wrong code at the same time is still "no request".
+    let (s, _) = w
+        .page_as_at("alice", "GET", "/interact?code=ZZZZZZZZ", "", NOW.plus(601))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
 /// The page offers a Deny beside Approve; denying ends the request `denied` at the
-/// Person Server's next poll (then `410`), and binds nothing.
+/// Person Server's next poll (then `410`), even when its resource token is revoked
+/// before that poll, and binds nothing.
 #[tokio::test]
 async fn the_person_may_deny_the_request() {
     let mut w = world();
     w.server = w.server.policy(Arc::new(BindFirst));
     let t = w.tokens(600);
-    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let rt = w.resource_token(&t, |b| b);
+    let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
     let (location, code) = w
         .deferred_for_the_person(&request, "https://ps.example")
         .await;
@@ -112,6 +193,9 @@ async fn the_person_may_deny_the_request() {
         .page_as("alice", "GET", &format!("/interact?code={code}"), "")
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // The resource revoking its token meanwhile does not turn the denial into
+    // `revoked_resource_token`: the person's answer stands.
+    assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::OK);
     let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(
         (s, json["error"].as_str()),
@@ -122,8 +206,10 @@ async fn the_person_may_deny_the_request() {
         w.get_path(&location, "https://ps.example", &w.ps).await.0,
         StatusCode::GONE
     );
-    // Nothing was bound: the next request asks for the person again.
-    w.deferred_for_the_person(&request, "https://ps.example")
+    // Nothing was bound: the next request (with a fresh resource token) asks for the
+    // person again.
+    let again = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    w.deferred_for_the_person(&again, "https://ps.example")
         .await;
     assert_eq!(w.server.issued().await.unwrap(), 0);
 }

@@ -1120,6 +1120,18 @@ impl World {
         form: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, http::HeaderMap, String) {
+        self.page_with_at(method, target, form, headers, NOW).await
+    }
+
+    /// [`World::page_with`] at time `at`.
+    async fn page_with_at(
+        &self,
+        method: &str,
+        target: &str,
+        form: &str,
+        headers: &[(&str, &str)],
+        at: UnixTime,
+    ) -> (StatusCode, http::HeaderMap, String) {
         let mut b = http::Request::builder()
             .method(method)
             .uri(target)
@@ -1130,7 +1142,7 @@ impl World {
         }
         let (mut parts, body) = b.body(form.as_bytes().to_vec()).unwrap().into_parts();
         parts.uri = target.parse().unwrap();
-        let resp = served(self.server.handle(&parts, &body, NOW).await);
+        let resp = served(self.server.handle(&parts, &body, at).await);
         (
             resp.status(),
             resp.headers().clone(),

@@ -157,3 +157,38 @@ async fn a_store_failure_while_deciding_again_leaves_the_request_for_the_retry()
     assert!(json["auth_token"].is_string());
     assert_eq!(w.server.issued().await.unwrap(), 1);
 }
+
+/// Two polls of one request at once (two instances of the Person Server, or a retry
+/// racing its original): the one that finds the request already taken by the other is
+/// told it is still pending (`202`, poll again), never `404`, which would end the
+/// Person Server's request.
+#[tokio::test]
+async fn a_poll_racing_another_is_told_to_poll_again() {
+    let store = Arc::new(Flaky::new(Arc::new(MemoryStore::default())));
+    let mut w = world();
+    w.server = w
+        .server
+        .policy(Arc::new(ApproverFirst))
+        .store(store.clone());
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, id) = w.deferred(&request).await;
+    assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+
+    store.take_next_elsewhere();
+    let (s, h, json) = w
+        .send_signed(
+            "GET",
+            &location,
+            None,
+            ("https://ps.example", "aauth-person.json", "ps-1"),
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(h["location"], location.as_str());
+    assert!(h.contains_key("retry-after"));
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(w.server.issued().await.unwrap(), 1);
+}
