@@ -281,6 +281,13 @@ impl PersonServer {
         {
             return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
         }
+        // Draft -11 §Interaction Code Format (lifetime): the code of a request that
+        // expired fails `expired` (`408`); a real code come too late is no guess.
+        if found.as_ref().is_some_and(|p| {
+            p.is_open() && now >= p.expires && p.person().is_none_or(|a| a == s.account)
+        }) {
+            return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
+        }
         let Some(mut p) = found.filter(|p| answerable(p, now)) else {
             self.wrong_code(&page, &keys).await?;
             return Ok(self.no_such_code());

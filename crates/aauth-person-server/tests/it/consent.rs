@@ -1287,6 +1287,11 @@ async fn the_browser_goes_back_to_the_agents_callback_with_the_drafts_error_valu
             "https://agent.example/callback?error=interaction_expired"
         )
     );
+    // Too late without a callback to go back to: the code fails `expired` (408, draft
+    // -11 §Interaction Code Format), not "no such request".
+    let w = callback_world().await;
+    let (page, _, _) = open_with_callback(&w, "https://evil.example/callback", NOW.plus(601)).await;
+    assert_eq!(page.status, StatusCode::REQUEST_TIMEOUT);
 
     // A URL the provider does not publish is never a redirect target.
     for evil in [
