@@ -820,8 +820,11 @@ impl DeferredAuth {
             .filter(|id| !id.is_empty() && !id.contains('/'))
     }
 
-    /// A new unguessable id (128 bits from the random source).
-    pub(crate) fn new_id(&self) -> Result<String, HeldStoreError> {
+    /// A new unguessable id for a hold that lasts until `expires`: 128 bits from the
+    /// random source, then `.` and the expiry in seconds, so that a poll after the hold
+    /// is gone from the store can still be told it expired (`408`) rather than that it
+    /// never was (`404`). The time is no secret: the `202` named it as well.
+    pub(crate) fn new_id(&self, expires: UnixTime) -> Result<String, HeldStoreError> {
         let mut b = [0u8; 16];
         self.random
             .clone()
@@ -829,7 +832,15 @@ impl DeferredAuth {
             .map_err(|e| HeldStoreError {
                 reason: e.to_string(),
             })?;
-        Ok(base64url::encode(&b))
+        Ok(format!("{}.{}", base64url::encode(&b), expires.as_secs()))
+    }
+
+    /// Whether pending id `id` names a hold that has expired by `now` (by the time it
+    /// carries; an id without one never has).
+    pub(crate) fn expired_id(id: &str, now: UnixTime) -> bool {
+        id.rsplit_once('.')
+            .and_then(|(_, t)| t.parse::<u64>().ok())
+            .is_some_and(|t| t <= now.as_secs())
     }
 }
 

@@ -251,7 +251,11 @@ where
                     resource_token,
                     request,
                 } => Ok(match &layer.deferred {
-                    Some(d) => hold(d, parts, bytes, &resource_token, &request, now).await,
+                    // A call not held gets the plain `401`: with the `Bearer` challenge
+                    // too when the route takes OAuth.
+                    Some(d) => {
+                        layer.answer(hold(d, parts, bytes, &resource_token, &request, now).await)
+                    }
                     None => layer.answer(
                         Refusal::Challenge {
                             requirement: aauth_headers::Requirement::AuthToken { resource_token },
@@ -356,7 +360,8 @@ async fn hold(
             "no person to hold for",
         );
     };
-    let id = match d.new_id() {
+    let expires = now.plus(d.ttl);
+    let id = match d.new_id(expires) {
         Ok(id) => id,
         Err(e) => return unavailable(&e.reason),
     };
@@ -366,7 +371,7 @@ async fn hold(
         request.key.thumbprint().as_str(),
         &ps,
         &sub,
-        now.plus(d.ttl),
+        expires,
     )
     .under(&d.prefix);
     match d.store.hold(&id, held, now).await {
@@ -435,6 +440,17 @@ fn replay<ResB: From<Bytes>>(stored: StoredResponse) -> Response<ResB> {
     r
 }
 
+/// `410` for a pending URL that has ended (cancelled, or run for another auth token):
+/// draft -11 §Pending URL Security (`410 Gone` once ended) with its §Polling Error Codes
+/// `invalid_code`.
+fn ended() -> Response<Bytes> {
+    problem(
+        StatusCode::GONE,
+        "invalid_code",
+        "this pending request has ended",
+    )
+}
+
 /// The pending request `id` as its agent may poll it: the poll verified, the request
 /// its own, the method `GET` (a `DELETE` cancels it here). `Err` is the answer when
 /// there is nothing more to do.
@@ -456,6 +472,15 @@ async fn pollable(
         // it was held by (layers sharing a store do not run each other's calls); anyone
         // else learns nothing.
         Ok(Some((h, s))) if h.jkt == thumbprint.as_str() && h.prefix == d.prefix => (h, s),
+        // Draft -11 §Polling Error Codes: one that expired is `408 expired` (the agent
+        // may start afresh), whoever asks; the time is in its id.
+        Ok(_) if DeferredAuth::expired_id(id, now) => {
+            return Err(problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "expired",
+                "this pending request expired before an auth token came",
+            ));
+        }
         Ok(_) => {
             return Err(problem(
                 StatusCode::NOT_FOUND,
@@ -465,7 +490,6 @@ async fn pollable(
         }
         Err(e) => return Err(unavailable(&e.reason)),
     };
-    let gone = || problem(StatusCode::GONE, "gone", "this pending request has ended");
     if parts.method == Method::DELETE {
         // Answered here, an `Err` only in the sense of "nothing more to do".
         return Err(match d.store.cancel(id, now).await {
@@ -490,7 +514,7 @@ async fn pollable(
         return Err(r);
     }
     if matches!(state, HeldState::Cancelled) {
-        return Err(gone());
+        return Err(ended());
     }
     Ok((request, held, state))
 }
@@ -560,7 +584,6 @@ where
         Ok(found) => found,
         Err(r) => return answer(r),
     };
-    let gone = || problem(StatusCode::GONE, "gone", "this pending request has ended");
     let (jti, exp) = match holder(route, d, id, &request, &held, now) {
         Ok(t) => t,
         Err(r) => return answer(*r),
@@ -581,7 +604,7 @@ where
         }) if done == jti => {
             return Ok(replay(response));
         }
-        Claim::Settled(_) => return answer(gone()),
+        Claim::Settled(_) => return answer(ended()),
     }
     // From here the invocation runs: whatever happens, it is settled, never released.
     let mut running = RunGuard::new(d, id, &jti, UnixTime(exp));

@@ -481,14 +481,18 @@ impl Proxy {
 }
 
 /// The route index of a pending URL, `/aauth/pending/{index}/{id}`: the index in the
-/// digits the proxy writes, the id one base64url segment; `None` for anything else.
+/// digits the proxy writes, the id one base64url segment, then `.` and the digits of the
+/// hold's expiry (as `aauth_resource::DeferredAuth` writes it); `None` for anything else.
 fn pending_index(path: &str) -> Option<usize> {
     let (index, id) = path.strip_prefix(PENDING_PREFIX)?.split_once('/')?;
     let i = index.parse::<usize>().ok()?;
-    let one_id = !id.is_empty()
-        && id
+    let (random, expires) = id.split_once('.').unwrap_or((id, "0"));
+    let one_id = !random.is_empty()
+        && random
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !expires.is_empty()
+        && expires.bytes().all(|b| b.is_ascii_digit());
     (i.to_string() == index && one_id).then_some(i)
 }
 
@@ -563,6 +567,7 @@ mod tests {
     #[test]
     fn only_a_pending_url_as_the_proxy_writes_it_is_a_routes() {
         assert_eq!(pending_index("/aauth/pending/2/AbC-_9"), Some(2));
+        assert_eq!(pending_index("/aauth/pending/2/AbC-_9.1796485401"), Some(2));
         for path in [
             "/aauth/pending/2/../../../admin/users",
             "/aauth/pending/+2/x",
@@ -570,6 +575,11 @@ mod tests {
             "/aauth/pending/2/a/b",
             "/aauth/pending/2/",
             "/aauth/pending/2/a%2e",
+            "/aauth/pending/2/..",
+            "/aauth/pending/2/a.",
+            "/aauth/pending/2/.1",
+            "/aauth/pending/2/a.1.2",
+            "/aauth/pending/2/a.b",
             "/aauth/pending/x/y",
             "/files/aauth/pending/2/x",
         ] {

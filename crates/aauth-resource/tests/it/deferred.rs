@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aauth_headers::{AAuthRequirement, Requirement, Scheme};
 use aauth_keys::PrivateKey;
@@ -253,15 +254,56 @@ async fn a_cancelled_hold_is_gone_and_a_full_store_answers_the_plain_challenge()
     .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let a = auth(&m, "person-42", &m.w.agent);
-    let (s, _, _) = send(
+    let (s, _, body) = send(
         &mut svc,
         signed("GET", &location, b"", &m.w.agent, &Scheme::jwt(a.token)),
     )
     .await;
+    // Draft -11 §Polling Error Codes: `410` is `invalid_code`.
     assert_eq!(s, StatusCode::GONE);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "invalid_code", "{body}");
     let (s, _, _) = send(
         &mut svc,
         signed("GET", "/aauth/pending/unknown", b"", &m.w.agent, &person),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(echo.0.load(Ordering::SeqCst), 0);
+}
+
+/// Draft -11 §Polling Error Codes: a hold polled after it expired is `408 expired` (the
+/// agent may start afresh), not `404` as for an id that never was; it is not run.
+#[tokio::test]
+async fn an_expired_hold_is_told_expired() {
+    let m = modes();
+    let echo = Echo::default();
+    let store = Arc::new(MemoryHeldStore::new(8));
+    // Held for no time at all: expired by its first poll.
+    let mut svc = service_with(&m, store, &echo, |d| d.ttl(Duration::ZERO));
+    let person = Scheme::jwt(m.person_token().token);
+    let (s, h, _) = send(&mut svc, signed("GET", "/doc", b"", &m.w.agent, &person)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&h, "location");
+    let a = auth(&m, "person-42", &m.w.agent);
+    let (s, _, body) = send(
+        &mut svc,
+        signed("GET", &location, b"", &m.w.agent, &Scheme::jwt(a.token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "expired", "{body}");
+    // An id whose time has not come, and which was never held, is still unknown.
+    let (s, _, _) = send(
+        &mut svc,
+        signed(
+            "GET",
+            &format!("/aauth/pending/unknown.{}", NOW.as_secs() + 60),
+            b"",
+            &m.w.agent,
+            &person,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -580,10 +622,14 @@ async fn pending_ids_and_resource_token_jtis_come_from_the_injected_sources() {
     let person = Scheme::jwt(m.person_token().token);
     let (s, h, _) = send(&mut svc, signed("POST", "/doc", b"{}", &m.w.agent, &person)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    // 16 bytes of 0x02, base64url: the pending id.
+    // 16 bytes of 0x02, base64url: the pending id, then when the hold expires.
     assert_eq!(
         header(&h, "location"),
-        format!("/aauth/pending/{}", "AgICAgICAgICAgICAgICAg")
+        format!(
+            "/aauth/pending/{}.{}",
+            "AgICAgICAgICAgICAgICAg",
+            NOW.as_secs() + 600
+        )
     );
     // 16 bytes of 0x01: the resource token's jti.
     let req = AAuthRequirement::parse(&header(&h, "aauth-requirement")).unwrap();

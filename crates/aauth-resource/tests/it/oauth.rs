@@ -8,7 +8,10 @@ use aauth_headers::Scheme;
 use aauth_keys::{PrivateKey, Signer as _, base64url};
 use aauth_metadata::{CacheConfig, Fetch, FetchError, Fetched, HttpsUrl};
 use aauth_oauth::{AccessTokenPolicy, AccessTokenVerifier, DpopCheck, DpopNonces, Issuer};
-use aauth_resource::{AAuthLayer, Access, MemoryReplayStore, OAuthAccess, Principal, RoutePolicy};
+use aauth_resource::{
+    AAuthLayer, Access, DeferredAuth, MemoryHeldStore, MemoryReplayStore, OAuthAccess, Principal,
+    RoutePolicy,
+};
 use aauth_test_support::NOW;
 use aauth_test_support::request::header;
 use aauth_test_support::service::Answering;
@@ -113,6 +116,22 @@ fn service_with_store(
     replay: MemoryReplayStore,
 ) -> (aauth_resource::AAuthService<Answering>, crate::World) {
     let w = world();
+    let layer = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .oauth(oauth_access(docs, scope, dpop, replay));
+    (layer.layer(calls.clone()), w)
+}
+
+/// The route's OAuth side: tokens of [`AS`] with `scope`, DPoP-bound when `dpop` is
+/// given (proofs kept in `replay`).
+fn oauth_access(
+    docs: AsDocs,
+    scope: &str,
+    dpop: Option<Option<DpopNonces>>,
+    replay: MemoryReplayStore,
+) -> OAuthAccess {
     let verifier = AccessTokenVerifier::new(
         AccessTokenPolicy::new("https://resource.example"),
         [Issuer::discover(AS).unwrap()],
@@ -131,12 +150,44 @@ fn service_with_store(
         }
         oauth = oauth.dpop(check);
     }
-    let layer = AAuthLayer::new(
-        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+    oauth
+}
+
+/// A call the deferral cannot hold (its store is full) gets the plain `401
+/// requirement=auth-token`: on a route that also takes OAuth, with the `Bearer`
+/// challenge beside it, as every other `401` there.
+#[tokio::test]
+async fn a_call_not_held_still_carries_the_bearer_challenge() {
+    let m = crate::modes::modes();
+    let calls = handler();
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    let mut svc = AAuthLayer::new(
+        resource.route(RoutePolicy::new(Access::AuthToken).scope("write")),
         fixed_clock(),
     )
-    .oauth(oauth);
-    (layer.layer(calls.clone()), w)
+    .oauth(oauth_access(
+        AsDocs(Some(as_key())),
+        "write",
+        None,
+        MemoryReplayStore::new(10),
+    ))
+    .defer_auth_token(DeferredAuth::new(
+        Arc::new(MemoryHeldStore::new(0)),
+        "/aauth/pending/",
+    ))
+    .layer(calls.clone());
+    let person = Scheme::jwt(m.person_token().token);
+    let (status, h, _) = send(&mut svc, signed("GET", "/data", b"", &m.w.agent, &person)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(h.get("location").is_none(), "not held");
+    assert!(header(&h, "aauth-requirement").starts_with("requirement=auth-token"));
+    assert_eq!(
+        header(&h, "www-authenticate"),
+        format!(
+            r#"Bearer realm="resource.example", scope="write", resource_metadata="{METADATA}""#
+        )
+    );
+    assert_eq!(calls.calls(), 0);
 }
 
 fn bearer(token: &str) -> Request<http_body_util::Full<bytes::Bytes>> {
