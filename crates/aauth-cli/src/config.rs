@@ -16,6 +16,9 @@
 //! max_connections = 10000                # open at once; past it new ones wait in the kernel's queue
 //! header_timeout_secs = 30               # a request's head (or the next one on a kept-alive
 //!                                        # connection) must arrive within it, else the connection closes
+//! body_timeout_secs = 60                 # a request's body must arrive whole within it of its head
+//!                                        # (408 from a role; a resource proxy's upstream sees it break
+//!                                        # off): raise it for slow, large uploads through a proxy
 //! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: the load balancers or TLS terminators in
 //!                                        # front, whose X-Forwarded-For names the client (for rate limits,
 //!                                        # throttles and the resource proxy's upstream); default: none
@@ -162,7 +165,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 21] = [
+const TOP_LEVEL: [&str; 22] = [
     "id",
     "listen",
     "signing_key_file",
@@ -172,6 +175,7 @@ const TOP_LEVEL: [&str; 21] = [
     "shutdown_deadline_secs",
     "max_connections",
     "header_timeout_secs",
+    "body_timeout_secs",
     "trusted_proxies",
     "tls",
     "log",
@@ -222,6 +226,11 @@ pub(crate) struct Config {
     /// answers pings stays open).
     #[serde(default = "thirty")]
     pub(crate) header_timeout_secs: u64,
+    /// Seconds a request's body has, from its head, to arrive whole (at least 1): past
+    /// it a role answers `408`, and a resource proxy's upstream sees the body break off.
+    /// Bodies already whole with their head, and upgrades' (WebSockets), have none.
+    #[serde(default = "sixty")]
+    pub(crate) body_timeout_secs: u64,
     /// The proxies in front of this service (addresses or CIDR ranges: a TLS terminator,
     /// a load balancer) whose `X-Forwarded-For` is believed. A request from one of them
     /// is counted by rate limits and throttles as the client its chain names, and the

@@ -21,6 +21,7 @@ mod admin;
 mod audit;
 mod cli;
 mod config;
+mod deadline;
 mod error;
 mod fetch;
 mod forwarded;

@@ -268,7 +268,7 @@ impl App {
 
 type AppFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
-impl Service<Request<hyper::body::Incoming>> for App {
+impl Service<Request<crate::deadline::InBody>> for App {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = AppFuture;
@@ -276,13 +276,13 @@ impl Service<Request<hyper::body::Incoming>> for App {
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
         match self {
             Self::Role { service, .. } => {
-                Service::<Request<hyper::body::Incoming>>::poll_ready(service, cx)
+                Service::<Request<crate::deadline::InBody>>::poll_ready(service, cx)
             }
             Self::Proxy(p) => p.poll_ready(cx),
         }
     }
 
-    fn call(&mut self, req: Request<hyper::body::Incoming>) -> AppFuture {
+    fn call(&mut self, req: Request<crate::deadline::InBody>) -> AppFuture {
         match self {
             Self::Role { service, .. } => {
                 let answer = service.call(req);
@@ -345,6 +345,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             trusted: Arc::clone(&trusted),
             tls: tls.is_some(),
             peer: crate::forwarded::Peer(peer.ip()),
+            body_timeout: limits_of_connections.body,
         };
         let stopping = stopping.clone();
         let idle = limits_of_connections.idle;
@@ -418,12 +419,14 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 /// before trying again, rather than spinning on the error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// What `max_connections` and `header_timeout_secs` allow.
+/// What `max_connections`, `header_timeout_secs` and `body_timeout_secs` allow.
 struct Connections {
     /// One per connection served.
     permits: Arc<tokio::sync::Semaphore>,
     /// `header_timeout_secs`.
     idle: Duration,
+    /// `body_timeout_secs`.
+    body: Duration,
 }
 
 impl Connections {
@@ -440,11 +443,18 @@ impl Connections {
                 reason: "0: at least 1 second".to_owned(),
             });
         }
+        if c.body_timeout_secs == 0 {
+            return Err(CliError::Usage {
+                flag: "body_timeout_secs",
+                reason: "0: at least 1 second".to_owned(),
+            });
+        }
         Ok(Self {
             permits: Arc::new(tokio::sync::Semaphore::new(
                 c.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             idle: Duration::from_secs(c.header_timeout_secs),
+            body: Duration::from_secs(c.body_timeout_secs),
         })
     }
 
@@ -531,6 +541,8 @@ struct AppService {
     /// The connection's other end, whatever it is: what the resource proxy tells its
     /// upstream in `X-Forwarded-For`.
     peer: crate::forwarded::Peer,
+    /// `body_timeout_secs`: each request's body must arrive within it of its head.
+    body_timeout: Duration,
 }
 
 impl Service<Request<hyper::body::Incoming>> for AppService {
@@ -542,7 +554,10 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        let upgrade = crate::deadline::is_upgrade(&req);
+        let timeout = self.body_timeout;
+        let mut req = req.map(|b| crate::deadline::InBody::new(b, timeout, upgrade));
         let client =
             crate::forwarded::client_addr(self.peer.0, req.headers(), &self.trusted, self.tls);
         if let Some(client) = client {

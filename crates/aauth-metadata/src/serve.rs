@@ -172,7 +172,10 @@ pub trait Endpoint: Send + Sync {
     fn stop_holding(&self) {}
 }
 
-/// An [`Endpoint`] as a tower service (cheap to clone: two `Arc`s).
+/// An [`Endpoint`] as a tower service (cheap to clone: two `Arc`s). It reads each body
+/// whole before the endpoint sees it: one past [`EndpointService::body_limit`] is `413`,
+/// one whose reader gave up waiting for it (an `io::Error` of kind `TimedOut` from the
+/// body, as a server's body deadline ends one) `408`, any other failure `400`.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -288,6 +291,17 @@ where
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "invalid_request",
                         "the request body is larger than this server reads",
+                    ));
+                }
+                // A reader's deadline (an `io::Error` of kind `TimedOut`): `408`.
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
+                {
+                    return Ok(problem(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "invalid_request",
+                        "the request body did not arrive in time",
                     ));
                 }
                 Err(_) => {

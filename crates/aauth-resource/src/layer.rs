@@ -285,6 +285,13 @@ where
                 .is_some()
             {
                 Refusal::TooLarge { limit: max }
+            } else if e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                Refusal::BodyTimedOut {
+                    reason: e.to_string(),
+                }
             } else {
                 Refusal::UnreadableBody {
                     reason: e.to_string(),

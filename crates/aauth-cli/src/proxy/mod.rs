@@ -509,7 +509,7 @@ fn own_path(path: &str) -> bool {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
-impl Service<Request<hyper::body::Incoming>> for Proxy {
+impl Service<Request<crate::deadline::InBody>> for Proxy {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = BoxFuture;
@@ -518,7 +518,7 @@ impl Service<Request<hyper::body::Incoming>> for Proxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> BoxFuture {
+    fn call(&mut self, mut req: Request<crate::deadline::InBody>) -> BoxFuture {
         upstream::note_peer(&mut req);
         let path = req.uri().path();
         let mut route = match self.pending_route(path) {
@@ -552,7 +552,7 @@ impl Service<Request<hyper::body::Incoming>> for Proxy {
         };
         Box::pin(async move {
             std::future::poll_fn(|cx| {
-                Service::<Request<hyper::body::Incoming>>::poll_ready(&mut route, cx)
+                Service::<Request<crate::deadline::InBody>>::poll_ready(&mut route, cx)
             })
             .await?;
             route.call(req).await

@@ -92,7 +92,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// A request body on its way upstream: read whole by the resource layer (its digest
 /// checked) or streamed from the client as it arrives.
-pub(crate) type UpBody = aauth_resource::ForwardBody<hyper::body::Incoming>;
+pub(crate) type UpBody = aauth_resource::ForwardBody<crate::deadline::InBody>;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, UpBody>;
 

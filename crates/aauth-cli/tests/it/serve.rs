@@ -1183,32 +1183,96 @@ async fn rate_limits_never_answer_for_the_health_endpoints() {
     }
 }
 
-/// A client that opens a connection and never finishes a request's head is dropped after
-/// `header_timeout_secs`; past `max_connections`, a new connection waits (in the kernel's
-/// queue) until one closes, and is then served.
-#[test]
-fn stalled_clients_are_dropped_and_connections_are_bounded() {
-    use std::io::{Read, Write};
-    let dir = scratch("serve-stalled-clients");
-    let world = World::new().unwrap();
-    let config = provider_config(&world, &dir);
+/// An agent provider over plain HTTP (what a stalled client meets is then the server's
+/// own timeouts, not the TLS handshake's), with `top` before its configuration.
+fn plain_provider(world: &World, name: &str, top: &str) -> Served {
+    let dir = scratch(name);
+    let config = provider_config(world, &dir);
     let text = std::fs::read_to_string(&config).unwrap();
-    // Plain HTTP: the head's timeout, not the TLS handshake's, is what a stalled client meets.
     let plain: Vec<&str> = text
         .lines()
         .filter(|l| {
             !(l.starts_with("[tls]") || l.starts_with("cert_file") || l.starts_with("key_file"))
         })
         .collect();
-    std::fs::write(
-        &config,
-        format!(
-            "max_connections = 1\nheader_timeout_secs = 1\n{}\n",
-            plain.join("\n")
-        ),
+    std::fs::write(&config, format!("{top}\n{}\n", plain.join("\n"))).unwrap();
+    Served::start(&dir, "agent-provider", &config)
+}
+
+/// A request body sent slowly (a byte now and then keeps no connection open) is cut
+/// off after `body_timeout_secs` of its head: `408`, and the connection is free again.
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    use std::io::{Read, Write};
+    let world = World::new().unwrap();
+    let served = plain_provider(&world, "serve-slow-body", "body_timeout_secs = 1");
+    let started = Instant::now();
+    let mut slow = std::net::TcpStream::connect(served.addr).unwrap();
+    slow.write_all(
+        b"POST /agent-token HTTP/1.1\r\nhost: agent.example\r\ncontent-length: 100\r\n\r\n{",
     )
     .unwrap();
-    let served = Served::start(&dir, "agent-provider", &config);
+    slow.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    // A byte every 300 ms: never idle for long, never done.
+    while started.elapsed() < Duration::from_secs(15) {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                let _ = slow.write_all(b" ");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{answer}\n{}",
+        served.log()
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    // A body sent at once is not affected.
+    let mut quick = std::net::TcpStream::connect(served.addr).unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: agent.example\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    quick
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut ok = String::new();
+    quick.read_to_string(&mut ok).unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
+
+/// A client that opens a connection and never finishes a request's head is dropped after
+/// `header_timeout_secs`; past `max_connections`, a new connection waits (in the kernel's
+/// queue) until one closes, and is then served.
+#[test]
+fn stalled_clients_are_dropped_and_connections_are_bounded() {
+    use std::io::{Read, Write};
+    let world = World::new().unwrap();
+    let served = plain_provider(
+        &world,
+        "serve-stalled-clients",
+        "max_connections = 1\nheader_timeout_secs = 1",
+    );
     let started = Instant::now();
     let mut stalled = std::net::TcpStream::connect(served.addr).unwrap();
     stalled

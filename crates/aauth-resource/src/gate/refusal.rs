@@ -52,6 +52,12 @@ pub enum Refusal {
         /// What failed.
         reason: String,
     },
+    /// The body did not arrive in time (its reader's deadline, an `io::Error` of kind
+    /// `TimedOut`): `408`.
+    BodyTimedOut {
+        /// What the deadline said.
+        reason: String,
+    },
     /// `Authorization` is not exactly one `AAuth` credential: `400`.
     BadCredential {
         /// Why.
@@ -105,6 +111,7 @@ impl Refusal {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::SessionStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadCredential { .. } => StatusCode::BAD_REQUEST,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -158,6 +165,12 @@ impl Refusal {
                 status,
                 "invalid_request",
                 "Unreadable request body",
+                &reason,
+            ),
+            Self::BodyTimedOut { reason } => problem(
+                status,
+                "invalid_request",
+                "Request body too slow",
                 &reason,
             ),
             Self::SessionStoreUnavailable { reason } => {

@@ -908,6 +908,9 @@ fn every_refusal_names_its_error() {
         Refusal::UnreadableBody {
             reason: "x".to_owned(),
         },
+        Refusal::BodyTimedOut {
+            reason: "x".to_owned(),
+        },
         Refusal::BadCredential {
             reason: "x".to_owned(),
         },
@@ -929,4 +932,49 @@ fn every_refusal_names_its_error() {
         );
         assert_eq!(json["status"], resp.status().as_u16(), "{name}");
     }
+}
+
+/// A body whose reader's deadline passed (an `io::Error` of kind `TimedOut`, as `aauth
+/// serve`'s `body_timeout_secs` ends one) is answered `408`, not `400`; nothing reaches
+/// the handler.
+#[tokio::test]
+async fn a_body_that_timed_out_is_answered_408() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tower_service::Service as _;
+
+    /// A body that never arrives: its first frame is the deadline's error.
+    struct TimedOut;
+
+    impl http_body::Body for TimedOut {
+        type Data = bytes::Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+            Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the body did not arrive within 1 s",
+            ))))
+        }
+    }
+
+    let w = crate::world();
+    let calls = handler();
+    let mut svc = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .layer(calls.clone());
+    // Signed (an unsigned request is answered before its body is read).
+    let agent = Scheme::jwt(w.agent_token(3600));
+    let (parts, _) = signed("POST", "/data", b"{}", &w.agent, &agent).into_parts();
+    let resp = svc
+        .call(http::Request::from_parts(parts, TimedOut))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(calls.calls(), 0);
 }

@@ -1,0 +1,95 @@
+//! `body_timeout_secs`: a request body must arrive whole within it of its head. A client
+//! that sends its body a byte at a time otherwise holds one of `max_connections` (and
+//! what is buffered of the body) for as long as it likes; `header_timeout_secs` only
+//! covers the head.
+//!
+//! Every role's requests carry an [`InBody`]: hyper's body with the deadline. Past it the
+//! body ends with a [`BodyTimedOut`] error (an `io::Error` of kind `TimedOut`), which a
+//! role reading the body answers `408`, and the resource proxy's upstream sees as a body
+//! that broke off. A body already whole, and an upgrade's (a WebSocket's tunnel is not a
+//! body), have no deadline.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// A request body that did not arrive within `body_timeout_secs`, inside an `io::Error`
+/// of kind `TimedOut`, so that readers that know nothing of this type can tell it.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} s (body_timeout_secs)")]
+pub(crate) struct BodyTimedOut(pub(crate) u64);
+
+/// hyper's request body, ended with [`BodyTimedOut`] once its deadline passes.
+#[derive(Debug)]
+pub(crate) struct InBody {
+    inner: Incoming,
+    /// `None`: no deadline (the body is whole, or an upgrade's), or it has passed and
+    /// been reported.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The configured seconds, for the error.
+    secs: u64,
+}
+
+impl InBody {
+    /// `inner` with a deadline `limit` from now, unless it is already whole or
+    /// `upgrade` (a WebSocket's request, whose connection outlives its body).
+    pub(crate) fn new(inner: Incoming, limit: Duration, upgrade: bool) -> Self {
+        let deadline =
+            (!upgrade && !inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(limit)));
+        Self {
+            inner,
+            deadline,
+            secs: limit.as_secs(),
+        }
+    }
+}
+
+/// Whether `req` asks for an upgrade: HTTP/1.1 `Upgrade`, or HTTP/2's extended
+/// `CONNECT` (RFC 8441).
+pub(crate) fn is_upgrade<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
+}
+
+impl Body for InBody {
+    type Data = Bytes;
+    /// hyper's error, or the deadline's (kind `TimedOut`).
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.deadline = None;
+                }
+                Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
+            }
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    this.deadline = None;
+                    Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        BodyTimedOut(this.secs),
+                    ))))
+                }
+                _ => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
