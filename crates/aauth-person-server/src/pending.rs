@@ -165,6 +165,10 @@ pub enum PendingState {
     },
     /// The token was delivered, or the agent cancelled: later polls get `410`.
     Done,
+    /// It expired before it was decided, and a poll said so: later polls get `410`, and
+    /// its interaction code, presented, is told it expired (draft -11 §Interaction Code
+    /// Format) rather than that it matches nothing.
+    Expired,
     /// The request ended with a polling error other than `denied` (the resource's own
     /// interaction came back with an error: `abandoned`, `expired`, `server_error`).
     Ended {

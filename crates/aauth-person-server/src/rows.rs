@@ -162,6 +162,7 @@ pub(crate) enum StateRow {
     Delivering { account: String, since: u64 },
     Done,
     Ended { error: String },
+    Expired,
 }
 
 impl StateRow {
@@ -183,6 +184,7 @@ impl StateRow {
             PendingState::Ended { error } => Self::Ended {
                 error: error.clone(),
             },
+            PendingState::Expired => Self::Expired,
             // A state a later version adds is kept as ended, never as approved.
             _ => Self::Done,
         }
@@ -198,6 +200,7 @@ impl StateRow {
             Self::Delivering { account, since } => PendingState::Delivering { account, since },
             Self::Done => PendingState::Done,
             Self::Ended { error } => PendingState::Ended { error },
+            Self::Expired => PendingState::Expired,
         }
     }
 }

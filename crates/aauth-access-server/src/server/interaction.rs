@@ -259,7 +259,7 @@ impl AccessServer {
     async fn open_for(&self, code: &str, account: &str, now: UnixTime) -> Result<Opened, Refusal> {
         // Twice at most: a write that lost to another's is read again, once.
         for _ in 0..2 {
-            let mut open = match self.open_interaction(code, now).await? {
+            let mut open = match self.open_interaction(code, account, now).await? {
                 Opened::Open(open) => *open,
                 other => return Ok(other),
             };
@@ -299,10 +299,15 @@ impl AccessServer {
         Ok(Opened::Nothing)
     }
 
-    /// What the interaction `code` opens: a waiting request whose step is the person,
-    /// not yet done; one that expired before the person came (kept a while,
-    /// [`crate::WAITING_KEPT`]); or nothing.
-    async fn open_interaction(&self, code: &str, now: UnixTime) -> Result<Opened, Refusal> {
+    /// What the interaction `code` opens for `account`: a waiting request whose step is
+    /// the person, not yet done; one that expired before the person came (kept a while,
+    /// [`crate::WAITING_KEPT`]), if it was theirs or nobody's; or nothing.
+    async fn open_interaction(
+        &self,
+        code: &str,
+        account: &str,
+        now: UnixTime,
+    ) -> Result<Opened, Refusal> {
         let kept_since = now.minus(crate::WAITING_KEPT);
         let Some(record) = self.store.waiting_by_code(code, kept_since).await? else {
             return Ok(Opened::Nothing);
@@ -313,18 +318,28 @@ impl AccessServer {
             record.expires <= now.as_secs(),
         );
         let waiting = Waiting::from_record(record)?;
+        // An expired one is told so only to the account that opened it (or anyone, if
+        // none had): to anyone else it is a wrong code like any other.
+        let theirs = |owner: &Option<String>| owner.as_deref().is_none_or(|o| o == account);
         let (resource, sub, owner) = match &waiting.step {
             Step::Interaction {
                 resource,
                 sub,
                 done: false,
-                account,
+                account: owner,
                 ..
-            } => (resource.clone(), sub.clone(), account.clone()),
+            } => (resource.clone(), sub.clone(), owner.clone()),
+            Step::Expired { account: owner, .. } if theirs(owner) => {
+                return Ok(Opened::Expired);
+            }
             _ => return Ok(Opened::Nothing),
         };
         if expired {
-            return Ok(Opened::Expired);
+            return Ok(if theirs(&owner) {
+                Opened::Expired
+            } else {
+                Opened::Nothing
+            });
         }
         Ok(Opened::Open(Box::new(Open {
             id,

@@ -56,7 +56,7 @@ impl AccessServer {
             }
             Step::Refused(reason) => return end(AsError::Denied(reason.clone())).await,
             Step::CodeFailed => return end(AsError::InteractionFailed).await,
-            Step::Answered => return Err(AsError::RequestEnded.into()),
+            Step::Answered | Step::Expired { .. } => return Err(AsError::RequestEnded.into()),
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
@@ -114,7 +114,7 @@ impl AccessServer {
                 let failed = AsError::InteractionFailed;
                 return self.end_waiting(id, &w.ps, &w.rt, failed, now).await;
             }
-            Step::Answered => return Err(AsError::RequestEnded.into()),
+            Step::Answered | Step::Expired { .. } => return Err(AsError::RequestEnded.into()),
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
         self.decide_again(id, &ps, &request, given, now).await
@@ -133,11 +133,11 @@ impl AccessServer {
             Some(r) if r.ps == *ps => Waiting::from_record(r)?,
             _ => return Err(Refusal::NotFound),
         };
-        if matches!(w.step, Step::Answered) {
+        if matches!(w.step, Step::Answered | Step::Expired { .. }) {
             return Err(AsError::RequestEnded.into());
         }
         if w.expires <= now.as_secs() {
-            self.close(id, &w.ps, &w.rt, now).await?;
+            self.close_expired(id, &w, now).await?;
             return Err(AsError::RequestExpired.into());
         }
         Ok(w)

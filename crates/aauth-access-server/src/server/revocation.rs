@@ -54,7 +54,7 @@ enum Revoker {
 fn unsupported() -> Refusal {
     Refusal::answered(json_response(
         StatusCode::FORBIDDEN,
-        &serde_json::json!({ "error": "unsupported_iss", "detail": "this Access Server takes revocations from the Person Servers it trusts and from resources" }),
+        &serde_json::json!({ "error": "unsupported_iss", "detail": "this Access Server takes revocations from the Person Servers it trusts and from the resources it serves" }),
     ))
 }
 

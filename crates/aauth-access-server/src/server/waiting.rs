@@ -71,6 +71,16 @@ pub(super) enum Step {
     /// Answered terminally: only the record of its end, which a late poll is answered
     /// `410` from ([`AccessServer::close`]).
     Answered,
+    /// Ended by its expiry while it waited for the person: answered `410` as
+    /// [`Step::Answered`] is, and its code kept, so that the person presenting it is
+    /// told it expired (draft -11 §Interaction Code Format), as long as the record is
+    /// kept.
+    Expired {
+        /// The interaction code.
+        code: String,
+        /// The account that opened it first, if one had.
+        account: Option<String>,
+    },
 }
 
 /// What earlier steps of a request gave, carried to the next decision.
@@ -108,7 +118,7 @@ impl Step {
             Self::Clarification { .. } => Awaiting::Clarification,
             Self::Payment { .. } => Awaiting::Payment,
             Self::Revoked | Self::Refused(_) | Self::CodeFailed => Awaiting::Ended,
-            Self::Answered => Awaiting::Answered,
+            Self::Answered | Self::Expired { .. } => Awaiting::Answered,
         }
     }
 }
@@ -127,7 +137,8 @@ impl Waiting {
         let code = match &self.step {
             Step::Interaction {
                 code, done: false, ..
-            } => Some(code.clone()),
+            }
+            | Step::Expired { code, .. } => Some(code.clone()),
             _ => None,
         };
         let awaiting = self.step.awaiting();
@@ -280,11 +291,46 @@ impl AccessServer {
         rt: &(String, String),
         now: UnixTime,
     ) -> Result<(), AsError> {
+        self.close_as(id, ps, rt, Step::Answered, now).await
+    }
+
+    /// [`AccessServer::close`] for a request that expired (`w`): one still waiting for
+    /// the person keeps its code ([`Step::Expired`]).
+    pub(super) async fn close_expired(
+        &self,
+        id: &str,
+        w: &Waiting,
+        now: UnixTime,
+    ) -> Result<(), AsError> {
+        let end = match &w.step {
+            Step::Interaction {
+                code,
+                done: false,
+                account,
+                ..
+            } => Step::Expired {
+                code: code.clone(),
+                account: account.clone(),
+            },
+            _ => Step::Answered,
+        };
+        self.close_as(id, &w.ps, &w.rt, end, now).await
+    }
+
+    /// Puts the record of request `id`'s end, `step`, in its place.
+    async fn close_as(
+        &self,
+        id: &str,
+        ps: &ServerId,
+        rt: &(String, String),
+        step: Step,
+        now: UnixTime,
+    ) -> Result<(), AsError> {
         let ended = Waiting {
             ps: ps.clone(),
             body: Vec::new(),
             expires: now.as_secs(),
-            step: Step::Answered,
+            step,
             rt: rt.clone(),
             given: Given::default(),
         };
@@ -367,6 +413,7 @@ impl AccessServer {
                 w.step,
                 Step::Revoked
                     | Step::Answered
+                    | Step::Expired { .. }
                     | Step::Refused(_)
                     | Step::CodeFailed
                     | Step::Approval(Some(false))
@@ -435,7 +482,9 @@ impl AccessServer {
             Step::Revoked => return AsError::RevokedResourceToken.into_http_response(),
             Step::Refused(reason) => return AsError::Denied(reason.clone()).into_http_response(),
             Step::CodeFailed => return AsError::InteractionFailed.into_http_response(),
-            Step::Answered => return AsError::RequestEnded.into_http_response(),
+            Step::Answered | Step::Expired { .. } => {
+                return AsError::RequestEnded.into_http_response();
+            }
         };
         let mut r = json_response(status, &json);
         pending_headers(&mut r, id, retry, requirement);

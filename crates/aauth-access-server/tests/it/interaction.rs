@@ -137,20 +137,36 @@ async fn an_interaction_presented_by_others_five_times_ends() {
 }
 
 /// Draft -11 §Interaction Code Format (lifetime): once the pending request has expired,
-/// presenting its code fails with `expired`: a `408` page, not "no such request".
+/// presenting its code fails with `expired`: a `408` page, not "no such request", even
+/// after the Person Server's poll has ended the request; to another account than the
+/// one that opened it, it is a wrong code like any other.
 #[tokio::test]
 async fn a_code_whose_request_expired_says_so() {
     let mut w = world();
     w.server = w.server.policy(Arc::new(BindFirst));
     let t = w.tokens(3000);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
-    let (_, code) = w
-        .deferred_for_the_person(&request, "https://ps.example")
-        .await;
-    let page = format!("/interact?code={code}");
-    let (s, html) = w.page_as_at("alice", "GET", &page, "", NOW.plus(601)).await;
-    assert_eq!(s, StatusCode::REQUEST_TIMEOUT, "{html}");
-    assert!(html.contains("expired"), "{html}");
+    for polled in [false, true] {
+        let (location, code) = w
+            .deferred_for_the_person(&request, "https://ps.example")
+            .await;
+        let page = format!("/interact?code={code}");
+        assert_eq!(w.page_as("alice", "GET", &page, "").await.0, StatusCode::OK);
+        let late = NOW.plus(601);
+        if polled {
+            let (s, json) = w.get_at(&location, late).await;
+            assert_eq!(
+                (s, json["error"].as_str()),
+                (StatusCode::REQUEST_TIMEOUT, Some("expired")),
+                "{json}"
+            );
+        }
+        let (s, html) = w.page_as_at("alice", "GET", &page, "", late.plus(1)).await;
+        assert_eq!(s, StatusCode::REQUEST_TIMEOUT, "polled: {polled}: {html}");
+        assert!(html.contains("expired"), "{html}");
+        let (s, _) = w.page_as_at("bob", "GET", &page, "", late.plus(1)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "not bob's: polled: {polled}");
+    }
     // A wrong code at the same time is still "no request".
     let (s, _) = w
         .page_as_at("alice", "GET", "/interact?code=ZZZZZZZZ", "", NOW.plus(601))

@@ -24,7 +24,7 @@ impl World {
     }
 
     /// A `GET` of `path` signed as ps.example at `at`, answered at `at`.
-    async fn get_at(&self, path: &str, at: UnixTime) -> (StatusCode, serde_json::Value) {
+    pub(crate) async fn get_at(&self, path: &str, at: UnixTime) -> (StatusCode, serde_json::Value) {
         let req = request::json("GET", &format!("https://as.example{path}"), None);
         let scheme = Scheme::JwksUri {
             id: "https://ps.example".to_owned(),

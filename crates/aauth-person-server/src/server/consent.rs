@@ -273,19 +273,14 @@ impl PersonServer {
         }
         let found = self.pending_by_code(&code).await?;
         let now = page.now.as_secs();
-        // The person came too late: back to the agent, if it gave a callback.
+        // The person came too late: back to the agent, if it gave a callback; else told
+        // so (draft -11 §Interaction Code Format, lifetime: the code of a request that
+        // expired fails `expired`, `408`; a real code come too late is no guess).
         let callback = web::field(&page.query, "callback");
-        if let Some(p) = found.as_ref().filter(|p| {
-            p.is_open() && now >= p.expires && p.person().is_none_or(|a| a == s.account)
-        }) && let Some(cb) = self.callback_for(&p.agent.0, callback).await
-        {
-            return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
-        }
-        // Draft -11 §Interaction Code Format (lifetime): the code of a request that
-        // expired fails `expired` (`408`); a real code come too late is no guess.
-        if found.as_ref().is_some_and(|p| {
-            p.is_open() && now >= p.expires && p.person().is_none_or(|a| a == s.account)
-        }) {
+        if let Some(p) = found.as_ref().filter(|p| expired_for(p, now, &s.account)) {
+            if let Some(cb) = self.callback_for(&p.agent.0, callback).await {
+                return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
+            }
             return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
         }
         let Some(mut p) = found.filter(|p| answerable(p, now)) else {
@@ -608,6 +603,12 @@ impl PersonServer {
         }
         let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
         let found = self.pending_by_code(code).await?;
+        if found
+            .as_ref()
+            .is_some_and(|p| expired_for(p, page.now.as_secs(), &s.account))
+        {
+            return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
+        }
         let Some(mut p) = found.filter(|p| answerable(p, page.now.as_secs())) else {
             self.wrong_code(&page, &keys).await?;
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
@@ -993,6 +994,14 @@ impl PersonServer {
     fn sign_in_choices(&self) -> Vec<(&str, &str)> {
         Vec::new()
     }
+}
+
+/// Whether `p` expired before it was decided, as `account` may be told: still open past
+/// its time, or ended by a poll that said it expired ([`PendingState::Expired`]); asked
+/// of them or of nobody in particular.
+fn expired_for(p: &Pending, now: u64, account: &str) -> bool {
+    let expired = (p.is_open() && now >= p.expires) || p.state == PendingState::Expired;
+    expired && p.person().is_none_or(|a| a == account)
 }
 
 /// Whether the person may still answer `p` at `now` (seconds): open, unexpired, and not

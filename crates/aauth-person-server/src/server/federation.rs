@@ -536,7 +536,11 @@ impl PersonServer {
                 Err(e) => return Some(e.into_http_response()),
             }
         };
-        p.state = PendingState::Done;
+        p.state = if outcome == "expired" {
+            PendingState::Expired
+        } else {
+            PendingState::Done
+        };
         Some(match self.save(p).await {
             Ok(()) => {
                 super::defer::count_pending(outcome);

@@ -247,8 +247,19 @@ impl PersonServer {
     /// Ends the request (a compare-and-set: of two concurrent polls one ends the request
     /// and answers; the other is told it changed, `409`, and its next poll gets `410`).
     /// `outcome` names how it ended, for `aauth_pending_requests_total`.
-    async fn end(&self, mut p: Pending, outcome: &'static str) -> Result<(), PsError> {
-        p.state = PendingState::Done;
+    async fn end(&self, p: Pending, outcome: &'static str) -> Result<(), PsError> {
+        self.end_as(p, PendingState::Done, outcome).await
+    }
+
+    /// [`PersonServer::end`] in `state`: [`PendingState::Done`], or for a request the person
+    /// did not answer in time, [`PendingState::Expired`] (its code then says so).
+    async fn end_as(
+        &self,
+        mut p: Pending,
+        state: PendingState,
+        outcome: &'static str,
+    ) -> Result<(), PsError> {
+        p.state = state;
         self.save(&mut p).await?;
         super::defer::count_pending(outcome);
         Ok(())
@@ -261,14 +272,14 @@ impl PersonServer {
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
         let ended = |status, error, detail| PollError::new(status, error, detail).response();
-        if !matches!(p.state, PendingState::Done)
+        if !matches!(p.state, PendingState::Done | PendingState::Expired)
             && let Some(which) = self.revoked_dependency(&p, now).await?
         {
             self.end(p, "revoked").await?;
             return Ok(ended(StatusCode::FORBIDDEN, "revoked", which));
         }
         Ok(match p.state.clone() {
-            PendingState::Done => gone(),
+            PendingState::Done | PendingState::Expired => gone(),
             PendingState::Denied if matches!(p.request, PendingRequest::Permission { .. }) => {
                 self.end(p, "denied").await?;
                 json_response(
@@ -334,7 +345,7 @@ impl PersonServer {
                 return self.deliver(p, account, now).await;
             }
             _ if now.as_secs() >= p.expires => {
-                self.end(p, "expired").await?;
+                self.end_as(p, PendingState::Expired, "expired").await?;
                 ended(
                     StatusCode::REQUEST_TIMEOUT,
                     "expired",

@@ -1081,6 +1081,14 @@ pub(crate) async fn open_with_callback(
     callback: &str,
     at: aauth_keys::time::UnixTime,
 ) -> (Page, Browser, String) {
+    let (_, code) = deferred_for_alice(w).await;
+    let (page, b) = open_code_with_callback(w, &code, callback, at).await;
+    (page, b, code)
+}
+
+/// An auth-token request of alice's bound agent that waits for her: its pending URL
+/// and interaction code.
+pub(crate) async fn deferred_for_alice(w: &World) -> (String, String) {
     w.bind("aauth:assistant@agent.example", "alice").await;
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");
@@ -1089,7 +1097,16 @@ pub(crate) async fn open_with_callback(
         .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": rt, "presented_token": person, "capabilities": ["interaction"]}))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let code = code_of(&headers);
+    (header(&headers, "location"), code_of(&headers))
+}
+
+/// alice signs in at `at` and opens `code`, with `callback` in the link.
+pub(crate) async fn open_code_with_callback(
+    w: &World,
+    code: &str,
+    callback: &str,
+    at: aauth_keys::time::UnixTime,
+) -> (Page, Browser) {
     let mut b = Browser::default();
     let escaped: String = callback
         .bytes()
@@ -1117,7 +1134,7 @@ pub(crate) async fn open_with_callback(
             "POST",
             LOGIN_PATH,
             &[
-                ("code", &code),
+                ("code", code),
                 ("csrf", &login.hidden("csrf")),
                 ("callback", &login.hidden("callback")),
                 ("username", "alice"),
@@ -1133,7 +1150,7 @@ pub(crate) async fn open_with_callback(
         "the callback survives sign-in: {back}"
     );
     let page = b.go_at(w, "GET", &back, &[], at).await;
-    (page, b, code)
+    (page, b)
 }
 
 pub(crate) async fn callback_world() -> World {
@@ -1288,10 +1305,27 @@ async fn the_browser_goes_back_to_the_agents_callback_with_the_drafts_error_valu
         )
     );
     // Too late without a callback to go back to: the code fails `expired` (408, draft
-    // -11 §Interaction Code Format), not "no such request".
-    let w = callback_world().await;
-    let (page, _, _) = open_with_callback(&w, "https://evil.example/callback", NOW.plus(601)).await;
-    assert_eq!(page.status, StatusCode::REQUEST_TIMEOUT);
+    // -11 §Interaction Code Format), not "no such request"; also after the agent's poll
+    // was told the request expired (and ended it).
+    for polled in [false, true] {
+        let w = callback_world().await;
+        let (location, code) = deferred_for_alice(&w).await;
+        if polled {
+            let late = NOW.plus(601);
+            let (s, _, json) =
+                poll(&w, "GET", &location, &w.agent, &w.agent_token, None, late).await;
+            assert_eq!(
+                (s, json["error"].as_str()),
+                (StatusCode::REQUEST_TIMEOUT, Some("expired"))
+            );
+            let (s, _, _) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, late).await;
+            assert_eq!(s, StatusCode::GONE);
+        }
+        let (page, _) =
+            open_code_with_callback(&w, &code, "https://evil.example/callback", NOW.plus(602))
+                .await;
+        assert_eq!(page.status, StatusCode::REQUEST_TIMEOUT, "polled: {polled}");
+    }
 
     // A URL the provider does not publish is never a redirect target.
     for evil in [

@@ -335,6 +335,18 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
             .map(|q| (q.state, q.version)),
         Some((PendingState::Done, p.version + 2))
     );
+    // Ended by its expiry: kept as such, and still found by its code (the person's page
+    // tells them it expired).
+    first.state = PendingState::Expired;
+    assert!(store.update_pending(&mut first).await.unwrap());
+    assert_eq!(
+        store
+            .pending_by_code("ABCD1234")
+            .await
+            .unwrap()
+            .map(|q| q.state),
+        Some(PendingState::Expired)
+    );
     assert_eq!(store.pending_by_code("ZZZZ9999").await.unwrap(), None);
     // A pending request never stored cannot be updated.
     let mut ghost = pending(
