@@ -228,7 +228,7 @@ pub(crate) struct Config {
     pub(crate) header_timeout_secs: u64,
     /// Seconds a request's body has, from its head, to arrive whole (at least 1): past
     /// it a role answers `408`, and a resource proxy's upstream sees the body break off.
-    /// Bodies already whole with their head, and upgrades' (WebSockets), have none.
+    /// Bodies already whole with their head (a WebSocket's handshake) have none.
     #[serde(default = "sixty")]
     pub(crate) body_timeout_secs: u64,
     /// The proxies in front of this service (addresses or CIDR ranges: a TLS terminator,

@@ -6,8 +6,10 @@
 //! Every role's requests carry an [`InBody`]: hyper's body with the deadline. Past it the
 //! body ends with a [`BodyTimedOut`] error (an `io::Error` of kind `TimedOut`), which a
 //! role reading the body answers `408`, and the resource proxy's upstream sees as a body
-//! that broke off. A body already whole, and an upgrade's (a WebSocket's tunnel is not a
-//! body), have no deadline.
+//! that broke off. A body already whole with its head has none: a WebSocket's handshake
+//! (its tunnel is not the body, and hyper gives an HTTP/2 extended `CONNECT` an empty
+//! one). A request that asks for an upgrade and sends a body anyway is held to it like
+//! any other.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,31 +30,22 @@ pub(crate) struct BodyTimedOut(pub(crate) u64);
 #[derive(Debug)]
 pub(crate) struct InBody {
     inner: Incoming,
-    /// `None`: no deadline (the body is whole, or an upgrade's), or it has passed and
-    /// been reported.
+    /// `None`: no deadline (the body is whole), or it has passed and been reported.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The configured seconds, for the error.
     secs: u64,
 }
 
 impl InBody {
-    /// `inner` with a deadline `limit` from now, unless it is already whole or
-    /// `upgrade` (a WebSocket's request, whose connection outlives its body).
-    pub(crate) fn new(inner: Incoming, limit: Duration, upgrade: bool) -> Self {
-        let deadline =
-            (!upgrade && !inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(limit)));
+    /// `inner` with a deadline `limit` from now, unless it is already whole.
+    pub(crate) fn new(inner: Incoming, limit: Duration) -> Self {
+        let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(limit)));
         Self {
             inner,
             deadline,
             secs: limit.as_secs(),
         }
     }
-}
-
-/// Whether `req` asks for an upgrade: HTTP/1.1 `Upgrade`, or HTTP/2's extended
-/// `CONNECT` (RFC 8441).
-pub(crate) fn is_upgrade<B>(req: &http::Request<B>) -> bool {
-    req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
 }
 
 impl Body for InBody {

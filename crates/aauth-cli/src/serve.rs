@@ -555,9 +555,8 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
     }
 
     fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
-        let upgrade = crate::deadline::is_upgrade(&req);
         let timeout = self.body_timeout;
-        let mut req = req.map(|b| crate::deadline::InBody::new(b, timeout, upgrade));
+        let mut req = req.map(|b| crate::deadline::InBody::new(b, timeout));
         let client =
             crate::forwarded::client_addr(self.peer.0, req.headers(), &self.trusted, self.tls);
         if let Some(client) = client {

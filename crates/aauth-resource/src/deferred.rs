@@ -823,7 +823,8 @@ impl DeferredAuth {
     /// A new unguessable id for a hold that lasts until `expires`: 128 bits from the
     /// random source, then `.` and the expiry in seconds, so that a poll after the hold
     /// is gone from the store can still be told it expired (`408`) rather than that it
-    /// never was (`404`). The time is no secret: the `202` named it as well.
+    /// never was (`404`). The time is no secret: it says only when this URL stops
+    /// answering.
     pub(crate) fn new_id(&self, expires: UnixTime) -> Result<String, HeldStoreError> {
         let mut b = [0u8; 16];
         self.random

@@ -1205,11 +1205,17 @@ fn plain_provider(world: &World, name: &str, top: &str) -> Served {
 fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     use std::io::{Read, Write};
     let world = World::new().unwrap();
-    let served = plain_provider(&world, "serve-slow-body", "body_timeout_secs = 1");
+    // One connection at a time: the quick request below is served only once the slow
+    // one's connection is free.
+    let served = plain_provider(
+        &world,
+        "serve-slow-body",
+        "max_connections = 1\nbody_timeout_secs = 1",
+    );
     let started = Instant::now();
     let mut slow = std::net::TcpStream::connect(served.addr).unwrap();
     slow.write_all(
-        b"POST /agent-token HTTP/1.1\r\nhost: agent.example\r\ncontent-length: 100\r\n\r\n{",
+        b"POST /agent-token HTTP/1.1\r\nhost: agent.example\r\nupgrade: websocket\r\nconnection: upgrade\r\ncontent-length: 100\r\n\r\n{",
     )
     .unwrap();
     slow.set_read_timeout(Some(Duration::from_millis(300)))
