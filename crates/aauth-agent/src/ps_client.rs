@@ -623,6 +623,28 @@ impl HttpPersonServer {
         }
     }
 
+    /// Relays `interaction` through the Person Server's `interaction_endpoint` (draft -11
+    /// §Relaying Through the Person Server), signed as `agent`: whether it took it
+    /// (`202`). Anything else (`424 interaction_unavailable`, no endpoint, an error, no
+    /// answer) is `false`: the agent directs the person itself, as it would without a
+    /// Person Server.
+    pub async fn relay_as(&self, agent: &Agent, interaction: &Interaction) -> bool {
+        let Ok(url) = self
+            .governance_endpoint(|d| d.interaction_endpoint.as_ref())
+            .await
+        else {
+            return false;
+        };
+        let body = serde_json::json!({
+            "type": "interaction",
+            "url": interaction.url,
+            "code": interaction.code,
+        });
+        self.signed(agent, Method::POST, &url, Bytes::from(body.to_string()))
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::ACCEPTED)
+    }
+
     /// Asks the person a question through the Person Server; their answer.
     ///
     /// # Errors
@@ -742,6 +764,10 @@ impl PersonServerClient for HttpPersonServer {
     ) -> Result<String, AgentError> {
         self.auth_token_as(agent, request, None, None).await
     }
+
+    async fn relay_interaction(&self, agent: &Agent, interaction: &Interaction) -> bool {
+        self.relay_as(agent, interaction).await
+    }
 }
 
 /// A sub-agent's way to its Person Server (draft -11 §10.2): a Person Server rejects
@@ -783,6 +809,11 @@ impl PersonServerClient for SubagentRelay {
         self.ps
             .auth_token_as(&self.parent, request, Some(token), None)
             .await
+    }
+
+    /// Relayed by the parent (a sub-agent never calls the Person Server itself).
+    async fn relay_interaction(&self, _subagent: &Agent, interaction: &Interaction) -> bool {
+        self.ps.relay_as(&self.parent, interaction).await
     }
 }
 

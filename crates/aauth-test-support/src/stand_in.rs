@@ -2,10 +2,12 @@
 //! tokens and three-party auth tokens in process, as `https://ps.example` signing as
 //! `ps-1`, and can be told to get them wrong.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aauth_agent::{Agent, AgentError, AuthTokenRequest, PersonServerClient, PersonTokenRequest};
+use aauth_agent::{
+    Agent, AgentError, AuthTokenRequest, Interaction, PersonServerClient, PersonTokenRequest,
+};
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::Clock;
 use aauth_keys::{PrivateKey, PublicKey};
@@ -58,6 +60,10 @@ pub struct StandInPs {
     pub fault: Mutex<Option<Fault>>,
     /// The last auth-token request.
     pub last_auth_request: Mutex<Option<AuthRequestSeen>>,
+    /// Whether it takes the interactions relayed to it (it declines by default).
+    pub relays_taken: AtomicBool,
+    /// The interactions relayed to it.
+    pub relayed: Mutex<Vec<Interaction>>,
 }
 
 impl StandInPs {
@@ -73,6 +79,8 @@ impl StandInPs {
             auth_calls: AtomicUsize::new(0),
             fault: Mutex::new(None),
             last_auth_request: Mutex::new(None),
+            relays_taken: AtomicBool::new(false),
+            relayed: Mutex::new(Vec::new()),
         }
     }
 
@@ -111,6 +119,14 @@ impl PersonServerClient for StandInPs {
     /// # Panics
     ///
     /// If the resource token does not verify or the auth token cannot be signed.
+    async fn relay_interaction(&self, _agent: &Agent, interaction: &Interaction) -> bool {
+        self.relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(interaction.clone());
+        self.relays_taken.load(Ordering::SeqCst)
+    }
+
     async fn auth_token(
         &self,
         agent: &Agent,

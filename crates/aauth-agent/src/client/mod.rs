@@ -101,6 +101,16 @@ pub trait PersonServerClient: Send + Sync {
         agent: &Agent,
         request: AuthTokenRequest<'_>,
     ) -> Result<String, AgentError>;
+
+    /// Relays a resource's interaction to the person through the Person Server (draft
+    /// -11 §Relaying Through the Person Server): `true` when it took it (`202`: it
+    /// reaches the person its own way, and the resource's pending URL still says when
+    /// they are done), `false` when the agent must direct the person itself (the Person
+    /// Server's `interaction_unavailable`, no `interaction_endpoint`, or no answer). The
+    /// default never relays.
+    async fn relay_interaction(&self, _agent: &Agent, _interaction: &Interaction) -> bool {
+        false
+    }
 }
 
 /// What the person must do for a deferred request: open `{url}?code={code}`.
@@ -171,6 +181,8 @@ struct Config {
     capabilities: Option<AAuthCapabilities>,
     on_interaction: Option<Arc<InteractionHook>>,
     on_clarification: Option<Arc<ClarificationHook>>,
+    /// Whether a resource's interaction goes to the Person Server first.
+    relay: bool,
     poll: PollPolicy,
     max_rounds: usize,
     cache: TokenCache,
@@ -239,6 +251,14 @@ impl ClientBuilder {
     /// Called once per interaction a deferred response asks for.
     pub fn on_interaction(mut self, hook: impl Fn(&Interaction) + Send + Sync + 'static) -> Self {
         self.config.on_interaction = Some(Arc::new(hook));
+        self
+    }
+
+    /// Whether a resource's `requirement=interaction` is relayed through the Person Server
+    /// before the interaction hook is called (the draft's SHOULD, and the default): the
+    /// hook is called only when the Person Server does not take it.
+    pub fn relay_interactions(mut self, relay: bool) -> Self {
+        self.config.relay = relay;
         self
     }
 
@@ -368,6 +388,7 @@ impl AAuthClient {
                 capabilities: None,
                 on_interaction: None,
                 on_clarification: None,
+                relay: true,
                 poll: PollPolicy::default(),
                 max_rounds: 6,
                 cache: TokenCache::default(),
@@ -846,13 +867,26 @@ impl AAuthClient {
                 {
                     return Ok(());
                 }
+                let interaction = Interaction::checked(&url, &code)?;
+                // Draft -11 §Relaying Through the Person Server: it may reach the person
+                // more easily; the resource's pending URL, polled on, says when they are
+                // done.
+                if let Some(ps) = self
+                    .config
+                    .person_server
+                    .as_ref()
+                    .filter(|_| self.config.relay)
+                    && ps.relay_interaction(&self.config.agent, &interaction).await
+                {
+                    return Ok(());
+                }
                 let hook = self.config.on_interaction.as_ref().ok_or_else(|| {
                     AgentError::Unsatisfiable {
                         requirement: "interaction".to_owned(),
                         reason: "no interaction hook is configured".to_owned(),
                     }
                 })?;
-                hook(&Interaction::checked(&url, &code)?);
+                hook(&interaction);
             }
             Requirement::AuthToken { resource_token }
                 if prompted.insert(resource_token.clone()) =>
@@ -935,7 +969,7 @@ impl AAuthClient {
     /// # Errors
     ///
     /// [`AgentError::Transport`], or [`AgentError::Deferred`] for an answer other than
-    /// `2xx`, `404` or `410`.
+    /// `2xx`, `404`, `408` (it expired) or `410`.
     pub async fn cancel(
         &self,
         resource: &ServerId,
@@ -951,7 +985,14 @@ impl AAuthClient {
             )
             .await?;
         match resp.status() {
-            s if s.is_success() || s == StatusCode::GONE || s == StatusCode::NOT_FOUND => Ok(()),
+            // Gone, expired or unknown: nothing left to cancel either way.
+            s if s.is_success()
+                || s == StatusCode::GONE
+                || s == StatusCode::NOT_FOUND
+                || s == StatusCode::REQUEST_TIMEOUT =>
+            {
+                Ok(())
+            }
             s => Err(AgentError::Deferred {
                 status: s,
                 error: problem_error(resp.body()),

@@ -273,6 +273,114 @@ async fn an_authorization_request_deferred_by_the_resource_ends_authorized() {
     );
 }
 
+/// Draft -11 §Relaying Through the Person Server: a resource's interaction goes to the
+/// Person Server first. Taken there, the person is not prompted by the agent, which
+/// polls the resource's pending URL (the authority on completion) as before; declined,
+/// or with relaying turned off, the hook directs the person.
+#[tokio::test(start_paused = true)]
+async fn a_resources_interaction_is_relayed_through_the_person_server_first() {
+    use std::sync::atomic::Ordering;
+    for (taken, relay) in [(true, true), (false, true), (true, false)] {
+        let w = parties();
+        w.net.host(
+            "resource.example",
+            scripted(vec![
+                pending(
+                    &[
+                        ("retry-after", "0"),
+                        (
+                            "aauth-requirement",
+                            "requirement=interaction; url=\"https://resource.example/link\"; code=\"WXYZ-2345\"",
+                        ),
+                    ],
+                    r#"{"status":"pending"}"#,
+                ),
+                response(200, &[], "linked"),
+            ]),
+        );
+        let prompts: Arc<Mutex<Vec<Interaction>>> = Arc::default();
+        let p = prompts.clone();
+        let ps = w.ps();
+        ps.relays_taken.store(taken, Ordering::SeqCst);
+        let client = aauth_agent::AAuthClient::builder(w.agent())
+            .clock(w.clock.clone())
+            .person_server(ps.clone(), w.keys())
+            .relay_interactions(relay)
+            .on_interaction(move |i| p.lock().unwrap().push(i.clone()))
+            .build(w.net.clone());
+        let resp = client.send(get("/account")).await.unwrap();
+        assert_eq!(resp.body(), "linked", "{taken} {relay}");
+        let relayed = ps.relayed.lock().unwrap().clone();
+        let prompted = prompts.lock().unwrap().clone();
+        let asked = Interaction::checked("https://resource.example/link", "WXYZ-2345").unwrap();
+        assert_eq!(relayed, if relay { vec![asked.clone()] } else { vec![] });
+        assert_eq!(
+            prompted,
+            if taken && relay { vec![] } else { vec![asked] },
+            "{taken} {relay}"
+        );
+        assert_eq!(w.net.seen()[1].path, "/pending/abc", "the resource polled");
+    }
+}
+
+/// The HTTP Person Server client relays to the `interaction_endpoint` it publishes,
+/// signed as the agent: `202` is taken, `424 interaction_unavailable` (or no endpoint)
+/// is not.
+#[tokio::test(start_paused = true)]
+async fn the_http_person_server_relays_to_its_interaction_endpoint() {
+    use aauth_agent::HttpPersonServer;
+    let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","person_token_endpoint":"https://ps.example/person","auth_token_endpoint":"https://ps.example/token","interaction_endpoint":"https://ps.example/interaction"}"#;
+    let bare = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","person_token_endpoint":"https://ps.example/person","auth_token_endpoint":"https://ps.example/token"}"#;
+    let asked = Interaction::checked("https://resource.example/link", "WXYZ-2345").unwrap();
+    for (doc, answer, taken) in [
+        (
+            metadata,
+            Some(pending(&[("retry-after", "5")], r#"{"status":"pending"}"#)),
+            true,
+        ),
+        (
+            metadata,
+            Some(response(424, &[], r#"{"error":"interaction_unavailable"}"#)),
+            false,
+        ),
+        (bare, None, false),
+    ] {
+        let w = parties();
+        let mut script = vec![response(200, &[], doc)];
+        script.extend(answer);
+        let answers = scripted(script);
+        let posted: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let keep = posted.clone();
+        w.net.host(
+            "ps.example",
+            Arc::new(move |req: http::Request<Bytes>| {
+                keep.lock().unwrap().push(req.body().clone());
+                answers(req)
+            }),
+        );
+        let ps = HttpPersonServer::new(
+            aauth_tokens::ServerId::parse("https://ps.example").unwrap(),
+            w.net.clone(),
+        )
+        .clock(w.clock.clone());
+        assert_eq!(ps.relay_as(&w.agent(), &asked).await, taken, "{doc}");
+        let seen = w.net.seen();
+        if doc == metadata {
+            let post = &seen[1];
+            assert_eq!(post.path, "/interaction");
+            assert!(post.header("signature-key").starts_with("sig=jwt"));
+            let body: serde_json::Value =
+                serde_json::from_slice(&posted.lock().unwrap()[1]).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"type": "interaction", "url": asked.url, "code": asked.code})
+            );
+        } else {
+            assert_eq!(seen.len(), 1, "no endpoint: nothing posted");
+        }
+    }
+}
+
 /// The Person Server client: a deferred person token prompts the person once and ends
 /// with the Person Server's polling error.
 #[tokio::test(start_paused = true)]
