@@ -456,8 +456,16 @@ fn d09_interaction_chaining() {
             )),
         "{text}"
     );
+    // Offered to the Person Server first, which has no channel of its own: 424.
     assert!(
-        agent[7]
+        agent[8]
+            .detail
+            .iter()
+            .any(|l| l == "HTTP/1.1 424 Failed Dependency"),
+        "{text}"
+    );
+    assert!(
+        agent[9]
             .summary
             .starts_with("tells alice: open https://travel.example/interact?code="),
         "{text}"
