@@ -39,16 +39,23 @@ impl World {
     }
 }
 
+/// A world whose policy asks the person to bind their Person Server here first, and a
+/// token request of its agent (its tokens living `life` seconds).
+fn binding_world(life: u64) -> (World, serde_json::Value) {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst));
+    let t = w.tokens(life);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    (w, request)
+}
+
 /// Draft -11 §Interaction Code Format: a code is single-use; once alice opened hers,
 /// bob presenting it (he holds it too: the agent showed it, or he was sent the link) is
 /// refused as a wrong code and binds nothing; a few such presentations leave the
 /// request hers.
 #[tokio::test]
 async fn the_first_account_to_open_a_code_owns_it() {
-    let mut w = world();
-    w.server = w.server.policy(Arc::new(BindFirst));
-    let t = w.tokens(600);
-    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (w, request) = binding_world(600);
     let (location, code) = w
         .deferred_for_the_person(&request, "https://ps.example")
         .await;
@@ -92,10 +99,7 @@ async fn the_first_account_to_open_a_code_owns_it() {
 /// opens nothing for alice either, and each presentation counted against bob too.
 #[tokio::test]
 async fn an_interaction_presented_by_others_five_times_ends() {
-    let mut w = world();
-    w.server = w.server.policy(Arc::new(BindFirst));
-    let t = w.tokens(600);
-    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (w, request) = binding_world(600);
     let (location, code) = w
         .deferred_for_the_person(&request, "https://ps.example")
         .await;
@@ -142,10 +146,7 @@ async fn an_interaction_presented_by_others_five_times_ends() {
 /// one that opened it, it is a wrong code like any other.
 #[tokio::test]
 async fn a_code_whose_request_expired_says_so() {
-    let mut w = world();
-    w.server = w.server.policy(Arc::new(BindFirst));
-    let t = w.tokens(3000);
-    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (w, request) = binding_world(3000);
     for polled in [false, true] {
         let (location, code) = w
             .deferred_for_the_person(&request, "https://ps.example")

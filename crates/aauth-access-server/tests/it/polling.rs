@@ -126,8 +126,9 @@ async fn a_poll_of_a_request_waiting_for_claims_is_asked_for_them_again() {
     assert_eq!(s, StatusCode::OK, "{json}");
 }
 
-#[tokio::test]
-async fn a_store_failure_while_deciding_again_leaves_the_request_for_the_retry() {
+/// A world over a [`Flaky`] store whose request was approved out of band: the next poll
+/// of its pending URL (returned) decides it again.
+async fn approved_over_a_flaky_store() -> (World, Arc<Flaky>, String) {
     let store = Arc::new(Flaky::new(Arc::new(MemoryStore::default())));
     let mut w = world();
     w.server = w
@@ -138,6 +139,12 @@ async fn a_store_failure_while_deciding_again_leaves_the_request_for_the_retry()
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
     let (location, id) = w.deferred(&request).await;
     assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+    (w, store, location)
+}
+
+#[tokio::test]
+async fn a_store_failure_while_deciding_again_leaves_the_request_for_the_retry() {
+    let (w, store, location) = approved_over_a_flaky_store().await;
 
     // The poll takes the approved request; the store fails while it is decided.
     store.fail_next_standing();
@@ -164,16 +171,7 @@ async fn a_store_failure_while_deciding_again_leaves_the_request_for_the_retry()
 /// Person Server's request.
 #[tokio::test]
 async fn a_poll_racing_another_is_told_to_poll_again() {
-    let store = Arc::new(Flaky::new(Arc::new(MemoryStore::default())));
-    let mut w = world();
-    w.server = w
-        .server
-        .policy(Arc::new(ApproverFirst))
-        .store(store.clone());
-    let t = w.tokens(600);
-    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
-    let (location, id) = w.deferred(&request).await;
-    assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+    let (w, store, location) = approved_over_a_flaky_store().await;
 
     store.take_next_elsewhere();
     let (s, h, json) = w
