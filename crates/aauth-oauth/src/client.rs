@@ -190,6 +190,10 @@ pub struct ClientConfig {
     /// The key DPoP proofs are signed with (RFC 9449): the token requested bound to it,
     /// and [`ClientCredentials::dpop_proof`] proving possession on each request.
     pub dpop: Option<Arc<dyn Signer>>,
+    /// The `aud` of a `private_key_jwt` client assertion: `None` (the default) for the
+    /// token endpoint's URL, which RFC 7523 §3 allows; a server that requires its issuer
+    /// identifier (or another value it documents) is given it here.
+    pub assertion_audience: Option<String>,
 }
 
 impl ClientConfig {
@@ -206,7 +210,17 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             dpop: None,
+            assertion_audience: None,
         }
+    }
+
+    /// Names `aud` in `private_key_jwt` client assertions (by default the token
+    /// endpoint's URL): the authorization server's issuer identifier, say, for a server
+    /// that takes only that.
+    #[must_use]
+    pub fn assertion_audience(mut self, aud: impl Into<String>) -> Self {
+        self.assertion_audience = Some(aud.into());
+        self
     }
 
     /// Asks for tokens bound to `key` (RFC 9449 §5): each token request carries a DPoP
@@ -567,9 +581,14 @@ impl ClientCredentials {
         if let Some(resource) = &self.config.resource {
             form.append_pair("resource", resource);
         }
+        let aud = self
+            .config
+            .assertion_audience
+            .as_deref()
+            .unwrap_or(self.config.token_endpoint.as_str());
         let mut req = authenticated_post(
             &self.config.token_endpoint,
-            self.config.token_endpoint.as_str(),
+            aud,
             &self.config.auth,
             form,
             &self.random,

@@ -192,6 +192,32 @@ async fn client_secret_basic_and_post_send_what_rfc_6749_says() {
     assert!(form.contains(&("client_secret".into(), "pw".into())));
 }
 
+/// A server that takes only its issuer identifier as the assertion's `aud` is given it.
+#[tokio::test]
+async fn private_key_jwt_names_the_audience_it_is_given() {
+    let key = Arc::new(PrivateKey::es256_from_scalar(&[4; 32]).unwrap());
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("t", 300));
+    let auth = ClientAuth::PrivateKeyJwt {
+        client_id: "svc".to_owned(),
+        key,
+        kid: "k1".to_owned(),
+    };
+    let config = ClientConfig::new(HttpsUrl::parse(ENDPOINT).unwrap(), auth)
+        .assertion_audience("https://as.example");
+    let tokens = ClientCredentials::new(config, Arc::clone(&ep) as Arc<dyn Transport>, clock());
+    tokens.token().await.unwrap();
+    let form = ep.form(0);
+    let assertion = &form
+        .iter()
+        .find(|(n, _)| n == "client_assertion")
+        .unwrap()
+        .1;
+    let claims = assertion.split('.').nth(1).unwrap();
+    let c: Value = serde_json::from_slice(&base64url::decode(claims).unwrap()).unwrap();
+    assert_eq!(c["aud"], "https://as.example");
+}
+
 #[tokio::test]
 async fn private_key_jwt_sends_a_signed_assertion_for_the_endpoint() {
     let key = Arc::new(PrivateKey::es256_from_scalar(&[4; 32]).unwrap());
