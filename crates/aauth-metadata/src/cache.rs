@@ -584,8 +584,8 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
     /// A cache of keys of type `K`, otherwise as [`KeyCache::new`].
     #[must_use]
     pub fn of_keys(fetcher: Arc<F>, clock: Arc<dyn Clock>, mut config: CacheConfig) -> Self {
-        config.max_ttl = config.max_ttl.clamp(1, MAX_AGE_CEILING);
-        config.refetch_floor = config.refetch_floor.max(60);
+        config.refetch_floor = config.refetch_floor.clamp(60, MAX_AGE_CEILING);
+        config.max_ttl = config.max_ttl.clamp(config.refetch_floor, MAX_AGE_CEILING);
         config.min_ttl = config.min_ttl.clamp(config.refetch_floor, config.max_ttl);
         config.default_ttl = config.default_ttl.clamp(config.min_ttl, config.max_ttl);
         config.refresh_ahead_percent = config.refresh_ahead_percent.clamp(1, 100);

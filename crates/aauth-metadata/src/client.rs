@@ -307,7 +307,9 @@ impl FetchTransport for HttpsTransport {
 
 /// The fetcher a verifier normally wants: the egress guard (default limits, the system
 /// resolver) in front of `transport`, wrapped in retries and a per-host circuit breaker
-/// with their defaults.
+/// with their defaults, except that a `Retry-After` over 3 s is not waited for: a key
+/// lookup holds a request, and the key cache's own deadline (10 s) and refetch floor pace
+/// a throttling host better than a long sleep.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -330,8 +332,16 @@ pub fn https_fetcher(
             Arc::new(transport),
             FetchLimits::default(),
         ),
-        crate::RetryPolicy::default(),
+        retry_within_a_lookup(),
         crate::BreakerConfig::default(),
         clock,
     )
+}
+
+/// [`crate::RetryPolicy`]'s defaults, with `Retry-After` honoured up to 3 s.
+fn retry_within_a_lookup() -> crate::RetryPolicy {
+    crate::RetryPolicy {
+        max_retry_after: Duration::from_secs(3),
+        ..Default::default()
+    }
 }

@@ -89,7 +89,9 @@ impl<R: Resolve, T: FetchTransport> GuardedFetch<R, T> {
                 limit: self.limits.max_body,
             });
         }
-        if matches!(resp.status, 429 | 503) {
+        // The answers a retry may get past (and a breaker counts): a busy or throttling
+        // host, or a gateway in front of one that is down.
+        if matches!(resp.status, 429 | 502 | 503 | 504) {
             let retry_after = resp
                 .retry_after
                 .as_deref()

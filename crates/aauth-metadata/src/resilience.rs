@@ -258,6 +258,14 @@ impl<F: Fetch> ResilientFetch<F> {
         self
     }
 
+    /// Keeps at most `hosts` breakers (default 1024): past it a closed one is forgotten,
+    /// or failing that any (a signer names the host, so made-up hosts must not pile up).
+    #[must_use]
+    pub fn max_hosts(mut self, hosts: usize) -> Self {
+        self.max_hosts = hosts.max(1);
+        self
+    }
+
     /// The breaker state for `host` (closed if never seen).
     #[must_use]
     pub fn breaker_state(&self, host: &str) -> BreakerState {
@@ -267,11 +275,15 @@ impl<F: Fetch> ResilientFetch<F> {
     fn with_breaker<T>(&self, host: &str, f: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
         let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
         if !map.contains_key(host) && map.len() >= self.max_hosts {
-            let closed = map
+            // A closed breaker first (it forgets only a failure count); else any: a signer
+            // names the host, so open breakers of made-up hosts must not pile up either,
+            // and a real host's breaker dropped only lets one more request through.
+            let victim = map
                 .iter()
                 .find(|(_, b)| matches!(b.state(), BreakerState::Closed { .. }))
+                .or_else(|| map.iter().next())
                 .map(|(h, _)| h.clone());
-            if let Some(h) = closed {
+            if let Some(h) = victim {
                 map.remove(&h);
             }
         }

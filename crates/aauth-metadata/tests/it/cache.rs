@@ -52,6 +52,27 @@ fn config(f: impl FnOnce(&mut CacheConfig)) -> CacheConfig {
     c
 }
 
+/// Bounds that cross (a ceiling under the floor) are clamped, never a panic.
+#[test]
+fn crossed_bounds_are_clamped() {
+    for c in [
+        config(|c| c.max_ttl = 30),
+        config(|c| c.refetch_floor = 10 * 24 * 3600),
+        config(|c| {
+            c.max_ttl = 0;
+            c.min_ttl = u64::MAX;
+            c.default_ttl = 0;
+        }),
+    ] {
+        let cache: KeyCache<FakeFetch> = KeyCache::new(
+            Arc::new(FakeFetch::default()),
+            Arc::new(FixedClock::new(UnixTime(1000))),
+            c,
+        );
+        drop(cache);
+    }
+}
+
 fn world() -> World {
     world_with(CacheConfig::default())
 }

@@ -328,6 +328,32 @@ async fn a_slow_exchange_meets_the_total_deadline() {
     assert_eq!(started.elapsed(), Duration::from_secs(5));
 }
 
+/// A gateway in front of a host that is down (502, 504) is an error a retry may get
+/// past and a breaker counts, as 503 is; a 500 is the host's own answer.
+#[tokio::test]
+async fn gateway_errors_are_transient_failures() {
+    let resolver = StubResolver::new(&[&["93.184.216.34"]]);
+    for status in [502, 504] {
+        let transport = RecordingTransport::answering(Fetched::status(status));
+        let f = guarded(EgressPolicy::new(), &resolver, &transport);
+        let err = f.get(&url("https://agent.example/")).await.unwrap_err();
+        assert_eq!(
+            err,
+            FetchError::Status {
+                status,
+                retry_after: None
+            }
+        );
+        assert!(err.is_transient());
+    }
+    let transport = RecordingTransport::answering(Fetched::status(500));
+    let f = guarded(EgressPolicy::new(), &resolver, &transport);
+    assert_eq!(
+        f.get(&url("https://agent.example/")).await.unwrap().status,
+        500
+    );
+}
+
 #[tokio::test]
 async fn throttling_reports_retry_after() {
     let resolver = StubResolver::new(&[&["93.184.216.34"]]);

@@ -218,6 +218,39 @@ async fn the_breaker_opens_and_spares_the_host() {
     );
 }
 
+/// Breakers are kept per host, at most `max_hosts` of them, whatever their state: a
+/// signer names the host, and open breakers of made-up hosts must not pile up.
+#[tokio::test(start_paused = true)]
+async fn open_breakers_are_bounded_too() {
+    let fetch = Arc::new(FakeFetch::default());
+    let hosts = [
+        "https://a.example/",
+        "https://b.example/",
+        "https://c.example/",
+    ];
+    for h in hosts {
+        fetch.set(
+            h,
+            Behaviour::Fail(FetchError::Transport("connection refused".to_owned())),
+        );
+    }
+    let clock = FixedClock::new(UnixTime(1000));
+    let f = resilient(&fetch, &clock).max_hosts(2);
+    for h in hosts {
+        assert!(f.get(&HttpsUrl::parse(h).unwrap()).await.is_err());
+    }
+    // The newest is kept open; the oldest open one was forgotten to make room for it
+    // (without the bound it would still be open).
+    assert!(matches!(
+        f.breaker_state("c.example"),
+        BreakerState::Open { .. }
+    ));
+    assert_eq!(
+        f.breaker_state("a.example"),
+        BreakerState::Closed { failures: 0 }
+    );
+}
+
 #[tokio::test]
 async fn definite_answers_are_not_retried() {
     let fetch = Arc::new(FakeFetch::default());
