@@ -58,9 +58,15 @@ impl std::fmt::Debug for CachedToken {
 
 type Key = (ServerId, Option<String>);
 
+/// Most (resource, mission) pairs and session tokens kept: past it the entry whose tokens
+/// end first goes.
+const MAX_ENTRIES: usize = 4096;
+
 /// The tokens an agent holds for resources: a person token and an auth token per
 /// (resource, mission), each presented only while more than five minutes remain and only
-/// while it binds the agent's current key; the newest session token per resource.
+/// while it binds the agent's current key; the newest session token per resource. At
+/// most 4096 pairs are kept (past it, the one whose tokens end first goes), and a pair
+/// whose tokens are all dropped is forgotten.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     tokens: Mutex<BTreeMap<Key, [Option<CachedToken>; 2]>>,
@@ -87,7 +93,8 @@ impl TokenCache {
         now: UnixTime,
     ) -> Option<CachedToken> {
         let mut map = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.get_mut(&(resource.clone(), mission.map(str::to_owned)))?;
+        let key = (resource.clone(), mission.map(str::to_owned));
+        let entry = map.get_mut(&key)?;
         let s = &mut entry[slot(kind)];
         match s {
             Some(t) if t.jkt == jkt && t.exp > now.as_secs().saturating_add(REFRESH_MARGIN) => {
@@ -95,6 +102,9 @@ impl TokenCache {
             }
             _ => {
                 *s = None;
+                if entry.iter().all(Option::is_none) {
+                    map.remove(&key);
+                }
                 None
             }
         }
@@ -108,13 +118,27 @@ impl TokenCache {
             .or_default();
         let s = slot(token.kind);
         entry[s] = Some(token);
+        if map.len() > MAX_ENTRIES {
+            let ends = |e: &[Option<CachedToken>; 2]| e.iter().flatten().map(|t| t.exp).max();
+            let first = map
+                .iter()
+                .min_by_key(|(_, e)| ends(e))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = first {
+                map.remove(&k);
+            }
+        }
     }
 
     /// Drops the `kind` token for (`resource`, `mission`).
     pub fn forget(&self, resource: &ServerId, mission: Option<&str>, kind: TokenKind) {
         let mut map = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = map.get_mut(&(resource.clone(), mission.map(str::to_owned))) {
+        let key = (resource.clone(), mission.map(str::to_owned));
+        if let Some(entry) = map.get_mut(&key) {
             entry[slot(kind)] = None;
+            if entry.iter().all(Option::is_none) {
+                map.remove(&key);
+            }
         }
     }
 
@@ -140,11 +164,88 @@ impl TokenCache {
             .cloned()
     }
 
-    /// Records a session token from `AAuth-Access` (the newest wins).
+    /// Records a session token from `AAuth-Access` (the newest wins). Past 4096
+    /// resources, another resource's session is forgotten (its next call authorizes
+    /// again).
     pub fn put_session(&self, resource: &ServerId, token: SessionToken) {
-        self.sessions
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if !sessions.contains_key(resource) && sessions.len() >= MAX_ENTRIES {
+            let other = sessions.keys().next().cloned();
+            if let Some(k) = other {
+                sessions.remove(&k);
+            }
+        }
+        sessions.insert(resource.clone(), token);
+    }
+
+    /// How many (resource, mission) pairs hold a token.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(resource.clone(), token);
+            .len()
+    }
+
+    /// Whether no (resource, mission) pair holds a token.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(kind: TokenKind, exp: u64) -> CachedToken {
+        CachedToken {
+            token: Arc::from("t"),
+            kind,
+            exp,
+            jkt: "k".to_owned(),
+            sub: "s".to_owned(),
+            jti: "j".to_owned(),
+            ps: ServerId::parse("https://ps.example").unwrap(),
+        }
+    }
+
+    fn resource(i: usize) -> ServerId {
+        ServerId::parse(&format!("https://r{i}.example")).unwrap()
+    }
+
+    #[test]
+    fn a_pair_whose_tokens_are_gone_is_forgotten() {
+        let c = TokenCache::default();
+        let r = resource(0);
+        c.put(&r, Some("m"), token(TokenKind::Person, 1000));
+        c.put(&r, Some("m"), token(TokenKind::Auth, 1000));
+        c.forget(&r, Some("m"), TokenKind::Auth);
+        assert_eq!(c.len(), 1, "the person token is still held");
+        // Read past its margin: dropped, and the pair with it.
+        assert!(
+            c.get(&r, Some("m"), TokenKind::Person, "k", UnixTime(900))
+                .is_none()
+        );
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn at_most_max_entries_pairs_are_kept_the_soonest_to_end_going_first() {
+        let c = TokenCache::default();
+        for i in 0..=MAX_ENTRIES {
+            let exp = if i == 7 { 10 } else { 100_000 };
+            c.put(&resource(i), None, token(TokenKind::Person, exp));
+        }
+        assert_eq!(c.len(), MAX_ENTRIES);
+        let now = UnixTime(0);
+        assert!(
+            c.get(&resource(7), None, TokenKind::Person, "k", now)
+                .is_none()
+        );
+        assert!(
+            c.get(&resource(8), None, TokenKind::Person, "k", now)
+                .is_some()
+        );
     }
 }
