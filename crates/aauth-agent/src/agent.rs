@@ -314,12 +314,14 @@ struct KeyState {
 /// An agent: identifier, signing key, and agent token. Share it behind an `Arc`.
 ///
 /// [`Agent::token`] returns a token with more than [`REFRESH_MARGIN`] seconds left,
-/// fetching a new one when needed; concurrent callers wait for the one refresh in flight.
+/// fetching a new one when needed; concurrent callers wait for the one refresh in flight,
+/// and share its failure (the source is not asked again by each caller that waited).
 pub struct Agent {
     id: AgentId,
     source: Arc<dyn TokenSource>,
     state: RwLock<KeyState>,
-    refresh: tokio::sync::Mutex<()>,
+    /// Held across one refresh: when the last one failed, and why.
+    refresh: tokio::sync::Mutex<Option<(tokio::time::Instant, AgentError)>>,
     refreshes: std::sync::atomic::AtomicU64,
 }
 
@@ -342,7 +344,7 @@ impl Agent {
                 signer,
                 token: None,
             }),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(None),
             refreshes: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -410,13 +412,33 @@ impl Agent {
         now: UnixTime,
         stale: Option<&str>,
     ) -> Result<Arc<AgentToken>, AgentError> {
-        let _one = self.refresh.lock().await;
-        // Another task may have refreshed while this one waited.
+        let entered = tokio::time::Instant::now();
+        let mut last_failure = self.refresh.lock().await;
+        // Time passed while another task refreshed: the request is signed as of now.
+        let now = now.plus(entered.elapsed().as_secs());
+        // Another task may have refreshed while this one waited, or failed to: its
+        // failure is this caller's answer too.
         if let Some(t) = self.fresh(now)
             && stale.is_none_or(|s| s != t.token)
         {
             return Ok(t);
         }
+        if let Some((at, e)) = last_failure.as_ref()
+            && *at > entered
+        {
+            return Err(e.clone());
+        }
+        let fetched = self.fetch_token(now).await;
+        *last_failure = match &fetched {
+            Ok(_) => None,
+            Err(e) => Some((tokio::time::Instant::now(), e.clone())),
+        };
+        fetched
+    }
+
+    /// Asks the source for a new token at `now`, checks it and keeps it (unless the key
+    /// rotated meanwhile).
+    async fn fetch_token(&self, now: UnixTime) -> Result<Arc<AgentToken>, AgentError> {
         let signer = self.signer();
         let token = self
             .source

@@ -355,6 +355,76 @@ async fn the_agent_token_is_refreshed_inside_five_minutes_by_one_task() {
     assert_eq!(source.calls.load(Ordering::SeqCst), 3);
 }
 
+/// A source that fails slowly, counting its calls, and what time it was asked at.
+struct Down {
+    calls: AtomicUsize,
+    asked_at: std::sync::Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl TokenSource for Down {
+    async fn agent_token(
+        &self,
+        _agent: &AgentId,
+        _signer: &dyn Signer,
+        now: UnixTime,
+    ) -> Result<String, AgentError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked_at.lock().unwrap().push(now.as_secs());
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        Err(AgentError::Transport {
+            reason: "the provider timed out".to_owned(),
+        })
+    }
+}
+
+/// Twenty callers at once and a provider that times out: the provider is asked once and
+/// every caller gets its failure (not twenty timeouts one after another); a call after
+/// that asks again.
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_is_shared_by_the_callers_that_waited_for_it() {
+    let w = parties();
+    let source = Arc::new(Down {
+        calls: AtomicUsize::new(0),
+        asked_at: std::sync::Mutex::default(),
+    });
+    let agent = Arc::new(Agent::new(
+        w.agent_id.clone(),
+        w.agent_key.clone(),
+        source.clone(),
+    ));
+    let started = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let a = agent.clone();
+            tokio::spawn(async move { a.token(NOW).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(
+            t.await.unwrap(),
+            Err(AgentError::Transport { .. })
+        ));
+    }
+    assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(started.elapsed().as_secs(), 30, "one timeout, not twenty");
+    // A caller that arrives while a later refresh runs shares that one's failure too.
+    let (a, b) = (agent.clone(), agent.clone());
+    let first = tokio::spawn(async move { a.token(NOW).await });
+    tokio::task::yield_now().await;
+    let second = tokio::spawn(async move { b.token(NOW).await });
+    assert!(first.await.unwrap().is_err());
+    assert!(second.await.unwrap().is_err());
+    assert_eq!(source.calls.load(Ordering::SeqCst), 2, "shared again");
+    assert!(agent.token(NOW).await.is_err());
+    assert_eq!(
+        source.calls.load(Ordering::SeqCst),
+        3,
+        "a later call asks again"
+    );
+    assert_eq!(source.asked_at.lock().unwrap()[0], NOW.as_secs());
+}
+
 #[tokio::test]
 async fn the_http_token_source_signs_with_the_enrolled_key() {
     let w = parties();
