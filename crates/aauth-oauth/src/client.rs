@@ -11,12 +11,15 @@
 //!   each fetch again);
 //! - authenticates as `client_secret_basic`, `client_secret_post` or `private_key_jwt`
 //!   (RFC 7523 §2.2; the assertion signed by an Ed25519 or P-256 key, a fresh `jti`, a
-//!   one-minute lifetime, `aud` the token endpoint);
+//!   one-minute lifetime, `aud` the token endpoint unless
+//!   [`ClientConfig::assertion_audience`] names another);
 //! - retries what may succeed later (a transport failure, `429`, `5xx`, honouring
 //!   `Retry-After`) with the workspace's `RetryPolicy`, and stops asking after repeated
 //!   failures (the `CircuitBreaker`; half-open after `open_for`);
 //! - when the server cannot be reached, keeps serving the token it has until that token
-//!   expires, then fails with a typed error;
+//!   expires, then fails with a typed error; after a failed refresh ahead of expiry the
+//!   next one waits [`REFRESH_PAUSE`] (the token held is served meanwhile), so that callers
+//!   in the margin do not each wait out a failing server in turn;
 //! - fails at once, never retrying, on the server's own refusal (`invalid_client`,
 //!   `invalid_scope`, …), with its `error` and `error_description`.
 
@@ -262,7 +265,13 @@ struct State {
     generation: u64,
     /// How the last finished fetch failed, if it did: the answer of those that waited.
     last_error: Option<ClientError>,
+    /// When the last fetch failed, while none has succeeded since.
+    failed_at: Option<UnixTime>,
 }
+
+/// Seconds after a failed refresh during which the token held, if unexpired, is served
+/// without asking the server again.
+pub const REFRESH_PAUSE: u64 = 5;
 
 /// A client-credentials token source. Cheap to share (`Arc`); see the module docs.
 ///
@@ -326,6 +335,7 @@ impl ClientCredentials {
                 fetches: 0,
                 generation: 0,
                 last_error: None,
+                failed_at: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
             nonces: Mutex::default(),
@@ -389,6 +399,14 @@ impl ClientCredentials {
         if let Some(t) = self.fresh(now) {
             return Ok(t);
         }
+        // A refresh failed a moment ago: the token held serves until the pause is over.
+        let paused = self
+            .lock()
+            .failed_at
+            .is_some_and(|at| now.as_secs() < at.as_secs().saturating_add(REFRESH_PAUSE));
+        if paused && let Some(t) = self.unexpired(now) {
+            return Ok(t);
+        }
         let generation = self.lock().generation;
         let _one = if let Ok(one) = self.fetching.try_lock() {
             one
@@ -416,6 +434,7 @@ impl ClientCredentials {
                 let mut state = self.lock();
                 state.generation += 1;
                 state.last_error = outcome.as_ref().err().cloned();
+                state.failed_at = outcome.is_err().then(|| self.clock.now());
                 outcome
             }
         };

@@ -63,7 +63,7 @@ pub use bearer::{Credential, VerifyAccessToken, credential};
 pub use claims::AccessTokenClaims;
 pub use client::{
     BearerLayer, BearerService, BearerServiceError, ClientAuth, ClientConfig, ClientCredentials,
-    ClientError, IssuedToken,
+    ClientError, IssuedToken, REFRESH_PAUSE,
 };
 pub use dpop::{DpopCheck, DpopNonces, DpopProof, MAX_JTI_LEN, MAX_NONCE_LEN};
 pub use error::{BearerChallenge, OAuthError};

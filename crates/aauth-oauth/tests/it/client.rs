@@ -10,7 +10,7 @@ use std::time::Duration;
 use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_keys::{PrivateKey, base64url};
 use aauth_metadata::{HttpsUrl, RetryPolicy, Transport, TransportError};
-use aauth_oauth::{ClientAuth, ClientConfig, ClientCredentials, ClientError};
+use aauth_oauth::{ClientAuth, ClientConfig, ClientCredentials, ClientError, REFRESH_PAUSE};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -469,13 +469,19 @@ async fn a_server_that_is_down_gets_the_stale_token_until_expiry_then_the_breake
     let s = source(basic(), &ep, &c);
     s.token().await.unwrap();
     ep.always(503, json!({}));
-    // Past the refresh point: each call tries (three attempts), fails, serves the token.
+    // Past the refresh point: a call tries (three attempts), fails, serves the token.
     c.advance(Duration::from_secs(250));
     assert_eq!(s.token().await.unwrap().access_token, "held");
     assert_eq!(ep.calls(), 1 + 3);
-    // Failures keep counting until the breaker opens (five by default); then no request
-    // is sent at all, and the held token is still served while it lasts.
+    // For REFRESH_PAUSE after a failure, calls get the held token without a request.
+    for _ in 0..10 {
+        assert_eq!(s.token().await.unwrap().access_token, "held");
+    }
+    assert_eq!(ep.calls(), 1 + 3, "paused after the failure");
+    // Past each pause, failures keep counting until the breaker opens (five by
+    // default); then no request is sent at all, and the held token is still served.
     for _ in 0..4 {
+        c.advance(Duration::from_secs(REFRESH_PAUSE));
         assert_eq!(s.token().await.unwrap().access_token, "held");
     }
     let sent = ep.calls();
