@@ -311,6 +311,13 @@ struct KeyState {
     token: Option<Arc<AgentToken>>,
 }
 
+/// A refresh that failed: shared with the callers that waited for it under the same key.
+struct Failed {
+    at: tokio::time::Instant,
+    error: AgentError,
+    key: PublicKey,
+}
+
 /// An agent: identifier, signing key, and agent token. Share it behind an `Arc`.
 ///
 /// [`Agent::token`] returns a token with more than [`REFRESH_MARGIN`] seconds left,
@@ -320,8 +327,8 @@ pub struct Agent {
     id: AgentId,
     source: Arc<dyn TokenSource>,
     state: RwLock<KeyState>,
-    /// Held across one refresh: when the last one failed, and why.
-    refresh: tokio::sync::Mutex<Option<(tokio::time::Instant, AgentError)>>,
+    /// Held across one refresh: when the last one failed, why, and under which key.
+    refresh: tokio::sync::Mutex<Option<Failed>>,
     refreshes: std::sync::atomic::AtomicU64,
 }
 
@@ -423,15 +430,22 @@ impl Agent {
         {
             return Ok(t);
         }
-        if let Some((at, e)) = last_failure.as_ref()
-            && *at > entered
+        // (Not across a key rotation: the new key may be taken where the old was not.)
+        let key = self.signer().public_key().clone();
+        if let Some(f) = last_failure.as_ref()
+            && f.at > entered
+            && f.key == key
         {
-            return Err(e.clone());
+            return Err(f.error.clone());
         }
         let fetched = self.fetch_token(now).await;
         *last_failure = match &fetched {
             Ok(_) => None,
-            Err(e) => Some((tokio::time::Instant::now(), e.clone())),
+            Err(e) => Some(Failed {
+                at: tokio::time::Instant::now(),
+                error: e.clone(),
+                key,
+            }),
         };
         fetched
     }

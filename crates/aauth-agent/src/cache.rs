@@ -113,15 +113,16 @@ impl TokenCache {
     /// Stores `token` for (`resource`, `mission`).
     pub fn put(&self, resource: &ServerId, mission: Option<&str>, token: CachedToken) {
         let mut map = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map
-            .entry((resource.clone(), mission.map(str::to_owned)))
-            .or_default();
+        let key = (resource.clone(), mission.map(str::to_owned));
+        let entry = map.entry(key.clone()).or_default();
         let s = slot(token.kind);
         entry[s] = Some(token);
         if map.len() > MAX_ENTRIES {
+            // Never the pair just written: it is the one about to be used.
             let ends = |e: &[Option<CachedToken>; 2]| e.iter().flatten().map(|t| t.exp).max();
             let first = map
                 .iter()
+                .filter(|(k, _)| **k != key)
                 .min_by_key(|(_, e)| ends(e))
                 .map(|(k, _)| k.clone());
             if let Some(k) = first {

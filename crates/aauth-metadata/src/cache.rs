@@ -994,7 +994,10 @@ fn settle<F, K>(
                 e.keys = Some(Arc::clone(&set));
                 e.refresh_at = now + ttl * cfg.refresh_ahead_percent / 100;
                 e.fresh_until = now + ttl;
-                e.stale_until = (now + ttl + cfg.max_stale).min(now + MAX_AGE_CEILING);
+                e.stale_until = now
+                    .saturating_add(ttl)
+                    .saturating_add(cfg.max_stale)
+                    .min(now.saturating_add(MAX_AGE_CEILING));
                 e.failures = 0;
                 e.retry_at = 0;
                 e.last_error = None;

@@ -92,7 +92,8 @@ pub enum FetchError {
     Status {
         /// The status.
         status: u16,
-        /// `Retry-After` in seconds, when the server sent one with 429 or 503.
+        /// `Retry-After` in seconds, when the server sent one with 429, 502, 503 or 504
+        /// (a retry honours it after 429 and 503).
         retry_after: Option<u64>,
     },
     /// A redirect, which discovery never follows to another host.

@@ -231,8 +231,7 @@ impl<F> std::fmt::Debug for ResilientFetch<F> {
 }
 
 impl<F: Fetch> ResilientFetch<F> {
-    /// Wraps `inner`. At most 1024 hosts' breakers are kept; beyond that a closed one is
-    /// dropped to make room.
+    /// Wraps `inner`. At most 1024 hosts' breakers are kept ([`ResilientFetch::max_hosts`]).
     #[must_use]
     pub fn new(
         inner: F,
@@ -258,8 +257,11 @@ impl<F: Fetch> ResilientFetch<F> {
         self
     }
 
-    /// Keeps at most `hosts` breakers (default 1024): past it a closed one is forgotten,
-    /// or failing that any (a signer names the host, so made-up hosts must not pile up).
+    /// Keeps at most `hosts` breakers (default 1024). Past it a closed one is forgotten,
+    /// or failing that the open one that reopens soonest, or failing that any (a signer
+    /// names the host, so made-up hosts must not pile up): a host whose breaker is
+    /// forgotten starts again from closed, and is refused again only after as many
+    /// failures as opened it.
     #[must_use]
     pub fn max_hosts(mut self, hosts: usize) -> Self {
         self.max_hosts = hosts.max(1);
@@ -269,20 +271,35 @@ impl<F: Fetch> ResilientFetch<F> {
     /// The breaker state for `host` (closed if never seen).
     #[must_use]
     pub fn breaker_state(&self, host: &str) -> BreakerState {
-        self.with_breaker(host, |b| b.state())
+        self.breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(host)
+            .map_or(BreakerState::Closed { failures: 0 }, CircuitBreaker::state)
     }
 
     fn with_breaker<T>(&self, host: &str, f: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
         let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
         if !map.contains_key(host) && map.len() >= self.max_hosts {
-            // A closed breaker first (it forgets only a failure count); else any: a signer
-            // names the host, so open breakers of made-up hosts must not pile up either,
-            // and a real host's breaker dropped only lets one more request through.
-            let victim = map
+            // A closed breaker first (it forgets only a failure count); else the open one
+            // that reopens soonest; else any (a signer names the host, so breakers of
+            // made-up hosts must not pile up in any state).
+            let closed = map
                 .iter()
-                .find(|(_, b)| matches!(b.state(), BreakerState::Closed { .. }))
-                .or_else(|| map.iter().next())
-                .map(|(h, _)| h.clone());
+                .find(|(_, b)| matches!(b.state(), BreakerState::Closed { .. }));
+            let soonest_open = || {
+                map.iter()
+                    .filter_map(|(h, b)| match b.state() {
+                        BreakerState::Open { until } => Some((until, h)),
+                        _ => None,
+                    })
+                    .min()
+                    .map(|(_, h)| h.clone())
+            };
+            let victim = closed
+                .map(|(h, _)| h.clone())
+                .or_else(soonest_open)
+                .or_else(|| map.keys().next().cloned());
             if let Some(h) = victim {
                 map.remove(&h);
             }

@@ -434,7 +434,10 @@ impl ClientCredentials {
                 let mut state = self.lock();
                 state.generation += 1;
                 state.last_error = outcome.as_ref().err().cloned();
-                state.failed_at = outcome.is_err().then(|| self.clock.now());
+                // A refusal is answered as it is (never with the token held): no pause.
+                state.failed_at =
+                    matches!(&outcome, Err(e) if !matches!(e, ClientError::Refused { .. }))
+                        .then(|| self.clock.now());
                 outcome
             }
         };

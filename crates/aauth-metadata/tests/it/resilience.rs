@@ -239,8 +239,8 @@ async fn open_breakers_are_bounded_too() {
     for h in hosts {
         assert!(f.get(&HttpsUrl::parse(h).unwrap()).await.is_err());
     }
-    // The newest is kept open; the oldest open one was forgotten to make room for it
-    // (without the bound it would still be open).
+    // The newest is kept open; the open one that reopens soonest (a tie here, broken by
+    // name) was forgotten to make room for it (without the bound it would still be open).
     assert!(matches!(
         f.breaker_state("c.example"),
         BreakerState::Open { .. }

@@ -420,6 +420,26 @@ async fn the_servers_refusal_is_typed_and_not_retried() {
     ));
 }
 
+/// A refusal of a refresh ahead of expiry is answered as it is, every time: never paused
+/// into the token held (the server said no to this client).
+#[tokio::test]
+async fn a_refused_refresh_is_never_answered_with_the_token_held() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("held", 300));
+    let c = clock();
+    let s = source(basic(), &ep, &c);
+    s.token().await.unwrap();
+    ep.always(401, json!({"error": "invalid_client"}));
+    c.advance(Duration::from_secs(250));
+    for _ in 0..2 {
+        assert!(matches!(
+            s.token().await.unwrap_err(),
+            ClientError::Refused { ref error, .. } if error == "invalid_client"
+        ));
+    }
+    assert_eq!(ep.calls(), 1 + 2);
+}
+
 #[tokio::test]
 async fn transient_failures_are_retried_then_typed() {
     let ep = Arc::new(Endpoint::default());
@@ -489,6 +509,7 @@ async fn a_server_that_is_down_gets_the_stale_token_until_expiry_then_the_breake
         s.breaker(),
         aauth_metadata::BreakerState::Open { .. }
     ));
+    c.advance(Duration::from_secs(REFRESH_PAUSE));
     assert_eq!(s.token().await.unwrap().access_token, "held");
     assert_eq!(ep.calls(), sent, "an open breaker sends nothing");
     // Expired, and past the breaker's 30 s: one probe (not retried), which fails; then
