@@ -458,14 +458,14 @@ fn d09_interaction_chaining() {
     );
     // Offered to the Person Server first, which has no channel of its own: 424.
     assert!(
-        agent[8]
+        agent[7]
             .detail
             .iter()
             .any(|l| l == "HTTP/1.1 424 Failed Dependency"),
         "{text}"
     );
     assert!(
-        agent[9]
+        agent[8]
             .summary
             .starts_with("tells alice: open https://travel.example/interact?code="),
         "{text}"

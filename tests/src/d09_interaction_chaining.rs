@@ -132,8 +132,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
             "calls with it: requirement=auth-token",
             "gets the auth token for travel.example",
             "calls with it: travel.example's planner needs alice downstream, so travel.example answers 202 with its own pending URL and interaction code",
-            "offers the interaction to its Person Server first (draft -11 §Relaying Through the Person Server): reads its metadata for the interaction_endpoint",
-            "posts {type: interaction, url, code} there: 424 interaction_unavailable (this Person Server has no channel of its own to alice), so the agent tells her itself",
+            "offers the interaction to its Person Server first (draft -11 §Relaying Through the Person Server): posts {type: interaction, url, code} to the interaction_endpoint its metadata named: 424 interaction_unavailable (this Person Server has no channel of its own to alice), so the agent tells her itself",
         ];
         if seen.len() != scripted.len() {
             return Err(format!("the agent made {} calls before the interaction", seen.len()));

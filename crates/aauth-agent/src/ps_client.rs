@@ -156,6 +156,7 @@ impl HttpPersonServer {
             person: doc.person_token_endpoint.as_str().to_owned(),
             auth: doc.auth_token_endpoint.as_str().to_owned(),
             mission: doc.mission_endpoint.as_ref().map(|u| u.as_str().to_owned()),
+            document: Arc::new(doc),
         };
         *self
             .endpoints
@@ -388,6 +389,8 @@ struct Endpoints {
     person: String,
     auth: String,
     mission: Option<String>,
+    /// The whole document, for the governance endpoints.
+    document: Arc<PersonServerMetadata>,
 }
 
 /// An approved mission (draft -11 §Mission): its digest and the exact bytes approved.
@@ -528,23 +531,8 @@ impl HttpPersonServer {
         &self,
         pick: fn(&PersonServerMetadata) -> Option<&aauth_metadata::HttpsUrl>,
     ) -> Result<String, AgentError> {
-        let url = format!(
-            "{}/.well-known/{}",
-            self.ps.as_str(),
-            PersonServerMetadata::DWK
-        );
-        let req = http::Request::get(url)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Bytes::new())
-            .map_err(AgentError::transport)?;
-        let resp = self.transport.send(req).await?;
-        let doc = PersonServerMetadata::parse_for(resp.body(), &self.ps).map_err(|e| {
-            AgentError::PersonServer {
-                status: resp.status(),
-                error: format!("metadata: {e}"),
-            }
-        })?;
-        pick(&doc)
+        let e = self.endpoints().await?;
+        pick(&e.document)
             .map(|u| u.as_str().to_owned())
             .ok_or_else(|| AgentError::PersonServer {
                 status: StatusCode::NOT_FOUND,

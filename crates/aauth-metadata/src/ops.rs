@@ -131,7 +131,9 @@ impl RouteLabels {
         let Ok(mut seen) = self.0.lock() else {
             return OTHER.to_owned();
         };
-        if seen.contains(&route) || seen.len() < MAX_ROUTE_LABELS {
+        if seen.contains(&route) {
+            route
+        } else if seen.len() < MAX_ROUTE_LABELS {
             seen.insert(route.clone());
             route
         } else {

@@ -116,9 +116,6 @@ impl PersonServerClient for StandInPs {
         )
     }
 
-    /// # Panics
-    ///
-    /// If the resource token does not verify or the auth token cannot be signed.
     async fn relay_interaction(&self, _agent: &Agent, interaction: &Interaction) -> bool {
         self.relayed
             .lock()
@@ -127,6 +124,9 @@ impl PersonServerClient for StandInPs {
         self.relays_taken.load(Ordering::SeqCst)
     }
 
+    /// # Panics
+    ///
+    /// If the resource token does not verify or the auth token cannot be signed.
     async fn auth_token(
         &self,
         agent: &Agent,

@@ -78,8 +78,6 @@ struct Open {
     /// The binding it makes: the resource and the person's `sub` there.
     resource: String,
     sub: String,
-    /// The account that opened its code first, if one has.
-    owner: Option<String>,
 }
 
 /// What an interaction code opens.
@@ -263,6 +261,7 @@ impl AccessServer {
                 Opened::Open(open) => *open,
                 other => return Ok(other),
             };
+            // (`open_interaction` opens only a step for the person.)
             let Step::Interaction {
                 account: owner,
                 attempts,
@@ -292,7 +291,6 @@ impl AccessServer {
                     return Ok(Opened::Nothing);
                 }
                 open.read = written;
-                open.owner = Some(account.to_owned());
                 return Ok(Opened::Open(Box::new(open)));
             }
         }
@@ -347,7 +345,6 @@ impl AccessServer {
             read,
             resource,
             sub,
-            owner,
         })))
     }
 

@@ -43,20 +43,16 @@ impl AccessServer {
         self.count_person_server(parts, &ps, true).await?;
         let w = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
-        let end = |then| self.end_waiting(id, &w.ps, &w.rt, then, now);
+        // Ended at its step (closed ones were answered by `waiting_for`): told once.
+        if let Some(verdict) = w.step.verdict() {
+            return self.end_waiting(id, &w.ps, &w.rt, verdict, now).await;
+        }
         match &w.step {
             // Still waiting for the claims or an answer: the same `202` (draft -11: a
             // `202` goes on polling; anything else would end the Person Server's).
             Step::Claims(_) | Step::Clarification { .. } => {
                 return Ok(self.step_response(id, &w.step));
             }
-            Step::Revoked => return end(AsError::RevokedResourceToken).await,
-            Step::Approval(Some(false)) => {
-                return end(AsError::Denied("the approver refused".to_owned())).await;
-            }
-            Step::Refused(reason) => return end(AsError::Denied(reason.clone())).await,
-            Step::CodeFailed => return end(AsError::InteractionFailed).await,
-            Step::Answered | Step::Expired { .. } => return Err(AsError::RequestEnded.into()),
             Step::Interaction { done: false, .. } | Step::Approval(None) => {
                 let mut r = json_response(
                     StatusCode::ACCEPTED,
@@ -72,6 +68,13 @@ impl AccessServer {
             }
             Step::Approval(Some(true)) => given.approved = true,
             Step::Interaction { done: true, .. } => {}
+            // Answered by `verdict` above.
+            Step::Revoked
+            | Step::Approval(Some(false))
+            | Step::Refused(_)
+            | Step::CodeFailed
+            | Step::Answered
+            | Step::Expired { .. } => {}
         }
         self.decide_again(id, &ps, &w.body, given, now).await
     }
@@ -90,6 +93,9 @@ impl AccessServer {
         let ps = self.calling_ps(parts, body, now).await?;
         self.count_person_server(parts, &ps, false).await?;
         let w = self.waiting_for(id, &ps, now).await?;
+        if let Some(verdict) = w.step.verdict() {
+            return self.end_waiting(id, &w.ps, &w.rt, verdict, now).await;
+        }
         let mut given = w.given.clone();
         let request = match &w.step {
             Step::Claims(_) => {
@@ -101,20 +107,6 @@ impl AccessServer {
                 given.rounds = given.rounds.saturating_add(1);
                 request
             }
-            Step::Revoked => {
-                return self
-                    .end_waiting(id, &w.ps, &w.rt, AsError::RevokedResourceToken, now)
-                    .await;
-            }
-            Step::Refused(reason) => {
-                let denied = AsError::Denied(reason.clone());
-                return self.end_waiting(id, &w.ps, &w.rt, denied, now).await;
-            }
-            Step::CodeFailed => {
-                let failed = AsError::InteractionFailed;
-                return self.end_waiting(id, &w.ps, &w.rt, failed, now).await;
-            }
-            Step::Answered | Step::Expired { .. } => return Err(AsError::RequestEnded.into()),
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
         self.decide_again(id, &ps, &request, given, now).await
@@ -133,7 +125,7 @@ impl AccessServer {
             Some(r) if r.ps == *ps => Waiting::from_record(r)?,
             _ => return Err(Refusal::NotFound),
         };
-        if matches!(w.step, Step::Answered | Step::Expired { .. }) {
+        if w.step.closed() {
             return Err(AsError::RequestEnded.into());
         }
         if w.expires <= now.as_secs() {

@@ -109,6 +109,28 @@ pub(super) struct Waiting {
 }
 
 impl Step {
+    /// The terminal answer of a request that ended at this step (`None` while it goes
+    /// on): every place that answers a poll, an answer or a revocation reads it here.
+    pub(super) fn verdict(&self) -> Option<AsError> {
+        match self {
+            Self::Revoked => Some(AsError::RevokedResourceToken),
+            Self::Refused(reason) => Some(AsError::Denied(reason.clone())),
+            Self::Approval(Some(false)) => Some(AsError::Denied("the approver refused".to_owned())),
+            Self::CodeFailed => Some(AsError::InteractionFailed),
+            Self::Answered | Self::Expired { .. } => Some(AsError::RequestEnded),
+            Self::Claims(_)
+            | Self::Interaction { .. }
+            | Self::Approval(None | Some(true))
+            | Self::Clarification { .. }
+            | Self::Payment { .. } => None,
+        }
+    }
+
+    /// Whether only the record of the request's end is left (its answer was given).
+    pub(super) fn closed(&self) -> bool {
+        matches!(self, Self::Answered | Self::Expired { .. })
+    }
+
     /// What the store indexes the request under.
     fn awaiting(&self) -> Awaiting {
         match self {
@@ -409,15 +431,7 @@ impl AccessServer {
             let mut w = Waiting::from_record(record)?;
             // One already ended keeps its verdict: a denial, or a failed interaction,
             // is not turned into `revoked_resource_token` by a later revocation.
-            if matches!(
-                w.step,
-                Step::Revoked
-                    | Step::Answered
-                    | Step::Expired { .. }
-                    | Step::Refused(_)
-                    | Step::CodeFailed
-                    | Step::Approval(Some(false))
-            ) {
+            if w.step.verdict().is_some() {
                 return Ok(());
             }
             w.step = Step::Revoked;
@@ -479,11 +493,15 @@ impl AccessServer {
                 HeaderValue::from_static("requirement=clarification"),
             ),
             Step::Payment { challenge } => return payment_required(id, challenge),
-            Step::Revoked => return AsError::RevokedResourceToken.into_http_response(),
-            Step::Refused(reason) => return AsError::Denied(reason.clone()).into_http_response(),
-            Step::CodeFailed => return AsError::InteractionFailed.into_http_response(),
-            Step::Answered | Step::Expired { .. } => {
-                return AsError::RequestEnded.into_http_response();
+            Step::Revoked
+            | Step::Refused(_)
+            | Step::CodeFailed
+            | Step::Answered
+            | Step::Expired { .. } => {
+                return step
+                    .verdict()
+                    .unwrap_or(AsError::RequestEnded)
+                    .into_http_response();
             }
         };
         let mut r = json_response(status, &json);

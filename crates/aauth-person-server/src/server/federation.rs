@@ -122,10 +122,25 @@ impl PersonServer {
         tokio::time::timeout(self.federation_timeout, self.federated_exchange(f, now))
             .await
             .map_err(|_| {
-                PsError::AccessServerUnreachable(format!(
+                let silent = PsError::AccessServerUnreachable(format!(
                     "no answer within {} ms",
                     self.federation_timeout.as_millis()
-                ))
+                ));
+                // A poll of a request the Access Server holds that goes unanswered is
+                // asked again at the agent's next poll, as one that cannot connect is
+                // (`federated_exchange`): an approval given there is not lost.
+                let polling = f.fp.access_server_pending.is_some()
+                    && f.fp
+                        .access_server_question
+                        .as_ref()
+                        .and_then(|(_, a)| a.as_ref())
+                        .is_none();
+                if polling {
+                    aauth_metadata::serve::report_failure(&silent);
+                    PsError::AccessServerPending
+                } else {
+                    silent
+                }
             })?
     }
 
@@ -523,24 +538,21 @@ impl PersonServer {
     /// a token it depends on revoked meanwhile (whatever the Access Server would now
     /// issue). `None` when it goes on.
     async fn ended_here(&self, p: &mut Pending, now: UnixTime) -> Option<http::Response<Bytes>> {
-        let (outcome, status, detail) = if now.as_secs() >= p.expires {
+        let (outcome, status, detail, ended) = if now.as_secs() >= p.expires {
             (
                 "expired",
                 StatusCode::REQUEST_TIMEOUT,
                 "the person did not answer in time",
+                PendingState::Expired,
             )
         } else {
             match self.revoked_dependency(p, now).await {
                 Ok(None) => return None,
-                Ok(Some(which)) => ("revoked", StatusCode::FORBIDDEN, which),
+                Ok(Some(which)) => ("revoked", StatusCode::FORBIDDEN, which, PendingState::Done),
                 Err(e) => return Some(e.into_http_response()),
             }
         };
-        p.state = if outcome == "expired" {
-            PendingState::Expired
-        } else {
-            PendingState::Done
-        };
+        p.state = ended;
         Some(match self.save(p).await {
             Ok(()) => {
                 super::defer::count_pending(outcome);

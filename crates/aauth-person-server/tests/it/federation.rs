@@ -736,6 +736,8 @@ struct ApprovingAs {
     polls: Mutex<u32>,
     /// Answers to polls before the real ones: a status, or (`None`) no answer at all.
     hiccups: Mutex<std::collections::VecDeque<Option<StatusCode>>>,
+    /// Polls before the real ones that get no answer, ever (the connection open).
+    hangs: Mutex<u32>,
 }
 
 #[async_trait]
@@ -766,6 +768,15 @@ impl Transport for ApprovingAs {
                 .is_some_and(|v| v.contains(r#"id="https://ps.example""#)),
             "the PS polls signed as itself"
         );
+        let hang = {
+            let mut hangs = self.hangs.lock().unwrap();
+            let hang = *hangs > 0;
+            *hangs = hangs.saturating_sub(1);
+            hang
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
         if let Some(hiccup) = self.hiccups.lock().unwrap().pop_front() {
             let status = hiccup.ok_or_else(|| TransportError::new("connection refused"))?;
             let mut r = http::Response::new(Bytes::from_static(
@@ -794,6 +805,7 @@ async fn approving_world() -> (World, Arc<ApprovingAs>, serde_json::Value, Perso
         token: Mutex::new(None),
         polls: Mutex::new(0),
         hiccups: Mutex::new(std::collections::VecDeque::new()),
+        hangs: Mutex::new(0),
     });
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
     w.ps = w.ps.federation(access.clone());
@@ -862,6 +874,34 @@ async fn a_busy_or_unreachable_access_server_keeps_the_request_waiting() {
     }
     let (s, _, json) =
         crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["auth_token"].as_str(),
+        access.token.lock().unwrap().as_deref()
+    );
+}
+
+/// An Access Server that takes a poll's connection and never answers it keeps the
+/// request too: past the federation deadline the agent is told to wait, and the approval
+/// is delivered at a later poll.
+#[tokio::test]
+async fn a_silent_access_server_keeps_the_polled_request_waiting() {
+    let (mut w, access, body, _) = approving_world().await;
+    w.ps = w.ps.federation_timeout(Duration::from_millis(200));
+    *access.hangs.lock().unwrap() = 1;
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = crate::consent::header_of(&headers, "location");
+    let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW);
+    for _ in 0..2 {
+        let (s, _, json) = poll().await;
+        assert_eq!(
+            (s, json["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("interacting")),
+            "{json}"
+        );
+    }
+    let (s, _, json) = poll().await;
     assert_eq!(s, StatusCode::OK, "{json}");
     assert_eq!(
         json["auth_token"].as_str(),
