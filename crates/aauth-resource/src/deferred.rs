@@ -12,7 +12,7 @@
 //! `(ps, sub)` and each agent key has at most [`DEFAULT_HOLD_QUOTA`] open holds, refused
 //! past it with `429` and `Retry-After`.
 //! A result is kept up to [`DeferredAuth::max_held_result`] (1 MiB): a larger one is
-//! replaced by a `502` saying so, kept and replayed in its place (the call is not run
+//! replaced by a `500 server_error` saying so, kept and replayed in its place (the call is not run
 //! again).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,7 +39,7 @@ pub const DEFAULT_HOLD_QUOTA: usize = 16;
 pub const DEFAULT_MAX_HELD_BODY: usize = 64 * 1024;
 
 /// The default largest result body a [`DeferredAuth`] keeps (1 MiB): a held call whose
-/// response body is larger has a `502` kept and replayed in its place, since results are
+/// response body is larger has a `500 server_error` kept and replayed in its place, since results are
 /// kept until the auth token's `exp` (up to an hour), in memory or in Redis.
 pub const DEFAULT_MAX_HELD_RESULT: usize = 1024 * 1024;
 
@@ -806,7 +806,7 @@ impl DeferredAuth {
     }
 
     /// The largest result body kept, in bytes (default [`DEFAULT_MAX_HELD_RESULT`]). A
-    /// held call whose response body is larger has run: a `502` saying its result was too
+    /// held call whose response body is larger has run: a `500` saying its result was too
     /// large to keep is kept and replayed in its place, and it is not run again.
     #[must_use]
     pub fn max_held_result(mut self, bytes: usize) -> Self {

@@ -629,10 +629,11 @@ where
     Ok(replay(stored))
 }
 
-/// Runs the held invocation as the auth token's holder: its response, or the `502` that
-/// stands for it when the inner service fails, its response cannot be read (it may have
-/// acted: the failure is the result, kept and replayed, never a retry), or its body is
-/// larger than `max_result` bytes (too large to keep until the auth token's `exp`).
+/// Runs the held invocation as the auth token's holder: its response, or the `500
+/// server_error` (the status the draft's error table gives the code) that stands for it
+/// when the inner service fails, its response cannot be read (it may have acted: the
+/// failure is the result, kept and replayed, never a retry), or its body is larger than
+/// `max_result` bytes (too large to keep until the auth token's `exp`).
 async fn run_held<S, ResB>(
     held: Held,
     request: VerifiedRequest,
@@ -657,7 +658,7 @@ where
     let Ok(resp) = inner.call(req).await else {
         tracing::warn!("a held request failed to run: the service behind the layer failed");
         return stored(problem(
-            StatusCode::BAD_GATEWAY,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "the held request failed to run; whether it took effect is unknown, and it is \
              not run again",
@@ -670,10 +671,10 @@ where
             tracing::warn!(
                 limit = max_result,
                 status = rparts.status.as_u16(),
-                "a held request's result is larger than the layer keeps: a 502 is kept in its place"
+                "a held request's result is larger than the layer keeps: a 500 is kept in its place"
             );
             stored(problem(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 &format!(
                     "the held request ran, but its result was larger than the {max_result} \
@@ -684,7 +685,7 @@ where
         Err(e) => {
             tracing::warn!(error = %e, "a held request's response could not be read");
             stored(problem(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 &format!(
                     "the held request ran, but its response could not be read ({e}); it is \

@@ -162,7 +162,7 @@ fn error_of(body: &str) -> String {
 }
 
 /// A call whose service fails, or whose response breaks while it is read, may have acted:
-/// the failure is its result (`502`), replayed to every repeat, and it never runs again.
+/// the failure is its result (`500 server_error`), replayed to every repeat, and it never runs again.
 async fn a_failed_run_is_its_result(store: Arc<dyn HeldStore>, act: Act) {
     let m = modes();
     let inner = Inner::new(act);
@@ -170,7 +170,7 @@ async fn a_failed_run_is_its_result(store: Arc<dyn HeldStore>, act: Act) {
     let (location, auth) = held(&m, &mut svc).await;
     for _ in 0..3 {
         let (s, body) = send(&mut svc, signed("GET", &location, b"", &m.w.agent, &auth)).await;
-        assert_eq!(s, StatusCode::BAD_GATEWAY, "{act:?}: {body}");
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{act:?}: {body}");
         assert_eq!(error_of(&body), "server_error");
         assert!(body.contains("not run again"), "{body}");
     }
@@ -240,7 +240,7 @@ async fn a_poll_dropped_while_its_call_runs_settles_it_in_redis() {
 }
 
 /// A result larger than the layer keeps (it would stay until the auth token's `exp`, up
-/// to an hour) has a `502` saying so kept and replayed in its place; the call is not run
+/// to an hour) has a `500` saying so kept and replayed in its place; the call is not run
 /// again. Up to the cap the result is kept whole.
 async fn a_result_past_the_cap_is_not_kept(store: Arc<dyn HeldStore>, cap: Option<usize>) {
     let m = modes();
@@ -257,7 +257,7 @@ async fn a_result_past_the_cap_is_not_kept(store: Arc<dyn HeldStore>, cap: Optio
             if kept {
                 assert_eq!((s, body.len()), (StatusCode::OK, size));
             } else {
-                assert_eq!(s, StatusCode::BAD_GATEWAY, "{size}");
+                assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{size}");
                 assert_eq!(error_of(&body), "server_error");
                 assert!(
                     body.contains(&format!("larger than the {limit} bytes")),
@@ -271,7 +271,7 @@ async fn a_result_past_the_cap_is_not_kept(store: Arc<dyn HeldStore>, cap: Optio
 }
 
 #[tokio::test]
-async fn a_held_result_past_the_default_cap_is_replaced_by_a_502() {
+async fn a_held_result_past_the_default_cap_is_replaced_by_a_500() {
     let store = Arc::new(MemoryHeldStore::default());
     a_result_past_the_cap_is_not_kept(store.clone(), None).await;
     // What is kept is the small problem, not the megabyte.
@@ -283,8 +283,8 @@ async fn a_held_result_past_the_default_cap_is_replaced_by_a_502() {
 }
 
 #[tokio::test]
-async fn a_held_result_past_a_configured_cap_is_replaced_by_a_502_in_redis() {
-    let Some(r) = redis("a_held_result_past_a_configured_cap_is_replaced_by_a_502_in_redis").await
+async fn a_held_result_past_a_configured_cap_is_replaced_by_a_500_in_redis() {
+    let Some(r) = redis("a_held_result_past_a_configured_cap_is_replaced_by_a_500_in_redis").await
     else {
         return;
     };
