@@ -175,17 +175,8 @@ pub(crate) fn retry_after(resp: &http::Response<Bytes>, now: UnixTime) -> Option
         .headers()
         .get(http::header::RETRY_AFTER)?
         .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse() {
-        return Some(secs);
-    }
-    let at = httpdate::parse_http_date(v)
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(at.saturating_sub(now.as_secs()))
+        .ok()?;
+    aauth_metadata::freshness::retry_after(v, now)
 }
 
 /// The `Location` of a `202`, resolved against the request and required to be on the

@@ -1,5 +1,6 @@
 //! How long a fetched document may be used: `Cache-Control: max-age` (RFC 9111 §5.2.2.1),
-//! else `Expires`, clamped to configured bounds.
+//! else `Expires`, clamped to configured bounds; and how long a server asks to be left
+//! alone: `Retry-After` ([`retry_after`]).
 
 use aauth_keys::time::UnixTime;
 
@@ -59,4 +60,31 @@ pub fn freshness(cache_control: Option<&str>, expires: Option<&str>, now: UnixTi
         return Freshness::MaxAge(at.saturating_sub(now.as_secs()));
     }
     Freshness::Unspecified
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) as seconds from `now`: delta-seconds, or an
+/// HTTP-date (0 once it has passed). `None` when it is neither, so that the caller's own
+/// backoff applies.
+///
+/// ```
+/// use aauth_metadata::freshness::retry_after;
+/// use aauth_keys::time::UnixTime;
+/// assert_eq!(retry_after(" 7 ", UnixTime(0)), Some(7));
+/// assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", UnixTime(784_111_717)), Some(60));
+/// assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", UnixTime(784_111_800)), Some(0));
+/// assert_eq!(retry_after("soon", UnixTime(0)), None);
+/// assert_eq!(retry_after("-1", UnixTime(0)), None);
+/// ```
+#[must_use]
+pub fn retry_after(value: &str, now: UnixTime) -> Option<u64> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits too many for a u64 are a very long wait, not none.
+        return Some(v.parse().unwrap_or(u64::MAX));
+    }
+    let at = httpdate::parse_http_date(v)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Some(at.saturating_sub(now.as_secs()))
 }

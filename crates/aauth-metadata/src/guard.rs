@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aauth_keys::time::{Clock, SystemClock};
 use async_trait::async_trait;
 
 use crate::egress::{AdmittedDestination, EgressPolicy, Resolve};
@@ -92,10 +93,11 @@ impl<R: Resolve, T: FetchTransport> GuardedFetch<R, T> {
         // The answers a retry may get past (and a breaker counts): a busy or throttling
         // host, or a gateway in front of one that is down.
         if matches!(resp.status, 429 | 502 | 503 | 504) {
+            // Delta-seconds or an HTTP-date; the wall clock only to read the date.
             let retry_after = resp
                 .retry_after
                 .as_deref()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+                .and_then(|v| crate::freshness::retry_after(v, SystemClock.now()));
             return Err(FetchError::Status {
                 status: resp.status,
                 retry_after,

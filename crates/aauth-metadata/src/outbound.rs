@@ -287,10 +287,13 @@ impl Revoker {
             }
             polls += 1;
             let pending = pending_url(&resp, endpoint)?;
-            tokio::time::sleep(Duration::from_secs(retry_after(&resp).unwrap_or(1).min(30))).await;
+            tokio::time::sleep(Duration::from_secs(
+                retry_after(&resp, at()).unwrap_or(1).min(30),
+            ))
+            .await;
             resp = self.send(Method::GET, pending.as_str(), None, at()).await?;
         }
-        answer(&resp)
+        answer(&resp, at())
     }
 
     /// `recipient`'s `revocation_endpoint`, from its metadata document `D` (its `issuer`
@@ -342,12 +345,15 @@ impl Revoker {
 }
 
 /// The outcome of a final (non-`202`) answer.
-fn answer(resp: &http::Response<Bytes>) -> Result<Option<serde_json::Value>, RevocationError> {
+fn answer(
+    resp: &http::Response<Bytes>,
+    now: UnixTime,
+) -> Result<Option<serde_json::Value>, RevocationError> {
     match resp.status() {
         s if s.is_success() => Ok(serde_json::from_slice(resp.body()).ok()),
         StatusCode::FORBIDDEN => Err(RevocationError::Unsupported(error_code(resp))),
         StatusCode::TOO_MANY_REQUESTS => Err(RevocationError::RateLimited {
-            retry_after: retry_after(resp),
+            retry_after: retry_after(resp, now),
         }),
         s => Err(RevocationError::Unavailable(format!(
             "{s}: {}",
@@ -364,11 +370,12 @@ fn error_code(resp: &http::Response<Bytes>) -> String {
         .unwrap_or_else(|| resp.status().to_string())
 }
 
-fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
+/// `Retry-After` in seconds: delta-seconds or an HTTP-date.
+fn retry_after(resp: &http::Response<Bytes>, now: UnixTime) -> Option<u64> {
     resp.headers()
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| crate::freshness::retry_after(v, now))
 }
 
 /// The `Location` of a `202`, on the revocation endpoint's origin (an absolute path, or

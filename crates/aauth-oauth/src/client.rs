@@ -574,7 +574,7 @@ impl ClientCredentials {
                 .headers()
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok());
+                .and_then(|v| aauth_metadata::freshness::retry_after(v, now));
             return Err(Attempt::Transient(
                 FetchError::Status {
                     status,

@@ -371,3 +371,25 @@ async fn throttling_reports_retry_after() {
     );
     assert!(err.is_transient());
 }
+
+/// RFC 9110 §10.2.3: `Retry-After` may be an HTTP-date; it is read as the seconds until
+/// then, not dropped (the retry then waits what the host asked, not the backoff).
+#[tokio::test]
+async fn throttling_reports_a_retry_after_date_as_seconds() {
+    use aauth_keys::time::{Clock, SystemClock};
+    let resolver = StubResolver::new(&[&["93.184.216.34"]]);
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(SystemClock.now().as_secs() + 120);
+    let mut reply = Fetched::status(503);
+    reply.retry_after = Some(httpdate::fmt_http_date(at));
+    let transport = RecordingTransport::answering(reply);
+    let f = guarded(EgressPolicy::new(), &resolver, &transport);
+    let err = f.get(&url("https://agent.example/")).await.unwrap_err();
+    let FetchError::Status {
+        status: 503,
+        retry_after: Some(secs),
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert!((110..=120).contains(&secs), "{secs}");
+}

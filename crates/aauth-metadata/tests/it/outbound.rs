@@ -199,6 +199,24 @@ async fn each_refusal_has_its_code() {
             retry_after: Some(5)
         })
     );
+    // An HTTP-date is the seconds until it.
+    let date =
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW.0 + 90));
+    let (r, _) = revoker(vec![
+        answer(200, &[], RS_DOC),
+        answer(
+            429,
+            &[("retry-after", &date)],
+            r#"{"error":"rate_limited"}"#,
+        ),
+    ]);
+    assert_eq!(
+        r.revoke::<ResourceMetadata>(&id("https://resource.example"), "j", 1_800_000_600, NOW)
+            .await,
+        Err(RevocationError::RateLimited {
+            retry_after: Some(90)
+        })
+    );
 }
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
