@@ -383,8 +383,7 @@ fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<String>, CliError>
     let mut line = zeroize::Zeroizing::new(String::new());
     match file {
         Some(f) => {
-            let text =
-                zeroize::Zeroizing::new(std::fs::read_to_string(f).map_err(CliError::file(f))?);
+            let text = crate::keys::read_secret_text(f)?;
             line.push_str(text.lines().next().unwrap_or_default()); // default: an empty file is refused below
         }
         None => {

@@ -1,6 +1,7 @@
 //! A service's configuration: one TOML file, every value overridable from the environment
 //! (`AAUTH_` prefix, `__` between nested keys: `AAUTH_LOG__LEVEL=debug`), secrets read from
-//! files (`*_file` keys). Paths are relative to the file's directory. Checked at start:
+//! files (`*_file` keys; a private key or secret file others can read is refused, as
+//! `chmod 600` fixes). Paths are relative to the file's directory. Checked at start:
 //! an unknown key or a wrong type is reported with its key and line.
 //!
 //! ```toml
@@ -221,9 +222,10 @@ pub(crate) struct Config {
     #[serde(default = "ten_thousand")]
     pub(crate) max_connections: usize,
     /// Seconds a client has to send a request's head, and an idle kept-alive HTTP/1.1
-    /// connection to begin the next (at least 1); HTTP/2 connections are pinged after as
-    /// long idle and closed if the ping goes unanswered as long again (one whose client
-    /// answers pings stays open).
+    /// connection to begin the next (at least 1). An HTTP/2 connection is closed (a
+    /// `GOAWAY`) once no request has been open on it for as long, and one whose requests
+    /// run longer is pinged after as long without traffic and closed if the ping goes
+    /// unanswered as long again.
     #[serde(default = "thirty")]
     pub(crate) header_timeout_secs: u64,
     /// Seconds a request's body has, from its head, to arrive whole (at least 1): past

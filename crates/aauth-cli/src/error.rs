@@ -19,9 +19,9 @@ pub(crate) enum CliError {
     /// A file that exists where the command would create one (exit 3).
     #[error("{}: already exists (pass --force to replace it)", path.display())]
     Exists { path: PathBuf },
-    /// A private key file others can read (exit 3).
+    /// A private key or secret file others can read (exit 3).
     #[error(
-        "{}: a private key readable by others (mode {mode:04o}); run `chmod 600 {}`",
+        "{}: a private key or secret readable by others (mode {mode:04o}); run `chmod 600 {}`",
         path.display(),
         path.display()
     )]

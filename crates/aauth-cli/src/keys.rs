@@ -157,7 +157,29 @@ fn read_key_text(
     Ok((text, Some(f)))
 }
 
-/// Refuses a key file, open as `f`, that its group or others can read (Unix).
+/// The bytes of a secret file (a password, a shared secret, a TLS private key), refused
+/// when its group or others can read it, as a private key file is.
+pub(crate) fn read_secret(file: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+    let mut f = std::fs::File::open(file).map_err(CliError::file(file))?;
+    check_mode(file, &f)?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    f.read_to_end(&mut bytes).map_err(CliError::file(file))?;
+    Ok(bytes)
+}
+
+/// As [`read_secret`], as text.
+pub(crate) fn read_secret_text(file: &Path) -> Result<zeroize::Zeroizing<String>, CliError> {
+    let bytes = read_secret(file)?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(zeroize::Zeroizing::new(text.to_owned())),
+        Err(e) => Err(CliError::File {
+            path: file.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+    }
+}
+
+/// Refuses a key or secret file, open as `f`, that its group or others can read (Unix).
 fn check_mode(file: &Path, f: &std::fs::File) -> Result<(), CliError> {
     #[cfg(unix)]
     {

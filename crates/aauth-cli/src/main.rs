@@ -25,6 +25,7 @@ mod deadline;
 mod error;
 mod fetch;
 mod forwarded;
+mod idle;
 mod keyring;
 mod keys;
 mod limits;

@@ -58,8 +58,7 @@ fn pg_options(c: &Config) -> Result<aauth_metadata::store::postgres::PgOptions, 
         o = o.ca_file(path);
     }
     if let Some(path) = &section.password_file {
-        let text =
-            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?);
+        let text = crate::keys::read_secret_text(path)?;
         o = o.password(text.trim_end_matches(['\r', '\n']));
     }
     o.check().map_err(|e| config_error(c, "store", e))?;
@@ -106,7 +105,7 @@ fn directed_secret(c: &Config) -> Result<[u8; 32], CliError> {
         section.and_then(|s| s.directed_secret.as_ref()),
     ) {
         (Some(path), _) => (
-            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?),
+            crate::keys::read_secret_text(path)?,
             path.display().to_string(),
         ),
         (None, Some(inline)) => (
@@ -308,6 +307,19 @@ pub(crate) fn ps_notifier(
     ))
 }
 
+/// An account's password: its file's text without the final line break, never empty.
+fn account_password(file: &Path) -> Result<zeroize::Zeroizing<String>, CliError> {
+    let text = crate::keys::read_secret_text(file)?;
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(CliError::Usage {
+            flag: "person_server.accounts.password_file",
+            reason: format!("{}: empty", file.display()),
+        });
+    }
+    Ok(zeroize::Zeroizing::new(password.to_owned()))
+}
+
 /// The accounts `[person_server.accounts]` declares: their passwords set (or, without
 /// one, an account no password opens: a password it had is removed), their agents
 /// bound, their people at OpenID Providers linked. A password changed or removed ends
@@ -320,17 +332,8 @@ async fn declare_accounts(
 ) -> Result<(), CliError> {
     for a in accounts {
         if let Some(file) = &a.password_file {
-            let password = zeroize::Zeroizing::new(
-                std::fs::read_to_string(file).map_err(CliError::file(file))?,
-            );
-            let password = password.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                return Err(CliError::Usage {
-                    flag: "person_server.accounts.password_file",
-                    reason: format!("{}: empty", file.display()),
-                });
-            }
-            ps.declare_password(&a.name, Some(password))
+            let password = account_password(file)?;
+            ps.declare_password(&a.name, Some(&password))
                 .await
                 .map_err(|e| config_error(c, "person_server.accounts", e))?;
         } else {
@@ -463,7 +466,8 @@ pub(crate) fn print_messages(out: &mut dyn std::io::Write) -> Result<(), CliErro
 }
 
 /// What `aauth config check` and the start check of `[person_server]` before anything
-/// is reached: every account can sign in (a password or a provider's person linked),
+/// is reached: the directed-identifier secret and the passwords read (files only their
+/// owner can read), every account can sign in (a password or a provider's person linked),
 /// each provider's id is one the Person Server takes and is used once, its secret file
 /// reads, its scope asks for `openid`.
 pub(crate) fn check_person_server(c: &Config) -> Result<(), CliError> {
@@ -471,7 +475,11 @@ pub(crate) fn check_person_server(c: &Config) -> Result<(), CliError> {
         return Ok(());
     };
     person_server_messages(section)?;
+    directed_secret(c)?;
     for a in &section.accounts {
+        if let Some(file) = &a.password_file {
+            account_password(file)?;
+        }
         if a.password_file.is_none() && a.oidc.is_empty() {
             return Err(CliError::Usage {
                 flag: "person_server.accounts",
@@ -507,8 +515,7 @@ pub(crate) fn check_person_server(c: &Config) -> Result<(), CliError> {
 
 /// The client secret of provider `p`: its file's first line, never empty.
 fn client_secret(p: &crate::config::SignInSection) -> Result<String, CliError> {
-    let secret = std::fs::read_to_string(&p.client_secret_file)
-        .map_err(CliError::file(&p.client_secret_file))?
+    let secret = crate::keys::read_secret_text(&p.client_secret_file)?
         .trim_end_matches(['\r', '\n'])
         .to_owned();
     if secret.is_empty() {

@@ -37,6 +37,7 @@ use crate::cli::Role;
 use crate::config::{self, Config, Consent, LogFormat};
 use crate::error::CliError;
 use crate::forwarded::TrustedProxies;
+use crate::idle::Streams;
 use crate::net::server_id;
 use crate::proxy::ProxyBody;
 
@@ -346,6 +347,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             tls: tls.is_some(),
             peer: crate::forwarded::Peer(peer.ip()),
             body_timeout: limits_of_connections.body,
+            streams: None,
         };
         let stopping = stopping.clone();
         let idle = limits_of_connections.idle;
@@ -355,14 +357,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
                 connections.spawn(async move {
                     let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let conn = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                                http2(tls, service, idle)
-                            } else {
-                                http1(tls, service, idle)
-                            };
-                            drive(conn, stopping, peer).await;
-                        }
+                        Ok(Ok(tls)) => serve_tls(tls, service, idle, stopping, peer).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -371,7 +366,8 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             None => {
                 connections.spawn(async move {
                     let _permit = permit;
-                    drive(http1(stream, service, idle), stopping, peer).await;
+                    let conn = http1(stream, service, idle);
+                    drive(conn, stopping, peer, std::future::pending()).await;
                 });
             }
         }
@@ -543,6 +539,9 @@ struct AppService {
     peer: crate::forwarded::Peer,
     /// `body_timeout_secs`: each request's body must arrive within it of its head.
     body_timeout: Duration,
+    /// An HTTP/2 connection's open requests, each counted until its response body ends
+    /// (the connection is closed once none has been open for `header_timeout_secs`).
+    streams: Option<Streams>,
 }
 
 impl Service<Request<hyper::body::Incoming>> for AppService {
@@ -555,6 +554,21 @@ impl Service<Request<hyper::body::Incoming>> for AppService {
     }
 
     fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        let Some(streams) = &self.streams else {
+            return self.route(req);
+        };
+        let open = streams.open();
+        let answer = self.route(req);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| body.holding(open)))
+        })
+    }
+}
+
+impl AppService {
+    /// The request to the role, past the rate limits.
+    fn route(&mut self, req: Request<hyper::body::Incoming>) -> AppFuture {
         let timeout = self.body_timeout;
         let mut req = req.map(|b| crate::deadline::InBody::new(b, timeout));
         let client =
@@ -617,6 +631,29 @@ where
     }
 }
 
+/// Serves a TLS connection over the protocol its handshake chose: HTTP/2 (closed once
+/// idle: [`Streams::idle`]) or HTTP/1.1.
+async fn serve_tls(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    service: AppService,
+    idle: Duration,
+    stopping: watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let streams = Streams::new();
+        let service = AppService {
+            streams: Some(streams.clone()),
+            ..service
+        };
+        let closing = async move { streams.idle(idle).await };
+        drive(http2(tls, service, idle), stopping, peer, closing).await;
+    } else {
+        let conn = http1(tls, service, idle);
+        drive(conn, stopping, peer, std::future::pending()).await;
+    }
+}
+
 /// An HTTP/1.1 connection (type-erased here, outside any `async` block, so that the task
 /// that drives it is plainly `Send`).
 fn http1<I>(io: I, service: AppService, idle: Duration) -> Pin<Box<dyn Conn>>
@@ -649,12 +686,24 @@ where
     )
 }
 
-/// Drives `conn` until it ends; when `stop` changes, it finishes the request in flight
+/// Drives `conn` until it ends; when `stop` changes, or `idle` ends (an HTTP/2
+/// connection with nothing open: [`Streams::idle`]), it finishes the requests in flight
 /// and closes.
-async fn drive(mut conn: Pin<Box<dyn Conn>>, mut stop: watch::Receiver<bool>, peer: SocketAddr) {
+async fn drive(
+    mut conn: Pin<Box<dyn Conn>>,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+    idle: impl Future<Output = ()>,
+) {
     let ended = tokio::select! {
         r = conn.as_mut() => r,
         _ = stop.changed() => {
+            conn.as_mut().shut();
+            conn.await
+        }
+        () = idle => {
+            tracing::debug!(%peer, "closing an idle HTTP/2 connection");
+            // Already closing: a stop meanwhile changes nothing.
             conn.as_mut().shut();
             conn.await
         }
@@ -701,8 +750,8 @@ fn tls_config(tls: &config::Tls) -> Result<tokio_rustls::TlsAcceptor, CliError> 
     if certs.is_empty() {
         return Err(bad(&tls.cert_file, "no CERTIFICATE in it".to_owned()));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| bad(&tls.key_file, e.to_string()))?;
+    let pem = crate::keys::read_secret(&tls.key_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| bad(&tls.key_file, e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))

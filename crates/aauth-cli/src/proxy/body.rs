@@ -27,6 +27,19 @@ impl ProxyBody {
         Self(body.map_err(Into::into).boxed_unsync())
     }
 
+    /// The same body, holding `guard` until it is dropped (after its last frame, or
+    /// when the response is abandoned).
+    pub(crate) fn holding<G: Send + 'static>(self, guard: G) -> Self {
+        Self(
+            self.0
+                .map_frame(move |frame| {
+                    let _held = &guard;
+                    frame
+                })
+                .boxed_unsync(),
+        )
+    }
+
     /// No body.
     pub(crate) fn empty() -> Self {
         Self::from(Bytes::new())

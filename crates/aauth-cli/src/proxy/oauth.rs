@@ -100,8 +100,7 @@ fn introspection_client(
                     "only with client_key_file (private_key_jwt)".to_owned(),
                 ));
             }
-            let secret = std::fs::read_to_string(file)
-                .map_err(CliError::file(file))?
+            let secret = crate::keys::read_secret_text(file)?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned();
             if secret.is_empty() {
@@ -238,9 +237,7 @@ fn hmac_algorithm(i: &ProxySecretIssuer) -> Result<HmacAlgorithm, CliError> {
 /// An issuer of `secret_issuers`, its secret read from its file.
 fn secret_issuer(i: &ProxySecretIssuer) -> Result<Issuer, CliError> {
     let alg = hmac_algorithm(i)?;
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(&i.secret_file).map_err(CliError::file(&i.secret_file))?,
-    );
+    let bytes = crate::keys::read_secret(&i.secret_file)?;
     let body = bytes
         .strip_suffix(b"\r\n")
         .or_else(|| bytes.strip_suffix(b"\n"))
@@ -262,8 +259,7 @@ fn dpop_nonces(o: &ProxyOAuth) -> Result<Option<aauth_oauth::DpopNonces>, CliErr
             "nonces are for DPoP proofs: set dpop = true".to_owned(),
         ));
     }
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?);
+    let text = crate::keys::read_secret_text(path)?;
     let secret = zeroize::Zeroizing::new(crate::roles::hex32(&text).ok_or_else(|| {
         usage(
             "resource_proxy.oauth.dpop_nonce_secret_file",
@@ -385,14 +381,14 @@ mod tests {
         let jwk = aauth_keys::PrivateKey::ed25519_from_seed(&[8; 32])
             .to_private_jwk()
             .to_json();
-        std::fs::write(&key, jwk).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
         let secret = dir.join("introspect.secret");
+        std::fs::write(&key, jwk).unwrap();
         std::fs::write(&secret, "pw\n").unwrap();
+        #[cfg(unix)]
+        for file in [&key, &secret] {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let reach = crate::net::Reach::from_egress(&[], &[]).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(aauth_keys::time::SystemClock);
         for (aud, expected) in [

@@ -136,8 +136,7 @@ fn sessions(c: &Config, redis: &Redis) -> Result<RedisSessionStore, CliError> {
     else {
         return Ok(store);
     };
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::file(path))?);
+    let text = crate::keys::read_secret_text(path)?;
     let key =
         zeroize::Zeroizing::new(crate::roles::hex32(&text).ok_or_else(|| CliError::Usage {
             flag: "resource_proxy.sessions.credential_key_file",

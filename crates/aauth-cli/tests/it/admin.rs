@@ -52,7 +52,7 @@ fn accounts_are_created_disabled_and_audited() {
         2,
         "no account \"nobody\"",
     );
-    std::fs::write(dir.join("new.password"), "a new one\n").unwrap();
+    crate::serve::secret_file(dir.join("new.password"), "a new one\n");
     let reset = admin(&[
         "accounts",
         "reset",

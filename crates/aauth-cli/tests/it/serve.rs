@@ -103,11 +103,23 @@ pub(crate) fn key_file(dir: &Path, name: &str, seed: u8) -> (PathBuf, PrivateKey
     (path, key)
 }
 
+/// A secret file (a password, a shared secret, a TLS key) with mode 0600, as `aauth`
+/// requires of it.
+pub(crate) fn secret_file(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) {
+    let path = path.as_ref();
+    std::fs::write(path, contents).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
 /// The TLS files for `host` from the world's CA.
 pub(crate) fn tls_files(world: &World, dir: &Path, host: &str) -> String {
     let (cert, key) = world.issue_pem(host).unwrap();
     std::fs::write(dir.join(format!("{host}.crt")), cert).unwrap();
-    std::fs::write(dir.join(format!("{host}.key")), key).unwrap();
+    secret_file(dir.join(format!("{host}.key")), key);
     format!("[tls]\ncert_file = \"{host}.crt\"\nkey_file = \"{host}.key\"\n")
 }
 
@@ -368,6 +380,35 @@ fn config_check_prints_the_effective_configuration_and_names_mistakes() {
     }
 }
 
+/// A secret file a configuration names (the directed-identifier secret, a person's
+/// password, the TLS key) that others can read is refused, as a private key file is: by
+/// `config check` and at start, naming the file and the fix.
+#[cfg(unix)]
+#[test]
+fn secret_files_others_can_read_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("serve-secret-modes");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let config = config.to_str().unwrap();
+    let o = aauth(&dir, &["config", "check", config]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let mode = |file: &str, mode: u32| {
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    for file in ["directed.secret", "alice.password", "ps.example.key"] {
+        mode(file, 0o644);
+        for o in [
+            aauth(&dir, &["config", "check", config]),
+            aauth(&dir, &["serve", "person-server", "--config", config]),
+        ] {
+            assert_fails(&o, 3, "chmod 600");
+            assert!(crate::stderr(&o).contains(file), "{}", crate::stderr(&o));
+        }
+        mode(file, 0o600);
+    }
+}
+
 /// A build without the `otel` feature refuses `[otel]`, saying how to get one.
 #[cfg(not(feature = "otel"))]
 #[test]
@@ -399,8 +440,8 @@ pub(crate) fn person_server_config(
     reach: &[(&str, SocketAddr)],
 ) -> PathBuf {
     key_file(dir, "ps", 0x33);
-    std::fs::write(dir.join("directed.secret"), "7f".repeat(32)).unwrap();
-    std::fs::write(dir.join("alice.password"), "correct horse battery staple\n").unwrap();
+    secret_file(dir.join("directed.secret"), "7f".repeat(32));
+    secret_file(dir.join("alice.password"), "correct horse battery staple\n");
     std::fs::write(dir.join("ca.pem"), world.ca_pem()).unwrap();
     let connect_to: Vec<String> = reach
         .iter()
@@ -957,12 +998,11 @@ fn the_example_configurations_check() {
         );
         assert!(o.status.success(), "{}", crate::stderr(&o));
     }
-    std::fs::write(dir.join("keys/directed.secret"), "ab".repeat(32)).unwrap();
-    std::fs::write(
+    secret_file(dir.join("keys/directed.secret"), "ab".repeat(32));
+    secret_file(
         dir.join("keys/alice.password"),
         "correct horse battery staple\n",
-    )
-    .unwrap();
+    );
     std::fs::write(dir.join("tls/ca.crt"), world.ca_pem()).unwrap();
     for host in [
         "agent.localhost",
@@ -972,7 +1012,7 @@ fn the_example_configurations_check() {
     ] {
         let (cert, key) = world.issue_pem(host).unwrap();
         std::fs::write(dir.join(format!("tls/{host}.crt")), cert).unwrap();
-        std::fs::write(dir.join(format!("tls/{host}.key")), key).unwrap();
+        secret_file(dir.join(format!("tls/{host}.key")), key);
     }
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -1467,7 +1507,7 @@ async fn a_served_person_server_offers_its_openid_provider() {
         .unwrap();
     let login = world.names()["login.example"];
     let config = person_server_config(&world, &dir, &[("login.example", login)]);
-    std::fs::write(dir.join("oidc.secret"), "s3cret\n").unwrap();
+    secret_file(dir.join("oidc.secret"), "s3cret\n");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "consent = \"auto-approve\"\n",
         "consent = \"auto-approve\"\npassword_sign_in = false\n",

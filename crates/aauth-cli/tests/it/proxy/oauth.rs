@@ -266,7 +266,7 @@ fn dpop_proof(key: &PrivateKey, url: &str, token: &str, nonce: Option<&str>) -> 
 #[tokio::test]
 async fn dpop_clients_carry_the_proxys_nonces() {
     let secret = std::env::temp_dir().join(format!("aauth-dpop-nonce-{}", std::process::id()));
-    std::fs::write(&secret, "4d".repeat(32)).unwrap();
+    crate::serve::secret_file(&secret, "4d".repeat(32));
     let s = start_with(
         "proxy-oauth-dpop-nonce",
         &format!(
@@ -335,7 +335,7 @@ async fn an_issuer_that_signs_with_a_shared_secret_is_taken_only_with_it() {
     let files = scratch("proxy-oauth-secret-files");
     let secret_file = files.join("issuer.secret");
     // As an issuer's console prints it: the bytes, then a newline (dropped).
-    std::fs::write(&secret_file, [SECRET, b"\n"].concat()).unwrap();
+    crate::serve::secret_file(&secret_file, [SECRET, b"\n"].concat());
     let s = start_with(
         "proxy-oauth-secret",
         &format!(
@@ -393,12 +393,11 @@ fn a_short_or_unnamed_secret_is_refused_by_config_check() {
     let world = World::new().unwrap();
     let config = proxy_config(&world, &dir, free_port(), "http://127.0.0.1:9", &[]);
     let base = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
+    crate::serve::secret_file(
         dir.join("short.secret"),
         "only 31 bytes, one too few.....\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("long.secret"), [b'k'; 64]).unwrap();
+    );
+    crate::serve::secret_file(dir.join("long.secret"), [b'k'; 64]);
     for (more, expect) in [
         (
             "issuer = \"https://hs.example\"\nsecret_file = \"short.secret\"\n",

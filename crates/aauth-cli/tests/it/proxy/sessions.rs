@@ -238,7 +238,7 @@ async fn a_session_granted_through_one_proxy_is_honoured_by_the_other() {
     };
     let store = format!("store = \"{url}\"\n");
     let key = std::env::temp_dir().join(format!("aauth-credential-key-{}", std::process::id()));
-    std::fs::write(&key, "5e".repeat(32)).unwrap();
+    crate::serve::secret_file(&key, "5e".repeat(32));
     let sessions = format!(
         "lifetime_secs = 60\ncredential_key_file = \"{}\"\n",
         key.display()

@@ -4,12 +4,15 @@
 
 use super::*;
 
-/// `req` sent to the proxy at `proxy` over TLS negotiated as HTTP/2.
-async fn send_h2(
+/// An HTTP/2 connection to the proxy at `proxy` over TLS, driven by a task that ends
+/// with the connection.
+async fn connect_h2(
     world: &World,
     proxy: SocketAddr,
-    req: http::Request<Vec<u8>>,
-) -> http::Response<hyper::body::Incoming> {
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -24,13 +27,22 @@ async fn send_h2(
         .await
         .unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+/// `req` sent to the proxy at `proxy` over TLS negotiated as HTTP/2.
+async fn send_h2(
+    world: &World,
+    proxy: SocketAddr,
+    req: http::Request<Vec<u8>>,
+) -> http::Response<hyper::body::Incoming> {
+    let (mut sender, _conn) = connect_h2(world, proxy).await;
     sender
         .send_request(req.map(|b| Full::new(Bytes::from(b))))
         .await
@@ -126,4 +138,45 @@ async fn a_websocket_over_http2_on_the_read_whole_path_does_not_wait_for_a_body(
         .unwrap();
     assert_eq!(&back, b"ping");
     assert_eq!(s.seen.calls(), 1);
+}
+
+/// An HTTP/2 connection with no request open for `header_timeout_secs` is closed by the
+/// server, though its client answers every ping; one with a WebSocket open through it
+/// stays as long as the tunnel does.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_an_open_tunnel_is_not() {
+    let s = AgentSetup::start_with("proxy-h2-idle", |text| {
+        format!("header_timeout_secs = 1\n{text}")
+    })
+    .await;
+    let (mut sender, conn) = connect_h2(&s.world, s.proxy.addr).await;
+    let health = http::Request::get("https://resource.example/healthz")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(health).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.proxy.log());
+    let answered = Instant::now();
+    drop(resp);
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the idle connection was kept open");
+    assert!(ended.unwrap().is_ok(), "closed cleanly");
+    assert!(
+        answered.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before the idle time",
+        answered.elapsed()
+    );
+
+    // A tunnel outlives the idle time, and still carries data.
+    let resp = send_h2(&s.world, s.proxy.addr, websocket("/agent/ws", true)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", s.proxy.log());
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    io.write_all(b"still here").await.unwrap();
+    let mut back = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"still here");
 }
