@@ -8,7 +8,9 @@
 //! - otherwise fetches a new one, one fetch at a time: while it runs, callers are served
 //!   the token held if it has not expired (refresh ahead costs them nothing), and wait
 //!   otherwise; those that waited share its result, a failure included (they do not
-//!   each fetch again);
+//!   each fetch again); [`ClientCredentials::token_now`] (what [`BearerLayer`] uses) runs
+//!   the refresh ahead in a background task, so that not even the first caller inside
+//!   the margin waits for it;
 //! - authenticates as `client_secret_basic`, `client_secret_post` or `private_key_jwt`
 //!   (RFC 7523 §2.2; the assertion signed by an Ed25519 or P-256 key, a fresh `jti`, a
 //!   one-minute lifetime, `aud` the token endpoint unless
@@ -302,6 +304,8 @@ pub struct ClientCredentials {
     state: Mutex<State>,
     /// Held across one fetch: the callers that find the token stale wait for it.
     fetching: tokio::sync::Mutex<()>,
+    /// A background refresh ([`ClientCredentials::token_now`]) is running.
+    refreshing: std::sync::atomic::AtomicBool,
     /// The last DPoP nonce each server (by origin) gave (RFC 9449 §8, §9).
     nonces: Mutex<std::collections::BTreeMap<String, String>>,
 }
@@ -338,6 +342,7 @@ impl ClientCredentials {
                 failed_at: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
             nonces: Mutex::default(),
         }
     }
@@ -448,6 +453,45 @@ impl ClientCredentials {
             // however long the fetch and its retries took).
             Err(e) => self.unexpired(self.clock.now()).ok_or(e),
         }
+    }
+
+    /// As [`ClientCredentials::token`], but a caller with an unexpired token in hand
+    /// never waits for its refresh: inside the refresh margin the token held is returned
+    /// at once and the refresh runs in a task of the current Tokio runtime (one at a
+    /// time), so that no request waits on the token endpoint until the token has expired.
+    /// Outside a Tokio runtime, or with no unexpired token, it is
+    /// [`ClientCredentials::token`]. [`BearerLayer`] and the agent's client call this.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientCredentials::token`].
+    pub async fn token_now(self: &Arc<Self>) -> Result<Arc<IssuedToken>, ClientError> {
+        let now = self.clock.now();
+        if let Some(t) = self.fresh(now) {
+            return Ok(t);
+        }
+        if let (Some(held), Ok(runtime)) =
+            (self.unexpired(now), tokio::runtime::Handle::try_current())
+        {
+            use std::sync::atomic::Ordering;
+            if !self.refreshing.swap(true, Ordering::AcqRel) {
+                /// Clears the flag however the task ends.
+                struct Done(Arc<ClientCredentials>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.refreshing.store(false, Ordering::Release);
+                    }
+                }
+                let done = Done(Arc::clone(self));
+                runtime.spawn(async move {
+                    // Its outcome is kept (the token, or the failure the next caller
+                    // shares and the pause after it).
+                    let _ = done.0.token().await;
+                });
+            }
+            return Ok(held);
+        }
+        self.token().await
     }
 
     /// Forgets the cached token, whatever it is: the next [`ClientCredentials::token`]
@@ -1016,7 +1060,10 @@ where
             let mut retried = false;
             let mut nonce_retried = false;
             loop {
-                let token = tokens.token().await.map_err(BearerServiceError::Token)?;
+                let token = tokens
+                    .token_now()
+                    .await
+                    .map_err(BearerServiceError::Token)?;
                 let mut req = http::Request::from_parts(parts.clone(), body.clone());
                 let bound = token.token_type.eq_ignore_ascii_case("DPoP");
                 let (method, url) = (req.method().to_string(), req.uri().to_string());

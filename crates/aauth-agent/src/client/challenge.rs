@@ -341,7 +341,7 @@ impl AAuthClient {
         if !bearer_only {
             return Ok(None);
         }
-        let token = tokens.token().await.map_err(|e| AgentError::OAuth {
+        let token = tokens.token_now().await.map_err(|e| AgentError::OAuth {
             code: e.code().to_owned(),
             reason: e.to_string(),
         })?;

@@ -291,6 +291,41 @@ async fn a_short_lived_token_is_refreshed_at_half_its_life() {
     assert_eq!(s.token().await.unwrap().access_token, "b");
 }
 
+/// `token_now` inside the refresh margin: the token held at once, to every caller, and
+/// one refresh behind them, whose token the next callers get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_now_refreshes_ahead_in_the_background() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(200, token_body("held", 300))
+        .answer(200, token_body("next", 300));
+    let c = clock();
+    let s = source(basic(), &ep, &c);
+    assert_eq!(s.token_now().await.unwrap().access_token, "held");
+    c.advance(Duration::from_secs(250));
+    // The endpoint takes 20 ms to answer: none of these waits for it.
+    for _ in 0..5 {
+        assert_eq!(s.token_now().await.unwrap().access_token, "held");
+    }
+    let mut got = String::new();
+    for _ in 0..200 {
+        got.clone_from(&s.token_now().await.unwrap().access_token);
+        if got == "next" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(got, "next");
+    assert_eq!(
+        ep.calls(),
+        2,
+        "one refresh for all the callers in the margin"
+    );
+    // Past expiry with nothing held, it fetches inline, as `token` does.
+    ep.answer(200, token_body("third", 300));
+    c.advance(Duration::from_secs(400));
+    assert_eq!(s.token_now().await.unwrap().access_token, "third");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_one_fetch() {
     let ep = Arc::new(Endpoint::default());
