@@ -154,9 +154,14 @@ pub(crate) async fn ps_store(
     Ok(ps_stores(c, persistent, false).await?.0)
 }
 
-/// A store and, when `with_replay` and it is PostgreSQL, the replay cache over its
-/// connections (so that every instance sees every accepted request).
-type Stores<S> = (Arc<S>, Option<Arc<dyn aauth_signing::ReplayStore>>);
+/// A store and, when `with_replay` and it is PostgreSQL, the replay cache and the
+/// pending revocations over its connections (so that every instance sees every accepted
+/// request, and answers the polls of every revocation answered `202`).
+type Stores<S> = (
+    Arc<S>,
+    Option<Arc<dyn aauth_signing::ReplayStore>>,
+    Option<Arc<dyn aauth_metadata::cascade::CascadeStore>>,
+);
 
 /// [`ps_store`], and with `with_replay` the shared replay cache of a PostgreSQL store.
 async fn ps_stores(
@@ -171,6 +176,7 @@ async fn ps_stores(
         Store::Memory => Ok((
             Arc::new(MemoryStore::default().audit_retention(retention)),
             None,
+            None,
         )),
         Store::Sqlite(p) => Ok((
             Arc::new(
@@ -179,22 +185,29 @@ async fn ps_stores(
                     .audit_retention(retention),
             ),
             None,
+            None,
         )),
         Store::Postgres(o) => {
             let store = PgStore::connect(&o)
                 .await
                 .map_err(|e| config_error(c, "store", e))?
                 .audit_retention(retention);
-            let replay = if with_replay {
-                let r = store
-                    .replay_store()
-                    .await
-                    .map_err(|e| config_error(c, "store", e))?;
-                Some(Arc::new(r) as Arc<dyn aauth_signing::ReplayStore>)
-            } else {
-                None
-            };
-            Ok((Arc::new(store), replay))
+            if !with_replay {
+                return Ok((Arc::new(store), None, None));
+            }
+            let replay = store
+                .replay_store()
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            let cascades = store
+                .cascade_store()
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            Ok((
+                Arc::new(store),
+                Some(Arc::new(replay) as _),
+                Some(Arc::new(cascades) as _),
+            ))
         }
     }
 }
@@ -220,6 +233,7 @@ async fn as_stores(
         Store::Memory => (
             Arc::new(MemoryStore::default().audit_retention(retention)),
             None,
+            None,
         ),
         Store::Sqlite(p) => (
             Arc::new(
@@ -228,18 +242,28 @@ async fn as_stores(
                     .audit_retention(retention),
             ),
             None,
+            None,
         ),
         Store::Postgres(o) => {
             let store = PgStore::connect(&o)
                 .await
                 .map_err(|e| config_error(c, "store", e))?
                 .audit_retention(retention);
-            // The replay cache over the store's own connections.
+            // The replay cache and the pending revocations over the store's own
+            // connections.
             let replay = store
                 .replay_store()
                 .await
                 .map_err(|e| config_error(c, "store", e))?;
-            (Arc::new(store), Some(Arc::new(replay) as _))
+            let cascades = store
+                .cascade_store()
+                .await
+                .map_err(|e| config_error(c, "store", e))?;
+            (
+                Arc::new(store),
+                Some(Arc::new(replay) as _),
+                Some(Arc::new(cascades) as _),
+            )
         }
     })
 }
@@ -594,7 +618,7 @@ pub(crate) async fn person_server(
     })?;
     check_person_server(c)?;
     let secret = directed_secret(c)?;
-    let (store, replay) = ps_stores(c, false, true).await?;
+    let (store, replay, cascades) = ps_stores(c, false, true).await?;
     // What it reaches out to: resources' metadata (for the consent page), revocations
     // sent on, and Access Servers (four-party), all through the egress guard.
     let metadata = Arc::new(reach.fetcher());
@@ -619,6 +643,9 @@ pub(crate) async fn person_server(
     }
     if let Some(replay) = replay {
         ps = ps.replay_store(replay);
+    }
+    if let Some(cascades) = cascades {
+        ps = ps.shared_revocations(cascades);
     }
     if let Some(ops) = operators {
         ps = ps.operators(ops);
@@ -671,7 +698,7 @@ pub(crate) async fn access_server(
         flag: "access_server",
         reason: "the configuration has no [access_server] section".to_owned(),
     })?;
-    let (store, replay) = as_stores(c, false).await?;
+    let (store, replay, cascades) = as_stores(c, false).await?;
     let operators = operators(c, &id)?;
     let access = AccessServer::new(id, signer, kid, keys)
         .map_err(|e| config_error(c, "id", e))?
@@ -684,6 +711,10 @@ pub(crate) async fn access_server(
         .revocation_transport(Arc::new(reach.https_client()));
     let access = match replay {
         Some(replay) => access.replay_store(replay),
+        None => access,
+    };
+    let access = match cascades {
+        Some(cascades) => access.shared_revocations(cascades),
         None => access,
     };
     let access = match operators {

@@ -28,10 +28,14 @@
 //! [`MAX_CASCADE_RUN`], and at most [`DEFAULT_MAX_HELD`] requests are held at once (past
 //! that one is answered at once).
 //!
-//! The table is this process's memory: a pending revocation is answered only by the
-//! instance that started it, and is lost with it (the sender then sees `404` and resends;
-//! revocation is idempotent). Sharing it between instances is a shared store's job, not
-//! this one's.
+//! By default the table is this process's memory: a pending revocation is answered only
+//! by the instance that started it, and is lost with it (the sender then sees `404` and
+//! resends; revocation is idempotent). Servers whose instances share a database give
+//! [`Cascades::shared`] a [`CascadeStore`] (PostgreSQL's is
+//! `aauth_metadata::store::PgCascadeStore`): every pending revocation is recorded there
+//! when it is answered `202`, its final answer when it ends, and a poll is answered from
+//! there by whichever instance it reaches (given once across all of them). A cascade
+//! whose instance ended before it did is answered `500` once its longest run is past.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,13 +44,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use aauth_keys::rand::{RandomError, SharedRandom, random_id};
+use aauth_keys::time::{Clock, SystemClock, UnixTime};
 use aauth_signing::KeyIdentity;
+use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::serve::{json_response, problem_response};
+use crate::store::StoreError;
 
 /// How long a revocation request (or a poll of one) is held, absent `Prefer: wait`,
 /// before it is answered `202`: about 20 seconds, as the draft suggests.
@@ -92,6 +99,119 @@ pub enum CascadeError {
     /// No pending id could be drawn from the random source (`500 server_error`).
     #[error("no pending revocation id could be drawn")]
     Random(#[source] RandomError),
+    /// The shared [`CascadeStore`] could not record the pending revocation (`500
+    /// server_error`); `reason` is the store's error, for the operator's log.
+    #[error("the pending revocation could not be recorded: {reason}")]
+    Store {
+        /// The store's error.
+        reason: String,
+    },
+}
+
+/// How often a poll held on a cascade that another instance runs reads the shared store.
+pub const SHARED_POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// A final answer as a [`CascadeStore`] keeps it: its status, `Content-Type` and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeptAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// Its `Content-Type`, if it had one.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl KeptAnswer {
+    /// An answer with `status`, `content_type` and `body`.
+    #[must_use]
+    pub fn new(status: u16, content_type: Option<String>, body: Bytes) -> Self {
+        Self {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    fn of(response: &Response<Bytes>) -> Self {
+        Self {
+            status: response.status().as_u16(),
+            content_type: response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: response.body().clone(),
+        }
+    }
+
+    fn response(self) -> Response<Bytes> {
+        let mut r = Response::new(self.body);
+        *r.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        if let Some(v) = self
+            .content_type
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        r
+    }
+}
+
+/// A pending revocation as a [`CascadeStore`] reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kept {
+    /// Still running (on some instance) since `since`.
+    Running {
+        /// When it was recorded.
+        since: UnixTime,
+    },
+    /// Ended with `answer`; `delivered` once a poll was given it.
+    Finished {
+        /// The final answer.
+        answer: KeptAnswer,
+        /// Whether it was given already (a later poll gets `410`).
+        delivered: bool,
+    },
+}
+
+/// Where pending revocations are kept when several instances answer for one server
+/// ([`Cascades::shared`]). Records are kept [`FINISHED_CASCADE_TTL`] after their end, or
+/// after [`MAX_CASCADE_RUN`] when no end was recorded, then read as absent.
+#[async_trait]
+pub trait CascadeStore: Send + Sync + 'static {
+    /// Records pending revocation `id`, pollable by `caller`, running from `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn begin(&self, id: &str, caller: &str, now: UnixTime) -> Result<(), StoreError>;
+
+    /// Records the final answer of `id`, ended at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn finish(&self, id: &str, answer: &KeptAnswer, now: UnixTime) -> Result<(), StoreError>;
+
+    /// `id` as `caller` may read it at `now`: `None` when there is none, it is another
+    /// caller's, or it is past keeping.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn read(&self, id: &str, caller: &str, now: UnixTime)
+    -> Result<Option<Kept>, StoreError>;
+
+    /// Marks the final answer of `id` given: `true` for the one call that marked it,
+    /// `false` when it was given already (or has none yet).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn deliver(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Who may poll a pending revocation: the verified signer of the revocation, by its
@@ -169,6 +289,8 @@ pub struct Cascades {
     max: usize,
     table: Mutex<BTreeMap<String, Entry>>,
     held: Arc<Semaphore>,
+    /// Where pending revocations are shared with the other instances, if they are.
+    shared: Option<Arc<dyn CascadeStore>>,
 }
 
 impl std::fmt::Debug for Cascades {
@@ -178,6 +300,7 @@ impl std::fmt::Debug for Cascades {
             .field("hold", &self.hold)
             .field("max", &self.max)
             .field("pending", &lock(&self.table).len())
+            .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -200,7 +323,16 @@ impl Cascades {
             max: DEFAULT_MAX_CASCADES,
             table: Mutex::new(BTreeMap::new()),
             held: Arc::new(Semaphore::new(DEFAULT_MAX_HELD)),
+            shared: None,
         }
+    }
+
+    /// Shares pending revocations with the server's other instances through `store`
+    /// (see the [module](self)): any of them answers a poll.
+    #[must_use]
+    pub fn shared(mut self, store: Arc<dyn CascadeStore>) -> Self {
+        self.shared = Some(store);
+        self
     }
 
     /// Holds requests and polls `hold` absent `Prefer: wait` (clamped to
@@ -265,10 +397,23 @@ impl Cascades {
                 delivered: Arc::default(),
             },
         )?;
+        if let Some(store) = &self.shared
+            && let Err(e) = store.begin(&id, caller, SystemClock.now()).await
+        {
+            lock(&self.table).remove(&id);
+            return Err(CascadeError::Store {
+                reason: error_chain(&e),
+            });
+        }
+        let shared = self.shared.clone();
+        let task_id = id.clone();
         tokio::spawn(async move {
             let answer = tokio::time::timeout(MAX_CASCADE_RUN, cascade)
                 .await
                 .unwrap_or_else(|_| stopped());
+            if let Some(store) = shared {
+                record_end(store.as_ref(), &task_id, &KeptAnswer::of(&answer)).await;
+            }
             // Kept whether or not anyone is waiting: the table holds a receiver.
             tx.send_replace(Some(Finished::of(answer)));
         });
@@ -280,6 +425,9 @@ impl Cascades {
     /// final answer, once; `410 Gone` to a later poll (draft -11 §Pending URL Security).
     /// `404` for another caller or an id not here, the same for both.
     pub async fn poll(&self, id: &str, caller: &str, headers: &HeaderMap) -> Response<Bytes> {
+        if let Some(store) = &self.shared {
+            return self.poll_shared(store.as_ref(), id, caller, headers).await;
+        }
         let Some((mut done, delivered)) = self.receiver(id, caller) else {
             return Self::not_found();
         };
@@ -308,6 +456,72 @@ impl Cascades {
         }
     }
 
+    /// [`Cascades::poll`] from the shared store: read again every [`SHARED_POLL_EVERY`]
+    /// while held (at once when this instance runs the cascade and it ends).
+    async fn poll_shared(
+        &self,
+        store: &dyn CascadeStore,
+        id: &str,
+        caller: &str,
+        headers: &HeaderMap,
+    ) -> Response<Bytes> {
+        let hold = self.hold_for(headers);
+        let permit = if hold.is_zero() {
+            None
+        } else {
+            Arc::clone(&self.held).try_acquire_owned().ok()
+        };
+        let until = Instant::now()
+            + if permit.is_some() {
+                hold
+            } else {
+                Duration::ZERO
+            };
+        let mut local = self.receiver(id, caller).map(|(done, _)| done);
+        loop {
+            let now = SystemClock.now();
+            let kept = match store.read(id, caller, now).await {
+                Ok(kept) => kept,
+                Err(e) => return store_unavailable(&e),
+            };
+            match kept {
+                None => return Self::not_found(),
+                Some(Kept::Finished {
+                    delivered: true, ..
+                }) => return gone_410(),
+                Some(Kept::Finished { answer, .. }) => {
+                    return match store.deliver(id).await {
+                        Ok(true) => answer.response(),
+                        Ok(false) => gone_410(),
+                        Err(e) => store_unavailable(&e),
+                    };
+                }
+                Some(Kept::Running { since })
+                    if now.as_secs()
+                        > since.as_secs().saturating_add(MAX_CASCADE_RUN.as_secs()) =>
+                {
+                    // Its instance ended before it did.
+                    return stopped();
+                }
+                Some(Kept::Running { .. }) => {}
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return self.accepted(id);
+            }
+            let pause = left.min(SHARED_POLL_EVERY);
+            match local.as_mut() {
+                // Ended here: read its recorded end at once (then pace as any other).
+                Some(done) => {
+                    if let Ok(true) = tokio::time::timeout(pause, ended(done)).await {
+                        local = None;
+                    }
+                }
+                None => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+
     /// A poll as it arrives: a `GET` of pending revocation `id`, its signature verified by
     /// `verifier` (the one the revocation endpoint uses), then [`Cascades::poll`] under
     /// the verified caller. Another method, a signer the verifier does not admit, or one
@@ -319,7 +533,7 @@ impl Cascades {
         id: &str,
         parts: &http::request::Parts,
         body: &[u8],
-        now: aauth_keys::time::UnixTime,
+        now: UnixTime,
     ) -> Response<Bytes> {
         if parts.method != http::Method::GET {
             return Self::not_found();
@@ -454,6 +668,50 @@ fn gone_410() -> Response<Bytes> {
 /// Waits until the cascade has an answer (or its task is gone).
 async fn ended(done: &mut watch::Receiver<Option<Finished>>) -> bool {
     done.wait_for(Option::is_some).await.is_ok()
+}
+
+/// Records the end of cascade `id` in `store`, trying three times a second apart: a
+/// poll elsewhere answers from it (unrecorded, polls see it running until its longest
+/// run is past, then `500`, and the sender resends).
+async fn record_end(store: &dyn CascadeStore, id: &str, answer: &KeptAnswer) {
+    for attempt in 1..=3 {
+        match store.finish(id, answer, SystemClock.now()).await {
+            Ok(()) => return,
+            Err(_e) if attempt == 3 => {
+                #[cfg(feature = "ops")]
+                tracing::warn!(error = %_e, "a revocation cascade's end could not be recorded");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// `e` and its sources, `: `-separated.
+fn error_chain(e: &StoreError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The `503` of a poll the shared store could not answer.
+fn store_unavailable(_e: &StoreError) -> Response<Bytes> {
+    #[cfg(feature = "ops")]
+    tracing::warn!(error = %_e, "a pending revocation could not be read");
+    let mut r = problem_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "error": "temporarily_unavailable",
+            "detail": "the pending revocation could not be read; poll again",
+        }),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// The final answer of a cascade stopped before its end.

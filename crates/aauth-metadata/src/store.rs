@@ -30,7 +30,11 @@
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "postgres")]
+mod postgres_cascade;
+#[cfg(feature = "postgres")]
 mod postgres_replay;
+#[cfg(feature = "postgres")]
+pub use postgres_cascade::PgCascadeStore;
 #[cfg(feature = "postgres")]
 pub use postgres_replay::PgReplayStore;
 

@@ -497,6 +497,18 @@ impl AccessServer {
         self
     }
 
+    /// Keeps the revocations answered `202` in `store`, shared with this server's other
+    /// instances, so that any of them answers their polls (without it, only the instance
+    /// that answered `202` does; see `aauth_metadata::cascade`).
+    #[must_use]
+    pub fn shared_revocations(
+        mut self,
+        store: Arc<dyn aauth_metadata::cascade::CascadeStore>,
+    ) -> Self {
+        self.revocations = self.revocations.shared(store);
+        self
+    }
+
     /// The Access Server's identifier.
     #[must_use]
     pub fn id(&self) -> &ServerId {

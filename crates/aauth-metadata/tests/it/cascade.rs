@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aauth_keys::rand::SharedRandom;
+use aauth_keys::time::UnixTime;
 use aauth_metadata::cascade::{
     CascadeError, Cascades, FINISHED_CASCADE_TTL, MAX_CASCADE_RUN, caller_of,
 };
@@ -141,4 +142,96 @@ fn the_caller_is_the_jwks_uri_signer_by_identifier_and_document() {
         kid: "k1".to_owned(),
     };
     assert_eq!(caller_of(&jwks), None);
+}
+
+/// Two instances sharing their pending revocations in PostgreSQL: the one that answered
+/// `202` runs the cascade; a poll at the other is held until it ends and given its
+/// answer, once across both; another caller, or an id nobody recorded, gets `404`.
+#[tokio::test]
+async fn a_cascade_answered_202_by_one_instance_is_polled_at_another() {
+    use aauth_metadata::store::PgCascadeStore;
+    let Some(db) = aauth_test_support::services::PgSchema::new(
+        "a_cascade_answered_202_by_one_instance_is_polled_at_another",
+    ) else {
+        return;
+    };
+    let store = std::sync::Arc::new(PgCascadeStore::connect(&db.options).await.unwrap());
+    let a = Cascades::new("/revocation/")
+        .hold(Duration::ZERO)
+        .shared(store.clone());
+    let b = Cascades::new("/revocation/")
+        .hold(Duration::from_secs(10))
+        .shared(store.clone());
+    let r = a
+        .run(
+            CALLER,
+            &HeaderMap::new(),
+            &SharedRandom::default(),
+            taking(1500),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.strip_prefix("/revocation/").unwrap();
+
+    let other = "https://other.example aauth-person.json";
+    let none = HeaderMap::new();
+    assert_eq!(
+        b.poll(id, other, &none).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.poll("nobody", CALLER, &none).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let mut at_once = HeaderMap::new();
+    at_once.insert("prefer", http::HeaderValue::from_static("wait=0"));
+    let r = b.poll(id, CALLER, &at_once).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["location"], location.as_str());
+
+    // Held at the other instance until the cascade ends there.
+    let r = b.poll(id, CALLER, &none).await;
+    assert_eq!(
+        (r.status(), r.body().as_ref()),
+        (StatusCode::OK, &b"done"[..])
+    );
+    // Given once, across both.
+    assert_eq!(a.poll(id, CALLER, &none).await.status(), StatusCode::GONE);
+    assert_eq!(b.poll(id, CALLER, &none).await.status(), StatusCode::GONE);
+    db.drop_schema().await;
+}
+
+/// A cascade whose instance ended before it did (recorded, never finished) is answered
+/// `500` at another once its longest run is past, so that the sender resends.
+#[tokio::test]
+async fn a_cascade_whose_instance_is_gone_is_answered_500_past_its_longest_run() {
+    use aauth_keys::time::{Clock, SystemClock};
+    use aauth_metadata::cascade::CascadeStore;
+    use aauth_metadata::store::PgCascadeStore;
+    let Some(db) = aauth_test_support::services::PgSchema::new(
+        "a_cascade_whose_instance_is_gone_is_answered_500_past_its_longest_run",
+    ) else {
+        return;
+    };
+    let store = std::sync::Arc::new(PgCascadeStore::connect(&db.options).await.unwrap());
+    let now = SystemClock.now();
+    store
+        .begin(
+            "lost",
+            CALLER,
+            UnixTime(now.as_secs() - MAX_CASCADE_RUN.as_secs() - 1),
+        )
+        .await
+        .unwrap();
+    store.begin("running", CALLER, now).await.unwrap();
+    let b = Cascades::new("/revocation/")
+        .hold(Duration::ZERO)
+        .shared(store.clone());
+    let r = b.poll("lost", CALLER, &HeaderMap::new()).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let r = b.poll("running", CALLER, &HeaderMap::new()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    db.drop_schema().await;
 }

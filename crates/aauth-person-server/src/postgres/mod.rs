@@ -113,6 +113,17 @@ impl PgStore {
         aauth_metadata::store::PgReplayStore::over(&self.pg).await
     }
 
+    /// The pending revocations of this Person Server, in the same database and over the same
+    /// connections: a revocation cascade one instance answered `202` is polled at any
+    /// of them (`shared_revocations`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn cascade_store(&self) -> Result<aauth_metadata::store::PgCascadeStore, StoreError> {
+        aauth_metadata::store::PgCascadeStore::over(&self.pg).await
+    }
+
     /// Applies the migrations the database lacks and returns how many, without starting
     /// a store (`aauth admin migrate`).
     ///
