@@ -50,6 +50,7 @@ pub(crate) async fn local(
     now: UnixTime,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    crate::roles::existing_store(c)?;
     let source = if c.person_server.is_some() {
         Source::PersonServer(crate::roles::ps_store(c, true).await?)
     } else if c.access_server.is_some() {

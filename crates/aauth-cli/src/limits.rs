@@ -66,6 +66,25 @@ pub(crate) async fn limits(c: &Config, role: Role) -> Result<Limits, CliError> {
     })
 }
 
+/// What `aauth config check` checks of `[rate_limit]` without reaching its Redis: each
+/// rule, for the role the configuration's section names (a scope that role never counts
+/// is refused here, as at start).
+pub(crate) fn check(c: &Config) -> Result<(), CliError> {
+    let Some(section) = &c.rate_limit else {
+        return Ok(());
+    };
+    let role = if c.resource_proxy.is_some() {
+        Role::ResourceProxy
+    } else if c.person_server.is_some() {
+        Role::PersonServer
+    } else if c.access_server.is_some() {
+        Role::AccessServer
+    } else {
+        Role::AgentProvider
+    };
+    rules(c, section, role).map(drop)
+}
+
 /// The rules of `[[rate_limit.rules]]`, each checked, for `role`.
 fn rules(
     c: &Config,

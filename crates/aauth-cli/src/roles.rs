@@ -268,6 +268,22 @@ async fn as_stores(
     })
 }
 
+/// For a command that only reads records (`aauth admin audit`): a SQLite file that is
+/// not there is refused, rather than created empty and reported as holding nothing.
+pub(crate) fn existing_store(c: &Config) -> Result<(), CliError> {
+    match store(c)? {
+        Store::Sqlite(p) if !p.exists() => Err(CliError::Usage {
+            flag: "store",
+            reason: format!(
+                "sqlite:{}: no such file: the service has not run with this configuration \
+                 yet, or `store` names another file",
+                p.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Why `aauth admin` refuses a `memory` store.
 fn memory_is_private() -> CliError {
     CliError::Usage {

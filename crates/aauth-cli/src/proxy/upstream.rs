@@ -364,6 +364,10 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The client's connection speaks its own version: an HTTP/1.0 upstream's answer
+    // (Python's `http.server`) would otherwise go out as `HTTP/1.0` to an HTTP/1.1
+    // client, and its connection close after it.
+    parts.version = Version::HTTP_11;
     Response::from_parts(parts, ProxyBody::stream(body))
 }
 

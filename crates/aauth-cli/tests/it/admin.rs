@@ -20,6 +20,11 @@ fn accounts_are_created_disabled_and_audited() {
         aauth(&dir, &all)
     };
 
+    // Nothing has run with this configuration: the audit log is not there to read (and
+    // is not created empty by asking).
+    assert_fails(&admin(&["audit"]), 2, "no such file");
+    assert!(!dir.join("ps.sqlite").exists());
+
     let created = aauth_with_input(
         &dir,
         &["admin", "--config", config, "accounts", "create", "bob"],

@@ -112,6 +112,14 @@ fn a_scope_the_role_does_not_count_is_refused_by_its_key() {
         let o = aauth(&dir, &["serve", role, "--config", config.to_str().unwrap()]);
         assert_fails(&o, 2, "rate_limit.rules.scope");
         assert_fails(&o, 2, &format!("{scope:?} is counted only by"));
+        // `config check` judges it for the role its section names (a Person Server's,
+        // which counts "agent" and not "person_server"), as `serve person-server` would.
+        let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+        if scope == "person_server" {
+            assert_fails(&o, 2, "rate_limit.rules.scope");
+        } else {
+            assert!(o.status.success(), "{role}: {}", crate::stderr(&o));
+        }
     }
 }
 

@@ -543,6 +543,47 @@ async fn a_refused_or_unrouted_request_never_reaches_the_upstream() {
     assert_eq!(s.seen.calls(), 1);
 }
 
+/// An upstream that answers in HTTP/1.0 (Python's `http.server`) is answered to an
+/// HTTP/1.1 client in HTTP/1.1, on a connection kept open for the next request.
+#[tokio::test]
+async fn an_http10_upstream_is_answered_in_the_clients_version() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                while stream.read_line(&mut line).await.unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let _ = stream
+                    .get_mut()
+                    .write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let s = AgentSetup::start("proxy-http10-main").await;
+    let dir = scratch("proxy-http10");
+    let config = proxy_config(
+        &s.world,
+        &dir,
+        free_port(),
+        &format!("http://{up}"),
+        &[("agent.example", s.provider.addr)],
+    );
+    let proxy = Served::start(&dir, "resource-proxy", &config);
+    let req = signed("GET", "/agent/old", &[], b"", &assistant_token());
+    let resp = send_tls(&s.world, proxy.addr, req).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", proxy.log());
+    assert_eq!(resp.version(), http::Version::HTTP_11);
+    assert!(!resp.headers().contains_key("connection"), "{resp:?}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"ok");
+}
+
 /// An upstream that does not answer is `504` once `request_timeout_secs` (2) have passed;
 /// one that is not there is `502`, and the proxy is not ready.
 #[tokio::test]
