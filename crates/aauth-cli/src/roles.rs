@@ -195,21 +195,33 @@ async fn ps_stores(
             if !with_replay {
                 return Ok((Arc::new(store), None, None));
             }
-            let replay = store
-                .replay_store()
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            let cascades = store
-                .cascade_store()
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            Ok((
-                Arc::new(store),
-                Some(Arc::new(replay) as _),
-                Some(Arc::new(cascades) as _),
-            ))
+            let (replay, cascades) =
+                shared_over(c, store.replay_store(), store.cascade_store()).await?;
+            Ok((Arc::new(store), replay, cascades))
         }
     }
+}
+
+/// What a PostgreSQL store's instances share beside its records, over its connections:
+/// the replay cache and the pending revocations.
+async fn shared_over(
+    c: &Config,
+    replay: impl Future<
+        Output = Result<aauth_metadata::store::PgReplayStore, aauth_metadata::store::StoreError>,
+    >,
+    cascades: impl Future<
+        Output = Result<aauth_metadata::store::PgCascadeStore, aauth_metadata::store::StoreError>,
+    >,
+) -> Result<
+    (
+        Option<Arc<dyn aauth_signing::ReplayStore>>,
+        Option<Arc<dyn aauth_metadata::cascade::CascadeStore>>,
+    ),
+    CliError,
+> {
+    let replay = replay.await.map_err(|e| config_error(c, "store", e))?;
+    let cascades = cascades.await.map_err(|e| config_error(c, "store", e))?;
+    Ok((Some(Arc::new(replay)), Some(Arc::new(cascades))))
 }
 
 /// The Access Server's store as `c` names it; `persistent` refuses `memory` (for `aauth
@@ -249,21 +261,9 @@ async fn as_stores(
                 .await
                 .map_err(|e| config_error(c, "store", e))?
                 .audit_retention(retention);
-            // The replay cache and the pending revocations over the store's own
-            // connections.
-            let replay = store
-                .replay_store()
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            let cascades = store
-                .cascade_store()
-                .await
-                .map_err(|e| config_error(c, "store", e))?;
-            (
-                Arc::new(store),
-                Some(Arc::new(replay) as _),
-                Some(Arc::new(cascades) as _),
-            )
+            let (replay, cascades) =
+                shared_over(c, store.replay_store(), store.cascade_store()).await?;
+            (Arc::new(store), replay, cascades)
         }
     })
 }

@@ -41,6 +41,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aauth_keys::time::{Clock, SystemClock};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -514,6 +515,16 @@ impl Pg {
             }
         });
         Background(handle.abort_handle())
+    }
+
+    /// [`Pg::every`] `period`, the statement `delete`, whose one parameter (`$1`) is the
+    /// wall clock's seconds: the sweep of a table whose rows expire.
+    #[must_use]
+    pub fn sweep(&self, period: Duration, delete: &'static str) -> Background {
+        self.every(period, move |pg| async move {
+            let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
+            pg.execute(delete, &[&now]).await
+        })
     }
 
     /// The version of `component`'s schema the database is at (0: none applied).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_keys::time::UnixTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -82,15 +82,11 @@ impl PgCascadeStore {
     pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
         let pg = pg.named(STORE);
         pg.migrate(COMPONENT, MIGRATIONS).await?;
-        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
-            let now = secs(SystemClock.now());
-            pg.execute(
-                "DELETE FROM aauth_cascade WHERE id IN
-                   (SELECT id FROM aauth_cascade WHERE until <= $1 LIMIT 5000)",
-                &[&now],
-            )
-            .await
-        });
+        let sweep = pg.sweep(
+            SWEEP_EVERY,
+            "DELETE FROM aauth_cascade WHERE id IN
+               (SELECT id FROM aauth_cascade WHERE until <= $1 LIMIT 5000)",
+        );
         Ok(Self {
             pg,
             _sweep: Arc::new(sweep),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aauth_keys::time::{Clock, SystemClock, UnixTime};
+use aauth_keys::time::UnixTime;
 use aauth_signing::{ReplayStore, ReplayStoreError, ReplayUse};
 use async_trait::async_trait;
 
@@ -69,15 +69,11 @@ impl PgReplayStore {
     pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
         let pg = pg.named(STORE);
         pg.migrate(COMPONENT, MIGRATIONS).await?;
-        let sweep = pg.every(SWEEP_EVERY, |pg| async move {
-            let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
-            pg.execute(
-                "DELETE FROM aauth_replay WHERE key IN
-                   (SELECT key FROM aauth_replay WHERE until <= $1 LIMIT 5000)",
-                &[&now],
-            )
-            .await
-        });
+        let sweep = pg.sweep(
+            SWEEP_EVERY,
+            "DELETE FROM aauth_replay WHERE key IN
+               (SELECT key FROM aauth_replay WHERE until <= $1 LIMIT 5000)",
+        );
         Ok(Self {
             pg,
             _sweep: Arc::new(sweep),
