@@ -4,7 +4,10 @@
 //! its connection, one of `max_connections`, for ever. [`Streams`] counts a connection's
 //! requests from their head to the end of their response body, and [`Streams::idle`]
 //! ends once none has been open for the idle time, when the connection is shut as at
-//! shutdown (a `GOAWAY`; a stream opened meanwhile is still answered).
+//! shutdown (a `GOAWAY`; a stream opened meanwhile is still answered, and every open
+//! stream runs to its end). A WebSocket over HTTP/2 (an extended `CONNECT`) counts only
+//! until its `200`: its tunnel outlives the `GOAWAY` that may follow, and the client
+//! opens a new connection for its next request.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -160,12 +160,26 @@ fn read_key_text(
 /// The bytes of a secret file (a password, a shared secret, a TLS private key), refused
 /// when its group or others can read it, as a private key file is.
 pub(crate) fn read_secret(file: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
-    let mut f = std::fs::File::open(file).map_err(CliError::file(file))?;
+    let f = std::fs::File::open(file).map_err(CliError::file(file))?;
     check_mode(file, &f)?;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    f.read_to_end(&mut bytes).map_err(CliError::file(file))?;
+    f.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(CliError::file(file))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(CliError::File {
+            path: file.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than the {MAX_SECRET_FILE} bytes a secret file may hold"),
+            ),
+        });
+    }
     Ok(bytes)
 }
+
+/// The largest secret file read (1 MiB: a PEM key chain fits many times over).
+const MAX_SECRET_FILE: u64 = 1024 * 1024;
 
 /// As [`read_secret`], as text.
 pub(crate) fn read_secret_text(file: &Path) -> Result<zeroize::Zeroizing<String>, CliError> {

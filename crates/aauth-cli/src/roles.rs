@@ -25,6 +25,15 @@ enum Store<'a> {
     Postgres(aauth_metadata::store::postgres::PgOptions),
 }
 
+/// What `aauth config check` checks of a Person or Access Server's `store`: its form,
+/// and for PostgreSQL `[postgres]` (its `password_file` read).
+pub(crate) fn check_store(c: &Config) -> Result<(), CliError> {
+    if c.person_server.is_some() || c.access_server.is_some() {
+        store(c)?;
+    }
+    Ok(())
+}
+
 fn store(c: &Config) -> Result<Store<'_>, CliError> {
     match c.store.as_str() {
         "memory" => Ok(Store::Memory),

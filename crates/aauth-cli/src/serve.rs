@@ -79,6 +79,7 @@ pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<
         crate::proxy::check(&config)?;
     }
     crate::roles::check_person_server(&config)?;
+    crate::roles::check_store(&config)?;
     crate::limits::check(&config)?;
     crate::otel::check(&config)?;
     let shown = config::redacted(&config)?;

@@ -111,6 +111,10 @@ pub enum CascadeError {
 /// How often a poll held on a cascade that another instance runs reads the shared store.
 pub const SHARED_POLL_EVERY: Duration = Duration::from_millis(500);
 
+/// How long past [`MAX_CASCADE_RUN`] a cascade run by another instance, its end not
+/// recorded, is still taken to be running (its instance may be recording its end).
+pub const STOPPED_GRACE: Duration = Duration::from_secs(60);
+
 /// A final answer as a [`CascadeStore`] keeps it: its status, `Content-Type` and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -146,15 +150,23 @@ impl KeptAnswer {
         }
     }
 
+    /// The answer as sent: `Cache-Control: no-store`, as every answer of a revocation
+    /// endpoint; a status that is none (a store's corruption) is a `500`.
     fn response(self) -> Response<Bytes> {
+        let status = StatusCode::from_u16(self.status)
+            .ok()
+            .filter(|s| !s.is_informational())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = Response::new(self.body);
-        *r.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        *r.status_mut() = status;
         if let Some(v) = self
             .content_type
             .and_then(|c| HeaderValue::from_str(&c).ok())
         {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     }
 }
@@ -178,8 +190,10 @@ pub enum Kept {
 }
 
 /// Where pending revocations are kept when several instances answer for one server
-/// ([`Cascades::shared`]). Records are kept [`FINISHED_CASCADE_TTL`] after their end, or
-/// after [`MAX_CASCADE_RUN`] when no end was recorded, then read as absent.
+/// ([`Cascades::shared`]). A record is kept [`FINISHED_CASCADE_TTL`] after its end, or,
+/// when no end was recorded, [`MAX_CASCADE_RUN`] and then [`FINISHED_CASCADE_TTL`] from
+/// its start (polled at another instance past [`MAX_CASCADE_RUN`] and
+/// [`STOPPED_GRACE`], it is answered `500`); later it reads as absent.
 #[async_trait]
 pub trait CascadeStore: Send + Sync + 'static {
     /// Records pending revocation `id`, pollable by `caller`, running from `now`.
@@ -477,12 +491,15 @@ impl Cascades {
             } else {
                 Duration::ZERO
             };
-        let mut local = self.receiver(id, caller).map(|(done, _)| done);
+        // This instance's own cascade, if it runs it: its end wakes the hold at once.
+        let local = self.receiver(id, caller);
+        let mut local_ended = false;
         loop {
             let now = SystemClock.now();
             let kept = match store.read(id, caller, now).await {
                 Ok(kept) => kept,
-                Err(e) => return store_unavailable(&e),
+                // The record is still there to read: the poll stays pending.
+                Err(e) => return self.unreadable(id, &e),
             };
             match kept {
                 None => return Self::not_found(),
@@ -493,33 +510,61 @@ impl Cascades {
                     return match store.deliver(id).await {
                         Ok(true) => answer.response(),
                         Ok(false) => gone_410(),
-                        Err(e) => store_unavailable(&e),
+                        Err(e) => self.unreadable(id, &e),
                     };
                 }
-                Some(Kept::Running { since })
-                    if now.as_secs()
-                        > since.as_secs().saturating_add(MAX_CASCADE_RUN.as_secs()) =>
-                {
-                    // Its instance ended before it did.
-                    return stopped();
+                Some(Kept::Running { since }) => {
+                    if let Some((done, delivered)) = &local {
+                        // Ended here, its end not recorded (the store failed): this
+                        // instance gives its answer, once.
+                        let finished = done.borrow().clone();
+                        if let Some(f) = finished {
+                            return match delivered.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                                false => f.response(),
+                                true => gone_410(),
+                            };
+                        }
+                        if done.has_changed().is_err() {
+                            // Its task here ended without an answer.
+                            return stopped();
+                        }
+                    } else if now.as_secs()
+                        > since
+                            .as_secs()
+                            .saturating_add(MAX_CASCADE_RUN.as_secs() + STOPPED_GRACE.as_secs())
+                    {
+                        // Run elsewhere, past its longest run: its instance ended first.
+                        return stopped();
+                    }
                 }
-                Some(Kept::Running { .. }) => {}
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return self.accepted(id);
             }
             let pause = left.min(SHARED_POLL_EVERY);
-            match local.as_mut() {
-                // Ended here: read its recorded end at once (then pace as any other).
-                Some(done) => {
-                    if let Ok(true) = tokio::time::timeout(pause, ended(done)).await {
-                        local = None;
+            match &local {
+                Some((done, _)) if !local_ended => {
+                    let mut done = done.clone();
+                    // Ended (or its task gone): read again at once, then pace.
+                    if tokio::time::timeout(pause, ended(&mut done)).await.is_ok() {
+                        local_ended = true;
                     }
                 }
-                None => tokio::time::sleep(pause).await,
+                _ => tokio::time::sleep(pause).await,
             }
         }
+    }
+
+    /// The `202` of a poll whose record could not be read or marked now (the store
+    /// failed): it is still pending; poll again in a second.
+    fn unreadable(&self, id: &str, _e: &StoreError) -> Response<Bytes> {
+        #[cfg(feature = "ops")]
+        tracing::warn!(error = %_e, "a pending revocation could not be read");
+        let mut r = self.accepted(id);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
     }
 
     /// A poll as it arrives: a `GET` of pending revocation `id`, its signature verified by
@@ -696,22 +741,6 @@ fn error_chain(e: &StoreError) -> String {
         source = s.source();
     }
     text
-}
-
-/// The `503` of a poll the shared store could not answer.
-fn store_unavailable(_e: &StoreError) -> Response<Bytes> {
-    #[cfg(feature = "ops")]
-    tracing::warn!(error = %_e, "a pending revocation could not be read");
-    let mut r = problem_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &serde_json::json!({
-            "error": "temporarily_unavailable",
-            "detail": "the pending revocation could not be read; poll again",
-        }),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
 }
 
 /// The final answer of a cascade stopped before its end.

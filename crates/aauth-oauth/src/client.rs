@@ -474,7 +474,13 @@ impl ClientCredentials {
             (self.unexpired(now), tokio::runtime::Handle::try_current())
         {
             use std::sync::atomic::Ordering;
-            if !self.refreshing.swap(true, Ordering::AcqRel) {
+            // After a failed refresh the held token serves until the pause is over: no
+            // task is started meanwhile.
+            let paused = self
+                .lock()
+                .failed_at
+                .is_some_and(|at| now.as_secs() < at.as_secs().saturating_add(REFRESH_PAUSE));
+            if !paused && !self.refreshing.swap(true, Ordering::AcqRel) {
                 /// Clears the flag however the task ends.
                 struct Done(Arc<ClientCredentials>);
                 impl Drop for Done {

@@ -82,6 +82,7 @@ pub(super) fn check(s: &ResourceProxySection) -> Result<(), CliError> {
         })?;
         introspection_client(i)?;
     }
+    dpop_nonces(o)?;
     Ok(())
 }
 

@@ -78,6 +78,7 @@ fn redis_url(c: &Config) -> Result<Option<&str>, CliError> {
 /// [`shared`] would refuse, without connecting.
 pub(super) fn check(c: &Config) -> Result<(), CliError> {
     replay_bounds(c)?;
+    credential_key(c)?;
     redis_url(c).map(drop)
 }
 
@@ -129,20 +130,27 @@ fn replay_bounds(c: &Config) -> Result<ReplayBounds, CliError> {
 /// `resource_proxy.sessions.credential_key_file` when given.
 fn sessions(c: &Config, redis: &Redis) -> Result<RedisSessionStore, CliError> {
     let store = RedisSessionStore::new(redis.clone(), SESSIONS);
+    Ok(match credential_key(c)? {
+        Some(key) => store.seal_credentials(&key),
+        None => store,
+    })
+}
+
+/// `resource_proxy.sessions.credential_key_file`'s key, when it names one.
+fn credential_key(c: &Config) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, CliError> {
     let Some(path) = c
         .resource_proxy
         .as_ref()
         .and_then(|p| p.sessions.credential_key_file.as_ref())
     else {
-        return Ok(store);
+        return Ok(None);
     };
     let text = crate::keys::read_secret_text(path)?;
-    let key =
-        zeroize::Zeroizing::new(crate::roles::hex32(&text).ok_or_else(|| CliError::Usage {
-            flag: "resource_proxy.sessions.credential_key_file",
-            reason: format!("{}: not 64 hex digits", path.display()),
-        })?);
-    Ok(store.seal_credentials(&key))
+    let key = crate::roles::hex32(&text).ok_or_else(|| CliError::Usage {
+        flag: "resource_proxy.sessions.credential_key_file",
+        reason: format!("{}: not 64 hex digits", path.display()),
+    })?;
+    Ok(Some(zeroize::Zeroizing::new(key)))
 }
 
 /// The key prefix of the resource `id` in a shared Redis: its identifier, so that several

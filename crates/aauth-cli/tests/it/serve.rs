@@ -389,8 +389,8 @@ fn secret_files_others_can_read_are_refused() {
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch("serve-secret-modes");
     let world = World::new().unwrap();
-    let config = person_server_config(&world, &dir, &[]);
-    let config = config.to_str().unwrap();
+    let path = person_server_config(&world, &dir, &[]);
+    let config = path.to_str().unwrap();
     let o = aauth(&dir, &["config", "check", config]);
     assert!(o.status.success(), "{}", crate::stderr(&o));
     let mode = |file: &str, mode: u32| {
@@ -407,6 +407,23 @@ fn secret_files_others_can_read_are_refused() {
         }
         mode(file, 0o600);
     }
+    // On PostgreSQL (not reached by the check), its password file too.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "store = \"sqlite:ps.sqlite\"",
+        "store = \"postgres://aauth@127.0.0.1:9/aauth\"",
+    ) + "[postgres]\npassword_file = \"db.password\"\n";
+    std::fs::write(&path, text).unwrap();
+    secret_file(dir.join("db.password"), "pw\n");
+    let o = aauth(&dir, &["config", "check", config]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    mode("db.password", 0o644);
+    let o = aauth(&dir, &["config", "check", config]);
+    assert_fails(&o, 3, "chmod 600");
+    assert!(
+        crate::stderr(&o).contains("db.password"),
+        "{}",
+        crate::stderr(&o)
+    );
 }
 
 /// A build without the `otel` feature refuses `[otel]`, saying how to get one.

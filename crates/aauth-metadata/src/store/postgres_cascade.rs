@@ -156,13 +156,16 @@ impl CascadeStore for PgCascadeStore {
         // An ended record has its status and body (`finish` writes them together).
         let status: Option<i32> = self.pg.get(&row, 2, record)?;
         let body: Option<Vec<u8>> = self.pg.get(&row, 4, record)?;
-        let (Some(status), Some(body)) = (status.and_then(|s| u16::try_from(s).ok()), body) else {
+        let status = status
+            .and_then(|s| u16::try_from(s).ok())
+            .filter(|s| (200..=599).contains(s));
+        let (Some(status), Some(body)) = (status, body) else {
             return Err(StoreError::unreadable(
                 STORE,
                 record,
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    "an ended record without its status or body",
+                    "an ended record without a final status or its body",
                 ),
             ));
         };

@@ -8,8 +8,10 @@ use std::time::Duration;
 use aauth_keys::rand::SharedRandom;
 use aauth_keys::time::UnixTime;
 use aauth_metadata::cascade::{
-    CascadeError, Cascades, FINISHED_CASCADE_TTL, MAX_CASCADE_RUN, caller_of,
+    CascadeError, CascadeStore, Cascades, FINISHED_CASCADE_TTL, Kept, KeptAnswer, MAX_CASCADE_RUN,
+    STOPPED_GRACE, caller_of,
 };
+use aauth_metadata::store::StoreError;
 use aauth_signing::KeyIdentity;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -204,11 +206,11 @@ async fn a_cascade_answered_202_by_one_instance_is_polled_at_another() {
 }
 
 /// A cascade whose instance ended before it did (recorded, never finished) is answered
-/// `500` at another once its longest run is past, so that the sender resends.
+/// `500` at another once its longest run and the grace after it are past, so that the
+/// sender resends.
 #[tokio::test]
 async fn a_cascade_whose_instance_is_gone_is_answered_500_past_its_longest_run() {
     use aauth_keys::time::{Clock, SystemClock};
-    use aauth_metadata::cascade::CascadeStore;
     use aauth_metadata::store::PgCascadeStore;
     let Some(db) = aauth_test_support::services::PgSchema::new(
         "a_cascade_whose_instance_is_gone_is_answered_500_past_its_longest_run",
@@ -221,7 +223,7 @@ async fn a_cascade_whose_instance_is_gone_is_answered_500_past_its_longest_run()
         .begin(
             "lost",
             CALLER,
-            UnixTime(now.as_secs() - MAX_CASCADE_RUN.as_secs() - 1),
+            UnixTime(now.as_secs() - MAX_CASCADE_RUN.as_secs() - STOPPED_GRACE.as_secs() - 1),
         )
         .await
         .unwrap();
@@ -234,4 +236,149 @@ async fn a_cascade_whose_instance_is_gone_is_answered_500_past_its_longest_run()
     let r = b.poll("running", CALLER, &HeaderMap::new()).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     db.drop_schema().await;
+}
+
+/// A [`CascadeStore`] in memory that counts its reads, and whose `finish` can fail.
+#[derive(Default)]
+struct TestStore {
+    rows: std::sync::Mutex<std::collections::BTreeMap<String, (String, Kept)>>,
+    reads: std::sync::atomic::AtomicUsize,
+    fail_finish: std::sync::atomic::AtomicBool,
+}
+
+impl TestStore {
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl CascadeStore for TestStore {
+    async fn begin(&self, id: &str, caller: &str, now: UnixTime) -> Result<(), StoreError> {
+        let kept = Kept::Running { since: now };
+        self.rows
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), (caller.to_owned(), kept));
+        Ok(())
+    }
+
+    async fn finish(&self, id: &str, answer: &KeptAnswer, _: UnixTime) -> Result<(), StoreError> {
+        if self.fail_finish.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::unreadable(
+                "test",
+                "cascade",
+                "the store is down",
+            ));
+        }
+        if let Some(row) = self.rows.lock().unwrap().get_mut(id) {
+            row.1 = Kept::Finished {
+                answer: answer.clone(),
+                delivered: false,
+            };
+        }
+        Ok(())
+    }
+
+    async fn read(&self, id: &str, caller: &str, _: UnixTime) -> Result<Option<Kept>, StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let rows = self.rows.lock().unwrap();
+        Ok(rows
+            .get(id)
+            .filter(|(c, _)| c == caller)
+            .map(|(_, k)| k.clone()))
+    }
+
+    async fn deliver(&self, id: &str) -> Result<bool, StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        match rows.get_mut(id) {
+            Some((_, Kept::Finished { delivered, .. })) if !*delivered => {
+                *delivered = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Starts a cascade on `c` (hold zero: `202` at once): its id.
+async fn pending_id(c: &Cascades, cascade: aauth_metadata::cascade::Cascade) -> String {
+    let r = c
+        .run(CALLER, &HeaderMap::new(), &SharedRandom::default(), cascade)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap();
+    location.strip_prefix("/revocation/").unwrap().to_owned()
+}
+
+/// A held poll of a cascade another instance runs reads the store every
+/// `SHARED_POLL_EVERY`, not as fast as it can, and is `202` at the end of its hold.
+#[tokio::test]
+async fn a_held_poll_reads_the_shared_store_at_its_pace() {
+    let store = std::sync::Arc::new(TestStore::default());
+    let a = Cascades::new("/revocation/")
+        .hold(Duration::ZERO)
+        .shared(store.clone());
+    let b = Cascades::new("/revocation/")
+        .hold(Duration::from_secs(2))
+        .shared(store.clone());
+    let id = pending_id(&a, taking(60_000)).await;
+    let r = b.poll(&id, CALLER, &HeaderMap::new()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!((4..=6).contains(&store.reads()), "{} reads", store.reads());
+}
+
+/// The instance that ran a cascade whose end the store could not record gives its
+/// answer itself, once; a cascade whose task here ended without an answer is `500` at
+/// once, without reading the store over and over.
+#[tokio::test]
+async fn an_unrecorded_end_is_answered_where_it_ran_and_a_lost_task_at_once() {
+    let store = std::sync::Arc::new(TestStore::default());
+    store
+        .fail_finish
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let a = Cascades::new("/revocation/")
+        .hold(Duration::from_secs(10))
+        .shared(store.clone());
+    let mut at_once = HeaderMap::new();
+    at_once.insert("prefer", http::HeaderValue::from_static("wait=0"));
+    let r = a
+        .run(CALLER, &at_once, &SharedRandom::default(), taking(200))
+        .await
+        .unwrap();
+    let id = r.headers()["location"].to_str().unwrap()["/revocation/".len()..].to_owned();
+    let r = a.poll(&id, CALLER, &HeaderMap::new()).await;
+    assert_eq!(
+        (r.status(), r.body().as_ref()),
+        (StatusCode::OK, &b"done"[..])
+    );
+    assert_eq!(
+        a.poll(&id, CALLER, &HeaderMap::new()).await.status(),
+        StatusCode::GONE
+    );
+
+    let lost: aauth_metadata::cascade::Cascade = Box::pin(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("the cascade's task ends without an answer")
+    });
+    let r = a
+        .run(CALLER, &at_once, &SharedRandom::default(), lost)
+        .await
+        .unwrap();
+    let id = r.headers()["location"].to_str().unwrap()["/revocation/".len()..].to_owned();
+    let before = store.reads();
+    let started = std::time::Instant::now();
+    let r = a.poll(&id, CALLER, &HeaderMap::new()).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        store.reads() - before <= 3,
+        "{} reads",
+        store.reads() - before
+    );
 }
