@@ -1057,6 +1057,18 @@ impl AccessPolicy for BindFirst {
 
 impl World {
     /// A signed `GET` of `path` as `ps_id` with `key`.
+    /// A `GET` of `path` signed as ps.example, with the response headers.
+    async fn get_full(&self, path: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        self.send_signed(
+            "GET",
+            path,
+            None,
+            ("https://ps.example", "aauth-person.json", "ps-1"),
+            &self.ps,
+        )
+        .await
+    }
+
     async fn get_path(
         &self,
         path: &str,
@@ -1163,15 +1175,7 @@ async fn the_person_binds_their_person_server_here_once_and_the_request_complete
 
     // Until the person approves, the Person Server's poll waits (a 202 that names its
     // pending URL, draft -11 §Pending Response); nobody else may poll.
-    let (s, h, json) = w
-        .send_signed(
-            "GET",
-            &location,
-            None,
-            ("https://ps.example", "aauth-person.json", "ps-1"),
-            &w.ps,
-        )
-        .await;
+    let (s, h, json) = w.get_full(&location).await;
     assert_eq!(
         (s, json["status"].as_str()),
         (StatusCode::ACCEPTED, Some("interacting"))

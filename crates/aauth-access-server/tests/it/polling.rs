@@ -101,15 +101,7 @@ async fn a_poll_of_a_request_waiting_for_claims_is_asked_for_them_again() {
     let t = w.tokens(600);
     let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
     let (location, _) = w.deferred(&request).await;
-    let (s, h, json) = w
-        .send_signed(
-            "GET",
-            &location,
-            None,
-            ("https://ps.example", "aauth-person.json", "ps-1"),
-            &w.ps,
-        )
-        .await;
+    let (s, h, json) = w.get_full(&location).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
     assert_eq!(h["aauth-requirement"], "requirement=claims");
     assert_eq!(h["location"].to_str().unwrap(), location);
@@ -174,15 +166,7 @@ async fn a_poll_racing_another_is_told_to_poll_again() {
     let (w, store, location) = approved_over_a_flaky_store().await;
 
     store.take_next_elsewhere();
-    let (s, h, json) = w
-        .send_signed(
-            "GET",
-            &location,
-            None,
-            ("https://ps.example", "aauth-person.json", "ps-1"),
-            &w.ps,
-        )
-        .await;
+    let (s, h, json) = w.get_full(&location).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
     assert_eq!(h["location"], location.as_str());
     assert!(h.contains_key("retry-after"));

@@ -9,18 +9,6 @@ const CHALLENGE: &str =
     r#"Payment id="x7Tg2pLq", method="stripe", request="eyJhbW91bnQiOiIxMDAwIn0""#;
 
 impl World {
-    /// A `GET` of `path` signed as ps.example, with the response headers.
-    async fn get_full(&self, path: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        self.send_signed(
-            "GET",
-            path,
-            None,
-            ("https://ps.example", "aauth-person.json", "ps-1"),
-            &self.ps,
-        )
-        .await
-    }
-
     async fn post_ps(
         &self,
         path: &str,
