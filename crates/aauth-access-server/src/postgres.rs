@@ -189,15 +189,20 @@ impl PgStore {
     }
 
     /// Applies the migrations the database lacks and returns how many (`aauth admin
-    /// migrate`).
+    /// migrate`): the Access Server's own, and those of the replay cache and the pending
+    /// revocations its instances share ([`Self::replay_store`], [`Self::cascade_store`]),
+    /// so that instances whose database role cannot `CREATE` start on a migrated
+    /// database.
     ///
     /// # Errors
     ///
     /// [`PgOpenError`].
     pub async fn migrate(options: &PgOptions) -> Result<usize, PgOpenError> {
-        Ok(Pg::new(STORE, options)?
-            .migrate(COMPONENT, MIGRATIONS)
-            .await?)
+        let pg = Pg::new(STORE, options)?;
+        let own = pg.migrate(COMPONENT, MIGRATIONS).await?;
+        let replay = aauth_metadata::store::PgReplayStore::migrate(&pg).await?;
+        let cascade = aauth_metadata::store::PgCascadeStore::migrate(&pg).await?;
+        Ok(own + replay + cascade)
     }
 
     /// Deletes one batch of every kind of expired row (what the background sweep does

@@ -313,9 +313,10 @@ pub(crate) enum AdminCommand {
     /// lines.
     Audit(Box<AuditArgs>),
     /// Apply the migrations a PostgreSQL store lacks (a Person Server's or an Access
-    /// Server's, as the configuration says), then exit. Every instance also applies them
-    /// at start, each migration once whichever starts first; run this first to migrate
-    /// before a rolling restart.
+    /// Server's, as the configuration says, and the replay cache and pending revocations
+    /// its instances share), then exit. Every instance also applies them at start, each
+    /// migration once whichever starts first; run this first to migrate before a rolling
+    /// restart, or to run the instances as a database role that cannot `CREATE`.
     Migrate,
 }
 

@@ -347,7 +347,9 @@ impl Pg {
     }
 
     /// Applies the `migrations` of `component` this database lacks, in order, and returns
-    /// how many it applied. Creates the schema first if one is configured.
+    /// how many it applied. Creates the schema first if one is configured. A database
+    /// already current is only read (no DDL, no lock): a database role without `CREATE`
+    /// starts on a database migrated beforehand (`aauth admin migrate`).
     ///
     /// # Errors
     ///
@@ -359,6 +361,14 @@ impl Pg {
         component: &str,
         migrations: &[Migration],
     ) -> Result<usize, StoreError> {
+        let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+        let at = self.schema_version(component).await?;
+        if at > known {
+            return Err(self.newer(component, at, known));
+        }
+        if at == known {
+            return Ok(0);
+        }
         let mut client = self.client().await?;
         // `IF NOT EXISTS` does not make two concurrent creations safe: every step runs
         // under one advisory lock, whichever instance (or component) starts first.
@@ -381,7 +391,6 @@ impl Pg {
         .await
         .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
-        let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
         let mut applied = 0;
         for m in migrations {
             let tx = client.transaction().await.map_err(|e| self.err(e))?;
@@ -398,10 +407,7 @@ impl Pg {
                 .get(0);
             let at = u32::try_from(at.unwrap_or(0)).unwrap_or(0);
             if at > known {
-                return Err(self.err(format!(
-                    "the database's {component} schema is at version {at}, newer than this \
-                     build knows ({known}): run the newer version, or restore a backup"
-                )));
+                return Err(self.newer(component, at, known));
             }
             if m.version <= at {
                 continue;
@@ -525,6 +531,14 @@ impl Pg {
             let now = i64::try_from(SystemClock.now().as_secs()).unwrap_or(i64::MAX);
             pg.execute(delete, &[&now]).await
         })
+    }
+
+    /// The refusal of a database whose `component` schema a newer build migrated.
+    fn newer(&self, component: &str, at: u32, known: u32) -> StoreError {
+        self.err(format!(
+            "the database's {component} schema is at version {at}, newer than this build \
+             knows ({known}): run the newer version, or restore a backup"
+        ))
     }
 
     /// The version of `component`'s schema the database is at (0: none applied).

@@ -81,7 +81,7 @@ impl PgCascadeStore {
     /// [`StoreError`].
     pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
         let pg = pg.named(STORE);
-        pg.migrate(COMPONENT, MIGRATIONS).await?;
+        Self::migrate(&pg).await?;
         let sweep = pg.sweep(
             SWEEP_EVERY,
             "DELETE FROM aauth_cascade WHERE id IN
@@ -91,6 +91,17 @@ impl PgCascadeStore {
             pg,
             _sweep: Arc::new(sweep),
         })
+    }
+
+    /// Applies the pending revocations' migrations the database lacks and returns how many,
+    /// without starting a store (a server's `migrate` applies them with its own, so that
+    /// a database role without `CREATE` can run every instance).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn migrate(pg: &Pg) -> Result<usize, StoreError> {
+        pg.named(STORE).migrate(COMPONENT, MIGRATIONS).await
     }
 }
 

@@ -68,7 +68,7 @@ impl PgReplayStore {
     /// [`StoreError`].
     pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
         let pg = pg.named(STORE);
-        pg.migrate(COMPONENT, MIGRATIONS).await?;
+        Self::migrate(&pg).await?;
         let sweep = pg.sweep(
             SWEEP_EVERY,
             "DELETE FROM aauth_replay WHERE key IN
@@ -78,6 +78,17 @@ impl PgReplayStore {
             pg,
             _sweep: Arc::new(sweep),
         })
+    }
+
+    /// Applies the replay cache's migrations the database lacks and returns how many,
+    /// without starting a store (a server's `migrate` applies them with its own, so that
+    /// a database role without `CREATE` can run every instance).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn migrate(pg: &Pg) -> Result<usize, StoreError> {
+        pg.named(STORE).migrate(COMPONENT, MIGRATIONS).await
     }
 }
 

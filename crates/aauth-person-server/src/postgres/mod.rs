@@ -125,14 +125,20 @@ impl PgStore {
     }
 
     /// Applies the migrations the database lacks and returns how many, without starting
-    /// a store (`aauth admin migrate`).
+    /// a store (`aauth admin migrate`): the Person Server's own, and those of the replay
+    /// cache and the pending revocations its instances share ([`Self::replay_store`],
+    /// [`Self::cascade_store`]), so that instances whose database role cannot `CREATE`
+    /// start on a migrated database.
     ///
     /// # Errors
     ///
     /// [`PgOpenError`].
     pub async fn migrate(options: &PgOptions) -> Result<usize, PgOpenError> {
         let pg = Pg::new(STORE, options)?;
-        Ok(pg.migrate(COMPONENT, MIGRATIONS).await?)
+        let own = pg.migrate(COMPONENT, MIGRATIONS).await?;
+        let replay = aauth_metadata::store::PgReplayStore::migrate(&pg).await?;
+        let cascade = aauth_metadata::store::PgCascadeStore::migrate(&pg).await?;
+        Ok(own + replay + cascade)
     }
 
     fn start(pg: Pg) -> Self {

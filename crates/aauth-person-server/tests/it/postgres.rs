@@ -110,6 +110,9 @@ async fn instances_starting_together_migrate_once() {
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    // `migrate` also makes the tables the instances share (which `serve` makes at its
+    // first start); then there is nothing left to apply.
+    assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 2);
     assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 0);
     assert_eq!(pg.schema_version("person-server").await.unwrap(), 5);
 
@@ -126,6 +129,53 @@ async fn instances_starting_together_migrate_once() {
 }
 
 /// Awaits every future (the tests' own, to keep dependencies out).
+/// `aauth admin migrate` (`PgStore::migrate`) run by a role that may create, then the
+/// instances started by a role that may only read and write rows: they start (a current
+/// schema is only read), with the replay cache and the pending revocations they share,
+/// whose tables the migration made too.
+#[tokio::test]
+async fn instances_start_without_create_on_a_migrated_database() {
+    use aauth_metadata::cascade::CascadeStore;
+    use aauth_metadata::store::postgres::PgOptions;
+    use aauth_person_server::{AuditAction, AuditEvent};
+    let Some(db) = Db::new("instances_start_without_create_on_a_migrated_database") else {
+        return;
+    };
+    assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 7);
+    let (schema, role) = (db.0.name().to_owned(), format!("{}_app", db.0.name()));
+    db.0.sql(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'app';
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};"
+    ))
+    .await;
+    let url = db.0.url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let app = PgOptions::new(format!("{scheme}://{role}:app@{rest}")).schema(schema.clone());
+
+    let started = PgStore::connect(&app).await;
+    let shared = match &started {
+        Ok(store) => Some((store.replay_store().await, store.cascade_store().await)),
+        Err(_) => None,
+    };
+    let worked = match (&started, shared) {
+        (Ok(store), Some((Ok(_replay), Ok(cascade)))) => {
+            let event = store
+                .record_event(AuditEvent::new(NOW.as_secs(), AuditAction::Issued, "app"))
+                .await;
+            let begun = cascade.begin("c1", "https://as.example", NOW).await;
+            format!("{event:?} {begun:?}")
+        }
+        (started, shared) => format!("{:?} {shared:?}", started.as_ref().err()),
+    };
+    db.0.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
+        .await;
+    db.drop_schema().await;
+    assert_eq!(worked, "Ok(()) Ok(())");
+}
+
 async fn futures_join_all<F: Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
