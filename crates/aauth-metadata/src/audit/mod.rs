@@ -455,6 +455,9 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod select;
+
 #[cfg(feature = "runtime")]
 pub mod operator;
 

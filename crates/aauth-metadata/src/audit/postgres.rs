@@ -57,26 +57,6 @@ pub async fn record(pg: &Pg, e: &AuditEvent) -> Result<(), StoreError> {
     .map(drop)
 }
 
-/// A statement and its parameters, one filter at a time.
-struct Select<'a> {
-    sql: String,
-    params: Vec<&'a (dyn ToSql + Sync)>,
-}
-
-impl<'a> Select<'a> {
-    /// Adds `clause`, its `?` the next parameter, `value`.
-    fn and(&mut self, clause: &str, value: &'a (dyn ToSql + Sync)) {
-        self.params.push(value);
-        self.sql.push_str(if self.params.len() == 1 {
-            " WHERE "
-        } else {
-            " AND "
-        });
-        self.sql
-            .push_str(&clause.replace('?', &format!("${}", self.params.len())));
-    }
-}
-
 /// The page of events `q` selects, newest first (by the order they were recorded in), or
 /// oldest first when it asks.
 ///
@@ -84,52 +64,14 @@ impl<'a> Select<'a> {
 ///
 /// [`StoreError`].
 pub async fn query(pg: &Pg, q: &AuditQuery) -> Result<AuditPage, StoreError> {
-    let limit = i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX);
-    let before = q.before.map(|c| secs(c.seq()));
-    let action = q.action.map(AuditAction::as_str);
-    let (since, until) = (q.since.map(secs), q.until.map(secs));
-    // Only the filters asked for are in the statement, so that the planner sees each
-    // column it may use an index on (`(agent, seq)`, `(account, seq)`, `at`), where a
-    // generic plan of `$1 IS NULL OR agent = $1` reads the whole table.
-    let mut w = Select {
-        sql: String::from(
-            "SELECT seq, at, action, account, agent, resource, scope, request, detail FROM audit",
-        ),
-        params: Vec::new(),
-    };
-    if let Some(v) = &q.agent {
-        w.and("agent = ?", v);
-    }
-    if let Some(v) = &q.resource {
-        w.and("resource = ?", v);
-    }
-    if let Some(v) = &q.account {
-        w.and("account = ?", v);
-    }
-    if let Some(v) = &action {
-        w.and("action = ?", v);
-    }
-    if let Some(v) = &since {
-        w.and("at >= ?", v);
-    }
-    if let Some(v) = &until {
-        w.and("at <= ?", v);
-    }
-    // The cursor and the order: newest first, or oldest first.
-    if let Some(v) = &before {
-        w.and(if q.oldest_first { "seq > ?" } else { "seq < ?" }, v);
-    }
-    let Select {
-        mut sql,
-        mut params,
-    } = w;
-    params.push(&limit);
-    sql.push_str(if q.oldest_first {
-        " ORDER BY seq ASC"
-    } else {
-        " ORDER BY seq DESC"
-    });
-    sql.push_str(&format!(" LIMIT ${}", params.len()));
+    let (sql, values) = super::select::select(q, '$');
+    let params: Vec<&(dyn ToSql + Sync)> = values
+        .iter()
+        .map(|v| match v {
+            super::select::Value::Text(s) => s as &(dyn ToSql + Sync),
+            super::select::Value::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect();
     let rows = pg.query(&sql, &params).await?;
     let rows = rows
         .iter()

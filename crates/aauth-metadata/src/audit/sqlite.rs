@@ -109,53 +109,11 @@ type Row = (
 /// [`StoreError`] (`store` names the store).
 pub fn query(c: &Connection, store: &'static str, q: &AuditQuery) -> Result<AuditPage, StoreError> {
     let err = |e| StoreError::backend(store, e);
-    // Only the filters asked for are in the statement, so that the planner sees each
-    // column it may use an index on (`(agent, seq)`, `(account, seq)`, `at`).
-    let mut sql = String::from(
-        "SELECT seq, at, action, account, agent, resource, scope, request, detail FROM audit",
-    );
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    let mut and = |clause: &str, value: rusqlite::types::Value| {
-        values.push(value);
-        sql.push_str(if values.len() == 1 {
-            " WHERE "
-        } else {
-            " AND "
-        });
-        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
-    };
-    let text = |s: &str| rusqlite::types::Value::Text(s.to_owned());
-    let int = rusqlite::types::Value::Integer;
-    if let Some(v) = &q.agent {
-        and("agent = ?", text(v));
-    }
-    if let Some(v) = &q.resource {
-        and("resource = ?", text(v));
-    }
-    if let Some(v) = &q.account {
-        and("account = ?", text(v));
-    }
-    if let Some(v) = q.action {
-        and("action = ?", text(v.as_str()));
-    }
-    if let Some(v) = q.since {
-        and("at >= ?", int(secs(v)));
-    }
-    if let Some(v) = q.until {
-        and("at <= ?", int(secs(v)));
-    }
-    // The cursor and the order: newest first, or oldest first.
-    if let Some(c) = q.before {
-        let past = if q.oldest_first { "seq > ?" } else { "seq < ?" };
-        and(past, int(secs(c.seq())));
-    }
-    values.push(int(i64::try_from(q.fetch_limit()).unwrap_or(i64::MAX)));
-    sql.push_str(if q.oldest_first {
-        " ORDER BY seq ASC"
-    } else {
-        " ORDER BY seq DESC"
+    let (sql, values) = super::select::select(q, '?');
+    let values = values.into_iter().map(|v| match v {
+        super::select::Value::Text(s) => rusqlite::types::Value::Text(s.to_owned()),
+        super::select::Value::Int(i) => rusqlite::types::Value::Integer(i),
     });
-    sql.push_str(&format!(" LIMIT ?{}", values.len()));
     let mut stmt = c.prepare_cached(&sql).map_err(err)?;
     let rows: Vec<Row> = stmt
         .query_map(rusqlite::params_from_iter(values), |r| {
