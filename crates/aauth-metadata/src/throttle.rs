@@ -205,6 +205,21 @@ pub trait Throttle: Send + Sync {
     /// [`StoreError`].
     async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError>;
 
+    /// Checks and counts one guess in one step: `Some(seconds)` when any of `keys` is
+    /// blocked at `now` (nothing counted, as [`Throttle::blocked`]); else one failure
+    /// counted against each key before the guess is checked, and `None`. The caller
+    /// clears them with [`Throttle::succeeded`] when the guess proves right. Of guesses
+    /// made at once (on any instance sharing the store), each sees the ones before it
+    /// counted, so no more pass than the policy allows one after another; checking with
+    /// [`Throttle::blocked`] and counting with [`Throttle::failed`] after the guess lets
+    /// every guess already in flight through.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn attempt(&self, keys: &[ThrottleKey], now: UnixTime)
+    -> Result<Option<u64>, StoreError>;
+
     /// Clears `keys` (a correct password clears its account's and client's counts).
     ///
     /// # Errors
@@ -252,6 +267,36 @@ impl Counts {
             }
             self.by_expiry.pop_first();
             self.by_key.remove(&key);
+        }
+    }
+
+    /// The longest wait any of `keys` has left at `now`, if one is blocked.
+    fn blocked(&self, keys: &[ThrottleKey], now: u64) -> Option<u64> {
+        keys.iter()
+            .filter_map(|k| self.by_key.get(k))
+            .filter(|c| c.blocked_until > now)
+            .map(|c| c.blocked_until - now)
+            .max()
+    }
+
+    /// Counts a failure at `now` against each of `keys`, keeping at most `max` keys.
+    fn failed(&mut self, keys: &[ThrottleKey], now: u64, policy: &ThrottlePolicy, max: usize) {
+        self.sweep(now);
+        for key in keys {
+            let previous = self.by_key.get(key).copied();
+            if let Some(c) = previous {
+                self.by_expiry.remove(&(c.expiry(policy), *key));
+            } else if self.by_key.len() >= max {
+                self.forget_earliest();
+            }
+            let failures = previous.map_or(0, |c| c.failures).saturating_add(1);
+            let c = Count {
+                failures,
+                last: now,
+                blocked_until: policy.blocked_until(failures, now),
+            };
+            self.by_expiry.insert((c.expiry(policy), *key));
+            self.by_key.insert(*key, c);
         }
     }
 
@@ -348,37 +393,27 @@ impl Throttle for MemoryThrottle {
         keys: &[ThrottleKey],
         now: UnixTime,
     ) -> Result<Option<u64>, StoreError> {
-        let counts = self.lock();
-        let now = now.as_secs();
-        Ok(keys
-            .iter()
-            .filter_map(|k| counts.by_key.get(k))
-            .filter(|c| c.blocked_until > now)
-            .map(|c| c.blocked_until - now)
-            .max())
+        Ok(self.lock().blocked(keys, now.as_secs()))
     }
 
     async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError> {
+        self.lock()
+            .failed(keys, now.as_secs(), &self.policy, self.max);
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<Option<u64>, StoreError> {
         let mut counts = self.lock();
         let now = now.as_secs();
-        counts.sweep(now);
-        for key in keys {
-            let previous = counts.by_key.get(key).copied();
-            if let Some(c) = previous {
-                counts.by_expiry.remove(&(c.expiry(&self.policy), *key));
-            } else if counts.by_key.len() >= self.max {
-                counts.forget_earliest();
-            }
-            let failures = previous.map_or(0, |c| c.failures).saturating_add(1);
-            let c = Count {
-                failures,
-                last: now,
-                blocked_until: self.policy.blocked_until(failures, now),
-            };
-            counts.by_expiry.insert((c.expiry(&self.policy), *key));
-            counts.by_key.insert(*key, c);
+        let blocked = counts.blocked(keys, now);
+        if blocked.is_none() {
+            counts.failed(keys, now, &self.policy, self.max);
         }
-        Ok(())
+        Ok(blocked)
     }
 
     async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {

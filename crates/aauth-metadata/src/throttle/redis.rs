@@ -32,46 +32,62 @@ const SLACK_MS: u64 = 5_000;
 /// cut to this.
 const MAX_KEEP_MS: u64 = 366 * 24 * 3600 * 1000;
 
-/// `KEYS`: the counters. `ARGV[1]`: now; `ARGV[2]`: the free failures; then, for each
-/// count of failures from `free` on (the last standing for every larger count): when
-/// the block ends, when the key is forgotten, and the milliseconds Redis keeps it. A
-/// key whose forgetting time has come starts afresh, as if it were not there.
-static FAILED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local now = ARGV[1]
-local free = tonumber(ARGV[2])
-local last = (#ARGV - 2) / 3 - 1
-for _, key in ipairs(KEYS) do
-  local c = redis.call('HMGET', key, 'f', 'e')
-  local f = 0
-  if c[1] and c[2] and c[2] > now then f = tonumber(c[1]) end
-  if f < 4294967295 then f = f + 1 end
-  local step = f - free
-  if step < 0 then step = 0 end
-  if step > last then step = last end
-  local a = 3 + 3 * step
-  redis.call('HSET', key, 'f', f, 'u', ARGV[a], 'e', ARGV[a + 1])
-  redis.call('PEXPIRE', key, ARGV[a + 2])
+/// Lua: the latest end of a block still running at `ARGV[1]` among `KEYS`, or `false`.
+const LATEST_BLOCK: &str = r"
+local function latest_block()
+  local latest = false
+  for _, key in ipairs(KEYS) do
+    local u = redis.call('HGET', key, 'u')
+    if u and u > ARGV[1] and ((not latest) or u > latest) then latest = u end
+  end
+  return latest
 end
-return 0
-",
-    )
-});
+";
 
-/// `KEYS`: the counters. `ARGV[1]`: now. Answers the latest end of a block still running,
-/// or nothing.
-static BLOCKED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local latest = false
-for _, key in ipairs(KEYS) do
-  local u = redis.call('HGET', key, 'u')
-  if u and u > ARGV[1] and ((not latest) or u > latest) then latest = u end
+/// Lua: counts a failure against each of `KEYS`. `ARGV[1]`: now; `ARGV[2]`: the free
+/// failures; then, for each count of failures from `free` on (the last standing for
+/// every larger count): when the block ends, when the key is forgotten, and the
+/// milliseconds Redis keeps it. A key whose forgetting time has come starts afresh, as
+/// if it were not there.
+const COUNT_FAILURE: &str = r"
+local function count_failure()
+  local now = ARGV[1]
+  local free = tonumber(ARGV[2])
+  local last = (#ARGV - 2) / 3 - 1
+  for _, key in ipairs(KEYS) do
+    local c = redis.call('HMGET', key, 'f', 'e')
+    local f = 0
+    if c[1] and c[2] and c[2] > now then f = tonumber(c[1]) end
+    if f < 4294967295 then f = f + 1 end
+    local step = f - free
+    if step < 0 then step = 0 end
+    if step > last then step = last end
+    local a = 3 + 3 * step
+    redis.call('HSET', key, 'f', f, 'u', ARGV[a], 'e', ARGV[a + 1])
+    redis.call('PEXPIRE', key, ARGV[a + 2])
+  end
 end
-return latest
-",
-    )
+";
+
+/// [`Throttle::failed`]: `COUNT_FAILURE`'s arguments.
+static FAILED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{COUNT_FAILURE}\ncount_failure()\nreturn 0\n")));
+
+/// [`Throttle::blocked`]: `ARGV[1]`, now. Answers `LATEST_BLOCK`.
+static BLOCKED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{LATEST_BLOCK}\nreturn latest_block()\n")));
+
+/// [`Throttle::attempt`], atomically: the latest block, or (none running) a failure
+/// counted and `false`. `COUNT_FAILURE`'s arguments.
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{LATEST_BLOCK}{COUNT_FAILURE}
+local latest = latest_block()
+if latest then return latest end
+count_failure()
+return false
+"
+    ))
 });
 
 /// A time as the scripts compare it: 20 decimal digits (`u64::MAX` has 20).
@@ -162,6 +178,39 @@ impl RedisThrottle {
     fn key(&self, key: &ThrottleKey) -> String {
         self.redis.key(&["throttle", &key.to_hex()])
     }
+
+    /// A call of `script` (`COUNT_FAILURE`'s arguments) counting a failure at `now`
+    /// against `keys`.
+    fn counting<'s>(
+        &self,
+        script: &'s Script,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> crate::store::redis::client::ScriptInvocation<'s> {
+        let mut call = script.prepare_invoke();
+        for key in keys {
+            call.key(self.key(key));
+        }
+        let now = now.as_secs();
+        call.arg(time(now)).arg(self.policy.free_failures);
+        for (until, forgotten) in steps(&self.policy, now) {
+            call.arg(time(until))
+                .arg(time(forgotten))
+                .arg(keep_ms(forgotten, now));
+        }
+        call
+    }
+}
+
+/// The wait left at `now` of a block ending at `until` (a script's answer), if any.
+fn wait_until(until: Option<String>, now: UnixTime) -> Result<Option<u64>, StoreError> {
+    let Some(until) = until else {
+        return Ok(None);
+    };
+    let until: u64 = until
+        .parse()
+        .map_err(|e| StoreError::unreadable(STORE, "end of a block", e))?;
+    Ok(Some(until.saturating_sub(now.as_secs())))
 }
 
 #[async_trait]
@@ -178,34 +227,30 @@ impl Throttle for RedisThrottle {
         for key in keys {
             call.key(self.key(key));
         }
-        let now = now.as_secs();
-        call.arg(time(now));
+        call.arg(time(now.as_secs()));
         let until: Option<String> = self.redis.invoke(STORE, &call).await?;
-        let Some(until) = until else {
-            return Ok(None);
-        };
-        let until: u64 = until
-            .parse()
-            .map_err(|e| StoreError::unreadable(STORE, "end of a block", e))?;
-        Ok(Some(until.saturating_sub(now)))
+        wait_until(until, now)
     }
 
     async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut call = FAILED.prepare_invoke();
-        for key in keys {
-            call.key(self.key(key));
-        }
-        let now = now.as_secs();
-        call.arg(time(now)).arg(self.policy.free_failures);
-        for (until, forgotten) in steps(&self.policy, now) {
-            call.arg(time(until))
-                .arg(time(forgotten))
-                .arg(keep_ms(forgotten, now));
-        }
+        let call = self.counting(&FAILED, keys, now);
         self.redis.invoke::<i64>(STORE, &call).await.map(drop)
+    }
+
+    async fn attempt(
+        &self,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<Option<u64>, StoreError> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let call = self.counting(&ATTEMPT, keys, now);
+        let until: Option<String> = self.redis.invoke(STORE, &call).await?;
+        wait_until(until, now)
     }
 
     async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {

@@ -245,17 +245,69 @@ async fn memory_is_bounded_and_a_flood_of_new_keys_forgets_the_oldest() {
     assert_eq!(t.blocked(&[key("0")], UnixTime(499)).await.unwrap(), None);
 }
 
-/// One generated case: a policy, a start time, and operations `(key, fail?, step)`.
-type Case = (Vec<(u8, bool, u64)>, u32, u64, u64, u64, u64);
+/// Fifty guesses sent at once: each attempt sees the ones before it counted, so exactly
+/// as many pass as would one after another (the free failures, and the one that starts
+/// the first block), at one instance or spread over two sharing one Redis.
+#[tokio::test]
+async fn attempts_at_once_pass_no_more_than_one_after_another() {
+    let makers = Makers::new("attempts_at_once_pass_no_more_than_one_after_another").await;
+    let policy = ThrottlePolicy::new(
+        3,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    );
+    let mut all = makers.make(policy);
+    if let Some(r) = &makers.redis {
+        // Two instances: two connections, one set of counters.
+        let shared = r.with_prefix(&format!("{}:", unique_name("throttle")));
+        let other = redis(&redis_url("").unwrap(), "unused:")
+            .await
+            .with_prefix(shared.prefix());
+        let (a, b): (Arc<dyn Throttle>, Arc<dyn Throttle>) = (
+            Arc::new(RedisThrottle::new(shared, policy)),
+            Arc::new(RedisThrottle::new(other, policy)),
+        );
+        all.push(("redis, two instances", a));
+        all.push(("redis, two instances", b));
+    }
+    let mut groups: Vec<(&str, Vec<Arc<dyn Throttle>>)> = Vec::new();
+    for (what, t) in all {
+        match groups.last_mut() {
+            Some((w, ts)) if *w == what => ts.push(t),
+            _ => groups.push((what, vec![t])),
+        }
+    }
+    for (what, throttles) in groups {
+        let k = [key("alice")];
+        let guesses = (0..50).map(|i| {
+            let t = Arc::clone(&throttles[i % throttles.len()]);
+            tokio::spawn(async move { t.attempt(&k, UnixTime(1_000)).await.unwrap() })
+        });
+        let mut passed = 0;
+        for g in guesses.collect::<Vec<_>>() {
+            if g.await.unwrap().is_none() {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 4, "{what}");
+        assert_eq!(
+            throttles[0].blocked(&k, UnixTime(1_000)).await.unwrap(),
+            Some(11),
+            "{what}"
+        );
+    }
+}
+
+/// One generated case: a policy, a start time, and operations `(key, op, step)`, `op`
+/// 0 a check ([`Throttle::blocked`]), 1 a failure, 2 an attempt.
+type Case = (Vec<(u8, u8, u64)>, u32, u64, u64, u64, u64);
 
 /// Small steps and short memories as often as long ones, so that a block's end and a
 /// key's forgetting fall exactly on a step.
 fn cases() -> impl Strategy<Value = Case> {
     (
-        proptest::collection::vec(
-            (0u8..3, any::<bool>(), prop_oneof![0u64..3, 0u64..120]),
-            1..80,
-        ),
+        proptest::collection::vec((0u8..3, 0u8..3, prop_oneof![0u64..3, 0u64..120]), 1..80),
         0u32..4,
         prop_oneof![1u64..3, 1u64..20],
         1u64..200,
@@ -265,8 +317,9 @@ fn cases() -> impl Strategy<Value = Case> {
 }
 
 /// Runs `case` over every throttle in `all` and a model: a key is blocked exactly for
-/// `delay(failures)` after its last failure, failures reset after `forget_after`, and
-/// every throttle answers every check as the model does.
+/// `delay(failures)` after its last failure, failures reset after `forget_after`, an
+/// attempt is refused while blocked and else counted, and every throttle answers every
+/// check and attempt as the model does.
 async fn matches_the_model(
     makers: &Makers,
     (ops, free, base, max, forget, start): Case,
@@ -281,7 +334,7 @@ async fn matches_the_model(
     // key -> (failures, last, blocked_until)
     let mut model: [Option<(u32, u64, u64)>; 3] = [None; 3];
     let mut now = start;
-    for (k, fail, step) in ops {
+    for (k, op, step) in ops {
         now = now.saturating_add(step);
         let tk = [key(&k.to_string())];
         for m in &mut model {
@@ -293,18 +346,32 @@ async fn matches_the_model(
         }
         let expect_blocked =
             model[usize::from(k)].and_then(|(_, _, until)| (until > now).then(|| until - now));
-        if fail {
-            for (_, t) in &all {
-                t.failed(&tk, UnixTime(now)).await.unwrap();
+        let counted = match op {
+            1 => {
+                for (_, t) in &all {
+                    t.failed(&tk, UnixTime(now)).await.unwrap();
+                }
+                true
             }
+            2 => {
+                for (what, t) in &all {
+                    let got = t.attempt(&tk, UnixTime(now)).await.unwrap();
+                    prop_assert_eq!(got, expect_blocked, "{} attempt", what);
+                }
+                expect_blocked.is_none()
+            }
+            _ => {
+                // The sweep runs on failures; a check reads what is there.
+                for (what, t) in &all {
+                    let got = t.blocked(&tk, UnixTime(now)).await.unwrap();
+                    prop_assert_eq!(got, expect_blocked, "{}", what);
+                }
+                false
+            }
+        };
+        if counted {
             let failures = model[usize::from(k)].map_or(0, |m| m.0) + 1;
             model[usize::from(k)] = Some((failures, now, policy.blocked_until(failures, now)));
-        } else {
-            // The sweep runs on failures; a check reads what is there.
-            for (what, t) in &all {
-                let got = t.blocked(&tk, UnixTime(now)).await.unwrap();
-                prop_assert_eq!(got, expect_blocked, "{}", what);
-            }
         }
     }
     Ok(())
