@@ -111,6 +111,7 @@
 //! # trusted_person_servers = ["https://ps.example"]  # whose person (and three-party auth) tokens
 //!                                        # it takes; absent: any Person Server
 //! defer_auth_token = false               # hold a call for its auth token (202) instead of 401
+//! case_insensitive_paths = false         # routes match /Admin as /admin (set it when the API does)
 //! [resource_proxy.scope_descriptions]
 //! "files.read" = "Read your files"
 //! [resource_proxy.sessions]              # sessions the upstream grants (x-aauth-grant-session)
@@ -143,8 +144,8 @@
 //! # assertion_audience = "issuer"        # the assertion's aud: "issuer" (default),
 //!                                        # "endpoint", or the exact value the server wants
 //! [[resource_proxy.routes]]              # the first route that matches wins; none is 404
-//! path = "/files/*"                      # exact, or a prefix ending in `/*`
-//! methods = ["GET", "HEAD"]              # absent: every method
+//! path = "/files/*"                      # exact (with or without a final `/`), or a prefix ending in `/*`
+//! methods = ["GET", "HEAD"]              # absent: every method; HEAD falls under GET
 //! access = "auth-token"                  # or "agent-token", "person-token", "session-token"
 //! scope = "files.read"                   # what an auth-token route requires (a session-token
 //!                                        # route may name one: the session's grant must cover it)
@@ -644,6 +645,12 @@ pub(crate) struct ResourceProxySection {
     /// The replay cache's bounds (in this process, or in the Redis `store` names).
     #[serde(default)]
     pub(crate) replay: ProxyReplay,
+    /// Whether routes match paths whatever the case of their letters (default false): set
+    /// it when the API routes `/Admin` as `/admin` (ASP.NET, Express by default, a
+    /// case-insensitive file system), so that no spelling of a path passes under a
+    /// weaker route than the one written for it.
+    #[serde(default)]
+    pub(crate) case_insensitive_paths: bool,
     /// The routes, in order: the first that matches a request decides it.
     pub(crate) routes: Vec<ProxyRoute>,
 }

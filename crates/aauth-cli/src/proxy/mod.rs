@@ -80,6 +80,8 @@ const OWN_PREFIX: &str = "/aauth/";
 pub(crate) struct Proxy {
     own: EndpointService<WithHealth<dyn Endpoint>>,
     routes: Arc<[ServedRoute]>,
+    /// `case_insensitive_paths`.
+    fold_case: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -144,7 +146,7 @@ pub(crate) async fn build(
         connect_timeout,
         request_timeout: Duration::from_secs(s.request_timeout_secs),
         roots: reach.roots(),
-        tls: c.tls.is_some(),
+        public: id.as_str(),
         forward_signature_headers: s.forward_signature_headers,
         trusted_proxies: crate::forwarded::TrustedProxies::parse(&c.trusted_proxies)?,
         grants: sessions::Grants::new(
@@ -203,6 +205,7 @@ pub(crate) async fn build(
     Ok(Proxy {
         own: EndpointService::new(Arc::new(own), clock),
         routes: routes.into(),
+        fold_case: s.case_insensitive_paths,
     })
 }
 
@@ -261,7 +264,7 @@ fn served_routes(
             layer = layer.defer_auth_token(DeferredAuth::new(Arc::clone(&shared.held), &prefix));
         }
         out.push(ServedRoute {
-            matcher: Matcher::new(r)?,
+            matcher: Matcher::new(r, s.case_insensitive_paths)?,
             // A body the decision does not need goes on as it arrives; one it does (a
             // covered digest, a held call) is read whole and checked first.
             service: layer.streaming().layer(upstream.clone()),
@@ -316,7 +319,7 @@ pub(crate) fn check(c: &Config) -> Result<(), CliError> {
     let s = section(c)?;
     upstream::parse_url(&s.upstream)?;
     for r in &s.routes {
-        Matcher::new(r)?;
+        Matcher::new(r, s.case_insensitive_paths)?;
         policy(r)?;
     }
     if let Some(a) = &s.access_server {
@@ -507,6 +510,38 @@ fn own_path(path: &str) -> bool {
     ) || path.starts_with(OWN_PREFIX)
 }
 
+/// The refusal of a request no route can be chosen for as an upstream would read it: a
+/// target that is not an absolute path (`CONNECT host:port`, or `GET host` which hyper
+/// reads as authority-form, path empty, while the upstream is sent `/`; `OPTIONS *`),
+/// a `CONNECT` that is not a WebSocket over HTTP/2, a method in lower case (`get`,
+/// which some frameworks fold into the `GET` a route may not allow).
+fn unroutable<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
+    if req.method() == http::Method::CONNECT && !upstream::is_h2_websocket(req) {
+        return Some(problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT: this is not a forward proxy",
+        ));
+    }
+    if !req.uri().path().starts_with('/') {
+        return Some(problem(
+            StatusCode::BAD_REQUEST,
+            "the request target must be an absolute path",
+        ));
+    }
+    if req
+        .method()
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+    {
+        return Some(problem(
+            StatusCode::BAD_REQUEST,
+            "a method in lower case (methods are case-sensitive)",
+        ));
+    }
+    None
+}
+
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
 impl Service<Request<crate::deadline::InBody>> for Proxy {
@@ -520,6 +555,9 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
 
     fn call(&mut self, mut req: Request<crate::deadline::InBody>) -> BoxFuture {
         upstream::note_peer(&mut req);
+        if let Some(refused) = unroutable(&req) {
+            return Box::pin(async move { Ok(refused) });
+        }
         let path = req.uri().path();
         let mut route = match self.pending_route(path) {
             Some(r) => r.service.clone(),
@@ -541,7 +579,12 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
                 } else {
                     req.method()
                 };
-                match self.routes.iter().find(|r| r.matcher.matches(method, path)) {
+                let path = routes::match_form(path, self.fold_case);
+                match self
+                    .routes
+                    .iter()
+                    .find(|r| r.matcher.matches(method, &path))
+                {
                     Some(r) => r.service.clone(),
                     None => {
                         let r = problem(StatusCode::NOT_FOUND, "no route for this request");
@@ -562,7 +605,29 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
 
 #[cfg(test)]
 mod tests {
-    use super::pending_index;
+    use super::{pending_index, unroutable};
+
+    /// Targets and methods no route is chosen for: refused before any route is looked
+    /// at, with what was wrong.
+    #[test]
+    fn targets_that_are_not_paths_and_methods_in_lower_case_are_refused() {
+        let status = |method: &str, target: &str| {
+            let req = http::Request::builder()
+                .method(method)
+                .uri(target)
+                .body(())
+                .unwrap();
+            unroutable(&req).map(|r| r.status().as_u16())
+        };
+        // `GET resource.example` (authority-form: no path) would go upstream as `/`.
+        assert_eq!(status("GET", "resource.example:443"), Some(400));
+        assert_eq!(status("OPTIONS", "*"), Some(400));
+        assert_eq!(status("CONNECT", "upstream.internal:22"), Some(405));
+        assert_eq!(status("get", "/admin"), Some(400));
+        assert_eq!(status("GET", "/admin"), None);
+        assert_eq!(status("GET", "https://resource.example/admin"), None);
+        assert_eq!(status("PROPFIND", "/dav/"), None);
+    }
 
     #[test]
     fn only_a_pending_url_as_the_proxy_writes_it_is_a_routes() {

@@ -1,6 +1,13 @@
 //! The proxy's route table: which configured route a request falls under (path pattern,
 //! methods; the first that matches wins), and the paths it refuses to match at all
 //! because an upstream could read them as another path.
+//!
+//! Paths are compared in one form ([`match_form`]), the request's and the patterns'
+//! alike: an escaped printable ASCII character decoded (`/v1/models%3Agenerate` is
+//! `/v1/models:generate`, as the frameworks behind the proxy read it), other escapes
+//! with upper-case digits, and, with `case_insensitive_paths`, ASCII letters in lower
+//! case. A pattern `/admin` also covers `/admin/`. `HEAD` falls under a route that
+//! lists `GET` (servers answer it with their `GET` handler).
 
 use http::Method;
 
@@ -18,8 +25,9 @@ pub(crate) enum Pattern {
 }
 
 impl Pattern {
-    /// Reads `resource_proxy.routes.path`.
-    pub(crate) fn parse(path: &str) -> Result<Self, CliError> {
+    /// Reads `resource_proxy.routes.path`, kept in [`match_form`] (`fold_case`: with
+    /// its letters in lower case).
+    pub(crate) fn parse(path: &str, fold_case: bool) -> Result<Self, CliError> {
         let bad = |reason: &str| CliError::Usage {
             flag: "resource_proxy.routes.path",
             reason: format!("{path:?}: {reason}"),
@@ -38,16 +46,22 @@ impl Pattern {
             return Err(bad("a plain path: no query, fragment or dot segments"));
         }
         Ok(if prefix {
-            Self::Prefix(base.to_owned())
+            Self::Prefix(match_form(base, fold_case))
         } else {
-            Self::Exact(path.to_owned())
+            Self::Exact(match_form(path, fold_case))
         })
     }
 
-    /// Whether `path` falls under the pattern.
+    /// Whether `path` (in [`match_form`]) falls under the pattern. An exact pattern
+    /// covers its path with or without a trailing `/`, which servers route alike.
     pub(crate) fn matches(&self, path: &str) -> bool {
         match self {
-            Self::Exact(p) => path == p,
+            Self::Exact(p) => {
+                path == p
+                    || path.strip_suffix('/') == Some(p.as_str())
+                    || p.strip_suffix('/')
+                        .is_some_and(|q| q == path && !q.is_empty())
+            }
             Self::Prefix(base) => path
                 .strip_prefix(base.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
@@ -64,8 +78,8 @@ pub(crate) struct Matcher {
 }
 
 impl Matcher {
-    /// The matcher of a configured route.
-    pub(crate) fn new(route: &ProxyRoute) -> Result<Self, CliError> {
+    /// The matcher of a configured route (`fold_case`: `case_insensitive_paths`).
+    pub(crate) fn new(route: &ProxyRoute, fold_case: bool) -> Result<Self, CliError> {
         let methods = route
             .methods
             .iter()
@@ -77,24 +91,77 @@ impl Matcher {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            pattern: Pattern::parse(&route.path)?,
+            pattern: Pattern::parse(&route.path, fold_case)?,
             methods,
         })
     }
 
-    /// Whether the request `method path` falls under the route.
+    /// Whether the request `method path` (`path` in [`match_form`]) falls under the
+    /// route.
     pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
-        self.pattern.matches(path) && (self.methods.is_empty() || self.methods.contains(method))
+        self.pattern.matches(path)
+            && (self.methods.is_empty()
+                || self.methods.contains(method)
+                || (method == Method::HEAD && self.methods.contains(&Method::GET)))
     }
 }
 
+/// `path` in the form routes are matched in: every escape of a printable ASCII character
+/// but `/`, `\` and `%` decoded (those never reach matching: [`unsafe_path`]), every
+/// other escape with upper-case hex digits, a character beyond ASCII (a pattern's)
+/// escaped as its UTF-8 bytes; with `fold_case`, ASCII letters in lower case.
+///
+/// An upstream decodes `%3A` to `:` and `%40` to `@`: a route for `/v1/models:generate`
+/// must cover `/v1/models%3Agenerate` too, or a weaker route after it would.
+pub(crate) fn match_form(path: &str, fold_case: bool) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut push = |c: char| out.push(if fold_case { c.to_ascii_lowercase() } else { c });
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let escaped = (c == b'%')
+            .then(|| Some(hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?))
+            .flatten();
+        match escaped {
+            Some(byte) if (0x20..0x7f).contains(&byte) && !matches!(byte, b'/' | b'\\' | b'%') => {
+                push(char::from(byte));
+                i += 3;
+            }
+            Some(byte) => {
+                for d in format!("%{byte:02X}").chars() {
+                    push(d);
+                }
+                i += 3;
+            }
+            None if c.is_ascii() => {
+                push(char::from(c));
+                i += 1;
+            }
+            None => {
+                // A character beyond ASCII (only a configured pattern has one: a request's
+                // path is ASCII), as the escapes of its UTF-8 bytes.
+                let len = path[i..].chars().next().map_or(1, char::len_utf8);
+                for byte in &b[i..i + len] {
+                    for d in format!("%{byte:02X}").chars() {
+                        push(d);
+                    }
+                }
+                i += len;
+            }
+        }
+    }
+    out
+}
+
 /// Whether an upstream could read `path` as a different path than the route table does:
-/// a `.` or `..` segment, a backslash, or a percent-encoded dot, slash or backslash.
-/// Such requests are refused (`400`) rather than matched.
+/// a `.` or `..` segment, a backslash, a percent-encoded dot, slash or backslash, or a
+/// `;` (path parameters, which Java servlet containers strip: `/public/..;/admin` is
+/// their `/admin`). Such requests are refused (`400`) rather than matched.
 pub(crate) fn unsafe_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    lower.contains('\\')
-        || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+    lower.contains(['\\', ';'])
+        || ["%2e", "%2f", "%5c", "%3b"].iter().any(|e| lower.contains(e))
         || path.split('/').any(|s| s == "." || s == "..")
         // An empty segment, which many upstreams merge (`//admin` as `/admin`).
         || path.contains("//")
@@ -146,27 +213,29 @@ mod tests {
 
     #[test]
     fn exact_and_prefix_patterns() {
-        let exact = Matcher::new(&route("/status", &[])).unwrap();
+        let exact = Matcher::new(&route("/status", &[]), false).unwrap();
         assert!(exact.matches(&Method::GET, "/status"));
         assert!(!exact.matches(&Method::GET, "/status/x"));
-        let prefix = Matcher::new(&route("/api/*", &["get", "POST"])).unwrap();
+        let prefix = Matcher::new(&route("/api/*", &["get", "POST"]), false).unwrap();
         for p in ["/api", "/api/", "/api/a/b"] {
             assert!(prefix.matches(&Method::GET, p), "{p}");
         }
         assert!(!prefix.matches(&Method::GET, "/apix"));
         assert!(!prefix.matches(&Method::DELETE, "/api/a"));
         assert!(prefix.matches(&Method::POST, "/api/a"));
-        let all = Matcher::new(&route("/*", &[])).unwrap();
+        let all = Matcher::new(&route("/*", &[]), false).unwrap();
         assert!(all.matches(&Method::PUT, "/anything/at/all"));
     }
 
     #[test]
     fn bad_patterns_name_their_key() {
         for bad in ["api", "/a/*/b", "/a*", "/a/../b", "/a?x=1"] {
-            let e = Matcher::new(&route(bad, &[])).unwrap_err().to_string();
+            let e = Matcher::new(&route(bad, &[]), false)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("resource_proxy.routes.path"), "{bad}: {e}");
         }
-        let e = Matcher::new(&route("/a", &["GE T"]))
+        let e = Matcher::new(&route("/a", &["GE T"]), false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("resource_proxy.routes.methods"), "{e}");
@@ -190,6 +259,10 @@ mod tests {
             "/a//b",
             "/a/%zz",
             "/a/%4",
+            // Path parameters, raw or escaped.
+            "/public/..;/admin",
+            "/admin;x/users",
+            "/a%3bb",
         ] {
             assert!(unsafe_path(p), "{p}");
         }
@@ -203,5 +276,36 @@ mod tests {
         ] {
             assert!(!unsafe_path(p), "{p}");
         }
+    }
+
+    /// What an upstream reads as the route's path falls under the route: escaped
+    /// reserved characters, either case of hex digits, a trailing `/`, `HEAD` for `GET`;
+    /// letters of either case only when configured.
+    #[test]
+    fn spellings_an_upstream_reads_alike_match_alike() {
+        let strict = Matcher::new(&route("/v1/models:generate", &["POST"]), false).unwrap();
+        let m = |p: &str| match_form(p, false);
+        assert!(strict.matches(&Method::POST, &m("/v1/models%3Agenerate")));
+        assert!(strict.matches(&Method::POST, &m("/v1/models%3agenerate")));
+        assert!(strict.matches(&Method::POST, &m("/v1/models:generate/")));
+        assert!(!strict.matches(&Method::POST, &m("/v1/models:generatex")));
+        let cafe = Matcher::new(&route("/café/*", &["GET"]), false).unwrap();
+        assert!(cafe.matches(&Method::GET, &m("/caf%c3%a9/menu")));
+        assert!(cafe.matches(&Method::HEAD, &m("/caf%C3%A9")));
+        assert!(!cafe.matches(&Method::POST, &m("/caf%C3%A9")));
+        let users = Matcher::new(&route("/users/a@b.example", &[]), false).unwrap();
+        assert!(users.matches(&Method::GET, &m("/users/a%40b.example")));
+        // Escapes that would change the path's structure stay escaped.
+        assert_eq!(m("/a%2fb%5C%25"), "/a%2Fb%5C%25");
+        assert_eq!(m("/a%0a"), "/a%0A");
+        let root = Matcher::new(&route("/", &[]), false).unwrap();
+        assert!(root.matches(&Method::GET, &m("/")));
+        assert!(!root.matches(&Method::GET, &m("")));
+        // Case: distinct unless configured.
+        let admin = Matcher::new(&route("/Admin/*", &[]), false).unwrap();
+        assert!(!admin.matches(&Method::GET, &m("/ADMIN/users")));
+        let folded = Matcher::new(&route("/Admin/*", &[]), true).unwrap();
+        assert!(folded.matches(&Method::GET, &match_form("/ADMIN/users", true)));
+        assert!(folded.matches(&Method::GET, &match_form("/a%44min", true)));
     }
 }
