@@ -342,8 +342,12 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
+        // Shared with what outlives the connection's task: an upgraded connection's
+        // tunnel holds it until the tunnel closes.
+        let permit = ConnectionSlot(Arc::new(permit));
         let service = AppService {
             inner: service.clone(),
+            slot: permit.clone(),
             limits: limits.rules.clone(),
             trusted: Arc::clone(&trusted),
             tls: tls.is_some(),
@@ -524,11 +528,20 @@ async fn provider_replay(
     )))
 }
 
+/// One of `max_connections`, held by a connection and by whatever it became (an upgraded
+/// connection's tunnel, through its requests' extensions).
+#[derive(Clone)]
+pub(crate) struct ConnectionSlot(
+    #[allow(dead_code, reason = "held, never read")] Arc<tokio::sync::OwnedSemaphorePermit>,
+);
+
 /// The service every connection gets: the logged app, told where the connection came
 /// from.
 #[derive(Clone)]
 struct AppService {
     inner: aauth_metadata::ops::RequestLog<App>,
+    /// The connection's slot, given to each of its requests.
+    slot: ConnectionSlot,
     /// The configured rate limits, checked before the role sees a request.
     limits: Option<Arc<RateLimits>>,
     /// `trusted_proxies`: whose `X-Forwarded-For` names the client counted by the rate
@@ -579,6 +592,7 @@ impl AppService {
             req.extensions_mut().insert(ClientAddr(client));
         }
         req.extensions_mut().insert(self.peer);
+        req.extensions_mut().insert(self.slot.clone());
         // The health endpoints answer whatever the limits say: a flood of one path, or
         // the limiter's Redis down, must not have an orchestrator restart a healthy
         // instance (`/readyz` checks the role's own dependencies).

@@ -57,6 +57,30 @@ const FORWARDING: [&str; 5] = [
     "forwarded",
 ];
 
+/// Headers, however spelled, through which frameworks and servers let a request stand
+/// for another method, path, port or scheme than it has: dropped from every request,
+/// since the route (and so the access mode and scope) was chosen by the request's own
+/// method and path. A `POST` admitted as one, with `X-HTTP-Method-Override: DELETE`,
+/// must not run as a `DELETE` behind the proxy; nor a `GET /public` with
+/// `X-Original-URL: /admin`.
+const OVERRIDES: [&str; 15] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "x-url-scheme",
+    "front-end-https",
+];
+
 /// The prefix of every header only the proxy may set.
 const IDENTITY_PREFIX: &str = "x-aauth-";
 /// An OAuth client's verified token: its issuer, client and subject (with `x-aauth-scope`
@@ -112,8 +136,10 @@ struct Inner {
     /// The base path, without its trailing `/` (empty for `/`).
     base_path: String,
     request_timeout: Duration,
-    /// `x-forwarded-proto`: how clients reach the proxy.
-    proto: &'static str,
+    /// `x-forwarded-proto` and `x-forwarded-host`: the resource's public origin (its
+    /// `id`), whatever the request's `Host` said.
+    proto: HeaderValue,
+    host: HeaderValue,
     /// Whether the signature headers go on.
     forward_signature_headers: bool,
     /// The sessions the upstream grants.
@@ -139,8 +165,8 @@ pub(crate) struct UpstreamConfig<'a> {
     pub(crate) request_timeout: Duration,
     /// Roots trusted for an `https://` upstream.
     pub(crate) roots: rustls::RootCertStore,
-    /// Whether clients reach the proxy over TLS.
-    pub(crate) tls: bool,
+    /// The resource's identifier (its public origin: `https://api.example`).
+    pub(crate) public: &'a str,
     /// `resource_proxy.forward_signature_headers`.
     pub(crate) forward_signature_headers: bool,
     /// Where the sessions the upstream grants are kept.
@@ -153,6 +179,7 @@ impl Upstream {
     /// The upstream at `c.url`.
     pub(crate) fn new(c: UpstreamConfig<'_>) -> Result<Self, CliError> {
         let (scheme, authority, base_path) = parse_url(c.url)?;
+        let (proto, host) = public_origin(c.public)?;
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -188,7 +215,8 @@ impl Upstream {
                 authority,
                 base_path,
                 request_timeout: c.request_timeout,
-                proto: if c.tls { "https" } else { "http" },
+                proto,
+                host,
                 forward_signature_headers: c.forward_signature_headers,
                 grants: c.grants,
                 trusted_proxies: c.trusted_proxies,
@@ -215,6 +243,23 @@ impl Upstream {
             Err(_) => Err("the upstream does not answer".to_owned()),
         }
     }
+}
+
+/// The scheme and authority of the resource's identifier, as `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` carry them.
+fn public_origin(id: &str) -> Result<(HeaderValue, HeaderValue), CliError> {
+    let bad = || CliError::Usage {
+        flag: "id",
+        reason: format!("{id:?}: not an origin the forwarding headers can carry"),
+    };
+    let uri: Uri = id.parse().map_err(|_| bad())?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(bad());
+    };
+    Ok((
+        HeaderValue::from_str(scheme).map_err(|_| bad())?,
+        HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?,
+    ))
 }
 
 /// `http(s)://authority[/base]` → its parts; a query or fragment is refused.
@@ -303,6 +348,9 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     } else {
         (parts.method, body)
     };
+    // The key the upstream's `101` must answer (the client's, or the proxy's own).
+    let websocket_key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let slot = parts.extensions.remove::<crate::serve::ConnectionSlot>();
     let mut out = Request::new(body);
     *out.method_mut() = method;
     *out.uri_mut() = uri;
@@ -349,10 +397,19 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
         return refused;
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return match on_client_upgrade {
-            Some(client_side) => switch(client_side, &mut resp, h2_websocket),
-            None => problem(StatusCode::BAD_GATEWAY, "an upgrade nobody asked for"),
+        let Some(client_side) = on_client_upgrade else {
+            return problem(StatusCode::BAD_GATEWAY, "an upgrade nobody asked for");
         };
+        // Only to a WebSocket, its handshake completed: a `101` from anything else (an
+        // endpoint that echoes a status) would hand the client a raw connection to the
+        // upstream, where every later request would go unverified.
+        if !websocket_switched(resp.headers(), websocket_key.as_ref()) {
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                "the upstream switched protocols without completing the WebSocket handshake",
+            );
+        }
+        return switch(client_side, &mut resp, h2_websocket, slot);
     }
     if h2_websocket && status.is_success() {
         // Over HTTP/2 a success opens the tunnel: one the upstream did not switch to
@@ -380,12 +437,6 @@ fn upstream_headers(
     parts: &mut http::request::Parts,
     caller: &Caller,
 ) -> Result<HeaderMap, String> {
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
     let mut headers = std::mem::take(&mut parts.headers);
     // The connection's peer; for a call held and run at a later poll, the note the
     // proxy kept with it (dropped upstream with the other `x-aauth-` headers). Read
@@ -405,7 +456,7 @@ fn upstream_headers(
         .collect();
     let forwarded: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| FORWARDING.iter().any(|f| reads_as(n, f)))
+        .filter(|n| FORWARDING.iter().chain(&OVERRIDES).any(|f| reads_as(n, f)))
         .cloned()
         .collect();
     for name in forwarded {
@@ -445,10 +496,11 @@ fn upstream_headers(
         bearer.set_sensitive(true);
         headers.insert(header::AUTHORIZATION, bearer);
     }
-    if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(up.proto));
+    // The resource's own origin: for an AAuth request its `Host` was checked to be
+    // that, but nothing checks an OAuth client's, and an API that builds links or
+    // cache keys from `X-Forwarded-Host` must not be handed the client's choice.
+    headers.insert("x-forwarded-host", up.host.clone());
+    headers.insert("x-forwarded-proto", up.proto.clone());
     add_identity(&mut headers, caller)?;
     Ok(headers)
 }
@@ -636,16 +688,43 @@ fn websocket_key() -> Result<HeaderValue, String> {
     HeaderValue::from_str(&key).map_err(|e| e.to_string())
 }
 
+/// RFC 6455 §4.2.2: the `Sec-WebSocket-Accept` a server answers the key `key` with.
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut sha1 = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha1.finish())
+}
+
+/// Whether a `101` with `headers` completes the WebSocket handshake of `key`:
+/// `Upgrade: websocket` and the `Sec-WebSocket-Accept` that answers the key.
+fn websocket_switched(headers: &HeaderMap, key: Option<&HeaderValue>) -> bool {
+    let upgraded = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let accepted = match (key, headers.get(header::SEC_WEBSOCKET_ACCEPT)) {
+        (Some(key), Some(accept)) => {
+            accept.as_bytes() == websocket_accept(key.as_bytes()).as_bytes()
+        }
+        _ => false,
+    };
+    upgraded && accepted
+}
+
 /// The upstream switched protocols: answer the client `101` with its headers (`200`
 /// without the handshake's headers to a WebSocket over HTTP/2, `h2`), and once both
-/// sides have switched, copy bytes both ways until either closes.
+/// sides have switched, copy bytes both ways until either closes, holding the client
+/// connection's `slot` (one of `max_connections`) until then.
 fn switch(
     client_side: hyper::upgrade::OnUpgrade,
     resp: &mut Response<hyper::body::Incoming>,
     h2: bool,
+    slot: Option<crate::serve::ConnectionSlot>,
 ) -> Response<ProxyBody> {
     let upstream_side = hyper::upgrade::on(&mut *resp);
     tokio::spawn(async move {
+        let _slot = slot;
         match tokio::try_join!(client_side, upstream_side) {
             Ok((client, upstream)) => {
                 let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
@@ -726,6 +805,30 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    /// RFC 6455 §1.3's example, and what a `101` must carry to be passed through.
+    #[test]
+    fn a_websocket_switch_needs_the_accept_that_answers_the_key() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        h.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        );
+        assert!(websocket_switched(&h, Some(&key)));
+        assert!(!websocket_switched(&h, None));
+        let other = HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA==");
+        assert!(!websocket_switched(&h, Some(&other)));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!websocket_switched(&h, Some(&key)));
+        h.remove(header::UPGRADE);
+        assert!(!websocket_switched(&h, Some(&key)));
     }
 
     #[test]

@@ -149,7 +149,12 @@ fn upstream_app(seen: Arc<Seen>) -> axum::Router {
                     http::Response::new(Body::empty())
                 }
                 "/agent/events" => events(s),
-                "/agent/ws" => echo_upgrade(hyper::upgrade::on(&mut req)),
+                "/agent/ws" => {
+                    let key = req.headers().get("sec-websocket-key").cloned();
+                    echo_upgrade(hyper::upgrade::on(&mut req), key.as_ref())
+                }
+                // A `101` that is no WebSocket handshake (no `Sec-WebSocket-Accept`).
+                "/agent/raw-switch" => echo_upgrade(hyper::upgrade::on(&mut req), None),
                 "/agent/upload" => upload(&s, req).await,
                 // The API's own flow done: a session granted (and one it tried to set
                 // itself, which the proxy must not pass on).
@@ -261,8 +266,12 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// `101`, then every byte read is written back.
-fn echo_upgrade(on: hyper::upgrade::OnUpgrade) -> http::Response<Body> {
+/// `101` (answering the WebSocket `key`, if given), then every byte read is written
+/// back.
+fn echo_upgrade(
+    on: hyper::upgrade::OnUpgrade,
+    key: Option<&http::HeaderValue>,
+) -> http::Response<Body> {
     tokio::spawn(async move {
         let Ok(upgraded) = on.await else { return };
         let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
@@ -274,6 +283,16 @@ fn echo_upgrade(on: hyper::upgrade::OnUpgrade) -> http::Response<Body> {
         .insert("upgrade", "websocket".parse().unwrap());
     resp.headers_mut()
         .insert("connection", "upgrade".parse().unwrap());
+    if let Some(key) = key {
+        use base64::Engine as _;
+        let mut sha1 =
+            aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        sha1.update(key.as_bytes());
+        sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+        let accept = base64::engine::general_purpose::STANDARD.encode(sha1.finish());
+        resp.headers_mut()
+            .insert("sec-websocket-accept", accept.parse().unwrap());
+    }
     resp
 }
 
@@ -439,6 +458,13 @@ async fn an_agent_token_route_passes_the_verified_agent_and_never_a_spoofed_one(
             "x-aauth-agent: aauth:mallory@agent.example",
             "-H",
             "X-AAuth-Person-Sub: alice",
+            // What would make the API run another method or path than was admitted.
+            "-H",
+            "X-HTTP-Method-Override: DELETE",
+            "-H",
+            "X_Original_URL: /admin",
+            "-H",
+            "X-Forwarded-Prefix: /admin",
         ],
         &s.reach(),
     )
@@ -458,6 +484,14 @@ async fn an_agent_token_route_passes_the_verified_agent_and_never_a_spoofed_one(
     assert!(!headers.contains_key("x-aauth-scope"), "{headers:?}");
     assert!(headers.contains_key("x-aauth-token-jti"), "{headers:?}");
     assert_eq!(headers["x-forwarded-host"], "resource.example");
+    assert_eq!(headers["x-forwarded-proto"], "https");
+    for name in [
+        "x-http-method-override",
+        "x_original_url",
+        "x-forwarded-prefix",
+    ] {
+        assert!(!headers.contains_key(name), "{name}: {headers:?}");
+    }
     for name in ["signature", "signature-input", "signature-key"] {
         assert!(
             !headers.contains_key(name),
@@ -966,6 +1000,11 @@ async fn server_sent_events_stream_and_websockets_pass_through() {
     assert_eq!(&back, b"hello through the proxy");
     let headers = s.seen.last();
     assert_eq!(headers["x-aauth-agent"], "aauth:assistant@agent.example");
+
+    // A `101` that does not complete the WebSocket handshake is not passed through:
+    // the client would get a raw connection to the upstream.
+    let resp = signed_send(&s.world, s.proxy.addr, "/agent/raw-switch", &ws).await;
+    assert_eq!(resp.status(), 502, "{}", s.proxy.log());
 
     // Unsigned, the upgrade is refused and never reaches the upstream.
     let calls = s.seen.calls();
