@@ -9,7 +9,8 @@
 //! that broke off. A body already whole with its head has none: a WebSocket's handshake
 //! (its tunnel is not the body, and hyper gives an HTTP/2 extended `CONNECT` an empty
 //! one). A request that asks for an upgrade and sends a body anyway is held to it like
-//! any other.
+//! any other. A request's trailers are dropped here: no role reads them, and the resource
+//! proxy must not pass on headers it never checked.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,23 +59,33 @@ impl Body for InBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                if frame.is_none() || this.inner.is_end_stream() {
+        loop {
+            return match Pin::new(&mut this.inner).poll_frame(cx) {
+                // A request's trailers are nobody's here, and never go on: an upstream
+                // that merged them into its headers would take an `x-aauth-*` one from
+                // the client (trailers come after the headers were checked). What
+                // follows them is the end.
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
                     this.deadline = None;
+                    continue;
                 }
-                Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
-            }
-            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => {
-                    this.deadline = None;
-                    Poll::Ready(Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        BodyTimedOut(this.secs),
-                    ))))
+                Poll::Ready(frame) => {
+                    if frame.is_none() || this.inner.is_end_stream() {
+                        this.deadline = None;
+                    }
+                    Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
                 }
-                _ => Poll::Pending,
-            },
+                Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => {
+                        this.deadline = None;
+                        Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            BodyTimedOut(this.secs),
+                        ))))
+                    }
+                    _ => Poll::Pending,
+                },
+            };
         }
     }
 
