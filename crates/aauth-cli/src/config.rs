@@ -103,6 +103,7 @@
 //! connect_timeout_secs = 5               # connecting to the upstream (else 502)
 //! request_timeout_secs = 30              # until the upstream's response head (else 504)
 //! max_body_bytes = 1048576               # a body the proxy must check first (else 413); others stream
+//! max_buffered_body_bytes = 67108864    # such bodies held at once, all routes (else 503)
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
 //! name = "Example Files"                 # shown on consent pages
 //! description = "Keeps your files."
@@ -602,6 +603,12 @@ pub(crate) struct ResourceProxySection {
     /// upstream as it arrives, whatever its size.
     #[serde(default = "one_mib")]
     pub(crate) max_body_bytes: usize,
+    /// The request bodies held read whole at once, across every route, in bytes (default
+    /// 64 MiB, at least `max_body_bytes`): past it, `503` with `Retry-After`, so that
+    /// many requests at once (verified or not: a body is read before it can be checked)
+    /// cannot make the proxy hold more.
+    #[serde(default = "sixty_four_mib")]
+    pub(crate) max_buffered_body_bytes: usize,
     /// Whether the request's `Signature`, `Signature-Input` and `Signature-Key` headers go
     /// on to the upstream (default false: they carry the agent's token, and only the
     /// proxy, which is the resource, can verify them; the upstream gets the verified
@@ -809,6 +816,10 @@ fn five() -> u64 {
 
 fn thirty() -> u64 {
     30
+}
+
+fn sixty_four_mib() -> usize {
+    64 * 1024 * 1024
 }
 
 fn one_mib() -> usize {

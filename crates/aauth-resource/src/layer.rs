@@ -38,6 +38,7 @@ pub struct AAuthLayer {
     route: Arc<Route>,
     clock: Arc<dyn Clock>,
     max_body: usize,
+    budget: Option<crate::BodyBudget>,
     deferred: Option<Arc<DeferredAuth>>,
     #[cfg(feature = "oauth")]
     oauth: Option<Arc<crate::OAuthAccess>>,
@@ -60,6 +61,7 @@ impl AAuthLayer {
             route: Arc::new(route),
             clock,
             max_body: DEFAULT_MAX_BODY,
+            budget: None,
             deferred: None,
             #[cfg(feature = "oauth")]
             oauth: None,
@@ -107,6 +109,15 @@ impl AAuthLayer {
     #[must_use]
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// Bounds the bodies held read whole at once by every layer sharing `budget` (see
+    /// [`crate::BodyBudget`]): past it, `503` with `Retry-After`. Without one, only
+    /// [`AAuthLayer::max_body`] bounds each.
+    #[must_use]
+    pub fn body_budget(mut self, budget: crate::BodyBudget) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -207,8 +218,8 @@ where
                 match oauth.step(&parts, layer.clock.now()).await {
                     crate::oauth::OAuthStep::NotOAuth => {}
                     crate::oauth::OAuthStep::Admit(caller) => {
-                        let bytes = match read_body(body, layer.max_body).await {
-                            Ok(bytes) => bytes,
+                        let (bytes, _held) = match read_body(body, &layer).await {
+                            Ok(read) => read,
                             Err(refusal) => {
                                 return Ok(refusal.into_http_response().map(ResB::from));
                             }
@@ -227,8 +238,9 @@ where
             if let Some(refusal) = layer.route.precheck(&parts) {
                 return Ok(layer.answer(refusal.into_http_response()).map(ResB::from));
             }
-            let bytes = match read_body(body, layer.max_body).await {
-                Ok(bytes) => bytes,
+            // Held until the answer is ready (the bytes are the request's until then).
+            let (bytes, _held) = match read_body(body, &layer).await {
+                Ok(read) => read,
                 Err(refusal) => return Ok(refusal.into_http_response().map(ResB::from)),
             };
             let now = layer.clock.now();
@@ -272,32 +284,58 @@ where
     }
 }
 
-/// Reads the body whole, up to `max` bytes (`413` beyond).
-async fn read_body<B>(body: B, max: usize) -> Result<Bytes, Refusal>
+/// Reads the body whole, up to the layer's `max_body` bytes (`413` beyond), holding its
+/// bytes of the layer's budget (`503` when it runs out) until the hold is dropped.
+async fn read_body<B>(
+    body: B,
+    layer: &AAuthLayer,
+) -> Result<(Bytes, Option<crate::budget::BudgetHold>), Refusal>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Refusal::TooLarge { limit: max }
-            } else if e
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            {
-                Refusal::BodyTimedOut {
-                    reason: e.to_string(),
-                }
-            } else {
-                Refusal::UnreadableBody {
-                    reason: e.to_string(),
-                }
+    let max = layer.max_body;
+    let mut held = layer.budget.as_ref().map(crate::BodyBudget::hold);
+    let mut body = std::pin::pin!(Limited::new(body, max));
+    let mut read = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers: not the body's bytes.
+                Err(_) => continue,
             },
-        ),
+            Err(e) => return Err(body_error(e, max)),
+        };
+        if let Some(h) = &mut held
+            && !h.grow(data.len())
+        {
+            return Err(Refusal::Busy {
+                reason: "the server holds as many request bodies as it may; try again".to_owned(),
+            });
+        }
+        read.extend_from_slice(&data);
+    }
+    Ok((read.freeze(), held))
+}
+
+/// What a body that could not be read whole is refused as.
+fn body_error(e: Box<dyn std::error::Error + Send + Sync>, max: usize) -> Refusal {
+    if e.downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        Refusal::TooLarge { limit: max }
+    } else if e
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    {
+        Refusal::BodyTimedOut {
+            reason: e.to_string(),
+        }
+    } else {
+        Refusal::UnreadableBody {
+            reason: e.to_string(),
+        }
     }
 }
 

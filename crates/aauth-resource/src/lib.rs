@@ -39,6 +39,7 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+mod budget;
 mod deferred;
 mod gate;
 mod layer;
@@ -60,6 +61,7 @@ pub use aauth_signing::{
 };
 #[cfg(feature = "axum")]
 pub use axum::{Authorization, CallingAgent, NotAdmitted, Person};
+pub use budget::BodyBudget;
 pub use deferred::{
     Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DEFAULT_MAX_HELD_RESULT,
     DeferredAuth, Held, HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore,

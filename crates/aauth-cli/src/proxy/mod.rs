@@ -107,6 +107,15 @@ fn section(c: &Config) -> Result<&ResourceProxySection, CliError> {
         flag: "resource_proxy",
         reason: "the configuration has no [resource_proxy] section".to_owned(),
     })?;
+    if s.max_buffered_body_bytes < s.max_body_bytes {
+        return Err(CliError::Usage {
+            flag: "resource_proxy.max_buffered_body_bytes",
+            reason: format!(
+                "{}: at least max_body_bytes ({}), or no body that size is ever read",
+                s.max_buffered_body_bytes, s.max_body_bytes
+            ),
+        });
+    }
     if s.routes.is_empty() {
         return Err(CliError::Usage {
             flag: "resource_proxy.routes",
@@ -249,12 +258,16 @@ fn served_routes(
     oauth: Option<&oauth::OAuthBase>,
 ) -> Result<Vec<ServedRoute>, CliError> {
     let mut out = Vec::with_capacity(s.routes.len());
+    // One bound for the bodies every route reads whole.
+    let budget = aauth_resource::BodyBudget::new(s.max_buffered_body_bytes);
     for (i, r) in s.routes.iter().enumerate() {
         let mut route = resource.route(policy(r)?);
         if r.access == ProxyAccess::SessionToken {
             route = route.sessions(Arc::clone(&shared.sessions), s.sessions.roll);
         }
-        let mut layer = AAuthLayer::new(route, Arc::clone(clock)).max_body(s.max_body_bytes);
+        let mut layer = AAuthLayer::new(route, Arc::clone(clock))
+            .max_body(s.max_body_bytes)
+            .body_budget(budget.clone());
         if let Some(access) = oauth.and_then(|o| o.access(r)) {
             layer = layer.oauth(access);
         }

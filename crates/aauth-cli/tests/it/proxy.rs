@@ -1038,6 +1038,11 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "resource_proxy.upstream",
         ),
         (
+            "buffered-bodies",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\nmax_buffered_body_bytes = 1000\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.max_buffered_body_bytes",
+        ),
+        (
             "session-lifetime",
             "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\n[resource_proxy.sessions]\nlifetime_secs = 5\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"session-token\"\n",
             "resource_proxy.sessions.lifetime_secs",

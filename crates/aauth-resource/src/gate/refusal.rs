@@ -68,6 +68,12 @@ pub enum Refusal {
         /// What failed.
         reason: String,
     },
+    /// The server holds as many bodies as it may now ([`crate::BodyBudget`]): `503` with
+    /// `Retry-After`.
+    Busy {
+        /// What is exhausted.
+        reason: String,
+    },
     /// The route is configured inconsistently (a session-token route without a session
     /// store): `500`, never an admission.
     Misconfigured {
@@ -112,7 +118,9 @@ impl Refusal {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::SessionStoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SessionStoreUnavailable { .. } | Self::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BadCredential { .. } => StatusCode::BAD_REQUEST,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -181,6 +189,10 @@ impl Refusal {
                     "Session check unavailable",
                     &reason,
                 )
+            }
+            Self::Busy { reason } => {
+                headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
+                problem(status, "temporarily_unavailable", "Server busy", &reason)
             }
             Self::BadCredential { reason } => problem(
                 status,

@@ -4,7 +4,7 @@
 //! reaches it.
 
 use std::convert::Infallible;
-use std::future::Ready;
+use std::future::{Future, Ready};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -164,4 +164,73 @@ async fn a_route_that_requires_body_coverage_reads_every_body() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(inner.seen(), ["read"]);
+}
+
+/// The inner service: answers once a permit of its gate is free.
+#[derive(Clone)]
+struct Gated(Arc<tokio::sync::Semaphore>);
+
+type GatedFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl Service<Request<ForwardBody<Full<Bytes>>>> for Gated {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = GatedFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<ForwardBody<Full<Bytes>>>) -> GatedFuture {
+        let gate = Arc::clone(&self.0);
+        Box::pin(async move {
+            let _open = gate.acquire().await;
+            Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        })
+    }
+}
+
+/// A budget shared by the routes bounds the bodies held read whole at once: a request's
+/// bytes are held until its answer is ready, one that would take more is refused `503`
+/// with `Retry-After` before it reaches the inner service, and the bytes come back.
+#[tokio::test]
+async fn bodies_read_whole_are_held_within_the_shared_budget() {
+    let w = world();
+    let token = w.agent_token(3600);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let budget = aauth_resource::BodyBudget::new(10);
+    let svc = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .max_body(64)
+    .body_budget(budget.clone())
+    .streaming()
+    .layer(Gated(Arc::clone(&gate)));
+    // Seven bytes each, each its own request (a replay would be refused).
+    let seven =
+        |body: &[u8; 7]| signed("POST", "/data", body, &w.agent, &Scheme::jwt(token.clone()));
+    // A waits in the inner service, holding its 7 bytes.
+    let mut a = svc.clone();
+    let first = seven(br#"{"a":1}"#);
+    let waiting = tokio::spawn(async move { status(&mut a, first).await.0 });
+    for _ in 0..200 {
+        if budget.available() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(budget.available(), 3);
+    // B's 7 bytes do not fit beside them.
+    let (s, h) = status(&mut svc.clone(), seven(br#"{"a":2}"#)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{h:?}");
+    assert_eq!(header(&h, "retry-after"), "1");
+    // A answered, its bytes are back, and C fits.
+    gate.add_permits(10);
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    assert_eq!(budget.available(), 10);
+    let (s, _) = status(&mut svc.clone(), seven(br#"{"a":3}"#)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(budget.available(), 10);
 }
