@@ -14,7 +14,6 @@ use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
 
 use super::resource_flow::RESOURCE_CALLBACK_PATH;
 use super::{INTERACT_PATH, LOGIN_PATH, LOGOUT_PATH, PersonServer, subtle_eq};
-use crate::audit::{AuditAction, AuditEvent};
 use crate::web;
 use crate::web::dashboard;
 use crate::web::describe::Shown;
@@ -22,7 +21,11 @@ use crate::web::text::Text;
 use crate::web::view::{self, SignInForm};
 
 impl PersonServer {
-    /// Sets `account`'s password (hashed with argon2id; the hash is what is stored).
+    /// Sets `account`'s password (hashed with argon2id; the hash is what is stored),
+    /// creating the account if it is new. Replacing the password of an account that
+    /// exists ends its sessions, as [`Admin::reset_password`](crate::Admin::reset_password)
+    /// does: whoever signed in with the old one (or with its OpenID Provider) signs in
+    /// again.
     ///
     /// # Errors
     ///
@@ -30,10 +33,12 @@ impl PersonServer {
     pub async fn set_password(&self, account: &str, password: &str) -> Result<(), PsError> {
         let phc = web::hash_password(password, &mut self.random.clone())
             .map_err(|e| aauth_metadata::serve::InternalError::produce("password hash", e))?;
-        self.store
-            .set_password_hash(account, &phc)
-            .await
-            .map_err(PsError::from)
+        let existed = self.store.password_hash(account).await?.is_some();
+        self.store.set_password_hash(account, &phc).await?;
+        if existed {
+            self.store.drop_sessions(account).await?;
+        }
+        Ok(())
     }
 
     /// Creates `account` without a password, enabled: it signs in only as the person
@@ -71,15 +76,16 @@ impl PersonServer {
             return Ok(false);
         }
         match password {
+            // Ends the sessions of an account that existed.
             Some(given) => self.set_password(account, given).await?,
             None => {
                 self.store
                     .set_password_hash(account, web::NO_PASSWORD)
                     .await?;
+                if stored.is_some() {
+                    self.store.drop_sessions(account).await?;
+                }
             }
-        }
-        if stored.is_some() {
-            self.store.drop_sessions(account).await?;
         }
         Ok(true)
     }
@@ -168,6 +174,11 @@ impl PersonServer {
             Ok(page) => page,
             Err(e) => return self.failed(e),
         };
+        match self.disabled_session(&page).await {
+            Ok(None) => {}
+            Ok(Some(refused)) => return refused,
+            Err(e) => return self.failed(e),
+        }
         let answered = match (parts.method.clone(), parts.uri.path()) {
             (Method::GET, INTERACT_PATH) => self.show_request(page).await,
             (Method::POST, LOGIN_PATH) => self.sign_in(page).await,
@@ -187,6 +198,35 @@ impl PersonServer {
             _ => Ok(self.message(StatusCode::METHOD_NOT_ALLOWED, Text::NotHere)),
         };
         answered.unwrap_or_else(|e| self.failed(e))
+    }
+
+    /// The refusal of a page that acts as a signed-in person whose account is disabled
+    /// (`None`: not signed in, enabled, or a page that needs no session: signing in or
+    /// out). Checked on every such page, decisions and account changes included, not
+    /// only at sign-in: an account disabled while a session lasted (one started in the
+    /// same instant as the operator's change, or disabled in the store directly) decides
+    /// nothing more. The account's sessions end with the refusal.
+    async fn disabled_session(
+        &self,
+        page: &PageRequest<'_>,
+    ) -> Result<Option<http::Response<Bytes>>, PsError> {
+        let path = page.parts.uri.path();
+        let Some(s) = page.session.as_ref() else {
+            return Ok(None);
+        };
+        if path == LOGIN_PATH
+            || path == LOGOUT_PATH
+            || path.starts_with(super::OIDC_START_PATH)
+            || !self.store.account_disabled(&s.account).await?
+        {
+            return Ok(None);
+        }
+        self.store.drop_sessions(&s.account).await?;
+        let mut r = self.message(StatusCode::FORBIDDEN, Text::AccountDisabled);
+        if let Some(v) = web::set_cookie(web::SESSION_COOKIE, "", 0) {
+            r.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+        Ok(Some(r))
     }
 
     /// Whether a form post comes from this server's own pages: its `Origin`, when the
@@ -279,7 +319,11 @@ impl PersonServer {
         let callback = web::field(&page.query, "callback");
         if let Some(p) = found.as_ref().filter(|p| expired_for(p, now, &s.account)) {
             if let Some(cb) = self.callback_for(&p.agent.0, callback).await {
-                return Ok(web::see_other(&web::with_error(&cb, "interaction_expired")));
+                // A page that refreshes, not a redirect: this page is often the end of
+                // the sign-in form's redirects, which that form's policy keeps on this
+                // server (`form-action 'self'`).
+                let target = web::with_error(&cb, "interaction_expired");
+                return Ok(view::onward(&self.messages, Text::NoSuchCode, &target));
             }
             return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
         }
@@ -305,7 +349,12 @@ impl PersonServer {
             (self.consent_page(&p, shown.as_deref(), (mission.as_ref(), mission_wide), &s.csrf, callback.as_deref()))
         };
         self.save(&mut p).await?;
-        Ok(self.page(StatusCode::OK, Text::ConsentTitle, &body))
+        let r = self.page(StatusCode::OK, Text::ConsentTitle, &body);
+        // The form's answer may be a redirect to the agent's callback: allowed.
+        Ok(match callback.as_deref().and_then(web::callback_origin) {
+            Some(origin) => view::form_may_lead_to(r, origin),
+            None => r,
+        })
     }
 
     /// `POST /interact/login`: checks the password (throttled, hashed off the request
@@ -355,18 +404,23 @@ impl PersonServer {
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitFailedSignIns));
         }
-        let phc = match stored {
-            Some(phc) => phc,
-            None => self.store.password_hash(account).await?,
-        };
-        let Some(ok) = self.password_matches(phc, password).await? else {
+        let Some(permit) = self.hashing_permit().await else {
             let mut r = self.message(StatusCode::SERVICE_UNAVAILABLE, Text::BusyHashing);
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(r);
         };
-        if !ok {
-            self.throttle.failed(&keys, page.now).await?;
+        // Counted as a failure before the hash is checked, in one step with the check
+        // (cleared below if it matches): of guesses sent at once, no more are checked
+        // than the throttle lets through one after another.
+        if let Some(wait) = self.throttle.attempt(&keys, page.now).await? {
+            return Ok(self.too_many(wait, Text::WaitFailedSignIns));
+        }
+        let phc = match stored {
+            Some(phc) => phc,
+            None => self.store.password_hash(account).await?,
+        };
+        if !self.password_matches(permit, phc, password).await {
             return Ok(self.page(
                 StatusCode::UNAUTHORIZED,
                 Text::SignInTitle,
@@ -401,17 +455,19 @@ impl PersonServer {
         if !bool::from(subtle_eq(s.csrf.as_bytes(), form_csrf.as_bytes())) {
             return Ok(self.form_expired());
         }
-        let mut ended = s.clone();
-        ended.expires = page.now.as_secs();
-        self.store
-            .put_session(&web::session_key(cookie), ended)
-            .await?;
         let code: String = web::field(&page.posted, "code")
             .unwrap_or_default() // default: no request to go back to
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(9)
             .collect();
+        // "Not you?": the request this page showed goes back to nobody's, for its person.
+        self.release_claim(&code, &s.account, page.now).await?;
+        let mut ended = s.clone();
+        ended.expires = page.now.as_secs();
+        self.store
+            .put_session(&web::session_key(cookie), ended)
+            .await?;
         let body = maud::html! {
             p { (self.messages.text(Text::SignedOut)) }
             @if !code.is_empty() {
@@ -425,23 +481,60 @@ impl PersonServer {
         Ok(r)
     }
 
-    /// Whether `password` matches an account's stored hash `phc` (`None`: no such
-    /// account): the same work whether or not the account exists, a bounded number at a
-    /// time, off the threads that answer requests. `None` when no hashing slot frees up
-    /// within two seconds.
-    async fn password_matches(
-        &self,
-        phc: Option<String>,
-        password: &str,
-    ) -> Result<Option<bool>, PsError> {
-        let Ok(Ok(permit)) = tokio::time::timeout(
+    /// Gives back the request `code` names, if `account` claimed it by opening its link
+    /// ([`Pending::viewer`]) and it is still open, undecided and unexpired: whoever
+    /// signs out of it ("not you?") was not its person, and the one who is may then open
+    /// it (rather than being refused as a wrong attempt). A request whose resource's own
+    /// flow the account went through stays theirs: that flow's result is not the next
+    /// person's. Written with the request's compare-and-set, read again when another
+    /// writer was first.
+    async fn release_claim(&self, code: &str, account: &str, now: UnixTime) -> Result<(), PsError> {
+        let mut tries = 0;
+        loop {
+            let Some(mut p) = self.pending_by_code(code).await? else {
+                return Ok(());
+            };
+            let resource_flow_done = matches!(
+                &p.request,
+                PendingRequest::AuthToken { resource_interaction: Some(f), .. } if f.done
+            );
+            if p.account.is_some()
+                || p.viewer.as_deref() != Some(account)
+                || !answerable(&p, now.as_secs())
+                || resource_flow_done
+            {
+                return Ok(());
+            }
+            p.viewer = None;
+            match self.save(&mut p).await {
+                Err(PsError::Conflict(_)) if tries < 3 => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    /// One of the few password hashes computed at once ([`Self::password_matches`]),
+    /// waited for at most two seconds (`None`: too busy).
+    async fn hashing_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(
             std::time::Duration::from_secs(2),
             Arc::clone(&self.hashing).acquire_owned(),
         )
         .await
-        else {
-            return Ok(None);
-        };
+        .ok()?
+        .ok()
+    }
+
+    /// Whether `password` matches an account's stored hash `phc` (`None`: no such
+    /// account): the same work whether or not the account exists, computed under
+    /// `permit` ([`Self::hashing_permit`]: a bounded number at a time), off the threads
+    /// that answer requests.
+    async fn password_matches(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        phc: Option<String>,
+        password: &str,
+    ) -> bool {
         // An account without a password (`web::NO_PASSWORD`, or anything else that is not
         // a PHC string) costs the same work as an account that does not exist, and
         // matches nothing.
@@ -457,7 +550,7 @@ impl PersonServer {
             ok
         })
         .await;
-        Ok(Some(matches!(checked, Ok(true)) && exists))
+        matches!(checked, Ok(true)) && exists
     }
 
     /// A new session for `account`, and the way back to the request `code` names.
@@ -707,7 +800,7 @@ impl PersonServer {
             .callback_for(&provider, web::field(&page.posted, "callback"))
             .await
         {
-            return Ok(web::see_other(&cb));
+            return Ok(self.back_to_agent(&cb, Text::AnsweredReturn));
         }
         Ok(self.message(StatusCode::OK, Text::AnsweredReturn))
     }
@@ -755,97 +848,6 @@ impl PersonServer {
             }
         }
         Ok(answered)
-    }
-
-    /// The person grants (binding the agent to them if it was not) or denies.
-    async fn grant_or_deny(
-        &self,
-        page: &PageRequest<'_>,
-        p: &mut Pending,
-        grant: bool,
-        account: &str,
-    ) -> Result<http::Response<Bytes>, PsError> {
-        // A question has no token or permission to approve: approving it would leave a
-        // request no poll can deliver. Refused, nothing changed.
-        if grant && matches!(p.request, PendingRequest::Question { .. }) {
-            return Ok(self.message(StatusCode::BAD_REQUEST, Text::QuestionNotApproved));
-        }
-        // A form without a revision is of the request as first asked.
-        let revision = web::field(&page.posted, "revision").map_or(Some(0), |r| r.parse().ok());
-        if grant && revision != Some(p.revision) {
-            return Ok(self.message(StatusCode::CONFLICT, Text::ChangedWhileReading));
-        }
-        if grant {
-            // An agent unbound when it asked is bound by the first person who approves;
-            // a request it made before that, approved by someone else, is not theirs to
-            // grant (nor to take the agent, its tokens and its dashboard row with it).
-            if p.account.is_none()
-                && self
-                    .store
-                    .bind_if_unbound(&p.agent.0, &p.agent.1, account)
-                    .await?
-                    != account
-            {
-                return Ok(self.message(StatusCode::CONFLICT, Text::LinkedElsewhere));
-            }
-            // An agent bound to the person when it asked, and unlinked since: its request
-            // ends, nothing approved (the unlinking ended it too, unless it raced).
-            if p.account.is_some() && !self.still_linked(p, account).await? {
-                p.state = PendingState::Denied;
-                self.save(p).await?;
-                return Ok(self.message(StatusCode::CONFLICT, Text::NoLongerLinked));
-            }
-            p.state = PendingState::Approved {
-                account: account.to_owned(),
-            };
-        } else {
-            p.state = PendingState::Denied;
-        }
-        let provider = p.agent.0.clone();
-        self.save(p).await?;
-        // The audit trail is written in the catalogue's English, whatever the pages speak.
-        let (resource, what, _) = view::what_is_asked(web::text::english(), self.id.as_str(), p);
-        let resource = resource.to_owned();
-        let (action, verb) = if grant {
-            (AuditAction::Approved, "approved")
-        } else {
-            (AuditAction::Denied, "denied")
-        };
-        let mut event = AuditEvent::new(
-            page.now.as_secs(),
-            action,
-            format!("{verb} by the person: {what}"),
-        )
-        .account(account)
-        .agent(p.agent.1.as_str())
-        .resource(resource)
-        .request(p.id.as_str());
-        if let PendingRequest::AuthToken {
-            scope: Some(scope), ..
-        } = &p.request
-        {
-            event = event.scope(scope.as_str());
-        }
-        self.log_event(event).await?;
-        // Back to the agent, if it asked (draft -11: access_denied on a denial).
-        if let Some(cb) = self
-            .callback_for(&provider, web::field(&page.posted, "callback"))
-            .await
-        {
-            return Ok(web::see_other(&if grant {
-                cb
-            } else {
-                web::with_error(&cb, "access_denied")
-            }));
-        }
-        Ok(self.message(
-            StatusCode::OK,
-            if grant {
-                Text::ApprovedReturn
-            } else {
-                Text::DeniedTold
-            },
-        ))
     }
 
     /// The mission `p` is asked under, as the page shows it to `account`: `Unknown` for a

@@ -4,6 +4,7 @@
 mod access_reply;
 mod account;
 mod consent;
+mod decision;
 mod defer;
 mod federation;
 mod governance;

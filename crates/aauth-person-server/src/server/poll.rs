@@ -288,6 +288,10 @@ impl PersonServer {
                 )
             }
             PendingState::Answered { answer } => {
+                // An answer, as an approval, is not delivered in a disabled account's name.
+                if let Some(person) = p.person() {
+                    self.account_active(person).await?;
+                }
                 self.end(p, "answered").await?;
                 json_response(StatusCode::OK, &serde_json::json!({ "answer": answer }))
             }
@@ -412,6 +416,10 @@ impl PersonServer {
         account: String,
         now: UnixTime,
     ) -> Result<http::Response<Bytes>, PsError> {
+        // The person's account was disabled since they approved: nothing is delivered in
+        // its name, of any kind (a token, a mission, a permission, a completion), as no
+        // token is minted for it; the approval stands, refused at each poll.
+        self.account_active(&account).await?;
         // The agent was unlinked from the person since they approved: nothing is
         // delivered in their name (the unlinking ends its requests; this catches one
         // approved at the same moment).

@@ -201,6 +201,39 @@ pub fn callback_allowed(doc: &aauth_metadata::AgentProviderMetadata, callback: &
     url.same_origin(endpoint) && !url.origin().contains('@') && path == endpoint.path_and_query()
 }
 
+/// The origin of an admitted `callback` ([`callback_allowed`]) as a `Content-Security-Policy`
+/// source (`https://agent.example`, `http://localhost:8080`): what the consent page's
+/// `form-action` must name for its form's redirect to the callback to load. `None` when
+/// the origin cannot be written as one (an IPv6 literal, which the policy's grammar has
+/// no form for): the decision then goes back by a page that refreshes to the callback.
+pub(crate) fn callback_origin(callback: &str) -> Option<&str> {
+    let scheme = if callback.starts_with("https://") {
+        "https://"
+    } else if callback.starts_with("http://") {
+        "http://"
+    } else {
+        return None;
+    };
+    let rest = callback.get(scheme.len()..)?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len()); // default: no path, the whole rest
+    let authority = rest.get(..end)?;
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    (host_ok && port_ok)
+        .then(|| callback.get(..scheme.len() + end))
+        .flatten()
+}
+
 /// Hashes `password` with argon2id (the crate's default parameters) and a random salt.
 pub(crate) fn hash_password(
     password: &str,
@@ -255,5 +288,30 @@ mod tests {
         assert!(!check_password(&h, "wrong"));
         assert!(!check_password("not a hash", "x"));
         assert!(!check_password(dummy_hash(), "anything"));
+    }
+
+    #[test]
+    fn a_callbacks_origin_is_a_policy_source_or_nothing() {
+        for (cb, origin) in [
+            (
+                "https://agent.example/callback?flow=7",
+                Some("https://agent.example"),
+            ),
+            (
+                "https://agent.example:8443",
+                Some("https://agent.example:8443"),
+            ),
+            ("http://localhost:8080/cb", Some("http://localhost:8080")),
+            ("http://127.0.0.1?x=1", Some("http://127.0.0.1")),
+            // No form in the policy's grammar, or not a callback at all.
+            ("http://[::1]:9/", None),
+            ("https://agent.example;script-src/x", None),
+            ("https://a..example/", None),
+            ("https://agent.example:/", None),
+            ("javascript:alert(1)", None),
+            ("https:///cb", None),
+        ] {
+            assert_eq!(callback_origin(cb), origin, "{cb}");
+        }
     }
 }

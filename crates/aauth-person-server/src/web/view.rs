@@ -122,6 +122,43 @@ pub(crate) fn page(
     )
 }
 
+/// `r`, a page whose form may be answered with a redirect to an agent's callback at
+/// `origin` (a [`super::callback_origin`]), under the pages' policy with that origin also
+/// allowed in `form-action`: browsers (Chrome, Safari) apply `form-action` to the
+/// redirects that follow a form's submission, so under `'self'` alone the decision is
+/// saved but the browser never reaches the agent.
+pub(crate) fn form_may_lead_to(
+    mut r: http::Response<Bytes>,
+    origin: &str,
+) -> http::Response<Bytes> {
+    let policy = PAGE_POLICY.replacen(
+        "form-action 'self';",
+        &format!("form-action 'self' {origin};"),
+        1,
+    );
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        r.headers_mut()
+            .insert(http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}
+
+/// A page that says `text` and goes on to `target` by itself (`Refresh: 0`), with a link
+/// for a browser that does not: the way from a form's answer to another site that the
+/// form's page could not allow in its policy (a refresh is a navigation of its own, which
+/// `form-action` does not govern).
+pub(crate) fn onward(m: &Messages, text: Text, target: &str) -> http::Response<Bytes> {
+    let body = html! {
+        p { (m.text(text)) }
+        p { (link(m, target, Text::Continue)) }
+    };
+    let mut r = page(m, StatusCode::OK, Text::PersonServer, &body);
+    if let Ok(v) = HeaderValue::from_str(&format!("0; url={target}")) {
+        r.headers_mut().insert(http::header::REFRESH, v);
+    }
+    r
+}
+
 /// `r` with `headers` set, and `X-Content-Type-Options: nosniff`.
 pub(crate) fn with_headers(
     mut r: http::Response<Bytes>,
@@ -705,6 +742,38 @@ mod tests {
         );
         assert!(!asked.contains('\u{202E}'), "{asked}");
         assert!(asked.contains("delete[U+202E]txt.exe"), "{asked}");
+    }
+
+    #[test]
+    fn a_form_may_lead_to_the_agents_origin_and_nowhere_else() {
+        let r = form_may_lead_to(
+            message(&Messages::english(), StatusCode::OK, Text::NotHere),
+            "https://agent.example",
+        );
+        assert_eq!(
+            r.headers()[http::header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; style-src 'self'; img-src data:; \
+             form-action 'self' https://agent.example; frame-ancestors 'none'; base-uri 'none'"
+        );
+        let r = onward(
+            &Messages::english(),
+            Text::ApprovedReturn,
+            "http://[::1]:9/cb?x=1",
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[http::header::REFRESH],
+            "0; url=http://[::1]:9/cb?x=1"
+        );
+        assert_eq!(
+            r.headers()[http::header::CONTENT_SECURITY_POLICY],
+            PAGE_POLICY
+        );
+        let body = String::from_utf8_lossy(r.body()).into_owned();
+        assert!(
+            body.contains(r#"<a href="http://[::1]:9/cb?x=1">Continue</a>"#),
+            "{body}"
+        );
     }
 
     #[test]

@@ -292,6 +292,45 @@ async fn password_guessing_is_throttled_without_locking_the_person_out() {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
 }
 
+/// Twenty wrong passwords for one account sent at once, from twenty addresses: no more
+/// are checked than one after another would be (the five free tries and the one that
+/// starts the block); every other is refused before its hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn password_guesses_sent_at_once_are_throttled_as_one_after_another() {
+    let w = Arc::new(with_pages(world_with(Some(Arc::new(AlwaysAsk))), false).await);
+    let (_, code) = deferred(&w).await;
+    let mut ready = Vec::new();
+    for n in 0..20u8 {
+        let mut b = Browser::from(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)));
+        let login = b
+            .go(&w, "GET", &format!("/interact?code={code}"), &[])
+            .await;
+        ready.push((b, login.hidden("csrf")));
+    }
+    let guesses: Vec<_> = ready
+        .into_iter()
+        .map(|(mut b, csrf)| {
+            let (w, code) = (Arc::clone(&w), code.clone());
+            tokio::spawn(async move {
+                let form = [
+                    ("code", code.as_str()),
+                    ("csrf", csrf.as_str()),
+                    ("username", "alice"),
+                    ("password", "hunter2"),
+                ];
+                b.go(&w, "POST", "/interact/login", &form).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let count = |s: StatusCode| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 6, "{statuses:?}");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 14, "{statuses:?}");
+}
+
 /// Catalogue Z7: an agent cannot open requests for the person without bound.
 #[tokio::test]
 async fn an_agents_open_requests_are_bounded() {

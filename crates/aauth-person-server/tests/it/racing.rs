@@ -1,0 +1,257 @@
+//! A store that lets a test land another writer's change at a chosen moment: when an
+//! agent is bound, that agent's requests are written once more, as the agent updating
+//! its request at that same moment would (the approval's compare-and-set then fails).
+//! Everything else is the in-memory store's.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aauth_keys::time::UnixTime;
+use aauth_person_server::{
+    AccountRecord, AuditEvent, AuditPage, AuditQuery, AuthTokenRecord, Binding, MemoryStore,
+    Mission, Pending, PendingChanges, PersonTokenRecord, PsStore, StoreError, WebSession,
+};
+use aauth_tokens::{AgentId, ServerId};
+use async_trait::async_trait;
+
+/// The in-memory store, whose next binding of an agent (once, while `armed`) is
+/// followed at once by another write of each of that agent's requests.
+pub(crate) struct ChangedOnBind {
+    pub(crate) inner: Arc<MemoryStore>,
+    pub(crate) armed: AtomicBool,
+}
+
+impl ChangedOnBind {
+    /// Writes each of the agent's requests again (a new version, nothing else changed),
+    /// if armed; disarms.
+    async fn change_requests(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<(), StoreError> {
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        for mut p in self.inner.pending_of_agent(provider, agent).await? {
+            assert!(self.inner.update_pending(&mut p).await?, "the change lands");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PsStore for ChangedOnBind {
+    async fn bind(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.bind(provider, agent, account).await?;
+        self.change_requests(provider, agent).await
+    }
+    async fn bind_if_unbound(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+        account: &str,
+    ) -> Result<String, StoreError> {
+        let bound = self.inner.bind_if_unbound(provider, agent, account).await?;
+        self.change_requests(provider, agent).await?;
+        Ok(bound)
+    }
+    async fn binding(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.binding(provider, agent).await
+    }
+    async fn record_person_token(&self, r: PersonTokenRecord) -> Result<(), StoreError> {
+        self.inner.record_person_token(r).await
+    }
+    async fn person_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<PersonTokenRecord>, StoreError> {
+        self.inner.person_token(jti, now).await
+    }
+    async fn record_auth_token(&self, r: AuthTokenRecord) -> Result<(), StoreError> {
+        self.inner.record_auth_token(r).await
+    }
+    async fn auth_token(
+        &self,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthTokenRecord>, StoreError> {
+        self.inner.auth_token(jti, now).await
+    }
+    async fn revoke(&self, jti: &str, exp: u64, now: UnixTime) -> Result<(), StoreError> {
+        self.inner.revoke(jti, exp, now).await
+    }
+    async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        self.inner.is_revoked(jti, now).await
+    }
+    async fn create_pending(
+        &self,
+        p: Pending,
+        max_open: usize,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.create_pending(p, max_open, now).await
+    }
+    async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
+        self.inner.update_pending(p).await
+    }
+    async fn pending(&self, id: &str) -> Result<Option<Pending>, StoreError> {
+        self.inner.pending(id).await
+    }
+    fn pending_changes(&self, id: &str) -> PendingChanges {
+        self.inner.pending_changes(id)
+    }
+    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
+        self.inner.pending_by_code(code).await
+    }
+    async fn pending_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<Pending>, StoreError> {
+        self.inner.pending_of_agent(provider, agent).await
+    }
+    async fn set_password_hash(&self, account: &str, phc: &str) -> Result<(), StoreError> {
+        self.inner.set_password_hash(account, phc).await
+    }
+    async fn password_hash(&self, account: &str) -> Result<Option<String>, StoreError> {
+        self.inner.password_hash(account).await
+    }
+    async fn put_session(&self, key: &str, s: WebSession) -> Result<(), StoreError> {
+        self.inner.put_session(key, s).await
+    }
+    async fn session(&self, key: &str, now: UnixTime) -> Result<Option<WebSession>, StoreError> {
+        self.inner.session(key, now).await
+    }
+    async fn count_bad_code(&self, key: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.inner.count_bad_code(key, now).await
+    }
+    async fn record_agent_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+        agent: &AgentId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.record_agent_token(iss, jti, agent, exp).await
+    }
+    async fn agent_of_token(
+        &self,
+        iss: &ServerId,
+        jti: &str,
+    ) -> Result<Option<AgentId>, StoreError> {
+        self.inner.agent_of_token(iss, jti).await
+    }
+    async fn record_presentation(
+        &self,
+        jti: &str,
+        access_server: &ServerId,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .record_presentation(jti, access_server, exp)
+            .await
+    }
+    async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        self.inner.presentations(jti).await
+    }
+    async fn record_chain(
+        &self,
+        jti: &str,
+        chain: &[ServerId],
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.record_chain(jti, chain, exp).await
+    }
+    async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
+        self.inner.chain(jti).await
+    }
+    async fn tokens_of_agent(
+        &self,
+        provider: &ServerId,
+        agent: &AgentId,
+    ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
+        self.inner.tokens_of_agent(provider, agent).await
+    }
+    async fn put_mission(&self, m: Mission) -> Result<(), StoreError> {
+        self.inner.put_mission(m).await
+    }
+    async fn replace_mission(&self, m: &Mission) -> Result<bool, StoreError> {
+        self.inner.replace_mission(m).await
+    }
+    async fn mission(&self, s256: &str) -> Result<Option<Mission>, StoreError> {
+        self.inner.mission(s256).await
+    }
+    async fn missions_of(&self, account: &str) -> Result<Vec<Mission>, StoreError> {
+        self.inner.missions_of(account).await
+    }
+    async fn owned_mission(
+        &self,
+        s256: &str,
+        owner: &(ServerId, AgentId),
+    ) -> Result<Option<Mission>, StoreError> {
+        self.inner.owned_mission(s256, owner).await
+    }
+    async fn create_account(&self, account: &str, phc: &str) -> Result<bool, StoreError> {
+        self.inner.create_account(account, phc).await
+    }
+    async fn set_account_disabled(
+        &self,
+        account: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_account_disabled(account, disabled).await
+    }
+    async fn account_disabled(&self, account: &str) -> Result<bool, StoreError> {
+        self.inner.account_disabled(account).await
+    }
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        self.inner.accounts().await
+    }
+    async fn linked_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.linked_account(issuer, subject).await
+    }
+    async fn link_account(
+        &self,
+        issuer: &str,
+        subject: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.link_account(issuer, subject, account).await
+    }
+    async fn drop_sessions(&self, account: &str) -> Result<(), StoreError> {
+        self.inner.drop_sessions(account).await
+    }
+    async fn bindings(&self, account: Option<&str>) -> Result<Vec<Binding>, StoreError> {
+        self.inner.bindings(account).await
+    }
+    async fn unbind(&self, provider: &ServerId, agent: &AgentId) -> Result<bool, StoreError> {
+        self.inner.unbind(provider, agent).await
+    }
+    async fn issued_records(
+        &self,
+        account: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(Vec<PersonTokenRecord>, Vec<AuthTokenRecord>), StoreError> {
+        self.inner.issued_records(account, now).await
+    }
+    async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {
+        self.inner.record_event(e).await
+    }
+    async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.inner.audit(q).await
+    }
+}
