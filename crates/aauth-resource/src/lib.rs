@@ -45,6 +45,7 @@ mod gate;
 mod layer;
 #[cfg(feature = "oauth")]
 mod oauth;
+pub mod paths;
 mod principal;
 #[cfg(feature = "redis")]
 mod redis;

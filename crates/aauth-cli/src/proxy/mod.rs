@@ -578,7 +578,7 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
                 let answer = self.own.call(req);
                 return Box::pin(async move { Ok(answer.await?.map(ProxyBody::stream)) });
             }
-            None if routes::unsafe_path(path) => {
+            None if routes::ambiguous_path(path) => {
                 let r = problem(
                     StatusCode::BAD_REQUEST,
                     "a path with dot or encoded segments",

@@ -11,6 +11,8 @@
 
 use http::Method;
 
+pub(crate) use aauth_resource::paths::{ambiguous_path, match_form};
+
 use crate::config::ProxyRoute;
 use crate::error::CliError;
 
@@ -42,7 +44,7 @@ impl Pattern {
         if base.contains('*') {
             return Err(bad("`*` only as a last segment (`/api/*`)"));
         }
-        if base.contains(['?', '#']) || unsafe_path(base) {
+        if base.contains(['?', '#']) || ambiguous_path(base) {
             return Err(bad("a plain path: no query, fragment or dot segments"));
         }
         Ok(if prefix {
@@ -104,96 +106,6 @@ impl Matcher {
                 || self.methods.contains(method)
                 || (method == Method::HEAD && self.methods.contains(&Method::GET)))
     }
-}
-
-/// `path` in the form routes are matched in: every escape of a printable ASCII character
-/// but `/`, `\` and `%` decoded (those never reach matching: [`unsafe_path`]), every
-/// other escape with upper-case hex digits, a character beyond ASCII (a pattern's)
-/// escaped as its UTF-8 bytes; with `fold_case`, ASCII letters in lower case.
-///
-/// An upstream decodes `%3A` to `:` and `%40` to `@`: a route for `/v1/models:generate`
-/// must cover `/v1/models%3Agenerate` too, or a weaker route after it would.
-pub(crate) fn match_form(path: &str, fold_case: bool) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let b = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut push = |c: char| out.push(if fold_case { c.to_ascii_lowercase() } else { c });
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let escaped = (c == b'%')
-            .then(|| Some(hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?))
-            .flatten();
-        match escaped {
-            Some(byte) if (0x20..0x7f).contains(&byte) && !matches!(byte, b'/' | b'\\' | b'%') => {
-                push(char::from(byte));
-                i += 3;
-            }
-            Some(byte) => {
-                for d in format!("%{byte:02X}").chars() {
-                    push(d);
-                }
-                i += 3;
-            }
-            None if c.is_ascii() => {
-                push(char::from(c));
-                i += 1;
-            }
-            None => {
-                // A character beyond ASCII (only a configured pattern has one: a request's
-                // path is ASCII), as the escapes of its UTF-8 bytes.
-                let len = path[i..].chars().next().map_or(1, char::len_utf8);
-                for byte in &b[i..i + len] {
-                    for d in format!("%{byte:02X}").chars() {
-                        push(d);
-                    }
-                }
-                i += len;
-            }
-        }
-    }
-    out
-}
-
-/// Whether an upstream could read `path` as a different path than the route table does:
-/// a `.` or `..` segment, a backslash, a percent-encoded dot, slash or backslash, or a
-/// `;` (path parameters, which Java servlet containers strip: `/public/..;/admin` is
-/// their `/admin`). Such requests are refused (`400`) rather than matched.
-pub(crate) fn unsafe_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains(['\\', ';'])
-        || ["%2e", "%2f", "%5c", "%3b"].iter().any(|e| lower.contains(e))
-        || path.split('/').any(|s| s == "." || s == "..")
-        // An empty segment, which many upstreams merge (`//admin` as `/admin`).
-        || path.contains("//")
-        || !canonical_escapes(path)
-}
-
-/// Whether every `%` in `path` starts an escape of a byte that must be escaped: an
-/// escaped unreserved character (`%61` for `a`, RFC 3986 §2.3), which an upstream
-/// decodes, would let `/%61dmin` pass a route for `/admin` unmatched; a `%` not followed
-/// by two hex digits is no escape at all.
-fn canonical_escapes(path: &str) -> bool {
-    let b = path.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let (Some(hi), Some(lo)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) else {
-                return false;
-            };
-            let byte = hi * 16 + lo;
-            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-                return false;
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -264,7 +176,7 @@ mod tests {
             "/admin;x/users",
             "/a%3bb",
         ] {
-            assert!(unsafe_path(p), "{p}");
+            assert!(ambiguous_path(p), "{p}");
         }
         for p in [
             "/a/b",
@@ -274,7 +186,77 @@ mod tests {
             "/a/%20b",
             "/a/%C3%A9",
         ] {
-            assert!(!unsafe_path(p), "{p}");
+            assert!(!ambiguous_path(p), "{p}");
+        }
+    }
+
+    /// A path in the characters routes are written in, with some of them escaped (either
+    /// case of hex digit): the spelling a client may choose.
+    fn spelled() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        let plain = proptest::collection::vec(
+            (
+                prop_oneof![
+                    proptest::char::range('a', 'z'),
+                    proptest::char::range('A', 'Z'),
+                    Just(':'),
+                    Just('@'),
+                    Just('!'),
+                    Just('$'),
+                    Just('+'),
+                    Just(','),
+                    Just('='),
+                    Just(' '),
+                    Just('é'),
+                    Just('/'),
+                ],
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            0..24,
+        );
+        plain.prop_map(|chars| {
+            let mut path = String::from("/");
+            let mut spelled = String::from("/");
+            for (c, escape, lower) in chars {
+                path.push(c);
+                if escape && c != '/' {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        spelled.push_str(&if lower {
+                            format!("%{b:02x}")
+                        } else {
+                            format!("%{b:02X}")
+                        });
+                    }
+                } else {
+                    spelled.push(c);
+                }
+            }
+            (path, spelled)
+        })
+    }
+
+    proptest::proptest! {
+        /// Every spelling of a path is matched as the path (so none passes under a weaker
+        /// route than the one written for it), and the form is a fixed point.
+        #[test]
+        fn every_spelling_matches_as_the_path((path, spelled) in spelled(), fold in proptest::prelude::any::<bool>()) {
+            let form = match_form(&path, fold);
+            proptest::prop_assert_eq!(&match_form(&spelled, fold), &form);
+            proptest::prop_assert_eq!(&match_form(&form, fold), &form);
+            // As a route (those with an empty segment are refused as patterns).
+            if let Ok(exact) = Matcher::new(&route(&path, &[]), fold) {
+                proptest::prop_assert!(exact.matches(&Method::GET, &match_form(&spelled, fold)));
+            }
+        }
+
+        /// Any text at all: no panic, and what is refused stays refused in its form.
+        #[test]
+        fn any_path_is_read_without_panic(path in "\\PC*") {
+            let _ = ambiguous_path(&path);
+            let form = match_form(&path, false);
+            proptest::prop_assert_eq!(&match_form(&form, false), &form);
         }
     }
 

@@ -361,32 +361,9 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     } else {
         &up.client
     };
-    let started = std::time::Instant::now();
-    let sent = tokio::time::timeout(up.request_timeout, client.request(out)).await;
-    let outcome = match &sent {
-        Ok(Ok(_)) => "response",
-        Ok(Err(_)) => "error",
-        Err(_) => "timeout",
-    };
-    metrics::histogram!(aauth_metadata::metric::UPSTREAM_DURATION, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
-    let mut resp = match sent {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            let cause = std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string());
-            tracing::warn!(error = %e, cause = %cause, connect = e.is_connect(), "the upstream failed");
-            return problem(StatusCode::BAD_GATEWAY, "the upstream could not be reached");
-        }
-        Err(_) => {
-            tracing::warn!(
-                timeout_secs = up.request_timeout.as_secs(),
-                "the upstream did not answer in time"
-            );
-            return problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the upstream did not answer in time",
-            );
-        }
+    let mut resp = match send(up, client, out).await {
+        Ok(resp) => resp,
+        Err(failed) => return failed,
     };
     let status = resp.status();
     let admitted = match &caller {
@@ -426,6 +403,45 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     // client, and its connection close after it.
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, ProxyBody::stream(body))
+}
+
+/// Sends `out` upstream by `client` within the request timeout, timed
+/// (`aauth_upstream_duration_seconds`): the response head, or the `502`/`504` to answer.
+async fn send(
+    up: &Inner,
+    client: &HttpClient,
+    out: Request<UpBody>,
+) -> Result<Response<hyper::body::Incoming>, Response<ProxyBody>> {
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(up.request_timeout, client.request(out)).await;
+    let outcome = match &sent {
+        Ok(Ok(_)) => "response",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    };
+    metrics::histogram!(aauth_metadata::metric::UPSTREAM_DURATION, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    match sent {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => {
+            let cause = std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string());
+            tracing::warn!(error = %e, cause = %cause, connect = e.is_connect(), "the upstream failed");
+            Err(problem(
+                StatusCode::BAD_GATEWAY,
+                "the upstream could not be reached",
+            ))
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = up.request_timeout.as_secs(),
+                "the upstream did not answer in time"
+            );
+            Err(problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream did not answer in time",
+            ))
+        }
+    }
 }
 
 /// The headers an admitted request takes upstream: its own without the hop-by-hop ones,
