@@ -101,7 +101,7 @@
 //! [resource_proxy]                       # `aauth serve resource-proxy`: id is the resource's
 //! upstream = "http://127.0.0.1:8080"     # the API protected (http:// or https://, a base path)
 //! connect_timeout_secs = 5               # connecting to the upstream (else 502)
-//! request_timeout_secs = 30              # until the upstream's response head (else 504)
+//! request_timeout_secs = 30              # from the request's end to the upstream's response head (else 504)
 //! max_body_bytes = 1048576               # a body the proxy must check first (else 413); others stream
 //! max_buffered_body_bytes = 67108864    # such bodies held at once, all routes (else 503)
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
@@ -592,8 +592,9 @@ pub(crate) struct ResourceProxySection {
     /// Seconds to connect to the upstream (default 5): past them, `502`.
     #[serde(default = "five")]
     pub(crate) connect_timeout_secs: u64,
-    /// Seconds until the upstream's response head (default 30): past them, `504`. A
-    /// streamed response body is not cut short.
+    /// Seconds from the end of the request (its body sent, a streamed one as the client
+    /// sends it, within `body_timeout_secs`) until the upstream's response head (default
+    /// 30): past them, `504`. A streamed response body is not cut short.
     #[serde(default = "thirty")]
     pub(crate) request_timeout_secs: u64,
     /// The largest request body the proxy reads whole before sending it on (default 1

@@ -14,12 +14,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
 /// A request body that did not arrive within `body_timeout_secs`, inside an `io::Error`
 /// of kind `TimedOut`, so that readers that know nothing of this type can tell it.
@@ -35,6 +37,9 @@ pub(crate) struct InBody {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The configured seconds, for the error.
     secs: u64,
+    /// Told once the body has ended (whole, broken off or timed out): the resource
+    /// proxy starts its wait for the upstream's answer then ([`InBody::end`]).
+    ended: Option<Arc<Notify>>,
 }
 
 impl InBody {
@@ -45,6 +50,25 @@ impl InBody {
             inner,
             deadline,
             secs: limit.as_secs(),
+            ended: None,
+        }
+    }
+
+    /// What is told when the body has ended: at once if it has (a `notified()` completes
+    /// for the one waiter, however late it asks).
+    pub(crate) fn end(&mut self) -> Arc<Notify> {
+        let ended = Arc::clone(self.ended.get_or_insert_with(Arc::default));
+        if self.inner.is_end_stream() {
+            ended.notify_one();
+        }
+        ended
+    }
+
+    /// The body has ended: tell whoever asked.
+    fn ending(&mut self) {
+        self.deadline = None;
+        if let Some(ended) = self.ended.take() {
+            ended.notify_one();
         }
     }
 }
@@ -66,18 +90,19 @@ impl Body for InBody {
                 // the client (trailers come after the headers were checked). What
                 // follows them is the end.
                 Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
-                    this.deadline = None;
+                    this.ending();
                     continue;
                 }
                 Poll::Ready(frame) => {
-                    if frame.is_none() || this.inner.is_end_stream() {
-                        this.deadline = None;
+                    let broke = matches!(frame, Some(Err(_)));
+                    if frame.is_none() || broke || this.inner.is_end_stream() {
+                        this.ending();
                     }
                     Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
                 }
                 Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
                     Some(Poll::Ready(())) => {
-                        this.deadline = None;
+                        this.ending();
                         Poll::Ready(Some(Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             BodyTimedOut(this.secs),

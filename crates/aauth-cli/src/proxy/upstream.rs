@@ -313,7 +313,12 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
         upgrade_of(req.headers())
     };
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
+    // A body streamed from the client: the wait for the answer starts once it is sent.
+    let body_sent = match &mut body {
+        aauth_resource::ForwardBody::Streamed(b) => Some(b.end()),
+        _ => None,
+    };
     let caller = match (
         parts.extensions.remove::<Admitted>(),
         parts.extensions.remove::<OAuthCaller>(),
@@ -361,7 +366,7 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     } else {
         &up.client
     };
-    let mut resp = match send(up, client, out).await {
+    let mut resp = match send(up, client, out, body_sent).await {
         Ok(resp) => resp,
         Err(failed) => return failed,
     };
@@ -405,15 +410,32 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     Response::from_parts(parts, ProxyBody::stream(body))
 }
 
-/// Sends `out` upstream by `client` within the request timeout, timed
-/// (`aauth_upstream_duration_seconds`): the response head, or the `502`/`504` to answer.
+/// Sends `out` upstream by `client`, timed (`aauth_upstream_duration_seconds`): the
+/// response head, or the `502`/`504` to answer. The request timeout runs from the end of
+/// a body streamed from the client (`body_sent`): an upload takes as long as the client
+/// takes to send it, which `body_timeout_secs` bounds (an upstream that waits for the
+/// whole body before it answers would otherwise meet the timeout mid-upload).
 async fn send(
     up: &Inner,
     client: &HttpClient,
     out: Request<UpBody>,
+    body_sent: Option<Arc<tokio::sync::Notify>>,
 ) -> Result<Response<hyper::body::Incoming>, Response<ProxyBody>> {
     let started = std::time::Instant::now();
-    let sent = tokio::time::timeout(up.request_timeout, client.request(out)).await;
+    let response = client.request(out);
+    tokio::pin!(response);
+    let answered_first = match body_sent {
+        Some(sent) => tokio::select! {
+            // The upstream may answer before the body ends (a `413`, say).
+            answered = &mut response => Some(answered),
+            () = sent.notified() => None,
+        },
+        None => None,
+    };
+    let sent = match answered_first {
+        Some(answered) => Ok(answered),
+        None => tokio::time::timeout(up.request_timeout, response).await,
+    };
     let outcome = match &sent {
         Ok(Ok(_)) => "response",
         Ok(Err(_)) => "error",

@@ -1420,6 +1420,9 @@ async fn an_unsigned_body_streams_and_a_digested_one_is_checked_first() {
             .unwrap_or_else(|_| {
                 panic!("the first chunk did not stream through:\n{}", s.proxy.log())
             });
+        // Slower than `request_timeout_secs` (2): the wait for the answer starts once
+        // the body is sent, so the upload is not cut off.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         for _ in 0..4 {
             tx.send(Bytes::from(vec![b'b'; 50_000])).await.unwrap();
         }

@@ -735,6 +735,31 @@ async fn a_long_poll_answers_within_5_ms_of_the_approval() {
     );
 }
 
+/// Posts the person's `decision` on the request `code` names from the consent `page`
+/// (its CSRF token), with the agent's `callback`.
+pub(crate) async fn decide_for(
+    b: &mut Browser,
+    w: &World,
+    code: &str,
+    page: &Page,
+    callback: &str,
+    decision: &str,
+) -> Page {
+    let csrf = page.hidden("csrf");
+    b.go(
+        w,
+        "POST",
+        INTERACT_PATH,
+        &[
+            ("code", code),
+            ("csrf", &csrf),
+            ("callback", callback),
+            ("decision", decision),
+        ],
+    )
+    .await
+}
+
 /// A person signs in and approves the request behind `code`.
 /// Posts the person's `decision` on the request `code` names, with the session's `csrf`.
 pub(crate) async fn decide(
@@ -1251,19 +1276,7 @@ async fn the_browser_goes_back_to_the_agents_callback_with_the_drafts_error_valu
     let (page, mut b, code) = open_with_callback(&w, cb, NOW).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.html);
     assert_eq!(page.hidden("callback"), cb);
-    let done = b
-        .go(
-            &w,
-            "POST",
-            INTERACT_PATH,
-            &[
-                ("code", &code),
-                ("csrf", &page.hidden("csrf")),
-                ("callback", cb),
-                ("decision", "grant"),
-            ],
-        )
-        .await;
+    let done = decide_for(&mut b, &w, &code, &page, cb, "grant").await;
     assert_eq!(
         (done.status, header(&done.headers, "location").as_str()),
         (StatusCode::SEE_OTHER, cb)
@@ -1272,19 +1285,7 @@ async fn the_browser_goes_back_to_the_agents_callback_with_the_drafts_error_valu
     // Denied: error=access_denied.
     let w = callback_world().await;
     let (page, mut b, code) = open_with_callback(&w, cb, NOW).await;
-    let done = b
-        .go(
-            &w,
-            "POST",
-            INTERACT_PATH,
-            &[
-                ("code", &code),
-                ("csrf", &page.hidden("csrf")),
-                ("callback", cb),
-                ("decision", "deny"),
-            ],
-        )
-        .await;
+    let done = decide_for(&mut b, &w, &code, &page, cb, "deny").await;
     assert_eq!(
         (done.status, header(&done.headers, "location").as_str()),
         (
@@ -1338,19 +1339,7 @@ async fn the_browser_goes_back_to_the_agents_callback_with_the_drafts_error_valu
         let (page, mut b, code) = open_with_callback(&w, evil, NOW).await;
         assert_eq!(page.status, StatusCode::OK, "{evil}");
         assert!(page.hidden("callback").is_empty(), "{evil}");
-        let done = b
-            .go(
-                &w,
-                "POST",
-                INTERACT_PATH,
-                &[
-                    ("code", &code),
-                    ("csrf", &page.hidden("csrf")),
-                    ("callback", evil),
-                    ("decision", "deny"),
-                ],
-            )
-            .await;
+        let done = decide_for(&mut b, &w, &code, &page, evil, "deny").await;
         assert_eq!(done.status, StatusCode::OK, "{evil}");
         assert!(done.headers.get("location").is_none(), "{evil}");
     }

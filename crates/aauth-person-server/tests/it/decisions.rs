@@ -69,19 +69,7 @@ async fn the_consent_page_lets_its_form_lead_to_the_agents_callback() {
         "default-src 'none'; style-src 'self'; img-src data:; \
          form-action 'self' https://agent.example; frame-ancestors 'none'; base-uri 'none'"
     );
-    let done = b
-        .go(
-            &w,
-            "POST",
-            INTERACT_PATH,
-            &[
-                ("code", &code),
-                ("csrf", &page.hidden("csrf")),
-                ("callback", cb),
-                ("decision", "grant"),
-            ],
-        )
-        .await;
+    let done = crate::consent::decide_for(&mut b, &w, &code, &page, cb, "grant").await;
     assert_eq!(
         (done.status, header(&done.headers, "location").as_str()),
         (StatusCode::SEE_OTHER, cb)
@@ -160,19 +148,7 @@ async fn a_callback_the_policy_cannot_name_is_reached_by_a_refresh() {
             header(&page.headers, "content-security-policy"),
             PLAIN_POLICY
         );
-        let done = b
-            .go(
-                &w,
-                "POST",
-                INTERACT_PATH,
-                &[
-                    ("code", &code),
-                    ("csrf", &page.hidden("csrf")),
-                    ("callback", cb),
-                    ("decision", decision),
-                ],
-            )
-            .await;
+        let done = crate::consent::decide_for(&mut b, &w, &code, &page, cb, decision).await;
         let target = if decision == "grant" {
             cb.to_owned()
         } else {
