@@ -174,6 +174,70 @@ async fn guessed_codes_in_decisions_are_throttled_and_approve_nothing() {
     assert_eq!(s, StatusCode::OK, "{json}");
 }
 
+/// Twenty wrong codes posted at once by one person (each from a session of its own, so
+/// the per-session limit plays no part) while lookups take their time, as over a
+/// network: no more are looked up than one after another would be (five free, and the
+/// one that starts the block); the rest are refused before any lookup.
+#[tokio::test]
+async fn code_guesses_sent_at_once_are_throttled_as_one_after_another() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = Arc::new(crate::racing::ChangedOnBind {
+        inner: Arc::new(aauth_person_server::MemoryStore::default()),
+        armed: AtomicBool::new(false),
+        slow_lookups: AtomicBool::new(false),
+    });
+    let mut w = crate::world_over(
+        Arc::clone(&store) as Arc<dyn aauth_person_server::PsStore>,
+        Some(Arc::new(AlwaysAsk)),
+    );
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
+    w.ps.set_password("mallory", "mallory's password")
+        .await
+        .unwrap();
+    let w = Arc::new(w);
+    let (_, code) = deferred(&w).await;
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        let mut b = Browser::default();
+        let page = b.sign_in(&w, &code, "mallory", "mallory's password").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+        let consent = b
+            .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+            .await;
+        assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+        let csrf = mallory_csrf(&consent.html);
+        sessions.push((b, csrf));
+    }
+    store.slow_lookups.store(true, Ordering::SeqCst);
+    let guesses: Vec<_> = sessions
+        .into_iter()
+        .zip(
+            "STVWXYZ"
+                .chars()
+                .flat_map(|a| "STV".chars().map(move |b| (a, b))),
+        )
+        .map(|((mut b, csrf), (x, y))| {
+            let w = Arc::clone(&w);
+            tokio::spawn(async move {
+                let guess = format!("ZZZZ-ZZ{x}{y}");
+                let form = [
+                    ("code", guess.as_str()),
+                    ("csrf", csrf.as_str()),
+                    ("decision", "grant"),
+                ];
+                b.go(&w, "POST", "/interact", &form).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let count = |s: StatusCode| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!(count(StatusCode::GONE), 6, "{statuses:?}");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 14, "{statuses:?}");
+}
+
 /// The code of a new deferred request of the agent with `key` and `token`.
 async fn mallory_code(w: &World, key: &PrivateKey, token: &str) -> String {
     let resp = w
