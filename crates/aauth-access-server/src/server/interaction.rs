@@ -201,12 +201,27 @@ impl AccessServer {
             ));
         }
         let Some(account) = people.account(parts, now).await else {
-            let mut r = page(StatusCode::SEE_OTHER, "<p>Sign in first.</p>".to_owned());
             let login = people.login_url(&format!("{INTERACT_PATH}?code={code}"));
-            let v = HeaderValue::from_str(&login).map_err(|e| {
+            // A form's answer goes on by a page that refreshes to the login, not a
+            // redirect: browsers hold the redirect after a form to the page's
+            // `form-action 'self'`, and the deployment's login may be elsewhere (an SSO).
+            let (status, header, value) = if post {
+                (
+                    StatusCode::OK,
+                    http::header::REFRESH,
+                    format!("0; url={login}"),
+                )
+            } else {
+                (StatusCode::SEE_OTHER, http::header::LOCATION, login.clone())
+            };
+            let v = HeaderValue::from_str(&value).map_err(|e| {
                 aauth_metadata::serve::InternalError::produce("sign-in redirect", e)
             })?;
-            r.headers_mut().insert(http::header::LOCATION, v);
+            let mut r = page(
+                status,
+                format!("<p><a href=\"{}\">Sign in first.</a></p>", esc(&login)),
+            );
+            r.headers_mut().insert(header, v);
             return Ok(r);
         };
         // Codes are guessed one request at a time: throttled per account and per client
