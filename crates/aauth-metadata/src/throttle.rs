@@ -232,7 +232,7 @@ pub trait Throttle: Send + Sync {
     /// for a guess that proved right where a right guess must not clear what wrong ones
     /// counted (an interaction code: anyone can hold a right one of their own). Earlier
     /// failures stay counted, and a block running stays: a right guess neither counts
-    /// nor lifts anything. A key left with no failure is forgotten.
+    /// nor lifts anything.
     ///
     /// # Errors
     ///
@@ -439,16 +439,8 @@ impl Throttle for MemoryThrottle {
         let mut counts = self.lock();
         counts.sweep(now.as_secs());
         for key in keys {
-            let Some(c) = counts.by_key.get_mut(key) else {
-                continue;
-            };
-            c.failures = c.failures.saturating_sub(1);
-            if c.failures == 0 {
-                // Nothing counted any more: the key is gone, with the block (if any) that
-                // only the refunded attempt could have started.
-                let expiry = c.expiry(&self.policy);
-                counts.by_key.remove(key);
-                counts.by_expiry.remove(&(expiry, *key));
+            if let Some(c) = counts.by_key.get_mut(key) {
+                c.failures = c.failures.saturating_sub(1);
             }
         }
         Ok(())

@@ -70,20 +70,14 @@ end
 ";
 
 /// [`Throttle::refund`]: one failure fewer for each of `KEYS` still remembered at
-/// `ARGV[1]` (its block, and when it is forgotten, unchanged), and a key left with none
-/// deleted.
+/// `ARGV[1]` (its block, and when it is forgotten, unchanged).
 static REFUND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 for _, key in ipairs(KEYS) do
   local c = redis.call('HMGET', key, 'f', 'e')
-  if c[1] and c[2] and c[2] > ARGV[1] then
-    local f = tonumber(c[1])
-    if f <= 1 then
-      redis.call('DEL', key)
-    else
-      redis.call('HSET', key, 'f', f - 1)
-    end
+  if c[1] and c[2] and c[2] > ARGV[1] and tonumber(c[1]) > 0 then
+    redis.call('HSET', key, 'f', tonumber(c[1]) - 1)
   end
 end
 return 0
