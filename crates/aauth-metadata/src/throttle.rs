@@ -10,14 +10,6 @@
 //! window, not more. A key with no failure for [`ThrottlePolicy::forget_after`] starts
 //! afresh, and a success clears the keys it names.
 //!
-//! A guess is checked and counted in one step ([`Throttle::attempt`]) before the secret is
-//! looked at, so that guesses sent at once each see the ones before them: checking
-//! ([`Throttle::blocked`]) and counting ([`Throttle::failed`]) around the lookup would let
-//! every guess in flight through. A right guess then clears its keys
-//! ([`Throttle::succeeded`], a password), or takes back only its own count
-//! ([`Throttle::refund`], an interaction code: anyone holds right codes of their own, and
-//! must not reset what their wrong ones counted).
-//!
 //! A lockout never lasts longer than `max_delay` after the attacker's last try, and a
 //! caller can keep a person's own way in open by counting a client that proved itself
 //! before under a key of its own instead of the per-account one (the Person Server does
@@ -228,17 +220,6 @@ pub trait Throttle: Send + Sync {
     async fn attempt(&self, keys: &[ThrottleKey], now: UnixTime)
     -> Result<Option<u64>, StoreError>;
 
-    /// Takes back the failure an [`Throttle::attempt`] counted against each of `keys`,
-    /// for a guess that proved right where a right guess must not clear what wrong ones
-    /// counted (an interaction code: anyone can hold a right one of their own). Earlier
-    /// failures stay counted, and a block running stays: a right guess neither counts
-    /// nor lifts anything.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`].
-    async fn refund(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError>;
-
     /// Clears `keys` (a correct password clears its account's and client's counts).
     ///
     /// # Errors
@@ -433,17 +414,6 @@ impl Throttle for MemoryThrottle {
             counts.failed(keys, now, &self.policy, self.max);
         }
         Ok(blocked)
-    }
-
-    async fn refund(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError> {
-        let mut counts = self.lock();
-        counts.sweep(now.as_secs());
-        for key in keys {
-            if let Some(c) = counts.by_key.get_mut(key) {
-                c.failures = c.failures.saturating_sub(1);
-            }
-        }
-        Ok(())
     }
 
     async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {

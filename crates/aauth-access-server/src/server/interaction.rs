@@ -226,11 +226,9 @@ impl AccessServer {
         };
         // Codes are guessed one request at a time: throttled per account and per client
         // (each code that opens nothing counts against both; a blocked one is refused
-        // before any lookup). Counted before the lookup, in one step with the check, and
-        // taken back when the code opens the account's request: of guesses sent at
-        // once, no more are looked up than one after another.
+        // before any lookup).
         let keys = throttle_keys(&account, parts);
-        if let Some(wait) = self.throttle.attempt(&keys, now).await? {
+        if let Some(wait) = self.throttle.blocked(&keys, now).await? {
             let mut r = page(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!("<p>Too many wrong codes. Try again in {wait} seconds.</p>"),
@@ -240,19 +238,15 @@ impl AccessServer {
             return Ok(r);
         }
         let open = match self.open_for(&code, &account, now).await? {
-            Opened::Open(open) => {
-                self.throttle.refund(&keys, now).await?;
-                *open
-            }
+            Opened::Open(open) => *open,
             // Draft -11 §Interaction Code Format: once its request has expired, the
             // code fails with `expired`.
-            Opened::Expired => {
-                self.throttle.refund(&keys, now).await?;
-                return Ok(expired());
+            Opened::Expired => return Ok(expired()),
+            // A code that opens nothing, or another account's: a wrong code either way.
+            Opened::Nothing => {
+                self.throttle.failed(&keys, now).await?;
+                return Ok(no_request());
             }
-            // A code that opens nothing, or another account's: a wrong code either way
-            // (counted by the attempt).
-            Opened::Nothing => return Ok(no_request()),
         };
         match form.decision {
             Some(Decision::Grant) => self.approve(open, &account, now).await,

@@ -146,10 +146,8 @@ async fn an_interaction_presented_by_others_five_times_ends() {
 /// one that opened it, it is a wrong code like any other.
 #[tokio::test]
 async fn a_code_whose_request_expired_says_so() {
+    let (w, request) = binding_world(3000);
     for polled in [false, true] {
-        // A world each: the second would otherwise begin before the first ended (the
-        // throttle's counts, written at the late time, are in its future).
-        let (w, request) = binding_world(3000);
         let (location, code) = w
             .deferred_for_the_person(&request, "https://ps.example")
             .await;
@@ -171,7 +169,6 @@ async fn a_code_whose_request_expired_says_so() {
         assert_eq!(s, StatusCode::NOT_FOUND, "not bob's: polled: {polled}");
     }
     // A wrong code at the same time is still "no request".
-    let (w, _) = binding_world(3000);
     let (s, _) = w
         .page_as_at("alice", "GET", "/interact?code=ZZZZZZZZ", "", NOW.plus(601))
         .await;

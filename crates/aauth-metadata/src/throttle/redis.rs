@@ -69,22 +69,6 @@ local function count_failure()
 end
 ";
 
-/// [`Throttle::refund`]: one failure fewer for each of `KEYS` still remembered at
-/// `ARGV[1]` (its block, and when it is forgotten, unchanged).
-static REFUND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-for _, key in ipairs(KEYS) do
-  local c = redis.call('HMGET', key, 'f', 'e')
-  if c[1] and c[2] and c[2] > ARGV[1] and tonumber(c[1]) > 0 then
-    redis.call('HSET', key, 'f', tonumber(c[1]) - 1)
-  end
-end
-return 0
-",
-    )
-});
-
 /// [`Throttle::failed`]: `COUNT_FAILURE`'s arguments.
 static FAILED: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{COUNT_FAILURE}\ncount_failure()\nreturn 0\n")));
@@ -267,18 +251,6 @@ impl Throttle for RedisThrottle {
         let call = self.counting(&ATTEMPT, keys, now);
         let until: Option<String> = self.redis.invoke(STORE, &call).await?;
         wait_until(until, now)
-    }
-
-    async fn refund(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut call = REFUND.prepare_invoke();
-        for key in keys {
-            call.key(self.key(key));
-        }
-        call.arg(time(now.as_secs()));
-        self.redis.invoke::<i64>(STORE, &call).await.map(drop)
     }
 
     async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {

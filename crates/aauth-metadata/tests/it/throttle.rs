@@ -300,14 +300,14 @@ async fn attempts_at_once_pass_no_more_than_one_after_another() {
 }
 
 /// One generated case: a policy, a start time, and operations `(key, op, step)`, `op`
-/// 0 a check ([`Throttle::blocked`]), 1 a failure, 2 an attempt, 3 a refund.
+/// 0 a check ([`Throttle::blocked`]), 1 a failure, 2 an attempt.
 type Case = (Vec<(u8, u8, u64)>, u32, u64, u64, u64, u64);
 
 /// Small steps and short memories as often as long ones, so that a block's end and a
 /// key's forgetting fall exactly on a step.
 fn cases() -> impl Strategy<Value = Case> {
     (
-        proptest::collection::vec((0u8..3, 0u8..4, prop_oneof![0u64..3, 0u64..120]), 1..80),
+        proptest::collection::vec((0u8..3, 0u8..3, prop_oneof![0u64..3, 0u64..120]), 1..80),
         0u32..4,
         prop_oneof![1u64..3, 1u64..20],
         1u64..200,
@@ -318,9 +318,8 @@ fn cases() -> impl Strategy<Value = Case> {
 
 /// Runs `case` over every throttle in `all` and a model: a key is blocked exactly for
 /// `delay(failures)` after its last failure, failures reset after `forget_after`, an
-/// attempt is refused while blocked and else counted, a refund takes one failure back
-/// (its block stays), and every throttle answers every check and attempt as the model
-/// does.
+/// attempt is refused while blocked and else counted, and every throttle answers every
+/// check and attempt as the model does.
 async fn matches_the_model(
     makers: &Makers,
     (ops, free, base, max, forget, start): Case,
@@ -360,15 +359,6 @@ async fn matches_the_model(
                     prop_assert_eq!(got, expect_blocked, "{} attempt", what);
                 }
                 expect_blocked.is_none()
-            }
-            3 => {
-                for (_, t) in &all {
-                    t.refund(&tk, UnixTime(now)).await.unwrap();
-                }
-                if let Some(m) = &mut model[usize::from(k)] {
-                    m.0 = m.0.saturating_sub(1);
-                }
-                false
             }
             _ => {
                 // The sweep runs on failures; a check reads what is there.

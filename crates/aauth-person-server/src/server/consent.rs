@@ -308,10 +308,7 @@ impl PersonServer {
             return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
         }
         let keys = page.code_keys(&s.account);
-        // Counted as a wrong guess before the lookup, in one step with the check (taken
-        // back below when the code proves right): of guesses sent at once, no more are
-        // looked up than the throttle lets through one after another.
-        if let Some(wait) = self.throttle.attempt(&keys, page.now).await? {
+        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitWrongCodes));
         }
         let found = self.pending_by_code(&code).await?;
@@ -321,7 +318,6 @@ impl PersonServer {
         // expired fails `expired`, `408`; a real code come too late is no guess).
         let callback = web::field(&page.query, "callback");
         if let Some(p) = found.as_ref().filter(|p| expired_for(p, now, &s.account)) {
-            self.throttle.refund(&keys, page.now).await?;
             if let Some(cb) = self.callback_for(&p.agent.0, callback).await {
                 // A page that refreshes, not a redirect: this page is often the end of
                 // the sign-in form's redirects, which that form's policy keeps on this
@@ -332,15 +328,13 @@ impl PersonServer {
             return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
         }
         let Some(mut p) = found.filter(|p| answerable(p, now)) else {
-            self.wrong_code(&page).await?;
+            self.wrong_code(&page, &keys).await?;
             return Ok(self.no_such_code());
         };
         if claim(&mut p, &s.account) == Claim::NotTheirs {
-            self.not_theirs(&mut p).await?;
+            self.not_theirs(&mut p, &keys, page.now).await?;
             return Ok(self.no_such_code());
         }
-        // The person's own request: no wrong guess.
-        self.throttle.refund(&keys, page.now).await?;
         // The resource's own flow comes first, when its resource token asks for one.
         if let Some(interstitial) = self.resource_interstitial(&mut p).await? {
             return Ok(interstitial);
@@ -632,10 +626,14 @@ impl PersonServer {
     }
 
     /// A code that names no request the person may answer (none, or one answered,
-    /// expired or failed): counted against the account and the client (by the attempt
-    /// that looked it up), and against the session (refused past
-    /// [`web::MAX_BAD_CODES`]).
-    async fn wrong_code(&self, page: &PageRequest<'_>) -> Result<(), PsError> {
+    /// expired or failed): counted against the account and the client, and against the
+    /// session (refused past [`web::MAX_BAD_CODES`]).
+    async fn wrong_code(
+        &self,
+        page: &PageRequest<'_>,
+        keys: &[ThrottleKey],
+    ) -> Result<(), PsError> {
+        self.throttle.failed(keys, page.now).await?;
         if let Some(c) = &page.session_cookie {
             self.store
                 .count_bad_code(&web::session_key(c), page.now)
@@ -645,15 +643,20 @@ impl PersonServer {
     }
 
     /// Another person's request presented (its code is someone else's): counted against
-    /// the account and the client (by the attempt that looked it up), and against the
-    /// request, which ends after [`web::MAX_ATTEMPTS`] such tries (the agent's next poll
-    /// gets 410 invalid_code).
-    async fn not_theirs(&self, p: &mut Pending) -> Result<(), PsError> {
+    /// the account and the client, and against the request, which ends after
+    /// [`web::MAX_ATTEMPTS`] such tries (the agent's next poll gets 410 invalid_code).
+    async fn not_theirs(
+        &self,
+        p: &mut Pending,
+        keys: &[ThrottleKey],
+        now: UnixTime,
+    ) -> Result<(), PsError> {
         p.attempts = p.attempts.saturating_add(1);
         let ends = p.attempts >= web::MAX_ATTEMPTS;
         if ends {
             p.state = PendingState::Done;
         }
+        self.throttle.failed(keys, now).await?;
         self.save(p).await?;
         if ends {
             super::defer::count_pending("failed");
@@ -688,10 +691,7 @@ impl PersonServer {
             return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
         }
         let keys = page.code_keys(&s.account);
-        // Counted as a wrong guess before the lookup, in one step with the check (taken
-        // back below when the code proves right): of guesses sent at once, no more are
-        // looked up than the throttle lets through one after another.
-        if let Some(wait) = self.throttle.attempt(&keys, page.now).await? {
+        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitWrongCodes));
         }
         let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
@@ -700,21 +700,15 @@ impl PersonServer {
             .as_ref()
             .is_some_and(|p| expired_for(p, page.now.as_secs(), &s.account))
         {
-            self.throttle.refund(&keys, page.now).await?;
             return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
         }
         let Some(mut p) = found.filter(|p| answerable(p, page.now.as_secs())) else {
-            self.wrong_code(&page).await?;
+            self.wrong_code(&page, &keys).await?;
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
-        let claimed = claim(&mut p, &s.account);
-        if claimed != Claim::NotTheirs {
-            // The person's own request: no wrong guess.
-            self.throttle.refund(&keys, page.now).await?;
-        }
-        match claimed {
+        match claim(&mut p, &s.account) {
             Claim::NotTheirs => {
-                self.not_theirs(&mut p).await?;
+                self.not_theirs(&mut p, &keys, page.now).await?;
                 return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
             }
             // Recorded before anything is decided (an approval binds the agent): of two

@@ -172,7 +172,6 @@ async fn an_approval_that_cannot_be_saved_binds_nothing() {
     let store = Arc::new(ChangedOnBind {
         inner: Arc::new(MemoryStore::default()),
         armed: AtomicBool::new(true),
-        slow_lookups: AtomicBool::new(false),
     });
     let mut w = crate::world_over(Arc::clone(&store) as Arc<dyn PsStore>, None);
     w.ps = w.ps.consent_pages(Duration::from_secs(600));

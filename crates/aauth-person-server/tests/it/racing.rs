@@ -1,7 +1,6 @@
 //! A store that lets a test land another writer's change at a chosen moment: when an
 //! agent is bound, that agent's requests are written once more, as the agent updating
-//! its request at that same moment would (the approval's compare-and-set then fails);
-//! and, when asked, lookups by code that yield as a store over the network does.
+//! its request at that same moment would (the approval's compare-and-set then fails).
 //! Everything else is the in-memory store's.
 
 use std::sync::Arc;
@@ -20,9 +19,6 @@ use async_trait::async_trait;
 pub(crate) struct ChangedOnBind {
     pub(crate) inner: Arc<MemoryStore>,
     pub(crate) armed: AtomicBool,
-    /// Whether a lookup by code yields to the runtime first, as a store over the network
-    /// does (requests in flight at once then interleave at their lookups).
-    pub(crate) slow_lookups: AtomicBool,
 }
 
 impl ChangedOnBind {
@@ -115,11 +111,6 @@ impl PsStore for ChangedOnBind {
         self.inner.pending_changes(id)
     }
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
-        if self.slow_lookups.load(Ordering::SeqCst) {
-            for _ in 0..8 {
-                tokio::task::yield_now().await;
-            }
-        }
         self.inner.pending_by_code(code).await
     }
     async fn pending_of_agent(
