@@ -40,6 +40,8 @@ pub(crate) struct InBody {
     /// Told once the body has ended (whole, broken off or timed out): the resource
     /// proxy starts its wait for the upstream's answer then ([`InBody::end`]).
     ended: Option<Arc<Notify>>,
+    /// When the deadline passes (`None`: the body was whole with its head).
+    due: Option<tokio::time::Instant>,
 }
 
 impl InBody {
@@ -47,11 +49,19 @@ impl InBody {
     pub(crate) fn new(inner: Incoming, limit: Duration) -> Self {
         let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(limit)));
         Self {
+            due: deadline.as_ref().map(|d| d.deadline()),
             inner,
             deadline,
             secs: limit.as_secs(),
             ended: None,
         }
+    }
+
+    /// When the body must have arrived whole (`None`: it was whole with its head). Past
+    /// it the body is over, whether or not anyone reads it: a reader that stopped (an
+    /// upstream that no longer takes the body) never sees the deadline's error.
+    pub(crate) fn due(&self) -> Option<tokio::time::Instant> {
+        self.due
     }
 
     /// What is told when the body has ended: at once if it has (a `notified()` completes

@@ -63,10 +63,14 @@ const FORWARDING: [&str; 5] = [
 /// method and path. A `POST` admitted as one, with `X-HTTP-Method-Override: DELETE`,
 /// must not run as a `DELETE` behind the proxy; nor a `GET /public` with
 /// `X-Original-URL: /admin`.
-const OVERRIDES: [&str; 15] = [
+const OVERRIDES: [&str; 19] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-forwarded-method",
+    "x-original-method",
+    "x-forwarded-path",
+    "x-forwarded-protocol",
     "x-original-url",
     "x-original-uri",
     "x-rewrite-url",
@@ -316,7 +320,7 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     let (mut parts, mut body) = req.into_parts();
     // A body streamed from the client: the wait for the answer starts once it is sent.
     let body_sent = match &mut body {
-        aauth_resource::ForwardBody::Streamed(b) => Some(b.end()),
+        aauth_resource::ForwardBody::Streamed(b) => Some((b.end(), b.due())),
         _ => None,
     };
     let caller = match (
@@ -412,24 +416,35 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
 
 /// Sends `out` upstream by `client`, timed (`aauth_upstream_duration_seconds`): the
 /// response head, or the `502`/`504` to answer. The request timeout runs from the end of
-/// a body streamed from the client (`body_sent`): an upload takes as long as the client
-/// takes to send it, which `body_timeout_secs` bounds (an upstream that waits for the
-/// whole body before it answers would otherwise meet the timeout mid-upload).
+/// a body streamed from the client (`body_sent`: told at its end, and its deadline): an
+/// upload takes as long as the client takes to send it, which `body_timeout_secs` bounds
+/// (an upstream that waits for the whole body before it answers would otherwise meet the
+/// timeout mid-upload). Past the body's deadline the timeout runs whatever became of the
+/// body, so an upstream that stopped reading it is still answered `504`.
 async fn send(
     up: &Inner,
     client: &HttpClient,
     out: Request<UpBody>,
-    body_sent: Option<Arc<tokio::sync::Notify>>,
+    body_sent: Option<(Arc<tokio::sync::Notify>, Option<tokio::time::Instant>)>,
 ) -> Result<Response<hyper::body::Incoming>, Response<ProxyBody>> {
     let started = std::time::Instant::now();
     let response = client.request(out);
     tokio::pin!(response);
     let answered_first = match body_sent {
-        Some(sent) => tokio::select! {
-            // The upstream may answer before the body ends (a `413`, say).
-            answered = &mut response => Some(answered),
-            () = sent.notified() => None,
-        },
+        Some((sent, due)) => {
+            let due = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // The upstream may answer before the body ends (a `413`, say).
+                answered = &mut response => Some(answered),
+                () = sent.notified() => None,
+                () = due => None,
+            }
+        }
         None => None,
     };
     let sent = match answered_first {

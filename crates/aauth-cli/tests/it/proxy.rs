@@ -618,6 +618,50 @@ async fn an_http10_upstream_is_answered_in_the_clients_version() {
     assert_eq!(body.as_ref(), b"ok");
 }
 
+/// A streamed body the upstream stops reading (it never answers): the wait for its
+/// answer starts at the body's deadline (`body_timeout_secs`, 1 here) even though the
+/// body never ended, and the client gets `504` after `request_timeout_secs` (2) more,
+/// rather than waiting for as long as the upstream does.
+#[tokio::test]
+async fn a_body_the_upstream_stops_reading_still_meets_the_timeout() {
+    let s = AgentSetup::start_with("proxy-unread-body", |text| {
+        text.replace(
+            "shutdown_deadline_secs = 2\n",
+            "shutdown_deadline_secs = 2\nbody_timeout_secs = 1\n",
+        )
+    })
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let (parts, _) = signed("POST", "/agent/hang", &[], b"", &assistant_token()).into_parts();
+    // More than the sockets on the way hold: the upstream, not reading, stops taking it.
+    let feeding = tokio::spawn(async move {
+        for _ in 0..512 {
+            if tx.send(Bytes::from(vec![b'x'; 64 * 1024])).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    let started = Instant::now();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(20),
+        send_tls_body(
+            &s.world,
+            s.proxy.addr,
+            http::Request::from_parts(parts, ChannelBody(rx)),
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer within 20 s:\n{}", s.proxy.log()));
+    assert_eq!(resp.status(), 504, "{}", s.proxy.log());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    feeding.abort();
+}
+
 /// An upstream that does not answer is `504` once `request_timeout_secs` (2) have passed;
 /// one that is not there is `502`, and the proxy is not ready.
 #[tokio::test]
