@@ -63,7 +63,8 @@ pub fn match_form(path: &str, fold_case: bool) -> String {
 }
 
 /// Whether a server behind could read `path` as a different path than a route table does:
-/// a `.` or `..` segment, a backslash, a percent-encoded dot, slash or backslash, or a
+/// a `.` or `..` segment, an empty segment, a backslash, a percent-encoded dot, slash or
+/// backslash, an escaped unreserved character, an escape escaped again (`%2561`), or a
 /// `;` (path parameters, which Java servlet containers strip: `/public/..;/admin` is
 /// their `/admin`). Such requests are refused (`400`) rather than matched.
 #[must_use]
@@ -75,6 +76,18 @@ pub fn ambiguous_path(path: &str) -> bool {
         // An empty segment, which many upstreams merge (`//admin` as `/admin`).
         || path.contains("//")
         || !canonical_escapes(path)
+        || double_escaped(&lower)
+}
+
+/// Whether `lower` (a path in lower case) holds an escaped `%` that starts another
+/// escape (`%2561` for `%61`): a chain of servers that decodes twice (a proxy that
+/// rewrites the path, then the application) reads `/%2561dmin` as `/admin`.
+fn double_escaped(lower: &str) -> bool {
+    lower.match_indices("%25").any(|(i, _)| {
+        lower
+            .get(i + 3..i + 5)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
 /// Whether every `%` in `path` starts an escape of a byte that must be escaped: an
@@ -116,5 +129,10 @@ mod tests {
         assert_eq!(match_form("/é", false), "/%C3%A9");
         assert!(ambiguous_path("/a%3Bb"));
         assert!(ambiguous_path("//admin"));
+        // Escaped twice: read as `/admin` and `..` by a chain that decodes twice.
+        assert!(ambiguous_path("/%2561dmin/x"));
+        assert!(ambiguous_path("/a/%252e%252e/b"));
+        assert!(!ambiguous_path("/100%25"));
+        assert!(!ambiguous_path("/a%25zz"));
     }
 }

@@ -552,6 +552,21 @@ fn unroutable<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
             "a method in lower case (methods are case-sensitive)",
         ));
     }
+    // Rails, Laravel, Symfony and Express's method-override read the method to run from
+    // `_method`: a `POST` admitted as one would run as the `DELETE` it names.
+    let overrides = req.uri().query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("_method"))
+        })
+    });
+    if overrides {
+        return Some(problem(
+            StatusCode::BAD_REQUEST,
+            "a `_method` parameter: the route is chosen by the request's own method",
+        ));
+    }
     None
 }
 
@@ -640,6 +655,9 @@ mod tests {
         assert_eq!(status("GET", "/admin"), None);
         assert_eq!(status("GET", "https://resource.example/admin"), None);
         assert_eq!(status("PROPFIND", "/dav/"), None);
+        assert_eq!(status("POST", "/items/1?_method=DELETE"), Some(400));
+        assert_eq!(status("POST", "/items/1?a=1&_METHOD=delete"), Some(400));
+        assert_eq!(status("GET", "/items?my_method=x"), None);
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Pattern {
         if base.contains('*') {
             return Err(bad("`*` only as a last segment (`/api/*`)"));
         }
+        if prefix && base.ends_with('/') {
+            return Err(bad(
+                "an empty segment before `/*` (`/api/*`, not `/api//*`)",
+            ));
+        }
         if base.contains(['?', '#']) || ambiguous_path(base) {
             return Err(bad("a plain path: no query, fragment or dot segments"));
         }
@@ -141,7 +146,7 @@ mod tests {
 
     #[test]
     fn bad_patterns_name_their_key() {
-        for bad in ["api", "/a/*/b", "/a*", "/a/../b", "/a?x=1"] {
+        for bad in ["api", "/a/*/b", "/a*", "/a/../b", "/a?x=1", "/api//*"] {
             let e = Matcher::new(&route(bad, &[]), false)
                 .unwrap_err()
                 .to_string();

@@ -461,13 +461,15 @@ impl PersonServer {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(9)
             .collect();
-        // "Not you?": the request this page showed goes back to nobody's, for its person.
-        self.release_claim(&code, &s.account, page.now).await?;
         let mut ended = s.clone();
         ended.expires = page.now.as_secs();
         self.store
             .put_session(&web::session_key(cookie), ended)
             .await?;
+        // "Not you?": the request this page showed goes back to nobody's, for its person
+        // (after the session has ended: a store that fails here does not keep anyone
+        // signed in).
+        self.release_claim(&code, &s.account, page.now).await?;
         let body = maud::html! {
             p { (self.messages.text(Text::SignedOut)) }
             @if !code.is_empty() {
