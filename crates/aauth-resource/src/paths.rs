@@ -21,7 +21,19 @@
 /// An upstream decodes `%3A` to `:` and `%40` to `@`: a route for `/v1/models:generate`
 /// must cover `/v1/models%3Agenerate` too, or a weaker route after it would.
 #[must_use]
-pub fn match_form(path: &str, fold_case: bool) -> String {
+pub fn match_form(path: &str, fold_case: bool) -> std::borrow::Cow<'_, str> {
+    // Most paths are already in the form: nothing escaped, nothing to fold.
+    if path.is_ascii()
+        && !path.contains('%')
+        && !(fold_case && path.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    std::borrow::Cow::Owned(owned_form(path, fold_case))
+}
+
+/// [`match_form`] of a path that needs changing.
+fn owned_form(path: &str, fold_case: bool) -> String {
     let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
     let b = path.as_bytes();
     let mut out = String::with_capacity(path.len());

@@ -53,9 +53,9 @@ impl Pattern {
             return Err(bad("a plain path: no query, fragment or dot segments"));
         }
         Ok(if prefix {
-            Self::Prefix(match_form(base, fold_case))
+            Self::Prefix(match_form(base, fold_case).into_owned())
         } else {
-            Self::Exact(match_form(path, fold_case))
+            Self::Exact(match_form(path, fold_case).into_owned())
         })
     }
 
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn spellings_an_upstream_reads_alike_match_alike() {
         let strict = Matcher::new(&route("/v1/models:generate", &["POST"]), false).unwrap();
-        let m = |p: &str| match_form(p, false);
+        let m = |p: &str| match_form(p, false).into_owned();
         assert!(strict.matches(&Method::POST, &m("/v1/models%3Agenerate")));
         assert!(strict.matches(&Method::POST, &m("/v1/models%3agenerate")));
         assert!(strict.matches(&Method::POST, &m("/v1/models:generate/")));

@@ -318,9 +318,12 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
     };
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, mut body) = req.into_parts();
-    // A body streamed from the client: the wait for the answer starts once it is sent.
+    // A body streamed from the client, still arriving: the wait for the answer starts
+    // once it is sent (nothing to wait for on a request whose body came with its head).
     let body_sent = match &mut body {
-        aauth_resource::ForwardBody::Streamed(b) => Some((b.end(), b.due())),
+        aauth_resource::ForwardBody::Streamed(b) if !http_body::Body::is_end_stream(b) => {
+            Some((b.end(), b.due()))
+        }
         _ => None,
     };
     let caller = match (

@@ -523,6 +523,26 @@ impl Pg {
         Background(handle.abort_handle())
     }
 
+    /// A component over this pool's connections, named `store` in errors and metrics:
+    /// its `migrations` applied if needed, then [`Pg::sweep`] of its expired rows
+    /// started (the shared replay cache and pending revocations are such components).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn swept(
+        &self,
+        store: &'static str,
+        (component, migrations): (&str, &[Migration]),
+        period: Duration,
+        delete: &'static str,
+    ) -> Result<(Self, Background), StoreError> {
+        let pg = self.named(store);
+        pg.migrate(component, migrations).await?;
+        let sweep = pg.sweep(period, delete);
+        Ok((pg, sweep))
+    }
+
     /// [`Pg::every`] `period`, the statement `delete`, whose one parameter (`$1`) is the
     /// wall clock's seconds: the sweep of a table whose rows expire.
     #[must_use]

@@ -80,28 +80,33 @@ impl PgCascadeStore {
     ///
     /// [`StoreError`].
     pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
-        let pg = pg.named(STORE);
-        Self::migrate(&pg).await?;
-        let sweep = pg.sweep(
-            SWEEP_EVERY,
-            "DELETE FROM aauth_cascade WHERE id IN
-               (SELECT id FROM aauth_cascade WHERE until <= $1 LIMIT 5000)",
-        );
+        let (pg, sweep) = pg
+            .swept(
+                STORE,
+                (COMPONENT, MIGRATIONS),
+                SWEEP_EVERY,
+                "DELETE FROM aauth_cascade WHERE id IN
+                   (SELECT id FROM aauth_cascade WHERE until <= $1 LIMIT 5000)",
+            )
+            .await?;
         Ok(Self {
             pg,
             _sweep: Arc::new(sweep),
         })
     }
 
-    /// Applies the pending revocations' migrations the database lacks and returns how many,
-    /// without starting a store (a server's `migrate` applies them with its own, so that
-    /// a database role without `CREATE` can run every instance).
+    /// Applies the migrations the database lacks of the tables a server's instances
+    /// share beside its own, the pending revocations' and the replay cache's
+    /// ([`crate::store::PgReplayStore`]), and returns how many, without starting a store
+    /// (a server's `migrate` applies them with its own, so that a database role without
+    /// `CREATE` can run every instance).
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    pub async fn migrate(pg: &Pg) -> Result<usize, StoreError> {
-        pg.named(STORE).migrate(COMPONENT, MIGRATIONS).await
+    pub async fn migrate_shared(pg: &Pg) -> Result<usize, StoreError> {
+        let cascade = pg.named(STORE).migrate(COMPONENT, MIGRATIONS).await?;
+        Ok(cascade + crate::store::PgReplayStore::migrate(pg).await?)
     }
 }
 

@@ -67,13 +67,15 @@ impl PgReplayStore {
     ///
     /// [`StoreError`].
     pub async fn over(pg: &Pg) -> Result<Self, StoreError> {
-        let pg = pg.named(STORE);
-        Self::migrate(&pg).await?;
-        let sweep = pg.sweep(
-            SWEEP_EVERY,
-            "DELETE FROM aauth_replay WHERE key IN
-               (SELECT key FROM aauth_replay WHERE until <= $1 LIMIT 5000)",
-        );
+        let (pg, sweep) = pg
+            .swept(
+                STORE,
+                (COMPONENT, MIGRATIONS),
+                SWEEP_EVERY,
+                "DELETE FROM aauth_replay WHERE key IN
+                   (SELECT key FROM aauth_replay WHERE until <= $1 LIMIT 5000)",
+            )
+            .await?;
         Ok(Self {
             pg,
             _sweep: Arc::new(sweep),
@@ -81,8 +83,7 @@ impl PgReplayStore {
     }
 
     /// Applies the replay cache's migrations the database lacks and returns how many,
-    /// without starting a store (a server's `migrate` applies them with its own, so that
-    /// a database role without `CREATE` can run every instance).
+    /// without starting a store (see [`crate::store::PgCascadeStore::migrate_shared`]).
     ///
     /// # Errors
     ///

@@ -179,6 +179,19 @@ impl RedisThrottle {
         self.redis.key(&["throttle", &key.to_hex()])
     }
 
+    /// A call of `script` with `keys` as its `KEYS`.
+    fn invocation<'s>(
+        &self,
+        script: &'s Script,
+        keys: &[ThrottleKey],
+    ) -> crate::store::redis::client::ScriptInvocation<'s> {
+        let mut call = script.prepare_invoke();
+        for key in keys {
+            call.key(self.key(key));
+        }
+        call
+    }
+
     /// A call of `script` (`COUNT_FAILURE`'s arguments) counting a failure at `now`
     /// against `keys`.
     fn counting<'s>(
@@ -187,10 +200,7 @@ impl RedisThrottle {
         keys: &[ThrottleKey],
         now: UnixTime,
     ) -> crate::store::redis::client::ScriptInvocation<'s> {
-        let mut call = script.prepare_invoke();
-        for key in keys {
-            call.key(self.key(key));
-        }
+        let mut call = self.invocation(script, keys);
         let now = now.as_secs();
         call.arg(time(now)).arg(self.policy.free_failures);
         for (until, forgotten) in steps(&self.policy, now) {
@@ -223,10 +233,7 @@ impl Throttle for RedisThrottle {
         if keys.is_empty() {
             return Ok(None);
         }
-        let mut call = BLOCKED.prepare_invoke();
-        for key in keys {
-            call.key(self.key(key));
-        }
+        let mut call = self.invocation(&BLOCKED, keys);
         call.arg(time(now.as_secs()));
         let until: Option<String> = self.redis.invoke(STORE, &call).await?;
         wait_until(until, now)

@@ -136,9 +136,7 @@ impl PgStore {
     pub async fn migrate(options: &PgOptions) -> Result<usize, PgOpenError> {
         let pg = Pg::new(STORE, options)?;
         let own = pg.migrate(COMPONENT, MIGRATIONS).await?;
-        let replay = aauth_metadata::store::PgReplayStore::migrate(&pg).await?;
-        let cascade = aauth_metadata::store::PgCascadeStore::migrate(&pg).await?;
-        Ok(own + replay + cascade)
+        Ok(own + aauth_metadata::store::PgCascadeStore::migrate_shared(&pg).await?)
     }
 
     fn start(pg: Pg) -> Self {
