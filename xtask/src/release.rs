@@ -23,6 +23,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if crates.is_empty() {
         return Err("release: no crate is publishable".to_owned());
     }
+    forget_earlier_packages(&crates)?;
     let mut cmd: Vec<&str> = vec!["package", "--locked", "--allow-dirty"];
     for (name, _) in &crates {
         cmd.extend_from_slice(&["--package", name]);
@@ -51,6 +52,48 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             too_big.join(", ")
         ))
     }
+}
+
+/// Removes what an earlier `cargo package` of these crates left in cargo's home: each
+/// packaged crate is unpacked there under the temporary registry that stands in for
+/// crates.io, by name and version, and an unpacked crate is reused as it is. With the
+/// version unchanged, a later dry run from the same checkout path built each crate
+/// against its neighbours' earlier sources (an API changed between them failed to
+/// compile). crates.io's own directories are left alone.
+fn forget_earlier_packages(crates: &[(String, String)]) -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(home) = home else {
+        return Ok(());
+    };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            if registry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("index.crates.io")
+            {
+                continue;
+            }
+            for (name, version) in crates {
+                let unpacked = registry.path().join(format!("{name}-{version}"));
+                let packed = registry.path().join(format!("{name}-{version}.crate"));
+                let removed = if unpacked.is_dir() {
+                    std::fs::remove_dir_all(&unpacked).map_err(|e| (unpacked, e))
+                } else if packed.is_file() {
+                    std::fs::remove_file(&packed).map_err(|e| (packed, e))
+                } else {
+                    Ok(())
+                };
+                removed.map_err(|(p, e)| format!("release: removing {}: {e}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `cargo xtask ci features`: every publishable crate builds with no optional feature,
