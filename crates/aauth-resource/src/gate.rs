@@ -8,9 +8,9 @@ use aauth_headers::{AuthorizationAAuth, Requirement, SessionToken, names};
 use aauth_keys::Thumbprint;
 use aauth_keys::time::UnixTime;
 use aauth_signing::{
-    AuthoritySource, BodyCoverage, JwtResolver, KeyIdentity, KeyResolver, ReplayGuard, ReplayStore,
-    RevocationList, RevocationReplayStore, SchemeResolver, VerifiedRequest, Verifier, VerifyError,
-    VerifyPolicy,
+    AuthoritySource, BodyCoverage, BodyHint, HeadVerified, JwtResolver, KeyIdentity, KeyResolver,
+    ReplayGuard, ReplayStore, RevocationList, RevocationReplayStore, SchemeResolver,
+    VerifiedRequest, Verifier, VerifyError, VerifyPolicy,
 };
 use aauth_tokens::{AgentId, BoundToken, IssuerKeyResolver, ServerId, TokenType};
 use bytes::Bytes;
@@ -972,10 +972,65 @@ impl Route {
 
     /// The whole check, with the auth-token challenge kept apart.
     pub(crate) async fn decide(&self, parts: &Parts, body: &[u8], now: UnixTime) -> Outcome {
-        let request = match self.verify_only(parts, body, now).await {
-            Ok(r) => r,
-            Err(r) => return Outcome::Refuse(r),
-        };
+        match self.verify_only(parts, body, now).await {
+            Ok(request) => self.decide_verified(parts, request, now).await,
+            Err(r) => Outcome::Refuse(r),
+        }
+    }
+
+    /// What can be checked before the body is read: the signature, and the key and token
+    /// behind it ([`aauth_signing::Verifier::verify_head`]); a layer that must read the
+    /// body whole reads it only when this passes.
+    pub(crate) async fn verify_head(
+        &self,
+        parts: &Parts,
+        body: BodyHint,
+        now: UnixTime,
+    ) -> Result<HeadVerified, Refusal> {
+        if let Some(refusal) = self.precheck(parts) {
+            return Err(refusal);
+        }
+        self.verifier
+            .verify_head(parts, body, now)
+            .await
+            .map_err(|error| Refusal::signature(error, &self.policy.verify))
+    }
+
+    /// [`Route::verify_only`] of a request whose head verified, with its body read.
+    pub(crate) async fn verify_body(
+        &self,
+        head: HeadVerified,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<VerifiedRequest, Refusal> {
+        self.verifier
+            .verify_body(head, parts, body, now)
+            .await
+            .map_err(|error| Refusal::signature(error, &self.policy.verify))
+    }
+
+    /// [`Route::decide`] of a request whose head verified, with its body read.
+    pub(crate) async fn decide_with_body(
+        &self,
+        head: HeadVerified,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Outcome {
+        match self.verify_body(head, parts, body, now).await {
+            Ok(request) => self.decide_verified(parts, request, now).await,
+            Err(refusal) => Outcome::Refuse(refusal),
+        }
+    }
+
+    /// The rest of the check, after the verifier: the token gate, then the session.
+    async fn decide_verified(
+        &self,
+        parts: &Parts,
+        request: VerifiedRequest,
+        now: UnixTime,
+    ) -> Outcome {
         match self.gate(&request, now) {
             Ok(()) => {}
             Err(Gated::AuthChallenge(resource_token)) => {

@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use aauth_keys::time::UnixTime;
-use aauth_signing::{KeyIdentity, VerifiedRequest};
+use aauth_signing::{BodyHint, KeyIdentity, VerifiedRequest};
 use aauth_tokens::BoundToken;
 
 use crate::deferred::{
@@ -31,7 +31,10 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// answered by the layer and never reach it.
 ///
 /// The body is read whole (up to [`DEFAULT_MAX_BODY`], else `413`) because
-/// `Content-Digest` must be checked before the handler runs.
+/// `Content-Digest` must be checked before the handler runs; it is read only once the
+/// request's signature verified (an unsigned request, a stranger's key or a bad signature
+/// is refused with the body unread), and the rest (the digest, the token's revocation, the
+/// replay check, the route's token gate) is checked after.
 #[derive(Clone)]
 pub struct AAuthLayer {
     /// Shared: a layer (and its service) is cloned per request.
@@ -238,6 +241,22 @@ where
             if let Some(refusal) = layer.route.precheck(&parts) {
                 return Ok(layer.answer(refusal.into_http_response()).map(ResB::from));
             }
+            // The signature first: a body is read (and held against the budget) only for
+            // a request whose signer is known and whose signature verified.
+            let hint = {
+                let size = body.size_hint();
+                BodyHint::from_size(size.exact(), size.lower())
+            };
+            let head = match layer
+                .route
+                .verify_head(&parts, hint, layer.clock.now())
+                .await
+            {
+                Ok(head) => head,
+                Err(refusal) => {
+                    return Ok(layer.answer(refusal.into_http_response()).map(ResB::from));
+                }
+            };
             // Held until the answer is ready (the bytes are the request's until then).
             let (bytes, _held) = match read_body(body, &layer).await {
                 Ok(read) => read,
@@ -247,10 +266,18 @@ where
             if let Some(d) = &layer.deferred
                 && let Some(id) = d.id_of(parts.uri.path())
             {
+                let request = match layer.route.verify_body(head, &parts, &bytes, now).await {
+                    Ok(request) => request,
+                    Err(refusal) => return Ok(refusal.into_http_response().map(ResB::from)),
+                };
                 let id = id.to_owned();
-                return poll_pending(&layer.route, d, &id, parts, bytes, now, inner).await;
+                return poll_pending(&layer.route, d, &id, parts, request, now, inner).await;
             }
-            match layer.route.decide(&parts, &bytes, now).await {
+            match layer
+                .route
+                .decide_with_body(head, &parts, &bytes, now)
+                .await
+            {
                 Outcome::Admit(admitted) => {
                     let rolled = admitted.rolled.clone();
                     parts.extensions.insert(*admitted);
@@ -496,21 +523,16 @@ fn ended() -> Response<Bytes> {
     )
 }
 
-/// The pending request `id` as its agent may poll it: the poll verified, the request
-/// its own, the method `GET` (a `DELETE` cancels it here). `Err` is the answer when
+/// The pending request `id` as the agent of a verified poll (`request`) may see it: the
+/// request its own, the method `GET` (a `DELETE` cancels it here). `Err` is the answer when
 /// there is nothing more to do.
 async fn pollable(
-    route: &Route,
     d: &DeferredAuth,
     id: &str,
     parts: &http::request::Parts,
-    body: &Bytes,
+    request: &VerifiedRequest,
     now: UnixTime,
-) -> Result<(VerifiedRequest, Held, HeldState), Response<Bytes>> {
-    let request = match route.verify_only(parts, body, now).await {
-        Ok(r) => r,
-        Err(refusal) => return Err(refusal.into_http_response()),
-    };
+) -> Result<(Held, HeldState), Response<Bytes>> {
     let thumbprint = request.key.thumbprint();
     let (held, state) = match d.store.get(id, now).await {
         // Only the agent key that made the request may see it, and only through the layer
@@ -561,7 +583,7 @@ async fn pollable(
     if matches!(state, HeldState::Cancelled) {
         return Err(ended());
     }
-    Ok((request, held, state))
+    Ok((held, state))
 }
 
 /// The `(jti, exp)` of the auth token a poll presents for the held request: the route
@@ -615,7 +637,7 @@ async fn poll_pending<S, ResB>(
     d: &DeferredAuth,
     id: &str,
     parts: http::request::Parts,
-    body: Bytes,
+    request: VerifiedRequest,
     now: UnixTime,
     inner: S,
 ) -> Result<Response<ResB>, S::Error>
@@ -625,7 +647,7 @@ where
     ResB::Error: std::fmt::Display,
 {
     let answer = |r: Response<Bytes>| Ok(r.map(ResB::from));
-    let (request, held, state) = match pollable(route, d, id, &parts, &body, now).await {
+    let (held, state) = match pollable(d, id, &parts, &request, now).await {
         Ok(found) => found,
         Err(r) => return answer(r),
     };

@@ -126,9 +126,9 @@ pub use sign::{
     sign_request_with,
 };
 pub use verify::{
-    BodyCoverage, DEFAULT_WINDOW, DangerousVerifyPolicy, LabelSelection, Prepared,
-    REQUIRED_COMPONENTS, SignerGate, VerifiedRequest, Verifier, VerifyPolicy, jwks_uri_signers,
-    prepare,
+    BodyCoverage, BodyHint, DEFAULT_WINDOW, DangerousVerifyPolicy, HeadVerified, LabelSelection,
+    Prepared, REQUIRED_COMPONENTS, SignerGate, VerifiedRequest, Verifier, VerifyPolicy,
+    jwks_uri_signers, prepare,
 };
 
 // The README's example runs as a doctest.

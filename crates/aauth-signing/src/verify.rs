@@ -301,6 +301,18 @@ pub fn prepare<'r>(
     policy: &VerifyPolicy,
     now: UnixTime,
 ) -> Result<Prepared<'r>, VerifyError> {
+    prepare_with(parts, body, !body.is_empty(), policy, now)
+}
+
+/// [`prepare`], with the coverage a body needs required when `has_body` (a body not yet
+/// read is then `&[]`).
+fn prepare_with<'r>(
+    parts: &'r Parts,
+    body: &'r [u8],
+    has_body: bool,
+    policy: &VerifyPolicy,
+    now: UnixTime,
+) -> Result<Prepared<'r>, VerifyError> {
     let limit = policy.max_field_bytes;
     let input = field(parts, "signature-input", limit)?;
     let sigs = field(parts, "signature", limit)?;
@@ -341,7 +353,7 @@ pub fn prepare<'r>(
     };
 
     // Step 2: coverage.
-    let required = policy.required_for(!body.is_empty());
+    let required = policy.required_for(has_body);
     if required.iter().any(|r| !params.covers(r)) {
         return Err(VerifyError::MissingComponents { required });
     }
@@ -512,6 +524,20 @@ impl Prepared<'_> {
     /// [`VerifyError::BadSignature`], [`VerifyError::DigestMismatch`],
     /// [`VerifyError::DigestUnsupported`].
     pub fn finish(self, resolved: ResolvedKey) -> Result<VerifiedRequest, VerifyError> {
+        let body = self.body;
+        let (verified, digest, required) = self.signature_only(resolved)?;
+        if let Some(d) = &digest {
+            digest::check(d, body, &required)?;
+        }
+        Ok(verified)
+    }
+
+    /// [`Prepared::finish`] without the `Content-Digest` check: the request, its
+    /// `Content-Digest` value to check against the body, and the components required.
+    fn signature_only(
+        self,
+        resolved: ResolvedKey,
+    ) -> Result<(VerifiedRequest, Option<String>, Vec<String>), VerifyError> {
         let alg = resolved.key.algorithm();
         if !self.accepted_algorithms.contains(&alg) {
             return Err(VerifyError::AlgorithmNotAccepted {
@@ -528,16 +554,67 @@ impl Prepared<'_> {
             .key
             .verify(self.base.as_bytes(), &self.signature)
             .map_err(|_| VerifyError::BadSignature)?;
-        if let Some(d) = &self.digest {
-            digest::check(d, self.body, &self.required)?;
-        }
-        Ok(VerifiedRequest {
+        let verified = VerifiedRequest {
             label: self.label,
             key: resolved.key,
             identity: resolved.identity,
             params: self.params,
             signature_base: self.base,
-        })
+        };
+        Ok((verified, self.digest, self.required))
+    }
+}
+
+/// What a request's head says of its body, for [`Verifier::verify_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyHint {
+    /// No body (a `Content-Length` of 0, or the stream already ended).
+    Empty,
+    /// A body of at least one byte (a `Content-Length` above 0).
+    NonEmpty,
+    /// Not known until it is read (chunked, or HTTP/2 without `Content-Length`).
+    Unknown,
+}
+
+impl BodyHint {
+    /// The hint from a body's size as its framing gives it: `exact` when known, else
+    /// `lower`, the least it can be.
+    ///
+    /// ```
+    /// use aauth_signing::BodyHint;
+    /// assert_eq!(BodyHint::from_size(Some(0), 0), BodyHint::Empty);
+    /// assert_eq!(BodyHint::from_size(Some(12), 12), BodyHint::NonEmpty);
+    /// assert_eq!(BodyHint::from_size(None, 0), BodyHint::Unknown);
+    /// ```
+    #[must_use]
+    pub fn from_size(exact: Option<u64>, lower: u64) -> Self {
+        match exact {
+            Some(0) => Self::Empty,
+            Some(_) => Self::NonEmpty,
+            None if lower > 0 => Self::NonEmpty,
+            None => Self::Unknown,
+        }
+    }
+}
+
+/// A request whose head verified ([`Verifier::verify_head`]) and whose body, coverage of
+/// it, revocation and replay are still to check ([`Verifier::verify_body`]).
+#[derive(Debug)]
+#[must_use = "the request is not verified until its body is"]
+pub struct HeadVerified {
+    verified: VerifiedRequest,
+    digest: Option<String>,
+    /// Whether the coverage a body needs was checked with the head.
+    body_covered: bool,
+}
+
+impl HeadVerified {
+    /// The request as far as it verified: the key and who holds it are known, but a
+    /// revoked token or a replay is not yet refused.
+    #[must_use]
+    pub fn request(&self) -> &VerifiedRequest {
+        &self.verified
     }
 }
 
@@ -757,12 +834,126 @@ impl Verifier {
         now: UnixTime,
     ) -> Result<VerifiedRequest, VerifyError> {
         let prepared = prepare(parts, body, &self.policy, now)?;
+        let resolved = self.resolve(&prepared, now).await?;
+        let verified = prepared.finish(resolved)?;
+        self.record(parts, verified, now).await
+    }
+
+    /// Verifies a request's head before its body is read: [`prepare`] (the coverage a
+    /// body needs required when `body` says there is one), the signer gate, the key, the
+    /// signature. What needs the body, and what records the request, waits for
+    /// [`Verifier::verify_body`]: a server that must read a body whole to check its
+    /// `Content-Digest` then reads only the bodies of requests whose signer it resolved
+    /// and whose signature verified, and a stranger's cannot fill its memory.
+    ///
+    /// Both halves together check what [`Verifier::verify`] checks, in its order; a
+    /// request refused by one is refused by the other with the same error, but for
+    /// missing body coverage on a body the head did not announce
+    /// ([`BodyHint::Unknown`]), which is refused after the signature instead of before.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use std::sync::Arc;
+    /// use aauth_keys::{PrivateKey, time::UnixTime};
+    /// use aauth_signing::{BodyHint, SchemeResolver, Verifier, VerifyPolicy, hwk_scheme, sign_request};
+    /// use aauth_tokens::ServerId;
+    ///
+    /// let key = PrivateKey::ed25519_from_seed(&[7; 32]);
+    /// let now = UnixTime(1_800_000_000);
+    /// let body = br#"{"n":1}"#;
+    /// let mut req = http::Request::post("https://resource.example/items")
+    ///     .header("content-type", "application/json")
+    ///     .body(body.to_vec())?;
+    /// sign_request(&mut req, &key, &hwk_scheme(&key.public_key()), now)?;
+    /// let (parts, body) = req.into_parts();
+    ///
+    /// let policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example")?)
+    ///     .accept_schemes(&["hwk"]);
+    /// let verifier = Verifier::new(policy, Arc::new(SchemeResolver::new().hwk()));
+    /// let head = verifier.verify_head(&parts, BodyHint::NonEmpty, now).await?;
+    /// // … only now read the body …
+    /// let verified = verifier.verify_body(head, &parts, &body, now).await?;
+    /// assert_eq!(verified.key.thumbprint(), key.public_key().thumbprint());
+    /// // A body other than the one signed fails its digest.
+    /// let head = verifier.verify_head(&parts, BodyHint::NonEmpty, now).await?;
+    /// assert!(verifier.verify_body(head, &parts, b"{}", now).await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first failing check of the head as a [`VerifyError`].
+    pub async fn verify_head(
+        &self,
+        parts: &Parts,
+        body: BodyHint,
+        now: UnixTime,
+    ) -> Result<HeadVerified, VerifyError> {
+        let announced = body == BodyHint::NonEmpty;
+        let prepared = prepare_with(parts, &[], announced, &self.policy, now)?;
+        let resolved = self.resolve(&prepared, now).await?;
+        let (verified, digest, _) = prepared.signature_only(resolved)?;
+        Ok(HeadVerified {
+            verified,
+            digest,
+            body_covered: announced,
+        })
+    }
+
+    /// Finishes what [`Verifier::verify_head`] began, with the body read: its coverage
+    /// (when the head did not announce it), its `Content-Digest`, then the revocation
+    /// check and the replay check, as [`Verifier::verify`] does. Give it the head of the
+    /// same request, verified by this verifier.
+    ///
+    /// # Errors
+    ///
+    /// The first failing check as a [`VerifyError`].
+    pub async fn verify_body(
+        &self,
+        head: HeadVerified,
+        parts: &Parts,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<VerifiedRequest, VerifyError> {
+        let HeadVerified {
+            verified,
+            digest,
+            body_covered,
+        } = head;
+        if !body.is_empty() && !body_covered {
+            let required = self.policy.required_for(true);
+            if required.iter().any(|r| !verified.params.covers(r)) {
+                return Err(VerifyError::MissingComponents { required });
+            }
+        }
+        if let Some(d) = &digest {
+            digest::check(d, body, &self.policy.required_for(!body.is_empty()))?;
+        }
+        self.record(parts, verified, now).await
+    }
+
+    /// The signer gate, then the key of a prepared request.
+    async fn resolve(
+        &self,
+        prepared: &Prepared<'_>,
+        now: UnixTime,
+    ) -> Result<ResolvedKey, VerifyError> {
         if let Some(gate) = &self.gate {
             gate.check(prepared.scheme())?;
         }
         let ctx = ResolveContext::new(now, prepared.label());
-        let resolved = self.resolver.resolve(prepared.scheme(), &ctx).await?;
-        let verified = prepared.finish(resolved)?;
+        self.resolver.resolve(prepared.scheme(), &ctx).await
+    }
+
+    /// The revocation check, then the replay check, of a request whose signature (and
+    /// body) verified.
+    async fn record(
+        &self,
+        parts: &Parts,
+        verified: VerifiedRequest,
+        now: UnixTime,
+    ) -> Result<VerifiedRequest, VerifyError> {
         let replayed = self.replay.as_ref().filter(|g| g.applies_to(&parts.method));
         if let (Some(joint), Some(_), KeyIdentity::Token(token)) =
             (&self.joint, replayed, &verified.identity)

@@ -234,3 +234,124 @@ async fn bodies_read_whole_are_held_within_the_shared_budget() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(budget.available(), 10);
 }
+
+/// A body that never arrives, counting how often it was asked for a frame: a request
+/// the layer answers without reading its body answers at once, and leaves it unpolled.
+#[derive(Clone)]
+struct Never {
+    polled: Arc<std::sync::atomic::AtomicUsize>,
+    len: u64,
+}
+
+impl http_body::Body for Never {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.polled
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Poll::Pending
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
+    }
+}
+
+/// Answers 200 to whatever reaches it, whatever its body.
+#[derive(Clone)]
+struct Ok200;
+
+impl<B> Service<Request<B>> for Ok200 {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
+    }
+}
+
+/// The signature is checked before a body that must be read whole (a `Content-Digest`
+/// to check) is read: a request whose signature fails, or whose signer is unknown, is
+/// refused without a byte of its body read or held against the budget, so strangers
+/// cannot fill the memory the budget bounds. A request that verifies then has its body
+/// read.
+#[tokio::test]
+async fn a_digested_body_is_read_only_after_its_signature_verified() {
+    let w = world();
+    let token = w.agent_token(3600);
+    let budget = aauth_resource::BodyBudget::new(1 << 20);
+    let layer = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .body_budget(budget.clone());
+    let body = br#"{"transfer":100}"#;
+    let good = signed("POST", "/data", body, &w.agent, &Scheme::jwt(token.clone()));
+    assert!(good.headers().contains_key("content-digest"));
+    let never = |req: &Request<Full<Bytes>>| {
+        let polled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (parts, _) = req.clone().into_parts();
+        let body = Never {
+            polled: Arc::clone(&polled),
+            len: 1 << 20,
+        };
+        (Request::from_parts(parts, body), polled)
+    };
+    let mut refusals = Vec::new();
+    // The signature broken (another path than the one signed); a stranger's key
+    // (an agent token whose key is not the signer's).
+    let mut moved = good.clone();
+    *moved.uri_mut() = "https://resource.example/other".parse().unwrap();
+    refusals.push(moved);
+    let stranger = aauth_keys::PrivateKey::ed25519_from_seed(&[9; 32]);
+    refusals.push(signed(
+        "POST",
+        "/data",
+        body,
+        &stranger,
+        &Scheme::jwt(token.clone()),
+    ));
+    for (streaming, req) in [false, true]
+        .into_iter()
+        .flat_map(|s| refusals.iter().map(move |r| (s, r)))
+    {
+        let (req, polled) = never(req);
+        let call = async {
+            if streaming {
+                layer.clone().streaming().layer(Ok200).call(req).await
+            } else {
+                layer.clone().layer(Ok200).call(req).await
+            }
+        };
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(5), call)
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{:?}",
+            resp.headers()
+        );
+        assert_eq!(polled.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(budget.available(), 1 << 20);
+    }
+    // The request that verifies: its body is read and checked, then it is admitted.
+    let resp = layer
+        .clone()
+        .streaming()
+        .layer(Ok200)
+        .call(good)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.headers());
+}
