@@ -19,10 +19,13 @@ pub enum Credential<'a> {
 }
 
 /// The OAuth credential of a request, if it has one: `None` when there is no
-/// `Authorization` field or its scheme is another (AAuth's, Basic, …).
+/// `Authorization` field whose scheme is `Bearer` or `DPoP` (AAuth's, Basic, …).
 ///
 /// The scheme compares case-insensitively; the token must be RFC 6750's `b64token`
-/// (`[A-Za-z0-9-._~+/]+=*`), after exactly one space.
+/// (`[A-Za-z0-9-._~+/]+=*`), after exactly one space. A `Bearer` or `DPoP` field is
+/// looked for among all of a request's `Authorization` fields, not only the first: one
+/// hidden behind another scheme's field, or spelled with a tab, is refused rather than
+/// passed over (an API behind the resource may read it).
 ///
 /// ```
 /// use aauth_oauth::{Credential, credential};
@@ -32,40 +35,52 @@ pub enum Credential<'a> {
 /// assert_eq!(credential(&h), Ok(Some(Credential::Bearer("abc.def.ghi"))));
 /// h.insert("authorization", "bearer  two spaces".parse().unwrap());
 /// assert!(credential(&h).is_err());
+/// h.insert("authorization", "Basic eA==".parse().unwrap());
+/// assert_eq!(credential(&h), Ok(None));
+/// h.append("authorization", "Bearer abc".parse().unwrap());
+/// assert!(credential(&h).is_err());
 /// ```
 ///
 /// # Errors
 ///
-/// [`OAuthError::Request`] (`400 invalid_request`): several `Authorization` fields, or a
-/// `Bearer`/`DPoP` credential that is not one `b64token`.
+/// [`OAuthError::Request`] (`400 invalid_request`): a `Bearer` or `DPoP` field beside
+/// another `Authorization` field, or one that is not one `b64token` after one space.
 pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, OAuthError> {
-    let mut fields = headers.get_all(http::header::AUTHORIZATION).iter();
-    let Some(field) = fields.next() else {
-        return Ok(None);
-    };
     let bad = |reason| OAuthError::Request { reason };
-    let Ok(text) = field.to_str() else {
-        return Ok(None);
-    };
-    let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
-    let dpop = if scheme.eq_ignore_ascii_case("Bearer") {
-        false
-    } else if scheme.eq_ignore_ascii_case("DPoP") {
-        true
-    } else {
-        return Ok(None);
-    };
-    if fields.next().is_some() {
+    let mut found = None;
+    let mut count = 0usize;
+    for field in headers.get_all(http::header::AUTHORIZATION).iter() {
+        count += 1;
+        let bytes = field.as_bytes();
+        let end = bytes
+            .iter()
+            .position(|b| *b == b' ' || *b == b'\t')
+            .unwrap_or(bytes.len());
+        let (scheme, rest) = bytes.split_at(end);
+        let dpop = if scheme.eq_ignore_ascii_case(b"Bearer") {
+            false
+        } else if scheme.eq_ignore_ascii_case(b"DPoP") {
+            true
+        } else {
+            continue;
+        };
+        if found.is_some() {
+            return Err(bad("more than one Authorization field"));
+        }
+        let token = match rest.strip_prefix(b" ").map(std::str::from_utf8) {
+            Some(Ok(token)) if b64token(token) => token,
+            _ => return Err(bad("the credential is not one b64token after one space")),
+        };
+        found = Some(if dpop {
+            Credential::Dpop(token)
+        } else {
+            Credential::Bearer(token)
+        });
+    }
+    if found.is_some() && count > 1 {
         return Err(bad("more than one Authorization field"));
     }
-    if !b64token(token) {
-        return Err(bad("the credential is not one b64token after one space"));
-    }
-    Ok(Some(if dpop {
-        Credential::Dpop(token)
-    } else {
-        Credential::Bearer(token)
-    }))
+    Ok(found)
 }
 
 /// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )

@@ -189,6 +189,13 @@ impl Introspection {
     /// [`OAuthError::Claim`] or [`OAuthError::Audience`] for an inactive or foreign token
     /// (`401`); [`OAuthError::Unavailable`] when the endpoint cannot answer (`503`).
     pub async fn introspect(&self, token: &str) -> Answer {
+        // No server is asked about a token no issuer would mint: the same bound as a
+        // JWT's.
+        if token.len() > crate::MAX_TOKEN_BYTES {
+            return Err(OAuthError::Malformed {
+                reason: "longer than accepted",
+            });
+        }
         let key = digest::sha256(token.as_bytes());
         let now = self.clock.now();
         if let Some(answer) = self.hit(&key, now) {
@@ -219,8 +226,13 @@ impl Introspection {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= self.max_entries && !cache.contains_key(&key) {
             cache.retain(|_, e| e.until > now.as_secs());
+            // A refusal goes first, the one ending soonest: answers about tokens that
+            // anyone can make up do not push out those about tokens that work.
             if cache.len() >= self.max_entries
-                && let Some(victim) = cache.iter().min_by_key(|(_, e)| e.until).map(|(k, _)| *k)
+                && let Some(victim) = cache
+                    .iter()
+                    .min_by_key(|(_, e)| (e.answer.is_ok(), e.until))
+                    .map(|(k, _)| *k)
             {
                 cache.remove(&victim);
             }

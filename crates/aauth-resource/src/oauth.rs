@@ -233,15 +233,20 @@ fn signed(parts: &Parts) -> bool {
 
 impl OAuthAccess {
     pub(crate) async fn step(&self, parts: &Parts, now: UnixTime) -> OAuthStep {
-        let result = match credential(&parts.headers) {
-            Ok(None) => return OAuthStep::NotOAuth,
-            Err(e) => Err((e, false)),
-            Ok(Some(_)) if signed(parts) => Err((
+        let both = || {
+            Err((
                 OAuthError::Request {
                     reason: "both an AAuth signature and an OAuth token: one request is one caller",
                 },
                 false,
-            )),
+            ))
+        };
+        let result = match credential(&parts.headers) {
+            // A DPoP proof beside a signature, without its token: still two callers' worth.
+            Ok(None) if signed(parts) && parts.headers.contains_key("dpop") => both(),
+            Ok(None) => return OAuthStep::NotOAuth,
+            Err(e) => Err((e, false)),
+            Ok(Some(_)) if signed(parts) => both(),
             Ok(Some(Credential::Bearer(token))) => self
                 .verifier_for(token)
                 .verify_bearer(token)

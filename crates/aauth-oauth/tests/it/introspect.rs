@@ -201,6 +201,35 @@ async fn the_table_stays_within_its_bound() {
     assert_eq!(ep.calls(), before);
 }
 
+/// Refusals go first when the table is full: a flood of made-up tokens (each asked
+/// about once, each inactive) does not push out the answer about a token that works,
+/// and a token longer than any issuer mints is refused without asking.
+#[tokio::test]
+async fn made_up_tokens_do_not_push_out_working_ones() {
+    let ep = Endpoint::new(|t| {
+        if t == "works" {
+            (200, active(NOW + 300))
+        } else {
+            (200, json!({"active": false}))
+        }
+    });
+    let i = introspection(&ep, &clock()).max_ttl(3600).max_entries(8);
+    i.verify_bearer("works").await.unwrap();
+    for n in 0..50 {
+        assert!(i.verify_bearer(&format!("made-up-{n}")).await.is_err());
+        assert!(i.cached() <= 8);
+    }
+    let before = ep.calls();
+    i.verify_bearer("works").await.unwrap();
+    assert_eq!(ep.calls(), before, "still kept");
+    let long = "a".repeat(aauth_oauth::MAX_TOKEN_BYTES + 1);
+    assert!(matches!(
+        i.verify_bearer(&long).await,
+        Err(OAuthError::Malformed { .. })
+    ));
+    assert_eq!(ep.calls(), before, "not asked");
+}
+
 #[tokio::test]
 async fn a_bound_token_is_not_a_bearer_token() {
     let ep = Endpoint::new(|_| {

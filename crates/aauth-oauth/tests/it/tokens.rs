@@ -661,6 +661,34 @@ proptest! {
         let _ = aauth_oauth::credential(&j);
     }
 
+    /// A `Bearer` or `DPoP` field is never passed over as "no OAuth credential", wherever
+    /// it stands among a request's `Authorization` fields and however it is spaced; one
+    /// is taken only when it is the request's one field.
+    #[test]
+    fn a_bearer_or_dpop_field_is_never_passed_over(
+        fields in proptest::collection::vec(
+            ("(Bearer|bEaReR|DPoP|dpop|Basic|AAuth|Digest)", "( |\t|  | \t)", "[A-Za-z0-9._~+/=-]{1,20}"),
+            1..4,
+        ),
+    ) {
+        let mut h = http::HeaderMap::new();
+        for (scheme, sep, token) in &fields {
+            h.append(http::header::AUTHORIZATION, format!("{scheme}{sep}{token}").parse().unwrap());
+        }
+        let oauth = |s: &str| s.eq_ignore_ascii_case("bearer") || s.eq_ignore_ascii_case("dpop");
+        let any = fields.iter().any(|(s, _, _)| oauth(s));
+        match aauth_oauth::credential(&h) {
+            Ok(None) => prop_assert!(!any, "{:?} passed over", fields),
+            Ok(Some(aauth_oauth::Credential::Bearer(t) | aauth_oauth::Credential::Dpop(t))) => {
+                prop_assert_eq!(fields.len(), 1);
+                prop_assert_eq!(fields[0].1.as_str(), " ");
+                prop_assert_eq!(t, fields[0].2.as_str());
+            }
+            Ok(Some(_)) => prop_assert!(false, "a credential of another kind"),
+            Err(_) => prop_assert!(any),
+        }
+    }
+
     #[test]
     fn dpop_proofs_never_panic(s in "[A-Za-z0-9_.-]{0,300}") {
         let _ = aauth_oauth::DpopProof::check(&s, "GET", "https://api.example/x", "t", 60, 5, UnixTime(NOW));
