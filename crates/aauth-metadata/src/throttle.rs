@@ -10,6 +10,21 @@
 //! window, not more. A key with no failure for [`ThrottlePolicy::forget_after`] starts
 //! afresh, and a success clears the keys it names.
 //!
+//! A guess is checked and counted in one step ([`Throttle::attempt`]) before the secret is
+//! looked at, so that guesses sent at once each see the ones before them counted: checking
+//! ([`Throttle::blocked`]) before the lookup and counting ([`Throttle::failed`]) after it
+//! would let every guess already in flight through. A wrong guess then needs nothing
+//! more. A right one clears its keys ([`Throttle::succeeded`], a password: only its owner
+//! knows it), or gives back the [`Receipt`] of its attempt ([`Throttle::refund`], an
+//! interaction code: anyone can hold right codes of their own, and must not reset what
+//! their wrong ones counted). A refund takes back the attempt's own failure and nothing
+//! else: a key nothing else was written to since the attempt is put back exactly as the
+//! attempt found it, so that a block the attempt started ends; on a key where other
+//! failures were counted meanwhile, one failure is taken back and the block recomputed
+//! from the failures left, so that those stay counted and a block they start stays. While
+//! an attempt is in flight its failure counts: a guess made in that moment may be refused
+//! for a block that the refund then lifts.
+//!
 //! A lockout never lasts longer than `max_delay` after the attacker's last try, and a
 //! caller can keep a person's own way in open by counting a client that proved itself
 //! before under a key of its own instead of the per-account one (the Person Server does
@@ -23,6 +38,7 @@
 //! them (N instances counting alone would give an attacker N times the guesses).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -72,10 +88,19 @@ impl ThrottleKey {
     }
 
     /// The key of a client address within `scope` (an IPv6 client by its /64, since one
-    /// host usually holds the whole prefix).
+    /// host usually holds the whole prefix; an IPv4 client seen on a dual-stack socket as
+    /// `::ffff:a.b.c.d` by its IPv4 address, not as the /64 every IPv4 client shares).
+    ///
+    /// ```
+    /// use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
+    /// let key = |a: &str| ThrottleKey::client("s", ClientAddr(a.parse().unwrap()));
+    /// assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+    /// assert_ne!(key("::ffff:192.0.2.1"), key("::ffff:192.0.2.2"));
+    /// assert_eq!(key("2001:db8::1"), key("2001:db8::2"));
+    /// ```
     #[must_use]
     pub fn client(scope: &str, addr: ClientAddr) -> Self {
-        let value = match addr.0 {
+        let value = match addr.0.to_canonical() {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => {
                 let s = v6.segments();
@@ -186,6 +211,108 @@ impl ThrottlePolicy {
     }
 }
 
+/// One key as a throttle holds it: what a [`Receipt`] remembers of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyState {
+    /// The failures counted since the key was last absent.
+    pub failures: u32,
+    /// The second of the last failure counted.
+    pub last: u64,
+    /// The second from which the key may try again ([`ThrottlePolicy::blocked_until`]
+    /// of `failures` and `last`).
+    pub blocked_until: u64,
+    /// Names this life of the key: the stamp of the failure that found it absent (or
+    /// forgotten), kept until it is cleared or forgotten.
+    pub life: u128,
+    /// Names the write that left the key so (a refund that puts a key back as it was
+    /// puts its stamp back too): no two writes to a key share one.
+    pub stamp: u128,
+}
+
+impl KeyState {
+    /// When the key may be forgotten under `policy`.
+    fn expiry(&self, policy: &ThrottlePolicy) -> u64 {
+        self.last
+            .saturating_add(policy.forget_after)
+            .max(self.blocked_until)
+    }
+}
+
+/// One failure an attempt counted: against which key, the key as the attempt found it
+/// (`None`: absent or forgotten) and as it left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// The key.
+    pub key: ThrottleKey,
+    /// The key before the failure.
+    pub before: Option<KeyState>,
+    /// The key after it.
+    pub after: KeyState,
+}
+
+/// What one [`Throttle::attempt`] counted, key by key, in order: given back to
+/// [`Throttle::refund`] when the guess proves right. Not `Clone`: a receipt is given back
+/// once.
+#[derive(Debug, Default, PartialEq, Eq)]
+#[must_use = "a right guess whose keys are not cleared gives its receipt back to Throttle::refund"]
+pub struct Receipt {
+    counted: Vec<Counted>,
+}
+
+impl Receipt {
+    /// A receipt of `counted`, in the order the failures were counted (for an
+    /// implementation of [`Throttle`] outside this crate).
+    pub fn new(counted: Vec<Counted>) -> Self {
+        Self { counted }
+    }
+
+    /// What was counted, in order.
+    #[must_use]
+    pub fn counted(&self) -> &[Counted] {
+        &self.counted
+    }
+
+    /// What was counted, in order, taken out of the receipt.
+    #[must_use]
+    pub fn into_counted(self) -> Vec<Counted> {
+        self.counted
+    }
+}
+
+/// The answer to [`Throttle::attempt`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum Attempt {
+    /// A key is blocked for this many seconds more: the guess is refused, nothing counted.
+    Blocked(u64),
+    /// One failure counted against each key; the receipt takes it back.
+    Counted(Receipt),
+}
+
+impl Attempt {
+    /// The wait, when the guess is refused.
+    #[must_use]
+    pub fn blocked(&self) -> Option<u64> {
+        match self {
+            Self::Blocked(wait) => Some(*wait),
+            Self::Counted(_) => None,
+        }
+    }
+
+    /// The receipt of a guess counted, or the wait of one refused (`Err(seconds)`).
+    ///
+    /// # Errors
+    ///
+    /// The wait, when the guess is refused.
+    pub fn into_receipt(self) -> Result<Receipt, u64> {
+        match self {
+            Self::Counted(receipt) => Ok(receipt),
+            Self::Blocked(wait) => Err(wait),
+        }
+    }
+}
+
 /// Counts failed guesses and says when a key must wait. When it cannot answer (a shared
 /// store is down, [`StoreError`]) the guess is refused, never checked unthrottled.
 #[async_trait]
@@ -205,20 +332,51 @@ pub trait Throttle: Send + Sync {
     /// [`StoreError`].
     async fn failed(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<(), StoreError>;
 
-    /// Checks and counts one guess in one step: `Some(seconds)` when any of `keys` is
-    /// blocked at `now` (nothing counted, as [`Throttle::blocked`]); else one failure
-    /// counted against each key before the guess is checked, and `None`. The caller
-    /// clears them with [`Throttle::succeeded`] when the guess proves right. Of guesses
-    /// made at once (on any instance sharing the store), each sees the ones before it
-    /// counted, so no more pass than the policy allows one after another; checking with
+    /// Checks and counts one guess in one step, before the guess is checked:
+    /// [`Attempt::Blocked`] when any of `keys` is blocked at `now` (nothing counted, as
+    /// [`Throttle::blocked`]); else one failure counted against each key, and
+    /// [`Attempt::Counted`] with the [`Receipt`] of what it wrote. Of guesses made at once
+    /// (on any instance sharing the store), each sees the ones before it counted, so no
+    /// more pass than the policy allows one after another; checking with
     /// [`Throttle::blocked`] and counting with [`Throttle::failed`] after the guess lets
     /// every guess already in flight through.
+    ///
+    /// A wrong guess is then counted. A right one clears its keys with
+    /// [`Throttle::succeeded`], or takes back only its own failure with
+    /// [`Throttle::refund`].
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn attempt(&self, keys: &[ThrottleKey], now: UnixTime)
-    -> Result<Option<u64>, StoreError>;
+    async fn attempt(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<Attempt, StoreError>;
+
+    /// Takes back the failure the attempt of `receipt` counted, for a guess that proved
+    /// right where a right guess must not clear what wrong ones counted (an interaction
+    /// code: anyone can hold right codes of their own). Each key of the receipt, the last
+    /// counted first:
+    ///
+    /// - if nothing was written to it since the attempt (it is as the attempt left it), is
+    ///   put back as the attempt found it: its failures, its last failure and its block,
+    ///   or no entry. A block the attempt started ends.
+    /// - if it was written to since (other failures counted, other refunds), has one
+    ///   failure fewer, and its block is recomputed for the failures left from its last
+    ///   failure, never longer than it was: a block that the other failures start stays.
+    /// - if it was cleared or forgotten since, stays as it is: the attempt's failure is no
+    ///   longer counted.
+    ///
+    /// The second case keeps the time of the key's last failure. When that failure was
+    /// another right guess's, counted while this one was in flight and given back after
+    /// it, the key keeps that time: its failures left, if past the free ones, block from
+    /// then (never longer than the key was blocked), and it is forgotten from then.
+    ///
+    /// `now` is the time of the refund (it tells whether a key has been forgotten). A
+    /// receipt is given back once, to the throttle that wrote it or one sharing its store;
+    /// another's takes nothing back.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn refund(&self, receipt: Receipt, now: UnixTime) -> Result<(), StoreError>;
 
     /// Clears `keys` (a correct password clears its account's and client's counts).
     ///
@@ -232,20 +390,12 @@ pub trait Throttle: Send + Sync {
 /// `forget_after` seconds.
 pub const DEFAULT_THROTTLE_KEYS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Count {
-    failures: u32,
-    last: u64,
-    blocked_until: u64,
-}
+/// Where the stamps of [`MemoryThrottle`]s come from: one counter for the process, so
+/// that a receipt given to another throttle than the one that wrote it matches nothing.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
 
-impl Count {
-    /// When the entry may be forgotten.
-    fn expiry(&self, policy: &ThrottlePolicy) -> u64 {
-        self.last
-            .saturating_add(policy.forget_after)
-            .max(self.blocked_until)
-    }
+fn next_stamp() -> u128 {
+    u128::from(NEXT_STAMP.fetch_add(1, Ordering::Relaxed))
 }
 
 #[derive(Debug, Default)]
@@ -254,7 +404,7 @@ impl Count {
     reason = "a lookup table, never iterated into anything signed or serialized; O(1)"
 )]
 struct Counts {
-    by_key: std::collections::HashMap<ThrottleKey, Count>,
+    by_key: std::collections::HashMap<ThrottleKey, KeyState>,
     /// The same keys by expiry, to forget them without a scan.
     by_expiry: std::collections::BTreeSet<(u64, ThrottleKey)>,
 }
@@ -279,25 +429,81 @@ impl Counts {
             .max()
     }
 
-    /// Counts a failure at `now` against each of `keys`, keeping at most `max` keys.
-    fn failed(&mut self, keys: &[ThrottleKey], now: u64, policy: &ThrottlePolicy, max: usize) {
+    /// Counts a failure at `now` against each of `keys`, keeping at most `max` keys: what
+    /// it counted.
+    fn failed(
+        &mut self,
+        keys: &[ThrottleKey],
+        now: u64,
+        policy: &ThrottlePolicy,
+        max: usize,
+    ) -> Vec<Counted> {
         self.sweep(now);
+        let mut counted = Vec::with_capacity(keys.len());
         for key in keys {
-            let previous = self.by_key.get(key).copied();
-            if let Some(c) = previous {
-                self.by_expiry.remove(&(c.expiry(policy), *key));
-            } else if self.by_key.len() >= max {
+            // (A key written earlier in this call may be forgotten already: with
+            // `forget_after` 0, a free failure is forgotten in its own second.)
+            let before = self.take(*key, policy).filter(|c| c.expiry(policy) > now);
+            if before.is_none() && self.by_key.len() >= max {
                 self.forget_earliest();
             }
-            let failures = previous.map_or(0, |c| c.failures).saturating_add(1);
-            let c = Count {
+            let stamp = next_stamp();
+            let failures = before.map_or(0, |c| c.failures).saturating_add(1);
+            let after = KeyState {
                 failures,
                 last: now,
                 blocked_until: policy.blocked_until(failures, now),
+                life: before.map_or(stamp, |c| c.life),
+                stamp,
             };
-            self.by_expiry.insert((c.expiry(policy), *key));
-            self.by_key.insert(*key, c);
+            self.put(*key, after, policy);
+            counted.push(Counted {
+                key: *key,
+                before,
+                after,
+            });
         }
+        counted
+    }
+
+    /// Takes back what `counted` counted, at `now` ([`Throttle::refund`]).
+    fn refund(&mut self, counted: &[Counted], now: u64, policy: &ThrottlePolicy) {
+        for c in counted.iter().rev() {
+            let Some(current) = self.by_key.get(&c.key).copied() else {
+                continue;
+            };
+            if current.expiry(policy) <= now || current.life != c.after.life {
+                continue; // forgotten or cleared since: the failure is not counted any more
+            }
+            self.take(c.key, policy);
+            if current == c.after {
+                if let Some(before) = c.before {
+                    self.put(c.key, before, policy);
+                }
+            } else if let Some(failures) = current.failures.checked_sub(1).filter(|f| *f > 0) {
+                let until = policy.blocked_until(failures, current.last);
+                let left = KeyState {
+                    failures,
+                    blocked_until: until.min(current.blocked_until),
+                    stamp: next_stamp(),
+                    ..current
+                };
+                self.put(c.key, left, policy);
+            }
+        }
+    }
+
+    /// Removes `key`'s entry, if any: what it held.
+    fn take(&mut self, key: ThrottleKey, policy: &ThrottlePolicy) -> Option<KeyState> {
+        let c = self.by_key.remove(&key)?;
+        self.by_expiry.remove(&(c.expiry(policy), key));
+        Some(c)
+    }
+
+    /// Sets `key`'s entry to `c`.
+    fn put(&mut self, key: ThrottleKey, c: KeyState, policy: &ThrottlePolicy) {
+        self.by_expiry.insert((c.expiry(policy), key));
+        self.by_key.insert(key, c);
     }
 
     fn forget_earliest(&mut self) {
@@ -329,6 +535,15 @@ impl Counts {
 /// assert_eq!(t.blocked(&alice, UnixTime(103)).await?, Some(10)); // blocked until 113
 /// assert_eq!(t.blocked(&alice, UnixTime(113)).await?, None);
 /// t.succeeded(&alice).await?;
+/// // An interaction code is counted before it is looked up; a right one gives its count
+/// // back, and leaves nothing behind.
+/// let code = [ThrottleKey::new("code/account", "alice")];
+/// let attempt = t.attempt(&code, UnixTime(120)).await?;
+/// assert_eq!(attempt.blocked(), None);
+/// if let Ok(receipt) = attempt.into_receipt() {
+///     t.refund(receipt, UnixTime(120)).await?;
+/// }
+/// assert!(t.is_empty());
 /// # Ok::<(), aauth_metadata::store::StoreError>(())
 /// # }).unwrap();
 /// ```
@@ -402,26 +617,26 @@ impl Throttle for MemoryThrottle {
         Ok(())
     }
 
-    async fn attempt(
-        &self,
-        keys: &[ThrottleKey],
-        now: UnixTime,
-    ) -> Result<Option<u64>, StoreError> {
+    async fn attempt(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<Attempt, StoreError> {
         let mut counts = self.lock();
         let now = now.as_secs();
-        let blocked = counts.blocked(keys, now);
-        if blocked.is_none() {
-            counts.failed(keys, now, &self.policy, self.max);
+        if let Some(wait) = counts.blocked(keys, now) {
+            return Ok(Attempt::Blocked(wait));
         }
-        Ok(blocked)
+        let counted = counts.failed(keys, now, &self.policy, self.max);
+        Ok(Attempt::Counted(Receipt::new(counted)))
+    }
+
+    async fn refund(&self, receipt: Receipt, now: UnixTime) -> Result<(), StoreError> {
+        self.lock()
+            .refund(receipt.counted(), now.as_secs(), &self.policy);
+        Ok(())
     }
 
     async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {
         let mut counts = self.lock();
         for key in keys {
-            if let Some(c) = counts.by_key.remove(key) {
-                counts.by_expiry.remove(&(c.expiry(&self.policy), *key));
-            }
+            counts.take(*key, &self.policy);
         }
         Ok(())
     }

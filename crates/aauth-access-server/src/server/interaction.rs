@@ -5,8 +5,9 @@
 //! deny it, which ends the request `denied`. The first account to open a code owns it:
 //! anyone else presenting it is refused as for a wrong code, and after
 //! [`MAX_CODE_ATTEMPTS`] such presentations the interaction ends (the Person Server's next
-//! poll gets `410 invalid_code`). Wrong codes are throttled per account and per client; a
-//! code whose request expired is answered `408` (draft -11 §Interaction Code Format).
+//! poll gets `410 invalid_code`). Wrong codes are throttled per account and per client,
+//! each code counted before its lookup and a right one's count given back; a code whose
+//! request expired is answered `408` (draft -11 §Interaction Code Format).
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::code;
@@ -157,6 +158,18 @@ fn changed() -> http::Response<Bytes> {
     )
 }
 
+/// The page for a code refused unlooked-up (`429`): too many wrong ones, `wait` seconds
+/// left.
+fn too_many(wait: u64) -> http::Response<Bytes> {
+    let mut r = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("<p>Too many wrong codes. Try again in {wait} seconds.</p>"),
+    );
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+    r
+}
+
 /// The throttle's keys for wrong codes: the account, and the client when known.
 fn throttle_keys(account: &str, parts: &Parts) -> Vec<ThrottleKey> {
     let mut keys = vec![ThrottleKey::new("code/account", account)];
@@ -226,27 +239,29 @@ impl AccessServer {
         };
         // Codes are guessed one request at a time: throttled per account and per client
         // (each code that opens nothing counts against both; a blocked one is refused
-        // before any lookup).
+        // before any lookup). Counted before the lookup, in one step with the check, so
+        // that of codes sent at once no more are looked up than one after another; a code
+        // that opens the account's request gives its count back, leaving the keys as if
+        // it had never been counted.
         let keys = throttle_keys(&account, parts);
-        if let Some(wait) = self.throttle.blocked(&keys, now).await? {
-            let mut r = page(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("<p>Too many wrong codes. Try again in {wait} seconds.</p>"),
-            );
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
-            return Ok(r);
-        }
+        let receipt = match self.throttle.attempt(&keys, now).await?.into_receipt() {
+            Ok(receipt) => receipt,
+            Err(wait) => return Ok(too_many(wait)),
+        };
         let open = match self.open_for(&code, &account, now).await? {
-            Opened::Open(open) => *open,
-            // Draft -11 §Interaction Code Format: once its request has expired, the
-            // code fails with `expired`.
-            Opened::Expired => return Ok(expired()),
-            // A code that opens nothing, or another account's: a wrong code either way.
-            Opened::Nothing => {
-                self.throttle.failed(&keys, now).await?;
-                return Ok(no_request());
+            Opened::Open(open) => {
+                self.throttle.refund(receipt, now).await?;
+                *open
             }
+            // Draft -11 §Interaction Code Format: once its request has expired, the
+            // code fails with `expired` (a real code come too late is no guess).
+            Opened::Expired => {
+                self.throttle.refund(receipt, now).await?;
+                return Ok(expired());
+            }
+            // A code that opens nothing, or another account's: a wrong code either way
+            // (counted by the attempt).
+            Opened::Nothing => return Ok(no_request()),
         };
         match form.decision {
             Some(Decision::Grant) => self.approve(open, &account, now).await,

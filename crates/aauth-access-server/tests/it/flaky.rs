@@ -1,8 +1,9 @@
 //! A store that fails when told: every call goes to the store it wraps, except the
 //! next `standing` (the lookups of a token request) once armed, which fails as a
-//! database that did not answer would.
+//! database that did not answer would. Its lookups by interaction code are counted, and
+//! yield first when told, as a store over the network does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aauth_access_server::{
     AsStore, Awaiting, BindError, IssuedRecord, Standing, StandingQuery, StoreError, WaitingRecord,
@@ -17,6 +18,8 @@ pub(crate) struct Flaky {
     inner: std::sync::Arc<dyn AsStore>,
     fail_standing: AtomicBool,
     taken_elsewhere: AtomicBool,
+    slow_lookups: AtomicBool,
+    lookups: AtomicUsize,
 }
 
 impl Flaky {
@@ -25,7 +28,21 @@ impl Flaky {
             inner,
             fail_standing: AtomicBool::new(false),
             taken_elsewhere: AtomicBool::new(false),
+            slow_lookups: AtomicBool::new(false),
+            lookups: AtomicUsize::new(0),
         }
+    }
+
+    /// From now on, a lookup by code yields to the runtime first (requests in flight at
+    /// once then interleave at their lookups); the count of lookups starts again.
+    pub(crate) fn slow_lookups(&self) {
+        self.lookups.store(0, Ordering::SeqCst);
+        self.slow_lookups.store(true, Ordering::SeqCst);
+    }
+
+    /// The lookups by code since [`Flaky::slow_lookups`] (or since it was made).
+    pub(crate) fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
     }
 
     /// The next `take_waiting` finds nothing, as when another poll of the request took
@@ -120,6 +137,12 @@ impl AsStore for Flaky {
         code: &str,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.slow_lookups.load(Ordering::SeqCst) {
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+        }
         self.inner.waiting_by_code(code, now).await
     }
 

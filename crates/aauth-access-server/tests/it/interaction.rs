@@ -1,7 +1,15 @@
 //! The person's page at the Access Server: the first account to open a code owns it
 //! (anyone else presenting it is refused as for a wrong code), the person may deny the
-//! request, and a person bound here to one account is never rebound to another.
+//! request, and a person bound here to one account is never rebound to another. Codes
+//! are counted before their lookup: codes sent at once are looked up no more than one
+//! after another, and a right code leaves no count of its own behind.
 
+use aauth_access_server::MemoryStore;
+use aauth_metadata::store::redis::{Redis, RedisConfig};
+use aauth_metadata::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy};
+use aauth_test_support::services::{redis_url, unique_name};
+
+use super::flaky::Flaky;
 use super::*;
 
 impl World {
@@ -278,4 +286,112 @@ async fn a_person_bound_to_one_account_is_never_rebound_to_another() {
     let (s, json) = w.get_path(&first, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::OK, "{json}");
     assert_eq!(w.server.issued().await.unwrap(), 1);
+}
+
+/// The throttles a test runs over: in memory, and in Redis when there is one (under a
+/// prefix of its own).
+async fn throttles(test: &str) -> Vec<(&'static str, Arc<dyn Throttle>)> {
+    let mut all: Vec<(&'static str, Arc<dyn Throttle>)> =
+        vec![("memory", Arc::new(MemoryThrottle::default()))];
+    if let Some(url) = redis_url(test) {
+        let redis =
+            Redis::connect(&RedisConfig::new(url).prefix(format!("{}:", unique_name("as"))))
+                .await
+                .unwrap();
+        all.push((
+            "redis",
+            Arc::new(RedisThrottle::new(redis, ThrottlePolicy::default())),
+        ));
+    }
+    all
+}
+
+/// [`binding_world`] over a store whose lookups by code can be slowed and are counted,
+/// counting wrong codes in `throttle`.
+fn binding_world_over(throttle: Arc<dyn Throttle>) -> (World, serde_json::Value, Arc<Flaky>) {
+    let (mut w, request) = binding_world(600);
+    let store = Arc::new(Flaky::new(Arc::new(MemoryStore::default())));
+    w.server = w.server.store(store.clone()).throttle(throttle);
+    (w, request, store)
+}
+
+/// Twenty wrong codes sent at once by one account while lookups take their time, as over
+/// a network: no more are looked up than one after another would be (five free, and the
+/// one that starts the block); the rest are refused before any lookup. With the
+/// throttle in memory and in Redis.
+#[tokio::test]
+async fn codes_sent_at_once_are_looked_up_no_more_than_one_after_another() {
+    for (what, throttle) in
+        throttles("codes_sent_at_once_are_looked_up_no_more_than_one_after_another").await
+    {
+        let (w, _, store) = binding_world_over(throttle);
+        let w = Arc::new(w);
+        store.slow_lookups();
+        let guesses: Vec<_> = (0..20)
+            .map(|i| {
+                let w = Arc::clone(&w);
+                tokio::spawn(async move {
+                    let page = format!("/interact?code=ZZZZZZ{i:02}");
+                    w.page_as("mallory", "GET", &page, "").await.0
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for g in guesses {
+            statuses.push(g.await.unwrap());
+        }
+        let count = |s: StatusCode| statuses.iter().filter(|x| **x == s).count();
+        assert_eq!(count(StatusCode::NOT_FOUND), 6, "{what}: {statuses:?}");
+        assert_eq!(
+            count(StatusCode::TOO_MANY_REQUESTS),
+            14,
+            "{what}: {statuses:?}"
+        );
+        assert_eq!(store.lookups(), 6, "{what}: looked up");
+    }
+}
+
+/// The regression that once reverted counting codes before their lookup: an account with
+/// the free five wrong codes behind it opens its own request, approves it, and then opens
+/// and approves another. Each right code is counted before its lookup, one past the free
+/// failures, and given back: nothing it started refuses the next. The account's own count
+/// is unchanged: its next wrong code is its sixth, and starts the block.
+#[tokio::test]
+async fn an_account_with_wrong_codes_behind_it_gets_its_own_requests() {
+    for (what, throttle) in
+        throttles("an_account_with_wrong_codes_behind_it_gets_its_own_requests").await
+    {
+        let (w, request, _) = binding_world_over(throttle);
+        let first = w
+            .deferred_for_the_person(&request, "https://ps.example")
+            .await;
+        let second = w
+            .deferred_for_the_person(&request, "https://ps.example")
+            .await;
+        for i in 0..5 {
+            let page = format!("/interact?code=ZZZZZZ{i:02}");
+            let (s, _) = w.page_as("alice", "GET", &page, "").await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{what}: {i}");
+        }
+        for (location, code) in [first, second] {
+            let (s, html) = w
+                .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+                .await;
+            assert_eq!(s, StatusCode::OK, "{what}: {html}");
+            let grant = format!("code={code}&decision=grant");
+            let (s, html) = w.page_as("alice", "POST", "/interact", &grant).await;
+            assert_eq!(s, StatusCode::OK, "{what}: {html}");
+            let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+            assert_eq!(s, StatusCode::OK, "{what}: {json}");
+        }
+        for (code, expected) in [
+            ("ZZZZZZ05", StatusCode::NOT_FOUND),
+            ("ZZZZZZ06", StatusCode::TOO_MANY_REQUESTS),
+        ] {
+            let (s, _) = w
+                .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+                .await;
+            assert_eq!(s, expected, "{what}: {code}");
+        }
+    }
 }

@@ -2,21 +2,28 @@
 //! every wrong guess, so that N instances do not give an attacker N times the guesses.
 //!
 //! Each key is one hash, `throttle:{key}` under the connection's prefix, holding its
-//! failures (`f`), when its block ends (`u`) and when it is forgotten (`e`). Times are the
-//! callers' (the `now` each call is given), written as 20-digit decimal strings: Lua's
-//! numbers are doubles, exact only to 2^53, but strings of one width compare exactly, so
-//! times up to `u64::MAX` behave as in [`MemoryThrottle`](super::MemoryThrottle). The
-//! one sum the counting needs (`now` plus a delay) is done here: a failure sends what it
-//! would record for each count of failures, and the script picks by the count it finds.
-//! Redis's own expiry (the time left on the callers' clock, plus a little) only drops
-//! what no caller can see any more.
+//! failures (`f`), its last failure (`l`), when its block ends (`u`), when it is forgotten
+//! (`e`), and the stamps of its life (`b`) and of the write that left it so (`w`): 32
+//! hexadecimal digits, 112 random bits drawn for the call and the key's place in it. Times
+//! are the callers' (the `now` each call is given), written as 20-digit decimal strings:
+//! Lua's numbers are doubles, exact only to 2^53, but strings of one width compare
+//! exactly, so times up to `u64::MAX` behave as in [`MemoryThrottle`](super::MemoryThrottle).
+//! The sums counting needs (`now` plus a delay) are done here: a failure sends what it
+//! would record for each count of failures, and the script picks by the count it finds. A
+//! refund that must recompute a block adds a length sent from here to the key's last
+//! failure in two halves of 10 digits (each exact in a double), saturating at `u64::MAX`
+//! as Rust does. Redis's own expiry (the time left on the callers' clock, plus a little)
+//! only drops what no caller can see any more. A key written before `l`, `b` and `w`
+//! existed counts as absent when a failure is counted (its block, while it runs, still
+//! refuses).
 
 use std::sync::LazyLock;
 
+use aauth_keys::rand::{OsRandom, RandomSource as _};
 use aauth_keys::time::UnixTime;
 use async_trait::async_trait;
 
-use super::{Throttle, ThrottleKey, ThrottlePolicy};
+use super::{Attempt, Counted, KeyState, Receipt, Throttle, ThrottleKey, ThrottlePolicy};
 use crate::store::StoreError;
 use crate::store::redis::Redis;
 use crate::store::redis::client::{Cmd, Script};
@@ -44,48 +51,139 @@ local function latest_block()
 end
 ";
 
+/// Lua: `HMGET` of a key's fields, in the order the scripts read them.
+const READ_KEY: &str = r"
+local function read_key(key)
+  local c = redis.call('HMGET', key, 'f', 'l', 'u', 'e', 'b', 'w')
+  if c[1] and c[2] and c[3] and c[4] and c[5] and c[6] then return c end
+  return false
+end
+";
+
 /// Lua: counts a failure against each of `KEYS`. `ARGV[1]`: now; `ARGV[2]`: the free
-/// failures; then, for each count of failures from `free` on (the last standing for
-/// every larger count): when the block ends, when the key is forgotten, and the
-/// milliseconds Redis keeps it. A key whose forgetting time has come starts afresh, as
-/// if it were not there.
+/// failures; `ARGV[3]`: the call's stamp (28 hexadecimal digits, the key's place in
+/// `KEYS` added as four more); then, for each count of failures from `free` on (the last
+/// standing for every larger count): when the block ends, when the key is forgotten, and
+/// the milliseconds Redis keeps it. A key whose forgetting time has come starts afresh,
+/// as if it were not there. Answers, for each key, the key before (`f`, `l`, `u`, `b`,
+/// `w`, or five empty strings) and after (`f`, `u`, `b`).
 const COUNT_FAILURE: &str = r"
 local function count_failure()
   local now = ARGV[1]
   local free = tonumber(ARGV[2])
-  local last = (#ARGV - 2) / 3 - 1
-  for _, key in ipairs(KEYS) do
-    local c = redis.call('HMGET', key, 'f', 'e')
+  local last = (#ARGV - 3) / 3 - 1
+  local counted = {}
+  for i, key in ipairs(KEYS) do
+    local c = read_key(key)
+    local stamp = ARGV[3] .. string.format('%04x', i % 65536)
     local f = 0
-    if c[1] and c[2] and c[2] > now then f = tonumber(c[1]) end
+    local life = stamp
+    if c and c[4] > now then
+      f = tonumber(c[1])
+      life = c[5]
+      for _, v in ipairs({c[1], c[2], c[3], c[5], c[6]}) do table.insert(counted, v) end
+    else
+      for _ = 1, 5 do table.insert(counted, '') end
+    end
     if f < 4294967295 then f = f + 1 end
     local step = f - free
     if step < 0 then step = 0 end
     if step > last then step = last end
-    local a = 3 + 3 * step
-    redis.call('HSET', key, 'f', f, 'u', ARGV[a], 'e', ARGV[a + 1])
+    local a = 4 + 3 * step
+    redis.call('HSET', key, 'f', f, 'l', now, 'u', ARGV[a], 'e', ARGV[a + 1], 'b', life, 'w', stamp)
     redis.call('PEXPIRE', key, ARGV[a + 2])
+    table.insert(counted, tostring(f))
+    table.insert(counted, ARGV[a])
+    table.insert(counted, life)
   end
+  return counted
 end
 ";
 
+/// How many strings [`COUNT_FAILURE`] answers per key.
+const COUNTED_LEN: usize = 8;
+
 /// [`Throttle::failed`]: `COUNT_FAILURE`'s arguments.
-static FAILED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{COUNT_FAILURE}\ncount_failure()\nreturn 0\n")));
+static FAILED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{READ_KEY}{COUNT_FAILURE}\ncount_failure()\nreturn 0\n"
+    ))
+});
 
 /// [`Throttle::blocked`]: `ARGV[1]`, now. Answers `LATEST_BLOCK`.
 static BLOCKED: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{LATEST_BLOCK}\nreturn latest_block()\n")));
 
-/// [`Throttle::attempt`], atomically: the latest block, or (none running) a failure
-/// counted and `false`. `COUNT_FAILURE`'s arguments.
+/// [`Throttle::attempt`], atomically: `blocked` and the latest block, or (none running)
+/// `counted` and what a failure counted against each key. `COUNT_FAILURE`'s arguments.
 static ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{LATEST_BLOCK}{COUNT_FAILURE}
+        "{LATEST_BLOCK}{READ_KEY}{COUNT_FAILURE}
 local latest = latest_block()
-if latest then return latest end
-count_failure()
-return false
+if latest then return {{'blocked', latest}} end
+local counted = count_failure()
+table.insert(counted, 1, 'counted')
+return counted
+"
+    ))
+});
+
+/// [`Throttle::refund`], atomically, `KEYS` in the order they are taken back. `ARGV[1]`:
+/// now; `ARGV[2]`: the free failures; `ARGV[3]`: `forget_after`; `ARGV[4]`: the call's
+/// stamp (as `COUNT_FAILURE`'s); `ARGV[5]`: `n`, and `n` block lengths, for each count
+/// of failures from `free` on (the last standing for every larger count; `0`, none).
+/// Then, for each key, 11: its life and the key after the attempt (`f`, `l`, `u`, `w`),
+/// then before it (`f`, or an empty string for none; `l`, `u`, `e`, `b`, `w`).
+static REFUND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{READ_KEY}{}",
+        r"
+local MAX = '18446744073709551615'
+local function add(a, b)
+  local lo = tonumber(string.sub(a, 11)) + tonumber(string.sub(b, 11))
+  local hi = tonumber(string.sub(a, 1, 10)) + tonumber(string.sub(b, 1, 10))
+  if lo >= 10000000000 then
+    lo = lo - 10000000000
+    hi = hi + 1
+  end
+  if hi >= 10000000000 then return MAX end
+  local s = string.format('%010.0f%010.0f', hi, lo)
+  if s > MAX then return MAX end
+  return s
+end
+local now = ARGV[1]
+local free = tonumber(ARGV[2])
+local n = tonumber(ARGV[5])
+for i, key in ipairs(KEYS) do
+  local a = 5 + n + 11 * (i - 1)
+  local c = read_key(key)
+  if c and c[4] > now and c[5] == ARGV[a + 1] then
+    if c[1] == ARGV[a + 2] and c[2] == ARGV[a + 3] and c[3] == ARGV[a + 4] and c[6] == ARGV[a + 5] then
+      if ARGV[a + 6] == '' then
+        redis.call('DEL', key)
+      else
+        redis.call('HSET', key, 'f', ARGV[a + 6], 'l', ARGV[a + 7], 'u', ARGV[a + 8],
+          'e', ARGV[a + 9], 'b', ARGV[a + 10], 'w', ARGV[a + 11])
+      end
+    else
+      local f = tonumber(c[1]) - 1
+      if f < 1 then
+        redis.call('DEL', key)
+      else
+        local step = f - free
+        if step < 0 then step = 0 end
+        if step > n - 1 then step = n - 1 end
+        local u = add(c[2], ARGV[6 + step])
+        if u > c[3] then u = c[3] end
+        local e = add(c[2], ARGV[3])
+        if u > e then e = u end
+        redis.call('HSET', key, 'f', f, 'u', u, 'e', e,
+          'w', ARGV[4] .. string.format('%04x', i % 65536))
+      end
+    end
+  end
+end
+return 0
 "
     ))
 });
@@ -129,8 +227,8 @@ fn steps(policy: &ThrottlePolicy, now: u64) -> Vec<(u64, u64)> {
 /// The counters of every instance, in one Redis: a failure counted by one instance blocks
 /// the key at every other, with exactly the policy of [`MemoryThrottle`](super::MemoryThrottle)
 /// (the same tests run against both). Each call is one round trip: a script run atomically
-/// by Redis for [`Throttle::blocked`] and [`Throttle::failed`] (every key at once), one
-/// `DEL` for [`Throttle::succeeded`].
+/// by Redis for [`Throttle::blocked`], [`Throttle::failed`], [`Throttle::attempt`] and
+/// [`Throttle::refund`] (every key at once), one `DEL` for [`Throttle::succeeded`].
 ///
 /// What differs from memory: no bound on the number of keys (Redis's memory is the
 /// bound: run it with `maxmemory-policy noeviction`, as every store here), and no key is
@@ -193,16 +291,19 @@ impl RedisThrottle {
     }
 
     /// A call of `script` (`COUNT_FAILURE`'s arguments) counting a failure at `now`
-    /// against `keys`.
+    /// against `keys`, with the call's stamp `base`.
     fn counting<'s>(
         &self,
         script: &'s Script,
         keys: &[ThrottleKey],
         now: UnixTime,
+        base: u128,
     ) -> crate::store::redis::client::ScriptInvocation<'s> {
         let mut call = self.invocation(script, keys);
         let now = now.as_secs();
-        call.arg(time(now)).arg(self.policy.free_failures);
+        call.arg(time(now))
+            .arg(self.policy.free_failures)
+            .arg(format!("{base:028x}"));
         for (until, forgotten) in steps(&self.policy, now) {
             call.arg(time(until))
                 .arg(time(forgotten))
@@ -210,6 +311,63 @@ impl RedisThrottle {
         }
         call
     }
+
+    /// The `REFUND` call taking back `counted` at `now`, with the call's stamp `base`.
+    fn refunding(
+        &self,
+        counted: &[Counted],
+        now: UnixTime,
+        base: u128,
+    ) -> crate::store::redis::client::ScriptInvocation<'static> {
+        let keys: Vec<ThrottleKey> = counted.iter().rev().map(|c| c.key).collect();
+        let mut call = self.invocation(&REFUND, &keys);
+        // Block lengths: what a failure at second 0 blocks until.
+        let lengths = steps(&self.policy, 0);
+        call.arg(time(now.as_secs()))
+            .arg(self.policy.free_failures)
+            .arg(time(self.policy.forget_after))
+            .arg(format!("{base:028x}"))
+            .arg(lengths.len());
+        for (length, _) in lengths {
+            call.arg(time(length));
+        }
+        for c in counted.iter().rev() {
+            let a = &c.after;
+            call.arg(stamp(a.life))
+                .arg(a.failures)
+                .arg(time(a.last))
+                .arg(time(a.blocked_until))
+                .arg(stamp(a.stamp));
+            if let Some(b) = &c.before {
+                call.arg(b.failures)
+                    .arg(time(b.last))
+                    .arg(time(b.blocked_until))
+                    .arg(time(b.expiry(&self.policy)))
+                    .arg(stamp(b.life))
+                    .arg(stamp(b.stamp));
+            } else {
+                for _ in 0..6 {
+                    call.arg("");
+                }
+            }
+        }
+        call
+    }
+}
+
+/// A stamp as the scripts write it: 32 hexadecimal digits.
+fn stamp(s: u128) -> String {
+    format!("{s:032x}")
+}
+
+/// A fresh stamp for one call: 112 random bits, shifted to leave room for the key's place
+/// in the call (16 bits, the scripts' `%04x`).
+fn fresh_base() -> Result<u128, StoreError> {
+    let mut bytes = [0u8; 16];
+    OsRandom
+        .fill(&mut bytes[2..])
+        .map_err(|e| StoreError::backend(STORE, e))?;
+    Ok(u128::from_be_bytes(bytes))
 }
 
 /// The wait left at `now` of a block ending at `until` (a script's answer), if any.
@@ -221,6 +379,69 @@ fn wait_until(until: Option<String>, now: UnixTime) -> Result<Option<u64>, Store
         .parse()
         .map_err(|e| StoreError::unreadable(STORE, "end of a block", e))?;
     Ok(Some(until.saturating_sub(now.as_secs())))
+}
+
+/// A number of a script's answer, part of `record`.
+fn number<T: std::str::FromStr>(s: &str, record: &'static str) -> Result<T, StoreError>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    s.parse()
+        .map_err(|e| StoreError::unreadable(STORE, record, e))
+}
+
+/// A stamp of an attempt's answer.
+fn stamp_of(s: &str) -> Result<u128, StoreError> {
+    u128::from_str_radix(s, 16).map_err(|e| StoreError::unreadable(STORE, "throttle key", e))
+}
+
+/// `ATTEMPT`'s answer for `keys`, counted at `now` with the call's stamp `base`.
+fn attempted(
+    answer: &[String],
+    keys: &[ThrottleKey],
+    now: UnixTime,
+    base: u128,
+) -> Result<Attempt, StoreError> {
+    let unreadable = || StoreError::unreadable(STORE, "attempt", "an answer of another shape");
+    match answer {
+        [tag, until] if tag == "blocked" => {
+            let until: u64 = number(until, "end of a block")?;
+            Ok(Attempt::Blocked(until.saturating_sub(now.as_secs())))
+        }
+        [tag, rest @ ..] if tag == "counted" && rest.len() == COUNTED_LEN * keys.len() => {
+            let mut counted = Vec::with_capacity(keys.len());
+            for (i, (key, c)) in keys.iter().zip(rest.chunks(COUNTED_LEN)).enumerate() {
+                let [bf, bl, bu, bb, bw, af, au, ab] = c else {
+                    return Err(unreadable());
+                };
+                let before = if bf.is_empty() {
+                    None
+                } else {
+                    Some(KeyState {
+                        failures: number(bf, "throttle key")?,
+                        last: number(bl, "throttle key")?,
+                        blocked_until: number(bu, "throttle key")?,
+                        life: stamp_of(bb)?,
+                        stamp: stamp_of(bw)?,
+                    })
+                };
+                let place = u128::try_from((i + 1) % 65_536).map_err(|_| unreadable())?;
+                counted.push(Counted {
+                    key: *key,
+                    before,
+                    after: KeyState {
+                        failures: number(af, "throttle key")?,
+                        last: now.as_secs(),
+                        blocked_until: number(au, "throttle key")?,
+                        life: stamp_of(ab)?,
+                        stamp: (base << 16) | place,
+                    },
+                });
+            }
+            Ok(Attempt::Counted(Receipt::new(counted)))
+        }
+        _ => Err(unreadable()),
+    }
 }
 
 #[async_trait]
@@ -243,21 +464,26 @@ impl Throttle for RedisThrottle {
         if keys.is_empty() {
             return Ok(());
         }
-        let call = self.counting(&FAILED, keys, now);
+        let call = self.counting(&FAILED, keys, now, fresh_base()?);
         self.redis.invoke::<i64>(STORE, &call).await.map(drop)
     }
 
-    async fn attempt(
-        &self,
-        keys: &[ThrottleKey],
-        now: UnixTime,
-    ) -> Result<Option<u64>, StoreError> {
+    async fn attempt(&self, keys: &[ThrottleKey], now: UnixTime) -> Result<Attempt, StoreError> {
         if keys.is_empty() {
-            return Ok(None);
+            return Ok(Attempt::Counted(Receipt::default()));
         }
-        let call = self.counting(&ATTEMPT, keys, now);
-        let until: Option<String> = self.redis.invoke(STORE, &call).await?;
-        wait_until(until, now)
+        let base = fresh_base()?;
+        let call = self.counting(&ATTEMPT, keys, now, base);
+        let answer: Vec<String> = self.redis.invoke(STORE, &call).await?;
+        attempted(&answer, keys, now, base)
+    }
+
+    async fn refund(&self, receipt: Receipt, now: UnixTime) -> Result<(), StoreError> {
+        if receipt.counted().is_empty() {
+            return Ok(());
+        }
+        let call = self.refunding(receipt.counted(), now, fresh_base()?);
+        self.redis.invoke::<i64>(STORE, &call).await.map(drop)
     }
 
     async fn succeeded(&self, keys: &[ThrottleKey]) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, StatusCode, request::Parts};
 
 use crate::PsError;
 use crate::pending::{Pending, PendingRequest, PendingState};
-use aauth_metadata::throttle::{ClientAddr, ThrottleKey};
+use aauth_metadata::throttle::{ClientAddr, Receipt, ThrottleKey};
 
 use super::resource_flow::RESOURCE_CALLBACK_PATH;
 use super::{INTERACT_PATH, LOGIN_PATH, LOGOUT_PATH, PersonServer, subtle_eq};
@@ -307,10 +307,10 @@ impl PersonServer {
         if s.bad_codes >= web::MAX_BAD_CODES {
             return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
         }
-        let keys = page.code_keys(&s.account);
-        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
-            return Ok(self.too_many(wait, Text::WaitWrongCodes));
-        }
+        let receipt = match self.code_attempt(&page, &s.account).await? {
+            Ok(receipt) => receipt,
+            Err(refused) => return Ok(refused),
+        };
         let found = self.pending_by_code(&code).await?;
         let now = page.now.as_secs();
         // The person came too late: back to the agent, if it gave a callback; else told
@@ -318,6 +318,7 @@ impl PersonServer {
         // expired fails `expired`, `408`; a real code come too late is no guess).
         let callback = web::field(&page.query, "callback");
         if let Some(p) = found.as_ref().filter(|p| expired_for(p, now, &s.account)) {
+            self.throttle.refund(receipt, page.now).await?;
             if let Some(cb) = self.callback_for(&p.agent.0, callback).await {
                 // A page that refreshes, not a redirect: this page is often the end of
                 // the sign-in form's redirects, which that form's policy keeps on this
@@ -328,13 +329,15 @@ impl PersonServer {
             return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
         }
         let Some(mut p) = found.filter(|p| answerable(p, now)) else {
-            self.wrong_code(&page, &keys).await?;
+            self.wrong_code(&page).await?;
             return Ok(self.no_such_code());
         };
         if claim(&mut p, &s.account) == Claim::NotTheirs {
-            self.not_theirs(&mut p, &keys, page.now).await?;
+            self.not_theirs(&mut p).await?;
             return Ok(self.no_such_code());
         }
+        // The person's own request: no wrong guess.
+        self.throttle.refund(receipt, page.now).await?;
         // The resource's own flow comes first, when its resource token asks for one.
         if let Some(interstitial) = self.resource_interstitial(&mut p).await? {
             return Ok(interstitial);
@@ -396,11 +399,12 @@ impl PersonServer {
             .map(|c| ThrottleKey::client("password/client", c))
             .into_iter()
             .collect();
-        keys.push(if known_device {
+        let account_key = if known_device {
             ThrottleKey::new("password/known-device", account)
         } else {
             ThrottleKey::new("password/account", account)
-        });
+        };
+        keys.push(account_key);
         if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
             return Ok(self.too_many(wait, Text::WaitFailedSignIns));
         }
@@ -411,11 +415,12 @@ impl PersonServer {
             return Ok(r);
         };
         // Counted as a failure before the hash is checked, in one step with the check
-        // (cleared below if it matches): of guesses sent at once, no more are checked
+        // (given back below if it matches): of guesses sent at once, no more are checked
         // than the throttle lets through one after another.
-        if let Some(wait) = self.throttle.attempt(&keys, page.now).await? {
-            return Ok(self.too_many(wait, Text::WaitFailedSignIns));
-        }
+        let receipt = match self.throttle.attempt(&keys, page.now).await?.into_receipt() {
+            Ok(receipt) => receipt,
+            Err(wait) => return Ok(self.too_many(wait, Text::WaitFailedSignIns)),
+        };
         let phc = match stored {
             Some(phc) => phc,
             None => self.store.password_hash(account).await?,
@@ -437,7 +442,11 @@ impl PersonServer {
                 ),
             ));
         }
-        self.throttle.succeeded(&keys).await?;
+        // The right password gives its own count back and clears the account's; the
+        // client's earlier failures stay counted (they may be guesses at other accounts:
+        // signing in to one's own account must not reset them).
+        self.throttle.refund(receipt, page.now).await?;
+        self.throttle.succeeded(&[account_key]).await?;
         // Said only to whoever knows the password: a disabled account is no oracle.
         if self.store.account_disabled(account).await? {
             return Ok(self.message(StatusCode::FORBIDDEN, Text::AccountDisabled));
@@ -627,15 +636,32 @@ impl PersonServer {
         cookies
     }
 
-    /// A code that names no request the person may answer (none, or one answered,
-    /// expired or failed): counted against the account and the client, and against the
-    /// session (refused past [`web::MAX_BAD_CODES`]).
-    async fn wrong_code(
+    /// Counts the code the person presents as a wrong guess against the account and the
+    /// client before it is looked up, in one step with the check
+    /// ([`Throttle::attempt`](aauth_metadata::throttle::Throttle::attempt)): of codes sent
+    /// at once, no more are looked up than the throttle lets through one after another.
+    /// `Ok(receipt)`: look the code up; a wrong one stays counted, and one that proves the
+    /// person's own (or theirs, come too late) gives the receipt back
+    /// ([`Throttle::refund`](aauth_metadata::throttle::Throttle::refund)), which leaves
+    /// the keys as if it had never been counted. `Err(page)`: the keys are blocked, and
+    /// the page says for how long.
+    async fn code_attempt(
         &self,
         page: &PageRequest<'_>,
-        keys: &[ThrottleKey],
-    ) -> Result<(), PsError> {
-        self.throttle.failed(keys, page.now).await?;
+        account: &str,
+    ) -> Result<Result<Receipt, http::Response<Bytes>>, PsError> {
+        let keys = page.code_keys(account);
+        let attempt = self.throttle.attempt(&keys, page.now).await?;
+        Ok(attempt
+            .into_receipt()
+            .map_err(|wait| self.too_many(wait, Text::WaitWrongCodes)))
+    }
+
+    /// A code that names no request the person may answer (none, or one answered,
+    /// expired or failed): counted against the account and the client (by the attempt
+    /// that looked it up), and against the session (refused past
+    /// [`web::MAX_BAD_CODES`]).
+    async fn wrong_code(&self, page: &PageRequest<'_>) -> Result<(), PsError> {
         if let Some(c) = &page.session_cookie {
             self.store
                 .count_bad_code(&web::session_key(c), page.now)
@@ -645,20 +671,15 @@ impl PersonServer {
     }
 
     /// Another person's request presented (its code is someone else's): counted against
-    /// the account and the client, and against the request, which ends after
-    /// [`web::MAX_ATTEMPTS`] such tries (the agent's next poll gets 410 invalid_code).
-    async fn not_theirs(
-        &self,
-        p: &mut Pending,
-        keys: &[ThrottleKey],
-        now: UnixTime,
-    ) -> Result<(), PsError> {
+    /// the account and the client (by the attempt that looked it up), and against the
+    /// request, which ends after [`web::MAX_ATTEMPTS`] such tries (the agent's next poll
+    /// gets 410 invalid_code).
+    async fn not_theirs(&self, p: &mut Pending) -> Result<(), PsError> {
         p.attempts = p.attempts.saturating_add(1);
         let ends = p.attempts >= web::MAX_ATTEMPTS;
         if ends {
             p.state = PendingState::Done;
         }
-        self.throttle.failed(keys, now).await?;
         self.save(p).await?;
         if ends {
             super::defer::count_pending("failed");
@@ -692,25 +713,31 @@ impl PersonServer {
         if s.bad_codes >= web::MAX_BAD_CODES {
             return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
         }
-        let keys = page.code_keys(&s.account);
-        if let Some(wait) = self.throttle.blocked(&keys, page.now).await? {
-            return Ok(self.too_many(wait, Text::WaitWrongCodes));
-        }
+        let receipt = match self.code_attempt(&page, &s.account).await? {
+            Ok(receipt) => receipt,
+            Err(refused) => return Ok(refused),
+        };
         let code = web::field(&page.posted, "code").unwrap_or_default(); // default: no code matches nothing
         let found = self.pending_by_code(code).await?;
         if found
             .as_ref()
             .is_some_and(|p| expired_for(p, page.now.as_secs(), &s.account))
         {
+            self.throttle.refund(receipt, page.now).await?;
             return Ok(self.message(StatusCode::REQUEST_TIMEOUT, Text::NoSuchCode));
         }
         let Some(mut p) = found.filter(|p| answerable(p, page.now.as_secs())) else {
-            self.wrong_code(&page, &keys).await?;
+            self.wrong_code(&page).await?;
             return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
         };
-        match claim(&mut p, &s.account) {
+        let claimed = claim(&mut p, &s.account);
+        if claimed != Claim::NotTheirs {
+            // The person's own request: no wrong guess.
+            self.throttle.refund(receipt, page.now).await?;
+        }
+        match claimed {
             Claim::NotTheirs => {
-                self.not_theirs(&mut p, &keys, page.now).await?;
+                self.not_theirs(&mut p).await?;
                 return Ok(self.message(StatusCode::GONE, Text::AlreadyAnswered));
             }
             // Recorded before anything is decided (an approval binds the agent): of two

@@ -1,17 +1,23 @@
 //! Hardening: one approval delivers one token however many polls race for it; guessing
-//! codes and passwords is throttled (per account, across sessions, per client) without
-//! locking a person out of their own browser; an agent's open requests are bounded; a
+//! codes and passwords is throttled (per account, across sessions, per client, codes sent
+//! at once as one after another) without locking a person out of their own browser or
+//! their own requests; an agent's open requests are bounded; a
 //! revoked sub-agent token is refused; replayed requests issue nothing.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aauth_person_server::{AlwaysAsk, PersonServer, SqliteStore};
+use aauth_metadata::store::redis::{Redis, RedisConfig};
+use aauth_metadata::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy};
+use aauth_person_server::{AlwaysAsk, MemoryStore, PersonServer, SqliteStore};
+use aauth_test_support::services::{redis_url, unique_name};
 use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims};
 use http::StatusCode;
 
-use crate::consent::{Browser, approve, code_of, header_of, poll};
+use crate::consent::{Browser, approve, code_of, decide, header_of, poll};
+use crate::racing::ChangedOnBind;
 use crate::{AUTH_TOKEN_PATH, NOW, PERSON_TOKEN_PATH, World, id, world_with};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
@@ -174,6 +180,179 @@ async fn guessed_codes_in_decisions_are_throttled_and_approve_nothing() {
     assert_eq!(s, StatusCode::OK, "{json}");
 }
 
+/// The throttles a test runs over: in memory, and in Redis when there is one (under a
+/// prefix of its own).
+async fn throttles(test: &str) -> Vec<(&'static str, Arc<dyn Throttle>)> {
+    let mut all: Vec<(&'static str, Arc<dyn Throttle>)> =
+        vec![("memory", Arc::new(MemoryThrottle::default()))];
+    if let Some(url) = redis_url(test) {
+        let redis =
+            Redis::connect(&RedisConfig::new(url).prefix(format!("{}:", unique_name("ps"))))
+                .await
+                .unwrap();
+        all.push((
+            "redis",
+            Arc::new(RedisThrottle::new(redis, ThrottlePolicy::default())),
+        ));
+    }
+    all
+}
+
+/// A world with consent pages and mallory's and alice's passwords, over a store that can
+/// slow and count its lookups by code, counting guesses in `throttle`.
+async fn world_counting_lookups(throttle: Arc<dyn Throttle>) -> (World, Arc<ChangedOnBind>) {
+    let store = Arc::new(ChangedOnBind::new(Arc::new(MemoryStore::default()), false));
+    let mut w = crate::world_over(
+        Arc::clone(&store) as Arc<dyn aauth_person_server::PsStore>,
+        Some(Arc::new(AlwaysAsk)),
+    );
+    w.ps =
+        w.ps.consent_pages(Duration::from_secs(600))
+            .throttle(throttle);
+    for (account, password) in [
+        ("alice", "alice's password"),
+        ("mallory", "mallory's password"),
+    ] {
+        w.ps.set_password(account, password).await.unwrap();
+    }
+    (w, store)
+}
+
+/// Twenty wrong codes posted at once by one person (each from a session of its own, so
+/// the per-session limit plays no part) while lookups take their time, as over a
+/// network: no more are looked up than one after another would be (five free, and the
+/// one that starts the block); the rest are refused before any lookup. With the
+/// throttle in memory and in Redis.
+#[tokio::test]
+async fn code_guesses_sent_at_once_are_throttled_as_one_after_another() {
+    for (what, throttle) in
+        throttles("code_guesses_sent_at_once_are_throttled_as_one_after_another").await
+    {
+        let (w, store) = world_counting_lookups(throttle).await;
+        let w = Arc::new(w);
+        let (_, code) = deferred(&w).await;
+        let mut sessions = Vec::new();
+        for _ in 0..20 {
+            let mut b = Browser::default();
+            let page = b.sign_in(&w, &code, "mallory", "mallory's password").await;
+            assert_eq!(page.status, StatusCode::SEE_OTHER, "{what}: {}", page.html);
+            let consent = b
+                .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+                .await;
+            assert_eq!(consent.status, StatusCode::OK, "{what}: {}", consent.html);
+            let csrf = mallory_csrf(&consent.html);
+            sessions.push((b, csrf));
+        }
+        store.lookups.store(0, Ordering::SeqCst);
+        store.slow_lookups.store(true, Ordering::SeqCst);
+        let guesses: Vec<_> = sessions
+            .into_iter()
+            .zip(
+                "STVWXYZ"
+                    .chars()
+                    .flat_map(|a| "STV".chars().map(move |b| (a, b))),
+            )
+            .map(|((mut b, csrf), (x, y))| {
+                let w = Arc::clone(&w);
+                tokio::spawn(async move {
+                    let guess = format!("ZZZZ-ZZ{x}{y}");
+                    let form = [
+                        ("code", guess.as_str()),
+                        ("csrf", csrf.as_str()),
+                        ("decision", "grant"),
+                    ];
+                    b.go(&w, "POST", "/interact", &form).await.status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for g in guesses {
+            statuses.push(g.await.unwrap());
+        }
+        let count = |s: StatusCode| statuses.iter().filter(|x| **x == s).count();
+        assert_eq!(count(StatusCode::GONE), 6, "{what}: {statuses:?}");
+        assert_eq!(
+            count(StatusCode::TOO_MANY_REQUESTS),
+            14,
+            "{what}: {statuses:?}"
+        );
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 6, "{what}: looked up");
+    }
+}
+
+/// The regression that once reverted counting codes before their lookup: five wrong
+/// codes from one address (the free failures of its key, by mallory), then alice, from
+/// the same address, opens her own request, approves it, and opens and approves her next
+/// one. Each of her codes is counted before its lookup, one past the free failures, and
+/// given back: nothing it started refuses her next page. The address's own count is
+/// unchanged: its next wrong code is its sixth, and starts the block.
+#[tokio::test]
+async fn a_person_behind_an_address_with_wrong_codes_gets_their_own_requests() {
+    for (what, throttle) in
+        throttles("a_person_behind_an_address_with_wrong_codes_gets_their_own_requests").await
+    {
+        let (w, _) = world_counting_lookups(throttle).await;
+        let shared = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let mut mallory = Browser::from(shared);
+        let page = mallory
+            .sign_in(&w, "ZZZZ-ZZZZ", "mallory", "mallory's password")
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{what}");
+        for guess in [
+            "ZZZZ-ZZZY",
+            "ZZZZ-ZZZX",
+            "ZZZZ-ZZZW",
+            "ZZZZ-ZZZV",
+            "ZZZZ-ZZZT",
+        ] {
+            let page = mallory
+                .go(&w, "GET", &format!("/interact?code={guess}"), &[])
+                .await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{what}: {guess}");
+        }
+        let mut alice = Browser::from(shared);
+        for round in 0..2 {
+            let (location, code) = deferred(&w).await;
+            let consent = if round == 0 {
+                let page = alice.sign_in(&w, &code, "alice", "alice's password").await;
+                assert_eq!(page.status, StatusCode::SEE_OTHER, "{what}");
+                alice
+                    .go(&w, "GET", &header_of(&page.headers, "location"), &[])
+                    .await
+            } else {
+                alice
+                    .go(&w, "GET", &format!("/interact?code={code}"), &[])
+                    .await
+            };
+            assert_eq!(
+                consent.status,
+                StatusCode::OK,
+                "{what} {round}: {}",
+                consent.html
+            );
+            let done = decide(&mut alice, &w, &code, &consent.hidden("csrf"), "grant").await;
+            assert_eq!(done.status, StatusCode::OK, "{what} {round}: {}", done.html);
+            let (s, _, json) =
+                poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+            assert_eq!(s, StatusCode::OK, "{what} {round}: {json}");
+        }
+        let mut other = Browser::from(shared);
+        let page = other
+            .sign_in(&w, "ZZZZ-ZZZZ", "mallory", "mallory's password")
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{what}");
+        for (guess, expected) in [
+            ("ZZZZ-ZZZS", StatusCode::NOT_FOUND),
+            ("ZZZZ-ZZZR", StatusCode::TOO_MANY_REQUESTS),
+        ] {
+            let page = other
+                .go(&w, "GET", &format!("/interact?code={guess}"), &[])
+                .await;
+            assert_eq!(page.status, expected, "{what}: {guess}");
+        }
+    }
+}
+
 /// The code of a new deferred request of the agent with `key` and `token`.
 async fn mallory_code(w: &World, key: &PrivateKey, token: &str) -> String {
     let resp = w
@@ -268,6 +447,25 @@ async fn password_guessing_is_throttled_without_locking_the_person_out() {
         .sign_in(&w, &code, "mallory", "mallory's password")
         .await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    // Signing in to one's own account between guesses does not reset the address's
+    // count: four guesses, mallory's own password, then the fifth and sixth guesses
+    // (the sixth failure starts the block).
+    let mut mallory = Browser::from(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77)));
+    for account in ["b1", "b2", "b3", "b4"] {
+        let page = mallory.sign_in(&w, &code, account, "guess").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{account}");
+    }
+    let page = mallory
+        .sign_in(&w, &code, "mallory", "mallory's password")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    mallory.forget_session();
+    for account in ["b5", "b6"] {
+        let page = mallory.sign_in(&w, &code, account, "guess").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{account}");
+    }
+    let page = mallory.sign_in(&w, &code, "b7", "guess").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.html);
     // The lockout ends (the back-off is seconds at this count).
     let later = NOW.plus(120);
     let mut next_day = Browser::default();

@@ -1,10 +1,11 @@
 //! A store that lets a test land another writer's change at a chosen moment: when an
 //! agent is bound, that agent's requests are written once more, as the agent updating
-//! its request at that same moment would (the approval's compare-and-set then fails).
+//! its request at that same moment would (the approval's compare-and-set then fails);
+//! and, when asked, lookups by code that yield as a store over the network does, counted.
 //! Everything else is the in-memory store's.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aauth_keys::time::UnixTime;
 use aauth_person_server::{
@@ -19,9 +20,24 @@ use async_trait::async_trait;
 pub(crate) struct ChangedOnBind {
     pub(crate) inner: Arc<MemoryStore>,
     pub(crate) armed: AtomicBool,
+    /// Whether a lookup by code yields to the runtime first, as a store over the network
+    /// does (requests in flight at once then interleave at their lookups).
+    pub(crate) slow_lookups: AtomicBool,
+    /// How many lookups by code were made.
+    pub(crate) lookups: AtomicUsize,
 }
 
 impl ChangedOnBind {
+    /// Over `inner`, armed or not; lookups at full speed.
+    pub(crate) fn new(inner: Arc<MemoryStore>, armed: bool) -> Self {
+        Self {
+            inner,
+            armed: AtomicBool::new(armed),
+            slow_lookups: AtomicBool::new(false),
+            lookups: AtomicUsize::new(0),
+        }
+    }
+
     /// Writes each of the agent's requests again (a new version, nothing else changed),
     /// if armed; disarms.
     async fn change_requests(
@@ -111,6 +127,12 @@ impl PsStore for ChangedOnBind {
         self.inner.pending_changes(id)
     }
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.slow_lookups.load(Ordering::SeqCst) {
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+        }
         self.inner.pending_by_code(code).await
     }
     async fn pending_of_agent(
