@@ -102,6 +102,7 @@
 //! upstream = "http://127.0.0.1:8080"     # the API protected (http:// or https://, a base path)
 //! connect_timeout_secs = 5               # connecting to the upstream (else 502)
 //! request_timeout_secs = 30              # from the request's end to the upstream's response head (else 504)
+//! tunnel_idle_timeout_secs = 300         # a WebSocket's tunnel with no byte either way for this long is closed
 //! max_body_bytes = 1048576               # a body the proxy must check first (else 413); others stream
 //! max_buffered_body_bytes = 67108864    # such bodies held at once, all routes (else 503)
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
@@ -597,6 +598,13 @@ pub(crate) struct ResourceProxySection {
     /// 30): past them, `504`. A streamed response body is not cut short.
     #[serde(default = "thirty")]
     pub(crate) request_timeout_secs: u64,
+    /// Seconds an upgraded connection (a WebSocket passed through) may go with no byte
+    /// passing either way (default 300, at least 1): past them the tunnel is closed, both
+    /// halves, so that a silent one does not hold its connection (one of
+    /// `max_connections`) and an upstream connection for ever. A WebSocket that must stay
+    /// open through longer silences sends pings more often.
+    #[serde(default = "three_hundred")]
+    pub(crate) tunnel_idle_timeout_secs: u64,
     /// The largest request body the proxy reads whole before sending it on (default 1
     /// MiB): past it, `413`. A body is read whole when the decision needs it (a route
     /// with `require_body_coverage`, a request with a `Content-Digest`, which is checked
@@ -817,6 +825,10 @@ fn five() -> u64 {
 
 fn thirty() -> u64 {
     30
+}
+
+fn three_hundred() -> u64 {
+    300
 }
 
 fn sixty_four_mib() -> usize {

@@ -120,7 +120,14 @@ fn a_resource_proxy_section_reads_with_its_defaults() {
     );
     let c = load(&p, []).unwrap();
     let s = c.resource_proxy.unwrap();
-    assert_eq!((s.connect_timeout_secs, s.request_timeout_secs), (5, 30));
+    assert_eq!(
+        (
+            s.connect_timeout_secs,
+            s.request_timeout_secs,
+            s.tunnel_idle_timeout_secs
+        ),
+        (5, 30, 300)
+    );
     assert_eq!(s.max_body_bytes, 1024 * 1024);
     assert!(!s.defer_auth_token && s.revoking_issuers.is_empty());
     assert_eq!(s.routes[0].access, ProxyAccess::AuthToken);

@@ -29,6 +29,7 @@ mod oauth;
 mod routes;
 mod sessions;
 mod shared;
+mod tunnel;
 pub(crate) mod upstream;
 
 use std::convert::Infallible;
@@ -116,6 +117,12 @@ fn section(c: &Config) -> Result<&ResourceProxySection, CliError> {
             ),
         });
     }
+    if s.tunnel_idle_timeout_secs == 0 {
+        return Err(CliError::Usage {
+            flag: "resource_proxy.tunnel_idle_timeout_secs",
+            reason: "0: at least 1 second".to_owned(),
+        });
+    }
     if s.routes.is_empty() {
         return Err(CliError::Usage {
             flag: "resource_proxy.routes",
@@ -154,6 +161,7 @@ pub(crate) async fn build(
         url: &s.upstream,
         connect_timeout,
         request_timeout: Duration::from_secs(s.request_timeout_secs),
+        tunnel_idle_timeout: Duration::from_secs(s.tunnel_idle_timeout_secs),
         roots: reach.roots(),
         public: id.as_str(),
         forward_signature_headers: s.forward_signature_headers,

@@ -6,7 +6,8 @@
 //! the upstream offers `h2`), a connect and a response-head timeout (`502`, `504`), the
 //! response streamed back, and an `Upgrade` (WebSocket) passed through once admitted: over
 //! HTTP/1.1, or over HTTP/2 as an extended `CONNECT` (RFC 8441), which goes upstream as
-//! the HTTP/1.1 upgrade it stands for.
+//! the HTTP/1.1 upgrade it stands for, its tunnel closed once idle for
+//! `tunnel_idle_timeout_secs` (see [`super::tunnel`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -140,6 +141,9 @@ struct Inner {
     /// The base path, without its trailing `/` (empty for `/`).
     base_path: String,
     request_timeout: Duration,
+    /// `tunnel_idle_timeout_secs`: an upgraded connection with no byte either way for
+    /// as long is closed.
+    tunnel_idle: Duration,
     /// `x-forwarded-proto` and `x-forwarded-host`: the resource's public origin (its
     /// `id`), whatever the request's `Host` said.
     proto: HeaderValue,
@@ -167,6 +171,8 @@ pub(crate) struct UpstreamConfig<'a> {
     pub(crate) url: &'a str,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    /// `resource_proxy.tunnel_idle_timeout_secs`.
+    pub(crate) tunnel_idle_timeout: Duration,
     /// Roots trusted for an `https://` upstream.
     pub(crate) roots: rustls::RootCertStore,
     /// The resource's identifier (its public origin: `https://api.example`).
@@ -219,6 +225,7 @@ impl Upstream {
                 authority,
                 base_path,
                 request_timeout: c.request_timeout,
+                tunnel_idle: c.tunnel_idle_timeout,
                 proto,
                 host,
                 forward_signature_headers: c.forward_signature_headers,
@@ -398,7 +405,7 @@ async fn forward(up: &Inner, mut req: Request<UpBody>) -> Response<ProxyBody> {
                 "the upstream switched protocols without completing the WebSocket handshake",
             );
         }
-        return switch(client_side, &mut resp, h2_websocket, slot);
+        return switch(client_side, &mut resp, h2_websocket, slot, up.tunnel_idle);
     }
     if h2_websocket && status.is_success() {
         // Over HTTP/2 a success opens the tunnel: one the upstream did not switch to
@@ -770,22 +777,38 @@ fn websocket_switched(headers: &HeaderMap, key: Option<&HeaderValue>) -> bool {
 
 /// The upstream switched protocols: answer the client `101` with its headers (`200`
 /// without the handshake's headers to a WebSocket over HTTP/2, `h2`), and once both
-/// sides have switched, copy bytes both ways until either closes, holding the client
-/// connection's `slot` (one of `max_connections`) until then.
+/// sides have switched, copy bytes both ways until either closes or nothing has passed
+/// for `idle`, holding the client connection's `slot` (one of `max_connections`) until
+/// then.
 fn switch(
     client_side: hyper::upgrade::OnUpgrade,
     resp: &mut Response<hyper::body::Incoming>,
     h2: bool,
     slot: Option<crate::serve::ConnectionSlot>,
+    idle: Duration,
 ) -> Response<ProxyBody> {
     let upstream_side = hyper::upgrade::on(&mut *resp);
     tokio::spawn(async move {
         let _slot = slot;
         match tokio::try_join!(client_side, upstream_side) {
             Ok((client, upstream)) => {
-                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(error = %e, "an upgraded connection ended");
+                let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                match super::tunnel::run(client, upstream, idle).await {
+                    super::tunnel::Ended::Closed(up, down) => {
+                        tracing::debug!(
+                            bytes_up = up,
+                            bytes_down = down,
+                            "an upgraded connection closed"
+                        );
+                    }
+                    super::tunnel::Ended::Failed(e) => {
+                        tracing::debug!(error = %e, "an upgraded connection ended");
+                    }
+                    super::tunnel::Ended::Idle => tracing::debug!(
+                        idle_secs = idle.as_secs(),
+                        "an upgraded connection closed: nothing passed either way for \
+                         tunnel_idle_timeout_secs"
+                    ),
                 }
             }
             Err(e) => tracing::warn!(error = %e, "an upgrade failed"),

@@ -30,6 +30,8 @@ mod forwarded;
 mod oauth;
 mod sessions;
 mod shared_store;
+mod trailers;
+mod tunnel_idle;
 mod websocket_h2;
 
 /// What the upstream saw.
@@ -45,6 +47,8 @@ struct Seen {
     finished: AtomicBool,
     /// `/agent/upload` has its first chunk.
     first_chunk: tokio::sync::Notify,
+    /// Upgraded connections whose client side (the proxy) has closed.
+    tunnels_ended: AtomicUsize,
 }
 
 impl Seen {
@@ -151,10 +155,10 @@ fn upstream_app(seen: Arc<Seen>) -> axum::Router {
                 "/agent/events" => events(s),
                 "/agent/ws" => {
                     let key = req.headers().get("sec-websocket-key").cloned();
-                    echo_upgrade(hyper::upgrade::on(&mut req), key.as_ref())
+                    echo_upgrade(hyper::upgrade::on(&mut req), key.as_ref(), s)
                 }
                 // A `101` that is no WebSocket handshake (no `Sec-WebSocket-Accept`).
-                "/agent/raw-switch" => echo_upgrade(hyper::upgrade::on(&mut req), None),
+                "/agent/raw-switch" => echo_upgrade(hyper::upgrade::on(&mut req), None, s),
                 "/agent/upload" => upload(&s, req).await,
                 // The API's own flow done: a session granted (and one it tried to set
                 // itself, which the proxy must not pass on).
@@ -213,10 +217,12 @@ fn granting(req: &axum::extract::Request, scope: &str) -> http::Response<Body> {
 }
 
 /// Reads the body frame by frame (telling `seen` when the first arrives):
-/// `{"received": bytes}`.
+/// `{"received": bytes, "trailers": [the names of its trailers], "version"}`.
 async fn upload(seen: &Seen, req: axum::extract::Request) -> http::Response<Body> {
+    let version = format!("{:?}", req.version());
     let mut body = req.into_body();
     let mut received = 0usize;
+    let mut trailers = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         if let Some(data) = frame.data_ref() {
@@ -225,9 +231,13 @@ async fn upload(seen: &Seen, req: axum::extract::Request) -> http::Response<Body
             }
             received += data.len();
         }
+        if let Some(t) = frame.trailers_ref() {
+            trailers.extend(t.keys().map(http::HeaderName::to_string));
+        }
     }
     let mut resp = http::Response::new(Body::from(
-        serde_json::json!({ "received": received }).to_string(),
+        serde_json::json!({ "received": received, "trailers": trailers, "version": version })
+            .to_string(),
     ));
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
@@ -267,15 +277,17 @@ impl http_body::Body for ChannelBody {
 }
 
 /// `101` (answering the WebSocket `key`, if given), then every byte read is written
-/// back.
+/// back until the other side closes (counted in `seen`).
 fn echo_upgrade(
     on: hyper::upgrade::OnUpgrade,
     key: Option<&http::HeaderValue>,
+    seen: Arc<Seen>,
 ) -> http::Response<Body> {
     tokio::spawn(async move {
         let Ok(upgraded) = on.await else { return };
         let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
         let _ = tokio::io::copy(&mut r, &mut w).await;
+        seen.tunnels_ended.fetch_add(1, Ordering::SeqCst);
     });
     let mut resp = http::Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -1100,6 +1112,11 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "trusted-person-servers",
             "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntrusted_person_servers = [\"http://ps.example\"]\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"person-token\"\n",
             "resource_proxy.trusted_person_servers",
+        ),
+        (
+            "tunnel-idle",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntunnel_idle_timeout_secs = 0\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.tunnel_idle_timeout_secs",
         ),
         (
             "trusted-proxies",

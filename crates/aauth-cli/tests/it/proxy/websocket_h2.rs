@@ -37,7 +37,7 @@ async fn connect_h2(
 }
 
 /// `req` sent to the proxy at `proxy` over TLS negotiated as HTTP/2.
-async fn send_h2(
+pub(super) async fn send_h2(
     world: &World,
     proxy: SocketAddr,
     req: http::Request<Vec<u8>>,
@@ -51,7 +51,7 @@ async fn send_h2(
 
 /// An extended `CONNECT` for a WebSocket at `path`, signed by the assistant when
 /// `signed_by_agent`.
-fn websocket(path: &str, signed_by_agent: bool) -> http::Request<Vec<u8>> {
+pub(super) fn websocket(path: &str, signed_by_agent: bool) -> http::Request<Vec<u8>> {
     let headers = [("sec-websocket-version", "13")];
     let mut req = if signed_by_agent {
         signed("CONNECT", path, &headers, b"", &assistant_token())
