@@ -117,11 +117,27 @@ fn section(c: &Config) -> Result<&ResourceProxySection, CliError> {
             ),
         });
     }
-    if s.tunnel_idle_timeout_secs == 0 {
-        return Err(CliError::Usage {
-            flag: "resource_proxy.tunnel_idle_timeout_secs",
-            reason: "0: at least 1 second".to_owned(),
-        });
+    // A 0 would fail every request (`502`, `504`) or close every tunnel at once.
+    for (flag, secs) in [
+        (
+            "resource_proxy.connect_timeout_secs",
+            s.connect_timeout_secs,
+        ),
+        (
+            "resource_proxy.request_timeout_secs",
+            s.request_timeout_secs,
+        ),
+        (
+            "resource_proxy.tunnel_idle_timeout_secs",
+            s.tunnel_idle_timeout_secs,
+        ),
+    ] {
+        if secs == 0 {
+            return Err(CliError::Usage {
+                flag,
+                reason: "0: at least 1 second".to_owned(),
+            });
+        }
     }
     if s.routes.is_empty() {
         return Err(CliError::Usage {

@@ -531,24 +531,13 @@ fn upstream_headers(
             headers.remove(name);
         }
     }
-    // A session token is the proxy's own credential (the upstream gets its scope).
-    let aauth_scheme = |v: &HeaderValue| {
-        v.as_bytes()
-            .get(..6)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"aauth "))
-    };
-    if headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .any(aauth_scheme)
-    {
-        headers.remove(header::AUTHORIZATION);
-    }
-    // So is an OAuth token the proxy verified (the upstream gets the verified client).
-    if matches!(caller, Caller::OAuth(_)) {
-        headers.remove(header::AUTHORIZATION);
-        headers.remove("dpop");
-    }
+    // No credential of the client's goes on: a session token is the proxy's own (the
+    // upstream gets its scope), an OAuth token the proxy verified is the verified client,
+    // and any other (a `Bearer` beside an AAuth signature on a route that takes no OAuth
+    // token, `Basic`, a stray `DPoP` proof) was checked by nobody: an API that honours
+    // one would take the request as someone other than the caller the proxy admitted.
+    headers.remove(header::AUTHORIZATION);
+    headers.remove("dpop");
     // A session that wraps the upstream's own credential: the upstream gets it back, as
     // its own clients always sent it (the grant header is taken out of its responses).
     if let Caller::AAuth(admitted) = caller

@@ -477,6 +477,12 @@ async fn an_agent_token_route_passes_the_verified_agent_and_never_a_spoofed_one(
             "X_Original_URL: /admin",
             "-H",
             "X-Forwarded-Prefix: /admin",
+            // Credentials nobody checked (this route takes no OAuth token): an API that
+            // honoured them would take the request as someone else.
+            "-H",
+            "Authorization: Bearer stolen-token",
+            "-H",
+            "DPoP: e30.e30.e30",
         ],
         &s.reach(),
     )
@@ -501,6 +507,8 @@ async fn an_agent_token_route_passes_the_verified_agent_and_never_a_spoofed_one(
         "x-http-method-override",
         "x_original_url",
         "x-forwarded-prefix",
+        "authorization",
+        "dpop",
     ] {
         assert!(!headers.contains_key(name), "{name}: {headers:?}");
     }
@@ -1117,6 +1125,16 @@ fn a_bad_proxy_configuration_is_refused_naming_its_key() {
             "tunnel-idle",
             "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntunnel_idle_timeout_secs = 0\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
             "resource_proxy.tunnel_idle_timeout_secs",
+        ),
+        (
+            "connect-timeout",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\nconnect_timeout_secs = 0\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.connect_timeout_secs",
+        ),
+        (
+            "request-timeout",
+            "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\nrequest_timeout_secs = 0\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n",
+            "resource_proxy.request_timeout_secs",
         ),
         (
             "trusted-proxies",
