@@ -14,16 +14,29 @@
 //! - concurrent misses on a source share one fetch;
 //! - a failed fetch backs off exponentially (negative caching): until the backoff ends,
 //!   callers without usable keys get the last error without a fetch;
-//! - sources that have keys are bounded by [`CacheConfig::max_entries`], the least recently
-//!   used evicted; sources that have none yet (never fetched successfully, with their
-//!   backoff) live in their own table, bounded by [`CacheConfig::max_negative_entries`],
-//!   so that a flood of sources that never answer cannot evict an issuer's keys (and their
-//!   stale-if-error protection); the negative entry whose backoff ends soonest goes first;
-//! - at most [`CacheConfig::max_inflight`] fetches run at once, across sources: past it a
-//!   lookup that needs a fetch fails at once ([`DiscoveryError::Overloaded`], a `503`)
-//!   rather than queueing, and a refresh-ahead waits for a later hit; an entry being
-//!   fetched is never evicted from the negative table, and a new source that finds it full
-//!   of them is refused the same way, so neither table grows past its bound;
+//! - sources that have keys are bounded by [`CacheConfig::max_entries`], in a segmented
+//!   LRU: a source enters on probation when its first fetch succeeds, and is protected
+//!   once its keys answer a second lookup (a second request; the verifier's recheck of a
+//!   key that failed is not one). Room is made by evicting the least recently used source
+//!   on probation, or the least recently used protected one while protected sources hold
+//!   more than four fifths of the table. So a burst of sources that answer once each
+//!   (wildcard DNS, one request per subdomain) evicts only its own kind, never an issuer
+//!   in use (a source used twice is protected whoever uses it: an attacker's second
+//!   request protects its source too);
+//! - sources that have none yet (never fetched successfully, with their backoff) live in
+//!   their own table, bounded by [`CacheConfig::max_negative_entries`], so that a flood of
+//!   sources that never answer cannot evict an issuer's keys (and their stale-if-error
+//!   protection); the negative entry whose backoff ends soonest goes first;
+//! - at most [`CacheConfig::max_inflight`] fetches run at once, across sources, and
+//!   fetches of sources without keys (strangers) at most
+//!   [`CacheConfig::stranger_inflight_percent`] of them (half): the rest are kept for the
+//!   sources with keys, so that strangers hanging to their deadline (an address that
+//!   drops packets, a new subdomain each time) never stop a known issuer's refresh, its
+//!   unknown-`kid` refetch or its refetch past expiry. Past its limit a lookup that needs a
+//!   fetch fails at once ([`DiscoveryError::Overloaded`], a `503`) rather than queueing,
+//!   and a refresh-ahead waits for a later hit; an entry being fetched is never evicted
+//!   from the negative table, and a new source that finds it full of them is refused the
+//!   same way, so neither table grows past its bound;
 //! - every fetch runs as its own task to its deadline, so a caller that goes away neither
 //!   cancels it nor leaves its source marked in flight;
 //! - the map lock is never held across a fetch or an `.await`.
@@ -36,14 +49,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use aauth_keys::time::{Clock, UnixTime};
-use aauth_keys::{Jwk, JwkSet, KeyError, PublicKey};
+use aauth_keys::{Jwk, KeyError, PublicKey};
 use aauth_tokens::{IssuerKeyResolver, KeyRequest, ResolveError, ServerId};
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use futures_util::future::Shared;
 
-use crate::freshness::{Freshness, freshness};
-use crate::{Fetch, FetchError, Fetched, HttpsUrl, KeyDiscovery, MetadataError};
+use crate::freshness::Freshness;
+use crate::{Fetch, FetchError, HttpsUrl, MetadataError};
+
+mod discover;
+mod tables;
+
+pub use discover::discover;
+use discover::{fetch, source_url};
+use tables::{Entry, Slots, Tables, evict_negative};
 
 /// Tuning for [`KeyCache`]. Every bound has a default a verifier can run with.
 #[derive(Debug, Clone)]
@@ -65,7 +85,12 @@ pub struct CacheConfig {
     pub refetch_floor: u64,
     /// Longest backoff after repeated failures (default 15 min).
     pub max_backoff: u64,
-    /// Most sources with keys kept (default 1024); the least recently used is evicted.
+    /// Most sources with keys kept (default 1024), in two segments: a source enters on
+    /// probation when its first fetch succeeds and is protected once its keys answer a
+    /// second lookup. Room is made by evicting the least recently used source on
+    /// probation, or the least recently used protected one while protected sources hold
+    /// more than four fifths of the table; so sources used once each (a burst of strangers)
+    /// never evict a source in use.
     pub max_entries: usize,
     /// Most sources without keys kept (default 1024): sources never fetched successfully,
     /// each with its backoff. A table of their own, so they never evict a source with keys.
@@ -73,6 +98,13 @@ pub struct CacheConfig {
     /// Most fetches running at once, across sources (default 32). Past it a lookup that
     /// needs a fetch fails at once with [`DiscoveryError::Overloaded`] (a `503`).
     pub max_inflight: usize,
+    /// The share of [`CacheConfig::max_inflight`], in percent, that fetches of sources
+    /// without keys (strangers: a first contact, or a source never fetched successfully)
+    /// may hold at once (default 50 %, at least one slot). The rest is kept for sources
+    /// with keys (a refresh-ahead, an unknown `kid`, a refetch past expiry), so strangers
+    /// that hang to their deadline cannot stop a known issuer's keys from being fetched
+    /// again. 100 keeps no slot for them.
+    pub stranger_inflight_percent: u64,
     /// Most keys accepted in one JWKS (default 64).
     pub max_keys: usize,
     /// Total deadline for one source's fetch, metadata and JWKS together (default 10 s).
@@ -97,6 +129,7 @@ impl Default for CacheConfig {
             max_entries: 1024,
             max_negative_entries: 1024,
             max_inflight: 32,
+            stranger_inflight_percent: 50,
             max_keys: 64,
             fetch_timeout: Duration::from_secs(10),
             cross_origin_jwks: Vec::new(),
@@ -174,11 +207,14 @@ pub enum DiscoveryError {
     #[error("no Tokio runtime to run the fetch on")]
     NoRuntime,
     /// A fetch was needed but [`CacheConfig::max_inflight`] fetches are running, or the
-    /// table of sources without keys is full of sources being fetched: refused at once (a
-    /// `503`), not queued.
+    /// source has no keys and the strangers' share of them
+    /// ([`CacheConfig::stranger_inflight_percent`]) is running, or the table of sources
+    /// without keys is full of sources being fetched: refused at once (a `503`), not
+    /// queued.
     #[error("{limit} key fetches are already running")]
     Overloaded {
-        /// The limit on fetches running at once.
+        /// The limit that refused it: on fetches running at once, or on those of sources
+        /// without keys.
         limit: usize,
     },
     /// The fetch task ended without an answer (the fetcher panicked, or the runtime is
@@ -347,12 +383,14 @@ pub struct CacheStats {
     pub failures: u64,
     /// Unknown-`kid` lookups refused without a fetch because of the floor.
     pub floor_refusals: u64,
-    /// Sources with keys evicted to stay within [`CacheConfig::max_entries`].
+    /// Sources with keys evicted to stay within [`CacheConfig::max_entries`] (on probation
+    /// first).
     pub evictions: u64,
     /// Sources without keys evicted to stay within [`CacheConfig::max_negative_entries`].
     pub negative_evictions: u64,
     /// Lookups refused without a fetch because [`CacheConfig::max_inflight`] fetches were
-    /// running (or the negative table was full of them), and refreshes skipped for it.
+    /// running (or, for a source without keys, the strangers' share of them; or the
+    /// negative table was full of them), and refreshes skipped for it.
     pub overloaded: u64,
 }
 
@@ -378,68 +416,6 @@ fn bump(c: &AtomicU64) {
 type FetchFuture<K> =
     Shared<Pin<Box<dyn Future<Output = Result<Arc<KeySet<K>>, DiscoveryError>> + Send>>>;
 
-struct Entry<K> {
-    keys: Option<Arc<KeySet<K>>>,
-    refresh_at: u64,
-    fresh_until: u64,
-    stale_until: u64,
-    last_fetch: Option<u64>,
-    failures: u32,
-    retry_at: u64,
-    last_error: Option<DiscoveryError>,
-    inflight: Option<FetchFuture<K>>,
-    /// Which fetch `inflight` is (0: none), so that only that fetch clears it.
-    flight: u64,
-    last_used: u64,
-}
-
-impl<K> Default for Entry<K> {
-    fn default() -> Self {
-        Self {
-            keys: None,
-            refresh_at: 0,
-            fresh_until: 0,
-            stale_until: 0,
-            last_fetch: None,
-            failures: 0,
-            retry_at: 0,
-            last_error: None,
-            inflight: None,
-            flight: 0,
-            last_used: 0,
-        }
-    }
-}
-
-/// The sources, in two bounded tables, and the fetches running.
-struct Tables<K> {
-    /// Sources whose keys were fetched at least once (`max_entries`, LRU).
-    positive: BTreeMap<KeySource, Entry<K>>,
-    /// Sources with no keys yet, with their backoff (`max_negative_entries`).
-    negative: BTreeMap<KeySource, Entry<K>>,
-    /// Fetches running (`max_inflight`).
-    inflight: usize,
-}
-
-impl<K> Default for Tables<K> {
-    fn default() -> Self {
-        Self {
-            positive: BTreeMap::new(),
-            negative: BTreeMap::new(),
-            inflight: 0,
-        }
-    }
-}
-
-impl<K> Tables<K> {
-    fn get_mut(&mut self, source: &KeySource) -> Option<&mut Entry<K>> {
-        match self.positive.get_mut(source) {
-            Some(e) => Some(e),
-            None => self.negative.get_mut(source),
-        }
-    }
-}
-
 type Map<K> = Mutex<Tables<K>>;
 
 /// Everything but the entries. An in-flight fetch holds this and only a weak reference to
@@ -448,6 +424,8 @@ struct Inner<F> {
     fetcher: Arc<F>,
     clock: Arc<dyn Clock>,
     config: CacheConfig,
+    /// The most fetches at once: all, and of sources without keys.
+    limits: Slots,
     tick: AtomicU64,
     counters: Counters,
 }
@@ -514,6 +492,18 @@ impl<F, K> std::fmt::Debug for KeyCache<F, K> {
     }
 }
 
+/// What a lookup asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// A key for a request: a hit is a use of the source's keys (a second one protects
+    /// the source).
+    Use,
+    /// The key a failed verification used, looked up again for the same request: no use.
+    Recheck,
+    /// A refetch after a failed verification (if the floor allows).
+    Refetch,
+}
+
 /// What a lookup decided under the lock.
 #[allow(
     clippy::large_enum_variant,
@@ -561,7 +551,7 @@ impl<F, K> KeyCache<F, K> {
     /// How many fetches are running now.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        lock(&self.entries).inflight
+        lock(&self.entries).slots.all
     }
 
     /// Whether nothing is cached.
@@ -592,11 +582,13 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         config.max_entries = config.max_entries.max(1);
         config.max_negative_entries = config.max_negative_entries.max(1);
         config.max_inflight = config.max_inflight.max(1);
+        config.stranger_inflight_percent = config.stranger_inflight_percent.clamp(1, 100);
         config.max_backoff = config.max_backoff.max(config.refetch_floor);
         Self {
             inner: Arc::new(Inner {
                 fetcher,
                 clock,
+                limits: Slots::limits(config.max_inflight, config.stranger_inflight_percent),
                 config,
                 tick: AtomicU64::new(0),
                 counters: Counters::default(),
@@ -648,7 +640,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
     ///
     /// [`DiscoveryError`].
     pub async fn picked(&self, source: &KeySource, pick: Pick<'_, K>) -> Result<K, DiscoveryError> {
-        match self.step(source, pick, false) {
+        match self.step(source, pick, Ask::Use) {
             Step::Done(r) => r,
             // The set the fetch produced (it also updated the entry).
             Step::Wait(fut) => lookup(&*fut.await?, pick),
@@ -682,7 +674,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         pick: Pick<'_, K>,
         failed: &K,
     ) -> Result<Option<K>, DiscoveryError> {
-        match self.step(source, pick, true) {
+        match self.step(source, pick, Ask::Refetch) {
             Step::Done(_) => Ok(None),
             Step::Wait(fut) => {
                 let key = lookup(&*fut.await?, pick)?;
@@ -691,9 +683,8 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         }
     }
 
-    /// One decision under the lock. `force`: the caller wants a refetch (failed
-    /// verification).
-    fn step(&self, source: &KeySource, pick: Pick<'_, K>, force: bool) -> Step<K> {
+    /// One decision under the lock.
+    fn step(&self, source: &KeySource, pick: Pick<'_, K>, ask: Ask) -> Step<K> {
         let inner = &self.inner;
         let cfg = &inner.config;
         let now = inner.clock.now().as_secs();
@@ -704,7 +695,8 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         let Tables {
             positive,
             negative,
-            inflight,
+            slots,
+            protected,
         } = &mut *guard;
         let known = positive.contains_key(source);
         let table = if known { positive } else { negative };
@@ -718,10 +710,10 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
             .is_none_or(|t| now >= t.saturating_add(cfg.refetch_floor))
             && now >= entry.retry_at;
 
-        if force {
+        if ask == Ask::Refetch {
             return match (&entry.inflight, may_fetch) {
                 (Some(f), _) => Step::Wait(f.clone()),
-                (None, true) => self.start(source, entry, inflight, now),
+                (None, true) => self.start(source, entry, slots, now),
                 (None, false) => {
                     bump(&inner.counters.floor_refusals);
                     Step::Done(Err(pick.unknown()))
@@ -739,10 +731,13 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
                     } else {
                         &inner.counters.stale_hits
                     });
+                    if ask == Ask::Use {
+                        entry.used(protected);
+                    }
                     if now >= entry.refresh_at
                         && entry.inflight.is_none()
                         && may_fetch
-                        && let Step::Wait(_) = self.start(source, entry, inflight, now)
+                        && let Step::Wait(_) = self.start(source, entry, slots, now)
                     {
                         // Runs on its own task; this hit is served at once.
                         bump(&inner.counters.refreshes);
@@ -754,7 +749,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
             }
             // Unknown kid (or no key that fits) with usable keys: refetch only if the
             // floor allows.
-            if let Some(wait) = self.join_or_fetch(source, entry, inflight, now, may_fetch) {
+            if let Some(wait) = self.join_or_fetch(source, entry, slots, now, may_fetch) {
                 return wait;
             }
             bump(&inner.counters.floor_refusals);
@@ -762,7 +757,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         }
 
         // No usable keys.
-        if let Some(wait) = self.join_or_fetch(source, entry, inflight, now, may_fetch) {
+        if let Some(wait) = self.join_or_fetch(source, entry, slots, now, may_fetch) {
             return wait;
         }
         let last = entry.last_error.clone().unwrap_or_else(|| pick.unknown());
@@ -776,22 +771,22 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
     }
 
     /// Gives a source never seen a (negative) entry. A new source needs a fetch: it is
-    /// refused at once if none can start, and room is never made by evicting a source
-    /// that has keys. Called under the lock.
+    /// refused at once if none can start (the strangers' share of the slots is running),
+    /// and room is never made by evicting a source that has keys. Called under the lock.
     fn admit(&self, source: &KeySource, tables: &mut Tables<K>) -> Result<(), DiscoveryError> {
         let inner = &self.inner;
         let cfg = &inner.config;
         if tables.positive.contains_key(source) || tables.negative.contains_key(source) {
             return Ok(());
         }
-        if tables.inflight >= cfg.max_inflight
-            || (tables.negative.len() >= cfg.max_negative_entries
+        let refused = tables.slots.refusing(inner.limits, true).or_else(|| {
+            (tables.negative.len() >= cfg.max_negative_entries
                 && !evict_negative(&mut tables.negative, &inner.counters))
-        {
+            .then_some(cfg.max_inflight)
+        });
+        if let Some(limit) = refused {
             bump(&inner.counters.overloaded);
-            return Err(DiscoveryError::Overloaded {
-                limit: cfg.max_inflight,
-            });
+            return Err(DiscoveryError::Overloaded { limit });
         }
         tables.negative.insert(source.clone(), Entry::default());
         Ok(())
@@ -803,7 +798,7 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         &self,
         source: &KeySource,
         entry: &mut Entry<K>,
-        inflight: &mut usize,
+        slots: &mut Slots,
         now: u64,
         may_fetch: bool,
     ) -> Option<Step<K>> {
@@ -813,22 +808,23 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         }
         if may_fetch {
             bump(&self.inner.counters.misses);
-            return Some(self.start(source, entry, inflight, now));
+            return Some(self.start(source, entry, slots, now));
         }
         None
     }
 
     /// Starts a fetch of `source` on its own task and records it as in flight, unless
-    /// `max_inflight` fetches are running (or there is no runtime). Called under the lock.
+    /// `max_inflight` fetches are running, or the strangers' share of them for a source
+    /// without keys (or there is no runtime). Called under the lock.
     fn start(
         &self,
         source: &KeySource,
         entry: &mut Entry<K>,
-        inflight: &mut usize,
+        slots: &mut Slots,
         now: u64,
     ) -> Step<K> {
-        let limit = self.inner.config.max_inflight;
-        if *inflight >= limit {
+        let stranger = entry.stranger();
+        if let Some(limit) = slots.refusing(self.inner.limits, stranger) {
             bump(&self.inner.counters.overloaded);
             return Step::Done(Err(DiscoveryError::Overloaded { limit }));
         }
@@ -845,11 +841,12 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
             .wrapping_add(1)
             .max(1);
         entry.flight = id;
-        *inflight += 1;
+        slots.take(stranger);
         let mut flight = Flight {
             entries: Arc::downgrade(&self.entries),
             source: source.clone(),
             id,
+            stranger,
             open: true,
         };
         let inner = Arc::clone(&self.inner);
@@ -884,44 +881,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Makes room among sources with keys: the least recently used goes, one not being
-/// fetched if there is one. Called only when a source's first fetch succeeds.
-fn evict_positive<K>(map: &mut BTreeMap<KeySource, Entry<K>>, counters: &Counters) {
-    let victim = map
-        .iter()
-        .min_by_key(|(_, e)| (e.inflight.is_some(), e.last_used))
-        .map(|(k, _)| k.clone());
-    if let Some(k) = victim {
-        map.remove(&k);
-        bump(&counters.evictions);
-    }
-}
-
-/// Makes room among sources without keys: the one whose backoff ends soonest (forgetting
-/// it loses the least), never one being fetched. `false` when every one is being fetched.
-fn evict_negative<K>(map: &mut BTreeMap<KeySource, Entry<K>>, counters: &Counters) -> bool {
-    let victim = map
-        .iter()
-        .filter(|(_, e)| e.inflight.is_none())
-        .min_by_key(|(_, e)| (e.retry_at, e.last_used))
-        .map(|(k, _)| k.clone());
-    match victim {
-        Some(k) => {
-            map.remove(&k);
-            bump(&counters.negative_evictions);
-            true
-        }
-        None => false,
-    }
-}
-
-fn source_url(source: &KeySource) -> String {
-    match source {
-        KeySource::Issuer { iss, dwk } => iss.well_known(dwk),
-        KeySource::Jwks(u) => u.as_str().to_owned(),
-    }
-}
-
 /// A running fetch's slot. The fetch settles it; if the fetch never does (the fetcher
 /// panicked, the runtime is shutting down), dropping it releases the slot and the
 /// source's in-flight mark, so neither is ever leaked.
@@ -929,6 +888,8 @@ struct Flight<K> {
     entries: std::sync::Weak<Map<K>>,
     source: KeySource,
     id: u64,
+    /// Whether the slot is one of the strangers' share.
+    stranger: bool,
     open: bool,
 }
 
@@ -939,7 +900,7 @@ impl<K> Flight<K> {
             return;
         }
         self.open = false;
-        t.inflight = t.inflight.saturating_sub(1);
+        t.slots.release(self.stranger);
         if let Some(e) = t.get_mut(&self.source)
             && e.flight == self.id
         {
@@ -978,13 +939,8 @@ fn settle<F, K>(
     let source = &flight.source;
     match result {
         Ok((set, fresh)) => {
-            // A source's first keys move it out of the negative table.
-            if let Some(e) = t.negative.remove(source) {
-                if t.positive.len() >= cfg.max_entries {
-                    evict_positive(&mut t.positive, &inner.counters);
-                }
-                t.positive.insert(source.clone(), e);
-            }
+            // A source's first keys move it out of the negative table, on probation.
+            t.first_keys(source, cfg.max_entries, &inner.counters);
             if let Some(e) = t.positive.get_mut(source) {
                 let ttl = match fresh {
                     Freshness::MaxAge(s) => s.clamp(cfg.min_ttl, cfg.max_ttl),
@@ -1020,106 +976,6 @@ fn settle<F, K>(
     }
 }
 
-async fn get_doc<F: Fetch>(inner: &Inner<F>, url: &HttpsUrl) -> Result<Fetched, DiscoveryError> {
-    let fail = |error| DiscoveryError::Fetch {
-        url: url.as_str().to_owned(),
-        error,
-    };
-    let doc = inner.fetcher.get(url).await.map_err(fail)?;
-    if doc.status != 200 {
-        return Err(fail(FetchError::Status {
-            status: doc.status,
-            retry_after: None,
-        }));
-    }
-    Ok(doc)
-}
-
-fn shorter(a: Freshness, b: Freshness) -> Freshness {
-    match (a, b) {
-        (Freshness::NoStore, _) | (_, Freshness::NoStore) => Freshness::NoStore,
-        (Freshness::MaxAge(x), Freshness::MaxAge(y)) => Freshness::MaxAge(x.min(y)),
-        (Freshness::MaxAge(x), Freshness::Unspecified)
-        | (Freshness::Unspecified, Freshness::MaxAge(x)) => Freshness::MaxAge(x),
-        (Freshness::Unspecified, Freshness::Unspecified) => Freshness::Unspecified,
-    }
-}
-
-/// Fetches a source: metadata (checked) then JWKS, or the JWKS directly.
-async fn fetch<F: Fetch, K: CachedKey>(
-    inner: &Inner<F>,
-    source: &KeySource,
-) -> Result<(Arc<KeySet<K>>, Freshness), DiscoveryError> {
-    let now = inner.clock.now();
-    let (jwks_uri, meta_fresh) = match source {
-        KeySource::Jwks(url) => (url.clone(), Freshness::Unspecified),
-        KeySource::Issuer { iss, dwk } => {
-            let url = HttpsUrl::well_known(iss, dwk).map_err(|e| DiscoveryError::Metadata {
-                url: iss.well_known(dwk),
-                error: MetadataError::Invalid {
-                    member: "dwk",
-                    reason: e.reason.to_owned(),
-                },
-            })?;
-            let doc = get_doc(inner, &url).await?;
-            let found = KeyDiscovery::parse_for(dwk, &doc.body, iss).map_err(|error| {
-                DiscoveryError::Metadata {
-                    url: url.as_str().to_owned(),
-                    error,
-                }
-            })?;
-            let admitted = (found.jwks_uri.host() == iss.host() && found.jwks_uri.port() == 443)
-                || inner
-                    .config
-                    .cross_origin_jwks
-                    .iter()
-                    .any(|(i, o)| i == iss.as_str() && o == found.jwks_uri.origin());
-            if !admitted {
-                return Err(DiscoveryError::CrossOriginJwks {
-                    issuer: iss.as_str().to_owned(),
-                    jwks_uri: found.jwks_uri.as_str().to_owned(),
-                });
-            }
-            let f = freshness(doc.cache_control.as_deref(), doc.expires.as_deref(), now);
-            (found.jwks_uri, f)
-        }
-    };
-    let doc = get_doc(inner, &jwks_uri).await?;
-    let fresh = shorter(
-        meta_fresh,
-        freshness(doc.cache_control.as_deref(), doc.expires.as_deref(), now),
-    );
-    let set = index(&doc.body, inner.config.max_keys).map_err(|reason| DiscoveryError::Jwks {
-        url: jwks_uri.as_str().to_owned(),
-        reason,
-    })?;
-    Ok((Arc::new(set), fresh))
-}
-
-/// Parses every member with a `kid` once, so hits are a map lookup. Members without a
-/// `kid`, or whose `kid` is not a string, cannot be selected by `kid`; a `kid` published
-/// twice is refused as ambiguous. Every member the import accepts, with or without `kid`,
-/// is also kept in order for a lookup without `kid` ([`Pick::Sole`]).
-fn index<K: CachedKey>(body: &[u8], max_keys: usize) -> Result<KeySet<K>, String> {
-    let set = JwkSet::from_json(body).map_err(|e| e.to_string())?;
-    if set.len() > max_keys {
-        return Err(format!(
-            "{} keys, more than the {max_keys} accepted",
-            set.len()
-        ));
-    }
-    let mut keys = BTreeMap::new();
-    for kid in set.kids() {
-        let key = set.find_jwk(&kid).and_then(|jwk| K::from_jwk(&jwk));
-        keys.insert(kid, key);
-    }
-    let usable = set
-        .jwks()
-        .filter_map(|jwk| K::from_jwk(&jwk.ok()?).ok())
-        .collect();
-    Ok(KeySet { keys, usable })
-}
-
 #[async_trait]
 impl<F: Fetch> IssuerKeyResolver for KeyCache<F> {
     async fn resolve(&self, req: &KeyRequest<'_>) -> Result<PublicKey, ResolveError> {
@@ -1131,48 +987,18 @@ impl<F: Fetch> IssuerKeyResolver for KeyCache<F> {
             iss: req.iss.clone(),
             dwk: req.dwk.to_owned(),
         };
-        // What the cache holds now is the key that failed.
-        let Ok(failed) = self.key(&source, req.kid).await else {
+        // What the cache holds now is the key that failed. Looked up again for the same
+        // request, so not a second use of the source's keys.
+        let pick = Pick::Kid(req.kid);
+        let failed = match self.step(&source, pick, Ask::Recheck) {
+            Step::Done(r) => r,
+            Step::Wait(fut) => fut.await.and_then(|set| lookup(&set, pick)),
+        };
+        let Ok(failed) = failed else {
             return Ok(None);
         };
         Ok(self
             .refetch_after_failure(&source, req.kid, &failed)
             .await?)
     }
-}
-
-/// Fetches the document `D` of `id` (`{id}/.well-known/{D::DWK}`) and parses it for `id`:
-/// `issuer` checked first, then every member. Not cached: agents and servers call this
-/// when they meet a party, and keep what they need.
-///
-/// # Errors
-///
-/// [`DiscoveryError::Fetch`] (including a status other than 200) or
-/// [`DiscoveryError::Metadata`].
-pub async fn discover<D: crate::MetadataDocument>(
-    fetch: &dyn Fetch,
-    id: &ServerId,
-) -> Result<D, DiscoveryError> {
-    let url = HttpsUrl::well_known(id, D::DWK).map_err(|e| DiscoveryError::Metadata {
-        url: id.well_known(D::DWK),
-        error: MetadataError::Invalid {
-            member: "dwk",
-            reason: e.reason.to_owned(),
-        },
-    })?;
-    let fail = |error| DiscoveryError::Fetch {
-        url: url.as_str().to_owned(),
-        error,
-    };
-    let doc = fetch.get(&url).await.map_err(fail)?;
-    if doc.status != 200 {
-        return Err(fail(FetchError::Status {
-            status: doc.status,
-            retry_after: None,
-        }));
-    }
-    D::parse_for(&doc.body, id).map_err(|error| DiscoveryError::Metadata {
-        url: url.as_str().to_owned(),
-        error,
-    })
 }

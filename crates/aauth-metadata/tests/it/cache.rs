@@ -18,6 +18,8 @@ use aauth_tokens::{
 
 use crate::support::{Behaviour, FakeFetch, agent_metadata, jwk, jwks, key};
 
+mod flood;
+
 const T0: u64 = 1_800_000_000;
 const META: &str = "https://agent.example/.well-known/aauth-agent.json";
 const JWKS: &str = "https://agent.example/jwks.json";
@@ -557,15 +559,15 @@ async fn a_source_that_never_answered_keeps_its_backoff_longest() {
 #[tokio::test(start_paused = true)]
 async fn fetches_running_at_once_are_bounded_and_never_leaked() {
     let w = world_with(config(|c| {
-        c.max_inflight = 2;
+        c.max_inflight = 4; // of which 2 for sources without keys
         c.fetch_timeout = Duration::from_secs(5);
     }));
     w.get("k1").await.unwrap();
     for i in 0..3 {
         w.fetch.set(never_answers(i).as_str(), Behaviour::Hang);
     }
-    // Two lookups of hanging sources take both slots; their callers go away (aborted),
-    // which must neither cancel the fetch nor leak its slot.
+    // Two lookups of hanging sources take both slots of their share; their callers go
+    // away (aborted), which must neither cancel the fetch nor leak its slot.
     let pending: Vec<_> = (0..2)
         .map(|i| {
             let cache = w.cache.clone();
