@@ -55,14 +55,14 @@ pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantTrusted, Trus
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use server::{
-    AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, INTERACT_PATH, JWKS_PATH, PENDING_PATH,
-    REVOCATION_PATH, REVOCATION_PENDING_PATH,
+    AUTH_TOKEN_PATH, AccessServer, DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_TOTAL, INTERACT_PATH,
+    JWKS_PATH, PENDING_PATH, REVOCATION_PATH, REVOCATION_PENDING_PATH,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
     AsStore, Awaiting, BindError, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
-    StoreError, WAITING_KEPT, WaitingRecord,
+    StoreError, WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingRecord,
 };
 
 // The README's example runs as a doctest.

@@ -3,11 +3,13 @@
 //! - **Every rule is the database's.** Of two instances taking one waiting request, one
 //!   gets it (`DELETE … RETURNING`); a Person Server's count of waiting requests is
 //!   checked and the request inserted under a transaction-scoped advisory lock on that
-//!   Person Server; a revocation's expiry only grows (`GREATEST`).
+//!   Person Server, and the count of every request kept under one more lock, on the
+//!   schema's waiting requests, when that count bounds the request; a revocation's
+//!   expiry only grows (`GREATEST`).
 //! - **One round trip a token**: recording an issued token is one statement, and the four
 //!   questions a token request asks ([`AsStore::standing`]) are one query.
 //! - **Expired rows are swept off the request path**: a task deletes them in batches of
-//!   1,000 once a minute, one instance at a time.
+//!   1,000 (up to 16 of each kind) once a minute, one instance at a time.
 //! - **Migrations** run at [`PgStore::connect`], each once, whichever instance starts
 //!   first.
 
@@ -25,7 +27,7 @@ use async_trait::async_trait;
 
 use crate::store::{
     AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WAITING_KEPT, WaitingRecord,
+    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingRecord,
 };
 
 /// Which store a [`StoreError`] names.
@@ -36,6 +38,14 @@ const COMPONENT: &str = "access-server";
 
 /// How often the sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The rows one sweep statement deletes at most (its `LIMIT`).
+const SWEEP_BATCH: u64 = 1000;
+
+/// How many batches of one kind a sweep deletes at most: a full batch is followed by
+/// another, so that rows expiring faster than a batch a minute (a store kept full of
+/// waiting requests) do not pile up.
+const SWEEP_BATCHES: usize = 16;
 
 /// Every migration, in order. Times are Unix seconds in `BIGINT` columns.
 const MIGRATIONS: &[Migration] = &[
@@ -304,10 +314,16 @@ async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, Stor
         let mut deleted = 0;
         for (kept, sql) in SWEEPS {
             let floor = now.as_secs().saturating_sub(*kept);
-            deleted += tx
-                .execute(*sql, &[&secs(floor)])
-                .await
-                .map_err(|e| pg.err(e))?;
+            for _ in 0..SWEEP_BATCHES {
+                let batch = tx
+                    .execute(*sql, &[&secs(floor)])
+                    .await
+                    .map_err(|e| pg.err(e))?;
+                deleted += batch;
+                if batch < SWEEP_BATCH {
+                    break;
+                }
+            }
         }
         let floor = now.as_secs().saturating_sub(audit_retention);
         deleted += tx
@@ -584,35 +600,66 @@ impl AsStore for PgStore {
     async fn create_waiting(
         &self,
         record: WaitingRecord,
-        max_per_ps: usize,
+        caps: WaitingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        let max = i64::try_from(max_per_ps).unwrap_or(i64::MAX);
+    ) -> Result<WaitingCreated, StoreError> {
+        let max = i64::try_from(caps.per_person_server).unwrap_or(i64::MAX);
+        let total = caps.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
         let columns = WaitingColumns::of(&record);
         let ps = columns.ps;
+        let floor = secs(now.as_secs().saturating_sub(WAITING_KEPT));
         let now = secs(now.as_secs());
-        let sql = "INSERT INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8
-             WHERE (SELECT count(*) FROM waiting WHERE ps = $2 AND expires > $9) < $10
-             ON CONFLICT DO NOTHING";
         self.pg
             .timed(async {
                 let mut c = self.pg.client().await?;
                 let tx = c.transaction().await.map_err(|e| self.pg.err(e))?;
-                // The count and the insert are one decision for this Person Server,
-                // whichever instance makes it.
+                // The counts and the insert are one decision for this Person Server, and
+                // (bounded by the total) for every Person Server, whichever instance makes
+                // it. The locks are always taken in this order: the Person Server's, then
+                // the total's.
                 tx.execute(
                     "SELECT pg_advisory_xact_lock(hashtext('aauth_as_waiting'), hashtext($1))",
                     &[&ps],
                 )
                 .await
                 .map_err(|e| self.pg.err(e))?;
-                let inserted = tx
-                    .execute(sql, &columns.with(&[&now, &max]))
+                if total.is_some() {
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext('aauth_as_waiting_total'),
+                           hashtext(COALESCE(current_schema(), '')))",
+                        &[],
+                    )
                     .await
                     .map_err(|e| self.pg.err(e))?;
+                }
+                let counts = tx
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM waiting WHERE ps = $1 AND expires > $2),
+                           CASE WHEN $3 THEN (SELECT count(*) FROM waiting WHERE expires > $4)
+                             ELSE 0 END",
+                        &[&ps, &now, &total.is_some(), &floor],
+                    )
+                    .await
+                    .map_err(|e| self.pg.err(e))?;
+                let (open, kept): (i64, i64) = (self.get(&counts, 0)?, self.get(&counts, 1)?);
+                let created = if open >= max {
+                    WaitingCreated::PersonServerFull
+                } else if total.is_some_and(|t| kept >= t) {
+                    WaitingCreated::Full
+                } else {
+                    let sql = format!("{INSERT_WAITING} ON CONFLICT DO NOTHING");
+                    let inserted = tx
+                        .execute(&sql, &columns.with(&[]))
+                        .await
+                        .map_err(|e| self.pg.err(e))?;
+                    if inserted == 1 {
+                        WaitingCreated::Created
+                    } else {
+                        WaitingCreated::Taken
+                    }
+                };
                 tx.commit().await.map_err(|e| self.pg.err(e))?;
-                Ok(inserted == 1)
+                Ok(created)
             })
             .await
     }

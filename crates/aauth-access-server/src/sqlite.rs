@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
     AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WAITING_KEPT, WaitingRecord,
+    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingRecord,
 };
 
 const SCHEMA: &str = "
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS waiting (
   data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS waiting_rt ON waiting (rt_iss, rt_jti);
 CREATE INDEX IF NOT EXISTS waiting_expires ON waiting (expires);
+CREATE INDEX IF NOT EXISTS waiting_ps ON waiting (ps, expires);
 CREATE TABLE IF NOT EXISTS bindings (
   ps TEXT NOT NULL, resource TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
   PRIMARY KEY (ps, resource, sub));
@@ -534,30 +535,50 @@ impl AsStore for SqliteStore {
     async fn create_waiting(
         &self,
         record: WaitingRecord,
-        max_per_ps: usize,
+        caps: WaitingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<WaitingCreated, StoreError> {
         // Swept here too (every SWEEP_EVERY writes): a server whose requests are only
         // created, never put back, would keep every abandoned one (and its body) forever.
         let sweep = self.sweep();
         self.run(move |c| {
+            // One transaction on the one connection: the counts and the insert are one
+            // step.
             let tx = c.unchecked_transaction().map_err(err)?;
             if sweep {
                 sweep_waiting(&tx, now)?;
             }
-            let open: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM waiting WHERE ps = ?1 AND expires > ?2",
-                    params![record.ps.as_str(), secs(now.as_secs())],
-                    |r| r.get(0),
-                )
-                .map_err(err)?;
-            if usize::try_from(open).unwrap_or(usize::MAX) >= max_per_ps {
-                return Ok(false);
+            let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<usize, StoreError> {
+                let n: i64 = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.query_row(p, |r| r.get(0)))
+                    .map_err(err)?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            };
+            let open = count(
+                "SELECT COUNT(*) FROM waiting WHERE ps = ?1 AND expires > ?2",
+                &[&record.ps.as_str(), &secs(now.as_secs())],
+            )?;
+            if open >= caps.per_person_server {
+                return Ok(WaitingCreated::PersonServerFull);
+            }
+            if let Some(total) = caps.total {
+                // Every request kept (the index on `expires` serves it).
+                let kept = count(
+                    "SELECT COUNT(*) FROM waiting WHERE expires > ?1",
+                    &[&secs(now.as_secs().saturating_sub(WAITING_KEPT))],
+                )?;
+                if kept >= total {
+                    return Ok(WaitingCreated::Full);
+                }
             }
             let inserted = insert_waiting(&tx, &record, "IGNORE")?;
             tx.commit().map_err(err)?;
-            Ok(inserted == 1)
+            Ok(if inserted == 1 {
+                WaitingCreated::Created
+            } else {
+                WaitingCreated::Taken
+            })
         })
         .await
     }

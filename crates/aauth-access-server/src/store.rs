@@ -4,6 +4,8 @@
 //! single process and tests; `SqliteStore` (feature `sqlite`, the default) for a
 //! deployment whose waiting requests, bindings and records survive a restart.
 
+mod memory_waiting;
+
 use aauth_metadata::audit::{AuditEvent, AuditPage, AuditQuery};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
@@ -152,6 +154,46 @@ impl WaitingRecord {
             data,
         }
     }
+}
+
+/// The bounds a new waiting request is stored within ([`AsStore::create_waiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WaitingCaps {
+    /// The most unexpired requests one Person Server may have waiting.
+    pub per_person_server: usize,
+    /// The most requests the store keeps in all, every Person Server's together (the
+    /// unexpired ones, and the ones kept [`WAITING_KEPT`] past their expiry); `None`: not
+    /// bounded for this request (the server leaves the Person Servers it trusts out of
+    /// this bound).
+    pub total: Option<usize>,
+}
+
+impl WaitingCaps {
+    /// At most `per_person_server` unexpired requests of its Person Server, and at most
+    /// `total` requests kept in all (none: no such bound).
+    #[must_use]
+    pub fn new(per_person_server: usize, total: Option<usize>) -> Self {
+        Self {
+            per_person_server,
+            total,
+        }
+    }
+}
+
+/// What [`AsStore::create_waiting`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitingCreated {
+    /// The request is stored.
+    Created,
+    /// Not stored: its Person Server already has [`WaitingCaps::per_person_server`]
+    /// unexpired requests.
+    PersonServerFull,
+    /// Not stored: the store already keeps [`WaitingCaps::total`] requests.
+    Full,
+    /// Not stored: its id, or its interaction code, is another request's.
+    Taken,
 }
 
 /// Why a person's binding of their Person Server was not made ([`AsStore::bind`]).
@@ -352,9 +394,15 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn remove_waiting(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Stores a new waiting request unless its Person Server already has `max_per_ps`
-    /// unexpired ones at `now` (`Ok(false)`, nothing stored). Counted and stored as one
-    /// step. Requests expired more than [`WAITING_KEPT`] before `now` may be dropped.
+    /// Stores a new waiting request within `caps` at `now`: unless its Person Server
+    /// already has [`WaitingCaps::per_person_server`] unexpired ones
+    /// ([`WaitingCreated::PersonServerFull`]), or, when [`WaitingCaps::total`] is set, the
+    /// store already keeps that many requests of every Person Server together, unexpired
+    /// or kept past their expiry (until `expires` plus [`WAITING_KEPT`])
+    /// ([`WaitingCreated::Full`]), or its id or interaction code is another request's
+    /// ([`WaitingCreated::Taken`]); nothing is stored then. Counted and stored as one
+    /// step, across every instance sharing the store. Requests expired more than
+    /// [`WAITING_KEPT`] before `now` may be dropped.
     ///
     /// # Errors
     ///
@@ -362,9 +410,9 @@ pub trait AsStore: Send + Sync {
     async fn create_waiting(
         &self,
         record: WaitingRecord,
-        max_per_ps: usize,
+        caps: WaitingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<WaitingCreated, StoreError>;
 
     /// Removes and returns the unexpired waiting request `id`, as one step: of two
     /// callers taking the same request, one gets it and the other `None`. What a request
@@ -468,15 +516,16 @@ struct Memory {
     audit: aauth_metadata::audit::MemoryAuditLog,
     issued: BTreeMap<String, IssuedRecord>,
     revoked: BTreeMap<(String, String), u64>,
-    waiting: BTreeMap<String, WaitingRecord>,
+    waiting: memory_waiting::WaitingTable,
     /// (Person Server, resource, `sub`) → the account here that approved it.
     bindings: BTreeMap<(ServerId, ServerId, String), String>,
     billed: BTreeSet<ServerId>,
 }
 
 /// An [`AsStore`] in memory (one process; lost on restart). Expired records are dropped
-/// as new ones arrive. Its `Debug` output is its whole state (for "nothing changed"
-/// assertions in tests).
+/// as new ones arrive (waiting requests from an index by expiry, so a write costs what it
+/// drops, never a scan of them all). Its `Debug` output is its whole state (for "nothing
+/// changed" assertions in tests).
 #[derive(Debug, Default)]
 pub struct MemoryStore(Mutex<Memory>);
 
@@ -579,8 +628,8 @@ impl AsStore for MemoryStore {
 
     async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
         self.with(|m| {
-            m.waiting.retain(|_, w| kept(w, now));
-            m.waiting.insert(record.id.clone(), record);
+            m.waiting.sweep(now);
+            m.waiting.insert(record);
         });
         Ok(())
     }
@@ -591,9 +640,9 @@ impl AsStore for MemoryStore {
         read: &str,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|m| match m.waiting.get_mut(&record.id) {
+        Ok(self.with(|m| match m.waiting.get(&record.id) {
             Some(w) if w.expires > now.as_secs() && w.data == read => {
-                *w = record;
+                m.waiting.insert(record);
                 true
             }
             _ => false,
@@ -624,8 +673,8 @@ impl AsStore for MemoryStore {
     ) -> Result<Option<WaitingRecord>, StoreError> {
         Ok(self.with(|m| {
             m.waiting
-                .values()
-                .find(|w| w.code.as_deref() == Some(code) && w.expires > now.as_secs())
+                .by_code(code)
+                .filter(|w| w.expires > now.as_secs())
                 .cloned()
         }))
     }
@@ -662,23 +711,28 @@ impl AsStore for MemoryStore {
     async fn create_waiting(
         &self,
         record: WaitingRecord,
-        max_per_ps: usize,
+        caps: WaitingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<WaitingCreated, StoreError> {
         Ok(self.with(|m| {
-            m.waiting.retain(|_, w| kept(w, now));
-            let open = m
-                .waiting
-                .values()
-                .filter(|w| w.ps == record.ps && w.expires > now.as_secs())
-                .count();
-            let taken = m.waiting.contains_key(&record.id)
-                || record.code.is_some() && m.waiting.values().any(|w| w.code == record.code);
-            if open >= max_per_ps || taken {
-                return false;
+            // What is left after the sweep is what is kept: the total's count.
+            m.waiting.sweep(now);
+            if m.waiting.open_of(&record.ps, now) >= caps.per_person_server {
+                return WaitingCreated::PersonServerFull;
             }
-            m.waiting.insert(record.id.clone(), record);
-            true
+            if caps.total.is_some_and(|total| m.waiting.len() >= total) {
+                return WaitingCreated::Full;
+            }
+            let taken = m.waiting.get(&record.id).is_some()
+                || record
+                    .code
+                    .as_deref()
+                    .is_some_and(|c| m.waiting.by_code(c).is_some());
+            if taken {
+                return WaitingCreated::Taken;
+            }
+            m.waiting.insert(record);
+            WaitingCreated::Created
         }))
     }
 

@@ -10,7 +10,7 @@ use aauth_tokens::{
     AgentClaims, AuthClaims, Budget, PersonClaims, ResolveError, ResourceClaims, ServerId,
     TokenError, TokenType, Unverified, Validation, Verified, verify,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::AccessServer;
 use crate::AsError;
@@ -29,24 +29,35 @@ struct Body {
     budget: Option<Budget>,
 }
 
-/// A token request with every required token present (AS-11).
+/// A token request with every required token present (AS-11); serialised, its canonical
+/// form ([`TokenRequest::canonical`]).
+#[derive(Serialize)]
 pub(super) struct TokenRequest {
     pub(super) resource_token: String,
     pub(super) agent_token: String,
     pub(super) presented_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) subagent_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) upstream_token: Option<String>,
     /// The Person Server's budget ceiling.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) budget: Option<Budget>,
 }
 
 impl TokenRequest {
-    /// Reads a token request's body: `invalid_request` for a body that is not one, or
-    /// one without `resource_token`, `agent_token` or `presented_token`.
+    /// Reads a token request's body: `invalid_request` for a body that is not one, one
+    /// without `resource_token`, `agent_token` or `presented_token`, or one whose budget
+    /// breaks the rules of a budget ([`Budget::check`]).
     pub(super) fn parse(body: &[u8]) -> Result<Self, AsError> {
         let b: Body = serde_json::from_slice(body)
             .map_err(|e| AsError::InvalidRequest(format!("body: {e}")))?;
         let missing = |what: &str| AsError::InvalidRequest(format!("{what} is required"));
+        if let Some(budget) = &b.budget {
+            budget
+                .check()
+                .map_err(|e| AsError::InvalidRequest(e.to_string()))?;
+        }
         Ok(Self {
             resource_token: b.resource_token.ok_or_else(|| missing("resource_token"))?,
             agent_token: b.agent_token.ok_or_else(|| missing("agent_token"))?,
@@ -56,6 +67,20 @@ impl TokenRequest {
             subagent_token: b.subagent_token,
             upstream_token: b.upstream_token,
             budget: b.budget,
+        })
+    }
+
+    /// The request as a waiting request keeps it: its known members only, written again
+    /// (what [`TokenRequest::parse`] reads back as this request). Members this server
+    /// does not read, and the bytes around the members, are not kept: a body padded to
+    /// the server's limit costs its store no more than the tokens it carries, each one
+    /// verified by then and at most `MAX_TOKEN_BYTES`. Nothing verifies the stored body
+    /// against a signature or a digest (the Person Server's signature covered the body
+    /// as sent, and was verified when it came): it is only read again, by `parse` and by
+    /// an `updated_request`, which rewrites its tokens.
+    pub(super) fn canonical(&self) -> Result<Vec<u8>, AsError> {
+        serde_json::to_vec(self).map_err(|e| {
+            aauth_metadata::serve::InternalError::produce("waiting request body", e).into()
         })
     }
 }

@@ -72,6 +72,10 @@ pub const INTERACT_PATH: &str = "/interact";
 /// default.
 pub const DEFAULT_MAX_WAITING: usize = 64;
 
+/// The most waiting requests an Access Server keeps in all, by default, for the Person
+/// Servers it does not trust ahead ([`AccessServer::max_waiting_total`]).
+pub const DEFAULT_MAX_WAITING_TOTAL: usize = 10_000;
+
 /// An Access Server: issues auth tokens (`dwk: aauth-access.json`) for the resources
 /// that name it as their `aud`, only to the Person Servers it trusts, each request
 /// signed by the Person Server under `sig=jwks_uri;id;dwk="aauth-person.json";kid`
@@ -102,6 +106,9 @@ pub struct AccessServer {
     revocations: aauth_metadata::cascade::Cascades,
     /// The most requests one Person Server may have waiting here at once.
     max_waiting: usize,
+    /// The most waiting requests kept here in all when a Person Server it does not trust
+    /// ahead asks.
+    max_waiting_total: usize,
     /// Wrong interaction codes, counted per account and per client.
     throttle: Arc<dyn Throttle>,
     /// The rate limits counted by who signed or whom a request is for (checked once
@@ -246,6 +253,7 @@ impl AccessServer {
             notifier: None,
             revocations: aauth_metadata::cascade::Cascades::new(REVOCATION_PENDING_PATH),
             max_waiting: DEFAULT_MAX_WAITING,
+            max_waiting_total: DEFAULT_MAX_WAITING_TOTAL,
             throttle: Arc::new(MemoryThrottle::default()),
             rate_limits: None,
             governs: None,
@@ -299,6 +307,23 @@ impl AccessServer {
     #[must_use]
     pub fn max_waiting_per_person_server(mut self, max: usize) -> Self {
         self.max_waiting = max.max(1);
+        self
+    }
+
+    /// At most `max` waiting requests kept here in all, every Person Server's together
+    /// (default [`DEFAULT_MAX_WAITING_TOTAL`]): the ones waiting, and the records of the
+    /// ended or expired ones kept [`WAITING_KEPT`](crate::WAITING_KEPT) for their late
+    /// polls. Past it, a request of a Person Server not [`AccessServer::trusted`] that
+    /// would wait is refused as past the per-Person-Server bound is (`429 rate_limited`,
+    /// `Retry-After`), counted and stored as one step by the store. The Person Servers
+    /// trusted ahead are left out of this bound (each is held to its own,
+    /// [`AccessServer::max_waiting_per_person_server`]), so that a flood from Person
+    /// Servers admitted by [`AccessServer::admit_unknown_person_servers`], whose
+    /// identities cost a domain each, cannot shut them out; their requests still count
+    /// towards it.
+    #[must_use]
+    pub fn max_waiting_total(mut self, max: usize) -> Self {
+        self.max_waiting_total = max.max(1);
         self
     }
 

@@ -134,6 +134,7 @@ impl AccessServer {
                 return Ok(Outcome::Deferred(
                     step,
                     (rt.iss.as_str().to_owned(), rt.jti.clone()),
+                    request.canonical()?,
                 ));
             }
         };

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, Refusal};
 use crate::AsError;
-use crate::store::{Awaiting, WaitingRecord};
+use crate::store::{Awaiting, WaitingCaps, WaitingCreated, WaitingRecord};
 
 /// How long a waiting request is kept for its next step, in seconds.
 const WAITING_LIFETIME: u64 = 600;
@@ -98,7 +98,9 @@ pub(super) struct Given {
 pub(super) struct Waiting {
     /// The Person Server that asked (only it may poll or answer).
     pub(super) ps: ServerId,
-    /// The request, as it came (or as an `updated_request` replaced it).
+    /// The request: its known members as read and written again
+    /// ([`super::checks::TokenRequest::canonical`]), not the bytes that came (or as an
+    /// `updated_request` replaced it).
     pub(super) body: Vec<u8>,
     /// Until when the answer is taken.
     pub(super) expires: u64,
@@ -207,8 +209,9 @@ impl Waiting {
 pub(super) enum Outcome {
     /// The auth token (`200`).
     Issued(serde_json::Value),
-    /// A step first, for the resource token `(iss, jti)`.
-    Deferred(Step, (String, String)),
+    /// A step first, for the resource token `(iss, jti)`, of the request `body` (its
+    /// canonical form, what the waiting request keeps).
+    Deferred(Step, (String, String), Vec<u8>),
 }
 
 /// A token request being answered: who asked, what they sent, and what its earlier
@@ -268,7 +271,7 @@ impl AccessServer {
                 }
                 Ok(json_response(StatusCode::OK, &json))
             }
-            Outcome::Deferred(step, rt) => {
+            Outcome::Deferred(step, rt, body) => {
                 let id = match reuse {
                     Some(r) => r.id.clone(),
                     None => self.random_id()?,
@@ -276,7 +279,7 @@ impl AccessServer {
                 let resp = self.step_response(&id, &step);
                 let waiting = Waiting {
                     ps: asked.ps.clone(),
-                    body: asked.body.to_vec(),
+                    body,
                     expires: now.as_secs().saturating_add(WAITING_LIFETIME),
                     step,
                     rt: rt.clone(),
@@ -376,24 +379,39 @@ impl AccessServer {
         Err(Refusal::Error(then))
     }
 
-    /// Stores a new waiting request within its Person Server's share.
+    /// Stores a new waiting request within its Person Server's share and, for a Person
+    /// Server not trusted ahead, within the total kept here.
     async fn create_waiting(&self, id: String, w: Waiting, now: UnixTime) -> Result<(), AsError> {
-        if self
+        let total = (!self.trusted.contains(&w.ps)).then_some(self.max_waiting_total);
+        let caps = WaitingCaps::new(self.max_waiting, total);
+        let reason = match self
             .store
-            .create_waiting(w.into_record(id)?, self.max_waiting, now)
+            .create_waiting(w.into_record(id)?, caps, now)
             .await?
         {
-            Ok(())
-        } else {
-            Err(AsError::RateLimited {
-                reason: format!(
-                    "this Person Server already has {} requests waiting here",
-                    self.max_waiting
-                ),
-                // A share frees up at the latest when its oldest request expires.
-                retry_after: WAITING_LIFETIME,
-            })
-        }
+            WaitingCreated::Created => return Ok(()),
+            WaitingCreated::PersonServerFull => format!(
+                "this Person Server already has {} requests waiting here",
+                self.max_waiting
+            ),
+            WaitingCreated::Full => format!(
+                "this Access Server already keeps {} waiting requests",
+                self.max_waiting_total
+            ),
+            WaitingCreated::Taken => {
+                return Err(aauth_metadata::serve::InternalError::produce(
+                    "waiting request",
+                    "its pending id or interaction code is another request's",
+                )
+                .into());
+            }
+        };
+        Err(AsError::RateLimited {
+            reason,
+            // A share frees up at the latest when its oldest request expires; the total
+            // as requests end or expire, each kept a while for its late polls.
+            retry_after: WAITING_LIFETIME,
+        })
     }
 
     /// Puts back a waiting request this caller took from the store (its next step, or as

@@ -165,10 +165,10 @@ impl AsStore for Flaky {
     async fn create_waiting(
         &self,
         record: WaitingRecord,
-        max_per_ps: usize,
+        caps: aauth_access_server::WaitingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.inner.create_waiting(record, max_per_ps, now).await
+    ) -> Result<aauth_access_server::WaitingCreated, StoreError> {
+        self.inner.create_waiting(record, caps, now).await
     }
 
     async fn take_waiting(

@@ -21,6 +21,7 @@ mod robust;
 mod steps;
 mod stepup;
 mod stores;
+mod waiting_cap;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 
 use aauth_access_server::{
     AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WAITING_KEPT,
-    WaitingRecord,
+    WaitingCaps, WaitingCreated, WaitingRecord,
 };
 use aauth_test_support::services::PgSchema;
 
@@ -30,6 +30,11 @@ fn record(
 }
 
 use aauth_test_support::id as id_of;
+
+/// At most `n` unexpired requests per Person Server, and no total.
+fn per_ps(n: usize) -> WaitingCaps {
+    WaitingCaps::new(n, None)
+}
 
 /// The contract every store keeps.
 async fn contract(s: &dyn AsStore) {
@@ -240,14 +245,15 @@ async fn contract(s: &dyn AsStore) {
         "a live one too"
     );
     assert_eq!(s.waiting_kept("nope", later).await.unwrap(), None);
-    assert!(
+    assert_eq!(
         s.create_waiting(
             record("w4", now + 600, None, Awaiting::Answered, "rt3"),
-            3,
+            per_ps(3),
             later
         )
         .await
         .unwrap(),
+        WaitingCreated::Created,
         "w1 and w2 count, w3 no longer"
     );
     s.remove_waiting("w4").await.unwrap();
@@ -458,7 +464,10 @@ async fn the_postgres_store_keeps_the_contract() {
 /// abandoned request (and its body) is gone once no longer kept, not only hidden.
 async fn expired_requests_are_swept_by_creates(s: &dyn AsStore) {
     let old = record("old", NOW.as_secs() + 5, None, Awaiting::Approval, "rt-old");
-    assert!(s.create_waiting(old, 10_000, NOW).await.unwrap());
+    assert_eq!(
+        s.create_waiting(old, per_ps(10_000), NOW).await.unwrap(),
+        WaitingCreated::Created
+    );
     // Kept a while past its expiry (a late poll is told it expired), then dropped.
     let later = NOW.plus(5 + WAITING_KEPT);
     for n in 0..300 {
@@ -469,7 +478,10 @@ async fn expired_requests_are_swept_by_creates(s: &dyn AsStore) {
             Awaiting::Approval,
             "rt-new",
         );
-        assert!(s.create_waiting(w, 10_000, later).await.unwrap());
+        assert_eq!(
+            s.create_waiting(w, per_ps(10_000), later).await.unwrap(),
+            WaitingCreated::Created
+        );
     }
     assert!(
         s.waiting_with("https://resource.example", "rt-old")
@@ -506,7 +518,10 @@ async fn two_instances_take_a_waiting_request_once() {
         Awaiting::Approval,
         "rt1",
     );
-    assert!(a.create_waiting(w, 10, NOW).await.unwrap());
+    assert_eq!(
+        a.create_waiting(w, per_ps(10), NOW).await.unwrap(),
+        WaitingCreated::Created
+    );
     let takes: Vec<_> = (0..20)
         .map(|n| {
             let s = if n % 2 == 0 {
@@ -540,12 +555,12 @@ async fn two_instances_take_a_waiting_request_once() {
                 Awaiting::Approval,
                 "rt2",
             );
-            tokio::spawn(async move { s.create_waiting(w, 2, NOW).await.unwrap() })
+            tokio::spawn(async move { s.create_waiting(w, per_ps(2), NOW).await.unwrap() })
         })
         .collect();
     let mut created = 0;
     for c in creates {
-        if c.await.unwrap() {
+        if c.await.unwrap() == WaitingCreated::Created {
             created += 1;
         }
     }
