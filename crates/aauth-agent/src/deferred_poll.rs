@@ -8,9 +8,9 @@
 //! | Status | What the loop does |
 //! |---|---|
 //! | `2xx` | done: the answer is returned |
-//! | `202` | still pending: the client acts on it (prompts the person, answers a clarification, obtains an auth token); polls again after `Retry-After` (seconds or an HTTP date; default 5 s), at once when it posted an answer |
+//! | `202` | still pending: the client acts on it (prompts the person, answers a clarification, obtains an auth token); polls again after `Retry-After` (seconds or an HTTP date; default 5 s; at least `min_interval`, 1 s), at once when it posted an answer |
 //! | `429` | slow down: every later wait grows by 5 s, then `Retry-After` |
-//! | `503` | temporarily unavailable: back off per `Retry-After` and poll again |
+//! | `503` | temporarily unavailable: back off per `Retry-After` (at least `min_interval`) and poll again |
 //! | no answer | the server cannot be reached: poll again after 1, 2, 4 … s (up to `max_interval`) |
 //! | `401` | the client may answer it (fresh credentials, an auth token) and poll at once; otherwise terminal |
 //! | `403`, `408`, `410` | terminal: `denied`, `expired`, `invalid_code` (the body's `error` when it has one) |
@@ -19,8 +19,11 @@
 //! A server's `Retry-After` is respected in full (draft -11 "Polling with GET": the agent
 //! MUST respect it), and so is the slowing down its `429`s asked for;
 //! `PollPolicy::max_interval` caps only the agent's own choices (the default interval
-//! and the pauses after outages). A request that would outlast its `deadline` is
-//! cancelled (`DELETE`, best effort) and ends in [`AgentError::PollTimeout`].
+//! and the pauses after outages). A shorter `Retry-After` than `PollPolicy::min_interval`
+//! (a server's `0`) is waited as that minimum, unless the agent just posted an answer: a
+//! server cannot have the agent poll, and act on what each poll says, as fast as it
+//! answers. A request that would outlast its `deadline` is cancelled (`DELETE`, best
+//! effort) and ends in [`AgentError::PollTimeout`].
 
 use std::time::Duration;
 
@@ -91,10 +94,12 @@ async fn follow(
     let mut slow_down: u64 = 0;
     loop {
         let status = resp.status();
-        // The server's `Retry-After`, or the agent's own interval (capped).
+        // The server's `Retry-After`, or the agent's own interval (capped); never less
+        // than the minimum.
         let asked = |now| {
             retry_after(&resp, now)
                 .unwrap_or_else(|| policy.default_interval.min(policy.max_interval))
+                .max(policy.min_interval)
         };
         let wait = match status {
             StatusCode::ACCEPTED => {
@@ -212,9 +217,10 @@ pub(crate) fn pending_url(
 }
 
 /// How deferred (`202`) responses are polled. The defaults: 5 s between polls when
-/// `Retry-After` is absent (the draft's), at most 60 s between polls the agent chooses
-/// itself (a server's `Retry-After` is respected in full), 600 s before cancelling, no
-/// `Prefer: wait`.
+/// `Retry-After` is absent (the draft's), at least 1 s between polls whatever the server
+/// asks (except right after the agent posted an answer), at most 60 s between polls the
+/// agent chooses itself (a server's `Retry-After` is respected in full), 600 s before
+/// cancelling, no `Prefer: wait`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -229,6 +235,10 @@ pub(crate) fn pending_url(
 pub struct PollPolicy {
     /// The interval when `Retry-After` is absent, in seconds (the draft's 5 s).
     pub default_interval: u64,
+    /// The shortest pause between two polls, in seconds, whatever `Retry-After` says
+    /// (default 1 s), except right after the agent posted an answer (the next poll then
+    /// comes at once).
+    pub min_interval: u64,
     /// The longest pause the agent chooses itself (the default interval, the backoff
     /// after outages), in seconds; a server's `Retry-After` is respected beyond it.
     pub max_interval: u64,
@@ -243,6 +253,14 @@ impl PollPolicy {
     #[must_use]
     pub fn default_interval(mut self, interval: Duration) -> Self {
         self.default_interval = interval.as_secs();
+        self
+    }
+
+    /// The shortest pause between two polls (whole seconds), whatever `Retry-After`
+    /// says, except right after the agent posted an answer.
+    #[must_use]
+    pub fn min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval.as_secs();
         self
     }
 
@@ -272,6 +290,7 @@ impl Default for PollPolicy {
     fn default() -> Self {
         Self {
             default_interval: 5,
+            min_interval: 1,
             max_interval: 60,
             deadline: 600,
             prefer_wait: None,
@@ -409,6 +428,23 @@ mod tests {
         assert_eq!(s.polls, 4);
         // 1 (first 202) + 2 (503) + 1+5 (429 slows every later wait by 5 s) + 1+5 (202).
         assert_eq!(start.elapsed().as_secs(), 15);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_zero_is_waited_as_the_minimum_interval() {
+        let mut s = scripted(vec![
+            answer(202, Some("0"), ""),
+            answer(503, Some("0"), ""),
+            answer(202, None, ""),
+            answer(200, None, "{}"),
+        ]);
+        let policy = PollPolicy::default().default_interval(Duration::from_secs(0));
+        let start = tokio::time::Instant::now();
+        let done = until_done(&mut s, &policy, answer(202, Some("0"), "")).await;
+        assert_eq!(done.map(|r| r.status()).ok(), Some(StatusCode::OK));
+        assert_eq!(s.polls, 4);
+        // Each of the four waits (two 0s, a 503's 0, a 0 s default) is the minimum, 1 s.
+        assert_eq!(start.elapsed().as_secs(), 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -123,6 +123,42 @@ pub enum AgentError {
         /// The bound.
         rounds: usize,
     },
+    /// A resource's pending request asked the agent for more than one pending request
+    /// may have it do: a new interaction, question or resource token past `max` of its
+    /// kind (`cap`). The agent stopped polling and withdrew the request (`DELETE`).
+    #[error("gave up: the pending request asked for more than {max} {cap}")]
+    PendingCap {
+        /// Which bound it reached.
+        cap: PendingCap,
+        /// The bound.
+        max: usize,
+    },
+}
+
+/// What one pending request at a resource may have the agent do only so many times
+/// ([`AgentError::PendingCap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingCap {
+    /// Distinct interactions (`requirement=interaction`: the person prompted, or the
+    /// Person Server asked to reach them): at most 4 ([`PendingCap::max`]).
+    Interactions,
+    /// Distinct questions (`requirement=clarification`: the clarification hook asked,
+    /// its answer posted): at most 8, as for one Person Server request.
+    Clarifications,
+    /// Distinct resource tokens (a deferred `requirement=auth-token`: the Person Server
+    /// asked for an auth token): at most 4.
+    ResourceTokens,
+}
+
+impl std::fmt::Display for PendingCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Interactions => "interactions",
+            Self::Clarifications => "clarifications",
+            Self::ResourceTokens => "resource tokens",
+        })
+    }
 }
 
 impl From<aauth_metadata::TransportError> for AgentError {

@@ -65,7 +65,7 @@ pub use client::{
 };
 pub use compat::Compatibility;
 pub use deferred_poll::PollPolicy;
-pub use error::AgentError;
+pub use error::{AgentError, PendingCap};
 pub use https::HttpsClient;
 pub use provider::{
     AGENT_TOKEN_PATH, AgentProvider, DEFAULT_AGENT_TOKEN_LIFETIME, JWKS_PATH, LocalTokenSource,

@@ -29,6 +29,9 @@ use crate::{Agent, AgentError, Compatibility, PollPolicy, Transport};
 
 mod authorize;
 mod challenge;
+mod pending;
+
+use pending::{Acted, ResourcePending};
 
 /// What the agent asks its Person Server for a person token (draft -11 §7.1).
 #[derive(Debug, Clone, Copy)]
@@ -841,99 +844,10 @@ impl AAuthClient {
             client: self,
             resource,
             location: pending_url(&first, &parts.uri)?,
-            prompted: BTreeSet::new(),
+            acted: Acted::default(),
             call,
         };
         crate::deferred_poll::until_done(&mut pending, &self.config.poll, first).await
-    }
-
-    /// Acts on a `202`: an interaction for the person, a clarification to answer, or the
-    /// deferred `requirement=auth-token` (AG-26), after which polls present the auth token.
-    async fn on_pending(
-        &self,
-        resp: &http::Response<Bytes>,
-        resource: &ServerId,
-        location: &http::Uri,
-        prompted: &mut BTreeSet<String>,
-        call: &mut Call,
-    ) -> Result<(), AgentError> {
-        let Some(requirement) = requirement(resp)? else {
-            return Ok(());
-        };
-        match requirement {
-            Requirement::Interaction { url, code } => {
-                if !prompted.insert(format!("{url}?{code}"))
-                    || pending_status(resp) == "interacting"
-                {
-                    return Ok(());
-                }
-                let interaction = Interaction::checked(&url, &code)?;
-                // Draft -11 §Relaying Through the Person Server: it may reach the person
-                // more easily; the resource's pending URL, polled on, says when they are
-                // done.
-                if let Some(ps) = self
-                    .config
-                    .person_server
-                    .as_ref()
-                    .filter(|_| self.config.relay)
-                    && ps.relay_interaction(&self.config.agent, &interaction).await
-                {
-                    return Ok(());
-                }
-                let hook = self.config.on_interaction.as_ref().ok_or_else(|| {
-                    AgentError::Unsatisfiable {
-                        requirement: "interaction".to_owned(),
-                        reason: "no interaction hook is configured".to_owned(),
-                    }
-                })?;
-                hook(&interaction);
-            }
-            Requirement::AuthToken { resource_token }
-                if prompted.insert(resource_token.clone()) =>
-            {
-                let cred = self.credential(resource, self.now(), call).await?;
-                call.obtained = Some(self.obtain_auth(resource, &cred, &resource_token).await?);
-            }
-            Requirement::Clarification => {
-                #[derive(Deserialize)]
-                struct Question {
-                    clarification: String,
-                }
-                let q: Question =
-                    serde_json::from_slice(resp.body()).map_err(|e| AgentError::BadDeferred {
-                        reason: format!("clarification without a question: {e}"),
-                    })?;
-                if !prompted.insert(q.clarification.clone()) {
-                    return Ok(());
-                }
-                let answer = self
-                    .config
-                    .on_clarification
-                    .as_ref()
-                    .and_then(|hook| hook(&q.clarification))
-                    .ok_or_else(|| AgentError::Unsatisfiable {
-                        requirement: "clarification".to_owned(),
-                        reason: "no answer".to_owned(),
-                    })?;
-                let body = serde_json::json!({
-                    "action": "clarification_response",
-                    "clarification_response": answer,
-                })
-                .to_string();
-                let r = self
-                    .poll_once(resource, location, Method::POST, Bytes::from(body), call)
-                    .await?;
-                if !(r.status().is_success()) {
-                    return Err(AgentError::Deferred {
-                        status: r.status(),
-                        error: problem_error(r.body()),
-                    });
-                }
-            }
-            // `approval`, and values this agent does not know: keep polling (§7.1).
-            _ => {}
-        }
-        Ok(())
     }
 
     /// One signed request to the pending URL.
@@ -1118,63 +1032,5 @@ impl tower_service::Service<http::Request<Bytes>> for AAuthClient {
     fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
         let client = self.clone();
         Box::pin(async move { client.send(req).await })
-    }
-}
-
-/// A resource's pending request, as the shared polling loop drives it.
-struct ResourcePending<'a> {
-    client: &'a AAuthClient,
-    resource: &'a ServerId,
-    location: http::Uri,
-    /// Interactions, questions and resource tokens already acted on.
-    prompted: BTreeSet<String>,
-    /// What the call learnt answering its challenges, before and while polling.
-    call: Call,
-}
-
-#[async_trait]
-impl crate::deferred_poll::PendingRequest for ResourcePending<'_> {
-    async fn pending(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
-        self.client
-            .on_pending(
-                resp,
-                self.resource,
-                &self.location,
-                &mut self.prompted,
-                &mut self.call,
-            )
-            .await?;
-        Ok(false)
-    }
-
-    async fn unauthorized(&mut self, resp: &http::Response<Bytes>) -> Result<bool, AgentError> {
-        let cred = self
-            .client
-            .credential(self.resource, self.client.now(), &self.call)
-            .await?;
-        self.client
-            .answer_401(resp, self.resource, &cred, &mut self.call)
-            .await
-    }
-
-    async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
-        self.client
-            .poll_once(
-                self.resource,
-                &self.location,
-                Method::GET,
-                Bytes::new(),
-                &self.call,
-            )
-            .await
-    }
-
-    async fn cancel(&mut self) {
-        // Best effort: tell the server to stop holding the request.
-        let _cancelled = self.client.cancel(self.resource, &self.location).await;
-    }
-
-    fn now(&self) -> UnixTime {
-        self.client.now()
     }
 }

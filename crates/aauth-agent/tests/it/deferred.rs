@@ -61,9 +61,10 @@ async fn polls_with_retry_after_slows_down_on_429_and_prompts_once() {
     );
     assert!(seen[1..].iter().all(|s| s.header("prefer") == "wait=20"));
     assert_eq!(seen[0].header("prefer"), "", "only polls long-poll");
-    // 0 s, then 2 s, then 5 + 5 s after the 429 (default 5 s plus the slow-down), then
-    // 5 + 5 s again (the slow-down stays).
-    assert_eq!(started.elapsed().as_secs(), 22);
+    // 1 s (the server's 0, raised to the minimum interval), then 2 s, then 5 + 5 s
+    // after the 429 (default 5 s plus the slow-down), then 5 + 5 s again (the slow-down
+    // stays).
+    assert_eq!(started.elapsed().as_secs(), 23);
 }
 
 #[tokio::test(start_paused = true)]

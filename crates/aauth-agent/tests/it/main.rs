@@ -13,5 +13,6 @@
 mod challenges;
 mod client;
 mod deferred;
+mod pending_caps;
 mod provider;
 mod support;

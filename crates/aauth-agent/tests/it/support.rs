@@ -142,6 +142,14 @@ impl Parties {
 
     /// As [`Parties::serve`], delivering `requirement=auth-token` as a held `202`.
     pub fn serve_deferred(&self, policy: RoutePolicy) -> Who {
+        let (who, handler) = self.deferred_handler(policy);
+        self.net.host("resource.example", handler);
+        who
+    }
+
+    /// The handler [`Parties::serve_deferred`] serves (its pending prefix
+    /// `/aauth/pending/`), not yet hosted.
+    pub fn deferred_handler(&self, policy: RoutePolicy) -> (Who, Handler) {
         let who = who();
         let svc = AAuthLayer::new(self.resource().route(policy), self.clock.clone())
             .defer_auth_token(aauth_resource::DeferredAuth::new(
@@ -149,8 +157,7 @@ impl Parties {
                 "/aauth/pending/",
             ))
             .layer(who.clone());
-        self.net.host("resource.example", route_handler(svc));
-        who
+        (who, route_handler(svc))
     }
 
     /// As [`Parties::serve`], as a resource that lags draft -11 (the TypeScript
