@@ -369,13 +369,7 @@ impl HttpPersonServer {
             if prompted.contains(&code) {
                 return Ok(());
             }
-            let hook = self
-                .on_interaction
-                .as_ref()
-                .ok_or_else(|| AgentError::Unsatisfiable {
-                    requirement: "interaction".to_owned(),
-                    reason: "no interaction hook is configured".to_owned(),
-                })?;
+            let hook = crate::client::interaction_hook(self.on_interaction.as_ref())?;
             hook(&Interaction::checked(&url, &code)?);
             prompted.push(code);
         }

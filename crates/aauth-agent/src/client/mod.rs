@@ -173,6 +173,17 @@ impl Interaction {
 }
 
 pub(crate) type InteractionHook = dyn Fn(&Interaction) + Send + Sync;
+
+/// The interaction hook, or the refusal of a requirement that needs one.
+pub(crate) fn interaction_hook(
+    hook: Option<&Arc<InteractionHook>>,
+) -> Result<&InteractionHook, AgentError> {
+    hook.map(AsRef::as_ref)
+        .ok_or_else(|| AgentError::Unsatisfiable {
+            requirement: "interaction".to_owned(),
+            reason: "no interaction hook is configured".to_owned(),
+        })
+}
 pub(crate) type ClarificationHook = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 struct Config {

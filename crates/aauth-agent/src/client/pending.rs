@@ -175,14 +175,7 @@ impl ResourcePending<'_> {
         {
             return Ok(());
         }
-        let hook = config
-            .on_interaction
-            .as_ref()
-            .ok_or_else(|| AgentError::Unsatisfiable {
-                requirement: "interaction".to_owned(),
-                reason: "no interaction hook is configured".to_owned(),
-            })?;
-        hook(&interaction);
+        interaction_hook(config.on_interaction.as_ref())?(&interaction);
         Ok(())
     }
 

@@ -248,7 +248,10 @@ impl AgentProvider {
     ///
     /// # Errors
     ///
-    /// [`ProviderError::ForeignAgent`] for an identifier outside this provider's domain.
+    /// [`ProviderError::ForeignAgent`] for an identifier outside this provider's domain;
+    /// [`ProviderError::Subagent`] for one with a `+` in its local part, which names a
+    /// sub-agent (`parent+name`): enrolled as an agent of its own, it could not be told
+    /// from the sub-agent of that name its parent may mint.
     pub fn enroll(
         &self,
         agent: &AgentId,
@@ -256,6 +259,14 @@ impl AgentProvider {
         person_server: Option<&ServerId>,
     ) -> Result<(), ProviderError> {
         self.own_domain(agent)?;
+        if agent.local().contains('+') {
+            return Err(ProviderError::Subagent {
+                reason: format!(
+                    "{agent} names a sub-agent (a + in its local part): enroll its parent, \
+                     which asks for sub-agent tokens"
+                ),
+            });
+        }
         let mut map = self
             .enrolled
             .write()

@@ -89,6 +89,17 @@ async fn an_agent_token_only_for_an_enrolled_key_of_an_own_agent() {
         p.enroll(&foreign, stranger.public_key(), None),
         Err(ProviderError::ForeignAgent { .. })
     ));
+    // A sub-agent's name is not enrolled as an agent of its own: the parent's sub-agent
+    // of that name could not be told from it.
+    let squatter = AgentId::parse("aauth:assistant+bot@agent.example").unwrap();
+    assert!(matches!(
+        p.enroll(&squatter, stranger.public_key(), None),
+        Err(ProviderError::Subagent { .. })
+    ));
+    assert!(matches!(
+        p.issue(&squatter, stranger.public_key(), NOW),
+        Err(ProviderError::NotEnrolled { .. })
+    ));
 
     // Over HTTP: unsigned → 401; signed by a stranger's key → 403; by the enrolled key → 200.
     let body = r#"{"agent":"aauth:assistant@agent.example"}"#;
