@@ -495,7 +495,10 @@ fn consent_later(
         let url = format!("{}?code={}", i.url, i.code);
         let (world, visited) = (Arc::clone(&world), Arc::clone(&visited));
         rt.spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // After the agent's first poll, which comes no sooner than its minimum
+            // interval: that poll finds the request still pending.
+            let first_poll = PollPolicy::default().min_interval;
+            tokio::time::sleep(Duration::from_secs(first_poll) + Duration::from_millis(500)).await;
             let r = world
                 .send(
                     http::Request::get(url.as_str())
