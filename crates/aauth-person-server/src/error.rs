@@ -138,6 +138,17 @@ pub enum PsError {
     Internal(#[from] aauth_metadata::serve::InternalError),
 }
 
+impl From<crate::mission::LogFull> for PsError {
+    /// A mission's log that takes no more of its agent's entries refuses the agent's
+    /// request as an exhausted budget of requests is refused: `429 rate_limited`.
+    fn from(e: crate::mission::LogFull) -> Self {
+        Self::RateLimited {
+            reason: e.to_string(),
+            retry_after: 3600,
+        }
+    }
+}
+
 impl PsError {
     /// The `error` code.
     #[must_use]

@@ -58,8 +58,8 @@ pub use changes::{ChangeHub, POLLING_FALLBACK, PendingChanges};
 pub use compat::Compatibility;
 pub use error::PsError;
 pub use mission::{
-    Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, Mission, MissionApproval, Proposal,
-    TerminationReason, Tool, iso8601, s256, violation,
+    Allocation, CONSTRAINTS_MEMBER, Constraints, LogEntry, LogFull, MISSION_LOG_RESERVE, Mission,
+    MissionApproval, Proposal, TerminationReason, Tool, iso8601, s256, violation,
 };
 pub use outbound::{HttpRevocationNotifier, RevocationNotifier};
 pub use pending::{
@@ -75,11 +75,11 @@ pub use policy::{
 pub use postgres::PgStore;
 pub use server::{
     AUDIT_PATH, AUTH_TOKEN_PATH, DEFAULT_CONCURRENT_HASHES, DEFAULT_LONG_POLLS, DEFAULT_MAX_CHAIN,
-    DEFAULT_MAX_PENDING, DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH, JWKS_PATH,
-    LOGIN_PATH, LOGOUT_PATH, MAX_MISSION_LOG, MAX_PROPOSAL_RESOURCES, MAX_PROPOSAL_TEXT,
-    MAX_PROPOSAL_TOOLS, MISSION_PATH, MissionTerms, OIDC_CALLBACK_PATH, OIDC_START_PATH,
-    PENDING_PATH, PERMISSION_PATH, PERSON_TOKEN_PATH, PersonServer, REVOCATION_PATH,
-    REVOCATION_PENDING_PATH,
+    DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_PROVIDER, DEFAULT_MAX_PENDING_TOTAL,
+    DEFAULT_RESOURCE_LIMIT, INTERACT_PATH, INTERACTION_PATH, JWKS_PATH, LOGIN_PATH, LOGOUT_PATH,
+    MAX_MISSION_LOG, MAX_PROPOSAL_RESOURCES, MAX_PROPOSAL_TEXT, MAX_PROPOSAL_TOOLS, MISSION_PATH,
+    MissionTerms, OIDC_CALLBACK_PATH, OIDC_START_PATH, PENDING_PATH, PERMISSION_PATH,
+    PERSON_TOKEN_PATH, PersonServer, REVOCATION_PATH, REVOCATION_PENDING_PATH,
 };
 #[cfg(feature = "oidc")]
 pub use server::{NewAccounts, SignInProvider, SignInSetupError};
@@ -87,8 +87,8 @@ pub use server::{NewAccounts, SignInProvider, SignInSetupError};
 pub use sqlite::SqliteStore;
 pub use store::{
     AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, MAX_MISSIONS_LISTED,
-    MAX_PENDING_LISTED, MemoryStore, PENDING_KEPT, PersonTokenRecord, PsStore, RECORD_GRACE,
-    Standing, StoreError, TokenRecord,
+    MAX_PENDING_LISTED, MemoryStore, PENDING_KEPT, PendingCaps, PendingCreated, PersonTokenRecord,
+    PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
 };
 pub use web::callback_allowed;
 pub use web::text::{Messages, MessagesError, Text};

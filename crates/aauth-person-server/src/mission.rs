@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const CONSTRAINTS_MEMBER: &str = "aauth-rs:constraints";
 
 /// What an agent proposes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Proposal {
     /// What the agent will do (Markdown; shown escaped).
@@ -395,7 +395,10 @@ impl Mission {
         }
     }
 
-    /// Appends to the mission log.
+    /// Appends to the mission log what the person or this server did (a standing
+    /// approval, a budget grant, the completion, the termination): recorded while the log
+    /// holds fewer than [`MAX_MISSION_LOG`] + [`MISSION_LOG_RESERVE`] entries, past which
+    /// it is not (the mission's state still changes; only its line is not written).
     pub fn log(
         &mut self,
         at: u64,
@@ -404,15 +407,86 @@ impl Mission {
         decision: &str,
         detail: Option<String>,
     ) {
-        self.log.push(LogEntry {
+        let entry = LogEntry::new(at, event, resource, decision, detail);
+        // Not recorded past the reserve: the log stays bounded whoever writes to it.
+        let _ = self.push(entry, MAX_MISSION_LOG.saturating_add(MISSION_LOG_RESERVE));
+    }
+
+    /// Appends to the mission log what its agent asked or reported (a token request under
+    /// the mission, a permission request, an audit record, an update).
+    ///
+    /// # Errors
+    ///
+    /// [`LogFull`] when the log already holds [`MAX_MISSION_LOG`] entries: nothing is
+    /// recorded, and the caller refuses the agent's request (the log is the person's
+    /// record of what the agent did; it is never rewritten to make room).
+    pub fn log_agent(
+        &mut self,
+        at: u64,
+        event: &str,
+        resource: Option<&ServerId>,
+        decision: &str,
+        detail: Option<String>,
+    ) -> Result<(), LogFull> {
+        let entry = LogEntry::new(at, event, resource, decision, detail);
+        if self.push(entry, MAX_MISSION_LOG) {
+            Ok(())
+        } else {
+            Err(LogFull)
+        }
+    }
+
+    /// Whether the log takes no more of the agent's entries ([`Mission::log_agent`]).
+    #[must_use]
+    pub fn log_full(&self) -> bool {
+        self.log.len() >= MAX_MISSION_LOG
+    }
+
+    /// The one place an entry joins the log: only while it holds fewer than `cap`.
+    fn push(&mut self, entry: LogEntry, cap: usize) -> bool {
+        if self.log.len() >= cap {
+            return false;
+        }
+        self.log.push(entry);
+        true
+    }
+}
+
+impl LogEntry {
+    fn new(
+        at: u64,
+        event: &str,
+        resource: Option<&ServerId>,
+        decision: &str,
+        detail: Option<String>,
+    ) -> Self {
+        Self {
             at,
             event: event.to_owned(),
             resource: resource.map(|r| r.as_str().to_owned()),
             decision: decision.to_owned(),
             detail,
-        });
+        }
     }
 }
+
+/// The most entries a mission's log takes from its agent (its token requests under the
+/// mission, refused ones included, its permission requests, audit records and updates):
+/// past it each of these is refused ([`Mission::log_agent`]); no entry is dropped to make
+/// room, so an agent cannot push its earlier actions out of the person's record by
+/// flooding it.
+pub const MAX_MISSION_LOG: usize = 10_000;
+
+/// The room a mission's log keeps past [`MAX_MISSION_LOG`] for what the person and this
+/// server record ([`Mission::log()`]): the person's standing approvals, budget grants, the
+/// completion, the termination. Past it nothing more is recorded.
+pub const MISSION_LOG_RESERVE: usize = 256;
+
+/// A mission's log refused an entry of its agent: it holds [`MAX_MISSION_LOG`] already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this mission's log holds {MAX_MISSION_LOG} entries; propose a new mission")]
+#[non_exhaustive]
+pub struct LogFull;
 
 /// The violation codes of the policy engine, stable across versions.
 pub mod violation {

@@ -232,13 +232,23 @@ pub(crate) async fn revoke_with_obtained(
 ) -> Result<(), crate::StoreError> {
     revoke_issued(store, notifier, jti, aud, exp, now).await?;
     let (_, auth) = store.issued_records(Some(account), now).await?;
-    for r in auth.iter().filter(|r| r.presented_jti == jti) {
-        revoke_issued(store, notifier, &r.jti, &r.aud, r.exp, now).await?;
+    // Step-ups present auth tokens: what was obtained with `jti`, then with those, to the
+    // end of the chain (each once), as `tokens_of_agent` follows `presented_jti`.
+    let mut reached = std::collections::BTreeSet::from([jti.to_owned()]);
+    let mut frontier = vec![jti.to_owned()];
+    while let Some(presented) = frontier.pop() {
+        for r in auth.iter().filter(|r| r.presented_jti == presented) {
+            if reached.insert(r.jti.clone()) {
+                revoke_issued(store, notifier, &r.jti, &r.aud, r.exp, now).await?;
+                frontier.push(r.jti.clone());
+            }
+        }
     }
     Ok(())
 }
 
-/// Unbinds an agent and revokes every person and auth token issued to it, here and where
+/// Unbinds an agent, ends its missions in the person's name (`revoked`), and revokes every
+/// person and auth token issued to it or to its sub-agents at its request, here and where
 /// they are used: the account it was bound to and how many tokens were revoked.
 pub(crate) async fn unbind_and_revoke(
     store: &dyn crate::PsStore,
@@ -252,6 +262,9 @@ pub(crate) async fn unbind_and_revoke(
         end_requests_of(store, (provider, agent), a).await?;
     }
     store.unbind(provider, agent).await?;
+    if let Some(a) = &account {
+        end_missions_of(store, (provider, agent), a, now).await?;
+    }
     // Read after the unbinding: a token delivered since is revoked too (none is delivered
     // after it). They include the auth tokens obtained with its person tokens.
     let tokens = store.tokens_of_agent(provider, agent).await?;
@@ -259,6 +272,57 @@ pub(crate) async fn unbind_and_revoke(
         revoke_issued(store, notifier, jti, aud, *exp, now).await?;
     }
     Ok((account, tokens.len()))
+}
+
+/// Terminates the agent's active missions for `account` (draft -11 §Mission Management:
+/// `revoked`, the person withdrew them): the agent unlinked from the person acts in none
+/// of them again. At most [`MAX_MISSIONS_LISTED`](crate::store::MAX_MISSIONS_LISTED) are read;
+/// an older one left active is refused to the unlinked agent all the same (the mission
+/// endpoints check the binding).
+async fn end_missions_of(
+    store: &dyn crate::PsStore,
+    (provider, agent): (&ServerId, &aauth_tokens::AgentId),
+    account: &str,
+    now: aauth_keys::time::UnixTime,
+) -> Result<(), crate::StoreError> {
+    use crate::mission::TerminationReason;
+    let owner = (provider.clone(), agent.clone());
+    for mut m in store.missions_of(account).await? {
+        // A mission changed by another writer meanwhile is read again, a few times.
+        for _attempt in 0..8 {
+            if m.agent != owner || m.account != account || m.terminated.is_some() {
+                break;
+            }
+            let reason = TerminationReason::Revoked;
+            m.terminated = Some(reason);
+            m.log(
+                now.as_secs(),
+                "terminated",
+                None,
+                "permit",
+                Some(reason.as_str().to_owned()),
+            );
+            if store.replace_mission(&m).await? {
+                let event = crate::AuditEvent::new(
+                    now.as_secs(),
+                    crate::AuditAction::Mission,
+                    format!(
+                        "mission {} terminated: revoked (its agent unlinked)",
+                        m.s256
+                    ),
+                )
+                .account(account)
+                .agent(agent.as_str());
+                store.record_event(event).await?;
+                break;
+            }
+            match store.mission(&m.s256).await? {
+                Some(again) => m = again,
+                None => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Ends the requests the agent made in `account`'s name (or in nobody's yet) that wait for

@@ -73,6 +73,13 @@ pub mod dangerous {
     /// Approves everything an agent bound to a person asks, for any resource and any
     /// scope, without asking the person again (an unbound agent's request still goes to
     /// the person, who binds it). For autonomous agents and demos.
+    ///
+    /// A chained request (draft -11 call chaining: an intermediary resource's agent
+    /// presenting the person's token as `upstream_token`) counts as the person's too, so
+    /// it is approved as well, within what the upstream token allows (its person, its
+    /// mission, no later expiry, at most three hops): under this policy any resource that
+    /// receives one of the person's tokens can obtain tokens in the person's name at other
+    /// resources. [`super::AlwaysAsk`] asks the person about those too.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct AutoApprove;
 

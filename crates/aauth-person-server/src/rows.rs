@@ -519,7 +519,8 @@ pub(crate) fn pending_from_json(data: &str, version: i64) -> Result<Pending, Sto
 }
 
 /// The columns of a person-token record, in [`person_row`]'s order.
-pub(crate) const PERSON_COLUMNS: &str = "jti, aud, sub, account, provider, agent, mission, exp";
+pub(crate) const PERSON_COLUMNS: &str =
+    "jti, aud, sub, account, provider, agent, mission, exp, parent";
 
 /// A `person_tokens` row as read.
 pub(crate) type PersonRow = (
@@ -531,6 +532,7 @@ pub(crate) type PersonRow = (
     String,
     Option<String>,
     i64,
+    Option<String>,
 );
 
 /// Reads [`PERSON_COLUMNS`].
@@ -545,12 +547,13 @@ pub(crate) fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRow> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 /// A person-token row, read back.
 pub(crate) fn person_record(row: PersonRow) -> Result<crate::PersonTokenRecord, StoreError> {
-    let (jti, aud, sub, account, provider, agent, mission, exp) = row;
+    let (jti, aud, sub, account, provider, agent, mission, exp, parent) = row;
     Ok(crate::PersonTokenRecord {
         jti,
         aud: server(&aud)?,
@@ -560,6 +563,9 @@ pub(crate) fn person_record(row: PersonRow) -> Result<crate::PersonTokenRecord, 
             server(&provider)?,
             AgentId::parse(&agent).map_err(unreadable("agent identifier"))?,
         ),
+        parent: parent
+            .map(|p| AgentId::parse(&p).map_err(unreadable("parent agent identifier")))
+            .transpose()?,
         mission_s256: mission,
         exp: u(exp),
     })

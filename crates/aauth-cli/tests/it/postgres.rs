@@ -40,7 +40,7 @@ async fn two_person_servers_share_one_database() {
     let migrated = aauth(&dir, &["admin", "--config", config, "migrate"]);
     assert!(migrated.status.success(), "{}", crate::stderr(&migrated));
     assert!(
-        stdout(&migrated).contains("person-server schema: 7 migrations applied"),
+        stdout(&migrated).contains("person-server schema: 9 migrations applied"),
         "{}",
         stdout(&migrated)
     );

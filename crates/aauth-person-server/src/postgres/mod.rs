@@ -2,8 +2,10 @@
 //!
 //! - **Every rule is the database's.** A pending request's version is compared and set
 //!   in its `UPDATE` (two instances' writers: one wins); an agent's count of open
-//!   requests is checked and the request inserted under a transaction-scoped advisory
-//!   lock on the agent; a revocation's expiry only grows (`GREATEST`); an agent token is
+//!   requests (and, where they bound the request, its provider's and the count of every
+//!   request kept) is checked and the request inserted under transaction-scoped advisory
+//!   locks on the agent (its provider, the total); a revocation's expiry only grows
+//!   (`GREATEST`); an agent token is
 //!   recorded unless revoked in one statement. No rule rests on a lock in one process.
 //! - **Long polls on any instance wake** on a change made by another: every successful
 //!   [`update_pending`](PsStore::update_pending) sends `NOTIFY` with the request's id in
@@ -37,10 +39,11 @@ use crate::rows::{
     unreadable,
 };
 use crate::store::{
-    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PENDING_KEPT,
-    PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
+    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PENDING_KEPT, PendingCaps,
+    PendingCreated, PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
 };
 
+mod pending;
 mod schema;
 
 use schema::{COMPONENT, Floor, MIGRATIONS, PENDING_CHANNEL, SWEEPS};
@@ -262,6 +265,7 @@ fn person(s: &PgStore, r: &PgRow) -> Result<PersonTokenRecord, StoreError> {
         s.get(r, 5)?,
         s.get(r, 6)?,
         s.get(r, 7)?,
+        s.get(r, 8)?,
     ))
 }
 
@@ -352,11 +356,12 @@ impl PsStore for PgStore {
 
     async fn record_person_token(&self, r: PersonTokenRecord) -> Result<(), StoreError> {
         self.exec(
-            "INSERT INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp, parent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (jti) DO UPDATE SET aud = excluded.aud, sub = excluded.sub,
                account = excluded.account, provider = excluded.provider,
-               agent = excluded.agent, mission = excluded.mission, exp = excluded.exp",
+               agent = excluded.agent, mission = excluded.mission, exp = excluded.exp,
+               parent = excluded.parent",
             &[
                 &r.jti,
                 &r.aud.as_str(),
@@ -366,6 +371,7 @@ impl PsStore for PgStore {
                 &r.agent.1.as_str(),
                 &r.mission_s256,
                 &i(r.exp),
+                &r.parent.as_ref().map(AgentId::as_str),
             ],
         )
         .await
@@ -387,11 +393,12 @@ impl PsStore for PgStore {
             TokenRecord::Person(r) => {
                 self.exec(
                     "WITH t AS (
-                   INSERT INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   INSERT INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp, parent)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $18)
                    ON CONFLICT (jti) DO UPDATE SET aud = excluded.aud, sub = excluded.sub,
                      account = excluded.account, provider = excluded.provider,
-                     agent = excluded.agent, mission = excluded.mission, exp = excluded.exp),
+                     agent = excluded.agent, mission = excluded.mission, exp = excluded.exp,
+                     parent = excluded.parent),
                  c AS (
                    INSERT INTO chains (jti, chain, exp) SELECT $1, $9, $8 WHERE $9 <> ''
                    ON CONFLICT (jti) DO UPDATE SET chain = excluded.chain, exp = excluded.exp)
@@ -415,6 +422,7 @@ impl PsStore for PgStore {
                         &e.detail,
                         &e.scope,
                         &e.request,
+                        &r.parent.as_ref().map(AgentId::as_str),
                     ],
                 )
                 .await
@@ -526,46 +534,10 @@ impl PsStore for PgStore {
     async fn create_pending(
         &self,
         p: Pending,
-        max_open: usize,
+        caps: PendingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        let data = serde_json::to_string(&PendingRow::from(&p)).map_err(|e| self.pg.err(e))?;
-        let agent = format!("{} {}", p.agent.0.as_str(), p.agent.1.as_str());
-        let max_open = i64::try_from(max_open).unwrap_or(i64::MAX);
-        self.pg
-            .timed(async {
-                let mut c = self.pg.client().await?;
-                let tx = c.transaction().await.map_err(|e| self.pg.err(e))?;
-                // The count and the insert are one decision for this agent, whichever
-                // instance makes it: the lock is the database's, held to the commit.
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('aauth_ps_pending'), hashtext($1))",
-                    &[&agent],
-                )
-                .await
-                .map_err(|e| self.pg.err(e))?;
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO pending (id, code, expires, data, version, agent)
-                         SELECT $1, $2, $3, $4, 0, $5
-                         WHERE (SELECT count(*) FROM pending WHERE agent = $5 AND expires > $6) < $7
-                         ON CONFLICT DO NOTHING",
-                        &[
-                            &p.id,
-                            &p.code,
-                            &i(p.expires),
-                            &data,
-                            &agent,
-                            &i(now.as_secs()),
-                            &max_open,
-                        ],
-                    )
-                    .await
-                    .map_err(|e| self.pg.err(e))?;
-                tx.commit().await.map_err(|e| self.pg.err(e))?;
-                Ok(inserted == 1)
-            })
-            .await
+    ) -> Result<PendingCreated, StoreError> {
+        self.insert_pending(p, caps, now).await
     }
 
     async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
@@ -907,11 +879,12 @@ impl PsStore for PgStore {
         provider: &ServerId,
         agent: &AgentId,
     ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
-        // The agent's person tokens and, transitively, every auth token issued against
+        // The agent's person tokens (its sub-agents' among them) and, transitively, every auth token issued against
         // one of them; `UNION` ends the recursion on a cycle.
         self.all(
             "WITH RECURSIVE t (jti, aud, exp) AS (
-               SELECT jti, aud, exp FROM person_tokens WHERE provider = $1 AND agent = $2
+               SELECT jti, aud, exp FROM person_tokens
+                 WHERE provider = $1 AND (agent = $2 OR parent = $2)
                UNION
                SELECT a.jti, a.aud, a.exp FROM auth_tokens a JOIN t ON a.presented_jti = t.jti)
              SELECT jti, aud, exp FROM t",

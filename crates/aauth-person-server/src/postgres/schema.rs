@@ -96,6 +96,23 @@ CREATE INDEX missions_account ON missions (account, approved_seq);
         "person-server audit events by agent and account in their order",
         aauth_metadata::audit::postgres::SEQ_INDEXES,
     ),
+    Migration::new(
+        6,
+        "person-server person tokens of sub-agents recorded with their parent",
+        "
+ALTER TABLE person_tokens ADD COLUMN parent TEXT;
+CREATE INDEX person_tokens_parent ON person_tokens (provider, parent);
+",
+    ),
+    Migration::new(
+        7,
+        "person-server pending requests counted by provider",
+        "
+ALTER TABLE pending ADD COLUMN provider TEXT NOT NULL DEFAULT '';
+UPDATE pending SET provider = split_part(agent, ' ', 1);
+CREATE INDEX pending_provider ON pending (provider, expires);
+",
+    ),
 ];
 
 /// Which floor a sweep's `$1` is: rows older than it are dropped.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::PsError;
 use crate::pending::{Pending, PendingRequest, PendingState};
 use crate::policy::{ConsentRequest, Decision};
+use crate::store::{PendingCaps, PendingCreated};
 use aauth_metadata::serve::json_response;
 
 use super::verify::{Acting, AgentRequest};
@@ -115,22 +116,48 @@ pub(super) fn count_pending(outcome: &'static str) {
 }
 
 impl PersonServer {
-    /// Stores a new deferred request, within the agent's share of open ones.
+    /// Stores a new deferred request within the agent's share of open ones and, when no
+    /// person here is known for it (an agent not yet bound), within its provider's share
+    /// and the total kept here.
     pub(super) async fn create_pending(&self, p: Pending, now: UnixTime) -> Result<(), PsError> {
-        match self.store.create_pending(p, self.max_pending, now).await {
-            Ok(true) => {
-                count_pending("created");
-                Ok(())
-            }
-            Ok(false) => Err(PsError::RateLimited {
-                reason: format!(
-                    "this agent already has {} requests waiting for the person",
-                    self.max_pending
-                ),
-                retry_after: self.pending_ttl,
-            }),
-            Err(e) => Err(PsError::from(e)),
+        let mut caps = PendingCaps::new(self.max_pending);
+        if p.account.is_none() {
+            caps = caps
+                .with_per_provider(self.max_pending_per_provider)
+                .with_total(self.max_pending_total);
         }
+        let reason = match self.store.create_pending(p, caps, now).await? {
+            PendingCreated::Created => {
+                count_pending("created");
+                return Ok(());
+            }
+            PendingCreated::AgentFull => format!(
+                "this agent already has {} requests waiting for the person",
+                self.max_pending
+            ),
+            PendingCreated::ProviderFull => format!(
+                "this agent's provider already has {} requests waiting for a person here",
+                self.max_pending_per_provider
+            ),
+            PendingCreated::Full => format!(
+                "this Person Server already keeps {} deferred requests",
+                self.max_pending_total
+            ),
+            // Drawn at random: another request's id or code is a failure to retry.
+            PendingCreated::Taken => {
+                return Err(aauth_metadata::serve::InternalError::produce(
+                    "pending request",
+                    "its pending id or interaction code is another request's",
+                )
+                .into());
+            }
+        };
+        Err(PsError::RateLimited {
+            reason,
+            // A share frees up at the latest when its oldest request expires; the total
+            // as requests end or expire, each kept a while for its late polls.
+            retry_after: self.pending_ttl,
+        })
     }
 
     /// Writes a change of `p`, unless another writer changed it first.

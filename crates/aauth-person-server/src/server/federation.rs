@@ -508,6 +508,27 @@ impl PersonServer {
         ))
     }
 
+    /// An Access Server's auth token is recorded under the `jti` it chose, beside this
+    /// server's own tokens (and revoked by it): one whose `jti` is already on record (a
+    /// token this server issued and sent it, a revoked one, another Access Server's) is
+    /// refused, never written over that record.
+    pub(super) async fn unclaimed_jti(
+        &self,
+        minted: &aauth_tokens::Minted,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        let jti = minted.jti.as_str();
+        let taken = self.store.is_revoked(jti, now).await?
+            || self.store.person_token(jti, now).await?.is_some()
+            || self.store.auth_token(jti, now).await?.is_some();
+        if taken {
+            return Err(PsError::AccessServerUnreachable(
+                "its auth token: its jti is on record for another token".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Switches an approved four-party request to waiting for the Access Server, and
     /// tells the agent what it needs (a link for the person, a question, or nothing).
     pub(super) async fn wait_for_access_server(

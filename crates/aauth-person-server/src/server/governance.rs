@@ -13,7 +13,21 @@ use aauth_metadata::serve::json_response;
 use super::defer::Deferral;
 use super::defer::Hints;
 use super::verify::AgentRequest;
-use super::{MAX_MISSION_LOG, Outcome, PersonServer};
+use super::{MAX_PROPOSAL_TEXT, Outcome, PersonServer};
+
+/// The longest action an agent may name at `/permission` and `/audit` (a tool name or
+/// the like; kept in the mission's log and shown to the person).
+const MAX_ACTION: usize = 256;
+
+/// `invalid_request` unless `text` (the member `name`) is at most `max` bytes.
+pub(super) fn at_most(name: &str, text: Option<&str>, max: usize) -> Result<(), PsError> {
+    if text.is_some_and(|t| t.len() > max) {
+        return Err(PsError::InvalidRequest(format!(
+            "{name} is at most {max} bytes"
+        )));
+    }
+    Ok(())
+}
 
 impl PersonServer {
     /// `permission_endpoint` (draft -11 §Permission Endpoint): an action outside any
@@ -38,6 +52,9 @@ impl PersonServer {
         if b.action.trim().is_empty() {
             return Err(PsError::InvalidRequest("action is required".to_owned()));
         }
+        // Kept in the mission's log and, when the person is asked, with the request.
+        at_most("action", Some(&b.action), MAX_ACTION)?;
+        at_most("description", b.description.as_deref(), MAX_PROPOSAL_TEXT)?;
         let owner = (&r.agent.claims.iss, &r.agent.claims.sub);
         let mission = match &b.mission_s256 {
             Some(s) => Some(self.active_mission(s, owner, now).await?),
@@ -72,15 +89,16 @@ impl PersonServer {
                 Decision::Deny(_) => "deny",
                 Decision::AskPerson => "ask",
             };
+            // A full log refuses the request before anything is decided or deferred.
             self.commit_mission(m, |m| {
-                m.log(
+                m.log_agent(
                     now.as_secs(),
                     "permission",
                     None,
                     verdict,
                     Some(b.action.clone()),
-                );
-                Ok(())
+                )
+                .map_err(PsError::from)
             })
             .await?;
         }
@@ -135,29 +153,19 @@ impl PersonServer {
                 "mission_s256 and action are required".to_owned(),
             ));
         };
-        if action.len() > 256 {
-            return Err(PsError::InvalidRequest(
-                "action is at most 256 bytes".to_owned(),
-            ));
-        }
+        at_most("action", Some(&action), MAX_ACTION)?;
         let m = self
             .active_mission(&s256, (&r.agent.claims.iss, &r.agent.claims.sub), now)
             .await?;
-        // The log is the mission's record, rewritten with it: bounded, and the agent's
-        // own entries stop first.
-        if m.log.len() >= MAX_MISSION_LOG {
-            return Err(PsError::RateLimited {
-                reason: format!("this mission's log holds {MAX_MISSION_LOG} entries"),
-                retry_after: 3600,
-            });
-        }
         let detail = match b.description {
             Some(d) => format!("{action}: {}", d.chars().take(2000).collect::<String>()),
             None => action,
         };
+        // The log is the mission's record, rewritten with it: bounded, and the agent's
+        // own entries stop first (`429`).
         self.commit_mission(m, |m| {
-            m.log(now.as_secs(), "audit", None, "record", Some(detail.clone()));
-            Ok(())
+            m.log_agent(now.as_secs(), "audit", None, "record", Some(detail.clone()))
+                .map_err(PsError::from)
         })
         .await?;
         let mut resp = http::Response::new(Bytes::new());
@@ -195,6 +203,8 @@ impl PersonServer {
                     .question
                     .filter(|q| !q.trim().is_empty())
                     .ok_or_else(|| PsError::InvalidRequest("question is required".to_owned()))?;
+                // Kept with the deferred request until it is answered or expires.
+                at_most("question", Some(&question), MAX_PROPOSAL_TEXT)?;
                 let account = self.binding_of(r).await?;
                 let acting = self.acting(r, None, now).await?;
                 self.defer(

@@ -14,6 +14,7 @@ use crate::policy::{ConsentKind, ConsentRequest, Decision};
 
 use super::defer::Deferral;
 use super::defer::Hints;
+use super::governance::at_most;
 use super::tokens::PersonTokenGrant;
 use super::verify::AgentRequest;
 use super::{
@@ -242,13 +243,19 @@ impl PersonServer {
             (Decision::Deny(reason), _) => Err(PsError::Denied(reason)),
             (_, account) => {
                 let acting = self.acting(r, None, now).await?;
-                let body = String::from_utf8_lossy(body).into_owned();
+                // What the request keeps is the proposal's known members written again,
+                // never the bytes that came (unknown members of up to 64 KiB): everything
+                // that reads it back parses it as a `Proposal`, and the mission's `s256`
+                // is over the blob built from the parsed proposal, not over these bytes.
+                let proposal = serde_json::to_string(&proposal).map_err(|e| {
+                    aauth_metadata::serve::InternalError::produce("mission proposal", e)
+                })?;
                 self.defer(
                     Deferral {
                         agent: r,
                         acting: &acting,
                         account,
-                        request: PendingRequest::Mission { proposal: body },
+                        request: PendingRequest::Mission { proposal },
                         capabilities: &caps,
                         hints: &Hints::default(),
                     },
@@ -365,7 +372,12 @@ impl PersonServer {
             .owned_mission(s256, &owner)
             .await?
             .ok_or(PsError::MissionNotFound)?;
-        self.expire(m, now).await
+        let m = self.expire(m, now).await?;
+        // Unlinked from the mission's person: no longer the agent's to act in.
+        if m.terminated.is_none() && !self.linked_to_mission(&m).await? {
+            return Err(PsError::MissionNotFound);
+        }
+        Ok(m)
     }
 
     /// Marks a mission past its `expires_at` terminated (`expired`).
@@ -448,11 +460,13 @@ impl PersonServer {
                     .ok_or_else(|| {
                         PsError::InvalidRequest("update needs a description".to_owned())
                     })?;
+                // Kept in the mission's log: a proposal's text is no longer.
+                at_most("description", Some(&text), MAX_PROPOSAL_TEXT)?;
                 let digest = crate::mission::s256(text.as_bytes());
                 let (m, ()) = self
                     .commit_mission(m, |m| {
-                        m.log(now.as_secs(), "update", None, "permit", Some(text.clone()));
-                        Ok(())
+                        m.log_agent(now.as_secs(), "update", None, "permit", Some(text.clone()))
+                            .map_err(PsError::from)
                     })
                     .await?;
                 let event = mission_event(&m, &format!("updated (new description {digest})"), now);
@@ -463,6 +477,8 @@ impl PersonServer {
                 let summary = a.summary.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
                     PsError::InvalidRequest("completion needs a summary".to_owned())
                 })?;
+                // Kept with the deferred completion and in the mission's log.
+                at_most("summary", Some(&summary), MAX_PROPOSAL_TEXT)?;
                 let account = m.account.clone();
                 match self.policy.decide(&ConsentRequest {
                     account: &account,
@@ -570,13 +586,15 @@ impl PersonServer {
         let (m, verdict) = self
             .commit_mission(m, |m| {
                 let verdict = m.check(&check);
-                m.log(
+                // A full log refuses the request, whatever the verdict: no token under a
+                // mission goes unlogged.
+                m.log_agent(
                     now.as_secs(),
                     event,
                     Some(check.resource),
                     if verdict.is_ok() { "permit" } else { "deny" },
                     verdict.err().map(str::to_owned),
-                );
+                )?;
                 Ok(verdict)
             })
             .await?;
@@ -606,10 +624,16 @@ impl PersonServer {
                 PsError::InvalidRequest("mission_s256 names no mission of this agent".to_owned())
             })?;
         let m = self.expire(m, now).await?;
-        match m.terminated {
-            Some(reason) => Err(PsError::MissionTerminated(reason.as_str())),
-            None => Ok(m),
+        if let Some(reason) = m.terminated {
+            return Err(PsError::MissionTerminated(reason.as_str()));
         }
+        // Unlinked from the mission's person: no longer the agent's to act in.
+        if !self.linked_to_mission(&m).await? {
+            return Err(PsError::InvalidRequest(
+                "mission_s256 names no mission of this agent".to_owned(),
+            ));
+        }
+        Ok(m)
     }
 }
 

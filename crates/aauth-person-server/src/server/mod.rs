@@ -68,14 +68,22 @@ pub const MAX_PROPOSAL_TEXT: usize = 8 * 1024;
 /// The most agents whose recent resources are tracked for the distinct-resource limit.
 const MAX_TRACKED_AGENTS: usize = 10_000;
 
-/// The most entries a mission's log takes from the agent's audit records.
-pub const MAX_MISSION_LOG: usize = 10_000;
+pub use crate::mission::MAX_MISSION_LOG;
 
 /// The most long polls (`Prefer: wait`) held at once; more are answered at once.
 pub const DEFAULT_LONG_POLLS: usize = 256;
 
 /// The most deferred requests one agent may have open at once, by default.
 pub const DEFAULT_MAX_PENDING: usize = 16;
+
+/// The most deferred requests the agents of one provider may have open at once, by
+/// default, while no person here is known for them
+/// ([`PersonServer::max_pending_per_provider`]).
+pub const DEFAULT_MAX_PENDING_PER_PROVIDER: usize = 256;
+
+/// The most deferred requests kept in all, by default, when one of an agent no person
+/// here is known for would be added ([`PersonServer::max_pending_total`]).
+pub const DEFAULT_MAX_PENDING_TOTAL: usize = 10_000;
 
 /// How many password checks (argon2id) may run at once, by default: each takes tens of
 /// milliseconds of a core and 19 MiB; more attempts wait (a little) or are refused.
@@ -135,6 +143,11 @@ pub struct PersonServer {
     pending_ttl: u64,
     /// The most deferred requests one agent may have open at once.
     max_pending: usize,
+    /// The most deferred requests of no known person the agents of one provider may have
+    /// open at once.
+    max_pending_per_provider: usize,
+    /// The most deferred requests kept in all when one of no known person is added.
+    max_pending_total: usize,
     /// Wrong interaction codes and passwords, counted per account, client and request.
     throttle: Arc<dyn Throttle>,
     /// The rate limits counted by the agent that signed (checked once its signature
@@ -349,6 +362,8 @@ impl PersonServer {
             pending_ttl: 600,
             random: SharedRandom::default(),
             max_pending: DEFAULT_MAX_PENDING,
+            max_pending_per_provider: DEFAULT_MAX_PENDING_PER_PROVIDER,
+            max_pending_total: DEFAULT_MAX_PENDING_TOTAL,
             throttle: Arc::new(MemoryThrottle::default()),
             rate_limits: None,
             hashing: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_HASHES)),
@@ -419,6 +434,35 @@ impl PersonServer {
     #[must_use]
     pub fn max_pending_per_agent(mut self, max: usize) -> Self {
         self.max_pending = max.max(1);
+        self
+    }
+
+    /// At most `max` deferred requests open at once for the agents of one provider (the
+    /// agent token's `iss`) together (default [`DEFAULT_MAX_PENDING_PER_PROVIDER`]), when
+    /// no person here is known for the request (an agent not yet bound, outside any
+    /// mission): any domain can run an agent provider and mint agent identifiers without
+    /// end, and an unbound agent always waits for the person. Past it, such a request is
+    /// refused as past the per-agent bound is (`429 rate_limited`, `Retry-After`), counted
+    /// and stored as one step by the store. The requests of agents bound to a person here
+    /// count towards it but are held only to their own per-agent bound, so that a flood
+    /// of fresh identifiers at a provider cannot shut out its agents people already use.
+    #[must_use]
+    pub fn max_pending_per_provider(mut self, max: usize) -> Self {
+        self.max_pending_per_provider = max.max(1);
+        self
+    }
+
+    /// At most `max` deferred requests kept in all, every agent's together (default
+    /// [`DEFAULT_MAX_PENDING_TOTAL`]): the open ones, and the ended or expired ones kept
+    /// [`PENDING_KEPT`](crate::PENDING_KEPT) for late polls. Past it, a request for which
+    /// no person here is known (as for [`PersonServer::max_pending_per_provider`]) is
+    /// refused the same way, counted and stored as one step; the agents bound to a person
+    /// here are held only to their own per-agent bound (their requests count towards
+    /// this one), so that a flood from many providers, a domain each, cannot stop the
+    /// people's own agents from reaching them.
+    #[must_use]
+    pub fn max_pending_total(mut self, max: usize) -> Self {
+        self.max_pending_total = max.max(1);
         self
     }
 

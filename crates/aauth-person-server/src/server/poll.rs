@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::PsError;
 use crate::changes::PendingChanges;
-use crate::mission::Proposal;
+use crate::mission::{Mission, Proposal};
 use crate::pending::{Pending, PendingRequest, PendingState};
 use aauth_metadata::serve::{json_response, problem_response};
 
@@ -452,7 +452,12 @@ impl PersonServer {
             // up): nothing is issued under it, now or at a later poll, so the request
             // ends with the verdict rather than standing approved until it expires
             // (draft -11: mission_terminated, and the mission's violations).
-            Err(e @ (PsError::MissionTerminated(_) | PsError::Violation(_))) => {
+            // Or it names another person's mission: never delivered, whoever polls.
+            Err(
+                e @ (PsError::MissionTerminated(_)
+                | PsError::Violation(_)
+                | PsError::InvalidRequest(_)),
+            ) => {
                 self.end(p, "failed").await?;
                 Err(e)
             }
@@ -484,6 +489,13 @@ impl PersonServer {
         Ok(bound.as_deref() == Some(account))
     }
 
+    /// Whether mission `m`'s agent is still linked to the mission's person: an agent
+    /// unlinked from them no longer acts in their missions.
+    pub(super) async fn linked_to_mission(&self, m: &Mission) -> Result<bool, PsError> {
+        let bound = self.store.binding(&m.agent.0, &m.agent.1).await?;
+        Ok(bound.as_deref() == Some(m.account.as_str()))
+    }
+
     /// What the person approved, made: the token, the mission, the permission, the
     /// completion.
     async fn approved(
@@ -502,9 +514,17 @@ impl PersonServer {
                 chain,
                 ..
             } => {
-                // The mission may have ended (terminated, expired) since the request.
-                self.mission_active(mission_s256.as_deref(), now).await?;
-                self.mint_person_in(
+                // The mission may have ended (terminated, expired) since the request; and
+                // it is its person's: never delivered to another who approved (the agent
+                // unlinked from the mission's person when it asked).
+                let mission = self.mission_active(mission_s256.as_deref(), now).await?;
+                if mission.is_some_and(|m| m.account != account) {
+                    return Err(PsError::InvalidRequest(
+                        "mission_s256 names no mission of this person".to_owned(),
+                    ));
+                }
+                self.mint_person_for(
+                    &p.agent.1,
                     PersonTokenGrant {
                         chain,
                         resource,

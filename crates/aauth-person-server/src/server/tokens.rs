@@ -89,7 +89,8 @@ impl PersonServer {
         )?;
         match (decision, account) {
             (Decision::Approve, Some(account)) => self
-                .mint_person_in(
+                .mint_person_for(
+                    &r.agent.claims.sub,
                     PersonTokenGrant {
                         chain: &chain,
                         resource: &resource,
@@ -340,9 +341,21 @@ impl PersonServer {
     }
 
     /// Mints and records a person token (under `mission` when given), expiring no later
-    /// than `cap`.
+    /// than `cap`, for the agent that asked.
     pub(super) async fn mint_person_in(
         &self,
+        grant: PersonTokenGrant<'_>,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, PsError> {
+        let signer = grant.agent.1;
+        self.mint_person_for(signer, grant, now).await
+    }
+
+    /// [`PersonServer::mint_person_in`], asked for by `signer`: a token for one of its
+    /// sub-agents is recorded with it as the parent (unlinking the parent revokes it).
+    pub(super) async fn mint_person_for(
+        &self,
+        signer: &AgentId,
         grant: PersonTokenGrant<'_>,
         now: UnixTime,
     ) -> Result<serde_json::Value, PsError> {
@@ -390,6 +403,7 @@ impl PersonServer {
                     sub,
                     account: account.to_owned(),
                     agent: (agent.0.clone(), agent.1.clone()),
+                    parent: (signer != agent.1).then(|| signer.clone()),
                     mission_s256: mission.map(str::to_owned),
                     exp: minted.exp,
                 }),
@@ -424,6 +438,9 @@ impl PersonServer {
         let (held, presented) = self
             .held(b.presented_token.clone(), &rt, &acting, now)
             .await?;
+        if b.upstream_token.is_none() {
+            self.still_linked_to(r, &held.account).await?;
+        }
         let upstream = self
             .auth_context(r, &b, &rt, &held, &mut acting, now)
             .await?;
@@ -519,6 +536,20 @@ impl PersonServer {
                 .await
             }
         }
+    }
+
+    /// Refuses (`denied`) a request made in the name of `account` unless its signer (a
+    /// sub-agent's parent) is still linked to them: unlinking an agent ends what it and
+    /// its sub-agents obtain with tokens issued before (draft -11 §Sub-Agents: revoking
+    /// the parent's grant fails the next sub-agent authorization). Not for a chained
+    /// request, whose person is its upstream token's.
+    async fn still_linked_to(&self, r: &AgentRequest, account: &str) -> Result<(), PsError> {
+        if self.binding_of(r).await?.as_deref() == Some(account) {
+            return Ok(());
+        }
+        Err(PsError::Denied(
+            "the agent is not linked to the person the presented token names".to_owned(),
+        ))
     }
 
     /// `decided`, unless it asks the person for what they already approved for the whole
@@ -826,6 +857,7 @@ impl PersonServer {
                 allowed: granted.as_ref(),
             };
             let f = self.federated(&request, now).await?;
+            self.unclaimed_jti(&f.0, now).await?;
             self.store
                 .record_presentation(presented_jti, &fp.access_server, *presented_exp)
                 .await?;

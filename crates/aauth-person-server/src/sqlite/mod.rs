@@ -17,11 +17,12 @@ use crate::audit::{AuditEvent, AuditPage, AuditQuery};
 use crate::mission::Mission;
 use crate::pending::{Pending, WebSession};
 use crate::store::{
-    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PersonTokenRecord, PsStore,
-    RECORD_GRACE, StoreError, TokenRecord,
+    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PendingCaps, PendingCreated,
+    PersonTokenRecord, PsStore, RECORD_GRACE, StoreError, TokenRecord,
 };
 
 mod admin;
+mod pending;
 mod schema;
 
 use schema::{SCHEMA, migrate};
@@ -352,42 +353,20 @@ impl PsStore for SqliteStore {
     async fn create_pending(
         &self,
         p: Pending,
-        max_open: usize,
+        caps: PendingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        let data = serde_json::to_string(&PendingRow::from(&p)).map_err(err)?;
-        let agent = format!("{} {}", p.agent.0.as_str(), p.agent.1.as_str());
+    ) -> Result<PendingCreated, StoreError> {
+        let row = pending::NewPending {
+            data: serde_json::to_string(&PendingRow::from(&p)).map_err(err)?,
+            agent: format!("{} {}", p.agent.0.as_str(), p.agent.1.as_str()),
+            provider: p.agent.0.as_str().to_owned(),
+            id: p.id,
+            code: p.code,
+            expires: p.expires,
+        };
         let sweep = self.sweep();
-        self.with(move |c| {
-            // One transaction: the count and the insert are one decision.
-            let tx = c.unchecked_transaction().map_err(err)?;
-            if sweep {
-                // Kept a while past expiry so that late polls get 408/410.
-                tx.execute(
-                    "DELETE FROM pending WHERE expires < ?1",
-                    params![i(now.as_secs().saturating_sub(crate::store::PENDING_KEPT))],
-                )
-                .map_err(err)?;
-            }
-            let open: i64 = tx
-                .prepare_cached("SELECT COUNT(*) FROM pending WHERE agent = ?1 AND expires > ?2")
-                .map_err(err)?
-                .query_row(params![agent, i(now.as_secs())], |r| r.get(0))
-                .map_err(err)?;
-            if usize::try_from(open).unwrap_or(usize::MAX) >= max_open {
-                return Ok(false);
-            }
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO pending (id, code, expires, data, version, agent) \
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-                    params![p.id, p.code, i(p.expires), data, agent],
-                )
-                .map_err(err)?;
-            tx.commit().map_err(err)?;
-            Ok(inserted == 1)
-        })
-        .await
+        self.with(move |c| pending::create(c, &row, caps, now.as_secs(), sweep))
+            .await
     }
 
     async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
@@ -759,7 +738,8 @@ impl PsStore for SqliteStore {
                 let mut out: Vec<(String, String, u64)> = Vec::new();
                 let mut stmt = c
                     .prepare_cached(
-                        "SELECT jti, aud, exp FROM person_tokens WHERE provider = ?1 AND agent = ?2",
+                        "SELECT jti, aud, exp FROM person_tokens
+                         WHERE provider = ?1 AND (agent = ?2 OR parent = ?2)",
                     )
                     .map_err(err)?;
                 let rows = stmt
@@ -772,7 +752,9 @@ impl PsStore for SqliteStore {
                 }
                 let mut frontier: Vec<String> = out.iter().map(|(j, _, _)| j.clone()).collect();
                 let mut stmt = c
-                    .prepare_cached("SELECT jti, aud, exp FROM auth_tokens WHERE presented_jti = ?1")
+                    .prepare_cached(
+                        "SELECT jti, aud, exp FROM auth_tokens WHERE presented_jti = ?1",
+                    )
                     .map_err(err)?;
                 while let Some(presented) = frontier.pop() {
                     let rows = stmt
@@ -1071,8 +1053,9 @@ fn sweep_issued(c: &Connection, person: bool, exp: u64) -> Result<(), StoreError
 
 fn insert_person(c: &Connection, r: &PersonTokenRecord) -> Result<(), StoreError> {
     c.prepare_cached(
-        "INSERT OR REPLACE INTO person_tokens (jti, aud, sub, account, provider, agent, mission, exp)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO person_tokens
+           (jti, aud, sub, account, provider, agent, mission, exp, parent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -1083,7 +1066,8 @@ fn insert_person(c: &Connection, r: &PersonTokenRecord) -> Result<(), StoreError
             r.agent.0.as_str(),
             r.agent.1.as_str(),
             r.mission_s256,
-            i(r.exp)
+            i(r.exp),
+            r.parent.as_ref().map(AgentId::as_str)
         ])
     })
     .map(drop)

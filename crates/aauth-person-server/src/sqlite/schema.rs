@@ -16,14 +16,16 @@ CREATE TABLE IF NOT EXISTS bindings (
   PRIMARY KEY (provider, agent));
 CREATE TABLE IF NOT EXISTS person_tokens (
   jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
-  provider TEXT NOT NULL, agent TEXT NOT NULL, mission TEXT, exp INTEGER NOT NULL);
+  provider TEXT NOT NULL, agent TEXT NOT NULL, mission TEXT, exp INTEGER NOT NULL,
+  parent TEXT);
 CREATE TABLE IF NOT EXISTS auth_tokens (
   jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL, account TEXT NOT NULL,
   presented_jti TEXT NOT NULL, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
   id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL, data TEXT NOT NULL,
-  version INTEGER NOT NULL DEFAULT 0, agent TEXT NOT NULL DEFAULT '');
+  version INTEGER NOT NULL DEFAULT 0, agent TEXT NOT NULL DEFAULT '',
+  provider TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS agent_tokens (
   iss TEXT NOT NULL, jti TEXT NOT NULL, agent TEXT NOT NULL, exp INTEGER NOT NULL,
   PRIMARY KEY (iss, jti));
@@ -70,6 +72,15 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(err)?;
     }
+    if !has("pending", "provider")? {
+        // The provider is the agent column's first word (`"{provider} {agent}"`).
+        conn.execute_batch(
+            "ALTER TABLE pending ADD COLUMN provider TEXT NOT NULL DEFAULT '';
+             UPDATE pending SET provider = substr(agent, 1, instr(agent, ' ') - 1)
+               WHERE instr(agent, ' ') > 0;",
+        )
+        .map_err(err)?;
+    }
     if !has("missions", "owner_agent")? {
         conn.execute_batch(
             "ALTER TABLE missions ADD COLUMN owner_provider TEXT NOT NULL DEFAULT '';
@@ -85,9 +96,16 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE passwords ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")
             .map_err(err)?;
     }
+    // Rows written before have none: their sub-agent tokens expire within the hour.
+    if !has("person_tokens", "parent")? {
+        conn.execute_batch("ALTER TABLE person_tokens ADD COLUMN parent TEXT;")
+            .map_err(err)?;
+    }
     backfill_mission_owners(conn)?;
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS pending_agent ON pending (agent, expires);
+         CREATE INDEX IF NOT EXISTS pending_provider ON pending (provider, expires);
+         CREATE INDEX IF NOT EXISTS person_tokens_parent ON person_tokens (provider, parent);
          CREATE INDEX IF NOT EXISTS missions_account ON missions (account);",
     )
     .map_err(err)

@@ -8,7 +8,8 @@ use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
 
 use super::{
-    AccountRecord, AuthTokenRecord, Binding, PersonTokenRecord, PsStore, RECORD_GRACE, StoreError,
+    AccountRecord, AuthTokenRecord, Binding, PendingCaps, PendingCreated, PersonTokenRecord,
+    PsStore, RECORD_GRACE, StoreError,
 };
 use crate::audit::{AuditEvent, AuditPage, AuditQuery};
 use crate::changes::{ChangeHub, PendingChanges};
@@ -33,6 +34,8 @@ struct Inner {
     pending_by_expiry: BTreeSet<(u64, String)>,
     /// Each agent's pending requests by expiry, to count the open ones.
     pending_of_agent: BTreeMap<(ServerId, AgentId), BTreeSet<(u64, String)>>,
+    /// Each provider's pending requests (all its agents') by expiry, likewise.
+    pending_of_provider: BTreeMap<ServerId, BTreeSet<(u64, String)>>,
     passwords: BTreeMap<String, String>,
     disabled: BTreeSet<String>,
     /// `(issuer, subject)` at an OpenID Provider → account.
@@ -60,6 +63,12 @@ impl Inner {
             self.pending_by_expiry.pop_first();
             if let Some(p) = self.pending.remove(&id) {
                 self.codes.remove(&p.code);
+                if let Some(set) = self.pending_of_provider.get_mut(&p.agent.0) {
+                    set.remove(&(expires, id.clone()));
+                    if set.is_empty() {
+                        self.pending_of_provider.remove(&p.agent.0);
+                    }
+                }
                 if let Some(set) = self.pending_of_agent.get_mut(&p.agent) {
                     set.remove(&(expires, id));
                     if set.is_empty() {
@@ -68,6 +77,33 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Whether `p` may be stored within `caps` at `now` (what is kept having been swept).
+    fn admits(&self, p: &Pending, caps: PendingCaps, now: u64) -> PendingCreated {
+        // Unexpired: past `now` (a range from the index, never a scan of the rest).
+        let open = |set: Option<&BTreeSet<(u64, String)>>| {
+            set.map_or(0, |set| {
+                set.range((now.saturating_add(1), String::new())..).count()
+            })
+        };
+        if open(self.pending_of_agent.get(&p.agent)) >= caps.per_agent {
+            return PendingCreated::AgentFull;
+        }
+        if caps
+            .per_provider
+            .is_some_and(|max| open(self.pending_of_provider.get(&p.agent.0)) >= max)
+        {
+            return PendingCreated::ProviderFull;
+        }
+        // After the sweep, every request left is kept: the total's count.
+        if caps.total.is_some_and(|max| self.pending.len() >= max) {
+            return PendingCreated::Full;
+        }
+        if self.pending.contains_key(&p.id) || self.codes.contains_key(&p.code) {
+            return PendingCreated::Taken;
+        }
+        PendingCreated::Created
     }
 
     /// Whether this insert sweeps expired records.
@@ -221,32 +257,30 @@ impl PsStore for MemoryStore {
     async fn create_pending(
         &self,
         mut p: Pending,
-        max_open: usize,
+        caps: PendingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PendingCreated, StoreError> {
         let mut inner = self.lock();
         inner.drop_pending_before(now.as_secs().saturating_sub(PENDING_KEPT));
-        let agent = p.agent.clone();
-        let open = inner.pending_of_agent.get(&agent).map_or(0, |set| {
-            set.range((now.as_secs().saturating_add(1), String::new())..)
-                .count()
-        });
-        if open >= max_open
-            || inner.pending.contains_key(&p.id)
-            || inner.codes.contains_key(&p.code)
-        {
-            return Ok(false);
+        let created = inner.admits(&p, caps, now.as_secs());
+        if created != PendingCreated::Created {
+            return Ok(created);
         }
         p.version = 0;
         inner.codes.insert(p.code.clone(), p.id.clone());
         inner.pending_by_expiry.insert((p.expires, p.id.clone()));
         inner
+            .pending_of_provider
+            .entry(p.agent.0.clone())
+            .or_default()
+            .insert((p.expires, p.id.clone()));
+        inner
             .pending_of_agent
-            .entry(agent)
+            .entry(p.agent.clone())
             .or_default()
             .insert((p.expires, p.id.clone()));
         inner.pending.insert(p.id.clone(), p);
-        Ok(true)
+        Ok(PendingCreated::Created)
     }
 
     async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
@@ -441,7 +475,9 @@ impl PsStore for MemoryStore {
         let mut out: Vec<(String, ServerId, u64)> = inner
             .person_tokens
             .values()
-            .filter(|t| t.agent.0 == *provider && t.agent.1 == *agent)
+            .filter(|t| {
+                t.agent.0 == *provider && (t.agent.1 == *agent || t.parent.as_ref() == Some(agent))
+            })
             .map(|t| (t.jti.clone(), t.aud.clone(), t.exp))
             .collect();
         // Auth tokens chain through presented_jti (step-ups present auth tokens).

@@ -28,6 +28,10 @@ pub struct PersonTokenRecord {
     pub account: String,
     /// The agent it was issued to: (provider, agent).
     pub agent: (ServerId, AgentId),
+    /// When it was issued to a sub-agent: the parent agent that asked for it (of the same
+    /// provider), so that unlinking the parent revokes it too. `None` for a token issued to
+    /// the agent that asked, and in records written before it was kept.
+    pub parent: Option<AgentId>,
     /// The mission, if any.
     pub mission_s256: Option<String>,
     /// Expiry.
@@ -51,9 +55,17 @@ impl PersonTokenRecord {
             sub: sub.into(),
             account: account.into(),
             agent,
+            parent: None,
             mission_s256: None,
             exp,
         }
+    }
+
+    /// The same record, of a token a parent agent asked for its sub-agent `parent`.
+    #[must_use]
+    pub fn with_parent(mut self, parent: AgentId) -> Self {
+        self.parent = Some(parent);
+        self
     }
 }
 
@@ -300,9 +312,17 @@ pub trait PsStore: Send + Sync {
     /// [`StoreError`].
     async fn is_revoked(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Stores the new deferred request `p` (its `version` 0), unless its agent
-    /// (`p.agent`) already has `max_open` requests that have not expired at `now`:
-    /// `Ok(false)` then, and nothing is stored. Checked and stored atomically.
+    /// Stores the new deferred request `p` (its `version` 0) within `caps` at `now`:
+    /// unless its agent (`p.agent`) already has [`PendingCaps::per_agent`] requests that
+    /// have not expired ([`PendingCreated::AgentFull`]), or, when
+    /// [`PendingCaps::per_provider`] is set, the agents of its provider (`p.agent.0`) have
+    /// that many together ([`PendingCreated::ProviderFull`]), or, when
+    /// [`PendingCaps::total`] is set, the store already keeps that many requests of every
+    /// agent, unexpired or kept past their expiry (until `expires` plus [`PENDING_KEPT`])
+    /// ([`PendingCreated::Full`]), or its id or interaction code is another request's
+    /// ([`PendingCreated::Taken`]); nothing is stored then. Counted and stored as one
+    /// step, across every instance sharing the store. Requests expired more than
+    /// [`PENDING_KEPT`] before `now` may be dropped.
     ///
     /// # Errors
     ///
@@ -310,9 +330,9 @@ pub trait PsStore: Send + Sync {
     async fn create_pending(
         &self,
         p: Pending,
-        max_open: usize,
+        caps: PendingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<PendingCreated, StoreError>;
 
     /// Replaces the deferred request `p.id` if it is still at `p.version`, and advances
     /// `p.version`; `Ok(false)` when another writer changed it first (nothing written).
@@ -570,8 +590,9 @@ pub trait PsStore: Send + Sync {
         })
     }
 
-    /// Every person token issued to the agent `(provider, agent)`, and every auth token
-    /// obtained by presenting one of them (or an auth token so obtained): `(jti, aud, exp)`.
+    /// Every person token issued to the agent `(provider, agent)` or, at its request, to
+    /// one of its sub-agents ([`PersonTokenRecord::parent`]), and every auth token obtained
+    /// by presenting one of them (or an auth token so obtained): `(jti, aud, exp)`.
     ///
     /// # Errors
     ///
@@ -773,6 +794,8 @@ pub const MAX_PENDING_LISTED: usize = 1000;
 /// How long records outlive their token's `exp` (clock skew, PS-13).
 pub const RECORD_GRACE: u64 = 300;
 
+mod caps;
 mod memory;
 
+pub use caps::{PendingCaps, PendingCreated};
 pub use memory::{MemoryStore, PENDING_KEPT};

@@ -710,3 +710,60 @@ async fn a_declared_password_replaced_or_removed_opens_nothing_and_ends_the_sess
     let page = b.sign_in(&w, "", "carol", "").await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A token revoked by hand takes with it every auth token obtained with it, however many
+/// step-ups deep (P → A1 → A2 → A3), and nothing else.
+#[tokio::test]
+async fn a_token_revoked_by_hand_takes_every_step_up_obtained_with_it() {
+    let stores: [Arc<dyn PsStore>; 2] = [
+        Arc::new(MemoryStore::default()),
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    ];
+    for store in stores {
+        let (provider, agent) = assistant();
+        let resource = id("https://resource.example");
+        let exp = NOW.as_secs() + 600;
+        store
+            .record_person_token(PersonTokenRecord::new(
+                "p",
+                resource.clone(),
+                "sub",
+                "alice",
+                (provider, agent),
+                exp,
+            ))
+            .await
+            .unwrap();
+        for (jti, presented) in [("a1", "p"), ("a2", "a1"), ("a3", "a2"), ("b", "other")] {
+            store
+                .record_auth_token(AuthTokenRecord::new(
+                    jti,
+                    resource.clone(),
+                    "sub",
+                    "alice",
+                    presented,
+                    exp,
+                ))
+                .await
+                .unwrap();
+        }
+        Admin::new(Arc::clone(&store))
+            .revoke_token("p", NOW)
+            .await
+            .unwrap();
+        let mut revoked = Vec::new();
+        for jti in ["p", "a1", "a2", "a3", "b"] {
+            revoked.push((jti, store.is_revoked(jti, NOW).await.unwrap()));
+        }
+        assert_eq!(
+            revoked,
+            [
+                ("p", true),
+                ("a1", true),
+                ("a2", true),
+                ("a3", true),
+                ("b", false)
+            ]
+        );
+    }
+}

@@ -19,10 +19,10 @@ use crate::{NOW, World, id, world};
 use aauth_test_support::verify::issuer_keys;
 
 /// What the scripted Access Server answers the token request with.
-type Answer =
+pub(crate) type Answer =
     Box<dyn Fn(&serde_json::Value) -> Result<http::Response<Bytes>, TransportError> + Send + Sync>;
 
-struct ScriptedAs {
+pub(crate) struct ScriptedAs {
     answer: Answer,
     /// The token requests it received, and whether each was signed as the PS.
     seen: Mutex<Vec<(serde_json::Value, bool)>>,
@@ -62,12 +62,12 @@ impl Transport for ScriptedAs {
     }
 }
 
-fn ok(json: &serde_json::Value) -> Result<http::Response<Bytes>, TransportError> {
+pub(crate) fn ok(json: &serde_json::Value) -> Result<http::Response<Bytes>, TransportError> {
     Ok(http::Response::new(Bytes::from(json.to_string())))
 }
 
 /// The AS's key, and a world whose PS federates through `transport` and knows the AS's key.
-fn federated_world(transport: Arc<ScriptedAs>) -> World {
+pub(crate) fn federated_world(transport: Arc<ScriptedAs>) -> World {
     let mut w = world();
     let as_key = PrivateKey::ed25519_from_seed(&[55; 32]);
     // The PS must know the AS's published key: rebuild it with the AS in its key set.
@@ -119,7 +119,7 @@ fn as_key() -> PrivateKey {
 }
 
 /// An auth token as the AS would issue it for the request `body`, spoiled by `tweak`.
-fn as_token(
+pub(crate) fn as_token(
     w: &World,
     pc: &PersonClaims,
     tweak: impl FnOnce(AuthTokenBuilder) -> AuthTokenBuilder,
@@ -142,7 +142,7 @@ fn as_token(
 }
 
 /// alice's person token and a four-party resource token (aud: the AS) derived from it.
-async fn request(w: &World) -> (serde_json::Value, PersonClaims) {
+pub(crate) async fn request(w: &World) -> (serde_json::Value, PersonClaims) {
     w.bind("aauth:assistant@agent.example", "alice").await;
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");
@@ -164,7 +164,7 @@ async fn request(w: &World) -> (serde_json::Value, PersonClaims) {
     )
 }
 
-fn scripted(answer: Answer) -> Arc<ScriptedAs> {
+pub(crate) fn scripted(answer: Answer) -> Arc<ScriptedAs> {
     Arc::new(ScriptedAs {
         answer,
         seen: Mutex::new(Vec::new()),
@@ -209,7 +209,7 @@ async fn the_access_servers_token_is_checked_and_handed_on() {
 }
 
 /// The `jti` of an auth token (unverified: the test minted it).
-fn auth_jti(token: &str) -> String {
+pub(crate) fn auth_jti(token: &str) -> String {
     aauth_tokens::Unverified::<aauth_tokens::AuthClaims>::decode(
         token,
         &aauth_tokens::Validation::new(NOW).audience(&id("https://resource.example")),

@@ -18,6 +18,7 @@ mod compat;
 mod consent;
 mod decisions;
 mod federation;
+mod flooding;
 mod governance;
 mod hardening;
 mod hints;
@@ -30,6 +31,7 @@ mod revocation;
 mod served;
 mod sign_in;
 mod stores;
+mod unlinking;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -109,12 +109,12 @@ async fn instances_starting_together_migrate_once() {
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     // `migrate` also makes the tables the instances share (which `serve` makes at its
     // first start); then there is nothing left to apply.
     assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 2);
     assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 0);
-    assert_eq!(pg.schema_version("person-server").await.unwrap(), 5);
+    assert_eq!(pg.schema_version("person-server").await.unwrap(), 7);
 
     // A database a newer version migrated further is refused, with the reason.
     db.0.sql("INSERT INTO aauth_migrations (component, version, name) VALUES ('person-server', 99, 'future')")
@@ -122,7 +122,7 @@ async fn instances_starting_together_migrate_once() {
     let refused = PgStore::connect(&db.0.options).await.unwrap_err();
     let chain = error_chain(&refused);
     assert!(
-        chain.contains("version 99, newer than this build knows (5)"),
+        chain.contains("version 99, newer than this build knows (7)"),
         "{chain}"
     );
     db.drop_schema().await;
@@ -141,7 +141,7 @@ async fn instances_start_without_create_on_a_migrated_database() {
     let Some(db) = Db::new("instances_start_without_create_on_a_migrated_database") else {
         return;
     };
-    assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 7);
+    assert_eq!(PgStore::migrate(&db.0.options).await.unwrap(), 9);
     let (schema, role) = (db.0.name().to_owned(), format!("{}_app", db.0.name()));
     db.0.sql(&format!(
         "CREATE ROLE {role} LOGIN PASSWORD 'app';

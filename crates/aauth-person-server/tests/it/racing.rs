@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use aauth_keys::time::UnixTime;
 use aauth_person_server::{
     AccountRecord, AuditEvent, AuditPage, AuditQuery, AuthTokenRecord, Binding, MemoryStore,
-    Mission, Pending, PendingChanges, PersonTokenRecord, PsStore, StoreError, WebSession,
+    Mission, Pending, PendingCaps, PendingChanges, PendingCreated, PersonTokenRecord, PsStore,
+    StoreError, WebSession,
 };
 use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
@@ -112,10 +113,10 @@ impl PsStore for ChangedOnBind {
     async fn create_pending(
         &self,
         p: Pending,
-        max_open: usize,
+        caps: PendingCaps,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.inner.create_pending(p, max_open, now).await
+    ) -> Result<PendingCreated, StoreError> {
+        self.inner.create_pending(p, caps, now).await
     }
     async fn update_pending(&self, p: &mut Pending) -> Result<bool, StoreError> {
         self.inner.update_pending(p).await

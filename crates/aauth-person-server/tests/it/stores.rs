@@ -7,8 +7,9 @@ use std::time::Duration;
 use aauth_keys::PrivateKey;
 use aauth_person_server::{
     AuditAction, AuditEvent, AuditQuery, AuthTokenRecord, ChatTurn, Constraints, Issuance,
-    MemoryStore, Mission, Pending, PendingRequest, PendingState, PersonServer, PersonTokenRecord,
-    PsStore, SqliteStore, TerminationReason, TokenRecord, WebSession,
+    MemoryStore, Mission, Pending, PendingCaps, PendingCreated, PendingRequest, PendingState,
+    PersonServer, PersonTokenRecord, PsStore, SqliteStore, TerminationReason, TokenRecord,
+    WebSession,
 };
 use aauth_tokens::{AgentId, StaticIssuerKeys};
 use http::StatusCode;
@@ -33,6 +34,11 @@ fn pending(id_: &str, code: &str, state: PendingState, request: PendingRequest) 
     );
     p.state = state;
     p
+}
+
+/// Only the per-agent bound.
+fn caps(per_agent: usize) -> PendingCaps {
+    PendingCaps::new(per_agent)
 }
 
 pub(crate) async fn contract(store: Arc<dyn PsStore>) {
@@ -300,14 +306,26 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     p.revision = 2;
     p.justification = Some("narrower".to_owned());
     p.subagent = Some(AgentId::parse("aauth:assistant+search@agent.example").unwrap());
-    assert!(store.create_pending(p.clone(), 16, NOW).await.unwrap());
+    assert_eq!(
+        store
+            .create_pending(p.clone(), caps(16), NOW)
+            .await
+            .unwrap(),
+        PendingCreated::Created
+    );
     assert_eq!(store.pending("p1").await.unwrap(), Some(p.clone()));
     assert_eq!(
         store.pending_by_code("ABCD1234").await.unwrap(),
         Some(p.clone())
     );
     // An id or code already taken is not stored again.
-    assert!(!store.create_pending(p.clone(), 16, NOW).await.unwrap());
+    assert_eq!(
+        store
+            .create_pending(p.clone(), caps(16), NOW)
+            .await
+            .unwrap(),
+        PendingCreated::Taken
+    );
     // Every change is a compare-and-set on the version read: of two writers holding
     // the same version, exactly one wins; the loser writes nothing.
     let mut first = store.pending("p1").await.unwrap().unwrap();
@@ -373,19 +391,38 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
             PendingState::Pending,
             question(),
         );
-        assert!(store.create_pending(q, 4, NOW).await.unwrap(), "q{n}");
+        assert_eq!(
+            store.create_pending(q, caps(4), NOW).await.unwrap(),
+            PendingCreated::Created,
+            "q{n}"
+        );
     }
     // p1 (same agent, not expired) is the fourth.
     let q = pending("q3", "QQQQ0003", PendingState::Pending, question());
-    assert!(!store.create_pending(q.clone(), 4, NOW).await.unwrap());
+    assert_eq!(
+        store.create_pending(q.clone(), caps(4), NOW).await.unwrap(),
+        PendingCreated::AgentFull
+    );
     assert_eq!(store.pending("q3").await.unwrap(), None);
     let mut other = pending("o1", "OOOO0001", PendingState::Pending, question());
     other.agent.1 = AgentId::parse("aauth:other@agent.example").unwrap();
     // The account that first presented the code of a request no person was known for.
     other.viewer = Some("carol".to_owned());
-    assert!(store.create_pending(other.clone(), 4, NOW).await.unwrap());
+    assert_eq!(
+        store
+            .create_pending(other.clone(), caps(4), NOW)
+            .await
+            .unwrap(),
+        PendingCreated::Created
+    );
     assert_eq!(store.pending("o1").await.unwrap(), Some(other));
-    assert!(store.create_pending(q, 4, NOW.plus(601)).await.unwrap());
+    assert_eq!(
+        store
+            .create_pending(q, caps(4), NOW.plus(601))
+            .await
+            .unwrap(),
+        PendingCreated::Created
+    );
     // An agent's requests, whatever their state or expiry (what unlinking it ends), and
     // no other agent's.
     let ids_of = |agent: &AgentId| {
