@@ -16,6 +16,7 @@ use bytes::Bytes;
 use crate::cli::AuditArgs;
 use crate::config::Config;
 use crate::error::CliError;
+use crate::terminal::{printable, printable_json};
 use crate::time::{date, parse_time};
 
 fn stdout(e: std::io::Error) -> CliError {
@@ -161,7 +162,7 @@ async fn print(
 
 fn line(out: &mut dyn Write, e: &AuditEvent, json: bool) -> Result<(), CliError> {
     if json {
-        return writeln!(out, "{}", e.to_json()).map_err(stdout);
+        return writeln!(out, "{}", printable_json(&e.to_json().to_string())).map_err(stdout);
     }
     let o = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), printable); // default: an event that names no such party
     writeln!(
@@ -176,21 +177,6 @@ fn line(out: &mut dyn Write, e: &AuditEvent, json: bool) -> Result<(), CliError>
         printable(&e.detail)
     )
     .map_err(stdout)
-}
-
-/// `s` as a table cell on the operator's terminal: control characters (a tab or newline
-/// that would break the row, an escape sequence a remote server wrote into a detail) and
-/// bidirectional overrides shown escaped, as `\u{1b}`.
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A running server's operator endpoint.
@@ -240,23 +226,5 @@ impl Remote {
             )));
         }
         AuditPage::from_json(&json).map_err(|e| failed(e.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn a_cell_never_carries_a_control_character_to_the_terminal() {
-        assert_eq!(
-            printable("approved by the person"),
-            "approved by the person"
-        );
-        assert_eq!(printable("Zürich"), "Zürich");
-        assert_eq!(
-            printable("denied\n2026-01-01\tforged\u{1b}]0;x\u{7}\u{202e}"),
-            "denied\\u{a}2026-01-01\\u{9}forged\\u{1b}]0;x\\u{7}\\u{202e}"
-        );
     }
 }

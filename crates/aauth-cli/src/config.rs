@@ -1,8 +1,11 @@
 //! A service's configuration: one TOML file, every value overridable from the environment
 //! (`AAUTH_` prefix, `__` between nested keys: `AAUTH_LOG__LEVEL=debug`), secrets read from
 //! files (`*_file` keys; a private key or secret file others can read is refused, as
-//! `chmod 600` fixes). Paths are relative to the file's directory. Checked at start:
-//! an unknown key or a wrong type is reported with its key and line.
+//! `chmod 600` fixes; a file of keys or certificates the service trusts that its group
+//! or others can write is refused, as `chmod go-w` fixes). Paths are relative to the
+//! file's directory. Checked at start: an unknown key or a wrong type is reported with
+//! its key and line; every `*_timeout_secs` and `shutdown_deadline_secs` is at most
+//! 86400 (a day).
 //!
 //! ```toml
 //! id = "https://ps.example"              # the public identifier
@@ -10,6 +13,7 @@
 //! signing_key_file = "ps.jwk"            # a private JWK (mode 0600); its kid is used
 //! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
 //! store = "sqlite:ps.sqlite"             # or "memory" (the default), or "postgres://user@host/db?sslmode=require";
+//!                                        # (a host not on loopback: sslmode=require, or disable knowingly)
 //!                                        # a resource proxy: "memory" or "redis://[user:password@]host:port/db"
 //!                                        # (rediss:// for TLS), shared by its instances;
 //!                                        # an agent provider: its replay cache, "memory" or "redis://…"
@@ -22,7 +26,8 @@
 //!                                        # off): raise it for slow, large uploads through a proxy
 //! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: the load balancers or TLS terminators in
 //!                                        # front, whose X-Forwarded-For names the client (for rate limits,
-//!                                        # throttles and the resource proxy's upstream); default: none
+//!                                        # throttles and the resource proxy's upstream); default: none;
+//!                                        # no range wider than an IPv4 /8 or an IPv6 /7
 //!
 //! [postgres]                             # with store = "postgres://…" (several instances share it)
 //! schema = "person_server"               # created if missing; absent: the user's search_path
@@ -70,7 +75,8 @@
 //!
 //! [person_server]
 //! directed_secret_file = "directed.secret"   # 64 hex digits
-//! consent = "ask"                        # or "auto-approve"
+//! consent = "ask"                        # or "auto-approve" (also "dangerous-auto-approve"):
+//!                                        # bound agents' requests approved without asking (warned)
 //! revoking_providers = ["https://agent.example"]
 //! password_sign_in = true               # the password form on the sign-in page
 //! messages_file = "de.toml"              # the pages' texts in another language (`aauth config messages`)
@@ -161,6 +167,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
+
+mod checks;
+pub(crate) use checks::warnings;
 
 /// The environment prefix of overrides.
 const ENV_PREFIX: &str = "AAUTH_";
@@ -540,7 +549,9 @@ pub(crate) enum Consent {
     /// Ask the person about everything (the default).
     #[default]
     Ask,
-    /// Approve without asking (agents the person lets act alone; tests).
+    /// Approve without asking (agents the person lets act alone; tests). Also spelt
+    /// `dangerous-auto-approve`; said aloud by `aauth config check` and at start.
+    #[serde(alias = "dangerous-auto-approve")]
     AutoApprove,
 }
 
@@ -941,6 +952,7 @@ pub(crate) fn load(
         ))
     })?;
     resolve_paths(&mut config, path.parent().unwrap_or(Path::new(".")));
+    checks::check(&config)?;
     Ok(config)
 }
 
@@ -1088,7 +1100,13 @@ pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
     {
         ps.directed_secret = Some("<redacted>".to_owned());
     }
-    toml::to_string_pretty(&c).map_err(|e| CliError::Operational(e.to_string()))
+    let shown = toml::to_string_pretty(&c).map_err(|e| CliError::Operational(e.to_string()))?;
+    // What weakens the service on purpose comes first, as TOML comments.
+    let said: String = warnings(&c)
+        .iter()
+        .map(|w| format!("# WARNING: {w}\n"))
+        .collect();
+    Ok(said + &shown)
 }
 
 #[cfg(test)]

@@ -26,6 +26,19 @@ pub(crate) enum CliError {
         path.display()
     )]
     KeyFileMode { path: PathBuf, mode: u32 },
+    /// A file the service trusts (keys it publishes or accepts, CA certificates) that its
+    /// group or others can write (exit 3).
+    #[error(
+        "{key}: {} is writable by its group or others (mode {mode:04o}), who could put \
+         their own keys or certificates in it; run `chmod go-w {}`",
+        path.display(),
+        path.display()
+    )]
+    WritableFile {
+        key: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
     /// A configuration file with a wrong or unknown value (exit 3); the reason names the
     /// key and the line.
     #[error("{}: {reason}", path.display())]
@@ -67,7 +80,10 @@ impl CliError {
             Self::Key { .. } | Self::Refused { .. } | Self::NotAToken(_) | Self::Status(_) => 1,
             Self::Agent(aauth_agent::AgentError::Transport { .. }) => 3,
             Self::Agent(_) => 1,
-            Self::File { .. } | Self::Exists { .. } | Self::KeyFileMode { .. } => 3,
+            Self::File { .. }
+            | Self::Exists { .. }
+            | Self::KeyFileMode { .. }
+            | Self::WritableFile { .. } => 3,
             Self::Config { .. } => 3,
             Self::Operational(_) => 3,
             Self::Admin(

@@ -19,6 +19,7 @@ use crate::cli::Fetch;
 use crate::error::CliError;
 use crate::net::server_id;
 use crate::profile::{self, Source};
+use crate::terminal::printable;
 
 /// How long each poll of a pending request may be held by the server (`Prefer: wait`).
 const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
@@ -131,7 +132,9 @@ fn tell_person(i: &Interaction) {
     let _ = writeln!(
         err,
         "aauth: your approval is needed: open {}?code={} (code {}); waiting…",
-        i.url, i.code, i.code
+        printable(&i.url),
+        printable(&i.code),
+        printable(&i.code)
     );
 }
 
@@ -191,7 +194,7 @@ fn print_response(
         for (name, value) in resp.headers() {
             head.push_str(&format!(
                 "{name}: {}\n",
-                String::from_utf8_lossy(value.as_bytes())
+                printable(&String::from_utf8_lossy(value.as_bytes()))
             ));
         }
         head.push('\n');
@@ -283,7 +286,7 @@ impl Transport for Wire {
         }
         let mut shown = format!("> {} {}\n", req.method(), req.uri());
         for (name, value) in req.headers() {
-            let value = shown_value(name, value, self.show_credentials);
+            let value = printable(&shown_value(name, value, self.show_credentials));
             shown.push_str(&format!("> {name}: {value}\n"));
         }
         if !req.body().is_empty() {
@@ -294,12 +297,12 @@ impl Transport for Wire {
             Ok(resp) => {
                 shown.push_str(&format!("< {}\n", resp.status()));
                 for (name, value) in resp.headers() {
-                    let value = shown_value(name, value, self.show_credentials);
+                    let value = printable(&shown_value(name, value, self.show_credentials));
                     shown.push_str(&format!("< {name}: {value}\n"));
                 }
                 shown.push_str(&format!("< ({} bytes of body)\n", resp.body().len()));
             }
-            Err(e) => shown.push_str(&format!("! {e}\n")),
+            Err(e) => shown.push_str(&format!("! {}\n", printable(&e.to_string()))),
         }
         let _ = writeln!(std::io::stderr(), "{shown}");
         result

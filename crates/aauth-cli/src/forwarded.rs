@@ -32,15 +32,30 @@ pub(crate) struct TrustedProxies(Vec<(IpAddr, u8)>);
 
 impl TrustedProxies {
     /// `trusted_proxies`: each an address (`10.0.0.5`, `::1`) or a range (`10.0.0.0/8`,
-    /// `fd00::/8`).
+    /// `fd00::/8`), no wider than [`WIDEST_V4`] or [`WIDEST_V6`]: a wider one (`0.0.0.0/0`
+    /// above all) would believe the `X-Forwarded-For` of most of the Internet, and every
+    /// client could then name the address it is counted as.
     pub(crate) fn parse(entries: &[String]) -> Result<Self, CliError> {
         entries
             .iter()
             .map(|e| {
-                range(e).ok_or_else(|| CliError::Usage {
+                let (net, len) = range(e).ok_or_else(|| CliError::Usage {
                     flag: "trusted_proxies",
                     reason: format!("{e:?}: not an IP address or a CIDR range"),
-                })
+                })?;
+                let widest = if net.is_ipv4() { WIDEST_V4 } else { WIDEST_V6 };
+                if len < widest {
+                    return Err(CliError::Usage {
+                        flag: "trusted_proxies",
+                        reason: format!(
+                            "{e:?}: wider than a /{widest}, it would believe the \
+                             X-Forwarded-For of clients that are no proxy of yours and let \
+                             them choose the address they are counted as; name your proxies' \
+                             addresses or their own network"
+                        ),
+                    });
+                }
+                Ok((net, len))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
@@ -52,6 +67,13 @@ impl TrustedProxies {
         self.0.iter().any(|&(net, len)| within(ip, net, len))
     }
 }
+
+/// The shortest IPv4 prefix `trusted_proxies` takes: `/8`, the widest private range
+/// (`10.0.0.0/8`).
+const WIDEST_V4: u8 = 8;
+/// The shortest IPv6 prefix `trusted_proxies` takes: `/7`, the unique local addresses
+/// (`fc00::/7`).
+const WIDEST_V6: u8 = 7;
 
 /// The client a request from `peer` counts as, in rate limits and throttles (`tls`: this
 /// process terminates TLS). Behind a trusted proxy: the nearest address of its
@@ -188,7 +210,7 @@ mod tests {
 
     #[test]
     fn ranges_parse_and_match() {
-        let t = trusted(&["10.0.0.0/8", "192.0.2.7", "fd00::/8", "0.0.0.0/0"]);
+        let t = trusted(&["10.0.0.0/8", "192.0.2.7", "fd00::/8", "fc00::/7"]);
         assert!(t.contains("10.200.1.1".parse().unwrap()));
         assert!(t.contains("::ffff:10.1.1.1".parse().unwrap()), "mapped v4");
         assert!(t.contains("fd12::1".parse().unwrap()));
@@ -203,6 +225,13 @@ mod tests {
             "::1/129",
             "1.2.3.4/+1",
             "",
+            // Wider than a private network: believing everyone.
+            "0.0.0.0/0",
+            "::/0",
+            "128.0.0.0/1",
+            "10.0.0.0/7",
+            "2000::/3",
+            "::ffff:0.0.0.0/0",
         ] {
             assert!(TrustedProxies::parse(&[bad.to_owned()]).is_err(), "{bad}");
         }

@@ -214,6 +214,36 @@ fn check_mode(file: &Path, f: &std::fs::File) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Refuses a file, open as `f`, that the configuration's `key` names and the service
+/// trusts (keys it publishes or accepts, CA certificates), when its group or others can
+/// write it (Unix): whoever could would choose what the service trusts.
+pub(crate) fn check_not_writable(
+    key: &'static str,
+    file: &Path,
+    f: &std::fs::File,
+) -> Result<(), CliError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = f
+            .metadata()
+            .map_err(CliError::file(file))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(CliError::WritableFile {
+                key,
+                path: file.to_owned(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (key, f);
+    Ok(())
+}
+
 /// Writes `contents` to `path` with mode 0600, replacing it (a token for a profile).
 pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     create_file(path, true, true, contents)

@@ -36,6 +36,7 @@ mod profile;
 mod proxy;
 mod roles;
 mod serve;
+mod terminal;
 mod time;
 mod token;
 
@@ -65,8 +66,10 @@ fn main() -> ExitCode {
                 }
                 source = s.source();
             }
-            // Standard error is the command's channel for its one error line.
-            let _ = writeln!(std::io::stderr(), "{line}");
+            // Standard error is the command's channel for its one error line, which may
+            // quote a token or a server (a problem's `error`, a refused `alg`): nothing
+            // in it reaches the terminal as a control character.
+            let _ = writeln!(std::io::stderr(), "{}", terminal::printable(&line));
             e.exit_code()
         }
     }

@@ -670,6 +670,20 @@ async fn serve_tls(
     }
 }
 
+/// The largest HTTP/1.1 request head (`431` past it), and the most of a connection's
+/// input read ahead (hyper's default is about 408 KiB, which also bounded the head). Four times the
+/// 16 KiB of headers HTTP/2 admits (hyper's `max_header_list_size`), and room for every
+/// AAuth field at its own cap (`Signature-Key`, `Signature`, `Signature-Input`, 8 KiB
+/// each; a token at most 8 KiB) with the request's other headers.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The requests an HTTP/2 connection may have open at once (hyper's default is 200): each
+/// may hold a body being read (a server role's up to 64 KiB, a resource's up to
+/// `max_body_bytes`), so this, with `max_connections` and the roles' and the proxy's body
+/// budgets, bounds what one connection can make the service hold. A client past it waits
+/// for one of its streams to end.
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+
 /// An HTTP/1.1 connection (type-erased here, outside any `async` block, so that the task
 /// that drives it is plainly `Send`).
 fn http1<I>(io: I, service: AppService, idle: Duration) -> Pin<Box<dyn Conn>>
@@ -680,6 +694,8 @@ where
         hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(idle)
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
             .with_upgrades(),
     )
@@ -697,6 +713,7 @@ where
             .timer(TokioTimer::new())
             .keep_alive_interval(idle)
             .keep_alive_timeout(idle)
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
             .enable_connect_protocol()
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service)),
     )

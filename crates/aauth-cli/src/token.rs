@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::cli::{Decode, Verify};
 use crate::error::CliError;
 use crate::net::server_id;
+use crate::terminal::{printable, printable_json, printable_lines};
 use crate::time::{date, relative};
 
 /// The claims that are NumericDates.
@@ -140,17 +141,21 @@ pub(crate) fn decode(args: &Decode, out: &mut dyn Write) -> Result<(), CliError>
             "checks": checks,
             "signature_checked": false,
         });
-        return writeln!(out, "{doc:#}").map_err(io);
+        return writeln!(out, "{}", printable_json(&format!("{doc:#}"))).map_err(io);
     }
+    // The token is anyone's: its `typ` and every member of its header and claims reach
+    // the terminal escaped.
     let mut text = format!(
-        "{} ({})\n\nheader\n{:#}\n\nclaims\n{:#}\n\n",
+        "{} ({})\n\nheader\n{}\n\nclaims\n{}\n\n",
         type_name(t.kind),
-        t.header
-            .get("typ")
-            .and_then(Value::as_str)
-            .unwrap_or("no typ"),
-        Value::Object(t.header.clone()),
-        Value::Object(t.claims.clone()),
+        printable(
+            t.header
+                .get("typ")
+                .and_then(Value::as_str)
+                .unwrap_or("no typ")
+        ),
+        printable_lines(&format!("{:#}", Value::Object(t.header.clone()))),
+        printable_lines(&format!("{:#}", Value::Object(t.claims.clone()))),
     );
     for name in TIMES {
         if let Some(secs) = t.claims.get(name).and_then(Value::as_u64) {
@@ -233,11 +238,15 @@ struct Report<'o> {
 }
 
 impl Report<'_> {
+    // What a check says may quote the token or its issuer (a refused `alg`, a `kid`, a
+    // fetch's failure): escaped for the terminal.
     fn ok(&mut self, check: &str, says: &str) -> Result<(), CliError> {
+        let says = printable(says);
         writeln!(self.out, "ok   {check}: {says}").map_err(CliError::file(Path::new("<stdout>")))
     }
 
     fn fail(&mut self, check: &'static str, code: &str, says: &str) -> Result<(), CliError> {
+        let says = printable(says);
         writeln!(self.out, "FAIL {check}: {says}\n     error code: {code}")
             .map_err(CliError::file(Path::new("<stdout>")))?;
         Err(CliError::Refused {

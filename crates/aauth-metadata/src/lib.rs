@@ -21,7 +21,8 @@
 //! - [`ResilientFetch`]: retries with backoff and jitter honouring `Retry-After`, and a
 //!   per-host [`CircuitBreaker`], around any [`Fetch`].
 //! - [`serve`]: [`serve::EndpointService`], the one adapter from a role (agent provider,
-//!   Person Server, Access Server) to a tower service, so it mounts on axum or hyper.
+//!   Person Server, Access Server) to a tower service, so it mounts on axum or hyper;
+//!   [`budget`]: the bound on the request bodies its services hold at once.
 //! - [`store`]: the [`store::StoreError`] every server's store answers with (the
 //!   backend's error kept as its source), and [`store::blocking`] for embedded databases.
 //! - [`throttle`]: one throttle for every guessable secret a server checks (interaction
@@ -37,6 +38,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
+#[cfg(feature = "runtime")]
+pub mod budget;
 #[cfg(feature = "runtime")]
 mod cache;
 #[cfg(feature = "runtime")]

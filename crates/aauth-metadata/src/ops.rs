@@ -117,23 +117,31 @@ pub const MAX_ROUTE_LABELS: usize = 64;
 
 /// The `route` label values a layer has used: bounded, so that clients asking for paths
 /// of their own invention cannot grow the metrics without end (a Prometheus series per
-/// value, never dropped).
+/// value, never dropped), and taken only from answers of routes the service knows, so
+/// that such clients cannot fill it either and leave the real routes counted as `other`.
 #[derive(Debug, Clone, Default)]
 struct RouteLabels(Arc<Mutex<BTreeSet<String>>>);
 
 impl RouteLabels {
-    /// The label of an answered request to `route` ([`route_label`]): `other` for a
-    /// `404` (a path nothing serves) and for a route first seen once the set is full.
-    fn label(&self, route: String, status: StatusCode) -> String {
+    /// The label of an answered request to `route` ([`route_label`]). A new label is
+    /// taken only from the answer of a route the service knows (marked
+    /// [`Routed`](crate::serve::Routed): a role's own answer, its refusals included) or a
+    /// success (`2xx`, `3xx`: what a service that marks nothing, a proxy's upstream,
+    /// answered); any other answer (a refusal before routing: `400`, `408`, `413`, `503`;
+    /// a refusal of a made-up path) is counted under its route only if that route
+    /// already has its label, else as `other`. A `404` (a path nothing serves) is always
+    /// `other`, as is a route first seen once the set is full.
+    fn label(&self, route: String, status: StatusCode, routed: bool) -> String {
         if status == StatusCode::NOT_FOUND || route == OTHER {
             return OTHER.to_owned();
         }
         let Ok(mut seen) = self.0.lock() else {
             return OTHER.to_owned();
         };
+        let may_add = routed || status.is_success() || status.is_redirection();
         if seen.contains(&route) {
             route
-        } else if seen.len() < MAX_ROUTE_LABELS {
+        } else if may_add && seen.len() < MAX_ROUTE_LABELS {
             seen.insert(route.clone());
             route
         } else {
@@ -190,7 +198,8 @@ where
                 let took = started.elapsed();
                 match result {
                     Ok(mut resp) => {
-                        let route = routes.label(route, resp.status());
+                        let routed = resp.extensions().get::<crate::serve::Routed>().is_some();
+                        let route = routes.label(route, resp.status(), routed);
                         log_response(&resp, took, role, &route);
                         if let Ok(v) = HeaderValue::from_str(&id) {
                             resp.headers_mut().insert(REQUEST_ID, v);
@@ -517,20 +526,119 @@ mod tests {
     #[test]
     fn route_labels_are_bounded_and_paths_nothing_serves_are_other() {
         let routes = RouteLabels::default();
-        assert_eq!(routes.label("/pending".into(), StatusCode::OK), "/pending");
-        assert_eq!(routes.label("/junk".into(), StatusCode::NOT_FOUND), "other");
+        assert_eq!(
+            routes.label("/pending".into(), StatusCode::OK, false),
+            "/pending"
+        );
+        assert_eq!(
+            routes.label("/junk".into(), StatusCode::NOT_FOUND, true),
+            "other"
+        );
         for i in 1..MAX_ROUTE_LABELS {
             let route = format!("/r{i}");
-            assert_eq!(routes.label(route.clone(), StatusCode::UNAUTHORIZED), route);
+            assert_eq!(
+                routes.label(route.clone(), StatusCode::UNAUTHORIZED, true),
+                route
+            );
         }
         // Full: a new route is other, a known one keeps its label.
-        assert_eq!(routes.label("/late".into(), StatusCode::OK), "other");
-        assert_eq!(routes.label("/pending".into(), StatusCode::OK), "/pending");
+        assert_eq!(routes.label("/late".into(), StatusCode::OK, true), "other");
+        assert_eq!(
+            routes.label("/pending".into(), StatusCode::OK, true),
+            "/pending"
+        );
         // Every connection's service shares one set.
         let fresh = RouteLabels::default();
         let shared = fresh.clone();
-        assert_eq!(shared.label("/a".into(), StatusCode::OK), "/a");
+        assert_eq!(shared.label("/a".into(), StatusCode::OK, false), "/a");
         assert!(fresh.0.lock().unwrap().contains("/a"));
+    }
+
+    /// Refusals of made-up paths before any route was chosen (`400`, `408`, `413`,
+    /// `503`, not marked as a route's answer) never take a label: however many there
+    /// are, the real routes still get theirs, and are counted under them when refused.
+    #[test]
+    fn refusals_before_routing_take_no_label() {
+        let routes = RouteLabels::default();
+        let refusals = [
+            StatusCode::BAD_REQUEST,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::UNAUTHORIZED,
+        ];
+        for i in 0..4 * MAX_ROUTE_LABELS {
+            let status = refusals[i % refusals.len()];
+            assert_eq!(
+                routes.label(format!("/made-up-{i}"), status, false),
+                "other"
+            );
+        }
+        assert!(routes.0.lock().unwrap().is_empty());
+        for i in 0..MAX_ROUTE_LABELS {
+            let route = format!("/real{i}");
+            assert_eq!(
+                routes.label(route.clone(), StatusCode::BAD_REQUEST, true),
+                route
+            );
+        }
+        // A route with its label keeps it for a refusal before routing too.
+        assert_eq!(
+            routes.label("/real0".into(), StatusCode::PAYLOAD_TOO_LARGE, false),
+            "/real0"
+        );
+    }
+
+    /// Through the layer: a made-up path answered by the service itself (a `413` of its
+    /// body) takes no label; the role's own answer does.
+    #[tokio::test]
+    async fn only_the_roles_own_answers_take_a_label() {
+        use std::sync::Arc;
+
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use tower_layer::Layer;
+        use tower_service::Service;
+
+        use crate::serve::{Endpoint, EndpointService};
+
+        struct Known;
+        #[async_trait::async_trait]
+        impl Endpoint for Known {
+            async fn respond(
+                &self,
+                parts: &http::request::Parts,
+                _: &[u8],
+                _: aauth_keys::time::UnixTime,
+            ) -> Option<Response<Bytes>> {
+                (parts.uri.path() == "/token").then(|| {
+                    let mut r = Response::new(Bytes::new());
+                    *r.status_mut() = StatusCode::BAD_REQUEST;
+                    r
+                })
+            }
+        }
+        let clock = Arc::new(aauth_keys::time::FixedClock::new(
+            aauth_keys::time::UnixTime(0),
+        ));
+        let layer = super::RequestLogLayer::new("test");
+        let routes = layer.routes.clone();
+        let mut svc = layer.layer(EndpointService::new(Arc::new(Known), clock).body_limit(4));
+        for i in 0..2 * MAX_ROUTE_LABELS {
+            let req = http::Request::post(format!("/junk{i}"))
+                .body(Full::new(Bytes::from_static(b"too large")))
+                .unwrap();
+            assert_eq!(svc.call(req).await.unwrap().status(), 413);
+        }
+        assert!(
+            routes.0.lock().unwrap().is_empty(),
+            "no made-up path labelled"
+        );
+        let req = http::Request::post("/token")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(svc.call(req).await.unwrap().status(), 400);
+        assert!(routes.0.lock().unwrap().contains("/token"));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! [`tower_service::Service`], so a role mounts on an axum `Router` (as its
 //! `fallback_service`, or `nest_service` under a prefix the role's URLs already name), on
 //! plain hyper through `hyper-util`'s `TowerToHyperService`, or behind any tower layer.
-//! It reads the body up to a bound ([`DEFAULT_BODY_LIMIT`]) and answers a larger one with
-//! `413` before the role sees it.
+//! It reads the body into one buffer, up to a bound ([`DEFAULT_BODY_LIMIT`]: a larger one
+//! is answered `413` before the role sees it), the bodies it holds at once bounded by a
+//! [`BodyBudget`] (past it `503` with `Retry-After`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -16,10 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aauth_keys::time::{Clock, UnixTime};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+
+use crate::budget::{BodyBudget, BudgetHold};
 
 /// What failed inside a server (not the caller's fault): `500 server_error`. The
 /// response says only which kind of failure it was; the cause stays in this error (its
@@ -172,10 +175,17 @@ pub trait Endpoint: Send + Sync {
     fn stop_holding(&self) {}
 }
 
-/// An [`Endpoint`] as a tower service (cheap to clone: two `Arc`s). It reads each body
-/// whole before the endpoint sees it: one past [`EndpointService::body_limit`] is `413`,
-/// one whose reader gave up waiting for it (an `io::Error` of kind `TimedOut` from the
-/// body, as a server's body deadline ends one) `408`, any other failure `400`.
+/// An [`Endpoint`] as a tower service (cheap to clone: three `Arc`s). It reads each body
+/// whole, into one buffer, before the endpoint sees it: one past
+/// [`EndpointService::body_limit`] is `413`, one whose reader gave up waiting for it (an
+/// `io::Error` of kind `TimedOut` from the body, as a server's body deadline ends one)
+/// `408`, any other failure `400`; one that would take the bodies held at once past the
+/// service's [`BodyBudget`] ([`EndpointService::body_budget`]) `503` with `Retry-After`.
+/// The body's buffer, and its share of the budget, are given back once the endpoint has
+/// answered.
+///
+/// The endpoint's own answers carry [`Routed`] in their extensions; the service's (`404`
+/// for a path the endpoint does not serve, and the refusals above) do not.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -213,6 +223,7 @@ pub struct EndpointService<E: ?Sized> {
     endpoint: Arc<E>,
     clock: Arc<dyn Clock>,
     body_limit: usize,
+    budget: BodyBudget,
 }
 
 impl<E: ?Sized> Clone for EndpointService<E> {
@@ -221,6 +232,7 @@ impl<E: ?Sized> Clone for EndpointService<E> {
             endpoint: Arc::clone(&self.endpoint),
             clock: Arc::clone(&self.clock),
             body_limit: self.body_limit,
+            budget: self.budget.clone(),
         }
     }
 }
@@ -229,18 +241,22 @@ impl<E: ?Sized> fmt::Debug for EndpointService<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointService")
             .field("body_limit", &self.body_limit)
+            .field("budget_available", &self.budget.available())
             .finish_non_exhaustive()
     }
 }
 
 impl<E: Endpoint + ?Sized> EndpointService<E> {
-    /// Serves `endpoint`, reading the time from `clock`.
+    /// Serves `endpoint`, reading the time from `clock`, with a [`BodyBudget`] of its own
+    /// of [`DEFAULT_BODY_BUDGET`](crate::budget::DEFAULT_BODY_BUDGET) (shared by the
+    /// service's clones: one per connection, say).
     #[must_use]
     pub fn new(endpoint: Arc<E>, clock: Arc<dyn Clock>) -> Self {
         Self {
             endpoint,
             clock,
             body_limit: DEFAULT_BODY_LIMIT,
+            budget: BodyBudget::default(),
         }
     }
 
@@ -251,7 +267,26 @@ impl<E: Endpoint + ?Sized> EndpointService<E> {
         self.body_limit = bytes;
         self
     }
+
+    /// Holds the bodies being read and answered within `budget` (shared with every other
+    /// service given it): a body that would take the bytes held past it is answered `503`
+    /// with `Retry-After: 1` without reaching the endpoint. What a body holds is its
+    /// buffer's size, taken before the buffer grows.
+    #[must_use]
+    pub fn body_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = budget;
+        self
+    }
 }
+
+/// In a response's extensions: the response is the answer of a route its service knows
+/// (an [`Endpoint`]'s own answer, through [`EndpointService`]), not a refusal of the
+/// request before any route was chosen. The request metrics take their `route` labels
+/// only from such answers (and from successes), so that paths a client makes up never
+/// take one (`ops::RequestLogLayer`, feature `ops`). A service of its own marks its
+/// routes' answers with it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed;
 
 /// An RFC 9457 problem response from the adapter itself.
 fn problem(status: StatusCode, error: &str, detail: &str) -> Response<Full<Bytes>> {
@@ -284,39 +319,125 @@ where
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let body = match Limited::new(body, this.body_limit).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Ok(problem(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "invalid_request",
-                        "the request body is larger than this server reads",
-                    ));
-                }
-                // A reader's deadline (an `io::Error` of kind `TimedOut`): `408`.
-                Err(e)
-                    if e.downcast_ref::<std::io::Error>()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
-                {
-                    return Ok(problem(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "invalid_request",
-                        "the request body did not arrive in time",
-                    ));
-                }
-                Err(_) => {
-                    return Ok(problem(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "the request body could not be read",
-                    ));
-                }
+            // The buffer and its share of the budget are kept until the endpoint answered.
+            let (body, _held) = match read_body(body, this.body_limit, &this.budget).await {
+                Ok(read) => read,
+                Err(refused) => return Ok(refused),
             };
             let now = this.clock.now();
             Ok(match this.endpoint.respond(&parts, &body, now).await {
-                Some(resp) => resp.map(Full::new),
+                Some(mut resp) => {
+                    resp.extensions_mut().insert(Routed);
+                    resp.map(Full::new)
+                }
                 None => problem(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             })
         })
+    }
+}
+
+/// Reads `body` whole into one buffer of at most `limit` bytes, the buffer's size taken
+/// from `budget` before it grows: the body and what holds it of the budget, or the
+/// refusal to answer with. Each frame is copied in and let go, so a body sent in many
+/// small frames (HTTP/2 `DATA` frames, HTTP/1.1 chunks) costs its bytes, not a
+/// bookkeeping entry per frame, and pins nothing of the connection's buffers.
+async fn read_body<B>(
+    body: B,
+    limit: usize,
+    budget: &BodyBudget,
+) -> Result<(Bytes, BudgetHold), Response<Full<Bytes>>>
+where
+    B: http_body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut held = budget.hold();
+    let mut read = Vec::new();
+    let announced = body.size_hint().lower();
+    if usize::try_from(announced).map_or(true, |n| n > limit) {
+        // A `Content-Length` past the limit: refused before a byte is read.
+        return Err(too_large());
+    }
+    // A body of announced length (`Content-Length`) is read into a buffer of that size.
+    let announced = usize::try_from(announced).unwrap_or(0);
+    if !make_room(&mut read, &mut held, announced, limit) {
+        return Err(busy());
+    }
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&*e))?;
+        // Trailers: not the body's bytes.
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        if !make_room(&mut read, &mut held, data.remaining(), limit) {
+            return Err(busy());
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            let n = chunk.len();
+            read.extend_from_slice(chunk);
+            data.advance(n);
+        }
+    }
+    Ok((Bytes::from(read), held))
+}
+
+/// Makes room in `read` for `more` bytes, taking what its buffer grows by from `held`
+/// first: `false`, and nothing allocated, when the budget has not that much left. The
+/// buffer doubles (few copies), but never past `limit` unless `more` needs it.
+fn make_room(read: &mut Vec<u8>, held: &mut BudgetHold, more: usize, limit: usize) -> bool {
+    let needed = read.len().saturating_add(more);
+    if needed <= read.capacity() {
+        return true;
+    }
+    let size = read.capacity().saturating_mul(2).min(limit).max(needed);
+    if !held.grow(size - read.capacity()) {
+        return false;
+    }
+    read.reserve_exact(size - read.len());
+    true
+}
+
+/// `413`: the body is larger than the service reads.
+fn too_large() -> Response<Full<Bytes>> {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request",
+        "the request body is larger than this server reads",
+    )
+}
+
+/// `503` with `Retry-After: 1`: the service holds as many bodies as its budget allows.
+fn busy() -> Response<Full<Bytes>> {
+    let mut r = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the server holds as many request bodies as it may; try again",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// What a body that could not be read whole is answered with.
+fn body_error(e: &(dyn std::error::Error + 'static)) -> Response<Full<Bytes>> {
+    if e.is::<http_body_util::LengthLimitError>() {
+        too_large()
+    } else if e
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    {
+        // A reader's deadline (an `io::Error` of kind `TimedOut`).
+        problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "the request body did not arrive in time",
+        )
+    } else {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body could not be read",
+        )
     }
 }

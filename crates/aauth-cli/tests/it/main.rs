@@ -10,6 +10,8 @@
 )]
 
 mod admin;
+mod bodies;
+mod config_checks;
 mod fetch;
 mod keys;
 mod limits;

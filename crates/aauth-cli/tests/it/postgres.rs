@@ -113,7 +113,10 @@ fn postgres_settings_are_checked_and_the_password_is_never_shown() {
             + section;
         std::fs::write(&config, t).unwrap();
     };
-    with("postgres://aauth:hunter2@db.internal/aauth", "");
+    with(
+        "postgres://aauth:hunter2@db.internal/aauth?sslmode=require",
+        "",
+    );
     let shown = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
     assert!(shown.status.success(), "{}", crate::stderr(&shown));
     let shown = stdout(&shown);
@@ -124,7 +127,7 @@ fn postgres_settings_are_checked_and_the_password_is_never_shown() {
     );
 
     with(
-        "postgres://db.internal/aauth",
+        "postgres://db.internal/aauth?sslmode=require",
         "[postgres]\nschema = \"Robert'); DROP TABLE x;--\"\n",
     );
     assert_fails(
@@ -136,7 +139,7 @@ fn postgres_settings_are_checked_and_the_password_is_never_shown() {
         "not a plain identifier",
     );
     with(
-        "postgres://db.internal/aauth",
+        "postgres://db.internal/aauth?sslmode=require",
         "[postgres]\npassword_file = \"missing.password\"\n",
     );
     assert_fails(

@@ -1242,7 +1242,7 @@ async fn rate_limits_never_answer_for_the_health_endpoints() {
 
 /// An agent provider over plain HTTP (what a stalled client meets is then the server's
 /// own timeouts, not the TLS handshake's), with `top` before its configuration.
-fn plain_provider(world: &World, name: &str, top: &str) -> Served {
+pub(crate) fn plain_provider(world: &World, name: &str, top: &str) -> Served {
     let dir = scratch(name);
     let config = provider_config(world, &dir);
     let text = std::fs::read_to_string(&config).unwrap();

@@ -230,3 +230,60 @@ fn decode_says_what_is_wrong_with_what_is_not_a_token() {
         assert_fails(&o, 1, needle);
     }
 }
+
+/// A compact JWS of `header` and `claims` (JSON text) with a made-up signature.
+fn forged(header: &str, claims: &str) -> String {
+    let b64 = |s: &str| aauth_keys::base64url::encode(s.as_bytes());
+    format!("{}.{}.c2ln", b64(header), b64(claims))
+}
+
+/// Whether `bytes` hold anything a terminal acts on: a C0 control other than the
+/// newline, DEL, a C1 control, a bidirectional override.
+fn acts_on_a_terminal(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes).chars().any(|c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// A token is anyone's: an escape sequence in its `typ`, a claim or its `alg` reaches
+/// the operator's terminal escaped, never as itself.
+#[tokio::test]
+async fn a_tokens_escape_sequences_are_printed_escaped() {
+    let dir = scratch("token-escapes");
+    let token = forged(
+        r#"{"typ":"\u001b]0;pwned\u0007","alg":"Ed25519","kid":"k"}"#,
+        r#"{"sub":"a\u009b2J\u202eb","exp":1}"#,
+    );
+    let o = aauth(&dir, &["token", "decode", &token]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    assert!(!acts_on_a_terminal(&o.stdout), "{}", stdout(&o));
+    let shown = stdout(&o);
+    assert!(
+        shown.starts_with("not an AAuth token type (\\u{1b}]0;pwned\\u{7})"),
+        "{shown}"
+    );
+    assert!(shown.contains("a\\u{9b}2J\\u{202e}b"), "{shown}");
+    // As JSON: the same document, in escapes.
+    let o = aauth(&dir, &["token", "decode", "--json", &token]);
+    assert!(!acts_on_a_terminal(&o.stdout), "{}", stdout(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["header"]["typ"], "\u{1b}]0;pwned\u{7}");
+    assert_eq!(doc["claims"]["sub"], "a\u{9b}2J\u{202e}b");
+
+    // `verify` names the refused `alg`, escaped.
+    let (_world, flags) = provider_world(&dir).await;
+    let token = forged(
+        r#"{"typ":"aa-agent+jwt","alg":"\u001b[31mES512","kid":"key-1"}"#,
+        r#"{"iss":"https://agent.example"}"#,
+    );
+    let o = verify(&dir, &token, PROVIDER, &flags).await;
+    assert_fails(&o, 1, "did not verify");
+    assert!(!acts_on_a_terminal(&o.stdout), "{}", stdout(&o));
+    assert!(!acts_on_a_terminal(&o.stderr), "{}", crate::stderr(&o));
+    assert!(
+        stdout(&o).contains("alg \\u{1b}[31mES512"),
+        "{}",
+        stdout(&o)
+    );
+}

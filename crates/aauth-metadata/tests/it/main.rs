@@ -19,6 +19,7 @@ mod outbound;
 mod rate;
 mod resilience;
 mod resolvers;
+mod serve;
 mod server;
 mod support;
 mod throttle;

@@ -1,0 +1,159 @@
+//! What [`super::load`] checks of a configuration beyond its types, for every command
+//! that reads one (`aauth serve`, `aauth config check`, `aauth admin`): the values that
+//! would weaken the service without a word are refused, each error naming its key, and
+//! the one that weakens it on purpose (`consent = "auto-approve"`) is said aloud
+//! ([`warnings`]).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::{Config, Consent};
+use crate::error::CliError;
+
+/// The longest any `*_secs` timeout may be: a day. Far larger ones are mistakes, and
+/// some (a `header_timeout_secs` near `u64::MAX`) overflow the clock arithmetic of every
+/// connection.
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// Everything below, in order.
+pub(super) fn check(c: &Config) -> Result<(), CliError> {
+    timeouts(c)?;
+    postgres_tls(&c.store)?;
+    trusted_files(c)
+}
+
+/// The timeouts, each at most [`MAX_TIMEOUT_SECS`] (their lower bounds are checked where
+/// they are used).
+fn timeouts(c: &Config) -> Result<(), CliError> {
+    let mut all = vec![
+        ("shutdown_deadline_secs", c.shutdown_deadline_secs),
+        ("header_timeout_secs", c.header_timeout_secs),
+        ("body_timeout_secs", c.body_timeout_secs),
+    ];
+    if let Some(p) = &c.resource_proxy {
+        all.extend([
+            (
+                "resource_proxy.connect_timeout_secs",
+                p.connect_timeout_secs,
+            ),
+            (
+                "resource_proxy.request_timeout_secs",
+                p.request_timeout_secs,
+            ),
+            (
+                "resource_proxy.tunnel_idle_timeout_secs",
+                p.tunnel_idle_timeout_secs,
+            ),
+        ]);
+    }
+    match all.into_iter().find(|&(_, secs)| secs > MAX_TIMEOUT_SECS) {
+        Some((flag, secs)) => Err(CliError::Usage {
+            flag,
+            reason: format!("{secs}: at most {MAX_TIMEOUT_SECS} seconds (a day)"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A PostgreSQL `store` reached over the network must say `sslmode=require` (TLS, the
+/// certificate verified) or, knowingly, `sslmode=disable`: tokio-postgres's default,
+/// `prefer`, falls back to plain text whenever the server (or anyone on the path) says
+/// it has no TLS, and the password and every record then cross in the clear. A server
+/// on loopback or a Unix socket needs neither. A URL that does not parse is left to the
+/// store's own check, which names it.
+pub(crate) fn postgres_tls(store: &str) -> Result<(), CliError> {
+    if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+        return Ok(());
+    }
+    let Ok(url) = tokio_postgres::Config::from_str(store) else {
+        return Ok(());
+    };
+    match url.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Require | tokio_postgres::config::SslMode::Disable => {
+            return Ok(());
+        }
+        _ => {}
+    }
+    let loopback = |ip: &IpAddr| ip.to_canonical().is_loopback();
+    let local = url.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<IpAddr>().is_ok_and(|ip| loopback(&ip))
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    }) && url.get_hostaddrs().iter().all(loopback);
+    if local {
+        return Ok(());
+    }
+    Err(CliError::Usage {
+        flag: "store",
+        reason: format!(
+            "{}: a database across the network needs sslmode=require in the URL (TLS, \
+             its certificate verified; a private CA in [postgres] ca_file): without it \
+             the connection falls back to plain text whenever the path says so, password \
+             and records readable; sslmode=disable chooses plain text knowingly",
+            super::redact_url(store)
+        ),
+    })
+}
+
+/// The files whose contents decide what the service trusts, refused when their group or
+/// others can write them: the retiring keys it publishes, the operators' and the
+/// enrolled agents' public keys it accepts, the CA certificates it trusts. Each is
+/// checked on the file opened; one that cannot be opened is left to the command that
+/// reads it, which says why (a retiring-keys file that does not exist holds no keys).
+fn trusted_files(c: &Config) -> Result<(), CliError> {
+    let retiring = crate::keyring::retiring_path(c);
+    let mut files: Vec<(&'static str, &Path)> = vec![("retiring_keys_file", &retiring)];
+    files.extend(
+        c.egress
+            .ca_files
+            .iter()
+            .map(|p| ("egress.ca_files", p.as_path())),
+    );
+    if let Some(p) = c.postgres.as_ref().and_then(|p| p.ca_file.as_ref()) {
+        files.push(("postgres.ca_file", p));
+    }
+    if let Some(a) = &c.audit {
+        files.extend(
+            a.operator_keys
+                .iter()
+                .map(|p| ("audit.operator_keys", p.as_path())),
+        );
+    }
+    if let Some(a) = &c.agent_provider {
+        files.extend(a.agents.iter().map(|e| {
+            (
+                "agent_provider.agents.public_key_file",
+                e.public_key_file.as_path(),
+            )
+        }));
+    }
+    for (key, path) in files {
+        if let Ok(f) = std::fs::File::open(path) {
+            crate::keys::check_not_writable(key, path, &f)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the configuration weakens on purpose, one sentence each naming its key: said by
+/// `aauth config check` and logged as a warning when the service starts.
+pub(crate) fn warnings(c: &Config) -> Vec<String> {
+    let mut said = Vec::new();
+    if c.person_server
+        .as_ref()
+        .is_some_and(|p| p.consent == Consent::AutoApprove)
+    {
+        said.push(
+            "person_server.consent = \"auto-approve\": whatever an agent bound to a \
+             person asks (any scope, at any resource) is approved without asking that \
+             person; use it only where the people let their agents act alone, or in \
+             tests (\"ask\" asks)"
+                .to_owned(),
+        );
+    }
+    said
+}

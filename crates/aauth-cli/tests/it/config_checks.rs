@@ -1,0 +1,251 @@
+//! The configuration values that would weaken a service without a word: refused at
+//! start and by `aauth config check`, each naming its key (a remote PostgreSQL without
+//! `sslmode`, a `/0` trusted proxy, a timeout no clock can add, a file of trusted keys
+//! others can write), or said aloud (`consent = "auto-approve"`).
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aauth_demos::world::World;
+
+use crate::serve::{Served, person_server_config, provider_config};
+use crate::{aauth, assert_fails, scratch, stdout};
+
+/// `aauth config check CONFIG` and `aauth serve ROLE --config CONFIG` in `dir`; a
+/// service that starts after all is stopped after 30 seconds (its exit then no code).
+fn both(dir: &Path, role: &str, config: &Path) -> [Output; 2] {
+    let config = config.to_str().unwrap();
+    [
+        aauth(dir, &["config", "check", config]),
+        serve_briefly(dir, role, config),
+    ]
+}
+
+fn serve_briefly(dir: &Path, role: &str, config: &str) -> Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+        .args(["serve", role, "--config", config])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+/// `config` with `from` replaced by `to` (which must be there).
+fn edit(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(config, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn a_remote_postgres_without_sslmode_is_refused() {
+    let dir = scratch("checks-sslmode");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let mut store = "store = \"sqlite:ps.sqlite\"".to_owned();
+    let mut with = |url: &str| {
+        let next = format!("store = \"{url}\"");
+        edit(&config, &store, &next);
+        store = next;
+        aauth(&dir, &["config", "check", config.to_str().unwrap()])
+    };
+    for refused in [
+        "postgres://aauth:hunter2@db.internal:5432/aauth",
+        "postgres://aauth@db.internal/aauth?sslmode=prefer",
+        "postgresql://aauth@10.0.0.5/aauth",
+        // One host of several is remote; a loopback name with a remote address.
+        "postgres://aauth@127.0.0.1,db.internal/aauth",
+        "postgres://aauth@localhost/aauth?hostaddr=10.0.0.5",
+    ] {
+        let o = with(refused);
+        assert_fails(&o, 2, "store: ");
+        let said = crate::stderr(&o);
+        assert!(said.contains("sslmode=require"), "{refused}: {said}");
+        assert!(!said.contains("hunter2"), "{said}");
+    }
+    for taken in [
+        "postgres://aauth@db.internal/aauth?sslmode=require",
+        "postgres://aauth@db.internal/aauth?sslmode=disable",
+        "postgres://postgres@127.0.0.1:5432/test",
+        "postgres://aauth@localhost/aauth",
+        "postgres://aauth@[::1]:5432/aauth",
+        "postgres://aauth@%2Fvar%2Frun%2Fpostgresql/aauth",
+    ] {
+        let o = with(taken);
+        assert!(o.status.success(), "{taken}: {}", crate::stderr(&o));
+    }
+    // At start too, and from the environment.
+    with("postgres://aauth@db.internal/aauth");
+    let [_, served] = both(&dir, "person-server", &config);
+    assert_fails(&served, 2, "store: ");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+        .args(["config", "check", config.to_str().unwrap()])
+        .current_dir(&dir)
+        .env("AAUTH_STORE", "postgres://aauth@db.example/aauth")
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "sslmode=require");
+}
+
+#[test]
+fn a_trusted_proxy_range_of_everyone_is_refused() {
+    let dir = scratch("checks-trusted-proxies");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    for wide in ["0.0.0.0/0", "::/0", "0.0.0.0/1", "2000::/3"] {
+        std::fs::write(&config, format!("trusted_proxies = [\"{wide}\"]\n{text}")).unwrap();
+        for o in both(&dir, "agent-provider", &config) {
+            assert_fails(&o, 2, "trusted_proxies: ");
+            assert!(crate::stderr(&o).contains(wide), "{}", crate::stderr(&o));
+        }
+    }
+    std::fs::write(
+        &config,
+        format!("trusted_proxies = [\"10.0.0.0/8\", \"fc00::/7\"]\n{text}"),
+    )
+    .unwrap();
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+}
+
+#[test]
+fn a_timeout_past_a_day_is_refused() {
+    let dir = scratch("checks-timeouts");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    for key in [
+        "header_timeout_secs",
+        "body_timeout_secs",
+        "shutdown_deadline_secs",
+    ] {
+        let huge = format!("{key} = 9223372036854775807\n");
+        let t = text.replace("shutdown_deadline_secs = 2\n", "");
+        std::fs::write(&config, format!("{huge}{t}")).unwrap();
+        for o in both(&dir, "agent-provider", &config) {
+            assert_fails(&o, 2, &format!("{key}: 9223372036854775807"));
+        }
+        std::fs::write(&config, format!("{key} = 86401\n{t}")).unwrap();
+        assert_fails(
+            &aauth(&dir, &["config", "check", config.to_str().unwrap()]),
+            2,
+            key,
+        );
+    }
+    // A day is taken.
+    std::fs::write(&config, format!("header_timeout_secs = 86400\n{text}")).unwrap();
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    // From the environment, and the resource proxy's.
+    std::fs::write(&config, &text).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+        .args(["config", "check", config.to_str().unwrap()])
+        .current_dir(&dir)
+        .env("AAUTH_HEADER_TIMEOUT_SECS", "9223372036854775807")
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "header_timeout_secs");
+    let proxy = "[resource_proxy]\nupstream = \"http://127.0.0.1:9\"\ntunnel_idle_timeout_secs = 100000\n[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n";
+    let head = text.split("[agent_provider]").next().unwrap();
+    std::fs::write(&config, format!("{head}{proxy}")).unwrap();
+    let [checked, served] = both(&dir, "resource-proxy", &config);
+    assert_fails(&checked, 2, "resource_proxy.tunnel_idle_timeout_secs");
+    assert_fails(&served, 2, "resource_proxy.tunnel_idle_timeout_secs");
+}
+
+#[cfg(unix)]
+#[test]
+fn files_of_trusted_keys_others_can_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("checks-writable");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    // The retiring keys a rotation wrote, published beside the signing key.
+    let o = aauth(
+        &dir,
+        &[
+            "admin",
+            "--config",
+            config.to_str().unwrap(),
+            "keys",
+            "prepare",
+        ],
+    );
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let mode = |file: &str, mode: u32| {
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    std::fs::write(dir.join("extra-ca.pem"), world.ca_pem()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[egress]\nca_files = [\"extra-ca.pem\"]\n"),
+    )
+    .unwrap();
+    for (file, key) in [
+        ("provider.jwk.retiring.json", "retiring_keys_file"),
+        ("assistant.jwk", "agent_provider.agents.public_key_file"),
+        ("extra-ca.pem", "egress.ca_files"),
+    ] {
+        for writable in [0o664, 0o646] {
+            mode(file, writable);
+            for o in both(&dir, "agent-provider", &config) {
+                assert_fails(&o, 3, &format!("{key}: "));
+                let said = crate::stderr(&o);
+                assert!(said.contains(file) && said.contains("chmod go-w"), "{said}");
+            }
+        }
+        // Readable by all is fine: these are public.
+        mode(file, 0o644);
+    }
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+}
+
+#[test]
+fn auto_approve_is_said_aloud() {
+    let dir = scratch("checks-auto-approve");
+    let world = World::new().unwrap();
+    let config = person_server_config(&world, &dir, &[]);
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let shown = stdout(&o);
+    assert!(
+        shown.starts_with("# WARNING: person_server.consent = \"auto-approve\""),
+        "{shown}"
+    );
+    // What it prints is still the configuration, as TOML.
+    assert!(shown.parse::<toml::Table>().is_ok(), "{shown}");
+    let served = Served::start(&dir, "person-server", &config);
+    let log = served.log();
+    assert!(
+        log.lines().any(|l| l.contains("\"WARN\"")
+            && l.contains("person_server.consent = \\\"auto-approve\\\"")),
+        "{log}"
+    );
+    drop(served);
+    // The name that says what it is, too; and "ask" says nothing.
+    edit(&config, "\"auto-approve\"", "\"dangerous-auto-approve\"");
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("# WARNING: person_server.consent"),
+        "{}",
+        crate::stderr(&o)
+    );
+    edit(&config, "\"dangerous-auto-approve\"", "\"ask\"");
+    let o = aauth(&dir, &["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    assert!(!stdout(&o).contains("WARNING"), "{}", stdout(&o));
+}
