@@ -193,17 +193,23 @@ pub(crate) fn read_secret_text(file: &Path) -> Result<zeroize::Zeroizing<String>
     }
 }
 
+/// The permission bits of `file`, open as `f` (read from the open file: no race with a
+/// rename).
+#[cfg(unix)]
+fn mode_of(file: &Path, f: &std::fs::File) -> Result<u32, CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(f.metadata()
+        .map_err(CliError::file(file))?
+        .permissions()
+        .mode()
+        & 0o777)
+}
+
 /// Refuses a key or secret file, open as `f`, that its group or others can read (Unix).
 fn check_mode(file: &Path, f: &std::fs::File) -> Result<(), CliError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = f
-            .metadata()
-            .map_err(CliError::file(file))?
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = mode_of(file, f)?;
         if mode & 0o077 != 0 {
             return Err(CliError::KeyFileMode {
                 path: file.to_owned(),
@@ -224,13 +230,7 @@ pub(crate) fn check_not_writable(
 ) -> Result<(), CliError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = f
-            .metadata()
-            .map_err(CliError::file(file))?
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = mode_of(file, f)?;
         if mode & 0o022 != 0 {
             return Err(CliError::WritableFile {
                 key,

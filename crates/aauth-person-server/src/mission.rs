@@ -395,6 +395,18 @@ impl Mission {
         }
     }
 
+    /// Ends the mission for `reason` at `at`, logging its termination.
+    pub fn terminate(&mut self, reason: TerminationReason, at: u64) {
+        self.terminated = Some(reason);
+        self.log(
+            at,
+            "terminated",
+            None,
+            "permit",
+            Some(reason.as_str().to_owned()),
+        );
+    }
+
     /// Appends to the mission log what the person or this server did (a standing
     /// approval, a budget grant, the completion, the termination): recorded while the log
     /// holds fewer than [`MAX_MISSION_LOG`] + [`MISSION_LOG_RESERVE`] entries, past which

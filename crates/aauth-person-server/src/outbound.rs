@@ -293,15 +293,7 @@ async fn end_missions_of(
             if m.agent != owner || m.account != account || m.terminated.is_some() {
                 break;
             }
-            let reason = TerminationReason::Revoked;
-            m.terminated = Some(reason);
-            m.log(
-                now.as_secs(),
-                "terminated",
-                None,
-                "permit",
-                Some(reason.as_str().to_owned()),
-            );
+            m.terminate(TerminationReason::Revoked, now.as_secs());
             if store.replace_mission(&m).await? {
                 let event = crate::AuditEvent::new(
                     now.as_secs(),

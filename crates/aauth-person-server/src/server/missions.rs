@@ -95,14 +95,7 @@ impl PersonServer {
         }
         let ended = self
             .commit_mission(m, |m| {
-                m.terminated = Some(reason);
-                m.log(
-                    now.as_secs(),
-                    "terminated",
-                    None,
-                    "permit",
-                    Some(reason.as_str().to_owned()),
-                );
+                m.terminate(reason, now.as_secs());
                 Ok(())
             })
             .await;
@@ -388,14 +381,7 @@ impl PersonServer {
         let s256 = m.s256.clone();
         let expired = self
             .commit_mission(m, |m| {
-                m.terminated = Some(TerminationReason::Expired);
-                m.log(
-                    now.as_secs(),
-                    "terminated",
-                    None,
-                    "permit",
-                    Some("expired".to_owned()),
-                );
+                m.terminate(TerminationReason::Expired, now.as_secs());
                 Ok(())
             })
             .await;
