@@ -902,9 +902,10 @@ impl Verifier {
     }
 
     /// Finishes what [`Verifier::verify_head`] began, with the body read: its coverage
-    /// (when the head did not announce it), its `Content-Digest`, then the revocation
-    /// check and the replay check, as [`Verifier::verify`] does. Give it the head of the
-    /// same request, verified by this verifier.
+    /// (when the head did not announce it), its `Content-Digest`, the `created` window
+    /// again at `now` (the time the body was read), then the revocation check and the
+    /// replay check, as [`Verifier::verify`] does. Give it the head of the same request,
+    /// verified by this verifier.
     ///
     /// # Errors
     ///
@@ -930,6 +931,11 @@ impl Verifier {
         if let Some(d) = &digest {
             digest::check(d, body, &self.policy.required_for(!body.is_empty()))?;
         }
+        // The window again, at the time of the replay check: the replay store keeps a
+        // signature only until its window closes, so one whose head came in time and
+        // whose body came after that would otherwise be recorded afresh (a replay sent
+        // slowly).
+        check_created(&verified.params, &self.policy, now)?;
         self.record(parts, verified, now).await
     }
 

@@ -72,3 +72,33 @@ proptest! {
         }
     }
 }
+
+/// The window is checked again when the body has been read: a replay whose head came
+/// within the window and whose body came after it would otherwise find the replay store's
+/// entry gone (kept only until the window closes) and be recorded afresh.
+#[test]
+fn a_body_that_comes_after_the_window_is_refused() {
+    let (p, body) = signed(
+        "POST",
+        "https://resource.example/items",
+        br#"{"n":1}"#,
+        &SignOptions::default(),
+    );
+    let server = as_server(p);
+    let v = verifier(policy());
+    let window = aauth_signing::DEFAULT_WINDOW.as_secs();
+    let late = block(async {
+        let head = v.verify_head(&server, BodyHint::NonEmpty, NOW).await?;
+        v.verify_body(head, &server, &body, NOW.plus(window + 1))
+            .await
+    });
+    assert!(
+        matches!(late, Err(VerifyError::CreatedTooOld { .. })),
+        "{late:?}"
+    );
+    let in_time = block(async {
+        let head = v.verify_head(&server, BodyHint::NonEmpty, NOW).await?;
+        v.verify_body(head, &server, &body, NOW.plus(window)).await
+    });
+    assert!(in_time.is_ok(), "{in_time:?}");
+}
