@@ -6,14 +6,12 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aauth_demos::world::World;
 use bytes::Bytes;
 use http_body::Frame;
-use hyper_util::rt::TokioIo;
 
 use crate::scratch;
 use crate::serve::{Served, plain_provider, provider_config};
@@ -117,35 +115,6 @@ impl http_body::Body for Drip {
 
 use std::future::Future as _;
 
-/// An HTTP/2 connection to the agent provider at `addr` over TLS.
-async fn connect_h2(
-    world: &World,
-    addr: SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<Drip> {
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(world.roots())
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect("agent.example".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (sender, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
 fn post(body: Drip) -> http::Request<Drip> {
     http::Request::post("https://agent.example/agent-token")
         .header("content-type", "application/json")
@@ -173,7 +142,7 @@ fn tls_provider(world: &World, name: &str) -> Served {
 async fn http2_small_frames_are_answered_and_streams_are_bounded() {
     let world = World::new().unwrap();
     let served = tls_provider(&world, "bodies-h2");
-    let mut sender = connect_h2(&world, served.addr).await;
+    let (mut sender, _conn) = crate::connect_h2::<Drip>(&world, served.addr, "agent.example").await;
     // The server's SETTINGS are in before anything is counted.
     let health = sender.send_request(get_health()).await.unwrap();
     assert_eq!(health.status(), 200);

@@ -4,45 +4,13 @@
 
 use super::*;
 
-/// An HTTP/2 connection to the proxy at `proxy` over TLS, driven by a task that ends
-/// with the connection.
-async fn connect_h2(
-    world: &World,
-    proxy: SocketAddr,
-) -> (
-    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    tokio::task::JoinHandle<Result<(), hyper::Error>>,
-) {
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(world.roots())
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect("resource.example".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (sender, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-    (sender, tokio::spawn(conn))
-}
-
 /// `req` sent to the proxy at `proxy` over TLS negotiated as HTTP/2.
 pub(super) async fn send_h2(
     world: &World,
     proxy: SocketAddr,
     req: http::Request<Vec<u8>>,
 ) -> http::Response<hyper::body::Incoming> {
-    let (mut sender, _conn) = connect_h2(world, proxy).await;
+    let (mut sender, _conn) = crate::connect_h2(world, proxy, "resource.example").await;
     sender
         .send_request(req.map(|b| Full::new(Bytes::from(b))))
         .await
@@ -149,7 +117,7 @@ async fn an_idle_http2_connection_is_closed_and_an_open_tunnel_is_not() {
         format!("header_timeout_secs = 1\n{text}")
     })
     .await;
-    let (mut sender, conn) = connect_h2(&s.world, s.proxy.addr).await;
+    let (mut sender, conn) = crate::connect_h2(&s.world, s.proxy.addr, "resource.example").await;
     let health = http::Request::get("https://resource.example/healthz")
         .body(Full::new(Bytes::new()))
         .unwrap();
