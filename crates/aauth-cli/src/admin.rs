@@ -103,16 +103,7 @@ fn keys(c: &Config, command: KeysCommand, now: u64, out: &mut dyn Write) -> Resu
             .map_err(stdout)
         }
         KeysCommand::Rotate { overlap, force } => {
-            if overlap < crate::keyring::MIN_OVERLAP && !force {
-                return Err(CliError::Usage {
-                    flag: "--overlap",
-                    reason: format!(
-                        "{overlap} s is shorter than verifiers cache a JWKS (an hour): tokens \
-                         the old key signed could be refused; --force to take it anyway"
-                    ),
-                });
-            }
-            let r = crate::keyring::rotate(c, overlap, now)?;
+            let r = crate::keyring::rotate(c, overlap, force, now)?;
             let how = if r.prepared {
                 "the prepared key, published already"
             } else {

@@ -337,14 +337,15 @@ pub(crate) enum KeysCommand {
     /// instance) after rotating. Until then it signs with the old key, which is still
     /// published.
     Rotate {
-        /// How long the old key stays published: `30m`, `24h`, `7d`, or seconds. Cover
-        /// the longest lifetime of a token the old key signed, the time the restart of
-        /// every instance takes, and the JWKS cache time (one hour; less is refused
-        /// without `--force`).
+        /// How long the old key stays published, counted from now: `30m`, `24h`, `7d`, or
+        /// seconds. Cover the longest lifetime of a token the old key signed (an hour),
+        /// the time the restart of every instance takes (each signs with the old key
+        /// until then) and the hour verifiers may cache a JWKS; under two hours is
+        /// refused without `--force`.
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         overlap: u64,
-        /// Take an `--overlap` shorter than an hour: tokens the old key signed may be
-        /// refused by verifiers whose cached JWKS still lacks the new key.
+        /// Take an `--overlap` under two hours: the old key may drop out of the JWKS while
+        /// tokens it signed are still valid, and verifiers refuse them.
         #[arg(long)]
         force: bool,
     },

@@ -259,8 +259,8 @@ async fn a_rotated_key_is_published_beside_the_new_one() {
 
 /// With several instances a rotation is two steps: `keys prepare` publishes the next key
 /// (served at once by an instance started after it) while the old one still signs; `keys
-/// rotate` then signs with exactly that key. An overlap shorter than the JWKS cache time
-/// is refused without `--force`.
+/// rotate` then signs with exactly that key. An overlap under two hours (a token's
+/// lifetime and the JWKS cache time, the restart on top) is refused without `--force`.
 #[tokio::test]
 async fn a_prepared_key_is_published_before_it_signs() {
     let dir = scratch("admin-prepare");
@@ -302,6 +302,14 @@ async fn a_prepared_key_is_published_before_it_signs() {
     drop(provider);
 
     assert_fails(&keys(&["rotate", "--overlap", "30m"]), 2, "--force");
+    let short = keys(&["rotate", "--overlap", "1h"]);
+    assert_fails(&short, 2, "--force");
+    assert!(
+        crate::stderr(&short).contains("until it restarts"),
+        "{}",
+        crate::stderr(&short)
+    );
+    assert!(dir.join("provider.jwk.next").exists(), "nothing rotated");
     let rotated = keys(&["rotate", "--overlap", "2h"]);
     assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
     assert!(
@@ -318,6 +326,158 @@ async fn a_prepared_key_is_published_before_it_signs() {
     let forced = keys(&["rotate", "--overlap", "30m", "--force"]);
     assert!(forced.status.success(), "{}", crate::stderr(&forced));
     assert!(stdout(&forced).contains("a new key"), "{}", stdout(&forced));
+}
+
+/// `keys rotate --help` says what the overlap must cover and where the floor is.
+#[test]
+fn rotate_help_names_the_overlap_floor() {
+    let dir = scratch("admin-rotate-help");
+    let help = aauth(&dir, &["admin", "keys", "rotate", "--help"]);
+    assert!(help.status.success(), "{}", crate::stderr(&help));
+    let help = stdout(&help);
+    assert!(
+        help.contains("under two hours is refused without `--force`"),
+        "{help}"
+    );
+    assert!(help.contains("until then"), "{help}");
+}
+
+/// One change of the keys at a time: while another holds `<signing_key_file>.lock`,
+/// `prepare` and `rotate` fail at once, naming the lock, and write nothing.
+#[test]
+fn a_key_change_is_refused_while_another_holds_the_lock() {
+    let dir = scratch("admin-lock");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let config = config.to_str().unwrap();
+    let keys = |args: &[&str]| {
+        let mut all = vec!["admin", "--config", config, "keys"];
+        all.extend_from_slice(args);
+        aauth(&dir, &all)
+    };
+    let key = std::fs::read(dir.join("provider.jwk")).unwrap();
+    let held = std::fs::File::create(dir.join("provider.jwk.lock")).unwrap();
+    held.lock().unwrap();
+    assert_fails(
+        &keys(&["rotate", "--overlap", "2h"]),
+        3,
+        "provider.jwk.lock: locked by another",
+    );
+    assert_fails(&keys(&["prepare"]), 3, "provider.jwk.lock");
+    assert_eq!(std::fs::read(dir.join("provider.jwk")).unwrap(), key);
+    assert!(!dir.join("provider.jwk.retiring.json").exists());
+    assert!(!dir.join("provider.jwk.next").exists());
+    drop(held);
+    let rotated = keys(&["rotate", "--overlap", "2h"]);
+    assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
+}
+
+/// Whether this test runs as root (it can then give files other owners, and run `aauth`
+/// as another user).
+#[cfg(unix)]
+fn root(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.join("uid-probe");
+    std::fs::write(&probe, "").unwrap();
+    std::fs::metadata(&probe).unwrap().uid() == 0
+}
+
+#[cfg(unix)]
+fn owner(path: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// `sudo aauth admin … keys rotate` on a service running as its own user: every key file
+/// written keeps the signing key's owner, so the service reads it at its next start.
+/// (Needs root; skipped otherwise.)
+#[cfg(unix)]
+#[test]
+fn keys_written_as_root_keep_the_services_owner() {
+    let dir = scratch("admin-owner");
+    if !root(&dir) {
+        eprintln!("skipped: giving a file another owner needs root");
+        return;
+    }
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let config = config.to_str().unwrap();
+    let keys = |args: &[&str]| {
+        let mut all = vec!["admin", "--config", config, "keys"];
+        all.extend_from_slice(args);
+        aauth(&dir, &all)
+    };
+    let service = (4242, 4243);
+    std::os::unix::fs::chown(dir.join("provider.jwk"), Some(service.0), Some(service.1)).unwrap();
+    let prepared = keys(&["prepare"]);
+    assert!(prepared.status.success(), "{}", crate::stderr(&prepared));
+    assert_eq!(owner(&dir.join("provider.jwk.next")), service);
+    assert_eq!(owner(&dir.join("provider.jwk.retiring.json")), service);
+    let rotated = keys(&["rotate", "--overlap", "2h"]);
+    assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
+    assert_eq!(owner(&dir.join("provider.jwk")), service);
+    assert_eq!(owner(&dir.join("provider.jwk.retiring.json")), service);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("provider.jwk"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A user who may not give the new key file the old one's owner (here: its group, one the
+/// user is not in) is refused before anything is replaced, told whom to run as. (Needs
+/// root, to run `aauth` as another user; skipped otherwise.)
+#[cfg(unix)]
+#[test]
+fn a_key_whose_owner_cannot_be_kept_is_not_replaced() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("admin-owner-refused");
+    if !root(&dir) {
+        eprintln!("skipped: running aauth as another user needs root");
+        return;
+    }
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let user = (4242, 4242);
+    std::os::unix::fs::chown(&dir, Some(user.0), Some(user.1)).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        std::os::unix::fs::chown(entry.unwrap().path(), Some(user.0), Some(user.1)).unwrap();
+    }
+    // The service's group, which the operator is not in.
+    std::os::unix::fs::chown(dir.join("provider.jwk"), None, Some(4243)).unwrap();
+    let key = std::fs::read(dir.join("provider.jwk")).unwrap();
+    let as_user = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+            .args(["admin", "--config", config.to_str().unwrap(), "keys"])
+            .args(args)
+            .current_dir(&dir)
+            .uid(user.0)
+            .gid(user.1)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for args in [&["rotate", "--overlap", "2h"][..], &["prepare"]] {
+        let refused = as_user(args);
+        assert_fails(&refused, 3, "must be owned as");
+        let err = crate::stderr(&refused);
+        assert!(
+            err.contains("provider.jwk is (uid 4242, gid 4243)")
+                && err.contains("nothing was replaced"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(dir.join("provider.jwk")).unwrap(), key);
+        assert!(!dir.join("provider.jwk.retiring.json").exists());
+        assert!(!dir.join("provider.jwk.next").exists());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
 }
 
 /// `aauth admin audit --url`: the operator reads a served Person Server's log over HTTPS
