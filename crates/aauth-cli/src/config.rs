@@ -14,11 +14,15 @@
 //! # retiring_keys_file = "ps.jwk.retiring.json"   # the default; `aauth admin keys rotate` writes it
 //! store = "sqlite:ps.sqlite"             # or "memory" (the default), or "postgres://user@host/db?sslmode=require";
 //!                                        # (a host not on loopback: sslmode=require, or disable knowingly)
-//!                                        # a resource proxy: "memory" or "redis://[user:password@]host:port/db"
-//!                                        # (rediss:// for TLS), shared by its instances;
-//!                                        # an agent provider: its replay cache, "memory" or "redis://…"
+//!                                        # a resource proxy: "memory" or "rediss://[user:password@]host:port/db"
+//!                                        # (TLS; redis:// only on loopback, or ending in #insecure to
+//!                                        # choose plain text knowingly), shared by its instances;
+//!                                        # an agent provider: its replay cache, "memory" or "rediss://…"
 //! shutdown_deadline_secs = 10
 //! max_connections = 10000                # open at once; past it new ones wait in the kernel's queue
+//! max_connections_per_client = 1000      # one client's (its address; IPv6: its /64) at once, past it
+//!                                        # closed at once; default a tenth of max_connections, at least
+//!                                        # 32; trusted_proxies have none
 //! header_timeout_secs = 30               # a request's head (or the next one on a kept-alive
 //!                                        # connection) must arrive within it, else the connection closes
 //! body_timeout_secs = 60                 # a request's body must arrive whole within it of its head
@@ -44,7 +48,8 @@
 //! level = "info"                         # or RUST_LOG
 //!
 //! [rate_limit]                           # requests over a limit get 429 with Retry-After
-//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process.
+//! redis = "redis://127.0.0.1:6379"       # shared by every instance; absent: counted in this process;
+//!                                        # across the network rediss:// (or redis://…#insecure), as store.
 //!                                        # A Person or Access Server also counts wrong guesses
 //!                                        # (interaction codes, passwords) there, every instance together
 //! [[rate_limit.rules]]
@@ -178,7 +183,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 22] = [
+const TOP_LEVEL: [&str; 23] = [
     "id",
     "listen",
     "signing_key_file",
@@ -187,6 +192,7 @@ const TOP_LEVEL: [&str; 22] = [
     "postgres",
     "shutdown_deadline_secs",
     "max_connections",
+    "max_connections_per_client",
     "header_timeout_secs",
     "body_timeout_secs",
     "trusted_proxies",
@@ -233,6 +239,13 @@ pub(crate) struct Config {
     /// accept queue until one closes.
     #[serde(default = "ten_thousand")]
     pub(crate) max_connections: usize,
+    /// Connections one client may hold at once (at least 1): a client is the peer's
+    /// address, an IPv6 one by its `/64`. Past it, a new connection from that client is
+    /// closed as soon as it is accepted. Absent: a tenth of `max_connections`, at least
+    /// 32 (never more than `max_connections`). The peers in `trusted_proxies` have no
+    /// share: a proxy in front holds its clients' connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_connections_per_client: Option<usize>,
     /// Seconds a client has to send a request's head, and an idle kept-alive HTTP/1.1
     /// connection to begin the next (at least 1). An HTTP/2 connection is closed (a
     /// `GOAWAY`) once no request has been open on it for as long, and one whose requests
@@ -952,7 +965,7 @@ pub(crate) fn load(
         ))
     })?;
     resolve_paths(&mut config, path.parent().unwrap_or(Path::new(".")));
-    checks::check(&config)?;
+    checks::check(&config, checks::Written { path, text: &text })?;
     Ok(config)
 }
 

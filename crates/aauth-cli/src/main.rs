@@ -36,6 +36,7 @@ mod profile;
 mod proxy;
 mod roles;
 mod serve;
+mod share;
 mod terminal;
 mod time;
 mod token;

@@ -120,7 +120,9 @@ impl Reach {
     }
 }
 
-/// Adds the certificates of the PEM file `path` to `roots`.
+/// Adds the certificates of the PEM file `path` to `roots`; a file its group or others
+/// can write is refused ([`CliError::WritableFile`]), for whoever could write it would
+/// choose whom the command trusts.
 fn add_pem(
     roots: &mut rustls::RootCertStore,
     path: &std::path::Path,
@@ -130,8 +132,11 @@ fn add_pem(
         flag,
         reason: format!("{}: {reason}", path.display()),
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+    // Checked and read through one open file: no race with a rename between the two.
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    crate::keys::check_not_writable(flag, path, &file)?;
+    let certs = CertificateDer::pem_reader_iter(std::io::BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
         return Err(bad("no CERTIFICATE in it".to_owned()));

@@ -40,6 +40,7 @@ use crate::forwarded::TrustedProxies;
 use crate::idle::Streams;
 use crate::net::server_id;
 use crate::proxy::ProxyBody;
+use crate::share::Shares;
 
 impl Role {
     pub(crate) fn name(self) -> &'static str {
@@ -303,12 +304,13 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         Arc::new(SystemClock) as Arc<dyn Clock>,
         CacheConfig::default(),
     ));
+    let limits_of_connections = Connections::of(&c)?;
     if let Some(m) = &c.metrics {
-        crate::metrics::serve(m.listen, Arc::clone(&keys) as _).await?;
+        let header_timeout = limits_of_connections.idle;
+        crate::metrics::serve(m.listen, header_timeout, Arc::clone(&keys) as _).await?;
     }
     let limits = crate::limits::limits(&c, role).await?;
     let trusted = Arc::new(TrustedProxies::parse(&c.trusted_proxies)?);
-    let limits_of_connections = Connections::of(&c)?;
     let app = build(role, &c, &reach, &keys, &limits).await?;
     let service = RequestLogLayer::new(role.name()).layer(app.clone());
     let tls = c.tls.as_ref().map(tls_config).transpose()?;
@@ -331,7 +333,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
     loop {
         // Finished connections are reaped as new ones come.
         while connections.try_join_next().is_some() {}
-        let Some((stream, peer, permit)) =
+        let Some((stream, peer, slot)) =
             limits_of_connections.accept(&listener, &mut shutdown).await
         else {
             break;
@@ -342,12 +344,9 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        // Shared with what outlives the connection's task: an upgraded connection's
-        // tunnel holds it until the tunnel closes.
-        let permit = ConnectionSlot(Arc::new(permit));
         let service = AppService {
             inner: service.clone(),
-            slot: permit.clone(),
+            slot: slot.clone(),
             limits: limits.rules.clone(),
             trusted: Arc::clone(&trusted),
             tls: tls.is_some(),
@@ -361,7 +360,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    let _permit = permit;
+                    let _slot = slot;
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => serve_tls(tls, service, idle, stopping, peer).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -371,7 +370,7 @@ async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), 
             }
             None => {
                 connections.spawn(async move {
-                    let _permit = permit;
+                    let _slot = slot;
                     let conn = http1(stream, service, idle);
                     drive(conn, stopping, peer, std::future::pending()).await;
                 });
@@ -421,10 +420,13 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 /// before trying again, rather than spinning on the error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// What `max_connections`, `header_timeout_secs` and `body_timeout_secs` allow.
+/// What `max_connections`, `max_connections_per_client`, `header_timeout_secs` and
+/// `body_timeout_secs` allow.
 struct Connections {
     /// One per connection served.
     permits: Arc<tokio::sync::Semaphore>,
+    /// Each client's share of them.
+    shares: Arc<Shares>,
     /// `header_timeout_secs`.
     idle: Duration,
     /// `body_timeout_secs`.
@@ -455,22 +457,20 @@ impl Connections {
             permits: Arc::new(tokio::sync::Semaphore::new(
                 c.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            shares: Arc::new(Shares::of(c)?),
             idle: Duration::from_secs(c.header_timeout_secs),
             body: Duration::from_secs(c.body_timeout_secs),
         })
     }
 
-    /// The next connection, once one of `max_connections` is free; `None` once
-    /// `shutdown` is done.
+    /// The next connection, once one of `max_connections` is free, with its slot; a
+    /// connection past its client's share is closed at once, and the next one waited for.
+    /// `None` once `shutdown` is done.
     async fn accept(
         &self,
         listener: &tokio::net::TcpListener,
         shutdown: &mut Pin<&mut impl Future<Output = ()>>,
-    ) -> Option<(
-        tokio::net::TcpStream,
-        SocketAddr,
-        tokio::sync::OwnedSemaphorePermit,
-    )> {
+    ) -> Option<(tokio::net::TcpStream, SocketAddr, ConnectionSlot)> {
         let permit = tokio::select! {
             p = Arc::clone(&self.permits).acquire_owned() => p.ok()?,
             () = shutdown.as_mut() => return None,
@@ -478,7 +478,21 @@ impl Connections {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => return Some((stream, peer, permit)),
+                    Ok((stream, peer)) => match self.shares.take(peer.ip()) {
+                        Ok(share) => {
+                            let slot = ConnectionSlot(Arc::new(Held { share, permit }));
+                            return Some((stream, peer, slot));
+                        }
+                        Err(client) => {
+                            tracing::debug!(%peer, %client, "closed: past the client's share of connections");
+                            metrics::counter!(
+                                crate::metrics::CONNECTIONS_REFUSED,
+                                "reason" => "client_share"
+                            )
+                            .increment(1);
+                            drop(stream);
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -528,12 +542,22 @@ async fn provider_replay(
     )))
 }
 
-/// One of `max_connections`, held by a connection and by whatever it became (an upgraded
-/// connection's tunnel, through its requests' extensions).
+/// One of `max_connections`, and of its client's share, held by a connection and by
+/// whatever it became (an upgraded connection's tunnel, through its requests'
+/// extensions).
 #[derive(Clone)]
-pub(crate) struct ConnectionSlot(
-    #[allow(dead_code, reason = "held, never read")] Arc<tokio::sync::OwnedSemaphorePermit>,
-);
+pub(crate) struct ConnectionSlot(#[allow(dead_code, reason = "held, never read")] Arc<Held>);
+
+/// What a [`ConnectionSlot`] holds. The share is given back first (fields drop in
+/// order): the accept loop, woken by the permit, then finds the client's count down.
+struct Held {
+    /// The client's share (none for a trusted proxy).
+    #[allow(dead_code, reason = "held, never read")]
+    share: Option<crate::share::Share>,
+    /// One of `max_connections`.
+    #[allow(dead_code, reason = "held, never read")]
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
 
 /// The service every connection gets: the logged app, told where the connection came
 /// from.

@@ -16,10 +16,47 @@ use crate::error::CliError;
 /// connection.
 pub(crate) const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
+/// The file a configuration was read from, and its text: where a refused value's line is
+/// looked up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Written<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Written<'_> {
+    /// `reason`, after the line of the file that sets `key` (its whole dotted name) to
+    /// `value`, when the file does (a value from the environment has no line).
+    fn at(self, key: &str, value: &str, reason: String) -> String {
+        let mut table = String::new();
+        for (i, line) in self.text.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                table = line.trim_matches(['[', ']', ' ']).to_owned();
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let k = k.trim();
+            let whole = if table.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{table}.{k}")
+            };
+            if whole == key && v.contains(value) {
+                return format!("{}, line {}: {reason}", self.path.display(), i + 1);
+            }
+        }
+        reason
+    }
+}
+
 /// Everything below, in order.
-pub(super) fn check(c: &Config) -> Result<(), CliError> {
+pub(super) fn check(c: &Config, written: Written<'_>) -> Result<(), CliError> {
     timeouts(c)?;
-    postgres_tls(&c.store)?;
+    postgres_tls(&c.store, written)?;
+    redis_tls(c, written)?;
     trusted_files(c)
 }
 
@@ -62,7 +99,7 @@ fn timeouts(c: &Config) -> Result<(), CliError> {
 /// it has no TLS, and the password and every record then cross in the clear. A server
 /// on loopback or a Unix socket needs neither. A URL that does not parse is left to the
 /// store's own check, which names it.
-pub(crate) fn postgres_tls(store: &str) -> Result<(), CliError> {
+fn postgres_tls(store: &str, written: Written<'_>) -> Result<(), CliError> {
     if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
         return Ok(());
     }
@@ -87,16 +124,66 @@ pub(crate) fn postgres_tls(store: &str) -> Result<(), CliError> {
     if local {
         return Ok(());
     }
+    let reason = format!(
+        "{}: a database across the network needs sslmode=require in the URL (TLS, its \
+         certificate verified; a private CA in [postgres] ca_file): without it the \
+         connection falls back to plain text whenever the path says so, password and \
+         records readable; sslmode=disable chooses plain text knowingly",
+        super::redact_url(store)
+    );
     Err(CliError::Usage {
         flag: "store",
-        reason: format!(
-            "{}: a database across the network needs sslmode=require in the URL (TLS, \
-             its certificate verified; a private CA in [postgres] ca_file): without it \
-             the connection falls back to plain text whenever the path says so, password \
-             and records readable; sslmode=disable chooses plain text knowingly",
-            super::redact_url(store)
-        ),
+        reason: written.at("store", store, reason),
     })
+}
+
+/// What ends a `redis://` URL whose Redis is across the network to choose plain text
+/// knowingly. The client reads no fragment of a `redis://` URL; of a `rediss://` one it
+/// reads this same word, there to skip the certificate's check.
+pub(crate) const REDIS_PLAIN_TEXT: &str = "#insecure";
+
+/// A Redis (`store`, `[rate_limit] redis`) reached over the network must be spoken to
+/// over TLS (`rediss://`) or, knowingly, in plain text (a `redis://` URL ending in
+/// [`REDIS_PLAIN_TEXT`]): over `redis://` its password and every key (the replay cache,
+/// sessions and the credentials they wrap, the throttles' counts) cross in the clear. A
+/// Redis on loopback or a Unix socket needs neither. A URL the client does not read is
+/// left to the store's own check, which names it.
+fn redis_tls(c: &Config, written: Written<'_>) -> Result<(), CliError> {
+    let mut urls = vec![("store", c.store.as_str())];
+    if let Some(r) = c.rate_limit.as_ref().and_then(|r| r.redis.as_deref()) {
+        urls.push(("rate_limit.redis", r));
+    }
+    for (key, url) in urls {
+        if !url.starts_with("redis://") || url.ends_with(REDIS_PLAIN_TEXT) {
+            continue;
+        }
+        let Ok(client) = aauth_metadata::store::redis::client::Client::open(url) else {
+            continue;
+        };
+        let aauth_metadata::store::redis::client::ConnectionAddr::Tcp(host, _) =
+            client.get_connection_info().addr()
+        else {
+            continue;
+        };
+        let local = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback());
+        if local {
+            continue;
+        }
+        let reason = format!(
+            "{}: a Redis across the network needs rediss:// (TLS, its certificate \
+             verified): over redis:// its password and every key cross in plain text; a \
+             redis:// URL ending in {REDIS_PLAIN_TEXT} chooses plain text knowingly",
+            super::redact_url(url)
+        );
+        return Err(CliError::Usage {
+            flag: key,
+            reason: written.at(key, url, reason),
+        });
+    }
+    Ok(())
 }
 
 /// The files whose contents decide what the service trusts, refused when their group or

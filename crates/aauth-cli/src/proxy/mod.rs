@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
-use aauth_metadata::ops::WithHealth;
-use aauth_metadata::serve::{Endpoint, EndpointService};
+use aauth_metadata::ops::{WithHealth, route_label};
+use aauth_metadata::serve::{Endpoint, EndpointService, Routed};
 use aauth_metadata::{
     AccessMode, CacheConfig, DiscoveryResolver, HttpsUrl, KeyCache, Published, ResourceMetadata,
 };
@@ -97,6 +97,11 @@ impl std::fmt::Debug for Proxy {
 #[derive(Clone)]
 struct ServedRoute {
     matcher: Matcher,
+    /// The metrics' `route` label of its configured path (`aauth_metadata::ops::route_label`
+    /// of the pattern): its answers are marked [`Routed`], and take a label, only for a
+    /// request whose path has this label too, never one a client spelt (a case of its
+    /// own under `case_insensitive_paths`, a path under a `/*` route).
+    label: String,
     service: StreamingService<Upstream>,
     /// Whether calls are held on it (its pending URLs are then its own).
     defers: bool,
@@ -302,6 +307,7 @@ fn served_routes(
         }
         out.push(ServedRoute {
             matcher: Matcher::new(r, s.case_insensitive_paths)?,
+            label: route_label(r.path.strip_suffix("/*").unwrap_or(&r.path)),
             // A body the decision does not need goes on as it arrives; one it does (a
             // covered digest, a held call) is read whole and checked first.
             service: layer.streaming().layer(upstream.clone()),
@@ -611,8 +617,10 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
             return Box::pin(async move { Ok(refused) });
         }
         let path = req.uri().path();
-        let mut route = match self.pending_route(path) {
-            Some(r) => r.service.clone(),
+        // The proxy's own answers are marked by their endpoint service; a route's here.
+        let (mut route, routed) = match self.pending_route(path) {
+            // A pending URL's label is `/aauth`, whatever its id.
+            Some(r) => (r.service.clone(), true),
             None if own_path(path) => {
                 let answer = self.own.call(req);
                 return Box::pin(async move { Ok(answer.await?.map(ProxyBody::stream)) });
@@ -637,7 +645,7 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
                     .iter()
                     .find(|r| r.matcher.matches(method, &path))
                 {
-                    Some(r) => r.service.clone(),
+                    Some(r) => (r.service.clone(), r.label == route_label(req.uri().path())),
                     None => {
                         let r = problem(StatusCode::NOT_FOUND, "no route for this request");
                         return Box::pin(async move { Ok(r) });
@@ -650,7 +658,11 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
                 Service::<Request<crate::deadline::InBody>>::poll_ready(&mut route, cx)
             })
             .await?;
-            route.call(req).await
+            let mut answer = route.call(req).await?;
+            if routed {
+                answer.extensions_mut().insert(Routed);
+            }
+            Ok(answer)
         })
     }
 }

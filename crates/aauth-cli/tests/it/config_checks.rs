@@ -70,6 +70,7 @@ fn a_remote_postgres_without_sslmode_is_refused() {
         assert_fails(&o, 2, "store: ");
         let said = crate::stderr(&o);
         assert!(said.contains("sslmode=require"), "{refused}: {said}");
+        assert!(said.contains(".toml, line "), "the line named: {said}");
         assert!(!said.contains("hunter2"), "{said}");
     }
     for taken in [
@@ -94,6 +95,68 @@ fn a_remote_postgres_without_sslmode_is_refused() {
         .output()
         .unwrap();
     assert_fails(&o, 2, "sslmode=require");
+}
+
+/// A Redis across the network over `redis://` (plain text) is refused, naming the key and
+/// the line that sets it, unless the URL ends in `#insecure`; `rediss://` and a Redis on
+/// loopback pass.
+#[test]
+fn a_remote_redis_over_plain_text_is_refused() {
+    let dir = scratch("checks-redis");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let lines = text.lines().count();
+    let check = |top: &str, tail: &str| {
+        std::fs::write(&config, format!("{top}\n{text}{tail}")).unwrap();
+        aauth(&dir, &["config", "check", config.to_str().unwrap()])
+    };
+    let rate_limit = |url: &str| format!("[rate_limit]\nredis = \"{url}\"\n");
+    for url in [
+        "redis://:hunter2@cache.internal:6379/0",
+        "redis://10.0.0.5",
+        "redis://[2001:db8::5]:6379",
+        // Not the marker: only the exact fragment chooses plain text.
+        "redis://cache.internal#insecur",
+    ] {
+        let o = check(&format!("store = \"{url}\""), "");
+        assert_fails(&o, 2, "store: ");
+        let said = crate::stderr(&o);
+        assert!(said.contains("provider.toml, line 1: "), "{said}");
+        assert!(
+            said.contains("rediss://") && said.contains("#insecure"),
+            "{said}"
+        );
+        assert!(!said.contains("hunter2"), "{said}");
+        let o = check("", &rate_limit(url));
+        assert_fails(&o, 2, "rate_limit.redis: ");
+        let line = format!("line {}: ", lines + 3);
+        assert!(crate::stderr(&o).contains(&line), "{}", crate::stderr(&o));
+    }
+    for url in [
+        "rediss://:hunter2@cache.internal:6379/0",
+        "redis://cache.internal:6379/0#insecure",
+        "redis://127.0.0.1:6379",
+        "redis://localhost/1",
+        "redis://[::1]:6379",
+    ] {
+        let o = check(&format!("store = \"{url}\""), "");
+        assert!(o.status.success(), "{url}: {}", crate::stderr(&o));
+        let o = check("", &rate_limit(url));
+        assert!(o.status.success(), "{url}: {}", crate::stderr(&o));
+    }
+    // At start too, and from the environment (no line to name then).
+    check("store = \"redis://cache.internal\"", "");
+    let [_, served] = both(&dir, "agent-provider", &config);
+    assert_fails(&served, 2, "store: ");
+    check("", "");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+        .args(["config", "check", config.to_str().unwrap()])
+        .current_dir(&dir)
+        .env("AAUTH_RATE_LIMIT__REDIS", "redis://cache.internal")
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "rate_limit.redis: redis://cache.internal: ");
 }
 
 #[test]

@@ -205,3 +205,22 @@ async fn fail_turns_a_final_error_status_into_a_failing_exit() {
     let o = run(&dir, &with_fail, &flags).await;
     assert_fails(&o, 1, "the server answered 404");
 }
+
+/// A `--ca-file` its group or others can write is refused before anything is sent.
+#[cfg(unix)]
+#[tokio::test]
+async fn fetch_refuses_a_ca_file_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_served, dir, flags) = setup("fetch-ca-mode").await;
+    std::fs::set_permissions(dir.join("ca.pem"), std::fs::Permissions::from_mode(0o660)).unwrap();
+    let args = [
+        "fetch",
+        "https://resource.example/calendar/today",
+        "--profile",
+        "profile",
+    ];
+    let o = run(&dir, &args, &flags).await;
+    assert_fails(&o, 3, "--ca-file: ");
+    assert!(stderr(&o).contains("chmod go-w"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+}

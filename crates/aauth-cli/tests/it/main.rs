@@ -12,6 +12,7 @@
 mod admin;
 mod bodies;
 mod config_checks;
+mod connections;
 mod fetch;
 mod keys;
 mod limits;

@@ -27,6 +27,7 @@ use crate::serve::{
 use crate::{aauth, scratch, stdout};
 
 mod forwarded;
+mod labels;
 mod oauth;
 mod sessions;
 mod shared_store;

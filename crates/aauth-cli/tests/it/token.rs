@@ -287,3 +287,28 @@ async fn a_tokens_escape_sequences_are_printed_escaped() {
         stdout(&o)
     );
 }
+
+/// A `--ca-file` its group or others can write is refused, as a CA file a configuration
+/// names is: whoever could write it would choose whom the command trusts.
+#[cfg(unix)]
+#[tokio::test]
+async fn verify_refuses_a_ca_file_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("verify-ca-mode");
+    let (_world, flags) = provider_world(&dir).await;
+    let token = agent_token(&provider_key(), now());
+    for mode in [0o664, 0o646] {
+        std::fs::set_permissions(dir.join("ca.pem"), std::fs::Permissions::from_mode(mode))
+            .unwrap();
+        let o = verify(&dir, &token, PROVIDER, &flags).await;
+        assert_fails(&o, 3, "--ca-file: ");
+        assert!(
+            crate::stderr(&o).contains("writable by its group or others"),
+            "{}",
+            crate::stderr(&o)
+        );
+    }
+    std::fs::set_permissions(dir.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = verify(&dir, &token, PROVIDER, &flags).await;
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+}
