@@ -30,6 +30,10 @@ pub struct AccessRequest<'a> {
     /// this Access Server's interaction page (the one-time binding of draft -11
     /// §PS-AS Trust Establishment).
     pub bound: bool,
+    /// The account signed in here that made that binding (`Some` exactly when `bound`):
+    /// a policy may hold the person to the accounts it knows for the resource's people,
+    /// rather than to any account that was shown the code.
+    pub bound_account: Option<&'a str>,
     /// Whether this request was approved out of band after a
     /// [`AccessDecision::RequireApproval`].
     pub approved: bool,

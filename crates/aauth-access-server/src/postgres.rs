@@ -591,12 +591,6 @@ impl AsStore for PgStore {
             .await
     }
 
-    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
-        self.exec("DELETE FROM waiting WHERE id = $1", &[&id])
-            .await
-            .map(drop)
-    }
-
     async fn create_waiting(
         &self,
         record: WaitingRecord,
@@ -705,19 +699,20 @@ impl AsStore for PgStore {
         Ok(())
     }
 
-    async fn is_bound(
+    async fn bound_account(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
-    ) -> Result<bool, StoreError> {
-        Ok(!self
-            .all(
-                "SELECT 1 FROM bindings WHERE ps = $1 AND resource = $2 AND sub = $3",
-                &[&ps.as_str(), &resource.as_str(), &sub],
-            )
-            .await?
-            .is_empty())
+    ) -> Result<Option<String>, StoreError> {
+        self.all(
+            "SELECT account FROM bindings WHERE ps = $1 AND resource = $2 AND sub = $3",
+            &[&ps.as_str(), &resource.as_str(), &sub],
+        )
+        .await?
+        .first()
+        .map(|r| self.get(r, 0))
+        .transpose()
     }
 
     async fn bill(&self, ps: &ServerId) -> Result<(), StoreError> {
@@ -751,7 +746,7 @@ impl AsStore for PgStore {
                 "SELECT
                    EXISTS (SELECT 1 FROM revoked WHERE iss = $1 AND jti = $2 AND exp + $6 >= $5),
                    EXISTS (SELECT 1 FROM revoked WHERE iss = $3 AND jti = $4 AND exp + $6 >= $5),
-                   EXISTS (SELECT 1 FROM bindings WHERE ps = $3 AND resource = $1 AND sub = $7),
+                   (SELECT account FROM bindings WHERE ps = $3 AND resource = $1 AND sub = $7),
                    EXISTS (SELECT 1 FROM billed WHERE ps = $3)",
                 &[
                     &q.resource.as_str(),
@@ -767,7 +762,7 @@ impl AsStore for PgStore {
         Ok(Standing {
             resource_token_revoked: self.get(&r, 0)?,
             presented_token_revoked: self.get(&r, 1)?,
-            bound: self.get(&r, 2)?,
+            bound_account: self.get(&r, 2)?,
             billed: self.get(&r, 3)?,
         })
     }

@@ -202,6 +202,21 @@ fn waiting_record(
 
 const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
 
+/// The account the binding of `(ps, resource, sub)` names, if it exists.
+fn bound_account(
+    conn: &Connection,
+    ps: &str,
+    resource: &str,
+    sub: &str,
+) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT account FROM bindings WHERE ps = ?1 AND resource = ?2 AND sub = ?3")
+        .and_then(|mut s| {
+            s.query_row(params![ps, resource, sub], |r| r.get(0))
+                .optional()
+        })
+        .map_err(err)
+}
+
 /// Writes `record` (`conflict`: `REPLACE` an existing one, or `IGNORE` it); the rows
 /// written.
 fn insert_waiting(
@@ -522,16 +537,6 @@ impl AsStore for SqliteStore {
             .await
     }
 
-    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        self.run(move |c| {
-            c.execute("DELETE FROM waiting WHERE id = ?1", params![id])
-                .map_err(err)?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn create_waiting(
         &self,
         record: WaitingRecord,
@@ -642,28 +647,19 @@ impl AsStore for SqliteStore {
         Ok(())
     }
 
-    async fn is_bound(
+    async fn bound_account(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let row = (
             ps.as_str().to_owned(),
             resource.as_str().to_owned(),
             sub.to_owned(),
         );
-        self.run(move |c| {
-            c.query_row(
-                "SELECT 1 FROM bindings WHERE ps = ?1 AND resource = ?2 AND sub = ?3",
-                params![row.0, row.1, row.2],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|r| r.is_some())
-            .map_err(err)
-        })
-        .await
+        self.run(move |c| bound_account(c, &row.0, &row.1, &row.2))
+            .await
     }
 
     async fn bill(&self, ps: &ServerId) -> Result<(), StoreError> {
@@ -694,10 +690,7 @@ impl AsStore for SqliteStore {
             Ok(Standing {
                 resource_token_revoked: exists(revoked, &[&resource, &rt_jti, &now, &grace])?,
                 presented_token_revoked: exists(revoked, &[&ps, &presented_jti, &now, &grace])?,
-                bound: exists(
-                    "SELECT 1 FROM bindings WHERE ps = ?1 AND resource = ?2 AND sub = ?3",
-                    &[&ps, &resource, &sub],
-                )?,
+                bound_account: bound_account(c, &ps, &resource, &sub)?,
                 billed: exists("SELECT 1 FROM billed WHERE ps = ?1", &[&ps])?,
             })
         })

@@ -227,14 +227,15 @@ pub struct StandingQuery<'a> {
 }
 
 /// The answers to a [`StandingQuery`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Standing {
     /// The resource revoked its resource token (AS-42).
     pub resource_token_revoked: bool,
     /// The Person Server revoked the presented token (AS-41).
     pub presented_token_revoked: bool,
-    /// The person bound this Person Server here for this resource.
-    pub bound: bool,
+    /// The account here the person bound this Person Server to, for this resource (none:
+    /// not bound).
+    pub bound_account: Option<String>,
     /// The Person Server is billed here.
     pub billed: bool,
 }
@@ -387,13 +388,6 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn waiting_with(&self, iss: &str, jti: &str) -> Result<Vec<WaitingRecord>, StoreError>;
 
-    /// Forgets waiting request `id`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`].
-    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError>;
-
     /// Stores a new waiting request within `caps` at `now`: unless its Person Server
     /// already has [`WaitingCaps::per_person_server`] unexpired ones
     /// ([`WaitingCreated::PersonServerFull`]), or, when [`WaitingCaps::total`] is set, the
@@ -444,17 +438,17 @@ pub trait AsStore: Send + Sync {
         account: &str,
     ) -> Result<(), BindError>;
 
-    /// Whether that binding exists.
+    /// The account that binding ([`AsStore::bind`]) names, if it exists.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn is_bound(
+    async fn bound_account(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<String>, StoreError>;
 
     /// Appends `e` to the audit log (events older than
     /// the store's retention ([`AUDIT_RETENTION`](aauth_metadata::audit::AUDIT_RETENTION)
@@ -500,7 +494,7 @@ pub trait AsStore: Send + Sync {
                 .is_revoked(q.resource.as_str(), q.resource_token_jti, now)
                 .await?,
             presented_token_revoked: self.is_revoked(q.ps.as_str(), q.presented_jti, now).await?,
-            bound: self.is_bound(q.ps, q.resource, q.sub).await?,
+            bound_account: self.bound_account(q.ps, q.resource, q.sub).await?,
             billed: self.is_billed(q.ps).await?,
         })
     }
@@ -703,11 +697,6 @@ impl AsStore for MemoryStore {
         }))
     }
 
-    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
-        self.with(|m| m.waiting.remove(id));
-        Ok(())
-    }
-
     async fn create_waiting(
         &self,
         record: WaitingRecord,
@@ -773,15 +762,16 @@ impl AsStore for MemoryStore {
         })
     }
 
-    async fn is_bound(
+    async fn bound_account(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         Ok(self.with(|m| {
             m.bindings
-                .contains_key(&(ps.clone(), resource.clone(), sub.to_owned()))
+                .get(&(ps.clone(), resource.clone(), sub.to_owned()))
+                .cloned()
         }))
     }
 

@@ -1,24 +1,25 @@
 //! A bound on the request bodies a server holds read whole at once, across every
 //! service that shares it.
 //!
-//! A role reads each request's body whole before it answers (an
-//! [`EndpointService`](crate::serve::EndpointService) hands the role the head and the whole
-//! body). Each body is bounded ([`DEFAULT_BODY_LIMIT`](crate::serve::DEFAULT_BODY_LIMIT)),
-//! but not how many are read at once: many connections, and many HTTP/2 streams on each,
-//! each sending up to the limit and then waiting out the body's deadline, make the server
-//! hold that much memory, before any of it is verified. With a [`BodyBudget`], a body
-//! that would take the bytes held past it is refused (`503` with `Retry-After`) as its
-//! bytes arrive, and a request's bytes are given back once its answer is ready.
+//! A role reads each request's body whole before it answers (an `EndpointService`, with
+//! the `runtime` feature, hands the role the head and the whole body; the resource
+//! layer, `aauth_resource::AAuthLayer`, reads a body whole when its decision needs it).
+//! Each body is bounded (`serve::DEFAULT_BODY_LIMIT`, the layer's `max_body`), but not
+//! how many are read at once: many connections, and many HTTP/2 streams on each, each
+//! sending up to the limit and then waiting out the body's deadline, make the server hold
+//! that much memory, before any of it is verified. With a [`BodyBudget`], a body that
+//! would take the bytes held past it is refused (`503` with `Retry-After`) as its bytes
+//! arrive, and a request's bytes are given back once its answer is ready.
 //!
-//! (`aauth_resource::BodyBudget` is the resource layer's own, of the same design: that
-//! crate depends on this one only with some of its features.)
+//! One type for both: `aauth_resource::BodyBudget` is this one (that crate depends on
+//! this one without its features), so a server may share one budget between its role's
+//! services and its resource layers. It needs no runtime: only `std`'s atomics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The bytes of request bodies an
-/// [`EndpointService`](crate::serve::EndpointService) holds at once by default: 64 MiB
-/// (a thousand bodies at the default limit).
+/// The bytes of request bodies an `EndpointService` (feature `runtime`) holds at once by
+/// default: 64 MiB (a thousand bodies at the default limit).
 pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Bytes of request bodies that the services sharing this budget may hold at once. Cheap

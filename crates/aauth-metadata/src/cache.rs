@@ -209,18 +209,46 @@ pub enum DiscoveryError {
     /// A fetch was needed but [`CacheConfig::max_inflight`] fetches are running, or the
     /// source has no keys and the strangers' share of them
     /// ([`CacheConfig::stranger_inflight_percent`]) is running, or the table of sources
-    /// without keys is full of sources being fetched: refused at once (a `503`), not
-    /// queued.
-    #[error("{limit} key fetches are already running")]
+    /// without keys ([`CacheConfig::max_negative_entries`]) is full of sources being
+    /// fetched: refused at once (a `503`), not queued. `bound` says which.
+    #[error("{}", overloaded(*.limit, *.bound))]
     Overloaded {
-        /// The limit that refused it: on fetches running at once, or on those of sources
-        /// without keys.
+        /// The value of the bound that refused it.
         limit: usize,
+        /// Which bound that is.
+        bound: OverloadBound,
     },
     /// The fetch task ended without an answer (the fetcher panicked, or the runtime is
     /// shutting down).
     #[error("the key fetch ended without an answer")]
     Aborted,
+}
+
+/// Which of the key cache's bounds refused a fetch ([`DiscoveryError::Overloaded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverloadBound {
+    /// [`CacheConfig::max_inflight`]: that many fetches are running, across sources.
+    Fetches,
+    /// The strangers' share of them ([`CacheConfig::stranger_inflight_percent`]): that
+    /// many fetches of sources without keys are running.
+    StrangerFetches,
+    /// [`CacheConfig::max_negative_entries`]: the table of sources without keys holds
+    /// that many, each being fetched (none may be evicted for a new source).
+    NegativeTable,
+}
+
+/// What [`DiscoveryError::Overloaded`] says: the bound that refused, and its value.
+fn overloaded(limit: usize, bound: OverloadBound) -> String {
+    match bound {
+        OverloadBound::Fetches => format!("{limit} key fetches are already running"),
+        OverloadBound::StrangerFetches => {
+            format!("{limit} key fetches of sources without keys are already running")
+        }
+        OverloadBound::NegativeTable => format!(
+            "the table of sources without keys is full: {limit} sources, each being fetched"
+        ),
+    }
 }
 
 impl From<DiscoveryError> for ResolveError {
@@ -782,11 +810,11 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         let refused = tables.slots.refusing(inner.limits, true).or_else(|| {
             (tables.negative.len() >= cfg.max_negative_entries
                 && !evict_negative(&mut tables.negative, &inner.counters))
-            .then_some(cfg.max_inflight)
+            .then_some((cfg.max_negative_entries, OverloadBound::NegativeTable))
         });
-        if let Some(limit) = refused {
+        if let Some((limit, bound)) = refused {
             bump(&inner.counters.overloaded);
-            return Err(DiscoveryError::Overloaded { limit });
+            return Err(DiscoveryError::Overloaded { limit, bound });
         }
         tables.negative.insert(source.clone(), Entry::default());
         Ok(())
@@ -824,9 +852,9 @@ impl<F: Fetch, K: CachedKey> KeyCache<F, K> {
         now: u64,
     ) -> Step<K> {
         let stranger = entry.stranger();
-        if let Some(limit) = slots.refusing(self.inner.limits, stranger) {
+        if let Some((limit, bound)) = slots.refusing(self.inner.limits, stranger) {
             bump(&self.inner.counters.overloaded);
-            return Step::Done(Err(DiscoveryError::Overloaded { limit }));
+            return Step::Done(Err(DiscoveryError::Overloaded { limit, bound }));
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return Step::Done(Err(DiscoveryError::NoRuntime));

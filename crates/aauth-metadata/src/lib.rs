@@ -38,7 +38,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
-#[cfg(feature = "runtime")]
 pub mod budget;
 #[cfg(feature = "runtime")]
 mod cache;
@@ -75,8 +74,8 @@ mod url;
 
 #[cfg(feature = "runtime")]
 pub use cache::{
-    CacheConfig, CacheStats, CachedKey, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING, Pick,
-    discover,
+    CacheConfig, CacheStats, CachedKey, DiscoveryError, KeyCache, KeySource, MAX_AGE_CEILING,
+    OverloadBound, Pick, discover,
 };
 #[cfg(feature = "client")]
 pub use client::{HttpsTransport, SystemResolver, USER_AGENT, https_fetcher};

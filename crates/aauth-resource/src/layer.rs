@@ -115,9 +115,16 @@ impl AAuthLayer {
         self
     }
 
-    /// Bounds the bodies held read whole at once by every layer sharing `budget` (see
-    /// [`crate::BodyBudget`]): past it, `503` with `Retry-After`. Without one, only
-    /// [`AAuthLayer::max_body`] bounds each.
+    /// Bounds the bodies held read whole at once by every layer (and role service)
+    /// sharing `budget` (see [`crate::BodyBudget`]): past it, `503` with `Retry-After`
+    /// ([`crate::Refusal::Busy`]), as the body's bytes arrive; a request's bytes are
+    /// given back when its answer is ready. Without one, only [`AAuthLayer::max_body`]
+    /// bounds each: a layer reads a body whole when its decision needs it (a
+    /// `Content-Digest` to check, a route that requires body coverage, a call to hold),
+    /// which the request's head decides, and that costs a client nothing to write, so
+    /// many requests at once (two hundred HTTP/2 streams on one connection, each up to
+    /// `max_body`) make the server hold that much memory until the bodies' deadlines,
+    /// verified or not.
     #[must_use]
     pub fn body_budget(mut self, budget: crate::BodyBudget) -> Self {
         self.budget = Some(budget);
@@ -325,7 +332,7 @@ where
 async fn read_body<B>(
     body: B,
     layer: &AAuthLayer,
-) -> Result<(Bytes, Option<crate::budget::BudgetHold>), Refusal>
+) -> Result<(Bytes, Option<aauth_metadata::budget::BudgetHold>), Refusal>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -39,7 +39,6 @@
 
 #[cfg(feature = "axum")]
 mod axum;
-mod budget;
 mod deferred;
 mod gate;
 mod layer;
@@ -55,6 +54,9 @@ mod stream;
 mod token_cache;
 mod tokens;
 
+/// The bound on request bodies held read whole at once ([`AAuthLayer::body_budget`]):
+/// `aauth-metadata`'s, so that one budget may be shared with a role's services.
+pub use aauth_metadata::budget::BodyBudget;
 /// The replay check every route applies by default (one mechanism for every role, in
 /// `aauth-signing`).
 pub use aauth_signing::{
@@ -62,7 +64,6 @@ pub use aauth_signing::{
 };
 #[cfg(feature = "axum")]
 pub use axum::{Authorization, CallingAgent, NotAdmitted, Person};
-pub use budget::BodyBudget;
 pub use deferred::{
     Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DEFAULT_MAX_HELD_RESULT,
     DeferredAuth, Held, HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore,

@@ -25,6 +25,11 @@ pub(super) const MAX_CODE_ATTEMPTS: u32 = 5;
 /// written over it between its read and its mark.
 const MARK_ATTEMPTS: usize = 8;
 
+/// How many fresh pending ids (and interaction codes) a new waiting request is tried
+/// under before its creation fails: a collision is rare (a code has 40 bits), several in
+/// a row mean the random source repeats itself.
+const CREATE_ATTEMPTS: usize = 4;
+
 /// What a waiting request waits for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) enum Step {
@@ -131,6 +136,15 @@ impl Step {
     /// Whether only the record of the request's end is left (its answer was given).
     pub(super) fn closed(&self) -> bool {
         matches!(self, Self::Answered | Self::Expired { .. })
+    }
+
+    /// Draws a fresh interaction code in place of its own, for a step waiting for the
+    /// person (whose code is another request's); any other step is left as it is.
+    fn redraw_code(&mut self, server: &AccessServer) -> Result<(), AsError> {
+        if let Self::Interaction { code, .. } = self {
+            *code = server.random_code()?;
+        }
+        Ok(())
     }
 
     /// What the store indexes the request under.
@@ -272,11 +286,6 @@ impl AccessServer {
                 Ok(json_response(StatusCode::OK, &json))
             }
             Outcome::Deferred(step, rt, body) => {
-                let id = match reuse {
-                    Some(r) => r.id.clone(),
-                    None => self.random_id()?,
-                };
-                let resp = self.step_response(&id, &step);
                 let waiting = Waiting {
                     ps: asked.ps.clone(),
                     body,
@@ -286,20 +295,24 @@ impl AccessServer {
                     given: asked.given,
                 };
                 let revoked = AsError::RevokedResourceToken;
-                if reuse.is_some() {
-                    // Taken to be decided again: put back for its next step, unless its
-                    // resource token was revoked meanwhile.
-                    if self.put_back(waiting.into_record(id.clone())?, now).await? {
-                        return self.end_waiting(&id, asked.ps, &rt, revoked, now).await;
-                    }
-                } else {
-                    self.create_waiting(id.clone(), waiting, now).await?;
+                let Some(r) = reuse else {
+                    let (id, step) = self.create_waiting(waiting, now).await?;
                     // A revocation recorded after this request's check looked for waiting
                     // requests before this one was written: look for it after writing,
                     // as `put_back` does, so one of the two always sees the other.
                     if self.store.is_revoked(&rt.0, &rt.1, now).await? {
                         return self.end_waiting(&id, asked.ps, &rt, revoked, now).await;
                     }
+                    return Ok(self.step_response(&id, &step));
+                };
+                // Taken to be decided again: put back for its next step, unless its
+                // resource token was revoked meanwhile.
+                let resp = self.step_response(&r.id, &waiting.step);
+                if self
+                    .put_back(waiting.into_record(r.id.clone())?, now)
+                    .await?
+                {
+                    return self.end_waiting(&r.id, asked.ps, &rt, revoked, now).await;
                 }
                 Ok(resp)
             }
@@ -380,38 +393,52 @@ impl AccessServer {
     }
 
     /// Stores a new waiting request within its Person Server's share and, for a Person
-    /// Server not trusted ahead, within the total kept here.
-    async fn create_waiting(&self, id: String, w: Waiting, now: UnixTime) -> Result<(), AsError> {
+    /// Server not trusted ahead, within the total kept here, under a fresh pending id:
+    /// that id and the step (with the interaction code it was stored under). An id or
+    /// interaction code already another request's ([`WaitingCreated::Taken`]: a code has
+    /// 40 bits) is drawn again, with the code, up to [`CREATE_ATTEMPTS`] times.
+    async fn create_waiting(
+        &self,
+        mut w: Waiting,
+        now: UnixTime,
+    ) -> Result<(String, Step), AsError> {
         let total = (!self.trusted.contains(&w.ps)).then_some(self.max_waiting_total);
         let caps = WaitingCaps::new(self.max_waiting, total);
-        let reason = match self
-            .store
-            .create_waiting(w.into_record(id)?, caps, now)
-            .await?
-        {
-            WaitingCreated::Created => return Ok(()),
-            WaitingCreated::PersonServerFull => format!(
-                "this Person Server already has {} requests waiting here",
-                self.max_waiting
-            ),
-            WaitingCreated::Full => format!(
-                "this Access Server already keeps {} waiting requests",
-                self.max_waiting_total
-            ),
-            WaitingCreated::Taken => {
-                return Err(aauth_metadata::serve::InternalError::produce(
-                    "waiting request",
-                    "its pending id or interaction code is another request's",
-                )
-                .into());
+        for attempt in 0..CREATE_ATTEMPTS {
+            if attempt > 0 {
+                w.step.redraw_code(self)?;
             }
-        };
-        Err(AsError::RateLimited {
-            reason,
-            // A share frees up at the latest when its oldest request expires; the total
-            // as requests end or expire, each kept a while for its late polls.
-            retry_after: WAITING_LIFETIME,
-        })
+            let id = self.random_id()?;
+            let reason = match self
+                .store
+                .create_waiting(w.clone().into_record(id.clone())?, caps, now)
+                .await?
+            {
+                WaitingCreated::Created => return Ok((id, w.step)),
+                WaitingCreated::Taken => continue,
+                WaitingCreated::PersonServerFull => format!(
+                    "this Person Server already has {} requests waiting here",
+                    self.max_waiting
+                ),
+                WaitingCreated::Full => format!(
+                    "this Access Server already keeps {} waiting requests",
+                    self.max_waiting_total
+                ),
+            };
+            return Err(AsError::RateLimited {
+                reason,
+                // A share frees up at the latest when its oldest request expires; the
+                // total as requests end or expire, each kept a while for its late polls.
+                retry_after: WAITING_LIFETIME,
+            });
+        }
+        Err(aauth_metadata::serve::InternalError::produce(
+            "waiting request",
+            format!(
+                "its pending id or interaction code was another request's under each of {CREATE_ATTEMPTS} attempts"
+            ),
+        )
+        .into())
     }
 
     /// Puts back a waiting request this caller took from the store (its next step, or as

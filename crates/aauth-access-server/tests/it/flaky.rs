@@ -158,10 +158,6 @@ impl AsStore for Flaky {
         self.inner.waiting_with(iss, jti).await
     }
 
-    async fn remove_waiting(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.remove_waiting(id).await
-    }
-
     async fn create_waiting(
         &self,
         record: WaitingRecord,
@@ -192,13 +188,13 @@ impl AsStore for Flaky {
         self.inner.bind(ps, resource, sub, account).await
     }
 
-    async fn is_bound(
+    async fn bound_account(
         &self,
         ps: &ServerId,
         resource: &ServerId,
         sub: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner.is_bound(ps, resource, sub).await
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.bound_account(ps, resource, sub).await
     }
 
     async fn record_event(&self, e: AuditEvent) -> Result<(), StoreError> {

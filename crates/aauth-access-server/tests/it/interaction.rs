@@ -288,6 +288,59 @@ async fn a_person_bound_to_one_account_is_never_rebound_to_another() {
     assert_eq!(w.server.issued().await.unwrap(), 1);
 }
 
+/// Grants only a person bound here to one of the resource's own accounts (alice's):
+/// asks for the person first, and refuses a binding any other account made.
+struct OnlyAlicesAccount;
+impl AccessPolicy for OnlyAlicesAccount {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        match r.bound_account {
+            Some("alice") => AccessDecision::Grant,
+            Some(other) => AccessDecision::Deny(format!("bound by {other}, not the person")),
+            None => AccessDecision::RequireInteraction,
+        }
+    }
+}
+
+/// The policy sees which account bound the person, not only that one did: the operator
+/// of the agent the code travelled through, signed in here, binds the person to their
+/// own account, and the policy can refuse that.
+#[tokio::test]
+async fn the_policy_sees_the_account_the_person_is_bound_to() {
+    for (account, expected) in [
+        ("alice", StatusCode::OK),
+        ("mallory", StatusCode::FORBIDDEN),
+    ] {
+        let mut w = world();
+        w.server = w.server.policy(Arc::new(OnlyAlicesAccount));
+        let t = w.tokens(600);
+        let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+        let (location, code) = w
+            .deferred_for_the_person(&request, "https://ps.example")
+            .await;
+        let (s, html) = w
+            .page_as(
+                account,
+                "POST",
+                "/interact",
+                &format!("code={code}&decision=grant"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{account}: {html}");
+        let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+        assert_eq!(s, expected, "{account}: {json}");
+        if account == "mallory" {
+            assert_eq!(
+                json["detail"].as_str(),
+                Some("denied: bound by mallory, not the person"),
+                "{json}"
+            );
+        }
+        // The next request of the same person is decided at once, the same way.
+        let (s, json) = w.ask(&request).await;
+        assert_eq!(s, expected, "{account}, again: {json}");
+    }
+}
+
 /// The throttles a test runs over: in memory, and in Redis when there is one (under a
 /// prefix of its own).
 async fn throttles(test: &str) -> Vec<(&'static str, Arc<dyn Throttle>)> {

@@ -92,6 +92,74 @@ async fn a_pending_url_comes_from_the_servers_random_source() {
     );
 }
 
+/// Each draw one value (every byte of it), the next draw the next value; the test sets
+/// where the draws go on from (drawing again what was drawn before).
+struct Rewinding(Arc<std::sync::atomic::AtomicU8>);
+
+impl aauth_keys::rand::RandomSource for Rewinding {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), aauth_keys::rand::RandomError> {
+        dest.fill(self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_pending_id_or_code_already_taken_is_drawn_again() {
+    let mut w = world();
+    let draws = Arc::new(std::sync::atomic::AtomicU8::new(1));
+    w.server = w
+        .server
+        .policy(Arc::new(BindFirst))
+        .random(aauth_keys::rand::SharedRandom::new(Rewinding(Arc::clone(
+            &draws,
+        ))));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (first, first_code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    // The next request draws the first one's code and pending id again: both are drawn
+    // once more, and it waits at a URL of its own, with a code of its own.
+    draws.store(1, std::sync::atomic::Ordering::SeqCst);
+    let (second, second_code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    assert_ne!(first, second);
+    assert_ne!(first_code, second_code);
+    for (location, code) in [(&first, &first_code), (&second, &second_code)] {
+        let (s, json) = w.get_path(location, "https://ps.example", &w.ps).await;
+        assert_eq!(
+            (s, json["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("interacting")),
+            "{location}"
+        );
+        let (s, html) = w.page("GET", &format!("/interact?code={code}"), "").await;
+        assert_eq!(s, StatusCode::OK, "{code}: {html}");
+    }
+
+    // A source that repeats itself whatever is drawn: a few attempts, then a server
+    // error (its cause, in the log, names the attempts).
+    let mut w = world();
+    w.server = w
+        .server
+        .policy(Arc::new(AskPurpose))
+        .random(aauth_keys::rand::SharedRandom::new(Constant(9)));
+    let (s, _, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, _, json) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error")),
+        "{json}"
+    );
+    assert!(
+        json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("waiting request")),
+        "{json}"
+    );
+}
+
 #[tokio::test]
 async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() {
     let mut w = world();

@@ -256,8 +256,8 @@ async fn contract(s: &dyn AsStore) {
         WaitingCreated::Created,
         "w1 and w2 count, w3 no longer"
     );
-    s.remove_waiting("w4").await.unwrap();
-    // Replaced in place (a later step), then removed.
+    assert!(s.take_waiting("w4", later).await.unwrap().is_some());
+    // Replaced in place (a later step), then taken.
     s.put_waiting(record("w1", now + 600, None, Awaiting::Claims, "rt1"), NOW)
         .await
         .unwrap();
@@ -286,7 +286,7 @@ async fn contract(s: &dyn AsStore) {
         !s.replace_waiting(next.clone(), &read, NOW).await.unwrap(),
         "twice from one read: once"
     );
-    s.remove_waiting("w1").await.unwrap();
+    assert_eq!(s.take_waiting("w1", NOW).await.unwrap(), Some(next.clone()));
     assert_eq!(s.waiting("w1", NOW).await.unwrap(), None);
     assert!(
         !s.replace_waiting(next.clone(), &next.data, NOW)
@@ -298,10 +298,13 @@ async fn contract(s: &dyn AsStore) {
 
     // Bindings and billing.
     let ps = id_of("https://ps.example");
-    assert!(!s.is_bound(&ps, &rs, "alice").await.unwrap());
+    assert_eq!(s.bound_account(&ps, &rs, "alice").await.unwrap(), None);
     s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
     s.bind(&ps, &rs, "alice", "alice@as").await.unwrap();
-    assert!(s.is_bound(&ps, &rs, "alice").await.unwrap());
+    assert_eq!(
+        s.bound_account(&ps, &rs, "alice").await.unwrap().as_deref(),
+        Some("alice@as")
+    );
     // Never rebound to another account: refused, and the binding stays alice@as's.
     assert!(matches!(
         s.bind(&ps, &rs, "alice", "mallory@as").await,
@@ -315,10 +318,20 @@ async fn contract(s: &dyn AsStore) {
         ),
         "still alice@as's"
     );
+    assert_eq!(
+        s.bound_account(&ps, &rs, "alice").await.unwrap().as_deref(),
+        Some("alice@as")
+    );
     // Another person of the same Person Server, or at another resource: theirs to bind.
     s.bind(&ps, &other, "alice", "mallory@as").await.unwrap();
-    assert!(s.is_bound(&ps, &other, "alice").await.unwrap());
-    assert!(!s.is_bound(&ps, &rs, "bob").await.unwrap());
+    assert_eq!(
+        s.bound_account(&ps, &other, "alice")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("mallory@as")
+    );
+    assert_eq!(s.bound_account(&ps, &rs, "bob").await.unwrap(), None);
     assert!(!s.is_billed(&ps).await.unwrap());
     s.bill(&ps).await.unwrap();
     assert!(s.is_billed(&ps).await.unwrap());
@@ -341,7 +354,7 @@ async fn contract(s: &dyn AsStore) {
         aauth_access_server::Standing {
             resource_token_revoked: true,
             presented_token_revoked: true,
-            bound: true,
+            bound_account: Some("alice@as".to_owned()),
             billed: true,
         }
     );

@@ -155,6 +155,16 @@ async fn total_contract(s: &dyn AsStore, snapshot: &dyn Fn() -> Option<String>) 
             .unwrap(),
         WaitingCreated::Taken
     );
+    let mut code_again = fresh(3);
+    code_again.code = Some("CODE-y0".to_owned());
+    assert_eq!(
+        s.create_waiting(code_again, WaitingCaps::new(64, None), later)
+            .await
+            .unwrap(),
+        WaitingCreated::Taken,
+        "a code already there"
+    );
+    assert!(nothing_of(s, "y3", later).await);
 }
 
 #[tokio::test]

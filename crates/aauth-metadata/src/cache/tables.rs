@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Counters, DiscoveryError, FetchFuture, KeySet, KeySource, bump};
+use super::{Counters, DiscoveryError, FetchFuture, KeySet, KeySource, OverloadBound, bump};
 
 /// Where a source stands: what may evict it, and which fetch slots its fetches may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +99,13 @@ impl Slots {
         }
     }
 
-    /// The limit that refuses one more fetch (of a stranger if `stranger`), if one does.
-    pub(super) fn refusing(self, limits: Self, stranger: bool) -> Option<usize> {
+    /// The limit that refuses one more fetch (of a stranger if `stranger`), and which it
+    /// is, if one does.
+    pub(super) fn refusing(self, limits: Self, stranger: bool) -> Option<(usize, OverloadBound)> {
         if self.all >= limits.all {
-            Some(limits.all)
+            Some((limits.all, OverloadBound::Fetches))
         } else if stranger && self.strangers >= limits.strangers {
-            Some(limits.strangers)
+            Some((limits.strangers, OverloadBound::StrangerFetches))
         } else {
             None
         }

@@ -9,7 +9,7 @@ use aauth_keys::KeyError;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::{FixedClock, UnixTime};
 use aauth_metadata::{
-    CacheConfig, DiscoveryError, FetchError, Fetched, HttpsUrl, KeyCache, KeySource,
+    CacheConfig, DiscoveryError, FetchError, Fetched, HttpsUrl, KeyCache, KeySource, OverloadBound,
 };
 use aauth_tokens::{
     AgentClaims, AgentId, AgentTokenBuilder, IssuerKeyResolver, KeyRequest, ResolveError, ServerId,
@@ -581,12 +581,20 @@ async fn fetches_running_at_once_are_bounded_and_never_leaked() {
     }
     // A third source is refused at once, unfetched, and not remembered.
     let before = w.cache.len();
+    let refused = w.cache.jwks_key(&never_answers(2), "k1").await.unwrap_err();
     assert_eq!(
-        w.cache.jwks_key(&never_answers(2), "k1").await.unwrap_err(),
-        DiscoveryError::Overloaded { limit: 2 }
+        refused,
+        DiscoveryError::Overloaded {
+            limit: 2,
+            bound: OverloadBound::StrangerFetches
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "2 key fetches of sources without keys are already running"
     );
     assert!(matches!(
-        ResolveError::from(DiscoveryError::Overloaded { limit: 2 }),
+        ResolveError::from(refused),
         ResolveError::Unavailable { .. }
     ));
     assert_eq!(w.fetch.calls(never_answers(2).as_str()), 0);
@@ -643,9 +651,18 @@ async fn the_tables_stay_within_their_bounds_while_fetches_run() {
         .collect();
     settle().await;
     assert_eq!((w.cache.in_flight(), w.cache.negative_len()), (2, 2));
+    // The bound that refused it is the table's, not the fetches' (8, of which 2 run).
+    let refused = w.cache.jwks_key(&never_answers(2), "k1").await.unwrap_err();
     assert_eq!(
-        w.cache.jwks_key(&never_answers(2), "k1").await.unwrap_err(),
-        DiscoveryError::Overloaded { limit: 8 }
+        refused,
+        DiscoveryError::Overloaded {
+            limit: 2,
+            bound: OverloadBound::NegativeTable
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "the table of sources without keys is full: 2 sources, each being fetched"
     );
     assert_eq!(w.cache.negative_len(), 2);
     for r in running {

@@ -235,6 +235,36 @@ async fn bodies_read_whole_are_held_within_the_shared_budget() {
     assert_eq!(budget.available(), 10);
 }
 
+/// The layer's budget is the roles' (`aauth_metadata::budget::BodyBudget`, one type): a
+/// server shares one between its role's services and its resource layers, and the bytes
+/// a service holds of it are not the layer's to take.
+#[tokio::test]
+async fn the_layer_and_a_roles_services_share_one_budget() {
+    let w = world();
+    let token = w.agent_token(3600);
+    let budget = aauth_metadata::budget::BodyBudget::new(10);
+    let svc = AAuthLayer::new(
+        w.resource.route(RoutePolicy::new(Access::AgentToken)),
+        fixed_clock(),
+    )
+    .max_body(64)
+    .body_budget(budget.clone())
+    .streaming()
+    .layer(Gated(Arc::new(tokio::sync::Semaphore::new(10))));
+    let seven =
+        |body: &[u8; 7]| signed("POST", "/data", body, &w.agent, &Scheme::jwt(token.clone()));
+    // A role's service reads a body of 4 bytes: 7 more do not fit beside it.
+    let mut held = budget.hold();
+    assert!(held.grow(4));
+    let (s, h) = status(&mut svc.clone(), seven(br#"{"a":1}"#)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{h:?}");
+    // Its answer ready, its bytes are back, and the layer's body fits.
+    drop(held);
+    let (s, _) = status(&mut svc.clone(), seven(br#"{"a":2}"#)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(budget.available(), 10);
+}
+
 /// A body that never arrives, counting how often it was asked for a frame: a request
 /// the layer answers without reading its body answers at once, and leaves it unpolled.
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 //! sources that have keys, and the issuers in use kept through a burst of one-time ones.
 
 use aauth_keys::time::UnixTime;
-use aauth_metadata::{CacheConfig, DiscoveryError, Fetched, HttpsUrl};
+use aauth_metadata::{CacheConfig, DiscoveryError, Fetched, HttpsUrl, OverloadBound};
 use aauth_tokens::{IssuerKeyResolver, KeyRequest, ServerId};
 
 use super::{JWKS, T0, World, config, never_answers, settle, world, world_with};
@@ -76,7 +76,10 @@ async fn strangers_that_hang_leave_fetch_slots_for_issuers_with_keys() {
     {
         assert_eq!(
             h.await.unwrap().unwrap_err(),
-            DiscoveryError::Overloaded { limit: max / 2 }
+            DiscoveryError::Overloaded {
+                limit: max / 2,
+                bound: OverloadBound::StrangerFetches
+            }
         );
     }
     assert_eq!(
@@ -84,7 +87,10 @@ async fn strangers_that_hang_leave_fetch_slots_for_issuers_with_keys() {
             .jwks_key(&never_answers(max), "k1")
             .await
             .unwrap_err(),
-        DiscoveryError::Overloaded { limit: max / 2 }
+        DiscoveryError::Overloaded {
+            limit: max / 2,
+            bound: OverloadBound::StrangerFetches
+        }
     );
     assert_eq!(w.fetch.calls(never_answers(max).as_str()), 0);
 }
@@ -105,10 +111,15 @@ async fn the_strangers_share_of_fetch_slots_is_a_setting() {
     settle().await;
     assert_eq!(w.cache.in_flight(), 4);
     w.clock.set(UnixTime(T0 + 60));
+    let refused = w.get("k2").await.unwrap_err();
     assert_eq!(
-        w.get("k2").await.unwrap_err(),
-        DiscoveryError::Overloaded { limit: 4 }
+        refused,
+        DiscoveryError::Overloaded {
+            limit: 4,
+            bound: OverloadBound::Fetches
+        }
     );
+    assert_eq!(refused.to_string(), "4 key fetches are already running");
     // A share never rounds down to no slot at all.
     let w = world_with(config(|c| {
         c.max_inflight = 1;
