@@ -64,7 +64,8 @@ const MAX_ENTRIES: usize = 4096;
 
 /// The tokens an agent holds for resources: a person token and an auth token per
 /// (resource, mission), each presented only while more than five minutes remain and only
-/// while it binds the agent's current key; the newest session token per resource. At
+/// while it binds the agent's current key; the newest session token per resource (until
+/// the resource refuses a request that carried it). At
 /// most 4096 pairs are kept (past it, the one whose tokens end first goes), and a pair
 /// whose tokens are all dropped is forgotten.
 #[derive(Debug, Default)]
@@ -179,6 +180,24 @@ impl TokenCache {
         sessions.insert(resource.clone(), token);
     }
 
+    /// Forgets `resource`'s session token (the resource no longer takes it): its next
+    /// call goes without one.
+    pub fn forget_session(&self, resource: &ServerId) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(resource);
+    }
+
+    /// Forgets `resource`'s session token if it is still `refused`: one a later answer
+    /// has replaced is kept.
+    pub(crate) fn forget_refused_session(&self, resource: &ServerId, refused: &SessionToken) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions.get(resource) == Some(refused) {
+            sessions.remove(resource);
+        }
+    }
+
     /// How many (resource, mission) pairs hold a token.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -213,6 +232,25 @@ mod tests {
 
     fn resource(i: usize) -> ServerId {
         ServerId::parse(&format!("https://r{i}.example")).unwrap()
+    }
+
+    #[test]
+    fn a_refused_session_is_forgotten_unless_already_replaced() {
+        let c = TokenCache::default();
+        let r = resource(0);
+        let (old, new) = (
+            SessionToken::new("old").unwrap(),
+            SessionToken::new("new").unwrap(),
+        );
+        c.put_session(&r, old.clone());
+        c.put_session(&r, new.clone());
+        c.forget_refused_session(&r, &old);
+        assert!(c.session(&r) == Some(new.clone()), "the newer one is kept");
+        c.forget_refused_session(&r, &new);
+        assert!(c.session(&r).is_none());
+        c.put_session(&r, old);
+        c.forget_session(&r);
+        assert!(c.session(&r).is_none());
     }
 
     #[test]

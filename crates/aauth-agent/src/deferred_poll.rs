@@ -23,7 +23,10 @@
 //! (a server's `0`) is waited as that minimum, unless the agent just posted an answer: a
 //! server cannot have the agent poll, and act on what each poll says, as fast as it
 //! answers. A request that would outlast its `deadline` is cancelled (`DELETE`, best
-//! effort) and ends in [`AgentError::PollTimeout`].
+//! effort) and ends in [`AgentError::PollTimeout`]; so is one whose poll is still
+//! unanswered when the deadline comes (a server that sends its headers and then stalls, or
+//! dribbles its body, holds the agent no longer than that, whatever the transport). A
+//! withdrawal is given at most [`CANCEL_TIMEOUT`].
 
 use std::time::Duration;
 
@@ -34,6 +37,10 @@ use http::StatusCode;
 
 use crate::AgentError;
 use crate::agent::problem_error;
+
+/// The longest the agent waits for the answer to a withdrawal (`DELETE`): it is best
+/// effort, and a server that does not answer does not hold the agent.
+pub(crate) const CANCEL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a client does between polls of one pending URL.
 #[async_trait]
@@ -78,9 +85,14 @@ pub(crate) async fn until_done(
     match &outcome {
         // Done, ended by the server, or already withdrawn at the deadline.
         Ok(_) | Err(AgentError::Deferred { .. } | AgentError::PollTimeout { .. }) => {}
-        Err(_) => request.cancel().await,
+        Err(_) => withdraw(request).await,
     }
     outcome
+}
+
+/// Withdraws the request (`DELETE`), waiting at most [`CANCEL_TIMEOUT`] for the answer.
+async fn withdraw(request: &mut impl PendingRequest) {
+    let _answered = tokio::time::timeout(CANCEL_TIMEOUT, request.cancel()).await;
 }
 
 /// [`until_done`]'s loop.
@@ -121,7 +133,7 @@ async fn follow(
         // Saturating: a `Retry-After` near `u64::MAX` ends at the deadline below.
         let wait = wait.saturating_add(slow_down);
         if started.elapsed().as_secs().saturating_add(wait) > policy.deadline {
-            request.cancel().await;
+            withdraw(request).await;
             return Err(AgentError::PollTimeout {
                 secs: policy.deadline,
             });
@@ -134,7 +146,8 @@ async fn follow(
 /// One poll. A pending URL that cannot be reached (its server restarting, a network
 /// blip) is polled again after a pause that doubles from 1 s up to the policy's
 /// `max_interval`, within its deadline: the request is still pending at the server, and
-/// a server that shut down gracefully answered its long polls before it went.
+/// a server that shut down gracefully answered its long polls before it went. A poll
+/// still unanswered at the deadline is abandoned, and the request withdrawn.
 async fn poll_through_outages(
     request: &mut impl PendingRequest,
     policy: &PollPolicy,
@@ -142,7 +155,14 @@ async fn poll_through_outages(
 ) -> Result<http::Response<Bytes>, AgentError> {
     let mut pause: u64 = 1;
     loop {
-        match request.poll().await {
+        let left = Duration::from_secs(policy.deadline).saturating_sub(started.elapsed());
+        let Ok(answer) = tokio::time::timeout(left, request.poll()).await else {
+            withdraw(request).await;
+            return Err(AgentError::PollTimeout {
+                secs: policy.deadline,
+            });
+        };
+        match answer {
             Err(AgentError::Transport { reason })
                 if started.elapsed().as_secs().saturating_add(pause) <= policy.deadline =>
             {
@@ -348,6 +368,9 @@ mod tests {
         cancelled: bool,
         /// How many polls, from the first, find the server unreachable.
         unreachable: usize,
+        /// Whether the server leaves every poll and withdrawal unanswered (headers sent,
+        /// then nothing).
+        stalling: bool,
     }
 
     fn answer(status: u16, retry_after: Option<&str>, body: &str) -> http::Response<Bytes> {
@@ -366,6 +389,9 @@ mod tests {
 
         async fn poll(&mut self) -> Result<http::Response<Bytes>, AgentError> {
             self.polls += 1;
+            if self.stalling {
+                std::future::pending::<()>().await;
+            }
             if self.polls <= self.unreachable {
                 return Err(AgentError::Transport {
                     reason: "connection refused".to_owned(),
@@ -379,6 +405,9 @@ mod tests {
 
         async fn cancel(&mut self) {
             self.cancelled = true;
+            if self.stalling {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -388,7 +417,34 @@ mod tests {
             polls: 0,
             cancelled: false,
             unreachable: 0,
+            stalling: false,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_left_unanswered_ends_at_the_deadline_and_is_withdrawn() {
+        let mut s = scripted(Vec::new());
+        s.stalling = true;
+        let policy = PollPolicy::default().deadline(Duration::from_secs(20));
+        let start = tokio::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(3600),
+            until_done(&mut s, &policy, answer(202, Some("1"), "")),
+        )
+        .await
+        .expect("the loop gives up at its deadline");
+        assert!(
+            matches!(r, Err(AgentError::PollTimeout { secs: 20 })),
+            "{r:?}"
+        );
+        assert_eq!(s.polls, 1);
+        assert!(s.cancelled, "the request was withdrawn");
+        // The deadline, then the withdrawal's own bound (its server does not answer it
+        // either).
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(20) + super::CANCEL_TIMEOUT
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -125,7 +125,8 @@ pub enum AgentError {
     },
     /// A resource's pending request asked the agent for more than one pending request
     /// may have it do: a new interaction, question or resource token past `max` of its
-    /// kind (`cap`). The agent stopped polling and withdrew the request (`DELETE`).
+    /// kind (`cap`); or a Person Server's, a new interaction past `max`. The agent
+    /// stopped polling and withdrew the request (`DELETE`).
     #[error("gave up: the pending request asked for more than {max} {cap}")]
     PendingCap {
         /// Which bound it reached.
@@ -141,7 +142,8 @@ pub enum AgentError {
 #[non_exhaustive]
 pub enum PendingCap {
     /// Distinct interactions (`requirement=interaction`: the person prompted, or the
-    /// Person Server asked to reach them): at most 4 ([`PendingCap::max`]).
+    /// Person Server asked to reach them): at most 4 ([`PendingCap::max`]); as many for
+    /// one request to the Person Server (the person prompted).
     Interactions,
     /// Distinct questions (`requirement=clarification`: the clarification hook asked,
     /// its answer posted): at most 8, as for one Person Server request.

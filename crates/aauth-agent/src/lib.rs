@@ -73,7 +73,7 @@ pub use provider::{
 };
 pub use ps_client::{ApprovedMission, HttpPersonServer, Permission, SubagentRelay, UpstreamRelay};
 #[cfg(feature = "reqwest")]
-pub use reqwest_transport::{REQWEST_MAX_BODY, ReqwestTransport};
+pub use reqwest_transport::{REQWEST_MAX_BODY, REQWEST_TIMEOUT, ReqwestTransport};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

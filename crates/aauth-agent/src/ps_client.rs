@@ -18,8 +18,8 @@ use sha2::Digest as _;
 use crate::agent::problem_error;
 use crate::deferred_poll::pending_url;
 use crate::{
-    Agent, AgentError, AuthTokenRequest, Interaction, PersonServerClient, PersonTokenRequest,
-    PollPolicy, Transport,
+    Agent, AgentError, AuthTokenRequest, Interaction, PendingCap, PersonServerClient,
+    PersonTokenRequest, PollPolicy, Transport,
 };
 
 /// The most questions the agent answers for one Person Server request.
@@ -351,7 +351,10 @@ impl HttpPersonServer {
         }
     }
 
-    /// Passes an interaction requirement to the hook, once per code.
+    /// Passes an interaction requirement to the hook, once per code, for at most
+    /// [`PendingCap::Interactions`]' bound of codes per request (as at a resource's
+    /// pending URL): the next new one is [`AgentError::PendingCap`], and the request is
+    /// withdrawn.
     fn prompt(
         &self,
         resp: &http::Response<Bytes>,
@@ -368,6 +371,10 @@ impl HttpPersonServer {
         if let Requirement::Interaction { url, code } = req.requirement {
             if prompted.contains(&code) {
                 return Ok(());
+            }
+            let (cap, max) = (PendingCap::Interactions, PendingCap::Interactions.max());
+            if prompted.len() >= max {
+                return Err(AgentError::PendingCap { cap, max });
             }
             let hook = crate::client::interaction_hook(self.on_interaction.as_ref())?;
             hook(&Interaction::checked(&url, &code)?);

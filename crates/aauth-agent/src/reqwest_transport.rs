@@ -1,7 +1,11 @@
 //! The adapter for reqwest users (feature `reqwest`): a `reqwest::Client` as the agent's
 //! [`Transport`]. The client is built here, from the caller's builder, with redirects
 //! off: a followed redirect would carry the request's `Signature-Key` (and with it the
-//! agent's token) to wherever the redirect points.
+//! agent's token) to wherever the redirect points. Each exchange has a total time limit
+//! (30 s by default, as `HttpsClient`'s deadline), so that a server that answers its
+//! headers and then dribbles its body cannot hold the agent.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,7 +15,13 @@ use crate::{AgentError, Transport, TransportError};
 /// The default response cap: 4 MiB.
 pub const REQWEST_MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// A `reqwest::Client` as the agent's transport: no redirects, a response cap.
+/// The default time limit of one exchange, from sending the request to the last byte of
+/// the response body: 30 s.
+pub const REQWEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `reqwest::Client` as the agent's transport: no redirects, a response cap, a total
+/// time limit per exchange ([`REQWEST_TIMEOUT`] unless [`ReqwestTransport::timeout`]
+/// says otherwise; a timeout set on the builder applies as well, the shorter winning).
 ///
 /// TLS is the application's choice, made in its own reqwest dependency (with reqwest's
 /// `rustls-no-provider`, pass a configured `rustls::ClientConfig` with
@@ -30,6 +40,7 @@ pub const REQWEST_MAX_BODY: usize = 4 * 1024 * 1024;
 pub struct ReqwestTransport {
     client: reqwest::Client,
     max_body: usize,
+    timeout: Duration,
 }
 
 impl ReqwestTransport {
@@ -46,6 +57,7 @@ impl ReqwestTransport {
         Ok(Self {
             client,
             max_body: REQWEST_MAX_BODY,
+            timeout: REQWEST_TIMEOUT,
         })
     }
 
@@ -55,15 +67,21 @@ impl ReqwestTransport {
         self.max_body = bytes;
         self
     }
-}
 
-#[async_trait]
-impl Transport for ReqwestTransport {
-    async fn send(
+    /// The time limit of one exchange, from sending the request to the last byte of the
+    /// response body (default [`REQWEST_TIMEOUT`]); past it the request fails with a
+    /// [`TransportError`].
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// One exchange: the request sent, the response read up to the cap.
+    async fn exchange(
         &self,
-        req: http::Request<Bytes>,
+        req: reqwest::Request,
     ) -> Result<http::Response<Bytes>, TransportError> {
-        let req = reqwest::Request::try_from(req).map_err(TransportError::new)?;
         let mut resp = self
             .client
             .execute(req)
@@ -94,5 +112,23 @@ impl Transport for ReqwestTransport {
         }
         *out.body_mut() = Bytes::from(body);
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        let req = reqwest::Request::try_from(req).map_err(TransportError::new)?;
+        tokio::time::timeout(self.timeout, self.exchange(req))
+            .await
+            .map_err(|_| {
+                TransportError::new(format!(
+                    "no complete response within {} ms",
+                    self.timeout.as_millis()
+                ))
+            })?
     }
 }

@@ -36,6 +36,10 @@ use aauth_metadata::{
 use aauth_tokens::json::{Object, string_value, u64_value};
 use bytes::Bytes;
 
+mod present;
+
+pub use present::Presenter;
+
 /// How the client authenticates at the token endpoint.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -348,9 +352,9 @@ impl ClientCredentials {
     }
 
     /// Remembers the `DPoP-Nonce` a server at `url`'s origin answered with, for the
-    /// proofs sent to it from now on (what [`BearerLayer`] and the token requests do by
-    /// themselves; call it when sending requests another way). A value that could not be
-    /// a nonce is ignored.
+    /// proofs sent to it from now on (what [`BearerLayer`], [`Presenter`] and the token
+    /// requests do by themselves; call it when sending requests another way). A value
+    /// that could not be a nonce is ignored.
     pub fn learn_dpop_nonce(&self, url: &str, nonce: &str) {
         let Some(origin) = origin_of(url) else {
             return;
@@ -615,7 +619,8 @@ impl ClientCredentials {
         self.learn_from(endpoint, resp.headers());
         let status = resp.status().as_u16();
         if status == 200 {
-            return parse_token(resp.body(), now, self.config.default_lifetime)
+            let bound = self.config.dpop.is_some();
+            return parse_token(resp.body(), now, self.config.default_lifetime, bound)
                 .map(Arc::new)
                 .map_err(Attempt::Final);
         }
@@ -898,11 +903,12 @@ pub(crate) fn json_string(s: &str) -> String {
     out
 }
 
-/// RFC 6749 §5.1.
+/// RFC 6749 §5.1; a `DPoP` token only when `dpop_key` (a proof can be made for it).
 fn parse_token(
     body: &[u8],
     now: UnixTime,
     default_lifetime: u64,
+    dpop_key: bool,
 ) -> Result<IssuedToken, ClientError> {
     let bad = |reason: String| ClientError::Response { reason };
     let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8".to_owned()))?;
@@ -928,6 +934,13 @@ fn parse_token(
         return Err(bad(format!(
             "token_type {token_type} is not Bearer or DPoP"
         )));
+    }
+    if token_type.eq_ignore_ascii_case("DPoP") && !dpop_key {
+        // No proof could be made for it (RFC 9449 §7.1): a failed fetch, not a cached
+        // token that fails every presentation until it expires.
+        return Err(bad(
+            "token_type DPoP, but no DPoP key is configured to prove possession".to_owned(),
+        ));
     }
     let expires_in = o
         .get("expires_in")
@@ -1063,42 +1076,20 @@ where
         let tokens = Arc::clone(&self.tokens);
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let mut retried = false;
-            let mut nonce_retried = false;
+            let mut presenter = Presenter::new(tokens);
             loop {
-                let token = tokens
-                    .token_now()
-                    .await
-                    .map_err(BearerServiceError::Token)?;
                 let mut req = http::Request::from_parts(parts.clone(), body.clone());
-                let bound = token.token_type.eq_ignore_ascii_case("DPoP");
-                let (method, url) = (req.method().to_string(), req.uri().to_string());
-                tokens
-                    .present(&token, &method, &url, req.headers_mut())
+                presenter
+                    .present(&mut req)
+                    .await
                     .map_err(BearerServiceError::Token)?;
                 std::future::poll_fn(|cx| inner.poll_ready(cx))
                     .await
                     .map_err(BearerServiceError::Inner)?;
                 let resp = inner.call(req).await.map_err(BearerServiceError::Inner)?;
-                if resp.headers().contains_key("dpop-nonce") {
-                    tokens.learn_from(&parts.uri.to_string(), resp.headers());
-                }
-                // RFC 9449 §9: the resource wants its nonce in the proof; the request goes
-                // again with the nonce it just gave (once).
-                let wants_nonce = bound
-                    && !nonce_retried
-                    && resp.headers().contains_key("dpop-nonce")
-                    && challenged(&resp, &["DPoP"], "use_dpop_nonce");
-                if wants_nonce {
-                    nonce_retried = true;
-                    continue;
-                }
-                let stale = challenged(&resp, &["Bearer", "DPoP"], "invalid_token");
-                if !stale || retried {
+                if !presenter.again(&resp) {
                     return Ok(resp);
                 }
-                tokens.invalidate_token(&token);
-                retried = true;
             }
         })
     }

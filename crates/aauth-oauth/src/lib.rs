@@ -26,8 +26,9 @@
 //! - the client side: [`ClientCredentials`] (RFC 6749 §4.4 with `client_secret_basic`,
 //!   `client_secret_post` or `private_key_jwt`; cached, refreshed ahead of expiry, one
 //!   fetch for concurrent callers, retries and the circuit breaker, stale-if-error until
-//!   expiry, [`ClientError`] typed; DPoP-bound when given a key) and [`BearerLayer`], a
-//!   tower layer that puts its token (and a DPoP proof) on outgoing requests.
+//!   expiry, [`ClientError`] typed; DPoP-bound when given a key), [`BearerLayer`], a
+//!   tower layer that puts its token (and a DPoP proof) on outgoing requests, and
+//!   [`Presenter`], the same for a caller that sends its requests another way.
 //!
 //! `aauth-resource`'s feature `oauth` puts the resource side on a route beside AAuth
 //! (`OAuthAccess`, `AAuthLayer::oauth`).
@@ -63,7 +64,7 @@ pub use bearer::{Credential, VerifyAccessToken, credential};
 pub use claims::AccessTokenClaims;
 pub use client::{
     BearerLayer, BearerService, BearerServiceError, ClientAuth, ClientConfig, ClientCredentials,
-    ClientError, IssuedToken, REFRESH_PAUSE,
+    ClientError, IssuedToken, Presenter, REFRESH_PAUSE,
 };
 pub use dpop::{DpopCheck, DpopNonces, DpopProof, MAX_JTI_LEN, MAX_NONCE_LEN};
 pub use error::{BearerChallenge, OAuthError};

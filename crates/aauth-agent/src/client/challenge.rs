@@ -21,6 +21,9 @@ pub(super) const MAX_SKEW_CORRECTION: u64 = 300;
 /// The servers whose clock corrections are kept at once.
 const MAX_SKEW_SERVERS: usize = 1024;
 
+/// The servers whose required components are kept at once.
+const MAX_REQUIRING_SERVERS: usize = 1024;
+
 /// How long the agent waits before asking again after `as_unreachable`.
 const AS_UNREACHABLE_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -272,15 +275,18 @@ impl AAuthClient {
     /// bytes: a resource cannot grow this without bound); whether any was new. The
     /// profile's components are covered always, and `content-type` and `content-digest`
     /// whenever a request has a body, so they are not remembered: a later request without
-    /// a body cannot cover them, and a list that names them again needs nothing new.
+    /// a body cannot cover them, and a list that names them again needs nothing new. A
+    /// resource is entered only when something is learnt for it, and at most
+    /// [`MAX_REQUIRING_SERVERS`] are kept (past it the table starts again: each resource
+    /// asks again when it needs to).
     pub(super) fn require(&self, resource: &ServerId, components: &[String]) -> bool {
         let mut map = self
             .config
             .required_input
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let known = map.entry(resource.clone()).or_default();
-        let mut added = false;
+        let mut known = map.get(resource).cloned().unwrap_or_default(); // default: nothing learnt yet
+        let before = known.len();
         let always = |c: &str| {
             aauth_signing::REQUIRED_COMPONENTS.contains(&c)
                 || c == "content-type"
@@ -289,10 +295,17 @@ impl AAuthClient {
         for c in components {
             if known.len() < 16 && c.len() <= 64 && !known.contains(c) && !always(c) {
                 known.push(c.clone());
-                added = true;
             }
         }
-        added
+        if known.len() == before {
+            return false;
+        }
+        if map.len() >= MAX_REQUIRING_SERVERS && !map.contains_key(resource) {
+            // Bounded, as the clock corrections are.
+            map.clear();
+        }
+        map.insert(resource.clone(), known);
+        true
     }
 }
 
@@ -313,8 +326,9 @@ fn once(answered: &mut BTreeSet<&'static str>, what: &'static str) -> Result<(),
 impl AAuthClient {
     /// A `401` that offers only OAuth (`WWW-Authenticate: Bearer`, no `AAuth-Requirement`)
     /// from one of the fallback's APIs: the request again, unsigned, with the fallback's
-    /// token; `None` when there is no fallback, `resource` is not one of its APIs, or the
-    /// resource offers something else.
+    /// token (and again as `aauth_oauth::Presenter` says, at most twice more); `None`
+    /// when there is no fallback, `resource` is not one of its APIs, or the resource
+    /// offers something else.
     pub(super) async fn bearer_fallback(
         &self,
         resource: &ServerId,
@@ -341,23 +355,93 @@ impl AAuthClient {
         if !bearer_only {
             return Ok(None);
         }
-        let token = tokens.token_now().await.map_err(|e| AgentError::OAuth {
-            code: e.code().to_owned(),
-            reason: e.to_string(),
-        })?;
-        let mut parts = clone_parts(parts);
-        tokens
-            .present(
-                &token,
-                parts.method.as_str(),
-                &parts.uri.to_string(),
-                &mut parts.headers,
+        // As `BearerLayer` does: the API's `DPoP-Nonce` learned, the request sent once
+        // more with it on `use_dpop_nonce`, and once more with a new token on
+        // `invalid_token` (the refused one dropped).
+        let mut presenter = aauth_oauth::Presenter::new(Arc::clone(tokens));
+        loop {
+            let mut req = http::Request::from_parts(clone_parts(parts), body.clone());
+            presenter
+                .present(&mut req)
+                .await
+                .map_err(|e| AgentError::OAuth {
+                    code: e.code().to_owned(),
+                    reason: e.to_string(),
+                })?;
+            let resp = self.transport.send(req).await?;
+            if !presenter.again(&resp) {
+                return Ok(Some(resp));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aauth_keys::PrivateKey;
+    use aauth_tokens::{AgentId, ServerId};
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use super::MAX_REQUIRING_SERVERS;
+    use crate::{AAuthClient, Agent, AgentProvider, Transport, TransportError};
+
+    /// A transport that reaches nothing (the tests here send nothing).
+    struct Nowhere;
+
+    #[async_trait]
+    impl Transport for Nowhere {
+        async fn send(
+            &self,
+            _: http::Request<Bytes>,
+        ) -> Result<http::Response<Bytes>, TransportError> {
+            Err(TransportError::new("nowhere"))
+        }
+    }
+
+    fn client() -> AAuthClient {
+        let provider = Arc::new(
+            AgentProvider::new(
+                ServerId::parse("https://agent.example").unwrap(),
+                Arc::new(PrivateKey::ed25519_from_seed(&[1; 32])),
+                "key-1",
             )
-            .map_err(|e| AgentError::OAuth {
-                code: e.code().to_owned(),
-                reason: e.to_string(),
-            })?;
-        let req = http::Request::from_parts(parts, body.clone());
-        Ok(Some(self.transport.send(req).await?))
+            .unwrap(),
+        );
+        let id = AgentId::parse("aauth:assistant@agent.example").unwrap();
+        let key = Arc::new(PrivateKey::ed25519_from_seed(&[2; 32]));
+        provider.enroll(&id, key.public_key(), None).unwrap();
+        AAuthClient::builder(Arc::new(Agent::new(id, key, provider))).build(Arc::new(Nowhere))
+    }
+
+    fn server(i: usize) -> ServerId {
+        ServerId::parse(&format!("https://r{i}.example")).unwrap()
+    }
+
+    fn servers_kept(client: &AAuthClient) -> usize {
+        client.config.required_input.lock().unwrap().len()
+    }
+
+    #[test]
+    fn only_resources_that_taught_something_are_kept_and_at_most_the_bound() {
+        let c = client();
+        // `invalid_input` naming nothing new: nothing to remember, no entry.
+        let nothing = ["content-digest".to_owned(), "@method".to_owned()];
+        for i in 0..2 * MAX_REQUIRING_SERVERS {
+            assert!(!c.require(&server(i), &nothing));
+            assert!(!c.require(&server(i), &[]));
+        }
+        assert_eq!(servers_kept(&c), 0);
+        let custom = ["x-tenant".to_owned()];
+        for i in 0..2 * MAX_REQUIRING_SERVERS {
+            assert!(c.require(&server(i), &custom));
+            assert!(servers_kept(&c) <= MAX_REQUIRING_SERVERS);
+        }
+        // The latest is still known, and nothing new for it is nothing new.
+        let last = server(2 * MAX_REQUIRING_SERVERS - 1);
+        assert_eq!(c.required_by(&last), custom);
+        assert!(!c.require(&last, &custom));
     }
 }

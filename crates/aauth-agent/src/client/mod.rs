@@ -346,8 +346,10 @@ impl ClientBuilder {
 /// the agent token, each with more than five minutes left. Answers: `401
 /// requirement=agent-token | person-token | auth-token` (the resource token checked per
 /// AG-22, the auth token per AG-23), `Signature-Error` `revoked_jwt`/`expired_jwt`
-/// (the credential refreshed once) and `clock_skew` (corrected once from `Date`), and
-/// `202` deferred responses (polled per [`PollPolicy`]).
+/// (the credential refreshed once) and `clock_skew` (corrected once from `Date`),
+/// `202` deferred responses (polled per [`PollPolicy`]), and a `403` to a request that
+/// carried the resource's session token (the session dropped, the request sent once
+/// more without it).
 #[derive(Clone)]
 pub struct AAuthClient {
     config: Arc<Config>,
@@ -468,7 +470,19 @@ impl AAuthClient {
         for _ in 0..self.config.max_rounds {
             let now = self.now();
             let cred = self.credential(&resource, now, &call).await?;
-            let resp = self.send_signed(&parts, &body, &cred, &resource).await?;
+            let (resp, session) = self
+                .send_signed_carrying(&parts, &body, &cred, &resource)
+                .await?;
+            // The resource refused a request that carried the session token it issued: the
+            // session is no longer good there (unknown, expired, another key's). It is
+            // dropped, and the request sent once more without it.
+            if resp.status() == StatusCode::FORBIDDEN
+                && let Some(refused) = &session
+                && call.answered.insert("session refused")
+            {
+                self.config.cache.forget_refused_session(&resource, refused);
+                continue;
+            }
             match resp.status() {
                 StatusCode::ACCEPTED => {
                     return self.deferred(&parts, &resource, resp, call).await;
@@ -570,6 +584,20 @@ impl AAuthClient {
         cred: &Credential,
         resource: &ServerId,
     ) -> Result<http::Response<Bytes>, AgentError> {
+        self.send_signed_carrying(parts, body, cred, resource)
+            .await
+            .map(|(resp, _)| resp)
+    }
+
+    /// As [`AAuthClient::send_signed`]; also the session token the request carried (the
+    /// cached one, added when the request had no `Authorization` of its own).
+    async fn send_signed_carrying(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        cred: &Credential,
+        resource: &ServerId,
+    ) -> Result<(http::Response<Bytes>, Option<SessionToken>), AgentError> {
         let mut parts = clone_parts(parts);
         let caps = self.capabilities();
         if !caps.0.is_empty()
@@ -577,11 +605,13 @@ impl AAuthClient {
         {
             parts.headers.insert(names::AAUTH_CAPABILITIES, v);
         }
+        let mut carried = None;
         if !parts.headers.contains_key(http::header::AUTHORIZATION)
             && let Some(session) = self.config.cache.session(resource)
-            && let Ok(v) = HeaderValue::from_str(&AuthorizationAAuth(session).serialize())
+            && let Ok(v) = HeaderValue::from_str(&AuthorizationAAuth(session.clone()).serialize())
         {
             parts.headers.insert(http::header::AUTHORIZATION, v);
+            carried = Some(session);
         }
         let signer = self.config.agent.signer();
         let scheme = Scheme::jwt(cred.token.as_ref());
@@ -615,7 +645,7 @@ impl AAuthClient {
         {
             self.config.cache.put_session(resource, token);
         }
-        Ok(resp)
+        Ok((resp, carried))
     }
 
     /// A person token for `resource` from the Person Server, checked and cached.

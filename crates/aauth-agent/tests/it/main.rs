@@ -13,6 +13,9 @@
 mod challenges;
 mod client;
 mod deferred;
+mod fallback;
 mod pending_caps;
 mod provider;
+mod sessions;
 mod support;
+mod transport;

@@ -290,3 +290,80 @@ fn fresh_for(token: &str, presented: &str, key: &dyn aauth_keys::Signer) -> Stri
     let json = serde_json::Value::Object(claims).to_string();
     aauth_tokens::jws::sign(key, "rs-1", "aa-resource+jwt", json.as_bytes()).unwrap()
 }
+
+/// A Person Server's pending request is held to the same cap: a new interaction code at
+/// every poll prompts the person at most four times, then the agent stops with
+/// `PendingCap` and withdraws the request.
+#[tokio::test(start_paused = true)]
+async fn a_person_server_asking_for_a_new_interaction_at_every_poll_is_capped() {
+    use aauth_agent::{HttpPersonServer, PersonServerClient};
+    let w = parties();
+    let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","auth_token_endpoint":"https://ps.example/auth-token","person_token_endpoint":"https://ps.example/person-token"}"#;
+    let count = Arc::new(AtomicUsize::new(0));
+    let withdrawals = Arc::new(AtomicUsize::new(0));
+    let (n, d) = (Arc::clone(&count), Arc::clone(&withdrawals));
+    w.net.host(
+        "ps.example",
+        Arc::new(move |req: Request<Bytes>| {
+            let resp = if req.uri().path().starts_with("/.well-known/") {
+                response(200, &[], metadata)
+            } else if req.method() == http::Method::DELETE {
+                d.fetch_add(1, Ordering::SeqCst);
+                response(204, &[], "")
+            } else {
+                let code = n.fetch_add(1, Ordering::SeqCst);
+                let requirement = format!(
+                    "requirement=interaction; url=\"https://ps.example/interact\"; code=\"CODE-{code}\""
+                );
+                response(
+                    202,
+                    &[
+                        ("location", "/pending/p1"),
+                        ("retry-after", "0"),
+                        ("aauth-requirement", &requirement),
+                    ],
+                    r#"{"status":"pending"}"#,
+                )
+            };
+            Box::pin(async move { resp })
+        }),
+    );
+    let prompts = Arc::new(AtomicUsize::new(0));
+    let p = Arc::clone(&prompts);
+    let ps = HttpPersonServer::new(crate::support::id("https://ps.example"), w.net.clone())
+        .clock(w.clock.clone())
+        .on_interaction(move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+        });
+    let resource = crate::support::id("https://resource.example");
+    let got = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        ps.person_token(
+            &w.agent(),
+            aauth_agent::PersonTokenRequest::new(&resource, None),
+        ),
+    )
+    .await
+    .expect("the agent stops well before its deadline");
+    assert!(
+        matches!(
+            got,
+            Err(AgentError::PendingCap {
+                cap: PendingCap::Interactions,
+                max: 4
+            })
+        ),
+        "{got:?}"
+    );
+    assert_eq!(prompts.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        5,
+        "the fifth code was not shown"
+    );
+    assert_eq!(
+        withdrawals.load(Ordering::SeqCst),
+        1,
+        "the request was withdrawn"
+    );
+}

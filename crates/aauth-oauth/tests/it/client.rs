@@ -516,6 +516,26 @@ async fn malformed_token_responses_are_typed() {
     }
 }
 
+/// A `DPoP` token for a client with no DPoP key could never be presented (no proof can be
+/// made for it): the fetch fails, and nothing is cached to fail every request until it
+/// expires.
+#[tokio::test]
+async fn a_dpop_token_for_a_client_without_a_dpop_key_is_a_failed_fetch() {
+    let ep = Arc::new(Endpoint::default());
+    ep.answer(
+        200,
+        json!({"access_token": "bound", "token_type": "DPoP", "expires_in": 300}),
+    )
+    .answer(200, token_body("plain", 300));
+    let s = source(basic(), &ep, &clock());
+    match s.token().await.unwrap_err() {
+        ClientError::Response { reason } => assert!(reason.contains("DPoP key"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.token().await.unwrap().access_token, "plain");
+    assert_eq!(ep.calls(), 2, "the refused token was not cached");
+}
+
 #[tokio::test]
 async fn a_server_that_is_down_gets_the_stale_token_until_expiry_then_the_breaker() {
     let ep = Arc::new(Endpoint::default());
