@@ -768,7 +768,7 @@ async fn governance_calls_over_tls() {
         .await
         .unwrap()
         .unwrap()
-        .log;
+        .into_log();
     assert_eq!(log.last().map(|e| e.event.as_str()), Some("audit"));
     match client.ask(&agent, "Keep the duplicates?").await {
         Err(AgentError::PersonServer { status, error }) => {

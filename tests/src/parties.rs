@@ -462,7 +462,7 @@ pub(crate) async fn parties_in(
         secret,
     )
     .map_err(e)?
-    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApproveChained))
     // What it revokes (a person on their dashboard, a cascade) it tells the resource.
     .revocation_notifier(Arc::new(aauth_person_server::HttpRevocationNotifier::new(
         id("https://ps.example")?,

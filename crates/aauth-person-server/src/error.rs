@@ -120,6 +120,18 @@ pub enum PsError {
     /// the stable `violation` code.
     #[error("denied by the mission's constraints: {0}")]
     Violation(&'static str),
+    /// A mission's log takes no more of its agent's entries ([`crate::Mission::log_agent`]):
+    /// `denied` (403) with `violation` `mission_log_full`, nothing recorded.
+    ///
+    /// Draft -11 names no error for it: its mission, permission and audit endpoints list
+    /// only `invalid_request`, `mission_not_found` and the mission status error, and the
+    /// token endpoints none that fits. It is not `rate_limited` (429 and `Retry-After`):
+    /// the log never empties, so a retry would never succeed; nor `mission_terminated`:
+    /// the mission is still active, and the person may still end it. `denied` is the
+    /// draft's refusal that is final for this request, as a mission constraint's is; the
+    /// agent proposes a new mission to go on.
+    #[error("denied: {0}")]
+    MissionLogFull(#[from] crate::mission::LogFull),
     /// The pending request changed while this request was answered (another poll, the
     /// person's decision): `409` with `invalid_request`, nothing written; the caller reads
     /// it again.
@@ -136,17 +148,6 @@ pub enum PsError {
     /// only the kind of failure in the body.
     #[error("server_error: {0}")]
     Internal(#[from] aauth_metadata::serve::InternalError),
-}
-
-impl From<crate::mission::LogFull> for PsError {
-    /// A mission's log that takes no more of its agent's entries refuses the agent's
-    /// request as an exhausted budget of requests is refused: `429 rate_limited`.
-    fn from(e: crate::mission::LogFull) -> Self {
-        Self::RateLimited {
-            reason: e.to_string(),
-            retry_after: 3600,
-        }
-    }
 }
 
 impl PsError {
@@ -178,7 +179,7 @@ impl PsError {
             Self::Denied(_) => "denied",
             Self::MissionNotFound => "mission_not_found",
             Self::MissionTerminated(_) => "mission_terminated",
-            Self::Violation(_) => "denied",
+            Self::Violation(_) | Self::MissionLogFull(_) => "denied",
             Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
         }
@@ -195,7 +196,8 @@ impl PsError {
             | Self::UserUnreachable(_)
             | Self::Denied(_)
             | Self::MissionTerminated(_)
-            | Self::Violation(_) => StatusCode::FORBIDDEN,
+            | Self::Violation(_)
+            | Self::MissionLogFull(_) => StatusCode::FORBIDDEN,
             Self::MissionNotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -233,6 +235,10 @@ impl PsError {
             }
             Self::Violation(code) => {
                 body["violation"] = (*code).into();
+                body["detail"] = self.to_string().into();
+            }
+            Self::MissionLogFull(_) => {
+                body["violation"] = crate::mission::violation::LOG_FULL.into();
                 body["detail"] = self.to_string().into();
             }
             Self::AccessServerRefused { error, detail, .. } => {

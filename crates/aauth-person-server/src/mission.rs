@@ -176,8 +176,9 @@ pub struct Mission {
     pub grants: u32,
     /// Budget grants (the spending ledger), oldest first.
     pub ledger: Vec<Allocation>,
-    /// The mission log.
-    pub log: Vec<LogEntry>,
+    /// The mission log: read with [`Mission::log_entries`], written only through
+    /// [`Mission::log()`] and [`Mission::log_agent`], which keep it within its cap.
+    log: Vec<LogEntry>,
     /// What the person approved for the whole mission.
     pub approvals: Vec<MissionApproval>,
     /// How many changes the stored mission has had: a change is written only over the
@@ -454,6 +455,18 @@ impl Mission {
         self.log.len() >= MAX_MISSION_LOG
     }
 
+    /// The mission log, oldest entry first.
+    #[must_use]
+    pub fn log_entries(&self) -> &[LogEntry] {
+        &self.log
+    }
+
+    /// The mission log, oldest entry first, taken from the mission.
+    #[must_use]
+    pub fn into_log(self) -> Vec<LogEntry> {
+        self.log
+    }
+
     /// The one place an entry joins the log: only while it holds fewer than `cap`.
     fn push(&mut self, entry: LogEntry, cap: usize) -> bool {
         if self.log.len() >= cap {
@@ -518,6 +531,10 @@ pub mod violation {
     pub const BUDGET_UNIT_MISMATCH: &str = "budget_unit_mismatch";
     /// A sub-agent acted and the mission does not allow delegation.
     pub const DELEGATION_NOT_ALLOWED: &str = "delegation_not_allowed";
+    /// The mission's log takes no more of its agent's entries (not a check of the
+    /// engine: [`super::Mission::log_agent`] refuses it, [`super::LogFull`]); the agent
+    /// proposes a new mission to go on.
+    pub const LOG_FULL: &str = "mission_log_full";
 }
 
 /// What the engine is asked.

@@ -18,6 +18,11 @@ pub struct ConsentRequest<'a> {
     pub scope: Option<&'a str>,
     /// Whether this is a person token (identity only) or an auth token (access).
     pub kind: ConsentKind,
+    /// Whether the request came through call chaining (draft -11 §Call Chaining): an
+    /// intermediary resource's agent asking for the person its `upstream_token` names, so
+    /// `agent` is that intermediary's, not an agent the person bound (PS-63). Only person
+    /// and auth tokens are asked for so.
+    pub chained: bool,
 }
 
 /// Which token consent is asked for.
@@ -74,16 +79,35 @@ pub mod dangerous {
     /// scope, without asking the person again (an unbound agent's request still goes to
     /// the person, who binds it). For autonomous agents and demos.
     ///
-    /// A chained request (draft -11 call chaining: an intermediary resource's agent
-    /// presenting the person's token as `upstream_token`) counts as the person's too, so
-    /// it is approved as well, within what the upstream token allows (its person, its
-    /// mission, no later expiry, at most three hops): under this policy any resource that
-    /// receives one of the person's tokens can obtain tokens in the person's name at other
-    /// resources. [`super::AlwaysAsk`] asks the person about those too.
+    /// A chained request ([`ConsentRequest::chained`]: draft -11 call chaining, an
+    /// intermediary resource's agent presenting the person's token as `upstream_token`)
+    /// is not one of the person's agents asking: it is left to the person
+    /// ([`Decision::AskPerson`]), as [`super::AlwaysAsk`] leaves everything. Approved
+    /// too, any resource that receives one of the person's tokens could obtain tokens in
+    /// the person's name at other resources. [`AutoApproveChained`] approves those as
+    /// well.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct AutoApprove;
 
     impl ConsentPolicy for AutoApprove {
+        fn decide(&self, request: &ConsentRequest<'_>) -> Decision {
+            if request.chained {
+                Decision::AskPerson
+            } else {
+                Decision::Approve
+            }
+        }
+    }
+
+    /// [`AutoApprove`], and chained requests approved too, within what the upstream token
+    /// allows (its person, its mission, no later expiry, at most three hops): under this
+    /// policy any resource that receives one of the person's tokens can obtain tokens in
+    /// the person's name at other resources without the person. For demos and tests of
+    /// call chaining.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct AutoApproveChained;
+
+    impl ConsentPolicy for AutoApproveChained {
         fn decide(&self, _: &ConsentRequest<'_>) -> Decision {
             Decision::Approve
         }

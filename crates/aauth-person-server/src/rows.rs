@@ -29,6 +29,22 @@ pub(crate) fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// What the identifiers of `agent`'s sub-agents begin and end with (`aauth:<local>+` and
+/// `@<domain>`: draft -11 §Agent Identifiers reserves `+` for them), so that the records
+/// of sub-agents' person tokens written before their parent was kept with them (migration
+/// 6) are found as the parent's; matched by exact comparison of both ends, with a
+/// non-empty discriminator between (no `LIKE` pattern, so no wildcard in an identifier
+/// can widen it). `None` for an agent that is itself a sub-agent (one level deep: it has
+/// none). This only widens what unlinking the parent revokes; nothing is granted on it.
+pub(crate) fn subagent_affixes(agent: &AgentId) -> Option<(String, String)> {
+    (!agent.local().contains('+')).then(|| {
+        (
+            format!("aauth:{}+", agent.local()),
+            format!("@{}", agent.domain()),
+        )
+    })
+}
+
 /// A deferred request as stored (identifiers as strings, parsed back on read).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct PendingRow {
@@ -465,7 +481,7 @@ impl MissionRow {
             terminated: m.terminated.map(|r| r.as_str().to_owned()),
             grants: m.grants,
             ledger: m.ledger.clone(),
-            log: m.log.clone(),
+            log: m.log_entries().to_vec(),
             approvals: m.approvals.clone(),
             version: m.version,
         }

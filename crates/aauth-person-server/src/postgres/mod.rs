@@ -15,7 +15,9 @@
 //! - **One round trip a token**: recording an issued token is one statement; the checks on
 //!   the request path are one query each.
 //! - **Expired rows are swept off the request path**: a task deletes them in batches of
-//!   1,000 once a minute, one instance at a time (an advisory lock).
+//!   1,000 once a minute, each kind's again while its batch comes back full (at most 32
+//!   batches of a kind a minute, each its own transaction), one instance at a time (an
+//!   advisory lock).
 //! - **Migrations** run at [`PgStore::connect`] (and with `aauth admin migrate`), each
 //!   once, whichever instance starts first.
 
@@ -39,14 +41,14 @@ use crate::rows::{
     unreadable,
 };
 use crate::store::{
-    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PENDING_KEPT, PendingCaps,
-    PendingCreated, PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
+    AccountRecord, AuthTokenRecord, Binding, Issuance, IssuedToken, PendingCaps, PendingCreated,
+    PersonTokenRecord, PsStore, RECORD_GRACE, Standing, StoreError, TokenRecord,
 };
 
 mod pending;
 mod schema;
 
-use schema::{COMPONENT, Floor, MIGRATIONS, PENDING_CHANNEL, SWEEPS};
+use schema::{COMPONENT, MIGRATIONS, PENDING_CHANNEL, sweep};
 
 /// Which store a [`StoreError`] names.
 const STORE: &str = "person-server postgres";
@@ -169,9 +171,9 @@ impl PgStore {
         }
     }
 
-    /// Deletes one batch of every kind of expired row (what the background sweep does
-    /// once a minute), unless another instance is sweeping; returns how many rows it
-    /// deleted.
+    /// Deletes the expired rows of every kind, in batches, as the background sweep does
+    /// once a minute (a kind's batches until one comes back short, at most 32 a call),
+    /// unless another instance is sweeping; returns how many rows it deleted.
     ///
     /// # Errors
     ///
@@ -213,45 +215,6 @@ impl PgStore {
     fn get<'a, T: FromSql<'a>>(&self, row: &'a PgRow, idx: usize) -> Result<T, StoreError> {
         self.pg.get(row, idx, "row")
     }
-}
-
-/// One pass of the sweep, under a lock that lets one instance sweep at a time.
-async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, StoreError> {
-    pg.timed(async {
-        let mut c = pg.client().await?;
-        let tx = c.transaction().await.map_err(|e| pg.err(e))?;
-        let mine: bool = tx
-            .query_one(
-                // One sweeper per schema and component at a time: services in other
-                // schemas of the same database sweep their own, unhindered. (No schema
-                // on the path, as when it was dropped under us: one shared key, never
-                // a NULL lock answer.)
-                "SELECT pg_try_advisory_xact_lock(
-                     hashtext('aauth_sweep ' || COALESCE(current_schema(), '')),
-                     hashtext($1))",
-                &[&COMPONENT],
-            )
-            .await
-            .map_err(|e| pg.err(e))?
-            .get(0);
-        if !mine {
-            return Ok(0);
-        }
-        let now = now.as_secs();
-        let mut deleted = 0;
-        for (_, floor, sql) in SWEEPS {
-            let floor = i(match floor {
-                Floor::Records => now.saturating_sub(RECORD_GRACE),
-                Floor::Pending => now.saturating_sub(PENDING_KEPT),
-                Floor::Now => now,
-                Floor::Audit => now.saturating_sub(audit_retention),
-            });
-            deleted += tx.execute(*sql, &[&floor]).await.map_err(|e| pg.err(e))?;
-        }
-        tx.commit().await.map_err(|e| pg.err(e))?;
-        Ok(deleted)
-    })
-    .await
 }
 
 /// The person-token record of a row of [`PERSON_COLUMNS`].
@@ -879,16 +842,21 @@ impl PsStore for PgStore {
         provider: &ServerId,
         agent: &AgentId,
     ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
-        // The agent's person tokens (its sub-agents' among them) and, transitively, every auth token issued against
-        // one of them; `UNION` ends the recursion on a cycle.
+        // The agent's person tokens (its sub-agents' among them, by name those from before
+        // their parent was kept) and, transitively, every auth token issued against one of
+        // them; `UNION` ends the recursion on a cycle.
+        let (head, tail) = crate::rows::subagent_affixes(agent).unzip();
         self.all(
             "WITH RECURSIVE t (jti, aud, exp) AS (
                SELECT jti, aud, exp FROM person_tokens
-                 WHERE provider = $1 AND (agent = $2 OR parent = $2)
+                 WHERE provider = $1 AND (agent = $2 OR parent = $2
+                   OR (parent IS NULL AND length(agent) > length($3::text) + length($4::text)
+                       AND left(agent, length($3::text)) = $3::text
+                       AND right(agent, length($4::text)) = $4::text))
                UNION
                SELECT a.jti, a.aud, a.exp FROM auth_tokens a JOIN t ON a.presented_jti = t.jti)
              SELECT jti, aud, exp FROM t",
-            &[&provider.as_str(), &agent.as_str()],
+            &[&provider.as_str(), &agent.as_str(), &head, &tail],
         )
         .await?
         .iter()

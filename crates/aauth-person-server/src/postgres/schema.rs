@@ -1,6 +1,10 @@
 //! The PostgreSQL store's migrations and its background sweep.
 
-use aauth_metadata::store::postgres::Migration;
+use aauth_keys::time::UnixTime;
+use aauth_metadata::store::postgres::{Migration, Pg};
+
+use crate::rows::i;
+use crate::store::{PENDING_KEPT, RECORD_GRACE, StoreError};
 
 /// The component name the migrations are recorded under.
 pub(super) const COMPONENT: &str = "person-server";
@@ -128,58 +132,139 @@ pub(super) enum Floor {
     Audit,
 }
 
-/// The sweep's statements: each deletes at most one batch of the rows that nothing reads
-/// any more (older than its [`Floor`], `$1`). Run by one instance at a time, off the
-/// request path.
+/// The sweep's statements: each deletes at most one batch (`$2` rows) of the rows that
+/// nothing reads any more (older than its [`Floor`], `$1`). Run by one instance at a
+/// time, off the request path.
 pub(super) const SWEEPS: &[(&str, Floor, &str)] = &[
     (
         "person_tokens",
         Floor::Records,
         "DELETE FROM person_tokens WHERE jti IN
-           (SELECT jti FROM person_tokens WHERE exp < $1 LIMIT 1000)",
+           (SELECT jti FROM person_tokens WHERE exp < $1 LIMIT $2)",
     ),
     (
         "auth_tokens",
         Floor::Records,
         "DELETE FROM auth_tokens WHERE jti IN
-           (SELECT jti FROM auth_tokens WHERE exp < $1 LIMIT 1000)",
+           (SELECT jti FROM auth_tokens WHERE exp < $1 LIMIT $2)",
     ),
     (
         "revoked",
         Floor::Records,
-        "DELETE FROM revoked WHERE jti IN (SELECT jti FROM revoked WHERE exp < $1 LIMIT 1000)",
+        "DELETE FROM revoked WHERE jti IN (SELECT jti FROM revoked WHERE exp < $1 LIMIT $2)",
     ),
     (
         "agent_tokens",
         Floor::Records,
         "DELETE FROM agent_tokens WHERE (iss, jti) IN
-           (SELECT iss, jti FROM agent_tokens WHERE exp < $1 LIMIT 1000)",
+           (SELECT iss, jti FROM agent_tokens WHERE exp < $1 LIMIT $2)",
     ),
     (
         "chains",
         Floor::Records,
-        "DELETE FROM chains WHERE jti IN (SELECT jti FROM chains WHERE exp < $1 LIMIT 1000)",
+        "DELETE FROM chains WHERE jti IN (SELECT jti FROM chains WHERE exp < $1 LIMIT $2)",
     ),
     (
         "presentations",
         Floor::Records,
         "DELETE FROM presentations WHERE (jti, access_server) IN
-           (SELECT jti, access_server FROM presentations WHERE exp < $1 LIMIT 1000)",
+           (SELECT jti, access_server FROM presentations WHERE exp < $1 LIMIT $2)",
     ),
     (
         "pending",
         Floor::Pending,
-        "DELETE FROM pending WHERE id IN (SELECT id FROM pending WHERE expires < $1 LIMIT 1000)",
+        "DELETE FROM pending WHERE id IN (SELECT id FROM pending WHERE expires < $1 LIMIT $2)",
     ),
     (
         "sessions",
         Floor::Now,
         "DELETE FROM sessions WHERE key IN
-           (SELECT key FROM sessions WHERE expires < $1 LIMIT 1000)",
+           (SELECT key FROM sessions WHERE expires < $1 LIMIT $2)",
     ),
     (
         "audit",
         Floor::Audit,
-        "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < $1 LIMIT 1000)",
+        "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < $1 LIMIT $2)",
     ),
 ];
+
+/// The most rows one statement of the sweep deletes.
+pub(super) const SWEEP_BATCH: u32 = 1000;
+
+/// The most batches of each kind one sweep deletes: a kind whose batch came back full is
+/// swept again, until one comes back short or this many ran (32 000 rows of a kind a
+/// minute), so that a burst is gone within a sweep or a few, and no sweep holds the store
+/// long (each round of batches is a transaction of its own).
+pub(super) const SWEEP_ROUNDS: usize = 32;
+
+/// One sweep: rounds of one batch of each kind that may have more, until every kind's
+/// batch came back short or [`SWEEP_ROUNDS`] ran; returns how many rows it deleted. Each
+/// round is a transaction under a lock that lets one instance sweep at a time: once
+/// another instance holds it, this sweep stops there.
+pub(super) async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, StoreError> {
+    let now = now.as_secs();
+    let mut left: Vec<_> = SWEEPS
+        .iter()
+        .map(|(_, floor, sql)| {
+            let floor = i(match floor {
+                Floor::Records => now.saturating_sub(RECORD_GRACE),
+                Floor::Pending => now.saturating_sub(PENDING_KEPT),
+                Floor::Now => now,
+                Floor::Audit => now.saturating_sub(audit_retention),
+            });
+            (floor, *sql)
+        })
+        .collect();
+    let mut deleted = 0;
+    for _ in 0..SWEEP_ROUNDS {
+        if left.is_empty() {
+            break;
+        }
+        let Some(counts) = sweep_round(pg, &left).await? else {
+            break;
+        };
+        deleted += counts.iter().sum::<u64>();
+        // A full batch: there may be more of that kind.
+        let mut counts = counts.into_iter();
+        left.retain(|_| counts.next().is_some_and(|n| n >= u64::from(SWEEP_BATCH)));
+    }
+    Ok(deleted)
+}
+
+/// One round of [`sweep`]: a batch of each of `kinds` (its floor, its statement) in one
+/// transaction, and how many rows each deleted; `None` when another instance is sweeping.
+async fn sweep_round(pg: &Pg, kinds: &[(i64, &str)]) -> Result<Option<Vec<u64>>, StoreError> {
+    pg.timed(async {
+        let mut c = pg.client().await?;
+        let tx = c.transaction().await.map_err(|e| pg.err(e))?;
+        let mine: bool = tx
+            .query_one(
+                // One sweeper per schema and component at a time: services in other
+                // schemas of the same database sweep their own, unhindered. (No schema
+                // on the path, as when it was dropped under us: one shared key, never
+                // a NULL lock answer.)
+                "SELECT pg_try_advisory_xact_lock(
+                     hashtext('aauth_sweep ' || COALESCE(current_schema(), '')),
+                     hashtext($1))",
+                &[&COMPONENT],
+            )
+            .await
+            .map_err(|e| pg.err(e))?
+            .get(0);
+        if !mine {
+            return Ok(None);
+        }
+        let batch = i64::from(SWEEP_BATCH);
+        let mut counts = Vec::with_capacity(kinds.len());
+        for (floor, sql) in kinds {
+            counts.push(
+                tx.execute(*sql, &[floor, &batch])
+                    .await
+                    .map_err(|e| pg.err(e))?,
+            );
+        }
+        tx.commit().await.map_err(|e| pg.err(e))?;
+        Ok(Some(counts))
+    })
+    .await
+}

@@ -61,8 +61,8 @@ impl PersonServer {
             .map(|m| MissionRow {
                 shown: MissionShown::of(&self.messages, &m),
                 ended: m.terminated.map(TerminationReason::as_str),
-                s256: m.s256,
-                log: m.log,
+                s256: m.s256.clone(),
+                log: m.into_log(),
             })
             .collect();
         let body = dashboard::dashboard(

@@ -912,7 +912,10 @@ impl PersonServer {
         mission: Option<&view::MissionShown>,
     ) -> bool {
         let PendingRequest::AuthToken {
-            resource, scope, ..
+            resource,
+            scope,
+            upstream_jti,
+            ..
         } = &p.request
         else {
             return false;
@@ -927,6 +930,7 @@ impl PersonServer {
             resource,
             scope: scope.as_deref(),
             kind: crate::ConsentKind::AuthToken,
+            chained: upstream_jti.is_some(),
         })
     }
 

@@ -79,6 +79,7 @@ impl PersonServer {
                     resource: &self.id,
                     scope: Some(&b.action),
                     kind: ConsentKind::Permission,
+                    chained: false,
                 },
                 account.is_some(),
             )

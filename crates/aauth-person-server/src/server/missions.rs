@@ -218,6 +218,7 @@ impl PersonServer {
                 resource: &self.id,
                 scope: None,
                 kind: ConsentKind::Mission,
+                chained: false,
             },
             account.is_some(),
         );
@@ -473,6 +474,7 @@ impl PersonServer {
                     resource: &self.id,
                     scope: None,
                     kind: ConsentKind::Completion,
+                    chained: false,
                 }) {
                     Decision::Approve => {
                         self.complete(m, &summary, now).await?;

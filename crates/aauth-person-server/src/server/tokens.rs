@@ -76,6 +76,7 @@ impl PersonServer {
                 resource: &resource,
                 scope: None,
                 kind: ConsentKind::PersonToken,
+                chained: upstream.is_some(),
             },
             account.is_some(),
         ))?;
@@ -455,6 +456,7 @@ impl PersonServer {
             resource: &rt.iss,
             scope: rt.scope.as_deref(),
             kind: ConsentKind::AuthToken,
+            chained: upstream.is_some(),
         };
         let decided = self.decide(&asked, true);
         let decided = self

@@ -733,17 +733,22 @@ impl PsStore for SqliteStore {
         agent: &AgentId,
     ) -> Result<Vec<(String, ServerId, u64)>, StoreError> {
         let (p, a) = (provider.as_str().to_owned(), agent.as_str().to_owned());
+        let (head, tail) = crate::rows::subagent_affixes(agent).unzip();
         let rows = self
             .with(move |c| {
                 let mut out: Vec<(String, String, u64)> = Vec::new();
+                // Its sub-agents' records from before their parent was kept: by name.
                 let mut stmt = c
                     .prepare_cached(
                         "SELECT jti, aud, exp FROM person_tokens
-                         WHERE provider = ?1 AND (agent = ?2 OR parent = ?2)",
+                         WHERE provider = ?1 AND (agent = ?2 OR parent = ?2
+                           OR (parent IS NULL AND length(agent) > length(?3) + length(?4)
+                               AND substr(agent, 1, length(?3)) = ?3
+                               AND substr(agent, -length(?4)) = ?4))",
                     )
                     .map_err(err)?;
                 let rows = stmt
-                    .query_map(params![p, a], |r| {
+                    .query_map(params![p, a, head, tail], |r| {
                         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, u(r.get(2)?)))
                     })
                     .map_err(err)?;

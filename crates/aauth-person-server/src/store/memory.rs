@@ -476,7 +476,11 @@ impl PsStore for MemoryStore {
             .person_tokens
             .values()
             .filter(|t| {
-                t.agent.0 == *provider && (t.agent.1 == *agent || t.parent.as_ref() == Some(agent))
+                t.agent.0 == *provider
+                    && (t.agent.1 == *agent
+                        || t.parent.as_ref() == Some(agent)
+                        // Its sub-agents' records from before their parent was kept: by name.
+                        || (t.parent.is_none() && t.agent.1.is_named_subagent_of(agent)))
             })
             .map(|t| (t.jti.clone(), t.aud.clone(), t.exp))
             .collect();

@@ -30,7 +30,8 @@ pub struct PersonTokenRecord {
     pub agent: (ServerId, AgentId),
     /// When it was issued to a sub-agent: the parent agent that asked for it (of the same
     /// provider), so that unlinking the parent revokes it too. `None` for a token issued to
-    /// the agent that asked, and in records written before it was kept.
+    /// the agent that asked, and in records written before it was kept (a sub-agent's
+    /// such record is found as its parent's by its name: [`PsStore::tokens_of_agent`]).
     pub parent: Option<AgentId>,
     /// The mission, if any.
     pub mission_s256: Option<String>,
@@ -591,8 +592,10 @@ pub trait PsStore: Send + Sync {
     }
 
     /// Every person token issued to the agent `(provider, agent)` or, at its request, to
-    /// one of its sub-agents ([`PersonTokenRecord::parent`]), and every auth token obtained
-    /// by presenting one of them (or an auth token so obtained): `(jti, aud, exp)`.
+    /// one of its sub-agents ([`PersonTokenRecord::parent`]; in a record without one, from
+    /// before it was kept, a sub-agent named as the agent's: `aauth:<local>+…@<domain>`),
+    /// and every auth token obtained by presenting one of them (or an auth token so
+    /// obtained): `(jti, aud, exp)`.
     ///
     /// # Errors
     ///

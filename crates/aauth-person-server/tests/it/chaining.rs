@@ -249,6 +249,64 @@ async fn an_upstream_token_of_another_person_is_refused_and_issues_nothing() {
     assert_eq!(w.state(), before, "nothing issued");
 }
 
+/// `AutoApprove` approves the person's own agent at once but leaves a chained request
+/// (an intermediary presenting the person's token as `upstream_token`) to the person: the
+/// person token and the auth token it asks for wait for the person (`202`);
+/// `AutoApproveChained` approves them.
+#[tokio::test]
+async fn auto_approve_leaves_chained_requests_to_the_person() {
+    use aauth_person_server::dangerous::{AutoApprove, AutoApproveChained};
+    let mut w = world_with(Some(std::sync::Arc::new(AutoApprove)));
+    w.ps = w.ps.consent_pages(Duration::from_secs(600));
+    // The person's own agent: approved at once (`upstream` checks the `200`).
+    let (up, _) = upstream(&w).await;
+    let (ikey, itoken) = intermediary(&w, NOW);
+    let ask_person = serde_json::json!({"resource": "https://other.example", "upstream_token": up, "capabilities": ["interaction"]});
+    let (s, json) = w
+        .post_as(PERSON_TOKEN_PATH, &ask_person, &ikey, &itoken)
+        .await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending")),
+        "{json}"
+    );
+    assert!(json["person_token"].is_null());
+
+    w.ps = w.ps.policy(std::sync::Arc::new(AutoApproveChained));
+    let (s, json) = w
+        .post_as(PERSON_TOKEN_PATH, &ask_person, &ikey, &itoken)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let person = json["person_token"].as_str().unwrap().to_owned();
+    let pc: PersonClaims = w.read(&person, "https://other.example");
+    let rt = ResourceTokenBuilder::new(
+        id("https://other.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        ikey.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
+    .unwrap()
+    .token;
+    let ask_auth = serde_json::json!({"resource_token": rt, "presented_token": person, "upstream_token": up, "capabilities": ["interaction"]});
+
+    w.ps = w.ps.policy(std::sync::Arc::new(AutoApprove));
+    let (s, json) = w.post_as(AUTH_TOKEN_PATH, &ask_auth, &ikey, &itoken).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending")),
+        "{json}"
+    );
+    assert!(json["auth_token"].is_null());
+    w.ps = w.ps.policy(std::sync::Arc::new(AutoApproveChained));
+    let (s, json) = w.post_as(AUTH_TOKEN_PATH, &ask_auth, &ikey, &itoken).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert!(json["auth_token"].is_string());
+}
+
 /// Approves everything but asks the person about the downstream resource.
 struct AskDownstream;
 impl aauth_person_server::ConsentPolicy for AskDownstream {

@@ -108,7 +108,8 @@ pub(crate) fn federated_world(transport: Arc<ScriptedAs>) -> World {
         [9; 32],
     )
     .unwrap()
-    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
+    // Chained requests approved too, as in the other test worlds.
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApproveChained))
     .federation(transport);
     w.mem = Some(mem);
     w

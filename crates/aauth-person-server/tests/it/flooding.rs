@@ -12,9 +12,9 @@ use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_keys::time::UnixTime;
 use aauth_person_server::{
-    AUDIT_PATH, INTERACTION_PATH, MAX_MISSION_LOG, MAX_PROPOSAL_TEXT, MISSION_PATH, MemoryStore,
-    PENDING_KEPT, PERMISSION_PATH, PERSON_TOKEN_PATH, Pending, PendingCaps, PendingCreated,
-    PendingRequest, Proposal, PsStore, SqliteStore, TerminationReason,
+    AUDIT_PATH, AuditQuery, INTERACTION_PATH, MAX_MISSION_LOG, MAX_PROPOSAL_TEXT, MISSION_PATH,
+    MemoryStore, PENDING_KEPT, PERMISSION_PATH, PERSON_TOKEN_PATH, Pending, PendingCaps,
+    PendingCreated, PendingRequest, Proposal, PsStore, SqliteStore, TerminationReason,
 };
 use aauth_tokens::{AgentId, AgentTokenBuilder};
 use http::StatusCode;
@@ -98,7 +98,8 @@ async fn stored(w: &World, s256: &str) -> aauth_person_server::Mission {
 /// Texts one byte over their bound are refused (`400 invalid_request`) and change
 /// nothing; the mission's log stays at its cap under a flood of permission requests, and
 /// past it the agent's audit records, updates and token requests under the mission are
-/// refused (`429`) without changing it, while the person can still end the mission.
+/// refused (`403 denied`, `mission_log_full`, no `Retry-After`: the log never empties)
+/// without changing it or the audit log, while the person can still end the mission.
 #[tokio::test]
 async fn a_missions_log_stays_at_its_cap_and_over_long_texts_are_refused() {
     for o in stores("a_missions_log_stays_at_its_cap").await {
@@ -152,7 +153,7 @@ async fn a_missions_log_stays_at_its_cap_and_over_long_texts_are_refused() {
 
         // The log three entries short of its cap (written as the person's entries are).
         let mut m = stored(&w, &s256).await;
-        while m.log.len() < MAX_MISSION_LOG - 3 {
+        while m.log_entries().len() < MAX_MISSION_LOG - 3 {
             m.log(NOW.as_secs(), "audit", None, "record", None);
         }
         assert!(w.ps.store().replace_mission(&m).await.unwrap(), "{name}");
@@ -160,12 +161,18 @@ async fn a_missions_log_stays_at_its_cap_and_over_long_texts_are_refused() {
         let mut answers = Vec::new();
         for _ in 0..8 {
             let (s, json) = w.post(PERMISSION_PATH, flood.clone()).await;
-            answers.push((s, json["error"].as_str().map(str::to_owned)));
+            answers.push((
+                s,
+                json["error"].as_str().map(str::to_owned),
+                json["violation"].as_str().map(str::to_owned),
+            ));
         }
-        let granted = (StatusCode::OK, None);
+        let granted = (StatusCode::OK, None, None);
+        // Final, not a rate limit: the log never empties, so a retry would never pass.
         let refused = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("rate_limited".to_owned()),
+            StatusCode::FORBIDDEN,
+            Some("denied".to_owned()),
+            Some("mission_log_full".to_owned()),
         );
         assert_eq!(
             answers,
@@ -177,7 +184,8 @@ async fn a_missions_log_stays_at_its_cap_and_over_long_texts_are_refused() {
             "{name}"
         );
         let full = stored(&w, &s256).await;
-        assert_eq!(full.log.len(), MAX_MISSION_LOG, "{name}");
+        assert_eq!(full.log_entries().len(), MAX_MISSION_LOG, "{name}");
+        let audited = w.ps.store().audit(&AuditQuery::default()).await.unwrap();
         for (path, body) in [
             (
                 AUDIT_PATH,
@@ -197,16 +205,32 @@ async fn a_missions_log_stays_at_its_cap_and_over_long_texts_are_refused() {
                 .await;
             let json = json_of(&resp);
             assert_eq!(
-                (resp.status(), json["error"].as_str()),
-                (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+                (
+                    resp.status(),
+                    json["error"].as_str(),
+                    json["violation"].as_str()
+                ),
+                (
+                    StatusCode::FORBIDDEN,
+                    Some("denied"),
+                    Some("mission_log_full")
+                ),
                 "{name} {path}: {json}"
             );
-            assert!(resp.headers().contains_key("retry-after"), "{name} {path}");
+            assert!(
+                !resp.headers().contains_key("retry-after"),
+                "{name} {path}: nothing to wait for"
+            );
         }
         assert_eq!(
             stored(&w, &s256).await,
             full,
             "{name}: refused, nothing changed"
+        );
+        assert_eq!(
+            w.ps.store().audit(&AuditQuery::default()).await.unwrap(),
+            audited,
+            "{name}: a flood at a full log is not a flood of audit events"
         );
         // The person's own entry still goes in (the log's reserve).
         w.ps.terminate_mission(&s256, TerminationReason::Revoked, NOW)
@@ -214,8 +238,12 @@ async fn a_missions_log_stays_at_its_cap_and_over_long_texts_are_refused() {
             .unwrap();
         let ended = stored(&w, &s256).await;
         assert_eq!(ended.terminated, Some(TerminationReason::Revoked), "{name}");
-        assert_eq!(ended.log.len(), MAX_MISSION_LOG + 1, "{name}");
-        assert_eq!(ended.log.last().unwrap().event, "terminated", "{name}");
+        assert_eq!(ended.log_entries().len(), MAX_MISSION_LOG + 1, "{name}");
+        assert_eq!(
+            ended.log_entries().last().unwrap().event,
+            "terminated",
+            "{name}"
+        );
         drop(w);
         o.done().await;
     }

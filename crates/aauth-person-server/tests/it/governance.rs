@@ -97,7 +97,7 @@ async fn permission_is_granted_denied_or_asked_and_logged_in_the_mission() {
             .await
             .unwrap()
             .unwrap()
-            .log
+            .log_entries()
             .iter()
             .filter(|e| e.event == "permission")
             .map(|e| (e.decision.clone(), e.detail.clone().unwrap_or_default()))
@@ -137,7 +137,7 @@ async fn audit_records_need_an_active_mission() {
             .await
             .unwrap()
             .unwrap()
-            .log
+            .log_entries()
             .last()
             .cloned()
             .unwrap();

@@ -134,7 +134,9 @@ fn world_over(
         [9; 32],
     )
     .unwrap()
-    .policy(Arc::new(aauth_person_server::dangerous::AutoApprove))
+    // Everything approved, chained requests too (the chaining tests' intermediaries are
+    // approved for the upstream person); `AutoApprove` alone asks about those.
+    .policy(Arc::new(aauth_person_server::dangerous::AutoApproveChained))
     .operators(aauth_metadata::audit::operator::Operators::new(
         &id("https://ps.example"),
         [operator().public_key().clone()],

@@ -176,7 +176,7 @@ async fn the_proposals_lists_are_a_record_not_a_limit() {
     assert_eq!(s, StatusCode::OK, "{json}");
     let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
     assert!(
-        m.log
+        m.log_entries()
             .iter()
             .any(|e| e.event == "person_token" && e.decision == "permit"),
         "the access beyond the list is in the mission log"
@@ -229,7 +229,7 @@ async fn constraints_deny_with_stable_codes_and_every_decision_is_logged() {
     // The log, in order, with each decision.
     let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
     let log: Vec<(String, String, Option<String>)> = m
-        .log
+        .log_entries()
         .iter()
         .map(|e| (e.event.clone(), e.decision.clone(), e.detail.clone()))
         .collect();
@@ -816,7 +816,11 @@ async fn approving_for_the_mission_lets_the_same_access_through_until_it_ends() 
     let m = w.ps.store().mission(&digest).await.unwrap().unwrap();
     assert_eq!(m.approvals.len(), 1, "{m:?}");
     assert!(m.approved_for("https://resource.example", "read"));
-    assert!(m.log.iter().any(|e| e.event == "approved_for_mission"));
+    assert!(
+        m.log_entries()
+            .iter()
+            .any(|e| e.event == "approved_for_mission")
+    );
     // The same access again: issued without asking.
     let (s, _) = ask(&w, &pt, &pc, "read", None).await;
     assert_eq!(s, StatusCode::OK);

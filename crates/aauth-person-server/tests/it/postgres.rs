@@ -220,6 +220,40 @@ async fn the_sweep_drops_expired_rows_only() {
     db.drop_schema().await;
 }
 
+/// A burst of expired pending requests larger than a batch (1 000 rows a statement) is
+/// gone after one sweep, not one batch a minute; a request still kept for late polls
+/// stays.
+#[tokio::test]
+async fn one_sweep_drops_a_burst_larger_than_a_batch() {
+    let Some(db) = Db::new("one_sweep_drops_a_burst_larger_than_a_batch") else {
+        return;
+    };
+    let store = db.store().await;
+    let gone = NOW.as_secs() - aauth_person_server::PENDING_KEPT - 1;
+    let kept = NOW.as_secs() - 1;
+    db.0.sql(&format!(
+        "INSERT INTO pending (id, code, expires, data, version, agent, provider)
+           SELECT 'p' || n, 'c' || n, CASE WHEN n = 0 THEN {kept} ELSE {gone} END, '{{}}', 0,
+                  'https://agent.example aauth:a' || n, 'https://agent.example'
+           FROM generate_series(0, 2500) AS n"
+    ))
+    .await;
+    assert_eq!(store.sweep_once(NOW).await.unwrap(), 2500);
+    let left: Vec<String> =
+        db.0.pg()
+            .client()
+            .await
+            .unwrap()
+            .query("SELECT id FROM pending", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(left, ["p0"]);
+    db.drop_schema().await;
+}
+
 /// Two Person Servers over one database, as behind a load balancer.
 async fn two_instances(db: &Db) -> (Arc<World>, Arc<World>) {
     let a = crate::world_over(db.store().await, None);

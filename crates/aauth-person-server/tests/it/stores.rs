@@ -565,6 +565,63 @@ pub(crate) async fn contract(store: Arc<dyn PsStore>) {
     );
 
     issuance_contract(store.as_ref()).await;
+    sub_agent_records_contract(store.as_ref()).await;
+}
+
+/// The tokens of an agent include its sub-agents' from records written before their
+/// parent was kept with them (no `parent`), found by the sub-agent's name
+/// (`aauth:<parent local>+…@<parent domain>`, exactly); not another agent's whose name
+/// only looks alike, nor one whose record names another parent.
+async fn sub_agent_records_contract(store: &dyn PsStore) {
+    let provider = id("https://agent.example");
+    let agent = |s: &str| AgentId::parse(s).unwrap();
+    let record = |jti: &str, of: &str| {
+        PersonTokenRecord::new(
+            jti,
+            id("https://resource.example"),
+            "sub-9",
+            "dave",
+            (provider.clone(), agent(of)),
+            NOW.as_secs() + 600,
+        )
+    };
+    let parent = agent("aauth:planner_1@agent.example");
+    for rec in [
+        // Its sub-agent's, before the parent was kept, and after.
+        record("legacy-sub", "aauth:planner_1+search@agent.example"),
+        record("kept-sub", "aauth:planner_1+fetch@agent.example").with_parent(parent.clone()),
+        // `_` is a wildcard to LIKE; the match is exact: not these.
+        record("look-alike", "aauth:plannerX1+search@agent.example"),
+        record("longer", "aauth:planner_12+search@agent.example"),
+        // Identifiers are compared as they are, never case-folded (PS-104).
+        record("other-case", "aauth:Planner_1+search@agent.example"),
+        // Another domain's agent of that name (a record of this provider).
+        record("other-domain", "aauth:planner_1+search@other.example"),
+        // A record that names its parent, another one.
+        record("other-parent", "aauth:planner_1+odd@agent.example")
+            .with_parent(agent("aauth:other@agent.example")),
+    ] {
+        store.record_person_token(rec).await.unwrap();
+    }
+    let jtis = |tokens: Vec<(String, _, u64)>| {
+        let mut j: Vec<String> = tokens.into_iter().map(|(j, _, _)| j).collect();
+        j.sort();
+        j
+    };
+    assert_eq!(
+        jtis(store.tokens_of_agent(&provider, &parent).await.unwrap()),
+        ["kept-sub", "legacy-sub"]
+    );
+    // A sub-agent has no sub-agents of its own (one level deep).
+    assert_eq!(
+        jtis(
+            store
+                .tokens_of_agent(&provider, &agent("aauth:planner_1+search@agent.example"))
+                .await
+                .unwrap()
+        ),
+        ["legacy-sub"]
+    );
 }
 
 /// A mission changed by many at once, each reading it, adding its log entry and writing
@@ -608,7 +665,11 @@ async fn missions_change_without_losing_one(store: &Arc<dyn PsStore>) {
     }
     let after = store.mission(&m.s256).await.unwrap().unwrap();
     assert_eq!(after.version, 8);
-    let mut written: Vec<_> = after.log.iter().filter_map(|e| e.detail.clone()).collect();
+    let mut written: Vec<_> = after
+        .log_entries()
+        .iter()
+        .filter_map(|e| e.detail.clone())
+        .collect();
     written.sort();
     assert_eq!(written, (0..8).map(|i| format!("w{i}")).collect::<Vec<_>>());
     // A copy read before them all is refused, and changes nothing.

@@ -1,5 +1,6 @@
 //! Unlinking an agent from its person ends what it holds in their name: its sub-agents'
-//! tokens are revoked with its own (and their resources told), a token issued before
+//! tokens are revoked with its own (those on record from before their parent was kept
+//! with them too, found by name) and their resources told, a token issued before
 //! obtains nothing more (draft -11 §Sub-Agents: "revoking the parent's grant causes the
 //! next sub-agent authorization to fail"), and its missions end. Over the memory, SQLite
 //! and PostgreSQL stores; and an Access Server cannot write over a record by its `jti`.
@@ -11,7 +12,8 @@ use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_person_server::{
     AUDIT_PATH, AUTH_TOKEN_PATH, Admin, MISSION_PATH, MemoryStore, PERMISSION_PATH,
-    PERSON_TOKEN_PATH, PsStore, RevocationNotifier, SqliteStore, TerminationReason,
+    PERSON_TOKEN_PATH, PersonTokenRecord, PsStore, RevocationNotifier, SqliteStore,
+    TerminationReason,
 };
 use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims, ResourceTokenBuilder, ServerId};
 use async_trait::async_trait;
@@ -21,6 +23,8 @@ use crate::postgres::Db;
 use crate::{NOW, World, id, world_over};
 
 const ASSISTANT: &str = "aauth:assistant@agent.example";
+/// The assistant's sub-agent.
+const SEARCH: &str = "aauth:assistant+search@agent.example";
 
 /// Records what is revoked at which resource.
 #[derive(Default)]
@@ -52,7 +56,7 @@ fn sub_key() -> PrivateKey {
 fn sub_agent_token(w: &World) -> String {
     AgentTokenBuilder::new(
         id("https://agent.example"),
-        AgentId::parse("aauth:assistant+search@agent.example").unwrap(),
+        AgentId::parse(SEARCH).unwrap(),
         sub_key().public_key(),
     )
     .parent_agent(AgentId::parse(ASSISTANT).unwrap())
@@ -114,21 +118,36 @@ async fn unlinking_revokes_the_sub_agents_tokens(store: Arc<dyn PsStore>) {
     let (s, json) = sub_auth_token(&w, &subagent, (&person, &pc)).await;
     assert_eq!(s, StatusCode::OK, "{json}");
     let auth = crate::federation::auth_jti(json["auth_token"].as_str().unwrap());
+    // A sub-agent's token on record from before the parent was kept with it (migration 6):
+    // found by the sub-agent's name.
+    let (provider, agent) = assistant();
+    let legacy = "legacy-sub-agent-token".to_owned();
+    store
+        .record_person_token(PersonTokenRecord::new(
+            legacy.clone(),
+            id("https://resource.example"),
+            "sub-legacy",
+            "alice",
+            (provider.clone(), AgentId::parse(SEARCH).unwrap()),
+            NOW.as_secs() + 600,
+        ))
+        .await
+        .unwrap();
 
     let sent = Arc::new(Sent::default());
     let admin = Admin::new(Arc::clone(&store)).notifier(Arc::clone(&sent) as _);
-    let (provider, agent) = assistant();
     assert_eq!(
         admin.revoke_agent(&provider, &agent, NOW).await.unwrap(),
-        3,
-        "the parent's person token, its sub-agent's, and the auth token obtained with it"
+        4,
+        "the parent's person token, its sub-agent's (the one on record without its parent \
+         too), and the auth token obtained with it"
     );
-    for jti in [&own.jti, &pc.jti, &auth] {
+    for jti in [&own.jti, &pc.jti, &auth, &legacy] {
         assert!(store.is_revoked(jti, NOW).await.unwrap(), "{jti} revoked");
     }
     let mut told = sent.0.lock().unwrap().clone();
     told.sort();
-    let mut expected: Vec<(String, String)> = [&own.jti, &pc.jti, &auth]
+    let mut expected: Vec<(String, String)> = [&own.jti, &pc.jti, &auth, &legacy]
         .iter()
         .map(|j| ("https://resource.example".to_owned(), (*j).clone()))
         .collect();
@@ -315,7 +334,7 @@ async fn an_unlinked_agent_acts_in_no_mission_of_its_former_person() {
         (StatusCode::NOT_FOUND, Some("mission_not_found")),
         "{json}"
     );
-    let log = w.ps.store().mission(&m).await.unwrap().unwrap().log;
+    let log = w.ps.store().mission(&m).await.unwrap().unwrap().into_log();
     assert!(
         log.iter()
             .all(|e| e.event != "audit" && e.event != "update"),
