@@ -27,7 +27,7 @@ use async_trait::async_trait;
 
 use crate::store::{
     AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingRecord,
+    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 
 /// Which store a [`StoreError`] names.
@@ -116,6 +116,9 @@ const AUDIT_SWEEP: &str =
     "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < $1 LIMIT 1000)";
 
 const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
+
+/// The SQLSTATE of a uniqueness violation (`unique_violation`).
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// An [`AsStore`] in a PostgreSQL database, shared by every instance that connects to it.
 ///
@@ -225,6 +228,28 @@ impl PgStore {
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         self.pg.execute(sql, params).await
+    }
+
+    /// Runs `sql`, a write of a waiting request over the row of its id (an update, or an
+    /// insert whose conflict on the id is an update): the rows written, or `None` when
+    /// its interaction code is another row's (the code's uniqueness refused it, and
+    /// nothing was written; the id's is never the conflict left).
+    async fn write_waiting(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<u64>, StoreError> {
+        self.pg
+            .timed(async {
+                let c = self.pg.client().await?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| self.pg.err(e))?;
+                match c.execute(&stmt, params).await {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if e.code().is_some_and(|s| s.code() == UNIQUE_VIOLATION) => Ok(None),
+                    Err(e) => Err(self.pg.err(e)),
+                }
+            })
+            .await
     }
 
     async fn all(
@@ -517,15 +542,25 @@ impl AsStore for PgStore {
             .is_empty())
     }
 
-    async fn put_waiting(&self, record: WaitingRecord, _now: UnixTime) -> Result<(), StoreError> {
+    async fn put_waiting(
+        &self,
+        record: WaitingRecord,
+        _now: UnixTime,
+    ) -> Result<WaitingPut, StoreError> {
         let sql = format!(
             "{INSERT_WAITING} ON CONFLICT (id) DO UPDATE SET ps = excluded.ps,
                expires = excluded.expires, rt_iss = excluded.rt_iss, rt_jti = excluded.rt_jti,
                code = excluded.code, awaiting = excluded.awaiting, data = excluded.data"
         );
-        self.exec(&sql, &WaitingColumns::of(&record).with(&[]))
-            .await
-            .map(drop)
+        Ok(
+            match self
+                .write_waiting(&sql, &WaitingColumns::of(&record).with(&[]))
+                .await?
+            {
+                Some(_) => WaitingPut::Stored,
+                None => WaitingPut::CodeTaken,
+            },
+        )
     }
 
     async fn replace_waiting(
@@ -534,14 +569,14 @@ impl AsStore for PgStore {
         read: &str,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.exec(
+        self.write_waiting(
             "UPDATE waiting SET ps = $2, expires = $3, rt_iss = $4, rt_jti = $5, code = $6,
                awaiting = $7, data = $8
              WHERE id = $1 AND data = $9 AND expires > $10",
             &WaitingColumns::of(&record).with(&[&read, &secs(now.as_secs())]),
         )
         .await
-        .map(|n| n == 1)
+        .map(|n| n == Some(1))
     }
 
     async fn waiting(&self, id: &str, now: UnixTime) -> Result<Option<WaitingRecord>, StoreError> {

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
     AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingRecord,
+    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 
 const SCHEMA: &str = "
@@ -217,19 +217,25 @@ fn bound_account(
         .map_err(err)
 }
 
-/// Writes `record` (`conflict`: `REPLACE` an existing one, or `IGNORE` it); the rows
-/// written.
-fn insert_waiting(
-    conn: &Connection,
-    record: &WaitingRecord,
-    conflict: &'static str,
-) -> Result<usize, StoreError> {
-    conn.prepare_cached(&format!(
-        "INSERT OR {conflict} INTO waiting (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-    ))
-    .map_err(err)?
-    .execute(params![
+/// A new waiting request, unless its id or its interaction code is another row's (then
+/// nothing is written).
+const INSERT_NEW_WAITING: &str = "INSERT OR IGNORE INTO waiting \
+     (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// A waiting request, over the row of its id if there is one. Never `INSERT OR REPLACE`:
+/// its conflict on the code would delete the other row that holds it; here that
+/// conflict fails the statement and writes nothing (the id's is the update).
+const UPSERT_WAITING: &str = "INSERT INTO waiting \
+     (id, ps, expires, rt_iss, rt_jti, code, awaiting, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (id) DO UPDATE SET ps = excluded.ps, expires = excluded.expires, \
+     rt_iss = excluded.rt_iss, rt_jti = excluded.rt_jti, code = excluded.code, \
+     awaiting = excluded.awaiting, data = excluded.data";
+
+/// Runs `sql` (one of the two above) with `record`'s columns; the rows written.
+fn write_waiting(conn: &Connection, sql: &str, record: &WaitingRecord) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
         record.id,
         record.ps.as_str(),
         secs(record.expires),
@@ -239,7 +245,22 @@ fn insert_waiting(
         record.awaiting.as_str(),
         record.data
     ])
-    .map_err(err)
+}
+
+/// Writes `record` in place of the row of its id, if there is one, unless its
+/// interaction code is another row's ([`WaitingPut::CodeTaken`]: nothing is written).
+fn put_waiting_row(conn: &Connection, record: &WaitingRecord) -> Result<WaitingPut, StoreError> {
+    match write_waiting(conn, UPSERT_WAITING, record) {
+        Ok(_) => Ok(WaitingPut::Stored),
+        // The id is the primary key (its conflicts `SQLITE_CONSTRAINT_PRIMARYKEY`, and
+        // the update): a uniqueness conflict is the code's.
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Ok(WaitingPut::CodeTaken)
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 fn waiting_query(
@@ -429,14 +450,17 @@ impl AsStore for SqliteStore {
         .await
     }
 
-    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
+    async fn put_waiting(
+        &self,
+        record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<WaitingPut, StoreError> {
         let sweep = self.sweep();
         self.run(move |c| {
             if sweep {
                 sweep_waiting(c, now)?;
             }
-            insert_waiting(c, &record, "REPLACE")?;
-            Ok(())
+            put_waiting_row(c, &record)
         })
         .await
     }
@@ -448,7 +472,7 @@ impl AsStore for SqliteStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let read = read.to_owned();
-        // One transaction: the row as read, then the same insert as put_waiting's.
+        // One transaction: the row as read, then the same write as put_waiting's.
         self.run(move |c| {
             let tx = c.unchecked_transaction().map_err(err)?;
             let as_read = tx
@@ -460,11 +484,9 @@ impl AsStore for SqliteStore {
                 .optional()
                 .map_err(err)?
                 .is_some();
-            if as_read {
-                insert_waiting(&tx, &record, "REPLACE")?;
-            }
+            let replaced = as_read && put_waiting_row(&tx, &record)? == WaitingPut::Stored;
             tx.commit().map_err(err)?;
-            Ok(as_read)
+            Ok(replaced)
         })
         .await
     }
@@ -577,7 +599,7 @@ impl AsStore for SqliteStore {
                     return Ok(WaitingCreated::Full);
                 }
             }
-            let inserted = insert_waiting(&tx, &record, "IGNORE")?;
+            let inserted = write_waiting(&tx, INSERT_NEW_WAITING, &record).map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(if inserted == 1 {
                 WaitingCreated::Created

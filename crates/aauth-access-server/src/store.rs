@@ -196,6 +196,19 @@ pub enum WaitingCreated {
     Taken,
 }
 
+/// What [`AsStore::put_waiting`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub enum WaitingPut {
+    /// The request is stored, in place of its own earlier record if there was one.
+    Stored,
+    /// Not stored: its interaction code is another request's. Nothing is written: the
+    /// other request stays as it was (reachable by its code), and so does this request's
+    /// earlier record, if there is one.
+    CodeTaken,
+}
+
 /// Why a person's binding of their Person Server was not made ([`AsStore::bind`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -317,18 +330,27 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Stores (or replaces) a waiting request; requests expired more than [`WAITING_KEPT`]
-    /// before `now` may be dropped.
+    /// Stores (or replaces) the waiting request `record.id`, unless its interaction code
+    /// is another request's, one the store still holds, expired or not
+    /// ([`WaitingPut::CodeTaken`]: nothing is written, and the other request stays as it
+    /// was, reachable by its code). Requests expired more than [`WAITING_KEPT`] before
+    /// `now` may be dropped.
     ///
     /// # Errors
     ///
     /// [`StoreError`].
-    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError>;
+    async fn put_waiting(
+        &self,
+        record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<WaitingPut, StoreError>;
 
     /// Replaces the waiting request `record.id` with `record`, only if it is still there,
     /// unexpired, and its `data` is still `read` (what the caller read): `false`
     /// otherwise. A change made from a read (an approval, the person's yes) never brings
     /// back a request that was taken and decided meanwhile, nor writes over another step.
+    /// Nor over another request: a `record` whose interaction code is another request's
+    /// is not written either (`false`).
     ///
     /// # Errors
     ///
@@ -620,12 +642,19 @@ impl AsStore for MemoryStore {
         }))
     }
 
-    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
-        self.with(|m| {
+    async fn put_waiting(
+        &self,
+        record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<WaitingPut, StoreError> {
+        Ok(self.with(|m| {
             m.waiting.sweep(now);
+            if m.waiting.code_of_another(&record) {
+                return WaitingPut::CodeTaken;
+            }
             m.waiting.insert(record);
-        });
-        Ok(())
+            WaitingPut::Stored
+        }))
     }
 
     async fn replace_waiting(
@@ -635,7 +664,11 @@ impl AsStore for MemoryStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|m| match m.waiting.get(&record.id) {
-            Some(w) if w.expires > now.as_secs() && w.data == read => {
+            Some(w)
+                if w.expires > now.as_secs()
+                    && w.data == read
+                    && !m.waiting.code_of_another(&record) =>
+            {
                 m.waiting.insert(record);
                 true
             }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, Refusal};
 use crate::AsError;
-use crate::store::{Awaiting, WaitingCaps, WaitingCreated, WaitingRecord};
+use crate::store::{Awaiting, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord};
 
 /// How long a waiting request is kept for its next step, in seconds.
 const WAITING_LIFETIME: u64 = 600;
@@ -26,8 +26,9 @@ pub(super) const MAX_CODE_ATTEMPTS: u32 = 5;
 const MARK_ATTEMPTS: usize = 8;
 
 /// How many fresh pending ids (and interaction codes) a new waiting request is tried
-/// under before its creation fails: a collision is rare (a code has 40 bits), several in
-/// a row mean the random source repeats itself.
+/// under before its creation fails, and how many interaction codes a request put back
+/// for its next step is: a collision is rare (a code has 40 bits), several in a row mean
+/// the random source repeats itself.
 const CREATE_ATTEMPTS: usize = 4;
 
 /// What a waiting request waits for.
@@ -306,15 +307,15 @@ impl AccessServer {
                     return Ok(self.step_response(&id, &step));
                 };
                 // Taken to be decided again: put back for its next step, unless its
-                // resource token was revoked meanwhile.
-                let resp = self.step_response(&r.id, &waiting.step);
-                if self
+                // resource token was revoked meanwhile; answered with the step as put
+                // back (its interaction code, drawn again if it was another request's).
+                let Some(put) = self
                     .put_back(waiting.into_record(r.id.clone())?, now)
                     .await?
-                {
+                else {
                     return self.end_waiting(&r.id, asked.ps, &rt, revoked, now).await;
-                }
-                Ok(resp)
+                };
+                Ok(self.step_response(&r.id, &Waiting::from_record(put)?.step))
             }
         }
     }
@@ -364,18 +365,31 @@ impl AccessServer {
         step: Step,
         now: UnixTime,
     ) -> Result<(), AsError> {
-        let ended = Waiting {
-            ps: ps.clone(),
-            body: Vec::new(),
-            expires: now.as_secs(),
-            step,
-            rt: rt.clone(),
-            given: Given::default(),
+        let ended = |step| {
+            Waiting {
+                ps: ps.clone(),
+                body: Vec::new(),
+                expires: now.as_secs(),
+                step,
+                rt: rt.clone(),
+                given: Given::default(),
+            }
+            .into_record(id.to_owned())
         };
-        self.store
-            .put_waiting(ended.into_record(id.to_owned())?, now)
-            .await?;
-        Ok(())
+        if self.store.put_waiting(ended(step)?, now).await? == WaitingPut::Stored {
+            return Ok(());
+        }
+        // An expired request's code, another request's since (its record was dropped
+        // meanwhile, and the code drawn again): its end is kept without the code, never
+        // over the other's.
+        match self.store.put_waiting(ended(Step::Answered)?, now).await? {
+            WaitingPut::Stored => Ok(()),
+            WaitingPut::CodeTaken => Err(aauth_metadata::serve::InternalError::produce(
+                "the record of a waiting request's end",
+                "the store found an interaction code in a record without one",
+            )
+            .into()),
+        }
     }
 
     /// Ends waiting request `id` ([`AccessServer::close`]), answering `then` (or the
@@ -446,20 +460,51 @@ impl AccessServer {
     /// it was taken, a revocation found nothing to mark, and nothing else writes a taken
     /// request; the revocation is recorded before it looks for requests, and this looks
     /// for the revocation after writing: one of the two always sees the other, so the
-    /// mark is never lost, and a revocation's mark is never written over. `true` when it
-    /// ended so.
+    /// mark is never lost, and a revocation's mark is never written over. The record as
+    /// put back ([`AccessServer::put_drawing_again`]), or `None` when it ended so.
     pub(super) async fn put_back(
         &self,
         record: WaitingRecord,
         now: UnixTime,
-    ) -> Result<bool, AsError> {
+    ) -> Result<Option<WaitingRecord>, AsError> {
         let (iss, jti) = record.resource_token.clone();
-        self.store.put_waiting(record.clone(), now).await?;
+        let record = self.put_drawing_again(record, now).await?;
         if !self.store.is_revoked(&iss, &jti, now).await? {
-            return Ok(false);
+            return Ok(Some(record));
         }
         self.end_revoked(record, now).await?;
-        Ok(true)
+        Ok(None)
+    }
+
+    /// Writes `record` in place of its request's earlier record, if any. An interaction
+    /// code another request holds ([`WaitingPut::CodeTaken`]: one freshly drawn for its
+    /// next step, or its own, drawn by a request created while it was taken) is drawn
+    /// again, up to [`CREATE_ATTEMPTS`] times, never written over the other's: the
+    /// record as written.
+    async fn put_drawing_again(
+        &self,
+        mut record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<WaitingRecord, AsError> {
+        for attempt in 0..CREATE_ATTEMPTS {
+            if attempt > 0 {
+                let id = record.id.clone();
+                let mut w = Waiting::from_record(record)?;
+                w.step.redraw_code(self)?;
+                record = w.into_record(id)?;
+            }
+            match self.store.put_waiting(record.clone(), now).await? {
+                WaitingPut::Stored => return Ok(record),
+                WaitingPut::CodeTaken => {}
+            }
+        }
+        Err(aauth_metadata::serve::InternalError::produce(
+            "waiting request",
+            format!(
+                "its interaction code was another request's under each of {CREATE_ATTEMPTS} attempts"
+            ),
+        )
+        .into())
     }
 
     /// AS-42: marks waiting request `record` (as read) ended, its resource token revoked,

@@ -43,13 +43,24 @@ impl WaitingTable {
         self.by_code.get(code).and_then(|id| self.records.get(id))
     }
 
+    /// Whether `record`'s interaction code is held by a record other than its own.
+    pub(super) fn code_of_another(&self, record: &WaitingRecord) -> bool {
+        record
+            .code
+            .as_deref()
+            .and_then(|c| self.by_code(c))
+            .is_some_and(|holder| holder.id != record.id)
+    }
+
     /// How many of `ps`'s records are unexpired at `now`.
     pub(super) fn open_of(&self, ps: &ServerId, now: UnixTime) -> usize {
         let after = (now.as_secs().saturating_add(1), String::new());
         self.by_ps.get(ps).map_or(0, |s| s.range(after..).count())
     }
 
-    /// Stores `record`, in place of the record of the same id if there is one.
+    /// Stores `record`, in place of the record of the same id if there is one. Its
+    /// interaction code must not be another record's ([`WaitingTable::code_of_another`]):
+    /// the code would lead to this one only.
     pub(super) fn insert(&mut self, record: WaitingRecord) {
         self.remove(&record.id);
         let key = (record.expires, record.id.clone());

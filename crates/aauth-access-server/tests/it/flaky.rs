@@ -1,7 +1,8 @@
 //! A store that fails when told: every call goes to the store it wraps, except the
 //! next `standing` (the lookups of a token request) once armed, which fails as a
-//! database that did not answer would. Its lookups by interaction code are counted, and
-//! yield first when told, as a store over the network does.
+//! database that did not answer would, and the next write of an interaction code once
+//! armed, which finds the code another request's. Its lookups by interaction code are
+//! counted, and yield first when told, as a store over the network does.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -12,12 +13,14 @@ use aauth_keys::time::UnixTime;
 use aauth_metadata::audit::{AuditEvent, AuditPage, AuditQuery};
 use aauth_tokens::ServerId;
 
-/// The wrapped store, whether the next `standing` fails, and whether the next
-/// `take_waiting` finds its request already taken.
+/// The wrapped store, whether the next `standing` fails, whether the next
+/// `take_waiting` finds its request already taken, and whether the next `put_waiting` of
+/// a code finds it another request's.
 pub(crate) struct Flaky {
     inner: std::sync::Arc<dyn AsStore>,
     fail_standing: AtomicBool,
     taken_elsewhere: AtomicBool,
+    code_elsewhere: AtomicBool,
     slow_lookups: AtomicBool,
     lookups: AtomicUsize,
 }
@@ -28,6 +31,7 @@ impl Flaky {
             inner,
             fail_standing: AtomicBool::new(false),
             taken_elsewhere: AtomicBool::new(false),
+            code_elsewhere: AtomicBool::new(false),
             slow_lookups: AtomicBool::new(false),
             lookups: AtomicUsize::new(0),
         }
@@ -49,6 +53,13 @@ impl Flaky {
     /// it a moment before (it stays in the wrapped store), once.
     pub(crate) fn take_next_elsewhere(&self) {
         self.taken_elsewhere.store(true, Ordering::SeqCst);
+    }
+
+    /// The next `put_waiting` of a record with an interaction code finds the code
+    /// another request's, as when the record that held it was dropped meanwhile and the
+    /// code drawn again for a new request (nothing is written), once.
+    pub(crate) fn code_next_elsewhere(&self) {
+        self.code_elsewhere.store(true, Ordering::SeqCst);
     }
 
     /// The next `standing` fails (transient: `503`), once.
@@ -107,7 +118,14 @@ impl AsStore for Flaky {
         self.inner.is_revoked(iss, jti, now).await
     }
 
-    async fn put_waiting(&self, record: WaitingRecord, now: UnixTime) -> Result<(), StoreError> {
+    async fn put_waiting(
+        &self,
+        record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<aauth_access_server::WaitingPut, StoreError> {
+        if record.code.is_some() && self.code_elsewhere.swap(false, Ordering::SeqCst) {
+            return Ok(aauth_access_server::WaitingPut::CodeTaken);
+        }
         self.inner.put_waiting(record, now).await
     }
 

@@ -3,7 +3,7 @@
 //! waits for claims), and a failure of this server's while the request is decided again
 //! leaves it for the retry.
 
-use aauth_access_server::MemoryStore;
+use aauth_access_server::{AsStore, Awaiting, MemoryStore, PENDING_PATH};
 use aauth_headers::Scheme;
 
 use super::flaky::Flaky;
@@ -17,9 +17,7 @@ impl World {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{json}");
         let location = h["location"].to_str().unwrap().to_owned();
-        let id = location
-            .trim_start_matches(aauth_access_server::PENDING_PATH)
-            .to_owned();
+        let id = location.trim_start_matches(PENDING_PATH).to_owned();
         (location, id)
     }
 
@@ -90,6 +88,40 @@ async fn an_expired_or_answered_request_is_told_so_not_404() {
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::GONE);
     assert_eq!(w.server.issued().await.unwrap(), 1);
+}
+
+/// A request that expired while it waited for the person keeps its code in the record
+/// of its end (the person presenting it late is told it expired). Should that code be
+/// another request's by then (the record holding it dropped meanwhile, the code drawn
+/// again), the end is kept without it, never over the other's: the poll is `408
+/// expired` all the same, then `410`.
+#[tokio::test]
+async fn an_expired_requests_code_drawn_again_meanwhile_is_not_kept() {
+    let store = Arc::new(Flaky::new(Arc::new(MemoryStore::default())));
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(BindFirst)).store(store.clone());
+    let t = w.tokens(3000);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, _) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let id = location.trim_start_matches(PENDING_PATH);
+    store.code_next_elsewhere();
+    let late = NOW.plus(601);
+    let (s, json) = w.get_at(&location, late).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("expired")),
+        "{json}"
+    );
+    let ended = store.waiting_kept(id, late).await.unwrap().unwrap();
+    assert_eq!((ended.awaiting, ended.code), (Awaiting::Answered, None));
+    let (s, json) = w.get_at(&location, late.plus(1)).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code")),
+        "{json}"
+    );
 }
 
 /// A poll of a request waiting for the Person Server's claims is the same `202` with

@@ -160,6 +160,147 @@ async fn a_pending_id_or_code_already_taken_is_drawn_again() {
     );
 }
 
+/// Wants the person's email, then the person (their Person Server approved here once).
+struct EmailThenBind;
+impl AccessPolicy for EmailThenBind {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if r.claims.is_none() {
+            AccessDecision::RequireClaims(vec!["email".to_owned()])
+        } else if r.bound {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::RequireInteraction
+        }
+    }
+}
+
+/// The interaction code of a `202` for the person.
+fn code_for_the_person(h: &http::HeaderMap) -> String {
+    let requirement = h["aauth-requirement"].to_str().unwrap();
+    assert!(
+        requirement.starts_with("requirement=interaction;"),
+        "{requirement}"
+    );
+    requirement
+        .split("code=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned()
+}
+
+/// A request put back for its next step, the person's, under an interaction code drawn
+/// for it then: a code another waiting request already holds is drawn again, never
+/// taken from that request (each code leads to its own request); a random source that
+/// repeats itself ends, after a few attempts, in a server error, the other request
+/// still reachable by its code.
+#[tokio::test]
+async fn a_code_drawn_for_a_later_step_already_taken_is_drawn_again() {
+    let mut w = world();
+    let draws = Arc::new(std::sync::atomic::AtomicU8::new(1));
+    w.server =
+        w.server
+            .policy(Arc::new(EmailThenBind))
+            .random(aauth_keys::rand::SharedRandom::new(Rewinding(Arc::clone(
+                &draws,
+            ))));
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let claims = serde_json::json!({"email": "alice@example.com"});
+    let deferred = |h: http::HeaderMap| {
+        assert_eq!(h["aauth-requirement"], "requirement=claims");
+        h["location"].to_str().unwrap().to_owned()
+    };
+    // The first request waits for the person under the code drawn as its claims came.
+    let first = deferred(w.post_ps(AUTH_TOKEN_PATH, &request).await.1);
+    let drawn_at = draws.load(std::sync::atomic::Ordering::SeqCst);
+    let (s, h, json) = w.post_ps(&first, &claims).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let first_code = code_for_the_person(&h);
+    // The second request's code is drawn as the first's was: drawn once more.
+    let second = deferred(w.post_ps(AUTH_TOKEN_PATH, &request).await.1);
+    draws.store(drawn_at, std::sync::atomic::Ordering::SeqCst);
+    let (s, h, json) = w.post_ps(&second, &claims).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(h["location"].to_str().unwrap(), second);
+    let second_code = code_for_the_person(&h);
+    assert_ne!(first_code, second_code, "a code of its own");
+    // Each code leads to its own request: the person refuses the first and approves the
+    // second.
+    let (s, html) = w
+        .page(
+            "POST",
+            "/interact",
+            &format!("code={first_code}&decision=deny"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let (s, json) = w.get_path(&second, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting")),
+        "{json}"
+    );
+    let (s, html) = w
+        .page(
+            "POST",
+            "/interact",
+            &format!("code={second_code}&decision=grant"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let (s, json) = w.get_path(&first, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "{json}"
+    );
+    let (s, json) = w.get_path(&second, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+
+    // A source that draws the held code whatever is drawn: a few attempts, then a
+    // server error; the request holding the code is left as it was. (A world where the
+    // person is not bound yet.)
+    let mut w = world();
+    w.server =
+        w.server
+            .policy(Arc::new(EmailThenBind))
+            .random(aauth_keys::rand::SharedRandom::new(Rewinding(Arc::clone(
+                &draws,
+            ))));
+    let held = deferred(w.post_ps(AUTH_TOKEN_PATH, &request).await.1);
+    let drawn_at = draws.load(std::sync::atomic::Ordering::SeqCst);
+    let (s, h, _) = w.post_ps(&held, &claims).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let held_code = code_for_the_person(&h);
+    let repeating = deferred(w.post_ps(AUTH_TOKEN_PATH, &request).await.1);
+    w.server = w
+        .server
+        .random(aauth_keys::rand::SharedRandom::new(Constant(drawn_at)));
+    let (s, _, json) = w.post_ps(&repeating, &claims).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error")),
+        "{json}"
+    );
+    assert!(
+        json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("waiting request")),
+        "{json}"
+    );
+    let (s, html) = w
+        .page("GET", &format!("/interact?code={held_code}"), "")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let (s, json) = w.get_path(&held, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("interacting")),
+        "{json}"
+    );
+}
+
 #[tokio::test]
 async fn a_clarification_is_answered_at_the_pending_url_and_decides_the_grant() {
     let mut w = world();

@@ -5,7 +5,7 @@
 
 use aauth_access_server::{
     AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WAITING_KEPT,
-    WaitingCaps, WaitingCreated, WaitingRecord,
+    WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 use aauth_test_support::services::PgSchema;
 
@@ -163,7 +163,7 @@ async fn contract(s: &dyn AsStore) {
     );
 
     // Waiting requests: by id, by code, by what they wait for, by resource token.
-    s.put_waiting(
+    for r in [
         record(
             "w1",
             now + 600,
@@ -171,16 +171,11 @@ async fn contract(s: &dyn AsStore) {
             Awaiting::Interaction,
             "rt1",
         ),
-        NOW,
-    )
-    .await
-    .unwrap();
-    s.put_waiting(record("w2", now + 600, None, Awaiting::Payment, "rt1"), NOW)
-        .await
-        .unwrap();
-    s.put_waiting(record("w3", now + 5, None, Awaiting::Payment, "rt2"), NOW)
-        .await
-        .unwrap();
+        record("w2", now + 600, None, Awaiting::Payment, "rt1"),
+        record("w3", now + 5, None, Awaiting::Payment, "rt2"),
+    ] {
+        assert_eq!(s.put_waiting(r, NOW).await.unwrap(), WaitingPut::Stored);
+    }
     assert_eq!(
         s.waiting("w1", NOW).await.unwrap(),
         Some(record(
@@ -258,9 +253,12 @@ async fn contract(s: &dyn AsStore) {
     );
     assert!(s.take_waiting("w4", later).await.unwrap().is_some());
     // Replaced in place (a later step), then taken.
-    s.put_waiting(record("w1", now + 600, None, Awaiting::Claims, "rt1"), NOW)
-        .await
-        .unwrap();
+    assert_eq!(
+        s.put_waiting(record("w1", now + 600, None, Awaiting::Claims, "rt1"), NOW)
+            .await
+            .unwrap(),
+        WaitingPut::Stored
+    );
     assert_eq!(
         s.waiting_by_code("ABCD2345", NOW).await.unwrap(),
         None,
@@ -446,6 +444,100 @@ async fn contract(s: &dyn AsStore) {
         |q| async move { s.audit(&q).await.unwrap() },
     )
     .await;
+    a_code_is_never_taken_from_another_request(s).await;
+}
+
+/// A request written with an interaction code another request holds (a code drawn
+/// afresh for its next step): refused ([`WaitingPut::CodeTaken`]), and nothing written,
+/// neither over the other request, which stays reachable by its code, nor over the
+/// request's own earlier record. The same written from a read: not replaced.
+async fn a_code_is_never_taken_from_another_request(s: &dyn AsStore) {
+    let now = NOW.as_secs();
+    let holder = record(
+        "c1",
+        now + 600,
+        Some("HELD2345"),
+        Awaiting::Interaction,
+        "rc1",
+    );
+    let earlier = record("c2", now + 600, None, Awaiting::Claims, "rc2");
+    let clash = record(
+        "c2",
+        now + 600,
+        Some("HELD2345"),
+        Awaiting::Interaction,
+        "rc2",
+    );
+    for r in [&holder, &earlier] {
+        assert_eq!(
+            s.put_waiting(r.clone(), NOW).await.unwrap(),
+            WaitingPut::Stored
+        );
+    }
+    let held = &holder;
+    let intact = |at: UnixTime| async move {
+        assert_eq!(
+            s.waiting_by_code("HELD2345", at).await.unwrap().as_ref(),
+            Some(held),
+            "the holder is found by its code"
+        );
+        assert_eq!(s.waiting("c1", at).await.unwrap().as_ref(), Some(held));
+    };
+    assert_eq!(
+        s.put_waiting(clash.clone(), NOW).await.unwrap(),
+        WaitingPut::CodeTaken
+    );
+    intact(NOW).await;
+    assert_eq!(
+        s.waiting("c2", NOW).await.unwrap(),
+        Some(earlier.clone()),
+        "its own earlier record as it was"
+    );
+    assert!(
+        !s.replace_waiting(clash.clone(), &earlier.data, NOW)
+            .await
+            .unwrap(),
+        "not from a read either"
+    );
+    intact(NOW).await;
+    assert_eq!(s.waiting("c2", NOW).await.unwrap(), Some(earlier.clone()));
+    // Taken first (as the server takes a request it decides again): still refused, and
+    // nothing stored under its id.
+    assert_eq!(s.take_waiting("c2", NOW).await.unwrap(), Some(earlier));
+    assert_eq!(
+        s.put_waiting(clash.clone(), NOW).await.unwrap(),
+        WaitingPut::CodeTaken
+    );
+    assert_eq!(s.waiting_kept("c2", NOW).await.unwrap(), None);
+    intact(NOW).await;
+    // An expired request, kept for its late polls, holds its code as well.
+    let expired = record("c3", now + 5, Some("KEPT2345"), Awaiting::Answered, "rc3");
+    assert_eq!(
+        s.put_waiting(expired.clone(), NOW).await.unwrap(),
+        WaitingPut::Stored
+    );
+    let later = NOW.plus(6);
+    let mut on_kept = clash.clone();
+    on_kept.code = Some("KEPT2345".to_owned());
+    assert_eq!(
+        s.put_waiting(on_kept, later).await.unwrap(),
+        WaitingPut::CodeTaken
+    );
+    assert_eq!(s.waiting_kept("c3", later).await.unwrap(), Some(expired));
+    // Under a code of its own: stored, and stored again as it is (its own code).
+    let mut own = clash;
+    own.code = Some("FREE2345".to_owned());
+    for _ in 0..2 {
+        assert_eq!(
+            s.put_waiting(own.clone(), later).await.unwrap(),
+            WaitingPut::Stored
+        );
+    }
+    assert_eq!(
+        s.waiting_by_code("FREE2345", later).await.unwrap(),
+        Some(own)
+    );
+    intact(later).await;
 }
 
 #[tokio::test]

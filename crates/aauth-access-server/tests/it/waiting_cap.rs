@@ -7,7 +7,7 @@
 
 use aauth_access_server::{
     AsStore, Awaiting, MemoryStore, PENDING_PATH, PgStore, SqliteStore, WAITING_KEPT, WaitingCaps,
-    WaitingCreated, WaitingRecord,
+    WaitingCreated, WaitingPut, WaitingRecord,
 };
 use aauth_keys::PublicKey;
 use aauth_test_support::services::PgSchema;
@@ -107,12 +107,15 @@ async fn total_contract(s: &dyn AsStore, snapshot: &dyn Fn() -> Option<String>) 
     // Two requests end early: the records of their ends (expiring now) are kept for
     // their late polls, and count while they are.
     for n in [0, 1] {
-        s.put_waiting(
-            waiting(&format!("https://ps{n}.example"), &format!("w{n}"), now),
-            NOW,
-        )
-        .await
-        .unwrap();
+        assert_eq!(
+            s.put_waiting(
+                waiting(&format!("https://ps{n}.example"), &format!("w{n}"), now),
+                NOW,
+            )
+            .await
+            .unwrap(),
+            WaitingPut::Stored
+        );
     }
     let soon = NOW.plus(1);
     assert_eq!(
