@@ -15,6 +15,9 @@
 //! - [`Cascades::poll`] answers a `GET` on that URL by the same caller: held again (same
 //!   rule), then `202` while the cascade runs, or its final answer. Another caller, or an
 //!   id that is not (or no longer) here, gets [`Cascades::not_found`], the same `404`.
+//! - [`Cascades::stop_holding`]: the server is stopping; every request and poll held is
+//!   answered at once (`202`, or the final answer when there is one), and none is held
+//!   from then on.
 //! - The final answer is given once: a later poll by the same caller gets `410 Gone`
 //!   (§Pending URL Security: "once a terminal response is returned, the pending URL MUST
 //!   return `410 Gone`"), for [`FINISHED_CASCADE_TTL`] after the cascade ended, then
@@ -305,6 +308,8 @@ pub struct Cascades {
     held: Arc<Semaphore>,
     /// Where pending revocations are shared with the other instances, if they are.
     shared: Option<Arc<dyn CascadeStore>>,
+    /// `true` once the server is stopping ([`Cascades::stop_holding`]): nothing is held.
+    stopping: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Cascades {
@@ -338,7 +343,19 @@ impl Cascades {
             table: Mutex::new(BTreeMap::new()),
             held: Arc::new(Semaphore::new(DEFAULT_MAX_HELD)),
             shared: None,
+            stopping: watch::Sender::new(false),
         }
+    }
+
+    /// The server is stopping: every request and poll held now is answered at once, as
+    /// at the end of its hold (`202` with its pending URL while its cascade runs, or its
+    /// answer when it is done), and none is held from now on. A cascade answered `202` goes
+    /// on in its task for as long as the runtime does; one cut short by the process's end
+    /// is resent by its sender (revocation is idempotent). The server's shutdown hook
+    /// calls it ([`Endpoint::stop_holding`](crate::serve::Endpoint::stop_holding)), so
+    /// that held requests end within the shutdown's deadline.
+    pub fn stop_holding(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Shares pending revocations with the server's other instances through `store`
@@ -398,7 +415,7 @@ impl Cascades {
             // No runtime to go on in: the request waits for the whole cascade.
             return Ok(cascade.await);
         }
-        if let Ok(done) = self.held(self.hold_for(headers), &mut cascade).await {
+        if let Some(done) = self.held(self.hold_for(headers), &mut cascade).await {
             return Ok(done);
         }
         let id = random_id(&mut random.clone(), 32).map_err(CascadeError::Random)?;
@@ -485,7 +502,7 @@ impl Cascades {
         } else {
             Arc::clone(&self.held).try_acquire_owned().ok()
         };
-        let until = Instant::now()
+        let mut until = Instant::now()
             + if permit.is_some() {
                 hold
             } else {
@@ -539,19 +556,28 @@ impl Cascades {
                 }
             }
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || *self.stopping.borrow() {
                 return self.accepted(id);
             }
             let pause = left.min(SHARED_POLL_EVERY);
-            match &local {
+            let paused = match &local {
                 Some((done, _)) if !local_ended => {
                     let mut done = done.clone();
                     // Ended (or its task gone): read again at once, then pace.
-                    if tokio::time::timeout(pause, ended(&mut done)).await.is_ok() {
-                        local_ended = true;
-                    }
+                    let waited = self
+                        .unless_stopping(tokio::time::timeout(pause, ended(&mut done)))
+                        .await;
+                    local_ended = matches!(waited, Some(Ok(_)));
+                    waited.is_some()
                 }
-                _ => tokio::time::sleep(pause).await,
+                _ => self
+                    .unless_stopping(tokio::time::sleep(pause))
+                    .await
+                    .is_some(),
+            };
+            if !paused {
+                // The server is stopping: the record is read once more, then `202`.
+                until = Instant::now();
             }
         }
     }
@@ -614,13 +640,10 @@ impl Cascades {
         lock(&self.table).len()
     }
 
-    /// `fut`, waited for at most `hold` (no longer than it takes when a permit to hold is
-    /// left, else not at all: it is polled once).
-    async fn held<F: Future>(
-        &self,
-        hold: Duration,
-        fut: F,
-    ) -> Result<F::Output, tokio::time::error::Elapsed> {
+    /// `fut`'s output, waited for at most `hold` (no longer than it takes when a permit
+    /// to hold is left and the server is not stopping, else not at all: it is polled
+    /// once); `None` when it did not come in that time.
+    async fn held<F: Future>(&self, hold: Duration, fut: F) -> Option<F::Output> {
         let permit = if hold.is_zero() {
             None
         } else {
@@ -631,7 +654,28 @@ impl Cascades {
         } else {
             Duration::ZERO
         };
-        tokio::time::timeout(hold, fut).await
+        self.unless_stopping(tokio::time::timeout(hold, fut))
+            .await
+            .and_then(Result::ok)
+    }
+
+    /// `fut`'s output, unless the server is stopping first ([`Cascades::stop_holding`]):
+    /// then `None`, once `fut` has been polled once.
+    async fn unless_stopping<F: Future>(&self, fut: F) -> Option<F::Output> {
+        let mut stopping = self.stopping.subscribe();
+        let mut fut = std::pin::pin!(fut);
+        let mut stopped = std::pin::pin!(async move {
+            // The sender lives as long as `self`: an error cannot come while `self` is
+            // borrowed, and is taken as stopping.
+            let _stopped = stopping.wait_for(|s| *s).await;
+        });
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(out));
+            }
+            stopped.as_mut().poll(cx).map(|()| None)
+        })
+        .await
     }
 
     /// The answer receiver of `id` and whether its answer was given, if it is `caller`'s

@@ -14,7 +14,9 @@ use aauth_tokens::{AgentId, ServerId};
 
 use crate::StoreError;
 use crate::audit::{AuditAction, AuditEvent, AuditPage, AuditQuery};
-use crate::outbound::{RevocationNotifier, revoke_with_obtained, unbind_and_revoke};
+use crate::outbound::{
+    IssuedToken, RevocationNotifier, revoke_all, revoke_with_obtained, unbind_and_revoke,
+};
 use crate::store::{AccountRecord, AuthTokenRecord, Binding, PersonTokenRecord, PsStore};
 
 /// The longest account name (bytes).
@@ -205,8 +207,11 @@ impl Admin {
             .await
     }
 
-    /// Disables `account` (it signs in to nothing, is issued nothing, and its sessions
-    /// end) or enables it again.
+    /// Disables `account` (it signs in to nothing, is issued nothing, its sessions end,
+    /// and every person and auth token on record in its name is revoked, here and then at
+    /// its resources and Access Servers: how many) or enables it again (`0`; the tokens
+    /// revoked stay revoked). Disabling an account disabled already revokes its tokens
+    /// again (idempotent: the notices are sent again).
     ///
     /// # Errors
     ///
@@ -216,15 +221,38 @@ impl Admin {
         account: &str,
         disabled: bool,
         now: UnixTime,
-    ) -> Result<(), AdminError> {
+    ) -> Result<usize, AdminError> {
         if !self.store.set_account_disabled(account, disabled).await? {
             return Err(AdminError::NoSuchAccount(account.to_owned()));
         }
-        if disabled {
-            self.store.drop_sessions(account).await?;
+        if !disabled {
+            self.log(account_event(now, account, "enabled")).await?;
+            return Ok(0);
         }
-        let what = if disabled { "disabled" } else { "enabled" };
-        self.log(account_event(now, account, what)).await
+        self.store.drop_sessions(account).await?;
+        self.log(account_event(now, account, "disabled")).await?;
+        // Read once the account is disabled: from then on no issuance in its name passes
+        // its check (one checked just before may still be recorded after this read).
+        let (person, auth) = self.store.issued_records(Some(account), now).await?;
+        let tokens: Vec<IssuedToken> = person
+            .into_iter()
+            .map(|r| (r.jti, r.aud, r.exp))
+            .chain(auth.into_iter().map(|r| (r.jti, r.aud, r.exp)))
+            .collect();
+        revoke_all(self.store.as_ref(), self.notifier.as_deref(), &tokens, now).await?;
+        if !tokens.is_empty() {
+            let e = AuditEvent::new(
+                now.as_secs(),
+                AuditAction::Revoked,
+                format!(
+                    "{} token(s) revoked: the account was disabled by the operator",
+                    tokens.len()
+                ),
+            )
+            .account(account);
+            self.log(e).await?;
+        }
+        Ok(tokens.len())
     }
 
     /// The agents bound to `account` (to any account when `None`).

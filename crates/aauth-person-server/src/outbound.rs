@@ -189,39 +189,67 @@ pub(crate) async fn signed_get(
     transport.send(req).await.map_err(|e| e.to_string())
 }
 
-/// Revokes token `jti` (for `aud`, expiring at `exp`) that this Person Server issued: here
-/// (refused from now on), and through `notifier` where it is used. Only the issuer
-/// revokes a token at the resource (draft -11 §Revocation; checklist PS-113): an auth
-/// token an Access Server issued is revoked there, by revoking at that Access Server the
-/// person token it was issued against. Where a person token was presented, the Access
-/// Server revokes what it issued against it. A leg's outcome is not reported (draft -11,
-/// "Revocation"): a failed leg is the resource's to catch up on, and tokens expire within
-/// the hour.
-pub(crate) async fn revoke_issued(
+/// A person or auth token this Person Server issued, to revoke: `(jti, aud, exp)`.
+pub(crate) type IssuedToken = (String, ServerId, u64);
+
+/// Revokes `tokens`, which this Person Server issued: every one here first (refused from
+/// now on), then each sent on through `notifier` where it is used ([`notify_revoked`]).
+/// Every local record is written before the first notice leaves: a notice that hangs, or
+/// a process stopped meanwhile, leaves none of them live here, and a revocation sent
+/// again (idempotent) sends the notices again.
+pub(crate) async fn revoke_all(
     store: &dyn crate::PsStore,
     notifier: Option<&dyn RevocationNotifier>,
-    jti: &str,
-    aud: &ServerId,
-    exp: u64,
+    tokens: &[IssuedToken],
     now: aauth_keys::time::UnixTime,
 ) -> Result<(), crate::StoreError> {
-    store.revoke(jti, exp, now).await?;
-    let Some(n) = notifier else {
-        return Ok(());
-    };
-    if !issued_by_an_access_server(store, jti, now).await? {
-        let _outcome = n.notify(aud, jti, exp).await;
-    }
-    for access in store.presentations(jti).await? {
-        let _outcome = n.notify_access_server(&access, jti, exp).await;
+    revoke_here(store, tokens, now).await?;
+    notify_revoked(store, notifier, tokens, now).await
+}
+
+/// Records every one of `tokens` revoked here (no notice sent).
+pub(crate) async fn revoke_here(
+    store: &dyn crate::PsStore,
+    tokens: &[IssuedToken],
+    now: aauth_keys::time::UnixTime,
+) -> Result<(), crate::StoreError> {
+    for (jti, _, exp) in tokens {
+        store.revoke(jti, *exp, now).await?;
     }
     Ok(())
 }
 
-/// Revokes `jti`, issued in `account`'s name, as [`revoke_issued`] does and, for a
-/// person token, the auth tokens obtained with it (what the operator and the person revoke
-/// by hand). Only `account`'s records are read: a token obtained with `jti` is issued in
-/// the same person's name.
+/// Sends on through `notifier` the revocation of `tokens` (already revoked here), where
+/// each is used. Only the issuer revokes a token at the resource (draft -11 §Revocation;
+/// checklist PS-113): an auth token an Access Server issued is revoked there, by revoking
+/// at that Access Server the person token it was issued against. Where a person token was
+/// presented, the Access Server revokes what it issued against it. A leg's outcome is not
+/// reported (draft -11, "Revocation"): a failed leg is the resource's to catch up on, and
+/// tokens expire within the hour.
+pub(crate) async fn notify_revoked(
+    store: &dyn crate::PsStore,
+    notifier: Option<&dyn RevocationNotifier>,
+    tokens: &[IssuedToken],
+    now: aauth_keys::time::UnixTime,
+) -> Result<(), crate::StoreError> {
+    let Some(n) = notifier else {
+        return Ok(());
+    };
+    for (jti, aud, exp) in tokens {
+        if !issued_by_an_access_server(store, jti, now).await? {
+            let _outcome = n.notify(aud, jti, *exp).await;
+        }
+        for access in store.presentations(jti).await? {
+            let _outcome = n.notify_access_server(&access, jti, *exp).await;
+        }
+    }
+    Ok(())
+}
+
+/// Revokes `jti`, issued in `account`'s name, and, for a person token, the auth tokens
+/// obtained with it (what the operator and the person revoke by hand): all of them here,
+/// then sent on ([`notify_revoked`]). Only `account`'s records are read: a token obtained with
+/// `jti` is issued in the same person's name.
 pub(crate) async fn revoke_with_obtained(
     store: &dyn crate::PsStore,
     notifier: Option<&dyn RevocationNotifier>,
@@ -230,26 +258,43 @@ pub(crate) async fn revoke_with_obtained(
     exp: u64,
     now: aauth_keys::time::UnixTime,
 ) -> Result<(), crate::StoreError> {
-    revoke_issued(store, notifier, jti, aud, exp, now).await?;
+    // Revoked before the records are read: nothing is obtained with it from now on, so
+    // the chain read below is whole.
+    let mut tokens = vec![(jti.to_owned(), aud.clone(), exp)];
+    revoke_here(store, &tokens, now).await?;
+    let obtained = obtained_with(store, (jti, account), now).await?;
+    revoke_here(store, &obtained, now).await?;
+    tokens.extend(obtained);
+    notify_revoked(store, notifier, &tokens, now).await
+}
+
+/// The auth tokens obtained with `jti` (issued in `account`'s name), then with those, to
+/// the end of the chain (each once): step-ups present auth tokens, as `tokens_of_agent`
+/// follows `presented_jti`.
+async fn obtained_with(
+    store: &dyn crate::PsStore,
+    (jti, account): (&str, &str),
+    now: aauth_keys::time::UnixTime,
+) -> Result<Vec<IssuedToken>, crate::StoreError> {
     let (_, auth) = store.issued_records(Some(account), now).await?;
-    // Step-ups present auth tokens: what was obtained with `jti`, then with those, to the
-    // end of the chain (each once), as `tokens_of_agent` follows `presented_jti`.
     let mut reached = std::collections::BTreeSet::from([jti.to_owned()]);
     let mut frontier = vec![jti.to_owned()];
+    let mut out = Vec::new();
     while let Some(presented) = frontier.pop() {
         for r in auth.iter().filter(|r| r.presented_jti == presented) {
             if reached.insert(r.jti.clone()) {
-                revoke_issued(store, notifier, &r.jti, &r.aud, r.exp, now).await?;
+                out.push((r.jti.clone(), r.aud.clone(), r.exp));
                 frontier.push(r.jti.clone());
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Unbinds an agent, ends its missions in the person's name (`revoked`), and revokes every
-/// person and auth token issued to it or to its sub-agents at its request, here and where
-/// they are used: the account it was bound to and how many tokens were revoked.
+/// person and auth token issued to it or to its sub-agents at its request, here and then
+/// where they are used ([`revoke_all`]): the account it was bound to and how many tokens
+/// were revoked.
 pub(crate) async fn unbind_and_revoke(
     store: &dyn crate::PsStore,
     notifier: Option<&dyn RevocationNotifier>,
@@ -268,9 +313,7 @@ pub(crate) async fn unbind_and_revoke(
     // Read after the unbinding: a token delivered since is revoked too (none is delivered
     // after it). They include the auth tokens obtained with its person tokens.
     let tokens = store.tokens_of_agent(provider, agent).await?;
-    for (jti, aud, exp) in &tokens {
-        revoke_issued(store, notifier, jti, aud, *exp, now).await?;
-    }
+    revoke_all(store, notifier, &tokens, now).await?;
     Ok((account, tokens.len()))
 }
 

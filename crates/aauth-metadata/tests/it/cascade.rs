@@ -382,3 +382,92 @@ async fn an_unrecorded_end_is_answered_where_it_ran_and_a_lost_task_at_once() {
         store.reads() - before
     );
 }
+
+/// A server stopping ([`Cascades::stop_holding`]) answers the request it holds and the
+/// polls it holds at once, `202` with the pending URL (the sender polls again, or
+/// resends), and holds none from then on; a cascade done at once still gets its own
+/// answer.
+#[tokio::test(start_paused = true)]
+async fn stopping_answers_held_requests_and_polls_at_once() {
+    let c = Cascades::new("/revocation/").hold(Duration::from_secs(20));
+    let start = tokio::time::Instant::now();
+    // A cascade answered 202 at once (`Prefer: wait=0`): its poll will be held.
+    let mut at_once = HeaderMap::new();
+    at_once.insert("prefer", http::HeaderValue::from_static("wait=0"));
+    let r = c
+        .run(CALLER, &at_once, &SharedRandom::default(), taking(600_000))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    // A request held, and that poll held, both answered when the server stops at 2 s.
+    let (none, random) = (HeaderMap::new(), SharedRandom::default());
+    let (held, polled, ()) = tokio::join!(
+        c.run(CALLER, &none, &random, taking(600_000)),
+        poll(&c, &location),
+        async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            c.stop_holding();
+        }
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "answered at the stop"
+    );
+    let held = held.unwrap();
+    assert_eq!(held.status(), StatusCode::ACCEPTED);
+    assert!(
+        held.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/revocation/")
+    );
+    assert_eq!(polled.status(), StatusCode::ACCEPTED);
+    assert_eq!(polled.headers()["location"], location.as_str());
+
+    // From then on nothing is held: a new request and a poll are answered at once.
+    let at = start.elapsed();
+    let again = started(&c, 600_000).await.unwrap();
+    assert_eq!(poll(&c, &again).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(start.elapsed(), at, "not held");
+    // A cascade done at its first step is still answered as it ends.
+    let r = c
+        .run(
+            CALLER,
+            &HeaderMap::new(),
+            &SharedRandom::default(),
+            Box::pin(async { http::Response::new(Bytes::from_static(b"done")) }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status(), r.body().as_ref()),
+        (StatusCode::OK, &b"done"[..])
+    );
+}
+
+/// A poll held on a cascade another instance runs (the shared store) is answered `202`
+/// at once when this instance stops.
+#[tokio::test(start_paused = true)]
+async fn stopping_answers_a_shared_poll_at_once() {
+    let store = std::sync::Arc::new(TestStore::default());
+    let a = Cascades::new("/revocation/")
+        .hold(Duration::ZERO)
+        .shared(store.clone());
+    let b = Cascades::new("/revocation/")
+        .hold(Duration::from_secs(20))
+        .shared(store.clone());
+    let id = pending_id(&a, taking(600_000)).await;
+    let start = tokio::time::Instant::now();
+    let none = HeaderMap::new();
+    let (r, ()) = tokio::join!(b.poll(&id, CALLER, &none), async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        b.stop_holding();
+    });
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(start.elapsed(), Duration::from_millis(1200));
+    let r = b.poll(&id, CALLER, &HeaderMap::new()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(start.elapsed(), Duration::from_millis(1200), "not held");
+}

@@ -272,9 +272,12 @@ impl aauth_metadata::serve::Endpoint for PersonServer {
     /// Answers every held long poll now (a `202` with its pending URL and `Retry-After`,
     /// as at the end of its wait) and holds no new one: the agent polls again, at this
     /// instance once it is back or at another; nothing pending is lost with a store that
-    /// outlives the process.
+    /// outlives the process. Held revocations and their polls are answered the same way
+    /// (`aauth_metadata::cascade::Cascades::stop_holding`): the tokens they revoke are
+    /// revoked here already, and the provider resends what was cut short.
     fn stop_holding(&self) {
         self.stopping.send_replace(true);
+        self.revocations.stop_holding();
     }
 }
 

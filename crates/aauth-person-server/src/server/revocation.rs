@@ -192,9 +192,11 @@ impl PersonServer {
         .await
     }
 
-    /// Records the revocation of `provider`'s agent token (refused from now on), then
-    /// runs its cascade ([`AgentCascade`]) for as long as the request is held: the empty
-    /// `200` when it is done by then, else `202` with the pending URL `caller` polls.
+    /// Records the revocation of `provider`'s agent token (refused from now on) and of
+    /// every person and auth token issued to that agent ([`AgentCascade::revoke_here`],
+    /// before the request is held), then sends those on ([`AgentCascade::run`]) for as
+    /// long as the request is held: the empty `200` when it is done by then, else `202`
+    /// with the pending URL `caller` polls.
     async fn revoke_agent_token(
         &self,
         provider: ServerId,
@@ -207,12 +209,14 @@ impl PersonServer {
         self.store
             .revoke(&key, revocation_exp(b.exp, TokenType::Agent, now), now)
             .await?;
-        let cascade = AgentCascade {
-            store: Arc::clone(&self.store),
-            notifier: self.notifier.clone(),
-            provider,
-            jti: b.jti,
-        };
+        let cascade = AgentCascade::revoke_here(
+            Arc::clone(&self.store),
+            self.notifier.clone(),
+            &provider,
+            &b.jti,
+            now,
+        )
+        .await?;
         let run = Box::pin(async move {
             cascade
                 .run(now)
@@ -232,50 +236,70 @@ impl PersonServer {
     }
 }
 
-/// The cascade of an agent token's revocation (PS-111), owning what it needs so that it
-/// can go on after the request is answered: every person and auth token issued to that
-/// agent is revoked, here and (through the notifier) at their resources and the Access
-/// Servers they were presented to.
+/// The cascade of an agent token's revocation (PS-111): every person and auth token
+/// issued to that agent is revoked here at once, in the request
+/// ([`AgentCascade::revoke_here`]), then at their resources and the Access Servers they
+/// were presented to, through the notifier ([`AgentCascade::run`], owning what it needs
+/// so that it can go on after the request is answered). A cascade cut short (the process
+/// stopping, a request dropped) leaves no token live here; the provider's resend
+/// (revocation is idempotent) sends every notice again, as the agent's tokens are still
+/// on record.
 struct AgentCascade {
     store: Arc<dyn PsStore>,
     notifier: Option<Arc<dyn crate::RevocationNotifier>>,
-    provider: ServerId,
-    jti: String,
+    /// The tokens issued to the agent, revoked here.
+    tokens: Vec<crate::outbound::IssuedToken>,
 }
 
 impl AgentCascade {
-    /// Runs the cascade (the revocation records at `now`).
-    async fn run(self, now: UnixTime) -> Result<(), PsError> {
-        let Some(agent) = self.store.agent_of_token(&self.provider, &self.jti).await? else {
-            return Ok(());
+    /// Revokes here (at `now`) every person and auth token issued to the agent whose
+    /// token `jti` `provider` revoked, and records that in the audit log: the cascade
+    /// that sends them on. None when this server never saw that agent token.
+    async fn revoke_here(
+        store: Arc<dyn PsStore>,
+        notifier: Option<Arc<dyn crate::RevocationNotifier>>,
+        provider: &ServerId,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<Self, PsError> {
+        let tokens = match store.agent_of_token(provider, jti).await? {
+            Some(agent) => {
+                let tokens = store.tokens_of_agent(provider, &agent).await?;
+                crate::outbound::revoke_here(store.as_ref(), &tokens, now).await?;
+                let mut e = AuditEvent::new(
+                    now.as_secs(),
+                    AuditAction::Revoked,
+                    format!(
+                        "agent token {jti} revoked by its provider {}; {} token(s) issued to it revoked",
+                        provider.as_str(),
+                        tokens.len()
+                    ),
+                )
+                .agent(agent.as_str());
+                if let Some(account) = store.binding(provider, &agent).await? {
+                    e = e.account(account);
+                }
+                store.record_event(e).await?;
+                tokens
+            }
+            None => Vec::new(),
         };
-        let tokens = self.store.tokens_of_agent(&self.provider, &agent).await?;
-        let mut e = AuditEvent::new(
-            now.as_secs(),
-            AuditAction::Revoked,
-            format!(
-                "agent token {} revoked by its provider {}; {} token(s) issued to it revoked",
-                self.jti,
-                self.provider.as_str(),
-                tokens.len()
-            ),
+        Ok(Self {
+            store,
+            notifier,
+            tokens,
+        })
+    }
+
+    /// Sends the revocations on (signed at the time each is sent; the records at `now`).
+    async fn run(self, now: UnixTime) -> Result<(), PsError> {
+        crate::outbound::notify_revoked(
+            self.store.as_ref(),
+            self.notifier.as_deref(),
+            &self.tokens,
+            now,
         )
-        .agent(agent.as_str());
-        if let Some(account) = self.store.binding(&self.provider, &agent).await? {
-            e = e.account(account);
-        }
-        self.store.record_event(e).await?;
-        for (jti, aud, exp) in tokens {
-            crate::outbound::revoke_issued(
-                self.store.as_ref(),
-                self.notifier.as_deref(),
-                &jti,
-                &aud,
-                exp,
-                now,
-            )
-            .await?;
-        }
+        .await?;
         Ok(())
     }
 }

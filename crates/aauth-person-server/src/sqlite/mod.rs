@@ -25,8 +25,6 @@ mod admin;
 mod pending;
 mod schema;
 
-use schema::{SCHEMA, migrate};
-
 use crate::rows::{
     AUTH_COLUMNS, MissionRow, PERSON_COLUMNS, PendingRow, auth_record, auth_row, i,
     pending_from_json, person_record, person_row, server, u, unreadable,
@@ -95,12 +93,8 @@ impl SqliteStore {
         Self::with_connection(conn)
     }
 
-    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        conn.execute_batch(crate::audit::sqlite::TABLE)
-            .map_err(err)?;
-        migrate(&conn)?;
-        crate::audit::sqlite::migrate(&conn, STORE)?;
+    fn with_connection(mut conn: Connection) -> Result<Self, StoreError> {
+        schema::set_up(&mut conn, STORE)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             inserts: Arc::default(),

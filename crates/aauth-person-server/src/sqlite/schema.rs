@@ -7,10 +7,16 @@ use rusqlite::{Connection, params};
 use super::err;
 use crate::rows::MissionRow;
 
-pub(super) const SCHEMA: &str = "
+/// The connection's settings, set outside any transaction (the journal mode cannot change
+/// inside one).
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
+";
+
+/// The tables as this version creates them (on a new file).
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bindings (
   provider TEXT NOT NULL, agent TEXT NOT NULL, account TEXT NOT NULL,
   PRIMARY KEY (provider, agent));
@@ -52,8 +58,47 @@ CREATE TABLE IF NOT EXISTS oidc_links (
   PRIMARY KEY (issuer, subject));
 ";
 
-/// Adds what later versions keep to a database an earlier version created.
-pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// Sets up the database of `conn`: the tables (audit log included), and what later
+/// versions keep added to a file an earlier version created, all in one `BEGIN IMMEDIATE`
+/// transaction: a crash part way leaves the file as it was, and two processes opening
+/// the same old file at once (the server starting while `aauth admin` runs) take turns,
+/// the second finding the columns there (each one is checked inside the transaction).
+/// The second waits for the first within the connection's busy timeout (rusqlite's
+/// default, five seconds).
+pub(super) fn set_up(conn: &mut Connection, store: &'static str) -> Result<(), StoreError> {
+    set_pragmas(conn)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(SCHEMA).map_err(err)?;
+    tx.execute_batch(crate::audit::sqlite::TABLE).map_err(err)?;
+    migrate(&tx)?;
+    crate::audit::sqlite::migrate(&tx, store)?;
+    tx.commit().map_err(err)
+}
+
+/// Sets [`PRAGMAS`]. A journal mode changed while another process changes it is refused
+/// `SQLITE_BUSY` at once (SQLite calls no busy handler there, which could deadlock): it is
+/// tried again every 50 ms, for up to five seconds (as long as the busy timeout).
+fn set_pragmas(conn: &Connection) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        match conn.execute_batch(PRAGMAS) {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+/// Adds what later versions keep to a database an earlier version created (inside
+/// [`set_up`]'s transaction).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let has = |table: &str, column: &str| -> Result<bool, StoreError> {
         let mut stmt = conn
             .prepare(&format!("PRAGMA table_info({table})"))

@@ -767,3 +767,196 @@ async fn a_token_revoked_by_hand_takes_every_step_up_obtained_with_it() {
         );
     }
 }
+
+/// Alice's person token `p` for resource.example, issued to the assistant, and the auth
+/// tokens `a1` (obtained with `p`) and `a2` (stepped up from `a1`), in `store`.
+async fn record_a_chain(store: &dyn PsStore) {
+    let resource = id("https://resource.example");
+    let exp = NOW.as_secs() + 600;
+    store
+        .record_person_token(PersonTokenRecord::new(
+            "p",
+            resource.clone(),
+            "sub",
+            "alice",
+            assistant(),
+            exp,
+        ))
+        .await
+        .unwrap();
+    for (jti, presented) in [("a1", "p"), ("a2", "a1")] {
+        store
+            .record_auth_token(AuthTokenRecord::new(
+                jti,
+                resource.clone(),
+                "sub",
+                "alice",
+                presented,
+                exp,
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether each of `jtis` is revoked in `store`.
+async fn revoked_of(store: &dyn PsStore, jtis: &[&str]) -> Vec<bool> {
+    let mut out = Vec::new();
+    for jti in jtis {
+        out.push(store.is_revoked(jti, NOW).await.unwrap());
+    }
+    out
+}
+
+/// A token revoked by hand, and an agent unlinked, while a resource never answers the
+/// second notice (the operator's command interrupted there): every token of the chain,
+/// every token of the agent, is revoked here all the same.
+#[tokio::test(start_paused = true)]
+async fn revocations_cut_short_leave_no_token_live_here() {
+    let cut = std::time::Duration::from_secs(5);
+    let store: Arc<dyn PsStore> = Arc::new(MemoryStore::default());
+    record_a_chain(store.as_ref()).await;
+    let notifier = crate::cascade::HangsAfterFirst::new();
+    let admin = Admin::new(Arc::clone(&store)).notifier(notifier.clone());
+    assert!(
+        tokio::time::timeout(cut, admin.revoke_token("p", NOW))
+            .await
+            .is_err(),
+        "cut while a notice hangs"
+    );
+    assert_eq!(
+        revoked_of(store.as_ref(), &["p", "a1", "a2"]).await,
+        [true; 3]
+    );
+
+    let store: Arc<dyn PsStore> = Arc::new(MemoryStore::default());
+    record_a_chain(store.as_ref()).await;
+    let (provider, agent) = assistant();
+    store.bind(&provider, &agent, "alice").await.unwrap();
+    let notifier = crate::cascade::HangsAfterFirst::new();
+    let admin = Admin::new(Arc::clone(&store)).notifier(notifier.clone());
+    assert!(
+        tokio::time::timeout(cut, admin.revoke_agent(&provider, &agent, NOW))
+            .await
+            .is_err(),
+        "cut while a notice hangs"
+    );
+    assert_eq!(
+        revoked_of(store.as_ref(), &["p", "a1", "a2"]).await,
+        [true; 3]
+    );
+}
+
+/// A resource token from resource.example for person token `pc`, bound to `key`.
+fn resource_token_for(
+    w: &crate::World,
+    pc: &aauth_tokens::PersonClaims,
+    key: &aauth_keys::PrivateKey,
+) -> String {
+    aauth_tokens::ResourceTokenBuilder::new(
+        id("https://resource.example"),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        key.public_key(),
+        "read",
+    )
+    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
+    .unwrap()
+    .token
+}
+
+/// Disabling an account revokes every token on record in its name, here and at the
+/// resources (the count is returned): its person token is refused as a presented token.
+/// Another account's tokens are untouched.
+#[tokio::test]
+async fn disabling_an_account_revokes_its_tokens() {
+    use aauth_person_server::AUTH_TOKEN_PATH;
+    let w = crate::world();
+    for account in ["alice", "bob"] {
+        assert!(w.ps.store().create_account(account, "$phc").await.unwrap());
+    }
+    w.bind(ASSISTANT, "alice").await;
+    w.bind("aauth:helper@agent.example", "bob").await;
+    let resource = "https://resource.example";
+    let alice_person = w.person_token(resource).await;
+    let alice_pc: aauth_tokens::PersonClaims = w.read(&alice_person, resource);
+    let ask = |person: &str, rt: String| serde_json::json!({"resource_token": rt, "presented_token": person});
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            ask(&alice_person, resource_token_for(&w, &alice_pc, &w.agent)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let helper_key = aauth_keys::PrivateKey::ed25519_from_seed(&[5; 32]);
+    let helper = crate::agent_token(&w.provider, "aauth:helper@agent.example", &helper_key, 1800);
+    let (s, json) = w
+        .post_as(
+            PERSON_TOKEN_PATH,
+            &serde_json::json!({"resource": resource}),
+            &helper_key,
+            &helper,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let bob_person = json["person_token"].as_str().unwrap().to_owned();
+    let bob_pc: aauth_tokens::PersonClaims = w.read(&bob_person, resource);
+
+    let sent = Arc::new(Sent::default());
+    let admin = Admin::new(Arc::clone(w.ps.store())).notifier(Arc::clone(&sent) as _);
+    assert_eq!(admin.set_disabled("alice", true, NOW).await.unwrap(), 2);
+    let alice = admin.tokens(Some("alice"), NOW).await.unwrap();
+    assert_eq!((alice.person.len(), alice.auth.len()), (1, 1));
+    assert!(
+        alice.person.iter().all(|(_, revoked)| *revoked),
+        "{alice:?}"
+    );
+    assert!(alice.auth.iter().all(|(_, revoked)| *revoked), "{alice:?}");
+    let mut notified: Vec<String> = sent
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, j)| j.clone())
+        .collect();
+    notified.sort();
+    let mut expected = vec![alice.person[0].0.jti.clone(), alice.auth[0].0.jti.clone()];
+    expected.sort();
+    assert_eq!(notified, expected, "sent on to the resource");
+    let (s, json) = w
+        .post(
+            AUTH_TOKEN_PATH,
+            ask(&alice_person, resource_token_for(&w, &alice_pc, &w.agent)),
+        )
+        .await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_presented_token")),
+        "{json}"
+    );
+    let revoked = admin
+        .audit(&AuditQuery::default().action(AuditAction::Revoked))
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0].account.as_deref(), Some("alice"));
+
+    // Bob's token is untouched.
+    let bob = admin.tokens(Some("bob"), NOW).await.unwrap();
+    assert!(!bob.person[0].1, "{bob:?}");
+    let (s, json) = w
+        .post_as(
+            AUTH_TOKEN_PATH,
+            &ask(&bob_person, resource_token_for(&w, &bob_pc, &helper_key)),
+            &helper_key,
+            &helper,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    // Enabled again: nothing more is revoked, and alice's tokens stay revoked.
+    assert_eq!(admin.set_disabled("alice", false, NOW).await.unwrap(), 0);
+    assert!(admin.tokens(Some("alice"), NOW).await.unwrap().person[0].1);
+}

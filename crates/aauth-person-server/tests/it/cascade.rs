@@ -490,3 +490,116 @@ async fn a_failure_in_the_report_reached_by_polling_is_sent_again_and_then_repor
         "each sending answered 202 and its report reached by polling"
     );
 }
+
+/// Sends its first notice, then hangs on every later one while `hang` is set (a resource
+/// that never answers); `sent` holds the notices that came back.
+pub(crate) struct HangsAfterFirst {
+    pub(crate) hang: std::sync::atomic::AtomicBool,
+    pub(crate) calls: std::sync::atomic::AtomicUsize,
+    pub(crate) sent: Mutex<Vec<String>>,
+}
+
+impl HangsAfterFirst {
+    /// Hanging after its first notice.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            hang: true.into(),
+            calls: 0.into(),
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl RevocationNotifier for HangsAfterFirst {
+    async fn notify(&self, _resource: &ServerId, jti: &str, _exp: u64) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.calls.fetch_add(1, SeqCst) > 0 && self.hang.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.sent.lock().unwrap().push(jti.to_owned());
+        Ok(())
+    }
+}
+
+/// A revocation whose request is dropped while its cascade waits on a resource (the
+/// process stopping: its held requests are aborted) leaves every token issued to the
+/// agent revoked here all the same; the provider's resend sends every notice again.
+#[tokio::test(start_paused = true)]
+async fn a_cascade_cut_short_leaves_no_token_live_and_a_resend_notifies_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let notifier = HangsAfterFirst::new();
+    let mut w = world();
+    w.ps =
+        w.ps.revoking_providers([id("https://agent.example")])
+            .revocation_notifier(notifier.clone())
+            .revocation_hold(Duration::from_secs(20));
+    w.bind("aauth:assistant@agent.example", "alice").await;
+    let mut jtis = Vec::new();
+    for resource in [
+        "https://resource.example",
+        "https://other.example",
+        "https://resource.example",
+    ] {
+        let pc: PersonClaims = w.read(&w.person_token(resource).await, resource);
+        jtis.push(pc.jti);
+    }
+    jtis.sort();
+    jtis.dedup();
+    assert_eq!(jtis.len(), 3);
+
+    let cut = tokio::time::timeout(Duration::from_secs(5), w.revoke_agent(None)).await;
+    assert!(cut.is_err(), "dropped while held");
+    assert_eq!(
+        notifier.calls.load(SeqCst),
+        2,
+        "one notice sent, one hanging"
+    );
+    let admin = aauth_person_server::Admin::new(Arc::clone(w.ps.store()));
+    let listing = admin.tokens(Some("alice"), NOW).await.unwrap();
+    assert_eq!(listing.person.len(), 3);
+    assert!(
+        listing.person.iter().all(|(_, revoked)| *revoked),
+        "every token revoked here: {listing:?}"
+    );
+
+    // The provider resends: every token's notice is sent again.
+    notifier.hang.store(false, SeqCst);
+    notifier.sent.lock().unwrap().clear();
+    assert_done(&w.revoke_agent(None).await);
+    let mut sent = notifier.sent.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent, jtis);
+}
+
+/// The server stopping answers a held revocation, and a held poll of one, `202` at once
+/// (within the shutdown's deadline); every token is revoked here already.
+#[tokio::test(start_paused = true)]
+async fn stopping_answers_held_revocations_at_once() {
+    use aauth_metadata::serve::Endpoint;
+    let (w, notifier, person_jti) =
+        slow_cascade(Duration::from_secs(20), Duration::from_secs(600)).await;
+    let start = tokio::time::Instant::now();
+    let first = pending_url(&w.revoke_agent(Some("wait=0")).await);
+    let provider = w.provider_signer();
+    let (held, polled, ()) = tokio::join!(
+        w.revoke_agent(None),
+        w.send_signed("GET", &first, None, provider, None),
+        async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            w.ps.stop_holding();
+        }
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(3),
+        "answered at the stop"
+    );
+    pending_url(&held);
+    assert_eq!(pending_url(&polled), first);
+    assert!(w.ps.store().is_revoked(&person_jti, NOW).await.unwrap());
+    assert!(
+        notifier.revoked.lock().unwrap().is_empty(),
+        "still under way"
+    );
+}

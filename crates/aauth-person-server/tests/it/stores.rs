@@ -593,7 +593,7 @@ async fn sub_agent_records_contract(store: &dyn PsStore) {
         // `_` is a wildcard to LIKE; the match is exact: not these.
         record("look-alike", "aauth:plannerX1+search@agent.example"),
         record("longer", "aauth:planner_12+search@agent.example"),
-        // Identifiers are compared as they are, never case-folded (PS-104).
+        // Identifiers are compared as they are, never case-folded (draft -11 §5.2: the local part may hold A-Z).
         record("other-case", "aauth:Planner_1+search@agent.example"),
         // Another domain's agent of that name (a record of this provider).
         record("other-domain", "aauth:planner_1+search@other.example"),
@@ -937,4 +937,140 @@ async fn a_pending_request_survives_a_restart() {
         Some("alice")
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A database an earlier version wrote (pending requests without their provider, accounts
+/// without `disabled`, missions without owners, person tokens without parents), in the
+/// rollback journal or already in WAL, opened by several
+/// processes at once (the server starting while `aauth admin` runs): every one opens
+/// it, each migration is made once, and the rows are filled.
+#[test]
+fn an_old_database_opened_by_several_at_once_is_migrated_once() {
+    let dir = std::env::temp_dir().join(format!(
+        "aauth-ps-migrate-at-once-{}-{}",
+        std::process::id(),
+        line!()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for round in 0..16 {
+        let path = dir.join(format!("old-{round}.sqlite"));
+        let c = rusqlite::Connection::open(&path).unwrap();
+        if round % 2 == 1 {
+            c.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        }
+        c.execute_batch(
+            "CREATE TABLE pending (
+               id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL,
+               data TEXT NOT NULL);
+             INSERT INTO pending VALUES ('old', 'OLDC0DE1', 1, '{}');
+             CREATE TABLE passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
+             INSERT INTO passwords VALUES ('alice', '$phc');
+             CREATE TABLE missions (s256 TEXT PRIMARY KEY, data TEXT NOT NULL);
+             CREATE TABLE person_tokens (
+               jti TEXT PRIMARY KEY, aud TEXT NOT NULL, sub TEXT NOT NULL,
+               account TEXT NOT NULL, provider TEXT NOT NULL, agent TEXT NOT NULL,
+               mission TEXT, exp INTEGER NOT NULL);",
+        )
+        .unwrap();
+        drop(c);
+        let barrier = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        SqliteStore::open(&path).map(drop)
+                    })
+                })
+                .collect();
+            for o in opened {
+                o.join().unwrap().unwrap();
+            }
+        });
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let columns = |table: &str| -> Vec<String> {
+            c.prepare(&format!("PRAGMA table_info({table})"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(1))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            columns("pending"),
+            [
+                "id", "code", "expires", "data", "version", "agent", "provider"
+            ]
+        );
+        assert!(columns("passwords").contains(&"disabled".to_owned()));
+        assert!(columns("person_tokens").contains(&"parent".to_owned()));
+        assert!(columns("missions").contains(&"account".to_owned()));
+        let disabled: i64 = c
+            .query_row(
+                "SELECT disabled FROM passwords WHERE account = 'alice'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(disabled, 0);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A migration that fails part way (here: a `provider` column that cannot be filled, as
+/// by a crash between adding it and filling it) leaves the file as it was: opened
+/// again, it is migrated whole.
+#[test]
+fn a_migration_cut_part_way_leaves_the_old_file_as_it_was() {
+    let dir = std::env::temp_dir().join(format!(
+        "aauth-ps-migrate-cut-{}-{}",
+        std::process::id(),
+        line!()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.sqlite");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE pending (
+           id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL,
+           data TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+           agent TEXT NOT NULL DEFAULT '');
+         INSERT INTO pending VALUES ('old', 'OLDC0DE1', 1, '{}', 0,
+           'https://agent.example aauth:old@agent.example');
+         CREATE TABLE passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
+         -- Refuses the filling of the new column, once it is there.
+         CREATE TRIGGER no_provider BEFORE UPDATE OF provider ON pending
+           BEGIN SELECT RAISE(ABORT, 'cut'); END;",
+    )
+    .unwrap();
+    drop(c);
+    assert!(SqliteStore::open(&path).is_err());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let has_provider: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('pending') WHERE name = 'provider'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has_provider, 0, "the column added went with the failure");
+    let has_disabled: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('passwords') WHERE name = 'disabled'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has_disabled, 0, "nothing of the migration stays");
+    c.execute_batch("DROP TRIGGER no_provider;").unwrap();
+    drop(c);
+    SqliteStore::open(&path).unwrap();
+    let provider: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT provider FROM pending WHERE id = 'old'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(provider, "https://agent.example");
+    std::fs::remove_dir_all(&dir).ok();
 }
