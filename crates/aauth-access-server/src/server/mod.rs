@@ -691,6 +691,16 @@ impl aauth_metadata::serve::Endpoint for AccessServer {
     ) -> Option<http::Response<Bytes>> {
         self.handle(parts, body, now).await
     }
+
+    /// Answers the revocations held now (and their polls) at once, `202` with their
+    /// pending URL, and holds no new one
+    /// ([`Cascades::stop_holding`](aauth_metadata::cascade::Cascades::stop_holding)): a
+    /// revocation is recorded here before it is held, and a Person Server whose poll
+    /// finds the pending URL gone resends (revocation is idempotent), which sends the
+    /// cascade again. The Access Server holds nothing else.
+    fn stop_holding(&self) {
+        self.revocations.stop_holding();
+    }
 }
 
 /// The store's audit log, as the operator endpoint reads it.

@@ -343,3 +343,28 @@ async fn a_cascade_done_within_the_hold_is_answered_200_directly() {
         serde_json::json!({"downstream": [{"recipient": "https://resource.example"}]})
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn stopping_answers_held_revocations_at_once() {
+    use aauth_metadata::serve::Endpoint;
+    let resource = SlowResource::new(Duration::from_secs(60), StatusCode::OK);
+    let w = world()
+        .cascading(Duration::from_secs(20), Arc::clone(&resource))
+        .await;
+    let started = tokio::time::Instant::now();
+    let (held, ()) = tokio::join!(w.revoke_pt1(None), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        w.server.stop_holding();
+    });
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(3),
+        "answered at the stop, not at the end of its 20 s hold"
+    );
+    let location = pending_url(&held);
+    // A poll after the stop is not held either.
+    let r = w.poll(&location).await;
+    assert_eq!(pending_url(&r), location);
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert!(resource.got.lock().unwrap().is_empty(), "still under way");
+}
