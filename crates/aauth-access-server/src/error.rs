@@ -65,6 +65,13 @@ pub enum AsError {
     /// The policy refused: `denied` (403).
     #[error("denied: {0}")]
     Denied(String),
+    /// A token a waiting request depends on was revoked while it waited: `revoked` (403;
+    /// draft -11 §11.9.4 Polling Error Codes), the answer of its pending URL, its
+    /// `detail` naming the token. The token endpoint answers the token's own code
+    /// instead ([`AsError::RevokedResourceToken`], [`AsError::RevokedPresentedToken`],
+    /// [`AsError::RevokedUpstreamToken`]).
+    #[error("revoked: the {0} this request depends on was revoked")]
+    Revoked(RevokedToken),
     /// A waiting request polled after it expired: `expired` (408; draft -11 §Polling
     /// Error Codes). The Person Server may start a fresh request.
     #[error("expired: the request was not completed in time")]
@@ -102,13 +109,59 @@ pub enum AsError {
     },
 }
 
+/// Which token a waiting request depends on was revoked ([`AsError::Revoked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokedToken {
+    /// The `resource_token` (its resource revoked it).
+    Resource,
+    /// The `presented_token` (its Person Server revoked it, or the auth token it was
+    /// stepped up from was revoked).
+    Presented,
+    /// The `upstream_token`.
+    Upstream,
+}
+
+impl RevokedToken {
+    /// The request parameter that carried it.
+    #[must_use]
+    pub fn parameter(self) -> &'static str {
+        match self {
+            Self::Resource => "resource_token",
+            Self::Presented => "presented_token",
+            Self::Upstream => "upstream_token",
+        }
+    }
+}
+
+impl std::fmt::Display for RevokedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.parameter())
+    }
+}
+
 impl AsError {
+    /// This refusal as the answer of a waiting request's pending URL: a revoked token
+    /// the request depends on is `403 revoked` there (draft -11 §11.9.4 Polling Error
+    /// Codes), not the token endpoint's `revoked_<parameter>` code; any other refusal
+    /// is unchanged.
+    #[must_use]
+    pub fn polled(self) -> Self {
+        match self {
+            Self::RevokedResourceToken => Self::Revoked(RevokedToken::Resource),
+            Self::RevokedPresentedToken => Self::Revoked(RevokedToken::Presented),
+            Self::RevokedUpstreamToken => Self::Revoked(RevokedToken::Upstream),
+            other => other,
+        }
+    }
+
     /// The draft's `error` value.
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) | Self::InvalidAgentToken(_) => "invalid_request",
             Self::Untrusted(_) | Self::Denied(_) => "denied",
+            Self::Revoked(_) => "revoked",
             Self::InvalidResourceToken(_) => "invalid_resource_token",
             Self::ExpiredResourceToken => "expired_resource_token",
             Self::InvalidPresentedToken(_) => "invalid_presented_token",
@@ -153,6 +206,7 @@ impl AsError {
             | Self::ExpiredUpstreamToken
             | Self::ClockSkew { .. }
             | Self::Denied(_)
+            | Self::Revoked(_)
             | Self::RequestExpired
             | Self::RequestEnded
             | Self::InteractionFailed => true,
@@ -165,6 +219,7 @@ impl AsError {
         match self {
             Self::Untrusted(_)
             | Self::Denied(_)
+            | Self::Revoked(_)
             | Self::RevokedPresentedToken
             | Self::RevokedResourceToken
             | Self::RevokedUpstreamToken => StatusCode::FORBIDDEN,

@@ -7,7 +7,9 @@
 //! [`MAX_CODE_ATTEMPTS`] such presentations the interaction ends (the Person Server's next
 //! poll gets `410 invalid_code`). Wrong codes are throttled per account and per client,
 //! each code counted before its lookup and a right one's count given back; a code whose
-//! request expired is answered `408` (draft -11 §Interaction Code Format).
+//! request expired is answered `408` (draft -11 §Interaction Code Format). An agent's
+//! `callback` in the link, admitted as its provider's ([`super::callback`]), is where the
+//! person's browser goes once they decide (draft -11 §User Interaction).
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::code;
@@ -17,10 +19,18 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
+use super::callback::{agent_provider, back_to_agent, callback_origin, onward, with_error};
 use super::waiting::{MAX_CODE_ATTEMPTS, Step, Waiting};
 use super::{AccessServer, Answer, INTERACT_PATH, Refusal};
 use crate::AsError;
 use crate::store::BindError;
+
+/// The pages' `Content-Security-Policy` (a consent page whose form may lead to the
+/// agent's callback also names its origin in `form-action`, [`form_may_lead_to`]).
+const PAGE_POLICY: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// What the page says when the person denied the request.
+const DENIED: &str = "<p>Denied. You can return to your agent.</p>";
 
 impl AccessServer {
     /// A single-use interaction code: eight Crockford symbols from the server's random
@@ -40,31 +50,38 @@ enum Decision {
     Deny,
 }
 
-/// What the person sent: the code (from the query of a `GET`, the form of a `POST`) and,
-/// for a `POST`, their decision (none: the page again).
+/// What the person sent: the code (from the query of a `GET`, the form of a `POST`),
+/// the agent's `callback` if it gave one (draft -11 §User Interaction; checked before it
+/// is followed), and, for a `POST`, their decision (none: the page again).
 struct Form {
     code: Option<String>,
+    callback: Option<String>,
     decision: Option<Decision>,
 }
 
 impl Form {
-    /// Reads the code and decision of a `GET` (`post` false) or a `POST`.
+    /// Reads a `GET`'s query (`post` false) or a `POST`'s form, percent-decoded.
     fn read(post: bool, parts: &Parts, body: &[u8]) -> Self {
-        if post {
-            let form = String::from_utf8_lossy(body);
-            Self {
-                code: field(&form, "code"),
-                decision: match field(&form, "decision").as_deref() {
-                    Some("grant") => Some(Decision::Grant),
-                    Some("deny") => Some(Decision::Deny),
-                    _ => None,
-                },
-            }
+        let src = if post {
+            body
         } else {
-            Self {
-                code: parts.uri.query().and_then(|q| field(q, "code")),
-                decision: None,
-            }
+            parts.uri.query().unwrap_or_default().as_bytes() // default: no query, no fields
+        };
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(src).into_owned().collect();
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Self {
+            code: field("code"),
+            callback: field("callback").filter(|c| !c.is_empty()),
+            decision: match field("decision").as_deref() {
+                Some("grant") if post => Some(Decision::Grant),
+                Some("deny") if post => Some(Decision::Deny),
+                _ => None,
+            },
         }
     }
 }
@@ -85,21 +102,15 @@ struct Open {
 enum Opened {
     /// An open interaction: the account's own, or nobody's until now.
     Open(Box<Open>),
-    /// An interaction whose request expired before the person decided.
-    Expired,
+    /// An interaction whose request expired before the person decided, and its agent's
+    /// provider when known (for the agent's `callback`).
+    Expired(Option<ServerId>),
     /// Nothing: a wrong code, a used one, or another account's.
     Nothing,
 }
 
-/// The value of `name` in a `name=value&…` string, as sent.
-fn field(src: &str, name: &str) -> Option<String> {
-    src.split('&')
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .map(str::to_owned)
-}
-
 /// `s` escaped for HTML text and attribute values.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -108,7 +119,7 @@ fn esc(s: &str) -> String {
 
 /// An HTML page of this server's: never cached, never framed, its forms posted only
 /// here.
-fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
+pub(super) fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::from(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access Server</title></head><body>{html}</body></html>"
     )));
@@ -125,8 +136,24 @@ fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static(PAGE_POLICY),
     );
+    r
+}
+
+/// `r`, a page whose form may be answered with a redirect to the agent's callback at
+/// `origin` ([`callback_origin`]), with that origin also allowed in `form-action`:
+/// browsers apply `form-action` to the redirects that follow a form's submission, so
+/// under `'self'` alone the decision is saved but the browser never reaches the agent.
+fn form_may_lead_to(mut r: http::Response<Bytes>, origin: &str) -> http::Response<Bytes> {
+    let policy = PAGE_POLICY.replacen(
+        "form-action 'self'",
+        &format!("form-action 'self' {origin}"),
+        1,
+    );
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        r.headers_mut().insert("content-security-policy", v);
+    }
     r
 }
 
@@ -142,12 +169,12 @@ fn no_request() -> http::Response<Bytes> {
 /// The page for a code whose request expired before the person came (`408`, draft -11
 /// §Interaction Code Format: `expired`): the agent may start a fresh request.
 fn expired() -> http::Response<Bytes> {
-    page(
-        StatusCode::REQUEST_TIMEOUT,
-        "<p>This request expired before it was decided. Ask your agent to start again.</p>"
-            .to_owned(),
-    )
+    page(StatusCode::REQUEST_TIMEOUT, EXPIRED.to_owned())
 }
+
+/// What the page says of a request that expired before the person came.
+const EXPIRED: &str =
+    "<p>This request expired before it was decided. Ask your agent to start again.</p>";
 
 /// The page for a decision that came too late (`409`): the request changed or ended
 /// while the person was reading it.
@@ -214,28 +241,7 @@ impl AccessServer {
             ));
         }
         let Some(account) = people.account(parts, now).await else {
-            let login = people.login_url(&format!("{INTERACT_PATH}?code={code}"));
-            // A form's answer goes on by a page that refreshes to the login, not a
-            // redirect: browsers hold the redirect after a form to the page's
-            // `form-action 'self'`, and the deployment's login may be elsewhere (an SSO).
-            let (status, header, value) = if post {
-                (
-                    StatusCode::OK,
-                    http::header::REFRESH,
-                    format!("0; url={login}"),
-                )
-            } else {
-                (StatusCode::SEE_OTHER, http::header::LOCATION, login.clone())
-            };
-            let v = HeaderValue::from_str(&value).map_err(|e| {
-                aauth_metadata::serve::InternalError::produce("sign-in redirect", e)
-            })?;
-            let mut r = page(
-                status,
-                format!("<p><a href=\"{}\">Sign in first.</a></p>", esc(&login)),
-            );
-            r.headers_mut().insert(header, v);
-            return Ok(r);
+            return sign_in_first(people.as_ref(), post, &code, form.callback.as_deref());
         };
         // Codes are guessed one request at a time: throttled per account and per client
         // (each code that opens nothing counts against both; a blocked one is refused
@@ -254,28 +260,36 @@ impl AccessServer {
                 *open
             }
             // Draft -11 §Interaction Code Format: once its request has expired, the
-            // code fails with `expired` (a real code come too late is no guess).
-            Opened::Expired => {
+            // code fails with `expired` (a real code come too late is no guess); back to
+            // the agent's callback, if admitted, with `interaction_expired` (§Interaction
+            // Callback Errors), by a page that refreshes (this page may be the end of a
+            // sign-in form's redirects, which that form's policy may hold).
+            Opened::Expired(provider) => {
                 self.throttle.refund(receipt, now).await?;
-                return Ok(expired());
+                let callback = form.callback.as_deref();
+                return Ok(match self.callback_for(provider.as_ref(), callback).await {
+                    Some(cb) => onward(&with_error(&cb, "interaction_expired"), EXPIRED),
+                    None => expired(),
+                });
             }
             // A code that opens nothing, or another account's: a wrong code either way
             // (counted by the attempt).
             Opened::Nothing => return Ok(no_request()),
         };
+        // The agent's callback, followed only if its provider publishes it (never an
+        // open redirect): after the decision, the person's browser goes there.
+        let provider = agent_provider(&open.waiting.body);
+        let callback = self
+            .callback_for(provider.as_ref(), form.callback.as_deref())
+            .await;
         match form.decision {
-            Some(Decision::Grant) => self.approve(open, &account, now).await,
+            Some(Decision::Grant) => self.approve(open, &account, callback, now).await,
             Some(Decision::Deny) => {
                 let reason = "the person denied it at the Access Server";
-                self.refuse(
-                    open,
-                    reason,
-                    "<p>Denied. You can return to your agent.</p>",
-                    now,
-                )
-                .await
+                let back = callback.map(|cb| with_error(&cb, "access_denied"));
+                self.refuse(open, reason, DENIED, back, now).await
             }
-            None => Ok(consent_page(&account, &open, &code)),
+            None => Ok(consent_page(&account, &open, &code, callback.as_deref())),
         }
     }
 
@@ -357,14 +371,19 @@ impl AccessServer {
                 account: owner,
                 ..
             } => (resource.clone(), sub.clone(), owner.clone()),
-            Step::Expired { account: owner, .. } if theirs(owner) => {
-                return Ok(Opened::Expired);
+            Step::Expired {
+                account: owner,
+                provider,
+                ..
+            } if theirs(owner) => {
+                let provider = provider.as_deref().and_then(|p| ServerId::parse(p).ok());
+                return Ok(Opened::Expired(provider));
             }
             _ => return Ok(Opened::Nothing),
         };
         if expired {
             return Ok(if theirs(&owner) {
-                Opened::Expired
+                Opened::Expired(agent_provider(&waiting.body))
             } else {
                 Opened::Nothing
             });
@@ -381,8 +400,16 @@ impl AccessServer {
     /// The person approves: their Person Server is bound here for the resource and their
     /// `sub` there, under their `account`, and the request is decided again at its next
     /// poll. A person already bound here to another account is not bound again: the
-    /// request is refused instead (`denied` at the next poll).
-    async fn approve(&self, mut open: Open, account: &str, now: UnixTime) -> Answer {
+    /// request is refused instead (`denied` at the next poll). Either way, back to the
+    /// agent's (admitted) `callback` if it gave one, with `error=access_denied` for the
+    /// refusal (draft -11 §Interaction Callback Errors).
+    async fn approve(
+        &self,
+        mut open: Open,
+        account: &str,
+        callback: Option<String>,
+        now: UnixTime,
+    ) -> Answer {
         let resource = ServerId::parse(&open.resource).map_err(|e| {
             aauth_metadata::serve::InternalError::unreadable("stored resource identifier", e)
         })?;
@@ -395,10 +422,17 @@ impl AccessServer {
             Err(BindError::BoundToAnotherAccount) => {
                 let reason = "the person's Person Server is bound here to another account";
                 let html = "<p>Your Person Server is already bound here to another account: this request is refused.</p>";
-                return self.refuse(open, reason, html, now).await.map(|mut r| {
-                    *r.status_mut() = StatusCode::CONFLICT;
-                    r
-                });
+                if let Some(cb) = callback {
+                    let back = Some(with_error(&cb, "access_denied"));
+                    return self.refuse(open, reason, html, back, now).await;
+                }
+                return self
+                    .refuse(open, reason, html, None, now)
+                    .await
+                    .map(|mut r| {
+                        *r.status_mut() = StatusCode::CONFLICT;
+                        r
+                    });
             }
             Err(BindError::Store(e)) => return Err(e.into()),
         }
@@ -414,15 +448,24 @@ impl AccessServer {
         {
             return Ok(changed());
         }
-        Ok(page(
-            StatusCode::OK,
-            "<p>Approved. You can return to your agent.</p>".to_owned(),
-        ))
+        let html = "<p>Approved. You can return to your agent.</p>";
+        Ok(match callback {
+            Some(cb) => back_to_agent(&cb, html),
+            None => page(StatusCode::OK, html.to_owned()),
+        })
     }
 
     /// Refuses the request on the person's behalf (`reason`, the Person Server's next poll
-    /// ends it `denied`), over the request as read only; the page says `html`.
-    async fn refuse(&self, open: Open, reason: &str, html: &str, now: UnixTime) -> Answer {
+    /// ends it `denied`), over the request as read only; the page says `html`, or the
+    /// person's browser goes `back` to the agent's callback (its `error` added).
+    async fn refuse(
+        &self,
+        open: Open,
+        reason: &str,
+        html: &str,
+        back: Option<String>,
+        now: UnixTime,
+    ) -> Answer {
         let Open {
             id,
             mut waiting,
@@ -437,7 +480,10 @@ impl AccessServer {
         {
             return Ok(changed());
         }
-        Ok(page(StatusCode::OK, html.to_owned()))
+        Ok(match back {
+            Some(target) => back_to_agent(&target, html),
+            None => page(StatusCode::OK, html.to_owned()),
+        })
     }
 
     /// Whether a form was posted from this server's own pages: `Sec-Fetch-Site:
@@ -450,18 +496,70 @@ impl AccessServer {
 }
 
 /// The page that asks the person signed in as `account` to approve their Person Server
-/// (or deny its request).
-fn consent_page(account: &str, open: &Open, code: &str) -> http::Response<Bytes> {
-    page(
+/// (or deny its request); its form carries the agent's admitted `callback`, whose origin
+/// its policy then lets the form's answer redirect to.
+fn consent_page(
+    account: &str,
+    open: &Open,
+    code: &str,
+    callback: Option<&str>,
+) -> http::Response<Bytes> {
+    let hidden = callback.map_or_else(String::new, |cb| {
+        format!(
+            "<input type=\"hidden\" name=\"callback\" value=\"{}\">",
+            esc(cb)
+        )
+    });
+    let r = page(
         StatusCode::OK,
         format!(
             "<p>Signed in as {}.</p><h1>Allow your Person Server here?</h1><p>{} asks this Access Server for access to {} on your behalf.</p>\
-             <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">\
+             <form method=\"post\" action=\"{INTERACT_PATH}\"><input type=\"hidden\" name=\"code\" value=\"{}\">{hidden}\
              <button name=\"decision\" value=\"grant\">Approve</button> <button name=\"decision\" value=\"deny\">Deny</button></form>",
             esc(account),
             esc(open.waiting.ps.as_str()),
             esc(&open.resource),
             esc(code)
         ),
-    )
+    );
+    match callback.and_then(callback_origin) {
+        Some(origin) => form_may_lead_to(r, origin),
+        None => r,
+    }
+}
+
+/// A person not signed in here: sent to the login, which brings them back to this page
+/// with their `code` and the agent's `callback` (checked once they are back). A form's
+/// answer goes on by a page that refreshes to the login, not a redirect: browsers hold
+/// the redirect after a form to the page's `form-action 'self'`, and the deployment's
+/// login may be elsewhere (an SSO).
+fn sign_in_first(
+    people: &dyn crate::PeopleAuthenticator,
+    post: bool,
+    code: &str,
+    callback: Option<&str>,
+) -> Answer {
+    let mut back = format!("{INTERACT_PATH}?code={code}");
+    if let Some(cb) = callback {
+        back.push_str("&callback=");
+        back.extend(form_urlencoded::byte_serialize(cb.as_bytes()));
+    }
+    let login = people.login_url(&back);
+    let (status, header, value) = if post {
+        (
+            StatusCode::OK,
+            http::header::REFRESH,
+            format!("0; url={login}"),
+        )
+    } else {
+        (StatusCode::SEE_OTHER, http::header::LOCATION, login.clone())
+    };
+    let v = HeaderValue::from_str(&value)
+        .map_err(|e| aauth_metadata::serve::InternalError::produce("sign-in redirect", e))?;
+    let mut r = page(
+        status,
+        format!("<p><a href=\"{}\">Sign in first.</a></p>", esc(&login)),
+    );
+    r.headers_mut().insert(header, v);
+    Ok(r)
 }

@@ -15,11 +15,13 @@
 //! | [`pending`] | `GET`/`POST /pending/{id}`: the Person Server polls and answers |
 //! | [`admin`] | the approval and payment API, out of band |
 //! | [`interaction`] | `GET`/`POST /interact`: the person's page and their approval |
+//! | [`callback`] | the agent's `callback` on that page: admitted, and where the person goes next |
 //! | [`revocation`] | `POST /revocation`: revocations received, and sent on to resources; `GET /revocation/{id}`, the poll of a cascade that outlasted its hold |
 //!
 //! The metadata document and JWKS are answered by [`Published`].
 
 mod admin;
+mod callback;
 mod checks;
 mod decide;
 mod interaction;
@@ -120,6 +122,9 @@ pub struct AccessServer {
     random: SharedRandom,
     /// The keys that read the audit log at `/admin/audit` (none: not served).
     operators: Option<Operators>,
+    /// Reads agent providers' metadata, to admit the `callback` of an interaction link
+    /// (none: no callback is followed).
+    metadata: Option<Arc<dyn aauth_metadata::Fetch>>,
 }
 
 impl std::fmt::Debug for AccessServer {
@@ -259,6 +264,7 @@ impl AccessServer {
             governs: None,
             random: SharedRandom::default(),
             operators: None,
+            metadata: None,
         }
         .gated())
     }
@@ -476,6 +482,22 @@ impl AccessServer {
         authenticator: Arc<dyn crate::PeopleAuthenticator>,
     ) -> Self {
         self.people = Some(authenticator);
+        self
+    }
+
+    /// Reads agent providers' metadata through `fetch` (give it an egress-guarded one,
+    /// such as [`aauth_metadata::GuardedFetch`]), for the agent's `callback` on the
+    /// interaction page (draft -11 §User Interaction): an agent that opens
+    /// `{url}?code={code}&callback={callback}` has the person's browser sent back to
+    /// `callback` once they decide (with `?error=access_denied` on a denial,
+    /// `interaction_expired` when the request expired first), if the provider of its agent
+    /// token publishes that URL as its `callback_endpoint` (the agent may add a query),
+    /// or sets `localhost_callback_allowed` and it is an `http` loopback URL. Any other
+    /// callback is not followed: the page ends with its own completion page, as it does
+    /// without this (the default), and the agent learns the outcome by polling.
+    #[must_use]
+    pub fn metadata(mut self, fetch: Arc<dyn aauth_metadata::Fetch>) -> Self {
+        self.metadata = Some(fetch);
         self
     }
 

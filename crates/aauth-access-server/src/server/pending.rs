@@ -176,8 +176,11 @@ impl AccessServer {
         };
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(&taken), now).await,
+            // Answered at the pending URL: a token the request depends on, revoked
+            // meanwhile, is `403 revoked` here (draft -11 §11.9.4 Polling Error Codes),
+            // not the token endpoint's `revoked_<parameter>`.
             Err(e) if e.ends_request() => {
-                self.end_waiting(id, ps, &taken.resource_token, e, now)
+                self.end_waiting(id, ps, &taken.resource_token, e.polled(), now)
                     .await
             }
             // This server's failure (its store's included, `503` for one that may pass):

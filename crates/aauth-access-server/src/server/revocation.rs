@@ -14,7 +14,7 @@ use std::sync::Arc;
 use aauth_keys::time::UnixTime;
 use aauth_metadata::ResourceMetadata;
 use aauth_metadata::cascade::{CascadeError, caller_of};
-use aauth_metadata::outbound::{Revoker as RevocationSender, ServerSigner};
+use aauth_metadata::outbound::{RevocationError, Revoker as RevocationSender, ServerSigner};
 use aauth_metadata::serve::{InternalError, json_response};
 use aauth_signing::KeyIdentity;
 use aauth_tokens::ServerId;
@@ -270,7 +270,8 @@ impl PersonTokenCascade {
         ))
     }
 
-    /// Revokes auth token `jti` at `resource`; `None` when done, else the draft's error.
+    /// Revokes auth token `jti` at `resource`; `None` when done, else its `downstream`
+    /// error ([`downstream_error`]).
     async fn revoke_at(
         &self,
         resource: &ServerId,
@@ -285,6 +286,18 @@ impl PersonTokenCascade {
             .revoke::<ResourceMetadata>(resource, jti, exp, now)
             .await
             .err()
-            .map(|e| e.code())
+            .map(|e| downstream_error(&e))
+    }
+}
+
+/// The `error` of a `downstream` entry whose revocation did not succeed: the draft
+/// (-11 §11.12.3 Revocation Response, AS-41) allows only `revocation_unsupported` (the
+/// resource takes no revocations from this server) or `revocation_unavailable`. Every
+/// other failure, a resource's `429 rate_limited` included, is one a later attempt may
+/// get past: `revocation_unavailable` (the Person Server resends, which re-attempts it).
+fn downstream_error(e: &RevocationError) -> &'static str {
+    match e {
+        RevocationError::Unsupported(_) => "revocation_unsupported",
+        _ => "revocation_unavailable",
     }
 }

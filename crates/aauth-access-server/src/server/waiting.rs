@@ -11,8 +11,8 @@ use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, Refusal};
-use crate::AsError;
 use crate::store::{Awaiting, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord};
+use crate::{AsError, RevokedToken};
 
 /// How long a waiting request is kept for its next step, in seconds.
 const WAITING_LIFETIME: u64 = 600;
@@ -67,7 +67,8 @@ pub(super) enum Step {
     },
     /// A payment (`402`), confirmed out of band.
     Payment { challenge: String },
-    /// Its resource token was revoked (AS-42): the next poll ends it.
+    /// Its resource token was revoked (AS-42): the next poll ends it `403 revoked`
+    /// (draft -11 §11.9.4 Polling Error Codes).
     Revoked,
     /// Its interaction code was presented by other accounts [`MAX_CODE_ATTEMPTS`] times
     /// (draft -11 §Interaction Code Format, rate-limiting: after a small number of failed
@@ -86,6 +87,10 @@ pub(super) enum Step {
         code: String,
         /// The account that opened it first, if one had.
         account: Option<String>,
+        /// Its agent's provider, if known: the person presenting the code is sent back
+        /// to the agent's admitted `callback` with `interaction_expired`.
+        #[serde(default)]
+        provider: Option<String>,
     },
 }
 
@@ -121,7 +126,7 @@ impl Step {
     /// on): every place that answers a poll, an answer or a revocation reads it here.
     pub(super) fn verdict(&self) -> Option<AsError> {
         match self {
-            Self::Revoked => Some(AsError::RevokedResourceToken),
+            Self::Revoked => Some(AsError::Revoked(RevokedToken::Resource)),
             Self::Refused(reason) => Some(AsError::Denied(reason.clone())),
             Self::Approval(Some(false)) => Some(AsError::Denied("the approver refused".to_owned())),
             Self::CodeFailed => Some(AsError::InteractionFailed),
@@ -295,13 +300,14 @@ impl AccessServer {
                     rt: rt.clone(),
                     given: asked.given,
                 };
-                let revoked = AsError::RevokedResourceToken;
                 let Some(r) = reuse else {
                     let (id, step) = self.create_waiting(waiting, now).await?;
                     // A revocation recorded after this request's check looked for waiting
                     // requests before this one was written: look for it after writing,
                     // as `put_back` does, so one of the two always sees the other.
+                    // A first request is the token endpoint's: its own code.
                     if self.store.is_revoked(&rt.0, &rt.1, now).await? {
+                        let revoked = AsError::RevokedResourceToken;
                         return self.end_waiting(&id, asked.ps, &rt, revoked, now).await;
                     }
                     return Ok(self.step_response(&id, &step));
@@ -309,10 +315,13 @@ impl AccessServer {
                 // Taken to be decided again: put back for its next step, unless its
                 // resource token was revoked meanwhile; answered with the step as put
                 // back (its interaction code, drawn again if it was another request's).
+                // Ended so, it answers the poll (or answer) of its pending URL: `403
+                // revoked` (draft -11 §11.9.4 Polling Error Codes).
                 let Some(put) = self
                     .put_back(waiting.into_record(r.id.clone())?, now)
                     .await?
                 else {
+                    let revoked = AsError::Revoked(RevokedToken::Resource);
                     return self.end_waiting(&r.id, asked.ps, &rt, revoked, now).await;
                 };
                 Ok(self.step_response(&r.id, &Waiting::from_record(put)?.step))
@@ -350,6 +359,7 @@ impl AccessServer {
             } => Step::Expired {
                 code: code.clone(),
                 account: account.clone(),
+                provider: super::callback::agent_provider(&w.body).map(|p| p.as_str().to_owned()),
             },
             _ => Step::Answered,
         };
@@ -520,7 +530,7 @@ impl AccessServer {
             let (id, read) = (record.id.clone(), record.data.clone());
             let mut w = Waiting::from_record(record)?;
             // One already ended keeps its verdict: a denial, or a failed interaction,
-            // is not turned into `revoked_resource_token` by a later revocation.
+            // is not turned into `revoked` by a later revocation.
             if w.step.verdict().is_some() {
                 return Ok(());
             }

@@ -215,6 +215,25 @@ async fn the_final_answer_says_what_failed_downstream() {
     );
 }
 
+/// AS-41: a `downstream` entry's `error` is `revocation_unsupported` or
+/// `revocation_unavailable` only (draft -11 §11.12.3 Revocation Response): a resource
+/// answering `429 rate_limited` is reported `revocation_unavailable` (the Person Server
+/// resends, and the resource is tried again), never `rate_limited`.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_resource_is_reported_revocation_unavailable() {
+    let resource = SlowResource::new(Duration::ZERO, StatusCode::TOO_MANY_REQUESTS);
+    let w = world()
+        .cascading(Duration::from_secs(5), Arc::clone(&resource))
+        .await;
+    let r = w.revoke_pt1(None).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", json(&r));
+    assert_eq!(
+        json(&r),
+        serde_json::json!({"downstream": [{"recipient": "https://resource.example", "error": "revocation_unavailable"}]})
+    );
+    assert_eq!(*resource.got.lock().unwrap(), vec!["at-1".to_owned()]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_poll_by_anyone_else_is_the_same_404_as_an_unknown_id() {
     let resource = SlowResource::new(Duration::from_secs(3), StatusCode::OK);

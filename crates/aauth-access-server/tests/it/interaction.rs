@@ -219,7 +219,7 @@ async fn the_person_may_deny_the_request() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // The resource revoking its token meanwhile does not turn the denial into
-    // `revoked_resource_token`: the person's answer stands.
+    // `revoked`: the person's answer stands.
     assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::OK);
     let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(

@@ -10,6 +10,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod callback;
 mod cascade;
 mod flaky;
 mod hardening;

@@ -538,15 +538,78 @@ async fn revoking_the_resource_token_ends_the_request_waiting_on_it() {
         .to_owned();
 
     assert_eq!(w.revoke_resource_token(&rt).await, StatusCode::OK);
-    // The approver can no longer approve it; the Person Server's poll ends it.
+    // The approver can no longer approve it; the Person Server's poll ends it: `403
+    // revoked`, naming the token (draft -11 §11.9.4 Polling Error Codes), not the token
+    // endpoint's `revoked_resource_token`.
     assert!(!w.server.decide_approval(&pending, true, NOW).await.unwrap());
     let (s, _, json) = w.get_full(&location).await;
     assert_eq!(
         (s, json["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("revoked_resource_token"))
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    assert!(
+        json["detail"].as_str().unwrap().contains("resource_token"),
+        "{json}"
     );
     assert_eq!(w.get_full(&location).await.0, StatusCode::GONE);
     assert_eq!(w.server.issued().await.unwrap(), 0);
+    // The token endpoint keeps its own code for the revoked resource token.
+    let (s, _, json) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_resource_token")),
+        "{json}"
+    );
+}
+
+/// Draft -11 §11.9.4 Polling Error Codes: the person token a waiting request was made
+/// with, revoked by its Person Server while the request waits (AS-41), ends it at the
+/// next poll that decides it again `403 revoked`, naming `presented_token`; the token
+/// endpoint answers a new request with it `revoked_presented_token`.
+#[tokio::test]
+async fn revoking_the_person_token_ends_the_request_waiting_on_it_revoked() {
+    let mut w = world();
+    w.server = w.server.policy(Arc::new(ApproverFirst));
+    let t = w.tokens(600);
+    let rt = w.resource_token(&t, |b| b);
+    let request = serde_json::json!({"resource_token": rt, "agent_token": t.agent, "presented_token": t.person});
+    let (s, h, _) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let pending = location
+        .trim_start_matches(aauth_access_server::PENDING_PATH)
+        .to_owned();
+
+    let (s, _) = w
+        .revoke(
+            &t.person_jti,
+            "https://ps.example",
+            "aauth-person.json",
+            "ps-1",
+            &w.ps,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(w.server.decide_approval(&pending, true, NOW).await.unwrap());
+    let (s, _, json) = w.get_full(&location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    assert!(
+        json["detail"].as_str().unwrap().contains("presented_token"),
+        "{json}"
+    );
+    assert_eq!(w.get_full(&location).await.0, StatusCode::GONE);
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+    let (s, _, json) = w.post_ps(AUTH_TOKEN_PATH, &request).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked_presented_token")),
+        "{json}"
+    );
 }
 
 /// Issuer keys that cannot be fetched for one issuer (its metadata host is down).

@@ -838,12 +838,17 @@ async fn a_revocation_while_the_request_is_decided_ends_it(store: Arc<dyn AsStor
         .to_owned();
     assert!(w.server.decide_approval(&pending, true, NOW).await.unwrap());
 
-    // The poll takes the request; the revocation comes while the policy decides.
+    // The poll takes the request; the revocation comes while the policy decides. The
+    // pending URL answers `403 revoked` (draft -11 §11.9.4 Polling Error Codes).
     let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert!(policy.fired.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(
         (s, json["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("revoked_resource_token")),
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    assert!(
+        json["detail"].as_str().unwrap().contains("resource_token"),
         "{json}"
     );
     let (s, _) = w.get_path(&location, "https://ps.example", &w.ps).await;
