@@ -39,6 +39,7 @@
 
 pub mod audit;
 pub mod budget;
+pub mod callback;
 #[cfg(feature = "runtime")]
 mod cache;
 #[cfg(feature = "runtime")]
