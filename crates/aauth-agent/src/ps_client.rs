@@ -670,7 +670,9 @@ struct AuthAnswer {
 
 impl HttpPersonServer {
     /// A person token, asked by `signer` (for a sub-agent: its parent, with the
-    /// sub-agent's token as `subagent_token`).
+    /// sub-agent's token as `subagent_token`). With `upstream_token` no `mission_s256` is
+    /// sent (draft -11 §7.1: the mission is the upstream token's, which the Person Server
+    /// copies; a request naming one beside it is rejected).
     async fn person_token_as(
         &self,
         signer: &Agent,
@@ -680,14 +682,13 @@ impl HttpPersonServer {
     ) -> Result<String, AgentError> {
         let url = self.endpoints().await?.person;
         let mut body = serde_json::json!({ "resource": request.resource.as_str() });
-        if let Some(m) = request.mission_s256 {
-            body["mission_s256"] = m.into();
+        match (request.mission_s256, upstream_token) {
+            (_, Some(t)) => body["upstream_token"] = t.into(),
+            (Some(m), None) => body["mission_s256"] = m.into(),
+            (None, None) => {}
         }
         if let Some(t) = subagent_token {
             body["subagent_token"] = t.into();
-        }
-        if let Some(t) = upstream_token {
-            body["upstream_token"] = t.into();
         }
         if !self.capabilities.is_empty() {
             body["capabilities"] = self.capabilities.clone().into();
@@ -809,7 +810,10 @@ impl PersonServerClient for SubagentRelay {
 /// Call chaining (draft -11 §10.1): an intermediary (a resource that is its own agent
 /// provider) calling a downstream resource for the person of an incoming request asks
 /// the Person Server that request's token names, with that token as `upstream_token`
-/// on every request; the Person Server issues for the person it names, never beyond it.
+/// on every request; the Person Server issues for the person it names, never beyond it,
+/// under its mission (§7.1): no `mission_s256` is sent beside it, and a client built with
+/// this relay expects the upstream token's mission in the person tokens it receives.
+/// One relay (and one client) per upstream token.
 #[derive(Debug)]
 pub struct UpstreamRelay {
     ps: Arc<HttpPersonServer>,
@@ -848,6 +852,10 @@ impl PersonServerClient for UpstreamRelay {
         self.ps
             .auth_token_as(agent, request, None, Some(&self.upstream_token))
             .await
+    }
+
+    fn upstream_token(&self) -> Option<&str> {
+        Some(&self.upstream_token)
     }
 }
 

@@ -8,7 +8,9 @@ impl AAuthClient {
     /// `authorization_endpoint`, posts `{"scope", "account"?}` signed with a person token
     /// (obtained from the Person Server if none is cached), checks the resource token it
     /// answers (AG-22), exchanges it for an auth token and caches that, so the calls that
-    /// follow go out with it at once.
+    /// follow go out with it at once. A `401` is answered as [`AAuthClient::send`] answers
+    /// one (AG-60): a new person token only for `revoked_jwt`, `expired_jwt` or
+    /// `requirement=person-token`.
     ///
     /// # Errors
     ///
@@ -32,42 +34,22 @@ impl AAuthClient {
             .body(())
             .map_err(AgentError::transport)?
             .into_parts();
-        let mut refreshed = false;
-        loop {
-            let jkt = self.jkt();
-            let now = self.now();
-            let cached =
-                self.config
-                    .cache
-                    .get(resource, self.mission(), TokenKind::Person, &jkt, now);
-            // A token just obtained is presented even inside the refresh margin.
-            let person = match cached {
-                Some(t) => t,
-                None => self.obtain_person(resource).await?,
-            };
-            let cred = Credential {
-                kind: TokenKind::Person,
-                token: Arc::clone(&person.token),
-                held: Some(person),
-            };
+        let mut call = Call::default();
+        for _ in 0..self.config.max_rounds {
+            let cred = self.authorizing_credential(resource, &mut call).await?;
             let resp = self.send_signed(&parts, &body, &cred, resource).await?;
             match resp.status() {
                 StatusCode::OK => return self.authorized(resource, &cred, &resp).await,
                 // Agents MUST handle a 202 whatever the request (draft -11 §Deferred
                 // Responses): the resource may ask the person first.
                 StatusCode::ACCEPTED => {
-                    let done = self
-                        .deferred(&parts, resource, resp, Call::default())
-                        .await?;
+                    let done = self.deferred(&parts, resource, resp, call).await?;
                     return self.authorized(resource, &cred, &done).await;
                 }
-                // The person token was refused (revoked, expired): one fresh one.
-                StatusCode::UNAUTHORIZED if !refreshed => {
-                    refreshed = true;
-                    self.config
-                        .cache
-                        .forget(resource, self.mission(), TokenKind::Person);
-                }
+                StatusCode::UNAUTHORIZED
+                    if self
+                        .answer_authorization_401(&resp, resource, &cred, &mut call)
+                        .await? => {}
                 s => {
                     return Err(AgentError::Refused {
                         status: s,
@@ -75,6 +57,74 @@ impl AAuthClient {
                     });
                 }
             }
+        }
+        Err(AgentError::TooManyRounds {
+            rounds: self.config.max_rounds,
+        })
+    }
+
+    /// The person token an authorization request is signed with: the one this call
+    /// obtained (presented even inside the refresh margin), a cached one the resource has
+    /// not refused, or a new one from the Person Server.
+    async fn authorizing_credential(
+        &self,
+        resource: &ServerId,
+        call: &mut Call,
+    ) -> Result<Credential, AgentError> {
+        let jkt = self.jkt();
+        let now = self.now();
+        let usable = |t: &CachedToken| call.refused.as_deref() != Some(&*t.token);
+        let held = call
+            .obtained
+            .clone()
+            .filter(|t| t.kind == TokenKind::Person && t.jkt == jkt && t.exp > now.as_secs())
+            .or_else(|| {
+                self.config
+                    .cache
+                    .get(resource, self.mission(), TokenKind::Person, &jkt, now)
+            })
+            .filter(usable);
+        let person = match held {
+            Some(t) => t,
+            None => {
+                let t = self.obtain_person(resource).await?;
+                call.obtained = Some(t.clone());
+                t
+            }
+        };
+        Ok(Credential {
+            kind: TokenKind::Person,
+            token: Arc::clone(&person.token),
+            held: Some(person),
+        })
+    }
+
+    /// A `401` from the authorization endpoint, answered as [`AAuthClient::send`] answers
+    /// one (AG-60): `Signature-Error` read first (`clock_skew` corrected from `Date` with
+    /// the same person token, `invalid_input` learnt, `revoked_jwt`/`expired_jwt` a fresh
+    /// person token), `requirement=person-token` a fresh person token; `true` when the
+    /// request should be sent again. Any other requirement is not one this endpoint makes.
+    async fn answer_authorization_401(
+        &self,
+        resp: &http::Response<Bytes>,
+        resource: &ServerId,
+        cred: &Credential,
+        call: &mut Call,
+    ) -> Result<bool, AgentError> {
+        match requirement(resp)? {
+            Some(r @ Requirement::PersonToken) => {
+                self.answer_requirement(resp, r, resource, cred, call)
+                    .await?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => match signature_error_header(resp) {
+                Some(error) => {
+                    self.answer_signature_error(resp, error, resource, cred, call)
+                        .await
+                }
+                None => Ok(false),
+            },
         }
     }
 

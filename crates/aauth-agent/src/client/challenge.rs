@@ -82,7 +82,7 @@ impl AAuthClient {
     }
 
     /// A `401` with `AAuth-Requirement`: the token it asks for, obtained or chosen.
-    async fn answer_requirement(
+    pub(super) async fn answer_requirement(
         &self,
         resp: &http::Response<Bytes>,
         requirement: Requirement,
@@ -162,7 +162,7 @@ impl AAuthClient {
 
     /// A `401` with `Signature-Error` alone: `true` when the agent can sign again
     /// differently (more components, a fresh token, a corrected clock).
-    async fn answer_signature_error(
+    pub(super) async fn answer_signature_error(
         &self,
         resp: &http::Response<Bytes>,
         error: SignatureErrorHeader,

@@ -28,8 +28,11 @@ use crate::deferred_poll::pending_url;
 use crate::{Agent, AgentError, Compatibility, PollPolicy, Transport};
 
 mod authorize;
+mod chain;
 mod challenge;
 mod pending;
+
+use chain::Chain;
 
 use pending::{Acted, ResourcePending};
 
@@ -114,6 +117,16 @@ pub trait PersonServerClient: Send + Sync {
     async fn relay_interaction(&self, _agent: &Agent, _interaction: &Interaction) -> bool {
         false
     }
+
+    /// The upstream token every request is made with (call chaining, draft -11 §7.1,
+    /// §10.1), if any; read once, when a client is built with this Person Server. The
+    /// Person Server then issues for the person that token was issued for, under its
+    /// `mission_s256`: the client names no mission of its own, holds the person tokens
+    /// it receives to the upstream token's mission, and caches them under it. `None` by
+    /// default.
+    fn upstream_token(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What the person must do for a deferred request: open `{url}?code={code}`.
@@ -192,6 +205,8 @@ struct Config {
     person_server: Option<Arc<dyn PersonServerClient>>,
     keys: Option<Arc<dyn IssuerKeyResolver>>,
     mission: Option<String>,
+    /// The Person Server client's upstream token (call chaining), as read when it was set.
+    chain: Option<Chain>,
     capabilities: Option<AAuthCapabilities>,
     on_interaction: Option<Arc<InteractionHook>>,
     on_clarification: Option<Arc<ClarificationHook>>,
@@ -238,12 +253,15 @@ impl ClientBuilder {
         person_server: Arc<dyn PersonServerClient>,
         keys: Arc<dyn IssuerKeyResolver>,
     ) -> Self {
+        self.config.chain = person_server.upstream_token().map(Chain::of);
         self.config.person_server = Some(person_server);
         self.config.keys = Some(keys);
         self
     }
 
-    /// Acts under the mission `s256`: person and auth tokens are cached per mission.
+    /// Acts under the mission `s256`: person and auth tokens are cached per mission. A
+    /// Person Server client with an upstream token (call chaining) overrides it: the
+    /// mission is then the upstream token's.
     pub fn mission(mut self, s256: &str) -> Self {
         self.config.mission = Some(s256.to_owned());
         self
@@ -401,6 +419,7 @@ impl AAuthClient {
                 person_server: None,
                 keys: None,
                 mission: None,
+                chain: None,
                 capabilities: None,
                 on_interaction: None,
                 on_clarification: None,
@@ -441,8 +460,13 @@ impl AAuthClient {
         self.config.clock.now()
     }
 
+    /// The mission the tokens held for resources carry (and are cached under): the
+    /// upstream token's on a chained call, else the client's own.
     fn mission(&self) -> Option<&str> {
-        self.config.mission.as_deref()
+        match &self.config.chain {
+            Some(chain) => chain.mission(),
+            None => self.config.mission.as_deref(),
+        }
     }
 
     fn jkt(&self) -> String {
@@ -657,13 +681,14 @@ impl AAuthClient {
             .ok_or(AgentError::NoPersonServer {
                 requirement: "person-token",
             })?;
+        let mission_s256 = self.mission_to_ask()?;
         self.agent_token_outlasting_consent().await?;
         let token = ps
             .person_token(
                 &self.config.agent,
                 PersonTokenRequest {
                     resource,
-                    mission_s256: self.mission(),
+                    mission_s256,
                 },
             )
             .await?;
@@ -673,13 +698,7 @@ impl AAuthClient {
             .verify_received("person", &token, resource, now)
             .await?;
         bound_to("person", &claims.cnf.jwk, signer.public_key())?;
-        if claims.mission_s256.as_deref() != self.mission() {
-            return Err(AgentError::check(
-                "person",
-                "mission_s256",
-                "is not the mission asked for",
-            ));
-        }
+        self.check_person_mission(claims.mission_s256.as_deref())?;
         let cached = CachedToken {
             token: Arc::from(token.as_str()),
             kind: TokenKind::Person,

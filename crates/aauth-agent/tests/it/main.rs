@@ -10,6 +10,8 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod authorize;
+mod chaining;
 mod challenges;
 mod client;
 mod deferred;
