@@ -14,6 +14,14 @@
 //! A result is kept up to [`DeferredAuth::max_held_result`] (1 MiB): a larger one is
 //! replaced by a `500 server_error` saying so, kept and replayed in its place (the call is not run
 //! again).
+//!
+//! Once a held call has ended (run, or cancelled) its pending URL is `410` to every request
+//! of its agent (draft -11 §Pending URL Security), except the replay to the auth token it
+//! ran for; past the time the record is kept, a tombstone (its owner only, bounded in
+//! count, [`DEFAULT_TOMBSTONES`], and time, [`DEFAULT_TOMBSTONE_TTL`]) keeps it `410`, so
+//! that a late poll is never told `408 expired` (which lets the agent send a call that
+//! already ran again) nor `404`. Another agent key is told what it was before: `404`, or
+//! `408` once the id's time has passed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -42,6 +50,14 @@ pub const DEFAULT_MAX_HELD_BODY: usize = 64 * 1024;
 /// response body is larger has a `500 server_error` kept and replayed in its place, since results are
 /// kept until the auth token's `exp` (up to an hour), in memory or in Redis.
 pub const DEFAULT_MAX_HELD_RESULT: usize = 1024 * 1024;
+
+/// The default number of tombstones a held store keeps (16 384): ids of settled holds
+/// past the time their result (or their cancellation) was kept, so that a late poll by
+/// their agent is told `410` (draft -11 §Pending URL Security), never `408` or `404`.
+pub const DEFAULT_TOMBSTONES: usize = 16 * 1024;
+
+/// The default time a tombstone is kept past the end of its record (a day).
+pub const DEFAULT_TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// What a record costs beyond the bytes it carries (map nodes, its id, its state), so that
 /// many small holds cost something too.
@@ -126,6 +142,14 @@ impl Held {
             expires,
             prefix: String::new(),
         }
+    }
+
+    /// What [`HeldStore::get`] answers for a tombstone ([`HeldState::Gone`]): only the
+    /// agent key thumbprint `jkt` and the pending `prefix` of the hold, the rest empty.
+    #[must_use]
+    pub fn tombstone(jkt: &str, prefix: &str) -> Self {
+        let (parts, ()) = http::Request::new(()).into_parts();
+        Self::new(parts, Bytes::new(), jkt, "", "", UnixTime(0)).under(prefix)
     }
 
     /// The same hold, bound to the pending URLs under `prefix`: only a layer serving that
@@ -215,6 +239,12 @@ pub enum HeldState {
     },
     /// Cancelled by the agent (`DELETE`): every later request gets `410`.
     Cancelled,
+    /// Settled (done, cancelled, or claimed to run) and past the time its record was kept:
+    /// a tombstone, so that a late poll by its agent gets `410` (draft -11 §Pending URL
+    /// Security), not `408 expired` (which would let the agent send a call that already ran
+    /// again) nor `404`. [`HeldStore::get`] answers it with a [`Held`] that carries only the
+    /// owner: `jkt` and `prefix` ([`Held::tombstone`]).
+    Gone,
 }
 
 impl HeldState {
@@ -344,7 +374,9 @@ pub trait HeldStore: Send + Sync {
 
     /// The held invocation `id` and its state, if it exists and has not expired. Once
     /// settled (done or cancelled) a store may drop the request's header fields and body:
-    /// only its owner is needed then.
+    /// only its owner is needed then. A record that was not pending when its time ran out
+    /// (done, cancelled, or claimed to run) leaves a tombstone, bounded in count and time,
+    /// answered as [`HeldState::Gone`] with [`Held::tombstone`] while it is kept.
     ///
     /// # Errors
     ///
@@ -385,7 +417,8 @@ pub trait HeldStore: Send + Sync {
     /// and returns (`RedisHeldStore` spawns it on the current Tokio runtime).
     fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime);
 
-    /// Cancels `id`.
+    /// Cancels `id` if it is still open (pending or running); a settled record (its
+    /// result kept, or already cancelled) is left as it is.
     ///
     /// # Errors
     ///
@@ -427,11 +460,39 @@ struct State {
     by_key: BTreeMap<String, BTreeSet<Slot>>,
     /// The sum of every record's `size`.
     bytes: usize,
+    /// The tombstones of settled records past their time, by id: the owner's `(jkt,
+    /// prefix)` and until when.
+    tombs: BTreeMap<String, Tomb>,
+    /// Every tombstone by `(until, id)`: swept and evicted from the front.
+    tomb_expiry: BTreeSet<Slot>,
+    /// The most tombstones kept.
+    tomb_max: usize,
+    /// How long a tombstone is kept past its record's end, in seconds.
+    tomb_keep: u64,
+}
+
+/// What is left of a settled record past its time: whose it was.
+#[derive(Debug)]
+struct Tomb {
+    jkt: String,
+    prefix: String,
+    until: UnixTime,
 }
 
 impl State {
-    /// Drops every record whose time is up: each is removed once, in `O(log n)`.
+    /// Drops every record whose time is up, leaving a tombstone for one that was not
+    /// pending, and every tombstone whose time is up: each is removed once, in `O(log n)`.
     fn sweep(&mut self, now: UnixTime) {
+        while self
+            .tomb_expiry
+            .first()
+            .is_some_and(|(until, _)| *until <= now)
+        {
+            let Some((_, id)) = self.tomb_expiry.pop_first() else {
+                break;
+            };
+            self.tombs.remove(&id);
+        }
         while self.expiry.first().is_some_and(|(until, _)| *until <= now) {
             let Some((_, id)) = self.expiry.pop_first() else {
                 break;
@@ -441,7 +502,34 @@ impl State {
                 if e.state.is_open() {
                     close(&mut self.by_person, &mut self.by_key, &id, &e.held);
                 }
+                if !matches!(e.state, HeldState::Pending) {
+                    self.bury(id, &e.held, e.until, now);
+                }
             }
+        }
+    }
+
+    /// Keeps a tombstone for the settled record `id` (owned by `held`) that ended at
+    /// `ended`, for the store's tombstone time; past the count, the one ending first goes.
+    fn bury(&mut self, id: String, held: &Held, ended: UnixTime, now: UnixTime) {
+        let until = ended.plus(self.tomb_keep);
+        if self.tomb_max == 0 || until <= now {
+            return;
+        }
+        let tomb = Tomb {
+            jkt: held.jkt.clone(),
+            prefix: held.prefix.clone(),
+            until,
+        };
+        if let Some(old) = self.tombs.insert(id.clone(), tomb) {
+            self.tomb_expiry.remove(&(old.until, id.clone()));
+        }
+        self.tomb_expiry.insert((until, id));
+        while self.tombs.len() > self.tomb_max {
+            let Some((_, first)) = self.tomb_expiry.pop_first() else {
+                break;
+            };
+            self.tombs.remove(&first);
         }
     }
 }
@@ -517,11 +605,31 @@ impl MemoryHeldStore {
     #[must_use]
     pub fn new(max: usize) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                tomb_max: DEFAULT_TOMBSTONES,
+                tomb_keep: DEFAULT_TOMBSTONE_TTL.as_secs(),
+                ..State::default()
+            }),
             max,
             budget: DEFAULT_HELD_BYTES,
             quota: DEFAULT_HOLD_QUOTA,
         }
+    }
+
+    /// Keeps at most `max` tombstones (default [`DEFAULT_TOMBSTONES`]), each for `keep`
+    /// (whole seconds, default [`DEFAULT_TOMBSTONE_TTL`]) past the end of its record: a
+    /// settled record past its time leaves one, so that its agent's late poll is `410`
+    /// ([`HeldState::Gone`]). Past the count, the tombstone ending first is dropped (that
+    /// id's late poll is then `408`, as it was without tombstones). A tombstone costs its
+    /// id, the agent key thumbprint and the pending prefix, outside the byte budget.
+    #[must_use]
+    pub fn tombstones(self, max: usize, keep: std::time::Duration) -> Self {
+        {
+            let mut st = lock(&self.state);
+            st.tomb_max = max;
+            st.tomb_keep = keep.as_secs();
+        }
+        self
     }
 
     /// The most bytes kept: held requests and kept results, as [`Held::size`] and
@@ -579,6 +687,7 @@ impl MemoryHeldStore {
             by_person,
             by_key,
             bytes,
+            ..
         } = &mut *guard;
         let Some(e) = entries.get_mut(id) else {
             return;
@@ -671,11 +780,14 @@ impl HeldStore for MemoryHeldStore {
     ) -> Result<Option<(Held, HeldState)>, HeldStoreError> {
         let mut st = lock(&self.state);
         st.sweep(now);
+        if let Some(e) = st.entries.get(id).filter(|e| e.until > now) {
+            return Ok(Some((e.held.clone(), e.state.clone())));
+        }
         Ok(st
-            .entries
+            .tombs
             .get(id)
-            .filter(|e| e.until > now)
-            .map(|e| (e.held.clone(), e.state.clone())))
+            .filter(|t| t.until > now)
+            .map(|t| (Held::tombstone(&t.jkt, &t.prefix), HeldState::Gone)))
     }
 
     async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError> {
@@ -721,7 +833,7 @@ impl HeldStore for MemoryHeldStore {
             bytes,
             ..
         } = &mut *guard;
-        if let Some(e) = entries.get_mut(id) {
+        if let Some(e) = entries.get_mut(id).filter(|e| e.state.is_open()) {
             settle(by_person, by_key, id, e);
             e.state = HeldState::Cancelled;
             recount(bytes, e);

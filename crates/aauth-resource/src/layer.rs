@@ -528,9 +528,9 @@ fn replay<ResB: From<Bytes>>(stored: StoredResponse) -> Response<ResB> {
     r
 }
 
-/// `410` for a pending URL that has ended (cancelled, or run for another auth token):
-/// draft -11 §Pending URL Security (`410 Gone` once ended) with its §Polling Error Codes
-/// `invalid_code`.
+/// `410` for a pending URL that has ended (cancelled, run, or past the time its result
+/// was kept): draft -11 §Pending URL Security (`410 Gone` once ended) with its §Polling
+/// Error Codes `invalid_code`.
 fn ended() -> Response<Bytes> {
     problem(
         StatusCode::GONE,
@@ -541,7 +541,9 @@ fn ended() -> Response<Bytes> {
 
 /// The pending request `id` as the agent of a verified poll (`request`) may see it: the
 /// request its own, the method `GET` (a `DELETE` cancels it here). `Err` is the answer when
-/// there is nothing more to do.
+/// there is nothing more to do: for the agent whose request it is, `410` once it has ended
+/// (draft -11 §Pending URL Security), whatever the method or the token; only a `GET` of a
+/// call that has run goes on, to [`replayable`].
 async fn pollable(
     d: &DeferredAuth,
     id: &str,
@@ -573,6 +575,13 @@ async fn pollable(
         }
         Err(e) => return Err(unavailable(&e.reason)),
     };
+    // Ended: `410`, before the token gate (which would answer a person token with a fresh
+    // resource token, as for a call still pending). A `GET` of a call that has run may be
+    // the replay to its auth token.
+    let replay = parts.method == Method::GET && matches!(state, HeldState::Done { .. });
+    if !(state.is_open() || replay) {
+        return Err(ended());
+    }
     if parts.method == Method::DELETE {
         // Answered here, an `Err` only in the sense of "nothing more to do".
         return Err(match d.store.cancel(id, now).await {
@@ -596,10 +605,38 @@ async fn pollable(
         );
         return Err(r);
     }
-    if matches!(state, HeldState::Cancelled) {
-        return Err(ended());
-    }
     Ok((held, state))
+}
+
+/// A poll of a call that has run for the auth token `done`: its kept result only to that
+/// auth token, presented by the agent that made the request for the person it was held
+/// for and admitted by the route as when it ran (RS-36); `410` to anything else (draft
+/// -11 §Pending URL Security), never a `202` with a fresh resource token. `Err` is the
+/// answer; `Ok` is the replay.
+fn replayable(
+    route: &Route,
+    d: &DeferredAuth,
+    id: &str,
+    request: &VerifiedRequest,
+    held: &Held,
+    done: &str,
+    now: UnixTime,
+) -> Result<(), Box<Response<Bytes>>> {
+    let presented = match &request.identity {
+        KeyIdentity::Token(t) => match t.as_ref() {
+            BoundToken::Auth(a) => Some(a.claims.jti.as_str()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if presented != Some(done) {
+        return Err(Box::new(ended()));
+    }
+    match holder(route, d, id, request, held, now) {
+        Ok(_) => Ok(()),
+        Err(r) if r.status() == StatusCode::ACCEPTED => Err(Box::new(ended())),
+        Err(r) => Err(r),
+    }
 }
 
 /// The `(jti, exp)` of the auth token a poll presents for the held request: the route
@@ -667,16 +704,19 @@ where
         Ok(found) => found,
         Err(r) => return answer(r),
     };
+    if let HeldState::Done { jti, response } = state {
+        return match replayable(route, d, id, &request, &held, &jti, now) {
+            Ok(()) => Ok(replay(response)),
+            Err(r) => answer(*r),
+        };
+    }
     let (jti, exp) = match holder(route, d, id, &request, &held, now) {
         Ok(t) => t,
         Err(r) => return answer(*r),
     };
-    let settled = match state {
-        HeldState::Done { .. } => Claim::Settled(state),
-        _ => match d.store.claim(id, &jti, now).await {
-            Ok(c) => c,
-            Err(e) => return answer(unavailable(&e.reason)),
-        },
+    let settled = match d.store.claim(id, &jti, now).await {
+        Ok(c) => c,
+        Err(e) => return answer(unavailable(&e.reason)),
     };
     match settled {
         Claim::Run => {}

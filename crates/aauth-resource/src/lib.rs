@@ -66,8 +66,8 @@ pub use aauth_signing::{
 pub use axum::{Authorization, CallingAgent, NotAdmitted, Person};
 pub use deferred::{
     Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DEFAULT_MAX_HELD_RESULT,
-    DeferredAuth, Held, HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore,
-    Presenter, StoredResponse,
+    DEFAULT_TOMBSTONE_TTL, DEFAULT_TOMBSTONES, DeferredAuth, Held, HeldState, HeldStore,
+    HeldStoreError, HoldError, MemoryHeldStore, Presenter, StoredResponse,
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 use super::{KEEP_LUA, MAX_KEEP_MS, SLACK_MS, bound, keep_ms, reason};
-use crate::deferred::{DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA};
+use crate::deferred::{
+    DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_TOMBSTONE_TTL, DEFAULT_TOMBSTONES,
+};
 use crate::{
     Claim, Held, HeldState, HeldStore, HeldStoreError, HoldError, Presenter, StoredResponse,
 };
@@ -28,13 +30,18 @@ const SWEEP_BATCH: usize = 256;
 /// the record count), then hashes by record id of its owner and request line (`meta`),
 /// its header fields and body while open (`req`), its state (`P`, `R:jti`, `D:jti`, `C`),
 /// its kept result (`resp`), what it costs now (`size`), what it costs settled (`bare`),
-/// the quota keys it counts in while open (`quota`); the bytes counted in all, and the
-/// latest `now` a caller gave (`clock`).
-const PARTS: [&str; 10] = [
-    "exp", "meta", "req", "state", "resp", "size", "bare", "quota", "bytes", "clock",
+/// the quota keys it counts in while open (`quota`); the bytes counted in all, the
+/// latest `now` a caller gave (`clock`); then the tombstones of settled records past their
+/// time: a sorted set by until when each is kept (`tomb`), and a hash of each one's owner,
+/// `jkt` and pending prefix on two lines (`tombo`).
+const PARTS: [&str; 12] = [
+    "exp", "meta", "req", "state", "resp", "size", "bare", "quota", "bytes", "clock", "tomb",
+    "tombo",
 ];
 
 /// The functions every held-store script shares: the sweep, and settling an open hold.
+/// Every script's `ARGV` starts with the sweep batch, the seconds a tombstone is kept past
+/// its record's end, and the most tombstones kept.
 const COMMON_LUA: &str = r"
 local function unquota(id)
   local q = redis.call('HGET', KEYS[8], id)
@@ -57,13 +64,43 @@ local function drop(id)
   redis.call('ZREM', KEYS[1], id)
   for i = 2, 7 do redis.call('HDEL', KEYS[i], id) end
 end
+-- A record that was not pending when its time ran out leaves a tombstone: its owner,
+-- kept ARGV[2] seconds past its end; past ARGV[3] of them, the one ending first goes.
+local function bury(id, now)
+  local max = tonumber(ARGV[3])
+  local state = redis.call('HGET', KEYS[4], id)
+  if max <= 0 or not state or state == 'P' then return end
+  local ok, o = pcall(cjson.decode, redis.call('HGET', KEYS[2], id) or '')
+  if not ok or type(o) ~= 'table' or type(o.jkt) ~= 'string' then return end
+  local prefix = o.prefix
+  if type(prefix) ~= 'string' then prefix = '' end
+  local untl = tonumber(redis.call('ZSCORE', KEYS[1], id) or '0') + tonumber(ARGV[2])
+  if untl <= now then return end
+  redis.call('ZADD', KEYS[11], untl, id)
+  redis.call('HSET', KEYS[12], id, o.jkt .. '\n' .. prefix)
+  while redis.call('ZCARD', KEYS[11]) > max do
+    local first = redis.call('ZPOPMIN', KEYS[11])
+    redis.call('HDEL', KEYS[12], first[1])
+  end
+  local ms = math.min((untl - now) * 1000 + SLACK_MS, MAX_KEEP_MS)
+  keep(KEYS[11], ms)
+  keep(KEYS[12], ms)
+end
 local function tick(now)
   local last = tonumber(redis.call('GET', KEYS[10]) or '0')
   if now > last then redis.call('SET', KEYS[10], now, 'KEEPTTL') end
   -- The clock of a store that holds nothing yet is kept an hour; a hold keeps it longer.
   if redis.call('PTTL', KEYS[10]) == -1 then redis.call('PEXPIRE', KEYS[10], 3600000) end
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, ARGV[1])
+  for _, id in ipairs(dead) do
+    redis.call('ZREM', KEYS[11], id)
+    redis.call('HDEL', KEYS[12], id)
+  end
   local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
-  for _, id in ipairs(gone) do drop(id) end
+  for _, id in ipairs(gone) do
+    bury(id, now)
+    drop(id)
+  end
 end
 local function live(id, now)
   local untl = redis.call('ZSCORE', KEYS[1], id)
@@ -74,53 +111,64 @@ local function keepall(ms, from)
 end
 ";
 
-/// `ARGV`: the sweep batch, now, id, expiry, milliseconds to keep, quota, bound, budget,
-/// size, settled size, owner, request, quota keys; `KEYS` 11 and 12: the person's and the
+/// `ARGV`: the common three, now, id, expiry, milliseconds to keep, quota, bound, budget,
+/// size, settled size, owner, request, quota keys; `KEYS` 13 and 14: the person's and the
 /// agent key's open holds. Answers `{1, 0}` when held; `{-1, oldest}` or `{-2, oldest}`
 /// for the person's or the key's quota, `{-3, 0}` full, `{-4, 0}` over budget, `{-5, 0}`
 /// for an id in use.
 static HOLD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local now = tonumber(ARGV[2])
-local id = ARGV[3]
+local now = tonumber(ARGV[4])
+local id = ARGV[5]
 tick(now)
 for i = 1, 2 do
-  local open = KEYS[10 + i]
+  local open = KEYS[12 + i]
   redis.call('ZREMRANGEBYSCORE', open, '-inf', now)
-  if redis.call('ZCARD', open) >= tonumber(ARGV[6]) then
+  if redis.call('ZCARD', open) >= tonumber(ARGV[8]) then
     local first = redis.call('ZRANGE', open, 0, 0, 'WITHSCORES')
     return {-i, tonumber(first[2] or now)}
   end
 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[7]) then return {-3, 0} end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[9]) then return {-3, 0} end
 local bytes = tonumber(redis.call('GET', KEYS[9]) or '0')
-if bytes + tonumber(ARGV[9]) > tonumber(ARGV[8]) then return {-4, 0} end
+if bytes + tonumber(ARGV[11]) > tonumber(ARGV[10]) then return {-4, 0} end
 if redis.call('HEXISTS', KEYS[2], id) == 1 then return {-5, 0} end
-redis.call('ZADD', KEYS[1], ARGV[4], id)
-redis.call('HSET', KEYS[2], id, ARGV[11])
-redis.call('HSET', KEYS[3], id, ARGV[12])
+redis.call('ZADD', KEYS[1], ARGV[6], id)
+redis.call('HSET', KEYS[2], id, ARGV[13])
+redis.call('HSET', KEYS[3], id, ARGV[14])
 redis.call('HSET', KEYS[4], id, 'P')
-redis.call('HSET', KEYS[7], id, ARGV[10])
-redis.call('HSET', KEYS[8], id, ARGV[13])
-resize(id, tonumber(ARGV[9]))
-redis.call('ZADD', KEYS[11], ARGV[4], id)
-redis.call('ZADD', KEYS[12], ARGV[4], id)
-keepall(tonumber(ARGV[5]), 1)
+redis.call('HSET', KEYS[7], id, ARGV[12])
+redis.call('HSET', KEYS[8], id, ARGV[15])
+resize(id, tonumber(ARGV[11]))
+redis.call('ZADD', KEYS[13], ARGV[6], id)
+redis.call('ZADD', KEYS[14], ARGV[6], id)
+keepall(tonumber(ARGV[7]), 1)
 return {1, 0}
 ",
     )
 });
 
-/// `ARGV`: the sweep batch, now, id. Answers `{}` for no live record, else its owner,
-/// request (empty once settled), state and kept result.
+/// `ARGV`: the common three, now, id. Answers its owner, request (empty once settled),
+/// state and kept result for a live record; `{'GONE', owner}` for a tombstone (a record
+/// whose time ran out is swept here first, so that it leaves one); `{}` for neither.
 static GET: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local now = tonumber(ARGV[2])
-local id = ARGV[3]
+local now = tonumber(ARGV[4])
+local id = ARGV[5]
 tick(now)
-if not live(id, now) then return {} end
+if not live(id, now) then
+  if redis.call('ZSCORE', KEYS[1], id) then
+    bury(id, now)
+    drop(id)
+  end
+  local untl = redis.call('ZSCORE', KEYS[11], id)
+  if untl and tonumber(untl) > now then
+    return {'GONE', redis.call('HGET', KEYS[12], id) or ''}
+  end
+  return {}
+end
 local out = {}
 for i = 2, 5 do out[i - 1] = redis.call('HGET', KEYS[i], id) or '' end
 return out
@@ -128,18 +176,18 @@ return out
     )
 });
 
-/// `ARGV`: the sweep batch, now, id, jti. Answers `{'RUN'}`, `{'BUSY'}`, or the settled
+/// `ARGV`: the common three, now, id, jti. Answers `{'RUN'}`, `{'BUSY'}`, or the settled
 /// state and its kept result (`{'C'}` for no live record).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local now = tonumber(ARGV[2])
-local id = ARGV[3]
+local now = tonumber(ARGV[4])
+local id = ARGV[5]
 tick(now)
 if not live(id, now) then return {'C'} end
 local state = redis.call('HGET', KEYS[4], id)
 if state == 'P' then
-  redis.call('HSET', KEYS[4], id, 'R:' .. ARGV[4])
+  redis.call('HSET', KEYS[4], id, 'R:' .. ARGV[6])
   return {'RUN'}
 end
 if string.sub(state, 1, 2) == 'R:' then return {'BUSY'} end
@@ -148,39 +196,41 @@ return {state, redis.call('HGET', KEYS[5], id) or ''}
     )
 });
 
-/// `ARGV`: the sweep batch, id, jti, `1` to settle only a record still running for
+/// `ARGV`: the common three, id, jti, `1` to settle only a record still running for
 /// `jti` (else `0`), the result, its size, until when it is kept, and the slack and the
 /// longest time Redis keeps a key. Answers 1 when settled, 0 when not (no record, or
 /// not running for `jti` when that was asked). A claim is never released.
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id = ARGV[2]
+local id = ARGV[4]
 local state = redis.call('HGET', KEYS[4], id)
 if not state then return 0 end
-if ARGV[4] == '1' and state ~= 'R:' .. ARGV[3] then return 0 end
+if ARGV[6] == '1' and state ~= 'R:' .. ARGV[5] then return 0 end
 unquota(id)
 redis.call('HDEL', KEYS[3], id)
-redis.call('HSET', KEYS[4], id, 'D:' .. ARGV[3])
-redis.call('HSET', KEYS[5], id, ARGV[5])
-resize(id, tonumber(redis.call('HGET', KEYS[7], id) or '0') + tonumber(ARGV[6]))
-redis.call('ZADD', KEYS[1], ARGV[7], id)
-local now = tonumber(redis.call('GET', KEYS[10]) or ARGV[7])
-local ms = math.max(tonumber(ARGV[7]) - now, 0) * 1000 + tonumber(ARGV[8])
-keepall(math.min(ms, tonumber(ARGV[9])), 1)
+redis.call('HSET', KEYS[4], id, 'D:' .. ARGV[5])
+redis.call('HSET', KEYS[5], id, ARGV[7])
+resize(id, tonumber(redis.call('HGET', KEYS[7], id) or '0') + tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[1], ARGV[9], id)
+local now = tonumber(redis.call('GET', KEYS[10]) or ARGV[9])
+local ms = math.max(tonumber(ARGV[9]) - now, 0) * 1000 + tonumber(ARGV[10])
+keepall(math.min(ms, tonumber(ARGV[11])), 1)
 return 1
 ",
     )
 });
 
-/// `ARGV`: the sweep batch, now, id. Answers 1.
+/// `ARGV`: the common three, now, id. Answers 1; only an open record (pending or
+/// running) is cancelled.
 static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local now = tonumber(ARGV[2])
-local id = ARGV[3]
+local now = tonumber(ARGV[4])
+local id = ARGV[5]
 tick(now)
-if not redis.call('HGET', KEYS[4], id) then return 1 end
+local state = redis.call('HGET', KEYS[4], id)
+if not state or not (state == 'P' or string.sub(state, 1, 2) == 'R:') then return 1 end
 unquota(id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('HDEL', KEYS[5], id)
@@ -192,7 +242,9 @@ return 1
 });
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{KEEP_LUA}{COMMON_LUA}{body}"))
+    Script::new(&format!(
+        "local SLACK_MS = {SLACK_MS}\nlocal MAX_KEEP_MS = {MAX_KEEP_MS}\n{KEEP_LUA}{COMMON_LUA}{body}"
+    ))
 }
 
 /// Calls held for their auth tokens, shared by every instance of a resource through
@@ -208,6 +260,8 @@ fn script(body: &str) -> Script {
 /// racing on any instances, and what a call checks and what it writes are one step.
 /// Expired records are swept by the calls themselves through an expiry index, at most
 /// 256 a call. A Redis that cannot answer is [`HeldStoreError`] (`503`), never a run.
+/// A settled record past its time leaves a tombstone (its owner's key thumbprint and
+/// pending prefix), bounded in count and time as in memory ([`RedisHeldStore::tombstones`]).
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -224,10 +278,12 @@ fn script(body: &str) -> Script {
 #[derive(Debug, Clone)]
 pub struct RedisHeldStore {
     redis: Redis,
-    keys: [String; 10],
+    keys: [String; 12],
     max: usize,
     budget: usize,
     quota: usize,
+    tomb_max: usize,
+    tomb_keep: u64,
 }
 
 impl RedisHeldStore {
@@ -242,7 +298,18 @@ impl RedisHeldStore {
             max,
             budget: DEFAULT_HELD_BYTES,
             quota: DEFAULT_HOLD_QUOTA,
+            tomb_max: DEFAULT_TOMBSTONES,
+            tomb_keep: DEFAULT_TOMBSTONE_TTL.as_secs(),
         }
+    }
+
+    /// Keeps at most `max` tombstones, each for `keep` past the end of its record, as
+    /// [`crate::MemoryHeldStore::tombstones`] does (the count over all instances).
+    #[must_use]
+    pub fn tombstones(mut self, max: usize, keep: std::time::Duration) -> Self {
+        self.tomb_max = max;
+        self.tomb_keep = keep.as_secs();
+        self
     }
 
     /// The most bytes kept, counted as [`crate::MemoryHeldStore::byte_budget`] counts
@@ -287,13 +354,16 @@ impl RedisHeldStore {
         Ok(n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
     }
 
-    /// `script` with the store's keys and the sweep batch as its first argument.
+    /// `script` with the store's keys and its first three arguments: the sweep batch,
+    /// the seconds a tombstone is kept, the most tombstones kept.
     fn call<'s>(&self, script: &'s Script) -> ScriptInvocation<'s> {
         let mut call = script.prepare_invoke();
         for k in &self.keys {
             call.key(k);
         }
-        call.arg(SWEEP_BATCH);
+        call.arg(SWEEP_BATCH)
+            .arg(self.tomb_keep)
+            .arg(bound(self.tomb_max));
         call
     }
 
@@ -400,7 +470,7 @@ impl HeldStore for RedisHeldStore {
         let [owner, request, state, response] = match <[Vec<u8>; 4]>::try_from(found) {
             Ok(parts) => parts,
             Err(none) if none.is_empty() => return Ok(None),
-            Err(_) => return Err(unreadable("record")),
+            Err(gone) => return decode_tombstone(&gone).map(Some),
         };
         let mut held = decode_owner(&owner)?;
         if !request.is_empty() {
@@ -515,6 +585,21 @@ fn decode_owner(bytes: &[u8]) -> Result<Held, HeldStoreError> {
         UnixTime(o.expires),
     )
     .under(&o.prefix))
+}
+
+/// What [`GET`] answers for a tombstone: `GONE` and the owner, `jkt` and prefix on two
+/// lines.
+fn decode_tombstone(answer: &[Vec<u8>]) -> Result<(Held, HeldState), HeldStoreError> {
+    let [tag, owner] = answer else {
+        return Err(unreadable("record"));
+    };
+    let owner = std::str::from_utf8(owner).map_err(|_| unreadable("tombstone"))?;
+    match owner.split_once('\n') {
+        Some((jkt, prefix)) if tag == b"GONE" => {
+            Ok((Held::tombstone(jkt, prefix), HeldState::Gone))
+        }
+        _ => Err(unreadable("tombstone")),
+    }
 }
 
 /// A settled state (`D:jti` with its result, `C`), or an open one.

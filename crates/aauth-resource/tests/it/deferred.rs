@@ -769,3 +769,186 @@ async fn a_redis_hold_that_names_no_prefix_is_refused() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(echo.0.load(Ordering::SeqCst), 0);
 }
+
+/// A deferring layer over `store` whose clock the test moves.
+fn service_clocked(
+    m: &Modes,
+    store: Arc<dyn HeldStore>,
+    echo: &Echo,
+    clock: Arc<aauth_keys::time::FixedClock>,
+) -> Svc {
+    let resource = m.w.resource.clone().resource_tokens(m.tokens());
+    AAuthLayer::new(
+        resource.route(
+            aauth_resource::RoutePolicy::new(aauth_resource::Access::AuthToken).scope("write"),
+        ),
+        clock,
+    )
+    .defer_auth_token(DeferredAuth::new(store, "/aauth/pending/"))
+    .layer(echo.clone())
+}
+
+/// A request signed by `key` at `at`.
+fn signed_at(
+    method: &str,
+    path: &str,
+    key: &PrivateKey,
+    scheme: &Scheme,
+    at: aauth_keys::time::UnixTime,
+) -> Request<Full<Bytes>> {
+    let req =
+        aauth_test_support::request::build(method, &format!("https://resource.example{path}"), b"");
+    aauth_test_support::request::signed(req, key, scheme, at).map(|b| Full::new(Bytes::from(b)))
+}
+
+/// What the agent whose call is held may present at `at`: a person token, an agent
+/// token, and an auth token for the person the call was held for.
+fn presentations(m: &Modes, at: aauth_keys::time::UnixTime) -> [(&'static str, Scheme); 3] {
+    let key = &m.w.agent;
+    let person = PersonTokenBuilder::new(
+        ServerId::parse("https://ps.example").unwrap(),
+        ServerId::parse("https://resource.example").unwrap(),
+        "person-42",
+        key.public_key(),
+    )
+    .sign(m.ps_key(), "ps-1", at, &mut OsRandom)
+    .unwrap();
+    let agent = aauth_test_support::tokens::assistant(key.public_key())
+        .sign(&m.w.provider, "key-1", at, &mut OsRandom)
+        .unwrap();
+    let auth = AuthTokenBuilder::new(
+        AuthIssuer::PersonServer,
+        ServerId::parse("https://ps.example").unwrap(),
+        ServerId::parse("https://resource.example").unwrap(),
+        ServerId::parse("https://ps.example").unwrap(),
+        "person-42",
+        key.public_key(),
+    )
+    .scope("write")
+    .sign(m.ps_key(), "ps-1", at, &mut OsRandom)
+    .unwrap();
+    [
+        ("person token", Scheme::jwt(person.token)),
+        ("agent token", Scheme::jwt(agent.token)),
+        ("another auth token", Scheme::jwt(auth.token)),
+    ]
+}
+
+/// Draft -11 §Pending URL Security: once a held call has run, its pending URL is `410
+/// invalid_code` to every poll of its agent (a person token is not told "pending" with a
+/// fresh resource token, an agent token is not challenged, a `DELETE` does not drop the
+/// result), but for the replay to the auth token it ran for (RS-36); and past the time
+/// the result was kept, `410` still (a tombstone), never `404` nor `408 expired`, which
+/// would let the agent send a call that already ran again. Another agent key learns
+/// nothing more than before: `404`, then `408` once the id's time has passed.
+async fn a_call_that_ran_is_gone_but_to_its_auth_token(store: Arc<dyn HeldStore>) {
+    let m = modes();
+    let echo = Echo::default();
+    let clock = fixed_clock();
+    let mut svc = service_clocked(&m, store, &echo, Arc::clone(&clock));
+    let key = &m.w.agent;
+    let stranger = PrivateKey::ed25519_from_seed(&[35; 32]);
+    let (s, h, _) = send(
+        &mut svc,
+        signed("POST", "/doc", b"{}", key, &person(&m, "person-42", key)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let location = header(&h, "location");
+    // The auth token it runs for, whose result is kept until its `exp` (NOW + 300), before
+    // the hold's own expiry (NOW + 600).
+    let ran = AuthTokenBuilder::new(
+        AuthIssuer::PersonServer,
+        ServerId::parse("https://ps.example").unwrap(),
+        ServerId::parse("https://resource.example").unwrap(),
+        ServerId::parse("https://ps.example").unwrap(),
+        "person-42",
+        key.public_key(),
+    )
+    .scope("write")
+    .lifetime(Duration::from_secs(300))
+    .sign(m.ps_key(), "ps-1", NOW, &mut OsRandom)
+    .unwrap();
+    let ran = Scheme::jwt(ran.token);
+    let (s, _, body) = send(&mut svc, signed("GET", &location, b"", key, &ran)).await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::CREATED, "POST /doc person-42 run 1 {}")
+    );
+
+    let gone = |(s, h, body): (StatusCode, http::HeaderMap, String), what: &str| {
+        assert_eq!(s, StatusCode::GONE, "{what}: {body}");
+        assert_eq!(problem_error(&body), "invalid_code", "{what}: {body}");
+        assert!(h.get("aauth-requirement").is_none(), "{what}: {h:?}");
+        assert!(h.get("location").is_none(), "{what}: {h:?}");
+    };
+    for (what, scheme) in presentations(&m, NOW) {
+        gone(
+            send(&mut svc, signed("GET", &location, b"", key, &scheme)).await,
+            what,
+        );
+    }
+    gone(
+        send(&mut svc, signed("DELETE", &location, b"", key, &ran)).await,
+        "DELETE",
+    );
+    // The replay to its auth token, as before (and not dropped by the `DELETE`).
+    let (s, _, body) = send(&mut svc, signed("GET", &location, b"", key, &ran)).await;
+    assert_eq!(
+        (s, body.as_str()),
+        (StatusCode::CREATED, "POST /doc person-42 run 1 {}")
+    );
+    let foreign = person(&m, "person-43", &stranger);
+    let (s, _, _) = send(&mut svc, signed("GET", &location, b"", &stranger, &foreign)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Past the result's retention (the auth token's `exp`), then past the hold's own
+    // expiry: `410` to the agent, whatever it presents, and nothing runs.
+    for (secs, stranger_sees) in [
+        (400, StatusCode::NOT_FOUND),
+        (900, StatusCode::REQUEST_TIMEOUT),
+    ] {
+        let t = NOW.plus(secs);
+        clock.set(t);
+        for (what, scheme) in presentations(&m, t) {
+            let what = format!("{what} at +{secs}");
+            gone(
+                send(&mut svc, signed_at("GET", &location, key, &scheme, t)).await,
+                &what,
+            );
+        }
+        let foreign = PersonTokenBuilder::new(
+            ServerId::parse("https://ps.example").unwrap(),
+            ServerId::parse("https://resource.example").unwrap(),
+            "person-43",
+            stranger.public_key(),
+        )
+        .sign(m.ps_key(), "ps-1", t, &mut OsRandom)
+        .unwrap();
+        let (s, _, body) = send(
+            &mut svc,
+            signed_at("GET", &location, &stranger, &Scheme::jwt(foreign.token), t),
+        )
+        .await;
+        assert_eq!(s, stranger_sees, "a stranger at +{secs}: {body}");
+    }
+    assert_eq!(echo.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_call_that_ran_is_gone_but_to_its_auth_token_in_memory() {
+    a_call_that_ran_is_gone_but_to_its_auth_token(Arc::new(MemoryHeldStore::default())).await;
+}
+
+#[tokio::test]
+async fn a_call_that_ran_is_gone_but_to_its_auth_token_in_redis() {
+    let Some(r) =
+        crate::shared::redis("a_call_that_ran_is_gone_but_to_its_auth_token_in_redis").await
+    else {
+        return;
+    };
+    a_call_that_ran_is_gone_but_to_its_auth_token(Arc::new(aauth_resource::RedisHeldStore::new(
+        r, 100,
+    )))
+    .await;
+}

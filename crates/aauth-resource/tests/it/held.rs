@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::store::redis::Redis;
@@ -181,9 +182,12 @@ async fn a_settled_hold_keeps_its_owner_and_result_not_its_request(store: &dyn C
     assert!(h.headers.is_empty());
     assert_eq!((h.jkt.as_str(), h.sub.as_str()), ("k", "p"));
     assert!(matches!(state, HeldState::Done { .. }));
-    // Kept until the auth token's expiry, then swept.
-    assert!(store.get("a", NOW.plus(3600)).await.unwrap().is_none());
+    // Kept until the auth token's expiry, then swept, leaving only a tombstone.
+    let (h, state) = store.get("a", NOW.plus(3600)).await.unwrap().unwrap();
+    assert!(matches!(state, HeldState::Gone), "{state:?}");
+    assert_eq!(h.jkt, "k");
     assert!(store.is_empty().await);
+    assert_eq!(store.bytes().await, 0);
 }
 
 both_stores!(
@@ -204,7 +208,7 @@ async fn once_settled(store: &dyn Counted, id: &str) -> HeldState {
         if !matches!(state, HeldState::Running { .. }) {
             return state;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{id} is still running");
 }
@@ -273,7 +277,7 @@ async fn a_run_is_settled_by_its_claimant_and_never_released(store: &dyn Counted
     for _ in 0..5 {
         tokio::task::yield_now().await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let HeldState::Done { response, .. } = once_settled(store, "b").await else {
         panic!("not done");
     };
@@ -355,6 +359,79 @@ async fn a_record_count_still_bounds_the_store(store: &dyn Counted) {
     );
     // A pending hold is never evicted to make room.
     assert!(store.get("0", NOW).await.unwrap().is_some());
+}
+
+both_stores!(
+    settled_records_leave_bounded_tombstones,
+    tombstones_in_memory,
+    tombstones_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(100).tombstones(2, Duration::from_secs(1000)),
+        |r: Redis| RedisHeldStore::new(r, 100).tombstones(2, Duration::from_secs(1000))
+    )
+);
+
+/// Draft -11 §Pending URL Security (`410` once ended): a record that was not pending
+/// when its time ran out (done, cancelled, or claimed to run) reads back as
+/// [`HeldState::Gone`] with its owner, for the tombstone time past its end and within the
+/// tombstone count (the one ending first goes); a pending one that expired leaves
+/// nothing. Cancelling a settled record leaves it as it is.
+async fn settled_records_leave_bounded_tombstones(store: &dyn Counted) {
+    for id in ["p", "d", "c", "r", "d2"] {
+        let h = held(10, 1, "k", id, NOW.plus(50)).under("/x/");
+        store.hold(id, h, NOW).await.unwrap();
+    }
+    for (id, keep) in [("d", 100), ("d2", 200)] {
+        assert!(matches!(
+            store.claim(id, "jti-1", NOW).await.unwrap(),
+            Claim::Run
+        ));
+        store
+            .finish(
+                id,
+                "jti-1",
+                answer(StatusCode::CREATED, "ran"),
+                NOW.plus(keep),
+            )
+            .await
+            .unwrap();
+    }
+    store.cancel("c", NOW).await.unwrap();
+    assert!(matches!(
+        store.claim("r", "jti-1", NOW).await.unwrap(),
+        Claim::Run
+    ));
+    // A cancel does not touch a result kept (it would drop the replay).
+    store.cancel("d", NOW).await.unwrap();
+    let (_, state) = store.get("d", NOW).await.unwrap().unwrap();
+    assert!(matches!(state, HeldState::Done { .. }), "{state:?}");
+
+    let gone = |found: Option<(Held, HeldState)>| match found {
+        Some((h, HeldState::Gone)) => (h.jkt == "k" && h.prefix == "/x/") || panic!("{h:?}"),
+        Some((_, state)) => panic!("{state:?}"),
+        None => false,
+    };
+    // Past the holds' time: the pending one leaves nothing, the cancelled and the
+    // running ones a tombstone; the results are still kept.
+    let t = NOW.plus(60);
+    assert!(store.get("p", t).await.unwrap().is_none());
+    assert!(gone(store.get("c", t).await.unwrap()));
+    assert!(gone(store.get("r", t).await.unwrap()));
+    assert_eq!(store.len().await, 2);
+    // Past d's result: its tombstone is the third, and the first to end (c) goes.
+    let t = NOW.plus(150);
+    assert!(gone(store.get("d", t).await.unwrap()));
+    assert!(!gone(store.get("c", t).await.unwrap()));
+    assert!(gone(store.get("r", t).await.unwrap()));
+    // Each for the tombstone time past its record's end.
+    let t = NOW.plus(1100);
+    assert!(!gone(store.get("r", t).await.unwrap()));
+    assert!(!gone(store.get("d", t).await.unwrap()));
+    assert!(gone(store.get("d2", t).await.unwrap()));
+    assert!(!gone(store.get("d2", NOW.plus(1200)).await.unwrap()));
+    // Tombstones are not records: neither counted nor in the budget.
+    assert!(store.is_empty().await);
+    assert_eq!(store.bytes().await, 0);
 }
 
 /// One step of a client of the store.
