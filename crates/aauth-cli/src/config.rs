@@ -28,6 +28,9 @@
 //! body_timeout_secs = 60                 # a request's body must arrive whole within it of its head
 //!                                        # (408 from a role; a resource proxy's upstream sees it break
 //!                                        # off): raise it for slow, large uploads through a proxy
+//! max_buffered_body_bytes = 67108864     # the role's own endpoints' bodies held at once, read whole
+//!                                        # (else 503; at least 65536, the largest a role reads);
+//!                                        # a resource proxy's routes have their own, below
 //! trusted_proxies = []                   # e.g. ["10.0.0.0/8"]: the load balancers or TLS terminators in
 //!                                        # front, whose X-Forwarded-For names the client (for rate limits,
 //!                                        # throttles and the resource proxy's upstream); default: none;
@@ -85,6 +88,10 @@
 //! revoking_providers = ["https://agent.example"]
 //! password_sign_in = true               # the password form on the sign-in page
 //! messages_file = "de.toml"              # the pages' texts in another language (`aauth config messages`)
+//! max_pending_per_provider = 256         # requests waiting for a person, one agent provider's agents
+//!                                        # together: past it, an agent no person here is bound to
+//!                                        # gets 429 (a bound one only past its own 16)
+//! max_pending_total = 10000              # the same, every agent's, ended ones kept for polls too
 //! [[person_server.accounts]]
 //! name = "alice"
 //! password_file = "alice.password"       # absent: she signs in only with a provider below
@@ -174,6 +181,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CliError;
 
 mod checks;
+mod limits;
 pub(crate) use checks::warnings;
 
 /// The environment prefix of overrides.
@@ -183,7 +191,7 @@ const ENV_PREFIX: &str = "AAUTH_";
 /// configuration only when its first key is one of these, so that other `AAUTH_`
 /// variables (`AAUTH_PROFILE` for `aauth fetch`, a deployment's own) are left alone. A
 /// misspelt nested key (`AAUTH_LOG__LEVL`) is still refused, by the section's own check.
-const TOP_LEVEL: [&str; 23] = [
+const TOP_LEVEL: [&str; 24] = [
     "id",
     "listen",
     "signing_key_file",
@@ -195,6 +203,7 @@ const TOP_LEVEL: [&str; 23] = [
     "max_connections_per_client",
     "header_timeout_secs",
     "body_timeout_secs",
+    "max_buffered_body_bytes",
     "trusted_proxies",
     "tls",
     "log",
@@ -258,6 +267,11 @@ pub(crate) struct Config {
     /// Bodies already whole with their head (a WebSocket's handshake) have none.
     #[serde(default = "sixty")]
     pub(crate) body_timeout_secs: u64,
+    /// The bytes of request bodies the role's own endpoints (a resource proxy's
+    /// `/aauth/…` ones) hold at once, read whole (default 64 MiB, at least 64 KiB):
+    /// past it, `503` with `Retry-After` (`limits`).
+    #[serde(default = "limits::body_budget")]
+    pub(crate) max_buffered_body_bytes: usize,
     /// The proxies in front of this service (addresses or CIDR ranges: a TLS terminator,
     /// a load balancer) whose `X-Forwarded-For` is believed. A request from one of them
     /// is counted by rate limits and throttles as the client its chain names, and the
@@ -493,6 +507,15 @@ pub(crate) struct PersonServerSection {
     /// `aauth config messages`); absent, English.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) messages_file: Option<PathBuf>,
+    /// Requests waiting for a person from one provider's agents together (default 256,
+    /// at least 1): past it, an agent no person here is bound to gets `429` (`limits`).
+    #[serde(default = "limits::pending_per_provider")]
+    pub(crate) max_pending_per_provider: usize,
+    /// Requests waiting for a person kept in all, every agent's, ended ones kept for late
+    /// polls too (default 10 000, at least 1): past it, an agent no person here is bound
+    /// to gets `429` (`limits`).
+    #[serde(default = "limits::pending_total")]
+    pub(crate) max_pending_total: usize,
 }
 
 /// An OpenID Provider people sign in with.
@@ -638,8 +661,8 @@ pub(crate) struct ResourceProxySection {
     pub(crate) max_body_bytes: usize,
     /// The request bodies held read whole at once, across every route, in bytes (default
     /// 64 MiB, at least `max_body_bytes`): past it, `503` with `Retry-After`, so that
-    /// many requests at once (verified or not: a body is read before it can be checked)
-    /// cannot make the proxy hold more.
+    /// many admitted requests at once (a body is read only once its request's signature
+    /// verified) cannot make the proxy hold more.
     #[serde(default = "sixty_four_mib")]
     pub(crate) max_buffered_body_bytes: usize,
     /// Whether the request's `Signature`, `Signature-Input` and `Signature-Key` headers go

@@ -665,7 +665,9 @@ pub(crate) async fn person_server(
             "person_server.revoking_providers",
             &section.revoking_providers,
         )?)
-        .metadata(metadata);
+        .metadata(metadata)
+        .max_pending_per_provider(section.max_pending_per_provider)
+        .max_pending_total(section.max_pending_total);
     if section.consent_pages {
         ps = ps.consent_pages(CONSENT_TTL);
     }

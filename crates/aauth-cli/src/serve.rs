@@ -20,6 +20,7 @@ use std::time::Duration;
 use aauth_agent::AgentProvider;
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock};
+use aauth_metadata::budget::BodyBudget;
 use aauth_metadata::ops::{ReadyCheck, RequestLogLayer, WithHealth};
 use aauth_metadata::rate::RateLimits;
 use aauth_metadata::serve::{Endpoint, EndpointService};
@@ -193,7 +194,8 @@ async fn build(
     };
     let endpoint = Arc::new(endpoint);
     Ok(App::Role {
-        service: EndpointService::new(Arc::clone(&endpoint), Arc::clone(&clock)),
+        service: EndpointService::new(Arc::clone(&endpoint), Arc::clone(&clock))
+            .body_budget(BodyBudget::new(c.max_buffered_body_bytes)),
         endpoint,
     })
 }

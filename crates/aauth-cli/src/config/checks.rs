@@ -27,7 +27,7 @@ pub(super) struct Written<'a> {
 impl Written<'_> {
     /// `reason`, after the line of the file that sets `key` (its whole dotted name) to
     /// `value`, when the file does (a value from the environment has no line).
-    fn at(self, key: &str, value: &str, reason: String) -> String {
+    pub(super) fn at(self, key: &str, value: &str, reason: String) -> String {
         let mut table = String::new();
         for (i, line) in self.text.lines().enumerate() {
             let line = line.trim();
@@ -52,11 +52,12 @@ impl Written<'_> {
     }
 }
 
-/// Everything below, in order.
+/// Everything below, and the bounds of `super::limits`, in order.
 pub(super) fn check(c: &Config, written: Written<'_>) -> Result<(), CliError> {
     timeouts(c)?;
     postgres_tls(&c.store, written)?;
     redis_tls(c, written)?;
+    super::limits::check(c, written)?;
     trusted_files(c)
 }
 

@@ -179,3 +179,26 @@ fn inline_secrets_are_redacted() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_bounds_have_the_libraries_defaults_and_refuse_zero() {
+    let p = write("bounds", &format!("{MINIMAL}[person_server]\n"));
+    let c = load(&p, []).unwrap();
+    let ps = c.person_server.as_ref().unwrap();
+    assert_eq!(c.max_buffered_body_bytes, 64 * 1024 * 1024);
+    assert_eq!(
+        (ps.max_pending_per_provider, ps.max_pending_total),
+        (256, 10_000)
+    );
+    let shown = redacted(&c).unwrap();
+    assert!(shown.contains("max_pending_total = 10000"), "{shown}");
+    let p = write(
+        "bounds-zero",
+        &format!("{MINIMAL}[person_server]\nmax_pending_per_provider = 0\n"),
+    );
+    let e = load(&p, []).unwrap_err().to_string();
+    assert!(
+        e.contains("person_server.max_pending_per_provider") && e.contains("line 5"),
+        "{e}"
+    );
+}

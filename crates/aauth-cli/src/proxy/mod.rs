@@ -241,7 +241,10 @@ pub(crate) async fn build(
         own = own.check("rate_limit", crate::serve::redis_ready(redis.clone()));
     }
     Ok(Proxy {
-        own: EndpointService::new(Arc::new(own), clock),
+        // Its own endpoints' bodies (read before anything is checked) within a budget
+        // apart from the routes': neither can crowd out the other (`config::limits`).
+        own: EndpointService::new(Arc::new(own), clock)
+            .body_budget(aauth_resource::BodyBudget::new(c.max_buffered_body_bytes)),
         routes: routes.into(),
         fold_case: s.case_insensitive_paths,
     })

@@ -11,6 +11,7 @@
 
 mod admin;
 mod bodies;
+mod bounds;
 mod config_checks;
 mod connections;
 mod fetch;
