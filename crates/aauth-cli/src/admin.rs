@@ -138,7 +138,6 @@ async fn person_server(
         });
     }
     let store = crate::roles::ps_store(c, true).await?;
-    let admin = Admin::new(Arc::clone(&store));
     // Revocations are sent on: signed as the Person Server, reaching out as it does (its
     // key and egress settings are read only for them).
     let notifying = |revokes: bool| -> Result<Admin, CliError> {
@@ -154,7 +153,11 @@ async fn person_server(
     };
     match command {
         AdminCommand::Keys(_) | AdminCommand::Migrate | AdminCommand::Audit(_) => Ok(()),
-        AdminCommand::Accounts(a) => accounts(c, &admin, a, now, out).await,
+        AdminCommand::Accounts(a) => {
+            // Disabling revokes the tokens the account holds, at their resources too.
+            let admin = notifying(matches!(a, AccountsCommand::Disable { .. }))?;
+            accounts(c, &admin, a, now, out).await
+        }
         AdminCommand::Agents(a) => {
             let admin = notifying(matches!(a, AgentsCommand::Revoke { .. }))?;
             agents(c, &admin, a, now, out).await
@@ -224,14 +227,19 @@ async fn accounts(
             writeln!(out, "password of {name} reset; its sessions ended").map_err(stdout)
         }
         AccountsCommand::Disable { name } => {
-            admin
+            let revoked = admin
                 .set_disabled(&name, true, now)
                 .await
                 .map_err(CliError::Admin)?;
-            writeln!(out, "account {name} disabled; its sessions ended").map_err(stdout)
+            writeln!(
+                out,
+                "account {name} disabled; its sessions ended; {revoked} token(s) revoked"
+            )
+            .map_err(stdout)
         }
         AccountsCommand::Enable { name } => {
-            admin
+            // Enabling revokes nothing (and restores nothing revoked).
+            let _none = admin
                 .set_disabled(&name, false, now)
                 .await
                 .map_err(CliError::Admin)?;

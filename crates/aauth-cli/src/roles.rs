@@ -738,7 +738,10 @@ pub(crate) async fn access_server(
             &section.trusted_person_servers,
         )?)
         .store(Arc::clone(&store))
-        .revocation_transport(Arc::new(reach.https_client()));
+        .revocation_transport(Arc::new(reach.https_client()))
+        // Agent providers' metadata, through the egress guard: an agent's `callback` on
+        // the interaction page is followed when its provider publishes it.
+        .metadata(Arc::new(reach.fetcher()));
     let access = match replay {
         Some(replay) => access.replay_store(replay),
         None => access,

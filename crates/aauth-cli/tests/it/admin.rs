@@ -51,6 +51,10 @@ fn accounts_are_created_disabled_and_audited() {
     );
     let disabled = admin(&["accounts", "disable", "bob"]);
     assert!(disabled.status.success(), "{}", crate::stderr(&disabled));
+    assert_eq!(
+        stdout(&disabled),
+        "account bob disabled; its sessions ended; 0 token(s) revoked\n"
+    );
     assert!(stdout(&admin(&["accounts", "list"])).contains("bob\tdisabled"));
     assert_fails(
         &admin(&["accounts", "disable", "nobody"]),

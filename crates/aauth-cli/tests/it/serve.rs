@@ -662,6 +662,18 @@ async fn a_three_party_flow_runs_against_served_processes() {
     assert_eq!(audit.matches("\tissued\t").count(), 2, "{audit}");
     assert!(audit.contains("https://resource.example"), "{audit}");
     assert!(!audit.contains("eyJ"), "a token in the audit log:\n{audit}");
+    // Disabling alice revokes the tokens she holds (told to their resource, which the
+    // command reaches as the Person Server does).
+    let disabled = admin(&["accounts", "disable", "alice"]);
+    assert!(
+        stdout(&disabled)
+            .contains("account alice disabled; its sessions ended; 2 token(s) revoked"),
+        "{}{}",
+        stdout(&disabled),
+        crate::stderr(&disabled)
+    );
+    let listed = stdout(&admin(&["tokens", "list"]));
+    assert_eq!(listed.matches("\trevoked").count(), 2, "{listed}");
     let revoked = admin(&["agents", "revoke", "aauth:assistant@agent.example"]);
     assert!(
         stdout(&revoked).contains("2 token(s) revoked"),
