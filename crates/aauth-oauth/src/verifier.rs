@@ -205,6 +205,11 @@ impl<F: Fetch> AccessTokenVerifier<F> {
     /// A verifier of tokens for `policy`'s audience from `issuers`, fetching metadata
     /// and keys through `fetcher` (give it the egress-guarded HTTPS fetcher), its keys
     /// held in a key cache tuned by `cache`.
+    ///
+    /// An issuer identifier given twice counts once: the first entry that checks tokens
+    /// against published keys ([`Issuer::discover`], [`Issuer::with_jwks_uri`]) if there
+    /// is one, else the first; so an HMAC secret given for an issuer also configured with
+    /// published keys is never used (its HMAC tokens are refused), whatever the order.
     #[must_use]
     pub fn new(
         policy: AccessTokenPolicy,
@@ -213,9 +218,19 @@ impl<F: Fetch> AccessTokenVerifier<F> {
         clock: Arc<dyn Clock>,
         cache: CacheConfig,
     ) -> Self {
-        let issuers = issuers
+        let mut kept: BTreeMap<String, Issuer> = BTreeMap::new();
+        for issuer in issuers {
+            match kept.get(&issuer.issuer) {
+                // Keys win over a secret; otherwise the first stays.
+                Some(first) if !(first.secret.is_some() && issuer.secret.is_none()) => {}
+                _ => {
+                    kept.insert(issuer.issuer.clone(), issuer);
+                }
+            }
+        }
+        let issuers = kept
             .into_iter()
-            .map(|issuer| {
+            .map(|(id, issuer)| {
                 let discovered = Discovered {
                     jwks_uri: issuer
                         .jwks_uri
@@ -224,7 +239,7 @@ impl<F: Fetch> AccessTokenVerifier<F> {
                     ..Discovered::default()
                 };
                 (
-                    issuer.issuer.clone(),
+                    id,
                     IssuerState {
                         issuer,
                         discovered: Mutex::new(discovered),

@@ -329,6 +329,46 @@ async fn an_issuer_configured_with_a_secret_beside_one_with_keys() {
     );
 }
 
+#[tokio::test]
+async fn a_secret_given_for_an_issuer_also_given_with_keys_is_never_used() {
+    let hs = || {
+        mint(
+            &json!({"alg": "HS256", "typ": "at+jwt"}),
+            &claims(),
+            Signer::Hmac(HmacAlgorithm::Hs256, HS_SECRET),
+        )
+    };
+    let secret = || {
+        Issuer::with_shared_secret(
+            ISSUER,
+            SharedSecret::new(HmacAlgorithm::Hs256, HS_SECRET).unwrap(),
+        )
+        .unwrap()
+    };
+    // Either order: the entry with published keys counts, the secret is ignored.
+    for issuers in [
+        [Issuer::discover(ISSUER).unwrap(), secret()],
+        [secret(), Issuer::discover(ISSUER).unwrap()],
+    ] {
+        let docs = Docs::issuer(&[rsa_jwk(rsa(), "rs", None)]);
+        let v = AccessTokenVerifier::new(
+            AccessTokenPolicy::new(AUDIENCE),
+            issuers,
+            Arc::clone(&docs),
+            clock(),
+            CacheConfig::default(),
+        );
+        v.verify_bearer(&rs256_token()).await.unwrap();
+        assert_eq!(
+            v.verify_bearer(&hs()).await.unwrap_err(),
+            OAuthError::Algorithm {
+                alg: "HS256".to_owned(),
+                refusal: AlgorithmRefusal::Forbidden
+            }
+        );
+    }
+}
+
 /// `jwk` as some providers publish it: no `kid`.
 fn kidless(mut jwk: aauth_keys::Jwk) -> aauth_keys::Jwk {
     jwk.kid = None;
