@@ -62,6 +62,18 @@ pub enum PsError {
         /// Its `detail`, if any.
         detail: String,
     },
+    /// The resource's Access Server is busy (`429`): its `error` and its `Retry-After`
+    /// are relayed, with the status (PS-54). A `429` without `Retry-After` is
+    /// [`PsError::AccessServerUnreachable`].
+    #[error("{error}: the Access Server is busy: {detail}")]
+    AccessServerBusy {
+        /// Its `error` value.
+        error: String,
+        /// Its `detail`, if any.
+        detail: String,
+        /// Its `Retry-After`, in seconds.
+        retry_after: u64,
+    },
     /// The resource's Access Server needs the person (`requirement=interaction`: the
     /// agent is given its link) or an approval (`requirement=approval`) first; the
     /// request waits at `location` (handled by the server: the agent sees a `202`).
@@ -171,7 +183,7 @@ impl PsError {
             | Self::AccessServerInteraction { .. }
             | Self::AccessServerPending => "as_unreachable",
             // The relayed value is in the body; this is its family.
-            Self::AccessServerRefused { .. } => "as_refused",
+            Self::AccessServerRefused { .. } | Self::AccessServerBusy { .. } => "as_refused",
             Self::InvalidSubagentToken(_) => "invalid_subagent_token",
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::RevokedSubagentToken => "revoked_subagent_token",
@@ -200,7 +212,9 @@ impl PsError {
             | Self::MissionLogFull(_) => StatusCode::FORBIDDEN,
             Self::MissionNotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::AccessServerBusy { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::AccessServerUnreachable(_)
             | Self::AccessServerInteraction { .. }
             | Self::AccessServerPending => StatusCode::BAD_GATEWAY,
@@ -245,6 +259,10 @@ impl PsError {
                 body["error"] = error.clone().into();
                 body["detail"] = format!("the Access Server refused: {detail}").into();
             }
+            Self::AccessServerBusy { error, detail, .. } => {
+                body["error"] = error.clone().into();
+                body["detail"] = format!("the Access Server is busy: {detail}").into();
+            }
             _ => body["detail"] = self.to_string().into(),
         }
         let mut r = aauth_metadata::serve::problem_response(status, &body);
@@ -254,7 +272,9 @@ impl PsError {
                 HeaderValue::from_static(STORE_RETRY),
             );
         }
-        if let Self::RateLimited { retry_after, .. } = &self {
+        if let Self::RateLimited { retry_after, .. } | Self::AccessServerBusy { retry_after, .. } =
+            &self
+        {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }

@@ -346,6 +346,17 @@ impl Pending {
         )
     }
 
+    /// Whether the presented token of an auth-token request has expired at `now`
+    /// (seconds): nothing is issued with it, nor is it sent to an Access Server, from then
+    /// on (PS-32).
+    #[must_use]
+    pub fn presented_expired(&self, now: u64) -> bool {
+        matches!(
+            &self.request,
+            PendingRequest::AuthToken { presented_exp, .. } if now >= *presented_exp
+        )
+    }
+
     /// The question waiting for the agent's answer, if any.
     #[must_use]
     pub fn open_question(&self) -> Option<&str> {

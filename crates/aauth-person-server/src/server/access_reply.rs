@@ -23,8 +23,12 @@ pub(super) enum AccessReply {
         /// The `auth_token` member.
         auth_token: String,
     },
-    /// A `4xx`: its terminal refusal, relayed to the agent (`error` at most 64 bytes,
-    /// `detail` at most 500 characters).
+    /// A terminal refusal, relayed to the agent (`error` at most 64 bytes, `detail` at
+    /// most 500 characters): a status the draft gives the Access Server's token endpoint
+    /// errors (`400`, `403`), or, to a poll of its pending URL, its polling errors (`408`
+    /// `expired`, `410` `invalid_code`). Any other `4xx` but `402` and `429` names no
+    /// decision about the request (a `401` refuses this server's own signature; a `404`
+    /// or `405` is no endpoint): [`AccessReply::read`] fails it, `as_unreachable`.
     Refused {
         /// The status.
         status: u16,
@@ -32,6 +36,15 @@ pub(super) enum AccessReply {
         error: String,
         /// The `detail` member.
         detail: String,
+    },
+    /// `429`: too many requests (its `Retry-After` in seconds, if it gave one that is).
+    Busy {
+        /// The `error` member (`rate_limited` when absent or unusable).
+        error: String,
+        /// The `detail` member.
+        detail: String,
+        /// Its `Retry-After`, in delta-seconds.
+        retry_after: Option<u64>,
     },
     /// `402`: payment first; then poll `pending`.
     Payment {
@@ -88,8 +101,9 @@ impl AccessReply {
     ///
     /// # Errors
     ///
-    /// [`PsError::AccessServerUnreachable`] naming what was wrong: a pending URL on another origin
-    /// or missing, a body that is not the JSON the status calls for, an
+    /// [`PsError::AccessServerUnreachable`] naming what was wrong: a `4xx` that is no
+    /// decision about the request (see [`AccessReply::Refused`]), a pending URL on another
+    /// origin or missing, a body that is not the JSON the status calls for, an
     /// `AAuth-Requirement` that does not parse, a clarification without a question.
     pub(super) fn read(
         resp: &http::Response<Bytes>,
@@ -103,18 +117,8 @@ impl AccessReply {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        if status.is_client_error() && status != StatusCode::PAYMENT_REQUIRED {
-            // A refusal's body is relayed as far as it is usable; a body that is not JSON
-            // is a refusal without detail (its status is what the agent needs).
-            let body: FinalBody = serde_json::from_slice(resp.body()).unwrap_or_default(); // default: an unreadable refusal is still a refusal
-            return Ok(Self::Refused {
-                status: status.as_u16(),
-                error: body
-                    .error
-                    .filter(|e| !e.is_empty() && e.len() <= 64)
-                    .unwrap_or_else(|| "denied".to_owned()),
-                detail: body.detail.unwrap_or_default().chars().take(500).collect(), // default: no detail
-            });
+        if let Some(reply) = Self::refusal(resp, waiting.is_some())? {
+            return Ok(reply);
         }
         if status == StatusCode::OK {
             let body: FinalBody = serde_json::from_slice(resp.body())
@@ -170,6 +174,118 @@ impl AccessReply {
             requirement,
             body,
         })
+    }
+}
+
+impl AccessReply {
+    /// The error a final answer that is no token and no step stands for. `polling` when it
+    /// answers a poll: a busy or failing Access Server (`429`, `503`) then keeps the request
+    /// where it is ([`PsError::AccessServerPending`]: asked again at the next poll).
+    pub(super) fn into_error(self, polling: bool) -> PsError {
+        match self {
+            Self::Busy { .. } if polling => PsError::AccessServerPending,
+            Self::Unexpected(StatusCode::SERVICE_UNAVAILABLE) if polling => {
+                PsError::AccessServerPending
+            }
+            // PS-54: the Access Server's terminal refusal, relayed.
+            Self::Refused {
+                status,
+                error,
+                detail,
+            } => PsError::AccessServerRefused {
+                status,
+                error,
+                detail,
+            },
+            // PS-54: a busy Access Server's `Retry-After` reaches the agent with its `429`;
+            // without one, the agent would not know when to ask again, and it has no
+            // token: `as_unreachable`.
+            Self::Busy {
+                error,
+                detail,
+                retry_after: Some(retry_after),
+            } => PsError::AccessServerBusy {
+                error,
+                detail,
+                retry_after,
+            },
+            Self::Busy {
+                retry_after: None, ..
+            } => unreachable("the Access Server answered 429 without Retry-After"),
+            Self::Unexpected(status) => unreachable(format!("the Access Server answered {status}")),
+            Self::Token { .. } | Self::Payment { .. } | Self::Deferred { .. } => {
+                aauth_metadata::serve::InternalError::Invariant("a final answer that is no step")
+                    .into()
+            }
+        }
+    }
+
+    /// A `4xx` (but `402`) answer: a terminal refusal (relayed), `429` (busy), or `None`
+    /// for any other status. `polling` when `resp` answers a poll of the pending URL.
+    ///
+    /// # Errors
+    ///
+    /// [`PsError::AccessServerUnreachable`] for a `4xx` that is no decision about the
+    /// request: `401` (the Access Server refused this server's signature: the agent,
+    /// given it, would take it for a refusal of its own), `404`, `405` and the rest.
+    fn refusal(resp: &http::Response<Bytes>, polling: bool) -> Result<Option<Self>, PsError> {
+        let status = resp.status();
+        if !status.is_client_error() || status == StatusCode::PAYMENT_REQUIRED {
+            return Ok(None);
+        }
+        // A refusal's body is relayed as far as it is usable; a body that is not JSON is a
+        // refusal without detail (its status is what the agent needs).
+        let body: FinalBody = serde_json::from_slice(resp.body()).unwrap_or_default(); // default: an unreadable refusal is still a refusal
+        let error = |default: &str| {
+            body.error
+                .clone()
+                .filter(|e| !e.is_empty() && e.len() <= 64)
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let detail: String = body
+            .detail
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect(); // default: no detail
+        // Draft -11 §Token Endpoint Error Codes (400, 403) and, for a poll, §Polling
+        // Error Codes (403, 408, 410): a decision about the request.
+        let terminal = matches!(status, StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN)
+            || (polling && matches!(status, StatusCode::REQUEST_TIMEOUT | StatusCode::GONE));
+        if terminal {
+            return Ok(Some(Self::Refused {
+                status: status.as_u16(),
+                error: error("denied"),
+                detail,
+            }));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            return Ok(Some(Self::Busy {
+                error: error("rate_limited"),
+                detail,
+                retry_after,
+            }));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let why = resp
+                .headers()
+                .get("signature-error")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(200).collect::<String>())
+                .unwrap_or_default(); // default: no Signature-Error sent
+            return Err(unreachable(format!(
+                "the Access Server refused this Person Server's signature (401; Signature-Error: {why:?})"
+            )));
+        }
+        Err(unreachable(format!(
+            "the Access Server answered {status}, no decision about the request"
+        )))
     }
 }
 

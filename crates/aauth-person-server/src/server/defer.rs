@@ -212,6 +212,12 @@ impl PersonServer {
             capabilities,
             hints,
         } = d;
+        // PS-32: an auth-token request is not asked of the person past its presented
+        // token, which nothing may be issued with after it expires.
+        let presented_exp = match &request {
+            PendingRequest::AuthToken { presented_exp, .. } => *presented_exp,
+            _ => u64::MAX,
+        };
         Ok(Pending {
             id: self.random_token()?,
             code: aauth_metadata::code::new_code(&mut self.random.clone()).map_err(|e| {
@@ -232,7 +238,8 @@ impl PersonServer {
             expires: now
                 .as_secs()
                 .saturating_add(ttl)
-                .min(acting.ends.unwrap_or(u64::MAX)),
+                .min(acting.ends.unwrap_or(u64::MAX))
+                .min(presented_exp),
             attempts: 0,
             clarification: capabilities.iter().any(|c| c == "clarification"),
             chat: Vec::new(),

@@ -295,35 +295,10 @@ impl PersonServer {
             let (pending, raw, requirement, body) =
                 match AccessReply::read(&resp, &fp.access_server, waiting)? {
                     AccessReply::Token { auth_token } => return Ok(auth_token),
-                    // Polling, a busy or failing Access Server (429, 503) keeps the
-                    // request where it is: it is asked again at the next poll.
-                    AccessReply::Refused { status, .. }
-                        if polling && status == StatusCode::TOO_MANY_REQUESTS =>
-                    {
-                        return Err(PsError::AccessServerPending);
-                    }
-                    AccessReply::Unexpected(status)
-                        if polling && status == StatusCode::SERVICE_UNAVAILABLE =>
-                    {
-                        return Err(PsError::AccessServerPending);
-                    }
-                    AccessReply::Refused {
-                        status,
-                        error,
-                        detail,
-                    } => {
-                        // PS-54: the Access Server's terminal refusal, relayed.
-                        return Err(PsError::AccessServerRefused {
-                            status,
-                            error,
-                            detail,
-                        });
-                    }
-                    AccessReply::Unexpected(status) => {
-                        return Err(PsError::AccessServerUnreachable(format!(
-                            "the Access Server answered {status}"
-                        )));
-                    }
+                    // A refusal (relayed), or a busy or failing Access Server.
+                    other @ (AccessReply::Refused { .. }
+                    | AccessReply::Busy { .. }
+                    | AccessReply::Unexpected(_)) => return Err(other.into_error(polling)),
                     AccessReply::Payment { pending, challenge } => {
                         if polling {
                             // Paid; the Access Server has not confirmed it yet.
@@ -555,21 +530,37 @@ impl PersonServer {
         }
     }
 
-    /// A request the Access Server holds, ended here before it is asked again: expired, or
-    /// a token it depends on revoked meanwhile (whatever the Access Server would now
-    /// issue). `None` when it goes on.
+    /// A request the Access Server holds, ended here before it is asked again: its
+    /// presented token expired, the request expired, or a token it depends on revoked
+    /// meanwhile (whatever the Access Server would now issue). `None` when it goes on.
     async fn ended_here(&self, p: &mut Pending, now: UnixTime) -> Option<http::Response<Bytes>> {
-        let (outcome, status, detail, ended) = if now.as_secs() >= p.expires {
+        let (outcome, answer, ended) = if p.presented_expired(now.as_secs()) {
+            // PS-32: an expired presented token is never sent on (nor is the Access
+            // Server polled for what it would issue with it).
             (
                 "expired",
-                StatusCode::REQUEST_TIMEOUT,
-                "the person did not answer in time",
+                PsError::ExpiredPresentedToken.into_http_response(),
+                PendingState::Expired,
+            )
+        } else if now.as_secs() >= p.expires {
+            (
+                "expired",
+                PollError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "expired",
+                    "the person did not answer in time",
+                )
+                .response(),
                 PendingState::Expired,
             )
         } else {
             match self.revoked_dependency(p, now).await {
                 Ok(None) => return None,
-                Ok(Some(which)) => ("revoked", StatusCode::FORBIDDEN, which, PendingState::Done),
+                Ok(Some(which)) => (
+                    "revoked",
+                    PollError::new(StatusCode::FORBIDDEN, "revoked", which).response(),
+                    PendingState::Done,
+                ),
                 Err(e) => return Some(e.into_http_response()),
             }
         };
@@ -577,7 +568,7 @@ impl PersonServer {
         Some(match self.save(p).await {
             Ok(()) => {
                 super::defer::count_pending(outcome);
-                PollError::new(status, outcome, detail).response()
+                answer
             }
             Err(e) => e.into_http_response(),
         })

@@ -411,8 +411,14 @@ impl PersonServer {
         body: &[u8],
         now: UnixTime,
     ) -> Result<Outcome, PsError> {
-        if s256.is_empty() || s256.len() > 64 || s256.contains('/') {
-            return Err(PsError::InvalidRequest("not a mission URL".to_owned()));
+        // Draft -11 §Mission Endpoint Errors: a malformed `{mission_s256}` (anything but
+        // the 43 base64url characters of a SHA-256 digest) is `invalid_request`, told
+        // apart before any lookup (so by its form alone, never by what is stored).
+        if base64url::decode_array::<32>(s256).is_err() {
+            return Err(PsError::InvalidRequest(
+                "the mission_s256 path segment is not an unpadded base64url SHA-256 digest"
+                    .to_owned(),
+            ));
         }
         let m = self.owned_mission(r, s256, now).await?;
         if *method == Method::GET {

@@ -345,6 +345,13 @@ impl PersonServer {
             {
                 self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1)
             }
+            // PS-32: the presented token expired while the person decided, or since they
+            // approved. Nothing is issued with it, nor is it sent to an Access Server: the
+            // request ends, refused as the token endpoint refuses an expired one.
+            _ if p.presented_expired(now.as_secs()) => {
+                self.end_as(p, PendingState::Expired, "expired").await?;
+                return Err(PsError::ExpiredPresentedToken);
+            }
             PendingState::Approved { account } | PendingState::Delivering { account, .. } => {
                 return self.deliver(p, account, now).await;
             }

@@ -222,10 +222,10 @@ impl PersonServer {
 impl PersonServer {
     /// Records a token request refused (a verified agent's) in the audit log: its error
     /// code and reason. Not a policy's or a person's denial (recorded as `denied` where
-    /// it is decided), a step that waits, a request over its rate limit or at a mission
-    /// whose log is full (a flood must not become a flood of writes), or a store that
-    /// failed (it would not take the event either). A failure to record is reported; the
-    /// refusal stands.
+    /// it is decided), a step that waits, a request over its rate limit (or its Access
+    /// Server's) or at a mission whose log is full (a flood must not become a flood of
+    /// writes), or a store that failed (it would not take the event either). A failure to
+    /// record is reported; the refusal stands.
     async fn audit_refusal(
         &self,
         request: &super::verify::AgentRequest,
@@ -241,6 +241,7 @@ impl PersonServer {
             PsError::Store(_)
                 | PsError::Denied(_)
                 | PsError::RateLimited { .. }
+                | PsError::AccessServerBusy { .. }
                 | PsError::MissionLogFull(_)
                 | PsError::AccessServerInteraction { .. }
                 | PsError::AccessServerPending

@@ -471,42 +471,8 @@ impl PersonServer {
         };
         match decision {
             Decision::Approve => {
-                match self
-                    .mint_auth(
-                        &request,
-                        Holder {
-                            account: &held.account,
-                            disabled: held.account_disabled,
-                        },
-                        &acting.agent.1,
-                        &acting.key,
-                        acting.exp,
-                        now,
-                    )
+                self.issue_at_once(r, &acting, held, request, &b.capabilities, now)
                     .await
-                {
-                    Ok(json) => Ok(Outcome::Issued(json)),
-                    Err(PsError::AccessServerInteraction {
-                        location,
-                        requirement,
-                        question,
-                    }) => {
-                        self.defer_to_access_server(
-                            Deferral {
-                                agent: r,
-                                acting: &acting,
-                                account: Some(held.account),
-                                request,
-                                capabilities: &b.capabilities,
-                                hints: &Hints::default(),
-                            },
-                            (location, requirement, question),
-                            now,
-                        )
-                        .await
-                    }
-                    Err(e) => Err(e),
-                }
             }
             Decision::Deny(reason) => {
                 self.log_event(
@@ -537,6 +503,56 @@ impl PersonServer {
                 )
                 .await
             }
+        }
+    }
+
+    /// An approved auth-token request, issued now: by this server, or by the resource's
+    /// Access Server, which may first need the person (the request then waits here).
+    async fn issue_at_once(
+        &self,
+        r: &AgentRequest,
+        acting: &Acting,
+        held: super::verify::PresentedGrant,
+        request: PendingRequest,
+        capabilities: &[String],
+        now: UnixTime,
+    ) -> Result<Outcome, PsError> {
+        let holder = Holder {
+            account: &held.account,
+            disabled: held.account_disabled,
+        };
+        match self
+            .mint_auth(
+                &request,
+                holder,
+                &acting.agent.1,
+                &acting.key,
+                acting.exp,
+                now,
+            )
+            .await
+        {
+            Ok(json) => Ok(Outcome::Issued(json)),
+            Err(PsError::AccessServerInteraction {
+                location,
+                requirement,
+                question,
+            }) => {
+                self.defer_to_access_server(
+                    Deferral {
+                        agent: r,
+                        acting,
+                        account: Some(held.account),
+                        request,
+                        capabilities,
+                        hints: &Hints::default(),
+                    },
+                    (location, requirement, question),
+                    now,
+                )
+                .await
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -499,6 +499,64 @@ async fn the_access_servers_refusal_is_relayed() {
     assert_eq!(w.state(), before);
 }
 
+/// PS-54: a `4xx` that is no decision about the request (draft -11 gives the token
+/// endpoint's errors `400` and `403`) is not relayed as if it were: a `401` refuses the
+/// Person Server's own signature (relayed, the agent would take it for a refusal of its
+/// own), a `404` or `405` is no token endpoint. No verifiable auth token: `502
+/// as_unreachable`, nothing issued.
+#[tokio::test]
+async fn an_access_server_status_that_decides_nothing_is_as_unreachable() {
+    let cases: [(StatusCode, &[(&str, &str)]); 5] = [
+        (
+            StatusCode::UNAUTHORIZED,
+            &[("signature-error", "error=invalid_signature")],
+        ),
+        (StatusCode::NOT_FOUND, &[]),
+        (StatusCode::METHOD_NOT_ALLOWED, &[]),
+        (StatusCode::CONFLICT, &[]),
+        // Busy, but without saying when to come back.
+        (StatusCode::TOO_MANY_REQUESTS, &[]),
+    ];
+    for (status, headers) in cases {
+        let transport = scripted(deferred(
+            status,
+            headers,
+            br#"{"error":"invalid_signature","detail":"who are you"}"#,
+        ));
+        let w = federated_world(transport);
+        let (body, _) = request(&w).await;
+        let before = w.state();
+        let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("as_unreachable")),
+            "{status}: {json}"
+        );
+        assert!(headers.get("signature-error").is_none(), "{status}");
+        assert_eq!(w.state(), before, "{status}: nothing issued or recorded");
+    }
+}
+
+/// PS-54: a busy Access Server's `429` reaches the agent with its `Retry-After`.
+#[tokio::test]
+async fn a_busy_access_servers_retry_after_is_relayed() {
+    let transport = scripted(deferred(
+        StatusCode::TOO_MANY_REQUESTS,
+        &[("retry-after", "30")],
+        br#"{"error":"rate_limited","detail":"slow down"}"#,
+    ));
+    let w = federated_world(transport);
+    let (body, _) = request(&w).await;
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{json}"
+    );
+    assert_eq!(crate::consent::header_of(&headers, "retry-after"), "30");
+    assert!(json["detail"].as_str().unwrap().contains("slow down"));
+}
+
 #[tokio::test]
 async fn without_federation_a_resource_token_for_an_access_server_is_invalid() {
     let w = world();
@@ -802,6 +860,13 @@ impl Transport for ApprovingAs {
 /// A world whose Access Server gets an approval (one poll pending, then its token), and
 /// the auth-token request to send it.
 async fn approving_world() -> (World, Arc<ApprovingAs>, serde_json::Value, PersonClaims) {
+    approving_world_where(|_| {}).await
+}
+
+/// [`approving_world`], its world changed by `prepare` before the request is made.
+async fn approving_world_where(
+    prepare: impl FnOnce(&mut World),
+) -> (World, Arc<ApprovingAs>, serde_json::Value, PersonClaims) {
     let access = Arc::new(ApprovingAs {
         token: Mutex::new(None),
         polls: Mutex::new(0),
@@ -810,9 +875,79 @@ async fn approving_world() -> (World, Arc<ApprovingAs>, serde_json::Value, Perso
     });
     let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
     w.ps = w.ps.federation(access.clone());
+    prepare(&mut w);
     let (body, pc) = request(&w).await;
     *access.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     (w, access, body, pc)
+}
+
+/// Lets `w`'s agent token (two hours) outlive the person tokens it presents (one hour),
+/// and its requests wait two hours.
+fn outliving(w: &mut World) {
+    w.agent_token =
+        crate::agent_token(&w.provider, "aauth:assistant@agent.example", &w.agent, 7200);
+    let ps = std::mem::replace(&mut w.ps, world().ps);
+    w.ps = ps.consent_pages(Duration::from_secs(7200));
+}
+
+/// PS-32: the Access Server holds the request when the presented token expires: the next
+/// poll ends it with `expired_presented_token`, and the Access Server is not asked again
+/// for a token that would be capped by an expired one.
+#[tokio::test]
+async fn a_request_the_access_server_holds_ends_with_its_presented_token() {
+    let (w, access, body, _) = approving_world_where(outliving).await;
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = crate::consent::header_of(&headers, "location");
+    let late = crate::presented::past_the_person_token();
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &late_token, None, late);
+    let (s, _, json) = poll().await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
+        "{json}"
+    );
+    assert_eq!(
+        *access.polls.lock().unwrap(),
+        0,
+        "the Access Server was not polled"
+    );
+    assert_eq!(poll().await.0, StatusCode::GONE);
+}
+
+/// PS-32: the person approved here, and the presented token expired before the agent
+/// polled: it is never sent to the Access Server, and the request ends.
+#[tokio::test]
+async fn an_expired_presented_token_is_never_sent_to_the_access_server() {
+    let transport = scripted(Box::new(|_| ok(&serde_json::json!({}))));
+    let mut w = federated_world(Arc::clone(&transport));
+    outliving(&mut w);
+    w.ps = w.ps.policy(Arc::new(crate::consent::AskForAccess));
+    w.ps.set_password("alice", "correct horse battery")
+        .await
+        .unwrap();
+    let (mut body, _) = request(&w).await;
+    body["capabilities"] = serde_json::json!(["interaction"]);
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = crate::consent::header_of(&headers, "location");
+    let code = crate::consent::code_of(&headers);
+    crate::consent::approve(&w, &code, "alice", "correct horse battery").await;
+    let late = crate::presented::past_the_person_token();
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &late_token, None, late);
+    let (s, _, json) = poll().await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
+        "{json}"
+    );
+    assert!(
+        transport.seen.lock().unwrap().is_empty(),
+        "the Access Server was never asked"
+    );
+    assert_eq!(poll().await.0, StatusCode::GONE);
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ mod hints;
 mod missions;
 mod pages;
 mod postgres;
+mod presented;
 mod racing;
 mod rate;
 mod revocation;

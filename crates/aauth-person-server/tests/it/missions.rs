@@ -427,6 +427,44 @@ async fn an_expired_mission_and_one_that_is_not_yours_look_like_what_they_are() 
     );
     assert_eq!(theirs.1, unknown.1);
 
+    // Draft -11 §Mission Endpoint Errors: a `{mission_s256}` that is no SHA-256 digest in
+    // unpadded base64url is malformed, `400 invalid_request`, whatever is stored.
+    for malformed in [
+        "abc",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA*",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+",
+        // Non-zero unused bits: not the one encoding of any digest.
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
+    ] {
+        let (s, _, body) = w
+            .get_path(
+                &format!("{MISSION_PATH}/{malformed}"),
+                &w.agent,
+                &w.agent_token,
+            )
+            .await;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{malformed}: {json}"
+        );
+        let (s, json) = w
+            .post_path(
+                &format!("{MISSION_PATH}/{malformed}"),
+                serde_json::json!({"action": "completion", "summary": "done"}),
+            )
+            .await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{malformed}: {json}"
+        );
+    }
+
     // Past expires_at: terminated, expired.
     let late = aauth_keys::time::UnixTime(NOW.as_secs() + 200);
     let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
