@@ -319,21 +319,7 @@ async fn sweep(pg: &Pg, now: UnixTime, audit_retention: u64) -> Result<u64, Stor
     pg.timed(async {
         let mut c = pg.client().await?;
         let tx = c.transaction().await.map_err(|e| pg.err(e))?;
-        let mine: bool = tx
-            .query_one(
-                // One sweeper per schema and component at a time: services in other
-                // schemas of the same database sweep their own, unhindered. (No schema
-                // on the path, as when it was dropped under us: one shared key, never
-                // a NULL lock answer.)
-                "SELECT pg_try_advisory_xact_lock(
-                     hashtext('aauth_sweep ' || COALESCE(current_schema(), '')),
-                     hashtext($1))",
-                &[&COMPONENT],
-            )
-            .await
-            .map_err(|e| pg.err(e))?
-            .get(0);
-        if !mine {
+        if !pg.try_sweep_lock(&tx, COMPONENT).await? {
             return Ok(0);
         }
         let mut deleted = 0;

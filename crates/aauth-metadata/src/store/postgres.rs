@@ -346,6 +346,32 @@ impl Pg {
         outcome
     }
 
+    /// Whether this instance may sweep `component`'s expired rows now: a lock held to the
+    /// end of `tx`, taken only if free, so that one instance per schema and component
+    /// sweeps at a time (services in other schemas of the same database sweep their own,
+    /// unhindered; with no schema on the path, as when it was dropped under us, one
+    /// shared key, never a NULL answer). `false`: another instance is sweeping.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the database does not answer.
+    pub async fn try_sweep_lock(
+        &self,
+        tx: &PgTransaction<'_>,
+        component: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(
+                     hashtext('aauth_sweep ' || COALESCE(current_schema(), '')),
+                     hashtext($1))",
+                &[&component],
+            )
+            .await
+            .map_err(|e| self.err(e))?
+            .get(0))
+    }
+
     /// Applies the `migrations` of `component` this database lacks, in order, and returns
     /// how many it applied. Creates the schema first if one is configured. A database
     /// already current is only read (no DDL, no lock): a database role without `CREATE`
