@@ -111,21 +111,10 @@ impl AAuthClient {
         cred: &Credential,
         call: &mut Call,
     ) -> Result<bool, AgentError> {
-        match requirement(resp)? {
-            Some(r @ Requirement::PersonToken) => {
-                self.answer_requirement(resp, r, resource, cred, call)
-                    .await?;
-                Ok(true)
-            }
-            Some(_) => Ok(false),
-            None => match signature_error_header(resp) {
-                Some(error) => {
-                    self.answer_signature_error(resp, error, resource, cred, call)
-                        .await
-                }
-                None => Ok(false),
-            },
+        if matches!(requirement(resp)?, Some(r) if !matches!(r, Requirement::PersonToken)) {
+            return Ok(false);
         }
+        self.answer_401(resp, resource, cred, call).await
     }
 
     /// The end of an authorization request (draft -11 §Authorization Endpoint Responses):
