@@ -39,9 +39,9 @@
 
 pub mod audit;
 pub mod budget;
-pub mod callback;
 #[cfg(feature = "runtime")]
 mod cache;
+pub mod callback;
 #[cfg(feature = "runtime")]
 pub mod cascade;
 #[cfg(feature = "client")]

@@ -291,6 +291,9 @@ fn token_error_code(e: &TokenError) -> Option<ErrorCode> {
         TokenError::Expired { .. } => ErrorCode::ExpiredJwt,
         TokenError::IssuedInFuture { .. } => ErrorCode::ClockSkew,
         TokenError::Confirmation(k) => key_error_code(k),
+        // A `jkt-jwt`'s header key (-09 §3.5): its algorithm cases are the client's key's,
+        // `unsupported_algorithm`; anything else wrong with it is the JWT's.
+        TokenError::HeaderKey(k) if k.is_unsupported_algorithm() => ErrorCode::UnsupportedAlgorithm,
         TokenError::KeyResolution(r) => match r {
             ResolveError::IssuerMissing => ErrorCode::IssuerMissing,
             ResolveError::IssuerMismatch { .. } => ErrorCode::IssuerMismatch,

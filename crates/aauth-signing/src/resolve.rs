@@ -85,7 +85,10 @@ pub struct ResolvedKey {
     pub key: PublicKey,
     /// Who the key belongs to.
     pub identity: KeyIdentity,
-    /// The conveyed JWK's `kid`, for the `keyid` consistency check.
+    /// The `kid` the key goes by, for the `keyid` consistency check (-09 §4.3): the
+    /// conveyed JWK's (`cnf.jwk` of `jwt` and `jkt-jwt`), or the `kid` of the member it
+    /// was resolved by (`jwks_uri`, `jwks`). A resolver that leaves it `None` makes a
+    /// `keyid` other than the key's thumbprint a [`VerifyError::KeyIdMismatch`].
     pub kid: Option<String>,
 }
 
@@ -167,18 +170,19 @@ pub fn resolve_hwk(hwk: &Hwk) -> Result<ResolvedKey, VerifyError> {
 }
 
 /// Resolves `jkt-jwt`: verifies the delegation JWT with its header key and returns the
-/// delegated `cnf.jwk`.
+/// delegated `cnf.jwk` (with its `kid`, if it has one).
 ///
 /// # Errors
 ///
-/// [`VerifyError::Token`].
+/// [`VerifyError::Token`]: `unsupported_algorithm` when the header key or `cnf.jwk`
+/// fails Algorithm Determination (-09 §3.3, §3.5).
 pub fn resolve_jkt_jwt(
     jwt: &str,
     now: UnixTime,
     max_iat_skew: u64,
 ) -> Result<ResolvedKey, VerifyError> {
     let v = verify_jkt_jwt(jwt, now, max_iat_skew).map_err(VerifyError::Token)?;
-    let kid = None;
+    let kid = v.cnf_kid.clone();
     Ok(ResolvedKey {
         key: v.cnf_key.clone(),
         identity: KeyIdentity::JktJwt(Box::new(v)),
@@ -459,13 +463,16 @@ impl KeyResolver for IssuerJwksUriResolver {
                 }
                 other => VerifyError::KeyDiscovery(other),
             })?;
-        Ok(ResolvedKey::new(
+        let mut resolved = ResolvedKey::new(
             key,
             KeyIdentity::JwksUri {
                 id: id.clone(),
                 dwk: dwk.clone(),
                 kid: kid.clone(),
             },
-        ))
+        );
+        // The key goes by the member's `kid`: a `keyid` naming it names the same key.
+        resolved.kid = Some(kid.clone());
+        Ok(resolved)
     }
 }

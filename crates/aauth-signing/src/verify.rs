@@ -60,8 +60,8 @@ pub enum BodyCoverage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LabelSelection {
-    /// The only label; with several, the only one whose `Signature-Key` scheme is accepted.
-    /// Never "whichever verifies".
+    /// The only label; with several, the only one whose `Signature-Key` scheme is accepted
+    /// (none: `unsupported_scheme`, as for one label). Never "whichever verifies".
     Auto,
     /// Exactly this label.
     Named(String),
@@ -477,16 +477,25 @@ fn select_label(
             }),
             [_] => Ok(0),
             many => {
+                let scheme_of =
+                    |label: &str| keys.get(label).and_then(|k| k.scheme_name.as_deref());
                 let mut acceptable = many.iter().enumerate().filter(|(_, m)| {
-                    keys.get(&m.label)
-                        .and_then(|k| k.scheme_name.as_deref())
+                    scheme_of(&m.label)
                         .is_some_and(|s| policy.accepted_schemes.iter().any(|a| a == s))
                 });
                 match (acceptable.next(), acceptable.next()) {
                     (Some((i, _)), None) => Ok(i),
-                    (None, _) => Err(VerifyError::NoLabel {
-                        reason: "no signature uses an accepted scheme",
-                    }),
+                    // As for a single label (-09 §4.9): schemes, none accepted, are
+                    // `unsupported_scheme`, naming the first. Labels with no scheme at
+                    // all are not a scheme to name.
+                    (None, _) => match many.iter().find_map(|m| scheme_of(&m.label)) {
+                        Some(scheme) => Err(VerifyError::UnsupportedScheme {
+                            scheme: Some(scheme.to_owned()),
+                        }),
+                        None => Err(VerifyError::NoLabel {
+                            reason: "no signature has a Signature-Key scheme",
+                        }),
+                    },
                     (Some(_), Some(_)) => Err(VerifyError::NoLabel {
                         reason: "several signatures use accepted schemes; name the label",
                     }),
@@ -906,6 +915,53 @@ impl Verifier {
     /// again at `now` (the time the body was read), then the revocation check and the
     /// replay check, as [`Verifier::verify`] does. Give it the head of the same request,
     /// verified by this verifier.
+    ///
+    /// The `created` window is checked again on purpose. The replay store keeps a
+    /// signature only as long as the window, so a captured request whose head is sent in
+    /// time and whose body trickles in after the window has closed would otherwise be
+    /// recorded afresh and admitted a second time. The price is paid by slow uploads: a
+    /// body that has not arrived whole within the window of the signature's `created`
+    /// ([`DEFAULT_WINDOW`], 60 s, less the client's clock skew) is refused after it was
+    /// sent, with [`VerifyError::CreatedTooOld`] (`invalid_signature`). A resource whose
+    /// clients upload more slowly widens the window of the routes that take those
+    /// uploads ([`DangerousVerifyPolicy::widen_window`]; in aauth-resource,
+    /// `RoutePolicy::dangerous().widen_window(..)`) and advertises it as its
+    /// `signature_window`; a captured request then stays replayable, and its replay entry
+    /// kept, for as long.
+    ///
+    /// ```
+    /// # futures_executor::block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use aauth_keys::{PrivateKey, time::UnixTime};
+    /// use aauth_signing::{BodyHint, SchemeResolver, Verifier, VerifyError, VerifyPolicy, hwk_scheme, sign_request};
+    /// use aauth_tokens::ServerId;
+    ///
+    /// let key = PrivateKey::ed25519_from_seed(&[7; 32]);
+    /// let signed = UnixTime(1_800_000_000);
+    /// let mut req = http::Request::put("https://resource.example/upload")
+    ///     .header("content-type", "application/octet-stream")
+    ///     .body(vec![0u8; 1024])?;
+    /// sign_request(&mut req, &key, &hwk_scheme(&key.public_key()), signed)?;
+    /// let (parts, body) = req.into_parts();
+    ///
+    /// let mut policy = VerifyPolicy::for_server(&ServerId::parse("https://resource.example")?)
+    ///     .accept_schemes(&["hwk"]);
+    /// let verifier = Verifier::new(policy.clone(), Arc::new(SchemeResolver::new().hwk()));
+    /// // The head in time, the body whole 90 s after `created`: past the 60 s window.
+    /// let head = verifier.verify_head(&parts, BodyHint::NonEmpty, signed).await?;
+    /// let late = UnixTime(signed.0 + 90);
+    /// let e = verifier.verify_body(head, &parts, &body, late).await.unwrap_err();
+    /// assert!(matches!(e, VerifyError::CreatedTooOld { .. }));
+    ///
+    /// // A route for slow uploads, with a window that covers them.
+    /// policy.dangerous().widen_window(Duration::from_secs(300));
+    /// let verifier = verifier.with_policy(policy);
+    /// let head = verifier.verify_head(&parts, BodyHint::NonEmpty, signed).await?;
+    /// verifier.verify_body(head, &parts, &body, late).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///

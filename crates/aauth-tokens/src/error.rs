@@ -142,6 +142,14 @@ pub enum TokenError {
     /// `cnf.jwk` is present and complete but the key is refused.
     #[error("cnf.jwk: {0}")]
     Confirmation(#[source] KeyError),
+    /// A `jkt-jwt`'s enclave key, conveyed in its header, is refused (-09 §3.5: the
+    /// header `jwk` is subject to Algorithm Determination): its `jwk` does not import, or
+    /// the algorithm the token is signed with (the header `alg`, which must be the key's)
+    /// is refused. The algorithm cases ([`KeyError::is_unsupported_algorithm`]) are
+    /// `unsupported_algorithm`; a key missing from the header stays
+    /// [`TokenError::Header`].
+    #[error("header key: {0}")]
+    HeaderKey(#[source] KeyError),
     /// Minting only: the signer failed.
     #[error("signing failed: {0}")]
     Sign(#[source] KeySignError),

@@ -18,6 +18,9 @@ pub struct VerifiedJktJwt {
     pub enclave_key: PublicKey,
     /// The delegated signing key from `cnf.jwk`.
     pub cnf_key: PublicKey,
+    /// The `kid` of `cnf.jwk`, if it has one: a name for the delegated key that a
+    /// request's `keyid` may use (-09 §4.3).
+    pub cnf_kid: Option<String>,
     /// `jti`, if present.
     pub jti: Option<String>,
     /// Issued at.
@@ -38,11 +41,14 @@ fn hash_for(typ: &str) -> Option<(ThumbprintHash, &'static str)> {
 
 /// Verifies a `jkt-jwt` per -09 §3.5: `typ` names the thumbprint hash, `iss` must equal
 /// the thumbprint URN of the header `jwk` (recomputed, never trusted), the header `jwk`
-/// verifies the signature, `exp` and `iat` hold, and `cnf.jwk` is a valid key.
+/// verifies the signature, `exp` and `iat` hold, and `cnf.jwk` is a valid key. Both keys
+/// are held to Algorithm Determination (-09 §3.3, §3.5).
 ///
 /// # Errors
 ///
-/// The [`TokenError`] naming the failed step.
+/// The [`TokenError`] naming the failed step: [`TokenError::HeaderKey`] for a header key
+/// (or the algorithm it signs with) that is refused, [`TokenError::Confirmation`] for a
+/// refused `cnf.jwk`.
 pub fn verify_jkt_jwt(
     token: &str,
     now: UnixTime,
@@ -54,6 +60,12 @@ pub fn verify_jkt_jwt(
             expected: "jkt-s256+jwt or jkt-s512+jwt",
             found: other.map(str::to_owned),
         }),
+    })
+    .map_err(|e| match e {
+        // The token is signed by its header key with that key's algorithm (checked in
+        // `verify` below): an algorithm refused here is the header key's.
+        TokenError::Algorithm(k) => TokenError::HeaderKey(k),
+        other => other,
     })?;
     let (hash, prefix) =
         jws.header
@@ -66,9 +78,7 @@ pub fn verify_jkt_jwt(
     let header_jwk = jws.header.jwk.as_ref().ok_or(TokenError::Header {
         reason: "jwk is missing".to_owned(),
     })?;
-    let enclave_key = PublicKey::from_jwk(header_jwk).map_err(|e| TokenError::Header {
-        reason: format!("jwk: {e}"),
-    })?;
+    let enclave_key = PublicKey::from_jwk(header_jwk).map_err(TokenError::HeaderKey)?;
     let json = std::str::from_utf8(&jws.payload).map_err(|_| TokenError::ClaimSet {
         reason: "payload is not UTF-8".to_owned(),
     })?;
@@ -102,6 +112,7 @@ pub fn verify_jkt_jwt(
         iss,
         enclave_key,
         cnf_key,
+        cnf_kid: cnf.jwk.kid,
         jti: raw.opt_string("jti")?,
         iat,
         exp,

@@ -512,49 +512,247 @@ fn k7_k10_k11_schemes_other_than_jwt() {
     }
 }
 
+/// A GET signed by `key` under `scheme`, with `keyid` in its signature parameters (which
+/// the signer itself never writes).
+fn signed_with_keyid(key: &PrivateKey, scheme: &Scheme, keyid: &str) -> Parts {
+    let mut p = http::Request::get("https://api.example/data")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    set(
+        &mut p,
+        "signature-key",
+        &aauth_headers::SignatureKey::serialize([("sig", scheme)]).unwrap(),
+    );
+    let mut params = aauth_headers::SignatureParams::new(
+        ["@method", "@authority", "@path", "signature-key"]
+            .into_iter()
+            .map(aauth_headers::Component::new)
+            .collect(),
+        i64::try_from(NOW.0).unwrap(),
+    );
+    params
+        .params
+        .push(aauth_headers::SigParam::KeyId(keyid.into()));
+    let base = aauth_signing::signature_base(&p, &params, aauth_signing::View::Client).unwrap();
+    let sig = aauth_keys::Signer::sign(key, base.as_bytes()).unwrap();
+    set(
+        &mut p,
+        "signature-input",
+        &format!("sig={}", params.serialize().unwrap()),
+    );
+    set(
+        &mut p,
+        "signature",
+        &aauth_headers::Signatures::serialize([("sig", sig.as_slice())]).unwrap(),
+    );
+    as_server(p)
+}
+
+/// A `jkt-jwt` signed by `enclave`, with `header_jwk` in its header (under the JWS `alg`
+/// `alg`) delegating to `cnf`.
+fn jkt_jwt(
+    enclave: &PrivateKey,
+    alg: &str,
+    header_jwk: &serde_json::Value,
+    cnf: &serde_json::Value,
+) -> String {
+    let header = serde_json::json!({"alg": alg, "typ": "jkt-s256+jwt", "jwk": header_jwk});
+    let payload = serde_json::json!({
+        "iss": format!("urn:jkt:sha-256:{}", enclave.public_key().thumbprint()),
+        "iat": NOW.0, "exp": NOW.0 + 600, "cnf": {"jwk": cnf},
+    });
+    let input = format!(
+        "{}.{}",
+        aauth_keys::base64url::encode(header.to_string().as_bytes()),
+        aauth_keys::base64url::encode(payload.to_string().as_bytes())
+    );
+    let sig = aauth_keys::Signer::sign(enclave, input.as_bytes()).unwrap();
+    format!("{input}.{}", aauth_keys::base64url::encode(&sig))
+}
+
+fn jwk_json(key: &PrivateKey) -> serde_json::Value {
+    serde_json::to_value(key.public_key().to_jwk()).unwrap()
+}
+
 #[test]
 fn k12_keyid_must_identify_the_signature_key_key() {
     let key = agent_key();
     let scheme = Scheme::jwt(agent_token());
-    let build = |keyid: &str| {
-        let mut p = http::Request::get("https://api.example/data")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
-        set(
-            &mut p,
-            "signature-key",
-            &aauth_headers::SignatureKey::serialize([("sig", &scheme)]).unwrap(),
-        );
-        let mut params = aauth_headers::SignatureParams::new(
-            ["@method", "@authority", "@path", "signature-key"]
-                .into_iter()
-                .map(aauth_headers::Component::new)
-                .collect(),
-            i64::try_from(NOW.0).unwrap(),
-        );
-        params
-            .params
-            .push(aauth_headers::SigParam::KeyId(keyid.into()));
-        let base = aauth_signing::signature_base(&p, &params, aauth_signing::View::Client).unwrap();
-        let sig = aauth_keys::Signer::sign(&key, base.as_bytes()).unwrap();
-        set(
-            &mut p,
-            "signature-input",
-            &format!("sig={}", params.serialize().unwrap()),
-        );
-        set(
-            &mut p,
-            "signature",
-            &aauth_headers::Signatures::serialize([("sig", sig.as_slice())]).unwrap(),
-        );
-        as_server(p)
-    };
+    let build = |keyid: &str| signed_with_keyid(&key, &scheme, keyid);
     verify(&build(key.public_key().thumbprint().as_str()), b"").unwrap();
     let e = verify(&build("some-other-key"), b"").unwrap_err();
     assert!(matches!(e, VerifyError::KeyIdMismatch), "{e:?}");
     assert_eq!(code(&e), ErrorCode::InvalidSignature);
+}
+
+/// -09 §4.3: a `keyid` that names the `Signature-Key` key by the `kid` it goes by names
+/// the same key, whichever resolver found it: the `jwks_uri` member's `kid` through
+/// `IssuerJwksUriResolver` (as the metadata crate's resolver already did), the `cnf.jwk`
+/// `kid` of a `jkt-jwt`. Another `kid` is still refused.
+#[test]
+fn k12_keyid_may_name_the_key_by_its_kid_in_every_scheme() {
+    use std::sync::Arc;
+    // jwks_uri, the key resolved from the Person Server's published keys under "k1".
+    let ps_key = provider_key();
+    let keys = aauth_tokens::StaticIssuerKeys::new().with(
+        &sid("https://ps.example"),
+        "aauth-person.json",
+        "k1",
+        ps_key.public_key().clone(),
+    );
+    let v = aauth_signing::Verifier::new(
+        policy().accept_schemes(&["jwks_uri"]),
+        Arc::new(aauth_signing::SchemeResolver::new().scheme(
+            "jwks_uri",
+            Arc::new(aauth_signing::IssuerJwksUriResolver::new(Arc::new(keys))),
+        )),
+    );
+    let scheme = Scheme::JwksUri {
+        id: "https://ps.example".into(),
+        dwk: "aauth-person.json".into(),
+        kid: "k1".into(),
+    };
+    let out = block(v.verify(&signed_with_keyid(&ps_key, &scheme, "k1"), b"", NOW)).unwrap();
+    assert_eq!(&out.key, ps_key.public_key());
+    let thumbprint = ps_key.public_key().thumbprint();
+    block(v.verify(
+        &signed_with_keyid(&ps_key, &scheme, thumbprint.as_str()),
+        b"",
+        NOW,
+    ))
+    .unwrap();
+    let e = block(v.verify(&signed_with_keyid(&ps_key, &scheme, "k2"), b"", NOW)).unwrap_err();
+    assert!(matches!(e, VerifyError::KeyIdMismatch), "{e:?}");
+
+    // jkt-jwt, the delegated key's cnf.jwk carrying kid "eph-1".
+    let enclave = PrivateKey::ed25519_from_seed(&[21; 32]);
+    let eph = agent_key();
+    let mut cnf = jwk_json(&eph);
+    cnf["kid"] = "eph-1".into();
+    let scheme = Scheme::JktJwt {
+        jwt: jkt_jwt(&enclave, "Ed25519", &jwk_json(&enclave), &cnf),
+        cache: false,
+    };
+    let v = aauth_signing::Verifier::new(
+        policy().accept_schemes(&["jkt-jwt"]),
+        Arc::new(aauth_signing::SchemeResolver::new().jkt_jwt()),
+    );
+    block(v.verify(&signed_with_keyid(&eph, &scheme, "eph-1"), b"", NOW)).unwrap();
+    let e = block(v.verify(&signed_with_keyid(&eph, &scheme, "k1"), b"", NOW)).unwrap_err();
+    assert!(matches!(e, VerifyError::KeyIdMismatch), "{e:?}");
+}
+
+/// -09 §4.9: several labels, none under a scheme this verifier accepts, are answered as
+/// one label would be: `unsupported_scheme` (naming the first label's scheme) with
+/// `Accept-Signature-Scheme`. Labels with no scheme at all stay `invalid_signature`.
+#[test]
+fn k7_several_labels_none_under_an_accepted_scheme() {
+    let two = |signature_key: &str| {
+        let mut m = forge(
+            &["@method", "@authority", "@path", "signature-key"],
+            signature_key,
+            "sig",
+        );
+        let si = header(&m, "signature-input");
+        let sig = header(&m, "signature");
+        set(
+            &mut m,
+            "signature-input",
+            &format!("{si}, sig2={}", si.trim_start_matches("sig=")),
+        );
+        set(&mut m, "signature", &format!("{sig}, sig2=:AAAA:"));
+        m
+    };
+    let hwk = r#"hwk;kty="OKP";crv="Ed25519";x="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";alg="Ed25519""#;
+    for (sk, named) in [
+        (format!("sig={hwk}, sig2=x-unregistered"), "hwk"),
+        // The first label with a scheme is named; one without a member is passed over.
+        (
+            format!("sig2=x-unregistered, other={hwk}"),
+            "x-unregistered",
+        ),
+        (r#"sig="jwt";jwt="x", sig2=x-new;p=1"#.to_owned(), "x-new"),
+    ] {
+        let e = verify(&two(&sk), b"").unwrap_err();
+        assert!(
+            matches!(&e, VerifyError::UnsupportedScheme { scheme: Some(s) } if s == named),
+            "{sk}: {e:?}"
+        );
+        assert_eq!(code(&e), ErrorCode::UnsupportedScheme, "{sk}");
+        let h = e.response_headers(&policy());
+        assert!(
+            h.iter()
+                .any(|(n, v)| n == "accept-signature-scheme" && v == "jwt"),
+            "{sk}: {h:?}"
+        );
+    }
+    // No label has a scheme token: nothing to call unsupported.
+    let e = verify(&two(r#"sig="jwt";jwt="x", other=hwk"#), b"").unwrap_err();
+    assert!(matches!(e, VerifyError::NoLabel { .. }), "{e:?}");
+    assert_eq!(code(&e), ErrorCode::InvalidSignature);
+}
+
+/// -09 §3.5, §3.3: a `jkt-jwt`'s header key is held to Algorithm Determination, and a
+/// key refused on those grounds is `unsupported_algorithm` with `Accept-Signature-Alg`,
+/// as an `hwk` or `cnf.jwk` key is; a header key refused otherwise stays `invalid_jwt`.
+#[test]
+fn k4_a_jkt_jwt_header_key_without_a_supported_alg_is_unsupported_algorithm() {
+    use std::sync::Arc;
+    let enclave = PrivateKey::ed25519_from_seed(&[21; 32]);
+    let eph = agent_key();
+    let jwk = jwk_json(&enclave);
+    let mut no_alg = jwk.clone();
+    no_alg.as_object_mut().unwrap().remove("alg");
+    let mut eddsa = jwk.clone();
+    eddsa["alg"] = "EdDSA".into();
+    let mut short = jwk;
+    short["x"] = "AAAA".into();
+    let es384 = serde_json::json!({
+        "kty": "EC", "crv": "P-384", "alg": "ES384",
+        "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "y": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    });
+    let v = aauth_signing::Verifier::new(
+        policy().accept_schemes(&["jkt-jwt"]),
+        Arc::new(aauth_signing::SchemeResolver::new().jkt_jwt()),
+    );
+    for (alg, header_jwk, want) in [
+        ("Ed25519", no_alg, ErrorCode::UnsupportedAlgorithm),
+        ("Ed25519", eddsa, ErrorCode::UnsupportedAlgorithm),
+        ("ES384", es384, ErrorCode::UnsupportedAlgorithm),
+        ("Ed25519", short, ErrorCode::InvalidJwt),
+    ] {
+        let scheme = Scheme::JktJwt {
+            jwt: jkt_jwt(&enclave, alg, &header_jwk, &jwk_json(&eph)),
+            cache: false,
+        };
+        let (mut p, ()) = http::Request::get("https://api.example/data")
+            .body(())
+            .unwrap()
+            .into_parts();
+        sign(
+            &mut p,
+            b"",
+            &[SigningKey::new("sig", &eph, &scheme)],
+            &SignOptions::default(),
+            NOW,
+        )
+        .unwrap();
+        let e = block(v.verify(&as_server(p), b"", NOW)).unwrap_err();
+        assert_eq!(code(&e), want, "{header_jwk}: {e:?}");
+        let h = e.response_headers(v.policy());
+        let alg_header = h
+            .iter()
+            .find(|(n, _)| n == "accept-signature-alg")
+            .map(|(_, v)| v.to_str().unwrap().to_owned());
+        if want == ErrorCode::UnsupportedAlgorithm {
+            assert_eq!(alg_header.as_deref(), Some("Ed25519, ES256"), "{h:?}");
+        } else {
+            assert_eq!(alg_header, None, "{h:?}");
+        }
+    }
 }
 
 #[test]
