@@ -244,11 +244,11 @@ impl AccessReply {
         };
         let detail: String = body
             .detail
-            .clone()
-            .unwrap_or_default()
+            .as_deref()
+            .unwrap_or("")
             .chars()
             .take(500)
-            .collect(); // default: no detail
+            .collect();
         // Draft -11 §Token Endpoint Error Codes (400, 403) and, for a poll, §Polling
         // Error Codes (403, 408, 410): a decision about the request.
         let terminal = matches!(status, StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN)
