@@ -1,6 +1,7 @@
 //! Each ready demo runs and its transcript shows what the draft requires.
 
 use aauth_demos::DEMOS;
+use aauth_demos::Step as TranscriptStep;
 
 fn run(n: u8) -> aauth_demos::Transcript {
     let d = DEMOS.iter().find(|d| d.number == n).unwrap();
@@ -389,6 +390,198 @@ fn d07_call_chaining() {
             r#""person":{{"iss":"https://ps.example","sub":"{}"}}"#,
             down["sub"].as_str().unwrap()
         )),
+        "{text}"
+    );
+}
+
+// A section of a transcript (from its `proposes a mission naming …` step): its mission, its steps
+// by `actor`, a step's request (0) or response (1) body, and the mission's log as (event,
+// decision, detail) for a resource.
+fn mission(steps: &[TranscriptStep]) -> String {
+    steps
+        .iter()
+        .find_map(|s| s.summary.strip_prefix("mission approved: "))
+        .unwrap()
+        .to_owned()
+}
+fn of<'a>(steps: &'a [TranscriptStep], actor: &str) -> Vec<&'a TranscriptStep> {
+    steps.iter().filter(|s| s.actor == actor).collect()
+}
+fn find<'a>(steps: &'a [TranscriptStep], actor: &str, prefix: &str) -> &'a TranscriptStep {
+    of(steps, actor)
+        .into_iter()
+        .find(|s| s.summary.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {actor} step {prefix}"))
+}
+fn body_of(s: &TranscriptStep, which: usize) -> serde_json::Value {
+    let line = s
+        .detail
+        .iter()
+        .filter(|l| l.starts_with("body: "))
+        .nth(which)
+        .unwrap_or_else(|| panic!("no body {which} in {s:?}"));
+    serde_json::from_str(line.trim_start_matches("body: ")).unwrap()
+}
+fn logged(steps: &[TranscriptStep], resource: &str) -> Vec<(String, String, String)> {
+    let s = steps
+        .iter()
+        .find(|s| s.summary.starts_with("the log of mission "))
+        .unwrap();
+    assert_eq!(s.summary, format!("the log of mission {}", mission(steps)));
+    s.detail
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["resource"] == resource)
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_owned(),
+                e["decision"].as_str().unwrap().to_owned(),
+                e["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Call chaining under a mission: the planner's tokens at the calendar carry the mission
+/// of the auth token the agent brought travel.example, and the Person Server logs its
+/// chained requests in that mission's log; a mission that does not name the calendar
+/// refuses the chained request.
+#[test]
+fn d07_call_chaining_under_a_mission() {
+    let t = aauth_demos::demo7_under_mission().unwrap_or_else(|e| panic!("{e}"));
+    let text = t.render();
+    let sections: Vec<usize> = t
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.summary.starts_with("proposes a mission naming "))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(sections.len(), 2, "{text}");
+    let (named, unnamed) = (&t.steps[sections[0]..sections[1]], &t.steps[sections[1]..]);
+    let s256 = mission(named);
+
+    // The agent asked under the mission, and its auth token for travel.example (the
+    // upstream token) carries it.
+    let asked = body_of(
+        find(named, "agent", "POST https://ps.example/person-token"),
+        0,
+    );
+    assert_eq!(asked["mission_s256"], s256.as_str(), "{text}");
+    let upstream = body_of(
+        find(named, "agent", "POST https://ps.example/auth-token"),
+        1,
+    )["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let up = claims_of(&upstream);
+    assert_eq!(up["aud"], "https://travel.example");
+    assert_eq!(up["mission_s256"], s256.as_str(), "{text}");
+
+    // The planner's chained calls: every Person Server request carries the upstream token
+    // and names no mission of its own; the calendar read succeeds.
+    assert_eq!(
+        of(named, "travel.example")
+            .iter()
+            .map(|s| s.summary.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "GET https://resource.example/calendar/today → 401 Unauthorized",
+            "GET https://ps.example/.well-known/aauth-person.json → 200 OK",
+            "POST https://ps.example/person-token → 200 OK",
+            "GET https://resource.example/calendar/today → 401 Unauthorized",
+            "POST https://ps.example/auth-token → 200 OK",
+            "GET https://resource.example/calendar/today → 200 OK",
+        ],
+        "{text}"
+    );
+    let person_step = find(
+        named,
+        "travel.example",
+        "POST https://ps.example/person-token",
+    );
+    let auth_step = find(
+        named,
+        "travel.example",
+        "POST https://ps.example/auth-token",
+    );
+    for step in [person_step, auth_step] {
+        let sent = body_of(step, 0);
+        assert_eq!(sent["upstream_token"], upstream.as_str(), "{text}");
+        assert!(sent.get("mission_s256").is_none(), "{text}");
+    }
+    // The downstream person and auth tokens carry the upstream token's mission.
+    let person = claims_of(body_of(person_step, 1)["person_token"].as_str().unwrap());
+    let down = claims_of(body_of(auth_step, 1)["auth_token"].as_str().unwrap());
+    assert_eq!(person["aud"], "https://resource.example");
+    assert_eq!(down["aud"], "https://resource.example");
+    assert_eq!(person["mission_s256"], up["mission_s256"], "{text}");
+    assert_eq!(down["mission_s256"], up["mission_s256"], "{text}");
+    assert_ne!(down["cnf"], up["cnf"], "the planner's key, not the agent's");
+    assert_eq!(
+        of(named, "agent").last().unwrap().summary,
+        "GET https://travel.example/trips/next → 200 OK",
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""message":"Trip planned around your calendar""#),
+        "{text}"
+    );
+    // The mission's log records the chained requests, beside the agent's own.
+    let permitted = |event: &str| (event.to_owned(), "permit".to_owned(), String::new());
+    assert_eq!(
+        logged(named, "https://travel.example"),
+        [permitted("person_token"), permitted("auth_token")],
+        "{text}"
+    );
+    assert_eq!(
+        logged(named, "https://resource.example"),
+        [permitted("person_token"), permitted("auth_token")],
+        "{text}"
+    );
+
+    // A mission naming travel.example alone: the chained request for the calendar is
+    // held to it, refused, and logged as refused; the trip is not planned.
+    let s256 = mission(unnamed);
+    let upstream = body_of(
+        find(unnamed, "agent", "POST https://ps.example/auth-token"),
+        1,
+    )["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        claims_of(&upstream)["mission_s256"],
+        s256.as_str(),
+        "{text}"
+    );
+    let refused = find(
+        unnamed,
+        "travel.example",
+        "POST https://ps.example/person-token",
+    );
+    assert!(refused.summary.ends_with("→ 403 Forbidden"), "{text}");
+    assert_eq!(body_of(refused, 0)["upstream_token"], upstream.as_str());
+    assert!(
+        refused
+            .detail
+            .iter()
+            .any(|l| l.contains("resource_not_approved")),
+        "{text}"
+    );
+    assert_eq!(
+        of(unnamed, "agent").last().unwrap().summary,
+        "GET https://travel.example/trips/next → 502 Bad Gateway",
+        "{text}"
+    );
+    assert_eq!(
+        logged(unnamed, "https://resource.example"),
+        [(
+            "person_token".to_owned(),
+            "deny".to_owned(),
+            "resource_not_approved".to_owned()
+        )],
         "{text}"
     );
 }

@@ -176,6 +176,18 @@ impl Setup {
     }
 }
 
+/// The terms alice approves missions on: for a day, and only at the resources the
+/// proposal names. A mission's resource list is a record, not a limit (draft -11 §Mission
+/// Approval): alice makes it one, as power of attorney.
+pub(crate) fn within_what_it_names() -> Arc<aauth_person_server::MissionTerms> {
+    Arc::new(|p: &aauth_person_server::Proposal, now: u64| {
+        let mut c = aauth_person_server::Constraints::default();
+        c.valid_until = Some(now + 86_400);
+        c.resources = Some(p.resources.clone());
+        c
+    })
+}
+
 fn proposal() -> serde_json::Value {
     serde_json::json!({
         "description": "Plan the team offsite: find a day everyone is free.",
@@ -196,16 +208,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        // A mission's resource list is a record, not a limit (draft -11 §Mission Approval):
-        // alice makes it one, as power of attorney, by approving missions on these terms.
-        let within_what_it_names: Arc<aauth_person_server::MissionTerms> =
-            Arc::new(|p: &aauth_person_server::Proposal, now: u64| {
-                let mut c = aauth_person_server::Constraints::default();
-                c.valid_until = Some(now + 86_400);
-                c.resources = Some(p.resources.clone());
-                c
-            });
-        let s = setup(Arc::new(AutoApprove), Some(within_what_it_names)).await?;
+        let s = setup(Arc::new(AutoApprove), Some(within_what_it_names())).await?;
         t.step("world", "alice bound the assistant; her Person Server approves missions for a day, limited (her power of attorney) to the resources they name", vec![]);
         let approved = s.ps_client.propose_mission(&s.agent, proposal()).await.map_err(e)?;
         show_exchanges(

@@ -21,6 +21,7 @@ pub use d04_consent::run_live as demo4_live;
 mod d05_missions;
 mod d06_subagents;
 mod d07_call_chaining;
+pub use d07_call_chaining::run_under_mission as demo7_under_mission;
 mod d08_clarification;
 mod d09_interaction_chaining;
 pub use d09_interaction_chaining::run_via_access_server as demo9_via_access_server;
