@@ -720,6 +720,23 @@ impl AsStore for PgStore {
         Ok(())
     }
 
+    async fn unbind_if(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        // One statement: the binding goes only if it is still this account's.
+        let deleted = self
+            .exec(
+                "DELETE FROM bindings WHERE ps = $1 AND resource = $2 AND sub = $3 AND account = $4",
+                &[&ps.as_str(), &resource.as_str(), &sub, &account],
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
     async fn bound_account(
         &self,
         ps: &ServerId,

@@ -669,6 +669,33 @@ impl AsStore for SqliteStore {
         Ok(())
     }
 
+    async fn unbind_if(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        let row = (
+            ps.as_str().to_owned(),
+            resource.as_str().to_owned(),
+            sub.to_owned(),
+            account.to_owned(),
+        );
+        // One statement: the binding goes only if it is still this account's.
+        let deleted = self
+            .run(move |c| {
+                c.execute(
+                    "DELETE FROM bindings WHERE ps = ?1 AND resource = ?2 AND sub = ?3 \
+                     AND account = ?4",
+                    params![row.0, row.1, row.2, row.3],
+                )
+                .map_err(err)
+            })
+            .await?;
+        Ok(deleted > 0)
+    }
+
     async fn bound_account(
         &self,
         ps: &ServerId,

@@ -460,6 +460,23 @@ pub trait AsStore: Send + Sync {
         account: &str,
     ) -> Result<(), BindError>;
 
+    /// Removes the binding ([`AsStore::bind`]) of the person `sub` at `resource` from
+    /// `ps` if it names `account`, as one step: another account's binding, or none, is
+    /// left as it is. For an approval that made the binding and then could not be saved
+    /// (the request changed or ended meanwhile): no Person Server stays bound here
+    /// without an approval. Whether a binding was removed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn unbind_if(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<bool, StoreError>;
+
     /// The account that binding ([`AsStore::bind`]) names, if it exists.
     ///
     /// # Errors
@@ -793,6 +810,28 @@ impl AsStore for MemoryStore {
                 }
             }
         })
+    }
+
+    async fn unbind_if(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        use std::collections::btree_map::Entry;
+        Ok(self.with(|m| {
+            match m
+                .bindings
+                .entry((ps.clone(), resource.clone(), sub.to_owned()))
+            {
+                Entry::Occupied(e) if e.get() == account => {
+                    e.remove();
+                    true
+                }
+                _ => false,
+            }
+        }))
     }
 
     async fn bound_account(

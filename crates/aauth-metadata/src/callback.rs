@@ -5,15 +5,15 @@
 //! Callback Errors). The Person Server's and the Access Server's pages apply one rule
 //! ([`allowed`]), so that neither is an open redirect.
 
-use crate::{AgentProviderMetadata, HttpsUrl};
+use crate::{AgentProviderMetadata, HttpsUrl, MAX_URL_LEN};
 
 /// Whether the person's browser may be sent to `callback` for an agent whose provider
 /// publishes `doc` (draft -11 §User Interaction: "constructed from the agent's
 /// `callback_endpoint` metadata"; §Agent Provider Metadata: `localhost_callback_allowed`):
 /// the provider's `callback_endpoint` (same origin and path; the agent may add a query),
 /// or, when the provider sets `localhost_callback_allowed`, an `http` URL on a loopback
-/// host. Never a URL with a fragment, user information, whitespace or control
-/// characters.
+/// host. Never a URL longer than [`MAX_URL_LEN`] (2048 bytes, either kind), nor one with
+/// a fragment, user information, whitespace or control characters.
 ///
 /// ```
 /// use aauth_metadata::{AgentProviderMetadata, MetadataDocument, callback};
@@ -32,7 +32,9 @@ use crate::{AgentProviderMetadata, HttpsUrl};
 /// ```
 #[must_use]
 pub fn allowed(doc: &AgentProviderMetadata, callback: &str) -> bool {
-    if !callback.is_ascii()
+    // The `https` branch's parser caps its URLs; the loopback branch is capped the same.
+    if callback.len() > MAX_URL_LEN
+        || !callback.is_ascii()
         || callback.chars().any(|c| {
             c.is_whitespace() || c.is_control() || matches!(c, '#' | '"' | '<' | '>' | '\\')
         })
@@ -160,6 +162,24 @@ mod tests {
             &local,
             "http://localhost@evil.example/cb"
         ));
+    }
+
+    /// Both kinds are capped at [`crate::MAX_URL_LEN`]: a loopback callback one byte
+    /// longer is refused as an `https` one is.
+    #[test]
+    fn a_callback_longer_than_a_url_may_be_is_refused() {
+        let doc = provider(
+            r#","callback_endpoint":"https://agent.example/callback","localhost_callback_allowed":true"#,
+        );
+        for base in [
+            "http://localhost:8080/cb?x=",
+            "https://agent.example/callback?x=",
+        ] {
+            let at_cap = format!("{base}{}", "a".repeat(crate::MAX_URL_LEN - base.len()));
+            assert!(callback_allowed(&doc, &at_cap), "{base}");
+            let over = format!("{at_cap}a");
+            assert!(!callback_allowed(&doc, &over), "{base}");
+        }
     }
 
     #[test]

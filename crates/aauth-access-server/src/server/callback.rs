@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 use super::AccessServer;
-use super::interaction::{esc, page};
+use super::interaction::{esc, page, page_headers};
 
 impl AccessServer {
     /// `callback`, if the agent provider `provider` (of the waiting request's agent
@@ -59,10 +59,7 @@ pub(super) fn back_to_agent(target: &str, html: &str) -> http::Response<Bytes> {
     if let Ok(v) = HeaderValue::from_str(target) {
         h.insert(http::header::LOCATION, v);
     }
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    page_headers(h);
     r
 }
 

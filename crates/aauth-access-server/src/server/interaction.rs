@@ -26,8 +26,35 @@ use crate::AsError;
 use crate::store::BindError;
 
 /// The pages' `Content-Security-Policy` (a consent page whose form may lead to the
-/// agent's callback also names its origin in `form-action`, [`form_may_lead_to`]).
-const PAGE_POLICY: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'";
+/// agent's callback also names its origin in `form-action`, [`form_may_lead_to`]): no
+/// `<base>` either, so that no injected one can redirect the page's relative form action.
+const PAGE_POLICY: &str =
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The pages' `Referrer-Policy`, the Person Server's: the page's address carries the
+/// interaction code, which no other site is sent (the agent's callback, the login of a
+/// deployment's SSO). `same-origin`, not `no-referrer`: under `no-referrer` a browser
+/// sends the page's own forms with `Origin: null`, which the origin check
+/// ([`AccessServer::same_origin`]) refuses where `Sec-Fetch-Site` is not sent.
+const REFERRER_POLICY: &str = "same-origin";
+
+/// `h` with the headers every answer of these pages carries, the HTML ones and the
+/// redirects back to the agent: never cached, no referrer to another site, its type
+/// never sniffed.
+pub(super) fn page_headers(h: &mut http::HeaderMap) {
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static(REFERRER_POLICY),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
 
 /// What the page says when the person denied the request.
 const DENIED: &str = "<p>Denied. You can return to your agent.</p>";
@@ -118,7 +145,7 @@ pub(super) fn esc(s: &str) -> String {
 }
 
 /// An HTML page of this server's: never cached, never framed, its forms posted only
-/// here.
+/// here, its address (and code) never sent to another site, its type never sniffed.
 pub(super) fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
     let mut r = http::Response::new(Bytes::from(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access Server</title></head><body>{html}</body></html>"
@@ -129,10 +156,7 @@ pub(super) fn page(status: StatusCode, html: String) -> http::Response<Bytes> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    page_headers(h);
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
@@ -402,10 +426,13 @@ impl AccessServer {
     /// poll. A person already bound here to another account is not bound again: the
     /// request is refused instead (`denied` at the next poll). Either way, back to the
     /// agent's (admitted) `callback` if it gave one, with `error=access_denied` for the
-    /// refusal (draft -11 §Interaction Callback Errors).
+    /// refusal (draft -11 §Interaction Callback Errors). A binding this approval made is
+    /// undone when the approval cannot be saved (the request was denied in another tab,
+    /// taken by a poll, or changed meanwhile): no Person Server stays bound here without
+    /// an approval. One that stood before it stays.
     async fn approve(
         &self,
-        mut open: Open,
+        open: Open,
         account: &str,
         callback: Option<String>,
         now: UnixTime,
@@ -413,11 +440,20 @@ impl AccessServer {
         let resource = ServerId::parse(&open.resource).map_err(|e| {
             aauth_metadata::serve::InternalError::unreadable("stored resource identifier", e)
         })?;
-        match self
+        let ps = open.waiting.ps.clone();
+        // The request as approved, written once the binding is made.
+        let mut approved = open.waiting.clone();
+        if let Step::Interaction { done, .. } = &mut approved.step {
+            *done = true;
+        }
+        let approved = approved.into_record(open.id.clone())?;
+        // Bound to this account before: not this approval's to undo.
+        let stood = self
             .store
-            .bind(&open.waiting.ps, &resource, &open.sub, account)
-            .await
-        {
+            .bound_account(&ps, &resource, &open.sub)
+            .await?
+            .is_some_and(|a| a == account);
+        match self.store.bind(&ps, &resource, &open.sub, account).await {
             Ok(()) => {}
             Err(BindError::BoundToAnotherAccount) => {
                 let reason = "the person's Person Server is bound here to another account";
@@ -436,16 +472,21 @@ impl AccessServer {
             }
             Err(BindError::Store(e)) => return Err(e.into()),
         }
-        if let Step::Interaction { done, .. } = &mut open.waiting.step {
-            *done = true;
-        }
-        // Over the request as read only: one decided meanwhile (taken, issued) is not
-        // brought back.
-        if !self
-            .store
-            .replace_waiting(open.waiting.into_record(open.id)?, &open.read, now)
-            .await?
-        {
+        // Over the request as read only: one decided meanwhile (denied, taken, issued) is
+        // not brought back. The binding made for an approval not saved goes (only if
+        // still this account's; another approval of the same person in the same instant
+        // loses it too, and its request asks for the person again).
+        let saved = self.store.replace_waiting(approved, &open.read, now).await;
+        if !matches!(saved, Ok(true)) {
+            let undone = if stood {
+                Ok(false)
+            } else {
+                self.store
+                    .unbind_if(&ps, &resource, &open.sub, account)
+                    .await
+            };
+            saved?;
+            undone?;
             return Ok(changed());
         }
         let html = "<p>Approved. You can return to your agent.</p>";

@@ -27,7 +27,8 @@ impl aauth_metadata::Fetch for ProviderMetadata {
 }
 
 const GOOD: &str = "https://agent.example/callback?flow=7";
-const PAGE_POLICY: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'";
+const PAGE_POLICY: &str =
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `s` percent-encoded as a query value.
 fn escaped(s: &str) -> String {
@@ -120,7 +121,8 @@ async fn an_admitted_callback_is_where_the_approval_goes() {
     // The form's answer may redirect to the callback's origin.
     assert_eq!(
         header(&h, "content-security-policy"),
-        "default-src 'none'; form-action 'self' https://agent.example; frame-ancestors 'none'"
+        "default-src 'none'; form-action 'self' https://agent.example; frame-ancestors 'none'; \
+         base-uri 'none'"
     );
     assert_eq!(answer, StatusCode::SEE_OTHER);
     assert_eq!(header(&ah, "location"), GOOD);
@@ -251,4 +253,62 @@ async fn an_expired_interaction_goes_back_with_interaction_expired() {
         assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
         assert!(h.get("refresh").is_none());
     }
+}
+
+/// Every answer of the interaction page, HTML or a redirect back to the agent, carries
+/// the Person Server's hardening: `Referrer-Policy: same-origin` (the page's address,
+/// with its code, is sent to no other site), `X-Content-Type-Options: nosniff`, and, on
+/// the pages, a policy with `base-uri 'none'`, also where `form-action` names the
+/// agent's callback.
+#[tokio::test]
+async fn every_answer_of_the_page_is_hardened() {
+    let (w, request) = callback_world(true, 600);
+    let (_, first) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let (_, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let ((s, consent, _), (answer, redirect, _)) =
+        w.decide_with_callback(&first, GOOD, "grant").await;
+    assert_eq!((s, answer), (StatusCode::OK, StatusCode::SEE_OTHER));
+    let (s, plain, _) = w
+        .alice_at("GET", &format!("/interact?code={code}"), "", NOW)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, wrong, _) = w.alice_at("GET", "/interact?code=ZZZZZZZZ", "", NOW).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, sign_in, _) = w
+        .page_with("GET", &format!("/interact?code={code}"), "", &[])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, done, _) = w
+        .alice_at(
+            "POST",
+            "/interact",
+            &format!("code={code}&decision=deny"),
+            NOW,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for (what, h) in [
+        ("consent page with a callback", &consent),
+        ("back to the agent", &redirect),
+        ("consent page", &plain),
+        ("wrong code", &wrong),
+        ("sign in first", &sign_in),
+        ("denied", &done),
+    ] {
+        assert_eq!(header(h, "referrer-policy"), "same-origin", "{what}");
+        assert_eq!(header(h, "x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header(h, "cache-control"), "no-store", "{what}");
+        if what != "back to the agent" {
+            assert!(
+                header(h, "content-security-policy").ends_with("; base-uri 'none'"),
+                "{what}"
+            );
+            assert_eq!(header(h, "x-frame-options"), "DENY", "{what}");
+        }
+    }
+    assert_eq!(header(&plain, "content-security-policy"), PAGE_POLICY);
 }

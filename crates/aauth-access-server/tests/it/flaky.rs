@@ -2,9 +2,14 @@
 //! next `standing` (the lookups of a token request) once armed, which fails as a
 //! database that did not answer would, and the next write of an interaction code once
 //! armed, which finds the code another request's. Its lookups by interaction code are
-//! counted, and yield first when told, as a store over the network does.
+//! counted, and yield first when told, as a store over the network does. The next
+//! `bind` can be held once made, for what lands between an approval's binding and its
+//! write of the request.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 
 use aauth_access_server::{
     AsStore, Awaiting, BindError, IssuedRecord, Standing, StandingQuery, StoreError, WaitingRecord,
@@ -17,16 +22,25 @@ use aauth_tokens::ServerId;
 /// `take_waiting` finds its request already taken, and whether the next `put_waiting` of
 /// a code finds it another request's.
 pub(crate) struct Flaky {
-    inner: std::sync::Arc<dyn AsStore>,
+    inner: Arc<dyn AsStore>,
     fail_standing: AtomicBool,
     taken_elsewhere: AtomicBool,
     code_elsewhere: AtomicBool,
     slow_lookups: AtomicBool,
     lookups: AtomicUsize,
+    held_bind: std::sync::Mutex<Option<BindHold>>,
+}
+
+/// A `bind` held once made ([`Flaky::hold_next_bind`]): `bound` is told when the binding
+/// is made; the call answers once `release` is told.
+#[derive(Clone)]
+pub(crate) struct BindHold {
+    pub(crate) bound: Arc<Notify>,
+    pub(crate) release: Arc<Notify>,
 }
 
 impl Flaky {
-    pub(crate) fn new(inner: std::sync::Arc<dyn AsStore>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn AsStore>) -> Self {
         Self {
             inner,
             fail_standing: AtomicBool::new(false),
@@ -34,7 +48,23 @@ impl Flaky {
             code_elsewhere: AtomicBool::new(false),
             slow_lookups: AtomicBool::new(false),
             lookups: AtomicUsize::new(0),
+            held_bind: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The next `bind`, once the binding is made in the wrapped store, tells the hold's
+    /// `bound` and answers only when its `release` is told: what lands meanwhile lands
+    /// between an approval's binding and its write of the request, once.
+    pub(crate) fn hold_next_bind(&self) -> BindHold {
+        let hold = BindHold {
+            bound: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+        };
+        *self
+            .held_bind
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hold.clone());
+        hold
     }
 
     /// From now on, a lookup by code yields to the runtime first (requests in flight at
@@ -203,7 +233,27 @@ impl AsStore for Flaky {
         sub: &str,
         account: &str,
     ) -> Result<(), BindError> {
-        self.inner.bind(ps, resource, sub, account).await
+        let bound = self.inner.bind(ps, resource, sub, account).await;
+        let held = self
+            .held_bind
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hold) = held {
+            hold.bound.notify_one();
+            hold.release.notified().await;
+        }
+        bound
+    }
+
+    async fn unbind_if(
+        &self,
+        ps: &ServerId,
+        resource: &ServerId,
+        sub: &str,
+        account: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.unbind_if(ps, resource, sub, account).await
     }
 
     async fn bound_account(

@@ -4,7 +4,7 @@
 //! are counted before their lookup: codes sent at once are looked up no more than one
 //! after another, and a right code leaves no count of its own behind.
 
-use aauth_access_server::MemoryStore;
+use aauth_access_server::{AsStore, MemoryStore};
 use aauth_metadata::store::redis::{Redis, RedisConfig};
 use aauth_metadata::throttle::{MemoryThrottle, RedisThrottle, Throttle, ThrottlePolicy};
 use aauth_test_support::services::{redis_url, unique_name};
@@ -447,4 +447,105 @@ async fn an_account_with_wrong_codes_behind_it_gets_its_own_requests() {
             assert_eq!(s, expected, "{what}: {code}");
         }
     }
+}
+
+/// The person's Person Server binding of the requests [`binding_world`] makes, as the
+/// store holds it (the account it names, if any).
+async fn binding(store: &Flaky) -> Option<String> {
+    store
+        .bound_account(
+            &id("https://ps.example"),
+            &id("https://resource.example"),
+            "alice-at-resource",
+        )
+        .await
+        .unwrap()
+}
+
+/// alice approves `code` while, between her approval's binding and its write of the
+/// request, she denies it in another tab: the approval's answer (the denial's is `200`).
+async fn approval_overtaken_by_a_denial(w: Arc<World>, store: &Flaky, code: &str) -> StatusCode {
+    let hold = store.hold_next_bind();
+    let approval = tokio::spawn({
+        let w = Arc::clone(&w);
+        let grant = format!("code={code}&decision=grant");
+        async move { w.page_as("alice", "POST", "/interact", &grant).await }
+    });
+    hold.bound.notified().await;
+    let deny = format!("code={code}&decision=deny");
+    let (s, html) = w.page_as("alice", "POST", "/interact", &deny).await;
+    assert_eq!(s, StatusCode::OK, "the denial lands: {html}");
+    hold.release.notify_one();
+    let (s, html) = approval.await.unwrap();
+    assert!(html.contains("changed or ended"), "{html}");
+    s
+}
+
+/// A token request of [`binding_world`]'s agent, with a fresh resource token.
+fn fresh_request(w: &World) -> serde_json::Value {
+    let t = w.tokens(600);
+    serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person})
+}
+
+/// An approval whose write of the request loses to a denial from another tab (or a poll
+/// taking the request, or the agent changing it) binds nothing: the binding it made is
+/// undone, the request ends `denied`, and the person's next request asks for them
+/// again.
+#[tokio::test]
+async fn an_approval_overtaken_by_a_denial_leaves_no_binding() {
+    let (w, request, store) = binding_world_over(Arc::new(MemoryThrottle::default()));
+    let w = Arc::new(w);
+    let (location, code) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let (s, _) = w
+        .page_as("alice", "GET", &format!("/interact?code={code}"), "")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        approval_overtaken_by_a_denial(Arc::clone(&w), &store, &code).await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        binding(&store).await,
+        None,
+        "no binding without an approval"
+    );
+    let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "{json}"
+    );
+    w.deferred_for_the_person(&fresh_request(&w), "https://ps.example")
+        .await;
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+/// The same race over a person bound here to alice before (by her approval of another
+/// request that waited beside this one): that binding is not the lost approval's to
+/// undo, and stays; the other request completes.
+#[tokio::test]
+async fn an_approval_overtaken_by_a_denial_keeps_the_binding_that_stood_before() {
+    let (w, request, store) = binding_world_over(Arc::new(MemoryThrottle::default()));
+    let w = Arc::new(w);
+    let (first, code1) = w
+        .deferred_for_the_person(&request, "https://ps.example")
+        .await;
+    let (_, code2) = w
+        .deferred_for_the_person(&fresh_request(&w), "https://ps.example")
+        .await;
+    let grant = format!("code={code1}&decision=grant");
+    assert_eq!(
+        w.page_as("alice", "POST", "/interact", &grant).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(binding(&store).await.as_deref(), Some("alice"));
+    assert_eq!(
+        approval_overtaken_by_a_denial(Arc::clone(&w), &store, &code2).await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(binding(&store).await.as_deref(), Some("alice"), "kept");
+    let (s, json) = w.get_path(&first, "https://ps.example", &w.ps).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
 }

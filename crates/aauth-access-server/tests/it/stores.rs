@@ -540,14 +540,62 @@ async fn a_code_is_never_taken_from_another_request(s: &dyn AsStore) {
     intact(later).await;
 }
 
+/// A binding is removed by `unbind_if` only while it names the account given: another
+/// account's, another person's, or none, is left as it is; once removed, the person may
+/// be bound again.
+async fn unbinding(s: &dyn AsStore) {
+    let (ps, rs) = (id_of("https://ps.example"), id_of("https://unbind.example"));
+    let other = id_of("https://unbind-other.example");
+    assert!(
+        !s.unbind_if(&ps, &rs, "carol", "carol@as").await.unwrap(),
+        "none"
+    );
+    s.bind(&ps, &rs, "carol", "carol@as").await.unwrap();
+    s.bind(&ps, &other, "carol", "carol@as").await.unwrap();
+    s.bind(&ps, &rs, "dave", "carol@as").await.unwrap();
+    assert!(
+        !s.unbind_if(&ps, &rs, "carol", "mallory@as").await.unwrap(),
+        "another account's"
+    );
+    assert_eq!(
+        s.bound_account(&ps, &rs, "carol").await.unwrap().as_deref(),
+        Some("carol@as")
+    );
+    assert!(s.unbind_if(&ps, &rs, "carol", "carol@as").await.unwrap());
+    assert_eq!(s.bound_account(&ps, &rs, "carol").await.unwrap(), None);
+    assert!(
+        !s.unbind_if(&ps, &rs, "carol", "carol@as").await.unwrap(),
+        "once"
+    );
+    // The same person at another resource, and another person: still bound.
+    for (resource, sub) in [(&other, "carol"), (&rs, "dave")] {
+        assert_eq!(
+            s.bound_account(&ps, resource, sub)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("carol@as"),
+            "{sub} at {resource}"
+        );
+    }
+    // Unbound, the person may be bound again, to any account.
+    s.bind(&ps, &rs, "carol", "erin@as").await.unwrap();
+    assert_eq!(
+        s.bound_account(&ps, &rs, "carol").await.unwrap().as_deref(),
+        Some("erin@as")
+    );
+}
+
 #[tokio::test]
 async fn the_in_memory_store_keeps_the_contract() {
     contract(&MemoryStore::default()).await;
+    unbinding(&MemoryStore::default()).await;
 }
 
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
     contract(&SqliteStore::in_memory().unwrap()).await;
+    unbinding(&SqliteStore::in_memory().unwrap()).await;
 }
 
 #[tokio::test]
@@ -557,6 +605,7 @@ async fn the_postgres_store_keeps_the_contract() {
     };
     let store = PgStore::connect(&db.options).await.unwrap();
     contract(&store).await;
+    unbinding(&store).await;
     // Nothing expired in the contract's data at its own time; far later, everything.
     assert_eq!(store.sweep_once(NOW).await.unwrap(), 0);
     assert!(store.sweep_once(NOW.plus(400 * 24 * 3600)).await.unwrap() > 0);
