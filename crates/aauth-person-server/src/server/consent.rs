@@ -645,7 +645,7 @@ impl PersonServer {
     /// ([`Throttle::refund`](aauth_metadata::throttle::Throttle::refund)), which leaves
     /// the keys as if it had never been counted. `Err(page)`: the keys are blocked, and
     /// the page says for how long.
-    async fn code_attempt(
+    pub(super) async fn code_attempt(
         &self,
         page: &PageRequest<'_>,
         account: &str,
@@ -661,7 +661,7 @@ impl PersonServer {
     /// expired or failed): counted against the account and the client (by the attempt
     /// that looked it up), and against the session (refused past
     /// [`web::MAX_BAD_CODES`]).
-    async fn wrong_code(&self, page: &PageRequest<'_>) -> Result<(), PsError> {
+    pub(super) async fn wrong_code(&self, page: &PageRequest<'_>) -> Result<(), PsError> {
         if let Some(c) = &page.session_cookie {
             self.store
                 .count_bad_code(&web::session_key(c), page.now)
@@ -688,7 +688,7 @@ impl PersonServer {
     }
 
     /// The pending request an interaction code names, if the code is well-formed.
-    async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, PsError> {
+    pub(super) async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, PsError> {
         match aauth_metadata::code::normalize(code) {
             Some(c) => Ok(self.store.pending_by_code(&c).await?),
             None => Ok(None),

@@ -91,6 +91,15 @@ impl PersonServer {
     /// on: to this server's consent page, or to the polling error the callback's `error`
     /// maps to (`access_denied` → `denied`, `user_abandoned` → `abandoned`,
     /// `interaction_expired` → `expired`, anything else → `server_error`).
+    ///
+    /// The address names a request by its interaction code, so each load is a guess at a
+    /// code, throttled and counted as the consent page's lookups are (per account, per
+    /// client, per session). The random flow value is compared, in constant time, before
+    /// anything depends on the request: every failure (no such code, another flow, another
+    /// person's request, one over or expired) is the same answer
+    /// (`not_waiting`). Only the right code and flow together, on a
+    /// request that is not another person's, give the attempt back: a person returning
+    /// from the resource is not guessing.
     pub(super) async fn resource_callback(
         &self,
         page: &PageRequest<'_>,
@@ -107,31 +116,37 @@ impl PersonServer {
         if page.session.is_none() && web::field(&page.query, RESUMED).is_none() {
             return Ok(resume_here(self, page));
         }
-        let (Some(session), Some((code, flow))) = (page.session.as_ref(), tail.split_once('/'))
-        else {
+        let Some(session) = page.session.as_ref() else {
             return Ok(self.message(StatusCode::UNAUTHORIZED, Text::SignInThenFollow));
         };
-        let found = match aauth_metadata::code::normalize(code) {
-            Some(c) => self.store.pending_by_code(&c).await?,
-            None => None,
+        if session.bad_codes >= web::MAX_BAD_CODES {
+            return Ok(self.message(StatusCode::TOO_MANY_REQUESTS, Text::TooManyCodes));
+        }
+        let receipt = match self.code_attempt(page, &session.account).await? {
+            Ok(receipt) => receipt,
+            Err(refused) => return Ok(refused),
         };
-        let Some(mut p) = found.filter(|p| {
-            p.is_open()
-                && page.now.as_secs() < p.expires
-                && p.person().is_none_or(|a| a == session.account)
-        }) else {
-            return Ok(self.message(StatusCode::NOT_FOUND, Text::OverOrNotYours));
+        // No `/`: an empty flow value, which no request's matches.
+        let (code, flow) = tail.split_once('/').unwrap_or((tail, ""));
+        let found = self.pending_by_code(code).await?;
+        let Some(mut p) = found
+            .filter(|p| flow_matches(p, flow) && p.person().is_none_or(|a| a == session.account))
+        else {
+            self.wrong_code(page).await?;
+            return Ok(self.not_waiting());
         };
+        // The person's own return from the resource: no wrong guess.
+        self.throttle.refund(receipt, page.now).await?;
+        if !p.is_open() || page.now.as_secs() >= p.expires {
+            return Ok(self.not_waiting());
+        }
         let PendingRequest::AuthToken {
             resource_interaction: Some(expected),
             ..
         } = &mut p.request
         else {
-            return Ok(self.message(StatusCode::NOT_FOUND, Text::NothingWaits));
+            return Ok(self.not_waiting()); // none: `flow_matches` found one
         };
-        if !bool::from(subtle_eq(expected.flow.as_bytes(), flow.as_bytes())) {
-            return Ok(self.message(StatusCode::NOT_FOUND, Text::NothingWaits));
-        }
         let code = p.code.clone();
         match web::field(&page.query, "error") {
             None => {
@@ -157,4 +172,22 @@ impl PersonServer {
             }
         }
     }
+
+    /// The one answer to a resource callback that moves nothing, whatever it failed on.
+    fn not_waiting(&self) -> http::Response<Bytes> {
+        self.message(StatusCode::NOT_FOUND, Text::OverOrNotYours)
+    }
+}
+
+/// Whether `flow` is the value of the resource flow `p` waits on, compared in constant
+/// time (false when `p` has none).
+fn flow_matches(p: &Pending, flow: &str) -> bool {
+    let expected = match &p.request {
+        PendingRequest::AuthToken {
+            resource_interaction: Some(i),
+            ..
+        } => i.flow.as_str(),
+        _ => "",
+    };
+    !expected.is_empty() && bool::from(subtle_eq(expected.as_bytes(), flow.as_bytes()))
 }

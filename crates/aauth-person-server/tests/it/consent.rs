@@ -1419,7 +1419,7 @@ mod callback_urls {
 }
 
 /// A resource token whose resource needs its own flow first (an `interaction` claim).
-async fn resource_flow_request(w: &World) -> (String, String) {
+pub(crate) async fn resource_flow_request(w: &World) -> (String, String) {
     w.bind("aauth:assistant@agent.example", "alice").await;
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");

@@ -28,6 +28,7 @@ mod postgres;
 mod presented;
 mod racing;
 mod rate;
+mod resource_flow;
 mod revocation;
 mod served;
 mod sign_in;
