@@ -633,7 +633,9 @@ impl Route {
             .lookup(token, now)
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| forbidden("unknown or expired session token"))?;
+            .ok_or_else(|| Refusal::InvalidSession {
+                detail: "unknown or expired session token".to_owned(),
+            })?;
         let agent = match &request.identity {
             KeyIdentity::Token(t) => match t.as_ref() {
                 BoundToken::Agent(a) => Some(&a.claims.sub),
@@ -642,9 +644,9 @@ impl Route {
             _ => None,
         };
         if agent != Some(&session.agent) || request.key.thumbprint() != session.key {
-            return Err(forbidden(
-                "the session token was issued to another agent or key",
-            ));
+            return Err(Refusal::InvalidSession {
+                detail: "the session token was issued to another agent or key".to_owned(),
+            });
         }
         // The route's scope, if it has one, within what the resource granted the session.
         if let Some(required) = self.policy.scope.as_deref()

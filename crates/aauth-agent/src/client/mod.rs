@@ -497,10 +497,14 @@ impl AAuthClient {
             let (resp, session) = self
                 .send_signed_carrying(&parts, &body, &cred, &resource)
                 .await?;
-            // The resource refused a request that carried the session token it issued: the
-            // session is no longer good there (unknown, expired, another key's). It is
-            // dropped, and the request sent once more without it.
+            // The resource refused the session token it issued, before any handler ran
+            // (`403` with `error` `invalid_session`: unknown, expired, another key's; the
+            // code `aauth-resource` gives, the draft naming none). It is dropped, and the
+            // request sent once more without it. Any other `403` is the answer: the
+            // application may have acted on the request, and the session may be good on
+            // the resource's other routes.
             if resp.status() == StatusCode::FORBIDDEN
+                && problem_error(resp.body()) == "invalid_session"
                 && let Some(refused) = &session
                 && call.answered.insert("session refused")
             {

@@ -42,6 +42,16 @@ pub enum Refusal {
         /// Why, for the problem body.
         detail: String,
     },
+    /// The session token presented is not one this resource can use for this caller
+    /// (unknown, expired, or issued to another agent or key): `403` with `error`
+    /// `invalid_session`, without signature headers. The draft names no code for it; this
+    /// one tells an agent that the session itself was refused before any handler ran, so
+    /// it may drop the session and send the request again without it (the agent crate
+    /// does), where a plain `forbidden` may come from the application after it acted.
+    InvalidSession {
+        /// Why, for the problem body.
+        detail: String,
+    },
     /// The body exceeded the route's limit: `413`.
     TooLarge {
         /// The limit in bytes.
@@ -114,7 +124,7 @@ impl Refusal {
             Self::Unsigned { .. } | Self::Challenge { .. } => StatusCode::UNAUTHORIZED,
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Signature { error, .. } => error.status(),
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::InvalidSession { .. } => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -163,6 +173,9 @@ impl Refusal {
                 error.problem_json()
             }
             Self::Forbidden { detail } => problem(status, "forbidden", "Forbidden", &detail),
+            Self::InvalidSession { detail } => {
+                problem(status, "invalid_session", "Session refused", &detail)
+            }
             Self::TooLarge { limit } => problem(
                 status,
                 "request_too_large",

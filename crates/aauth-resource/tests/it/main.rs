@@ -1429,6 +1429,8 @@ mod two_party {
         let (s, _, body) = send(&mut write, present()).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
         assert!(body.contains("scope"), "{body}");
+        // A good session short of a route's scope is a plain refusal: the agent keeps it.
+        assert!(body.contains(r#""error":"forbidden""#), "{body}");
         let mut read = routed(RoutePolicy::new(Access::SessionToken).scope("data.read"));
         assert_eq!(send(&mut read, present()).await.0, StatusCode::OK);
         assert_eq!(calls.calls(), 1);
@@ -1486,15 +1488,15 @@ mod two_party {
         r.clock
             .advance(Duration::from_secs(aauth_resource::ROLL_GRACE));
         let after = NOW.plus(10 + aauth_resource::ROLL_GRACE);
-        assert_eq!(
-            send(
-                &mut r.data,
-                with_session(&r.w.agent, &token, &session, true, after)
-            )
-            .await
-            .0,
-            StatusCode::FORBIDDEN
-        );
+        let (s, h, body) = send(
+            &mut r.data,
+            with_session(&r.w.agent, &token, &session, true, after),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        // The session itself refused, before the handler: the agent drops it.
+        assert!(body.contains(r#""error":"invalid_session""#), "{body}");
+        assert!(h.get("signature-error").is_none());
         assert_eq!(r.calls.calls(), 3);
     }
 
