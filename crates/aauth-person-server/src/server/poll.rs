@@ -314,6 +314,18 @@ impl PersonServer {
                     _ => ended(StatusCode::INTERNAL_SERVER_ERROR, "server_error", detail),
                 }
             }
+            // PS-32: the presented token expired while the person decided, or since they
+            // approved. Nothing is issued with it, nor is it sent to an Access Server: the
+            // request ends, refused as the token endpoint refuses an expired one. (Before
+            // the agent token's expiry, which caps it and often ends with it, so that the
+            // answer names the token; never into another poll's delivery.)
+            _ if p.presented_expired(now.as_secs())
+                && !matches!(p.state, PendingState::Delivering { since, .. }
+                    if now.as_secs() < since.saturating_add(crate::pending::DELIVERY_LEASE)) =>
+            {
+                self.end_as(p, PendingState::Expired, "expired").await?;
+                return Err(PsError::ExpiredPresentedToken);
+            }
             // Approved, but what the token would be capped by (the agent token, or the
             // upstream token of a chained request: PS-64) has expired: nothing to issue.
             PendingState::Approved { .. } | PendingState::Delivering { .. }
@@ -344,13 +356,6 @@ impl PersonServer {
                 if now.as_secs() < since.saturating_add(crate::pending::DELIVERY_LEASE) =>
             {
                 self.pending_response(&p, StatusCode::ACCEPTED, "pending", 1)
-            }
-            // PS-32: the presented token expired while the person decided, or since they
-            // approved. Nothing is issued with it, nor is it sent to an Access Server: the
-            // request ends, refused as the token endpoint refuses an expired one.
-            _ if p.presented_expired(now.as_secs()) => {
-                self.end_as(p, PendingState::Expired, "expired").await?;
-                return Err(PsError::ExpiredPresentedToken);
             }
             PendingState::Approved { account } | PendingState::Delivering { account, .. } => {
                 return self.deliver(p, account, now).await;

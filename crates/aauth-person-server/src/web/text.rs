@@ -237,7 +237,6 @@ catalogue! {
     ContinueToResource "resource_flow.continue_to" "Continue to the resource"
     SignInThenFollow "resource_flow.sign_in" "Sign in, then follow the agent's link again."
     OverOrNotYours "resource_flow.over" "This request is over, or not yours."
-    NothingWaits "resource_flow.nothing" "Nothing waits for this."
     ResourceStepFailed "resource_flow.failed" "The resource's step did not complete. Your agent is told."
 }
 

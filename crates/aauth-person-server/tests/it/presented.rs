@@ -52,6 +52,29 @@ async fn an_approval_is_not_delivered_past_the_presented_token() {
     assert_eq!(s, StatusCode::GONE, "{json}");
 }
 
+/// The agent token and the person token it capped end together (an hour each): the answer
+/// names the presented token, as when the Access Server holds the request.
+#[tokio::test]
+async fn a_presented_token_ending_with_the_agent_token_is_named() {
+    let mut w = outliving_world().await;
+    w.agent_token = crate::agent_token(
+        &w.provider,
+        "aauth:assistant@agent.example",
+        &w.agent,
+        aauth_tokens::PERSON_TOKEN_MAX_LIFETIME,
+    );
+    let (location, code) = deferred_for_alice(&w).await;
+    approve(&w, &code, "alice", "correct horse battery").await;
+    let late = past_the_person_token();
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
+        "{json}"
+    );
+}
+
 #[tokio::test]
 async fn a_request_waits_for_the_person_no_longer_than_its_presented_token() {
     let w = outliving_world().await;
