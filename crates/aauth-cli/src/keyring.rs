@@ -164,7 +164,16 @@ impl Files {
                     use std::os::unix::fs::OpenOptionsExt;
                     opts.mode(0o644);
                 }
-                opts.open(path).map_err(CliError::file(path))?
+                let f = opts.open(path).map_err(CliError::file(path))?;
+                // Readable by all whatever the umask (a root umask of 077 would leave it
+                // 0600, and the service's own user could never lock it again).
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    f.set_permissions(std::fs::Permissions::from_mode(0o644))
+                        .map_err(CliError::file(path))?;
+                }
+                f
             }
             Err(e) => return Err(CliError::file(path)(e)),
         };

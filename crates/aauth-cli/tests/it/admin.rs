@@ -376,6 +376,38 @@ fn a_key_change_is_refused_while_another_holds_the_lock() {
     assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
 }
 
+/// The lock file is readable by everyone whatever the umask of whoever made it first: one
+/// made by `sudo` under root's `077` would otherwise keep the service's own user from ever
+/// changing its keys again.
+#[cfg(unix)]
+#[test]
+fn the_key_lock_is_readable_by_all_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("admin-lock-umask");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let prepared = std::process::Command::new("sh")
+        .args(["-c", "umask 077 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_aauth"))
+        .args([
+            "admin",
+            "--config",
+            config.to_str().unwrap(),
+            "keys",
+            "prepare",
+        ])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(prepared.status.success(), "{}", crate::stderr(&prepared));
+    let mode = std::fs::metadata(dir.join("provider.jwk.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+}
+
 /// Whether this test runs as root (it can then give files other owners, and run `aauth`
 /// as another user).
 #[cfg(unix)]
