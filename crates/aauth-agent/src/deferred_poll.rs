@@ -298,7 +298,10 @@ impl PollPolicy {
         self
     }
 
-    /// Sends `Prefer: wait=N` on each poll (whole seconds).
+    /// Sends `Prefer: wait=N` on each poll (whole seconds). Keep it a few seconds under
+    /// the transport's limit per exchange (30 s for `HttpsClient` and, by default,
+    /// `ReqwestTransport`): a poll the server holds to that limit is cut there, counted
+    /// as a failure, and polled again after a pause. 25 s leaves room for the network.
     #[must_use]
     pub fn prefer_wait(mut self, wait: Duration) -> Self {
         self.prefer_wait = Some(wait.as_secs());
