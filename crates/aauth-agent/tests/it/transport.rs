@@ -24,6 +24,9 @@ async fn the_reqwest_adapter_gives_up_on_a_server_that_stalls_after_its_headers(
         std::future::pending::<()>().await;
         drop(conn);
     });
+    // Whatever reqwest's features in this build: with rustls and no provider chosen, a
+    // client cannot be built until one is installed (already installed: no matter).
+    let _installed = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let transport = ReqwestTransport::new(reqwest::Client::builder())
         .unwrap()
         .timeout(Duration::from_millis(300));
