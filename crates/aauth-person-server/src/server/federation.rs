@@ -289,18 +289,23 @@ impl PersonServer {
         now: UnixTime,
     ) -> Result<String, PsError> {
         let transport = self.federation_transport()?;
-        let mut polling = waiting.is_some();
+        // The pending URL `resp` answers a poll of, if it does: the one waited at, or,
+        // once a payment is made, the one polled for its confirmation (whose `408` or
+        // `410` is then the Access Server's final answer, not an unknown status).
+        let mut polled = waiting.cloned();
         // Steps compose (payment, then interaction, then claims…): a few per exchange.
         for _ in 0..4 {
             let (pending, raw, requirement, body) =
-                match AccessReply::read(&resp, &fp.access_server, waiting)? {
+                match AccessReply::read(&resp, &fp.access_server, polled.as_ref())? {
                     AccessReply::Token { auth_token } => return Ok(auth_token),
                     // A refusal (relayed), or a busy or failing Access Server.
                     other @ (AccessReply::Refused { .. }
                     | AccessReply::Busy { .. }
-                    | AccessReply::Unexpected(_)) => return Err(other.into_error(polling)),
+                    | AccessReply::Unexpected(_)) => {
+                        return Err(other.into_error(polled.is_some()));
+                    }
                     AccessReply::Payment { pending, challenge } => {
-                        if polling {
+                        if polled.is_some() {
                             // Paid; the Access Server has not confirmed it yet.
                             return Err(if waiting.is_some() {
                                 PsError::AccessServerPending
@@ -313,10 +318,10 @@ impl PersonServer {
                             });
                         }
                         self.settle(fp, &challenge).await?;
-                        polling = true;
                         resp = self
                             .get_from_access_server(transport, &pending, now)
                             .await?;
+                        polled = Some(pending);
                         continue;
                     }
                     AccessReply::Deferred {

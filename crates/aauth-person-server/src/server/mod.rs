@@ -753,6 +753,41 @@ impl PersonServer {
         Ok(())
     }
 
+    /// Records an issued token in the name of `account` (its record, chain and audit
+    /// event: one step), then asks again whether the account is disabled. The operator's
+    /// disabling marks the account first and then reads the records to revoke, so an
+    /// issuance checked just before the mark may be recorded after that read; asked again
+    /// after the record is written, one of the two always sees the other (each writes
+    /// before it reads, in every store): the disabling revokes the token, or the issuance
+    /// sees the mark, revokes its own record and delivers nothing (`denied`).
+    pub(super) async fn record_issued(
+        &self,
+        issuance: crate::store::Issuance,
+        account: &str,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        let (jti, exp) = (issuance.token.jti().to_owned(), issuance.token.exp());
+        let kind = match issuance.token {
+            crate::store::TokenRecord::Person(_) => "person",
+            crate::store::TokenRecord::Auth(_) => "auth",
+        };
+        self.store.record_issuance(issuance).await?;
+        if !self.store.account_disabled(account).await? {
+            return Ok(());
+        }
+        self.store.revoke(&jti, exp, now).await?;
+        self.log_event(
+            crate::AuditEvent::new(
+                now.as_secs(),
+                crate::AuditAction::Revoked,
+                format!("{kind} token {jti} revoked: the account was disabled as it was issued"),
+            )
+            .account(account),
+        )
+        .await?;
+        Err(tokens::account_disabled())
+    }
+
     /// Appends `e` to the audit log.
     pub(super) async fn log_event(&self, e: crate::AuditEvent) -> Result<(), PsError> {
         Ok(self.store.record_event(e).await?)

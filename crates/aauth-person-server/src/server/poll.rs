@@ -465,10 +465,17 @@ impl PersonServer {
             // ends with the verdict rather than standing approved until it expires
             // (draft -11: mission_terminated, and the mission's violations).
             // Or it names another person's mission: never delivered, whoever polls.
+            // Or the resource's Access Server refused for good (`403 denied`, `revoked`,
+            // a `400` token-endpoint error, a polling error of its own: PS-54 relays its
+            // status and `error`): asked again it would answer the same, and the agent,
+            // told only at this poll, would never learn it while each of its polls asked
+            // again. Only what may pass (its `5xx`, a `429`, no answer) leaves the
+            // approval standing for the next poll.
             Err(
                 e @ (PsError::MissionTerminated(_)
                 | PsError::Violation(_)
-                | PsError::InvalidRequest(_)),
+                | PsError::InvalidRequest(_)
+                | PsError::AccessServerRefused { .. }),
             ) => {
                 self.end(p, "failed").await?;
                 Err(e)

@@ -396,8 +396,8 @@ impl PersonServer {
         .account(account)
         .agent(agent.1.as_str())
         .resource(resource.as_str());
-        self.store
-            .record_issuance(Issuance::new(
+        self.record_issued(
+            Issuance::new(
                 TokenRecord::Person(PersonTokenRecord {
                     jti: minted.jti.clone(),
                     aud: resource.clone(),
@@ -410,8 +410,11 @@ impl PersonServer {
                 }),
                 chain.to_vec(),
                 event,
-            ))
-            .await?;
+            ),
+            account,
+            now,
+        )
+        .await?;
         Ok(
             serde_json::json!({ "person_token": minted.token, "expires_in": minted.expires_in(now) }),
         )
@@ -907,8 +910,8 @@ impl PersonServer {
         .agent(agent.as_str())
         .resource(resource.as_str())
         .scope(scope.as_deref());
-        self.store
-            .record_issuance(Issuance::new(
+        self.record_issued(
+            Issuance::new(
                 TokenRecord::Auth(AuthTokenRecord {
                     jti: minted.jti.clone(),
                     aud: resource.clone(),
@@ -919,8 +922,11 @@ impl PersonServer {
                 }),
                 chain.to_vec(),
                 event,
-            ))
-            .await?;
+            ),
+            account,
+            now,
+        )
+        .await?;
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
 

@@ -1,0 +1,244 @@
+//! Four-party, the person approved here and the agent's poll asks the Access Server
+//! (PS-54): a terminal refusal ends the request, the agent told once (then `410`) and the
+//! Access Server asked once; what may pass (`5xx`, `429`) leaves the approval standing for
+//! the next poll.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aauth_metadata::{Transport, TransportError};
+use aauth_person_server::{
+    AUTH_TOKEN_PATH, PENDING_PATH, PaymentSettler, PendingState, PersonServer,
+};
+use aauth_tokens::{PersonClaims, ServerId};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::consent::{AskForAccess, approve, code_of, header_of, poll};
+use crate::federation::{ScriptedAs, as_token, federated_world, ok, request, scripted};
+use crate::{NOW, World};
+
+/// A federated world whose Person Server asks the person for auth tokens, made `ps` by
+/// `finish`; the agent's auth-token request deferred and approved by alice. Its pending
+/// URL, and the claims of the person token it presents.
+async fn approved_with(
+    transport: Arc<ScriptedAs>,
+    finish: impl FnOnce(PersonServer) -> PersonServer,
+) -> (World, String, PersonClaims) {
+    let mut w = federated_world(transport);
+    w.ps = finish(
+        w.ps.consent_pages(Duration::from_secs(600))
+            .policy(Arc::new(AskForAccess)),
+    );
+    w.ps.set_password("alice", "correct horse battery")
+        .await
+        .unwrap();
+    let (mut body, pc) = request(&w).await;
+    body["capabilities"] = serde_json::json!(["interaction"]);
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let location = header_of(&headers, "location");
+    approve(&w, &code_of(&headers), "alice", "correct horse battery").await;
+    (w, location, pc)
+}
+
+/// An Access Server that answers every token request `status` with `error`, counted.
+fn refusing(status: StatusCode, error: &str, asked: &Arc<AtomicUsize>) -> Arc<ScriptedAs> {
+    let asked = Arc::clone(asked);
+    let body = format!(r#"{{"error":"{error}","detail":"decided for good"}}"#);
+    scripted(Box::new(move |_| {
+        asked.fetch_add(1, Ordering::SeqCst);
+        let mut r = http::Response::new(Bytes::from(body.clone()));
+        *r.status_mut() = status;
+        Ok(r)
+    }))
+}
+
+/// The agent's poll of `location`: status and body.
+async fn poll_of(w: &World, location: &str) -> (StatusCode, serde_json::Value) {
+    let (s, _, json) = poll(w, "GET", location, &w.agent, &w.agent_token, None, NOW).await;
+    (s, json)
+}
+
+/// After the terminal answer: later polls get `410 invalid_code`, the store holds the
+/// request as ended (whichever instance reads it) and no auth token is on record.
+async fn ended(w: &World, location: &str, what: &str) {
+    for _ in 0..2 {
+        let (s, json) = poll_of(w, location).await;
+        assert_eq!(
+            (s, json["error"].as_str()),
+            (StatusCode::GONE, Some("invalid_code")),
+            "{what}: {json}"
+        );
+    }
+    let id = location.strip_prefix(PENDING_PATH).unwrap();
+    let p = w.ps.store().pending(id).await.unwrap().unwrap();
+    assert_eq!(p.state, PendingState::Done, "{what}");
+    let (_, auth) = w.ps.store().issued_records(None, NOW).await.unwrap();
+    assert!(auth.is_empty(), "{what}: nothing issued: {auth:?}");
+}
+
+/// PS-54 at delivery: the Access Server's `403 denied`, `403 revoked` or `400` token
+/// endpoint error is relayed to the poll that asked it, and ends the request: the next
+/// polls get `410`, and the Access Server is not asked again.
+#[tokio::test]
+async fn a_terminal_refusal_at_delivery_ends_the_request_the_access_server_asked_once() {
+    let cases = [
+        (StatusCode::FORBIDDEN, "denied"),
+        (StatusCode::FORBIDDEN, "revoked"),
+        (StatusCode::BAD_REQUEST, "invalid_resource_token"),
+        (StatusCode::BAD_REQUEST, "expired_resource_token"),
+    ];
+    for (status, error) in cases {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (w, location, _) = approved_with(refusing(status, error, &asked), |ps| ps).await;
+        let (s, json) = poll_of(&w, &location).await;
+        assert_eq!((s, json["error"].as_str()), (status, Some(error)), "{json}");
+        assert!(
+            json["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("decided for good")),
+            "{json}"
+        );
+        ended(&w, &location, error).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "{error}: asked once");
+    }
+}
+
+/// Pays whatever is asked, counted.
+#[derive(Default)]
+struct Pays(AtomicUsize);
+
+#[async_trait]
+impl PaymentSettler for Pays {
+    async fn settle(&self, _: &ServerId, _: &str) -> Result<(), String> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// An Access Server that asks for payment, then answers the poll of its pending URL
+/// (after the payment) with `410 invalid_code`: the request there has ended.
+#[derive(Default)]
+struct PaidThenGone {
+    posts: AtomicUsize,
+    polls: AtomicUsize,
+}
+
+#[async_trait]
+impl Transport for PaidThenGone {
+    async fn send(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        let mut r = if req.uri() == "https://as.example/.well-known/aauth-access.json" {
+            http::Response::new(Bytes::from_static(
+                br#"{"issuer":"https://as.example","jwks_uri":"https://as.example/jwks.json","auth_token_endpoint":"https://as.example/auth-token"}"#,
+            ))
+        } else if req.method() == http::Method::POST {
+            self.posts.fetch_add(1, Ordering::SeqCst);
+            let mut r = http::Response::new(Bytes::from_static(br#"{"status":"pending"}"#));
+            *r.status_mut() = StatusCode::PAYMENT_REQUIRED;
+            r.headers_mut()
+                .insert("location", "/pending/p1".parse().unwrap());
+            r.headers_mut()
+                .insert("www-authenticate", "Payment id=\"1\"".parse().unwrap());
+            r
+        } else {
+            assert_eq!(req.uri(), "https://as.example/pending/p1");
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            let mut r = http::Response::new(Bytes::from_static(
+                br#"{"error":"invalid_code","detail":"this request has ended"}"#,
+            ));
+            *r.status_mut() = StatusCode::GONE;
+            r
+        };
+        r.headers_mut()
+            .insert("cache-control", "no-store".parse().unwrap());
+        Ok(r)
+    }
+}
+
+/// The poll of the Access Server's pending URL that follows a payment is a poll: its
+/// `410` is the Access Server's polling error, relayed, and the request ends; it is not
+/// taken for an unknown status, after which each of the agent's polls would ask (and
+/// pay) again.
+#[tokio::test]
+async fn a_polling_error_after_a_payment_ends_the_request_paid_once() {
+    let access = Arc::new(PaidThenGone::default());
+    let pays = Arc::new(Pays::default());
+    let (w, location, _) = approved_with(scripted(Box::new(|_| ok(&serde_json::json!({})))), {
+        let (access, pays) = (Arc::clone(&access), Arc::clone(&pays));
+        move |ps| ps.federation(access).payment_settler(pays)
+    })
+    .await;
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::GONE, Some("invalid_code")),
+        "{json}"
+    );
+    ended(&w, &location, "410 after a payment").await;
+    assert_eq!(
+        (
+            access.posts.load(Ordering::SeqCst),
+            access.polls.load(Ordering::SeqCst),
+            pays.0.load(Ordering::SeqCst)
+        ),
+        (1, 1, 1),
+        "asked, polled and paid once"
+    );
+}
+
+/// What may pass does not end the request: the Access Server's `503` (`502
+/// as_unreachable`) and `429` (relayed with its `Retry-After`) leave the approval
+/// standing, and the next poll asks again and gets the token.
+#[tokio::test]
+async fn a_failing_or_busy_access_server_at_delivery_is_asked_again() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let token: Arc<Mutex<Option<String>>> = Arc::default();
+    let transport = {
+        let (asked, token) = (Arc::clone(&asked), Arc::clone(&token));
+        scripted(Box::new(move |_| {
+            let (status, retry_after) = match asked.fetch_add(1, Ordering::SeqCst) {
+                0 => (StatusCode::SERVICE_UNAVAILABLE, None),
+                1 => (StatusCode::TOO_MANY_REQUESTS, Some("7")),
+                _ => return ok(&serde_json::json!({"auth_token": token.lock().unwrap().clone()})),
+            };
+            let mut r = http::Response::new(Bytes::from_static(
+                br#"{"error":"rate_limited","detail":"later"}"#,
+            ));
+            *r.status_mut() = status;
+            if let Some(after) = retry_after {
+                r.headers_mut()
+                    .insert("retry-after", after.parse().unwrap());
+            }
+            Ok(r)
+        }))
+    };
+    let (w, location, pc) = approved_with(transport, |ps| ps).await;
+    *token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("as_unreachable")),
+        "{json}"
+    );
+    let (s, headers, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "{json}"
+    );
+    assert_eq!(header_of(&headers, "retry-after"), "7");
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["auth_token"].as_str(),
+        token.lock().unwrap().as_deref()
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE);
+}
