@@ -1125,8 +1125,8 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// The effective configuration as TOML, inline secrets redacted (`aauth config check`).
-pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
-    let mut c = c.clone();
+pub(crate) fn redacted(config: &Config) -> Result<String, CliError> {
+    let mut c = config.clone();
     c.store = redact_url(&c.store);
     if let Some(r) = &mut c.rate_limit {
         r.redis = r.redis.as_deref().map(redact_url);
@@ -1138,7 +1138,7 @@ pub(crate) fn redacted(c: &Config) -> Result<String, CliError> {
     }
     let shown = toml::to_string_pretty(&c).map_err(|e| CliError::Operational(e.to_string()))?;
     // What weakens the service on purpose comes first, as TOML comments.
-    let said: String = warnings(&c)
+    let said: String = warnings(config)
         .iter()
         .map(|w| format!("# WARNING: {w}\n"))
         .collect();

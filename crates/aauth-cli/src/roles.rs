@@ -642,9 +642,6 @@ pub(crate) async fn person_server(
         reason: "the configuration has no [person_server] section".to_owned(),
     })?;
     check_person_server(c)?;
-    for said in crate::config::warnings(c) {
-        tracing::warn!("{said}");
-    }
     let secret = directed_secret(c)?;
     let (store, replay, cascades) = ps_stores(c, false, true).await?;
     // What it reaches out to: resources' metadata (for the consent page), revocations

@@ -300,6 +300,10 @@ impl Service<Request<crate::deadline::InBody>> for App {
 }
 
 async fn run(role: Role, c: Config, traces: crate::otel::Pending) -> Result<(), CliError> {
+    // What the configuration weakens on purpose, said before anything is reached.
+    for said in config::warnings(&c) {
+        tracing::warn!("{said}");
+    }
     let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
     let keys = Arc::new(KeyCache::new(
         Arc::new(reach.fetcher()),

@@ -1,8 +1,8 @@
 //! What [`super::load`] checks of a configuration beyond its types, for every command
 //! that reads one (`aauth serve`, `aauth config check`, `aauth admin`): the values that
 //! would weaken the service without a word are refused, each error naming its key, and
-//! the one that weakens it on purpose (`consent = "auto-approve"`) is said aloud
-//! ([`warnings`]).
+//! those that weaken it on purpose (`consent = "auto-approve"`, a remote store's
+//! transport chosen plain or unchecked) are said aloud ([`warnings`]).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -113,16 +113,7 @@ fn postgres_tls(store: &str, written: Written<'_>) -> Result<(), CliError> {
         }
         _ => {}
     }
-    let loopback = |ip: &IpAddr| ip.to_canonical().is_loopback();
-    let local = url.get_hosts().iter().all(|h| match h {
-        tokio_postgres::config::Host::Tcp(name) => {
-            name.eq_ignore_ascii_case("localhost")
-                || name.parse::<IpAddr>().is_ok_and(|ip| loopback(&ip))
-        }
-        #[cfg(unix)]
-        tokio_postgres::config::Host::Unix(_) => true,
-    }) && url.get_hostaddrs().iter().all(loopback);
-    if local {
+    if postgres_local(&url) {
         return Ok(());
     }
     let reason = format!(
@@ -136,6 +127,81 @@ fn postgres_tls(store: &str, written: Written<'_>) -> Result<(), CliError> {
         flag: "store",
         reason: written.at("store", store, reason),
     })
+}
+
+/// Whether every host a PostgreSQL URL names is this machine (loopback, `localhost` or a
+/// Unix socket): nothing crosses a network.
+fn postgres_local(url: &tokio_postgres::Config) -> bool {
+    let loopback = |ip: &IpAddr| ip.to_canonical().is_loopback();
+    url.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<IpAddr>().is_ok_and(|ip| loopback(&ip))
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    }) && url.get_hostaddrs().iter().all(loopback)
+}
+
+/// Whether a Redis URL's host is this machine (loopback, `localhost`, a Unix socket);
+/// `None` for a URL the client does not read.
+fn redis_local(url: &str) -> Option<bool> {
+    use aauth_metadata::store::redis::client::{Client, ConnectionAddr};
+    let client = Client::open(url).ok()?;
+    let (ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. }) =
+        client.get_connection_info().addr()
+    else {
+        // A Unix socket.
+        return Some(true);
+    };
+    Some(
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback()),
+    )
+}
+
+/// What the store URLs weaken on purpose, to be said aloud: a remote Redis in plain text
+/// (`redis://…#insecure`) or over TLS without the certificate's check
+/// (`rediss://…#insecure`), a remote PostgreSQL with `sslmode=disable`.
+fn weakened_stores(c: &Config) -> Vec<String> {
+    let mut urls = vec![("store", c.store.as_str())];
+    if let Some(r) = c.rate_limit.as_ref().and_then(|r| r.redis.as_deref()) {
+        urls.push(("rate_limit.redis", r));
+    }
+    let mut said = Vec::new();
+    for (key, url) in urls {
+        let shown = super::redact_url(url);
+        if url.ends_with(REDIS_PLAIN_TEXT) && redis_local(url) == Some(false) {
+            if url.starts_with("rediss://") {
+                said.push(format!(
+                    "{key} = {shown}: the Redis's TLS certificate is not checked (the URL \
+                     ends in {REDIS_PLAIN_TEXT}): anyone on the path can stand in for it \
+                     and read its password and every key"
+                ));
+            } else if url.starts_with("redis://") {
+                said.push(format!(
+                    "{key} = {shown}: the Redis is spoken to in plain text across the \
+                     network (the URL ends in {REDIS_PLAIN_TEXT}): its password and every \
+                     key cross in the clear"
+                ));
+            }
+        }
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if let Some(pg) = postgres
+            .then(|| tokio_postgres::Config::from_str(url).ok())
+            .flatten()
+            && pg.get_ssl_mode() == tokio_postgres::config::SslMode::Disable
+            && !postgres_local(&pg)
+        {
+            said.push(format!(
+                "{key} = {shown}: the database is spoken to in plain text across the \
+                 network (sslmode=disable): its password and every record cross in the clear"
+            ));
+        }
+    }
+    said
 }
 
 /// What ends a `redis://` URL whose Redis is across the network to choose plain text
@@ -158,19 +224,7 @@ fn redis_tls(c: &Config, written: Written<'_>) -> Result<(), CliError> {
         if !url.starts_with("redis://") || url.ends_with(REDIS_PLAIN_TEXT) {
             continue;
         }
-        let Ok(client) = aauth_metadata::store::redis::client::Client::open(url) else {
-            continue;
-        };
-        let aauth_metadata::store::redis::client::ConnectionAddr::Tcp(host, _) =
-            client.get_connection_info().addr()
-        else {
-            continue;
-        };
-        let local = host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.to_canonical().is_loopback());
-        if local {
+        if redis_local(url) != Some(false) {
             continue;
         }
         let reason = format!(
@@ -243,5 +297,6 @@ pub(crate) fn warnings(c: &Config) -> Vec<String> {
                 .to_owned(),
         );
     }
+    said.extend(weakened_stores(c));
     said
 }

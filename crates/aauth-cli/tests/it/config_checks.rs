@@ -159,6 +159,105 @@ fn a_remote_redis_over_plain_text_is_refused() {
     assert_fails(&o, 2, "rate_limit.redis: redis://cache.internal: ");
 }
 
+/// A remote store's transport weakened on purpose passes, and is said aloud: by `config
+/// check` first, as a TOML comment, and by the service as a warning when it starts. The
+/// password is in neither.
+#[test]
+fn a_store_weakened_on_purpose_is_said_aloud() {
+    let dir = scratch("checks-weakened-store");
+    let world = World::new().unwrap();
+    let config = provider_config(&world, &dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let check = |top: &str, tail: &str| {
+        std::fs::write(&config, format!("{top}\n{text}{tail}")).unwrap();
+        aauth(&dir, &["config", "check", config.to_str().unwrap()])
+    };
+    for (url, says) in [
+        (
+            "redis://:hunter2@cache.internal:6379/0#insecure",
+            "plain text",
+        ),
+        (
+            "rediss://:hunter2@cache.internal:6379/0#insecure",
+            "certificate is not checked",
+        ),
+    ] {
+        for (top, tail, key) in [
+            (format!("store = \"{url}\""), String::new(), "store"),
+            (
+                String::new(),
+                format!("[rate_limit]\nredis = \"{url}\"\n"),
+                "rate_limit.redis",
+            ),
+        ] {
+            let o = check(&top, &tail);
+            assert!(o.status.success(), "{url}: {}", crate::stderr(&o));
+            let shown = stdout(&o);
+            let warning = shown
+                .lines()
+                .find(|l| l.starts_with(&format!("# WARNING: {key} = ")))
+                .unwrap_or_else(|| panic!("{key}: no warning in {shown}"));
+            assert!(warning.contains(says), "{warning}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
+    // Said by the service too, when it starts, before it reaches the store (192.0.2.1, a
+    // documentation address, answers nothing: the warning is read, then the process is
+    // stopped).
+    check(
+        "store = \"rediss://:hunter2@192.0.2.1:6379/0#insecure\"",
+        "",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aauth"))
+        .args([
+            "serve",
+            "agent-provider",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        let warned = line.contains("WARN") && line.contains("certificate is not checked");
+        said.push(line);
+        if warned {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said.join("\n");
+    assert!(said.contains("certificate is not checked"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+    // Checked, on loopback, or not marked: nothing said.
+    for url in [
+        "rediss://:hunter2@cache.internal:6379/0",
+        "redis://127.0.0.1:6379#insecure",
+        "redis://localhost/1",
+    ] {
+        let o = check(&format!("store = \"{url}\""), "");
+        assert!(o.status.success(), "{url}: {}", crate::stderr(&o));
+        assert!(!stdout(&o).contains("WARNING"), "{url}: {}", stdout(&o));
+    }
+}
+
 #[test]
 fn a_trusted_proxy_range_of_everyone_is_refused() {
     let dir = scratch("checks-trusted-proxies");
