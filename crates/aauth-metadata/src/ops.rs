@@ -150,6 +150,52 @@ impl RouteLabels {
     }
 }
 
+impl RouteLabels {
+    /// The label a service chose for its answer ([`RouteLabel`]): its own, whatever the
+    /// status, while the set has room.
+    fn chosen(&self, route: &RouteLabel) -> String {
+        let Ok(mut seen) = self.0.lock() else {
+            return OTHER.to_owned();
+        };
+        if seen.contains(&route.0) || seen.len() < MAX_ROUTE_LABELS {
+            seen.insert(route.0.clone());
+            route.0.clone()
+        } else {
+            OTHER.to_owned()
+        }
+    }
+}
+
+/// In a response's extensions: the metrics' `route` label of the configured route that
+/// answered, chosen by the service in place of the one [`route_label`] reads off the
+/// request's path. A service whose routes are patterns (a proxy's `/api/*`, served by
+/// an upstream that answers any path under it) sets it, so that the paths its clients
+/// ask for never become labels. Keep the values few: one per configured route.
+///
+/// ```
+/// use aauth_metadata::ops::RouteLabel;
+///
+/// let mut answer = http::Response::new(());
+/// answer.extensions_mut().insert(RouteLabel::new("/api"));
+/// assert_eq!(answer.extensions().get::<RouteLabel>().map(RouteLabel::as_str), Some("/api"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLabel(String);
+
+impl RouteLabel {
+    /// The label `label` (a route's name, such as its pattern's [`route_label`]).
+    #[must_use]
+    pub fn new(label: impl Into<String>) -> Self {
+        Self(label.into())
+    }
+
+    /// The label.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The label of a request whose route is not counted by itself.
 const OTHER: &str = "other";
 
@@ -198,8 +244,14 @@ where
                 let took = started.elapsed();
                 match result {
                     Ok(mut resp) => {
-                        let routed = resp.extensions().get::<crate::serve::Routed>().is_some();
-                        let route = routes.label(route, resp.status(), routed);
+                        let route = match resp.extensions().get::<RouteLabel>() {
+                            Some(chosen) => routes.chosen(chosen),
+                            None => {
+                                let routed =
+                                    resp.extensions().get::<crate::serve::Routed>().is_some();
+                                routes.label(route, resp.status(), routed)
+                            }
+                        };
                         log_response(&resp, took, role, &route);
                         if let Ok(v) = HeaderValue::from_str(&id) {
                             resp.headers_mut().insert(REQUEST_ID, v);
@@ -470,8 +522,8 @@ impl<E: Endpoint + ?Sized> Endpoint for WithHealth<E> {
 #[cfg(test)]
 mod tests {
     use super::{
-        HeaderValue, MAX_ROUTE_LABELS, Response, RouteLabels, StatusCode, acceptable, oauth_error,
-        route_label,
+        HeaderValue, MAX_ROUTE_LABELS, Response, RouteLabel, RouteLabels, StatusCode, acceptable,
+        oauth_error, route_label,
     };
 
     #[tokio::test]
@@ -520,6 +572,27 @@ mod tests {
             count.0.load(Ordering::SeqCst),
             1,
             "answered from the last round"
+        );
+    }
+
+    /// A label the service chose is used whatever the status (its route's `404`
+    /// included), still within the bound.
+    #[test]
+    fn a_chosen_label_is_taken_whatever_the_status_within_the_bound() {
+        let routes = RouteLabels::default();
+        assert_eq!(routes.chosen(&RouteLabel::new("/api")), "/api");
+        for i in 1..MAX_ROUTE_LABELS {
+            assert_eq!(
+                routes.chosen(&RouteLabel::new(format!("/r{i}"))),
+                format!("/r{i}")
+            );
+        }
+        assert_eq!(routes.chosen(&RouteLabel::new("/late")), "other");
+        assert_eq!(routes.chosen(&RouteLabel::new("/api")), "/api");
+        assert_eq!(
+            routes.label("/api".into(), StatusCode::NOT_FOUND, true),
+            "other",
+            "a path-read label's 404 stays other"
         );
     }
 

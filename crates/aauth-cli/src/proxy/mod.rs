@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use aauth_keys::Signer;
 use aauth_keys::time::{Clock, SystemClock, UnixTime};
-use aauth_metadata::ops::{WithHealth, route_label};
+use aauth_metadata::ops::{RouteLabel, WithHealth, route_label};
 use aauth_metadata::serve::{Endpoint, EndpointService, Routed};
 use aauth_metadata::{
     AccessMode, CacheConfig, DiscoveryResolver, HttpsUrl, KeyCache, Published, ResourceMetadata,
@@ -98,9 +98,9 @@ impl std::fmt::Debug for Proxy {
 struct ServedRoute {
     matcher: Matcher,
     /// The metrics' `route` label of its configured path (`aauth_metadata::ops::route_label`
-    /// of the pattern): its answers are marked [`Routed`], and take a label, only for a
-    /// request whose path has this label too, never one a client spelt (a case of its
-    /// own under `case_insensitive_paths`, a path under a `/*` route).
+    /// of the pattern), set on each of its answers ([`RouteLabel`]): never one a client
+    /// spelt (a case of its own under `case_insensitive_paths`, a path under a `/*`
+    /// route), so the labels are as few as the routes.
     label: String,
     service: StreamingService<Upstream>,
     /// Whether calls are held on it (its pending URLs are then its own).
@@ -620,10 +620,11 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
             return Box::pin(async move { Ok(refused) });
         }
         let path = req.uri().path();
-        // The proxy's own answers are marked by their endpoint service; a route's here.
-        let (mut route, routed) = match self.pending_route(path) {
+        // The proxy's own answers are marked by their endpoint service; a route's here,
+        // with its label.
+        let (mut route, label) = match self.pending_route(path) {
             // A pending URL's label is `/aauth`, whatever its id.
-            Some(r) => (r.service.clone(), true),
+            Some(r) => (r.service.clone(), RouteLabel::new(route_label(path))),
             None if own_path(path) => {
                 let answer = self.own.call(req);
                 return Box::pin(async move { Ok(answer.await?.map(ProxyBody::stream)) });
@@ -648,7 +649,7 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
                     .iter()
                     .find(|r| r.matcher.matches(method, &path))
                 {
-                    Some(r) => (r.service.clone(), r.label == route_label(req.uri().path())),
+                    Some(r) => (r.service.clone(), RouteLabel::new(r.label.clone())),
                     None => {
                         let r = problem(StatusCode::NOT_FOUND, "no route for this request");
                         return Box::pin(async move { Ok(r) });
@@ -662,9 +663,8 @@ impl Service<Request<crate::deadline::InBody>> for Proxy {
             })
             .await?;
             let mut answer = route.call(req).await?;
-            if routed {
-                answer.extensions_mut().insert(Routed);
-            }
+            answer.extensions_mut().insert(Routed);
+            answer.extensions_mut().insert(label);
             Ok(answer)
         })
     }

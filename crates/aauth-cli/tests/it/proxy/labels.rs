@@ -1,6 +1,7 @@
 //! The metrics' `route` label of the proxy's answers: a configured route's answers, its
-//! refusals included, are counted under the label of its configured path, and no path a
-//! client spells (another case of the letters, a path no route has) takes one.
+//! refusals and its upstream's successes included, are counted under the label of its
+//! configured path, and no path a client spells (another case of the letters, a path no
+//! route has, a path under a `/*` route) takes one.
 
 use super::*;
 
@@ -70,18 +71,44 @@ async fn a_routes_refusals_are_counted_under_its_configured_path() {
 }
 
 #[tokio::test]
-async fn a_case_a_client_spells_takes_no_label() {
+async fn a_case_a_client_spells_is_counted_under_the_configured_spelling() {
     let text = scraped(
         "proxy-labels-fold",
         true,
         &["/FILES/a", "/Files/b", "/files/c"],
     )
     .await;
-    // Each under the route; only the configured spelling takes its label.
-    assert_eq!(count(&text, "/files", 401), 1, "{text}");
-    assert_eq!(count(&text, "other", 401), 2, "{text}");
+    // Each under the route, and so under its configured spelling.
+    assert_eq!(count(&text, "/files", 401), 3, "{text}");
+    assert_eq!(count(&text, "other", 401), 0, "{text}");
     assert!(
         !text.contains("route=\"/FILES\"") && !text.contains("route=\"/Files\""),
+        "{text}"
+    );
+}
+
+/// A route of every path (`/*`) whose upstream answers whatever is asked: its successes
+/// are counted under the route's label (`/`), never under the paths the client chose.
+#[tokio::test]
+async fn a_catch_all_routes_successes_take_its_label_not_the_clients_paths() {
+    let metrics = free_port();
+    let s = AgentSetup::start_with("proxy-labels-catch-all", |text| {
+        text.replace(
+            "[egress]",
+            &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[egress]"),
+        ) + "[[resource_proxy.routes]]\npath = \"/*\"\naccess = \"agent-token\"\n"
+    })
+    .await;
+    for path in ["/made-up/1", "/invented/2", "/agent/x"] {
+        let answer = signed_send(&s.world, s.proxy.addr, path, &[]).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(s.seen.calls(), 3);
+    let text = scrape(metrics);
+    assert_eq!(count(&text, "/", 200), 2, "{text}");
+    assert_eq!(count(&text, "/agent", 200), 1, "{text}");
+    assert!(
+        !text.contains("route=\"/made-up\"") && !text.contains("route=\"/invented\""),
         "{text}"
     );
 }
