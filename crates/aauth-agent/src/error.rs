@@ -123,10 +123,12 @@ pub enum AgentError {
         /// The bound.
         rounds: usize,
     },
-    /// A resource's pending request asked the agent for more than one pending request
-    /// may have it do: a new interaction, question or resource token past `max` of its
-    /// kind (`cap`); or a Person Server's, a new interaction past `max`. The agent
-    /// stopped polling and withdrew the request (`DELETE`).
+    /// A pending request asked the agent for more than one pending request may have it
+    /// do: at a resource, a new interaction, question or resource token past `max` of its
+    /// kind (`cap`); at the Person Server, a new interaction or question past `max`. The
+    /// agent stopped polling and withdrew the request (`DELETE`). This is a server
+    /// asking more than the agent's limit, not a requirement the agent cannot meet
+    /// ([`AgentError::Unsatisfiable`]).
     #[error("gave up: the pending request asked for more than {max} {cap}")]
     PendingCap {
         /// Which bound it reached.
@@ -136,8 +138,8 @@ pub enum AgentError {
     },
 }
 
-/// What one pending request at a resource may have the agent do only so many times
-/// ([`AgentError::PendingCap`]).
+/// What one pending request (at a resource, or at the Person Server) may have the agent
+/// do only so many times ([`AgentError::PendingCap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PendingCap {
@@ -146,7 +148,8 @@ pub enum PendingCap {
     /// one request to the Person Server (the person prompted).
     Interactions,
     /// Distinct questions (`requirement=clarification`: the clarification hook asked,
-    /// its answer posted): at most 8, as for one Person Server request.
+    /// its answer posted): at most 8 ([`PendingCap::max`]), at a resource's pending URL
+    /// as for one request to the Person Server (the person's questions).
     Clarifications,
     /// Distinct resource tokens (a deferred `requirement=auth-token`: the Person Server
     /// asked for an auth token): at most 4.

@@ -22,9 +22,6 @@ use crate::{
     PersonTokenRequest, PollPolicy, Transport,
 };
 
-/// The most questions the agent answers for one Person Server request.
-const MAX_CLARIFICATIONS: usize = 8;
-
 /// A Person Server over HTTPS: its endpoints discovered from
 /// `{ps}/.well-known/aauth-person.json` (the document's `issuer` checked), requests signed
 /// with the agent token, deferred (`202`) answers polled at their pending URL.
@@ -290,8 +287,9 @@ impl HttpPersonServer {
 
     /// Answers a `requirement=clarification`: `true` when an answer was posted. A
     /// question already `answered` is not asked of the hook again (the loop waits for
-    /// the server's `Retry-After`), and at most [`MAX_CLARIFICATIONS`] are answered per
-    /// request.
+    /// the server's `Retry-After`), and at most [`PendingCap::Clarifications`]' bound
+    /// are answered per request (as at a resource's pending URL): the next new one is
+    /// [`AgentError::PendingCap`], before the hook is asked, and the request is withdrawn.
     async fn clarify(
         &self,
         agent: &Agent,
@@ -319,11 +317,11 @@ impl HttpPersonServer {
         if answered.contains(&q.clarification) {
             return Ok(false);
         }
-        if answered.len() >= MAX_CLARIFICATIONS {
-            return Err(AgentError::Unsatisfiable {
-                requirement: "clarification".to_owned(),
-                reason: format!("more than {MAX_CLARIFICATIONS} questions for one request"),
-            });
+        // The server asked more than the agent answers for one request: a bound of the
+        // agent's, not a requirement nobody could meet.
+        let (cap, max) = (PendingCap::Clarifications, PendingCap::Clarifications.max());
+        if answered.len() >= max {
+            return Err(AgentError::PendingCap { cap, max });
         }
         let answer = self
             .on_clarification

@@ -203,6 +203,16 @@ pub enum VerifyError {
         /// The algorithm.
         alg: String,
     },
+    /// A `jkt-jwt`'s enclave key (the header `jwk` that signed the delegation) has a
+    /// valid algorithm this verifier's policy does not accept (`unsupported_algorithm`):
+    /// the header key is held to Algorithm Determination as the delegated key is
+    /// (Signature-Key -09 §3.5, §3.3), and so to the algorithms the verifier accepts,
+    /// not only to those it can verify.
+    #[error("the jkt-jwt enclave key's algorithm {alg} is not accepted here")]
+    EnclaveAlgorithmNotAccepted {
+        /// The enclave key's algorithm.
+        alg: String,
+    },
     /// The JWT in `Signature-Key` was refused.
     #[error("Signature-Key JWT: {0}")]
     Token(#[source] TokenError),
@@ -325,7 +335,9 @@ impl VerifyError {
             Self::UnsupportedScheme { .. } => ErrorCode::UnsupportedScheme,
             Self::BadKeyMember { code, .. } => code.clone(),
             Self::Key(e) => key_error_code(e),
-            Self::AlgorithmNotAccepted { .. } => ErrorCode::UnsupportedAlgorithm,
+            Self::AlgorithmNotAccepted { .. } | Self::EnclaveAlgorithmNotAccepted { .. } => {
+                ErrorCode::UnsupportedAlgorithm
+            }
             Self::Token(e) => return token_error_code(e),
             Self::Revoked { .. } => ErrorCode::RevokedJwt,
             Self::Unavailable { .. } => return None,

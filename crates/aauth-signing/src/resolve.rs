@@ -170,7 +170,9 @@ pub fn resolve_hwk(hwk: &Hwk) -> Result<ResolvedKey, VerifyError> {
 }
 
 /// Resolves `jkt-jwt`: verifies the delegation JWT with its header key and returns the
-/// delegated `cnf.jwk` (with its `kid`, if it has one).
+/// delegated `cnf.jwk` (with its `kid`, if it has one). Both keys are held here to the
+/// algorithms this library verifies; the verifier's own list of accepted algorithms is
+/// applied to both when the request is finished ([`crate::Prepared::finish`]).
 ///
 /// # Errors
 ///

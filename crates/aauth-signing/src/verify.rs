@@ -524,12 +524,14 @@ impl Prepared<'_> {
         &self.base
     }
 
-    /// Verifies the signature with the resolved key: algorithm accepted, `keyid`
-    /// consistent, signature valid, then `Content-Digest` (if present) equal to the body.
+    /// Verifies the signature with the resolved key: algorithm accepted (and a `jkt-jwt`
+    /// enclave key's), `keyid` consistent, signature valid, then `Content-Digest` (if
+    /// present) equal to the body.
     ///
     /// # Errors
     ///
-    /// [`VerifyError::AlgorithmNotAccepted`], [`VerifyError::KeyIdMismatch`],
+    /// [`VerifyError::AlgorithmNotAccepted`],
+    /// [`VerifyError::EnclaveAlgorithmNotAccepted`], [`VerifyError::KeyIdMismatch`],
     /// [`VerifyError::BadSignature`], [`VerifyError::DigestMismatch`],
     /// [`VerifyError::DigestUnsupported`].
     pub fn finish(self, resolved: ResolvedKey) -> Result<VerifiedRequest, VerifyError> {
@@ -552,6 +554,18 @@ impl Prepared<'_> {
             return Err(VerifyError::AlgorithmNotAccepted {
                 alg: alg.as_str().to_owned(),
             });
+        }
+        // A `jkt-jwt` carries a second key, the enclave key that signed the delegation
+        // (its header `jwk`): held to the same list (Signature-Key -09 §3.5, §3.3: a key
+        // whose `alg` the verifier's policy declines is `unsupported_algorithm`). The
+        // resolver checked it only against what this library can verify.
+        if let KeyIdentity::JktJwt(delegation) = &resolved.identity {
+            let enclave = delegation.enclave_key.algorithm();
+            if !self.accepted_algorithms.contains(&enclave) {
+                return Err(VerifyError::EnclaveAlgorithmNotAccepted {
+                    alg: enclave.as_str().to_owned(),
+                });
+            }
         }
         if let Some(keyid) = self.params.keyid()
             && keyid != resolved.key.thumbprint().as_str()

@@ -4,6 +4,10 @@
 //! person token, so the client asks with no mission of its own, holds the person token to
 //! the upstream token's mission (absent when it has none), and caches the tokens it
 //! obtains under that mission.
+//!
+//! The mission a token received must carry is decided here for both kinds: a person token
+//! carries the mission it was asked under, and an auth token the one its resource token
+//! copied from that person token (draft -11 §9.4.1), so the same mission.
 
 use super::*;
 
@@ -62,25 +66,44 @@ impl AAuthClient {
         }
     }
 
-    /// A person token's `mission_s256` is the mission asked for, or on a chained call the
-    /// upstream token's (absent exactly when it is absent there).
+    /// A person or auth token's `mission_s256` (`token` says which) is the mission the
+    /// client acts under: the one asked for, or on a chained call the upstream token's;
+    /// absent exactly when that is absent. A person token carries the mission it was
+    /// asked under (draft -11 §7.1.2); an auth token copies its resource token's, which
+    /// copies the person token's (§9.4.1, §6.7.1). The draft's list of what an agent
+    /// checks in an auth token (§9.4.4) leaves the mission out; a token naming another
+    /// mission, none, or one when none was asked is refused all the same: it would be
+    /// cached and presented under a mission it does not carry, and the resource would
+    /// record the calls under another mission than the one the agent works under, or
+    /// under none.
     ///
     /// # Errors
     ///
     /// [`AgentError::TokenCheck`] naming `mission_s256`.
-    pub(super) fn check_person_mission(&self, got: Option<&str>) -> Result<(), AgentError> {
-        let (expected, what) = match &self.config.chain {
-            Some(chain) => (chain.checked()?, "is not the upstream token's mission"),
+    pub(super) fn check_mission(
+        &self,
+        token: &'static str,
+        got: Option<&str>,
+    ) -> Result<(), AgentError> {
+        let (expected, whose, no_mission) = match &self.config.chain {
+            Some(chain) => (
+                chain.checked()?,
+                "the upstream token's mission",
+                "the upstream token carries none",
+            ),
             None => (
                 self.config.mission.as_deref(),
-                "is not the mission asked for",
+                "the mission asked for",
+                "none was asked for",
             ),
         };
-        if got == expected {
-            Ok(())
-        } else {
-            Err(AgentError::check("person", "mission_s256", what))
-        }
+        let reason = match (got, expected) {
+            (got, expected) if got == expected => return Ok(()),
+            (Some(_), Some(_)) => format!("names another mission than {whose}"),
+            (Some(_), None) => format!("names a mission, and {no_mission}"),
+            (None, _) => format!("names no mission, not {whose}"),
+        };
+        Err(AgentError::check(token, "mission_s256", reason))
     }
 }
 

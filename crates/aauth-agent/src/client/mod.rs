@@ -702,7 +702,7 @@ impl AAuthClient {
             .verify_received("person", &token, resource, now)
             .await?;
         bound_to("person", &claims.cnf.jwk, signer.public_key())?;
-        self.check_person_mission(claims.mission_s256.as_deref())?;
+        self.check_mission("person", claims.mission_s256.as_deref())?;
         let cached = CachedToken {
             token: Arc::from(token.as_str()),
             kind: TokenKind::Person,
@@ -848,7 +848,8 @@ impl AAuthClient {
     }
 
     /// AG-23: the auth token received for `rt` is issued by the resource token's `aud`,
-    /// bound to this agent's key, and for the person of the token `held`.
+    /// bound to this agent's key, and for the person of the token `held`; and it carries
+    /// the mission the client acts under ([`AAuthClient::check_mission`]).
     async fn check_auth_token(
         &self,
         token: &str,
@@ -873,6 +874,7 @@ impl AAuthClient {
                 "is not the person of the token presented",
             ));
         }
+        self.check_mission("auth", at.mission_s256.as_deref())?;
         Ok(at)
     }
 

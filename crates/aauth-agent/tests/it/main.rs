@@ -16,6 +16,7 @@ mod challenges;
 mod client;
 mod deferred;
 mod fallback;
+mod missions;
 mod pending_caps;
 mod provider;
 mod sessions;

@@ -367,3 +367,89 @@ async fn a_person_server_asking_for_a_new_interaction_at_every_poll_is_capped() 
         "the request was withdrawn"
     );
 }
+
+/// A Person Server asking a new question at every poll: the agent answers at most
+/// `PendingCap::Clarifications`' bound, then stops with `PendingCap` naming it (the server
+/// asked more than the agent's limit, not a requirement nobody could meet), asks the hook
+/// nothing more, and withdraws the request.
+#[tokio::test(start_paused = true)]
+async fn a_person_server_asking_a_new_question_at_every_poll_is_capped() {
+    use aauth_agent::{HttpPersonServer, PersonServerClient};
+    let w = parties();
+    let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","auth_token_endpoint":"https://ps.example/auth-token","person_token_endpoint":"https://ps.example/person-token"}"#;
+    let questions = Arc::new(AtomicUsize::new(0));
+    let answers = Arc::new(AtomicUsize::new(0));
+    let withdrawals = Arc::new(AtomicUsize::new(0));
+    let (q, a, d) = (
+        Arc::clone(&questions),
+        Arc::clone(&answers),
+        Arc::clone(&withdrawals),
+    );
+    w.net.host(
+        "ps.example",
+        Arc::new(move |req: Request<Bytes>| {
+            let at_pending = req.uri().path() == "/pending/p1";
+            let resp = if req.uri().path().starts_with("/.well-known/") {
+                response(200, &[], metadata)
+            } else if req.method() == http::Method::DELETE {
+                d.fetch_add(1, Ordering::SeqCst);
+                response(204, &[], "")
+            } else if at_pending && req.method() == http::Method::POST {
+                a.fetch_add(1, Ordering::SeqCst);
+                response(200, &[], "{}")
+            } else {
+                let n = q.fetch_add(1, Ordering::SeqCst);
+                response(
+                    202,
+                    &[
+                        ("location", "/pending/p1"),
+                        ("retry-after", "0"),
+                        ("aauth-requirement", "requirement=clarification"),
+                    ],
+                    &format!(r#"{{"status":"pending","clarification":"Question {n}?"}}"#),
+                )
+            };
+            Box::pin(async move { resp })
+        }),
+    );
+    let asked = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&asked);
+    let ps = HttpPersonServer::new(crate::support::id("https://ps.example"), w.net.clone())
+        .clock(w.clock.clone())
+        .on_clarification(move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+            Some("yes".to_owned())
+        });
+    let resource = crate::support::id("https://resource.example");
+    let got = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        ps.person_token(
+            &w.agent(),
+            aauth_agent::PersonTokenRequest::new(&resource, None),
+        ),
+    )
+    .await
+    .expect("the agent stops well before its deadline");
+    assert!(
+        matches!(
+            got,
+            Err(AgentError::PendingCap {
+                cap: PendingCap::Clarifications,
+                max: 8
+            })
+        ),
+        "{got:?}"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 8, "the hook asked the cap");
+    assert_eq!(answers.load(Ordering::SeqCst), 8, "each answer posted once");
+    assert_eq!(
+        questions.load(Ordering::SeqCst),
+        9,
+        "the ninth question was not put to the hook"
+    );
+    assert_eq!(
+        withdrawals.load(Ordering::SeqCst),
+        1,
+        "the request was withdrawn"
+    );
+}

@@ -2,8 +2,8 @@
 //! §2.3 C5–C6). Every case asserts the Rust error and the wire answer.
 
 use aauth_headers::{ErrorCode, Scheme};
-use aauth_keys::PrivateKey;
 use aauth_keys::time::UnixTime;
+use aauth_keys::{Algorithm, PrivateKey};
 use aauth_signing::{SignOptions, SigningKey, VerifyError, VerifyPolicy, sign};
 use http::request::Parts;
 
@@ -752,6 +752,73 @@ fn k4_a_jkt_jwt_header_key_without_a_supported_alg_is_unsupported_algorithm() {
         } else {
             assert_eq!(alg_header, None, "{h:?}");
         }
+    }
+}
+
+/// -09 §3.5, §3.3: a `jkt-jwt`'s enclave key (its header `jwk`) is held to the verifier's
+/// accepted algorithms, not only to those the library can verify: a verifier that
+/// accepts one algorithm refuses an enclave key of another with `unsupported_algorithm`
+/// and `Accept-Signature-Alg` naming the one, as it refuses a delegated key of another.
+#[test]
+fn k4_a_jkt_jwt_enclave_key_outside_the_accepted_algorithms_is_unsupported_algorithm() {
+    use std::sync::Arc;
+    // A request signed by `eph` under a `jkt-jwt` in which `enclave` delegates to it.
+    let request = |enclave: &PrivateKey, eph: &PrivateKey| {
+        let alg = enclave.public_key().algorithm().as_str();
+        let scheme = Scheme::JktJwt {
+            jwt: jkt_jwt(enclave, alg, &jwk_json(enclave), &jwk_json(eph)),
+            cache: false,
+        };
+        let (mut p, ()) = http::Request::get("https://api.example/data")
+            .body(())
+            .unwrap()
+            .into_parts();
+        sign(
+            &mut p,
+            b"",
+            &[SigningKey::new("sig", eph, &scheme)],
+            &SignOptions::default(),
+            NOW,
+        )
+        .unwrap();
+        as_server(p)
+    };
+    let ed25519 = PrivateKey::ed25519_from_seed(&[21; 32]);
+    let es256 = PrivateKey::es256_from_scalar(&[13; 32]).unwrap();
+    for (accepted, ok, other) in [
+        (Algorithm::Es256, &es256, &ed25519),
+        (Algorithm::Ed25519, &ed25519, &es256),
+    ] {
+        let v = aauth_signing::Verifier::new(
+            policy()
+                .accept_schemes(&["jkt-jwt"])
+                .accept_algorithms(&[accepted]),
+            Arc::new(aauth_signing::SchemeResolver::new().jkt_jwt()),
+        );
+        let verify = |enclave, eph| block(v.verify(&request(enclave, eph), b"", NOW));
+        // The enclave key of the other algorithm, the request signed by one accepted.
+        let e = verify(other, ok).unwrap_err();
+        let other_alg = other.public_key().algorithm().as_str();
+        assert!(
+            matches!(&e, VerifyError::EnclaveAlgorithmNotAccepted { alg } if alg == other_alg),
+            "{accepted:?}: {e:?}"
+        );
+        assert_eq!(code(&e), ErrorCode::UnsupportedAlgorithm);
+        let h = e.response_headers(v.policy());
+        assert!(
+            h.iter()
+                .any(|(n, val)| n == "accept-signature-alg" && val == accepted.as_str()),
+            "{h:?}"
+        );
+        // Both keys of the accepted algorithm: verified.
+        verify(ok, ok).unwrap();
+        // The delegated key of the other algorithm: refused as before, the same code.
+        let e = verify(ok, other).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::AlgorithmNotAccepted { .. }),
+            "{e:?}"
+        );
+        assert_eq!(code(&e), ErrorCode::UnsupportedAlgorithm);
     }
 }
 
