@@ -15,6 +15,14 @@
 //! replaced by a `500 server_error` saying so, kept and replayed in its place (the call is not run
 //! again).
 //!
+//! A `DELETE` at the pending URL cancels a call that is still pending (`204`). Once a poll
+//! has started running it, it is too late: the call may already have acted, and may be
+//! running on another instance, so it is neither stopped nor reported cancelled; the
+//! `DELETE` is answered `409 Conflict` (`invalid_request`), and the call runs to its end,
+//! its result kept and replayed as for any run ([`Cancel::Running`]). A running call's
+//! record lives until its result's retention ends (the auth token's `exp`, at most an hour
+//! ahead), however short the hold was, so that a call outlasting its hold keeps its result.
+//!
 //! Once a held call has ended (run, or cancelled) its pending URL is `410` to every request
 //! of its agent (draft -11 §Pending URL Security), except the replay to the auth token it
 //! ran for; past the time the record is kept, a tombstone (its owner only, bounded in
@@ -225,7 +233,8 @@ impl StoredResponse {
 pub enum HeldState {
     /// Waiting for an auth token.
     Pending,
-    /// Running for the auth token `jti`.
+    /// Running for the auth token `jti`: its record is kept at least until its result's
+    /// retention ends ([`HeldStore::claim`]), whenever the hold itself expires.
     Running {
         /// The auth token's `jti`.
         jti: String,
@@ -266,6 +275,31 @@ pub enum Claim {
     Busy,
     /// It already ran: here is the state (done or cancelled).
     Settled(HeldState),
+}
+
+/// What [`HeldStore::cancel`] found, and what the layer answers the agent's `DELETE` with.
+///
+/// The draft (-11 §Cancel Request, §Deferred Delivery) says what follows a cancellation
+/// (`410 Gone`) but not what a cancellation of a call that has already started is: here a
+/// `DELETE` never says "cancelled" of a call that may have acted. A running call is not
+/// stopped (it may already have acted, and the poll running it may be on another
+/// instance): the `DELETE` is answered `409 Conflict` with `error` `invalid_request`, and
+/// the call runs to its end, its result kept for the auth token it runs for and replayed to
+/// that token's polls, as for any run. A client can rely on `204` meaning the call never
+/// runs, and on `409` meaning it runs (poll for its result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cancel {
+    /// It was pending: it is cancelled and never runs (`204`; every later request of its
+    /// agent gets `410`).
+    Cancelled,
+    /// A poll is running it: too late to cancel, left running (`409`).
+    Running,
+    /// It had already ended, run or cancelled, and is left as it is (`410`).
+    Ended,
+    /// No record of it is live: never held, or its time is up (`404`, or `408` once the
+    /// time in its id has passed).
+    Missing,
 }
 
 /// Why the held-invocation store could not answer (the layer answers `503`).
@@ -324,8 +358,8 @@ pub enum HoldError {
         presenter: Presenter,
         /// The quota.
         quota: usize,
-        /// Seconds until the presenter's oldest open hold expires (a slot is free by then
-        /// at the latest).
+        /// Seconds until the presenter's oldest open hold ends (a slot is free by then at
+        /// the latest): its hold's expiry, or for a call running, its result's retention.
         retry_after: u64,
     },
     /// The store cannot answer.
@@ -387,12 +421,24 @@ pub trait HeldStore: Send + Sync {
         now: UnixTime,
     ) -> Result<Option<(Held, HeldState)>, HeldStoreError>;
 
-    /// Claims `id` for the auth token `jti` (atomically: one poll runs it).
+    /// Claims `id` for the auth token `jti` (atomically: one poll runs it), its result to be
+    /// kept until `keep_until` (the auth token's `exp`). A claimed record lives at least
+    /// until `keep_until`, whenever its hold expires, and counts in its presenters' quotas
+    /// until it is settled: a call that outlasts its hold is not swept while it runs, and
+    /// its result is kept as long as it would have been had it ended at once. What a run
+    /// keeps is bounded by `keep_until` (the layer passes a verified auth token's `exp`, at
+    /// most an hour ahead): a record still running then is swept, leaving a tombstone.
     ///
     /// # Errors
     ///
     /// [`HeldStoreError`].
-    async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError>;
+    async fn claim(
+        &self,
+        id: &str,
+        jti: &str,
+        keep_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<Claim, HeldStoreError>;
 
     /// Records the result for `jti`, kept until `keep_until`. A claim is never released:
     /// once an invocation has started it may have acted, so whatever ends it (its result,
@@ -413,17 +459,18 @@ pub trait HeldStore: Send + Sync {
     /// Settles `id` with `response` as [`HeldStore::finish`] does, but only while it is
     /// still running for `jti`, and from where nothing can wait: the drop of a poll that
     /// was running it (its client went away), so that the record does not stay running
-    /// until its hold expires. It must not block: a store that needs I/O starts the write
+    /// until its result's retention ends. It must not block: a store that needs I/O starts the write
     /// and returns (`RedisHeldStore` spawns it on the current Tokio runtime).
     fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime);
 
-    /// Cancels `id` if it is still open (pending or running); a settled record (its
-    /// result kept, or already cancelled) is left as it is.
+    /// Cancels `id` if it is still pending, atomically with reading its state, and says
+    /// what it found ([`Cancel`]). A running record is left running (its call may already
+    /// have acted), a settled one (its result kept, or already cancelled) as it is.
     ///
     /// # Errors
     ///
     /// [`HeldStoreError`].
-    async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError>;
+    async fn cancel(&self, id: &str, now: UnixTime) -> Result<Cancel, HeldStoreError>;
 }
 
 #[derive(Debug)]
@@ -500,7 +547,7 @@ impl State {
             if let Some(e) = self.entries.remove(&id) {
                 self.bytes = self.bytes.saturating_sub(e.size);
                 if e.state.is_open() {
-                    close(&mut self.by_person, &mut self.by_key, &id, &e.held);
+                    close(&mut self.by_person, &mut self.by_key, &id, &e);
                 }
                 if !matches!(e.state, HeldState::Pending) {
                     self.bury(id, &e.held, e.until, now);
@@ -534,14 +581,16 @@ impl State {
     }
 }
 
-/// Removes the open hold `id` from its presenters' quotas.
+/// Removes the open hold `id` (`e`) from its presenters' quotas, where it counts under its
+/// record's time (`e.until`: its hold's expiry, or once claimed its result's retention).
 fn close(
     by_person: &mut BTreeMap<(String, String), BTreeSet<Slot>>,
     by_key: &mut BTreeMap<String, BTreeSet<Slot>>,
     id: &str,
-    held: &Held,
+    e: &Entry,
 ) {
-    let slot = (held.expires, id.to_owned());
+    let held = &e.held;
+    let slot = (e.until, id.to_owned());
     let person = (held.ps.clone(), held.sub.clone());
     if let Some(open) = by_person.get_mut(&person) {
         open.remove(&slot);
@@ -557,6 +606,31 @@ fn close(
     }
 }
 
+/// Keeps the open record `id` (`e`) until `until` at least: its place in the expiry index
+/// and in its presenters' quotas moves with it (a running call counts as open until it is
+/// settled).
+fn extend(st: &mut State, id: &str, until: UnixTime) {
+    let Some(e) = st.entries.get_mut(id).filter(|e| e.until < until) else {
+        return;
+    };
+    let (old, new) = ((e.until, id.to_owned()), (until, id.to_owned()));
+    st.expiry.remove(&old);
+    st.expiry.insert(new.clone());
+    let person = (e.held.ps.clone(), e.held.sub.clone());
+    for open in [
+        st.by_person.get_mut(&person),
+        st.by_key.get_mut(&e.held.jkt),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if open.remove(&old) {
+            open.insert(new.clone());
+        }
+    }
+    e.until = until;
+}
+
 /// Settles an open hold: it leaves its presenters' quotas, and the request it carried is
 /// dropped (a settled hold needs only its owner).
 fn settle(
@@ -566,7 +640,7 @@ fn settle(
     e: &mut Entry,
 ) {
     if e.state.is_open() {
-        close(by_person, by_key, id, &e.held);
+        close(by_person, by_key, id, e);
         e.held.headers = HeaderMap::new();
         e.held.body = Bytes::new();
     }
@@ -790,22 +864,31 @@ impl HeldStore for MemoryHeldStore {
             .map(|t| (Held::tombstone(&t.jkt, &t.prefix), HeldState::Gone)))
     }
 
-    async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError> {
-        let mut st = lock(&self.state);
+    async fn claim(
+        &self,
+        id: &str,
+        jti: &str,
+        keep_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<Claim, HeldStoreError> {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
         st.sweep(now);
         let Some(e) = st.entries.get_mut(id).filter(|e| e.until > now) else {
             return Ok(Claim::Settled(HeldState::Cancelled));
         };
-        Ok(match &e.state {
+        match &e.state {
             HeldState::Pending => {
                 e.state = HeldState::Running {
                     jti: jti.to_owned(),
                 };
-                Claim::Run
             }
-            HeldState::Running { .. } => Claim::Busy,
-            other => Claim::Settled(other.clone()),
-        })
+            HeldState::Running { .. } => return Ok(Claim::Busy),
+            other => return Ok(Claim::Settled(other.clone())),
+        }
+        // Kept while it runs, whenever its hold expires, until its result would go.
+        extend(st, id, keep_until);
+        Ok(Claim::Run)
     }
 
     async fn finish(
@@ -823,7 +906,7 @@ impl HeldStore for MemoryHeldStore {
         self.done(id, jti, response, keep_until, true);
     }
 
-    async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError> {
+    async fn cancel(&self, id: &str, now: UnixTime) -> Result<Cancel, HeldStoreError> {
         let mut guard = lock(&self.state);
         guard.sweep(now);
         let State {
@@ -831,14 +914,27 @@ impl HeldStore for MemoryHeldStore {
             by_person,
             by_key,
             bytes,
+            tombs,
             ..
         } = &mut *guard;
-        if let Some(e) = entries.get_mut(id).filter(|e| e.state.is_open()) {
-            settle(by_person, by_key, id, e);
-            e.state = HeldState::Cancelled;
-            recount(bytes, e);
-        }
-        Ok(())
+        let Some(e) = entries.get_mut(id).filter(|e| e.until > now) else {
+            // A tombstone is a record that ended (the sweep left only live ones).
+            return Ok(if tombs.contains_key(id) {
+                Cancel::Ended
+            } else {
+                Cancel::Missing
+            });
+        };
+        Ok(match e.state {
+            HeldState::Pending => {
+                settle(by_person, by_key, id, e);
+                e.state = HeldState::Cancelled;
+                recount(bytes, e);
+                Cancel::Cancelled
+            }
+            HeldState::Running { .. } => Cancel::Running,
+            _ => Cancel::Ended,
+        })
     }
 }
 
@@ -901,7 +997,9 @@ impl DeferredAuth {
         self
     }
 
-    /// How long an unanswered hold lasts (whole seconds).
+    /// How long an unanswered hold lasts (whole seconds). A call a poll starts before then
+    /// is kept, however long it runs, until its result's retention ends (the auth token's
+    /// `exp`, [`HeldStore::claim`]).
     #[must_use]
     pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
         self.ttl = ttl.as_secs();

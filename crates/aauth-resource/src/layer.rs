@@ -18,7 +18,8 @@ use aauth_signing::{BodyHint, KeyIdentity, VerifiedRequest};
 use aauth_tokens::BoundToken;
 
 use crate::deferred::{
-    Claim, DeferredAuth, Held, HeldState, HoldError, StoredResponse, pending_response, problem,
+    Cancel, Claim, DeferredAuth, Held, HeldState, HoldError, StoredResponse, pending_response,
+    problem,
 };
 use crate::gate::{Gated, Outcome};
 use crate::{Admitted, Refusal, Route};
@@ -539,11 +540,45 @@ fn ended() -> Response<Bytes> {
     )
 }
 
+/// `409` for a `DELETE` of a call a poll is already running ([`Cancel::Running`]): it may
+/// have acted, so it is not cancelled; it runs to its end and its result is kept for the
+/// auth token it runs for. The draft names no code for this (its §Polling Error Codes have
+/// none that fits): `invalid_request`, as the Person Server answers its own conflicts.
+fn too_late_to_cancel() -> Response<Bytes> {
+    problem(
+        StatusCode::CONFLICT,
+        "invalid_request",
+        "this held request is already running and can no longer be cancelled; it runs to \
+         its end, and its result is kept for the auth token it runs for: poll with that \
+         token for it",
+    )
+}
+
+/// The answer for a pending id with no record of it the agent may see: draft -11 §Polling
+/// Error Codes, `408 expired` once the time in its id has passed (the agent may start
+/// afresh), whoever asks; `404` before.
+fn absent(id: &str, now: UnixTime) -> Response<Bytes> {
+    if DeferredAuth::expired_id(id, now) {
+        problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "expired",
+            "this pending request expired before an auth token came",
+        )
+    } else {
+        problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such pending request",
+        )
+    }
+}
+
 /// The pending request `id` as the agent of a verified poll (`request`) may see it: the
-/// request its own, the method `GET` (a `DELETE` cancels it here). `Err` is the answer when
-/// there is nothing more to do: for the agent whose request it is, `410` once it has ended
-/// (draft -11 §Pending URL Security), whatever the method or the token; only a `GET` of a
-/// call that has run goes on, to [`replayable`].
+/// request its own, the method `GET` (a `DELETE` is answered here: cancelled if still
+/// pending, [`Cancel`]). `Err` is the answer when there is nothing more to do: for the
+/// agent whose request it is, `410` once it has ended (draft -11 §Pending URL Security),
+/// whatever the method or the token; only a `GET` of a call that has run goes on, to
+/// [`replayable`].
 async fn pollable(
     d: &DeferredAuth,
     id: &str,
@@ -557,22 +592,7 @@ async fn pollable(
         // it was held by (layers sharing a store do not run each other's calls); anyone
         // else learns nothing.
         Ok(Some((h, s))) if h.jkt == thumbprint.as_str() && h.prefix == d.prefix => (h, s),
-        // Draft -11 §Polling Error Codes: one that expired is `408 expired` (the agent
-        // may start afresh), whoever asks; the time is in its id.
-        Ok(_) if DeferredAuth::expired_id(id, now) => {
-            return Err(problem(
-                StatusCode::REQUEST_TIMEOUT,
-                "expired",
-                "this pending request expired before an auth token came",
-            ));
-        }
-        Ok(_) => {
-            return Err(problem(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such pending request",
-            ));
-        }
+        Ok(_) => return Err(absent(id, now)),
         Err(e) => return Err(unavailable(&e.reason)),
     };
     // Ended: `410`, before the token gate (which would answer a person token with a fresh
@@ -583,13 +603,18 @@ async fn pollable(
         return Err(ended());
     }
     if parts.method == Method::DELETE {
-        // Answered here, an `Err` only in the sense of "nothing more to do".
+        // Answered here, an `Err` only in the sense of "nothing more to do". What the
+        // store found when it cancelled (in one step) decides: the state read above may
+        // have changed since (a poll claimed it, or its time ran out).
         return Err(match d.store.cancel(id, now).await {
-            Ok(()) => {
+            Ok(Cancel::Cancelled) => {
                 let mut r = Response::new(Bytes::new());
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
+            Ok(Cancel::Running) => too_late_to_cancel(),
+            Ok(Cancel::Ended) => ended(),
+            Ok(Cancel::Missing) => absent(id, now),
             Err(e) => unavailable(&e.reason),
         });
     }
@@ -714,7 +739,7 @@ where
         Ok(t) => t,
         Err(r) => return answer(*r),
     };
-    let settled = match d.store.claim(id, &jti, now).await {
+    let settled = match d.store.claim(id, &jti, UnixTime(exp), now).await {
         Ok(c) => c,
         Err(e) => return answer(unavailable(&e.reason)),
     };

@@ -65,9 +65,9 @@ pub use aauth_signing::{
 #[cfg(feature = "axum")]
 pub use axum::{Authorization, CallingAgent, NotAdmitted, Person};
 pub use deferred::{
-    Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY, DEFAULT_MAX_HELD_RESULT,
-    DEFAULT_TOMBSTONE_TTL, DEFAULT_TOMBSTONES, DeferredAuth, Held, HeldState, HeldStore,
-    HeldStoreError, HoldError, MemoryHeldStore, Presenter, StoredResponse,
+    Cancel, Claim, DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_MAX_HELD_BODY,
+    DEFAULT_MAX_HELD_RESULT, DEFAULT_TOMBSTONE_TTL, DEFAULT_TOMBSTONES, DeferredAuth, Held,
+    HeldState, HeldStore, HeldStoreError, HoldError, MemoryHeldStore, Presenter, StoredResponse,
 };
 pub use gate::{Access, Admitted, Refusal, Resource, Route, RoutePolicy};
 pub use layer::{AAuthLayer, AAuthService, DEFAULT_MAX_BODY};

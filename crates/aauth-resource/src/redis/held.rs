@@ -16,7 +16,7 @@ use crate::deferred::{
     DEFAULT_HELD_BYTES, DEFAULT_HOLD_QUOTA, DEFAULT_TOMBSTONE_TTL, DEFAULT_TOMBSTONES,
 };
 use crate::{
-    Claim, Held, HeldState, HeldStore, HeldStoreError, HoldError, Presenter, StoredResponse,
+    Cancel, Claim, Held, HeldState, HeldStore, HeldStoreError, HoldError, Presenter, StoredResponse,
 };
 
 /// The store's name in metrics and errors.
@@ -176,8 +176,11 @@ return out
     )
 });
 
-/// `ARGV`: the common three, now, id, jti. Answers `{'RUN'}`, `{'BUSY'}`, or the settled
-/// state and its kept result (`{'C'}` for no live record).
+/// `ARGV`: the common three, now, id, jti, until when its result is kept, milliseconds
+/// for Redis to keep it. Answers `{'RUN'}`, `{'BUSY'}`, or the settled state and its kept
+/// result (`{'C'}` for no live record). A claimed record lives at least until its result
+/// would go, in the record index and in its presenters' quotas alike (a running call is
+/// open until settled), whenever its hold expires.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -188,6 +191,20 @@ if not live(id, now) then return {'C'} end
 local state = redis.call('HGET', KEYS[4], id)
 if state == 'P' then
   redis.call('HSET', KEYS[4], id, 'R:' .. ARGV[6])
+  local untl = tonumber(ARGV[7])
+  if untl > tonumber(redis.call('ZSCORE', KEYS[1], id)) then
+    local ms = tonumber(ARGV[8])
+    redis.call('ZADD', KEYS[1], untl, id)
+    local q = redis.call('HGET', KEYS[8], id)
+    if q then
+      local nl = string.find(q, '\n', 1, true)
+      for _, open in ipairs({string.sub(q, 1, nl - 1), string.sub(q, nl + 1)}) do
+        redis.call('ZADD', open, 'XX', untl, id)
+        keep(open, ms)
+      end
+    end
+    keepall(ms, 1)
+  end
   return {'RUN'}
 end
 if string.sub(state, 1, 2) == 'R:' then return {'BUSY'} end
@@ -221,16 +238,24 @@ return 1
     )
 });
 
-/// `ARGV`: the common three, now, id. Answers 1; only an open record (pending or
-/// running) is cancelled.
+/// `ARGV`: the common three, now, id. Only a pending record is cancelled. Answers 1 when
+/// it was (cancelled now), 2 for a running one (left running), 3 for one that had ended
+/// (run, cancelled, or a tombstone), 0 for no live record.
 static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local now = tonumber(ARGV[4])
 local id = ARGV[5]
 tick(now)
+if not live(id, now) then
+  local untl = redis.call('ZSCORE', KEYS[11], id)
+  if untl and tonumber(untl) > now then return 3 end
+  return 0
+end
 local state = redis.call('HGET', KEYS[4], id)
-if not state or not (state == 'P' or string.sub(state, 1, 2) == 'R:') then return 1 end
+if not state then return 0 end
+if string.sub(state, 1, 2) == 'R:' then return 2 end
+if state ~= 'P' then return 3 end
 unquota(id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('HDEL', KEYS[5], id)
@@ -481,9 +506,19 @@ impl HeldStore for RedisHeldStore {
         Ok(Some((held, decode_state(&state, &response)?)))
     }
 
-    async fn claim(&self, id: &str, jti: &str, now: UnixTime) -> Result<Claim, HeldStoreError> {
+    async fn claim(
+        &self,
+        id: &str,
+        jti: &str,
+        keep_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<Claim, HeldStoreError> {
         let mut call = self.call(&CLAIM);
-        call.arg(now.as_secs()).arg(id).arg(jti);
+        call.arg(now.as_secs())
+            .arg(id)
+            .arg(jti)
+            .arg(keep_until.as_secs())
+            .arg(keep_ms(keep_until.as_secs(), now.as_secs()));
         let answer: Vec<Vec<u8>> = self.run(&call).await?;
         match answer.as_slice() {
             [run] if run == b"RUN" => Ok(Claim::Run),
@@ -508,22 +543,28 @@ impl HeldStore for RedisHeldStore {
 
     fn abandon(&self, id: &str, jti: &str, response: StoredResponse, keep_until: UnixTime) {
         // Nothing can wait here (a dropped poll): the write runs as a task of its own. With
-        // no runtime to run it on, the record stays running until its hold expires.
+        // no runtime to run it on, the record stays running until `keep_until`.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let (store, id, jti) = (self.clone(), id.to_owned(), jti.to_owned());
         drop(runtime.spawn(async move {
-            // Best effort: a Redis that cannot answer leaves the record running until its
-            // hold expires, as before.
+            // Best effort: a Redis that cannot answer leaves the record running until
+            // `keep_until`, when it is swept (a tombstone then answers `410`).
             let _settled = store.settle(&id, &jti, &response, keep_until, true).await;
         }));
     }
 
-    async fn cancel(&self, id: &str, now: UnixTime) -> Result<(), HeldStoreError> {
+    async fn cancel(&self, id: &str, now: UnixTime) -> Result<Cancel, HeldStoreError> {
         let mut call = self.call(&CANCEL);
         call.arg(now.as_secs()).arg(id);
-        self.run::<i64>(&call).await.map(drop)
+        match self.run::<i64>(&call).await? {
+            1 => Ok(Cancel::Cancelled),
+            2 => Ok(Cancel::Running),
+            3 => Ok(Cancel::Ended),
+            0 => Ok(Cancel::Missing),
+            _ => Err(unreadable("cancellation")),
+        }
     }
 }
 

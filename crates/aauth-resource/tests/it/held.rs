@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use aauth_keys::time::UnixTime;
 use aauth_metadata::store::redis::Redis;
+use aauth_metadata::store::redis::client::Cmd;
 use aauth_resource::{
-    Claim, Held, HeldState, HeldStore, HoldError, MemoryHeldStore, Presenter, RedisHeldStore,
-    StoredResponse,
+    Cancel, Claim, Held, HeldState, HeldStore, HoldError, MemoryHeldStore, Presenter,
+    RedisHeldStore, StoredResponse,
 };
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -166,7 +167,10 @@ async fn a_settled_hold_keeps_its_owner_and_result_not_its_request(store: &dyn C
         .unwrap();
     let before = store.bytes().await;
     assert!(matches!(
-        store.claim("a", "jti-1", NOW).await.unwrap(),
+        store
+            .claim("a", "jti-1", NOW.plus(3600), NOW)
+            .await
+            .unwrap(),
         Claim::Run
     ));
     let result = StoredResponse::new(StatusCode::CREATED, HeaderMap::new(), Bytes::from("ok"));
@@ -231,7 +235,7 @@ async fn a_run_is_settled_by_its_claimant_and_never_released(store: &dyn Counted
             .await
             .unwrap();
         assert!(matches!(
-            store.claim(id, "jti-1", NOW).await.unwrap(),
+            store.claim(id, "jti-1", NOW.plus(3600), NOW).await.unwrap(),
             Claim::Run
         ));
     }
@@ -254,7 +258,7 @@ async fn a_run_is_settled_by_its_claimant_and_never_released(store: &dyn Counted
     // Settled: no poll runs it again, whatever its token.
     for jti in ["jti-1", "jti-2"] {
         assert!(matches!(
-            store.claim("a", jti, NOW).await.unwrap(),
+            store.claim("a", jti, NOW.plus(3600), NOW).await.unwrap(),
             Claim::Settled(HeldState::Done { .. })
         ));
     }
@@ -315,7 +319,10 @@ async fn a_hold_keeps_the_prefix_it_was_held_under(store: &dyn Counted) {
     let (h, _) = store.get("b", NOW).await.unwrap().unwrap();
     assert_eq!(h.prefix, "");
     assert!(matches!(
-        store.claim("a", "jti-1", NOW).await.unwrap(),
+        store
+            .claim("a", "jti-1", NOW.plus(3600), NOW)
+            .await
+            .unwrap(),
         Claim::Run
     ));
     store
@@ -383,7 +390,7 @@ async fn settled_records_leave_bounded_tombstones(store: &dyn Counted) {
     }
     for (id, keep) in [("d", 100), ("d2", 200)] {
         assert!(matches!(
-            store.claim(id, "jti-1", NOW).await.unwrap(),
+            store.claim(id, "jti-1", NOW.plus(keep), NOW).await.unwrap(),
             Claim::Run
         ));
         store
@@ -396,13 +403,15 @@ async fn settled_records_leave_bounded_tombstones(store: &dyn Counted) {
             .await
             .unwrap();
     }
-    store.cancel("c", NOW).await.unwrap();
+    assert_eq!(store.cancel("c", NOW).await.unwrap(), Cancel::Cancelled);
+    // Its result would be kept until +55: still running then, it is swept, leaving a
+    // tombstone.
     assert!(matches!(
-        store.claim("r", "jti-1", NOW).await.unwrap(),
+        store.claim("r", "jti-1", NOW.plus(55), NOW).await.unwrap(),
         Claim::Run
     ));
     // A cancel does not touch a result kept (it would drop the replay).
-    store.cancel("d", NOW).await.unwrap();
+    assert_eq!(store.cancel("d", NOW).await.unwrap(), Cancel::Ended);
     let (_, state) = store.get("d", NOW).await.unwrap().unwrap();
     assert!(matches!(state, HeldState::Done { .. }), "{state:?}");
 
@@ -411,8 +420,8 @@ async fn settled_records_leave_bounded_tombstones(store: &dyn Counted) {
         Some((_, state)) => panic!("{state:?}"),
         None => false,
     };
-    // Past the holds' time: the pending one leaves nothing, the cancelled and the
-    // running ones a tombstone; the results are still kept.
+    // Past the holds' time (and r's result's): the pending one leaves nothing, the
+    // cancelled and the running ones a tombstone; the results are still kept.
     let t = NOW.plus(60);
     assert!(store.get("p", t).await.unwrap().is_none());
     assert!(gone(store.get("c", t).await.unwrap()));
@@ -432,6 +441,126 @@ async fn settled_records_leave_bounded_tombstones(store: &dyn Counted) {
     // Tombstones are not records: neither counted nor in the budget.
     assert!(store.is_empty().await);
     assert_eq!(store.bytes().await, 0);
+}
+
+both_stores!(
+    a_running_call_outlives_its_hold,
+    a_running_call_outlives_its_hold_in_memory,
+    a_running_call_outlives_its_hold_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(100).quota(1),
+        |r: Redis| RedisHeldStore::new(r, 100).quota(1)
+    )
+);
+
+/// A call claimed before its hold expires is kept while it runs, past the hold's time,
+/// until its result would go (the claim's `keep_until`, the auth token's `exp`): neither
+/// swept nor buried at the hold's expiry, still open in its presenters' quotas, left
+/// running by a cancel, and its result, however late, kept and read back. A claim never
+/// shortens a record.
+async fn a_running_call_outlives_its_hold(store: &dyn Counted) {
+    store
+        .hold("a", held(10, 1, "k", "p", NOW.plus(10)), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.claim("a", "jti-1", NOW.plus(100), NOW).await.unwrap(),
+        Claim::Run
+    ));
+    let t = NOW.plus(50);
+    let (_, state) = store.get("a", t).await.unwrap().unwrap();
+    assert!(
+        matches!(&state, HeldState::Running { jti } if jti == "jti-1"),
+        "{state:?}"
+    );
+    assert_eq!(store.len().await, 1);
+    // Open until settled: the person's quota of one is taken until its result would go.
+    let b = || held(10, 1, "k2", "p", NOW.plus(200));
+    assert_eq!(
+        store.hold("b", b(), t).await.unwrap_err(),
+        HoldError::QuotaExceeded {
+            presenter: Presenter::Person,
+            quota: 1,
+            retry_after: 50
+        }
+    );
+    assert_eq!(store.cancel("a", t).await.unwrap(), Cancel::Running);
+    // Its result, come past the hold's time, is kept and read back until it goes.
+    store
+        .finish(
+            "a",
+            "jti-1",
+            answer(StatusCode::CREATED, "late"),
+            NOW.plus(100),
+        )
+        .await
+        .unwrap();
+    let (_, state) = store.get("a", NOW.plus(99)).await.unwrap().unwrap();
+    let HeldState::Done { jti, response } = state else {
+        panic!("{state:?}");
+    };
+    assert_eq!(
+        (jti.as_str(), response.status, &response.body[..]),
+        ("jti-1", StatusCode::CREATED, &b"late"[..])
+    );
+    store.hold("b", b(), NOW.plus(99)).await.unwrap();
+    let (_, state) = store.get("a", NOW.plus(100)).await.unwrap().unwrap();
+    assert!(matches!(state, HeldState::Gone), "{state:?}");
+    // A claim whose result would go before its hold expires leaves the hold's time.
+    store
+        .hold("c", held(10, 1, "k3", "q", NOW.plus(300)), NOW.plus(100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .claim("c", "jti-2", NOW.plus(150), NOW.plus(100))
+            .await
+            .unwrap(),
+        Claim::Run
+    ));
+    let (_, state) = store.get("c", NOW.plus(299)).await.unwrap().unwrap();
+    assert!(matches!(state, HeldState::Running { .. }), "{state:?}");
+}
+
+/// Redis keeps a claimed record's keys (Redis's own expiry, on its clock) until its
+/// result would go, not only for its hold's time: else a call outlasting its hold would
+/// find its record dropped by Redis, whatever the callers' clocks say.
+#[tokio::test]
+async fn a_redis_running_call_keeps_its_keys_until_its_result_would_go() {
+    let Some(r) = redis("a_redis_running_call_keeps_its_keys_until_its_result_would_go").await
+    else {
+        return;
+    };
+    let store = RedisHeldStore::new(r.clone(), 100);
+    store
+        .hold("a", held(10, 1, "k", "p", NOW.plus(10)), NOW)
+        .await
+        .unwrap();
+    let pttl = async |key: String| -> i64 { r.query("test", &Cmd::pttl(&key)).await.unwrap() };
+    let person = r.key(&[
+        "held",
+        "p",
+        &aauth_keys::digest::s256(b"https://ps.example\0p"),
+    ]);
+    let agent_key = r.key(&["held", "k", &aauth_keys::digest::s256(b"k")]);
+    let parts = ["exp", "meta", "req", "state", "size", "bare", "quota"];
+    let mut keys: Vec<String> = parts.iter().map(|p| r.key(&["held", p])).collect();
+    keys.extend([person, agent_key]);
+    for key in &keys {
+        let ms = pttl(key.clone()).await;
+        assert!((1..=15_000).contains(&ms), "{key}: {ms}");
+    }
+    assert!(matches!(
+        store
+            .claim("a", "jti-1", NOW.plus(3000), NOW)
+            .await
+            .unwrap(),
+        Claim::Run
+    ));
+    for key in &keys {
+        let ms = pttl(key.clone()).await;
+        assert!(ms > 2_990_000, "{key}: {ms}");
+    }
 }
 
 /// One step of a client of the store.
@@ -563,10 +692,16 @@ async fn follow_the_model(
             }
             Op::Cancel(i) => {
                 if i >= model.len() {
-                    store.cancel("none", now).await.unwrap();
+                    prop_assert_eq!(store.cancel("none", now).await.unwrap(), Cancel::Missing);
                 }
                 if let Some(r) = model.get_mut(i) {
-                    store.cancel(&r.id, now).await.unwrap();
+                    // Nothing is claimed here: an open record is pending.
+                    let expected = if r.open {
+                        Cancel::Cancelled
+                    } else {
+                        Cancel::Ended
+                    };
+                    prop_assert_eq!(store.cancel(&r.id, now).await.unwrap(), expected);
                     if r.open {
                         r.open = false;
                         let mut stripped = held(

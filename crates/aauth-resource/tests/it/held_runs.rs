@@ -36,6 +36,9 @@ pub(crate) enum Act {
     Hang,
     /// Answers `200` with a body of this many bytes.
     Answer(usize),
+    /// Answers `200` with a body of this many bytes once the test releases it
+    /// ([`Inner::release`]).
+    AnswerWhenReleased(usize),
 }
 
 /// A service behind the layer doing its `act`, counting its calls.
@@ -44,6 +47,7 @@ pub(crate) struct Inner {
     act: Act,
     calls: Arc<AtomicUsize>,
     started: Arc<tokio::sync::Notify>,
+    released: Arc<tokio::sync::Notify>,
 }
 
 impl Inner {
@@ -52,11 +56,22 @@ impl Inner {
             act,
             calls: Arc::default(),
             started: Arc::default(),
+            released: Arc::default(),
         }
     }
 
     pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Until a call has started (one that hangs or waits to be released).
+    pub(crate) async fn started(&self) {
+        self.started.notified().await;
+    }
+
+    /// Lets a call waiting to be released answer.
+    pub(crate) fn release(&self) {
+        self.released.notify_one();
     }
 }
 
@@ -101,6 +116,7 @@ impl Service<Request<Full<Bytes>>> for Inner {
     fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let (act, started) = (self.act, Arc::clone(&self.started));
+        let released = Arc::clone(&self.released);
         Box::pin(async move {
             match act {
                 Act::Fail => Err(std::io::Error::other("the upstream refused the connection")),
@@ -110,6 +126,11 @@ impl Service<Request<Full<Bytes>>> for Inner {
                     std::future::pending().await
                 }
                 Act::Answer(n) => Ok(Response::new(Flaky::from(Bytes::from(vec![b'r'; n])))),
+                Act::AnswerWhenReleased(n) => {
+                    started.notify_one();
+                    released.notified().await;
+                    Ok(Response::new(Flaky::from(Bytes::from(vec![b'r'; n]))))
+                }
             }
         })
     }

@@ -34,6 +34,7 @@ use tower_service::Service;
 
 mod deferred;
 mod held;
+mod held_running;
 mod held_runs;
 mod instances;
 mod modes;
