@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
-/// Seconds an agent waits before retrying when the store could not answer.
+/// Seconds an agent waits before retrying when the store (or this server) could not
+/// answer.
 const STORE_RETRY: &str = "2";
 
 /// Why the Access Server refused a token request.
@@ -38,6 +39,12 @@ pub enum AsError {
     /// `invalid_agent_token`).
     #[error("invalid_request: agent_token: {0}")]
     InvalidAgentToken(String),
+    /// The agent token in the body expired: `invalid_request` (400; -11 removed
+    /// `expired_agent_token`, draft issue #199). Kept apart from
+    /// [`AsError::InvalidAgentToken`] so that a poll tells it `expired`
+    /// ([`AsError::polled`]).
+    #[error("invalid_request: agent_token: expired")]
+    ExpiredAgentToken,
     /// The sub-agent token failed a check: `invalid_subagent_token` (400).
     #[error("invalid_subagent_token: {0}")]
     InvalidSubagentToken(String),
@@ -71,7 +78,13 @@ pub enum AsError {
     /// instead ([`AsError::RevokedResourceToken`], [`AsError::RevokedPresentedToken`],
     /// [`AsError::RevokedUpstreamToken`]).
     #[error("revoked: the {0} this request depends on was revoked")]
-    Revoked(RevokedToken),
+    Revoked(TokenParameter),
+    /// A token a waiting request depends on expired while it waited: `expired` (408;
+    /// draft -11 §11.9.4 Polling Error Codes; §10.1.1 for an upstream token), the
+    /// answer of its pending URL, its `detail` naming the token. The token endpoint
+    /// answers the token's own code instead ([`AsError::ExpiredResourceToken`], …).
+    #[error("expired: the {0} this request depends on expired while it waited")]
+    Expired(TokenParameter),
     /// A waiting request polled after it expired: `expired` (408; draft -11 §Polling
     /// Error Codes). The Person Server may start a fresh request.
     #[error("expired: the request was not completed in time")]
@@ -92,6 +105,12 @@ pub enum AsError {
     /// only the kind of failure in the body.
     #[error("server_error: {0}")]
     Internal(#[from] aauth_metadata::serve::InternalError),
+    /// This server cannot take a waiting request's next step now, and keeps the request
+    /// as it was (no interaction code of its own could be drawn for it: the random
+    /// source repeats itself): `temporarily_unavailable` (503 with `Retry-After`, so
+    /// that the Person Server polls again rather than give the request up).
+    #[error("temporarily_unavailable: {0}")]
+    Unavailable(String),
     /// The store could not answer: `temporarily_unavailable` (503 with `Retry-After`,
     /// so that the agent retries) when the failure may pass (the database unreachable or
     /// busy), `server_error` (500) when a record does not read back. The response says
@@ -109,49 +128,105 @@ pub enum AsError {
     },
 }
 
-/// Which token a waiting request depends on was revoked ([`AsError::Revoked`]).
+/// A token a token request carries, by its parameter: which one a waiting request
+/// depends on was revoked ([`AsError::Revoked`]) or expired ([`AsError::Expired`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RevokedToken {
-    /// The `resource_token` (its resource revoked it).
+pub enum TokenParameter {
+    /// The `resource_token` (its resource revoked it, or it expired).
     Resource,
     /// The `presented_token` (its Person Server revoked it, or the auth token it was
-    /// stepped up from was revoked).
+    /// stepped up from was revoked; or it expired).
     Presented,
+    /// The `agent_token` (it expired).
+    Agent,
+    /// The `subagent_token` (it expired).
+    Subagent,
     /// The `upstream_token`.
     Upstream,
 }
 
-impl RevokedToken {
+impl TokenParameter {
     /// The request parameter that carried it.
     #[must_use]
     pub fn parameter(self) -> &'static str {
         match self {
             Self::Resource => "resource_token",
             Self::Presented => "presented_token",
+            Self::Agent => "agent_token",
+            Self::Subagent => "subagent_token",
             Self::Upstream => "upstream_token",
         }
     }
 }
 
-impl std::fmt::Display for RevokedToken {
+impl std::fmt::Display for TokenParameter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.parameter())
     }
 }
 
 impl AsError {
-    /// This refusal as the answer of a waiting request's pending URL: a revoked token
-    /// the request depends on is `403 revoked` there (draft -11 §11.9.4 Polling Error
-    /// Codes), not the token endpoint's `revoked_<parameter>` code; any other refusal
-    /// is unchanged.
+    /// This refusal as the answer of a waiting request's pending URL, which carries only
+    /// the polling codes (draft -11 §11.9.4 Polling Error Codes: `denied`, `abandoned`,
+    /// `expired`, `invalid_code`, `revoked`, `slow_down`, `server_error`), never the
+    /// token endpoint's, whose parameters a poll does not send. The request's tokens
+    /// were checked when it came; decided again, one that fails now failed while it
+    /// waited:
+    /// - revoked: `403 revoked`, naming the token;
+    /// - expired: `408 expired`, naming the token (§10.1.1: a pending request whose
+    ///   upstream token expires ends with `expired`);
+    /// - no longer passing its other checks (its issuer withdrew the key it was signed
+    ///   with, or this server stopped serving its resource): `403 denied`, naming the
+    ///   token and the check;
+    /// - a request kept here that no longer reads as one, or a token dated ahead of this
+    ///   server's clock (which went back since): this server's failure, `500
+    ///   server_error`.
+    ///
+    /// Every other refusal is one a poll may carry already, and is unchanged.
     #[must_use]
     pub fn polled(self) -> Self {
+        let denied = |token: TokenParameter, why: String| {
+            Self::Denied(format!(
+                "the {token} this request depends on no longer passes its checks: {why}"
+            ))
+        };
         match self {
-            Self::RevokedResourceToken => Self::Revoked(RevokedToken::Resource),
-            Self::RevokedPresentedToken => Self::Revoked(RevokedToken::Presented),
-            Self::RevokedUpstreamToken => Self::Revoked(RevokedToken::Upstream),
-            other => other,
+            Self::RevokedResourceToken => Self::Revoked(TokenParameter::Resource),
+            Self::RevokedPresentedToken => Self::Revoked(TokenParameter::Presented),
+            Self::RevokedUpstreamToken => Self::Revoked(TokenParameter::Upstream),
+            Self::ExpiredResourceToken => Self::Expired(TokenParameter::Resource),
+            Self::ExpiredPresentedToken => Self::Expired(TokenParameter::Presented),
+            Self::ExpiredAgentToken => Self::Expired(TokenParameter::Agent),
+            Self::ExpiredSubagentToken => Self::Expired(TokenParameter::Subagent),
+            Self::ExpiredUpstreamToken => Self::Expired(TokenParameter::Upstream),
+            Self::InvalidResourceToken(why) => denied(TokenParameter::Resource, why),
+            Self::InvalidPresentedToken(why) => denied(TokenParameter::Presented, why),
+            Self::InvalidAgentToken(why) => denied(TokenParameter::Agent, why),
+            Self::InvalidSubagentToken(why) => denied(TokenParameter::Subagent, why),
+            Self::InvalidUpstreamToken(why) => denied(TokenParameter::Upstream, why),
+            Self::InvalidRequest(why) => {
+                aauth_metadata::serve::InternalError::unreadable("waiting request", why).into()
+            }
+            Self::ClockSkew { iat, now } => aauth_metadata::serve::InternalError::produce(
+                "the decision on a waiting request",
+                format!("a token it carries is dated {iat}, ahead of this server's clock ({now})"),
+            )
+            .into(),
+            // Polling codes already (`429 rate_limited` and `503` are this server's
+            // failures a later poll may get past; a poll's own rate limit is answered
+            // `slow_down` before it is decided).
+            Self::Untrusted(_)
+            | Self::Denied(_)
+            | Self::Revoked(_)
+            | Self::Expired(_)
+            | Self::RequestExpired
+            | Self::RequestEnded
+            | Self::InteractionFailed
+            | Self::Internal(_)
+            | Self::Unavailable(_)
+            | Self::Store(_)
+            | Self::RateLimited { .. } => self,
         }
     }
 
@@ -159,7 +234,9 @@ impl AsError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::InvalidAgentToken(_) => "invalid_request",
+            Self::InvalidRequest(_) | Self::InvalidAgentToken(_) | Self::ExpiredAgentToken => {
+                "invalid_request"
+            }
             Self::Untrusted(_) | Self::Denied(_) => "denied",
             Self::Revoked(_) => "revoked",
             Self::InvalidResourceToken(_) => "invalid_resource_token",
@@ -174,8 +251,9 @@ impl AsError {
             Self::ExpiredSubagentToken => "expired_subagent_token",
             Self::ExpiredUpstreamToken => "expired_upstream_token",
             Self::ClockSkew { .. } => "clock_skew",
-            Self::RequestExpired => "expired",
+            Self::Expired(_) | Self::RequestExpired => "expired",
             Self::RequestEnded | Self::InteractionFailed => "invalid_code",
+            Self::Unavailable(_) => "temporarily_unavailable",
             Self::Store(e) if e.is_transient() => "temporarily_unavailable",
             Self::Internal(_) | Self::Store(_) => "server_error",
             Self::RateLimited { .. } => "rate_limited",
@@ -189,7 +267,10 @@ impl AsError {
     #[must_use]
     pub fn ends_request(&self) -> bool {
         match self {
-            Self::Internal(_) | Self::Store(_) | Self::RateLimited { .. } => false,
+            Self::Internal(_)
+            | Self::Unavailable(_)
+            | Self::Store(_)
+            | Self::RateLimited { .. } => false,
             Self::InvalidRequest(_)
             | Self::Untrusted(_)
             | Self::InvalidResourceToken(_)
@@ -199,6 +280,7 @@ impl AsError {
             | Self::RevokedPresentedToken
             | Self::RevokedResourceToken
             | Self::InvalidAgentToken(_)
+            | Self::ExpiredAgentToken
             | Self::InvalidSubagentToken(_)
             | Self::InvalidUpstreamToken(_)
             | Self::RevokedUpstreamToken
@@ -207,6 +289,7 @@ impl AsError {
             | Self::ClockSkew { .. }
             | Self::Denied(_)
             | Self::Revoked(_)
+            | Self::Expired(_)
             | Self::RequestExpired
             | Self::RequestEnded
             | Self::InteractionFailed => true,
@@ -224,10 +307,11 @@ impl AsError {
             | Self::RevokedResourceToken
             | Self::RevokedUpstreamToken => StatusCode::FORBIDDEN,
             // The store will likely answer again: the agent backs off and retries.
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::RequestExpired => StatusCode::REQUEST_TIMEOUT,
+            Self::Expired(_) | Self::RequestExpired => StatusCode::REQUEST_TIMEOUT,
             Self::RequestEnded | Self::InteractionFailed => StatusCode::GONE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -237,7 +321,7 @@ impl AsError {
     #[must_use]
     pub fn into_http_response(self) -> http::Response<Bytes> {
         let status = self.status();
-        if let Self::Internal(_) | Self::Store(_) = &self {
+        if let Self::Internal(_) | Self::Unavailable(_) | Self::Store(_) = &self {
             aauth_metadata::serve::report_failure(&self);
         }
         let body = serde_json::json!({

@@ -49,7 +49,7 @@ mod server;
 mod sqlite;
 mod store;
 
-pub use error::{AsError, RevokedToken};
+pub use error::{AsError, TokenParameter};
 pub use people::PeopleAuthenticator;
 pub use policy::{AccessDecision, AccessPolicy, AccessRequest, GrantTrusted, TrustByInteraction};
 #[cfg(feature = "postgres")]

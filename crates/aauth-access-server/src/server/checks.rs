@@ -198,8 +198,10 @@ impl AccessServer {
             self.issuer_keys.as_ref(),
         )
         .await
-        .map_err(|e| {
-            distinct_refusal(&e).unwrap_or_else(|| AsError::InvalidAgentToken(e.to_string()))
+        .map_err(|e| match e {
+            TokenError::Expired { .. } => AsError::ExpiredAgentToken,
+            other => distinct_refusal(&other)
+                .unwrap_or_else(|| AsError::InvalidAgentToken(other.to_string())),
         })?;
         if agent.claims.parent_agent.is_some() {
             return Err(AsError::InvalidAgentToken(

@@ -76,7 +76,7 @@ impl AccessServer {
             | Step::Answered
             | Step::Expired { .. } => {}
         }
-        self.decide_again(id, &ps, &w.body, given, now).await
+        self.decide_again(id, &ps, &w.body, given, false, now).await
     }
 
     /// The Person Server answers a waiting request (`POST` to its pending URL, signed by
@@ -97,19 +97,23 @@ impl AccessServer {
             return self.end_waiting(id, &w.ps, &w.rt, verdict, now).await;
         }
         let mut given = w.given.clone();
-        let request = match &w.step {
+        let (request, updated) = match &w.step {
             Step::Claims(_) => {
                 given.claims = Some(claims_given(body)?);
-                w.body.clone()
+                (w.body.clone(), false)
             }
             Step::Clarification { .. } => {
-                let request = clarified(&w.body, body, &mut given)?;
+                let updated = clarified(&w.body, body, &mut given)?;
                 given.rounds = given.rounds.saturating_add(1);
-                request
+                match updated {
+                    Some(request) => (request, true),
+                    None => (w.body.clone(), false),
+                }
             }
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
-        self.decide_again(id, &ps, &request, given, now).await
+        self.decide_again(id, &ps, &request, given, updated, now)
+            .await
     }
 
     /// The waiting request `id`, if `ps` asked for it (`404` otherwise, the same as for
@@ -136,16 +140,20 @@ impl AccessServer {
     }
 
     /// Decides waiting request `id` again with what its steps gave; ends it on a verdict
-    /// ([`AsError::ends_request`]). The request is taken from the store first (one step:
-    /// of two concurrent polls, one decides it and the other finds nothing), so one
-    /// completed step issues one token; it goes back for a further step, or on a failure
-    /// of this server's (its store's included).
+    /// ([`AsError::ends_request`]), told in the polling codes ([`AsError::polled`]). The
+    /// request is taken from the store first (one step: of two concurrent polls, one
+    /// decides it and the other finds nothing), so one completed step issues one token;
+    /// it goes back for a further step, or on a failure of this server's (its store's
+    /// included). `updated`: `body` carries the resource and presented tokens of the
+    /// Person Server's `updated_request` (AS-16), whose refusal refuses that answer
+    /// alone.
     async fn decide_again(
         &self,
         id: &str,
         ps: &ServerId,
         body: &[u8],
         given: Given,
+        updated: bool,
         now: UnixTime,
     ) -> Answer {
         let taken = match self.store.take_waiting(id, now).await? {
@@ -176,9 +184,16 @@ impl AccessServer {
         };
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(&taken), now).await,
-            // Answered at the pending URL: a token the request depends on, revoked
-            // meanwhile, is `403 revoked` here (draft -11 §11.9.4 Polling Error Codes),
-            // not the token endpoint's `revoked_<parameter>`.
+            // The tokens an updated request brought, refused: that answer is bad input,
+            // refused with the token endpoint's code (it sent them as a token request
+            // does), and the request goes back as it was, still waiting for an answer.
+            Err(e) if updated && refuses_updated_tokens(&e) => {
+                self.put_back(taken, now).await?;
+                Err(Refusal::Error(e))
+            }
+            // Answered at the pending URL: a token the request depends on, revoked or
+            // expired meanwhile, is `403 revoked` or `408 expired` here (draft -11
+            // §11.9.4 Polling Error Codes), not the token endpoint's code.
             Err(e) if e.ends_request() => {
                 self.end_waiting(id, ps, &taken.resource_token, e.polled(), now)
                     .await
@@ -193,6 +208,23 @@ impl AccessServer {
     }
 }
 
+/// Whether `e` refuses the resource token or presented token of an `updated_request`
+/// (AS-16: the pair is verified as a token request's), rather than the tokens the
+/// request came with (the agent's, sub-agent's and upstream tokens it keeps) or the
+/// request itself.
+fn refuses_updated_tokens(e: &AsError) -> bool {
+    matches!(
+        e,
+        AsError::InvalidResourceToken(_)
+            | AsError::ExpiredResourceToken
+            | AsError::RevokedResourceToken
+            | AsError::InvalidPresentedToken(_)
+            | AsError::ExpiredPresentedToken
+            | AsError::RevokedPresentedToken
+            | AsError::ClockSkew { .. }
+    )
+}
+
 /// The claims the Person Server sent: a JSON object, without `sub` (the person is `ps`
 /// and `sub` of the tokens: a `sub` here is not theirs to set).
 fn claims_given(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, AsError> {
@@ -203,10 +235,10 @@ fn claims_given(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value
     Ok(claims)
 }
 
-/// The Person Server's answer to a clarification: its answer (kept in `given`), or an
-/// updated request (AS-16, which clears an earlier answer and an earlier approval).
-/// Returns the request to decide again.
-fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Vec<u8>, AsError> {
+/// The Person Server's answer to a clarification: its answer (kept in `given`; `None`,
+/// the request is decided again as it is), or an updated request (AS-16, which clears
+/// an earlier answer and an earlier approval), the request to decide again.
+fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Option<Vec<u8>>, AsError> {
     let a = serde_json::from_slice::<Action>(body)
         .map_err(|_| invalid("the body is a JSON object with an action"))?;
     match a.action.as_deref() {
@@ -220,7 +252,7 @@ fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Vec<u8>,
                     )
                 })?;
             given.clarification = Some(answer);
-            Ok(original.to_vec())
+            Ok(None)
         }
         Some("updated_request") => {
             let (Some(rt), Some(pt)) = (a.resource_token, a.presented_token) else {
@@ -233,7 +265,7 @@ fn clarified(original: &[u8], body: &[u8], given: &mut Given) -> Result<Vec<u8>,
             // perhaps wider) is approved afresh if the policy asks for approval.
             given.clarification = None;
             given.approved = false;
-            Ok(request)
+            Ok(Some(request))
         }
         Some(_) => Err(invalid("unknown action")),
         None => Err(invalid("the body must name an action")),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AccessServer, Answer, INTERACT_PATH, PENDING_PATH, Refusal};
 use crate::store::{Awaiting, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord};
-use crate::{AsError, RevokedToken};
+use crate::{AsError, TokenParameter};
 
 /// How long a waiting request is kept for its next step, in seconds.
 const WAITING_LIFETIME: u64 = 600;
@@ -94,6 +94,18 @@ pub(super) enum Step {
     },
 }
 
+/// What became of a request taken to be decided again and put back for its next step
+/// ([`AccessServer::put_next`]).
+enum PutBack {
+    /// Stored at its next step: the record as written.
+    Next(WaitingRecord),
+    /// Its next step could not be stored (no interaction code of its own was found for
+    /// it): back as it was taken.
+    AsItWas,
+    /// Ended: its resource token was revoked meanwhile (AS-42).
+    Ended,
+}
+
 /// What earlier steps of a request gave, carried to the next decision.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct Given {
@@ -126,7 +138,7 @@ impl Step {
     /// on): every place that answers a poll, an answer or a revocation reads it here.
     pub(super) fn verdict(&self) -> Option<AsError> {
         match self {
-            Self::Revoked => Some(AsError::Revoked(RevokedToken::Resource)),
+            Self::Revoked => Some(AsError::Revoked(TokenParameter::Resource)),
             Self::Refused(reason) => Some(AsError::Denied(reason.clone())),
             Self::Approval(Some(false)) => Some(AsError::Denied("the approver refused".to_owned())),
             Self::CodeFailed => Some(AsError::InteractionFailed),
@@ -317,14 +329,22 @@ impl AccessServer {
                 // back (its interaction code, drawn again if it was another request's).
                 // Ended so, it answers the poll (or answer) of its pending URL: `403
                 // revoked` (draft -11 §11.9.4 Polling Error Codes).
-                let Some(put) = self
-                    .put_back(waiting.into_record(r.id.clone())?, now)
-                    .await?
-                else {
-                    let revoked = AsError::Revoked(RevokedToken::Resource);
-                    return self.end_waiting(&r.id, asked.ps, &rt, revoked, now).await;
-                };
-                Ok(self.step_response(&r.id, &Waiting::from_record(put)?.step))
+                let next = waiting.into_record(r.id.clone())?;
+                match self.put_next(next, r, now).await? {
+                    PutBack::Next(put) => {
+                        Ok(self.step_response(&r.id, &Waiting::from_record(put)?.step))
+                    }
+                    // Kept as it was taken: the Person Server polls again (`503`), and
+                    // that poll decides it again.
+                    PutBack::AsItWas => Err(AsError::Unavailable(format!(
+                        "no interaction code of its own was found for the request's next step in {CREATE_ATTEMPTS} draws; it waits as it was"
+                    ))
+                    .into()),
+                    PutBack::Ended => {
+                        let revoked = AsError::Revoked(TokenParameter::Resource);
+                        self.end_waiting(&r.id, asked.ps, &rt, revoked, now).await
+                    }
+                }
             }
         }
     }
@@ -465,21 +485,69 @@ impl AccessServer {
         .into())
     }
 
-    /// Puts back a waiting request this caller took from the store (its next step, or as
-    /// it was), then ends it if its resource token was revoked meanwhile (AS-42). While
-    /// it was taken, a revocation found nothing to mark, and nothing else writes a taken
-    /// request; the revocation is recorded before it looks for requests, and this looks
-    /// for the revocation after writing: one of the two always sees the other, so the
-    /// mark is never lost, and a revocation's mark is never written over. The record as
-    /// put back ([`AccessServer::put_drawing_again`]), or `None` when it ended so.
+    /// Puts back a waiting request this caller took from the store, as it was, then ends
+    /// it if its resource token was revoked meanwhile (AS-42). While it was taken, a
+    /// revocation found nothing to mark, and nothing else writes a taken request; the
+    /// revocation is recorded before it looks for requests, and this looks for the
+    /// revocation after writing: one of the two always sees the other, so the mark is
+    /// never lost, and a revocation's mark is never written over. The record as put back
+    /// ([`AccessServer::put_drawing_again`]), or `None` when it ended so.
+    ///
+    /// A request is taken to be decided again only at a step that holds no interaction
+    /// code (claims, an answer, an approval, a payment, the person's yes: a code is held
+    /// only while the person is awaited), so as it was it finds no code another's: the
+    /// draws are for a record read in a race with another decision of it.
     pub(super) async fn put_back(
         &self,
         record: WaitingRecord,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, AsError> {
-        let (iss, jti) = record.resource_token.clone();
-        let record = self.put_drawing_again(record, now).await?;
-        if !self.store.is_revoked(&iss, &jti, now).await? {
+        let record = self
+            .put_drawing_again(record, now)
+            .await?
+            .ok_or_else(|| {
+                aauth_metadata::serve::InternalError::produce(
+                    "waiting request",
+                    format!(
+                        "its interaction code was another request's under each of {CREATE_ATTEMPTS} attempts"
+                    ),
+                )
+            })?;
+        self.unless_revoked(record, now).await
+    }
+
+    /// Puts back request `taken` (taken from the store to be decided again) at its next
+    /// step, `next` ([`AccessServer::put_back`]). Should no interaction code of its own
+    /// be drawn for `next` (each of [`CREATE_ATTEMPTS`] draws another request's: the
+    /// random source repeats itself), `taken` goes back as it was, never lost: the
+    /// request waits, and a later poll decides it again.
+    async fn put_next(
+        &self,
+        next: WaitingRecord,
+        taken: &WaitingRecord,
+        now: UnixTime,
+    ) -> Result<PutBack, AsError> {
+        if let Some(put) = self.put_drawing_again(next, now).await? {
+            return Ok(match self.unless_revoked(put, now).await? {
+                Some(put) => PutBack::Next(put),
+                None => PutBack::Ended,
+            });
+        }
+        Ok(match self.put_back(taken.clone(), now).await? {
+            Some(_) => PutBack::AsItWas,
+            None => PutBack::Ended,
+        })
+    }
+
+    /// `record`, just written back, unless its resource token was revoked meanwhile: then
+    /// marked so ([`AccessServer::end_revoked`]), and `None`.
+    async fn unless_revoked(
+        &self,
+        record: WaitingRecord,
+        now: UnixTime,
+    ) -> Result<Option<WaitingRecord>, AsError> {
+        let (iss, jti) = &record.resource_token;
+        if !self.store.is_revoked(iss, jti, now).await? {
             return Ok(Some(record));
         }
         self.end_revoked(record, now).await?;
@@ -490,12 +558,12 @@ impl AccessServer {
     /// code another request holds ([`WaitingPut::CodeTaken`]: one freshly drawn for its
     /// next step, or its own, drawn by a request created while it was taken) is drawn
     /// again, up to [`CREATE_ATTEMPTS`] times, never written over the other's: the
-    /// record as written.
+    /// record as written, or `None` when every draw was another's (nothing written).
     async fn put_drawing_again(
         &self,
         mut record: WaitingRecord,
         now: UnixTime,
-    ) -> Result<WaitingRecord, AsError> {
+    ) -> Result<Option<WaitingRecord>, AsError> {
         for attempt in 0..CREATE_ATTEMPTS {
             if attempt > 0 {
                 let id = record.id.clone();
@@ -504,17 +572,11 @@ impl AccessServer {
                 record = w.into_record(id)?;
             }
             match self.store.put_waiting(record.clone(), now).await? {
-                WaitingPut::Stored => return Ok(record),
+                WaitingPut::Stored => return Ok(Some(record)),
                 WaitingPut::CodeTaken => {}
             }
         }
-        Err(aauth_metadata::serve::InternalError::produce(
-            "waiting request",
-            format!(
-                "its interaction code was another request's under each of {CREATE_ATTEMPTS} attempts"
-            ),
-        )
-        .into())
+        Ok(None)
     }
 
     /// AS-42: marks waiting request `record` (as read) ended, its resource token revoked,

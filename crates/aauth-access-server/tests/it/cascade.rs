@@ -17,19 +17,35 @@ use aauth_test_support::{NOW, id, request};
 
 use crate::{World, world};
 
-/// A resource whose revocation endpoint answers `status` after `delay`.
+/// A resource whose revocation endpoint answers `status` (and `body`) after `delay`.
 struct SlowResource {
     delay: Duration,
     status: StatusCode,
+    body: &'static str,
+    /// Whether its metadata names a `revocation_endpoint`.
+    endpoint: bool,
     /// The `jti`s revoked at it, in the order their revocations arrived.
     got: Mutex<Vec<String>>,
 }
 
 impl SlowResource {
     fn new(delay: Duration, status: StatusCode) -> Arc<Self> {
+        Self::answering(delay, status, "", true)
+    }
+
+    /// One that answers `status` with `body` at once (its metadata naming a revocation
+    /// endpoint when `endpoint`).
+    fn answering(
+        delay: Duration,
+        status: StatusCode,
+        body: &'static str,
+        endpoint: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             delay,
             status,
+            body,
+            endpoint,
             got: Mutex::new(Vec::new()),
         })
     }
@@ -42,9 +58,11 @@ impl aauth_metadata::Transport for SlowResource {
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, aauth_metadata::TransportError> {
         if req.method() == http::Method::GET {
-            return Ok(http::Response::new(Bytes::from_static(
-                br#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","revocation_endpoint":"https://resource.example/revocation"}"#,
-            )));
+            return Ok(http::Response::new(Bytes::from_static(if self.endpoint {
+                br#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json","revocation_endpoint":"https://resource.example/revocation"}"#
+            } else {
+                br#"{"issuer":"https://resource.example","jwks_uri":"https://resource.example/jwks.json"}"#
+            })));
         }
         tokio::time::sleep(self.delay).await;
         let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
@@ -52,7 +70,7 @@ impl aauth_metadata::Transport for SlowResource {
             .lock()
             .unwrap()
             .push(body["jti"].as_str().unwrap().to_owned());
-        let mut r = http::Response::new(Bytes::new());
+        let mut r = http::Response::new(Bytes::from_static(self.body.as_bytes()));
         *r.status_mut() = self.status;
         Ok(r)
     }
@@ -232,6 +250,75 @@ async fn a_rate_limited_resource_is_reported_revocation_unavailable() {
         serde_json::json!({"downstream": [{"recipient": "https://resource.example", "error": "revocation_unavailable"}]})
     );
     assert_eq!(*resource.got.lock().unwrap(), vec!["at-1".to_owned()]);
+}
+
+/// AS-41, draft -11 §11.12.3 Revocation Response: a resource is reported
+/// `revocation_unsupported` only when it takes no revocations from this server (its
+/// metadata names no `revocation_endpoint`, or it answers `403 unsupported_iss`, the
+/// revocation endpoint's error for an issuer it takes none from); any other refusal is
+/// `revocation_unavailable`, one a later attempt may get past: a `403` that is not
+/// `unsupported_iss`, a `401` refusing this server's signature, an `invalid_request`, a
+/// `404`, a `5xx`.
+#[tokio::test(start_paused = true)]
+async fn only_a_resource_that_takes_no_revocations_from_here_is_reported_unsupported() {
+    let unsupported = Some("revocation_unsupported");
+    let unavailable = Some("revocation_unavailable");
+    let cases: [(StatusCode, &'static str, bool, Option<&str>); 11] = [
+        (StatusCode::OK, "", true, None),
+        (StatusCode::OK, "", false, unsupported),
+        (
+            StatusCode::FORBIDDEN,
+            r#"{"error":"unsupported_iss"}"#,
+            true,
+            unsupported,
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            r#"{"error":"denied","detail":"not now"}"#,
+            true,
+            unavailable,
+        ),
+        (StatusCode::FORBIDDEN, "", true, unavailable),
+        (StatusCode::UNAUTHORIZED, "", true, unavailable),
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_request"}"#,
+            true,
+            unavailable,
+        ),
+        (StatusCode::NOT_FOUND, "", true, unavailable),
+        (StatusCode::TOO_MANY_REQUESTS, "", true, unavailable),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"server_error"}"#,
+            true,
+            unavailable,
+        ),
+        (StatusCode::SERVICE_UNAVAILABLE, "", true, unavailable),
+    ];
+    for (status, body, endpoint, error) in cases {
+        let resource = SlowResource::answering(Duration::ZERO, status, body, endpoint);
+        let w = world()
+            .cascading(Duration::from_secs(5), Arc::clone(&resource))
+            .await;
+        let r = w.revoke_pt1(None).await;
+        assert_eq!(r.status(), StatusCode::OK, "{status} {body}: {}", json(&r));
+        let mut entry = serde_json::json!({"recipient": "https://resource.example"});
+        if let Some(e) = error {
+            entry["error"] = e.into();
+        }
+        assert_eq!(
+            json(&r),
+            serde_json::json!({ "downstream": [entry] }),
+            "{status} {body} (endpoint named: {endpoint})"
+        );
+        let sent = if endpoint {
+            vec!["at-1".to_owned()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(*resource.got.lock().unwrap(), sent, "{status} {body}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

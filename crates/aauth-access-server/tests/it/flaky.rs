@@ -1,7 +1,7 @@
 //! A store that fails when told: every call goes to the store it wraps, except the
 //! next `standing` (the lookups of a token request) once armed, which fails as a
 //! database that did not answer would, and the next write of an interaction code once
-//! armed, which finds the code another request's. Its lookups by interaction code are
+//! armed (or every one, while told), which finds the code another request's. Its lookups by interaction code are
 //! counted, and yield first when told, as a store over the network does. The next
 //! `bind` can be held once made, for what lands between an approval's binding and its
 //! write of the request.
@@ -26,6 +26,7 @@ pub(crate) struct Flaky {
     fail_standing: AtomicBool,
     taken_elsewhere: AtomicBool,
     code_elsewhere: AtomicBool,
+    codes_elsewhere: AtomicBool,
     slow_lookups: AtomicBool,
     lookups: AtomicUsize,
     held_bind: std::sync::Mutex<Option<BindHold>>,
@@ -46,6 +47,7 @@ impl Flaky {
             fail_standing: AtomicBool::new(false),
             taken_elsewhere: AtomicBool::new(false),
             code_elsewhere: AtomicBool::new(false),
+            codes_elsewhere: AtomicBool::new(false),
             slow_lookups: AtomicBool::new(false),
             lookups: AtomicUsize::new(0),
             held_bind: std::sync::Mutex::new(None),
@@ -90,6 +92,13 @@ impl Flaky {
     /// code drawn again for a new request (nothing is written), once.
     pub(crate) fn code_next_elsewhere(&self) {
         self.code_elsewhere.store(true, Ordering::SeqCst);
+    }
+
+    /// While `on`, every `put_waiting` of a record with an interaction code finds the code
+    /// another request's (nothing is written), as a random source that repeats itself
+    /// makes it.
+    pub(crate) fn codes_elsewhere(&self, on: bool) {
+        self.codes_elsewhere.store(on, Ordering::SeqCst);
     }
 
     /// The next `standing` fails (transient: `503`), once.
@@ -153,7 +162,10 @@ impl AsStore for Flaky {
         record: WaitingRecord,
         now: UnixTime,
     ) -> Result<aauth_access_server::WaitingPut, StoreError> {
-        if record.code.is_some() && self.code_elsewhere.swap(false, Ordering::SeqCst) {
+        if record.code.is_some()
+            && (self.codes_elsewhere.load(Ordering::SeqCst)
+                || self.code_elsewhere.swap(false, Ordering::SeqCst))
+        {
             return Ok(aauth_access_server::WaitingPut::CodeTaken);
         }
         self.inner.put_waiting(record, now).await

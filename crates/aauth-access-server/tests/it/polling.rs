@@ -11,7 +11,7 @@ use super::*;
 
 impl World {
     /// A token request the policy defers (asked as ps.example): its pending URL and id.
-    async fn deferred(&self, request: &serde_json::Value) -> (String, String) {
+    pub(crate) async fn deferred(&self, request: &serde_json::Value) -> (String, String) {
         let (s, h, json) = self
             .post_path(AUTH_TOKEN_PATH, request, "https://ps.example", &self.ps)
             .await;
@@ -205,4 +205,104 @@ async fn a_poll_racing_another_is_told_to_poll_again() {
     let (s, json) = w.get_path(&location, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::OK, "{json}");
     assert_eq!(w.server.issued().await.unwrap(), 1);
+}
+
+/// Wants an approval out of band, then the person (their Person Server approved here
+/// once).
+struct ApprovedThenThePerson;
+impl AccessPolicy for ApprovedThenThePerson {
+    fn decide(&self, r: &AccessRequest<'_>) -> AccessDecision {
+        if !r.approved {
+            AccessDecision::RequireApproval
+        } else if r.bound {
+            AccessDecision::Grant
+        } else {
+            AccessDecision::RequireInteraction
+        }
+    }
+}
+
+/// A request taken to be decided again whose next step (the person's) finds no
+/// interaction code of its own, however many are drawn (each one another request's, as
+/// a random source that repeats itself makes them): it is never lost. It goes back as it
+/// was taken, and the Person Server is told to poll again (`503`, not the `500` that
+/// ends its request); the store keeps it; a later poll decides it again and it waits for
+/// the person under a code of its own.
+async fn a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was(
+    inner: Arc<dyn AsStore>,
+) {
+    let store = Arc::new(Flaky::new(inner));
+    let mut w = world();
+    w.server = w
+        .server
+        .policy(Arc::new(ApprovedThenThePerson))
+        .store(store.clone());
+    let t = w.tokens(600);
+    let request = serde_json::json!({"resource_token": w.resource_token(&t, |b| b), "agent_token": t.agent, "presented_token": t.person});
+    let (location, id) = w.deferred(&request).await;
+    assert!(w.server.decide_approval(&id, true, NOW).await.unwrap());
+    let approved = store.waiting(&id, NOW).await.unwrap().unwrap();
+
+    store.codes_elsewhere(true);
+    let (s, h, json) = w.get_full(&location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        ),
+        "{json}"
+    );
+    assert!(h.contains_key("retry-after"), "{h:?}");
+    assert_eq!(
+        store.waiting(&id, NOW).await.unwrap(),
+        Some(approved),
+        "kept as it was taken"
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+
+    store.codes_elsewhere(false);
+    let (s, h, json) = w.get_full(&location).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    let requirement = h["aauth-requirement"].to_str().unwrap();
+    assert!(
+        requirement.starts_with("requirement=interaction;"),
+        "{requirement}"
+    );
+    let waiting = store.waiting(&id, NOW).await.unwrap().unwrap();
+    assert_eq!(waiting.awaiting, Awaiting::Interaction);
+    assert!(
+        requirement.contains(&format!("code=\"{}\"", waiting.code.unwrap())),
+        "{requirement}"
+    );
+}
+
+#[tokio::test]
+async fn a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was_in_memory() {
+    a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was(Arc::new(
+        MemoryStore::default(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was_in_sqlite() {
+    a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was(Arc::new(
+        aauth_access_server::SqliteStore::in_memory().unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was_in_postgres() {
+    let Some(db) = aauth_test_support::services::PgSchema::new(
+        "a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was",
+    ) else {
+        return;
+    };
+    let store = aauth_access_server::PgStore::connect(&db.options)
+        .await
+        .unwrap();
+    a_next_step_without_a_code_of_its_own_leaves_the_request_as_it_was(Arc::new(store)).await;
+    db.drop_schema().await;
 }

@@ -191,9 +191,9 @@ fn code_for_the_person(h: &http::HeaderMap) -> String {
 
 /// A request put back for its next step, the person's, under an interaction code drawn
 /// for it then: a code another waiting request already holds is drawn again, never
-/// taken from that request (each code leads to its own request); a random source that
-/// repeats itself ends, after a few attempts, in a server error, the other request
-/// still reachable by its code.
+/// taken from that request (each code leads to its own request). With a random source
+/// that repeats itself, after a few attempts the request goes back as it was, never
+/// lost (`503`: poll again), and the other request is still reachable by its code.
 #[tokio::test]
 async fn a_code_drawn_for_a_later_step_already_taken_is_drawn_again() {
     let mut w = world();
@@ -258,9 +258,10 @@ async fn a_code_drawn_for_a_later_step_already_taken_is_drawn_again() {
     let (s, json) = w.get_path(&second, "https://ps.example", &w.ps).await;
     assert_eq!(s, StatusCode::OK, "{json}");
 
-    // A source that draws the held code whatever is drawn: a few attempts, then a
-    // server error; the request holding the code is left as it was. (A world where the
-    // person is not bound yet.)
+    // A source that draws the held code whatever is drawn: a few attempts, then the
+    // request is put back as it was (waiting for its claims), and told to try again; the
+    // request holding the code is left as it was. (A world where the person is not bound
+    // yet.)
     let mut w = world();
     w.server =
         w.server
@@ -277,16 +278,20 @@ async fn a_code_drawn_for_a_later_step_already_taken_is_drawn_again() {
     w.server = w
         .server
         .random(aauth_keys::rand::SharedRandom::new(Constant(drawn_at)));
-    let (s, _, json) = w.post_ps(&repeating, &claims).await;
+    let (s, h, json) = w.post_ps(&repeating, &claims).await;
     assert_eq!(
         (s, json["error"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error")),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        ),
         "{json}"
     );
+    assert!(h.contains_key("retry-after"), "{h:?}");
     assert!(
         json["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("waiting request")),
+            .is_some_and(|d| d.contains("interaction code")),
         "{json}"
     );
     let (s, html) = w
@@ -299,6 +304,19 @@ async fn a_code_drawn_for_a_later_step_already_taken_is_drawn_again() {
         (StatusCode::ACCEPTED, Some("interacting")),
         "{json}"
     );
+    // The repeating request still waits for its claims; sent again once the source
+    // draws afresh, they take it to the person, under a code of its own.
+    let (s, h, json) = w.get_full(&repeating).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(h["aauth-requirement"], "requirement=claims");
+    w.server = w
+        .server
+        .random(aauth_keys::rand::SharedRandom::new(Rewinding(Arc::new(
+            std::sync::atomic::AtomicU8::new(drawn_at.wrapping_add(100)),
+        ))));
+    let (s, h, json) = w.post_ps(&repeating, &claims).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_ne!(code_for_the_person(&h), held_code);
 }
 
 #[tokio::test]
