@@ -145,16 +145,7 @@ async fn range(o: Options) -> Result<Range, String> {
 }
 
 fn closed() -> Options {
-    Options {
-        policy: None,
-        consent_pages: false,
-        bound: true,
-        scope: "files.read",
-        authorization_endpoint: false,
-        access_server: false,
-        as_policy: None,
-        mission_terms: None,
-    }
+    Options::bound("files.read")
 }
 
 impl Range {

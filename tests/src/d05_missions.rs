@@ -59,12 +59,8 @@ async fn setup(
     let p = parties(Options {
         policy: Some(policy),
         consent_pages: true,
-        bound: true,
-        scope: "calendar.read",
-        authorization_endpoint: false,
-        access_server: false,
-        as_policy: None,
         mission_terms,
+        ..Options::bound("calendar.read")
     })
     .await?;
     let recorder = p.world.agent_transport();

@@ -37,7 +37,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "search", authorization_endpoint: false, access_server: false, as_policy: None, mission_terms: None }).await?;
+        let p = parties(Options::bound("search")).await?;
         let (world, clock, provider, ps, rs_id) = (&p.world, Arc::clone(&p.clock), Arc::clone(&p.provider), Arc::clone(&p.ps), p.rs_id.clone());
         let (parent_id, parent_key) = (p.agent_id.clone(), Arc::clone(&p.agent_key));
         let key = || PrivateKey::generate(Algorithm::Ed25519, &mut OsRandom).map(Arc::new).map_err(e);

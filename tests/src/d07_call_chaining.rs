@@ -36,7 +36,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "calendar.read", authorization_endpoint: false, access_server: false, as_policy: None, mission_terms: None }).await?;
+        let p = parties(Options::bound("calendar.read")).await?;
 
         let downstream = crate::intermediary::serve(&p).await?.downstream;
         t.step(
@@ -147,16 +147,7 @@ pub fn run_under_mission() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options {
-            policy: None,
-            consent_pages: false,
-            bound: true,
-            scope: "calendar.read",
-            authorization_endpoint: false,
-            access_server: false,
-            as_policy: None,
-            mission_terms: Some(within_what_it_names()),
-        })
+        let p = parties(Options { mission_terms: Some(within_what_it_names()), ..Options::bound("calendar.read") })
         .await?;
         let downstream = crate::intermediary::serve(&p).await?.downstream;
         t.step(

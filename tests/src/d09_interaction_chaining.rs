@@ -221,15 +221,7 @@ pub fn run_via_access_server() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options {
-            policy: None,
-            consent_pages: false,
-            bound: true,
-            scope: "calendar.read",
-            authorization_endpoint: false,
-            access_server: true,
-            as_policy: Some(Arc::new(crate::d11_four_party::BindFirst)), mission_terms: None,
-        })
+        let p = parties(Options { access_server: true, as_policy: Some(Arc::new(crate::d11_four_party::BindFirst)), ..Options::bound("calendar.read") })
         .await?;
         let downstream = crate::intermediary::serve(&p).await?.downstream;
         t.step(

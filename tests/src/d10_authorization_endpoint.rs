@@ -30,7 +30,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "calendar.read", authorization_endpoint: true, access_server: false, as_policy: None, mission_terms: None }).await?;
+        let p = parties(Options { authorization_endpoint: true, ..Options::bound("calendar.read") }).await?;
         let (world, clock, provider, ps, rs_id) = (&p.world, Arc::clone(&p.clock), Arc::clone(&p.provider), Arc::clone(&p.ps), p.rs_id.clone());
         let (agent_id, agent_key) = (p.agent_id.clone(), Arc::clone(&p.agent_key));
         t.step(

@@ -36,7 +36,7 @@ pub(crate) fn run() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "files.read", authorization_endpoint: false, access_server: true, as_policy: None, mission_terms: None }).await?;
+        let p = parties(Options { access_server: true, ..Options::bound("files.read") }).await?;
         t.step(
             "world",
             "agent.example (provider), ps.example (Person Server; alice has bound aauth:assistant; policy: approve; federates), as.example (Access Server of resource.example; trusts ps.example), resource.example (auth-token mode, scope files.read, resource tokens for as.example)",
@@ -191,7 +191,7 @@ pub fn run_binding() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "files.read", authorization_endpoint: false, access_server: true, as_policy: Some(Arc::new(BindFirst)), mission_terms: None }).await?;
+        let p = parties(Options { access_server: true, as_policy: Some(Arc::new(BindFirst)), ..Options::bound("files.read") }).await?;
         t.step("world", "as demo 11, but as.example asks each person to approve their Person Server there once", vec![]);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<aauth_agent::Interaction>();
         let recorder = p.world.agent_transport();
@@ -292,7 +292,7 @@ pub fn run_billing() -> Result<Transcript, String> {
         .map_err(e)?;
     rt.block_on(async {
         let mut t = Transcript::default();
-        let p = parties(Options { policy: None, consent_pages: false, bound: true, scope: "files.read", authorization_endpoint: false, access_server: true, as_policy: Some(Arc::new(BillThenAsk)), mission_terms: None }).await?;
+        let p = parties(Options { access_server: true, as_policy: Some(Arc::new(BillThenAsk)), ..Options::bound("files.read") }).await?;
         t.step("world", "as demo 11, but as.example bills each Person Server once and asks what each access is for", vec![]);
         let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let seen = Arc::clone(&asked);

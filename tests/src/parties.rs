@@ -54,6 +54,23 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    /// Alice has bound the assistant already and her Person Server approves by itself (no
+    /// consent pages); the resource's API requires `scope`; no authorization endpoint,
+    /// no Access Server. Demos change a field or two: `Options { access_server: true,
+    /// ..Options::bound("files.read") }`.
+    pub(crate) fn bound(scope: &'static str) -> Self {
+        Self {
+            policy: None,
+            consent_pages: false,
+            bound: true,
+            scope,
+            authorization_endpoint: false,
+            access_server: false,
+            as_policy: None,
+            mission_terms: None,
+        }
+    }
+
     /// The person decides on the consent pages; the assistant is not yet bound to alice;
     /// the resource's API requires `calendar.read`; no authorization endpoint, no Access
     /// Server.

@@ -37,17 +37,7 @@ impl ServedParties {
     ///
     /// What could not be set up.
     pub async fn start() -> Result<Self, String> {
-        let parties = parties(Options {
-            policy: None,
-            consent_pages: false,
-            bound: true,
-            scope: "calendar.read",
-            authorization_endpoint: false,
-            access_server: false,
-            as_policy: None,
-            mission_terms: None,
-        })
-        .await?;
+        let parties = parties(Options::bound("calendar.read")).await?;
         Ok(Self { parties })
     }
 
@@ -91,16 +81,7 @@ impl ServedParties {
 /// What could not be set up.
 pub async fn serve_resource_for(world: &World) -> Result<String, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let o = Options {
-        policy: None,
-        consent_pages: false,
-        bound: true,
-        scope: "calendar.read",
-        authorization_endpoint: false,
-        access_server: false,
-        as_policy: None,
-        mission_terms: None,
-    };
+    let o = Options::bound("calendar.read");
     let as_id = ServerId::parse("https://as.example").map_err(|e| e.to_string())?;
     let (rs_id, _) = serve_resource(world, &clock, &o, &as_id).await?;
     Ok(rs_id.as_str().to_owned())

@@ -212,14 +212,7 @@ async fn a_rotated_key_is_published_beside_the_new_one() {
         stdout(&rotated)
     );
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("provider.jwk"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    assert_eq!(mode_of(&dir.join("provider.jwk")), 0o600);
     let listed = stdout(&aauth(&dir, &["admin", "--config", config, "keys", "list"]));
     let new_kid = listed
         .lines()
@@ -271,11 +264,7 @@ async fn a_prepared_key_is_published_before_it_signs() {
     let world = World::new().unwrap();
     let config = provider_config(&world, &dir);
     let config = config.to_str().unwrap();
-    let keys = |args: &[&str]| {
-        let mut all = vec!["admin", "--config", config, "keys"];
-        all.extend_from_slice(args);
-        aauth(&dir, &all)
-    };
+    let keys = |args: &[&str]| admin_keys(&dir, config, args);
     let prepared = keys(&["prepare"]);
     assert!(prepared.status.success(), "{}", crate::stderr(&prepared));
     let listed = stdout(&keys(&["list"]));
@@ -289,12 +278,7 @@ async fn a_prepared_key_is_published_before_it_signs() {
     assert_fails(&keys(&["prepare"]), 2, "prepared key already");
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("provider.jwk.next"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode_of(&dir.join("provider.jwk.next")), 0o600);
     }
 
     // Served now: the old key signs, the next one is published beside it.
@@ -354,11 +338,7 @@ fn a_key_change_is_refused_while_another_holds_the_lock() {
     let world = World::new().unwrap();
     let config = provider_config(&world, &dir);
     let config = config.to_str().unwrap();
-    let keys = |args: &[&str]| {
-        let mut all = vec!["admin", "--config", config, "keys"];
-        all.extend_from_slice(args);
-        aauth(&dir, &all)
-    };
+    let keys = |args: &[&str]| admin_keys(&dir, config, args);
     let key = std::fs::read(dir.join("provider.jwk")).unwrap();
     let held = std::fs::File::create(dir.join("provider.jwk.lock")).unwrap();
     held.lock().unwrap();
@@ -382,7 +362,6 @@ fn a_key_change_is_refused_while_another_holds_the_lock() {
 #[cfg(unix)]
 #[test]
 fn the_key_lock_is_readable_by_all_whatever_the_umask() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = scratch("admin-lock-umask");
     let world = World::new().unwrap();
     let config = provider_config(&world, &dir);
@@ -401,11 +380,21 @@ fn the_key_lock_is_readable_by_all_whatever_the_umask() {
         .output()
         .unwrap();
     assert!(prepared.status.success(), "{}", crate::stderr(&prepared));
-    let mode = std::fs::metadata(dir.join("provider.jwk.lock"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o644);
+    assert_eq!(mode_of(&dir.join("provider.jwk.lock")), 0o644);
+}
+
+/// The permission bits of `path`.
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `aauth admin --config CONFIG keys ARGS…` in `dir`.
+fn admin_keys(dir: &std::path::Path, config: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["admin", "--config", config, "keys"];
+    all.extend_from_slice(args);
+    aauth(dir, &all)
 }
 
 /// Whether this test runs as root (it can then give files other owners, and run `aauth`
@@ -439,11 +428,7 @@ fn keys_written_as_root_keep_the_services_owner() {
     let world = World::new().unwrap();
     let config = provider_config(&world, &dir);
     let config = config.to_str().unwrap();
-    let keys = |args: &[&str]| {
-        let mut all = vec!["admin", "--config", config, "keys"];
-        all.extend_from_slice(args);
-        aauth(&dir, &all)
-    };
+    let keys = |args: &[&str]| admin_keys(&dir, config, args);
     let service = (4242, 4243);
     std::os::unix::fs::chown(dir.join("provider.jwk"), Some(service.0), Some(service.1)).unwrap();
     let prepared = keys(&["prepare"]);
@@ -454,12 +439,7 @@ fn keys_written_as_root_keep_the_services_owner() {
     assert!(rotated.status.success(), "{}", crate::stderr(&rotated));
     assert_eq!(owner(&dir.join("provider.jwk")), service);
     assert_eq!(owner(&dir.join("provider.jwk.retiring.json")), service);
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("provider.jwk"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(mode_of(&dir.join("provider.jwk")), 0o600);
 }
 
 /// A user who may not give the new key file the old one's owner (here: its group, one the
