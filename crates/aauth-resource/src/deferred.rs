@@ -20,8 +20,8 @@
 //! running on another instance, so it is neither stopped nor reported cancelled; the
 //! `DELETE` is answered `409 Conflict` (`invalid_request`), and the call runs to its end,
 //! its result kept and replayed as for any run ([`Cancel::Running`]). A running call's
-//! record lives until its result's retention ends (the auth token's `exp`, at most an hour
-//! ahead), however short the hold was, so that a call outlasting its hold keeps its result.
+//! record lives at least until its result's retention ends (the auth token's `exp`, at most
+//! an hour ahead), however short the hold was, so that a call outlasting its hold keeps its result.
 //!
 //! Once a held call has ended (run, or cancelled) its pending URL is `410` to every request
 //! of its agent (draft -11 §Pending URL Security), except the replay to the auth token it

@@ -248,6 +248,12 @@ local now = tonumber(ARGV[4])
 local id = ARGV[5]
 tick(now)
 if not live(id, now) then
+  -- One whose time ran out but that the sweep has not reached yet is swept here first,
+  -- as GET does, so that it leaves its tombstone (as the memory store, which sweeps all).
+  if redis.call('ZSCORE', KEYS[1], id) then
+    bury(id, now)
+    drop(id)
+  end
   local untl = redis.call('ZSCORE', KEYS[11], id)
   if untl and tonumber(untl) > now then return 3 end
   return 0

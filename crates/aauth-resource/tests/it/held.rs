@@ -764,3 +764,36 @@ fn the_redis_store_follows_the_model_for_any_sizes() {
         })
         .unwrap();
 }
+
+both_stores!(
+    a_cancel_sweeps_its_own_record_first,
+    a_cancel_sweeps_its_own_record_first_in_memory,
+    a_cancel_sweeps_its_own_record_first_in_redis,
+    (
+        |m: fn(usize) -> MemoryHeldStore| m(400).tombstones(400, Duration::from_secs(1000)),
+        |r: Redis| RedisHeldStore::new(r, 400).tombstones(400, Duration::from_secs(1000))
+    )
+);
+
+/// A cancel of a record whose time ran out while it ran, among more expired records than
+/// one sweep reaches (Redis sweeps 256 a call, the oldest first): the record is swept
+/// first and its tombstone answers, `Ended` (`410`) in both stores, never `Missing`.
+async fn a_cancel_sweeps_its_own_record_first(store: &dyn Counted) {
+    for i in 0..300 {
+        let (jkt, sub) = (format!("k{i}"), format!("s{i}"));
+        let h = held(10, 1, &jkt, &sub, NOW.plus(10));
+        store.hold(&format!("f{i}"), h, NOW).await.unwrap();
+    }
+    store
+        .hold("z", held(10, 1, "kz", "sz", NOW.plus(20)), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.claim("z", "jti-1", NOW.plus(20), NOW).await.unwrap(),
+        Claim::Run
+    ));
+    assert_eq!(
+        store.cancel("z", NOW.plus(30)).await.unwrap(),
+        Cancel::Ended
+    );
+}
