@@ -62,7 +62,7 @@ pub use server::{
 pub use sqlite::SqliteStore;
 pub use store::{
     AsStore, Awaiting, BindError, IssuedRecord, MemoryStore, RECORD_GRACE, Standing, StandingQuery,
-    StoreError, WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
+    StoreError, TAKE_LEASE, WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 
 // The README's example runs as a doctest.

@@ -1,11 +1,11 @@
 //! The PostgreSQL store (feature `postgres`): what several Access Server instances share.
 //!
 //! - **Every rule is the database's.** Of two instances taking one waiting request, one
-//!   gets it (`DELETE … RETURNING`); a Person Server's count of waiting requests is
-//!   checked and the request inserted under a transaction-scoped advisory lock on that
-//!   Person Server, and the count of every request kept under one more lock, on the
-//!   schema's waiting requests, when that count bounds the request; a revocation's
-//!   expiry only grows (`GREATEST`).
+//!   gets it (a conditional `UPDATE … RETURNING` that leases it, [`TAKE_LEASE`]); a
+//!   Person Server's count of waiting requests is checked and the request inserted under
+//!   a transaction-scoped advisory lock on that Person Server, and the count of every
+//!   request kept under one more lock, on the schema's waiting requests, when that count
+//!   bounds the request; a revocation's expiry only grows (`GREATEST`).
 //! - **One round trip a token**: recording an issued token is one statement, and the four
 //!   questions a token request asks ([`AsStore::standing`]) are one query.
 //! - **Expired rows are swept off the request path**: a task deletes them in batches of
@@ -27,7 +27,7 @@ use async_trait::async_trait;
 
 use crate::store::{
     AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
+    TAKE_LEASE, WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 
 /// Which store a [`StoreError`] names.
@@ -90,11 +90,17 @@ CREATE TABLE billed (ps TEXT PRIMARY KEY);
         "access-server audit events by agent and account in their order",
         aauth_metadata::audit::postgres::SEQ_INDEXES,
     ),
+    // Rows written before are not taken.
+    Migration::new(
+        5,
+        "access-server waiting requests leased while decided",
+        "ALTER TABLE waiting ADD COLUMN taken_until BIGINT;",
+    ),
 ];
 
 /// The sweep: each statement deletes at most a batch of rows older than `$1` (now less
 /// how long past its time each is kept: the grace for records, [`WAITING_KEPT`] for
-/// waiting requests).
+/// waiting requests, never one whose lease lasts, [`TAKE_LEASE`] being shorter).
 const SWEEPS: &[(u64, &str)] = &[
     (
         RECORD_GRACE,
@@ -115,7 +121,7 @@ const SWEEPS: &[(u64, &str)] = &[
 const AUDIT_SWEEP: &str =
     "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < $1 LIMIT 1000)";
 
-const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
+const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data, taken_until";
 
 /// The SQLSTATE of a uniqueness violation (`unique_violation`).
 const UNIQUE_VIOLATION: &str = "23505";
@@ -292,6 +298,11 @@ impl PgStore {
                 StoreError::unreadable(STORE, "waiting request", format!("the step {awaiting:?}"))
             })?,
             data: self.get(r, 7)?,
+            taken_until: self
+                .get::<Option<i64>>(r, 8)?
+                .map(u64::try_from)
+                .transpose()
+                .map_err(|e| StoreError::unreadable(STORE, "waiting request's lease", e))?,
         })
     }
 
@@ -536,7 +547,8 @@ impl AsStore for PgStore {
         let sql = format!(
             "{INSERT_WAITING} ON CONFLICT (id) DO UPDATE SET ps = excluded.ps,
                expires = excluded.expires, rt_iss = excluded.rt_iss, rt_jti = excluded.rt_jti,
-               code = excluded.code, awaiting = excluded.awaiting, data = excluded.data"
+               code = excluded.code, awaiting = excluded.awaiting, data = excluded.data,
+               taken_until = NULL"
         );
         Ok(
             match self
@@ -557,8 +569,9 @@ impl AsStore for PgStore {
     ) -> Result<bool, StoreError> {
         self.write_waiting(
             "UPDATE waiting SET ps = $2, expires = $3, rt_iss = $4, rt_jti = $5, code = $6,
-               awaiting = $7, data = $8
-             WHERE id = $1 AND data = $9 AND expires > $10",
+               awaiting = $7, data = $8, taken_until = NULL
+             WHERE id = $1 AND data = $9 AND expires > $10
+               AND (taken_until IS NULL OR taken_until <= $10)",
             &WaitingColumns::of(&record).with(&[&read, &secs(now.as_secs())]),
         )
         .await
@@ -684,18 +697,53 @@ impl AsStore for PgStore {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
-        // One statement: of two instances taking it, one deletes the row and gets it.
-        // An expired request stays, for its late polls (then the sweep).
+        // One statement: of two instances taking it, one marks it taken and gets it. An
+        // expired request is not taken, kept for its late polls (then the sweep).
         let sql = format!(
-            "DELETE FROM waiting WHERE id = $1 AND expires > $2 RETURNING {WAITING_COLUMNS}"
+            "UPDATE waiting SET taken_until = $3 WHERE id = $1 AND expires > $2
+               AND (taken_until IS NULL OR taken_until <= $2) RETURNING {WAITING_COLUMNS}"
         );
         Ok(self
-            .all(&sql, &[&id, &secs(now.as_secs())])
+            .all(
+                &sql,
+                &[
+                    &id,
+                    &secs(now.as_secs()),
+                    &secs(now.as_secs().saturating_add(TAKE_LEASE)),
+                ],
+            )
             .await?
             .iter()
             .map(|r| self.waiting_record(r))
             .collect::<Result<Vec<_>, _>>()?
             .pop())
+    }
+
+    async fn put_taken(
+        &self,
+        record: WaitingRecord,
+        taken: &WaitingRecord,
+    ) -> Result<WaitingPut, StoreError> {
+        if record.id != taken.id {
+            return Ok(WaitingPut::NoLongerTaken);
+        }
+        // One statement, over the row only while it holds this take's lease.
+        let lease = taken.taken_until.map(secs);
+        Ok(
+            match self
+                .write_waiting(
+                    "UPDATE waiting SET ps = $2, expires = $3, rt_iss = $4, rt_jti = $5,
+                       code = $6, awaiting = $7, data = $8, taken_until = NULL
+                     WHERE id = $1 AND taken_until = $9",
+                    &WaitingColumns::of(&record).with(&[&lease]),
+                )
+                .await?
+            {
+                Some(1) => WaitingPut::Stored,
+                Some(_) => WaitingPut::NoLongerTaken,
+                None => WaitingPut::CodeTaken,
+            },
+        )
     }
 
     async fn bind(

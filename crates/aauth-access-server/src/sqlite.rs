@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
     AsStore, Awaiting, BindError, IssuedRecord, RECORD_GRACE, Standing, StandingQuery, StoreError,
-    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
+    TAKE_LEASE, WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 
 const SCHEMA: &str = "
@@ -31,7 +31,7 @@ CREATE INDEX IF NOT EXISTS revoked_exp ON revoked (exp);
 CREATE TABLE IF NOT EXISTS waiting (
   id TEXT PRIMARY KEY, ps TEXT NOT NULL, expires INTEGER NOT NULL,
   rt_iss TEXT NOT NULL, rt_jti TEXT NOT NULL, code TEXT UNIQUE, awaiting TEXT NOT NULL,
-  data TEXT NOT NULL);
+  data TEXT NOT NULL, taken_until INTEGER);
 CREATE INDEX IF NOT EXISTS waiting_rt ON waiting (rt_iss, rt_jti);
 CREATE INDEX IF NOT EXISTS waiting_expires ON waiting (expires);
 CREATE INDEX IF NOT EXISTS waiting_ps ON waiting (ps, expires);
@@ -122,6 +122,7 @@ impl SqliteStore {
 
     fn with_connection(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn)?;
         conn.execute_batch(aauth_metadata::audit::sqlite::TABLE)
             .map_err(err)?;
         aauth_metadata::audit::sqlite::migrate(&conn, STORE)?;
@@ -169,6 +170,7 @@ type WaitingRow = (
     Option<String>,
     String,
     String,
+    Option<i64>,
 );
 
 fn waiting_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WaitingRow> {
@@ -181,11 +183,12 @@ fn waiting_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WaitingRow> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 fn waiting_record(
-    (id, ps, expires, rt_iss, rt_jti, code, awaiting, data): WaitingRow,
+    (id, ps, expires, rt_iss, rt_jti, code, awaiting, data, taken_until): WaitingRow,
 ) -> Result<WaitingRecord, StoreError> {
     Ok(WaitingRecord {
         id,
@@ -197,10 +200,14 @@ fn waiting_record(
             StoreError::unreadable(STORE, "waiting request", format!("the step {awaiting:?}"))
         })?,
         data,
+        taken_until: taken_until
+            .map(u64::try_from)
+            .transpose()
+            .map_err(unreadable("waiting request's lease"))?,
     })
 }
 
-const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data";
+const WAITING_COLUMNS: &str = "id, ps, expires, rt_iss, rt_jti, code, awaiting, data, taken_until";
 
 /// The account the binding of `(ps, resource, sub)` names, if it exists.
 fn bound_account(
@@ -231,7 +238,14 @@ const UPSERT_WAITING: &str = "INSERT INTO waiting \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
      ON CONFLICT (id) DO UPDATE SET ps = excluded.ps, expires = excluded.expires, \
      rt_iss = excluded.rt_iss, rt_jti = excluded.rt_jti, code = excluded.code, \
-     awaiting = excluded.awaiting, data = excluded.data";
+     awaiting = excluded.awaiting, data = excluded.data, taken_until = NULL";
+
+/// A taken waiting request written back (`?9`: its lease, as taken), not taken any more;
+/// nothing when it is no longer taken so. Its code's conflict with another row's fails
+/// the statement, as in [`UPSERT_WAITING`].
+const PUT_TAKEN: &str = "UPDATE waiting SET ps = ?2, expires = ?3, rt_iss = ?4, rt_jti = ?5, \
+     code = ?6, awaiting = ?7, data = ?8, taken_until = NULL \
+     WHERE id = ?1 AND taken_until = ?9";
 
 /// Runs `sql` (one of the two above) with `record`'s columns; the rows written.
 fn write_waiting(conn: &Connection, sql: &str, record: &WaitingRecord) -> rusqlite::Result<usize> {
@@ -250,8 +264,47 @@ fn write_waiting(conn: &Connection, sql: &str, record: &WaitingRecord) -> rusqli
 /// Writes `record` in place of the row of its id, if there is one, unless its
 /// interaction code is another row's ([`WaitingPut::CodeTaken`]: nothing is written).
 fn put_waiting_row(conn: &Connection, record: &WaitingRecord) -> Result<WaitingPut, StoreError> {
-    match write_waiting(conn, UPSERT_WAITING, record) {
-        Ok(_) => Ok(WaitingPut::Stored),
+    code_conflict(write_waiting(conn, UPSERT_WAITING, record).map(|_| WaitingPut::Stored))
+}
+
+/// Writes `record` back over the row of `taken` while it holds `taken`'s lease
+/// ([`WaitingPut::NoLongerTaken`] otherwise), unless its interaction code is another
+/// row's ([`WaitingPut::CodeTaken`]); nothing is written then.
+fn put_taken_row(
+    conn: &Connection,
+    record: &WaitingRecord,
+    taken: &WaitingRecord,
+) -> Result<WaitingPut, StoreError> {
+    if record.id != taken.id {
+        return Ok(WaitingPut::NoLongerTaken);
+    }
+    let written = conn.prepare_cached(PUT_TAKEN).and_then(|mut s| {
+        s.execute(params![
+            record.id,
+            record.ps.as_str(),
+            secs(record.expires),
+            record.resource_token.0,
+            record.resource_token.1,
+            record.code,
+            record.awaiting.as_str(),
+            record.data,
+            taken.taken_until.map(secs)
+        ])
+    });
+    code_conflict(written.map(|n| {
+        if n == 1 {
+            WaitingPut::Stored
+        } else {
+            WaitingPut::NoLongerTaken
+        }
+    }))
+}
+
+/// A write's outcome, its failure on another row's interaction code being
+/// [`WaitingPut::CodeTaken`].
+fn code_conflict(written: rusqlite::Result<WaitingPut>) -> Result<WaitingPut, StoreError> {
+    match written {
+        Ok(put) => Ok(put),
         // The id is the primary key (its conflicts `SQLITE_CONSTRAINT_PRIMARYKEY`, and
         // the update): a uniqueness conflict is the code's.
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -477,7 +530,8 @@ impl AsStore for SqliteStore {
             let tx = c.unchecked_transaction().map_err(err)?;
             let as_read = tx
                 .query_row(
-                    "SELECT 1 FROM waiting WHERE id = ?1 AND data = ?2 AND expires > ?3",
+                    "SELECT 1 FROM waiting WHERE id = ?1 AND data = ?2 AND expires > ?3 \
+                     AND (taken_until IS NULL OR taken_until <= ?3)",
                     params![record.id, read, secs(now.as_secs())],
                     |_| Ok(()),
                 )
@@ -617,25 +671,38 @@ impl AsStore for SqliteStore {
     ) -> Result<Option<WaitingRecord>, StoreError> {
         let id = id.to_owned();
         self.run(move |c| {
-            // Read and delete in one transaction: one caller takes it.
-            let tx = c.unchecked_transaction().map_err(err)?;
-            let found = waiting_query(
-                &tx,
-                "id = ?1 AND expires > ?2",
-                params![id, secs(now.as_secs())],
-            )?
-            .pop();
-            // An expired one stays, for its late polls (then the sweep).
-            let deleted = tx
-                .execute(
-                    "DELETE FROM waiting WHERE id = ?1 AND expires > ?2",
-                    params![id, secs(now.as_secs())],
-                )
+            // One statement: of two callers, one marks it taken and gets it. An expired
+            // one is not taken, kept for its late polls (then the sweep).
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "UPDATE waiting SET taken_until = ?3 WHERE id = ?1 AND expires > ?2 \
+                     AND (taken_until IS NULL OR taken_until <= ?2) RETURNING {WAITING_COLUMNS}"
+                ))
                 .map_err(err)?;
-            tx.commit().map_err(err)?;
-            Ok(found.filter(|_| deleted == 1))
+            let rows = stmt
+                .query_map(
+                    params![
+                        id,
+                        secs(now.as_secs()),
+                        secs(now.as_secs().saturating_add(TAKE_LEASE))
+                    ],
+                    waiting_row,
+                )
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            rows.into_iter().map(waiting_record).next().transpose()
         })
         .await
+    }
+
+    async fn put_taken(
+        &self,
+        record: WaitingRecord,
+        taken: &WaitingRecord,
+    ) -> Result<WaitingPut, StoreError> {
+        let taken = taken.clone();
+        self.run(move |c| put_taken_row(c, &record, &taken)).await
     }
 
     async fn bind(
@@ -774,7 +841,26 @@ impl AsStore for SqliteStore {
     }
 }
 
-/// Deletes the waiting requests no longer kept at `now` (expired [`WAITING_KEPT`] ago).
+/// Adds what later versions keep to a database an earlier version created: the lease of
+/// a waiting request taken to be decided again (`taken_until`; rows written before are
+/// not taken).
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let columns = c
+        .prepare("PRAGMA table_info(waiting)")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(1))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(err)?;
+    if !columns.iter().any(|n| n == "taken_until") {
+        c.execute_batch("ALTER TABLE waiting ADD COLUMN taken_until INTEGER;")
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Deletes the waiting requests no longer kept at `now` (expired [`WAITING_KEPT`] ago;
+/// never one whose lease lasts, [`TAKE_LEASE`] being shorter than that).
 fn sweep_waiting(c: &Connection, now: UnixTime) -> Result<(), StoreError> {
     c.execute(
         "DELETE FROM waiting WHERE expires <= ?1",

@@ -25,6 +25,20 @@ pub const RECORD_GRACE: u64 = 60;
 /// [`Awaiting::Answered`], expiring as it ends) `410`, rather than `404`.
 pub const WAITING_KEPT: u64 = 600;
 
+/// How long a waiting request taken to be decided again ([`AsStore::take_waiting`]) stays
+/// its taker's, in seconds: a lease, so that a taker that fails (its store's write back
+/// failed, or its process died) leaves the request to the next poll once it runs out,
+/// rather than losing it. Longer than one decision takes: its outbound calls are the
+/// issuers' keys (the agent's provider, the resource, the Person Server, an upstream
+/// token's issuer), each a metadata document and a key set fetched under the metadata
+/// cache's 10 s fetch timeout (80 s at worst, one after another), and a few store calls
+/// (each connect bounded by 5 s).
+pub const TAKE_LEASE: u64 = 120;
+
+// A request is taken only unexpired, and swept only [`WAITING_KEPT`] past its expiry:
+// with a lease shorter than that, no sweep ever finds a request whose lease lasts.
+const _: () = assert!(TAKE_LEASE < WAITING_KEPT);
+
 /// An issued auth token's record (AS-44): kept until `exp` plus [`RECORD_GRACE`], so that
 /// revoking the person token it was issued against reaches it at its resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +144,11 @@ pub struct WaitingRecord {
     pub awaiting: Awaiting,
     /// The server's state for it.
     pub data: String,
+    /// Until when it is taken to be decided again (its lease, [`TAKE_LEASE`] from the
+    /// take), as a store reads it back; none when not taken. Set by
+    /// [`AsStore::take_waiting`] only: every write stores the record not taken, whatever
+    /// this says.
+    pub taken_until: Option<u64>,
 }
 
 impl WaitingRecord {
@@ -152,7 +171,15 @@ impl WaitingRecord {
             code,
             awaiting,
             data,
+            taken_until: None,
         }
+    }
+
+    /// Whether it is taken at `now` ([`AsStore::take_waiting`]: its lease has not run
+    /// out): still pending, its taker deciding it.
+    #[must_use]
+    pub fn taken_at(&self, now: UnixTime) -> bool {
+        self.taken_until.is_some_and(|t| t > now.as_secs())
     }
 }
 
@@ -207,6 +234,10 @@ pub enum WaitingPut {
     /// other request stays as it was (reachable by its code), and so does this request's
     /// earlier record, if there is one.
     CodeTaken,
+    /// Not stored ([`AsStore::put_taken`]): the request is no longer taken as the caller
+    /// took it (its lease ran out and it was taken again, or written meanwhile, or it is
+    /// gone). Nothing is written.
+    NoLongerTaken,
 }
 
 /// Why a person's binding of their Person Server was not made ([`AsStore::bind`]).
@@ -330,11 +361,13 @@ pub trait AsStore: Send + Sync {
     /// [`StoreError`].
     async fn is_revoked(&self, iss: &str, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Stores (or replaces) the waiting request `record.id`, unless its interaction code
-    /// is another request's, one the store still holds, expired or not
-    /// ([`WaitingPut::CodeTaken`]: nothing is written, and the other request stays as it
-    /// was, reachable by its code). Requests expired more than [`WAITING_KEPT`] before
-    /// `now` may be dropped.
+    /// Stores (or replaces) the waiting request `record.id`, not taken (a lease on the
+    /// earlier record is cleared), unless its interaction code is another request's, one
+    /// the store still holds, expired or not ([`WaitingPut::CodeTaken`]: nothing is
+    /// written, and the other request stays as it was, reachable by its code). For a
+    /// request read not taken (a record of its end); its taker writes it back with
+    /// [`AsStore::put_taken`]. Requests expired more than [`WAITING_KEPT`] before `now`
+    /// may be dropped.
     ///
     /// # Errors
     ///
@@ -346,11 +379,13 @@ pub trait AsStore: Send + Sync {
     ) -> Result<WaitingPut, StoreError>;
 
     /// Replaces the waiting request `record.id` with `record`, only if it is still there,
-    /// unexpired, and its `data` is still `read` (what the caller read): `false`
-    /// otherwise. A change made from a read (an approval, the person's yes) never brings
-    /// back a request that was taken and decided meanwhile, nor writes over another step.
-    /// Nor over another request: a `record` whose interaction code is another request's
-    /// is not written either (`false`).
+    /// unexpired, not taken at `now` ([`WaitingRecord::taken_at`]), and its `data` is
+    /// still `read` (what the caller read): `false` otherwise. A change made from a read
+    /// (an approval, the person's yes, a revocation's mark) never writes over a request
+    /// taken to be decided meanwhile, nor brings back one decided since, nor writes over
+    /// another step. Nor over another request: a `record` whose interaction code is
+    /// another request's is not written either (`false`). One whose lease ran out is
+    /// replaced as one never taken (its taker's write back then lands nowhere).
     ///
     /// # Errors
     ///
@@ -430,10 +465,16 @@ pub trait AsStore: Send + Sync {
         now: UnixTime,
     ) -> Result<WaitingCreated, StoreError>;
 
-    /// Removes and returns the unexpired waiting request `id`, as one step: of two
-    /// callers taking the same request, one gets it and the other `None`. What a request
-    /// is decided again from, so that one step's completion issues one token. An expired
-    /// one is neither taken nor removed (kept for [`AsStore::waiting_kept`]).
+    /// Takes the unexpired waiting request `id` to decide it again: marks it taken until
+    /// `now` plus [`TAKE_LEASE`] and returns it so (`taken_until` set), as one step (one
+    /// conditional write): of two callers taking the same request, one gets it and the
+    /// other `None`, and while the lease lasts every take gets `None`. What a request is
+    /// decided again from, so that one step's completion issues one token. It is never
+    /// removed: every lookup still finds it, with its lease (a poll of it is told to poll
+    /// again), until its taker writes what became of it ([`AsStore::put_taken`], which
+    /// clears the lease); should the taker never write (its store failed, its process
+    /// died), the lease runs out and the request is taken again as it was. An expired one
+    /// is not taken (kept for [`AsStore::waiting_kept`]).
     ///
     /// # Errors
     ///
@@ -443,6 +484,23 @@ pub trait AsStore: Send + Sync {
         id: &str,
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError>;
+
+    /// Writes `record` (its next step, its end, or as it was) in place of the request
+    /// `taken` (as [`AsStore::take_waiting`] returned it: its id and lease), not taken any
+    /// more, only if the store still holds it under that lease (one conditional write):
+    /// [`WaitingPut::NoLongerTaken`] otherwise (its lease ran out and it was taken again,
+    /// or written meanwhile, or it is gone), and [`WaitingPut::CodeTaken`] when its
+    /// interaction code is another request's, as for [`AsStore::put_waiting`]; nothing is
+    /// written then. Whether it expired meanwhile does not matter.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    async fn put_taken(
+        &self,
+        record: WaitingRecord,
+        taken: &WaitingRecord,
+    ) -> Result<WaitingPut, StoreError>;
 
     /// Records that the person `sub` at `resource`, signed in here as `account`, approved
     /// their Person Server `ps` here. Binding them again to the same account changes
@@ -537,6 +595,12 @@ pub trait AsStore: Send + Sync {
             billed: self.is_billed(q.ps).await?,
         })
     }
+}
+
+/// `record` as every write stores it: not taken (only a take sets a lease).
+fn untaken(mut record: WaitingRecord) -> WaitingRecord {
+    record.taken_until = None;
+    record
 }
 
 /// Whether waiting request `w` is still kept at `now` ([`WAITING_KEPT`] past `expires`).
@@ -669,7 +733,7 @@ impl AsStore for MemoryStore {
             if m.waiting.code_of_another(&record) {
                 return WaitingPut::CodeTaken;
             }
-            m.waiting.insert(record);
+            m.waiting.insert(untaken(record));
             WaitingPut::Stored
         }))
     }
@@ -683,10 +747,11 @@ impl AsStore for MemoryStore {
         Ok(self.with(|m| match m.waiting.get(&record.id) {
             Some(w)
                 if w.expires > now.as_secs()
+                    && !w.taken_at(now)
                     && w.data == read
                     && !m.waiting.code_of_another(&record) =>
             {
-                m.waiting.insert(record);
+                m.waiting.insert(untaken(record));
                 true
             }
             _ => false,
@@ -770,7 +835,7 @@ impl AsStore for MemoryStore {
             if taken {
                 return WaitingCreated::Taken;
             }
-            m.waiting.insert(record);
+            m.waiting.insert(untaken(record));
             WaitingCreated::Created
         }))
     }
@@ -781,11 +846,35 @@ impl AsStore for MemoryStore {
         now: UnixTime,
     ) -> Result<Option<WaitingRecord>, StoreError> {
         Ok(self.with(|m| {
-            if m.waiting.get(id)?.expires > now.as_secs() {
-                m.waiting.remove(id)
-            } else {
-                None
+            let w = m.waiting.get(id)?;
+            if w.expires <= now.as_secs() || w.taken_at(now) {
+                return None;
             }
+            let mut taken = w.clone();
+            taken.taken_until = Some(now.as_secs().saturating_add(TAKE_LEASE));
+            m.waiting.insert(taken.clone());
+            Some(taken)
+        }))
+    }
+
+    async fn put_taken(
+        &self,
+        record: WaitingRecord,
+        taken: &WaitingRecord,
+    ) -> Result<WaitingPut, StoreError> {
+        Ok(self.with(|m| {
+            let held = m
+                .waiting
+                .get(&taken.id)
+                .is_some_and(|w| w.taken_until.is_some() && w.taken_until == taken.taken_until);
+            if !held || record.id != taken.id {
+                return WaitingPut::NoLongerTaken;
+            }
+            if m.waiting.code_of_another(&record) {
+                return WaitingPut::CodeTaken;
+            }
+            m.waiting.insert(untaken(record));
+            WaitingPut::Stored
         }))
     }
 

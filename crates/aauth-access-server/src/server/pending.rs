@@ -11,7 +11,7 @@ use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
 
-use super::waiting::{Asked, Given, Step, Waiting};
+use super::waiting::{Asked, Given, Step, Waiting, poll_again};
 use super::{AccessServer, Answer, Refusal};
 use crate::AsError;
 
@@ -117,8 +117,9 @@ impl AccessServer {
     }
 
     /// The waiting request `id`, if `ps` asked for it (`404` otherwise, the same as for
-    /// none) and it goes on: one that ended is answered `410`, and one that expired
-    /// `408 expired` (draft -11 §Polling Error Codes), that once (it ends).
+    /// none) and it goes on: one taken to be decided is answered `202` (poll again), one
+    /// that ended `410`, and one that expired `408 expired` (draft -11 §Polling Error
+    /// Codes), that once (it ends).
     async fn waiting_for(
         &self,
         id: &str,
@@ -126,6 +127,11 @@ impl AccessServer {
         now: UnixTime,
     ) -> Result<Waiting, Refusal> {
         let w = match self.store.waiting_kept(id, now).await? {
+            // Taken by another poll to be decided (or by one that failed, until its lease
+            // runs out): still pending, its taker writes what became of it.
+            Some(r) if r.ps == *ps && r.taken_at(now) => {
+                return Err(Refusal::Answered(Box::new(poll_again(id))));
+            }
             Some(r) if r.ps == *ps => Waiting::from_record(r)?,
             _ => return Err(Refusal::NotFound),
         };
@@ -142,11 +148,13 @@ impl AccessServer {
     /// Decides waiting request `id` again with what its steps gave; ends it on a verdict
     /// ([`AsError::ends_request`]), told in the polling codes ([`AsError::polled`]). The
     /// request is taken from the store first (one step: of two concurrent polls, one
-    /// decides it and the other finds nothing), so one completed step issues one token;
-    /// it goes back for a further step, or on a failure of this server's (its store's
-    /// included). `updated`: `body` carries the resource and presented tokens of the
-    /// Person Server's `updated_request` (AS-16), whose refusal refuses that answer
-    /// alone.
+    /// decides it and the other is told to poll again), so one completed step issues one
+    /// token; taken, it stays in the store under a lease ([`crate::TAKE_LEASE`]) until it
+    /// is written back for a further step, as it was on a failure of this server's (its
+    /// store's included), or ended. A failure to write it back leaves it taken, decided
+    /// again by the first poll after the lease runs out. `updated`: `body` carries the
+    /// resource and presented tokens of the Person Server's `updated_request` (AS-16),
+    /// whose refusal refuses that answer alone.
     async fn decide_again(
         &self,
         id: &str,
@@ -164,17 +172,8 @@ impl AccessServer {
                 return Err(Refusal::NotFound);
             }
             // It was there a moment ago (`waiting_for`): another poll of it took it, and
-            // is deciding it now. Not a `404`, which would end the Person Server's
-            // request: still pending, poll again shortly (that poll gets what the other
-            // left: the next step, or `410` once it was answered).
-            None => {
-                let mut r = json_response(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "status": "pending" }),
-                );
-                super::waiting::still_pending(&mut r, id, "1");
-                return Ok(r);
-            }
+            // is deciding it now.
+            None => return Ok(poll_again(id)),
         };
         let asked = Asked {
             ps,
@@ -194,10 +193,7 @@ impl AccessServer {
             // Answered at the pending URL: a token the request depends on, revoked or
             // expired meanwhile, is `403 revoked` or `408 expired` here (draft -11
             // §11.9.4 Polling Error Codes), not the token endpoint's code.
-            Err(e) if e.ends_request() => {
-                self.end_waiting(id, ps, &taken.resource_token, e.polled(), now)
-                    .await
-            }
+            Err(e) if e.ends_request() => self.end_taken(&taken, e.polled(), now).await,
             // This server's failure (its store's included, `503` for one that may pass):
             // the request goes back as it was, for the Person Server's retry.
             Err(e) => {

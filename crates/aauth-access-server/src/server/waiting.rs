@@ -96,7 +96,7 @@ pub(super) enum Step {
 
 /// What became of a request taken to be decided again and put back for its next step
 /// ([`AccessServer::put_next`]).
-enum PutBack {
+pub(super) enum PutBack {
     /// Stored at its next step: the record as written.
     Next(WaitingRecord),
     /// Its next step could not be stored (no interaction code of its own was found for
@@ -104,6 +104,19 @@ enum PutBack {
     AsItWas,
     /// Ended: its resource token was revoked meanwhile (AS-42).
     Ended,
+    /// No longer this caller's to write (its lease ran out and another poll took it, or
+    /// it was written meanwhile): nothing written, what is there stands.
+    Lost,
+}
+
+/// What a write of a taken request back came to ([`AccessServer::put_drawing_again`]).
+enum Put {
+    /// Written, not taken any more: the record as written.
+    Stored(WaitingRecord),
+    /// Not written: each interaction code drawn was another request's.
+    NoCode,
+    /// Not written: no longer taken as it was taken ([`WaitingPut::NoLongerTaken`]).
+    Lost,
 }
 
 /// What earlier steps of a request gave, carried to the next decision.
@@ -218,6 +231,7 @@ impl Waiting {
             code,
             awaiting,
             data,
+            taken_until: None,
         })
     }
 
@@ -271,6 +285,19 @@ fn pending_headers(
     r.headers_mut().insert("aauth-requirement", requirement);
 }
 
+/// The `202` of a request taken to be decided by another poll (or whose taker failed,
+/// until its lease runs out, [`crate::TAKE_LEASE`]): still pending, poll again shortly.
+/// Never a `404`, which would end the Person Server's request: the next poll gets what
+/// the taker left (the next step, or `410` once it was answered).
+pub(super) fn poll_again(id: &str) -> http::Response<Bytes> {
+    let mut r = json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "status": "pending" }),
+    );
+    still_pending(&mut r, id, "1");
+    r
+}
+
 /// The `Location` (REQUIRED on every `202`, draft -11 §Pending Response) and
 /// `Retry-After` of a request still waiting at `id`.
 pub(super) fn still_pending(r: &mut http::Response<Bytes>, id: &str, retry: &'static str) {
@@ -295,7 +322,7 @@ impl AccessServer {
         match outcome {
             Outcome::Issued(json) => {
                 if let Some(r) = reuse
-                    && let Err(e) = self.close(&r.id, &r.ps, &r.resource_token, now).await
+                    && let Err(e) = self.close_taken(r, now).await
                 {
                     // The token is issued and recorded: it is delivered all the same (a
                     // late poll then finds nothing rather than the request's end).
@@ -344,6 +371,8 @@ impl AccessServer {
                         let revoked = AsError::Revoked(TokenParameter::Resource);
                         self.end_waiting(&r.id, asked.ps, &rt, revoked, now).await
                     }
+                    // Another's now: the Person Server polls again, and gets what is there.
+                    PutBack::Lost => Ok(poll_again(&r.id)),
                 }
             }
         }
@@ -359,7 +388,16 @@ impl AccessServer {
         rt: &(String, String),
         now: UnixTime,
     ) -> Result<(), AsError> {
-        self.close_as(id, ps, rt, Step::Answered, now).await
+        self.close_as(id, ps, rt, Step::Answered, None, now).await
+    }
+
+    /// [`AccessServer::close`] for request `taken`, taken by this caller to be decided
+    /// again: written only under its lease (one taken again since, its lease having run
+    /// out, or written meanwhile, is left as it is).
+    async fn close_taken(&self, taken: &WaitingRecord, now: UnixTime) -> Result<(), AsError> {
+        let (id, ps, rt) = (&taken.id, &taken.ps, &taken.resource_token);
+        self.close_as(id, ps, rt, Step::Answered, Some(taken), now)
+            .await
     }
 
     /// [`AccessServer::close`] for a request that expired (`w`): one still waiting for
@@ -383,16 +421,18 @@ impl AccessServer {
             },
             _ => Step::Answered,
         };
-        self.close_as(id, &w.ps, &w.rt, end, now).await
+        self.close_as(id, &w.ps, &w.rt, end, None, now).await
     }
 
-    /// Puts the record of request `id`'s end, `step`, in its place.
+    /// Puts the record of request `id`'s end, `step`, in its place: over the request as
+    /// `taken` by this caller only, when it is (no longer taken so: nothing written).
     async fn close_as(
         &self,
         id: &str,
         ps: &ServerId,
         rt: &(String, String),
         step: Step,
+        taken: Option<&WaitingRecord>,
         now: UnixTime,
     ) -> Result<(), AsError> {
         let ended = |step| {
@@ -406,14 +446,20 @@ impl AccessServer {
             }
             .into_record(id.to_owned())
         };
-        if self.store.put_waiting(ended(step)?, now).await? == WaitingPut::Stored {
+        let put = |record| async move {
+            match taken {
+                Some(taken) => self.store.put_taken(record, taken).await,
+                None => self.store.put_waiting(record, now).await,
+            }
+        };
+        if put(ended(step)?).await? != WaitingPut::CodeTaken {
             return Ok(());
         }
         // An expired request's code, another request's since (its record was dropped
         // meanwhile, and the code drawn again): its end is kept without the code, never
         // over the other's.
-        match self.store.put_waiting(ended(Step::Answered)?, now).await? {
-            WaitingPut::Stored => Ok(()),
+        match put(ended(Step::Answered)?).await? {
+            WaitingPut::Stored | WaitingPut::NoLongerTaken => Ok(()),
             WaitingPut::CodeTaken => Err(aauth_metadata::serve::InternalError::produce(
                 "the record of a waiting request's end",
                 "the store found an interaction code in a record without one",
@@ -433,6 +479,18 @@ impl AccessServer {
         now: UnixTime,
     ) -> Answer {
         self.close(id, ps, rt, now).await?;
+        Err(Refusal::Error(then))
+    }
+
+    /// Ends request `taken`, taken by this caller to be decided again
+    /// ([`AccessServer::close_taken`]), answering `then` (or the store's failure).
+    pub(super) async fn end_taken(
+        &self,
+        taken: &WaitingRecord,
+        then: AsError,
+        now: UnixTime,
+    ) -> Answer {
+        self.close_taken(taken, now).await?;
         Err(Refusal::Error(then))
     }
 
@@ -485,13 +543,18 @@ impl AccessServer {
         .into())
     }
 
-    /// Puts back a waiting request this caller took from the store, as it was, then ends
+    /// Puts back request `taken`, taken by this caller to be decided again, as it was
+    /// (its lease cleared: [`AsStore::put_taken`](crate::AsStore::put_taken)), then ends
     /// it if its resource token was revoked meanwhile (AS-42). While it was taken, a
-    /// revocation found nothing to mark, and nothing else writes a taken request; the
+    /// revocation found it taken and left it to its taker
+    /// ([`AccessServer::end_revoked`]), and nothing else writes a taken request; the
     /// revocation is recorded before it looks for requests, and this looks for the
-    /// revocation after writing: one of the two always sees the other, so the mark is
-    /// never lost, and a revocation's mark is never written over. The record as put back
-    /// ([`AccessServer::put_drawing_again`]), or `None` when it ended so.
+    /// revocation after writing: a revocation that found it taken looked before this
+    /// write (only it clears the lease while the lease lasts), so this sees it; one that
+    /// looks after finds it written back and marks it itself. The mark is never lost, and
+    /// never written over (this writes only under this take's lease). Should the lease
+    /// run out first (this taker failed), the request is as it was taken, and the poll
+    /// that takes it again decides it against the revocations.
     ///
     /// A request is taken to be decided again only at a step that holds no interaction
     /// code (claims, an answer, an approval, a payment, the person's yes: a code is held
@@ -499,21 +562,23 @@ impl AccessServer {
     /// draws are for a record read in a race with another decision of it.
     pub(super) async fn put_back(
         &self,
-        record: WaitingRecord,
+        taken: WaitingRecord,
         now: UnixTime,
-    ) -> Result<Option<WaitingRecord>, AsError> {
-        let record = self
-            .put_drawing_again(record, now)
-            .await?
-            .ok_or_else(|| {
-                aauth_metadata::serve::InternalError::produce(
-                    "waiting request",
-                    format!(
-                        "its interaction code was another request's under each of {CREATE_ATTEMPTS} attempts"
-                    ),
-                )
-            })?;
-        self.unless_revoked(record, now).await
+    ) -> Result<PutBack, AsError> {
+        match self.put_drawing_again(taken.clone(), &taken).await? {
+            Put::Stored(record) => Ok(match self.unless_revoked(record, now).await? {
+                Some(_) => PutBack::AsItWas,
+                None => PutBack::Ended,
+            }),
+            Put::Lost => Ok(PutBack::Lost),
+            Put::NoCode => Err(aauth_metadata::serve::InternalError::produce(
+                "waiting request",
+                format!(
+                    "its interaction code was another request's under each of {CREATE_ATTEMPTS} attempts"
+                ),
+            )
+            .into()),
+        }
     }
 
     /// Puts back request `taken` (taken from the store to be decided again) at its next
@@ -527,16 +592,14 @@ impl AccessServer {
         taken: &WaitingRecord,
         now: UnixTime,
     ) -> Result<PutBack, AsError> {
-        if let Some(put) = self.put_drawing_again(next, now).await? {
-            return Ok(match self.unless_revoked(put, now).await? {
+        match self.put_drawing_again(next, taken).await? {
+            Put::Stored(put) => Ok(match self.unless_revoked(put, now).await? {
                 Some(put) => PutBack::Next(put),
                 None => PutBack::Ended,
-            });
+            }),
+            Put::Lost => Ok(PutBack::Lost),
+            Put::NoCode => self.put_back(taken.clone(), now).await,
         }
-        Ok(match self.put_back(taken.clone(), now).await? {
-            Some(_) => PutBack::AsItWas,
-            None => PutBack::Ended,
-        })
     }
 
     /// `record`, just written back, unless its resource token was revoked meanwhile: then
@@ -554,16 +617,17 @@ impl AccessServer {
         Ok(None)
     }
 
-    /// Writes `record` in place of its request's earlier record, if any. An interaction
-    /// code another request holds ([`WaitingPut::CodeTaken`]: one freshly drawn for its
-    /// next step, or its own, drawn by a request created while it was taken) is drawn
-    /// again, up to [`CREATE_ATTEMPTS`] times, never written over the other's: the
-    /// record as written, or `None` when every draw was another's (nothing written).
+    /// Writes `record` in place of request `taken`, while it is taken as this caller took
+    /// it. An interaction code another request holds ([`WaitingPut::CodeTaken`]: one
+    /// freshly drawn for its next step, or its own, drawn by a request created while it
+    /// was taken) is drawn again, up to [`CREATE_ATTEMPTS`] times, never written over the
+    /// other's: the record as written, or nothing written when every draw was another's,
+    /// or when the request is no longer taken so.
     async fn put_drawing_again(
         &self,
         mut record: WaitingRecord,
-        now: UnixTime,
-    ) -> Result<Option<WaitingRecord>, AsError> {
+        taken: &WaitingRecord,
+    ) -> Result<Put, AsError> {
         for attempt in 0..CREATE_ATTEMPTS {
             if attempt > 0 {
                 let id = record.id.clone();
@@ -571,18 +635,22 @@ impl AccessServer {
                 w.step.redraw_code(self)?;
                 record = w.into_record(id)?;
             }
-            match self.store.put_waiting(record.clone(), now).await? {
-                WaitingPut::Stored => return Ok(Some(record)),
+            match self.store.put_taken(record.clone(), taken).await? {
+                WaitingPut::Stored => return Ok(Put::Stored(record)),
+                WaitingPut::NoLongerTaken => return Ok(Put::Lost),
                 WaitingPut::CodeTaken => {}
             }
         }
-        Ok(None)
+        Ok(Put::NoCode)
     }
 
     /// AS-42: marks waiting request `record` (as read) ended, its resource token revoked,
     /// over that record only (one conditional write): a request taken and decided
     /// meanwhile is never brought back, and one given another step meanwhile (an
-    /// approval, the person's yes) is read again and marked over that.
+    /// approval, the person's yes) is read again and marked over that. One taken to be
+    /// decided (its lease lasting) is left to its taker, which looks for the revocation
+    /// after it writes the request back ([`AccessServer::put_back`]), and whose decision
+    /// checks the resource token against the revocations should its lease run out first.
     pub(super) async fn end_revoked(
         &self,
         mut record: WaitingRecord,
@@ -590,6 +658,9 @@ impl AccessServer {
     ) -> Result<(), AsError> {
         for _ in 0..MARK_ATTEMPTS {
             let (id, read) = (record.id.clone(), record.data.clone());
+            if record.taken_at(now) {
+                return Ok(());
+            }
             let mut w = Waiting::from_record(record)?;
             // One already ended keeps its verdict: a denial, or a failed interaction,
             // is not turned into `revoked` by a later revocation.
@@ -606,7 +677,7 @@ impl AccessServer {
             }
             match self.store.waiting(&id, now).await? {
                 Some(again) => record = again,
-                // Taken (its taker marks it when it puts it back), decided, or expired.
+                // Decided, or expired (one taken meanwhile is left to its taker, above).
                 None => return Ok(()),
             }
         }

@@ -4,7 +4,9 @@
 //! armed (or every one, while told), which finds the code another request's. Its lookups by interaction code are
 //! counted, and yield first when told, as a store over the network does. The next
 //! `bind` can be held once made, for what lands between an approval's binding and its
-//! write of the request.
+//! write of the request; the next `take_waiting` likewise, for what lands while a poll
+//! holds the request it took; and the next write of a taken request back
+//! (`put_taken`) can fail, as a database that did not answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,6 +32,8 @@ pub(crate) struct Flaky {
     slow_lookups: AtomicBool,
     lookups: AtomicUsize,
     held_bind: std::sync::Mutex<Option<BindHold>>,
+    held_take: std::sync::Mutex<Option<BindHold>>,
+    fail_put_taken: AtomicBool,
 }
 
 /// A `bind` held once made ([`Flaky::hold_next_bind`]): `bound` is told when the binding
@@ -51,6 +55,8 @@ impl Flaky {
             slow_lookups: AtomicBool::new(false),
             lookups: AtomicUsize::new(0),
             held_bind: std::sync::Mutex::new(None),
+            held_take: std::sync::Mutex::new(None),
+            fail_put_taken: AtomicBool::new(false),
         }
     }
 
@@ -67,6 +73,27 @@ impl Flaky {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hold.clone());
         hold
+    }
+
+    /// The next `take_waiting`, once made in the wrapped store, tells the hold's `bound`
+    /// and answers only when its `release` is told: what lands meanwhile lands while a
+    /// poll holds the request it took, once.
+    pub(crate) fn hold_next_take(&self) -> BindHold {
+        let hold = BindHold {
+            bound: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+        };
+        *self
+            .held_take
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hold.clone());
+        hold
+    }
+
+    /// The next write of a taken request back (`put_taken`: its next step, its end, or
+    /// as it was) fails (transient: `503`), nothing written, once.
+    pub(crate) fn fail_next_put_taken(&self) {
+        self.fail_put_taken.store(true, Ordering::SeqCst);
     }
 
     /// From now on, a lookup by code yields to the runtime first (requests in flight at
@@ -235,7 +262,34 @@ impl AsStore for Flaky {
         if self.taken_elsewhere.swap(false, Ordering::SeqCst) {
             return Ok(None);
         }
-        self.inner.take_waiting(id, now).await
+        let taken = self.inner.take_waiting(id, now).await;
+        let held = self
+            .held_take
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hold) = held {
+            hold.bound.notify_one();
+            hold.release.notified().await;
+        }
+        taken
+    }
+
+    async fn put_taken(
+        &self,
+        record: WaitingRecord,
+        taken: &WaitingRecord,
+    ) -> Result<aauth_access_server::WaitingPut, StoreError> {
+        if self.fail_put_taken.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::backend("flaky", "the database did not answer"));
+        }
+        if record.code.is_some()
+            && (self.codes_elsewhere.load(Ordering::SeqCst)
+                || self.code_elsewhere.swap(false, Ordering::SeqCst))
+        {
+            return Ok(aauth_access_server::WaitingPut::CodeTaken);
+        }
+        self.inner.put_taken(record, taken).await
     }
 
     async fn bind(

@@ -15,6 +15,7 @@ mod cascade;
 mod flaky;
 mod hardening;
 mod interaction;
+mod lease;
 mod poll_codes;
 mod polling;
 mod rate;

@@ -4,8 +4,8 @@
 //! still reaches tokens issued before the restart).
 
 use aauth_access_server::{
-    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, WAITING_KEPT,
-    WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
+    AsStore, Awaiting, IssuedRecord, MemoryStore, PgStore, RECORD_GRACE, SqliteStore, TAKE_LEASE,
+    WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 use aauth_test_support::services::PgSchema;
 
@@ -284,15 +284,21 @@ async fn contract(s: &dyn AsStore) {
         !s.replace_waiting(next.clone(), &read, NOW).await.unwrap(),
         "twice from one read: once"
     );
-    assert_eq!(s.take_waiting("w1", NOW).await.unwrap(), Some(next.clone()));
-    assert_eq!(s.waiting("w1", NOW).await.unwrap(), None);
+    // Taken: kept, under its lease, and not written over from a read.
+    let mut taken = next.clone();
+    taken.taken_until = Some(now + TAKE_LEASE);
+    assert_eq!(
+        s.take_waiting("w1", NOW).await.unwrap(),
+        Some(taken.clone())
+    );
+    assert_eq!(s.waiting("w1", NOW).await.unwrap(), Some(taken.clone()));
     assert!(
         !s.replace_waiting(next.clone(), &next.data, NOW)
             .await
             .unwrap(),
-        "a request taken meanwhile is not brought back"
+        "a request taken meanwhile is not written over"
     );
-    assert_eq!(s.waiting("w1", NOW).await.unwrap(), None);
+    assert_eq!(s.waiting("w1", NOW).await.unwrap(), Some(taken));
 
     // Bindings and billing.
     let ps = id_of("https://ps.example");
@@ -501,14 +507,15 @@ async fn a_code_is_never_taken_from_another_request(s: &dyn AsStore) {
     );
     intact(NOW).await;
     assert_eq!(s.waiting("c2", NOW).await.unwrap(), Some(earlier.clone()));
-    // Taken first (as the server takes a request it decides again): still refused, and
-    // nothing stored under its id.
-    assert_eq!(s.take_waiting("c2", NOW).await.unwrap(), Some(earlier));
+    // Taken first (as the server takes a request it decides again): its write back is
+    // refused all the same, and it stays as taken.
+    let taken = s.take_waiting("c2", NOW).await.unwrap().unwrap();
+    assert_eq!(taken.data, earlier.data);
     assert_eq!(
-        s.put_waiting(clash.clone(), NOW).await.unwrap(),
+        s.put_taken(clash.clone(), &taken).await.unwrap(),
         WaitingPut::CodeTaken
     );
-    assert_eq!(s.waiting_kept("c2", NOW).await.unwrap(), None);
+    assert_eq!(s.waiting_kept("c2", NOW).await.unwrap(), Some(taken));
     intact(NOW).await;
     // An expired request, kept for its late polls, holds its code as well.
     let expired = record("c3", now + 5, Some("KEPT2345"), Awaiting::Answered, "rc3");
@@ -693,8 +700,8 @@ async fn two_instances_take_a_waiting_request_once() {
         }
     }
     assert_eq!(got, 1);
-    // And the per-Person-Server bound holds across instances: two at most, whichever
-    // instance creates them, however many race.
+    // And the per-Person-Server bound holds across instances: three at most (w1, taken,
+    // still counts), whichever instance creates them, however many race.
     let creates: Vec<_> = (0..10)
         .map(|n| {
             let s = if n % 2 == 0 {
@@ -709,7 +716,7 @@ async fn two_instances_take_a_waiting_request_once() {
                 Awaiting::Approval,
                 "rt2",
             );
-            tokio::spawn(async move { s.create_waiting(w, per_ps(2), NOW).await.unwrap() })
+            tokio::spawn(async move { s.create_waiting(w, per_ps(3), NOW).await.unwrap() })
         })
         .collect();
     let mut created = 0;
