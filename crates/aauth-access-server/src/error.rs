@@ -179,9 +179,11 @@ impl AsError {
     /// - no longer passing its other checks (its issuer withdrew the key it was signed
     ///   with, or this server stopped serving its resource): `403 denied`, naming the
     ///   token and the check;
-    /// - a request kept here that no longer reads as one, or a token dated ahead of this
-    ///   server's clock (which went back since): this server's failure, `500
-    ///   server_error`.
+    /// - a request kept here that no longer reads as one: this server's failure, `500
+    ///   server_error`;
+    /// - a token dated ahead of this server's clock (which went back since): a failure
+    ///   that may pass, `503 temporarily_unavailable` with `Retry-After`, the request
+    ///   kept ([`AsError::ends_request`] is `false` for it).
     ///
     /// Every other refusal is one a poll may carry already, and is unchanged.
     #[must_use]
@@ -208,11 +210,13 @@ impl AsError {
             Self::InvalidRequest(why) => {
                 aauth_metadata::serve::InternalError::unreadable("waiting request", why).into()
             }
-            Self::ClockSkew { iat, now } => aauth_metadata::serve::InternalError::produce(
-                "the decision on a waiting request",
-                format!("a token it carries is dated {iat}, ahead of this server's clock ({now})"),
-            )
-            .into(),
+            // The tokens were dated fine when the request came: this server's clock went
+            // back since. One that may pass (the clock put right, or time catching up):
+            // `503`, on which the Person Server polls again, the request kept.
+            Self::ClockSkew { iat, now } => Self::Unavailable(format!(
+                "the decision on a waiting request: a token it carries is dated {iat}, \
+                 ahead of this server's clock ({now})"
+            )),
             // Polling codes already (`429 rate_limited` and `503` are this server's
             // failures a later poll may get past; a poll's own rate limit is answered
             // `slow_down` before it is decided).
@@ -267,9 +271,12 @@ impl AsError {
     #[must_use]
     pub fn ends_request(&self) -> bool {
         match self {
+            // A token dated ahead of this server's clock, in a request it took in: the
+            // clock went back, which may pass ([`AsError::polled`]).
             Self::Internal(_)
             | Self::Unavailable(_)
             | Self::Store(_)
+            | Self::ClockSkew { .. }
             | Self::RateLimited { .. } => false,
             Self::InvalidRequest(_)
             | Self::Untrusted(_)
@@ -286,7 +293,6 @@ impl AsError {
             | Self::RevokedUpstreamToken
             | Self::ExpiredSubagentToken
             | Self::ExpiredUpstreamToken
-            | Self::ClockSkew { .. }
             | Self::Denied(_)
             | Self::Revoked(_)
             | Self::Expired(_)

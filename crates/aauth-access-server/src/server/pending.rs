@@ -198,7 +198,7 @@ impl AccessServer {
             // the request goes back as it was, for the Person Server's retry.
             Err(e) => {
                 self.put_back(taken, now).await?;
-                Err(Refusal::Error(e))
+                Err(Refusal::Error(e.polled()))
             }
         }
     }
