@@ -139,6 +139,12 @@ impl PersonServer {
                 if !p.is_open() {
                     return Ok(gone());
                 }
+                // Past its lifetime it has ended, whether or not a poll or the sweep has
+                // recorded that yet: answered as a poll would be (draft -11 §9
+                // `expired`), and left as it is for that poll to end.
+                if now.as_secs() >= p.expires {
+                    return Ok(not_answered_in_time());
+                }
                 self.update_request(&mut p, body, now).await?;
                 self.save(&mut p).await?;
                 let state = if p.state == PendingState::Interacting {
@@ -362,11 +368,7 @@ impl PersonServer {
             }
             _ if now.as_secs() >= p.expires => {
                 self.end_as(p, PendingState::Expired, "expired").await?;
-                ended(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "expired",
-                    "the person did not answer in time",
-                )
+                not_answered_in_time()
             }
             PendingState::Interacting => {
                 self.pending_response(&p, StatusCode::ACCEPTED, "interacting", 5)
@@ -610,4 +612,14 @@ fn not_found() -> http::Response<Bytes> {
 /// `410 invalid_code`: the request has ended.
 fn gone() -> http::Response<Bytes> {
     PollError::new(StatusCode::GONE, "invalid_code", "this request has ended").response()
+}
+
+/// `408 expired`: the request outlived its lifetime before the person answered.
+fn not_answered_in_time() -> http::Response<Bytes> {
+    PollError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "expired",
+        "the person did not answer in time",
+    )
+    .response()
 }

@@ -249,8 +249,7 @@ async fn the_sqlite_store_keeps_the_operators_records() {
 /// migrated on open: its accounts are there, enabled, and can be disabled.
 #[tokio::test]
 async fn accounts_an_earlier_version_stored_can_be_disabled() {
-    let dir = std::env::temp_dir().join(format!("aauth-admin-migrate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::stores::scratch_dir("admin-migrate");
     let path = dir.join("ps.sqlite");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
@@ -720,43 +719,19 @@ async fn a_token_revoked_by_hand_takes_every_step_up_obtained_with_it() {
         Arc::new(SqliteStore::in_memory().unwrap()),
     ];
     for store in stores {
-        let (provider, agent) = assistant();
-        let resource = id("https://resource.example");
-        let exp = NOW.as_secs() + 600;
-        store
-            .record_person_token(PersonTokenRecord::new(
-                "p",
-                resource.clone(),
-                "sub",
-                "alice",
-                (provider, agent),
-                exp,
-            ))
-            .await
-            .unwrap();
-        for (jti, presented) in [("a1", "p"), ("a2", "a1"), ("a3", "a2"), ("b", "other")] {
-            store
-                .record_auth_token(AuthTokenRecord::new(
-                    jti,
-                    resource.clone(),
-                    "sub",
-                    "alice",
-                    presented,
-                    exp,
-                ))
-                .await
-                .unwrap();
-        }
+        record_a_chain(
+            store.as_ref(),
+            &[("a1", "p"), ("a2", "a1"), ("a3", "a2"), ("b", "other")],
+        )
+        .await;
         Admin::new(Arc::clone(&store))
             .revoke_token("p", NOW)
             .await
             .unwrap();
-        let mut revoked = Vec::new();
-        for jti in ["p", "a1", "a2", "a3", "b"] {
-            revoked.push((jti, store.is_revoked(jti, NOW).await.unwrap()));
-        }
+        let jtis = ["p", "a1", "a2", "a3", "b"];
+        let revoked = revoked_of(store.as_ref(), &jtis).await;
         assert_eq!(
-            revoked,
+            jtis.into_iter().zip(revoked).collect::<Vec<_>>(),
             [
                 ("p", true),
                 ("a1", true),
@@ -769,8 +744,9 @@ async fn a_token_revoked_by_hand_takes_every_step_up_obtained_with_it() {
 }
 
 /// Alice's person token `p` for resource.example, issued to the assistant, and the auth
-/// tokens `a1` (obtained with `p`) and `a2` (stepped up from `a1`), in `store`.
-async fn record_a_chain(store: &dyn PsStore) {
+/// tokens `(jti, presented)` (each obtained with the token named `presented`), in
+/// `store`.
+async fn record_a_chain(store: &dyn PsStore, auth: &[(&str, &str)]) {
     let resource = id("https://resource.example");
     let exp = NOW.as_secs() + 600;
     store
@@ -784,7 +760,7 @@ async fn record_a_chain(store: &dyn PsStore) {
         ))
         .await
         .unwrap();
-    for (jti, presented) in [("a1", "p"), ("a2", "a1")] {
+    for &(jti, presented) in auth {
         store
             .record_auth_token(AuthTokenRecord::new(
                 jti,
@@ -798,6 +774,9 @@ async fn record_a_chain(store: &dyn PsStore) {
             .unwrap();
     }
 }
+
+/// `a1`, obtained with `p`, and `a2`, stepped up from `a1`.
+const STEPPED_UP: &[(&str, &str)] = &[("a1", "p"), ("a2", "a1")];
 
 /// Whether each of `jtis` is revoked in `store`.
 async fn revoked_of(store: &dyn PsStore, jtis: &[&str]) -> Vec<bool> {
@@ -814,57 +793,28 @@ async fn revoked_of(store: &dyn PsStore, jtis: &[&str]) -> Vec<bool> {
 #[tokio::test(start_paused = true)]
 async fn revocations_cut_short_leave_no_token_live_here() {
     let cut = std::time::Duration::from_secs(5);
-    let store: Arc<dyn PsStore> = Arc::new(MemoryStore::default());
-    record_a_chain(store.as_ref()).await;
-    let notifier = crate::cascade::HangsAfterFirst::new();
-    let admin = Admin::new(Arc::clone(&store)).notifier(notifier.clone());
-    assert!(
-        tokio::time::timeout(cut, admin.revoke_token("p", NOW))
-            .await
-            .is_err(),
-        "cut while a notice hangs"
-    );
-    assert_eq!(
-        revoked_of(store.as_ref(), &["p", "a1", "a2"]).await,
-        [true; 3]
-    );
-
-    let store: Arc<dyn PsStore> = Arc::new(MemoryStore::default());
-    record_a_chain(store.as_ref()).await;
-    let (provider, agent) = assistant();
-    store.bind(&provider, &agent, "alice").await.unwrap();
-    let notifier = crate::cascade::HangsAfterFirst::new();
-    let admin = Admin::new(Arc::clone(&store)).notifier(notifier.clone());
-    assert!(
-        tokio::time::timeout(cut, admin.revoke_agent(&provider, &agent, NOW))
-            .await
-            .is_err(),
-        "cut while a notice hangs"
-    );
-    assert_eq!(
-        revoked_of(store.as_ref(), &["p", "a1", "a2"]).await,
-        [true; 3]
-    );
-}
-
-/// A resource token from resource.example for person token `pc`, bound to `key`.
-fn resource_token_for(
-    w: &crate::World,
-    pc: &aauth_tokens::PersonClaims,
-    key: &aauth_keys::PrivateKey,
-) -> String {
-    aauth_tokens::ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        key.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
-    .unwrap()
-    .token
+    for unlinked in [false, true] {
+        let store: Arc<dyn PsStore> = Arc::new(MemoryStore::default());
+        record_a_chain(store.as_ref(), STEPPED_UP).await;
+        let admin = Admin::new(Arc::clone(&store)).notifier(crate::cascade::HangsAfterFirst::new());
+        let (provider, agent) = assistant();
+        let finished = if unlinked {
+            store.bind(&provider, &agent, "alice").await.unwrap();
+            tokio::time::timeout(cut, admin.revoke_agent(&provider, &agent, NOW))
+                .await
+                .is_ok()
+        } else {
+            tokio::time::timeout(cut, admin.revoke_token("p", NOW))
+                .await
+                .is_ok()
+        };
+        assert!(!finished, "unlinked: {unlinked}: cut while a notice hangs");
+        assert_eq!(
+            revoked_of(store.as_ref(), &["p", "a1", "a2"]).await,
+            [true; 3],
+            "unlinked: {unlinked}"
+        );
+    }
 }
 
 /// Disabling an account revokes every token on record in its name, here and at the
@@ -882,13 +832,13 @@ async fn disabling_an_account_revokes_its_tokens() {
     let resource = "https://resource.example";
     let alice_person = w.person_token(resource).await;
     let alice_pc: aauth_tokens::PersonClaims = w.read(&alice_person, resource);
-    let ask = |person: &str, rt: String| serde_json::json!({"resource_token": rt, "presented_token": person});
-    let (s, json) = w
-        .post(
-            AUTH_TOKEN_PATH,
-            ask(&alice_person, resource_token_for(&w, &alice_pc, &w.agent)),
-        )
-        .await;
+    // The auth-token request of the holder of `key`, presenting `person` (its claims `pc`).
+    let ask = |person: &str, pc: &aauth_tokens::PersonClaims, key: &aauth_keys::PrivateKey| {
+        let rt = w.resource_token_for(resource, pc, key, "read");
+        serde_json::json!({"resource_token": rt, "presented_token": person})
+    };
+    let alice_asks = || w.post(AUTH_TOKEN_PATH, ask(&alice_person, &alice_pc, &w.agent));
+    let (s, json) = alice_asks().await;
     assert_eq!(s, StatusCode::OK, "{json}");
     let helper_key = aauth_keys::PrivateKey::ed25519_from_seed(&[5; 32]);
     let helper = crate::agent_token(&w.provider, "aauth:helper@agent.example", &helper_key, 1800);
@@ -925,12 +875,7 @@ async fn disabling_an_account_revokes_its_tokens() {
     let mut expected = vec![alice.person[0].0.jti.clone(), alice.auth[0].0.jti.clone()];
     expected.sort();
     assert_eq!(notified, expected, "sent on to the resource");
-    let (s, json) = w
-        .post(
-            AUTH_TOKEN_PATH,
-            ask(&alice_person, resource_token_for(&w, &alice_pc, &w.agent)),
-        )
-        .await;
+    let (s, json) = alice_asks().await;
     assert_eq!(
         (s, json["error"].as_str()),
         (StatusCode::FORBIDDEN, Some("revoked_presented_token")),
@@ -950,7 +895,7 @@ async fn disabling_an_account_revokes_its_tokens() {
     let (s, json) = w
         .post_as(
             AUTH_TOKEN_PATH,
-            &ask(&bob_person, resource_token_for(&w, &bob_pc, &helper_key)),
+            &ask(&bob_person, &bob_pc, &helper_key),
             &helper_key,
             &helper,
         )

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
 use aauth_person_server::{AlwaysAsk, INTERACT_PATH, MISSION_PATH, PERSON_TOKEN_PATH, s256};
-use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims, ResourceTokenBuilder};
+use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims};
 use http::StatusCode;
 
 use crate::consent::{AskForAccess, Browser, code_of, header_of, poll};
@@ -334,18 +334,7 @@ async fn t7_another_agent_cannot_present_the_assistants_person_token() {
         .post_as(PERSON_TOKEN_PATH, &serde_json::json!({}), &key, &token)
         .await;
     // A resource token naming the helper's key, with the assistant's person token.
-    let rt = ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        key.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let rt = w.resource_token_for("https://resource.example", &pc, &key, "read");
     let before = w.state();
     let (s, json) = w
         .post_as(

@@ -11,10 +11,10 @@ use aauth_keys::time::UnixTime;
 use aauth_person_server::{
     AUTH_TOKEN_PATH, Constraints, MISSION_PATH, PERSON_TOKEN_PATH, Proposal,
 };
-use aauth_tokens::{AgentId, AgentTokenBuilder, AuthClaims, PersonClaims, ResourceTokenBuilder};
+use aauth_tokens::{AgentId, AgentTokenBuilder, AuthClaims, PersonClaims};
 use http::StatusCode;
 
-use crate::{NOW, World, id, world, world_with};
+use crate::{NOW, World, id, resource_token_builder, world, world_with};
 
 /// The intermediary's key and its agent token (issued by resource.example itself).
 pub(crate) fn intermediary(w: &World, at: UnixTime) -> (PrivateKey, String) {
@@ -90,18 +90,7 @@ async fn an_intermediary_gets_tokens_for_the_upstream_person_capped_by_the_upstr
     );
 
     // The downstream auth token, same person, capped by the upstream.
-    let rt = ResourceTokenBuilder::new(
-        id("https://other.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        ikey.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let rt = w.resource_token_for("https://other.example", &pc, &ikey, "read");
     let (s, json) = w
         .post_as(
             AUTH_TOKEN_PATH,
@@ -219,18 +208,7 @@ async fn an_upstream_token_of_another_person_is_refused_and_issues_nothing() {
     assert_eq!(s, StatusCode::OK, "{json}");
     let bob_down = json["person_token"].as_str().unwrap().to_owned();
     let dpc: PersonClaims = w.read(&bob_down, "https://other.example");
-    let rt = ResourceTokenBuilder::new(
-        id("https://other.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        dpc.sub.clone(),
-        dpc.jti.clone(),
-        ikey.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let rt = w.resource_token_for("https://other.example", &dpc, &ikey, "read");
     // …and may not mix it with alice's upstream token.
     let before = w.state();
     let (s, json) = w
@@ -261,16 +239,20 @@ async fn auto_approve_leaves_chained_requests_to_the_person() {
     // The person's own agent: approved at once (`upstream` checks the `200`).
     let (up, _) = upstream(&w).await;
     let (ikey, itoken) = intermediary(&w, NOW);
+    // Left to the person: `202 pending`, and no `token`.
+    let waits = |s: StatusCode, json: &serde_json::Value, token: &str| {
+        assert_eq!(
+            (s, json["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("pending")),
+            "{json}"
+        );
+        assert!(json[token].is_null(), "{json}");
+    };
     let ask_person = serde_json::json!({"resource": "https://other.example", "upstream_token": up, "capabilities": ["interaction"]});
     let (s, json) = w
         .post_as(PERSON_TOKEN_PATH, &ask_person, &ikey, &itoken)
         .await;
-    assert_eq!(
-        (s, json["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("pending")),
-        "{json}"
-    );
-    assert!(json["person_token"].is_null());
+    waits(s, &json, "person_token");
 
     w.ps = w.ps.policy(std::sync::Arc::new(AutoApproveChained));
     let (s, json) = w
@@ -279,28 +261,12 @@ async fn auto_approve_leaves_chained_requests_to_the_person() {
     assert_eq!(s, StatusCode::OK, "{json}");
     let person = json["person_token"].as_str().unwrap().to_owned();
     let pc: PersonClaims = w.read(&person, "https://other.example");
-    let rt = ResourceTokenBuilder::new(
-        id("https://other.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        ikey.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-    .unwrap()
-    .token;
+    let rt = w.resource_token_for("https://other.example", &pc, &ikey, "read");
     let ask_auth = serde_json::json!({"resource_token": rt, "presented_token": person, "upstream_token": up, "capabilities": ["interaction"]});
 
     w.ps = w.ps.policy(std::sync::Arc::new(AutoApprove));
     let (s, json) = w.post_as(AUTH_TOKEN_PATH, &ask_auth, &ikey, &itoken).await;
-    assert_eq!(
-        (s, json["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("pending")),
-        "{json}"
-    );
-    assert!(json["auth_token"].is_null());
+    waits(s, &json, "auth_token");
     w.ps = w.ps.policy(std::sync::Arc::new(AutoApproveChained));
     let (s, json) = w.post_as(AUTH_TOKEN_PATH, &ask_auth, &ikey, &itoken).await;
     assert_eq!(s, StatusCode::OK, "{json}");
@@ -452,18 +418,7 @@ impl World {
         assert_eq!(s, StatusCode::OK, "{json}");
         let person = json["person_token"].as_str().unwrap().to_owned();
         let pc: PersonClaims = self.read(&person, resource);
-        let rt = ResourceTokenBuilder::new(
-            id(resource),
-            id("https://ps.example"),
-            id("https://ps.example"),
-            pc.sub.clone(),
-            pc.jti.clone(),
-            key.public_key(),
-            "read",
-        )
-        .sign(&self.rs, "rs-1", NOW, &mut OsRandom)
-        .unwrap()
-        .token;
+        let rt = self.resource_token_for(resource, &pc, key, "read");
         let mut ask = serde_json::json!({ "resource_token": rt, "presented_token": person });
         if let Some(up) = upstream {
             ask["upstream_token"] = up.into();
@@ -647,19 +602,11 @@ async fn a_chained_request_is_held_to_the_missions_limits() {
     let dc: PersonClaims = w.read(&down, "https://other.example");
     assert_eq!(dc.mission_s256.as_deref(), Some(digest.as_str()));
     let ask = |scope: &str| {
-        let rt = ResourceTokenBuilder::new(
-            id("https://other.example"),
-            id("https://ps.example"),
-            id("https://ps.example"),
-            dc.sub.clone(),
-            dc.jti.clone(),
-            ikey.public_key(),
-            scope,
-        )
-        .mission_s256(digest.clone())
-        .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-        .unwrap()
-        .token;
+        let rt = w.sign_resource_token(
+            resource_token_builder("https://other.example", &dc, &ikey, scope)
+                .mission_s256(digest.clone()),
+            NOW,
+        );
         serde_json::json!({"resource_token": rt, "presented_token": down, "upstream_token": up})
     };
     // A tool outside the mission.

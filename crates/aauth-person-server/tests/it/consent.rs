@@ -10,10 +10,10 @@ use aauth_person_server::{
     PERSON_TOKEN_PATH,
 };
 use aauth_test_support::request::{self, header};
-use aauth_tokens::{PersonClaims, ResourceTokenBuilder};
+use aauth_tokens::PersonClaims;
 use http::StatusCode;
 
-use crate::{AUTH_TOKEN_PATH, NOW, World, id, world_with};
+use crate::{AUTH_TOKEN_PATH, NOW, World, id, resource_token_builder, world_with};
 
 /// Asks the person for auth tokens, approves person tokens.
 pub(crate) struct AskForAccess;
@@ -196,6 +196,27 @@ impl Browser {
         )
         .await
     }
+
+    /// Follows the redirect (`303`) that `from` is.
+    pub(crate) async fn follow(&mut self, w: &World, from: &Page) -> Page {
+        assert_eq!(from.status, StatusCode::SEE_OTHER, "{}", from.html);
+        self.go(w, "GET", &header(&from.headers, "location"), &[])
+            .await
+    }
+}
+
+/// The path of this server's per-flow callback in `html` (a page, or its link to the
+/// resource's own flow).
+pub(crate) fn callback_path(html: &str) -> String {
+    html.split("callback=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/")
+        .strip_prefix("https://ps.example")
+        .unwrap()
+        .to_owned()
 }
 
 /// A signed poll (or cancel) of the pending URL `path` by `key` under `token`.
@@ -221,6 +242,18 @@ pub(crate) async fn poll(
     let resp = w.ps.handle(&parts, &body, at).await.unwrap();
     let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
     (resp.status(), resp.headers().clone(), json)
+}
+
+/// Asserts that an answer (its status `s`, its body `json`) is the error `error` with
+/// `status`.
+#[track_caller]
+pub(crate) fn assert_error(
+    s: StatusCode,
+    json: &serde_json::Value,
+    status: StatusCode,
+    error: &str,
+) {
+    assert_eq!((s, json["error"].as_str()), (status, Some(error)), "{json}");
 }
 
 /// The code of an `AAuth-Requirement: requirement=interaction; url=…; code=…`.
@@ -491,18 +524,12 @@ async fn an_auth_token_the_person_denies_and_another_persons_code() {
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");
     // A scope written to attack the consent page is shown as text.
-    let rt = ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        w.agent.public_key(),
+    let rt = w.resource_token_for(
+        "https://resource.example",
+        &pc,
+        &w.agent,
         "read <script>alert(1)</script>",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
-    .unwrap()
-    .token;
+    );
     let (s, headers, _) = w
         .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": rt, "presented_token": person, "capabilities": ["interaction"]}))
         .await;
@@ -924,20 +951,8 @@ async fn an_updated_request_replaces_what_the_person_is_asked_and_a_stale_approv
     w.bind("aauth:assistant@agent.example", "alice").await;
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");
-    let scoped = |scope: &str| {
-        ResourceTokenBuilder::new(
-            id("https://resource.example"),
-            id("https://ps.example"),
-            id("https://ps.example"),
-            pc.sub.clone(),
-            pc.jti.clone(),
-            w.agent.public_key(),
-            scope,
-        )
-        .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
-        .unwrap()
-        .token
-    };
+    let scoped =
+        |scope: &str| w.resource_token_for("https://resource.example", &pc, &w.agent, scope);
     let (s, headers, _) = w
         .post_full(AUTH_TOKEN_PATH, serde_json::json!({"resource_token": scoped("read write"), "presented_token": person, "capabilities": ["interaction"]}))
         .await;
@@ -958,18 +973,7 @@ async fn an_updated_request_replaces_what_the_person_is_asked_and_a_stale_approv
 
     // Refused updates change nothing.
     let before = w.state();
-    let other_resource = ResourceTokenBuilder::new(
-        id("https://other.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        w.agent.public_key(),
-        "read",
-    )
-    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
-    .unwrap()
-    .token;
+    let other_resource = w.resource_token_for("https://other.example", &pc, &w.agent, "read");
     for (what, body, code) in [
         (
             "no resource token",
@@ -1072,6 +1076,59 @@ async fn an_updated_request_replaces_what_the_person_is_asked_and_a_stale_approv
     assert_eq!(
         (s, json["error"].as_str()),
         (StatusCode::GONE, Some("invalid_code"))
+    );
+}
+
+/// An updated request to a request past its lifetime that no poll or sweep has ended yet
+/// is answered as a poll then is, `408 expired` (draft -11 §Polling Error Codes), and
+/// changes nothing: no new revision for the person, and the next poll ends it.
+#[tokio::test]
+async fn an_updated_request_after_the_request_expired_is_refused_expired() {
+    let w = consenting_world(Some(Arc::new(AskForAccess))).await;
+    let (location, _) = deferred_for_alice(&w).await;
+    // Past the request's lifetime: an agent token, a person token and a resource token
+    // all good then.
+    let person = w.person_token("https://resource.example").await;
+    let pc: PersonClaims = w.read(&person, "https://resource.example");
+    let late = NOW.plus(601);
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    let fresh = w.sign_resource_token(
+        resource_token_builder("https://resource.example", &pc, &w.agent, "read"),
+        late,
+    );
+    // The late agent token is recorded at its first use (an action refused for what it
+    // names), so that the state compared below already holds it.
+    let (s, _) = w
+        .post_at(
+            &location,
+            &serde_json::json!({"action": "rewind"}),
+            &w.agent,
+            &late_token,
+            late,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let before = w.state();
+    let (s, json) = w
+        .post_at(
+            &location,
+            &serde_json::json!({"action": "updated_request", "resource_token": fresh, "presented_token": person}),
+            &w.agent,
+            &late_token,
+            late,
+        )
+        .await;
+    assert_error(s, &json, StatusCode::REQUEST_TIMEOUT, "expired");
+    assert_eq!(w.state(), before, "nothing changed");
+
+    // The poll answers the same, and ends it.
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
+    assert_error(s, &json, StatusCode::REQUEST_TIMEOUT, "expired");
+    assert_eq!(
+        poll(&w, "GET", &location, &w.agent, &late_token, None, late)
+            .await
+            .0,
+        StatusCode::GONE
     );
 }
 
@@ -1423,19 +1480,11 @@ pub(crate) async fn resource_flow_request(w: &World) -> (String, String) {
     w.bind("aauth:assistant@agent.example", "alice").await;
     let person = w.person_token("https://resource.example").await;
     let pc: PersonClaims = w.read(&person, "https://resource.example");
-    let rt = ResourceTokenBuilder::new(
-        id("https://resource.example"),
-        id("https://ps.example"),
-        id("https://ps.example"),
-        pc.sub.clone(),
-        pc.jti.clone(),
-        w.agent.public_key(),
-        "read",
-    )
-    .interaction("https://resource.example/oauth/start", "RSRC-0001")
-    .sign(&w.rs, "rs-1", NOW, &mut aauth_keys::rand::OsRandom)
-    .unwrap()
-    .token;
+    let rt = w.sign_resource_token(
+        resource_token_builder("https://resource.example", &pc, &w.agent, "read")
+            .interaction("https://resource.example/oauth/start", "RSRC-0001"),
+        NOW,
+    );
     // Even a policy that would approve at once asks the person: the resource's flow
     // needs them (draft -11 §Resource-Initiated Interaction).
     let (s, headers, json) = w
@@ -1453,11 +1502,9 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
     let w = consenting_world(Some(Arc::new(aauth_person_server::dangerous::AutoApprove))).await;
     let (location, code) = resource_flow_request(&w).await;
     let mut b = Browser::default();
-    let signed_in = b.sign_in(&w, &code, "alice", "correct horse battery").await;
     // The interstitial: the resource first, with this server's per-flow callback.
-    let first = b
-        .go(&w, "GET", &header(&signed_in.headers, "location"), &[])
-        .await;
+    let signed_in = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let first = b.follow(&w, &signed_in).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.html);
     let link = first
         .html
@@ -1482,16 +1529,7 @@ async fn a_resource_that_needs_its_own_flow_gets_the_person_there_first() {
     assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.html);
     let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
     assert_eq!(s, StatusCode::ACCEPTED, "still waiting: {json}");
-    let callback = link
-        .split("callback=")
-        .nth(1)
-        .unwrap()
-        .replace("%3A", ":")
-        .replace("%2F", "/");
-    let callback_path = callback
-        .strip_prefix("https://ps.example")
-        .unwrap()
-        .to_owned();
+    let callback_path = callback_path(&link);
     // A callback with another flow value moves nothing.
     let forged = format!("{}x", callback_path);
     assert_eq!(

@@ -168,7 +168,7 @@ async fn a_callback_the_policy_cannot_name_is_reached_by_a_refresh() {
 /// approved, it binds.
 #[tokio::test]
 async fn an_approval_that_cannot_be_saved_binds_nothing() {
-    let store = Arc::new(ChangedOnBind::new(Arc::new(MemoryStore::default()), true));
+    let store = Arc::new(ChangedOnBind::over(Arc::new(MemoryStore::default()), true));
     let mut w = crate::world_over(Arc::clone(&store) as Arc<dyn PsStore>, None);
     w.ps = w.ps.consent_pages(Duration::from_secs(600));
     w.ps.set_password("alice", "pw").await.unwrap();

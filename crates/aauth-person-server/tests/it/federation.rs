@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
 
+use crate::consent::{assert_error, code_of, header_of};
 use crate::{NOW, World, id, world};
 use aauth_test_support::verify::issuer_keys;
 
@@ -163,6 +164,20 @@ pub(crate) async fn request(w: &World) -> (serde_json::Value, PersonClaims) {
         serde_json::json!({"resource_token": rt, "presented_token": person}),
         pc,
     )
+}
+
+/// alice's password set here, and the agent's auth-token request ([`request`], able to
+/// send her to this server) sent and waiting: its pending URL, its interaction code, and
+/// the claims of the person token it presents.
+pub(crate) async fn waiting_for_alice(w: &World) -> (String, String, PersonClaims) {
+    w.ps.set_password("alice", "correct horse battery")
+        .await
+        .unwrap();
+    let (mut body, pc) = request(w).await;
+    body["capabilities"] = serde_json::json!(["interaction"]);
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    (header_of(&headers, "location"), code_of(&headers), pc)
 }
 
 pub(crate) fn scripted(answer: Answer) -> Arc<ScriptedAs> {
@@ -553,7 +568,7 @@ async fn a_busy_access_servers_retry_after_is_relayed() {
         (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
         "{json}"
     );
-    assert_eq!(crate::consent::header_of(&headers, "retry-after"), "30");
+    assert_eq!(header_of(&headers, "retry-after"), "30");
     assert!(json["detail"].as_str().unwrap().contains("slow down"));
 }
 
@@ -898,21 +913,14 @@ async fn a_request_the_access_server_holds_ends_with_its_presented_token() {
     let (w, access, body, _) = approving_world_where(outliving).await;
     let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = crate::consent::header_of(&headers, "location");
+    let location = header_of(&headers, "location");
     let late = crate::presented::past_the_person_token();
     let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
     let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &late_token, None, late);
     let (s, _, json) = poll().await;
-    assert_eq!(
-        (s, json["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
-        "{json}"
-    );
-    assert_eq!(
-        *access.polls.lock().unwrap(),
-        0,
-        "the Access Server was not polled"
-    );
+    assert_error(s, &json, StatusCode::BAD_REQUEST, "expired_presented_token");
+    let polls = *access.polls.lock().unwrap();
+    assert_eq!(polls, 0, "the Access Server was not polled");
     assert_eq!(poll().await.0, StatusCode::GONE);
 }
 
@@ -924,25 +932,13 @@ async fn an_expired_presented_token_is_never_sent_to_the_access_server() {
     let mut w = federated_world(Arc::clone(&transport));
     outliving(&mut w);
     w.ps = w.ps.policy(Arc::new(crate::consent::AskForAccess));
-    w.ps.set_password("alice", "correct horse battery")
-        .await
-        .unwrap();
-    let (mut body, _) = request(&w).await;
-    body["capabilities"] = serde_json::json!(["interaction"]);
-    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = crate::consent::header_of(&headers, "location");
-    let code = crate::consent::code_of(&headers);
+    let (location, code, _) = waiting_for_alice(&w).await;
     crate::consent::approve(&w, &code, "alice", "correct horse battery").await;
     let late = crate::presented::past_the_person_token();
     let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
     let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &late_token, None, late);
     let (s, _, json) = poll().await;
-    assert_eq!(
-        (s, json["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
-        "{json}"
-    );
+    assert_error(s, &json, StatusCode::BAD_REQUEST, "expired_presented_token");
     assert!(
         transport.seen.lock().unwrap().is_empty(),
         "the Access Server was never asked"
@@ -957,10 +953,10 @@ async fn the_agent_waits_at_the_person_server_while_the_access_server_gets_an_ap
     let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
     assert_eq!(
-        crate::consent::header_of(&headers, "aauth-requirement"),
+        header_of(&headers, "aauth-requirement"),
         "requirement=approval"
     );
-    let location = crate::consent::header_of(&headers, "location");
+    let location = header_of(&headers, "location");
     assert!(
         location.starts_with("/pending/"),
         "the Person Server's own pending URL"
@@ -998,7 +994,7 @@ async fn a_busy_or_unreachable_access_server_keeps_the_request_waiting() {
     .into();
     let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = crate::consent::header_of(&headers, "location");
+    let location = header_of(&headers, "location");
     for _ in 0..4 {
         let (s, _, json) =
             crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
@@ -1027,7 +1023,7 @@ async fn a_silent_access_server_keeps_the_polled_request_waiting() {
     *access.hangs.lock().unwrap() = 1;
     let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = crate::consent::header_of(&headers, "location");
+    let location = header_of(&headers, "location");
     let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW);
     for _ in 0..2 {
         let (s, _, json) = poll().await;
@@ -1052,21 +1048,14 @@ async fn a_revocation_ends_a_request_the_access_server_holds() {
     let (w, access, body, pc) = approving_world().await;
     let (s, headers, _) = w.post_full(AUTH_TOKEN_PATH, body).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let location = crate::consent::header_of(&headers, "location");
+    let location = header_of(&headers, "location");
     let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW);
     assert_eq!(poll().await.0, StatusCode::ACCEPTED);
     w.ps.store().revoke(&pc.jti, pc.exp, NOW).await.unwrap();
     let (s, _, json) = poll().await;
-    assert_eq!(
-        (s, json["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("revoked")),
-        "{json}"
-    );
-    assert_eq!(
-        *access.polls.lock().unwrap(),
-        1,
-        "the Access Server was not asked again"
-    );
+    assert_error(s, &json, StatusCode::FORBIDDEN, "revoked");
+    let polls = *access.polls.lock().unwrap();
+    assert_eq!(polls, 1, "the Access Server was not asked again");
     assert_eq!(poll().await.0, StatusCode::GONE);
 }
 
@@ -1243,17 +1232,9 @@ async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
     w.ps =
         w.ps.federation(Arc::clone(&transport) as Arc<dyn Transport>)
             .consent_pages(Duration::from_secs(600));
-    w.ps.set_password("alice", "correct horse battery")
-        .await
-        .unwrap();
-    let (mut body, pc) = request(&w).await;
-    *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     // The agent can involve its person but not answer questions itself.
-    body["capabilities"] = serde_json::json!(["interaction"]);
-    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let code = crate::consent::code_of(&headers);
-    let location = headers["location"].to_str().unwrap().to_owned();
+    let (location, code, pc) = waiting_for_alice(&w).await;
+    *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
     // Until the person answers, the agent's poll waits (the Access Server is not asked).
     let (s, _, _) =
         crate::consent::poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;

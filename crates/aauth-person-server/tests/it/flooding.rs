@@ -20,6 +20,7 @@ use aauth_tokens::{AgentId, AgentTokenBuilder};
 use http::StatusCode;
 
 use crate::postgres::Db;
+use crate::stores::{PENDING_BEFORE_PROVIDER, scratch_dir};
 use crate::{NOW, World, id, json_of, world_over};
 
 /// A store each test runs over: its name, the store, the memory store again (its state
@@ -442,21 +443,10 @@ async fn a_deferred_proposal_keeps_no_padding() {
 /// is migrated on open: its open requests count towards their provider's share.
 #[tokio::test]
 async fn requests_an_earlier_version_stored_count_for_their_provider() {
-    let dir = std::env::temp_dir().join(format!(
-        "aauth-ps-provider-{}-{}",
-        std::process::id(),
-        line!()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("provider");
     let path = dir.join("old.sqlite");
     let c = rusqlite::Connection::open(&path).unwrap();
-    c.execute_batch(
-        "CREATE TABLE pending (
-           id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL,
-           data TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,
-           agent TEXT NOT NULL DEFAULT '');",
-    )
-    .unwrap();
+    c.execute_batch(PENDING_BEFORE_PROVIDER).unwrap();
     c.execute(
         "INSERT INTO pending VALUES ('old', 'OLDC0DE1', ?1, '{}', 0,
            'https://agent.example aauth:old@agent.example')",

@@ -17,7 +17,7 @@ use aauth_tokens::{AgentId, AgentTokenBuilder, PersonClaims};
 use http::StatusCode;
 
 use crate::consent::{Browser, approve, code_of, decide, header_of, poll};
-use crate::racing::ChangedOnBind;
+use crate::racing::{ChangedOnBind, Hooked};
 use crate::{AUTH_TOKEN_PATH, NOW, PERSON_TOKEN_PATH, World, id, world_with};
 use aauth_keys::PrivateKey;
 use aauth_keys::rand::OsRandom;
@@ -200,8 +200,10 @@ async fn throttles(test: &str) -> Vec<(&'static str, Arc<dyn Throttle>)> {
 
 /// A world with consent pages and mallory's and alice's passwords, over a store that can
 /// slow and count its lookups by code, counting guesses in `throttle`.
-async fn world_counting_lookups(throttle: Arc<dyn Throttle>) -> (World, Arc<ChangedOnBind>) {
-    let store = Arc::new(ChangedOnBind::new(Arc::new(MemoryStore::default()), false));
+async fn world_counting_lookups(
+    throttle: Arc<dyn Throttle>,
+) -> (World, Arc<Hooked<ChangedOnBind>>) {
+    let store = Arc::new(ChangedOnBind::over(Arc::new(MemoryStore::default()), false));
     let mut w = crate::world_over(
         Arc::clone(&store) as Arc<dyn aauth_person_server::PsStore>,
         Some(Arc::new(AlwaysAsk)),
@@ -243,8 +245,8 @@ async fn code_guesses_sent_at_once_are_throttled_as_one_after_another() {
             let csrf = mallory_csrf(&consent.html);
             sessions.push((b, csrf));
         }
-        store.lookups.store(0, Ordering::SeqCst);
-        store.slow_lookups.store(true, Ordering::SeqCst);
+        store.hooks.lookups.store(0, Ordering::SeqCst);
+        store.hooks.slow_lookups.store(true, Ordering::SeqCst);
         let guesses: Vec<_> = sessions
             .into_iter()
             .zip(
@@ -276,7 +278,11 @@ async fn code_guesses_sent_at_once_are_throttled_as_one_after_another() {
             14,
             "{what}: {statuses:?}"
         );
-        assert_eq!(store.lookups.load(Ordering::SeqCst), 6, "{what}: looked up");
+        assert_eq!(
+            store.hooks.lookups.load(Ordering::SeqCst),
+            6,
+            "{what}: looked up"
+        );
     }
 }
 
@@ -598,23 +604,8 @@ async fn a_revoked_sub_agent_token_is_refused() {
     );
     // Nor is an auth token issued for it with a person token it got before.
     let pc: PersonClaims = w.read(&person, "https://resource.example");
-    let rt = w.resource_token(&pc.jti, &pc.sub, |b| b);
-    let rt = {
-        // The resource token names the sub-agent's key.
-        let _ = rt;
-        aauth_tokens::ResourceTokenBuilder::new(
-            id("https://resource.example"),
-            id("https://ps.example"),
-            id("https://ps.example"),
-            pc.sub.clone(),
-            pc.jti.clone(),
-            sub_key.public_key(),
-            "read",
-        )
-        .sign(&w.rs, "rs-1", NOW, &mut OsRandom)
-        .unwrap()
-        .token
-    };
+    // The resource token names the sub-agent's key.
+    let rt = w.resource_token_for("https://resource.example", &pc, &sub_key, "read");
     let (s, json) = w
         .post(
             AUTH_TOKEN_PATH,

@@ -365,6 +365,42 @@ impl World {
         .unwrap()
         .token
     }
+
+    /// A resource token of `resource` for the holder of `key`, asking `scope` of this
+    /// Person Server with person token `pc` presented, signed now.
+    fn resource_token_for(
+        &self,
+        resource: &str,
+        pc: &PersonClaims,
+        key: &PrivateKey,
+        scope: &str,
+    ) -> String {
+        self.sign_resource_token(resource_token_builder(resource, pc, key, scope), NOW)
+    }
+
+    /// `rt` signed by the resources' key at `at`.
+    fn sign_resource_token(&self, rt: ResourceTokenBuilder, at: UnixTime) -> String {
+        rt.sign(&self.rs, "rs-1", at, &mut OsRandom).unwrap().token
+    }
+}
+
+/// What [`World::resource_token_for`] signs, for a test to change first (and sign with
+/// [`World::sign_resource_token`]).
+fn resource_token_builder(
+    resource: &str,
+    pc: &PersonClaims,
+    key: &PrivateKey,
+    scope: &str,
+) -> ResourceTokenBuilder {
+    ResourceTokenBuilder::new(
+        id(resource),
+        id("https://ps.example"),
+        id("https://ps.example"),
+        pc.sub.clone(),
+        pc.jti.clone(),
+        key.public_key(),
+        scope,
+    )
 }
 
 #[tokio::test]

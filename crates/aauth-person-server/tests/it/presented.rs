@@ -8,7 +8,9 @@ use std::time::Duration;
 use aauth_person_server::{INTERACT_PATH, LOGIN_PATH};
 use http::StatusCode;
 
-use crate::consent::{AskForAccess, approve, consenting_world, deferred_for_alice, poll};
+use crate::consent::{
+    AskForAccess, approve, assert_error, consenting_world, deferred_for_alice, poll,
+};
 use crate::{NOW, World};
 
 /// A world that asks alice for auth tokens, whose agent token (two hours) outlives the
@@ -36,11 +38,7 @@ async fn an_approval_is_not_delivered_past_the_presented_token() {
     let late = past_the_person_token();
     let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
     let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
-    assert_eq!(
-        (s, json["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
-        "{json}"
-    );
+    assert_error(s, &json, StatusCode::BAD_REQUEST, "expired_presented_token");
     assert!(
         !w.state().contains("Auth(AuthTokenRecord"),
         "no auth token issued: {}",
@@ -68,11 +66,7 @@ async fn a_presented_token_ending_with_the_agent_token_is_named() {
     let late = past_the_person_token();
     let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
     let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
-    assert_eq!(
-        (s, json["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
-        "{json}"
-    );
+    assert_error(s, &json, StatusCode::BAD_REQUEST, "expired_presented_token");
 }
 
 #[tokio::test]
@@ -123,9 +117,5 @@ async fn a_request_waits_for_the_person_no_longer_than_its_presented_token() {
         .await;
     assert_eq!(shown.status, StatusCode::REQUEST_TIMEOUT, "{}", shown.html);
     let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
-    assert_eq!(
-        (s, json["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("expired_presented_token")),
-        "{json}"
-    );
+    assert_error(s, &json, StatusCode::BAD_REQUEST, "expired_presented_token");
 }

@@ -1,25 +1,52 @@
-//! A store that lets a test land another writer's change at a chosen moment: when an
-//! agent is bound, that agent's requests are written once more, as the agent updating
-//! its request at that same moment would (the approval's compare-and-set then fails);
-//! and, when asked, lookups by code that yield as a store over the network does, counted.
-//! Everything else is the in-memory store's.
+//! A store that lets a test land another writer's change at a chosen moment
+//! ([`Hooked`]): here, when an agent is bound, that agent's requests are written once
+//! more, as the agent updating its request at that same moment would (the approval's
+//! compare-and-set then fails); and, when asked, lookups by code that yield as a store
+//! over the network does, counted. Everything else is the inner store's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aauth_keys::time::UnixTime;
 use aauth_person_server::{
-    AccountRecord, AuditEvent, AuditPage, AuditQuery, AuthTokenRecord, Binding, MemoryStore,
-    Mission, Pending, PendingCaps, PendingChanges, PendingCreated, PersonTokenRecord, PsStore,
-    StoreError, WebSession,
+    AccountRecord, AuditEvent, AuditPage, AuditQuery, AuthTokenRecord, Binding, Issuance,
+    IssuedToken, Mission, Pending, PendingCaps, PendingChanges, PendingCreated, PersonTokenRecord,
+    PsStore, Standing, StoreError, WebSession,
 };
 use aauth_tokens::{AgentId, ServerId};
 use async_trait::async_trait;
 
-/// The in-memory store, whose next binding of an agent (once, while `armed`) is
-/// followed at once by another write of each of that agent's requests.
+/// What a [`Hooked`] store does at the moments a test chooses, besides its inner store's
+/// own work. Each does nothing unless a test says otherwise.
+#[async_trait]
+pub(crate) trait Hooks: Send + Sync {
+    /// Just after the inner store bound `agent` (`bind` or `bind_if_unbound`).
+    async fn bound(
+        &self,
+        _inner: &Arc<dyn PsStore>,
+        _provider: &ServerId,
+        _agent: &AgentId,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Just before a lookup by code.
+    async fn looking_up_code(&self) {}
+
+    /// Just before the inner store records `issuance`.
+    async fn recording(&self, _inner: &Arc<dyn PsStore>, _issuance: &Issuance) {}
+}
+
+/// A store that is `inner` in everything (each of its own implementations, the trait's
+/// defaulted ones too), with `hooks` run at their moments.
+pub(crate) struct Hooked<H> {
+    pub(crate) inner: Arc<dyn PsStore>,
+    pub(crate) hooks: H,
+}
+
+/// The hooks whose next binding of an agent (once, while `armed`) is followed at once by
+/// another write of each of that agent's requests.
 pub(crate) struct ChangedOnBind {
-    pub(crate) inner: Arc<MemoryStore>,
     pub(crate) armed: AtomicBool,
     /// Whether a lookup by code yields to the runtime first, as a store over the network
     /// does (requests in flight at once then interleave at their lookups).
@@ -30,34 +57,49 @@ pub(crate) struct ChangedOnBind {
 
 impl ChangedOnBind {
     /// Over `inner`, armed or not; lookups at full speed.
-    pub(crate) fn new(inner: Arc<MemoryStore>, armed: bool) -> Self {
-        Self {
+    pub(crate) fn over(inner: Arc<dyn PsStore>, armed: bool) -> Hooked<Self> {
+        Hooked {
             inner,
-            armed: AtomicBool::new(armed),
-            slow_lookups: AtomicBool::new(false),
-            lookups: AtomicUsize::new(0),
+            hooks: Self {
+                armed: AtomicBool::new(armed),
+                slow_lookups: AtomicBool::new(false),
+                lookups: AtomicUsize::new(0),
+            },
         }
     }
+}
 
+#[async_trait]
+impl Hooks for ChangedOnBind {
     /// Writes each of the agent's requests again (a new version, nothing else changed),
     /// if armed; disarms.
-    async fn change_requests(
+    async fn bound(
         &self,
+        inner: &Arc<dyn PsStore>,
         provider: &ServerId,
         agent: &AgentId,
     ) -> Result<(), StoreError> {
         if !self.armed.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
-        for mut p in self.inner.pending_of_agent(provider, agent).await? {
-            assert!(self.inner.update_pending(&mut p).await?, "the change lands");
+        for mut p in inner.pending_of_agent(provider, agent).await? {
+            assert!(inner.update_pending(&mut p).await?, "the change lands");
         }
         Ok(())
+    }
+
+    async fn looking_up_code(&self) {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.slow_lookups.load(Ordering::SeqCst) {
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 }
 
 #[async_trait]
-impl PsStore for ChangedOnBind {
+impl<H: Hooks> PsStore for Hooked<H> {
     async fn bind(
         &self,
         provider: &ServerId,
@@ -65,7 +107,7 @@ impl PsStore for ChangedOnBind {
         account: &str,
     ) -> Result<(), StoreError> {
         self.inner.bind(provider, agent, account).await?;
-        self.change_requests(provider, agent).await
+        self.hooks.bound(&self.inner, provider, agent).await
     }
     async fn bind_if_unbound(
         &self,
@@ -74,7 +116,7 @@ impl PsStore for ChangedOnBind {
         account: &str,
     ) -> Result<String, StoreError> {
         let bound = self.inner.bind_if_unbound(provider, agent, account).await?;
-        self.change_requests(provider, agent).await?;
+        self.hooks.bound(&self.inner, provider, agent).await?;
         Ok(bound)
     }
     async fn binding(
@@ -128,12 +170,7 @@ impl PsStore for ChangedOnBind {
         self.inner.pending_changes(id)
     }
     async fn pending_by_code(&self, code: &str) -> Result<Option<Pending>, StoreError> {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
-        if self.slow_lookups.load(Ordering::SeqCst) {
-            for _ in 0..8 {
-                tokio::task::yield_now().await;
-            }
-        }
+        self.hooks.looking_up_code().await;
         self.inner.pending_by_code(code).await
     }
     async fn pending_of_agent(
@@ -187,6 +224,10 @@ impl PsStore for ChangedOnBind {
     async fn presentations(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
         self.inner.presentations(jti).await
     }
+    async fn record_issuance(&self, issuance: Issuance) -> Result<(), StoreError> {
+        self.hooks.recording(&self.inner, &issuance).await;
+        self.inner.record_issuance(issuance).await
+    }
     async fn record_chain(
         &self,
         jti: &str,
@@ -197,6 +238,37 @@ impl PsStore for ChangedOnBind {
     }
     async fn chain(&self, jti: &str) -> Result<Vec<ServerId>, StoreError> {
         self.inner.chain(jti).await
+    }
+    async fn see_agent_token(
+        &self,
+        token: (&ServerId, &str),
+        agent: &AgentId,
+        exp: u64,
+        revoked_key: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .see_agent_token(token, agent, exp, revoked_key, now)
+            .await
+    }
+    async fn issued(
+        &self,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<IssuedToken, StoreError> {
+        self.inner.issued(jti, person, now).await
+    }
+    async fn standing(
+        &self,
+        resource_token_key: &str,
+        jti: &str,
+        person: bool,
+        now: UnixTime,
+    ) -> Result<Standing, StoreError> {
+        self.inner
+            .standing(resource_token_key, jti, person, now)
+            .await
     }
     async fn tokens_of_agent(
         &self,

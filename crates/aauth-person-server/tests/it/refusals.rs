@@ -8,16 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aauth_metadata::{Transport, TransportError};
-use aauth_person_server::{
-    AUTH_TOKEN_PATH, PENDING_PATH, PaymentSettler, PendingState, PersonServer,
-};
+use aauth_person_server::{PENDING_PATH, PaymentSettler, PendingState, PersonServer};
 use aauth_tokens::{PersonClaims, ServerId};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::consent::{AskForAccess, approve, code_of, header_of, poll};
-use crate::federation::{ScriptedAs, as_token, federated_world, ok, request, scripted};
+use crate::consent::{AskForAccess, approve, header_of, poll};
+use crate::federation::{ScriptedAs, as_token, federated_world, ok, scripted, waiting_for_alice};
 use crate::{NOW, World};
 
 /// A federated world whose Person Server asks the person for auth tokens, made `ps` by
@@ -32,15 +30,8 @@ async fn approved_with(
         w.ps.consent_pages(Duration::from_secs(600))
             .policy(Arc::new(AskForAccess)),
     );
-    w.ps.set_password("alice", "correct horse battery")
-        .await
-        .unwrap();
-    let (mut body, pc) = request(&w).await;
-    body["capabilities"] = serde_json::json!(["interaction"]);
-    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
-    let location = header_of(&headers, "location");
-    approve(&w, &code_of(&headers), "alice", "correct horse battery").await;
+    let (location, code, pc) = waiting_for_alice(&w).await;
+    approve(&w, &code, "alice", "correct horse battery").await;
     (w, location, pc)
 }
 

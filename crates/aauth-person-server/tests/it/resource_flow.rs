@@ -10,7 +10,9 @@ use aauth_person_server::dangerous::AutoApprove;
 use aauth_test_support::request::header;
 use http::StatusCode;
 
-use crate::consent::{Browser, Page, code_of, consenting_world, poll, resource_flow_request};
+use crate::consent::{
+    Browser, Page, callback_path, code_of, consenting_world, poll, resource_flow_request,
+};
 use crate::{NOW, World};
 
 /// A flow value of the right form that is no request's.
@@ -21,22 +23,9 @@ const WRONG_FLOW: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 async fn alice_at_the_interstitial(w: &World, code: &str) -> (Browser, String) {
     let mut b = Browser::default();
     let signed_in = b.sign_in(w, code, "alice", "correct horse battery").await;
-    let first = b
-        .go(w, "GET", &header(&signed_in.headers, "location"), &[])
-        .await;
+    let first = b.follow(w, &signed_in).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.html);
-    let callback = first
-        .html
-        .split("callback=")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .replace("%3A", ":")
-        .replace("%2F", "/");
-    let path = callback
-        .strip_prefix("https://ps.example")
-        .unwrap()
-        .to_owned();
+    let path = callback_path(&first.html);
     assert!(path.starts_with("/interact/resource/"), "{path}");
     (b, path)
 }

@@ -17,6 +17,20 @@ use http::StatusCode;
 use crate::{NOW, id};
 use aauth_test_support::verify::issuer_keys;
 
+/// A directory of this process's own for `what`'s files, under the system's temporary
+/// directory (each test names its own).
+pub(crate) fn scratch_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("aauth-ps-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `pending` table as the version before the `provider` column made it.
+pub(crate) const PENDING_BEFORE_PROVIDER: &str = "CREATE TABLE pending (
+   id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL,
+   data TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+   agent TEXT NOT NULL DEFAULT '');";
+
 fn pending(id_: &str, code: &str, state: PendingState, request: PendingRequest) -> Pending {
     let mut p = Pending::new(
         id_.to_owned(),
@@ -802,12 +816,7 @@ async fn the_sqlite_store_keeps_the_contract() {
 /// open: its missions are found by their owner, and by no one else.
 #[tokio::test]
 async fn missions_an_earlier_version_stored_are_found_by_their_owner() {
-    let dir = std::env::temp_dir().join(format!(
-        "aauth-ps-migrate-{}-{}",
-        std::process::id(),
-        line!()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("migrate-owners");
     let (new, old) = (dir.join("new.sqlite"), dir.join("old.sqlite"));
     let provider = id("https://agent.example");
     let agent = AgentId::parse("aauth:assistant@agent.example").unwrap();
@@ -863,12 +872,7 @@ async fn missions_an_earlier_version_stored_are_found_by_their_owner() {
 /// new process, the agent's poll there gets the token.
 #[tokio::test]
 async fn a_pending_request_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!(
-        "aauth-ps-restart-{}-{}",
-        std::process::id(),
-        line!()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("restart");
     let path = dir.join("ps.sqlite");
     let w = crate::world();
     let start = |keys: StaticIssuerKeys| {
@@ -946,12 +950,7 @@ async fn a_pending_request_survives_a_restart() {
 /// it, each migration is made once, and the rows are filled.
 #[test]
 fn an_old_database_opened_by_several_at_once_is_migrated_once() {
-    let dir = std::env::temp_dir().join(format!(
-        "aauth-ps-migrate-at-once-{}-{}",
-        std::process::id(),
-        line!()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("migrate-at-once");
     for round in 0..16 {
         let path = dir.join(format!("old-{round}.sqlite"));
         let c = rusqlite::Connection::open(&path).unwrap();
@@ -1022,20 +1021,12 @@ fn an_old_database_opened_by_several_at_once_is_migrated_once() {
 /// again, it is migrated whole.
 #[test]
 fn a_migration_cut_part_way_leaves_the_old_file_as_it_was() {
-    let dir = std::env::temp_dir().join(format!(
-        "aauth-ps-migrate-cut-{}-{}",
-        std::process::id(),
-        line!()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("migrate-cut");
     let path = dir.join("old.sqlite");
     let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(PENDING_BEFORE_PROVIDER).unwrap();
     c.execute_batch(
-        "CREATE TABLE pending (
-           id TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, expires INTEGER NOT NULL,
-           data TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,
-           agent TEXT NOT NULL DEFAULT '');
-         INSERT INTO pending VALUES ('old', 'OLDC0DE1', 1, '{}', 0,
+        "INSERT INTO pending VALUES ('old', 'OLDC0DE1', 1, '{}', 0,
            'https://agent.example aauth:old@agent.example');
          CREATE TABLE passwords (account TEXT PRIMARY KEY, phc TEXT NOT NULL);
          -- Refuses the filling of the new column, once it is there.
@@ -1046,22 +1037,24 @@ fn a_migration_cut_part_way_leaves_the_old_file_as_it_was() {
     drop(c);
     assert!(SqliteStore::open(&path).is_err());
     let c = rusqlite::Connection::open(&path).unwrap();
-    let has_provider: i64 = c
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('pending') WHERE name = 'provider'",
-            [],
+    let has = |table: &str, column: &str| -> i64 {
+        c.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
             |r| r.get(0),
         )
-        .unwrap();
-    assert_eq!(has_provider, 0, "the column added went with the failure");
-    let has_disabled: i64 = c
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('passwords') WHERE name = 'disabled'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(has_disabled, 0, "nothing of the migration stays");
+        .unwrap()
+    };
+    assert_eq!(
+        has("pending", "provider"),
+        0,
+        "the column added went with the failure"
+    );
+    assert_eq!(
+        has("passwords", "disabled"),
+        0,
+        "nothing of the migration stays"
+    );
     c.execute_batch("DROP TRIGGER no_provider;").unwrap();
     drop(c);
     SqliteStore::open(&path).unwrap();
