@@ -8,35 +8,10 @@ use aauth_access_server::{
     AsStore, Awaiting, MemoryStore, PgStore, SqliteStore, TAKE_LEASE, WaitingCaps, WaitingCreated,
     WaitingPut, WaitingRecord,
 };
-use aauth_headers::Scheme;
 use aauth_test_support::services::PgSchema;
 
 use super::flaky::Flaky;
 use super::*;
-
-impl World {
-    /// A `GET` of `path` signed as ps.example at `at`, answered at `at`, with the
-    /// response headers.
-    async fn poll_at(
-        &self,
-        path: &str,
-        at: UnixTime,
-    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        let req = request::json("GET", &format!("https://as.example{path}"), None);
-        let scheme = Scheme::JwksUri {
-            id: "https://ps.example".to_owned(),
-            dwk: "aauth-person.json".to_owned(),
-            kid: "ps-1".to_owned(),
-        };
-        let (parts, body) = request::signed_unique(req, &self.ps, &scheme, at).into_parts();
-        let resp = served(self.server.handle(&parts, &body, at).await);
-        (
-            resp.status(),
-            resp.headers().clone(),
-            serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
-        )
-    }
-}
 
 /// Asserts that `(status, headers, json)` is the `202` of a request held by another
 /// poll: poll again in a second, at the same URL.

@@ -23,6 +23,16 @@ impl World {
 
     /// A `GET` of `path` signed as ps.example at `at`, answered at `at`.
     pub(crate) async fn get_at(&self, path: &str, at: UnixTime) -> (StatusCode, serde_json::Value) {
+        let (status, _, json) = self.poll_at(path, at).await;
+        (status, json)
+    }
+
+    /// As [`World::get_at`], with the response headers.
+    pub(crate) async fn poll_at(
+        &self,
+        path: &str,
+        at: UnixTime,
+    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
         let req = request::json("GET", &format!("https://as.example{path}"), None);
         let scheme = Scheme::JwksUri {
             id: "https://ps.example".to_owned(),
@@ -33,6 +43,7 @@ impl World {
         let resp = served(self.server.handle(&parts, &body, at).await);
         (
             resp.status(),
+            resp.headers().clone(),
             serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
         )
     }
