@@ -296,7 +296,7 @@ fn fresh_for(token: &str, presented: &str, key: &dyn aauth_keys::Signer) -> Stri
 /// `PendingCap` and withdraws the request.
 #[tokio::test(start_paused = true)]
 async fn a_person_server_asking_for_a_new_interaction_at_every_poll_is_capped() {
-    use aauth_agent::{HttpPersonServer, PersonServerClient};
+    use aauth_agent::HttpPersonServer;
     let w = parties();
     let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","auth_token_endpoint":"https://ps.example/auth-token","person_token_endpoint":"https://ps.example/person-token"}"#;
     let count = Arc::new(AtomicUsize::new(0));
@@ -335,16 +335,7 @@ async fn a_person_server_asking_for_a_new_interaction_at_every_poll_is_capped() 
         .on_interaction(move |_| {
             p.fetch_add(1, Ordering::SeqCst);
         });
-    let resource = crate::support::id("https://resource.example");
-    let got = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        ps.person_token(
-            &w.agent(),
-            aauth_agent::PersonTokenRequest::new(&resource, None),
-        ),
-    )
-    .await
-    .expect("the agent stops well before its deadline");
+    let got = person_token_within(&ps, &w, 60).await;
     assert!(
         matches!(
             got,
@@ -374,7 +365,7 @@ async fn a_person_server_asking_for_a_new_interaction_at_every_poll_is_capped() 
 /// nothing more, and withdraws the request.
 #[tokio::test(start_paused = true)]
 async fn a_person_server_asking_a_new_question_at_every_poll_is_capped() {
-    use aauth_agent::{HttpPersonServer, PersonServerClient};
+    use aauth_agent::HttpPersonServer;
     let w = parties();
     let metadata = r#"{"issuer":"https://ps.example","jwks_uri":"https://ps.example/jwks.json","auth_token_endpoint":"https://ps.example/auth-token","person_token_endpoint":"https://ps.example/person-token"}"#;
     let questions = Arc::new(AtomicUsize::new(0));
@@ -420,16 +411,7 @@ async fn a_person_server_asking_a_new_question_at_every_poll_is_capped() {
             h.fetch_add(1, Ordering::SeqCst);
             Some("yes".to_owned())
         });
-    let resource = crate::support::id("https://resource.example");
-    let got = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        ps.person_token(
-            &w.agent(),
-            aauth_agent::PersonTokenRequest::new(&resource, None),
-        ),
-    )
-    .await
-    .expect("the agent stops well before its deadline");
+    let got = person_token_within(&ps, &w, 120).await;
     assert!(
         matches!(
             got,
@@ -452,4 +434,24 @@ async fn a_person_server_asking_a_new_question_at_every_poll_is_capped() {
         1,
         "the request was withdrawn"
     );
+}
+
+/// What `ps` answers the agent of `w` asking for a person token at resource.example,
+/// within `secs` (the agent stops well before its own deadline).
+async fn person_token_within(
+    ps: &aauth_agent::HttpPersonServer,
+    w: &crate::support::Parties,
+    secs: u64,
+) -> Result<String, AgentError> {
+    use aauth_agent::PersonServerClient;
+    let resource = crate::support::id("https://resource.example");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        ps.person_token(
+            &w.agent(),
+            aauth_agent::PersonTokenRequest::new(&resource, None),
+        ),
+    )
+    .await
+    .expect("the agent stops well before its deadline")
 }
