@@ -126,7 +126,7 @@
 //! forward_signature_headers = false      # Signature, Signature-Input, Signature-Key upstream
 //! name = "Example Files"                 # shown on consent pages
 //! description = "Keeps your files."
-//! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes
+//! revoking_issuers = ["https://ps.example"]  # whose revocations /aauth/revoke takes (and access_server's)
 //! # access_server = "https://as.example" # four-party: the issuer of its auth tokens
 //! # trusted_person_servers = ["https://ps.example"]  # whose person (and three-party auth) tokens
 //!                                        # it takes; absent: any Person Server
@@ -690,8 +690,9 @@ pub(crate) struct ResourceProxySection {
     /// grant its own tokens any scope here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) trusted_person_servers: Option<Vec<String>>,
-    /// The Person and Access Servers whose revocations the revocation endpoint takes
-    /// (none: no revocation endpoint).
+    /// The Person and Access Servers whose revocations the revocation endpoint takes,
+    /// besides `access_server`, which always may (none and no `access_server`: no
+    /// revocation endpoint).
     #[serde(default)]
     pub(crate) revoking_issuers: Vec<String>,
     /// Answer `requirement=auth-token` with a `202` that holds the call until the agent

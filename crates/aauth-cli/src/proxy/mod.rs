@@ -15,7 +15,7 @@
 //! |---|---|
 //! | `/aauth/jwks.json` | its public key (`jwks_uri`) |
 //! | `/aauth/authorize` | the authorization endpoint (draft -11 §8.1), when a route needs a person or auth token |
-//! | `/aauth/revoke` | the revocation endpoint, for `revoking_issuers` |
+//! | `/aauth/revoke` | the revocation endpoint, for `revoking_issuers` and `access_server` |
 //! | `/aauth/pending/{route}/{id}` | a call held for its auth token (`defer_auth_token`) |
 //!
 //! `/healthz` and `/readyz` (the upstream takes a TCP connection) are its own too.
@@ -381,7 +381,11 @@ pub(crate) fn check(c: &Config) -> Result<(), CliError> {
     shared::check(c)
 }
 
-/// The revocation endpoint, when `revoking_issuers` names who may revoke.
+/// The revocation endpoint, when someone may revoke: the issuers `revoking_issuers`
+/// names, and the `access_server`, which issues this resource's auth tokens and so may
+/// always revoke them (draft -11: an Access Server passes its revocations on to the
+/// resources of the tokens it issued); without it, its revocations would be refused and
+/// its tokens stay good here until they expire.
 fn revocation_endpoint(
     c: &Config,
     s: &ResourceProxySection,
@@ -390,14 +394,20 @@ fn revocation_endpoint(
     clock: &Arc<dyn Clock>,
     shared: &shared::Shared,
 ) -> Result<Option<RevocationEndpoint>, CliError> {
-    if s.revoking_issuers.is_empty() {
-        return Ok(None);
-    }
-    let issuers = s
+    let mut issuers = s
         .revoking_issuers
         .iter()
         .map(|i| server_id("resource_proxy.revoking_issuers", i))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(a) = &s.access_server {
+        let access_server = server_id("resource_proxy.access_server", a)?;
+        if !issuers.contains(&access_server) {
+            issuers.push(access_server);
+        }
+    }
+    if issuers.is_empty() {
+        return Ok(None);
+    }
     let resolver = DiscoveryResolver::new(KeyCache::new(
         Arc::new(reach.fetcher()),
         Arc::clone(clock),

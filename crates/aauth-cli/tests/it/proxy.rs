@@ -1468,6 +1468,47 @@ async fn four_party_access_runs_through_the_access_server() {
         "{}",
         access.log()
     );
+
+    // Revoked at the Person Server: it tells the Access Server, which passes the auth
+    // tokens it issued on to the proxy. The proxy takes them from its `access_server`,
+    // though `revoking_issuers` names only the Person Server.
+    let revoked = aauth(
+        &dir,
+        &[
+            "admin",
+            "--config",
+            ps_config.to_str().unwrap(),
+            "agents",
+            "revoke",
+            "aauth:assistant@agent.example",
+        ],
+    );
+    assert!(
+        stdout(&revoked).contains("token(s) revoked"),
+        "{}{}",
+        stdout(&revoked),
+        crate::stderr(&revoked)
+    );
+    let revocations = || -> Vec<String> {
+        proxy
+            .log()
+            .lines()
+            .filter(|l| l.contains("/aauth/revoke") && l.contains("\"status\""))
+            .map(str::to_owned)
+            .collect()
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while revocations().len() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The Person Server's arrive first; the Access Server's follow its own revocation.
+    std::thread::sleep(Duration::from_secs(1));
+    let answered = revocations();
+    assert!(answered.len() >= 2, "{answered:#?}\nAS:\n{}", access.log());
+    assert!(
+        answered.iter().all(|l| l.contains("\"status\":200")),
+        "{answered:#?}"
+    );
 }
 
 /// A body the decision does not need (no coverage required, no `Content-Digest`) streams
