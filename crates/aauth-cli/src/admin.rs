@@ -65,7 +65,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn keys(c: &Config, command: KeysCommand, now: u64, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
         KeysCommand::List => {
-            let (_, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
+            let (_, kid) = crate::keys::service_key(c)?;
             writeln!(out, "signing   {kid}").map_err(stdout)?;
             let (retiring, next) = crate::keyring::listed(c)?;
             for jwk in next {
@@ -144,7 +144,7 @@ async fn person_server(
         if !revokes {
             return Ok(Admin::new(Arc::clone(&store)));
         }
-        let (key, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
+        let (key, kid) = crate::keys::service_key(c)?;
         let signer: Arc<dyn Signer> = Arc::new(key);
         let reach = crate::net::Reach::from_egress(&c.egress.ca_files, &c.egress.connect_to)?;
         let id = crate::net::server_id("id", &c.id)?;

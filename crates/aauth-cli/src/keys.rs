@@ -95,6 +95,23 @@ pub(crate) fn read_signing_key(file: &Path) -> Result<(PrivateKey, String), CliE
     Ok((key, kid))
 }
 
+/// The service's own signing key (`signing_key_file` of `c`) and its `kid`, as
+/// [`read_signing_key`]; a file that does not exist is said to be that key's, with the
+/// command that makes one.
+pub(crate) fn service_key(c: &crate::config::Config) -> Result<(PrivateKey, String), CliError> {
+    read_signing_key(&c.signing_key_file).map_err(|e| match e {
+        CliError::File { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            CliError::Operational(format!(
+                "signing_key_file: {}: no such file; make the service's key with \
+                 `aauth keygen --out {} --kid KID`",
+                path.display(),
+                path.display()
+            ))
+        }
+        other => other,
+    })
+}
+
 fn read_any(file: &Path) -> Result<(PublicKey, Option<String>), CliError> {
     let (text, opened) = read_key_text(file)?;
     let jwk = one_jwk(file, &text)?;

@@ -70,7 +70,7 @@ pub(crate) fn serve(role: Role, config_path: &Path) -> Result<(), CliError> {
 /// that every file it names can be read.
 pub(crate) fn check(config_path: &Path, out: &mut dyn std::io::Write) -> Result<(), CliError> {
     let config = config::load(config_path, config::environment()?)?;
-    crate::keys::read_private(&config.signing_key_file)?;
+    crate::keys::service_key(&config)?;
     crate::keyring::retiring(&config)?;
     TrustedProxies::parse(&config.trusted_proxies)?;
     Connections::of(&config)?;
@@ -145,7 +145,7 @@ async fn build(
     keys: &Arc<Keys>,
     limits: &crate::limits::Limits,
 ) -> Result<App, CliError> {
-    let (key, kid) = crate::keys::read_signing_key(&c.signing_key_file)?;
+    let (key, kid) = crate::keys::service_key(c)?;
     let signer: Arc<dyn Signer> = Arc::new(key);
     let id = server_id("id", &c.id)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -354,11 +354,16 @@ fn config_check_prints_the_effective_configuration_and_names_mistakes() {
         text.replace("provider.jwk", "missing.jwk"),
     )
     .unwrap();
-    assert_fails(
-        &aauth(&dir, &["config", "check", "nokey.toml"]),
-        3,
-        "missing.jwk",
+    // Named as the service's key, with the command that makes one; at start too.
+    let o = aauth(&dir, &["config", "check", "nokey.toml"]);
+    assert_fails(&o, 3, "signing_key_file: ");
+    assert!(
+        crate::stderr(&o).contains("missing.jwk") && crate::stderr(&o).contains("aauth keygen"),
+        "{}",
+        crate::stderr(&o)
     );
+    let o = aauth(&dir, &["serve", "agent-provider", "--config", "nokey.toml"]);
+    assert_fails(&o, 3, "signing_key_file: ");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
