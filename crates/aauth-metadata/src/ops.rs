@@ -273,8 +273,9 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The `route` of `path`: its first segment, or a whole `/.well-known/` path (few values:
-/// never an identifier). Unknown shapes are `other`. As a metrics label it is also
+/// The `route` of `path`: its first segment (letters, digits, `-`, `_` and `.`, such as
+/// `/jwks.json`, starting with a letter or digit), or a whole `/.well-known/` path (few
+/// values: never an identifier). Unknown shapes are `other`. As a metrics label it is also
 /// bounded by the layer ([`MAX_ROUTE_LABELS`]).
 pub fn route_label(path: &str) -> String {
     if path.starts_with("/.well-known/") && path.len() <= 64 {
@@ -290,7 +291,11 @@ pub fn route_label(path: &str) -> String {
     } else if first.len() <= 32
         && first
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         format!("/{first}")
     } else {
@@ -725,6 +730,9 @@ mod tests {
         );
         assert_eq!(route_label(&format!("/{}", "x".repeat(40))), "other");
         assert_eq!(route_label("/a%20b/c"), "other");
+        assert_eq!(route_label("/jwks.json"), "/jwks.json");
+        assert_eq!(route_label("/../etc"), "other");
+        assert_eq!(route_label("/.hidden"), "other");
     }
 
     #[test]
