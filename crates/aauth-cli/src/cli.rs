@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// AAuth from the command line: make keys, read and verify tokens.
+/// AAuth from the command line: make keys, read and verify tokens, send requests as an
+/// agent, run each role as a service and administer it.
 ///
 /// AAuth (draft-hardt-oauth-aauth-protocol-11) lets an AI agent prove who it is, and what
 /// a person allowed it to do, on every HTTP request.
