@@ -145,8 +145,9 @@ pub enum RevocationError {
     /// `revocation_endpoint`, or answered `403 unsupported_iss`.
     #[error("revocation_unsupported: {0}")]
     Unsupported(String),
-    /// The recipient could not be reached or did not finish (a transport failure, its
-    /// metadata unreadable, a `5xx`, a cascade still pending after the last poll).
+    /// The recipient could not be reached, did not finish, or refused otherwise (a
+    /// transport failure, its metadata unreadable, a `5xx`, a `401` or another `403`
+    /// refusing this server's request, a cascade still pending after the last poll).
     /// Resending is safe.
     #[error("revocation_unavailable: {0}")]
     Unavailable(String),
@@ -293,7 +294,14 @@ impl Revoker {
             .await;
             resp = self.send(Method::GET, pending.as_str(), None, at()).await?;
         }
-        answer(&resp, at())
+        let outcome = answer(&resp, at());
+        // Said where the operator looks: a recipient that refuses leaves the token good
+        // there until it expires (its own configuration may name who may revoke).
+        #[cfg(feature = "ops")]
+        if let Err(e) = &outcome {
+            tracing::warn!(endpoint = %endpoint.as_str(), status = resp.status().as_u16(), error = %e, "a revocation was not taken");
+        }
+        outcome
     }
 
     /// `recipient`'s `revocation_endpoint`, from its metadata document `D` (its `issuer`
@@ -351,7 +359,12 @@ fn answer(
 ) -> Result<Option<serde_json::Value>, RevocationError> {
     match resp.status() {
         s if s.is_success() => Ok(serde_json::from_slice(resp.body()).ok()),
-        StatusCode::FORBIDDEN => Err(RevocationError::Unsupported(error_code(resp))),
+        // The revocation endpoint's only refusal that means "not from you" (draft -11
+        // §Revocation): any other `403` refused this request, which a fix here (a key,
+        // a clock, a configuration) may get past.
+        StatusCode::FORBIDDEN if error_code(resp) == "unsupported_iss" => {
+            Err(RevocationError::Unsupported("unsupported_iss".to_owned()))
+        }
         StatusCode::TOO_MANY_REQUESTS => Err(RevocationError::RateLimited {
             retry_after: retry_after(resp, now),
         }),

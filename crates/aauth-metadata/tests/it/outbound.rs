@@ -162,6 +162,23 @@ async fn each_refusal_has_its_code() {
             vec![answer(200, &[], RS_DOC), answer(500, &[], "")],
             "revocation_unavailable",
         ),
+        // A `403` that is not `unsupported_iss` refused this request (a signer it does
+        // not take yet, a key it could not fetch): not "takes none from here".
+        (
+            vec![
+                answer(200, &[], RS_DOC),
+                answer(403, &[], r#"{"error":"denied"}"#),
+            ],
+            "revocation_unavailable",
+        ),
+        (
+            vec![answer(200, &[], RS_DOC), answer(403, &[], "")],
+            "revocation_unavailable",
+        ),
+        (
+            vec![answer(200, &[], RS_DOC), answer(401, &[], "")],
+            "revocation_unavailable",
+        ),
         (
             vec![
                 answer(200, &[], RS_DOC),
