@@ -1,5 +1,7 @@
 //! Four-party access: asking an Access Server for an auth token on the agent's behalf, following its pending URL, relaying its questions and interaction, and parking the agent at this server's pending URL meanwhile.
 
+use std::sync::OnceLock;
+
 use aauth_keys::PublicKey;
 use aauth_keys::time::UnixTime;
 use aauth_tokens::{AuthClaims, ServerId, Validation, verify};
@@ -114,40 +116,75 @@ impl PersonServer {
     /// it returns: `iss` the Access Server, `aud` the resource, `cnf` the agent's key,
     /// `sub` the directed identifier, `scope` within the resource token's, `exp` within
     /// `cap`, a budget within what the PS allowed. Returns the token and its budget.
+    ///
+    /// Once this exchange paid the Access Server's `402`, whatever then keeps it from a
+    /// token or a terminal refusal (the payment still being confirmed, a busy, failing,
+    /// unreachable or silent Access Server, a token that fails its checks) leaves this
+    /// server waiting at the Access Server's pending URL
+    /// ([`PsError::AccessServerInteraction`] with nothing for the agent to do): the
+    /// agent's next poll polls that URL, never asks again, and never pays again (the
+    /// [`crate::PaymentSettler`] settles once per `402`).
     pub(super) async fn federated(
         &self,
         f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
-        tokio::time::timeout(self.federation_timeout, self.federated_exchange(f, now))
-            .await
-            .map_err(|_| {
-                let silent = PsError::AccessServerUnreachable(format!(
-                    "no answer within {} ms",
-                    self.federation_timeout.as_millis()
-                ));
-                // A poll of a request the Access Server holds that goes unanswered is
-                // asked again at the agent's next poll, as one that cannot connect is
-                // (`federated_exchange`): an approval given there is not lost.
-                let polling = f.fp.access_server_pending.is_some()
-                    && f.fp
-                        .access_server_question
-                        .as_ref()
-                        .and_then(|(_, a)| a.as_ref())
-                        .is_none();
-                if polling {
-                    aauth_metadata::serve::report_failure(&silent);
-                    PsError::AccessServerPending
-                } else {
-                    silent
+        // Set once the payment is made, so that it outlives the exchange cut short by the
+        // deadline.
+        let paid = OnceLock::new();
+        let answer = match tokio::time::timeout(
+            self.federation_timeout,
+            self.federated_exchange(f, &paid, now),
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(self.silent(f)),
+        };
+        match (answer, paid.get()) {
+            (Err(e), Some(pending))
+                if !matches!(
+                    e,
+                    PsError::AccessServerRefused { .. } | PsError::AccessServerInteraction { .. }
+                ) =>
+            {
+                if !matches!(e, PsError::AccessServerPending) {
+                    aauth_metadata::serve::report_failure(&e);
                 }
-            })?
+                Err(waiting_at(pending))
+            }
+            (answer, _) => answer,
+        }
+    }
+
+    /// An exchange with `f`'s Access Server that got no answer within the deadline.
+    fn silent(&self, f: &Federated<'_>) -> PsError {
+        let silent = PsError::AccessServerUnreachable(format!(
+            "no answer within {} ms",
+            self.federation_timeout.as_millis()
+        ));
+        // A poll of a request the Access Server holds that goes unanswered is asked again
+        // at the agent's next poll, as one that cannot connect is (`federated_exchange`):
+        // an approval given there is not lost.
+        let polling = f.fp.access_server_pending.is_some()
+            && f.fp
+                .access_server_question
+                .as_ref()
+                .and_then(|(_, a)| a.as_ref())
+                .is_none();
+        if polling {
+            aauth_metadata::serve::report_failure(&silent);
+            PsError::AccessServerPending
+        } else {
+            silent
+        }
     }
 
     /// [`PersonServer::federated`] without its deadline.
     async fn federated_exchange(
         &self,
         f: &Federated<'_>,
+        paid: &OnceLock<HttpsUrl>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
         let transport = self.federation_transport()?;
@@ -185,7 +222,7 @@ impl PersonServer {
             None => (self.ask_access_server(transport, f, now).await?, None),
         };
         let token = self
-            .follow(resp, f.fp, f.account, waiting.as_ref(), now)
+            .follow(resp, f.fp, f.account, waiting.as_ref(), paid, now)
             .await?;
         self.check_access_server_token(&token, f, now).await
     }
@@ -279,13 +316,15 @@ impl PersonServer {
     /// a refusal without one) and then polled; a clarification this server cannot answer
     /// passed to the agent, and an interaction or approval the agent waits for, as
     /// [`PsError::AccessServerInteraction`] (this server's pending URL then polls the Access
-    /// Server's). `waiting` is the Access Server's pending URL when this is a poll of it.
-    pub(super) async fn follow(
+    /// Server's). `waiting` is the Access Server's pending URL when this is a poll of it;
+    /// `paid` is set to the pending URL of a `402` once it is paid.
+    async fn follow(
         &self,
         mut resp: http::Response<Bytes>,
         fp: &crate::pending::FourParty,
         account: &str,
         waiting: Option<&HttpsUrl>,
+        paid: &OnceLock<HttpsUrl>,
         now: UnixTime,
     ) -> Result<String, PsError> {
         let transport = self.federation_transport()?;
@@ -310,14 +349,13 @@ impl PersonServer {
                             return Err(if waiting.is_some() {
                                 PsError::AccessServerPending
                             } else {
-                                PsError::AccessServerInteraction {
-                                    location: pending.to_string(),
-                                    requirement: String::new(),
-                                    question: None,
-                                }
+                                waiting_at(&pending)
                             });
                         }
                         self.settle(fp, &challenge).await?;
+                        // At most one `402` is paid in an exchange (the next is answered
+                        // above), so this is the first and only setting.
+                        let _ = paid.set(pending.clone());
                         resp = self
                             .get_from_access_server(transport, &pending, now)
                             .await?;
@@ -360,6 +398,10 @@ impl PersonServer {
                 Some(Requirement::Claims) => self.claims_for(account, fp, &body.required_claims),
                 // Still with the person or the approver.
                 _ if waiting.is_some() => return Err(PsError::AccessServerPending),
+                // Paid in this exchange: the Access Server is confirming the payment (or
+                // another poll of it is deciding the request). Ordinary deferred polling:
+                // this server waits at its pending URL.
+                _ if polled.is_some() => return Err(waiting_at(&pending)),
                 _ => {
                     return Err(PsError::AccessServerUnreachable(format!(
                         "the Access Server's {raw:?} is not relayed by this Person Server"
@@ -705,6 +747,16 @@ pub(super) struct Federated<'a> {
     pub(super) cap: u64,
     /// The budget this server allows.
     pub(super) allowed: Option<&'a aauth_tokens::Budget>,
+}
+
+/// Waiting at the Access Server's pending URL `pending` with nothing for the agent to do
+/// (a payment being confirmed): this server's pending URL then polls it.
+fn waiting_at(pending: &HttpsUrl) -> PsError {
+    PsError::AccessServerInteraction {
+        location: pending.to_string(),
+        requirement: String::new(),
+        question: None,
+    }
 }
 
 /// The body that answers a clarification.

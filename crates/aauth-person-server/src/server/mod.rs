@@ -775,17 +775,35 @@ impl PersonServer {
         if !self.store.account_disabled(account).await? {
             return Ok(());
         }
-        self.store.revoke(&jti, exp, now).await?;
+        self.withdraw_issued(
+            (kind, &jti, exp),
+            account,
+            "the account was disabled as it was issued",
+            now,
+        )
+        .await?;
+        Err(tokens::account_disabled())
+    }
+
+    /// Revokes a recorded token that is not delivered after all (`kind` token `jti`,
+    /// expiring at `exp`, issued in the name of `account`), auditing `why`.
+    pub(super) async fn withdraw_issued(
+        &self,
+        (kind, jti, exp): (&str, &str, u64),
+        account: &str,
+        why: &str,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        self.store.revoke(jti, exp, now).await?;
         self.log_event(
             crate::AuditEvent::new(
                 now.as_secs(),
                 crate::AuditAction::Revoked,
-                format!("{kind} token {jti} revoked: the account was disabled as it was issued"),
+                format!("{kind} token {jti} revoked: {why}"),
             )
             .account(account),
         )
-        .await?;
-        Err(tokens::account_disabled())
+        .await
     }
 
     /// Appends `e` to the audit log.

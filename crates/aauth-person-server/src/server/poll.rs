@@ -130,20 +130,17 @@ impl PersonServer {
         let detail = match named {
             None => "the body must name an action",
             Some("clarification_response") => {
+                if let Some(ended) = ended_for_the_agent(&p, now) {
+                    return Ok(ended);
+                }
                 let answer = action
                     .and_then(|a| a.clarification_response)
                     .filter(|a| !a.trim().is_empty());
                 return self.clarification_response(p, answer).await;
             }
             Some("updated_request") => {
-                if !p.is_open() {
-                    return Ok(gone());
-                }
-                // Past its lifetime it has ended, whether or not a poll or the sweep has
-                // recorded that yet: answered as a poll would be (draft -11 §9
-                // `expired`), and left as it is for that poll to end.
-                if now.as_secs() >= p.expires {
-                    return Ok(not_answered_in_time());
+                if let Some(ended) = ended_for_the_agent(&p, now) {
+                    return Ok(ended);
                 }
                 self.update_request(&mut p, body, now).await?;
                 self.save(&mut p).await?;
@@ -471,14 +468,14 @@ impl PersonServer {
             // a `400` token-endpoint error, a polling error of its own: PS-54 relays its
             // status and `error`): asked again it would answer the same, and the agent,
             // told only at this poll, would never learn it while each of its polls asked
-            // again. Only what may pass (its `5xx`, a `429`, no answer) leaves the
-            // approval standing for the next poll.
+            // again. Only what may pass (its `5xx`, a `429`, no answer, a `clock_skew`)
+            // leaves the approval standing for the next poll.
             Err(
                 e @ (PsError::MissionTerminated(_)
                 | PsError::Violation(_)
                 | PsError::InvalidRequest(_)
                 | PsError::AccessServerRefused { .. }),
-            ) => {
+            ) if !passing_refusal(&e) => {
                 self.end(p, "failed").await?;
                 Err(e)
             }
@@ -598,6 +595,29 @@ impl PersonServer {
                 .await
             }
         }
+    }
+}
+
+/// Whether `e` is an Access Server's refusal that passes with time: `400 clock_skew`, a
+/// `created` or `iat` ahead of its clock (draft -11 §11.9.3, and §11.5.2: it MAY refuse
+/// a future `iat` so; Signature-Key -09 §5.4.14: "A future iat or created becomes
+/// acceptable with time"), which the same request asked again later gets past.
+fn passing_refusal(e: &PsError) -> bool {
+    matches!(e, PsError::AccessServerRefused { error, .. } if error == "clock_skew")
+}
+
+/// What the agent's action on `p` (a clarification response, an updated request) is
+/// answered when `p` can take none: `410` once it has ended; past its lifetime it has
+/// ended too, whether or not a poll or the sweep has recorded that yet, and is answered
+/// as a poll would be (draft -11 §9 `expired`, `408`), left as it is for that poll to
+/// end. `None` while it is open.
+fn ended_for_the_agent(p: &Pending, now: UnixTime) -> Option<http::Response<Bytes>> {
+    if !p.is_open() {
+        Some(gone())
+    } else if now.as_secs() >= p.expires {
+        Some(not_answered_in_time())
+    } else {
+        None
     }
 }
 

@@ -780,7 +780,8 @@ impl PersonServer {
     /// Writes token `jti`'s grant into the ledger as it is now (made again if another
     /// request changed it since it was read), and counts it against the mission's grant
     /// budget: a grant that no longer fits (spent meanwhile) is refused, and the token
-    /// made for it is never delivered.
+    /// made for it is never delivered (its record revoked). Written only once the token
+    /// is recorded and not refused, so that a refused issuance spends nothing.
     async fn record_grant(
         &self,
         m: Mission,
@@ -820,6 +821,29 @@ impl PersonServer {
         })
         .await
         .map(drop)
+    }
+
+    /// [`PersonServer::record_grant`] for the recorded token `minted`; a grant that no
+    /// longer fits (spent meanwhile) withdraws the token: revoked, never delivered.
+    async fn spend_grant(
+        &self,
+        m: Mission,
+        spend: &Spend<'_>,
+        minted: &aauth_tokens::Minted,
+        granted: Option<&aauth_tokens::Budget>,
+        now: UnixTime,
+    ) -> Result<(), PsError> {
+        let Err(e) = self.record_grant(m, spend, &minted.jti, granted, now).await else {
+            return Ok(());
+        };
+        self.withdraw_issued(
+            ("auth", &minted.jti, minted.exp),
+            spend.account,
+            "its mission no longer allowed it as it was issued",
+            now,
+        )
+        .await?;
+        Err(e)
     }
 
     pub(super) async fn mint_auth(
@@ -887,10 +911,6 @@ impl PersonServer {
             let minted = self.sign_auth(request, key, cap, granted.as_ref(), now)?;
             (minted, granted)
         };
-        if let Some(m) = ledger {
-            self.record_grant(m, &spend, &minted.jti, granted.as_ref(), now)
-                .await?;
-        }
         let issuer = if four_party.is_some() {
             " (issued by the Access Server)"
         } else {
@@ -927,6 +947,12 @@ impl PersonServer {
             now,
         )
         .await?;
+        // Spent from the mission only once the token is recorded and not refused (its
+        // account disabled as it was issued): a refused issuance spends nothing.
+        if let Some(m) = ledger {
+            self.spend_grant(m, &spend, &minted, granted.as_ref(), now)
+                .await?;
+        }
         Ok(serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }))
     }
 

@@ -1132,6 +1132,67 @@ async fn an_updated_request_after_the_request_expired_is_refused_expired() {
     );
 }
 
+/// The agent's answer to the person's question, posted after the request's lifetime
+/// (no poll or sweep has ended it yet), is answered as a poll then is, `408 expired`,
+/// and saves nothing; once the request has ended, `410`.
+#[tokio::test]
+async fn a_clarification_answered_after_the_request_expired_is_refused_expired() {
+    let w = consenting_world(None).await;
+    let ask = serde_json::json!({"resource": "https://resource.example", "capabilities": ["interaction", "clarification"]});
+    let (_, headers, _) = w.post_full(PERSON_TOKEN_PATH, ask).await;
+    let (location, code) = (header(&headers, "location"), code_of(&headers));
+    let mut b = Browser::default();
+    let page = b.sign_in(&w, &code, "alice", "correct horse battery").await;
+    let consent = b
+        .go(&w, "GET", &header(&page.headers, "location"), &[])
+        .await;
+    let asked = b
+        .go(
+            &w,
+            "POST",
+            INTERACT_PATH,
+            &[
+                ("code", &code),
+                ("csrf", &consent.hidden("csrf")),
+                ("decision", "ask"),
+                ("question", "Which flights?"),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.html);
+    let late = NOW.plus(601);
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    // The late agent token is recorded at its first use (an action refused for what it
+    // names), so that the state compared below already holds it.
+    let (s, _) = w
+        .post_at(
+            &location,
+            &serde_json::json!({"action": "rewind"}),
+            &w.agent,
+            &late_token,
+            late,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let answer = serde_json::json!({"action": "clarification_response", "clarification_response": "The cheapest."});
+    let before = w.state();
+    let (s, json) = w
+        .post_at(&location, &answer, &w.agent, &late_token, late)
+        .await;
+    assert_error(s, &json, StatusCode::REQUEST_TIMEOUT, "expired");
+    assert_eq!(w.state(), before, "nothing saved");
+
+    // The poll answers the same, and ends it; an answer after that is `410`.
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &late_token, None, late).await;
+    assert_error(s, &json, StatusCode::REQUEST_TIMEOUT, "expired");
+    let before = w.state();
+    let (s, json) = w
+        .post_at(&location, &answer, &w.agent, &late_token, late)
+        .await;
+    assert_error(s, &json, StatusCode::GONE, "invalid_code");
+    assert_eq!(w.state(), before, "nothing saved");
+}
+
 /// The agent provider's metadata, as a fetcher would return it.
 struct ProviderMetadata;
 #[async_trait::async_trait]

@@ -1222,6 +1222,63 @@ async fn the_person_server_answers_an_access_servers_question_it_knows() {
     );
 }
 
+/// The agent answers the Access Server's question after the request's lifetime: `408
+/// expired` (as a poll then answers), nothing saved; the poll that follows ends the
+/// request here, without asking or polling the Access Server (draft -11 §9 `expired`).
+#[tokio::test]
+async fn an_access_servers_question_answered_after_the_request_expired_goes_nowhere() {
+    let transport = Arc::new(AskingAs {
+        token: Mutex::new(None),
+        answers: Mutex::new(Vec::new()),
+    });
+    let mut w = federated_world(scripted(Box::new(|_| unreachable!())));
+    w.ps =
+        w.ps.federation(Arc::clone(&transport) as Arc<dyn Transport>);
+    let (mut body, pc) = request(&w).await;
+    *transport.token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    body["capabilities"] = serde_json::json!(["clarification"]);
+    let (s, headers, json) = w.post_full(AUTH_TOKEN_PATH, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(json["clarification"], "Which project is this for?");
+    let location = header_of(&headers, "location");
+    // Past the request's ten minutes, well within its tokens' lifetimes.
+    let late = NOW.plus(601);
+    let late_token = crate::agent_token_at(&w.provider, &w.agent, late);
+    // The late agent token is recorded at its first use (an action refused for what it
+    // names), so that the state compared below already holds it.
+    let (s, _) = w
+        .post_at(
+            &location,
+            &serde_json::json!({"action": "rewind"}),
+            &w.agent,
+            &late_token,
+            late,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let before = w.state();
+    let (s, json) = w
+        .post_at(
+            &location,
+            &serde_json::json!({"action": "clarification_response", "clarification_response": "Apollo"}),
+            &w.agent,
+            &late_token,
+            late,
+        )
+        .await;
+    assert_error(s, &json, StatusCode::REQUEST_TIMEOUT, "expired");
+    assert_eq!(w.state(), before, "nothing saved");
+
+    let poll = || crate::consent::poll(&w, "GET", &location, &w.agent, &late_token, None, late);
+    let (s, _, json) = poll().await;
+    assert_error(s, &json, StatusCode::REQUEST_TIMEOUT, "expired");
+    assert!(
+        transport.answers.lock().unwrap().is_empty(),
+        "the Access Server was neither answered nor polled"
+    );
+    assert_eq!(poll().await.0, StatusCode::GONE);
+}
+
 #[tokio::test]
 async fn the_person_answers_an_access_servers_question_on_the_consent_page() {
     let transport = Arc::new(AskingAs {

@@ -1,7 +1,8 @@
 //! Four-party, the person approved here and the agent's poll asks the Access Server
 //! (PS-54): a terminal refusal ends the request, the agent told once (then `410`) and the
-//! Access Server asked once; what may pass (`5xx`, `429`) leaves the approval standing for
-//! the next poll.
+//! Access Server asked once; what may pass (`5xx`, `429`, `clock_skew`) leaves the
+//! approval standing for the next poll; and once a `402` is paid, the Person Server waits
+//! at the Access Server's pending URL, never paying again.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,16 +111,51 @@ impl PaymentSettler for Pays {
     }
 }
 
-/// An Access Server that asks for payment, then answers the poll of its pending URL
-/// (after the payment) with `410 invalid_code`: the request there has ended.
+/// What an Access Server answers a poll of its pending URL.
+enum Polled {
+    /// This status, with this body and these headers.
+    Answer(
+        StatusCode,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    ),
+    /// No answer: the connection refused.
+    Refused,
+    /// No answer ever: the connection held open.
+    Hangs,
+    /// `200` with this auth token.
+    Token(String),
+}
+
+/// An Access Server that asks for payment (`402`, its pending URL `/pending/p1`), then
+/// answers the polls of its pending URL (after the payment) in the order given; each
+/// request counted.
 #[derive(Default)]
-struct PaidThenGone {
+struct PaidThen {
     posts: AtomicUsize,
     polls: AtomicUsize,
+    answers: Mutex<std::collections::VecDeque<Polled>>,
+}
+
+impl PaidThen {
+    fn answering(answers: impl IntoIterator<Item = Polled>) -> Arc<Self> {
+        Arc::new(Self {
+            answers: Mutex::new(answers.into_iter().collect()),
+            ..Self::default()
+        })
+    }
+
+    /// `(token requests, polls)` it received.
+    fn asked(&self) -> (usize, usize) {
+        (
+            self.posts.load(Ordering::SeqCst),
+            self.polls.load(Ordering::SeqCst),
+        )
+    }
 }
 
 #[async_trait]
-impl Transport for PaidThenGone {
+impl Transport for PaidThen {
     async fn send(
         &self,
         req: http::Request<Bytes>,
@@ -140,11 +176,22 @@ impl Transport for PaidThenGone {
         } else {
             assert_eq!(req.uri(), "https://as.example/pending/p1");
             self.polls.fetch_add(1, Ordering::SeqCst);
-            let mut r = http::Response::new(Bytes::from_static(
-                br#"{"error":"invalid_code","detail":"this request has ended"}"#,
-            ));
-            *r.status_mut() = StatusCode::GONE;
-            r
+            let next = self.answers.lock().unwrap().pop_front();
+            match next.expect("a poll the script answers") {
+                Polled::Answer(status, body, headers) => {
+                    let mut r = http::Response::new(Bytes::from_static(body.as_bytes()));
+                    *r.status_mut() = status;
+                    for (name, value) in headers {
+                        r.headers_mut().insert(*name, value.parse().unwrap());
+                    }
+                    r
+                }
+                Polled::Refused => return Err(TransportError::new("connection refused")),
+                Polled::Hangs => std::future::pending().await,
+                Polled::Token(token) => http::Response::new(Bytes::from(
+                    serde_json::json!({"auth_token": token}).to_string(),
+                )),
+            }
         };
         r.headers_mut()
             .insert("cache-control", "no-store".parse().unwrap());
@@ -158,7 +205,11 @@ impl Transport for PaidThenGone {
 /// pay) again.
 #[tokio::test]
 async fn a_polling_error_after_a_payment_ends_the_request_paid_once() {
-    let access = Arc::new(PaidThenGone::default());
+    let access = PaidThen::answering([Polled::Answer(
+        StatusCode::GONE,
+        r#"{"error":"invalid_code","detail":"this request has ended"}"#,
+        &[],
+    )]);
     let pays = Arc::new(Pays::default());
     let (w, location, _) = approved_with(scripted(Box::new(|_| ok(&serde_json::json!({})))), {
         let (access, pays) = (Arc::clone(&access), Arc::clone(&pays));
@@ -173,13 +224,113 @@ async fn a_polling_error_after_a_payment_ends_the_request_paid_once() {
     );
     ended(&w, &location, "410 after a payment").await;
     assert_eq!(
-        (
-            access.posts.load(Ordering::SeqCst),
-            access.polls.load(Ordering::SeqCst),
-            pays.0.load(Ordering::SeqCst)
-        ),
-        (1, 1, 1),
+        (access.asked(), pays.0.load(Ordering::SeqCst)),
+        ((1, 1), 1),
         "asked, polled and paid once"
+    );
+}
+
+/// After the payment, what the poll of the Access Server's pending URL gets first
+/// (`202 pending` while the payment is confirmed or another poll decides, a `503` or
+/// `429` with `Retry-After`, no answer, no answer in time) is ordinary deferred
+/// polling: the Person Server waits there, the agent is told to wait, and its next poll
+/// polls that URL and gets the token. The Access Server is asked once and the payment
+/// settled once (`PaymentSettler`: once per `402`), never again at a later poll.
+#[tokio::test]
+async fn after_a_payment_the_person_server_waits_at_the_access_servers_pending_url() {
+    let pending = || Polled::Answer(StatusCode::ACCEPTED, r#"{"status":"pending"}"#, &[]);
+    let busy = |status| {
+        Polled::Answer(
+            status,
+            r#"{"error":"temporarily_unavailable","detail":"later"}"#,
+            &[("retry-after", "3")],
+        )
+    };
+    let cases = [
+        ("202 pending", pending()),
+        ("503", busy(StatusCode::SERVICE_UNAVAILABLE)),
+        ("429", busy(StatusCode::TOO_MANY_REQUESTS)),
+        ("no answer", Polled::Refused),
+        ("no answer in time", Polled::Hangs),
+    ];
+    for (what, first) in cases {
+        let access = PaidThen::answering([first]);
+        let pays = Arc::new(Pays::default());
+        let (w, location, pc) =
+            approved_with(scripted(Box::new(|_| ok(&serde_json::json!({})))), {
+                let (access, pays) = (Arc::clone(&access), Arc::clone(&pays));
+                move |ps| {
+                    ps.federation(access)
+                        .payment_settler(pays)
+                        .federation_timeout(Duration::from_millis(300))
+                }
+            })
+            .await;
+        let token = as_token(&w, &pc, |b| b);
+        access
+            .answers
+            .lock()
+            .unwrap()
+            .push_back(Polled::Token(token.clone()));
+        let (s, headers, json) =
+            poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+        assert_eq!(
+            (s, json["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("pending")),
+            "{what}: {json}"
+        );
+        assert_eq!(header_of(&headers, "location"), location, "{what}");
+        let (s, json) = poll_of(&w, &location).await;
+        assert_eq!(s, StatusCode::OK, "{what}: {json}");
+        assert_eq!(json["auth_token"].as_str(), Some(token.as_str()), "{what}");
+        assert_eq!(
+            (access.asked(), pays.0.load(Ordering::SeqCst)),
+            ((1, 2), 1),
+            "{what}: asked once, polled twice, paid once"
+        );
+        assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE, "{what}");
+    }
+}
+
+/// The same at the token endpoint, the request approved at once: the payment's
+/// confirmation pending, the agent gets this server's pending URL (not a `502` after
+/// which it would ask, and the Person Server pay, again), and polls the token there.
+#[tokio::test]
+async fn a_payment_confirmed_later_defers_the_token_request_paid_once() {
+    let access = PaidThen::answering([Polled::Answer(
+        StatusCode::ACCEPTED,
+        r#"{"status":"pending"}"#,
+        &[],
+    )]);
+    let pays = Arc::new(Pays::default());
+    let mut w = federated_world(scripted(Box::new(|_| ok(&serde_json::json!({})))));
+    w.ps =
+        w.ps.federation(Arc::clone(&access) as Arc<dyn Transport>)
+            .payment_settler(Arc::clone(&pays) as Arc<dyn PaymentSettler>);
+    let (body, pc) = crate::federation::request(&w).await;
+    let token = as_token(&w, &pc, |b| b);
+    access
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(Polled::Token(token.clone()));
+    let (s, headers, json) = w
+        .post_full(aauth_person_server::AUTH_TOKEN_PATH, body)
+        .await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending")),
+        "{json}"
+    );
+    let location = header_of(&headers, "location");
+    assert!(location.starts_with(PENDING_PATH), "{location}");
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(json["auth_token"].as_str(), Some(token.as_str()));
+    assert_eq!(
+        (access.asked(), pays.0.load(Ordering::SeqCst)),
+        ((1, 2), 1),
+        "asked once, polled twice, paid once"
     );
 }
 
@@ -231,5 +382,52 @@ async fn a_failing_or_busy_access_server_at_delivery_is_asked_again() {
         token.lock().unwrap().as_deref()
     );
     assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE);
+}
+
+/// The Access Server's `400 clock_skew` (a token's `iat`, or this server's `created`,
+/// ahead of its clock: draft -11 §11.5.2 lets it refuse so) passes with time: relayed to
+/// the poll that asked, it leaves the approval standing, and the next poll asks again and
+/// gets the token. Every other `400` still ends the request
+/// (`a_terminal_refusal_at_delivery_ends_the_request_the_access_server_asked_once`).
+#[tokio::test]
+async fn a_clock_skew_at_delivery_leaves_the_approval_standing() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let token: Arc<Mutex<Option<String>>> = Arc::default();
+    let transport = {
+        let (asked, token) = (Arc::clone(&asked), Arc::clone(&token));
+        scripted(Box::new(move |_| {
+            if asked.fetch_add(1, Ordering::SeqCst) > 0 {
+                return ok(&serde_json::json!({"auth_token": token.lock().unwrap().clone()}));
+            }
+            let mut r = http::Response::new(Bytes::from_static(
+                br#"{"error":"clock_skew","detail":"iat is ahead of this clock"}"#,
+            ));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            Ok(r)
+        }))
+    };
+    let (w, location, pc) = approved_with(transport, |ps| ps).await;
+    *token.lock().unwrap() = Some(as_token(&w, &pc, |b| b));
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("clock_skew")),
+        "{json}"
+    );
+    let id = location.strip_prefix(PENDING_PATH).unwrap();
+    let p = w.ps.store().pending(id).await.unwrap().unwrap();
+    assert!(
+        matches!(p.state, PendingState::Approved { .. }),
+        "the approval stands: {:?}",
+        p.state
+    );
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["auth_token"].as_str(),
+        token.lock().unwrap().as_deref()
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE);
 }
