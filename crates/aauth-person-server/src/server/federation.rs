@@ -118,19 +118,20 @@ impl PersonServer {
     /// `cap`, a budget within what the PS allowed. Returns the token and its budget.
     ///
     /// Once this exchange paid the Access Server's `402`, whatever then keeps it from a
-    /// token or a terminal refusal (the payment still being confirmed, a busy, failing,
-    /// unreachable or silent Access Server, a token that fails its checks) leaves this
-    /// server waiting at the Access Server's pending URL
-    /// ([`PsError::AccessServerInteraction`] with nothing for the agent to do): the
-    /// agent's next poll polls that URL, never asks again, and never pays again (the
-    /// [`crate::PaymentSettler`] settles once per `402`).
+    /// token or a terminal refusal (the payment still being made or confirmed, a busy,
+    /// failing, unreachable or silent Access Server, a token that fails its checks, a
+    /// `400 clock_skew` that passes with time) leaves this server waiting at the Access
+    /// Server's pending URL ([`PsError::AccessServerInteraction`] with nothing for the
+    /// agent to do): the agent's next poll polls that URL, never asks again, and never
+    /// pays again (the [`crate::PaymentSettler`] settles once per `402`). A payment that
+    /// fails ends the request (its `402` relayed).
     pub(super) async fn federated(
         &self,
         f: &Federated<'_>,
         now: UnixTime,
     ) -> Result<(aauth_tokens::Minted, Option<aauth_tokens::Budget>), PsError> {
-        // Set once the payment is made, so that it outlives the exchange cut short by the
-        // deadline.
+        // Set as the payment starts, so that it outlives the exchange cut short by the
+        // deadline (while the settler works, or after).
         let paid = OnceLock::new();
         let answer = match tokio::time::timeout(
             self.federation_timeout,
@@ -143,10 +144,12 @@ impl PersonServer {
         };
         match (answer, paid.get()) {
             (Err(e), Some(pending))
-                if !matches!(
-                    e,
-                    PsError::AccessServerRefused { .. } | PsError::AccessServerInteraction { .. }
-                ) =>
+                if super::poll::passing_refusal(&e)
+                    || !matches!(
+                        e,
+                        PsError::AccessServerRefused { .. }
+                            | PsError::AccessServerInteraction { .. }
+                    ) =>
             {
                 if !matches!(e, PsError::AccessServerPending) {
                     aauth_metadata::serve::report_failure(&e);
@@ -352,10 +355,13 @@ impl PersonServer {
                                 waiting_at(&pending)
                             });
                         }
-                        self.settle(fp, &challenge).await?;
-                        // At most one `402` is paid in an exchange (the next is answered
-                        // above), so this is the first and only setting.
+                        // Recorded as paid before the payment starts: an exchange cut
+                        // short while the settler works (the deadline) leaves this
+                        // server waiting at the pending URL, never asking (and paying)
+                        // afresh. At most one `402` is paid in an exchange (the next is
+                        // answered above), so this is the first and only setting.
                         let _ = paid.set(pending.clone());
+                        self.settle(fp, &challenge).await?;
                         resp = self
                             .get_from_access_server(transport, &pending, now)
                             .await?;
@@ -418,21 +424,37 @@ impl PersonServer {
     }
 
     /// Pays what the Access Server's `402` asks, through the payment settler.
+    ///
+    /// The payment runs as a task of its own, outside the exchange's deadline: an exchange
+    /// cut short (the deadline, the agent's request gone) never cuts a payment short
+    /// midway, whose outcome would then be unknown; this server waits at the pending URL
+    /// meanwhile (`paid`), where the Access Server confirms it. A failure nobody awaits
+    /// any more is still reported.
     async fn settle(&self, fp: &crate::pending::FourParty, challenge: &str) -> Result<(), PsError> {
         let refused = |detail: String| PsError::AccessServerRefused {
             status: 402,
             error: "payment_required".to_owned(),
             detail,
         };
-        let Some(settler) = self.payments.as_ref() else {
+        let Some(settler) = self.payments.clone() else {
             return Err(refused(
                 "the Access Server requires payment and this Person Server settles none".to_owned(),
             ));
         };
-        settler
-            .settle(&fp.access_server, challenge)
-            .await
-            .map_err(|why| refused(why.chars().take(500).collect()))
+        let (access_server, challenge) = (fp.access_server.clone(), challenge.to_owned());
+        let (tell, told) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let settled = settler
+                .settle(&access_server, &challenge)
+                .await
+                .map_err(|why| refused(why.chars().take(500).collect()));
+            if let Err(Err(e)) = tell.send(settled) {
+                aauth_metadata::serve::report_failure(&e);
+            }
+        });
+        told.await.map_err(|_| {
+            refused("the payment settler stopped without an answer (it panicked)".to_owned())
+        })?
     }
 
     /// This server's answer to the Access Server's question about the person, if it has

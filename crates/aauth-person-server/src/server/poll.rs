@@ -602,7 +602,7 @@ impl PersonServer {
 /// `created` or `iat` ahead of its clock (draft -11 §11.9.3, and §11.5.2: it MAY refuse
 /// a future `iat` so; Signature-Key -09 §5.4.14: "A future iat or created becomes
 /// acceptable with time"), which the same request asked again later gets past.
-fn passing_refusal(e: &PsError) -> bool {
+pub(super) fn passing_refusal(e: &PsError) -> bool {
     matches!(e, PsError::AccessServerRefused { error, .. } if error == "clock_skew")
 }
 

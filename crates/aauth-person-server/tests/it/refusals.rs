@@ -232,9 +232,9 @@ async fn a_polling_error_after_a_payment_ends_the_request_paid_once() {
 
 /// After the payment, what the poll of the Access Server's pending URL gets first
 /// (`202 pending` while the payment is confirmed or another poll decides, a `503` or
-/// `429` with `Retry-After`, no answer, no answer in time) is ordinary deferred
-/// polling: the Person Server waits there, the agent is told to wait, and its next poll
-/// polls that URL and gets the token. The Access Server is asked once and the payment
+/// `429` with `Retry-After`, no answer, no answer in time, a `400 clock_skew` that passes
+/// with time) is ordinary deferred polling: the Person Server waits there, the agent is
+/// told to wait, and its next poll polls that URL and gets the token. The Access Server is asked once and the payment
 /// settled once (`PaymentSettler`: once per `402`), never again at a later poll.
 #[tokio::test]
 async fn after_a_payment_the_person_server_waits_at_the_access_servers_pending_url() {
@@ -252,6 +252,14 @@ async fn after_a_payment_the_person_server_waits_at_the_access_servers_pending_u
         ("429", busy(StatusCode::TOO_MANY_REQUESTS)),
         ("no answer", Polled::Refused),
         ("no answer in time", Polled::Hangs),
+        (
+            "400 clock_skew",
+            Polled::Answer(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"clock_skew","detail":"iat is ahead of this clock"}"#,
+                &[],
+            ),
+        ),
     ];
     for (what, first) in cases {
         let access = PaidThen::answering([first]);
@@ -290,6 +298,127 @@ async fn after_a_payment_the_person_server_waits_at_the_access_servers_pending_u
         );
         assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE, "{what}");
     }
+}
+
+/// Pays once the payment processor is done, which takes longer than the federation
+/// deadline; counted as it starts and as it ends.
+#[derive(Default)]
+struct PaysSlowly {
+    started: AtomicUsize,
+    done: AtomicUsize,
+}
+
+/// How long [`PaysSlowly`] takes.
+const PAYING: Duration = Duration::from_secs(5);
+
+#[async_trait]
+impl PaymentSettler for PaysSlowly {
+    async fn settle(&self, _: &ServerId, _: &str) -> Result<(), String> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(PAYING).await;
+        self.done.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A payment still being made when the federation deadline passes: the `402` counts as
+/// paid from the moment the payment starts, so the Person Server waits at the Access
+/// Server's pending URL (not a `502`, after which the next poll would ask, and pay,
+/// again), and the payment itself is not cut short by the deadline. The agent's polls
+/// end with the token; the Access Server is asked once and the payment made once.
+#[tokio::test(start_paused = true)]
+async fn a_payment_outlasting_the_deadline_is_made_once_and_waited_for() {
+    let access = PaidThen::answering([Polled::Answer(
+        StatusCode::PAYMENT_REQUIRED,
+        r#"{"status":"pending"}"#,
+        &[],
+    )]);
+    let pays = Arc::new(PaysSlowly::default());
+    let (w, location, pc) = approved_with(scripted(Box::new(|_| ok(&serde_json::json!({})))), {
+        let (access, pays) = (Arc::clone(&access), Arc::clone(&pays));
+        move |ps| {
+            ps.federation(access)
+                .payment_settler(pays)
+                .federation_timeout(Duration::from_secs(1))
+        }
+    })
+    .await;
+    let token = as_token(&w, &pc, |b| b);
+    access
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(Polled::Token(token.clone()));
+    let (s, headers, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(
+        (s, json["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending")),
+        "{json}"
+    );
+    assert_eq!(header_of(&headers, "location"), location);
+    // The payment is still being made: the Access Server's `402` at its pending URL.
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    tokio::time::sleep(PAYING).await;
+    assert_eq!(
+        pays.done.load(Ordering::SeqCst),
+        1,
+        "the payment was made to its end"
+    );
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    assert_eq!(json["auth_token"].as_str(), Some(token.as_str()));
+    assert_eq!(
+        (access.asked(), pays.started.load(Ordering::SeqCst)),
+        ((1, 2), 1),
+        "asked once, polled twice, paid once"
+    );
+    assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE);
+}
+
+/// Refuses every payment, counted.
+#[derive(Default)]
+struct Declines(AtomicUsize);
+
+#[async_trait]
+impl PaymentSettler for Declines {
+    async fn settle(&self, _: &ServerId, _: &str) -> Result<(), String> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err("the card was declined".to_owned())
+    }
+}
+
+/// A payment that fails ends the request with the Access Server's `402` relayed
+/// (`payment_required`, the settler's reason), though the `402` counted as paid from the
+/// moment the payment started: the pending URL is never polled, nor the payment tried
+/// again.
+#[tokio::test]
+async fn a_failed_payment_ends_the_request_tried_once() {
+    let access = PaidThen::answering([]);
+    let declines = Arc::new(Declines::default());
+    let (w, location, _) = approved_with(scripted(Box::new(|_| ok(&serde_json::json!({})))), {
+        let (access, declines) = (Arc::clone(&access), Arc::clone(&declines));
+        move |ps| ps.federation(access).payment_settler(declines)
+    })
+    .await;
+    let (s, json) = poll_of(&w, &location).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("payment_required")),
+        "{json}"
+    );
+    assert!(
+        json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("the card was declined")),
+        "{json}"
+    );
+    ended(&w, &location, "a failed payment").await;
+    assert_eq!(
+        (access.asked(), declines.0.load(Ordering::SeqCst)),
+        ((1, 0), 1),
+        "asked once, never polled, tried once"
+    );
 }
 
 /// The same at the token endpoint, the request approved at once: the payment's
