@@ -17,9 +17,15 @@ use crate::store::{
     TAKE_LEASE, WAITING_KEPT, WaitingCaps, WaitingCreated, WaitingPut, WaitingRecord,
 };
 
-const SCHEMA: &str = "
+/// Set on every connection, outside the set-up transaction (the journal mode cannot be
+/// changed inside one).
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+";
+
+/// The tables as this version creates them (on a new file).
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS issued (
   jti TEXT PRIMARY KEY, ps TEXT NOT NULL, presented_jti TEXT NOT NULL, aud TEXT NOT NULL,
   exp INTEGER NOT NULL);
@@ -120,12 +126,8 @@ impl SqliteStore {
         Self::with_connection(Connection::open_in_memory().map_err(err)?)
     }
 
-    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        migrate(&conn)?;
-        conn.execute_batch(aauth_metadata::audit::sqlite::TABLE)
-            .map_err(err)?;
-        aauth_metadata::audit::sqlite::migrate(&conn, STORE)?;
+    fn with_connection(mut conn: Connection) -> Result<Self, StoreError> {
+        set_up(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             writes: Arc::default(),
@@ -841,9 +843,48 @@ impl AsStore for SqliteStore {
     }
 }
 
-/// Adds what later versions keep to a database an earlier version created: the lease of
-/// a waiting request taken to be decided again (`taken_until`; rows written before are
-/// not taken).
+/// Sets up the database of `conn`: the tables (audit log included), and what later
+/// versions keep added to a file an earlier version created, all in one `BEGIN IMMEDIATE`
+/// transaction: a crash part way leaves the file as it was, and two processes opening the
+/// same old file at once take turns, the second finding the column there (it is checked
+/// inside the transaction) rather than adding it again ("duplicate column name"). The
+/// second waits for the first within the connection's busy timeout (rusqlite's default,
+/// five seconds).
+fn set_up(conn: &mut Connection) -> Result<(), StoreError> {
+    set_pragmas(conn)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(SCHEMA).map_err(err)?;
+    migrate(&tx)?;
+    tx.execute_batch(aauth_metadata::audit::sqlite::TABLE)
+        .map_err(err)?;
+    aauth_metadata::audit::sqlite::migrate(&tx, STORE)?;
+    tx.commit().map_err(err)
+}
+
+/// Sets [`PRAGMAS`]. A journal mode changed while another process changes it is refused
+/// `SQLITE_BUSY` at once (SQLite calls no busy handler there): it is tried again every
+/// 50 ms, for up to five seconds (as long as the busy timeout).
+fn set_pragmas(conn: &Connection) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        match conn.execute_batch(PRAGMAS) {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+/// Adds what later versions keep to a database an earlier version created (inside
+/// [`set_up`]'s transaction): the lease of a waiting request taken to be decided again
+/// (`taken_until`; rows written before are not taken).
 fn migrate(c: &Connection) -> Result<(), StoreError> {
     let columns = c
         .prepare("PRAGMA table_info(waiting)")

@@ -32,7 +32,11 @@ pub const WAITING_KEPT: u64 = 600;
 /// issuers' keys (the agent's provider, the resource, the Person Server, an upstream
 /// token's issuer), each a metadata document and a key set fetched under the metadata
 /// cache's 10 s fetch timeout (80 s at worst, one after another), and a few store calls
-/// (each connect bounded by 5 s).
+/// (each connect bounded by 5 s). Should a decision outlive it all the same, the request
+/// may be taken and decided again by another poll meanwhile: the late taker's write
+/// ([`AsStore::put_taken`]) then lands nowhere ([`WaitingPut::NoLongerTaken`]), and an auth
+/// token it minted is recorded revoked and never delivered (its poll is told to poll
+/// again): one live token at most per request.
 pub const TAKE_LEASE: u64 = 120;
 
 // A request is taken only unexpired, and swept only [`WAITING_KEPT`] past its expiry:

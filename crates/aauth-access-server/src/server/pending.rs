@@ -41,7 +41,7 @@ impl AccessServer {
     pub(super) async fn poll_waiting(&self, id: &str, parts: &Parts, now: UnixTime) -> Answer {
         let ps = self.calling_ps(parts, &[], now).await?;
         self.count_person_server(parts, &ps, true).await?;
-        let w = self.waiting_for(id, &ps, now).await?;
+        let (w, read) = self.waiting_for(id, &ps, now).await?;
         let mut given = w.given.clone();
         // Ended at its step (closed ones were answered by `waiting_for`): told once.
         if let Some(verdict) = w.step.verdict() {
@@ -76,7 +76,8 @@ impl AccessServer {
             | Step::Answered
             | Step::Expired { .. } => {}
         }
-        self.decide_again(id, &ps, &w.body, given, false, now).await
+        self.decide_again(id, &ps, &read, &w.body, given, false, now)
+            .await
     }
 
     /// The Person Server answers a waiting request (`POST` to its pending URL, signed by
@@ -92,7 +93,7 @@ impl AccessServer {
     ) -> Answer {
         let ps = self.calling_ps(parts, body, now).await?;
         self.count_person_server(parts, &ps, false).await?;
-        let w = self.waiting_for(id, &ps, now).await?;
+        let (w, read) = self.waiting_for(id, &ps, now).await?;
         if let Some(verdict) = w.step.verdict() {
             return self.end_waiting(id, &w.ps, &w.rt, verdict, now).await;
         }
@@ -112,27 +113,31 @@ impl AccessServer {
             }
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
-        self.decide_again(id, &ps, &request, given, updated, now)
+        self.decide_again(id, &ps, &read, &request, given, updated, now)
             .await
     }
 
     /// The waiting request `id`, if `ps` asked for it (`404` otherwise, the same as for
     /// none) and it goes on: one taken to be decided is answered `202` (poll again), one
     /// that ended `410`, and one that expired `408 expired` (draft -11 §Polling Error
-    /// Codes), that once (it ends).
+    /// Codes), that once (it ends). With the request, its record's `data` as read (what
+    /// [`AccessServer::decide_again`] decides from, and checks the taken record against).
     async fn waiting_for(
         &self,
         id: &str,
         ps: &ServerId,
         now: UnixTime,
-    ) -> Result<Waiting, Refusal> {
-        let w = match self.store.waiting_kept(id, now).await? {
+    ) -> Result<(Waiting, String), Refusal> {
+        let (w, read) = match self.store.waiting_kept(id, now).await? {
             // Taken by another poll to be decided (or by one that failed, until its lease
             // runs out): still pending, its taker writes what became of it.
             Some(r) if r.ps == *ps && r.taken_at(now) => {
                 return Err(Refusal::Answered(Box::new(poll_again(id))));
             }
-            Some(r) if r.ps == *ps => Waiting::from_record(r)?,
+            Some(r) if r.ps == *ps => {
+                let read = r.data.clone();
+                (Waiting::from_record(r)?, read)
+            }
             _ => return Err(Refusal::NotFound),
         };
         if w.step.closed() {
@@ -142,7 +147,7 @@ impl AccessServer {
             self.close_expired(id, &w, now).await?;
             return Err(AsError::RequestExpired.into());
         }
-        Ok(w)
+        Ok((w, read))
     }
 
     /// Decides waiting request `id` again with what its steps gave; ends it on a verdict
@@ -152,13 +157,21 @@ impl AccessServer {
     /// token; taken, it stays in the store under a lease ([`crate::TAKE_LEASE`]) until it
     /// is written back for a further step, as it was on a failure of this server's (its
     /// store's included), or ended. A failure to write it back leaves it taken, decided
-    /// again by the first poll after the lease runs out. `updated`: `body` carries the
-    /// resource and presented tokens of the Person Server's `updated_request` (AS-16),
-    /// whose refusal refuses that answer alone.
+    /// again by the first poll after the lease runs out. `body` and `given` come from the
+    /// record as read (its `data`, `read`) before the take: one taken otherwise (another
+    /// poll moved it on in between) goes back as taken, and the Person Server polls again,
+    /// its next poll answered from what is there. `updated`: `body` carries the resource
+    /// and presented tokens of the Person Server's `updated_request` (AS-16), whose
+    /// refusal refuses that answer alone.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the request as read, and as answered"
+    )]
     async fn decide_again(
         &self,
         id: &str,
         ps: &ServerId,
+        read: &str,
         body: &[u8],
         given: Given,
         updated: bool,
@@ -175,6 +188,12 @@ impl AccessServer {
             // is deciding it now.
             None => return Ok(poll_again(id)),
         };
+        if taken.data != read {
+            // Moved on between the read and the take: decided from what was read, it
+            // would be decided from a step no longer its own. Back as it was taken.
+            self.put_back(taken, now).await?;
+            return Ok(poll_again(id));
+        }
         let asked = Asked {
             ps,
             body,

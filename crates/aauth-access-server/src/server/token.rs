@@ -162,9 +162,11 @@ impl AccessServer {
                 .await?;
             return Err(revoked);
         }
-        Ok(Outcome::Issued(
-            serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
-        ))
+        Ok(Outcome::Issued {
+            json: serde_json::json!({ "auth_token": minted.token, "expires_in": minted.expires_in(now) }),
+            jti: minted.jti,
+            exp: minted.exp,
+        })
     }
 
     /// Counts a token request for `agent` (its agent token verified) against the rules

@@ -253,8 +253,13 @@ impl Waiting {
 
 /// What a token request comes to.
 pub(super) enum Outcome {
-    /// The auth token (`200`).
-    Issued(serde_json::Value),
+    /// The auth token (`200`): the answer, and the token's `jti` and `exp` (to record
+    /// it revoked should it not be delivered).
+    Issued {
+        json: serde_json::Value,
+        jti: String,
+        exp: u64,
+    },
     /// A step first, for the resource token `(iss, jti)`, of the request `body` (its
     /// canonical form, what the waiting request keeps).
     Deferred(Step, (String, String), Vec<u8>),
@@ -320,15 +325,25 @@ impl AccessServer {
         now: UnixTime,
     ) -> Answer {
         match outcome {
-            Outcome::Issued(json) => {
-                if let Some(r) = reuse
-                    && let Err(e) = self.close_taken(r, now).await
-                {
-                    // The token is issued and recorded: it is delivered all the same (a
-                    // late poll then finds nothing rather than the request's end).
-                    aauth_metadata::serve::report_failure(&e);
+            Outcome::Issued { json, jti, exp } => {
+                let Some(r) = reuse else {
+                    return Ok(json_response(StatusCode::OK, &json));
+                };
+                // Decided again: the token is delivered only once the request is closed
+                // under this taker's lease. Otherwise (the store failed, or the lease ran
+                // out and another poll took the request) the request stays to be decided
+                // again, and would issue another token: this one is recorded revoked,
+                // never handed out, so that one token at most is live. The Person Server
+                // polls again (`202`, or `503` for the store's failure).
+                let closed = self.close_taken(r, now).await;
+                if matches!(closed, Ok(true)) {
+                    return Ok(json_response(StatusCode::OK, &json));
                 }
-                Ok(json_response(StatusCode::OK, &json))
+                self.store.revoke(self.id.as_str(), &jti, exp, now).await?;
+                match closed {
+                    Err(e) => Err(Refusal::Error(e)),
+                    Ok(_) => Ok(poll_again(&r.id)),
+                }
             }
             Outcome::Deferred(step, rt, body) => {
                 let waiting = Waiting {
@@ -388,13 +403,14 @@ impl AccessServer {
         rt: &(String, String),
         now: UnixTime,
     ) -> Result<(), AsError> {
-        self.close_as(id, ps, rt, Step::Answered, None, now).await
+        self.close_as(id, ps, rt, Step::Answered, None, now).await?;
+        Ok(())
     }
 
     /// [`AccessServer::close`] for request `taken`, taken by this caller to be decided
     /// again: written only under its lease (one taken again since, its lease having run
-    /// out, or written meanwhile, is left as it is).
-    async fn close_taken(&self, taken: &WaitingRecord, now: UnixTime) -> Result<(), AsError> {
+    /// out, or written meanwhile, is left as it is: `false`).
+    async fn close_taken(&self, taken: &WaitingRecord, now: UnixTime) -> Result<bool, AsError> {
         let (id, ps, rt) = (&taken.id, &taken.ps, &taken.resource_token);
         self.close_as(id, ps, rt, Step::Answered, Some(taken), now)
             .await
@@ -421,11 +437,13 @@ impl AccessServer {
             },
             _ => Step::Answered,
         };
-        self.close_as(id, &w.ps, &w.rt, end, None, now).await
+        self.close_as(id, &w.ps, &w.rt, end, None, now).await?;
+        Ok(())
     }
 
     /// Puts the record of request `id`'s end, `step`, in its place: over the request as
-    /// `taken` by this caller only, when it is (no longer taken so: nothing written).
+    /// `taken` by this caller only, when it is (no longer taken so: nothing written, and
+    /// `false`).
     async fn close_as(
         &self,
         id: &str,
@@ -434,7 +452,7 @@ impl AccessServer {
         step: Step,
         taken: Option<&WaitingRecord>,
         now: UnixTime,
-    ) -> Result<(), AsError> {
+    ) -> Result<bool, AsError> {
         let ended = |step| {
             Waiting {
                 ps: ps.clone(),
@@ -452,14 +470,17 @@ impl AccessServer {
                 None => self.store.put_waiting(record, now).await,
             }
         };
-        if put(ended(step)?).await? != WaitingPut::CodeTaken {
-            return Ok(());
+        match put(ended(step)?).await? {
+            WaitingPut::Stored => return Ok(true),
+            WaitingPut::NoLongerTaken => return Ok(false),
+            WaitingPut::CodeTaken => {}
         }
         // An expired request's code, another request's since (its record was dropped
         // meanwhile, and the code drawn again): its end is kept without the code, never
         // over the other's.
         match put(ended(Step::Answered)?).await? {
-            WaitingPut::Stored | WaitingPut::NoLongerTaken => Ok(()),
+            WaitingPut::Stored => Ok(true),
+            WaitingPut::NoLongerTaken => Ok(false),
             WaitingPut::CodeTaken => Err(aauth_metadata::serve::InternalError::produce(
                 "the record of a waiting request's end",
                 "the store found an interaction code in a record without one",
@@ -483,14 +504,19 @@ impl AccessServer {
     }
 
     /// Ends request `taken`, taken by this caller to be decided again
-    /// ([`AccessServer::close_taken`]), answering `then` (or the store's failure).
+    /// ([`AccessServer::close_taken`]), answering `then` (or the store's failure). One no
+    /// longer taken so (the lease ran out and another poll took it) is that poll's to
+    /// decide: nothing written, and the Person Server polls again (`202`), never told of
+    /// an end that did not happen.
     pub(super) async fn end_taken(
         &self,
         taken: &WaitingRecord,
         then: AsError,
         now: UnixTime,
     ) -> Answer {
-        self.close_taken(taken, now).await?;
+        if !self.close_taken(taken, now).await? {
+            return Ok(poll_again(&taken.id));
+        }
         Err(Refusal::Error(then))
     }
 
@@ -550,8 +576,12 @@ impl AccessServer {
     /// ([`AccessServer::end_revoked`]), and nothing else writes a taken request; the
     /// revocation is recorded before it looks for requests, and this looks for the
     /// revocation after writing: a revocation that found it taken looked before this
-    /// write (only it clears the lease while the lease lasts), so this sees it; one that
-    /// looks after finds it written back and marks it itself. The mark is never lost, and
+    /// write (its lease lasting, a revocation's mark does not land on it; a lease is
+    /// cleared only by this write, or by `put_waiting` from [`AccessServer::end_waiting`]
+    /// and [`AccessServer::close_expired`], which write over a request read with its
+    /// verdict, or expired: one no poll decides, an expired one never taken; harmless
+    /// here), so this sees it; one that looks after finds it written back and marks it
+    /// itself. The mark is never lost, and
     /// never written over (this writes only under this take's lease). Should the lease
     /// run out first (this taker failed), the request is as it was taken, and the poll
     /// that takes it again decides it against the revocations.

@@ -5,8 +5,11 @@
 //! counted, and yield first when told, as a store over the network does. The next
 //! `bind` can be held once made, for what lands between an approval's binding and its
 //! write of the request; the next `take_waiting` likewise, for what lands while a poll
-//! holds the request it took; and the next write of a taken request back
-//! (`put_taken`) can fail, as a database that did not answer.
+//! holds the request it took; the next write of a taken request back (`put_taken`) can
+//! fail, as a database that did not answer, or find it no longer taken (nothing
+//! written), as when its lease ran out and another poll took it; the next take can find
+//! the request moved on since it was read; and the auth tokens recorded issued are kept,
+//! in order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,6 +37,9 @@ pub(crate) struct Flaky {
     held_bind: std::sync::Mutex<Option<BindHold>>,
     held_take: std::sync::Mutex<Option<BindHold>>,
     fail_put_taken: AtomicBool,
+    lose_put_taken: AtomicBool,
+    moved_before_take: std::sync::Mutex<Option<String>>,
+    issued: std::sync::Mutex<Vec<(String, u64)>>,
 }
 
 /// A `bind` held once made ([`Flaky::hold_next_bind`]): `bound` is told when the binding
@@ -57,7 +63,35 @@ impl Flaky {
             held_bind: std::sync::Mutex::new(None),
             held_take: std::sync::Mutex::new(None),
             fail_put_taken: AtomicBool::new(false),
+            lose_put_taken: AtomicBool::new(false),
+            moved_before_take: std::sync::Mutex::new(None),
+            issued: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The next write of a taken request back (`put_taken`) finds it no longer taken as
+    /// it was (`NoLongerTaken`), nothing written, once: as when its lease ran out and
+    /// another poll took it.
+    pub(crate) fn lose_next_put_taken(&self) {
+        self.lose_put_taken.store(true, Ordering::SeqCst);
+    }
+
+    /// Just before the next `take_waiting`, the request's `data` becomes `data` (written
+    /// from a read, as another poll moving it on between a poll's read and its take
+    /// would), once.
+    pub(crate) fn move_before_next_take(&self, data: String) {
+        *self
+            .moved_before_take
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(data);
+    }
+
+    /// The `(jti, exp)` of every auth token recorded issued through this store, in order.
+    pub(crate) fn issued(&self) -> Vec<(String, u64)> {
+        self.issued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The next `bind`, once the binding is made in the wrapped store, tells the hold's
@@ -146,6 +180,10 @@ impl AsStore for Flaky {
         event: AuditEvent,
         now: UnixTime,
     ) -> Result<(), StoreError> {
+        self.issued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((record.jti.clone(), record.exp));
         self.inner.record_issuance(record, event, now).await
     }
 
@@ -262,6 +300,18 @@ impl AsStore for Flaky {
         if self.taken_elsewhere.swap(false, Ordering::SeqCst) {
             return Ok(None);
         }
+        let moved = self
+            .moved_before_take
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(data) = moved
+            && let Some(read) = self.inner.waiting(id, now).await?
+        {
+            let mut next = read.clone();
+            next.data = data;
+            assert!(self.inner.replace_waiting(next, &read.data, now).await?);
+        }
         let taken = self.inner.take_waiting(id, now).await;
         let held = self
             .held_take
@@ -282,6 +332,9 @@ impl AsStore for Flaky {
     ) -> Result<aauth_access_server::WaitingPut, StoreError> {
         if self.fail_put_taken.swap(false, Ordering::SeqCst) {
             return Err(StoreError::backend("flaky", "the database did not answer"));
+        }
+        if self.lose_put_taken.swap(false, Ordering::SeqCst) {
+            return Ok(aauth_access_server::WaitingPut::NoLongerTaken);
         }
         if record.code.is_some()
             && (self.codes_elsewhere.load(Ordering::SeqCst)

@@ -179,6 +179,215 @@ async fn a_revocation_while_leased_ends_the_request_in_postgres() {
     db.drop_schema().await;
 }
 
+/// The `jti` of auth token `token` (its payload as sent).
+fn jti_of(token: &str) -> String {
+    let jws = aauth_tokens::jws::CompactJws::parse(token).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&jws.payload).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// How the write that closes a request decided again, with its token minted, goes.
+#[derive(Clone, Copy)]
+enum Close {
+    /// The store fails (`503`).
+    Fails,
+    /// The request is no longer taken as it was (its lease ran out, another poll took
+    /// it): nothing written (`202`, poll again).
+    Lost,
+}
+
+/// The token minted for a request decided again is delivered only once the request is
+/// closed under the taker's lease: when that write fails or lands nowhere, the token is
+/// recorded revoked and not delivered, the Person Server polls again, and the poll after
+/// the lease runs out decides the request once: one live token in the end, the one
+/// delivered.
+async fn a_token_is_delivered_only_once_its_request_is_closed(
+    inner: Arc<dyn AsStore>,
+    close: Close,
+) {
+    let (w, store, _, location, _) = approved(inner).await;
+    match close {
+        Close::Fails => store.fail_next_put_taken(),
+        Close::Lost => store.lose_next_put_taken(),
+    }
+    let answer = w.poll_at(&location, NOW).await;
+    match close {
+        Close::Fails => assert_eq!(
+            (answer.0, answer.2["error"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("temporarily_unavailable")
+            ),
+            "{}",
+            answer.2
+        ),
+        Close::Lost => poll_again(&answer, &location),
+    }
+    assert!(answer.2.get("auth_token").is_none(), "{}", answer.2);
+    let minted = store.issued();
+    assert_eq!(minted.len(), 1, "minted, then not delivered");
+    assert!(
+        store
+            .is_revoked("https://as.example", &minted[0].0, NOW)
+            .await
+            .unwrap()
+    );
+    // Still taken while the lease lasts; then decided again, once.
+    poll_again(&w.poll_at(&location, NOW.plus(1)).await, &location);
+    let late = NOW.plus(TAKE_LEASE);
+    let (s, _, json) = w.poll_at(&location, late).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let delivered = jti_of(json["auth_token"].as_str().unwrap());
+    let (s, _, json) = w.poll_at(&location, late.plus(1)).await;
+    assert_eq!(s, StatusCode::GONE, "answered: {json}");
+    let mut live = Vec::new();
+    for (jti, _) in store.issued() {
+        if !store
+            .is_revoked("https://as.example", &jti, late)
+            .await
+            .unwrap()
+        {
+            live.push(jti);
+        }
+    }
+    assert_eq!(live, vec![delivered], "one live token, the one delivered");
+}
+
+#[tokio::test]
+async fn a_token_is_delivered_only_once_its_request_is_closed_in_memory() {
+    for close in [Close::Fails, Close::Lost] {
+        a_token_is_delivered_only_once_its_request_is_closed(
+            Arc::new(MemoryStore::default()),
+            close,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_delivered_only_once_its_request_is_closed_in_sqlite() {
+    for close in [Close::Fails, Close::Lost] {
+        a_token_is_delivered_only_once_its_request_is_closed(
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            close,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_delivered_only_once_its_request_is_closed_in_postgres() {
+    for (close, name) in [
+        (Close::Fails, "a_token_is_delivered_only_once_closed_fails"),
+        (Close::Lost, "a_token_is_delivered_only_once_closed_lost"),
+    ] {
+        let Some(db) = PgSchema::new(name) else {
+            return;
+        };
+        let store = PgStore::connect(&db.options).await.unwrap();
+        a_token_is_delivered_only_once_its_request_is_closed(Arc::new(store), close).await;
+        db.drop_schema().await;
+    }
+}
+
+/// A decision that ends the request (its resource token revoked meanwhile, recorded
+/// without a mark on the request) whose write of the end lands nowhere (the lease ran
+/// out, another poll took it) tells the Person Server to poll again, not of an end that
+/// was not written; the poll after the lease runs out ends it `403 revoked`.
+async fn an_end_not_written_under_the_lease_is_not_told(inner: Arc<dyn AsStore>) {
+    let (w, store, rt, location, _) = approved(inner).await;
+    let jws = aauth_tokens::jws::CompactJws::parse(&rt).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&jws.payload).unwrap();
+    let (iss, jti) = (
+        claims["iss"].as_str().unwrap(),
+        claims["jti"].as_str().unwrap(),
+    );
+    store
+        .revoke(iss, jti, NOW.as_secs() + 3600, NOW)
+        .await
+        .unwrap();
+    store.lose_next_put_taken();
+    poll_again(&w.poll_at(&location, NOW).await, &location);
+    let late = NOW.plus(TAKE_LEASE);
+    let (s, _, json) = w.poll_at(&location, late).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked")),
+        "{json}"
+    );
+    let (s, _, json) = w.poll_at(&location, late.plus(1)).await;
+    assert_eq!(s, StatusCode::GONE, "ended: {json}");
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_end_not_written_under_the_lease_is_not_told_in_memory() {
+    an_end_not_written_under_the_lease_is_not_told(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test]
+async fn an_end_not_written_under_the_lease_is_not_told_in_sqlite() {
+    an_end_not_written_under_the_lease_is_not_told(Arc::new(SqliteStore::in_memory().unwrap()))
+        .await;
+}
+
+#[tokio::test]
+async fn an_end_not_written_under_the_lease_is_not_told_in_postgres() {
+    let Some(db) = PgSchema::new("an_end_not_written_under_the_lease_is_not_told") else {
+        return;
+    };
+    let store = PgStore::connect(&db.options).await.unwrap();
+    an_end_not_written_under_the_lease_is_not_told(Arc::new(store)).await;
+    db.drop_schema().await;
+}
+
+/// A request moved on between a poll's read and its take (here: refused on the
+/// person's behalf) is not decided from the read: it goes back as taken, the poll is
+/// told to poll again, and the next poll is answered from what is there (`403 denied`),
+/// nothing issued.
+async fn a_request_moved_on_before_its_take_is_not_decided_from_the_read(inner: Arc<dyn AsStore>) {
+    let (w, store, _, location, id) = approved(inner).await;
+    let read = store.waiting(&id, NOW).await.unwrap().unwrap();
+    let mut data: serde_json::Value = serde_json::from_str(&read.data).unwrap();
+    data["step"] = serde_json::json!({ "Refused": "the person said no" });
+    store.move_before_next_take(data.to_string());
+    poll_again(&w.poll_at(&location, NOW).await, &location);
+    assert!(store.issued().is_empty(), "nothing minted");
+    let (s, _, json) = w.poll_at(&location, NOW.plus(1)).await;
+    assert_eq!(
+        (s, json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("denied")),
+        "{json}"
+    );
+    assert_eq!(w.server.issued().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_request_moved_on_before_its_take_is_not_decided_from_the_read_in_memory() {
+    a_request_moved_on_before_its_take_is_not_decided_from_the_read(Arc::new(
+        MemoryStore::default(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_moved_on_before_its_take_is_not_decided_from_the_read_in_sqlite() {
+    a_request_moved_on_before_its_take_is_not_decided_from_the_read(Arc::new(
+        SqliteStore::in_memory().unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_moved_on_before_its_take_is_not_decided_from_the_read_in_postgres() {
+    let Some(db) = PgSchema::new("a_request_moved_on_before_its_take") else {
+        return;
+    };
+    let store = PgStore::connect(&db.options).await.unwrap();
+    a_request_moved_on_before_its_take_is_not_decided_from_the_read(Arc::new(store)).await;
+    db.drop_schema().await;
+}
+
 /// A waiting request of ps.example, unexpired until `expires`.
 fn waiting(id: &str, expires: u64) -> WaitingRecord {
     WaitingRecord::new(
@@ -373,4 +582,45 @@ async fn an_earlier_sqlite_file_gains_the_lease() {
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.waiting("old", NOW).await.unwrap(), Some(taken));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Stores opening the same file an earlier version created at once (processes
+/// starting together): the set-up is one `BEGIN IMMEDIATE` transaction that checks for
+/// the lease column inside it, so all open it, the column added once.
+#[test]
+fn stores_opening_an_earlier_sqlite_file_at_once_all_open_it() {
+    // More than two, and many rounds: without the transaction, the window between the
+    // check and the `ALTER TABLE` is narrow.
+    const OPENERS: usize = 6;
+    for round in 0..20 {
+        let dir = std::env::temp_dir().join(format!(
+            "aauth-as-lease-race-{}-{round}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("as.sqlite");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE waiting (
+                   id TEXT PRIMARY KEY, ps TEXT NOT NULL, expires INTEGER NOT NULL,
+                   rt_iss TEXT NOT NULL, rt_jti TEXT NOT NULL, code TEXT UNIQUE,
+                   awaiting TEXT NOT NULL, data TEXT NOT NULL);",
+            )
+            .unwrap();
+        let start = Arc::new(std::sync::Barrier::new(OPENERS));
+        let opens: Vec<_> = (0..OPENERS)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    SqliteStore::open(&path).map(drop)
+                })
+            })
+            .collect();
+        for open in opens {
+            open.join().unwrap().unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
