@@ -76,8 +76,18 @@ impl AccessServer {
             | Step::Answered
             | Step::Expired { .. } => {}
         }
-        self.decide_again(id, &ps, &read, &w.body, given, false, now)
-            .await
+        let again = Again {
+            id,
+            read: &read,
+            updated: false,
+        };
+        let asked = Asked {
+            ps: &ps,
+            body: &w.body,
+            given,
+            first: false,
+        };
+        self.decide_again(again, asked, now).await
     }
 
     /// The Person Server answers a waiting request (`POST` to its pending URL, signed by
@@ -113,8 +123,18 @@ impl AccessServer {
             }
             _ => return Err(invalid("this request takes polls, not answers").into()),
         };
-        self.decide_again(id, &ps, &read, &request, given, updated, now)
-            .await
+        let again = Again {
+            id,
+            read: &read,
+            updated,
+        };
+        let asked = Asked {
+            ps: &ps,
+            body: &request,
+            given,
+            first: false,
+        };
+        self.decide_again(again, asked, now).await
     }
 
     /// The waiting request `id`, if `ps` asked for it (`404` otherwise, the same as for
@@ -157,28 +177,14 @@ impl AccessServer {
     /// token; taken, it stays in the store under a lease ([`crate::TAKE_LEASE`]) until it
     /// is written back for a further step, as it was on a failure of this server's (its
     /// store's included), or ended. A failure to write it back leaves it taken, decided
-    /// again by the first poll after the lease runs out. `body` and `given` come from the
-    /// record as read (its `data`, `read`) before the take: one taken otherwise (another
-    /// poll moved it on in between) goes back as taken, and the Person Server polls again,
-    /// its next poll answered from what is there. `updated`: `body` carries the resource
-    /// and presented tokens of the Person Server's `updated_request` (AS-16), whose
-    /// refusal refuses that answer alone.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the request as read, and as answered"
-    )]
-    async fn decide_again(
-        &self,
-        id: &str,
-        ps: &ServerId,
-        read: &str,
-        body: &[u8],
-        given: Given,
-        updated: bool,
-        now: UnixTime,
-    ) -> Answer {
+    /// again by the first poll after the lease runs out. The body and what was given
+    /// (`asked`) come from the record as read (`again.read`) before the take: one taken
+    /// otherwise (another poll moved it on in between) goes back as taken, and the Person
+    /// Server polls again, its next poll answered from what is there.
+    async fn decide_again(&self, again: Again<'_>, asked: Asked<'_>, now: UnixTime) -> Answer {
+        let Again { id, read, updated } = again;
         let taken = match self.store.take_waiting(id, now).await? {
-            Some(r) if r.ps == *ps => r,
+            Some(r) if r.ps == *asked.ps => r,
             Some(r) => {
                 // Not this caller's (checked before; a race with nothing): put it back.
                 self.put_back(r, now).await?;
@@ -194,12 +200,6 @@ impl AccessServer {
             self.put_back(taken, now).await?;
             return Ok(poll_again(id));
         }
-        let asked = Asked {
-            ps,
-            body,
-            given,
-            first: false,
-        };
         match self.issue(&asked, now).await {
             Ok(outcome) => self.respond(outcome, asked, Some(&taken), now).await,
             // The tokens an updated request brought, refused: that answer is bad input,
@@ -221,6 +221,18 @@ impl AccessServer {
             }
         }
     }
+}
+
+/// Which waiting request is decided again ([`AccessServer::decide_again`]), and as what
+/// it was read.
+struct Again<'a> {
+    /// Its pending id.
+    id: &'a str,
+    /// Its record's `data` as read before the take.
+    read: &'a str,
+    /// Whether the body carries the resource and presented tokens of the Person Server's
+    /// `updated_request` (AS-16), whose refusal refuses that answer alone.
+    updated: bool,
 }
 
 /// Whether `e` refuses the resource token or presented token of an `updated_request`
