@@ -843,61 +843,20 @@ impl AsStore for SqliteStore {
     }
 }
 
-/// Sets up the database of `conn`: the tables (audit log included), and what later
-/// versions keep added to a file an earlier version created, all in one `BEGIN IMMEDIATE`
-/// transaction: a crash part way leaves the file as it was, and two processes opening the
-/// same old file at once take turns, the second finding the column there (it is checked
-/// inside the transaction) rather than adding it again ("duplicate column name"). The
-/// second waits for the first within the connection's busy timeout (rusqlite's default,
-/// five seconds).
-fn set_up(conn: &mut Connection) -> Result<(), StoreError> {
-    set_pragmas(conn)?;
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(err)?;
-    tx.execute_batch(SCHEMA).map_err(err)?;
-    migrate(&tx)?;
-    tx.execute_batch(aauth_metadata::audit::sqlite::TABLE)
-        .map_err(err)?;
-    aauth_metadata::audit::sqlite::migrate(&tx, STORE)?;
-    tx.commit().map_err(err)
-}
-
-/// Sets [`PRAGMAS`]. A journal mode changed while another process changes it is refused
-/// `SQLITE_BUSY` at once (SQLite calls no busy handler there): it is tried again every
-/// 50 ms, for up to five seconds (as long as the busy timeout).
-fn set_pragmas(conn: &Connection) -> Result<(), StoreError> {
-    let mut tries = 0;
-    loop {
-        match conn.execute_batch(PRAGMAS) {
-            Ok(()) => return Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
-            {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => return Err(err(e)),
-        }
-    }
-}
-
-/// Adds what later versions keep to a database an earlier version created (inside
-/// [`set_up`]'s transaction): the lease of a waiting request taken to be decided again
+/// Sets up the database of `conn` ([`aauth_metadata::audit::sqlite::set_up`]: one `BEGIN
+/// IMMEDIATE` transaction, so two processes opening the same earlier file at once take
+/// turns): the tables (audit log included), and what later versions keep added to a file
+/// an earlier version created: the lease of a waiting request taken to be decided again
 /// (`taken_until`; rows written before are not taken).
-fn migrate(c: &Connection) -> Result<(), StoreError> {
-    let columns = c
-        .prepare("PRAGMA table_info(waiting)")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get::<_, String>(1))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(err)?;
-    if !columns.iter().any(|n| n == "taken_until") {
-        c.execute_batch("ALTER TABLE waiting ADD COLUMN taken_until INTEGER;")
-            .map_err(err)?;
-    }
-    Ok(())
+fn set_up(conn: &mut Connection) -> Result<(), StoreError> {
+    aauth_metadata::audit::sqlite::set_up(conn, STORE, PRAGMAS, |c| {
+        c.execute_batch(SCHEMA).map_err(err)?;
+        if !aauth_metadata::audit::sqlite::has_column(c, "waiting", "taken_until", STORE)? {
+            c.execute_batch("ALTER TABLE waiting ADD COLUMN taken_until INTEGER;")
+                .map_err(err)?;
+        }
+        Ok(())
+    })
 }
 
 /// Deletes the waiting requests no longer kept at `now` (expired [`WAITING_KEPT`] ago;

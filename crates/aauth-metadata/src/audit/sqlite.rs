@@ -1,5 +1,6 @@
 //! The audit log in an SQLite database (feature `sqlite`): the table, its append, sweep
-//! and query, shared by the servers' SQLite stores.
+//! and query, shared by the servers' SQLite stores, and the set-up of such a store's
+//! database ([`set_up`], [`has_column`]).
 
 use std::time::Duration;
 
@@ -33,22 +34,79 @@ fn secs(t: u64) -> i64 {
 ///
 /// [`StoreError`] (`store` names the store).
 pub fn migrate(c: &Connection, store: &'static str) -> Result<(), StoreError> {
-    let err = |e| StoreError::backend(store, e);
-    let columns = c
-        .prepare("PRAGMA table_info(audit)")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get::<_, String>(1))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(err)?;
-    if !columns.iter().any(|n| n == "scope") {
+    if !has_column(c, "audit", "scope", store)? {
         c.execute_batch(
             "ALTER TABLE audit ADD COLUMN scope TEXT;
              ALTER TABLE audit ADD COLUMN request TEXT;",
         )
-        .map_err(err)?;
+        .map_err(|e| StoreError::backend(store, e))?;
     }
     Ok(())
+}
+
+/// Whether `table` (a name the store's own code writes, never input) has `column`: what
+/// a migration checks before adding a column to a file an earlier version created.
+///
+/// # Errors
+///
+/// [`StoreError`] (`store` names the store).
+pub fn has_column(
+    c: &Connection,
+    table: &str,
+    column: &str,
+    store: &'static str,
+) -> Result<bool, StoreError> {
+    let columns = c
+        .prepare(&format!("PRAGMA table_info({table})"))
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(1))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| StoreError::backend(store, e))?;
+    Ok(columns.iter().any(|n| n == column))
+}
+
+/// Sets up a server's SQLite database on `conn`: `pragmas` first, outside any
+/// transaction (the journal mode cannot change inside one; while another process
+/// changes it SQLite answers `SQLITE_BUSY` at once, calling no busy handler, so they are
+/// tried again every 50 ms for up to five seconds); then, in one `BEGIN IMMEDIATE`
+/// transaction, the store's own tables and what later versions added to them
+/// (`schema`, which checks each column inside the transaction, [`has_column`]), and the
+/// audit log's table and columns. A crash part way leaves the file as it was, and two
+/// processes opening the same earlier file at once (a server starting while `aauth
+/// admin` runs) take turns, the second finding the columns there; it waits within the
+/// connection's busy timeout (rusqlite's default, five seconds).
+///
+/// # Errors
+///
+/// [`StoreError`] (`store` names the store), or what `schema` returns.
+pub fn set_up(
+    conn: &mut Connection,
+    store: &'static str,
+    pragmas: &str,
+    schema: impl FnOnce(&Connection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::backend(store, e);
+    let mut tries = 0;
+    loop {
+        match conn.execute_batch(pragmas) {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    schema(&tx)?;
+    tx.execute_batch(TABLE).map_err(err)?;
+    migrate(&tx, store)?;
+    tx.commit().map_err(err)
 }
 
 /// Appends `e`; with `sweep`, first drops the events older than `retention` before it.

@@ -58,57 +58,24 @@ CREATE TABLE IF NOT EXISTS oidc_links (
   PRIMARY KEY (issuer, subject));
 ";
 
-/// Sets up the database of `conn`: the tables (audit log included), and what later
-/// versions keep added to a file an earlier version created, all in one `BEGIN IMMEDIATE`
-/// transaction: a crash part way leaves the file as it was, and two processes opening
-/// the same old file at once (the server starting while `aauth admin` runs) take turns,
-/// the second finding the columns there (each one is checked inside the transaction).
-/// The second waits for the first within the connection's busy timeout (rusqlite's
-/// default, five seconds).
+/// Sets up the database of `conn` ([`aauth_metadata::audit::sqlite::set_up`]): the tables
+/// (audit log included), and what later versions keep added to a file an earlier version
+/// created, all in one `BEGIN IMMEDIATE` transaction: a crash part way leaves the file as
+/// it was, and two processes opening the same old file at once (the server starting
+/// while `aauth admin` runs) take turns, the second finding the columns there (each one
+/// is checked inside the transaction).
 pub(super) fn set_up(conn: &mut Connection, store: &'static str) -> Result<(), StoreError> {
-    set_pragmas(conn)?;
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(err)?;
-    tx.execute_batch(SCHEMA).map_err(err)?;
-    tx.execute_batch(crate::audit::sqlite::TABLE).map_err(err)?;
-    migrate(&tx)?;
-    crate::audit::sqlite::migrate(&tx, store)?;
-    tx.commit().map_err(err)
-}
-
-/// Sets [`PRAGMAS`]. A journal mode changed while another process changes it is refused
-/// `SQLITE_BUSY` at once (SQLite calls no busy handler there, which could deadlock): it is
-/// tried again every 50 ms, for up to five seconds (as long as the busy timeout).
-fn set_pragmas(conn: &Connection) -> Result<(), StoreError> {
-    let mut tries = 0;
-    loop {
-        match conn.execute_batch(PRAGMAS) {
-            Ok(()) => return Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
-            {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => return Err(err(e)),
-        }
-    }
+    aauth_metadata::audit::sqlite::set_up(conn, store, PRAGMAS, |c| {
+        c.execute_batch(SCHEMA).map_err(err)?;
+        migrate(c)
+    })
 }
 
 /// Adds what later versions keep to a database an earlier version created (inside
 /// [`set_up`]'s transaction).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let has = |table: &str, column: &str| -> Result<bool, StoreError> {
-        let mut stmt = conn
-            .prepare(&format!("PRAGMA table_info({table})"))
-            .map_err(err)?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(1))
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(names.iter().any(|n| n == column))
+    let has = |table: &str, column: &str| {
+        aauth_metadata::audit::sqlite::has_column(conn, table, column, super::STORE)
     };
     if !has("pending", "version")? {
         conn.execute_batch(
