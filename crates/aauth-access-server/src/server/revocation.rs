@@ -271,8 +271,7 @@ impl PersonTokenCascade {
     }
 
     /// Revokes auth token `jti` at `resource`; `None` when done, else its `downstream`
-    /// error: [`discovery_error`] while its `revocation_endpoint` is looked up, then
-    /// [`answer_error`].
+    /// error ([`downstream_error`]).
     async fn revoke_at(
         &self,
         resource: &ServerId,
@@ -283,46 +282,25 @@ impl PersonTokenCascade {
         let Some(sender) = &self.sender else {
             return Some("revocation_unsupported");
         };
-        let endpoint = match sender.endpoint::<ResourceMetadata>(resource).await {
-            Ok(endpoint) => endpoint,
-            Err(e) => return Some(discovery_error(&e)),
-        };
         sender
-            .revoke_at(&endpoint, jti, exp, now)
+            .revoke::<ResourceMetadata>(resource, jti, exp, now)
             .await
             .err()
-            .map(|e| answer_error(&e))
+            .map(|e| downstream_error(&e))
     }
 }
 
-/// The `downstream` error of a resource whose `revocation_endpoint` was looked up and
-/// not found (draft -11 §11.12.3 Revocation Response, AS-41): `revocation_unsupported`
-/// when its metadata names none (it takes no revocations), `revocation_unavailable`
-/// when its metadata could not be read (a later attempt may get past).
-fn discovery_error(e: &RevocationError) -> &'static str {
+/// The `downstream` error of a revocation its resource did not take (draft -11
+/// §11.12.3 Revocation Response, AS-41: only `revocation_unsupported` or
+/// `revocation_unavailable`). The [`RevocationError`] already says which: unsupported
+/// when the resource's metadata names no `revocation_endpoint` or the endpoint answered
+/// `403 unsupported_iss`; every other failure (metadata unreadable, a `401` refusing
+/// this server's signature, another `403`, a `429 rate_limited`, a `5xx`, no answer) is
+/// one a later attempt may get past, `revocation_unavailable` (the Person Server
+/// resends, which re-attempts it).
+fn downstream_error(e: &RevocationError) -> &'static str {
     match e {
         RevocationError::Unsupported(_) => "revocation_unsupported",
-        _ => "revocation_unavailable",
-    }
-}
-
-/// The `downstream` error of a revocation its resource's endpoint did not take (draft
-/// -11 §11.12.3 Revocation Response, AS-41: only `revocation_unsupported` or
-/// `revocation_unavailable`). The revocation endpoint's errors are `invalid_request`
-/// (400), `unsupported_iss` (403), `rate_limited` (429) and `server_error`: only `403
-/// unsupported_iss` says the resource takes no revocations from this server,
-/// `revocation_unsupported`. Every other failure is one a later attempt may get past,
-/// `revocation_unavailable` (the Person Server resends, which re-attempts it): a `401`
-/// refusing this server's signature (its keys not fetched yet, a clock apart), a `403`
-/// that is not `unsupported_iss` (another refusal of this request, not of revocations
-/// from this server), a `429 rate_limited`, a `4xx` the endpoint does not define, a
-/// `5xx`, no answer.
-fn answer_error(e: &RevocationError) -> &'static str {
-    match e {
-        // A `403`, with its `error` member (or its status when it has none).
-        RevocationError::Unsupported(error) if error == "unsupported_iss" => {
-            "revocation_unsupported"
-        }
         _ => "revocation_unavailable",
     }
 }
