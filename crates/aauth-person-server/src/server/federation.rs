@@ -20,6 +20,11 @@ use super::defer::Deferral;
 use super::poll::PollError;
 use super::{Outcome, PENDING_PATH, PersonServer};
 
+/// How long a payment ([`crate::PaymentSettler::settle`]) may take before it is given up
+/// and reported as failed: five minutes, far past any exchange's deadline, so that a
+/// settler that never answers does not keep its task for ever.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl PersonServer {
     /// Four-party, when the Access Server needs the person (`requirement=interaction`:
     /// the agent gets the Access Server's link unchanged), an approval, a payment's
@@ -124,7 +129,10 @@ impl PersonServer {
     /// Server's pending URL ([`PsError::AccessServerInteraction`] with nothing for the
     /// agent to do): the agent's next poll polls that URL, never asks again, and never
     /// pays again (the [`crate::PaymentSettler`] settles once per `402`). A payment that
-    /// fails ends the request (its `402` relayed).
+    /// fails within the exchange's deadline ends the request (its `402` relayed); one that
+    /// fails after it is reported as this server's failure, and the request waits at the
+    /// pending URL until the Access Server answers it (its `402` while unpaid, then its
+    /// own expiry).
     pub(super) async fn federated(
         &self,
         f: &Federated<'_>,
@@ -429,7 +437,8 @@ impl PersonServer {
     /// cut short (the deadline, the agent's request gone) never cuts a payment short
     /// midway, whose outcome would then be unknown; this server waits at the pending URL
     /// meanwhile (`paid`), where the Access Server confirms it. A failure nobody awaits
-    /// any more is still reported.
+    /// any more is still reported. A settler that has not answered within
+    /// [`SETTLE_LIMIT`] is given up (reported as failed), so that its task ends.
     async fn settle(&self, fp: &crate::pending::FourParty, challenge: &str) -> Result<(), PsError> {
         let refused = |detail: String| PsError::AccessServerRefused {
             status: 402,
@@ -444,10 +453,18 @@ impl PersonServer {
         let (access_server, challenge) = (fp.access_server.clone(), challenge.to_owned());
         let (tell, told) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let settled = settler
-                .settle(&access_server, &challenge)
-                .await
-                .map_err(|why| refused(why.chars().take(500).collect()));
+            let settled = match tokio::time::timeout(
+                SETTLE_LIMIT,
+                settler.settle(&access_server, &challenge),
+            )
+            .await
+            {
+                Ok(settled) => settled.map_err(|why| refused(why.chars().take(500).collect())),
+                Err(_) => Err(refused(format!(
+                    "the payment settler did not answer within {} s",
+                    SETTLE_LIMIT.as_secs()
+                ))),
+            };
             if let Err(Err(e)) = tell.send(settled) {
                 aauth_metadata::serve::report_failure(&e);
             }

@@ -376,6 +376,56 @@ async fn a_payment_outlasting_the_deadline_is_made_once_and_waited_for() {
     assert_eq!(poll_of(&w, &location).await.0, StatusCode::GONE);
 }
 
+/// A payment processor that never answers; says when the payment it was asked for was
+/// given up (its future dropped).
+#[derive(Default)]
+struct Hangs(Arc<std::sync::atomic::AtomicBool>);
+
+#[async_trait]
+impl PaymentSettler for Hangs {
+    async fn settle(&self, _: &ServerId, _: &str) -> Result<(), String> {
+        struct GivenUp(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for GivenUp {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _given_up = GivenUp(Arc::clone(&self.0));
+        std::future::pending().await
+    }
+}
+
+/// A payment processor that never answers is given up after five minutes, so that the
+/// payment's task ends; meanwhile the Person Server waits at the paid pending URL.
+#[tokio::test(start_paused = true)]
+async fn a_payment_that_never_answers_is_given_up() {
+    let access = PaidThen::answering([Polled::Answer(
+        StatusCode::PAYMENT_REQUIRED,
+        r#"{"status":"pending"}"#,
+        &[],
+    )]);
+    let hangs = Arc::new(Hangs::default());
+    let (w, location, _) = approved_with(scripted(Box::new(|_| ok(&serde_json::json!({})))), {
+        let (access, hangs) = (Arc::clone(&access), Arc::clone(&hangs));
+        move |ps| {
+            ps.federation(access)
+                .payment_settler(hangs)
+                .federation_timeout(Duration::from_secs(1))
+        }
+    })
+    .await;
+    let (s, _, json) = poll(&w, "GET", &location, &w.agent, &w.agent_token, None, NOW).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{json}");
+    tokio::time::sleep(Duration::from_secs(290)).await;
+    assert!(!hangs.0.load(Ordering::SeqCst), "still waited for");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::task::yield_now().await;
+    assert!(
+        hangs.0.load(Ordering::SeqCst),
+        "given up after five minutes"
+    );
+}
+
 /// Refuses every payment, counted.
 #[derive(Default)]
 struct Declines(AtomicUsize);
