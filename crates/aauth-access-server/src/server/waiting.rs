@@ -314,6 +314,17 @@ pub(super) fn still_pending(r: &mut http::Response<Bytes>, id: &str, retry: &'st
 }
 
 impl AccessServer {
+    /// Whether waiting request `id` reads back closed as answered and taken by no one:
+    /// what only the close of its decided token writes (`false` when it cannot be read).
+    async fn closed_as_answered(&self, id: &str, now: UnixTime) -> bool {
+        match self.store.waiting_kept(id, now).await {
+            Ok(Some(r)) if r.taken_until.is_none() => {
+                Waiting::from_record(r).is_ok_and(|w| matches!(w.step, Step::Answered))
+            }
+            _ => false,
+        }
+    }
+
     /// The answer to a token request: the token, or the step it waits for at its pending
     /// URL (kept for ten minutes; `reuse`, the waiting request taken to be decided again:
     /// a request's later steps keep its URL, and its token ends it).
@@ -335,7 +346,13 @@ impl AccessServer {
                 // again, and would issue another token: this one is recorded revoked,
                 // never handed out, so that one token at most is live. The Person Server
                 // polls again (`202`, or `503` for the store's failure).
-                let closed = self.close_taken(r, now).await;
+                let closed = match self.close_taken(r, now).await {
+                    // A failure may come after the write committed (a connection lost
+                    // after its `COMMIT`): read back, a request closed as answered with
+                    // no lease was closed by this taker, and its token goes out.
+                    Err(_) if self.closed_as_answered(&r.id, now).await => Ok(true),
+                    closed => closed,
+                };
                 if matches!(closed, Ok(true)) {
                     return Ok(json_response(StatusCode::OK, &json));
                 }

@@ -37,6 +37,7 @@ pub(crate) struct Flaky {
     held_bind: std::sync::Mutex<Option<BindHold>>,
     held_take: std::sync::Mutex<Option<BindHold>>,
     fail_put_taken: AtomicBool,
+    fail_after_put_taken: AtomicBool,
     lose_put_taken: AtomicBool,
     moved_before_take: std::sync::Mutex<Option<String>>,
     issued: std::sync::Mutex<Vec<(String, u64)>>,
@@ -63,6 +64,7 @@ impl Flaky {
             held_bind: std::sync::Mutex::new(None),
             held_take: std::sync::Mutex::new(None),
             fail_put_taken: AtomicBool::new(false),
+            fail_after_put_taken: AtomicBool::new(false),
             lose_put_taken: AtomicBool::new(false),
             moved_before_take: std::sync::Mutex::new(None),
             issued: std::sync::Mutex::new(Vec::new()),
@@ -128,6 +130,12 @@ impl Flaky {
     /// as it was) fails (transient: `503`), nothing written, once.
     pub(crate) fn fail_next_put_taken(&self) {
         self.fail_put_taken.store(true, Ordering::SeqCst);
+    }
+
+    /// The next write of a taken request back is written, and then answered with a
+    /// failure (a connection lost after its `COMMIT`), once.
+    pub(crate) fn fail_after_next_put_taken(&self) {
+        self.fail_after_put_taken.store(true, Ordering::SeqCst);
     }
 
     /// From now on, a lookup by code yields to the runtime first (requests in flight at
@@ -342,7 +350,12 @@ impl AsStore for Flaky {
         {
             return Ok(aauth_access_server::WaitingPut::CodeTaken);
         }
-        self.inner.put_taken(record, taken).await
+        let put = self.inner.put_taken(record, taken).await;
+        if self.fail_after_put_taken.swap(false, Ordering::SeqCst) {
+            let _written = put?;
+            return Err(StoreError::backend("flaky", "the connection was lost"));
+        }
+        put
     }
 
     async fn bind(

@@ -253,6 +253,33 @@ async fn a_token_is_delivered_only_once_its_request_is_closed(
     assert_eq!(live, vec![delivered], "one live token, the one delivered");
 }
 
+/// A close written but answered with a failure (the connection lost after its
+/// `COMMIT`): read back, the request is closed as answered under this taker, so its token
+/// is delivered rather than revoked with the request lost.
+async fn a_close_written_but_answered_failed_still_delivers(inner: Arc<dyn AsStore>) {
+    let (w, store, _, location, _) = approved(inner).await;
+    store.fail_after_next_put_taken();
+    let (s, _, json) = w.poll_at(&location, NOW).await;
+    assert_eq!(s, StatusCode::OK, "{json}");
+    let delivered = jti_of(json["auth_token"].as_str().unwrap());
+    assert!(
+        !store
+            .is_revoked("https://as.example", &delivered, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.issued().len(), 1);
+    let (s, _, json) = w.poll_at(&location, NOW.plus(1)).await;
+    assert_eq!(s, StatusCode::GONE, "answered: {json}");
+}
+
+#[tokio::test]
+async fn a_close_written_but_answered_failed_still_delivers_in_memory_and_sqlite() {
+    a_close_written_but_answered_failed_still_delivers(Arc::new(MemoryStore::default())).await;
+    a_close_written_but_answered_failed_still_delivers(Arc::new(SqliteStore::in_memory().unwrap()))
+        .await;
+}
+
 #[tokio::test]
 async fn a_token_is_delivered_only_once_its_request_is_closed_in_memory() {
     for close in [Close::Fails, Close::Lost] {
